@@ -1,0 +1,129 @@
+//! The standard workflow shapes that orch's benchmarks run on.
+//!
+//! Every shape names its tasks `t0`, `t1`, ... in insertion order and gives them the task
+//! type `noop`, so one no-op handler runs them all.
+//!
+//! ```
+//! use benches::Shape;
+//!
+//! let workflow = Shape::Wavefront.build(9);
+//! assert_eq!(workflow.len(), 9);
+//! assert_eq!(workflow.validate().unwrap().level("t8"), Some(4));
+//! ```
+
+use orch::prelude::*;
+
+/// A family of DAGs, each buildable at any size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Each task depends on the one before it.
+    Chain,
+    /// One root, `n - 2` tasks that depend on it, one sink that depends on them all.
+    FanOutFanIn,
+    /// Task `i` depends on task `(i - 1) / 2`.
+    BinaryTree,
+    /// A `k x k` grid (`k = floor(sqrt(n))`); each cell depends on the cells above and to
+    /// its left.
+    Wavefront,
+    /// Each task depends on up to three distinct earlier tasks, chosen at random from a
+    /// fixed seed.
+    Random,
+}
+
+impl Shape {
+    /// Every shape.
+    pub const ALL: [Shape; 5] = [
+        Shape::Chain,
+        Shape::FanOutFanIn,
+        Shape::BinaryTree,
+        Shape::Wavefront,
+        Shape::Random,
+    ];
+
+    /// A short lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Chain => "chain",
+            Shape::FanOutFanIn => "fan_out_in",
+            Shape::BinaryTree => "binary_tree",
+            Shape::Wavefront => "wavefront",
+            Shape::Random => "random",
+        }
+    }
+
+    /// The dependencies of every task, by index, for a workflow of about `n` tasks
+    /// (a wavefront rounds down to a square).
+    pub fn dependencies(self, n: usize) -> Vec<Vec<usize>> {
+        match self {
+            Shape::Chain => (0..n)
+                .map(|i| i.checked_sub(1).into_iter().collect())
+                .collect(),
+            Shape::FanOutFanIn => (0..n)
+                .map(|i| match i {
+                    0 => vec![],
+                    _ if i + 1 == n && n > 2 => (1..n - 1).collect(),
+                    _ => vec![0],
+                })
+                .collect(),
+            Shape::BinaryTree => (0..n)
+                .map(|i| i.checked_sub(1).map(|p| p / 2).into_iter().collect())
+                .collect(),
+            Shape::Wavefront => {
+                let k = (n as f64).sqrt() as usize;
+                (0..k * k)
+                    .map(|i| {
+                        let (row, col) = (i / k, i % k);
+                        let mut deps = Vec::with_capacity(2);
+                        if row > 0 {
+                            deps.push(i - k);
+                        }
+                        if col > 0 {
+                            deps.push(i - 1);
+                        }
+                        deps
+                    })
+                    .collect()
+            }
+            Shape::Random => {
+                let mut rng = SplitMix64(0x5EED_0F_0AC4);
+                (0..n)
+                    .map(|i| {
+                        let wanted = (rng.next() % 4) as usize;
+                        let mut deps: Vec<usize> = Vec::with_capacity(wanted);
+                        while deps.len() < wanted.min(i) {
+                            let d = (rng.next() % i as u64) as usize;
+                            if !deps.contains(&d) {
+                                deps.push(d);
+                            }
+                        }
+                        deps
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Builds the workflow of about `n` tasks.
+    pub fn build(self, n: usize) -> Workflow {
+        let deps = self.dependencies(n);
+        let tasks = deps.iter().enumerate().map(|(i, deps)| {
+            Task::new(format!("t{i}"), "noop").depends_on(deps.iter().map(|d| format!("t{d}")))
+        });
+        Workflow::from_tasks(self.name(), self.name(), tasks)
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64), so shapes are the same on every run.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next pseudo-random number.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

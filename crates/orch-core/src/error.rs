@@ -1,0 +1,193 @@
+//! [`ValidationError`] and [`ValidationErrors`]: everything wrong with a workflow, at once.
+
+use std::fmt;
+
+use crate::TaskId;
+
+/// One problem that keeps a workflow from running.
+///
+/// Each variant names the task (and, where it applies, the dependency or option) at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// The workflow has no tasks.
+    #[error("workflow has no tasks")]
+    EmptyWorkflow,
+    /// A task depends on an id that no task has.
+    #[error("task `{task}` depends on unknown task `{dependency}`")]
+    UnknownDependency {
+        /// The task whose dependency list is wrong.
+        task: TaskId,
+        /// The id that names no task.
+        dependency: TaskId,
+    },
+    /// A task lists itself as a dependency.
+    #[error("task `{task}` depends on itself")]
+    SelfDependency {
+        /// The task.
+        task: TaskId,
+    },
+    /// A task lists the same dependency more than once.
+    #[error("task `{task}` lists dependency `{dependency}` more than once")]
+    DuplicateDependency {
+        /// The task.
+        task: TaskId,
+        /// The repeated dependency.
+        dependency: TaskId,
+    },
+    /// Two tasks share an id (list form, or tasks added twice).
+    #[error("task id `{task}` is used by more than one task")]
+    DuplicateTaskId {
+        /// The repeated id.
+        task: TaskId,
+    },
+    /// In map form, a task's key differs from the `task_id` inside it.
+    #[error("task stored under key `{key}` has task_id `{task_id}`")]
+    KeyMismatch {
+        /// The map key.
+        key: TaskId,
+        /// The id inside the task.
+        task_id: TaskId,
+    },
+    /// The dependencies form a cycle. Each task in `path` depends on the next one; the
+    /// last element repeats the first.
+    #[error("dependency cycle: {} (each task depends on the next)", path_text(.path))]
+    Cycle {
+        /// The cycle, first task repeated at the end: `[a, b, c, a]`.
+        path: Vec<TaskId>,
+    },
+    /// A task option has a value that cannot work.
+    #[error("task `{task}`: invalid `{option}`: {reason}")]
+    InvalidOption {
+        /// The task.
+        task: TaskId,
+        /// The option's field name (`timeout`, `backoff.multiplier`, `config`, ...).
+        option: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// No handler is registered for a task type.
+    #[error("no handler for task type `{task_type}` (used by {})", path_list(.tasks))]
+    MissingHandler {
+        /// The task type.
+        task_type: String,
+        /// Every task of that type.
+        tasks: Vec<TaskId>,
+    },
+}
+
+fn path_text(path: &[TaskId]) -> String {
+    path.iter()
+        .map(TaskId::as_str)
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+fn path_list(tasks: &[TaskId]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = tasks
+        .iter()
+        .take(SHOWN)
+        .map(|t| format!("`{t}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if tasks.len() > SHOWN {
+        text.push_str(&format!(" and {} more", tasks.len() - SHOWN));
+    }
+    text
+}
+
+/// Every problem found in a workflow; never empty.
+///
+/// `Display` prints one problem per line.
+///
+/// ```
+/// use orch_core::{Task, Workflow};
+///
+/// let workflow = Workflow::new("w", "W")
+///     .task(Task::new("a", "t").depends_on(["a", "ghost"]));
+/// let errors = workflow.validate().unwrap_err();
+/// assert_eq!(errors.len(), 2);
+/// assert_eq!(
+///     errors.to_string(),
+///     "task `a` depends on itself\ntask `a` depends on unknown task `ghost`"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationErrors(Vec<ValidationError>);
+
+impl ValidationErrors {
+    /// Wraps a list of problems; `None` when the list is empty.
+    pub fn from_vec(errors: Vec<ValidationError>) -> Option<Self> {
+        (!errors.is_empty()).then_some(Self(errors))
+    }
+
+    /// The problems, in the order they were found.
+    pub fn as_slice(&self) -> &[ValidationError] {
+        &self.0
+    }
+
+    /// Iterates over the problems.
+    pub fn iter(&self) -> std::slice::Iter<'_, ValidationError> {
+        self.0.iter()
+    }
+
+    /// How many problems there are (at least one).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always `false`: a `ValidationErrors` holds at least one problem.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Takes the problems out.
+    pub fn into_vec(self) -> Vec<ValidationError> {
+        self.0
+    }
+}
+
+impl Extend<ValidationError> for ValidationErrors {
+    fn extend<I: IntoIterator<Item = ValidationError>>(&mut self, errors: I) {
+        self.0.extend(errors);
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+impl From<ValidationError> for ValidationErrors {
+    fn from(error: ValidationError) -> Self {
+        Self(vec![error])
+    }
+}
+
+impl IntoIterator for ValidationErrors {
+    type Item = ValidationError;
+    type IntoIter = std::vec::IntoIter<ValidationError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a ValidationErrors {
+    type Item = &'a ValidationError;
+    type IntoIter = std::slice::Iter<'a, ValidationError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}

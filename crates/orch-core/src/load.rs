@@ -1,0 +1,278 @@
+//! Reading a [`Workflow`] from JSON, YAML or TOML, with errors that name the place.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::task::TaskSpec;
+use crate::{Task, TaskId, Workflow};
+
+/// A file format a workflow can be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// JSON.
+    Json,
+    /// YAML 1.2.
+    Yaml,
+    /// TOML 1.0.
+    Toml,
+}
+
+impl Format {
+    /// The format a file extension stands for: `json`, `yaml`/`yml` or `toml`.
+    pub fn from_extension(extension: &str) -> Option<Self> {
+        match extension.to_ascii_lowercase().as_str() {
+            "json" => Some(Self::Json),
+            "yaml" | "yml" => Some(Self::Yaml),
+            "toml" => Some(Self::Toml),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Json => "JSON",
+            Self::Yaml => "YAML",
+            Self::Toml => "TOML",
+        })
+    }
+}
+
+/// Why a workflow could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read workflow file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's extension names no known format.
+    #[error(
+        "cannot tell the format of workflow file {}: expected extension .json, .yaml, .yml or .toml",
+        path.display()
+    )]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The text is not a well-formed workflow.
+    #[error("invalid {format} workflow{}: at `{field}`: {message}", in_file(file.as_deref()))]
+    Parse {
+        /// The format being read.
+        format: Format,
+        /// The file, when reading one.
+        file: Option<PathBuf>,
+        /// Where in the document: a field path such as `tasks[3].dependencies`, or `.` for
+        /// the top level.
+        field: String,
+        /// 1-based line of the problem, when the parser knows it.
+        line: Option<usize>,
+        /// 1-based column of the problem, when the parser knows it.
+        column: Option<usize>,
+        /// The parser's description of the problem.
+        message: String,
+    },
+}
+
+fn in_file(file: Option<&Path>) -> String {
+    file.map(|f| format!(" in {}", f.display()))
+        .unwrap_or_default()
+}
+
+impl Workflow {
+    /// Reads a workflow from JSON text.
+    ///
+    /// Tasks may be a map from id to task (the `task_id` inside may then be left out) or a
+    /// list of tasks, each with its `task_id`. Unknown keys are errors.
+    ///
+    /// ```
+    /// use orch_core::Workflow;
+    ///
+    /// let workflow = Workflow::from_json(r#"{
+    ///     "workflow_id": "etl", "name": "ETL",
+    ///     "tasks": {
+    ///         "load": {"task_type": "load"},
+    ///         "clean": {"task_type": "clean", "dependencies": ["load"]}
+    ///     }
+    /// }"#)?;
+    /// assert_eq!(workflow.execution_order().unwrap(), ["load", "clean"]);
+    ///
+    /// let err = Workflow::from_json(r#"{"workflow_id": "w", "tasks": [{"task_id": "a"}]}"#)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("tasks[0]"), "{err}");
+    /// # Ok::<(), orch_core::LoadError>(())
+    /// ```
+    pub fn from_json(text: &str) -> Result<Self, LoadError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let (line, column) = (e.inner().line(), e.inner().column());
+            parse_error(Format::Json, e, Some(line), Some(column))
+        })
+    }
+
+    /// Reads a workflow from YAML text; the shape is the same as for
+    /// [`Workflow::from_json`].
+    pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let location = e.inner().location();
+            let line = location.as_ref().map(|l| l.line());
+            let column = location.as_ref().map(|l| l.column());
+            parse_error(Format::Yaml, e, line, column)
+        })
+    }
+
+    /// Reads a workflow from TOML text; the shape is the same as for
+    /// [`Workflow::from_json`] (list form is an array of tables, `[[tasks]]`).
+    pub fn from_toml(text: &str) -> Result<Self, LoadError> {
+        let position = |e: &toml::de::Error| {
+            e.span()
+                .map(|span| line_and_column(text, span.start))
+                .unzip()
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let (line, column) = position(&e);
+            LoadError::Parse {
+                format: Format::Toml,
+                file: None,
+                field: ".".into(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let (line, column) = position(e.inner());
+            let message = e.inner().message().to_owned();
+            LoadError::Parse {
+                format: Format::Toml,
+                file: None,
+                field: e.path().to_string(),
+                line,
+                column,
+                message,
+            }
+        })
+    }
+
+    /// Reads a workflow file, choosing the format by its extension.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, LoadError> {
+        let path = path.as_ref();
+        let format = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(Format::from_extension)
+            .ok_or_else(|| LoadError::UnknownFormat {
+                path: path.to_owned(),
+            })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let parsed = match format {
+            Format::Json => Self::from_json(&text),
+            Format::Yaml => Self::from_yaml(&text),
+            Format::Toml => Self::from_toml(&text),
+        };
+        parsed.map_err(|mut e| {
+            if let LoadError::Parse { file, .. } = &mut e {
+                *file = Some(path.to_owned());
+            }
+            e
+        })
+    }
+}
+
+fn parse_error<E: fmt::Display>(
+    format: Format,
+    e: serde_path_to_error::Error<E>,
+    line: Option<usize>,
+    column: Option<usize>,
+) -> LoadError {
+    LoadError::Parse {
+        format,
+        file: None,
+        field: e.path().to_string(),
+        line,
+        column,
+        message: e.inner().to_string(),
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl<'de> Deserialize<'de> for Workflow {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct WorkflowSpec {
+            workflow_id: String,
+            #[serde(default)]
+            name: String,
+            tasks: TaskList,
+        }
+        let spec = WorkflowSpec::deserialize(deserializer)?;
+        let mut workflow = Workflow::new(spec.workflow_id, spec.name);
+        for (key, task) in spec.tasks.0 {
+            match key {
+                Some(key) => workflow.insert_keyed(key, task),
+                None => workflow.add_task(task),
+            }
+        }
+        Ok(workflow)
+    }
+}
+
+/// Tasks as written in a file: map form keeps each key beside its task.
+struct TaskList(Vec<(Option<TaskId>, Task)>);
+
+impl<'de> Deserialize<'de> for TaskList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TaskListVisitor)
+    }
+}
+
+struct TaskListVisitor;
+
+impl<'de> Visitor<'de> for TaskListVisitor {
+    type Value = TaskList;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map from task id to task, or a list of tasks")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TaskList, A::Error> {
+        let mut tasks = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<TaskId>()? {
+            let spec: TaskSpec = map.next_value()?;
+            tasks.push((Some(key.clone()), spec.into_task(key)));
+        }
+        Ok(TaskList(tasks))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TaskList, A::Error> {
+        let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(task) = seq.next_element::<Task>()? {
+            tasks.push((None, task));
+        }
+        Ok(TaskList(tasks))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<TaskList, E> {
+        Ok(TaskList(Vec::new()))
+    }
+}

@@ -1,0 +1,257 @@
+//! Run records: [`TaskStatus`], [`TaskRecord`] and [`WorkflowResult`].
+//!
+//! Records live beside the workflow definition, never inside it: running a workflow
+//! leaves the definition untouched and produces a [`WorkflowResult`].
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use indexmap::IndexMap;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::TaskId;
+
+/// Where a task is in its life. Serialised in lower case (`"completed"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Not started yet.
+    #[default]
+    Pending,
+    /// A handler is running it.
+    Running,
+    /// Finished successfully.
+    Completed,
+    /// Its handler failed, panicked or timed out, after all retries.
+    Failed,
+    /// Not run, because a task it depends on failed.
+    Skipped,
+    /// Not finished, because the run was cancelled.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// The lower-case name, as serialised.
+    ///
+    /// ```
+    /// assert_eq!(orch_core::TaskStatus::Skipped.as_str(), "skipped");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the status is final: completed, failed, skipped or cancelled.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a whole run ended. Serialised in lower case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowStatus {
+    /// Every task completed.
+    Completed,
+    /// At least one task failed (and so others may have been skipped).
+    Failed,
+    /// The run was cancelled before it finished.
+    Cancelled,
+}
+
+impl WorkflowStatus {
+    /// The lower-case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for WorkflowStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to one task in one run.
+///
+/// ```
+/// use orch_core::{TaskRecord, TaskStatus};
+/// use std::time::{Duration, SystemTime};
+///
+/// let start = SystemTime::UNIX_EPOCH;
+/// let record = TaskRecord {
+///     status: TaskStatus::Completed,
+///     start_time: Some(start),
+///     end_time: Some(start + Duration::from_millis(1500)),
+///     attempts: 1,
+///     ..TaskRecord::default()
+/// };
+/// assert_eq!(record.duration(), Some(Duration::from_millis(1500)));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TaskRecord {
+    /// The task's final (or current) status.
+    pub status: TaskStatus,
+    /// The handler's output, when it completed.
+    pub result: Option<Value>,
+    /// Why it failed, was skipped or was cancelled.
+    pub error: Option<String>,
+    /// When the first attempt started.
+    #[serde(with = "rfc3339_opt")]
+    pub start_time: Option<SystemTime>,
+    /// When the last attempt ended.
+    #[serde(with = "rfc3339_opt")]
+    pub end_time: Option<SystemTime>,
+    /// How many attempts ran (0 for a task that never started).
+    pub attempts: u32,
+}
+
+impl TaskRecord {
+    /// The time from the first start to the last end; `None` unless both are known.
+    /// (The seed's `get_duration()`.)
+    pub fn duration(&self) -> Option<Duration> {
+        let (start, end) = (self.start_time?, self.end_time?);
+        Some(end.duration_since(start).unwrap_or_default())
+    }
+}
+
+impl Serialize for TaskRecord {
+    /// Writes every field plus `duration` in seconds; times in RFC 3339.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("TaskRecord", 7)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("result", &self.result)?;
+        s.serialize_field("error", &self.error)?;
+        s.serialize_field("start_time", &self.start_time.map(rfc3339))?;
+        s.serialize_field("end_time", &self.end_time.map(rfc3339))?;
+        s.serialize_field("duration", &self.duration().map(|d| d.as_secs_f64()))?;
+        s.serialize_field("attempts", &self.attempts)?;
+        s.end()
+    }
+}
+
+/// The outcome of one workflow run: its status, timing and every task's record.
+///
+/// Serialises (see [`WorkflowResult::to_json`]) with `workflow_id`, `name`, `status`,
+/// `start_time` and `end_time` (RFC 3339), `total_duration` (seconds), `max_concurrent` and
+/// `tasks`, each task's record in insertion order.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct WorkflowResult {
+    /// The workflow's id.
+    pub workflow_id: String,
+    /// The workflow's name.
+    pub name: String,
+    /// How the run ended.
+    pub status: WorkflowStatus,
+    /// When the run started.
+    #[serde(with = "rfc3339_req")]
+    pub start_time: SystemTime,
+    /// When the run ended.
+    #[serde(with = "rfc3339_req")]
+    pub end_time: SystemTime,
+    /// The most tasks the run allowed at once.
+    pub max_concurrent: usize,
+    /// Every task's record, in the workflow's insertion order.
+    pub tasks: IndexMap<TaskId, TaskRecord>,
+}
+
+impl WorkflowResult {
+    /// Wall-clock time of the whole run.
+    pub fn total_duration(&self) -> Duration {
+        self.end_time
+            .duration_since(self.start_time)
+            .unwrap_or_default()
+    }
+
+    /// The record of one task.
+    pub fn task(&self, id: &str) -> Option<&TaskRecord> {
+        self.tasks.get(id)
+    }
+
+    /// The ids of the tasks with this status, in insertion order.
+    pub fn tasks_with(&self, status: TaskStatus) -> Vec<&TaskId> {
+        self.tasks
+            .iter()
+            .filter(|(_, r)| r.status == status)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The result as a JSON value (the seed's `to_dict()`).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|e| Value::String(e.to_string()))
+    }
+
+    /// The result as compact JSON text.
+    pub fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    /// The result as indented JSON text.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
+    }
+}
+
+impl Serialize for WorkflowResult {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("WorkflowResult", 8)?;
+        s.serialize_field("workflow_id", &self.workflow_id)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("start_time", &rfc3339(self.start_time))?;
+        s.serialize_field("end_time", &rfc3339(self.end_time))?;
+        s.serialize_field("total_duration", &self.total_duration().as_secs_f64())?;
+        s.serialize_field("max_concurrent", &self.max_concurrent)?;
+        s.serialize_field("tasks", &self.tasks)?;
+        s.end()
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_micros(time).to_string()
+}
+
+mod rfc3339_opt {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| humantime::parse_rfc3339_weak(&text).map_err(D::Error::custom))
+            .transpose()
+    }
+}
+
+mod rfc3339_req {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text).map_err(D::Error::custom)
+    }
+}

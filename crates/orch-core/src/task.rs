@@ -1,0 +1,266 @@
+//! [`Task`], one unit of work, and its retry policy [`Backoff`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::TaskId;
+
+/// One unit of work in a [`Workflow`](crate::Workflow).
+///
+/// A task names the handler that runs it (`task_type`), the configuration handed to that
+/// handler, and the tasks that must complete before it may start. Every field is public:
+/// any value can be stored, and [`Workflow::validate`](crate::Workflow::validate) reports
+/// the combinations that cannot run.
+///
+/// ```
+/// use orch_core::Task;
+/// use serde_json::json;
+/// use std::time::Duration;
+///
+/// let task = Task::new("process", "process")
+///     .name("Process Data")
+///     .config(json!({"method": "aggregation"}))
+///     .depends_on(["fetch"])
+///     .retries(2)
+///     .timeout(Duration::from_secs(30));
+/// assert_eq!(task.dependencies, ["fetch"]);
+/// assert_eq!(task.display_name(), "Process Data");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TaskSpec")]
+pub struct Task {
+    /// Unique identifier of the task inside its workflow.
+    pub task_id: TaskId,
+    /// Human-readable name; empty means "use the id" (see [`Task::display_name`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The handler type that runs this task.
+    pub task_type: String,
+    /// Configuration handed to the handler; a JSON object.
+    pub config: Value,
+    /// Ids of the tasks that must complete before this one starts.
+    pub dependencies: Vec<TaskId>,
+    /// How many times a failed attempt is retried (0: run once).
+    pub retries: u32,
+    /// The delay between attempts.
+    pub backoff: Backoff,
+    /// The longest one attempt may run before it counts as failed; `None` for no limit.
+    #[serde(with = "secs_opt", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+impl Task {
+    /// Creates a task with the given id and handler type, no dependencies, an empty
+    /// configuration object, no retries and no timeout.
+    pub fn new(task_id: impl Into<TaskId>, task_type: impl Into<String>) -> Self {
+        Self {
+            task_id: task_id.into(),
+            name: String::new(),
+            task_type: task_type.into(),
+            config: Value::Object(serde_json::Map::new()),
+            dependencies: Vec::new(),
+            retries: 0,
+            backoff: Backoff::default(),
+            timeout: None,
+        }
+    }
+
+    /// Sets the human-readable name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the configuration handed to the handler.
+    pub fn config(mut self, config: Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds dependencies: tasks that must complete before this one starts.
+    pub fn depends_on<I>(mut self, dependencies: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<TaskId>,
+    {
+        self.dependencies
+            .extend(dependencies.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets how many times a failed attempt is retried.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets the delay policy between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the longest time one attempt may run.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The name, or the id when no name was given.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.task_id
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// Exponential backoff between the attempts of a retried task.
+///
+/// The delay before retry `n` (1 for the first retry) is
+/// `min(max, initial * multiplier^(n-1))`; with `jitter` it is drawn uniformly from the
+/// upper half of that, so that many tasks failing together do not retry in lockstep.
+///
+/// ```
+/// use orch_core::Backoff;
+/// use std::time::Duration;
+///
+/// let backoff = Backoff { jitter: false, ..Backoff::default() };
+/// assert_eq!(backoff.delay(1, 0.0), Duration::from_millis(100));
+/// assert_eq!(backoff.delay(3, 0.0), Duration::from_millis(400));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backoff {
+    /// The delay before the first retry (seconds in files).
+    #[serde(with = "secs")]
+    pub initial: Duration,
+    /// The factor applied to the delay after each retry; at least 1.
+    pub multiplier: f64,
+    /// The longest delay (seconds in files).
+    #[serde(with = "secs")]
+    pub max: Duration,
+    /// Whether to randomise each delay within its upper half.
+    pub jitter: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max: Duration::from_secs(30),
+            jitter: true,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `retry` (1-based). `unit` is a random number in
+    /// `[0, 1)` used for jitter; it is ignored when `jitter` is off.
+    pub fn delay(&self, retry: u32, unit: f64) -> Duration {
+        let exponent = retry.saturating_sub(1).min(1024) as i32;
+        let raw = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
+        let capped = raw.min(self.max.as_secs_f64());
+        let secs = if self.jitter {
+            capped * (0.5 + 0.5 * unit.clamp(0.0, 1.0))
+        } else {
+            capped
+        };
+        Duration::try_from_secs_f64(secs).unwrap_or(self.max)
+    }
+}
+
+/// What a task looks like in a file: the id may be left out in map form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TaskSpec {
+    #[serde(default)]
+    pub(crate) task_id: Option<TaskId>,
+    #[serde(default)]
+    name: String,
+    task_type: String,
+    #[serde(default = "empty_object")]
+    config: Value,
+    #[serde(default)]
+    dependencies: Vec<TaskId>,
+    #[serde(default)]
+    retries: u32,
+    #[serde(default)]
+    backoff: Backoff,
+    #[serde(default, with = "secs_opt")]
+    timeout: Option<Duration>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+impl TaskSpec {
+    /// Turns the spec into a task, taking `fallback_id` when the spec names none.
+    pub(crate) fn into_task(self, fallback_id: TaskId) -> Task {
+        Task {
+            task_id: self.task_id.unwrap_or(fallback_id),
+            name: self.name,
+            task_type: self.task_type,
+            config: self.config,
+            dependencies: self.dependencies,
+            retries: self.retries,
+            backoff: self.backoff,
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl TryFrom<TaskSpec> for Task {
+    type Error = String;
+
+    fn try_from(spec: TaskSpec) -> Result<Self, String> {
+        match spec.task_id.clone() {
+            Some(id) => Ok(spec.into_task(id)),
+            None => Err("missing field `task_id`".to_owned()),
+        }
+    }
+}
+
+/// Serde helpers for durations written as (fractional) seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            D::Error::custom(format!(
+                "invalid duration {secs}: expected a non-negative, finite number of seconds"
+            ))
+        })
+    }
+}
+
+mod secs_opt {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::secs::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::secs::deserialize(d).map(Some)
+    }
+}

@@ -1,0 +1,327 @@
+//! [`Workflow`], a named set of tasks, and [`ValidWorkflow`], one that passed validation.
+
+use std::sync::OnceLock;
+
+use indexmap::IndexMap;
+use serde::{Serialize, Serializer};
+
+use crate::plan::{self, Plan};
+use crate::{Task, TaskId, ValidationError, ValidationErrors};
+
+/// A named set of tasks with dependencies between them: the definition of a DAG workflow.
+///
+/// Tasks keep their insertion order, which breaks ties wherever an order is chosen. A
+/// workflow is never changed by running it, so the same definition can run again. Its
+/// validation and compiled [`Plan`] are computed once, on first use, and cached.
+///
+/// ```
+/// use orch_core::{Task, Workflow};
+/// use serde_json::json;
+///
+/// let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
+///     .task(Task::new("fetch_task", "fetch").config(json!({"source": "api"})))
+///     .task(Task::new("process_task", "process").depends_on(["fetch_task"]));
+///
+/// let valid = workflow.validate()?;
+/// assert_eq!(valid.execution_order(), ["fetch_task", "process_task"]);
+/// assert_eq!(valid.level("process_task"), Some(1));
+/// # Ok::<(), orch_core::ValidationErrors>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    workflow_id: String,
+    name: String,
+    tasks: IndexMap<TaskId, Task>,
+    duplicate_ids: Vec<TaskId>,
+    plan: OnceLock<Result<Plan, ValidationErrors>>,
+}
+
+impl Workflow {
+    /// Creates an empty workflow.
+    pub fn new(workflow_id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            workflow_id: workflow_id.into(),
+            name: name.into(),
+            tasks: IndexMap::new(),
+            duplicate_ids: Vec::new(),
+            plan: OnceLock::new(),
+        }
+    }
+
+    /// Creates a workflow from tasks in order. Ids given twice are kept once (the first)
+    /// and reported by [`Workflow::validate`].
+    pub fn from_tasks(
+        workflow_id: impl Into<String>,
+        name: impl Into<String>,
+        tasks: impl IntoIterator<Item = Task>,
+    ) -> Self {
+        let tasks = tasks.into_iter();
+        let mut workflow = Self::new(workflow_id, name);
+        workflow.tasks.reserve(tasks.size_hint().0);
+        for task in tasks {
+            workflow.add_task(task);
+        }
+        workflow
+    }
+
+    /// Adds a task and returns the workflow, for chaining.
+    pub fn task(mut self, task: Task) -> Self {
+        self.add_task(task);
+        self
+    }
+
+    /// Adds a task. A second task with an id already present is not stored; validation
+    /// reports it as [`ValidationError::DuplicateTaskId`].
+    pub fn add_task(&mut self, task: Task) {
+        self.plan = OnceLock::new();
+        match self.tasks.entry(task.task_id.clone()) {
+            indexmap::map::Entry::Occupied(entry) => self.duplicate_ids.push(entry.key().clone()),
+            indexmap::map::Entry::Vacant(entry) => {
+                entry.insert(task);
+            }
+        }
+    }
+
+    /// Adds a task under a map key, as a file in map form does. A key that differs from
+    /// the task's own id is reported by validation.
+    pub(crate) fn insert_keyed(&mut self, key: TaskId, task: Task) {
+        self.plan = OnceLock::new();
+        match self.tasks.entry(key) {
+            indexmap::map::Entry::Occupied(entry) => self.duplicate_ids.push(entry.key().clone()),
+            indexmap::map::Entry::Vacant(entry) => {
+                entry.insert(task);
+            }
+        }
+    }
+
+    /// The workflow's identifier.
+    pub fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+
+    /// The workflow's human-readable name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tasks by id, in insertion order.
+    pub fn tasks(&self) -> &IndexMap<TaskId, Task> {
+        &self.tasks
+    }
+
+    /// The task with this id.
+    pub fn get(&self, id: &str) -> Option<&Task> {
+        self.tasks.get(id)
+    }
+
+    /// The number of tasks.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether the workflow has no tasks.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Ids that were given to more than one task.
+    pub(crate) fn duplicate_ids(&self) -> &[TaskId] {
+        &self.duplicate_ids
+    }
+
+    /// Checks the workflow and returns a view that answers DAG queries.
+    ///
+    /// Every problem is reported at once: an empty workflow, unknown, self and duplicate
+    /// dependencies, duplicate ids, map keys that differ from task ids, cycles (with their
+    /// path) and invalid task options. The result is computed once and cached.
+    pub fn validate(&self) -> Result<ValidWorkflow<'_>, ValidationErrors> {
+        match self.plan.get_or_init(|| plan::compile(self)) {
+            Ok(plan) => Ok(ValidWorkflow {
+                workflow: self,
+                plan,
+            }),
+            Err(errors) => Err(errors.clone()),
+        }
+    }
+
+    /// Like [`Workflow::validate`], and also reports every task type for which
+    /// `has_handler` answers `false`, each with the tasks that use it.
+    pub fn validate_with_handlers(
+        &self,
+        has_handler: impl Fn(&str) -> bool,
+    ) -> Result<ValidWorkflow<'_>, ValidationErrors> {
+        let structural = self.validate();
+        let types: Vec<&str> = match &structural {
+            Ok(valid) => valid.plan.task_types().iter().map(String::as_str).collect(),
+            Err(_) => {
+                let distinct: indexmap::IndexSet<&str> =
+                    self.tasks.values().map(|t| t.task_type.as_str()).collect();
+                distinct.into_iter().collect()
+            }
+        };
+        let mut missing: IndexMap<&str, Vec<TaskId>> = types
+            .into_iter()
+            .filter(|task_type| !has_handler(task_type))
+            .map(|task_type| (task_type, Vec::new()))
+            .collect();
+        if !missing.is_empty() {
+            for (id, task) in &self.tasks {
+                if let Some(tasks) = missing.get_mut(task.task_type.as_str()) {
+                    tasks.push(id.clone());
+                }
+            }
+        }
+        let missing =
+            missing
+                .into_iter()
+                .map(|(task_type, tasks)| ValidationError::MissingHandler {
+                    task_type: task_type.to_owned(),
+                    tasks,
+                });
+        match structural {
+            Ok(valid) => match ValidationErrors::from_vec(missing.collect()) {
+                None => Ok(valid),
+                Some(errors) => Err(errors),
+            },
+            Err(mut errors) => {
+                errors.extend(missing);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Task ids in execution order (see [`ValidWorkflow::execution_order`]).
+    pub fn execution_order(&self) -> Result<Vec<&TaskId>, ValidationErrors> {
+        Ok(self.validate()?.execution_order())
+    }
+
+    /// Each task's level (see [`ValidWorkflow::task_levels`]).
+    pub fn task_levels(&self) -> Result<IndexMap<TaskId, usize>, ValidationErrors> {
+        Ok(self.validate()?.task_levels())
+    }
+}
+
+impl PartialEq for Workflow {
+    fn eq(&self, other: &Self) -> bool {
+        self.workflow_id == other.workflow_id
+            && self.name == other.name
+            && self.tasks == other.tasks
+            && self.duplicate_ids == other.duplicate_ids
+    }
+}
+
+impl Serialize for Workflow {
+    /// Writes the map form: `{workflow_id, name, tasks: {id: task, ...}}`.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Workflow", 3)?;
+        s.serialize_field("workflow_id", &self.workflow_id)?;
+        s.serialize_field("name", &self.name)?;
+        s.serialize_field("tasks", &self.tasks)?;
+        s.end()
+    }
+}
+
+/// A workflow that passed validation, with its DAG queries.
+///
+/// Obtained from [`Workflow::validate`]; cheap to copy.
+///
+/// ```
+/// use orch_core::{Task, Workflow};
+///
+/// let workflow = Workflow::new("parallel", "Parallel Processing")
+///     .task(Task::new("prep", "t"))
+///     .task(Task::new("task_a", "t").depends_on(["prep"]))
+///     .task(Task::new("task_b", "t").depends_on(["prep"]))
+///     .task(Task::new("merge", "t").depends_on(["task_a", "task_b"]));
+/// let valid = workflow.validate()?;
+/// assert_eq!(valid.roots(), ["prep"]);
+/// assert_eq!(valid.leaves(), ["merge"]);
+/// assert_eq!(valid.dependents("prep").unwrap(), ["task_a", "task_b"]);
+/// assert_eq!(valid.descendants("task_a").unwrap(), ["merge"]);
+/// assert_eq!(valid.ancestors("merge").unwrap(), ["prep", "task_a", "task_b"]);
+/// assert_eq!(valid.task_levels()["merge"], 2);
+/// # Ok::<(), orch_core::ValidationErrors>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ValidWorkflow<'w> {
+    workflow: &'w Workflow,
+    plan: &'w Plan,
+}
+
+impl<'w> ValidWorkflow<'w> {
+    /// The workflow.
+    pub fn workflow(&self) -> &'w Workflow {
+        self.workflow
+    }
+
+    /// The compiled, index-based plan.
+    pub fn plan(&self) -> &'w Plan {
+        self.plan
+    }
+
+    fn id(&self, index: usize) -> &'w TaskId {
+        self.workflow
+            .tasks
+            .get_index(index)
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| unreachable!("plan indices come from this workflow's task map"))
+    }
+
+    fn ids(&self, indices: impl IntoIterator<Item = usize>) -> Vec<&'w TaskId> {
+        indices.into_iter().map(|i| self.id(i)).collect()
+    }
+
+    fn index(&self, id: &str) -> Option<usize> {
+        self.workflow.tasks.get_index_of(id)
+    }
+
+    /// Task ids in execution order: each task after all of its dependencies, and among
+    /// tasks that could go next, the one inserted first.
+    pub fn execution_order(&self) -> Vec<&'w TaskId> {
+        self.ids(self.plan.order().iter().map(|&i| i as usize))
+    }
+
+    /// Each task's level, in insertion order: 0 for a task with no dependencies, otherwise
+    /// one more than its deepest dependency. Tasks of one level never depend on each other.
+    pub fn task_levels(&self) -> IndexMap<TaskId, usize> {
+        (0..self.plan.len())
+            .map(|i| (self.id(i).clone(), self.plan.level(i)))
+            .collect()
+    }
+
+    /// The level of one task, or `None` if no task has this id.
+    pub fn level(&self, id: &str) -> Option<usize> {
+        self.index(id).map(|i| self.plan.level(i))
+    }
+
+    /// The tasks that depend directly on `id`, in insertion order; `None` if no task has
+    /// this id.
+    pub fn dependents(&self, id: &str) -> Option<Vec<&'w TaskId>> {
+        let mut found: Vec<usize> = self.plan.dependents(self.index(id)?).collect();
+        found.sort_unstable();
+        Some(self.ids(found))
+    }
+
+    /// Every task that transitively depends on `id`, in execution order; `None` if no task
+    /// has this id.
+    pub fn descendants(&self, id: &str) -> Option<Vec<&'w TaskId>> {
+        Some(self.ids(self.plan.descendants(self.index(id)?)))
+    }
+
+    /// Every task that `id` transitively depends on, in execution order; `None` if no task
+    /// has this id.
+    pub fn ancestors(&self, id: &str) -> Option<Vec<&'w TaskId>> {
+        Some(self.ids(self.plan.ancestors(self.index(id)?)))
+    }
+
+    /// Tasks with no dependencies, in insertion order.
+    pub fn roots(&self) -> Vec<&'w TaskId> {
+        self.ids((0..self.plan.len()).filter(|&i| self.plan.dependency_count(i) == 0))
+    }
+
+    /// Tasks nothing depends on, in insertion order.
+    pub fn leaves(&self) -> Vec<&'w TaskId> {
+        self.ids((0..self.plan.len()).filter(|&i| self.plan.dependents(i).next().is_none()))
+    }
+}
