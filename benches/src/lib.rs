@@ -85,13 +85,13 @@ impl Shape {
                     .collect()
             }
             Shape::Random => {
-                let mut rng = SplitMix64(0x5EED_0F_0AC4);
+                let mut rng = SplitMix64(0x5EED_0F0A_C4);
                 (0..n)
                     .map(|i| {
-                        let wanted = (rng.next() % 4) as usize;
+                        let wanted = (rng.next_u64() % 4) as usize;
                         let mut deps: Vec<usize> = Vec::with_capacity(wanted);
                         while deps.len() < wanted.min(i) {
-                            let d = (rng.next() % i as u64) as usize;
+                            let d = (rng.next_u64() % i as u64) as usize;
                             if !deps.contains(&d) {
                                 deps.push(d);
                             }
@@ -119,7 +119,7 @@ pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     /// The next pseudo-random number.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
