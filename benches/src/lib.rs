@@ -85,7 +85,7 @@ impl Shape {
                     .collect()
             }
             Shape::Random => {
-                let mut rng = SplitMix64(0x5EED_0F0A_C4);
+                let mut rng = SplitMix64(0x5EED_0F0A);
                 (0..n)
                     .map(|i| {
                         let wanted = (rng.next_u64() % 4) as usize;
