@@ -42,7 +42,7 @@ mod task;
 mod workflow;
 
 pub use error::{ValidationError, ValidationErrors};
-pub use id::TaskId;
+pub use id::{IdMap, TaskId};
 pub use load::{Format, LoadError};
 pub use plan::Plan;
 pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};

@@ -6,12 +6,11 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use indexmap::IndexMap;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::TaskId;
+use crate::{IdMap, TaskId};
 
 /// Where a task is in its life. Serialised in lower case (`"completed"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -171,7 +170,7 @@ pub struct WorkflowResult {
     /// The most tasks the run allowed at once.
     pub max_concurrent: usize,
     /// Every task's record, in the workflow's insertion order.
-    pub tasks: IndexMap<TaskId, TaskRecord>,
+    pub tasks: IdMap<TaskRecord>,
 }
 
 impl WorkflowResult {

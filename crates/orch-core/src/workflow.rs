@@ -6,7 +6,7 @@ use indexmap::IndexMap;
 use serde::{Serialize, Serializer};
 
 use crate::plan::{self, Plan};
-use crate::{Task, TaskId, ValidationError, ValidationErrors};
+use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 
 /// A named set of tasks with dependencies between them: the definition of a DAG workflow.
 ///
@@ -31,7 +31,7 @@ use crate::{Task, TaskId, ValidationError, ValidationErrors};
 pub struct Workflow {
     workflow_id: String,
     name: String,
-    tasks: IndexMap<TaskId, Task>,
+    tasks: IdMap<Task>,
     duplicate_ids: Vec<TaskId>,
     plan: OnceLock<Result<Plan, ValidationErrors>>,
 }
@@ -42,7 +42,7 @@ impl Workflow {
         Self {
             workflow_id: workflow_id.into(),
             name: name.into(),
-            tasks: IndexMap::new(),
+            tasks: IdMap::default(),
             duplicate_ids: Vec::new(),
             plan: OnceLock::new(),
         }
@@ -105,7 +105,7 @@ impl Workflow {
     }
 
     /// The tasks by id, in insertion order.
-    pub fn tasks(&self) -> &IndexMap<TaskId, Task> {
+    pub fn tasks(&self) -> &IdMap<Task> {
         &self.tasks
     }
 

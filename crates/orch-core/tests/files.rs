@@ -1,0 +1,227 @@
+//! Reading workflows from JSON, YAML and TOML, and the errors that name the place.
+
+use std::time::Duration;
+
+use orch_core::{Format, LoadError, Workflow};
+
+/// The field path, line and message of a parse error.
+fn parse_error(result: Result<Workflow, LoadError>) -> (String, Option<usize>, String) {
+    match result {
+        Err(LoadError::Parse {
+            field,
+            line,
+            message,
+            ..
+        }) => (field, line, message),
+        Err(other) => panic!("expected a parse error, got {other}"),
+        Ok(workflow) => panic!("expected a parse error, got {workflow:?}"),
+    }
+}
+
+const JSON_MAP: &str = r#"{
+  "workflow_id": "data_pipeline",
+  "name": "Data Processing Pipeline",
+  "tasks": {
+    "fetch_task": {"task_id": "fetch_task", "name": "Fetch Data", "task_type": "fetch",
+                   "config": {"source": "api"}, "dependencies": []},
+    "process_task": {"name": "Process Data", "task_type": "process",
+                     "config": {"method": "aggregation"}, "dependencies": ["fetch_task"],
+                     "retries": 3, "timeout": 1.5, "backoff": {"initial": 0.25, "jitter": false}}
+  }
+}"#;
+
+#[test]
+fn json_map_form_reads_every_field() {
+    let workflow = Workflow::from_json(JSON_MAP).expect("valid JSON");
+    assert_eq!(workflow.workflow_id(), "data_pipeline");
+    assert_eq!(workflow.name(), "Data Processing Pipeline");
+    let process = &workflow.tasks()["process_task"];
+    assert_eq!(process.task_id, "process_task");
+    assert_eq!(process.name, "Process Data");
+    assert_eq!(process.config["method"], "aggregation");
+    assert_eq!(process.dependencies, ["fetch_task"]);
+    assert_eq!(process.retries, 3);
+    assert_eq!(process.timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(process.backoff.initial, Duration::from_millis(250));
+    assert!(!process.backoff.jitter);
+    assert_eq!(process.backoff.multiplier, 2.0);
+    assert_eq!(
+        workflow.execution_order().expect("valid"),
+        ["fetch_task", "process_task"]
+    );
+}
+
+#[test]
+fn a_workflow_survives_a_json_round_trip() {
+    let workflow = Workflow::from_json(JSON_MAP).expect("valid JSON");
+    let text = serde_json::to_string(&workflow).expect("serialisable");
+    assert_eq!(Workflow::from_json(&text).expect("round trip"), workflow);
+}
+
+#[test]
+fn yaml_list_form_reads_and_reports_duplicate_ids() {
+    let workflow = Workflow::from_yaml(
+        "workflow_id: w\nname: W\ntasks:\n  - task_id: a\n    task_type: t\n  - task_id: b\n    task_type: t\n    dependencies: [a]\n  - task_id: a\n    task_type: t\n",
+    )
+    .expect("valid YAML");
+    assert_eq!(workflow.len(), 2);
+    let errors = workflow.validate().expect_err("duplicate id");
+    assert_eq!(
+        errors.to_string(),
+        "task id `a` is used by more than one task"
+    );
+}
+
+#[test]
+fn toml_reads_both_forms() {
+    let map = Workflow::from_toml(
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n[tasks.b]\ntask_type = \"t\"\ndependencies = [\"a\"]\n",
+    )
+    .expect("valid TOML map");
+    let list = Workflow::from_toml(
+        "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"a\"\ntask_type = \"t\"\n[[tasks]]\ntask_id = \"b\"\ntask_type = \"t\"\ndependencies = [\"a\"]\n",
+    )
+    .expect("valid TOML list");
+    assert_eq!(map, list);
+    assert_eq!(map.execution_order().expect("valid"), ["a", "b"]);
+}
+
+#[test]
+fn json_syntax_error_gives_line() {
+    let (_, line, message) = parse_error(Workflow::from_json(
+        "{\n  \"workflow_id\": \"w\",\n  oops\n}",
+    ));
+    assert_eq!(line, Some(3));
+    assert!(message.contains("key must be a string"), "{message}");
+}
+
+#[test]
+fn json_missing_field_names_the_task() {
+    let (field, _, message) = parse_error(Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"a": {"dependencies": []}}}"#,
+    ));
+    assert_eq!(field, "tasks.a");
+    assert!(message.contains("missing field `task_type`"), "{message}");
+}
+
+#[test]
+fn json_list_form_needs_task_ids() {
+    let (field, _, message) = parse_error(Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": [{"task_id": "a", "task_type": "t"}, {"task_type": "t"}]}"#,
+    ));
+    assert_eq!(field, "tasks[1]");
+    assert!(message.contains("missing field `task_id`"), "{message}");
+}
+
+#[test]
+fn json_wrong_type_names_the_field_path() {
+    let (field, line, message) = parse_error(Workflow::from_json(
+        "{\"workflow_id\": \"w\", \"tasks\": [\n{\"task_id\": \"a\", \"task_type\": \"t\"},\n{\"task_id\": \"b\", \"task_type\": \"t\"},\n{\"task_id\": \"c\", \"task_type\": \"t\"},\n{\"task_id\": \"d\", \"task_type\": \"t\", \"dependencies\": \"a\"}]}",
+    ));
+    assert_eq!(field, "tasks[3].dependencies");
+    assert_eq!(line, Some(5));
+    assert!(
+        message.contains("invalid type: string \"a\", expected a sequence"),
+        "{message}"
+    );
+}
+
+#[test]
+fn json_unknown_key_is_an_error() {
+    let (field, _, message) = parse_error(Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "depends": ["b"]}}}"#,
+    ));
+    assert_eq!(field, "tasks.a.depends");
+    assert!(message.contains("unknown field `depends`"), "{message}");
+}
+
+#[test]
+fn json_negative_timeout_is_an_error() {
+    let (field, _, message) = parse_error(Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "timeout": -1}}}"#,
+    ));
+    assert_eq!(field, "tasks.a.timeout");
+    assert!(message.contains("invalid duration -1"), "{message}");
+}
+
+#[test]
+fn yaml_syntax_error_gives_line() {
+    let (_, line, message) = parse_error(Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  a: [unclosed\n",
+    ));
+    assert!(line.is_some(), "{message}");
+}
+
+#[test]
+fn yaml_missing_field_names_the_task() {
+    let (field, _, message) = parse_error(Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  a:\n    name: A\n",
+    ));
+    assert_eq!(field, "tasks.a");
+    assert!(message.contains("missing field `task_type`"), "{message}");
+}
+
+#[test]
+fn yaml_wrong_type_names_the_field_path() {
+    let (field, line, message) = parse_error(Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  - task_id: a\n    task_type: t\n  - task_id: b\n    task_type: t\n    retries: many\n",
+    ));
+    assert_eq!(field, "tasks[1].retries");
+    assert_eq!(line, Some(7));
+    assert!(message.contains("invalid type"), "{message}");
+}
+
+#[test]
+fn yaml_unknown_key_is_an_error() {
+    let (field, _, message) = parse_error(Workflow::from_yaml(
+        "workflow_id: w\nowner: me\ntasks:\n  a:\n    task_type: t\n",
+    ));
+    assert_eq!(field, "owner");
+    assert!(message.contains("unknown field `owner`"), "{message}");
+}
+
+#[test]
+fn toml_errors_name_the_field_and_line() {
+    let (field, line, message) = parse_error(Workflow::from_toml(
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nretries = \"x\"\n",
+    ));
+    assert_eq!(field, "tasks.a.retries");
+    assert_eq!(line, Some(4));
+    assert!(message.contains("invalid type"), "{message}");
+    let (_, line, _) = parse_error(Workflow::from_toml("workflow_id = \n"));
+    assert_eq!(line, Some(1));
+}
+
+#[test]
+fn errors_display_the_file_and_the_place() {
+    let dir = std::env::temp_dir().join(format!("orch-core-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("broken.yaml");
+    std::fs::write(&path, "workflow_id: w\ntasks:\n  a:\n    task_type: [t]\n").expect("write");
+    let error = Workflow::from_path(&path).expect_err("wrong type");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "invalid YAML workflow in {}: at `tasks.a.task_type`:",
+            path.display()
+        )),
+        "{text}"
+    );
+
+    let good = dir.join("good.json");
+    std::fs::write(&good, JSON_MAP).expect("write");
+    assert_eq!(Workflow::from_path(&good).expect("reads").len(), 2);
+
+    let unknown = dir.join("workflow.ini");
+    assert!(matches!(
+        Workflow::from_path(&unknown),
+        Err(LoadError::UnknownFormat { .. })
+    ));
+    let missing = dir.join("missing.toml");
+    assert!(matches!(
+        Workflow::from_path(&missing),
+        Err(LoadError::Io { .. })
+    ));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert_eq!(Format::from_extension("YML"), Some(Format::Yaml));
+}

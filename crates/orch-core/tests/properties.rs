@@ -1,0 +1,144 @@
+//! Property tests over random DAGs: orders respect dependencies, levels are longest-path
+//! depths, and a back edge is always reported as a real cycle.
+
+use std::collections::HashSet;
+
+use orch_core::{Task, ValidationError, Workflow};
+use proptest::prelude::*;
+
+/// A random DAG: `deps[i]` are indices below `i`; `insertion` is the order tasks are added.
+#[derive(Clone, Debug)]
+struct RandomDag {
+    deps: Vec<Vec<usize>>,
+    insertion: Vec<usize>,
+}
+
+fn random_dag() -> impl Strategy<Value = RandomDag> {
+    (1usize..40)
+        .prop_flat_map(|n| {
+            let deps = (0..n)
+                .map(|i| proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(4)))
+                .collect::<Vec<_>>();
+            let insertion = Just((0..n).collect::<Vec<_>>()).prop_shuffle();
+            (deps, insertion)
+        })
+        .prop_map(|(deps, insertion)| RandomDag { deps, insertion })
+}
+
+impl RandomDag {
+    fn workflow(&self) -> Workflow {
+        let tasks = self.insertion.iter().map(|&i| {
+            Task::new(format!("t{i}"), "t").depends_on(self.deps[i].iter().map(|d| format!("t{d}")))
+        });
+        Workflow::from_tasks("random", "Random", tasks)
+    }
+
+    /// Is `to` reachable from `from` by following dependents (so `to` depends on `from`)?
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        let mut stack = vec![to];
+        let mut seen = HashSet::new();
+        while let Some(x) = stack.pop() {
+            if x == from {
+                return true;
+            }
+            if seen.insert(x) {
+                stack.extend(&self.deps[x]);
+            }
+        }
+        false
+    }
+}
+
+fn index(id: &str) -> usize {
+    id[1..].parse().expect("ids are t<number>")
+}
+
+proptest! {
+    #[test]
+    fn execution_order_is_the_insertion_first_topological_order(dag in random_dag()) {
+        let workflow = dag.workflow();
+        let order: Vec<usize> = workflow.execution_order().expect("a DAG").iter().map(|id| index(id)).collect();
+
+        // Reference: repeatedly take the earliest-inserted task whose dependencies are done.
+        let mut done = HashSet::new();
+        let mut expected = Vec::new();
+        while expected.len() < dag.deps.len() {
+            let next = *dag.insertion.iter()
+                .find(|&&t| !done.contains(&t) && dag.deps[t].iter().all(|d| done.contains(d)))
+                .expect("some task is ready in a DAG");
+            done.insert(next);
+            expected.push(next);
+        }
+        prop_assert_eq!(&order, &expected);
+
+        let position: Vec<usize> = {
+            let mut p = vec![0; order.len()];
+            for (k, &t) in order.iter().enumerate() { p[t] = k; }
+            p
+        };
+        for (t, deps) in dag.deps.iter().enumerate() {
+            for &d in deps {
+                prop_assert!(position[d] < position[t]);
+            }
+        }
+    }
+
+    #[test]
+    fn levels_are_longest_path_depths(dag in random_dag()) {
+        let workflow = dag.workflow();
+        let levels = workflow.task_levels().expect("a DAG");
+        // deps only point to lower indices, so one pass in index order is enough.
+        let mut depth = vec![0usize; dag.deps.len()];
+        for t in 0..dag.deps.len() {
+            depth[t] = dag.deps[t].iter().map(|&d| depth[d] + 1).max().unwrap_or(0);
+        }
+        for (id, &level) in &levels {
+            prop_assert_eq!(level, depth[index(id)]);
+        }
+        prop_assert_eq!(levels.len(), dag.deps.len());
+    }
+
+    #[test]
+    fn descendants_are_exactly_the_reachable_tasks(dag in random_dag(), pick in any::<prop::sample::Index>()) {
+        let workflow = dag.workflow();
+        let valid = workflow.validate().expect("a DAG");
+        let from = pick.index(dag.deps.len());
+        let found: HashSet<usize> = valid.descendants(&format!("t{from}")).expect("known")
+            .iter().map(|id| index(id)).collect();
+        let expected: HashSet<usize> = (0..dag.deps.len())
+            .filter(|&t| t != from && dag.reaches(from, t)).collect();
+        prop_assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_back_edge_is_reported_as_a_real_cycle(
+        dag in random_dag(),
+        a in any::<prop::sample::Index>(),
+        b in any::<prop::sample::Index>(),
+    ) {
+        // Pick u and a task v that depends on u (possibly indirectly), then make u depend on v.
+        let n = dag.deps.len();
+        let u = a.index(n);
+        let candidates: Vec<usize> = (0..n).filter(|&v| v != u && dag.reaches(u, v)).collect();
+        prop_assume!(!candidates.is_empty());
+        let v = candidates[b.index(candidates.len())];
+        let mut cyclic = dag.clone();
+        cyclic.deps[u].push(v);
+
+        let errors = cyclic.workflow().validate().expect_err("a back edge makes a cycle").into_vec();
+        prop_assert!(!errors.is_empty());
+        for error in &errors {
+            let ValidationError::Cycle { path } = error else {
+                return Err(TestCaseError::fail(format!("unexpected error {error}")));
+            };
+            prop_assert!(path.len() >= 3);
+            prop_assert_eq!(path.first(), path.last());
+            for pair in path.windows(2) {
+                let (from, to) = (index(&pair[0]), index(&pair[1]));
+                prop_assert!(cyclic.deps[from].contains(&to), "{} does not depend on {}", from, to);
+            }
+            let distinct: HashSet<_> = path[..path.len() - 1].iter().collect();
+            prop_assert_eq!(distinct.len(), path.len() - 1);
+        }
+    }
+}
