@@ -1,5 +1,69 @@
-//! The orch event bus: publish events on dotted subjects, subscribe with NATS-style
-//! wildcard patterns.
+//! The orch event bus: a lossless, fast pub/sub bus. Publish events on dotted subjects,
+//! subscribe with NATS-style wildcard patterns. It knows nothing of workflows.
 //!
-//! This crate is a placeholder until the bus lands: it holds no code yet. It will know
-//! nothing of workflows, so an application can use it alone as its bus.
+//! ```
+//! use orch_events::{Delivery, EventBus};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus: EventBus = EventBus::new(); // payload: serde_json::Value
+//! let mut completed = bus.subscribe("workflow.*.task.*.completed")?;
+//! let mut everything = bus.subscribe("workflow.>")?;
+//!
+//! let seq = bus.publish("workflow.etl.task.load.completed", json!({"rows": 42})).await?;
+//! bus.publish("workflow.etl.started", json!({})).await?;
+//! bus.close().await; // subscribers get everything published before, then end
+//!
+//! let Some(Delivery::Event(event)) = completed.recv().await else { panic!("no event") };
+//! assert_eq!(event.seq(), seq);
+//! assert_eq!(event.subject().as_str(), "workflow.etl.task.load.completed");
+//! assert_eq!(event.payload()["rows"], 42);
+//! assert!(completed.recv().await.is_none());
+//!
+//! let mut subjects = Vec::new();
+//! while let Some(event) = everything.recv_event().await {
+//!     subjects.push(event.subject().to_string());
+//! }
+//! assert_eq!(subjects, ["workflow.etl.task.load.completed", "workflow.etl.started"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Subjects and patterns
+//! A [`Subject`] is dot-separated tokens (`workflow.etl.task.load.completed`). A
+//! [`Pattern`] may use `*` for exactly one token and, as its last token, `>` for one or
+//! more tokens, as NATS does: `a.>` matches `a.b` and `a.b.c` but not `a`; `a.*`
+//! matches `a.b` only. Invalid ones are [`SubjectError`]s naming the token at fault.
+//!
+//! # Delivery
+//! Routing goes through a subject trie: publishing costs grows with the subject's tokens,
+//! not with the number of subscriptions. Each event is allocated once and shared
+//! ([`Arc`](std::sync::Arc)). Every subscription has a bounded queue and an
+//! [`Overflow`] policy: [`Overflow::Block`] (the default: the publisher waits, nothing is
+//! lost), [`Overflow::DropOldest`] or [`Overflow::DropNewest`] (the publisher never waits;
+//! the subscriber gets a [`Delivery::Lagged`] notice with the number it missed, and
+//! [`SubscriptionStats`] counts them). Each subscriber sees each publisher's events in
+//! publish order.
+//!
+//! Subscribe as a [`Subscription`] ([`futures_core::Stream`]; dropping it unsubscribes) or
+//! with a callback ([`EventBus::subscribe_fn`], panics caught and counted). With
+//! [`EventBusBuilder::history`], a late subscriber can replay from a sequence number
+//! ([`SubscribeOptions::replay_from`]).
+
+mod bus;
+mod callback;
+mod error;
+mod event;
+mod queue;
+mod subject;
+mod subscription;
+mod trie;
+
+pub use bus::{EventBus, EventBusBuilder};
+pub use callback::CallbackSubscription;
+pub use error::{PublishError, SubjectError, SubscribeError, TryPublishError, TryPublishErrorKind};
+pub use event::{Delivery, Event};
+pub use queue::{Overflow, SubscriptionStats};
+pub use subject::{IntoSubject, Pattern, Subject};
+pub use subscription::{SubscribeOptions, Subscription, SubscriptionId};

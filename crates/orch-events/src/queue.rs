@@ -1,0 +1,298 @@
+//! The bounded queue behind each subscription, with its overflow policy.
+//!
+//! One mutex guards the queue. The publisher pushes one event per lock; the subscriber
+//! takes the whole queue per lock (it swaps in its empty batch buffer, so neither side
+//! allocates once both buffers have grown). A subscriber's waker is stored only when it
+//! found the queue empty, and a waiting publisher is notified only when one is waiting.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    task::{Context, Waker},
+};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::Event;
+
+/// What to do with an event for a subscription whose queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// The publisher waits for room: nothing is ever lost. The default.
+    /// ([`EventBus::try_publish`](crate::EventBus::try_publish) never waits: it
+    /// publishes nothing and says which subscriptions are full.)
+    #[default]
+    Block,
+    /// The oldest queued event is dropped to make room; the subscriber is told how many
+    /// it missed ([`Delivery::Lagged`](crate::Delivery::Lagged)).
+    DropOldest,
+    /// The new event is dropped; the subscriber is told how many it missed
+    /// ([`Delivery::Lagged`](crate::Delivery::Lagged)).
+    DropNewest,
+}
+
+/// Counters of one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[non_exhaustive]
+pub struct SubscriptionStats {
+    /// Events handed to the subscriber (taken out of its queue, or replayed).
+    pub delivered: u64,
+    /// Events its overflow policy dropped.
+    pub dropped: u64,
+    /// The most events its queue ever held at once.
+    pub high_water: usize,
+    /// Events in its queue now.
+    pub queued: usize,
+    /// Callback invocations that panicked (always 0 for a stream subscription).
+    pub panics: u64,
+}
+
+pub(crate) enum Push {
+    /// Queued (or dropped by the policy, and counted).
+    Done,
+    /// Full under [`Overflow::Block`]: wait for room.
+    Full,
+    /// The subscription is gone or closed.
+    Gone,
+}
+
+struct State<T> {
+    buf: VecDeque<Arc<Event<T>>>,
+    /// Slots promised to a `try_publish` in progress.
+    reserved: usize,
+    /// Dropped events not yet reported to the subscriber.
+    lagged: u64,
+    rx_waker: Option<Waker>,
+    tx_waiting: bool,
+    /// The bus closed: deliver what is queued, then end.
+    closed: bool,
+    /// Unsubscribed: deliver nothing more.
+    detached: bool,
+    delivered: u64,
+    dropped: u64,
+    high_water: usize,
+}
+
+pub(crate) struct Queue<T> {
+    pub(crate) id: u64,
+    pub(crate) policy: Overflow,
+    capacity: usize,
+    state: Mutex<State<T>>,
+    space: Notify,
+    /// Mirrors `State::detached`, for the callback runner's per-event check.
+    detached: AtomicBool,
+    pub(crate) panics: AtomicU64,
+}
+
+/// What one [`Queue::take_batch`] got.
+pub(crate) enum Batch {
+    /// Events were swapped into the caller's buffer, after `lagged` drops.
+    Got { lagged: u64 },
+    /// Nothing now; the waker is stored.
+    Empty,
+    /// Nothing, ever again.
+    Ended,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No user code runs under our locks except payload destructors; a panic in one
+    // leaves the queue itself consistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(id: u64, policy: Overflow, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            id,
+            policy,
+            capacity,
+            state: Mutex::new(State {
+                buf: VecDeque::with_capacity(capacity.min(4096)),
+                reserved: 0,
+                lagged: 0,
+                rx_waker: None,
+                tx_waiting: false,
+                closed: false,
+                detached: false,
+                delivered: 0,
+                dropped: 0,
+                high_water: 0,
+            }),
+            space: Notify::new(),
+            detached: AtomicBool::new(false),
+            panics: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `event` (or applies the overflow policy). With `reserved`, a slot
+    /// reserved by [`Queue::try_reserve`] is used.
+    pub(crate) fn push(&self, event: &Arc<Event<T>>, reserved: bool) -> Push {
+        let mut evicted = None;
+        let waker = {
+            let mut s = lock(&self.state);
+            if reserved {
+                s.reserved -= 1;
+            }
+            if s.detached || s.closed {
+                return Push::Gone;
+            }
+            if !reserved && s.buf.len() + s.reserved >= self.capacity {
+                match self.policy {
+                    Overflow::Block => {
+                        s.tx_waiting = true;
+                        return Push::Full;
+                    }
+                    Overflow::DropNewest => {
+                        s.lagged += 1;
+                        s.dropped += 1;
+                        return Push::Done;
+                    }
+                    Overflow::DropOldest => {
+                        evicted = s.buf.pop_front();
+                        s.lagged += 1;
+                        s.dropped += 1;
+                    }
+                }
+            }
+            s.buf.push_back(Arc::clone(event));
+            if s.buf.len() > s.high_water {
+                s.high_water = s.buf.len();
+            }
+            s.rx_waker.take()
+        };
+        drop(evicted);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Push::Done
+    }
+
+    /// Queues `event`, waiting for room under [`Overflow::Block`]. Returns whether it
+    /// was queued.
+    pub(crate) async fn push_wait(&self, event: &Arc<Event<T>>) -> bool {
+        loop {
+            let notified = self.space.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            match self.push(event, false) {
+                Push::Done => return true,
+                Push::Gone => return false,
+                Push::Full => notified.await,
+            }
+        }
+    }
+
+    /// For `try_publish`: reserves a slot if there is room (or the policy drops).
+    /// Returns false if a [`Overflow::Block`] queue is full.
+    pub(crate) fn try_reserve(&self) -> bool {
+        if self.policy != Overflow::Block {
+            return true;
+        }
+        let mut s = lock(&self.state);
+        if s.buf.len() + s.reserved >= self.capacity && !(s.detached || s.closed) {
+            return false;
+        }
+        s.reserved += 1;
+        true
+    }
+
+    /// Gives back a slot from [`Queue::try_reserve`].
+    pub(crate) fn unreserve(&self) {
+        if self.policy == Overflow::Block {
+            lock(&self.state).reserved -= 1;
+        }
+    }
+
+    /// Whether a [`Overflow::Block`] queue is full now.
+    pub(crate) fn is_full(&self) -> bool {
+        let s = lock(&self.state);
+        self.policy == Overflow::Block && s.buf.len() + s.reserved >= self.capacity
+    }
+
+    /// Swaps the queued events into `batch` (which must be empty).
+    pub(crate) fn take_batch(
+        &self,
+        batch: &mut VecDeque<Arc<Event<T>>>,
+        cx: &mut Context<'_>,
+    ) -> Batch {
+        let (result, notify) = {
+            let mut s = lock(&self.state);
+            std::mem::swap(&mut s.buf, batch);
+            let lagged = std::mem::take(&mut s.lagged);
+            let notify = std::mem::take(&mut s.tx_waiting);
+            let result = if !batch.is_empty() || lagged > 0 {
+                s.delivered += batch.len() as u64;
+                Batch::Got { lagged }
+            } else if s.closed || s.detached {
+                Batch::Ended
+            } else {
+                match &s.rx_waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => s.rx_waker = Some(cx.waker().clone()),
+                }
+                Batch::Empty
+            };
+            (result, notify)
+        };
+        if notify {
+            self.space.notify_waiters();
+        }
+        result
+    }
+
+    /// Counts replayed events as delivered.
+    pub(crate) fn count_delivered(&self, n: usize) {
+        lock(&self.state).delivered += n as u64;
+    }
+
+    /// The bus closed: the subscriber gets what is queued, then the end.
+    pub(crate) fn close(&self) {
+        let waker = {
+            let mut s = lock(&self.state);
+            s.closed = true;
+            s.tx_waiting = false;
+            s.rx_waker.take()
+        };
+        self.space.notify_waiters();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Unsubscribed: nothing more is queued or handed over.
+    pub(crate) fn detach(&self) {
+        let (dropped, waker) = {
+            let mut s = lock(&self.state);
+            s.detached = true;
+            self.detached.store(true, Ordering::Release);
+            s.tx_waiting = false;
+            (std::mem::take(&mut s.buf), s.rx_waker.take())
+        };
+        self.space.notify_waiters();
+        drop(dropped);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stats(&self) -> SubscriptionStats {
+        let s = lock(&self.state);
+        SubscriptionStats {
+            delivered: s.delivered,
+            dropped: s.dropped,
+            high_water: s.high_water,
+            queued: s.buf.len(),
+            panics: self.panics.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Subjects and patterns: validation by the NATS rules, and a direct (trie-free) matcher.
+//!
+//! A subject is one or more tokens separated by `.`; no token may be empty or contain
+//! whitespace. A pattern is a subject whose tokens may also be `*` (exactly one token)
+//! or, as the last token only, `>` (one or more tokens). As in NATS, `*` and `>` are
+//! wildcards only as whole tokens: `a*` is an ordinary token.
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use crate::SubjectError;
+
+/// A validated subject to publish on, such as `workflow.etl.task.load.completed`.
+///
+/// Cheap to clone (`Arc<str>` inside): build it once and publish on it many times to
+/// skip validation on the hot path.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(Arc<str>);
+
+impl Subject {
+    /// Validates `subject`.
+    ///
+    /// # Errors
+    /// A [`SubjectError`] saying what is wrong and at which token.
+    pub fn new(subject: &str) -> Result<Self, SubjectError> {
+        validate(subject, false)?;
+        Ok(Self(Arc::from(subject)))
+    }
+
+    /// The subject text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The dot-separated tokens.
+    pub fn tokens(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
+    }
+}
+
+/// A validated subscription pattern, such as `workflow.*.task.>`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pattern(Arc<str>);
+
+impl Pattern {
+    /// Validates `pattern`.
+    ///
+    /// # Errors
+    /// A [`SubjectError`] saying what is wrong and at which token.
+    pub fn new(pattern: &str) -> Result<Self, SubjectError> {
+        validate(pattern, true)?;
+        Ok(Self(Arc::from(pattern)))
+    }
+
+    /// The pattern text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The dot-separated tokens.
+    pub fn tokens(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
+    }
+
+    /// Whether this pattern matches `subject`, token by token (no trie involved).
+    pub fn matches(&self, subject: &Subject) -> bool {
+        let mut pattern = self.tokens();
+        let mut subject = subject.tokens();
+        loop {
+            match (pattern.next(), subject.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some("*"), Some(_)) => {}
+                (Some(p), Some(s)) if p == s => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Checks `input` as a pattern (`wildcards`) or as a published subject.
+fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
+    if input.is_empty() {
+        return Err(SubjectError::Empty);
+    }
+    let mut byte = 0;
+    for (token, text) in input.split('.').enumerate() {
+        let last = byte + text.len() == input.len();
+        if text.is_empty() {
+            return Err(SubjectError::EmptyToken {
+                input: input.to_owned(),
+                token,
+                byte,
+            });
+        }
+        if let Some((at, _)) = text.char_indices().find(|(_, c)| c.is_whitespace()) {
+            return Err(SubjectError::Whitespace {
+                input: input.to_owned(),
+                token,
+                byte: byte + at,
+            });
+        }
+        match text {
+            "*" | ">" if !wildcards => {
+                return Err(SubjectError::WildcardInSubject {
+                    input: input.to_owned(),
+                    token,
+                    byte,
+                    wildcard: if text == "*" { '*' } else { '>' },
+                });
+            }
+            ">" if !last => {
+                return Err(SubjectError::FullWildcardNotLast {
+                    input: input.to_owned(),
+                    token,
+                    byte,
+                });
+            }
+            _ => {}
+        }
+        byte += text.len() + 1;
+    }
+    Ok(())
+}
+
+macro_rules! text_impls {
+    ($ty:ident) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = SubjectError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = SubjectError;
+
+            fn try_from(s: &str) -> Result<Self, Self::Error> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = SubjectError;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::new(&s)
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::new(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_impls!(Subject);
+text_impls!(Pattern);
+
+/// Anything [`EventBus::publish`](crate::EventBus::publish) accepts as a subject: a
+/// [`Subject`] (no validation needed) or text (validated on each call).
+pub trait IntoSubject {
+    /// Converts into a validated [`Subject`].
+    ///
+    /// # Errors
+    /// A [`SubjectError`] if the text is not a valid subject.
+    fn into_subject(self) -> Result<Subject, SubjectError>;
+}
+
+impl IntoSubject for Subject {
+    fn into_subject(self) -> Result<Subject, SubjectError> {
+        Ok(self)
+    }
+}
+
+impl IntoSubject for &Subject {
+    fn into_subject(self) -> Result<Subject, SubjectError> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoSubject for &str {
+    fn into_subject(self) -> Result<Subject, SubjectError> {
+        Subject::new(self)
+    }
+}
+
+impl IntoSubject for String {
+    fn into_subject(self) -> Result<Subject, SubjectError> {
+        Subject::new(&self)
+    }
+}
+
+impl IntoSubject for &String {
+    fn into_subject(self) -> Result<Subject, SubjectError> {
+        Subject::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_and_where() {
+        assert_eq!(Subject::new(""), Err(SubjectError::Empty));
+        assert_eq!(
+            Subject::new("a..b"),
+            Err(SubjectError::EmptyToken {
+                input: "a..b".into(),
+                token: 1,
+                byte: 2
+            })
+        );
+        assert_eq!(
+            Pattern::new("a.b."),
+            Err(SubjectError::EmptyToken {
+                input: "a.b.".into(),
+                token: 2,
+                byte: 4
+            })
+        );
+        assert_eq!(
+            Subject::new(".a"),
+            Err(SubjectError::EmptyToken {
+                input: ".a".into(),
+                token: 0,
+                byte: 0
+            })
+        );
+        assert_eq!(
+            Subject::new("a.b c"),
+            Err(SubjectError::Whitespace {
+                input: "a.b c".into(),
+                token: 1,
+                byte: 3
+            })
+        );
+        assert_eq!(
+            Subject::new("a.*.c"),
+            Err(SubjectError::WildcardInSubject {
+                input: "a.*.c".into(),
+                token: 1,
+                byte: 2,
+                wildcard: '*'
+            })
+        );
+        assert_eq!(
+            Subject::new("a.>"),
+            Err(SubjectError::WildcardInSubject {
+                input: "a.>".into(),
+                token: 1,
+                byte: 2,
+                wildcard: '>'
+            })
+        );
+        assert_eq!(
+            Pattern::new("a.>.c"),
+            Err(SubjectError::FullWildcardNotLast {
+                input: "a.>.c".into(),
+                token: 1,
+                byte: 2
+            })
+        );
+        let message = Pattern::new("a.>.c").map_err(|e| e.to_string());
+        assert_eq!(
+            message,
+            Err("\"a.>.c\": `>` at token 1 (byte 2) must be the last token".to_owned())
+        );
+    }
+
+    #[test]
+    fn wildcards_are_whole_tokens_only() {
+        assert!(Subject::new("a*.b>").is_ok());
+        assert!(Pattern::new("a.>").is_ok());
+        assert!(Pattern::new(">").is_ok());
+        assert!(Pattern::new("*.*").is_ok());
+        let p = Pattern::new("a*").expect("valid");
+        assert!(!p.matches(&Subject::new("ab").expect("valid")));
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let s: Subject = serde_json::from_str("\"a.b\"").expect("valid");
+        assert_eq!(s.as_str(), "a.b");
+        assert!(serde_json::from_str::<Subject>("\"a..b\"").is_err());
+        assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"a.b\""));
+    }
+}
