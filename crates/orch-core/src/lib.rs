@@ -33,6 +33,7 @@
 //! Workflows can also be read from files: [`Workflow::from_path`] takes JSON, YAML or
 //! TOML, in map form (as the seed writes them) or list form.
 
+mod compile;
 mod error;
 mod id;
 mod load;

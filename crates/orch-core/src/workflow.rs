@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 use indexmap::IndexMap;
 use serde::{Serialize, Serializer};
 
-use crate::plan::{self, Plan};
+use crate::compile;
+use crate::plan::Plan;
 use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 
 /// A named set of tasks with dependencies between them: the definition of a DAG workflow.
@@ -135,7 +136,7 @@ impl Workflow {
     /// dependencies, duplicate ids, map keys that differ from task ids, cycles (with their
     /// path) and invalid task options. The result is computed once and cached.
     pub fn validate(&self) -> Result<ValidWorkflow<'_>, ValidationErrors> {
-        match self.plan.get_or_init(|| plan::compile(self)) {
+        match self.plan.get_or_init(|| compile::compile(self)) {
             Ok(plan) => Ok(ValidWorkflow {
                 workflow: self,
                 plan,
@@ -298,9 +299,8 @@ impl<'w> ValidWorkflow<'w> {
     /// The tasks that depend directly on `id`, in insertion order; `None` if no task has
     /// this id.
     pub fn dependents(&self, id: &str) -> Option<Vec<&'w TaskId>> {
-        let mut found: Vec<usize> = self.plan.dependents(self.index(id)?).collect();
-        found.sort_unstable();
-        Some(self.ids(found))
+        let found = self.plan.dependents(self.index(id)?);
+        Some(self.ids(found.iter().map(|&i| i as usize)))
     }
 
     /// Every task that transitively depends on `id`, in execution order; `None` if no task
@@ -317,11 +317,11 @@ impl<'w> ValidWorkflow<'w> {
 
     /// Tasks with no dependencies, in insertion order.
     pub fn roots(&self) -> Vec<&'w TaskId> {
-        self.ids((0..self.plan.len()).filter(|&i| self.plan.dependency_count(i) == 0))
+        self.ids((0..self.plan.len()).filter(|&i| self.plan.dependencies(i).is_empty()))
     }
 
     /// Tasks nothing depends on, in insertion order.
     pub fn leaves(&self) -> Vec<&'w TaskId> {
-        self.ids((0..self.plan.len()).filter(|&i| self.plan.dependents(i).next().is_none()))
+        self.ids((0..self.plan.len()).filter(|&i| self.plan.dependents(i).is_empty()))
     }
 }

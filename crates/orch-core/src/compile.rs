@@ -1,0 +1,346 @@
+//! Validation: every check on a workflow, and the compilation of its [`Plan`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use indexmap::IndexSet;
+use serde_json::Value;
+
+use crate::plan::{Adjacency, Plan};
+use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors, Workflow};
+
+/// Workflows at least this large resolve their dependencies on several threads.
+const PARALLEL_FROM: usize = 1 << 16;
+
+/// Checks `workflow` and compiles its plan; reports every problem found.
+pub(crate) fn compile(workflow: &Workflow) -> Result<Plan, ValidationErrors> {
+    let tasks = workflow.tasks();
+    let mut errors = Vec::new();
+    if tasks.is_empty() {
+        errors.push(ValidationError::EmptyWorkflow);
+    }
+    errors.extend(
+        workflow
+            .duplicate_ids()
+            .iter()
+            .map(|id| ValidationError::DuplicateTaskId { task: id.clone() }),
+    );
+    let resolved = resolve(tasks);
+    errors.extend(resolved.errors);
+    let dependencies = resolved.dependencies;
+    let dependents = dependencies.reversed();
+    let order = match topological_order(&dependencies, &dependents) {
+        Ok(order) => order,
+        Err(waiting) => {
+            find_cycles(tasks, &dependencies, &waiting, &mut errors);
+            Vec::new()
+        }
+    };
+    if let Some(errors) = ValidationErrors::from_vec(errors) {
+        return Err(errors);
+    }
+
+    let n = tasks.len();
+    let mut position = vec![0u32; n];
+    let mut levels = vec![0u32; n];
+    for (pos, &i) in order.iter().enumerate() {
+        let i = i as usize;
+        position[i] = pos as u32;
+        levels[i] = dependencies
+            .of(i)
+            .iter()
+            .map(|&d| levels[d as usize] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    Ok(Plan {
+        dependencies,
+        dependents,
+        order,
+        position,
+        levels,
+        task_types: resolved.task_types,
+        type_of: resolved.type_of,
+        dag: OnceLock::new(),
+    })
+}
+
+/// Dependencies as indices, task types as indices, and the per-task problems found.
+struct Resolved {
+    dependencies: Adjacency,
+    task_types: Vec<String>,
+    type_of: Vec<u32>,
+    errors: Vec<ValidationError>,
+}
+
+/// One contiguous range of tasks, resolved on its own.
+struct Chunk<'w> {
+    /// Per task, the end of its dependencies in `items`.
+    ends: Vec<u32>,
+    items: Vec<u32>,
+    types: IndexSet<&'w str, foldhash::fast::RandomState>,
+    type_of: Vec<u32>,
+    errors: Vec<ValidationError>,
+}
+
+/// Resolves every task's dependencies to indices. Id lookups are random memory accesses,
+/// so large workflows split the work across threads; results are merged in task order, so
+/// the outcome does not depend on the thread count.
+fn resolve(tasks: &IdMap<Task>) -> Resolved {
+    let n = tasks.len();
+    let threads = if n >= PARALLEL_FROM {
+        std::thread::available_parallelism().map_or(1, |p| p.get().min(8))
+    } else {
+        1
+    };
+    let size = n.div_ceil(threads).max(1);
+    let ranges = (0..threads).map(|t| (t * size).min(n)..((t + 1) * size).min(n));
+    let chunks: Vec<Chunk<'_>> = if threads == 1 {
+        vec![resolve_chunk(tasks, 0..n)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .map(|range| scope.spawn(move || resolve_chunk(tasks, range)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+
+    let edges = chunks.iter().map(|c| c.items.len()).sum();
+    let mut dependencies = Adjacency {
+        starts: Vec::with_capacity(n + 1),
+        items: Vec::with_capacity(edges),
+    };
+    dependencies.starts.push(0);
+    let mut task_types: IndexSet<&str, foldhash::fast::RandomState> = IndexSet::default();
+    let mut type_of = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    for chunk in chunks {
+        let base = dependencies.items.len() as u32;
+        dependencies
+            .starts
+            .extend(chunk.ends.iter().map(|&end| base + end));
+        dependencies.items.extend_from_slice(&chunk.items);
+        let global: Vec<u32> = chunk
+            .types
+            .iter()
+            .map(|t| task_types.insert_full(t).0 as u32)
+            .collect();
+        type_of.extend(chunk.type_of.iter().map(|&t| global[t as usize]));
+        errors.extend(chunk.errors);
+    }
+    Resolved {
+        dependencies,
+        task_types: task_types.into_iter().map(str::to_owned).collect(),
+        type_of,
+        errors,
+    }
+}
+
+fn resolve_chunk(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
+    let mut chunk = Chunk {
+        ends: Vec::with_capacity(range.len()),
+        items: Vec::with_capacity(range.len() * 2),
+        types: IndexSet::default(),
+        type_of: Vec::with_capacity(range.len()),
+        errors: Vec::new(),
+    };
+    let mut listed: HashSet<u32> = HashSet::new();
+    for i in range {
+        let Some((key, task)) = tasks.get_index(i) else {
+            break;
+        };
+        if key != &task.task_id {
+            chunk.errors.push(ValidationError::KeyMismatch {
+                key: key.clone(),
+                task_id: task.task_id.clone(),
+            });
+        }
+        check_options(key, task, &mut chunk.errors);
+        chunk
+            .type_of
+            .push(chunk.types.insert_full(&task.task_type).0 as u32);
+
+        // Few dependencies: look back through this task's own list; many: use a set.
+        let first = chunk.items.len();
+        let many = task.dependencies.len() > 16;
+        listed.clear();
+        for dep in &task.dependencies {
+            match tasks.get_index_of(dep) {
+                Some(d) if d == i => chunk
+                    .errors
+                    .push(ValidationError::SelfDependency { task: key.clone() }),
+                Some(d) => {
+                    let d = d as u32;
+                    let repeated = if many {
+                        !listed.insert(d)
+                    } else {
+                        chunk.items[first..].contains(&d)
+                    };
+                    if repeated {
+                        chunk.errors.push(ValidationError::DuplicateDependency {
+                            task: key.clone(),
+                            dependency: dep.clone(),
+                        });
+                    } else {
+                        chunk.items.push(d);
+                    }
+                }
+                None => chunk.errors.push(ValidationError::UnknownDependency {
+                    task: key.clone(),
+                    dependency: dep.clone(),
+                }),
+            }
+        }
+        chunk.ends.push(chunk.items.len() as u32);
+    }
+    chunk
+}
+
+fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {
+    let mut invalid = |option: &'static str, reason: String| {
+        errors.push(ValidationError::InvalidOption {
+            task: key.clone(),
+            option,
+            reason,
+        })
+    };
+    if task.timeout.is_some_and(|t| t.is_zero()) {
+        invalid("timeout", "must be greater than zero".into());
+    }
+    let backoff = &task.backoff;
+    if !backoff.multiplier.is_finite() || backoff.multiplier < 1.0 {
+        invalid(
+            "backoff.multiplier",
+            format!(
+                "must be a finite number of at least 1, not {}",
+                backoff.multiplier
+            ),
+        );
+    }
+    if backoff.initial > backoff.max {
+        invalid(
+            "backoff.initial",
+            format!(
+                "{:?} is longer than backoff.max ({:?})",
+                backoff.initial, backoff.max
+            ),
+        );
+    }
+    if !task.config.is_object() {
+        invalid(
+            "config",
+            format!("must be a JSON object, not {}", json_kind(&task.config)),
+        );
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Kahn's algorithm with a min-heap: among ready tasks the earliest inserted goes first.
+/// When every dependency was inserted before its dependent (as files usually list them),
+/// insertion order is that order already and no heap is needed.
+///
+/// On a cycle, returns each task's count of unfinished dependencies instead: the tasks
+/// with a count above zero are on, or behind, a cycle.
+fn topological_order(
+    dependencies: &Adjacency,
+    dependents: &Adjacency,
+) -> Result<Vec<u32>, Vec<u32>> {
+    let n = dependencies.starts.len() - 1;
+    let backward_only = (0..n).all(|i| dependencies.of(i).iter().all(|&d| (d as usize) < i));
+    if backward_only {
+        return Ok((0..n as u32).collect());
+    }
+    let mut waiting: Vec<u32> = (0..n).map(|i| dependencies.of(i).len() as u32).collect();
+    let mut ready: BinaryHeap<Reverse<u32>> = (0..n as u32)
+        .filter(|&i| waiting[i as usize] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &c in dependents.of(i as usize) {
+            waiting[c as usize] -= 1;
+            if waiting[c as usize] == 0 {
+                ready.push(Reverse(c));
+            }
+        }
+    }
+    if order.len() == n {
+        Ok(order)
+    } else {
+        Err(waiting)
+    }
+}
+
+/// Reports the cycles among the tasks Kahn's algorithm could not order.
+///
+/// Every such task still waits on some dependency that is also unordered, so walking from
+/// one to an unordered dependency, again and again, must come back to a task already on the
+/// walk: that stretch is a cycle. Walks that run into an earlier walk stop there, so each
+/// reported cycle is new.
+fn find_cycles(
+    tasks: &IdMap<Task>,
+    dependencies: &Adjacency,
+    waiting: &[u32],
+    errors: &mut Vec<ValidationError>,
+) {
+    const UNSEEN: u32 = u32::MAX;
+    let id = |i: usize| tasks.get_index(i).map(|(id, _)| id.clone());
+    let mut walk_of = vec![UNSEEN; waiting.len()];
+    let mut path: Vec<usize> = Vec::new();
+    for (walk, start) in (0..waiting.len()).filter(|&i| waiting[i] > 0).enumerate() {
+        if walk_of[start] != UNSEEN {
+            continue;
+        }
+        path.clear();
+        let mut current = start;
+        loop {
+            walk_of[current] = walk as u32;
+            path.push(current);
+            let unordered = dependencies
+                .of(current)
+                .iter()
+                .find(|&&d| waiting[d as usize] > 0);
+            let Some(&next) = unordered else {
+                break; // cannot happen for an unordered task; stop rather than loop
+            };
+            let next = next as usize;
+            if walk_of[next] == walk as u32 {
+                let from = path.iter().position(|&p| p == next).unwrap_or(0);
+                let cycle = &path[from..];
+                let lowest = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+                let mut ids: Vec<TaskId> = cycle[lowest..]
+                    .iter()
+                    .chain(&cycle[..lowest])
+                    .filter_map(|&k| id(k))
+                    .collect();
+                ids.extend(ids.first().cloned());
+                errors.push(ValidationError::Cycle { path: ids });
+                break;
+            }
+            if walk_of[next] != UNSEEN {
+                break;
+            }
+            current = next;
+        }
+    }
+}
