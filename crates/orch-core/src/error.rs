@@ -66,6 +66,14 @@ pub enum ValidationError {
         /// What is wrong with the value.
         reason: String,
     },
+    /// A run was asked to resume from the result of a different workflow.
+    #[error("cannot resume workflow `{expected}` from a result of workflow `{found}`")]
+    ForeignResult {
+        /// The workflow being run.
+        expected: String,
+        /// The workflow the result belongs to.
+        found: String,
+    },
     /// No handler is registered for a task type.
     #[error("no handler for task type `{task_type}` (used by {})", path_list(.tasks))]
     MissingHandler {

@@ -1,6 +1,6 @@
 //! [`Workflow`], a named set of tasks, and [`ValidWorkflow`], one that passed validation.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use serde::{Serialize, Serializer};
@@ -14,6 +14,8 @@ use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 /// Tasks keep their insertion order, which breaks ties wherever an order is chosen. A
 /// workflow is never changed by running it, so the same definition can run again. Its
 /// validation and compiled [`Plan`] are computed once, on first use, and cached.
+/// Cloning is cheap: clones share one definition (and its cache) until one of them is
+/// changed.
 ///
 /// ```
 /// use orch_core::{Task, Workflow};
@@ -30,6 +32,12 @@ use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Workflow {
+    inner: Arc<Definition>,
+}
+
+/// The shared body of a [`Workflow`]: clones share it, and a change copies it first.
+#[derive(Clone, Debug)]
+struct Definition {
     workflow_id: String,
     name: String,
     tasks: IdMap<Task>,
@@ -41,11 +49,13 @@ impl Workflow {
     /// Creates an empty workflow.
     pub fn new(workflow_id: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
-            workflow_id: workflow_id.into(),
-            name: name.into(),
-            tasks: IdMap::default(),
-            duplicate_ids: Vec::new(),
-            plan: OnceLock::new(),
+            inner: Arc::new(Definition {
+                workflow_id: workflow_id.into(),
+                name: name.into(),
+                tasks: IdMap::default(),
+                duplicate_ids: Vec::new(),
+                plan: OnceLock::new(),
+            }),
         }
     }
 
@@ -58,7 +68,7 @@ impl Workflow {
     ) -> Self {
         let tasks = tasks.into_iter();
         let mut workflow = Self::new(workflow_id, name);
-        workflow.tasks.reserve(tasks.size_hint().0);
+        workflow.definition().tasks.reserve(tasks.size_hint().0);
         for task in tasks {
             workflow.add_task(task);
         }
@@ -74,60 +84,63 @@ impl Workflow {
     /// Adds a task. A second task with an id already present is not stored; validation
     /// reports it as [`ValidationError::DuplicateTaskId`].
     pub fn add_task(&mut self, task: Task) {
-        self.plan = OnceLock::new();
-        match self.tasks.entry(task.task_id.clone()) {
-            indexmap::map::Entry::Occupied(entry) => self.duplicate_ids.push(entry.key().clone()),
-            indexmap::map::Entry::Vacant(entry) => {
-                entry.insert(task);
-            }
-        }
+        self.insert_keyed(task.task_id.clone(), task);
     }
 
     /// Adds a task under a map key, as a file in map form does. A key that differs from
     /// the task's own id is reported by validation.
     pub(crate) fn insert_keyed(&mut self, key: TaskId, task: Task) {
-        self.plan = OnceLock::new();
-        match self.tasks.entry(key) {
-            indexmap::map::Entry::Occupied(entry) => self.duplicate_ids.push(entry.key().clone()),
+        let definition = self.definition();
+        match definition.tasks.entry(key) {
+            indexmap::map::Entry::Occupied(entry) => {
+                definition.duplicate_ids.push(entry.key().clone())
+            }
             indexmap::map::Entry::Vacant(entry) => {
                 entry.insert(task);
             }
         }
     }
 
+    /// The definition, unshared and with its cached validation cleared, ready to change.
+    fn definition(&mut self) -> &mut Definition {
+        let definition = Arc::make_mut(&mut self.inner);
+        definition.plan = OnceLock::new();
+        definition
+    }
+
     /// The workflow's identifier.
     pub fn workflow_id(&self) -> &str {
-        &self.workflow_id
+        &self.inner.workflow_id
     }
 
     /// The workflow's human-readable name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     /// The tasks by id, in insertion order.
     pub fn tasks(&self) -> &IdMap<Task> {
-        &self.tasks
+        &self.inner.tasks
     }
 
     /// The task with this id.
     pub fn get(&self, id: &str) -> Option<&Task> {
-        self.tasks.get(id)
+        self.inner.tasks.get(id)
     }
 
     /// The number of tasks.
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.inner.tasks.len()
     }
 
     /// Whether the workflow has no tasks.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.inner.tasks.is_empty()
     }
 
     /// Ids that were given to more than one task.
     pub(crate) fn duplicate_ids(&self) -> &[TaskId] {
-        &self.duplicate_ids
+        &self.inner.duplicate_ids
     }
 
     /// Checks the workflow and returns a view that answers DAG queries.
@@ -136,7 +149,7 @@ impl Workflow {
     /// dependencies, duplicate ids, map keys that differ from task ids, cycles (with their
     /// path) and invalid task options. The result is computed once and cached.
     pub fn validate(&self) -> Result<ValidWorkflow<'_>, ValidationErrors> {
-        match self.plan.get_or_init(|| compile::compile(self)) {
+        match self.inner.plan.get_or_init(|| compile::compile(self)) {
             Ok(plan) => Ok(ValidWorkflow {
                 workflow: self,
                 plan,
@@ -155,8 +168,12 @@ impl Workflow {
         let types: Vec<&str> = match &structural {
             Ok(valid) => valid.plan.task_types().iter().map(String::as_str).collect(),
             Err(_) => {
-                let distinct: indexmap::IndexSet<&str> =
-                    self.tasks.values().map(|t| t.task_type.as_str()).collect();
+                let distinct: indexmap::IndexSet<&str> = self
+                    .inner
+                    .tasks
+                    .values()
+                    .map(|t| t.task_type.as_str())
+                    .collect();
                 distinct.into_iter().collect()
             }
         };
@@ -166,7 +183,7 @@ impl Workflow {
             .map(|task_type| (task_type, Vec::new()))
             .collect();
         if !missing.is_empty() {
-            for (id, task) in &self.tasks {
+            for (id, task) in &self.inner.tasks {
                 if let Some(tasks) = missing.get_mut(task.task_type.as_str()) {
                     tasks.push(id.clone());
                 }
@@ -204,10 +221,12 @@ impl Workflow {
 
 impl PartialEq for Workflow {
     fn eq(&self, other: &Self) -> bool {
-        self.workflow_id == other.workflow_id
-            && self.name == other.name
-            && self.tasks == other.tasks
-            && self.duplicate_ids == other.duplicate_ids
+        let (a, b) = (&self.inner, &other.inner);
+        Arc::ptr_eq(a, b)
+            || (a.workflow_id == b.workflow_id
+                && a.name == b.name
+                && a.tasks == b.tasks
+                && a.duplicate_ids == b.duplicate_ids)
     }
 }
 
@@ -216,9 +235,9 @@ impl Serialize for Workflow {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("Workflow", 3)?;
-        s.serialize_field("workflow_id", &self.workflow_id)?;
-        s.serialize_field("name", &self.name)?;
-        s.serialize_field("tasks", &self.tasks)?;
+        s.serialize_field("workflow_id", &self.inner.workflow_id)?;
+        s.serialize_field("name", &self.inner.name)?;
+        s.serialize_field("tasks", &self.inner.tasks)?;
         s.end()
     }
 }
@@ -263,7 +282,7 @@ impl<'w> ValidWorkflow<'w> {
 
     fn id(&self, index: usize) -> &'w TaskId {
         self.workflow
-            .tasks
+            .tasks()
             .get_index(index)
             .map(|(id, _)| id)
             .unwrap_or_else(|| unreachable!("plan indices come from this workflow's task map"))
@@ -274,7 +293,7 @@ impl<'w> ValidWorkflow<'w> {
     }
 
     fn index(&self, id: &str) -> Option<usize> {
-        self.workflow.tasks.get_index_of(id)
+        self.workflow.tasks().get_index_of(id)
     }
 
     /// Task ids in execution order: each task after all of its dependencies, and among
