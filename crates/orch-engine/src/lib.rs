@@ -1,4 +1,54 @@
-//! The orch executor: runs a validated workflow's tasks on tokio, each through the handler
-//! registered for its type.
+//! The orch executor: runs a workflow's tasks on tokio, each through the handler
+//! registered for its task type.
 //!
-//! This crate is a placeholder until the engine lands: it holds no code yet.
+//! ```
+//! use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
+//! use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+//! use serde_json::json;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let engine = WorkflowEngine::new();
+//! engine.register_handler("fetch", |_ctx: TaskContext| async move { Ok(json!({"data": "fetched"})) });
+//! engine.register_handler("process", |ctx: TaskContext| async move {
+//!     let fetched = ctx.dependency_result("fetch_task").cloned().unwrap_or_default();
+//!     Ok(json!({"status": "processed", "input": fetched}))
+//! });
+//! engine.register_handler("flaky", |_ctx: TaskContext| async move {
+//!     Err::<serde_json::Value, _>(TaskError::new("upstream unavailable"))
+//! });
+//!
+//! let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
+//!     .task(Task::new("fetch_task", "fetch"))
+//!     .task(Task::new("process_task", "process").depends_on(["fetch_task"]))
+//!     .task(Task::new("side", "flaky"))
+//!     .task(Task::new("after_side", "process").depends_on(["side"]));
+//!
+//! let result = engine.execute_workflow(&workflow).await?;
+//! assert_eq!(result.status, WorkflowStatus::Failed);
+//! assert_eq!(result.task("process_task").unwrap().status, TaskStatus::Completed);
+//! assert_eq!(result.task("side").unwrap().error.as_deref(), Some("upstream unavailable"));
+//! assert_eq!(result.task("after_side").unwrap().status, TaskStatus::Skipped);
+//! # Ok::<(), orch_core::ValidationErrors>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # How tasks run
+//!
+//! A run keeps a ready queue ordered by the plan's execution order and starts tasks while
+//! fewer than `max_concurrent` are active. Handler futures are polled on the run's own
+//! tokio task, not spawned: a handler that finishes on its first poll costs one call and
+//! one allocation. Handlers that do heavy work use [`spawned`] or [`blocking`] to run on
+//! other threads.
+//!
+//! Timeouts and retry pauses use tokio's timer, so a runtime that runs workflows with
+//! either needs its time driver enabled (`enable_time` or `enable_all`).
+
+mod attempt;
+mod context;
+mod engine;
+mod handler;
+mod run;
+
+pub use context::TaskContext;
+pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};
+pub use handler::{Handler, TaskError, blocking, spawned};

@@ -1,0 +1,296 @@
+//! [`WorkflowEngine`], its [`EngineBuilder`], and [`RunHandle`], one run in progress.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use orch_core::{ValidationErrors, Workflow, WorkflowResult};
+use tokio_util::sync::CancellationToken;
+
+use crate::Handler;
+
+/// Runs workflows: each task through the handler registered for its type, as soon as its
+/// dependencies completed and a slot is free.
+///
+/// An engine is cheap to clone (clones share handlers and settings), `Send + Sync`, and
+/// can run many workflows, also at the same time. `WorkflowEngine::new()` runs one task at
+/// a time, as the seed does; [`WorkflowEngine::builder`] sets more.
+///
+/// ```
+/// use orch_engine::{TaskContext, WorkflowEngine};
+/// use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
+/// use serde_json::json;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let engine = WorkflowEngine::builder().max_concurrent(4).build()?;
+/// engine.register_handler("fetch", |_ctx: TaskContext| async move { Ok(json!({"data": "fetched"})) });
+/// engine.register_handler("process", |_ctx: TaskContext| async move { Ok(json!({"status": "processed"})) });
+///
+/// let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
+///     .task(Task::new("fetch_task", "fetch"))
+///     .task(Task::new("process_task", "process").depends_on(["fetch_task"]));
+/// let result = engine.execute_workflow(&workflow).await?;
+/// assert_eq!(result.status, WorkflowStatus::Completed);
+/// assert_eq!(result.task("process_task").unwrap().status, TaskStatus::Completed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct WorkflowEngine {
+    inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    handlers: RwLock<HashMap<String, Arc<dyn Handler>>>,
+    pub(crate) max_concurrent: usize,
+    pub(crate) grace_period: Duration,
+}
+
+impl EngineInner {
+    pub(crate) fn handlers_snapshot(&self) -> HashMap<String, Arc<dyn Handler>> {
+        self.handlers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Default for WorkflowEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for WorkflowEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let handlers = self.inner.handlers_snapshot();
+        let mut types: Vec<&String> = handlers.keys().collect();
+        types.sort();
+        f.debug_struct("WorkflowEngine")
+            .field("max_concurrent", &self.inner.max_concurrent)
+            .field("grace_period", &self.inner.grace_period)
+            .field("handlers", &types)
+            .finish()
+    }
+}
+
+impl WorkflowEngine {
+    /// An engine that runs one task at a time (the seed's default).
+    pub fn new() -> Self {
+        EngineBuilder::default().build_unchecked()
+    }
+
+    /// Settings beyond the defaults.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// An engine that runs up to `max_concurrent` tasks at once; 0 is an error.
+    pub fn with_max_concurrent(max_concurrent: usize) -> Result<Self, ConfigError> {
+        Self::builder().max_concurrent(max_concurrent).build()
+    }
+
+    /// The most tasks this engine runs at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.inner.max_concurrent
+    }
+
+    /// Registers the handler for a task type. Registering a type again replaces its
+    /// handler for runs that start afterwards (runs in progress keep the one they began
+    /// with); the replaced handler is returned.
+    pub fn register_handler(
+        &self,
+        task_type: impl Into<String>,
+        handler: impl Handler,
+    ) -> Option<Arc<dyn Handler>> {
+        self.inner
+            .handlers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(task_type.into(), Arc::new(handler))
+    }
+
+    /// Whether a handler is registered for `task_type`.
+    pub fn has_handler(&self, task_type: &str) -> bool {
+        self.inner
+            .handlers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(task_type)
+    }
+
+    /// Validates and runs `workflow` to its end.
+    ///
+    /// Validation comes first and includes every task type with no handler; when it
+    /// fails, nothing runs. A task's `Err`, panic or timeout (after its retries) marks it
+    /// failed and every task that depends on it, directly or not, skipped; independent
+    /// branches run on.
+    pub async fn execute_workflow(
+        &self,
+        workflow: &Workflow,
+    ) -> Result<WorkflowResult, ValidationErrors> {
+        self.run(workflow).await
+    }
+
+    /// Starts running `workflow` and returns a handle that can be awaited, cancelled, or
+    /// spawned onto a runtime. The run makes progress only while the handle is polled.
+    pub fn run(&self, workflow: &Workflow) -> RunHandle {
+        self.start(workflow, None)
+    }
+
+    /// Runs again only what did not complete in `previous`: completed tasks keep their
+    /// records, and their stored results are fed to their dependents.
+    pub fn resume(&self, workflow: &Workflow, previous: &WorkflowResult) -> RunHandle {
+        self.start(workflow, Some(previous.clone()))
+    }
+
+    fn start(&self, workflow: &Workflow, previous: Option<WorkflowResult>) -> RunHandle {
+        let cancel = CancellationToken::new();
+        let future = crate::run::execute(
+            Arc::clone(&self.inner),
+            workflow.clone(),
+            previous,
+            cancel.clone(),
+        );
+        RunHandle {
+            cancel,
+            future: Box::pin(future),
+        }
+    }
+}
+
+/// Settings for a [`WorkflowEngine`].
+///
+/// ```
+/// use orch_engine::WorkflowEngine;
+/// use std::time::Duration;
+///
+/// let engine = WorkflowEngine::builder()
+///     .max_concurrent(8)
+///     .cancel_grace_period(Duration::from_millis(200))
+///     .build()?;
+/// assert_eq!(engine.max_concurrent(), 8);
+/// assert!(WorkflowEngine::builder().max_concurrent(0).build().is_err());
+/// # Ok::<(), orch_engine::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct EngineBuilder {
+    max_concurrent: usize,
+    grace_period: Duration,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 1,
+            grace_period: Duration::from_secs(5),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// The most tasks to run at once (default 1); must be at least 1.
+    pub fn max_concurrent(mut self, max_concurrent: usize) -> Self {
+        self.max_concurrent = max_concurrent;
+        self
+    }
+
+    /// How long a cancelled run waits for running handlers to notice their cancellation
+    /// token and finish before it drops them (default 5 s).
+    pub fn cancel_grace_period(mut self, grace_period: Duration) -> Self {
+        self.grace_period = grace_period;
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> Result<WorkflowEngine, ConfigError> {
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::ZeroConcurrency);
+        }
+        Ok(self.build_unchecked())
+    }
+
+    fn build_unchecked(self) -> WorkflowEngine {
+        WorkflowEngine {
+            inner: Arc::new(EngineInner {
+                handlers: RwLock::new(HashMap::new()),
+                max_concurrent: self.max_concurrent.max(1),
+                grace_period: self.grace_period,
+            }),
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_concurrent` was 0: no task could ever start.
+    #[error("max_concurrent must be at least 1 (0 would let no task start)")]
+    ZeroConcurrency,
+}
+
+/// One run in progress: await it for the result, or cancel it.
+///
+/// Cancelling stops new tasks from starting, cancels the token every running handler
+/// sees, waits up to the engine's grace period for them, then drops them; every task that
+/// did not finish ends `Cancelled` and the run's status is `cancelled`. No handler future
+/// is left running once the handle's result is ready.
+///
+/// ```
+/// use orch_engine::{TaskContext, WorkflowEngine};
+/// use orch_core::{Task, Workflow, WorkflowStatus};
+/// use serde_json::json;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let engine = WorkflowEngine::new();
+/// engine.register_handler("wait", |ctx: TaskContext| async move {
+///     ctx.cancellation().cancelled().await;
+///     Ok(json!("stopped early"))
+/// });
+/// let workflow = Workflow::new("w", "W")
+///     .task(Task::new("a", "wait"))
+///     .task(Task::new("b", "wait").depends_on(["a"]));
+/// let run = engine.run(&workflow);
+/// run.cancel();
+/// let result = run.await?;
+/// assert_eq!(result.status, WorkflowStatus::Cancelled);
+/// # Ok::<(), orch_core::ValidationErrors>(())
+/// # }).unwrap();
+/// ```
+pub struct RunHandle {
+    cancel: CancellationToken,
+    future: BoxFuture<'static, Result<WorkflowResult, ValidationErrors>>,
+}
+
+impl RunHandle {
+    /// Cancels the run.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// A token that cancels the run when cancelled; clone it to cancel from elsewhere.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+impl Future for RunHandle {
+    type Output = Result<WorkflowResult, ValidationErrors>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}

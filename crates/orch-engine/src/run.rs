@@ -1,0 +1,399 @@
+//! One run of a workflow: the scheduler that starts ready tasks, polls their handlers and
+//! records what happens.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use orch_core::{
+    Plan, Task, TaskRecord, TaskStatus, ValidationError, ValidationErrors, Workflow,
+    WorkflowResult, WorkflowStatus,
+};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::attempt::{Attempt, InFlight, Landed};
+use crate::context::RunShared;
+use crate::engine::EngineInner;
+use crate::{Handler, TaskContext, TaskError};
+
+/// Tasks completed in a row without waiting before the run yields to the runtime.
+const YIELD_EVERY: u32 = 256;
+
+/// Validates, then runs `workflow`; with `previous`, tasks that completed there keep their
+/// records and results and are not run again.
+pub(crate) async fn execute(
+    engine: Arc<EngineInner>,
+    workflow: Workflow,
+    previous: Option<WorkflowResult>,
+    cancel: CancellationToken,
+) -> Result<WorkflowResult, ValidationErrors> {
+    let handlers = engine.handlers_snapshot();
+    let valid = workflow.validate_with_handlers(|t| handlers.contains_key(t))?;
+    if let Some(previous) = &previous {
+        if previous.workflow_id != workflow.workflow_id() {
+            return Err(ValidationError::ForeignResult {
+                expected: workflow.workflow_id().to_owned(),
+                found: previous.workflow_id.clone(),
+            }
+            .into());
+        }
+    }
+    let plan = valid.plan();
+    let by_type: Vec<Arc<dyn Handler>> = plan
+        .task_types()
+        .iter()
+        .filter_map(|t| handlers.get(t).cloned())
+        .collect();
+    let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
+    let mut run = Scheduler::new(
+        &workflow,
+        plan,
+        &by_type,
+        engine.max_concurrent,
+        cancel.clone(),
+    );
+    if let Some(previous) = previous {
+        run.restore(previous);
+    }
+    let mut cancelled = pin!(cancel.cancelled_owned());
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        if grace.is_none() && cancelled.as_mut().poll(cx).is_ready() {
+            run.stop_starting();
+            grace = Some(Box::pin(tokio::time::sleep(engine.grace_period)));
+        }
+        if let Some(sleep) = &mut grace {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        match run.advance(cx) {
+            Progress::Done => Poll::Ready(()),
+            Progress::Waiting => Poll::Pending,
+            Progress::Yield => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    })
+    .instrument(span)
+    .await;
+    Ok(run.finish())
+}
+
+enum Progress {
+    Done,
+    Waiting,
+    Yield,
+}
+
+struct Scheduler<'p> {
+    plan: &'p Plan,
+    shared: Arc<RunShared>,
+    handlers: &'p [Arc<dyn Handler>],
+    records: Vec<TaskRecord>,
+    /// Per task, how many dependencies have not completed yet.
+    waiting: Vec<u32>,
+    /// Ready tasks by their position in the plan's order, so they start in that order.
+    ready: BinaryHeap<Reverse<u32>>,
+    in_flight: FuturesUnordered<InFlight<'p>>,
+    /// Tasks started and not yet finished (running, or pausing before a retry).
+    active: usize,
+    max_concurrent: usize,
+    stopping: bool,
+    clock: Clock,
+}
+
+/// Wall-clock timestamps that advance with tokio's monotonic clock: durations never go
+/// backwards when the system clock is adjusted, and follow tokio's paused time in tests.
+struct Clock {
+    wall: SystemTime,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.wall + self.start.elapsed()
+    }
+}
+
+impl<'p> Scheduler<'p> {
+    fn new(
+        workflow: &Workflow,
+        plan: &'p Plan,
+        handlers: &'p [Arc<dyn Handler>],
+        max_concurrent: usize,
+        cancel: CancellationToken,
+    ) -> Self {
+        let n = plan.len();
+        let waiting: Vec<u32> = (0..n).map(|i| plan.dependencies(i).len() as u32).collect();
+        let ready = (0..n)
+            .filter(|&i| waiting[i] == 0)
+            .map(|i| Reverse(plan.position(i) as u32))
+            .collect();
+        Self {
+            plan,
+            shared: Arc::new(RunShared {
+                workflow: workflow.clone(),
+                results: (0..n).map(|_| OnceLock::new()).collect(),
+                cancel,
+            }),
+            handlers,
+            records: vec![TaskRecord::default(); n],
+            waiting,
+            ready,
+            in_flight: FuturesUnordered::new(),
+            active: 0,
+            max_concurrent,
+            stopping: false,
+            clock: Clock::start(),
+        }
+    }
+
+    fn task(&self, index: usize) -> &Task {
+        match self.shared.workflow.tasks().get_index(index) {
+            Some((_, task)) => task,
+            None => unreachable!("plan indices come from the workflow"),
+        }
+    }
+
+    /// Takes over the completed tasks of an earlier run.
+    fn restore(&mut self, previous: WorkflowResult) {
+        let tasks = self.shared.workflow.tasks();
+        for (id, record) in previous.tasks {
+            let Some(index) = tasks.get_index_of(&id) else {
+                continue;
+            };
+            if record.status != TaskStatus::Completed {
+                continue;
+            }
+            let value = record.result.clone().unwrap_or(Value::Null);
+            let _ = self.shared.results[index].set(value);
+            self.records[index] = record;
+            for &d in self.plan.dependents(index) {
+                self.waiting[d as usize] -= 1;
+            }
+        }
+        let done = |i: usize| self.records[i].status == TaskStatus::Completed;
+        self.ready = (0..self.plan.len())
+            .filter(|&i| self.waiting[i] == 0 && !done(i))
+            .map(|i| Reverse(self.plan.position(i) as u32))
+            .collect();
+    }
+
+    fn stop_starting(&mut self) {
+        self.stopping = true;
+        self.ready.clear();
+    }
+
+    /// Starts what may start and handles what finished, until nothing more can happen
+    /// without waiting.
+    fn advance(&mut self, cx: &mut Context<'_>) -> Progress {
+        let mut budget = YIELD_EVERY;
+        loop {
+            while self.active < self.max_concurrent && !self.stopping {
+                let Some(Reverse(position)) = self.ready.pop() else {
+                    break;
+                };
+                let index = self.plan.order()[position as usize] as usize;
+                self.start(index, cx);
+                budget -= 1;
+                if budget == 0 {
+                    return Progress::Yield;
+                }
+            }
+            match self.in_flight.poll_next_unpin(cx) {
+                Poll::Ready(Some(Landed::Attempt(index, outcome))) => {
+                    self.attempt_over(index as usize, outcome)
+                }
+                Poll::Ready(Some(Landed::BackoffOver(index))) => {
+                    self.start_attempt(index as usize, cx)
+                }
+                Poll::Ready(None) if self.ready.is_empty() || self.stopping => {
+                    return Progress::Done;
+                }
+                Poll::Ready(None) => {}
+                Poll::Pending => return Progress::Waiting,
+            }
+        }
+    }
+
+    fn start(&mut self, index: usize, cx: &mut Context<'_>) {
+        self.active += 1;
+        let record = &mut self.records[index];
+        record.status = TaskStatus::Running;
+        record.start_time = Some(self.clock.now());
+        self.start_attempt(index, cx);
+    }
+
+    /// Runs the next attempt; a handler that finishes on its first poll never enters the
+    /// in-flight set.
+    fn start_attempt(&mut self, index: usize, cx: &mut Context<'_>) {
+        if self.stopping {
+            self.active -= 1;
+            return;
+        }
+        self.records[index].attempts += 1;
+        let ctx = TaskContext {
+            run: Arc::clone(&self.shared),
+            index: index as u32,
+            attempt: self.records[index].attempts,
+        };
+        let task = self.task(index);
+        let span =
+            tracing::debug_span!("task", task_id = %task.task_id, task_type = %task.task_type);
+        let handler: &'p dyn Handler = self.handlers[self.plan.type_of(index)].as_ref();
+        let mut attempt = Attempt::start(handler, ctx, task.timeout, span);
+        match std::pin::Pin::new(&mut attempt).poll(cx) {
+            Poll::Ready(outcome) => self.attempt_over(index, outcome),
+            Poll::Pending => self.in_flight.push(InFlight::Attempt(attempt)),
+        }
+    }
+
+    fn attempt_over(&mut self, index: usize, outcome: Result<Value, TaskError>) {
+        match outcome {
+            Ok(value) => {
+                let _ = self.shared.results[index].set(value);
+                self.settle(index, TaskStatus::Completed, None);
+                for &d in self.plan.dependents(index) {
+                    let d = d as usize;
+                    self.waiting[d] -= 1;
+                    if self.waiting[d] == 0 && !self.stopping {
+                        self.ready.push(Reverse(self.plan.position(d) as u32));
+                    }
+                }
+            }
+            Err(error) if self.stopping => {
+                let message = format!("cancelled: {error}");
+                self.settle(index, TaskStatus::Cancelled, Some(message));
+            }
+            Err(error) => {
+                let task = self.task(index);
+                let attempts = self.records[index].attempts;
+                if !error.is_permanent() && attempts <= task.retries {
+                    let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
+                    tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %error, ?delay, "retrying");
+                    self.records[index].error = Some(error.to_string());
+                    self.in_flight.push(InFlight::Backoff {
+                        index: index as u32,
+                        sleep: Box::pin(tokio::time::sleep(delay)),
+                    });
+                    return;
+                }
+                self.settle(index, TaskStatus::Failed, Some(error.to_string()));
+                self.skip_descendants(index);
+            }
+        }
+    }
+
+    /// Records a final status for a started task and frees its slot.
+    fn settle(&mut self, index: usize, status: TaskStatus, error: Option<String>) {
+        self.active -= 1;
+        let record = &mut self.records[index];
+        record.status = status;
+        record.error = error;
+        record.end_time = Some(self.clock.now());
+    }
+
+    /// Marks every task that depends on `failed`, directly or not, as skipped.
+    fn skip_descendants(&mut self, failed: usize) {
+        let reason = format!("skipped: dependency `{}` failed", self.task(failed).task_id);
+        let mut stack: Vec<u32> = self.plan.dependents(failed).to_vec();
+        while let Some(d) = stack.pop() {
+            let record = &mut self.records[d as usize];
+            if record.status == TaskStatus::Pending {
+                record.status = TaskStatus::Skipped;
+                record.error = Some(reason.clone());
+                stack.extend_from_slice(self.plan.dependents(d as usize));
+            }
+        }
+    }
+
+    /// Cancels what is unfinished and assembles the result.
+    fn finish(mut self) -> WorkflowResult {
+        let end_time = self.clock.now();
+        // Dropping the in-flight set drops every handler future still running.
+        drop(std::mem::take(&mut self.in_flight));
+        let mut failed = false;
+        let mut cancelled = false;
+        for record in &mut self.records {
+            match record.status {
+                TaskStatus::Pending | TaskStatus::Running => {
+                    if record.status == TaskStatus::Running {
+                        record.end_time = Some(end_time);
+                    }
+                    record.status = TaskStatus::Cancelled;
+                    record.error = Some("cancelled: the run was cancelled".to_owned());
+                    cancelled = true;
+                }
+                TaskStatus::Failed => failed = true,
+                TaskStatus::Cancelled => cancelled = true,
+                TaskStatus::Completed | TaskStatus::Skipped => {}
+            }
+        }
+        let workflow = self.shared.workflow.clone();
+        let results: Vec<Option<Value>> = match Arc::try_unwrap(self.shared) {
+            Ok(shared) => shared
+                .results
+                .into_iter()
+                .map(OnceLock::into_inner)
+                .collect(),
+            Err(shared) => shared.results.iter().map(|r| r.get().cloned()).collect(),
+        };
+        let tasks = workflow
+            .tasks()
+            .keys()
+            .cloned()
+            .zip(self.records.into_iter().zip(results))
+            .map(|(id, (mut record, result))| {
+                if record.status == TaskStatus::Completed {
+                    record.result = result;
+                }
+                (id, record)
+            })
+            .collect();
+        let status = if cancelled || self.stopping {
+            WorkflowStatus::Cancelled
+        } else if failed {
+            WorkflowStatus::Failed
+        } else {
+            WorkflowStatus::Completed
+        };
+        WorkflowResult {
+            workflow_id: workflow.workflow_id().to_owned(),
+            name: workflow.name().to_owned(),
+            status,
+            start_time: self.clock.wall,
+            end_time,
+            max_concurrent: self.max_concurrent,
+            tasks,
+        }
+    }
+}
+
+/// A number in `[0, 1)` for retry jitter, different per task and attempt.
+fn jitter_unit(index: usize, attempt: u32) -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .subsec_nanos() as u64;
+    let mut z = nanos ^ ((index as u64) << 20) ^ u64::from(attempt);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}

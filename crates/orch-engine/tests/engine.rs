@@ -1,0 +1,510 @@
+//! The engine's semantics, one behaviour per test.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use orch_core::{Backoff, Task, TaskStatus, ValidationError, Workflow, WorkflowStatus};
+use orch_engine::{ConfigError, TaskContext, TaskError, WorkflowEngine, blocking, spawned};
+use serde_json::{Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime")
+}
+
+fn echo(engine: &WorkflowEngine, task_type: &str) {
+    engine.register_handler(task_type, |ctx: TaskContext| async move {
+        Ok(json!({"task": ctx.task_id().as_str()}))
+    });
+}
+
+#[test]
+fn the_seed_pipeline_completes_and_records_everything() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("fetch", |_ctx: TaskContext| async move {
+            Ok(json!({"data": "fetched"}))
+        });
+        engine.register_handler("process", |ctx: TaskContext| async move {
+            let data: Value = ctx.dependency_as("fetch_task")?;
+            Ok(json!({"status": "processed", "from": data["data"]}))
+        });
+        let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
+            .task(Task::new("fetch_task", "fetch").config(json!({"source": "api"})))
+            .task(Task::new("process_task", "process").depends_on(["fetch_task"]));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        assert_eq!(result.workflow_id, "data_pipeline");
+        assert_eq!(result.name, "Data Processing Pipeline");
+        let process = result.task("process_task").expect("recorded");
+        assert_eq!(
+            process.result,
+            Some(json!({"status": "processed", "from": "fetched"}))
+        );
+        assert_eq!(process.attempts, 1);
+        assert!(process.start_time.is_some() && process.duration().is_some());
+        let fetch = result.task("fetch_task").expect("recorded");
+        assert!(fetch.end_time <= process.start_time);
+        let json = result.to_value();
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["tasks"]["process_task"]["status"], "completed");
+    });
+}
+
+#[test]
+fn a_failure_skips_every_descendant_and_spares_independent_branches() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+        echo(&engine, "ok");
+        engine.register_handler("fail", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::new("disk full"))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("root", "ok"))
+            .task(Task::new("bad", "fail").depends_on(["root"]))
+            .task(Task::new("child", "ok").depends_on(["bad"]))
+            .task(Task::new("grandchild", "ok").depends_on(["child", "root"]))
+            .task(Task::new("side", "ok").depends_on(["root"]))
+            .task(Task::new("side_after", "ok").depends_on(["side"]));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        assert_eq!(result.tasks_with(TaskStatus::Failed), ["bad"]);
+        assert_eq!(
+            result.tasks_with(TaskStatus::Skipped),
+            ["child", "grandchild"]
+        );
+        assert_eq!(
+            result.tasks_with(TaskStatus::Completed),
+            ["root", "side", "side_after"]
+        );
+        assert_eq!(
+            result.task("bad").expect("recorded").error.as_deref(),
+            Some("disk full")
+        );
+        let skipped = result.task("grandchild").expect("recorded");
+        assert_eq!(
+            skipped.error.as_deref(),
+            Some("skipped: dependency `bad` failed")
+        );
+        assert_eq!(skipped.attempts, 0);
+        assert_eq!(skipped.start_time, None);
+    });
+}
+
+#[test]
+fn a_panicking_handler_fails_its_task_and_the_engine_lives_on() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        echo(&engine, "ok");
+        engine.register_handler("boom", |ctx: TaskContext| async move {
+            if ctx.attempt() > 0 {
+                panic!("bad data in {}", ctx.task_id());
+            }
+            Ok(Value::Null)
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "boom"))
+            .task(Task::new("b", "ok"));
+        for _ in 0..2 {
+            let result = engine.execute_workflow(&workflow).await.expect("valid");
+            let a = result.task("a").expect("recorded");
+            assert_eq!(a.status, TaskStatus::Failed);
+            assert_eq!(a.error.as_deref(), Some("handler panicked: bad data in a"));
+            assert_eq!(
+                result.task("b").expect("recorded").status,
+                TaskStatus::Completed
+            );
+        }
+    });
+}
+
+#[test]
+fn a_timeout_fails_the_task() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("slow", |_ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(Value::Null)
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "slow").timeout(Duration::from_millis(1500)));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let a = result.task("a").expect("recorded");
+        assert_eq!(a.status, TaskStatus::Failed);
+        assert_eq!(a.error.as_deref(), Some("timed out after 1.5s"));
+        assert_eq!(a.duration(), Some(Duration::from_millis(1500)));
+    });
+}
+
+#[test]
+fn retries_run_until_success_with_backoff_between_attempts() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        engine.register_handler("flaky", move |ctx: TaskContext| {
+            let calls = Arc::clone(&counted);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if ctx.attempt() < 3 {
+                    Err(TaskError::new(format!("attempt {} failed", ctx.attempt())))
+                } else {
+                    Ok(json!(ctx.attempt()))
+                }
+            }
+        });
+        let backoff = Backoff {
+            initial: Duration::from_secs(1),
+            jitter: false,
+            ..Backoff::default()
+        };
+        let workflow =
+            Workflow::new("w", "W").task(Task::new("a", "flaky").retries(5).backoff(backoff));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let a = result.task("a").expect("recorded");
+        assert_eq!(a.status, TaskStatus::Completed);
+        assert_eq!(a.attempts, 3);
+        assert_eq!(a.result, Some(json!(3)));
+        assert_eq!(a.error, None);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Pauses of 1 s and 2 s between the three attempts.
+        assert_eq!(a.duration(), Some(Duration::from_secs(3)));
+    });
+}
+
+#[test]
+fn retries_stop_when_spent_or_when_the_error_is_permanent() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("always", |ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::new(format!(
+                "no luck on attempt {}",
+                ctx.attempt()
+            )))
+        });
+        engine.register_handler("permanent", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::permanent("malformed input"))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "always").retries(2))
+            .task(Task::new("b", "permanent").retries(5));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let a = result.task("a").expect("recorded");
+        assert_eq!((a.status, a.attempts), (TaskStatus::Failed, 3));
+        assert_eq!(a.error.as_deref(), Some("no luck on attempt 3"));
+        let b = result.task("b").expect("recorded");
+        assert_eq!((b.status, b.attempts), (TaskStatus::Failed, 1));
+    });
+}
+
+#[test]
+fn missing_handlers_are_all_listed_and_nothing_runs() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        engine.register_handler("known", move |_ctx: TaskContext| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(Value::Null) }
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "known"))
+            .task(Task::new("b", "fetch"))
+            .task(Task::new("c", "store"))
+            .task(Task::new("d", "store"));
+        let errors = engine
+            .execute_workflow(&workflow)
+            .await
+            .expect_err("handlers missing");
+        let types: Vec<String> = errors
+            .iter()
+            .map(|e| match e {
+                ValidationError::MissingHandler { task_type, .. } => task_type.clone(),
+                other => panic!("unexpected {other}"),
+            })
+            .collect();
+        assert_eq!(types, ["fetch", "store"]);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    });
+}
+
+#[test]
+fn zero_concurrency_is_a_configuration_error() {
+    assert_eq!(
+        WorkflowEngine::with_max_concurrent(0).expect_err("zero"),
+        ConfigError::ZeroConcurrency
+    );
+    assert_eq!(
+        ConfigError::ZeroConcurrency.to_string(),
+        "max_concurrent must be at least 1 (0 would let no task start)"
+    );
+}
+
+/// Counts how many handler futures were dropped.
+struct DropGuard(Arc<AtomicUsize>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn cancelling_drops_every_running_handler_and_cancels_the_rest() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::builder()
+            .max_concurrent(3)
+            .cancel_grace_period(Duration::from_millis(100))
+            .build()
+            .expect("valid");
+        let started = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (s, d) = (Arc::clone(&started), Arc::clone(&dropped));
+        engine.register_handler("stubborn", move |_ctx: TaskContext| {
+            let guard = DropGuard(Arc::clone(&d));
+            s.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let _guard = guard;
+                // Ignores its cancellation token.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(Value::Null)
+            }
+        });
+        let workflow = Workflow::from_tasks(
+            "w",
+            "W",
+            (0..5).map(|i| Task::new(format!("t{i}"), "stubborn")),
+        );
+        let run = engine.run(&workflow);
+        let token = run.cancellation_token();
+        let runner = tokio::spawn(run);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        token.cancel();
+        let result = runner.await.expect("no panic").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        assert_eq!(started.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            3,
+            "every started future was dropped"
+        );
+        assert_eq!(result.tasks_with(TaskStatus::Cancelled).len(), 5);
+        let running = result.task("t0").expect("recorded");
+        assert!(running.start_time.is_some() && running.end_time.is_some());
+        assert_eq!(result.task("t4").expect("recorded").start_time, None);
+    });
+}
+
+#[test]
+fn handlers_that_honour_cancellation_finish_within_the_grace_period() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+        engine.register_handler("polite", |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            Ok(json!("wrapped up"))
+        });
+        echo(&engine, "ok");
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "polite"))
+            .task(Task::new("b", "ok").depends_on(["a"]));
+        let run = engine.run(&workflow);
+        let token = run.cancellation_token();
+        let runner = tokio::spawn(run);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        token.cancel();
+        let result = runner.await.expect("no panic").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        let a = result.task("a").expect("recorded");
+        assert_eq!(
+            (a.status, a.result.clone()),
+            (TaskStatus::Completed, Some(json!("wrapped up")))
+        );
+        assert_eq!(
+            result.task("b").expect("recorded").status,
+            TaskStatus::Cancelled
+        );
+    });
+}
+
+#[test]
+fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        engine.register_handler("count", move |ctx: TaskContext| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(json!(ctx.task_id().len())) }
+        });
+        let healthy = Arc::new(AtomicUsize::new(0));
+        let flag = Arc::clone(&healthy);
+        engine.register_handler("sometimes", move |ctx: TaskContext| {
+            let ok = flag.load(Ordering::SeqCst) > 0;
+            async move {
+                if !ok {
+                    return Err(TaskError::new("not yet"));
+                }
+                let upstream = ctx.dependency_result("first").cloned();
+                Ok(json!({"upstream": upstream}))
+            }
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("first", "count"))
+            .task(Task::new("middle", "sometimes").depends_on(["first"]))
+            .task(Task::new("last", "count").depends_on(["middle"]));
+        let failed = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(failed.status, WorkflowStatus::Failed);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+        healthy.store(1, Ordering::SeqCst);
+        let resumed = engine.resume(&workflow, &failed).await.expect("valid");
+        assert_eq!(resumed.status, WorkflowStatus::Completed);
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "only `last` ran again");
+        assert_eq!(resumed.task("first"), failed.task("first"));
+        assert_eq!(
+            resumed.task("middle").expect("recorded").result,
+            Some(json!({"upstream": 5}))
+        );
+    });
+}
+
+#[test]
+fn resume_refuses_a_result_of_another_workflow() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        echo(&engine, "ok");
+        let one = Workflow::new("one", "One").task(Task::new("a", "ok"));
+        let other = Workflow::new("other", "Other").task(Task::new("a", "ok"));
+        let result = engine.execute_workflow(&one).await.expect("valid");
+        let errors = engine.resume(&other, &result).await.expect_err("foreign");
+        assert_eq!(
+            errors.to_string(),
+            "cannot resume workflow `other` from a result of workflow `one`"
+        );
+    });
+}
+
+#[test]
+fn ready_tasks_start_in_execution_order() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&order);
+        engine.register_handler("log", move |ctx: TaskContext| {
+            log.lock().expect("lock").push(ctx.task_id().to_string());
+            async move { Ok(Value::Null) }
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("merge", "log").depends_on(["c", "a", "b"]))
+            .task(Task::new("c", "log").depends_on(["prep"]))
+            .task(Task::new("solo", "log"))
+            .task(Task::new("a", "log").depends_on(["prep"]))
+            .task(Task::new("prep", "log"))
+            .task(Task::new("b", "log").depends_on(["prep"]));
+        engine.execute_workflow(&workflow).await.expect("valid");
+        let expected: Vec<String> = workflow
+            .execution_order()
+            .expect("valid")
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
+        assert_eq!(*order.lock().expect("lock"), expected);
+    });
+}
+
+#[test]
+fn spawned_and_blocking_handlers_run_on_other_threads() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let engine = WorkflowEngine::with_max_concurrent(4).expect("valid");
+        engine.register_handler(
+            "spawned",
+            spawned(|ctx: TaskContext| async move {
+                Ok(json!(ctx.config()["n"].as_u64().unwrap_or(0) * 2))
+            }),
+        );
+        engine.register_handler(
+            "blocking",
+            blocking(|ctx: TaskContext| {
+                let doubled = ctx
+                    .dependency_result("s")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                Ok(json!(doubled + 1))
+            }),
+        );
+        engine.register_handler(
+            "blocking_panic",
+            blocking(|_ctx: TaskContext| -> Result<Value, TaskError> {
+                panic!("worker thread exploded")
+            }),
+        );
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("s", "spawned").config(json!({"n": 20})))
+            .task(Task::new("b", "blocking").depends_on(["s"]))
+            .task(Task::new("p", "blocking_panic"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.task("b").expect("recorded").result, Some(json!(41)));
+        assert_eq!(
+            result.task("p").expect("recorded").error.as_deref(),
+            Some("handler panicked: worker thread exploded")
+        );
+    });
+}
+
+#[test]
+fn one_engine_runs_workflows_concurrently() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+        engine.register_handler("nap", |ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(json!(ctx.task_id().as_str()))
+        });
+        let workflow =
+            Workflow::from_tasks("w", "W", (0..20).map(|i| Task::new(format!("t{i}"), "nap")));
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let engine = engine.clone();
+                let workflow = workflow.clone();
+                tokio::spawn(async move { engine.execute_workflow(&workflow).await })
+            })
+            .collect();
+        for run in runs {
+            let result = run.await.expect("no panic").expect("valid");
+            assert_eq!(result.tasks_with(TaskStatus::Completed).len(), 20);
+        }
+    });
+}
+
+#[test]
+fn registering_a_type_again_replaces_its_handler() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        assert!(
+            engine
+                .register_handler("t", |_ctx: TaskContext| async move { Ok(json!(1)) })
+                .is_none()
+        );
+        assert!(
+            engine
+                .register_handler("t", |_ctx: TaskContext| async move { Ok(json!(2)) })
+                .is_some()
+        );
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.task("a").expect("recorded").result, Some(json!(2)));
+    });
+}
