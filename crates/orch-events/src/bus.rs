@@ -37,6 +37,11 @@ pub struct EventBusBuilder {
 }
 
 impl EventBusBuilder {
+    /// Defaults: no history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Keep the last `events` events so that late subscribers can replay them
     /// ([`SubscribeOptions::replay_from`]). 0 (the default) keeps none.
     #[must_use]
@@ -180,15 +185,18 @@ impl<T> std::fmt::Debug for EventBus<T> {
     }
 }
 
+impl EventBus {
+    /// A builder for a bus with options; its [`EventBusBuilder::build`] picks the payload
+    /// type (`EventBus::builder().history(100).build::<MyEvent>()`).
+    pub fn builder() -> EventBusBuilder {
+        EventBusBuilder::default()
+    }
+}
+
 impl<T> EventBus<T> {
     /// A bus without history.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A builder for a bus with options.
-    pub fn builder() -> EventBusBuilder {
-        EventBusBuilder::default()
     }
 
     /// The sequence number the next published event will get.
@@ -222,6 +230,9 @@ impl<T> EventBus<T> {
         payload: T,
     ) -> Result<u64, PublishError> {
         let subject = subject.into_subject()?;
+        // Like tokio's own channels: a publisher that never has to wait still yields to
+        // the scheduler now and then, so the subscribers it wakes get to run.
+        tokio::task::consume_budget().await;
         let inner = &*self.inner;
         let mut waiting = Vec::new();
         let (event, _in_flight) = {

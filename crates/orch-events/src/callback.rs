@@ -110,9 +110,11 @@ impl<T> CallbackSubscription<T> {
 
     /// Waits until the bus is closed and the callback has handled everything published
     /// before.
-    pub async fn finished(self) {
-        // The task catches every panic of the callback, so it can only end normally.
-        let _ = self.task.await;
+    pub async fn finished(&mut self) {
+        if !self.task.is_finished() {
+            // The task catches every panic of the callback, so it can only end normally.
+            let _ = (&mut self.task).await;
+        }
     }
 
     /// Unsubscribes. Once this returns the callback is not running and will not be

@@ -1,0 +1,522 @@
+//! Delivery guarantees: no loss and order under Block, exact drop counts, panic isolation,
+//! unsubscribe, replay, close.
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures_core::Stream;
+use orch_events::{
+    Delivery, EventBus, Overflow, PublishError, SubjectError, SubscribeError, SubscribeOptions,
+    Subscription, TryPublishErrorKind,
+};
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime")
+}
+
+/// Everything left in `sub` until it ends, as (events' payloads, lagged notices).
+async fn drain<T: Clone>(sub: &mut Subscription<T>) -> Vec<Result<T, u64>> {
+    let mut out = Vec::new();
+    while let Some(delivery) = sub.recv().await {
+        out.push(match delivery {
+            Delivery::Event(event) => Ok(event.payload().clone()),
+            Delivery::Lagged(n) => Err(n),
+        });
+    }
+    out
+}
+
+#[test]
+fn block_loses_nothing_and_keeps_per_publisher_order() {
+    const PUBLISHERS: usize = 4;
+    const EVENTS: u64 = 5_000;
+    multi_thread().block_on(async {
+        let bus: EventBus<(usize, u64)> = EventBus::new();
+        let mut consumers = Vec::new();
+        for capacity in [1, 7, 64] {
+            let mut sub = bus
+                .subscribe_with("pub.>", SubscribeOptions::new().capacity(capacity))
+                .expect("subscribed");
+            consumers.push(tokio::spawn(async move {
+                let mut next = [0u64; PUBLISHERS];
+                let mut last_seq = [None::<u64>; PUBLISHERS];
+                while let Some(delivery) = sub.recv().await {
+                    let Delivery::Event(event) = delivery else {
+                        panic!("Block never drops");
+                    };
+                    let (publisher, i) = *event.payload();
+                    assert_eq!(i, next[publisher], "publisher {publisher} out of order");
+                    next[publisher] += 1;
+                    assert!(last_seq[publisher] < Some(event.seq()));
+                    last_seq[publisher] = Some(event.seq());
+                }
+                (next, sub.stats())
+            }));
+        }
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                let bus = bus.clone();
+                tokio::spawn(async move {
+                    let subject = format!("pub.{p}");
+                    for i in 0..EVENTS {
+                        bus.publish(&subject, (p, i)).await.expect("published");
+                    }
+                })
+            })
+            .collect();
+        for publisher in publishers {
+            publisher.await.expect("publisher");
+        }
+        bus.close().await;
+        for consumer in consumers {
+            let (counts, stats) = consumer.await.expect("consumer");
+            assert_eq!(counts, [EVENTS; PUBLISHERS]);
+            assert_eq!(stats.delivered, EVENTS * PUBLISHERS as u64);
+            assert_eq!(stats.dropped, 0);
+        }
+        assert_eq!(bus.next_seq(), EVENTS * PUBLISHERS as u64);
+    });
+}
+
+#[tokio::test]
+async fn drop_oldest_counts_exactly() {
+    let bus: EventBus<u32> = EventBus::new();
+    let options = SubscribeOptions::new()
+        .capacity(4)
+        .overflow(Overflow::DropOldest);
+    let mut sub = bus.subscribe_with("a", options).expect("subscribed");
+    for i in 0..10 {
+        bus.publish("a", i).await.expect("never waits");
+    }
+    assert_eq!(
+        sub.recv()
+            .await
+            .and_then(|d| d.event().is_none().then_some(())),
+        Some(())
+    );
+    let stats = sub.stats();
+    assert_eq!((stats.dropped, stats.high_water), (6, 4));
+    // Read three more (the rest of that batch), then overflow again.
+    for i in 0..3 {
+        assert_eq!(sub.recv_event().await.map(|e| *e.payload()), Some(6 + i));
+    }
+    for i in 10..15 {
+        bus.publish("a", i).await.expect("never waits");
+    }
+    bus.close().await;
+    // 9 was already taken from the queue; 10 was dropped to make room for 14.
+    assert_eq!(
+        drain(&mut sub).await,
+        [Ok(9), Err(1), Ok(11), Ok(12), Ok(13), Ok(14)]
+    );
+    let stats = sub.stats();
+    assert_eq!((stats.delivered, stats.dropped, stats.queued), (8, 7, 0));
+}
+
+#[tokio::test]
+async fn drop_oldest_reports_before_the_retained_events() {
+    let bus: EventBus<u32> = EventBus::new();
+    let options = SubscribeOptions::new()
+        .capacity(4)
+        .overflow(Overflow::DropOldest);
+    let mut sub = bus.subscribe_with("a", options).expect("subscribed");
+    for i in 0..10 {
+        bus.publish("a", i).await.expect("never waits");
+    }
+    bus.close().await;
+    assert_eq!(drain(&mut sub).await, [Err(6), Ok(6), Ok(7), Ok(8), Ok(9)]);
+}
+
+#[tokio::test]
+async fn drop_newest_counts_exactly() {
+    let bus: EventBus<u32> = EventBus::new();
+    let options = SubscribeOptions::new()
+        .capacity(4)
+        .overflow(Overflow::DropNewest);
+    let mut sub = bus.subscribe_with("a.*", options).expect("subscribed");
+    for i in 0..10 {
+        bus.publish("a.b", i).await.expect("never waits");
+    }
+    for i in 0..4 {
+        assert_eq!(sub.recv_event().await.map(|e| *e.payload()), Some(i));
+    }
+    assert!(matches!(sub.recv().await, Some(Delivery::Lagged(6))));
+    for i in 10..16 {
+        bus.publish("a.c", i).await.expect("never waits");
+    }
+    bus.close().await;
+    assert_eq!(
+        drain(&mut sub).await,
+        [Ok(10), Ok(11), Ok(12), Ok(13), Err(2)]
+    );
+    let stats = sub.stats();
+    assert_eq!(
+        (stats.delivered, stats.dropped, stats.high_water),
+        (8, 8, 4)
+    );
+}
+
+#[test]
+fn slow_dropping_subscriber_does_not_hold_up_others() {
+    multi_thread().block_on(async {
+        let bus: EventBus<u32> = EventBus::new();
+        // Never read until the end.
+        let mut slow = bus
+            .subscribe_with(
+                ">",
+                SubscribeOptions::new()
+                    .capacity(2)
+                    .overflow(Overflow::DropOldest),
+            )
+            .expect("subscribed");
+        let mut fast = bus.subscribe("x").expect("subscribed");
+        let reader = tokio::spawn(async move { drain(&mut fast).await.len() });
+        for i in 0..10_000 {
+            bus.publish("x", i).await.expect("published");
+        }
+        bus.close().await;
+        assert_eq!(reader.await.expect("reader"), 10_000);
+        assert_eq!(drain(&mut slow).await, [Err(9_998), Ok(9_998), Ok(9_999)]);
+    });
+}
+
+#[test]
+fn panicking_callback_is_isolated() {
+    multi_thread().block_on(async {
+        let bus: EventBus<u64> = EventBus::new();
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut callback = bus
+            .subscribe_fn(">", SubscribeOptions::new().capacity(2), {
+                let calls = Arc::clone(&calls);
+                move |delivery: Delivery<u64>| {
+                    let calls = Arc::clone(&calls);
+                    async move {
+                        let event = delivery.into_event().expect("Block never drops");
+                        let n = *event.payload();
+                        if n % 3 == 0 {
+                            panic!("callback panics on {n}");
+                        }
+                        tokio::task::yield_now().await;
+                        if n % 3 == 1 {
+                            panic!("callback panics after await on {n}");
+                        }
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .expect("subscribed");
+        let mut other = bus.subscribe("x.*").expect("subscribed");
+        let reader = tokio::spawn(async move { drain(&mut other).await });
+        for i in 0..300 {
+            bus.publish("x.y", i).await.expect("publisher unaffected");
+        }
+        bus.close().await;
+        let expected: Vec<Result<u64, u64>> = (0..300).map(Ok).collect();
+        assert_eq!(reader.await.expect("reader"), expected);
+        callback.finished().await;
+        let stats = callback.stats();
+        assert_eq!(stats.panics, 200);
+        assert_eq!(stats.delivered, 300);
+        assert_eq!(
+            callback.last_panic().as_deref(),
+            Some("callback panics after await on 298")
+        );
+        assert!(callback.is_finished());
+        assert_eq!(calls.load(Ordering::Relaxed), 100);
+    });
+}
+
+#[test]
+fn nothing_is_delivered_after_unsubscribe_returns() {
+    multi_thread().block_on(async {
+        for policy in [Overflow::Block, Overflow::DropOldest] {
+            let bus: EventBus<u64> = EventBus::new();
+            let calls = Arc::new(AtomicU64::new(0));
+            let callback = bus
+                .subscribe_fn("t", SubscribeOptions::new().capacity(1).overflow(policy), {
+                    let calls = Arc::clone(&calls);
+                    move |_| {
+                        let calls = Arc::clone(&calls);
+                        async move {
+                            tokio::task::yield_now().await;
+                            calls.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+                .expect("subscribed");
+            let publisher = tokio::spawn({
+                let bus = bus.clone();
+                async move {
+                    let mut published = 0u64;
+                    while bus.publish("t", published).await.is_ok() {
+                        published += 1;
+                    }
+                    published
+                }
+            });
+            // Let some deliveries through, then unsubscribe while publishes are in flight.
+            while calls.load(Ordering::SeqCst) < 50 {
+                tokio::task::yield_now().await;
+            }
+            callback.unsubscribe().await;
+            let after_unsubscribe = calls.load(Ordering::SeqCst);
+            // The publisher keeps going (a Block publisher is released, not stuck).
+            let target = bus.next_seq() + 1_000;
+            while bus.next_seq() < target {
+                tokio::task::yield_now().await;
+            }
+            bus.close().await;
+            let published = publisher.await.expect("publisher");
+            assert!(published >= 1_050);
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                after_unsubscribe,
+                "{policy:?}"
+            );
+            assert_eq!(bus.subscription_count(), 0);
+        }
+    });
+}
+
+#[tokio::test]
+async fn dropping_a_stream_unsubscribes() {
+    let bus: EventBus<u32> = EventBus::new();
+    let sub = bus.subscribe("a.>").expect("subscribed");
+    let id = sub.id();
+    assert_eq!(bus.subscription_count(), 1);
+    drop(sub);
+    assert_eq!(bus.subscription_count(), 0);
+    // With nobody subscribed, Block never waits.
+    for i in 0..5_000 {
+        bus.publish("a.b", i).await.expect("published");
+    }
+    let sub = bus.subscribe("a.>").expect("subscribed");
+    assert_ne!(sub.id(), id);
+    sub.unsubscribe();
+    assert_eq!(bus.subscription_count(), 0);
+}
+
+#[tokio::test]
+async fn history_replay_and_its_errors() {
+    let bus: EventBus<u64> = EventBus::builder().history(5).build();
+    for i in 0..10 {
+        let subject = if i % 2 == 0 { "a.even" } else { "b.odd" };
+        assert_eq!(bus.publish(subject, i).await, Ok(i));
+    }
+    let mut sub = bus
+        .subscribe_with("a.>", SubscribeOptions::new().replay_from(6))
+        .expect("replay from 6 is kept");
+    let mut all = bus
+        .subscribe_with(">", SubscribeOptions::new().replay_from(5))
+        .expect("replay from the oldest kept");
+    let mut now = bus
+        .subscribe_with(">", SubscribeOptions::new().replay_from(10))
+        .expect("replay from next is live only");
+    assert_eq!(
+        bus.subscribe_with(">", SubscribeOptions::new().replay_from(4))
+            .err(),
+        Some(SubscribeError::ReplayGone {
+            requested: 4,
+            oldest: 5
+        })
+    );
+    assert_eq!(
+        bus.subscribe_with(">", SubscribeOptions::new().replay_from(11))
+            .err(),
+        Some(SubscribeError::ReplayAhead {
+            requested: 11,
+            next: 10
+        })
+    );
+    bus.publish("a.even", 10).await.expect("published");
+    bus.close().await;
+    assert_eq!(drain(&mut sub).await, [Ok(6), Ok(8), Ok(10)]);
+    assert_eq!(
+        drain(&mut all).await,
+        [Ok(5), Ok(6), Ok(7), Ok(8), Ok(9), Ok(10)]
+    );
+    assert_eq!(drain(&mut now).await, [Ok(10)]);
+    assert_eq!(sub.stats().delivered, 3);
+
+    let plain: EventBus<u64> = EventBus::new();
+    assert_eq!(
+        plain
+            .subscribe_with(">", SubscribeOptions::new().replay_from(0))
+            .err(),
+        Some(SubscribeError::HistoryDisabled { requested: 0 })
+    );
+}
+
+#[test]
+fn replay_while_publishing_has_no_gap_or_repeat() {
+    multi_thread().block_on(async {
+        let bus: EventBus<u64> = EventBus::builder().history(100_000).build();
+        let publisher = tokio::spawn({
+            let bus = bus.clone();
+            async move {
+                for i in 0..20_000 {
+                    bus.publish("p", i).await.expect("published");
+                }
+            }
+        });
+        while bus.next_seq() < 1_000 {
+            tokio::task::yield_now().await;
+        }
+        let mut sub = bus
+            .subscribe_with("p", SubscribeOptions::new().capacity(16).replay_from(0))
+            .expect("subscribed");
+        let reader = tokio::spawn(async move { drain(&mut sub).await });
+        publisher.await.expect("publisher");
+        bus.close().await;
+        let expected: Vec<Result<u64, u64>> = (0..20_000).map(Ok).collect();
+        assert_eq!(reader.await.expect("reader"), expected);
+    });
+}
+
+#[test]
+fn close_drains_everything_published_before() {
+    multi_thread().block_on(async {
+        let bus: EventBus<u64> = EventBus::new();
+        let mut sub = bus
+            .subscribe_with("c", SubscribeOptions::new().capacity(4))
+            .expect("subscribed");
+        let publisher = tokio::spawn({
+            let bus = bus.clone();
+            async move {
+                let mut ok = 0u64;
+                loop {
+                    match bus.publish("c", ok).await {
+                        Ok(_) => ok += 1,
+                        Err(e) => return (ok, e),
+                    }
+                }
+            }
+        });
+        let mut received = Vec::new();
+        while received.len() < 100 {
+            received.push(sub.recv_event().await.map(|e| *e.payload()));
+        }
+        // Close while the publisher is mid-stream (and likely waiting for room); keep
+        // reading meanwhile, as close waits for that publish.
+        let closer = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.close().await }
+        });
+        while let Some(event) = sub.recv_event().await {
+            received.push(Some(*event.payload()));
+        }
+        closer.await.expect("closer");
+        let (ok, error) = publisher.await.expect("publisher");
+        assert_eq!(error, PublishError::Closed);
+        let expected: Vec<Option<u64>> = (0..ok).map(Some).collect();
+        assert_eq!(received, expected);
+        assert_eq!(bus.publish("c", 0).await, Err(PublishError::Closed));
+        assert_eq!(bus.subscribe("c").err(), Some(SubscribeError::Closed));
+        assert!(bus.is_closed());
+        bus.close().await;
+    });
+}
+
+#[tokio::test]
+async fn try_publish_is_all_or_nothing_under_block() {
+    let bus: EventBus<u32> = EventBus::new();
+    let mut blocking = bus
+        .subscribe_with("a.*", SubscribeOptions::new().capacity(1))
+        .expect("subscribed");
+    let mut dropping = bus
+        .subscribe_with(
+            "a.>",
+            SubscribeOptions::new()
+                .capacity(1)
+                .overflow(Overflow::DropNewest),
+        )
+        .expect("subscribed");
+    assert_eq!(bus.try_publish("a.b", 1).ok(), Some(0));
+    let error = bus
+        .try_publish("a.b", 2)
+        .expect_err("blocking queue is full");
+    assert_eq!(
+        error.kind(),
+        &TryPublishErrorKind::Full {
+            blocked: vec![blocking.id()]
+        }
+    );
+    assert_eq!(error.into_payload(), 2);
+    // Only the dropping subscriber matches this one: it drops and counts.
+    assert_eq!(bus.try_publish("a.b.c", 3).ok(), Some(1));
+    assert_eq!(dropping.stats().dropped, 1);
+    assert_eq!(bus.next_seq(), 2);
+    assert!(matches!(
+        bus.try_publish("a..b", 4).map_err(|e| e.into_parts()),
+        Err((TryPublishErrorKind::InvalidSubject(_), 4))
+    ));
+    bus.close().await;
+    assert!(matches!(
+        bus.try_publish("a.b", 5).map_err(|e| e.into_parts()),
+        Err((TryPublishErrorKind::Closed, 5))
+    ));
+    assert_eq!(drain(&mut blocking).await, [Ok(1)]);
+    assert_eq!(drain(&mut dropping).await, [Ok(1), Err(1)]);
+}
+
+#[tokio::test]
+async fn invalid_input_is_a_typed_error() {
+    let bus: EventBus = EventBus::new();
+    assert_eq!(
+        bus.publish("a.*", serde_json::Value::Null).await,
+        Err(PublishError::InvalidSubject(
+            SubjectError::WildcardInSubject {
+                input: "a.*".into(),
+                token: 1,
+                byte: 2,
+                wildcard: '*'
+            }
+        ))
+    );
+    assert_eq!(
+        bus.subscribe("a.>.b").err(),
+        Some(SubscribeError::InvalidPattern(
+            SubjectError::FullWildcardNotLast {
+                input: "a.>.b".into(),
+                token: 1,
+                byte: 2
+            }
+        ))
+    );
+    assert_eq!(
+        bus.subscribe("").err(),
+        Some(SubscribeError::InvalidPattern(SubjectError::Empty))
+    );
+    assert_eq!(bus.next_seq(), 0);
+}
+
+#[tokio::test]
+async fn works_as_a_stream_and_ends_when_the_bus_is_dropped() {
+    let bus: EventBus<u32> = EventBus::new();
+    let mut sub = bus.subscribe("s").expect("subscribed");
+    bus.publish("s", 7).await.expect("published");
+    drop(bus);
+    let next = std::future::poll_fn(|cx| Pin::new(&mut sub).poll_next(cx)).await;
+    assert_eq!(
+        next.and_then(Delivery::into_event).map(|e| *e.payload()),
+        Some(7)
+    );
+    let end = std::future::poll_fn(|cx| Pin::new(&mut sub).poll_next(cx)).await;
+    assert!(end.is_none());
+}
+
+#[test]
+fn callbacks_need_a_runtime() {
+    let bus: EventBus<u32> = EventBus::new();
+    let result = bus.subscribe_fn(">", SubscribeOptions::new(), |_| async {});
+    assert_eq!(result.err(), Some(SubscribeError::NoRuntime));
+    assert_eq!(bus.subscription_count(), 0);
+}
