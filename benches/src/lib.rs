@@ -11,7 +11,60 @@
 //! assert_eq!(workflow.validate().unwrap().level("t8"), Some(4));
 //! ```
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use orch::core::Plan;
 use orch::prelude::*;
+use orch_engine::{TaskContext, WorkflowEngine};
+use serde_json::Value;
+
+/// A tokio runtime with two worker threads, as the benchmarks' figures assume.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// An engine whose `noop` handler returns at once.
+pub fn noop_engine(max_concurrent: usize) -> WorkflowEngine {
+    let engine = WorkflowEngine::with_max_concurrent(max_concurrent).expect("non-zero");
+    engine.register_handler("noop", |_ctx: TaskContext| async move { Ok(Value::Null) });
+    engine
+}
+
+/// The floor for scheduling no-op tasks: Kahn's algorithm over the plan, creating and
+/// polling each task's boxed no-op future inline, keeping each result. Returns how many
+/// tasks ran.
+pub fn inline_floor(plan: &Plan) -> usize {
+    type NoOp = Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
+    let n = plan.len();
+    let mut waiting: Vec<u32> = (0..n).map(|i| plan.dependencies(i).len() as u32).collect();
+    let mut ready: VecDeque<u32> = (0..n as u32)
+        .filter(|&i| waiting[i as usize] == 0)
+        .collect();
+    let mut results: Vec<Option<Value>> = vec![None; n];
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut ran = 0;
+    while let Some(i) = ready.pop_front() {
+        let mut future: NoOp = Box::pin(async { Ok(Value::Null) });
+        if let Poll::Ready(Ok(value)) = future.as_mut().poll(&mut cx) {
+            results[i as usize] = Some(value);
+            ran += 1;
+            for &d in plan.dependents(i as usize) {
+                waiting[d as usize] -= 1;
+                if waiting[d as usize] == 0 {
+                    ready.push_back(d);
+                }
+            }
+        }
+    }
+    ran
+}
 
 /// A family of DAGs, each buildable at any size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use indexmap::IndexSet;
 use serde_json::Value;
 
 use crate::plan::{Adjacency, Plan};
+use crate::workflow::UNRESOLVED;
 use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors, Workflow};
 
 /// Workflows at least this large resolve their dependencies on several threads.
@@ -27,7 +28,7 @@ pub(crate) fn compile(workflow: &Workflow) -> Result<Plan, ValidationErrors> {
             .iter()
             .map(|id| ValidationError::DuplicateTaskId { task: id.clone() }),
     );
-    let resolved = resolve(tasks);
+    let resolved = resolve(workflow);
     errors.extend(resolved.errors);
     let dependencies = resolved.dependencies;
     let dependents = dependencies.reversed();
@@ -88,7 +89,9 @@ struct Chunk<'w> {
 /// Resolves every task's dependencies to indices. Id lookups are random memory accesses,
 /// so large workflows split the work across threads; results are merged in task order, so
 /// the outcome does not depend on the thread count.
-fn resolve(tasks: &IdMap<Task>) -> Resolved {
+fn resolve(workflow: &Workflow) -> Resolved {
+    let tasks = workflow.tasks();
+    let known = workflow.dependency_indices();
     let n = tasks.len();
     let threads = if n >= PARALLEL_FROM {
         std::thread::available_parallelism().map_or(1, |p| p.get().min(8))
@@ -96,13 +99,28 @@ fn resolve(tasks: &IdMap<Task>) -> Resolved {
         1
     };
     let size = n.div_ceil(threads).max(1);
-    let ranges = (0..threads).map(|t| (t * size).min(n)..((t + 1) * size).min(n));
+    // Where each range's dependencies begin in `known`.
+    let mut first_dependency = 0;
+    let ranges: Vec<(Range<usize>, usize)> = (0..threads)
+        .map(|t| {
+            let range = (t * size).min(n)..((t + 1) * size).min(n);
+            let start = first_dependency;
+            first_dependency += tasks.as_slice()[range.clone()]
+                .iter()
+                .map(|(_, task)| task.dependencies.len())
+                .sum::<usize>();
+            (range, start)
+        })
+        .collect();
     let chunks: Vec<Chunk<'_>> = if threads == 1 {
-        vec![resolve_chunk(tasks, 0..n)]
+        vec![resolve_chunk(tasks, known, 0..n, 0)]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = ranges
-                .map(|range| scope.spawn(move || resolve_chunk(tasks, range)))
+                .into_iter()
+                .map(|(range, start)| {
+                    scope.spawn(move || resolve_chunk(tasks, known, range, start))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -145,7 +163,12 @@ fn resolve(tasks: &IdMap<Task>) -> Resolved {
     }
 }
 
-fn resolve_chunk(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
+fn resolve_chunk<'w>(
+    tasks: &'w IdMap<Task>,
+    known: &[u32],
+    range: Range<usize>,
+    mut slot: usize,
+) -> Chunk<'w> {
     let mut chunk = Chunk {
         ends: Vec::with_capacity(range.len()),
         items: Vec::with_capacity(range.len() * 2),
@@ -174,7 +197,12 @@ fn resolve_chunk(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
         let many = task.dependencies.len() > 16;
         listed.clear();
         for dep in &task.dependencies {
-            match tasks.get_index_of(dep) {
+            let index = match known.get(slot) {
+                Some(&d) if d != UNRESOLVED => Some(d as usize),
+                _ => tasks.get_index_of(dep),
+            };
+            slot += 1;
+            match index {
                 Some(d) if d == i => chunk
                     .errors
                     .push(ValidationError::SelfDependency { task: key.clone() }),

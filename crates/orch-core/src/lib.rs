@@ -40,6 +40,7 @@ mod load;
 mod plan;
 mod record;
 mod task;
+mod task_records;
 mod workflow;
 
 pub use error::{ValidationError, ValidationErrors};
@@ -48,4 +49,5 @@ pub use load::{Format, LoadError};
 pub use plan::Plan;
 pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};
 pub use task::{Backoff, Task};
+pub use task_records::TaskRecords;
 pub use workflow::{ValidWorkflow, Workflow};

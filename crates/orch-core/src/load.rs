@@ -227,6 +227,7 @@ impl<'de> Deserialize<'de> for Workflow {
         }
         let spec = WorkflowSpec::deserialize(deserializer)?;
         let mut workflow = Workflow::new(spec.workflow_id, spec.name);
+        workflow.reserve_exact(spec.tasks.0.len());
         for (key, task) in spec.tasks.0 {
             match key {
                 Some(key) => workflow.insert_keyed(key, task),

@@ -10,7 +10,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{IdMap, TaskId};
+use crate::{TaskId, TaskRecords};
 
 /// Where a task is in its life. Serialised in lower case (`"completed"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -170,7 +170,7 @@ pub struct WorkflowResult {
     /// The most tasks the run allowed at once.
     pub max_concurrent: usize,
     /// Every task's record, in the workflow's insertion order.
-    pub tasks: IdMap<TaskRecord>,
+    pub tasks: TaskRecords,
 }
 
 impl WorkflowResult {

@@ -1,5 +1,6 @@
 //! [`Task`], one unit of work, and its retry policy [`Backoff`].
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,9 @@ pub struct Task {
     pub dependencies: Vec<TaskId>,
     /// How many times a failed attempt is retried (0: run once).
     pub retries: u32,
-    /// The delay between attempts.
-    pub backoff: Backoff,
+    /// The delay between attempts. Shared: tasks that keep the default all point at one
+    /// value, so a large workflow does not store a policy per task.
+    pub backoff: Arc<Backoff>,
     /// The longest one attempt may run before it counts as failed; `None` for no limit.
     #[serde(with = "secs_opt", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
@@ -62,7 +64,7 @@ impl Task {
             config: Value::Object(serde_json::Map::new()),
             dependencies: Vec::new(),
             retries: 0,
-            backoff: Backoff::default(),
+            backoff: Backoff::shared_default(),
             timeout: None,
         }
     }
@@ -98,7 +100,7 @@ impl Task {
 
     /// Sets the delay policy between attempts.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.backoff = Arc::new(backoff);
         self
     }
 
@@ -159,6 +161,12 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The default policy, shared.
+    fn shared_default() -> Arc<Backoff> {
+        static DEFAULT: OnceLock<Arc<Backoff>> = OnceLock::new();
+        Arc::clone(DEFAULT.get_or_init(|| Arc::new(Backoff::default())))
+    }
+
     /// The delay before retry number `retry` (1-based). `unit` is a random number in
     /// `[0, 1)` used for jitter; it is ignored when `jitter` is off.
     pub fn delay(&self, retry: u32, unit: f64) -> Duration {
@@ -189,8 +197,8 @@ pub(crate) struct TaskSpec {
     dependencies: Vec<TaskId>,
     #[serde(default)]
     retries: u32,
-    #[serde(default)]
-    backoff: Backoff,
+    #[serde(default = "Backoff::shared_default")]
+    backoff: Arc<Backoff>,
     #[serde(default, with = "secs_opt")]
     timeout: Option<Duration>,
 }

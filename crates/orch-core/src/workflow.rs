@@ -42,8 +42,14 @@ struct Definition {
     name: String,
     tasks: IdMap<Task>,
     duplicate_ids: Vec<TaskId>,
+    /// Each task's dependencies as indices, where known when the task was added
+    /// ([`UNRESOLVED`] for a task added later); task by task, back to back.
+    dependency_indices: Vec<u32>,
     plan: OnceLock<Result<Plan, ValidationErrors>>,
 }
+
+/// A dependency on a task that was not present when its dependent was added.
+pub(crate) const UNRESOLVED: u32 = u32::MAX;
 
 impl Workflow {
     /// Creates an empty workflow.
@@ -54,6 +60,7 @@ impl Workflow {
                 name: name.into(),
                 tasks: IdMap::default(),
                 duplicate_ids: Vec::new(),
+                dependency_indices: Vec::new(),
                 plan: OnceLock::new(),
             }),
         }
@@ -68,7 +75,8 @@ impl Workflow {
     ) -> Self {
         let tasks = tasks.into_iter();
         let mut workflow = Self::new(workflow_id, name);
-        workflow.definition().tasks.reserve(tasks.size_hint().0);
+        // Exact: a plain reserve may round the entries up to the hash table's capacity.
+        workflow.reserve_exact(tasks.size_hint().0);
         for task in tasks {
             workflow.add_task(task);
         }
@@ -89,16 +97,35 @@ impl Workflow {
 
     /// Adds a task under a map key, as a file in map form does. A key that differs from
     /// the task's own id is reported by validation.
-    pub(crate) fn insert_keyed(&mut self, key: TaskId, task: Task) {
+    ///
+    /// Each dependency on a task already present is looked up now, once: its id then
+    /// shares that task's string, and validation need not look it up again.
+    pub(crate) fn insert_keyed(&mut self, key: TaskId, mut task: Task) {
         let definition = self.definition();
-        match definition.tasks.entry(key) {
-            indexmap::map::Entry::Occupied(entry) => {
-                definition.duplicate_ids.push(entry.key().clone())
-            }
-            indexmap::map::Entry::Vacant(entry) => {
-                entry.insert(task);
+        if definition.tasks.contains_key(&key) {
+            definition.duplicate_ids.push(key);
+            return;
+        }
+        for dependency in &mut task.dependencies {
+            match definition.tasks.get_full(dependency.as_str()) {
+                Some((index, id, _)) => {
+                    *dependency = id.clone();
+                    definition.dependency_indices.push(index as u32);
+                }
+                None => definition.dependency_indices.push(UNRESOLVED),
             }
         }
+        definition.tasks.insert(key, task);
+    }
+
+    /// Dependencies as indices where known when added, task by task, back to back.
+    pub(crate) fn dependency_indices(&self) -> &[u32] {
+        &self.inner.dependency_indices
+    }
+
+    /// Makes room for `additional` more tasks, exactly.
+    pub(crate) fn reserve_exact(&mut self, additional: usize) {
+        self.definition().tasks.reserve_exact(additional);
     }
 
     /// The definition, unshared and with its cached validation cleared, ready to change.

@@ -90,3 +90,42 @@ fn a_million_task_random_dag_validates_and_orders() {
         }
     }
 }
+
+#[test]
+fn problems_in_a_large_workflow_are_reported_in_task_order() {
+    // Large enough to be resolved on several threads; forward and backward references mixed.
+    const N: usize = 200_000;
+    let mut expected = Vec::new();
+    let tasks: Vec<Task> = (0..N)
+        .map(|i| {
+            let mut deps = Vec::new();
+            let parent = i.saturating_sub(1) / 2;
+            if i > 0 {
+                deps.push(format!("t{parent}"));
+            }
+            // Forward references from i >= 100 cannot close a cycle: every path from
+            // t(i + 7) falls back below i.
+            if i >= 100 && i + 7 < N && i % 3 == 0 {
+                deps.push(format!("t{}", i + 7));
+            }
+            if i % 10_007 == 5 {
+                deps.push(format!("ghost{i}"));
+                expected.push(orch_core::ValidationError::UnknownDependency {
+                    task: format!("t{i}").into(),
+                    dependency: format!("ghost{i}").into(),
+                });
+            }
+            if i % 20_011 == 9 {
+                deps.push(format!("t{parent}"));
+                expected.push(orch_core::ValidationError::DuplicateDependency {
+                    task: format!("t{i}").into(),
+                    dependency: format!("t{parent}").into(),
+                });
+            }
+            Task::new(format!("t{i}"), "t").depends_on(deps)
+        })
+        .collect();
+    let workflow = Workflow::from_tasks("mixed", "Mixed", tasks);
+    let errors = workflow.validate().expect_err("has problems").into_vec();
+    assert_eq!(errors, expected);
+}

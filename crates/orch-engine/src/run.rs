@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use orch_core::{
-    Plan, Task, TaskRecord, TaskStatus, ValidationError, ValidationErrors, Workflow,
+    Plan, Task, TaskRecord, TaskRecords, TaskStatus, ValidationError, ValidationErrors, Workflow,
     WorkflowResult, WorkflowStatus,
 };
 use serde_json::Value;
@@ -174,8 +174,8 @@ impl<'p> Scheduler<'p> {
     /// Takes over the completed tasks of an earlier run.
     fn restore(&mut self, previous: WorkflowResult) {
         let tasks = self.shared.workflow.tasks();
-        for (id, record) in previous.tasks {
-            let Some(index) = tasks.get_index_of(&id) else {
+        for (id, record) in previous.tasks.iter() {
+            let Some(index) = tasks.get_index_of(id) else {
                 continue;
             };
             if record.status != TaskStatus::Completed {
@@ -183,7 +183,7 @@ impl<'p> Scheduler<'p> {
             }
             let value = record.result.clone().unwrap_or(Value::Null);
             let _ = self.shared.results[index].set(value);
-            self.records[index] = record;
+            self.records[index] = record.clone();
             for &d in self.plan.dependents(index) {
                 self.waiting[d as usize] -= 1;
             }
@@ -346,26 +346,26 @@ impl<'p> Scheduler<'p> {
             }
         }
         let workflow = self.shared.workflow.clone();
-        let results: Vec<Option<Value>> = match Arc::try_unwrap(self.shared) {
-            Ok(shared) => shared
-                .results
-                .into_iter()
-                .map(OnceLock::into_inner)
-                .collect(),
-            Err(shared) => shared.results.iter().map(|r| r.get().cloned()).collect(),
-        };
-        let tasks = workflow
-            .tasks()
-            .keys()
-            .cloned()
-            .zip(self.records.into_iter().zip(results))
-            .map(|(id, (mut record, result))| {
-                if record.status == TaskStatus::Completed {
-                    record.result = result;
+        match Arc::try_unwrap(self.shared) {
+            Ok(shared) => {
+                for (record, result) in self.records.iter_mut().zip(shared.results) {
+                    if record.status == TaskStatus::Completed {
+                        record.result = result.into_inner();
+                    }
                 }
-                (id, record)
-            })
-            .collect();
+            }
+            Err(shared) => {
+                for (record, result) in self.records.iter_mut().zip(&shared.results) {
+                    if record.status == TaskStatus::Completed {
+                        record.result = result.get().cloned();
+                    }
+                }
+            }
+        }
+        let tasks = match TaskRecords::for_workflow(&workflow, self.records) {
+            Some(tasks) => tasks,
+            None => unreachable!("one record per task"),
+        };
         let status = if cancelled || self.stopping {
             WorkflowStatus::Cancelled
         } else if failed {

@@ -27,7 +27,11 @@ fn case() -> impl Strategy<Value = Case> {
             let failing = proptest::collection::vec(proptest::bool::weighted(0.2), n);
             (deps, failing, Just(max_concurrent))
         })
-        .prop_map(|(deps, failing, max_concurrent)| Case { deps, failing, max_concurrent })
+        .prop_map(|(deps, failing, max_concurrent)| Case {
+            deps,
+            failing,
+            max_concurrent,
+        })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,8 +100,8 @@ fn run(deps: &[Vec<usize>], failing: &[bool], max_concurrent: usize) -> (Workflo
 fn descendants(deps: &[Vec<usize>], of: &HashSet<usize>) -> HashSet<usize> {
     // deps point to lower indices, so one pass in index order finds every descendant.
     let mut found = HashSet::new();
-    for t in 0..deps.len() {
-        if deps[t].iter().any(|d| of.contains(d) || found.contains(d)) {
+    for (t, deps) in deps.iter().enumerate() {
+        if deps.iter().any(|d| of.contains(d) || found.contains(d)) {
             found.insert(t);
         }
     }

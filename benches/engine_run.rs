@@ -1,0 +1,99 @@
+//! The engine's scheduling cost: no-op handlers over the standard shapes, next to the
+//! floor (Kahn's algorithm polling the same no-op futures inline), plus the efficiency of
+//! sleeping handlers on a wide fan-out. Memory: `engine_memory`.
+//!
+//! `cargo bench -p benches --bench engine_run`
+//! (`-- engine_run/noop_c8` for one group; set `ORCH_BENCH_MAX=100000` to skip 10^6.)
+
+use std::time::Duration;
+
+use benches::{Shape, inline_floor, noop_engine, runtime};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use orch::prelude::*;
+use orch_engine::{TaskContext, WorkflowEngine};
+
+fn sizes() -> Vec<usize> {
+    let max: usize = std::env::var("ORCH_BENCH_MAX")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1_000_000);
+    [10_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|&n| n <= max)
+        .collect()
+}
+
+fn noop(c: &mut Criterion) {
+    let runtime = runtime();
+    for (group_name, max_concurrent) in [("noop_c8", 8), ("noop_c1", 1)] {
+        let mut group = c.benchmark_group(format!("engine_run/{group_name}"));
+        group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(3));
+        let engine = noop_engine(max_concurrent);
+        for size in sizes() {
+            for shape in Shape::ALL {
+                let workflow = shape.build(size);
+                let _ = workflow.validate().expect("benchmark shapes are DAGs");
+                group.throughput(Throughput::Elements(workflow.len() as u64));
+                group.bench_with_input(BenchmarkId::new(shape.name(), size), &workflow, |b, w| {
+                    b.iter(|| {
+                        runtime
+                            .block_on(engine.execute_workflow(w))
+                            .map(|r| r.tasks.len())
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+fn floor(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_run/inline_floor");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    for size in sizes() {
+        for shape in Shape::ALL {
+            let workflow = shape.build(size);
+            let plan = workflow
+                .validate()
+                .expect("benchmark shapes are DAGs")
+                .plan();
+            group.throughput(Throughput::Elements(workflow.len() as u64));
+            group.bench_with_input(BenchmarkId::new(shape.name(), size), plan, |b, plan| {
+                b.iter(|| inline_floor(plan))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// 1,000 handlers sleeping 10 ms each, 100 at a time: ideally 100 ms.
+fn sleeping_fan_out(c: &mut Criterion) {
+    let runtime = runtime();
+    let engine = WorkflowEngine::with_max_concurrent(100).expect("non-zero");
+    engine.register_handler("sleep", |_ctx: TaskContext| async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(serde_json::Value::Null)
+    });
+    let workflow = Workflow::from_tasks(
+        "fan_out",
+        "Fan-out",
+        (0..1000).map(|i| Task::new(format!("t{i}"), "sleep")),
+    );
+    let mut group = c.benchmark_group("engine_run/sleep_10ms_x1000_c100");
+    group.sample_size(20);
+    group.bench_function("wall", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(engine.execute_workflow(&workflow))
+                .map(|r| r.tasks.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, noop, floor, sleeping_fan_out);
+criterion_main!(benches);
