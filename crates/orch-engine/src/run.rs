@@ -113,21 +113,35 @@ struct Scheduler<'p> {
 
 /// Wall-clock timestamps that advance with tokio's monotonic clock: durations never go
 /// backwards when the system clock is adjusted, and follow tokio's paused time in tests.
+///
+/// The clock is read once after every handler poll and whenever the run wakes up; a task
+/// that starts in between takes the last reading, which is older only by the scheduler's
+/// own bookkeeping. That halves the clock reads of tasks that finish on their first poll.
 struct Clock {
     wall: SystemTime,
     start: tokio::time::Instant,
+    last: SystemTime,
 }
 
 impl Clock {
     fn start() -> Self {
+        let wall = SystemTime::now();
         Self {
-            wall: SystemTime::now(),
+            wall,
             start: tokio::time::Instant::now(),
+            last: wall,
         }
     }
 
-    fn now(&self) -> SystemTime {
-        self.wall + self.start.elapsed()
+    /// Reads the clock.
+    fn now(&mut self) -> SystemTime {
+        self.last = self.wall + self.start.elapsed();
+        self.last
+    }
+
+    /// The last reading.
+    fn last(&self) -> SystemTime {
+        self.last
     }
 }
 
@@ -153,7 +167,9 @@ impl<'p> Scheduler<'p> {
                 cancel,
             }),
             handlers,
-            records: vec![TaskRecord::default(); n],
+            records: std::iter::repeat_with(TaskRecord::default)
+                .take(n)
+                .collect(),
             waiting,
             ready,
             in_flight: FuturesUnordered::new(),
@@ -203,6 +219,7 @@ impl<'p> Scheduler<'p> {
     /// Starts what may start and handles what finished, until nothing more can happen
     /// without waiting.
     fn advance(&mut self, cx: &mut Context<'_>) -> Progress {
+        self.clock.now();
         let mut budget = YIELD_EVERY;
         loop {
             while self.active < self.max_concurrent && !self.stopping {
@@ -215,6 +232,12 @@ impl<'p> Scheduler<'p> {
                 if budget == 0 {
                     return Progress::Yield;
                 }
+            }
+            if self.in_flight.is_empty() {
+                if self.ready.is_empty() || self.stopping {
+                    return Progress::Done;
+                }
+                continue;
             }
             match self.in_flight.poll_next_unpin(cx) {
                 Poll::Ready(Some(Landed::Attempt(index, outcome))) => {
@@ -236,7 +259,7 @@ impl<'p> Scheduler<'p> {
         self.active += 1;
         let record = &mut self.records[index];
         record.status = TaskStatus::Running;
-        record.start_time = Some(self.clock.now());
+        record.start_time = Some(self.clock.last());
         self.start_attempt(index, cx);
     }
 
