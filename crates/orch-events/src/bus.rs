@@ -1,7 +1,7 @@
 //! The bus: routing, sequence numbers, history, publishing, closing.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     future::Future,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
@@ -12,8 +12,9 @@ use std::{
 use tokio::sync::Notify;
 
 use crate::{
-    CallbackSubscription, Delivery, Event, IntoSubject, Pattern, PublishError, SubscribeError,
-    SubscribeOptions, Subscription, SubscriptionId, TryPublishError, TryPublishErrorKind,
+    CallbackSubscription, Delivery, Event, IntoSubject, Pattern, PublishError, Subject,
+    SubscribeError, SubscribeOptions, Subscription, SubscriptionId, TryPublishError,
+    TryPublishErrorKind,
     queue::{Push, Queue},
     trie::Trie,
 };
@@ -57,6 +58,7 @@ impl EventBusBuilder {
                 routes: RwLock::new(Routes {
                     trie: Trie::default(),
                     closed: false,
+                    cache: Mutex::default(),
                 }),
                 next_seq: AtomicU64::new(0),
                 history: (self.history > 0).then(|| {
@@ -86,6 +88,50 @@ pub(crate) struct Inner<T> {
 struct Routes<T> {
     trie: Trie<Arc<Queue<T>>>,
     closed: bool,
+    /// Trie results by subject, cleared on every subscribe and unsubscribe.
+    cache: Mutex<RouteCache<T>>,
+}
+
+/// The queues an event on one subject goes to, in trie order.
+type Matches<T> = Arc<[Arc<Queue<T>>]>;
+
+type RouteCache<T> = HashMap<Subject, Matches<T>, foldhash::fast::RandomState>;
+
+/// Subjects whose routes are cached; past this the cache starts over.
+const ROUTE_CACHE_SUBJECTS: usize = 8192;
+
+impl<T> Routes<T> {
+    /// The queues matching `subject`: from the cache, or from the trie (and then cached).
+    /// A publisher finding the cache busy walks the trie rather than wait.
+    fn matches(&self, subject: &Subject) -> Matches<T> {
+        let Ok(mut cache) = self.cache.try_lock() else {
+            return self.walk(subject);
+        };
+        if let Some(matches) = cache.get(subject) {
+            return Arc::clone(matches);
+        }
+        let matches = self.walk(subject);
+        if cache.len() >= ROUTE_CACHE_SUBJECTS {
+            cache.clear();
+        }
+        cache.insert(subject.clone(), Arc::clone(&matches));
+        matches
+    }
+
+    fn walk(&self, subject: &Subject) -> Matches<T> {
+        let mut matches = Vec::new();
+        self.trie
+            .for_each_match(subject.as_str(), |queue| matches.push(Arc::clone(queue)));
+        matches.into()
+    }
+
+    /// The routes changed: forget cached results.
+    fn invalidate(&mut self) {
+        self.cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
 }
 
 struct History<T> {
@@ -109,7 +155,7 @@ impl<T> Inner<T> {
     /// Numbers the event and keeps it in the history. Called under the routing read
     /// lock, so a subscriber (which takes the write lock) sees every event either in
     /// the history or live, never both, never neither.
-    fn stamp(&self, subject: crate::Subject, payload: T) -> Arc<Event<T>> {
+    fn stamp(&self, subject: Subject, payload: T) -> Arc<Event<T>> {
         match &self.history {
             None => {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -130,8 +176,10 @@ impl<T> Inner<T> {
     }
 
     pub(crate) fn remove(&self, pattern: &Pattern, id: u64) {
-        let removed = self.write().trie.remove(pattern, |q| q.id == id);
-        drop(removed);
+        let mut routes = self.write();
+        if routes.trie.remove(pattern, |q| q.id == id).is_some() {
+            routes.invalidate();
+        }
     }
 
     fn finish_in_flight(&self) {
@@ -147,6 +195,7 @@ impl<T> Drop for Inner<T> {
             .routes
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
+        routes.invalidate();
         for queue in routes.trie.take_all() {
             queue.close();
         }
@@ -240,14 +289,13 @@ impl<T> EventBus<T> {
             if routes.closed {
                 return Err(PublishError::Closed);
             }
+            let matches = routes.matches(&subject);
             let event = inner.stamp(subject, payload);
-            routes
-                .trie
-                .for_each_match(event.subject().as_str(), |queue| {
-                    if let Push::Full = queue.push(&event, false) {
-                        waiting.push(Arc::clone(queue));
-                    }
-                });
+            for queue in matches.iter() {
+                if let Push::Full = queue.push(&event, false) {
+                    waiting.push(Arc::clone(queue));
+                }
+            }
             if waiting.is_empty() {
                 return Ok(event.seq());
             }
@@ -286,41 +334,34 @@ impl<T> EventBus<T> {
         if routes.closed {
             return Err(TryPublishError::new(TryPublishErrorKind::Closed, payload));
         }
-        let trie = &routes.trie;
+        let matches = routes.matches(&subject);
         // Reserve a slot in each matching Block queue, stopping at the first full one.
-        let mut reserved = 0usize;
-        let mut first_full = None;
-        trie.for_each_match(subject.as_str(), |queue| {
-            if first_full.is_none() {
-                if queue.try_reserve() {
-                    reserved += 1;
-                } else {
-                    first_full = Some(SubscriptionId(queue.id));
-                }
-            }
-        });
-        if let Some(first_full) = first_full {
-            // Same routes, same order: give back the first `reserved` reservations and
-            // list the other queues that are full now.
-            let mut blocked = vec![first_full];
-            let mut index = 0usize;
-            trie.for_each_match(subject.as_str(), |queue| {
-                if index < reserved {
-                    queue.unreserve();
-                } else if index > reserved && queue.is_full() {
-                    blocked.push(SubscriptionId(queue.id));
-                }
-                index += 1;
-            });
+        let reserved = matches
+            .iter()
+            .take_while(|queue| queue.try_reserve())
+            .count();
+        if let Some(first_full) = matches.get(reserved) {
+            // Give back the reservations and list the queues that are full now.
+            matches[..reserved]
+                .iter()
+                .for_each(|queue| queue.unreserve());
+            let blocked = std::iter::once(first_full)
+                .chain(
+                    matches[reserved + 1..]
+                        .iter()
+                        .filter(|queue| queue.is_full()),
+                )
+                .map(|queue| SubscriptionId(queue.id))
+                .collect();
             return Err(TryPublishError::new(
                 TryPublishErrorKind::Full { blocked },
                 payload,
             ));
         }
         let event = inner.stamp(subject, payload);
-        trie.for_each_match(event.subject().as_str(), |queue| {
+        for queue in matches.iter() {
             queue.push(&event, queue.policy == crate::Overflow::Block);
-        });
+        }
         Ok(event.seq())
     }
 
@@ -358,6 +399,7 @@ impl<T> EventBus<T> {
                 Some(from) => self.backlog(&pattern, from)?,
             };
             routes.trie.insert(&pattern, Arc::clone(&queue));
+            routes.invalidate();
             backlog
         };
         queue.count_delivered(backlog.len());
@@ -422,7 +464,11 @@ impl<T> EventBus<T> {
             }
             idle.await;
         }
-        let queues = inner.write().trie.take_all();
+        let queues = {
+            let mut routes = inner.write();
+            routes.invalidate();
+            routes.trie.take_all()
+        };
         for queue in queues {
             queue.close();
         }

@@ -13,7 +13,7 @@ pub(crate) struct Trie<V> {
 
 struct Node<V> {
     /// Children for literal tokens.
-    literal: HashMap<Box<str>, Node<V>>,
+    literal: HashMap<Box<str>, Node<V>, foldhash::fast::RandomState>,
     /// Child for `*`.
     star: Option<Box<Node<V>>>,
     /// Values whose pattern ends with `>` right after this node.
@@ -25,7 +25,7 @@ struct Node<V> {
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Self {
-            literal: HashMap::new(),
+            literal: HashMap::default(),
             star: None,
             rest: Vec::new(),
             here: Vec::new(),

@@ -520,3 +520,20 @@ fn callbacks_need_a_runtime() {
     assert_eq!(result.err(), Some(SubscribeError::NoRuntime));
     assert_eq!(bus.subscription_count(), 0);
 }
+
+#[tokio::test]
+async fn cached_routes_follow_subscribe_and_unsubscribe() {
+    let bus: EventBus<u32> = EventBus::new();
+    let mut first = bus.subscribe("r.*").expect("subscribed");
+    bus.publish("r.x", 1).await.expect("published");
+    let mut second = bus.subscribe("r.>").expect("subscribed");
+    bus.publish("r.x", 2).await.expect("published");
+    let mut third = bus.subscribe("r.x").expect("subscribed");
+    assert_eq!(second.recv_event().await.map(|e| *e.payload()), Some(2));
+    drop(second);
+    bus.publish("r.x", 3).await.expect("published");
+    assert_eq!(bus.subscription_count(), 2);
+    bus.close().await;
+    assert_eq!(drain(&mut first).await, [Ok(1), Ok(2), Ok(3)]);
+    assert_eq!(drain(&mut third).await, [Ok(3)]);
+}
