@@ -1,12 +1,16 @@
 //! orch: DAG workflows for Rust services.
 //!
-//! This facade re-exports orch's layers. Today it carries the model ([`core`]): tasks,
-//! workflows, validation and DAG queries. The engine, event bus and metrics join it as
-//! they land.
+//! Tasks with dependencies, run asynchronously by handlers registered per task type. This
+//! facade re-exports orch's layers: the model ([`core`]) and the executor ([`engine`]).
 //!
 //! ```
 //! use orch::prelude::*;
 //! use serde_json::json;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let engine = WorkflowEngine::new();
+//! engine.register_handler("fetch", |_ctx: TaskContext| async move { Ok(json!({"data": "fetched"})) });
+//! engine.register_handler("process", |_ctx: TaskContext| async move { Ok(json!({"status": "processed"})) });
 //!
 //! let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
 //!     .task(Task::new("fetch_task", "fetch").name("Fetch Data").config(json!({"source": "api"})))
@@ -16,16 +20,24 @@
 //!             .config(json!({"method": "aggregation"}))
 //!             .depends_on(["fetch_task"]),
 //!     );
-//! assert_eq!(workflow.execution_order()?, ["fetch_task", "process_task"]);
-//! # Ok::<(), orch::core::ValidationErrors>(())
+//!
+//! let result = engine.execute_workflow(&workflow).await?;
+//! assert_eq!(result.status, WorkflowStatus::Completed);
+//! println!("{}", result.to_json_pretty());
+//! # Ok::<(), ValidationErrors>(())
+//! # }).unwrap();
 //! ```
 
 pub use orch_core as core;
+pub use orch_engine as engine;
 
 /// The names most programs need: `use orch::prelude::*;`.
 pub mod prelude {
     pub use orch_core::{
         Backoff, Task, TaskId, TaskRecord, TaskStatus, ValidWorkflow, ValidationError,
         ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
+    };
+    pub use orch_engine::{
+        Handler, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
     };
 }
