@@ -1,7 +1,7 @@
 //! The bus: routing, sequence numbers, history, publishing, closing.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     future::Future,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
@@ -16,7 +16,7 @@ use crate::{
     SubscribeError, SubscribeOptions, Subscription, SubscriptionId, TryPublishError,
     TryPublishErrorKind,
     queue::{Push, Queue},
-    trie::Trie,
+    routes::Routes,
 };
 
 /// A pub/sub event bus. Cheap to clone: clones share one bus.
@@ -55,11 +55,7 @@ impl EventBusBuilder {
     pub fn build<T>(self) -> EventBus<T> {
         EventBus {
             inner: Arc::new(Inner {
-                routes: RwLock::new(Routes {
-                    trie: Trie::default(),
-                    closed: false,
-                    cache: Mutex::default(),
-                }),
+                routes: RwLock::new(Routes::new()),
                 next_seq: AtomicU64::new(0),
                 history: (self.history > 0).then(|| {
                     Mutex::new(History {
@@ -83,55 +79,6 @@ pub(crate) struct Inner<T> {
     /// Publishes past their routing step still delivering (waiting for room).
     in_flight: AtomicUsize,
     idle: Notify,
-}
-
-struct Routes<T> {
-    trie: Trie<Arc<Queue<T>>>,
-    closed: bool,
-    /// Trie results by subject, cleared on every subscribe and unsubscribe.
-    cache: Mutex<RouteCache<T>>,
-}
-
-/// The queues an event on one subject goes to, in trie order.
-type Matches<T> = Arc<[Arc<Queue<T>>]>;
-
-type RouteCache<T> = HashMap<Subject, Matches<T>, foldhash::fast::RandomState>;
-
-/// Subjects whose routes are cached; past this the cache starts over.
-const ROUTE_CACHE_SUBJECTS: usize = 8192;
-
-impl<T> Routes<T> {
-    /// The queues matching `subject`: from the cache, or from the trie (and then cached).
-    /// A publisher finding the cache busy walks the trie rather than wait.
-    fn matches(&self, subject: &Subject) -> Matches<T> {
-        let Ok(mut cache) = self.cache.try_lock() else {
-            return self.walk(subject);
-        };
-        if let Some(matches) = cache.get(subject) {
-            return Arc::clone(matches);
-        }
-        let matches = self.walk(subject);
-        if cache.len() >= ROUTE_CACHE_SUBJECTS {
-            cache.clear();
-        }
-        cache.insert(subject.clone(), Arc::clone(&matches));
-        matches
-    }
-
-    fn walk(&self, subject: &Subject) -> Matches<T> {
-        let mut matches = Vec::new();
-        self.trie
-            .for_each_match(subject.as_str(), |queue| matches.push(Arc::clone(queue)));
-        matches.into()
-    }
-
-    /// The routes changed: forget cached results.
-    fn invalidate(&mut self) {
-        self.cache
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
 }
 
 struct History<T> {

@@ -37,14 +37,19 @@
 //! matches `a.b` only. Invalid ones are [`SubjectError`]s naming the token at fault.
 //!
 //! # Delivery
-//! Routing goes through a subject trie: publishing costs grows with the subject's tokens,
-//! not with the number of subscriptions. Each event is allocated once and shared
+//! Routing goes through a subject trie: a publish costs a few look-ups per subject
+//! token, however many subscriptions there are, and the answer is cached per subject
+//! until the next subscribe or unsubscribe. Each event is allocated once and shared
 //! ([`Arc`](std::sync::Arc)). Every subscription has a bounded queue and an
 //! [`Overflow`] policy: [`Overflow::Block`] (the default: the publisher waits, nothing is
 //! lost), [`Overflow::DropOldest`] or [`Overflow::DropNewest`] (the publisher never waits;
 //! the subscriber gets a [`Delivery::Lagged`] notice with the number it missed, and
 //! [`SubscriptionStats`] counts them). Each subscriber sees each publisher's events in
 //! publish order.
+//!
+//! [`EventBus::publish`] waits for room under `Block`; [`EventBus::try_publish`] never
+//! waits: it delivers to all matching subscriptions or, if a `Block` one is full, to
+//! none, and hands the payload back with the full ones' ids.
 //!
 //! Subscribe as a [`Subscription`] ([`futures_core::Stream`]; dropping it unsubscribes) or
 //! with a callback ([`EventBus::subscribe_fn`], panics caught and counted). With
@@ -56,6 +61,7 @@ mod callback;
 mod error;
 mod event;
 mod queue;
+mod routes;
 mod subject;
 mod subscription;
 mod trie;

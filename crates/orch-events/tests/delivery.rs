@@ -537,3 +537,14 @@ async fn cached_routes_follow_subscribe_and_unsubscribe() {
     assert_eq!(drain(&mut first).await, [Ok(1), Ok(2), Ok(3)]);
     assert_eq!(drain(&mut third).await, [Ok(3)]);
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<EventBus>();
+    send_sync::<EventBus<String>>();
+    send_sync::<orch_events::CallbackSubscription<serde_json::Value>>();
+    send::<Subscription<serde_json::Value>>();
+    send_sync::<orch_events::Event<serde_json::Value>>();
+}

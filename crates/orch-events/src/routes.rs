@@ -1,0 +1,68 @@
+//! Routing state: the subject trie plus a cache of its answers by subject.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use crate::{Subject, queue::Queue, trie::Trie};
+
+/// Who gets what: guarded by the bus's `RwLock` (publishers read, subscribe and
+/// unsubscribe write).
+pub(crate) struct Routes<T> {
+    pub(crate) trie: Trie<Arc<Queue<T>>>,
+    /// Set by `close`: no more publishes or subscriptions.
+    pub(crate) closed: bool,
+    /// Trie results by subject, cleared on every subscribe and unsubscribe.
+    cache: Mutex<RouteCache<T>>,
+}
+
+/// The queues an event on one subject goes to, in trie order.
+pub(crate) type Matches<T> = Arc<[Arc<Queue<T>>]>;
+
+type RouteCache<T> = HashMap<Subject, Matches<T>, foldhash::fast::RandomState>;
+
+/// Subjects whose routes are cached; past this the cache starts over.
+const ROUTE_CACHE_SUBJECTS: usize = 8192;
+
+impl<T> Routes<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            trie: Trie::default(),
+            closed: false,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// The queues matching `subject`: from the cache, or from the trie (and then cached).
+    /// A publisher finding the cache busy walks the trie rather than wait.
+    pub(crate) fn matches(&self, subject: &Subject) -> Matches<T> {
+        let Ok(mut cache) = self.cache.try_lock() else {
+            return self.walk(subject);
+        };
+        if let Some(matches) = cache.get(subject) {
+            return Arc::clone(matches);
+        }
+        let matches = self.walk(subject);
+        if cache.len() >= ROUTE_CACHE_SUBJECTS {
+            cache.clear();
+        }
+        cache.insert(subject.clone(), Arc::clone(&matches));
+        matches
+    }
+
+    fn walk(&self, subject: &Subject) -> Matches<T> {
+        let mut matches = Vec::new();
+        self.trie
+            .for_each_match(subject.as_str(), |queue| matches.push(Arc::clone(queue)));
+        matches.into()
+    }
+
+    /// The routes changed: forget cached results.
+    pub(crate) fn invalidate(&mut self) {
+        self.cache
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
