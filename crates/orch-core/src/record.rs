@@ -10,7 +10,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{TaskId, TaskRecords};
+use crate::{RunMetrics, TaskId, TaskRecords};
 
 /// Where a task is in its life. Serialised in lower case (`"completed"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -151,8 +151,8 @@ impl Serialize for TaskRecord {
 /// The outcome of one workflow run: its status, timing and every task's record.
 ///
 /// Serialises (see [`WorkflowResult::to_json`]) with `workflow_id`, `name`, `status`,
-/// `start_time` and `end_time` (RFC 3339), `total_duration` (seconds), `max_concurrent` and
-/// `tasks`, each task's record in insertion order.
+/// `start_time` and `end_time` (RFC 3339), `total_duration` (seconds), `max_concurrent`,
+/// `tasks` (each task's record, in insertion order) and `metrics`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct WorkflowResult {
     /// The workflow's id.
@@ -171,6 +171,9 @@ pub struct WorkflowResult {
     pub max_concurrent: usize,
     /// Every task's record, in the workflow's insertion order.
     pub tasks: TaskRecords,
+    /// The run's summary figures (the engine fills them in; see `orch-metrics`).
+    #[serde(default)]
+    pub metrics: Option<RunMetrics>,
 }
 
 impl WorkflowResult {
@@ -213,7 +216,7 @@ impl WorkflowResult {
 
 impl Serialize for WorkflowResult {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("WorkflowResult", 8)?;
+        let mut s = serializer.serialize_struct("WorkflowResult", 9)?;
         s.serialize_field("workflow_id", &self.workflow_id)?;
         s.serialize_field("name", &self.name)?;
         s.serialize_field("status", &self.status)?;
@@ -222,6 +225,7 @@ impl Serialize for WorkflowResult {
         s.serialize_field("total_duration", &self.total_duration().as_secs_f64())?;
         s.serialize_field("max_concurrent", &self.max_concurrent)?;
         s.serialize_field("tasks", &self.tasks)?;
+        s.serialize_field("metrics", &self.metrics)?;
         s.end()
     }
 }

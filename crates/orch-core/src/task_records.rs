@@ -68,6 +68,15 @@ impl TaskRecords {
         })
     }
 
+    /// The workflow these records belong to, when they came from running it (records read
+    /// from a file know only their ids).
+    pub fn workflow(&self) -> Option<&Workflow> {
+        match &self.ids {
+            Ids::Workflow(workflow) => Some(workflow),
+            Ids::Own(_) => None,
+        }
+    }
+
     /// How many tasks have records.
     pub fn len(&self) -> usize {
         self.records.len()

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use orch_core::{ValidationErrors, Workflow, WorkflowResult};
+use orch_core::{RunMetrics, ValidationErrors, Workflow, WorkflowResult};
 use tokio_util::sync::CancellationToken;
 
 use crate::Handler;
@@ -146,6 +146,34 @@ impl WorkflowEngine {
     /// records, and their stored results are fed to their dependents.
     pub fn resume(&self, workflow: &Workflow, previous: &WorkflowResult) -> RunHandle {
         self.start(workflow, Some(previous.clone()))
+    }
+
+    /// The metrics of a run (the seed's `get_task_metrics`): the ones the run attached, or,
+    /// for a result without them (one read back from a file), computed now.
+    ///
+    /// ```
+    /// use orch_engine::{TaskContext, WorkflowEngine};
+    /// use orch_core::{Task, Workflow};
+    /// use serde_json::Value;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let engine = WorkflowEngine::new();
+    /// engine.register_handler("t", |_ctx: TaskContext| async move { Ok(Value::Null) });
+    /// let workflow = Workflow::new("w", "W")
+    ///     .task(Task::new("a", "t"))
+    ///     .task(Task::new("b", "t").depends_on(["a"]));
+    /// let result = engine.execute_workflow(&workflow).await?;
+    /// let metrics = engine.get_task_metrics(&result);
+    /// assert_eq!((metrics.total_tasks, metrics.completed_tasks), (2, 2));
+    /// assert_eq!(metrics.critical_path, ["a", "b"]);
+    /// # Ok::<(), orch_core::ValidationErrors>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn get_task_metrics(&self, result: &WorkflowResult) -> RunMetrics {
+        match &result.metrics {
+            Some(metrics) => metrics.clone(),
+            None => orch_metrics::compute(result),
+        }
     }
 
     fn start(&self, workflow: &Workflow, previous: Option<WorkflowResult>) -> RunHandle {

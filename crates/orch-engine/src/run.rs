@@ -396,7 +396,7 @@ impl<'p> Scheduler<'p> {
         } else {
             WorkflowStatus::Completed
         };
-        WorkflowResult {
+        let mut result = WorkflowResult {
             workflow_id: workflow.workflow_id().to_owned(),
             name: workflow.name().to_owned(),
             status,
@@ -404,7 +404,10 @@ impl<'p> Scheduler<'p> {
             end_time,
             max_concurrent: self.max_concurrent,
             tasks,
-        }
+            metrics: None,
+        };
+        result.metrics = Some(orch_metrics::compute(&result));
+        result
     }
 }
 

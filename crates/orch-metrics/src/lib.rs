@@ -1,5 +1,48 @@
-//! Metrics computed from orch run records (durations, counts, percentiles, the critical
-//! path, parallel efficiency).
+//! Metrics of orch workflow runs, computed from run records.
 //!
-//! This crate is a placeholder until the metrics land: it holds no code yet. It will
-//! depend on `orch-core` only.
+//! [`compute`] turns a [`WorkflowResult`] into [`RunMetrics`]: the seed's counts and
+//! duration statistics, percentiles, the critical path and parallel efficiency. The engine
+//! attaches these to every result it returns; this crate depends on `orch-core` only, so
+//! stored results can be analysed without an engine.
+//!
+//! ```
+//! use orch_core::{RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
+//!     WorkflowResult, WorkflowStatus};
+//! use std::time::{Duration, SystemTime};
+//!
+//! let workflow = Workflow::new("w", "W")
+//!     .task(Task::new("load", "t"))
+//!     .task(Task::new("clean", "t").depends_on(["load"]))
+//!     .task(Task::new("report", "t").depends_on(["load"]));
+//! let t0 = SystemTime::UNIX_EPOCH;
+//! let secs = |s: u64| t0 + Duration::from_secs(s);
+//! let ran = |start, end| TaskRecord {
+//!     status: TaskStatus::Completed,
+//!     start_time: Some(secs(start)),
+//!     end_time: Some(secs(end)),
+//!     attempts: 1,
+//!     ..TaskRecord::default()
+//! };
+//! let records = vec![ran(0, 2), ran(2, 6), ran(2, 3)];
+//! let result = WorkflowResult {
+//!     workflow_id: "w".into(),
+//!     name: "W".into(),
+//!     status: WorkflowStatus::Completed,
+//!     start_time: secs(0),
+//!     end_time: secs(6),
+//!     max_concurrent: 2,
+//!     tasks: TaskRecords::for_workflow(&workflow, records).unwrap(),
+//!     metrics: None,
+//! };
+//! let metrics = orch_metrics::compute(&result);
+//! assert_eq!(metrics.completed_tasks, 3);
+//! assert_eq!(metrics.max_task_duration, Some(4.0));
+//! assert_eq!(metrics.critical_path, ["load", "clean"]);
+//! assert_eq!(metrics.critical_path_duration, 6.0);
+//! assert_eq!(metrics.parallel_efficiency, Some(7.0 / 12.0));
+//! ```
+
+mod summary;
+
+pub use orch_core::RunMetrics;
+pub use summary::{compute, compute_with};

@@ -1,0 +1,115 @@
+//! Computing [`RunMetrics`] from a [`WorkflowResult`].
+
+use orch_core::{RunMetrics, TaskStatus, Workflow, WorkflowResult};
+
+/// The metrics of one run. The critical path uses the workflow the records came from, when
+/// the result knows it (results returned by the engine do); otherwise it is left empty
+/// (see [`compute_with`]).
+pub fn compute(result: &WorkflowResult) -> RunMetrics {
+    match result.tasks.workflow() {
+        Some(workflow) => compute_with(result, workflow),
+        None => summarise(result, None),
+    }
+}
+
+/// The metrics of one run of `workflow`, for results that do not carry their workflow
+/// (such as results read back from JSON). Records are matched to tasks by id; the critical
+/// path is empty if the workflow is invalid.
+pub fn compute_with(result: &WorkflowResult, workflow: &Workflow) -> RunMetrics {
+    summarise(result, Some(workflow))
+}
+
+fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics {
+    let mut metrics = RunMetrics {
+        total_duration: result.total_duration().as_secs_f64(),
+        total_tasks: result.tasks.len(),
+        ..RunMetrics::default()
+    };
+    let mut durations = Vec::with_capacity(result.tasks.len());
+    for record in result.tasks.records() {
+        match record.status {
+            TaskStatus::Completed => metrics.completed_tasks += 1,
+            TaskStatus::Failed => metrics.failed_tasks += 1,
+            TaskStatus::Skipped => metrics.skipped_tasks += 1,
+            TaskStatus::Cancelled => metrics.cancelled_tasks += 1,
+            TaskStatus::Pending | TaskStatus::Running => {}
+        }
+        if let Some(duration) = record.duration() {
+            durations.push(duration.as_secs_f64());
+        }
+    }
+    if !durations.is_empty() {
+        let busy: f64 = durations.iter().sum();
+        metrics.avg_task_duration = Some(busy / durations.len() as f64);
+        metrics.max_task_duration = durations.iter().copied().reduce(f64::max);
+        metrics.min_task_duration = durations.iter().copied().reduce(f64::min);
+        metrics.p50_task_duration = percentile(&mut durations, 50.0);
+        metrics.p95_task_duration = percentile(&mut durations, 95.0);
+        metrics.p99_task_duration = percentile(&mut durations, 99.0);
+        let capacity = metrics.total_duration * result.max_concurrent.max(1) as f64;
+        metrics.parallel_efficiency = (capacity > 0.0).then(|| busy / capacity);
+    }
+    if let Some(workflow) = workflow {
+        critical_path(result, workflow, &mut metrics);
+    }
+    metrics
+}
+
+/// The nearest-rank percentile: the smallest value with at least `p` percent of the
+/// values at or below it. Reorders `values`.
+fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, values.len()) - 1;
+    let (_, value, _) = values.select_nth_unstable_by(index, f64::total_cmp);
+    Some(*value)
+}
+
+/// The chain of dependencies with the greatest summed duration. Tasks that did not run
+/// weigh nothing, so the path ends with the last task that added time; ties go to the
+/// task that comes first.
+fn critical_path(result: &WorkflowResult, workflow: &Workflow, metrics: &mut RunMetrics) {
+    let Ok(valid) = workflow.validate() else {
+        return;
+    };
+    let plan = valid.plan();
+    let ids: Vec<_> = workflow.tasks().keys().collect();
+    let same_order = result.tasks.workflow().is_some_and(|own| own == workflow);
+    let weight = |i: usize| -> f64 {
+        let record = if same_order {
+            result.tasks.records().get(i)
+        } else {
+            result.tasks.get(ids[i])
+        };
+        record
+            .and_then(|r| r.duration())
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let n = plan.len();
+    let mut finish = vec![0.0f64; n];
+    let mut via = vec![u32::MAX; n];
+    for &i in plan.order() {
+        let i = i as usize;
+        let mut best = 0.0;
+        for &d in plan.dependencies(i) {
+            if via[i] == u32::MAX || finish[d as usize] > best {
+                best = finish[d as usize];
+                via[i] = d;
+            }
+        }
+        finish[i] = best + weight(i);
+    }
+    let Some(mut last) = (0..n).reduce(|a, b| if finish[b] > finish[a] { b } else { a }) else {
+        return;
+    };
+    metrics.critical_path_duration = finish[last];
+    let mut path = vec![ids[last].clone()];
+    while via[last] != u32::MAX {
+        last = via[last] as usize;
+        path.push(ids[last].clone());
+    }
+    path.reverse();
+    metrics.critical_path = path;
+}

@@ -1,0 +1,170 @@
+//! Metrics of hand-made runs, including the edge cases: nothing ran, one task, cancelled.
+
+use std::time::{Duration, SystemTime};
+
+use orch_core::{
+    Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
+};
+use orch_metrics::{compute, compute_with};
+
+fn at(millis: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
+}
+
+fn ran(status: TaskStatus, start: u64, end: u64) -> TaskRecord {
+    TaskRecord {
+        status,
+        start_time: Some(at(start)),
+        end_time: Some(at(end)),
+        attempts: 1,
+        ..TaskRecord::default()
+    }
+}
+
+fn not_run(status: TaskStatus) -> TaskRecord {
+    TaskRecord {
+        status,
+        ..TaskRecord::default()
+    }
+}
+
+fn result_of(
+    workflow: &Workflow,
+    records: Vec<TaskRecord>,
+    wall: u64,
+    slots: usize,
+) -> WorkflowResult {
+    WorkflowResult {
+        workflow_id: workflow.workflow_id().into(),
+        name: workflow.name().into(),
+        status: WorkflowStatus::Completed,
+        start_time: at(0),
+        end_time: at(wall),
+        max_concurrent: slots,
+        tasks: TaskRecords::for_workflow(workflow, records).expect("one record per task"),
+        metrics: None,
+    }
+}
+
+fn chain(n: usize) -> Workflow {
+    Workflow::from_tasks(
+        "chain",
+        "Chain",
+        (0..n).map(|i| {
+            let task = Task::new(format!("t{i}"), "t");
+            if i == 0 {
+                task
+            } else {
+                task.depends_on([format!("t{}", i - 1)])
+            }
+        }),
+    )
+}
+
+#[test]
+fn counts_and_duration_statistics() {
+    let workflow = chain(4);
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 100),
+        ran(TaskStatus::Completed, 100, 400),
+        ran(TaskStatus::Failed, 400, 600),
+        not_run(TaskStatus::Skipped),
+    ];
+    let metrics = compute(&result_of(&workflow, records, 600, 1));
+    assert_eq!(metrics.total_tasks, 4);
+    assert_eq!(
+        (
+            metrics.completed_tasks,
+            metrics.failed_tasks,
+            metrics.skipped_tasks,
+            metrics.cancelled_tasks
+        ),
+        (2, 1, 1, 0)
+    );
+    assert_eq!(metrics.total_duration, 0.6);
+    assert_eq!(metrics.min_task_duration, Some(0.1));
+    assert_eq!(metrics.max_task_duration, Some(0.3));
+    assert!((metrics.avg_task_duration.expect("ran") - 0.2).abs() < 1e-12);
+    assert_eq!(metrics.p50_task_duration, Some(0.2));
+    assert_eq!(metrics.p95_task_duration, Some(0.3));
+    assert_eq!(metrics.p99_task_duration, Some(0.3));
+    // The skipped t3 adds nothing, so the path ends where the work ended.
+    assert_eq!(metrics.critical_path, ["t0", "t1", "t2"]);
+    assert!((metrics.critical_path_duration - 0.6).abs() < 1e-12);
+    assert!((metrics.parallel_efficiency.expect("took time") - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn percentiles_use_the_nearest_rank() {
+    let workflow =
+        Workflow::from_tasks("w", "W", (0..100).map(|i| Task::new(format!("t{i}"), "t")));
+    // Durations 1..=100 ms, stored out of order.
+    let records = (0..100u64)
+        .map(|i| ran(TaskStatus::Completed, 0, (i * 37) % 100 + 1))
+        .collect();
+    let metrics = compute(&result_of(&workflow, records, 100, 100));
+    assert_eq!(metrics.p50_task_duration, Some(0.05));
+    assert_eq!(metrics.p95_task_duration, Some(0.095));
+    assert_eq!(metrics.p99_task_duration, Some(0.099));
+    assert_eq!(metrics.critical_path.len(), 1);
+}
+
+#[test]
+fn nothing_ran_when_everything_was_skipped() {
+    let workflow = chain(3);
+    let records = vec![not_run(TaskStatus::Skipped); 3];
+    let metrics = compute(&result_of(&workflow, records, 0, 4));
+    assert_eq!(metrics.skipped_tasks, 3);
+    assert_eq!(metrics.avg_task_duration, None);
+    assert_eq!(metrics.p99_task_duration, None);
+    assert_eq!(metrics.parallel_efficiency, None);
+    assert_eq!(metrics.critical_path_duration, 0.0);
+}
+
+#[test]
+fn one_task() {
+    let workflow = chain(1);
+    let metrics = compute(&result_of(
+        &workflow,
+        vec![ran(TaskStatus::Completed, 5, 25)],
+        30,
+        2,
+    ));
+    assert_eq!(metrics.min_task_duration, metrics.max_task_duration);
+    assert_eq!(metrics.p50_task_duration, Some(0.02));
+    assert_eq!(metrics.critical_path, ["t0"]);
+    assert_eq!(metrics.parallel_efficiency, Some(0.02 / (0.03 * 2.0)));
+}
+
+#[test]
+fn a_cancelled_run_counts_cancelled_tasks_and_what_ran_before() {
+    let workflow = chain(3);
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 10),
+        ran(TaskStatus::Cancelled, 10, 50),
+        not_run(TaskStatus::Cancelled),
+    ];
+    let mut result = result_of(&workflow, records, 50, 1);
+    result.status = WorkflowStatus::Cancelled;
+    let metrics = compute(&result);
+    assert_eq!((metrics.completed_tasks, metrics.cancelled_tasks), (1, 2));
+    assert_eq!(metrics.max_task_duration, Some(0.04));
+    assert_eq!(metrics.critical_path, ["t0", "t1"]);
+}
+
+#[test]
+fn results_read_from_json_need_their_workflow_for_the_critical_path() {
+    let workflow = chain(2);
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 10),
+        ran(TaskStatus::Completed, 10, 30),
+    ];
+    let result = result_of(&workflow, records, 30, 1);
+    let read_back: WorkflowResult =
+        serde_json::from_str(&result.to_json()).expect("a result reads back");
+    assert_eq!(read_back.tasks, result.tasks);
+    assert!(compute(&read_back).critical_path.is_empty());
+    let with = compute_with(&read_back, &workflow);
+    assert_eq!(with.critical_path, ["t0", "t1"]);
+    assert_eq!(with, compute(&result));
+}
