@@ -25,6 +25,8 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         total_tasks: result.tasks.len(),
         ..RunMetrics::default()
     };
+    // Each task's duration in seconds, 0 for a task that did not run.
+    let mut seconds = Vec::with_capacity(result.tasks.len());
     let mut durations = Vec::with_capacity(result.tasks.len());
     for record in result.tasks.records() {
         match record.status {
@@ -34,9 +36,9 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
             TaskStatus::Cancelled => metrics.cancelled_tasks += 1,
             TaskStatus::Pending | TaskStatus::Running => {}
         }
-        if let Some(duration) = record.duration() {
-            durations.push(duration.as_secs_f64());
-        }
+        let duration = record.duration().map(|d| d.as_secs_f64());
+        seconds.push(duration.unwrap_or(0.0));
+        durations.extend(duration);
     }
     if !durations.is_empty() {
         let busy: f64 = durations.iter().sum();
@@ -49,8 +51,9 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         let capacity = metrics.total_duration * result.max_concurrent.max(1) as f64;
         metrics.parallel_efficiency = (capacity > 0.0).then(|| busy / capacity);
     }
+    drop(durations);
     if let Some(workflow) = workflow {
-        critical_path(result, workflow, &mut metrics);
+        critical_path(result, workflow, &seconds, &mut metrics);
     }
     metrics
 }
@@ -70,7 +73,12 @@ fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
 /// The chain of dependencies with the greatest summed duration. Tasks that did not run
 /// weigh nothing, so the path ends with the last task that added time; ties go to the
 /// task that comes first.
-fn critical_path(result: &WorkflowResult, workflow: &Workflow, metrics: &mut RunMetrics) {
+fn critical_path(
+    result: &WorkflowResult,
+    workflow: &Workflow,
+    seconds: &[f64],
+    metrics: &mut RunMetrics,
+) {
     let Ok(valid) = workflow.validate() else {
         return;
     };
@@ -78,14 +86,13 @@ fn critical_path(result: &WorkflowResult, workflow: &Workflow, metrics: &mut Run
     let ids: Vec<_> = workflow.tasks().keys().collect();
     let same_order = result.tasks.workflow().is_some_and(|own| own == workflow);
     let weight = |i: usize| -> f64 {
-        let record = if same_order {
-            result.tasks.records().get(i)
-        } else {
-            result.tasks.get(ids[i])
-        };
-        record
-            .and_then(|r| r.duration())
-            .map_or(0.0, |d| d.as_secs_f64())
+        if same_order {
+            return seconds[i];
+        }
+        result
+            .tasks
+            .index_of(ids[i])
+            .map_or(0.0, |own| seconds[own])
     };
     let n = plan.len();
     let mut finish = vec![0.0f64; n];
