@@ -1,15 +1,20 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: what `.ci/run` runs: formatting, clippy with warnings denied, the whole test suite.
+//! - `bench [--quick]`: the quick benchmark table (engine shapes at 10^4..10^6 tasks), printed
+//!   and written to `target/bench.json`. `--quick` stops at 10^5 tasks.
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1);
-    let result = match command.as_deref() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask ci");
+            eprintln!("usage: cargo xtask ci | cargo xtask bench [--quick]");
             return ExitCode::from(2);
         }
     };
@@ -37,9 +42,8 @@ fn ci() -> Result<(), String> {
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
         .args(args)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;

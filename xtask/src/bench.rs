@@ -1,0 +1,136 @@
+//! `cargo xtask bench`: runs each quick benchmark case in its own process and tabulates.
+
+use std::path::PathBuf;
+
+use crate::cargo;
+
+const SHAPES: [&str; 5] = ["chain", "fan_out_in", "binary_tree", "wavefront", "random"];
+
+/// One row of the table, as the case binary printed it.
+struct Row {
+    case: String,
+    tasks: u64,
+    ns_per_task: f64,
+    tasks_per_s: f64,
+    peak_rss_bytes: u64,
+    json: String,
+}
+
+pub(crate) fn run(quick: bool) -> Result<(), String> {
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "benches",
+        "--bin",
+        "orch_bench",
+    ])?;
+    let binary = target_dir().join("release").join("orch_bench");
+    let sizes: &[&str] = if quick {
+        &["10000", "100000"]
+    } else {
+        &["10000", "100000", "1000000"]
+    };
+    let mut rows = Vec::new();
+    for max_concurrent in ["8", "1"] {
+        for size in sizes {
+            for shape in SHAPES {
+                let args = ["engine", shape, size, max_concurrent];
+                rows.push(run_case(&binary, &args)?);
+            }
+        }
+    }
+    print_table(&rows);
+    let json = format!(
+        "[\n  {}\n]\n",
+        rows.iter()
+            .map(|r| r.json.as_str())
+            .collect::<Vec<_>>()
+            .join(",\n  ")
+    );
+    let out = target_dir().join("bench.json");
+    std::fs::write(&out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!("\nwritten to {}", out.display());
+    Ok(())
+}
+
+fn run_case(binary: &PathBuf, args: &[&str]) -> Result<Row, String> {
+    let output = std::process::Command::new(binary)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "case {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    parse_row(&line).ok_or_else(|| format!("case {} printed `{line}`", args.join(" ")))
+}
+
+/// Reads the flat JSON object a case prints (no nesting, no escapes: the case writes it).
+fn parse_row(line: &str) -> Option<Row> {
+    let field = |name: &str| -> Option<&str> {
+        let key = format!("\"{name}\": ");
+        let start = line.find(&key)? + key.len();
+        let rest = &line[start..];
+        let end = rest.find([',', '}'])?;
+        Some(rest[..end].trim().trim_matches('"'))
+    };
+    Some(Row {
+        case: field("case")?.to_owned(),
+        tasks: field("tasks")?.parse().ok()?,
+        ns_per_task: field("ns_per_task")?.parse().ok()?,
+        tasks_per_s: field("tasks_per_s")?.parse().ok()?,
+        peak_rss_bytes: field("peak_rss_bytes")?.parse().ok()?,
+        json: line.to_owned(),
+    })
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<28} {:>9} {:>11} {:>13} {:>12} {:>13}",
+        "case", "tasks", "ns/task", "tasks/s", "peak RSS MB", "RSS B/task"
+    );
+    for row in rows {
+        println!(
+            "{:<28} {:>9} {:>11.1} {:>13.0} {:>12.1} {:>13}",
+            row.case,
+            row.tasks,
+            row.ns_per_task,
+            row.tasks_per_s,
+            row.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            row.peak_rss_bytes / row.tasks.max(1)
+        );
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            xtask.parent().unwrap_or(xtask).join("target")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_row;
+
+    #[test]
+    fn a_case_line_parses_into_a_row() {
+        let row = parse_row(
+            r#"{"case": "engine/chain/c8", "tasks": 10000, "ns_per_task": 151.5, "tasks_per_s": 6600660, "peak_rss_bytes": 9437184}"#,
+        )
+        .expect("a well-formed line");
+        assert_eq!(row.case, "engine/chain/c8");
+        assert_eq!(row.tasks, 10_000);
+        assert_eq!(row.ns_per_task, 151.5);
+        assert_eq!(row.peak_rss_bytes, 9_437_184);
+        assert!(parse_row(r#"{"case": "x"}"#).is_none());
+    }
+}
