@@ -30,12 +30,14 @@
 
 pub use orch_core as core;
 pub use orch_engine as engine;
+#[cfg(feature = "metrics")]
+pub use orch_metrics as metrics;
 
 /// The names most programs need: `use orch::prelude::*;`.
 pub mod prelude {
     pub use orch_core::{
-        Backoff, Task, TaskId, TaskRecord, TaskStatus, ValidWorkflow, ValidationError,
-        ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
+        Backoff, RunMetrics, Task, TaskId, TaskRecord, TaskStatus, ValidWorkflow,
+        ValidationError, ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
     };
     pub use orch_engine::{
         Handler, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
