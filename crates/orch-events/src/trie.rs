@@ -11,34 +11,9 @@ pub(crate) struct Trie<V> {
     len: usize,
 }
 
-type Map<K, V> = HashMap<K, Node<V>, foldhash::fast::RandomState>;
-
-/// A literal token of up to 23 bytes, stored inline so that comparing keys during a
-/// look-up does not chase a pointer (a cache miss per level on a large trie).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Short {
-    len: u8,
-    bytes: [u8; 23],
-}
-
-impl Short {
-    fn new(token: &str) -> Option<Self> {
-        let mut bytes = [0; 23];
-        bytes
-            .get_mut(..token.len())?
-            .copy_from_slice(token.as_bytes());
-        Some(Self {
-            len: token.len() as u8,
-            bytes,
-        })
-    }
-}
-
 struct Node<V> {
-    /// Children for literal tokens up to 23 bytes.
-    short: Map<Short, V>,
-    /// Children for longer literal tokens.
-    long: Map<Box<str>, V>,
+    /// Children for literal tokens.
+    literal: HashMap<Box<str>, Node<V>, foldhash::fast::RandomState>,
     /// Child for `*`.
     star: Option<Box<Node<V>>>,
     /// Values whose pattern ends with `>` right after this node.
@@ -50,8 +25,7 @@ struct Node<V> {
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Self {
-            short: HashMap::default(),
-            long: HashMap::default(),
+            literal: HashMap::default(),
             star: None,
             rest: Vec::new(),
             here: Vec::new(),
@@ -61,8 +35,7 @@ impl<V> Default for Node<V> {
 
 impl<V> Node<V> {
     fn is_empty(&self) -> bool {
-        self.short.is_empty()
-            && self.long.is_empty()
+        self.literal.is_empty()
             && self.star.is_none()
             && self.rest.is_empty()
             && self.here.is_empty()
@@ -75,40 +48,12 @@ impl<V> Node<V> {
         };
         // `>` after this node matches this token and everything after it.
         self.rest.iter().for_each(&mut *f);
-        if let Some(child) = self.child(token) {
+        if let Some(child) = self.literal.get(token) {
             child.descend(rest, f);
         }
         if let Some(child) = self.star.as_deref() {
             child.descend(rest, f);
         }
-    }
-
-    fn child(&self, token: &str) -> Option<&Node<V>> {
-        match Short::new(token) {
-            Some(short) => self.short.get(&short),
-            None => self.long.get(token),
-        }
-    }
-
-    fn child_mut(&mut self, token: &str) -> Option<&mut Node<V>> {
-        match Short::new(token) {
-            Some(short) => self.short.get_mut(&short),
-            None => self.long.get_mut(token),
-        }
-    }
-
-    fn child_or_insert(&mut self, token: &str) -> &mut Node<V> {
-        match Short::new(token) {
-            Some(short) => self.short.entry(short).or_default(),
-            None => self.long.entry(token.into()).or_default(),
-        }
-    }
-
-    fn remove_child(&mut self, token: &str) {
-        match Short::new(token) {
-            Some(short) => self.short.remove(&short),
-            None => self.long.remove(token),
-        };
     }
 
     fn descend<'a, F: FnMut(&'a V)>(&'a self, rest: Option<&str>, f: &mut F) {
@@ -145,7 +90,7 @@ impl<V> Trie<V> {
                     return;
                 }
                 "*" => node = node.star.get_or_insert_with(Box::default),
-                _ => node = node.child_or_insert(token),
+                _ => node = node.literal.entry(token.into()).or_default(),
             }
         }
         node.here.push(value);
@@ -176,8 +121,7 @@ impl<V> Trie<V> {
         while let Some(mut node) = stack.pop() {
             out.append(&mut node.here);
             out.append(&mut node.rest);
-            stack.extend(node.short.into_values());
-            stack.extend(node.long.into_values());
+            stack.extend(node.literal.into_values());
             stack.extend(node.star.map(|b| *b));
         }
         self.len = 0;
@@ -201,10 +145,10 @@ fn remove_in<V>(node: &mut Node<V>, tokens: &[&str], is_it: &impl Fn(&V) -> bool
             removed
         }
         _ => {
-            let child = node.child_mut(token)?;
+            let child = node.literal.get_mut(token)?;
             let removed = remove_in(child, rest, is_it);
             if child.is_empty() {
-                node.remove_child(token);
+                node.literal.remove(token);
             }
             removed
         }
