@@ -1,1 +1,48 @@
-//! Runnable examples live beside this file; see `Cargo.toml` for their names.
+//! The logic behind orch's runnable examples (`cargo run --example NAME`).
+//!
+//! Each module ports one scenario of the original orchestration module's README: it
+//! registers deterministic handlers that do real (small) work, builds the workflow and
+//! runs it, returning what it computed so that the tests in `tests/` can check it. The
+//! binaries beside this crate (`examples/*.rs`) only call these functions and print.
+//!
+//! | example | module |
+//! | --- | --- |
+//! | `data_pipeline` | [`data_pipeline`]: read a CSV file, aggregate it |
+//! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
+//! | `doc_processing` | [`doc_processing`]: fetch, extract, gzip and store a document |
+//! | `parallel` | [`parallel`]: fan-out and merge, run with 1 and with 3 slots |
+//! | `failure_handling` | [`failure_handling`]: a failure, its skipped dependents, a retry |
+//! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
+//! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
+//! | `show_plan` | prints a workflow file's execution order and levels |
+
+use std::path::{Path, PathBuf};
+
+pub mod agent_workflow;
+pub mod csv;
+pub mod data_pipeline;
+pub mod doc_processing;
+pub mod failure_handling;
+pub mod from_file;
+pub mod hex;
+pub mod ml_model;
+pub mod ml_pipeline;
+pub mod parallel;
+
+/// The error the examples' `run` functions return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `examples/` directory of the source tree, where `data/` and `workflows/` live.
+pub fn examples_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file shipped in `examples/data/`.
+pub fn data_file(name: &str) -> PathBuf {
+    examples_dir().join("data").join(name)
+}
+
+/// A file shipped in `examples/workflows/`.
+pub fn workflow_file(name: &str) -> PathBuf {
+    examples_dir().join("workflows").join(name)
+}
