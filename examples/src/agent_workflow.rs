@@ -90,8 +90,9 @@ pub struct Outcome {
 /// Extracts the `top_k` keywords and the summary sentence of `text`.
 ///
 /// ```
-/// let analysis = examples::agent_workflow::analyze_text("Cats nap. Cats and dogs play.", 1);
-/// assert_eq!(analysis.keywords[0].word, "cats");
+/// let analysis = examples::agent_workflow::analyze_text("Cats nap. Cats and dogs play.", 2);
+/// let words: Vec<&str> = analysis.keywords.iter().map(|k| k.word.as_str()).collect();
+/// assert_eq!(words, ["cats", "dogs"]);
 /// assert_eq!(analysis.summary, "Cats and dogs play.");
 /// ```
 pub fn analyze_text(text: &str, top_k: usize) -> Analysis {
