@@ -6,6 +6,9 @@
 //! malformed cells). Each stage's result is the next stage's input, so the results of
 //! the data stages carry the data along; the learning stages are in [`crate::ml_model`]:
 //! a logistic regression trained by batch gradient descent.
+//!
+//! The stage order is the seed's, so scaling statistics are computed before the split,
+//! over all rows; a production pipeline would fit them on the training rows only.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -432,6 +435,11 @@ fn feature_eng(ctx: &TaskContext) -> Result<Value, TaskError> {
     if records.is_empty() {
         return Err(TaskError::permanent(
             "no records left to build features from",
+        ));
+    }
+    if records.iter().any(|r| r.numeric.len() != NUMERIC.len()) {
+        return Err(TaskError::permanent(
+            "a record has the wrong number of values",
         ));
     }
     let n = records.len() as f64;
