@@ -35,6 +35,7 @@
 
 mod compile;
 mod error;
+mod event;
 mod id;
 mod load;
 mod metrics;
@@ -45,6 +46,7 @@ mod task_records;
 mod workflow;
 
 pub use error::{ValidationError, ValidationErrors};
+pub use event::{EngineEvent, EngineEventKind};
 pub use id::{IdMap, TaskId};
 pub use load::{Format, LoadError};
 pub use metrics::RunMetrics;

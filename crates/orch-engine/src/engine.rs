@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use orch_core::{RunMetrics, ValidationErrors, Workflow, WorkflowResult};
+use orch_core::{EngineEvent, RunMetrics, ValidationErrors, Workflow, WorkflowResult};
+use orch_events::EventBus;
 use tokio_util::sync::CancellationToken;
 
 use crate::Handler;
@@ -48,6 +49,7 @@ pub(crate) struct EngineInner {
     handlers: RwLock<HashMap<String, Arc<dyn Handler>>>,
     pub(crate) max_concurrent: usize,
     pub(crate) grace_period: Duration,
+    pub(crate) bus: Option<EventBus<EngineEvent>>,
 }
 
 impl EngineInner {
@@ -92,6 +94,11 @@ impl WorkflowEngine {
     /// An engine that runs up to `max_concurrent` tasks at once; 0 is an error.
     pub fn with_max_concurrent(max_concurrent: usize) -> Result<Self, ConfigError> {
         Self::builder().max_concurrent(max_concurrent).build()
+    }
+
+    /// The bus this engine publishes lifecycle events on, if any.
+    pub fn event_bus(&self) -> Option<&EventBus<EngineEvent>> {
+        self.inner.bus.as_ref()
     }
 
     /// The most tasks this engine runs at once.
@@ -209,6 +216,7 @@ impl WorkflowEngine {
 pub struct EngineBuilder {
     max_concurrent: usize,
     grace_period: Duration,
+    bus: Option<EventBus<EngineEvent>>,
 }
 
 impl Default for EngineBuilder {
@@ -216,6 +224,7 @@ impl Default for EngineBuilder {
         Self {
             max_concurrent: 1,
             grace_period: Duration::from_secs(5),
+            bus: None,
         }
     }
 }
@@ -234,6 +243,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Publishes every run's lifecycle events on `bus` (see [the crate docs](crate#events)
+    /// for the subjects). Publishing respects each subscription's overflow policy; with a
+    /// lossless (`Block`) subscriber that falls behind, runs wait rather than drop events.
+    pub fn event_bus(mut self, bus: EventBus<EngineEvent>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Result<WorkflowEngine, ConfigError> {
         if self.max_concurrent == 0 {
@@ -248,6 +265,7 @@ impl EngineBuilder {
                 handlers: RwLock::new(HashMap::new()),
                 max_concurrent: self.max_concurrent.max(1),
                 grace_period: self.grace_period,
+                bus: self.bus,
             }),
         }
     }

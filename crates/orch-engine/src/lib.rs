@@ -40,10 +40,47 @@
 //! one allocation. Handlers that do heavy work use [`spawned`] or [`blocking`] to run on
 //! other threads.
 //!
+//! # Events
+//!
+//! With [`EngineBuilder::event_bus`], every run publishes [`orch_core::EngineEvent`]s on an
+//! [`orch_events::EventBus`]: `workflow.<workflow_id>.started` / `.finished`, and
+//! `workflow.<workflow_id>.task.<task_id>.<event>` for `started`, `completed`, `failed`,
+//! `retrying`, `skipped` and `cancelled`. Ids are written into subjects with
+//! percent-escapes for what a subject token cannot hold (`.`, `*`, `>`, `%`, white space,
+//! control characters): task `load.v2` publishes on `workflow.etl.task.load%2Ev2.started`.
+//! Events of one run arrive in the order they happened, so a task's `started` always
+//! follows its dependencies' `completed`.
+//!
+//! ```
+//! use orch_core::{EngineEvent, EngineEventKind, Task, Workflow};
+//! use orch_engine::{TaskContext, WorkflowEngine};
+//! use orch_events::EventBus;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let bus: EventBus<EngineEvent> = EventBus::new();
+//! let mut progress = bus.subscribe("workflow.etl.task.*.completed").unwrap();
+//! let engine = WorkflowEngine::builder().event_bus(bus.clone()).build().unwrap();
+//! engine.register_handler("t", |_ctx: TaskContext| async move { Ok(serde_json::Value::Null) });
+//! let workflow = Workflow::new("etl", "ETL")
+//!     .task(Task::new("load", "t"))
+//!     .task(Task::new("clean", "t").depends_on(["load"]));
+//! engine.execute_workflow(&workflow).await.unwrap();
+//! bus.close().await;
+//! let mut done = Vec::new();
+//! while let Some(event) = progress.recv_event().await {
+//!     assert_eq!(event.payload().kind, EngineEventKind::TaskCompleted);
+//!     done.push(event.subject().to_string());
+//! }
+//! assert_eq!(done, ["workflow.etl.task.load.completed", "workflow.etl.task.clean.completed"]);
+//! # });
+//! ```
+//!
 //! Timeouts and retry pauses use tokio's timer, so a runtime that runs workflows with
 //! either needs its time driver enabled (`enable_time` or `enable_all`).
 
+mod announce;
 mod attempt;
+mod clock;
 mod context;
 mod engine;
 mod handler;

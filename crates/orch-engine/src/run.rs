@@ -11,14 +11,16 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use orch_core::{
-    Plan, Task, TaskRecord, TaskRecords, TaskStatus, ValidationError, ValidationErrors, Workflow,
-    WorkflowResult, WorkflowStatus,
+    EngineEventKind, Plan, Task, TaskRecord, TaskRecords, TaskStatus, ValidationError,
+    ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::announce::Announcer;
 use crate::attempt::{Attempt, InFlight, Landed};
+use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
 use crate::{Handler, TaskContext, TaskError};
@@ -52,13 +54,19 @@ pub(crate) async fn execute(
         .filter_map(|t| handlers.get(t).cloned())
         .collect();
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
+    let announcer = engine
+        .bus
+        .clone()
+        .map(|bus| Announcer::new(bus, workflow.workflow_id(), plan));
     let mut run = Scheduler::new(
         &workflow,
         plan,
         &by_type,
         engine.max_concurrent,
         cancel.clone(),
+        announcer,
     );
+    run.announce_workflow(EngineEventKind::WorkflowStarted, None);
     if let Some(previous) = previous {
         run.restore(previous);
     }
@@ -74,23 +82,38 @@ pub(crate) async fn execute(
                 return Poll::Ready(());
             }
         }
-        match run.advance(cx) {
-            Progress::Done => Poll::Ready(()),
-            Progress::Waiting => Poll::Pending,
-            Progress::Yield => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
+        loop {
+            let progress = run.advance(cx);
+            let flushed = run.flush(cx);
+            return match progress {
+                Progress::Done => Poll::Ready(()),
+                Progress::Waiting => Poll::Pending,
+                Progress::Stalled if flushed.is_ready() => continue,
+                Progress::Stalled => Poll::Pending,
+                Progress::Yield => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            };
         }
     })
     .instrument(span)
     .await;
-    Ok(run.finish())
+    let (result, announcer) = run.finish();
+    if let Some(mut announcer) = announcer {
+        poll_fn(|cx| announcer.flush(cx)).await;
+    }
+    Ok(result)
 }
 
 enum Progress {
+    /// Nothing is left to start or to wait for.
     Done,
+    /// Waiting for running handlers (their wakers are registered).
     Waiting,
+    /// Ready tasks wait until the bus takes the events queued so far.
+    Stalled,
+    /// Enough done in one go; poll again soon.
     Yield,
 }
 
@@ -109,40 +132,8 @@ struct Scheduler<'p> {
     max_concurrent: usize,
     stopping: bool,
     clock: Clock,
-}
-
-/// Wall-clock timestamps that advance with tokio's monotonic clock: durations never go
-/// backwards when the system clock is adjusted, and follow tokio's paused time in tests.
-///
-/// The clock is read once after every handler poll and whenever the run wakes up; a task
-/// that starts in between takes the last reading, which is older only by the scheduler's
-/// own bookkeeping. That halves the clock reads of tasks that finish on their first poll.
-struct Clock {
-    wall: SystemTime,
-    start: tokio::time::Instant,
-    last: SystemTime,
-}
-
-impl Clock {
-    fn start() -> Self {
-        let wall = SystemTime::now();
-        Self {
-            wall,
-            start: tokio::time::Instant::now(),
-            last: wall,
-        }
-    }
-
-    /// Reads the clock.
-    fn now(&mut self) -> SystemTime {
-        self.last = self.wall + self.start.elapsed();
-        self.last
-    }
-
-    /// The last reading.
-    fn last(&self) -> SystemTime {
-        self.last
-    }
+    /// Lifecycle events for the engine's bus, when it has one.
+    announcer: Option<Announcer>,
 }
 
 impl<'p> Scheduler<'p> {
@@ -152,6 +143,7 @@ impl<'p> Scheduler<'p> {
         handlers: &'p [Arc<dyn Handler>],
         max_concurrent: usize,
         cancel: CancellationToken,
+        announcer: Option<Announcer>,
     ) -> Self {
         let n = plan.len();
         let waiting: Vec<u32> = (0..n).map(|i| plan.dependencies(i).len() as u32).collect();
@@ -177,6 +169,7 @@ impl<'p> Scheduler<'p> {
             max_concurrent,
             stopping: false,
             clock: Clock::start(),
+            announcer,
         }
     }
 
@@ -222,7 +215,8 @@ impl<'p> Scheduler<'p> {
         self.clock.now();
         let mut budget = YIELD_EVERY;
         loop {
-            while self.active < self.max_concurrent && !self.stopping {
+            let stalled = self.announcer.as_ref().is_some_and(Announcer::is_stalled);
+            while self.active < self.max_concurrent && !self.stopping && !stalled {
                 let Some(Reverse(position)) = self.ready.pop() else {
                     break;
                 };
@@ -236,6 +230,9 @@ impl<'p> Scheduler<'p> {
             if self.in_flight.is_empty() {
                 if self.ready.is_empty() || self.stopping {
                     return Progress::Done;
+                }
+                if stalled {
+                    return Progress::Stalled;
                 }
                 continue;
             }
@@ -260,6 +257,9 @@ impl<'p> Scheduler<'p> {
         let record = &mut self.records[index];
         record.status = TaskStatus::Running;
         record.start_time = Some(self.clock.last());
+        self.announce_task(EngineEventKind::TaskStarted, index, |event| {
+            event.attempt = 1
+        });
         self.start_attempt(index, cx);
     }
 
@@ -311,6 +311,11 @@ impl<'p> Scheduler<'p> {
                     let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
                     tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %error, ?delay, "retrying");
                     self.records[index].error = Some(error.to_string());
+                    self.announce_task(EngineEventKind::TaskRetrying, index, |event| {
+                        event.attempt = attempts;
+                        event.error = Some(error.to_string());
+                        event.duration = Some(delay);
+                    });
                     self.in_flight.push(InFlight::Backoff {
                         index: index as u32,
                         sleep: Box::pin(tokio::time::sleep(delay)),
@@ -330,6 +335,57 @@ impl<'p> Scheduler<'p> {
         record.status = status;
         record.error = error;
         record.end_time = Some(self.clock.now());
+        let kind = match status {
+            TaskStatus::Completed => EngineEventKind::TaskCompleted,
+            TaskStatus::Failed => EngineEventKind::TaskFailed,
+            _ => EngineEventKind::TaskCancelled,
+        };
+        self.announce_ended(kind, index);
+    }
+
+    /// Announces the end of a task, from its record.
+    fn announce_ended(&mut self, kind: EngineEventKind, index: usize) {
+        let record = &self.records[index];
+        let (attempts, duration) = (record.attempts, record.duration());
+        let error = record.error.clone();
+        self.announce_task(kind, index, |event| {
+            event.attempt = attempts;
+            event.duration = duration;
+            event.error = error;
+        });
+    }
+
+    fn announce_task(
+        &mut self,
+        kind: EngineEventKind,
+        index: usize,
+        fill: impl FnOnce(&mut orch_core::EngineEvent),
+    ) {
+        if let Some(announcer) = &mut self.announcer {
+            let task = match self.shared.workflow.tasks().get_index(index) {
+                Some((_, task)) => task,
+                None => return,
+            };
+            let at = self.clock.last();
+            announcer.task(kind, task, self.plan.type_of(index), at, fill);
+        }
+    }
+
+    fn announce_workflow(&mut self, kind: EngineEventKind, status: Option<WorkflowStatus>) {
+        if let Some(announcer) = &mut self.announcer {
+            let at = self.clock.last();
+            let duration = status.map(|_| at.duration_since(self.clock.wall).unwrap_or_default());
+            announcer.workflow(kind, at, status, duration);
+        }
+    }
+
+    /// Hands queued events to the bus; pending (with the waker registered) while a
+    /// lossless subscription has no room.
+    fn flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.announcer {
+            Some(announcer) => announcer.flush(cx),
+            None => Poll::Ready(()),
+        }
     }
 
     /// Marks every task that depends on `failed`, directly or not, as skipped.
@@ -342,18 +398,20 @@ impl<'p> Scheduler<'p> {
                 record.status = TaskStatus::Skipped;
                 record.error = Some(reason.clone());
                 stack.extend_from_slice(self.plan.dependents(d as usize));
+                self.announce_ended(EngineEventKind::TaskSkipped, d as usize);
             }
         }
     }
 
     /// Cancels what is unfinished and assembles the result.
-    fn finish(mut self) -> WorkflowResult {
+    fn finish(mut self) -> (WorkflowResult, Option<Announcer>) {
         let end_time = self.clock.now();
         // Dropping the in-flight set drops every handler future still running.
         drop(std::mem::take(&mut self.in_flight));
         let mut failed = false;
         let mut cancelled = false;
-        for record in &mut self.records {
+        for index in 0..self.records.len() {
+            let record = &mut self.records[index];
             match record.status {
                 TaskStatus::Pending | TaskStatus::Running => {
                     if record.status == TaskStatus::Running {
@@ -362,12 +420,21 @@ impl<'p> Scheduler<'p> {
                     record.status = TaskStatus::Cancelled;
                     record.error = Some("cancelled: the run was cancelled".to_owned());
                     cancelled = true;
+                    self.announce_ended(EngineEventKind::TaskCancelled, index);
                 }
                 TaskStatus::Failed => failed = true,
                 TaskStatus::Cancelled => cancelled = true,
                 TaskStatus::Completed | TaskStatus::Skipped => {}
             }
         }
+        let status = if cancelled || self.stopping {
+            WorkflowStatus::Cancelled
+        } else if failed {
+            WorkflowStatus::Failed
+        } else {
+            WorkflowStatus::Completed
+        };
+        self.announce_workflow(EngineEventKind::WorkflowFinished, Some(status));
         let workflow = self.shared.workflow.clone();
         match Arc::try_unwrap(self.shared) {
             Ok(shared) => {
@@ -389,13 +456,6 @@ impl<'p> Scheduler<'p> {
             Some(tasks) => tasks,
             None => unreachable!("one record per task"),
         };
-        let status = if cancelled || self.stopping {
-            WorkflowStatus::Cancelled
-        } else if failed {
-            WorkflowStatus::Failed
-        } else {
-            WorkflowStatus::Completed
-        };
         let mut result = WorkflowResult {
             workflow_id: workflow.workflow_id().to_owned(),
             name: workflow.name().to_owned(),
@@ -407,7 +467,7 @@ impl<'p> Scheduler<'p> {
             metrics: None,
         };
         result.metrics = Some(orch_metrics::compute(&result));
-        result
+        (result, self.announcer)
     }
 }
 

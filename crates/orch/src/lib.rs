@@ -36,8 +36,8 @@ pub use orch_metrics as metrics;
 /// The names most programs need: `use orch::prelude::*;`.
 pub mod prelude {
     pub use orch_core::{
-        Backoff, RunMetrics, Task, TaskId, TaskRecord, TaskStatus, ValidWorkflow,
-        ValidationError, ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
+        Backoff, RunMetrics, Task, TaskId, TaskRecord, TaskStatus, ValidWorkflow, ValidationError,
+        ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
     };
     pub use orch_engine::{
         Handler, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,

@@ -1,0 +1,184 @@
+//! Publishing a run's lifecycle events on the engine's bus, in order and without loss.
+//!
+//! # Subjects
+//! Workflow events go to `workflow.<workflow_id>.<event>` (`started`, `finished`); task
+//! events to `workflow.<workflow_id>.task.<task_id>.<event>` (`started`, `completed`,
+//! `failed`, `retrying`, `skipped`, `cancelled`). Ids are written into subjects with
+//! percent-escapes for the characters a subject token cannot hold: `.`, `*`, `>`, `%`,
+//! white space and control characters become `%XX` (their UTF-8 bytes in upper-case hex),
+//! so `load.v2` is the token `load%2Ev2`. An empty id is written `%00`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use orch_core::{EngineEvent, EngineEventKind, Plan, Task, WorkflowStatus};
+use orch_events::{EventBus, Subject, TryPublishErrorKind};
+
+/// Run ids, unique within the process.
+static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
+
+/// Writes `id` as one subject token, escaping what a token cannot hold.
+pub(crate) fn push_token(out: &mut String, id: &str) {
+    if id.is_empty() {
+        out.push_str("%00");
+        return;
+    }
+    for c in id.chars() {
+        if matches!(c, '.' | '*' | '>' | '%') || c.is_whitespace() || c.is_control() {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// A run's events on their way to the bus.
+pub(crate) struct Announcer {
+    bus: EventBus<EngineEvent>,
+    workflow_id: Arc<str>,
+    run_id: u64,
+    /// `workflow.<workflow_id>.`, escaped.
+    prefix: String,
+    /// Each task type once, shared by the events of its tasks.
+    task_types: Vec<Arc<str>>,
+    pending: VecDeque<(Subject, EngineEvent)>,
+    /// A publish that had to wait for room in a lossless subscription.
+    waiting: Option<BoxFuture<'static, ()>>,
+}
+
+impl Announcer {
+    pub(crate) fn new(bus: EventBus<EngineEvent>, workflow_id: &str, plan: &Plan) -> Self {
+        let mut prefix = String::from("workflow.");
+        push_token(&mut prefix, workflow_id);
+        prefix.push('.');
+        Self {
+            bus,
+            workflow_id: workflow_id.into(),
+            run_id: NEXT_RUN.fetch_add(1, Ordering::Relaxed),
+            prefix,
+            task_types: plan
+                .task_types()
+                .iter()
+                .map(|t| Arc::from(t.as_str()))
+                .collect(),
+            pending: VecDeque::new(),
+            waiting: None,
+        }
+    }
+
+    /// Whether publishing is stalled on a full lossless subscription; the run then starts
+    /// no new tasks, so events cannot pile up without bound.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.waiting.is_some()
+    }
+
+    /// Queues a workflow event.
+    pub(crate) fn workflow(
+        &mut self,
+        kind: EngineEventKind,
+        at: SystemTime,
+        status: Option<WorkflowStatus>,
+        duration: Option<std::time::Duration>,
+    ) {
+        if self.bus.subscription_count() == 0 {
+            return;
+        }
+        let mut event = EngineEvent::new(kind, Arc::clone(&self.workflow_id), self.run_id, at);
+        event.status = status;
+        event.duration = duration;
+        let subject = format!("{}{}", self.prefix, kind.as_str());
+        self.push(subject, event);
+    }
+
+    /// Queues a task event; `fill` sets the fields particular to it.
+    pub(crate) fn task(
+        &mut self,
+        kind: EngineEventKind,
+        task: &Task,
+        type_index: usize,
+        at: SystemTime,
+        fill: impl FnOnce(&mut EngineEvent),
+    ) {
+        if self.bus.subscription_count() == 0 {
+            return;
+        }
+        let mut event = EngineEvent::new(kind, Arc::clone(&self.workflow_id), self.run_id, at);
+        event.task_id = Some(task.task_id.clone());
+        event.task_type = self.task_types.get(type_index).cloned();
+        fill(&mut event);
+        let mut subject = String::with_capacity(self.prefix.len() + task.task_id.len() + 16);
+        subject.push_str(&self.prefix);
+        subject.push_str("task.");
+        push_token(&mut subject, &task.task_id);
+        subject.push('.');
+        subject.push_str(kind.as_str());
+        self.push(subject, event);
+    }
+
+    fn push(&mut self, subject: String, event: EngineEvent) {
+        match Subject::new(&subject) {
+            Ok(subject) => self.pending.push_back((subject, event)),
+            // Escaping makes every id a valid token; this is not reached.
+            Err(error) => tracing::warn!(%error, "engine event with an invalid subject"),
+        }
+    }
+
+    /// Publishes what is queued, in order. Pending while a lossless subscription has no
+    /// room; events are never dropped, except when the bus has been closed.
+    pub(crate) fn flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if let Some(waiting) = &mut self.waiting {
+                if waiting.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.waiting = None;
+            }
+            let Some((subject, event)) = self.pending.pop_front() else {
+                return Poll::Ready(());
+            };
+            match self.bus.try_publish(subject.clone(), event) {
+                Ok(_) => {}
+                Err(error) => match error.into_parts() {
+                    (TryPublishErrorKind::Full { .. }, event) => {
+                        let bus = self.bus.clone();
+                        self.waiting = Some(Box::pin(async move {
+                            // Only a closed bus fails here; its subscribers are gone.
+                            let _ = bus.publish(subject, event).await;
+                        }));
+                    }
+                    // A closed bus has no one left to tell.
+                    (_, _) => self.pending.clear(),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_token;
+
+    fn token(id: &str) -> String {
+        let mut out = String::new();
+        push_token(&mut out, id);
+        out
+    }
+
+    #[test]
+    fn ids_become_single_subject_tokens() {
+        assert_eq!(token("load"), "load");
+        assert_eq!(token("load.v2"), "load%2Ev2");
+        assert_eq!(token("a*b>c"), "a%2Ab%3Ec");
+        assert_eq!(token("50% off"), "50%25%20off");
+        assert_eq!(token("tab\there"), "tab%09here");
+        assert_eq!(token("é"), "é");
+        assert_eq!(token(""), "%00");
+    }
+}

@@ -1,0 +1,241 @@
+//! Lifecycle events on the bus: complete, lossless, in causal order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use orch_core::{EngineEvent, EngineEventKind, Task, Workflow, WorkflowStatus};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_events::{EventBus, SubscribeOptions};
+use serde_json::Value;
+
+/// Everything `pattern` received from running `workflow`, in arrival order.
+fn run_and_collect(
+    engine_for: impl FnOnce(EventBus<EngineEvent>) -> WorkflowEngine,
+    workflow: &Workflow,
+    capacity: usize,
+) -> (orch_core::WorkflowResult, Vec<(String, EngineEvent)>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut subscription = bus
+            .subscribe_with("workflow.>", SubscribeOptions::new().capacity(capacity))
+            .expect("a valid pattern");
+        let reader = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(event) = subscription.recv_event().await {
+                seen.push((event.subject().to_string(), event.payload().clone()));
+            }
+            seen
+        });
+        let engine = engine_for(bus.clone());
+        let result = engine.execute_workflow(workflow).await.expect("valid");
+        bus.close().await;
+        (result, reader.await.expect("reader finished"))
+    })
+}
+
+fn random_workflow(n: usize) -> Workflow {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    Workflow::from_tasks(
+        "big",
+        "Big",
+        (0..n).map(|i| {
+            let deps: Vec<String> = (0..next() % 4)
+                .filter(|_| i > 0)
+                .map(|_| format!("t{}", next() % i as u64))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            Task::new(
+                format!("t{i}"),
+                if i % 3 == 0 { "yield" } else { "instant" },
+            )
+            .depends_on(deps)
+        }),
+    )
+}
+
+#[test]
+fn every_task_gets_one_start_and_one_end_in_causal_order() {
+    let workflow = random_workflow(10_000);
+    let (result, events) = run_and_collect(
+        |bus| {
+            let engine = WorkflowEngine::builder()
+                .max_concurrent(8)
+                .event_bus(bus)
+                .build()
+                .expect("valid");
+            engine.register_handler(
+                "instant",
+                |_ctx: TaskContext| async move { Ok(Value::Null) },
+            );
+            engine.register_handler("yield", |_ctx: TaskContext| async move {
+                tokio::task::yield_now().await;
+                Ok(Value::Null)
+            });
+            engine
+        },
+        &workflow,
+        // A small queue, so the run has to wait for the subscriber again and again.
+        16,
+    );
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(events.len(), 2 * workflow.len() + 2);
+    assert_eq!(events[0].1.kind, EngineEventKind::WorkflowStarted);
+    assert_eq!(events[0].0, "workflow.big.started");
+    let last = &events[events.len() - 1];
+    assert_eq!(
+        (last.0.as_str(), last.1.kind),
+        ("workflow.big.finished", EngineEventKind::WorkflowFinished)
+    );
+    assert_eq!(last.1.status, Some(WorkflowStatus::Completed));
+
+    let mut started = HashMap::new();
+    let mut completed = HashMap::new();
+    for (position, (subject, event)) in events.iter().enumerate() {
+        assert_eq!(event.run_id, events[0].1.run_id);
+        let Some(id) = event.task_id.as_ref() else {
+            continue;
+        };
+        assert_eq!(subject, &format!("workflow.big.task.{id}.{}", event.kind));
+        let first = match event.kind {
+            EngineEventKind::TaskStarted => started.insert(id.clone(), position),
+            EngineEventKind::TaskCompleted => completed.insert(id.clone(), position),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(first.is_none(), "{id} {} twice", event.kind);
+    }
+    assert_eq!(
+        (started.len(), completed.len()),
+        (workflow.len(), workflow.len())
+    );
+    for (id, task) in workflow.tasks() {
+        assert!(started[id] < completed[id]);
+        for dep in &task.dependencies {
+            assert!(
+                completed[dep] < started[id],
+                "{id} started before {dep} completed"
+            );
+        }
+    }
+}
+
+#[test]
+fn failures_retries_and_skips_are_announced() {
+    let workflow = Workflow::new("w", "W")
+        .task(
+            Task::new("flaky", "flaky")
+                .retries(1)
+                .backoff(orch_core::Backoff {
+                    initial: Duration::from_millis(1),
+                    ..orch_core::Backoff::default()
+                }),
+        )
+        .task(Task::new("bad", "bad"))
+        .task(Task::new("after.bad", "ok").depends_on(["bad"]));
+    let (_, events) = run_and_collect(
+        |bus| {
+            let engine = WorkflowEngine::builder()
+                .event_bus(bus)
+                .build()
+                .expect("valid");
+            engine.register_handler("ok", |_ctx: TaskContext| async move { Ok(Value::Null) });
+            engine.register_handler("bad", |_ctx: TaskContext| async move {
+                Err::<Value, _>(TaskError::new("broken"))
+            });
+            engine.register_handler("flaky", |ctx: TaskContext| async move {
+                if ctx.attempt() == 1 {
+                    Err(TaskError::new("first try fails"))
+                } else {
+                    Ok(Value::Null)
+                }
+            });
+            engine
+        },
+        &workflow,
+        64,
+    );
+    let kinds: Vec<(String, EngineEventKind)> = events
+        .iter()
+        .map(|(subject, event)| (subject.clone(), event.kind))
+        .collect();
+    use EngineEventKind::*;
+    assert_eq!(
+        kinds,
+        [
+            ("workflow.w.started".to_owned(), WorkflowStarted),
+            ("workflow.w.task.flaky.started".to_owned(), TaskStarted),
+            // One slot: a task pausing before its retry keeps it.
+            ("workflow.w.task.flaky.retrying".to_owned(), TaskRetrying),
+            ("workflow.w.task.flaky.completed".to_owned(), TaskCompleted),
+            ("workflow.w.task.bad.started".to_owned(), TaskStarted),
+            ("workflow.w.task.bad.failed".to_owned(), TaskFailed),
+            (
+                "workflow.w.task.after%2Ebad.skipped".to_owned(),
+                TaskSkipped
+            ),
+            ("workflow.w.finished".to_owned(), WorkflowFinished),
+        ]
+    );
+    let retry = &events[2].1;
+    assert_eq!(
+        (retry.attempt, retry.error.as_deref()),
+        (1, Some("first try fails"))
+    );
+    assert_eq!(events[3].1.attempt, 2);
+    assert_eq!(events[5].1.error.as_deref(), Some("broken"));
+    assert_eq!(
+        events[6].1.error.as_deref(),
+        Some("skipped: dependency `bad` failed")
+    );
+    assert_eq!(events[6].1.task_type.as_deref(), Some("ok"));
+    assert_eq!(events[7].1.status, Some(WorkflowStatus::Failed));
+}
+
+#[test]
+fn cancelled_tasks_are_announced() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut cancelled = bus.subscribe("workflow.w.task.*.cancelled").expect("valid");
+        let engine = WorkflowEngine::builder()
+            .event_bus(bus.clone())
+            .cancel_grace_period(Duration::from_millis(10))
+            .build()
+            .expect("valid");
+        engine.register_handler("forever", |_ctx: TaskContext| async move {
+            std::future::pending::<()>().await;
+            Ok(Value::Null)
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "forever"))
+            .task(Task::new("b", "forever").depends_on(["a"]));
+        let run = engine.run(&workflow);
+        let token = run.cancellation_token();
+        let runner = tokio::spawn(run);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        token.cancel();
+        let result = runner.await.expect("no panic").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        bus.close().await;
+        let mut ids = Vec::new();
+        while let Some(event) = cancelled.recv_event().await {
+            ids.push(event.payload().task_id.clone().expect("a task event"));
+        }
+        assert_eq!(ids, ["a", "b"]);
+    });
+}
