@@ -1,4 +1,7 @@
-//! `cargo xtask bench`: runs each quick benchmark case in its own process and tabulates.
+//! `cargo xtask bench`: runs each quick benchmark case in its own process and tabulates:
+//! the engine with no-op handlers over the standard shapes (8 slots and 1), the same with
+//! a bus subscriber on `workflow.>`, and lossless bus fan-out. For the bus rows a "task" is
+//! one delivery.
 
 use std::path::PathBuf;
 
@@ -36,10 +39,18 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
     for max_concurrent in ["8", "1"] {
         for size in sizes {
             for shape in SHAPES {
-                let args = ["engine", shape, size, max_concurrent];
-                rows.push(run_case(&binary, &args)?);
+                rows.push(run_case(&binary, &["engine", shape, size, max_concurrent])?);
             }
         }
+    }
+    // The same runs with lifecycle events going to a lossless subscriber.
+    for size in sizes {
+        for shape in SHAPES {
+            rows.push(run_case(&binary, &["engine", shape, size, "8", "bus"])?);
+        }
+    }
+    for (subscribers, events) in [("1", "1000000"), ("10", "500000"), ("100", "100000")] {
+        rows.push(run_case(&binary, &["fanout", subscribers, events])?);
     }
     print_table(&rows);
     let json = format!(

@@ -1,14 +1,21 @@
 //! One quick benchmark case per process, so that each case's peak memory is its own.
 //! `cargo xtask bench` runs every case and tabulates the lines this prints.
 //!
-//! `orch_bench engine SHAPE TASKS MAX_CONCURRENT` prints one JSON object:
-//! `{"case", "tasks", "ns_per_task", "tasks_per_s", "peak_rss_bytes"}`, where the time is
-//! the median of several runs of an already validated workflow.
+//! - `orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus]`: no-op tasks; with `bus`, the
+//!   engine publishes its lifecycle events to a bus with one lossless subscriber on
+//!   `workflow.>` that drains them.
+//! - `orch_bench fanout SUBSCRIBERS EVENTS`: one publisher, lossless subscribers that each
+//!   read every event; "tasks" are deliveries.
+//!
+//! Each prints one JSON object: `{"case", "tasks", "ns_per_task", "tasks_per_s",
+//! "peak_rss_bytes"}`, where the time is the median of several runs.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use benches::{Shape, noop_engine, runtime};
+use orch::core::EngineEvent;
+use orch_events::{EventBus, Subject};
 
 const RUNS: usize = 5;
 
@@ -20,8 +27,17 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["engine", shape, tasks, max_concurrent] => engine_case(shape, tasks, max_concurrent),
-        _ => Err("usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT".to_owned()),
+        ["engine", shape, tasks, max_concurrent] => {
+            engine_case(shape, tasks, max_concurrent, false)
+        }
+        ["engine", shape, tasks, max_concurrent, "bus"] => {
+            engine_case(shape, tasks, max_concurrent, true)
+        }
+        ["fanout", subscribers, events] => fanout_case(subscribers, events),
+        _ => Err(
+            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] | orch_bench fanout SUBSCRIBERS EVENTS"
+                .to_owned(),
+        ),
     };
     match outcome {
         Ok(line) => {
@@ -35,7 +51,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn engine_case(shape: &str, tasks: &str, max_concurrent: &str) -> Result<String, String> {
+fn engine_case(
+    shape: &str,
+    tasks: &str,
+    max_concurrent: &str,
+    with_bus: bool,
+) -> Result<String, String> {
     let shape = Shape::ALL
         .into_iter()
         .find(|s| s.name() == shape)
@@ -45,7 +66,28 @@ fn engine_case(shape: &str, tasks: &str, max_concurrent: &str) -> Result<String,
         .parse()
         .map_err(|e| format!("MAX_CONCURRENT: {e}"))?;
     let runtime = runtime();
-    let engine = noop_engine(max_concurrent);
+    let (engine, drain) = if with_bus {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut everything = bus.subscribe("workflow.>").map_err(|e| e.to_string())?;
+        let drain = runtime.spawn(async move {
+            let mut seen = 0u64;
+            while everything.recv().await.is_some() {
+                seen += 1;
+            }
+            seen
+        });
+        let engine = orch_engine::WorkflowEngine::builder()
+            .max_concurrent(max_concurrent)
+            .event_bus(bus)
+            .build()
+            .map_err(|e| e.to_string())?;
+        engine.register_handler("noop", |_ctx: orch_engine::TaskContext| async move {
+            Ok(serde_json::Value::Null)
+        });
+        (engine, Some(drain))
+    } else {
+        (noop_engine(max_concurrent), None)
+    };
     let workflow = shape.build(tasks);
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);
@@ -58,10 +100,73 @@ fn engine_case(shape: &str, tasks: &str, max_concurrent: &str) -> Result<String,
     }
     per_task.sort_by(f64::total_cmp);
     let ns = per_task[RUNS / 2];
+    if let (Some(bus), Some(drain)) = (engine.event_bus(), drain) {
+        runtime.block_on(bus.close());
+        let seen = runtime.block_on(drain).map_err(|e| e.to_string())?;
+        let expected = (RUNS * (2 * workflow.len() + 2)) as u64;
+        if seen != expected {
+            return Err(format!("the subscriber saw {seen} events, not {expected}"));
+        }
+    }
+    let suffix = if with_bus { "+bus" } else { "" };
     Ok(format!(
-        "{{\"case\": \"engine/{}/c{max_concurrent}\", \"tasks\": {}, \"ns_per_task\": {ns:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}}}",
+        "{{\"case\": \"engine/{}/c{max_concurrent}{suffix}\", \"tasks\": {}, \"ns_per_task\": {ns:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}}}",
         shape.name(),
         workflow.len(),
+        1e9 / ns,
+        peak_rss_bytes().unwrap_or(0)
+    ))
+}
+
+fn fanout_case(subscribers: &str, events: &str) -> Result<String, String> {
+    let subscribers: usize = subscribers
+        .parse()
+        .map_err(|e| format!("SUBSCRIBERS: {e}"))?;
+    let events: u64 = events.parse().map_err(|e| format!("EVENTS: {e}"))?;
+    let runtime = runtime();
+    let mut per_delivery = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let bus: EventBus<u64> = EventBus::new();
+        let readers: Vec<_> = (0..subscribers)
+            .map(|_| {
+                let mut subscription = bus.subscribe("bench.>").map_err(|e| e.to_string());
+                runtime.spawn(async move {
+                    let mut seen = 0u64;
+                    if let Ok(subscription) = &mut subscription {
+                        while subscription.recv().await.is_some() {
+                            seen += 1;
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let subject = Subject::new("bench.events.tick").map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        let delivered = runtime.block_on(async {
+            for i in 0..events {
+                bus.publish(&subject, i).await.map_err(|e| e.to_string())?;
+            }
+            bus.close().await;
+            let mut delivered = 0;
+            for reader in readers {
+                delivered += reader.await.map_err(|e| e.to_string())?;
+            }
+            Ok::<u64, String>(delivered)
+        })?;
+        if delivered != events * subscribers as u64 {
+            return Err(format!(
+                "{delivered} deliveries, not {}",
+                events * subscribers as u64
+            ));
+        }
+        per_delivery.push(start.elapsed().as_nanos() as f64 / delivered as f64);
+    }
+    per_delivery.sort_by(f64::total_cmp);
+    let ns = per_delivery[RUNS / 2];
+    Ok(format!(
+        "{{\"case\": \"bus/fanout/{subscribers}_subscribers\", \"tasks\": {}, \"ns_per_task\": {ns:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}}}",
+        events * subscribers as u64,
         1e9 / ns,
         peak_rss_bytes().unwrap_or(0)
     ))
