@@ -5,6 +5,11 @@
 //! attaches these to every result it returns; this crate depends on `orch-core` only, so
 //! stored results can be analysed without an engine.
 //!
+//! Across runs, a [`Recorder`] keeps per task type counts and duration histograms, fed
+//! from the engine's lifecycle events or from results; with the `metrics-facade` feature
+//! it reports them through the [`metrics`](https://docs.rs/metrics) crate, so any of its
+//! exporters can publish them.
+//!
 //! ```
 //! use orch_core::{RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
 //!     WorkflowResult, WorkflowStatus};
@@ -42,7 +47,9 @@
 //! assert_eq!(metrics.parallel_efficiency, Some(7.0 / 12.0));
 //! ```
 
+mod recorder;
 mod summary;
 
 pub use orch_core::RunMetrics;
+pub use recorder::{DURATION_BUCKETS, DurationHistogram, Recorder, TaskTypeStats};
 pub use summary::{compute, compute_with};
