@@ -8,6 +8,8 @@
 //! white space and control characters become `%XX` (their UTF-8 bytes in upper-case hex),
 //! so `load.v2` is the token `load%2Ev2`. An empty id is written `%00`.
 
+#![cfg(feature = "events")]
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,8 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use orch_core::{EngineEvent, EngineEventKind, Plan, Task, WorkflowStatus};
 use orch_events::{EventBus, Subject, TryPublishErrorKind};
+
+use crate::engine::EngineInner;
 
 /// Run ids, unique within the process.
 static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
@@ -54,7 +58,13 @@ pub(crate) struct Announcer {
 }
 
 impl Announcer {
-    pub(crate) fn new(bus: EventBus<EngineEvent>, workflow_id: &str, plan: &Plan) -> Self {
+    /// The announcer of one run, when the engine has a bus.
+    pub(crate) fn for_engine(engine: &EngineInner, workflow_id: &str, plan: &Plan) -> Option<Self> {
+        let bus = engine.bus.clone()?;
+        Some(Self::new(bus, workflow_id, plan))
+    }
+
+    fn new(bus: EventBus<EngineEvent>, workflow_id: &str, plan: &Plan) -> Self {
         let mut prefix = String::from("workflow.");
         push_token(&mut prefix, workflow_id);
         prefix.push('.');

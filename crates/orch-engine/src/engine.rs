@@ -8,7 +8,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use orch_core::{EngineEvent, RunMetrics, ValidationErrors, Workflow, WorkflowResult};
+#[cfg(feature = "events")]
+use orch_core::EngineEvent;
+#[cfg(feature = "metrics")]
+use orch_core::RunMetrics;
+use orch_core::{ValidationErrors, Workflow, WorkflowResult};
+#[cfg(feature = "events")]
 use orch_events::EventBus;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +54,7 @@ pub(crate) struct EngineInner {
     handlers: RwLock<HashMap<String, Arc<dyn Handler>>>,
     pub(crate) max_concurrent: usize,
     pub(crate) grace_period: Duration,
+    #[cfg(feature = "events")]
     pub(crate) bus: Option<EventBus<EngineEvent>>,
 }
 
@@ -97,6 +103,7 @@ impl WorkflowEngine {
     }
 
     /// The bus this engine publishes lifecycle events on, if any.
+    #[cfg(feature = "events")]
     pub fn event_bus(&self) -> Option<&EventBus<EngineEvent>> {
         self.inner.bus.as_ref()
     }
@@ -176,6 +183,7 @@ impl WorkflowEngine {
     /// # Ok::<(), orch_core::ValidationErrors>(())
     /// # }).unwrap();
     /// ```
+    #[cfg(feature = "metrics")]
     pub fn get_task_metrics(&self, result: &WorkflowResult) -> RunMetrics {
         match &result.metrics {
             Some(metrics) => metrics.clone(),
@@ -216,6 +224,7 @@ impl WorkflowEngine {
 pub struct EngineBuilder {
     max_concurrent: usize,
     grace_period: Duration,
+    #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
 }
 
@@ -224,6 +233,7 @@ impl Default for EngineBuilder {
         Self {
             max_concurrent: 1,
             grace_period: Duration::from_secs(5),
+            #[cfg(feature = "events")]
             bus: None,
         }
     }
@@ -243,6 +253,7 @@ impl EngineBuilder {
         self
     }
 
+    #[cfg(feature = "events")]
     /// Publishes every run's lifecycle events on `bus` (see [the crate docs](crate#events)
     /// for the subjects). Publishing respects each subscription's overflow policy; with a
     /// lossless (`Block`) subscriber that falls behind, runs wait rather than drop events.
@@ -265,6 +276,7 @@ impl EngineBuilder {
                 handlers: RwLock::new(HashMap::new()),
                 max_concurrent: self.max_concurrent.max(1),
                 grace_period: self.grace_period,
+                #[cfg(feature = "events")]
                 bus: self.bus,
             }),
         }

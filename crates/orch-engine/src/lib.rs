@@ -42,7 +42,7 @@
 //!
 //! # Events
 //!
-//! With [`EngineBuilder::event_bus`], every run publishes [`orch_core::EngineEvent`]s on an
+//! With the `events` feature (on by default) and [`EngineBuilder::event_bus`], every run publishes [`orch_core::EngineEvent`]s on an
 //! [`orch_events::EventBus`]: `workflow.<workflow_id>.started` / `.finished`, and
 //! `workflow.<workflow_id>.task.<task_id>.<event>` for `started`, `completed`, `failed`,
 //! `retrying`, `skipped` and `cancelled`. Ids are written into subjects with
@@ -52,6 +52,7 @@
 //! follows its dependencies' `completed`.
 //!
 //! ```
+//! # #[cfg(feature = "events")] {
 //! use orch_core::{EngineEvent, EngineEventKind, Task, Workflow};
 //! use orch_engine::{TaskContext, WorkflowEngine};
 //! use orch_events::EventBus;
@@ -73,11 +74,16 @@
 //! }
 //! assert_eq!(done, ["workflow.etl.task.load.completed", "workflow.etl.task.clean.completed"]);
 //! # });
+//! # }
 //! ```
 //!
 //! Timeouts and retry pauses use tokio's timer, so a runtime that runs workflows with
 //! either needs its time driver enabled (`enable_time` or `enable_all`).
 
+#[cfg(feature = "events")]
+mod announce;
+#[cfg(not(feature = "events"))]
+#[path = "announce_off.rs"]
 mod announce;
 mod attempt;
 mod clock;

@@ -54,10 +54,7 @@ pub(crate) async fn execute(
         .filter_map(|t| handlers.get(t).cloned())
         .collect();
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
-    let announcer = engine
-        .bus
-        .clone()
-        .map(|bus| Announcer::new(bus, workflow.workflow_id(), plan));
+    let announcer = Announcer::for_engine(&engine, workflow.workflow_id(), plan);
     let mut run = Scheduler::new(
         &workflow,
         plan,
@@ -456,7 +453,7 @@ impl<'p> Scheduler<'p> {
             Some(tasks) => tasks,
             None => unreachable!("one record per task"),
         };
-        let mut result = WorkflowResult {
+        let result = WorkflowResult {
             workflow_id: workflow.workflow_id().to_owned(),
             name: workflow.name().to_owned(),
             status,
@@ -466,7 +463,11 @@ impl<'p> Scheduler<'p> {
             tasks,
             metrics: None,
         };
-        result.metrics = Some(orch_metrics::compute(&result));
+        #[cfg(feature = "metrics")]
+        let result = WorkflowResult {
+            metrics: Some(orch_metrics::compute(&result)),
+            ..result
+        };
         (result, self.announcer)
     }
 }

@@ -1,0 +1,65 @@
+//! The `events` and `metrics_exporter` examples.
+
+use orch::prelude::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_feed_shows_every_task_in_causal_order() {
+    let outcome = examples::events::run(|_| {}).await.expect("runs");
+    let events = &outcome.events;
+    assert_eq!(
+        events.first().map(|e| e.kind),
+        Some(EngineEventKind::WorkflowStarted)
+    );
+    assert_eq!(
+        events.last().map(|e| e.kind),
+        Some(EngineEventKind::WorkflowFinished)
+    );
+    assert_eq!(events.len(), outcome.lines.len());
+    // Each task: one terminal event; every task that ran also a start, before it.
+    for (id, record) in outcome.result.tasks.iter() {
+        let of_task = |kind: EngineEventKind| {
+            events
+                .iter()
+                .position(|e| e.kind == kind && e.task_id.as_ref() == Some(id))
+        };
+        let terminal: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind.is_terminal() && e.task_id.as_ref() == Some(id))
+            .collect();
+        assert_eq!(terminal.len(), 1, "{id}");
+        if record.attempts > 0 {
+            let started = of_task(EngineEventKind::TaskStarted).expect("a start");
+            let ended = events.iter().position(|e| std::ptr::eq(e, terminal[0]));
+            assert!(Some(started) < ended, "{id}");
+        }
+    }
+    assert!(
+        outcome
+            .lines
+            .iter()
+            .any(|l| l.contains("fetch_rates") && l.contains("retrying"))
+    );
+    assert!(
+        outcome
+            .lines
+            .iter()
+            .any(|l| l.contains("apply_settings") && l.contains("skipped"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exporter_text_counts_every_task_of_every_run() {
+    let exporter = examples::metrics_exporter::install_exporter().expect("first install");
+    let outcome = examples::metrics_exporter::run(&exporter, 3)
+        .await
+        .expect("runs");
+    let fetch = outcome.recorder.task_type("fetch").expect("seen");
+    assert_eq!((fetch.started, fetch.completed), (3, 3));
+    assert_eq!(fetch.durations.count, 3);
+    let text = &outcome.prometheus_text;
+    assert!(
+        text.contains(r#"orch_tasks_total{task_type="process",outcome="completed"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains("orch_task_duration_seconds"), "{text}");
+}
