@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use orch_core::{
-    EngineEventKind, Plan, Task, TaskRecord, TaskRecords, TaskStatus, ValidationError,
-    ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
+    EngineEventKind, Plan, Task, TaskRecord, TaskStatus, ValidationError, ValidationErrors,
+    Workflow, WorkflowResult,
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,9 @@ use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
 use crate::{Handler, TaskContext, TaskError};
+
+mod announcing;
+mod finish;
 
 /// Tasks completed in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
@@ -340,51 +343,6 @@ impl<'p> Scheduler<'p> {
         self.announce_ended(kind, index);
     }
 
-    /// Announces the end of a task, from its record.
-    fn announce_ended(&mut self, kind: EngineEventKind, index: usize) {
-        let record = &self.records[index];
-        let (attempts, duration) = (record.attempts, record.duration());
-        let error = record.error.clone();
-        self.announce_task(kind, index, |event| {
-            event.attempt = attempts;
-            event.duration = duration;
-            event.error = error;
-        });
-    }
-
-    fn announce_task(
-        &mut self,
-        kind: EngineEventKind,
-        index: usize,
-        fill: impl FnOnce(&mut orch_core::EngineEvent),
-    ) {
-        if let Some(announcer) = &mut self.announcer {
-            let task = match self.shared.workflow.tasks().get_index(index) {
-                Some((_, task)) => task,
-                None => return,
-            };
-            let at = self.clock.last();
-            announcer.task(kind, task, self.plan.type_of(index), at, fill);
-        }
-    }
-
-    fn announce_workflow(&mut self, kind: EngineEventKind, status: Option<WorkflowStatus>) {
-        if let Some(announcer) = &mut self.announcer {
-            let at = self.clock.last();
-            let duration = status.map(|_| at.duration_since(self.clock.wall).unwrap_or_default());
-            announcer.workflow(kind, at, status, duration);
-        }
-    }
-
-    /// Hands queued events to the bus; pending (with the waker registered) while a
-    /// lossless subscription has no room.
-    fn flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match &mut self.announcer {
-            Some(announcer) => announcer.flush(cx),
-            None => Poll::Ready(()),
-        }
-    }
-
     /// Marks every task that depends on `failed`, directly or not, as skipped.
     fn skip_descendants(&mut self, failed: usize) {
         let reason = format!("skipped: dependency `{}` failed", self.task(failed).task_id);
@@ -398,77 +356,6 @@ impl<'p> Scheduler<'p> {
                 self.announce_ended(EngineEventKind::TaskSkipped, d as usize);
             }
         }
-    }
-
-    /// Cancels what is unfinished and assembles the result.
-    fn finish(mut self) -> (WorkflowResult, Option<Announcer>) {
-        let end_time = self.clock.now();
-        // Dropping the in-flight set drops every handler future still running.
-        drop(std::mem::take(&mut self.in_flight));
-        let mut failed = false;
-        let mut cancelled = false;
-        for index in 0..self.records.len() {
-            let record = &mut self.records[index];
-            match record.status {
-                TaskStatus::Pending | TaskStatus::Running => {
-                    if record.status == TaskStatus::Running {
-                        record.end_time = Some(end_time);
-                    }
-                    record.status = TaskStatus::Cancelled;
-                    record.error = Some("cancelled: the run was cancelled".to_owned());
-                    cancelled = true;
-                    self.announce_ended(EngineEventKind::TaskCancelled, index);
-                }
-                TaskStatus::Failed => failed = true,
-                TaskStatus::Cancelled => cancelled = true,
-                TaskStatus::Completed | TaskStatus::Skipped => {}
-            }
-        }
-        let status = if cancelled || self.stopping {
-            WorkflowStatus::Cancelled
-        } else if failed {
-            WorkflowStatus::Failed
-        } else {
-            WorkflowStatus::Completed
-        };
-        self.announce_workflow(EngineEventKind::WorkflowFinished, Some(status));
-        let workflow = self.shared.workflow.clone();
-        match Arc::try_unwrap(self.shared) {
-            Ok(shared) => {
-                for (record, result) in self.records.iter_mut().zip(shared.results) {
-                    if record.status == TaskStatus::Completed {
-                        record.result = result.into_inner();
-                    }
-                }
-            }
-            Err(shared) => {
-                for (record, result) in self.records.iter_mut().zip(&shared.results) {
-                    if record.status == TaskStatus::Completed {
-                        record.result = result.get().cloned();
-                    }
-                }
-            }
-        }
-        let tasks = match TaskRecords::for_workflow(&workflow, self.records) {
-            Some(tasks) => tasks,
-            None => unreachable!("one record per task"),
-        };
-        let result = WorkflowResult {
-            workflow_id: workflow.workflow_id().to_owned(),
-            name: workflow.name().to_owned(),
-            status,
-            start_time: self.clock.wall,
-            end_time,
-            max_concurrent: self.max_concurrent,
-            tasks,
-            metrics: None,
-        };
-        #[cfg(feature = "metrics")]
-        let result = WorkflowResult {
-            metrics: Some(orch_metrics::compute(&result)),
-            ..result
-        };
-        (result, self.announcer)
     }
 }
 
