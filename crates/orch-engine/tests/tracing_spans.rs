@@ -9,9 +9,12 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// Records each new span's name and its fields as `name=value` text.
+/// A span's name and its fields as `name=value` text.
+type SpanEntry = (String, Vec<String>);
+
+/// Records each new span.
 #[derive(Clone, Default)]
-struct SpanLog(Arc<Mutex<Vec<(String, Vec<String>)>>>);
+struct SpanLog(Arc<Mutex<Vec<SpanEntry>>>);
 
 struct Fields<'a>(&'a mut Vec<String>);
 
