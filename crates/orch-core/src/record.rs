@@ -203,14 +203,14 @@ impl WorkflowResult {
         serde_json::to_value(self).unwrap_or_else(|e| Value::String(e.to_string()))
     }
 
-    /// The result as compact JSON text.
+    /// The result as compact JSON text, fields in the order documented above.
     pub fn to_json(&self) -> String {
-        self.to_value().to_string()
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
-    /// The result as indented JSON text.
+    /// The result as indented JSON text, fields in the order documented above.
     pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 }
 

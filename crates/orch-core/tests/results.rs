@@ -1,0 +1,77 @@
+//! Run records as JSON: field order, time format, and reading a result back.
+
+use std::time::{Duration, SystemTime};
+
+use orch_core::{
+    Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
+};
+use serde_json::json;
+
+fn result() -> WorkflowResult {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("b", "t").depends_on(["a"]));
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let records = vec![
+        TaskRecord {
+            status: TaskStatus::Completed,
+            result: Some(json!({"rows": 3})),
+            start_time: Some(start),
+            end_time: Some(start + Duration::from_millis(250)),
+            attempts: 1,
+            ..TaskRecord::default()
+        },
+        TaskRecord {
+            status: TaskStatus::Skipped,
+            error: Some("skipped: dependency `a` failed".into()),
+            ..TaskRecord::default()
+        },
+    ];
+    WorkflowResult {
+        workflow_id: "w".into(),
+        name: "W".into(),
+        status: WorkflowStatus::Failed,
+        start_time: start,
+        end_time: start + Duration::from_secs(1),
+        max_concurrent: 2,
+        tasks: TaskRecords::for_workflow(&workflow, records).expect("one per task"),
+        metrics: None,
+    }
+}
+
+#[test]
+fn json_keeps_the_documented_field_order_and_rfc3339_times() {
+    let text = result().to_json();
+    let keys = [
+        "\"workflow_id\"",
+        "\"name\"",
+        "\"status\"",
+        "\"start_time\"",
+        "\"end_time\"",
+        "\"total_duration\"",
+        "\"max_concurrent\"",
+        "\"tasks\"",
+        "\"metrics\"",
+    ];
+    let positions: Vec<usize> = keys.iter().map(|k| text.find(k).expect(k)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let value = result().to_value();
+    assert_eq!(value["status"], "failed");
+    assert_eq!(value["start_time"], "2023-11-14T22:13:20.000000Z");
+    assert_eq!(value["total_duration"], 1.0);
+    assert_eq!(value["tasks"]["a"]["duration"], 0.25);
+    assert_eq!(value["tasks"]["b"]["status"], "skipped");
+    assert_eq!(value["tasks"]["b"]["start_time"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_result_reads_back_from_its_json() {
+    let original = result();
+    let back: WorkflowResult = serde_json::from_str(&original.to_json_pretty()).expect("reads");
+    assert_eq!(back, original);
+    assert_eq!(
+        back.task("a").and_then(|r| r.duration()),
+        Some(Duration::from_millis(250))
+    );
+    assert!(back.tasks.workflow().is_none());
+}
