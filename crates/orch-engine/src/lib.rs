@@ -90,6 +90,7 @@ mod clock;
 mod context;
 mod engine;
 mod handler;
+mod ready;
 mod run;
 
 pub use context::TaskContext;

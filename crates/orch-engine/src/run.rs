@@ -1,8 +1,6 @@
 //! One run of a workflow: the scheduler that starts ready tasks, polls their handlers and
 //! records what happens.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
@@ -23,6 +21,7 @@ use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
+use crate::ready::ReadySet;
 use crate::{Handler, TaskContext, TaskError};
 
 mod announcing;
@@ -125,7 +124,7 @@ struct Scheduler<'p> {
     /// Per task, how many dependencies have not completed yet.
     waiting: Vec<u32>,
     /// Ready tasks by their position in the plan's order, so they start in that order.
-    ready: BinaryHeap<Reverse<u32>>,
+    ready: ReadySet,
     in_flight: FuturesUnordered<InFlight<'p>>,
     /// Tasks started and not yet finished (running, or pausing before a retry).
     active: usize,
@@ -147,10 +146,10 @@ impl<'p> Scheduler<'p> {
     ) -> Self {
         let n = plan.len();
         let waiting: Vec<u32> = (0..n).map(|i| plan.dependencies(i).len() as u32).collect();
-        let ready = (0..n)
-            .filter(|&i| waiting[i] == 0)
-            .map(|i| Reverse(plan.position(i) as u32))
-            .collect();
+        let mut ready = ReadySet::new(n);
+        for i in (0..n).filter(|&i| waiting[i] == 0) {
+            ready.insert(plan.position(i) as u32);
+        }
         Self {
             plan,
             shared: Arc::new(RunShared {
@@ -197,11 +196,12 @@ impl<'p> Scheduler<'p> {
                 self.waiting[d as usize] -= 1;
             }
         }
-        let done = |i: usize| self.records[i].status == TaskStatus::Completed;
-        self.ready = (0..self.plan.len())
-            .filter(|&i| self.waiting[i] == 0 && !done(i))
-            .map(|i| Reverse(self.plan.position(i) as u32))
-            .collect();
+        self.ready.clear();
+        for i in 0..self.plan.len() {
+            if self.waiting[i] == 0 && self.records[i].status != TaskStatus::Completed {
+                self.ready.insert(self.plan.position(i) as u32);
+            }
+        }
     }
 
     fn stop_starting(&mut self) {
@@ -217,7 +217,7 @@ impl<'p> Scheduler<'p> {
         loop {
             let stalled = self.announcer.as_ref().is_some_and(Announcer::is_stalled);
             while self.active < self.max_concurrent && !self.stopping && !stalled {
-                let Some(Reverse(position)) = self.ready.pop() else {
+                let Some(position) = self.ready.pop_min() else {
                     break;
                 };
                 let index = self.plan.order()[position as usize] as usize;
@@ -296,7 +296,7 @@ impl<'p> Scheduler<'p> {
                     let d = d as usize;
                     self.waiting[d] -= 1;
                     if self.waiting[d] == 0 && !self.stopping {
-                        self.ready.push(Reverse(self.plan.position(d) as u32));
+                        self.ready.insert(self.plan.position(d) as u32);
                     }
                 }
             }
