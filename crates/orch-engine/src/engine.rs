@@ -296,8 +296,10 @@ pub enum ConfigError {
 ///
 /// Cancelling stops new tasks from starting, cancels the token every running handler
 /// sees, waits up to the engine's grace period for them, then drops them; every task that
-/// did not finish ends `Cancelled` and the run's status is `cancelled`. No handler future
-/// is left running once the handle's result is ready.
+/// did not finish ends `Cancelled` and the run's status is `cancelled`. Every handler
+/// future the run polls has been dropped by the time its result is ready; work a handler
+/// moved elsewhere is stopped as far as it can be ([`spawned`](crate::spawned) tasks are
+/// aborted, [`blocking`](crate::blocking) calls run to their end unobserved).
 ///
 /// ```
 /// use orch_engine::{TaskContext, WorkflowEngine};
