@@ -1,7 +1,8 @@
 //! Routing state: the subject trie plus a cache of its answers by subject.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    hash::BuildHasher,
     sync::{Arc, Mutex, PoisonError},
 };
 
@@ -17,10 +18,25 @@ pub(crate) struct Routes<T> {
     cache: Mutex<RouteCache<T>>,
 }
 
+/// Cached routes, and the subjects seen once: a subject is cached on its second
+/// publish, so a stream of unique subjects (one per task, say) costs a hash each rather
+/// than filling and flushing the cache.
+struct RouteCache<T> {
+    routes: HashMap<Subject, Matches<T>, foldhash::fast::RandomState>,
+    seen_once: HashSet<u64, foldhash::fast::RandomState>,
+}
+
+impl<T> Default for RouteCache<T> {
+    fn default() -> Self {
+        Self {
+            routes: HashMap::default(),
+            seen_once: HashSet::default(),
+        }
+    }
+}
+
 /// The queues an event on one subject goes to, in trie order.
 pub(crate) type Matches<T> = Arc<[Arc<Queue<T>>]>;
-
-type RouteCache<T> = HashMap<Subject, Matches<T>, foldhash::fast::RandomState>;
 
 /// Subjects whose routes are cached; past this the cache starts over.
 const ROUTE_CACHE_SUBJECTS: usize = 8192;
@@ -40,14 +56,22 @@ impl<T> Routes<T> {
         let Ok(mut cache) = self.cache.try_lock() else {
             return self.walk(subject);
         };
-        if let Some(matches) = cache.get(subject) {
+        if let Some(matches) = cache.routes.get(subject) {
             return Arc::clone(matches);
         }
         let matches = self.walk(subject);
-        if cache.len() >= ROUTE_CACHE_SUBJECTS {
-            cache.clear();
+        let hash = cache.routes.hasher().hash_one(subject.as_str());
+        if cache.seen_once.remove(&hash) {
+            if cache.routes.len() >= ROUTE_CACHE_SUBJECTS {
+                cache.routes.clear();
+            }
+            cache.routes.insert(subject.clone(), Arc::clone(&matches));
+        } else {
+            if cache.seen_once.len() >= ROUTE_CACHE_SUBJECTS {
+                cache.seen_once.clear();
+            }
+            cache.seen_once.insert(hash);
         }
-        cache.insert(subject.clone(), Arc::clone(&matches));
         matches
     }
 
@@ -60,9 +84,8 @@ impl<T> Routes<T> {
 
     /// The routes changed: forget cached results.
     pub(crate) fn invalidate(&mut self) {
-        self.cache
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
+        cache.routes.clear();
+        cache.seen_once.clear();
     }
 }
