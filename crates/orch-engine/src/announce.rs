@@ -53,6 +53,9 @@ pub(crate) struct Announcer {
     /// Each task type once, shared by the events of its tasks.
     task_types: Vec<Arc<str>>,
     pending: VecDeque<(Subject, EngineEvent)>,
+    /// Whether the bus had subscriptions at the last flush: events are built only then.
+    /// (A subscription made during a run sees its events from the next flush on.)
+    listening: bool,
     /// A publish that had to wait for room in a lossless subscription.
     waiting: Option<BoxFuture<'static, ()>>,
 }
@@ -68,7 +71,9 @@ impl Announcer {
         let mut prefix = String::from("workflow.");
         push_token(&mut prefix, workflow_id);
         prefix.push('.');
+        let listening = bus.subscription_count() > 0;
         Self {
+            listening,
             bus,
             workflow_id: workflow_id.into(),
             run_id: NEXT_RUN.fetch_add(1, Ordering::Relaxed),
@@ -97,7 +102,7 @@ impl Announcer {
         status: Option<WorkflowStatus>,
         duration: Option<std::time::Duration>,
     ) {
-        if self.bus.subscription_count() == 0 {
+        if !self.listening {
             return;
         }
         let mut event = EngineEvent::new(kind, Arc::clone(&self.workflow_id), self.run_id, at);
@@ -116,7 +121,7 @@ impl Announcer {
         at: SystemTime,
         fill: impl FnOnce(&mut EngineEvent),
     ) {
-        if self.bus.subscription_count() == 0 {
+        if !self.listening {
             return;
         }
         let mut event = EngineEvent::new(kind, Arc::clone(&self.workflow_id), self.run_id, at);
@@ -143,6 +148,7 @@ impl Announcer {
     /// Publishes what is queued, in order. Pending while a lossless subscription has no
     /// room; events are never dropped, except when the bus has been closed.
     pub(crate) fn flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.listening = self.bus.subscription_count() > 0;
         loop {
             if let Some(waiting) = &mut self.waiting {
                 if waiting.as_mut().poll(cx).is_pending() {

@@ -22,7 +22,7 @@ pub(crate) struct Routes<T> {
 /// publish, so a stream of unique subjects (one per task, say) costs a hash each rather
 /// than filling and flushing the cache.
 struct RouteCache<T> {
-    routes: HashMap<Subject, Matches<T>, foldhash::fast::RandomState>,
+    routes: HashMap<Subject, Arc<[Arc<Queue<T>>]>, foldhash::fast::RandomState>,
     seen_once: HashSet<u64, foldhash::fast::RandomState>,
 }
 
@@ -35,8 +35,23 @@ impl<T> Default for RouteCache<T> {
     }
 }
 
-/// The queues an event on one subject goes to, in trie order.
-pub(crate) type Matches<T> = Arc<[Arc<Queue<T>>]>;
+/// The queues an event on one subject goes to, in trie order: shared with the cache, or
+/// (for a subject not cached) a list of its own, one allocation.
+pub(crate) enum Matches<T> {
+    Cached(Arc<[Arc<Queue<T>>]>),
+    Walked(Vec<Arc<Queue<T>>>),
+}
+
+impl<T> std::ops::Deref for Matches<T> {
+    type Target = [Arc<Queue<T>>];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Matches::Cached(queues) => queues,
+            Matches::Walked(queues) => queues,
+        }
+    }
+}
 
 /// Subjects whose routes are cached; past this the cache starts over.
 const ROUTE_CACHE_SUBJECTS: usize = 8192;
@@ -54,10 +69,10 @@ impl<T> Routes<T> {
     /// A publisher finding the cache busy walks the trie rather than wait.
     pub(crate) fn matches(&self, subject: &Subject) -> Matches<T> {
         let Ok(mut cache) = self.cache.try_lock() else {
-            return self.walk(subject);
+            return Matches::Walked(self.walk(subject));
         };
         if let Some(matches) = cache.routes.get(subject) {
-            return Arc::clone(matches);
+            return Matches::Cached(Arc::clone(matches));
         }
         let matches = self.walk(subject);
         let hash = cache.routes.hasher().hash_one(subject.as_str());
@@ -65,21 +80,22 @@ impl<T> Routes<T> {
             if cache.routes.len() >= ROUTE_CACHE_SUBJECTS {
                 cache.routes.clear();
             }
-            cache.routes.insert(subject.clone(), Arc::clone(&matches));
-        } else {
-            if cache.seen_once.len() >= ROUTE_CACHE_SUBJECTS {
-                cache.seen_once.clear();
-            }
-            cache.seen_once.insert(hash);
+            let shared: Arc<[Arc<Queue<T>>]> = matches.into();
+            cache.routes.insert(subject.clone(), Arc::clone(&shared));
+            return Matches::Cached(shared);
         }
-        matches
+        if cache.seen_once.len() >= ROUTE_CACHE_SUBJECTS {
+            cache.seen_once.clear();
+        }
+        cache.seen_once.insert(hash);
+        Matches::Walked(matches)
     }
 
-    fn walk(&self, subject: &Subject) -> Matches<T> {
+    fn walk(&self, subject: &Subject) -> Vec<Arc<Queue<T>>> {
         let mut matches = Vec::new();
         self.trie
             .for_each_match(subject.as_str(), |queue| matches.push(Arc::clone(queue)));
-        matches.into()
+        matches
     }
 
     /// The routes changed: forget cached results.
