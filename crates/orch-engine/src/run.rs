@@ -105,6 +105,14 @@ pub(crate) async fn execute(
     Ok(result)
 }
 
+/// A task's count of unfinished dependencies, beside its plan position: both are read
+/// when a dependency completes, so they share a cache line.
+#[derive(Clone, Copy)]
+struct Waiting {
+    dependencies: u32,
+    position: u32,
+}
+
 enum Progress {
     /// Nothing is left to start or to wait for.
     Done,
@@ -121,8 +129,8 @@ struct Scheduler<'p> {
     shared: Arc<RunShared>,
     handlers: &'p [Arc<dyn Handler>],
     records: Vec<TaskRecord>,
-    /// Per task, how many dependencies have not completed yet.
-    waiting: Vec<u32>,
+    /// Per task, how many dependencies have not completed yet, and its plan position.
+    waiting: Vec<Waiting>,
     /// Ready tasks by their position in the plan's order, so they start in that order.
     ready: ReadySet,
     in_flight: FuturesUnordered<InFlight<'p>>,
@@ -145,10 +153,15 @@ impl<'p> Scheduler<'p> {
         announcer: Option<Announcer>,
     ) -> Self {
         let n = plan.len();
-        let waiting: Vec<u32> = (0..n).map(|i| plan.dependencies(i).len() as u32).collect();
+        let waiting: Vec<Waiting> = (0..n)
+            .map(|i| Waiting {
+                dependencies: plan.dependencies(i).len() as u32,
+                position: plan.position(i) as u32,
+            })
+            .collect();
         let mut ready = ReadySet::new(n);
-        for i in (0..n).filter(|&i| waiting[i] == 0) {
-            ready.insert(plan.position(i) as u32);
+        for w in waiting.iter().filter(|w| w.dependencies == 0) {
+            ready.insert(w.position);
         }
         Self {
             plan,
@@ -193,13 +206,14 @@ impl<'p> Scheduler<'p> {
             let _ = self.shared.results[index].set(value);
             self.records[index] = record.clone();
             for &d in self.plan.dependents(index) {
-                self.waiting[d as usize] -= 1;
+                self.waiting[d as usize].dependencies -= 1;
             }
         }
         self.ready.clear();
         for i in 0..self.plan.len() {
-            if self.waiting[i] == 0 && self.records[i].status != TaskStatus::Completed {
-                self.ready.insert(self.plan.position(i) as u32);
+            let waiting = self.waiting[i];
+            if waiting.dependencies == 0 && self.records[i].status != TaskStatus::Completed {
+                self.ready.insert(waiting.position);
             }
         }
     }
@@ -294,9 +308,10 @@ impl<'p> Scheduler<'p> {
                 self.settle(index, TaskStatus::Completed, None);
                 for &d in self.plan.dependents(index) {
                     let d = d as usize;
-                    self.waiting[d] -= 1;
-                    if self.waiting[d] == 0 && !self.stopping {
-                        self.ready.insert(self.plan.position(d) as u32);
+                    let waiting = &mut self.waiting[d];
+                    waiting.dependencies -= 1;
+                    if waiting.dependencies == 0 && !self.stopping {
+                        self.ready.insert(waiting.position);
                     }
                 }
             }
