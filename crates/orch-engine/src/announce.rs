@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use futures_util::future::BoxFuture;
 use orch_core::{EngineEvent, EngineEventKind, Plan, Task, WorkflowStatus};
-use orch_events::{EventBus, Subject, TryPublishErrorKind};
+use orch_events::{EventBus, Subject};
 
 use crate::engine::EngineInner;
 
@@ -156,23 +156,24 @@ impl Announcer {
                 }
                 self.waiting = None;
             }
+            if self.pending.is_empty() {
+                return Poll::Ready(());
+            }
+            if self.bus.try_publish_batch(&mut self.pending).is_err() {
+                // A closed bus has no one left to tell.
+                self.pending.clear();
+                return Poll::Ready(());
+            }
+            // Whatever is left waits for room in a lossless subscription: publish the
+            // first one with waiting, then go on without.
             let Some((subject, event)) = self.pending.pop_front() else {
                 return Poll::Ready(());
             };
-            match self.bus.try_publish(subject.clone(), event) {
-                Ok(_) => {}
-                Err(error) => match error.into_parts() {
-                    (TryPublishErrorKind::Full { .. }, event) => {
-                        let bus = self.bus.clone();
-                        self.waiting = Some(Box::pin(async move {
-                            // Only a closed bus fails here; its subscribers are gone.
-                            let _ = bus.publish(subject, event).await;
-                        }));
-                    }
-                    // A closed bus has no one left to tell.
-                    (_, _) => self.pending.clear(),
-                },
-            }
+            let bus = self.bus.clone();
+            self.waiting = Some(Box::pin(async move {
+                // Only a closed bus fails here; its subscribers are gone.
+                let _ = bus.publish(subject, event).await;
+            }));
         }
     }
 }

@@ -312,6 +312,60 @@ impl<T> EventBus<T> {
         Ok(event.seq())
     }
 
+    /// Publishes events from the front of `events`, in order, without ever waiting, and
+    /// returns how many it published. It stops at the first event that a full
+    /// [`Block`](crate::Overflow::Block) subscription cannot take yet; that event and the
+    /// rest stay in `events`. Each event goes to all its subscriptions or to none, as with
+    /// [`EventBus::try_publish`], but the routing lock is taken once for the whole batch.
+    ///
+    /// # Errors
+    /// [`PublishError::Closed`]; nothing is published.
+    ///
+    /// ```
+    /// use orch_events::{EventBus, Subject, SubscribeOptions};
+    /// use std::collections::VecDeque;
+    ///
+    /// let bus: EventBus<u32> = EventBus::new();
+    /// let _small = bus.subscribe_with("jobs.>", SubscribeOptions::new().capacity(2)).unwrap();
+    /// let subject = Subject::new("jobs.done").unwrap();
+    /// let mut events: VecDeque<_> = (0..3).map(|i| (subject.clone(), i)).collect();
+    /// assert_eq!(bus.try_publish_batch(&mut events), Ok(2));
+    /// assert_eq!(events.front().map(|(_, n)| *n), Some(2)); // waits for room
+    /// ```
+    pub fn try_publish_batch(
+        &self,
+        events: &mut VecDeque<(Subject, T)>,
+    ) -> Result<usize, PublishError> {
+        let inner = &*self.inner;
+        let routes = inner.read();
+        if routes.closed {
+            return Err(PublishError::Closed);
+        }
+        let mut published = 0;
+        while let Some((subject, _)) = events.front() {
+            let matches = routes.matches(subject);
+            let reserved = matches
+                .iter()
+                .take_while(|queue| queue.try_reserve())
+                .count();
+            if reserved < matches.len() {
+                matches[..reserved]
+                    .iter()
+                    .for_each(|queue| queue.unreserve());
+                break;
+            }
+            let Some((subject, payload)) = events.pop_front() else {
+                break;
+            };
+            let event = inner.stamp(subject, payload);
+            for queue in matches.iter() {
+                queue.push(&event, queue.policy == crate::Overflow::Block);
+            }
+            published += 1;
+        }
+        Ok(published)
+    }
+
     /// Subscribes to `pattern` with the default options (capacity
     /// [`SubscribeOptions::DEFAULT_CAPACITY`], [`Block`](crate::Overflow::Block)).
     ///

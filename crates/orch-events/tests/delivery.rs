@@ -548,3 +548,45 @@ fn handles_are_send_and_sync() {
     send::<Subscription<serde_json::Value>>();
     send_sync::<orch_events::Event<serde_json::Value>>();
 }
+
+#[test]
+fn a_batch_publishes_in_order_up_to_the_first_full_lossless_queue() {
+    let runtime = multi_thread();
+    runtime.block_on(async {
+        let bus: EventBus<u32> = EventBus::new();
+        let mut lossless = bus
+            .subscribe_with("jobs.>", SubscribeOptions::new().capacity(3))
+            .expect("valid");
+        let mut lossy = bus
+            .subscribe_with(
+                "jobs.*",
+                SubscribeOptions::new()
+                    .capacity(1)
+                    .overflow(Overflow::DropOldest),
+            )
+            .expect("valid");
+        let subject = orch_events::Subject::new("jobs.done").expect("valid");
+        let mut events: std::collections::VecDeque<_> =
+            (0..5).map(|i| (subject.clone(), i)).collect();
+        assert_eq!(bus.try_publish_batch(&mut events), Ok(3));
+        assert_eq!(events.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [3, 4]);
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            let event = lossless
+                .recv_event()
+                .await
+                .expect("three events are queued");
+            taken.push(*event.payload());
+        }
+        assert_eq!(taken, [0, 1, 2]);
+        assert_eq!(bus.try_publish_batch(&mut events), Ok(2));
+        assert!(events.is_empty());
+        bus.close().await;
+        assert_eq!(drain(&mut lossless).await, [Ok(3), Ok(4)]);
+        // The lossy subscriber kept only the newest event and was told what it missed.
+        assert_eq!(drain(&mut lossy).await, [Err(4), Ok(4)]);
+        let mut late: std::collections::VecDeque<_> = [(subject.clone(), 9)].into();
+        assert_eq!(bus.try_publish_batch(&mut late), Err(PublishError::Closed));
+        assert_eq!(late.len(), 1);
+    });
+}
