@@ -18,6 +18,16 @@ pub(crate) struct RunShared {
     pub(crate) cancel: CancellationToken,
 }
 
+impl RunShared {
+    /// The task at a plan index (indices come from this workflow's plan).
+    pub(crate) fn task(&self, index: usize) -> &Task {
+        match self.workflow.tasks().get_index(index) {
+            Some((_, task)) => task,
+            None => unreachable!("plan indices come from the run's workflow"),
+        }
+    }
+}
+
 /// What a handler gets for one attempt of one task: the task and its configuration, the
 /// workflow, the results of its direct dependencies, the attempt number and the run's
 /// cancellation token.
@@ -59,10 +69,7 @@ pub struct TaskContext {
 
 impl TaskContext {
     fn task(&self) -> &Task {
-        match self.run.workflow.tasks().get_index(self.index as usize) {
-            Some((_, task)) => task,
-            None => unreachable!("a context's index comes from its workflow"),
-        }
+        self.run.task(self.index as usize)
     }
 
     /// The task's id.

@@ -186,10 +186,7 @@ impl<'p> Scheduler<'p> {
     }
 
     fn task(&self, index: usize) -> &Task {
-        match self.shared.workflow.tasks().get_index(index) {
-            Some((_, task)) => task,
-            None => unreachable!("plan indices come from the workflow"),
-        }
+        self.shared.task(index)
     }
 
     /// Takes over the completed tasks of an earlier run.

@@ -122,6 +122,16 @@ impl<T> Inner<T> {
         }
     }
 
+    /// Numbers the event and queues it for every matching subscription, using the slots
+    /// [`reserve_all`] took in the lossless ones; returns its sequence number.
+    fn deliver_reserved(&self, subject: Subject, payload: T, matches: &[Arc<Queue<T>>]) -> u64 {
+        let event = self.stamp(subject, payload);
+        for queue in matches {
+            queue.push(&event, queue.policy == crate::Overflow::Block);
+        }
+        event.seq()
+    }
+
     pub(crate) fn remove(&self, pattern: &Pattern, id: u64) {
         let mut routes = self.write();
         if routes.trie.remove(pattern, |q| q.id == id).is_some() {
@@ -282,19 +292,11 @@ impl<T> EventBus<T> {
             return Err(TryPublishError::new(TryPublishErrorKind::Closed, payload));
         }
         let matches = routes.matches(&subject);
-        // Reserve a slot in each matching Block queue, stopping at the first full one.
-        let reserved = matches
-            .iter()
-            .take_while(|queue| queue.try_reserve())
-            .count();
-        if let Some(first_full) = matches.get(reserved) {
-            // Give back the reservations and list the queues that are full now.
-            matches[..reserved]
-                .iter()
-                .for_each(|queue| queue.unreserve());
-            let blocked = std::iter::once(first_full)
+        if let Err(first_full) = reserve_all(&matches) {
+            // List the queues that are full now.
+            let blocked = std::iter::once(&matches[first_full])
                 .chain(
-                    matches[reserved + 1..]
+                    matches[first_full + 1..]
                         .iter()
                         .filter(|queue| queue.is_full()),
                 )
@@ -305,11 +307,7 @@ impl<T> EventBus<T> {
                 payload,
             ));
         }
-        let event = inner.stamp(subject, payload);
-        for queue in matches.iter() {
-            queue.push(&event, queue.policy == crate::Overflow::Block);
-        }
-        Ok(event.seq())
+        Ok(inner.deliver_reserved(subject, payload, &matches))
     }
 
     /// Publishes events from the front of `events`, in order, without ever waiting, and
@@ -344,23 +342,13 @@ impl<T> EventBus<T> {
         let mut published = 0;
         while let Some((subject, _)) = events.front() {
             let matches = routes.matches(subject);
-            let reserved = matches
-                .iter()
-                .take_while(|queue| queue.try_reserve())
-                .count();
-            if reserved < matches.len() {
-                matches[..reserved]
-                    .iter()
-                    .for_each(|queue| queue.unreserve());
+            if reserve_all(&matches).is_err() {
                 break;
             }
             let Some((subject, payload)) = events.pop_front() else {
                 break;
             };
-            let event = inner.stamp(subject, payload);
-            for queue in matches.iter() {
-                queue.push(&event, queue.policy == crate::Overflow::Block);
-            }
+            inner.deliver_reserved(subject, payload, &matches);
             published += 1;
         }
         Ok(published)
@@ -474,6 +462,23 @@ impl<T> EventBus<T> {
             queue.close();
         }
     }
+}
+
+/// Reserves a slot in every matching [`Block`](crate::Overflow::Block) queue, so an event
+/// goes to all of them or to none. On the first full one, gives the reservations back and
+/// returns its index in `matches`.
+fn reserve_all<T>(matches: &[Arc<Queue<T>>]) -> Result<(), usize> {
+    let reserved = matches
+        .iter()
+        .take_while(|queue| queue.try_reserve())
+        .count();
+    if reserved == matches.len() {
+        return Ok(());
+    }
+    matches[..reserved]
+        .iter()
+        .for_each(|queue| queue.unreserve());
+    Err(reserved)
 }
 
 impl<T: Send + Sync + 'static> EventBus<T> {

@@ -26,10 +26,7 @@ impl Scheduler<'_> {
         fill: impl FnOnce(&mut EngineEvent),
     ) {
         if let Some(announcer) = &mut self.announcer {
-            let task = match self.shared.workflow.tasks().get_index(index) {
-                Some((_, task)) => task,
-                None => return,
-            };
+            let task = self.shared.task(index);
             let at = self.clock.last();
             announcer.task(kind, task, self.plan.type_of(index), at, fill);
         }
