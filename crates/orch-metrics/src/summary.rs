@@ -25,7 +25,7 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         total_tasks: result.tasks.len(),
         ..RunMetrics::default()
     };
-    // Each task's duration in seconds, 0 for a task that did not run.
+    // Each task's duration in seconds; `None` for a task that did not run.
     let mut seconds = Vec::with_capacity(result.tasks.len());
     let mut durations = Vec::with_capacity(result.tasks.len());
     for record in result.tasks.records() {
@@ -37,7 +37,7 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
             TaskStatus::Pending | TaskStatus::Running => {}
         }
         let duration = record.duration().map(|d| d.as_secs_f64());
-        seconds.push(duration.unwrap_or(0.0));
+        seconds.push(duration);
         durations.extend(duration);
     }
     if !durations.is_empty() {
@@ -80,13 +80,13 @@ fn percentiles<const N: usize>(values: &mut [f64], ps: [f64; N]) -> [Option<f64>
     found
 }
 
-/// The chain of dependencies with the greatest summed duration. Tasks that did not run
-/// weigh nothing, so the path ends with the last task that added time; ties go to the
-/// task that comes first.
+/// The chain of dependencies with the greatest summed duration, ending at a task that ran
+/// (tasks that did not run weigh nothing and end no path). Among dependencies that tie,
+/// the one listed first is on the path.
 fn critical_path(
     result: &WorkflowResult,
     workflow: &Workflow,
-    seconds: &[f64],
+    seconds: &[Option<f64>],
     metrics: &mut RunMetrics,
 ) {
     let Ok(valid) = workflow.validate() else {
@@ -95,14 +95,11 @@ fn critical_path(
     let plan = valid.plan();
     let ids: Vec<_> = workflow.tasks().keys().collect();
     let same_order = result.tasks.workflow().is_some_and(|own| own == workflow);
-    let weight = |i: usize| -> f64 {
+    let weight = |i: usize| -> Option<f64> {
         if same_order {
             return seconds[i];
         }
-        result
-            .tasks
-            .index_of(ids[i])
-            .map_or(0.0, |own| seconds[own])
+        seconds[result.tasks.index_of(ids[i])?]
     };
     let n = plan.len();
     let mut finish = vec![0.0f64; n];
@@ -116,9 +113,18 @@ fn critical_path(
                 via[i] = d;
             }
         }
-        finish[i] = best + weight(i);
+        finish[i] = best + weight(i).unwrap_or(0.0);
     }
-    let Some(mut last) = (0..n).reduce(|a, b| if finish[b] > finish[a] { b } else { a }) else {
+    // The path ends at the task that ran and finished last; of equals, the later one in
+    // execution order, so a task that took no measurable time still ends its chain.
+    let mut end = None;
+    for &i in plan.order() {
+        let i = i as usize;
+        if weight(i).is_some() && end.is_none_or(|e: usize| finish[i] >= finish[e]) {
+            end = Some(i);
+        }
+    }
+    let Some(mut last) = end else {
         return;
     };
     metrics.critical_path_duration = finish[last];

@@ -168,3 +168,15 @@ fn results_read_from_json_need_their_workflow_for_the_critical_path() {
     assert_eq!(with.critical_path, ["t0", "t1"]);
     assert_eq!(with, compute(&result));
 }
+
+#[test]
+fn a_task_that_took_no_measurable_time_still_ends_its_chain() {
+    let workflow = chain(2);
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 10),
+        ran(TaskStatus::Completed, 10, 10),
+    ];
+    let metrics = compute(&result_of(&workflow, records, 10, 1));
+    assert_eq!(metrics.critical_path, ["t0", "t1"]);
+    assert_eq!(metrics.critical_path_duration, 0.01);
+}
