@@ -1,17 +1,16 @@
 //! Without the `events` feature there is no bus: an announcer that cannot exist.
 
+use orch_core::{Plan, Workflow};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
-
-use orch_core::{EngineEvent, EngineEventKind, Plan, Task, WorkflowStatus};
 
 use crate::engine::EngineInner;
+use crate::note::Note;
 
 /// Never constructed: every run's `Option<Announcer>` is `None`.
 pub(crate) enum Announcer {}
 
 impl Announcer {
-    pub(crate) fn for_engine(_: &EngineInner, _: &str, _: &Plan) -> Option<Self> {
+    pub(crate) fn for_engine(_: &EngineInner, _: &Workflow, _: &Plan) -> Option<Self> {
         None
     }
 
@@ -19,28 +18,15 @@ impl Announcer {
         match *self {}
     }
 
-    pub(crate) fn workflow(
-        &mut self,
-        _: EngineEventKind,
-        _: SystemTime,
-        _: Option<WorkflowStatus>,
-        _: Option<Duration>,
-    ) {
-        match *self {}
-    }
-
-    pub(crate) fn task(
-        &mut self,
-        _: EngineEventKind,
-        _: &Task,
-        _: usize,
-        _: SystemTime,
-        _: impl FnOnce(&mut EngineEvent),
-    ) {
+    pub(crate) fn note(&mut self, _: Note) {
         match *self {}
     }
 
     pub(crate) fn flush(&mut self, _: &mut Context<'_>) -> Poll<()> {
         match *self {}
+    }
+
+    pub(crate) async fn finish(self) {
+        match self {}
     }
 }

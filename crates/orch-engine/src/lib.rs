@@ -90,6 +90,7 @@ mod clock;
 mod context;
 mod engine;
 mod handler;
+mod note;
 mod ready;
 mod run;
 

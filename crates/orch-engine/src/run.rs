@@ -56,7 +56,7 @@ pub(crate) async fn execute(
         .filter_map(|t| handlers.get(t).cloned())
         .collect();
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
-    let announcer = Announcer::for_engine(&engine, workflow.workflow_id(), plan);
+    let announcer = Announcer::for_engine(&engine, &workflow, plan);
     let mut run = Scheduler::new(
         &workflow,
         plan,
@@ -99,8 +99,8 @@ pub(crate) async fn execute(
     .instrument(span)
     .await;
     let (result, announcer) = run.finish();
-    if let Some(mut announcer) = announcer {
-        poll_fn(|cx| announcer.flush(cx)).await;
+    if let Some(announcer) = announcer {
+        announcer.finish().await;
     }
     Ok(result)
 }
@@ -268,9 +268,7 @@ impl<'p> Scheduler<'p> {
         let record = &mut self.records[index];
         record.status = TaskStatus::Running;
         record.start_time = Some(self.clock.last());
-        self.announce_task(EngineEventKind::TaskStarted, index, |event| {
-            event.attempt = 1
-        });
+        self.announce_task(EngineEventKind::TaskStarted, index, |note| note.attempt = 1);
         self.start_attempt(index, cx);
     }
 
@@ -323,10 +321,10 @@ impl<'p> Scheduler<'p> {
                     let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
                     tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %error, ?delay, "retrying");
                     self.records[index].error = Some(error.to_string());
-                    self.announce_task(EngineEventKind::TaskRetrying, index, |event| {
-                        event.attempt = attempts;
-                        event.error = Some(error.to_string());
-                        event.duration = Some(delay);
+                    self.announce_task(EngineEventKind::TaskRetrying, index, |note| {
+                        note.attempt = attempts;
+                        note.error = Some(error.to_string().into());
+                        note.duration = Some(delay);
                     });
                     self.in_flight.push(InFlight::Backoff {
                         index: index as u32,

@@ -239,3 +239,43 @@ fn cancelled_tasks_are_announced() {
         assert_eq!(ids, ["a", "b"]);
     });
 }
+
+#[test]
+fn outside_a_tokio_runtime_the_run_publishes_its_own_events() {
+    use futures_util::FutureExt;
+
+    let bus: EventBus<EngineEvent> = EventBus::new();
+    let mut subscription = bus.subscribe("workflow.>").expect("a valid pattern");
+    let engine = WorkflowEngine::builder()
+        .event_bus(bus)
+        .build()
+        .expect("valid");
+    engine.register_handler(
+        "instant",
+        |_ctx: TaskContext| async move { Ok(Value::Null) },
+    );
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "instant"))
+        .task(Task::new("b", "instant").depends_on(["a"]));
+    let result = engine
+        .execute_workflow(&workflow)
+        .now_or_never()
+        .expect("no-op handlers finish in one poll")
+        .expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    let mut subjects = Vec::new();
+    while let Some(Some(event)) = subscription.recv_event().now_or_never() {
+        subjects.push(event.subject().to_string());
+    }
+    assert_eq!(
+        subjects,
+        [
+            "workflow.w.started",
+            "workflow.w.task.a.started",
+            "workflow.w.task.a.completed",
+            "workflow.w.task.b.started",
+            "workflow.w.task.b.completed",
+            "workflow.w.finished",
+        ]
+    );
+}

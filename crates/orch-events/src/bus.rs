@@ -7,6 +7,7 @@ use std::{
         Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
+    time::SystemTime,
 };
 
 use tokio::sync::Notify;
@@ -102,17 +103,17 @@ impl<T> Inner<T> {
     /// Numbers the event and keeps it in the history. Called under the routing read
     /// lock, so a subscriber (which takes the write lock) sees every event either in
     /// the history or live, never both, never neither.
-    fn stamp(&self, subject: Subject, payload: T) -> Arc<Event<T>> {
+    fn stamp(&self, subject: Subject, payload: T, at: SystemTime) -> Arc<Event<T>> {
         match &self.history {
             None => {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                Arc::new(Event::new(seq, subject, payload))
+                Arc::new(Event::new(seq, at, subject, payload))
             }
             Some(history) => {
                 // Numbered under the history lock so the history stays in order.
                 let mut history = lock(history);
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                let event = Arc::new(Event::new(seq, subject, payload));
+                let event = Arc::new(Event::new(seq, at, subject, payload));
                 if history.events.len() == history.capacity {
                     history.events.pop_front();
                 }
@@ -124,8 +125,14 @@ impl<T> Inner<T> {
 
     /// Numbers the event and queues it for every matching subscription, using the slots
     /// [`reserve_all`] took in the lossless ones; returns its sequence number.
-    fn deliver_reserved(&self, subject: Subject, payload: T, matches: &[Arc<Queue<T>>]) -> u64 {
-        let event = self.stamp(subject, payload);
+    fn deliver_reserved(
+        &self,
+        subject: Subject,
+        payload: T,
+        at: SystemTime,
+        matches: &[Arc<Queue<T>>],
+    ) -> u64 {
+        let event = self.stamp(subject, payload, at);
         for queue in matches {
             queue.push(&event, queue.policy == crate::Overflow::Block);
         }
@@ -247,7 +254,7 @@ impl<T> EventBus<T> {
                 return Err(PublishError::Closed);
             }
             let matches = routes.matches(&subject);
-            let event = inner.stamp(subject, payload);
+            let event = inner.stamp(subject, payload, SystemTime::now());
             for queue in matches.iter() {
                 if let Push::Full = queue.push(&event, false) {
                     waiting.push(Arc::clone(queue));
@@ -307,7 +314,7 @@ impl<T> EventBus<T> {
                 payload,
             ));
         }
-        Ok(inner.deliver_reserved(subject, payload, &matches))
+        Ok(inner.deliver_reserved(subject, payload, SystemTime::now(), &matches))
     }
 
     /// Publishes events from the front of `events`, in order, without ever waiting, and
@@ -340,6 +347,7 @@ impl<T> EventBus<T> {
             return Err(PublishError::Closed);
         }
         let mut published = 0;
+        let at = SystemTime::now();
         while let Some((subject, _)) = events.front() {
             let matches = routes.matches(subject);
             if reserve_all(&matches).is_err() {
@@ -348,7 +356,7 @@ impl<T> EventBus<T> {
             let Some((subject, payload)) = events.pop_front() else {
                 break;
             };
-            inner.deliver_reserved(subject, payload, &matches);
+            inner.deliver_reserved(subject, payload, at, &matches);
             published += 1;
         }
         Ok(published)

@@ -17,10 +17,10 @@ pub struct Event<T> {
 }
 
 impl<T> Event<T> {
-    pub(crate) fn new(seq: u64, subject: Subject, payload: T) -> Self {
+    pub(crate) fn new(seq: u64, timestamp: SystemTime, subject: Subject, payload: T) -> Self {
         Self {
             seq,
-            timestamp: SystemTime::now(),
+            timestamp,
             subject,
             payload,
         }
@@ -32,7 +32,9 @@ impl<T> Event<T> {
         self.seq
     }
 
-    /// When it was published (wall clock).
+    /// When it was published (wall clock). The events of one
+    /// [`EventBus::try_publish_batch`](crate::EventBus::try_publish_batch) share the
+    /// time the batch was published.
     pub fn timestamp(&self) -> SystemTime {
         self.timestamp
     }

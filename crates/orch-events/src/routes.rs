@@ -2,7 +2,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    hash::BuildHasher,
+    hash::{BuildHasher, BuildHasherDefault, Hasher},
     sync::{Arc, Mutex, PoisonError},
 };
 
@@ -20,18 +20,44 @@ pub(crate) struct Routes<T> {
 
 /// Cached routes, and the subjects seen once: a subject is cached on its second
 /// publish, so a stream of unique subjects (one per task, say) costs a hash each rather
-/// than filling and flushing the cache.
+/// than filling and flushing the cache. Both are keyed by the subject's hash, computed
+/// once per publish; a cached route keeps its subject to tell colliding ones apart.
 struct RouteCache<T> {
-    routes: HashMap<Subject, Arc<[Arc<Queue<T>>]>, foldhash::fast::RandomState>,
-    seen_once: HashSet<u64, foldhash::fast::RandomState>,
+    routes: HashMap<u64, CachedRoute<T>, BuildHasherDefault<Prehashed>>,
+    seen_once: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    hasher: foldhash::fast::RandomState,
 }
+
+/// A subject and the queues its events go to.
+type CachedRoute<T> = (Subject, Arc<[Arc<Queue<T>>]>);
 
 impl<T> Default for RouteCache<T> {
     fn default() -> Self {
         Self {
             routes: HashMap::default(),
             seen_once: HashSet::default(),
+            hasher: foldhash::fast::RandomState::default(),
         }
+    }
+}
+
+/// Hashes a key that already is a well-mixed hash: by keeping it.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
     }
 }
 
@@ -71,17 +97,21 @@ impl<T> Routes<T> {
         let Ok(mut cache) = self.cache.try_lock() else {
             return Matches::Walked(self.walk(subject));
         };
-        if let Some(matches) = cache.routes.get(subject) {
-            return Matches::Cached(Arc::clone(matches));
+        let hash = cache.hasher.hash_one(subject.as_str());
+        if let Some((cached, queues)) = cache.routes.get(&hash) {
+            if cached == subject {
+                return Matches::Cached(Arc::clone(queues));
+            }
         }
         let matches = self.walk(subject);
-        let hash = cache.routes.hasher().hash_one(subject.as_str());
         if cache.seen_once.remove(&hash) {
             if cache.routes.len() >= ROUTE_CACHE_SUBJECTS {
                 cache.routes.clear();
             }
             let shared: Arc<[Arc<Queue<T>>]> = matches.into();
-            cache.routes.insert(subject.clone(), Arc::clone(&shared));
+            cache
+                .routes
+                .insert(hash, (subject.clone(), Arc::clone(&shared)));
             return Matches::Cached(shared);
         }
         if cache.seen_once.len() >= ROUTE_CACHE_SUBJECTS {

@@ -79,6 +79,37 @@ impl Pattern {
 
 /// Checks `input` as a pattern (`wildcards`) or as a published subject.
 fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
+    if is_plainly_valid(input.as_bytes(), wildcards) {
+        return Ok(());
+    }
+    explain(input, wildcards)
+}
+
+/// The common case in one pass over the bytes: printable ASCII, no empty token, and
+/// wildcards only where allowed. False means "look closer", not "invalid": anything else
+/// (non-ASCII text, say) is for [`explain`] to decide.
+fn is_plainly_valid(input: &[u8], wildcards: bool) -> bool {
+    let mut start = 0;
+    for end in 0..=input.len() {
+        let byte = input.get(end).copied().unwrap_or(b'.');
+        if byte == b'.' {
+            let last = end == input.len();
+            match &input[start..end] {
+                [] => return false,
+                [b'*'] if !wildcards => return false,
+                [b'>'] if !wildcards || !last => return false,
+                _ => {}
+            }
+            start = end + 1;
+        } else if !(b'!'..=b'~').contains(&byte) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks `input` token by token and says what is wrong, and where.
+fn explain(input: &str, wildcards: bool) -> Result<(), SubjectError> {
     if input.is_empty() {
         return Err(SubjectError::Empty);
     }
@@ -294,6 +325,30 @@ mod tests {
             message,
             Err("\"a.>.c\": `>` at token 1 (byte 2) must be the last token".to_owned())
         );
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_explanation() {
+        let cases = [
+            "a", "a.b", "a..b", ".a", "a.", "*", ">", "a.*", "a.>", "a.>.b", "a*.b>", "a b",
+            "a\tb", "é.b", "a.\u{a0}", "\u{7f}", "~!.$", "",
+        ];
+        for input in cases {
+            for wildcards in [false, true] {
+                if is_plainly_valid(input.as_bytes(), wildcards) {
+                    assert_eq!(explain(input, wildcards), Ok(()), "{input:?}");
+                }
+            }
+        }
+        assert!(Subject::new("é.b").is_ok());
+        assert!(Subject::new("a.\u{a0}").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn validation_is_the_explanation(input in "[ab.*> é\t]{0,8}", wildcards: bool) {
+            proptest::prop_assert_eq!(validate(&input, wildcards), explain(&input, wildcards));
+        }
     }
 
     #[test]

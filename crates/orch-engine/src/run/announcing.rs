@@ -2,33 +2,40 @@
 
 use std::task::{Context, Poll};
 
-use orch_core::{EngineEvent, EngineEventKind, WorkflowStatus};
+use orch_core::{EngineEventKind, WorkflowStatus};
 
 use super::Scheduler;
+use crate::note::Note;
 
 impl Scheduler<'_> {
     /// Announces the end of a task, from its record.
     pub(super) fn announce_ended(&mut self, kind: EngineEventKind, index: usize) {
+        if self.announcer.is_none() {
+            return;
+        }
         let record = &self.records[index];
-        let (attempts, duration) = (record.attempts, record.duration());
-        let error = record.error.clone();
-        self.announce_task(kind, index, |event| {
-            event.attempt = attempts;
-            event.duration = duration;
-            event.error = error;
+        let (attempt, duration) = (record.attempts, record.duration());
+        let error = record.error.as_deref().map(Box::from);
+        self.announce_task(kind, index, |note| {
+            note.attempt = attempt;
+            note.duration = duration;
+            note.error = error;
         });
     }
 
+    /// Announces a task event; `fill` sets the fields particular to it.
     pub(super) fn announce_task(
         &mut self,
         kind: EngineEventKind,
         index: usize,
-        fill: impl FnOnce(&mut EngineEvent),
+        fill: impl FnOnce(&mut Note),
     ) {
         if let Some(announcer) = &mut self.announcer {
-            let task = self.shared.task(index);
-            let at = self.clock.last();
-            announcer.task(kind, task, self.plan.type_of(index), at, fill);
+            let mut note = Note::new(kind, self.clock.last());
+            note.task = index as u32;
+            note.task_type = self.plan.type_of(index) as u32;
+            fill(&mut note);
+            announcer.note(note);
         }
     }
 
@@ -38,14 +45,16 @@ impl Scheduler<'_> {
         status: Option<WorkflowStatus>,
     ) {
         if let Some(announcer) = &mut self.announcer {
-            let at = self.clock.last();
-            let duration = status.map(|_| at.duration_since(self.clock.wall).unwrap_or_default());
-            announcer.workflow(kind, at, status, duration);
+            let mut note = Note::new(kind, self.clock.last());
+            note.status = status;
+            note.duration =
+                status.map(|_| note.at.duration_since(self.clock.wall).unwrap_or_default());
+            announcer.note(note);
         }
     }
 
-    /// Hands queued events to the bus; pending (with the waker registered) while a
-    /// lossless subscription has no room.
+    /// Hands queued events to the publisher; pending (with the waker registered) while it
+    /// is too far behind.
     pub(super) fn flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.announcer {
             Some(announcer) => announcer.flush(cx),

@@ -1,0 +1,190 @@
+//! The publisher task: turns a run's notes into subjects and [`EngineEvent`]s and
+//! publishes them, in order, waiting for room in lossless subscriptions.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Context;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use orch_core::{EngineEvent, Plan, Workflow};
+use orch_events::{EventBus, Subject};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::note::Note;
+
+/// What the publisher needs to name a run's events.
+pub(crate) struct Names {
+    workflow: Workflow,
+    workflow_id: Arc<str>,
+    run_id: u64,
+    /// `workflow.<workflow_id>.`, escaped.
+    prefix: String,
+    /// Each task type once, shared by the events of its tasks.
+    task_types: Vec<Arc<str>>,
+}
+
+impl Names {
+    pub(crate) fn new(workflow: &Workflow, run_id: u64, plan: &Plan) -> Self {
+        let mut prefix = String::from("workflow.");
+        push_token(&mut prefix, workflow.workflow_id());
+        prefix.push('.');
+        Self {
+            workflow: workflow.clone(),
+            workflow_id: workflow.workflow_id().into(),
+            run_id,
+            prefix,
+            task_types: plan
+                .task_types()
+                .iter()
+                .map(|t| Arc::from(t.as_str()))
+                .collect(),
+        }
+    }
+
+    /// The subject and event of `note`; the subject is written in `scratch` first.
+    fn event(&self, note: Note, scratch: &mut String) -> Option<(Subject, EngineEvent)> {
+        let mut event = EngineEvent::new(
+            note.kind,
+            Arc::clone(&self.workflow_id),
+            self.run_id,
+            note.at,
+        );
+        event.attempt = note.attempt;
+        event.duration = note.duration;
+        event.error = note.error.map(String::from);
+        event.status = note.status;
+        scratch.clear();
+        scratch.push_str(&self.prefix);
+        if note.kind.is_task_event() {
+            let (task_id, _) = self.workflow.tasks().get_index(note.task as usize)?;
+            scratch.push_str("task.");
+            push_token(scratch, task_id);
+            scratch.push('.');
+            event.task_id = Some(task_id.clone());
+            event.task_type = self.task_types.get(note.task_type as usize).cloned();
+        }
+        scratch.push_str(note.kind.as_str());
+        match Subject::new(scratch) {
+            Ok(subject) => Some((subject, event)),
+            // Escaping makes every id a valid token; this is not reached.
+            Err(error) => {
+                tracing::warn!(%error, "engine event with an invalid subject");
+                None
+            }
+        }
+    }
+}
+
+/// Publishes every batch from `batches` until the run hangs up, or the bus closes.
+async fn publish(bus: EventBus<EngineEvent>, names: Names, mut batches: mpsc::Receiver<Vec<Note>>) {
+    let mut events = VecDeque::new();
+    let mut scratch = String::new();
+    while let Some(batch) = batches.recv().await {
+        events.extend(
+            batch
+                .into_iter()
+                .filter_map(|note| names.event(note, &mut scratch)),
+        );
+        while !events.is_empty() {
+            if bus.try_publish_batch(&mut events).is_err() {
+                return;
+            }
+            // What is left waits for room in a lossless subscription.
+            if let Some((subject, event)) = events.pop_front() {
+                if bus.publish(subject, event).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Where the publisher runs: as a task of the current tokio runtime, or (outside one)
+/// inside the run, polled whenever the run flushes.
+pub(crate) enum Publisher {
+    Spawned(JoinHandle<()>),
+    Inline(Option<BoxFuture<'static, ()>>),
+}
+
+impl Publisher {
+    pub(crate) fn start(
+        bus: EventBus<EngineEvent>,
+        names: Names,
+        batches: mpsc::Receiver<Vec<Note>>,
+    ) -> Self {
+        let publishing = publish(bus, names, batches);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Self::Spawned(runtime.spawn(publishing)),
+            Err(_) => Self::Inline(Some(Box::pin(publishing))),
+        }
+    }
+
+    /// Lets an inline publisher work (a spawned one runs by itself).
+    pub(crate) fn poll_inline(&mut self, cx: &mut Context<'_>) {
+        if let Self::Inline(publishing) = self {
+            if publishing
+                .as_mut()
+                .is_some_and(|p| p.poll_unpin(cx).is_ready())
+            {
+                *publishing = None;
+            }
+        }
+    }
+
+    /// Waits until the publisher has published everything (its batches are closed).
+    pub(crate) async fn finish(self) {
+        match self {
+            // A publisher that panicked has nothing more to publish.
+            Self::Spawned(task) => drop(task.await),
+            Self::Inline(Some(publishing)) => publishing.await,
+            Self::Inline(None) => {}
+        }
+    }
+}
+
+/// Writes `id` as one subject token, escaping what a token cannot hold.
+pub(crate) fn push_token(out: &mut String, id: &str) {
+    if id.is_empty() {
+        out.push_str("%00");
+        return;
+    }
+    let plain = |b: &u8| (b'!'..=b'~').contains(b) && !matches!(b, b'.' | b'*' | b'>' | b'%');
+    if id.as_bytes().iter().all(plain) {
+        out.push_str(id);
+        return;
+    }
+    for c in id.chars() {
+        if matches!(c, '.' | '*' | '>' | '%') || c.is_whitespace() || c.is_control() {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_token;
+
+    fn token(id: &str) -> String {
+        let mut out = String::new();
+        push_token(&mut out, id);
+        out
+    }
+
+    #[test]
+    fn ids_become_single_subject_tokens() {
+        assert_eq!(token("load"), "load");
+        assert_eq!(token("load.v2"), "load%2Ev2");
+        assert_eq!(token("a*b>c"), "a%2Ab%3Ec");
+        assert_eq!(token("50% off"), "50%25%20off");
+        assert_eq!(token("tab\there"), "tab%09here");
+        assert_eq!(token("é"), "é");
+        assert_eq!(token(""), "%00");
+    }
+}

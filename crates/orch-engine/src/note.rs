@@ -1,0 +1,38 @@
+//! [`Note`]: a lifecycle event as the run records it, before it becomes an
+//! [`EngineEvent`](orch_core::EngineEvent) on the bus.
+
+use std::time::{Duration, SystemTime};
+
+use orch_core::{EngineEventKind, WorkflowStatus};
+
+/// One lifecycle event as the run records it.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "events"), allow(dead_code))]
+pub(crate) struct Note {
+    pub(crate) kind: EngineEventKind,
+    pub(crate) status: Option<WorkflowStatus>,
+    /// The task's plan index (task events only).
+    pub(crate) task: u32,
+    /// The index of the task's type in the plan (task events only).
+    pub(crate) task_type: u32,
+    pub(crate) attempt: u32,
+    pub(crate) at: SystemTime,
+    pub(crate) duration: Option<Duration>,
+    pub(crate) error: Option<Box<str>>,
+}
+
+impl Note {
+    /// A note with only its kind and time set.
+    pub(crate) fn new(kind: EngineEventKind, at: SystemTime) -> Self {
+        Self {
+            kind,
+            status: None,
+            task: 0,
+            task_type: 0,
+            attempt: 0,
+            at,
+            duration: None,
+            error: None,
+        }
+    }
+}
