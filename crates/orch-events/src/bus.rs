@@ -1,5 +1,7 @@
 //! The bus: routing, sequence numbers, history, publishing, closing.
 
+mod batch;
+
 use std::{
     collections::VecDeque,
     future::Future,
@@ -134,7 +136,7 @@ impl<T> Inner<T> {
     ) -> u64 {
         let event = self.stamp(subject, payload, at);
         for queue in matches {
-            queue.push(&event, queue.policy == crate::Overflow::Block);
+            queue.push_reserved(std::slice::from_ref(&event));
         }
         event.seq()
     }
@@ -256,7 +258,7 @@ impl<T> EventBus<T> {
             let matches = routes.matches(&subject);
             let event = inner.stamp(subject, payload, SystemTime::now());
             for queue in matches.iter() {
-                if let Push::Full = queue.push(&event, false) {
+                if let Push::Full = queue.push(&event) {
                     waiting.push(Arc::clone(queue));
                 }
             }
@@ -315,51 +317,6 @@ impl<T> EventBus<T> {
             ));
         }
         Ok(inner.deliver_reserved(subject, payload, SystemTime::now(), &matches))
-    }
-
-    /// Publishes events from the front of `events`, in order, without ever waiting, and
-    /// returns how many it published. It stops at the first event that a full
-    /// [`Block`](crate::Overflow::Block) subscription cannot take yet; that event and the
-    /// rest stay in `events`. Each event goes to all its subscriptions or to none, as with
-    /// [`EventBus::try_publish`], but the routing lock is taken once for the whole batch.
-    ///
-    /// # Errors
-    /// [`PublishError::Closed`]; nothing is published.
-    ///
-    /// ```
-    /// use orch_events::{EventBus, Subject, SubscribeOptions};
-    /// use std::collections::VecDeque;
-    ///
-    /// let bus: EventBus<u32> = EventBus::new();
-    /// let _small = bus.subscribe_with("jobs.>", SubscribeOptions::new().capacity(2)).unwrap();
-    /// let subject = Subject::new("jobs.done").unwrap();
-    /// let mut events: VecDeque<_> = (0..3).map(|i| (subject.clone(), i)).collect();
-    /// assert_eq!(bus.try_publish_batch(&mut events), Ok(2));
-    /// assert_eq!(events.front().map(|(_, n)| *n), Some(2)); // waits for room
-    /// ```
-    pub fn try_publish_batch(
-        &self,
-        events: &mut VecDeque<(Subject, T)>,
-    ) -> Result<usize, PublishError> {
-        let inner = &*self.inner;
-        let routes = inner.read();
-        if routes.closed {
-            return Err(PublishError::Closed);
-        }
-        let mut published = 0;
-        let at = SystemTime::now();
-        while let Some((subject, _)) = events.front() {
-            let matches = routes.matches(subject);
-            if reserve_all(&matches).is_err() {
-                break;
-            }
-            let Some((subject, payload)) = events.pop_front() else {
-                break;
-            };
-            inner.deliver_reserved(subject, payload, at, &matches);
-            published += 1;
-        }
-        Ok(published)
     }
 
     /// Subscribes to `pattern` with the default options (capacity
@@ -478,14 +435,14 @@ impl<T> EventBus<T> {
 fn reserve_all<T>(matches: &[Arc<Queue<T>>]) -> Result<(), usize> {
     let reserved = matches
         .iter()
-        .take_while(|queue| queue.try_reserve())
+        .take_while(|queue| queue.try_reserve_up_to(1) == 1)
         .count();
     if reserved == matches.len() {
         return Ok(());
     }
     matches[..reserved]
         .iter()
-        .for_each(|queue| queue.unreserve());
+        .for_each(|queue| queue.unreserve(1));
     Err(reserved)
 }
 

@@ -1,6 +1,6 @@
 //! The bounded queue behind each subscription, with its overflow policy.
 //!
-//! One mutex guards the queue. The publisher pushes one event per lock; the subscriber
+//! One mutex guards the queue. The publisher pushes a batch of events per lock; the subscriber
 //! takes the whole queue per lock (it swaps in its empty batch buffer, so neither side
 //! allocates once both buffers have grown). A subscriber's waker is stored only when it
 //! found the queue empty, and a waiting publisher is notified only when one is waiting.
@@ -130,42 +130,49 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Queues `event` (or applies the overflow policy). With `reserved`, a slot
-    /// reserved by [`Queue::try_reserve`] is used.
-    pub(crate) fn push(&self, event: &Arc<Event<T>>, reserved: bool) -> Push {
-        let mut evicted = None;
+    /// Queues `event` (or applies the overflow policy); under [`Overflow::Block`], says
+    /// `Full` rather than wait.
+    pub(crate) fn push(&self, event: &Arc<Event<T>>) -> Push {
+        self.push_all(std::slice::from_ref(event), false)
+    }
+
+    /// Queues `events` in order, under one lock and with at most one wake. Under
+    /// [`Overflow::Block`] their slots were reserved by [`Queue::try_reserve_up_to`];
+    /// under the drop policies the policy makes room.
+    pub(crate) fn push_reserved(&self, events: &[Arc<Event<T>>]) -> Push {
+        self.push_all(events, true)
+    }
+
+    fn push_all(&self, events: &[Arc<Event<T>>], reserved: bool) -> Push {
+        let lossless = self.policy == Overflow::Block;
+        let mut evicted = Vec::new();
         let waker = {
             let mut s = lock(&self.state);
-            if reserved {
-                s.reserved -= 1;
+            if reserved && lossless {
+                s.reserved -= events.len();
             }
             if s.detached || s.closed {
                 return Push::Gone;
             }
-            if !reserved && s.buf.len() + s.reserved >= self.capacity {
-                match self.policy {
-                    Overflow::Block => {
-                        s.tx_waiting = true;
-                        return Push::Full;
+            if !reserved && lossless && s.buf.len() + s.reserved + events.len() > self.capacity {
+                s.tx_waiting = true;
+                return Push::Full;
+            }
+            for event in events {
+                if !lossless && s.buf.len() >= self.capacity {
+                    s.lagged += 1;
+                    s.dropped += 1;
+                    if self.policy == Overflow::DropNewest {
+                        continue;
                     }
-                    Overflow::DropNewest => {
-                        s.lagged += 1;
-                        s.dropped += 1;
-                        return Push::Done;
-                    }
-                    Overflow::DropOldest => {
-                        evicted = s.buf.pop_front();
-                        s.lagged += 1;
-                        s.dropped += 1;
-                    }
+                    evicted.extend(s.buf.pop_front());
                 }
+                s.buf.push_back(Arc::clone(event));
             }
-            s.buf.push_back(Arc::clone(event));
-            if s.buf.len() > s.high_water {
-                s.high_water = s.buf.len();
-            }
+            s.high_water = s.high_water.max(s.buf.len());
             s.rx_waker.take()
         };
+        // Payload destructors run outside the lock.
         drop(evicted);
         if let Some(waker) = waker {
             waker.wake();
@@ -180,7 +187,7 @@ impl<T> Queue<T> {
             let notified = self.space.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            match self.push(event, false) {
+            match self.push(event) {
                 Push::Done => return true,
                 Push::Gone => return false,
                 Push::Full => notified.await,
@@ -188,24 +195,31 @@ impl<T> Queue<T> {
         }
     }
 
-    /// For `try_publish`: reserves a slot if there is room (or the policy drops).
-    /// Returns false if a [`Overflow::Block`] queue is full.
-    pub(crate) fn try_reserve(&self) -> bool {
+    /// Reserves up to `wanted` slots for [`Queue::push_reserved`] and returns how many
+    /// it got: all of them under the drop policies (they make room themselves) and in a
+    /// queue that is gone (nothing will be queued), else as many as there is room for.
+    /// Short of room, it asks the subscriber to say when it makes some.
+    pub(crate) fn try_reserve_up_to(&self, wanted: usize) -> usize {
         if self.policy != Overflow::Block {
-            return true;
+            return wanted;
         }
         let mut s = lock(&self.state);
-        if s.buf.len() + s.reserved >= self.capacity && !(s.detached || s.closed) {
-            return false;
+        let granted = if s.detached || s.closed {
+            wanted
+        } else {
+            wanted.min(self.capacity.saturating_sub(s.buf.len() + s.reserved))
+        };
+        s.reserved += granted;
+        if granted < wanted {
+            s.tx_waiting = true;
         }
-        s.reserved += 1;
-        true
+        granted
     }
 
-    /// Gives back a slot from [`Queue::try_reserve`].
-    pub(crate) fn unreserve(&self) {
-        if self.policy == Overflow::Block {
-            lock(&self.state).reserved -= 1;
+    /// Gives back `slots` from [`Queue::try_reserve_up_to`].
+    pub(crate) fn unreserve(&self, slots: usize) {
+        if self.policy == Overflow::Block && slots > 0 {
+            lock(&self.state).reserved -= slots;
         }
     }
 

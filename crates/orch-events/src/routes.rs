@@ -79,6 +79,28 @@ impl<T> std::ops::Deref for Matches<T> {
     }
 }
 
+impl<T> Matches<T> {
+    /// The list of a walked answer, emptied for [`Routes::matches_reusing`].
+    pub(crate) fn into_spare(self) -> Option<Vec<Arc<Queue<T>>>> {
+        match self {
+            Matches::Cached(_) => None,
+            Matches::Walked(mut queues) => {
+                queues.clear();
+                Some(queues)
+            }
+        }
+    }
+
+    /// Whether both go to the same queues, in the same order.
+    pub(crate) fn same_queues(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+}
+
 /// Subjects whose routes are cached; past this the cache starts over.
 const ROUTE_CACHE_SUBJECTS: usize = 8192;
 
@@ -94,8 +116,18 @@ impl<T> Routes<T> {
     /// The queues matching `subject`: from the cache, or from the trie (and then cached).
     /// A publisher finding the cache busy walks the trie rather than wait.
     pub(crate) fn matches(&self, subject: &Subject) -> Matches<T> {
+        self.matches_reusing(subject, Vec::new())
+    }
+
+    /// [`Routes::matches`], writing a walked answer into `spare` (an empty list, from
+    /// [`Matches::into_spare`]) rather than a new one.
+    pub(crate) fn matches_reusing(
+        &self,
+        subject: &Subject,
+        spare: Vec<Arc<Queue<T>>>,
+    ) -> Matches<T> {
         let Ok(mut cache) = self.cache.try_lock() else {
-            return Matches::Walked(self.walk(subject));
+            return Matches::Walked(self.walk(subject, spare));
         };
         let hash = cache.hasher.hash_one(subject.as_str());
         if let Some((cached, queues)) = cache.routes.get(&hash) {
@@ -103,7 +135,7 @@ impl<T> Routes<T> {
                 return Matches::Cached(Arc::clone(queues));
             }
         }
-        let matches = self.walk(subject);
+        let matches = self.walk(subject, spare);
         if cache.seen_once.remove(&hash) {
             if cache.routes.len() >= ROUTE_CACHE_SUBJECTS {
                 cache.routes.clear();
@@ -121,8 +153,7 @@ impl<T> Routes<T> {
         Matches::Walked(matches)
     }
 
-    fn walk(&self, subject: &Subject) -> Vec<Arc<Queue<T>>> {
-        let mut matches = Vec::new();
+    fn walk(&self, subject: &Subject, mut matches: Vec<Arc<Queue<T>>>) -> Vec<Arc<Queue<T>>> {
         self.trie
             .for_each_match(subject.as_str(), |queue| matches.push(Arc::clone(queue)));
         matches

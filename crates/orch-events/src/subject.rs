@@ -85,24 +85,37 @@ fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
     explain(input, wildcards)
 }
 
-/// The common case in one pass over the bytes: printable ASCII, no empty token, and
-/// wildcards only where allowed. False means "look closer", not "invalid": anything else
-/// (non-ASCII text, say) is for [`explain`] to decide.
+/// The common case, in a few passes that the compiler can vectorise: printable ASCII, no
+/// empty token, and wildcards only where allowed. False means "look closer", not
+/// "invalid": anything else (non-ASCII text, say) is for [`explain`] to decide.
 fn is_plainly_valid(input: &[u8], wildcards: bool) -> bool {
-    let mut start = 0;
-    for end in 0..=input.len() {
-        let byte = input.get(end).copied().unwrap_or(b'.');
-        if byte == b'.' {
-            let last = end == input.len();
-            match &input[start..end] {
-                [] => return false,
-                [b'*'] if !wildcards => return false,
-                [b'>'] if !wildcards || !last => return false,
-                _ => {}
-            }
-            start = end + 1;
-        } else if !(b'!'..=b'~').contains(&byte) {
-            return false;
+    let (Some(&first), Some(&last)) = (input.first(), input.last()) else {
+        return false;
+    };
+    let printable = input
+        .iter()
+        .fold(true, |all, &b| all & (b.wrapping_sub(b'!') <= b'~' - b'!'));
+    let empty_token = input[1..]
+        .iter()
+        .zip(input)
+        .fold(false, |any, (&b, &before)| {
+            any | ((b == b'.') & (before == b'.'))
+        });
+    if !printable || empty_token || first == b'.' || last == b'.' {
+        return false;
+    }
+    let wild = input
+        .iter()
+        .fold(false, |any, &b| any | (b == b'*') | (b == b'>'));
+    if !wild {
+        return true;
+    }
+    let mut tokens = input.split(|&b| b == b'.').peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            [b'*'] if !wildcards => return false,
+            [b'>'] if !wildcards || tokens.peek().is_some() => return false,
+            _ => {}
         }
     }
     true

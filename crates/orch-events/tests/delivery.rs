@@ -590,3 +590,38 @@ fn a_batch_publishes_in_order_up_to_the_first_full_lossless_queue() {
         assert_eq!(late.len(), 1);
     });
 }
+
+#[test]
+fn a_batch_for_mixed_routes_queues_each_run_together_and_stops_where_room_ends() {
+    multi_thread().block_on(async {
+        let bus: EventBus<u32> = EventBus::new();
+        let options = |capacity| SubscribeOptions::new().capacity(capacity);
+        let mut a = bus.subscribe_with("a.>", options(3)).expect("valid");
+        let mut b = bus.subscribe_with("b.>", options(100)).expect("valid");
+        let mut all = bus
+            .subscribe_with(">", options(2).overflow(Overflow::DropOldest))
+            .expect("valid");
+        let mut events: std::collections::VecDeque<_> = [
+            ("a.x", 1),
+            ("a.y", 2),
+            ("b.x", 3),
+            ("b.y", 4),
+            ("a.x", 5),
+            ("a.y", 6),
+            ("b.x", 7),
+        ]
+        .into_iter()
+        .map(|(s, n)| (orch_events::Subject::new(s).expect("valid"), n))
+        .collect();
+        // `a.>` has room for three: the batch stops at its fourth event, 6.
+        assert_eq!(bus.try_publish_batch(&mut events), Ok(5));
+        assert_eq!(events.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [6, 7]);
+        assert_eq!(a.stats().queued, 3);
+        bus.close().await;
+        assert_eq!(drain(&mut a).await, [Ok(1), Ok(2), Ok(5)]);
+        assert_eq!(drain(&mut b).await, [Ok(3), Ok(4)]);
+        assert_eq!(drain(&mut all).await, [Err(3), Ok(4), Ok(5)]);
+        // Only published events are numbered.
+        assert_eq!(bus.next_seq(), 5);
+    });
+}

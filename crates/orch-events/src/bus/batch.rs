@@ -1,0 +1,106 @@
+//! Publishing a batch: one routing lock for all of it, and one queue lock (and at most
+//! one wake) per subscription for each run of events that go to the same subscriptions.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::EventBus;
+use crate::{PublishError, Subject, queue::Queue, routes::Matches};
+
+/// The most events queued per queue lock.
+const RUN: usize = 1024;
+
+impl<T> EventBus<T> {
+    /// Publishes events from the front of `events`, in order, without ever waiting, and
+    /// returns how many it published. It stops at the first event that a full
+    /// [`Block`](crate::Overflow::Block) subscription cannot take yet; that event and the
+    /// rest stay in `events`. Each event goes to all its subscriptions or to none, as with
+    /// [`EventBus::try_publish`], but the routing lock is taken once for the whole batch,
+    /// and consecutive events bound for the same subscriptions are queued together. The
+    /// events of one batch share one timestamp.
+    ///
+    /// # Errors
+    /// [`PublishError::Closed`]; nothing is published.
+    ///
+    /// ```
+    /// use orch_events::{EventBus, Subject, SubscribeOptions};
+    /// use std::collections::VecDeque;
+    ///
+    /// let bus: EventBus<u32> = EventBus::new();
+    /// let _small = bus.subscribe_with("jobs.>", SubscribeOptions::new().capacity(2)).unwrap();
+    /// let subject = Subject::new("jobs.done").unwrap();
+    /// let mut events: VecDeque<_> = (0..3).map(|i| (subject.clone(), i)).collect();
+    /// assert_eq!(bus.try_publish_batch(&mut events), Ok(2));
+    /// assert_eq!(events.front().map(|(_, n)| *n), Some(2)); // waits for room
+    /// ```
+    pub fn try_publish_batch(
+        &self,
+        events: &mut VecDeque<(Subject, T)>,
+    ) -> Result<usize, PublishError> {
+        let inner = &*self.inner;
+        let routes = inner.read();
+        if routes.closed {
+            return Err(PublishError::Closed);
+        }
+        let at = SystemTime::now();
+        let mut published = 0;
+        let mut stamped = Vec::new();
+        let mut spare = Vec::new();
+        // The route of `events[0]`, when it was looked up while extending the last run.
+        let mut next: Option<Matches<T>> = None;
+        while let Some((subject, _)) = events.front() {
+            let matches = match next.take() {
+                Some(matches) => matches,
+                None => routes.matches_reusing(subject, std::mem::take(&mut spare)),
+            };
+            let mut run = 1;
+            while let Some((subject, _)) = events.get(run).filter(|_| run < RUN) {
+                let route = routes.matches_reusing(subject, std::mem::take(&mut spare));
+                if !route.same_queues(&matches) {
+                    next = Some(route);
+                    break;
+                }
+                spare = route.into_spare().unwrap_or_default();
+                run += 1;
+            }
+            let granted = reserve_up_to(&matches, run);
+            stamped.extend(
+                events
+                    .drain(..granted)
+                    .map(|(subject, payload)| inner.stamp(subject, payload, at)),
+            );
+            for queue in matches.iter() {
+                queue.push_reserved(&stamped);
+            }
+            stamped.clear();
+            published += granted;
+            if granted < run {
+                break;
+            }
+            spare = matches.into_spare().unwrap_or_default();
+        }
+        Ok(published)
+    }
+}
+
+/// Reserves the same number of slots, as many as possible up to `wanted`, in every
+/// lossless queue of `matches`, and returns it.
+fn reserve_up_to<T>(matches: &[Arc<Queue<T>>], wanted: usize) -> usize {
+    if let [only] = matches {
+        return only.try_reserve_up_to(wanted);
+    }
+    let mut granted = Vec::with_capacity(matches.len());
+    let mut least = wanted;
+    for queue in matches {
+        least = queue.try_reserve_up_to(least);
+        granted.push(least);
+        if least == 0 {
+            break;
+        }
+    }
+    for (queue, got) in matches.iter().zip(granted) {
+        queue.unreserve(got - least);
+    }
+    least
+}
