@@ -301,12 +301,18 @@ impl<'p> Scheduler<'p> {
             Ok(value) => {
                 let _ = self.shared.results[index].set(value);
                 self.settle(index, TaskStatus::Completed, None);
-                for &d in self.plan.dependents(index) {
-                    let d = d as usize;
-                    let waiting = &mut self.waiting[d];
-                    waiting.dependencies -= 1;
-                    if waiting.dependencies == 0 && !self.stopping {
-                        self.ready.insert(waiting.position);
+                let dependents = self.plan.dependents(index);
+                // Count down first, without branching on the counts, so that the cache
+                // misses of a large random graph overlap; then start what became ready.
+                for &d in dependents {
+                    self.waiting[d as usize].dependencies -= 1;
+                }
+                if !self.stopping {
+                    for &d in dependents {
+                        let waiting = self.waiting[d as usize];
+                        if waiting.dependencies == 0 {
+                            self.ready.insert(waiting.position);
+                        }
                     }
                 }
             }
