@@ -93,27 +93,31 @@ fn critical_path(
         return;
     };
     let plan = valid.plan();
-    let ids: Vec<_> = workflow.tasks().keys().collect();
+    let tasks = workflow.tasks();
+    let id = |i: usize| tasks.get_index(i).map(|(id, _)| id);
     let same_order = result.tasks.workflow().is_some_and(|own| own == workflow);
     let weight = |i: usize| -> Option<f64> {
         if same_order {
             return seconds[i];
         }
-        seconds[result.tasks.index_of(ids[i])?]
+        seconds[result.tasks.index_of(id(i)?)?]
     };
     let n = plan.len();
     let mut finish = vec![0.0f64; n];
     let mut via = vec![u32::MAX; n];
     for &i in plan.order() {
         let i = i as usize;
-        let mut best = 0.0;
+        // Selects rather than branches on the loaded values, so that on a large random
+        // graph the cache misses of one task's dependencies overlap.
+        let (mut best, mut through) = (0.0, u32::MAX);
         for &d in plan.dependencies(i) {
-            if via[i] == u32::MAX || finish[d as usize] > best {
-                best = finish[d as usize];
-                via[i] = d;
-            }
+            let f = finish[d as usize];
+            let better = through == u32::MAX || f > best;
+            best = if better { f } else { best };
+            through = if better { d } else { through };
         }
         finish[i] = best + weight(i).unwrap_or(0.0);
+        via[i] = through;
     }
     // The path ends at the task that ran and finished last; of equals, the later one in
     // execution order, so a task that took no measurable time still ends its chain.
@@ -128,10 +132,10 @@ fn critical_path(
         return;
     };
     metrics.critical_path_duration = finish[last];
-    let mut path = vec![ids[last].clone()];
+    let mut path: Vec<_> = id(last).cloned().into_iter().collect();
     while via[last] != u32::MAX {
         last = via[last] as usize;
-        path.push(ids[last].clone());
+        path.extend(id(last).cloned());
     }
     path.reverse();
     metrics.critical_path = path;
