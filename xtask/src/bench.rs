@@ -49,6 +49,11 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
             rows.push(run_case(&binary, &["engine", shape, size, "8", "bus"])?);
         }
     }
+    // With handlers that compute for 2 µs, the bus's work overlaps the run's.
+    for bus in [&[][..], &["bus"][..]] {
+        let args = [&["engine", "random", "100000", "8", "work=2000"][..], bus].concat();
+        rows.push(run_case(&binary, &args)?);
+    }
     for (subscribers, events) in [("1", "1000000"), ("10", "500000"), ("100", "100000")] {
         rows.push(run_case(&binary, &["fanout", subscribers, events])?);
     }

@@ -1,9 +1,10 @@
 //! One quick benchmark case per process, so that each case's peak memory is its own.
 //! `cargo xtask bench` runs every case and tabulates the lines this prints.
 //!
-//! - `orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus]`: no-op tasks; with `bus`, the
-//!   engine publishes its lifecycle events to a bus with one lossless subscriber on
-//!   `workflow.>` that drains them.
+//! - `orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS]`: no-op tasks; with
+//!   `bus`, the engine publishes its lifecycle events to a bus with one lossless
+//!   subscriber on `workflow.>` that drains them; with `work=NS`, each handler computes
+//!   (spins) for NS nanoseconds before it returns.
 //! - `orch_bench fanout SUBSCRIBERS EVENTS`: one publisher, lossless subscribers that each
 //!   read every event; "tasks" are deliveries.
 //!
@@ -11,9 +12,9 @@
 //! "peak_rss_bytes"}`, where the time is the median of several runs.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use benches::{Shape, noop_engine, runtime};
+use benches::{Shape, runtime};
 use orch::core::EngineEvent;
 use orch_events::{EventBus, Subject};
 
@@ -27,15 +28,12 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["engine", shape, tasks, max_concurrent] => {
-            engine_case(shape, tasks, max_concurrent, false)
-        }
-        ["engine", shape, tasks, max_concurrent, "bus"] => {
-            engine_case(shape, tasks, max_concurrent, true)
+        ["engine", shape, tasks, max_concurrent, options @ ..] => {
+            engine_case(shape, tasks, max_concurrent, options)
         }
         ["fanout", subscribers, events] => fanout_case(subscribers, events),
         _ => Err(
-            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] | orch_bench fanout SUBSCRIBERS EVENTS"
+            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] | orch_bench fanout SUBSCRIBERS EVENTS"
                 .to_owned(),
         ),
     };
@@ -55,8 +53,19 @@ fn engine_case(
     shape: &str,
     tasks: &str,
     max_concurrent: &str,
-    with_bus: bool,
+    options: &[&str],
 ) -> Result<String, String> {
+    let mut with_bus = false;
+    let mut work = Duration::ZERO;
+    for option in options {
+        match option.split_once('=') {
+            None if *option == "bus" => with_bus = true,
+            Some(("work", ns)) => {
+                work = Duration::from_nanos(ns.parse().map_err(|e| format!("work: {e}"))?)
+            }
+            _ => return Err(format!("unknown option `{option}`")),
+        }
+    }
     let shape = Shape::ALL
         .into_iter()
         .find(|s| s.name() == shape)
@@ -66,28 +75,28 @@ fn engine_case(
         .parse()
         .map_err(|e| format!("MAX_CONCURRENT: {e}"))?;
     let runtime = runtime();
-    let (engine, drain) = if with_bus {
+    let mut builder = orch_engine::WorkflowEngine::builder().max_concurrent(max_concurrent);
+    let mut drain = None;
+    if with_bus {
         let bus: EventBus<EngineEvent> = EventBus::new();
         let mut everything = bus.subscribe("workflow.>").map_err(|e| e.to_string())?;
-        let drain = runtime.spawn(async move {
+        drain = Some(runtime.spawn(async move {
             let mut seen = 0u64;
             while everything.recv().await.is_some() {
                 seen += 1;
             }
             seen
-        });
-        let engine = orch_engine::WorkflowEngine::builder()
-            .max_concurrent(max_concurrent)
-            .event_bus(bus)
-            .build()
-            .map_err(|e| e.to_string())?;
-        engine.register_handler("noop", |_ctx: orch_engine::TaskContext| async move {
-            Ok(serde_json::Value::Null)
-        });
-        (engine, Some(drain))
-    } else {
-        (noop_engine(max_concurrent), None)
-    };
+        }));
+        builder = builder.event_bus(bus);
+    }
+    let engine = builder.build().map_err(|e| e.to_string())?;
+    engine.register_handler("noop", move |_ctx: orch_engine::TaskContext| async move {
+        let start = Instant::now();
+        while start.elapsed() < work {
+            std::hint::spin_loop();
+        }
+        Ok(serde_json::Value::Null)
+    });
     let workflow = shape.build(tasks);
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);
@@ -108,7 +117,13 @@ fn engine_case(
             return Err(format!("the subscriber saw {seen} events, not {expected}"));
         }
     }
-    let suffix = if with_bus { "+bus" } else { "" };
+    let mut suffix = String::new();
+    if !work.is_zero() {
+        suffix.push_str(&format!("+work{}ns", work.as_nanos()));
+    }
+    if with_bus {
+        suffix.push_str("+bus");
+    }
     Ok(format!(
         "{{\"case\": \"engine/{}/c{max_concurrent}{suffix}\", \"tasks\": {}, \"ns_per_task\": {ns:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}}}",
         shape.name(),
