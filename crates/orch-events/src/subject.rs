@@ -7,33 +7,77 @@
 
 use std::{fmt, str::FromStr, sync::Arc};
 
+use arrayvec::ArrayString;
+
 use crate::SubjectError;
 
 /// A validated subject to publish on, such as `workflow.etl.task.load.completed`.
 ///
-/// Cheap to clone (`Arc<str>` inside): build it once and publish on it many times to
-/// skip validation on the hot path.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Subject(Arc<str>);
+/// Cheap to clone: a subject of up to [`Subject::INLINE`] bytes is stored inline (no
+/// allocation, no shared count), a longer one in an `Arc<str>`. Build it once and publish
+/// on it many times to skip validation on the hot path.
+#[derive(Clone)]
+pub struct Subject(Text);
+
+#[derive(Clone)]
+enum Text {
+    Inline(ArrayString<{ Subject::INLINE }>),
+    Shared(Arc<str>),
+}
 
 impl Subject {
+    /// The longest subject, in bytes, stored inline.
+    pub const INLINE: usize = 56;
+
     /// Validates `subject`.
     ///
     /// # Errors
     /// A [`SubjectError`] saying what is wrong and at which token.
     pub fn new(subject: &str) -> Result<Self, SubjectError> {
         validate(subject, false)?;
-        Ok(Self(Arc::from(subject)))
+        Ok(Self(match ArrayString::from(subject) {
+            Ok(inline) => Text::Inline(inline),
+            Err(_) => Text::Shared(Arc::from(subject)),
+        }))
     }
 
     /// The subject text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Text::Inline(text) => text,
+            Text::Shared(text) => text,
+        }
     }
 
     /// The dot-separated tokens.
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
-        self.0.split('.')
+        self.as_str().split('.')
+    }
+}
+
+impl PartialEq for Subject {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Subject {}
+
+impl std::hash::Hash for Subject {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Subject {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Subject {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -170,19 +214,19 @@ macro_rules! text_impls {
     ($ty:ident) => {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+                fmt::Debug::fmt(self.as_str(), f)
             }
         }
 
         impl AsRef<str> for $ty {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
@@ -212,7 +256,7 @@ macro_rules! text_impls {
 
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                s.serialize_str(self.as_str())
             }
         }
 
@@ -362,6 +406,24 @@ mod tests {
         fn validation_is_the_explanation(input in "[ab.*> é\t]{0,8}", wildcards: bool) {
             proptest::prop_assert_eq!(validate(&input, wildcards), explain(&input, wildcards));
         }
+    }
+
+    #[test]
+    fn short_and_long_subjects_behave_alike() {
+        let short = "a".repeat(Subject::INLINE);
+        let long = format!("{short}.b");
+        for text in [short.as_str(), long.as_str()] {
+            let subject = Subject::new(text).expect("valid");
+            assert_eq!(subject.as_str(), text);
+            assert_eq!(subject.clone(), subject);
+            assert_eq!(subject.to_string(), text);
+            assert!(Pattern::new(">").expect("valid").matches(&subject));
+        }
+        let (a, b) = (
+            Subject::new(&short).expect("valid"),
+            Subject::new(&long).expect("valid"),
+        );
+        assert!(a < b, "ordered by text");
     }
 
     #[test]
