@@ -56,6 +56,7 @@ impl Announcer {
         engine: &EngineInner,
         workflow: &Workflow,
         plan: &Plan,
+        span: &tracing::Span,
     ) -> Option<Self> {
         let bus = engine.bus.clone()?;
         let run_id = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
@@ -63,7 +64,7 @@ impl Announcer {
         let (batches, incoming) = mpsc::channel(BATCHES_IN_FLIGHT);
         Some(Self {
             listening: bus.subscription_count() > 0,
-            publisher: Publisher::start(bus.clone(), names, incoming),
+            publisher: Publisher::start(bus.clone(), names, incoming, span.clone()),
             bus,
             notes: Vec::new(),
             batches: Some(batches),
@@ -113,10 +114,13 @@ impl Announcer {
                 self.notes.clear();
                 return Poll::Ready(());
             };
-            // The next batch starts with room for as many notes.
-            let room = Vec::with_capacity(self.notes.len());
-            match batches.try_send(std::mem::replace(&mut self.notes, room)) {
-                Ok(()) => return Poll::Ready(()),
+            let handed = self.notes.len();
+            match batches.try_send(std::mem::take(&mut self.notes)) {
+                Ok(()) => {
+                    // The next batch starts with room for as many notes.
+                    self.notes.reserve(handed);
+                    return Poll::Ready(());
+                }
                 Err(TrySendError::Full(notes)) => {
                     self.notes = notes;
                     let batches = batches.clone();

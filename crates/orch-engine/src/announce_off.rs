@@ -10,7 +10,12 @@ use crate::note::Note;
 pub(crate) enum Announcer {}
 
 impl Announcer {
-    pub(crate) fn for_engine(_: &EngineInner, _: &Workflow, _: &Plan) -> Option<Self> {
+    pub(crate) fn for_engine(
+        _: &EngineInner,
+        _: &Workflow,
+        _: &Plan,
+        _: &tracing::Span,
+    ) -> Option<Self> {
         None
     }
 

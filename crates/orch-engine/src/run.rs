@@ -56,7 +56,7 @@ pub(crate) async fn execute(
         .filter_map(|t| handlers.get(t).cloned())
         .collect();
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
-    let announcer = Announcer::for_engine(&engine, &workflow, plan);
+    let announcer = Announcer::for_engine(&engine, &workflow, plan, &span);
     let mut run = Scheduler::new(
         &workflow,
         plan,
@@ -204,6 +204,13 @@ impl<'p> Scheduler<'p> {
             self.records[index] = record.clone();
             for &d in self.plan.dependents(index) {
                 self.waiting[d as usize].dependencies -= 1;
+            }
+        }
+        // A completed task is kept even if the workflow gave it a dependency that has yet
+        // to run: that dependency's completion must not release it again.
+        for (waiting, record) in self.waiting.iter_mut().zip(&self.records) {
+            if record.status == TaskStatus::Completed {
+                waiting.dependencies = u32::MAX;
             }
         }
         self.ready.clear();

@@ -387,6 +387,41 @@ fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
 }
 
 #[test]
+fn resume_keeps_a_completed_task_that_gained_a_dependency() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        echo(&engine, "ok");
+        let before = Workflow::new("w", "W")
+            .task(Task::new("a", "ok"))
+            .task(Task::new("b", "ok").depends_on(["a"]))
+            .task(Task::new("c", "ok").depends_on(["b"]));
+        let first = engine.execute_workflow(&before).await.expect("valid");
+        assert_eq!(first.status, WorkflowStatus::Completed);
+        let after = Workflow::new("w", "W")
+            .task(Task::new("a", "ok"))
+            .task(Task::new("new", "ok"))
+            .task(Task::new("b", "ok").depends_on(["a", "new"]))
+            .task(Task::new("c", "ok").depends_on(["b"]));
+        let resumed = engine.resume(&after, &first).await.expect("valid");
+        assert_eq!(resumed.status, WorkflowStatus::Completed);
+        let new = resumed.task("new").expect("recorded");
+        assert_eq!(new.attempts, 1);
+        assert!(
+            new.start_time >= Some(first.end_time),
+            "`new` ran in the resumed run"
+        );
+        for id in ["a", "b", "c"] {
+            let (kept, was) = (resumed.task(id), first.task(id));
+            assert_eq!(
+                kept.map(|r| r.start_time),
+                was.map(|r| r.start_time),
+                "{id} kept"
+            );
+        }
+    });
+}
+
+#[test]
 fn resume_refuses_a_result_of_another_workflow() {
     runtime().block_on(async {
         let engine = WorkflowEngine::new();

@@ -8,18 +8,21 @@ use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions};
 use serde_json::Value;
 
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 /// Everything `pattern` received from running `workflow`, in arrival order.
 fn run_and_collect(
     engine_for: impl FnOnce(EventBus<EngineEvent>) -> WorkflowEngine,
     workflow: &Workflow,
     capacity: usize,
 ) -> (orch_core::WorkflowResult, Vec<(String, EngineEvent)>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
+    two_workers().block_on(async {
         let bus: EventBus<EngineEvent> = EventBus::new();
         let mut subscription = bus
             .subscribe_with("workflow.>", SubscribeOptions::new().capacity(capacity))
@@ -278,4 +281,37 @@ fn outside_a_tokio_runtime_the_run_publishes_its_own_events() {
             "workflow.w.finished",
         ]
     );
+}
+
+#[test]
+fn dropping_a_run_stops_its_publisher() {
+    two_workers().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        // Never read: the publisher soon waits for room that never comes.
+        let stuck = bus
+            .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1))
+            .expect("a valid pattern");
+        let engine = WorkflowEngine::builder()
+            .event_bus(bus.clone())
+            .build()
+            .expect("valid");
+        engine.register_handler(
+            "instant",
+            |_ctx: TaskContext| async move { Ok(Value::Null) },
+        );
+        let workflow = Workflow::from_tasks(
+            "w",
+            "W",
+            (0..100).map(|i| Task::new(format!("t{i}"), "instant")),
+        );
+        let run = tokio::time::timeout(
+            Duration::from_millis(50),
+            engine.execute_workflow(&workflow),
+        );
+        assert!(run.await.is_err(), "the run waits for the stuck subscriber");
+        // `close` waits for publishes under way: the dropped run's publisher must be gone.
+        let closed = tokio::time::timeout(Duration::from_secs(10), bus.close()).await;
+        assert!(closed.is_ok(), "close waited for a dropped run's publisher");
+        assert_eq!(stuck.stats().queued, 1);
+    });
 }

@@ -19,7 +19,7 @@ use crate::{
     SubscribeError, SubscribeOptions, Subscription, SubscriptionId, TryPublishError,
     TryPublishErrorKind,
     queue::{Push, Queue},
-    routes::Routes,
+    routes::{Matches, Routes},
 };
 
 /// A pub/sub event bus. Cheap to clone: clones share one bus.
@@ -132,12 +132,14 @@ impl<T> Inner<T> {
         subject: Subject,
         payload: T,
         at: SystemTime,
-        matches: &[Arc<Queue<T>>],
+        matches: &Matches<'_, T>,
     ) -> u64 {
         let event = self.stamp(subject, payload, at);
-        for queue in matches {
-            queue.push_reserved(std::slice::from_ref(&event));
+        let mut evicted = Vec::new();
+        for queue in matches.iter() {
+            queue.push_reserved(std::slice::from_ref(&event), &mut evicted);
         }
+        drop(evicted);
         event.seq()
     }
 
@@ -303,13 +305,12 @@ impl<T> EventBus<T> {
         let matches = routes.matches(&subject);
         if let Err(first_full) = reserve_all(&matches) {
             // List the queues that are full now.
-            let blocked = std::iter::once(&matches[first_full])
-                .chain(
-                    matches[first_full + 1..]
-                        .iter()
-                        .filter(|queue| queue.is_full()),
-                )
-                .map(|queue| SubscriptionId(queue.id))
+            let blocked = matches
+                .iter()
+                .skip(first_full)
+                .enumerate()
+                .filter(|(i, queue)| *i == 0 || queue.is_full())
+                .map(|(_, queue)| SubscriptionId(queue.id))
                 .collect();
             return Err(TryPublishError::new(
                 TryPublishErrorKind::Full { blocked },
@@ -432,7 +433,7 @@ impl<T> EventBus<T> {
 /// Reserves a slot in every matching [`Block`](crate::Overflow::Block) queue, so an event
 /// goes to all of them or to none. On the first full one, gives the reservations back and
 /// returns its index in `matches`.
-fn reserve_all<T>(matches: &[Arc<Queue<T>>]) -> Result<(), usize> {
+fn reserve_all<T>(matches: &Matches<'_, T>) -> Result<(), usize> {
     let reserved = matches
         .iter()
         .take_while(|queue| queue.try_reserve_up_to(1) == 1)
@@ -440,8 +441,9 @@ fn reserve_all<T>(matches: &[Arc<Queue<T>>]) -> Result<(), usize> {
     if reserved == matches.len() {
         return Ok(());
     }
-    matches[..reserved]
+    matches
         .iter()
+        .take(reserved)
         .for_each(|queue| queue.unreserve(1));
     Err(reserved)
 }

@@ -133,19 +133,33 @@ impl<T> Queue<T> {
     /// Queues `event` (or applies the overflow policy); under [`Overflow::Block`], says
     /// `Full` rather than wait.
     pub(crate) fn push(&self, event: &Arc<Event<T>>) -> Push {
-        self.push_all(std::slice::from_ref(event), false)
+        let mut evicted = Vec::new();
+        let pushed = self.push_all(std::slice::from_ref(event), false, &mut evicted);
+        // Payload destructors run outside the lock.
+        drop(evicted);
+        pushed
     }
 
     /// Queues `events` in order, under one lock and with at most one wake. Under
     /// [`Overflow::Block`] their slots were reserved by [`Queue::try_reserve_up_to`];
-    /// under the drop policies the policy makes room.
-    pub(crate) fn push_reserved(&self, events: &[Arc<Event<T>>]) -> Push {
-        self.push_all(events, true)
+    /// under the drop policies the policy makes room, and what it evicts goes to
+    /// `evicted`, for the caller to drop once every queue has its events (a payload
+    /// destructor that panics then cannot leave reserved slots behind).
+    pub(crate) fn push_reserved(
+        &self,
+        events: &[Arc<Event<T>>],
+        evicted: &mut Vec<Arc<Event<T>>>,
+    ) -> Push {
+        self.push_all(events, true, evicted)
     }
 
-    fn push_all(&self, events: &[Arc<Event<T>>], reserved: bool) -> Push {
+    fn push_all(
+        &self,
+        events: &[Arc<Event<T>>],
+        reserved: bool,
+        evicted: &mut Vec<Arc<Event<T>>>,
+    ) -> Push {
         let lossless = self.policy == Overflow::Block;
-        let mut evicted = Vec::new();
         let waker = {
             let mut s = lock(&self.state);
             if reserved && lossless {
@@ -172,8 +186,6 @@ impl<T> Queue<T> {
             s.high_water = s.high_water.max(s.buf.len());
             s.rx_waker.take()
         };
-        // Payload destructors run outside the lock.
-        drop(evicted);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -217,9 +229,18 @@ impl<T> Queue<T> {
     }
 
     /// Gives back `slots` from [`Queue::try_reserve_up_to`].
+    /// A publisher waiting for room is told: the slots may be all the room there is.
     pub(crate) fn unreserve(&self, slots: usize) {
-        if self.policy == Overflow::Block && slots > 0 {
-            lock(&self.state).reserved -= slots;
+        if self.policy != Overflow::Block || slots == 0 {
+            return;
+        }
+        let notify = {
+            let mut s = lock(&self.state);
+            s.reserved -= slots;
+            std::mem::take(&mut s.tx_waiting)
+        };
+        if notify {
+            self.space.notify_waiters();
         }
     }
 

@@ -1,7 +1,7 @@
 //! Routing state: the subject trie plus a cache of its answers by subject.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     hash::{BuildHasher, BuildHasherDefault, Hasher},
     sync::{Arc, Mutex, PoisonError},
 };
@@ -18,13 +18,15 @@ pub(crate) struct Routes<T> {
     cache: Mutex<RouteCache<T>>,
 }
 
-/// Cached routes, and the subjects seen once: a subject is cached on its second
+/// Cached routes, and the subjects seen recently: a subject is cached on its second
 /// publish, so a stream of unique subjects (one per task, say) costs a hash each rather
 /// than filling and flushing the cache. Both are keyed by the subject's hash, computed
 /// once per publish; a cached route keeps its subject to tell colliding ones apart.
 struct RouteCache<T> {
     routes: HashMap<u64, CachedRoute<T>, BuildHasherDefault<Prehashed>>,
-    seen_once: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    /// The hashes of subjects seen, one per slot (a slot keeps the latest): a subject is
+    /// "seen" if its slot holds its hash. Fixed size, so it never needs clearing.
+    seen: Box<[u64]>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -35,7 +37,7 @@ impl<T> Default for RouteCache<T> {
     fn default() -> Self {
         Self {
             routes: HashMap::default(),
-            seen_once: HashSet::default(),
+            seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -62,26 +64,32 @@ impl Hasher for Prehashed {
 }
 
 /// The queues an event on one subject goes to, in trie order: shared with the cache, or
-/// (for a subject not cached) a list of its own, one allocation.
-pub(crate) enum Matches<T> {
+/// (for a subject not cached) borrowed from the trie for as long as the routing lock is
+/// held, so that looking a route up touches no queue's reference count (a count that
+/// would share its cache line with the queue's lock, which the subscriber takes).
+pub(crate) enum Matches<'a, T> {
     Cached(Arc<[Arc<Queue<T>>]>),
-    Walked(Vec<Arc<Queue<T>>>),
+    Walked(Vec<&'a Arc<Queue<T>>>),
 }
 
-impl<T> std::ops::Deref for Matches<T> {
-    type Target = [Arc<Queue<T>>];
-
-    fn deref(&self) -> &Self::Target {
+impl<'a, T> Matches<'a, T> {
+    pub(crate) fn len(&self) -> usize {
         match self {
-            Matches::Cached(queues) => queues,
-            Matches::Walked(queues) => queues,
+            Matches::Cached(queues) => queues.len(),
+            Matches::Walked(queues) => queues.len(),
         }
     }
-}
 
-impl<T> Matches<T> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Queue<T>>> {
+        let (cached, walked) = match self {
+            Matches::Cached(queues) => (&queues[..], &[][..]),
+            Matches::Walked(queues) => (&[][..], &queues[..]),
+        };
+        cached.iter().chain(walked.iter().copied())
+    }
+
     /// The list of a walked answer, emptied for [`Routes::matches_reusing`].
-    pub(crate) fn into_spare(self) -> Option<Vec<Arc<Queue<T>>>> {
+    pub(crate) fn into_spare(self) -> Option<Vec<&'a Arc<Queue<T>>>> {
         match self {
             Matches::Cached(_) => None,
             Matches::Walked(mut queues) => {
@@ -104,6 +112,9 @@ impl<T> Matches<T> {
 /// Subjects whose routes are cached; past this the cache starts over.
 const ROUTE_CACHE_SUBJECTS: usize = 8192;
 
+/// Slots of the seen-subjects filter.
+const SEEN_SLOTS: usize = 8192;
+
 impl<T> Routes<T> {
     pub(crate) fn new() -> Self {
         Self {
@@ -115,17 +126,17 @@ impl<T> Routes<T> {
 
     /// The queues matching `subject`: from the cache, or from the trie (and then cached).
     /// A publisher finding the cache busy walks the trie rather than wait.
-    pub(crate) fn matches(&self, subject: &Subject) -> Matches<T> {
+    pub(crate) fn matches(&self, subject: &Subject) -> Matches<'_, T> {
         self.matches_reusing(subject, Vec::new())
     }
 
     /// [`Routes::matches`], writing a walked answer into `spare` (an empty list, from
     /// [`Matches::into_spare`]) rather than a new one.
-    pub(crate) fn matches_reusing(
-        &self,
+    pub(crate) fn matches_reusing<'a>(
+        &'a self,
         subject: &Subject,
-        spare: Vec<Arc<Queue<T>>>,
-    ) -> Matches<T> {
+        spare: Vec<&'a Arc<Queue<T>>>,
+    ) -> Matches<'a, T> {
         let Ok(mut cache) = self.cache.try_lock() else {
             return Matches::Walked(self.walk(subject, spare));
         };
@@ -136,26 +147,28 @@ impl<T> Routes<T> {
             }
         }
         let matches = self.walk(subject, spare);
-        if cache.seen_once.remove(&hash) {
+        let slot = (hash % SEEN_SLOTS as u64) as usize;
+        let seen = std::mem::replace(&mut cache.seen[slot], hash) == hash;
+        if seen {
             if cache.routes.len() >= ROUTE_CACHE_SUBJECTS {
                 cache.routes.clear();
             }
-            let shared: Arc<[Arc<Queue<T>>]> = matches.into();
+            let shared: Arc<[Arc<Queue<T>>]> = matches.into_iter().cloned().collect();
             cache
                 .routes
                 .insert(hash, (subject.clone(), Arc::clone(&shared)));
             return Matches::Cached(shared);
         }
-        if cache.seen_once.len() >= ROUTE_CACHE_SUBJECTS {
-            cache.seen_once.clear();
-        }
-        cache.seen_once.insert(hash);
         Matches::Walked(matches)
     }
 
-    fn walk(&self, subject: &Subject, mut matches: Vec<Arc<Queue<T>>>) -> Vec<Arc<Queue<T>>> {
+    fn walk<'a>(
+        &'a self,
+        subject: &Subject,
+        mut matches: Vec<&'a Arc<Queue<T>>>,
+    ) -> Vec<&'a Arc<Queue<T>>> {
         self.trie
-            .for_each_match(subject.as_str(), |queue| matches.push(Arc::clone(queue)));
+            .for_each_match(subject.as_str(), |queue| matches.push(queue));
         matches
     }
 
@@ -163,6 +176,6 @@ impl<T> Routes<T> {
     pub(crate) fn invalidate(&mut self) {
         let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
         cache.routes.clear();
-        cache.seen_once.clear();
+        cache.seen.fill(0);
     }
 }

@@ -9,8 +9,10 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use orch_core::{EngineEvent, Plan, Workflow};
 use orch_events::{EventBus, Subject};
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::note::Note;
 
@@ -101,10 +103,14 @@ async fn publish(bus: EventBus<EngineEvent>, names: Names, mut batches: mpsc::Re
     }
 }
 
-/// Where the publisher runs: as a task of the current tokio runtime, or (outside one)
-/// inside the run, polled whenever the run flushes.
+/// Where the publisher runs: as a task of the current tokio runtime when it has several
+/// worker threads, or else inside the run, polled whenever the run flushes (on a
+/// single-threaded runtime a task gains nothing, and outside a runtime there is none).
+///
+/// Dropping it (the run was dropped before it finished) stops it: events handed over but
+/// not yet published are dropped with the run, as its other state is.
 pub(crate) enum Publisher {
-    Spawned(JoinHandle<()>),
+    Spawned(Option<JoinHandle<()>>),
     Inline(Option<BoxFuture<'static, ()>>),
 }
 
@@ -113,11 +119,14 @@ impl Publisher {
         bus: EventBus<EngineEvent>,
         names: Names,
         batches: mpsc::Receiver<Vec<Note>>,
+        span: tracing::Span,
     ) -> Self {
-        let publishing = publish(bus, names, batches);
+        let publishing = publish(bus, names, batches).instrument(span);
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => Self::Spawned(runtime.spawn(publishing)),
-            Err(_) => Self::Inline(Some(Box::pin(publishing))),
+            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                Self::Spawned(Some(runtime.spawn(publishing)))
+            }
+            _ => Self::Inline(Some(Box::pin(publishing))),
         }
     }
 
@@ -134,12 +143,33 @@ impl Publisher {
     }
 
     /// Waits until the publisher has published everything (its batches are closed).
-    pub(crate) async fn finish(self) {
-        match self {
-            // A publisher that panicked has nothing more to publish.
-            Self::Spawned(task) => drop(task.await),
-            Self::Inline(Some(publishing)) => publishing.await,
-            Self::Inline(None) => {}
+    pub(crate) async fn finish(mut self) {
+        match &mut self {
+            Self::Spawned(task) => {
+                // Awaited in place, so that dropping this wait still aborts the task.
+                let Some(running) = task.as_mut() else { return };
+                let outcome = running.await;
+                *task = None;
+                if let Err(error) = outcome {
+                    // The publisher panicked: a bug to report, not to hide.
+                    if error.is_panic() {
+                        std::panic::resume_unwind(error.into_panic());
+                    }
+                }
+            }
+            Self::Inline(publishing) => {
+                if let Some(publishing) = publishing.take() {
+                    publishing.await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if let Self::Spawned(Some(task)) = self {
+            task.abort();
         }
     }
 }

@@ -2,11 +2,10 @@
 //! one wake) per subscription for each run of events that go to the same subscriptions.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::EventBus;
-use crate::{PublishError, Subject, queue::Queue, routes::Matches};
+use crate::{PublishError, Subject, routes::Matches};
 
 /// The most events queued per queue lock.
 const RUN: usize = 1024;
@@ -46,9 +45,10 @@ impl<T> EventBus<T> {
         let at = SystemTime::now();
         let mut published = 0;
         let mut stamped = Vec::new();
+        let mut evicted = Vec::new();
         let mut spare = Vec::new();
         // The route of `events[0]`, when it was looked up while extending the last run.
-        let mut next: Option<Matches<T>> = None;
+        let mut next: Option<Matches<'_, T>> = None;
         while let Some((subject, _)) = events.front() {
             let matches = match next.take() {
                 Some(matches) => matches,
@@ -65,15 +65,19 @@ impl<T> EventBus<T> {
                 run += 1;
             }
             let granted = reserve_up_to(&matches, run);
+            if granted == 0 {
+                break;
+            }
             stamped.extend(
                 events
                     .drain(..granted)
                     .map(|(subject, payload)| inner.stamp(subject, payload, at)),
             );
             for queue in matches.iter() {
-                queue.push_reserved(&stamped);
+                queue.push_reserved(&stamped, &mut evicted);
             }
             stamped.clear();
+            evicted.clear();
             published += granted;
             if granted < run {
                 break;
@@ -85,16 +89,17 @@ impl<T> EventBus<T> {
 }
 
 /// Reserves the same number of slots, as many as possible up to `wanted`, in every
-/// lossless queue of `matches`, and returns it.
-fn reserve_up_to<T>(matches: &[Arc<Queue<T>>], wanted: usize) -> usize {
-    if let [only] = matches {
-        return only.try_reserve_up_to(wanted);
-    }
-    let mut granted = Vec::with_capacity(matches.len());
+/// lossless queue of `matches`, and returns it. Each queue is asked for what the one
+/// before it granted; the last answer is what all can take, and the queues that granted
+/// more give the excess back.
+fn reserve_up_to<T>(matches: &Matches<'_, T>, wanted: usize) -> usize {
+    let mut granted = Vec::new();
     let mut least = wanted;
-    for queue in matches {
+    for queue in matches.iter() {
         least = queue.try_reserve_up_to(least);
-        granted.push(least);
+        if matches.len() > 1 {
+            granted.push(least);
+        }
         if least == 0 {
             break;
         }
