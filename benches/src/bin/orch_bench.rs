@@ -90,13 +90,19 @@ fn engine_case(
         builder = builder.event_bus(bus);
     }
     let engine = builder.build().map_err(|e| e.to_string())?;
-    engine.register_handler("noop", move |_ctx: orch_engine::TaskContext| async move {
-        let start = Instant::now();
-        while start.elapsed() < work {
-            std::hint::spin_loop();
-        }
-        Ok(serde_json::Value::Null)
-    });
+    if work.is_zero() {
+        engine.register_handler("noop", |_ctx: orch_engine::TaskContext| async move {
+            Ok(serde_json::Value::Null)
+        });
+    } else {
+        engine.register_handler("noop", move |_ctx: orch_engine::TaskContext| async move {
+            let start = Instant::now();
+            while start.elapsed() < work {
+                std::hint::spin_loop();
+            }
+            Ok(serde_json::Value::Null)
+        });
+    }
     let workflow = shape.build(tasks);
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);
