@@ -133,8 +133,11 @@ impl<T> Queue<T> {
     /// Queues `event` (or applies the overflow policy); under [`Overflow::Block`], says
     /// `Full` rather than wait.
     pub(crate) fn push(&self, event: &Arc<Event<T>>) -> Push {
-        let mut evicted = Vec::new();
-        let pushed = self.push_all(std::slice::from_ref(event), false, &mut evicted);
+        // One event evicts at most one.
+        let mut evicted = None;
+        let pushed = self.push_all(std::slice::from_ref(event), false, |old| {
+            evicted = Some(old);
+        });
         // Payload destructors run outside the lock.
         drop(evicted);
         pushed
@@ -150,14 +153,16 @@ impl<T> Queue<T> {
         events: &[Arc<Event<T>>],
         evicted: &mut Vec<Arc<Event<T>>>,
     ) -> Push {
-        self.push_all(events, true, evicted)
+        self.push_all(events, true, |old| evicted.push(old))
     }
 
+    /// Queues `events`; `evict` takes what the [`Overflow::DropOldest`] policy pushes out,
+    /// to be dropped outside the lock.
     fn push_all(
         &self,
         events: &[Arc<Event<T>>],
         reserved: bool,
-        evicted: &mut Vec<Arc<Event<T>>>,
+        mut evict: impl FnMut(Arc<Event<T>>),
     ) -> Push {
         let lossless = self.policy == Overflow::Block;
         let waker = {
@@ -179,7 +184,9 @@ impl<T> Queue<T> {
                     if self.policy == Overflow::DropNewest {
                         continue;
                     }
-                    evicted.extend(s.buf.pop_front());
+                    if let Some(old) = s.buf.pop_front() {
+                        evict(old);
+                    }
                 }
                 s.buf.push_back(Arc::clone(event));
             }

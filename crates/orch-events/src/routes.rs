@@ -24,10 +24,32 @@ pub(crate) struct Routes<T> {
 /// once per publish; a cached route keeps its subject to tell colliding ones apart.
 struct RouteCache<T> {
     routes: HashMap<u64, CachedRoute<T>, BuildHasherDefault<Prehashed>>,
-    /// The hashes of subjects seen, one per slot (a slot keeps the latest): a subject is
-    /// "seen" if its slot holds its hash. Fixed size, so it never needs clearing.
+    /// The subjects seen since the last reset, as a Bloom filter over two 17-bit slices
+    /// of the hash: setting bits never pushes another subject out, so two subjects that
+    /// share a slot both get cached. Reset after [`ROUTE_CACHE_SUBJECTS`] insertions.
     seen: Box<[u64]>,
+    seen_insertions: usize,
     hasher: foldhash::fast::RandomState,
+}
+
+impl<T> RouteCache<T> {
+    /// Whether a subject with this hash was seen since the last reset; notes it if not.
+    fn was_seen(&mut self, hash: u64) -> bool {
+        let bits = [hash as usize % SEEN_BITS, (hash >> 32) as usize % SEEN_BITS];
+        let is_set = |seen: &[u64], bit: usize| seen[bit / 64] & (1 << (bit % 64)) != 0;
+        if bits.iter().all(|&bit| is_set(&self.seen, bit)) {
+            return true;
+        }
+        if self.seen_insertions >= ROUTE_CACHE_SUBJECTS {
+            self.seen.fill(0);
+            self.seen_insertions = 0;
+        }
+        for bit in bits {
+            self.seen[bit / 64] |= 1 << (bit % 64);
+        }
+        self.seen_insertions += 1;
+        false
+    }
 }
 
 /// A subject and the queues its events go to.
@@ -37,7 +59,8 @@ impl<T> Default for RouteCache<T> {
     fn default() -> Self {
         Self {
             routes: HashMap::default(),
-            seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
+            seen: vec![0; SEEN_BITS / 64].into_boxed_slice(),
+            seen_insertions: 0,
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -112,8 +135,9 @@ impl<'a, T> Matches<'a, T> {
 /// Subjects whose routes are cached; past this the cache starts over.
 const ROUTE_CACHE_SUBJECTS: usize = 8192;
 
-/// Slots of the seen-subjects filter.
-const SEEN_SLOTS: usize = 8192;
+/// Bits of the seen-subjects filter: with as many insertions as cached subjects, about
+/// one new subject in seventy passes for seen (and is cached on its first publish).
+const SEEN_BITS: usize = 1 << 17;
 
 impl<T> Routes<T> {
     pub(crate) fn new() -> Self {
@@ -147,9 +171,7 @@ impl<T> Routes<T> {
             }
         }
         let matches = self.walk(subject, spare);
-        let slot = (hash % SEEN_SLOTS as u64) as usize;
-        let seen = std::mem::replace(&mut cache.seen[slot], hash) == hash;
-        if seen {
+        if cache.was_seen(hash) {
             if cache.routes.len() >= ROUTE_CACHE_SUBJECTS {
                 cache.routes.clear();
             }
@@ -177,5 +199,6 @@ impl<T> Routes<T> {
         let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
         cache.routes.clear();
         cache.seen.fill(0);
+        cache.seen_insertions = 0;
     }
 }
