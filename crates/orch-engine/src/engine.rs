@@ -257,6 +257,11 @@ impl EngineBuilder {
     /// Publishes every run's lifecycle events on `bus` (see [the crate docs](crate#events)
     /// for the subjects). Publishing respects each subscription's overflow policy; with a
     /// lossless (`Block`) subscriber that falls behind, runs wait rather than drop events.
+    ///
+    /// On a multi-threaded tokio runtime each run spawns a task that builds and publishes
+    /// its events, so the run's own thread does little for them; elsewhere the run
+    /// publishes them itself. Either way a run returns only after its last event is
+    /// published, and a run dropped before it finishes publishes nothing more.
     pub fn event_bus(mut self, bus: EventBus<EngineEvent>) -> Self {
         self.bus = Some(bus);
         self
