@@ -218,7 +218,10 @@ mod tests {
         let first: usize = hashes.iter().filter(|&&h| cache.was_seen(h)).count();
         let second: usize = hashes.iter().filter(|&&h| cache.was_seen(h)).count();
         // A few new subjects pass for seen (a filter's false positives); none is missed.
-        assert!(first < 4096 / 50, "{first} of 4096 new subjects passed for seen");
+        assert!(
+            first < 4096 / 50,
+            "{first} of 4096 new subjects passed for seen"
+        );
         assert_eq!(second, 4096);
     }
 }
