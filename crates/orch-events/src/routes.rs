@@ -6,7 +6,11 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use crate::{Subject, queue::Queue, trie::Trie};
+use crate::{
+    Subject,
+    queue::Queue,
+    trie::{Reach, Trie},
+};
 
 /// Who gets what: guarded by the bus's `RwLock` (publishers read, subscribe and
 /// unsubscribe write).
@@ -52,8 +56,8 @@ impl<T> RouteCache<T> {
     }
 }
 
-/// A subject and the queues its events go to.
-type CachedRoute<T> = (Subject, Arc<[Arc<Queue<T>>]>);
+/// A subject, the queues its events go to, and how much of it decided them.
+type CachedRoute<T> = (Subject, Arc<[Arc<Queue<T>>]>, Reach);
 
 impl<T> Default for RouteCache<T> {
     fn default() -> Self {
@@ -151,47 +155,50 @@ impl<T> Routes<T> {
     /// The queues matching `subject`: from the cache, or from the trie (and then cached).
     /// A publisher finding the cache busy walks the trie rather than wait.
     pub(crate) fn matches(&self, subject: &Subject) -> Matches<'_, T> {
-        self.matches_reusing(subject, Vec::new())
+        self.matches_reusing(subject, Vec::new()).0
     }
 
     /// [`Routes::matches`], writing a walked answer into `spare` (an empty list, from
-    /// [`Matches::into_spare`]) rather than a new one.
+    /// [`Matches::into_spare`]) rather than a new one, and saying how much of the subject
+    /// decided the answer.
     pub(crate) fn matches_reusing<'a>(
         &'a self,
         subject: &Subject,
         spare: Vec<&'a Arc<Queue<T>>>,
-    ) -> Matches<'a, T> {
+    ) -> (Matches<'a, T>, Reach) {
         let Ok(mut cache) = self.cache.try_lock() else {
-            return Matches::Walked(self.walk(subject, spare));
+            let (walked, reach) = self.walk(subject, spare);
+            return (Matches::Walked(walked), reach);
         };
         let hash = cache.hasher.hash_one(subject.as_str());
-        if let Some((cached, queues)) = cache.routes.get(&hash) {
+        if let Some((cached, queues, reach)) = cache.routes.get(&hash) {
             if cached == subject {
-                return Matches::Cached(Arc::clone(queues));
+                return (Matches::Cached(Arc::clone(queues)), *reach);
             }
         }
-        let matches = self.walk(subject, spare);
+        let (walked, reach) = self.walk(subject, spare);
         if cache.was_seen(hash) {
             if cache.routes.len() >= ROUTE_CACHE_SUBJECTS {
                 cache.routes.clear();
             }
-            let shared: Arc<[Arc<Queue<T>>]> = matches.into_iter().cloned().collect();
+            let shared: Arc<[Arc<Queue<T>>]> = walked.into_iter().cloned().collect();
             cache
                 .routes
-                .insert(hash, (subject.clone(), Arc::clone(&shared)));
-            return Matches::Cached(shared);
+                .insert(hash, (subject.clone(), Arc::clone(&shared), reach));
+            return (Matches::Cached(shared), reach);
         }
-        Matches::Walked(matches)
+        (Matches::Walked(walked), reach)
     }
 
     fn walk<'a>(
         &'a self,
         subject: &Subject,
         mut matches: Vec<&'a Arc<Queue<T>>>,
-    ) -> Vec<&'a Arc<Queue<T>>> {
-        self.trie
-            .for_each_match(subject.as_str(), |queue| matches.push(queue));
-        matches
+    ) -> (Vec<&'a Arc<Queue<T>>>, Reach) {
+        let reach = self
+            .trie
+            .for_each_match_reach(subject.as_str(), |queue| matches.push(queue));
+        (matches, reach)
     }
 
     /// The routes changed: forget cached results.

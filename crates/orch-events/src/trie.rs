@@ -41,27 +41,78 @@ impl<V> Node<V> {
             && self.here.is_empty()
     }
 
-    fn visit<'a, F: FnMut(&'a V)>(&'a self, subject: &str, f: &mut F) {
+    /// Matches `subject`, the rest of a subject from token `depth` on.
+    fn visit<'a, F: FnMut(&'a V)>(
+        &'a self,
+        subject: &str,
+        depth: usize,
+        f: &mut F,
+        reach: &mut Reach,
+    ) {
         let (token, rest) = match subject.split_once('.') {
             Some((token, rest)) => (token, Some(rest)),
             None => (subject, None),
         };
         // `>` after this node matches this token and everything after it.
         self.rest.iter().for_each(&mut *f);
+        reach.read(depth + 1);
         if let Some(child) = self.literal.get(token) {
-            child.descend(rest, f);
+            child.descend(rest, depth + 1, f, reach);
         }
         if let Some(child) = self.star.as_deref() {
-            child.descend(rest, f);
+            child.descend(rest, depth + 1, f, reach);
         }
     }
 
-    fn descend<'a, F: FnMut(&'a V)>(&'a self, rest: Option<&str>, f: &mut F) {
+    fn descend<'a, F: FnMut(&'a V)>(
+        &'a self,
+        rest: Option<&str>,
+        depth: usize,
+        f: &mut F,
+        reach: &mut Reach,
+    ) {
         match rest {
-            Some(rest) => self.visit(rest, f),
-            None => self.here.iter().for_each(f),
+            Some(rest) => self.visit(rest, depth, f, reach),
+            None => {
+                // Whether the subject ends here decided the answer.
+                reach.whole = true;
+                self.here.iter().for_each(f);
+            }
         }
     }
+}
+
+/// How much of a subject a match had to look at: its first `tokens` tokens, or (`whole`)
+/// all of it, end included. When not `whole`, every subject with the same first `tokens`
+/// tokens has the same matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reach {
+    pub(crate) tokens: usize,
+    pub(crate) whole: bool,
+}
+
+impl Reach {
+    fn read(&mut self, tokens: usize) {
+        self.tokens = self.tokens.max(tokens);
+    }
+
+    /// The bytes of `subject` that decided its matches, when that is a leading part of it.
+    pub(crate) fn deciding_prefix(self, subject: &str) -> Option<&str> {
+        if self.whole {
+            return None;
+        }
+        let end = subject
+            .match_indices('.')
+            .nth(self.tokens.checked_sub(1)?)
+            .map_or(subject.len(), |(dot, _)| dot);
+        Some(&subject[..end])
+    }
+}
+
+/// Whether `subject` begins with the whole tokens of `prefix`.
+pub(crate) fn begins_with_tokens(subject: &str, prefix: &str) -> bool {
+    subject.starts_with(prefix)
+        && (subject.len() == prefix.len() || subject.as_bytes()[prefix.len()] == b'.')
 }
 
 impl<V> Default for Trie<V> {
@@ -110,8 +161,20 @@ impl<V> Trie<V> {
 
     /// Calls `f` on each value whose pattern matches `subject` (a valid subject), once
     /// per value.
-    pub(crate) fn for_each_match<'a>(&'a self, subject: &str, mut f: impl FnMut(&'a V)) {
-        self.root.visit(subject, &mut f);
+    #[cfg(test)]
+    pub(crate) fn for_each_match<'a>(&'a self, subject: &str, f: impl FnMut(&'a V)) {
+        self.for_each_match_reach(subject, f);
+    }
+
+    /// [`Trie::for_each_match`], saying how much of `subject` decided the matches.
+    pub(crate) fn for_each_match_reach<'a>(
+        &'a self,
+        subject: &str,
+        mut f: impl FnMut(&'a V),
+    ) -> Reach {
+        let mut reach = Reach::default();
+        self.root.visit(subject, 0, &mut f, &mut reach);
+        reach
     }
 
     /// Removes and returns every value.
@@ -199,6 +262,58 @@ mod tests {
         }
         assert_eq!(trie.len(), 0);
         assert!(trie.root.is_empty());
+    }
+
+    #[test]
+    fn the_reach_is_the_leading_tokens_that_decide() {
+        let mut trie = Trie::default();
+        trie.insert(&pattern("workflow.>"), 1);
+        let reach = trie.for_each_match_reach("workflow.etl.task.a.started", |_| {});
+        assert_eq!(
+            reach,
+            Reach {
+                tokens: 2,
+                whole: false
+            }
+        );
+        assert_eq!(
+            reach.deciding_prefix("workflow.etl.task.a.started"),
+            Some("workflow.etl")
+        );
+        trie.insert(&pattern("workflow.etl.task.*.failed"), 2);
+        let reach = trie.for_each_match_reach("workflow.etl.task.a.started", |_| {});
+        assert_eq!(
+            reach,
+            Reach {
+                tokens: 5,
+                whole: false
+            }
+        );
+        trie.insert(&pattern("workflow.etl"), 3);
+        assert!(trie.for_each_match_reach("workflow.etl", |_| {}).whole);
+        assert!(begins_with_tokens("a.b.c", "a.b"));
+        assert!(begins_with_tokens("a.b", "a.b"));
+        assert!(!begins_with_tokens("a.bc", "a.b"));
+    }
+
+    proptest::proptest! {
+        /// Subjects that share the deciding tokens have the same matches.
+        #[test]
+        fn subjects_sharing_the_deciding_tokens_match_alike(
+            patterns in proptest::collection::vec("[ab*](\\.[ab*]){0,3}(\\.>)?", 1..8),
+            subject in "[ab](\\.[ab]){0,4}",
+            tail in "(\\.[ab]){0,2}",
+        ) {
+            let mut trie = Trie::default();
+            for (i, p) in patterns.iter().enumerate() {
+                trie.insert(&pattern(p), i as u32);
+            }
+            let reach = trie.for_each_match_reach(&subject, |_| {});
+            if let Some(prefix) = reach.deciding_prefix(&subject) {
+                let other = format!("{prefix}{tail}");
+                proptest::prop_assert_eq!(matches(&trie, &other), matches(&trie, &subject));
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,11 @@ use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use super::EventBus;
-use crate::{PublishError, Subject, routes::Matches};
+use crate::{
+    PublishError, Subject,
+    routes::Matches,
+    trie::{Reach, begins_with_tokens},
+};
 
 /// The most events queued per queue lock.
 const RUN: usize = 1024;
@@ -48,20 +52,27 @@ impl<T> EventBus<T> {
         let mut evicted = Vec::new();
         let mut spare = Vec::new();
         // The route of `events[0]`, when it was looked up while extending the last run.
-        let mut next: Option<Matches<'_, T>> = None;
-        while let Some((subject, _)) = events.front() {
-            let matches = match next.take() {
-                Some(matches) => matches,
-                None => routes.matches_reusing(subject, std::mem::take(&mut spare)),
+        let mut next: Option<(Matches<'_, T>, Reach)> = None;
+        while let Some((first, _)) = events.front() {
+            let (matches, reach) = match next.take() {
+                Some(route) => route,
+                None => routes.matches_reusing(first, std::mem::take(&mut spare)),
             };
+            // The run of events with the same route: those whose subjects share the
+            // tokens that decided the first one's need no look-up at all.
+            let deciding = reach.deciding_prefix(first.as_str());
             let mut run = 1;
             while let Some((subject, _)) = events.get(run).filter(|_| run < RUN) {
+                if deciding.is_some_and(|prefix| begins_with_tokens(subject.as_str(), prefix)) {
+                    run += 1;
+                    continue;
+                }
                 let route = routes.matches_reusing(subject, std::mem::take(&mut spare));
-                if !route.same_queues(&matches) {
+                if !route.0.same_queues(&matches) {
                     next = Some(route);
                     break;
                 }
-                spare = route.into_spare().unwrap_or_default();
+                spare = route.0.into_spare().unwrap_or_default();
                 run += 1;
             }
             let granted = reserve_up_to(&matches, run);
