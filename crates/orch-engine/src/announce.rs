@@ -1,10 +1,11 @@
 //! Publishing a run's lifecycle events on the engine's bus, in order and without loss.
 //!
 //! The run records each event as a small [`Note`] (no allocation, no lock) and hands
-//! them over in batches to a publisher task, which builds the subjects and
-//! [`EngineEvent`]s and publishes them. Building and routing events so costs the run's
-//! own thread next to nothing; when the publisher falls behind (a full lossless
-//! subscription holds it up), the run stops starting tasks until it catches up.
+//! them over in batches to a publisher, which builds the subjects and [`EngineEvent`]s
+//! and publishes them. On a multi-threaded tokio runtime the publisher is a task of its
+//! own, so events cost the run's thread next to nothing; on a current-thread runtime or
+//! outside one, the run polls it at every flush. When the publisher falls behind (a full
+//! lossless subscription holds it up), the run stops starting tasks until it catches up.
 //!
 //! # Subjects
 //! Workflow events go to `workflow.<workflow_id>.<event>` (`started`, `finished`); task
@@ -43,7 +44,8 @@ pub(crate) struct Announcer {
     /// (A subscription made during a run sees its events from the next flush on.)
     listening: bool,
     notes: Vec<Note>,
-    /// Where batches of notes go; `None` once the publisher has stopped (the bus closed).
+    /// Where batches of notes go; `None` once the publisher has stopped (the bus closed,
+    /// or the publisher panicked: `finish` raises that again).
     batches: Option<mpsc::Sender<Vec<Note>>>,
     /// Room in `batches`, being waited for.
     waiting: Option<BoxFuture<'static, Option<OwnedPermit<Vec<Note>>>>>,
@@ -85,7 +87,8 @@ impl Announcer {
         }
     }
 
-    /// Hands the queued notes to the publisher. Pending while it is too far behind.
+    /// Hands the queued notes to the publisher, and lets an inline publisher work. Pending
+    /// while it is too far behind.
     pub(crate) fn flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.listening = self.bus.subscription_count() > 0;
         let poll = self.hand_over(cx);
@@ -132,7 +135,7 @@ impl Announcer {
         }
     }
 
-    /// The publisher stopped because the bus closed: there is no one left to tell.
+    /// The publisher stopped (the bus closed, or it panicked): no one is left to tell.
     fn publisher_gone(&mut self) {
         self.batches = None;
         self.notes.clear();

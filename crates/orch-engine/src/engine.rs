@@ -157,7 +157,9 @@ impl WorkflowEngine {
     }
 
     /// Runs again only what did not complete in `previous`: completed tasks keep their
-    /// records, and their stored results are fed to their dependents.
+    /// records, and their stored results are fed to their dependents. A completed task is
+    /// kept even if the workflow has since given it a dependency that did not complete:
+    /// that dependency runs, and the task does not run again.
     pub fn resume(&self, workflow: &Workflow, previous: &WorkflowResult) -> RunHandle {
         self.start(workflow, Some(previous.clone()))
     }
@@ -261,7 +263,8 @@ impl EngineBuilder {
     /// On a multi-threaded tokio runtime each run spawns a task that builds and publishes
     /// its events, so the run's own thread does little for them; elsewhere the run
     /// publishes them itself. Either way a run returns only after its last event is
-    /// published, and a run dropped before it finishes publishes nothing more.
+    /// published. A run dropped before it finishes stops its publisher: at most the batch
+    /// of events being published still goes out; the rest are dropped.
     pub fn event_bus(mut self, bus: EventBus<EngineEvent>) -> Self {
         self.bus = Some(bus);
         self

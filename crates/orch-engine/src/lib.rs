@@ -34,8 +34,8 @@
 //!
 //! # How tasks run
 //!
-//! A run keeps a ready queue ordered by the plan's execution order and starts tasks while
-//! fewer than `max_concurrent` are active. Handler futures are polled on the run's own
+//! A run keeps its ready tasks in a bitmap over plan positions and starts the first in the
+//! plan's execution order while fewer than `max_concurrent` are active. Handler futures are polled on the run's own
 //! tokio task, not spawned: a handler that finishes on its first poll costs one call and
 //! one allocation. Handlers that do heavy work use [`spawned`] or [`blocking`] to run on
 //! other threads.

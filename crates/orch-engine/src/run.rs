@@ -27,7 +27,7 @@ use crate::{Handler, TaskContext, TaskError};
 mod announcing;
 mod finish;
 
-/// Tasks completed in a row without waiting before the run yields to the runtime.
+/// Tasks started in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
 
 /// Validates, then runs `workflow`; with `previous`, tasks that completed there keep their
@@ -106,7 +106,8 @@ pub(crate) async fn execute(
 }
 
 /// A task's count of unfinished dependencies, beside its plan position: both are read
-/// when a dependency completes, so they share a cache line.
+/// when a dependency completes, so they share a cache line. The count is `u32::MAX` for
+/// a task kept from an earlier run, so that it is never released again.
 #[derive(Clone, Copy)]
 struct Waiting {
     dependencies: u32,
@@ -118,7 +119,7 @@ enum Progress {
     Done,
     /// Waiting for running handlers (their wakers are registered).
     Waiting,
-    /// Ready tasks wait until the bus takes the events queued so far.
+    /// Ready tasks wait until the publisher takes the next batch of notes.
     Stalled,
     /// Enough done in one go; poll again soon.
     Yield,

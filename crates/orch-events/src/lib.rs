@@ -38,8 +38,10 @@
 //!
 //! # Delivery
 //! Routing goes through a subject trie: a publish costs a few look-ups per subject
-//! token, however many subscriptions there are, and the answer is cached per subject
-//! until the next subscribe or unsubscribe. Each event is allocated once and shared
+//! token, however many subscriptions there are. The answer is cached from a subject's
+//! second publish until the next subscribe or unsubscribe, and a batch
+//! ([`EventBus::try_publish_batch`]) reuses one answer for consecutive events whose
+//! subjects share the leading tokens that decided it. Each event is allocated once and shared
 //! ([`Arc`](std::sync::Arc)). Every subscription has a bounded queue and an
 //! [`Overflow`] policy: [`Overflow::Block`] (the default: the publisher waits, nothing is
 //! lost), [`Overflow::DropOldest`] or [`Overflow::DropNewest`] (the publisher never waits;

@@ -63,7 +63,8 @@ pub(crate) enum Push {
 
 struct State<T> {
     buf: VecDeque<Arc<Event<T>>>,
-    /// Slots promised to a `try_publish` in progress.
+    /// Slots reserved by a `try_publish` or `try_publish_batch` in progress, not yet
+    /// pushed or given back.
     reserved: usize,
     /// Dropped events not yet reported to the subscriber.
     lagged: u64,

@@ -1,7 +1,8 @@
 //! Metrics of orch workflow runs, computed from run records.
 //!
-//! [`compute`] turns a [`WorkflowResult`] into [`RunMetrics`]: the seed's counts and
-//! duration statistics, percentiles, the critical path and parallel efficiency. The engine
+//! [`compute`] turns a [`WorkflowResult`](orch_core::WorkflowResult) into
+//! [`RunMetrics`]: the seed's counts and duration statistics, percentiles, the critical
+//! path and parallel efficiency. The engine
 //! attaches these to every result it returns; this crate depends on `orch-core` only, so
 //! stored results can be analysed without an engine.
 //!

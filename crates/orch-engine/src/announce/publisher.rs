@@ -1,8 +1,10 @@
-//! The publisher task: turns a run's notes into subjects and [`EngineEvent`]s and
-//! publishes them, in order, waiting for room in lossless subscriptions.
+//! The publisher (a task of its own on a multi-threaded tokio runtime, else polled by the
+//! run itself): turns a run's notes into subjects and [`EngineEvent`]s and publishes them,
+//! in order, waiting for room in lossless subscriptions.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;
 
 use futures_util::FutureExt;
@@ -79,8 +81,15 @@ impl Names {
     }
 }
 
-/// Publishes every batch from `batches` until the run hangs up, or the bus closes.
-async fn publish(bus: EventBus<EngineEvent>, names: Names, mut batches: mpsc::Receiver<Vec<Note>>) {
+/// Publishes every batch from `batches` until the run hangs up, the bus closes, or `stop`
+/// is set (the run was dropped).
+async fn publish(
+    bus: EventBus<EngineEvent>,
+    names: Names,
+    mut batches: mpsc::Receiver<Vec<Note>>,
+    stop: Arc<AtomicBool>,
+) {
+    let stopped = || stop.load(Ordering::Relaxed);
     let mut events = VecDeque::new();
     let mut scratch = String::new();
     while let Some(batch) = batches.recv().await {
@@ -90,12 +99,12 @@ async fn publish(bus: EventBus<EngineEvent>, names: Names, mut batches: mpsc::Re
                 .filter_map(|note| names.event(note, &mut scratch)),
         );
         while !events.is_empty() {
-            if bus.try_publish_batch(&mut events).is_err() {
+            if stopped() || bus.try_publish_batch(&mut events).is_err() {
                 return;
             }
             // What is left waits for room in a lossless subscription.
             if let Some((subject, event)) = events.pop_front() {
-                if bus.publish(subject, event).await.is_err() {
+                if stopped() || bus.publish(subject, event).await.is_err() {
                     return;
                 }
             }
@@ -103,14 +112,18 @@ async fn publish(bus: EventBus<EngineEvent>, names: Names, mut batches: mpsc::Re
     }
 }
 
-/// Where the publisher runs: as a task of the current tokio runtime when it has several
-/// worker threads, or else inside the run, polled whenever the run flushes (on a
-/// single-threaded runtime a task gains nothing, and outside a runtime there is none).
+/// Where the publisher runs: as a task of the current tokio runtime when it is
+/// multi-threaded, or else inside the run, polled whenever the run flushes (on a
+/// current-thread runtime a task gains nothing, and outside a runtime there is none).
 ///
-/// Dropping it (the run was dropped before it finished) stops it: events handed over but
-/// not yet published are dropped with the run, as its other state is.
+/// Dropping it (the run was dropped before it finished) stops it: a spawned publisher is
+/// told to stop and aborted, so at most the batch it is publishing goes out; the events
+/// handed over after that are dropped with the run, as its other state is.
 pub(crate) enum Publisher {
-    Spawned(Option<JoinHandle<()>>),
+    Spawned {
+        task: Option<JoinHandle<()>>,
+        stop: Arc<AtomicBool>,
+    },
     Inline(Option<BoxFuture<'static, ()>>),
 }
 
@@ -121,10 +134,14 @@ impl Publisher {
         batches: mpsc::Receiver<Vec<Note>>,
         span: tracing::Span,
     ) -> Self {
-        let publishing = publish(bus, names, batches).instrument(span);
+        let stop = Arc::new(AtomicBool::new(false));
+        let publishing = publish(bus, names, batches, Arc::clone(&stop)).instrument(span);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                Self::Spawned(Some(runtime.spawn(publishing)))
+                Self::Spawned {
+                    task: Some(runtime.spawn(publishing)),
+                    stop,
+                }
             }
             _ => Self::Inline(Some(Box::pin(publishing))),
         }
@@ -142,11 +159,12 @@ impl Publisher {
         }
     }
 
-    /// Waits until the publisher has published everything (its batches are closed).
+    /// Waits until the publisher has published everything (its batches are closed). A
+    /// panic of a spawned publisher is raised again here.
     pub(crate) async fn finish(mut self) {
         match &mut self {
-            Self::Spawned(task) => {
-                // Awaited in place, so that dropping this wait still aborts the task.
+            Self::Spawned { task, .. } => {
+                // Awaited in place, so that dropping this wait still stops the task.
                 let Some(running) = task.as_mut() else { return };
                 let outcome = running.await;
                 *task = None;
@@ -168,7 +186,12 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        if let Self::Spawned(Some(task)) = self {
+        if let Self::Spawned {
+            task: Some(task),
+            stop,
+        } = self
+        {
+            stop.store(true, Ordering::Relaxed);
             task.abort();
         }
     }
