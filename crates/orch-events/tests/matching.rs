@@ -168,3 +168,83 @@ proptest! {
         }
     }
 }
+
+/// What each subscription received, `Err(n)` for a notice of `n` dropped events.
+type Received = Vec<Vec<Result<usize, u64>>>;
+
+/// Publishes `subjects` (payload: the index) to subscriptions on `patterns` with the given
+/// policies (`None`: lossless with room for all), in one batch or one by one.
+fn deliveries(
+    patterns: &[(String, Option<(Overflow, usize)>)],
+    subjects: &[String],
+    batch: bool,
+) -> Received {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let bus: EventBus<usize> = EventBus::new();
+        let mut subs: Vec<_> = patterns
+            .iter()
+            .map(|(p, policy)| {
+                let options = match policy {
+                    None => SubscribeOptions::new().capacity(subjects.len() + 1),
+                    Some((overflow, capacity)) => SubscribeOptions::new()
+                        .capacity(*capacity)
+                        .overflow(*overflow),
+                };
+                bus.subscribe_with(p, options).expect("valid pattern")
+            })
+            .collect();
+        if batch {
+            let mut events: std::collections::VecDeque<_> = subjects
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (Subject::new(s).expect("valid"), i))
+                .collect();
+            assert_eq!(bus.try_publish_batch(&mut events), Ok(subjects.len()));
+        } else {
+            for (i, subject) in subjects.iter().enumerate() {
+                bus.try_publish(subject.as_str(), i).expect("published");
+            }
+        }
+        bus.close().await;
+        let mut received = Vec::new();
+        for sub in &mut subs {
+            let mut got = Vec::new();
+            while let Some(delivery) = sub.recv().await {
+                got.push(match delivery {
+                    Delivery::Event(event) => Ok(*event.payload()),
+                    Delivery::Lagged(n) => Err(n),
+                });
+            }
+            received.push(got);
+        }
+        received
+    })
+}
+
+fn policy_strategy() -> impl Strategy<Value = Option<(Overflow, usize)>> {
+    prop_oneof![
+        Just(None),
+        (1..4usize).prop_map(|c| Some((Overflow::DropOldest, c))),
+        (1..4usize).prop_map(|c| Some((Overflow::DropNewest, c))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Grouping a batch by route, and reusing a route for subjects that share its deciding
+    /// tokens, changes nothing that any subscription sees.
+    #[test]
+    fn a_batch_delivers_what_single_publishes_deliver(
+        patterns in prop::collection::vec((pattern_strategy(), policy_strategy()), 1..30),
+        subjects in prop::collection::vec(subject_strategy(), 1..60),
+    ) {
+        prop_assert_eq!(
+            deliveries(&patterns, &subjects, true),
+            deliveries(&patterns, &subjects, false)
+        );
+    }
+}
