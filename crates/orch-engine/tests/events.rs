@@ -8,6 +8,20 @@ use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions};
 use serde_json::Value;
 
+/// An engine publishing on `bus` whose `instant` tasks finish at once.
+fn instant_engine(bus: EventBus<EngineEvent>, max_concurrent: usize) -> WorkflowEngine {
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(max_concurrent)
+        .event_bus(bus)
+        .build()
+        .expect("valid");
+    engine.register_handler(
+        "instant",
+        |_ctx: TaskContext| async move { Ok(Value::Null) },
+    );
+    engine
+}
+
 fn two_workers() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -73,15 +87,7 @@ fn every_task_gets_one_start_and_one_end_in_causal_order() {
     let workflow = random_workflow(10_000);
     let (result, events) = run_and_collect(
         |bus| {
-            let engine = WorkflowEngine::builder()
-                .max_concurrent(8)
-                .event_bus(bus)
-                .build()
-                .expect("valid");
-            engine.register_handler(
-                "instant",
-                |_ctx: TaskContext| async move { Ok(Value::Null) },
-            );
+            let engine = instant_engine(bus, 8);
             engine.register_handler("yield", |_ctx: TaskContext| async move {
                 tokio::task::yield_now().await;
                 Ok(Value::Null)
@@ -249,14 +255,7 @@ fn outside_a_tokio_runtime_the_run_publishes_its_own_events() {
 
     let bus: EventBus<EngineEvent> = EventBus::new();
     let mut subscription = bus.subscribe("workflow.>").expect("a valid pattern");
-    let engine = WorkflowEngine::builder()
-        .event_bus(bus)
-        .build()
-        .expect("valid");
-    engine.register_handler(
-        "instant",
-        |_ctx: TaskContext| async move { Ok(Value::Null) },
-    );
+    let engine = instant_engine(bus, 1);
     let workflow = Workflow::new("w", "W")
         .task(Task::new("a", "instant"))
         .task(Task::new("b", "instant").depends_on(["a"]));
@@ -291,14 +290,7 @@ fn dropping_a_run_stops_its_publisher() {
         let stuck = bus
             .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1))
             .expect("a valid pattern");
-        let engine = WorkflowEngine::builder()
-            .event_bus(bus.clone())
-            .build()
-            .expect("valid");
-        engine.register_handler(
-            "instant",
-            |_ctx: TaskContext| async move { Ok(Value::Null) },
-        );
+        let engine = instant_engine(bus.clone(), 1);
         let workflow = Workflow::from_tasks(
             "w",
             "W",
@@ -313,5 +305,53 @@ fn dropping_a_run_stops_its_publisher() {
         let closed = tokio::time::timeout(Duration::from_secs(10), bus.close()).await;
         assert!(closed.is_ok(), "close waited for a dropped run's publisher");
         assert_eq!(stuck.stats().queued, 1);
+    });
+}
+
+#[test]
+fn a_current_thread_runtime_publishes_inline_through_a_small_queue() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut subscription = bus
+            .subscribe_with("workflow.>", SubscribeOptions::new().capacity(2))
+            .expect("a valid pattern");
+        let reader = tokio::spawn(async move {
+            let mut kinds = Vec::new();
+            while let Some(event) = subscription.recv_event().await {
+                kinds.push(event.payload().kind);
+            }
+            kinds
+        });
+        let engine = instant_engine(bus.clone(), 4);
+        let workflow = Workflow::from_tasks(
+            "w",
+            "W",
+            (0..1_000).map(|i| {
+                let task = Task::new(format!("t{i}"), "instant");
+                if i == 0 {
+                    task
+                } else {
+                    task.depends_on([format!("t{}", i - 1)])
+                }
+            }),
+        );
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        bus.close().await;
+        let kinds = reader.await.expect("reader finished");
+        assert_eq!(kinds.len(), 2 * 1_000 + 2);
+        assert_eq!(kinds.first(), Some(&EngineEventKind::WorkflowStarted));
+        assert_eq!(kinds.last(), Some(&EngineEventKind::WorkflowFinished));
+        // A chain: each task starts, then completes, before the next starts.
+        for pair in kinds[1..kinds.len() - 1].chunks(2) {
+            assert_eq!(
+                pair,
+                [EngineEventKind::TaskStarted, EngineEventKind::TaskCompleted]
+            );
+        }
     });
 }
