@@ -113,10 +113,13 @@ fn every_task_gets_one_start_and_one_end_in_causal_order() {
     let mut completed = HashMap::new();
     for (position, (subject, event)) in events.iter().enumerate() {
         assert_eq!(event.run_id, events[0].1.run_id);
+        assert_eq!(&*event.workflow_id, "big");
         let Some(id) = event.task_id.as_ref() else {
             continue;
         };
         assert_eq!(subject, &format!("workflow.big.task.{id}.{}", event.kind));
+        let task_type = workflow.tasks().get(id).map(|t| t.task_type.as_str());
+        assert_eq!(event.task_type.as_deref(), task_type);
         let first = match event.kind {
             EngineEventKind::TaskStarted => started.insert(id.clone(), position),
             EngineEventKind::TaskCompleted => completed.insert(id.clone(), position),

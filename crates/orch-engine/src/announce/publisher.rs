@@ -19,14 +19,19 @@ use tracing::Instrument;
 use crate::note::Note;
 
 /// What the publisher needs to name a run's events.
+///
+/// The ids that events share (the workflow id, the task types) are copied afresh for each
+/// batch: the subscriber drops a batch's events while the publisher builds the next, and
+/// shared reference counts would bounce between their two cores on every event.
 pub(crate) struct Names {
     workflow: Workflow,
     workflow_id: Arc<str>,
     run_id: u64,
     /// `workflow.<workflow_id>.`, escaped.
     prefix: String,
-    /// Each task type once, shared by the events of its tasks.
-    task_types: Vec<Arc<str>>,
+    /// Each task type once, with the batch it was last copied for.
+    task_types: Vec<(u64, Arc<str>)>,
+    batch: u64,
 }
 
 impl Names {
@@ -42,13 +47,30 @@ impl Names {
             task_types: plan
                 .task_types()
                 .iter()
-                .map(|t| Arc::from(t.as_str()))
+                .map(|t| (0, Arc::from(t.as_str())))
                 .collect(),
+            batch: 0,
         }
     }
 
+    /// Starts a batch: the ids its events share are copied on first use.
+    fn next_batch(&mut self) {
+        self.batch += 1;
+        self.workflow_id = Arc::from(&*self.workflow_id);
+    }
+
+    fn task_type(&mut self, index: usize) -> Option<Arc<str>> {
+        let batch = self.batch;
+        let (copied_for, name) = self.task_types.get_mut(index)?;
+        if *copied_for != batch {
+            *copied_for = batch;
+            *name = Arc::from(&**name);
+        }
+        Some(Arc::clone(name))
+    }
+
     /// The subject and event of `note`; the subject is written in `scratch` first.
-    fn event(&self, note: Note, scratch: &mut String) -> Option<(Subject, EngineEvent)> {
+    fn event(&mut self, note: Note, scratch: &mut String) -> Option<(Subject, EngineEvent)> {
         let mut event = EngineEvent::new(
             note.kind,
             Arc::clone(&self.workflow_id),
@@ -67,7 +89,7 @@ impl Names {
             push_token(scratch, task_id);
             scratch.push('.');
             event.task_id = Some(task_id.clone());
-            event.task_type = self.task_types.get(note.task_type as usize).cloned();
+            event.task_type = self.task_type(note.task_type as usize);
         }
         scratch.push_str(note.kind.as_str());
         match Subject::new(scratch) {
@@ -85,7 +107,7 @@ impl Names {
 /// is set (the run was dropped).
 async fn publish(
     bus: EventBus<EngineEvent>,
-    names: Names,
+    mut names: Names,
     mut batches: mpsc::Receiver<Vec<Note>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -93,6 +115,7 @@ async fn publish(
     let mut events = VecDeque::new();
     let mut scratch = String::new();
     while let Some(batch) = batches.recv().await {
+        names.next_batch();
         events.extend(
             batch
                 .into_iter()
