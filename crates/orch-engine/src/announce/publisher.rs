@@ -21,18 +21,25 @@ use crate::note::Note;
 /// What the publisher needs to name a run's events.
 ///
 /// The ids that events share (the workflow id, the task types) are copied afresh for each
-/// batch: the subscriber drops a batch's events while the publisher builds the next, and
-/// shared reference counts would bounce between their two cores on every event.
+/// batch of [`SHARE_COPIES_FOR`] events or more: the subscriber drops a batch's events
+/// while the publisher builds the next, and shared reference counts would bounce between
+/// their two cores on every event.
 pub(crate) struct Names {
     workflow: Workflow,
     workflow_id: Arc<str>,
     run_id: u64,
     /// `workflow.<workflow_id>.`, escaped.
     prefix: String,
-    /// Each task type once, with the batch it was last copied for.
+    /// Each task type once, with the copy generation it belongs to.
     task_types: Vec<(u64, Arc<str>)>,
-    batch: u64,
+    generation: u64,
+    /// Events named since the shared ids were last copied.
+    since_copy: usize,
 }
+
+/// Events after which a new batch gets its own copies of the shared ids; smaller batches
+/// (a slow run's) keep sharing them rather than allocate for a few events.
+const SHARE_COPIES_FOR: usize = 64;
 
 impl Names {
     pub(crate) fn new(workflow: &Workflow, run_id: u64, plan: &Plan) -> Self {
@@ -49,21 +56,26 @@ impl Names {
                 .iter()
                 .map(|t| (0, Arc::from(t.as_str())))
                 .collect(),
-            batch: 0,
+            generation: 0,
+            since_copy: 0,
         }
     }
 
-    /// Starts a batch: the ids its events share are copied on first use.
+    /// Starts a batch: after enough events, the ids events share are copied afresh (the
+    /// task types on first use).
     fn next_batch(&mut self) {
-        self.batch += 1;
-        self.workflow_id = Arc::from(&*self.workflow_id);
+        if self.since_copy >= SHARE_COPIES_FOR {
+            self.since_copy = 0;
+            self.generation += 1;
+            self.workflow_id = Arc::from(&*self.workflow_id);
+        }
     }
 
     fn task_type(&mut self, index: usize) -> Option<Arc<str>> {
-        let batch = self.batch;
-        let (copied_for, name) = self.task_types.get_mut(index)?;
-        if *copied_for != batch {
-            *copied_for = batch;
+        let generation = self.generation;
+        let (copied_in, name) = self.task_types.get_mut(index)?;
+        if *copied_in != generation {
+            *copied_in = generation;
             *name = Arc::from(&**name);
         }
         Some(Arc::clone(name))
@@ -71,6 +83,7 @@ impl Names {
 
     /// The subject and event of `note`; the subject is written in `scratch` first.
     fn event(&mut self, note: Note, scratch: &mut String) -> Option<(Subject, EngineEvent)> {
+        self.since_copy += 1;
         let mut event = EngineEvent::new(
             note.kind,
             Arc::clone(&self.workflow_id),
