@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use orch_core::{Backoff, Task, TaskStatus, ValidationError, Workflow, WorkflowStatus};
+use orch_core::{
+    Backoff, Task, TaskRecord, TaskStatus, ValidationError, Workflow, WorkflowResult,
+    WorkflowStatus,
+};
 use orch_engine::{ConfigError, TaskContext, TaskError, WorkflowEngine, blocking, spawned};
 use serde_json::{Value, json};
 
@@ -14,6 +17,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .start_paused(true)
         .build()
         .expect("a runtime")
+}
+
+/// The record of task `id` in `result`.
+fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
+    result.task(id).expect("recorded")
 }
 
 fn echo(engine: &WorkflowEngine, task_type: &str) {
@@ -40,14 +48,14 @@ fn the_seed_pipeline_completes_and_records_everything() {
         assert_eq!(result.status, WorkflowStatus::Completed);
         assert_eq!(result.workflow_id, "data_pipeline");
         assert_eq!(result.name, "Data Processing Pipeline");
-        let process = result.task("process_task").expect("recorded");
+        let process = record(&result, "process_task");
         assert_eq!(
             process.result,
             Some(json!({"status": "processed", "from": "fetched"}))
         );
         assert_eq!(process.attempts, 1);
         assert!(process.start_time.is_some() && process.duration().is_some());
-        let fetch = result.task("fetch_task").expect("recorded");
+        let fetch = record(&result, "fetch_task");
         assert!(fetch.end_time <= process.start_time);
         let json = result.to_value();
         assert_eq!(json["status"], "completed");
@@ -95,11 +103,8 @@ fn a_failure_skips_every_descendant_and_spares_independent_branches() {
             result.tasks_with(TaskStatus::Completed),
             ["root", "side", "side_after"]
         );
-        assert_eq!(
-            result.task("bad").expect("recorded").error.as_deref(),
-            Some("disk full")
-        );
-        let skipped = result.task("grandchild").expect("recorded");
+        assert_eq!(record(&result, "bad").error.as_deref(), Some("disk full"));
+        let skipped = record(&result, "grandchild");
         assert_eq!(
             skipped.error.as_deref(),
             Some("skipped: dependency `bad` failed")
@@ -125,13 +130,10 @@ fn a_panicking_handler_fails_its_task_and_the_engine_lives_on() {
             .task(Task::new("b", "ok"));
         for _ in 0..2 {
             let result = engine.execute_workflow(&workflow).await.expect("valid");
-            let a = result.task("a").expect("recorded");
+            let a = record(&result, "a");
             assert_eq!(a.status, TaskStatus::Failed);
             assert_eq!(a.error.as_deref(), Some("handler panicked: bad data in a"));
-            assert_eq!(
-                result.task("b").expect("recorded").status,
-                TaskStatus::Completed
-            );
+            assert_eq!(record(&result, "b").status, TaskStatus::Completed);
         }
     });
 }
@@ -147,7 +149,7 @@ fn a_timeout_fails_the_task() {
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "slow").timeout(Duration::from_millis(1500)));
         let result = engine.execute_workflow(&workflow).await.expect("valid");
-        let a = result.task("a").expect("recorded");
+        let a = record(&result, "a");
         assert_eq!(a.status, TaskStatus::Failed);
         assert_eq!(a.error.as_deref(), Some("timed out after 1.5s"));
         assert_eq!(a.duration(), Some(Duration::from_millis(1500)));
@@ -179,7 +181,7 @@ fn retries_run_until_success_with_backoff_between_attempts() {
         let workflow =
             Workflow::new("w", "W").task(Task::new("a", "flaky").retries(5).backoff(backoff));
         let result = engine.execute_workflow(&workflow).await.expect("valid");
-        let a = result.task("a").expect("recorded");
+        let a = record(&result, "a");
         assert_eq!(a.status, TaskStatus::Completed);
         assert_eq!(a.attempts, 3);
         assert_eq!(a.result, Some(json!(3)));
@@ -207,10 +209,10 @@ fn retries_stop_when_spent_or_when_the_error_is_permanent() {
             .task(Task::new("a", "always").retries(2))
             .task(Task::new("b", "permanent").retries(5));
         let result = engine.execute_workflow(&workflow).await.expect("valid");
-        let a = result.task("a").expect("recorded");
+        let a = record(&result, "a");
         assert_eq!((a.status, a.attempts), (TaskStatus::Failed, 3));
         assert_eq!(a.error.as_deref(), Some("no luck on attempt 3"));
-        let b = result.task("b").expect("recorded");
+        let b = record(&result, "b");
         assert_eq!((b.status, b.attempts), (TaskStatus::Failed, 1));
     });
 }
@@ -307,9 +309,9 @@ fn cancelling_drops_every_running_handler_and_cancels_the_rest() {
             "every started future was dropped"
         );
         assert_eq!(result.tasks_with(TaskStatus::Cancelled).len(), 5);
-        let running = result.task("t0").expect("recorded");
+        let running = record(&result, "t0");
         assert!(running.start_time.is_some() && running.end_time.is_some());
-        assert_eq!(result.task("t4").expect("recorded").start_time, None);
+        assert_eq!(record(&result, "t4").start_time, None);
     });
 }
 
@@ -332,15 +334,12 @@ fn handlers_that_honour_cancellation_finish_within_the_grace_period() {
         token.cancel();
         let result = runner.await.expect("no panic").expect("valid");
         assert_eq!(result.status, WorkflowStatus::Cancelled);
-        let a = result.task("a").expect("recorded");
+        let a = record(&result, "a");
         assert_eq!(
             (a.status, a.result.clone()),
             (TaskStatus::Completed, Some(json!("wrapped up")))
         );
-        assert_eq!(
-            result.task("b").expect("recorded").status,
-            TaskStatus::Cancelled
-        );
+        assert_eq!(record(&result, "b").status, TaskStatus::Cancelled);
     });
 }
 
@@ -380,7 +379,7 @@ fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
         assert_eq!(runs.load(Ordering::SeqCst), 2, "only `last` ran again");
         assert_eq!(resumed.task("first"), failed.task("first"));
         assert_eq!(
-            resumed.task("middle").expect("recorded").result,
+            record(&resumed, "middle").result,
             Some(json!({"upstream": 5}))
         );
     });
@@ -404,7 +403,7 @@ fn resume_keeps_a_completed_task_that_gained_a_dependency() {
             .task(Task::new("c", "ok").depends_on(["b"]));
         let resumed = engine.resume(&after, &first).await.expect("valid");
         assert_eq!(resumed.status, WorkflowStatus::Completed);
-        let new = resumed.task("new").expect("recorded");
+        let new = record(&resumed, "new");
         assert_eq!(new.attempts, 1);
         assert!(
             new.start_time >= Some(first.end_time),
@@ -501,9 +500,9 @@ fn spawned_and_blocking_handlers_run_on_other_threads() {
             .task(Task::new("b", "blocking").depends_on(["s"]))
             .task(Task::new("p", "blocking_panic"));
         let result = engine.execute_workflow(&workflow).await.expect("valid");
-        assert_eq!(result.task("b").expect("recorded").result, Some(json!(41)));
+        assert_eq!(record(&result, "b").result, Some(json!(41)));
         assert_eq!(
-            result.task("p").expect("recorded").error.as_deref(),
+            record(&result, "p").error.as_deref(),
             Some("handler panicked: worker thread exploded")
         );
     });
@@ -554,6 +553,6 @@ fn registering_a_type_again_replaces_its_handler() {
         );
         let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
         let result = engine.execute_workflow(&workflow).await.expect("valid");
-        assert_eq!(result.task("a").expect("recorded").result, Some(json!(2)));
+        assert_eq!(record(&result, "a").result, Some(json!(2)));
     });
 }

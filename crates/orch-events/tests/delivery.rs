@@ -23,6 +23,22 @@ fn multi_thread() -> tokio::runtime::Runtime {
 }
 
 /// Everything left in `sub` until it ends, as (events' payloads, lagged notices).
+/// A subscription to `pattern` with room for `capacity` events and the `overflow` policy.
+fn subscribe_to<T>(
+    bus: &EventBus<T>,
+    pattern: &str,
+    capacity: usize,
+    overflow: Overflow,
+) -> Subscription<T> {
+    bus.subscribe_with(
+        pattern,
+        SubscribeOptions::new()
+            .capacity(capacity)
+            .overflow(overflow),
+    )
+    .expect("subscribed")
+}
+
 async fn drain<T: Clone>(sub: &mut Subscription<T>) -> Vec<Result<T, u64>> {
     let mut out = Vec::new();
     while let Some(delivery) = sub.recv().await {
@@ -42,9 +58,7 @@ fn block_loses_nothing_and_keeps_per_publisher_order() {
         let bus: EventBus<(usize, u64)> = EventBus::new();
         let mut consumers = Vec::new();
         for capacity in [1, 7, 64] {
-            let mut sub = bus
-                .subscribe_with("pub.>", SubscribeOptions::new().capacity(capacity))
-                .expect("subscribed");
+            let mut sub = subscribe_to(&bus, "pub.>", capacity, Overflow::Block);
             consumers.push(tokio::spawn(async move {
                 let mut next = [0u64; PUBLISHERS];
                 let mut last_seq = [None::<u64>; PUBLISHERS];
@@ -169,14 +183,7 @@ fn slow_dropping_subscriber_does_not_hold_up_others() {
     multi_thread().block_on(async {
         let bus: EventBus<u32> = EventBus::new();
         // Never read until the end.
-        let mut slow = bus
-            .subscribe_with(
-                ">",
-                SubscribeOptions::new()
-                    .capacity(2)
-                    .overflow(Overflow::DropOldest),
-            )
-            .expect("subscribed");
+        let mut slow = subscribe_to(&bus, ">", 2, Overflow::DropOldest);
         let mut fast = bus.subscribe("x").expect("subscribed");
         let reader = tokio::spawn(async move { drain(&mut fast).await.len() });
         for i in 0..10_000 {
@@ -385,9 +392,7 @@ fn replay_while_publishing_has_no_gap_or_repeat() {
 fn close_drains_everything_published_before() {
     multi_thread().block_on(async {
         let bus: EventBus<u64> = EventBus::new();
-        let mut sub = bus
-            .subscribe_with("c", SubscribeOptions::new().capacity(4))
-            .expect("subscribed");
+        let mut sub = subscribe_to(&bus, "c", 4, Overflow::Block);
         let publisher = tokio::spawn({
             let bus = bus.clone();
             async move {
@@ -428,17 +433,8 @@ fn close_drains_everything_published_before() {
 #[tokio::test]
 async fn try_publish_is_all_or_nothing_under_block() {
     let bus: EventBus<u32> = EventBus::new();
-    let mut blocking = bus
-        .subscribe_with("a.*", SubscribeOptions::new().capacity(1))
-        .expect("subscribed");
-    let mut dropping = bus
-        .subscribe_with(
-            "a.>",
-            SubscribeOptions::new()
-                .capacity(1)
-                .overflow(Overflow::DropNewest),
-        )
-        .expect("subscribed");
+    let mut blocking = subscribe_to(&bus, "a.*", 1, Overflow::Block);
+    let mut dropping = subscribe_to(&bus, "a.>", 1, Overflow::DropNewest);
     assert_eq!(bus.try_publish("a.b", 1).ok(), Some(0));
     let error = bus
         .try_publish("a.b", 2)
@@ -554,17 +550,8 @@ fn a_batch_publishes_in_order_up_to_the_first_full_lossless_queue() {
     let runtime = multi_thread();
     runtime.block_on(async {
         let bus: EventBus<u32> = EventBus::new();
-        let mut lossless = bus
-            .subscribe_with("jobs.>", SubscribeOptions::new().capacity(3))
-            .expect("valid");
-        let mut lossy = bus
-            .subscribe_with(
-                "jobs.*",
-                SubscribeOptions::new()
-                    .capacity(1)
-                    .overflow(Overflow::DropOldest),
-            )
-            .expect("valid");
+        let mut lossless = subscribe_to(&bus, "jobs.>", 3, Overflow::Block);
+        let mut lossy = subscribe_to(&bus, "jobs.*", 1, Overflow::DropOldest);
         let subject = orch_events::Subject::new("jobs.done").expect("valid");
         let mut events: std::collections::VecDeque<_> =
             (0..5).map(|i| (subject.clone(), i)).collect();
@@ -595,12 +582,9 @@ fn a_batch_publishes_in_order_up_to_the_first_full_lossless_queue() {
 fn a_batch_for_mixed_routes_queues_each_run_together_and_stops_where_room_ends() {
     multi_thread().block_on(async {
         let bus: EventBus<u32> = EventBus::new();
-        let options = |capacity| SubscribeOptions::new().capacity(capacity);
-        let mut a = bus.subscribe_with("a.>", options(3)).expect("valid");
-        let mut b = bus.subscribe_with("b.>", options(100)).expect("valid");
-        let mut all = bus
-            .subscribe_with(">", options(2).overflow(Overflow::DropOldest))
-            .expect("valid");
+        let mut a = subscribe_to(&bus, "a.>", 3, Overflow::Block);
+        let mut b = subscribe_to(&bus, "b.>", 100, Overflow::Block);
+        let mut all = subscribe_to(&bus, ">", 2, Overflow::DropOldest);
         let mut events: std::collections::VecDeque<_> = [
             ("a.x", 1),
             ("a.y", 2),
