@@ -203,21 +203,17 @@ impl<'p> Scheduler<'p> {
             let value = record.result.clone().unwrap_or(Value::Null);
             let _ = self.shared.results[index].set(value);
             self.records[index] = record.clone();
+            // Kept even if the workflow gave it a dependency that has yet to run: that
+            // dependency's completion must not release it again (counts from here stay
+            // far above zero).
+            self.waiting[index].dependencies = u32::MAX;
             for &d in self.plan.dependents(index) {
                 self.waiting[d as usize].dependencies -= 1;
             }
         }
-        // A completed task is kept even if the workflow gave it a dependency that has yet
-        // to run: that dependency's completion must not release it again.
-        for (waiting, record) in self.waiting.iter_mut().zip(&self.records) {
-            if record.status == TaskStatus::Completed {
-                waiting.dependencies = u32::MAX;
-            }
-        }
         self.ready.clear();
-        for i in 0..self.plan.len() {
-            let waiting = self.waiting[i];
-            if waiting.dependencies == 0 && self.records[i].status != TaskStatus::Completed {
+        for waiting in &self.waiting {
+            if waiting.dependencies == 0 {
                 self.ready.insert(waiting.position);
             }
         }
