@@ -28,9 +28,8 @@ async fn aggregates_the_sales_file_by_region() {
 
     let metrics = outcome
         .result
-        .metrics
-        .as_ref()
-        .expect("the engine attaches metrics");
+        .metrics()
+        .expect("the engine's results compute metrics");
     assert_eq!((metrics.total_tasks, metrics.completed_tasks), (2, 2));
     assert_eq!(metrics.critical_path, ["fetch_task", "process_task"]);
 }

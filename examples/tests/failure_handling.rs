@@ -20,7 +20,7 @@ async fn a_failure_skips_its_dependents_and_nothing_else() {
     let skipped = outcome.result.task("restart_workers").expect("recorded");
     assert_eq!((skipped.attempts, skipped.start_time), (0, None));
 
-    let metrics = outcome.result.metrics.as_ref().expect("attached");
+    let metrics = outcome.result.metrics().expect("computable");
     assert_eq!(
         (
             metrics.completed_tasks,

@@ -49,7 +49,7 @@ pub use error::{ValidationError, ValidationErrors};
 pub use event::{EngineEvent, EngineEventKind};
 pub use id::{IdMap, TaskId};
 pub use load::{Format, LoadError};
-pub use metrics::RunMetrics;
+pub use metrics::{LazyMetrics, RunMetrics};
 pub use plan::Plan;
 pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};
 pub use task::{Backoff, Task};

@@ -1,11 +1,14 @@
 //! [`RunMetrics`]: the summary figures of one run.
 //!
 //! This is the data only; `orch-metrics` computes it from a run's records, and the engine
-//! attaches it to every [`WorkflowResult`](crate::WorkflowResult) it returns.
+//! gives every [`WorkflowResult`] it returns a [`LazyMetrics`] that computes it when first
+//! asked.
 
-use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
-use crate::TaskId;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::{TaskId, WorkflowResult};
 
 /// Summary figures of one run. Durations are in seconds; the duration statistics cover
 /// the tasks that ran (those with both a start and an end time) and are `None` when no
@@ -52,4 +55,66 @@ pub struct RunMetrics {
     /// Busy time over the time the slots were available: the summed task durations
     /// divided by (wall time x `max_concurrent`). `None` for a run that took no time.
     pub parallel_efficiency: Option<f64>,
+}
+
+/// A run's [`RunMetrics`], worked out the first time they are asked for
+/// ([`WorkflowResult::metrics`](crate::WorkflowResult::metrics)), so that a run pays
+/// nothing for figures nobody reads.
+///
+/// The engine gives every result it returns a way to compute them (`orch-metrics`);
+/// a result read back from JSON holds the metrics it was written with.
+///
+/// ```
+/// use orch_core::{LazyMetrics, RunMetrics};
+///
+/// assert!(LazyMetrics::default().get().is_none());
+/// let known = LazyMetrics::known(RunMetrics { total_tasks: 3, ..RunMetrics::default() });
+/// assert_eq!(known.get().map(|m| m.total_tasks), Some(3));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct LazyMetrics {
+    value: OnceLock<RunMetrics>,
+    compute: Option<fn(&WorkflowResult) -> RunMetrics>,
+}
+
+impl LazyMetrics {
+    /// Metrics already known, such as ones read back from a file.
+    pub fn known(metrics: RunMetrics) -> Self {
+        Self {
+            value: OnceLock::from(metrics),
+            compute: None,
+        }
+    }
+
+    /// Metrics that `compute` works out from the result that holds them, once, when they
+    /// are first asked for.
+    pub fn computed_by(compute: fn(&WorkflowResult) -> RunMetrics) -> Self {
+        Self {
+            value: OnceLock::new(),
+            compute: Some(compute),
+        }
+    }
+
+    /// The metrics if they are known or were computed already; computes nothing.
+    pub fn get(&self) -> Option<&RunMetrics> {
+        self.value.get()
+    }
+
+    /// The metrics of `result`, computing them if this is the first time.
+    pub(crate) fn get_for(&self, result: &WorkflowResult) -> Option<&RunMetrics> {
+        if let Some(metrics) = self.value.get() {
+            return Some(metrics);
+        }
+        let compute = self.compute?;
+        Some(self.value.get_or_init(|| compute(result)))
+    }
+}
+
+impl<'de> Deserialize<'de> for LazyMetrics {
+    /// Reads `null` (no metrics) or the metrics themselves.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Option::<RunMetrics>::deserialize(d)?
+            .map(Self::known)
+            .unwrap_or_default())
+    }
 }

@@ -10,7 +10,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{RunMetrics, TaskId, TaskRecords};
+use crate::{LazyMetrics, RunMetrics, TaskId, TaskRecords};
 
 /// Where a task is in its life. Serialised in lower case (`"completed"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,8 +152,12 @@ impl Serialize for TaskRecord {
 ///
 /// Serialises (see [`WorkflowResult::to_json`]) with `workflow_id`, `name`, `status`,
 /// `start_time` and `end_time` (RFC 3339), `total_duration` (seconds), `max_concurrent`,
-/// `tasks` (each task's record, in insertion order) and `metrics`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+/// `tasks` (each task's record, in insertion order) and `metrics` (computed then if they
+/// were not yet).
+///
+/// Two results are equal when everything but their metrics is: the metrics are worked out
+/// from the rest.
+#[derive(Clone, Debug, Deserialize)]
 pub struct WorkflowResult {
     /// The workflow's id.
     pub workflow_id: String,
@@ -171,9 +175,22 @@ pub struct WorkflowResult {
     pub max_concurrent: usize,
     /// Every task's record, in the workflow's insertion order.
     pub tasks: TaskRecords,
-    /// The run's summary figures (the engine fills them in; see `orch-metrics`).
+    /// The run's summary figures, computed when first asked for: read them with
+    /// [`WorkflowResult::metrics`].
     #[serde(default)]
-    pub metrics: Option<RunMetrics>,
+    pub metrics: LazyMetrics,
+}
+
+impl PartialEq for WorkflowResult {
+    fn eq(&self, other: &Self) -> bool {
+        self.workflow_id == other.workflow_id
+            && self.name == other.name
+            && self.status == other.status
+            && self.start_time == other.start_time
+            && self.end_time == other.end_time
+            && self.max_concurrent == other.max_concurrent
+            && self.tasks == other.tasks
+    }
 }
 
 impl WorkflowResult {
@@ -182,6 +199,13 @@ impl WorkflowResult {
         self.end_time
             .duration_since(self.start_time)
             .unwrap_or_default()
+    }
+
+    /// The run's summary figures, computed the first time they are asked for (results
+    /// from the engine can always compute them); `None` for a result that neither holds
+    /// nor can compute them, such as one built by hand with [`LazyMetrics::default`].
+    pub fn metrics(&self) -> Option<&RunMetrics> {
+        self.metrics.get_for(self)
     }
 
     /// The record of one task.
@@ -225,7 +249,7 @@ impl Serialize for WorkflowResult {
         s.serialize_field("total_duration", &self.total_duration().as_secs_f64())?;
         s.serialize_field("max_concurrent", &self.max_concurrent)?;
         s.serialize_field("tasks", &self.tasks)?;
-        s.serialize_field("metrics", &self.metrics)?;
+        s.serialize_field("metrics", &self.metrics())?;
         s.end()
     }
 }

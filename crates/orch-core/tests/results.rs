@@ -1,9 +1,13 @@
-//! Run records as JSON: field order, time format, and reading a result back.
+//! Run records as JSON: field order, time format, reading a result back, and metrics
+//! computed on first use.
 
 use std::time::{Duration, SystemTime};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use orch_core::{
-    Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
+    LazyMetrics, RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
+    WorkflowStatus,
 };
 use serde_json::json;
 
@@ -35,7 +39,7 @@ fn result() -> WorkflowResult {
         end_time: start + Duration::from_secs(1),
         max_concurrent: 2,
         tasks: TaskRecords::for_workflow(&workflow, records).expect("one per task"),
-        metrics: None,
+        metrics: LazyMetrics::default(),
     }
 }
 
@@ -74,4 +78,50 @@ fn a_result_reads_back_from_its_json() {
         Some(Duration::from_millis(250))
     );
     assert!(back.tasks.workflow().is_none());
+}
+
+/// Counts its calls, so a test can tell when the metrics were computed.
+fn counted_metrics(result: &WorkflowResult) -> RunMetrics {
+    COMPUTED.fetch_add(1, Ordering::SeqCst);
+    RunMetrics {
+        total_tasks: result.tasks.len(),
+        ..RunMetrics::default()
+    }
+}
+
+static COMPUTED: AtomicUsize = AtomicUsize::new(0);
+
+#[test]
+fn metrics_are_computed_once_when_first_asked_for_and_written_to_json() {
+    let result = WorkflowResult {
+        metrics: LazyMetrics::computed_by(counted_metrics),
+        ..result()
+    };
+    assert_eq!(COMPUTED.load(Ordering::SeqCst), 0, "nothing asked yet");
+    assert!(result.metrics.get().is_none());
+    assert_eq!(result.metrics().map(|m| m.total_tasks), Some(2));
+    assert_eq!(result.to_value()["metrics"]["total_tasks"], 2);
+    assert_eq!(result.clone().metrics().map(|m| m.total_tasks), Some(2));
+    assert_eq!(
+        COMPUTED.load(Ordering::SeqCst),
+        1,
+        "computed once, then kept"
+    );
+
+    // Read back, the result holds the metrics it was written with and computes nothing.
+    let back: WorkflowResult = serde_json::from_str(&result.to_json()).expect("reads");
+    assert_eq!(back.metrics.get().map(|m| m.total_tasks), Some(2));
+    assert_eq!(
+        back, result,
+        "equal whether or not the metrics were computed"
+    );
+}
+
+#[test]
+fn a_result_without_a_way_to_compute_metrics_writes_null() {
+    let result = result();
+    assert_eq!(result.metrics(), None);
+    assert_eq!(result.to_value()["metrics"], serde_json::Value::Null);
+    let back: WorkflowResult = serde_json::from_str(&result.to_json()).expect("reads");
+    assert_eq!(back.metrics(), None);
 }

@@ -164,8 +164,9 @@ impl WorkflowEngine {
         self.start(workflow, Some(previous.clone()))
     }
 
-    /// The metrics of a run (the seed's `get_task_metrics`): the ones the run attached, or,
-    /// for a result without them (one read back from a file), computed now.
+    /// The metrics of a run (the seed's `get_task_metrics`): the result's own
+    /// ([`WorkflowResult::metrics`], computed on first use), or, for a result that has
+    /// none, computed now from its records.
     ///
     /// ```
     /// use orch_engine::{TaskContext, WorkflowEngine};
@@ -187,7 +188,7 @@ impl WorkflowEngine {
     /// ```
     #[cfg(feature = "metrics")]
     pub fn get_task_metrics(&self, result: &WorkflowResult) -> RunMetrics {
-        match &result.metrics {
+        match result.metrics() {
             Some(metrics) => metrics.clone(),
             None => orch_metrics::compute(result),
         }

@@ -70,7 +70,7 @@ fn the_seed_pipeline_completes_and_records_everything() {
             );
             assert_eq!(
                 engine.get_task_metrics(&result),
-                result.metrics.clone().expect("attached")
+                result.metrics().cloned().expect("computable")
             );
         }
         assert_eq!(json["tasks"]["process_task"]["status"], "completed");

@@ -2,8 +2,8 @@
 //!
 //! [`compute`] turns a [`WorkflowResult`](orch_core::WorkflowResult) into
 //! [`RunMetrics`]: the seed's counts and duration statistics, percentiles, the critical
-//! path and parallel efficiency. The engine
-//! attaches these to every result it returns; this crate depends on `orch-core` only, so
+//! path and parallel efficiency. Every result the engine
+//! returns computes these when first asked ([`WorkflowResult::metrics`](orch_core::WorkflowResult::metrics)); this crate depends on `orch-core` only, so
 //! stored results can be analysed without an engine.
 //!
 //! Across runs, a [`Recorder`] keeps per task type counts and duration histograms, fed
@@ -12,7 +12,7 @@
 //! exporters can publish them.
 //!
 //! ```
-//! use orch_core::{RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
+//! use orch_core::{LazyMetrics, RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
 //!     WorkflowResult, WorkflowStatus};
 //! use std::time::{Duration, SystemTime};
 //!
@@ -38,9 +38,11 @@
 //!     end_time: secs(6),
 //!     max_concurrent: 2,
 //!     tasks: TaskRecords::for_workflow(&workflow, records).unwrap(),
-//!     metrics: None,
+//!     metrics: LazyMetrics::computed_by(orch_metrics::compute),
 //! };
 //! let metrics = orch_metrics::compute(&result);
+//! // The result computes the same figures when first asked for them.
+//! assert_eq!(result.metrics(), Some(&metrics));
 //! assert_eq!(metrics.completed_tasks, 3);
 //! assert_eq!(metrics.max_task_duration, Some(4.0));
 //! assert_eq!(metrics.critical_path, ["load", "clean"]);

@@ -3,7 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use orch_core::{
-    Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
+    LazyMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
+    WorkflowStatus,
 };
 use orch_metrics::{compute, compute_with};
 
@@ -42,7 +43,7 @@ fn result_of(
         end_time: at(wall),
         max_concurrent: slots,
         tasks: TaskRecords::for_workflow(workflow, records).expect("one record per task"),
-        metrics: None,
+        metrics: LazyMetrics::default(),
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use orch_core::{EngineEventKind, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus};
+use orch_core::{
+    EngineEventKind, LazyMetrics, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus,
+};
 
 use super::Scheduler;
 use crate::announce::Announcer;
@@ -69,13 +71,16 @@ impl Scheduler<'_> {
             end_time,
             max_concurrent: self.max_concurrent,
             tasks,
-            metrics: None,
-        };
-        #[cfg(feature = "metrics")]
-        let result = WorkflowResult {
-            metrics: Some(orch_metrics::compute(&result)),
-            ..result
+            metrics: metrics(),
         };
         (result, self.announcer)
     }
+}
+
+/// Metrics computed from the result when first asked for, if this build computes them.
+fn metrics() -> LazyMetrics {
+    #[cfg(feature = "metrics")]
+    return LazyMetrics::computed_by(orch_metrics::compute);
+    #[cfg(not(feature = "metrics"))]
+    LazyMetrics::default()
 }
