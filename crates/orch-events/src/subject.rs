@@ -41,41 +41,6 @@ impl Subject {
         }))
     }
 
-    /// This subject followed by each of `parts` after a dot: the subject that
-    /// [`Subject::new`] makes of the joined text, but only the new parts are checked, so
-    /// subjects that share a validated prefix are cheaper to make this way.
-    ///
-    /// ```
-    /// use orch_events::Subject;
-    ///
-    /// let run = Subject::new("workflow.etl")?;
-    /// let done = run.join(["task", "load", "completed"])?;
-    /// assert_eq!(done.as_str(), "workflow.etl.task.load.completed");
-    /// assert_eq!(run.join(["task.load"])?.tokens().count(), 4);
-    /// assert!(run.join([""]).is_err(), "no empty token");
-    /// assert!(run.join(["*"]).is_err(), "no wildcard in a subject");
-    /// # Ok::<(), orch_events::SubjectError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// The [`SubjectError`] that [`Subject::new`] gives for the joined text.
-    pub fn join<'a>(&self, parts: impl IntoIterator<Item = &'a str>) -> Result<Self, SubjectError> {
-        let mut text = Joined::Inline(ArrayString::new());
-        text.push_str(self.as_str());
-        let mut plain = true;
-        for part in parts {
-            plain &= is_plain_token(part.as_bytes());
-            text.push_str(".");
-            text.push_str(part);
-        }
-        match text {
-            Joined::Inline(inline) if plain => Ok(Self(Text::Inline(inline))),
-            Joined::Spilled(spilled) if plain => Ok(Self(Text::Shared(Arc::from(spilled)))),
-            // Something to look at closely: the whole check finds it and says where.
-            _ => Self::new(text.as_str()),
-        }
-    }
-
     /// The subject text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -154,47 +119,6 @@ impl Pattern {
             }
         }
     }
-}
-
-/// A subject being joined: inline while it fits.
-enum Joined {
-    Inline(ArrayString<{ Subject::INLINE }>),
-    Spilled(String),
-}
-
-impl Joined {
-    fn push_str(&mut self, more: &str) {
-        match self {
-            Joined::Inline(inline) => {
-                if inline.try_push_str(more).is_err() {
-                    let mut spilled = String::with_capacity(inline.len() + more.len());
-                    spilled.push_str(inline);
-                    spilled.push_str(more);
-                    *self = Joined::Spilled(spilled);
-                }
-            }
-            Joined::Spilled(spilled) => spilled.push_str(more),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            Joined::Inline(inline) => inline,
-            Joined::Spilled(spilled) => spilled,
-        }
-    }
-}
-
-/// Whether `token` is plainly one valid subject token: printable ASCII, no dot, not a
-/// wildcard. False means "look closer" (non-ASCII text, or several tokens, may still be
-/// valid).
-fn is_plain_token(token: &[u8]) -> bool {
-    !token.is_empty()
-        && token != b"*"
-        && token != b">"
-        && token.iter().fold(true, |all, &b| {
-            all & (b.wrapping_sub(b'!') <= b'~' - b'!') & (b != b'.')
-        })
 }
 
 /// Checks `input` as a pattern (`wildcards`) or as a published subject.
@@ -489,27 +413,6 @@ mod tests {
         #[test]
         fn mostly_valid_subjects_are_checked_alike(input in "[ab.*>]{1,40}", wildcards: bool) {
             proptest::prop_assert_eq!(validate(&input, wildcards), explain(&input, wildcards));
-        }
-
-        /// Joining gives what validating the joined text gives, subject or error, on both
-        /// sides of the inline limit.
-        #[test]
-        fn joining_is_validating_the_whole(
-            prefix in "[a-z]{1,30}(\\.[a-z]{1,10}){0,2}",
-            tokens in proptest::collection::vec("[ab.*> é\t~]{0,12}", 0..5),
-        ) {
-            let whole = std::iter::once(prefix.as_str())
-                .chain(tokens.iter().map(String::as_str))
-                .collect::<Vec<_>>()
-                .join(".");
-            let joined = Subject::new(&prefix)
-                .expect("a valid prefix")
-                .join(tokens.iter().map(String::as_str));
-            match (joined, Subject::new(&whole)) {
-                (Ok(joined), Ok(checked)) => proptest::prop_assert_eq!(joined.as_str(), checked.as_str()),
-                (Err(joined), Err(checked)) => proptest::prop_assert_eq!(joined, checked),
-                (joined, checked) => proptest::prop_assert!(false, "{:?} vs {:?}", joined.map(|s| s.to_string()), checked.map(|s| s.to_string())),
-            }
         }
     }
 
