@@ -1,6 +1,7 @@
 //! The engine's scheduling cost: no-op handlers over the standard shapes, next to the
 //! floor (Kahn's algorithm polling the same no-op futures inline), plus the efficiency of
-//! sleeping handlers on a wide fan-out. Memory: `engine_memory`.
+//! sleeping handlers on a wide fan-out, and what a result's metrics cost when they are
+//! asked for. Memory: `engine_memory`.
 //!
 //! `cargo bench -p benches --bench engine_run`
 //! (`-- engine_run/noop_c8` for one group; set `ORCH_BENCH_MAX=100000` to skip 10^6.)
@@ -70,6 +71,29 @@ fn floor(c: &mut Criterion) {
     group.finish();
 }
 
+/// Computing a run's metrics (which a result does when first asked for them).
+fn metrics_on_request(c: &mut Criterion) {
+    let runtime = runtime();
+    let engine = noop_engine(8);
+    let mut group = c.benchmark_group("engine_run/metrics_on_request");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    for size in sizes() {
+        for shape in [Shape::Chain, Shape::Random] {
+            let workflow = shape.build(size);
+            let result = runtime
+                .block_on(engine.execute_workflow(&workflow))
+                .expect("benchmark shapes are DAGs");
+            group.throughput(Throughput::Elements(workflow.len() as u64));
+            group.bench_with_input(BenchmarkId::new(shape.name(), size), &result, |b, r| {
+                b.iter(|| orch::metrics::compute(r))
+            });
+        }
+    }
+    group.finish();
+}
+
 /// 1,000 handlers sleeping 10 ms each, 100 at a time: ideally 100 ms.
 fn sleeping_fan_out(c: &mut Criterion) {
     let runtime = runtime();
@@ -113,5 +137,5 @@ fn sleeping_fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, noop, floor, sleeping_fan_out);
+criterion_group!(benches, noop, floor, sleeping_fan_out, metrics_on_request);
 criterion_main!(benches);
