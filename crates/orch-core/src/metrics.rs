@@ -4,9 +4,10 @@
 //! gives every [`WorkflowResult`] it returns a [`LazyMetrics`] that computes it when first
 //! asked.
 
+use std::fmt;
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{TaskId, WorkflowResult};
 
@@ -62,7 +63,9 @@ pub struct RunMetrics {
 /// nothing for figures nobody reads.
 ///
 /// The engine gives every result it returns a way to compute them (`orch-metrics`);
-/// a result read back from JSON holds the metrics it was written with.
+/// a result read back from JSON holds the metrics it was written with. The figures are
+/// taken from the result as it is at the first read and kept: change the result after
+/// that and call [`LazyMetrics::clear`] to have them computed again.
 ///
 /// ```
 /// use orch_core::{LazyMetrics, RunMetrics};
@@ -71,7 +74,7 @@ pub struct RunMetrics {
 /// let known = LazyMetrics::known(RunMetrics { total_tasks: 3, ..RunMetrics::default() });
 /// assert_eq!(known.get().map(|m| m.total_tasks), Some(3));
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct LazyMetrics {
     value: OnceLock<RunMetrics>,
     compute: Option<fn(&WorkflowResult) -> RunMetrics>,
@@ -87,7 +90,11 @@ impl LazyMetrics {
     }
 
     /// Metrics that `compute` works out from the result that holds them, once, when they
-    /// are first asked for.
+    /// are first asked for. A plain function, so that results stay `Send + Sync` and
+    /// cheap to clone.
+    ///
+    /// `compute` must not ask that result for its metrics (`metrics()`, `to_json`,
+    /// serialising it): the first read would wait for itself and never return.
     pub fn computed_by(compute: fn(&WorkflowResult) -> RunMetrics) -> Self {
         Self {
             value: OnceLock::new(),
@@ -100,6 +107,12 @@ impl LazyMetrics {
         self.value.get()
     }
 
+    /// Forgets the figures computed (or read) so far: the next read computes them again
+    /// from the result as it is then, if there is a way to; otherwise there are none.
+    pub fn clear(&mut self) {
+        self.value.take();
+    }
+
     /// The metrics of `result`, computing them if this is the first time.
     pub(crate) fn get_for(&self, result: &WorkflowResult) -> Option<&RunMetrics> {
         if let Some(metrics) = self.value.get() {
@@ -107,6 +120,26 @@ impl LazyMetrics {
         }
         let compute = self.compute?;
         Some(self.value.get_or_init(|| compute(result)))
+    }
+}
+
+impl fmt::Debug for LazyMetrics {
+    /// The figures if known, else whether they can be computed (never a function address,
+    /// so the output is the same from run to run).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.value.get(), self.compute) {
+            (Some(metrics), _) => f.debug_tuple("LazyMetrics").field(metrics).finish(),
+            (None, Some(_)) => f.write_str("LazyMetrics(not computed yet)"),
+            (None, None) => f.write_str("LazyMetrics(none)"),
+        }
+    }
+}
+
+impl Serialize for LazyMetrics {
+    /// Writes the figures known so far, or `null`; computes nothing (a
+    /// [`WorkflowResult`] computes them when it is serialised).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.get().serialize(serializer)
     }
 }
 

@@ -175,21 +175,32 @@ pub struct WorkflowResult {
     pub max_concurrent: usize,
     /// Every task's record, in the workflow's insertion order.
     pub tasks: TaskRecords,
-    /// The run's summary figures, computed when first asked for: read them with
-    /// [`WorkflowResult::metrics`].
+    /// The run's summary figures, computed when first asked for and then kept: read them
+    /// with [`WorkflowResult::metrics`].
     #[serde(default)]
     pub metrics: LazyMetrics,
 }
 
 impl PartialEq for WorkflowResult {
     fn eq(&self, other: &Self) -> bool {
-        self.workflow_id == other.workflow_id
-            && self.name == other.name
-            && self.status == other.status
-            && self.start_time == other.start_time
-            && self.end_time == other.end_time
-            && self.max_concurrent == other.max_concurrent
-            && self.tasks == other.tasks
+        // Destructured, so that a field added later must be considered here.
+        let Self {
+            workflow_id,
+            name,
+            status,
+            start_time,
+            end_time,
+            max_concurrent,
+            tasks,
+            metrics: _,
+        } = self;
+        *workflow_id == other.workflow_id
+            && *name == other.name
+            && *status == other.status
+            && *start_time == other.start_time
+            && *end_time == other.end_time
+            && *max_concurrent == other.max_concurrent
+            && *tasks == other.tasks
     }
 }
 
@@ -202,8 +213,10 @@ impl WorkflowResult {
     }
 
     /// The run's summary figures, computed the first time they are asked for (results
-    /// from the engine can always compute them); `None` for a result that neither holds
-    /// nor can compute them, such as one built by hand with [`LazyMetrics::default`].
+    /// from the engine can always compute them) and kept, so changes made to the result
+    /// after that are not reflected until [`LazyMetrics::clear`]; `None` for a result that
+    /// neither holds nor can compute them, such as one built by hand with
+    /// [`LazyMetrics::default`].
     pub fn metrics(&self) -> Option<&RunMetrics> {
         self.metrics.get_for(self)
     }

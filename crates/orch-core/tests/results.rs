@@ -1,9 +1,8 @@
 //! Run records as JSON: field order, time format, reading a result back, and metrics
 //! computed on first use.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime};
-
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use orch_core::{
     LazyMetrics, RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
@@ -80,16 +79,20 @@ fn a_result_reads_back_from_its_json() {
     assert!(back.tasks.workflow().is_none());
 }
 
+thread_local! {
+    /// How often `counted_metrics` ran on this thread (each test has its own thread).
+    static COMPUTED: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Counts its calls, so a test can tell when the metrics were computed.
 fn counted_metrics(result: &WorkflowResult) -> RunMetrics {
-    COMPUTED.fetch_add(1, Ordering::SeqCst);
+    COMPUTED.set(COMPUTED.get() + 1);
     RunMetrics {
         total_tasks: result.tasks.len(),
+        max_task_duration: Some(result.max_concurrent as f64),
         ..RunMetrics::default()
     }
 }
-
-static COMPUTED: AtomicUsize = AtomicUsize::new(0);
 
 #[test]
 fn metrics_are_computed_once_when_first_asked_for_and_written_to_json() {
@@ -97,16 +100,21 @@ fn metrics_are_computed_once_when_first_asked_for_and_written_to_json() {
         metrics: LazyMetrics::computed_by(counted_metrics),
         ..result()
     };
-    assert_eq!(COMPUTED.load(Ordering::SeqCst), 0, "nothing asked yet");
+    assert_eq!(COMPUTED.get(), 0, "nothing asked yet");
     assert!(result.metrics.get().is_none());
+    assert_eq!(
+        format!("{:?}", result.metrics),
+        "LazyMetrics(not computed yet)"
+    );
     assert_eq!(result.metrics().map(|m| m.total_tasks), Some(2));
     assert_eq!(result.to_value()["metrics"]["total_tasks"], 2);
     assert_eq!(result.clone().metrics().map(|m| m.total_tasks), Some(2));
     assert_eq!(
-        COMPUTED.load(Ordering::SeqCst),
+        COMPUTED.get(),
         1,
-        "computed once, then kept"
+        "computed once, then kept, clones included"
     );
+    assert!(format!("{:?}", result.metrics).starts_with("LazyMetrics(RunMetrics {"));
 
     // Read back, the result holds the metrics it was written with and computes nothing.
     let back: WorkflowResult = serde_json::from_str(&result.to_json()).expect("reads");
@@ -118,10 +126,47 @@ fn metrics_are_computed_once_when_first_asked_for_and_written_to_json() {
 }
 
 #[test]
+fn a_clone_made_before_the_first_read_computes_its_own_and_clear_recomputes() {
+    let mut result = WorkflowResult {
+        metrics: LazyMetrics::computed_by(counted_metrics),
+        ..result()
+    };
+    let mut copy = result.clone();
+    copy.max_concurrent = 7;
+    assert_eq!(copy.metrics().and_then(|m| m.max_task_duration), Some(7.0));
+    assert_eq!(
+        result.metrics().and_then(|m| m.max_task_duration),
+        Some(2.0)
+    );
+    assert_eq!(COMPUTED.get(), 2);
+
+    // Changed after the first read: the kept figures stay until they are cleared.
+    result.max_concurrent = 5;
+    assert_eq!(
+        result.metrics().and_then(|m| m.max_task_duration),
+        Some(2.0)
+    );
+    result.metrics.clear();
+    assert_eq!(
+        result.metrics().and_then(|m| m.max_task_duration),
+        Some(5.0)
+    );
+    assert_eq!(COMPUTED.get(), 3);
+}
+
+#[test]
 fn a_result_without_a_way_to_compute_metrics_writes_null() {
     let result = result();
     assert_eq!(result.metrics(), None);
+    assert_eq!(format!("{:?}", result.metrics), "LazyMetrics(none)");
     assert_eq!(result.to_value()["metrics"], serde_json::Value::Null);
     let back: WorkflowResult = serde_json::from_str(&result.to_json()).expect("reads");
     assert_eq!(back.metrics(), None);
+
+    // A result written without the `metrics` key reads back the same way.
+    let mut value = result.to_value();
+    value.as_object_mut().expect("an object").remove("metrics");
+    let back: WorkflowResult = serde_json::from_value(value).expect("reads");
+    assert_eq!(back.metrics(), None);
+    assert_eq!(back, result);
 }

@@ -57,11 +57,19 @@ fn the_seed_pipeline_completes_and_records_everything() {
         assert!(process.start_time.is_some() && process.duration().is_some());
         let fetch = record(&result, "fetch_task");
         assert!(fetch.end_time <= process.start_time);
+        // The run leaves the metrics to be computed when first asked for.
+        assert!(result.metrics.get().is_none());
         let json = result.to_value();
         assert_eq!(json["status"], "completed");
         // The seed's to_dict includes the metrics; so does every result the engine returns.
+        #[cfg(not(feature = "metrics"))]
+        {
+            assert_eq!(result.metrics(), None);
+            assert_eq!(json["metrics"], serde_json::Value::Null);
+        }
         #[cfg(feature = "metrics")]
         {
+            assert!(result.metrics.get().is_some(), "written, so computed");
             assert_eq!(json["metrics"]["total_tasks"], 2);
             assert_eq!(json["metrics"]["completed_tasks"], 2);
             assert_eq!(

@@ -90,8 +90,9 @@ pub fn record_events(
 /// The names most programs need: `use orch::prelude::*;`.
 pub mod prelude {
     pub use orch_core::{
-        Backoff, EngineEvent, EngineEventKind, RunMetrics, Task, TaskId, TaskRecord, TaskStatus,
-        ValidWorkflow, ValidationError, ValidationErrors, Workflow, WorkflowResult, WorkflowStatus,
+        Backoff, EngineEvent, EngineEventKind, LazyMetrics, RunMetrics, Task, TaskId, TaskRecord,
+        TaskStatus, ValidWorkflow, ValidationError, ValidationErrors, Workflow, WorkflowResult,
+        WorkflowStatus,
     };
     pub use orch_engine::{
         Handler, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
