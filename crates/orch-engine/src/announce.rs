@@ -62,7 +62,7 @@ impl Announcer {
     ) -> Option<Self> {
         let bus = engine.bus.clone()?;
         let run_id = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
-        let names = Names::new(workflow, run_id, plan);
+        let names = Names::new(workflow, run_id, plan)?;
         let (batches, incoming) = mpsc::channel(BATCHES_IN_FLIGHT);
         Some(Self {
             listening: bus.subscription_count() > 0,

@@ -41,6 +41,56 @@ impl Subject {
         }))
     }
 
+    /// This subject followed by each of `parts` after a dot: the subject that
+    /// [`Subject::new`] makes of the joined text, but only the new parts are checked, so
+    /// subjects that share a validated prefix are cheaper to make this way.
+    ///
+    /// ```
+    /// use orch_events::Subject;
+    ///
+    /// let run = Subject::new("workflow.etl")?;
+    /// let done = run.join(["task", "load", "completed"])?;
+    /// assert_eq!(done.as_str(), "workflow.etl.task.load.completed");
+    /// assert_eq!(run.join(["task.load"])?.tokens().count(), 4);
+    /// assert!(run.join([""]).is_err(), "no empty token");
+    /// assert!(run.join(["*"]).is_err(), "no wildcard in a subject");
+    /// # Ok::<(), orch_events::SubjectError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The [`SubjectError`] that [`Subject::new`] gives for the joined text.
+    pub fn join<'a>(&self, parts: impl IntoIterator<Item = &'a str>) -> Result<Self, SubjectError> {
+        let prefix = self.as_str();
+        let mut parts = parts.into_iter();
+        let mut inline = ArrayString::<{ Self::INLINE }>::new();
+        let mut spilled = None;
+        if inline.try_push_str(prefix).is_err() {
+            spilled = Some(String::from(prefix));
+        }
+        while spilled.is_none() {
+            let Some(part) = parts.next() else { break };
+            let before = inline.len();
+            if inline.try_push_str(".").is_err() || inline.try_push_str(part).is_err() {
+                spilled = Some(format!("{}.{part}", &inline[..before]));
+            }
+        }
+        let Some(mut text) = spilled else {
+            // The prefix is valid, so the whole is when what was appended is a subject.
+            let appended = &inline.as_bytes()[prefix.len()..];
+            if appended.is_empty() || is_plainly_valid(&appended[1..], false) {
+                return Ok(Self(Text::Inline(inline)));
+            }
+            // Something to look at closely: the whole check finds it and says where.
+            return Self::new(&inline);
+        };
+        // Too long to keep inline: join in a string, then check the whole.
+        for part in parts {
+            text.push('.');
+            text.push_str(part);
+        }
+        Self::new(&text)
+    }
+
     /// The subject text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -413,6 +463,27 @@ mod tests {
         #[test]
         fn mostly_valid_subjects_are_checked_alike(input in "[ab.*>]{1,40}", wildcards: bool) {
             proptest::prop_assert_eq!(validate(&input, wildcards), explain(&input, wildcards));
+        }
+
+        /// Joining gives what validating the joined text gives, subject or error, on both
+        /// sides of the inline limit (prefixes reach 75 bytes, past it on their own).
+        #[test]
+        fn joining_is_validating_the_whole(
+            prefix in "[a-z]{1,30}(\\.[a-z]{1,14}){0,3}",
+            tokens in proptest::collection::vec("[ab.*> é\t~]{0,12}", 0..5),
+        ) {
+            let whole = std::iter::once(prefix.as_str())
+                .chain(tokens.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(".");
+            let joined = Subject::new(&prefix)
+                .expect("a valid prefix")
+                .join(tokens.iter().map(String::as_str));
+            match (joined, Subject::new(&whole)) {
+                (Ok(joined), Ok(checked)) => proptest::prop_assert_eq!(joined.as_str(), checked.as_str()),
+                (Err(joined), Err(checked)) => proptest::prop_assert_eq!(joined, checked),
+                (joined, checked) => proptest::prop_assert!(false, "{:?} vs {:?}", joined.map(|s| s.to_string()), checked.map(|s| s.to_string())),
+            }
         }
     }
 

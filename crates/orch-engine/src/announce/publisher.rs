@@ -28,8 +28,8 @@ pub(crate) struct Names {
     workflow: Workflow,
     workflow_id: Arc<str>,
     run_id: u64,
-    /// `workflow.<workflow_id>.`, escaped.
-    prefix: String,
+    /// `workflow.<workflow_id>`, escaped, that every subject of the run begins with.
+    prefix: Subject,
     /// Each task type once, with the copy generation it belongs to.
     task_types: Vec<(u64, Arc<str>)>,
     generation: u64,
@@ -42,11 +42,19 @@ pub(crate) struct Names {
 const SHARE_COPIES_FOR: usize = 64;
 
 impl Names {
-    pub(crate) fn new(workflow: &Workflow, run_id: u64, plan: &Plan) -> Self {
-        let mut prefix = String::from("workflow.");
-        push_token(&mut prefix, workflow.workflow_id());
-        prefix.push('.');
-        Self {
+    /// The names of a run's events; `None` if its subjects could not be written (escaping
+    /// makes every id a valid token, so this is not expected).
+    pub(crate) fn new(workflow: &Workflow, run_id: u64, plan: &Plan) -> Option<Self> {
+        let mut workflow_token = String::new();
+        push_token(&mut workflow_token, workflow.workflow_id());
+        let prefix = match Subject::new("workflow").and_then(|w| w.join([&*workflow_token])) {
+            Ok(prefix) => prefix,
+            Err(error) => {
+                tracing::warn!(%error, "no lifecycle events: the workflow id makes no subject");
+                return None;
+            }
+        };
+        Some(Self {
             workflow: workflow.clone(),
             workflow_id: workflow.workflow_id().into(),
             run_id,
@@ -58,7 +66,7 @@ impl Names {
                 .collect(),
             generation: 0,
             since_copy: 0,
-        }
+        })
     }
 
     /// Starts a batch: after enough events, the ids events share are copied afresh (the
@@ -81,7 +89,7 @@ impl Names {
         Some(Arc::clone(name))
     }
 
-    /// The subject and event of `note`; the subject is written in `scratch` first.
+    /// The subject and event of `note`; `scratch` holds the escaped task id meanwhile.
     fn event(&mut self, note: Note, scratch: &mut String) -> Option<(Subject, EngineEvent)> {
         self.since_copy += 1;
         let mut event = EngineEvent::new(
@@ -94,18 +102,17 @@ impl Names {
         event.duration = note.duration;
         event.error = note.error.map(String::from);
         event.status = note.status;
-        scratch.clear();
-        scratch.push_str(&self.prefix);
-        if note.kind.is_task_event() {
+        let subject = if note.kind.is_task_event() {
             let (task_id, _) = self.workflow.tasks().get_index(note.task as usize)?;
-            scratch.push_str("task.");
+            scratch.clear();
             push_token(scratch, task_id);
-            scratch.push('.');
             event.task_id = Some(task_id.clone());
             event.task_type = self.task_type(note.task_type as usize);
-        }
-        scratch.push_str(note.kind.as_str());
-        match Subject::new(scratch) {
+            self.prefix.join(["task", scratch, note.kind.as_str()])
+        } else {
+            self.prefix.join([note.kind.as_str()])
+        };
+        match subject {
             Ok(subject) => Some((subject, event)),
             // Escaping makes every id a valid token; this is not reached.
             Err(error) => {
