@@ -94,7 +94,7 @@ impl LazyMetrics {
     /// cheap to clone.
     ///
     /// `compute` must not ask that result for its metrics (`metrics()`, `to_json`,
-    /// serialising it): the first read would wait for itself and never return.
+    /// serialising it): the first read would deadlock (or, in a later Rust, panic).
     pub fn computed_by(compute: fn(&WorkflowResult) -> RunMetrics) -> Self {
         Self {
             value: OnceLock::new(),

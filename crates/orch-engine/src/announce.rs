@@ -53,7 +53,8 @@ pub(crate) struct Announcer {
 }
 
 impl Announcer {
-    /// The announcer of one run, when the engine has a bus.
+    /// The announcer of one run, when the engine has a bus (and the run's subjects can
+    /// be written, which escaping the ids always allows).
     pub(crate) fn for_engine(
         engine: &EngineInner,
         workflow: &Workflow,

@@ -2,6 +2,7 @@
 //! run itself): turns a run's notes into subjects and [`EngineEvent`]s and publishes them,
 //! in order, waiting for room in lossless subscriptions.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,9 +46,8 @@ impl Names {
     /// The names of a run's events; `None` if its subjects could not be written (escaping
     /// makes every id a valid token, so this is not expected).
     pub(crate) fn new(workflow: &Workflow, run_id: u64, plan: &Plan) -> Option<Self> {
-        let mut workflow_token = String::new();
-        push_token(&mut workflow_token, workflow.workflow_id());
-        let prefix = match Subject::new("workflow").and_then(|w| w.join([&*workflow_token])) {
+        let prefix = format!("workflow.{}", token(workflow.workflow_id()));
+        let prefix = match Subject::new(&prefix) {
             Ok(prefix) => prefix,
             Err(error) => {
                 tracing::warn!(%error, "no lifecycle events: the workflow id makes no subject");
@@ -89,8 +89,8 @@ impl Names {
         Some(Arc::clone(name))
     }
 
-    /// The subject and event of `note`; `scratch` holds the escaped task id meanwhile.
-    fn event(&mut self, note: Note, scratch: &mut String) -> Option<(Subject, EngineEvent)> {
+    /// The subject and event of `note`.
+    fn event(&mut self, note: Note) -> Option<(Subject, EngineEvent)> {
         self.since_copy += 1;
         let mut event = EngineEvent::new(
             note.kind,
@@ -103,12 +103,13 @@ impl Names {
         event.error = note.error.map(String::from);
         event.status = note.status;
         let subject = if note.kind.is_task_event() {
-            let (task_id, _) = self.workflow.tasks().get_index(note.task as usize)?;
-            scratch.clear();
-            push_token(scratch, task_id);
-            event.task_id = Some(task_id.clone());
             event.task_type = self.task_type(note.task_type as usize);
-            self.prefix.join(["task", scratch, note.kind.as_str()])
+            let (task_id, _) = self.workflow.tasks().get_index(note.task as usize)?;
+            let subject = self
+                .prefix
+                .join(["task", &token(task_id), note.kind.as_str()]);
+            event.task_id = Some(task_id.clone());
+            subject
         } else {
             self.prefix.join([note.kind.as_str()])
         };
@@ -133,14 +134,9 @@ async fn publish(
 ) {
     let stopped = || stop.load(Ordering::Relaxed);
     let mut events = VecDeque::new();
-    let mut scratch = String::new();
     while let Some(batch) = batches.recv().await {
         names.next_batch();
-        events.extend(
-            batch
-                .into_iter()
-                .filter_map(|note| names.event(note, &mut scratch)),
-        );
+        events.extend(batch.into_iter().filter_map(|note| names.event(note)));
         while !events.is_empty() {
             if stopped() || bus.try_publish_batch(&mut events).is_err() {
                 return;
@@ -240,17 +236,17 @@ impl Drop for Publisher {
     }
 }
 
-/// Writes `id` as one subject token, escaping what a token cannot hold.
-pub(crate) fn push_token(out: &mut String, id: &str) {
+/// `id` as one subject token: itself when it is one already, else with what a token
+/// cannot hold escaped.
+pub(crate) fn token(id: &str) -> Cow<'_, str> {
     if id.is_empty() {
-        out.push_str("%00");
-        return;
+        return Cow::Borrowed("%00");
     }
     let plain = |b: &u8| (b'!'..=b'~').contains(b) && !matches!(b, b'.' | b'*' | b'>' | b'%');
     if id.as_bytes().iter().all(plain) {
-        out.push_str(id);
-        return;
+        return Cow::Borrowed(id);
     }
+    let mut out = String::with_capacity(id.len() + 8);
     for c in id.chars() {
         if matches!(c, '.' | '*' | '>' | '%') || c.is_whitespace() || c.is_control() {
             let mut utf8 = [0u8; 4];
@@ -261,17 +257,14 @@ pub(crate) fn push_token(out: &mut String, id: &str) {
             out.push(c);
         }
     }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::push_token;
+    use std::borrow::Cow;
 
-    fn token(id: &str) -> String {
-        let mut out = String::new();
-        push_token(&mut out, id);
-        out
-    }
+    use super::token;
 
     #[test]
     fn ids_become_single_subject_tokens() {
@@ -282,5 +275,9 @@ mod tests {
         assert_eq!(token("tab\there"), "tab%09here");
         assert_eq!(token("é"), "é");
         assert_eq!(token(""), "%00");
+        assert!(
+            matches!(token("load"), Cow::Borrowed(_)),
+            "a plain id is not copied"
+        );
     }
 }

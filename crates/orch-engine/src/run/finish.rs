@@ -71,14 +71,14 @@ impl Scheduler<'_> {
             end_time,
             max_concurrent: self.max_concurrent,
             tasks,
-            metrics: metrics(),
+            metrics: lazy_metrics(),
         };
         (result, self.announcer)
     }
 }
 
 /// Metrics computed from the result when first asked for, if this build computes them.
-fn metrics() -> LazyMetrics {
+fn lazy_metrics() -> LazyMetrics {
     #[cfg(feature = "metrics")]
     return LazyMetrics::computed_by(orch_metrics::compute);
     #[cfg(not(feature = "metrics"))]
