@@ -1,0 +1,196 @@
+//! Subject and pattern validation, joining and matching.
+
+use super::*;
+
+#[test]
+fn errors_say_what_and_where() {
+    assert_eq!(Subject::new(""), Err(SubjectError::Empty));
+    assert_eq!(
+        Subject::new("a..b"),
+        Err(SubjectError::EmptyToken {
+            input: "a..b".into(),
+            token: 1,
+            byte: 2
+        })
+    );
+    assert_eq!(
+        Pattern::new("a.b."),
+        Err(SubjectError::EmptyToken {
+            input: "a.b.".into(),
+            token: 2,
+            byte: 4
+        })
+    );
+    assert_eq!(
+        Subject::new(".a"),
+        Err(SubjectError::EmptyToken {
+            input: ".a".into(),
+            token: 0,
+            byte: 0
+        })
+    );
+    assert_eq!(
+        Subject::new("a.b c"),
+        Err(SubjectError::Whitespace {
+            input: "a.b c".into(),
+            token: 1,
+            byte: 3
+        })
+    );
+    assert_eq!(
+        Subject::new("a.*.c"),
+        Err(SubjectError::WildcardInSubject {
+            input: "a.*.c".into(),
+            token: 1,
+            byte: 2,
+            wildcard: '*'
+        })
+    );
+    assert_eq!(
+        Subject::new("a.>"),
+        Err(SubjectError::WildcardInSubject {
+            input: "a.>".into(),
+            token: 1,
+            byte: 2,
+            wildcard: '>'
+        })
+    );
+    assert_eq!(
+        Pattern::new("a.>.c"),
+        Err(SubjectError::FullWildcardNotLast {
+            input: "a.>.c".into(),
+            token: 1,
+            byte: 2
+        })
+    );
+    let message = Pattern::new("a.>.c").map_err(|e| e.to_string());
+    assert_eq!(
+        message,
+        Err("\"a.>.c\": `>` at token 1 (byte 2) must be the last token".to_owned())
+    );
+}
+
+#[test]
+fn the_quick_check_agrees_with_the_explanation() {
+    let cases = [
+        "a", "a.b", "a..b", ".a", "a.", "*", ">", "a.*", "a.>", "a.>.b", "a*.b>", "a b", "a\tb",
+        "é.b", "a.\u{a0}", "\u{7f}", "~!.$", "",
+    ];
+    for input in cases {
+        for wildcards in [false, true] {
+            if is_plainly_valid(input.as_bytes(), wildcards) {
+                assert_eq!(explain(input, wildcards), Ok(()), "{input:?}");
+            }
+        }
+    }
+    assert!(Subject::new("é.b").is_ok());
+    assert!(Subject::new("a.\u{a0}").is_err());
+}
+
+proptest::proptest! {
+    #[test]
+    fn validation_is_the_explanation(
+        input in "[ab.*> é\t~!\u{7f}]{0,40}",
+        wildcards: bool,
+    ) {
+        proptest::prop_assert_eq!(validate(&input, wildcards), explain(&input, wildcards));
+    }
+
+    #[test]
+    fn mostly_valid_subjects_are_checked_alike(input in "[ab.*>]{1,40}", wildcards: bool) {
+        proptest::prop_assert_eq!(validate(&input, wildcards), explain(&input, wildcards));
+    }
+
+    /// Joining gives what validating the joined text gives, subject or error: parts
+    /// of every kind, prefixes up to 75 bytes (past the inline limit on their own).
+    #[test]
+    fn joining_is_validating_the_whole(
+        prefix in "[a-zé]{1,30}(\\.[a-z]{1,14}){0,3}",
+        parts in proptest::collection::vec("[ab.*> é\t~]{0,12}", 0..5),
+    ) {
+        proptest::prop_assert!(joins_as_validated(&prefix, &parts));
+    }
+
+    /// The same with mostly valid parts and prefixes around the inline limit, so that
+    /// successful joins that just fit, or just spill, are common.
+    #[test]
+    fn valid_joins_near_the_inline_limit_are_validated_alike(
+        prefix in "[a-zé]{40,60}",
+        parts in proptest::collection::vec("[a-z~é]{1,8}(\\.[a-z]{1,4})?", 0..4),
+    ) {
+        proptest::prop_assert!(joins_as_validated(&prefix, &parts));
+    }
+}
+
+/// Whether joining `parts` to `prefix` gives what [`Subject::new`] gives for the joined
+/// text: the same subject, or the same error.
+fn joins_as_validated(prefix: &str, parts: &[String]) -> bool {
+    let whole = std::iter::once(prefix)
+        .chain(parts.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(".");
+    let joined = Subject::new(prefix)
+        .expect("a valid prefix")
+        .join(parts.iter().map(String::as_str));
+    match (joined, Subject::new(&whole)) {
+        (Ok(joined), Ok(checked)) => joined.as_str() == checked.as_str(),
+        (Err(joined), Err(checked)) => joined == checked,
+        _ => false,
+    }
+}
+
+/// Every way of reaching the inline limit: the prefix itself, the dot, or the part.
+#[test]
+fn joins_at_the_inline_limit_are_validated_alike() {
+    for length in Subject::INLINE - 3..=Subject::INLINE + 2 {
+        let prefix = "p".repeat(length);
+        for parts in [
+            &["b"][..],
+            &["bc", "d"],
+            &[""],
+            &["*"],
+            &["b c"],
+            &["b.c"],
+            &["é"],
+        ] {
+            let parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+            assert!(joins_as_validated(&prefix, &parts), "{length} {parts:?}");
+        }
+    }
+}
+
+#[test]
+fn short_and_long_subjects_behave_alike() {
+    let short = "a".repeat(Subject::INLINE);
+    let long = format!("{short}.b");
+    for text in [short.as_str(), long.as_str()] {
+        let subject = Subject::new(text).expect("valid");
+        assert_eq!(subject.as_str(), text);
+        assert_eq!(subject.clone(), subject);
+        assert_eq!(subject.to_string(), text);
+        assert!(Pattern::new(">").expect("valid").matches(&subject));
+    }
+    let (a, b) = (
+        Subject::new(&short).expect("valid"),
+        Subject::new(&long).expect("valid"),
+    );
+    assert!(a < b, "ordered by text");
+}
+
+#[test]
+fn wildcards_are_whole_tokens_only() {
+    assert!(Subject::new("a*.b>").is_ok());
+    assert!(Pattern::new("a.>").is_ok());
+    assert!(Pattern::new(">").is_ok());
+    assert!(Pattern::new("*.*").is_ok());
+    let p = Pattern::new("a*").expect("valid");
+    assert!(!p.matches(&Subject::new("ab").expect("valid")));
+}
+
+#[test]
+fn serde_round_trip_validates() {
+    let s: Subject = serde_json::from_str("\"a.b\"").expect("valid");
+    assert_eq!(s.as_str(), "a.b");
+    assert!(serde_json::from_str::<Subject>("\"a..b\"").is_err());
+    assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"a.b\""));
+}
