@@ -119,7 +119,8 @@ enum Progress {
     Done,
     /// Waiting for running handlers (their wakers are registered).
     Waiting,
-    /// Ready tasks wait until the publisher takes the next batch of notes.
+    /// Ready tasks wait until the publisher takes the next batch of notes (and any
+    /// running handlers have their wakers registered).
     Stalled,
     /// Enough done in one go; poll again soon.
     Yield,
@@ -242,14 +243,17 @@ impl<'p> Scheduler<'p> {
                     return Progress::Yield;
                 }
             }
+            // Ready tasks held back only because the publisher is behind: the run must look
+            // again as soon as it catches up, not when a running handler next wakes it.
+            let held_back = stalled && !self.ready.is_empty();
             if self.in_flight.is_empty() {
-                if self.ready.is_empty() || self.stopping {
-                    return Progress::Done;
-                }
-                if stalled {
-                    return Progress::Stalled;
-                }
-                continue;
+                // Nothing runs, so the starts above stopped for want of ready tasks, because
+                // the run stops (which empties the ready set), or because of the publisher.
+                return if held_back {
+                    Progress::Stalled
+                } else {
+                    Progress::Done
+                };
             }
             match self.in_flight.poll_next_unpin(cx) {
                 Poll::Ready(Some(Landed::Attempt(index, outcome))) => {
@@ -258,10 +262,8 @@ impl<'p> Scheduler<'p> {
                 Poll::Ready(Some(Landed::BackoffOver(index))) => {
                     self.start_attempt(index as usize, cx)
                 }
-                Poll::Ready(None) if self.ready.is_empty() || self.stopping => {
-                    return Progress::Done;
-                }
-                Poll::Ready(None) => {}
+                Poll::Ready(None) => unreachable!("the in-flight set is not empty"),
+                Poll::Pending if held_back => return Progress::Stalled,
                 Poll::Pending => return Progress::Waiting,
             }
         }

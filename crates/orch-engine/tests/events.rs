@@ -1,6 +1,8 @@
 //! Lifecycle events on the bus: complete, lossless, in causal order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use orch_core::{EngineEvent, EngineEventKind, Task, Workflow, WorkflowStatus};
@@ -356,5 +358,69 @@ fn a_current_thread_runtime_publishes_inline_through_a_small_queue() {
                 [EngineEventKind::TaskStarted, EngineEventKind::TaskCompleted]
             );
         }
+    });
+}
+
+#[test]
+fn tasks_held_back_for_a_slow_publisher_start_when_it_catches_up() {
+    const INSTANT: usize = 20_000;
+    two_workers().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        // A small queue read one event at a time: the publisher falls behind the run.
+        let mut subscription = bus
+            .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1))
+            .expect("a valid pattern");
+        let reader = tokio::spawn(async move {
+            while subscription.recv_event().await.is_some() {
+                tokio::task::yield_now().await;
+            }
+        });
+        let engine = instant_engine(bus.clone(), 2);
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let done = Arc::new(AtomicUsize::new(0));
+        engine.register_handler("gate", {
+            let gate = Arc::clone(&gate);
+            move |_ctx: TaskContext| {
+                let gate = Arc::clone(&gate);
+                async move {
+                    gate.notified().await;
+                    Ok(Value::Null)
+                }
+            }
+        });
+        engine.register_handler("counted", {
+            let done = Arc::clone(&done);
+            move |_ctx: TaskContext| {
+                done.fetch_add(1, Ordering::SeqCst);
+                async move { Ok(Value::Null) }
+            }
+        });
+        // One slot stays taken by the gate until every other task has run.
+        let workflow = Workflow::from_tasks(
+            "w",
+            "W",
+            std::iter::once(Task::new("gate", "gate"))
+                .chain((0..INSTANT).map(|i| Task::new(format!("t{i}"), "counted"))),
+        );
+        let run = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.execute_workflow(&workflow).await }
+        });
+        let all_ran = tokio::time::timeout(Duration::from_secs(30), async {
+            while done.load(Ordering::SeqCst) < INSTANT {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let ran_while_gated = done.load(Ordering::SeqCst);
+        gate.notify_one();
+        let result = run.await.expect("the run finished").expect("valid");
+        assert!(
+            all_ran.is_ok(),
+            "only {ran_while_gated} of {INSTANT} tasks ran while the gate held its slot"
+        );
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        bus.close().await;
+        reader.await.expect("reader finished");
     });
 }
