@@ -145,9 +145,7 @@ impl<T> Inner<T> {
 
     pub(crate) fn remove(&self, pattern: &Pattern, id: u64) {
         let mut routes = self.write();
-        if routes.trie.remove(pattern, |q| q.id == id).is_some() {
-            routes.invalidate();
-        }
+        routes.remove(pattern, id);
     }
 
     fn finish_in_flight(&self) {
@@ -163,8 +161,7 @@ impl<T> Drop for Inner<T> {
             .routes
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        routes.invalidate();
-        for queue in routes.trie.take_all() {
+        for queue in routes.take_all() {
             queue.close();
         }
     }
@@ -223,7 +220,7 @@ impl<T> EventBus<T> {
 
     /// How many subscriptions are active.
     pub fn subscription_count(&self) -> usize {
-        self.inner.read().trie.len()
+        self.inner.read().len()
     }
 
     /// Whether [`EventBus::close`] was called.
@@ -353,8 +350,7 @@ impl<T> EventBus<T> {
                 None => VecDeque::new(),
                 Some(from) => self.backlog(&pattern, from)?,
             };
-            routes.trie.insert(&pattern, Arc::clone(&queue));
-            routes.invalidate();
+            routes.insert(&pattern, Arc::clone(&queue));
             backlog
         };
         queue.count_delivered(backlog.len());
@@ -421,8 +417,7 @@ impl<T> EventBus<T> {
         }
         let queues = {
             let mut routes = inner.write();
-            routes.invalidate();
-            routes.trie.take_all()
+            routes.take_all()
         };
         for queue in queues {
             queue.close();

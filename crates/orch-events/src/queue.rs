@@ -218,7 +218,7 @@ impl<T> Queue<T> {
     /// Reserves up to `wanted` slots for [`Queue::push_reserved`] and returns how many
     /// it got: all of them under the drop policies (they make room themselves) and in a
     /// queue that is gone (nothing will be queued), else as many as there is room for.
-    /// Short of room, it asks the subscriber to say when it makes some.
+    /// A publisher that then waits for room does so through [`Queue::push_wait`].
     pub(crate) fn try_reserve_up_to(&self, wanted: usize) -> usize {
         if self.policy != Overflow::Block {
             return wanted;
@@ -230,9 +230,6 @@ impl<T> Queue<T> {
             wanted.min(self.capacity.saturating_sub(s.buf.len() + s.reserved))
         };
         s.reserved += granted;
-        if granted < wanted {
-            s.tx_waiting = true;
-        }
         granted
     }
 
@@ -337,5 +334,53 @@ impl<T> Queue<T> {
             queued: s.buf.len(),
             panics: self.panics.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::SystemTime;
+
+    use super::{Overflow, Queue};
+    use crate::{Event, Subject};
+
+    /// Counts its wakes.
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn giving_back_a_reservation_wakes_a_publisher_waiting_for_room() {
+        let queue: Queue<u32> = Queue::new(1, Overflow::Block, 1);
+        let event = Arc::new(Event::new(
+            0,
+            SystemTime::now(),
+            Subject::new("a").expect("valid"),
+            7,
+        ));
+        assert_eq!(queue.try_reserve_up_to(1), 1, "the only slot, reserved");
+
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        let mut waiting = Box::pin(queue.push_wait(&event));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending(), "no room");
+
+        queue.unreserve(1);
+        assert_eq!(
+            counter.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "told"
+        );
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(true));
+        assert_eq!(queue.stats().queued, 1);
     }
 }

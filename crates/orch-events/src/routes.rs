@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    Subject,
+    Pattern, Subject,
     queue::Queue,
     trie::{Reach, Trie},
 };
@@ -15,7 +15,9 @@ use crate::{
 /// Who gets what: guarded by the bus's `RwLock` (publishers read, subscribe and
 /// unsubscribe write).
 pub(crate) struct Routes<T> {
-    pub(crate) trie: Trie<Arc<Queue<T>>>,
+    /// The subscriptions by pattern; changed only through the methods below, which keep
+    /// the cache in step.
+    trie: Trie<Arc<Queue<T>>>,
     /// Set by `close`: no more publishes or subscriptions.
     pub(crate) closed: bool,
     /// Trie results by subject, cleared on every subscribe and unsubscribe.
@@ -201,8 +203,32 @@ impl<T> Routes<T> {
         (matches, reach)
     }
 
+    /// How many subscriptions there are.
+    pub(crate) fn len(&self) -> usize {
+        self.trie.len()
+    }
+
+    /// Routes `pattern` to `queue`.
+    pub(crate) fn insert(&mut self, pattern: &Pattern, queue: Arc<Queue<T>>) {
+        self.trie.insert(pattern, queue);
+        self.invalidate();
+    }
+
+    /// Removes the route of `pattern` to the queue with this `id`, if there is one.
+    pub(crate) fn remove(&mut self, pattern: &Pattern, id: u64) {
+        if self.trie.remove(pattern, |q| q.id == id).is_some() {
+            self.invalidate();
+        }
+    }
+
+    /// Removes every route, returning their queues.
+    pub(crate) fn take_all(&mut self) -> Vec<Arc<Queue<T>>> {
+        self.invalidate();
+        self.trie.take_all()
+    }
+
     /// The routes changed: forget cached results.
-    pub(crate) fn invalidate(&mut self) {
+    fn invalidate(&mut self) {
         let cache = self.cache.get_mut().unwrap_or_else(PoisonError::into_inner);
         cache.routes.clear();
         cache.seen.fill(0);

@@ -22,7 +22,6 @@ fn multi_thread() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Everything left in `sub` until it ends, as (events' payloads, lagged notices).
 /// A subscription to `pattern` with room for `capacity` events and the `overflow` policy.
 fn subscribe_to<T>(
     bus: &EventBus<T>,
@@ -39,6 +38,8 @@ fn subscribe_to<T>(
     .expect("subscribed")
 }
 
+/// Everything left in `sub` until it ends, as events' payloads (`Ok`) and lagged
+/// notices (`Err`).
 async fn drain<T: Clone>(sub: &mut Subscription<T>) -> Vec<Result<T, u64>> {
     let mut out = Vec::new();
     while let Some(delivery) = sub.recv().await {
@@ -521,17 +522,36 @@ fn callbacks_need_a_runtime() {
 async fn cached_routes_follow_subscribe_and_unsubscribe() {
     let bus: EventBus<u32> = EventBus::new();
     let mut first = bus.subscribe("r.*").expect("subscribed");
-    bus.publish("r.x", 1).await.expect("published");
+    // A subject is cached on its second publish: each route below is used from the cache
+    // at least once before the subscriptions change under it.
+    for n in 1..=3 {
+        bus.publish("r.x", n).await.expect("published");
+    }
     let mut second = bus.subscribe("r.>").expect("subscribed");
-    bus.publish("r.x", 2).await.expect("published");
+    for n in 4..=6 {
+        bus.publish("r.x", n).await.expect("published");
+    }
     let mut third = bus.subscribe("r.x").expect("subscribed");
-    assert_eq!(second.recv_event().await.map(|e| *e.payload()), Some(2));
+    assert_eq!(drain_now(&mut second), [4, 5, 6]);
     drop(second);
-    bus.publish("r.x", 3).await.expect("published");
+    for n in 7..=9 {
+        bus.publish("r.x", n).await.expect("published");
+    }
     assert_eq!(bus.subscription_count(), 2);
     bus.close().await;
-    assert_eq!(drain(&mut first).await, [Ok(1), Ok(2), Ok(3)]);
-    assert_eq!(drain(&mut third).await, [Ok(3)]);
+    assert_eq!(drain(&mut first).await, (1..=9).map(Ok).collect::<Vec<_>>());
+    assert_eq!(drain(&mut third).await, [Ok(7), Ok(8), Ok(9)]);
+}
+
+/// The events queued in `sub` now, without waiting.
+fn drain_now(sub: &mut Subscription<u32>) -> Vec<u32> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut out = Vec::new();
+    while let std::task::Poll::Ready(Some(Delivery::Event(event))) = sub.poll_recv(&mut cx) {
+        out.push(*event.payload());
+    }
+    out
 }
 
 #[test]
@@ -607,5 +627,24 @@ fn a_batch_for_mixed_routes_queues_each_run_together_and_stops_where_room_ends()
         assert_eq!(drain(&mut all).await, [Err(3), Ok(4), Ok(5)]);
         // Only published events are numbered.
         assert_eq!(bus.next_seq(), 5);
+    });
+}
+
+#[test]
+fn a_batch_stopped_by_one_full_queue_gives_the_others_their_room_back() {
+    multi_thread().block_on(async {
+        let bus: EventBus<u32> = EventBus::new();
+        let roomy = subscribe_to(&bus, "a.>", 3, Overflow::Block);
+        let tight = subscribe_to(&bus, "a.*", 1, Overflow::Block);
+        let subject = orch_events::Subject::new("a.x").expect("valid");
+        let mut events: std::collections::VecDeque<_> =
+            (0..3).map(|i| (subject.clone(), i)).collect();
+        // `roomy` could take all three, `tight` only one: one goes, to both.
+        assert_eq!(bus.try_publish_batch(&mut events), Ok(1));
+        // The two slots `roomy` granted beyond that are free again.
+        assert!(bus.try_publish("a.x.y", 10).is_ok());
+        assert!(bus.try_publish("a.x.y", 11).is_ok());
+        assert!(bus.try_publish("a.x.y", 12).is_err(), "now `roomy` is full");
+        assert_eq!((roomy.stats().queued, tight.stats().queued), (3, 1));
     });
 }
