@@ -4,11 +4,13 @@
 //!
 //! `cargo run --example failure_handling`
 
+use orch::prelude::TaskStatus;
+
 #[tokio::main]
 async fn main() -> Result<(), examples::BoxError> {
-    let outcome = examples::failure_handling::run().await?;
-    println!("workflow: {}\n", outcome.result.status);
-    for (id, record) in outcome.result.tasks.iter() {
+    let result = examples::failure_handling::run().await?;
+    println!("workflow: {}\n", result.status);
+    for (id, record) in result.tasks.iter() {
         let id = id.as_str();
         println!(
             "{id:<16} {:<9} attempts {}  {}",
@@ -17,14 +19,18 @@ async fn main() -> Result<(), examples::BoxError> {
             record.error.as_deref().unwrap_or("")
         );
     }
-    println!("\nfailed:    {:?}", outcome.failed);
-    println!("skipped:   {:?}", outcome.skipped);
-    println!("completed: {:?}", outcome.completed);
-    if let Some(report) = outcome
-        .result
-        .task("report")
-        .and_then(|r| r.result.as_ref())
-    {
+    for status in [
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+        TaskStatus::Completed,
+    ] {
+        println!(
+            "{:<10} {:?}",
+            format!("{status}:"),
+            result.tasks_with(status)
+        );
+    }
+    if let Some(report) = result.task("report").and_then(|r| r.result.as_ref()) {
         println!("report:    {report}");
     }
     Ok(())

@@ -15,7 +15,7 @@ async fn main() -> Result<(), examples::BoxError> {
     for outcome in [&sequential, &concurrent] {
         println!(
             "max_concurrent {}: wall time {:>7.1?}, peak {} branches at once, sum of squares 1..={n} = {}",
-            outcome.max_concurrent,
+            outcome.result.max_concurrent,
             outcome.wall_time,
             outcome.peak_concurrency,
             outcome.sum_of_squares

@@ -14,9 +14,9 @@ use flate2::Compression;
 use flate2::write::ZlibEncoder;
 use orch::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::BoxError;
+use crate::{BoxError, task_output};
 
 /// The text the example analyses.
 pub const TICKET: &str = "The nightly export failed again. The export job times out when \
@@ -221,15 +221,12 @@ pub async fn run(text: &str, key: &str) -> Result<Outcome, BoxError> {
     let store = MemoryStore::default();
     register_handlers(&engine, &store);
     let result = engine.execute_workflow(&workflow(text, key)).await?;
-    let analysis: Value = result
-        .task("analyze")
-        .and_then(|record| record.result.clone())
-        .ok_or_else(|| format!("`analyze` did not complete: {}", result.to_json()))?;
+    let analysis = Analysis::deserialize(task_output(&result, "analyze")?)?;
     if store.get(key).is_none() {
         return Err(format!("nothing was stored: {}", result.to_json()).into());
     }
     Ok(Outcome {
-        analysis: Analysis::deserialize(analysis)?,
+        analysis,
         result,
         store,
         key: key.to_owned(),

@@ -10,7 +10,7 @@ use orch::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::BoxError;
+use crate::{BoxError, task_output};
 
 /// One order line of the sales file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,13 +104,7 @@ pub async fn run(source: &Path, group_by: &str) -> Result<Outcome, BoxError> {
     let engine = WorkflowEngine::new();
     register_handlers(&engine);
     let result = engine.execute_workflow(&workflow(source, group_by)).await?;
-    let summary = match result.task("process_task") {
-        Some(TaskRecord {
-            result: Some(value),
-            ..
-        }) => Summary::deserialize(value)?,
-        _ => return Err(format!("the pipeline did not complete: {}", result.to_json()).into()),
-    };
+    let summary = Summary::deserialize(task_output(&result, "process_task")?)?;
     Ok(Outcome { result, summary })
 }
 

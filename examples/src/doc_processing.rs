@@ -13,7 +13,7 @@ use orch::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::BoxError;
+use crate::{BoxError, task_output};
 
 /// What the example computed.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ pub struct Outcome {
     pub title: String,
     /// The extracted text.
     pub text: String,
-    /// Size of the extracted text, in bytes.
+    /// Size of the extracted text, in bytes, as `compress` reported it.
     pub original_bytes: usize,
     /// Size of the compressed file, in bytes.
     pub compressed_bytes: usize,
@@ -75,19 +75,12 @@ pub async fn run(source: &Path, out_dir: &Path) -> Result<Outcome, BoxError> {
     let result = engine
         .execute_workflow(&workflow(source, out_dir, "document.txt.gz"))
         .await?;
-    let output = |id: &str| -> Result<Value, BoxError> {
-        let record = result.task(id).ok_or("missing task")?;
-        record.result.clone().ok_or_else(|| {
-            let error = record.error.as_deref().unwrap_or("no error recorded");
-            format!("`{id}` did not complete ({}): {error}", record.status).into()
-        })
-    };
-    let extracted = Extracted::deserialize(output("extract")?)?;
-    let compressed = Compressed::deserialize(output("compress")?)?;
-    let stored = Stored::deserialize(output("store")?)?;
+    let extracted = Extracted::deserialize(task_output(&result, "extract")?)?;
+    let compressed = Compressed::deserialize(task_output(&result, "compress")?)?;
+    let stored = Stored::deserialize(task_output(&result, "store")?)?;
     Ok(Outcome {
         title: extracted.title,
-        original_bytes: extracted.text.len(),
+        original_bytes: compressed.original_bytes,
         text: extracted.text,
         compressed_bytes: compressed.compressed_bytes,
         stored_path: stored.path,

@@ -13,9 +13,7 @@ use crate::BoxError;
 pub struct Outcome {
     /// The run's result.
     pub result: WorkflowResult,
-    /// One progress line per event, in the order they arrived.
-    pub lines: Vec<String>,
-    /// The events themselves, in the same order.
+    /// The events, in the order they arrived (each printed with [`progress_line`]).
     pub events: Vec<EngineEvent>,
 }
 
@@ -53,16 +51,15 @@ pub fn progress_line(event: &EngineEvent) -> String {
 /// line as it arrives.
 pub async fn run(on_line: impl Fn(&str) + Send + Sync + 'static) -> Result<Outcome, BoxError> {
     let bus: EventBus<EngineEvent> = EventBus::new();
-    let seen: Arc<Mutex<Vec<(String, EngineEvent)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<EngineEvent>>> = Arc::default();
     let log = Arc::clone(&seen);
     let mut progress =
         bus.subscribe_fn("workflow.>", SubscribeOptions::new(), move |delivery| {
             if let Some(event) = delivery.event() {
-                let line = progress_line(event.payload());
-                on_line(&line);
+                on_line(&progress_line(event.payload()));
                 log.lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .push((line, event.payload().clone()));
+                    .push(event.payload().clone());
             }
             std::future::ready(())
         })?;
@@ -75,11 +72,6 @@ pub async fn run(on_line: impl Fn(&str) + Send + Sync + 'static) -> Result<Outco
     let result = engine.execute_workflow(&workflow).await?;
     bus.close().await;
     progress.finished().await;
-    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
-    let (lines, events) = seen.into_iter().unzip();
-    Ok(Outcome {
-        result,
-        lines,
-        events,
-    })
+    let events = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(Outcome { result, events })
 }

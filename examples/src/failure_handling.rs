@@ -22,19 +22,6 @@ use crate::BoxError;
 /// The settings text `read_settings` cannot parse (line 2 is not a number).
 pub const BAD_SETTINGS: &str = "workers = 4\nbatch_size = forty\n";
 
-/// What the example computed.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The run's records and metrics.
-    pub result: WorkflowResult,
-    /// Ids of the tasks that completed, failed and were skipped, in workflow order.
-    pub completed: Vec<String>,
-    /// Ids of the failed tasks.
-    pub failed: Vec<String>,
-    /// Ids of the skipped tasks.
-    pub skipped: Vec<String>,
-}
-
 /// The workflow, reading `settings` as its settings text.
 pub fn workflow(settings: &str) -> Workflow {
     let quick_retry = Backoff {
@@ -122,26 +109,13 @@ pub fn parse_settings(text: &str) -> Result<BTreeMap<String, i64>, TaskError> {
 }
 
 /// Runs the workflow with [`BAD_SETTINGS`].
-pub async fn run() -> Result<Outcome, BoxError> {
+pub async fn run() -> Result<WorkflowResult, BoxError> {
     run_with(BAD_SETTINGS).await
 }
 
 /// Runs the workflow with the given settings text.
-pub async fn run_with(settings: &str) -> Result<Outcome, BoxError> {
+pub async fn run_with(settings: &str) -> Result<WorkflowResult, BoxError> {
     let engine = WorkflowEngine::new();
     register_handlers(&engine);
-    let result = engine.execute_workflow(&workflow(settings)).await?;
-    let ids = |status| {
-        result
-            .tasks_with(status)
-            .into_iter()
-            .map(|id| id.as_str().to_owned())
-            .collect::<Vec<_>>()
-    };
-    Ok(Outcome {
-        completed: ids(TaskStatus::Completed),
-        failed: ids(TaskStatus::Failed),
-        skipped: ids(TaskStatus::Skipped),
-        result,
-    })
+    Ok(engine.execute_workflow(&workflow(settings)).await?)
 }

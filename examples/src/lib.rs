@@ -20,6 +20,9 @@
 
 use std::path::{Path, PathBuf};
 
+use orch::prelude::WorkflowResult;
+use serde_json::Value;
+
 pub mod agent_workflow;
 pub mod csv;
 pub mod data_pipeline;
@@ -35,6 +38,18 @@ pub mod parallel;
 
 /// The error the examples' `run` functions return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What task `id` returned, or an error saying why it has no result (its status and
+/// error, or that the workflow has no such task).
+pub fn task_output<'r>(result: &'r WorkflowResult, id: &str) -> Result<&'r Value, BoxError> {
+    let record = result
+        .task(id)
+        .ok_or_else(|| format!("the workflow has no `{id}` task"))?;
+    record.result.as_ref().ok_or_else(|| {
+        let error = record.error.as_deref().unwrap_or("no error recorded");
+        format!("`{id}` did not complete ({}): {error}", record.status).into()
+    })
+}
 
 /// The `examples/` directory of the source tree, where `data/` and `workflows/` live.
 pub fn examples_dir() -> &'static Path {

@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::BoxError;
 use crate::ml_model::{self, Evaluation, Samples, TrainReport, input};
+use crate::{BoxError, task_output};
 
 /// The numeric feature columns.
 pub const NUMERIC: [&str; 2] = ["x1", "x2"];
@@ -169,15 +169,7 @@ pub async fn run(path: &Path) -> Result<Outcome, BoxError> {
 /// Reads each stage's summary out of a completed run of the pipeline (task ids `load`
 /// to `evaluate`).
 pub fn outcome(result: WorkflowResult) -> Result<Outcome, BoxError> {
-    let stage = |id: &str| -> Result<&Value, BoxError> {
-        let record = result
-            .task(id)
-            .ok_or_else(|| format!("the workflow has no `{id}` task"))?;
-        record.result.as_ref().ok_or_else(|| {
-            let error = record.error.as_deref().unwrap_or("no error recorded");
-            format!("`{id}` did not complete ({}): {error}", record.status).into()
-        })
-    };
+    let stage = |id: &str| task_output(&result, id);
     fn read<T: DeserializeOwned>(value: &Value) -> Result<T, BoxError> {
         Ok(T::deserialize(value)?)
     }
@@ -207,10 +199,6 @@ pub fn outcome(result: WorkflowResult) -> Result<Outcome, BoxError> {
     })
 }
 
-fn to_value(value: impl Serialize) -> Result<Value, TaskError> {
-    Ok(serde_json::to_value(value)?)
-}
-
 fn load(ctx: &TaskContext, base_dir: &Path) -> Result<Value, TaskError> {
     #[derive(Deserialize)]
     struct Config {
@@ -229,10 +217,10 @@ fn load(ctx: &TaskContext, base_dir: &Path) -> Result<Value, TaskError> {
                 .collect()
         })
         .collect();
-    to_value(Loaded {
+    Ok(serde_json::to_value(Loaded {
         columns: table.columns,
         rows,
-    })
+    })?)
 }
 
 /// Where each expected column is in a loaded table.
@@ -319,7 +307,7 @@ fn validate(ctx: &TaskContext) -> Result<Value, TaskError> {
         check(columns.label, |cell| parse_label(cell).is_some());
         report.valid_rows += usize::from(valid);
     }
-    to_value(json!({"report": report, "data": loaded}))
+    Ok(json!({"report": report, "data": loaded}))
 }
 
 fn clean(ctx: &TaskContext) -> Result<Value, TaskError> {
@@ -406,7 +394,7 @@ fn clean(ctx: &TaskContext) -> Result<Value, TaskError> {
     }
     report.kept = records.len();
     report.dropped = loaded.rows.len() - records.len();
-    to_value(json!({"report": report, "records": records}))
+    Ok(json!({"report": report, "records": records}))
 }
 
 fn feature_eng(ctx: &TaskContext) -> Result<Value, TaskError> {
@@ -486,7 +474,7 @@ fn feature_eng(ctx: &TaskContext) -> Result<Value, TaskError> {
         })
         .collect();
     let y = records.iter().map(|r| r.label).collect();
-    to_value(json!({
+    Ok(json!({
         "features": features,
         "scaling": NUMERIC.iter().zip(&scaling)
             .map(|(c, (mean, std))| (c.to_string(), json!({"mean": mean, "std": std})))

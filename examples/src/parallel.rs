@@ -14,7 +14,7 @@ use orch::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::BoxError;
+use crate::{BoxError, task_output};
 
 /// The branches between `prep` and `merge`.
 pub const BRANCHES: [&str; 3] = ["task_a", "task_b", "task_c"];
@@ -24,8 +24,6 @@ pub const BRANCHES: [&str; 3] = ["task_a", "task_b", "task_c"];
 pub struct Outcome {
     /// The run's records and metrics.
     pub result: WorkflowResult,
-    /// The engine's `max_concurrent`.
-    pub max_concurrent: usize,
     /// Wall time of the run, on tokio's clock (so a paused test clock measures it too).
     pub wall_time: Duration,
     /// The most branches that were waiting at the same time.
@@ -103,14 +101,11 @@ pub async fn run(max_concurrent: usize, n: u64, delay: Duration) -> Result<Outco
     let start = tokio::time::Instant::now();
     let result = engine.execute_workflow(&workflow(n, delay)).await?;
     let wall_time = start.elapsed();
-    let sum_of_squares = result
-        .task("merge")
-        .and_then(|record| record.result.as_ref())
-        .and_then(|value| value["sum_of_squares"].as_u64())
-        .ok_or_else(|| format!("the run did not complete: {}", result.to_json()))?;
+    let sum_of_squares = task_output(&result, "merge")?["sum_of_squares"]
+        .as_u64()
+        .ok_or("`merge` gave no sum of squares")?;
     Ok(Outcome {
         result,
-        max_concurrent,
         wall_time,
         peak_concurrency: gauge.peak.load(Ordering::SeqCst),
         sum_of_squares,

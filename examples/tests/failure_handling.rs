@@ -5,22 +5,28 @@ use orch::prelude::*;
 
 #[tokio::test]
 async fn a_failure_skips_its_dependents_and_nothing_else() {
-    let outcome = failure_handling::run().await.expect("runs");
-    assert_eq!(outcome.result.status, WorkflowStatus::Failed);
-    assert_eq!(outcome.failed, ["read_settings"]);
-    assert_eq!(outcome.skipped, ["apply_settings", "restart_workers"]);
-    assert_eq!(outcome.completed, ["count_words", "fetch_rates", "report"]);
+    let result = failure_handling::run().await.expect("runs");
+    assert_eq!(result.status, WorkflowStatus::Failed);
+    assert_eq!(result.tasks_with(TaskStatus::Failed), ["read_settings"]);
+    assert_eq!(
+        result.tasks_with(TaskStatus::Skipped),
+        ["apply_settings", "restart_workers"]
+    );
+    assert_eq!(
+        result.tasks_with(TaskStatus::Completed),
+        ["count_words", "fetch_rates", "report"]
+    );
 
-    let failed = outcome.result.task("read_settings").expect("recorded");
+    let failed = result.task("read_settings").expect("recorded");
     assert_eq!(failed.attempts, 1);
     assert_eq!(
         failed.error.as_deref(),
         Some("line 2: `batch_size`: invalid digit found in string")
     );
-    let skipped = outcome.result.task("restart_workers").expect("recorded");
+    let skipped = result.task("restart_workers").expect("recorded");
     assert_eq!((skipped.attempts, skipped.start_time), (0, None));
 
-    let metrics = outcome.result.metrics().expect("computable");
+    let metrics = result.metrics().expect("computable");
     assert_eq!(
         (
             metrics.completed_tasks,
@@ -33,8 +39,8 @@ async fn a_failure_skips_its_dependents_and_nothing_else() {
 
 #[tokio::test]
 async fn the_flaky_task_succeeds_on_its_second_attempt() {
-    let outcome = failure_handling::run().await.expect("runs");
-    let flaky = outcome.result.task("fetch_rates").expect("recorded");
+    let result = failure_handling::run().await.expect("runs");
+    let flaky = result.task("fetch_rates").expect("recorded");
     assert_eq!(flaky.status, TaskStatus::Completed);
     assert_eq!(flaky.attempts, 2);
     assert_eq!(
@@ -42,10 +48,7 @@ async fn the_flaky_task_succeeds_on_its_second_attempt() {
         Some(2.into())
     );
 
-    let report = outcome
-        .result
-        .task("report")
-        .and_then(|r| r.result.as_ref());
+    let report = result.task("report").and_then(|r| r.result.as_ref());
     let report = report.expect("report completed");
     assert_eq!(report["words"], 10);
     assert_eq!(report["rates"]["usd"], 1.08);
@@ -53,13 +56,13 @@ async fn the_flaky_task_succeeds_on_its_second_attempt() {
 
 #[tokio::test]
 async fn valid_settings_complete_the_whole_run() {
-    let outcome = failure_handling::run_with("workers = 4\nbatch_size = 40\n")
+    let result = failure_handling::run_with("workers = 4\nbatch_size = 40\n")
         .await
         .expect("runs");
-    assert_eq!(outcome.result.status, WorkflowStatus::Completed);
-    assert!(outcome.failed.is_empty() && outcome.skipped.is_empty());
-    let restarted = outcome
-        .result
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert!(result.tasks_with(TaskStatus::Failed).is_empty());
+    assert!(result.tasks_with(TaskStatus::Skipped).is_empty());
+    let restarted = result
         .task("restart_workers")
         .and_then(|r| r.result.as_ref());
     let restarted = restarted.expect("completed");
