@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Formatting, lints, then the README's test command.
+/// What `.ci/run` does: formatting, lints (also without the optional bus and metrics),
+/// the README's test command, and the engine's tests without those features.
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
@@ -38,7 +39,17 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])
+    cargo(&[
+        "clippy",
+        "-p",
+        "orch",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&["test", "--workspace"])?;
+    cargo(&["test", "-p", "orch-engine", "--no-default-features"])
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {

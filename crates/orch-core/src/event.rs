@@ -76,11 +76,17 @@ impl fmt::Display for EngineEventKind {
 ///
 /// ```
 /// use orch_core::{EngineEvent, EngineEventKind};
-/// use std::time::SystemTime;
+/// use std::time::{Duration, SystemTime};
 ///
 /// let event = EngineEvent::new(EngineEventKind::TaskCompleted, "etl".into(), 7, SystemTime::UNIX_EPOCH);
 /// assert_eq!(event.kind.as_str(), "completed");
-/// assert_eq!(serde_json::to_value(&event).unwrap()["kind"], "task_completed");
+/// let json = serde_json::to_value(&event).unwrap();
+/// assert_eq!(json["kind"], "task_completed");
+/// assert_eq!(json["timestamp"], "1970-01-01T00:00:00.000000Z");
+/// assert_eq!(json["duration"], serde_json::Value::Null);
+///
+/// let finished = EngineEvent { duration: Some(Duration::from_millis(1500)), ..event };
+/// assert_eq!(serde_json::to_value(&finished).unwrap()["duration"], 1.5);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineEvent {
@@ -134,26 +140,13 @@ impl Serialize for EngineEvent {
     /// Writes every field; the timestamp in RFC 3339, the duration in seconds.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("EngineEvent", 10)?;
-        let kind = match self.kind {
-            EngineEventKind::WorkflowStarted => "workflow_started",
-            EngineEventKind::WorkflowFinished => "workflow_finished",
-            EngineEventKind::TaskStarted => "task_started",
-            EngineEventKind::TaskCompleted => "task_completed",
-            EngineEventKind::TaskFailed => "task_failed",
-            EngineEventKind::TaskRetrying => "task_retrying",
-            EngineEventKind::TaskSkipped => "task_skipped",
-            EngineEventKind::TaskCancelled => "task_cancelled",
-        };
-        s.serialize_field("kind", kind)?;
+        s.serialize_field("kind", &self.kind)?;
         s.serialize_field("workflow_id", &*self.workflow_id)?;
         s.serialize_field("run_id", &self.run_id)?;
         s.serialize_field("task_id", &self.task_id)?;
         s.serialize_field("task_type", &self.task_type.as_deref())?;
         s.serialize_field("attempt", &self.attempt)?;
-        s.serialize_field(
-            "timestamp",
-            &humantime::format_rfc3339_micros(self.timestamp).to_string(),
-        )?;
+        s.serialize_field("timestamp", &crate::record::rfc3339(self.timestamp))?;
         s.serialize_field("duration", &self.duration.map(|d| d.as_secs_f64()))?;
         s.serialize_field("error", &self.error)?;
         s.serialize_field("status", &self.status)?;

@@ -1,8 +1,8 @@
 //! [`RunMetrics`]: the summary figures of one run.
 //!
 //! This is the data only; `orch-metrics` computes it from a run's records, and the engine
-//! gives every [`WorkflowResult`] it returns a [`LazyMetrics`] that computes it when first
-//! asked.
+//! (with its `metrics` feature, the default) gives every [`WorkflowResult`] it returns a
+//! [`LazyMetrics`] that computes it when first asked.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -54,7 +54,8 @@ pub struct RunMetrics {
     /// The summed durations along the critical path.
     pub critical_path_duration: f64,
     /// Busy time over the time the slots were available: the summed task durations
-    /// divided by (wall time x `max_concurrent`). `None` for a run that took no time.
+    /// divided by (wall time x `max_concurrent`). `None` for a run that took no time or
+    /// in which no task ran.
     pub parallel_efficiency: Option<f64>,
 }
 
@@ -62,8 +63,8 @@ pub struct RunMetrics {
 /// ([`WorkflowResult::metrics`](crate::WorkflowResult::metrics)), so that a run pays
 /// nothing for figures nobody reads.
 ///
-/// The engine gives every result it returns a way to compute them (`orch-metrics`);
-/// a result read back from JSON holds the metrics it was written with. The figures are
+/// The engine, with its `metrics` feature (the default), gives every result it returns
+/// a way to compute them (`orch-metrics`); a result read back from JSON holds the metrics it was written with. The figures are
 /// taken from the result as it is at the first read and kept: change the result after
 /// that and call [`LazyMetrics::clear`] to have them computed again.
 ///

@@ -213,10 +213,10 @@ impl WorkflowResult {
     }
 
     /// The run's summary figures, computed the first time they are asked for (results
-    /// from the engine can always compute them) and kept, so changes made to the result
-    /// after that are not reflected until [`LazyMetrics::clear`]; `None` for a result that
-    /// neither holds nor can compute them, such as one built by hand with
-    /// [`LazyMetrics::default`].
+    /// from an engine built with its `metrics` feature, the default, can always compute
+    /// them) and kept, so changes made to the result after that are not reflected until
+    /// [`LazyMetrics::clear`]; `None` for a result that neither holds nor can compute them,
+    /// such as one built by hand with [`LazyMetrics::default`].
     pub fn metrics(&self) -> Option<&RunMetrics> {
         self.metrics.get_for(self)
     }
@@ -267,7 +267,8 @@ impl Serialize for WorkflowResult {
     }
 }
 
-fn rfc3339(time: SystemTime) -> String {
+/// `time` in RFC 3339 with microseconds, as results and events write it.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_micros(time).to_string()
 }
 

@@ -45,8 +45,8 @@ impl Subject {
     /// [`Subject::new`] makes of the joined text, but only the new parts are checked (all
     /// of it again when they are not plain printable ASCII, or when the result is longer
     /// than [`Subject::INLINE`]). For many subjects under one validated prefix this is
-    /// cheaper than writing each out and validating it whole (criterion
-    /// `events_bus/subject_building`: 38 against 45 ns, one run).
+    /// cheaper than writing each out and validating it whole (the `subject_building`
+    /// bench in `benches/events_bus.rs`; figures in BENCHMARKS.md).
     ///
     /// ```
     /// use orch_events::Subject;

@@ -2,9 +2,10 @@
 //!
 //! [`compute`] turns a [`WorkflowResult`](orch_core::WorkflowResult) into
 //! [`RunMetrics`]: the seed's counts and duration statistics, percentiles, the critical
-//! path and parallel efficiency. Every result the engine returns computes these when first
-//! asked ([`WorkflowResult::metrics`](orch_core::WorkflowResult::metrics)); this crate
-//! depends on `orch-core` only, so stored results can be analysed without an engine.
+//! path and parallel efficiency. Every result the engine returns (with its `metrics`
+//! feature, the default) computes these when first asked
+//! ([`WorkflowResult::metrics`](orch_core::WorkflowResult::metrics)); this crate depends
+//! on `orch-core` only, so stored results can be analysed without an engine.
 //!
 //! Across runs, a [`Recorder`] keeps per task type counts and duration histograms, fed
 //! from the engine's lifecycle events or from results; with the `metrics-facade` feature

@@ -181,3 +181,30 @@ fn a_task_that_took_no_measurable_time_still_ends_its_chain() {
     assert_eq!(metrics.critical_path, ["t0", "t1"]);
     assert_eq!(metrics.critical_path_duration, 0.01);
 }
+
+#[test]
+fn records_are_matched_to_the_given_workflow_by_id_not_by_place() {
+    let fan = |order: [&str; 3]| {
+        Workflow::from_tasks(
+            "fan",
+            "Fan",
+            order.map(|id| match id {
+                "r" => Task::new("r", "t"),
+                _ => Task::new(id, "t").depends_on(["r"]),
+            }),
+        )
+    };
+    let recorded = fan(["r", "x", "y"]);
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 10),
+        ran(TaskStatus::Completed, 10, 20),
+        ran(TaskStatus::Completed, 10, 40),
+    ];
+    let read_back: WorkflowResult =
+        serde_json::from_str(&result_of(&recorded, records, 40, 2).to_json())
+            .expect("a result reads back");
+    // The same tasks listed in another order: `y`, the longer branch, is second here.
+    let metrics = compute_with(&read_back, &fan(["r", "y", "x"]));
+    assert_eq!(metrics.critical_path, ["r", "y"]);
+    assert!((metrics.critical_path_duration - 0.04).abs() < 1e-12);
+}
