@@ -159,7 +159,9 @@ impl WorkflowEngine {
     /// Runs again only what did not complete in `previous`: completed tasks keep their
     /// records, and their stored results are fed to their dependents. A completed task is
     /// kept even if the workflow has since given it a dependency that did not complete:
-    /// that dependency runs, and the task does not run again.
+    /// that dependency runs, and the task does not run again. On the bus, the resumed
+    /// run announces itself and the tasks it runs; kept tasks get no events (they did not
+    /// happen in this run).
     pub fn resume(&self, workflow: &Workflow, previous: &WorkflowResult) -> RunHandle {
         self.start(workflow, Some(previous.clone()))
     }

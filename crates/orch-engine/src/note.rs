@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use orch_core::{EngineEventKind, WorkflowStatus};
 
-/// One lifecycle event as the run records it.
+/// One lifecycle event as the run records it: 64 bytes, no allocation unless it carries
+/// an error.
 #[derive(Debug)]
 #[cfg_attr(not(feature = "events"), allow(dead_code))]
 pub(crate) struct Note {
@@ -20,6 +21,11 @@ pub(crate) struct Note {
     pub(crate) duration: Option<Duration>,
     pub(crate) error: Option<Box<str>>,
 }
+
+const _: () = assert!(
+    std::mem::size_of::<Note>() <= 64,
+    "a note fits a cache line"
+);
 
 impl Note {
     /// A note with only its kind and time set.

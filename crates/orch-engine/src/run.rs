@@ -332,12 +332,13 @@ impl<'p> Scheduler<'p> {
                 if !error.is_permanent() && attempts <= task.retries {
                     let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
                     tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %error, ?delay, "retrying");
-                    self.records[index].error = Some(error.to_string());
+                    let message = error.to_string();
                     self.announce_task(EngineEventKind::TaskRetrying, index, |note| {
                         note.attempt = attempts;
-                        note.error = Some(error.to_string().into());
+                        note.error = Some(message.as_str().into());
                         note.duration = Some(delay);
                     });
+                    self.records[index].error = Some(message);
                     self.in_flight.push(InFlight::Backoff {
                         index: index as u32,
                         sleep: Box::pin(tokio::time::sleep(delay)),
@@ -360,7 +361,10 @@ impl<'p> Scheduler<'p> {
         let kind = match status {
             TaskStatus::Completed => EngineEventKind::TaskCompleted,
             TaskStatus::Failed => EngineEventKind::TaskFailed,
-            _ => EngineEventKind::TaskCancelled,
+            TaskStatus::Cancelled => EngineEventKind::TaskCancelled,
+            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Skipped => {
+                unreachable!("a started task settles as completed, failed or cancelled")
+            }
         };
         self.announce_ended(kind, index);
     }

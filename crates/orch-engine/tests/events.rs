@@ -424,3 +424,51 @@ fn tasks_held_back_for_a_slow_publisher_start_when_it_catches_up() {
         reader.await.expect("reader finished");
     });
 }
+
+#[test]
+fn a_resumed_run_announces_only_the_tasks_it_runs() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("kept", "instant"))
+        .task(Task::new("rerun", "flaky").depends_on(["kept"]));
+    let with_flaky = |bus, works: bool| {
+        let engine = instant_engine(bus, 1);
+        engine.register_handler("flaky", move |_ctx: TaskContext| async move {
+            if works {
+                Ok(Value::Null)
+            } else {
+                Err(TaskError::permanent("not yet"))
+            }
+        });
+        engine
+    };
+    let (first, _) = run_and_collect(|bus| with_flaky(bus, false), &workflow, 64);
+    assert_eq!(first.status, WorkflowStatus::Failed);
+
+    let (second, events) = two_workers().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut subscription = bus.subscribe("workflow.>").expect("a valid pattern");
+        let engine = with_flaky(bus.clone(), true);
+        let result = engine.resume(&workflow, &first).await.expect("valid");
+        bus.close().await;
+        let mut kinds = Vec::new();
+        while let Some(event) = subscription.recv_event().await {
+            let payload = event.payload();
+            kinds.push((
+                payload.task_id.as_ref().map(|id| id.to_string()),
+                payload.kind,
+            ));
+        }
+        (result, kinds)
+    });
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    let rerun = Some("rerun".to_owned());
+    assert_eq!(
+        events,
+        [
+            (None, EngineEventKind::WorkflowStarted),
+            (rerun.clone(), EngineEventKind::TaskStarted),
+            (rerun, EngineEventKind::TaskCompleted),
+            (None, EngineEventKind::WorkflowFinished),
+        ]
+    );
+}
