@@ -472,3 +472,66 @@ fn a_resumed_run_announces_only_the_tasks_it_runs() {
         ]
     );
 }
+
+/// A random DAG (up to three dependencies on earlier tasks), which tasks fail, and slots.
+fn failing_dag() -> impl proptest::strategy::Strategy<Value = (Vec<Vec<usize>>, Vec<bool>, usize)> {
+    use proptest::prelude::*;
+    (1usize..25, 1usize..5).prop_flat_map(|(n, slots)| {
+        let deps = (0..n)
+            .map(|i| proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(3)))
+            .collect::<Vec<_>>();
+        let failing = proptest::collection::vec(proptest::bool::weighted(0.25), n);
+        (deps, failing, Just(slots))
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Through a small queue, with failures and skips: each task has one terminal event
+    /// that says what its record says, and a start exactly when it ran.
+    #[test]
+    fn events_say_what_the_records_say((deps, failing, slots) in failing_dag()) {
+        let workflow = Workflow::from_tasks(
+            "w",
+            "W",
+            deps.iter().enumerate().map(|(i, deps)| {
+                Task::new(format!("t{i}"), "work")
+                    .config(serde_json::json!({"fail": failing[i]}))
+                    .depends_on(deps.iter().map(|d| format!("t{d}")))
+            }),
+        );
+        let engine_for = |bus| {
+            let engine = instant_engine(bus, slots);
+            engine.register_handler("work", |ctx: TaskContext| async move {
+                tokio::task::yield_now().await;
+                if ctx.config()["fail"] == true {
+                    Err(TaskError::new("asked to fail"))
+                } else {
+                    Ok(Value::Null)
+                }
+            });
+            engine
+        };
+        let (result, events) = run_and_collect(engine_for, &workflow, 2);
+        for (id, record) in result.tasks.iter() {
+            let kinds: Vec<EngineEventKind> = events
+                .iter()
+                .filter(|(_, e)| e.task_id.as_ref() == Some(id))
+                .map(|(_, e)| e.kind)
+                .collect();
+            let terminal = match record.status {
+                orch_core::TaskStatus::Completed => EngineEventKind::TaskCompleted,
+                orch_core::TaskStatus::Failed => EngineEventKind::TaskFailed,
+                orch_core::TaskStatus::Skipped => EngineEventKind::TaskSkipped,
+                other => panic!("{id} ended {other}"),
+            };
+            let expected: Vec<EngineEventKind> = (record.attempts > 0)
+                .then_some(EngineEventKind::TaskStarted)
+                .into_iter()
+                .chain([terminal])
+                .collect();
+            proptest::prop_assert_eq!(kinds, expected, "{}", id);
+        }
+    }
+}
