@@ -36,6 +36,12 @@
 //! more tokens, as NATS does: `a.>` matches `a.b` and `a.b.c` but not `a`; `a.*`
 //! matches `a.b` only. Invalid ones are [`SubjectError`]s naming the token at fault.
 //!
+//! # Limits
+//! - A subject or pattern has at most [`MAX_TOKENS`] (256) tokens; a longer one is refused,
+//!   when publishing or subscribing, with [`SubjectError::TooManyTokens`]. Real subjects
+//!   have a handful of tokens; the limit bounds the routing work of each publish. Routing
+//!   never recurses per token, so no subject or pattern can exhaust a thread's stack.
+//!
 //! # Delivery
 //! Routing goes through a subject trie: a publish costs a few look-ups per subject
 //! token, however many subscriptions there are. The answer is cached from a subject's
@@ -73,5 +79,5 @@ pub use callback::CallbackSubscription;
 pub use error::{PublishError, SubjectError, SubscribeError, TryPublishError, TryPublishErrorKind};
 pub use event::{Delivery, Event};
 pub use queue::{Overflow, SubscriptionStats};
-pub use subject::{IntoSubject, Pattern, Subject};
+pub use subject::{IntoSubject, MAX_TOKENS, Pattern, Subject};
 pub use subscription::{SubscribeOptions, Subscription, SubscriptionId};
