@@ -112,6 +112,14 @@ impl Subject {
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
         self.as_str().split('.')
     }
+
+    /// The bytes this subject holds outside itself: a long one's shared text.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Text::Inline(_) => 0,
+            Text::Shared(text) => 2 * size_of::<usize>() + text.len(),
+        }
+    }
 }
 
 impl PartialEq for Subject {
