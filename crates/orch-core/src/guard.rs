@@ -271,7 +271,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
                 let text: String = map.next_value()?;
                 if map.next_key::<IgnoredAny>()?.is_some() {
                     return Err(de::Error::custom(format!(
-                        "a table with the key `{TOML_DATETIME_KEY}` and others"
+                        "the key `{TOML_DATETIME_KEY}` is kept for TOML datetimes"
                     )));
                 }
                 self.inner.visit_string(text)
