@@ -40,6 +40,12 @@
 //! one allocation. Handlers that do heavy work use [`spawned`] or [`blocking`] to run on
 //! other threads.
 //!
+//! A panic in a handler never leaves the engine: not while its future is created or
+//! polled, and not while it is dropped (when it finished, timed out, or was cancelled).
+//! A panic while it runs fails the attempt with the panic's message; a panic while it is
+//! dropped is added to the task's error (`timed out after 2s; handler panicked when
+//! dropped: ...`), and fails an attempt that had succeeded.
+//!
 //! # Events
 //!
 //! With the `events` feature (on by default) and [`EngineBuilder::event_bus`], every run publishes [`orch_core::EngineEvent`]s on an
