@@ -121,8 +121,11 @@ fn seconds(d: Duration) -> String {
 pub(crate) enum InFlight<'h> {
     /// A handler is running.
     Attempt(Attempt<'h>),
-    /// A failed task waits before its next attempt.
-    Backoff { index: u32, sleep: Pin<Box<Sleep>> },
+    /// A failed task waits before its next attempt (no time at all without a sleep).
+    Backoff {
+        index: u32,
+        sleep: Option<Pin<Box<Sleep>>>,
+    },
 }
 
 /// What finished.
@@ -142,10 +145,11 @@ impl Future for InFlight<'_> {
                     .poll(cx)
                     .map(|outcome| Landed::Attempt(index, outcome))
             }
-            InFlight::Backoff { index, sleep } => sleep
-                .as_mut()
-                .poll(cx)
-                .map(|()| Landed::BackoffOver(*index)),
+            InFlight::Backoff { index, sleep } => match sleep {
+                Some(sleep) => sleep.as_mut().poll(cx),
+                None => Poll::Ready(()),
+            }
+            .map(|()| Landed::BackoffOver(*index)),
         }
     }
 }

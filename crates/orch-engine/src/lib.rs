@@ -83,8 +83,33 @@
 //! # }
 //! ```
 //!
-//! Timeouts and retry pauses use tokio's timer, so a runtime that runs workflows with
-//! either needs its time driver enabled (`enable_time` or `enable_all`).
+//! # Cancellation
+//!
+//! [`RunHandle::cancel`] (or its token) stops a run from starting tasks and cancels the
+//! token every running handler sees. The run then waits up to the engine's grace period
+//! ([`EngineBuilder::cancel_grace_period`]) for running handlers, drops those still
+//! running, and records every unfinished task `Cancelled`.
+//!
+//! A run also waits for its events to be published, and a lossless subscriber that does
+//! not read holds it up: once cancelled, a run waits for that only until the same grace
+//! period ends. It then returns, and the events not yet published are **delivered later,
+//! not dropped**: a background task (on the current tokio runtime; outside one, a thread
+//! of its own) goes on publishing them, in order, and ends once the full subscribers have
+//! read them, have been dropped, or the bus is closed (or when the runtime shuts down).
+//! [`EventBus::close`](orch_events::EventBus::close) waits for that delivery, as it waits
+//! for every publish under way. A run that is not cancelled waits for slow lossless
+//! subscribers as long as they take: that is what the `Block` policy asks for.
+//!
+//! # Timers
+//!
+//! Timeouts, pauses between retries and the grace period use tokio's timer. A workflow
+//! with a timeout, or with retries after a non-zero backoff, run on a runtime without a
+//! time driver (built without `enable_time` or `enable_all`) or outside tokio, is refused
+//! before anything runs: [`WorkflowEngine::execute_workflow`] returns an
+//! [`InvalidOption`](orch_core::ValidationError::InvalidOption) error naming each such
+//! task and option (`timeout` or `backoff`). A run cancelled there has no grace period:
+//! handlers that finish on the poll right after the cancellation are recorded, the
+//! others are dropped at once.
 
 #[cfg(feature = "events")]
 mod announce;
@@ -99,6 +124,7 @@ mod handler;
 mod note;
 mod ready;
 mod run;
+mod timer;
 
 pub use context::TaskContext;
 pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};
