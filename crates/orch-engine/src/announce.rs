@@ -6,6 +6,8 @@
 //! own, so events cost the run's thread next to nothing; on a current-thread runtime or
 //! outside one, the run polls it at every flush. When the publisher falls behind (a full
 //! lossless subscription holds it up), the run stops starting tasks until it catches up.
+//! A cancelled run waits for it only until its grace period ends, then leaves the rest of
+//! the publishing to a background task or thread ([`Announcer::finish_or_leave`]).
 //!
 //! # Subjects
 //! Workflow events go to `workflow.<workflow_id>.<event>` (`started`, `finished`); task

@@ -110,6 +110,11 @@
 //! task and option (`timeout` or `backoff`). A run cancelled there has no grace period:
 //! handlers that finish on the poll right after the cancellation are recorded, the
 //! others are dropped at once.
+//!
+//! tokio offers no way to ask a runtime whether it has a timer, so the engine finds out
+//! by creating one inside a panic guard when it needs to know: on a runtime without one,
+//! the panic hook reports that panic once per runtime, and a build with `panic = "abort"`
+//! aborts there as it would when creating the timer.
 
 #[cfg(feature = "events")]
 mod announce;
