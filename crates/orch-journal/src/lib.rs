@@ -91,13 +91,14 @@ pub type JournalFuture = Pin<Box<dyn Future<Output = Result<(), JournalError>> +
 /// How much a recorded task completion survives before it counts as done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Durability {
-    /// A crash of the process: records are written to the operating system at once
-    /// (one write per batch). A power loss may lose the last ones.
+    /// A crash of the process: records are handed over at once, one write (or one
+    /// insert) per batch. A power loss may lose the last ones.
     #[default]
     Process,
-    /// A power loss too: records are also synced to stable storage. Syncs are grouped:
-    /// the file journal syncs once for every 64 records waiting, or when the first of
-    /// them has waited 2 ms, whichever comes first.
+    /// A power loss too (and, for PostgreSQL, a crash of the server): records are also
+    /// synced to stable storage. Syncs are grouped: the file journal syncs once for every
+    /// 64 records waiting, or when the first of them has waited 2 ms, whichever comes
+    /// first; PostgreSQL flushes its log once per sync, for every append before it.
     Power,
 }
 
