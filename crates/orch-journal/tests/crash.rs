@@ -10,17 +10,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::block_on;
 use orch_core::{RunId, TaskStatus};
 use orch_journal::{FileJournal, Journal, RunStatus};
 
 const TASKS: usize = 1000;
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime")
-        .block_on(future)
-}
 
 /// The task numbers the journal holds, in order, after checking it loads.
 fn recorded(journal: &FileJournal, run: &RunId) -> Vec<usize> {
