@@ -29,7 +29,8 @@ use crate::{
 /// line of a newer format is refused with an error naming the file and line.
 ///
 /// One process at a time may write a run; within a process, [`Journal::open`] refuses a
-/// run that is already open. Reading and writing happen on the calling thread (short
+/// run that is already open. [`Journal::list`] reads every run's file: one that cannot be
+/// trusted fails the listing with its error. Reading and writing happen on the calling thread (short
 /// writes to the operating system); syncs for [`Durability::Power`](crate::Durability)
 /// run on a thread of the journal's own.
 #[derive(Clone)]

@@ -53,6 +53,15 @@
 //! loss). The file journal makes concurrent syncs share one `fdatasync`; see
 //! [`Durability`].
 //!
+//! # Using it from a scheduler
+//!
+//! [`Journal::open`] the run before it starts and resume from [`OpenRun::previous`] if
+//! there is one. After each scheduling pass, hand the tasks that finished in it to
+//! [`RunWriter::commit`] and release their dependents only once its future resolves:
+//! then whatever the journal holds has its dependencies in it too. Independent tasks
+//! may go on meanwhile; the futures own their data, so several can be pending.
+//! [`RunWriter::finish`] records the run's end.
+//!
 //! # Why the interface is async
 //!
 //! A PostgreSQL journal waits on the network and an engine's scheduler must not block,
