@@ -245,7 +245,7 @@ async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str) -> Str
     let Some(mut stream) = stream else {
         return String::new();
     };
-    let span = tracing::info_span!("task", id = task_id);
+    let span = tracing::info_span!("task", id = %task_id);
     let mut tail: std::collections::VecDeque<String> = Default::default();
     let mut pending = Vec::new();
     let mut chunk = [0u8; 8192];

@@ -77,7 +77,10 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
     page.push_str("<h2>Metrics</h2>");
     page.push_str(&metrics_table(&metrics));
     page.push_str("<h2>Tasks</h2><table id=\"tasks\"><tr><th>task</th><th>type</th><th>status</th><th>attempts</th><th>duration</th><th>error</th></tr>");
-    for (node, (id, record)) in dag.nodes.iter().zip(result.tasks.iter()) {
+    for node in &dag.nodes {
+        let Some(record) = result.task(&node.id) else {
+            continue;
+        };
         let _ = write!(
             page,
             "<tr data-task=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
@@ -86,7 +89,7 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
             record.attempts,
             record.duration().map_or(String::new(), |d| format!("{:.3}s", d.as_secs_f64())),
             escape(record.error.as_deref().unwrap_or_default()),
-            id = escape(id),
+            id = escape(&node.id),
         );
     }
     let _ = writeln!(page, "</table><script>{SCRIPT}</script></body></html>");

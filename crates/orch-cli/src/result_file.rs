@@ -38,21 +38,26 @@ pub(crate) fn write(path: &Path, result: &WorkflowResult, workflow: &Workflow) -
 }
 
 /// Reads a result file (or any `WorkflowResult` JSON, which then has no workflow).
+///
+/// Read straight from the text, twice (the result, then the workflow), never through a
+/// `serde_json::Value`, whose maps would lose the tasks' order.
 pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read result file {}: {e}", path.display()))?;
-    let mut value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{}:{}:{}: not JSON: {e}", path.display(), e.line(), e.column()))?;
-    let workflow = match value.as_object_mut().and_then(|o| o.remove("workflow")) {
-        Some(definition) => Some(
-            serde_path_to_error::deserialize::<_, Workflow>(definition)
-                .map_err(|e| format!("{}: invalid `workflow.{}`: {}", path.display(), e.path(), e.inner()))?,
-        ),
-        None => None,
-    };
-    let result = serde_path_to_error::deserialize::<_, WorkflowResult>(value)
-        .map_err(|e| format!("{}: not a run result: at `{}`: {}", path.display(), e.path(), e.inner()))?;
-    Ok(RunFile { result, workflow })
+    let place = |e: &serde_json::Error| format!("{}:{}:{}", path.display(), e.line(), e.column());
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let result: WorkflowResult = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        format!("{}: not a run result: at `{}`: {}", place(e.inner()), e.path(), e.inner())
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Definition {
+        workflow: Option<Workflow>,
+    }
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let definition: Definition = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        format!("{}: invalid workflow: at `{}`: {}", place(e.inner()), e.path(), e.inner())
+    })?;
+    Ok(RunFile { result, workflow: definition.workflow })
 }
 
 impl RunFile {
