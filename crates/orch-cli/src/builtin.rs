@@ -44,7 +44,12 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
             return Err(TaskError::permanent(text.join("; ")));
         }
-        None => return Err(TaskError::permanent(format!("unknown task type `{}`", task.task_type))),
+        None => {
+            return Err(TaskError::permanent(format!(
+                "unknown task type `{}`",
+                task.task_type
+            )));
+        }
     };
     match builtin {
         Builtin::Echo(value) => Ok(value),

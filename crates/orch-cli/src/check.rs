@@ -99,7 +99,9 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => {
-            checked.problems.push(Problem::new("unreadable", format!("cannot read: {e}")));
+            checked
+                .problems
+                .push(Problem::new("unreadable", format!("cannot read: {e}")));
             return checked;
         }
     };
@@ -110,20 +112,34 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
     };
     let workflow = match parsed {
         Ok(workflow) => workflow,
-        Err(LoadError::Parse { format, field, line, column, message, .. }) => {
-            let mut problem = Problem::new("parse", format!("invalid {format}: at `{field}`: {message}"));
+        Err(LoadError::Parse {
+            format,
+            field,
+            line,
+            column,
+            message,
+            ..
+        }) => {
+            let mut problem = Problem::new(
+                "parse",
+                format!("invalid {format}: at `{field}`: {message}"),
+            );
             (problem.line, problem.column) = (line, column);
             checked.problems.push(problem);
             return checked;
         }
         Err(other) => {
-            checked.problems.push(Problem::new("parse", other.to_string()));
+            checked
+                .problems
+                .push(Problem::new("parse", other.to_string()));
             return checked;
         }
     };
     let places = Places::new(&text, format);
     if let Err(errors) = workflow.validate() {
-        checked.problems.extend(errors.iter().map(|e| structural(e, &workflow, &places)));
+        checked
+            .problems
+            .extend(errors.iter().map(|e| structural(e, &workflow, &places)));
     }
     if builtin_types {
         checked.problems.extend(builtin(&workflow, &places));
@@ -141,11 +157,9 @@ fn structural(error: &ValidationError, workflow: &Workflow, places: &Places<'_>)
             let mut problem = Problem::new("unknown_dependency", message)
                 .task(task)
                 .at(places.within_task(task, dependency));
-            problem.suggestion = suggest::closest(
-                dependency,
-                workflow.tasks().keys().map(|id| id.as_str()),
-            )
-            .map(str::to_owned);
+            problem.suggestion =
+                suggest::closest(dependency, workflow.tasks().keys().map(|id| id.as_str()))
+                    .map(str::to_owned);
             problem
         }
         ValidationError::SelfDependency { task } => Problem::new("self_dependency", message)
@@ -156,15 +170,17 @@ fn structural(error: &ValidationError, workflow: &Workflow, places: &Places<'_>)
                 .task(task)
                 .at(places.within_task(task, dependency))
         }
-        ValidationError::DuplicateTaskId { task } => {
-            Problem::new("duplicate_task_id", message).task(task).at(places.task(task))
-        }
-        ValidationError::KeyMismatch { key, .. } => {
-            Problem::new("key_mismatch", message).task(key).at(places.task(key))
-        }
+        ValidationError::DuplicateTaskId { task } => Problem::new("duplicate_task_id", message)
+            .task(task)
+            .at(places.task(task)),
+        ValidationError::KeyMismatch { key, .. } => Problem::new("key_mismatch", message)
+            .task(key)
+            .at(places.task(key)),
         ValidationError::Cycle { path } => {
             let first = path.first().map(|t| t.as_str()).unwrap_or_default();
-            Problem::new("cycle", message).task(first).at(places.task(first))
+            Problem::new("cycle", message)
+                .task(first)
+                .at(places.task(first))
         }
         ValidationError::InvalidOption { task, option, .. } => {
             let key = option.split('.').next().unwrap_or(option);

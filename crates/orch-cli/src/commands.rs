@@ -18,7 +18,10 @@ fn fail(command: &str, message: impl std::fmt::Display, code: u8) -> ExitCode {
 
 /// `orch validate`: every problem of every file.
 pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -> ExitCode {
-    let checked: Vec<Checked> = files.iter().map(|f| check::check(f, builtin_types)).collect();
+    let checked: Vec<Checked> = files
+        .iter()
+        .map(|f| check::check(f, builtin_types))
+        .collect();
     let problems: usize = checked.iter().map(|c| c.problems.len()).sum();
     match format {
         Format::Text => {
@@ -29,7 +32,11 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
                     out.push('\n');
                 }
                 if let (Some(workflow), true) = (&file.workflow, file.problems.is_empty()) {
-                    out.push_str(&format!("{}: ok ({} tasks)\n", file.file.display(), workflow.len()));
+                    out.push_str(&format!(
+                        "{}: ok ({} tasks)\n",
+                        file.file.display(),
+                        workflow.len()
+                    ));
                 }
             }
             let bad = checked.iter().filter(|c| !c.problems.is_empty()).count();
@@ -57,7 +64,11 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
             print_text(&format!("{report:#}\n"))
         }
     };
-    if problems == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Writes to standard output; a closed pipe is not an error worth a panic.
@@ -68,12 +79,20 @@ fn print_text(text: &str) {
 /// A checked, valid workflow's graph, or the exit code after printing its problems.
 fn load_dag(command: &str, file: &Path) -> Result<Dag, ExitCode> {
     let checked = check::check(file, false);
-    let dag = checked.workflow.as_ref().filter(|_| checked.problems.is_empty()).and_then(|w| Dag::new(w).ok());
+    let dag = checked
+        .workflow
+        .as_ref()
+        .filter(|_| checked.problems.is_empty())
+        .and_then(|w| Dag::new(w).ok());
     dag.ok_or_else(|| {
         for problem in &checked.problems {
             eprintln!("{}", problem.render(file));
         }
-        fail(command, format!("{} is not a valid workflow", file.display()), 1)
+        fail(
+            command,
+            format!("{} is not a valid workflow", file.display()),
+            1,
+        )
     })
 }
 
@@ -105,7 +124,12 @@ fn emit(command: &str, text: &str, output: Option<&Path>) -> ExitCode {
 }
 
 /// `orch graph`.
-pub(crate) fn graph(file: &Path, format: GraphFormat, result: Option<&Path>, output: Option<&Path>) -> ExitCode {
+pub(crate) fn graph(
+    file: &Path,
+    format: GraphFormat,
+    result: Option<&Path>,
+    output: Option<&Path>,
+) -> ExitCode {
     let mut dag = match load_dag("graph", file) {
         Ok(dag) => dag,
         Err(code) => return code,
@@ -147,7 +171,11 @@ pub(crate) fn gantt(result: &Path, width: Option<usize>) -> ExitCode {
     };
     let terminal = std::io::stdout().is_terminal();
     let width = width
-        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
+        .or_else(|| {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_, columns)| columns.into())
+        })
         .unwrap_or(100);
     print_text(&gantt::terminal(&gantt::gantt(&run), width, terminal));
     ExitCode::SUCCESS

@@ -42,7 +42,8 @@ impl Display {
     pub(crate) fn new(mode: ProgressMode, total: usize, terminal: bool) -> Self {
         let bar = matches!(mode, ProgressMode::Bar) || (mode == ProgressMode::Auto && terminal);
         let bar = bar.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
             let style = ProgressStyle::with_template(
                 "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}",
             )
@@ -78,7 +79,10 @@ impl Display {
     /// `done 3, failed 1, skipped 2, running: a, b, c (+4)`.
     fn status_line(&self) -> String {
         let t = &self.tally;
-        let mut text = format!("done {}, failed {}, skipped {}", t.completed, t.failed, t.skipped);
+        let mut text = format!(
+            "done {}, failed {}, skipped {}",
+            t.completed, t.failed, t.skipped
+        );
         if !t.running.is_empty() {
             let named: Vec<&str> = t.running.iter().take(NAMED).map(String::as_str).collect();
             text.push_str(&format!(", running: {}", named.join(", ")));
@@ -95,17 +99,26 @@ impl Display {
             logging::set_bar(None);
             bar.finish_and_clear();
         }
-        let _ = std::io::stdout().lock().write_all(summary(result, interrupted).as_bytes());
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(summary(result, interrupted).as_bytes());
     }
 }
 
 /// `[  0.013s] failed     build: ...`
 fn event_line(event: &EngineEvent, at: Duration) -> String {
     let id = event.task_id.as_deref().unwrap_or_default();
-    let mut line = format!("[{:>8.3}s] {:<10} {id}", at.as_secs_f64(), event.kind.as_str());
+    let mut line = format!(
+        "[{:>8.3}s] {:<10} {id}",
+        at.as_secs_f64(),
+        event.kind.as_str()
+    );
     match event.kind {
         EngineEventKind::TaskStarted => {
-            line.push_str(&format!(" ({})", event.task_type.as_deref().unwrap_or_default()));
+            line.push_str(&format!(
+                " ({})",
+                event.task_type.as_deref().unwrap_or_default()
+            ));
         }
         EngineEventKind::TaskCompleted => {
             if let Some(d) = event.duration {
@@ -131,7 +144,14 @@ fn event_line(event: &EngineEvent, at: Duration) -> String {
 /// The run's outcome in a few lines: status, counts, and the tasks that failed or were
 /// skipped, each with its reason.
 pub(crate) fn summary(result: &WorkflowResult, interrupted: bool) -> String {
-    let count = |s| result.tasks.records().iter().filter(|r| r.status == s).count();
+    let count = |s| {
+        result
+            .tasks
+            .records()
+            .iter()
+            .filter(|r| r.status == s)
+            .count()
+    };
     let verb = match (result.status, interrupted) {
         (WorkflowStatus::Cancelled, true) => "was interrupted",
         (status, _) => status.as_str(),
@@ -147,13 +167,21 @@ pub(crate) fn summary(result: &WorkflowResult, interrupted: bool) -> String {
         count(TaskStatus::Cancelled),
     );
     for status in [TaskStatus::Failed, TaskStatus::Skipped] {
-        let tasks: Vec<_> = result.tasks.iter().filter(|(_, r)| r.status == status).collect();
+        let tasks: Vec<_> = result
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.status == status)
+            .collect();
         for (id, record) in tasks.iter().take(LISTED) {
             let error = record.error.as_deref().unwrap_or_default();
             text.push_str(&format!("  {:<9} {id}: {error}\n", status.as_str()));
         }
         if tasks.len() > LISTED {
-            text.push_str(&format!("  ... and {} more {}\n", tasks.len() - LISTED, status.as_str()));
+            text.push_str(&format!(
+                "  ... and {} more {}\n",
+                tasks.len() - LISTED,
+                status.as_str()
+            ));
         }
     }
     text

@@ -32,7 +32,9 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
     let metrics = run.metrics();
     let critical: HashSet<&str> = metrics.critical_path.iter().map(|id| id.as_str()).collect();
     let since = |t: std::time::SystemTime| {
-        t.duration_since(result.start_time).unwrap_or_default().as_secs_f64()
+        t.duration_since(result.start_time)
+            .unwrap_or_default()
+            .as_secs_f64()
     };
     let mut rows: Vec<Row> = result
         .tasks
@@ -40,7 +42,10 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
         .map(|(id, record)| Row {
             id: id.to_string(),
             status: record.status,
-            span: record.start_time.zip(record.end_time).map(|(s, e)| (since(s), since(e).max(since(s)))),
+            span: record
+                .start_time
+                .zip(record.end_time)
+                .map(|(s, e)| (since(s), since(e).max(since(s)))),
             critical: critical.contains(id.as_str()),
         })
         .collect();
@@ -51,7 +56,10 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     });
-    let last_end = rows.iter().filter_map(|r| r.span.map(|s| s.1)).fold(0.0, f64::max);
+    let last_end = rows
+        .iter()
+        .filter_map(|r| r.span.map(|s| s.1))
+        .fold(0.0, f64::max);
     Gantt {
         rows,
         total: result.total_duration().as_secs_f64().max(last_end),
@@ -61,10 +69,20 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
 /// The timeline as text `width` columns wide; with `colour`, bars in ANSI colours by
 /// status. A `*` before a name marks the critical path.
 pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
-    let name_width = gantt.rows.iter().map(|r| r.id.chars().count()).max().unwrap_or(4).clamp(4, 30);
+    let name_width = gantt
+        .rows
+        .iter()
+        .map(|r| r.id.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 30);
     // "* name |bar| 12.345s"
     let bar_width = width.saturating_sub(name_width + 14).max(10);
-    let scale = if gantt.total > 0.0 { bar_width as f64 / gantt.total } else { 0.0 };
+    let scale = if gantt.total > 0.0 {
+        bar_width as f64 / gantt.total
+    } else {
+        0.0
+    };
     let mut text = format!(
         "{:>w$}  0s{:>b$}\n",
         "",
@@ -113,7 +131,12 @@ mod tests {
     use super::*;
 
     fn row(id: &str, span: Option<(f64, f64)>, critical: bool) -> Row {
-        Row { id: id.into(), status: TaskStatus::Completed, span, critical }
+        Row {
+            id: id.into(),
+            status: TaskStatus::Completed,
+            span,
+            critical,
+        }
     }
 
     #[test]
@@ -122,15 +145,24 @@ mod tests {
             rows: vec![
                 row("a", Some((0.0, 1.0)), true),
                 row("b", Some((1.0, 2.0)), false),
-                Row { status: TaskStatus::Skipped, ..row("c", None, false) },
+                Row {
+                    status: TaskStatus::Skipped,
+                    ..row("c", None, false)
+                },
             ],
             total: 2.0,
         };
         let text = terminal(&gantt, 48, false);
         let lines: Vec<&str> = text.lines().collect();
         // 48 columns: name 4, bar 30.
-        assert_eq!(lines[1], format!("* a   |{}{}| 1.000s", "█".repeat(15), " ".repeat(15)));
-        assert_eq!(lines[2], format!("  b   |{}{}| 1.000s", " ".repeat(15), "▒".repeat(15)));
+        assert_eq!(
+            lines[1],
+            format!("* a   |{}{}| 1.000s", "█".repeat(15), " ".repeat(15))
+        );
+        assert_eq!(
+            lines[2],
+            format!("  b   |{}{}| 1.000s", " ".repeat(15), "▒".repeat(15))
+        );
         assert_eq!(lines[3], format!("  c   |{}| skipped", " ".repeat(30)));
     }
 }

@@ -30,7 +30,11 @@ pub(crate) fn status_class(status: Option<TaskStatus>) -> &'static str {
 
 /// The label's first line: the name when it differs from the id, else the id.
 pub(crate) fn title(node: &Node) -> &str {
-    if node.name.is_empty() { &node.id } else { &node.name }
+    if node.name.is_empty() {
+        &node.id
+    } else {
+        &node.name
+    }
 }
 
 /// The DAG in Graphviz's DOT language, left to right.
@@ -113,7 +117,9 @@ pub(crate) fn mermaid(dag: &Dag) -> String {
             continue;
         }
         let (fill, stroke) = colours(Some(status));
-        text.push_str(&format!("  classDef {status} fill:{fill},stroke:{stroke}\n"));
+        text.push_str(&format!(
+            "  classDef {status} fill:{fill},stroke:{stroke}\n"
+        ));
         text.push_str(&format!("  class {} {status}\n", members.join(",")));
     }
     text
@@ -147,6 +153,9 @@ mod tests {
 
     #[test]
     fn mermaid_labels_use_entity_codes() {
-        assert_eq!(mermaid_text("a \"b\" #1 <x>"), "a #quot;b#quot; #35;1 #lt;x#gt;");
+        assert_eq!(
+            mermaid_text("a \"b\" #1 <x>"),
+            "a #quot;b#quot; #35;1 #lt;x#gt;"
+        );
     }
 }

@@ -58,7 +58,8 @@ impl InputsRoot {
 pub(crate) fn file_name(id: &str) -> String {
     let mut name = String::with_capacity(id.len());
     for (i, byte) in id.bytes().enumerate() {
-        let plain = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' || (byte == b'.' && i > 0);
+        let plain =
+            byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' || (byte == b'.' && i > 0);
         if plain {
             name.push(byte as char);
         } else {
@@ -83,13 +84,16 @@ mod tests {
     fn inputs_are_private_files_removed_with_the_run() {
         let root = InputsRoot::create().expect("temp dir");
         let value = json!({"rows": 3});
-        let dir = root.write("load/v2", &[("fetch".into(), &value)]).expect("written");
+        let dir = root
+            .write("load/v2", &[("fetch".into(), &value)])
+            .expect("written");
         let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
         assert_eq!(mode(root.path()), 0o700);
         assert_eq!(mode(&dir), 0o700);
         let file = dir.join("fetch.json");
         assert_eq!(mode(&file), 0o600);
-        let read: Value = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+        let read: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
         assert_eq!(read, value);
         assert!(dir.ends_with("load%2Fv2"));
         let path = root.path().to_owned();

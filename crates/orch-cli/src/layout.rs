@@ -36,7 +36,14 @@ pub(crate) fn layout(dag: &Dag) -> Layout {
     let mut columns = dag.levels();
     order_columns(dag, &mut columns);
     let n = dag.nodes.len();
-    let mut boxes = vec![BoxAt { x: 0.0, y: 0.0, width: 0.0 }; n];
+    let mut boxes = vec![
+        BoxAt {
+            x: 0.0,
+            y: 0.0,
+            width: 0.0
+        };
+        n
+    ];
     let mut x = MARGIN;
     let mut height: f64 = 0.0;
     for column in &columns {
@@ -97,7 +104,11 @@ fn order_columns(dag: &Dag, columns: &mut [Vec<usize>]) {
                 .iter()
                 .enumerate()
                 .map(|(r, &i)| {
-                    let neighbours = if forward { &dag.nodes[i].dependencies } else { &dependents[i] };
+                    let neighbours = if forward {
+                        &dag.nodes[i].dependencies
+                    } else {
+                        &dependents[i]
+                    };
                     let key = if neighbours.is_empty() {
                         r as f64
                     } else {

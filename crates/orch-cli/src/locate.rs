@@ -224,7 +224,10 @@ fn toml_tasks(text: &str) -> Vec<(String, usize)> {
         let trimmed = line.trim();
         let column = start + (line.len() - line.trim_start().len());
         if let Some(header) = trimmed.strip_prefix('[') {
-            table = header.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            table = header
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
             if let Some(id) = table.strip_prefix("tasks.") {
                 let id = id.split('.').next().unwrap_or(id);
                 found.push((unquote(id).to_owned(), column));

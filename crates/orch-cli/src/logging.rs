@@ -34,9 +34,15 @@ pub(crate) fn init(verbose: u8, json: bool) {
         .with_writer(StderrAroundBar)
         .with_target(verbose > 0);
     let installed = if json {
-        builder.json().with_current_span(true).with_span_list(false).try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     // A subscriber is already set only in tests that call this twice; keep the first.
     drop(installed);

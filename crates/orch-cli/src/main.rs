@@ -122,7 +122,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::display::ProgressMode;
 
 #[derive(Parser)]
-#[command(name = "orch", version, about = "Check, draw, run and report orch workflow files.")]
+#[command(
+    name = "orch",
+    version,
+    about = "Check, draw, run and report orch workflow files."
+)]
 struct Cli {
     /// More log output on standard error (-v info, -vv debug, -vvv trace); RUST_LOG wins.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -224,14 +228,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.log_format == LogFormat::Json);
     match cli.command {
-        Command::Validate { files, format, any_task_type } => {
-            commands::validate(&files, format, !any_task_type)
-        }
+        Command::Validate {
+            files,
+            format,
+            any_task_type,
+        } => commands::validate(&files, format, !any_task_type),
         Command::Plan { file, format } => commands::plan(&file, format),
-        Command::Graph { file, format, result, output } => {
-            commands::graph(&file, format, result.as_deref(), output.as_deref())
-        }
-        Command::Run { file, max_concurrent, output, metrics_addr, progress } => run::run(run::RunArgs {
+        Command::Graph {
+            file,
+            format,
+            result,
+            output,
+        } => commands::graph(&file, format, result.as_deref(), output.as_deref()),
+        Command::Run {
+            file,
+            max_concurrent,
+            output,
+            metrics_addr,
+            progress,
+        } => run::run(run::RunArgs {
             file,
             max_concurrent: max_concurrent as usize,
             output,

@@ -6,8 +6,20 @@ use crate::dag::Dag;
 
 /// The plan as a table: one row per task in execution order.
 pub(crate) fn table(dag: &Dag) -> String {
-    let id_width = dag.nodes.iter().map(|n| n.id.chars().count()).max().unwrap_or(4).max(4);
-    let type_width = dag.nodes.iter().map(|n| n.task_type.chars().count()).max().unwrap_or(4).max(4);
+    let id_width = dag
+        .nodes
+        .iter()
+        .map(|n| n.id.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let type_width = dag
+        .nodes
+        .iter()
+        .map(|n| n.task_type.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let widest = dag.levels().iter().map(Vec::len).max().unwrap_or(0);
     let mut text = format!(
         "workflow `{}`: {} tasks in {} levels (at most {} side by side)\n",
@@ -22,8 +34,16 @@ pub(crate) fn table(dag: &Dag) -> String {
     ));
     for (position, &i) in dag.order.iter().enumerate() {
         let node = &dag.nodes[i];
-        let dependencies: Vec<&str> = node.dependencies.iter().map(|&d| dag.nodes[d].id.as_str()).collect();
-        let dependencies = if dependencies.is_empty() { "-".to_owned() } else { dependencies.join(", ") };
+        let dependencies: Vec<&str> = node
+            .dependencies
+            .iter()
+            .map(|&d| dag.nodes[d].id.as_str())
+            .collect();
+        let dependencies = if dependencies.is_empty() {
+            "-".to_owned()
+        } else {
+            dependencies.join(", ")
+        };
         text.push_str(&format!(
             "{:>5}  {:>5}  {:<id_width$}  {:<type_width$}  {dependencies}\n",
             position + 1,

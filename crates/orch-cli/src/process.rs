@@ -49,7 +49,11 @@ pub(crate) enum CommandError {
     /// A variable named in `forward_env` is not set.
     MissingEnv(String),
     /// It ran and exited unsuccessfully.
-    Exit { program: String, status: ExitStatus, stderr_tail: String },
+    Exit {
+        program: String,
+        status: ExitStatus,
+        stderr_tail: String,
+    },
     /// Its output passed the capture limit; it was killed.
     TooLarge { limit: usize },
     /// Its output is not UTF-8 and the capture mode wants text.
@@ -65,7 +69,10 @@ pub(crate) enum CommandError {
 impl CommandError {
     /// Whether retrying cannot help.
     pub(crate) fn is_permanent(&self) -> bool {
-        matches!(self, Self::Start { .. } | Self::MissingEnv(_) | Self::Cancelled)
+        matches!(
+            self,
+            Self::Start { .. } | Self::MissingEnv(_) | Self::Cancelled
+        )
     }
 }
 
@@ -80,8 +87,15 @@ impl std::fmt::Display for CommandError {
                 f,
                 "environment variable `{name}` (named in forward_env) is not set"
             ),
-            Self::Exit { program, status, stderr_tail } => {
-                match (status.code(), std::os::unix::process::ExitStatusExt::signal(status)) {
+            Self::Exit {
+                program,
+                status,
+                stderr_tail,
+            } => {
+                match (
+                    status.code(),
+                    std::os::unix::process::ExitStatusExt::signal(status),
+                ) {
                     (Some(code), _) => write!(f, "`{program}` exited with status {code}")?,
                     (None, Some(signal)) => {
                         let name = Signal::try_from(signal).map_or("unknown", Signal::as_str);
@@ -102,7 +116,9 @@ impl std::fmt::Display for CommandError {
                 f,
                 "standard output is not UTF-8 text (invalid byte at offset {offset}); set `capture: base64` to keep binary output"
             ),
-            Self::NotJson(error) => write!(f, "standard output is not JSON (`capture: json`): {error}"),
+            Self::NotJson(error) => {
+                write!(f, "standard output is not JSON (`capture: json`): {error}")
+            }
             Self::Cancelled => f.write_str("the command was stopped: the run was cancelled"),
             Self::Io(error) => write!(f, "reading the command's output failed: {error}"),
         }
@@ -131,7 +147,9 @@ pub(crate) async fn run(
         error,
     })?;
     let Some(pid) = child.id() else {
-        return Err(CommandError::Io(io::Error::other("the child exited at once")));
+        return Err(CommandError::Io(io::Error::other(
+            "the child exited at once",
+        )));
     };
     let group = GroupGuard(Pid::from_raw(pid as i32));
     let stdout = child.stdout.take();
@@ -188,7 +206,11 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
     command
         .args(&spec.args)
         .stdin(Stdio::null())
-        .stdout(if spec.capture == Capture::None { Stdio::null() } else { Stdio::piped() })
+        .stdout(if spec.capture == Capture::None {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stderr(Stdio::piped())
         .process_group(0)
         .current_dir(match &spec.cwd {
@@ -335,9 +357,18 @@ mod tests {
         assert_eq!(auto(b"42"), Ok(json!(42)));
         let error = auto(b"ok\xff\n").expect_err("not UTF-8");
         assert!(error.contains("offset 2"), "{error}");
-        assert_eq!(to_result(b"42\n".to_vec(), Capture::Text).ok(), Some(json!("42")));
-        assert_eq!(to_result(b"\xff".to_vec(), Capture::Base64).ok(), Some(json!("/w==")));
+        assert_eq!(
+            to_result(b"42\n".to_vec(), Capture::Text).ok(),
+            Some(json!("42"))
+        );
+        assert_eq!(
+            to_result(b"\xff".to_vec(), Capture::Base64).ok(),
+            Some(json!("/w=="))
+        );
         assert!(to_result(b"x".to_vec(), Capture::Json).is_err());
-        assert_eq!(to_result(b"x".to_vec(), Capture::None).ok(), Some(Value::Null));
+        assert_eq!(
+            to_result(b"x".to_vec(), Capture::None).ok(),
+            Some(Value::Null)
+        );
     }
 }

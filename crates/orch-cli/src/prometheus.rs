@@ -42,12 +42,19 @@ impl Live {
     /// Takes one lifecycle event into account.
     pub(crate) fn observe(&self, event: &EngineEvent) {
         self.recorder.observe(event);
-        self.tally.lock().unwrap_or_else(PoisonError::into_inner).apply(event);
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(event);
     }
 
     /// The metrics in Prometheus' text exposition format (version 0.0.4).
     pub(crate) fn render(&self) -> String {
-        let tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let tally = self
+            .tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let workflow = label(&self.workflow_id);
         let mut text = String::new();
         let mut line = |s: String| {
@@ -64,7 +71,9 @@ impl Live {
             ("skipped", tally.skipped),
             ("cancelled", tally.cancelled),
         ] {
-            line(format!("orch_run_tasks{{workflow_id=\"{workflow}\",state=\"{state}\"}} {count}"));
+            line(format!(
+                "orch_run_tasks{{workflow_id=\"{workflow}\",state=\"{state}\"}} {count}"
+            ));
         }
         line("# HELP orch_run_elapsed_seconds Time since the run started.".into());
         line("# TYPE orch_run_elapsed_seconds gauge".into());
@@ -90,7 +99,10 @@ impl Live {
                 ));
             }
         }
-        line("# HELP orch_task_duration_seconds Durations of the tasks that completed or failed.".into());
+        line(
+            "# HELP orch_task_duration_seconds Durations of the tasks that completed or failed."
+                .into(),
+        );
         line("# TYPE orch_task_duration_seconds histogram".into());
         for (task_type, s) in &stats {
             let task_type = label(task_type);
@@ -102,9 +114,18 @@ impl Live {
                 ));
             }
             let h = &s.durations;
-            line(format!("orch_task_duration_seconds_bucket{{task_type=\"{task_type}\",le=\"+Inf\"}} {}", h.count));
-            line(format!("orch_task_duration_seconds_sum{{task_type=\"{task_type}\"}} {}", h.sum));
-            line(format!("orch_task_duration_seconds_count{{task_type=\"{task_type}\"}} {}", h.count));
+            line(format!(
+                "orch_task_duration_seconds_bucket{{task_type=\"{task_type}\",le=\"+Inf\"}} {}",
+                h.count
+            ));
+            line(format!(
+                "orch_task_duration_seconds_sum{{task_type=\"{task_type}\"}} {}",
+                h.sum
+            ));
+            line(format!(
+                "orch_task_duration_seconds_count{{task_type=\"{task_type}\"}} {}",
+                h.count
+            ));
         }
         text
     }
@@ -158,16 +179,31 @@ async fn respond(mut stream: TcpStream, live: &Live) -> std::io::Result<()> {
         return Ok(());
     }
     let request = String::from_utf8_lossy(&head);
-    let mut words = request.lines().next().unwrap_or_default().split_whitespace();
-    let (method, path) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+    let mut words = request
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace();
+    let (method, path) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
     let (status, content_type, body) = match (method, path.split('?').next()) {
         ("GET", Some("/metrics" | "/")) => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
             live.render(),
         ),
-        ("GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics\n".into()),
-        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET\n".into()),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: try /metrics\n".into(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET\n".into(),
+        ),
     };
     let mut response = String::new();
     let _ = write!(
@@ -190,7 +226,12 @@ mod tests {
     #[test]
     fn every_sample_line_is_well_formed() {
         let live = Live::new("w\"1", 2);
-        let mut event = EngineEvent::new(EngineEventKind::TaskStarted, "w".into(), 1, SystemTime::now());
+        let mut event = EngineEvent::new(
+            EngineEventKind::TaskStarted,
+            "w".into(),
+            1,
+            SystemTime::now(),
+        );
         event.task_id = Some("a".into());
         event.task_type = Some("command".into());
         live.observe(&event);
@@ -198,10 +239,21 @@ mod tests {
         event.duration = Some(Duration::from_millis(3));
         live.observe(&event);
         let text = live.render();
-        assert!(text.contains("orch_run_tasks{workflow_id=\"w\\\"1\",state=\"completed\"} 1"), "{text}");
+        assert!(
+            text.contains("orch_run_tasks{workflow_id=\"w\\\"1\",state=\"completed\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("orch_tasks_total{task_type=\"command\",outcome=\"completed\"} 1"));
-        assert!(text.contains("orch_task_duration_seconds_bucket{task_type=\"command\",le=\"0.005\"} 1"));
-        assert!(text.contains("orch_task_duration_seconds_bucket{task_type=\"command\",le=\"0.0025\"} 0"));
+        assert!(
+            text.contains(
+                "orch_task_duration_seconds_bucket{task_type=\"command\",le=\"0.005\"} 1"
+            )
+        );
+        assert!(
+            text.contains(
+                "orch_task_duration_seconds_bucket{task_type=\"command\",le=\"0.0025\"} 0"
+            )
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').expect("name and value");
             assert!(value.parse::<f64>().is_ok(), "{line}");

@@ -50,7 +50,11 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
     let result = &run.result;
     let metrics = run.metrics();
     let timeline = gantt::gantt(run);
-    let title = if result.name.is_empty() { &result.workflow_id } else { &result.name };
+    let title = if result.name.is_empty() {
+        &result.workflow_id
+    } else {
+        &result.name
+    };
     let mut page = String::new();
     let _ = write!(
         page,
@@ -67,7 +71,11 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
         result.max_concurrent,
         status = result.status,
     );
-    let _ = write!(page, "<h2>Graph</h2><div class=\"scroll\">{}</div>", svg::dag(&dag));
+    let _ = write!(
+        page,
+        "<h2>Graph</h2><div class=\"scroll\">{}</div>",
+        svg::dag(&dag)
+    );
     let _ = write!(
         page,
         "<h2>Timeline</h2><p>One row per task, from its start to its end; ★ and a dark outline mark the critical path ({}).</p><div class=\"scroll\">{}</div>",
@@ -87,7 +95,9 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
             escape(&node.task_type),
             record.status,
             record.attempts,
-            record.duration().map_or(String::new(), |d| format!("{:.3}s", d.as_secs_f64())),
+            record
+                .duration()
+                .map_or(String::new(), |d| format!("{:.3}s", d.as_secs_f64())),
             escape(record.error.as_deref().unwrap_or_default()),
             id = escape(&node.id),
         );
@@ -101,7 +111,11 @@ fn path_text(metrics: &RunMetrics) -> String {
         return "none".to_owned();
     }
     let ids: Vec<&str> = metrics.critical_path.iter().map(|id| id.as_str()).collect();
-    format!("{}, {:.3}s", ids.join(" → "), metrics.critical_path_duration)
+    format!(
+        "{}, {:.3}s",
+        ids.join(" → "),
+        metrics.critical_path_duration
+    )
 }
 
 fn metrics_table(m: &RunMetrics) -> String {
@@ -122,12 +136,17 @@ fn metrics_table(m: &RunMetrics) -> String {
         ("critical path", secs(Some(m.critical_path_duration))),
         (
             "parallel efficiency",
-            m.parallel_efficiency.map_or("-".to_owned(), |e| format!("{:.1} %", e * 100.0)),
+            m.parallel_efficiency
+                .map_or("-".to_owned(), |e| format!("{:.1} %", e * 100.0)),
         ),
     ];
     let mut table = String::from("<table id=\"metrics\">");
     for (name, value) in rows {
-        let _ = write!(table, "<tr><th>{name}</th><td class=\"num\">{}</td></tr>", escape(&value));
+        let _ = write!(
+            table,
+            "<tr><th>{name}</th><td class=\"num\">{}</td></tr>",
+            escape(&value)
+        );
     }
     table.push_str("</table>");
     table

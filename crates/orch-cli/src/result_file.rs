@@ -25,10 +25,17 @@ struct Written<'a> {
 
 /// Writes `result` and `workflow` to `path` as indented JSON, through a temporary file
 /// renamed into place, so a reader never sees half a file.
-pub(crate) fn write(path: &Path, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
+pub(crate) fn write(
+    path: &Path,
+    result: &WorkflowResult,
+    workflow: &Workflow,
+) -> Result<(), String> {
     let text = serde_json::to_string_pretty(&Written { result, workflow })
         .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let fail = |e: std::io::Error| format!("cannot write result file {}: {e}", path.display());
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
     std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
@@ -47,7 +54,12 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
     let place = |e: &serde_json::Error| format!("{}:{}:{}", path.display(), e.line(), e.column());
     let mut de = serde_json::Deserializer::from_str(&text);
     let result: WorkflowResult = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        format!("{}: not a run result: at `{}`: {}", place(e.inner()), e.path(), e.inner())
+        format!(
+            "{}: not a run result: at `{}`: {}",
+            place(e.inner()),
+            e.path(),
+            e.inner()
+        )
     })?;
     #[derive(serde::Deserialize)]
     struct Definition {
@@ -55,9 +67,17 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
     }
     let mut de = serde_json::Deserializer::from_str(&text);
     let definition: Definition = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        format!("{}: invalid workflow: at `{}`: {}", place(e.inner()), e.path(), e.inner())
+        format!(
+            "{}: invalid workflow: at `{}`: {}",
+            place(e.inner()),
+            e.path(),
+            e.inner()
+        )
     })?;
-    Ok(RunFile { result, workflow: definition.workflow })
+    Ok(RunFile {
+        result,
+        workflow: definition.workflow,
+    })
 }
 
 impl RunFile {

@@ -42,11 +42,18 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             for problem in &checked.problems {
                 eprintln!("{}", problem.render(&args.file));
             }
-            eprintln!("{}: not run: {} problem(s)", args.file.display(), checked.problems.len());
+            eprintln!(
+                "{}: not run: {} problem(s)",
+                args.file.display(),
+                checked.problems.len()
+            );
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return setup_error(format!("cannot start the async runtime: {e}")),
     };
@@ -76,7 +83,9 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
                 }
                 Some(prometheus::serve(listener, Arc::clone(&live)))
             }
-            Err(e) => return setup_error(format!("cannot listen on {addr} for --metrics-addr: {e}")),
+            Err(e) => {
+                return setup_error(format!("cannot listen on {addr} for --metrics-addr: {e}"));
+            }
         },
         None => None,
     };
@@ -114,15 +123,22 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
 
     // Watched before the run starts, so that no Ctrl-C finds the default action (exit).
-    let (Ok(int), Ok(term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(int), Ok(term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return setup_error("cannot watch for Ctrl-C".into());
     };
     let run = engine.run(&workflow);
     let interrupted = Arc::new(AtomicU8::new(0));
     let token = run.cancellation_token();
     let cancel = move || token.cancel();
-    let signals = tokio::spawn(cancel_on_signal(int, term, cancel, Arc::clone(&interrupted)));
+    let signals = tokio::spawn(cancel_on_signal(
+        int,
+        term,
+        cancel,
+        Arc::clone(&interrupted),
+    ));
     let outcome = run.await;
     signals.abort();
     if let Some(bus) = &bus {
@@ -172,7 +188,10 @@ async fn cancel_on_signal(
         _ = term.recv() => 15,
     };
     interrupted.store(number, Ordering::SeqCst);
-    tracing::warn!("interrupted: stopping the running tasks (up to {}s)", GRACE.as_secs());
+    tracing::warn!(
+        "interrupted: stopping the running tasks (up to {}s)",
+        GRACE.as_secs()
+    );
     cancel();
     // Later signals change nothing: the run is already stopping, within the grace period.
     loop {
@@ -185,6 +204,9 @@ async fn cancel_on_signal(
 
 /// The directory relative paths in the workflow start from: the file's own.
 fn base_dir(file: &Path) -> PathBuf {
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())
 }

@@ -116,13 +116,15 @@ struct CommandConfig {
 }
 
 /// Checks the configuration of a task of a built-in type; `None` for another type.
-pub(crate) fn parse(task_type: &str, config: &Value) -> Option<Result<Builtin, Vec<ConfigProblem>>> {
+pub(crate) fn parse(
+    task_type: &str,
+    config: &Value,
+) -> Option<Result<Builtin, Vec<ConfigProblem>>> {
     Some(match task_type {
         "command" => command(config).map(Builtin::Command),
         "sleep" => sleep(config),
-        "echo" => known_keys(config, &["message"]).map(|()| {
-            Builtin::Echo(config.get("message").cloned().unwrap_or(Value::Null))
-        }),
+        "echo" => known_keys(config, &["message"])
+            .map(|()| Builtin::Echo(config.get("message").cloned().unwrap_or(Value::Null))),
         _ => return None,
     })
 }
@@ -144,13 +146,20 @@ fn known_keys(config: &Value, known: &[&str]) -> Result<(), Vec<ConfigProblem>> 
             suggestion: suggest::closest(key, known.iter().copied()).map(str::to_owned),
         })
         .collect();
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 fn sleep(config: &Value) -> Result<Builtin, Vec<ConfigProblem>> {
     known_keys(config, &["seconds"])?;
     let seconds = config.get("seconds");
-    match seconds.and_then(Value::as_f64).map(Duration::try_from_secs_f64) {
+    match seconds
+        .and_then(Value::as_f64)
+        .map(Duration::try_from_secs_f64)
+    {
         Some(Ok(duration)) => Ok(Builtin::Sleep(duration)),
         _ => Err(vec![ConfigProblem::new(
             Some("seconds"),
@@ -214,7 +223,11 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
     }
     for name in parsed.env.keys().chain(&parsed.forward_env) {
         if name.is_empty() || name.contains(['=', '\0']) {
-            let key = if parsed.env.contains_key(name) { "env" } else { "forward_env" };
+            let key = if parsed.env.contains_key(name) {
+                "env"
+            } else {
+                "forward_env"
+            };
             problems.push(ConfigProblem::new(
                 Some(key),
                 format!("`{name}` is not a valid environment variable name"),
@@ -258,16 +271,21 @@ mod tests {
 
     #[test]
     fn a_program_runs_as_written_and_a_script_through_sh() {
-        let Some(Ok(Builtin::Command(spec))) =
-            parse("command", &json!({"program": "ls", "args": ["-l", "$HOME"]}))
-        else {
+        let Some(Ok(Builtin::Command(spec))) = parse(
+            "command",
+            &json!({"program": "ls", "args": ["-l", "$HOME"]}),
+        ) else {
             panic!("valid")
         };
-        assert_eq!((spec.program.as_str(), spec.args.as_slice()), ("ls", &["-l".to_owned(), "$HOME".to_owned()][..]));
+        assert_eq!(
+            (spec.program.as_str(), spec.args.as_slice()),
+            ("ls", &["-l".to_owned(), "$HOME".to_owned()][..])
+        );
         assert_eq!(spec.max_output_bytes, DEFAULT_MAX_OUTPUT);
-        let Some(Ok(Builtin::Command(spec))) =
-            parse("command", &json!({"shell": true, "script": "echo $1", "args": ["x"]}))
-        else {
+        let Some(Ok(Builtin::Command(spec))) = parse(
+            "command",
+            &json!({"shell": true, "script": "echo $1", "args": ["x"]}),
+        ) else {
             panic!("valid")
         };
         assert_eq!(spec.program, "sh");
@@ -282,8 +300,18 @@ mod tests {
             .map(|p| (p.key.as_deref(), p.suggestion.as_deref()))
             .collect();
         named.sort();
-        assert_eq!(named, [(Some("agrs"), Some("args")), (Some("progam"), Some("program"))]);
-        assert!(found[0].message.contains("known keys: program, args"), "{}", found[0].message);
+        assert_eq!(
+            named,
+            [
+                (Some("agrs"), Some("args")),
+                (Some("progam"), Some("program"))
+            ]
+        );
+        assert!(
+            found[0].message.contains("known keys: program, args"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]
@@ -291,14 +319,30 @@ mod tests {
         let found = problems("command", json!({"program": "ls", "args": [1]}));
         assert_eq!(found[0].key.as_deref(), Some("args"));
         assert!(found[0].message.contains("args[0]"), "{}", found[0].message);
-        assert_eq!(problems("command", json!({}))[0].key.as_deref(), Some("program"));
-        assert_eq!(problems("command", json!({"script": "ls"}))[0].key.as_deref(), Some("script"));
         assert_eq!(
-            problems("command", json!({"program": "x", "env": {"A=B": "c"}}))[0].key.as_deref(),
+            problems("command", json!({}))[0].key.as_deref(),
+            Some("program")
+        );
+        assert_eq!(
+            problems("command", json!({"script": "ls"}))[0]
+                .key
+                .as_deref(),
+            Some("script")
+        );
+        assert_eq!(
+            problems("command", json!({"program": "x", "env": {"A=B": "c"}}))[0]
+                .key
+                .as_deref(),
             Some("env")
         );
-        assert_eq!(problems("sleep", json!({"seconds": -1}))[0].key.as_deref(), Some("seconds"));
-        assert_eq!(problems("sleep", json!({}))[0].key.as_deref(), Some("seconds"));
+        assert_eq!(
+            problems("sleep", json!({"seconds": -1}))[0].key.as_deref(),
+            Some("seconds")
+        );
+        assert_eq!(
+            problems("sleep", json!({}))[0].key.as_deref(),
+            Some("seconds")
+        );
     }
 
     #[test]

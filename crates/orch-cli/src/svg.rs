@@ -88,7 +88,11 @@ const GANTT_TOP: f64 = 28.0;
 pub(crate) fn gantt(gantt: &Gantt) -> String {
     let height = GANTT_TOP + gantt.rows.len() as f64 * GANTT_ROW + 8.0;
     let width = GANTT_NAME_WIDTH + GANTT_BAR_WIDTH + 90.0;
-    let scale = if gantt.total > 0.0 { GANTT_BAR_WIDTH / gantt.total } else { 0.0 };
+    let scale = if gantt.total > 0.0 {
+        GANTT_BAR_WIDTH / gantt.total
+    } else {
+        0.0
+    };
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -128,7 +132,10 @@ pub(crate) fn gantt(gantt: &Gantt) -> String {
         let x = GANTT_NAME_WIDTH + start * scale;
         let w = ((end - start) * scale).max(1.5);
         let (class, outline) = if row.critical {
-            (" critical", r##" stroke="#1a1a1a" stroke-width="2.5""##.to_owned())
+            (
+                " critical",
+                r##" stroke="#1a1a1a" stroke-width="2.5""##.to_owned(),
+            )
         } else {
             ("", format!(r#" stroke="{stroke}" stroke-width="1""#))
         };
@@ -153,7 +160,10 @@ mod tests {
 
     #[test]
     fn escaping_leaves_no_markup() {
-        assert_eq!(escape("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
         assert_eq!(escape("bell\u{7}"), "bell ");
     }
 }

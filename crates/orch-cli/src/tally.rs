@@ -20,7 +20,10 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub(crate) fn new(total: usize) -> Self {
-        Self { total, ..Self::default() }
+        Self {
+            total,
+            ..Self::default()
+        }
     }
 
     /// Takes one event into account.
@@ -51,7 +54,8 @@ impl Tally {
 
     /// Tasks not started yet.
     pub(crate) fn pending(&self) -> usize {
-        self.total.saturating_sub(self.finished() + self.running.len())
+        self.total
+            .saturating_sub(self.finished() + self.running.len())
     }
 }
 
@@ -78,7 +82,10 @@ mod tests {
         tally.apply(&event(EngineEventKind::TaskSkipped, "c"));
         tally.apply(&event(EngineEventKind::TaskCompleted, "b"));
         assert_eq!(tally.running.len(), 0);
-        assert_eq!((tally.failed, tally.skipped, tally.completed, tally.retries), (1, 1, 1, 1));
+        assert_eq!(
+            (tally.failed, tally.skipped, tally.completed, tally.retries),
+            (1, 1, 1, 1)
+        );
         assert_eq!((tally.finished(), tally.pending()), (3, 1));
     }
 }
