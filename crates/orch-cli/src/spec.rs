@@ -95,11 +95,51 @@ const COMMAND_KEYS: [&str; 10] = [
     "max_output_bytes",
 ];
 
+/// One argument: a string, or a number or boolean written as its text (so that
+/// `args: [-n, 5]` works as it reads).
+struct Arg(String);
+
+impl<'de> Deserialize<'de> for Arg {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Arg;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Arg, E> {
+                Ok(Arg(v.to_owned()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Arg, E> {
+                Ok(Arg(v.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Arg, E> {
+                Ok(Arg(v.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Arg, E> {
+                Ok(Arg(v.to_string()))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Arg, E> {
+                Ok(Arg(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 #[derive(Deserialize)]
 struct CommandConfig {
     program: Option<String>,
     #[serde(default)]
-    args: Vec<String>,
+    args: Vec<Arg>,
     #[serde(default)]
     shell: bool,
     script: Option<String>,
@@ -182,11 +222,11 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
     })?;
     let mut problems = Vec::new();
     let (program, args) = match (parsed.shell, parsed.program, parsed.script) {
-        (false, Some(program), None) => (program, parsed.args),
+        (false, Some(program), None) => (program, parsed.args.into_iter().map(|a| a.0).collect()),
         (true, None, Some(script)) => {
             // `sh -c SCRIPT orch ARGS...`: the arguments are $1, $2, ... in the script.
             let mut args = vec!["-c".to_owned(), script, "orch".to_owned()];
-            args.extend(parsed.args);
+            args.extend(parsed.args.into_iter().map(|a| a.0));
             ("sh".to_owned(), args)
         }
         (false, _, Some(_)) => {
@@ -316,7 +356,14 @@ mod tests {
 
     #[test]
     fn wrong_shapes_and_missing_parts_are_problems() {
-        let found = problems("command", json!({"program": "ls", "args": [1]}));
+        let Some(Ok(Builtin::Command(spec))) = parse(
+            "command",
+            &json!({"program": "head", "args": ["-n", 5, 1.5, true]}),
+        ) else {
+            panic!("numbers and booleans are arguments too")
+        };
+        assert_eq!(spec.args, ["-n", "5", "1.5", "true"]);
+        let found = problems("command", json!({"program": "ls", "args": [[1]]}));
         assert_eq!(found[0].key.as_deref(), Some("args"));
         assert!(found[0].message.contains("args[0]"), "{}", found[0].message);
         assert_eq!(

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `orch` binary under test, with a clean log filter.
@@ -50,11 +50,35 @@ impl Dir {
 
 /// Runs `orch ARGS` in `dir` and returns its output.
 pub fn run_in(dir: &Dir, args: &[&str]) -> Output {
-    orch()
-        .args(args)
-        .current_dir(dir.path())
-        .output()
-        .expect("orch runs")
+    let mut command = orch();
+    command.args(args).current_dir(dir.path());
+    output(command)
+}
+
+/// Runs `command` to its end and returns its output; kills it and fails the test if it
+/// has not ended after two minutes (a guard against hanging, not a measure of speed).
+pub fn output(mut command: Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let pid = child.id();
+    let (done, ended) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if ended.recv_timeout(Duration::from_secs(120)).is_err() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            return true;
+        }
+        false
+    });
+    let output = child.wait_with_output().expect("the command ends");
+    let _ = done.send(());
+    let killed = watchdog.join().unwrap_or(false);
+    assert!(!killed, "the command hung and was killed: {command:?}");
+    output
 }
 
 /// The exit code, standard output and standard error as text.
