@@ -236,7 +236,7 @@ tasks:
   d: { task_type: echo, dependencies: [a] }
 "#,
     );
-    let mut child = orch()
+    let child = orch()
         .args([
             "run",
             "w.yaml",
@@ -387,4 +387,39 @@ fn a_result_file_that_cannot_be_written_exits_2() {
         stderr.contains("cannot write result file no/such/dir/r.json"),
         "{stderr}"
     );
+}
+
+#[test]
+fn logs_can_be_json_and_rust_log_chooses_what_shows() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo one >&2; printf \"two\\377\" >&2' } }\n",
+    );
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--log-format", "json"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let logged: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let lines: Vec<(&str, &str, &str)> = logged
+        .iter()
+        .map(|l| {
+            let text = |key: [&str; 2]| l[key[0]][key[1]].as_str().unwrap_or_default();
+            (
+                l["level"].as_str().unwrap_or_default(),
+                text(["span", "id"]),
+                text(["fields", "message"]),
+            )
+        })
+        .collect();
+    assert_eq!(lines, [("INFO", "a", "one"), ("INFO", "a", "two\u{fffd}")]);
+
+    let mut command = orch();
+    command
+        .args(["run", "w.yaml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "error");
+    let (code, _, stderr) = parts(&common::output(command));
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
