@@ -423,3 +423,46 @@ fn logs_can_be_json_and_rust_log_chooses_what_shows() {
     let (code, _, stderr) = parts(&common::output(command));
     assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
+
+#[test]
+fn programs_are_found_beside_the_workflow_and_on_the_commands_path() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = Dir::new();
+    std::fs::create_dir(dir.join("tools")).expect("a directory");
+    for name in ["hello.sh", "tools/greet"] {
+        let path = dir.write(name, "#!/bin/sh\necho \"$0 $1\"\n");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("executable");
+    }
+    std::fs::create_dir(dir.join("sub")).expect("a directory");
+    dir.write(
+        "sub/w.yaml",
+        "workflow_id: w\ntasks:\n  local: { task_type: command, config: { program: ../hello.sh, args: [x] } }\n  on_path: { task_type: command, config: { program: greet, args: [y], env: { PATH: ../tools } } }\n  in_cwd: { task_type: command, config: { program: ./greet, args: [z], cwd: ../tools } }\n",
+    );
+    let (code, stdout, stderr) = run_file(&dir, "sub/w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    // A script's `$0` is the file the system ran.
+    let ran = |task: &str| {
+        result["tasks"][task]["result"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        ran("local").ends_with("/sub/../hello.sh x"),
+        "{}",
+        ran("local")
+    );
+    assert!(
+        ran("on_path").ends_with("/sub/../tools/greet y"),
+        "{}",
+        ran("on_path")
+    );
+    assert!(
+        ran("in_cwd").ends_with("/sub/../tools/./greet z"),
+        "{}",
+        ran("in_cwd")
+    );
+}
