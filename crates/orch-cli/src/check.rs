@@ -26,6 +26,9 @@ pub(crate) struct Problem {
     /// The name probably meant, for a misspelt one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) suggestion: Option<String>,
+    /// A word to look for inside the task's definition, to place the problem there.
+    #[serde(skip)]
+    word: Option<String>,
 }
 
 impl Problem {
@@ -37,19 +40,34 @@ impl Problem {
             line: None,
             column: None,
             suggestion: None,
+            word: None,
         }
     }
 
-    fn at(mut self, place: Option<Place>) -> Self {
-        if let Some(place) = place {
-            (self.line, self.column) = (Some(place.line), Some(place.column));
-        }
-        self
-    }
-
+    /// The problem is about `task`: it is placed at the task's definition.
     fn task(mut self, task: &str) -> Self {
         self.task = Some(task.to_owned());
         self
+    }
+
+    /// The problem is placed where `word` appears in its task's definition.
+    fn within(mut self, word: &str) -> Self {
+        self.word = Some(word.to_owned());
+        self
+    }
+
+    /// Sets the line and column from where its task is written.
+    fn place(&mut self, places: &Places<'_>) {
+        let Some(task) = &self.task else {
+            return;
+        };
+        let place: Option<Place> = match &self.word {
+            Some(word) => places.within_task(task, word),
+            None => places.task(task),
+        };
+        if let Some(place) = place {
+            (self.line, self.column) = (Some(place.line), Some(place.column));
+        }
     }
 
     /// `file:line:column: message (did you mean ...?)`, as compilers print.
@@ -135,28 +153,34 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
             return checked;
         }
     };
-    let places = Places::new(&text, format);
     if let Err(errors) = workflow.validate() {
         checked
             .problems
-            .extend(errors.iter().map(|e| structural(e, &workflow, &places)));
+            .extend(errors.iter().map(|e| structural(e, &workflow)));
     }
     if builtin_types {
-        checked.problems.extend(builtin(&workflow, &places));
+        checked.problems.extend(builtin(&workflow));
+    }
+    // Finding places reads the text again: only when there is something to place.
+    if !checked.problems.is_empty() {
+        let places = Places::new(&text, format);
+        for problem in &mut checked.problems {
+            problem.place(&places);
+        }
     }
     checked.workflow = Some(workflow);
     checked
 }
 
 /// A validation error as a problem, placed at the task it names.
-fn structural(error: &ValidationError, workflow: &Workflow, places: &Places<'_>) -> Problem {
+fn structural(error: &ValidationError, workflow: &Workflow) -> Problem {
     let message = error.to_string();
     match error {
         ValidationError::EmptyWorkflow => Problem::new("empty_workflow", message),
         ValidationError::UnknownDependency { task, dependency } => {
             let mut problem = Problem::new("unknown_dependency", message)
                 .task(task)
-                .at(places.within_task(task, dependency));
+                .within(dependency);
             problem.suggestion =
                 suggest::closest(dependency, workflow.tasks().keys().map(|id| id.as_str()))
                     .map(str::to_owned);
@@ -164,36 +188,32 @@ fn structural(error: &ValidationError, workflow: &Workflow, places: &Places<'_>)
         }
         ValidationError::SelfDependency { task } => Problem::new("self_dependency", message)
             .task(task)
-            .at(places.within_task(task, task)),
+            .within(task),
         ValidationError::DuplicateDependency { task, dependency } => {
             Problem::new("duplicate_dependency", message)
                 .task(task)
-                .at(places.within_task(task, dependency))
+                .within(dependency)
         }
-        ValidationError::DuplicateTaskId { task } => Problem::new("duplicate_task_id", message)
-            .task(task)
-            .at(places.task(task)),
-        ValidationError::KeyMismatch { key, .. } => Problem::new("key_mismatch", message)
-            .task(key)
-            .at(places.task(key)),
+        ValidationError::DuplicateTaskId { task } => {
+            Problem::new("duplicate_task_id", message).task(task)
+        }
+        ValidationError::KeyMismatch { key, .. } => Problem::new("key_mismatch", message).task(key),
         ValidationError::Cycle { path } => {
             let first = path.first().map(|t| t.as_str()).unwrap_or_default();
-            Problem::new("cycle", message)
-                .task(first)
-                .at(places.task(first))
+            Problem::new("cycle", message).task(first)
         }
         ValidationError::InvalidOption { task, option, .. } => {
             let key = option.split('.').next().unwrap_or(option);
             Problem::new("invalid_option", message)
                 .task(task)
-                .at(places.within_task(task, key))
+                .within(key)
         }
         _ => Problem::new("invalid_workflow", message),
     }
 }
 
 /// Tasks whose type is not built in, and configurations of built-in types that cannot run.
-fn builtin(workflow: &Workflow, places: &Places<'_>) -> Vec<Problem> {
+fn builtin(workflow: &Workflow) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (id, task) in workflow.tasks() {
         match spec::parse(&task.task_type, &task.config) {
@@ -207,20 +227,17 @@ fn builtin(workflow: &Workflow, places: &Places<'_>) -> Vec<Problem> {
                     ),
                 )
                 .task(id)
-                .at(places.within_task(id, &task.task_type));
+                .within(&task.task_type);
                 problem.suggestion =
                     suggest::closest(&task.task_type, spec::TYPES).map(str::to_owned);
                 problems.push(problem);
             }
             Some(Err(found)) => problems.extend(found.into_iter().map(|p| {
-                let place = match &p.key {
-                    Some(key) => places.within_task(id, key),
-                    None => places.task(id),
-                };
                 let mut problem =
-                    Problem::new("invalid_config", format!("task `{id}`: {}", p.message))
-                        .task(id)
-                        .at(place);
+                    Problem::new("invalid_config", format!("task `{id}`: {}", p.message)).task(id);
+                if let Some(key) = &p.key {
+                    problem = problem.within(key);
+                }
                 problem.suggestion = p.suggestion;
                 problem
             })),

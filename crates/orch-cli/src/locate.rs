@@ -156,7 +156,10 @@ fn json_string(text: &str, start: usize) -> (String, usize) {
     }
     let end = (i + 1).min(bytes.len());
     let raw = text.get(start..end).unwrap_or_default();
-    let value = serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned());
+    let value = match raw.contains('\\') {
+        true => serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned()),
+        false => raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default().to_owned(),
+    };
     (value, end)
 }
 
