@@ -1,4 +1,4 @@
-//! SVG text of a DAG (from [`layout`](crate::layout)) and of a run's timeline, written by
+//! SVG text of a DAG (from [`layout`]) and of a run's timeline, written by
 //! hand: standalone files for `orch graph --format svg`, inline drawings for the report.
 
 use std::fmt::Write as _;
