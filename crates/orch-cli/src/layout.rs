@@ -168,6 +168,43 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// For random DAGs: no two boxes overlap, every edge points right, every box is in
+        /// the drawing, and a column holds one level.
+        #[test]
+        fn random_dags_lay_out_cleanly(
+            deps in proptest::collection::vec(proptest::collection::vec(0usize..1000, 0..4), 1..40),
+            names in proptest::collection::vec("[a-z]{1,40}", 40),
+        ) {
+            let mut workflow = Workflow::new("w", "W");
+            for (i, wanted) in deps.iter().enumerate() {
+                let mut task = Task::new(format!("t{i}"), "t").name(names[i].clone());
+                if i > 0 {
+                    let mut chosen: Vec<usize> = wanted.iter().map(|d| d % i).collect();
+                    chosen.sort_unstable();
+                    chosen.dedup();
+                    task = task.depends_on(chosen.into_iter().map(|d| format!("t{d}")));
+                }
+                workflow.add_task(task);
+            }
+            let dag = Dag::new(&workflow).expect("valid");
+            let layout = layout(&dag);
+            for (from, to) in dag.edges() {
+                let (a, b) = (layout.boxes[from], layout.boxes[to]);
+                proptest::prop_assert!(a.x + a.width < b.x);
+            }
+            for (i, a) in layout.boxes.iter().enumerate() {
+                proptest::prop_assert!(a.x >= 0.0 && a.y >= 0.0);
+                proptest::prop_assert!(a.x + a.width <= layout.width && a.y + BOX_HEIGHT <= layout.height);
+                for (j, b) in layout.boxes.iter().enumerate().skip(i + 1) {
+                    let same_column = a.x == b.x;
+                    proptest::prop_assert_eq!(same_column, dag.nodes[i].level == dag.nodes[j].level);
+                    proptest::prop_assert!(!same_column || a.y + BOX_HEIGHT <= b.y || b.y + BOX_HEIGHT <= a.y);
+                }
+            }
+        }
+    }
+
     #[test]
     fn long_labels_are_cut() {
         assert_eq!(cut("short"), "short");

@@ -158,20 +158,57 @@ fn json_string(text: &str, start: usize) -> (String, usize) {
     let raw = text.get(start..end).unwrap_or_default();
     let value = match raw.contains('\\') {
         true => serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned()),
-        false => raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default().to_owned(),
+        false => raw
+            .get(1..raw.len().saturating_sub(1))
+            .unwrap_or_default()
+            .to_owned(),
     };
     (value, end)
 }
 
-/// A YAML scalar as written: quotes removed.
-fn unquote(text: &str) -> &str {
-    let text = text.trim();
-    for quote in ['"', '\''] {
-        if let Some(inner) = text.strip_prefix(quote).and_then(|t| t.strip_suffix(quote)) {
-            return inner;
+/// Reads one key (or scalar) at the start of `text`: a quoted string (`"..."` with
+/// JSON-style escapes, or `'...'` with `''` for a quote) or bare text up to one of `ends`.
+/// Returns it and the text after it.
+fn key<'t>(text: &'t str, ends: &[char]) -> Option<(String, &'t str)> {
+    let text = text.trim_start();
+    if let Some(body) = text.strip_prefix('"') {
+        let bytes = body.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() && bytes[i] != b'"' {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
         }
+        let raw = body.get(..i)?;
+        let value = serde_json::from_str::<String>(&format!("\"{raw}\""))
+            .unwrap_or_else(|_| raw.to_owned());
+        return Some((value, body.get(i + 1..).unwrap_or_default()));
     }
-    text
+    if let Some(body) = text.strip_prefix('\'') {
+        let mut value = String::new();
+        let mut chars = body.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\'' if chars.peek().is_some_and(|&(_, c)| c == '\'') => {
+                    chars.next();
+                    value.push('\'');
+                }
+                '\'' => return Some((value, &body[i + 1..])),
+                c => value.push(c),
+            }
+        }
+        return None;
+    }
+    let end = text.find(ends).unwrap_or(text.len());
+    Some((text[..end].trim_end().to_owned(), &text[end..]))
+}
+
+/// A `task_id: ID` (YAML) value after its key.
+fn yaml_task_id(text: &str) -> Option<String> {
+    let rest = text
+        .trim_start()
+        .strip_prefix("task_id")?
+        .trim_start()
+        .strip_prefix(':')?;
+    key(rest, &['#']).map(|(id, _)| id)
 }
 
 /// YAML, block style: the keys (or `task_id` lines) one level under `tasks:`.
@@ -183,7 +220,7 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
     for line in text.split_inclusive('\n') {
         let start = offset;
         offset += line.len();
-        let content = line.split(" #").next().unwrap_or("").trim_end();
+        let content = line.trim_end();
         let trimmed = content.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
@@ -201,15 +238,15 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
         let column = start + indent;
         if let Some(item) = trimmed.strip_prefix("- ") {
             if indent == indent_here {
-                if let Some(id) = item.trim_start().strip_prefix("task_id:") {
-                    found.push((unquote(id).to_owned(), column));
-                }
+                found.extend(yaml_task_id(item).map(|id| (id, column)));
             }
-        } else if let Some(id) = trimmed.strip_prefix("task_id:") {
-            found.push((unquote(id).to_owned(), column));
+        } else if let Some(id) = yaml_task_id(trimmed) {
+            found.push((id, column));
         } else if indent == indent_here {
-            if let Some((key, _)) = trimmed.split_once(':') {
-                found.push((unquote(key).to_owned(), column));
+            if let Some((id, rest)) = key(trimmed, &[':']) {
+                if rest.starts_with(':') {
+                    found.push((id, column));
+                }
             }
         }
     }
@@ -227,24 +264,27 @@ fn toml_tasks(text: &str) -> Vec<(String, usize)> {
         let trimmed = line.trim();
         let column = start + (line.len() - line.trim_start().len());
         if let Some(header) = trimmed.strip_prefix('[') {
-            table = header
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_owned();
-            if let Some(id) = table.strip_prefix("tasks.") {
-                let id = id.split('.').next().unwrap_or(id);
-                found.push((unquote(id).to_owned(), column));
+            let header = header.trim_start_matches('[').trim_start();
+            match header.strip_prefix("tasks").map(str::trim_start) {
+                Some(rest) if rest.starts_with('.') => {
+                    table = "a task".to_owned();
+                    found.extend(key(&rest[1..], &['.', ']']).map(|(id, _)| (id, column)));
+                }
+                Some(rest) if rest.starts_with(']') => table = "tasks".to_owned(),
+                _ => table = "other".to_owned(),
             }
             continue;
         }
-        let Some((key, value)) = trimmed.split_once('=') else {
+        let Some((name, rest)) = key(trimmed, &['=', ' ']) else {
             continue;
         };
-        let (key, value) = (unquote(key), value.trim());
+        let Some(value) = rest.trim_start().strip_prefix('=').map(str::trim_start) else {
+            continue;
+        };
         if table == "tasks" && value.starts_with('{') {
-            found.push((key.to_owned(), column));
-        } else if table == "tasks" && key == "task_id" {
-            found.push((unquote(value).to_owned(), column));
+            found.push((name, column));
+        } else if table == "tasks" && name == "task_id" {
+            found.extend(key(value, &['#', ' ']).map(|(id, _)| (id, column)));
         }
     }
     found
@@ -296,6 +336,46 @@ mod tests {
         assert_eq!(Places::new(inline, Format::Toml).task("x"), at(3, 1));
         let list = "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"z\"\ntask_type = \"t\"\n";
         assert_eq!(Places::new(list, Format::Toml).task("z"), at(3, 1));
+    }
+
+    proptest::proptest! {
+        /// Tasks written one a line, in each format's map form and in JSON's list form,
+        /// are found on their line, whatever their ids.
+        #[test]
+        fn every_task_is_found_on_its_line(
+            ids in proptest::collection::btree_set("[a-z_][a-z0-9_ .\"\\\\/-]{0,8}", 1..12),
+        ) {
+            let ids: Vec<String> = ids.into_iter().collect();
+            let quoted: Vec<String> = ids.iter().map(|id| serde_json::to_string(id).expect("JSON")).collect();
+            let json_map = format!(
+                "{{\n  \"workflow_id\": \"w\",\n  \"tasks\": {{\n{}\n  }}\n}}",
+                quoted.iter().map(|q| format!("    {q}: {{\"task_type\": \"t\"}}")).collect::<Vec<_>>().join(",\n")
+            );
+            let json_list = format!(
+                "{{\"workflow_id\": \"w\", \"tasks\": [\n{}\n]}}",
+                quoted.iter().map(|q| format!("{{\"task_type\": \"t\", \"task_id\": {q}}}")).collect::<Vec<_>>().join(",\n")
+            );
+            let yaml = format!(
+                "workflow_id: w\ntasks:\n{}",
+                quoted.iter().map(|q| format!("  {q}:\n    task_type: t\n")).collect::<String>()
+            );
+            let toml = format!(
+                "workflow_id = \"w\"\n{}",
+                quoted.iter().map(|q| format!("[tasks.{q}]\ntask_type = \"t\"\n")).collect::<String>()
+            );
+            for (text, format, first, step) in [
+                (&json_map, Format::Json, 4, 1),
+                (&json_list, Format::Json, 2, 1),
+                (&yaml, Format::Yaml, 3, 2),
+                (&toml, Format::Toml, 2, 2),
+            ] {
+                let places = Places::new(text, format);
+                for (i, id) in ids.iter().enumerate() {
+                    let line = places.task(id).map(|p| p.line);
+                    proptest::prop_assert_eq!(line, Some(first + i * step), "{} in {}", id, text);
+                }
+            }
+        }
     }
 
     #[test]
