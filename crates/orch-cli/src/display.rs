@@ -1,7 +1,7 @@
 //! What `orch run` shows while a workflow runs: a progress bar on a terminal, one line per
 //! event otherwise, and a summary at the end.
 
-use std::io::Write;
+use std::io::{BufWriter, Stdout, Write};
 use std::time::{Duration, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -27,7 +27,8 @@ pub(crate) enum ProgressMode {
 pub(crate) struct Display {
     tally: Tally,
     bar: Option<ProgressBar>,
-    lines: bool,
+    /// Where event lines go, when they are shown; flushed whenever no event is waiting.
+    lines: Option<BufWriter<Stdout>>,
     /// When the run started, from its first event.
     start: Option<SystemTime>,
 }
@@ -54,9 +55,10 @@ impl Display {
             logging::set_bar(Some(bar.clone()));
             bar
         });
+        let lines = bar.is_none() && mode != ProgressMode::None;
         Self {
             tally: Tally::new(total),
-            lines: bar.is_none() && mode != ProgressMode::None,
+            lines: lines.then(|| BufWriter::new(std::io::stdout())),
             bar,
             start: None,
         }
@@ -69,10 +71,16 @@ impl Display {
         if let Some(bar) = &self.bar {
             bar.set_position(self.tally.finished() as u64);
             bar.set_message(self.status_line());
-        } else if self.lines && event.kind.is_task_event() {
+        } else if let Some(out) = self.lines.as_mut().filter(|_| event.kind.is_task_event()) {
             let at = event.timestamp.duration_since(start).unwrap_or_default();
-            let line = event_line(event, at);
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
+            let _ = writeln!(out, "{}", event_line(event, at));
+        }
+    }
+
+    /// Writes out the event lines shown so far.
+    pub(crate) fn flush(&mut self) {
+        if let Some(out) = &mut self.lines {
+            let _ = out.flush();
         }
     }
 
@@ -84,7 +92,7 @@ impl Display {
             t.completed, t.failed, t.skipped
         );
         if !t.running.is_empty() {
-            let named: Vec<&str> = t.running.iter().take(NAMED).map(String::as_str).collect();
+            let named: Vec<&str> = t.running.iter().take(NAMED).map(|id| id.as_str()).collect();
             text.push_str(&format!(", running: {}", named.join(", ")));
             if t.running.len() > NAMED {
                 text.push_str(&format!(" (+{})", t.running.len() - NAMED));
@@ -94,7 +102,8 @@ impl Display {
     }
 
     /// Clears the bar and prints the summary of `result`.
-    pub(crate) fn finish(self, result: &WorkflowResult, interrupted: bool) {
+    pub(crate) fn finish(mut self, result: &WorkflowResult, interrupted: bool) {
+        self.flush();
         if let Some(bar) = &self.bar {
             logging::set_bar(None);
             bar.finish_and_clear();

@@ -2,16 +2,18 @@
 //! shows progress, serves metrics, handles Ctrl-C and writes the result. With
 //! `builtin.rs`, the only module that calls into the engine.
 
+use std::future::poll_fn;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use orch::core::{EngineEvent, Workflow, WorkflowStatus};
 use orch::engine::WorkflowEngine;
-use orch::events::EventBus;
+use orch::events::{Delivery, EventBus};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::display::{Display, ProgressMode};
@@ -74,20 +76,23 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Ok(inputs) => inputs,
         Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
     };
-    let live = Arc::new(Live::new(workflow.workflow_id(), workflow.len()));
-    let server = match &args.metrics_addr {
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+    let live = args
+        .metrics_addr
+        .as_ref()
+        .map(|_| Arc::new(Live::new(workflow.workflow_id(), workflow.len())));
+    let server = match (&args.metrics_addr, &live) {
+        (Some(addr), Some(live)) => match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
                 if let Ok(local) = listener.local_addr() {
                     tracing::info!("serving metrics on http://{local}/metrics");
                 }
-                Some(prometheus::serve(listener, Arc::clone(&live)))
+                Some(prometheus::serve(listener, Arc::clone(live)))
             }
             Err(e) => {
                 return setup_error(format!("cannot listen on {addr} for --metrics-addr: {e}"));
             }
         },
-        None => None,
+        _ => None,
     };
     let watched = server.is_some() || args.progress != ProgressMode::None;
     let bus: Option<EventBus<EngineEvent>> = watched.then(EventBus::new);
@@ -108,11 +113,28 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let watcher = match &bus {
         Some(bus) => match bus.subscribe("workflow.>") {
             Ok(mut events) => {
-                let live = Arc::clone(&live);
+                let live = live.clone();
                 Some(tokio::spawn(async move {
-                    while let Some(event) = events.recv_event().await {
-                        live.observe(event.payload());
-                        display.event(event.payload());
+                    loop {
+                        // Event lines are written out whenever no event is waiting.
+                        let ready = poll_fn(|cx| Poll::Ready(events.poll_recv(cx))).await;
+                        let delivery = match ready {
+                            Poll::Ready(delivery) => delivery,
+                            Poll::Pending => {
+                                display.flush();
+                                events.recv().await
+                            }
+                        };
+                        match delivery {
+                            Some(Delivery::Event(event)) => {
+                                if let Some(live) = &live {
+                                    live.observe(event.payload());
+                                }
+                                display.event(event.payload());
+                            }
+                            Some(_) => {}
+                            None => break,
+                        }
                     }
                     display
                 }))

@@ -2,14 +2,14 @@
 //! display and the Prometheus gauges.
 
 use indexmap::IndexSet;
-use orch::core::{EngineEvent, EngineEventKind};
+use orch::core::{EngineEvent, EngineEventKind, TaskId};
 
 /// A run's tasks by state, as its events tell.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Tally {
     pub(crate) total: usize,
     /// Running tasks, in the order they started.
-    pub(crate) running: IndexSet<String>,
+    pub(crate) running: IndexSet<TaskId>,
     pub(crate) completed: usize,
     pub(crate) failed: usize,
     pub(crate) skipped: usize,
@@ -28,10 +28,12 @@ impl Tally {
 
     /// Takes one event into account.
     pub(crate) fn apply(&mut self, event: &EngineEvent) {
-        let id = event.task_id.as_deref().unwrap_or_default();
+        let Some(id) = &event.task_id else {
+            return;
+        };
         match event.kind {
             EngineEventKind::TaskStarted => {
-                self.running.insert(id.to_owned());
+                self.running.insert(id.clone());
             }
             EngineEventKind::TaskRetrying => self.retries += 1,
             EngineEventKind::TaskCompleted => self.ended(id, |t| &mut t.completed),
@@ -42,7 +44,7 @@ impl Tally {
         }
     }
 
-    fn ended(&mut self, id: &str, count: impl FnOnce(&mut Self) -> &mut usize) {
+    fn ended(&mut self, id: &TaskId, count: impl FnOnce(&mut Self) -> &mut usize) {
         self.running.shift_remove(id);
         *count(self) += 1;
     }

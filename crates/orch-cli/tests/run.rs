@@ -466,3 +466,51 @@ fn programs_are_found_beside_the_workflow_and_on_the_commands_path() {
         ran("in_cwd")
     );
 }
+
+#[test]
+fn a_failed_attempt_is_retried_with_its_attempt_number() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  flaky:\n    task_type: command\n    retries: 2\n    backoff: { initial: 0.01, jitter: false }\n    config: { shell: true, script: 'echo \"attempt $ORCH_ATTEMPT\" >&2; [ \"$ORCH_ATTEMPT\" -ge 3 ] && echo done' }\n",
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["flaky"]["attempts"], 3);
+    assert_eq!(result["tasks"]["flaky"]["result"], "done");
+    assert_eq!(
+        stdout.matches("] retrying   flaky after attempt").count(),
+        2,
+        "{stdout}"
+    );
+    for attempt in 1..=3 {
+        assert!(
+            stderr.contains(&format!("task{{id=flaky}}: attempt {attempt}")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c_and_exits_143() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo $$ > a.pid; exec sleep 300' } }\n",
+    );
+    let child = orch()
+        .args(["run", "w.yaml", "--output", "r.json"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    wait_for("a.pid", || pid_in_if_any(&dir.join("a.pid")).is_some());
+    let pid = pid_in(&dir.join("a.pid"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM sent");
+    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(code, Some(143), "{stdout}{stderr}");
+    assert_eq!(status(&dir.json("r.json"), "a"), "cancelled");
+    wait_for("the command to end", || !alive(pid));
+}
