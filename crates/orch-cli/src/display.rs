@@ -15,7 +15,7 @@ use crate::tally::Tally;
 pub(crate) enum ProgressMode {
     /// A bar when standard output is a terminal, else one line per event.
     Auto,
-    /// A bar with the counts and the running tasks.
+    /// A bar with the counts and the running tasks (drawn only on a terminal).
     Bar,
     /// One line per event.
     Lines,

@@ -90,7 +90,8 @@
 //! `status`, times, every task's record with its result or error, `metrics`) plus a
 //! `workflow` field with the definition that ran, which `report`, `gantt` and `graph
 //! --result` use to draw the graph. It is written to a temporary file and renamed, so it
-//! is never seen half-written.
+//! is never seen half-written, and is readable by its owner only (it holds what the
+//! commands printed).
 
 mod builtin;
 mod check;
@@ -174,12 +175,14 @@ enum Command {
     },
     /// Print the execution order and the level of each task.
     Plan {
+        /// The workflow file (.json, .yaml, .yml or .toml).
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Draw the DAG as DOT, Mermaid or SVG.
     Graph {
+        /// The workflow file (.json, .yaml, .yml or .toml).
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
@@ -192,12 +195,13 @@ enum Command {
     },
     /// Run a workflow with the built-in task types (command, sleep, echo).
     Run {
+        /// The workflow file (.json, .yaml, .yml or .toml).
         file: PathBuf,
         /// The most tasks running at once.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         max_concurrent: u32,
         /// Write the result (and the workflow) to this JSON file.
-        #[arg(long)]
+        #[arg(short, long)]
         output: Option<PathBuf>,
         /// Serve Prometheus metrics on http://HOST:PORT/metrics while the run lasts.
         #[arg(long, value_name = "HOST:PORT")]
