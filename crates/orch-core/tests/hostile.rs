@@ -104,7 +104,7 @@ fn yaml_aliases_within_the_limit_are_expanded() {
     }
     let workflow = Workflow::from_yaml(&text).expect("a modest expansion");
     assert_eq!(workflow.len(), 10);
-    for task in workflow.tasks().values() {
+    for task in workflow.tasks() {
         assert_eq!(task.config["columns"][7], "h");
     }
 }

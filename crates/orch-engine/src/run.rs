@@ -8,10 +8,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use orch_core::{
-    EngineEventKind, Plan, Task, TaskRecord, TaskStatus, ValidationError, ValidationErrors,
-    Workflow, WorkflowResult,
-};
+use orch_core::{EngineEventKind, Plan, Task, TaskRecord, TaskStatus, Workflow, WorkflowResult};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -22,7 +19,7 @@ use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
 use crate::ready::ReadySet;
-use crate::{Handler, TaskContext, TaskError};
+use crate::{Handler, RunError, TaskContext, TaskError};
 
 mod announcing;
 mod finish;
@@ -37,16 +34,21 @@ pub(crate) async fn execute(
     workflow: Workflow,
     previous: Option<WorkflowResult>,
     cancel: CancellationToken,
-) -> Result<WorkflowResult, ValidationErrors> {
+) -> Result<WorkflowResult, RunError> {
     let handlers = engine.handlers_snapshot();
-    let valid = workflow.validate_with_handlers(|t| handlers.contains_key(t))?;
+    let valid = workflow.validate()?;
+    let missing = valid.missing_handlers(handlers.keys().map(String::as_str));
+    if !missing.is_empty() {
+        return Err(RunError::MissingHandlers {
+            task_types: missing,
+        });
+    }
     if let Some(previous) = &previous {
         if previous.workflow_id != workflow.workflow_id() {
-            return Err(ValidationError::ForeignResult {
+            return Err(RunError::ForeignResult {
                 expected: workflow.workflow_id().to_owned(),
                 found: previous.workflow_id.clone(),
-            }
-            .into());
+            });
         }
     }
     let plan = valid.plan();
@@ -193,9 +195,9 @@ impl<'p> Scheduler<'p> {
 
     /// Takes over the completed tasks of an earlier run.
     fn restore(&mut self, previous: WorkflowResult) {
-        let tasks = self.shared.workflow.tasks();
+        let workflow = &self.shared.workflow;
         for (id, record) in previous.tasks.iter() {
-            let Some(index) = tasks.get_index_of(id) else {
+            let Some(index) = workflow.index_of(id) else {
                 continue;
             };
             if record.status != TaskStatus::Completed {
@@ -323,7 +325,7 @@ impl<'p> Scheduler<'p> {
                 }
             }
             Err(error) if self.stopping => {
-                let message = format!("cancelled: {error}");
+                let message = format!("the run was cancelled; the handler ended with: {error}");
                 self.settle(index, TaskStatus::Cancelled, Some(message));
             }
             Err(error) => {
@@ -371,7 +373,8 @@ impl<'p> Scheduler<'p> {
 
     /// Marks every task that depends on `failed`, directly or not, as skipped.
     fn skip_descendants(&mut self, failed: usize) {
-        let reason = format!("skipped: dependency `{}` failed", self.task(failed).task_id);
+        // The reason only: the record's status says that the task was skipped.
+        let reason = format!("dependency `{}` failed", self.task(failed).task_id);
         let mut stack: Vec<u32> = self.plan.dependents(failed).to_vec();
         while let Some(d) = stack.pop() {
             let record = &mut self.records[d as usize];

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use orch_core::{
-    EngineEventKind, LazyMetrics, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus,
-};
+use orch_core::{EngineEventKind, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus};
 
 use super::Scheduler;
 use crate::announce::Announcer;
@@ -25,7 +23,7 @@ impl Scheduler<'_> {
                         record.end_time = Some(end_time);
                     }
                     record.status = TaskStatus::Cancelled;
-                    record.error = Some("cancelled: the run was cancelled".to_owned());
+                    record.error = Some("the run was cancelled".to_owned());
                     cancelled = true;
                     self.announce_ended(EngineEventKind::TaskCancelled, index);
                 }
@@ -71,16 +69,7 @@ impl Scheduler<'_> {
             end_time,
             max_concurrent: self.max_concurrent,
             tasks,
-            metrics: lazy_metrics(),
         };
         (result, self.announcer)
     }
-}
-
-/// Metrics computed from the result when first asked for, if this build computes them.
-fn lazy_metrics() -> LazyMetrics {
-    #[cfg(feature = "metrics")]
-    return LazyMetrics::computed_by(orch_metrics::compute);
-    #[cfg(not(feature = "metrics"))]
-    LazyMetrics::default()
 }
