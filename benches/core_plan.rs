@@ -19,7 +19,7 @@ fn validate_and_order(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(shape.name(), size), &workflow, |b, w| {
                 b.iter_batched(
                     // A fresh definition: clones share the cached validation.
-                    || Workflow::from_tasks(w.workflow_id(), w.name(), w.tasks().values().cloned()),
+                    || Workflow::from_tasks(w.workflow_id(), w.name(), w.tasks().cloned()),
                     |fresh| {
                         let ordered = fresh.validate().map(|v| v.plan().order().len());
                         assert_eq!(ordered, Ok(fresh.len()));

@@ -30,8 +30,7 @@ async fn main() -> Result<(), examples::BoxError> {
         summary.total.units,
         summary.total.revenue_cents as f64 / 100.0
     );
-    if let Some(metrics) = outcome.result.metrics() {
-        println!("\nmetrics:\n{}", serde_json::to_string_pretty(metrics)?);
-    }
+    let metrics = outcome.result.metrics();
+    println!("\nmetrics:\n{}", serde_json::to_string_pretty(&metrics)?);
     Ok(())
 }

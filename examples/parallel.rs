@@ -25,12 +25,11 @@ async fn main() -> Result<(), examples::BoxError> {
         "speed-up: {:.2}x",
         sequential.wall_time.as_secs_f64() / concurrent.wall_time.as_secs_f64().max(1e-9)
     );
-    if let Some(metrics) = concurrent.result.metrics() {
-        println!(
-            "max_concurrent 3: parallel efficiency {:.2}, critical path {:?}",
-            metrics.parallel_efficiency.unwrap_or(0.0),
-            metrics.critical_path
-        );
-    }
+    let metrics = concurrent.result.metrics();
+    println!(
+        "max_concurrent 3: parallel efficiency {:.2}, critical path {:?}",
+        metrics.parallel_efficiency.unwrap_or(0.0),
+        metrics.critical_path
+    );
     Ok(())
 }

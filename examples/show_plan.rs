@@ -31,7 +31,9 @@ fn main() -> ExitCode {
     println!("{} ({} tasks)", workflow.name(), workflow.len());
     println!("execution order:");
     for (step, id) in valid.execution_order().into_iter().enumerate() {
-        let task = &workflow.tasks()[id];
+        let Some(task) = workflow.get(id) else {
+            continue;
+        };
         println!(
             "  {:>2}. {id} [{}] {}",
             step + 1,

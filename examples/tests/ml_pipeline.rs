@@ -13,7 +13,7 @@ use serde_json::json;
 /// The pipeline with one stage's configuration replaced.
 fn with_config(stage: &str, config: serde_json::Value) -> Workflow {
     let base = ml_pipeline::workflow(&examples::data_file("ml_samples.csv"));
-    let tasks = base.tasks().values().cloned().map(|mut task| {
+    let tasks = base.tasks().cloned().map(|mut task| {
         if task.task_id.as_str() == stage {
             task.config = config.clone();
         }

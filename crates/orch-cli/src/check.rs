@@ -80,7 +80,12 @@ impl Problem {
             }
         }
         text.push_str(&format!(": {}", self.message));
-        if let Some(suggestion) = &self.suggestion {
+        // Problems from orch-core already name the suggestion in their message.
+        if let Some(suggestion) = self
+            .suggestion
+            .as_ref()
+            .filter(|_| !self.message.contains("did you mean"))
+        {
             text.push_str(&format!(" (did you mean `{suggestion}`?)"));
         }
         text
@@ -154,9 +159,7 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         }
     };
     if let Err(errors) = workflow.validate() {
-        checked
-            .problems
-            .extend(errors.iter().map(|e| structural(e, &workflow)));
+        checked.problems.extend(errors.iter().map(structural));
     }
     if builtin_types {
         checked.problems.extend(builtin(&workflow));
@@ -173,17 +176,19 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
 }
 
 /// A validation error as a problem, placed at the task it names.
-fn structural(error: &ValidationError, workflow: &Workflow) -> Problem {
+fn structural(error: &ValidationError) -> Problem {
     let message = error.to_string();
     match error {
         ValidationError::EmptyWorkflow => Problem::new("empty_workflow", message),
-        ValidationError::UnknownDependency { task, dependency } => {
+        ValidationError::UnknownDependency {
+            task,
+            dependency,
+            suggestion,
+        } => {
             let mut problem = Problem::new("unknown_dependency", message)
                 .task(task)
                 .within(dependency);
-            problem.suggestion =
-                suggest::closest(dependency, workflow.tasks().keys().map(|id| id.as_str()))
-                    .map(str::to_owned);
+            problem.suggestion = suggestion.as_ref().map(|id| id.to_string());
             problem
         }
         ValidationError::SelfDependency { task } => Problem::new("self_dependency", message)
@@ -215,7 +220,8 @@ fn structural(error: &ValidationError, workflow: &Workflow) -> Problem {
 /// Tasks whose type is not built in, and configurations of built-in types that cannot run.
 fn builtin(workflow: &Workflow) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (id, task) in workflow.tasks() {
+    for task in workflow.tasks() {
+        let id = &task.task_id;
         match spec::parse(&task.task_type, &task.config) {
             None => {
                 let mut problem = Problem::new(

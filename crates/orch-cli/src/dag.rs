@@ -35,7 +35,6 @@ impl Dag {
         let plan = valid.plan();
         let nodes = workflow
             .tasks()
-            .values()
             .enumerate()
             .map(|(i, task)| Node {
                 id: task.task_id.to_string(),

@@ -94,14 +94,12 @@ impl RunFile {
             .map_err(|e| format!("{}: the workflow in it is invalid: {e}", path.display()))
     }
 
-    /// The run's metrics: those in the file, else computed from the records.
+    /// The run's metrics, computed from its records (with the workflow, when the file
+    /// carries it, for the critical path).
     pub(crate) fn metrics(&self) -> orch::core::RunMetrics {
-        if let Some(metrics) = self.result.metrics() {
-            return metrics.clone();
-        }
         match &self.workflow {
-            Some(workflow) => orch::metrics::compute_with(&self.result, workflow),
-            None => orch::metrics::compute(&self.result),
+            Some(workflow) => self.result.metrics_with(workflow),
+            None => self.result.metrics(),
         }
     }
 }

@@ -122,7 +122,7 @@ fn a_terminal_gets_a_progress_bar_and_a_readable_summary() {
         lines[0]
     );
     assert_eq!(lines[1], "  failed    c: `false` exited with status 1");
-    assert_eq!(lines[2], "  skipped   e: skipped: dependency `c` failed");
+    assert_eq!(lines[2], "  skipped   e: dependency `c` failed");
 }
 
 #[test]

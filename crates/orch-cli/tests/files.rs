@@ -44,7 +44,7 @@ fn validate_reports_every_problem_of_every_file_with_its_place() {
         lines,
         [
             "good.yaml: ok (4 tasks)",
-            "bad.yaml:8:20: task `load` depends on unknown task `extract_ordr` (did you mean `extract_order`?)",
+            "bad.yaml:8:20: task `load` depends on unknown task `extract_ordr`; did you mean `extract_order`?",
             "bad.yaml:7:16: task `load` has unknown task type `comand` (orch runs: command, sleep, echo) (did you mean `command`?)",
             "bad.json:4:46: task `a`: unknown config key `progam` (known keys: program, args, shell, script, env, forward_env, inherit_env, cwd, capture, max_output_bytes) (did you mean `program`?)",
             "missing.toml: cannot read: No such file or directory (os error 2)",
@@ -88,7 +88,7 @@ fn validate_json_names_kinds_places_and_suggestions() {
     assert_eq!(
         files[1]["problems"][0],
         json!({"kind": "unknown_dependency", "task": "load", "line": 8, "column": 20,
-               "message": "task `load` depends on unknown task `extract_ordr`",
+               "message": "task `load` depends on unknown task `extract_ordr`; did you mean `extract_order`?",
                "suggestion": "extract_order"})
     );
     assert_eq!(files[1]["problems"][1]["kind"], "unknown_task_type");

@@ -327,11 +327,7 @@ tasks:
             "failed",
             "standard output is not JSON (`capture: json`): expected value at line 1 column 1",
         ),
-        (
-            "after_missing",
-            "skipped",
-            "skipped: dependency `missing` failed",
-        ),
+        ("after_missing", "skipped", "dependency `missing` failed"),
     ];
     for (task, want_status, want_error) in expected {
         assert_eq!(

@@ -9,6 +9,7 @@ use indexmap::IndexSet;
 use serde_json::Value;
 
 use crate::plan::{Adjacency, Plan};
+use crate::suggest::{Budget, closest};
 use crate::workflow::UNRESOLVED;
 use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors, Workflow};
 
@@ -17,7 +18,7 @@ const PARALLEL_FROM: usize = 1 << 16;
 
 /// Checks `workflow` and compiles its plan; reports every problem found.
 pub(crate) fn compile(workflow: &Workflow) -> Result<Plan, ValidationErrors> {
-    let tasks = workflow.tasks();
+    let tasks = workflow.task_map();
     let mut errors = Vec::new();
     if tasks.is_empty() {
         errors.push(ValidationError::EmptyWorkflow);
@@ -28,7 +29,8 @@ pub(crate) fn compile(workflow: &Workflow) -> Result<Plan, ValidationErrors> {
             .iter()
             .map(|id| ValidationError::DuplicateTaskId { task: id.clone() }),
     );
-    let resolved = resolve(workflow);
+    let mut resolved = resolve(workflow);
+    suggest_dependencies(tasks, &mut resolved.errors);
     errors.extend(resolved.errors);
     let dependencies = resolved.dependencies;
     let dependents = dependencies.reversed();
@@ -90,7 +92,7 @@ struct Chunk<'w> {
 /// so large workflows split the work across threads; results are merged in task order, so
 /// the outcome does not depend on the thread count.
 fn resolve(workflow: &Workflow) -> Resolved {
-    let tasks = workflow.tasks();
+    let tasks = workflow.task_map();
     let known = workflow.dependency_indices();
     let n = tasks.len();
     let threads = if n >= PARALLEL_FROM {
@@ -225,12 +227,33 @@ fn resolve_chunk<'w>(
                 None => chunk.errors.push(ValidationError::UnknownDependency {
                     task: key.clone(),
                     dependency: dep.clone(),
+                    suggestion: None,
                 }),
             }
         }
         chunk.ends.push(chunk.items.len() as u32);
     }
     chunk
+}
+
+/// Fills in, for each unknown dependency, the task id it most likely meant; within one
+/// [`Budget`] for the whole workflow, so that a generated workflow full of unknown ids
+/// stays quick to check.
+fn suggest_dependencies(tasks: &IdMap<Task>, errors: &mut [ValidationError]) {
+    let mut budget = Budget::new();
+    for error in errors {
+        if let ValidationError::UnknownDependency {
+            dependency,
+            suggestion,
+            ..
+        } = error
+        {
+            let ids = tasks.keys().map(TaskId::as_str);
+            *suggestion = closest(dependency, ids, &mut budget)
+                .and_then(|id| tasks.get_key_value(id))
+                .map(|(id, _)| id.clone());
+        }
+    }
 }
 
 fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {

@@ -3,10 +3,13 @@
 use std::fmt;
 
 use crate::TaskId;
+use crate::suggest::did_you_mean;
 
-/// One problem that keeps a workflow from running.
+/// One problem of a workflow that keeps it from running.
 ///
 /// Each variant names the task (and, where it applies, the dependency or option) at fault.
+/// Problems of a run rather than of the workflow (a task type with no handler, a result
+/// of another workflow to resume from) are the engine's to report.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
@@ -14,12 +17,18 @@ pub enum ValidationError {
     #[error("workflow has no tasks")]
     EmptyWorkflow,
     /// A task depends on an id that no task has.
-    #[error("task `{task}` depends on unknown task `{dependency}`")]
+    #[error(
+        "task `{task}` depends on unknown task `{dependency}`{}",
+        did_you_mean(suggestion.as_deref())
+    )]
     UnknownDependency {
         /// The task whose dependency list is wrong.
         task: TaskId,
         /// The id that names no task.
         dependency: TaskId,
+        /// The task id closest to `dependency`, when one is close enough to be the one
+        /// meant.
+        suggestion: Option<TaskId>,
     },
     /// A task lists itself as a dependency.
     #[error("task `{task}` depends on itself")]
@@ -66,22 +75,6 @@ pub enum ValidationError {
         /// What is wrong with the value.
         reason: String,
     },
-    /// A run was asked to resume from the result of a different workflow.
-    #[error("cannot resume workflow `{expected}` from a result of workflow `{found}`")]
-    ForeignResult {
-        /// The workflow being run.
-        expected: String,
-        /// The workflow the result belongs to.
-        found: String,
-    },
-    /// No handler is registered for a task type.
-    #[error("no handler for task type `{task_type}` (used by {})", path_list(.tasks))]
-    MissingHandler {
-        /// The task type.
-        task_type: String,
-        /// Every task of that type.
-        tasks: Vec<TaskId>,
-    },
 }
 
 fn path_text(path: &[TaskId]) -> String {
@@ -103,6 +96,39 @@ fn path_list(tasks: &[TaskId]) -> String {
         text.push_str(&format!(" and {} more", tasks.len() - SHOWN));
     }
     text
+}
+
+/// A task type that no handler runs, found by
+/// [`ValidWorkflow::missing_handlers`](crate::ValidWorkflow::missing_handlers).
+///
+/// ```
+/// use orch_core::{Task, Workflow};
+///
+/// let workflow = Workflow::new("w", "W")
+///     .task(Task::new("orders", "extract_ordr"))
+///     .task(Task::new("report", "report").depends_on(["orders"]));
+/// let missing = workflow.validate()?.missing_handlers(["extract_order", "report"]);
+/// assert_eq!(
+///     missing[0].to_string(),
+///     "no handler for task type `extract_ordr` (used by `orders`); did you mean `extract_order`?"
+/// );
+/// # Ok::<(), orch_core::ValidationErrors>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no handler for task type `{task_type}` (used by {}){}",
+    path_list(.tasks),
+    did_you_mean(suggestion.as_deref())
+)]
+#[non_exhaustive]
+pub struct MissingHandler {
+    /// The task type.
+    pub task_type: String,
+    /// Every task of that type, in insertion order.
+    pub tasks: Vec<TaskId>,
+    /// The handler type closest to `task_type`, when one is close enough to be the one
+    /// meant.
+    pub suggestion: Option<String>,
 }
 
 /// Every problem found in a workflow; never empty.

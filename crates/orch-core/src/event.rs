@@ -66,8 +66,10 @@ impl EngineEventKind {
 }
 
 impl fmt::Display for EngineEventKind {
+    /// The subject token ([`EngineEventKind::as_str`]); a width, fill, alignment or
+    /// precision given applies.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// An insertion-ordered map keyed by [`TaskId`], with a fast hasher (ids are not
 /// attacker-chosen keys in a hot service path, and lookups dominate validation).
-pub type IdMap<V> = indexmap::IndexMap<TaskId, V, foldhash::fast::RandomState>;
+pub(crate) type IdMap<V> = indexmap::IndexMap<TaskId, V, foldhash::fast::RandomState>;
 
 /// The identifier of a task inside a workflow.
 ///
@@ -23,6 +23,8 @@ pub type IdMap<V> = indexmap::IndexMap<TaskId, V, foldhash::fast::RandomState>;
 /// let copy = id.clone();
 /// assert_eq!(copy, "load");
 /// assert_eq!(id.as_str(), "load");
+/// // Width, fill and alignment apply, as for a `str`.
+/// assert_eq!(format!("[{id:<6}]"), "[load  ]");
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -97,8 +99,9 @@ impl PartialEq<&str> for TaskId {
 }
 
 impl fmt::Display for TaskId {
+    /// The id as it is; a width, fill, alignment or precision given applies, as for a `str`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

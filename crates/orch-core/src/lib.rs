@@ -33,7 +33,9 @@
 //! Workflows can also be read from files: [`Workflow::from_path`] takes JSON, YAML or
 //! TOML, in map form (as the original Python module writes them) or list form. Errors
 //! name the file, the field (`tasks[3].dependencies`) and the line and column, or the
-//! byte offset for a file that is not UTF-8.
+//! byte offset for a file that is not UTF-8. An unknown key, an unknown dependency and
+//! (in the engine) a task type with no handler are reported with the name most likely
+//! meant: "unknown key `dependencis` in task `load`; did you mean `dependencies`?".
 //!
 //! # Values in files
 //!
@@ -77,16 +79,19 @@ mod metrics;
 mod plan;
 mod record;
 mod run_id;
+mod suggest;
 mod task;
 mod task_records;
 mod time;
 mod workflow;
+mod yaml_depth;
 
-pub use error::{ValidationError, ValidationErrors};
+pub use error::{MissingHandler, ValidationError, ValidationErrors};
 pub use event::{EngineEvent, EngineEventKind};
-pub use id::{IdMap, TaskId};
+pub(crate) use id::IdMap;
+pub use id::TaskId;
 pub use load::{Format, LoadError};
-pub use metrics::{LazyMetrics, RunMetrics};
+pub use metrics::RunMetrics;
 pub use plan::Plan;
 pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};
 pub use run_id::{RunId, RunIdError};

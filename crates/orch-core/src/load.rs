@@ -1,9 +1,14 @@
 //! Reading a [`Workflow`] from JSON, YAML or TOML, with errors that name the place.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+mod error;
+
+pub use error::{Format, LoadError};
+use error::{Problem, field_text, parse_error};
 
 use crate::guard::{Guarded, Rules};
 use crate::task::TaskSpec;
@@ -36,123 +41,6 @@ fn without_bom(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
-/// A file format a workflow can be written in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Format {
-    /// JSON.
-    Json,
-    /// YAML 1.2.
-    Yaml,
-    /// TOML 1.0.
-    Toml,
-}
-
-impl Format {
-    /// The format a file extension stands for: `json`, `yaml`/`yml` or `toml`.
-    pub fn from_extension(extension: &str) -> Option<Self> {
-        match extension.to_ascii_lowercase().as_str() {
-            "json" => Some(Self::Json),
-            "yaml" | "yml" => Some(Self::Yaml),
-            "toml" => Some(Self::Toml),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Json => "JSON",
-            Self::Yaml => "YAML",
-            Self::Toml => "TOML",
-        })
-    }
-}
-
-/// Why a workflow could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoadError {
-    /// The file could not be read.
-    #[error("cannot read workflow file {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file's extension names no known format.
-    #[error(
-        "cannot tell the format of workflow file {}: expected extension .json, .yaml, .yml or .toml",
-        path.display()
-    )]
-    UnknownFormat {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The text is not a well-formed workflow.
-    #[error("invalid {format} workflow{}: at `{field}`: {message}", in_file(file.as_deref()))]
-    Parse {
-        /// The format being read.
-        format: Format,
-        /// The file, when reading one.
-        file: Option<PathBuf>,
-        /// Where in the document: a field path such as `tasks[3].dependencies`, or `.` for
-        /// the top level.
-        field: String,
-        /// 1-based line of the problem, when the parser knows it.
-        line: Option<usize>,
-        /// 1-based column of the problem, when the parser knows it.
-        column: Option<usize>,
-        /// The parser's description of the problem.
-        message: String,
-    },
-    /// The file is not UTF-8 text.
-    #[error(
-        "workflow file {} is not UTF-8: invalid byte sequence at byte offset {offset} (line {line})",
-        path.display()
-    )]
-    InvalidUtf8 {
-        /// The file.
-        path: PathBuf,
-        /// 0-based offset in bytes of the first byte that is not part of a UTF-8 character.
-        offset: usize,
-        /// 1-based line of that byte.
-        line: usize,
-    },
-    /// A YAML document's aliases repeat so much that it would expand past its limit.
-    ///
-    /// Reading a YAML document expands each alias into a copy of its anchor, so a small
-    /// file could otherwise take gigabytes. The expansion is counted as each value is
-    /// read: 1 per value (a number, a string, a list, a map, ...) plus 1 per byte of
-    /// text (strings and map keys), aliases expanded. A document may expand to 8 per
-    /// byte of its own size, and to 4,096 however small it is; a document without
-    /// aliases stays far below that.
-    #[error(
-        "YAML workflow{}: at `{field}`: aliases expand the document past its limit of {limit} values and text bytes",
-        in_file(file.as_deref())
-    )]
-    ExpansionLimit {
-        /// The file, when reading one.
-        file: Option<PathBuf>,
-        /// Where in the document the limit was reached.
-        field: String,
-        /// 1-based line where the limit was reached, when the parser knows it.
-        line: Option<usize>,
-        /// 1-based column where the limit was reached, when the parser knows it.
-        column: Option<usize>,
-        /// The limit for this document.
-        limit: u64,
-    },
-}
-
-fn in_file(file: Option<&Path>) -> String {
-    file.map(|f| format!(" in {}", f.display()))
-        .unwrap_or_default()
-}
-
 impl Workflow {
     /// Reads a workflow from JSON text.
     ///
@@ -181,7 +69,13 @@ impl Workflow {
         let mut de = serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let (line, column) = (e.inner().line(), e.inner().column());
-            parse_error(Format::Json, e, Some(line), Some(column))
+            parse_error(Problem {
+                format: Format::Json,
+                path: e.path(),
+                text: e.inner().to_string(),
+                line: (line > 0).then_some(line),
+                column: (line > 0).then_some(column),
+            })
         })
     }
 
@@ -193,6 +87,20 @@ impl Workflow {
     /// are errors.
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
+        if let Some(offset) = crate::yaml_depth::too_deep(text) {
+            let (line, column) = line_and_column(text, offset);
+            return Err(LoadError::Parse {
+                format: Format::Yaml,
+                file: None,
+                field: ".".into(),
+                line: Some(line),
+                column: Some(column),
+                message: format!(
+                    "collections nested deeper than {} levels",
+                    crate::yaml_depth::MAX_FLOW_DEPTH
+                ),
+            });
+        }
         let rules = Rules::yaml(yaml_expansion_limit(text.len()));
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(Guarded::new(de, &rules)).map_err(|e| {
@@ -202,12 +110,18 @@ impl Workflow {
             match rules.exceeded() {
                 Some(limit) => LoadError::ExpansionLimit {
                     file: None,
-                    field: e.path().to_string(),
+                    field: field_text(&e.path().iter().collect::<Vec<_>>()),
                     line,
                     column,
                     limit,
                 },
-                None => parse_error(Format::Yaml, e, line, column),
+                None => parse_error(Problem {
+                    format: Format::Yaml,
+                    path: e.path(),
+                    text: e.inner().to_string(),
+                    line,
+                    column,
+                }),
             }
         })
     }
@@ -238,15 +152,13 @@ impl Workflow {
         let rules = Rules::toml();
         serde_path_to_error::deserialize(Guarded::new(de, &rules)).map_err(|e| {
             let (line, column) = position(e.inner());
-            let message = e.inner().message().to_owned();
-            LoadError::Parse {
+            parse_error(Problem {
                 format: Format::Toml,
-                file: None,
-                field: e.path().to_string(),
+                path: e.path(),
+                text: e.inner().message().to_owned(),
                 line,
                 column,
-                message,
-            }
+            })
         })
     }
 
@@ -289,22 +201,6 @@ impl Workflow {
     }
 }
 
-fn parse_error<E: fmt::Display>(
-    format: Format,
-    e: serde_path_to_error::Error<E>,
-    line: Option<usize>,
-    column: Option<usize>,
-) -> LoadError {
-    LoadError::Parse {
-        format,
-        file: None,
-        field: e.path().to_string(),
-        line,
-        column,
-        message: e.inner().to_string(),
-    }
-}
-
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -315,7 +211,10 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 impl<'de> Deserialize<'de> for Workflow {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
+        #[serde(
+            deny_unknown_fields,
+            expecting = "a workflow: a map with `workflow_id` and `tasks`"
+        )]
         struct WorkflowSpec {
             workflow_id: String,
             #[serde(default)]

@@ -1,15 +1,9 @@
-//! [`RunMetrics`]: the summary figures of one run.
-//!
-//! This is the data only; `orch-metrics` computes it from a run's records, and the engine
-//! (with its `metrics` feature, the default) gives every [`WorkflowResult`] it returns a
-//! [`LazyMetrics`] that computes it when first asked.
+//! [`RunMetrics`]: the summary figures of one run, and how they are worked out from the
+//! run's records ([`WorkflowResult::metrics`]).
 
-use std::fmt;
-use std::sync::OnceLock;
+use serde::{Deserialize, Serialize};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::{TaskId, WorkflowResult};
+use crate::{TaskId, TaskStatus, Workflow, WorkflowResult};
 
 /// Summary figures of one run. Durations are in seconds; the duration statistics cover
 /// the tasks that ran (those with both a start and an end time) and are `None` when no
@@ -59,96 +53,204 @@ pub struct RunMetrics {
     pub parallel_efficiency: Option<f64>,
 }
 
-/// A run's [`RunMetrics`], worked out the first time they are asked for
-/// ([`WorkflowResult::metrics`](crate::WorkflowResult::metrics)), so that a run pays
-/// nothing for figures nobody reads.
-///
-/// The engine, with its `metrics` feature (the default), gives every result it returns
-/// a way to compute them (`orch-metrics`); a result read back from JSON holds the metrics it was written with. The figures are
-/// taken from the result as it is at the first read and kept: change the result after
-/// that and call [`LazyMetrics::clear`] to have them computed again.
-///
-/// ```
-/// use orch_core::{LazyMetrics, RunMetrics};
-///
-/// assert!(LazyMetrics::default().get().is_none());
-/// let known = LazyMetrics::known(RunMetrics { total_tasks: 3, ..RunMetrics::default() });
-/// assert_eq!(known.get().map(|m| m.total_tasks), Some(3));
-/// ```
-#[derive(Clone, Default)]
-pub struct LazyMetrics {
-    value: OnceLock<RunMetrics>,
-    compute: Option<fn(&WorkflowResult) -> RunMetrics>,
-}
-
-impl LazyMetrics {
-    /// Metrics already known, such as ones read back from a file.
-    pub fn known(metrics: RunMetrics) -> Self {
-        Self {
-            value: OnceLock::from(metrics),
-            compute: None,
-        }
-    }
-
-    /// Metrics that `compute` works out from the result that holds them, once, when they
-    /// are first asked for. A plain function, so that results stay `Send + Sync` and
-    /// cheap to clone.
+impl WorkflowResult {
+    /// The run's summary figures, worked out from its records now (each call works them
+    /// out again, so they always match the records as they are).
     ///
-    /// `compute` must not ask that result for its metrics (`metrics()`, `to_json`,
-    /// serialising it): the first read would deadlock (or, in a later Rust, panic).
-    pub fn computed_by(compute: fn(&WorkflowResult) -> RunMetrics) -> Self {
-        Self {
-            value: OnceLock::new(),
-            compute: Some(compute),
-        }
+    /// The critical path needs the workflow's dependencies: a result returned by the
+    /// engine knows its workflow; a result read back from JSON does not, and gets an empty
+    /// critical path here (use [`WorkflowResult::metrics_with`]).
+    ///
+    /// ```
+    /// use orch_core::{Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
+    ///     WorkflowStatus};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let workflow = Workflow::new("w", "W")
+    ///     .task(Task::new("load", "t"))
+    ///     .task(Task::new("clean", "t").depends_on(["load"]))
+    ///     .task(Task::new("report", "t").depends_on(["load"]));
+    /// let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+    /// let ran = |start, end| TaskRecord {
+    ///     status: TaskStatus::Completed,
+    ///     start_time: Some(at(start)),
+    ///     end_time: Some(at(end)),
+    ///     attempts: 1,
+    ///     ..TaskRecord::default()
+    /// };
+    /// let mut result = WorkflowResult {
+    ///     workflow_id: "w".into(),
+    ///     name: "W".into(),
+    ///     status: WorkflowStatus::Completed,
+    ///     start_time: at(0),
+    ///     end_time: at(6),
+    ///     max_concurrent: 2,
+    ///     tasks: TaskRecords::for_workflow(&workflow, vec![ran(0, 2), ran(2, 6), ran(2, 3)]).unwrap(),
+    /// };
+    /// let metrics = result.metrics();
+    /// assert_eq!(metrics.completed_tasks, 3);
+    /// assert_eq!(metrics.max_task_duration, Some(4.0));
+    /// assert_eq!(metrics.critical_path, ["load", "clean"]);
+    /// assert_eq!(metrics.critical_path_duration, 6.0);
+    /// assert_eq!(metrics.parallel_efficiency, Some(7.0 / 12.0));
+    ///
+    /// // The figures follow the result as it is.
+    /// result.end_time = at(12);
+    /// assert_eq!(result.metrics().total_duration, 12.0);
+    /// assert_eq!(result.metrics().parallel_efficiency, Some(7.0 / 24.0));
+    /// ```
+    pub fn metrics(&self) -> RunMetrics {
+        summarise(self, self.tasks.workflow())
     }
 
-    /// The metrics if they are known or were computed already; computes nothing.
-    pub fn get(&self) -> Option<&RunMetrics> {
-        self.value.get()
-    }
-
-    /// Forgets the figures computed (or read) so far: the next read computes them again
-    /// from the result as it is then, if there is a way to; otherwise there are none.
-    pub fn clear(&mut self) {
-        self.value.take();
-    }
-
-    /// The metrics of `result`, computing them if this is the first time.
-    pub(crate) fn get_for(&self, result: &WorkflowResult) -> Option<&RunMetrics> {
-        if let Some(metrics) = self.value.get() {
-            return Some(metrics);
-        }
-        let compute = self.compute?;
-        Some(self.value.get_or_init(|| compute(result)))
+    /// The run's summary figures, taking the dependencies from `workflow`: for results
+    /// that do not carry their workflow, such as results read back from JSON. Records are
+    /// matched to tasks by id; the critical path is empty if `workflow` is invalid.
+    pub fn metrics_with(&self, workflow: &Workflow) -> RunMetrics {
+        summarise(self, Some(workflow))
     }
 }
 
-impl fmt::Debug for LazyMetrics {
-    /// The figures if known, else whether they can be computed (never a function address,
-    /// so the output is the same from run to run).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.value.get(), self.compute) {
-            (Some(metrics), _) => f.debug_tuple("LazyMetrics").field(metrics).finish(),
-            (None, Some(_)) => f.write_str("LazyMetrics(not computed yet)"),
-            (None, None) => f.write_str("LazyMetrics(none)"),
+fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics {
+    let mut metrics = RunMetrics {
+        total_duration: result.total_duration().as_secs_f64(),
+        total_tasks: result.tasks.len(),
+        ..RunMetrics::default()
+    };
+    // Each task's duration in seconds; `None` for a task that did not run.
+    let mut seconds = Vec::with_capacity(result.tasks.len());
+    let mut durations = Vec::with_capacity(result.tasks.len());
+    for record in result.tasks.records() {
+        match record.status {
+            TaskStatus::Completed => metrics.completed_tasks += 1,
+            TaskStatus::Failed => metrics.failed_tasks += 1,
+            TaskStatus::Skipped => metrics.skipped_tasks += 1,
+            TaskStatus::Cancelled => metrics.cancelled_tasks += 1,
+            TaskStatus::Pending | TaskStatus::Running => {}
+        }
+        let duration = record.duration().map(|d| d.as_secs_f64());
+        seconds.push(duration);
+        durations.extend(duration);
+    }
+    if !durations.is_empty() {
+        let busy: f64 = durations.iter().sum();
+        metrics.avg_task_duration = Some(busy / durations.len() as f64);
+        metrics.max_task_duration = durations.iter().copied().reduce(f64::max);
+        metrics.min_task_duration = durations.iter().copied().reduce(f64::min);
+        let [p50, p95, p99] = percentiles(&mut durations, [50.0, 95.0, 99.0]);
+        metrics.p50_task_duration = p50;
+        metrics.p95_task_duration = p95;
+        metrics.p99_task_duration = p99;
+        let capacity = metrics.total_duration * result.max_concurrent.max(1) as f64;
+        metrics.parallel_efficiency = (capacity > 0.0).then(|| busy / capacity);
+    }
+    drop(durations);
+    if let Some(workflow) = workflow {
+        critical_path(result, workflow, &seconds, &mut metrics);
+    }
+    metrics
+}
+
+/// Nearest-rank percentiles, `ps` in increasing order: for each, the smallest value with
+/// at least that percent of the values at or below it. Reorders `values`; each selection
+/// searches only above the previous one, so the three cost about one and a half passes.
+fn percentiles<const N: usize>(values: &mut [f64], ps: [f64; N]) -> [Option<f64>; N] {
+    let mut found = [None; N];
+    let mut from = 0;
+    for (slot, p) in found.iter_mut().zip(ps) {
+        if values.is_empty() {
+            break;
+        }
+        let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+        let index = rank.clamp(1, values.len()) - 1;
+        // Everything before `from` is known to be at or below the previous percentile.
+        let index = index.max(from);
+        let (_, value, _) = values[from..].select_nth_unstable_by(index - from, f64::total_cmp);
+        *slot = Some(*value);
+        from = index;
+    }
+    found
+}
+
+/// The chain of dependencies with the greatest summed duration, ending at a task that ran
+/// (tasks that did not run weigh nothing and end no path). Among dependencies that tie,
+/// the one listed first is on the path.
+fn critical_path(
+    result: &WorkflowResult,
+    workflow: &Workflow,
+    seconds: &[Option<f64>],
+    metrics: &mut RunMetrics,
+) {
+    let Ok(valid) = workflow.validate() else {
+        return;
+    };
+    let plan = valid.plan();
+    let tasks = workflow.task_map();
+    let id = |i: usize| tasks.get_index(i).map(|(id, _)| id);
+    let same_order = result.tasks.workflow().is_some_and(|own| own == workflow);
+    let weight = |i: usize| -> Option<f64> {
+        if same_order {
+            return seconds[i];
+        }
+        seconds[result.tasks.index_of(id(i)?)?]
+    };
+    let n = plan.len();
+    let mut finish = vec![0.0f64; n];
+    let mut via = vec![u32::MAX; n];
+    for &i in plan.order() {
+        let i = i as usize;
+        // Selects rather than branches on the loaded values, so that on a large random
+        // graph the cache misses of one task's dependencies overlap.
+        let (mut best, mut through) = (0.0, u32::MAX);
+        for &d in plan.dependencies(i) {
+            let f = finish[d as usize];
+            let better = through == u32::MAX || f > best;
+            best = if better { f } else { best };
+            through = if better { d } else { through };
+        }
+        finish[i] = best + weight(i).unwrap_or(0.0);
+        via[i] = through;
+    }
+    // The path ends at the task that ran and finished last; of equals, the later one in
+    // execution order, so a task that took no measurable time still ends its chain.
+    let mut end = None;
+    for &i in plan.order() {
+        let i = i as usize;
+        if weight(i).is_some() && end.is_none_or(|e: usize| finish[i] >= finish[e]) {
+            end = Some(i);
         }
     }
-}
-
-impl Serialize for LazyMetrics {
-    /// Writes the figures known so far, or `null`; computes nothing (a
-    /// [`WorkflowResult`] computes them when it is serialised).
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.value.get().serialize(serializer)
+    let Some(mut last) = end else {
+        return;
+    };
+    metrics.critical_path_duration = finish[last];
+    let mut path: Vec<_> = id(last).cloned().into_iter().collect();
+    while via[last] != u32::MAX {
+        last = via[last] as usize;
+        path.extend(id(last).cloned());
     }
+    path.reverse();
+    metrics.critical_path = path;
 }
 
-impl<'de> Deserialize<'de> for LazyMetrics {
-    /// Reads `null` (no metrics) or the metrics themselves.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Option::<RunMetrics>::deserialize(d)?
-            .map(Self::known)
-            .unwrap_or_default())
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::percentiles;
+
+    proptest! {
+        /// Against sorting: the value at rank ceil(p% of n), for each percentile.
+        #[test]
+        fn percentiles_match_a_sorted_copy(values in proptest::collection::vec(0.0f64..1e3, 1..300)) {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let mut scratch = values.clone();
+            let found = percentiles(&mut scratch, [50.0, 95.0, 99.0]);
+            for (p, got) in [50.0, 95.0, 99.0].into_iter().zip(found) {
+                let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+                prop_assert_eq!(got, Some(sorted[rank.clamp(1, sorted.len()) - 1]));
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{LazyMetrics, RunMetrics, TaskId, TaskRecords};
+use crate::{TaskId, TaskRecords};
 
 /// Where a task is in its life. Serialised in lower case (`"completed"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,8 +55,9 @@ impl TaskStatus {
 }
 
 impl fmt::Display for TaskStatus {
+    /// The lower-case name; a width, fill, alignment or precision given applies.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -84,8 +85,9 @@ impl WorkflowStatus {
 }
 
 impl fmt::Display for WorkflowStatus {
+    /// The lower-case name; a width, fill, alignment or precision given applies.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -152,8 +154,10 @@ impl Serialize for TaskRecord {
 ///
 /// Serialises (see [`WorkflowResult::to_json`]) with `workflow_id`, `name`, `status`,
 /// `start_time` and `end_time` (RFC 3339), `total_duration` (seconds), `max_concurrent`,
-/// `tasks` (each task's record, in insertion order) and `metrics` (computed then if they
-/// were not yet).
+/// `tasks` (each task's record, in insertion order) and `metrics` (worked out from the
+/// records while writing; see [`WorkflowResult::metrics`]). Reading one back takes the
+/// records and ignores `total_duration` and `metrics`, which follow from them: the metrics
+/// of a result read back are worked out again from its records.
 ///
 /// Times are written in UTC to the microsecond: `2023-11-14T22:13:20.000000Z`. Every time
 /// can be written and read back, whatever its year: outside the years 0000 to 9999, which
@@ -162,10 +166,7 @@ impl Serialize for TaskRecord {
 /// last second of 2 BC, the calendar being the Gregorian one extended backwards with a
 /// year 0). Reading also takes a space for the `T`, any number of fraction digits, a UTC
 /// offset (`+01:00`) or none (UTC).
-///
-/// Two results are equal when everything but their metrics is: the metrics are worked out
-/// from the rest.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct WorkflowResult {
     /// The workflow's id.
     pub workflow_id: String,
@@ -183,33 +184,6 @@ pub struct WorkflowResult {
     pub max_concurrent: usize,
     /// Every task's record, in the workflow's insertion order.
     pub tasks: TaskRecords,
-    /// The run's summary figures, computed when first asked for and then kept: read them
-    /// with [`WorkflowResult::metrics`].
-    #[serde(default)]
-    pub metrics: LazyMetrics,
-}
-
-impl PartialEq for WorkflowResult {
-    fn eq(&self, other: &Self) -> bool {
-        // Destructured, so that a field added later must be considered here.
-        let Self {
-            workflow_id,
-            name,
-            status,
-            start_time,
-            end_time,
-            max_concurrent,
-            tasks,
-            metrics: _,
-        } = self;
-        *workflow_id == other.workflow_id
-            && *name == other.name
-            && *status == other.status
-            && *start_time == other.start_time
-            && *end_time == other.end_time
-            && *max_concurrent == other.max_concurrent
-            && *tasks == other.tasks
-    }
 }
 
 impl WorkflowResult {
@@ -218,15 +192,6 @@ impl WorkflowResult {
         self.end_time
             .duration_since(self.start_time)
             .unwrap_or_default()
-    }
-
-    /// The run's summary figures, computed the first time they are asked for (results
-    /// from an engine built with its `metrics` feature, the default, can always compute
-    /// them) and kept, so changes made to the result after that are not reflected until
-    /// [`LazyMetrics::clear`]; `None` for a result that neither holds nor can compute them,
-    /// such as one built by hand with [`LazyMetrics::default`].
-    pub fn metrics(&self) -> Option<&RunMetrics> {
-        self.metrics.get_for(self)
     }
 
     /// The record of one task.

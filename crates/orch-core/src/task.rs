@@ -1,6 +1,5 @@
 //! [`Task`], one unit of work, and its retry policy [`Backoff`].
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use crate::TaskId;
 /// the combinations that cannot run.
 ///
 /// ```
-/// use orch_core::Task;
+/// use orch_core::{Backoff, Task};
 /// use serde_json::json;
 /// use std::time::Duration;
 ///
@@ -28,6 +27,11 @@ use crate::TaskId;
 ///     .timeout(Duration::from_secs(30));
 /// assert_eq!(task.dependencies, ["fetch"]);
 /// assert_eq!(task.display_name(), "Process Data");
+///
+/// // Every field is a plain value that can be changed in place.
+/// let mut task = task;
+/// task.backoff.jitter = false;
+/// assert_eq!(task.backoff, Backoff { jitter: false, ..Backoff::default() });
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "TaskSpec")]
@@ -46,9 +50,8 @@ pub struct Task {
     /// How many times a failed attempt is retried (0: run once); at most
     /// [`Task::MAX_RETRIES`], which validation checks.
     pub retries: u32,
-    /// The delay between attempts. Shared: tasks that keep the default all point at one
-    /// value, so a large workflow does not store a policy per task.
-    pub backoff: Arc<Backoff>,
+    /// The delay between attempts.
+    pub backoff: Backoff,
     /// The longest one attempt may run before it counts as failed; `None` for no limit.
     ///
     /// In files: a number of seconds (`1.5`), text (`30s`, `1m 30s`, `250ms`), or `null`
@@ -78,7 +81,7 @@ impl Task {
             config: Value::Object(serde_json::Map::new()),
             dependencies: Vec::new(),
             retries: 0,
-            backoff: Backoff::shared_default(),
+            backoff: Backoff::default(),
             timeout: None,
         }
     }
@@ -114,7 +117,7 @@ impl Task {
 
     /// Sets the delay policy between attempts.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = Arc::new(backoff);
+        self.backoff = backoff;
         self
     }
 
@@ -176,12 +179,6 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The default policy, shared.
-    fn shared_default() -> Arc<Backoff> {
-        static DEFAULT: OnceLock<Arc<Backoff>> = OnceLock::new();
-        Arc::clone(DEFAULT.get_or_init(|| Arc::new(Backoff::default())))
-    }
-
     /// The delay before retry number `retry` (1-based). `unit` is a random number in
     /// `[0, 1)` used for jitter; it is ignored when `jitter` is off.
     pub fn delay(&self, retry: u32, unit: f64) -> Duration {
@@ -199,7 +196,10 @@ impl Backoff {
 
 /// What a task looks like in a file: the id may be left out in map form.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a task: a map with at least `task_type`"
+)]
 pub(crate) struct TaskSpec {
     #[serde(default)]
     pub(crate) task_id: Option<TaskId>,
@@ -212,8 +212,8 @@ pub(crate) struct TaskSpec {
     dependencies: Vec<TaskId>,
     #[serde(default)]
     retries: u32,
-    #[serde(default = "Backoff::shared_default")]
-    backoff: Arc<Backoff>,
+    #[serde(default)]
+    backoff: Backoff,
     #[serde(default, with = "crate::duration::secs_opt")]
     timeout: Option<Duration>,
 }

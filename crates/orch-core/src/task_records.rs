@@ -46,14 +46,14 @@ enum Ids {
 impl Ids {
     fn index_of(&self, id: &str) -> Option<usize> {
         match self {
-            Ids::Workflow(workflow) => workflow.tasks().get_index_of(id),
+            Ids::Workflow(workflow) => workflow.index_of(id),
             Ids::Own(ids) => ids.get_index_of(id),
         }
     }
 
     fn id(&self, index: usize) -> Option<&TaskId> {
         match self {
-            Ids::Workflow(workflow) => workflow.tasks().get_index(index).map(|(id, _)| id),
+            Ids::Workflow(workflow) => workflow.task_map().get_index(index).map(|(id, _)| id),
             Ids::Own(ids) => ids.get_index(index),
         }
     }

@@ -1,5 +1,6 @@
 //! [`Workflow`], a named set of tasks, and [`ValidWorkflow`], one that passed validation.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
@@ -7,7 +8,8 @@ use serde::{Serialize, Serializer};
 
 use crate::compile;
 use crate::plan::Plan;
-use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
+use crate::suggest::{Budget, closest};
+use crate::{IdMap, MissingHandler, Task, TaskId, ValidationErrors};
 
 /// A named set of tasks with dependencies between them: the definition of a DAG workflow.
 ///
@@ -90,7 +92,7 @@ impl Workflow {
     }
 
     /// Adds a task. A second task with an id already present is not stored; validation
-    /// reports it as [`ValidationError::DuplicateTaskId`].
+    /// reports it as [`ValidationError::DuplicateTaskId`](crate::ValidationError::DuplicateTaskId).
     pub fn add_task(&mut self, task: Task) {
         self.insert_keyed(task.task_id.clone(), task);
     }
@@ -145,14 +147,43 @@ impl Workflow {
         &self.inner.name
     }
 
+    /// The tasks, in insertion order.
+    ///
+    /// ```
+    /// use orch_core::{Task, Workflow};
+    ///
+    /// let workflow = Workflow::new("w", "W")
+    ///     .task(Task::new("load", "io"))
+    ///     .task(Task::new("clean", "cpu").depends_on(["load"]));
+    /// let types: Vec<&str> = workflow.tasks().map(|t| t.task_type.as_str()).collect();
+    /// assert_eq!(types, ["io", "cpu"]);
+    /// assert_eq!(workflow.get("clean").map(|t| t.dependencies.len()), Some(1));
+    /// assert_eq!(workflow.index_of("clean"), Some(1));
+    /// assert_eq!(workflow.get_index(0).map(|t| t.task_id.as_str()), Some("load"));
+    /// ```
+    pub fn tasks(&self) -> impl ExactSizeIterator<Item = &Task> + DoubleEndedIterator + Clone + '_ {
+        self.inner.tasks.values()
+    }
+
     /// The tasks by id, in insertion order.
-    pub fn tasks(&self) -> &IdMap<Task> {
+    pub(crate) fn task_map(&self) -> &IdMap<Task> {
         &self.inner.tasks
     }
 
     /// The task with this id.
     pub fn get(&self, id: &str) -> Option<&Task> {
         self.inner.tasks.get(id)
+    }
+
+    /// The position of task `id` in insertion order (0 for the first task added). A run's
+    /// records ([`TaskRecords`](crate::TaskRecords)) keep the same positions.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.inner.tasks.get_index_of(id)
+    }
+
+    /// The task at position `index` in insertion order.
+    pub fn get_index(&self, index: usize) -> Option<&Task> {
+        self.inner.tasks.get_index(index).map(|(_, task)| task)
     }
 
     /// The number of tasks.
@@ -182,56 +213,6 @@ impl Workflow {
                 plan,
             }),
             Err(errors) => Err(errors.clone()),
-        }
-    }
-
-    /// Like [`Workflow::validate`], and also reports every task type for which
-    /// `has_handler` answers `false`, each with the tasks that use it.
-    pub fn validate_with_handlers(
-        &self,
-        has_handler: impl Fn(&str) -> bool,
-    ) -> Result<ValidWorkflow<'_>, ValidationErrors> {
-        let structural = self.validate();
-        let types: Vec<&str> = match &structural {
-            Ok(valid) => valid.plan.task_types().iter().map(String::as_str).collect(),
-            Err(_) => {
-                let distinct: indexmap::IndexSet<&str> = self
-                    .inner
-                    .tasks
-                    .values()
-                    .map(|t| t.task_type.as_str())
-                    .collect();
-                distinct.into_iter().collect()
-            }
-        };
-        let mut missing: IndexMap<&str, Vec<TaskId>> = types
-            .into_iter()
-            .filter(|task_type| !has_handler(task_type))
-            .map(|task_type| (task_type, Vec::new()))
-            .collect();
-        if !missing.is_empty() {
-            for (id, task) in &self.inner.tasks {
-                if let Some(tasks) = missing.get_mut(task.task_type.as_str()) {
-                    tasks.push(id.clone());
-                }
-            }
-        }
-        let missing =
-            missing
-                .into_iter()
-                .map(|(task_type, tasks)| ValidationError::MissingHandler {
-                    task_type: task_type.to_owned(),
-                    tasks,
-                });
-        match structural {
-            Ok(valid) => match ValidationErrors::from_vec(missing.collect()) {
-                None => Ok(valid),
-                Some(errors) => Err(errors),
-            },
-            Err(mut errors) => {
-                errors.extend(missing);
-                Err(errors)
-            }
         }
     }
 
@@ -309,7 +290,7 @@ impl<'w> ValidWorkflow<'w> {
 
     fn id(&self, index: usize) -> &'w TaskId {
         self.workflow
-            .tasks()
+            .task_map()
             .get_index(index)
             .map(|(id, _)| id)
             .unwrap_or_else(|| unreachable!("plan indices come from this workflow's task map"))
@@ -320,7 +301,7 @@ impl<'w> ValidWorkflow<'w> {
     }
 
     fn index(&self, id: &str) -> Option<usize> {
-        self.workflow.tasks().get_index_of(id)
+        self.workflow.index_of(id)
     }
 
     /// Task ids in execution order: each task after all of its dependencies, and among
@@ -364,6 +345,59 @@ impl<'w> ValidWorkflow<'w> {
     /// Tasks with no dependencies, in insertion order.
     pub fn roots(&self) -> Vec<&'w TaskId> {
         self.ids((0..self.plan.len()).filter(|&i| self.plan.dependencies(i).is_empty()))
+    }
+
+    /// Every task type that has no handler among `handler_types`, in the order the types
+    /// are first used, each with the tasks that use it and the handler type closest to
+    /// it when one is close enough to be the one meant. Empty when every type has one.
+    ///
+    /// ```
+    /// use orch_core::{Task, Workflow};
+    ///
+    /// let workflow = Workflow::new("w", "W")
+    ///     .task(Task::new("a", "fetch"))
+    ///     .task(Task::new("b", "stor").depends_on(["a"]))
+    ///     .task(Task::new("c", "stor").depends_on(["a"]));
+    /// let valid = workflow.validate()?;
+    /// let missing = valid.missing_handlers(["fetch", "store"]);
+    /// assert_eq!(missing.len(), 1);
+    /// assert_eq!(missing[0].task_type, "stor");
+    /// assert_eq!(missing[0].tasks, ["b", "c"]);
+    /// assert_eq!(missing[0].suggestion.as_deref(), Some("store"));
+    /// assert!(valid.missing_handlers(["fetch", "stor"]).is_empty());
+    /// # Ok::<(), orch_core::ValidationErrors>(())
+    /// ```
+    pub fn missing_handlers<'h>(
+        &self,
+        handler_types: impl IntoIterator<Item = &'h str>,
+    ) -> Vec<MissingHandler> {
+        let known: HashSet<&str> = handler_types.into_iter().collect();
+        let types = self.plan.task_types();
+        let missing: Vec<usize> = (0..types.len())
+            .filter(|&t| !known.contains(types[t].as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        let mut tasks: Vec<Vec<TaskId>> = vec![Vec::new(); types.len()];
+        for i in 0..self.plan.len() {
+            if let Some(list) = tasks.get_mut(self.plan.type_of(i)) {
+                list.push(self.id(i).clone());
+            }
+        }
+        // Sorted, so that the suggestion does not depend on the order of a hash set.
+        let mut names: Vec<&str> = known.into_iter().collect();
+        names.sort_unstable();
+        let mut budget = Budget::new();
+        missing
+            .into_iter()
+            .map(|t| MissingHandler {
+                task_type: types[t].clone(),
+                tasks: std::mem::take(&mut tasks[t]),
+                suggestion: closest(&types[t], names.iter().copied(), &mut budget)
+                    .map(str::to_owned),
+            })
+            .collect()
     }
 
     /// Tasks nothing depends on, in insertion order.

@@ -46,7 +46,7 @@ fn toml_datetimes_reach_the_config_as_rfc3339_text() {
     )
     .expect("valid TOML");
     assert_eq!(
-        workflow.tasks()["a"].config,
+        workflow.get("a").expect("task a").config,
         json!({
             "at": "1979-05-27T07:32:00Z",
             "offset": "1979-05-27T00:32:00.999999-07:00",
@@ -103,13 +103,13 @@ fn a_null_timeout_means_no_timeout() {
         r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "timeout": null}}}"#,
     )
     .expect("null timeout");
-    assert_eq!(json.tasks()["a"].timeout, None);
+    assert_eq!(json.get("a").expect("task a").timeout, None);
     for yaml in ["timeout: ~", "timeout: null", "timeout:"] {
         let workflow = Workflow::from_yaml(&format!(
             "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    {yaml}\n"
         ))
         .expect(yaml);
-        assert_eq!(workflow.tasks()["a"].timeout, None, "{yaml}");
+        assert_eq!(workflow.get("a").expect("task a").timeout, None, "{yaml}");
     }
 }
 
@@ -119,13 +119,16 @@ fn durations_accept_human_text() {
         "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    timeout: 1m 30s\n    backoff:\n      initial: 250ms\n      max: 2h\n  b:\n    task_type: t\n    timeout: 30s\n  c:\n    task_type: t\n    timeout: \"1.25\"\n",
     )
     .expect("human durations");
-    let a = &workflow.tasks()["a"];
+    let a = workflow.get("a").expect("task a");
     assert_eq!(a.timeout, Some(Duration::from_secs(90)));
     assert_eq!(a.backoff.initial, Duration::from_millis(250));
     assert_eq!(a.backoff.max, Duration::from_secs(7_200));
-    assert_eq!(workflow.tasks()["b"].timeout, Some(Duration::from_secs(30)));
     assert_eq!(
-        workflow.tasks()["c"].timeout,
+        workflow.get("b").expect("task b").timeout,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        workflow.get("c").expect("task c").timeout,
         Some(Duration::from_millis(1_250))
     );
 
@@ -133,7 +136,10 @@ fn durations_accept_human_text() {
         "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\ntimeout = \"1m 30s\"\n",
     )
     .expect("human duration in TOML");
-    assert_eq!(toml.tasks()["a"].timeout, Some(Duration::from_secs(90)));
+    assert_eq!(
+        toml.get("a").expect("task a").timeout,
+        Some(Duration::from_secs(90))
+    );
 }
 
 #[test]

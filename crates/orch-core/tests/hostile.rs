@@ -104,7 +104,7 @@ fn yaml_aliases_within_the_limit_are_expanded() {
     }
     let workflow = Workflow::from_yaml(&text).expect("a modest expansion");
     assert_eq!(workflow.len(), 10);
-    for task in workflow.tasks().values() {
+    for task in workflow.tasks() {
         assert_eq!(task.config["columns"][7], "h");
     }
 }
@@ -124,4 +124,23 @@ fn retries_past_the_documented_cap_are_a_validation_error() {
             reason: format!("must be at most {}, not {}", Task::MAX_RETRIES, u32::MAX),
         }]
     );
+}
+
+#[test]
+fn yaml_nested_a_hundred_thousand_levels_deep_is_refused_at_the_level_past_the_limit() {
+    // The YAML parser's work grows with the square of this depth: without a check
+    // before it runs, 10^5 levels (200 kB) keep it busy for minutes.
+    let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    match Workflow::from_yaml(&text) {
+        Err(LoadError::Parse {
+            line,
+            column,
+            message,
+            ..
+        }) => {
+            assert_eq!((line, column), (Some(1), Some(129)));
+            assert!(message.contains("nested deeper than 128"), "{message}");
+        }
+        other => panic!("expected a parse error, got {other:?}"),
+    }
 }

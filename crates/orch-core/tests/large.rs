@@ -113,6 +113,7 @@ fn problems_in_a_large_workflow_are_reported_in_task_order() {
                 expected.push(orch_core::ValidationError::UnknownDependency {
                     task: format!("t{i}").into(),
                     dependency: format!("ghost{i}").into(),
+                    suggestion: None,
                 });
             }
             if i % 20_011 == 9 {

@@ -84,7 +84,7 @@ fn the_plan_is_index_based_and_matches_the_id_queries() {
     let valid = workflow.validate().expect("valid");
     let plan = valid.plan();
     assert_eq!(plan.len(), 6);
-    let index = |id: &str| workflow.tasks().get_index_of(id).expect("known");
+    let index = |id: &str| workflow.index_of(id).expect("known");
     assert_eq!(plan.dependencies(index("merge")).len(), 3);
     assert_eq!(plan.level(index("merge")), 2);
     assert_eq!(plan.position(index("prep")), 1);

@@ -1,19 +1,21 @@
 //! Run records as JSON: field order, time format, reading a result back, and metrics
-//! computed on first use.
+//! worked out from the records.
 
-use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
 use orch_core::{
-    LazyMetrics, RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
-    WorkflowStatus,
+    Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
 };
 use serde_json::json;
 
-fn result() -> WorkflowResult {
-    let workflow = Workflow::new("w", "W")
+fn workflow() -> Workflow {
+    Workflow::new("w", "W")
         .task(Task::new("a", "t"))
-        .task(Task::new("b", "t").depends_on(["a"]));
+        .task(Task::new("b", "t").depends_on(["a"]))
+}
+
+fn result() -> WorkflowResult {
+    let workflow = workflow();
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let records = vec![
         TaskRecord {
@@ -26,7 +28,7 @@ fn result() -> WorkflowResult {
         },
         TaskRecord {
             status: TaskStatus::Skipped,
-            error: Some("skipped: dependency `a` failed".into()),
+            error: Some("dependency `a` failed".into()),
             ..TaskRecord::default()
         },
     ];
@@ -38,7 +40,6 @@ fn result() -> WorkflowResult {
         end_time: start + Duration::from_secs(1),
         max_concurrent: 2,
         tasks: TaskRecords::for_workflow(&workflow, records).expect("one per task"),
-        metrics: LazyMetrics::default(),
     }
 }
 
@@ -79,94 +80,55 @@ fn a_result_reads_back_from_its_json() {
     assert!(back.tasks.workflow().is_none());
 }
 
-thread_local! {
-    /// How often `counted_metrics` ran on this thread (each test has its own thread).
-    static COMPUTED: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Counts its calls, so a test can tell when the metrics were computed.
-fn counted_metrics(result: &WorkflowResult) -> RunMetrics {
-    COMPUTED.set(COMPUTED.get() + 1);
-    RunMetrics {
-        total_tasks: result.tasks.len(),
-        max_task_duration: Some(result.max_concurrent as f64),
-        ..RunMetrics::default()
-    }
-}
-
 #[test]
-fn metrics_are_computed_once_when_first_asked_for_and_written_to_json() {
-    let result = WorkflowResult {
-        metrics: LazyMetrics::computed_by(counted_metrics),
-        ..result()
-    };
-    assert_eq!(COMPUTED.get(), 0, "nothing asked yet");
-    assert!(result.metrics.get().is_none());
+fn metrics_follow_the_result_as_it_is_when_asked() {
+    let mut result = result();
+    let first = result.metrics();
+    assert_eq!(first.total_tasks, 2);
     assert_eq!(
-        format!("{:?}", result.metrics),
-        "LazyMetrics(not computed yet)"
+        (first.completed_tasks, first.skipped_tasks),
+        (1, 1),
+        "{first:?}"
     );
-    assert_eq!(result.metrics().map(|m| m.total_tasks), Some(2));
-    assert_eq!(result.to_value()["metrics"]["total_tasks"], 2);
-    assert_eq!(result.clone().metrics().map(|m| m.total_tasks), Some(2));
-    assert_eq!(
-        COMPUTED.get(),
-        1,
-        "computed once, then kept, clones included"
-    );
-    assert!(format!("{:?}", result.metrics).starts_with("LazyMetrics(RunMetrics {"));
+    assert_eq!(first.critical_path, ["a"]);
+    assert_eq!(first.parallel_efficiency, Some(0.25 / 2.0));
 
-    // Read back, the result holds the metrics it was written with and computes nothing.
-    let back: WorkflowResult = serde_json::from_str(&result.to_json()).expect("reads");
-    assert_eq!(back.metrics.get().map(|m| m.total_tasks), Some(2));
-    assert_eq!(
-        back, result,
-        "equal whether or not the metrics were computed"
-    );
-}
-
-#[test]
-fn a_clone_made_before_the_first_read_computes_its_own_and_clear_recomputes() {
-    let mut result = WorkflowResult {
-        metrics: LazyMetrics::computed_by(counted_metrics),
-        ..result()
-    };
-    let mut copy = result.clone();
-    copy.max_concurrent = 7;
-    assert_eq!(copy.metrics().and_then(|m| m.max_task_duration), Some(7.0));
-    assert_eq!(
-        result.metrics().and_then(|m| m.max_task_duration),
-        Some(2.0)
-    );
-    assert_eq!(COMPUTED.get(), 2);
-
-    // Changed after the first read: the kept figures stay until they are cleared.
     result.max_concurrent = 5;
-    assert_eq!(
-        result.metrics().and_then(|m| m.max_task_duration),
-        Some(2.0)
-    );
-    result.metrics.clear();
-    assert_eq!(
-        result.metrics().and_then(|m| m.max_task_duration),
-        Some(5.0)
-    );
-    assert_eq!(COMPUTED.get(), 3);
+    result.end_time = result.start_time + Duration::from_secs(2);
+    let second = result.metrics();
+    assert_eq!(second.total_duration, 2.0);
+    assert_eq!(second.parallel_efficiency, Some(0.25 / 10.0));
 }
 
 #[test]
-fn a_result_without_a_way_to_compute_metrics_writes_null() {
+fn json_carries_the_metrics_worked_out_while_writing() {
     let result = result();
-    assert_eq!(result.metrics(), None);
-    assert_eq!(format!("{:?}", result.metrics), "LazyMetrics(none)");
-    assert_eq!(result.to_value()["metrics"], serde_json::Value::Null);
-    let back: WorkflowResult = serde_json::from_str(&result.to_json()).expect("reads");
-    assert_eq!(back.metrics(), None);
+    let value = result.to_value();
+    let written: orch_core::RunMetrics =
+        serde_json::from_value(value["metrics"].clone()).expect("metrics");
+    assert_eq!(written, result.metrics());
+    assert_eq!(value["metrics"]["critical_path"], json!(["a"]));
+}
+
+#[test]
+fn a_result_read_back_works_its_metrics_out_again_from_its_records() {
+    let result = result();
+    let mut value = result.to_value();
+    // Stored figures that disagree with the records are not believed.
+    value["metrics"]["total_tasks"] = json!(99);
+    value["metrics"]["failed_tasks"] = json!(7);
+    let back: WorkflowResult = serde_json::from_value(value).expect("reads");
+    let metrics = back.metrics();
+    assert_eq!((metrics.total_tasks, metrics.failed_tasks), (2, 0));
+    // Without its workflow, a result read back knows no dependencies, so no critical
+    // path; given the workflow, the figures are those of the original.
+    assert!(metrics.critical_path.is_empty());
+    assert_eq!(back.metrics_with(&workflow()), result.metrics());
 
     // A result written without the `metrics` key reads back the same way.
     let mut value = result.to_value();
     value.as_object_mut().expect("an object").remove("metrics");
     let back: WorkflowResult = serde_json::from_value(value).expect("reads");
-    assert_eq!(back.metrics(), None);
     assert_eq!(back, result);
+    assert_eq!(back.metrics_with(&workflow()), result.metrics());
 }

@@ -153,7 +153,7 @@ proptest! {
             let text = write(format, &workflow);
             let back = read(format, &text);
             // Task by task first, so that a failure shows the task that differs.
-            for (read, written) in back.tasks().values().zip(workflow.tasks().values()) {
+            for (read, written) in back.tasks().zip(workflow.tasks()) {
                 prop_assert_eq!(read, written, "{}:\n{}", format, text);
             }
             prop_assert_eq!(&back, &workflow, "{}:\n{}", format, text);

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orch_core::{
-    EngineEvent, EngineEventKind, LazyMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
+    EngineEvent, EngineEventKind, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
     WorkflowResult, WorkflowStatus,
 };
 use proptest::prelude::*;
@@ -31,7 +31,6 @@ fn result(start: SystemTime, end: SystemTime) -> WorkflowResult {
         end_time: end,
         max_concurrent: 1,
         tasks: TaskRecords::for_workflow(&workflow, vec![record]).expect("one per task"),
-        metrics: LazyMetrics::default(),
     }
 }
 

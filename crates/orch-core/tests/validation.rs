@@ -30,13 +30,62 @@ fn an_unknown_dependency_names_the_task_and_the_missing_id() {
         errors,
         [ValidationError::UnknownDependency {
             task: "a".into(),
-            dependency: "ghost".into()
+            dependency: "ghost".into(),
+            suggestion: None,
         }]
     );
     assert_eq!(
         errors[0].to_string(),
         "task `a` depends on unknown task `ghost`"
     );
+}
+
+#[test]
+fn an_unknown_dependency_suggests_the_id_meant() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("extract_order", "t"))
+        .task(Task::new("extract_customer", "t"))
+        .task(Task::new("load", "t").depends_on(["extract_ordr", "extract_custmer", "zzz"]));
+    let errors = errors_of(&workflow);
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        [
+            "task `load` depends on unknown task `extract_ordr`; did you mean `extract_order`?",
+            "task `load` depends on unknown task `extract_custmer`; did you mean `extract_customer`?",
+            "task `load` depends on unknown task `zzz`",
+        ]
+    );
+    assert!(matches!(
+        &errors[0],
+        ValidationError::UnknownDependency { suggestion: Some(id), .. } if id == "extract_order"
+    ));
+}
+
+#[test]
+fn suggestions_for_a_large_workflow_stay_within_a_bounded_search() {
+    // Every task depends on an unknown id one letter away from a real one: the search for
+    // suggestions stops after a bounded amount of work, so the first get one and the
+    // last do not.
+    let n = 50_000;
+    let workflow = Workflow::from_tasks(
+        "w",
+        "W",
+        (0..n).map(|i| Task::new(format!("task{i:05}"), "t").depends_on([format!("tsak{i:05}")])),
+    );
+    let errors = errors_of(&workflow);
+    assert_eq!(errors.len(), n);
+    let suggested = |e: &ValidationError| {
+        matches!(
+            e,
+            ValidationError::UnknownDependency {
+                suggestion: Some(_),
+                ..
+            }
+        )
+    };
+    assert!(suggested(&errors[0]), "{}", errors[0]);
+    assert!(!suggested(&errors[n - 1]), "{}", errors[n - 1]);
 }
 
 #[test]
@@ -70,7 +119,7 @@ fn a_duplicate_task_id_is_reported_and_the_first_task_kept() {
         errors_of(&workflow),
         [ValidationError::DuplicateTaskId { task: "a".into() }]
     );
-    assert_eq!(workflow.tasks()["a"].task_type, "first");
+    assert_eq!(workflow.get("a").expect("task a").task_type, "first");
 }
 
 #[test]
@@ -196,49 +245,40 @@ fn every_problem_is_reported_at_once_one_per_line() {
 }
 
 #[test]
-fn missing_handlers_list_every_type_and_its_tasks() {
+fn missing_handlers_list_every_type_its_tasks_and_the_type_meant() {
     let workflow = Workflow::new("w", "W")
         .task(Task::new("a", "fetch"))
-        .task(Task::new("b", "store").depends_on(["a"]))
-        .task(Task::new("c", "store").depends_on(["a"]))
+        .task(Task::new("b", "stor").depends_on(["a"]))
+        .task(Task::new("c", "stor").depends_on(["a"]))
         .task(Task::new("d", "known").depends_on(["a"]));
-    let errors = workflow
-        .validate_with_handlers(|t| t == "known")
-        .expect_err("two types lack handlers")
-        .into_vec();
+    let valid = workflow.validate().expect("valid");
+    let missing = valid.missing_handlers(["known", "store"]);
+    let found: Vec<(&str, Vec<&str>, Option<&str>)> = missing
+        .iter()
+        .map(|m| {
+            (
+                m.task_type.as_str(),
+                m.tasks.iter().map(|t| t.as_str()).collect(),
+                m.suggestion.as_deref(),
+            )
+        })
+        .collect();
     assert_eq!(
-        errors,
+        found,
         [
-            ValidationError::MissingHandler {
-                task_type: "fetch".into(),
-                tasks: ids(&["a"])
-            },
-            ValidationError::MissingHandler {
-                task_type: "store".into(),
-                tasks: ids(&["b", "c"])
-            },
+            ("fetch", vec!["a"], None),
+            ("stor", vec!["b", "c"], Some("store")),
         ]
     );
     assert_eq!(
-        errors[1].to_string(),
-        "no handler for task type `store` (used by `b`, `c`)"
+        missing[1].to_string(),
+        "no handler for task type `stor` (used by `b`, `c`); did you mean `store`?"
     );
-    assert!(workflow.validate_with_handlers(|_| true).is_ok());
-}
-
-#[test]
-fn missing_handlers_are_reported_beside_structural_problems() {
-    let workflow = Workflow::new("w", "W").task(Task::new("a", "fetch").depends_on(["ghost"]));
-    let errors = workflow
-        .validate_with_handlers(|_| false)
-        .expect_err("invalid")
-        .into_vec();
-    assert_eq!(errors.len(), 2);
-    assert!(matches!(
-        errors[0],
-        ValidationError::UnknownDependency { .. }
-    ));
-    assert!(matches!(errors[1], ValidationError::MissingHandler { .. }));
+    assert!(
+        valid
+            .missing_handlers(["known", "stor", "fetch"])
+            .is_empty()
+    );
 }
 
 #[test]

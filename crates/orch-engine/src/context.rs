@@ -21,8 +21,8 @@ pub(crate) struct RunShared {
 impl RunShared {
     /// The task at a plan index (indices come from this workflow's plan).
     pub(crate) fn task(&self, index: usize) -> &Task {
-        match self.workflow.tasks().get_index(index) {
-            Some((_, task)) => task,
+        match self.workflow.get_index(index) {
+            Some(task) => task,
             None => unreachable!("plan indices come from the run's workflow"),
         }
     }
@@ -57,7 +57,7 @@ impl RunShared {
 ///     result.task("process").unwrap().result,
 ///     Some(json!({"task": "process", "doubled": 6, "attempt": 1}))
 /// );
-/// # Ok::<(), orch_core::ValidationErrors>(())
+/// # Ok::<(), orch_engine::RunError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]
@@ -110,7 +110,7 @@ impl TaskContext {
         if !task.dependencies.iter().any(|d| d.as_str() == id) {
             return None;
         }
-        let index = self.run.workflow.tasks().get_index_of(id)?;
+        let index = self.run.workflow.index_of(id)?;
         self.run.results.get(index)?.get()
     }
 
@@ -126,7 +126,7 @@ impl TaskContext {
     /// The results of all direct dependencies, in the order they are listed.
     pub fn dependency_results(&self) -> impl Iterator<Item = (&TaskId, &Value)> + '_ {
         self.task().dependencies.iter().filter_map(move |id| {
-            let index = self.run.workflow.tasks().get_index_of(id)?;
+            let index = self.run.workflow.index_of(id)?;
             Some((id, self.run.results.get(index)?.get()?))
         })
     }

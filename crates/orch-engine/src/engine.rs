@@ -10,21 +10,19 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 #[cfg(feature = "events")]
 use orch_core::EngineEvent;
-#[cfg(feature = "metrics")]
-use orch_core::RunMetrics;
-use orch_core::{ValidationErrors, Workflow, WorkflowResult};
+use orch_core::{RunMetrics, Workflow, WorkflowResult};
 #[cfg(feature = "events")]
 use orch_events::EventBus;
 use tokio_util::sync::CancellationToken;
 
-use crate::Handler;
+use crate::{Handler, RunError};
 
 /// Runs workflows: each task through the handler registered for its type, as soon as its
 /// dependencies completed and a slot is free.
 ///
 /// An engine is cheap to clone (clones share handlers and settings), `Send + Sync`, and
 /// can run many workflows, also at the same time. `WorkflowEngine::new()` runs one task at
-/// a time, as the seed does; [`WorkflowEngine::builder`] sets more.
+/// a time, as the original Python module does; [`WorkflowEngine::builder`] sets more.
 ///
 /// ```
 /// use orch_engine::{TaskContext, WorkflowEngine};
@@ -87,7 +85,7 @@ impl std::fmt::Debug for WorkflowEngine {
 }
 
 impl WorkflowEngine {
-    /// An engine that runs one task at a time (the seed's default).
+    /// An engine that runs one task at a time (the default of the original Python module).
     pub fn new() -> Self {
         EngineBuilder::default().build_unchecked()
     }
@@ -139,19 +137,16 @@ impl WorkflowEngine {
 
     /// Validates and runs `workflow` to its end.
     ///
-    /// Validation comes first and includes every task type with no handler; when it
-    /// fails, nothing runs. A task's `Err`, panic or timeout (after its retries) marks it
-    /// failed and every task that depends on it, directly or not, skipped; independent
-    /// branches run on.
+    /// Validation comes first: a workflow with problems ([`RunError::Invalid`]) or with
+    /// task types that have no handler ([`RunError::MissingHandlers`]) does not run at
+    /// all. A task's `Err`, panic or timeout (after its retries) marks it failed and every
+    /// task that depends on it, directly or not, skipped; independent branches run on.
     ///
     /// A task with a timeout or a pause before its retries needs tokio's timer: on a
     /// runtime without one, each such option is an
-    /// [`InvalidOption`](orch_core::ValidationError::InvalidOption) error, and nothing
-    /// runs (see [the crate docs](crate#timers)).
-    pub async fn execute_workflow(
-        &self,
-        workflow: &Workflow,
-    ) -> Result<WorkflowResult, ValidationErrors> {
+    /// [`InvalidOption`](orch_core::ValidationError::InvalidOption) problem in
+    /// [`RunError::Invalid`], and nothing runs (see [the crate docs](crate#timers)).
+    pub async fn execute_workflow(&self, workflow: &Workflow) -> Result<WorkflowResult, RunError> {
         self.run(workflow).await
     }
 
@@ -171,9 +166,8 @@ impl WorkflowEngine {
         self.start(workflow, Some(previous.clone()))
     }
 
-    /// The metrics of a run (the seed's `get_task_metrics`): the result's own
-    /// ([`WorkflowResult::metrics`], computed on first use), or, for a result that has
-    /// none, computed now from its records.
+    /// The metrics of a run (the original Python module's `get_task_metrics`): the same
+    /// as [`WorkflowResult::metrics`], worked out from the result's records.
     ///
     /// ```
     /// use orch_engine::{TaskContext, WorkflowEngine};
@@ -190,15 +184,11 @@ impl WorkflowEngine {
     /// let metrics = engine.get_task_metrics(&result);
     /// assert_eq!((metrics.total_tasks, metrics.completed_tasks), (2, 2));
     /// assert_eq!(metrics.critical_path, ["a", "b"]);
-    /// # Ok::<(), orch_core::ValidationErrors>(())
+    /// # Ok::<(), orch_engine::RunError>(())
     /// # }).unwrap();
     /// ```
-    #[cfg(feature = "metrics")]
     pub fn get_task_metrics(&self, result: &WorkflowResult) -> RunMetrics {
-        match result.metrics() {
-            Some(metrics) => metrics.clone(),
-            None => orch_metrics::compute(result),
-        }
+        result.metrics()
     }
 
     fn start(&self, workflow: &Workflow, previous: Option<WorkflowResult>) -> RunHandle {
@@ -341,12 +331,12 @@ pub enum ConfigError {
 /// run.cancel();
 /// let result = run.await?;
 /// assert_eq!(result.status, WorkflowStatus::Cancelled);
-/// # Ok::<(), orch_core::ValidationErrors>(())
+/// # Ok::<(), orch_engine::RunError>(())
 /// # }).unwrap();
 /// ```
 pub struct RunHandle {
     cancel: CancellationToken,
-    future: BoxFuture<'static, Result<WorkflowResult, ValidationErrors>>,
+    future: BoxFuture<'static, Result<WorkflowResult, RunError>>,
 }
 
 impl RunHandle {
@@ -362,7 +352,7 @@ impl RunHandle {
 }
 
 impl Future for RunHandle {
-    type Output = Result<WorkflowResult, ValidationErrors>;
+    type Output = Result<WorkflowResult, RunError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.future.as_mut().poll(cx)

@@ -28,7 +28,7 @@
 //! assert_eq!(result.task("process_task").unwrap().status, TaskStatus::Completed);
 //! assert_eq!(result.task("side").unwrap().error.as_deref(), Some("upstream unavailable"));
 //! assert_eq!(result.task("after_side").unwrap().status, TaskStatus::Skipped);
-//! # Ok::<(), orch_core::ValidationErrors>(())
+//! # Ok::<(), orch_engine::RunError>(())
 //! # }).unwrap();
 //! ```
 //!
@@ -129,8 +129,10 @@ mod handler;
 mod note;
 mod ready;
 mod run;
+mod run_error;
 mod timer;
 
 pub use context::TaskContext;
 pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};
 pub use handler::{Handler, TaskError, blocking, spawned};
+pub use run_error::RunError;

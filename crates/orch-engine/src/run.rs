@@ -8,10 +8,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use orch_core::{
-    EngineEventKind, Plan, Task, TaskRecord, TaskStatus, ValidationError, ValidationErrors,
-    Workflow, WorkflowResult,
-};
+use orch_core::{EngineEventKind, Plan, Task, TaskRecord, TaskStatus, Workflow, WorkflowResult};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -23,7 +20,7 @@ use crate::context::RunShared;
 use crate::engine::EngineInner;
 use crate::ready::ReadySet;
 use crate::timer::Deadline;
-use crate::{Handler, TaskContext, TaskError, timer};
+use crate::{Handler, RunError, TaskContext, TaskError, timer};
 
 mod announcing;
 mod finish;
@@ -38,16 +35,21 @@ pub(crate) async fn execute(
     workflow: Workflow,
     previous: Option<WorkflowResult>,
     cancel: CancellationToken,
-) -> Result<WorkflowResult, ValidationErrors> {
+) -> Result<WorkflowResult, RunError> {
     let handlers = engine.handlers_snapshot();
-    let valid = workflow.validate_with_handlers(|t| handlers.contains_key(t))?;
+    let valid = workflow.validate()?;
+    let missing = valid.missing_handlers(handlers.keys().map(String::as_str));
+    if !missing.is_empty() {
+        return Err(RunError::MissingHandlers {
+            task_types: missing,
+        });
+    }
     if let Some(previous) = &previous {
         if previous.workflow_id != workflow.workflow_id() {
-            return Err(ValidationError::ForeignResult {
+            return Err(RunError::ForeignResult {
                 expected: workflow.workflow_id().to_owned(),
                 found: previous.workflow_id.clone(),
-            }
-            .into());
+            });
         }
     }
     // Tasks kept from the earlier run do not run again, so need no timer.
@@ -57,7 +59,7 @@ pub(crate) async fn execute(
             .and_then(|previous| previous.task(&task.task_id))
             .is_some_and(|record| record.status == TaskStatus::Completed)
     };
-    if let Some(errors) = timer::missing(workflow.tasks().values().filter(|t| !kept(t))) {
+    if let Some(errors) = timer::missing(workflow.tasks().filter(|t| !kept(t))) {
         return Err(errors);
     }
     let plan = valid.plan();
@@ -202,9 +204,9 @@ impl<'p> Scheduler<'p> {
 
     /// Takes over the completed tasks of an earlier run.
     fn restore(&mut self, previous: WorkflowResult) {
-        let tasks = self.shared.workflow.tasks();
+        let workflow = &self.shared.workflow;
         for (id, record) in previous.tasks.iter() {
-            let Some(index) = tasks.get_index_of(id) else {
+            let Some(index) = workflow.index_of(id) else {
                 continue;
             };
             if record.status != TaskStatus::Completed {
@@ -356,7 +358,7 @@ impl<'p> Scheduler<'p> {
                 }
             }
             Err(error) if self.stopping => {
-                let message = format!("cancelled: {error}");
+                let message = format!("the run was cancelled; the handler ended with: {error}");
                 self.settle(index, TaskStatus::Cancelled, Some(message));
             }
             Err(error) => {
@@ -406,7 +408,8 @@ impl<'p> Scheduler<'p> {
 
     /// Marks every task that depends on `failed`, directly or not, as skipped.
     fn skip_descendants(&mut self, failed: usize) {
-        let reason = format!("skipped: dependency `{}` failed", self.task(failed).task_id);
+        // The reason only: the record's status says that the task was skipped.
+        let reason = format!("dependency `{}` failed", self.task(failed).task_id);
         let mut stack: Vec<u32> = self.plan.dependents(failed).to_vec();
         while let Some(d) = stack.pop() {
             let record = &mut self.records[d as usize];

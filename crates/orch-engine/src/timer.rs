@@ -8,7 +8,9 @@ use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use orch_core::{Task, ValidationError, ValidationErrors};
+use orch_core::Task;
+
+use crate::RunError;
 use tokio::runtime::{Handle, Id};
 use tokio::time::Sleep;
 
@@ -50,37 +52,28 @@ pub(crate) fn pauses_before_retries(task: &Task) -> bool {
     task.retries > 0 && !task.backoff.initial.is_zero() && !task.backoff.max.is_zero()
 }
 
-/// One error per option of `tasks` that needs a timer, when there is none here; `None`
-/// when nothing needs one or there is one.
-pub(crate) fn missing<'w>(tasks: impl Iterator<Item = &'w Task>) -> Option<ValidationErrors> {
+/// The error for the options of `tasks` that need a timer, when there is none here;
+/// `None` when nothing needs one or there is one.
+pub(crate) fn missing<'w>(tasks: impl Iterator<Item = &'w Task>) -> Option<RunError> {
     let mut needing = tasks
         .filter(|task| task.timeout.is_some() || pauses_before_retries(task))
         .peekable();
     if needing.peek().is_none() || available() {
         return None;
     }
-    let reason = if Handle::try_current().is_ok() {
-        "needs tokio's timer, and the runtime running the workflow has none: build it with \
-         `enable_time` or `enable_all`"
-    } else {
-        "needs tokio's timer: run the workflow inside a tokio runtime built with \
-         `enable_time` or `enable_all`"
-    };
-    let mut errors = Vec::new();
+    let mut options = Vec::new();
     for task in needing {
-        let options = [
-            ("timeout", task.timeout.is_some()),
-            ("backoff", pauses_before_retries(task)),
-        ];
-        for (option, _) in options.into_iter().filter(|(_, needed)| *needed) {
-            errors.push(ValidationError::InvalidOption {
-                task: task.task_id.clone(),
-                option,
-                reason: reason.to_owned(),
-            });
+        if task.timeout.is_some() {
+            options.push((task.task_id.clone(), "timeout"));
+        }
+        if pauses_before_retries(task) {
+            options.push((task.task_id.clone(), "backoff"));
         }
     }
-    ValidationErrors::from_vec(errors)
+    Some(RunError::NoTimer {
+        options,
+        in_runtime: Handle::try_current().is_ok(),
+    })
 }
 
 /// The end of a cancelled run's grace period.

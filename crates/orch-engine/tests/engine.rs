@@ -8,7 +8,9 @@ use orch_core::{
     Backoff, Task, TaskRecord, TaskStatus, ValidationError, Workflow, WorkflowResult,
     WorkflowStatus,
 };
-use orch_engine::{ConfigError, TaskContext, TaskError, WorkflowEngine, blocking, spawned};
+use orch_engine::{
+    ConfigError, RunError, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
+};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -22,6 +24,20 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The record of task `id` in `result`.
 fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
     result.task(id).expect("recorded")
+}
+
+/// Runs `workflow` on a task of its own and cancels it after `delay`.
+async fn cancelled_after(
+    engine: &WorkflowEngine,
+    workflow: &Workflow,
+    delay: Duration,
+) -> WorkflowResult {
+    let run = engine.run(workflow);
+    let token = run.cancellation_token();
+    let runner = tokio::spawn(run);
+    tokio::time::sleep(delay).await;
+    token.cancel();
+    runner.await.expect("no panic").expect("valid")
 }
 
 fn echo(engine: &WorkflowEngine, task_type: &str) {
@@ -57,30 +73,16 @@ fn the_seed_pipeline_completes_and_records_everything() {
         assert!(process.start_time.is_some() && process.duration().is_some());
         let fetch = record(&result, "fetch_task");
         assert!(fetch.end_time <= process.start_time);
-        // The run leaves the metrics to be computed when first asked for.
-        assert!(result.metrics.get().is_none());
         let json = result.to_value();
         assert_eq!(json["status"], "completed");
-        // The seed's to_dict includes the metrics; so does every result the engine returns.
-        #[cfg(not(feature = "metrics"))]
-        {
-            assert_eq!(result.metrics(), None);
-            assert_eq!(json["metrics"], serde_json::Value::Null);
-        }
-        #[cfg(feature = "metrics")]
-        {
-            assert!(result.metrics.get().is_some(), "written, so computed");
-            assert_eq!(json["metrics"]["total_tasks"], 2);
-            assert_eq!(json["metrics"]["completed_tasks"], 2);
-            assert_eq!(
-                json["metrics"]["critical_path"],
-                json!(["fetch_task", "process_task"])
-            );
-            assert_eq!(
-                engine.get_task_metrics(&result),
-                result.metrics().cloned().expect("computable")
-            );
-        }
+        // The original module's to_dict includes the metrics; so does every result.
+        assert_eq!(json["metrics"]["total_tasks"], 2);
+        assert_eq!(json["metrics"]["completed_tasks"], 2);
+        assert_eq!(
+            json["metrics"]["critical_path"],
+            json!(["fetch_task", "process_task"])
+        );
+        assert_eq!(engine.get_task_metrics(&result), result.metrics());
         assert_eq!(json["tasks"]["process_task"]["status"], "completed");
     });
 }
@@ -113,10 +115,7 @@ fn a_failure_skips_every_descendant_and_spares_independent_branches() {
         );
         assert_eq!(record(&result, "bad").error.as_deref(), Some("disk full"));
         let skipped = record(&result, "grandchild");
-        assert_eq!(
-            skipped.error.as_deref(),
-            Some("skipped: dependency `bad` failed")
-        );
+        assert_eq!(skipped.error.as_deref(), Some("dependency `bad` failed"));
         assert_eq!(skipped.attempts, 0);
         assert_eq!(skipped.start_time, None);
     });
@@ -235,24 +234,56 @@ fn missing_handlers_are_all_listed_and_nothing_runs() {
             counted.fetch_add(1, Ordering::SeqCst);
             async move { Ok(Value::Null) }
         });
+        engine.register_handler("store", |_ctx: TaskContext| async move { Ok(Value::Null) });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "known"))
             .task(Task::new("b", "fetch"))
-            .task(Task::new("c", "store"))
-            .task(Task::new("d", "store"));
-        let errors = engine
+            .task(Task::new("c", "stor"))
+            .task(Task::new("d", "stor"));
+        let error = engine
             .execute_workflow(&workflow)
             .await
             .expect_err("handlers missing");
-        let types: Vec<String> = errors
+        let RunError::MissingHandlers { task_types } = &error else {
+            panic!("unexpected {error:?}");
+        };
+        let found: Vec<(&str, usize, Option<&str>)> = task_types
             .iter()
-            .map(|e| match e {
-                ValidationError::MissingHandler { task_type, .. } => task_type.clone(),
-                other => panic!("unexpected {other}"),
-            })
+            .map(|m| (m.task_type.as_str(), m.tasks.len(), m.suggestion.as_deref()))
             .collect();
-        assert_eq!(types, ["fetch", "store"]);
+        assert_eq!(found, [("fetch", 1, None), ("stor", 2, Some("store"))]);
+        assert_eq!(
+            error.to_string(),
+            "no handler for task type `fetch` (used by `b`)\n\
+             no handler for task type `stor` (used by `c`, `d`); did you mean `store`?"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    });
+}
+
+#[test]
+fn an_invalid_workflow_is_reported_before_its_handlers_and_nothing_runs() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        echo(&engine, "ok");
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("load", "ok"))
+            .task(Task::new("clean", "missing").depends_on(["laod"]));
+        let error = engine
+            .execute_workflow(&workflow)
+            .await
+            .expect_err("invalid");
+        let RunError::Invalid(errors) = &error else {
+            panic!("unexpected {error:?}");
+        };
+        assert!(matches!(
+            errors.as_slice(),
+            [ValidationError::UnknownDependency { suggestion: Some(id), .. }] if id == "load"
+        ));
+        assert_eq!(
+            error.to_string(),
+            "task `clean` depends on unknown task `laod`; did you mean `load`?"
+        );
     });
 }
 
@@ -303,12 +334,7 @@ fn cancelling_drops_every_running_handler_and_cancels_the_rest() {
             "W",
             (0..5).map(|i| Task::new(format!("t{i}"), "stubborn")),
         );
-        let run = engine.run(&workflow);
-        let token = run.cancellation_token();
-        let runner = tokio::spawn(run);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        token.cancel();
-        let result = runner.await.expect("no panic").expect("valid");
+        let result = cancelled_after(&engine, &workflow, Duration::from_secs(1)).await;
         assert_eq!(result.status, WorkflowStatus::Cancelled);
         assert_eq!(started.load(Ordering::SeqCst), 3);
         assert_eq!(
@@ -320,6 +346,33 @@ fn cancelling_drops_every_running_handler_and_cancels_the_rest() {
         let running = record(&result, "t0");
         assert!(running.start_time.is_some() && running.end_time.is_some());
         assert_eq!(record(&result, "t4").start_time, None);
+        // The reason only: the status beside it says "cancelled".
+        for id in ["t0", "t4"] {
+            assert_eq!(
+                record(&result, id).error.as_deref(),
+                Some("the run was cancelled"),
+                "{id}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_handler_that_fails_when_cancelled_is_recorded_as_cancelled_with_its_error() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("quits", |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            Err::<Value, _>(TaskError::new("stopped mid-batch"))
+        });
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "quits"));
+        let result = cancelled_after(&engine, &workflow, Duration::from_millis(10)).await;
+        let a = record(&result, "a");
+        assert_eq!(a.status, TaskStatus::Cancelled);
+        assert_eq!(
+            a.error.as_deref(),
+            Some("the run was cancelled; the handler ended with: stopped mid-batch")
+        );
     });
 }
 
@@ -335,12 +388,7 @@ fn handlers_that_honour_cancellation_finish_within_the_grace_period() {
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "polite"))
             .task(Task::new("b", "ok").depends_on(["a"]));
-        let run = engine.run(&workflow);
-        let token = run.cancellation_token();
-        let runner = tokio::spawn(run);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        token.cancel();
-        let result = runner.await.expect("no panic").expect("valid");
+        let result = cancelled_after(&engine, &workflow, Duration::from_millis(10)).await;
         assert_eq!(result.status, WorkflowStatus::Cancelled);
         let a = record(&result, "a");
         assert_eq!(
@@ -436,9 +484,16 @@ fn resume_refuses_a_result_of_another_workflow() {
         let one = Workflow::new("one", "One").task(Task::new("a", "ok"));
         let other = Workflow::new("other", "Other").task(Task::new("a", "ok"));
         let result = engine.execute_workflow(&one).await.expect("valid");
-        let errors = engine.resume(&other, &result).await.expect_err("foreign");
+        let error = engine.resume(&other, &result).await.expect_err("foreign");
         assert_eq!(
-            errors.to_string(),
+            error,
+            RunError::ForeignResult {
+                expected: "other".into(),
+                found: "one".into()
+            }
+        );
+        assert_eq!(
+            error.to_string(),
             "cannot resume workflow `other` from a result of workflow `one`"
         );
     });

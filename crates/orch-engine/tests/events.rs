@@ -120,7 +120,7 @@ fn every_task_gets_one_start_and_one_end_in_causal_order() {
             continue;
         };
         assert_eq!(subject, &format!("workflow.big.task.{id}.{}", event.kind));
-        let task_type = workflow.tasks().get(id).map(|t| t.task_type.as_str());
+        let task_type = workflow.get(id).map(|t| t.task_type.as_str());
         assert_eq!(event.task_type.as_deref(), task_type);
         let first = match event.kind {
             EngineEventKind::TaskStarted => started.insert(id.clone(), position),
@@ -133,7 +133,8 @@ fn every_task_gets_one_start_and_one_end_in_causal_order() {
         (started.len(), completed.len()),
         (workflow.len(), workflow.len())
     );
-    for (id, task) in workflow.tasks() {
+    for task in workflow.tasks() {
+        let id = &task.task_id;
         assert!(started[id] < completed[id]);
         for dep in &task.dependencies {
             assert!(
@@ -210,7 +211,7 @@ fn failures_retries_and_skips_are_announced() {
     assert_eq!(events[5].1.error.as_deref(), Some("broken"));
     assert_eq!(
         events[6].1.error.as_deref(),
-        Some("skipped: dependency `bad` failed")
+        Some("dependency `bad` failed")
     );
     assert_eq!(events[6].1.task_type.as_deref(), Some("ok"));
     assert_eq!(events[7].1.status, Some(WorkflowStatus::Failed));

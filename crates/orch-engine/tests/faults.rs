@@ -132,16 +132,13 @@ fn a_handler_that_panics_when_dropped_at_cancellation_is_cancelled_with_the_mess
                 error_of(&result, id),
                 (
                     TaskStatus::Cancelled,
-                    Some("cancelled: the run was cancelled; handler panicked when dropped: boom")
+                    Some("the run was cancelled; handler panicked when dropped: boom")
                 )
             );
         }
         assert_eq!(
             error_of(&result, "c"),
-            (
-                TaskStatus::Cancelled,
-                Some("cancelled: the run was cancelled")
-            )
+            (TaskStatus::Cancelled, Some("the run was cancelled"))
         );
         assert_eq!(drops.load(Ordering::SeqCst), 2);
     });

@@ -6,11 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use orch_core::{
-    Backoff, Task, TaskRecord, TaskStatus, ValidationError, Workflow, WorkflowResult,
-    WorkflowStatus,
-};
-use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_core::{Backoff, Task, TaskRecord, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_engine::{RunError, TaskContext, TaskError, WorkflowEngine};
 use serde_json::Value;
 
 /// A current-thread runtime built without `enable_time`.
@@ -25,21 +22,15 @@ fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
 }
 
 /// `errors` is one `InvalidOption` for `task`'s `option` that says a timer is missing.
-fn assert_needs_timer(errors: &[ValidationError], expected: &[(&str, &str)]) {
-    let found: Vec<(&str, &str)> = errors
-        .iter()
-        .map(|error| match error {
-            ValidationError::InvalidOption {
-                task,
-                option,
-                reason,
-            } => {
-                assert!(reason.contains("enable_time"), "says what to do: {reason}");
-                (task.as_str(), *option)
-            }
-            other => panic!("unexpected error: {other}"),
-        })
-        .collect();
+fn assert_needs_timer(error: &RunError, expected: &[(&str, &str)]) {
+    let RunError::NoTimer { options, .. } = error else {
+        panic!("unexpected error: {error}");
+    };
+    assert!(
+        error.to_string().contains("enable_time"),
+        "says what to do: {error}"
+    );
+    let found: Vec<(&str, &str)> = options.iter().map(|(t, o)| (t.as_str(), *o)).collect();
     assert_eq!(found, expected);
 }
 
@@ -77,7 +68,7 @@ fn timeouts_and_retry_pauses_on_a_runtime_without_a_timer_are_refused_before_any
             .execute_workflow(&workflow)
             .await
             .expect_err("no timer for b and c");
-        assert_needs_timer(errors.as_slice(), &[("b", "timeout"), ("c", "backoff")]);
+        assert_needs_timer(&errors, &[("b", "timeout"), ("c", "backoff")]);
         assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing ran");
     });
 }
@@ -93,7 +84,7 @@ fn outside_a_tokio_runtime_a_timeout_is_refused_too() {
         .now_or_never()
         .expect("refused at once")
         .expect_err("no timer");
-    assert_needs_timer(errors.as_slice(), &[("a", "timeout")]);
+    assert_needs_timer(&errors, &[("a", "timeout")]);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 

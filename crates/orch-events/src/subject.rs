@@ -297,8 +297,9 @@ fn explain(input: &str, wildcards: bool) -> Result<(), SubjectError> {
 macro_rules! text_impls {
     ($ty:ident) => {
         impl fmt::Display for $ty {
+            /// The text; a width, fill, alignment or precision given applies, as for a `str`.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 

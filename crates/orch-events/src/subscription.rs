@@ -18,8 +18,10 @@ use crate::{
 pub struct SubscriptionId(pub(crate) u64);
 
 impl std::fmt::Display for SubscriptionId {
+    /// `sub-` and the number; a width, fill, alignment or precision given applies to the
+    /// whole.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sub-{}", self.0)
+        f.pad(&format!("sub-{}", self.0))
     }
 }
 

@@ -256,3 +256,22 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn subjects_patterns_and_subscription_ids_pad_when_displayed() {
+    let subject = Subject::new("a.b").expect("valid");
+    let pattern = Pattern::new("a.*").expect("valid");
+    assert_eq!(format!("[{subject:<6}]"), "[a.b   ]");
+    assert_eq!(format!("[{pattern:>6}]"), "[   a.*]");
+    let bus: EventBus = EventBus::new();
+    let subscription = bus.subscribe("a.>").expect("valid");
+    let id = subscription.id().to_string();
+    assert_eq!(
+        format!("[{:<12}]", subscription.id()),
+        format!("[{id:<12}]")
+    );
+    assert!(
+        format!("{:>12}", subscription.id()).starts_with(' '),
+        "{id}"
+    );
+}

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use orch_core::{IdMap, Task, TaskId, Workflow};
+use indexmap::IndexMap;
+use orch_core::{Task, TaskId, Workflow};
 use serde_json::Value;
 
 /// A workflow's id, name and one fingerprint per task, in the workflow's order.
@@ -15,7 +16,7 @@ use serde_json::Value;
 pub(crate) struct Definition {
     pub(crate) workflow_id: String,
     pub(crate) name: String,
-    pub(crate) tasks: IdMap<String>,
+    pub(crate) tasks: IndexMap<TaskId, String>,
 }
 
 impl Definition {
@@ -25,8 +26,7 @@ impl Definition {
             name: workflow.name().to_owned(),
             tasks: workflow
                 .tasks()
-                .iter()
-                .map(|(id, task)| (id.clone(), format!("{:016x}", fingerprint(task))))
+                .map(|task| (task.task_id.clone(), format!("{:016x}", fingerprint(task))))
                 .collect(),
         }
     }

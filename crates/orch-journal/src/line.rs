@@ -14,7 +14,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orch_core::{IdMap, RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
+use indexmap::IndexMap;
+use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -33,7 +34,7 @@ pub(crate) enum Line {
         time: SystemTime,
     },
     Definition {
-        tasks: IdMap<String>,
+        tasks: IndexMap<TaskId, String>,
     },
     Task {
         task_id: TaskId,
@@ -63,7 +64,7 @@ struct HeadOut<'a> {
     workflow_id: &'a str,
     name: &'a str,
     time: String,
-    tasks: &'a IdMap<String>,
+    tasks: &'a IndexMap<TaskId, String>,
 }
 
 #[derive(Serialize)]
@@ -72,7 +73,7 @@ struct DefinitionOut<'a> {
     seq: u64,
     kind: &'static str,
     time: String,
-    tasks: &'a IdMap<String>,
+    tasks: &'a IndexMap<TaskId, String>,
 }
 
 #[derive(Serialize)]
@@ -255,7 +256,7 @@ struct RawLine {
     workflow_id: Option<String>,
     name: Option<String>,
     time: Option<String>,
-    tasks: Option<IdMap<String>>,
+    tasks: Option<IndexMap<TaskId, String>>,
     task_id: Option<TaskId>,
     attempt: Option<u32>,
     status: Option<String>,

@@ -6,8 +6,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use orch_core::{
-    LazyMetrics, RunId, TaskId, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
-    WorkflowStatus,
+    RunId, TaskId, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
 };
 
 use crate::JournalError;
@@ -263,8 +262,7 @@ impl LoadedRun {
     pub(crate) fn result_for(&self, workflow: &Workflow) -> WorkflowResult {
         let records = workflow
             .tasks()
-            .keys()
-            .map(|id| self.task(id).cloned().unwrap_or_default())
+            .map(|task| self.task(&task.task_id).cloned().unwrap_or_default())
             .collect::<Vec<_>>();
         let status = if records.iter().all(|r| r.status == TaskStatus::Completed) {
             WorkflowStatus::Completed
@@ -284,7 +282,6 @@ impl LoadedRun {
             end_time: self.last_time,
             max_concurrent: 1,
             tasks,
-            metrics: LazyMetrics::default(),
         }
     }
 

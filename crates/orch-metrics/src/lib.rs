@@ -1,11 +1,9 @@
-//! Metrics of orch workflow runs, computed from run records.
+//! Metrics of orch workflow runs.
 //!
-//! [`compute`] turns a [`WorkflowResult`](orch_core::WorkflowResult) into
-//! [`RunMetrics`]: the seed's counts and duration statistics, percentiles, the critical
-//! path and parallel efficiency. Every result the engine returns (with its `metrics`
-//! feature, the default) computes these when first asked
-//! ([`WorkflowResult::metrics`](orch_core::WorkflowResult::metrics)); this crate depends
-//! on `orch-core` only, so stored results can be analysed without an engine.
+//! The figures of one run ([`RunMetrics`]: counts, duration statistics, percentiles, the
+//! critical path and parallel efficiency) come from the run's result itself:
+//! [`WorkflowResult::metrics`](orch_core::WorkflowResult::metrics). [`compute`] and
+//! [`compute_with`] do the same, as functions.
 //!
 //! Across runs, a [`Recorder`] keeps per task type counts and duration histograms, fed
 //! from the engine's lifecycle events or from results; with the `metrics-facade` feature
@@ -13,47 +11,54 @@
 //! exporters can publish them.
 //!
 //! ```
-//! use orch_core::{LazyMetrics, RunMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
-//!     WorkflowResult, WorkflowStatus};
+//! use orch_core::{Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
+//!     WorkflowStatus};
+//! use orch_metrics::Recorder;
 //! use std::time::{Duration, SystemTime};
 //!
 //! let workflow = Workflow::new("w", "W")
-//!     .task(Task::new("load", "t"))
-//!     .task(Task::new("clean", "t").depends_on(["load"]))
-//!     .task(Task::new("report", "t").depends_on(["load"]));
-//! let t0 = SystemTime::UNIX_EPOCH;
-//! let secs = |s: u64| t0 + Duration::from_secs(s);
+//!     .task(Task::new("load", "io"))
+//!     .task(Task::new("clean", "cpu").depends_on(["load"]));
+//! let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
 //! let ran = |start, end| TaskRecord {
 //!     status: TaskStatus::Completed,
-//!     start_time: Some(secs(start)),
-//!     end_time: Some(secs(end)),
+//!     start_time: Some(at(start)),
+//!     end_time: Some(at(end)),
 //!     attempts: 1,
 //!     ..TaskRecord::default()
 //! };
-//! let records = vec![ran(0, 2), ran(2, 6), ran(2, 3)];
 //! let result = WorkflowResult {
 //!     workflow_id: "w".into(),
 //!     name: "W".into(),
 //!     status: WorkflowStatus::Completed,
-//!     start_time: secs(0),
-//!     end_time: secs(6),
+//!     start_time: at(0),
+//!     end_time: at(6),
 //!     max_concurrent: 2,
-//!     tasks: TaskRecords::for_workflow(&workflow, records).unwrap(),
-//!     metrics: LazyMetrics::computed_by(orch_metrics::compute),
+//!     tasks: TaskRecords::for_workflow(&workflow, vec![ran(0, 2), ran(2, 6)]).unwrap(),
 //! };
-//! let metrics = orch_metrics::compute(&result);
-//! // The result computes the same figures when first asked for them.
-//! assert_eq!(result.metrics(), Some(&metrics));
-//! assert_eq!(metrics.completed_tasks, 3);
-//! assert_eq!(metrics.max_task_duration, Some(4.0));
-//! assert_eq!(metrics.critical_path, ["load", "clean"]);
-//! assert_eq!(metrics.critical_path_duration, 6.0);
-//! assert_eq!(metrics.parallel_efficiency, Some(7.0 / 12.0));
+//! assert_eq!(orch_metrics::compute(&result), result.metrics());
+//! assert_eq!(result.metrics().critical_path, ["load", "clean"]);
+//!
+//! let recorder = Recorder::new();
+//! recorder.record_result(&result);
+//! recorder.record_result(&result);
+//! assert_eq!(recorder.task_type("cpu").unwrap().completed, 2);
 //! ```
 
 mod recorder;
-mod summary;
 
 pub use orch_core::RunMetrics;
 pub use recorder::{DURATION_BUCKETS, DurationHistogram, Recorder, TaskTypeStats};
-pub use summary::{compute, compute_with};
+
+use orch_core::{Workflow, WorkflowResult};
+
+/// The metrics of one run: the same as [`WorkflowResult::metrics`].
+pub fn compute(result: &WorkflowResult) -> RunMetrics {
+    result.metrics()
+}
+
+/// The metrics of one run of `workflow`, for results that do not carry their workflow (such
+/// as results read back from JSON): the same as [`WorkflowResult::metrics_with`].
+pub fn compute_with(result: &WorkflowResult, workflow: &Workflow) -> RunMetrics {
+    result.metrics_with(workflow)
+}

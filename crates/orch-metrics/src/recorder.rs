@@ -114,7 +114,7 @@ impl Recorder {
         let Some(workflow) = result.tasks.workflow() else {
             return;
         };
-        for ((_, task), record) in workflow.tasks().iter().zip(result.tasks.records()) {
+        for (task, record) in workflow.tasks().zip(result.tasks.records()) {
             let task_type = task.task_type.as_str();
             if record.attempts > 0 {
                 self.count(task_type, Outcome::Started, None);

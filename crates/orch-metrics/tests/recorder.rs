@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use orch_core::{
-    EngineEvent, EngineEventKind, LazyMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
+    EngineEvent, EngineEventKind, Task, TaskRecord, TaskRecords, TaskStatus, Workflow,
     WorkflowResult, WorkflowStatus,
 };
 use orch_metrics::{DURATION_BUCKETS, DurationHistogram, Recorder};
@@ -94,7 +94,6 @@ fn whole_results_can_be_recorded() {
         end_time: at(20),
         max_concurrent: 1,
         tasks: TaskRecords::for_workflow(&workflow, records).expect("one per task"),
-        metrics: LazyMetrics::default(),
     };
     let recorder = Recorder::new();
     recorder.record_result(&result);

@@ -25,7 +25,7 @@
 //! let result = engine.execute_workflow(&workflow).await?;
 //! assert_eq!(result.status, WorkflowStatus::Completed);
 //! println!("{}", result.to_json_pretty());
-//! # Ok::<(), ValidationErrors>(())
+//! # Ok::<(), RunError>(())
 //! # }).unwrap();
 //! ```
 //!
@@ -36,10 +36,10 @@
 //! | [`core`] | `orch-core` | tasks, workflows, validation, DAG queries, run records | always |
 //! | [`engine`] | `orch-engine` | the tokio executor | always |
 //! | `events` | `orch-events` | the pub/sub bus; the engine's lifecycle events on it | `events` (default) |
-//! | `metrics` | `orch-metrics` | metrics of each run; the cross-run `Recorder` | `metrics` (default) |
+//! | `metrics` | `orch-metrics` | the cross-run `Recorder` (each run's own metrics are `result.metrics()`, always there) | `metrics` (default) |
 //! | | | the `Recorder` reporting through the `metrics` crate | `metrics-facade` |
 //!
-//! `default-features = false` leaves the bus and the metrics out of the build.
+//! `default-features = false` leaves the bus and the `Recorder` out of the build.
 
 pub use orch_core as core;
 pub use orch_engine as engine;
@@ -90,12 +90,12 @@ pub fn record_events(
 /// The names most programs need: `use orch::prelude::*;`.
 pub mod prelude {
     pub use orch_core::{
-        Backoff, EngineEvent, EngineEventKind, LazyMetrics, RunMetrics, Task, TaskId, TaskRecord,
-        TaskStatus, ValidWorkflow, ValidationError, ValidationErrors, Workflow, WorkflowResult,
-        WorkflowStatus,
+        Backoff, EngineEvent, EngineEventKind, MissingHandler, RunMetrics, Task, TaskId,
+        TaskRecord, TaskStatus, ValidWorkflow, ValidationError, ValidationErrors, Workflow,
+        WorkflowResult, WorkflowStatus,
     };
     pub use orch_engine::{
-        Handler, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
+        Handler, RunError, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
     };
     #[cfg(feature = "events")]
     pub use orch_events::{Delivery, EventBus, Overflow, SubscribeOptions};

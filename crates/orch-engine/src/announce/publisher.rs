@@ -104,7 +104,7 @@ impl Names {
         event.status = note.status;
         let subject = if note.kind.is_task_event() {
             event.task_type = self.task_type(note.task_type as usize);
-            let (task_id, _) = self.workflow.tasks().get_index(note.task as usize)?;
+            let task_id = &self.workflow.get_index(note.task as usize)?.task_id;
             let subject = self
                 .prefix
                 .join(["task", &token(task_id), note.kind.as_str()]);

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use orch_core::{
-    EngineEventKind, LazyMetrics, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus,
-};
+use orch_core::{EngineEventKind, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus};
 
 use super::Scheduler;
 use crate::announce::Announcer;
@@ -25,7 +23,7 @@ impl Scheduler<'_> {
                         record.end_time = Some(end_time);
                     }
                     record.status = TaskStatus::Cancelled;
-                    let mut error = "cancelled: the run was cancelled".to_owned();
+                    let mut error = "the run was cancelled".to_owned();
                     if dropped.last().is_some_and(|(i, _)| *i == index) {
                         if let Some((_, panic)) = dropped.pop() {
                             error.push_str("; ");
@@ -78,7 +76,6 @@ impl Scheduler<'_> {
             end_time,
             max_concurrent: self.max_concurrent,
             tasks,
-            metrics: lazy_metrics(),
         };
         (result, self.announcer)
     }
@@ -98,12 +95,4 @@ impl Scheduler<'_> {
         dropped.sort_unstable_by_key(|&(index, _)| std::cmp::Reverse(index));
         dropped
     }
-}
-
-/// Metrics computed from the result when first asked for, if this build computes them.
-fn lazy_metrics() -> LazyMetrics {
-    #[cfg(feature = "metrics")]
-    return LazyMetrics::computed_by(orch_metrics::compute);
-    #[cfg(not(feature = "metrics"))]
-    LazyMetrics::default()
 }

@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let todo: Vec<(usize, TaskId)> = workflow
         .tasks()
-        .keys()
+        .map(|task| &task.task_id)
         .enumerate()
         .filter(|(_, id)| !done(id))
         .map(|(i, id)| (i, id.clone()))

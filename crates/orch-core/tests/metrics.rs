@@ -3,10 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use orch_core::{
-    LazyMetrics, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
-    WorkflowStatus,
+    Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
 };
-use orch_metrics::{compute, compute_with};
 
 fn at(millis: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
@@ -43,7 +41,6 @@ fn result_of(
         end_time: at(wall),
         max_concurrent: slots,
         tasks: TaskRecords::for_workflow(workflow, records).expect("one record per task"),
-        metrics: LazyMetrics::default(),
     }
 }
 
@@ -71,7 +68,7 @@ fn counts_and_duration_statistics() {
         ran(TaskStatus::Failed, 400, 600),
         not_run(TaskStatus::Skipped),
     ];
-    let metrics = compute(&result_of(&workflow, records, 600, 1));
+    let metrics = result_of(&workflow, records, 600, 1).metrics();
     assert_eq!(metrics.total_tasks, 4);
     assert_eq!(
         (
@@ -103,7 +100,7 @@ fn percentiles_use_the_nearest_rank() {
     let records = (0..100u64)
         .map(|i| ran(TaskStatus::Completed, 0, (i * 37) % 100 + 1))
         .collect();
-    let metrics = compute(&result_of(&workflow, records, 100, 100));
+    let metrics = result_of(&workflow, records, 100, 100).metrics();
     assert_eq!(metrics.p50_task_duration, Some(0.05));
     assert_eq!(metrics.p95_task_duration, Some(0.095));
     assert_eq!(metrics.p99_task_duration, Some(0.099));
@@ -114,7 +111,7 @@ fn percentiles_use_the_nearest_rank() {
 fn nothing_ran_when_everything_was_skipped() {
     let workflow = chain(3);
     let records = vec![not_run(TaskStatus::Skipped); 3];
-    let metrics = compute(&result_of(&workflow, records, 0, 4));
+    let metrics = result_of(&workflow, records, 0, 4).metrics();
     assert_eq!(metrics.skipped_tasks, 3);
     assert_eq!(metrics.avg_task_duration, None);
     assert_eq!(metrics.p99_task_duration, None);
@@ -125,12 +122,7 @@ fn nothing_ran_when_everything_was_skipped() {
 #[test]
 fn one_task() {
     let workflow = chain(1);
-    let metrics = compute(&result_of(
-        &workflow,
-        vec![ran(TaskStatus::Completed, 5, 25)],
-        30,
-        2,
-    ));
+    let metrics = result_of(&workflow, vec![ran(TaskStatus::Completed, 5, 25)], 30, 2).metrics();
     assert_eq!(metrics.min_task_duration, metrics.max_task_duration);
     assert_eq!(metrics.p50_task_duration, Some(0.02));
     assert_eq!(metrics.critical_path, ["t0"]);
@@ -147,7 +139,7 @@ fn a_cancelled_run_counts_cancelled_tasks_and_what_ran_before() {
     ];
     let mut result = result_of(&workflow, records, 50, 1);
     result.status = WorkflowStatus::Cancelled;
-    let metrics = compute(&result);
+    let metrics = result.metrics();
     assert_eq!((metrics.completed_tasks, metrics.cancelled_tasks), (1, 2));
     assert_eq!(metrics.max_task_duration, Some(0.04));
     assert_eq!(metrics.critical_path, ["t0", "t1"]);
@@ -164,10 +156,10 @@ fn results_read_from_json_need_their_workflow_for_the_critical_path() {
     let read_back: WorkflowResult =
         serde_json::from_str(&result.to_json()).expect("a result reads back");
     assert_eq!(read_back.tasks, result.tasks);
-    assert!(compute(&read_back).critical_path.is_empty());
-    let with = compute_with(&read_back, &workflow);
+    assert!(read_back.metrics().critical_path.is_empty());
+    let with = read_back.metrics_with(&workflow);
     assert_eq!(with.critical_path, ["t0", "t1"]);
-    assert_eq!(with, compute(&result));
+    assert_eq!(with, result.metrics());
 }
 
 #[test]
@@ -177,7 +169,7 @@ fn a_task_that_took_no_measurable_time_still_ends_its_chain() {
         ran(TaskStatus::Completed, 0, 10),
         ran(TaskStatus::Completed, 10, 10),
     ];
-    let metrics = compute(&result_of(&workflow, records, 10, 1));
+    let metrics = result_of(&workflow, records, 10, 1).metrics();
     assert_eq!(metrics.critical_path, ["t0", "t1"]);
     assert_eq!(metrics.critical_path_duration, 0.01);
 }
@@ -204,7 +196,7 @@ fn records_are_matched_to_the_given_workflow_by_id_not_by_place() {
         serde_json::from_str(&result_of(&recorded, records, 40, 2).to_json())
             .expect("a result reads back");
     // The same tasks listed in another order: `y`, the longer branch, is second here.
-    let metrics = compute_with(&read_back, &fan(["r", "y", "x"]));
+    let metrics = read_back.metrics_with(&fan(["r", "y", "x"]));
     assert_eq!(metrics.critical_path, ["r", "y"]);
     assert!((metrics.critical_path_duration - 0.04).abs() < 1e-12);
 }

@@ -1,0 +1,275 @@
+//! [`LoadError`], why a workflow file could not be read, with the place and a message a
+//! person can act on.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_path_to_error::Segment;
+
+use crate::suggest::{Budget, closest, did_you_mean};
+
+/// A file format a workflow can be written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// JSON.
+    Json,
+    /// YAML 1.2.
+    Yaml,
+    /// TOML 1.0.
+    Toml,
+}
+
+impl Format {
+    /// The format a file extension stands for: `json`, `yaml`/`yml` or `toml`.
+    pub fn from_extension(extension: &str) -> Option<Self> {
+        match extension.to_ascii_lowercase().as_str() {
+            "json" => Some(Self::Json),
+            "yaml" | "yml" => Some(Self::Yaml),
+            "toml" => Some(Self::Toml),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    /// `JSON`, `YAML` or `TOML`; a width, fill, alignment or precision given applies.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Json => "JSON",
+            Self::Yaml => "YAML",
+            Self::Toml => "TOML",
+        })
+    }
+}
+
+/// Why a workflow could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read workflow file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file's extension names no known format.
+    #[error(
+        "cannot tell the format of workflow file {}: expected extension .json, .yaml, .yml or .toml",
+        path.display()
+    )]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The text is not a well-formed workflow.
+    ///
+    /// Displayed as `invalid YAML workflow in FILE at line L, column C, field `F`: MESSAGE`,
+    /// leaving out what is not known (the field, for a problem of the whole document).
+    #[error(
+        "invalid {format} workflow{}: {message}",
+        place(file.as_deref(), *line, *column, field)
+    )]
+    Parse {
+        /// The format being read.
+        format: Format,
+        /// The file, when reading one.
+        file: Option<PathBuf>,
+        /// Where in the document: a field path such as `tasks[3].dependencies`, or `.` for
+        /// the top level.
+        field: String,
+        /// 1-based line of the problem, when the parser knows it.
+        line: Option<usize>,
+        /// 1-based column of the problem, when the parser knows it.
+        column: Option<usize>,
+        /// What is wrong, without the place (given by the other fields): the parser's
+        /// description, or for an unknown key the key, where it is, and the key it most
+        /// likely meant (`unknown key `dependencis` in task `load`; did you mean
+        /// `dependencies`?`).
+        message: String,
+    },
+    /// The file is not UTF-8 text.
+    #[error(
+        "workflow file {} is not UTF-8: invalid byte sequence at byte offset {offset} (line {line})",
+        path.display()
+    )]
+    InvalidUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 0-based offset in bytes of the first byte that is not part of a UTF-8 character.
+        offset: usize,
+        /// 1-based line of that byte.
+        line: usize,
+    },
+    /// A YAML document's aliases repeat so much that it would expand past its limit.
+    ///
+    /// Reading a YAML document expands each alias into a copy of its anchor, so a small
+    /// file could otherwise take gigabytes. The expansion is counted as each value is
+    /// read: 1 per value (a number, a string, a list, a map, ...) plus 1 per byte of
+    /// text (strings and map keys), aliases expanded. A document may expand to 8 per
+    /// byte of its own size, and to 4,096 however small it is; a document without
+    /// aliases stays far below that.
+    #[error(
+        "YAML workflow{}: aliases expand the document past its limit of {limit} values and text bytes",
+        place(file.as_deref(), *line, *column, field)
+    )]
+    ExpansionLimit {
+        /// The file, when reading one.
+        file: Option<PathBuf>,
+        /// Where in the document the limit was reached.
+        field: String,
+        /// 1-based line where the limit was reached, when the parser knows it.
+        line: Option<usize>,
+        /// 1-based column where the limit was reached, when the parser knows it.
+        column: Option<usize>,
+        /// The limit for this document.
+        limit: u64,
+    },
+}
+
+/// ` in FILE at line L, column C, field `F``, leaving out what is not known.
+fn place(file: Option<&Path>, line: Option<usize>, column: Option<usize>, field: &str) -> String {
+    let mut text = String::new();
+    if let Some(file) = file {
+        text.push_str(&format!(" in {}", file.display()));
+    }
+    match (line, column) {
+        (Some(line), Some(column)) => text.push_str(&format!(" at line {line}, column {column}")),
+        (Some(line), None) => text.push_str(&format!(" at line {line}")),
+        _ => {}
+    }
+    if field != "." && !field.is_empty() {
+        text.push_str(&format!(", field `{field}`"));
+    }
+    text
+}
+
+/// What a parser reported, before it becomes a [`LoadError::Parse`].
+pub(super) struct Problem<'p> {
+    pub(super) format: Format,
+    /// Where the problem is, as the reader followed the document.
+    pub(super) path: &'p serde_path_to_error::Path,
+    /// The parser's text, which may repeat the place around the message.
+    pub(super) text: String,
+    pub(super) line: Option<usize>,
+    pub(super) column: Option<usize>,
+}
+
+/// The error for `problem`: the field path; the message without the place that JSON and
+/// YAML parsers write around it (the line and column, and YAML's own field path); an
+/// unknown key named with its task and the key it most likely meant.
+pub(super) fn parse_error(problem: Problem<'_>) -> LoadError {
+    let Problem {
+        format,
+        path,
+        text,
+        line,
+        column,
+    } = problem;
+    // The parsers write the place they stopped at into the text: at its end, or (YAML
+    // syntax errors) before what they were reading then.
+    let text = match (line, column) {
+        (Some(line), Some(column)) => {
+            text.replacen(&format!(" at line {line} column {column}"), "", 1)
+        }
+        _ => text,
+    };
+    let mut message = text.as_str();
+    let mut segments: Vec<&Segment> = path.iter().collect();
+    if format == Format::Yaml {
+        // YAML starts its message with the path it had reached: a leading part of ours.
+        let prefix = (1..=segments.len())
+            .rev()
+            .map(|n| format!("{}: ", field_text(&segments[..n])))
+            .find(|prefix| message.starts_with(prefix.as_str()));
+        if let Some(prefix) = prefix {
+            message = &message[prefix.len()..];
+        }
+    }
+    let mut message = message.to_owned();
+    if segments
+        .last()
+        .is_some_and(|s| matches!(s, Segment::Unknown))
+    {
+        // The key itself could not be read, so it has no name to show.
+        segments.pop();
+        if !message.contains("key") {
+            message = format!("invalid key: {message}");
+        }
+    } else if let Some(rewritten) = unknown_key(&segments, &message) {
+        message = rewritten;
+    }
+    LoadError::Parse {
+        format,
+        file: None,
+        field: field_text(&segments),
+        line,
+        column,
+        message,
+    }
+}
+
+/// A field path as text: `tasks.load.backoff`, `tasks[3].dependencies`, `.` for the top.
+pub(super) fn field_text(segments: &[&Segment]) -> String {
+    if segments.is_empty() {
+        return ".".to_owned();
+    }
+    let mut text = String::new();
+    for (i, segment) in segments.iter().enumerate() {
+        match segment {
+            Segment::Seq { index } => text.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Segment::Unknown => text.push_str(if i > 0 { ".?" } else { "?" }),
+        }
+    }
+    text
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" at the path that ends with
+/// `x`: "unknown key `x` in task `t`; did you mean `a`?" (or the keys expected, when none
+/// is close).
+fn unknown_key(segments: &[&Segment], message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest
+        .split_once("expected ")
+        .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    let parent = match segments.split_last() {
+        Some((Segment::Map { key: last }, parent)) if last == key => parent,
+        _ => segments,
+    };
+    let place = match parent {
+        [] => String::new(),
+        [Segment::Map { key: tasks }, Segment::Map { key: id }] if tasks == "tasks" => {
+            format!(" in task `{id}`")
+        }
+        [
+            Segment::Map { key: tasks },
+            Segment::Map { key: id },
+            Segment::Map { key: backoff },
+        ] if tasks == "tasks" && backoff == "backoff" => format!(" in the backoff of task `{id}`"),
+        _ => format!(" in `{}`", field_text(parent)),
+    };
+    let hint = match closest(key, expected.iter().copied(), &mut Budget::new()) {
+        Some(meant) => did_you_mean(Some(meant)),
+        None if expected.is_empty() => String::new(),
+        None => format!(
+            "; expected {}",
+            expected
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Some(format!("unknown key `{key}`{place}{hint}"))
+}
