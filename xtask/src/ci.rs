@@ -1,0 +1,119 @@
+//! `cargo xtask ci`: every check CI runs, as a list of steps.
+//!
+//! Each step is a function; [`STEPS`] lists them in order. All steps run, even after one
+//! fails, and a summary names the failed ones. To add a step (say, installing and starting
+//! a service the tests need, with `apt-get` when it is missing), write its function here
+//! and add it to [`STEPS`].
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::{cargo, fuzz};
+
+/// One CI step: a name for the summary and the function that runs it.
+struct Step {
+    name: &'static str,
+    run: fn() -> Result<(), String>,
+}
+
+/// The steps, in order.
+const STEPS: &[Step] = &[
+    Step {
+        name: "fmt",
+        run: fmt,
+    },
+    Step {
+        name: "clippy",
+        run: clippy,
+    },
+    Step {
+        name: "clippy without default features",
+        run: clippy_minimal,
+    },
+    Step {
+        name: "test",
+        run: test,
+    },
+    Step {
+        name: "test orch-engine without default features",
+        run: test_engine_minimal,
+    },
+    Step {
+        name: "fuzz",
+        run: fuzz_briefly,
+    },
+];
+
+/// Seconds each fuzz target runs for in CI (about a minute in all).
+const FUZZ_SECS_PER_TARGET: u64 = 15;
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if let Some(unknown) = args.first() {
+        return Err(format!("ci takes no arguments, got `{unknown}`"));
+    }
+    let mut failed = Vec::new();
+    for step in STEPS {
+        eprintln!("== {}", step.name);
+        let started = Instant::now();
+        let outcome = (step.run)();
+        let secs = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(()) => eprintln!("== {}: ok ({secs:.0} s)", step.name),
+            Err(message) => {
+                eprintln!("== {}: FAILED ({secs:.0} s): {message}", step.name);
+                failed.push(step.name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("ci: every step passed");
+        Ok(())
+    } else {
+        Err(format!("ci: failed steps: {}", failed.join(", ")))
+    }
+}
+
+fn fmt() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--check"])
+}
+
+fn clippy() -> Result<(), String> {
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])
+}
+
+/// The facade without the optional bus and metrics.
+fn clippy_minimal() -> Result<(), String> {
+    cargo(&[
+        "clippy",
+        "-p",
+        "orch",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ])
+}
+
+/// The README's test command; it includes replaying every saved fuzz case.
+fn test() -> Result<(), String> {
+    cargo(&["test", "--workspace"])
+}
+
+fn test_engine_minimal() -> Result<(), String> {
+    cargo(&["test", "-p", "orch-engine", "--no-default-features"])
+}
+
+/// Every fuzz target for [`FUZZ_SECS_PER_TARGET`] seconds, seeded by today's date, so a
+/// failure can be reproduced the same day with the printed seed.
+fn fuzz_briefly() -> Result<(), String> {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    fuzz::session(&fuzz::Session::all_targets(FUZZ_SECS_PER_TARGET, days))
+}
