@@ -20,6 +20,7 @@ mod doc;
 mod files;
 mod formats;
 mod mutate;
+mod plain;
 mod results;
 mod runs;
 mod subjects;
