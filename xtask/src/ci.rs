@@ -2,12 +2,14 @@
 //!
 //! Each step is a function; [`STEPS`] lists them in order. All steps run, even after one
 //! fails, and a summary names the failed ones. To add a step (say, installing and starting
-//! a service the tests need, with `apt-get` when it is missing), write its function here
-//! and add it to [`STEPS`].
+//! a service the tests need), write its function here and add it to [`STEPS`];
+//! [`apt_install`] installs a Debian package.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::{cargo, fuzz};
+use crate::{cargo, fuzz, run_command};
 
 /// One CI step: a name for the summary and the function that runs it.
 struct Step {
@@ -17,6 +19,10 @@ struct Step {
 
 /// The steps, in order.
 const STEPS: &[Step] = &[
+    Step {
+        name: "PostgreSQL",
+        run: postgres,
+    },
     Step {
         name: "fmt",
         run: fmt,
@@ -70,6 +76,35 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     } else {
         Err(format!("ci: failed steps: {}", failed.join(", ")))
     }
+}
+
+/// PostgreSQL for orch-journal's tests (they start a throwaway server on loopback):
+/// installed from Debian's package when no `pg_ctl` is found.
+fn postgres() -> Result<(), String> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|version| version.path().join("bin/pg_ctl").exists());
+    if installed {
+        return Ok(());
+    }
+    apt_install("postgresql")
+}
+
+/// Installs a Debian package with `apt-get` (after updating the package lists).
+fn apt_install(package: &str) -> Result<(), String> {
+    if !Path::new("/usr/bin/apt-get").exists() {
+        return Err(format!(
+            "{package} is missing and there is no apt-get to install it"
+        ));
+    }
+    run_command(Command::new("apt-get").arg("update"))?;
+    run_command(
+        Command::new("apt-get")
+            .args(["install", "-y", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn fmt() -> Result<(), String> {

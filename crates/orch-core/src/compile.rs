@@ -241,6 +241,16 @@ fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {
             reason,
         })
     };
+    if task.retries > Task::MAX_RETRIES {
+        invalid(
+            "retries",
+            format!(
+                "must be at most {}, not {}",
+                Task::MAX_RETRIES,
+                task.retries
+            ),
+        );
+    }
     if task.timeout.is_some_and(|t| t.is_zero()) {
         invalid("timeout", "must be greater than zero".into());
     }

@@ -137,7 +137,9 @@ impl EngineEvent {
 }
 
 impl Serialize for EngineEvent {
-    /// Writes every field; the timestamp in RFC 3339, the duration in seconds.
+    /// Writes every field; the timestamp in RFC 3339 (a signed, expanded year outside the
+    /// years 0000 to 9999, as for a [`WorkflowResult`](crate::WorkflowResult)), the
+    /// duration in seconds.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("EngineEvent", 10)?;
         s.serialize_field("kind", &self.kind)?;

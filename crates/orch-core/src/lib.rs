@@ -31,18 +31,55 @@
 //! ```
 //!
 //! Workflows can also be read from files: [`Workflow::from_path`] takes JSON, YAML or
-//! TOML, in map form (as the seed writes them) or list form.
+//! TOML, in map form (as the original Python module writes them) or list form. Errors
+//! name the file, the field (`tasks[3].dependencies`) and the line and column, or the
+//! byte offset for a file that is not UTF-8.
+//!
+//! # Values in files
+//!
+//! - Durations (`timeout`, `backoff.initial`, `backoff.max`) are a number of seconds
+//!   (`1.5`) or text (`30s`, `1m 30s`, `250ms`); a `timeout` of `null` means none. They
+//!   are written back exactly: as a number when it states the duration to the
+//!   nanosecond, otherwise as text (`123456789.123456789s`). A workflow written to JSON,
+//!   YAML or TOML and read back is equal to the original.
+//! - Numbers must be finite: YAML's `.nan` and `.inf` and TOML's `nan` and `inf` are
+//!   errors naming the field.
+//! - TOML datetimes reach a task's `config` as RFC 3339 text (`1979-05-27T07:32:00Z`).
+//! - A UTF-8 byte-order mark at the start of a file is ignored.
+//! - Times in run records and events are RFC 3339 in UTC, to the microsecond; a time
+//!   outside the years 0000 to 9999 gets a signed year of four or more digits
+//!   (`+10000-01-01T00:00:00.000000Z`), so every time can be written and read back (see
+//!   [`WorkflowResult`]).
+//!
+//! # Limits
+//!
+//! Untrusted input cannot make reading a workflow or a result take unbounded memory:
+//!
+//! - **YAML expansion**: aliases are expanded as a document is read, so each value read
+//!   counts 1, plus 1 per byte of its text (strings and map keys). A document may expand
+//!   to 8 per byte of its own size, or 4,096 if that is more; past that, reading stops
+//!   with [`LoadError::ExpansionLimit`], which gives the limit. A document without
+//!   aliases uses at most about 2 per byte.
+//! - **Claimed lengths**: a format that announces how many entries follow (CBOR,
+//!   MessagePack, bincode) gets room for at most 1 MiB of them up front, whatever it
+//!   claims; the rest is allocated only as entries actually arrive.
+//! - **Retries**: a task may ask for at most [`Task::MAX_RETRIES`] (1,000,000) retries;
+//!   validation reports more as an invalid `retries` option.
 
 mod compile;
+mod duration;
 mod error;
 mod event;
+mod guard;
 mod id;
 mod load;
 mod metrics;
 mod plan;
 mod record;
+mod run_id;
 mod task;
 mod task_records;
+mod time;
 mod workflow;
 
 pub use error::{ValidationError, ValidationErrors};
@@ -52,6 +89,7 @@ pub use load::{Format, LoadError};
 pub use metrics::{LazyMetrics, RunMetrics};
 pub use plan::Plan;
 pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};
+pub use run_id::{RunId, RunIdError};
 pub use task::{Backoff, Task};
 pub use task_records::TaskRecords;
 pub use workflow::{ValidWorkflow, Workflow};

@@ -5,8 +5,36 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::guard::{Guarded, Rules};
 use crate::task::TaskSpec;
 use crate::{Task, TaskId, Workflow};
+
+/// What a YAML document may expand to through its aliases, per byte of the document: each
+/// value read counts 1, plus 1 per byte of its text (map keys included).
+const YAML_EXPANSION_PER_BYTE: u64 = 8;
+/// The expansion allowed however small the document.
+const YAML_EXPANSION_MIN: u64 = 4_096;
+
+/// The most values and text bytes a YAML document of `bytes` bytes may expand to.
+fn yaml_expansion_limit(bytes: usize) -> u64 {
+    (bytes as u64)
+        .saturating_mul(YAML_EXPANSION_PER_BYTE)
+        .max(YAML_EXPANSION_MIN)
+}
+
+/// How many elements of type `T` to make room for when a document claims to hold `hint`
+/// of them: at most 1 MiB's worth, since the claim may be false (a binary format's length
+/// prefix can claim 2^40 entries and hold none).
+pub(crate) fn cautious_capacity<T>(hint: Option<usize>) -> usize {
+    const MAX_BYTES: usize = 1024 * 1024;
+    hint.unwrap_or(0)
+        .min(MAX_BYTES / std::mem::size_of::<T>().max(1))
+}
+
+/// The text after a UTF-8 byte-order mark, if it starts with one.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
 
 /// A file format a workflow can be written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +109,43 @@ pub enum LoadError {
         /// The parser's description of the problem.
         message: String,
     },
+    /// The file is not UTF-8 text.
+    #[error(
+        "workflow file {} is not UTF-8: invalid byte sequence at byte offset {offset} (line {line})",
+        path.display()
+    )]
+    InvalidUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 0-based offset in bytes of the first byte that is not part of a UTF-8 character.
+        offset: usize,
+        /// 1-based line of that byte.
+        line: usize,
+    },
+    /// A YAML document's aliases repeat so much that it would expand past its limit.
+    ///
+    /// Reading a YAML document expands each alias into a copy of its anchor, so a small
+    /// file could otherwise take gigabytes. The expansion is counted as each value is
+    /// read: 1 per value (a number, a string, a list, a map, ...) plus 1 per byte of
+    /// text (strings and map keys), aliases expanded. A document may expand to 8 per
+    /// byte of its own size, and to 4,096 however small it is; a document without
+    /// aliases stays far below that.
+    #[error(
+        "YAML workflow{}: at `{field}`: aliases expand the document past its limit of {limit} values and text bytes",
+        in_file(file.as_deref())
+    )]
+    ExpansionLimit {
+        /// The file, when reading one.
+        file: Option<PathBuf>,
+        /// Where in the document the limit was reached.
+        field: String,
+        /// 1-based line where the limit was reached, when the parser knows it.
+        line: Option<usize>,
+        /// 1-based column where the limit was reached, when the parser knows it.
+        column: Option<usize>,
+        /// The limit for this document.
+        limit: u64,
+    },
 }
 
 fn in_file(file: Option<&Path>) -> String {
@@ -112,6 +177,7 @@ impl Workflow {
     /// # Ok::<(), orch_core::LoadError>(())
     /// ```
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
+        let text = without_bom(text);
         let mut de = serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let (line, column) = (e.inner().line(), e.inner().column());
@@ -121,19 +187,38 @@ impl Workflow {
 
     /// Reads a workflow from YAML text; the shape is the same as for
     /// [`Workflow::from_json`].
+    ///
+    /// Anchors and aliases may be used, within a limit on what the document expands to
+    /// (see [`LoadError::ExpansionLimit`]). Numbers must be finite: `.nan` and `.inf`
+    /// are errors.
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
+        let text = without_bom(text);
+        let rules = Rules::yaml(yaml_expansion_limit(text.len()));
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        serde_path_to_error::deserialize(Guarded::new(de, &rules)).map_err(|e| {
             let location = e.inner().location();
             let line = location.as_ref().map(|l| l.line());
             let column = location.as_ref().map(|l| l.column());
-            parse_error(Format::Yaml, e, line, column)
+            match rules.exceeded() {
+                Some(limit) => LoadError::ExpansionLimit {
+                    file: None,
+                    field: e.path().to_string(),
+                    line,
+                    column,
+                    limit,
+                },
+                None => parse_error(Format::Yaml, e, line, column),
+            }
         })
     }
 
     /// Reads a workflow from TOML text; the shape is the same as for
     /// [`Workflow::from_json`] (list form is an array of tables, `[[tasks]]`).
+    ///
+    /// Datetimes reach the task's config as RFC 3339 text (`1979-05-27T07:32:00Z`, or the
+    /// local date or time as written). Numbers must be finite: `nan` and `inf` are errors.
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
+        let text = without_bom(text);
         let position = |e: &toml::de::Error| {
             e.span()
                 .map(|span| line_and_column(text, span.start))
@@ -150,7 +235,8 @@ impl Workflow {
                 message: e.message().to_owned(),
             }
         })?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let rules = Rules::toml();
+        serde_path_to_error::deserialize(Guarded::new(de, &rules)).map_err(|e| {
             let (line, column) = position(e.inner());
             let message = e.inner().message().to_owned();
             LoadError::Parse {
@@ -165,6 +251,9 @@ impl Workflow {
     }
 
     /// Reads a workflow file, choosing the format by its extension.
+    ///
+    /// The file must be UTF-8 (a byte-order mark is allowed): otherwise the error gives
+    /// the offset of the first byte that is not.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let format = path
@@ -174,17 +263,25 @@ impl Workflow {
             .ok_or_else(|| LoadError::UnknownFormat {
                 path: path.to_owned(),
             })?;
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
         })?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let offset = e.valid_up_to();
+            LoadError::InvalidUtf8 {
+                path: path.to_owned(),
+                offset,
+                line: 1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count(),
+            }
+        })?;
         let parsed = match format {
-            Format::Json => Self::from_json(&text),
-            Format::Yaml => Self::from_yaml(&text),
-            Format::Toml => Self::from_toml(&text),
+            Format::Json => Self::from_json(text),
+            Format::Yaml => Self::from_yaml(text),
+            Format::Toml => Self::from_toml(text),
         };
         parsed.map_err(|mut e| {
-            if let LoadError::Parse { file, .. } = &mut e {
+            if let LoadError::Parse { file, .. } | LoadError::ExpansionLimit { file, .. } = &mut e {
                 *file = Some(path.to_owned());
             }
             e
@@ -257,7 +354,8 @@ impl<'de> Visitor<'de> for TaskListVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TaskList, A::Error> {
-        let mut tasks = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        let mut tasks =
+            Vec::with_capacity(cautious_capacity::<(Option<TaskId>, Task)>(map.size_hint()));
         while let Some(key) = map.next_key::<TaskId>()? {
             let spec: TaskSpec = map.next_value()?;
             tasks.push((Some(key.clone()), spec.into_task(key)));
@@ -266,7 +364,8 @@ impl<'de> Visitor<'de> for TaskListVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TaskList, A::Error> {
-        let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut tasks =
+            Vec::with_capacity(cautious_capacity::<(Option<TaskId>, Task)>(seq.size_hint()));
         while let Some(task) = seq.next_element::<Task>()? {
             tasks.push((None, task));
         }

@@ -126,7 +126,7 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     /// The time from the first start to the last end; `None` unless both are known.
-    /// (The seed's `get_duration()`.)
+    /// (The original Python module's `get_duration()`.)
     pub fn duration(&self) -> Option<Duration> {
         let (start, end) = (self.start_time?, self.end_time?);
         Some(end.duration_since(start).unwrap_or_default())
@@ -154,6 +154,14 @@ impl Serialize for TaskRecord {
 /// `start_time` and `end_time` (RFC 3339), `total_duration` (seconds), `max_concurrent`,
 /// `tasks` (each task's record, in insertion order) and `metrics` (computed then if they
 /// were not yet).
+///
+/// Times are written in UTC to the microsecond: `2023-11-14T22:13:20.000000Z`. Every time
+/// can be written and read back, whatever its year: outside the years 0000 to 9999, which
+/// RFC 3339 covers, the year has a sign and four or more digits, as in ISO 8601's
+/// expanded years (`+10000-01-01T00:00:00.000000Z`; `-0001-12-31T23:59:59.000000Z` is the
+/// last second of 2 BC, the calendar being the Gregorian one extended backwards with a
+/// year 0). Reading also takes a space for the `T`, any number of fraction digits, a UTC
+/// offset (`+01:00`) or none (UTC).
 ///
 /// Two results are equal when everything but their metrics is: the metrics are worked out
 /// from the rest.
@@ -235,7 +243,7 @@ impl WorkflowResult {
             .collect()
     }
 
-    /// The result as a JSON value (the seed's `to_dict()`).
+    /// The result as a JSON value (the original Python module's `to_dict()`).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or_else(|e| Value::String(e.to_string()))
     }
@@ -267,21 +275,26 @@ impl Serialize for WorkflowResult {
     }
 }
 
-/// `time` in RFC 3339 with microseconds, as results and events write it.
+/// `time` in RFC 3339 with microseconds, as results and events write it (see
+/// [`WorkflowResult`] for times outside the years 0000 to 9999).
 pub(crate) fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_micros(time).to_string()
+    crate::time::format_micros(time)
+}
+
+fn parse_time<E: serde::de::Error>(text: &str) -> Result<SystemTime, E> {
+    crate::time::parse(text).map_err(|e| E::custom(format!("invalid time `{text}`: {e}")))
 }
 
 mod rfc3339_opt {
     use std::time::SystemTime;
 
-    use serde::{Deserialize, Deserializer, de::Error};
+    use serde::{Deserialize, Deserializer};
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<SystemTime>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|text| humantime::parse_rfc3339_weak(&text).map_err(D::Error::custom))
+            .map(|text| super::parse_time(&text))
             .transpose()
     }
 }
@@ -289,10 +302,9 @@ mod rfc3339_opt {
 mod rfc3339_req {
     use std::time::SystemTime;
 
-    use serde::{Deserialize, Deserializer, de::Error};
+    use serde::{Deserialize, Deserializer};
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_rfc3339_weak(&text).map_err(D::Error::custom)
+        super::parse_time(&String::deserialize(d)?)
     }
 }

@@ -43,17 +43,31 @@ pub struct Task {
     pub config: Value,
     /// Ids of the tasks that must complete before this one starts.
     pub dependencies: Vec<TaskId>,
-    /// How many times a failed attempt is retried (0: run once).
+    /// How many times a failed attempt is retried (0: run once); at most
+    /// [`Task::MAX_RETRIES`], which validation checks.
     pub retries: u32,
     /// The delay between attempts. Shared: tasks that keep the default all point at one
     /// value, so a large workflow does not store a policy per task.
     pub backoff: Arc<Backoff>,
     /// The longest one attempt may run before it counts as failed; `None` for no limit.
-    #[serde(with = "secs_opt", skip_serializing_if = "Option::is_none")]
+    ///
+    /// In files: a number of seconds (`1.5`), text (`30s`, `1m 30s`, `250ms`), or `null`
+    /// or nothing for no limit. Written back as a number of seconds when that number
+    /// states the duration exactly, otherwise as exact text (`123456789.123456789s`).
+    #[serde(
+        with = "crate::duration::secs_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
 }
 
 impl Task {
+    /// The most retries a task may ask for: a million. [`Workflow::validate`] reports
+    /// more as an invalid `retries` option, so that counting attempts cannot overflow.
+    ///
+    /// [`Workflow::validate`]: crate::Workflow::validate
+    pub const MAX_RETRIES: u32 = 1_000_000;
+
     /// Creates a task with the given id and handler type, no dependencies, an empty
     /// configuration object, no retries and no timeout.
     pub fn new(task_id: impl Into<TaskId>, task_type: impl Into<String>) -> Self {
@@ -137,13 +151,14 @@ impl Task {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Backoff {
-    /// The delay before the first retry (seconds in files).
-    #[serde(with = "secs")]
+    /// The delay before the first retry (in files: a number of seconds, or text such as
+    /// `250ms`).
+    #[serde(with = "crate::duration::secs")]
     pub initial: Duration,
     /// The factor applied to the delay after each retry; at least 1.
     pub multiplier: f64,
-    /// The longest delay (seconds in files).
-    #[serde(with = "secs")]
+    /// The longest delay (in files: a number of seconds, or text such as `1m 30s`).
+    #[serde(with = "crate::duration::secs")]
     pub max: Duration,
     /// Whether to randomise each delay within its upper half.
     pub jitter: bool,
@@ -199,7 +214,7 @@ pub(crate) struct TaskSpec {
     retries: u32,
     #[serde(default = "Backoff::shared_default")]
     backoff: Arc<Backoff>,
-    #[serde(default, with = "secs_opt")]
+    #[serde(default, with = "crate::duration::secs_opt")]
     timeout: Option<Duration>,
 }
 
@@ -231,44 +246,5 @@ impl TryFrom<TaskSpec> for Task {
             Some(id) => Ok(spec.into_task(id)),
             None => Err("missing field `task_id`".to_owned()),
         }
-    }
-}
-
-/// Serde helpers for durations written as (fractional) seconds.
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            D::Error::custom(format!(
-                "invalid duration {secs}: expected a non-negative, finite number of seconds"
-            ))
-        })
-    }
-}
-
-mod secs_opt {
-    use std::time::Duration;
-
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::secs::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        super::secs::deserialize(d).map(Some)
     }
 }

@@ -8,6 +8,7 @@ use indexmap::IndexSet;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::load::cautious_capacity;
 use crate::{TaskId, TaskRecord, Workflow};
 
 /// The records of a run, one per task, in the workflow's insertion order.
@@ -198,7 +199,8 @@ impl<'de> Deserialize<'de> for TaskRecords {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TaskRecords, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                let mut pairs =
+                    Vec::with_capacity(cautious_capacity::<(TaskId, TaskRecord)>(map.size_hint()));
                 while let Some(pair) = map.next_entry::<TaskId, TaskRecord>()? {
                     pairs.push(pair);
                 }

@@ -1,22 +1,11 @@
 //! Reading workflows from JSON, YAML and TOML, and the errors that name the place.
 
+mod support;
+
 use std::time::Duration;
 
 use orch_core::{Format, LoadError, Workflow};
-
-/// The field path, line and message of a parse error.
-fn parse_error(result: Result<Workflow, LoadError>) -> (String, Option<usize>, String) {
-    match result {
-        Err(LoadError::Parse {
-            field,
-            line,
-            message,
-            ..
-        }) => (field, line, message),
-        Err(other) => panic!("expected a parse error, got {other}"),
-        Ok(workflow) => panic!("expected a parse error, got {workflow:?}"),
-    }
-}
+use support::parse_error;
 
 const JSON_MAP: &str = r#"{
   "workflow_id": "data_pipeline",
@@ -136,12 +125,19 @@ fn json_unknown_key_is_an_error() {
 }
 
 #[test]
-fn json_negative_timeout_is_an_error() {
-    let (field, _, message) = parse_error(Workflow::from_json(
-        r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "timeout": -1}}}"#,
-    ));
-    assert_eq!(field, "tasks.a.timeout");
-    assert!(message.contains("invalid duration -1"), "{message}");
+fn json_bad_timeouts_are_errors_naming_the_field() {
+    for (timeout, expected) in [
+        ("-1", "invalid duration -1"),
+        ("\"soon\"", "invalid duration `soon`"),
+        ("\"1.5.2s\"", "invalid duration `1.5.2s`"),
+        ("true", "expected a duration"),
+    ] {
+        let (field, _, message) = parse_error(Workflow::from_json(&format!(
+            r#"{{"workflow_id": "w", "tasks": {{"a": {{"task_type": "t", "timeout": {timeout}}}}}}}"#
+        )));
+        assert_eq!(field, "tasks.a.timeout");
+        assert!(message.contains(expected), "{message}");
+    }
 }
 
 #[test]

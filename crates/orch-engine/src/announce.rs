@@ -6,6 +6,8 @@
 //! own, so events cost the run's thread next to nothing; on a current-thread runtime or
 //! outside one, the run polls it at every flush. When the publisher falls behind (a full
 //! lossless subscription holds it up), the run stops starting tasks until it catches up.
+//! A cancelled run waits for it only until its grace period ends, then leaves the rest of
+//! the publishing to a background task or thread ([`Announcer::finish_or_leave`]).
 //!
 //! # Subjects
 //! Workflow events go to `workflow.<workflow_id>.<event>` (`started`, `finished`); task
@@ -19,10 +21,13 @@
 
 mod publisher;
 
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{self, BoxFuture, Either};
 use orch_core::{EngineEvent, Plan, Workflow};
 use orch_events::EventBus;
 use tokio::sync::mpsc::{self, OwnedPermit, error::TrySendError};
@@ -143,9 +148,52 @@ impl Announcer {
     }
 
     /// Hands over what is left and waits until the publisher has published it all.
-    pub(crate) async fn finish(mut self) {
+    async fn finish(mut self) {
         std::future::poll_fn(|cx| self.flush(cx)).await;
         self.batches = None;
         self.publisher.finish().await;
+    }
+
+    /// Waits until every event is published, or until `until` completes: then what is
+    /// left is published in the background (see [`deliver_later`]).
+    pub(crate) async fn finish_or_leave(self, until: impl Future<Output = ()>) {
+        let finishing = Box::pin(self.finish());
+        let until = pin!(until);
+        if let Either::Right(((), rest)) = future::select(finishing, until).await {
+            deliver_later(rest);
+        }
+    }
+}
+
+/// Publishes the rest of a run's events after the run returned: on a task of the current
+/// tokio runtime, or outside one on a thread of its own. Either way it ends once every
+/// event is queued for its subscribers: when the full ones read or are dropped, or when
+/// the bus closes (or, on a runtime, when the runtime shuts down).
+fn deliver_later(rest: Pin<Box<impl Future<Output = ()> + Send + 'static>>) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(rest);
+        return;
+    }
+    let thread = std::thread::Builder::new()
+        .name("orch-event-delivery".to_owned())
+        .spawn(move || block_on(rest));
+    if let Err(error) = thread {
+        tracing::error!(%error, "no thread to publish a cancelled run's last events: they are lost");
+    }
+}
+
+/// Runs `future` to its end on this thread, which sleeps while it waits.
+fn block_on(future: impl Future<Output = ()>) {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    while future.as_mut().poll(&mut cx).is_pending() {
+        std::thread::park();
     }
 }

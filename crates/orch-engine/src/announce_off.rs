@@ -31,7 +31,7 @@ impl Announcer {
         match *self {}
     }
 
-    pub(crate) async fn finish(self) {
+    pub(crate) async fn finish_or_leave(self, _: impl std::future::Future<Output = ()>) {
         match self {}
     }
 }

@@ -143,6 +143,11 @@ impl WorkflowEngine {
     /// fails, nothing runs. A task's `Err`, panic or timeout (after its retries) marks it
     /// failed and every task that depends on it, directly or not, skipped; independent
     /// branches run on.
+    ///
+    /// A task with a timeout or a pause before its retries needs tokio's timer: on a
+    /// runtime without one, each such option is an
+    /// [`InvalidOption`](orch_core::ValidationError::InvalidOption) error, and nothing
+    /// runs (see [the crate docs](crate#timers)).
     pub async fn execute_workflow(
         &self,
         workflow: &Workflow,
@@ -252,7 +257,9 @@ impl EngineBuilder {
     }
 
     /// How long a cancelled run waits for running handlers to notice their cancellation
-    /// token and finish before it drops them (default 5 s).
+    /// token and finish before it drops them, and for its events to be published before
+    /// it leaves the rest to a background delivery (default 5 s; see [the crate
+    /// docs](crate#cancellation)).
     pub fn cancel_grace_period(mut self, grace_period: Duration) -> Self {
         self.grace_period = grace_period;
         self
@@ -266,8 +273,10 @@ impl EngineBuilder {
     /// On a multi-threaded tokio runtime each run spawns a task that builds and publishes
     /// its events, so the run's own thread does little for them; elsewhere the run
     /// publishes them itself. Either way a run returns only after its last event is
-    /// published. A run dropped before it finishes stops its publisher: at most the batch
-    /// of events being published still goes out; the rest are dropped.
+    /// published, unless it is cancelled: it then waits no longer than its grace period,
+    /// and the rest of its events are delivered in the background (see [the crate
+    /// docs](crate#cancellation)). A run dropped before it finishes stops its publisher: at
+    /// most the batch of events being published still goes out; the rest are dropped.
     pub fn event_bus(mut self, bus: EventBus<EngineEvent>) -> Self {
         self.bus = Some(bus);
         self
@@ -310,7 +319,9 @@ pub enum ConfigError {
 /// did not finish ends `Cancelled` and the run's status is `cancelled`. Every handler
 /// future the run polls has been dropped by the time its result is ready; work a handler
 /// moved elsewhere is stopped as far as it can be ([`spawned`](crate::spawned) tasks are
-/// aborted, [`blocking`](crate::blocking) calls run to their end unobserved).
+/// aborted, [`blocking`](crate::blocking) calls run to their end unobserved). A cancelled
+/// run returns within its grace period whatever its event subscribers do (see [the crate
+/// docs](crate#cancellation)).
 ///
 /// ```
 /// use orch_engine::{TaskContext, WorkflowEngine};

@@ -52,7 +52,9 @@ where
 ///
 /// On a multi-threaded runtime, calls then run in parallel on the runtime's workers,
 /// which suits CPU-heavy async handlers. When the run is cancelled or the attempt times
-/// out, the spawned task is aborted. A panic inside it fails the task like any other.
+/// out, the spawned task is aborted. A panic inside it fails the task like any other; a
+/// panic while tokio drops an aborted task's future is contained by tokio, after the
+/// engine has recorded the timeout or cancellation, so the record does not mention it.
 ///
 /// ```
 /// use orch_engine::{TaskContext, WorkflowEngine, spawned};
@@ -138,13 +140,22 @@ async fn join(mut task: AbortOnDrop<Result<Value, TaskError>>) -> Result<Value, 
 }
 
 /// The text of a panic payload: the message of `panic!("...")`, or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let text = payload
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
         .downcast_ref::<&str>()
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(a panic payload that is not a string)");
-    format!("handler panicked: {text}")
+        .unwrap_or("(a panic payload that is not a string)")
+}
+
+/// The error of a handler that panicked while it ran.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    format!("handler panicked: {}", panic_text(payload))
+}
+
+/// The note for a handler whose future panicked while it was dropped.
+pub(crate) fn drop_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    format!("handler panicked when dropped: {}", panic_text(payload))
 }
 
 /// Why one attempt of a task failed.
@@ -193,6 +204,13 @@ impl TaskError {
     /// Whether retries are skipped for this failure.
     pub fn is_permanent(&self) -> bool {
         self.permanent
+    }
+
+    /// The same failure with `note` added to its message.
+    pub(crate) fn with_note(mut self, note: &str) -> Self {
+        self.message.push_str("; ");
+        self.message.push_str(note);
+        self
     }
 }
 

@@ -40,6 +40,12 @@
 //! one allocation. Handlers that do heavy work use [`spawned`] or [`blocking`] to run on
 //! other threads.
 //!
+//! A panic in a handler never leaves the engine: not while its future is created or
+//! polled, and not while it is dropped (when it finished, timed out, or was cancelled).
+//! A panic while it runs fails the attempt with the panic's message; a panic while it is
+//! dropped is added to the task's error (`timed out after 2s; handler panicked when
+//! dropped: ...`), and fails an attempt that had succeeded.
+//!
 //! # Events
 //!
 //! With the `events` feature (on by default) and [`EngineBuilder::event_bus`], every run publishes [`orch_core::EngineEvent`]s on an
@@ -77,8 +83,38 @@
 //! # }
 //! ```
 //!
-//! Timeouts and retry pauses use tokio's timer, so a runtime that runs workflows with
-//! either needs its time driver enabled (`enable_time` or `enable_all`).
+//! # Cancellation
+//!
+//! [`RunHandle::cancel`] (or its token) stops a run from starting tasks and cancels the
+//! token every running handler sees. The run then waits up to the engine's grace period
+//! ([`EngineBuilder::cancel_grace_period`]) for running handlers, drops those still
+//! running, and records every unfinished task `Cancelled`.
+//!
+//! A run also waits for its events to be published, and a lossless subscriber that does
+//! not read holds it up: once cancelled, a run waits for that only until the same grace
+//! period ends. It then returns, and the events not yet published are **delivered later,
+//! not dropped**: a background task (on the current tokio runtime; outside one, a thread
+//! of its own) goes on publishing them, in order, and ends once the full subscribers have
+//! read them, have been dropped, or the bus is closed (or when the runtime shuts down).
+//! [`EventBus::close`](orch_events::EventBus::close) waits for that delivery, as it waits
+//! for every publish under way. A run that is not cancelled waits for slow lossless
+//! subscribers as long as they take: that is what the `Block` policy asks for.
+//!
+//! # Timers
+//!
+//! Timeouts, pauses between retries and the grace period use tokio's timer. A workflow
+//! with a timeout, or with retries after a non-zero backoff, run on a runtime without a
+//! time driver (built without `enable_time` or `enable_all`) or outside tokio, is refused
+//! before anything runs: [`WorkflowEngine::execute_workflow`] returns an
+//! [`InvalidOption`](orch_core::ValidationError::InvalidOption) error naming each such
+//! task and option (`timeout` or `backoff`). A run cancelled there has no grace period:
+//! handlers that finish on the poll right after the cancellation are recorded, the
+//! others are dropped at once.
+//!
+//! tokio offers no way to ask a runtime whether it has a timer, so the engine finds out
+//! by creating one inside a panic guard when it needs to know: on a runtime without one,
+//! the panic hook reports that panic once per runtime, and a build with `panic = "abort"`
+//! aborts there as it would when creating the timer.
 
 #[cfg(feature = "events")]
 mod announce;
@@ -93,6 +129,7 @@ mod handler;
 mod note;
 mod ready;
 mod run;
+mod timer;
 
 pub use context::TaskContext;
 pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};

@@ -22,7 +22,8 @@ use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
 use crate::ready::ReadySet;
-use crate::{Handler, TaskContext, TaskError};
+use crate::timer::Deadline;
+use crate::{Handler, TaskContext, TaskError, timer};
 
 mod announcing;
 mod finish;
@@ -49,6 +50,16 @@ pub(crate) async fn execute(
             .into());
         }
     }
+    // Tasks kept from the earlier run do not run again, so need no timer.
+    let kept = |task: &Task| {
+        previous
+            .as_ref()
+            .and_then(|previous| previous.task(&task.task_id))
+            .is_some_and(|record| record.status == TaskStatus::Completed)
+    };
+    if let Some(errors) = timer::missing(workflow.tasks().values().filter(|t| !kept(t))) {
+        return Err(errors);
+    }
     let plan = valid.plan();
     let by_type: Vec<Arc<dyn Handler>> = plan
         .task_types()
@@ -70,37 +81,35 @@ pub(crate) async fn execute(
         run.restore(previous);
     }
     let mut cancelled = pin!(cancel.cancelled_owned());
-    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // Set once the run is cancelled: when it stops waiting for running handlers and for
+    // its events to be published.
+    let mut grace: Option<Deadline> = None;
     poll_fn(|cx| {
         if grace.is_none() && cancelled.as_mut().poll(cx).is_ready() {
             run.stop_starting();
-            grace = Some(Box::pin(tokio::time::sleep(engine.grace_period)));
+            grace = Some(Deadline::after(engine.grace_period));
         }
-        if let Some(sleep) = &mut grace {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
+        let progress = run.poll_progress(cx);
+        if progress.is_pending() && grace.as_mut().is_some_and(|g| g.poll_passed(cx)) {
+            return Poll::Ready(());
         }
-        loop {
-            let progress = run.advance(cx);
-            let flushed = run.flush(cx);
-            return match progress {
-                Progress::Done => Poll::Ready(()),
-                Progress::Waiting => Poll::Pending,
-                Progress::Stalled if flushed.is_ready() => continue,
-                Progress::Stalled => Poll::Pending,
-                Progress::Yield => {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-            };
-        }
+        progress
     })
     .instrument(span)
     .await;
     let (result, announcer) = run.finish();
     if let Some(announcer) = announcer {
-        announcer.finish().await;
+        let cancelled_and_grace_passed = async {
+            let grace = match &mut grace {
+                Some(grace) => grace,
+                None => {
+                    cancelled.as_mut().await;
+                    grace.insert(Deadline::after(engine.grace_period))
+                }
+            };
+            grace.passed().await;
+        };
+        announcer.finish_or_leave(cancelled_and_grace_passed).await;
     }
     Ok(result)
 }
@@ -220,6 +229,24 @@ impl<'p> Scheduler<'p> {
         }
     }
 
+    /// Runs what can run: ready once nothing is left to start or to wait for.
+    fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let progress = self.advance(cx);
+            let flushed = self.flush(cx);
+            return match progress {
+                Progress::Done => Poll::Ready(()),
+                Progress::Waiting => Poll::Pending,
+                Progress::Stalled if flushed.is_ready() => continue,
+                Progress::Stalled => Poll::Pending,
+                Progress::Yield => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            };
+        }
+    }
+
     fn stop_starting(&mut self) {
         self.stopping = true;
         self.ready.clear();
@@ -260,7 +287,13 @@ impl<'p> Scheduler<'p> {
                     self.attempt_over(index as usize, outcome)
                 }
                 Poll::Ready(Some(Landed::BackoffOver(index))) => {
-                    self.start_attempt(index as usize, cx)
+                    self.start_attempt(index as usize, cx);
+                    // Retries with no pause spend the budget too, so that a handler that
+                    // fails at once, again and again, still lets the runtime run others.
+                    budget -= 1;
+                    if budget == 0 {
+                        return Progress::Yield;
+                    }
                 }
                 Poll::Ready(None) => unreachable!("the in-flight set is not empty"),
                 Poll::Pending if held_back => return Progress::Stalled,
@@ -339,9 +372,11 @@ impl<'p> Scheduler<'p> {
                         note.duration = Some(delay);
                     });
                     self.records[index].error = Some(message);
+                    // No timer for no pause: a runtime without one can retry at once.
+                    let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
                     self.in_flight.push(InFlight::Backoff {
                         index: index as u32,
-                        sleep: Box::pin(tokio::time::sleep(delay)),
+                        sleep,
                     });
                     return;
                 }

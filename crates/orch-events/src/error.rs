@@ -56,6 +56,19 @@ pub enum SubjectError {
         /// Byte offset of the misplaced `>`.
         byte: usize,
     },
+    /// More tokens than [`MAX_TOKENS`](crate::MAX_TOKENS). The input is left out of the
+    /// error: it is long.
+    #[error(
+        "subject or pattern has {tokens} tokens, more than the limit of {limit}: token {limit} starts at byte {byte}"
+    )]
+    TooManyTokens {
+        /// How many tokens the input has.
+        tokens: usize,
+        /// The most tokens allowed, [`MAX_TOKENS`](crate::MAX_TOKENS).
+        limit: usize,
+        /// Byte offset where the first token past the limit starts.
+        byte: usize,
+    },
 }
 
 /// Why [`EventBus::publish`](crate::EventBus::publish) failed.

@@ -39,9 +39,9 @@
 //! # Delivery
 //! Routing goes through a subject trie: a publish costs a few look-ups per subject
 //! token, however many subscriptions there are. The answer is cached from a subject's
-//! second publish until the next subscribe or unsubscribe, and a batch
-//! ([`EventBus::try_publish_batch`]) reuses one answer for consecutive events whose
-//! subjects share the leading tokens that decided it. Each event is allocated once and shared
+//! second publish until the next subscribe or unsubscribe (within the bounds under
+//! Limits), and a batch ([`EventBus::try_publish_batch`]) reuses one answer for
+//! consecutive events whose subjects share the leading tokens that decided it. Each event is allocated once and shared
 //! ([`Arc`](std::sync::Arc)). Every subscription has a bounded queue and an
 //! [`Overflow`] policy: [`Overflow::Block`] (the default: the publisher waits, nothing is
 //! lost), [`Overflow::DropOldest`] or [`Overflow::DropNewest`] (the publisher never waits;
@@ -57,12 +57,25 @@
 //! with a callback ([`EventBus::subscribe_fn`], panics caught and counted). With
 //! [`EventBusBuilder::history`], a late subscriber can replay from a sequence number
 //! ([`SubscribeOptions::replay_from`]).
+//!
+//! # Limits
+//! - A subject or pattern has at most [`MAX_TOKENS`] (256) tokens; a longer one is refused,
+//!   when publishing or subscribing, with [`SubjectError::TooManyTokens`]. Real subjects
+//!   have a handful of tokens; the limit bounds the routing work of each publish. Routing
+//!   never recurses per token, so no subject or pattern can exhaust a thread's stack.
+//! - The route cache (see Delivery) holds at most 8,192 subjects, and at most 1 MiB in
+//!   their text and their lists of subscriptions; a route that would take more than
+//!   16 KiB by itself (a subject longer than that, or one matched by about 2,000
+//!   subscriptions or more) is never cached, and is looked up in the trie each time. So
+//!   once their events are consumed, the subjects published on a bus keep no more than
+//!   that alive, however many and however long they were.
 
 mod bus;
 mod callback;
 mod error;
 mod event;
 mod queue;
+mod route_cache;
 mod routes;
 mod subject;
 mod subscription;
@@ -73,5 +86,5 @@ pub use callback::CallbackSubscription;
 pub use error::{PublishError, SubjectError, SubscribeError, TryPublishError, TryPublishErrorKind};
 pub use event::{Delivery, Event};
 pub use queue::{Overflow, SubscriptionStats};
-pub use subject::{IntoSubject, Pattern, Subject};
+pub use subject::{IntoSubject, MAX_TOKENS, Pattern, Subject};
 pub use subscription::{SubscribeOptions, Subscription, SubscriptionId};

@@ -3,13 +3,19 @@
 //! A subject is one or more tokens separated by `.`; no token may be empty or contain
 //! whitespace. A pattern is a subject whose tokens may also be `*` (exactly one token)
 //! or, as the last token only, `>` (one or more tokens). As in NATS, `*` and `>` are
-//! wildcards only as whole tokens: `a*` is an ordinary token.
+//! wildcards only as whole tokens: `a*` is an ordinary token. Either has at most
+//! [`MAX_TOKENS`] tokens.
 
 use std::{fmt, str::FromStr, sync::Arc};
 
 use arrayvec::ArrayString;
 
 use crate::SubjectError;
+
+/// The most tokens a subject or pattern may have; more is
+/// [`SubjectError::TooManyTokens`]. Real subjects have a handful (orch's own have five or
+/// six): the limit refuses runaway input and bounds the routing work of each publish.
+pub const MAX_TOKENS: usize = 256;
 
 /// A validated subject to publish on, such as `workflow.etl.task.load.completed`.
 ///
@@ -106,6 +112,14 @@ impl Subject {
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
         self.as_str().split('.')
     }
+
+    /// The bytes this subject holds outside itself: a long one's shared text.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Text::Inline(_) => 0,
+            Text::Shared(text) => 2 * size_of::<usize>() + text.len(),
+        }
+    }
 }
 
 impl PartialEq for Subject {
@@ -174,6 +188,15 @@ impl Pattern {
     }
 }
 
+#[cfg(test)]
+impl Pattern {
+    /// A pattern that may have more than [`MAX_TOKENS`] tokens, for tests of the parts
+    /// that must not depend on the limit.
+    pub(crate) fn unlimited(pattern: &str) -> Self {
+        Self(Arc::from(pattern))
+    }
+}
+
 /// Checks `input` as a pattern (`wildcards`) or as a published subject.
 fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
     if is_plainly_valid(input.as_bytes(), wildcards) {
@@ -183,7 +206,7 @@ fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
 }
 
 /// The common case, in a few passes that the compiler can vectorise: printable ASCII, no
-/// empty token, and wildcards only where allowed. False means "look closer", not
+/// empty token, not too many tokens, and wildcards only where allowed. False means "look closer", not
 /// "invalid": anything else (non-ASCII text, say) is for [`explain`] to decide.
 fn is_plainly_valid(input: &[u8], wildcards: bool) -> bool {
     let (Some(&first), Some(&last)) = (input.first(), input.last()) else {
@@ -198,7 +221,8 @@ fn is_plainly_valid(input: &[u8], wildcards: bool) -> bool {
         .fold(false, |any, (&b, &before)| {
             any | ((b == b'.') & (before == b'.'))
         });
-    if !printable || empty_token || first == b'.' || last == b'.' {
+    let dots = input.iter().fold(0, |n, &b| n + usize::from(b == b'.'));
+    if !printable || empty_token || dots >= MAX_TOKENS || first == b'.' || last == b'.' {
         return false;
     }
     let wild = input
@@ -225,6 +249,13 @@ fn explain(input: &str, wildcards: bool) -> Result<(), SubjectError> {
     }
     let mut byte = 0;
     for (token, text) in input.split('.').enumerate() {
+        if token == MAX_TOKENS {
+            return Err(SubjectError::TooManyTokens {
+                tokens: input.split('.').count(),
+                limit: MAX_TOKENS,
+                byte,
+            });
+        }
         let last = byte + text.len() == input.len();
         if text.is_empty() {
             return Err(SubjectError::EmptyToken {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use arrayvec::ArrayVec;
+
 use crate::Pattern;
 
 /// Values (subscriptions) keyed by pattern.
@@ -41,44 +43,77 @@ impl<V> Node<V> {
             && self.here.is_empty()
     }
 
-    /// Matches `subject`, the rest of a subject from token `depth` on.
-    fn visit<'a, F: FnMut(&'a V)>(
-        &'a self,
-        subject: &str,
-        depth: usize,
-        f: &mut F,
-        reach: &mut Reach,
-    ) {
-        let (token, rest) = match subject.split_once('.') {
-            Some((token, rest)) => (token, Some(rest)),
-            None => (subject, None),
-        };
-        // `>` after this node matches this token and everything after it.
-        self.rest.iter().for_each(&mut *f);
-        reach.read(depth + 1);
-        if let Some(child) = self.literal.get(token) {
-            child.descend(rest, depth + 1, f, reach);
-        }
-        if let Some(child) = self.star.as_deref() {
-            child.descend(rest, depth + 1, f, reach);
+    /// Whether this node holds anything besides one child.
+    fn holds_more_than_a_child(&self) -> bool {
+        self.literal.len() + usize::from(self.star.is_some()) + self.rest.len() + self.here.len()
+            > 1
+    }
+
+    fn child(&self, token: &str) -> Option<&Node<V>> {
+        match token {
+            "*" => self.star.as_deref(),
+            _ => self.literal.get(token),
         }
     }
 
-    fn descend<'a, F: FnMut(&'a V)>(
-        &'a self,
-        rest: Option<&str>,
-        depth: usize,
-        f: &mut F,
-        reach: &mut Reach,
-    ) {
-        match rest {
-            Some(rest) => self.visit(rest, depth, f, reach),
-            None => {
-                // Whether the subject ends here decided the answer.
-                reach.whole = true;
-                self.here.iter().for_each(f);
-            }
+    fn child_mut(&mut self, token: &str) -> Option<&mut Node<V>> {
+        match token {
+            "*" => self.star.as_deref_mut(),
+            _ => self.literal.get_mut(token),
         }
+    }
+
+    /// The node at the end of `path` (pattern tokens, `>` excluded) from this one.
+    fn find_mut(&mut self, path: &[&str]) -> Option<&mut Node<V>> {
+        let mut node = self;
+        for token in path {
+            node = node.child_mut(token)?;
+        }
+        Some(node)
+    }
+
+    /// Moves this node's children onto `nodes`.
+    fn give_children(&mut self, nodes: &mut Vec<Node<V>>) {
+        nodes.extend(self.literal.drain().map(|(_, child)| child));
+        nodes.extend(self.star.take().map(|child| *child));
+    }
+}
+
+/// Taken apart level by level: dropping each child inside its parent would recurse once
+/// per pattern token.
+impl<V> Drop for Node<V> {
+    fn drop(&mut self) {
+        if self.literal.is_empty() && self.star.is_none() {
+            return;
+        }
+        let mut nodes = Vec::new();
+        self.give_children(&mut nodes);
+        while let Some(mut node) = nodes.pop() {
+            node.give_children(&mut nodes);
+        }
+    }
+}
+
+/// Branches of a match still to visit: each a node, how many subject tokens led to it,
+/// and the rest of the subject (`None` when the subject ended there). A few are kept
+/// inline, so a match that forks rarely does not allocate.
+struct Branches<'a, 's, V> {
+    near: ArrayVec<Branch<'a, 's, V>, 8>,
+    far: Vec<Branch<'a, 's, V>>,
+}
+
+type Branch<'a, 's, V> = (&'a Node<V>, usize, Option<&'s str>);
+
+impl<'a, 's, V> Branches<'a, 's, V> {
+    fn push(&mut self, branch: Branch<'a, 's, V>) {
+        if let Err(full) = self.near.try_push(branch) {
+            self.far.push(full.element());
+        }
+    }
+
+    /// The branch pushed last.
+    fn pop(&mut self) -> Option<Branch<'a, 's, V>> {
+        self.far.pop().or_else(|| self.near.pop())
     }
 }
 
@@ -151,12 +186,47 @@ impl<V> Trie<V> {
     /// Removes the first value under `pattern` for which `is_it` holds, pruning
     /// branches left empty. Returns it, if any.
     pub(crate) fn remove(&mut self, pattern: &Pattern, is_it: impl Fn(&V) -> bool) -> Option<V> {
-        let tokens: Vec<&str> = pattern.tokens().collect();
-        let removed = remove_in(&mut self.root, &tokens, &is_it);
-        if removed.is_some() {
-            self.len -= 1;
+        let mut path: Vec<&str> = pattern.tokens().collect();
+        let rest = path.last() == Some(&">");
+        if rest {
+            path.pop();
         }
-        removed
+        let node = self.root.find_mut(&path)?;
+        let values = if rest { &mut node.rest } else { &mut node.here };
+        let removed = values.remove(values.iter().position(is_it)?);
+        self.len -= 1;
+        if node.is_empty() {
+            self.prune(&path);
+        }
+        Some(removed)
+    }
+
+    /// Cuts off the branch along `path` that holds nothing but the empty node at its end:
+    /// the part below the deepest node on `path` that holds something else too (or below
+    /// the root).
+    fn prune(&mut self, path: &[&str]) {
+        let mut keep = 0;
+        let mut node = &self.root;
+        for (depth, token) in path.iter().enumerate() {
+            if node.holds_more_than_a_child() {
+                keep = depth;
+            }
+            let Some(child) = node.child(token) else {
+                return;
+            };
+            node = child;
+        }
+        let Some(&cut) = path.get(keep) else {
+            return;
+        };
+        let Some(parent) = self.root.find_mut(&path[..keep]) else {
+            return;
+        };
+        // Dropped here, level by level (see `Drop for Node`).
+        match cut {
+            "*" => drop(parent.star.take()),
+            _ => drop(parent.literal.remove(cut)),
+        }
     }
 
     /// Calls `f` on each value whose pattern matches `subject` (a valid subject), once
@@ -167,13 +237,41 @@ impl<V> Trie<V> {
     }
 
     /// [`Trie::for_each_match`], saying how much of `subject` decided the matches.
+    ///
+    /// A depth-first walk, literal child before `*` child, without recursion: the
+    /// branch not taken at a fork waits in [`Branches`].
     pub(crate) fn for_each_match_reach<'a>(
         &'a self,
         subject: &str,
         mut f: impl FnMut(&'a V),
     ) -> Reach {
         let mut reach = Reach::default();
-        self.root.visit(subject, 0, &mut f, &mut reach);
+        let mut forks = Branches {
+            near: ArrayVec::new(),
+            far: Vec::new(),
+        };
+        let mut next = Some((&self.root, 0, Some(subject)));
+        while let Some((node, depth, rest)) = next.take().or_else(|| forks.pop()) {
+            let Some(rest) = rest else {
+                // Whether the subject ends here decided the answer.
+                reach.whole = true;
+                node.here.iter().for_each(&mut f);
+                continue;
+            };
+            let (token, after) = match rest.split_once('.') {
+                Some((token, after)) => (token, Some(after)),
+                None => (rest, None),
+            };
+            // `>` after this node matches this token and everything after it.
+            node.rest.iter().for_each(&mut f);
+            reach.read(depth + 1);
+            let literal = node.literal.get(token);
+            let star = node.star.as_deref();
+            if let (Some(_), Some(star)) = (literal, star) {
+                forks.push((star, depth + 1, after));
+            }
+            next = literal.or(star).map(|child| (child, depth + 1, after));
+        }
         reach
     }
 
@@ -184,43 +282,29 @@ impl<V> Trie<V> {
         while let Some(mut node) = stack.pop() {
             out.append(&mut node.here);
             out.append(&mut node.rest);
-            stack.extend(node.literal.into_values());
-            stack.extend(node.star.map(|b| *b));
+            node.give_children(&mut stack);
         }
         self.len = 0;
         out
     }
 }
 
-fn remove_in<V>(node: &mut Node<V>, tokens: &[&str], is_it: &impl Fn(&V) -> bool) -> Option<V> {
-    let take = |values: &mut Vec<V>| values.iter().position(is_it).map(|i| values.remove(i));
-    let Some((&token, rest)) = tokens.split_first() else {
-        return take(&mut node.here);
-    };
-    match token {
-        ">" => take(&mut node.rest),
-        "*" => {
-            let child = node.star.as_deref_mut()?;
-            let removed = remove_in(child, rest, is_it);
-            if child.is_empty() {
-                node.star = None;
-            }
-            removed
-        }
-        _ => {
-            let child = node.literal.get_mut(token)?;
-            let removed = remove_in(child, rest, is_it);
-            if child.is_empty() {
-                node.literal.remove(token);
-            }
-            removed
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Subject;
+
+    /// How many nodes the trie has, the root included.
+    fn nodes<V>(trie: &Trie<V>) -> usize {
+        let mut count = 0;
+        let mut stack = vec![&trie.root];
+        while let Some(node) = stack.pop() {
+            count += 1;
+            stack.extend(node.literal.values());
+            stack.extend(node.star.as_deref());
+        }
+        count
+    }
 
     fn pattern(p: &str) -> Pattern {
         Pattern::new(p).expect("valid pattern")
@@ -314,6 +398,79 @@ mod tests {
                 proptest::prop_assert_eq!(matches(&trie, &other), matches(&trie, &subject));
             }
         }
+    }
+
+    proptest::proptest! {
+        /// Inserting and removing agree with a plain list of patterns, and removing
+        /// everything leaves no node behind.
+        #[test]
+        fn removing_agrees_with_a_list(
+            ops in proptest::collection::vec(
+                (proptest::bool::weighted(0.6), "[ab*](\\.[ab*]){0,3}(\\.>)?"),
+                1..32,
+            ),
+            subjects in proptest::collection::vec("[ab](\\.[ab]){0,4}", 1..6),
+        ) {
+            let mut trie = Trie::default();
+            let mut list: Vec<(Pattern, u32)> = Vec::new();
+            for (value, (insert, text)) in (0..).zip(&ops) {
+                let p = pattern(text);
+                if *insert {
+                    trie.insert(&p, value);
+                    list.push((p, value));
+                } else {
+                    let first = list.iter().position(|(q, _)| *q == p);
+                    let expected = first.map(|i| list.remove(i).1);
+                    proptest::prop_assert_eq!(trie.remove(&p, |_| true), expected);
+                }
+            }
+            proptest::prop_assert_eq!(trie.len(), list.len());
+            for subject in &subjects {
+                let s = Subject::new(subject).expect("valid subject");
+                let mut expected: Vec<u32> =
+                    list.iter().filter(|(p, _)| p.matches(&s)).map(|(_, v)| *v).collect();
+                expected.sort_unstable();
+                proptest::prop_assert_eq!(matches(&trie, subject), expected);
+            }
+            for (p, value) in list {
+                proptest::prop_assert_eq!(trie.remove(&p, |v| *v == value), Some(value));
+            }
+            proptest::prop_assert!(trie.root.is_empty());
+        }
+    }
+
+    /// Inserting, matching, removing and dropping need no stack per token: patterns of
+    /// 10^5 tokens (past the limit that subjects and patterns have, which does not
+    /// protect the trie itself) on a thread with a small stack.
+    #[test]
+    fn deep_patterns_need_no_stack_per_token() {
+        let deep_trie = || {
+            let deep = vec!["a"; 100_000].join(".");
+            let mut trie = Trie::default();
+            trie.insert(&Pattern::unlimited(&deep), 1);
+            trie.insert(&Pattern::unlimited(&format!("{deep}.>")), 2);
+            trie.insert(&Pattern::unlimited(&vec!["*"; 100_000].join(".")), 3);
+            let forked = format!("{}.b", vec!["a"; 50_000].join("."));
+            trie.insert(&Pattern::unlimited(&forked), 4);
+            assert_eq!(matches(&trie, &deep), [1, 3]);
+            assert_eq!(matches(&trie, &format!("{deep}.b.c")), [2]);
+            assert_eq!(trie.remove(&Pattern::unlimited(&deep), |_| true), Some(1));
+            assert_eq!(matches(&trie, &deep), [3]);
+            let rest = Pattern::unlimited(&format!("{deep}.>"));
+            // Cuts the chain from where the fork to `b` was, 50,000 tokens down.
+            assert_eq!(trie.remove(&rest, |_| true), Some(2));
+            assert_eq!(matches(&trie, &deep), [3]);
+            assert_eq!(matches(&trie, &forked), [4]);
+            assert_eq!(trie.len(), 2);
+            assert_eq!(nodes(&trie), 1 + 100_000 + 50_001);
+            // Dropped with two chains of 5 * 10^4 and 10^5 nodes in it.
+        };
+        std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(deep_trie)
+            .expect("thread")
+            .join()
+            .expect("no panic");
     }
 
     #[test]

@@ -8,13 +8,13 @@ use orch_core::{
 
 use super::Scheduler;
 use crate::announce::Announcer;
+use crate::attempt::InFlight;
 
 impl Scheduler<'_> {
     /// Cancels what is unfinished and assembles the result.
     pub(super) fn finish(mut self) -> (WorkflowResult, Option<Announcer>) {
         let end_time = self.clock.now();
-        // Dropping the in-flight set drops every handler future still running.
-        drop(std::mem::take(&mut self.in_flight));
+        let mut dropped = self.drop_in_flight();
         let mut failed = false;
         let mut cancelled = false;
         for index in 0..self.records.len() {
@@ -25,7 +25,14 @@ impl Scheduler<'_> {
                         record.end_time = Some(end_time);
                     }
                     record.status = TaskStatus::Cancelled;
-                    record.error = Some("cancelled: the run was cancelled".to_owned());
+                    let mut error = "cancelled: the run was cancelled".to_owned();
+                    if dropped.last().is_some_and(|(i, _)| *i == index) {
+                        if let Some((_, panic)) = dropped.pop() {
+                            error.push_str("; ");
+                            error.push_str(&panic);
+                        }
+                    }
+                    record.error = Some(error);
                     cancelled = true;
                     self.announce_ended(EngineEventKind::TaskCancelled, index);
                 }
@@ -74,6 +81,22 @@ impl Scheduler<'_> {
             metrics: lazy_metrics(),
         };
         (result, self.announcer)
+    }
+
+    /// Drops every handler future still running, each inside a panic guard, and returns
+    /// the panics that happened, by task index, the highest first.
+    fn drop_in_flight(&mut self) -> Vec<(usize, String)> {
+        let mut dropped = Vec::new();
+        for flight in self.in_flight.iter_mut() {
+            if let InFlight::Attempt(attempt) = flight {
+                if let Some(panic) = attempt.release() {
+                    dropped.push((attempt.index as usize, panic));
+                }
+            }
+        }
+        self.in_flight.clear();
+        dropped.sort_unstable_by_key(|&(index, _)| std::cmp::Reverse(index));
+        dropped
     }
 }
 

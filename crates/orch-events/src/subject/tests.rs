@@ -194,3 +194,32 @@ fn serde_round_trip_validates() {
     assert!(serde_json::from_str::<Subject>("\"a..b\"").is_err());
     assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"a.b\""));
 }
+
+#[test]
+fn the_token_limit_is_checked_alike_by_the_quick_check_and_the_explanation() {
+    for count in [MAX_TOKENS - 1, MAX_TOKENS, MAX_TOKENS + 1, 4 * MAX_TOKENS] {
+        for (last, wildcards) in [("a", false), ("a", true), ("*", true), (">", true)] {
+            let input = format!("{}{last}", "ab.".repeat(count - 1));
+            let result = validate(&input, wildcards);
+            assert_eq!(result, explain(&input, wildcards), "{count} {last}");
+            if count <= MAX_TOKENS {
+                assert_eq!(result, Ok(()), "{count} tokens are allowed");
+            } else {
+                assert_eq!(
+                    result,
+                    Err(SubjectError::TooManyTokens {
+                        tokens: count,
+                        limit: MAX_TOKENS,
+                        byte: 3 * MAX_TOKENS,
+                    })
+                );
+            }
+        }
+    }
+    // An earlier fault is reported first; one past the limit is not looked for.
+    let input = format!("a..{}", "b.".repeat(2 * MAX_TOKENS));
+    assert!(matches!(
+        Subject::new(&input),
+        Err(SubjectError::EmptyToken { token: 1, .. })
+    ));
+}

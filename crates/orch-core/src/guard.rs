@@ -1,0 +1,464 @@
+//! [`Guarded`]: a deserializer that passes a YAML or TOML document through unchanged,
+//! except that it refuses numbers that are not finite, hands TOML datetimes on as RFC 3339
+//! text, and puts a budget on what YAML aliases expand to.
+//!
+//! It wraps every deserializer, visitor, sequence, map and enum the document goes
+//! through, so that each rule holds at any depth and for any type being read.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, IgnoredAny, MapAccess, SeqAccess,
+    VariantAccess, Visitor,
+};
+
+/// The key under which the `toml` crate hands a datetime to a visitor, as a one-entry map.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+/// What a document may do, and how much of its budget is left.
+pub(crate) struct Rules {
+    /// The budget: values plus the bytes of their text (`u64::MAX`: none).
+    limit: u64,
+    spent: Cell<u64>,
+    toml_datetimes: bool,
+}
+
+impl Rules {
+    /// YAML: at most `limit` values and text bytes, aliases expanded.
+    pub(crate) fn yaml(limit: u64) -> Self {
+        Self {
+            limit,
+            spent: Cell::new(0),
+            toml_datetimes: false,
+        }
+    }
+
+    /// TOML: datetimes become text; no budget (TOML has no aliases).
+    pub(crate) fn toml() -> Self {
+        Self {
+            limit: u64::MAX,
+            spent: Cell::new(0),
+            toml_datetimes: true,
+        }
+    }
+
+    /// The budget, when reading stopped because it was spent.
+    pub(crate) fn exceeded(&self) -> Option<u64> {
+        (self.spent.get() > self.limit).then_some(self.limit)
+    }
+
+    fn charge<E: de::Error>(&self, text_bytes: usize) -> Result<(), E> {
+        let spent = self
+            .spent
+            .get()
+            .saturating_add(1)
+            .saturating_add(text_bytes as u64);
+        self.spent.set(spent);
+        if spent > self.limit {
+            return Err(E::custom(format!(
+                "aliases expand the document past its limit of {} values and text bytes",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn finite<E: de::Error>(value: f64) -> Result<(), E> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(E::custom(format!(
+            "{value} is not a finite number: numbers in a workflow must be finite"
+        )))
+    }
+}
+
+/// A deserializer under [`Rules`].
+pub(crate) struct Guarded<'r, D> {
+    inner: D,
+    rules: &'r Rules,
+}
+
+impl<'r, D> Guarded<'r, D> {
+    pub(crate) fn new(inner: D, rules: &'r Rules) -> Self {
+        Self { inner, rules }
+    }
+}
+
+/// Forwards `deserialize_*` methods, wrapping the visitor.
+macro_rules! forward_deserialize {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.inner.$method($($arg,)* Visit { inner: visitor, rules: self.rules })
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
+    type Error = D::Error;
+
+    forward_deserialize! {
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
+        deserialize_i32(); deserialize_i64(); deserialize_i128(); deserialize_u8();
+        deserialize_u16(); deserialize_u32(); deserialize_u64(); deserialize_u128();
+        deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str();
+        deserialize_string(); deserialize_bytes(); deserialize_byte_buf();
+        deserialize_option(); deserialize_unit(); deserialize_seq(); deserialize_map();
+        deserialize_identifier(); deserialize_ignored_any();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+/// A visitor under [`Rules`]: charges each value, checks numbers, wraps what it is given.
+struct Visit<'r, V> {
+    inner: V,
+    rules: &'r Rules,
+}
+
+/// The bytes of text in a plain value, charged beside the value itself.
+trait TextBytes {
+    fn text_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl TextBytes for bool {}
+impl TextBytes for i8 {}
+impl TextBytes for i16 {}
+impl TextBytes for i32 {}
+impl TextBytes for i64 {}
+impl TextBytes for i128 {}
+impl TextBytes for u8 {}
+impl TextBytes for u16 {}
+impl TextBytes for u32 {}
+impl TextBytes for u64 {}
+impl TextBytes for u128 {}
+
+impl TextBytes for char {
+    fn text_bytes(&self) -> usize {
+        self.len_utf8()
+    }
+}
+
+impl TextBytes for &str {
+    fn text_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl TextBytes for String {
+    fn text_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl TextBytes for &[u8] {
+    fn text_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl TextBytes for Vec<u8> {
+    fn text_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Forwards `visit_*` methods for plain values, charging each one.
+macro_rules! forward_visit {
+    ($($method:ident($ty:ty);)*) => {$(
+        fn $method<E: de::Error>(self, value: $ty) -> Result<V::Value, E> {
+            self.rules.charge(value.text_bytes())?;
+            self.inner.$method(value)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    forward_visit! {
+        visit_bool(bool);
+        visit_i8(i8);
+        visit_i16(i16);
+        visit_i32(i32);
+        visit_i64(i64);
+        visit_i128(i128);
+        visit_u8(u8);
+        visit_u16(u16);
+        visit_u32(u32);
+        visit_u64(u64);
+        visit_u128(u128);
+        visit_char(char);
+        visit_str(&str);
+        visit_borrowed_str(&'de str);
+        visit_string(String);
+        visit_bytes(&[u8]);
+        visit_borrowed_bytes(&'de [u8]);
+        visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_f32<E: de::Error>(self, value: f32) -> Result<V::Value, E> {
+        finite(value.into())?;
+        self.rules.charge(0)?;
+        self.inner.visit_f32(value)
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<V::Value, E> {
+        finite(value)?;
+        self.rules.charge(0)?;
+        self.inner.visit_f64(value)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.rules.charge(0)?;
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.rules.charge(0)?;
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_some(Guarded::new(d, self.rules))
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_newtype_struct(Guarded::new(d, self.rules))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.rules.charge(0)?;
+        self.inner.visit_seq(Seq {
+            inner: seq,
+            rules: self.rules,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V::Value, A::Error> {
+        self.rules.charge(0)?;
+        if !self.rules.toml_datetimes {
+            return self.inner.visit_map(Map {
+                inner: map,
+                first: None,
+                ended: false,
+                rules: self.rules,
+            });
+        }
+        // A TOML datetime arrives as a map with one entry under a private key: look at
+        // the first key, and hand the rest on as a map if it is not that one.
+        let first = map.next_key_seed(KeyText)?;
+        match first {
+            Some(key) if key == TOML_DATETIME_KEY => {
+                let text: String = map.next_value()?;
+                if map.next_key::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(format!(
+                        "the key `{TOML_DATETIME_KEY}` is kept for TOML datetimes"
+                    )));
+                }
+                self.inner.visit_string(text)
+            }
+            first => self.inner.visit_map(Map {
+                ended: first.is_none(),
+                inner: map,
+                first,
+                rules: self.rules,
+            }),
+        }
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_enum(Enum {
+            inner: data,
+            rules: self.rules,
+        })
+    }
+}
+
+/// A seed under [`Rules`].
+struct Seed<'r, S> {
+    inner: S,
+    rules: &'r Rules,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.inner.deserialize(Guarded::new(d, self.rules))
+    }
+}
+
+struct Seq<'r, A> {
+    inner: A,
+    rules: &'r Rules,
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        self.inner.next_element_seed(Seed {
+            inner: seed,
+            rules: self.rules,
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+/// A map under [`Rules`], which may first give back a key already read from it.
+struct Map<'r, 'de, A> {
+    inner: A,
+    first: Option<Cow<'de, str>>,
+    /// The inner map said it had no more keys.
+    ended: bool,
+    rules: &'r Rules,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let seed = Seed {
+            inner: seed,
+            rules: self.rules,
+        };
+        match self.first.take() {
+            Some(Cow::Borrowed(key)) => seed
+                .deserialize(BorrowedStrDeserializer::new(key))
+                .map(Some),
+            Some(Cow::Owned(key)) => seed.deserialize(StringDeserializer::new(key)).map(Some),
+            None if self.ended => Ok(None),
+            None => self.inner.next_key_seed(seed),
+        }
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        self.inner.next_value_seed(Seed {
+            inner: seed,
+            rules: self.rules,
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads a map key as text, borrowed from the document where it can be.
+struct KeyText;
+
+impl<'de> DeserializeSeed<'de> for KeyText {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyText {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key))
+    }
+}
+
+struct Enum<'r, A> {
+    inner: A,
+    rules: &'r Rules,
+}
+
+impl<'r, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Enum<'r, A> {
+    type Error = A::Error;
+    type Variant = Enum<'r, A::Variant>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), A::Error> {
+        let rules = self.rules;
+        let (value, variant) = self.inner.variant_seed(Seed { inner: seed, rules })?;
+        Ok((
+            value,
+            Enum {
+                inner: variant,
+                rules,
+            },
+        ))
+    }
+}
+
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Enum<'_, A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        self.inner.unit_variant()
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        self.inner.newtype_variant_seed(Seed {
+            inner: seed,
+            rules: self.rules,
+        })
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
+        let visitor = Visit {
+            inner: visitor,
+            rules: self.rules,
+        };
+        self.inner.tuple_variant(len, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, A::Error> {
+        let visitor = Visit {
+            inner: visitor,
+            rules: self.rules,
+        };
+        self.inner.struct_variant(fields, visitor)
+    }
+}

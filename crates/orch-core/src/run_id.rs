@@ -1,0 +1,287 @@
+//! [`RunId`], the name of one run of a workflow, and [`RunIdError`] for text that cannot be one.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The identifier of one run of a workflow.
+///
+/// A run id is 1 to 128 bytes of ASCII letters, digits, `_` and `-`, so it can be used
+/// as it is for a file name, a database key or a message subject. [`RunId::new`] makes a
+/// fresh one; [`RunId::parse`] (or `str::parse`) checks one given by a user. Cloning is
+/// cheap.
+///
+/// ```
+/// use orch_core::RunId;
+///
+/// let id: RunId = "nightly-2024_06_01".parse()?;
+/// assert_eq!(id.as_str(), "nightly-2024_06_01");
+/// assert!("nightly/2024".parse::<RunId>().is_err());
+///
+/// let (a, b) = (RunId::new(), RunId::new());
+/// assert_ne!(a, b);
+/// // Made of the current UTC time, then parts that tell runs started in the same instant apart.
+/// assert!(a.as_str().starts_with("20"));
+/// # Ok::<(), orch_core::RunIdError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RunId(Arc<str>);
+
+/// The longest run id, in bytes.
+const MAX_LEN: usize = 128;
+
+/// Why a text is not a valid [`RunId`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunIdError {
+    /// The text is empty.
+    #[error("a run id cannot be empty")]
+    Empty,
+    /// The text is longer than 128 bytes.
+    #[error("a run id has at most 128 bytes; this one has {len}")]
+    TooLong {
+        /// The length of the text, in bytes.
+        len: usize,
+    },
+    /// The text holds a character other than an ASCII letter, digit, `_` or `-`.
+    #[error(
+        "run id {id:?} has {found:?} at byte {position}; only ASCII letters, digits, `_` and `-` are allowed"
+    )]
+    InvalidCharacter {
+        /// The text that was given.
+        id: String,
+        /// The first character that is not allowed.
+        found: char,
+        /// Its byte offset in the text.
+        position: usize,
+    },
+}
+
+impl RunId {
+    /// A fresh id, unique among those made on this machine as long as its clock does not
+    /// go back: the current UTC time to the second (`20240601T120000Z`), then the
+    /// nanoseconds, the process id and a per-process counter, in hexadecimal.
+    #[allow(clippy::new_without_default)] // a default that differs on each call would surprise
+    pub fn new() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since_epoch.as_secs();
+        let (year, month, day) = civil_date(secs / 86_400);
+        let time_of_day = secs % 86_400;
+        let id = format!(
+            "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z-{:08x}-{:x}-{count:x}",
+            time_of_day / 3600,
+            time_of_day / 60 % 60,
+            time_of_day % 60,
+            since_epoch.subsec_nanos(),
+            std::process::id(),
+        );
+        Self(id.into())
+    }
+
+    /// Checks `id` and makes it a run id.
+    pub fn parse(id: &str) -> Result<Self, RunIdError> {
+        check(id)?;
+        Ok(Self(id.into()))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check(id: &str) -> Result<(), RunIdError> {
+    if id.is_empty() {
+        return Err(RunIdError::Empty);
+    }
+    if id.len() > MAX_LEN {
+        return Err(RunIdError::TooLong { len: id.len() });
+    }
+    match id
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    {
+        Some((position, found)) => Err(RunIdError::InvalidCharacter {
+            id: id.to_owned(),
+            found,
+            position,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The (year, month, day) of the UTC day `days` after 1970-01-01 (proleptic Gregorian).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    // Shift to a calendar whose years begin on 1 March, so leap days fall at a year's end.
+    let days = days + 719_468;
+    let era = days / 146_097;
+    let day_of_era = days % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+impl FromStr for RunId {
+    type Err = RunIdError;
+
+    fn from_str(id: &str) -> Result<Self, RunIdError> {
+        Self::parse(id)
+    }
+}
+
+impl TryFrom<&str> for RunId {
+    type Error = RunIdError;
+
+    fn try_from(id: &str) -> Result<Self, RunIdError> {
+        Self::parse(id)
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = RunIdError;
+
+    fn try_from(id: String) -> Result<Self, RunIdError> {
+        check(&id)?;
+        Ok(Self(id.into()))
+    }
+}
+
+impl AsRef<str> for RunId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for RunId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RunId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for RunId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::try_from(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn civil_date_matches_known_days() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(59), (1970, 3, 1));
+        assert_eq!(civil_date(10_956), (1999, 12, 31));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(19_875), (2024, 6, 1));
+        assert_eq!(civil_date(2_932_896), (9999, 12, 31));
+    }
+
+    #[test]
+    fn fresh_ids_are_valid_and_distinct() {
+        let ids: Vec<RunId> = (0..1000).map(|_| RunId::new()).collect();
+        for id in &ids {
+            assert_eq!(RunId::parse(id.as_str()).as_ref(), Ok(id));
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn bad_ids_are_refused_with_the_reason() {
+        assert_eq!(RunId::parse(""), Err(RunIdError::Empty));
+        assert_eq!(
+            RunId::parse(&"a".repeat(129)),
+            Err(RunIdError::TooLong { len: 129 })
+        );
+        assert!(RunId::parse(&"a".repeat(128)).is_ok());
+        let err = RunId::parse("ab.c").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run id \"ab.c\" has '.' at byte 2; only ASCII letters, digits, `_` and `-` are allowed"
+        );
+        assert!(matches!(
+            RunId::parse("é"),
+            Err(RunIdError::InvalidCharacter {
+                found: 'é',
+                position: 0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn serde_checks_the_text() {
+        let id: RunId = serde_json::from_str("\"run-1\"").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"run-1\"");
+        let err = serde_json::from_str::<RunId>("\"../etc\"").unwrap_err();
+        assert!(err.to_string().contains("only ASCII letters"), "{err}");
+    }
+
+    #[test]
+    fn display_pads() {
+        let id = RunId::parse("r1").unwrap();
+        assert_eq!(format!("[{id:<4}]"), "[r1  ]");
+    }
+
+    proptest! {
+        #[test]
+        fn parse_accepts_exactly_the_allowed_texts(text in "\\PC{0,140}|[A-Za-z0-9_-]{1,130}") {
+            let allowed = !text.is_empty()
+                && text.len() <= 128
+                && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let parsed = RunId::parse(&text);
+            prop_assert_eq!(parsed.is_ok(), allowed);
+            if let Ok(id) = parsed {
+                prop_assert_eq!(id.to_string(), text);
+            }
+        }
+    }
+}

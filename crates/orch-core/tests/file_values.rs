@@ -1,0 +1,205 @@
+//! Values in workflow files that used to be mangled or refused: TOML datetimes, non-finite
+//! numbers, `null` timeouts, human-readable durations, byte-order marks and bytes that are
+//! not UTF-8.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orch_core::{LoadError, Workflow};
+use serde_json::json;
+use support::parse_error;
+
+/// A scratch directory of this test binary's own, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("orch-core-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn toml_datetimes_reach_the_config_as_rfc3339_text() {
+    let workflow = Workflow::from_toml(
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n[tasks.a.config]\n\
+         at = 1979-05-27T07:32:00Z\n\
+         offset = 1979-05-27T00:32:00.999999-07:00\n\
+         local = 1979-05-27T07:32:00\n\
+         day = 1979-05-27\n\
+         times = [07:32:00, { nested = 2024-02-29T12:00:00Z }]\n",
+    )
+    .expect("valid TOML");
+    assert_eq!(
+        workflow.tasks()["a"].config,
+        json!({
+            "at": "1979-05-27T07:32:00Z",
+            "offset": "1979-05-27T00:32:00.999999-07:00",
+            "local": "1979-05-27T07:32:00",
+            "day": "1979-05-27",
+            "times": ["07:32:00", {"nested": "2024-02-29T12:00:00Z"}],
+        })
+    );
+}
+
+#[test]
+fn toml_non_finite_numbers_are_a_load_error_naming_the_field() {
+    for (value, shown) in [
+        ("nan", "NaN"),
+        ("inf", "inf"),
+        ("-inf", "-inf"),
+        ("+nan", "NaN"),
+    ] {
+        let (field, line, message) = parse_error(Workflow::from_toml(&format!(
+            "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nconfig = {{ ok = 1.5, x = {value} }}\n"
+        )));
+        assert_eq!(field, "tasks.a.config.x", "{value}");
+        assert_eq!(line, Some(4), "{value}");
+        assert!(
+            message.contains(&format!("{shown} is not a finite number")),
+            "{message}"
+        );
+    }
+    let (field, _, _) = parse_error(Workflow::from_toml(
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nbackoff = { multiplier = inf }\n",
+    ));
+    assert_eq!(field, "tasks.a.backoff.multiplier");
+}
+
+#[test]
+fn yaml_non_finite_numbers_are_a_load_error_naming_the_field() {
+    for value in [".nan", ".NaN", ".inf", "-.inf", "+.INF"] {
+        let (field, line, message) = parse_error(Workflow::from_yaml(&format!(
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      list: [1, {value}]\n"
+        )));
+        assert_eq!(field, "tasks.a.config.list[1]", "{value}");
+        assert_eq!(line, Some(6), "{value}");
+        assert!(message.contains("is not a finite number"), "{message}");
+    }
+    let (field, _, _) = parse_error(Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    timeout: .inf\n",
+    ));
+    assert_eq!(field, "tasks.a.timeout");
+}
+
+#[test]
+fn a_null_timeout_means_no_timeout() {
+    let json = Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "timeout": null}}}"#,
+    )
+    .expect("null timeout");
+    assert_eq!(json.tasks()["a"].timeout, None);
+    for yaml in ["timeout: ~", "timeout: null", "timeout:"] {
+        let workflow = Workflow::from_yaml(&format!(
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    {yaml}\n"
+        ))
+        .expect(yaml);
+        assert_eq!(workflow.tasks()["a"].timeout, None, "{yaml}");
+    }
+}
+
+#[test]
+fn durations_accept_human_text() {
+    let workflow = Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    timeout: 1m 30s\n    backoff:\n      initial: 250ms\n      max: 2h\n  b:\n    task_type: t\n    timeout: 30s\n  c:\n    task_type: t\n    timeout: \"1.25\"\n",
+    )
+    .expect("human durations");
+    let a = &workflow.tasks()["a"];
+    assert_eq!(a.timeout, Some(Duration::from_secs(90)));
+    assert_eq!(a.backoff.initial, Duration::from_millis(250));
+    assert_eq!(a.backoff.max, Duration::from_secs(7_200));
+    assert_eq!(workflow.tasks()["b"].timeout, Some(Duration::from_secs(30)));
+    assert_eq!(
+        workflow.tasks()["c"].timeout,
+        Some(Duration::from_millis(1_250))
+    );
+
+    let toml = Workflow::from_toml(
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\ntimeout = \"1m 30s\"\n",
+    )
+    .expect("human duration in TOML");
+    assert_eq!(toml.tasks()["a"].timeout, Some(Duration::from_secs(90)));
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_the_bad_byte() {
+    let scratch = Scratch::new("utf8");
+    for (name, bytes, offset, line) in [
+        ("bad.json", &b"{\"workflow_id\": \"w\xff\"}"[..], 18, 1),
+        ("bad.yaml", &b"workflow_id: w\nname: caf\xc3\n"[..], 24, 2),
+        (
+            "bad.toml",
+            &b"\xef\xbb\xbfworkflow_id = \"\xe2\x82\""[..],
+            18,
+            1,
+        ),
+    ] {
+        let path = scratch.file(name, bytes);
+        match Workflow::from_path(&path) {
+            Err(LoadError::InvalidUtf8 {
+                path: found,
+                offset: at,
+                line: on,
+            }) => {
+                assert_eq!(found, path);
+                assert_eq!((at, on), (offset, line), "{name}");
+            }
+            other => panic!("{name}: expected invalid UTF-8, got {other:?}"),
+        }
+        let message = Workflow::from_path(&path).expect_err(name).to_string();
+        assert!(
+            message.contains(&format!("at byte offset {offset} (line {line})")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted_in_every_format() {
+    let scratch = Scratch::new("bom");
+    let bom = "\u{feff}";
+    let files = [
+        (
+            "w.json",
+            r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t"}}}"#,
+        ),
+        ("w.yaml", "workflow_id: w\ntasks:\n  a:\n    task_type: t\n"),
+        (
+            "w.toml",
+            "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n",
+        ),
+    ];
+    let expected = Workflow::from_json(files[0].1).expect("valid");
+    for (name, text) in files {
+        let with_bom = format!("{bom}{text}");
+        let path = scratch.file(name, with_bom.as_bytes());
+        assert_eq!(Workflow::from_path(&path).expect(name), expected, "{name}");
+    }
+    let text = format!("{bom}{}", files[0].1);
+    assert_eq!(Workflow::from_json(&text).expect("from_json"), expected);
+    let text = format!("{bom}{}", files[1].1);
+    assert_eq!(Workflow::from_yaml(&text).expect("from_yaml"), expected);
+    let text = format!("{bom}{}", files[2].1);
+    assert_eq!(Workflow::from_toml(&text).expect("from_toml"), expected);
+
+    // Errors still give the position in the text as written, BOM or not.
+    let (_, line, _) = parse_error(Workflow::from_json(&format!(
+        "{bom}{{\n  \"workflow_id\": 1\n}}"
+    )));
+    assert_eq!(line, Some(2));
+}

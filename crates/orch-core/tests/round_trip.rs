@@ -1,0 +1,162 @@
+//! A workflow written to JSON, YAML or TOML reads back equal: durations to the nanosecond,
+//! numbers to the last bit, text of any kind.
+
+use std::time::Duration;
+
+use orch_core::{Backoff, Format, Task, Workflow};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+fn write(format: Format, workflow: &Workflow) -> String {
+    match format {
+        Format::Json => serde_json::to_string(workflow).expect("JSON"),
+        Format::Yaml => serde_yaml_ng::to_string(workflow).expect("YAML"),
+        Format::Toml => toml::to_string(workflow).expect("TOML"),
+        _ => unreachable!("three formats"),
+    }
+}
+
+fn read(format: Format, text: &str) -> Workflow {
+    let read = match format {
+        Format::Json => Workflow::from_json(text),
+        Format::Yaml => Workflow::from_yaml(text),
+        Format::Toml => Workflow::from_toml(text),
+        _ => unreachable!("three formats"),
+    };
+    read.unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+const FORMATS: [Format; 3] = [Format::Json, Format::Yaml, Format::Toml];
+
+#[test]
+fn durations_round_trip_to_the_nanosecond() {
+    let exact = Duration::new(123_456_789, 123_456_789);
+    let backoff = Backoff {
+        initial: Duration::new(0, 1),
+        max: Duration::new(u64::MAX, 999_999_999),
+        ..Backoff::default()
+    };
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "t").timeout(exact).backoff(backoff))
+        .task(Task::new("b", "t").timeout(Duration::from_millis(1_500)));
+    for format in FORMATS {
+        let text = write(format, &workflow);
+        assert_eq!(read(format, &text), workflow, "{format}:\n{text}");
+    }
+    let value = serde_json::to_value(&workflow).expect("JSON");
+    assert_eq!(
+        value["tasks"]["a"]["timeout"],
+        json!("123456789.123456789s")
+    );
+    assert_eq!(value["tasks"]["a"]["backoff"]["initial"], json!(1e-9));
+    assert_eq!(
+        value["tasks"]["a"]["backoff"]["max"],
+        json!("18446744073709551615.999999999s")
+    );
+    assert_eq!(value["tasks"]["a"]["backoff"]["multiplier"], json!(2.0));
+    // A duration that a number of seconds states exactly is written as that number.
+    assert_eq!(value["tasks"]["b"]["timeout"], json!(1.5));
+    assert_eq!(value["tasks"]["b"]["backoff"]["initial"], json!(0.1));
+    assert_eq!(value["tasks"]["b"]["backoff"]["max"], json!(30.0));
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        (0u64..100_000).prop_map(Duration::from_millis),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        (0u64..1_000_000_000, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+    ]
+}
+
+fn finite() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<f64>().prop_filter("finite", |x| x.is_finite()),
+        (-1_000i32..1_000).prop_map(|n| f64::from(n) / 8.0),
+    ]
+}
+
+/// Any JSON object a TOML file can also hold: no `null`, integers within `i64`.
+fn config() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        finite().prop_map(Value::from),
+        any::<String>().prop_map(Value::String),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(any::<String>(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    prop::collection::btree_map(any::<String>(), value, 0..4)
+        .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
+}
+
+fn backoff() -> impl Strategy<Value = Backoff> {
+    (duration(), finite(), duration(), any::<bool>()).prop_map(
+        |(initial, multiplier, max, jitter)| Backoff {
+            initial,
+            multiplier,
+            max,
+            jitter,
+        },
+    )
+}
+
+fn task(id: String) -> impl Strategy<Value = Task> {
+    (
+        any::<String>(),
+        any::<String>(),
+        config(),
+        prop::collection::vec(any::<String>(), 0..3),
+        any::<u32>(),
+        prop::option::of(backoff()),
+        prop::option::of(duration()),
+    )
+        .prop_map(
+            move |(name, task_type, config, dependencies, retries, backoff, timeout)| {
+                let mut task = Task::new(id.clone(), task_type)
+                    .name(name)
+                    .config(config)
+                    .depends_on(dependencies)
+                    .retries(retries);
+                if let Some(backoff) = backoff {
+                    task = task.backoff(backoff);
+                }
+                task.timeout = timeout;
+                task
+            },
+        )
+}
+
+fn workflow() -> impl Strategy<Value = Workflow> {
+    (
+        any::<String>(),
+        any::<String>(),
+        prop::collection::btree_set(any::<String>(), 0..5),
+    )
+        .prop_flat_map(|(id, name, task_ids)| {
+            let tasks: Vec<_> = task_ids.into_iter().map(task).collect();
+            (Just(id), Just(name), tasks)
+        })
+        .prop_map(|(id, name, tasks)| Workflow::from_tasks(id, name, tasks))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn any_workflow_written_and_read_back_is_equal(workflow in workflow()) {
+        for format in FORMATS {
+            let text = write(format, &workflow);
+            let back = read(format, &text);
+            // Task by task first, so that a failure shows the task that differs.
+            for (read, written) in back.tasks().values().zip(workflow.tasks().values()) {
+                prop_assert_eq!(read, written, "{}:\n{}", format, text);
+            }
+            prop_assert_eq!(&back, &workflow, "{}:\n{}", format, text);
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Handler futures that panic when they are dropped: after a timeout, at cancellation,
+//! after they finished, or with a dropped run. The engine contains every such panic.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use orch_core::{Task, TaskRecord, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_engine::{Handler, TaskContext, TaskError, WorkflowEngine, blocking, spawned};
+use serde_json::Value;
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime")
+}
+
+fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
+    result.task(id).expect("recorded")
+}
+
+fn error_of<'r>(result: &'r WorkflowResult, id: &str) -> (TaskStatus, Option<&'r str>) {
+    let record = record(result, id);
+    (record.status, record.error.as_deref())
+}
+
+/// Panics when dropped (unless the thread is already unwinding), after counting the drop.
+struct Bomb {
+    message: &'static str,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        if !std::thread::panicking() {
+            panic!("{}", self.message);
+        }
+    }
+}
+
+/// A handler that never finishes by itself (it ignores its cancellation token) and panics
+/// when its future is dropped; returns the count of such drops.
+fn bomb_handler(message: &'static str) -> (impl Handler, Arc<AtomicUsize>) {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&drops);
+    let handler = move |_ctx: TaskContext| {
+        let bomb = Bomb {
+            message,
+            drops: Arc::clone(&counter),
+        };
+        async move {
+            let _bomb = bomb;
+            std::future::pending::<()>().await;
+            Ok(Value::Null)
+        }
+    };
+    (handler, drops)
+}
+
+/// An engine running `max_concurrent` tasks at once, with a 1 s grace period.
+fn engine(max_concurrent: usize) -> WorkflowEngine {
+    WorkflowEngine::builder()
+        .max_concurrent(max_concurrent)
+        .cancel_grace_period(Duration::from_secs(1))
+        .build()
+        .expect("valid")
+}
+
+/// Runs `workflow` on a task of its own, cancels it once its first tasks have started, and
+/// returns its result.
+async fn cancel_once_started(engine: &WorkflowEngine, workflow: &Workflow) -> WorkflowResult {
+    let run = engine.run(workflow);
+    let token = run.cancellation_token();
+    let runner = tokio::spawn(run);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    token.cancel();
+    runner.await.expect("no panic").expect("valid")
+}
+
+fn ok_handler(engine: &WorkflowEngine) {
+    engine.register_handler("ok", |_ctx: TaskContext| async move { Ok(Value::Null) });
+}
+
+#[test]
+fn a_handler_that_panics_when_dropped_after_its_timeout_fails_with_both_messages() {
+    paused_runtime().block_on(async {
+        let engine = engine(2);
+        let (bomb, drops) = bomb_handler("boom");
+        engine.register_handler("bomb", bomb);
+        ok_handler(&engine);
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "bomb").timeout(Duration::from_secs(2)))
+            .task(Task::new("b", "ok"))
+            .task(Task::new("c", "ok").depends_on(["a"]));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        assert_eq!(
+            error_of(&result, "a"),
+            (
+                TaskStatus::Failed,
+                Some("timed out after 2s; handler panicked when dropped: boom")
+            )
+        );
+        assert_eq!(record(&result, "b").status, TaskStatus::Completed);
+        assert_eq!(record(&result, "c").status, TaskStatus::Skipped);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn a_handler_that_panics_when_dropped_at_cancellation_is_cancelled_with_the_message() {
+    paused_runtime().block_on(async {
+        let engine = engine(3);
+        let (bomb, drops) = bomb_handler("boom");
+        engine.register_handler("bomb", bomb);
+        ok_handler(&engine);
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "bomb"))
+            .task(Task::new("b", "bomb"))
+            .task(Task::new("c", "ok").depends_on(["a"]));
+        let result = cancel_once_started(&engine, &workflow).await;
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        for id in ["a", "b"] {
+            assert_eq!(
+                error_of(&result, id),
+                (
+                    TaskStatus::Cancelled,
+                    Some("cancelled: the run was cancelled; handler panicked when dropped: boom")
+                )
+            );
+        }
+        assert_eq!(
+            error_of(&result, "c"),
+            (
+                TaskStatus::Cancelled,
+                Some("cancelled: the run was cancelled")
+            )
+        );
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn dropping_a_run_contains_the_panic_of_a_handler_dropped_with_it() {
+    paused_runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let (bomb, drops) = bomb_handler("boom");
+        engine.register_handler("bomb", bomb);
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "bomb"));
+        let mut run = engine.run(&workflow);
+        let waited = tokio::time::timeout(Duration::from_secs(1), &mut run).await;
+        assert!(waited.is_err(), "the handler never finishes");
+        let dropped = catch_unwind(AssertUnwindSafe(move || drop(run)));
+        assert!(dropped.is_ok(), "the handler's panic left the engine");
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// Finishes at once with a value, and panics when dropped afterwards.
+struct DoneThenBomb {
+    _bomb: Bomb,
+}
+
+impl Future for DoneThenBomb {
+    type Output = Result<Value, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(Value::from("done")))
+    }
+}
+
+/// A handler written by hand (not with `async fn`), whose future panics when dropped
+/// after it finished.
+struct Late(Arc<AtomicUsize>);
+
+impl Handler for Late {
+    fn call<'a, 'b>(
+        &'a self,
+        _ctx: TaskContext,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        Box::pin(DoneThenBomb {
+            _bomb: Bomb {
+                message: "late",
+                drops: Arc::clone(&self.0),
+            },
+        })
+    }
+}
+
+#[test]
+fn a_finished_future_that_panics_when_dropped_fails_its_task() {
+    paused_runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        engine.register_handler("late", Late(Arc::clone(&drops)));
+        ok_handler(&engine);
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "late"))
+            .task(Task::new("b", "ok").depends_on(["a"]))
+            .task(Task::new("c", "ok"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        assert_eq!(
+            error_of(&result, "a"),
+            (
+                TaskStatus::Failed,
+                Some("handler panicked when dropped: late")
+            )
+        );
+        assert_eq!(record(&result, "a").result, None);
+        assert_eq!(record(&result, "b").status, TaskStatus::Skipped);
+        assert_eq!(record(&result, "c").status, TaskStatus::Completed);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn a_spawned_handler_that_panics_when_dropped_is_contained_on_timeout_and_cancel() {
+    paused_runtime().block_on(async {
+        let engine = engine(2);
+        let (bomb, drops) = bomb_handler("boom");
+        engine.register_handler("bomb", spawned(bomb));
+        ok_handler(&engine);
+        let timed = Workflow::new("w", "W")
+            .task(Task::new("a", "bomb").timeout(Duration::from_secs(2)))
+            .task(Task::new("b", "ok").depends_on(["a"]));
+        let result = engine.execute_workflow(&timed).await.expect("valid");
+        // The spawned future is dropped on the runtime after the engine moved on: tokio
+        // contains its panic, and the record says what the engine saw.
+        assert_eq!(
+            error_of(&result, "a"),
+            (TaskStatus::Failed, Some("timed out after 2s"))
+        );
+        assert_eq!(record(&result, "b").status, TaskStatus::Skipped);
+
+        let cancelled = Workflow::new("w", "W")
+            .task(Task::new("a", "bomb"))
+            .task(Task::new("b", "ok").depends_on(["a"]));
+        let result = cancel_once_started(&engine, &cancelled).await;
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        assert_eq!(record(&result, "a").status, TaskStatus::Cancelled);
+        assert_eq!(record(&result, "b").status, TaskStatus::Cancelled);
+        // Let the runtime drop the aborted tasks.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn a_blocking_handler_that_panics_after_the_engine_stopped_waiting_is_contained() {
+    // Blocking calls hold tokio's paused clock, so this runtime keeps real time; nothing
+    // here depends on how long anything takes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let engine = WorkflowEngine::builder()
+            .cancel_grace_period(Duration::from_millis(1))
+            .build()
+            .expect("valid");
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let started = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let (g, s, f) = (
+            Arc::clone(&gate),
+            Arc::clone(&started),
+            Arc::clone(&finished),
+        );
+        engine.register_handler(
+            "stuck",
+            blocking(move |_ctx: TaskContext| {
+                s.fetch_add(1, Ordering::SeqCst);
+                let (open, opened) = &*g;
+                let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+                while !*open {
+                    open = opened.wait(open).unwrap_or_else(|e| e.into_inner());
+                }
+                f.fetch_add(1, Ordering::SeqCst);
+                panic!("too late");
+            }),
+        );
+        let timed =
+            Workflow::new("w", "W").task(Task::new("a", "stuck").timeout(Duration::from_millis(1)));
+        let result = engine.execute_workflow(&timed).await.expect("valid");
+        assert_eq!(
+            error_of(&result, "a"),
+            (TaskStatus::Failed, Some("timed out after 0.001s"))
+        );
+
+        let cancelled = Workflow::new("w", "W").task(Task::new("a", "stuck"));
+        let run = engine.run(&cancelled);
+        let token = run.cancellation_token();
+        let runner = tokio::spawn(run);
+        while started.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        token.cancel();
+        let result = runner.await.expect("no panic").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        assert_eq!(record(&result, "a").status, TaskStatus::Cancelled);
+
+        // Let both calls panic on their threads, and wait until they did.
+        *gate.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        gate.1.notify_all();
+        while finished.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+    });
+    drop(runtime);
+}

@@ -1,0 +1,188 @@
+//! Runtimes without a timer: what needs one is refused before anything runs, and what
+//! does not runs as usual.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use orch_core::{
+    Backoff, Task, TaskRecord, TaskStatus, ValidationError, Workflow, WorkflowResult,
+    WorkflowStatus,
+};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use serde_json::Value;
+
+/// A current-thread runtime built without `enable_time`.
+fn timerless_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime")
+}
+
+fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
+    result.task(id).expect("recorded")
+}
+
+/// `errors` is one `InvalidOption` for `task`'s `option` that says a timer is missing.
+fn assert_needs_timer(errors: &[ValidationError], expected: &[(&str, &str)]) {
+    let found: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|error| match error {
+            ValidationError::InvalidOption {
+                task,
+                option,
+                reason,
+            } => {
+                assert!(reason.contains("enable_time"), "says what to do: {reason}");
+                (task.as_str(), *option)
+            }
+            other => panic!("unexpected error: {other}"),
+        })
+        .collect();
+    assert_eq!(found, expected);
+}
+
+fn counting_handler(
+    engine: &WorkflowEngine,
+    task_type: &str,
+    fail_first: usize,
+) -> Arc<AtomicUsize> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    engine.register_handler(task_type, move |_ctx: TaskContext| {
+        let call = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if call < fail_first {
+                Err(TaskError::new("not yet"))
+            } else {
+                Ok(Value::Null)
+            }
+        }
+    });
+    calls
+}
+
+#[test]
+fn timeouts_and_retry_pauses_on_a_runtime_without_a_timer_are_refused_before_anything_runs() {
+    timerless_runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let calls = counting_handler(&engine, "t", 0);
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t").timeout(Duration::from_secs(1)))
+            .task(Task::new("c", "t").retries(2))
+            .task(Task::new("d", "t").depends_on(["a"]));
+        let errors = engine
+            .execute_workflow(&workflow)
+            .await
+            .expect_err("no timer for b and c");
+        assert_needs_timer(errors.as_slice(), &[("b", "timeout"), ("c", "backoff")]);
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing ran");
+    });
+}
+
+#[test]
+fn outside_a_tokio_runtime_a_timeout_is_refused_too() {
+    let engine = WorkflowEngine::new();
+    let calls = counting_handler(&engine, "t", 0);
+    let workflow =
+        Workflow::new("w", "W").task(Task::new("a", "t").timeout(Duration::from_secs(1)));
+    let errors = engine
+        .execute_workflow(&workflow)
+        .now_or_never()
+        .expect("refused at once")
+        .expect_err("no timer");
+    assert_needs_timer(errors.as_slice(), &[("a", "timeout")]);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn retries_without_a_pause_need_no_timer() {
+    timerless_runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let calls = counting_handler(&engine, "t", 2);
+        let no_pause = Backoff {
+            initial: Duration::ZERO,
+            ..Backoff::default()
+        };
+        let workflow =
+            Workflow::new("w", "W").task(Task::new("a", "t").retries(3).backoff(no_pause));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let a = record(&result, "a");
+        assert_eq!((a.status, a.attempts), (TaskStatus::Completed, 3));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    });
+}
+
+#[test]
+fn a_run_cancelled_on_a_runtime_without_a_timer_ends_without_a_grace_period() {
+    timerless_runtime().block_on(async {
+        let engine = WorkflowEngine::builder()
+            .max_concurrent(2)
+            .build()
+            .expect("valid");
+        engine.register_handler("polite", |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            Ok(Value::from("wrapped up"))
+        });
+        engine.register_handler("stubborn", |_ctx: TaskContext| async move {
+            std::future::pending::<()>().await;
+            Ok(Value::Null)
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "polite"))
+            .task(Task::new("b", "stubborn"));
+        let run = engine.run(&workflow);
+        let token = run.cancellation_token();
+        let runner = tokio::spawn(run);
+        tokio::task::yield_now().await;
+        token.cancel();
+        let result = runner.await.expect("no panic").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        // A handler that finishes on the poll right after the cancellation is recorded;
+        // the rest are dropped at once.
+        assert_eq!(record(&result, "a").status, TaskStatus::Completed);
+        let b = record(&result, "b");
+        assert_eq!(
+            (b.status, b.error.as_deref()),
+            (
+                TaskStatus::Cancelled,
+                Some("cancelled: the run was cancelled")
+            )
+        );
+    });
+}
+
+#[test]
+fn retries_without_a_pause_let_the_runtime_run_other_tasks() {
+    timerless_runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let elsewhere = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&elsewhere);
+        // Fails at once until another task of the runtime has run.
+        engine.register_handler("t", move |_ctx: TaskContext| {
+            let ran = seen.load(Ordering::SeqCst);
+            async move {
+                match ran {
+                    0 => Err(TaskError::new("not yet")),
+                    _ => Ok(Value::Null),
+                }
+            }
+        });
+        let other = tokio::spawn(async move {
+            elsewhere.fetch_add(1, Ordering::SeqCst);
+        });
+        let no_pause = Backoff {
+            initial: Duration::ZERO,
+            ..Backoff::default()
+        };
+        let workflow =
+            Workflow::new("w", "W").task(Task::new("a", "t").retries(100_000).backoff(no_pause));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let a = record(&result, "a");
+        assert_eq!(a.status, TaskStatus::Completed);
+        assert!(a.attempts < 100_000, "{} attempts", a.attempts);
+        other.await.expect("ran");
+    });
+}
