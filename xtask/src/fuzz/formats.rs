@@ -84,7 +84,11 @@ pub(crate) fn check(input: &Input, scratch: &Path) -> Result<(), Violation> {
             aliases.then_some(5),
         ));
     }
-    if let Some(rest) = text.strip_prefix('\u{feff}') {
+    // One byte-order mark; a second is a character of the text.
+    let bom = text
+        .strip_prefix('\u{feff}')
+        .filter(|rest| !rest.starts_with('\u{feff}'));
+    if let Some(rest) = bom {
         let without = load(syntax, rest);
         if !alike(&loaded, &without) {
             return Err(Violation::new(
@@ -247,15 +251,12 @@ fn configs_agree(syntax: Syntax, text: &str, workflow: &Workflow) -> Result<(), 
     let Some(configs) = plain::configs(syntax, text) else {
         return Ok(());
     };
-    let by_position = configs.iter().all(|(at, _)| matches!(at, At::Index(_)));
-    if by_position && configs.len() != workflow.len() {
-        // Ids given twice shift the positions: nothing to compare by.
-        return Ok(());
-    }
     for (at, config) in configs {
-        let task = match &at {
-            At::Key(key) => workflow.get(key),
-            At::Index(i) => workflow.tasks().get_index(*i).map(|(_, task)| task),
+        let task = match at {
+            At::Key(key) => workflow.get(&key),
+            // Ids given twice shift the positions: nothing to compare by.
+            At::Index { of, .. } if of != workflow.len() => None,
+            At::Index { at, .. } => workflow.tasks().get_index(at).map(|(_, task)| task),
         };
         let Some(task) = task else {
             continue;

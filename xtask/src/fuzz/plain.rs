@@ -5,10 +5,11 @@ use serde_json::Value;
 
 use super::doc::Syntax;
 
-/// Where a task is in a document: under a key (map form) or at a position (list form).
+/// Where a task is in a document: under a key (map form), or at a position in a list of
+/// `of` tasks (list form).
 pub(crate) enum At {
     Key(String),
-    Index(usize),
+    Index { at: usize, of: usize },
 }
 
 /// Each task's config in `text`, as plain JSON; `None` if the document is not plain data
@@ -29,7 +30,15 @@ pub(crate) fn configs(syntax: Syntax, text: &str) -> Option<Vec<(At, Result<Valu
                 Y::Sequence(tasks) => tasks
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, task)| Some((At::Index(i), config(task)?)))
+                    .filter_map(|(at, task)| {
+                        Some((
+                            At::Index {
+                                at,
+                                of: tasks.len(),
+                            },
+                            config(task)?,
+                        ))
+                    })
                     .collect(),
                 _ => return None,
             })
@@ -46,7 +55,15 @@ pub(crate) fn configs(syntax: Syntax, text: &str) -> Option<Vec<(At, Result<Valu
                 T::Array(tasks) => tasks
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, task)| Some((At::Index(i), config(task)?)))
+                    .filter_map(|(at, task)| {
+                        Some((
+                            At::Index {
+                                at,
+                                of: tasks.len(),
+                            },
+                            config(task)?,
+                        ))
+                    })
                     .collect(),
                 _ => return None,
             })
