@@ -165,7 +165,7 @@ pub(crate) struct Session {
 
 impl Session {
     /// Every target for `secs` seconds each, from `seed`.
-    pub(crate) fn all_targets(secs: u64, seed: u64) -> Self {
+    fn all_targets(secs: u64, seed: u64) -> Self {
         Self {
             targets: TARGETS.to_vec(),
             secs,
@@ -218,7 +218,7 @@ pub(crate) fn main(args: &[String]) -> Result<(), String> {
 }
 
 /// Fuzzes (or replays) as `session` says; an error if any invariant broke.
-pub(crate) fn session(session: &Session) -> Result<(), String> {
+fn session(session: &Session) -> Result<(), String> {
     if let Some(paths) = &session.replay {
         return supervise::replay(paths);
     }
