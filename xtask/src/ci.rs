@@ -3,7 +3,7 @@
 //! Each step is a function; [`STEPS`] lists them in order. All steps run, even after one
 //! fails, and a summary names the failed ones. To add a step (say, installing and starting
 //! a service the tests need), write its function here and add it to [`STEPS`];
-//! [`apt_install`] installs a Debian package.
+//! [`apt_install`] installs Debian packages.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,6 +22,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "PostgreSQL",
         run: postgres,
+    },
+    Step {
+        name: "Chromium and Graphviz",
+        run: chromium_and_graphviz,
     },
     Step {
         name: "fmt",
@@ -89,20 +93,37 @@ fn postgres() -> Result<(), String> {
     if installed {
         return Ok(());
     }
-    apt_install("postgresql")
+    apt_install(&["postgresql"])
 }
 
-/// Installs a Debian package with `apt-get` (after updating the package lists).
-fn apt_install(package: &str) -> Result<(), String> {
+/// For orch-cli's tests: Chromium renders the HTML report headless, Graphviz's `dot`
+/// checks the DOT output. Installed from Debian's packages when missing.
+fn chromium_and_graphviz() -> Result<(), String> {
+    if on_path("chromium") && on_path("dot") {
+        return Ok(());
+    }
+    apt_install(&["chromium", "graphviz"])
+}
+
+/// Whether `program` is a file in a directory of `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Installs Debian packages with `apt-get` (after updating the package lists).
+fn apt_install(packages: &[&str]) -> Result<(), String> {
     if !Path::new("/usr/bin/apt-get").exists() {
         return Err(format!(
-            "{package} is missing and there is no apt-get to install it"
+            "{} missing, and there is no apt-get to install them",
+            packages.join(", ")
         ));
     }
-    run_command(Command::new("apt-get").arg("update"))?;
+    run_command(Command::new("apt-get").args(["update", "-qq"]))?;
     run_command(
         Command::new("apt-get")
-            .args(["install", "-y", package])
+            .args(["install", "-y", "-qq"])
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

@@ -47,10 +47,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `cargo` with `args` in the workspace, echoing the command first.
+/// Runs `cargo` with `args` in the workspace (plain output, for logs), echoing the
+/// command first.
 fn cargo(args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run_command(Command::new(cargo).args(args).current_dir(workspace_root()))
+    run_command(
+        Command::new(cargo)
+            .args(args)
+            .current_dir(workspace_root())
+            .env("CARGO_TERM_COLOR", "never"),
+    )
 }
 
 /// Runs `command`, echoing it first; an error if it cannot start or fails.

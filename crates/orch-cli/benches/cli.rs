@@ -1,0 +1,188 @@
+//! What the `orch` command costs: `orch run` of 1,000 `command` tasks running `true` at
+//! concurrency 8, against a plain tokio::process loop doing the same spawns at the same
+//! concurrency; the line-per-event display's share; and `orch validate` of a
+//! 100,000-task file. Each figure is the median of a few runs, printed as a table.
+//!
+//! `cargo bench -p orch-cli --bench cli`
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{UsageWho, getrusage};
+use tokio::sync::Semaphore;
+
+const TASKS: usize = 1_000;
+const CONCURRENCY: usize = 8;
+const VALIDATE_TASKS: usize = 100_000;
+const REPEATS: usize = 5;
+
+/// Wall time and CPU time (user + system, of this process and the children it waited for).
+#[derive(Clone, Copy)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn cpu_so_far() -> Duration {
+    let time = |who| {
+        getrusage(who).map_or(Duration::ZERO, |u| {
+            let (user, system) = (u.user_time(), u.system_time());
+            Duration::new(user.tv_sec() as u64, user.tv_usec() as u32 * 1000)
+                + Duration::new(system.tv_sec() as u64, system.tv_usec() as u32 * 1000)
+        })
+    };
+    time(UsageWho::RUSAGE_SELF) + time(UsageWho::RUSAGE_CHILDREN)
+}
+
+/// The median wall and CPU times of `REPEATS` runs of `f` (each sorted on its own).
+fn measure(mut f: impl FnMut()) -> Cost {
+    let (mut walls, mut cpus): (Vec<Duration>, Vec<Duration>) = (0..REPEATS)
+        .map(|_| {
+            let (start, cpu) = (Instant::now(), cpu_so_far());
+            f();
+            (start.elapsed(), cpu_so_far() - cpu)
+        })
+        .unzip();
+    walls.sort();
+    cpus.sort();
+    Cost {
+        wall: walls[REPEATS / 2],
+        cpu: cpus[REPEATS / 2],
+    }
+}
+
+/// `TASKS` spawns of `true`, `CONCURRENCY` at a time, each with its output piped and in a
+/// process group of its own, as `orch run` starts a command.
+fn tokio_loop(runtime: &tokio::runtime::Runtime) {
+    runtime.block_on(async {
+        let slots = Arc::new(Semaphore::new(CONCURRENCY));
+        let mut spawned = tokio::task::JoinSet::new();
+        for _ in 0..TASKS {
+            let permit = Arc::clone(&slots).acquire_owned().await.expect("open");
+            spawned.spawn(async move {
+                let output = tokio::process::Command::new("true")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .process_group(0)
+                    .output()
+                    .await
+                    .expect("true runs");
+                assert!(output.status.success());
+                drop(permit);
+            });
+        }
+        while spawned.join_next().await.is_some() {}
+    });
+}
+
+fn orch(args: &[&str], dir: &Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("orch runs");
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "orch {args:?}: {status}"
+    );
+}
+
+fn write_workflows(dir: &Path) {
+    let tasks: Vec<String> = (0..TASKS)
+        .map(|i| {
+            format!(
+                "\"t{i}\": {{\"task_type\": \"command\", \"config\": {{\"program\": \"true\"}}}}"
+            )
+        })
+        .collect();
+    let text = format!(
+        "{{\"workflow_id\": \"trues\", \"tasks\": {{{}}}}}",
+        tasks.join(",\n")
+    );
+    std::fs::write(dir.join("trues.json"), text).expect("written");
+    // A chain with a second, earlier dependency for every task.
+    let tasks: Vec<String> = (0..VALIDATE_TASKS)
+        .map(|i| {
+            let dependencies = match i {
+                0 => String::new(),
+                1 => "\"t0\"".to_owned(),
+                _ => format!("\"t{}\", \"t{}\"", i - 1, (i * 7919) % (i - 1)),
+            };
+            format!("\"t{i}\": {{\"task_type\": \"command\", \"config\": {{\"program\": \"true\"}}, \"dependencies\": [{dependencies}]}}")
+        })
+        .collect();
+    let text = format!(
+        "{{\"workflow_id\": \"big\", \"tasks\": {{{}}}}}",
+        tasks.join(",\n")
+    );
+    std::fs::write(dir.join("big.json"), text).expect("written");
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_workflows(dir.path());
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let concurrency = CONCURRENCY.to_string();
+    let run = |progress: &'static str| {
+        let concurrency = concurrency.clone();
+        let dir = dir.path().to_owned();
+        move || {
+            orch(
+                &[
+                    "run",
+                    "trues.json",
+                    "--max-concurrent",
+                    &concurrency,
+                    "--progress",
+                    progress,
+                ],
+                &dir,
+            )
+        }
+    };
+    let rows = [
+        (
+            format!("tokio::process loop, {TASKS} x `true`, c{CONCURRENCY}"),
+            measure(|| tokio_loop(&runtime)),
+        ),
+        (
+            format!("orch run, {TASKS} x `true`, c{CONCURRENCY}, --progress none"),
+            measure(run("none")),
+        ),
+        (
+            format!("orch run, {TASKS} x `true`, c{CONCURRENCY}, --progress lines"),
+            measure(run("lines")),
+        ),
+        (
+            format!("orch validate, {VALIDATE_TASKS} tasks (JSON)"),
+            measure(|| orch(&["validate", "big.json"], dir.path())),
+        ),
+    ];
+    println!("{:<56} {:>12} {:>12}", "what (medians)", "wall", "cpu");
+    for (what, cost) in &rows {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "{what:<56} {:>10.1}ms {:>10.1}ms",
+            ms(cost.wall),
+            ms(cost.cpu)
+        );
+    }
+    let ratio = |row: usize, f: fn(&Cost) -> Duration| {
+        f(&rows[row].1).as_secs_f64() / f(&rows[0].1).as_secs_f64()
+    };
+    for (name, f) in [
+        ("wall", (|c: &Cost| c.wall) as fn(&Cost) -> Duration),
+        ("cpu", |c: &Cost| c.cpu),
+    ] {
+        println!(
+            "orch run / tokio loop ({name}): {:.2} (--progress none), {:.2} (--progress lines)",
+            ratio(1, f),
+            ratio(2, f)
+        );
+    }
+}

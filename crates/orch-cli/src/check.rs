@@ -1,0 +1,248 @@
+//! Reading a workflow file and finding every problem in it, each with its place: what
+//! `orch validate` reports and what every other command checks first.
+
+use std::path::{Path, PathBuf};
+
+use orch::core::{Format, LoadError, ValidationError, Workflow};
+use serde::Serialize;
+
+use crate::locate::{Place, Places};
+use crate::{spec, suggest};
+
+/// One problem in a workflow file.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Problem {
+    /// What kind of problem: `unreadable`, `unknown_format`, `parse`, `empty_workflow`,
+    /// `unknown_dependency`, `self_dependency`, `duplicate_dependency`, `duplicate_task_id`,
+    /// `key_mismatch`, `cycle`, `invalid_option`, `unknown_task_type`, `invalid_config`,
+    /// `invalid_workflow`.
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+    /// The task the problem is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) task: Option<String>,
+    pub(crate) line: Option<usize>,
+    pub(crate) column: Option<usize>,
+    /// The name probably meant, for a misspelt one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) suggestion: Option<String>,
+    /// A word to look for inside the task's definition, to place the problem there.
+    #[serde(skip)]
+    word: Option<String>,
+}
+
+impl Problem {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            task: None,
+            line: None,
+            column: None,
+            suggestion: None,
+            word: None,
+        }
+    }
+
+    /// The problem is about `task`: it is placed at the task's definition.
+    fn task(mut self, task: &str) -> Self {
+        self.task = Some(task.to_owned());
+        self
+    }
+
+    /// The problem is placed where `word` appears in its task's definition.
+    fn within(mut self, word: &str) -> Self {
+        self.word = Some(word.to_owned());
+        self
+    }
+
+    /// Sets the line and column from where its task is written.
+    fn place(&mut self, places: &Places<'_>) {
+        let Some(task) = &self.task else {
+            return;
+        };
+        let place: Option<Place> = match &self.word {
+            Some(word) => places.within_task(task, word),
+            None => places.task(task),
+        };
+        if let Some(place) = place {
+            (self.line, self.column) = (Some(place.line), Some(place.column));
+        }
+    }
+
+    /// `file:line:column: message (did you mean ...?)`, as compilers print.
+    pub(crate) fn render(&self, file: &Path) -> String {
+        let mut text = file.display().to_string();
+        if let Some(line) = self.line {
+            text.push_str(&format!(":{line}"));
+            if let Some(column) = self.column {
+                text.push_str(&format!(":{column}"));
+            }
+        }
+        text.push_str(&format!(": {}", self.message));
+        if let Some(suggestion) = &self.suggestion {
+            text.push_str(&format!(" (did you mean `{suggestion}`?)"));
+        }
+        text
+    }
+}
+
+/// A workflow file, read and checked.
+pub(crate) struct Checked {
+    pub(crate) file: PathBuf,
+    /// The workflow, when the file could be read (it may still have problems).
+    pub(crate) workflow: Option<Workflow>,
+    pub(crate) problems: Vec<Problem>,
+}
+
+/// Reads `file` and checks it: its syntax, the workflow's structure and options, and,
+/// with `builtin_types`, that every task has a built-in type with a valid configuration.
+pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
+    let mut checked = Checked {
+        file: file.to_owned(),
+        workflow: None,
+        problems: Vec::new(),
+    };
+    let Some(format) = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(Format::from_extension)
+    else {
+        checked.problems.push(Problem::new(
+            "unknown_format",
+            "cannot tell the format: expected extension .json, .yaml, .yml or .toml",
+        ));
+        return checked;
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            checked
+                .problems
+                .push(Problem::new("unreadable", format!("cannot read: {e}")));
+            return checked;
+        }
+    };
+    let parsed = match format {
+        Format::Json => Workflow::from_json(&text),
+        Format::Yaml => Workflow::from_yaml(&text),
+        _ => Workflow::from_toml(&text),
+    };
+    let workflow = match parsed {
+        Ok(workflow) => workflow,
+        Err(LoadError::Parse {
+            format,
+            field,
+            line,
+            column,
+            message,
+            ..
+        }) => {
+            let mut problem = Problem::new(
+                "parse",
+                format!("invalid {format}: at `{field}`: {message}"),
+            );
+            (problem.line, problem.column) = (line, column);
+            checked.problems.push(problem);
+            return checked;
+        }
+        Err(other) => {
+            checked
+                .problems
+                .push(Problem::new("parse", other.to_string()));
+            return checked;
+        }
+    };
+    if let Err(errors) = workflow.validate() {
+        checked
+            .problems
+            .extend(errors.iter().map(|e| structural(e, &workflow)));
+    }
+    if builtin_types {
+        checked.problems.extend(builtin(&workflow));
+    }
+    // Finding places reads the text again: only when there is something to place.
+    if !checked.problems.is_empty() {
+        let places = Places::new(&text, format);
+        for problem in &mut checked.problems {
+            problem.place(&places);
+        }
+    }
+    checked.workflow = Some(workflow);
+    checked
+}
+
+/// A validation error as a problem, placed at the task it names.
+fn structural(error: &ValidationError, workflow: &Workflow) -> Problem {
+    let message = error.to_string();
+    match error {
+        ValidationError::EmptyWorkflow => Problem::new("empty_workflow", message),
+        ValidationError::UnknownDependency { task, dependency } => {
+            let mut problem = Problem::new("unknown_dependency", message)
+                .task(task)
+                .within(dependency);
+            problem.suggestion =
+                suggest::closest(dependency, workflow.tasks().keys().map(|id| id.as_str()))
+                    .map(str::to_owned);
+            problem
+        }
+        ValidationError::SelfDependency { task } => Problem::new("self_dependency", message)
+            .task(task)
+            .within(task),
+        ValidationError::DuplicateDependency { task, dependency } => {
+            Problem::new("duplicate_dependency", message)
+                .task(task)
+                .within(dependency)
+        }
+        ValidationError::DuplicateTaskId { task } => {
+            Problem::new("duplicate_task_id", message).task(task)
+        }
+        ValidationError::KeyMismatch { key, .. } => Problem::new("key_mismatch", message).task(key),
+        ValidationError::Cycle { path } => {
+            let first = path.first().map(|t| t.as_str()).unwrap_or_default();
+            Problem::new("cycle", message).task(first)
+        }
+        ValidationError::InvalidOption { task, option, .. } => {
+            let key = option.split('.').next().unwrap_or(option);
+            Problem::new("invalid_option", message)
+                .task(task)
+                .within(key)
+        }
+        _ => Problem::new("invalid_workflow", message),
+    }
+}
+
+/// Tasks whose type is not built in, and configurations of built-in types that cannot run.
+fn builtin(workflow: &Workflow) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (id, task) in workflow.tasks() {
+        match spec::parse(&task.task_type, &task.config) {
+            None => {
+                let mut problem = Problem::new(
+                    "unknown_task_type",
+                    format!(
+                        "task `{id}` has unknown task type `{}` (orch runs: {})",
+                        task.task_type,
+                        spec::TYPES.join(", ")
+                    ),
+                )
+                .task(id)
+                .within(&task.task_type);
+                problem.suggestion =
+                    suggest::closest(&task.task_type, spec::TYPES).map(str::to_owned);
+                problems.push(problem);
+            }
+            Some(Err(found)) => problems.extend(found.into_iter().map(|p| {
+                let mut problem =
+                    Problem::new("invalid_config", format!("task `{id}`: {}", p.message)).task(id);
+                if let Some(key) = &p.key {
+                    problem = problem.within(key);
+                }
+                problem.suggestion = p.suggestion;
+                problem
+            })),
+            Some(Ok(_)) => {}
+        }
+    }
+    problems
+}

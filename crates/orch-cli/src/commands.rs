@@ -1,0 +1,182 @@
+//! The commands that read files and print: `validate`, `plan`, `graph`, `report`, `gantt`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::check::{self, Checked};
+use crate::dag::Dag;
+use crate::{Format, GraphFormat, gantt, graph, plan, report, result_file, svg};
+
+/// Prints `message` as an error of `command` and returns exit code `code`.
+fn fail(command: &str, message: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("orch {command}: {message}");
+    ExitCode::from(code)
+}
+
+/// `orch validate`: every problem of every file.
+pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -> ExitCode {
+    let checked: Vec<Checked> = files
+        .iter()
+        .map(|f| check::check(f, builtin_types))
+        .collect();
+    let problems: usize = checked.iter().map(|c| c.problems.len()).sum();
+    match format {
+        Format::Text => {
+            let mut out = String::new();
+            for file in &checked {
+                for problem in &file.problems {
+                    out.push_str(&problem.render(&file.file));
+                    out.push('\n');
+                }
+                if let (Some(workflow), true) = (&file.workflow, file.problems.is_empty()) {
+                    out.push_str(&format!(
+                        "{}: ok ({} tasks)\n",
+                        file.file.display(),
+                        workflow.len()
+                    ));
+                }
+            }
+            let bad = checked.iter().filter(|c| !c.problems.is_empty()).count();
+            if problems > 0 {
+                out.push_str(&format!(
+                    "{problems} problem(s) in {bad} of {} file(s)\n",
+                    checked.len()
+                ));
+            }
+            print_text(&out)
+        }
+        Format::Json => {
+            let files: Vec<_> = checked
+                .iter()
+                .map(|c| {
+                    json!({
+                        "file": c.file,
+                        "valid": c.problems.is_empty(),
+                        "tasks": c.workflow.as_ref().map(|w| w.len()),
+                        "problems": c.problems,
+                    })
+                })
+                .collect();
+            let report = json!({"valid": problems == 0, "problems": problems, "files": files});
+            print_text(&format!("{report:#}\n"))
+        }
+    };
+    if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Writes to standard output; a closed pipe is not an error worth a panic.
+fn print_text(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// A checked, valid workflow's graph, or the exit code after printing its problems.
+fn load_dag(command: &str, file: &Path) -> Result<Dag, ExitCode> {
+    let checked = check::check(file, false);
+    let dag = checked
+        .workflow
+        .as_ref()
+        .filter(|_| checked.problems.is_empty())
+        .and_then(|w| Dag::new(w).ok());
+    dag.ok_or_else(|| {
+        for problem in &checked.problems {
+            eprintln!("{}", problem.render(file));
+        }
+        fail(
+            command,
+            format!("{} is not a valid workflow", file.display()),
+            1,
+        )
+    })
+}
+
+/// `orch plan`.
+pub(crate) fn plan(file: &Path, format: Format) -> ExitCode {
+    let dag = match load_dag("plan", file) {
+        Ok(dag) => dag,
+        Err(code) => return code,
+    };
+    match format {
+        Format::Text => print_text(&plan::table(&dag)),
+        Format::Json => print_text(&format!("{:#}\n", plan::json(&dag))),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes `text` to `output`, or to standard output.
+fn emit(command: &str, text: &str, output: Option<&Path>) -> ExitCode {
+    match output {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(command, format!("cannot write {}: {e}", path.display()), 2),
+        },
+        None => {
+            print_text(text);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `orch graph`.
+pub(crate) fn graph(
+    file: &Path,
+    format: GraphFormat,
+    result: Option<&Path>,
+    output: Option<&Path>,
+) -> ExitCode {
+    let mut dag = match load_dag("graph", file) {
+        Ok(dag) => dag,
+        Err(code) => return code,
+    };
+    if let Some(path) = result {
+        match result_file::read(path) {
+            Ok(run) => dag = dag.with_statuses(&run.result),
+            Err(e) => return fail("graph", e, 1),
+        }
+    }
+    let text = match format {
+        GraphFormat::Dot => graph::dot(&dag),
+        GraphFormat::Mermaid => graph::mermaid(&dag),
+        GraphFormat::Svg => svg::dag(&dag),
+    };
+    emit("graph", &text, output)
+}
+
+/// `orch report`.
+pub(crate) fn report(result: &Path, output: &Path) -> ExitCode {
+    let page = result_file::read(result).and_then(|run| report::html(&run, result));
+    match page {
+        Ok(page) => {
+            let code = emit("report", &page, Some(output));
+            if code == ExitCode::SUCCESS {
+                println!("report written to {}", output.display());
+            }
+            code
+        }
+        Err(e) => fail("report", e, 1),
+    }
+}
+
+/// `orch gantt`.
+pub(crate) fn gantt(result: &Path, width: Option<usize>) -> ExitCode {
+    let run = match result_file::read(result) {
+        Ok(run) => run,
+        Err(e) => return fail("gantt", e, 1),
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let width = width
+        .or_else(|| {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_, columns)| columns.into())
+        })
+        .unwrap_or(100);
+    print_text(&gantt::terminal(&gantt::gantt(&run), width, terminal));
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,86 @@
+//! [`Dag`]: a validated workflow as the commands draw and print it (ids, names, types,
+//! dependencies, levels and order), read once from the definition.
+
+use orch::core::{TaskStatus, ValidationErrors, Workflow, WorkflowResult};
+
+/// One task as the commands show it.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub(crate) id: String,
+    /// The task's name, empty when it has none.
+    pub(crate) name: String,
+    pub(crate) task_type: String,
+    /// Indices of the direct dependencies, in the order they are listed.
+    pub(crate) dependencies: Vec<usize>,
+    /// 0 for a task without dependencies, else one more than its deepest dependency.
+    pub(crate) level: usize,
+    /// The task's status in a run, when a result was given.
+    pub(crate) status: Option<TaskStatus>,
+}
+
+/// A validated workflow: nodes in insertion order and the execution order.
+#[derive(Clone, Debug)]
+pub(crate) struct Dag {
+    pub(crate) workflow_id: String,
+    pub(crate) name: String,
+    pub(crate) nodes: Vec<Node>,
+    /// Node indices in execution order.
+    pub(crate) order: Vec<usize>,
+}
+
+impl Dag {
+    /// Validates `workflow` and reads its graph.
+    pub(crate) fn new(workflow: &Workflow) -> Result<Self, ValidationErrors> {
+        let valid = workflow.validate()?;
+        let plan = valid.plan();
+        let nodes = workflow
+            .tasks()
+            .values()
+            .enumerate()
+            .map(|(i, task)| Node {
+                id: task.task_id.to_string(),
+                name: task.name.clone(),
+                task_type: task.task_type.clone(),
+                dependencies: plan.dependencies(i).iter().map(|&d| d as usize).collect(),
+                level: plan.level(i),
+                status: None,
+            })
+            .collect();
+        Ok(Self {
+            workflow_id: workflow.workflow_id().to_owned(),
+            name: workflow.name().to_owned(),
+            nodes,
+            order: plan.order().iter().map(|&i| i as usize).collect(),
+        })
+    }
+
+    /// Takes each task's status from a run's result (matched by id).
+    pub(crate) fn with_statuses(mut self, result: &WorkflowResult) -> Self {
+        for node in &mut self.nodes {
+            node.status = result.task(&node.id).map(|r| r.status);
+        }
+        self
+    }
+
+    /// How many levels there are.
+    pub(crate) fn depth(&self) -> usize {
+        self.nodes.iter().map(|n| n.level + 1).max().unwrap_or(0)
+    }
+
+    /// Every edge as (dependency, dependent).
+    pub(crate) fn edges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.dependencies.iter().map(move |&d| (d, i)))
+    }
+
+    /// Node indices per level, each level in execution order.
+    pub(crate) fn levels(&self) -> Vec<Vec<usize>> {
+        let mut levels = vec![Vec::new(); self.depth()];
+        for &i in &self.order {
+            levels[self.nodes[i].level].push(i);
+        }
+        levels
+    }
+}

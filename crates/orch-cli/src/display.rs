@@ -1,0 +1,197 @@
+//! What `orch run` shows while a workflow runs: a progress bar on a terminal, one line per
+//! event otherwise, and a summary at the end.
+
+use std::io::{BufWriter, Stdout, Write};
+use std::time::{Duration, SystemTime};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use orch::core::{EngineEvent, EngineEventKind, TaskStatus, WorkflowResult, WorkflowStatus};
+
+use crate::logging;
+use crate::tally::Tally;
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProgressMode {
+    /// A bar when standard output is a terminal, else one line per event.
+    Auto,
+    /// A bar with the counts and the running tasks (drawn only on a terminal).
+    Bar,
+    /// One line per event.
+    Lines,
+    /// Nothing but the summary.
+    None,
+}
+
+/// The live display of one run.
+pub(crate) struct Display {
+    tally: Tally,
+    bar: Option<ProgressBar>,
+    /// Where event lines go, when they are shown; flushed whenever no event is waiting.
+    lines: Option<BufWriter<Stdout>>,
+    /// When the run started, from its first event.
+    start: Option<SystemTime>,
+}
+
+/// How many running tasks the bar names.
+const NAMED: usize = 3;
+/// How many failed or skipped tasks the summary names.
+const LISTED: usize = 10;
+
+impl Display {
+    /// A display for a run of `total` tasks; `terminal` says whether standard output is one.
+    pub(crate) fn new(mode: ProgressMode, total: usize, terminal: bool) -> Self {
+        let bar = matches!(mode, ProgressMode::Bar) || (mode == ProgressMode::Auto && terminal);
+        let bar = bar.then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+            let style = ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(100));
+            logging::set_bar(Some(bar.clone()));
+            bar
+        });
+        let lines = bar.is_none() && mode != ProgressMode::None;
+        Self {
+            tally: Tally::new(total),
+            lines: lines.then(|| BufWriter::new(std::io::stdout())),
+            bar,
+            start: None,
+        }
+    }
+
+    /// Shows one lifecycle event.
+    pub(crate) fn event(&mut self, event: &EngineEvent) {
+        self.tally.apply(event);
+        let start = *self.start.get_or_insert(event.timestamp);
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.tally.finished() as u64);
+            bar.set_message(self.status_line());
+        } else if let Some(out) = self.lines.as_mut().filter(|_| event.kind.is_task_event()) {
+            let at = event.timestamp.duration_since(start).unwrap_or_default();
+            let _ = writeln!(out, "{}", event_line(event, at));
+        }
+    }
+
+    /// Writes out the event lines shown so far.
+    pub(crate) fn flush(&mut self) {
+        if let Some(out) = &mut self.lines {
+            let _ = out.flush();
+        }
+    }
+
+    /// `done 3, failed 1, skipped 2, running: a, b, c (+4)`.
+    fn status_line(&self) -> String {
+        let t = &self.tally;
+        let mut text = format!(
+            "done {}, failed {}, skipped {}",
+            t.completed, t.failed, t.skipped
+        );
+        if !t.running.is_empty() {
+            let named: Vec<&str> = t.running.iter().take(NAMED).map(|id| id.as_str()).collect();
+            text.push_str(&format!(", running: {}", named.join(", ")));
+            if t.running.len() > NAMED {
+                text.push_str(&format!(" (+{})", t.running.len() - NAMED));
+            }
+        }
+        text
+    }
+
+    /// Clears the bar and prints the summary of `result`.
+    pub(crate) fn finish(mut self, result: &WorkflowResult, interrupted: bool) {
+        self.flush();
+        if let Some(bar) = &self.bar {
+            logging::set_bar(None);
+            bar.finish_and_clear();
+        }
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(summary(result, interrupted).as_bytes());
+    }
+}
+
+/// `[  0.013s] failed     build: ...`
+fn event_line(event: &EngineEvent, at: Duration) -> String {
+    let id = event.task_id.as_deref().unwrap_or_default();
+    let mut line = format!(
+        "[{:>8.3}s] {:<10} {id}",
+        at.as_secs_f64(),
+        event.kind.as_str()
+    );
+    match event.kind {
+        EngineEventKind::TaskStarted => {
+            line.push_str(&format!(
+                " ({})",
+                event.task_type.as_deref().unwrap_or_default()
+            ));
+        }
+        EngineEventKind::TaskCompleted => {
+            if let Some(d) = event.duration {
+                line.push_str(&format!(" in {:.3}s", d.as_secs_f64()));
+            }
+        }
+        EngineEventKind::TaskRetrying => {
+            line.push_str(&format!(
+                " after attempt {}: {}",
+                event.attempt,
+                event.error.as_deref().unwrap_or_default()
+            ));
+        }
+        _ => {
+            if let Some(error) = &event.error {
+                line.push_str(&format!(": {error}"));
+            }
+        }
+    }
+    line
+}
+
+/// The run's outcome in a few lines: status, counts, and the tasks that failed or were
+/// skipped, each with its reason.
+pub(crate) fn summary(result: &WorkflowResult, interrupted: bool) -> String {
+    let count = |s| {
+        result
+            .tasks
+            .records()
+            .iter()
+            .filter(|r| r.status == s)
+            .count()
+    };
+    let verb = match (result.status, interrupted) {
+        (WorkflowStatus::Cancelled, true) => "was interrupted",
+        (status, _) => status.as_str(),
+    };
+    let mut text = format!(
+        "workflow `{}` {verb} after {:.3}s: {} tasks: {} completed, {} failed, {} skipped, {} cancelled\n",
+        result.workflow_id,
+        result.total_duration().as_secs_f64(),
+        result.tasks.len(),
+        count(TaskStatus::Completed),
+        count(TaskStatus::Failed),
+        count(TaskStatus::Skipped),
+        count(TaskStatus::Cancelled),
+    );
+    for status in [TaskStatus::Failed, TaskStatus::Skipped] {
+        let tasks: Vec<_> = result
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.status == status)
+            .collect();
+        for (id, record) in tasks.iter().take(LISTED) {
+            let error = record.error.as_deref().unwrap_or_default();
+            text.push_str(&format!("  {:<9} {id}: {error}\n", status.as_str()));
+        }
+        if tasks.len() > LISTED {
+            text.push_str(&format!(
+                "  ... and {} more {}\n",
+                tasks.len() - LISTED,
+                status.as_str()
+            ));
+        }
+    }
+    text
+}

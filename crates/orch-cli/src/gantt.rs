@@ -1,0 +1,168 @@
+//! A run's timeline: one row per task from its start to its end, the critical path marked.
+//! `orch gantt` draws it in the terminal; the HTML report draws it as SVG.
+
+use std::collections::HashSet;
+
+use orch::core::TaskStatus;
+
+use crate::result_file::RunFile;
+
+/// One task's row.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Row {
+    pub(crate) id: String,
+    pub(crate) status: TaskStatus,
+    /// Seconds from the run's start to the task's start and end, when it ran.
+    pub(crate) span: Option<(f64, f64)>,
+    /// Whether the task is on the run's critical path.
+    pub(crate) critical: bool,
+}
+
+/// The rows, tasks that ran first in the order they started, then the others; and the
+/// run's length in seconds.
+#[derive(Clone, Debug)]
+pub(crate) struct Gantt {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) total: f64,
+}
+
+/// The timeline of a run.
+pub(crate) fn gantt(run: &RunFile) -> Gantt {
+    let result = &run.result;
+    let metrics = run.metrics();
+    let critical: HashSet<&str> = metrics.critical_path.iter().map(|id| id.as_str()).collect();
+    let since = |t: std::time::SystemTime| {
+        t.duration_since(result.start_time)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    let mut rows: Vec<Row> = result
+        .tasks
+        .iter()
+        .map(|(id, record)| Row {
+            id: id.to_string(),
+            status: record.status,
+            span: record
+                .start_time
+                .zip(record.end_time)
+                .map(|(s, e)| (since(s), since(e).max(since(s)))),
+            critical: critical.contains(id.as_str()),
+        })
+        .collect();
+    // Stable: ties and tasks that never ran keep the workflow's order.
+    rows.sort_by(|a, b| match (a.span, b.span) {
+        (Some(a), Some(b)) => a.0.total_cmp(&b.0),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let last_end = rows
+        .iter()
+        .filter_map(|r| r.span.map(|s| s.1))
+        .fold(0.0, f64::max);
+    Gantt {
+        rows,
+        total: result.total_duration().as_secs_f64().max(last_end),
+    }
+}
+
+/// The timeline as text `width` columns wide; with `colour`, bars in ANSI colours by
+/// status. A `*` before a name marks the critical path.
+pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
+    let name_width = gantt
+        .rows
+        .iter()
+        .map(|r| r.id.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 30);
+    // "* name |bar| 12.345s"
+    let bar_width = width.saturating_sub(name_width + 14).max(10);
+    let scale = if gantt.total > 0.0 {
+        bar_width as f64 / gantt.total
+    } else {
+        0.0
+    };
+    let mut text = format!(
+        "{:>w$}  0s{:>b$}\n",
+        "",
+        format!("{:.3}s", gantt.total),
+        w = name_width + 2,
+        b = bar_width.saturating_sub(1)
+    );
+    for row in &gantt.rows {
+        let marker = if row.critical { '*' } else { ' ' };
+        let name: String = row.id.chars().take(name_width).collect();
+        let (bar, tail) = match row.span {
+            Some((start, end)) => {
+                let from = ((start * scale).floor() as usize).min(bar_width - 1);
+                let to = ((end * scale).ceil() as usize).clamp(from + 1, bar_width);
+                let fill = if row.critical { '█' } else { '▒' };
+                let mut bar = " ".repeat(from);
+                let body: String = std::iter::repeat_n(fill, to - from).collect();
+                bar.push_str(&paint(&body, row.status, colour));
+                bar.push_str(&" ".repeat(bar_width - to));
+                (bar, format!("{:.3}s", end - start))
+            }
+            None => (" ".repeat(bar_width), row.status.as_str().to_owned()),
+        };
+        text.push_str(&format!("{marker} {name:<name_width$}|{bar}| {tail}\n"));
+    }
+    text.push_str("* on the critical path (█); ▒ off it\n");
+    text
+}
+
+fn paint(text: &str, status: TaskStatus, colour: bool) -> String {
+    if !colour {
+        return text.to_owned();
+    }
+    let code = match status {
+        TaskStatus::Completed => "32",
+        TaskStatus::Failed => "31",
+        TaskStatus::Cancelled => "33",
+        TaskStatus::Skipped => "90",
+        TaskStatus::Running | TaskStatus::Pending => "34",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, span: Option<(f64, f64)>, critical: bool) -> Row {
+        Row {
+            id: id.into(),
+            status: TaskStatus::Completed,
+            span,
+            critical,
+        }
+    }
+
+    #[test]
+    fn bars_sit_where_their_tasks_ran() {
+        let gantt = Gantt {
+            rows: vec![
+                row("a", Some((0.0, 1.0)), true),
+                row("b", Some((1.0, 2.0)), false),
+                Row {
+                    status: TaskStatus::Skipped,
+                    ..row("c", None, false)
+                },
+            ],
+            total: 2.0,
+        };
+        let text = terminal(&gantt, 48, false);
+        let lines: Vec<&str> = text.lines().collect();
+        // 48 columns: name 4, bar 30.
+        assert_eq!(
+            lines[1],
+            format!("* a   |{}{}| 1.000s", "█".repeat(15), " ".repeat(15))
+        );
+        assert_eq!(
+            lines[2],
+            format!("  b   |{}{}| 1.000s", " ".repeat(15), "▒".repeat(15))
+        );
+        assert_eq!(lines[3], format!("  c   |{}| skipped", " ".repeat(30)));
+    }
+}

@@ -1,0 +1,111 @@
+//! The files that hand a `command` task the results of its dependencies: one directory per
+//! run, readable by its owner only, removed when the run ends.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// A run's private directory (mode 0700) under the system's temporary directory, removed
+/// with everything in it when dropped.
+pub(crate) struct InputsRoot {
+    dir: tempfile::TempDir,
+}
+
+impl InputsRoot {
+    /// Creates the directory.
+    pub(crate) fn create() -> io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("orch-run-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()?;
+        Ok(Self { dir })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes each dependency's result as `<dependency id>.json` (mode 0600) in task
+    /// `task_id`'s own directory (mode 0700), and returns that directory. Ids are written
+    /// with `%XX` escapes for anything but letters, digits, `-`, `_` and `.` (and a
+    /// leading `.`), so every id is one plain file name.
+    pub(crate) fn write(&self, task_id: &str, inputs: &[(String, &Value)]) -> io::Result<PathBuf> {
+        let dir = self.path().join(file_name(task_id));
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        for (id, value) in inputs {
+            let path = dir.join(format!("{}.json", file_name(id)));
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            serde_json::to_writer(&mut file, value)?;
+            file.write_all(b"\n")?;
+        }
+        Ok(dir)
+    }
+}
+
+/// `id` as one file name: letters, digits, `-`, `_` and `.` kept (a leading `.` escaped),
+/// every other byte written `%XX`.
+pub(crate) fn file_name(id: &str) -> String {
+    let mut name = String::with_capacity(id.len());
+    for (i, byte) in id.bytes().enumerate() {
+        let plain =
+            byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' || (byte == b'.' && i > 0);
+        if plain {
+            name.push(byte as char);
+        } else {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if name.is_empty() {
+        name.push('%');
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn inputs_are_private_files_removed_with_the_run() {
+        let root = InputsRoot::create().expect("temp dir");
+        let value = json!({"rows": 3});
+        let dir = root
+            .write("load/v2", &[("fetch".into(), &value)])
+            .expect("written");
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(root.path()), 0o700);
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("fetch.json");
+        assert_eq!(mode(&file), 0o600);
+        let read: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+        assert_eq!(read, value);
+        assert!(dir.ends_with("load%2Fv2"));
+        let path = root.path().to_owned();
+        drop(root);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn every_id_is_one_plain_file_name() {
+        assert_eq!(file_name("a.b-c_d"), "a.b-c_d");
+        assert_eq!(file_name(".."), "%2E.");
+        assert_eq!(file_name("x y/é"), "x%20y%2F%C3%A9");
+        assert_eq!(file_name(""), "%");
+    }
+}

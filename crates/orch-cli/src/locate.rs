@@ -1,0 +1,387 @@
+//! Finding where a task is written in a workflow file, so that a problem about it can be
+//! reported with a line and a column.
+//!
+//! The loader gives places only for parse errors; validation problems name tasks. This
+//! module reads the text once more, without a full parser, and notes where each task's
+//! definition starts: in JSON the keys of the `tasks` object (map form) or the `task_id`
+//! values of its elements (list form); in YAML the keys (or `task_id` lines) one level
+//! under a top-level `tasks:`; in TOML `[tasks.ID]` headers, `ID = {` lines under
+//! `[tasks]`, and `task_id = "ID"` lines after `[[tasks]]`. Inside a task, a word (a
+//! dependency's id, a configuration key) is found by searching that task's stretch of
+//! text. A task written another way (YAML flow style, say) simply gets no place.
+
+use std::collections::HashMap;
+
+use orch::core::Format;
+
+/// A 1-based line and column (in characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+}
+
+/// Where each task's definition starts in one file's text.
+pub(crate) struct Places<'t> {
+    text: &'t str,
+    /// Task id to the byte offset where its definition starts (the first one, if twice).
+    tasks: HashMap<String, usize>,
+    /// Every definition start, sorted: a task's stretch ends where the next begins.
+    starts: Vec<usize>,
+    /// The offset where each line starts.
+    line_starts: Vec<usize>,
+}
+
+impl<'t> Places<'t> {
+    /// Reads `text`, written in `format`.
+    pub(crate) fn new(text: &'t str, format: Format) -> Self {
+        let found = match format {
+            Format::Json => json_tasks(text),
+            Format::Yaml => yaml_tasks(text),
+            _ => toml_tasks(text),
+        };
+        let mut tasks = HashMap::with_capacity(found.len());
+        let mut starts = Vec::with_capacity(found.len());
+        for (id, offset) in found {
+            starts.push(offset);
+            tasks.entry(id).or_insert(offset);
+        }
+        starts.sort_unstable();
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            text,
+            tasks,
+            starts,
+            line_starts,
+        }
+    }
+
+    /// Where task `id` is defined.
+    pub(crate) fn task(&self, id: &str) -> Option<Place> {
+        self.tasks.get(id).map(|&offset| self.place(offset))
+    }
+
+    /// Where `word` first appears inside task `id`'s definition (quoted, or as a whole
+    /// word), else where the task is defined.
+    pub(crate) fn within_task(&self, id: &str, word: &str) -> Option<Place> {
+        let start = *self.tasks.get(id)?;
+        let next = self.starts.partition_point(|&s| s <= start);
+        let end = self.starts.get(next).copied().unwrap_or(self.text.len());
+        let stretch = &self.text[start..end];
+        let found = stretch
+            .find(&format!("\"{word}\""))
+            .or_else(|| find_word(stretch, word));
+        Some(self.place(start + found.unwrap_or(0)))
+    }
+
+    fn place(&self, offset: usize) -> Place {
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        let column = self.text[start..offset].chars().count() + 1;
+        Place { line, column }
+    }
+}
+
+/// The first occurrence of `word` not inside a longer identifier.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    if word.is_empty() {
+        return None;
+    }
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    text.match_indices(word).map(|(i, _)| i).find(|&i| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+/// JSON: keys at depth 2 under a top-level `tasks` object (map form), or, when `tasks` is
+/// an array (list form), the elements' `task_id` values, placed at the element's `{`.
+fn json_tasks(text: &str) -> Vec<(String, usize)> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    // Whether the value being read is the top-level `tasks`, and if so whether a list.
+    let mut in_tasks = false;
+    let mut list = false;
+    let mut element = 0;
+    // The last string read, and where it started, when it may be a key.
+    let mut last: Option<(String, usize)> = None;
+    let mut task_id_next = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let (value, end) = json_string(text, i);
+                if std::mem::take(&mut task_id_next) {
+                    found.push((value, element));
+                } else {
+                    last = Some((value, i));
+                }
+                i = end;
+                continue;
+            }
+            b':' => match last.take() {
+                Some((key, _)) if depth == 1 => in_tasks = key == "tasks",
+                Some((key, start)) if in_tasks && !list && depth == 2 => found.push((key, start)),
+                Some((key, _)) if in_tasks && list && depth == 3 => task_id_next = key == "task_id",
+                _ => {}
+            },
+            open @ (b'{' | b'[') => {
+                depth += 1;
+                if in_tasks && depth == 2 {
+                    list = open == b'[';
+                } else if in_tasks && list && depth == 3 {
+                    element = i;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            byte if !byte.is_ascii_whitespace() => task_id_next = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The unescaped text of the JSON string starting at `start` (its opening quote), and the
+/// offset just past its closing quote.
+fn json_string(text: &str, start: usize) -> (String, usize) {
+    let bytes = text.as_bytes();
+    let mut i = start + 1;
+    while i < bytes.len() && bytes[i] != b'"' {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    let end = (i + 1).min(bytes.len());
+    let raw = text.get(start..end).unwrap_or_default();
+    let value = match raw.contains('\\') {
+        true => serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_owned()),
+        false => raw
+            .get(1..raw.len().saturating_sub(1))
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    (value, end)
+}
+
+/// Reads one key (or scalar) at the start of `text`: a quoted string (`"..."` with
+/// JSON-style escapes, or `'...'` with `''` for a quote) or bare text up to one of `ends`.
+/// Returns it and the text after it.
+fn key<'t>(text: &'t str, ends: &[char]) -> Option<(String, &'t str)> {
+    let text = text.trim_start();
+    if let Some(body) = text.strip_prefix('"') {
+        let bytes = body.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() && bytes[i] != b'"' {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
+        }
+        let raw = body.get(..i)?;
+        let value = serde_json::from_str::<String>(&format!("\"{raw}\""))
+            .unwrap_or_else(|_| raw.to_owned());
+        return Some((value, body.get(i + 1..).unwrap_or_default()));
+    }
+    if let Some(body) = text.strip_prefix('\'') {
+        let mut value = String::new();
+        let mut chars = body.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\'' if chars.peek().is_some_and(|&(_, c)| c == '\'') => {
+                    chars.next();
+                    value.push('\'');
+                }
+                '\'' => return Some((value, &body[i + 1..])),
+                c => value.push(c),
+            }
+        }
+        return None;
+    }
+    let end = text.find(ends).unwrap_or(text.len());
+    Some((text[..end].trim_end().to_owned(), &text[end..]))
+}
+
+/// A `task_id: ID` (YAML) value after its key.
+fn yaml_task_id(text: &str) -> Option<String> {
+    let rest = text
+        .trim_start()
+        .strip_prefix("task_id")?
+        .trim_start()
+        .strip_prefix(':')?;
+    key(rest, &['#']).map(|(id, _)| id)
+}
+
+/// YAML, block style: the keys (or `task_id` lines) one level under `tasks:`.
+fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    let mut in_tasks = false;
+    let mut task_indent: Option<usize> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.trim_end();
+        let trimmed = content.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = content.len() - trimmed.len();
+        if indent == 0 && !trimmed.starts_with('-') {
+            in_tasks = trimmed.starts_with("tasks:");
+            task_indent = None;
+            continue;
+        }
+        if !in_tasks {
+            continue;
+        }
+        let indent_here = *task_indent.get_or_insert(indent);
+        let column = start + indent;
+        if let Some(item) = trimmed.strip_prefix("- ") {
+            if indent == indent_here {
+                found.extend(yaml_task_id(item).map(|id| (id, column)));
+            }
+        } else if let Some(id) = yaml_task_id(trimmed) {
+            found.push((id, column));
+        } else if indent == indent_here {
+            if let Some((id, rest)) = key(trimmed, &[':']) {
+                if rest.starts_with(':') {
+                    found.push((id, column));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// TOML: `[tasks.ID]`, `ID = {` under `[tasks]`, and `task_id = "ID"` after `[[tasks]]`.
+fn toml_tasks(text: &str) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    let mut table = String::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim();
+        let column = start + (line.len() - line.trim_start().len());
+        if let Some(header) = trimmed.strip_prefix('[') {
+            let header = header.trim_start_matches('[').trim_start();
+            match header.strip_prefix("tasks").map(str::trim_start) {
+                Some(rest) if rest.starts_with('.') => {
+                    table = "a task".to_owned();
+                    found.extend(key(&rest[1..], &['.', ']']).map(|(id, _)| (id, column)));
+                }
+                Some(rest) if rest.starts_with(']') => table = "tasks".to_owned(),
+                _ => table = "other".to_owned(),
+            }
+            continue;
+        }
+        let Some((name, rest)) = key(trimmed, &['=', ' ']) else {
+            continue;
+        };
+        let Some(value) = rest.trim_start().strip_prefix('=').map(str::trim_start) else {
+            continue;
+        };
+        if table == "tasks" && value.starts_with('{') {
+            found.push((name, column));
+        } else if table == "tasks" && name == "task_id" {
+            found.extend(key(value, &['#', ' ']).map(|(id, _)| (id, column)));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(line: usize, column: usize) -> Option<Place> {
+        Some(Place { line, column })
+    }
+
+    #[test]
+    fn json_map_and_list_forms() {
+        let map = "{\n  \"workflow_id\": \"w\",\n  \"tasks\": {\n    \"a\": {\"task_type\": \"t\", \"config\": {\"b\": 1}},\n    \"b\": {\"task_type\": \"t\", \"dependencies\": [\"ghost\"]}\n  }\n}";
+        let places = Places::new(map, Format::Json);
+        assert_eq!(places.task("a"), at(4, 5));
+        assert_eq!(places.task("b"), at(5, 5));
+        assert_eq!(places.within_task("b", "ghost"), at(5, 46));
+        let list = r#"{"workflow_id": "w", "tasks": [{"task_id": "a", "task_type": "t"}, {"task_type": "t", "task_id": "b"}]}"#;
+        let places = Places::new(list, Format::Json);
+        assert_eq!(places.task("a"), at(1, 32));
+        assert_eq!(places.task("b"), at(1, 68));
+        assert_eq!(places.within_task("a", "task_type"), at(1, 49));
+    }
+
+    #[test]
+    fn yaml_map_and_list_forms() {
+        let map = "workflow_id: w\ntasks:\n  a:\n    task_type: t\n  'b': # comment\n    task_type: t\n    dependencies: [a, ghost]\n";
+        let places = Places::new(map, Format::Yaml);
+        assert_eq!(places.task("a"), at(3, 3));
+        assert_eq!(places.task("b"), at(5, 3));
+        assert_eq!(places.within_task("b", "ghost"), at(7, 23));
+        assert_eq!(places.within_task("b", "a"), at(7, 20));
+        let list = "workflow_id: w\ntasks:\n- task_id: a\n  task_type: t\n- task_type: t\n  task_id: \"b\"\n";
+        let places = Places::new(list, Format::Yaml);
+        assert_eq!(places.task("a"), at(3, 1));
+        assert_eq!(places.task("b"), at(6, 3));
+    }
+
+    #[test]
+    fn toml_tables_inline_tables_and_arrays() {
+        let text = "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n[tasks.\"b c\"]\ntask_type = \"t\"\n";
+        let places = Places::new(text, Format::Toml);
+        assert_eq!(places.task("a"), at(2, 1));
+        assert_eq!(places.task("b c"), at(4, 1));
+        let inline = "workflow_id = \"w\"\n[tasks]\nx = { task_type = \"t\" }\n";
+        assert_eq!(Places::new(inline, Format::Toml).task("x"), at(3, 1));
+        let list = "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"z\"\ntask_type = \"t\"\n";
+        assert_eq!(Places::new(list, Format::Toml).task("z"), at(3, 1));
+    }
+
+    proptest::proptest! {
+        /// Tasks written one a line, in each format's map form and in JSON's list form,
+        /// are found on their line, whatever their ids.
+        #[test]
+        fn every_task_is_found_on_its_line(
+            ids in proptest::collection::btree_set("[a-z_][a-z0-9_ .\"\\\\/-]{0,8}", 1..12),
+        ) {
+            let ids: Vec<String> = ids.into_iter().collect();
+            let quoted: Vec<String> = ids.iter().map(|id| serde_json::to_string(id).expect("JSON")).collect();
+            let json_map = format!(
+                "{{\n  \"workflow_id\": \"w\",\n  \"tasks\": {{\n{}\n  }}\n}}",
+                quoted.iter().map(|q| format!("    {q}: {{\"task_type\": \"t\"}}")).collect::<Vec<_>>().join(",\n")
+            );
+            let json_list = format!(
+                "{{\"workflow_id\": \"w\", \"tasks\": [\n{}\n]}}",
+                quoted.iter().map(|q| format!("{{\"task_type\": \"t\", \"task_id\": {q}}}")).collect::<Vec<_>>().join(",\n")
+            );
+            let yaml = format!(
+                "workflow_id: w\ntasks:\n{}",
+                quoted.iter().map(|q| format!("  {q}:\n    task_type: t\n")).collect::<String>()
+            );
+            let toml = format!(
+                "workflow_id = \"w\"\n{}",
+                quoted.iter().map(|q| format!("[tasks.{q}]\ntask_type = \"t\"\n")).collect::<String>()
+            );
+            for (text, format, first, step) in [
+                (&json_map, Format::Json, 4, 1),
+                (&json_list, Format::Json, 2, 1),
+                (&yaml, Format::Yaml, 3, 2),
+                (&toml, Format::Toml, 2, 2),
+            ] {
+                let places = Places::new(text, format);
+                for (i, id) in ids.iter().enumerate() {
+                    let line = places.task(id).map(|p| p.line);
+                    proptest::prop_assert_eq!(line, Some(first + i * step), "{} in {}", id, text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_task_not_found_has_no_place() {
+        let places = Places::new("workflow_id: w\ntasks: {a: {task_type: t}}\n", Format::Yaml);
+        assert_eq!(places.task("a"), None);
+        assert_eq!(places.within_task("a", "x"), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! `orch`: check, draw, run and report orch workflow files from the shell, with no server.
+//!
+//! ```sh
+//! $ cat build.yaml
+//! workflow_id: build
+//! tasks:
+//!   version: { task_type: command, config: { program: git, args: [describe, --always] } }
+//!   test:    { task_type: command, config: { program: cargo, args: [test] }, timeout: 600 }
+//!   package:
+//!     task_type: command
+//!     dependencies: [version, test]
+//!     config: { program: tar, args: [czf, app.tgz, src] }
+//! $ orch validate build.yaml              # every problem, with file:line:column
+//! $ orch plan build.yaml                  # order and levels
+//! $ orch graph build.yaml --format svg -o build.svg
+//! $ orch run build.yaml --max-concurrent 4 --output result.json
+//! $ orch report result.json -o run.html   # DAG, timeline, metrics: one HTML file
+//! $ orch gantt result.json                # the timeline in the terminal
+//! ```
+//!
+//! # Commands
+//!
+//! - `orch validate FILE...` reads every file and prints every problem at once, as
+//!   `file:line:column: message (did you mean ...?)` where the place is known; exit 0 when
+//!   all are valid, 1 otherwise. `--format json` prints
+//!   `{"valid": bool, "problems": N, "files": [{"file", "valid", "tasks", "problems": [{"kind",
+//!   "message", "task", "line", "column", "suggestion"}]}]}`. Task types and their
+//!   configurations are checked against the built-in types unless `--any-task-type` is given
+//!   (for workflows run by a Rust program with handlers of its own).
+//! - `orch plan FILE` prints the execution order and levels, as a table or (`--format
+//!   json`) as `{"order", "levels", "tasks"}`.
+//! - `orch graph FILE --format dot|mermaid|svg [--result R.json] [-o OUT]` draws the DAG:
+//!   task names and types, and with a result file each task coloured by its status. The SVG
+//!   is laid out by orch itself (no Graphviz needed); the Mermaid output keeps to a small,
+//!   documented subset of the flowchart syntax.
+//! - `orch run FILE` runs the workflow with the built-in task types, `--max-concurrent N`
+//!   tasks at once (default 1). On a terminal a progress bar shows the counts and the running
+//!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM)
+//!   stops the running commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish
+//!   as cancelled, prints the summary, writes the result file and exits with 130 (143).
+//!   `--output R.json` writes the result; `--metrics-addr HOST:PORT` serves Prometheus
+//!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
+//!   the address is logged).
+//! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
+//!   by status, a timeline with the critical path highlighted, the metrics and every task.
+//! - `orch gantt R.json` draws the timeline in the terminal.
+//!
+//! Exit status: 0 success; 1 a workflow failed or a file has problems; 2 bad usage or a
+//! run that could not be set up (an address in use, an unwritable output); 128 + the
+//! signal number after Ctrl-C (130) or SIGTERM (143).
+//!
+//! Logs go to standard error: `-v`/`-vv`/`-vvv` for more, `RUST_LOG` to choose exactly
+//! (it wins over `-v`), `--log-format json` for one JSON object per line.
+//!
+//! # Built-in task types
+//!
+//! - `echo`: the result is `config.message` (any JSON; null when absent).
+//! - `sleep`: waits `config.seconds` (a non-negative number); ends early when cancelled.
+//! - `command`: runs a program. Its configuration:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text), exactly as written: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's) |
+//! | `shell: true`, `script` | runs `sh -c SCRIPT orch ARGS...` instead: the script sees `args` as `$1`, `$2`, ... |
+//! | `env` | variables to set, `{NAME: value}`; do not put secrets here (the file and the result file hold them) |
+//! | `forward_env` | names of variables passed through from orch's environment: the way to hand a command a secret, which then appears in no file, report or log; a name that is not set fails the task |
+//! | `inherit_env` | `true` passes orch's whole environment; by default a command gets only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`, `LC_CTYPE`, `TZ`, `TMPDIR` and `TERM` (when set) |
+//! | `cwd` | the working directory, relative to the workflow file's directory (the default) |
+//! | `capture` | how standard output becomes the task's result: `auto` (default: JSON when all of it parses as JSON, else the text less a trailing newline; empty is null), `text`, `json` (else the task fails), `base64` (any bytes), `none` (discarded, null) |
+//! | `max_output_bytes` | the capture limit, default 1 MiB (1,048,576 bytes), at most 256 MiB: a command that writes more is killed and its task fails saying so |
+//!
+//! Each command runs in a process group of its own. When it exits, times out (the task's
+//! `timeout`), is cancelled, or writes past its limit, the whole group is killed, so
+//! nothing it started outlives its task. A non-zero exit fails the task (with the last
+//! lines of its standard error in the message); output that is not UTF-8 fails it unless
+//! `capture` is `base64` or `none`. Each line of standard error is logged at `info` as it
+//! arrives, in a span naming the task (`task{id=build}: ...`). A program that cannot be
+//! started (not found, not executable) fails its task at once, without retries.
+//!
+//! Every command gets `ORCH_TASK_ID`, `ORCH_WORKFLOW_ID` and `ORCH_ATTEMPT`. A command with
+//! dependencies also gets `ORCH_INPUTS_DIR`: a directory holding one file per direct
+//! dependency, `<dependency id>.json`, with that dependency's result as JSON (ids written
+//! with `%XX` escapes for any byte but letters, digits, `-`, `_` and a non-leading `.`).
+//! The files are readable by their owner only (0600, in 0700 directories) and are removed,
+//! with the run's temporary directory, when `orch run` ends.
+//!
+//! # The result file
+//!
+//! `--output` writes the run's result as the library serialises it (`workflow_id`,
+//! `status`, times, every task's record with its result or error, `metrics`) plus a
+//! `workflow` field with the definition that ran, which `report`, `gantt` and `graph
+//! --result` use to draw the graph. It is written to a temporary file and renamed, so it
+//! is never seen half-written, and is readable by its owner only (it holds what the
+//! commands printed).
+
+mod builtin;
+mod check;
+mod commands;
+mod dag;
+mod display;
+mod gantt;
+mod graph;
+mod inputs;
+mod layout;
+mod locate;
+mod logging;
+mod plan;
+mod process;
+mod prometheus;
+mod report;
+mod result_file;
+mod run;
+mod spec;
+mod suggest;
+mod svg;
+mod tally;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::display::ProgressMode;
+
+#[derive(Parser)]
+#[command(
+    name = "orch",
+    version,
+    about = "Check, draw, run and report orch workflow files."
+)]
+struct Cli {
+    /// More log output on standard error (-v info, -vv debug, -vvv trace); RUST_LOG wins.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// The log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Text for people or JSON for programs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+/// A drawing format.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GraphFormat {
+    Dot,
+    Mermaid,
+    Svg,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check workflow files and print every problem with its place.
+    Validate {
+        /// The workflow files (.json, .yaml, .yml, .toml).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Accept any task type (the workflow is run by a program with its own handlers).
+        #[arg(long)]
+        any_task_type: bool,
+    },
+    /// Print the execution order and the level of each task.
+    Plan {
+        /// The workflow file (.json, .yaml, .yml or .toml).
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Draw the DAG as DOT, Mermaid or SVG.
+    Graph {
+        /// The workflow file (.json, .yaml, .yml or .toml).
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// A result file from `orch run --output`: colour the tasks by status.
+        #[arg(long)]
+        result: Option<PathBuf>,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run a workflow with the built-in task types (command, sleep, echo).
+    Run {
+        /// The workflow file (.json, .yaml, .yml or .toml).
+        file: PathBuf,
+        /// The most tasks running at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        max_concurrent: u32,
+        /// Write the result (and the workflow) to this JSON file.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Serve Prometheus metrics on http://HOST:PORT/metrics while the run lasts.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
+        /// How to show progress.
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+        progress: ProgressMode,
+    },
+    /// Write a self-contained HTML report of a run.
+    Report {
+        /// A result file from `orch run --output`.
+        result: PathBuf,
+        /// The HTML file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Draw a run's timeline in the terminal.
+    Gantt {
+        /// A result file from `orch run --output`.
+        result: PathBuf,
+        /// Columns to use (default: the terminal's width, else 100).
+        #[arg(long)]
+        width: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.log_format == LogFormat::Json);
+    match cli.command {
+        Command::Validate {
+            files,
+            format,
+            any_task_type,
+        } => commands::validate(&files, format, !any_task_type),
+        Command::Plan { file, format } => commands::plan(&file, format),
+        Command::Graph {
+            file,
+            format,
+            result,
+            output,
+        } => commands::graph(&file, format, result.as_deref(), output.as_deref()),
+        Command::Run {
+            file,
+            max_concurrent,
+            output,
+            metrics_addr,
+            progress,
+        } => run::run(run::RunArgs {
+            file,
+            max_concurrent: max_concurrent as usize,
+            output,
+            metrics_addr,
+            progress,
+        }),
+        Command::Report { result, output } => commands::report(&result, &output),
+        Command::Gantt { result, width } => commands::gantt(&result, width),
+    }
+}

@@ -1,0 +1,427 @@
+//! Running one attempt of a `command` task: the process in a process group of its own,
+//! standard output captured (bounded) as the result, standard error streamed to the log,
+//! and the whole group killed when the attempt ends, times out or is cancelled.
+
+use std::ffi::{OsStr, OsString};
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::spec::{Capture, CommandSpec};
+
+/// Variables a command gets from orch's environment unless `inherit_env` passes them all.
+const BASE_ENV: [&str; 11] = [
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "TERM",
+];
+/// How long a cancelled command has between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+/// Longest stderr line logged as one; longer ones are logged in pieces.
+const MAX_LOG_LINE: usize = 8 << 10;
+/// How many of the last stderr lines a failure's message quotes.
+const TAIL_LINES: usize = 5;
+
+/// Where and as what one attempt runs.
+pub(crate) struct Launch<'a> {
+    pub(crate) spec: &'a CommandSpec,
+    pub(crate) task_id: &'a str,
+    pub(crate) workflow_id: &'a str,
+    pub(crate) attempt: u32,
+    /// The directory relative paths in `cwd` start from (the workflow file's).
+    pub(crate) base_dir: &'a Path,
+    /// The directory holding the dependencies' results, if the task has any.
+    pub(crate) inputs_dir: Option<PathBuf>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub(crate) enum CommandError {
+    /// The program could not be started.
+    Start { program: String, error: io::Error },
+    /// A variable named in `forward_env` is not set.
+    MissingEnv(String),
+    /// It ran and exited unsuccessfully.
+    Exit {
+        program: String,
+        status: ExitStatus,
+        stderr_tail: String,
+    },
+    /// Its output passed the capture limit; it was killed.
+    TooLarge { limit: usize },
+    /// Its output is not UTF-8 and the capture mode wants text.
+    NotUtf8 { offset: usize },
+    /// `capture: json` and the output is not JSON.
+    NotJson(serde_json::Error),
+    /// The run was cancelled; the command was stopped.
+    Cancelled,
+    /// Reading its output failed.
+    Io(io::Error),
+}
+
+impl CommandError {
+    /// Whether retrying cannot help.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Start { .. } | Self::MissingEnv(_) | Self::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Start { program, error } if error.kind() == io::ErrorKind::NotFound => {
+                write!(f, "cannot start `{program}`: program not found")
+            }
+            Self::Start { program, error } => write!(f, "cannot start `{program}`: {error}"),
+            Self::MissingEnv(name) => write!(
+                f,
+                "environment variable `{name}` (named in forward_env) is not set"
+            ),
+            Self::Exit {
+                program,
+                status,
+                stderr_tail,
+            } => {
+                match (
+                    status.code(),
+                    std::os::unix::process::ExitStatusExt::signal(status),
+                ) {
+                    (Some(code), _) => write!(f, "`{program}` exited with status {code}")?,
+                    (None, Some(signal)) => {
+                        let name = Signal::try_from(signal).map_or("unknown", Signal::as_str);
+                        write!(f, "`{program}` was killed by signal {signal} ({name})")?
+                    }
+                    (None, None) => write!(f, "`{program}` ended: {status}")?,
+                }
+                if !stderr_tail.is_empty() {
+                    write!(f, "; stderr ends: {stderr_tail}")?;
+                }
+                Ok(())
+            }
+            Self::TooLarge { limit } => write!(
+                f,
+                "standard output passed the capture limit of {limit} bytes, so the command was stopped (raise `max_output_bytes`, or set `capture: none`)"
+            ),
+            Self::NotUtf8 { offset } => write!(
+                f,
+                "standard output is not UTF-8 text (invalid byte at offset {offset}); set `capture: base64` to keep binary output"
+            ),
+            Self::NotJson(error) => {
+                write!(f, "standard output is not JSON (`capture: json`): {error}")
+            }
+            Self::Cancelled => f.write_str("the command was stopped: the run was cancelled"),
+            Self::Io(error) => write!(f, "reading the command's output failed: {error}"),
+        }
+    }
+}
+
+/// Kills the whole process group when dropped: whether the attempt ended, timed out (the
+/// engine drops it) or was cancelled, nothing the command started outlives it.
+struct GroupGuard(Pid);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
+}
+
+/// Runs one attempt to its end; `cancelled` resolves when the run is cancelled.
+pub(crate) async fn run(
+    launch: Launch<'_>,
+    cancelled: impl Future<Output = ()>,
+) -> Result<Value, CommandError> {
+    let spec = launch.spec;
+    let mut command = command(&launch)?;
+    let mut child = command.spawn().map_err(|error| CommandError::Start {
+        program: spec.program.clone(),
+        error,
+    })?;
+    let Some(pid) = child.id() else {
+        return Err(CommandError::Io(io::Error::other(
+            "the child exited at once",
+        )));
+    };
+    let group = GroupGuard(Pid::from_raw(pid as i32));
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let reading = read_bounded(stdout, spec.max_output_bytes);
+    let logging = log_lines(stderr, launch.task_id);
+    tokio::pin!(reading, logging, cancelled);
+    let mut status = None;
+    let mut output = None;
+    let mut tail = None;
+    while status.is_none() || output.is_none() || tail.is_none() {
+        tokio::select! {
+            waited = child.wait(), if status.is_none() => {
+                status = Some(waited.map_err(CommandError::Io)?);
+                // Whatever the command left behind goes with it, so its pipes close.
+                let _ = killpg(group.0, Signal::SIGKILL);
+            }
+            read = &mut reading, if output.is_none() => {
+                if matches!(read, Err(CommandError::TooLarge { .. })) {
+                    let _ = killpg(group.0, Signal::SIGKILL);
+                }
+                output = Some(read);
+            }
+            lines = &mut logging, if tail.is_none() => tail = Some(lines),
+            () = &mut cancelled => {
+                let _ = killpg(group.0, Signal::SIGTERM);
+                if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                    let _ = killpg(group.0, Signal::SIGKILL);
+                }
+                return Err(CommandError::Cancelled);
+            }
+        }
+    }
+    drop(group);
+    let (Some(status), Some(output), Some(tail)) = (status, output, tail) else {
+        unreachable!("the loop ends when all three are known");
+    };
+    let bytes = output?;
+    if !status.success() {
+        return Err(CommandError::Exit {
+            program: spec.program.clone(),
+            status,
+            stderr_tail: tail,
+        });
+    }
+    to_result(bytes, spec.capture)
+}
+
+/// The process to start: program and arguments exactly as written, in a process group
+/// of its own, with the environment the spec allows.
+///
+/// The program is looked up on the command's own `PATH` here, not by the standard
+/// library: with a changed environment it would start the command by fork and exec
+/// rather than the much cheaper posix_spawn, which costs about a millisecond a command.
+fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
+    let spec = launch.spec;
+    let cwd = match &spec.cwd {
+        Some(cwd) => launch.base_dir.join(cwd),
+        None => launch.base_dir.to_owned(),
+    };
+    let path = match spec.env.get("PATH") {
+        Some(path) => Some(OsString::from(path)),
+        None => std::env::var_os("PATH"),
+    };
+    let program =
+        locate(&spec.program, &cwd, path.as_deref()).ok_or_else(|| CommandError::Start {
+            program: spec.program.clone(),
+            error: io::ErrorKind::NotFound.into(),
+        })?;
+    let mut command = Command::new(program);
+    command
+        .arg0(&spec.program)
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(if spec.capture == Capture::None {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .current_dir(cwd);
+    if !spec.inherit_env {
+        command.env_clear();
+        for name in BASE_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+    }
+    for name in &spec.forward_env {
+        let value = std::env::var_os(name).ok_or_else(|| CommandError::MissingEnv(name.clone()))?;
+        command.env(name, value);
+    }
+    command
+        .envs(&spec.env)
+        .env("ORCH_TASK_ID", launch.task_id)
+        .env("ORCH_WORKFLOW_ID", launch.workflow_id)
+        .env("ORCH_ATTEMPT", launch.attempt.to_string());
+    if let Some(dir) = &launch.inputs_dir {
+        command.env("ORCH_INPUTS_DIR", dir);
+    }
+    Ok(command)
+}
+
+/// The file `program` names: with a `/`, relative to the command's working directory;
+/// otherwise the first executable file of that name in `path`'s directories.
+fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(cwd.join(program));
+    }
+    std::env::split_paths(path?).find_map(|dir| {
+        let candidate = cwd.join(dir).join(program);
+        let executable = std::fs::metadata(&candidate)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        executable.then_some(candidate)
+    })
+}
+
+/// Reads everything, failing as soon as more than `limit` bytes arrive.
+async fn read_bounded(
+    stream: Option<impl AsyncRead + Unpin>,
+    limit: usize,
+) -> Result<Vec<u8>, CommandError> {
+    let Some(stream) = stream else {
+        return Ok(Vec::new());
+    };
+    let mut bytes = Vec::new();
+    // One byte past the limit tells "exactly at the limit" from "over it".
+    stream
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(CommandError::Io)?;
+    if bytes.len() > limit {
+        return Err(CommandError::TooLarge { limit });
+    }
+    Ok(bytes)
+}
+
+/// Logs every line of standard error in the span of task `task_id`; returns the last few
+/// lines, joined, for a failure's message.
+async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str) -> String {
+    let Some(mut stream) = stream else {
+        return String::new();
+    };
+    let span = tracing::info_span!("task", id = %task_id);
+    let mut tail: std::collections::VecDeque<String> = Default::default();
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut log = |line: &[u8]| {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        span.in_scope(|| tracing::info!(target: "orch::stderr", "{text}"));
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(text.chars().take(200).collect());
+    };
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            log(&pending[..=end]);
+            pending.drain(..=end);
+        }
+        while pending.len() >= MAX_LOG_LINE {
+            log(&pending[..MAX_LOG_LINE]);
+            pending.drain(..MAX_LOG_LINE);
+        }
+    }
+    if !pending.is_empty() {
+        log(&pending);
+    }
+    Vec::from(tail).join(" | ")
+}
+
+/// The task's result from its standard output.
+fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
+    let text = |bytes: Vec<u8>| {
+        String::from_utf8(bytes).map_err(|e| CommandError::NotUtf8 {
+            offset: e.utf8_error().valid_up_to(),
+        })
+    };
+    match capture {
+        Capture::None => Ok(Value::Null),
+        Capture::Base64 => Ok(Value::String(
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        )),
+        Capture::Json => serde_json::from_slice(&bytes).map_err(CommandError::NotJson),
+        Capture::Text => {
+            let mut text = text(bytes)?;
+            strip_newline(&mut text);
+            Ok(Value::String(text))
+        }
+        Capture::Auto => {
+            let mut text = text(bytes)?;
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            if let Ok(value) = serde_json::from_str(&text) {
+                return Ok(value);
+            }
+            strip_newline(&mut text);
+            Ok(Value::String(text))
+        }
+    }
+}
+
+fn strip_newline(text: &mut String) {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn programs_are_found_on_the_commands_path() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("bin");
+        let write = |name: &str, mode: u32| {
+            let path = bin.join(name);
+            std::fs::write(&path, "#!/bin/sh\n").expect("written");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("mode");
+        };
+        write("tool", 0o755);
+        write("plain", 0o644);
+        let path = std::env::join_paths(["/nonexistent", "bin"]).expect("a PATH");
+        let found = |program: &str| locate(program, dir.path(), Some(&path));
+        assert_eq!(found("tool"), Some(bin.join("tool")));
+        assert_eq!(found("plain"), None, "not executable");
+        assert_eq!(found("missing"), None);
+        assert_eq!(found("./x/y"), Some(dir.path().join("./x/y")));
+        assert_eq!(found("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(locate("tool", dir.path(), None), None);
+    }
+
+    #[test]
+    fn output_becomes_json_text_or_an_error_by_capture_mode() {
+        let auto = |s: &[u8]| to_result(s.to_vec(), Capture::Auto).map_err(|e| e.to_string());
+        assert_eq!(auto(b"{\"rows\": 3}\n"), Ok(json!({"rows": 3})));
+        assert_eq!(auto(b"hello\n"), Ok(json!("hello")));
+        assert_eq!(auto(b"  \n"), Ok(Value::Null));
+        assert_eq!(auto(b"42"), Ok(json!(42)));
+        let error = auto(b"ok\xff\n").expect_err("not UTF-8");
+        assert!(error.contains("offset 2"), "{error}");
+        assert_eq!(
+            to_result(b"42\n".to_vec(), Capture::Text).ok(),
+            Some(json!("42"))
+        );
+        assert_eq!(
+            to_result(b"\xff".to_vec(), Capture::Base64).ok(),
+            Some(json!("/w=="))
+        );
+        assert!(to_result(b"x".to_vec(), Capture::Json).is_err());
+        assert_eq!(
+            to_result(b"x".to_vec(), Capture::None).ok(),
+            Some(Value::Null)
+        );
+    }
+}

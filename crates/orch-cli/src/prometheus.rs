@@ -1,0 +1,262 @@
+//! `--metrics-addr`: the running engine's metrics in Prometheus' text format, served over
+//! plain HTTP on `GET /metrics` while the run lasts.
+//!
+//! A minimal HTTP/1.1 responder: it reads a request head (at most 8 KiB, within 5 s),
+//! answers `/metrics` (and `/`) with the metrics, anything else with 404, and closes the
+//! connection. Enough for a Prometheus scraper or `curl`; no keep-alive, no TLS.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use orch::core::EngineEvent;
+use orch::metrics::{DURATION_BUCKETS, Recorder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::tally::Tally;
+
+/// The largest request head read.
+const MAX_HEAD: usize = 8 << 10;
+/// How long a client has to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the metrics are made of, updated from the run's events.
+pub(crate) struct Live {
+    workflow_id: String,
+    started: Instant,
+    tally: Mutex<Tally>,
+    recorder: Recorder,
+}
+
+impl Live {
+    pub(crate) fn new(workflow_id: &str, total: usize) -> Self {
+        Self {
+            workflow_id: workflow_id.to_owned(),
+            started: Instant::now(),
+            tally: Mutex::new(Tally::new(total)),
+            recorder: Recorder::new(),
+        }
+    }
+
+    /// Takes one lifecycle event into account.
+    pub(crate) fn observe(&self, event: &EngineEvent) {
+        self.recorder.observe(event);
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(event);
+    }
+
+    /// The metrics in Prometheus' text exposition format (version 0.0.4).
+    pub(crate) fn render(&self) -> String {
+        let tally = self
+            .tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let workflow = label(&self.workflow_id);
+        let mut text = String::new();
+        let mut line = |s: String| {
+            text.push_str(&s);
+            text.push('\n');
+        };
+        line("# HELP orch_run_tasks Tasks of the run, by state.".into());
+        line("# TYPE orch_run_tasks gauge".into());
+        for (state, count) in [
+            ("pending", tally.pending()),
+            ("running", tally.running.len()),
+            ("completed", tally.completed),
+            ("failed", tally.failed),
+            ("skipped", tally.skipped),
+            ("cancelled", tally.cancelled),
+        ] {
+            line(format!(
+                "orch_run_tasks{{workflow_id=\"{workflow}\",state=\"{state}\"}} {count}"
+            ));
+        }
+        line("# HELP orch_run_elapsed_seconds Time since the run started.".into());
+        line("# TYPE orch_run_elapsed_seconds gauge".into());
+        line(format!(
+            "orch_run_elapsed_seconds{{workflow_id=\"{workflow}\"}} {}",
+            self.started.elapsed().as_secs_f64()
+        ));
+        let stats = self.recorder.snapshot();
+        line("# HELP orch_tasks_total Tasks of the run by task type and outcome.".into());
+        line("# TYPE orch_tasks_total counter".into());
+        for (task_type, s) in &stats {
+            let task_type = label(task_type);
+            for (outcome, count) in [
+                ("started", s.started),
+                ("completed", s.completed),
+                ("failed", s.failed),
+                ("retried", s.retried),
+                ("skipped", s.skipped),
+                ("cancelled", s.cancelled),
+            ] {
+                line(format!(
+                    "orch_tasks_total{{task_type=\"{task_type}\",outcome=\"{outcome}\"}} {count}"
+                ));
+            }
+        }
+        line(
+            "# HELP orch_task_duration_seconds Durations of the tasks that completed or failed."
+                .into(),
+        );
+        line("# TYPE orch_task_duration_seconds histogram".into());
+        for (task_type, s) in &stats {
+            let task_type = label(task_type);
+            let mut cumulative = 0;
+            for (bound, count) in DURATION_BUCKETS.iter().zip(s.durations.counts) {
+                cumulative += count;
+                line(format!(
+                    "orch_task_duration_seconds_bucket{{task_type=\"{task_type}\",le=\"{bound}\"}} {cumulative}"
+                ));
+            }
+            let h = &s.durations;
+            line(format!(
+                "orch_task_duration_seconds_bucket{{task_type=\"{task_type}\",le=\"+Inf\"}} {}",
+                h.count
+            ));
+            line(format!(
+                "orch_task_duration_seconds_sum{{task_type=\"{task_type}\"}} {}",
+                h.sum
+            ));
+            line(format!(
+                "orch_task_duration_seconds_count{{task_type=\"{task_type}\"}} {}",
+                h.count
+            ));
+        }
+        text
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped.
+fn label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Serves `live` on `listener` until the returned task is aborted.
+pub(crate) fn serve(listener: TcpListener, live: Arc<Live>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let live = Arc::clone(&live);
+            tokio::spawn(async move {
+                if let Err(error) = respond(stream, &live).await {
+                    tracing::debug!(%error, "metrics request failed");
+                }
+            });
+        }
+    })
+}
+
+async fn respond(mut stream: TcpStream, live: &Live) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if tokio::time::timeout(READ_TIMEOUT, read).await.is_err() {
+        return Ok(());
+    }
+    let request = String::from_utf8_lossy(&head);
+    let mut words = request
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace();
+    let (method, path) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
+    let (status, content_type, body) = match (method, path.split('?').next()) {
+        ("GET", Some("/metrics" | "/")) => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            live.render(),
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: try /metrics\n".into(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET\n".into(),
+        ),
+    };
+    let mut response = String::new();
+    let _ = write!(
+        response,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use orch::core::EngineEventKind;
+
+    use super::*;
+
+    #[test]
+    fn every_sample_line_is_well_formed() {
+        let live = Live::new("w\"1", 2);
+        let mut event = EngineEvent::new(
+            EngineEventKind::TaskStarted,
+            "w".into(),
+            1,
+            SystemTime::now(),
+        );
+        event.task_id = Some("a".into());
+        event.task_type = Some("command".into());
+        live.observe(&event);
+        event.kind = EngineEventKind::TaskCompleted;
+        event.duration = Some(Duration::from_millis(3));
+        live.observe(&event);
+        let text = live.render();
+        assert!(
+            text.contains("orch_run_tasks{workflow_id=\"w\\\"1\",state=\"completed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("orch_tasks_total{task_type=\"command\",outcome=\"completed\"} 1"));
+        assert!(
+            text.contains(
+                "orch_task_duration_seconds_bucket{task_type=\"command\",le=\"0.005\"} 1"
+            )
+        );
+        assert!(
+            text.contains(
+                "orch_task_duration_seconds_bucket{task_type=\"command\",le=\"0.0025\"} 0"
+            )
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').expect("name and value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

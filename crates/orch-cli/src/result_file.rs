@@ -1,0 +1,107 @@
+//! The result file `orch run --output` writes and `orch report`, `orch gantt` and
+//! `orch graph --result` read: a run's result as the library writes it
+//! (`WorkflowResult::to_json`), plus a `workflow` field with the definition that ran, so
+//! that the file alone can draw the graph.
+
+use std::path::Path;
+
+use orch::core::{Workflow, WorkflowResult};
+use serde::Serialize;
+
+use crate::dag::Dag;
+
+/// A run's result and, when the file holds it, the workflow that ran.
+pub(crate) struct RunFile {
+    pub(crate) result: WorkflowResult,
+    pub(crate) workflow: Option<Workflow>,
+}
+
+#[derive(Serialize)]
+struct Written<'a> {
+    #[serde(flatten)]
+    result: &'a WorkflowResult,
+    workflow: &'a Workflow,
+}
+
+/// Writes `result` and `workflow` to `path` as indented JSON, through a temporary file
+/// renamed into place, so a reader never sees half a file.
+pub(crate) fn write(
+    path: &Path,
+    result: &WorkflowResult,
+    workflow: &Workflow,
+) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(&Written { result, workflow })
+        .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let fail = |e: std::io::Error| format!("cannot write result file {}: {e}", path.display());
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
+    std::io::Write::write_all(&mut file, b"\n").map_err(fail)?;
+    file.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// Reads a result file (or any `WorkflowResult` JSON, which then has no workflow).
+///
+/// Read straight from the text, twice (the result, then the workflow), never through a
+/// `serde_json::Value`, whose maps would lose the tasks' order.
+pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read result file {}: {e}", path.display()))?;
+    let place = |e: &serde_json::Error| format!("{}:{}:{}", path.display(), e.line(), e.column());
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let result: WorkflowResult = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        format!(
+            "{}: not a run result: at `{}`: {}",
+            place(e.inner()),
+            e.path(),
+            e.inner()
+        )
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Definition {
+        workflow: Option<Workflow>,
+    }
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let definition: Definition = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        format!(
+            "{}: invalid workflow: at `{}`: {}",
+            place(e.inner()),
+            e.path(),
+            e.inner()
+        )
+    })?;
+    Ok(RunFile {
+        result,
+        workflow: definition.workflow,
+    })
+}
+
+impl RunFile {
+    /// The graph of the run, with each task's status; needs the workflow.
+    pub(crate) fn dag(&self, path: &Path) -> Result<Dag, String> {
+        let workflow = self.workflow.as_ref().ok_or_else(|| {
+            format!(
+                "{} holds no `workflow`: it was not written by `orch run --output`",
+                path.display()
+            )
+        })?;
+        Dag::new(workflow)
+            .map(|dag| dag.with_statuses(&self.result))
+            .map_err(|e| format!("{}: the workflow in it is invalid: {e}", path.display()))
+    }
+
+    /// The run's metrics: those in the file, else computed from the records.
+    pub(crate) fn metrics(&self) -> orch::core::RunMetrics {
+        if let Some(metrics) = self.result.metrics() {
+            return metrics.clone();
+        }
+        match &self.workflow {
+            Some(workflow) => orch::metrics::compute_with(&self.result, workflow),
+            None => orch::metrics::compute(&self.result),
+        }
+    }
+}

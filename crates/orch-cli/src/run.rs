@@ -1,0 +1,234 @@
+//! `orch run`: checks a workflow file, runs it on an engine with the built-in task types,
+//! shows progress, serves metrics, handles Ctrl-C and writes the result. With
+//! `builtin.rs`, the only module that calls into the engine.
+
+use std::future::poll_fn;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use orch::core::{EngineEvent, Workflow, WorkflowStatus};
+use orch::engine::WorkflowEngine;
+use orch::events::{Delivery, EventBus};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::display::{Display, ProgressMode};
+use crate::inputs::InputsRoot;
+use crate::prometheus::{self, Live};
+use crate::{builtin, check, result_file};
+
+/// How long running tasks have to stop after Ctrl-C before they are dropped; a command
+/// gets SIGTERM at once and SIGKILL 2 s later, within this.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// What `orch run` was asked to do.
+pub(crate) struct RunArgs {
+    pub(crate) file: PathBuf,
+    pub(crate) max_concurrent: usize,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) metrics_addr: Option<String>,
+    pub(crate) progress: ProgressMode,
+}
+
+/// Runs the workflow; the exit code is 0 when it completed, 1 when it failed (or the file
+/// has problems), 2 when the run could not be set up, 128 + the signal when interrupted.
+pub(crate) fn run(args: RunArgs) -> ExitCode {
+    let checked = check::check(&args.file, true);
+    let workflow = match checked.workflow {
+        Some(workflow) if checked.problems.is_empty() => workflow,
+        _ => {
+            for problem in &checked.problems {
+                eprintln!("{}", problem.render(&args.file));
+            }
+            eprintln!(
+                "{}: not run: {} problem(s)",
+                args.file.display(),
+                checked.problems.len()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return setup_error(format!("cannot start the async runtime: {e}")),
+    };
+    let code = runtime.block_on(execute(&args, workflow));
+    // Dropping the runtime drops every handler, and with them the inputs directory.
+    drop(runtime);
+    code
+}
+
+fn setup_error(message: String) -> ExitCode {
+    eprintln!("orch run: {message}");
+    ExitCode::from(2)
+}
+
+async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
+    let base_dir = base_dir(&args.file);
+    let inputs = match InputsRoot::create() {
+        Ok(inputs) => inputs,
+        Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
+    };
+    let live = args
+        .metrics_addr
+        .as_ref()
+        .map(|_| Arc::new(Live::new(workflow.workflow_id(), workflow.len())));
+    let server = match (&args.metrics_addr, &live) {
+        (Some(addr), Some(live)) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                if let Ok(local) = listener.local_addr() {
+                    tracing::info!("serving metrics on http://{local}/metrics");
+                }
+                Some(prometheus::serve(listener, Arc::clone(live)))
+            }
+            Err(e) => {
+                return setup_error(format!("cannot listen on {addr} for --metrics-addr: {e}"));
+            }
+        },
+        _ => None,
+    };
+    let watched = server.is_some() || args.progress != ProgressMode::None;
+    let bus: Option<EventBus<EngineEvent>> = watched.then(EventBus::new);
+    let mut builder = WorkflowEngine::builder()
+        .max_concurrent(args.max_concurrent)
+        .cancel_grace_period(GRACE);
+    if let Some(bus) = &bus {
+        builder = builder.event_bus(bus.clone());
+    }
+    let engine = match builder.build() {
+        Ok(engine) => engine,
+        Err(e) => return setup_error(e.to_string()),
+    };
+    builtin::register(&engine, base_dir, inputs);
+
+    let terminal = std::io::stdout().is_terminal();
+    let mut display = Display::new(args.progress, workflow.len(), terminal);
+    let watcher = match &bus {
+        Some(bus) => match bus.subscribe("workflow.>") {
+            Ok(mut events) => {
+                let live = live.clone();
+                Some(tokio::spawn(async move {
+                    loop {
+                        // Event lines are written out whenever no event is waiting.
+                        let ready = poll_fn(|cx| Poll::Ready(events.poll_recv(cx))).await;
+                        let delivery = match ready {
+                            Poll::Ready(delivery) => delivery,
+                            Poll::Pending => {
+                                display.flush();
+                                events.recv().await
+                            }
+                        };
+                        match delivery {
+                            Some(Delivery::Event(event)) => {
+                                if let Some(live) = &live {
+                                    live.observe(event.payload());
+                                }
+                                display.event(event.payload());
+                            }
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                    display
+                }))
+            }
+            Err(e) => return setup_error(format!("cannot watch the run: {e}")),
+        },
+        None => None,
+    };
+
+    // Watched before the run starts, so that no Ctrl-C finds the default action (exit).
+    let (Ok(int), Ok(term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return setup_error("cannot watch for Ctrl-C".into());
+    };
+    let run = engine.run(&workflow);
+    let interrupted = Arc::new(AtomicU8::new(0));
+    let token = run.cancellation_token();
+    let cancel = move || token.cancel();
+    let signals = tokio::spawn(cancel_on_signal(
+        int,
+        term,
+        cancel,
+        Arc::clone(&interrupted),
+    ));
+    let outcome = run.await;
+    signals.abort();
+    if let Some(bus) = &bus {
+        bus.close().await;
+    }
+    let display = match watcher {
+        Some(watcher) => watcher.await.ok(),
+        None => None,
+    };
+    if let Some(server) = server {
+        server.abort();
+    }
+    let result = match outcome {
+        Ok(result) => result,
+        Err(errors) => {
+            eprintln!("{}: not run:\n{errors}", args.file.display());
+            return ExitCode::from(1);
+        }
+    };
+    let signal = interrupted.load(Ordering::SeqCst);
+    match display {
+        Some(display) => display.finish(&result, signal != 0),
+        None => print!("{}", crate::display::summary(&result, signal != 0)),
+    }
+    if let Some(path) = &args.output {
+        match result_file::write(path, &result, &workflow) {
+            Ok(()) => println!("result written to {}", path.display()),
+            Err(e) => return setup_error(e),
+        }
+    }
+    match (signal, result.status) {
+        (0, WorkflowStatus::Completed) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::from(1),
+        (signal, _) => ExitCode::from(128 + signal),
+    }
+}
+
+/// Cancels the run at the first SIGINT (Ctrl-C) or SIGTERM, noting which signal it was.
+async fn cancel_on_signal(
+    mut int: Signal,
+    mut term: Signal,
+    cancel: impl FnOnce(),
+    interrupted: Arc<AtomicU8>,
+) {
+    let number = tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
+    };
+    interrupted.store(number, Ordering::SeqCst);
+    tracing::warn!(
+        "interrupted: stopping the running tasks (up to {}s)",
+        GRACE.as_secs()
+    );
+    cancel();
+    // Later signals change nothing: the run is already stopping, within the grace period.
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+}
+
+/// The directory relative paths in the workflow start from: the file's own.
+fn base_dir(file: &Path) -> PathBuf {
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned())
+}

@@ -1,0 +1,63 @@
+//! "Did you mean ...?": the closest known name to a misspelt one.
+
+/// The candidate closest to `wrong` by edit distance, if it is close enough to be a
+/// likely typo (at most a third of the longer name, and at most 3 edits).
+pub(crate) fn closest<'c>(
+    wrong: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != wrong)
+        .map(|c| (distance(wrong, c), c))
+        .filter(|&(d, c)| d <= 3 && d * 3 <= wrong.chars().count().max(c.chars().count()))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Edit distance in characters, a swap of two neighbours counting as one edit (optimal
+/// string alignment).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut row = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        row[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (previous[j - 1] + cost)
+                .min(previous[j] + 1)
+                .min(row[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut row);
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_find_their_name_and_strangers_find_none() {
+        let types = ["command", "sleep", "echo"];
+        assert_eq!(closest("comand", types), Some("command"));
+        assert_eq!(closest("slep", types), Some("sleep"));
+        assert_eq!(closest("ecoh", types), Some("echo"));
+        assert_eq!(closest("python", types), None);
+        assert_eq!(closest("command", types), None);
+    }
+
+    #[test]
+    fn distance_counts_edits() {
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("naïve", "naive"), 1);
+        assert_eq!(distance("ecoh", "echo"), 1);
+    }
+}

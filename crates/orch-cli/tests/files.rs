@@ -1,0 +1,260 @@
+//! `orch validate`, `orch plan` and `orch graph` on workflow files: exit codes, every
+//! problem with its place, JSON output, and drawings the real tools accept.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Dir, in_ci, installed, parts, run_in};
+use serde_json::{Value, json};
+
+const GOOD: &str = "workflow_id: etl\nname: ETL\ntasks:\n  extract:\n    task_type: command\n    config: { program: 'true' }\n  transform:\n    task_type: echo\n    dependencies: [extract]\n  load:\n    task_type: sleep\n    config: { seconds: 0 }\n    dependencies: [transform, extract]\n  audit:\n    task_type: echo\n";
+
+/// Two problems in one YAML file, one in a JSON file, one unreadable file.
+fn broken_files(dir: &Dir) {
+    dir.write(
+        "bad.yaml",
+        "workflow_id: w\ntasks:\n  extract_order:\n    task_type: command\n    config: { program: ls }\n  load:\n    task_type: comand\n    dependencies: [extract_ordr]\n",
+    );
+    dir.write(
+        "bad.json",
+        "{\n  \"workflow_id\": \"w\",\n  \"tasks\": {\n    \"a\": {\"task_type\": \"command\", \"config\": {\"progam\": \"ls\"}}\n  }\n}\n",
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_of_every_file_with_its_place() {
+    let dir = Dir::new();
+    dir.write("good.yaml", GOOD);
+    broken_files(&dir);
+    let output = run_in(
+        &dir,
+        &[
+            "validate",
+            "good.yaml",
+            "bad.yaml",
+            "bad.json",
+            "missing.toml",
+        ],
+    );
+    let (code, stdout, _) = parts(&output);
+    assert_eq!(code, Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "good.yaml: ok (4 tasks)",
+            "bad.yaml:8:20: task `load` depends on unknown task `extract_ordr` (did you mean `extract_order`?)",
+            "bad.yaml:7:16: task `load` has unknown task type `comand` (orch runs: command, sleep, echo) (did you mean `command`?)",
+            "bad.json:4:46: task `a`: unknown config key `progam` (known keys: program, args, shell, script, env, forward_env, inherit_env, cwd, capture, max_output_bytes) (did you mean `program`?)",
+            "missing.toml: cannot read: No such file or directory (os error 2)",
+            "4 problem(s) in 3 of 4 file(s)",
+        ]
+    );
+}
+
+#[test]
+fn validate_json_names_kinds_places_and_suggestions() {
+    let dir = Dir::new();
+    dir.write("good.yaml", GOOD);
+    broken_files(&dir);
+    std::fs::create_dir(dir.join("folder.yaml")).expect("a directory");
+    dir.write(
+        "syntax.toml",
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = 3\n",
+    );
+    let output = run_in(
+        &dir,
+        &[
+            "validate",
+            "--format",
+            "json",
+            "good.yaml",
+            "bad.yaml",
+            "folder.yaml",
+            "syntax.toml",
+        ],
+    );
+    let (code, stdout, _) = parts(&output);
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["problems"], 4);
+    let files = report["files"].as_array().expect("files");
+    assert_eq!(
+        files[0],
+        json!({"file": "good.yaml", "valid": true, "tasks": 4, "problems": []})
+    );
+    assert_eq!(
+        files[1]["problems"][0],
+        json!({"kind": "unknown_dependency", "task": "load", "line": 8, "column": 20,
+               "message": "task `load` depends on unknown task `extract_ordr`",
+               "suggestion": "extract_order"})
+    );
+    assert_eq!(files[1]["problems"][1]["kind"], "unknown_task_type");
+    assert_eq!(files[2]["problems"][0]["kind"], "unreadable");
+    assert_eq!(files[2]["tasks"], Value::Null);
+    let syntax = &files[3]["problems"][0];
+    assert_eq!(
+        (syntax["kind"].as_str(), syntax["line"].as_u64()),
+        (Some("parse"), Some(3))
+    );
+}
+
+#[test]
+fn validate_accepts_any_task_type_when_asked() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: fetch }\n",
+    );
+    assert_eq!(run_in(&dir, &["validate", "w.yaml"]).status.code(), Some(1));
+    let output = run_in(&dir, &["validate", "--any-task-type", "w.yaml"]);
+    assert_eq!(
+        parts(&output),
+        (Some(0), "w.yaml: ok (1 tasks)\n".into(), String::new())
+    );
+}
+
+#[test]
+fn structural_problems_are_placed_at_their_task() {
+    let dir = Dir::new();
+    dir.write(
+        "cycle.toml",
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"echo\"\ndependencies = [\"b\"]\n[tasks.b]\ntask_type = \"echo\"\ndependencies = [\"a\", \"a\"]\ntimeout = 0\n",
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "cycle.toml"]));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "cycle.toml:8:1: task `b`: invalid `timeout`: must be greater than zero",
+            "cycle.toml:7:17: task `b` lists dependency `a` more than once",
+            "cycle.toml:2:1: dependency cycle: a -> b -> a (each task depends on the next)",
+            "3 problem(s) in 1 of 1 file(s)",
+        ]
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let dir = Dir::new();
+    assert_eq!(run_in(&dir, &["validate"]).status.code(), Some(2));
+    assert_eq!(run_in(&dir, &["frobnicate"]).status.code(), Some(2));
+    dir.write("w.yaml", GOOD);
+    assert_eq!(
+        run_in(&dir, &["run", "w.yaml", "--max-concurrent", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn plan_prints_order_and_levels() {
+    let dir = Dir::new();
+    dir.write("w.yaml", GOOD);
+    let (code, stdout, _) = parts(&run_in(&dir, &["plan", "w.yaml"]));
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        stdout,
+        "workflow `etl`: 4 tasks in 3 levels (at most 2 side by side)\n\
+         order  level  task       type     dependencies\n    \
+             1      0  extract    command  -\n    \
+             2      1  transform  echo     extract\n    \
+             3      2  load       sleep    transform, extract\n    \
+             4      0  audit      echo     -\n"
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["plan", "w.yaml", "--format", "json"]));
+    assert_eq!(code, Some(0));
+    let plan: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        plan["order"],
+        json!(["extract", "transform", "load", "audit"])
+    );
+    assert_eq!(
+        plan["levels"],
+        json!([["extract", "audit"], ["transform"], ["load"]])
+    );
+    assert_eq!(
+        plan["tasks"][2],
+        json!({"id": "load", "name": "", "type": "sleep", "level": 2, "position": 2,
+               "dependencies": ["transform", "extract"]})
+    );
+}
+
+#[test]
+fn plan_of_an_invalid_file_fails_with_its_problems() {
+    let dir = Dir::new();
+    broken_files(&dir);
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["plan", "bad.yaml"]));
+    assert_eq!((code, stdout.as_str()), (Some(1), ""));
+    assert!(
+        stderr.contains("bad.yaml:8:20: task `load` depends on unknown task `extract_ordr`"),
+        "{stderr}"
+    );
+}
+
+/// Ids that need quoting or escaping in DOT, Mermaid and SVG.
+const AWKWARD: &str = "{\"workflow_id\": \"w\", \"tasks\": [\
+    {\"task_id\": \"say \\\"hi\\\"\", \"task_type\": \"echo\", \"name\": \"<b>bold</b> & #1\"},\
+    {\"task_id\": \"back\\\\slash\", \"task_type\": \"echo\", \"dependencies\": [\"say \\\"hi\\\"\"]},\
+    {\"task_id\": \"end\", \"task_type\": \"echo\", \"dependencies\": [\"back\\\\slash\", \"say \\\"hi\\\"\"]}]}";
+
+#[test]
+fn dot_output_is_accepted_by_graphviz() {
+    if !installed("dot") {
+        println!("skipped: Graphviz's `dot` is not installed (apt-get install graphviz)");
+        return;
+    }
+    let dir = Dir::new();
+    dir.write("w.json", AWKWARD);
+    let (code, stdout, stderr) = parts(&run_in(
+        &dir,
+        &["graph", "w.json", "--format", "dot", "-o", "w.dot"],
+    ));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // `dot` re-emits the graph in its canonical form: the nodes and edges it understood.
+    let canonical = Command::new("dot")
+        .args(["-Tcanon"])
+        .arg(dir.join("w.dot"))
+        .output()
+        .expect("dot runs");
+    assert!(
+        canonical.status.success(),
+        "{}",
+        String::from_utf8_lossy(&canonical.stderr)
+    );
+    let text = String::from_utf8_lossy(&canonical.stdout);
+    assert_eq!(text.matches(" -> ").count(), 3, "{text}");
+    assert!(text.contains(r#""say \"hi\"" -> "back\\slash";"#), "{text}");
+    let svg = Command::new("dot")
+        .args(["-Tsvg"])
+        .arg(dir.join("w.dot"))
+        .output()
+        .expect("dot runs");
+    assert!(svg.status.success() && svg.stdout.starts_with(b"<?xml"));
+}
+
+#[test]
+fn graphviz_is_there_when_ci_says_so() {
+    if in_ci() {
+        assert!(
+            installed("dot"),
+            "CI=true and Graphviz's `dot` is missing: .ci/run installs it"
+        );
+    }
+}
+
+#[test]
+fn svg_output_is_well_formed_and_escaped() {
+    let dir = Dir::new();
+    dir.write("w.json", AWKWARD);
+    let (code, svg, _) = parts(&run_in(&dir, &["graph", "w.json", "--format", "svg"]));
+    assert_eq!(code, Some(0));
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_eq!(svg.matches("<g class=\"node none\"").count(), 3);
+    assert_eq!(svg.matches("marker-end=\"url(#arrow)\"").count(), 3);
+    assert!(svg.contains("&lt;b&gt;bold&lt;/b&gt; &amp; #1"));
+    assert!(!svg.contains("<b>"));
+}

@@ -1,0 +1,190 @@
+//! `orch report` and `orch gantt`: the HTML page is self-contained and renders in headless
+//! Chromium with one bar per task that ran and no console errors; the terminal timeline
+//! marks the critical path.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Dir, in_ci, installed, parts, run_in};
+
+/// Three tasks run (`a -> b`, `c` fails), one is skipped: three bars.
+const WORKFLOW: &str = "workflow_id: r\nname: Report <test>\ntasks:\n  a: { task_type: sleep, config: { seconds: 0.2 } }\n  b: { task_type: sleep, config: { seconds: 0.1 }, dependencies: [a] }\n  c: { task_type: command, config: { program: 'false' } }\n  d: { task_type: echo, dependencies: [c] }\n";
+
+/// A result file of a run of [`WORKFLOW`].
+fn ran(dir: &Dir) {
+    dir.write("r.yaml", WORKFLOW);
+    let (code, stdout, stderr) = parts(&run_in(
+        dir,
+        &[
+            "run",
+            "r.yaml",
+            "--max-concurrent",
+            "2",
+            "--output",
+            "r.json",
+        ],
+    ));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+}
+
+#[test]
+fn the_report_is_one_self_contained_page() {
+    let dir = Dir::new();
+    ran(&dir);
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "run.html"]));
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(0), "report written to run.html\n"),
+        "{stderr}"
+    );
+    let page = std::fs::read_to_string(dir.join("run.html")).expect("written");
+    assert!(page.starts_with("<!doctype html>"));
+    // Nothing is fetched: no sources, links or imports; the only URL is SVG's namespace.
+    for fetch in ["src=", "href=", "@import", "url(http", "<link"] {
+        assert!(!page.contains(fetch), "{fetch} in the page");
+    }
+    assert_eq!(
+        page.matches("http").count(),
+        page.matches("http://www.w3.org/2000/svg").count()
+    );
+    assert_eq!(page.matches("<rect class=\"bar ").count(), 3);
+    assert_eq!(
+        page.matches("<rect class=\"bar completed critical\"")
+            .count(),
+        2
+    );
+    assert_eq!(page.matches("<g class=\"node ").count(), 4);
+    assert!(page.contains("<g class=\"node skipped\" data-task=\"d\">"));
+    assert!(page.contains("Report &lt;test&gt;"));
+    assert!(page.contains("a → b"));
+}
+
+#[test]
+fn a_result_without_its_workflow_cannot_be_reported() {
+    let dir = Dir::new();
+    dir.write("plain.json", r#"{"workflow_id": "w", "name": "", "status": "completed", "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z", "max_concurrent": 1, "tasks": {}}"#);
+    let (code, _, stderr) = parts(&run_in(&dir, &["report", "plain.json", "-o", "x.html"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr
+            .contains("plain.json holds no `workflow`: it was not written by `orch run --output`"),
+        "{stderr}"
+    );
+    dir.write("bad.json", "{\"workflow_id\": 3}");
+    let (code, _, stderr) = parts(&run_in(&dir, &["gantt", "bad.json"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("bad.json:1:17: not a run result: at `workflow_id`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_terminal_timeline_marks_the_critical_path() {
+    let dir = Dir::new();
+    ran(&dir);
+    let (code, stdout, _) = parts(&run_in(&dir, &["gantt", "r.json", "--width", "60"]));
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    let row = |id: &str| {
+        *lines
+            .iter()
+            .find(|l| l[2..].starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("{id}: {stdout}"))
+    };
+    assert!(
+        row("a").starts_with("* a") && row("a").contains('█'),
+        "{stdout}"
+    );
+    assert!(row("b").starts_with("* b"), "{stdout}");
+    assert!(
+        row("c").starts_with("  c") && row("c").contains('▒'),
+        "{stdout}"
+    );
+    assert!(row("d").ends_with("| skipped"), "{stdout}");
+    // `b` starts where `a` ends.
+    let start = |line: &str| line.chars().position(|c| c == '█' || c == '▒').unwrap_or(0);
+    assert!(start(row("b")) > start(row("a")));
+}
+
+/// Runs headless Chromium on `page` with `action` (`--dump-dom` or `--screenshot=...`);
+/// its standard output and standard error (console messages included).
+fn chromium(page: &Path, action: &str) -> (String, String) {
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let mut command = Command::new("chromium");
+    command.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1200,1600",
+    ]);
+    command.arg(format!("--user-data-dir={}", profile.path().display()));
+    command
+        .arg(action)
+        .arg(format!("file://{}", page.display()));
+    let output = common::output(command);
+    let (code, stdout, stderr) = parts(&output);
+    assert_eq!(code, Some(0), "chromium failed: {stderr}");
+    (stdout, stderr)
+}
+
+/// Console messages and uncaught errors in Chromium's log.
+fn console_errors(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect()
+}
+
+#[test]
+fn the_report_renders_in_chromium_with_a_bar_per_task_and_no_console_errors() {
+    if !installed("chromium") {
+        assert!(
+            !in_ci(),
+            "CI=true and chromium is missing: .ci/run installs it"
+        );
+        println!("skipped: chromium is not installed (apt-get install chromium)");
+        return;
+    }
+    let dir = Dir::new();
+    ran(&dir);
+    assert_eq!(
+        run_in(&dir, &["report", "r.json", "-o", "run.html"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let page = dir.join("run.html");
+    let (dom, log) = chromium(&page, "--dump-dom");
+    // The page's script ran and counted the bars it rendered.
+    assert!(dom.contains("data-rendered-bars=\"3\""), "{dom}");
+    assert_eq!(dom.matches("<rect class=\"bar ").count(), 3);
+    assert_eq!(console_errors(&log), Vec::<&str>::new());
+
+    let shot = dir.join("shot.png");
+    let (_, log) = chromium(&page, &format!("--screenshot={}", shot.display()));
+    assert_eq!(console_errors(&log), Vec::<&str>::new());
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+
+    // The check sees a script error when there is one.
+    let broken = dir.write(
+        "broken.html",
+        "<!doctype html><body><script>noSuchFunction();</script></body>",
+    );
+    let (_, log) = chromium(&broken, "--dump-dom");
+    assert_eq!(console_errors(&log).len(), 1, "{log}");
+}

@@ -1,0 +1,516 @@
+//! `orch run` end to end: exit codes, the result file, failures skipping dependents,
+//! timeouts and Ctrl-C killing whole process groups, and bad input giving clear errors.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{Dir, alive, orch, parts, pid_in, run_in, wait_for};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// Runs `file` in `dir` with `--output r.json` and lines on stdout.
+fn run_file(dir: &Dir, file: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec!["run", file, "--output", "r.json"];
+    args.extend_from_slice(extra);
+    parts(&run_in(dir, &args))
+}
+
+fn status(result: &Value, task: &str) -> String {
+    result["tasks"][task]["status"]
+        .as_str()
+        .unwrap_or("none")
+        .to_owned()
+}
+
+fn error(result: &Value, task: &str) -> String {
+    result["tasks"][task]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_completed_run_exits_0_and_writes_results_as_json_or_text() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  json: { task_type: command, config: { program: echo, args: ['{"rows": 3}'] } }
+  text: { task_type: command, config: { program: echo, args: [hello] } }
+  greet: { task_type: echo, config: { message: [1, 2] } }
+  nap: { task_type: sleep, config: { seconds: 0.01 }, dependencies: [json, text] }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &["--max-concurrent", "2"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("workflow `w` completed after"), "{stdout}");
+    assert!(stdout.ends_with("result written to r.json\n"), "{stdout}");
+    let result = dir.json("r.json");
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["max_concurrent"], 2);
+    assert_eq!(result["tasks"]["json"]["result"], json!({"rows": 3}));
+    assert_eq!(result["tasks"]["text"]["result"], "hello");
+    assert_eq!(result["tasks"]["greet"]["result"], json!([1, 2]));
+    assert_eq!(result["tasks"]["nap"]["result"], Value::Null);
+    assert_eq!(result["metrics"]["completed_tasks"], 4);
+    assert_eq!(
+        result["workflow"]["tasks"]["nap"]["dependencies"],
+        json!(["json", "text"])
+    );
+}
+
+#[test]
+fn a_failing_command_skips_its_dependents_and_the_run_exits_1() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  build: { task_type: command, config: { shell: true, script: 'echo compiling >&2; echo "error: no main" >&2; exit 3' } }
+  test: { task_type: echo, dependencies: [build] }
+  deploy: { task_type: echo, dependencies: [test] }
+  docs: { task_type: echo }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["status"], "failed");
+    assert_eq!(status(&result, "build"), "failed");
+    assert_eq!(
+        error(&result, "build"),
+        "`sh` exited with status 3; stderr ends: compiling | error: no main"
+    );
+    assert_eq!(status(&result, "test"), "skipped");
+    assert_eq!(status(&result, "deploy"), "skipped");
+    assert_eq!(status(&result, "docs"), "completed");
+    // Standard error was streamed to the log, each line under the task's id.
+    assert!(stderr.contains("task{id=build}: compiling"), "{stderr}");
+    assert!(
+        stdout.contains("  failed    build: `sh` exited with status 3"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn arguments_reach_the_program_exactly_as_written() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  plain: { task_type: command, config: { program: printf, args: ['%s|', '$HOME', '; rm -rf x', '`id`', "a b"], capture: text } }
+  shell: { task_type: command, config: { shell: true, script: 'printf "%s|" "$1" "$#"', args: ['$(id) *'], capture: text } }
+  pwd: { task_type: command, config: { program: pwd } }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(
+        result["tasks"]["plain"]["result"],
+        "$HOME|; rm -rf x|`id`|a b|"
+    );
+    assert_eq!(result["tasks"]["shell"]["result"], "$(id) *|1|");
+    let here = std::fs::canonicalize(dir.path()).expect("canonical");
+    assert_eq!(
+        result["tasks"]["pwd"]["result"],
+        here.to_str().expect("UTF-8 path")
+    );
+}
+
+#[test]
+fn secrets_are_forwarded_by_name_and_appear_nowhere() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  use: { task_type: command, config: { shell: true, script: 'echo "${#API_TOKEN} ${NOT_FORWARDED-unset} $ORCH_TASK_ID $ORCH_ATTEMPT $GREETING"', forward_env: [API_TOKEN], env: { GREETING: hi } } }
+  missing: { task_type: command, config: { program: 'true', forward_env: [ORCH_TEST_NEVER_SET] } }
+"#,
+    );
+    let mut command = orch();
+    command
+        .args(["run", "w.yaml", "--output", "r.json", "-vv"])
+        .current_dir(dir.path())
+        .env("API_TOKEN", "s3cr3t-value")
+        .env("NOT_FORWARDED", "visible")
+        .env_remove("ORCH_TEST_NEVER_SET");
+    let output = common::output(command);
+    let (code, stdout, stderr) = parts(&output);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["use"]["result"], "12 unset use 1 hi");
+    assert_eq!(status(&result, "missing"), "failed");
+    assert_eq!(
+        error(&result, "missing"),
+        "environment variable `ORCH_TEST_NEVER_SET` (named in forward_env) is not set"
+    );
+    let written = std::fs::read_to_string(dir.join("r.json")).expect("result");
+    for text in [&written, &stdout, &stderr] {
+        assert!(!text.contains("s3cr3t"), "the secret leaked: {text}");
+    }
+}
+
+#[test]
+fn dependency_results_are_private_files_removed_after_the_run() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  fetch: { task_type: echo, config: { message: { rows: 3 } } }
+  "odd/id": { task_type: command, config: { program: echo, args: ['"x"'] } }
+  use:
+    task_type: command
+    dependencies: [fetch, "odd/id"]
+    config: { shell: true, script: 'cd "$ORCH_INPUTS_DIR" && echo "{\"dir\": \"$PWD\", \"modes\": \"$(stat -c %a . fetch.json odd%2Fid.json | tr "\n" " ")\", \"fetch\": $(cat fetch.json), \"odd\": $(cat odd%2Fid.json)}"' }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    let seen = &result["tasks"]["use"]["result"];
+    assert_eq!(seen["modes"], "700 600 600 ");
+    assert_eq!(seen["fetch"], json!({"rows": 3}));
+    assert_eq!(seen["odd"], "x");
+    let inputs = std::path::Path::new(seen["dir"].as_str().expect("a path"));
+    assert!(inputs.is_absolute());
+    assert!(!inputs.exists(), "{} outlived the run", inputs.display());
+    assert!(!inputs.parent().expect("the run's directory").exists());
+}
+
+#[test]
+fn a_timeout_kills_the_command_and_what_it_started() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  slow:
+    task_type: command
+    timeout: 3
+    config: { shell: true, script: 'sleep 300 & echo $! > grandchild.pid; echo $$ > child.pid; wait' }
+  after: { task_type: echo, dependencies: [slow] }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(status(&result, "slow"), "failed");
+    assert_eq!(error(&result, "slow"), "timed out after 3s");
+    assert_eq!(status(&result, "after"), "skipped");
+    for file in ["child.pid", "grandchild.pid"] {
+        let pid = pid_in(&dir.join(file));
+        wait_for(&format!("process {pid} ({file}) to end"), || !alive(pid));
+    }
+}
+
+#[test]
+fn what_a_command_leaves_running_ends_with_it() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'sleep 300 & echo $! > left.pid' } }\n",
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let pid = pid_in(&dir.join("left.pid"));
+    wait_for("the background sleep to end", || !alive(pid));
+}
+
+#[test]
+fn ctrl_c_stops_every_command_writes_the_result_and_exits_130() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  a: { task_type: command, config: { shell: true, script: 'sleep 300 & echo $! > a-child.pid; echo $$ > a.pid; wait' } }
+  b: { task_type: command, config: { shell: true, script: 'trap "" TERM; echo $$ > b.pid; while true; do sleep 1; done' } }
+  c: { task_type: sleep, config: { seconds: 300 } }
+  d: { task_type: echo, dependencies: [a] }
+"#,
+    );
+    let child = orch()
+        .args([
+            "run",
+            "w.yaml",
+            "--output",
+            "r.json",
+            "--max-concurrent",
+            "3",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    for file in ["a.pid", "a-child.pid", "b.pid"] {
+        wait_for(file, || pid_in_if_any(&dir.join(file)).is_some());
+    }
+    let pids: Vec<i32> = ["a.pid", "a-child.pid", "b.pid"]
+        .iter()
+        .map(|f| pid_in(&dir.join(f)))
+        .collect();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
+    let output = child.wait_with_output().expect("orch ends");
+    let (code, stdout, stderr) = parts(&output);
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("workflow `w` was interrupted after"),
+        "{stdout}"
+    );
+    let result = dir.json("r.json");
+    assert_eq!(result["status"], "cancelled");
+    for task in ["a", "b", "c", "d"] {
+        assert_eq!(status(&result, task), "cancelled", "{task}");
+    }
+    // `b` ignores SIGTERM: it was killed after the grace period.
+    for pid in pids {
+        wait_for(&format!("process {pid} to end"), || !alive(pid));
+    }
+}
+
+fn pid_in_if_any(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[test]
+fn bad_commands_fail_their_task_with_a_clear_error_and_a_complete_result() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  missing: { task_type: command, retries: 3, config: { program: orch-test-no-such-program } }
+  binary: { task_type: command, config: { program: printf, args: ['ok\377\376'] } }
+  binary_kept: { task_type: command, config: { program: printf, args: ['\377\376'], capture: base64 } }
+  huge: { task_type: command, config: { program: head, args: [-c, '2000000', /dev/zero] } }
+  endless: { task_type: command, config: { program: 'yes' } }
+  small_limit: { task_type: command, config: { program: echo, args: [12345], max_output_bytes: 5 } }
+  exact_limit: { task_type: command, config: { program: printf, args: ['12345'], max_output_bytes: 5 } }
+  not_json: { task_type: command, config: { program: echo, args: [hi], capture: json } }
+  after_missing: { task_type: echo, dependencies: [missing] }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &["--max-concurrent", "4"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    let limit = "standard output passed the capture limit of 1048576 bytes, so the command was stopped (raise `max_output_bytes`, or set `capture: none`)";
+    let expected = [
+        (
+            "missing",
+            "failed",
+            "cannot start `orch-test-no-such-program`: program not found",
+        ),
+        (
+            "binary",
+            "failed",
+            "standard output is not UTF-8 text (invalid byte at offset 2); set `capture: base64` to keep binary output",
+        ),
+        ("binary_kept", "completed", ""),
+        ("huge", "failed", limit),
+        ("endless", "failed", limit),
+        (
+            "small_limit",
+            "failed",
+            "standard output passed the capture limit of 5 bytes, so the command was stopped (raise `max_output_bytes`, or set `capture: none`)",
+        ),
+        ("exact_limit", "completed", ""),
+        (
+            "not_json",
+            "failed",
+            "standard output is not JSON (`capture: json`): expected value at line 1 column 1",
+        ),
+        (
+            "after_missing",
+            "skipped",
+            "skipped: dependency `missing` failed",
+        ),
+    ];
+    for (task, want_status, want_error) in expected {
+        assert_eq!(
+            (
+                status(&result, task).as_str(),
+                error(&result, task).as_str()
+            ),
+            (want_status, want_error),
+            "{task}"
+        );
+    }
+    // A program that cannot start is not retried.
+    assert_eq!(result["tasks"]["missing"]["attempts"], 1);
+    assert_eq!(result["tasks"]["binary_kept"]["result"], "//4=");
+    assert_eq!(result["tasks"]["exact_limit"]["result"], 12345);
+}
+
+#[test]
+fn files_that_cannot_run_exit_1_before_anything_starts() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { program: 'touch', args: [ran] } }\n  b: { task_type: slep }\n",
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!((code, stdout.as_str()), (Some(1), ""));
+    assert_eq!(
+        stderr,
+        "w.yaml:4:19: task `b` has unknown task type `slep` (orch runs: command, sleep, echo) (did you mean `sleep`?)\nw.yaml: not run: 1 problem(s)\n"
+    );
+    assert!(!dir.join("ran").exists() && !dir.join("r.json").exists());
+    let (code, _, stderr) = run_file(&dir, "nowhere.yaml", &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with("nowhere.yaml: cannot read: No such file or directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_result_file_that_cannot_be_written_exits_2() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo }\n",
+    );
+    let (code, _, stderr) = parts(&run_in(
+        &dir,
+        &["run", "w.yaml", "--output", "no/such/dir/r.json"],
+    ));
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("cannot write result file no/such/dir/r.json"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_can_be_json_and_rust_log_chooses_what_shows() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo one >&2; printf \"two\\377\" >&2' } }\n",
+    );
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--log-format", "json"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let logged: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let lines: Vec<(&str, &str, &str)> = logged
+        .iter()
+        .map(|l| {
+            let text = |key: [&str; 2]| l[key[0]][key[1]].as_str().unwrap_or_default();
+            (
+                l["level"].as_str().unwrap_or_default(),
+                text(["span", "id"]),
+                text(["fields", "message"]),
+            )
+        })
+        .collect();
+    assert_eq!(lines, [("INFO", "a", "one"), ("INFO", "a", "two\u{fffd}")]);
+
+    let mut command = orch();
+    command
+        .args(["run", "w.yaml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "error");
+    let (code, _, stderr) = parts(&common::output(command));
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+}
+
+#[test]
+fn programs_are_found_beside_the_workflow_and_on_the_commands_path() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = Dir::new();
+    std::fs::create_dir(dir.join("tools")).expect("a directory");
+    for name in ["hello.sh", "tools/greet"] {
+        let path = dir.write(name, "#!/bin/sh\necho \"$0 $1\"\n");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("executable");
+    }
+    std::fs::create_dir(dir.join("sub")).expect("a directory");
+    dir.write(
+        "sub/w.yaml",
+        "workflow_id: w\ntasks:\n  local: { task_type: command, config: { program: ../hello.sh, args: [x] } }\n  on_path: { task_type: command, config: { program: greet, args: [y], env: { PATH: ../tools } } }\n  in_cwd: { task_type: command, config: { program: ./greet, args: [z], cwd: ../tools } }\n",
+    );
+    let (code, stdout, stderr) = run_file(&dir, "sub/w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    // A script's `$0` is the file the system ran.
+    let ran = |task: &str| {
+        result["tasks"][task]["result"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        ran("local").ends_with("/sub/../hello.sh x"),
+        "{}",
+        ran("local")
+    );
+    assert!(
+        ran("on_path").ends_with("/sub/../tools/greet y"),
+        "{}",
+        ran("on_path")
+    );
+    assert!(
+        ran("in_cwd").ends_with("/sub/../tools/./greet z"),
+        "{}",
+        ran("in_cwd")
+    );
+}
+
+#[test]
+fn a_failed_attempt_is_retried_with_its_attempt_number() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  flaky:\n    task_type: command\n    retries: 2\n    backoff: { initial: 0.01, jitter: false }\n    config: { shell: true, script: 'echo \"attempt $ORCH_ATTEMPT\" >&2; [ \"$ORCH_ATTEMPT\" -ge 3 ] && echo done' }\n",
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["flaky"]["attempts"], 3);
+    assert_eq!(result["tasks"]["flaky"]["result"], "done");
+    assert_eq!(
+        stdout.matches("] retrying   flaky after attempt").count(),
+        2,
+        "{stdout}"
+    );
+    for attempt in 1..=3 {
+        assert!(
+            stderr.contains(&format!("task{{id=flaky}}: attempt {attempt}")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c_and_exits_143() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo $$ > a.pid; exec sleep 300' } }\n",
+    );
+    let child = orch()
+        .args(["run", "w.yaml", "--output", "r.json"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    wait_for("a.pid", || pid_in_if_any(&dir.join("a.pid")).is_some());
+    let pid = pid_in(&dir.join("a.pid"));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM sent");
+    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(code, Some(143), "{stdout}{stderr}");
+    assert_eq!(status(&dir.json("r.json"), "a"), "cancelled");
+    wait_for("the command to end", || !alive(pid));
+}
