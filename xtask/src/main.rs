@@ -1,20 +1,40 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `ci`: what `.ci/run` runs: formatting, clippy with warnings denied, the whole test suite.
+//! - `ci`: everything CI checks (see [`ci`]): formatting, clippy with warnings denied, the
+//!   whole test suite, and a short fuzzing session on every fuzz target.
+//! - `fuzz [--secs N] [--target T] [--seed S]`: the stable-toolchain fuzzer (see [`fuzz`]);
+//!   `fuzz --replay [PATH...]` runs saved cases again.
 //! - `bench [--quick]`: the quick benchmark table (engine shapes at 10^4..10^6 tasks), printed
 //!   and written to `target/bench.json`. `--quick` stops at 10^5 tasks.
 
 mod bench;
+mod ci;
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 
+use peak_alloc::PeakAlloc;
+
+/// Counts live and peak heap bytes, so the fuzz targets can bound what one input costs.
+#[global_allocator]
+static ALLOC: PeakAlloc = PeakAlloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     let result = match args.first().map(String::as_str) {
-        Some("ci") => ci(),
+        Some("ci") => ci::run(rest),
+        Some("fuzz") => fuzz::main(rest),
+        // Started by `fuzz` itself: one target's inputs, run in this process.
+        Some(fuzz::WORKER_COMMAND) => return fuzz::worker_main(rest),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [--quick]");
+            eprintln!(
+                "usage: cargo xtask ci\n       \
+                 cargo xtask fuzz [--secs N] [--target files|results|subjects|runs] [--seed S]\n       \
+                 cargo xtask fuzz --replay [PATH...]\n       \
+                 cargo xtask bench [--quick]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -27,40 +47,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// What `.ci/run` does: formatting, lints (also without the optional bus and metrics),
-/// the README's test command, and the engine's tests without those features.
-fn ci() -> Result<(), String> {
-    cargo(&["fmt", "--all", "--check"])?;
-    cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    cargo(&[
-        "clippy",
-        "-p",
-        "orch",
-        "--no-default-features",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    cargo(&["test", "--workspace"])?;
-    cargo(&["test", "-p", "orch-engine", "--no-default-features"])
+/// Runs `cargo` with `args` in the workspace (plain output, for logs), echoing the
+/// command first.
+fn cargo(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run_command(
+        Command::new(cargo)
+            .args(args)
+            .current_dir(workspace_root())
+            .env("CARGO_TERM_COLOR", "never"),
+    )
 }
 
-fn cargo(args: &[&str]) -> Result<(), String> {
-    eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-        .args(args)
+/// Runs `command`, echoing it first; an error if it cannot start or fails.
+fn run_command(command: &mut Command) -> Result<(), String> {
+    let shown = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("$ {shown}");
+    let status = command
         .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+        Err(format!("`{shown}` failed ({status})"))
     }
+}
+
+/// The workspace's root directory (the parent of this crate's).
+fn workspace_root() -> std::path::PathBuf {
+    let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
 }

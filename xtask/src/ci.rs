@@ -1,0 +1,178 @@
+//! `cargo xtask ci`: every check CI runs, as a list of steps.
+//!
+//! Each step is a function; [`STEPS`] lists them in order. All steps run, even after one
+//! fails, and a summary names the failed ones. To add a step (say, installing and starting
+//! a service the tests need), write its function here and add it to [`STEPS`];
+//! [`apt_install`] installs Debian packages.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::{cargo, run_command};
+
+/// One CI step: a name for the summary and the function that runs it.
+struct Step {
+    name: &'static str,
+    run: fn() -> Result<(), String>,
+}
+
+/// The steps, in order.
+const STEPS: &[Step] = &[
+    Step {
+        name: "PostgreSQL",
+        run: postgres,
+    },
+    Step {
+        name: "Chromium and Graphviz",
+        run: chromium_and_graphviz,
+    },
+    Step {
+        name: "fmt",
+        run: fmt,
+    },
+    Step {
+        name: "clippy",
+        run: clippy,
+    },
+    Step {
+        name: "clippy without default features",
+        run: clippy_minimal,
+    },
+    Step {
+        name: "test",
+        run: test,
+    },
+    Step {
+        name: "test orch-engine without default features",
+        run: test_engine_minimal,
+    },
+    Step {
+        name: "fuzz",
+        run: fuzz_briefly,
+    },
+];
+
+/// Seconds each fuzz target runs for in CI (about a minute in all).
+const FUZZ_SECS_PER_TARGET: u64 = 15;
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if let Some(unknown) = args.first() {
+        return Err(format!("ci takes no arguments, got `{unknown}`"));
+    }
+    let mut failed = Vec::new();
+    for step in STEPS {
+        eprintln!("== {}", step.name);
+        let started = Instant::now();
+        let outcome = (step.run)();
+        let secs = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(()) => eprintln!("== {}: ok ({secs:.0} s)", step.name),
+            Err(message) => {
+                eprintln!("== {}: FAILED ({secs:.0} s): {message}", step.name);
+                failed.push(step.name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("ci: every step passed");
+        Ok(())
+    } else {
+        Err(format!("ci: failed steps: {}", failed.join(", ")))
+    }
+}
+
+/// PostgreSQL for orch-journal's tests (they start a throwaway server on loopback):
+/// installed from Debian's package when no `pg_ctl` is found.
+fn postgres() -> Result<(), String> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|version| version.path().join("bin/pg_ctl").exists());
+    if installed {
+        return Ok(());
+    }
+    apt_install(&["postgresql"])
+}
+
+/// For orch-cli's tests: Chromium renders the HTML report headless, Graphviz's `dot`
+/// checks the DOT output. Installed from Debian's packages when missing.
+fn chromium_and_graphviz() -> Result<(), String> {
+    if on_path("chromium") && on_path("dot") {
+        return Ok(());
+    }
+    apt_install(&["chromium", "graphviz"])
+}
+
+/// Whether `program` is a file in a directory of `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Installs Debian packages with `apt-get` (after updating the package lists).
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    if !Path::new("/usr/bin/apt-get").exists() {
+        return Err(format!(
+            "{} missing, and there is no apt-get to install them",
+            packages.join(", ")
+        ));
+    }
+    run_command(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_command(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn fmt() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--check"])
+}
+
+fn clippy() -> Result<(), String> {
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])
+}
+
+/// The facade without the optional bus and metrics.
+fn clippy_minimal() -> Result<(), String> {
+    cargo(&[
+        "clippy",
+        "-p",
+        "orch",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ])
+}
+
+/// The README's test command; it includes replaying every saved fuzz case.
+fn test() -> Result<(), String> {
+    cargo(&["test", "--workspace"])
+}
+
+fn test_engine_minimal() -> Result<(), String> {
+    cargo(&["test", "-p", "orch-engine", "--no-default-features"])
+}
+
+/// Every fuzz target for [`FUZZ_SECS_PER_TARGET`] seconds, seeded by today's date, so a
+/// failure can be reproduced the same day with the printed seed. It runs as a fresh
+/// `cargo xtask fuzz`: the test steps may have rebuilt this very binary, and the fuzzer
+/// starts its workers from its own executable.
+fn fuzz_briefly() -> Result<(), String> {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let (secs, seed) = (FUZZ_SECS_PER_TARGET.to_string(), days.to_string());
+    cargo(&["xtask", "fuzz", "--secs", &secs, "--seed", &seed])
+}
