@@ -9,6 +9,7 @@ use orch_core::{
 use super::Scheduler;
 use crate::announce::Announcer;
 use crate::attempt::InFlight;
+use crate::output::Stored;
 
 impl Scheduler<'_> {
     /// Cancels what is unfinished and assembles the result.
@@ -25,7 +26,7 @@ impl Scheduler<'_> {
                         record.end_time = Some(end_time);
                     }
                     record.status = TaskStatus::Cancelled;
-                    let mut error = "cancelled: the run was cancelled".to_owned();
+                    let mut error = "the run was cancelled".to_owned();
                     if dropped.last().is_some_and(|(i, _)| *i == index) {
                         if let Some((_, panic)) = dropped.pop() {
                             error.push_str("; ");
@@ -41,6 +42,8 @@ impl Scheduler<'_> {
                 TaskStatus::Completed | TaskStatus::Skipped => {}
             }
         }
+        // Tasks skipped by a handler's choice (and their descendants) do not fail the
+        // workflow; tasks skipped after a failure come with that failure.
         let status = if cancelled || self.stopping {
             WorkflowStatus::Cancelled
         } else if failed {
@@ -50,18 +53,27 @@ impl Scheduler<'_> {
         };
         self.announce_workflow(EngineEventKind::WorkflowFinished, Some(status));
         let workflow = self.shared.workflow.clone();
+        // Records keep the JSON of each output; a shared value keeps its summary.
         match Arc::try_unwrap(self.shared) {
             Ok(shared) => {
                 for (record, result) in self.records.iter_mut().zip(shared.results) {
                     if record.status == TaskStatus::Completed {
-                        record.result = result.into_inner();
+                        if let Some((value, shared_output)) =
+                            result.into_inner().map(Stored::into_record)
+                        {
+                            record.result = Some(value);
+                            record.shared_output |= shared_output;
+                        }
                     }
                 }
             }
             Err(shared) => {
                 for (record, result) in self.records.iter_mut().zip(&shared.results) {
                     if record.status == TaskStatus::Completed {
-                        record.result = result.get().cloned();
+                        if let Some(output) = result.get() {
+                            record.result = Some(output.json().clone());
+                            record.shared_output |= matches!(output, Stored::Shared(_));
+                        }
                     }
                 }
             }
