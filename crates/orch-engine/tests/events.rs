@@ -17,10 +17,9 @@ fn instant_engine(bus: EventBus<EngineEvent>, max_concurrent: usize) -> Workflow
         .event_bus(bus)
         .build()
         .expect("valid");
-    engine.register_handler(
-        "instant",
-        |_ctx: TaskContext| async move { Ok(Value::Null) },
-    );
+    engine.register_handler("instant", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
     engine
 }
 
@@ -92,7 +91,7 @@ fn every_task_gets_one_start_and_one_end_in_causal_order() {
             let engine = instant_engine(bus, 8);
             engine.register_handler("yield", |_ctx: TaskContext| async move {
                 tokio::task::yield_now().await;
-                Ok(Value::Null)
+                Ok::<_, TaskError>(Value::Null)
             });
             engine
         },
@@ -163,7 +162,9 @@ fn failures_retries_and_skips_are_announced() {
                 .event_bus(bus)
                 .build()
                 .expect("valid");
-            engine.register_handler("ok", |_ctx: TaskContext| async move { Ok(Value::Null) });
+            engine.register_handler("ok", |_ctx: TaskContext| async move {
+                Ok::<_, TaskError>(Value::Null)
+            });
             engine.register_handler("bad", |_ctx: TaskContext| async move {
                 Err::<Value, _>(TaskError::new("broken"))
             });
@@ -210,7 +211,7 @@ fn failures_retries_and_skips_are_announced() {
     assert_eq!(events[5].1.error.as_deref(), Some("broken"));
     assert_eq!(
         events[6].1.error.as_deref(),
-        Some("skipped: dependency `bad` failed")
+        Some("dependency `bad` failed")
     );
     assert_eq!(events[6].1.task_type.as_deref(), Some("ok"));
     assert_eq!(events[7].1.status, Some(WorkflowStatus::Failed));
@@ -233,7 +234,7 @@ fn cancelled_tasks_are_announced() {
             .expect("valid");
         engine.register_handler("forever", |_ctx: TaskContext| async move {
             std::future::pending::<()>().await;
-            Ok(Value::Null)
+            Ok::<_, TaskError>(Value::Null)
         });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "forever"))
@@ -384,7 +385,7 @@ fn tasks_held_back_for_a_slow_publisher_start_when_it_catches_up() {
                 let gate = Arc::clone(&gate);
                 async move {
                     gate.notified().await;
-                    Ok(Value::Null)
+                    Ok::<_, TaskError>(Value::Null)
                 }
             }
         });
@@ -392,7 +393,7 @@ fn tasks_held_back_for_a_slow_publisher_start_when_it_catches_up() {
             let done = Arc::clone(&done);
             move |_ctx: TaskContext| {
                 done.fetch_add(1, Ordering::SeqCst);
-                async move { Ok(Value::Null) }
+                async move { Ok::<_, TaskError>(Value::Null) }
             }
         });
         // One slot stays taken by the gate until every other task has run.

@@ -129,7 +129,7 @@ proptest! {
         for &t in &skipped {
             let error = result.tasks[t].error.clone().unwrap_or_default();
             let named = error
-                .strip_prefix("skipped: dependency `")
+                .strip_prefix("dependency `")
                 .and_then(|rest| rest.strip_suffix("` failed"))
                 .map(index);
             prop_assert!(named.is_some_and(|f| failed.contains(&f)), "{}", error);
