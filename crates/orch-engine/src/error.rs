@@ -333,10 +333,12 @@ mod tests {
                 2 => Err(String::from("from a string"))?,
                 3 => Err("from a str")?,
                 4 => Err(std::io::Error::other("from io"))?,
-                _ => Err(serde_json::from_str::<u8>("x").unwrap_err())?,
+                _ => Err(serde_json::from_str::<u8>("x").expect_err("not a number"))?,
             }
         }
-        let texts: Vec<String> = (0..6).map(|i| each(i).unwrap_err().to_string()).collect();
+        let texts: Vec<String> = (0..6)
+            .map(|i| each(i).expect_err("each fails").to_string())
+            .collect();
         assert_eq!(
             texts[..5],
             [
