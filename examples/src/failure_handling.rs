@@ -49,7 +49,7 @@ pub fn workflow(settings: &str) -> Workflow {
 pub fn register_handlers(engine: &WorkflowEngine) {
     engine.register_handler("parse_settings", |ctx: TaskContext| async move {
         let text = ctx.config()["text"].as_str().unwrap_or_default();
-        Ok::<_, TaskError>(parse_settings(text)?)
+        parse_settings(text)
     });
     engine.register_handler("apply", |ctx: TaskContext| async move {
         let (from, settings) = ctx
