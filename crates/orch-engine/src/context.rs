@@ -164,7 +164,8 @@ impl TaskContext {
         }
     }
 
-    /// The outputs of the direct dependencies as JSON, in the order they are listed.
+    /// The outputs of the direct dependencies as JSON (a [`Shared`](crate::Shared) value's
+    /// summary), in the order they are listed.
     pub fn dependency_results(&self) -> impl Iterator<Item = (&TaskId, &Value)> + '_ {
         self.task().dependencies.iter().filter_map(move |id| {
             let index = self.run.workflow.tasks().get_index_of(id)?;

@@ -23,23 +23,24 @@ use crate::{IntoOutput, Output, TaskContext, TaskError};
 /// Ok::<_, TaskError>(value) }`.
 ///
 /// ```
+/// use anyhow::Context;
 /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
-/// use serde::Serialize;
+/// use serde::{Deserialize, Serialize};
 ///
-/// #[derive(Serialize)]
+/// #[derive(Serialize, Deserialize)]
 /// struct Rows { count: usize }
 ///
 /// async fn extract(ctx: TaskContext) -> anyhow::Result<Rows> {
 ///     let path = ctx.config()["path"].as_str().unwrap_or("rows.csv");
-///     let text = std::fs::read_to_string(path).unwrap_or_default();
+///     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
 ///     Ok(Rows { count: text.lines().count() })
 /// }
 ///
 /// let engine = WorkflowEngine::new();
 /// engine.register_handler("extract", extract);
 /// engine.register_handler("check", |ctx: TaskContext| async move {
-///     let rows: serde_json::Value = ctx.input_json("extract")?.clone();
-///     Ok::<_, TaskError>(rows["count"].as_u64() > Some(0))
+///     let rows: Rows = ctx.input("extract")?;
+///     Ok::<_, TaskError>(rows.count > 0)
 /// });
 /// ```
 ///
