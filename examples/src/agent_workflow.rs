@@ -1,4 +1,4 @@
-//! The seed's "Integration" workflow: `analyze` (an `inference` task) → `compress`
+//! The original module's "Integration" workflow: `analyze` (an `inference` task) → `compress`
 //! (`compression`) → `store` (`storage`).
 //!
 //! The agent and its services are replaced by deterministic stand-ins that still do the

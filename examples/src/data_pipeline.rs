@@ -1,4 +1,4 @@
-//! The seed README's main example: `fetch_task` → `process_task`.
+//! The original module README's main example: `fetch_task` → `process_task`.
 //!
 //! `fetch` reads the orders in a CSV file (`examples/data/sales.csv`) into typed records;
 //! `process` aggregates them (orders, units and revenue per region or per product).

@@ -1,4 +1,4 @@
-//! The seed's document processing pipeline: `fetch → extract → compress → store`.
+//! The original module's document processing pipeline: `fetch → extract → compress → store`.
 //!
 //! `fetch` reads an HTML document, `extract` turns it into plain text (tags, scripts and
 //! styles removed, entities decoded, whitespace collapsed), `compress` gzips the text

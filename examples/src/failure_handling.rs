@@ -1,4 +1,4 @@
-//! The seed's error handling rules, shown on one run:
+//! The original module's error handling rules, shown on one run:
 //!
 //! - `read_settings` parses `key = number` lines and fails on a line that is not a
 //!   number; its dependents `apply_settings` and (through it) `restart_workers` are

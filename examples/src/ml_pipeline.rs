@@ -1,4 +1,4 @@
-//! The seed's seven-stage ML pipeline, with real stages:
+//! The original module's seven-stage ML pipeline, with real stages:
 //! `load → validate → clean → feature_eng → split → train → evaluate`.
 //!
 //! The data is a small two-class CSV file (`examples/data/ml_samples.csv`: numeric

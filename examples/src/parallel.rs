@@ -1,4 +1,4 @@
-//! The seed's parallel processing example: `prep → task_a, task_b, task_c → merge`.
+//! The original module's parallel processing example: `prep → task_a, task_b, task_c → merge`.
 //!
 //! `prep` makes the numbers 1..=n; each branch waits `delay` (a stand-in for I/O such
 //! as a remote call, the one place in these examples where a sleep is the point) and

@@ -25,7 +25,7 @@ use crate::state::States;
 ///
 /// An engine is cheap to clone (clones share handlers and settings), `Send + Sync`, and
 /// can run many workflows, also at the same time. `WorkflowEngine::new()` runs one task at
-/// a time, as the seed does; [`WorkflowEngine::builder`] sets more.
+/// a time, as the original Python module does; [`WorkflowEngine::builder`] sets more.
 ///
 /// ```
 /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
@@ -93,7 +93,7 @@ impl std::fmt::Debug for WorkflowEngine {
 }
 
 impl WorkflowEngine {
-    /// An engine that runs one task at a time (the seed's default).
+    /// An engine that runs one task at a time (the original Python module's default).
     pub fn new() -> Self {
         EngineBuilder::default().build_unchecked()
     }
