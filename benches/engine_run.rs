@@ -8,10 +8,9 @@
 
 use std::time::Duration;
 
-use benches::{Shape, inline_floor, noop_engine, runtime};
+use benches::{Shape, inline_floor, noop_engine, runtime, spawning_noop_engine};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use orch::prelude::*;
-use orch_engine::{TaskContext, WorkflowEngine};
 
 fn sizes() -> Vec<usize> {
     let max: usize = std::env::var("ORCH_BENCH_MAX")
@@ -98,10 +97,12 @@ fn metrics_on_request(c: &mut Criterion) {
 fn sleeping_fan_out(c: &mut Criterion) {
     let runtime = runtime();
     let engine = WorkflowEngine::with_max_concurrent(100).expect("non-zero");
-    engine.register_handler("sleep", |_ctx: TaskContext| async move {
+    // `inline`, as a handler that only awaits is best registered.
+    let sleep = |_ctx: TaskContext| async move {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        Ok(serde_json::Value::Null)
-    });
+        Ok::<_, TaskError>(())
+    };
+    engine.register_handler("sleep", inline(sleep));
     let workflow = Workflow::from_tasks(
         "fan_out",
         "Fan-out",
@@ -137,5 +138,38 @@ fn sleeping_fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, noop, floor, sleeping_fan_out, metrics_on_request);
+/// What running each attempt as a tokio task of its own (the default on a multi-threaded
+/// runtime) costs per task against running it `inline` on the run's task: no-op handlers,
+/// 10^4 tasks of the random shape, 8 at a time.
+fn handler_placement(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group("engine_run/handler_placement");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    let workflow = Shape::Random.build(10_000);
+    group.throughput(Throughput::Elements(workflow.len() as u64));
+    for (name, engine) in [
+        ("inline", noop_engine(8)),
+        ("spawned", spawning_noop_engine(8)),
+    ] {
+        group.bench_with_input(BenchmarkId::new(name, workflow.len()), &workflow, |b, w| {
+            b.iter(|| {
+                runtime
+                    .block_on(engine.execute_workflow(w))
+                    .map(|r| r.tasks.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    noop,
+    floor,
+    sleeping_fan_out,
+    metrics_on_request,
+    handler_placement
+);
 criterion_main!(benches);

@@ -1,4 +1,4 @@
-//! The seed's agent workflow: analyze a support ticket (keywords and a summary),
+//! The original module's agent workflow: analyze a support ticket (keywords and a summary),
 //! compress the analysis, store it; prints the analysis and what was stored.
 //!
 //! `cargo run --example agent_workflow`

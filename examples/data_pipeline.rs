@@ -1,4 +1,4 @@
-//! The seed's main example: fetch orders from `examples/data/sales.csv`, aggregate them
+//! The original module's main example: fetch orders from `examples/data/sales.csv`, aggregate them
 //! per region, print the run's result JSON and its metrics.
 //!
 //! `cargo run --example data_pipeline [-- region|product]`

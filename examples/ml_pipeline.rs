@@ -1,4 +1,4 @@
-//! The seed's seven-stage ML pipeline on `examples/data/ml_samples.csv`: prints what each
+//! The original module's seven-stage ML pipeline on `examples/data/ml_samples.csv`: prints what each
 //! stage did and the model's test accuracy and F1.
 //!
 //! `cargo run --example ml_pipeline`

@@ -1,4 +1,4 @@
-//! Reads a workflow file (default: the seed's ML pipeline), validates it and prints its
+//! Reads a workflow file (default: the original module's ML pipeline), validates it and prints its
 //! execution order and task levels.
 //!
 //! `cargo run --example show_plan [-- path/to/workflow.{json,yaml,toml}]`

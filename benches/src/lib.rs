@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Waker};
 
 use orch::core::Plan;
 use orch::prelude::*;
-use orch_engine::{TaskContext, WorkflowEngine};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine, inline};
 use serde_json::Value;
 
 /// A tokio runtime with two worker threads, as the benchmarks' figures assume.
@@ -30,10 +30,25 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// An engine whose `noop` handler returns at once.
+/// A handler that returns at once.
+async fn noop(_ctx: TaskContext) -> Result<Value, TaskError> {
+    Ok(Value::Null)
+}
+
+/// An engine whose `noop` handler returns at once, registered `inline`: the scheduling
+/// benchmarks measure the engine's own cost per task, which a tokio spawn per attempt
+/// would hide (that cost has a row of its own, `engine_run/handler_placement`).
 pub fn noop_engine(max_concurrent: usize) -> WorkflowEngine {
     let engine = WorkflowEngine::with_max_concurrent(max_concurrent).expect("non-zero");
-    engine.register_handler("noop", |_ctx: TaskContext| async move { Ok(Value::Null) });
+    engine.register_handler("noop", inline(noop));
+    engine
+}
+
+/// An engine whose `noop` handler returns at once, registered as it is: on a
+/// multi-threaded runtime each attempt is spawned as a tokio task of its own.
+pub fn spawning_noop_engine(max_concurrent: usize) -> WorkflowEngine {
+    let engine = WorkflowEngine::with_max_concurrent(max_concurrent).expect("non-zero");
+    engine.register_handler("noop", noop);
     engine
 }
 

@@ -1,4 +1,4 @@
-//! The seed's "Integration" workflow: `analyze` (an `inference` task) → `compress`
+//! The original module's "Integration" workflow: `analyze` (an `inference` task) → `compress`
 //! (`compression`) → `store` (`storage`).
 //!
 //! The agent and its services are replaced by deterministic stand-ins that still do the
@@ -172,10 +172,7 @@ pub fn register_handlers(engine: &WorkflowEngine, store: &MemoryStore) {
             top_k: usize,
         }
         let config: Config = ctx.config_as()?;
-        Ok(serde_json::to_value(analyze_text(
-            &config.prompt,
-            config.top_k,
-        ))?)
+        Ok::<_, TaskError>(analyze_text(&config.prompt, config.top_k))
     });
     engine.register_handler("compression", |ctx: TaskContext| async move {
         let (_, input) = ctx
@@ -186,7 +183,7 @@ pub fn register_handlers(engine: &WorkflowEngine, store: &MemoryStore) {
         let mut encoder = ZlibEncoder::new(Vec::new(), Compression::best());
         encoder.write_all(&bytes)?;
         let data = encoder.finish()?;
-        Ok(json!({
+        Ok::<_, TaskError>(json!({
             "format": "zlib",
             "original_bytes": bytes.len(),
             "compressed_bytes": data.len(),
@@ -208,9 +205,11 @@ pub fn register_handlers(engine: &WorkflowEngine, store: &MemoryStore) {
                 .as_str()
                 .and_then(crate::hex::decode)
                 .ok_or_else(|| TaskError::permanent("the input has no hex `data_hex`"))?;
+            // Two steps up the chain: any ancestor's output can be read, typed.
+            let analysis: Analysis = ctx.input("analyze")?;
             let bytes = data.len();
             store.put(key, data);
-            Ok(json!({"key": key, "bytes": bytes}))
+            Ok::<_, TaskError>(json!({"key": key, "bytes": bytes, "words": analysis.words}))
         }
     });
 }

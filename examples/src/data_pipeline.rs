@@ -1,4 +1,4 @@
-//! The seed README's main example: `fetch_task` → `process_task`.
+//! The original module README's main example: `fetch_task` → `process_task`.
 //!
 //! `fetch` reads the orders in a CSV file (`examples/data/sales.csv`) into typed records;
 //! `process` aggregates them (orders, units and revenue per region or per product).
@@ -113,7 +113,7 @@ struct FetchConfig {
     source: String,
 }
 
-fn fetch(ctx: TaskContext) -> Result<serde_json::Value, TaskError> {
+fn fetch(ctx: TaskContext) -> Result<Fetched, TaskError> {
     let config: FetchConfig = ctx.config_as()?;
     let text = std::fs::read_to_string(&config.source)
         .map_err(|e| TaskError::new(format!("cannot read {}: {e}", config.source)))?;
@@ -145,10 +145,10 @@ fn fetch(ctx: TaskContext) -> Result<serde_json::Value, TaskError> {
             unit_price_cents: (price * 100.0).round() as u64,
         });
     }
-    Ok(serde_json::to_value(Fetched {
+    Ok(Fetched {
         source: config.source,
         orders,
-    })?)
+    })
 }
 
 #[derive(Deserialize)]
@@ -157,7 +157,7 @@ struct ProcessConfig {
     group_by: String,
 }
 
-fn process(ctx: &TaskContext) -> Result<serde_json::Value, TaskError> {
+fn process(ctx: &TaskContext) -> Result<Summary, TaskError> {
     let config: ProcessConfig = ctx.config_as()?;
     if config.method != "aggregation" {
         return Err(TaskError::permanent(format!(
@@ -170,7 +170,7 @@ fn process(ctx: &TaskContext) -> Result<serde_json::Value, TaskError> {
         "product" => |order| &order.product,
         other => return Err(TaskError::permanent(format!("cannot group by `{other}`"))),
     };
-    let fetched: Fetched = ctx.dependency_as("fetch_task")?;
+    let fetched: Fetched = ctx.input("fetch_task")?;
     let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
     let mut total = Totals::default();
     for order in &fetched.orders {
@@ -183,10 +183,10 @@ fn process(ctx: &TaskContext) -> Result<serde_json::Value, TaskError> {
         .rev()
         .max_by_key(|(_, totals)| totals.revenue_cents)
         .map(|(name, _)| name.clone());
-    Ok(serde_json::to_value(Summary {
+    Ok(Summary {
         group_by: config.group_by,
         groups,
         total,
         top_group,
-    })?)
+    })
 }

@@ -1,4 +1,4 @@
-//! The seed's document processing pipeline: `fetch → extract → compress → store`.
+//! The original module's document processing pipeline: `fetch → extract → compress → store`.
 //!
 //! `fetch` reads an HTML document, `extract` turns it into plain text (tags, scripts and
 //! styles removed, entities decoded, whitespace collapsed), `compress` gzips the text
@@ -11,7 +11,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use orch::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{BoxError, task_output};
 
@@ -116,7 +116,7 @@ struct Stored {
     bytes: usize,
 }
 
-fn fetch(ctx: TaskContext) -> Result<Value, TaskError> {
+fn fetch(ctx: TaskContext) -> Result<Fetched, TaskError> {
     #[derive(Deserialize)]
     struct Config {
         source: String,
@@ -124,17 +124,17 @@ fn fetch(ctx: TaskContext) -> Result<Value, TaskError> {
     let source = ctx.config_as::<Config>()?.source;
     let content = std::fs::read_to_string(&source)
         .map_err(|e| TaskError::new(format!("cannot read {source}: {e}")))?;
-    Ok(serde_json::to_value(Fetched { source, content })?)
+    Ok(Fetched { source, content })
 }
 
-fn extract(ctx: &TaskContext) -> Result<Value, TaskError> {
-    let fetched: Fetched = ctx.dependency_as("fetch")?;
+fn extract(ctx: &TaskContext) -> Result<Extracted, TaskError> {
+    let fetched: Fetched = ctx.input("fetch")?;
     let (title, text) = html_to_text(&fetched.content);
     let words = text.split_whitespace().count();
-    Ok(serde_json::to_value(Extracted { title, text, words })?)
+    Ok(Extracted { title, text, words })
 }
 
-fn compress(ctx: TaskContext) -> Result<Value, TaskError> {
+fn compress(ctx: TaskContext) -> Result<Compressed, TaskError> {
     #[derive(Deserialize)]
     struct Config {
         #[serde(default = "default_level")]
@@ -147,18 +147,18 @@ fn compress(ctx: TaskContext) -> Result<Value, TaskError> {
     if level > 9 {
         return Err(TaskError::permanent("level must be 0 to 9"));
     }
-    let extracted: Extracted = ctx.dependency_as("extract")?;
+    let extracted: Extracted = ctx.input("extract")?;
     let data = gzip(extracted.text.as_bytes(), level)?;
-    Ok(serde_json::to_value(Compressed {
+    Ok(Compressed {
         format: "gzip".to_owned(),
         original_bytes: extracted.text.len(),
         compressed_bytes: data.len(),
         ratio: data.len() as f64 / extracted.text.len().max(1) as f64,
         data_hex: crate::hex::encode(&data),
-    })?)
+    })
 }
 
-fn store(ctx: TaskContext) -> Result<Value, TaskError> {
+fn store(ctx: TaskContext) -> Result<Stored, TaskError> {
     #[derive(Deserialize)]
     struct Config {
         dir: PathBuf,
@@ -168,16 +168,16 @@ fn store(ctx: TaskContext) -> Result<Value, TaskError> {
     if Path::new(&config.file).file_name() != Some(config.file.as_ref()) {
         return Err(TaskError::permanent("`file` must be a plain file name"));
     }
-    let compressed: Compressed = ctx.dependency_as("compress")?;
+    let compressed: Compressed = ctx.input("compress")?;
     let data = crate::hex::decode(&compressed.data_hex)
         .ok_or_else(|| TaskError::permanent("compress gave invalid hex data"))?;
     std::fs::create_dir_all(&config.dir)?;
     let path = config.dir.join(&config.file);
     std::fs::write(&path, &data)?;
-    Ok(serde_json::to_value(Stored {
+    Ok(Stored {
         path,
         bytes: data.len(),
-    })?)
+    })
 }
 
 /// Gzips `data` at `level` (0 to 9).

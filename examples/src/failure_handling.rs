@@ -1,4 +1,4 @@
-//! The seed's error handling rules, shown on one run:
+//! The original module's error handling rules, shown on one run:
 //!
 //! - `read_settings` parses `key = number` lines and fails on a line that is not a
 //!   number; its dependents `apply_settings` and (through it) `restart_workers` are
@@ -49,18 +49,18 @@ pub fn workflow(settings: &str) -> Workflow {
 pub fn register_handlers(engine: &WorkflowEngine) {
     engine.register_handler("parse_settings", |ctx: TaskContext| async move {
         let text = ctx.config()["text"].as_str().unwrap_or_default();
-        Ok(json!(parse_settings(text)?))
+        parse_settings(text)
     });
     engine.register_handler("apply", |ctx: TaskContext| async move {
         let (from, settings) = ctx
             .dependency_results()
             .next()
             .ok_or_else(|| TaskError::permanent("nothing to apply"))?;
-        Ok(json!({"applied_from": from.as_str(), "settings": settings}))
+        Ok::<_, TaskError>(json!({"applied_from": from.as_str(), "settings": settings}))
     });
     engine.register_handler("word_count", |ctx: TaskContext| async move {
         let text = ctx.config()["text"].as_str().unwrap_or_default();
-        Ok(json!({"words": text.split_whitespace().count()}))
+        Ok::<_, TaskError>(json!({"words": text.split_whitespace().count()}))
     });
     engine.register_handler("flaky", |ctx: TaskContext| async move {
         #[derive(Deserialize)]
@@ -75,16 +75,13 @@ pub fn register_handlers(engine: &WorkflowEngine) {
                 ctx.attempt()
             )));
         }
-        Ok(json!({"rates": config.rates, "attempt": ctx.attempt()}))
+        Ok::<_, TaskError>(json!({"rates": config.rates, "attempt": ctx.attempt()}))
     });
     engine.register_handler("report", |ctx: TaskContext| async move {
-        let words = ctx
-            .dependency_result("count_words")
-            .map(|r| r["words"].clone());
-        let rates = ctx
-            .dependency_result("fetch_rates")
-            .map(|r| r["rates"].clone());
-        Ok(json!({"words": words, "rates": rates}))
+        // Both completed: a dependent runs only after all of its dependencies did.
+        let words = &ctx.input_json("count_words")?["words"];
+        let rates = &ctx.input_json("fetch_rates")?["rates"];
+        Ok::<_, TaskError>(json!({"words": words, "rates": rates}))
     });
 }
 

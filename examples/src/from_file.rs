@@ -1,5 +1,5 @@
 //! Runs a workflow read from a file: by default `examples/workflows/ml_pipeline.yaml`,
-//! the seed's ML pipeline, with the [`crate::ml_pipeline`] stages registered for its
+//! the original module's ML pipeline, with the [`crate::ml_pipeline`] stages registered for its
 //! task types. Relative data paths in the file are read from the file's directory.
 
 use std::path::Path;

@@ -208,7 +208,7 @@ pub(crate) fn input<T: serde::de::DeserializeOwned>(ctx: &TaskContext) -> Result
         .dependency_results()
         .next()
         .ok_or_else(|| TaskError::permanent("this stage needs the previous stage's result"))?;
-    ctx.dependency_as(id.as_str())
+    ctx.input(id.as_str())
 }
 
 /// The `split` stage: `{"ratio": 0.8, "seed": 7}` (seed optional).

@@ -1,4 +1,4 @@
-//! The seed's seven-stage ML pipeline, with real stages:
+//! The original module's seven-stage ML pipeline, with real stages:
 //! `load → validate → clean → feature_eng → split → train → evaluate`.
 //!
 //! The data is a small two-class CSV file (`examples/data/ml_samples.csv`: numeric
@@ -7,7 +7,7 @@
 //! the data stages carry the data along; the learning stages are in [`crate::ml_model`]:
 //! a logistic regression trained by batch gradient descent.
 //!
-//! The stage order is the seed's, so scaling statistics are computed before the split,
+//! The stage order is the original module's, so scaling statistics are computed before the split,
 //! over all rows; a production pipeline would fit them on the training rows only.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The seed's parallel processing example: `prep → task_a, task_b, task_c → merge`.
+//! The original module's parallel processing example: `prep → task_a, task_b, task_c → merge`.
 //!
 //! `prep` makes the numbers 1..=n; each branch waits `delay` (a stand-in for I/O such
 //! as a remote call, the one place in these examples where a sleep is the point) and
@@ -73,7 +73,7 @@ pub async fn run(max_concurrent: usize, n: u64, delay: Duration) -> Result<Outco
         let n = ctx.config()["n"]
             .as_u64()
             .ok_or_else(|| TaskError::permanent("`n` must be a whole number"))?;
-        Ok(json!({"numbers": (1..=n).collect::<Vec<u64>>()}))
+        Ok::<_, TaskError>(json!({"numbers": (1..=n).collect::<Vec<u64>>()}))
     });
     let branch_gauge = Arc::clone(&gauge);
     engine.register_handler("square_sum", move |ctx: TaskContext| {
@@ -95,7 +95,7 @@ pub async fn run(max_concurrent: usize, n: u64, delay: Duration) -> Result<Outco
                 .checked_add(part)
                 .ok_or_else(|| TaskError::permanent("the sum overflows"))?;
         }
-        Ok(json!({"sum_of_squares": total}))
+        Ok::<_, TaskError>(json!({"sum_of_squares": total}))
     });
 
     let start = tokio::time::Instant::now();
@@ -128,7 +128,7 @@ async fn square_sum(ctx: &TaskContext) -> Result<Value, TaskError> {
         return Err(TaskError::permanent("`part` must be below `parts`"));
     }
     tokio::time::sleep(Duration::from_millis(config.delay_ms)).await;
-    let numbers = ctx.dependency_as::<Prepared>("prep")?.numbers;
+    let numbers = ctx.input::<Prepared>("prep")?.numbers;
     let chunk = numbers.len().div_ceil(config.parts);
     let mine = numbers.chunks(chunk.max(1)).nth(config.part).unwrap_or(&[]);
     let mut sum = 0u64;

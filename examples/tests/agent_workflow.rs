@@ -42,6 +42,11 @@ async fn the_stored_bytes_are_the_compressed_analysis() {
 
     let store = outcome.result.task("store").and_then(|r| r.result.as_ref());
     assert_eq!(store.map(|r| r["bytes"].clone()), Some(stored.len().into()));
+    // `store` read `analyze`, which it depends on only through `compress`.
+    assert_eq!(
+        store.map(|r| r["words"].clone()),
+        Some(outcome.analysis.words.into())
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use orch::engine::{TaskContext, TaskError, WorkflowEngine, spawned};
+use orch::engine::{TaskContext, TaskError, WorkflowEngine};
 use serde_json::Value;
 
 use crate::inputs::InputsRoot;
@@ -24,15 +24,12 @@ pub(crate) fn register(engine: &WorkflowEngine, base_dir: PathBuf, inputs: Input
     let shared = Arc::new(Shared { base_dir, inputs });
     for task_type in spec::TYPES {
         let shared = Arc::clone(&shared);
-        // Spawned: each attempt is its own tokio task, so process starts (a blocking
-        // fork and exec) happen on every worker thread, not only on the run's.
-        engine.register_handler(
-            task_type,
-            spawned(move |ctx: TaskContext| {
-                let shared = Arc::clone(&shared);
-                async move { call(&shared, ctx).await }
-            }),
-        );
+        // The engine runs each attempt as its own tokio task (its default on a
+        // multi-threaded runtime), so process starts happen on every worker thread.
+        engine.register_handler(task_type, move |ctx: TaskContext| {
+            let shared = Arc::clone(&shared);
+            async move { call(&shared, ctx).await }
+        });
     }
 }
 

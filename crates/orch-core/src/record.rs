@@ -25,7 +25,8 @@ pub enum TaskStatus {
     Completed,
     /// Its handler failed, panicked or timed out, after all retries.
     Failed,
-    /// Not run, because a task it depends on failed.
+    /// Not run to completion: its handler chose to skip it (a condition was not met), or
+    /// a task it depends on, directly or not, failed or was skipped.
     Skipped,
     /// Not finished, because the run was cancelled.
     Cancelled,
@@ -65,7 +66,8 @@ impl fmt::Display for TaskStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkflowStatus {
-    /// Every task completed.
+    /// Every task completed, or was skipped because a handler chose to skip it or one of
+    /// its ancestors.
     Completed,
     /// At least one task failed (and so others may have been skipped).
     Failed,
@@ -124,6 +126,10 @@ pub struct TaskRecord {
     pub end_time: Option<SystemTime>,
     /// How many attempts ran (0 for a task that never started).
     pub attempts: u32,
+    /// Whether the handler returned an in-process value (orch-engine's `Shared`), of
+    /// which `result` keeps only a summary (or null). A run resumed from this record runs
+    /// the task again if a task that runs depends on it. Written to JSON only when true.
+    pub shared_output: bool,
 }
 
 impl TaskRecord {
@@ -138,7 +144,8 @@ impl TaskRecord {
 impl Serialize for TaskRecord {
     /// Writes every field plus `duration` in seconds; times in RFC 3339.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("TaskRecord", 7)?;
+        let mut s =
+            serializer.serialize_struct("TaskRecord", 7 + usize::from(self.shared_output))?;
         s.serialize_field("status", &self.status)?;
         s.serialize_field("result", &self.result)?;
         s.serialize_field("error", &self.error)?;
@@ -146,6 +153,11 @@ impl Serialize for TaskRecord {
         s.serialize_field("end_time", &self.end_time.map(rfc3339))?;
         s.serialize_field("duration", &self.duration().map(|d| d.as_secs_f64()))?;
         s.serialize_field("attempts", &self.attempts)?;
+        if self.shared_output {
+            s.serialize_field("shared_output", &true)?;
+        } else {
+            s.skip_field("shared_output")?;
+        }
         s.end()
     }
 }

@@ -2,60 +2,36 @@
 //!
 //! A handler's future is polled and dropped only inside a panic guard: a panic while it
 //! runs fails the attempt, and so does a panic while it is dropped (after it finished,
-//! timed out, or at the end of a cancelled run), with the panic's message.
+//! timed out, or at the end of a cancelled run), with the panic's message. An attempt runs
+//! either on the run's own task or, spawned, as a tokio task of its own that runs the same
+//! guard; the run then waits for its join handle, and aborts it on timeout or
+//! cancellation.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 use tokio::time::Sleep;
 
-use crate::handler::{drop_panic_message, panic_message};
-use crate::{Handler, TaskContext, TaskError};
+use crate::handler::{AbortOnDrop, drop_panic_message, joined, panic_message};
+use crate::output::Stored;
+use crate::{Handler, Output, TaskContext, TaskError};
 
-/// One attempt of one task: the handler's future, its deadline, and its tracing span.
-pub(crate) struct Attempt<'h> {
-    pub(crate) index: u32,
-    /// The handler's future; `None` once it has been dropped.
-    future: Option<BoxFuture<'h, Result<Value, TaskError>>>,
-    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+/// A handler's future, polled and dropped inside panic guards.
+struct Guarded<'h> {
+    /// `None` once it has been dropped.
+    future: Option<BoxFuture<'h, Result<Output, TaskError>>>,
     span: tracing::Span,
 }
 
-impl<'h> Attempt<'h> {
-    /// Calls the handler; a panic while creating its future fails the attempt like a panic
-    /// while polling it.
-    pub(crate) fn start(
-        handler: &'h dyn Handler,
-        ctx: TaskContext,
-        timeout: Option<Duration>,
-        span: tracing::Span,
-    ) -> Self {
-        let index = ctx.index;
-        let future = match catch_unwind(AssertUnwindSafe(|| handler.call(ctx))) {
-            Ok(future) => future,
-            Err(panic) => {
-                let error = TaskError::new(panic_message(panic.as_ref()));
-                Box::pin(async move { Err(error) })
-            }
-        };
-        Self {
-            index,
-            future: Some(future),
-            deadline: timeout.map(|t| (Box::pin(tokio::time::sleep(t)), t)),
-            span,
-        }
-    }
-}
-
-impl Attempt<'_> {
-    /// Drops the handler's future inside a panic guard; the message of a panic there, if
-    /// one happened.
-    pub(crate) fn release(&mut self) -> Option<String> {
+impl Guarded<'_> {
+    /// Drops the future inside a panic guard; the message of a panic there, if one
+    /// happened.
+    fn release(&mut self) -> Option<String> {
         let future = self.future.take()?;
         let _entered = self.span.enter();
         catch_unwind(AssertUnwindSafe(move || drop(future)))
@@ -63,53 +39,137 @@ impl Attempt<'_> {
             .map(|panic| drop_panic_message(panic.as_ref()))
     }
 
-    /// The outcome of the attempt, with its future dropped: a panic while dropping it
-    /// fails an attempt that succeeded, and is added to the error of one that failed.
-    fn conclude(&mut self, outcome: Result<Value, TaskError>) -> Result<Value, TaskError> {
-        match (self.release(), outcome) {
-            (None, outcome) => outcome,
-            (Some(panic), Ok(_)) => Err(TaskError::new(panic)),
-            (Some(panic), Err(error)) => Err(error.with_note(&panic)),
-        }
-    }
-
-    fn poll_handler(&mut self, cx: &mut Context<'_>) -> Poll<Result<Value, TaskError>> {
+    /// Polls the future; once it is ready, drops it: a panic while dropping it fails an
+    /// attempt that succeeded, and is added to the error of one that failed.
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<Output, TaskError>> {
         let Some(future) = self.future.as_mut() else {
             return Poll::Ready(Err(TaskError::new("the attempt was already over")));
         };
-        let _entered = self.span.enter();
-        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => Poll::Ready(Err(TaskError::new(panic_message(panic.as_ref())))),
+        let polled = {
+            let _entered = self.span.enter();
+            catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
+        };
+        let outcome = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(outcome)) => outcome,
+            Err(panic) => Err(TaskError::new(panic_message(panic.as_ref()))),
+        };
+        Poll::Ready(match (self.release(), outcome) {
+            (None, outcome) => outcome,
+            (Some(panic), Ok(_)) => Err(TaskError::new(panic)),
+            (Some(panic), Err(error)) => Err(error.with_note(&panic)),
+        })
+    }
+}
+
+impl Drop for Guarded<'_> {
+    /// A future dropped unfinished with no record left to note a panic in (its run or
+    /// its spawned task was dropped): the panic is contained and logged.
+    fn drop(&mut self) {
+        if let Some(panic) = self.release() {
+            tracing::warn!(%panic, "a dropped handler panicked");
+        }
+    }
+}
+
+/// The guarded attempt that a spawned tokio task runs.
+struct SpawnedAttempt(Guarded<'static>);
+
+impl Future for SpawnedAttempt {
+    type Output = Result<Output, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().0.poll_outcome(cx)
+    }
+}
+
+/// Where an attempt's handler runs.
+enum Running<'h> {
+    Inline(Guarded<'h>),
+    Spawned(AbortOnDrop),
+}
+
+/// One attempt of one task: the handler's future (or its spawned task) and its deadline.
+pub(crate) struct Attempt<'h> {
+    pub(crate) index: u32,
+    running: Running<'h>,
+    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+}
+
+impl<'h> Attempt<'h> {
+    /// Calls the handler, on the run's task or (`spawn`) as a tokio task of its own; a
+    /// panic while creating its future fails the attempt like a panic while polling it.
+    pub(crate) fn start(
+        handler: &'h Arc<dyn Handler>,
+        ctx: TaskContext,
+        timeout: Option<Duration>,
+        span: tracing::Span,
+        spawn: bool,
+    ) -> Self {
+        let index = ctx.index;
+        let running = if spawn {
+            let handler = Arc::clone(handler);
+            let guarded = Guarded {
+                future: Some(Box::pin(async move { handler.call(ctx).await })),
+                span,
+            };
+            Running::Spawned(AbortOnDrop(tokio::spawn(SpawnedAttempt(guarded))))
+        } else {
+            let future = match catch_unwind(AssertUnwindSafe(|| handler.call(ctx))) {
+                Ok(future) => future,
+                Err(panic) => {
+                    let error = TaskError::new(panic_message(panic.as_ref()));
+                    Box::pin(async move { Err(error) })
+                }
+            };
+            Running::Inline(Guarded {
+                future: Some(future),
+                span,
+            })
+        };
+        Self {
+            index,
+            running,
+            deadline: timeout.map(|t| (Box::pin(tokio::time::sleep(t)), t)),
+        }
+    }
+
+    /// Stops the attempt: drops the handler's future inside a panic guard (the message of
+    /// a panic there, if one happened), or aborts its spawned task (whose future tokio
+    /// drops later, containing any panic).
+    pub(crate) fn release(&mut self) -> Option<String> {
+        match &mut self.running {
+            Running::Inline(guarded) => guarded.release(),
+            Running::Spawned(task) => {
+                task.0.abort();
+                None
+            }
         }
     }
 }
 
 impl Future for Attempt<'_> {
-    type Output = Result<Value, TaskError>;
+    type Output = Result<Stored, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Poll::Ready(outcome) = this.poll_handler(cx) {
-            return Poll::Ready(this.conclude(outcome));
+        let polled = match &mut this.running {
+            Running::Inline(guarded) => guarded.poll_outcome(cx),
+            Running::Spawned(task) => Pin::new(&mut task.0).poll(cx).map(joined),
+        };
+        if let Poll::Ready(outcome) = polled {
+            return Poll::Ready(outcome.map(|output| output.0));
         }
         if let Some((sleep, limit)) = &mut this.deadline {
             if sleep.as_mut().poll(cx).is_ready() {
-                let message = format!("timed out after {}", seconds(*limit));
-                return Poll::Ready(this.conclude(Err(TaskError::new(message))));
+                let error = TaskError::new(format!("timed out after {}", seconds(*limit)));
+                return Poll::Ready(Err(match this.release() {
+                    Some(panic) => error.with_note(&panic),
+                    None => error,
+                }));
             }
         }
         Poll::Pending
-    }
-}
-
-impl Drop for Attempt<'_> {
-    /// A future dropped with the whole run (the run itself was dropped) has no record left
-    /// to note a panic in; the panic is contained and logged.
-    fn drop(&mut self) {
-        if let Some(panic) = self.release() {
-            tracing::warn!(task = self.index, %panic, "a dropped run's handler panicked");
-        }
     }
 }
 
@@ -130,7 +190,7 @@ pub(crate) enum InFlight<'h> {
 
 /// What finished.
 pub(crate) enum Landed {
-    Attempt(u32, Result<Value, TaskError>),
+    Attempt(u32, Result<Stored, TaskError>),
     BackoffOver(u32),
 }
 

@@ -1,20 +1,25 @@
 //! [`TaskContext`]: everything a handler gets for one attempt of one task.
 
+use std::any::Any;
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use orch_core::{Task, TaskId, Workflow};
+use orch_core::{Plan, Task, TaskId, Workflow};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::TaskError;
+use crate::output::Stored;
+use crate::state::States;
 
-/// State of one run that handlers can read: the definition, finished results and the
-/// run's cancellation token.
+/// State of one run that handlers can read: the definition, finished results, the
+/// engine's application state and the run's cancellation token.
 pub(crate) struct RunShared {
     pub(crate) workflow: Workflow,
-    /// Each task's result, set once when it completes (before any dependent starts).
-    pub(crate) results: Vec<OnceLock<Value>>,
+    /// Each task's output, set once when it completes (before any dependent starts).
+    pub(crate) results: Vec<OnceLock<Stored>>,
+    pub(crate) states: Arc<States>,
     pub(crate) cancel: CancellationToken,
 }
 
@@ -26,11 +31,19 @@ impl RunShared {
             None => unreachable!("plan indices come from the run's workflow"),
         }
     }
+
+    /// The workflow's plan (compiled when the run validated it).
+    fn plan(&self) -> &Plan {
+        match self.workflow.validate() {
+            Ok(valid) => valid.plan(),
+            Err(_) => unreachable!("a running workflow is valid"),
+        }
+    }
 }
 
 /// What a handler gets for one attempt of one task: the task and its configuration, the
-/// workflow, the results of its direct dependencies, the attempt number and the run's
-/// cancellation token.
+/// workflow, the outputs of the tasks it depends on (directly or not), the engine's
+/// application state, the attempt number and the run's cancellation token.
 ///
 /// A context is cheap to clone and owns what it refers to, so a handler can move it into a
 /// spawned task.
@@ -38,16 +51,20 @@ impl RunShared {
 /// ```
 /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 /// use orch_core::{Task, Workflow};
-/// use serde_json::{Value, json};
+/// use serde::{Deserialize, Serialize};
+/// use serde_json::json;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Fetched { rows: u64 }
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let engine = WorkflowEngine::new();
-/// engine.register_handler("fetch", |_ctx: TaskContext| async move { Ok(json!({"rows": 3})) });
+/// engine.register_handler("fetch", |_ctx: TaskContext| async move {
+///     Ok::<_, TaskError>(Fetched { rows: 3 })
+/// });
 /// engine.register_handler("process", |ctx: TaskContext| async move {
-///     let rows = ctx.dependency_result("fetch")
-///         .and_then(|r| r["rows"].as_u64())
-///         .ok_or_else(|| TaskError::new("fetch gave no rows"))?;
-///     Ok(json!({"task": ctx.task_id().as_str(), "doubled": rows * 2, "attempt": ctx.attempt()}))
+///     let fetched: Fetched = ctx.input("fetch")?;
+///     Ok::<_, TaskError>(json!({"task": ctx.task_id(), "doubled": fetched.rows * 2, "attempt": ctx.attempt()}))
 /// });
 /// let workflow = Workflow::new("w", "W")
 ///     .task(Task::new("fetch", "fetch"))
@@ -92,10 +109,11 @@ impl TaskContext {
         &self.task().config
     }
 
-    /// The configuration, deserialised into `T`.
+    /// The configuration, deserialised into `T`; a mismatch is a permanent error.
     pub fn config_as<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
-        T::deserialize(self.config())
-            .map_err(|e| TaskError::permanent(format!("invalid config: {e}")))
+        T::deserialize(self.config()).map_err(|e| {
+            TaskError::permanent(format!("invalid config of task `{}`: {e}", self.task_id()))
+        })
     }
 
     /// The workflow this task belongs to.
@@ -103,31 +121,67 @@ impl TaskContext {
         &self.run.workflow
     }
 
-    /// The result of a direct dependency, by id. `None` when `id` is not a dependency of
-    /// this task.
-    pub fn dependency_result(&self, id: &str) -> Option<&Value> {
-        let task = self.task();
-        if !task.dependencies.iter().any(|d| d.as_str() == id) {
-            return None;
+    /// The output of `id`, deserialised into `T`. `id` must be an ancestor of this task:
+    /// a task it depends on, directly or not (ancestors always finish first). Reading
+    /// another task, or an output of another shape, is a permanent error.
+    ///
+    /// The output of a task that returned a [`Shared`](crate::Shared) value is read
+    /// with [`TaskContext::shared`]; here it reads as its summary.
+    pub fn input<T: DeserializeOwned>(&self, id: &str) -> Result<T, TaskError> {
+        let output = self.output_of(id)?;
+        T::deserialize(output.json()).map_err(|e| {
+            let shared = match output {
+                Stored::Shared(_) => " (its summary; it returned a shared value)",
+                Stored::Json(_) => "",
+            };
+            TaskError::permanent(format!(
+                "the output of `{id}`{shared} is not a `{}`: {e}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// The output of the ancestor `id` as JSON (a [`Shared`](crate::Shared) value's
+    /// summary); see [`TaskContext::input`].
+    pub fn input_json(&self, id: &str) -> Result<&Value, TaskError> {
+        self.output_of(id).map(Stored::json)
+    }
+
+    /// The [`Shared`](crate::Shared) value the ancestor `id` returned. An output that is
+    /// JSON, or a shared value of another type, is a permanent error.
+    pub fn shared<T: Any + Send + Sync>(&self, id: &str) -> Result<Arc<T>, TaskError> {
+        let wanted = std::any::type_name::<T>();
+        match self.output_of(id)? {
+            Stored::Shared(shared) => Arc::clone(&shared.value).downcast::<T>().map_err(|_| {
+                TaskError::permanent(format!(
+                    "`{id}` shared a `{}`, not a `{wanted}`",
+                    shared.type_name
+                ))
+            }),
+            Stored::Json(_) => Err(TaskError::permanent(format!(
+                "`{id}` returned JSON, not a shared `{wanted}`; read it with `input`"
+            ))),
         }
-        let index = self.run.workflow.index_of(id)?;
-        self.run.results.get(index)?.get()
     }
 
-    /// The result of a direct dependency, deserialised into `T`.
-    pub fn dependency_as<T: DeserializeOwned>(&self, id: &str) -> Result<T, TaskError> {
-        let value = self
-            .dependency_result(id)
-            .ok_or_else(|| TaskError::permanent(format!("`{id}` is not a dependency")))?;
-        T::deserialize(value)
-            .map_err(|e| TaskError::permanent(format!("result of `{id}` has the wrong shape: {e}")))
-    }
-
-    /// The results of all direct dependencies, in the order they are listed.
+    /// The outputs of the direct dependencies as JSON (a [`Shared`](crate::Shared) value's
+    /// summary), in the order they are listed.
     pub fn dependency_results(&self) -> impl Iterator<Item = (&TaskId, &Value)> + '_ {
         self.task().dependencies.iter().filter_map(move |id| {
             let index = self.run.workflow.index_of(id)?;
-            Some((id, self.run.results.get(index)?.get()?))
+            Some((id, self.run.results.get(index)?.get()?.json()))
+        })
+    }
+
+    /// The engine's value of type `S`, given with
+    /// [`EngineBuilder::state`](crate::EngineBuilder::state). An engine with no such value
+    /// is a permanent error naming the type.
+    pub fn state<S: Any + Send + Sync>(&self) -> Result<&S, TaskError> {
+        self.run.states.get::<S>().ok_or_else(|| {
+            TaskError::permanent(format!(
+                "the engine has no state of type `{}` (give it with `EngineBuilder::state`)",
+                std::any::type_name::<S>()
+            ))
         })
     }
 
@@ -140,5 +194,79 @@ impl TaskContext {
     /// early (`token.cancelled().await` or `token.is_cancelled()`).
     pub fn cancellation(&self) -> &CancellationToken {
         &self.run.cancel
+    }
+
+    /// The stored output of `id`, if it is an ancestor that completed.
+    fn output_of(&self, id: &str) -> Result<&Stored, TaskError> {
+        let me = self.index as usize;
+        let Some(target) = self.run.workflow.index_of(id) else {
+            return Err(TaskError::permanent(format!(
+                "task `{}` read the output of `{id}`, which is not a task of workflow `{}`",
+                self.task_id(),
+                self.run.workflow.workflow_id()
+            )));
+        };
+        let plan = self.run.plan();
+        if !plan.dependencies(me).contains(&(target as u32)) && !is_ancestor(plan, target, me) {
+            return Err(TaskError::permanent(format!(
+                "task `{}` read the output of `{id}`, which it does not depend on, directly or \
+                 not; a task reads only the outputs of its ancestors",
+                self.task_id()
+            )));
+        }
+        self.run.results[target].get().ok_or_else(|| {
+            TaskError::permanent(format!(
+                "`{id}` has no output: it did not complete in this run or the one resumed"
+            ))
+        })
+    }
+}
+
+/// Whether `ancestor` is reached from `task` through dependencies. Ancestors come earlier
+/// in the plan's order, so the walk leaves out every task that comes before `ancestor`.
+fn is_ancestor(plan: &Plan, ancestor: usize, task: usize) -> bool {
+    let floor = plan.position(ancestor);
+    let mut seen: HashSet<u32> = HashSet::new();
+    let mut stack = vec![task as u32];
+    while let Some(current) = stack.pop() {
+        for &d in plan.dependencies(current as usize) {
+            if d as usize == ancestor {
+                return true;
+            }
+            if plan.position(d as usize) > floor && seen.insert(d) {
+                stack.push(d);
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use orch_core::{Task, Workflow};
+    use proptest::prelude::*;
+
+    use super::is_ancestor;
+
+    proptest! {
+        /// Against the plan's own (unpruned) ancestor query, on random DAGs.
+        #[test]
+        fn finds_exactly_the_ancestors(
+            edges in proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..4), 1..40)
+        ) {
+            let workflow = Workflow::from_tasks("w", "W", edges.iter().enumerate().map(|(i, deps)| {
+                let deps: std::collections::BTreeSet<String> = if i == 0 { Default::default() } else {
+                    deps.iter().map(|d| format!("t{}", d.index(i))).collect()
+                };
+                Task::new(format!("t{i}"), "t").depends_on(deps)
+            }));
+            let plan = workflow.validate().expect("edges point backwards").plan();
+            for task in 0..plan.len() {
+                let ancestors = plan.ancestors(task);
+                for other in 0..plan.len() {
+                    prop_assert_eq!(is_ancestor(plan, other, task), ancestors.contains(&other));
+                }
+            }
+        }
     }
 }

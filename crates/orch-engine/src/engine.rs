@@ -15,6 +15,7 @@ use orch_core::{RunMetrics, Workflow, WorkflowResult};
 use orch_events::EventBus;
 use tokio_util::sync::CancellationToken;
 
+use crate::state::States;
 use crate::{Handler, RunError};
 
 /// Runs workflows: each task through the handler registered for its type, as soon as its
@@ -25,14 +26,18 @@ use crate::{Handler, RunError};
 /// a time, as the original Python module does; [`WorkflowEngine::builder`] sets more.
 ///
 /// ```
-/// use orch_engine::{TaskContext, WorkflowEngine};
+/// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 /// use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
 /// use serde_json::json;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let engine = WorkflowEngine::builder().max_concurrent(4).build()?;
-/// engine.register_handler("fetch", |_ctx: TaskContext| async move { Ok(json!({"data": "fetched"})) });
-/// engine.register_handler("process", |_ctx: TaskContext| async move { Ok(json!({"status": "processed"})) });
+/// engine.register_handler("fetch", |_ctx: TaskContext| async move {
+///     Ok::<_, TaskError>(json!({"data": "fetched"}))
+/// });
+/// engine.register_handler("process", |_ctx: TaskContext| async move {
+///     Ok::<_, TaskError>(json!({"status": "processed"}))
+/// });
 ///
 /// let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
 ///     .task(Task::new("fetch_task", "fetch"))
@@ -50,6 +55,7 @@ pub struct WorkflowEngine {
 
 pub(crate) struct EngineInner {
     handlers: RwLock<HashMap<String, Arc<dyn Handler>>>,
+    pub(crate) states: Arc<States>,
     pub(crate) max_concurrent: usize,
     pub(crate) grace_period: Duration,
     #[cfg(feature = "events")]
@@ -85,7 +91,7 @@ impl std::fmt::Debug for WorkflowEngine {
 }
 
 impl WorkflowEngine {
-    /// An engine that runs one task at a time (the default of the original Python module).
+    /// An engine that runs one task at a time (the original Python module's default).
     pub fn new() -> Self {
         EngineBuilder::default().build_unchecked()
     }
@@ -159,7 +165,9 @@ impl WorkflowEngine {
     /// Runs again only what did not complete in `previous`: completed tasks keep their
     /// records, and their stored results are fed to their dependents. A completed task is
     /// kept even if the workflow has since given it a dependency that did not complete:
-    /// that dependency runs, and the task does not run again. On the bus, the resumed
+    /// that dependency runs, and the task does not run again. A task whose output was a
+    /// [`Shared`](crate::Shared) value kept only its summary, so it runs again when a task
+    /// that runs depends on it, directly or not. On the bus, the resumed
     /// run announces itself and the tasks it runs; kept tasks get no events (they did not
     /// happen in this run).
     pub fn resume(&self, workflow: &Workflow, previous: &WorkflowResult) -> RunHandle {
@@ -170,13 +178,12 @@ impl WorkflowEngine {
     /// as [`WorkflowResult::metrics`], worked out from the result's records.
     ///
     /// ```
-    /// use orch_engine::{TaskContext, WorkflowEngine};
+    /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
     /// use orch_core::{Task, Workflow};
-    /// use serde_json::Value;
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let engine = WorkflowEngine::new();
-    /// engine.register_handler("t", |_ctx: TaskContext| async move { Ok(Value::Null) });
+    /// engine.register_handler("t", |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) });
     /// let workflow = Workflow::new("w", "W")
     ///     .task(Task::new("a", "t"))
     ///     .task(Task::new("b", "t").depends_on(["a"]));
@@ -224,6 +231,7 @@ impl WorkflowEngine {
 pub struct EngineBuilder {
     max_concurrent: usize,
     grace_period: Duration,
+    states: States,
     #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
 }
@@ -233,6 +241,7 @@ impl Default for EngineBuilder {
         Self {
             max_concurrent: 1,
             grace_period: Duration::from_secs(5),
+            states: States::default(),
             #[cfg(feature = "events")]
             bus: None,
         }
@@ -272,6 +281,40 @@ impl EngineBuilder {
         self
     }
 
+    /// Gives every handler `value`, which it reads with
+    /// [`ctx.state::<S>()`](crate::TaskContext::state): a connection pool, a client, a
+    /// configuration. Any number of types may be given, one value per type (a second
+    /// value of a type replaces the first). Clones of the engine share the values.
+    ///
+    /// ```
+    /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+    /// use orch_core::{Task, Workflow};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// struct Pool { queries: AtomicU64 }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let engine = WorkflowEngine::builder()
+    ///     .state(Pool { queries: AtomicU64::new(0) })
+    ///     .state(String::from("eu-west-1"))
+    ///     .build()?;
+    /// engine.register_handler("query", |ctx: TaskContext| async move {
+    ///     let pool = ctx.state::<Pool>()?;
+    ///     let region = ctx.state::<String>()?;
+    ///     let n = pool.queries.fetch_add(1, Ordering::Relaxed) + 1;
+    ///     Ok::<_, TaskError>(format!("query {n} in {region}"))
+    /// });
+    /// let workflow = Workflow::new("w", "W").task(Task::new("q", "query"));
+    /// let result = engine.execute_workflow(&workflow).await?;
+    /// assert_eq!(result.task("q").unwrap().result, Some("query 1 in eu-west-1".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn state<S: std::any::Any + Send + Sync>(mut self, value: S) -> Self {
+        self.states.insert(value);
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Result<WorkflowEngine, ConfigError> {
         if self.max_concurrent == 0 {
@@ -284,6 +327,7 @@ impl EngineBuilder {
         WorkflowEngine {
             inner: Arc::new(EngineInner {
                 handlers: RwLock::new(HashMap::new()),
+                states: Arc::new(self.states),
                 max_concurrent: self.max_concurrent.max(1),
                 grace_period: self.grace_period,
                 #[cfg(feature = "events")]
@@ -308,21 +352,20 @@ pub enum ConfigError {
 /// sees, waits up to the engine's grace period for them, then drops them; every task that
 /// did not finish ends `Cancelled` and the run's status is `cancelled`. Every handler
 /// future the run polls has been dropped by the time its result is ready; work a handler
-/// moved elsewhere is stopped as far as it can be ([`spawned`](crate::spawned) tasks are
-/// aborted, [`blocking`](crate::blocking) calls run to their end unobserved). A cancelled
+/// moved elsewhere is stopped as far as it can be (attempts running as tokio tasks of their
+/// own are aborted, [`blocking`](crate::blocking) calls run to their end unobserved). A cancelled
 /// run returns within its grace period whatever its event subscribers do (see [the crate
 /// docs](crate#cancellation)).
 ///
 /// ```
-/// use orch_engine::{TaskContext, WorkflowEngine};
+/// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 /// use orch_core::{Task, Workflow, WorkflowStatus};
-/// use serde_json::json;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let engine = WorkflowEngine::new();
 /// engine.register_handler("wait", |ctx: TaskContext| async move {
 ///     ctx.cancellation().cancelled().await;
-///     Ok(json!("stopped early"))
+///     Ok::<_, TaskError>("stopped early")
 /// });
 /// let workflow = Workflow::new("w", "W")
 ///     .task(Task::new("a", "wait"))

@@ -1,105 +1,159 @@
-//! [`Handler`]: what runs a task, and [`TaskError`]: how it fails.
+//! [`Handler`]: what runs a task; [`inline`] and [`blocking`] choose where it runs.
 
-use std::fmt;
+use std::error::Error;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
-use crate::TaskContext;
+use crate::{IntoOutput, Output, TaskContext, TaskError};
 
 /// Runs the tasks of one task type.
 ///
-/// Implement it for a type, or register an async closure
-/// `|ctx: TaskContext| async move { ... }`: every such closure is a `Handler`. Handler
-/// futures are polled on the engine's own task, so a handler that does CPU-heavy work
-/// should hand it off: wrap it in [`spawned`] to run each call as its own tokio task (in
-/// parallel on a multi-threaded runtime), or register a plain function with [`blocking`].
+/// Register an `async fn` or an async closure, or implement the trait for a type.
+///
+/// **Functions and closures** take a [`TaskContext`] and return `Result<T, E>`, where
+/// `T` is any [`IntoOutput`] (every `T: Serialize`, or a [`Shared`](crate::Shared)
+/// value) and `E` any error that converts into `Box<dyn Error + Send + Sync>`:
+/// [`TaskError`], `anyhow::Error`, a boxed error, any `std::error::Error`. An `async fn`
+/// names both in its signature, so `async fn extract(ctx: TaskContext) ->
+/// anyhow::Result<Rows>` registers as it is. A closure must name its error type once,
+/// usually in its last expression: `|ctx: TaskContext| async move { ...;
+/// Ok::<_, TaskError>(value) }`.
 ///
 /// ```
-/// use orch_engine::{Handler, TaskContext, TaskError};
-/// use serde_json::{Value, json};
+/// use anyhow::Context;
+/// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Rows { count: usize }
+///
+/// async fn extract(ctx: TaskContext) -> anyhow::Result<Rows> {
+///     let path = ctx.config()["path"].as_str().unwrap_or("rows.csv");
+///     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+///     Ok(Rows { count: text.lines().count() })
+/// }
+///
+/// let engine = WorkflowEngine::new();
+/// engine.register_handler("extract", extract);
+/// engine.register_handler("check", |ctx: TaskContext| async move {
+///     let rows: Rows = ctx.input("extract")?;
+///     Ok::<_, TaskError>(rows.count > 0)
+/// });
+/// ```
+///
+/// **Types** implement the trait with [`async_trait`](crate::async_trait) and return an
+/// [`Output`]:
+///
+/// ```
+/// use orch_engine::{Handler, Output, TaskContext, TaskError, async_trait};
+/// use serde_json::json;
 ///
 /// struct Fetch;
 ///
-/// #[async_trait::async_trait]
+/// #[async_trait]
 /// impl Handler for Fetch {
-///     async fn call(&self, ctx: TaskContext) -> Result<Value, TaskError> {
+///     async fn call(&self, ctx: TaskContext) -> Result<Output, TaskError> {
 ///         let source = ctx.config()["source"].as_str().unwrap_or("default");
-///         Ok(json!({"data": format!("fetched from {source}")}))
+///         Ok(json!({"data": format!("fetched from {source}")}).into())
 ///     }
 /// }
 /// ```
+///
+/// **Where a handler runs.** On a multi-threaded tokio runtime, each attempt runs as a
+/// tokio task of its own, so handlers that compute run in parallel on the runtime's
+/// workers. Spawning costs a little per attempt; a handler that only awaits and finishes
+/// quickly can run on the run's own task instead: wrap it in [`inline`] (or return `true`
+/// from [`Handler::runs_inline`]). On a current-thread runtime, every handler runs on
+/// the run's task. [`blocking`] runs a synchronous function on tokio's blocking threads.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Runs one attempt of one task.
-    async fn call(&self, ctx: TaskContext) -> Result<Value, TaskError>;
+    async fn call(&self, ctx: TaskContext) -> Result<Output, TaskError>;
+
+    /// Whether attempts run on the run's own task rather than as tokio tasks of their own
+    /// (`false` unless the handler says otherwise; see [`inline`]).
+    fn runs_inline(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
-impl<F, Fut> Handler for F
+impl<F, Fut, T, E> Handler for F
 where
     F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: IntoOutput,
+    E: Into<Box<dyn Error + Send + Sync>> + 'static,
 {
-    async fn call(&self, ctx: TaskContext) -> Result<Value, TaskError> {
-        self(ctx).await
+    async fn call(&self, ctx: TaskContext) -> Result<Output, TaskError> {
+        match self(ctx).await {
+            Ok(value) => value.into_output(),
+            Err(error) => Err(TaskError::from_handler(error)),
+        }
     }
 }
 
-/// Wraps a handler so that each call runs as its own tokio task.
+/// The boxed future a [`Handler`] returns.
+type CallFuture<'b> = Pin<Box<dyn Future<Output = Result<Output, TaskError>> + Send + 'b>>;
+
+/// Runs `handler`'s attempts on the run's own task, not as tokio tasks of their own.
 ///
-/// On a multi-threaded runtime, calls then run in parallel on the runtime's workers,
-/// which suits CPU-heavy async handlers. When the run is cancelled or the attempt times
-/// out, the spawned task is aborted. A panic inside it fails the task like any other; a
-/// panic while tokio drops an aborted task's future is contained by tokio, after the
-/// engine has recorded the timeout or cancellation, so the record does not mention it.
+/// For handlers that only await (a request, a channel, a timer) and do little work
+/// between awaits: each attempt then costs no task spawn. A handler that computes for
+/// long holds up the whole run while it does, so leave such handlers un-wrapped.
 ///
 /// ```
-/// use orch_engine::{TaskContext, WorkflowEngine, spawned};
-/// use serde_json::json;
+/// use orch_engine::{TaskContext, TaskError, WorkflowEngine, inline};
 ///
 /// let engine = WorkflowEngine::new();
-/// engine.register_handler("hash", spawned(|ctx: TaskContext| async move {
-///     let n = ctx.config()["n"].as_u64().unwrap_or(0);
-///     Ok(json!((0..n).fold(0u64, |h, i| h.wrapping_mul(31).wrapping_add(i))))
+/// engine.register_handler("ping", inline(|ctx: TaskContext| async move {
+///     Ok::<_, TaskError>(format!("pong from {}", ctx.task_id()))
 /// }));
 /// ```
-pub fn spawned(handler: impl Handler) -> impl Handler {
-    Spawned(Arc::new(handler))
+pub fn inline(handler: impl Handler) -> impl Handler {
+    Inline(handler)
 }
 
-struct Spawned<H>(Arc<H>);
+struct Inline<H>(H);
 
-#[async_trait]
-impl<H: Handler> Handler for Spawned<H> {
-    async fn call(&self, ctx: TaskContext) -> Result<Value, TaskError> {
-        let handler = Arc::clone(&self.0);
-        let task = AbortOnDrop(tokio::spawn(async move { handler.call(ctx).await }));
-        join(task).await
+impl<H: Handler> Handler for Inline<H> {
+    fn call<'a, 'b>(&'a self, ctx: TaskContext) -> CallFuture<'b>
+    where
+        'a: 'b,
+    {
+        self.0.call(ctx)
+    }
+
+    fn runs_inline(&self) -> bool {
+        true
     }
 }
 
-/// Registers a plain (synchronous) function as a handler: each call runs on tokio's
-/// blocking thread pool, so CPU-heavy or blocking work never stalls the engine.
+/// Registers a synchronous function as a handler: each call runs on tokio's blocking
+/// thread pool, so blocking I/O never stalls the engine. It returns what an async
+/// handler does: `Result<T, E>` with `T: IntoOutput` and an error type that converts
+/// into `Box<dyn Error + Send + Sync>`.
 ///
 /// A blocking call cannot be interrupted: on cancellation or timeout the engine stops
 /// waiting for it, but the thread runs the function to its end.
 ///
 /// ```
-/// use orch_engine::{TaskContext, WorkflowEngine, blocking};
-/// use serde_json::json;
+/// use orch_engine::{TaskContext, TaskError, WorkflowEngine, blocking};
 ///
 /// let engine = WorkflowEngine::new();
-/// engine.register_handler("sum", blocking(|ctx: TaskContext| {
-///     let values = ctx.config()["values"].as_array().cloned().unwrap_or_default();
-///     Ok(json!(values.iter().filter_map(|v| v.as_f64()).sum::<f64>()))
+/// engine.register_handler("read", blocking(|ctx: TaskContext| {
+///     let path = ctx.config()["path"].as_str().unwrap_or("/dev/null");
+///     Ok::<_, TaskError>(std::fs::read_to_string(path)?.len())
 /// }));
 /// ```
-pub fn blocking<F>(function: F) -> impl Handler
+pub fn blocking<F, T, E>(function: F) -> impl Handler
 where
-    F: Fn(TaskContext) -> Result<Value, TaskError> + Send + Sync + 'static,
+    F: Fn(TaskContext) -> Result<T, E> + Send + Sync + 'static,
+    T: IntoOutput + Send + 'static,
+    E: Into<Box<dyn Error + Send + Sync>> + Send + 'static,
 {
     Blocking(Arc::new(function))
 }
@@ -107,34 +161,54 @@ where
 struct Blocking<F>(Arc<F>);
 
 #[async_trait]
-impl<F> Handler for Blocking<F>
+impl<F, T, E> Handler for Blocking<F>
 where
-    F: Fn(TaskContext) -> Result<Value, TaskError> + Send + Sync + 'static,
+    F: Fn(TaskContext) -> Result<T, E> + Send + Sync + 'static,
+    T: IntoOutput + Send + 'static,
+    E: Into<Box<dyn Error + Send + Sync>> + Send + 'static,
 {
-    async fn call(&self, ctx: TaskContext) -> Result<Value, TaskError> {
+    async fn call(&self, ctx: TaskContext) -> Result<Output, TaskError> {
         let function = Arc::clone(&self.0);
-        let task = AbortOnDrop(tokio::task::spawn_blocking(move || function(ctx)));
-        join(task).await
+        let task = AbortOnDrop(tokio::task::spawn_blocking(move || match function(ctx) {
+            Ok(value) => value.into_output(),
+            Err(error) => Err(TaskError::from_handler(error)),
+        }));
+        task.join().await
+    }
+
+    /// The call already leaves the run's task.
+    fn runs_inline(&self) -> bool {
+        true
     }
 }
 
 /// A spawned task that is aborted when its handle is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<Result<Output, TaskError>>);
 
-impl<T> Drop for AbortOnDrop<T> {
+impl AbortOnDrop {
+    /// The task's outcome; a panic in it fails the attempt with the panic's message.
+    pub(crate) async fn join(mut self) -> Result<Output, TaskError> {
+        joined((&mut self.0).await)
+    }
+}
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-async fn join(mut task: AbortOnDrop<Result<Value, TaskError>>) -> Result<Value, TaskError> {
-    match (&mut task.0).await {
+/// The outcome of a spawned attempt, from what its join handle gave.
+pub(crate) fn joined(
+    outcome: Result<Result<Output, TaskError>, tokio::task::JoinError>,
+) -> Result<Output, TaskError> {
+    match outcome {
         Ok(outcome) => outcome,
         Err(error) if error.is_panic() => {
             Err(TaskError::new(panic_message(error.into_panic().as_ref())))
         }
         Err(error) => Err(TaskError::new(format!(
-            "spawned handler did not finish: {error}"
+            "the handler's task did not finish: {error}"
         ))),
     }
 }
@@ -156,79 +230,4 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// The note for a handler whose future panicked while it was dropped.
 pub(crate) fn drop_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     format!("handler panicked when dropped: {}", panic_text(payload))
-}
-
-/// Why one attempt of a task failed.
-///
-/// Any error type converts into it with `?`, keeping its message (and the messages of its
-/// sources). A failure marked [`TaskError::permanent`] is not retried.
-///
-/// ```
-/// use orch_engine::TaskError;
-///
-/// fn parse(text: &str) -> Result<i64, TaskError> {
-///     Ok(text.trim().parse::<i64>()?)
-/// }
-/// assert_eq!(parse("42").ok(), Some(42));
-/// assert_eq!(parse("x").unwrap_err().to_string(), "invalid digit found in string");
-/// assert!(TaskError::permanent("bad input").is_permanent());
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskError {
-    message: String,
-    permanent: bool,
-}
-
-impl TaskError {
-    /// A failure that may be retried (if the task allows retries).
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            permanent: false,
-        }
-    }
-
-    /// A failure that retrying cannot fix: the task fails at once.
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            permanent: true,
-        }
-    }
-
-    /// The message recorded for the task.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Whether retries are skipped for this failure.
-    pub fn is_permanent(&self) -> bool {
-        self.permanent
-    }
-
-    /// The same failure with `note` added to its message.
-    pub(crate) fn with_note(mut self, note: &str) -> Self {
-        self.message.push_str("; ");
-        self.message.push_str(note);
-        self
-    }
-}
-
-impl fmt::Display for TaskError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
-    fn from(error: E) -> Self {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        Self::new(message)
-    }
 }

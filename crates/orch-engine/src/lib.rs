@@ -4,17 +4,19 @@
 //! ```
 //! use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
 //! use orch_engine::{TaskContext, TaskError, WorkflowEngine};
-//! use serde_json::json;
+//! use serde_json::{Value, json};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let engine = WorkflowEngine::new();
-//! engine.register_handler("fetch", |_ctx: TaskContext| async move { Ok(json!({"data": "fetched"})) });
+//! engine.register_handler("fetch", |_ctx: TaskContext| async move {
+//!     Ok::<_, TaskError>(json!({"data": "fetched"}))
+//! });
 //! engine.register_handler("process", |ctx: TaskContext| async move {
-//!     let fetched = ctx.dependency_result("fetch_task").cloned().unwrap_or_default();
-//!     Ok(json!({"status": "processed", "input": fetched}))
+//!     let fetched = ctx.input_json("fetch_task")?;
+//!     Ok::<_, TaskError>(json!({"status": "processed", "input": fetched}))
 //! });
 //! engine.register_handler("flaky", |_ctx: TaskContext| async move {
-//!     Err::<serde_json::Value, _>(TaskError::new("upstream unavailable"))
+//!     Err::<Value, _>(TaskError::new("upstream unavailable"))
 //! });
 //!
 //! let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
@@ -32,19 +34,37 @@
 //! # }).unwrap();
 //! ```
 //!
+//! # Handlers
+//!
+//! A handler is an `async fn` or closure from [`TaskContext`] to `Result<T, E>`: `T` is
+//! any serialisable value or a [`Shared`] in-process value, `E` any error (see
+//! [`Handler`]). Through its context it reads the outputs of the tasks it depends on,
+//! directly or not ([`TaskContext::input`]), and the application state given to the
+//! engine ([`EngineBuilder::state`]). It fails with an error (retried if the task allows,
+//! unless [`TaskError::permanent`]), or ends its task as skipped with
+//! [`TaskError::skip`].
+//!
 //! # How tasks run
 //!
 //! A run keeps its ready tasks in a bitmap over plan positions and starts the first in the
-//! plan's execution order while fewer than `max_concurrent` are active. Handler futures are polled on the run's own
-//! tokio task, not spawned: a handler that finishes on its first poll costs one call and
-//! one allocation. Handlers that do heavy work use [`spawned`] or [`blocking`] to run on
-//! other threads.
+//! plan's execution order while fewer than `max_concurrent` are active. On a
+//! multi-threaded tokio runtime each attempt runs as a tokio task of its own, so
+//! handlers that compute use all the runtime's workers; a handler wrapped in [`inline`]
+//! runs on the run's own task instead, which saves the spawn for handlers that only
+//! await. On a current-thread runtime every handler runs on the run's task. [`blocking`]
+//! runs a synchronous function on tokio's blocking threads.
+//!
+//! A run's status is `completed` when every task completed or was skipped by a handler's
+//! choice (with the tasks that depend on it), `failed` when a task failed (its dependents
+//! are then skipped), and `cancelled` when the run was cancelled.
 //!
 //! A panic in a handler never leaves the engine: not while its future is created or
 //! polled, and not while it is dropped (when it finished, timed out, or was cancelled).
 //! A panic while it runs fails the attempt with the panic's message; a panic while it is
 //! dropped is added to the task's error (`timed out after 2s; handler panicked when
-//! dropped: ...`), and fails an attempt that had succeeded.
+//! dropped: ...`), and fails an attempt that had succeeded. A spawned attempt that times
+//! out or is cancelled is aborted, and tokio drops its future later, on its own thread:
+//! a panic there is contained, and the record does not mention it.
 //!
 //! # Events
 //!
@@ -60,14 +80,14 @@
 //! ```
 //! # #[cfg(feature = "events")] {
 //! use orch_core::{EngineEvent, EngineEventKind, Task, Workflow};
-//! use orch_engine::{TaskContext, WorkflowEngine};
+//! use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 //! use orch_events::EventBus;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let bus: EventBus<EngineEvent> = EventBus::new();
 //! let mut progress = bus.subscribe("workflow.etl.task.*.completed").unwrap();
 //! let engine = WorkflowEngine::builder().event_bus(bus.clone()).build().unwrap();
-//! engine.register_handler("t", |_ctx: TaskContext| async move { Ok(serde_json::Value::Null) });
+//! engine.register_handler("t", |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) });
 //! let workflow = Workflow::new("etl", "ETL")
 //!     .task(Task::new("load", "t"))
 //!     .task(Task::new("clean", "t").depends_on(["load"]));
@@ -125,14 +145,21 @@ mod attempt;
 mod clock;
 mod context;
 mod engine;
+mod error;
 mod handler;
 mod note;
+mod output;
 mod ready;
 mod run;
 mod run_error;
+mod state;
 mod timer;
 
+pub use async_trait::async_trait;
 pub use context::TaskContext;
 pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};
-pub use handler::{Handler, TaskError, blocking, spawned};
+pub use error::TaskError;
+pub use handler::{Handler, blocking, inline};
+pub use output::{IntoOutput, Output, Shared};
 pub use run_error::RunError;
+pub use tokio_util::sync::CancellationToken;

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use orch_core::{EngineEventKind, Plan, Task, TaskRecord, TaskStatus, Workflow, WorkflowResult};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -18,12 +17,14 @@ use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
+use crate::output::Stored;
 use crate::ready::ReadySet;
 use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, TaskError, timer};
 
 mod announcing;
 mod finish;
+mod resume;
 
 /// Tasks started in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
@@ -52,35 +53,44 @@ pub(crate) async fn execute(
             });
         }
     }
+    let plan = valid.plan();
+    let kept = previous
+        .as_ref()
+        .map(|previous| resume::kept(&workflow, plan, previous));
     // Tasks kept from the earlier run do not run again, so need no timer.
-    let kept = |task: &Task| {
-        previous
-            .as_ref()
-            .and_then(|previous| previous.task(&task.task_id))
-            .is_some_and(|record| record.status == TaskStatus::Completed)
-    };
-    if let Some(errors) = timer::missing(workflow.tasks().filter(|t| !kept(t))) {
+    let runs = |index: usize| kept.as_ref().is_none_or(|kept| !kept[index]);
+    let to_run = workflow.tasks().enumerate();
+    if let Some(errors) = timer::missing(to_run.filter(|(i, _)| runs(*i)).map(|(_, t)| t)) {
         return Err(errors);
     }
-    let plan = valid.plan();
     let by_type: Vec<Arc<dyn Handler>> = plan
         .task_types()
         .iter()
         .filter_map(|t| handlers.get(t).cloned())
         .collect();
+    // Attempts run as tokio tasks of their own where that can use more threads.
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let spawn: Vec<bool> = by_type
+        .iter()
+        .map(|h| multi_threaded && !h.runs_inline())
+        .collect();
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
     let announcer = Announcer::for_engine(&engine, &workflow, plan, &span);
-    let mut run = Scheduler::new(
-        &workflow,
-        plan,
-        &by_type,
-        engine.max_concurrent,
-        cancel.clone(),
-        announcer,
-    );
+    let shared = Arc::new(RunShared {
+        workflow: workflow.clone(),
+        results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
+        states: Arc::clone(&engine.states),
+        cancel: cancel.clone(),
+    });
+    let handlers = RunHandlers {
+        by_type: &by_type,
+        spawn: &spawn,
+    };
+    let mut run = Scheduler::new(shared, plan, handlers, engine.max_concurrent, announcer);
     run.announce_workflow(EngineEventKind::WorkflowStarted, None);
-    if let Some(previous) = previous {
-        run.restore(previous);
+    if let (Some(previous), Some(kept)) = (previous, &kept) {
+        run.restore(previous, kept);
     }
     let mut cancelled = pin!(cancel.cancelled_owned());
     // Set once the run is cancelled: when it stops waiting for running handlers and for
@@ -137,10 +147,17 @@ enum Progress {
     Yield,
 }
 
+/// The handler of each task type in the plan, and whether its attempts are spawned.
+#[derive(Clone, Copy)]
+struct RunHandlers<'p> {
+    by_type: &'p [Arc<dyn Handler>],
+    spawn: &'p [bool],
+}
+
 struct Scheduler<'p> {
     plan: &'p Plan,
     shared: Arc<RunShared>,
-    handlers: &'p [Arc<dyn Handler>],
+    handlers: RunHandlers<'p>,
     records: Vec<TaskRecord>,
     /// Per task, how many dependencies have not completed yet, and its plan position.
     waiting: Vec<Waiting>,
@@ -158,11 +175,10 @@ struct Scheduler<'p> {
 
 impl<'p> Scheduler<'p> {
     fn new(
-        workflow: &Workflow,
+        shared: Arc<RunShared>,
         plan: &'p Plan,
-        handlers: &'p [Arc<dyn Handler>],
+        handlers: RunHandlers<'p>,
         max_concurrent: usize,
-        cancel: CancellationToken,
         announcer: Option<Announcer>,
     ) -> Self {
         let n = plan.len();
@@ -178,11 +194,7 @@ impl<'p> Scheduler<'p> {
         }
         Self {
             plan,
-            shared: Arc::new(RunShared {
-                workflow: workflow.clone(),
-                results: (0..n).map(|_| OnceLock::new()).collect(),
-                cancel,
-            }),
+            shared,
             handlers,
             records: std::iter::repeat_with(TaskRecord::default)
                 .take(n)
@@ -200,35 +212,6 @@ impl<'p> Scheduler<'p> {
 
     fn task(&self, index: usize) -> &Task {
         self.shared.task(index)
-    }
-
-    /// Takes over the completed tasks of an earlier run.
-    fn restore(&mut self, previous: WorkflowResult) {
-        let workflow = &self.shared.workflow;
-        for (id, record) in previous.tasks.iter() {
-            let Some(index) = workflow.index_of(id) else {
-                continue;
-            };
-            if record.status != TaskStatus::Completed {
-                continue;
-            }
-            let value = record.result.clone().unwrap_or(Value::Null);
-            let _ = self.shared.results[index].set(value);
-            self.records[index] = record.clone();
-            // Kept even if the workflow gave it a dependency that has yet to run: that
-            // dependency's completion must not release it again (counts from here stay
-            // far above zero).
-            self.waiting[index].dependencies = u32::MAX;
-            for &d in self.plan.dependents(index) {
-                self.waiting[d as usize].dependencies -= 1;
-            }
-        }
-        self.ready.clear();
-        for waiting in &self.waiting {
-            if waiting.dependencies == 0 {
-                self.ready.insert(waiting.position);
-            }
-        }
     }
 
     /// Runs what can run: ready once nothing is left to start or to wait for.
@@ -329,18 +312,20 @@ impl<'p> Scheduler<'p> {
         let task = self.task(index);
         let span =
             tracing::debug_span!("task", task_id = %task.task_id, task_type = %task.task_type);
-        let handler: &'p dyn Handler = self.handlers[self.plan.type_of(index)].as_ref();
-        let mut attempt = Attempt::start(handler, ctx, task.timeout, span);
+        let task_type = self.plan.type_of(index);
+        let handler: &'p Arc<dyn Handler> = &self.handlers.by_type[task_type];
+        let spawn = self.handlers.spawn[task_type];
+        let mut attempt = Attempt::start(handler, ctx, task.timeout, span, spawn);
         match std::pin::Pin::new(&mut attempt).poll(cx) {
             Poll::Ready(outcome) => self.attempt_over(index, outcome),
             Poll::Pending => self.in_flight.push(InFlight::Attempt(attempt)),
         }
     }
 
-    fn attempt_over(&mut self, index: usize, outcome: Result<Value, TaskError>) {
+    fn attempt_over(&mut self, index: usize, outcome: Result<Stored, TaskError>) {
         match outcome {
-            Ok(value) => {
-                let _ = self.shared.results[index].set(value);
+            Ok(output) => {
+                let _ = self.shared.results[index].set(output);
                 self.settle(index, TaskStatus::Completed, None);
                 let dependents = self.plan.dependents(index);
                 // Count down first, without branching on the counts, so that the cache
@@ -357,8 +342,15 @@ impl<'p> Scheduler<'p> {
                     }
                 }
             }
+            Err(error) if error.is_skip() => {
+                self.settle(index, TaskStatus::Skipped, Some(error.record_text()));
+                self.skip_descendants(index, "was skipped");
+            }
             Err(error) if self.stopping => {
-                let message = format!("the run was cancelled; the handler ended with: {error}");
+                let message = format!(
+                    "the run was cancelled; the handler ended with: {}",
+                    error.record_text()
+                );
                 self.settle(index, TaskStatus::Cancelled, Some(message));
             }
             Err(error) => {
@@ -366,8 +358,8 @@ impl<'p> Scheduler<'p> {
                 let attempts = self.records[index].attempts;
                 if !error.is_permanent() && attempts <= task.retries {
                     let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
-                    tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %error, ?delay, "retrying");
-                    let message = error.to_string();
+                    let message = error.record_text();
+                    tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %message, ?delay, "retrying");
                     self.announce_task(EngineEventKind::TaskRetrying, index, |note| {
                         note.attempt = attempts;
                         note.error = Some(message.as_str().into());
@@ -382,8 +374,8 @@ impl<'p> Scheduler<'p> {
                     });
                     return;
                 }
-                self.settle(index, TaskStatus::Failed, Some(error.to_string()));
-                self.skip_descendants(index);
+                self.settle(index, TaskStatus::Failed, Some(error.record_text()));
+                self.skip_descendants(index, "failed");
             }
         }
     }
@@ -399,18 +391,19 @@ impl<'p> Scheduler<'p> {
             TaskStatus::Completed => EngineEventKind::TaskCompleted,
             TaskStatus::Failed => EngineEventKind::TaskFailed,
             TaskStatus::Cancelled => EngineEventKind::TaskCancelled,
-            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Skipped => {
-                unreachable!("a started task settles as completed, failed or cancelled")
+            TaskStatus::Skipped => EngineEventKind::TaskSkipped,
+            TaskStatus::Pending | TaskStatus::Running => {
+                unreachable!("a started task settles with a final status")
             }
         };
         self.announce_ended(kind, index);
     }
 
-    /// Marks every task that depends on `failed`, directly or not, as skipped.
-    fn skip_descendants(&mut self, failed: usize) {
-        // The reason only: the record's status says that the task was skipped.
-        let reason = format!("dependency `{}` failed", self.task(failed).task_id);
-        let mut stack: Vec<u32> = self.plan.dependents(failed).to_vec();
+    /// Marks every task that depends on `ended` (which failed or was skipped, as `how`
+    /// says), directly or not, as skipped.
+    fn skip_descendants(&mut self, ended: usize, how: &str) {
+        let reason = format!("dependency `{}` {how}", self.task(ended).task_id);
+        let mut stack: Vec<u32> = self.plan.dependents(ended).to_vec();
         while let Some(d) = stack.pop() {
             let record = &mut self.records[d as usize];
             if record.status == TaskStatus::Pending {

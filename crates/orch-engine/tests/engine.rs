@@ -8,9 +8,7 @@ use orch_core::{
     Backoff, Task, TaskRecord, TaskStatus, ValidationError, Workflow, WorkflowResult,
     WorkflowStatus,
 };
-use orch_engine::{
-    ConfigError, RunError, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
-};
+use orch_engine::{ConfigError, RunError, TaskContext, TaskError, WorkflowEngine, blocking};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -42,7 +40,7 @@ async fn cancelled_after(
 
 fn echo(engine: &WorkflowEngine, task_type: &str) {
     engine.register_handler(task_type, |ctx: TaskContext| async move {
-        Ok(json!({"task": ctx.task_id().as_str()}))
+        Ok::<_, TaskError>(json!({"task": ctx.task_id().as_str()}))
     });
 }
 
@@ -51,11 +49,11 @@ fn the_seed_pipeline_completes_and_records_everything() {
     runtime().block_on(async {
         let engine = WorkflowEngine::new();
         engine.register_handler("fetch", |_ctx: TaskContext| async move {
-            Ok(json!({"data": "fetched"}))
+            Ok::<_, TaskError>(json!({"data": "fetched"}))
         });
         engine.register_handler("process", |ctx: TaskContext| async move {
-            let data: Value = ctx.dependency_as("fetch_task")?;
-            Ok(json!({"status": "processed", "from": data["data"]}))
+            let data: Value = ctx.input("fetch_task")?;
+            Ok::<_, TaskError>(json!({"status": "processed", "from": data["data"]}))
         });
         let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
             .task(Task::new("fetch_task", "fetch").config(json!({"source": "api"})))
@@ -130,7 +128,7 @@ fn a_panicking_handler_fails_its_task_and_the_engine_lives_on() {
             if ctx.attempt() > 0 {
                 panic!("bad data in {}", ctx.task_id());
             }
-            Ok(Value::Null)
+            Ok::<_, TaskError>(Value::Null)
         });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "boom"))
@@ -151,7 +149,7 @@ fn a_timeout_fails_the_task() {
         let engine = WorkflowEngine::new();
         engine.register_handler("slow", |_ctx: TaskContext| async move {
             tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok(Value::Null)
+            Ok::<_, TaskError>(Value::Null)
         });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "slow").timeout(Duration::from_millis(1500)));
@@ -232,9 +230,11 @@ fn missing_handlers_are_all_listed_and_nothing_runs() {
         let counted = Arc::clone(&calls);
         engine.register_handler("known", move |_ctx: TaskContext| {
             counted.fetch_add(1, Ordering::SeqCst);
-            async move { Ok(Value::Null) }
+            async move { Ok::<_, TaskError>(Value::Null) }
         });
-        engine.register_handler("store", |_ctx: TaskContext| async move { Ok(Value::Null) });
+        engine.register_handler("store", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(Value::Null)
+        });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "known"))
             .task(Task::new("b", "fetch"))
@@ -326,7 +326,7 @@ fn cancelling_drops_every_running_handler_and_cancels_the_rest() {
                 let _guard = guard;
                 // Ignores its cancellation token.
                 tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok(Value::Null)
+                Ok::<_, TaskError>(Value::Null)
             }
         });
         let workflow = Workflow::from_tasks(
@@ -382,7 +382,7 @@ fn handlers_that_honour_cancellation_finish_within_the_grace_period() {
         let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
         engine.register_handler("polite", |ctx: TaskContext| async move {
             ctx.cancellation().cancelled().await;
-            Ok(json!("wrapped up"))
+            Ok::<_, TaskError>(json!("wrapped up"))
         });
         echo(&engine, "ok");
         let workflow = Workflow::new("w", "W")
@@ -407,7 +407,7 @@ fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
         let counted = Arc::clone(&runs);
         engine.register_handler("count", move |ctx: TaskContext| {
             counted.fetch_add(1, Ordering::SeqCst);
-            async move { Ok(json!(ctx.task_id().len())) }
+            async move { Ok::<_, TaskError>(json!(ctx.task_id().len())) }
         });
         let healthy = Arc::new(AtomicUsize::new(0));
         let flag = Arc::clone(&healthy);
@@ -417,7 +417,7 @@ fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
                 if !ok {
                     return Err(TaskError::new("not yet"));
                 }
-                let upstream = ctx.dependency_result("first").cloned();
+                let upstream = ctx.input_json("first")?;
                 Ok(json!({"upstream": upstream}))
             }
         });
@@ -507,7 +507,7 @@ fn ready_tasks_start_in_execution_order() {
         let log = Arc::clone(&order);
         engine.register_handler("log", move |ctx: TaskContext| {
             log.lock().expect("lock").push(ctx.task_id().to_string());
-            async move { Ok(Value::Null) }
+            async move { Ok::<_, TaskError>(Value::Null) }
         });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("merge", "log").depends_on(["c", "a", "b"]))
@@ -536,20 +536,14 @@ fn spawned_and_blocking_handlers_run_on_other_threads() {
         .expect("a runtime");
     runtime.block_on(async {
         let engine = WorkflowEngine::with_max_concurrent(4).expect("valid");
-        engine.register_handler(
-            "spawned",
-            spawned(|ctx: TaskContext| async move {
-                Ok(json!(ctx.config()["n"].as_u64().unwrap_or(0) * 2))
-            }),
-        );
+        engine.register_handler("spawned", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.config()["n"].as_u64().unwrap_or(0) * 2)
+        });
         engine.register_handler(
             "blocking",
             blocking(|ctx: TaskContext| {
-                let doubled = ctx
-                    .dependency_result("s")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                Ok(json!(doubled + 1))
+                let doubled: u64 = ctx.input("s")?;
+                Ok::<_, TaskError>(doubled + 1)
             }),
         );
         engine.register_handler(
@@ -582,7 +576,7 @@ fn one_engine_runs_workflows_concurrently() {
         let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
         engine.register_handler("nap", |ctx: TaskContext| async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            Ok(json!(ctx.task_id().as_str()))
+            Ok::<_, TaskError>(json!(ctx.task_id().as_str()))
         });
         let workflow =
             Workflow::from_tasks("w", "W", (0..20).map(|i| Task::new(format!("t{i}"), "nap")));
@@ -606,12 +600,16 @@ fn registering_a_type_again_replaces_its_handler() {
         let engine = WorkflowEngine::new();
         assert!(
             engine
-                .register_handler("t", |_ctx: TaskContext| async move { Ok(json!(1)) })
+                .register_handler("t", |_ctx: TaskContext| async move {
+                    Ok::<_, TaskError>(json!(1))
+                })
                 .is_none()
         );
         assert!(
             engine
-                .register_handler("t", |_ctx: TaskContext| async move { Ok(json!(2)) })
+                .register_handler("t", |_ctx: TaskContext| async move {
+                    Ok::<_, TaskError>(json!(2))
+                })
                 .is_some()
         );
         let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));

@@ -17,10 +17,9 @@ fn instant_engine(bus: EventBus<EngineEvent>, max_concurrent: usize) -> Workflow
         .event_bus(bus)
         .build()
         .expect("valid");
-    engine.register_handler(
-        "instant",
-        |_ctx: TaskContext| async move { Ok(Value::Null) },
-    );
+    engine.register_handler("instant", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
     engine
 }
 
@@ -92,7 +91,7 @@ fn every_task_gets_one_start_and_one_end_in_causal_order() {
             let engine = instant_engine(bus, 8);
             engine.register_handler("yield", |_ctx: TaskContext| async move {
                 tokio::task::yield_now().await;
-                Ok(Value::Null)
+                Ok::<_, TaskError>(Value::Null)
             });
             engine
         },
@@ -164,7 +163,9 @@ fn failures_retries_and_skips_are_announced() {
                 .event_bus(bus)
                 .build()
                 .expect("valid");
-            engine.register_handler("ok", |_ctx: TaskContext| async move { Ok(Value::Null) });
+            engine.register_handler("ok", |_ctx: TaskContext| async move {
+                Ok::<_, TaskError>(Value::Null)
+            });
             engine.register_handler("bad", |_ctx: TaskContext| async move {
                 Err::<Value, _>(TaskError::new("broken"))
             });
@@ -234,7 +235,7 @@ fn cancelled_tasks_are_announced() {
             .expect("valid");
         engine.register_handler("forever", |_ctx: TaskContext| async move {
             std::future::pending::<()>().await;
-            Ok(Value::Null)
+            Ok::<_, TaskError>(Value::Null)
         });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "forever"))
@@ -385,7 +386,7 @@ fn tasks_held_back_for_a_slow_publisher_start_when_it_catches_up() {
                 let gate = Arc::clone(&gate);
                 async move {
                     gate.notified().await;
-                    Ok(Value::Null)
+                    Ok::<_, TaskError>(Value::Null)
                 }
             }
         });
@@ -393,7 +394,7 @@ fn tasks_held_back_for_a_slow_publisher_start_when_it_catches_up() {
             let done = Arc::clone(&done);
             move |_ctx: TaskContext| {
                 done.fetch_add(1, Ordering::SeqCst);
-                async move { Ok(Value::Null) }
+                async move { Ok::<_, TaskError>(Value::Null) }
             }
         });
         // One slot stays taken by the gate until every other task has run.

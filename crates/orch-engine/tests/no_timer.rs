@@ -115,11 +115,11 @@ fn a_run_cancelled_on_a_runtime_without_a_timer_ends_without_a_grace_period() {
             .expect("valid");
         engine.register_handler("polite", |ctx: TaskContext| async move {
             ctx.cancellation().cancelled().await;
-            Ok(Value::from("wrapped up"))
+            Ok::<_, TaskError>(Value::from("wrapped up"))
         });
         engine.register_handler("stubborn", |_ctx: TaskContext| async move {
             std::future::pending::<()>().await;
-            Ok(Value::Null)
+            Ok::<_, TaskError>(Value::Null)
         });
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "polite"))
@@ -137,10 +137,7 @@ fn a_run_cancelled_on_a_runtime_without_a_timer_ends_without_a_grace_period() {
         let b = record(&result, "b");
         assert_eq!(
             (b.status, b.error.as_deref()),
-            (
-                TaskStatus::Cancelled,
-                Some("cancelled: the run was cancelled")
-            )
+            (TaskStatus::Cancelled, Some("the run was cancelled"))
         );
     });
 }

@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use orch_core::{
     EngineEvent, EngineEventKind, Task, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
 };
-use orch_engine::{TaskContext, WorkflowEngine};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions, Subscription};
 use serde_json::Value;
 
@@ -45,13 +45,12 @@ fn engine(bus: &EventBus<EngineEvent>, grace: Duration) -> WorkflowEngine {
         .event_bus(bus.clone())
         .build()
         .expect("valid");
-    engine.register_handler(
-        "instant",
-        |_ctx: TaskContext| async move { Ok(Value::Null) },
-    );
+    engine.register_handler("instant", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
     engine.register_handler("polite", |ctx: TaskContext| async move {
         ctx.cancellation().cancelled().await;
-        Ok(Value::Null)
+        Ok::<_, TaskError>(Value::Null)
     });
     engine
 }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use orch_core::{Task, Workflow};
-use orch_engine::{TaskContext, WorkflowEngine};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -61,7 +61,9 @@ fn each_run_and_each_task_has_a_span_with_its_ids() {
         .build()
         .expect("a runtime");
     let engine = WorkflowEngine::new();
-    engine.register_handler("t", |_ctx: TaskContext| async move { Ok(Value::Null) });
+    engine.register_handler("t", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
     let workflow = Workflow::new("etl", "ETL")
         .task(Task::new("load", "t"))
         .task(Task::new("clean", "t").depends_on(["load"]));

@@ -92,6 +92,9 @@ struct TaskOut<'a> {
     result: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// The output was an in-process value: `result` holds only its summary.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    shared_output: bool,
 }
 
 #[derive(Serialize)]
@@ -167,6 +170,7 @@ pub(crate) fn write_task(
         end: time("end_time", record.end_time)?,
         result: record.result.as_ref(),
         error: record.error.as_deref(),
+        shared_output: record.shared_output,
     };
     let len = buf.len();
     finish_line(buf, &line).map_err(|e| {
@@ -265,6 +269,8 @@ struct RawLine {
     #[serde(default, deserialize_with = "present")]
     result: Option<Value>,
     error: Option<String>,
+    #[serde(default)]
+    shared_output: bool,
 }
 
 /// A field that is present is `Some`, even when it is `null`.
@@ -324,6 +330,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(u64, Line), LineError> {
                     start_time: start,
                     end_time: end,
                     attempts: need("attempt", raw.attempt)?,
+                    shared_output: raw.shared_output,
                 },
             }
         }
@@ -378,6 +385,7 @@ mod tests {
             start_time: Some(start),
             end_time: Some(start + Duration::from_nanos(1)),
             attempts: 2,
+            shared_output: true,
         };
         let mut buf = Vec::new();
         write_task(&mut buf, 7, &TaskId::from("a\n\"b"), &record).unwrap();

@@ -10,8 +10,13 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let engine = WorkflowEngine::new();
-//! engine.register_handler("fetch", |_ctx: TaskContext| async move { Ok(json!({"data": "fetched"})) });
-//! engine.register_handler("process", |_ctx: TaskContext| async move { Ok(json!({"status": "processed"})) });
+//! engine.register_handler("fetch", |_ctx: TaskContext| async move {
+//!     Ok::<_, TaskError>(json!({"data": "fetched"}))
+//! });
+//! engine.register_handler("process", |ctx: TaskContext| async move {
+//!     let fetched = ctx.input_json("fetch_task")?;
+//!     Ok::<_, TaskError>(json!({"status": "processed", "input": fetched}))
+//! });
 //!
 //! let workflow = Workflow::new("data_pipeline", "Data Processing Pipeline")
 //!     .task(Task::new("fetch_task", "fetch").name("Fetch Data").config(json!({"source": "api"})))
@@ -61,7 +66,7 @@ pub use orch_metrics as metrics;
 /// let recorder = Arc::new(Recorder::new());
 /// let subscription = orch::record_events(&bus, Arc::clone(&recorder)).unwrap();
 /// let engine = WorkflowEngine::builder().event_bus(bus.clone()).build().unwrap();
-/// engine.register_handler("t", |_ctx: TaskContext| async move { Ok(serde_json::Value::Null) });
+/// engine.register_handler("t", |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) });
 /// engine.execute_workflow(&Workflow::new("w", "W").task(Task::new("a", "t"))).await.unwrap();
 /// bus.close().await;
 /// let mut subscription = subscription;
@@ -87,7 +92,50 @@ pub fn record_events(
     )
 }
 
-/// The names most programs need: `use orch::prelude::*;`.
+pub use orch_engine::{
+    CancellationToken, Handler, IntoOutput, Output, Shared, TaskContext, TaskError, WorkflowEngine,
+    async_trait,
+};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+/// The names most programs need: `use orch::prelude::*;`. That includes everything a
+/// handler's signature names: [`TaskContext`], [`TaskError`], [`Shared`], [`IntoOutput`],
+/// [`Output`] and [`async_trait`] for a [`Handler`] type, and [`CancellationToken`].
+///
+/// ```
+/// use orch::prelude::*;
+///
+/// struct Sleeper;
+///
+/// #[async_trait]
+/// impl Handler for Sleeper {
+///     async fn call(&self, ctx: TaskContext) -> Result<Output, TaskError> {
+///         let token: &CancellationToken = ctx.cancellation();
+///         token.cancelled().await;
+///         Output::new(Shared::new(vec![0u8; 16]))
+///     }
+/// }
+///
+/// /// Any handler output, made generically.
+/// fn output_of<T: IntoOutput>(value: T) -> Result<Output, TaskError> {
+///     Output::new(value)
+/// }
+///
+/// // The same names at the crate's root.
+/// use orch::{CancellationToken as _, IntoOutput as _, Shared as _, TaskError as _, async_trait as _};
+///
+/// fn register(engine: &WorkflowEngine) {
+///     engine.register_handler("sleep", Sleeper);
+///     engine.register_handler("echo", inline(|ctx: TaskContext| async move {
+///         Ok::<_, TaskError>(ctx.config().clone())
+///     }));
+/// }
+/// # register(&WorkflowEngine::new());
+/// ```
 pub mod prelude {
     pub use orch_core::{
         Backoff, EngineEvent, EngineEventKind, MissingHandler, RunMetrics, Task, TaskId,
@@ -95,7 +143,8 @@ pub mod prelude {
         WorkflowResult, WorkflowStatus,
     };
     pub use orch_engine::{
-        Handler, RunError, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
+        CancellationToken, EngineBuilder, Handler, IntoOutput, Output, RunError, RunHandle, Shared,
+        TaskContext, TaskError, WorkflowEngine, async_trait, blocking, inline,
     };
     #[cfg(feature = "events")]
     pub use orch_events::{Delivery, EventBus, Overflow, SubscribeOptions};

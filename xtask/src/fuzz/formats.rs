@@ -184,16 +184,12 @@ fn compare_reread(
         Ok(again) => {
             let durations_only = (again.workflow_id(), again.name(), again.len())
                 == (original.workflow_id(), original.name(), original.len())
-                && again
-                    .tasks()
-                    .values()
-                    .zip(original.tasks().values())
-                    .all(|(a, b)| {
-                        let mut a = a.clone();
-                        a.timeout = b.timeout;
-                        a.backoff = b.backoff.clone();
-                        a == *b
-                    });
+                && again.tasks().zip(original.tasks()).all(|(a, b)| {
+                    let mut a = a.clone();
+                    a.timeout = b.timeout;
+                    a.backoff = b.backoff;
+                    a == *b
+                });
             let kind = if durations_only {
                 "round trip (durations)"
             } else {
@@ -228,14 +224,10 @@ fn first_difference(a: &Workflow, b: &Workflow) -> String {
             (b.workflow_id(), b.name(), b.len())
         );
     }
-    a.tasks()
-        .iter()
-        .zip(b.tasks().iter())
-        .find(|(x, y)| x != y)
-        .map_or_else(
-            || "duplicate ids".to_owned(),
-            |(x, y)| clip(&format!("{x:?}\n  became {y:?}")),
-        )
+    a.tasks().zip(b.tasks()).find(|(x, y)| x != y).map_or_else(
+        || "duplicate ids".to_owned(),
+        |(x, y)| clip(&format!("{x:?}\n  became {y:?}")),
+    )
 }
 
 fn clip(text: &str) -> String {
@@ -256,7 +248,7 @@ fn configs_agree(syntax: Syntax, text: &str, workflow: &Workflow) -> Result<(), 
             At::Key(key) => workflow.get(&key),
             // Ids given twice shift the positions: nothing to compare by.
             At::Index { of, .. } if of != workflow.len() => None,
-            At::Index { at, .. } => workflow.tasks().get_index(at).map(|(_, task)| task),
+            At::Index { at, .. } => workflow.get_index(at),
         };
         let Some(task) = task else {
             continue;

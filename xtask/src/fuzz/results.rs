@@ -15,8 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fastrand::Rng;
 use orch_core::{
-    EngineEvent, EngineEventKind, LazyMetrics, TaskRecord, TaskStatus, WorkflowResult,
-    WorkflowStatus,
+    EngineEvent, EngineEventKind, TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus,
 };
 use serde_json::Value;
 
@@ -282,6 +281,7 @@ fn random_result(rng: &mut Rng) -> WorkflowResult {
                 } else {
                     rng.u32(..4)
                 },
+                shared_output: rng.u8(..10) == 0,
             };
             (
                 format!("t{i}{}", if rng.u8(..10) == 0 { ".é" } else { "" }).into(),
@@ -307,6 +307,5 @@ fn random_result(rng: &mut Rng) -> WorkflowResult {
             rng.usize(1..16)
         },
         tasks,
-        metrics: LazyMetrics::default(),
     }
 }

@@ -7,6 +7,7 @@ use orch_core::{EngineEventKind, TaskRecords, TaskStatus, WorkflowResult, Workfl
 use super::Scheduler;
 use crate::announce::Announcer;
 use crate::attempt::InFlight;
+use crate::output::Stored;
 
 impl Scheduler<'_> {
     /// Cancels what is unfinished and assembles the result.
@@ -39,6 +40,8 @@ impl Scheduler<'_> {
                 TaskStatus::Completed | TaskStatus::Skipped => {}
             }
         }
+        // Tasks skipped by a handler's choice (and their descendants) do not fail the
+        // workflow; tasks skipped after a failure come with that failure.
         let status = if cancelled || self.stopping {
             WorkflowStatus::Cancelled
         } else if failed {
@@ -48,18 +51,27 @@ impl Scheduler<'_> {
         };
         self.announce_workflow(EngineEventKind::WorkflowFinished, Some(status));
         let workflow = self.shared.workflow.clone();
+        // Records keep the JSON of each output; a shared value keeps its summary.
         match Arc::try_unwrap(self.shared) {
             Ok(shared) => {
                 for (record, result) in self.records.iter_mut().zip(shared.results) {
                     if record.status == TaskStatus::Completed {
-                        record.result = result.into_inner();
+                        if let Some((value, shared_output)) =
+                            result.into_inner().map(Stored::into_record)
+                        {
+                            record.result = Some(value);
+                            record.shared_output |= shared_output;
+                        }
                     }
                 }
             }
             Err(shared) => {
                 for (record, result) in self.records.iter_mut().zip(&shared.results) {
                     if record.status == TaskStatus::Completed {
-                        record.result = result.get().cloned();
+                        if let Some(output) = result.get() {
+                            record.result = Some(output.json().clone());
+                            record.shared_output |= matches!(output, Stored::Shared(_));
+                        }
                     }
                 }
             }

@@ -17,7 +17,7 @@ pub(super) const DROP_PANIC: &str = "droppanic: handler future dropped while pen
 /// What a run did.
 pub(super) struct Observed {
     /// `None` if it did not return before the harness gave up on it.
-    pub(super) result: Option<Result<WorkflowResult, orch_core::ValidationErrors>>,
+    pub(super) result: Option<Result<WorkflowResult, orch_engine::RunError>>,
     pub(super) returned_ms: u64,
     pub(super) cancelled_ms: Option<u64>,
     pub(super) events: Option<Vec<EngineEvent>>,
@@ -60,31 +60,33 @@ fn millis(ctx: &TaskContext) -> Option<Duration> {
 }
 
 fn register(engine: &WorkflowEngine) {
-    engine.register_handler("ok", |_ctx: TaskContext| async move { Ok(Value::Null) });
+    engine.register_handler("ok", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
     engine.register_handler("fail", |_ctx: TaskContext| async move {
-        Err(TaskError::new("fails"))
+        Err::<Value, _>(TaskError::new("fails"))
     });
     engine.register_handler("permanent", |_ctx: TaskContext| async move {
-        Err(TaskError::permanent("fails for good"))
+        Err::<Value, _>(TaskError::permanent("fails for good"))
     });
     engine.register_handler("panic", |_ctx: TaskContext| async move {
         if true {
             panic!("the handler panics");
         }
-        Ok(Value::Null)
+        Ok::<_, TaskError>(Value::Null)
     });
     engine.register_handler("hang", |_ctx: TaskContext| async move {
         std::future::pending::<()>().await;
-        Ok(Value::Null)
+        Ok::<_, TaskError>(Value::Null)
     });
     engine.register_handler("sleep", |ctx: TaskContext| async move {
         tokio::time::sleep(millis(&ctx).unwrap_or_default()).await;
-        Ok(Value::Null)
+        Ok::<_, TaskError>(Value::Null)
     });
     engine.register_handler("flaky", |ctx: TaskContext| async move {
         match u64::from(ctx.attempt()) <= ctx.config()["n"].as_u64().unwrap_or(0) {
             true => Err(TaskError::new("not yet")),
-            false => Ok(Value::Null),
+            false => Ok::<_, TaskError>(Value::Null),
         }
     });
     engine.register_handler("droppanic", |ctx: TaskContext| async move {
@@ -94,12 +96,12 @@ fn register(engine: &WorkflowEngine) {
             None => std::future::pending().await,
         }
         guard.0 = false;
-        Ok(Value::Null)
+        Ok::<_, TaskError>(Value::Null)
     });
     engine.register_handler("slowcancel", |ctx: TaskContext| async move {
         ctx.cancellation().cancelled().await;
         tokio::time::sleep(millis(&ctx).unwrap_or_default()).await;
-        Ok(Value::Null)
+        Ok::<_, TaskError>(Value::Null)
     });
 }
 

@@ -46,7 +46,7 @@ pub(super) fn verify(plan: &RunPlan, observed: &Observed) -> Result<(), Violatio
         // A runtime without a time driver may refuse timers with a typed error.
         (Err(_), true) if !plan.timer && plan.needs_timer() => return Ok(()),
         // A cap on retries may refuse huge counts.
-        (Err(errors), true) if errors.iter().all(|e| matches!(e, ValidationError::InvalidOption { option, .. } if option.contains("retries"))) => return Ok(()),
+        (Err(orch_engine::RunError::Invalid(errors)), true) if errors.iter().all(|e| matches!(e, ValidationError::InvalidOption { option, .. } if option.contains("retries"))) => return Ok(()),
         (Err(errors), true) => {
             return fail(
                 "validation",

@@ -1,0 +1,64 @@
+//! Resuming: which tasks of an earlier run are kept, and taking over their records.
+
+use orch_core::{Plan, TaskStatus, Workflow, WorkflowResult};
+
+use super::Scheduler;
+use crate::output::Stored;
+
+/// Per task (by plan index), whether `previous` keeps it from running again: it completed
+/// there, and its output survives in the record. A task whose output was a shared
+/// in-process value kept only its summary, so it runs again when a task that runs depends
+/// on it, directly or not (its dependents read the value); otherwise it is kept too.
+pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) -> Vec<bool> {
+    let records: Vec<Option<&orch_core::TaskRecord>> = workflow
+        .tasks()
+        .map(|task| {
+            previous
+                .task(&task.task_id)
+                .filter(|record| record.status == TaskStatus::Completed)
+        })
+        .collect();
+    let mut kept = vec![false; plan.len()];
+    // Whether some task that runs depends on the task, directly or not.
+    let mut needed = vec![false; plan.len()];
+    for &index in plan.order().iter().rev() {
+        let index = index as usize;
+        needed[index] = plan
+            .dependents(index)
+            .iter()
+            .any(|&d| !kept[d as usize] || needed[d as usize]);
+        kept[index] = records[index].is_some_and(|record| !(record.shared_output && needed[index]));
+    }
+    kept
+}
+
+impl Scheduler<'_> {
+    /// Takes over the records (and outputs) of the tasks `kept` from `previous`.
+    pub(super) fn restore(&mut self, previous: WorkflowResult, kept: &[bool]) {
+        let shared = std::sync::Arc::clone(&self.shared);
+        for (id, record) in previous.tasks.iter() {
+            let Some(index) = shared.workflow.index_of(id) else {
+                continue;
+            };
+            if !kept[index] {
+                continue;
+            }
+            let value = record.result.clone().unwrap_or_default();
+            let _ = self.shared.results[index].set(Stored::Json(value));
+            self.records[index] = record.clone();
+            // Kept even if the workflow gave it a dependency that has yet to run: that
+            // dependency's completion must not release it again (counts from here stay
+            // far above zero).
+            self.waiting[index].dependencies = u32::MAX;
+            for &d in self.plan.dependents(index) {
+                self.waiting[d as usize].dependencies -= 1;
+            }
+        }
+        self.ready.clear();
+        for waiting in &self.waiting {
+            if waiting.dependencies == 0 {
+                self.ready.insert(waiting.position);
+            }
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! Handlers as application code writes them: `async fn`s returning `anyhow::Result` of a
+//! typed value, `?` on any error, outputs read back typed from any ancestor, in-process
+//! shared values, application state, skipping, and attempts spread over the runtime's
+//! threads.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use orch_core::{Task, TaskRecord, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_engine::{Shared, TaskContext, TaskError, WorkflowEngine, inline};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
+    result.task(id).expect("recorded")
+}
+
+fn error_of<'r>(result: &'r WorkflowResult, id: &str) -> (TaskStatus, Option<&'r str>) {
+    let record = record(result, id);
+    (record.status, record.error.as_deref())
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Rows {
+    count: u64,
+    source: String,
+}
+
+async fn extract(ctx: TaskContext) -> anyhow::Result<Rows> {
+    let count: u64 = ctx.config()["count"].to_string().parse()?;
+    Ok(Rows {
+        count,
+        source: "db".into(),
+    })
+}
+
+async fn double(ctx: TaskContext) -> anyhow::Result<u64> {
+    let rows: Rows = ctx.input("extract")?;
+    Ok(rows.count * 2)
+}
+
+#[test]
+fn async_fns_returning_anyhow_results_of_typed_values_register_as_they_are() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("extract", extract);
+        engine.register_handler("double", double);
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("extract", "extract").config(json!({"count": 21})))
+            .task(Task::new("double", "double").depends_on(["extract"]))
+            .task(Task::new("broken", "extract").config(json!({"count": "many"})));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(
+            record(&result, "extract").result,
+            Some(json!({"count": 21, "source": "db"}))
+        );
+        assert_eq!(record(&result, "double").result, Some(json!(42)));
+        // `?` on a `ParseIntError` inside an anyhow handler.
+        assert_eq!(
+            error_of(&result, "broken"),
+            (TaskStatus::Failed, Some("invalid digit found in string"))
+        );
+    });
+}
+
+/// An error with a source, as libraries write them.
+#[derive(Debug)]
+struct LoadError(std::io::Error);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("loading the rows")
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn question_mark_works_on_every_error_and_the_record_keeps_the_chain() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&attempts);
+        engine.register_handler("fail", move |ctx: TaskContext| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let how = ctx.config()["how"].as_str().unwrap_or_default().to_owned();
+                match how.as_str() {
+                    "anyhow" => {
+                        Err(anyhow::anyhow!("root cause")).map_err(|e| e.context("outer"))?
+                    }
+                    "boxed" => Err(Box::<dyn std::error::Error + Send + Sync>::from(LoadError(
+                        std::io::Error::other("disk full"),
+                    )))?,
+                    "string" => Err(format!("bad {how}"))?,
+                    "str" => Err("bad str")?,
+                    "permanent" => Err(anyhow::Error::from(TaskError::permanent("no such table"))
+                        .context("querying"))?,
+                    _ => {}
+                }
+                Ok::<_, TaskError>(())
+            }
+        });
+        let workflow = Workflow::from_tasks(
+            "w",
+            "W",
+            ["anyhow", "boxed", "string", "str", "permanent"].map(|how| {
+                Task::new(how, "fail")
+                    .config(json!({"how": how}))
+                    .retries(1)
+            }),
+        );
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let expected = [
+            ("anyhow", "outer: root cause"),
+            ("boxed", "loading the rows: disk full"),
+            ("string", "bad string"),
+            ("str", "bad str"),
+            ("permanent", "querying: no such table"),
+        ];
+        for (id, text) in expected {
+            assert_eq!(error_of(&result, id), (TaskStatus::Failed, Some(text)));
+        }
+        // Four tasks retried once; the permanent one, wrapped in anyhow context, did not.
+        assert_eq!(record(&result, "anyhow").attempts, 2);
+        assert_eq!(record(&result, "permanent").attempts, 1);
+        assert_eq!(attempts.load(Ordering::SeqCst), 9);
+    });
+}
+
+/// `analyze -> compress -> store`, plus `other`, which none of them depends on.
+fn chain_workflow() -> Workflow {
+    Workflow::new("w", "W")
+        .task(Task::new("analyze", "analyze"))
+        .task(Task::new("compress", "compress").depends_on(["analyze"]))
+        .task(Task::new("other", "analyze"))
+        .task(Task::new("store", "store").depends_on(["compress"]))
+}
+
+#[test]
+fn a_task_reads_every_ancestor_typed_and_as_json_and_nothing_else() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("analyze", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(Rows {
+                count: 7,
+                source: ctx.task_id().to_string(),
+            })
+        });
+        engine.register_handler("compress", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!("zipped"))
+        });
+        engine.register_handler("store", |ctx: TaskContext| async move {
+            let analyzed: Rows = ctx.input("analyze")?;
+            let compressed = ctx.input_json("compress")?.clone();
+            let errors: Vec<String> = [
+                ctx.input_json("other").map(|_| ()),
+                ctx.input_json("store").map(|_| ()),
+                ctx.input_json("nowhere").map(|_| ()),
+                ctx.input::<Rows>("compress").map(|_| ()),
+                ctx.shared::<Rows>("analyze").map(|_| ()),
+            ]
+            .into_iter()
+            .map(|outcome| {
+                let error = outcome.expect_err("each read is refused");
+                assert!(error.is_permanent(), "{error}");
+                error.to_string()
+            })
+            .collect();
+            Ok::<_, TaskError>(
+                json!({"rows": analyzed.count, "compressed": compressed, "errors": errors}),
+            )
+        });
+        let result = engine
+            .execute_workflow(&chain_workflow())
+            .await
+            .expect("valid");
+        let stored = record(&result, "store").result.clone().expect("completed");
+        assert_eq!(stored["rows"], 7);
+        assert_eq!(stored["compressed"], "zipped");
+        let errors: Vec<&str> = stored["errors"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(
+            errors[0],
+            "task `store` read the output of `other`, which it does not depend on, directly or \
+             not; a task reads only the outputs of its ancestors"
+        );
+        assert!(
+            errors[1].contains("`store`, which it does not depend on"),
+            "{}",
+            errors[1]
+        );
+        assert_eq!(
+            errors[2],
+            "task `store` read the output of `nowhere`, which is not a task of workflow `w`"
+        );
+        assert!(
+            errors[3].starts_with("the output of `compress` is not a `"),
+            "{}",
+            errors[3]
+        );
+        assert!(
+            errors[4].starts_with("`analyze` returned JSON, not a shared `"),
+            "{}",
+            errors[4]
+        );
+    });
+}
+
+/// A large in-process value; not serialisable at all.
+struct Model {
+    weights: Vec<f32>,
+}
+
+#[test]
+fn shared_values_reach_every_descendant_unserialised_and_the_record_keeps_the_summary() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let made: Arc<Mutex<Option<Arc<Model>>>> = Arc::default();
+        let keep = Arc::clone(&made);
+        engine.register_handler("analyze", move |ctx: TaskContext| {
+            let keep = Arc::clone(&keep);
+            async move {
+                let model = Arc::new(Model {
+                    weights: vec![0.5; 1000],
+                });
+                if ctx.task_id() == "analyze" {
+                    *keep.lock().expect("lock") = Some(Arc::clone(&model));
+                }
+                Ok::<_, TaskError>(Shared::from_arc(model).summary(json!({"weights": 1000})))
+            }
+        });
+        engine.register_handler("compress", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.shared::<Model>("analyze")?.weights.len())
+        });
+        let seen: Arc<Mutex<Option<Arc<Model>>>> = Arc::default();
+        let found = Arc::clone(&seen);
+        engine.register_handler("store", move |ctx: TaskContext| {
+            let found = Arc::clone(&found);
+            async move {
+                // Two levels down; the summary is the JSON view.
+                let model = ctx.shared::<Model>("analyze")?;
+                let summary = ctx.input_json("analyze")?.clone();
+                let wrong = ctx.shared::<String>("analyze").expect_err("a Model");
+                *found.lock().expect("lock") = Some(model);
+                Ok::<_, TaskError>(json!({"summary": summary, "wrong": wrong.to_string()}))
+            }
+        });
+        let result = engine
+            .execute_workflow(&chain_workflow())
+            .await
+            .expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        let made = made.lock().expect("lock").take().expect("analyze ran");
+        let seen = seen.lock().expect("lock").take().expect("store ran");
+        assert!(Arc::ptr_eq(&made, &seen), "the same value, not a copy");
+        let analyze = record(&result, "analyze");
+        assert_eq!(analyze.result, Some(json!({"weights": 1000})));
+        assert!(analyze.shared_output);
+        assert!(!record(&result, "compress").shared_output);
+        assert_eq!(record(&result, "compress").result, Some(json!(1000)));
+        let stored = record(&result, "store").result.clone().expect("completed");
+        assert_eq!(stored["summary"], json!({"weights": 1000}));
+        assert_eq!(
+            stored["wrong"],
+            "`analyze` shared a `handlers::Model`, not a `alloc::string::String`"
+        );
+        let json = result.to_json();
+        assert!(json.contains(r#""shared_output":true"#), "{json}");
+    });
+}
+
+#[test]
+fn resuming_runs_a_shared_output_again_only_for_a_task_that_runs_and_needs_it() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&loads);
+        engine.register_handler("load", move |_ctx: TaskContext| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, TaskError>(Shared::new(vec![1u8, 2, 3])) }
+        });
+        let healthy = Arc::new(AtomicUsize::new(0));
+        let flag = Arc::clone(&healthy);
+        engine.register_handler("use", move |ctx: TaskContext| {
+            let ok = flag.load(Ordering::SeqCst) > 0 || ctx.task_id() == "early";
+            async move {
+                if !ok {
+                    return Err(TaskError::new("not yet"));
+                }
+                Ok::<_, TaskError>(ctx.shared::<Vec<u8>>("load")?.len())
+            }
+        });
+        // `early` completes in the first run; `late` fails there.
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("load", "load"))
+            .task(Task::new("early", "use").depends_on(["load"]))
+            .task(Task::new("late", "use").depends_on(["early"]));
+        let first = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(first.status, WorkflowStatus::Failed);
+        // Through JSON, as a resumed run usually gets its previous result.
+        let first: WorkflowResult = serde_json::from_str(&first.to_json()).expect("round trip");
+        healthy.store(1, Ordering::SeqCst);
+        let second = engine.resume(&workflow, &first).await.expect("valid");
+        assert_eq!(second.status, WorkflowStatus::Completed);
+        assert_eq!(record(&second, "late").result, Some(json!(3)));
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            2,
+            "`late` needed the value again"
+        );
+        assert_eq!(record(&second, "early").attempts, 1, "`early` was kept");
+
+        // Nothing left to run needs it: it is kept.
+        let third = engine.resume(&workflow, &second).await.expect("valid");
+        assert_eq!(third.status, WorkflowStatus::Completed);
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    });
+}
+
+struct Pool {
+    name: &'static str,
+}
+
+#[test]
+fn handlers_read_the_engines_state_by_type() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::builder()
+            .state(Pool { name: "main" })
+            .state(42u32)
+            .build()
+            .expect("valid");
+        engine.register_handler("q", |ctx: TaskContext| async move {
+            let pool = ctx.state::<Pool>()?;
+            let limit = ctx.state::<u32>()?;
+            Ok::<_, TaskError>(format!("{} {limit}", pool.name))
+        });
+        engine.register_handler("missing", |ctx: TaskContext| async move {
+            ctx.state::<String>()?;
+            Ok::<_, TaskError>(())
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("q", "q"))
+            .task(Task::new("m", "missing").retries(2));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(record(&result, "q").result, Some(json!("main 42")));
+        assert_eq!(
+            error_of(&result, "m"),
+            (
+                TaskStatus::Failed,
+                Some(
+                    "the engine has no state of type `alloc::string::String` (give it with \
+                     `EngineBuilder::state`)"
+                )
+            )
+        );
+        assert_eq!(
+            record(&result, "m").attempts,
+            1,
+            "a missing state is permanent"
+        );
+    });
+}
+
+#[test]
+fn a_skip_ends_the_task_and_its_descendants_without_failing_the_workflow() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        engine.register_handler("gate", move |ctx: TaskContext| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if ctx.config()["open"] != true {
+                    // Through anyhow, as application code often does.
+                    Err(anyhow::Error::from(TaskError::skip("the gate is closed")))?;
+                }
+                Ok::<_, anyhow::Error>("through")
+            }
+        });
+        engine.register_handler(
+            "ok",
+            |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        );
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("closed", "gate").retries(3))
+            .task(Task::new("after", "ok").depends_on(["closed"]))
+            .task(Task::new("later", "ok").depends_on(["after"]))
+            .task(Task::new("open", "gate").config(json!({"open": true})))
+            .task(Task::new("beside", "ok").depends_on(["open"]));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        assert_eq!(
+            error_of(&result, "closed"),
+            (TaskStatus::Skipped, Some("the gate is closed"))
+        );
+        assert_eq!(
+            record(&result, "closed").attempts,
+            1,
+            "a skip is not retried"
+        );
+        for id in ["after", "later"] {
+            assert_eq!(
+                error_of(&result, id),
+                (TaskStatus::Skipped, Some("dependency `closed` was skipped"))
+            );
+        }
+        assert_eq!(record(&result, "beside").status, TaskStatus::Completed);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn a_skip_beside_a_failure_leaves_the_workflow_failed() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("skip", |_ctx: TaskContext| async move {
+            Err::<(), _>(TaskError::skip("not today"))
+        });
+        engine.register_handler("fail", |_ctx: TaskContext| async move {
+            Err::<(), _>(TaskError::new("broken"))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("s", "skip"))
+            .task(Task::new("f", "fail"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Failed);
+        assert_eq!(record(&result, "s").status, TaskStatus::Skipped);
+    });
+}
+
+/// Busy-waits (no await, as CPU-bound code does) until `arrived` reaches `expected`;
+/// whether it did before `patience` ran out. The wait is a bound on a failing run, not a
+/// measure of speed.
+fn spin_until_all_arrive(arrived: &AtomicUsize, expected: usize, patience: Duration) -> bool {
+    arrived.fetch_add(1, Ordering::SeqCst);
+    let start = Instant::now();
+    while arrived.load(Ordering::SeqCst) < expected {
+        if start.elapsed() > patience {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    true
+}
+
+#[test]
+fn cpu_bound_handlers_run_at_the_same_time_on_two_threads_of_a_two_worker_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let threads: Arc<Mutex<Vec<ThreadId>>> = Arc::default();
+    let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+    let (a, t) = (Arc::clone(&arrived), Arc::clone(&threads));
+    engine.register_handler("busy", move |_ctx: TaskContext| {
+        let (arrived, threads) = (Arc::clone(&a), Arc::clone(&t));
+        async move {
+            threads
+                .lock()
+                .expect("lock")
+                .push(std::thread::current().id());
+            // Each sees the other arrive while it is still busy: their busy spells overlap.
+            let overlapped = spin_until_all_arrive(&arrived, 2, Duration::from_secs(5));
+            Ok::<_, TaskError>(overlapped)
+        }
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "busy"))
+        .task(Task::new("b", "busy"));
+    let result = runtime
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    for id in ["a", "b"] {
+        assert_eq!(record(&result, id).result, Some(json!(true)), "task {id}");
+    }
+    let threads = threads.lock().expect("lock");
+    assert_eq!(threads.len(), 2);
+    assert_ne!(threads[0], threads[1]);
+}
+
+#[test]
+fn an_inline_handler_runs_on_the_runs_own_thread_and_others_on_workers() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let engine = WorkflowEngine::new();
+    let thread_of = |ctx: TaskContext| async move {
+        let _ = ctx;
+        Ok::<_, TaskError>(format!("{:?}", std::thread::current().id()))
+    };
+    engine.register_handler("inline", inline(thread_of));
+    engine.register_handler("spawned", thread_of);
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("i", "inline"))
+        .task(Task::new("s", "spawned"));
+    // `block_on` polls the run on this thread.
+    let here = format!("{:?}", std::thread::current().id());
+    let result = runtime
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(record(&result, "i").result, Some(json!(here)));
+    assert_ne!(record(&result, "s").result, Some(json!(here)));
+}
