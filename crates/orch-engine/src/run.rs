@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use orch_core::{
-    EngineEventKind, Plan, Task, TaskRecord, TaskStatus, ValidationError, ValidationErrors,
+    EngineEventKind, Plan, RunId, Task, TaskRecord, TaskStatus, ValidationError, ValidationErrors,
     Workflow, WorkflowResult,
 };
 use serde_json::Value;
@@ -21,6 +21,7 @@ use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
+use crate::note::Detail;
 use crate::ready::ReadySet;
 use crate::timer::Deadline;
 use crate::{Handler, TaskContext, TaskError, timer};
@@ -31,12 +32,13 @@ mod finish;
 /// Tasks started in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
 
-/// Validates, then runs `workflow`; with `previous`, tasks that completed there keep their
-/// records and results and are not run again.
+/// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
+/// there keep their records and results and are not run again.
 pub(crate) async fn execute(
     engine: Arc<EngineInner>,
     workflow: Workflow,
     previous: Option<WorkflowResult>,
+    run_id: RunId,
     cancel: CancellationToken,
 ) -> Result<WorkflowResult, ValidationErrors> {
     let handlers = engine.handlers_snapshot();
@@ -66,8 +68,8 @@ pub(crate) async fn execute(
         .iter()
         .filter_map(|t| handlers.get(t).cloned())
         .collect();
-    let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
-    let announcer = Announcer::for_engine(&engine, &workflow, plan, &span);
+    let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), %run_id, tasks = plan.len());
+    let announcer = Announcer::for_engine(&engine, &workflow, plan, &run_id, &span);
     let mut run = Scheduler::new(
         &workflow,
         plan,
@@ -76,10 +78,8 @@ pub(crate) async fn execute(
         cancel.clone(),
         announcer,
     );
-    run.announce_workflow(EngineEventKind::WorkflowStarted, None);
-    if let Some(previous) = previous {
-        run.restore(previous);
-    }
+    let restored = previous.map_or(0, |previous| run.restore(previous));
+    run.announce_start(restored);
     let mut cancelled = pin!(cancel.cancelled_owned());
     // Set once the run is cancelled: when it stops waiting for running handlers and for
     // its events to be published.
@@ -97,7 +97,7 @@ pub(crate) async fn execute(
     })
     .instrument(span)
     .await;
-    let (result, announcer) = run.finish();
+    let (result, announcer) = run.finish(run_id);
     if let Some(announcer) = announcer {
         let cancelled_and_grace_passed = async {
             let grace = match &mut grace {
@@ -126,11 +126,9 @@ struct Waiting {
 enum Progress {
     /// Nothing is left to start or to wait for.
     Done,
-    /// Waiting for running handlers (their wakers are registered).
+    /// Waiting for running handlers (their wakers are registered), or for the publisher
+    /// to catch up before ready tasks can start (see [`Scheduler::poll_progress`]).
     Waiting,
-    /// Ready tasks wait until the publisher takes the next batch of notes (and any
-    /// running handlers have their wakers registered).
-    Stalled,
     /// Enough done in one go; poll again soon.
     Yield,
 }
@@ -200,8 +198,9 @@ impl<'p> Scheduler<'p> {
         self.shared.task(index)
     }
 
-    /// Takes over the completed tasks of an earlier run.
-    fn restore(&mut self, previous: WorkflowResult) {
+    /// Takes over the completed tasks of an earlier run; returns how many.
+    fn restore(&mut self, previous: WorkflowResult) -> usize {
+        let mut restored = 0;
         let tasks = self.shared.workflow.tasks();
         for (id, record) in previous.tasks.iter() {
             let Some(index) = tasks.get_index_of(id) else {
@@ -213,6 +212,7 @@ impl<'p> Scheduler<'p> {
             let value = record.result.clone().unwrap_or(Value::Null);
             let _ = self.shared.results[index].set(value);
             self.records[index] = record.clone();
+            restored += 1;
             // Kept even if the workflow gave it a dependency that has yet to run: that
             // dependency's completion must not release it again (counts from here stay
             // far above zero).
@@ -227,24 +227,34 @@ impl<'p> Scheduler<'p> {
                 self.ready.insert(waiting.position);
             }
         }
+        restored
     }
 
     /// Runs what can run: ready once nothing is left to start or to wait for.
+    ///
+    /// Each pass hands what it announced to the publisher. While the publisher is behind,
+    /// no task starts (the announcer's backpressure rule); ready tasks then wait for the
+    /// flush that finds room again, which either happens here (and the run goes on at
+    /// once) or wakes the run later.
     fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let progress = self.advance(cx);
             let flushed = self.flush(cx);
             return match progress {
                 Progress::Done => Poll::Ready(()),
+                Progress::Waiting if flushed.is_ready() && self.may_start() => continue,
                 Progress::Waiting => Poll::Pending,
-                Progress::Stalled if flushed.is_ready() => continue,
-                Progress::Stalled => Poll::Pending,
                 Progress::Yield => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
                 }
             };
         }
+    }
+
+    /// Whether a ready task could start now but for the publisher.
+    fn may_start(&self) -> bool {
+        !self.stopping && self.active < self.max_concurrent && !self.ready.is_empty()
     }
 
     fn stop_starting(&mut self) {
@@ -258,8 +268,7 @@ impl<'p> Scheduler<'p> {
         self.clock.now();
         let mut budget = YIELD_EVERY;
         loop {
-            let stalled = self.announcer.as_ref().is_some_and(Announcer::is_stalled);
-            while self.active < self.max_concurrent && !self.stopping && !stalled {
+            while self.active < self.max_concurrent && !self.stopping && !self.publisher_behind() {
                 let Some(position) = self.ready.pop_min() else {
                     break;
                 };
@@ -270,14 +279,11 @@ impl<'p> Scheduler<'p> {
                     return Progress::Yield;
                 }
             }
-            // Ready tasks held back only because the publisher is behind: the run must look
-            // again as soon as it catches up, not when a running handler next wakes it.
-            let held_back = stalled && !self.ready.is_empty();
             if self.in_flight.is_empty() {
                 // Nothing runs, so the starts above stopped for want of ready tasks, because
                 // the run stops (which empties the ready set), or because of the publisher.
-                return if held_back {
-                    Progress::Stalled
+                return if self.may_start() {
+                    Progress::Waiting
                 } else {
                     Progress::Done
                 };
@@ -296,7 +302,6 @@ impl<'p> Scheduler<'p> {
                     }
                 }
                 Poll::Ready(None) => unreachable!("the in-flight set is not empty"),
-                Poll::Pending if held_back => return Progress::Stalled,
                 Poll::Pending => return Progress::Waiting,
             }
         }
@@ -364,11 +369,11 @@ impl<'p> Scheduler<'p> {
                 let attempts = self.records[index].attempts;
                 if !error.is_permanent() && attempts <= task.retries {
                     let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
-                    tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %error, ?delay, "retrying");
+                    tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, attempt = attempts, error = %error, ?delay, "retrying");
                     let message = error.to_string();
                     self.announce_task(EngineEventKind::TaskRetrying, index, |note| {
                         note.attempt = attempts;
-                        note.error = Some(message.as_str().into());
+                        note.detail = Some(Box::new(Detail::Error(message.clone())));
                         note.duration = Some(delay);
                     });
                     self.records[index].error = Some(message);
@@ -401,6 +406,7 @@ impl<'p> Scheduler<'p> {
                 unreachable!("a started task settles as completed, failed or cancelled")
             }
         };
+        self.log_ended(index);
         self.announce_ended(kind, index);
     }
 
@@ -414,6 +420,7 @@ impl<'p> Scheduler<'p> {
                 record.status = TaskStatus::Skipped;
                 record.error = Some(reason.clone());
                 stack.extend_from_slice(self.plan.dependents(d as usize));
+                self.log_ended(d as usize);
                 self.announce_ended(EngineEventKind::TaskSkipped, d as usize);
             }
         }

@@ -33,6 +33,7 @@
 //! let records = vec![ran(0, 2), ran(2, 6), ran(2, 3)];
 //! let result = WorkflowResult {
 //!     workflow_id: "w".into(),
+//!     run_id: orch_core::RunId::new(),
 //!     name: "W".into(),
 //!     status: WorkflowStatus::Completed,
 //!     start_time: secs(0),

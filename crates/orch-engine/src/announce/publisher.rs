@@ -1,6 +1,6 @@
-//! The publisher (a task of its own on a multi-threaded tokio runtime, else polled by the
-//! run itself): turns a run's notes into subjects and [`EngineEvent`]s and publishes them,
-//! in order, waiting for room in lossless subscriptions.
+//! The publisher (a task of its own on a tokio runtime, else polled by the run itself):
+//! turns a run's notes into subjects and [`EngineEvent`]s and publishes them, in order,
+//! waiting for room in lossless subscriptions.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -10,50 +10,36 @@ use std::task::Context;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use orch_core::{EngineEvent, Plan, Workflow};
+use orch_core::{EngineEvent, Plan, RunId, Workflow};
 use orch_events::{EventBus, Subject};
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::note::Note;
+use crate::note::{Detail, Note};
 
 /// What the publisher needs to name a run's events.
-///
-/// The ids that events share (the workflow id, the task types) are copied afresh for each
-/// batch of [`SHARE_COPIES_FOR`] events or more: the subscriber drops a batch's events
-/// while the publisher builds the next, and shared reference counts would bounce between
-/// their two cores on every event.
 pub(crate) struct Names {
     workflow: Workflow,
     workflow_id: Arc<str>,
-    run_id: u64,
+    run_id: RunId,
     /// `workflow.<workflow_id>`, escaped, that every subject of the run begins with.
-    prefix: Subject,
-    /// Each task type once, with the copy generation it belongs to.
-    task_types: Vec<(u64, Arc<str>)>,
-    generation: u64,
-    /// Events named since the shared ids were last copied.
-    since_copy: usize,
+    prefix: String,
+    /// Each task type once, by its index in the plan.
+    task_types: Vec<Arc<str>>,
+    /// Where each subject is written before it is checked.
+    text: String,
 }
-
-/// Events after which a new batch gets its own copies of the shared ids; smaller batches
-/// (a slow run's) keep sharing them rather than allocate for a few events.
-const SHARE_COPIES_FOR: usize = 64;
 
 impl Names {
     /// The names of a run's events; `None` if its subjects could not be written (escaping
     /// makes every id a valid token, so this is not expected).
-    pub(crate) fn new(workflow: &Workflow, run_id: u64, plan: &Plan) -> Option<Self> {
+    pub(crate) fn new(workflow: &Workflow, run_id: RunId, plan: &Plan) -> Option<Self> {
         let prefix = format!("workflow.{}", token(workflow.workflow_id()));
-        let prefix = match Subject::new(&prefix) {
-            Ok(prefix) => prefix,
-            Err(error) => {
-                tracing::warn!(%error, "no lifecycle events: the workflow id makes no subject");
-                return None;
-            }
-        };
+        if let Err(error) = Subject::new(&prefix) {
+            tracing::warn!(%error, "no lifecycle events: the workflow id makes no subject");
+            return None;
+        }
         Some(Self {
             workflow: workflow.clone(),
             workflow_id: workflow.workflow_id().into(),
@@ -62,58 +48,44 @@ impl Names {
             task_types: plan
                 .task_types()
                 .iter()
-                .map(|t| (0, Arc::from(t.as_str())))
+                .map(|t| Arc::from(t.as_str()))
                 .collect(),
-            generation: 0,
-            since_copy: 0,
+            text: String::new(),
         })
-    }
-
-    /// Starts a batch: after enough events, the ids events share are copied afresh (the
-    /// task types on first use).
-    fn next_batch(&mut self) {
-        if self.since_copy >= SHARE_COPIES_FOR {
-            self.since_copy = 0;
-            self.generation += 1;
-            self.workflow_id = Arc::from(&*self.workflow_id);
-        }
-    }
-
-    fn task_type(&mut self, index: usize) -> Option<Arc<str>> {
-        let generation = self.generation;
-        let (copied_in, name) = self.task_types.get_mut(index)?;
-        if *copied_in != generation {
-            *copied_in = generation;
-            *name = Arc::from(&**name);
-        }
-        Some(Arc::clone(name))
     }
 
     /// The subject and event of `note`.
     fn event(&mut self, note: Note) -> Option<(Subject, EngineEvent)> {
-        self.since_copy += 1;
         let mut event = EngineEvent::new(
             note.kind,
             Arc::clone(&self.workflow_id),
-            self.run_id,
+            self.run_id.clone(),
             note.at,
         );
         event.attempt = note.attempt;
         event.duration = note.duration;
-        event.error = note.error.map(String::from);
         event.status = note.status;
-        let subject = if note.kind.is_task_event() {
-            event.task_type = self.task_type(note.task_type as usize);
+        match note.detail.map(|detail| *detail) {
+            None => {}
+            Some(Detail::Error(error)) => event.error = Some(error),
+            Some(Detail::Output(output)) => event.output = Some(output),
+            Some(Detail::Tasks { total, restored }) => {
+                event.total_tasks = Some(total);
+                event.restored_tasks = Some(restored);
+            }
+        }
+        self.text.clear();
+        self.text.push_str(&self.prefix);
+        if note.kind.is_task_event() {
+            event.task_type = self.task_types.get(note.task_type as usize).cloned();
             let (task_id, _) = self.workflow.tasks().get_index(note.task as usize)?;
-            let subject = self
-                .prefix
-                .join(["task", &token(task_id), note.kind.as_str()]);
+            self.text.push_str(".task.");
+            self.text.push_str(&token(task_id));
             event.task_id = Some(task_id.clone());
-            subject
-        } else {
-            self.prefix.join([note.kind.as_str()])
-        };
-        match subject {
+        }
+        self.text.push('.');
+        self.text.push_str(note.kind.as_str());
+        match Subject::new(&self.text) {
             Ok(subject) => Some((subject, event)),
             // Escaping makes every id a valid token; this is not reached.
             Err(error) => {
@@ -135,7 +107,6 @@ async fn publish(
     let stopped = || stop.load(Ordering::Relaxed);
     let mut events = VecDeque::new();
     while let Some(batch) = batches.recv().await {
-        names.next_batch();
         events.extend(batch.into_iter().filter_map(|note| names.event(note)));
         while !events.is_empty() {
             if stopped() || bus.try_publish_batch(&mut events).is_err() {
@@ -151,9 +122,9 @@ async fn publish(
     }
 }
 
-/// Where the publisher runs: as a task of the current tokio runtime when it is
-/// multi-threaded, or else inside the run, polled whenever the run flushes (on a
-/// current-thread runtime a task gains nothing, and outside a runtime there is none).
+/// Where the publisher runs: as a task of the current tokio runtime, whatever its
+/// flavour, or, for a run polled outside tokio (where there is nothing to spawn on),
+/// inside the run, polled whenever the run flushes.
 ///
 /// Dropping it (the run was dropped before it finished) stops it: a spawned publisher is
 /// told to stop and aborted, so at most the batch it is publishing goes out; the events
@@ -176,13 +147,11 @@ impl Publisher {
         let stop = Arc::new(AtomicBool::new(false));
         let publishing = publish(bus, names, batches, Arc::clone(&stop)).instrument(span);
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                Self::Spawned {
-                    task: Some(runtime.spawn(publishing)),
-                    stop,
-                }
-            }
-            _ => Self::Inline(Some(Box::pin(publishing))),
+            Ok(runtime) => Self::Spawned {
+                task: Some(runtime.spawn(publishing)),
+                stop,
+            },
+            Err(_) => Self::Inline(Some(Box::pin(publishing))),
         }
     }
 
