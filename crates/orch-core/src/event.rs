@@ -132,9 +132,10 @@ pub struct EngineEvent {
     /// For `WorkflowStarted`, how many of them completed in the earlier run this one
     /// resumes (0 for a fresh run); each of them also gets a `TaskRestored` event.
     pub restored_tasks: Option<usize>,
-    /// The task's output, for `TaskCompleted`, when the engine was asked to include
-    /// outputs in events (they are left out by default: each one is a copy).
-    pub output: Option<Value>,
+    /// The task's output, for `TaskCompleted` (and `TaskRestored`), when the engine was
+    /// asked to include outputs in events; they are left out by default, since each one
+    /// is a copy of the output. Shared, so that cloning the event does not copy it again.
+    pub output: Option<Arc<Value>>,
 }
 
 impl EngineEvent {
@@ -181,7 +182,7 @@ impl Serialize for EngineEvent {
         s.serialize_field("status", &self.status)?;
         s.serialize_field("total_tasks", &self.total_tasks)?;
         s.serialize_field("restored_tasks", &self.restored_tasks)?;
-        s.serialize_field("output", &self.output)?;
+        s.serialize_field("output", &self.output.as_deref())?;
         s.end()
     }
 }

@@ -256,7 +256,7 @@ fn completed_events_carry_outputs_only_when_asked() {
         let outputs: Vec<(&str, Option<&Value>)> = events
             .iter()
             .filter(|(_, e)| e.kind == EngineEventKind::TaskCompleted)
-            .map(|(_, e)| (e.task_id.as_deref().unwrap_or(""), e.output.as_ref()))
+            .map(|(_, e)| (e.task_id.as_deref().unwrap_or(""), e.output.as_deref()))
             .collect();
         let expected = |id: &str| include.then(|| result.task(id)?.result.as_ref()).flatten();
         assert_eq!(outputs, [("a", expected("a")), ("b", expected("b"))]);

@@ -94,6 +94,7 @@ pub mod prelude {
         TaskStatus, ValidWorkflow, ValidationError, ValidationErrors, Workflow, WorkflowResult,
         WorkflowStatus,
     };
+    pub use orch_core::{RunId, RunIdError};
     pub use orch_engine::{
         Handler, RunHandle, TaskContext, TaskError, WorkflowEngine, blocking, spawned,
     };

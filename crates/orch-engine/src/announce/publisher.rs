@@ -68,7 +68,7 @@ impl Names {
         match note.detail.map(|detail| *detail) {
             None => {}
             Some(Detail::Error(error)) => event.error = Some(error),
-            Some(Detail::Output(output)) => event.output = Some(output),
+            Some(Detail::Output(output)) => event.output = Some(Arc::new(output)),
             Some(Detail::Tasks { total, restored }) => {
                 event.total_tasks = Some(total);
                 event.restored_tasks = Some(restored);
