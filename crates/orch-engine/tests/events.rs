@@ -314,7 +314,7 @@ fn dropping_a_run_stops_its_publisher() {
 }
 
 #[test]
-fn a_current_thread_runtime_publishes_inline_through_a_small_queue() {
+fn a_current_thread_runtime_publishes_through_a_small_queue() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
