@@ -54,45 +54,59 @@ impl Names {
         })
     }
 
-    /// The subject and event of `note`.
-    fn event(&mut self, note: Note) -> Option<(Subject, EngineEvent)> {
-        let mut event = EngineEvent::new(
-            note.kind,
-            Arc::clone(&self.workflow_id),
-            self.run_id.clone(),
-            note.at,
-        );
-        event.attempt = note.attempt;
-        event.duration = note.duration;
-        event.status = note.status;
-        match note.detail.map(|detail| *detail) {
-            None => {}
-            Some(Detail::Error(error)) => event.error = Some(error),
-            Some(Detail::Output(output)) => event.output = Some(Arc::new(output)),
-            Some(Detail::Tasks { total, restored }) => {
-                event.total_tasks = Some(total);
-                event.restored_tasks = Some(restored);
-            }
-        }
+    /// Writes the subject and event of `note` at the back of `events`. The event is built
+    /// in one expression, where it is queued, so that it is not copied on the way.
+    fn push_event(&mut self, note: Note, events: &mut VecDeque<(Subject, EngineEvent)>) {
         self.text.clear();
         self.text.push_str(&self.prefix);
+        let (mut task_id, mut task_type) = (None, None);
         if note.kind.is_task_event() {
-            event.task_type = self.task_types.get(note.task_type as usize).cloned();
-            let (task_id, _) = self.workflow.tasks().get_index(note.task as usize)?;
+            let Some((id, _)) = self.workflow.tasks().get_index(note.task as usize) else {
+                return;
+            };
             self.text.push_str(".task.");
-            self.text.push_str(&token(task_id));
-            event.task_id = Some(task_id.clone());
+            self.text.push_str(&token(id));
+            task_id = Some(id.clone());
+            task_type = self.task_types.get(note.task_type as usize).cloned();
         }
         self.text.push('.');
         self.text.push_str(note.kind.as_str());
-        match Subject::new(&self.text) {
-            Ok(subject) => Some((subject, event)),
+        let subject = match Subject::new(&self.text) {
+            Ok(subject) => subject,
             // Escaping makes every id a valid token; this is not reached.
             Err(error) => {
                 tracing::warn!(%error, "engine event with an invalid subject");
-                None
+                return;
+            }
+        };
+        let (mut error, mut output, mut total_tasks, mut restored_tasks) = (None, None, None, None);
+        match note.detail.map(|detail| *detail) {
+            None => {}
+            Some(Detail::Error(text)) => error = Some(text),
+            Some(Detail::Output(value)) => output = Some(Arc::new(value)),
+            Some(Detail::Tasks { total, restored }) => {
+                total_tasks = Some(total);
+                restored_tasks = Some(restored);
             }
         }
+        events.push_back((
+            subject,
+            EngineEvent {
+                kind: note.kind,
+                workflow_id: Arc::clone(&self.workflow_id),
+                run_id: self.run_id.clone(),
+                task_id,
+                task_type,
+                attempt: note.attempt,
+                timestamp: note.at,
+                duration: note.duration,
+                error,
+                status: note.status,
+                total_tasks,
+                restored_tasks,
+                output,
+            },
+        ));
     }
 }
 
@@ -107,7 +121,9 @@ async fn publish(
     let stopped = || stop.load(Ordering::Relaxed);
     let mut events = VecDeque::new();
     while let Some(batch) = batches.recv().await {
-        events.extend(batch.into_iter().filter_map(|note| names.event(note)));
+        for note in batch {
+            names.push_event(note, &mut events);
+        }
         while !events.is_empty() {
             if stopped() || bus.try_publish_batch(&mut events).is_err() {
                 return;
