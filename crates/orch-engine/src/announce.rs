@@ -2,16 +2,17 @@
 //!
 //! The run records each event as a small [`Note`] (no lock, no allocation for most) and
 //! hands the notes over in batches to a publisher, which builds the subjects and
-//! [`EngineEvent`](orch_core::EngineEvent)s and publishes them. On a tokio runtime the publisher is a task of its
-//! own, so events cost the run's thread next to nothing; a run polled outside tokio has
-//! nothing to spawn it on and polls it at every flush instead. Every event is published,
-//! whoever listens: a subscription made during a run receives every event published after
-//! it was made (and, on a bus with history, can replay earlier ones).
+//! [`EngineEvent`](orch_core::EngineEvent)s and publishes them. On a tokio runtime, of
+//! either flavour, the publisher is a task of its own, so events cost the run's thread
+//! little; a run polled outside tokio has nothing to spawn it on and polls it at every
+//! flush instead. Every event is published, whoever listens: a subscription made during a
+//! run receives every event published after it was made (and, on a bus with history, can
+//! replay earlier ones).
 //!
 //! # Backpressure
-//! One rule: while eight batches ([`BATCHES_IN_FLIGHT`]) wait for the publisher (a full lossless
-//! subscription holds it up), the run starts no new task. It goes on handling the tasks
-//! that are running, and starts tasks again as soon as the publisher takes a batch.
+//! One rule: while eight batches ([`BATCHES_IN_FLIGHT`]) wait for the publisher (a full
+//! lossless subscription holds it up), the run starts no new task. It goes on handling the
+//! tasks that are running, and starts tasks again as soon as the publisher takes a batch.
 //! So a slow subscriber slows the run down instead of letting events pile up.
 //!
 //! A cancelled run waits for its publisher only until its grace period ends, then leaves

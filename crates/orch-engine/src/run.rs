@@ -406,7 +406,9 @@ impl<'p> Scheduler<'p> {
                 unreachable!("a started task settles as completed, failed or cancelled")
             }
         };
-        self.log_ended(index);
+        if status != TaskStatus::Completed {
+            self.log_ended(index);
+        }
         self.announce_ended(kind, index);
     }
 

@@ -19,17 +19,31 @@ use tracing::Instrument;
 use crate::note::{Detail, Note};
 
 /// What the publisher needs to name a run's events.
+///
+/// The ids that all events share (the workflow id, the run id, the task types) are copied
+/// afresh for each batch once [`SHARE_COPIES_FOR`] events or more used the last copies:
+/// the subscriber drops a batch's events on its core while the publisher builds the next
+/// on another, and one shared reference count would bounce between the two on every event
+/// (what that costs: the `+bus` rows in BENCHMARKS.md).
 pub(crate) struct Names {
     workflow: Workflow,
     workflow_id: Arc<str>,
     run_id: RunId,
     /// `workflow.<workflow_id>`, escaped, that every subject of the run begins with.
     prefix: String,
-    /// Each task type once, by its index in the plan.
-    task_types: Vec<Arc<str>>,
+    /// Each task type once, by its index in the plan, with the copy generation it
+    /// belongs to (a type is copied when first used in a generation).
+    task_types: Vec<(u64, Arc<str>)>,
+    generation: u64,
+    /// Events named since the shared ids were last copied.
+    since_copy: usize,
     /// Where each subject is written before it is checked.
     text: String,
 }
+
+/// Events after which a new batch gets its own copies of the shared ids; smaller batches
+/// (a slow run's) keep sharing them rather than allocate for a few events.
+const SHARE_COPIES_FOR: usize = 64;
 
 impl Names {
     /// The names of a run's events; `None` if its subjects could not be written (escaping
@@ -48,15 +62,44 @@ impl Names {
             task_types: plan
                 .task_types()
                 .iter()
-                .map(|t| Arc::from(t.as_str()))
+                .map(|t| (0, Arc::from(t.as_str())))
                 .collect(),
+            generation: 0,
+            since_copy: 0,
             text: String::new(),
         })
+    }
+
+    /// Starts a batch: after enough events, the ids events share are copied afresh (the
+    /// task types on first use).
+    fn next_batch(&mut self) {
+        if self.since_copy >= SHARE_COPIES_FOR {
+            self.since_copy = 0;
+            self.generation += 1;
+            self.workflow_id = Arc::from(&*self.workflow_id);
+            // A valid id parses again; the clone is never needed.
+            self.run_id = self
+                .run_id
+                .as_str()
+                .parse()
+                .unwrap_or_else(|_| self.run_id.clone());
+        }
+    }
+
+    fn task_type(&mut self, index: u32) -> Option<Arc<str>> {
+        let generation = self.generation;
+        let (copied_in, name) = self.task_types.get_mut(index as usize)?;
+        if *copied_in != generation {
+            *copied_in = generation;
+            *name = Arc::from(&**name);
+        }
+        Some(Arc::clone(name))
     }
 
     /// Writes the subject and event of `note` at the back of `events`. The event is built
     /// in one expression, where it is queued, so that it is not copied on the way.
     fn push_event(&mut self, note: Note, events: &mut VecDeque<(Subject, EngineEvent)>) {
+        self.since_copy += 1;
         self.text.clear();
         self.text.push_str(&self.prefix);
         let (mut task_id, mut task_type) = (None, None);
@@ -67,7 +110,7 @@ impl Names {
             self.text.push_str(".task.");
             self.text.push_str(&token(id));
             task_id = Some(id.clone());
-            task_type = self.task_types.get(note.task_type as usize).cloned();
+            task_type = self.task_type(note.task_type);
         }
         self.text.push('.');
         self.text.push_str(note.kind.as_str());
@@ -121,6 +164,7 @@ async fn publish(
     let stopped = || stop.load(Ordering::Relaxed);
     let mut events = VecDeque::new();
     while let Some(batch) = batches.recv().await {
+        names.next_batch();
         for note in batch {
             names.push_event(note, &mut events);
         }
