@@ -325,48 +325,5 @@ fn unique_subject_batches(c: &mut Criterion) {
     group.finish();
 }
 
-/// Making the engine's subjects, `workflow.<id>.task.<task>.completed`: written out in a
-/// reused string and validated whole, or joined to a validated prefix with only the new
-/// parts checked (what the engine's publisher does).
-fn subject_building(c: &mut Criterion) {
-    let prefix = Subject::new("workflow.etl").expect("valid");
-    let ids: Vec<String> = (0..4096).map(|i| format!("t{}", i * 97)).collect();
-    let mut group = c.benchmark_group("subject_building");
-    group.throughput(Throughput::Elements(ids.len() as u64));
-    group.bench_function("write_then_new", |b| {
-        let mut text = String::new();
-        b.iter(|| {
-            ids.iter()
-                .map(|id| {
-                    text.clear();
-                    text.push_str("workflow.etl.task.");
-                    text.push_str(id);
-                    text.push_str(".completed");
-                    Subject::new(&text).map_or(0, |s| s.as_str().len())
-                })
-                .sum::<usize>()
-        })
-    });
-    group.bench_function("join_to_prefix", |b| {
-        b.iter(|| {
-            ids.iter()
-                .map(|id| {
-                    prefix
-                        .join(["task", id, "completed"])
-                        .map_or(0, |s| s.as_str().len())
-                })
-                .sum::<usize>()
-        })
-    });
-    group.finish();
-}
-
-criterion_group!(
-    benches,
-    fanout,
-    latency,
-    routing,
-    unique_subject_batches,
-    subject_building
-);
+criterion_group!(benches, fanout, latency, routing, unique_subject_batches);
 criterion_main!(benches);

@@ -18,12 +18,14 @@ pub(crate) fn set_bar(bar: Option<ProgressBar>) {
 }
 
 /// Installs the global subscriber. Without `RUST_LOG`, orch's own messages (among them
-/// every command's standard error) show at `info`, others at `warn`; each `-v` shows more.
+/// every command's standard error) show at `info`, the engine's only at `error` (the
+/// command reports failures, skips and the run's end itself), others at `warn`; each
+/// `-v` shows more.
 pub(crate) fn init(verbose: u8, json: bool) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
         _ => EnvFilter::new(match verbose {
-            0 => "warn,orch=info",
+            0 => "warn,orch=info,orch_engine=error",
             1 => "info",
             2 => "debug",
             _ => "trace",

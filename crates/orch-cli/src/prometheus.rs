@@ -229,7 +229,7 @@ mod tests {
         let mut event = EngineEvent::new(
             EngineEventKind::TaskStarted,
             "w".into(),
-            1,
+            orch::core::RunId::new(),
             SystemTime::now(),
         );
         event.task_id = Some("a".into());

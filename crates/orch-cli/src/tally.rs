@@ -68,7 +68,12 @@ mod tests {
     use super::*;
 
     fn event(kind: EngineEventKind, id: &str) -> EngineEvent {
-        let mut event = EngineEvent::new(kind, "w".into(), 1, SystemTime::UNIX_EPOCH);
+        let mut event = EngineEvent::new(
+            kind,
+            "w".into(),
+            orch::core::RunId::new(),
+            SystemTime::UNIX_EPOCH,
+        );
         event.task_id = Some(id.into());
         event
     }

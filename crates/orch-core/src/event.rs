@@ -9,15 +9,16 @@ use std::time::{Duration, SystemTime};
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
+use serde_json::Value;
 
-use crate::{TaskId, WorkflowStatus};
+use crate::{RunId, TaskId, WorkflowStatus};
 
 /// Which moment of a run an [`EngineEvent`] announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EngineEventKind {
-    /// A run began.
+    /// A run began (see [`EngineEvent::total_tasks`] and [`EngineEvent::restored_tasks`]).
     WorkflowStarted,
     /// A run ended (see [`EngineEvent::status`]).
     WorkflowFinished,
@@ -33,11 +34,15 @@ pub enum EngineEventKind {
     TaskSkipped,
     /// A task was cancelled with its run.
     TaskCancelled,
+    /// A task completed in an earlier run that this one resumes: it keeps its record and
+    /// output and does not run again. Announced right after the run's start.
+    TaskRestored,
 }
 
 impl EngineEventKind {
     /// The last token of the event's subject: `started`, `completed`, `failed`,
-    /// `retrying`, `skipped`, `cancelled` (for workflows: `started`, `finished`).
+    /// `retrying`, `skipped`, `cancelled`, `restored` (for workflows: `started`,
+    /// `finished`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::WorkflowStarted | Self::TaskStarted => "started",
@@ -47,6 +52,7 @@ impl EngineEventKind {
             Self::TaskRetrying => "retrying",
             Self::TaskSkipped => "skipped",
             Self::TaskCancelled => "cancelled",
+            Self::TaskRestored => "restored",
         }
     }
 
@@ -55,12 +61,18 @@ impl EngineEventKind {
         !matches!(self, Self::WorkflowStarted | Self::WorkflowFinished)
     }
 
-    /// Whether the event ends a task's life in its run: completed, failed, skipped or
-    /// cancelled.
+    /// Whether the event ends a task's life in its run: completed, failed, skipped,
+    /// cancelled, or restored from the run it resumes. Each task of a run gets exactly one
+    /// such event, so counting them against [`EngineEvent::total_tasks`] gives the run's
+    /// progress.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::TaskCompleted | Self::TaskFailed | Self::TaskSkipped | Self::TaskCancelled
+            Self::TaskCompleted
+                | Self::TaskFailed
+                | Self::TaskSkipped
+                | Self::TaskCancelled
+                | Self::TaskRestored
         )
     }
 }
@@ -74,21 +86,25 @@ impl fmt::Display for EngineEventKind {
 }
 
 /// One lifecycle event of a run. Task events carry the task's id and type; workflow
-/// events do not.
+/// events do not. Every event carries the id of its run, so the events of concurrent runs
+/// of one workflow can be told apart.
 ///
 /// ```
-/// use orch_core::{EngineEvent, EngineEventKind};
+/// use orch_core::{EngineEvent, EngineEventKind, RunId};
 /// use std::time::{Duration, SystemTime};
 ///
-/// let event = EngineEvent::new(EngineEventKind::TaskCompleted, "etl".into(), 7, SystemTime::UNIX_EPOCH);
+/// let run_id: RunId = "nightly-1".parse()?;
+/// let event = EngineEvent::new(EngineEventKind::TaskCompleted, "etl".into(), run_id, SystemTime::UNIX_EPOCH);
 /// assert_eq!(event.kind.as_str(), "completed");
 /// let json = serde_json::to_value(&event).unwrap();
 /// assert_eq!(json["kind"], "task_completed");
+/// assert_eq!(json["run_id"], "nightly-1");
 /// assert_eq!(json["timestamp"], "1970-01-01T00:00:00.000000Z");
 /// assert_eq!(json["duration"], serde_json::Value::Null);
 ///
 /// let finished = EngineEvent { duration: Some(Duration::from_millis(1500)), ..event };
 /// assert_eq!(serde_json::to_value(&finished).unwrap()["duration"], 1.5);
+/// # Ok::<(), orch_core::RunIdError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineEvent {
@@ -96,9 +112,9 @@ pub struct EngineEvent {
     pub kind: EngineEventKind,
     /// The workflow's id.
     pub workflow_id: Arc<str>,
-    /// Which run of the engine (unique within the process), to tell concurrent runs of one
-    /// workflow apart.
-    pub run_id: u64,
+    /// The run's id: the same in every event of one run, and in its
+    /// [`WorkflowResult::run_id`](crate::WorkflowResult::run_id).
+    pub run_id: RunId,
     /// The task, for task events.
     pub task_id: Option<TaskId>,
     /// The task's type, for task events.
@@ -113,14 +129,23 @@ pub struct EngineEvent {
     pub error: Option<String>,
     /// How the run ended, for `WorkflowFinished`.
     pub status: Option<WorkflowStatus>,
+    /// How many tasks the workflow has, for `WorkflowStarted`.
+    pub total_tasks: Option<usize>,
+    /// For `WorkflowStarted`, how many of them completed in the earlier run this one
+    /// resumes (0 for a fresh run); each of them also gets a `TaskRestored` event.
+    pub restored_tasks: Option<usize>,
+    /// The task's output, for `TaskCompleted` (and `TaskRestored`), when the engine was
+    /// asked to include outputs in events; they are left out by default, since each one
+    /// is a copy of the output. Shared, so that cloning the event does not copy it again.
+    pub output: Option<Arc<Value>>,
 }
 
 impl EngineEvent {
-    /// An event with no task, attempt, duration, error or status yet.
+    /// An event with no task, attempt, duration, error, status, counts or output yet.
     pub fn new(
         kind: EngineEventKind,
         workflow_id: Arc<str>,
-        run_id: u64,
+        run_id: RunId,
         timestamp: SystemTime,
     ) -> Self {
         Self {
@@ -134,6 +159,9 @@ impl EngineEvent {
             duration: None,
             error: None,
             status: None,
+            total_tasks: None,
+            restored_tasks: None,
+            output: None,
         }
     }
 }
@@ -143,7 +171,7 @@ impl Serialize for EngineEvent {
     /// years 0000 to 9999, as for a [`WorkflowResult`](crate::WorkflowResult)), the
     /// duration in seconds.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("EngineEvent", 10)?;
+        let mut s = serializer.serialize_struct("EngineEvent", 13)?;
         s.serialize_field("kind", &self.kind)?;
         s.serialize_field("workflow_id", &*self.workflow_id)?;
         s.serialize_field("run_id", &self.run_id)?;
@@ -154,6 +182,9 @@ impl Serialize for EngineEvent {
         s.serialize_field("duration", &self.duration.map(|d| d.as_secs_f64()))?;
         s.serialize_field("error", &self.error)?;
         s.serialize_field("status", &self.status)?;
+        s.serialize_field("total_tasks", &self.total_tasks)?;
+        s.serialize_field("restored_tasks", &self.restored_tasks)?;
+        s.serialize_field("output", &self.output.as_deref())?;
         s.end()
     }
 }

@@ -80,6 +80,7 @@ impl WorkflowResult {
     /// };
     /// let mut result = WorkflowResult {
     ///     workflow_id: "w".into(),
+    ///     run_id: orch_core::RunId::new(),
     ///     name: "W".into(),
     ///     status: WorkflowStatus::Completed,
     ///     start_time: at(0),

@@ -10,7 +10,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::{TaskId, TaskRecords};
+use crate::{RunId, TaskId, TaskRecords};
 
 /// Where a task is in its life. Serialised in lower case (`"completed"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -164,7 +164,7 @@ impl Serialize for TaskRecord {
 
 /// The outcome of one workflow run: its status, timing and every task's record.
 ///
-/// Serialises (see [`WorkflowResult::to_json`]) with `workflow_id`, `name`, `status`,
+/// Serialises (see [`WorkflowResult::to_json`]) with `workflow_id`, `run_id`, `name`, `status`,
 /// `start_time` and `end_time` (RFC 3339), `total_duration` (seconds), `max_concurrent`,
 /// `tasks` (each task's record, in insertion order) and `metrics` (worked out from the
 /// records while writing; see [`WorkflowResult::metrics`]). Reading one back takes the
@@ -182,6 +182,12 @@ impl Serialize for TaskRecord {
 pub struct WorkflowResult {
     /// The workflow's id.
     pub workflow_id: String,
+    /// The run's id, the same as in each of its events
+    /// ([`EngineEvent::run_id`](crate::EngineEvent::run_id)). A result read from a file
+    /// written without one (by an earlier version of orch) gets a fresh id
+    /// ([`RunId::new`]) as it is read, so reading such a file twice gives two ids.
+    #[serde(default = "RunId::new")]
+    pub run_id: RunId,
     /// The workflow's name.
     pub name: String,
     /// How the run ended.
@@ -238,8 +244,9 @@ impl WorkflowResult {
 
 impl Serialize for WorkflowResult {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("WorkflowResult", 9)?;
+        let mut s = serializer.serialize_struct("WorkflowResult", 10)?;
         s.serialize_field("workflow_id", &self.workflow_id)?;
+        s.serialize_field("run_id", &self.run_id)?;
         s.serialize_field("name", &self.name)?;
         s.serialize_field("status", &self.status)?;
         s.serialize_field("start_time", &rfc3339(self.start_time))?;

@@ -35,6 +35,7 @@ fn result_of(
 ) -> WorkflowResult {
     WorkflowResult {
         workflow_id: workflow.workflow_id().into(),
+        run_id: orch_core::RunId::new(),
         name: workflow.name().into(),
         status: WorkflowStatus::Completed,
         start_time: at(0),

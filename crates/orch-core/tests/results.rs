@@ -34,6 +34,7 @@ fn result() -> WorkflowResult {
     ];
     WorkflowResult {
         workflow_id: "w".into(),
+        run_id: orch_core::RunId::new(),
         name: "W".into(),
         status: WorkflowStatus::Failed,
         start_time: start,
@@ -48,6 +49,7 @@ fn json_keeps_the_documented_field_order_and_rfc3339_times() {
     let text = result().to_json();
     let keys = [
         "\"workflow_id\"",
+        "\"run_id\"",
         "\"name\"",
         "\"status\"",
         "\"start_time\"",

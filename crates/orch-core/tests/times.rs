@@ -25,6 +25,7 @@ fn result(start: SystemTime, end: SystemTime) -> WorkflowResult {
     };
     WorkflowResult {
         workflow_id: "w".into(),
+        run_id: orch_core::RunId::new(),
         name: "W".into(),
         status: WorkflowStatus::Completed,
         start_time: start,
@@ -86,7 +87,7 @@ fn events_before_1970_serialise() {
     let event = EngineEvent::new(
         EngineEventKind::WorkflowStarted,
         "w".into(),
-        1,
+        orch_core::RunId::new(),
         UNIX_EPOCH - Duration::from_secs(86_400),
     );
     let value = serde_json::to_value(&event).expect("serialises");

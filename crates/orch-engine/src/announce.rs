@@ -1,21 +1,31 @@
 //! Publishing a run's lifecycle events on the engine's bus, in order and without loss.
 //!
-//! The run records each event as a small [`Note`] (no allocation, no lock) and hands
-//! them over in batches to a publisher, which builds the subjects and [`EngineEvent`]s
-//! and publishes them. On a multi-threaded tokio runtime the publisher is a task of its
-//! own, so events cost the run's thread next to nothing; on a current-thread runtime or
-//! outside one, the run polls it at every flush. When the publisher falls behind (a full
-//! lossless subscription holds it up), the run stops starting tasks until it catches up.
-//! A cancelled run waits for it only until its grace period ends, then leaves the rest of
-//! the publishing to a background task or thread ([`Announcer::finish_or_leave`]).
+//! The run records each event as a small [`Note`] (no lock, no allocation for most) and
+//! hands the notes over in batches to a publisher, which builds the subjects and
+//! [`EngineEvent`](orch_core::EngineEvent)s and publishes them. On a tokio runtime, of
+//! either flavour, the publisher is a task of its own, so events cost the run's thread
+//! little; a run polled outside tokio has nothing to spawn it on and polls it at every
+//! flush instead. Every event is published, whoever listens: a subscription made during a
+//! run receives every event published after it was made (and, on a bus with history, can
+//! replay earlier ones).
+//!
+//! # Backpressure
+//! One rule: while eight batches ([`BATCHES_IN_FLIGHT`]) wait for the publisher (a full
+//! lossless subscription holds it up), the run starts no new task. It goes on handling the
+//! tasks that are running, and starts tasks again as soon as the publisher takes a batch.
+//! So a slow subscriber slows the run down instead of letting events pile up.
+//!
+//! A cancelled run waits for its publisher only until its grace period ends, then leaves
+//! the rest of the publishing to a background task or thread
+//! ([`Announcer::finish_or_leave`]).
 //!
 //! # Subjects
 //! Workflow events go to `workflow.<workflow_id>.<event>` (`started`, `finished`); task
 //! events to `workflow.<workflow_id>.task.<task_id>.<event>` (`started`, `completed`,
-//! `failed`, `retrying`, `skipped`, `cancelled`). Ids are written into subjects with
-//! percent-escapes for the characters a subject token cannot hold: `.`, `*`, `>`, `%`,
-//! white space and control characters become `%XX` (their UTF-8 bytes in upper-case hex),
-//! so `load.v2` is the token `load%2Ev2`. An empty id is written `%00`.
+//! `failed`, `retrying`, `skipped`, `cancelled`, `restored`). Ids are written into
+//! subjects with percent-escapes for the characters a subject token cannot hold: `.`,
+//! `*`, `>`, `%`, white space and control characters become `%XX` (their UTF-8 bytes in
+//! upper-case hex), so `load.v2` is the token `load%2Ev2`. An empty id is written `%00`.
 
 #![cfg(feature = "events")]
 
@@ -24,30 +34,21 @@ mod publisher;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::future::{self, BoxFuture, Either};
-use orch_core::{EngineEvent, Plan, Workflow};
-use orch_events::EventBus;
+use orch_core::{Plan, RunId, Workflow};
 use tokio::sync::mpsc::{self, OwnedPermit, error::TrySendError};
 
 use crate::engine::EngineInner;
 use crate::note::Note;
 use publisher::{Names, Publisher};
 
-/// Run ids, unique within the process.
-static NEXT_RUN: AtomicU64 = AtomicU64::new(1);
-
 /// Batches of notes handed over but not yet published; past this the run waits.
 const BATCHES_IN_FLIGHT: usize = 8;
 
 /// A run's events on their way to the bus.
 pub(crate) struct Announcer {
-    bus: EventBus<EngineEvent>,
-    /// Whether the bus had subscriptions at the last flush: events are noted only then.
-    /// (A subscription made during a run sees its events from the next flush on.)
-    listening: bool,
     notes: Vec<Note>,
     /// Where batches of notes go; `None` once the publisher has stopped (the bus closed,
     /// or the publisher panicked: `finish` raises that again).
@@ -55,6 +56,8 @@ pub(crate) struct Announcer {
     /// Room in `batches`, being waited for.
     waiting: Option<BoxFuture<'static, Option<OwnedPermit<Vec<Note>>>>>,
     publisher: Publisher,
+    /// Whether completed tasks' events carry their outputs.
+    outputs: bool,
 }
 
 impl Announcer {
@@ -64,39 +67,40 @@ impl Announcer {
         engine: &EngineInner,
         workflow: &Workflow,
         plan: &Plan,
+        run_id: &RunId,
         span: &tracing::Span,
     ) -> Option<Self> {
         let bus = engine.bus.clone()?;
-        let run_id = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
-        let names = Names::new(workflow, run_id, plan)?;
+        let names = Names::new(workflow, run_id.clone(), plan)?;
         let (batches, incoming) = mpsc::channel(BATCHES_IN_FLIGHT);
         Some(Self {
-            listening: bus.subscription_count() > 0,
-            publisher: Publisher::start(bus.clone(), names, incoming, span.clone()),
-            bus,
+            publisher: Publisher::start(bus, names, incoming, span.clone()),
+            outputs: engine.event_outputs,
             notes: Vec::new(),
             batches: Some(batches),
             waiting: None,
         })
     }
 
-    /// Whether the publisher is too far behind; the run then starts no new tasks, so
-    /// events cannot pile up without bound.
+    /// Whether the publisher is too far behind (see [Backpressure](self#backpressure)):
+    /// the run then starts no new task.
     pub(crate) fn is_stalled(&self) -> bool {
         self.waiting.is_some()
     }
 
-    /// Queues `note`, if anyone listens.
+    /// Whether the events of completed (and restored) tasks carry their outputs.
+    pub(crate) fn wants_outputs(&self) -> bool {
+        self.outputs
+    }
+
+    /// Queues `note`.
     pub(crate) fn note(&mut self, note: Note) {
-        if self.listening {
-            self.notes.push(note);
-        }
+        self.notes.push(note);
     }
 
     /// Hands the queued notes to the publisher, and lets an inline publisher work. Pending
-    /// while it is too far behind.
+    /// while it is too far behind, with the waker registered for when it catches up.
     pub(crate) fn flush(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.listening = self.bus.subscription_count() > 0;
         let poll = self.hand_over(cx);
         self.publisher.poll_inline(cx);
         poll

@@ -1,6 +1,6 @@
 //! Without the `events` feature there is no bus: an announcer that cannot exist.
 
-use orch_core::{Plan, Workflow};
+use orch_core::{Plan, RunId, Workflow};
 use std::task::{Context, Poll};
 
 use crate::engine::EngineInner;
@@ -14,12 +14,17 @@ impl Announcer {
         _: &EngineInner,
         _: &Workflow,
         _: &Plan,
+        _: &RunId,
         _: &tracing::Span,
     ) -> Option<Self> {
         None
     }
 
     pub(crate) fn is_stalled(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn wants_outputs(&self) -> bool {
         match *self {}
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 #[cfg(feature = "events")]
 use orch_core::EngineEvent;
-use orch_core::{RunMetrics, Workflow, WorkflowResult};
+use orch_core::{RunId, RunMetrics, Workflow, WorkflowResult};
 #[cfg(feature = "events")]
 use orch_events::EventBus;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,8 @@ pub(crate) struct EngineInner {
     pub(crate) grace_period: Duration,
     #[cfg(feature = "events")]
     pub(crate) bus: Option<EventBus<EngineEvent>>,
+    #[cfg(feature = "events")]
+    pub(crate) event_outputs: bool,
 }
 
 impl EngineInner {
@@ -156,22 +158,55 @@ impl WorkflowEngine {
         self.run(workflow).await
     }
 
-    /// Starts running `workflow` and returns a handle that can be awaited, cancelled, or
-    /// spawned onto a runtime. The run makes progress only while the handle is polled.
+    /// Starts running `workflow` under a fresh run id ([`RunId::new`]) and returns a
+    /// handle that can be awaited, cancelled, or spawned onto a runtime. The run makes
+    /// progress only while the handle is polled. The id is known at once
+    /// ([`RunHandle::run_id`]), is in every event of the run and in its result.
     pub fn run(&self, workflow: &Workflow) -> RunHandle {
-        self.start(workflow, None)
+        self.start(workflow, None, RunId::new())
     }
 
-    /// Runs again only what did not complete in `previous`: completed tasks keep their
-    /// records, and their stored results are fed to their dependents. A completed task is
-    /// kept even if the workflow has since given it a dependency that did not complete:
-    /// that dependency runs, and the task does not run again. A task whose output was a
-    /// [`Shared`](crate::Shared) value kept only its summary, so it runs again when a task
-    /// that runs depends on it, directly or not. On the bus, the resumed
-    /// run announces itself and the tasks it runs; kept tasks get no events (they did not
-    /// happen in this run).
+    /// Starts running `workflow` as run `run_id`, an id the caller chose (say, to find
+    /// the run's events and result under a name of its own). The engine does not check
+    /// that the id is unused: two runs given the same id share it in their events.
+    ///
+    /// ```
+    /// use orch_core::{RunId, Task, Workflow};
+    /// use orch_engine::{TaskContext, WorkflowEngine};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let engine = WorkflowEngine::new();
+    /// engine.register_handler("t", |_ctx: TaskContext| async move { Ok::<_, orch_engine::TaskError>(serde_json::Value::Null) });
+    /// let workflow = Workflow::new("etl", "ETL").task(Task::new("load", "t"));
+    /// let run_id: RunId = "etl-2024-06-01".parse()?;
+    /// let run = engine.run_with_id(&workflow, run_id.clone());
+    /// assert_eq!(run.run_id(), &run_id);
+    /// let result = run.await?;
+    /// assert_eq!(result.run_id, run_id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn run_with_id(&self, workflow: &Workflow, run_id: RunId) -> RunHandle {
+        self.start(workflow, None, run_id)
+    }
+
+    /// Continues the run that produced `previous`: runs again only what did not complete
+    /// there. Completed tasks keep their records, and their stored results are fed to
+    /// their dependents. A completed task is kept even if the workflow has since given it
+    /// a dependency that did not complete: that dependency runs, and the task does not run
+    /// again. A task whose output was a [`Shared`](crate::Shared) value kept only its
+    /// summary, so it runs again when a task that runs depends on it, directly or not.
+    ///
+    /// The resumed run keeps the id of `previous` ([`WorkflowResult::run_id`]): it is the
+    /// same run, continued. To resume as a new run, give a copy of `previous` a fresh
+    /// `run_id` first.
+    ///
+    /// On the bus, the resumed run's start event gives the number of tasks kept
+    /// ([`EngineEvent::restored_tasks`](orch_core::EngineEvent::restored_tasks)), each
+    /// kept task gets a `TaskRestored` event right after it, and the tasks that run get
+    /// their usual events.
     pub fn resume(&self, workflow: &Workflow, previous: &WorkflowResult) -> RunHandle {
-        self.start(workflow, Some(previous.clone()))
+        self.start(workflow, Some(previous.clone()), previous.run_id.clone())
     }
 
     /// The metrics of a run (the original Python module's `get_task_metrics`): the same
@@ -198,15 +233,22 @@ impl WorkflowEngine {
         result.metrics()
     }
 
-    fn start(&self, workflow: &Workflow, previous: Option<WorkflowResult>) -> RunHandle {
+    fn start(
+        &self,
+        workflow: &Workflow,
+        previous: Option<WorkflowResult>,
+        run_id: RunId,
+    ) -> RunHandle {
         let cancel = CancellationToken::new();
         let future = crate::run::execute(
             Arc::clone(&self.inner),
             workflow.clone(),
             previous,
+            run_id.clone(),
             cancel.clone(),
         );
         RunHandle {
+            run_id,
             cancel,
             future: Box::pin(future),
         }
@@ -234,6 +276,8 @@ pub struct EngineBuilder {
     states: States,
     #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
+    #[cfg(feature = "events")]
+    event_outputs: bool,
 }
 
 impl Default for EngineBuilder {
@@ -244,6 +288,8 @@ impl Default for EngineBuilder {
             states: States::default(),
             #[cfg(feature = "events")]
             bus: None,
+            #[cfg(feature = "events")]
+            event_outputs: false,
         }
     }
 }
@@ -269,8 +315,10 @@ impl EngineBuilder {
     /// for the subjects). Publishing respects each subscription's overflow policy; with a
     /// lossless (`Block`) subscriber that falls behind, runs wait rather than drop events.
     ///
-    /// On a multi-threaded tokio runtime each run spawns a task that builds and publishes
-    /// its events, so the run's own thread does little for them; elsewhere the run
+    /// Every event of a run is published, whether or not anyone subscribed yet: a
+    /// subscription made while a run is under way receives every event published after it
+    /// was made. On a tokio runtime each run spawns a task that builds and publishes its
+    /// events, so the run's own thread does little for them; a run polled outside tokio
     /// publishes them itself. Either way a run returns only after its last event is
     /// published, unless it is cancelled: it then waits no longer than its grace period,
     /// and the rest of its events are delivered in the background (see [the crate
@@ -315,6 +363,17 @@ impl EngineBuilder {
         self
     }
 
+    #[cfg(feature = "events")]
+    /// Whether the events of completed tasks (`TaskCompleted`, and `TaskRestored` in a
+    /// resumed run) carry the task's output in
+    /// [`EngineEvent::output`](orch_core::EngineEvent::output) (default `false`). Each
+    /// such event then holds its own copy of the output, made as the task completes: worth
+    /// it for a live view of results, costly for large outputs.
+    pub fn event_outputs(mut self, include: bool) -> Self {
+        self.event_outputs = include;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Result<WorkflowEngine, ConfigError> {
         if self.max_concurrent == 0 {
@@ -332,6 +391,8 @@ impl EngineBuilder {
                 grace_period: self.grace_period,
                 #[cfg(feature = "events")]
                 bus: self.bus,
+                #[cfg(feature = "events")]
+                event_outputs: self.event_outputs,
             }),
         }
     }
@@ -378,11 +439,18 @@ pub enum ConfigError {
 /// # }).unwrap();
 /// ```
 pub struct RunHandle {
+    run_id: RunId,
     cancel: CancellationToken,
     future: BoxFuture<'static, Result<WorkflowResult, RunError>>,
 }
 
 impl RunHandle {
+    /// The run's id: the same in each of its events and in its result
+    /// ([`WorkflowResult::run_id`]).
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
     /// Cancels the run.
     pub fn cancel(&self) {
         self.cancel.cancel();
@@ -405,6 +473,7 @@ impl Future for RunHandle {
 impl std::fmt::Debug for RunHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunHandle")
+            .field("run_id", &self.run_id)
             .field("cancelled", &self.cancel.is_cancelled())
             .finish_non_exhaustive()
     }

@@ -71,11 +71,22 @@
 //! With the `events` feature (on by default) and [`EngineBuilder::event_bus`], every run publishes [`orch_core::EngineEvent`]s on an
 //! [`orch_events::EventBus`]: `workflow.<workflow_id>.started` / `.finished`, and
 //! `workflow.<workflow_id>.task.<task_id>.<event>` for `started`, `completed`, `failed`,
-//! `retrying`, `skipped` and `cancelled`. Ids are written into subjects with
+//! `retrying`, `skipped`, `cancelled` and `restored`. Ids are written into subjects with
 //! percent-escapes for what a subject token cannot hold (`.`, `*`, `>`, `%`, white space,
 //! control characters): task `load.v2` publishes on `workflow.etl.task.load%2Ev2.started`.
 //! Events of one run arrive in the order they happened, so a task's `started` always
 //! follows its dependencies' `completed`.
+//!
+//! Every event carries its run's id ([`RunHandle::run_id`], also in the run's
+//! `WorkflowResult`), which tells concurrent runs of one workflow apart. The run's
+//! `started` event gives the number of tasks, and, for a resumed run, how many were
+//! restored from the earlier result; each restored task then gets a `restored` event, so
+//! that counting the events that end a task
+//! ([`EngineEventKind::is_terminal`](orch_core::EngineEventKind::is_terminal)) gives a
+//! run's progress from its first event on. With [`EngineBuilder::event_outputs`],
+//! `completed` events also carry the task's output. A run publishes every event, so a
+//! subscriber that joins while a run is under way receives everything published from
+//! then on.
 //!
 //! ```
 //! # #[cfg(feature = "events")] {
@@ -91,11 +102,14 @@
 //! let workflow = Workflow::new("etl", "ETL")
 //!     .task(Task::new("load", "t"))
 //!     .task(Task::new("clean", "t").depends_on(["load"]));
-//! engine.execute_workflow(&workflow).await.unwrap();
+//! let run = engine.run(&workflow);
+//! let run_id = run.run_id().clone();
+//! run.await.unwrap();
 //! bus.close().await;
 //! let mut done = Vec::new();
 //! while let Some(event) = progress.recv_event().await {
 //!     assert_eq!(event.payload().kind, EngineEventKind::TaskCompleted);
+//!     assert_eq!(event.payload().run_id, run_id);
 //!     done.push(event.subject().to_string());
 //! }
 //! assert_eq!(done, ["workflow.etl.task.load.completed", "workflow.etl.task.clean.completed"]);

@@ -4,9 +4,10 @@
 use std::time::{Duration, SystemTime};
 
 use orch_core::{EngineEventKind, WorkflowStatus};
+use serde_json::Value;
 
-/// One lifecycle event as the run records it: 64 bytes, no allocation unless it carries
-/// an error.
+/// One lifecycle event as the run records it: 64 bytes at most, no allocation unless it
+/// carries a [`Detail`].
 #[derive(Debug)]
 #[cfg_attr(not(feature = "events"), allow(dead_code))]
 pub(crate) struct Note {
@@ -19,7 +20,20 @@ pub(crate) struct Note {
     pub(crate) attempt: u32,
     pub(crate) at: SystemTime,
     pub(crate) duration: Option<Duration>,
-    pub(crate) error: Option<Box<str>>,
+    /// What few events carry, boxed so that the others stay small.
+    pub(crate) detail: Option<Box<Detail>>,
+}
+
+/// The part of a note that only some events have.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "events"), allow(dead_code))]
+pub(crate) enum Detail {
+    /// Why a task failed, is retried, was skipped or cancelled.
+    Error(String),
+    /// A completed task's output (when the engine puts outputs in events).
+    Output(Value),
+    /// The run's size, for its start.
+    Tasks { total: usize, restored: usize },
 }
 
 const _: () = assert!(
@@ -38,7 +52,12 @@ impl Note {
             attempt: 0,
             at,
             duration: None,
-            error: None,
+            detail: None,
         }
+    }
+
+    pub(crate) fn with_detail(mut self, detail: Detail) -> Self {
+        self.detail = Some(Box::new(detail));
+        self
     }
 }

@@ -8,7 +8,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use orch_core::{EngineEventKind, Plan, Task, TaskRecord, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{
+    EngineEventKind, Plan, RunId, Task, TaskRecord, TaskStatus, Workflow, WorkflowResult,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -17,6 +19,7 @@ use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::engine::EngineInner;
+use crate::note::Detail;
 use crate::output::Stored;
 use crate::ready::ReadySet;
 use crate::timer::Deadline;
@@ -29,12 +32,13 @@ mod resume;
 /// Tasks started in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
 
-/// Validates, then runs `workflow`; with `previous`, tasks that completed there keep their
-/// records and results and are not run again.
+/// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
+/// there keep their records and results and are not run again.
 pub(crate) async fn execute(
     engine: Arc<EngineInner>,
     workflow: Workflow,
     previous: Option<WorkflowResult>,
+    run_id: RunId,
     cancel: CancellationToken,
 ) -> Result<WorkflowResult, RunError> {
     let handlers = engine.handlers_snapshot();
@@ -75,8 +79,8 @@ pub(crate) async fn execute(
         .iter()
         .map(|h| multi_threaded && !h.runs_inline())
         .collect();
-    let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), tasks = plan.len());
-    let announcer = Announcer::for_engine(&engine, &workflow, plan, &span);
+    let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), %run_id, tasks = plan.len());
+    let announcer = Announcer::for_engine(&engine, &workflow, plan, &run_id, &span);
     let shared = Arc::new(RunShared {
         workflow: workflow.clone(),
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
@@ -88,10 +92,11 @@ pub(crate) async fn execute(
         spawn: &spawn,
     };
     let mut run = Scheduler::new(shared, plan, handlers, engine.max_concurrent, announcer);
-    run.announce_workflow(EngineEventKind::WorkflowStarted, None);
-    if let (Some(previous), Some(kept)) = (previous, &kept) {
-        run.restore(previous, kept);
-    }
+    let restored = match (previous, &kept) {
+        (Some(previous), Some(kept)) => run.restore(previous, kept),
+        _ => 0,
+    };
+    run.announce_start(restored);
     let mut cancelled = pin!(cancel.cancelled_owned());
     // Set once the run is cancelled: when it stops waiting for running handlers and for
     // its events to be published.
@@ -109,7 +114,7 @@ pub(crate) async fn execute(
     })
     .instrument(span)
     .await;
-    let (result, announcer) = run.finish();
+    let (result, announcer) = run.finish(run_id);
     if let Some(announcer) = announcer {
         let cancelled_and_grace_passed = async {
             let grace = match &mut grace {
@@ -138,11 +143,9 @@ struct Waiting {
 enum Progress {
     /// Nothing is left to start or to wait for.
     Done,
-    /// Waiting for running handlers (their wakers are registered).
+    /// Waiting for running handlers (their wakers are registered), or for the publisher
+    /// to catch up before ready tasks can start (see [`Scheduler::poll_progress`]).
     Waiting,
-    /// Ready tasks wait until the publisher takes the next batch of notes (and any
-    /// running handlers have their wakers registered).
-    Stalled,
     /// Enough done in one go; poll again soon.
     Yield,
 }
@@ -215,21 +218,30 @@ impl<'p> Scheduler<'p> {
     }
 
     /// Runs what can run: ready once nothing is left to start or to wait for.
+    ///
+    /// Each pass hands what it announced to the publisher. While the publisher is behind,
+    /// no task starts (the announcer's backpressure rule); ready tasks then wait for the
+    /// flush that finds room again, which either happens here (and the run goes on at
+    /// once) or wakes the run later.
     fn poll_progress(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let progress = self.advance(cx);
             let flushed = self.flush(cx);
             return match progress {
                 Progress::Done => Poll::Ready(()),
+                Progress::Waiting if flushed.is_ready() && self.may_start() => continue,
                 Progress::Waiting => Poll::Pending,
-                Progress::Stalled if flushed.is_ready() => continue,
-                Progress::Stalled => Poll::Pending,
                 Progress::Yield => {
                     cx.waker().wake_by_ref();
                     Poll::Pending
                 }
             };
         }
+    }
+
+    /// Whether a ready task could start now but for the publisher.
+    fn may_start(&self) -> bool {
+        !self.stopping && self.active < self.max_concurrent && !self.ready.is_empty()
     }
 
     fn stop_starting(&mut self) {
@@ -243,8 +255,7 @@ impl<'p> Scheduler<'p> {
         self.clock.now();
         let mut budget = YIELD_EVERY;
         loop {
-            let stalled = self.announcer.as_ref().is_some_and(Announcer::is_stalled);
-            while self.active < self.max_concurrent && !self.stopping && !stalled {
+            while self.active < self.max_concurrent && !self.stopping && !self.publisher_behind() {
                 let Some(position) = self.ready.pop_min() else {
                     break;
                 };
@@ -255,14 +266,11 @@ impl<'p> Scheduler<'p> {
                     return Progress::Yield;
                 }
             }
-            // Ready tasks held back only because the publisher is behind: the run must look
-            // again as soon as it catches up, not when a running handler next wakes it.
-            let held_back = stalled && !self.ready.is_empty();
             if self.in_flight.is_empty() {
                 // Nothing runs, so the starts above stopped for want of ready tasks, because
                 // the run stops (which empties the ready set), or because of the publisher.
-                return if held_back {
-                    Progress::Stalled
+                return if self.may_start() {
+                    Progress::Waiting
                 } else {
                     Progress::Done
                 };
@@ -281,7 +289,6 @@ impl<'p> Scheduler<'p> {
                     }
                 }
                 Poll::Ready(None) => unreachable!("the in-flight set is not empty"),
-                Poll::Pending if held_back => return Progress::Stalled,
                 Poll::Pending => return Progress::Waiting,
             }
         }
@@ -359,10 +366,10 @@ impl<'p> Scheduler<'p> {
                 if !error.is_permanent() && attempts <= task.retries {
                     let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
                     let message = error.record_text();
-                    tracing::debug!(task_id = %task.task_id, attempt = attempts, error = %message, ?delay, "retrying");
+                    tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, attempt = attempts, error = %message, ?delay, "retrying");
                     self.announce_task(EngineEventKind::TaskRetrying, index, |note| {
                         note.attempt = attempts;
-                        note.error = Some(message.as_str().into());
+                        note.detail = Some(Box::new(Detail::Error(message.clone())));
                         note.duration = Some(delay);
                     });
                     self.records[index].error = Some(message);
@@ -396,6 +403,9 @@ impl<'p> Scheduler<'p> {
                 unreachable!("a started task settles with a final status")
             }
         };
+        if status != TaskStatus::Completed {
+            self.log_ended(index);
+        }
         self.announce_ended(kind, index);
     }
 
@@ -410,6 +420,7 @@ impl<'p> Scheduler<'p> {
                 record.status = TaskStatus::Skipped;
                 record.error = Some(reason.clone());
                 stack.extend_from_slice(self.plan.dependents(d as usize));
+                self.log_ended(d as usize);
                 self.announce_ended(EngineEventKind::TaskSkipped, d as usize);
             }
         }

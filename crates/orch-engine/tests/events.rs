@@ -316,7 +316,7 @@ fn dropping_a_run_stops_its_publisher() {
 }
 
 #[test]
-fn a_current_thread_runtime_publishes_inline_through_a_small_queue() {
+fn a_current_thread_runtime_publishes_through_a_small_queue() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -428,9 +428,10 @@ fn tasks_held_back_for_a_slow_publisher_start_when_it_catches_up() {
 }
 
 #[test]
-fn a_resumed_run_announces_only_the_tasks_it_runs() {
+fn a_resumed_run_announces_its_size_then_each_restored_task_then_what_it_runs() {
     let workflow = Workflow::new("w", "W")
         .task(Task::new("kept", "instant"))
+        .task(Task::new("also_kept", "instant"))
         .task(Task::new("rerun", "flaky").depends_on(["kept"]));
     let with_flaky = |bus, works: bool| {
         let engine = instant_engine(bus, 1);
@@ -443,8 +444,13 @@ fn a_resumed_run_announces_only_the_tasks_it_runs() {
         });
         engine
     };
-    let (first, _) = run_and_collect(|bus| with_flaky(bus, false), &workflow, 64);
+    let (first, first_events) = run_and_collect(|bus| with_flaky(bus, false), &workflow, 64);
     assert_eq!(first.status, WorkflowStatus::Failed);
+    let started = &first_events[0].1;
+    assert_eq!(
+        (started.total_tasks, started.restored_tasks),
+        (Some(3), Some(0))
+    );
 
     let (second, events) = two_workers().block_on(async {
         let bus: EventBus<EngineEvent> = EventBus::new();
@@ -452,27 +458,44 @@ fn a_resumed_run_announces_only_the_tasks_it_runs() {
         let engine = with_flaky(bus.clone(), true);
         let result = engine.resume(&workflow, &first).await.expect("valid");
         bus.close().await;
-        let mut kinds = Vec::new();
+        let mut events = Vec::new();
         while let Some(event) = subscription.recv_event().await {
-            let payload = event.payload();
-            kinds.push((
-                payload.task_id.as_ref().map(|id| id.to_string()),
-                payload.kind,
-            ));
+            events.push((event.subject().to_string(), event.payload().clone()));
         }
-        (result, kinds)
+        (result, events)
     });
     assert_eq!(second.status, WorkflowStatus::Completed);
-    let rerun = Some("rerun".to_owned());
+    let kinds: Vec<(&str, EngineEventKind)> = events
+        .iter()
+        .map(|(subject, event)| (subject.as_str(), event.kind))
+        .collect();
+    use EngineEventKind::*;
     assert_eq!(
-        events,
+        kinds,
         [
-            (None, EngineEventKind::WorkflowStarted),
-            (rerun.clone(), EngineEventKind::TaskStarted),
-            (rerun, EngineEventKind::TaskCompleted),
-            (None, EngineEventKind::WorkflowFinished),
+            ("workflow.w.started", WorkflowStarted),
+            ("workflow.w.task.kept.restored", TaskRestored),
+            ("workflow.w.task.also_kept.restored", TaskRestored),
+            ("workflow.w.task.rerun.started", TaskStarted),
+            ("workflow.w.task.rerun.completed", TaskCompleted),
+            ("workflow.w.finished", WorkflowFinished),
         ]
     );
+    let started = &events[0].1;
+    assert_eq!(
+        (started.total_tasks, started.restored_tasks),
+        (Some(3), Some(2))
+    );
+    // A progress display that counts the events ending a task starts at 2/3.
+    let restored = &events[1].1;
+    assert!(restored.kind.is_terminal());
+    assert_eq!(
+        restored.attempt, 1,
+        "the attempts of the run that completed it"
+    );
+    // The resumed run continues the first one: same run id, in events and result.
+    assert_eq!(second.run_id, first.run_id);
+    assert!(events.iter().all(|(_, e)| e.run_id == first.run_id));
 }
 
 /// A random DAG (up to three dependencies on earlier tasks), which tasks fail, and slots.

@@ -1,20 +1,24 @@
-//! A tracing span per run and per task, carrying their ids.
+//! A tracing span per run and per task, carrying their ids; and tracing events, at their
+//! levels, for retries, failures, skips and the end of a run.
 
 use std::sync::{Arc, Mutex};
 
-use orch_core::{Task, Workflow};
+use orch_core::{Task, Workflow, WorkflowResult};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
 
 /// A span's name and its fields as `name=value` text.
 type SpanEntry = (String, Vec<String>);
 
-/// Records each new span.
+/// An event's level and its fields as `name=value` text (the message as `message=...`).
+type EventEntry = (Level, Vec<String>);
+
+/// Records each new span and each event.
 #[derive(Clone, Default)]
-struct SpanLog(Arc<Mutex<Vec<SpanEntry>>>);
+struct SpanLog(Arc<Mutex<Vec<SpanEntry>>>, Arc<Mutex<Vec<EventEntry>>>);
 
 struct Fields<'a>(&'a mut Vec<String>);
 
@@ -45,21 +49,34 @@ impl Subscriber for SpanLog {
 
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
-    fn event(&self, _: &Event<'_>) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Vec::new();
+        event.record(&mut Fields(&mut fields));
+        let level = *event.metadata().level();
+        self.1.lock().expect("lock").push((level, fields));
+    }
 
     fn enter(&self, _: &Id) {}
 
     fn exit(&self, _: &Id) {}
 }
 
-#[test]
-fn each_run_and_each_task_has_a_span_with_its_ids() {
+/// Runs `workflow` on `engine` under a [`SpanLog`], which it returns with the result.
+fn run_logged(engine: &WorkflowEngine, workflow: &Workflow) -> (SpanLog, WorkflowResult) {
     let log = SpanLog::default();
     let _guard = tracing::subscriber::set_default(log.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
+    let result = runtime
+        .block_on(engine.execute_workflow(workflow))
+        .expect("valid");
+    (log, result)
+}
+
+#[test]
+fn each_run_and_each_task_has_a_span_with_its_ids() {
     let engine = WorkflowEngine::new();
     engine.register_handler("t", |_ctx: TaskContext| async move {
         Ok::<_, TaskError>(Value::Null)
@@ -67,9 +84,7 @@ fn each_run_and_each_task_has_a_span_with_its_ids() {
     let workflow = Workflow::new("etl", "ETL")
         .task(Task::new("load", "t"))
         .task(Task::new("clean", "t").depends_on(["load"]));
-    runtime
-        .block_on(engine.execute_workflow(&workflow))
-        .expect("valid");
+    let (log, _) = run_logged(&engine, &workflow);
     let spans = log.0.lock().expect("lock").clone();
     let named = |name: &str| -> Vec<Vec<String>> {
         spans
@@ -79,14 +94,98 @@ fn each_run_and_each_task_has_a_span_with_its_ids() {
             .collect()
     };
     assert_eq!(
-        named("workflow_run"),
+        named("workflow_run")
+            .iter()
+            .map(|fields| [&fields[..1], &fields[2..]].concat())
+            .collect::<Vec<_>>(),
         [vec!["workflow_id=etl".to_owned(), "tasks=2".to_owned()]]
     );
+    let run_id = &named("workflow_run")[0][1];
+    assert!(run_id.starts_with("run_id=20"), "{run_id}");
     assert_eq!(
         named("task"),
         [
             vec!["task_id=load".to_owned(), "task_type=t".to_owned()],
             vec!["task_id=clean".to_owned(), "task_type=t".to_owned()],
         ]
+    );
+}
+
+#[test]
+fn failures_skips_retries_and_the_end_of_a_run_are_logged_at_their_levels() {
+    let engine = WorkflowEngine::new();
+    engine.register_handler("ok", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
+    engine.register_handler("broken", |_ctx: TaskContext| async move {
+        Err::<Value, _>(TaskError::new("disk full"))
+    });
+    let workflow = Workflow::new("etl", "ETL")
+        .task(Task::new("load", "broken").retries(1))
+        .task(Task::new("clean", "ok").depends_on(["load"]));
+    let (log, result) = run_logged(&engine, &workflow);
+    let events = log.1.lock().expect("lock").clone();
+    let with_message = |message: &str| -> Vec<EventEntry> {
+        let message = format!("message={message}");
+        events
+            .iter()
+            .filter(|(_, fields)| fields.contains(&message))
+            .cloned()
+            .collect()
+    };
+    let fields = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+    let retrying = with_message("retrying");
+    assert_eq!(retrying.len(), 1);
+    assert_eq!(retrying[0].0, Level::DEBUG);
+    assert_eq!(
+        retrying[0].1[1..5],
+        fields(&[
+            "task_id=load",
+            "task_type=broken",
+            "attempt=1",
+            "error=disk full"
+        ])
+    );
+    assert_eq!(
+        with_message("task failed"),
+        [(
+            Level::WARN,
+            fields(&[
+                "message=task failed",
+                "task_id=load",
+                "task_type=broken",
+                "attempt=2",
+                "error=disk full"
+            ])
+        )]
+    );
+    assert_eq!(
+        with_message("task skipped"),
+        [(
+            Level::INFO,
+            fields(&[
+                "message=task skipped",
+                "task_id=clean",
+                "task_type=ok",
+                "attempt=0",
+                "error=dependency `load` failed"
+            ])
+        )]
+    );
+    assert_eq!(
+        with_message("workflow run finished"),
+        [(
+            Level::INFO,
+            fields(&[
+                "message=workflow run finished",
+                "workflow_id=etl",
+                &format!("run_id={}", result.run_id),
+                "status=failed",
+                "completed=0",
+                "failed=1",
+                "skipped=1",
+                "cancelled=0"
+            ])
+        )]
     );
 }

@@ -19,9 +19,9 @@ pub const MAX_TOKENS: usize = 256;
 
 /// A validated subject to publish on, such as `workflow.etl.task.load.completed`.
 ///
-/// Cheap to clone: a subject of up to [`Subject::INLINE`] bytes is stored inline (no
-/// allocation, no shared count), a longer one in an `Arc<str>`. Build it once and publish
-/// on it many times to skip validation on the hot path.
+/// Cheap to clone: a short subject is stored inline (no allocation, no shared count), a
+/// longer one in an `Arc<str>`. Build it once and publish on it many times to skip
+/// validation on the hot path.
 #[derive(Clone)]
 pub struct Subject(Text);
 
@@ -33,7 +33,7 @@ enum Text {
 
 impl Subject {
     /// The longest subject, in bytes, stored inline.
-    pub const INLINE: usize = 56;
+    pub(crate) const INLINE: usize = 56;
 
     /// Validates `subject`.
     ///
@@ -45,59 +45,6 @@ impl Subject {
             Ok(inline) => Text::Inline(inline),
             Err(_) => Text::Shared(Arc::from(subject)),
         }))
-    }
-
-    /// This subject followed by each of `parts` after a dot: the subject that
-    /// [`Subject::new`] makes of the joined text, but only the new parts are checked (all
-    /// of it again when they are not plain printable ASCII, or when the result is longer
-    /// than [`Subject::INLINE`]). For many subjects under one validated prefix this is
-    /// cheaper than writing each out and validating it whole (the `subject_building`
-    /// bench in `benches/events_bus.rs`; figures in BENCHMARKS.md).
-    ///
-    /// ```
-    /// use orch_events::Subject;
-    ///
-    /// let run = Subject::new("workflow.etl")?;
-    /// let done = run.join(["task", "load", "completed"])?;
-    /// assert_eq!(done.as_str(), "workflow.etl.task.load.completed");
-    /// assert_eq!(run.join(["task.load"])?.tokens().count(), 4);
-    /// assert!(run.join([""]).is_err(), "no empty token");
-    /// assert!(run.join(["*"]).is_err(), "no wildcard in a subject");
-    /// # Ok::<(), orch_events::SubjectError>(())
-    /// ```
-    ///
-    /// # Errors
-    /// The [`SubjectError`] that [`Subject::new`] gives for the joined text.
-    pub fn join<'a>(&self, parts: impl IntoIterator<Item = &'a str>) -> Result<Self, SubjectError> {
-        let prefix = self.as_str();
-        let mut parts = parts.into_iter();
-        let mut inline = ArrayString::<{ Self::INLINE }>::new();
-        let mut spilled = None;
-        if inline.try_push_str(prefix).is_err() {
-            spilled = Some(String::from(prefix));
-        }
-        while spilled.is_none() {
-            let Some(part) = parts.next() else { break };
-            let before = inline.len();
-            if inline.try_push_str(".").is_err() || inline.try_push_str(part).is_err() {
-                spilled = Some(format!("{}.{part}", &inline[..before]));
-            }
-        }
-        let Some(mut text) = spilled else {
-            // The prefix is valid, so the whole is when what was appended is a subject.
-            let appended = &inline.as_bytes()[prefix.len()..];
-            if appended.is_empty() || is_plainly_valid(&appended[1..], false) {
-                return Ok(Self(Text::Inline(inline)));
-            }
-            // Something to look at closely: the whole check finds it and says where.
-            return Self::new(&inline);
-        };
-        // Too long to keep inline: join in a string, then check the whole.
-        for part in parts {
-            text.push('.');
-            text.push_str(part);
-        }
-        Self::new(&text)
     }
 
     /// The subject text.

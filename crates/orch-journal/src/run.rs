@@ -276,6 +276,7 @@ impl LoadedRun {
         };
         WorkflowResult {
             workflow_id: workflow.workflow_id().to_owned(),
+            run_id: self.run_id.clone(),
             name: workflow.name().to_owned(),
             status,
             start_time: self.created,

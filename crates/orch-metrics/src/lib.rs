@@ -29,6 +29,7 @@
 //! };
 //! let result = WorkflowResult {
 //!     workflow_id: "w".into(),
+//!     run_id: orch_core::RunId::new(),
 //!     name: "W".into(),
 //!     status: WorkflowStatus::Completed,
 //!     start_time: at(0),

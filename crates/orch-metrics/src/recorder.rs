@@ -69,7 +69,7 @@ pub struct TaskTypeStats {
 /// use std::time::{Duration, SystemTime};
 ///
 /// let recorder = Recorder::new();
-/// let mut event = EngineEvent::new(EngineEventKind::TaskCompleted, "etl".into(), 1, SystemTime::now());
+/// let mut event = EngineEvent::new(EngineEventKind::TaskCompleted, "etl".into(), orch_core::RunId::new(), SystemTime::now());
 /// event.task_type = Some("load".into());
 /// event.duration = Some(Duration::from_millis(30));
 /// recorder.observe(&event);

@@ -9,7 +9,12 @@ use orch_core::{
 use orch_metrics::{DURATION_BUCKETS, DurationHistogram, Recorder};
 
 fn event(kind: EngineEventKind, task_type: &str, millis: Option<u64>) -> EngineEvent {
-    let mut event = EngineEvent::new(kind, "w".into(), 1, SystemTime::UNIX_EPOCH);
+    let mut event = EngineEvent::new(
+        kind,
+        "w".into(),
+        orch_core::RunId::new(),
+        SystemTime::UNIX_EPOCH,
+    );
     event.task_id = Some("t".into());
     event.task_type = Some(task_type.into());
     event.duration = millis.map(Duration::from_millis);
@@ -28,7 +33,12 @@ fn events_are_counted_per_task_type() {
         event(TaskFailed, "load", Some(2_000)),
         event(TaskSkipped, "store", None),
         event(TaskCancelled, "store", None),
-        EngineEvent::new(WorkflowFinished, "w".into(), 1, SystemTime::UNIX_EPOCH),
+        EngineEvent::new(
+            WorkflowFinished,
+            "w".into(),
+            orch_core::RunId::new(),
+            SystemTime::UNIX_EPOCH,
+        ),
     ] {
         recorder.observe(&e);
     }
@@ -88,6 +98,7 @@ fn whole_results_can_be_recorded() {
     ];
     let result = WorkflowResult {
         workflow_id: "w".into(),
+        run_id: orch_core::RunId::new(),
         name: "W".into(),
         status: WorkflowStatus::Failed,
         start_time: at(0),

@@ -142,6 +142,7 @@ pub mod prelude {
         TaskRecord, TaskStatus, ValidWorkflow, ValidationError, ValidationErrors, Workflow,
         WorkflowResult, WorkflowStatus,
     };
+    pub use orch_core::{RunId, RunIdError};
     pub use orch_engine::{
         CancellationToken, EngineBuilder, Handler, IntoOutput, Output, RunError, RunHandle, Shared,
         TaskContext, TaskError, WorkflowEngine, async_trait, blocking, inline,

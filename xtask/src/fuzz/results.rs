@@ -101,7 +101,7 @@ impl Target for Results {
             let event = EngineEvent::new(
                 EngineEventKind::WorkflowStarted,
                 Arc::from("w"),
-                1,
+                orch_core::RunId::new(),
                 result.start_time,
             );
             let _ = serde_json::to_string(&event);
@@ -291,6 +291,7 @@ fn random_result(rng: &mut Rng) -> WorkflowResult {
         .collect();
     WorkflowResult {
         workflow_id: "w".repeat(rng.usize(1..4)),
+        run_id: orch_core::RunId::new(),
         name: "Name".into(),
         status: *rng
             .choice(&[

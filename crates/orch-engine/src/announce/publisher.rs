@@ -1,6 +1,6 @@
-//! The publisher (a task of its own on a multi-threaded tokio runtime, else polled by the
-//! run itself): turns a run's notes into subjects and [`EngineEvent`]s and publishes them,
-//! in order, waiting for room in lossless subscriptions.
+//! The publisher (a task of its own on a tokio runtime, else polled by the run itself):
+//! turns a run's notes into subjects and [`EngineEvent`]s and publishes them, in order,
+//! waiting for room in lossless subscriptions.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -10,32 +10,35 @@ use std::task::Context;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use orch_core::{EngineEvent, Plan, Workflow};
+use orch_core::{EngineEvent, Plan, RunId, Workflow};
 use orch_events::{EventBus, Subject};
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::note::Note;
+use crate::note::{Detail, Note};
 
 /// What the publisher needs to name a run's events.
 ///
-/// The ids that events share (the workflow id, the task types) are copied afresh for each
-/// batch of [`SHARE_COPIES_FOR`] events or more: the subscriber drops a batch's events
-/// while the publisher builds the next, and shared reference counts would bounce between
-/// their two cores on every event.
+/// The ids that all events share (the workflow id, the run id, the task types) are copied
+/// afresh for each batch once [`SHARE_COPIES_FOR`] events or more used the last copies:
+/// the subscriber drops a batch's events on its core while the publisher builds the next
+/// on another, and one shared reference count would bounce between the two on every event
+/// (what that costs: the `+bus` rows in BENCHMARKS.md).
 pub(crate) struct Names {
     workflow: Workflow,
     workflow_id: Arc<str>,
-    run_id: u64,
+    run_id: RunId,
     /// `workflow.<workflow_id>`, escaped, that every subject of the run begins with.
-    prefix: Subject,
-    /// Each task type once, with the copy generation it belongs to.
+    prefix: String,
+    /// Each task type once, by its index in the plan, with the copy generation it
+    /// belongs to (a type is copied when first used in a generation).
     task_types: Vec<(u64, Arc<str>)>,
     generation: u64,
     /// Events named since the shared ids were last copied.
     since_copy: usize,
+    /// Where each subject is written before it is checked.
+    text: String,
 }
 
 /// Events after which a new batch gets its own copies of the shared ids; smaller batches
@@ -45,15 +48,12 @@ const SHARE_COPIES_FOR: usize = 64;
 impl Names {
     /// The names of a run's events; `None` if its subjects could not be written (escaping
     /// makes every id a valid token, so this is not expected).
-    pub(crate) fn new(workflow: &Workflow, run_id: u64, plan: &Plan) -> Option<Self> {
+    pub(crate) fn new(workflow: &Workflow, run_id: RunId, plan: &Plan) -> Option<Self> {
         let prefix = format!("workflow.{}", token(workflow.workflow_id()));
-        let prefix = match Subject::new(&prefix) {
-            Ok(prefix) => prefix,
-            Err(error) => {
-                tracing::warn!(%error, "no lifecycle events: the workflow id makes no subject");
-                return None;
-            }
-        };
+        if let Err(error) = Subject::new(&prefix) {
+            tracing::warn!(%error, "no lifecycle events: the workflow id makes no subject");
+            return None;
+        }
         Some(Self {
             workflow: workflow.clone(),
             workflow_id: workflow.workflow_id().into(),
@@ -66,6 +66,7 @@ impl Names {
                 .collect(),
             generation: 0,
             since_copy: 0,
+            text: String::new(),
         })
     }
 
@@ -76,12 +77,18 @@ impl Names {
             self.since_copy = 0;
             self.generation += 1;
             self.workflow_id = Arc::from(&*self.workflow_id);
+            // A valid id parses again; the clone is never needed.
+            self.run_id = self
+                .run_id
+                .as_str()
+                .parse()
+                .unwrap_or_else(|_| self.run_id.clone());
         }
     }
 
-    fn task_type(&mut self, index: usize) -> Option<Arc<str>> {
+    fn task_type(&mut self, index: u32) -> Option<Arc<str>> {
         let generation = self.generation;
-        let (copied_in, name) = self.task_types.get_mut(index)?;
+        let (copied_in, name) = self.task_types.get_mut(index as usize)?;
         if *copied_in != generation {
             *copied_in = generation;
             *name = Arc::from(&**name);
@@ -89,38 +96,64 @@ impl Names {
         Some(Arc::clone(name))
     }
 
-    /// The subject and event of `note`.
-    fn event(&mut self, note: Note) -> Option<(Subject, EngineEvent)> {
+    /// Writes the subject and event of `note` at the back of `events`. The event is built
+    /// in one expression, where it is queued, so that it is not copied on the way.
+    fn push_event(&mut self, note: Note, events: &mut VecDeque<(Subject, EngineEvent)>) {
         self.since_copy += 1;
-        let mut event = EngineEvent::new(
-            note.kind,
-            Arc::clone(&self.workflow_id),
-            self.run_id,
-            note.at,
-        );
-        event.attempt = note.attempt;
-        event.duration = note.duration;
-        event.error = note.error.map(String::from);
-        event.status = note.status;
-        let subject = if note.kind.is_task_event() {
-            event.task_type = self.task_type(note.task_type as usize);
-            let task_id = &self.workflow.get_index(note.task as usize)?.task_id;
-            let subject = self
-                .prefix
-                .join(["task", &token(task_id), note.kind.as_str()]);
-            event.task_id = Some(task_id.clone());
-            subject
-        } else {
-            self.prefix.join([note.kind.as_str()])
-        };
-        match subject {
-            Ok(subject) => Some((subject, event)),
+        self.text.clear();
+        self.text.push_str(&self.prefix);
+        let (mut task_id, mut task_type) = (None, None);
+        if note.kind.is_task_event() {
+            let Some(id) = self
+                .workflow
+                .get_index(note.task as usize)
+                .map(|t| &t.task_id)
+            else {
+                return;
+            };
+            self.text.push_str(".task.");
+            self.text.push_str(&token(id));
+            task_id = Some(id.clone());
+            task_type = self.task_type(note.task_type);
+        }
+        self.text.push('.');
+        self.text.push_str(note.kind.as_str());
+        let subject = match Subject::new(&self.text) {
+            Ok(subject) => subject,
             // Escaping makes every id a valid token; this is not reached.
             Err(error) => {
                 tracing::warn!(%error, "engine event with an invalid subject");
-                None
+                return;
+            }
+        };
+        let (mut error, mut output, mut total_tasks, mut restored_tasks) = (None, None, None, None);
+        match note.detail.map(|detail| *detail) {
+            None => {}
+            Some(Detail::Error(text)) => error = Some(text),
+            Some(Detail::Output(value)) => output = Some(Arc::new(value)),
+            Some(Detail::Tasks { total, restored }) => {
+                total_tasks = Some(total);
+                restored_tasks = Some(restored);
             }
         }
+        events.push_back((
+            subject,
+            EngineEvent {
+                kind: note.kind,
+                workflow_id: Arc::clone(&self.workflow_id),
+                run_id: self.run_id.clone(),
+                task_id,
+                task_type,
+                attempt: note.attempt,
+                timestamp: note.at,
+                duration: note.duration,
+                error,
+                status: note.status,
+                total_tasks,
+                restored_tasks,
+                output,
+            },
+        ));
     }
 }
 
@@ -136,7 +169,9 @@ async fn publish(
     let mut events = VecDeque::new();
     while let Some(batch) = batches.recv().await {
         names.next_batch();
-        events.extend(batch.into_iter().filter_map(|note| names.event(note)));
+        for note in batch {
+            names.push_event(note, &mut events);
+        }
         while !events.is_empty() {
             if stopped() || bus.try_publish_batch(&mut events).is_err() {
                 return;
@@ -151,9 +186,9 @@ async fn publish(
     }
 }
 
-/// Where the publisher runs: as a task of the current tokio runtime when it is
-/// multi-threaded, or else inside the run, polled whenever the run flushes (on a
-/// current-thread runtime a task gains nothing, and outside a runtime there is none).
+/// Where the publisher runs: as a task of the current tokio runtime, whatever its
+/// flavour, or, for a run polled outside tokio (where there is nothing to spawn on),
+/// inside the run, polled whenever the run flushes.
 ///
 /// Dropping it (the run was dropped before it finished) stops it: a spawned publisher is
 /// told to stop and aborted, so at most the batch it is publishing goes out; the events
@@ -176,13 +211,11 @@ impl Publisher {
         let stop = Arc::new(AtomicBool::new(false));
         let publishing = publish(bus, names, batches, Arc::clone(&stop)).instrument(span);
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                Self::Spawned {
-                    task: Some(runtime.spawn(publishing)),
-                    stop,
-                }
-            }
-            _ => Self::Inline(Some(Box::pin(publishing))),
+            Ok(runtime) => Self::Spawned {
+                task: Some(runtime.spawn(publishing)),
+                stop,
+            },
+            Err(_) => Self::Inline(Some(Box::pin(publishing))),
         }
     }
 

@@ -1,25 +1,53 @@
-//! The scheduler's lifecycle events: what it tells its announcer, and when.
+//! What the scheduler tells the world: lifecycle events for its announcer, and when; and
+//! the `tracing` events for failures, skips and cancellations.
 
 use std::task::{Context, Poll};
 
-use orch_core::{EngineEventKind, WorkflowStatus};
+use orch_core::{EngineEventKind, TaskStatus, WorkflowStatus};
 
 use super::Scheduler;
-use crate::note::Note;
+use crate::note::{Detail, Note};
 
 impl Scheduler<'_> {
-    /// Announces the end of a task, from its record.
-    pub(super) fn announce_ended(&mut self, kind: EngineEventKind, index: usize) {
-        if self.announcer.is_none() {
+    /// Announces the run's start with its size, then each task restored from the result it
+    /// resumes, so that a progress display starts from what is already done.
+    pub(super) fn announce_start(&mut self, restored: usize) {
+        let total = self.records.len();
+        let Some(announcer) = &mut self.announcer else {
+            return;
+        };
+        let note = Note::new(EngineEventKind::WorkflowStarted, self.clock.last())
+            .with_detail(Detail::Tasks { total, restored });
+        announcer.note(note);
+        if restored == 0 {
             return;
         }
+        for index in 0..total {
+            if self.records[index].status == TaskStatus::Completed {
+                self.announce_ended(EngineEventKind::TaskRestored, index);
+            }
+        }
+    }
+
+    /// Announces the end of a task, from its record (with its output, for a completed
+    /// task, when the engine puts outputs in events).
+    pub(super) fn announce_ended(&mut self, kind: EngineEventKind, index: usize) {
+        let Some(announcer) = &self.announcer else {
+            return;
+        };
         let record = &self.records[index];
         let (attempt, duration) = (record.attempts, record.duration());
-        let error = record.error.as_deref().map(Box::from);
+        let detail = match &record.error {
+            Some(error) => Some(Detail::Error(error.clone())),
+            None if announcer.wants_outputs() => self.shared.results[index]
+                .get()
+                .map(|output| Detail::Output(output.json().clone())),
+            None => None,
+        };
         self.announce_task(kind, index, |note| {
             note.attempt = attempt;
             note.duration = duration;
-            note.error = error;
+            note.detail = detail.map(Box::new);
         });
     }
 
@@ -59,6 +87,35 @@ impl Scheduler<'_> {
         match &mut self.announcer {
             Some(announcer) => announcer.flush(cx),
             None => Poll::Ready(()),
+        }
+    }
+
+    /// Whether the publisher is too far behind for the run to start tasks.
+    pub(super) fn publisher_behind(&self) -> bool {
+        self.announcer.as_ref().is_some_and(|a| a.is_stalled())
+    }
+
+    /// Logs how a task ended that did not complete: a failure as a warning, a skip at
+    /// info, a cancellation at debug level, each with the task's id, type, attempts and
+    /// error. (Not called for completed tasks, which are not logged: the common case
+    /// costs nothing.)
+    #[cold]
+    pub(super) fn log_ended(&self, index: usize) {
+        let task = self.task(index);
+        let record = &self.records[index];
+        let (task_id, task_type) = (task.task_id.as_str(), task.task_type.as_str());
+        let (attempt, error) = (record.attempts, record.error.as_deref().unwrap_or(""));
+        match record.status {
+            TaskStatus::Failed => {
+                tracing::warn!(task_id, task_type, attempt, error, "task failed");
+            }
+            TaskStatus::Skipped => {
+                tracing::info!(task_id, task_type, attempt, error, "task skipped");
+            }
+            TaskStatus::Cancelled => {
+                tracing::debug!(task_id, task_type, attempt, error, "task cancelled");
+            }
+            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => {}
         }
     }
 }

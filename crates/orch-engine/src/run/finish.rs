@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use orch_core::{EngineEventKind, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus};
+use orch_core::{EngineEventKind, RunId, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus};
 
 use super::Scheduler;
 use crate::announce::Announcer;
@@ -10,8 +10,8 @@ use crate::attempt::InFlight;
 use crate::output::Stored;
 
 impl Scheduler<'_> {
-    /// Cancels what is unfinished and assembles the result.
-    pub(super) fn finish(mut self) -> (WorkflowResult, Option<Announcer>) {
+    /// Cancels what is unfinished and assembles the result of run `run_id`.
+    pub(super) fn finish(mut self, run_id: RunId) -> (WorkflowResult, Option<Announcer>) {
         let end_time = self.clock.now();
         let mut dropped = self.drop_in_flight();
         let mut failed = false;
@@ -33,6 +33,7 @@ impl Scheduler<'_> {
                     }
                     record.error = Some(error);
                     cancelled = true;
+                    self.log_ended(index);
                     self.announce_ended(EngineEventKind::TaskCancelled, index);
                 }
                 TaskStatus::Failed => failed = true,
@@ -51,6 +52,17 @@ impl Scheduler<'_> {
         };
         self.announce_workflow(EngineEventKind::WorkflowFinished, Some(status));
         let workflow = self.shared.workflow.clone();
+        let count = |status| self.records.iter().filter(|r| r.status == status).count();
+        tracing::info!(
+            workflow_id = workflow.workflow_id(),
+            %run_id,
+            %status,
+            completed = count(TaskStatus::Completed),
+            failed = count(TaskStatus::Failed),
+            skipped = count(TaskStatus::Skipped),
+            cancelled = count(TaskStatus::Cancelled),
+            "workflow run finished"
+        );
         // Records keep the JSON of each output; a shared value keeps its summary.
         match Arc::try_unwrap(self.shared) {
             Ok(shared) => {
@@ -82,6 +94,7 @@ impl Scheduler<'_> {
         };
         let result = WorkflowResult {
             workflow_id: workflow.workflow_id().to_owned(),
+            run_id,
             name: workflow.name().to_owned(),
             status,
             start_time: self.clock.wall,

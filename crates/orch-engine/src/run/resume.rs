@@ -34,7 +34,9 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
 
 impl Scheduler<'_> {
     /// Takes over the records (and outputs) of the tasks `kept` from `previous`.
-    pub(super) fn restore(&mut self, previous: WorkflowResult, kept: &[bool]) {
+    /// Returns how many tasks it kept.
+    pub(super) fn restore(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
+        let mut restored = 0;
         let shared = std::sync::Arc::clone(&self.shared);
         for (id, record) in previous.tasks.iter() {
             let Some(index) = shared.workflow.index_of(id) else {
@@ -46,6 +48,7 @@ impl Scheduler<'_> {
             let value = record.result.clone().unwrap_or_default();
             let _ = self.shared.results[index].set(Stored::Json(value));
             self.records[index] = record.clone();
+            restored += 1;
             // Kept even if the workflow gave it a dependency that has yet to run: that
             // dependency's completion must not release it again (counts from here stay
             // far above zero).
@@ -60,5 +63,6 @@ impl Scheduler<'_> {
                 self.ready.insert(waiting.position);
             }
         }
+        restored
     }
 }

@@ -1,4 +1,4 @@
-//! Subject and pattern validation, joining and matching.
+//! Subject and pattern validation and matching.
 
 use super::*;
 
@@ -99,63 +99,6 @@ proptest::proptest! {
     #[test]
     fn mostly_valid_subjects_are_checked_alike(input in "[ab.*>]{1,40}", wildcards: bool) {
         proptest::prop_assert_eq!(validate(&input, wildcards), explain(&input, wildcards));
-    }
-
-    /// Joining gives what validating the joined text gives, subject or error: parts
-    /// of every kind, prefixes up to 75 bytes (past the inline limit on their own).
-    #[test]
-    fn joining_is_validating_the_whole(
-        prefix in "[a-zé]{1,30}(\\.[a-z]{1,14}){0,3}",
-        parts in proptest::collection::vec("[ab.*> é\t~]{0,12}", 0..5),
-    ) {
-        proptest::prop_assert!(joins_as_validated(&prefix, &parts));
-    }
-
-    /// The same with mostly valid parts and prefixes around the inline limit, so that
-    /// successful joins that just fit, or just spill, are common.
-    #[test]
-    fn valid_joins_near_the_inline_limit_are_validated_alike(
-        prefix in "[a-zé]{40,60}",
-        parts in proptest::collection::vec("[a-z~é]{1,8}(\\.[a-z]{1,4})?", 0..4),
-    ) {
-        proptest::prop_assert!(joins_as_validated(&prefix, &parts));
-    }
-}
-
-/// Whether joining `parts` to `prefix` gives what [`Subject::new`] gives for the joined
-/// text: the same subject, or the same error.
-fn joins_as_validated(prefix: &str, parts: &[String]) -> bool {
-    let whole = std::iter::once(prefix)
-        .chain(parts.iter().map(String::as_str))
-        .collect::<Vec<_>>()
-        .join(".");
-    let joined = Subject::new(prefix)
-        .expect("a valid prefix")
-        .join(parts.iter().map(String::as_str));
-    match (joined, Subject::new(&whole)) {
-        (Ok(joined), Ok(checked)) => joined.as_str() == checked.as_str(),
-        (Err(joined), Err(checked)) => joined == checked,
-        _ => false,
-    }
-}
-
-/// Every way of reaching the inline limit: the prefix itself, the dot, or the part.
-#[test]
-fn joins_at_the_inline_limit_are_validated_alike() {
-    for length in Subject::INLINE - 3..=Subject::INLINE + 2 {
-        let prefix = "p".repeat(length);
-        for parts in [
-            &["b"][..],
-            &["bc", "d"],
-            &[""],
-            &["*"],
-            &["b c"],
-            &["b.c"],
-            &["é"],
-        ] {
-            let parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
-            assert!(joins_as_validated(&prefix, &parts), "{length} {parts:?}");
-        }
     }
 }
 
