@@ -1,0 +1,246 @@
+//! What a journal keeps of a workflow's definition ([`Definition`]), and how two
+//! definitions differ ([`WorkflowChanges`]).
+
+use std::fmt;
+
+use orch_core::{IdMap, Task, TaskId, Workflow};
+use serde_json::Value;
+
+/// A workflow's id, name and one fingerprint per task, in the workflow's order.
+///
+/// A task's fingerprint covers what decides its result: its type, its configuration and
+/// its dependencies (in any order). Its name, retries, backoff and timeout are left out:
+/// changing them does not make a recorded result wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Definition {
+    pub(crate) workflow_id: String,
+    pub(crate) name: String,
+    pub(crate) tasks: IdMap<String>,
+}
+
+impl Definition {
+    pub(crate) fn of(workflow: &Workflow) -> Self {
+        Self {
+            workflow_id: workflow.workflow_id().to_owned(),
+            name: workflow.name().to_owned(),
+            tasks: workflow
+                .tasks()
+                .iter()
+                .map(|(id, task)| (id.clone(), format!("{:016x}", fingerprint(task))))
+                .collect(),
+        }
+    }
+
+    /// How `current` differs from this (recorded) definition.
+    pub(crate) fn changes_to(&self, current: &Definition) -> WorkflowChanges {
+        let mut changes = WorkflowChanges::default();
+        for (id, print) in &current.tasks {
+            match self.tasks.get(id) {
+                None => changes.added.push(id.clone()),
+                Some(old) if old != print => changes.changed.push(id.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = self
+            .tasks
+            .keys()
+            .filter(|id| !current.tasks.contains_key(*id))
+            .cloned()
+            .collect();
+        changes
+    }
+}
+
+/// How a workflow's tasks differ from the definition a run was recorded with.
+///
+/// A task counts as changed when its type, its configuration or its dependencies differ;
+/// its name, retries, backoff and timeout do not count.
+///
+/// ```
+/// use orch_journal::WorkflowChanges;
+///
+/// let changes = WorkflowChanges {
+///     added: vec!["report".into()],
+///     changed: vec!["clean".into()],
+///     ..WorkflowChanges::default()
+/// };
+/// assert_eq!(changes.to_string(), "added `report`; changed `clean`");
+/// assert!(!changes.is_empty());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkflowChanges {
+    /// Tasks the workflow has now and the recorded definition had not.
+    pub added: Vec<TaskId>,
+    /// Tasks the recorded definition had and the workflow has no longer.
+    pub removed: Vec<TaskId>,
+    /// Tasks in both whose type, configuration or dependencies differ.
+    pub changed: Vec<TaskId>,
+}
+
+impl WorkflowChanges {
+    /// Whether the definitions agree.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl fmt::Display for WorkflowChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        let mut first = true;
+        for (label, ids) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
+            if !first {
+                f.write_str("; ")?;
+            }
+            first = false;
+            f.write_str(label)?;
+            for (i, id) in ids.iter().enumerate() {
+                let sep = if i == 0 { " " } else { ", " };
+                write!(f, "{sep}`{id}`")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a, 64 bits: small, and stable across builds and platforms (unlike std's hasher).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// A length-prefixed string, so that ("ab", "c") and ("a", "bc") differ.
+    fn text(&mut self, text: &str) {
+        self.bytes(&(text.len() as u64).to_le_bytes());
+        self.bytes(text.as_bytes());
+    }
+}
+
+fn fingerprint(task: &Task) -> u64 {
+    let mut h = Fnv::new();
+    h.text(&task.task_type);
+    value(&mut h, &task.config);
+    let mut dependencies: Vec<&str> = task.dependencies.iter().map(TaskId::as_str).collect();
+    dependencies.sort_unstable();
+    h.bytes(&(dependencies.len() as u64).to_le_bytes());
+    for d in dependencies {
+        h.text(d);
+    }
+    h.0
+}
+
+/// Feeds `v` to the hasher with object keys in sorted order, so that key order does not
+/// count as a change.
+fn value(h: &mut Fnv, v: &Value) {
+    match v {
+        Value::Null => h.bytes(b"n"),
+        Value::Bool(b) => h.bytes(if *b { b"t" } else { b"f" }),
+        Value::Number(n) => {
+            h.bytes(b"#");
+            h.text(&n.to_string());
+        }
+        Value::String(s) => {
+            h.bytes(b"s");
+            h.text(s);
+        }
+        Value::Array(items) => {
+            h.bytes(b"[");
+            h.bytes(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                value(h, item);
+            }
+        }
+        Value::Object(map) => {
+            h.bytes(b"{");
+            h.bytes(&(map.len() as u64).to_le_bytes());
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (key, item) in entries {
+                h.text(key);
+                value(h, item);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn print(task: Task) -> u64 {
+        fingerprint(&task)
+    }
+
+    #[test]
+    fn fingerprints_follow_what_decides_a_result() {
+        let base = || {
+            Task::new("a", "t")
+                .config(json!({"x": 1, "y": [true, null]}))
+                .depends_on(["p", "q"])
+        };
+        let b = print(base());
+        // Stable across builds: a changed constant here means old journals read as changed.
+        assert_eq!(b, print(base()));
+        assert_ne!(b, print(base().config(json!({"x": 2, "y": [true, null]}))));
+        assert_ne!(
+            b,
+            print(
+                Task::new("a", "u")
+                    .config(json!({"x": 1, "y": [true, null]}))
+                    .depends_on(["p", "q"])
+            )
+        );
+        assert_ne!(b, print(base().depends_on(["r"])));
+        let reordered = Task::new("a", "t")
+            .config(json!({"y": [true, null], "x": 1}))
+            .depends_on(["q", "p"]);
+        assert_eq!(b, print(reordered));
+        assert_eq!(
+            b,
+            print(base().name("A").retries(3).timeout(Duration::from_secs(1)))
+        );
+    }
+
+    #[test]
+    fn changes_name_added_removed_and_changed_tasks() {
+        let old = Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t"))
+            .task(Task::new("c", "t"));
+        let new = Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("c", "t").config(json!({"k": 1})))
+            .task(Task::new("d", "t"));
+        let changes = Definition::of(&old).changes_to(&Definition::of(&new));
+        assert_eq!(changes.added, ["d"]);
+        assert_eq!(changes.removed, ["b"]);
+        assert_eq!(changes.changed, ["c"]);
+        assert_eq!(changes.to_string(), "added `d`; removed `b`; changed `c`");
+        assert!(
+            Definition::of(&old)
+                .changes_to(&Definition::of(&old))
+                .is_empty()
+        );
+    }
+}

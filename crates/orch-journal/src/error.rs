@@ -1,0 +1,148 @@
+//! [`JournalError`]: everything that can go wrong writing or reading a journal.
+
+use std::io;
+use std::path::PathBuf;
+
+use orch_core::{RunId, TaskId};
+
+use crate::WorkflowChanges;
+
+/// A journal could not be written or read, or what it holds cannot be trusted.
+///
+/// Errors about a journal's content name where it is: the file and line for the file
+/// journal, the run and task for PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// A file or directory could not be created, read, written or synced.
+    #[error("cannot {action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done (`create`, `read`, `write`, `sync`, ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A run's file ends before its first line (the head naming the run and workflow) was
+    /// completely written: nothing of the run was recorded.
+    #[error("`{}` has no complete head line: the run was never recorded", path.display())]
+    HeadMissing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A line of a journal is not what this version writes there.
+    #[error("{at}: {reason}")]
+    Corrupt {
+        /// Where: `file, line N`, or the run and task for PostgreSQL.
+        at: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A journal was written by a newer version of orch, in a format this one does not read.
+    #[error("{at}: written in journal format {found}; this version reads up to {supported}")]
+    NewerFormat {
+        /// Where: `file, line N`, or the PostgreSQL schema.
+        at: String,
+        /// The format version found.
+        found: u64,
+        /// The newest format this version reads.
+        supported: u64,
+    },
+    /// A journal file holds another run than its name says (it was copied or renamed).
+    #[error("{at}: the head names run `{found}`, not `{expected}`")]
+    ForeignRun {
+        /// The file and line.
+        at: String,
+        /// The run the file's name asks for.
+        expected: RunId,
+        /// The run its head names.
+        found: String,
+    },
+    /// A run was recorded for another workflow than the one it is resumed with.
+    #[error("{at}: run `{run}` belongs to workflow `{found}`, not `{expected}`")]
+    ForeignWorkflow {
+        /// Where the run's head is.
+        at: String,
+        /// The run.
+        run: RunId,
+        /// The workflow being run now.
+        expected: String,
+        /// The workflow the run was recorded for.
+        found: String,
+    },
+    /// The workflow changed since the run was recorded, in tasks that had already
+    /// completed: their recorded results came from another definition.
+    #[error(
+        "{at}: cannot resume run `{run}`: tasks that completed in it have changed since ({}); all changes: {changes}",
+        list(.stale)
+    )]
+    WorkflowChanged {
+        /// Where the run's head is.
+        at: String,
+        /// The run.
+        run: RunId,
+        /// The completed tasks whose definition changed.
+        stale: Vec<TaskId>,
+        /// Every difference between the recorded and the current definition.
+        changes: Box<WorkflowChanges>,
+    },
+    /// The run is already open for writing through this journal.
+    #[error("run `{run}` is already open for writing")]
+    AlreadyOpen {
+        /// The run.
+        run: RunId,
+    },
+    /// Records were given to a run after it was finished.
+    #[error("run `{run}` is finished; reopen it to record more")]
+    Finished {
+        /// The run.
+        run: RunId,
+    },
+    /// A record cannot be written as it is.
+    #[error("task `{task}`: cannot record {field}: {reason}")]
+    InvalidRecord {
+        /// The task whose record it is.
+        task: TaskId,
+        /// The field at fault.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// An earlier sync of this run's file failed: what was written since the last
+    /// successful sync may be lost, so the journal refuses to go on.
+    #[error("`{}`: an earlier sync failed ({message}); the run's journal can no longer be trusted", path.display())]
+    SyncFailed {
+        /// The file.
+        path: PathBuf,
+        /// The error of the failed sync.
+        message: String,
+    },
+    /// The PostgreSQL server refused or failed a request (the connection's password is
+    /// never part of the message).
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL: cannot {action}: {message}")]
+    Postgres {
+        /// What was being done.
+        action: &'static str,
+        /// The server's or the client's error.
+        message: String,
+    },
+}
+
+fn list(ids: &[TaskId]) -> String {
+    ids.iter()
+        .map(|id| format!("`{id}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl JournalError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

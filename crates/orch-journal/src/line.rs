@@ -1,0 +1,425 @@
+//! The journal's line format, version 1: one JSON object per line, each with the format
+//! version `v`, its sequence number `seq` and its `kind`.
+//!
+//! ```text
+//! {"v":1,"seq":0,"kind":"head","run_id":"r1","workflow_id":"etl","name":"ETL","time":"…","tasks":{"load":"<fingerprint>",…}}
+//! {"v":1,"seq":1,"kind":"task","task_id":"load","attempt":1,"status":"completed","start":"…","end":"…","result":{…}}
+//! {"v":1,"seq":2,"kind":"task","task_id":"clean","attempt":3,"status":"failed","start":"…","end":"…","error":"…"}
+//! {"v":1,"seq":3,"kind":"definition","time":"…","tasks":{…}}
+//! {"v":1,"seq":4,"kind":"end","status":"failed","time":"…"}
+//! ```
+//!
+//! Times are RFC 3339 in UTC with nanoseconds. A `definition` line records the workflow's
+//! tasks again when a run was resumed with a workflow that gained or changed tasks.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use orch_core::{IdMap, RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::JournalError;
+use crate::definition::Definition;
+
+/// The format version this crate writes, and the newest it reads.
+pub(crate) const FORMAT: u64 = 1;
+
+/// One line, read back.
+#[derive(Debug)]
+pub(crate) enum Line {
+    Head {
+        run_id: String,
+        definition: Definition,
+        time: SystemTime,
+    },
+    Definition {
+        tasks: IdMap<String>,
+    },
+    Task {
+        task_id: TaskId,
+        record: TaskRecord,
+    },
+    End {
+        status: WorkflowStatus,
+        time: SystemTime,
+    },
+}
+
+/// Why a line cannot be read.
+#[derive(Debug)]
+pub(crate) enum LineError {
+    /// Written by a newer format version.
+    Newer(u64),
+    /// Not a line of this format.
+    Bad(String),
+}
+
+#[derive(Serialize)]
+struct HeadOut<'a> {
+    v: u64,
+    seq: u64,
+    kind: &'static str,
+    run_id: &'a RunId,
+    workflow_id: &'a str,
+    name: &'a str,
+    time: String,
+    tasks: &'a IdMap<String>,
+}
+
+#[derive(Serialize)]
+struct DefinitionOut<'a> {
+    v: u64,
+    seq: u64,
+    kind: &'static str,
+    time: String,
+    tasks: &'a IdMap<String>,
+}
+
+#[derive(Serialize)]
+struct TaskOut<'a> {
+    v: u64,
+    seq: u64,
+    kind: &'static str,
+    task_id: &'a TaskId,
+    attempt: u32,
+    status: TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct EndOut {
+    v: u64,
+    seq: u64,
+    kind: &'static str,
+    status: WorkflowStatus,
+    time: String,
+}
+
+/// Appends the head line (with its newline) to `buf`.
+pub(crate) fn write_head(
+    buf: &mut Vec<u8>,
+    run_id: &RunId,
+    definition: &Definition,
+    time: SystemTime,
+) -> Result<(), JournalError> {
+    let line = HeadOut {
+        v: FORMAT,
+        seq: 0,
+        kind: "head",
+        run_id,
+        workflow_id: &definition.workflow_id,
+        name: &definition.name,
+        time: format_now(time),
+        tasks: &definition.tasks,
+    };
+    finish_line(buf, &line)
+}
+
+/// Appends a definition line to `buf`.
+pub(crate) fn write_definition(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    definition: &Definition,
+    time: SystemTime,
+) -> Result<(), JournalError> {
+    let line = DefinitionOut {
+        v: FORMAT,
+        seq,
+        kind: "definition",
+        time: format_now(time),
+        tasks: &definition.tasks,
+    };
+    finish_line(buf, &line)
+}
+
+/// Appends a task line to `buf`; on error, `buf` is left as it was.
+pub(crate) fn write_task(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    task_id: &TaskId,
+    record: &TaskRecord,
+) -> Result<(), JournalError> {
+    let time = |field, t: Option<SystemTime>| {
+        t.map(format_time)
+            .transpose()
+            .map_err(|reason| JournalError::InvalidRecord {
+                task: task_id.clone(),
+                field,
+                reason,
+            })
+    };
+    let line = TaskOut {
+        v: FORMAT,
+        seq,
+        kind: "task",
+        task_id,
+        attempt: record.attempts,
+        status: record.status,
+        start: time("start_time", record.start_time)?,
+        end: time("end_time", record.end_time)?,
+        result: record.result.as_ref(),
+        error: record.error.as_deref(),
+    };
+    let len = buf.len();
+    finish_line(buf, &line).map_err(|e| {
+        buf.truncate(len);
+        match e {
+            JournalError::InvalidRecord { reason, .. } => JournalError::InvalidRecord {
+                task: task_id.clone(),
+                field: "result",
+                reason,
+            },
+            other => other,
+        }
+    })
+}
+
+/// Appends an end line to `buf`.
+pub(crate) fn write_end(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    status: WorkflowStatus,
+    time: SystemTime,
+) -> Result<(), JournalError> {
+    let line = EndOut {
+        v: FORMAT,
+        seq,
+        kind: "end",
+        status,
+        time: format_now(time),
+    };
+    finish_line(buf, &line)
+}
+
+fn finish_line(buf: &mut Vec<u8>, line: &impl Serialize) -> Result<(), JournalError> {
+    serde_json::to_writer(&mut *buf, line).map_err(|e| JournalError::InvalidRecord {
+        task: TaskId::from(""),
+        field: "line",
+        reason: e.to_string(),
+    })?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// The latest time RFC 3339 can write: the end of year 9999.
+const MAX_SECS: u64 = 253_402_300_799;
+
+fn format_time(time: SystemTime) -> Result<String, String> {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) if d.as_secs() <= MAX_SECS => Ok(humantime::format_rfc3339_nanos(time).to_string()),
+        _ => Err("time outside the years 1970 to 9999".to_owned()),
+    }
+}
+
+/// The current time, as the journal writes it; a clock outside 1970..=9999 is clamped.
+fn format_now(time: SystemTime) -> String {
+    let clamped = match time.duration_since(UNIX_EPOCH) {
+        Ok(d) if d.as_secs() > MAX_SECS => UNIX_EPOCH + Duration::from_secs(MAX_SECS),
+        Ok(_) => time,
+        Err(_) => UNIX_EPOCH,
+    };
+    humantime::format_rfc3339_nanos(clamped).to_string()
+}
+
+fn parse_time(field: &str, text: &str) -> Result<SystemTime, LineError> {
+    humantime::parse_rfc3339(text)
+        .map_err(|e| LineError::Bad(format!("field `{field}`: invalid time {text:?}: {e}")))
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    v: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Head,
+    Definition,
+    Task,
+    End,
+}
+
+#[derive(Deserialize)]
+struct RawLine {
+    seq: u64,
+    kind: Kind,
+    run_id: Option<String>,
+    workflow_id: Option<String>,
+    name: Option<String>,
+    time: Option<String>,
+    tasks: Option<IdMap<String>>,
+    task_id: Option<TaskId>,
+    attempt: Option<u32>,
+    status: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Value>,
+    error: Option<String>,
+}
+
+/// A field that is present is `Some`, even when it is `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+fn need<T>(field: &str, value: Option<T>) -> Result<T, LineError> {
+    value.ok_or_else(|| LineError::Bad(format!("missing field `{field}`")))
+}
+
+/// Reads one line (without its newline): its sequence number and content.
+pub(crate) fn parse(bytes: &[u8]) -> Result<(u64, Line), LineError> {
+    // Lines this version writes start with their version; others are probed first, so
+    // that a newer format is reported as such rather than as a line that does not parse.
+    if !bytes.starts_with(b"{\"v\":1,") {
+        let probe: Probe = serde_json::from_slice(bytes)
+            .map_err(|e| LineError::Bad(format!("not a journal line: {e}")))?;
+        if probe.v > FORMAT {
+            return Err(LineError::Newer(probe.v));
+        }
+        if probe.v != FORMAT {
+            return Err(LineError::Bad(format!(
+                "unknown format version {}",
+                probe.v
+            )));
+        }
+    }
+    let raw: RawLine = serde_json::from_slice(bytes)
+        .map_err(|e| LineError::Bad(format!("not a journal line: {e}")))?;
+    let time = |raw: Option<String>| parse_time("time", &need("time", raw)?);
+    let line = match raw.kind {
+        Kind::Head => Line::Head {
+            run_id: need("run_id", raw.run_id)?,
+            definition: Definition {
+                workflow_id: need("workflow_id", raw.workflow_id)?,
+                name: need("name", raw.name)?,
+                tasks: need("tasks", raw.tasks)?,
+            },
+            time: time(raw.time)?,
+        },
+        Kind::Definition => Line::Definition {
+            tasks: need("tasks", raw.tasks)?,
+        },
+        Kind::Task => {
+            let status = need("status", raw.status)?;
+            let status = task_status(&status)
+                .ok_or_else(|| LineError::Bad(format!("unknown task status {status:?}")))?;
+            let start = raw.start.map(|t| parse_time("start", &t)).transpose()?;
+            let end = raw.end.map(|t| parse_time("end", &t)).transpose()?;
+            Line::Task {
+                task_id: need("task_id", raw.task_id)?,
+                record: TaskRecord {
+                    status,
+                    result: raw.result,
+                    error: raw.error,
+                    start_time: start,
+                    end_time: end,
+                    attempts: need("attempt", raw.attempt)?,
+                },
+            }
+        }
+        Kind::End => {
+            let status = need("status", raw.status)?;
+            let status = workflow_status(&status)
+                .ok_or_else(|| LineError::Bad(format!("unknown run status {status:?}")))?;
+            Line::End {
+                status,
+                time: time(raw.time)?,
+            }
+        }
+    };
+    Ok((raw.seq, line))
+}
+
+pub(crate) fn task_status(text: &str) -> Option<TaskStatus> {
+    [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+        TaskStatus::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+}
+
+pub(crate) fn workflow_status(text: &str) -> Option<WorkflowStatus> {
+    [
+        WorkflowStatus::Completed,
+        WorkflowStatus::Failed,
+        WorkflowStatus::Cancelled,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_line_reads_back_as_written() {
+        let start = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let record = TaskRecord {
+            status: TaskStatus::Completed,
+            result: Some(Value::Null),
+            error: None,
+            start_time: Some(start),
+            end_time: Some(start + Duration::from_nanos(1)),
+            attempts: 2,
+        };
+        let mut buf = Vec::new();
+        write_task(&mut buf, 7, &TaskId::from("a\n\"b"), &record).unwrap();
+        assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
+        let (seq, line) = parse(&buf[..buf.len() - 1]).unwrap();
+        assert_eq!(seq, 7);
+        match line {
+            Line::Task {
+                task_id,
+                record: read,
+            } => {
+                assert_eq!(task_id, "a\n\"b");
+                assert_eq!(read, record);
+            }
+            other => panic!("read {other:?}"),
+        }
+    }
+
+    #[test]
+    fn times_before_1970_are_refused_not_panicked_on() {
+        let record = TaskRecord {
+            start_time: Some(UNIX_EPOCH - Duration::from_secs(1)),
+            ..TaskRecord::default()
+        };
+        let mut buf = b"kept".to_vec();
+        let err = write_task(&mut buf, 1, &TaskId::from("t"), &record).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "task `t`: cannot record start_time: time outside the years 1970 to 9999"
+        );
+        assert_eq!(buf, b"kept");
+    }
+
+    #[test]
+    fn versions_are_told_apart() {
+        assert!(matches!(
+            parse(br#"{"v":2,"seq":1,"kind":"x"}"#),
+            Err(LineError::Newer(2))
+        ));
+        assert!(matches!(
+            parse(br#"{"seq":1,"v":0}"#),
+            Err(LineError::Bad(_))
+        ));
+        assert!(matches!(parse(b"garbage"), Err(LineError::Bad(_))));
+    }
+}

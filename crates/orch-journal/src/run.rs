@@ -1,0 +1,321 @@
+//! A run read back from a journal ([`LoadedRun`]), and what listing runs returns
+//! ([`RunSummary`], [`RunStatus`], [`RunFilter`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use orch_core::{
+    LazyMetrics, RunId, TaskId, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
+    WorkflowStatus,
+};
+
+use crate::JournalError;
+use crate::WorkflowChanges;
+use crate::definition::Definition;
+
+/// Where a run stands, as its journal tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// No end was recorded after the last task record: the run is going on, or its
+    /// process stopped before it ended (it can be resumed).
+    Unfinished,
+    /// The run ended with every task completed.
+    Completed,
+    /// The run ended with a task failed.
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The lower-case name: `unfinished`, `completed`, `failed` or `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unfinished => "unfinished",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Unfinished,
+            Self::Completed,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+impl From<WorkflowStatus> for RunStatus {
+    fn from(status: WorkflowStatus) -> Self {
+        match status {
+            WorkflowStatus::Completed => Self::Completed,
+            WorkflowStatus::Failed => Self::Failed,
+            WorkflowStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Which runs [`Journal::list`](crate::Journal::list) returns: all by default, or those
+/// of one workflow and/or with one status.
+///
+/// ```
+/// use orch_journal::{RunFilter, RunStatus};
+///
+/// let filter = RunFilter::default().workflow("etl").status(RunStatus::Unfinished);
+/// assert_eq!(filter.workflow_id.as_deref(), Some("etl"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs of this workflow.
+    pub workflow_id: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+}
+
+impl RunFilter {
+    /// Keeps only runs of `workflow_id`.
+    pub fn workflow(mut self, workflow_id: impl Into<String>) -> Self {
+        self.workflow_id = Some(workflow_id.into());
+        self
+    }
+
+    /// Keeps only runs with `status`.
+    pub fn status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub(crate) fn accepts(&self, summary: &RunSummary) -> bool {
+        self.workflow_id
+            .as_ref()
+            .is_none_or(|w| *w == summary.workflow_id)
+            && self.status.is_none_or(|s| s == summary.status)
+    }
+}
+
+/// One run in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunSummary {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow's id.
+    pub workflow_id: String,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// When it was first opened.
+    pub created: SystemTime,
+    /// How many tasks have a record.
+    pub recorded_tasks: usize,
+    /// How many of those completed.
+    pub completed_tasks: usize,
+}
+
+/// A run as its journal holds it: the workflow it was recorded for, and its task records.
+///
+/// Turn it into the previous result that `WorkflowEngine::resume` takes with
+/// [`LoadedRun::to_result`].
+#[derive(Clone, Debug)]
+pub struct LoadedRun {
+    pub(crate) run_id: RunId,
+    /// Where the run's head is, for errors: a file, or the PostgreSQL table.
+    pub(crate) at: String,
+    pub(crate) definition: Definition,
+    pub(crate) created: SystemTime,
+    pub(crate) records: Vec<(TaskId, TaskRecord)>,
+    /// For each task, the index in `records` of the record in force.
+    pub(crate) current: HashMap<TaskId, usize>,
+    /// The last end recorded, and whether a task record came after it.
+    pub(crate) end: Option<(WorkflowStatus, SystemTime)>,
+    pub(crate) last_time: SystemTime,
+}
+
+impl LoadedRun {
+    pub(crate) fn new(
+        run_id: RunId,
+        at: String,
+        definition: Definition,
+        created: SystemTime,
+    ) -> Self {
+        Self {
+            run_id,
+            at,
+            definition,
+            created,
+            records: Vec::new(),
+            current: HashMap::new(),
+            end: None,
+            last_time: created,
+        }
+    }
+
+    /// Takes in a task record. A completed record is final: records for the task after
+    /// it are kept in [`LoadedRun::records`] but do not replace it.
+    pub(crate) fn push(&mut self, task_id: TaskId, record: TaskRecord) {
+        self.end = None;
+        for t in [record.start_time, record.end_time].into_iter().flatten() {
+            self.last_time = self.last_time.max(t);
+        }
+        let index = self.records.len();
+        let completed = |i: &usize| self.records[*i].1.status == TaskStatus::Completed;
+        if !self.current.get(&task_id).is_some_and(completed) {
+            self.current.insert(task_id.clone(), index);
+        }
+        self.records.push((task_id, record));
+    }
+
+    pub(crate) fn ended(&mut self, status: WorkflowStatus, time: SystemTime) {
+        self.end = Some((status, time));
+        self.last_time = self.last_time.max(time);
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// The id of the workflow the run was recorded for.
+    pub fn workflow_id(&self) -> &str {
+        &self.definition.workflow_id
+    }
+
+    /// When the run was first opened.
+    pub fn created(&self) -> SystemTime {
+        self.created
+    }
+
+    /// Where the run stands.
+    pub fn status(&self) -> RunStatus {
+        self.end
+            .map_or(RunStatus::Unfinished, |(status, _)| status.into())
+    }
+
+    /// Every task record in the order it was recorded, also those a later record
+    /// replaced (a failed attempt that a resumed run then completed). The file journal
+    /// keeps them all; PostgreSQL keeps only the record in force.
+    pub fn records(&self) -> &[(TaskId, TaskRecord)] {
+        &self.records
+    }
+
+    /// The record in force for task `id`: its last one, or its first completed one.
+    pub fn task(&self, id: &str) -> Option<&TaskRecord> {
+        self.current.get(id).map(|&i| &self.records[i].1)
+    }
+
+    /// How many tasks have a record, and how many of those completed.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let completed = self
+            .current
+            .values()
+            .filter(|&&i| self.records[i].1.status == TaskStatus::Completed)
+            .count();
+        (self.current.len(), completed)
+    }
+
+    pub(crate) fn summary(&self) -> RunSummary {
+        let (recorded_tasks, completed_tasks) = self.counts();
+        RunSummary {
+            run_id: self.run_id.clone(),
+            workflow_id: self.definition.workflow_id.clone(),
+            status: self.status(),
+            created: self.created,
+            recorded_tasks,
+            completed_tasks,
+        }
+    }
+
+    /// How `workflow`'s tasks differ from those the run was recorded with.
+    pub fn changes(&self, workflow: &Workflow) -> WorkflowChanges {
+        self.definition.changes_to(&Definition::of(workflow))
+    }
+
+    /// The run as the previous result that `WorkflowEngine::resume` takes for
+    /// `workflow`: every task of `workflow` with its record in force (tasks without one
+    /// are pending). The result's status is `completed` when every task completed,
+    /// `failed` when one failed, `cancelled` otherwise; it starts when the run was
+    /// created and ends at the last time recorded; its `max_concurrent` is 1 (a journal
+    /// does not record the engine's settings).
+    ///
+    /// Refused when `workflow` has another id than the run's, or when a task that
+    /// completed in the run has since changed (its recorded result came from another
+    /// definition). Tasks added or removed, and changed tasks that did not complete, are
+    /// fine: they run when the run is resumed.
+    pub fn to_result(&self, workflow: &Workflow) -> Result<WorkflowResult, JournalError> {
+        self.check(workflow)?;
+        Ok(self.result_for(workflow))
+    }
+
+    /// [`LoadedRun::to_result`] for a workflow already checked.
+    pub(crate) fn result_for(&self, workflow: &Workflow) -> WorkflowResult {
+        let records = workflow
+            .tasks()
+            .keys()
+            .map(|id| self.task(id).cloned().unwrap_or_default())
+            .collect::<Vec<_>>();
+        let status = if records.iter().all(|r| r.status == TaskStatus::Completed) {
+            WorkflowStatus::Completed
+        } else if records.iter().any(|r| r.status == TaskStatus::Failed) {
+            WorkflowStatus::Failed
+        } else {
+            WorkflowStatus::Cancelled
+        };
+        let Some(tasks) = TaskRecords::for_workflow(workflow, records) else {
+            unreachable!("one record per task of the workflow")
+        };
+        WorkflowResult {
+            workflow_id: workflow.workflow_id().to_owned(),
+            name: workflow.name().to_owned(),
+            status,
+            start_time: self.created,
+            end_time: self.last_time,
+            max_concurrent: 1,
+            tasks,
+            metrics: LazyMetrics::default(),
+        }
+    }
+
+    /// Checks that `workflow` may continue this run; returns how its tasks changed.
+    pub(crate) fn check(&self, workflow: &Workflow) -> Result<WorkflowChanges, JournalError> {
+        if workflow.workflow_id() != self.definition.workflow_id {
+            return Err(JournalError::ForeignWorkflow {
+                at: self.at.clone(),
+                run: self.run_id.clone(),
+                expected: workflow.workflow_id().to_owned(),
+                found: self.definition.workflow_id.clone(),
+            });
+        }
+        let changes = self.changes(workflow);
+        let stale: Vec<TaskId> = changes
+            .changed
+            .iter()
+            .filter(|id| {
+                self.task(id)
+                    .is_some_and(|r| r.status == TaskStatus::Completed)
+            })
+            .cloned()
+            .collect();
+        if !stale.is_empty() {
+            return Err(JournalError::WorkflowChanged {
+                at: self.at.clone(),
+                run: self.run_id.clone(),
+                stale,
+                changes: Box::new(changes),
+            });
+        }
+        Ok(changes)
+    }
+}

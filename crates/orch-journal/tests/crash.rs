@@ -1,0 +1,118 @@
+//! Crash test with real processes: a writer process appends to a file journal and is
+//! killed with SIGKILL at random moments, then restarted on the same run. After every
+//! kill the journal must load, hold each task at most once and in order, and hold every
+//! batch the writer had seen committed.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod common;
+
+use common::block_on;
+use orch_core::{RunId, TaskStatus};
+use orch_journal::{FileJournal, Journal, RunStatus};
+
+const TASKS: usize = 1000;
+
+/// The task numbers the journal holds, in order, after checking it loads.
+fn recorded(journal: &FileJournal, run: &RunId) -> Vec<usize> {
+    let Some(loaded) = block_on(journal.load(run)).unwrap_or_else(|e| panic!("{e}")) else {
+        return Vec::new();
+    };
+    loaded
+        .records()
+        .iter()
+        .map(|(id, record)| {
+            assert_eq!(record.status, TaskStatus::Completed);
+            id.strip_prefix('t')
+                .and_then(|n| n.parse().ok())
+                .expect("a task of the test")
+        })
+        .collect()
+}
+
+/// The highest task number the writer acknowledged as committed.
+fn last_ack(dir: &Path) -> Option<usize> {
+    let acks = fs::read_to_string(dir.join("acks")).unwrap_or_default();
+    acks.lines().filter_map(|l| l.parse().ok()).max()
+}
+
+fn writer(dir: &Path, durability: &str, pause_us: u64) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orch-journal-crash-writer"));
+    command.arg(dir).args([
+        "crash",
+        &TASKS.to_string(),
+        durability,
+        &pause_us.to_string(),
+    ]);
+    command
+}
+
+/// Runs `trials` writers, each killed after a random delay of up to `max_delay_ms`;
+/// writers pause up to `pause_us` between batches.
+fn kill_at_random_moments(durability: &str, trials: usize, max_delay_ms: u64, pause_us: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join("journal");
+    let run = RunId::parse("crash").unwrap();
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    println!("{durability}: seed {seed}");
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let mut killed_midway = 0;
+    let mut progress = Vec::new();
+    for trial in 0..trials {
+        let mut child = writer(&journal_dir, durability, pause_us).spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(random(max_delay_ms * 1000)));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        let journal = FileJournal::new(&journal_dir).unwrap();
+        let tasks = recorded(&journal, &run);
+        assert_eq!(
+            tasks,
+            (0..tasks.len()).collect::<Vec<_>>(),
+            "trial {trial}: not a prefix of the run, in order, once each"
+        );
+        if let Some(acked) = last_ack(&journal_dir) {
+            assert!(
+                acked < tasks.len(),
+                "trial {trial}: task {acked} was committed but is not in the journal"
+            );
+        }
+        killed_midway += usize::from(!status.success() && tasks.len() < TASKS);
+        progress.push(tasks.len());
+    }
+    println!("{durability}: tasks recorded after each kill: {progress:?}");
+    assert!(
+        killed_midway > 0,
+        "no trial was killed while writing: the test proved nothing"
+    );
+    // Left alone, the writer completes the run.
+    let status = writer(&journal_dir, durability, 0).status().unwrap();
+    assert!(status.success());
+    let journal = FileJournal::new(&journal_dir).unwrap();
+    assert_eq!(recorded(&journal, &run), (0..TASKS).collect::<Vec<_>>());
+    let loaded = block_on(journal.load(&run)).unwrap().unwrap();
+    assert_eq!(loaded.status(), RunStatus::Completed);
+}
+
+#[test]
+fn a_killed_writer_leaves_a_prefix_of_its_run_process_durability() {
+    kill_at_random_moments("process", 20, 8, 300);
+}
+
+#[test]
+fn a_killed_writer_leaves_a_prefix_of_its_run_power_durability() {
+    kill_at_random_moments("power", 10, 40, 0);
+}

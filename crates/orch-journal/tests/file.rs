@@ -1,0 +1,535 @@
+//! The file journal: what it writes reads back equal, any prefix of a file reads as a
+//! prefix of the run, and what cannot be trusted is refused with its file and line.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use common::{block_on, in_force, workflow_of};
+use orch_core::{RunId, Task, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
+use orch_journal::{
+    Durability, FileJournal, Journal, JournalError, RunFilter, RunStatus, RunWriter,
+};
+use proptest::prelude::*;
+use serde_json::json;
+
+fn run_id(text: &str) -> RunId {
+    RunId::parse(text).unwrap()
+}
+
+fn completed(result: serde_json::Value) -> TaskRecord {
+    TaskRecord {
+        status: TaskStatus::Completed,
+        result: Some(result),
+        attempts: 1,
+        ..TaskRecord::default()
+    }
+}
+
+fn failed(error: &str) -> TaskRecord {
+    TaskRecord {
+        status: TaskStatus::Failed,
+        error: Some(error.to_owned()),
+        attempts: 2,
+        ..TaskRecord::default()
+    }
+}
+
+fn append(writer: &dyn RunWriter, records: &[(&str, TaskRecord)]) {
+    let ids: Vec<TaskId> = records.iter().map(|(id, _)| TaskId::from(*id)).collect();
+    let pairs: Vec<(&TaskId, &TaskRecord)> =
+        ids.iter().zip(records.iter().map(|(_, r)| r)).collect();
+    block_on(writer.append(&pairs)).unwrap();
+}
+
+/// Writes `batches` as run `r` of a workflow with tasks `ids`, optionally finishing it.
+fn write_run(
+    journal: &FileJournal,
+    ids: &[String],
+    batches: &[Vec<(usize, TaskRecord)>],
+    end: Option<WorkflowStatus>,
+    durability: Durability,
+) -> Vec<(TaskId, TaskRecord)> {
+    let workflow = workflow_of("w", ids);
+    let opened = block_on(journal.open(&run_id("r"), &workflow)).unwrap();
+    let mut written = Vec::new();
+    for batch in batches {
+        let owned: Vec<(TaskId, TaskRecord)> = batch
+            .iter()
+            .map(|(i, r)| (TaskId::from(ids[*i].as_str()), r.clone()))
+            .collect();
+        let pairs: Vec<(&TaskId, &TaskRecord)> = owned.iter().map(|(i, r)| (i, r)).collect();
+        block_on(opened.writer.commit(&pairs, durability)).unwrap();
+        written.extend(owned);
+    }
+    if let Some(status) = end {
+        block_on(opened.writer.finish(status)).unwrap();
+    }
+    written
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_run_reads_back_as_written(
+        (ids, batches) in common::run(6),
+        end in prop::option::of(prop_oneof![
+            Just(WorkflowStatus::Completed),
+            Just(WorkflowStatus::Failed),
+            Just(WorkflowStatus::Cancelled),
+        ]),
+        power in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::new(dir.path()).unwrap();
+        let durability = if power { Durability::Power } else { Durability::Process };
+        let written = write_run(&journal, &ids, &batches, end, durability);
+        let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+        prop_assert_eq!(loaded.records(), written.as_slice());
+        prop_assert_eq!(loaded.workflow_id(), "w");
+        prop_assert_eq!(loaded.status(), end.map_or(RunStatus::Unfinished, RunStatus::from));
+        for id in &ids {
+            prop_assert_eq!(loaded.task(id), in_force(&written, id));
+        }
+        // The previous result for a resume holds every task, pending where unrecorded.
+        let result = loaded.to_result(&workflow_of("w", &ids)).unwrap();
+        for id in &ids {
+            let expected = in_force(&written, id).cloned().unwrap_or_default();
+            prop_assert_eq!(result.task(id), Some(&expected));
+        }
+    }
+
+    #[test]
+    fn any_prefix_of_a_file_reads_as_a_prefix_of_the_run(
+        (ids, batches) in common::run(4),
+        finish in any::<bool>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 24),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::new(dir.path().join("whole")).unwrap();
+        let end = finish.then_some(WorkflowStatus::Failed);
+        let written = write_run(&journal, &ids, &batches, end, Durability::Process);
+        let bytes = fs::read(journal.path_of(&run_id("r"))).unwrap();
+        let head_len = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        // Every line end, a byte either side of it, and random places.
+        let mut places: Vec<usize> = vec![0, bytes.len()];
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                places.extend([i, i + 1, i + 2]);
+            }
+        }
+        places.extend(cuts.iter().map(|c| c.index(bytes.len() + 1)));
+        places.retain(|&p| p <= bytes.len());
+        places.sort_unstable();
+        places.dedup();
+        let cut_journal = FileJournal::new(dir.path().join("cut")).unwrap();
+        let cut_path = cut_journal.path_of(&run_id("r"));
+        for cut in places {
+            fs::write(&cut_path, &bytes[..cut]).unwrap();
+            let loaded = block_on(cut_journal.load(&run_id("r")));
+            if cut < head_len {
+                prop_assert!(
+                    matches!(loaded, Err(JournalError::HeadMissing { .. })),
+                    "cut at {} inside the head: {:?}", cut, loaded
+                );
+                continue;
+            }
+            let loaded = loaded.unwrap().unwrap();
+            let lines = bytes[..cut].iter().filter(|&&b| b == b'\n').count();
+            let tasks = (lines - 1).min(written.len());
+            prop_assert_eq!(loaded.records(), &written[..tasks], "cut at {}", cut);
+            let ended = lines - 1 > written.len();
+            prop_assert_eq!(loaded.status() == RunStatus::Failed, ended, "cut at {}", cut);
+        }
+    }
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn three_tasks() -> Workflow {
+    Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("b", "t").depends_on(["a"]))
+        .task(Task::new("c", "t"))
+}
+
+/// A journal in a temporary directory with run `r` of [`three_tasks`]: `a` completed,
+/// `b` failed, `c` not recorded.
+fn recorded_run() -> (tempfile::TempDir, FileJournal) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    append(
+        &*opened.writer,
+        &[("a", completed(json!({"rows": 3}))), ("b", failed("boom"))],
+    );
+    (dir, journal)
+}
+
+#[test]
+fn the_line_format_is_versioned_and_numbered() {
+    let (_dir, journal) = recorded_run();
+    let lines = lines_of(&journal.path_of(&run_id("r")));
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[0].starts_with(
+            r#"{"v":1,"seq":0,"kind":"head","run_id":"r","workflow_id":"w","name":"W","time":""#
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with(r#"{"v":1,"seq":1,"kind":"task","task_id":"a","attempt":1,"status":"completed","result":{"rows":3}}"#), "{}", lines[1]);
+    assert_eq!(
+        lines[2],
+        r#"{"v":1,"seq":2,"kind":"task","task_id":"b","attempt":2,"status":"failed","error":"boom"}"#
+    );
+}
+
+#[test]
+fn a_reopened_run_gives_its_records_as_the_previous_result() {
+    let (_dir, journal) = recorded_run();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    let previous = opened.previous.as_ref().expect("a recorded run");
+    assert_eq!(previous.workflow_id, "w");
+    assert_eq!(previous.status, WorkflowStatus::Failed);
+    assert_eq!(previous.task("a").unwrap().result, Some(json!({"rows": 3})));
+    assert_eq!(previous.task("b").unwrap().status, TaskStatus::Failed);
+    assert_eq!(previous.task("c").unwrap().status, TaskStatus::Pending);
+    assert!(opened.changes.is_empty());
+    // Records continue the sequence.
+    append(&*opened.writer, &[("b", completed(json!(null)))]);
+    drop(opened);
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert_eq!(loaded.task("b").unwrap().status, TaskStatus::Completed);
+    assert_eq!(loaded.records().len(), 3);
+}
+
+#[test]
+fn a_completed_record_is_final() {
+    let (_dir, journal) = recorded_run();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    append(&*opened.writer, &[("a", failed("late duplicate"))]);
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert_eq!(loaded.task("a").unwrap().status, TaskStatus::Completed);
+    assert_eq!(loaded.records().len(), 3);
+}
+
+#[test]
+fn a_run_of_another_workflow_is_refused() {
+    let (_dir, journal) = recorded_run();
+    let other = Workflow::new("other", "O").task(Task::new("a", "t"));
+    let err = block_on(journal.open(&run_id("r"), &other)).unwrap_err();
+    let path = journal.path_of(&run_id("r"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}, line 1: run `r` belongs to workflow `w`, not `other`",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_changed_completed_task_is_refused_saying_what_changed() {
+    let (_dir, journal) = recorded_run();
+    let changed = Workflow::new("w", "W")
+        .task(Task::new("a", "t").config(json!({"mode": "fast"})))
+        .task(Task::new("b", "t").depends_on(["a"]))
+        .task(Task::new("d", "t"));
+    let err = block_on(journal.open(&run_id("r"), &changed)).unwrap_err();
+    let JournalError::WorkflowChanged { stale, changes, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(stale, &["a"]);
+    assert_eq!(changes.to_string(), "added `d`; removed `c`; changed `a`");
+    assert!(
+        err.to_string().ends_with(
+            "line 1: cannot resume run `r`: tasks that completed in it have changed since (`a`); \
+             all changes: added `d`; removed `c`; changed `a`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn changes_to_unfinished_tasks_are_accepted_and_recorded() {
+    let (_dir, journal) = recorded_run();
+    // `b` failed: changing it is the usual fix before a resume. `d` is new.
+    let fixed = Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(
+            Task::new("b", "t")
+                .depends_on(["a"])
+                .config(json!({"retry": true})),
+        )
+        .task(Task::new("c", "t"))
+        .task(Task::new("d", "t"));
+    let opened = block_on(journal.open(&run_id("r"), &fixed)).unwrap();
+    assert_eq!(opened.changes.to_string(), "added `d`; changed `b`");
+    assert_eq!(
+        opened.previous.as_ref().unwrap().task("d").unwrap().status,
+        TaskStatus::Pending
+    );
+    append(
+        &*opened.writer,
+        &[("d", completed(json!(1))), ("b", completed(json!(2)))],
+    );
+    drop(opened);
+    // The new definition is in force: a new task's record reads back, and the run is
+    // no longer changed for `fixed`.
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert_eq!(loaded.task("d").unwrap().result, Some(json!(1)));
+    assert!(loaded.changes(&fixed).is_empty());
+    let kinds: Vec<String> = lines_of(&journal.path_of(&run_id("r")))
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            r#""head""#,
+            r#""task""#,
+            r#""task""#,
+            r#""definition""#,
+            r#""task""#,
+            r#""task""#
+        ]
+    );
+}
+
+/// Writes `line` (with a newline) at the end of run `r`'s file.
+fn add_line(journal: &FileJournal, line: &str) {
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(journal.path_of(&run_id("r")))
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+}
+
+fn load_error(journal: &FileJournal) -> String {
+    block_on(journal.load(&run_id("r")))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_newer_format_is_refused_naming_file_and_line() {
+    let (_dir, journal) = recorded_run();
+    add_line(
+        &journal,
+        r#"{"v":2,"seq":3,"kind":"task","fields":"unknown to v1"}"#,
+    );
+    let path = journal.path_of(&run_id("r"));
+    assert_eq!(
+        load_error(&journal),
+        format!(
+            "{}, line 4: written in journal format 2; this version reads up to 1",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_corrupt_line_is_refused_naming_file_and_line() {
+    let (_dir, journal) = recorded_run();
+    let path = journal.path_of(&run_id("r"));
+    let mut lines = lines_of(&path);
+    lines[1] = lines[1].replace("\"completed\"", "\"complete\"");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    assert_eq!(
+        load_error(&journal),
+        format!(
+            "{}, line 2: unknown task status \"complete\"",
+            path.display()
+        )
+    );
+    // A complete last line is not torn: it is refused too.
+    let (_dir, journal) = recorded_run();
+    add_line(&journal, "{\"v\":1,\"seq\":3,");
+    assert!(
+        load_error(&journal).contains("line 4: not a journal line"),
+        "{}",
+        load_error(&journal)
+    );
+}
+
+#[test]
+fn a_missing_or_repeated_line_is_refused() {
+    let (_dir, journal) = recorded_run();
+    let path = journal.path_of(&run_id("r"));
+    let lines = lines_of(&path);
+    fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+    assert_eq!(
+        load_error(&journal),
+        format!(
+            "{}, line 2: sequence number 2 where 1 was expected (a line is missing or repeated)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_record_of_a_task_outside_the_workflow_is_refused() {
+    let (_dir, journal) = recorded_run();
+    add_line(
+        &journal,
+        r#"{"v":1,"seq":3,"kind":"task","task_id":"zz","attempt":1,"status":"completed"}"#,
+    );
+    assert!(load_error(&journal).ends_with("line 4: task `zz` is not in the run's workflow"));
+}
+
+#[test]
+fn a_file_of_another_run_is_refused() {
+    let (_dir, journal) = recorded_run();
+    let copy = journal.path_of(&run_id("copy"));
+    fs::copy(journal.path_of(&run_id("r")), &copy).unwrap();
+    let err = block_on(journal.load(&run_id("copy"))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}, line 1: the head names run `r`, not `copy`",
+            copy.display()
+        )
+    );
+}
+
+#[test]
+fn a_torn_last_line_is_ignored_then_cut_off_when_the_run_reopens() {
+    let (_dir, journal) = recorded_run();
+    let path = journal.path_of(&run_id("r"));
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(br#"{"v":1,"seq":3,"kind":"task","task_id":"c","att"#)
+        .unwrap();
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert_eq!(loaded.records().len(), 2);
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    append(&*opened.writer, &[("c", completed(json!("c")))]);
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert_eq!(loaded.task("c").unwrap().result, Some(json!("c")));
+    assert_eq!(lines_of(&path).len(), 4);
+}
+
+#[test]
+fn a_file_without_a_complete_head_is_reported_and_a_new_run_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let path = journal.path_of(&run_id("r"));
+    fs::write(&path, br#"{"v":1,"seq":0,"kind":"he"#).unwrap();
+    let err = block_on(journal.load(&run_id("r"))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`{}` has no complete head line: the run was never recorded",
+            path.display()
+        )
+    );
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    assert!(opened.previous.is_none());
+    assert_eq!(lines_of(&path).len(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn directories_and_files_are_for_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b");
+    let journal = FileJournal::new(&nested).unwrap();
+    drop(block_on(journal.open(&run_id("r"), &three_tasks())).unwrap());
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("a")), 0o700);
+    assert_eq!(mode(&nested), 0o700);
+    assert_eq!(mode(&journal.path_of(&run_id("r"))), 0o600);
+}
+
+#[test]
+fn a_run_is_open_once_until_its_writer_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    let err = block_on(journal.clone().open(&run_id("r"), &three_tasks())).unwrap_err();
+    assert_eq!(err.to_string(), "run `r` is already open for writing");
+    drop(opened);
+    assert!(block_on(journal.open(&run_id("r"), &three_tasks())).is_ok());
+}
+
+#[test]
+fn a_finished_run_takes_no_more_records_until_reopened() {
+    let (_dir, journal) = recorded_run();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    block_on(opened.writer.finish(WorkflowStatus::Failed)).unwrap();
+    let ids = [TaskId::from("c")];
+    let record = completed(json!(null));
+    let err = block_on(opened.writer.append(&[(&ids[0], &record)])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "run `r` is finished; reopen it to record more"
+    );
+    drop(opened);
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert_eq!(loaded.status(), RunStatus::Failed);
+    // Resuming makes it unfinished again until it ends.
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    append(&*opened.writer, &[("c", record)]);
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert_eq!(loaded.status(), RunStatus::Unfinished);
+}
+
+#[test]
+fn runs_are_listed_by_workflow_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let other = Workflow::new("v", "V").task(Task::new("x", "t"));
+    for (run, workflow, end) in [
+        ("r1", three_tasks(), Some(WorkflowStatus::Completed)),
+        ("r2", three_tasks(), None),
+        ("r3", other, Some(WorkflowStatus::Failed)),
+    ] {
+        let opened = block_on(journal.open(&run_id(run), &workflow)).unwrap();
+        if let Some(status) = end {
+            block_on(opened.writer.finish(status)).unwrap();
+        }
+    }
+    fs::write(dir.path().join("notes.txt"), "not a run").unwrap();
+    let names = |filter: RunFilter| -> Vec<String> {
+        block_on(journal.list(&filter))
+            .unwrap()
+            .into_iter()
+            .map(|s| format!("{}:{}:{}", s.run_id, s.workflow_id, s.status))
+            .collect()
+    };
+    assert_eq!(
+        names(RunFilter::default()),
+        ["r1:w:completed", "r2:w:unfinished", "r3:v:failed"]
+    );
+    assert_eq!(
+        names(RunFilter::default().workflow("w")),
+        ["r1:w:completed", "r2:w:unfinished"]
+    );
+    assert_eq!(
+        names(RunFilter::default().status(RunStatus::Unfinished)),
+        ["r2:w:unfinished"]
+    );
+    assert!(
+        names(
+            RunFilter::default()
+                .workflow("v")
+                .status(RunStatus::Completed)
+        )
+        .is_empty()
+    );
+}

@@ -1,0 +1,367 @@
+//! The PostgreSQL journal against a real server that this test starts itself (initdb in
+//! a temporary directory, loopback only) and stops at the end.
+//!
+//! Without the server programs the checks are skipped with a printed reason, except with
+//! `CI=true`, where that is a failure. Runs without libtest so that one server serves
+//! every check and is stopped after the last.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+#[cfg(feature = "postgres")]
+mod common;
+
+#[cfg(not(feature = "postgres"))]
+fn main() {
+    println!("skipped: orch-journal was built without its `postgres` feature");
+}
+
+#[cfg(feature = "postgres")]
+fn main() -> std::process::ExitCode {
+    checks::main()
+}
+
+#[cfg(feature = "postgres")]
+mod checks {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::process::ExitCode;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use orch_core::{RunId, Task, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
+    use orch_journal::postgres::{TempServer, TempServerError};
+    use orch_journal::{Journal, JournalError, PgJournal, RunFilter, RunStatus};
+    use proptest::test_runner::{Config, TestRunner};
+    use serde_json::json;
+    use tokio::runtime::Runtime;
+
+    use super::common::{in_force, run, workflow_of};
+
+    struct Env {
+        server: TempServer,
+        rt: Runtime,
+    }
+
+    impl Env {
+        fn journal(&self) -> PgJournal {
+            self.rt
+                .block_on(PgJournal::connect(&self.server.connection_string()))
+                .expect("connect")
+        }
+    }
+
+    fn fresh_run() -> RunId {
+        static N: AtomicU64 = AtomicU64::new(0);
+        RunId::parse(&format!("run-{}", N.fetch_add(1, Ordering::Relaxed))).unwrap()
+    }
+
+    fn record(status: TaskStatus, result: serde_json::Value) -> TaskRecord {
+        TaskRecord {
+            status,
+            result: Some(result),
+            attempts: 1,
+            ..TaskRecord::default()
+        }
+    }
+
+    fn three_tasks() -> Workflow {
+        Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t").depends_on(["a"]))
+            .task(Task::new("c", "t"))
+    }
+
+    /// What was written reads back: each task's record in force (first completed, or
+    /// else last), as a previous result for resume too.
+    fn records_read_back_as_written(env: &Env) {
+        let journal = env.journal();
+        let mut runner = TestRunner::new(Config {
+            failure_persistence: None,
+            ..Config::with_cases(24)
+        });
+        runner
+            .run(&run(5), |(ids, batches)| {
+                let workflow = workflow_of("w", &ids);
+                let id = fresh_run();
+                let mut written: Vec<(TaskId, TaskRecord)> = Vec::new();
+                env.rt.block_on(async {
+                    let opened = journal.open(&id, &workflow).await.unwrap();
+                    for batch in &batches {
+                        let owned: Vec<(TaskId, TaskRecord)> = batch
+                            .iter()
+                            .map(|(i, r)| (TaskId::from(ids[*i].as_str()), r.clone()))
+                            .collect();
+                        let pairs: Vec<_> = owned.iter().map(|(i, r)| (i, r)).collect();
+                        opened.writer.append(&pairs).await.unwrap();
+                        written.extend(owned);
+                    }
+                });
+                let loaded = env.rt.block_on(journal.load(&id)).unwrap().unwrap();
+                let result = loaded.to_result(&workflow).unwrap();
+                for task in &ids {
+                    let expected = in_force(&written, task);
+                    assert_eq!(loaded.task(task), expected, "task {task:?}");
+                    assert_eq!(
+                        result.task(task),
+                        Some(&expected.cloned().unwrap_or_default())
+                    );
+                }
+                assert_eq!(loaded.status(), RunStatus::Unfinished);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn a_reconnected_process_resumes_and_completed_records_are_final(env: &Env) {
+        let id = fresh_run();
+        let (a, b) = (TaskId::from("a"), TaskId::from("b"));
+        {
+            let journal = env.journal();
+            let opened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+            let done = record(TaskStatus::Completed, json!({"rows": 3}));
+            let failed = record(TaskStatus::Failed, json!(null));
+            env.rt
+                .block_on(opened.writer.append(&[(&a, &done), (&b, &failed)]))
+                .unwrap();
+        }
+        let journal = env.journal();
+        let opened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+        let previous = opened.previous.as_ref().expect("a recorded run");
+        assert_eq!(previous.task("a").unwrap().result, Some(json!({"rows": 3})));
+        assert_eq!(previous.task("b").unwrap().status, TaskStatus::Failed);
+        assert_eq!(previous.task("c").unwrap().status, TaskStatus::Pending);
+        // A second writer's record for a completed task is ignored; a failed one is replaced.
+        let late = record(TaskStatus::Failed, json!("late"));
+        let now_done = record(TaskStatus::Completed, json!(2));
+        env.rt
+            .block_on(
+                opened
+                    .writer
+                    .append(&[(&a, &late), (&b, &now_done), (&b, &late)]),
+            )
+            .unwrap();
+        let loaded = env.rt.block_on(journal.load(&id)).unwrap().unwrap();
+        assert_eq!(loaded.task("a").unwrap().result, Some(json!({"rows": 3})));
+        assert_eq!(loaded.task("b").unwrap().result, Some(json!(2)));
+    }
+
+    fn runs_are_listed_and_queried_by_workflow_and_status(env: &Env) {
+        let journal = env.journal();
+        let prefix = fresh_run();
+        let other = Workflow::new(format!("v-{prefix}"), "V").task(Task::new("x", "t"));
+        let mine = Workflow::new(format!("w-{prefix}"), "W").task(Task::new("a", "t"));
+        let a = TaskId::from("a");
+        let done = record(TaskStatus::Completed, json!(1));
+        let mut ids = Vec::new();
+        for (workflow, end) in [
+            (&mine, Some(WorkflowStatus::Completed)),
+            (&mine, None),
+            (&other, Some(WorkflowStatus::Failed)),
+        ] {
+            let id = fresh_run();
+            env.rt.block_on(async {
+                let opened = journal.open(&id, workflow).await.unwrap();
+                if workflow.workflow_id() == mine.workflow_id() {
+                    opened.writer.append(&[(&a, &done)]).await.unwrap();
+                }
+                if let Some(status) = end {
+                    opened.writer.finish(status).await.unwrap();
+                }
+            });
+            ids.push(id);
+        }
+        let list = |filter: RunFilter| -> Vec<String> {
+            env.rt
+                .block_on(journal.list(&filter))
+                .unwrap()
+                .into_iter()
+                .map(|s| {
+                    format!(
+                        "{}:{}:{}/{}",
+                        s.run_id, s.status, s.completed_tasks, s.recorded_tasks
+                    )
+                })
+                .collect()
+        };
+        let w = mine.workflow_id();
+        assert_eq!(
+            list(RunFilter::default().workflow(w)),
+            [
+                format!("{}:completed:1/1", ids[0]),
+                format!("{}:unfinished:1/1", ids[1])
+            ]
+        );
+        assert_eq!(
+            list(
+                RunFilter::default()
+                    .workflow(w)
+                    .status(RunStatus::Unfinished)
+            ),
+            [format!("{}:unfinished:1/1", ids[1])]
+        );
+        let failed = list(RunFilter::default().status(RunStatus::Failed));
+        assert!(
+            failed.contains(&format!("{}:failed:0/0", ids[2])),
+            "{failed:?}"
+        );
+        assert!(
+            list(
+                RunFilter::default()
+                    .workflow(other.workflow_id())
+                    .status(RunStatus::Completed)
+            )
+            .is_empty()
+        );
+    }
+
+    fn untrustworthy_runs_are_refused(env: &Env) {
+        let journal = env.journal();
+        let id = fresh_run();
+        let a = TaskId::from("a");
+        env.rt.block_on(async {
+            let opened = journal.open(&id, &three_tasks()).await.unwrap();
+            let err = journal.open(&id, &three_tasks()).await.unwrap_err();
+            assert!(matches!(err, JournalError::AlreadyOpen { .. }), "{err}");
+            let done = record(TaskStatus::Completed, json!(1));
+            opened.writer.append(&[(&a, &done)]).await.unwrap();
+        });
+        let other = Workflow::new("other", "O").task(Task::new("a", "t"));
+        let err = env.rt.block_on(journal.open(&id, &other)).unwrap_err();
+        assert!(
+            err.to_string().ends_with(&format!(
+                "run `{id}`: run `{id}` belongs to workflow `w`, not `other`"
+            )),
+            "{err}"
+        );
+        let changed = Workflow::new("w", "W").task(Task::new("a", "t").config(json!({"k": 1})));
+        let err = env.rt.block_on(journal.open(&id, &changed)).unwrap_err();
+        assert!(
+            err.to_string().contains("tasks that completed in it have changed since (`a`); all changes: removed `b`, `c`; changed `a`"),
+            "{err}"
+        );
+        // A record written by a newer format is refused, naming the run and task.
+        let client_config = env.server.connection_string();
+        env.rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&client_config, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(
+                    "UPDATE orch_journal_tasks SET record = '{\"v\":2,\"seq\":0,\"kind\":\"task\"}' WHERE run_id = $1",
+                    &[&id.as_str()],
+                )
+                .await
+                .unwrap();
+        });
+        let err = env.rt.block_on(journal.load(&id)).unwrap_err();
+        assert!(
+            err.to_string().ends_with(&format!(
+                "run `{id}`, task `a`: written in journal format 2; this version reads up to 1"
+            )),
+            "{err}"
+        );
+    }
+
+    fn the_password_never_shows(env: &Env) {
+        let password = env.server.password();
+        let journal = env.journal();
+        let id = fresh_run();
+        let opened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+        for text in [format!("{journal:?}"), format!("{opened:?}")] {
+            assert!(!text.contains(password), "{text}");
+            assert!(text.contains("orch@127.0.0.1"), "{text}");
+        }
+        let good = env.server.connection_string();
+        let bad_configs = [
+            // The right password on a port with no server; a wrong password; strings that
+            // do not parse, in both forms.
+            good.replace(&format!("port={}", env.server.port()), "port=1"),
+            good.replace(password, &format!("{password}x")),
+            format!("{good} port=notaport"),
+            format!("postgresql://orch:{password}@127.0.0.1:notaport/postgres"),
+            format!("postgresql://orch:{password}@127.0.0.1:1/postgres"),
+        ];
+        for config in bad_configs {
+            let err = env.rt.block_on(PgJournal::connect(&config)).unwrap_err();
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(!text.contains(password), "{text}");
+            }
+            assert!(err.to_string().starts_with("PostgreSQL: cannot "), "{err}");
+        }
+        let err = env
+            .rt
+            .block_on(PgJournal::connect(&good.replace(password, "wrong")))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("password authentication failed"),
+            "{err}"
+        );
+    }
+
+    pub(super) fn main() -> ExitCode {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let server = match TempServer::start() {
+            Ok(server) => server,
+            Err(TempServerError::NotInstalled(why)) if !in_ci => {
+                println!("skipped: {why}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let env = Env { server, rt };
+        type Check = (&'static str, fn(&Env));
+        let checks: [Check; 5] = [
+            ("records_read_back_as_written", records_read_back_as_written),
+            (
+                "a_reconnected_process_resumes_and_completed_records_are_final",
+                a_reconnected_process_resumes_and_completed_records_are_final,
+            ),
+            (
+                "runs_are_listed_and_queried_by_workflow_and_status",
+                runs_are_listed_and_queried_by_workflow_and_status,
+            ),
+            (
+                "untrustworthy_runs_are_refused",
+                untrustworthy_runs_are_refused,
+            ),
+            ("the_password_never_shows", the_password_never_shows),
+        ];
+        let filters: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let chosen: Vec<_> = checks
+            .iter()
+            .filter(|(name, _)| {
+                filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+            })
+            .collect();
+        println!("\nrunning {} tests", chosen.len());
+        let mut failed = 0;
+        for (name, check) in &chosen {
+            let outcome = catch_unwind(AssertUnwindSafe(|| check(&env)));
+            println!(
+                "test {name} ... {}",
+                if outcome.is_ok() { "ok" } else { "FAILED" }
+            );
+            failed += usize::from(outcome.is_err());
+        }
+        let passed = chosen.len() - failed;
+        let verdict = if failed == 0 { "ok" } else { "FAILED" };
+        let filtered = checks.len() - chosen.len();
+        println!(
+            "\ntest result: {verdict}. {passed} passed; {failed} failed; 0 ignored; 0 measured; {filtered} filtered out\n"
+        );
+        drop(env);
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+}
