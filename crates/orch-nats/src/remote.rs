@@ -258,11 +258,17 @@ impl Inner {
                 } => Err(TaskError::new(error)),
                 Outcome::Skipped { reason } => Err(TaskError::skip(reason)),
             },
-            Settled::Lost { deliveries } => Err(TaskError::new(format!(
-                "worker lost: task `{}` (type `{}`) was delivered {deliveries} times and no worker \
-                 finished it (each one died or stopped acknowledging it within {:?})",
-                pending.key.task, task.task_type, self.layout.ack_wait
-            ))),
+            Settled::Lost { deliveries } => {
+                let times = match deliveries {
+                    1 => "once".to_owned(),
+                    n => format!("{n} times"),
+                };
+                Err(TaskError::new(format!(
+                    "worker lost: task `{}` (type `{}`) was delivered {times} and no worker \
+                     finished it (each one died or stopped acknowledging it within {:?})",
+                    pending.key.task, task.task_type, self.layout.ack_wait
+                )))
+            }
         }
     }
 

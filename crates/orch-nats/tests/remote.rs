@@ -220,7 +220,7 @@ async fn cancelling_a_run_and_timing_out_an_attempt_reach_the_handler_on_the_wor
         result.task("slow").map(|t| t.status),
         Some(TaskStatus::Failed)
     );
-    wait_for(|| calls.count("slow:cancelled") > 1).await;
+    common::wait_for(|| calls.count("slow:cancelled") > 1).await;
 
     let workflow = Workflow::new("cancels", "Cancels").task(Task::new("held", "wait"));
     let run = engine.run(&workflow);
@@ -332,17 +332,6 @@ async fn an_invalid_prefix_is_refused_before_connecting() {
         .expect_err("a wildcard is no prefix");
     assert!(matches!(error, ConnectError::Config(_)), "{error:?}");
     assert!(error.to_string().contains("`orch.*`"), "{error}");
-}
-
-/// Waits until `done` holds (a bound on a test that would otherwise hang, not a timing).
-async fn wait_for(mut done: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the condition did not hold within 20 s");
 }
 
 /// Waits until a worker holds a task (the tasks stream is a work queue: a taken task is

@@ -3,8 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -103,4 +104,91 @@ impl Drop for NatsServer {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("its address").port()
+}
+
+/// A worker process (`tests/bin/worker.rs`), killed by its pid when dropped.
+pub struct WorkerProcess {
+    child: Child,
+    pub name: String,
+}
+
+/// Settings of the worker processes of one test.
+#[derive(Clone, Copy)]
+pub struct WorkerSettings {
+    pub ack_wait_ms: u64,
+    pub max_deliver: u32,
+    pub shutdown_grace_ms: u64,
+}
+
+impl WorkerProcess {
+    /// Starts a worker and waits until it serves.
+    pub fn start(server: &NatsServer, name: &str, side: &Path, settings: WorkerSettings) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orch-nats-test-worker"))
+            .arg(server.url())
+            .arg(name)
+            .arg(side)
+            .arg(settings.ack_wait_ms.to_string())
+            .arg(settings.max_deliver.to_string())
+            .arg(settings.shutdown_grace_ms.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a worker process");
+        let stdout = child.stdout.take().expect("its output");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("read the worker's output");
+        assert_eq!(first.trim(), "ready", "worker `{name}` did not start");
+        Self {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill the worker");
+        self.child.wait().expect("reap the worker");
+    }
+
+    /// Closes its standard input (its signal to stop) and waits for it to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        drop(self.child.stdin.take());
+        self.child.wait().expect("the worker exits")
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines of a side file: `(what, task, attempt, worker)`.
+pub fn side_lines(path: &Path) -> Vec<(String, String, u32, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split(' ');
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()?.parse().ok()?,
+                parts.next()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Waits until `done` holds; the bound only keeps a broken test from hanging.
+pub async fn wait_for(mut done: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the condition did not hold within 30 s");
 }
