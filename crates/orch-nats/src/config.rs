@@ -181,12 +181,12 @@ impl NatsConfig {
         self
     }
 
-    /// The settings in the process's environment (see [`env`] for the variables).
+    /// The settings in the process's environment (see [`env`](mod@env) for the variables).
     pub fn from_env() -> Result<Self, ConnectError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// The settings that `lookup` gives for the variables of [`env`]: one source of
+    /// The settings that `lookup` gives for the variables of [`env`](mod@env): one source of
     /// credentials at most; a password needs a user; a client certificate needs its key.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConnectError> {
         let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
@@ -258,7 +258,8 @@ impl NatsConfig {
         }
         let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(self.connect_timeout)
-            .max_reconnects(None);
+            .max_reconnects(None)
+            .event_callback(|event| async move { log_event(&event) });
         if let Some(name) = &self.name {
             options = options.name(name);
         }
@@ -342,6 +343,18 @@ pub(crate) fn redact_url(url: &str) -> String {
             &url[after_scheme + at..]
         ),
         None => url.to_owned(),
+    }
+}
+
+/// Logs what the connection reports: lost and restored connections, and the server's
+/// errors (a permissions violation names the subject it refused).
+fn log_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => tracing::info!("connected to NATS"),
+        Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+        Event::ServerError(error) => tracing::error!(%error, "the NATS server reported an error"),
+        other => tracing::warn!(event = %other, "NATS connection event"),
     }
 }
 

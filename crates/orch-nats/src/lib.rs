@@ -124,29 +124,38 @@
 //!
 //! [`NatsConfig`] carries the server URLs, credentials (user and password, token, NKey
 //! seed or credentials file) and TLS settings (a CA, a client certificate), from code or
-//! from `ORCH_NATS_*` environment variables ([`config::env`](crate::env)). Secrets are
+//! from `ORCH_NATS_*` environment variables ([`env`](mod@env)). Secrets are
 //! never logged and `Debug` shows them as `<redacted>`.
 //!
 //! A server configuration in which a worker may take only the tasks of its types and
-//! publish only results (user `embedder` serves type `embed`):
+//! publish only results (user `embedder` serves type `embed`; the test `tests/auth.rs`
+//! runs against this configuration, with a second worker user):
 //!
 //! ```text
 //! jetstream { store_dir: "/var/lib/nats" }
 //! authorization {
 //!   users: [
 //!     { user: coordinator, password: "$COORDINATOR_PASSWORD",
-//!       permissions: { publish: ["orch.>", "$JS.API.>"], subscribe: ["orch.>", "_INBOX.>", "$JS.EVENT.ADVISORY.>"] } },
+//!       permissions: {
+//!         publish: ["orch.>", "$JS.API.>", "$JS.FC.>"],
+//!         subscribe: ["orch.>", "_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*"] } },
 //!     { user: embedder, password: "$EMBEDDER_PASSWORD",
 //!       permissions: {
 //!         publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.embed.>",
 //!                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
-//!                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.>", "$JS.API.STREAM.INFO.ORCH_TASKS",
-//!                   "$JS.API.STREAM.INFO.ORCH_RESULTS"],
+//!                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
+//!                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS"],
 //!         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
 //!         allow_responses: true } }
 //!   ]
 //! }
 //! ```
+//!
+//! With it, a worker may create only its own types' consumers and no stream: start a
+//! coordinator first (it creates the streams), or create them as an administrator.
+//! A request the server refuses for want of permission goes unanswered; it fails as
+//! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is
+//! logged (with `tracing`, as every connection event is).
 
 mod config;
 mod error;

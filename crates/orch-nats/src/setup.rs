@@ -196,10 +196,14 @@ pub(crate) async fn ensure_consumer(
 }
 
 fn setup(what: String, error: &dyn std::fmt::Display) -> ConnectError {
-    ConnectError::Setup {
-        what,
-        reason: error.to_string(),
+    let mut reason = error.to_string();
+    if reason.contains("timed out") {
+        // A request the server refuses for want of permission goes unanswered.
+        reason.push_str(
+            " (the server did not answer: may this user use it? see the permissions in the orch-nats docs)",
+        );
     }
+    ConnectError::Setup { what, reason }
 }
 
 /// A request with no answer: JetStream is off, or the user may not use its API.

@@ -351,3 +351,86 @@ async fn wait_for_task_taken(server: &NatsServer) {
     }
     panic!("no worker took the task within 20 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_task_messages_are_terminated_once_and_fail_their_attempt_when_named() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let newer = json!({"v": 2, "run_id": "r-newer", "task": {"task_id": "t"}, "attempt": 1});
+    let malformed = json!({"v": 1, "run_id": "r-bad", "task": {"task_id": "t"}, "attempt": 3});
+    for payload in [
+        b"not json at all".to_vec(),
+        newer.to_string().into_bytes(),
+        malformed.to_string().into_bytes(),
+    ] {
+        js.publish("orch.task.double", payload.into())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+    let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    let mut emptied = false;
+    for _ in 0..2000 {
+        if tasks.info().await.expect("info").state.messages == 0 {
+            emptied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(emptied, "the worker removed the messages it cannot read");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("double", "ORCH_TASKS")
+        .await
+        .expect("the consumer");
+    let info = consumer.info().await.expect("info");
+    assert_eq!(
+        (info.num_redelivered, info.num_ack_pending),
+        (0, 0),
+        "never delivered again"
+    );
+
+    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
+    let outcome = |subject: &str| {
+        let results = results.clone();
+        let subject = subject.to_owned();
+        async move {
+            let message = results
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .expect("a result for the attempt the message names");
+            serde_json::from_slice::<Value>(&message.payload).expect("json")["outcome"].clone()
+        }
+    };
+    let newer = outcome("orch.result.r-newer.t.1").await;
+    assert_eq!(
+        (newer["status"].as_str(), newer["permanent"].as_bool()),
+        (Some("failed"), Some(true))
+    );
+    let error = newer["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("protocol version 2 is newer than this build reads (1)"),
+        "{error}"
+    );
+    let malformed = outcome("orch.result.r-bad.t.3").await;
+    let error = malformed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not a valid message: missing field `task_type`"),
+        "{error}"
+    );
+
+    // The worker goes on serving.
+    let engine = remote_engine(&server, &["double"]).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "double").config(json!({"n": 4})));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.task("a").and_then(|t| t.result.clone()),
+        Some(json!(8))
+    );
+    stop.cancel();
+}
