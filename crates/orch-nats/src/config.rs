@@ -308,6 +308,10 @@ impl NatsConfig {
                     ConnectError::Refused { servers, reason }
                 }
                 Kind::Tls => ConnectError::Tls { servers, reason },
+                // A certificate the client rejects surfaces as an I/O error.
+                Kind::Io if reason.contains("certificate") || reason.contains("tls") => {
+                    ConnectError::Tls { servers, reason }
+                }
                 Kind::ServerParse => invalid(reason),
                 _ => ConnectError::Unreachable { servers, reason },
             }
