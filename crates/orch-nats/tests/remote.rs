@@ -25,6 +25,20 @@ impl Calls {
         *n += 1;
         *n
     }
+
+    fn get(&self, id: &str) -> u32 {
+        let calls = self.0.lock().expect("not poisoned");
+        calls.get(id).copied().unwrap_or(0)
+    }
+}
+
+/// Counts `.1` in `.0` when dropped: when a handler's future ends, however it ends.
+struct Ended(Arc<Calls>, String);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.count(&self.1);
+    }
 }
 
 /// A worker serving the test's task types, running until `stop`.
@@ -62,6 +76,7 @@ async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &Cancellatio
         })
         .handler("wait", |ctx: TaskContext| async move {
             let calls = ctx.state::<Arc<Calls>>()?;
+            let _ended = Ended(Arc::clone(calls), format!("{}:ended", ctx.task_id()));
             ctx.cancellation().cancelled().await;
             calls.count(&format!("{}:cancelled", ctx.task_id()));
             Err::<(), _>(TaskError::new("stopped"))
@@ -220,7 +235,8 @@ async fn cancelling_a_run_and_timing_out_an_attempt_reach_the_handler_on_the_wor
         result.task("slow").map(|t| t.status),
         Some(TaskStatus::Failed)
     );
-    common::wait_for(|| calls.count("slow:cancelled") > 1).await;
+    // The worker drops the handler (at the deadline or when told the attempt is over).
+    common::wait_for(|| calls.get("slow:ended") == 1).await;
 
     let workflow = Workflow::new("cancels", "Cancels").task(Task::new("held", "wait"));
     let run = engine.run(&workflow);
@@ -231,8 +247,9 @@ async fn cancelling_a_run_and_timing_out_an_attempt_reach_the_handler_on_the_wor
     cancel.cancel();
     let result = running.await.expect("the run ends").expect("valid");
     assert_eq!(result.status, WorkflowStatus::Cancelled);
-    assert!(
-        calls.count("held:cancelled") > 1,
+    assert_eq!(
+        calls.get("held:cancelled"),
+        1,
         "the worker's handler saw the cancellation"
     );
     stop.cancel();
@@ -431,6 +448,60 @@ async fn unreadable_task_messages_are_terminated_once_and_fail_their_attempt_whe
     assert_eq!(
         result.task("a").and_then(|t| t.result.clone()),
         Some(json!(8))
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_goes_on_when_the_server_restarts_under_it() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let calls = Arc::new(Calls::default());
+    let worker = Worker::builder()
+        .state(Arc::clone(&calls))
+        .handler("nap", |ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ctx.state::<Arc<Calls>>()?.count("naps");
+            Ok::<_, TaskError>(ctx.task_id().to_string())
+        })
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let engine = remote_engine(&server, &["nap"]).await;
+    let workflow = Workflow::from_tasks(
+        "chain",
+        "Chain",
+        (0..30).map(|i| {
+            let task = Task::new(format!("t{i}"), "nap");
+            if i == 0 {
+                task
+            } else {
+                task.depends_on([format!("t{}", i - 1)])
+            }
+        }),
+    );
+    let run = engine.run(&workflow);
+    let run =
+        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(120), run).await });
+    common::wait_for(|| calls.get("naps") > 5).await;
+    server.restart();
+    let result = run
+        .await
+        .expect("the run ends")
+        .expect("within two minutes")
+        .expect("valid");
+    assert_eq!(
+        result.status,
+        WorkflowStatus::Completed,
+        "{:?}",
+        result.tasks_with(TaskStatus::Failed)
+    );
+    assert_eq!(
+        result.task("t29").and_then(|t| t.result.clone()),
+        Some(json!("t29"))
     );
     stop.cancel();
 }

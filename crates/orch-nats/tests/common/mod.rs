@@ -14,6 +14,7 @@ use orch_nats::NatsConfig;
 /// A running nats-server.
 pub struct NatsServer {
     child: Child,
+    args: Vec<std::ffi::OsString>,
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -43,25 +44,46 @@ impl NatsServer {
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
-        let mut command = Command::new("nats-server");
-        command
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path().join("store"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut args: Vec<std::ffi::OsString> =
+            ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
+                .iter()
+                .map(Into::into)
+                .collect();
+        args.push(dir.path().join("store").into());
         if let Some(config) = config {
             let path = dir.path().join("server.conf");
             std::fs::write(&path, config).expect("write the server config");
-            command.arg("-c").arg(&path);
+            args.push("-c".into());
+            args.push(path.into());
         }
-        let child = command.spawn().expect("start nats-server");
+        let child = Command::new("nats-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
         let server = Self {
             child,
+            args,
             port,
             _dir: dir,
         };
         server.wait_until_listening();
         Some(server)
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same port and store, as a
+    /// crash and restart would.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut command = Command::new("nats-server");
+        command
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.child = command.spawn().expect("start nats-server again");
+        self.wait_until_listening();
     }
 
     fn wait_until_listening(&self) {
