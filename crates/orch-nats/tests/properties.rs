@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::NatsServer;
 use orch_core::{Task, Workflow, WorkflowResult};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_nats::{RemoteHandler, Worker};
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -39,49 +38,6 @@ async fn skipping(_ctx: TaskContext) -> Result<i64, TaskError> {
 }
 
 const TYPES: [&str; 4] = ["sum", "flaky", "broken", "skipping"];
-
-/// The server, a worker and a remote handler shared by every case, on one runtime.
-struct Remote {
-    runtime: tokio::runtime::Runtime,
-    remote: RemoteHandler,
-    _server: NatsServer,
-    _stop: CancellationToken,
-}
-
-fn remote() -> Option<&'static Remote> {
-    static REMOTE: OnceLock<Option<Remote>> = OnceLock::new();
-    REMOTE
-        .get_or_init(|| {
-            let server = NatsServer::start()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            let stop = CancellationToken::new();
-            let remote = runtime.block_on(async {
-                let worker = Worker::builder()
-                    .handler("sum", sum)
-                    .handler("flaky", flaky)
-                    .handler("broken", broken)
-                    .handler("skipping", skipping)
-                    .connect(&server.config())
-                    .await
-                    .expect("the worker connects");
-                tokio::spawn(worker.run(stop.clone()));
-                RemoteHandler::connect(&server.config())
-                    .await
-                    .expect("connects")
-            });
-            Some(Remote {
-                runtime,
-                remote,
-                _server: server,
-                _stop: stop,
-            })
-        })
-        .as_ref()
-}
 
 /// What must be alike: the run's status and each task's status, output and attempts,
 /// and the error of each task that ran. (A task skipped for a dependency names the
@@ -123,32 +79,70 @@ fn workflow(specs: &[(Vec<prop::sample::Index>, usize, u32, u64)]) -> Workflow {
     )
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+/// Random workflows: up to 10 tasks, each depending on up to 2 earlier ones, of a random
+/// type, with up to 2 retries and the attempt on which a flaky task succeeds.
+fn specs() -> impl Strategy<Value = Vec<(Vec<prop::sample::Index>, usize, u32, u64)>> {
+    prop::collection::vec(
+        (
+            prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+            0..4_usize,
+            0..3_u32,
+            1..4_u64,
+        ),
+        1..10,
+    )
+}
 
-    #[test]
-    fn random_workflows_end_alike_remotely_and_locally(
-        specs in prop::collection::vec(
-            (prop::collection::vec(any::<prop::sample::Index>(), 0..3), 0..4_usize, 0..3_u32, 1..4_u64),
-            1..10,
-        )
-    ) {
-        let Some(remote) = remote() else { return Ok(()) };
+#[test]
+fn random_workflows_end_alike_remotely_and_locally() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let stop = CancellationToken::new();
+    let remote = runtime.block_on(async {
+        let worker = Worker::builder()
+            .handler("sum", sum)
+            .handler("flaky", flaky)
+            .handler("broken", broken)
+            .handler("skipping", skipping)
+            .connect(&server.config())
+            .await
+            .expect("the worker connects");
+        tokio::spawn(worker.run(stop.clone()));
+        RemoteHandler::connect(&server.config())
+            .await
+            .expect("connects")
+    });
+    let local = WorkflowEngine::with_max_concurrent(4).expect("valid");
+    local.register_handler("sum", sum);
+    local.register_handler("flaky", flaky);
+    local.register_handler("broken", broken);
+    local.register_handler("skipping", skipping);
+    let distributed = WorkflowEngine::with_max_concurrent(4).expect("valid");
+    for task_type in TYPES {
+        distributed.register_handler(task_type, remote.clone());
+    }
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(12));
+    let outcome_of = |specs: Vec<(Vec<prop::sample::Index>, usize, u32, u64)>| {
         let workflow = workflow(&specs);
-        let local = WorkflowEngine::with_max_concurrent(4).expect("valid");
-        local.register_handler("sum", sum);
-        local.register_handler("flaky", flaky);
-        local.register_handler("broken", broken);
-        local.register_handler("skipping", skipping);
-        let distributed = WorkflowEngine::with_max_concurrent(4).expect("valid");
-        for task_type in TYPES {
-            distributed.register_handler(task_type, remote.remote.clone());
-        }
-        let (here, there) = remote.runtime.block_on(async {
+        let (here, there) = runtime.block_on(async {
             let here = local.execute_workflow(&workflow).await.expect("valid");
-            let there = distributed.execute_workflow(&workflow).await.expect("valid");
+            let there = distributed
+                .execute_workflow(&workflow)
+                .await
+                .expect("valid");
             (here, there)
         });
         prop_assert_eq!(outcome(&here), outcome(&there));
+        Ok(())
+    };
+    if let Err(failure) = runner.run(&specs(), outcome_of) {
+        panic!("{failure}");
     }
+    stop.cancel();
 }
