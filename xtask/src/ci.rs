@@ -28,6 +28,10 @@ const STEPS: &[Step] = &[
         run: chromium_and_graphviz,
     },
     Step {
+        name: "nats-server",
+        run: nats_server,
+    },
+    Step {
         name: "fmt",
         run: fmt,
     },
@@ -103,6 +107,16 @@ fn chromium_and_graphviz() -> Result<(), String> {
         return Ok(());
     }
     apt_install(&["chromium", "graphviz"])
+}
+
+/// For orch-nats's tests: each starts its own nats-server (JetStream on, a temporary
+/// store, a free loopback port) and kills it when done; openssl makes the certificates
+/// of the TLS test. Installed from Debian's packages when missing.
+fn nats_server() -> Result<(), String> {
+    if on_path("nats-server") && on_path("openssl") {
+        return Ok(());
+    }
+    apt_install(&["nats-server", "openssl"])
 }
 
 /// Whether `program` is a file in a directory of `PATH`.

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use orch_core::{Plan, Task, TaskId, Workflow};
+use orch_core::{Plan, RunId, Task, TaskId, Workflow};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,11 @@ use crate::state::States;
 /// State of one run that handlers can read: the definition, finished results, the
 /// engine's application state and the run's cancellation token.
 pub(crate) struct RunShared {
+    pub(crate) run_id: RunId,
     pub(crate) workflow: Workflow,
+    /// Whether `workflow` holds only the task and the ancestors whose outputs were sent
+    /// to this process (a task run on a worker, see [`crate::RemoteTask`]).
+    pub(crate) partial: bool,
     /// Each task's output, set once when it completes (before any dependent starts).
     pub(crate) results: Vec<OnceLock<Stored>>,
     pub(crate) states: Arc<States>,
@@ -200,6 +204,9 @@ impl TaskContext {
     fn output_of(&self, id: &str) -> Result<&Stored, TaskError> {
         let me = self.index as usize;
         let Some(target) = self.run.workflow.index_of(id) else {
+            if self.run.partial {
+                return Err(crate::remote::not_sent(self.task_id(), id));
+            }
             return Err(TaskError::permanent(format!(
                 "task `{}` read the output of `{id}`, which is not a task of workflow `{}`",
                 self.task_id(),

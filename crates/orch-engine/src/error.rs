@@ -182,8 +182,9 @@ impl TaskError {
         }
     }
 
-    /// The text a task's record keeps: the message and every source's, joined by `: `.
-    pub(crate) fn record_text(&self) -> String {
+    /// The text a task's record keeps: the message and every source's, joined by `: `
+    /// (a source whose message the text already ends with adds nothing).
+    pub fn record_text(&self) -> String {
         let mut text = self.error.to_string();
         let mut cause = self.error.source();
         while let Some(current) = cause {

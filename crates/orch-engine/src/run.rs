@@ -82,7 +82,10 @@ pub(crate) async fn execute(
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), %run_id, tasks = plan.len());
     let announcer = Announcer::for_engine(&engine, &workflow, plan, &run_id, &span);
     let shared = Arc::new(RunShared {
+        // Until runs are given ids by their callers, each gets a fresh one here.
+        run_id: orch_core::RunId::new(),
         workflow: workflow.clone(),
+        partial: false,
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
         states: Arc::clone(&engine.states),
         cancel: cancel.clone(),

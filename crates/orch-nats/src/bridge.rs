@@ -1,0 +1,190 @@
+//! [`Bridge`]: events between orch [`EventBus`]es and NATS subjects, so that other
+//! services watch runs live, and events from elsewhere reach a bus.
+
+use std::sync::Arc;
+
+use async_nats::{Client, HeaderMap};
+use futures_util::StreamExt;
+use orch_events::{Delivery, EventBus, Overflow, SubscribeError, SubscribeOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use crate::setup::Layout;
+use crate::{ConnectError, NatsConfig};
+
+/// The header that names the bridge an event left through, so that the same bridge
+/// does not bring it back in.
+const ORIGIN: &str = "Orch-Bridge";
+
+/// How many events an export holds for NATS before it drops the oldest.
+const EXPORT_CAPACITY: usize = 16_384;
+
+/// Carries events between orch [`EventBus`]es and NATS subjects under a prefix: a bus
+/// event on subject `s` is the NATS message on `<prefix>.s`, its payload as JSON.
+///
+/// [`Bridge::export`] publishes a bus's events (an engine's lifecycle events, or any
+/// application events) to NATS; [`Bridge::import`] publishes NATS messages on a bus. An
+/// event exported by a bridge is not imported again by the same bridge.
+///
+/// ```no_run
+/// use orch_core::EngineEvent;
+/// use orch_engine::WorkflowEngine;
+/// use orch_events::EventBus;
+/// use orch_nats::{Bridge, NatsConfig};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus: EventBus<EngineEvent> = EventBus::new();
+/// let engine = WorkflowEngine::builder().event_bus(bus.clone()).build()?;
+/// let bridge = Bridge::connect(&NatsConfig::from_env()?, "orch.events").await?;
+/// // Every run's events, on `orch.events.workflow.<id>.…` for any NATS subscriber.
+/// let _export = bridge.export(&bus, ">")?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bridge {
+    client: Client,
+    prefix: Arc<str>,
+    origin: Arc<str>,
+}
+
+/// An export or import running on the tokio runtime; it stops when dropped, or with
+/// [`BridgeTask::stop`].
+#[derive(Debug)]
+pub struct BridgeTask(JoinHandle<()>);
+
+impl BridgeTask {
+    /// Stops carrying events.
+    pub fn stop(self) {}
+
+    /// Waits until it ends by itself: an export when its bus closes, an import when the
+    /// connection closes or the bus does.
+    pub async fn finished(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for BridgeTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Bridge {
+    /// Connects with `config`; subjects go under `prefix` (such as `orch.events`).
+    pub async fn connect(config: &NatsConfig, prefix: &str) -> Result<Self, ConnectError> {
+        Layout::with_prefix(prefix).check()?;
+        Self::new(config.connect().await?, prefix)
+    }
+
+    /// Uses a connection made elsewhere.
+    pub fn new(client: Client, prefix: &str) -> Result<Self, ConnectError> {
+        Layout::with_prefix(prefix).check()?;
+        let origin = client.new_inbox();
+        Ok(Self {
+            client,
+            prefix: prefix.into(),
+            origin: origin.into(),
+        })
+    }
+
+    /// Publishes to NATS every event of `bus` whose subject matches `pattern` (bus
+    /// syntax: `*` one token, `>` the rest), as JSON on `<prefix>.<subject>`, until the
+    /// bus closes or the returned task stops.
+    ///
+    /// The export never holds the bus up: when NATS falls behind by more than 16,384
+    /// events, it drops the oldest and logs how many.
+    pub fn export<T>(&self, bus: &EventBus<T>, pattern: &str) -> Result<BridgeTask, SubscribeError>
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        let options = SubscribeOptions::new()
+            .capacity(EXPORT_CAPACITY)
+            .overflow(Overflow::DropOldest);
+        let mut events = bus.subscribe_with(pattern, options)?;
+        let bridge = self.clone();
+        Ok(BridgeTask(tokio::spawn(async move {
+            while let Some(delivery) = events.recv().await {
+                let event = match delivery {
+                    Delivery::Event(event) => event,
+                    Delivery::Lagged(missed) => {
+                        tracing::warn!(missed, "NATS fell behind; events were not exported");
+                        continue;
+                    }
+                };
+                let payload = match serde_json::to_vec(event.payload()) {
+                    Ok(payload) => payload,
+                    Err(error) => {
+                        tracing::error!(subject = %event.subject(), %error, "an event cannot be written as JSON");
+                        continue;
+                    }
+                };
+                let subject = format!("{}.{}", bridge.prefix, event.subject());
+                let mut headers = HeaderMap::new();
+                headers.insert(ORIGIN, &*bridge.origin);
+                if let Err(error) = bridge
+                    .client
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await
+                {
+                    tracing::warn!(%error, "an event could not be exported");
+                }
+            }
+            let _ = bridge.client.flush().await;
+        })))
+    }
+
+    /// Publishes on `bus` every NATS message on `<prefix>.<pattern>` (NATS syntax), its
+    /// payload read as JSON into `T`, under its subject less the prefix. A payload that
+    /// is not a `T`, or a subject the bus refuses, is logged and skipped.
+    pub async fn import<T>(
+        &self,
+        pattern: &str,
+        bus: &EventBus<T>,
+    ) -> Result<BridgeTask, ConnectError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let subject = format!("{}.{pattern}", self.prefix);
+        let mut messages =
+            self.client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| ConnectError::Setup {
+                    what: format!("the subscription to `{subject}`"),
+                    reason: e.to_string(),
+                })?;
+        let bus = bus.clone();
+        let bridge = self.clone();
+        Ok(BridgeTask(tokio::spawn(async move {
+            let skip = bridge.prefix.len() + 1;
+            while let Some(message) = messages.next().await {
+                let mine = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(ORIGIN))
+                    .is_some_and(|origin| origin.as_str() == &*bridge.origin);
+                if mine {
+                    continue;
+                }
+                let Some(subject) = message.subject.get(skip..) else {
+                    continue;
+                };
+                let payload: T = match serde_json::from_slice(&message.payload) {
+                    Ok(payload) => payload,
+                    Err(error) => {
+                        tracing::warn!(subject, %error, "skipping a NATS message that is not the bus's payload");
+                        continue;
+                    }
+                };
+                match bus.publish(subject, payload).await {
+                    Ok(_) => {}
+                    Err(orch_events::PublishError::Closed) => break,
+                    Err(error) => {
+                        tracing::warn!(subject, %error, "skipping a NATS message the bus refused")
+                    }
+                }
+            }
+        })))
+    }
+}

@@ -1,0 +1,459 @@
+//! [`NatsConfig`]: where the NATS servers are and how to authenticate to them, from code
+//! or the environment; secrets never appear in `Debug` output or errors.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::ConnectError;
+
+/// How to reach and authenticate to NATS: the settings every connection of this crate
+/// (coordinator, worker, bridge) takes.
+///
+/// Secrets (password, token, NKey seed) are kept out of `Debug` output and of every
+/// error and log line, and so is a password or token written into a server URL
+/// (`nats://user:password@host`).
+///
+/// ```
+/// use orch_nats::{Auth, NatsConfig};
+///
+/// let config = NatsConfig::new("nats://127.0.0.1:4222")
+///     .auth(Auth::user_password("worker", "s3cret"))
+///     .tls_ca("/etc/nats/ca.pem");
+/// let shown = format!("{config:?}");
+/// assert!(shown.contains("worker") && !shown.contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:4222`, `tls://host:4222`); the client tries them in turn.
+    pub servers: Vec<String>,
+    /// How to authenticate.
+    pub auth: Auth,
+    /// A CA certificate (PEM) to trust for the servers' TLS certificates; setting it
+    /// requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that verify clients.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Whether TLS is required even without a CA of our own (the system's roots).
+    pub tls_required: bool,
+    /// The name this connection shows in the server's monitoring.
+    pub name: Option<String>,
+    /// How long the first connection may take before it counts as unreachable.
+    pub connect_timeout: Duration,
+}
+
+/// How a connection authenticates.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// A user name and password.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: Secret,
+    },
+    /// A token.
+    Token(Secret),
+    /// An NKey seed (`SU...`): the client signs the server's challenge with it.
+    NKey(Secret),
+    /// A credentials file (`.creds`: a user JWT and its NKey seed).
+    CredentialsFile(PathBuf),
+}
+
+impl Auth {
+    /// A user name and password.
+    pub fn user_password(user: impl Into<String>, password: impl Into<String>) -> Self {
+        Auth::UserPassword {
+            user: user.into(),
+            password: Secret::new(password),
+        }
+    }
+
+    /// A token.
+    pub fn token(token: impl Into<String>) -> Self {
+        Auth::Token(Secret::new(token))
+    }
+
+    /// An NKey seed.
+    pub fn nkey(seed: impl Into<String>) -> Self {
+        Auth::NKey(Secret::new(seed))
+    }
+
+    /// A credentials file.
+    pub fn credentials_file(path: impl Into<PathBuf>) -> Self {
+        Auth::CredentialsFile(path.into())
+    }
+}
+
+/// A secret string: readable with [`Secret::expose`], shown as `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Secret(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The environment variables [`NatsConfig::from_env`] reads.
+pub mod env {
+    /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`).
+    pub const URL: &str = "ORCH_NATS_URL";
+    /// A user name (with [`PASSWORD`]).
+    pub const USER: &str = "ORCH_NATS_USER";
+    /// The user's password.
+    pub const PASSWORD: &str = "ORCH_NATS_PASSWORD";
+    /// A token.
+    pub const TOKEN: &str = "ORCH_NATS_TOKEN";
+    /// An NKey seed.
+    pub const NKEY_SEED: &str = "ORCH_NATS_NKEY_SEED";
+    /// The path of a credentials file.
+    pub const CREDS: &str = "ORCH_NATS_CREDS";
+    /// The path of a CA certificate (PEM) for TLS.
+    pub const TLS_CA: &str = "ORCH_NATS_TLS_CA";
+    /// The path of a client certificate (PEM), with [`TLS_KEY`].
+    pub const TLS_CERT: &str = "ORCH_NATS_TLS_CERT";
+    /// The path of the client certificate's key (PEM).
+    pub const TLS_KEY: &str = "ORCH_NATS_TLS_KEY";
+    /// The connection's name.
+    pub const NAME: &str = "ORCH_NATS_NAME";
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self::new("nats://127.0.0.1:4222")
+    }
+}
+
+impl NatsConfig {
+    /// A server URL, no credentials, no TLS of our own.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            servers: vec![url.into()],
+            auth: Auth::None,
+            tls_ca: None,
+            tls_client: None,
+            tls_required: false,
+            name: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Sets how to authenticate.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Trusts the CA certificate (PEM) at `path`, and requires TLS.
+    pub fn tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(path.into());
+        self.tls_required = true;
+        self
+    }
+
+    /// Presents a client certificate and its key (PEM), and requires TLS.
+    pub fn tls_client(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_client = Some((cert.into(), key.into()));
+        self.tls_required = true;
+        self
+    }
+
+    /// Names the connection in the server's monitoring.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The settings in the process's environment (see [`env`](mod@env) for the variables).
+    pub fn from_env() -> Result<Self, ConnectError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The settings that `lookup` gives for the variables of [`env`](mod@env): one source of
+    /// credentials at most; a password needs a user; a client certificate needs its key.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConnectError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        let mut config = NatsConfig::default();
+        if let Some(urls) = get(env::URL) {
+            config.servers = urls.split(',').map(|u| u.trim().to_owned()).collect();
+        }
+        let mut sources = Vec::new();
+        match (get(env::USER), get(env::PASSWORD)) {
+            (Some(user), Some(password)) => {
+                sources.push(env::USER);
+                config.auth = Auth::user_password(user, password);
+            }
+            (None, Some(_)) => {
+                return Err(invalid(format!(
+                    "{} is set without {}",
+                    env::PASSWORD,
+                    env::USER
+                )));
+            }
+            (Some(user), None) => {
+                sources.push(env::USER);
+                config.auth = Auth::user_password(user, "");
+            }
+            (None, None) => {}
+        }
+        if let Some(token) = get(env::TOKEN) {
+            sources.push(env::TOKEN);
+            config.auth = Auth::token(token);
+        }
+        if let Some(seed) = get(env::NKEY_SEED) {
+            sources.push(env::NKEY_SEED);
+            config.auth = Auth::nkey(seed);
+        }
+        if let Some(path) = get(env::CREDS) {
+            sources.push(env::CREDS);
+            config.auth = Auth::credentials_file(path);
+        }
+        if sources.len() > 1 {
+            return Err(invalid(format!(
+                "more than one way to authenticate is set ({}); set one",
+                sources.join(", ")
+            )));
+        }
+        if let Some(ca) = get(env::TLS_CA) {
+            config = config.tls_ca(ca);
+        }
+        match (get(env::TLS_CERT), get(env::TLS_KEY)) {
+            (Some(cert), Some(key)) => config = config.tls_client(cert, key),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(format!(
+                    "{} and {} go together",
+                    env::TLS_CERT,
+                    env::TLS_KEY
+                )));
+            }
+        }
+        config.name = get(env::NAME);
+        Ok(config)
+    }
+
+    /// Connects, failing with a typed error when no server answers, the credentials or
+    /// TLS are refused. Once connected, the client reconnects by itself for as long as
+    /// it lives.
+    pub async fn connect(&self) -> Result<async_nats::Client, ConnectError> {
+        if self.servers.is_empty() {
+            return Err(invalid("no server URL is given".to_owned()));
+        }
+        let mut options = async_nats::ConnectOptions::new()
+            .connection_timeout(self.connect_timeout)
+            .max_reconnects(None)
+            .event_callback(|event| async move { log_event(&event) });
+        if let Some(name) = &self.name {
+            options = options.name(name);
+        }
+        options = match &self.auth {
+            Auth::None => options,
+            Auth::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.expose().to_owned())
+            }
+            Auth::Token(token) => options.token(token.expose().to_owned()),
+            Auth::NKey(seed) => options.nkey(seed.expose().to_owned()),
+            Auth::CredentialsFile(path) => options.credentials_file(path).await.map_err(|e| {
+                invalid(format!(
+                    "cannot read the credentials file {}: {e}",
+                    path.display()
+                ))
+            })?,
+        };
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.tls_client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if self.tls_required {
+            options = options.require_tls(true);
+        }
+        let servers: Vec<String> = self.servers.iter().map(|url| redact_url(url)).collect();
+        let servers = servers.join(", ");
+        let urls: Vec<async_nats::ServerAddr> = self
+            .servers
+            .iter()
+            .map(|url| {
+                url.parse().map_err(|e| {
+                    invalid(format!(
+                        "`{}` is not a NATS server URL: {e}",
+                        redact_url(url)
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        options.connect(urls).await.map_err(|source| {
+            use async_nats::ConnectErrorKind as Kind;
+            let reason = redact_all(&source.to_string(), &self.servers);
+            match source.kind() {
+                Kind::Authentication | Kind::AuthorizationViolation => {
+                    ConnectError::Refused { servers, reason }
+                }
+                Kind::Tls => ConnectError::Tls { servers, reason },
+                // A certificate the client rejects surfaces as an I/O error.
+                Kind::Io if reason.contains("certificate") || reason.contains("tls") => {
+                    ConnectError::Tls { servers, reason }
+                }
+                Kind::ServerParse => invalid(reason),
+                _ => ConnectError::Unreachable { servers, reason },
+            }
+        })
+    }
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let servers: Vec<String> = self.servers.iter().map(|url| redact_url(url)).collect();
+        f.debug_struct("NatsConfig")
+            .field("servers", &servers)
+            .field("auth", &self.auth)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_client", &self.tls_client)
+            .field("tls_required", &self.tls_required)
+            .field("name", &self.name)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// `url` with any user information (`user:password@`) replaced by `<redacted>@`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let host_end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    match url[after_scheme..host_end].rfind('@') {
+        Some(at) => format!(
+            "{}<redacted>{}",
+            &url[..after_scheme],
+            &url[after_scheme + at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// Logs what the connection reports: lost and restored connections, and the server's
+/// errors (a permissions violation names the subject it refused).
+fn log_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => tracing::info!("connected to NATS"),
+        Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+        Event::ServerError(error) => tracing::error!(%error, "the NATS server reported an error"),
+        other => tracing::warn!(event = %other, "NATS connection event"),
+    }
+}
+
+/// `text` with every server URL's user information redacted.
+fn redact_all(text: &str, servers: &[String]) -> String {
+    let mut text = text.to_owned();
+    for url in servers {
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        if let Some(at) = url[after_scheme..].find('@') {
+            let user_info = &url[after_scheme..after_scheme + at];
+            if !user_info.is_empty() {
+                text = text.replace(user_info, "<redacted>");
+            }
+        }
+    }
+    text
+}
+
+fn invalid(reason: String) -> ConnectError {
+    ConnectError::Config(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<NatsConfig, ConnectError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        NatsConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_environment_gives_servers_credentials_and_tls() {
+        let config = from(&[
+            (env::URL, "nats://a:4222, nats://b:4222"),
+            (env::USER, "worker"),
+            (env::PASSWORD, "pw"),
+            (env::TLS_CA, "/ca.pem"),
+        ])
+        .expect("valid");
+        assert_eq!(config.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert!(
+            matches!(&config.auth, Auth::UserPassword { user, password } if user == "worker" && password.expose() == "pw")
+        );
+        assert!(config.tls_required);
+        let token = from(&[(env::TOKEN, "t0k3n")]).expect("valid");
+        assert!(matches!(&token.auth, Auth::Token(t) if t.expose() == "t0k3n"));
+    }
+
+    #[test]
+    fn conflicting_or_incomplete_settings_are_refused_by_name() {
+        let both = from(&[(env::TOKEN, "t"), (env::CREDS, "/x.creds")]).expect_err("two sources");
+        assert!(
+            both.to_string()
+                .contains("ORCH_NATS_TOKEN, ORCH_NATS_CREDS"),
+            "{both}"
+        );
+        let password = from(&[(env::PASSWORD, "pw")]).expect_err("no user");
+        assert!(
+            password.to_string().contains("ORCH_NATS_USER"),
+            "{password}"
+        );
+        let cert = from(&[(env::TLS_CERT, "/c.pem")]).expect_err("no key");
+        assert!(cert.to_string().contains("ORCH_NATS_TLS_KEY"), "{cert}");
+    }
+
+    #[test]
+    fn urls_lose_their_user_information() {
+        assert_eq!(
+            redact_url("nats://u:pw@host:4222"),
+            "nats://<redacted>@host:4222"
+        );
+        assert_eq!(redact_url("tls://host:4222"), "tls://host:4222");
+        assert_eq!(redact_url("u:p@host"), "<redacted>@host");
+        let shown = format!("{:?}", NatsConfig::new("nats://u:hunter2@h:1"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        for auth in [
+            Auth::user_password("u", "hunter2"),
+            Auth::token("hunter2"),
+            Auth::nkey("hunter2"),
+        ] {
+            let shown = format!("{:?}", NatsConfig::default().auth(auth));
+            assert!(
+                !shown.contains("hunter2") && shown.contains("<redacted>"),
+                "{shown}"
+            );
+        }
+    }
+}

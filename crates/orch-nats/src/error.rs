@@ -1,0 +1,51 @@
+//! [`ConnectError`]: why a coordinator, worker or bridge could not start on NATS.
+
+/// Why connecting to NATS, or setting up the streams this crate uses, failed.
+///
+/// Secrets never appear in it: not the password, token or seed, nor the user
+/// information of a server URL.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The settings cannot be used as given.
+    #[error("invalid NATS settings: {0}")]
+    Config(String),
+    /// No server answered.
+    #[error("cannot reach a NATS server at {servers}: {reason}")]
+    Unreachable {
+        /// The servers tried.
+        servers: String,
+        /// What the client reported.
+        reason: String,
+    },
+    /// A server answered and refused the credentials.
+    #[error("the NATS server at {servers} refused the credentials: {reason}")]
+    Refused {
+        /// The servers tried.
+        servers: String,
+        /// What the client reported.
+        reason: String,
+    },
+    /// TLS could not be set up with the server.
+    #[error("TLS with the NATS server at {servers} failed: {reason}")]
+    Tls {
+        /// The servers tried.
+        servers: String,
+        /// What the client reported.
+        reason: String,
+    },
+    /// The server runs without JetStream.
+    #[error("the NATS server has no JetStream (start nats-server with -js): {reason}")]
+    NoJetStream {
+        /// What the server answered.
+        reason: String,
+    },
+    /// A stream or consumer could not be found, created or used as this crate needs.
+    #[error("cannot set up {what}: {reason}")]
+    Setup {
+        /// The stream, consumer or subscription.
+        what: String,
+        /// What the server answered.
+        reason: String,
+    },
+}

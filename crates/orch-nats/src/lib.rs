@@ -1,0 +1,179 @@
+//! Run orch task handlers on worker processes, on this machine or others, through NATS
+//! JetStream: at-least-once work queues with acknowledgements, redelivery and
+//! de-duplication, served by one small server binary (`nats-server -js`).
+//!
+//! A coordinator is an ordinary [`WorkflowEngine`](orch_engine::WorkflowEngine) on which
+//! some task types are registered with a [`RemoteHandler`]; the engine schedules, retries,
+//! times out and cancels those tasks as it does local ones, and each attempt runs on a
+//! [`Worker`] that serves its type with an ordinary [`Handler`](orch_engine::Handler).
+//!
+//! ```no_run
+//! use orch_core::{Task, Workflow};
+//! use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+//! use orch_nats::{NatsConfig, RemoteHandler, Worker};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = NatsConfig::from_env()?;
+//!
+//! // On each worker machine:
+//! let worker = Worker::builder()
+//!     .handler("square", |ctx: TaskContext| async move {
+//!         let n: u64 = ctx.config()["n"].as_u64().unwrap_or(0);
+//!         Ok::<_, TaskError>(n * n)
+//!     })
+//!     .connect(&config)
+//!     .await?;
+//! tokio::spawn(worker.run(CancellationToken::new()));
+//!
+//! // On the coordinator:
+//! let engine = WorkflowEngine::new();
+//! engine.register_handler("square", RemoteHandler::connect(&config).await?);
+//! let workflow = Workflow::new("w", "W")
+//!     .task(Task::new("a", "square").config(serde_json::json!({"n": 7})));
+//! let result = engine.execute_workflow(&workflow).await?;
+//! assert_eq!(result.task("a").unwrap().result, Some(serde_json::json!(49)));
+//! # Ok(()) }
+//! ```
+//!
+//! A [`Bridge`] carries events between orch event buses and NATS subjects: an engine's
+//! lifecycle events out to any NATS subscriber (a dashboard, another service), and NATS
+//! messages into a bus.
+//!
+//! # What a handler sees on a worker
+//!
+//! Its task's definition (id, type, configuration, dependencies, retries, timeout), its
+//! attempt number, the run's id, the outputs of its direct dependencies (of every
+//! ancestor with [`Inputs::Ancestors`]) as JSON, the worker's state
+//! ([`WorkerBuilder::state`]) and a cancellation token. A [`Shared`](orch_engine::Shared)
+//! output does not travel: its dependents on workers read its summary. Its output comes
+//! back as JSON.
+//!
+//! # Faults
+//!
+//! - **A worker dies** (or hangs without acknowledging): while a handler runs, its worker
+//!   acknowledges progress every quarter of the consumer's `ack_wait`; once a task has
+//!   gone `ack_wait` without one, the server delivers it to another worker. After
+//!   [`Layout::max_deliver`] deliveries the attempt fails as "worker lost" (and is
+//!   retried if its task allows retries).
+//! - **No worker serves a task type**: the attempt fails permanently after
+//!   [`RemoteBuilder::missing_worker_timeout`], with an error naming the type.
+//! - **A message cannot be read** (malformed, or written by a newer version): the worker
+//!   terminates it, logs an error, and fails its attempt when the message names it.
+//! - **The connection drops**: clients reconnect by themselves; publishes are retried
+//!   under the same message id, so the server keeps one copy.
+//! - **NATS is unreachable at start**: connecting fails with
+//!   [`ConnectError::Unreachable`].
+//! - **Sizes**: a task message over the server's `max_payload` (or
+//!   [`RemoteBuilder::max_message_bytes`]) fails its attempt permanently, naming its
+//!   largest input; an output over it fails the attempt on the worker with its size.
+//!   Large outputs do not yet travel through the object store: keep them elsewhere and
+//!   return a reference.
+//!
+//! # Protocol (version 1)
+//!
+//! Every subject starts with the layout's prefix (`orch` below; [`Layout::prefix`]).
+//! Every message is a JSON object with `"v": 1`; a reader refuses a higher version.
+//!
+//! | what | where | how |
+//! | --- | --- | --- |
+//! | tasks | stream `ORCH_TASKS`, subjects `orch.task.<type>`, work-queue retention | one durable pull consumer per task type, named `<type>`, explicit acks, `ack_wait`, `max_deliver` |
+//! | results | stream `ORCH_RESULTS`, subjects `orch.result.<run>.<task>.<attempt>`, kept for [`Layout::result_retention`] | read by each coordinator from the time it starts (an ordered consumer) |
+//! | cancellations | core subject `orch.cancel.<run>` | every worker listens |
+//! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
+//! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*` | read by coordinators |
+//!
+//! Names inside subjects and consumer names (`<type>`, `<task>`) keep ASCII letters,
+//! digits, `-` and `_`, and write every other byte as `~XX` (hex): type `ml.embed` is
+//! `ml~2Eembed`. Run ids are already subject-safe.
+//!
+//! A **task message** (`Nats-Msg-Id: <run>.<task>.<attempt>`, so the server drops a
+//! second publish of the same attempt within [`Layout::duplicate_window`]):
+//!
+//! ```json
+//! {"v": 1, "run_id": "nightly-1", "workflow_id": "etl", "workflow_name": "ETL",
+//!  "task": {"task_id": "load", "task_type": "load", "config": {}, "dependencies": ["extract"],
+//!           "retries": 2, "backoff": {...}, "timeout": 30},
+//!  "attempt": 1, "inputs": {"extract": {"rows": 3}},
+//!  "deadline_ms": 1718000000000, "traceparent": "00-<trace>-<span>-01"}
+//! ```
+//!
+//! `deadline_ms` (present when the task has a timeout) is when the coordinator stops
+//! waiting, in milliseconds since the Unix epoch; a worker does not start a task past
+//! it and drops its handler when it passes. `traceparent` is a W3C trace context that
+//! names the attempt alike in every process's logs.
+//!
+//! A **result message** (`Nats-Msg-Id: <run>.<task>.<attempt>`, so the first result of
+//! an attempt is the one kept):
+//!
+//! ```json
+//! {"v": 1, "run_id": "nightly-1", "task_id": "load", "attempt": 1, "worker": "host-42",
+//!  "outcome": {"status": "completed", "output": {...}}}
+//! ```
+//!
+//! with `"outcome"` one of `{"status": "completed", "output": ...}`,
+//! `{"status": "failed", "error": "outer: inner", "permanent": false}` or
+//! `{"status": "skipped", "reason": "..."}`.
+//!
+//! A **cancel message**: `{"v": 1, "run_id": "...", "task_id": "...", "attempt": 1}`
+//! cancels one attempt; without `task_id` and `attempt` it cancels every attempt of the
+//! run.
+//!
+//! A worker takes a task message, runs it, publishes its result, waits for the server to
+//! store it, then acknowledges the task message (so a worker that dies in between has
+//! its task run again, and the second result is dropped as a duplicate). A worker asks
+//! for tasks only when it has room to run them.
+//!
+//! # Connections and permissions
+//!
+//! [`NatsConfig`] carries the server URLs, credentials (user and password, token, NKey
+//! seed or credentials file) and TLS settings (a CA, a client certificate), from code or
+//! from `ORCH_NATS_*` environment variables ([`env`](mod@env)). Secrets are
+//! never logged and `Debug` shows them as `<redacted>`.
+//!
+//! A server configuration in which a worker may take only the tasks of its types and
+//! publish only results (user `embedder` serves type `embed`; the test `tests/auth.rs`
+//! runs against this configuration, with a second worker user):
+//!
+//! ```text
+//! jetstream { store_dir: "/var/lib/nats" }
+//! authorization {
+//!   users: [
+//!     { user: coordinator, password: "$COORDINATOR_PASSWORD",
+//!       permissions: {
+//!         publish: ["orch.>", "$JS.API.>", "$JS.FC.>"],
+//!         subscribe: ["orch.>", "_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*"] } },
+//!     { user: embedder, password: "$EMBEDDER_PASSWORD",
+//!       permissions: {
+//!         publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.embed.>",
+//!                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
+//!                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
+//!                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS"],
+//!         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
+//!         allow_responses: true } }
+//!   ]
+//! }
+//! ```
+//!
+//! With it, a worker may create only its own types' consumers and no stream: start a
+//! coordinator first (it creates the streams), or create them as an administrator.
+//! A request the server refuses for want of permission goes unanswered; it fails as
+//! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is
+//! logged (with `tracing`, as every connection event is).
+
+mod bridge;
+mod config;
+mod error;
+mod presence;
+mod protocol;
+mod remote;
+mod routes;
+mod setup;
+mod worker;
+
+pub use bridge::{Bridge, BridgeTask};
+pub use config::{Auth, NatsConfig, Secret, env};
+pub use error::ConnectError;
+pub use remote::{Inputs, RemoteBuilder, RemoteHandler};
+pub use setup::Layout;
+pub use worker::{Worker, WorkerBuilder};

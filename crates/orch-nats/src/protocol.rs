@@ -1,0 +1,316 @@
+//! The messages coordinators and workers exchange, and the subjects and names they use
+//! (described for users in the crate docs, under "Protocol").
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use orch_core::{RunId, Task, TaskId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The version of every message this crate writes; a reader refuses newer ones.
+pub(crate) const VERSION: u32 = 1;
+
+/// One attempt of one task, published on the tasks stream.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TaskMessage {
+    pub(crate) v: u32,
+    pub(crate) run_id: RunId,
+    pub(crate) workflow_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) workflow_name: String,
+    /// The task's whole definition: id, type, config, dependencies, retries, timeout.
+    pub(crate) task: Task,
+    pub(crate) attempt: u32,
+    /// The outputs of the ancestors the task may read, by task id.
+    #[serde(default)]
+    pub(crate) inputs: Map<String, Value>,
+    /// When the coordinator stops waiting for this attempt (milliseconds since the Unix
+    /// epoch, by the coordinator's clock); none for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deadline_ms: Option<u64>,
+    /// A W3C `traceparent` naming this attempt, for logs and traces on the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) traceparent: Option<String>,
+}
+
+/// What a worker can read from a task message it cannot fully read: enough to tell the
+/// coordinator that the attempt failed.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Envelope {
+    pub(crate) run_id: RunId,
+    pub(crate) task: EnvelopeTask,
+    pub(crate) attempt: u32,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnvelopeTask {
+    pub(crate) task_id: TaskId,
+}
+
+/// How one attempt ended, published by a worker on the results stream.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ResultMessage {
+    pub(crate) v: u32,
+    pub(crate) run_id: RunId,
+    pub(crate) task_id: TaskId,
+    pub(crate) attempt: u32,
+    /// The name of the worker that ran it.
+    #[serde(default)]
+    pub(crate) worker: String,
+    pub(crate) outcome: Outcome,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum Outcome {
+    /// The handler returned `output`.
+    Completed { output: Value },
+    /// The handler failed; `error` is the whole chain of messages.
+    Failed {
+        error: String,
+        #[serde(default)]
+        permanent: bool,
+    },
+    /// The handler skipped its task.
+    Skipped { reason: String },
+}
+
+/// Asks workers to cancel a run's attempts: all of them, or one task's attempt.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CancelMessage {
+    pub(crate) v: u32,
+    pub(crate) run_id: RunId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) task_id: Option<TaskId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) attempt: Option<u32>,
+}
+
+/// A message that could not be read, with why.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("not a valid message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error(
+        "protocol version {found} is newer than this build reads ({VERSION}); upgrade orch-nats"
+    )]
+    Newer { found: u32 },
+}
+
+/// Reads a message of any kind, refusing a newer version before anything else.
+pub(crate) fn read<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ReadError> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    if let Ok(Version { v }) = serde_json::from_slice::<Version>(payload)
+        && v > VERSION
+    {
+        return Err(ReadError::Newer { found: v });
+    }
+    Ok(serde_json::from_slice(payload)?)
+}
+
+/// Writes `value` as JSON; a message is made of JSON values only, so this cannot fail.
+pub(crate) fn write(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The subjects and stream names under one prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    prefix: String,
+    tasks_stream: String,
+    results_stream: String,
+}
+
+impl Names {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let stem: String = prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Self {
+            prefix: prefix.to_owned(),
+            tasks_stream: format!("{stem}_TASKS"),
+            results_stream: format!("{stem}_RESULTS"),
+        }
+    }
+
+    pub(crate) fn tasks_stream(&self) -> &str {
+        &self.tasks_stream
+    }
+
+    pub(crate) fn results_stream(&self) -> &str {
+        &self.results_stream
+    }
+
+    /// `<prefix>.task.>`: every task subject.
+    pub(crate) fn all_tasks(&self) -> String {
+        format!("{}.task.>", self.prefix)
+    }
+
+    /// `<prefix>.task.<type>`: where attempts of tasks of `task_type` are published.
+    pub(crate) fn task_subject(&self, task_type: &str) -> String {
+        format!("{}.task.{}", self.prefix, token(task_type))
+    }
+
+    /// The durable consumer of `task_type`'s tasks.
+    pub(crate) fn consumer(task_type: &str) -> String {
+        token(task_type)
+    }
+
+    /// `<prefix>.result.>`: every result subject.
+    pub(crate) fn all_results(&self) -> String {
+        format!("{}.result.>", self.prefix)
+    }
+
+    /// `<prefix>.result.<run>.<task>.<attempt>`: where the result of one attempt is
+    /// published.
+    pub(crate) fn result_subject(&self, run: &RunId, task: &str, attempt: u32) -> String {
+        format!("{}.result.{run}.{}.{attempt}", self.prefix, token(task))
+    }
+
+    /// `<prefix>.cancel.<run>`: where a run's cancellations are published.
+    pub(crate) fn cancel_subject(&self, run: &RunId) -> String {
+        format!("{}.cancel.{run}", self.prefix)
+    }
+
+    /// `<prefix>.cancel.*`: every run's cancellations.
+    pub(crate) fn all_cancels(&self) -> String {
+        format!("{}.cancel.*", self.prefix)
+    }
+
+    /// `<prefix>.worker.<type>`: answered by every worker that serves `task_type`.
+    pub(crate) fn presence_subject(&self, task_type: &str) -> String {
+        format!("{}.worker.{}", self.prefix, token(task_type))
+    }
+
+    /// The server's advisory when a task message ran out of deliveries.
+    pub(crate) fn max_deliveries_advisory(&self) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+            self.tasks_stream
+        )
+    }
+}
+
+/// The message id of an attempt, for the server's de-duplication: `run.task.attempt`.
+pub(crate) fn message_id(run: &RunId, task: &str, attempt: u32) -> String {
+    format!("{run}.{}.{attempt}", token(task))
+}
+
+/// A name as one subject token and consumer name: ASCII letters, digits, `-` and `_` as
+/// they are, every other byte as `~XX` (hex).
+pub(crate) fn token(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "~{byte:02X}");
+        }
+    }
+    if out.is_empty() {
+        out.push('~');
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch of `now + after`.
+pub(crate) fn deadline_after(after: Duration) -> u64 {
+    let at = SystemTime::now() + after;
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How long until a deadline in milliseconds since the Unix epoch (zero if it passed).
+pub(crate) fn until(deadline_ms: u64) -> Duration {
+    let at = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    at.duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// A W3C `traceparent` for one attempt: the trace id from the run, the span id from the
+/// task and attempt (so every process names the attempt alike).
+pub(crate) fn traceparent(run: &RunId, task: &str, attempt: u32) -> String {
+    let trace =
+        fnv(run.as_str().as_bytes(), 0) as u128 | ((fnv(run.as_str().as_bytes(), 1) as u128) << 64);
+    let span = fnv(task.as_bytes(), u64::from(attempt));
+    format!("00-{:032x}-{:016x}-01", trace.max(1), span.max(1))
+}
+
+/// FNV-1a over `bytes`, seeded.
+fn fnv(bytes: &[u8], seed: u64) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed.wrapping_mul(0x100_0000_01b3);
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_keep_plain_names_and_escape_the_rest_unambiguously() {
+        assert_eq!(token("gpu_infer-2"), "gpu_infer-2");
+        assert_eq!(token("a.b"), "a~2Eb");
+        assert_eq!(token("a~2Eb"), "a~7E2Eb");
+        assert_eq!(token("*>"), "~2A~3E");
+        assert_eq!(token(""), "~");
+        assert_eq!(token("é"), "~C3~A9");
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_before_its_shape_is_read() {
+        let newer = br#"{"v": 2, "something": "else"}"#;
+        assert!(matches!(
+            read::<CancelMessage>(newer),
+            Err(ReadError::Newer { found: 2 })
+        ));
+        assert!(matches!(
+            read::<CancelMessage>(b"{"),
+            Err(ReadError::Malformed(_))
+        ));
+        let ok = read::<CancelMessage>(br#"{"v": 1, "run_id": "r1"}"#).expect("a valid cancel");
+        assert_eq!(ok.run_id.as_str(), "r1");
+    }
+
+    #[test]
+    fn outcomes_are_tagged_by_status() {
+        let failed = Outcome::Failed {
+            error: "boom".into(),
+            permanent: true,
+        };
+        let text = serde_json::to_string(&failed).expect("json");
+        assert_eq!(
+            text,
+            r#"{"status":"failed","error":"boom","permanent":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Outcome>(&text).expect("reads back"),
+            failed
+        );
+    }
+
+    #[test]
+    fn traceparents_have_the_w3c_shape_and_differ_by_attempt() {
+        let run = RunId::parse("r").expect("valid");
+        let a = traceparent(&run, "t", 1);
+        let b = traceparent(&run, "t", 2);
+        assert_eq!(a.len(), 55);
+        assert_ne!(a, b);
+        assert_eq!(a[..36], b[..36]);
+    }
+}

@@ -1,0 +1,510 @@
+//! [`RemoteHandler`]: a handler that runs each attempt on a worker process, through
+//! JetStream, while the engine that calls it keeps scheduling, retrying, timing out and
+//! cancelling as it does for local handlers.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use bytes::Bytes;
+use orch_engine::{Handler, Output, TaskContext, TaskError, async_trait};
+use serde_json::Map;
+use tokio::task::JoinHandle;
+
+use crate::presence::Presence;
+use crate::protocol::{self, CancelMessage, Names, Outcome, TaskMessage};
+use crate::routes::{self, AttemptKey, Routes, Settled};
+use crate::setup::{self, Layout};
+use crate::{ConnectError, NatsConfig};
+
+/// Which ancestors' outputs travel with a task to its worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inputs {
+    /// The task's direct dependencies (the default): what
+    /// [`TaskContext::dependency_results`] lists. Reading another ancestor on the worker
+    /// is an error that says its output was not sent.
+    #[default]
+    Direct,
+    /// Every ancestor, direct or not. Messages grow with the depth of the workflow.
+    Ancestors,
+}
+
+/// A [`Handler`] that runs each attempt of its tasks on a [`Worker`](crate::Worker)
+/// that serves the task's type, wherever that worker runs.
+///
+/// Register it on an engine for each task type that workers serve; the engine schedules,
+/// retries, times out, cancels and records those tasks as it does local ones. Each
+/// attempt is published to the tasks stream under message id `run.task.attempt` and the
+/// handler waits for its result on the results stream.
+///
+/// An attempt fails (and is retried if the task allows it) when every worker that took it
+/// died or stopped acknowledging it for `max_deliver` deliveries ("worker lost"), and
+/// fails permanently when no worker has served its task type for
+/// [`RemoteBuilder::missing_worker_timeout`], or when its message is over the size the
+/// server accepts.
+///
+/// ```no_run
+/// use orch_engine::WorkflowEngine;
+/// use orch_nats::{NatsConfig, RemoteHandler};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let remote = RemoteHandler::connect(&NatsConfig::from_env()?).await?;
+/// let engine = WorkflowEngine::new();
+/// engine.register_handler("embed", remote.clone());
+/// engine.register_handler("transcribe", remote);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RemoteHandler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    js: jetstream::Context,
+    names: Names,
+    layout: Layout,
+    inputs: Inputs,
+    missing_worker_timeout: Duration,
+    max_message_bytes: usize,
+    routes: Arc<Routes>,
+    presence: Presence,
+    consumers: Mutex<HashSet<String>>,
+    listeners: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for listener in &self.listeners {
+            listener.abort();
+        }
+    }
+}
+
+/// Settings of a [`RemoteHandler`]; start with [`RemoteHandler::builder`].
+#[derive(Clone, Debug)]
+pub struct RemoteBuilder {
+    layout: Layout,
+    inputs: Inputs,
+    missing_worker_timeout: Duration,
+    max_message_bytes: Option<usize>,
+}
+
+impl RemoteBuilder {
+    /// The streams, consumers and subjects to use (the default [`Layout`] unless set).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Which ancestors' outputs travel with each task (default [`Inputs::Direct`]).
+    pub fn inputs(mut self, inputs: Inputs) -> Self {
+        self.inputs = inputs;
+        self
+    }
+
+    /// How long an attempt waits while no worker serves its task type before it fails
+    /// permanently with an error naming the type. Default 30 s.
+    pub fn missing_worker_timeout(mut self, timeout: Duration) -> Self {
+        self.missing_worker_timeout = timeout;
+        self
+    }
+
+    /// The largest task message, in bytes (default and at most: the server's
+    /// `max_payload`). A larger attempt fails permanently, naming its largest input.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
+    }
+
+    /// Connects with `config` and sets up the streams.
+    pub async fn connect(self, config: &NatsConfig) -> Result<RemoteHandler, ConnectError> {
+        self.layout.check()?;
+        let client = config.connect().await?;
+        self.start(client).await
+    }
+
+    /// Uses a connection made elsewhere, and sets up the streams.
+    pub async fn start(self, client: async_nats::Client) -> Result<RemoteHandler, ConnectError> {
+        self.layout.check()?;
+        let js = jetstream::new(client.clone());
+        setup::ensure_streams(&js, &self.layout).await?;
+        let names = self.layout.names();
+        let routes = Arc::new(Routes::default());
+        let advisories = client
+            .subscribe(names.max_deliveries_advisory())
+            .await
+            .map_err(|e| ConnectError::Setup {
+                what: "the subscription to delivery advisories".to_owned(),
+                reason: e.to_string(),
+            })?;
+        let listeners = vec![
+            tokio::spawn(routes::listen_results(
+                js.clone(),
+                names.clone(),
+                Arc::clone(&routes),
+            )),
+            tokio::spawn(routes::listen_lost(advisories, Arc::clone(&routes))),
+        ];
+        let server_limit = client.server_info().max_payload;
+        let check_every = (self.missing_worker_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        Ok(RemoteHandler {
+            inner: Arc::new(Inner {
+                presence: Presence::new(client, names.clone(), check_every),
+                js,
+                names,
+                layout: self.layout,
+                inputs: self.inputs,
+                missing_worker_timeout: self.missing_worker_timeout,
+                max_message_bytes: self
+                    .max_message_bytes
+                    .unwrap_or(server_limit)
+                    .min(server_limit),
+                routes,
+                consumers: Mutex::new(HashSet::new()),
+                listeners,
+            }),
+        })
+    }
+}
+
+impl RemoteHandler {
+    /// A handler with the default settings, connected with `config`.
+    pub async fn connect(config: &NatsConfig) -> Result<Self, ConnectError> {
+        Self::builder().connect(config).await
+    }
+
+    /// Settings to change before connecting.
+    pub fn builder() -> RemoteBuilder {
+        RemoteBuilder {
+            layout: Layout::default(),
+            inputs: Inputs::Direct,
+            missing_worker_timeout: Duration::from_secs(30),
+            max_message_bytes: None,
+        }
+    }
+
+    /// Tells the workers running attempts of run `run` to cancel them (their handlers
+    /// see their cancellation token fire). The engine does this by itself for the
+    /// attempts it cancels.
+    pub async fn cancel_run(&self, run: &orch_core::RunId) {
+        self.inner.publish_cancel(run, None, None).await;
+    }
+}
+
+impl fmt::Debug for RemoteHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteHandler")
+            .field("layout", &self.inner.layout)
+            .field("inputs", &self.inner.inputs)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Handler for RemoteHandler {
+    async fn call(&self, ctx: TaskContext) -> Result<Output, TaskError> {
+        let inner = Arc::clone(&self.inner);
+        inner.run_attempt(ctx).await
+    }
+
+    /// The attempt only waits on the network.
+    fn runs_inline(&self) -> bool {
+        true
+    }
+}
+
+impl Inner {
+    async fn run_attempt(self: Arc<Self>, ctx: TaskContext) -> Result<Output, TaskError> {
+        let task = ctx.task_definition();
+        self.ensure_consumer(&task.task_type).await?;
+        let key = AttemptKey {
+            run: ctx.run_id().clone(),
+            task: task.task_id.clone(),
+            attempt: ctx.attempt(),
+        };
+        let payload = self.task_message(&ctx)?;
+        let settled = self.routes.wait(key.clone());
+        let mut pending = Pending {
+            inner: Arc::clone(&self),
+            key,
+            sequence: None,
+            settled: false,
+        };
+        let subject = self.names.task_subject(&task.task_type);
+        let id = protocol::message_id(&pending.key.run, &pending.key.task, pending.key.attempt);
+        let (sequence, duplicate) = self.publish(&subject, &id, payload, &ctx).await?;
+        pending.sequence = Some(sequence);
+        self.routes.published(&pending.key, sequence);
+        if duplicate {
+            // Published before (by a coordinator that stopped): its result may be stored.
+            self.look_up_result(&pending.key).await;
+        }
+        let outcome = self.await_settled(&ctx, &pending.key, settled).await;
+        pending.settled = matches!(outcome, Ok(Settled::Result(_)));
+        match outcome? {
+            Settled::Result(result) => match result.outcome {
+                Outcome::Completed { output } => Ok(Output::from(output)),
+                Outcome::Failed {
+                    error,
+                    permanent: true,
+                } => Err(TaskError::permanent(error)),
+                Outcome::Failed {
+                    error,
+                    permanent: false,
+                } => Err(TaskError::new(error)),
+                Outcome::Skipped { reason } => Err(TaskError::skip(reason)),
+            },
+            Settled::Lost { deliveries } => {
+                let times = match deliveries {
+                    1 => "once".to_owned(),
+                    n => format!("{n} times"),
+                };
+                Err(TaskError::new(format!(
+                    "worker lost: task `{}` (type `{}`) was delivered {times} and no worker \
+                     finished it (each one died or stopped acknowledging it within {:?})",
+                    pending.key.task, task.task_type, self.layout.ack_wait
+                )))
+            }
+        }
+    }
+
+    /// Waits for the attempt's result, forwarding a cancellation of the run to the
+    /// workers and failing when no worker serves the task's type.
+    async fn await_settled(
+        &self,
+        ctx: &TaskContext,
+        key: &AttemptKey,
+        mut settled: tokio::sync::oneshot::Receiver<Settled>,
+    ) -> Result<Settled, TaskError> {
+        let task_type = &ctx.task_definition().task_type;
+        let check_every = (self.missing_worker_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut ticks = tokio::time::interval(check_every);
+        ticks.tick().await;
+        let mut cancel_forwarded = false;
+        loop {
+            tokio::select! {
+                result = &mut settled => {
+                    return result.map_err(|_| TaskError::new("the coordinator stopped waiting for the result"));
+                }
+                () = ctx.cancellation().cancelled(), if !cancel_forwarded => {
+                    cancel_forwarded = true;
+                    self.publish_cancel(&key.run, Some(&key.task), Some(key.attempt)).await;
+                }
+                _ = ticks.tick() => {
+                    let missing = self.presence.missing_for(task_type).await;
+                    if missing >= self.missing_worker_timeout {
+                        return Err(TaskError::permanent(format!(
+                            "no worker serves task type `{task_type}`: none answered for {missing:.1?} \
+                             (start a worker with a handler for `{task_type}`)"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The task message of `ctx`'s attempt, refused when over the size limit.
+    fn task_message(&self, ctx: &TaskContext) -> Result<Bytes, TaskError> {
+        let task = ctx.task_definition();
+        let mut inputs = Map::new();
+        match self.inputs {
+            Inputs::Direct => {
+                for (id, output) in ctx.dependency_results() {
+                    inputs.insert(id.to_string(), output.clone());
+                }
+            }
+            Inputs::Ancestors => {
+                let ancestors = ctx
+                    .workflow()
+                    .validate()
+                    .ok()
+                    .and_then(|valid| valid.ancestors(&task.task_id))
+                    .unwrap_or_default();
+                for id in ancestors {
+                    if let Ok(output) = ctx.input_json(id) {
+                        inputs.insert(id.to_string(), output.clone());
+                    }
+                }
+            }
+        }
+        let message = TaskMessage {
+            v: protocol::VERSION,
+            run_id: ctx.run_id().clone(),
+            workflow_id: ctx.workflow().workflow_id().to_owned(),
+            workflow_name: ctx.workflow().name().to_owned(),
+            task: task.clone(),
+            attempt: ctx.attempt(),
+            inputs,
+            deadline_ms: task.timeout.map(protocol::deadline_after),
+            traceparent: Some(protocol::traceparent(
+                ctx.run_id(),
+                &task.task_id,
+                ctx.attempt(),
+            )),
+        };
+        let payload = protocol::write(&message);
+        if payload.len() > self.max_message_bytes {
+            let largest = message
+                .inputs
+                .iter()
+                .map(|(id, value)| (serde_json::to_vec(value).map_or(0, |v| v.len()), id))
+                .max();
+            let largest = match largest {
+                Some((bytes, id)) => {
+                    format!("; its largest input is the output of `{id}`, {bytes} bytes")
+                }
+                None => String::new(),
+            };
+            return Err(TaskError::permanent(format!(
+                "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes{largest}",
+                ctx.attempt(),
+                task.task_id,
+                payload.len(),
+                self.max_message_bytes
+            )));
+        }
+        Ok(Bytes::from(payload))
+    }
+
+    /// Publishes a task message until the server stores it (or the run is cancelled);
+    /// returns its stream sequence and whether the server had it already.
+    async fn publish(
+        &self,
+        subject: &str,
+        id: &str,
+        payload: Bytes,
+        ctx: &TaskContext,
+    ) -> Result<(u64, bool), TaskError> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(id);
+            let sent = async {
+                let ack = self.js.send_publish(subject.to_owned(), publish).await?;
+                ack.await
+            };
+            match sent.await {
+                Ok(ack) => return Ok((ack.sequence, ack.duplicate)),
+                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(TaskError::permanent(format!(
+                        "the server refused the message of task `{}`: {error}",
+                        ctx.task_id()
+                    )));
+                }
+                Err(error) => {
+                    tracing::warn!(task = %ctx.task_id(), %error, "publishing a task failed; trying again");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = ctx.cancellation().cancelled() => {
+                    return Err(TaskError::new("cancelled before the task reached the server"));
+                }
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Settles `key` from the results stream if a result for it is stored.
+    async fn look_up_result(&self, key: &AttemptKey) {
+        let subject = self.names.result_subject(&key.run, &key.task, key.attempt);
+        let Ok(stream) = self
+            .js
+            .get_stream_no_info(self.names.results_stream())
+            .await
+        else {
+            return;
+        };
+        if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await
+            && let Ok(result) = protocol::read(&message.payload)
+        {
+            self.routes.settle(key, Settled::Result(result));
+        }
+    }
+
+    /// Makes sure the durable consumer of `task_type` exists, once per handler.
+    async fn ensure_consumer(&self, task_type: &str) -> Result<(), TaskError> {
+        let known = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(task_type);
+        if !known {
+            setup::ensure_consumer(&self.js, &self.layout, task_type)
+                .await
+                .map_err(TaskError::new)?;
+            self.consumers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(task_type.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn publish_cancel(
+        &self,
+        run: &orch_core::RunId,
+        task: Option<&orch_core::TaskId>,
+        attempt: Option<u32>,
+    ) {
+        let message = CancelMessage {
+            v: protocol::VERSION,
+            run_id: run.clone(),
+            task_id: task.cloned(),
+            attempt,
+        };
+        let subject = self.names.cancel_subject(run);
+        if let Err(error) = self
+            .js
+            .client()
+            .publish(subject, protocol::write(&message).into())
+            .await
+        {
+            tracing::warn!(%run, %error, "could not publish a cancellation");
+        }
+    }
+}
+
+/// An attempt published and not yet settled: if its wait ends another way (the engine
+/// timed it out or dropped it, or it failed here), the workers are told to cancel it and
+/// its message is removed from the queue if no worker took it yet.
+struct Pending {
+    inner: Arc<Inner>,
+    key: AttemptKey,
+    sequence: Option<u64>,
+    settled: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.inner.routes.forget(&self.key, self.sequence);
+        if self.settled {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let key = self.key.clone();
+        let sequence = self.sequence;
+        runtime.spawn(async move {
+            inner
+                .publish_cancel(&key.run, Some(&key.task), Some(key.attempt))
+                .await;
+            if let Some(sequence) = sequence
+                && let Ok(stream) = inner
+                    .js
+                    .get_stream_no_info(inner.names.tasks_stream())
+                    .await
+            {
+                let _ = stream.delete_message(sequence).await;
+            }
+        });
+    }
+}

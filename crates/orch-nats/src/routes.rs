@@ -1,0 +1,161 @@
+//! Where a coordinator's results go: each waiting attempt registers here, and the
+//! listeners on the results stream and on the server's advisories hand it what settles it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use orch_core::{RunId, TaskId};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use crate::protocol::{self, Names, ResultMessage};
+
+/// One attempt of one task of one run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct AttemptKey {
+    pub(crate) run: RunId,
+    pub(crate) task: TaskId,
+    pub(crate) attempt: u32,
+}
+
+/// What ends the wait for an attempt.
+#[derive(Debug)]
+pub(crate) enum Settled {
+    /// A worker's result.
+    Result(ResultMessage),
+    /// The task message ran out of deliveries: every worker that took it died or stopped
+    /// acknowledging it.
+    Lost { deliveries: u64 },
+}
+
+/// The attempts a coordinator waits for.
+#[derive(Default)]
+pub(crate) struct Routes {
+    waiting: Mutex<HashMap<AttemptKey, oneshot::Sender<Settled>>>,
+    by_sequence: Mutex<HashMap<u64, AttemptKey>>,
+}
+
+impl Routes {
+    /// Registers a wait for `key`; a wait registered again replaces the earlier one.
+    pub(crate) fn wait(&self, key: AttemptKey) -> oneshot::Receiver<Settled> {
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.waiting).insert(key, sender);
+        receiver
+    }
+
+    /// Notes that `key`'s task message is stream message `sequence`.
+    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64) {
+        lock(&self.by_sequence).insert(sequence, key.clone());
+    }
+
+    /// Ends the wait for `key` (settled, abandoned or dropped).
+    pub(crate) fn forget(&self, key: &AttemptKey, sequence: Option<u64>) {
+        lock(&self.waiting).remove(key);
+        if let Some(sequence) = sequence {
+            lock(&self.by_sequence).remove(&sequence);
+        }
+    }
+
+    /// Hands `settled` to whoever waits for `key`; the first result for an attempt wins,
+    /// later ones find nobody waiting.
+    pub(crate) fn settle(&self, key: &AttemptKey, settled: Settled) {
+        if let Some(sender) = lock(&self.waiting).remove(key) {
+            let _ = sender.send(settled);
+        }
+    }
+
+    fn settle_sequence(&self, sequence: u64, deliveries: u64) {
+        let key = lock(&self.by_sequence).remove(&sequence);
+        if let Some(key) = key {
+            self.settle(&key, Settled::Lost { deliveries });
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl AttemptKey {
+    pub(crate) fn of(result: &ResultMessage) -> Self {
+        Self {
+            run: result.run_id.clone(),
+            task: result.task_id.clone(),
+            attempt: result.attempt,
+        }
+    }
+}
+
+/// Reads the results stream from now on, for as long as the coordinator lives, and
+/// settles the attempts its results end. After an interruption it goes on from the last
+/// result it saw.
+pub(crate) async fn listen_results(js: jetstream::Context, names: Names, routes: Arc<Routes>) {
+    let mut next: Option<u64> = None;
+    loop {
+        let deliver_policy = match next {
+            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+            None => consumer::DeliverPolicy::New,
+        };
+        let consumer = async {
+            let stream = js.get_stream_no_info(names.results_stream()).await?;
+            let consumer = stream
+                .create_consumer(consumer::push::OrderedConfig {
+                    deliver_subject: js.client().new_inbox(),
+                    filter_subject: names.all_results(),
+                    deliver_policy,
+                    ..Default::default()
+                })
+                .await?;
+            Ok::<_, async_nats::Error>(consumer.messages().await?)
+        };
+        let mut messages = match consumer.await {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the results stream; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the results stream was interrupted");
+                    break;
+                }
+            };
+            if let Ok(info) = message.info() {
+                next = Some(info.stream_sequence + 1);
+            }
+            match protocol::read::<ResultMessage>(&message.payload) {
+                Ok(result) => {
+                    let key = AttemptKey::of(&result);
+                    routes.settle(&key, Settled::Result(result));
+                }
+                Err(error) => {
+                    tracing::error!(subject = %message.subject, %error, "ignoring a result that cannot be read");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Listens to the server's advisories about task messages that ran out of deliveries,
+/// and settles their attempts as lost.
+pub(crate) async fn listen_lost(mut advisories: async_nats::Subscriber, routes: Arc<Routes>) {
+    #[derive(Deserialize)]
+    struct MaxDeliveries {
+        stream_seq: u64,
+        deliveries: u64,
+    }
+    while let Some(message) = advisories.next().await {
+        match serde_json::from_slice::<MaxDeliveries>(&message.payload) {
+            Ok(advisory) => routes.settle_sequence(advisory.stream_seq, advisory.deliveries),
+            Err(error) => tracing::warn!(%error, "ignoring an advisory that cannot be read"),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! [`Layout`]: the streams and consumers coordinators and workers share, and how they
+//! are found or created on the server.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+
+use crate::ConnectError;
+use crate::protocol::Names;
+
+/// Where and how tasks and results travel: the subject prefix, and the settings of the
+/// streams and consumers under it. Coordinators and workers of one deployment use the
+/// same layout; the first process that finds a stream or consumer missing creates it
+/// with these settings, and later processes use it as it is.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The first subject token(s) of every subject (`orch` by default); streams are named
+    /// after it (`ORCH_TASKS`, `ORCH_RESULTS`).
+    pub prefix: String,
+    /// How long a worker may hold a task without acknowledging progress before the
+    /// server delivers it to another worker (workers acknowledge progress every quarter
+    /// of it while a handler runs). Default 30 s.
+    pub ack_wait: Duration,
+    /// How many times a task is delivered before it fails as "worker lost". Default 5.
+    pub max_deliver: u32,
+    /// How long results are kept on the results stream. Default one day.
+    pub result_retention: Duration,
+    /// The window in which the server recognises a task or result published again under
+    /// the same message id. Default 2 minutes.
+    pub duplicate_window: Duration,
+    /// How many tasks of one type may be held by workers at once. Default 20,000.
+    pub max_in_flight: u32,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            prefix: "orch".to_owned(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            result_retention: Duration::from_secs(24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+            max_in_flight: 20_000,
+        }
+    }
+}
+
+impl Layout {
+    /// The default layout under another subject prefix.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn names(&self) -> Names {
+        Names::new(&self.prefix)
+    }
+
+    /// Checks what the server would refuse later, with an error naming the setting.
+    pub(crate) fn check(&self) -> Result<(), ConnectError> {
+        let valid_token = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !self.prefix.split('.').all(valid_token) {
+            return Err(ConnectError::Config(format!(
+                "the subject prefix `{}` must be tokens of ASCII letters, digits, `-` and `_` separated by dots",
+                self.prefix
+            )));
+        }
+        if self.ack_wait < Duration::from_millis(100) || self.max_deliver == 0 {
+            return Err(ConnectError::Config(format!(
+                "ack_wait must be at least 100ms and max_deliver at least 1 (got {:?} and {})",
+                self.ack_wait, self.max_deliver
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Finds or creates the tasks stream (a work queue) and the results stream.
+pub(crate) async fn ensure_streams(
+    js: &jetstream::Context,
+    layout: &Layout,
+) -> Result<(), ConnectError> {
+    let names = layout.names();
+    let tasks = stream::Config {
+        name: names.tasks_stream().to_owned(),
+        subjects: vec![names.all_tasks()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: layout.duplicate_window,
+        ..Default::default()
+    };
+    let results = stream::Config {
+        name: names.results_stream().to_owned(),
+        subjects: vec![names.all_results()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: layout.result_retention,
+        duplicate_window: layout.duplicate_window,
+        ..Default::default()
+    };
+    for config in [tasks, results] {
+        ensure_stream(js, config).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<(), ConnectError> {
+    use jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
+    let name = config.name.clone();
+    let what = || format!("stream `{name}`");
+    match js.get_stream(&name).await {
+        Ok(_) => return Ok(()),
+        Err(error) => match error.kind() {
+            GetStreamErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {}
+            GetStreamErrorKind::Request => return Err(no_jetstream_or(what(), &error)),
+            _ => return Err(setup(what(), &error)),
+        },
+    }
+    match js.create_stream(config).await {
+        Ok(_) => Ok(()),
+        Err(error) => match error.kind() {
+            CreateStreamErrorKind::JetStreamUnavailable => Err(ConnectError::NoJetStream {
+                reason: error.to_string(),
+            }),
+            // Another process created it meanwhile.
+            CreateStreamErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NAME_EXIST =>
+            {
+                Ok(())
+            }
+            _ => Err(setup(what(), &error)),
+        },
+    }
+}
+
+/// Finds or creates the durable pull consumer of `task_type`'s tasks; returns the
+/// settings it has (which may predate this layout).
+pub(crate) async fn ensure_consumer(
+    js: &jetstream::Context,
+    layout: &Layout,
+    task_type: &str,
+) -> Result<consumer::Config, ConnectError> {
+    use jetstream::stream::ConsumerErrorKind;
+    let names = layout.names();
+    let name = Names::consumer(task_type);
+    let stream = names.tasks_stream();
+    let what = || format!("consumer `{name}` of stream `{stream}` (task type `{task_type}`)");
+    match js
+        .get_consumer_from_stream::<consumer::pull::Config, _, _>(&name, stream)
+        .await
+    {
+        Ok(mut consumer) => {
+            return Ok(consumer
+                .info()
+                .await
+                .map_err(|e| setup(what(), &e))?
+                .config
+                .clone());
+        }
+        Err(error) => match error.kind() {
+            ConsumerErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND => {}
+            _ => return Err(setup(what(), &error)),
+        },
+    }
+    let config = consumer::pull::Config {
+        durable_name: Some(name.clone()),
+        description: Some(format!("orch tasks of type `{task_type}`")),
+        filter_subject: names.task_subject(task_type),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: layout.ack_wait,
+        max_deliver: i64::from(layout.max_deliver),
+        max_ack_pending: i64::from(layout.max_in_flight),
+        deliver_policy: consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    match js.create_consumer_on_stream(config, stream).await {
+        Ok(mut consumer) => Ok(consumer
+            .info()
+            .await
+            .map_err(|e| setup(what(), &e))?
+            .config
+            .clone()),
+        Err(error) => Err(setup(what(), &error)),
+    }
+}
+
+fn setup(what: String, error: &dyn std::fmt::Display) -> ConnectError {
+    let mut reason = error.to_string();
+    if reason.contains("timed out") {
+        // A request the server refuses for want of permission goes unanswered.
+        reason.push_str(
+            " (the server did not answer: may this user use it? see the permissions in the orch-nats docs)",
+        );
+    }
+    ConnectError::Setup { what, reason }
+}
+
+/// A request with no answer: JetStream is off, or the user may not use its API.
+fn no_jetstream_or(what: String, error: &dyn std::fmt::Display) -> ConnectError {
+    let reason = error.to_string();
+    if reason.contains("no responders") || reason.contains("does not exist") {
+        ConnectError::NoJetStream { reason }
+    } else {
+        ConnectError::Setup {
+            what,
+            reason: format!("{reason} (is this user allowed to use the JetStream API?)"),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! [`Worker`]: a process that runs tasks for coordinators elsewhere, with the same
+//! [`Handler`]s an engine registers.
+
+mod attempt;
+mod cancels;
+mod pull;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use orch_engine::{Handler, HandlerState};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::Names;
+use crate::setup::{self, Layout};
+use crate::{ConnectError, NatsConfig};
+
+use cancels::Cancels;
+
+/// Runs tasks published by coordinators ([`RemoteHandler`](crate::RemoteHandler)s) with
+/// ordinary orch [`Handler`]s, one registered per task type it serves.
+///
+/// A worker takes tasks only while it has room: at most [`WorkerBuilder::concurrency`]
+/// handlers run at once, across its task types. While a handler runs, the worker tells
+/// the server it is still working every quarter of the consumer's `ack_wait`, so a live
+/// task is never delivered to a second worker; if the worker dies, the server delivers the
+/// task to another one after `ack_wait`. A handler sees its task's configuration, the
+/// outputs of its dependencies that were sent with it, its attempt number and a
+/// cancellation token that fires when the coordinator cancels the run or the attempt.
+///
+/// A task message the worker cannot read (malformed, or from a newer protocol version) is
+/// terminated with a logged error, never retried; when the message names its attempt,
+/// the attempt fails with that error.
+///
+/// ```no_run
+/// use orch_engine::{TaskContext, TaskError};
+/// use orch_nats::{NatsConfig, Worker};
+/// use tokio_util::sync::CancellationToken;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let worker = Worker::builder()
+///     .handler("embed", |ctx: TaskContext| async move {
+///         let text: String = ctx.config_as()?;
+///         Ok::<_, TaskError>(text.len())
+///     })
+///     .concurrency(8)
+///     .connect(&NatsConfig::from_env()?)
+///     .await?;
+/// let stop = CancellationToken::new();
+/// // Stop on Ctrl-C: running handlers finish (or are handed back after the grace period).
+/// let on_signal = stop.clone();
+/// tokio::spawn(async move { tokio::signal::ctrl_c().await.ok(); on_signal.cancel() });
+/// worker.run(stop).await;
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    shared: Arc<Shared>,
+    types: Vec<TypeQueue>,
+    limits: Limits,
+}
+
+/// What every task runner of a worker uses.
+pub(crate) struct Shared {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) names: Names,
+    pub(crate) name: String,
+    pub(crate) state: HandlerState,
+    pub(crate) cancels: Cancels,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) cancel_grace: Duration,
+}
+
+/// One task type a worker serves: its handler, consumer and progress interval.
+pub(crate) struct TypeQueue {
+    pub(crate) task_type: String,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) consumer: String,
+    pub(crate) progress_every: Duration,
+}
+
+/// Settings of a [`Worker`]; start with [`Worker::builder`].
+pub struct WorkerBuilder {
+    layout: Layout,
+    handlers: Vec<(String, Arc<dyn Handler>)>,
+    state: HandlerState,
+    concurrency: usize,
+    name: Option<String>,
+    shutdown_grace: Duration,
+    cancel_grace: Duration,
+}
+
+impl fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let types: Vec<&str> = self.handlers.iter().map(|(t, _)| t.as_str()).collect();
+        f.debug_struct("WorkerBuilder")
+            .field("layout", &self.layout)
+            .field("task_types", &types)
+            .field("concurrency", &self.concurrency)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerBuilder {
+    /// Serves `task_type` with `handler` (replacing an earlier handler of that type).
+    pub fn handler(mut self, task_type: impl Into<String>, handler: impl Handler) -> Self {
+        let task_type = task_type.into();
+        self.handlers.retain(|(t, _)| *t != task_type);
+        self.handlers.push((task_type, Arc::new(handler)));
+        self
+    }
+
+    /// A value handlers read with [`TaskContext::state`](orch_engine::TaskContext::state),
+    /// one per type, as [`EngineBuilder::state`](orch_engine::EngineBuilder::state) gives
+    /// an engine's.
+    pub fn state<S: std::any::Any + Send + Sync>(mut self, value: S) -> Self {
+        self.state = self.state.with(value);
+        self
+    }
+
+    /// How many handlers run at once, across task types (default 16, at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The worker's name in results and logs (default: host name and process id).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The streams, consumers and subjects to use (the default [`Layout`] unless set).
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// How long a stopping worker lets running handlers finish before it cancels them
+    /// and hands their tasks back to the queue for another worker. Default 30 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// How long a handler whose attempt was cancelled may go on before the worker drops
+    /// it. Default 10 s.
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Connects with `config`, and finds or creates the streams and each task type's
+    /// consumer.
+    pub async fn connect(self, config: &NatsConfig) -> Result<Worker, ConnectError> {
+        self.layout.check()?;
+        let client = config.connect().await?;
+        self.start(client).await
+    }
+
+    /// Uses a connection made elsewhere; see [`WorkerBuilder::connect`].
+    pub async fn start(self, client: async_nats::Client) -> Result<Worker, ConnectError> {
+        self.layout.check()?;
+        if self.handlers.is_empty() {
+            return Err(ConnectError::Config(
+                "the worker serves no task type: register a handler".to_owned(),
+            ));
+        }
+        let js = jetstream::new(client.clone());
+        setup::ensure_streams(&js, &self.layout).await?;
+        let mut types = Vec::with_capacity(self.handlers.len());
+        for (task_type, handler) in self.handlers {
+            let config = setup::ensure_consumer(&js, &self.layout, &task_type).await?;
+            types.push(TypeQueue {
+                consumer: Names::consumer(&task_type),
+                task_type,
+                handler,
+                progress_every: (config.ack_wait / 4).max(Duration::from_millis(10)),
+            });
+        }
+        let name = self.name.unwrap_or_else(default_name);
+        let max_message_bytes = client.server_info().max_payload;
+        Ok(Worker {
+            shared: Arc::new(Shared {
+                client,
+                js,
+                names: self.layout.names(),
+                name,
+                state: self.state,
+                cancels: Cancels::default(),
+                max_message_bytes,
+                cancel_grace: self.cancel_grace,
+            }),
+            types,
+            limits: Limits {
+                shutdown_grace: self.shutdown_grace,
+                concurrency: self.concurrency,
+            },
+        })
+    }
+}
+
+/// The host name (from the environment) and process id.
+fn default_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// How a worker stops, and how many handlers it runs at once.
+struct Limits {
+    shutdown_grace: Duration,
+    concurrency: usize,
+}
+
+impl Worker {
+    /// Settings to change before connecting.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder {
+            layout: Layout::default(),
+            handlers: Vec::new(),
+            state: HandlerState::new(),
+            concurrency: 16,
+            name: None,
+            shutdown_grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Takes and runs tasks until `stop` is cancelled. Then it takes no more, lets
+    /// running handlers finish for the shutdown grace period, cancels those still
+    /// running and hands their tasks back to the queue (another worker gets them at
+    /// once), and returns.
+    pub async fn run(self, stop: CancellationToken) {
+        let Self {
+            shared,
+            types,
+            limits,
+        } = self;
+        let permits = Arc::new(Semaphore::new(limits.concurrency));
+        let hand_back = CancellationToken::new();
+        let mut services = JoinSet::new();
+        services.spawn(cancels::listen(Arc::clone(&shared)));
+        for queue in &types {
+            services.spawn(answer_presence(
+                Arc::clone(&shared),
+                queue.task_type.clone(),
+            ));
+        }
+        let mut pullers = JoinSet::new();
+        let share = types.len();
+        for queue in types {
+            pullers.spawn(pull::serve(
+                Arc::clone(&shared),
+                Arc::new(queue),
+                Arc::clone(&permits),
+                share,
+                stop.clone(),
+                hand_back.clone(),
+            ));
+        }
+        stop.cancelled().await;
+        let finish = async { while pullers.join_next().await.is_some() {} };
+        if tokio::time::timeout(limits.shutdown_grace, finish)
+            .await
+            .is_err()
+        {
+            hand_back.cancel();
+            while pullers.join_next().await.is_some() {}
+        }
+        services.abort_all();
+        if let Err(error) = shared.client.flush().await {
+            tracing::warn!(%error, "could not flush the last acknowledgements");
+        }
+    }
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let types: Vec<&str> = self.types.iter().map(|q| q.task_type.as_str()).collect();
+        f.debug_struct("Worker")
+            .field("name", &self.shared.name)
+            .field("task_types", &types)
+            .field("concurrency", &self.limits.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answers coordinators asking whether a worker serves `task_type`.
+async fn answer_presence(shared: Arc<Shared>, task_type: String) {
+    let subject = shared.names.presence_subject(&task_type);
+    let Ok(mut requests) = shared
+        .client
+        .queue_subscribe(subject, "workers".to_owned())
+        .await
+    else {
+        tracing::error!(task_type, "cannot answer presence requests");
+        return;
+    };
+    while let Some(request) = requests.next().await {
+        if let Some(reply) = request.reply {
+            let _ = shared
+                .client
+                .publish(reply, shared.name.clone().into())
+                .await;
+        }
+    }
+}

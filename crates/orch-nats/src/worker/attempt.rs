@@ -1,0 +1,299 @@
+//! Running one task message on a worker: read it, run its handler while acknowledging
+//! progress, publish its result, then acknowledge the message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use orch_engine::{Output, RemoteTask, TaskError};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{Shared, TypeQueue};
+use crate::protocol::{self, Envelope, Outcome, ResultMessage, TaskMessage};
+use crate::routes::AttemptKey;
+
+/// How the handler's run ended, for the message.
+enum Ending {
+    /// Publish this outcome, then acknowledge the message.
+    Report(Outcome),
+    /// The attempt was cancelled or passed its deadline: remove the message, report
+    /// nothing (the coordinator stopped waiting).
+    Drop,
+    /// The worker is stopping: give the task back for another worker.
+    HandBack,
+}
+
+/// Runs the task in `message` with `queue`'s handler, holding `permit` until done.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    queue: Arc<TypeQueue>,
+    message: async_nats::Message,
+    permit: Option<OwnedSemaphorePermit>,
+    hand_back: CancellationToken,
+) {
+    let _permit = permit;
+    let message = jetstream::Message {
+        message,
+        context: shared.js.clone(),
+    };
+    let (sequence, delivered) = match message.info() {
+        Ok(info) => (info.stream_sequence, info.delivered),
+        Err(_) => (0, 0),
+    };
+    let task: TaskMessage = match protocol::read(&message.payload) {
+        Ok(task) => task,
+        Err(error) => return refuse(&shared, &message, sequence, &error.to_string()).await,
+    };
+    if task.task.task_type != queue.task_type {
+        let error = format!(
+            "the message is of task type `{}` but came through the queue of `{}`",
+            task.task.task_type, queue.task_type
+        );
+        return refuse(&shared, &message, sequence, &error).await;
+    }
+    let key = AttemptKey {
+        run: task.run_id.clone(),
+        task: task.task.task_id.clone(),
+        attempt: task.attempt,
+    };
+    let span = tracing::info_span!(
+        "remote_task",
+        run_id = %key.run,
+        task_id = %key.task,
+        attempt = key.attempt,
+        task_type = %queue.task_type,
+        traceparent = task.traceparent.as_deref().unwrap_or(""),
+    );
+    async {
+        if delivered > 1 {
+            tracing::info!(delivered, "running a task delivered again");
+        }
+        if task
+            .deadline_ms
+            .is_some_and(|d| protocol::until(d).is_zero())
+        {
+            tracing::info!("not running a task whose deadline passed");
+            return ack(&message, AckKind::Term).await;
+        }
+        let Some(token) = shared.cancels.start(&key) else {
+            tracing::info!("not running a cancelled task");
+            return ack(&message, AckKind::Term).await;
+        };
+        let ending = execute(&shared, &queue, &message, task, token, &hand_back).await;
+        shared.cancels.finish(&key);
+        match ending {
+            Ending::Report(outcome) => {
+                let result = result_message(&shared, &key, outcome);
+                if publish_result(&shared, &key, result, &hand_back).await {
+                    ack(&message, AckKind::Ack).await;
+                } else {
+                    ack(&message, AckKind::Nak(None)).await;
+                }
+            }
+            Ending::Drop => ack(&message, AckKind::Term).await,
+            Ending::HandBack => ack(&message, AckKind::Nak(None)).await,
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the handler until it ends, acknowledging progress meanwhile.
+async fn execute(
+    shared: &Shared,
+    queue: &TypeQueue,
+    message: &jetstream::Message,
+    task: TaskMessage,
+    token: CancellationToken,
+    hand_back: &CancellationToken,
+) -> Ending {
+    let deadline = task.deadline_ms.map(protocol::until);
+    let context = RemoteTask::new(task.run_id, task.workflow_id, task.task, task.attempt)
+        .workflow_name(task.workflow_name)
+        .inputs(
+            task.inputs
+                .into_iter()
+                .map(|(id, output)| (id.into(), output)),
+        )
+        .cancellation(token.clone())
+        .state(shared.state.clone())
+        .context();
+    let context = match context {
+        Ok(context) => context,
+        Err(errors) => {
+            return Ending::Report(Outcome::Failed {
+                error: format!("the task cannot run: {errors}"),
+                permanent: true,
+            });
+        }
+    };
+    let running = orch_engine::spawn_attempt(Arc::clone(&queue.handler), context);
+    tokio::pin!(running);
+    let mut progress = tokio::time::interval(queue.progress_every);
+    progress.tick().await;
+    let past_deadline = tokio::time::sleep(deadline.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(past_deadline);
+    let mut cancelled_at: Option<tokio::time::Instant> = None;
+    let dropped = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(dropped);
+    loop {
+        tokio::select! {
+            result = &mut running => return Ending::Report(outcome(result, shared.max_message_bytes)),
+            _ = progress.tick() => ack(message, AckKind::Progress).await,
+            () = &mut past_deadline => {
+                tracing::info!("the task passed its deadline; dropping its handler");
+                token.cancel();
+                return Ending::Drop;
+            }
+            () = token.cancelled(), if cancelled_at.is_none() => {
+                let now = tokio::time::Instant::now();
+                cancelled_at = Some(now);
+                dropped.as_mut().reset(now + shared.cancel_grace);
+            }
+            () = &mut dropped => {
+                tracing::info!("the cancelled task's handler did not stop in time; dropping it");
+                return Ending::Drop;
+            }
+            () = hand_back.cancelled() => {
+                tracing::info!("the worker is stopping; handing the task back");
+                token.cancel();
+                return Ending::HandBack;
+            }
+        }
+    }
+}
+
+/// The outcome of a handler's result, refused when the output is over the size limit.
+fn outcome(result: Result<Output, TaskError>, max_bytes: usize) -> Outcome {
+    match result {
+        Ok(output) => {
+            let (output, _shared) = output.into_json();
+            let size = serde_json::to_vec(&output).map_or(0, |v| v.len());
+            // Leave room for the rest of the result message.
+            if size + 1024 > max_bytes {
+                return Outcome::Failed {
+                    error: format!(
+                        "the output is {size} bytes, over the limit of {} bytes for a result",
+                        max_bytes.saturating_sub(1024)
+                    ),
+                    permanent: true,
+                };
+            }
+            Outcome::Completed { output }
+        }
+        Err(error) if error.is_skip() => Outcome::Skipped {
+            reason: error.record_text(),
+        },
+        Err(error) => Outcome::Failed {
+            permanent: error.is_permanent(),
+            error: error.record_text(),
+        },
+    }
+}
+
+fn result_message(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> ResultMessage {
+    ResultMessage {
+        v: protocol::VERSION,
+        run_id: key.run.clone(),
+        task_id: key.task.clone(),
+        attempt: key.attempt,
+        worker: shared.name.clone(),
+        outcome,
+    }
+}
+
+/// Publishes a result until the server stores it; `false` if the worker stopped first.
+async fn publish_result(
+    shared: &Shared,
+    key: &AttemptKey,
+    result: ResultMessage,
+    hand_back: &CancellationToken,
+) -> bool {
+    let payload = bytes::Bytes::from(protocol::write(&result));
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match publish_once(shared, key, payload.clone()).await {
+            Ok(()) => return true,
+            Err(error) => tracing::warn!(%error, "publishing a result failed; trying again"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = hand_back.cancelled() => return false,
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Publishes a result once, under the attempt's message id, and waits for the server.
+async fn publish_once(
+    shared: &Shared,
+    key: &AttemptKey,
+    payload: bytes::Bytes,
+) -> Result<(), async_nats::Error> {
+    let subject = shared
+        .names
+        .result_subject(&key.run, &key.task, key.attempt);
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(payload)
+        .message_id(protocol::message_id(&key.run, &key.task, key.attempt));
+    shared.js.send_publish(subject, publish).await?.await?;
+    Ok(())
+}
+
+/// A message that cannot be run: terminated (never delivered again) with a logged
+/// error, and its attempt failed when the message says which one it is.
+async fn refuse(shared: &Shared, message: &jetstream::Message, sequence: u64, error: &str) {
+    let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok();
+    tracing::error!(
+        stream_sequence = sequence,
+        subject = %message.subject,
+        run_id = envelope.as_ref().map(|e| e.run_id.to_string()),
+        task_id = envelope.as_ref().map(|e| e.task.task_id.to_string()),
+        %error,
+        "terminating a task message this worker cannot run"
+    );
+    if let Some(envelope) = envelope {
+        let key = AttemptKey {
+            run: envelope.run_id,
+            task: envelope.task.task_id,
+            attempt: envelope.attempt,
+        };
+        let result = ResultMessage {
+            v: protocol::VERSION,
+            run_id: key.run.clone(),
+            task_id: key.task.clone(),
+            attempt: key.attempt,
+            worker: shared.name.clone(),
+            outcome: Outcome::Failed {
+                error: format!(
+                    "worker `{}` cannot run the task message: {error}",
+                    shared.name
+                ),
+                permanent: true,
+            },
+        };
+        // One try: a message that cannot be read is not worth holding the worker for.
+        let payload = bytes::Bytes::from(protocol::write(&result));
+        if let Err(error) = publish_once(shared, &key, payload).await {
+            tracing::warn!(%error, "could not report the failure of a message that cannot be read");
+        }
+    }
+    ack(message, AckKind::Term).await;
+}
+
+/// Gives a task that a stopping worker received back to the queue at once.
+pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message) {
+    let message = jetstream::Message {
+        message: message.clone(),
+        context: shared.js.clone(),
+    };
+    ack(&message, AckKind::Nak(None)).await;
+}
+
+async fn ack(message: &jetstream::Message, kind: AckKind) {
+    if let Err(error) = message.ack_with(kind).await {
+        tracing::warn!(%error, "could not acknowledge a task message");
+    }
+}

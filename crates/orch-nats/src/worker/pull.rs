@@ -1,0 +1,156 @@
+//! Taking tasks of one type: pull requests for only as many tasks as the worker has room
+//! for, so that no task waits in a worker that cannot start it while another is idle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Message, StatusCode};
+use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, TypeQueue, attempt};
+
+/// How long one pull request waits on the server for tasks.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// Takes and runs tasks of `queue`'s type until `stop`; returns once the tasks it took
+/// have finished (or were handed back when `hand_back` fired).
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    queue: Arc<TypeQueue>,
+    permits: Arc<Semaphore>,
+    types: usize,
+    stop: CancellationToken,
+    hand_back: CancellationToken,
+) {
+    let mut running = JoinSet::new();
+    let inbox = shared.client.new_inbox();
+    let mut deliveries = match shared.client.subscribe(inbox.clone()).await {
+        Ok(subscriber) => subscriber,
+        Err(error) => {
+            tracing::error!(task_type = %queue.task_type, %error, "cannot subscribe to take tasks");
+            return;
+        }
+    };
+    let request_subject = format!(
+        "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+        shared.names.tasks_stream(),
+        queue.consumer
+    );
+    // Whether a pull request may still deliver tasks.
+    let mut outstanding = false;
+    'requests: while !stop.is_cancelled() {
+        while running.try_join_next().is_some() {}
+        // Room for at least one task, and a fair share of what is free.
+        let first = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        let mut held: Vec<OwnedSemaphorePermit> = vec![first];
+        let share = (permits.available_permits() + 1) / types;
+        while held.len() < share.max(1) {
+            match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => held.push(permit),
+                Err(_) => break,
+            }
+        }
+        let request = format!(
+            r#"{{"batch":{},"expires":{}}}"#,
+            held.len(),
+            PULL_EXPIRES.as_nanos()
+        );
+        if let Err(error) = shared
+            .client
+            .publish_with_reply(request_subject.clone(), inbox.clone(), request.into())
+            .await
+        {
+            tracing::warn!(task_type = %queue.task_type, %error, "cannot ask for tasks; trying again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        outstanding = true;
+        // The server answers within its expiry; past that (a lost connection), ask again.
+        let give_up = tokio::time::sleep(PULL_EXPIRES + Duration::from_secs(1));
+        tokio::pin!(give_up);
+        while !held.is_empty() {
+            let message = tokio::select! {
+                message = deliveries.next() => match message {
+                    Some(message) => message,
+                    None => break 'requests,
+                },
+                () = &mut give_up => break,
+                // The request stays open: what it still delivers is handed back below.
+                () = stop.cancelled() => break 'requests,
+            };
+            match delivery(&message) {
+                Delivery::Task => {
+                    let permit = held.pop();
+                    running.spawn(attempt::run(
+                        Arc::clone(&shared),
+                        Arc::clone(&queue),
+                        message,
+                        permit,
+                        hand_back.clone(),
+                    ));
+                }
+                Delivery::Heartbeat => {}
+                Delivery::Ended => break,
+            }
+        }
+        outstanding = false;
+    }
+    if outstanding {
+        hand_back_late_tasks(&shared, &mut deliveries).await;
+    }
+    drop(deliveries);
+    // Runners finish, or hand their tasks back once `hand_back` fires.
+    while running.join_next().await.is_some() {}
+}
+
+/// Hands back, at once, the tasks that an open pull request still delivers once the
+/// worker stopped taking tasks, until the request ends.
+async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subscriber) {
+    let until = tokio::time::sleep(PULL_EXPIRES + Duration::from_secs(1));
+    tokio::pin!(until);
+    loop {
+        let message = tokio::select! {
+            message = deliveries.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+            () = &mut until => return,
+        };
+        match delivery(&message) {
+            Delivery::Task => attempt::hand_back(shared, &message).await,
+            Delivery::Heartbeat => {}
+            Delivery::Ended => return,
+        }
+    }
+}
+
+/// What arrived on a pull request's inbox.
+enum Delivery {
+    /// A task message.
+    Task,
+    /// The server's sign of life while the request waits.
+    Heartbeat,
+    /// The request ended (expired, or refused) without filling up.
+    Ended,
+}
+
+fn delivery(message: &Message) -> Delivery {
+    match message.status {
+        None | Some(StatusCode::OK) => Delivery::Task,
+        Some(StatusCode::IDLE_HEARTBEAT) => Delivery::Heartbeat,
+        Some(StatusCode::TIMEOUT | StatusCode::NOT_FOUND) => Delivery::Ended,
+        Some(status) => {
+            tracing::warn!(%status, description = ?message.description, "a pull request ended early");
+            Delivery::Ended
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Against a nats-server that requires authentication, with per-user permissions (the
+//! configuration the crate docs give): a worker without credentials, with a wrong
+//! password, or with the credentials of a worker of another task type cannot take tasks;
+//! the worker the permissions are for can.
+
+mod common;
+
+use std::time::Duration;
+
+use common::NatsServer;
+use orch_core::{Task, TaskStatus, Workflow};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_nats::{Auth, ConnectError, NatsConfig, RemoteHandler, Worker};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Users `coordinator`, `embedder` (serves task type `embed`) and `parser` (serves
+/// `parse`), each with only the permissions its role needs.
+const SERVER_CONFIG: &str = r#"
+authorization {
+  users: [
+    { user: coordinator, password: "coordinator-pw",
+      permissions: {
+        publish: ["orch.>", "$JS.API.>", "$JS.FC.>"],
+        subscribe: ["orch.>", "_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*"] } },
+    { user: embedder, password: "embedder-pw",
+      permissions: {
+        publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.embed.>",
+                  "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
+                  "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
+                  "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS"],
+        subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
+        allow_responses: true } },
+    { user: parser, password: "parser-pw",
+      permissions: {
+        publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.parse.>",
+                  "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.parse", "$JS.API.CONSUMER.INFO.ORCH_TASKS.parse",
+                  "$JS.API.CONSUMER.CREATE.ORCH_TASKS.parse.orch.task.parse",
+                  "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS"],
+        subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.parse"],
+        allow_responses: true } }
+  ]
+}
+"#;
+
+fn as_user(server: &NatsServer, user: &str, password: &str) -> NatsConfig {
+    server.config().auth(Auth::user_password(user, password))
+}
+
+async fn embed_worker(config: &NatsConfig) -> Result<Worker, ConnectError> {
+    Worker::builder()
+        .name("embedder-1")
+        .handler("embed", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(format!("embedded {}", ctx.task_id()))
+        })
+        .connect(config)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_worker_permitted_for_a_task_type_takes_its_tasks() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let coordinator = as_user(&server, "coordinator", "coordinator-pw");
+    let remote = RemoteHandler::connect(&coordinator)
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("embed", remote);
+    let workflow = Workflow::new("w", "W").task(Task::new("doc1", "embed"));
+    let run = engine.run(&workflow);
+    let run = tokio::spawn(run);
+
+    let anonymous = embed_worker(&server.config())
+        .await
+        .expect_err("no credentials");
+    assert!(
+        matches!(anonymous, ConnectError::Refused { .. }),
+        "{anonymous:?}"
+    );
+    let wrong = embed_worker(&as_user(&server, "embedder", "guess"))
+        .await
+        .expect_err("wrong password");
+    assert!(matches!(wrong, ConnectError::Refused { .. }), "{wrong:?}");
+    assert!(!wrong.to_string().contains("guess"), "{wrong}");
+    let other = embed_worker(&as_user(&server, "parser", "parser-pw"))
+        .await
+        .expect_err("the parser may not serve `embed`");
+    assert!(matches!(other, ConnectError::Setup { .. }), "{other:?}");
+    assert!(
+        other.to_string().contains("may this user use it?"),
+        "{other}"
+    );
+
+    // Below the worker API too, the parser's user cannot pull an `embed` task.
+    let parser = as_user(&server, "parser", "parser-pw")
+        .connect()
+        .await
+        .expect("connects");
+    let pull = parser.request(
+        "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed",
+        r#"{"batch":1,"expires":500000000}"#.into(),
+    );
+    let pulled = tokio::time::timeout(Duration::from_secs(2), pull).await;
+    assert!(
+        !matches!(pulled, Ok(Ok(ref m)) if m.status.is_none()),
+        "the parser got a task"
+    );
+    let admin = coordinator.connect().await.expect("connects");
+    let mut tasks = async_nats::jetstream::new(admin)
+        .get_stream("ORCH_TASKS")
+        .await
+        .expect("the stream");
+    assert_eq!(
+        tasks.info().await.expect("info").state.messages,
+        1,
+        "the task waits"
+    );
+
+    let worker = embed_worker(&as_user(&server, "embedder", "embedder-pw"))
+        .await
+        .expect("the embedder may serve `embed`");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends within a minute")
+        .expect("the run's task")
+        .expect("valid");
+    let doc = result.task("doc1").expect("a task");
+    assert_eq!(
+        (doc.status, doc.result.clone()),
+        (TaskStatus::Completed, Some(json!("embedded doc1")))
+    );
+    stop.cancel();
+}

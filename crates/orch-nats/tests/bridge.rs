@@ -1,0 +1,133 @@
+//! The bus bridge against a real nats-server: an engine's lifecycle events reach NATS
+//! subscribers in order, NATS messages reach a bus, and a bridge does not bring back
+//! what it exported.
+
+mod common;
+
+use common::NatsServer;
+use futures_util::StreamExt;
+use orch_core::{EngineEvent, Task, Workflow};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_events::EventBus;
+use orch_nats::Bridge;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_events_reach_nats_subscribers_in_order() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    let mut watched = watcher
+        .subscribe("orch.events.workflow.etl.>")
+        .await
+        .expect("subscribes");
+    watcher.flush().await.expect("flushes");
+
+    let bus: EventBus<EngineEvent> = EventBus::new();
+    let engine = WorkflowEngine::builder()
+        .event_bus(bus.clone())
+        .build()
+        .expect("valid");
+    engine.register_handler(
+        "t",
+        |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+    );
+    let bridge = Bridge::connect(&server.config(), "orch.events")
+        .await
+        .expect("connects");
+    let export = bridge
+        .export(&bus, "workflow.>")
+        .expect("subscribes to the bus");
+    let workflow = Workflow::new("etl", "ETL")
+        .task(Task::new("load", "t"))
+        .task(Task::new("clean", "t").depends_on(["load"]));
+    engine.execute_workflow(&workflow).await.expect("valid");
+    bus.close().await;
+    export.finished().await;
+
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let message = watched.next().await.expect("an event");
+        let payload: Value = serde_json::from_slice(&message.payload).expect("json");
+        seen.push((
+            message.subject.to_string(),
+            payload["kind"].as_str().map(str::to_owned),
+        ));
+    }
+    let subjects: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "orch.events.workflow.etl.started",
+            "orch.events.workflow.etl.task.load.started",
+            "orch.events.workflow.etl.task.load.completed",
+            "orch.events.workflow.etl.task.clean.started",
+            "orch.events.workflow.etl.task.clean.completed",
+            "orch.events.workflow.etl.finished",
+        ]
+    );
+    assert!(seen.iter().all(|(_, kind)| kind.is_some()), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_messages_reach_a_bus_and_exports_do_not_come_back() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let bus: EventBus = EventBus::new();
+    let mut received = bus.subscribe("app.>").expect("subscribes");
+    let bridge = Bridge::connect(&server.config(), "shared")
+        .await
+        .expect("connects");
+    let _import = bridge
+        .import("app.>", &bus)
+        .await
+        .expect("subscribes to NATS");
+    let _export = bridge.export(&bus, "app.>").expect("subscribes to the bus");
+
+    let sender = async_nats::connect(server.url()).await.expect("connects");
+    sender
+        .publish(
+            "shared.app.orders.created",
+            json!({"order": 7}).to_string().into(),
+        )
+        .await
+        .expect("published");
+    sender
+        .publish("shared.app.bad", "not json".into())
+        .await
+        .expect("published");
+    sender
+        .publish(
+            "shared.app.orders.paid",
+            json!({"order": 7}).to_string().into(),
+        )
+        .await
+        .expect("published");
+    sender.flush().await.expect("flushes");
+
+    let first = received.recv_event().await.expect("an event");
+    assert_eq!(first.subject().as_str(), "app.orders.created");
+    assert_eq!(first.payload(), &json!({"order": 7}));
+    let second = received.recv_event().await.expect("an event");
+    // The malformed message was skipped, and the export of the first did not return.
+    assert_eq!(second.subject().as_str(), "app.orders.paid");
+    // A bus event goes out through the bridge (a NATS subscriber sees it) and does not
+    // come back in: the next event on the bus is one published on NATS after it.
+    let mut outside = sender
+        .subscribe("shared.app.local")
+        .await
+        .expect("subscribes");
+    sender.flush().await.expect("flushes");
+    bus.publish("app.local", json!(1)).await.expect("published");
+    let third = received.recv_event().await.expect("an event");
+    assert_eq!(third.subject().as_str(), "app.local");
+    outside.next().await.expect("the export reached NATS");
+    sender
+        .publish("shared.app.sentinel", json!(2).to_string().into())
+        .await
+        .expect("published");
+    let fourth = received.recv_event().await.expect("an event");
+    assert_eq!(fourth.subject().as_str(), "app.sentinel");
+}

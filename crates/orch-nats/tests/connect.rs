@@ -1,0 +1,184 @@
+//! Every way of authenticating that NatsConfig offers, and TLS with a CA of our own,
+//! against real nats-servers; failures are typed and never show the secret.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::NatsServer;
+use orch_engine::{TaskContext, TaskError};
+use orch_nats::{Auth, ConnectError, NatsConfig, Worker};
+
+async fn worker(config: &NatsConfig) -> Result<(), ConnectError> {
+    Worker::builder()
+        .handler(
+            "t",
+            |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        )
+        .connect(config)
+        .await
+        .map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_accepted_and_a_wrong_one_refused_without_showing_it() {
+    let config = r#"authorization { token: "t0ken-right" }"#;
+    let Some(server) = NatsServer::start_with_config(Some(config)) else {
+        return;
+    };
+    worker(&server.config().auth(Auth::token("t0ken-right")))
+        .await
+        .expect("the right token");
+    let error = worker(&server.config().auth(Auth::token("t0ken-wrong")))
+        .await
+        .expect_err("a wrong token");
+    assert!(matches!(error, ConnectError::Refused { .. }), "{error:?}");
+    assert!(!format!("{error} {error:?}").contains("t0ken-wrong"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nkey_seed_signs_in_and_another_key_is_refused() {
+    let user = nkeys::KeyPair::new_user();
+    let config = format!(
+        "authorization {{ users: [ {{ nkey: \"{}\" }} ] }}",
+        user.public_key()
+    );
+    let Some(server) = NatsServer::start_with_config(Some(&config)) else {
+        return;
+    };
+    let seed = user.seed().expect("a seed");
+    worker(&server.config().auth(Auth::nkey(seed)))
+        .await
+        .expect("the user's key");
+    let stranger = nkeys::KeyPair::new_user().seed().expect("a seed");
+    let error = worker(&server.config().auth(Auth::nkey(stranger.clone())))
+        .await
+        .expect_err("another key");
+    assert!(matches!(error, ConnectError::Refused { .. }), "{error:?}");
+    assert!(!format!("{error} {error:?}").contains(&stranger));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_our_ca_connects_and_without_it_fails_as_a_tls_error() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    if !make_certificates(dir.path()) {
+        return;
+    }
+    let config = format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        dir.path().join("server.pem").display(),
+        dir.path().join("server-key.pem").display()
+    );
+    let Some(server) = NatsServer::start_with_config(Some(&config)) else {
+        return;
+    };
+    worker(&server.config().tls_ca(dir.path().join("ca.pem")))
+        .await
+        .expect("the server's certificate is signed by our CA");
+    let mut system_roots = server.config();
+    system_roots.tls_required = true;
+    let error = worker(&system_roots).await.expect_err("an unknown CA");
+    assert!(matches!(error, ConnectError::Tls { .. }), "{error:?}");
+}
+
+/// A CA, and a certificate for 127.0.0.1 it signed, made with the openssl command; false
+/// (with the reason printed) when there is no openssl.
+fn make_certificates(dir: &Path) -> bool {
+    if Command::new("openssl").arg("version").output().is_err() {
+        let reason = "the openssl command is not installed";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{reason}: CI must run this test"
+        );
+        eprintln!("skipping: {reason}");
+        return false;
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the extensions");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=orch test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for step in steps {
+        let output = Command::new("openssl")
+            .args(&step)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {step:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    true
+}
+
+#[tokio::test]
+async fn a_credentials_file_that_cannot_be_read_is_a_settings_error_naming_it() {
+    let config = NatsConfig::default().auth(Auth::credentials_file("/nonexistent/orch.creds"));
+    let error = worker(&config).await.expect_err("no such file");
+    assert!(matches!(error, ConnectError::Config(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("/nonexistent/orch.creds"),
+        "{error}"
+    );
+}

@@ -1,0 +1,507 @@
+//! A coordinator engine with remote task types and in-process workers, against a real
+//! nats-server: results, failures, retries, skips, cancellation, timeouts, sizes, and
+//! the errors for what cannot work.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::NatsServer;
+use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_nats::{ConnectError, Inputs, Layout, NatsConfig, RemoteHandler, Worker};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Calls per task id, shared by a test and its worker's handlers.
+#[derive(Default)]
+struct Calls(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl Calls {
+    fn count(&self, id: &str) -> u32 {
+        let mut calls = self.0.lock().expect("not poisoned");
+        let n = calls.entry(id.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn get(&self, id: &str) -> u32 {
+        let calls = self.0.lock().expect("not poisoned");
+        calls.get(id).copied().unwrap_or(0)
+    }
+}
+
+/// Counts `.1` in `.0` when dropped: when a handler's future ends, however it ends.
+struct Ended(Arc<Calls>, String);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.count(&self.1);
+    }
+}
+
+/// A worker serving the test's task types, running until `stop`.
+async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &CancellationToken) {
+    let worker = Worker::builder()
+        .name("test-worker")
+        .state(calls)
+        .handler("double", |ctx: TaskContext| async move {
+            let n: i64 = match ctx.task_definition().dependencies.first() {
+                Some(dep) => ctx.input(dep)?,
+                None => ctx.config()["n"].as_i64().unwrap_or(0),
+            };
+            Ok::<_, TaskError>(n * 2)
+        })
+        .handler("flaky", |ctx: TaskContext| async move {
+            let calls = ctx.state::<Arc<Calls>>()?;
+            if calls.count(ctx.task_id()) < 2 {
+                return Err(TaskError::new(
+                    anyhow::anyhow!("disk full").context("writing rows"),
+                ));
+            }
+            Ok(format!("ok on attempt {}", ctx.attempt()))
+        })
+        .handler("broken", |_ctx: TaskContext| async move {
+            Err::<(), _>(TaskError::permanent("bad input"))
+        })
+        .handler("optional", |_ctx: TaskContext| async move {
+            Err::<(), _>(TaskError::skip("feature is off"))
+        })
+        .handler("panics", |_ctx: TaskContext| async move {
+            if true {
+                panic!("out of cheese");
+            }
+            Ok::<_, TaskError>(())
+        })
+        .handler("wait", |ctx: TaskContext| async move {
+            let calls = ctx.state::<Arc<Calls>>()?;
+            let _ended = Ended(Arc::clone(calls), format!("{}:ended", ctx.task_id()));
+            ctx.cancellation().cancelled().await;
+            calls.count(&format!("{}:cancelled", ctx.task_id()));
+            Err::<(), _>(TaskError::new("stopped"))
+        })
+        .handler("huge", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("x".repeat(2 << 20))
+        })
+        .handler("echo", |ctx: TaskContext| async move {
+            let inputs: Vec<(String, Value)> = ctx
+                .dependency_results()
+                .map(|(id, v)| (id.to_string(), v.clone()))
+                .collect();
+            Ok::<_, TaskError>(json!({"inputs": inputs, "config": ctx.config()}))
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+}
+
+async fn remote_engine(server: &NatsServer, types: &[&str]) -> WorkflowEngine {
+    let remote = RemoteHandler::builder()
+        .missing_worker_timeout(Duration::from_millis(400))
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::builder()
+        .cancel_grace_period(Duration::from_secs(5))
+        .build()
+        .expect("valid settings");
+    for task_type in types {
+        engine.register_handler(*task_type, remote.clone());
+    }
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_on_a_worker_with_its_outputs_errors_retries_and_skips() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let calls = Arc::new(Calls::default());
+    start_worker(&server, Arc::clone(&calls), &stop).await;
+    let engine = remote_engine(
+        &server,
+        &["double", "flaky", "broken", "optional", "panics"],
+    )
+    .await;
+    let workflow = Workflow::new("remote", "Remote")
+        .task(Task::new("a", "double").config(json!({"n": 21})))
+        .task(Task::new("b", "double").depends_on(["a"]))
+        .task(Task::new("retry", "flaky").retries(2))
+        .task(Task::new("no_retry", "flaky"))
+        .task(Task::new("bad", "broken").retries(3))
+        .task(Task::new("after_bad", "double").depends_on(["bad"]))
+        .task(Task::new("skip", "optional"))
+        .task(Task::new("after_skip", "double").depends_on(["skip"]))
+        .task(Task::new("panic", "panics"));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    let task = |id: &str| result.task(id).expect("a task of the workflow");
+    assert_eq!(task("a").result, Some(json!(42)));
+    assert_eq!(task("b").result, Some(json!(84)));
+    assert_eq!(task("retry").status, TaskStatus::Completed);
+    assert_eq!(task("retry").result, Some(json!("ok on attempt 2")));
+    assert_eq!(task("retry").attempts, 2);
+    assert_eq!(task("no_retry").status, TaskStatus::Failed);
+    assert_eq!(
+        task("no_retry").error.as_deref(),
+        Some("writing rows: disk full")
+    );
+    assert_eq!(
+        (task("bad").status, task("bad").attempts),
+        (TaskStatus::Failed, 1)
+    );
+    assert_eq!(task("bad").error.as_deref(), Some("bad input"));
+    assert_eq!(task("after_bad").status, TaskStatus::Skipped);
+    assert_eq!(task("skip").status, TaskStatus::Skipped);
+    assert_eq!(task("skip").error.as_deref(), Some("feature is off"));
+    assert_eq!(task("after_skip").status, TaskStatus::Skipped);
+    assert_eq!(task("panic").status, TaskStatus::Failed);
+    assert_eq!(
+        task("panic").error.as_deref(),
+        Some("handler panicked: out of cheese")
+    );
+    assert_eq!(result.status, WorkflowStatus::Failed);
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reads_the_inputs_it_was_sent_and_is_told_which_it_was_not() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let worker = Worker::builder()
+        .handler("grandparent", |ctx: TaskContext| async move {
+            ctx.input::<i64>("a")
+        })
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let workflow = Workflow::new("inputs", "Inputs")
+        .task(Task::new("a", "double").config(json!({"n": 1})))
+        .task(
+            Task::new("b", "echo")
+                .depends_on(["a"])
+                .config(json!({"k": "v"})),
+        )
+        .task(Task::new("c", "grandparent").depends_on(["b"]));
+    let direct = remote_engine(&server, &["double", "echo", "grandparent"]).await;
+    let result = direct.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.task("b").and_then(|t| t.result.clone()),
+        Some(json!({"inputs": [["a", 2]], "config": {"k": "v"}}))
+    );
+    let error = result
+        .task("c")
+        .and_then(|t| t.error.clone())
+        .unwrap_or_default();
+    assert!(error.contains("`a`, which was not sent with it"), "{error}");
+
+    let remote = RemoteHandler::builder()
+        .inputs(Inputs::Ancestors)
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    let all = WorkflowEngine::new();
+    for task_type in ["double", "echo", "grandparent"] {
+        all.register_handler(task_type, remote.clone());
+    }
+    let result = all.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.task("c").and_then(|t| t.result.clone()),
+        Some(json!(2))
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_and_timing_out_an_attempt_reach_the_handler_on_the_worker() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let calls = Arc::new(Calls::default());
+    start_worker(&server, Arc::clone(&calls), &stop).await;
+    let engine = remote_engine(&server, &["wait"]).await;
+
+    let workflow = Workflow::new("timeouts", "Timeouts")
+        .task(Task::new("slow", "wait").timeout(Duration::from_millis(300)));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.task("slow").map(|t| t.status),
+        Some(TaskStatus::Failed)
+    );
+    // The worker drops the handler (at the deadline or when told the attempt is over).
+    common::wait_for(|| calls.get("slow:ended") == 1).await;
+
+    let workflow = Workflow::new("cancels", "Cancels").task(Task::new("held", "wait"));
+    let run = engine.run(&workflow);
+    let cancel = run.cancellation_token();
+    let running = tokio::spawn(run);
+    // Cancel once the worker runs the handler: its presence proves the task arrived.
+    wait_for_task_taken(&server).await;
+    cancel.cancel();
+    let result = running.await.expect("the run ends").expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Cancelled);
+    assert_eq!(
+        calls.get("held:cancelled"),
+        1,
+        "the worker's handler saw the cancellation"
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_type_that_no_worker_serves_fails_with_an_error_naming_it() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = remote_engine(&server, &["gpu_infer"]).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("infer", "gpu_infer").retries(2));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    let infer = result.task("infer").expect("a task");
+    assert_eq!((infer.status, infer.attempts), (TaskStatus::Failed, 1));
+    let error = infer.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("no worker serves task type `gpu_infer`"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_outputs_over_the_size_limit_fail_with_their_sizes() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let remote = RemoteHandler::builder()
+        .max_message_bytes(4096)
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("huge", remote.clone());
+    engine.register_handler("echo", remote);
+    engine.register_handler("local", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>("y".repeat(10_000))
+    });
+    let workflow = Workflow::new("sizes", "Sizes")
+        .task(Task::new("big_output", "huge"))
+        .task(Task::new("local_big", "local"))
+        .task(Task::new("big_input", "echo").depends_on(["local_big"]));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    let error = |id: &str| {
+        result
+            .task(id)
+            .and_then(|t| t.error.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        error("big_output").starts_with("the output is 2097154 bytes, over the limit"),
+        "{}",
+        error("big_output")
+    );
+    let input = error("big_input");
+    assert!(input.contains("over the limit of 4096 bytes"), "{input}");
+    assert!(
+        input.contains("its largest input is the output of `local_big`, 10002 bytes"),
+        "{input}"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn nats_unreachable_at_start_is_a_typed_error() {
+    let url = format!("nats://127.0.0.1:{}", common::free_port());
+    let error = RemoteHandler::connect(&NatsConfig::new(url.clone()))
+        .await
+        .expect_err("nobody listens there");
+    assert!(
+        matches!(error, ConnectError::Unreachable { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&url), "{error}");
+    let error = Worker::builder()
+        .handler(
+            "t",
+            |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        )
+        .connect(&NatsConfig::new(url))
+        .await
+        .expect_err("nobody listens there");
+    assert!(
+        matches!(error, ConnectError::Unreachable { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_prefix_is_refused_before_connecting() {
+    let error = RemoteHandler::builder()
+        .layout(Layout::with_prefix("orch.*"))
+        .connect(&NatsConfig::default())
+        .await
+        .expect_err("a wildcard is no prefix");
+    assert!(matches!(error, ConnectError::Config(_)), "{error:?}");
+    assert!(error.to_string().contains("`orch.*`"), "{error}");
+}
+
+/// Waits until a worker holds a task (the tasks stream is a work queue: a taken task is
+/// pending acknowledgement).
+async fn wait_for_task_taken(server: &NatsServer) {
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    for _ in 0..2000 {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_consumer_from_stream("wait", "ORCH_TASKS")
+            .await
+            .expect("the consumer exists");
+        if consumer.info().await.expect("info").num_ack_pending > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no worker took the task within 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_task_messages_are_terminated_once_and_fail_their_attempt_when_named() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let newer = json!({"v": 2, "run_id": "r-newer", "task": {"task_id": "t"}, "attempt": 1});
+    let malformed = json!({"v": 1, "run_id": "r-bad", "task": {"task_id": "t"}, "attempt": 3});
+    for payload in [
+        b"not json at all".to_vec(),
+        newer.to_string().into_bytes(),
+        malformed.to_string().into_bytes(),
+    ] {
+        js.publish("orch.task.double", payload.into())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+    let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    let mut emptied = false;
+    for _ in 0..2000 {
+        if tasks.info().await.expect("info").state.messages == 0 {
+            emptied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(emptied, "the worker removed the messages it cannot read");
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("double", "ORCH_TASKS")
+        .await
+        .expect("the consumer");
+    let info = consumer.info().await.expect("info");
+    assert_eq!(
+        (info.num_redelivered, info.num_ack_pending),
+        (0, 0),
+        "never delivered again"
+    );
+
+    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
+    let outcome = |subject: &str| {
+        let results = results.clone();
+        let subject = subject.to_owned();
+        async move {
+            let message = results
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .expect("a result for the attempt the message names");
+            serde_json::from_slice::<Value>(&message.payload).expect("json")["outcome"].clone()
+        }
+    };
+    let newer = outcome("orch.result.r-newer.t.1").await;
+    assert_eq!(
+        (newer["status"].as_str(), newer["permanent"].as_bool()),
+        (Some("failed"), Some(true))
+    );
+    let error = newer["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("protocol version 2 is newer than this build reads (1)"),
+        "{error}"
+    );
+    let malformed = outcome("orch.result.r-bad.t.3").await;
+    let error = malformed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not a valid message: missing field `task_type`"),
+        "{error}"
+    );
+
+    // The worker goes on serving.
+    let engine = remote_engine(&server, &["double"]).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "double").config(json!({"n": 4})));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.task("a").and_then(|t| t.result.clone()),
+        Some(json!(8))
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_goes_on_when_the_server_restarts_under_it() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let calls = Arc::new(Calls::default());
+    let worker = Worker::builder()
+        .state(Arc::clone(&calls))
+        .handler("nap", |ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ctx.state::<Arc<Calls>>()?.count("naps");
+            Ok::<_, TaskError>(ctx.task_id().to_string())
+        })
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let engine = remote_engine(&server, &["nap"]).await;
+    let workflow = Workflow::from_tasks(
+        "chain",
+        "Chain",
+        (0..30).map(|i| {
+            let task = Task::new(format!("t{i}"), "nap");
+            if i == 0 {
+                task
+            } else {
+                task.depends_on([format!("t{}", i - 1)])
+            }
+        }),
+    );
+    let run = engine.run(&workflow);
+    let run =
+        tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(120), run).await });
+    common::wait_for(|| calls.get("naps") > 5).await;
+    server.restart();
+    let result = run
+        .await
+        .expect("the run ends")
+        .expect("within two minutes")
+        .expect("valid");
+    assert_eq!(
+        result.status,
+        WorkflowStatus::Completed,
+        "{:?}",
+        result.tasks_with(TaskStatus::Failed)
+    );
+    assert_eq!(
+        result.task("t29").and_then(|t| t.result.clone()),
+        Some(json!("t29"))
+    );
+    stop.cancel();
+}
