@@ -202,6 +202,13 @@ async fn run(plan: &RunPlan) -> Observed {
     let cancelled_ms = *cancelled.lock().unwrap_or_else(|e| e.into_inner());
     let mut events = None;
     if let (Some(bus), Some(reader), None, Some(_)) = (&bus, reader, &stalled, &result) {
+        // A cancelled run whose grace period ran out leaves its last events to a
+        // background delivery (the engine's documented rule), which ends when the bus
+        // closes: give it its turns on the runtime first (yields, not a sleep: the
+        // runtime may have no timer).
+        for _ in 0..256 {
+            tokio::task::yield_now().await;
+        }
         bus.close().await;
         events = reader.await.ok();
     }
