@@ -154,6 +154,12 @@ impl Bridge {
                     what: format!("the subscription to `{subject}`"),
                     reason: e.to_string(),
                 })?;
+        // Returns once the server has the subscription, so nothing published after this
+        // call is missed.
+        self.client.flush().await.map_err(|e| ConnectError::Setup {
+            what: format!("the subscription to `{subject}`"),
+            reason: e.to_string(),
+        })?;
         let bus = bus.clone();
         let bridge = self.clone();
         Ok(BridgeTask(tokio::spawn(async move {
