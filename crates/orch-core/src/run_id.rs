@@ -73,7 +73,7 @@ impl RunId {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let secs = since_epoch.as_secs();
-        let (year, month, day) = civil_date(secs / 86_400);
+        let (year, month, day) = crate::time::civil_from_days(i128::from(secs / 86_400));
         let time_of_day = secs % 86_400;
         let id = format!(
             "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z-{:08x}-{:x}-{count:x}",
@@ -116,26 +116,6 @@ fn check(id: &str) -> Result<(), RunIdError> {
         }),
         None => Ok(()),
     }
-}
-
-/// The (year, month, day) of the UTC day `days` after 1970-01-01 (proleptic Gregorian).
-fn civil_date(days: u64) -> (u64, u64, u64) {
-    // Shift to a calendar whose years begin on 1 March, so leap days fall at a year's end.
-    let days = days + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 impl FromStr for RunId {
@@ -211,16 +191,6 @@ impl<'de> Deserialize<'de> for RunId {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn civil_date_matches_known_days() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(59), (1970, 3, 1));
-        assert_eq!(civil_date(10_956), (1999, 12, 31));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(19_875), (2024, 6, 1));
-        assert_eq!(civil_date(2_932_896), (9999, 12, 31));
-    }
 
     #[test]
     fn fresh_ids_are_valid_and_distinct() {

@@ -111,7 +111,7 @@ fn days_from_civil(year: i128, month: i128, day: i128) -> i128 {
 }
 
 /// The date of a day counted from 1970-01-01: the inverse of [`days_from_civil`].
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
+pub(crate) fn civil_from_days(days: i128) -> (i128, i128, i128) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days.rem_euclid(146_097);
@@ -232,5 +232,20 @@ impl Cursor<'_> {
             return Err(TimeError("no such UTC offset"));
         }
         Ok(sign * (hours * 3_600 + minutes * 60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_from_days_matches_known_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(10_956), (1999, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_875), (2024, 6, 1));
+        assert_eq!(civil_from_days(2_932_896), (9999, 12, 31));
     }
 }
