@@ -130,10 +130,10 @@ pub struct EngineEvent {
     /// How the run ended, for `WorkflowFinished`.
     pub status: Option<WorkflowStatus>,
     /// How many tasks the workflow has, for `WorkflowStarted`.
-    pub total_tasks: Option<usize>,
+    pub total_tasks: Option<u32>,
     /// For `WorkflowStarted`, how many of them completed in the earlier run this one
     /// resumes (0 for a fresh run); each of them also gets a `TaskRestored` event.
-    pub restored_tasks: Option<usize>,
+    pub restored_tasks: Option<u32>,
     /// The task's output, for `TaskCompleted` (and `TaskRestored`), when the engine was
     /// asked to include outputs in events; they are left out by default, since each one
     /// is a copy of the output. Shared, so that cloning the event does not copy it again.

@@ -29,7 +29,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # Ok::<(), orch_core::RunIdError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId(Arc<str>);
+pub struct RunId(
+    // One word (not a wide `Arc<str>`), so that every event that carries it stays small.
+    Arc<String>,
+);
 
 /// The longest run id, in bytes.
 const MAX_LEN: usize = 128;
@@ -83,18 +86,18 @@ impl RunId {
             since_epoch.subsec_nanos(),
             std::process::id(),
         );
-        Self(id.into())
+        Self(Arc::new(id))
     }
 
     /// Checks `id` and makes it a run id.
     pub fn parse(id: &str) -> Result<Self, RunIdError> {
         check(id)?;
-        Ok(Self(id.into()))
+        Ok(Self(Arc::new(id.to_owned())))
     }
 
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
@@ -139,7 +142,7 @@ impl TryFrom<String> for RunId {
 
     fn try_from(id: String) -> Result<Self, RunIdError> {
         check(&id)?;
-        Ok(Self(id.into()))
+        Ok(Self(Arc::new(id)))
     }
 }
 
@@ -151,13 +154,13 @@ impl AsRef<str> for RunId {
 
 impl PartialEq<str> for RunId {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+        self.0.as_str() == other
     }
 }
 
 impl PartialEq<&str> for RunId {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+        self.0.as_str() == *other
     }
 }
 
@@ -169,7 +172,7 @@ impl fmt::Display for RunId {
 
 impl fmt::Debug for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.0.as_str(), f)
     }
 }
 

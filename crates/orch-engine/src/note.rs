@@ -33,7 +33,7 @@ pub(crate) enum Detail {
     /// A completed task's output (when the engine puts outputs in events).
     Output(Value),
     /// The run's size, for its start.
-    Tasks { total: usize, restored: usize },
+    Tasks { total: u32, restored: u32 },
 }
 
 const _: () = assert!(

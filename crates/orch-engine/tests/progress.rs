@@ -105,7 +105,7 @@ fn concurrent_runs_of_one_workflow_are_told_apart_by_their_run_ids() {
             // Each run's events alone tell its whole story, in order.
             assert_eq!(run.len(), 2 * TASKS + 2);
             assert_eq!(run[0].kind, EngineEventKind::WorkflowStarted);
-            assert_eq!(run[0].total_tasks, Some(TASKS));
+            assert_eq!(run[0].total_tasks, Some(TASKS as u32));
             for (i, pair) in run[1..=2 * TASKS].chunks(2).enumerate() {
                 let kinds = [pair[0].kind, pair[1].kind];
                 assert_eq!(

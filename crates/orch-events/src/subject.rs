@@ -152,29 +152,36 @@ fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
     explain(input, wildcards)
 }
 
-/// The common case, in a few passes that the compiler can vectorise: printable ASCII, no
-/// empty token, not too many tokens, and wildcards only where allowed. False means "look closer", not
-/// "invalid": anything else (non-ASCII text, say) is for [`explain`] to decide.
+/// The common case, in two passes that the compiler can vectorise: printable ASCII, no
+/// empty token, not too many tokens, and wildcards only where allowed. False means "look
+/// closer", not "invalid": anything else (non-ASCII text, say) is for [`explain`] to
+/// decide.
 fn is_plainly_valid(input: &[u8], wildcards: bool) -> bool {
     let (Some(&first), Some(&last)) = (input.first(), input.last()) else {
         return false;
     };
-    let printable = input
-        .iter()
-        .fold(true, |all, &b| all & (b.wrapping_sub(b'!') <= b'~' - b'!'));
+    // Bit 0: a byte that is not printable ASCII; bit 1: a wildcard character. (Folds
+    // over bytes rather than `bool`s vectorise.)
+    let flags = input.iter().fold(0u8, |flags, &b| {
+        let unprintable = u8::from(b.wrapping_sub(b'!') > b'~' - b'!');
+        flags | unprintable | (u8::from((b == b'*') | (b == b'>')) << 1)
+    });
+    let (printable, wild) = (flags & 1 == 0, flags & 2 != 0);
     let empty_token = input[1..]
         .iter()
         .zip(input)
-        .fold(false, |any, (&b, &before)| {
-            any | ((b == b'.') & (before == b'.'))
-        });
-    let dots = input.iter().fold(0, |n, &b| n + usize::from(b == b'.'));
-    if !printable || empty_token || dots >= MAX_TOKENS || first == b'.' || last == b'.' {
+        .fold(0u8, |any, (&b, &before)| {
+            any | u8::from((b == b'.') & (before == b'.'))
+        })
+        != 0;
+    if !printable || empty_token || first == b'.' || last == b'.' {
         return false;
     }
-    let wild = input
-        .iter()
-        .fold(false, |any, &b| any | (b == b'*') | (b == b'>'));
+    // Without empty tokens, n bytes hold at most (n - 1) / 2 dots: only a long input can
+    // have too many tokens, so only a long one has its dots counted.
+    if input.len() > 2 * MAX_TOKENS && input.iter().filter(|&&b| b == b'.').count() >= MAX_TOKENS {
+        return false;
+    }
     if !wild {
         return true;
     }

@@ -16,8 +16,14 @@ impl Scheduler<'_> {
         let Some(announcer) = &mut self.announcer else {
             return;
         };
-        let note = Note::new(EngineEventKind::WorkflowStarted, self.clock.last())
-            .with_detail(Detail::Tasks { total, restored });
+        // A plan numbers its tasks with `u32`s, so the counts fit.
+        let (total32, restored32) = (total as u32, restored as u32);
+        let note = Note::new(EngineEventKind::WorkflowStarted, self.clock.last()).with_detail(
+            Detail::Tasks {
+                total: total32,
+                restored: restored32,
+            },
+        );
         announcer.note(note);
         if restored == 0 {
             return;
