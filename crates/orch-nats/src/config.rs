@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::ConnectError;
 
 /// How to reach and authenticate to NATS: the settings every connection of this crate
-/// (coordinator, worker, bridge) takes.
+/// (coordinator and worker) takes.
 ///
 /// Secrets (password, token, NKey seed) are kept out of `Debug` output and of every
 /// error and log line, and so is a password or token written into a server URL

@@ -1,4 +1,4 @@
-//! [`ConnectError`]: why a coordinator, worker or bridge could not start on NATS.
+//! [`ConnectError`]: why a coordinator or worker could not start on NATS.
 
 /// Why connecting to NATS, or setting up the streams this crate uses, failed.
 ///

@@ -36,10 +36,6 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A [`Bridge`] carries events between orch event buses and NATS subjects: an engine's
-//! lifecycle events out to any NATS subscriber (a dashboard, another service), and NATS
-//! messages into a bus.
-//!
 //! # What a handler sees on a worker
 //!
 //! Its task's definition (id, type, configuration, dependencies, retries, timeout), its
@@ -161,7 +157,6 @@
 //! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is
 //! logged (with `tracing`, as every connection event is).
 
-mod bridge;
 mod config;
 mod error;
 mod presence;
@@ -171,7 +166,6 @@ mod routes;
 mod setup;
 mod worker;
 
-pub use bridge::{Bridge, BridgeTask};
 pub use config::{Auth, NatsConfig, Secret, env};
 pub use error::ConnectError;
 pub use remote::{Inputs, RemoteBuilder, RemoteHandler};

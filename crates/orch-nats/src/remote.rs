@@ -133,18 +133,32 @@ impl RemoteBuilder {
         setup::ensure_streams(&js, &self.layout).await?;
         let names = self.layout.names();
         let routes = Arc::new(Routes::default());
+        let setup_failed = |what: &str| {
+            let what = what.to_owned();
+            move |error: &dyn std::fmt::Display| ConnectError::Setup {
+                what,
+                reason: error.to_string(),
+            }
+        };
         let advisories = client
             .subscribe(names.max_deliveries_advisory())
             .await
-            .map_err(|e| ConnectError::Setup {
-                what: "the subscription to delivery advisories".to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| setup_failed("the subscription to delivery advisories")(&e))?;
+        // Both are in place before the first task goes out, so no result goes unseen.
+        let (results, next) = routes::open_results(&js, &names)
+            .await
+            .map_err(|e| setup_failed("a consumer of the results stream")(&e))?;
+        client
+            .flush()
+            .await
+            .map_err(|e| setup_failed("the coordinator's subscriptions")(&e))?;
         let listeners = vec![
             tokio::spawn(routes::listen_results(
                 js.clone(),
                 names.clone(),
                 Arc::clone(&routes),
+                results,
+                next,
             )),
             tokio::spawn(routes::listen_lost(advisories, Arc::clone(&routes))),
         ];
@@ -283,8 +297,10 @@ impl Inner {
         let task_type = &ctx.task_definition().task_type;
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let mut ticks = tokio::time::interval(check_every);
-        ticks.tick().await;
+        // The first check is one period away. (An interval's immediate first tick would
+        // wait for the timer's next millisecond, on every attempt.)
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut cancel_forwarded = false;
         loop {
             tokio::select! {
