@@ -10,27 +10,17 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 use orch_engine::{Handler, Output, TaskContext, TaskError, async_trait};
-use serde_json::Map;
 use tokio::task::JoinHandle;
 
+mod message;
+
+pub use message::Inputs;
+
 use crate::presence::Presence;
-use crate::protocol::{self, CancelMessage, Names, Outcome, TaskMessage};
+use crate::protocol::{self, CancelMessage, Names, Outcome};
 use crate::routes::{self, AttemptKey, Routes, Settled};
 use crate::setup::{self, Layout};
 use crate::{ConnectError, NatsConfig};
-
-/// Which ancestors' outputs travel with a task to its worker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Inputs {
-    /// The task's direct dependencies (the default): what
-    /// [`TaskContext::dependency_results`] lists. Reading another ancestor on the worker
-    /// is an error that says its output was not sent.
-    #[default]
-    Direct,
-    /// Every ancestor, direct or not. Messages grow with the depth of the workflow.
-    Ancestors,
-}
 
 /// A [`Handler`] that runs each attempt of its tasks on a [`Worker`](crate::Worker)
 /// that serves the task's type, wherever that worker runs.
@@ -133,18 +123,32 @@ impl RemoteBuilder {
         setup::ensure_streams(&js, &self.layout).await?;
         let names = self.layout.names();
         let routes = Arc::new(Routes::default());
+        let setup_failed = |what: &str| {
+            let what = what.to_owned();
+            move |error: &dyn std::fmt::Display| ConnectError::Setup {
+                what,
+                reason: error.to_string(),
+            }
+        };
         let advisories = client
             .subscribe(names.max_deliveries_advisory())
             .await
-            .map_err(|e| ConnectError::Setup {
-                what: "the subscription to delivery advisories".to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| setup_failed("the subscription to delivery advisories")(&e))?;
+        // Both are in place before the first task goes out, so no result goes unseen.
+        let (results, next) = routes::open_results(&js, &names)
+            .await
+            .map_err(|e| setup_failed("a consumer of the results stream")(&e))?;
+        client
+            .flush()
+            .await
+            .map_err(|e| setup_failed("the coordinator's subscriptions")(&e))?;
         let listeners = vec![
             tokio::spawn(routes::listen_results(
                 js.clone(),
                 names.clone(),
                 Arc::clone(&routes),
+                results,
+                next,
             )),
             tokio::spawn(routes::listen_lost(advisories, Arc::clone(&routes))),
         ];
@@ -226,7 +230,7 @@ impl Inner {
             task: task.task_id.clone(),
             attempt: ctx.attempt(),
         };
-        let payload = self.task_message(&ctx)?;
+        let payload = message::task_message(&ctx, self.inputs, self.max_message_bytes)?;
         let settled = self.routes.wait(key.clone());
         let mut pending = Pending {
             inner: Arc::clone(&self),
@@ -283,8 +287,10 @@ impl Inner {
         let task_type = &ctx.task_definition().task_type;
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let mut ticks = tokio::time::interval(check_every);
-        ticks.tick().await;
+        // The first check is one period away. (An interval's immediate first tick would
+        // wait for the timer's next millisecond, on every attempt.)
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut cancel_forwarded = false;
         loop {
             tokio::select! {
@@ -306,69 +312,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    /// The task message of `ctx`'s attempt, refused when over the size limit.
-    fn task_message(&self, ctx: &TaskContext) -> Result<Bytes, TaskError> {
-        let task = ctx.task_definition();
-        let mut inputs = Map::new();
-        match self.inputs {
-            Inputs::Direct => {
-                for (id, output) in ctx.dependency_results() {
-                    inputs.insert(id.to_string(), output.clone());
-                }
-            }
-            Inputs::Ancestors => {
-                let ancestors = ctx
-                    .workflow()
-                    .validate()
-                    .ok()
-                    .and_then(|valid| valid.ancestors(&task.task_id))
-                    .unwrap_or_default();
-                for id in ancestors {
-                    if let Ok(output) = ctx.input_json(id) {
-                        inputs.insert(id.to_string(), output.clone());
-                    }
-                }
-            }
-        }
-        let message = TaskMessage {
-            v: protocol::VERSION,
-            run_id: ctx.run_id().clone(),
-            workflow_id: ctx.workflow().workflow_id().to_owned(),
-            workflow_name: ctx.workflow().name().to_owned(),
-            task: task.clone(),
-            attempt: ctx.attempt(),
-            inputs,
-            deadline_ms: task.timeout.map(protocol::deadline_after),
-            traceparent: Some(protocol::traceparent(
-                ctx.run_id(),
-                &task.task_id,
-                ctx.attempt(),
-            )),
-        };
-        let payload = protocol::write(&message);
-        if payload.len() > self.max_message_bytes {
-            let largest = message
-                .inputs
-                .iter()
-                .map(|(id, value)| (serde_json::to_vec(value).map_or(0, |v| v.len()), id))
-                .max();
-            let largest = match largest {
-                Some((bytes, id)) => {
-                    format!("; its largest input is the output of `{id}`, {bytes} bytes")
-                }
-                None => String::new(),
-            };
-            return Err(TaskError::permanent(format!(
-                "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes{largest}",
-                ctx.attempt(),
-                task.task_id,
-                payload.len(),
-                self.max_message_bytes
-            )));
-        }
-        Ok(Bytes::from(payload))
     }
 
     /// Publishes a task message until the server stores it (or the run is cancelled);

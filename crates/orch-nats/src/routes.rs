@@ -89,36 +89,45 @@ impl AttemptKey {
     }
 }
 
-/// Reads the results stream from now on, for as long as the coordinator lives, and
-/// settles the attempts its results end. After an interruption it goes on from the last
-/// result it saw.
-pub(crate) async fn listen_results(js: jetstream::Context, names: Names, routes: Arc<Routes>) {
-    let mut next: Option<u64> = None;
+/// Results from stream sequence `start` on, as an ordered consumer delivers them.
+async fn results_from(
+    js: &jetstream::Context,
+    names: &Names,
+    start_sequence: u64,
+) -> Result<consumer::push::Ordered, async_nats::Error> {
+    let stream = js.get_stream_no_info(names.results_stream()).await?;
+    let consumer = stream
+        .create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: js.client().new_inbox(),
+            filter_subject: names.all_results(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
+}
+
+/// The results stored from now on, and the sequence of the first of them.
+pub(crate) async fn open_results(
+    js: &jetstream::Context,
+    names: &Names,
+) -> Result<(consumer::push::Ordered, u64), async_nats::Error> {
+    let mut stream = js.get_stream(names.results_stream()).await?;
+    let next = stream.info().await?.state.last_sequence + 1;
+    Ok((results_from(js, names, next).await?, next))
+}
+
+/// Reads `messages` (the results stream from sequence `next` on) for as long as the
+/// coordinator lives, and settles the attempts its results end. After an interruption it
+/// goes on from the result after the last one it saw.
+pub(crate) async fn listen_results(
+    js: jetstream::Context,
+    names: Names,
+    routes: Arc<Routes>,
+    mut messages: consumer::push::Ordered,
+    mut next: u64,
+) {
     loop {
-        let deliver_policy = match next {
-            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
-            None => consumer::DeliverPolicy::New,
-        };
-        let consumer = async {
-            let stream = js.get_stream_no_info(names.results_stream()).await?;
-            let consumer = stream
-                .create_consumer(consumer::push::OrderedConfig {
-                    deliver_subject: js.client().new_inbox(),
-                    filter_subject: names.all_results(),
-                    deliver_policy,
-                    ..Default::default()
-                })
-                .await?;
-            Ok::<_, async_nats::Error>(consumer.messages().await?)
-        };
-        let mut messages = match consumer.await {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the results stream; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
         while let Some(message) = messages.next().await {
             let message = match message {
                 Ok(message) => message,
@@ -128,7 +137,7 @@ pub(crate) async fn listen_results(js: jetstream::Context, names: Names, routes:
                 }
             };
             if let Ok(info) = message.info() {
-                next = Some(info.stream_sequence + 1);
+                next = info.stream_sequence + 1;
             }
             match protocol::read::<ResultMessage>(&message.payload) {
                 Ok(result) => {
@@ -140,7 +149,15 @@ pub(crate) async fn listen_results(js: jetstream::Context, names: Names, routes:
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        messages = loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match results_from(&js, &names, next).await {
+                Ok(messages) => break messages,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the results stream; trying again")
+                }
+            }
+        };
     }
 }
 

@@ -62,6 +62,15 @@ pub struct Worker {
     shared: Arc<Shared>,
     types: Vec<TypeQueue>,
     limits: Limits,
+    subscriptions: Subscriptions,
+}
+
+/// What a worker listens to besides its tasks, subscribed before it starts.
+struct Subscriptions {
+    /// Every run's cancellations.
+    cancels: async_nats::Subscriber,
+    /// Presence requests, one per task type.
+    presence: Vec<async_nats::Subscriber>,
 }
 
 /// What every task runner of a worker uses.
@@ -184,13 +193,15 @@ impl WorkerBuilder {
                 progress_every: (config.ack_wait / 4).max(Duration::from_millis(10)),
             });
         }
+        let names = self.layout.names();
+        let subscriptions = subscribe(&client, &names, &types).await?;
         let name = self.name.unwrap_or_else(default_name);
         let max_message_bytes = client.server_info().max_payload;
         Ok(Worker {
             shared: Arc::new(Shared {
                 client,
                 js,
-                names: self.layout.names(),
+                names,
                 name,
                 state: self.state,
                 cancels: Cancels::default(),
@@ -202,8 +213,43 @@ impl WorkerBuilder {
                 shutdown_grace: self.shutdown_grace,
                 concurrency: self.concurrency,
             },
+            subscriptions,
         })
     }
+}
+
+/// Subscribes to cancellations and presence requests, and waits until the server has the
+/// subscriptions (so that nothing sent once the worker is up goes unheard).
+async fn subscribe(
+    client: &async_nats::Client,
+    names: &Names,
+    types: &[TypeQueue],
+) -> Result<Subscriptions, ConnectError> {
+    let failed = |what: String| {
+        move |error: async_nats::SubscribeError| ConnectError::Setup {
+            what,
+            reason: error.to_string(),
+        }
+    };
+    let cancels = client
+        .subscribe(names.all_cancels())
+        .await
+        .map_err(failed("the subscription to cancellations".to_owned()))?;
+    let mut presence = Vec::with_capacity(types.len());
+    for queue in types {
+        let subject = names.presence_subject(&queue.task_type);
+        presence.push(
+            client
+                .queue_subscribe(subject.clone(), "workers".to_owned())
+                .await
+                .map_err(failed(format!("the subscription to `{subject}`")))?,
+        );
+    }
+    client.flush().await.map_err(|e| ConnectError::Setup {
+        what: "the worker's subscriptions".to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(Subscriptions { cancels, presence })
 }
 
 /// The host name (from the environment) and process id.
@@ -246,16 +292,14 @@ impl Worker {
             shared,
             types,
             limits,
+            subscriptions,
         } = self;
         let permits = Arc::new(Semaphore::new(limits.concurrency));
         let hand_back = CancellationToken::new();
         let mut services = JoinSet::new();
-        services.spawn(cancels::listen(Arc::clone(&shared)));
-        for queue in &types {
-            services.spawn(answer_presence(
-                Arc::clone(&shared),
-                queue.task_type.clone(),
-            ));
+        services.spawn(cancels::listen(Arc::clone(&shared), subscriptions.cancels));
+        for requests in subscriptions.presence {
+            services.spawn(answer_presence(Arc::clone(&shared), requests));
         }
         let mut pullers = JoinSet::new();
         let share = types.len();
@@ -296,17 +340,8 @@ impl fmt::Debug for Worker {
     }
 }
 
-/// Answers coordinators asking whether a worker serves `task_type`.
-async fn answer_presence(shared: Arc<Shared>, task_type: String) {
-    let subject = shared.names.presence_subject(&task_type);
-    let Ok(mut requests) = shared
-        .client
-        .queue_subscribe(subject, "workers".to_owned())
-        .await
-    else {
-        tracing::error!(task_type, "cannot answer presence requests");
-        return;
-    };
+/// Answers coordinators asking whether a worker serves a task type (`requests`).
+async fn answer_presence(shared: Arc<Shared>, mut requests: async_nats::Subscriber) {
     while let Some(request) = requests.next().await {
         if let Some(reply) = request.reply {
             let _ = shared

@@ -131,8 +131,10 @@ async fn execute(
     };
     let running = orch_engine::spawn_attempt(Arc::clone(&queue.handler), context);
     tokio::pin!(running);
-    let mut progress = tokio::time::interval(queue.progress_every);
-    progress.tick().await;
+    // The first progress acknowledgement is one period away. (An interval's immediate
+    // first tick would wait for the timer's next millisecond, on every task.)
+    let every = queue.progress_every;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let past_deadline = tokio::time::sleep(deadline.unwrap_or(Duration::MAX / 4));
     tokio::pin!(past_deadline);
     let mut cancelled_at: Option<tokio::time::Instant> = None;

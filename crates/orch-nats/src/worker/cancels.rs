@@ -89,12 +89,9 @@ impl Cancels {
     }
 }
 
-/// Hears cancellations for as long as the worker runs.
-pub(crate) async fn listen(shared: Arc<Shared>) {
-    let Ok(mut messages) = shared.client.subscribe(shared.names.all_cancels()).await else {
-        tracing::error!("cannot subscribe to cancellations; cancelled tasks run to their end");
-        return;
-    };
+/// Hears cancellations (on `messages`, a subscription to every run's cancellations) for
+/// as long as the worker runs.
+pub(crate) async fn listen(shared: Arc<Shared>, mut messages: async_nats::Subscriber) {
     while let Some(message) = messages.next().await {
         match protocol::read::<CancelMessage>(&message.payload) {
             Ok(cancel) => shared.cancels.cancel(&cancel),

@@ -1,0 +1,88 @@
+//! The task message of one attempt: its task, attempt and the outputs it may read,
+//! within the size limit.
+
+use bytes::Bytes;
+use orch_engine::{TaskContext, TaskError};
+use serde_json::Map;
+
+use crate::protocol::{self, TaskMessage};
+
+/// Which ancestors' outputs travel with a task to its worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inputs {
+    /// The task's direct dependencies (the default): what
+    /// [`TaskContext::dependency_results`] lists. Reading another ancestor on the worker
+    /// is an error that says its output was not sent.
+    #[default]
+    Direct,
+    /// Every ancestor, direct or not. Messages grow with the depth of the workflow.
+    Ancestors,
+}
+
+/// The task message of `ctx`'s attempt, refused when over the size limit.
+pub(super) fn task_message(
+    ctx: &TaskContext,
+    inputs_sent: Inputs,
+    max_bytes: usize,
+) -> Result<Bytes, TaskError> {
+    let task = ctx.task_definition();
+    let mut inputs = Map::new();
+    match inputs_sent {
+        Inputs::Direct => {
+            for (id, output) in ctx.dependency_results() {
+                inputs.insert(id.to_string(), output.clone());
+            }
+        }
+        Inputs::Ancestors => {
+            let ancestors = ctx
+                .workflow()
+                .validate()
+                .ok()
+                .and_then(|valid| valid.ancestors(&task.task_id))
+                .unwrap_or_default();
+            for id in ancestors {
+                if let Ok(output) = ctx.input_json(id) {
+                    inputs.insert(id.to_string(), output.clone());
+                }
+            }
+        }
+    }
+    let message = TaskMessage {
+        v: protocol::VERSION,
+        run_id: ctx.run_id().clone(),
+        workflow_id: ctx.workflow().workflow_id().to_owned(),
+        workflow_name: ctx.workflow().name().to_owned(),
+        task: task.clone(),
+        attempt: ctx.attempt(),
+        inputs,
+        deadline_ms: task.timeout.map(protocol::deadline_after),
+        traceparent: Some(protocol::traceparent(
+            ctx.run_id(),
+            &task.task_id,
+            ctx.attempt(),
+        )),
+    };
+    let payload = protocol::write(&message);
+    if payload.len() > max_bytes {
+        let largest = message
+            .inputs
+            .iter()
+            .map(|(id, value)| (serde_json::to_vec(value).map_or(0, |v| v.len()), id))
+            .max();
+        let largest = match largest {
+            Some((bytes, id)) => {
+                format!("; its largest input is the output of `{id}`, {bytes} bytes")
+            }
+            None => String::new(),
+        };
+        return Err(TaskError::permanent(format!(
+            "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes{largest}",
+            ctx.attempt(),
+            task.task_id,
+            payload.len(),
+            max_bytes
+        )));
+    }
+    Ok(Bytes::from(payload))
+}
