@@ -40,12 +40,19 @@ use futures_util::future::{self, BoxFuture, Either};
 use orch_core::{Plan, RunId, Workflow};
 use tokio::sync::mpsc::{self, OwnedPermit, error::TrySendError};
 
-use crate::engine::EngineInner;
 use crate::note::Note;
 use publisher::{Names, Publisher};
 
 /// Batches of notes handed over but not yet published; past this the run waits.
 const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Where an engine's runs publish their events.
+#[derive(Clone)]
+pub(crate) struct EventTarget {
+    pub(crate) bus: orch_events::EventBus<orch_core::EngineEvent>,
+    /// Whether completed tasks' events carry their outputs.
+    pub(crate) outputs: bool,
+}
 
 /// A run's events on their way to the bus.
 pub(crate) struct Announcer {
@@ -61,21 +68,20 @@ pub(crate) struct Announcer {
 }
 
 impl Announcer {
-    /// The announcer of one run, when the engine has a bus (and the run's subjects can
-    /// be written, which escaping the ids always allows).
-    pub(crate) fn for_engine(
-        engine: &EngineInner,
+    /// The announcer of one run publishing to `target` (`None` only if the run's subjects
+    /// cannot be written, which escaping the ids always allows).
+    pub(crate) fn start(
+        target: EventTarget,
         workflow: &Workflow,
         plan: &Plan,
         run_id: &RunId,
         span: &tracing::Span,
     ) -> Option<Self> {
-        let bus = engine.bus.clone()?;
         let names = Names::new(workflow, run_id.clone(), plan)?;
         let (batches, incoming) = mpsc::channel(BATCHES_IN_FLIGHT);
         Some(Self {
-            publisher: Publisher::start(bus, names, incoming, span.clone()),
-            outputs: engine.event_outputs,
+            publisher: Publisher::start(target.bus, names, incoming, span.clone()),
+            outputs: target.outputs,
             notes: Vec::new(),
             batches: Some(batches),
             waiting: None,

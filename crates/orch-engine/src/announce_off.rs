@@ -3,21 +3,24 @@
 use orch_core::{Plan, RunId, Workflow};
 use std::task::{Context, Poll};
 
-use crate::engine::EngineInner;
 use crate::note::Note;
+
+/// Never constructed: an engine without the `events` feature has nowhere to publish.
+#[derive(Clone)]
+pub(crate) enum EventTarget {}
 
 /// Never constructed: every run's `Option<Announcer>` is `None`.
 pub(crate) enum Announcer {}
 
 impl Announcer {
-    pub(crate) fn for_engine(
-        _: &EngineInner,
+    pub(crate) fn start(
+        target: EventTarget,
         _: &Workflow,
         _: &Plan,
         _: &RunId,
         _: &tracing::Span,
     ) -> Option<Self> {
-        None
+        match target {}
     }
 
     pub(crate) fn is_stalled(&self) -> bool {

@@ -15,6 +15,9 @@ use orch_core::{RunId, RunMetrics, Workflow, WorkflowResult};
 use orch_events::EventBus;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "events")]
+use crate::announce::EventTarget;
+use crate::run::RunSettings;
 use crate::state::States;
 use crate::{Handler, RunError};
 
@@ -70,6 +73,24 @@ impl EngineInner {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// What a run started now needs: handlers registered later do not join it.
+    fn run_settings(&self) -> RunSettings {
+        #[cfg(feature = "events")]
+        let events = self.bus.clone().map(|bus| EventTarget {
+            bus,
+            outputs: self.event_outputs,
+        });
+        #[cfg(not(feature = "events"))]
+        let events = None;
+        RunSettings {
+            handlers: self.handlers_snapshot(),
+            states: Arc::clone(&self.states),
+            max_concurrent: self.max_concurrent,
+            grace_period: self.grace_period,
+            events,
+        }
     }
 }
 
@@ -241,7 +262,7 @@ impl WorkflowEngine {
     ) -> RunHandle {
         let cancel = CancellationToken::new();
         let future = crate::run::execute(
-            Arc::clone(&self.inner),
+            self.inner.run_settings(),
             workflow.clone(),
             previous,
             run_id.clone(),

@@ -1,6 +1,7 @@
 //! One run of a workflow: the scheduler that starts ready tasks, polls their handlers and
 //! records what happens.
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
@@ -14,14 +15,14 @@ use orch_core::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::announce::Announcer;
+use crate::announce::{Announcer, EventTarget};
 use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
-use crate::engine::EngineInner;
 use crate::note::Detail;
 use crate::output::Stored;
 use crate::ready::ReadySet;
+use crate::state::States;
 use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, TaskError, timer};
 
@@ -32,16 +33,26 @@ mod resume;
 /// Tasks started in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
 
+/// What a run takes from its engine when it starts.
+pub(crate) struct RunSettings {
+    pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
+    pub(crate) states: Arc<States>,
+    pub(crate) max_concurrent: usize,
+    pub(crate) grace_period: Duration,
+    /// Where lifecycle events go, if anywhere.
+    pub(crate) events: Option<EventTarget>,
+}
+
 /// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
 /// there keep their records and results and are not run again.
 pub(crate) async fn execute(
-    engine: Arc<EngineInner>,
+    engine: RunSettings,
     workflow: Workflow,
     previous: Option<WorkflowResult>,
     run_id: RunId,
     cancel: CancellationToken,
 ) -> Result<WorkflowResult, RunError> {
-    let handlers = engine.handlers_snapshot();
+    let handlers = &engine.handlers;
     let valid = workflow.validate()?;
     let missing = valid.missing_handlers(handlers.keys().map(String::as_str));
     if !missing.is_empty() {
@@ -80,10 +91,10 @@ pub(crate) async fn execute(
         .map(|h| multi_threaded && !h.runs_inline())
         .collect();
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), %run_id, tasks = plan.len());
-    let announcer = Announcer::for_engine(&engine, &workflow, plan, &run_id, &span);
+    let announcer = (engine.events.clone())
+        .and_then(|target| Announcer::start(target, &workflow, plan, &run_id, &span));
     let shared = Arc::new(RunShared {
-        // Until runs are given ids by their callers, each gets a fresh one here.
-        run_id: orch_core::RunId::new(),
+        run_id: run_id.clone(),
         workflow: workflow.clone(),
         partial: false,
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),

@@ -340,6 +340,25 @@ struct Pool {
 }
 
 #[test]
+fn a_handler_sees_the_id_of_the_run_it_belongs_to() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("id", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.run_id().as_str().to_owned())
+        });
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "id"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(
+            record(&result, "a").result,
+            Some(json!(result.run_id.as_str()))
+        );
+        let run_id = orch_core::RunId::parse("given-id").expect("a valid id");
+        let result = engine.run_with_id(&workflow, run_id).await.expect("valid");
+        assert_eq!(record(&result, "a").result, Some(json!("given-id")));
+    });
+}
+
+#[test]
 fn handlers_read_the_engines_state_by_type() {
     runtime().block_on(async {
         let engine = WorkflowEngine::builder()
