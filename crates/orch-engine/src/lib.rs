@@ -156,6 +156,7 @@ mod announce;
 #[path = "announce_off.rs"]
 mod announce;
 mod attempt;
+mod branch;
 mod clock;
 mod context;
 mod engine;
@@ -163,6 +164,7 @@ mod error;
 mod handler;
 mod note;
 mod output;
+mod pools;
 mod ready;
 mod remote;
 mod run;
