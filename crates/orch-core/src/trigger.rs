@@ -269,7 +269,7 @@ mod tests {
             let json = serde_json::to_value(rule).expect("serialises");
             assert_eq!(json, rule.as_str());
         }
-        let err = "all_sucess".parse::<TriggerRule>().unwrap_err();
+        let err = "all_sucess".parse::<TriggerRule>().expect_err("misspelt");
         assert!(err.to_string().contains("`all_sucess`"), "{err}");
     }
 }

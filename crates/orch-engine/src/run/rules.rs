@@ -197,11 +197,14 @@ impl Scheduler<'_> {
             Decision::Skip => {
                 rules.decided[index] = true;
                 let reason = match last {
-                    Some((dependency, status)) if !outcomes.all_ended() => format!(
-                        "dependency `{}` {} (trigger rule `{rule}`)",
-                        self.task(dependency).task_id,
-                        how(status)
-                    ),
+                    // One dependency decided it: it is named alone.
+                    Some((dependency, status)) if !outcomes.all_ended() || outcomes.total == 1 => {
+                        format!(
+                            "dependency `{}` {} (trigger rule `{rule}`)",
+                            self.task(dependency).task_id,
+                            how(status)
+                        )
+                    }
                     _ => self.unmet(index, rule),
                 };
                 self.skip_pending(index, reason);
