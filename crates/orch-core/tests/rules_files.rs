@@ -136,3 +136,21 @@ fn an_empty_pool_name_is_invalid() {
         "{errors}"
     );
 }
+
+#[test]
+fn the_readme_workflow_file_reads() {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("```yaml\nworkflow_id: nightly")
+        .expect("the README's example")
+        + 8;
+    let end = start + readme[start..].find("```").expect("its end");
+    let workflow = Workflow::from_yaml(&readme[start..end]).expect("valid YAML");
+    workflow.validate().expect("a valid workflow");
+    let merge = workflow.get("merge").expect("merge");
+    assert_eq!(merge.trigger_rule, TriggerRule::OneSuccess);
+    assert_eq!(
+        workflow.get("embed_today").expect("embed").pool.as_deref(),
+        Some("gpu")
+    );
+}

@@ -237,8 +237,10 @@ impl TaskContext {
         }
     }
 
-    /// The outputs of the direct dependencies as JSON (a [`Shared`](crate::Shared) value's
-    /// summary), in the order they are listed.
+    /// The outputs of the direct dependencies that completed, as JSON (a
+    /// [`Shared`](crate::Shared) value's summary), in the order they are listed. With the
+    /// default trigger rule that is every dependency; with another rule, those that
+    /// completed before the task started.
     pub fn dependency_results(&self) -> impl Iterator<Item = (&TaskId, &Value)> + '_ {
         self.task().dependencies.iter().filter_map(move |id| {
             let index = self.run.workflow.index_of(id)?;
