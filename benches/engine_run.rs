@@ -164,12 +164,55 @@ fn handler_placement(c: &mut Criterion) {
     group.finish();
 }
 
+/// What four pools and priorities cost against the default on the same shape: 10^5
+/// tasks of the random shape, 8 at a time; with the options on, task `i` joins pool
+/// `i % 4` (limit 2 each) and has priority `i % 7 - 3`.
+fn pools_and_priorities(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group("engine_run/pools_priorities");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    let size = 100_000.min(sizes().into_iter().max().unwrap_or(10_000));
+    let plain = Shape::Random.build(size);
+    let pools = ["p0", "p1", "p2", "p3"];
+    let mut builder = WorkflowEngine::builder().max_concurrent(8);
+    for pool in pools {
+        builder = builder.pool(pool, 2);
+    }
+    let pooled_engine = builder.build().expect("valid limits");
+    pooled_engine.register_handler(
+        "noop",
+        inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(serde_json::Value::Null) }),
+    );
+    let tasks = plain
+        .tasks()
+        .enumerate()
+        .map(|(i, task)| task.clone().pool(pools[i % 4]).priority((i % 7) as i32 - 3));
+    let pooled = Workflow::from_tasks(plain.workflow_id(), plain.name(), tasks);
+    group.throughput(Throughput::Elements(size as u64));
+    for (name, engine, workflow) in [
+        ("default", noop_engine(8), &plain),
+        ("pools4_priorities", pooled_engine, &pooled),
+    ] {
+        group.bench_with_input(BenchmarkId::new(name, size), workflow, |b, w| {
+            b.iter(|| {
+                runtime
+                    .block_on(engine.execute_workflow(w))
+                    .map(|r| r.tasks.len())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     noop,
     floor,
     sleeping_fan_out,
     metrics_on_request,
-    handler_placement
+    handler_placement,
+    pools_and_priorities
 );
 criterion_main!(benches);

@@ -16,6 +16,7 @@
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
 //! | `events` | [`events`]: live progress printed from lifecycle events |
 //! | `metrics_exporter` | [`metrics_exporter`]: per task type metrics in Prometheus text |
+//! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
 //! | `show_plan` | prints a workflow file's execution order and levels |
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub mod metrics_exporter;
 pub mod ml_model;
 pub mod ml_pipeline;
 pub mod parallel;
+pub mod pipeline_rules;
 
 /// The error the examples' `run` functions return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -274,6 +274,12 @@ fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {
             ),
         );
     }
+    if task.pool.as_deref().is_some_and(str::is_empty) {
+        invalid(
+            "pool",
+            "must not be empty (leave it out for no pool)".into(),
+        );
+    }
     if task.timeout.is_some_and(|t| t.is_zero()) {
         invalid("timeout", "must be greater than zero".into());
     }

@@ -83,6 +83,7 @@ mod suggest;
 mod task;
 mod task_records;
 mod time;
+mod trigger;
 mod workflow;
 mod yaml_depth;
 
@@ -97,4 +98,5 @@ pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};
 pub use run_id::{RunId, RunIdError};
 pub use task::{Backoff, Task};
 pub use task_records::TaskRecords;
+pub use trigger::{Decision, DependencyOutcomes, TriggerRule, UnknownTriggerRule};
 pub use workflow::{ValidWorkflow, Workflow};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::TaskId;
+use crate::{TaskId, TriggerRule};
 
 /// One unit of work in a [`Workflow`](crate::Workflow).
 ///
@@ -45,8 +45,21 @@ pub struct Task {
     pub task_type: String,
     /// Configuration handed to the handler; a JSON object.
     pub config: Value,
-    /// Ids of the tasks that must complete before this one starts.
+    /// Ids of the tasks this one depends on: by default they must all complete before it
+    /// starts (see [`Task::trigger_rule`] for other rules).
     pub dependencies: Vec<TaskId>,
+    /// When the task runs, given how its dependencies ended (default: all completed).
+    #[serde(default, skip_serializing_if = "TriggerRule::is_default")]
+    pub trigger_rule: TriggerRule,
+    /// The engine pool whose limit this task counts against, besides the engine's
+    /// global limit; `None` for the global limit only. A run whose tasks name a pool
+    /// the engine does not declare does not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Among tasks ready at the same time, higher priorities start first (default 0;
+    /// ties go in the workflow's order). Negative values are allowed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
     /// How many times a failed attempt is retried (0: run once); at most
     /// [`Task::MAX_RETRIES`], which validation checks.
     pub retries: u32,
@@ -80,6 +93,9 @@ impl Task {
             task_type: task_type.into(),
             config: Value::Object(serde_json::Map::new()),
             dependencies: Vec::new(),
+            trigger_rule: TriggerRule::AllSuccess,
+            pool: None,
+            priority: 0,
             retries: 0,
             backoff: Backoff::default(),
             timeout: None,
@@ -106,6 +122,25 @@ impl Task {
     {
         self.dependencies
             .extend(dependencies.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets when the task runs, given how its dependencies ended.
+    pub fn trigger_rule(mut self, rule: TriggerRule) -> Self {
+        self.trigger_rule = rule;
+        self
+    }
+
+    /// Makes the task count against the engine pool `pool` (declared with
+    /// `EngineBuilder::pool` in orch-engine), besides the global limit.
+    pub fn pool(mut self, pool: impl Into<String>) -> Self {
+        self.pool = Some(pool.into());
+        self
+    }
+
+    /// Sets the priority: among ready tasks, higher ones start first.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -211,11 +246,21 @@ pub(crate) struct TaskSpec {
     #[serde(default)]
     dependencies: Vec<TaskId>,
     #[serde(default)]
+    trigger_rule: TriggerRule,
+    #[serde(default)]
+    pool: Option<String>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
     retries: u32,
     #[serde(default)]
     backoff: Backoff,
     #[serde(default, with = "crate::duration::secs_opt")]
     timeout: Option<Duration>,
+}
+
+fn is_zero(priority: &i32) -> bool {
+    *priority == 0
 }
 
 fn empty_object() -> Value {
@@ -231,6 +276,9 @@ impl TaskSpec {
             task_type: self.task_type,
             config: self.config,
             dependencies: self.dependencies,
+            trigger_rule: self.trigger_rule,
+            pool: self.pool,
+            priority: self.priority,
             retries: self.retries,
             backoff: self.backoff,
             timeout: self.timeout,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orch_core::{Backoff, Format, Task, Workflow};
+use orch_core::{Backoff, Format, Task, TriggerRule, Workflow};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -114,9 +114,15 @@ fn task(id: String) -> impl Strategy<Value = Task> {
         any::<u32>(),
         prop::option::of(backoff()),
         prop::option::of(duration()),
+        (
+            prop::sample::select(TriggerRule::ALL.to_vec()),
+            prop::option::of(any::<String>()),
+            any::<i32>(),
+        ),
     )
         .prop_map(
-            move |(name, task_type, config, dependencies, retries, backoff, timeout)| {
+            move |(name, task_type, config, dependencies, retries, backoff, timeout, rules)| {
+                let (rule, pool, priority) = rules;
                 let mut task = Task::new(id.clone(), task_type)
                     .name(name)
                     .config(config)
@@ -126,6 +132,9 @@ fn task(id: String) -> impl Strategy<Value = Task> {
                     task = task.backoff(backoff);
                 }
                 task.timeout = timeout;
+                task.trigger_rule = rule;
+                task.pool = pool;
+                task.priority = priority;
                 task
             },
         )

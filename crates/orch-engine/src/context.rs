@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::TaskError;
+use crate::branch::Branches;
 use crate::output::Stored;
 use crate::state::States;
 
@@ -25,6 +26,9 @@ pub(crate) struct RunShared {
     pub(crate) results: Vec<OnceLock<Stored>>,
     pub(crate) states: Arc<States>,
     pub(crate) cancel: CancellationToken,
+    /// The dependents that completing tasks chose to run (see
+    /// [`TaskContext::choose_branches`]).
+    pub(crate) branches: Branches,
 }
 
 impl RunShared {
@@ -125,6 +129,71 @@ impl TaskContext {
         &self.run.workflow
     }
 
+    /// Makes this task a branch: once it completes, only the direct dependents named in
+    /// `dependents` may run. Every other direct dependent is skipped, with a reason
+    /// naming this task, and that skip travels on through the trigger rules of their own
+    /// dependents (a join task with the rule `none_failed_min_one_success` still runs
+    /// after the chosen branch).
+    ///
+    /// The choice of the attempt that completes counts (a later call replaces an earlier
+    /// one); an attempt that fails leaves no choice behind. Naming a task that is not a
+    /// direct dependent is a permanent error, and so is choosing on a remote worker.
+    ///
+    /// ```
+    /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+    /// use orch_core::{Task, TaskStatus, Workflow};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let engine = WorkflowEngine::new();
+    /// engine.register_handler("route", |ctx: TaskContext| async move {
+    ///     ctx.choose_branches(["small"])?;
+    ///     Ok::<_, TaskError>("small input")
+    /// });
+    /// engine.register_handler("work", |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) });
+    /// let workflow = Workflow::new("w", "W")
+    ///     .task(Task::new("route", "route"))
+    ///     .task(Task::new("small", "work").depends_on(["route"]))
+    ///     .task(Task::new("large", "work").depends_on(["route"]));
+    /// let result = engine.execute_workflow(&workflow).await?;
+    /// assert_eq!(result.task("small").unwrap().status, TaskStatus::Completed);
+    /// let large = result.task("large").unwrap();
+    /// assert_eq!(large.status, TaskStatus::Skipped);
+    /// assert_eq!(large.error.as_deref(), Some("not chosen by branch task `route`"));
+    /// # Ok::<(), orch_engine::RunError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn choose_branches<I>(&self, dependents: I) -> Result<(), TaskError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        if self.run.partial {
+            return Err(TaskError::permanent(format!(
+                "task `{}` chose branches on a remote worker; branches are chosen by tasks \
+                 run in the engine's own process",
+                self.task_id()
+            )));
+        }
+        let me = self.index as usize;
+        let direct = self.run.plan().dependents(me);
+        let mut chosen = Vec::new();
+        for id in dependents {
+            let id = id.as_ref();
+            match self.run.workflow.index_of(id) {
+                Some(index) if direct.contains(&(index as u32)) => chosen.push(index as u32),
+                _ => {
+                    return Err(TaskError::permanent(format!(
+                        "task `{}` chose `{id}` as a branch, which is not one of its direct \
+                         dependents",
+                        self.task_id()
+                    )));
+                }
+            }
+        }
+        self.run.branches.choose(self.index, self.attempt, chosen);
+        Ok(())
+    }
+
     /// The output of `id`, deserialised into `T`. `id` must be an ancestor of this task:
     /// a task it depends on, directly or not (ancestors always finish first). Reading
     /// another task, or an output of another shape, is a permanent error.
@@ -168,8 +237,10 @@ impl TaskContext {
         }
     }
 
-    /// The outputs of the direct dependencies as JSON (a [`Shared`](crate::Shared) value's
-    /// summary), in the order they are listed.
+    /// The outputs of the direct dependencies that completed, as JSON (a
+    /// [`Shared`](crate::Shared) value's summary), in the order they are listed. With the
+    /// default trigger rule that is every dependency; with another rule, those that
+    /// completed before the task started.
     pub fn dependency_results(&self) -> impl Iterator<Item = (&TaskId, &Value)> + '_ {
         self.task().dependencies.iter().filter_map(move |id| {
             let index = self.run.workflow.index_of(id)?;

@@ -63,6 +63,8 @@ pub(crate) struct EngineInner {
     pub(crate) states: Arc<States>,
     pub(crate) max_concurrent: usize,
     pub(crate) grace_period: Duration,
+    pub(crate) pools: Arc<HashMap<String, usize>>,
+    pub(crate) critical_path_first: bool,
     #[cfg(feature = "events")]
     pub(crate) bus: Option<EventBus<EngineEvent>>,
     #[cfg(feature = "events")]
@@ -95,6 +97,8 @@ impl EngineInner {
             states: Arc::clone(&self.states),
             max_concurrent: self.max_concurrent,
             grace_period: self.grace_period,
+            pools: Arc::clone(&self.pools),
+            critical_path_first: self.critical_path_first,
             events,
             journal: None,
         }
@@ -145,6 +149,12 @@ impl WorkflowEngine {
     /// The most tasks this engine runs at once.
     pub fn max_concurrent(&self) -> usize {
         self.inner.max_concurrent
+    }
+
+    /// The limit of the pool `name`, if the engine declares it (see
+    /// [`EngineBuilder::pool`]).
+    pub fn pool_limit(&self, name: &str) -> Option<usize> {
+        self.inner.pools.get(name).copied()
     }
 
     /// Registers the handler for a task type. Registering a type again replaces its
@@ -311,6 +321,8 @@ impl WorkflowEngine {
 pub struct EngineBuilder {
     max_concurrent: usize,
     grace_period: Duration,
+    pools: HashMap<String, usize>,
+    critical_path_first: bool,
     states: States,
     #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
@@ -325,6 +337,8 @@ impl Default for EngineBuilder {
         Self {
             max_concurrent: 1,
             grace_period: Duration::from_secs(5),
+            pools: HashMap::new(),
+            critical_path_first: false,
             states: States::default(),
             #[cfg(feature = "events")]
             bus: None,
@@ -340,6 +354,38 @@ impl EngineBuilder {
     /// The most tasks to run at once (default 1); must be at least 1.
     pub fn max_concurrent(mut self, max_concurrent: usize) -> Self {
         self.max_concurrent = max_concurrent;
+        self
+    }
+
+    /// Declares the pool `name`: at most `limit` of the tasks that name it (with
+    /// [`Task::pool`](orch_core::Task::pool)) run at once, on top of the global
+    /// `max_concurrent`. A task waiting for room in its pool holds no global slot, and its
+    /// timeout starts only when it starts. Declaring a name again replaces its limit; a
+    /// limit of 0 is an error at [`build`](EngineBuilder::build). A run whose tasks name
+    /// an undeclared pool does not start ([`RunError::UnknownPools`](crate::RunError)).
+    ///
+    /// ```
+    /// use orch_engine::WorkflowEngine;
+    ///
+    /// let engine = WorkflowEngine::builder()
+    ///     .max_concurrent(50)
+    ///     .pool("gpu", 2)
+    ///     .build()?;
+    /// assert_eq!(engine.pool_limit("gpu"), Some(2));
+    /// assert!(WorkflowEngine::builder().pool("gpu", 0).build().is_err());
+    /// # Ok::<(), orch_engine::ConfigError>(())
+    /// ```
+    pub fn pool(mut self, name: impl Into<String>, limit: usize) -> Self {
+        self.pools.insert(name.into(), limit);
+        self
+    }
+
+    /// Among ready tasks of equal [priority](orch_core::Task::priority), starts first the
+    /// one with the longest chain of tasks still behind it (its critical path), rather
+    /// than the one first in the workflow's order (default `false`). Ties still go in
+    /// the workflow's order.
+    pub fn critical_path_first(mut self, on: bool) -> Self {
+        self.critical_path_first = on;
         self
     }
 
@@ -421,6 +467,16 @@ impl EngineBuilder {
         if self.max_concurrent == 0 {
             return Err(ConfigError::ZeroConcurrency);
         }
+        let mut empty: Vec<&String> = (self.pools.iter())
+            .filter(|(_, limit)| **limit == 0)
+            .map(|(name, _)| name)
+            .collect();
+        empty.sort_unstable();
+        if let Some(pool) = empty.first() {
+            return Err(ConfigError::ZeroPoolLimit {
+                pool: pool.to_string(),
+            });
+        }
         Ok(self.build_unchecked())
     }
 
@@ -431,6 +487,8 @@ impl EngineBuilder {
                 states: Arc::new(self.states),
                 max_concurrent: self.max_concurrent.max(1),
                 grace_period: self.grace_period,
+                pools: Arc::new(self.pools),
+                critical_path_first: self.critical_path_first,
                 #[cfg(feature = "events")]
                 bus: self.bus,
                 #[cfg(feature = "events")]
@@ -449,6 +507,12 @@ pub enum ConfigError {
     /// `max_concurrent` was 0: no task could ever start.
     #[error("max_concurrent must be at least 1 (0 would let no task start)")]
     ZeroConcurrency,
+    /// A pool was declared with a limit of 0: none of its tasks could ever start.
+    #[error("pool `{pool}` must have a limit of at least 1 (0 would let none of its tasks start)")]
+    ZeroPoolLimit {
+        /// The pool's name.
+        pool: String,
+    },
 }
 
 /// One run in progress: await it for the result, or cancel it.

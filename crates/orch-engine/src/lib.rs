@@ -47,7 +47,8 @@
 //! # How tasks run
 //!
 //! A run keeps its ready tasks in a bitmap over plan positions and starts the first in the
-//! plan's execution order while fewer than `max_concurrent` are active. On a
+//! plan's execution order (or by priority, see below) while fewer than `max_concurrent`
+//! are active. On a
 //! multi-threaded tokio runtime each attempt runs as a tokio task of its own, so
 //! handlers that compute use all the runtime's workers; a handler wrapped in [`inline`]
 //! runs on the run's own task instead, which saves the spawn for handlers that only
@@ -57,6 +58,39 @@
 //! A run's status is `completed` when every task completed or was skipped by a handler's
 //! choice (with the tasks that depend on it), `failed` when a task failed (its dependents
 //! are then skipped), and `cancelled` when the run was cancelled.
+//!
+//! # Rules, branches, pools and priorities
+//!
+//! - **Trigger rules.** A task's [`TriggerRule`](orch_core::TriggerRule) says when it runs
+//!   given how its dependencies ended: `all_success` (the default, above), `all_done`,
+//!   `all_failed`, `one_success`, `one_failed`, `none_failed`,
+//!   `none_failed_min_one_success` or `always`. A task whose rule can no longer be met is
+//!   skipped; its record's error names the rule and the dependencies that decided it
+//!   (`dependency `a` failed (trigger rule `all_success`)`, or `trigger rule `one_success`
+//!   not met: `a` failed, `b` failed`). A skip counts as a skip, not a failure, for the
+//!   rules of the dependents.
+//! - **The run's status past failures.** A failed task fails the run, whatever ran after
+//!   it (an `all_done` cleanup task does not hide it), unless the failure was *handled*:
+//!   a direct dependent whose rule reacts to failures (`one_failed` or `all_failed`)
+//!   completed. A run whose every failure was handled is `completed`.
+//! - **Branches.** A handler calls [`TaskContext::choose_branches`] with the direct
+//!   dependents that may run; when its task completes, the others are skipped with the
+//!   reason `not chosen by branch task `x``, and that skip travels on through the rules
+//!   of their dependents. A branch skip never fails the run.
+//! - **Pools.** [`EngineBuilder::pool`] declares a named limit beside `max_concurrent`;
+//!   a task joins one with [`Task::pool`](orch_core::Task::pool). A ready task whose pool
+//!   is full waits without holding a global slot, so other tasks start meanwhile, and its
+//!   timeout counts from its own start. A task in backoff between attempts keeps its
+//!   slots. A run whose tasks name an undeclared pool does not start
+//!   ([`RunError::UnknownPools`]).
+//! - **Priorities.** Among ready tasks that may start, the highest
+//!   [`Task::priority`](orch_core::Task::priority) starts first; ties go in the plan's
+//!   execution order, as without priorities. With
+//!   [`EngineBuilder::critical_path_first`], ties go first to the task with the longest
+//!   chain of tasks behind it.
+//!
+//! A workflow whose tasks all keep the default rule, name no pool and set no priority
+//! runs exactly as before these options existed, at the same cost.
 //!
 //! A panic in a handler never leaves the engine: not while its future is created or
 //! polled, and not while it is dropped (when it finished, timed out, or was cancelled).
@@ -187,6 +221,7 @@ mod announce;
 #[path = "announce_off.rs"]
 mod announce;
 mod attempt;
+mod branch;
 mod clock;
 mod context;
 #[cfg(feature = "journal")]
@@ -201,6 +236,7 @@ mod journaling;
 mod journaling;
 mod note;
 mod output;
+mod pools;
 mod ready;
 mod remote;
 mod run;

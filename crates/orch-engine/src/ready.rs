@@ -42,6 +42,18 @@ impl ReadySet {
 
     /// Removes and returns the smallest position.
     pub(crate) fn pop_min(&mut self) -> Option<u32> {
+        let position = self.peek_min()?;
+        let word = position as usize / 64;
+        self.words[word] &= self.words[word] - 1;
+        if self.words[word] == 0 {
+            self.summary[word / 64] &= !(1 << (word % 64));
+        }
+        self.len -= 1;
+        Some(position)
+    }
+
+    /// The smallest position, left in the set.
+    pub(crate) fn peek_min(&mut self) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
@@ -51,14 +63,8 @@ impl ReadySet {
             let nonempty = bits & mask;
             if nonempty != 0 {
                 let word = block * 64 + nonempty.trailing_zeros() as usize;
-                let bit = self.words[word].trailing_zeros() as usize;
-                self.words[word] &= self.words[word] - 1;
-                if self.words[word] == 0 {
-                    self.summary[block] &= !(1 << (word % 64));
-                }
                 self.cursor = word;
-                self.len -= 1;
-                return Some((word * 64 + bit) as u32);
+                return Some((word * 64 + self.words[word].trailing_zeros() as usize) as u32);
             }
             block += 1;
             mask = u64::MAX;
@@ -98,6 +104,8 @@ mod tests {
                     if model.insert(position) {
                         ready.insert(position);
                     }
+                } else if at.index(2) == 0 {
+                    prop_assert_eq!(ready.peek_min(), model.first().copied());
                 } else {
                     prop_assert_eq!(ready.pop_min(), model.pop_first());
                 }

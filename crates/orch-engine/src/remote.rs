@@ -188,6 +188,7 @@ impl RemoteTask {
             workflow,
             partial: true,
             results,
+            branches: Default::default(),
             states: states.0,
             cancel,
         };

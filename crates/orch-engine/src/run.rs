@@ -22,7 +22,7 @@ use crate::context::RunShared;
 use crate::journaling::{self, JournalSettings, RunJournal};
 use crate::note::Detail;
 use crate::output::Stored;
-use crate::ready::ReadySet;
+use crate::pools::Queue;
 use crate::state::States;
 use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, TaskError, timer};
@@ -30,7 +30,9 @@ use crate::{Handler, RunError, TaskContext, TaskError, timer};
 mod announcing;
 mod finish;
 mod journal;
+mod rank;
 mod resume;
+mod rules;
 
 /// Tasks started in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
@@ -41,6 +43,10 @@ pub(crate) struct RunSettings {
     pub(crate) states: Arc<States>,
     pub(crate) max_concurrent: usize,
     pub(crate) grace_period: Duration,
+    /// Pools by name, with their limits.
+    pub(crate) pools: Arc<HashMap<String, usize>>,
+    /// Whether equal priorities start by the longest chain behind them.
+    pub(crate) critical_path_first: bool,
     /// Where lifecycle events go, if anywhere.
     pub(crate) events: Option<EventTarget>,
     /// The journal a durable run is recorded in (none for other runs).
@@ -64,6 +70,8 @@ pub(crate) async fn execute(
             task_types: missing,
         });
     }
+    let queue =
+        Queue::new(&workflow, &engine.pools).map_err(|tasks| RunError::UnknownPools { tasks })?;
     let (previous, journal) = match &engine.journal {
         Some(settings) => {
             let (recorded, journal) = journaling::open(settings, &workflow, &run_id).await?;
@@ -111,18 +119,25 @@ pub(crate) async fn execute(
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
         states: Arc::clone(&engine.states),
         cancel: cancel.clone(),
+        branches: Default::default(),
     });
     let handlers = RunHandlers {
         by_type: &by_type,
         spawn: &spawn,
     };
-    let mut run = Scheduler::new(shared, plan, handlers, engine.max_concurrent, announcer);
+    let limits = Limits {
+        max_concurrent: engine.max_concurrent,
+        queue,
+        critical_path_first: engine.critical_path_first,
+    };
+    let mut run = Scheduler::new(shared, plan, handlers, limits, announcer);
     run.journal = journal;
     let restored = match (previous, &kept) {
         (Some(previous), Some(kept)) => run.restore_kept(previous, kept),
         _ => 0,
     };
     run.announce_start(restored);
+    run.begin();
     let mut cancelled = pin!(cancel.cancelled_owned());
     // Set once the run is cancelled: when it stops waiting for running handlers and for
     // its events to be published.
@@ -161,13 +176,22 @@ pub(crate) async fn execute(
     Ok(result)
 }
 
-/// A task's count of unfinished dependencies, beside its plan position: both are read
-/// when a dependency completes, so they share a cache line. The count is `u32::MAX` for
-/// a task kept from an earlier run, so that it is never released again.
+/// A task's count of unfinished dependencies, beside its start rank (its plan position
+/// unless priorities reorder it): both are read when a dependency completes, so they
+/// share a cache line. The count is `u32::MAX` for a task kept from an earlier run, so
+/// that it is never released again.
 #[derive(Clone, Copy)]
 struct Waiting {
     dependencies: u32,
     position: u32,
+}
+
+/// How many tasks may run at once, in all and per pool, and in what order ready ones start.
+struct Limits {
+    max_concurrent: usize,
+    /// The empty queue of ready tasks, with the run's pools.
+    queue: Queue,
+    critical_path_first: bool,
 }
 
 enum Progress {
@@ -194,8 +218,12 @@ struct Scheduler<'p> {
     records: Vec<TaskRecord>,
     /// Per task, how many dependencies have not completed yet, and its plan position.
     waiting: Vec<Waiting>,
-    /// Ready tasks by their position in the plan's order, so they start in that order.
-    ready: ReadySet,
+    /// Ready tasks by their start rank, so they start in that order (within their pools).
+    ready: Queue,
+    /// Task indices by start rank.
+    start_order: std::borrow::Cow<'p, [u32]>,
+    /// Per-task trigger rules, when some task has a rule other than the default.
+    rules: Option<rules::Rules>,
     in_flight: FuturesUnordered<InFlight<'p>>,
     /// Tasks started and not yet finished (running, or pausing before a retry).
     active: usize,
@@ -213,20 +241,34 @@ impl<'p> Scheduler<'p> {
         shared: Arc<RunShared>,
         plan: &'p Plan,
         handlers: RunHandlers<'p>,
-        max_concurrent: usize,
+        limits: Limits,
         announcer: Option<Announcer>,
     ) -> Self {
         let n = plan.len();
+        let ranks = rank::ranks(plan, &shared.workflow, limits.critical_path_first);
         let waiting: Vec<Waiting> = (0..n)
             .map(|i| Waiting {
                 dependencies: plan.dependencies(i).len() as u32,
-                position: plan.position(i) as u32,
+                position: match &ranks {
+                    Some((_, rank_of)) => rank_of[i],
+                    None => plan.position(i) as u32,
+                },
             })
             .collect();
-        let mut ready = ReadySet::new(n);
-        for w in waiting.iter().filter(|w| w.dependencies == 0) {
-            ready.insert(w.position);
+        let rules = rules::Rules::of(&shared.workflow, waiting.iter().map(|w| w.dependencies));
+        let mut ready = limits.queue;
+        if rules.is_none() {
+            for (i, w) in waiting.iter().enumerate() {
+                if w.dependencies == 0 {
+                    ready.insert(i, w.position);
+                }
+            }
         }
+        let max_concurrent = limits.max_concurrent;
+        let start_order = match ranks {
+            Some((by_rank, _)) => std::borrow::Cow::Owned(by_rank),
+            None => std::borrow::Cow::Borrowed(plan.order()),
+        };
         Self {
             plan,
             shared,
@@ -236,6 +278,8 @@ impl<'p> Scheduler<'p> {
                 .collect(),
             waiting,
             ready,
+            start_order,
+            rules,
             in_flight: FuturesUnordered::new(),
             active: 0,
             max_concurrent,
@@ -275,7 +319,7 @@ impl<'p> Scheduler<'p> {
 
     /// Whether a ready task could start now but for the publisher.
     fn may_start(&self) -> bool {
-        !self.stopping && self.active < self.max_concurrent && !self.ready.is_empty()
+        !self.stopping && self.active < self.max_concurrent && self.ready.has_startable()
     }
 
     fn stop_starting(&mut self) {
@@ -290,10 +334,10 @@ impl<'p> Scheduler<'p> {
         let mut budget = YIELD_EVERY;
         loop {
             while self.active < self.max_concurrent && !self.stopping && !self.publisher_behind() {
-                let Some(position) = self.ready.pop_min() else {
+                let Some(rank) = self.ready.pop() else {
                     break;
                 };
-                let index = self.plan.order()[position as usize] as usize;
+                let index = self.start_order[rank as usize] as usize;
                 self.start(index, cx);
                 budget -= 1;
                 if budget == 0 {
@@ -346,6 +390,7 @@ impl<'p> Scheduler<'p> {
     fn start_attempt(&mut self, index: usize, cx: &mut Context<'_>) {
         if self.stopping {
             self.active -= 1;
+            self.ready.release(index);
             return;
         }
         self.records[index].attempts += 1;
@@ -372,14 +417,15 @@ impl<'p> Scheduler<'p> {
             Ok(output) => {
                 let _ = self.shared.results[index].set(output);
                 self.settle(index, TaskStatus::Completed, None);
+                // A durable run releases dependents once the completion is committed.
                 match &mut self.journal {
                     Some(journal) => journal.push(index),
-                    None => self.release(index),
+                    None => self.ended(index, TaskStatus::Completed),
                 }
             }
             Err(error) if error.is_skip() => {
                 self.settle(index, TaskStatus::Skipped, Some(error.record_text()));
-                self.skip_descendants(index, "was skipped");
+                self.ended(index, TaskStatus::Skipped);
             }
             Err(error) if self.stopping => {
                 let message = format!(
@@ -410,26 +456,7 @@ impl<'p> Scheduler<'p> {
                     return;
                 }
                 self.settle(index, TaskStatus::Failed, Some(error.record_text()));
-                self.skip_descendants(index, "failed");
-            }
-        }
-    }
-
-    /// Counts down the dependencies of what depends on `index`, which completed, and
-    /// makes ready those with none left.
-    fn release(&mut self, index: usize) {
-        let dependents = self.plan.dependents(index);
-        // Count down first, without branching on the counts, so that the cache misses of
-        // a large random graph overlap; then start what became ready.
-        for &d in dependents {
-            self.waiting[d as usize].dependencies -= 1;
-        }
-        if !self.stopping {
-            for &d in dependents {
-                let waiting = self.waiting[d as usize];
-                if waiting.dependencies == 0 {
-                    self.ready.insert(waiting.position);
-                }
+                self.ended(index, TaskStatus::Failed);
             }
         }
     }
@@ -437,6 +464,7 @@ impl<'p> Scheduler<'p> {
     /// Records a final status for a started task and frees its slot.
     fn settle(&mut self, index: usize, status: TaskStatus, error: Option<String>) {
         self.active -= 1;
+        self.ready.release(index);
         let record = &mut self.records[index];
         record.status = status;
         record.error = error;

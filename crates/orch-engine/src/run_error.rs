@@ -37,6 +37,13 @@ pub enum RunError {
         /// The task types without a handler, in the order the workflow first uses them.
         task_types: Vec<MissingHandler>,
     },
+    /// Tasks name pools the engine does not declare (every such task is listed, with
+    /// the pool it names). Reported once the workflow itself is valid.
+    #[error("{}", unknown_pools(tasks))]
+    UnknownPools {
+        /// Each task and the undeclared pool it names, in the workflow's order.
+        tasks: Vec<(TaskId, String)>,
+    },
     /// A run was asked to resume from the result of a different workflow.
     #[error("cannot resume workflow `{expected}` from a result of workflow `{found}`")]
     ForeignResult {
@@ -81,6 +88,17 @@ fn no_timer(options: &[(TaskId, &'static str)], in_runtime: bool) -> String {
         "run the workflow inside a tokio runtime built with `enable_time` or `enable_all`"
     };
     format!("{} need tokio's timer; {fix}", what.join(", "))
+}
+
+fn unknown_pools(tasks: &[(TaskId, String)]) -> String {
+    let what: Vec<String> = tasks
+        .iter()
+        .map(|(task, pool)| format!("task `{task}` names pool `{pool}`"))
+        .collect();
+    format!(
+        "{}, which the engine does not declare (declare it with `EngineBuilder::pool`)",
+        what.join(", ")
+    )
 }
 
 /// One line per missing task type.

@@ -144,8 +144,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use orch_core::{
         Backoff, EngineEvent, EngineEventKind, MissingHandler, RunMetrics, Task, TaskId,
-        TaskRecord, TaskStatus, ValidWorkflow, ValidationError, ValidationErrors, Workflow,
-        WorkflowResult, WorkflowStatus,
+        TaskRecord, TaskStatus, TriggerRule, ValidWorkflow, ValidationError, ValidationErrors,
+        Workflow, WorkflowResult, WorkflowStatus,
     };
     pub use orch_core::{RunId, RunIdError};
     pub use orch_engine::{

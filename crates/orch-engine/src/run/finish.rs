@@ -36,13 +36,14 @@ impl Scheduler<'_> {
                     self.log_ended(index);
                     self.announce_ended(EngineEventKind::TaskCancelled, index);
                 }
-                TaskStatus::Failed => failed = true,
+                TaskStatus::Failed => failed |= !self.failure_handled(index),
                 TaskStatus::Cancelled => cancelled = true,
                 TaskStatus::Completed | TaskStatus::Skipped => {}
             }
         }
-        // Tasks skipped by a handler's choice (and their descendants) do not fail the
-        // workflow; tasks skipped after a failure come with that failure.
+        // Tasks skipped by a handler's choice, a branch or a rule do not fail the
+        // workflow; tasks skipped after a failure come with that failure. A failure
+        // handled by a task whose rule reacts to failures does not fail it either.
         let status = if cancelled || self.stopping {
             WorkflowStatus::Cancelled
         } else if failed {

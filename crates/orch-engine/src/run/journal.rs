@@ -1,7 +1,7 @@
 //! A durable run's scheduler and its journal: tasks that completed in a pass are
 //! committed together, and their dependents are released once the commit resolves.
 
-use orch_core::WorkflowResult;
+use orch_core::{TaskStatus, WorkflowResult};
 
 use super::Scheduler;
 use crate::attempt::InFlight;
@@ -33,7 +33,7 @@ impl Scheduler<'_> {
         match released {
             Some(released) => {
                 for index in released {
-                    self.release(index as usize);
+                    self.ended(index as usize, TaskStatus::Completed);
                 }
             }
             None => self.stop_starting(),

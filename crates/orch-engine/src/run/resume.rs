@@ -56,11 +56,17 @@ impl Scheduler<'_> {
             for &d in self.plan.dependents(index) {
                 self.waiting[d as usize].dependencies -= 1;
             }
+            if let Some(rules) = &mut self.rules {
+                rules.kept(index, self.plan.dependents(index));
+            }
         }
+        // With rules, `begin` decides what runs; otherwise the counts say.
         self.ready.clear();
-        for waiting in &self.waiting {
-            if waiting.dependencies == 0 {
-                self.ready.insert(waiting.position);
+        if self.rules.is_none() {
+            for (index, waiting) in self.waiting.iter().enumerate() {
+                if waiting.dependencies == 0 {
+                    self.ready.insert(index, waiting.position);
+                }
             }
         }
         restored

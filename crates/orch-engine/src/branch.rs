@@ -1,0 +1,41 @@
+//! Branch choices: which of its direct dependents a completing task lets run.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The choices made by the attempts of one run, kept until their tasks complete.
+#[derive(Default)]
+pub(crate) struct Branches {
+    /// Whether any attempt chose, so that a run without branches never takes the lock.
+    any: AtomicBool,
+    /// Per choice: the task's plan index, the attempt that chose and the chosen dependents.
+    chosen: Mutex<Vec<(u32, u32, Vec<u32>)>>,
+}
+
+impl Branches {
+    /// Keeps the choice of `attempt` of task `index`, replacing an earlier one.
+    pub(crate) fn choose(&self, index: u32, attempt: u32, dependents: Vec<u32>) {
+        let mut chosen = self
+            .chosen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        chosen.retain(|(i, _, _)| *i != index);
+        chosen.push((index, attempt, dependents));
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Takes the choice task `index` made in `attempt` (the one that completed), if any;
+    /// a choice made by an earlier, failed attempt is dropped.
+    pub(crate) fn take(&self, index: u32, attempt: u32) -> Option<Vec<u32>> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut chosen = self
+            .chosen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = chosen.iter().position(|(i, _, _)| *i == index)?;
+        let (_, made_in, dependents) = chosen.swap_remove(at);
+        (made_in == attempt).then_some(dependents)
+    }
+}

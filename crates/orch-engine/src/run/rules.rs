@@ -1,0 +1,252 @@
+//! What a task's end means for its dependents: released, skipped by their trigger rules,
+//! or skipped because a branch task did not choose them.
+//!
+//! A workflow whose tasks all keep the default rule (`all_success`) takes the classic path:
+//! a count of unfinished dependencies per task, and a failure or skip skips every
+//! descendant. Any other rule switches the run to [`Rules`], which counts each task's
+//! dependency outcomes and asks its rule.
+
+use orch_core::{Decision, DependencyOutcomes, EngineEventKind, TaskStatus, TriggerRule, Workflow};
+
+use super::Scheduler;
+
+/// Per task, its rule, how its dependencies ended so far, and whether it was decided
+/// (released to run, or skipped).
+pub(super) struct Rules {
+    rule: Vec<TriggerRule>,
+    outcomes: Vec<DependencyOutcomes>,
+    decided: Vec<bool>,
+}
+
+/// The most dependencies a skip reason lists by name.
+const LISTED: usize = 5;
+
+impl Rules {
+    /// The rules of `workflow`, or `None` when every task has the default rule.
+    pub(super) fn of(workflow: &Workflow, totals: impl Iterator<Item = u32>) -> Option<Self> {
+        if workflow.tasks().all(|task| task.trigger_rule.is_default()) {
+            return None;
+        }
+        let outcomes: Vec<DependencyOutcomes> = totals
+            .map(|total| DependencyOutcomes {
+                total,
+                ..DependencyOutcomes::default()
+            })
+            .collect();
+        Some(Self {
+            rule: workflow.tasks().map(|task| task.trigger_rule).collect(),
+            decided: vec![false; outcomes.len()],
+            outcomes,
+        })
+    }
+
+    /// Task `index` was kept from an earlier run: it is decided, and completed for its
+    /// dependents.
+    pub(super) fn kept(&mut self, index: usize, dependents: &[u32]) {
+        self.decided[index] = true;
+        for &d in dependents {
+            self.outcomes[d as usize].completed += 1;
+        }
+    }
+}
+
+fn how(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Completed => "completed",
+        TaskStatus::Failed => "failed",
+        TaskStatus::Skipped => "was skipped",
+        TaskStatus::Cancelled => "was cancelled",
+        TaskStatus::Pending | TaskStatus::Running => "has not ended",
+    }
+}
+
+impl Scheduler<'_> {
+    /// Decides every task the rules can decide before anything ends: tasks with no
+    /// dependencies, `always` tasks, and (when resuming) tasks whose dependencies were
+    /// kept from the earlier run.
+    pub(super) fn begin(&mut self) {
+        if self.rules.is_none() {
+            return;
+        }
+        let mut ended = Vec::new();
+        for &index in self.plan.order() {
+            self.decide(index as usize, None, &mut ended);
+            self.propagate(&mut ended);
+        }
+    }
+
+    /// Task `index` ended as `status` (completed, failed or skipped): releases or skips
+    /// its dependents, as their rules (or the task's branch choice) say.
+    pub(super) fn ended(&mut self, index: usize, status: TaskStatus) {
+        let chosen = if status == TaskStatus::Completed {
+            let attempt = self.records[index].attempts;
+            self.shared.branches.take(index as u32, attempt)
+        } else {
+            None
+        };
+        if let Some(chosen) = chosen {
+            return self.branch_chosen(index, &chosen);
+        }
+        if self.rules.is_some() {
+            let mut ended = vec![(index as u32, status)];
+            self.propagate(&mut ended);
+            return;
+        }
+        match status {
+            TaskStatus::Completed => {
+                let dependents = self.plan.dependents(index);
+                // Count down first, without branching on the counts, so that the cache
+                // misses of a large random graph overlap; then start what became ready.
+                for &d in dependents {
+                    self.waiting[d as usize].dependencies -= 1;
+                }
+                if !self.stopping {
+                    for &d in dependents {
+                        let waiting = self.waiting[d as usize];
+                        if waiting.dependencies == 0 {
+                            self.ready.insert(d as usize, waiting.position);
+                        }
+                    }
+                }
+            }
+            TaskStatus::Failed => self.skip_descendants(index, "failed"),
+            _ => self.skip_descendants(index, "was skipped"),
+        }
+    }
+
+    /// Branch task `index` completed and chose `chosen` among its direct dependents: the
+    /// others are skipped, the chosen ones see it completed.
+    fn branch_chosen(&mut self, index: usize, chosen: &[u32]) {
+        let reason = format!("not chosen by branch task `{}`", self.task(index).task_id);
+        let mut ended = Vec::new();
+        for &d in self.plan.dependents(index) {
+            let di = d as usize;
+            if chosen.contains(&d) {
+                if let Some(rules) = &mut self.rules {
+                    rules.outcomes[di].completed += 1;
+                    self.decide(di, Some((index, TaskStatus::Completed)), &mut ended);
+                } else {
+                    self.waiting[di].dependencies -= 1;
+                    let waiting = self.waiting[di];
+                    if waiting.dependencies == 0 && !self.stopping {
+                        self.ready.insert(di, waiting.position);
+                    }
+                }
+            } else if let Some(rules) = &mut self.rules {
+                if !rules.decided[di] {
+                    rules.decided[di] = true;
+                    self.skip_pending(di, reason.clone());
+                    ended.push((d, TaskStatus::Skipped));
+                }
+            } else if self.records[di].status == TaskStatus::Pending {
+                self.skip_pending(di, reason.clone());
+                self.skip_descendants(di, "was skipped");
+            }
+        }
+        self.propagate(&mut ended);
+    }
+
+    /// Tells the dependents of each task in `ended` how it ended, deciding them when their
+    /// rules can; a task skipped on the way is told on in turn.
+    fn propagate(&mut self, ended: &mut Vec<(u32, TaskStatus)>) {
+        while let Some((task, status)) = ended.pop() {
+            let task = task as usize;
+            for &d in self.plan.dependents(task) {
+                let d = d as usize;
+                let Some(rules) = &mut self.rules else {
+                    return;
+                };
+                if rules.decided[d] {
+                    continue;
+                }
+                let outcomes = &mut rules.outcomes[d];
+                match status {
+                    TaskStatus::Completed => outcomes.completed += 1,
+                    TaskStatus::Failed => outcomes.failed += 1,
+                    _ => outcomes.skipped += 1,
+                }
+                self.decide(d, Some((task, status)), ended);
+            }
+        }
+    }
+
+    /// Asks the rule of the undecided task `index` whether it runs now; `last` is the
+    /// dependency whose end prompted the question. A skipped task joins `ended`.
+    fn decide(
+        &mut self,
+        index: usize,
+        last: Option<(usize, TaskStatus)>,
+        ended: &mut Vec<(u32, TaskStatus)>,
+    ) {
+        let Some(rules) = &mut self.rules else {
+            return;
+        };
+        if rules.decided[index] {
+            return;
+        }
+        let rule = rules.rule[index];
+        let outcomes = rules.outcomes[index];
+        match rule.decide(outcomes) {
+            Decision::Wait => {}
+            Decision::Run => {
+                rules.decided[index] = true;
+                if !self.stopping {
+                    self.ready.insert(index, self.waiting[index].position);
+                }
+            }
+            Decision::Skip => {
+                rules.decided[index] = true;
+                let reason = match last {
+                    // One dependency decided it: it is named alone.
+                    Some((dependency, status)) if !outcomes.all_ended() || outcomes.total == 1 => {
+                        format!(
+                            "dependency `{}` {} (trigger rule `{rule}`)",
+                            self.task(dependency).task_id,
+                            how(status)
+                        )
+                    }
+                    _ => self.unmet(index, rule),
+                };
+                self.skip_pending(index, reason);
+                ended.push((index as u32, TaskStatus::Skipped));
+            }
+        }
+    }
+
+    /// The reason for skipping `index` once all its dependencies ended: each of them with
+    /// its status.
+    fn unmet(&self, index: usize, rule: TriggerRule) -> String {
+        let dependencies = self.plan.dependencies(index);
+        let mut listed: Vec<String> = dependencies
+            .iter()
+            .take(LISTED)
+            .map(|&d| {
+                let d = d as usize;
+                format!("`{}` {}", self.task(d).task_id, how(self.records[d].status))
+            })
+            .collect();
+        if dependencies.len() > LISTED {
+            listed.push(format!("and {} more", dependencies.len() - LISTED));
+        }
+        format!("trigger rule `{rule}` not met: {}", listed.join(", "))
+    }
+
+    /// Records the pending task `index` as skipped for `reason`.
+    fn skip_pending(&mut self, index: usize, reason: String) {
+        let record = &mut self.records[index];
+        record.status = TaskStatus::Skipped;
+        record.error = Some(reason);
+        self.log_ended(index);
+        self.announce_ended(EngineEventKind::TaskSkipped, index);
+    }
+
+    /// Whether the failure of task `index` was handled: a direct dependent whose rule
+    /// reacts to failures (`all_failed`, `one_failed`) completed.
+    pub(super) fn failure_handled(&self, index: usize) -> bool {
+        self.plan.dependents(index).iter().any(|&d| {
+            let d = d as usize;
+            self.task(d).trigger_rule.handles_failures()
+                && self.records[d].status == TaskStatus::Completed
+        })
+    }
+}

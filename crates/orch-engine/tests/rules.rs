@@ -1,0 +1,355 @@
+//! Trigger rules, branches, pools and priorities on small workflows: skip reasons, the
+//! workflow's final status past failures, branch choices, pool validation and waiting.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orch_core::{Backoff, Task, TaskStatus, TriggerRule, Workflow, WorkflowStatus};
+use orch_engine::{ConfigError, RunError, TaskContext, TaskError, WorkflowEngine};
+use serde_json::json;
+
+/// An engine whose `ok` handler completes, `fail` fails, and `route` chooses the branches
+/// listed in its config's `choose`; `log` records every start.
+fn engine(builder: orch_engine::EngineBuilder) -> (WorkflowEngine, Arc<Mutex<Vec<String>>>) {
+    let engine = builder.build().expect("valid settings");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    for (kind, fails) in [("ok", false), ("fail", true)] {
+        let log = Arc::clone(&log);
+        engine.register_handler(kind, move |ctx: TaskContext| {
+            let log = Arc::clone(&log);
+            async move {
+                log.lock().expect("lock").push(ctx.task_id().to_string());
+                let ms = ctx.config()["ms"].as_u64().unwrap_or(0);
+                if ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                if fails {
+                    Err(TaskError::permanent("broken"))
+                } else {
+                    Ok(json!(ctx.task_id()))
+                }
+            }
+        });
+    }
+    engine.register_handler("route", |ctx: TaskContext| async move {
+        let choose: Vec<String> = serde_json::from_value(ctx.config()["choose"].clone())
+            .map_err(|e| TaskError::permanent(e.to_string()))?;
+        ctx.choose_branches(&choose)?;
+        // The first attempt of a retried router fails after choosing.
+        if ctx.config()["fail_first"] == json!(true) && ctx.attempt() == 1 {
+            return Err(TaskError::new("first attempt fails"));
+        }
+        Ok::<_, TaskError>(json!(choose))
+    });
+    (engine, log)
+}
+
+fn run(engine: &WorkflowEngine, workflow: &Workflow) -> orch_core::WorkflowResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime")
+        .block_on(engine.execute_workflow(workflow))
+        .expect("the run starts")
+}
+
+fn status(result: &orch_core::WorkflowResult, id: &str) -> TaskStatus {
+    result.task(id).expect("a task").status
+}
+
+fn reason(result: &orch_core::WorkflowResult, id: &str) -> String {
+    result
+        .task(id)
+        .expect("a task")
+        .error
+        .clone()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_cleanup_task_runs_past_a_failure_and_the_workflow_still_fails() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("work", "fail"))
+        .task(Task::new("next", "ok").depends_on(["work"]))
+        .task(
+            Task::new("cleanup", "ok")
+                .depends_on(["work"])
+                .trigger_rule(TriggerRule::AllDone),
+        );
+    let result = run(&engine, &workflow);
+    assert_eq!(status(&result, "cleanup"), TaskStatus::Completed);
+    assert_eq!(status(&result, "next"), TaskStatus::Skipped);
+    assert_eq!(
+        reason(&result, "next"),
+        "dependency `work` failed (trigger rule `all_success`)"
+    );
+    assert_eq!(result.status, WorkflowStatus::Failed);
+}
+
+#[test]
+fn a_completed_failure_handler_makes_the_workflow_complete() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let workflow = |handler_type: &str| {
+        Workflow::new("w", "").task(Task::new("work", "fail")).task(
+            Task::new("on_error", handler_type)
+                .depends_on(["work"])
+                .trigger_rule(TriggerRule::OneFailed),
+        )
+    };
+    let handled = run(&engine, &workflow("ok"));
+    assert_eq!(status(&handled, "on_error"), TaskStatus::Completed);
+    assert_eq!(handled.status, WorkflowStatus::Completed);
+    // A handler that fails itself handles nothing.
+    let unhandled = run(&engine, &workflow("fail"));
+    assert_eq!(unhandled.status, WorkflowStatus::Failed);
+}
+
+#[test]
+fn an_unmet_rule_names_the_rule_and_every_deciding_dependency() {
+    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(4));
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("a", "fail"))
+        .task(Task::new("b", "fail").config(json!({"ms": 5})))
+        .task(
+            Task::new("report", "ok")
+                .depends_on(["a", "b"])
+                .trigger_rule(TriggerRule::OneSuccess),
+        )
+        .task(
+            Task::new("after", "ok")
+                .depends_on(["report"])
+                .trigger_rule(TriggerRule::NoneFailed),
+        );
+    let result = run(&engine, &workflow);
+    assert_eq!(status(&result, "report"), TaskStatus::Skipped);
+    assert_eq!(
+        reason(&result, "report"),
+        "trigger rule `one_success` not met: `a` failed, `b` failed"
+    );
+    // A skipped dependency is not a failure: `none_failed` runs after it.
+    assert_eq!(status(&result, "after"), TaskStatus::Completed);
+}
+
+#[test]
+fn one_success_runs_as_soon_as_one_source_arrived() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4));
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("fast", "ok"))
+        .task(Task::new("slow", "ok").config(json!({"ms": 50})))
+        .task(
+            Task::new("report", "ok")
+                .depends_on(["fast", "slow"])
+                .trigger_rule(TriggerRule::OneSuccess),
+        );
+    let result = run(&engine, &workflow);
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    let report = result.task("report").expect("report");
+    let slow = result.task("slow").expect("slow");
+    assert!(report.start_time < slow.end_time, "report waited for slow");
+    assert_eq!(log.lock().expect("lock").len(), 3);
+}
+
+fn branch_workflow(join_rule: TriggerRule, route: serde_json::Value) -> Workflow {
+    branch_workflow_with(join_rule, Task::new("route", "route").config(route))
+}
+
+fn branch_workflow_with(join_rule: TriggerRule, route: Task) -> Workflow {
+    Workflow::new("w", "")
+        .task(route)
+        .task(Task::new("small", "ok").depends_on(["route"]))
+        .task(Task::new("large", "ok").depends_on(["route"]))
+        .task(Task::new("large_report", "ok").depends_on(["large"]))
+        .task(
+            Task::new("join", "ok")
+                .depends_on(["small", "large_report"])
+                .trigger_rule(join_rule),
+        )
+}
+
+#[test]
+fn a_branch_skips_the_unchosen_subtree_and_a_join_runs_after_the_chosen_one() {
+    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(2));
+    let workflow = branch_workflow(
+        TriggerRule::NoneFailedMinOneSuccess,
+        json!({"choose": ["small"]}),
+    );
+    let result = run(&engine, &workflow);
+    assert_eq!(status(&result, "small"), TaskStatus::Completed);
+    assert_eq!(status(&result, "large"), TaskStatus::Skipped);
+    assert_eq!(
+        reason(&result, "large"),
+        "not chosen by branch task `route`"
+    );
+    assert_eq!(status(&result, "large_report"), TaskStatus::Skipped);
+    assert_eq!(
+        reason(&result, "large_report"),
+        "dependency `large` was skipped (trigger rule `all_success`)"
+    );
+    assert_eq!(status(&result, "join"), TaskStatus::Completed);
+    assert_eq!(result.status, WorkflowStatus::Completed);
+}
+
+#[test]
+fn a_branch_without_rules_skips_the_unchosen_subtree_and_an_all_success_join() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let workflow = branch_workflow(TriggerRule::AllSuccess, json!({"choose": ["large"]}));
+    let result = run(&engine, &workflow);
+    assert_eq!(status(&result, "small"), TaskStatus::Skipped);
+    assert_eq!(
+        reason(&result, "small"),
+        "not chosen by branch task `route`"
+    );
+    assert_eq!(status(&result, "large"), TaskStatus::Completed);
+    assert_eq!(status(&result, "large_report"), TaskStatus::Completed);
+    assert_eq!(status(&result, "join"), TaskStatus::Skipped);
+    assert_eq!(result.status, WorkflowStatus::Completed);
+}
+
+#[test]
+fn the_choice_of_the_attempt_that_completes_counts() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let route = Task::new("route", "route")
+        .config(json!({"choose": ["small"], "fail_first": true}))
+        .retries(1)
+        .backoff(Backoff {
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+            ..Backoff::default()
+        });
+    let workflow = branch_workflow_with(TriggerRule::AllSuccess, route);
+    let result = run(&engine, &workflow);
+    assert_eq!(result.task("route").expect("route").attempts, 2);
+    assert_eq!(status(&result, "small"), TaskStatus::Completed);
+    assert_eq!(status(&result, "large"), TaskStatus::Skipped);
+}
+
+#[test]
+fn choosing_a_task_that_is_not_a_direct_dependent_fails_the_branch_task() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let workflow = branch_workflow(TriggerRule::AllSuccess, json!({"choose": ["join"]}));
+    let result = run(&engine, &workflow);
+    assert_eq!(status(&result, "route"), TaskStatus::Failed);
+    assert!(
+        reason(&result, "route")
+            .contains("chose `join` as a branch, which is not one of its direct dependents"),
+        "{}",
+        reason(&result, "route")
+    );
+}
+
+#[test]
+fn an_undeclared_pool_stops_the_run_before_it_starts() {
+    let (engine, log) = engine(WorkflowEngine::builder().pool("gpu", 2));
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("a", "ok").pool("gpu"))
+        .task(Task::new("b", "ok").pool("gpus"));
+    let error = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime")
+        .block_on(engine.execute_workflow(&workflow))
+        .expect_err("unknown pool");
+    assert_eq!(
+        error,
+        RunError::UnknownPools {
+            tasks: vec![("b".into(), "gpus".into())]
+        }
+    );
+    assert!(
+        error.to_string().contains("task `b` names pool `gpus`"),
+        "{error}"
+    );
+    assert!(log.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn a_pool_limit_of_zero_is_a_config_error() {
+    let error = WorkflowEngine::builder()
+        .pool("gpu", 0)
+        .build()
+        .expect_err("zero limit");
+    assert_eq!(error, ConfigError::ZeroPoolLimit { pool: "gpu".into() });
+}
+
+#[test]
+fn a_task_waiting_for_its_pool_holds_no_global_slot_and_its_timeout_starts_when_it_starts() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(2).pool("gpu", 1));
+    let workflow = Workflow::new("w", "")
+        .task(
+            Task::new("gpu1", "ok")
+                .pool("gpu")
+                .priority(9)
+                .config(json!({"ms": 40})),
+        )
+        .task(
+            Task::new("gpu2", "ok")
+                .pool("gpu")
+                .priority(9)
+                .config(json!({"ms": 20}))
+                .timeout(Duration::from_millis(30)),
+        )
+        .task(Task::new("io", "ok").config(json!({"ms": 10})));
+    let result = run(&engine, &workflow);
+    // gpu2 waited for gpu1 without taking the second global slot: io ran meanwhile.
+    assert_eq!(*log.lock().expect("lock"), ["gpu1", "io", "gpu2"]);
+    // Its 30 ms timeout counted from its own start, not from the run's.
+    assert_eq!(status(&result, "gpu2"), TaskStatus::Completed);
+    assert_eq!(result.status, WorkflowStatus::Completed);
+}
+
+#[test]
+fn higher_priorities_start_first_and_ties_keep_the_workflow_order() {
+    let (engine, log) = engine(WorkflowEngine::builder());
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("low", "ok").priority(-1))
+        .task(Task::new("plain1", "ok"))
+        .task(Task::new("urgent", "ok").priority(5))
+        .task(Task::new("plain2", "ok"));
+    run(&engine, &workflow);
+    assert_eq!(
+        *log.lock().expect("lock"),
+        ["urgent", "plain1", "plain2", "low"]
+    );
+}
+
+#[test]
+fn critical_path_first_starts_the_longest_chain_first() {
+    let (engine, log) = engine(WorkflowEngine::builder().critical_path_first(true));
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("short", "ok"))
+        .task(Task::new("long1", "ok"))
+        .task(Task::new("long2", "ok").depends_on(["long1"]));
+    run(&engine, &workflow);
+    assert_eq!(*log.lock().expect("lock"), ["long1", "short", "long2"]);
+}
+
+#[test]
+fn a_resumed_run_applies_rules_to_kept_tasks() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("a", "ok"))
+        .task(Task::new("b", "fail"))
+        .task(
+            Task::new("on_error", "ok")
+                .depends_on(["a", "b"])
+                .trigger_rule(TriggerRule::OneFailed),
+        )
+        .task(
+            Task::new("all_failed", "ok")
+                .depends_on(["a"])
+                .trigger_rule(TriggerRule::AllFailed),
+        );
+    let first = run(&engine, &workflow);
+    assert_eq!(status(&first, "on_error"), TaskStatus::Completed);
+    assert_eq!(status(&first, "all_failed"), TaskStatus::Skipped);
+    let resumed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(engine.resume(&workflow, &first))
+        .expect("resumes");
+    assert_eq!(status(&resumed, "on_error"), TaskStatus::Completed);
+    assert_eq!(status(&resumed, "all_failed"), TaskStatus::Skipped);
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+}
