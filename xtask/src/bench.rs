@@ -2,8 +2,7 @@
 //! the engine with no-op handlers over the standard shapes (8 slots and 1), the same with
 //! a bus subscriber on `workflow.>`, durable runs with a journal (file at `Process` and
 //! `Power` durability, and PostgreSQL when a server can be started), and lossless bus
-//! fan-out. For the bus rows a "task" is
-//! one delivery.
+//! fan-out. For the bus rows a "task" is one delivery.
 
 use std::path::PathBuf;
 
