@@ -8,7 +8,10 @@
 //!   are written (independent tasks going on while earlier completions sync);
 //! - `postgres`: a throwaway PostgreSQL server on loopback, when one is installed: each
 //!   batch one insert awaited before the next, then synced (power) or not (process), in
-//!   batches of 8 and of 64.
+//!   batches of 8 and of 64;
+//! - `engine`: durable runs through the engine (`run_durable`), 10^5 no-op tasks of the
+//!   random shape, 8 at a time: no journal, a file journal at `Process` and at `Power`
+//!   durability (each completion committed before its dependents start).
 //!
 //! `cargo bench -p benches --bench journal`
 
@@ -171,5 +174,46 @@ fn postgres(c: &mut Criterion) {
     drop(rt);
 }
 
-criterion_group!(benches, file, postgres);
+fn engine(c: &mut Criterion) {
+    const ENGINE_TASKS: usize = 100_000;
+    let rt = runtime();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
+    let workflow = benches::Shape::Random.build(ENGINE_TASKS);
+    let mut group = c.benchmark_group("journal/engine");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(ENGINE_TASKS as u64));
+    let cases = [
+        ("none", None),
+        ("process", Some(Durability::Process)),
+        ("power", Some(Durability::Power)),
+    ];
+    for (case, durability) in cases {
+        let mut builder = orch_engine::WorkflowEngine::builder().max_concurrent(8);
+        if let Some(durability) = durability {
+            let journal = FileJournal::new(dir.path().join(case)).expect("a journal");
+            builder = builder.journal(journal, durability);
+        }
+        let engine = builder.build().expect("an engine");
+        engine.register_handler(
+            "noop",
+            orch_engine::inline(|_ctx: orch_engine::TaskContext| async move {
+                Ok::<_, orch_engine::TaskError>(serde_json::Value::Null)
+            }),
+        );
+        group.bench_function(BenchmarkId::new(case, ENGINE_TASKS), |b| {
+            b.iter(|| {
+                let result = match durability {
+                    Some(_) => rt.block_on(engine.run_durable(&workflow, fresh_run())),
+                    None => rt.block_on(engine.execute_workflow(&workflow)),
+                };
+                result.expect("a run")
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, file, postgres, engine);
 criterion_main!(benches);

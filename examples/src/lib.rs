@@ -15,6 +15,7 @@
 //! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
 //! | `events` | [`events`]: live progress printed from lifecycle events |
+//! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
 //! | `metrics_exporter` | [`metrics_exporter`]: per task type metrics in Prometheus text |
 //! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
 //! | `show_plan` | prints a workflow file's execution order and levels |
@@ -28,6 +29,7 @@ pub mod agent_workflow;
 pub mod csv;
 pub mod data_pipeline;
 pub mod doc_processing;
+pub mod durable;
 pub mod events;
 pub mod failure_handling;
 pub mod from_file;

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: runs each quick benchmark case in its own process and tabulates:
 //! the engine with no-op handlers over the standard shapes (8 slots and 1), the same with
-//! a bus subscriber on `workflow.>`, and lossless bus fan-out. For the bus rows a "task" is
-//! one delivery.
+//! a bus subscriber on `workflow.>`, durable runs with a journal (file at `Process` and
+//! `Power` durability, and PostgreSQL when a server can be started), and lossless bus
+//! fan-out. For the bus rows a "task" is one delivery.
 
 use std::path::PathBuf;
 
@@ -53,6 +54,21 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
     for bus in [&[][..], &["bus"][..]] {
         let args = [&["engine", "random", "100000", "8", "work=2000"][..], bus].concat();
         rows.push(run_case(&binary, &args)?);
+    }
+    // Durable runs: each completion committed to a journal before its dependents start,
+    // against the same run without one (the first row above for this shape and size).
+    for journal in ["journal=process", "journal=power"] {
+        rows.push(run_case(
+            &binary,
+            &["engine", "random", "100000", "8", journal],
+        )?);
+    }
+    match run_case(
+        &binary,
+        &["engine", "random", "100000", "8", "journal=postgres"],
+    ) {
+        Ok(row) => rows.push(row),
+        Err(e) => eprintln!("engine/random/c8+journal-postgres skipped: {e}"),
     }
     for (subscribers, events) in [("1", "1000000"), ("10", "500000"), ("100", "100000")] {
         rows.push(run_case(&binary, &["fanout", subscribers, events])?);

@@ -5,11 +5,16 @@
 //!   `bus`, the engine publishes its lifecycle events to a bus with one lossless
 //!   subscriber on `workflow.>` that drains them; with `work=NS`, each handler computes
 //!   (spins) for NS nanoseconds before it returns.
+//!   With `journal=process|power|postgres`, each run is a durable run
+//!   (`run_durable`, a fresh run id each time) recorded in a file journal under the
+//!   temporary directory at that durability, or in a throwaway PostgreSQL server.
 //! - `orch_bench fanout SUBSCRIBERS EVENTS`: one publisher, lossless subscribers that each
 //!   read every event; "tasks" are deliveries.
 //!
 //! Each prints one JSON object: `{"case", "tasks", "ns_per_task", "tasks_per_s",
-//! "peak_rss_bytes"}`, where the time is the median of several runs.
+//! "peak_rss_bytes"}`, where the time is the median of several runs; engine cases add
+//! `"cpu_ns_per_task"`, the CPU time of all the runs per task (every thread, user and
+//! system), which a machine shared with other work does not inflate.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,7 +39,7 @@ fn main() -> ExitCode {
         }
         ["fanout", subscribers, events] => fanout_case(subscribers, events),
         _ => Err(
-            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] | orch_bench fanout SUBSCRIBERS EVENTS"
+            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] [journal=process|power|postgres] | orch_bench fanout SUBSCRIBERS EVENTS"
                 .to_owned(),
         ),
     };
@@ -58,9 +63,11 @@ fn engine_case(
 ) -> Result<String, String> {
     let mut with_bus = false;
     let mut work = Duration::ZERO;
+    let mut journal = None;
     for option in options {
         match option.split_once('=') {
             None if *option == "bus" => with_bus = true,
+            Some(("journal", kind)) => journal = Some(kind.to_owned()),
             Some(("work", ns)) => {
                 work = Duration::from_nanos(ns.parse().map_err(|e| format!("work: {e}"))?)
             }
@@ -90,6 +97,14 @@ fn engine_case(
         }));
         builder = builder.event_bus(bus);
     }
+    let durable = match journal.as_deref() {
+        Some(kind) => {
+            let (with_journal, keep) = journaled::builder(builder, kind, &runtime)?;
+            builder = with_journal;
+            Some(keep)
+        }
+        None => None,
+    };
     let engine = builder.build().map_err(|e| e.to_string())?;
     // `inline`: these cases measure the engine's own cost per task, not a tokio spawn's.
     if work.is_zero() {
@@ -112,13 +127,22 @@ fn engine_case(
     let workflow = shape.build(tasks);
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    let cpu_before = cpu_time();
+    for run in 0..RUNS {
         let start = Instant::now();
-        let result = runtime
-            .block_on(engine.execute_workflow(&workflow))
-            .map_err(|e| e.to_string())?;
+        let result = match &durable {
+            Some(_) => runtime.block_on(engine.run_durable(&workflow, journaled::run_id(run)?)),
+            None => runtime.block_on(engine.execute_workflow(&workflow)),
+        }
+        .map_err(|e| e.to_string())?;
         per_task.push(start.elapsed().as_nanos() as f64 / result.tasks.len() as f64);
     }
+    let cpu_ns = match (cpu_before, cpu_time()) {
+        (Some(before), Some(after)) => {
+            (after - before).as_nanos() as f64 / (RUNS * workflow.len()) as f64
+        }
+        _ => 0.0,
+    };
     per_task.sort_by(f64::total_cmp);
     let ns = per_task[RUNS / 2];
     if let (Some(bus), Some(drain)) = (engine.event_bus(), drain) {
@@ -136,8 +160,12 @@ fn engine_case(
     if with_bus {
         suffix.push_str("+bus");
     }
+    if let Some(kind) = &journal {
+        suffix.push_str(&format!("+journal-{kind}"));
+    }
+    drop(durable);
     Ok(format!(
-        "{{\"case\": \"engine/{}/c{max_concurrent}{suffix}\", \"tasks\": {}, \"ns_per_task\": {ns:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}}}",
+        "{{\"case\": \"engine/{}/c{max_concurrent}{suffix}\", \"tasks\": {}, \"ns_per_task\": {ns:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}, \"cpu_ns_per_task\": {cpu_ns:.1}}}",
         shape.name(),
         workflow.len(),
         1e9 / ns,
@@ -197,6 +225,85 @@ fn fanout_case(subscribers: &str, events: &str) -> Result<String, String> {
         1e9 / ns,
         peak_rss_bytes().unwrap_or(0)
     ))
+}
+
+/// Durable runs for the `journal=` option.
+mod journaled {
+    use orch::core::RunId;
+    use orch_engine::{Durability, EngineBuilder, FileJournal};
+    use orch_journal::PgJournal;
+    use orch_journal::postgres::TempServer;
+    use tokio::runtime::Runtime;
+
+    /// What must outlive the runs: the journal's directory or server.
+    pub(crate) enum Keep {
+        Dir(#[allow(dead_code)] tempfile_dir::Dir),
+        Server(#[allow(dead_code)] TempServer),
+    }
+
+    pub(crate) fn run_id(run: usize) -> Result<RunId, String> {
+        RunId::parse(&format!("bench-{}-{run}", std::process::id())).map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn builder(
+        builder: EngineBuilder,
+        kind: &str,
+        runtime: &Runtime,
+    ) -> Result<(EngineBuilder, Keep), String> {
+        let file = |durability| {
+            let dir = tempfile_dir::Dir::new()?;
+            let journal = FileJournal::new(&dir.0).map_err(|e| e.to_string())?;
+            Ok::<_, String>((builder.clone().journal(journal, durability), Keep::Dir(dir)))
+        };
+        match kind {
+            "process" => file(Durability::Process),
+            "power" => file(Durability::Power),
+            "postgres" => {
+                let server = TempServer::start().map_err(|e| e.to_string())?;
+                let journal = runtime
+                    .block_on(PgJournal::connect(&server.connection_string()))
+                    .map_err(|e| e.to_string())?;
+                Ok((
+                    builder.journal(journal, Durability::Process),
+                    Keep::Server(server),
+                ))
+            }
+            other => Err(format!("unknown journal `{other}`")),
+        }
+    }
+
+    /// A directory under the system's temporary directory, removed when dropped.
+    mod tempfile_dir {
+        use std::path::PathBuf;
+
+        pub(crate) struct Dir(pub(crate) PathBuf);
+
+        impl Dir {
+            pub(crate) fn new() -> Result<Self, String> {
+                let path =
+                    std::env::temp_dir().join(format!("orch-bench-journal-{}", std::process::id()));
+                std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(Self(path))
+            }
+        }
+
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}
+
+/// The CPU time the process used so far (user and system, all threads), from
+/// `/proc/self/stat` in clock ticks of 10 ms: meaningful over runs of a second or more.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at `) `.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// The process's peak resident set (`VmHWM`), where the system reports it.

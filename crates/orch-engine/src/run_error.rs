@@ -3,7 +3,9 @@
 use orch_core::{MissingHandler, TaskId, ValidationErrors};
 
 /// Why a run did not start: nothing ran. (Once a run starts, what happens to its tasks is
-/// in its [`WorkflowResult`](orch_core::WorkflowResult), whatever it is.)
+/// in its [`WorkflowResult`](orch_core::WorkflowResult), whatever it is; the one
+/// exception is a durable run whose journal fails while it goes on, see
+/// [`RunError::Journal`].)
 ///
 /// ```
 /// use orch_engine::{RunError, TaskContext, TaskError, WorkflowEngine};

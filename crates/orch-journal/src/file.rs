@@ -1,7 +1,7 @@
 //! [`FileJournal`]: one append-only JSON Lines file per run, in a directory.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,8 +97,10 @@ impl FileJournal {
         }
     }
 
-    /// Writes a new run's file whole under a temporary name, syncs it and renames it into
-    /// place, so a run file always starts with a complete head.
+    /// Writes a new run's file whole under a temporary name and renames it into place,
+    /// so a run file always starts with a complete head. Nothing is synced here: a
+    /// crash of the process cannot undo the rename, and the run's first sync (for
+    /// [`Durability::Power`](crate::Durability)) syncs the file and the directory.
     fn create(&self, run: &RunId, definition: &Definition) -> Result<RunFile, JournalError> {
         let path = self.path_of(run);
         let temp = self.shared.dir.join(format!(".{run}.jsonl.new"));
@@ -111,17 +113,15 @@ impl FileJournal {
             .open(&temp)
             .map_err(|e| JournalError::io("create", &temp, e))?;
         file.write_all(&head)
-            .and_then(|()| file.sync_data())
             .map_err(|e| JournalError::io("write", &temp, e))?;
+        drop(file);
         fs::rename(&temp, &path).map_err(|e| JournalError::io("rename", &temp, e))?;
-        File::open(&self.shared.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| JournalError::io("sync", &self.shared.dir, e))?;
         let file = options()
             .append(true)
             .open(&path)
             .map_err(|e| JournalError::io("open", &path, e))?;
-        Ok(RunFile::new(path, file, head.len() as u64, 1))
+        let created = RunFile::new(path, file, head.len() as u64, 1);
+        Ok(created.sync_directory_first(self.shared.dir.clone()))
     }
 
     /// Opens an existing run's file for appending, cutting off a torn last line.

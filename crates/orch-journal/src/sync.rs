@@ -54,6 +54,8 @@ struct State {
     finished: bool,
     #[cfg_attr(not(test), allow(dead_code))]
     syncs: u64,
+    /// The directory, for a new file whose creation (a rename) is not synced yet.
+    unsynced_dir: Option<PathBuf>,
 }
 
 impl RunFile {
@@ -75,8 +77,15 @@ impl RunFile {
                 failed: None,
                 finished: false,
                 syncs: 0,
+                unsynced_dir: None,
             }),
         }
+    }
+
+    /// Makes the first sync also sync directory `dir`, where the file was just created.
+    pub(crate) fn sync_directory_first(self, dir: PathBuf) -> Self {
+        lock(&self.state).unsynced_dir = Some(dir);
+        self
     }
 
     /// Writes the lines `build` puts in a buffer (given the first sequence number; it
@@ -129,12 +138,15 @@ impl RunFile {
 
     /// Runs one `fdatasync` covering every line written so far, and wakes the waiters.
     fn sync_now(&self) {
-        let target = {
+        let (target, dir) = {
             let mut state = lock(&self.state);
             state.syncing = true;
-            state.written
+            (state.written, state.unsynced_dir.take())
         };
-        let result = self.file.sync_data();
+        let mut result = self.file.sync_data();
+        if let (Ok(()), Some(dir)) = (&result, &dir) {
+            result = File::open(dir).and_then(|d| d.sync_all());
+        }
         let mut state = lock(&self.state);
         state.syncing = false;
         state.syncs += 1;

@@ -1,0 +1,217 @@
+//! Crash test with real processes: a helper process runs a 1,000-task durable workflow
+//! and is killed with SIGKILL at random moments, then started again on the same run id,
+//! until a last start runs it to its end. After every kill the journal must load; across
+//! all starts, no task whose completion the journal held ever runs again, every task
+//! completes exactly once as far as the journal knows, and the final statuses are those
+//! of a run that was never interrupted.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orch_core::{RunId, TaskStatus};
+use orch_engine::{FileJournal, Journal};
+
+fn helper(backend: &str, target: &str, run: &str, trial: usize, side: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orch-engine-crash-run"));
+    command
+        .args([backend, target, run, &trial.to_string()])
+        .arg(side)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs the helper to its end; its `task status` lines.
+fn run_to_end(mut command: Command) -> BTreeMap<String, String> {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "the helper failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (id, status) = line.split_once(' ').unwrap();
+            (id.to_owned(), status.to_owned())
+        })
+        .collect()
+}
+
+/// The statuses of a run of the same workflow that nobody interrupted, how long that
+/// run took, and how long a start that has nothing left to run takes.
+fn uninterrupted() -> (BTreeMap<String, String>, Duration, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let side = dir.path().join("side");
+    let start = || helper("file", journal.to_str().unwrap(), "reference", 0, &side);
+    let started = Instant::now();
+    let statuses = run_to_end(start());
+    let took = started.elapsed();
+    assert_eq!(statuses.len(), 1000);
+    let started = Instant::now();
+    assert_eq!(run_to_end(start()), statuses);
+    (statuses, took, started.elapsed())
+}
+
+/// The completed tasks the journal holds for `run`; loading must succeed.
+fn completed_in(
+    journal: &dyn Journal,
+    run: &RunId,
+    rt: &tokio::runtime::Runtime,
+) -> HashSet<String> {
+    let Some(loaded) = rt
+        .block_on(journal.load(run))
+        .unwrap_or_else(|e| panic!("corrupt journal: {e}"))
+    else {
+        return HashSet::new();
+    };
+    loaded
+        .records()
+        .iter()
+        .filter(|(_, record)| record.status == TaskStatus::Completed)
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `trials` starts killed at random moments, then one run to the end; checks every
+/// promise of the module docs.
+fn kill_and_restart(
+    backend: &str,
+    target: &str,
+    rt: &tokio::runtime::Runtime,
+    journal: &dyn Journal,
+    trials: usize,
+) {
+    let seed = fastrand::u64(..);
+    println!("seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Kills spread so that the starts, together, cover about the whole run.
+    let (reference, took, idle) = uninterrupted();
+    let (idle, work) = (
+        idle.as_micros() as u64,
+        took.saturating_sub(idle).as_micros() as u64,
+    );
+    let spread = (work * 3 / trials as u64).max(1_000);
+    println!("uninterrupted run: {took:?}; a start with nothing to run: {idle} us");
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side");
+    let run = RunId::parse("crash").unwrap();
+    // What the journal held after each start (index 0: before the first).
+    let mut held = vec![HashSet::new()];
+    let mut killed = 0;
+    for trial in 1..=trials {
+        let mut child = helper(backend, target, run.as_str(), trial, &side)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(idle / 2 + rng.u64(0..spread)));
+        // Only the process this test started; it may have ended already.
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        let now = completed_in(journal, &run, rt);
+        let before = held.last().unwrap();
+        assert!(
+            before.is_subset(&now),
+            "trial {trial}: the journal lost completions"
+        );
+        held.push(now);
+    }
+    let counts: Vec<usize> = held.iter().map(HashSet::len).collect();
+    println!(
+        "{killed} of {trials} starts were killed before they ended; completions held after each: {counts:?}"
+    );
+    let last = trials + 1;
+    let statuses = run_to_end(helper(backend, target, run.as_str(), last, &side));
+    held.push(completed_in(journal, &run, rt));
+    assert_eq!(
+        statuses, reference,
+        "final statuses differ from an uninterrupted run"
+    );
+
+    // Each line of the side file is a handler that completed: `TRIAL TASK`.
+    let side = fs::read_to_string(&side).unwrap();
+    let mut journaled_runs: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut lost = vec![0; last + 1];
+    for line in side.lines() {
+        let (trial, task) = line.split_once(' ').unwrap();
+        let trial: usize = trial.parse().unwrap();
+        assert!(
+            !held[trial - 1].contains(task),
+            "`{task}` ran again in start {trial} though the journal held its completion"
+        );
+        if held[trial].contains(task) {
+            *journaled_runs.entry(task).or_default() += 1;
+        } else {
+            lost[trial] += 1;
+        }
+    }
+    for (task, status) in &statuses {
+        let expected = usize::from(status == "completed");
+        assert_eq!(
+            journaled_runs.get(task.as_str()).copied().unwrap_or(0),
+            expected,
+            "completions of `{task}` that the journal recorded"
+        );
+    }
+    // Completions whose commit was under way at the kill: they ran again later.
+    println!("completions lost to each kill: {lost:?}");
+    assert_eq!(lost[last], 0, "the start that ran to the end lost nothing");
+}
+
+#[test]
+fn killed_file_journal_runs_resume_without_running_journaled_tasks_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let journal = FileJournal::new(&path).unwrap();
+    let rt = runtime();
+    kill_and_restart("file", path.to_str().unwrap(), &rt, &journal, 20);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn killed_postgres_journal_runs_resume_without_running_journaled_tasks_again() {
+    use orch_engine::journal::PgJournal;
+    use orch_engine::journal::postgres::{TempServer, TempServerError};
+
+    let server = match TempServer::start() {
+        Ok(server) => server,
+        Err(TempServerError::NotInstalled(reason))
+            if std::env::var("CI").as_deref() != Ok("true") =>
+        {
+            println!("skipped: {reason}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let config = server.connection_string();
+    let rt = runtime();
+    let journal = rt.block_on(PgJournal::connect(&config)).unwrap();
+    kill_and_restart("postgres", &config, &rt, &journal, 5);
+}
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn killed_postgres_journal_runs_resume_without_running_journaled_tasks_again() {
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI must build orch-engine with its `postgres` feature to run the PostgreSQL crash test"
+    );
+    println!("skipped: orch-engine was built without its `postgres` feature");
+}
