@@ -166,7 +166,7 @@ fn handler_placement(c: &mut Criterion) {
 
 /// What four pools and priorities cost against the default on the same shape: 10^5
 /// tasks of the random shape, 8 at a time; with the options on, task `i` joins pool
-/// `i % 4` (limit 2 each) and has priority `i % 7 - 3`.
+/// `i % 4` (limit 2 each) and has priority `i % 7 - 3`; each option alone has a row too.
 fn pools_and_priorities(c: &mut Criterion) {
     let runtime = runtime();
     let mut group = c.benchmark_group("engine_run/pools_priorities");
@@ -185,15 +185,29 @@ fn pools_and_priorities(c: &mut Criterion) {
         "noop",
         inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(serde_json::Value::Null) }),
     );
-    let tasks = plain
-        .tasks()
-        .enumerate()
-        .map(|(i, task)| task.clone().pool(pools[i % 4]).priority((i % 7) as i32 - 3));
-    let pooled = Workflow::from_tasks(plain.workflow_id(), plain.name(), tasks);
+    // Task `i` joins pool `i % 4` and/or gets priority `i % 7 - 3`.
+    let with = |pool: bool, priority: bool| {
+        let tasks = plain.tasks().enumerate().map(|(i, task)| {
+            let mut task = task.clone();
+            if pool {
+                task = task.pool(pools[i % 4]);
+            }
+            if priority {
+                task = task.priority((i % 7) as i32 - 3);
+            }
+            task
+        });
+        Workflow::from_tasks(plain.workflow_id(), plain.name(), tasks)
+    };
+    let pooled = with(true, true);
+    let pools_only = with(true, false);
+    let priorities_only = with(false, true);
     group.throughput(Throughput::Elements(size as u64));
     for (name, engine, workflow) in [
         ("default", noop_engine(8), &plain),
-        ("pools4_priorities", pooled_engine, &pooled),
+        ("pools4_priorities", pooled_engine.clone(), &pooled),
+        ("pools4", pooled_engine.clone(), &pools_only),
+        ("priorities", noop_engine(8), &priorities_only),
     ] {
         group.bench_with_input(BenchmarkId::new(name, size), workflow, |b, w| {
             b.iter(|| {
