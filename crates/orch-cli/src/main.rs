@@ -110,13 +110,16 @@ mod prometheus;
 mod report;
 mod result_file;
 mod run;
+mod runs;
 mod spec;
 mod suggest;
 mod svg;
 mod tally;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -209,7 +212,39 @@ enum Command {
         /// How to show progress.
         #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
         progress: ProgressMode,
+        /// Run the tasks on `orch worker`s through this NATS server (comma-separated
+        /// URLs; credentials only from the ORCH_NATS_* variables).
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// With --nats: how long a task waits for a worker serving its type before it
+        /// fails.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        worker_timeout: Duration,
     },
+    /// Serve the built-in task types to `orch run --nats` coordinators through NATS.
+    Worker {
+        /// The NATS server (comma-separated URLs; default ORCH_NATS_URL, else
+        /// nats://127.0.0.1:4222). Credentials and TLS come only from the ORCH_NATS_*
+        /// variables.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// The most tasks running at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: u32,
+        /// The worker's name in results and logs (default: host name and process id).
+        #[arg(long)]
+        name: Option<String>,
+        /// The directory relative `cwd`s start from (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// After Ctrl-C, how long running tasks may finish before they are stopped and
+        /// handed back to the queue.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        shutdown_grace: Duration,
+    },
+    /// Look at the runs recorded in a journal directory (`orch run --journal DIR`).
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Write a self-contained HTML report of a run.
     Report {
         /// A result file from `orch run --output`.
@@ -225,6 +260,26 @@ enum Command {
         /// Columns to use (default: the terminal's width, else 100).
         #[arg(long)]
         width: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// List the runs: id, workflow, status, task counts, start and end.
+    List {
+        /// The journal directory.
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show one run and the record of each of its tasks.
+    Show {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The run's id.
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -250,13 +305,36 @@ fn main() -> ExitCode {
             output,
             metrics_addr,
             progress,
+            nats,
+            worker_timeout,
         } => run::run(run::RunArgs {
             file,
             max_concurrent: max_concurrent as usize,
             output,
             metrics_addr,
             progress,
+            nats,
+            worker_timeout,
         }),
+        Command::Worker {
+            nats,
+            concurrency,
+            name,
+            dir,
+            shutdown_grace,
+        } => worker::serve(worker::WorkerArgs {
+            nats,
+            concurrency: concurrency as usize,
+            name,
+            dir,
+            shutdown_grace,
+        }),
+        Command::Runs(RunsCommand::List { dir, format }) => runs::list(&dir, format),
+        Command::Runs(RunsCommand::Show {
+            dir,
+            run_id,
+            format,
+        }) => runs::show(&dir, &run_id, format),
         Command::Report { result, output } => commands::report(&result, &output),
         Command::Gantt { result, width } => commands::gantt(&result, width),
     }

@@ -32,6 +32,10 @@ pub(crate) struct RunArgs {
     pub(crate) output: Option<PathBuf>,
     pub(crate) metrics_addr: Option<String>,
     pub(crate) progress: ProgressMode,
+    /// Run the tasks on workers through this NATS server instead of here.
+    pub(crate) nats: Option<String>,
+    /// With `nats`: how long a task waits for a worker of its type.
+    pub(crate) worker_timeout: Duration,
 }
 
 /// Runs the workflow; the exit code is 0 when it completed, 1 when it failed (or the file
@@ -106,7 +110,18 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return setup_error(e.to_string()),
     };
-    builtin::register(&engine, base_dir, inputs);
+    match &args.nats {
+        None => builtin::register(&engine, base_dir, inputs),
+        Some(url) => {
+            let remote = match remote_handler(url, args.worker_timeout).await {
+                Ok(remote) => remote,
+                Err(e) => return setup_error(e),
+            };
+            for task_type in crate::spec::TYPES {
+                engine.register_handler(task_type, remote.clone());
+            }
+        }
+    }
 
     let terminal = std::io::stdout().is_terminal();
     let mut display = Display::new(args.progress, workflow.len(), terminal);
@@ -222,6 +237,19 @@ async fn cancel_on_signal(
             _ = term.recv() => {}
         }
     }
+}
+
+/// A handler that sends each attempt to a worker through NATS.
+async fn remote_handler(
+    url: &str,
+    worker_timeout: Duration,
+) -> Result<orch_nats::RemoteHandler, String> {
+    let config = crate::worker::nats_config(Some(url), Some("orch run"))?;
+    orch_nats::RemoteHandler::builder()
+        .missing_worker_timeout(worker_timeout)
+        .connect(&config)
+        .await
+        .map_err(|e| format!("--nats: {e}"))
 }
 
 /// The directory relative paths in the workflow start from: the file's own.
