@@ -220,6 +220,17 @@ enum Command {
         /// fails.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
         worker_timeout: Duration,
+        /// Record the run in the journal in this directory, to continue it with --resume
+        /// after a crash or Ctrl-C (`orch runs list DIR` lists the runs).
+        #[arg(long, value_name = "DIR")]
+        journal: Option<PathBuf>,
+        /// Continue this run of the journal: its completed tasks are not run again.
+        #[arg(long, value_name = "RUN_ID", requires = "journal")]
+        resume: Option<String>,
+        /// With --journal: `process` (a completed task survives orch crashing) or `power`
+        /// (it also survives a power loss: the journal is synced to disk).
+        #[arg(long, value_enum, default_value_t = JournalDurability::Process)]
+        durability: JournalDurability,
     },
     /// Serve the built-in task types to `orch run --nats` coordinators through NATS.
     Worker {
@@ -261,6 +272,13 @@ enum Command {
         #[arg(long)]
         width: Option<usize>,
     },
+}
+
+/// What a task completion recorded in a journal survives.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum JournalDurability {
+    Process,
+    Power,
 }
 
 #[derive(Subcommand)]
@@ -307,6 +325,9 @@ fn main() -> ExitCode {
             progress,
             nats,
             worker_timeout,
+            journal,
+            resume,
+            durability,
         } => run::run(run::RunArgs {
             file,
             max_concurrent: max_concurrent as usize,
@@ -315,6 +336,12 @@ fn main() -> ExitCode {
             progress,
             nats,
             worker_timeout,
+            journal,
+            resume,
+            durability: match durability {
+                JournalDurability::Process => orch::journal::Durability::Process,
+                JournalDurability::Power => orch::journal::Durability::Power,
+            },
         }),
         Command::Worker {
             nats,

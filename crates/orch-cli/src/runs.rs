@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use orch::core::{RunId, TaskStatus};
-use orch_journal::{FileJournal, Journal, LoadedRun, RunFilter};
+use orch::journal::{FileJournal, Journal, LoadedRun, RunFilter};
 use serde_json::{Value, json};
 
 use crate::Format;
@@ -100,11 +100,10 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
         Format::Text => {
             let counts = Counts::of(&loaded);
             println!("run       {}", loaded.run_id());
-            println!(
-                "workflow  {} ({})",
-                loaded.workflow_id(),
-                loaded.workflow_name()
-            );
+            match loaded.workflow_name() {
+                "" => println!("workflow  {}", loaded.workflow_id()),
+                name => println!("workflow  {} ({name})", loaded.workflow_id()),
+            }
             println!("status    {}", loaded.status());
             println!(
                 "tasks     {} ({} completed, {} failed, {} skipped, {} cancelled, {} not run)",

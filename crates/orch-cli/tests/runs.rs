@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{Dir, parts, run_in};
 use orch::core::{RunId, Task, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
-use orch_journal::{Durability, FileJournal, Journal};
+use orch::journal::{Durability, FileJournal, Journal};
 use serde_json::{Value, json};
 
 fn workflow(id: &str) -> Workflow {
