@@ -16,6 +16,11 @@
 //! $ orch run build.yaml --max-concurrent 4 --output result.json
 //! $ orch report result.json -o run.html   # DAG, timeline, metrics: one HTML file
 //! $ orch gantt result.json                # the timeline in the terminal
+//! $ orch run build.yaml --journal runs     # durable: prints the run's id
+//! $ orch run build.yaml --journal runs --resume RUN_ID   # continue it after a crash
+//! $ orch runs list runs                    # the recorded runs
+//! $ orch worker --nats nats://queue:4222   # serve command, sleep, echo on this machine
+//! $ orch run build.yaml --nats nats://queue:4222   # run every task on the workers
 //! ```
 //!
 //! # Commands
@@ -44,10 +49,49 @@
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task.
 //! - `orch gantt R.json` draws the timeline in the terminal.
+//! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
+//!   in the journal directory `DIR` (one file per run, readable by its owner only) before
+//!   the tasks that depend on it start, and the run's id is printed first. After a crash,
+//!   a kill or Ctrl-C, `orch run FILE --journal DIR --resume RUN_ID` continues that run:
+//!   the tasks that completed keep their results and are not run again (their commands
+//!   are not started), the rest run. A resume is refused when the journal has no such
+//!   run, or when a task that completed has changed since (its type, configuration or
+//!   dependencies), naming it. `--durability power` also syncs each record to disk (it
+//!   then survives a power loss; the default, `process`, survives orch itself dying).
+//! - `orch runs list DIR` lists the runs of a journal directory, oldest first: id,
+//!   workflow, status (`unfinished` when no end was recorded: running, or stopped
+//!   without one, and resumable), task counts, start and end. `orch runs show DIR RUN_ID`
+//!   prints one run and each task's status, attempts, times and error. With `--format
+//!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
+//!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
+//!   for `show` the same object with `"tasks": [{"task_id", "status", "result", "error",
+//!   "start_time", "end_time", "attempts"}]` (times RFC 3339, `null` when unknown).
+//! - `orch worker --nats URL` serves the built-in task types to coordinators through NATS
+//!   JetStream (`nats-server -js`), `--concurrency N` tasks at once (default 4), until
+//!   Ctrl-C or SIGTERM: then it takes no more tasks, lets running ones finish for
+//!   `--shutdown-grace` (default 30 s), hands the rest back to the queue for another
+//!   worker, and exits with 0. Commands run in the worker's environment (`forward_env`
+//!   reads the worker's variables), relative `cwd`s start from `--dir` (default: the
+//!   worker's current directory), and dependency files (`ORCH_INPUTS_DIR`) are removed
+//!   when each attempt ends. It prints one line once it serves.
+//! - `orch run FILE --nats URL` is the coordinator: every task is sent to a worker; the
+//!   run is scheduled, retried, timed out, cancelled, displayed and recorded here as a
+//!   local one. A task whose type no worker serves fails after `--worker-timeout`
+//!   (default 30 s). A worker that dies mid-task has its task delivered to another.
 //!
-//! Exit status: 0 success; 1 a workflow failed or a file has problems; 2 bad usage or a
-//! run that could not be set up (an address in use, an unwritable output); 128 + the
-//! signal number after Ctrl-C (130) or SIGTERM (143).
+//! NATS settings come from the `ORCH_NATS_*` environment variables (`ORCH_NATS_URL`,
+//! `ORCH_NATS_USER` with `ORCH_NATS_PASSWORD`, or `ORCH_NATS_TOKEN`, `ORCH_NATS_NKEY_SEED`
+//! or `ORCH_NATS_CREDS` (a credentials file); `ORCH_NATS_TLS_CA`, `ORCH_NATS_TLS_CERT`
+//! with `ORCH_NATS_TLS_KEY`; `ORCH_NATS_NAME`); `--nats` replaces only the server URLs.
+//! Secrets are never taken from the command line, where every user of the machine can
+//! read them: a `--nats` URL with credentials in it (`nats://user:password@host`) is
+//! refused. They are never logged.
+//!
+//! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
+//! for a changed task, or `runs show` found no such run; 2 bad usage or a run that could
+//! not be set up (an address in use, an unwritable output, no NATS server, an unknown run
+//! to resume); 128 + the signal number after Ctrl-C (130) or SIGTERM (143) (`orch worker`
+//! exits with 0 after a clean stop).
 //!
 //! Logs go to standard error: `-v`/`-vv`/`-vvv` for more, `RUST_LOG` to choose exactly
 //! (it wins over `-v`), `--log-format json` for one JSON object per line.
