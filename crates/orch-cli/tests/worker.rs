@@ -6,9 +6,10 @@
 mod common;
 
 use std::io::BufRead;
+use std::process::Stdio;
 
 use common::nats::{NatsServer, WorkerProcess, free_port};
-use common::{Dir, alive, orch, output, parts};
+use common::{Dir, alive, orch, output, parts, pid_in, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -112,6 +113,49 @@ fn a_run_with_nats_executes_every_task_on_the_worker() {
     worker.out.read_line(&mut last).expect("its last line");
     assert_eq!(last.trim(), "worker stopped");
     assert!(!alive(worker.pid()));
+}
+
+#[test]
+fn ctrl_c_on_the_coordinator_stops_the_command_on_the_worker() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: long
+tasks:
+  long: { task_type: command, config: { shell: true, script: 'echo $$ > long.pid; exec sleep 60' } }
+"#,
+    );
+    let _worker = WorkerProcess::start(
+        &server.url(),
+        &["--dir", &dir.path().display().to_string()],
+        &[],
+    );
+    let mut coordinator = orch()
+        .args([
+            "run",
+            "w.yaml",
+            "--nats",
+            &server.url(),
+            "--progress",
+            "none",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orch run starts");
+    wait_for("the command to start on the worker", || {
+        dir.join("long.pid").exists()
+    });
+    let command = pid_in(&dir.join("long.pid"));
+    assert!(alive(command));
+    kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGINT).expect("signal orch run");
+    let status = coordinator.wait().expect("orch run ends");
+    assert_eq!(status.code(), Some(130));
+    wait_for("the worker to stop the command", || !alive(command));
 }
 
 #[test]
