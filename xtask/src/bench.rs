@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: runs each quick benchmark case in its own process and tabulates:
 //! the engine with no-op handlers over the standard shapes (8 slots and 1), the same with
 //! a bus subscriber on `workflow.>`, durable runs with a journal (file at `Process` and
-//! `Power` durability, and PostgreSQL when a server can be started), and lossless bus
-//! fan-out. For the bus rows a "task" is one delivery.
+//! `Power` durability, and PostgreSQL when a server can be started), lossless bus
+//! fan-out, and the `orch` command (`cli/` rows: `orch run` of 1,000 `true` commands
+//! beside a plain tokio::process loop, and `orch validate` of 10^5 tasks). For the bus
+//! rows a "task" is one delivery.
 
 use std::path::PathBuf;
 
@@ -73,6 +75,7 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
     for (subscribers, events) in [("1", "1000000"), ("10", "500000"), ("100", "100000")] {
         rows.push(run_case(&binary, &["fanout", subscribers, events])?);
     }
+    rows.extend(cli_rows()?);
     print_table(&rows);
     let json = format!(
         "[\n  {}\n]\n",
@@ -87,20 +90,46 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The `orch` command's cases, one process each: 1,000 `command` tasks running `true` at
+/// concurrency 8 (orch run, without and with the line display) next to a plain
+/// tokio::process loop doing the same spawns, and `orch validate` of 10^5 tasks.
+fn cli_rows() -> Result<Vec<Row>, String> {
+    let bench = ["bench", "--quiet", "-p", "orch-cli", "--bench", "cli"];
+    cargo(&[&bench[..], &["--no-run"]].concat())?;
+    let cargo_bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    ["tokio-loop", "run-none", "run-lines", "validate"]
+        .iter()
+        .map(|case| {
+            let mut command = std::process::Command::new(&cargo_bin);
+            command
+                .args(bench)
+                .args(["--", "--row", case])
+                .current_dir(crate::workspace_root());
+            case_row(command, case)
+        })
+        .collect()
+}
+
 fn run_case(binary: &PathBuf, args: &[&str]) -> Result<Row, String> {
-    let output = std::process::Command::new(binary)
-        .args(args)
+    let mut command = std::process::Command::new(binary);
+    command.args(args);
+    case_row(command, &args.join(" "))
+}
+
+/// Runs a case's process and reads the row it prints last.
+fn case_row(mut command: std::process::Command, case: &str) -> Result<Row, String> {
+    let output = command
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        .map_err(|e| format!("cannot run case {case}: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "case {} failed: {}",
-            args.join(" "),
+            "case {case} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    parse_row(&line).ok_or_else(|| format!("case {} printed `{line}`", args.join(" ")))
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.trim().lines().last().unwrap_or_default().to_owned();
+    parse_row(&line).ok_or_else(|| format!("case {case} printed `{line}`"))
 }
 
 /// Reads the flat JSON object a case prints (no nesting, no escapes: the case writes it).

@@ -4,6 +4,12 @@
 //! 100,000-task file. Each figure is the median of a few runs, printed as a table.
 //!
 //! `cargo bench -p orch-cli --bench cli`
+//!
+//! `cargo xtask bench` runs one case per process, `... --bench cli -- --row CASE` (CASE:
+//! `tokio-loop`, `run-none`, `run-lines`, `validate`), which prints that case as one row
+//! of its table: a JSON object with `case`, `tasks`, `ns_per_task`, `tasks_per_s` (from
+//! the median wall time) and `peak_rss_bytes` (of this process for the loop, else of the
+//! largest child, `orch`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -92,6 +98,13 @@ fn orch(args: &[&str], dir: &Path) {
     );
 }
 
+/// `orch run` of the `TASKS` `true` commands, `CONCURRENCY` at a time.
+fn orch_run(progress: &str, dir: &Path) {
+    let concurrency = CONCURRENCY.to_string();
+    let args = ["run", "trues.json", "--max-concurrent", &concurrency];
+    orch(&[&args[..], &["--progress", progress]].concat(), dir);
+}
+
 fn write_workflows(dir: &Path) {
     let tasks: Vec<String> = (0..TASKS)
         .map(|i| {
@@ -123,27 +136,64 @@ fn write_workflows(dir: &Path) {
     std::fs::write(dir.join("big.json"), text).expect("written");
 }
 
+/// Runs case `name` `REPEATS` times and prints it as a row of `cargo xtask bench`.
+fn row(name: &str, dir: &Path, runtime: &tokio::runtime::Runtime) {
+    let run = |progress: &str| measure(|| orch_run(progress, dir));
+    let (case, tasks, cost, who) = match name {
+        "tokio-loop" => (
+            format!("cli/tokio_loop/true/c{CONCURRENCY}"),
+            TASKS,
+            measure(|| tokio_loop(runtime)),
+            UsageWho::RUSAGE_SELF,
+        ),
+        "run-none" => (
+            format!("cli/run/true/c{CONCURRENCY}"),
+            TASKS,
+            run("none"),
+            UsageWho::RUSAGE_CHILDREN,
+        ),
+        "run-lines" => (
+            format!("cli/run/true/c{CONCURRENCY}/lines"),
+            TASKS,
+            run("lines"),
+            UsageWho::RUSAGE_CHILDREN,
+        ),
+        "validate" => (
+            "cli/validate".to_owned(),
+            VALIDATE_TASKS,
+            measure(|| orch(&["validate", "big.json"], dir)),
+            UsageWho::RUSAGE_CHILDREN,
+        ),
+        other => panic!("unknown case `{other}`: tokio-loop, run-none, run-lines or validate"),
+    };
+    let ns = cost.wall.as_secs_f64() * 1e9;
+    let peak_kib = getrusage(who).map_or(0, |u| u.max_rss().max(0) as u64);
+    println!(
+        "{{\"case\": \"{case}\", \"tasks\": {tasks}, \"ns_per_task\": {:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}, \"cpu_ns_per_task\": {:.1}}}",
+        ns / tasks as f64,
+        tasks as f64 * 1e9 / ns,
+        peak_kib * 1024,
+        cost.cpu.as_secs_f64() * 1e9 / tasks as f64,
+    );
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     write_workflows(dir.path());
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--row") {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        row(
+            args.get(i + 1).map_or("", String::as_str),
+            dir.path(),
+            &runtime,
+        );
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let concurrency = CONCURRENCY.to_string();
     let run = |progress: &'static str| {
-        let concurrency = concurrency.clone();
         let dir = dir.path().to_owned();
-        move || {
-            orch(
-                &[
-                    "run",
-                    "trues.json",
-                    "--max-concurrent",
-                    &concurrency,
-                    "--progress",
-                    progress,
-                ],
-                &dir,
-            )
-        }
+        move || orch_run(progress, &dir)
     };
     let rows = [
         (

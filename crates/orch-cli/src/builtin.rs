@@ -1,35 +1,61 @@
-//! The handlers of the built-in task types, registered on an engine. This module and
-//! `run.rs` are the only ones that call into the engine's handler API.
+//! The handlers of the built-in task types, for an engine (`orch run`) or a NATS worker
+//! (`orch worker`). This module, `run.rs` and `worker.rs` are the only ones that call into
+//! the engine's handler API.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use orch::engine::{TaskContext, TaskError, WorkflowEngine};
+use orch::engine::{Handler, TaskContext, TaskError, WorkflowEngine};
 use serde_json::Value;
 
 use crate::inputs::InputsRoot;
 use crate::process::{self, Launch};
 use crate::spec::{self, Builtin};
 
-/// What every handler of one run shares.
+/// How long a command's dependency files live.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InputsLife {
+    /// Until the run ends (`orch run`): one directory per task, removed with the root.
+    Run,
+    /// Until the attempt ends (`orch worker`, which serves many runs): one directory per
+    /// run, task and attempt, removed when the command ends.
+    Attempt,
+}
+
+/// What every handler call shares.
 struct Shared {
-    /// The workflow file's directory: relative `cwd`s start there.
+    /// Relative `cwd`s start here.
     base_dir: PathBuf,
     inputs: InputsRoot,
+    life: InputsLife,
+}
+
+/// One handler serving `command`, `sleep` and `echo` (it reads the task's type). Relative
+/// `cwd`s start at `base_dir`; dependency results are written under `inputs`.
+pub(crate) fn handler(
+    base_dir: PathBuf,
+    inputs: InputsRoot,
+    life: InputsLife,
+) -> impl Handler + Clone {
+    let shared = Arc::new(Shared {
+        base_dir,
+        inputs,
+        life,
+    });
+    move |ctx: TaskContext| {
+        let shared = Arc::clone(&shared);
+        async move { call(&shared, ctx).await }
+    }
 }
 
 /// Registers `command`, `sleep` and `echo` on `engine`. Dependency results are written
 /// under `inputs` for the commands that have dependencies.
 pub(crate) fn register(engine: &WorkflowEngine, base_dir: PathBuf, inputs: InputsRoot) {
-    let shared = Arc::new(Shared { base_dir, inputs });
+    let handler = handler(base_dir, inputs, InputsLife::Run);
     for task_type in spec::TYPES {
-        let shared = Arc::clone(&shared);
         // The engine runs each attempt as its own tokio task (its default on a
         // multi-threaded runtime), so process starts happen on every worker thread.
-        engine.register_handler(task_type, move |ctx: TaskContext| {
-            let shared = Arc::clone(&shared);
-            async move { call(&shared, ctx).await }
-        });
+        engine.register_handler(task_type, handler.clone());
     }
 }
 
@@ -64,10 +90,21 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             let inputs_dir = if inputs.is_empty() {
                 None
             } else {
-                let dir = shared.inputs.write(ctx.task_id(), &inputs).map_err(|e| {
+                let key = match shared.life {
+                    InputsLife::Run => ctx.task_id().to_string(),
+                    // Run ids hold no `/`, so the key names one attempt of one run.
+                    InputsLife::Attempt => {
+                        format!("{}/{}/{}", ctx.run_id(), ctx.attempt(), ctx.task_id())
+                    }
+                };
+                let dir = shared.inputs.write(&key, &inputs).map_err(|e| {
                     TaskError::permanent(format!("cannot write the dependencies' results: {e}"))
                 })?;
                 Some(dir)
+            };
+            let remove_after = match shared.life {
+                InputsLife::Attempt => inputs_dir.clone(),
+                InputsLife::Run => None,
             };
             let launch = Launch {
                 spec: &spec,
@@ -77,15 +114,17 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 base_dir: &shared.base_dir,
                 inputs_dir,
             };
-            process::run(launch, ctx.cancellation().cancelled())
-                .await
-                .map_err(|e| {
-                    if e.is_permanent() {
-                        TaskError::permanent(e.to_string())
-                    } else {
-                        TaskError::new(e.to_string())
-                    }
-                })
+            let outcome = process::run(launch, ctx.cancellation().cancelled()).await;
+            if let Some(dir) = remove_after {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            outcome.map_err(|e| {
+                if e.is_permanent() {
+                    TaskError::permanent(e.to_string())
+                } else {
+                    TaskError::new(e.to_string())
+                }
+            })
         }
     }
 }

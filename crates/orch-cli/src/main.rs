@@ -16,6 +16,11 @@
 //! $ orch run build.yaml --max-concurrent 4 --output result.json
 //! $ orch report result.json -o run.html   # DAG, timeline, metrics: one HTML file
 //! $ orch gantt result.json                # the timeline in the terminal
+//! $ orch run build.yaml --journal runs     # durable: prints the run's id
+//! $ orch run build.yaml --journal runs --resume RUN_ID   # continue it after a crash
+//! $ orch runs list runs                    # the recorded runs
+//! $ orch worker --nats nats://queue:4222   # serve command, sleep, echo on this machine
+//! $ orch run build.yaml --nats nats://queue:4222   # run every task on the workers
 //! ```
 //!
 //! # Commands
@@ -44,10 +49,49 @@
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task.
 //! - `orch gantt R.json` draws the timeline in the terminal.
+//! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
+//!   in the journal directory `DIR` (one file per run, readable by its owner only) before
+//!   the tasks that depend on it start, and the run's id is printed first. After a crash,
+//!   a kill or Ctrl-C, `orch run FILE --journal DIR --resume RUN_ID` continues that run:
+//!   the tasks that completed keep their results and are not run again (their commands
+//!   are not started), the rest run. A resume is refused when the journal has no such
+//!   run, or when a task that completed has changed since (its type, configuration or
+//!   dependencies), naming it. `--durability power` also syncs each record to disk (it
+//!   then survives a power loss; the default, `process`, survives orch itself dying).
+//! - `orch runs list DIR` lists the runs of a journal directory, oldest first: id,
+//!   workflow, status (`unfinished` when no end was recorded: running, or stopped
+//!   without one, and resumable), task counts, start and end. `orch runs show DIR RUN_ID`
+//!   prints one run and each task's status, attempts, times and error. With `--format
+//!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
+//!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
+//!   for `show` the same object with `"tasks": [{"task_id", "status", "result", "error",
+//!   "start_time", "end_time", "attempts"}]` (times RFC 3339, `null` when unknown).
+//! - `orch worker --nats URL` serves the built-in task types to coordinators through NATS
+//!   JetStream (`nats-server -js`), `--concurrency N` tasks at once (default 4), until
+//!   Ctrl-C or SIGTERM: then it takes no more tasks, lets running ones finish for
+//!   `--shutdown-grace` (default 30 s), hands the rest back to the queue for another
+//!   worker, and exits with 0. Commands run in the worker's environment (`forward_env`
+//!   reads the worker's variables), relative `cwd`s start from `--dir` (default: the
+//!   worker's current directory), and dependency files (`ORCH_INPUTS_DIR`) are removed
+//!   when each attempt ends. It prints one line once it serves.
+//! - `orch run FILE --nats URL` is the coordinator: every task is sent to a worker; the
+//!   run is scheduled, retried, timed out, cancelled, displayed and recorded here as a
+//!   local one. A task whose type no worker serves fails after `--worker-timeout`
+//!   (default 30 s). A worker that dies mid-task has its task delivered to another.
 //!
-//! Exit status: 0 success; 1 a workflow failed or a file has problems; 2 bad usage or a
-//! run that could not be set up (an address in use, an unwritable output); 128 + the
-//! signal number after Ctrl-C (130) or SIGTERM (143).
+//! NATS settings come from the `ORCH_NATS_*` environment variables (`ORCH_NATS_URL`,
+//! `ORCH_NATS_USER` with `ORCH_NATS_PASSWORD`, or `ORCH_NATS_TOKEN`, `ORCH_NATS_NKEY_SEED`
+//! or `ORCH_NATS_CREDS` (a credentials file); `ORCH_NATS_TLS_CA`, `ORCH_NATS_TLS_CERT`
+//! with `ORCH_NATS_TLS_KEY`; `ORCH_NATS_NAME`); `--nats` replaces only the server URLs.
+//! Secrets are never taken from the command line, where every user of the machine can
+//! read them: a `--nats` URL with credentials in it (`nats://user:password@host`) is
+//! refused. They are never logged.
+//!
+//! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
+//! for a changed task, or `runs show` found no such run; 2 bad usage or a run that could
+//! not be set up (an address in use, an unwritable output, no NATS server, an unknown run
+//! to resume); 128 + the signal number after Ctrl-C (130) or SIGTERM (143) (`orch worker`
+//! exits with 0 after a clean stop).
 //!
 //! Logs go to standard error: `-v`/`-vv`/`-vvv` for more, `RUST_LOG` to choose exactly
 //! (it wins over `-v`), `--log-format json` for one JSON object per line.
@@ -110,13 +154,16 @@ mod prometheus;
 mod report;
 mod result_file;
 mod run;
+mod runs;
 mod spec;
 mod suggest;
 mod svg;
 mod tally;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -209,7 +256,50 @@ enum Command {
         /// How to show progress.
         #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
         progress: ProgressMode,
+        /// Run the tasks on `orch worker`s through this NATS server (comma-separated
+        /// URLs; credentials only from the ORCH_NATS_* variables).
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// With --nats: how long a task waits for a worker serving its type before it
+        /// fails.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        worker_timeout: Duration,
+        /// Record the run in the journal in this directory, to continue it with --resume
+        /// after a crash or Ctrl-C (`orch runs list DIR` lists the runs).
+        #[arg(long, value_name = "DIR")]
+        journal: Option<PathBuf>,
+        /// Continue this run of the journal: its completed tasks are not run again.
+        #[arg(long, value_name = "RUN_ID", requires = "journal")]
+        resume: Option<String>,
+        /// With --journal: `process` (a completed task survives orch crashing) or `power`
+        /// (it also survives a power loss: the journal is synced to disk).
+        #[arg(long, value_enum, default_value_t = JournalDurability::Process)]
+        durability: JournalDurability,
     },
+    /// Serve the built-in task types to `orch run --nats` coordinators through NATS.
+    Worker {
+        /// The NATS server (comma-separated URLs; default ORCH_NATS_URL, else
+        /// nats://127.0.0.1:4222). Credentials and TLS come only from the ORCH_NATS_*
+        /// variables.
+        #[arg(long, value_name = "URL")]
+        nats: Option<String>,
+        /// The most tasks running at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: u32,
+        /// The worker's name in results and logs (default: host name and process id).
+        #[arg(long)]
+        name: Option<String>,
+        /// The directory relative `cwd`s start from (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// After Ctrl-C, how long running tasks may finish before they are stopped and
+        /// handed back to the queue.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        shutdown_grace: Duration,
+    },
+    /// Look at the runs recorded in a journal directory (`orch run --journal DIR`).
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Write a self-contained HTML report of a run.
     Report {
         /// A result file from `orch run --output`.
@@ -225,6 +315,33 @@ enum Command {
         /// Columns to use (default: the terminal's width, else 100).
         #[arg(long)]
         width: Option<usize>,
+    },
+}
+
+/// What a task completion recorded in a journal survives.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum JournalDurability {
+    Process,
+    Power,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// List the runs: id, workflow, status, task counts, start and end.
+    List {
+        /// The journal directory.
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show one run and the record of each of its tasks.
+    Show {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The run's id.
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -250,13 +367,45 @@ fn main() -> ExitCode {
             output,
             metrics_addr,
             progress,
+            nats,
+            worker_timeout,
+            journal,
+            resume,
+            durability,
         } => run::run(run::RunArgs {
             file,
             max_concurrent: max_concurrent as usize,
             output,
             metrics_addr,
             progress,
+            nats,
+            worker_timeout,
+            journal,
+            resume,
+            durability: match durability {
+                JournalDurability::Process => orch::journal::Durability::Process,
+                JournalDurability::Power => orch::journal::Durability::Power,
+            },
         }),
+        Command::Worker {
+            nats,
+            concurrency,
+            name,
+            dir,
+            shutdown_grace,
+        } => worker::serve(worker::WorkerArgs {
+            nats,
+            concurrency: concurrency as usize,
+            name,
+            dir,
+            shutdown_grace,
+        }),
+        Command::Runs(RunsCommand::List { dir, format }) => runs::list(&dir, format),
+        Command::Runs(RunsCommand::Show {
+            dir,
+            run_id,
+            format,
+        }) => runs::show(&dir, &run_id, format),
         Command::Report { result, output } => commands::report(&result, &output),
         Command::Gantt { result, width } => commands::gantt(&result, width),
     }

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use orch::core::{EngineEvent, Workflow, WorkflowStatus};
+use orch::core::{EngineEvent, RunId, Workflow, WorkflowStatus};
 use orch::engine::WorkflowEngine;
 use orch::events::{Delivery, EventBus};
+use orch::journal::{Durability, FileJournal, Journal};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::display::{Display, ProgressMode};
@@ -32,6 +33,16 @@ pub(crate) struct RunArgs {
     pub(crate) output: Option<PathBuf>,
     pub(crate) metrics_addr: Option<String>,
     pub(crate) progress: ProgressMode,
+    /// Run the tasks on workers through this NATS server instead of here.
+    pub(crate) nats: Option<String>,
+    /// With `nats`: how long a task waits for a worker of its type.
+    pub(crate) worker_timeout: Duration,
+    /// Record the run in the journal in this directory.
+    pub(crate) journal: Option<PathBuf>,
+    /// With `journal`: continue this recorded run instead of starting a new one.
+    pub(crate) resume: Option<String>,
+    /// With `journal`: what a recorded completion survives.
+    pub(crate) durability: Durability,
 }
 
 /// Runs the workflow; the exit code is 0 when it completed, 1 when it failed (or the file
@@ -102,11 +113,36 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     if let Some(bus) = &bus {
         builder = builder.event_bus(bus.clone());
     }
+    let durable = match &args.journal {
+        Some(dir) => match open_journal(dir, args.resume.as_deref()).await {
+            Ok((journal, run_id)) => {
+                builder = builder.journal(journal, args.durability);
+                println!(
+                    "run {run_id} recorded in {} (continue it with --resume {run_id})",
+                    dir.display()
+                );
+                Some(run_id)
+            }
+            Err(e) => return setup_error(e),
+        },
+        None => None,
+    };
     let engine = match builder.build() {
         Ok(engine) => engine,
         Err(e) => return setup_error(e.to_string()),
     };
-    builtin::register(&engine, base_dir, inputs);
+    match &args.nats {
+        None => builtin::register(&engine, base_dir, inputs),
+        Some(url) => {
+            let remote = match remote_handler(url, args.worker_timeout).await {
+                Ok(remote) => remote,
+                Err(e) => return setup_error(e),
+            };
+            for task_type in crate::spec::TYPES {
+                engine.register_handler(task_type, remote.clone());
+            }
+        }
+    }
 
     let terminal = std::io::stdout().is_terminal();
     let mut display = Display::new(args.progress, workflow.len(), terminal);
@@ -151,7 +187,10 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     ) else {
         return setup_error("cannot watch for Ctrl-C".into());
     };
-    let run = engine.run(&workflow);
+    let run = match durable {
+        Some(run_id) => engine.run_durable(&workflow, run_id),
+        None => engine.run(&workflow),
+    };
     let interrupted = Arc::new(AtomicU8::new(0));
     let token = run.cancellation_token();
     let cancel = move || token.cancel();
@@ -222,6 +261,39 @@ async fn cancel_on_signal(
             _ = term.recv() => {}
         }
     }
+}
+
+/// The journal in `dir` (created if missing) and the run to record in it: a new one, or
+/// run `resume`, which the journal must hold.
+async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, RunId), String> {
+    let journal = FileJournal::new(dir).map_err(|e| format!("--journal: {e}"))?;
+    let Some(resume) = resume else {
+        return Ok((journal, RunId::new()));
+    };
+    let run_id =
+        RunId::parse(resume).map_err(|e| format!("--resume: `{resume}` is not a run id: {e}"))?;
+    match journal.load(&run_id).await {
+        Ok(Some(_)) => Ok((journal, run_id)),
+        Ok(None) => Err(format!(
+            "--resume: no run `{run_id}` in {} (`orch runs list {}` lists them)",
+            dir.display(),
+            dir.display()
+        )),
+        Err(e) => Err(format!("--resume: {e}")),
+    }
+}
+
+/// A handler that sends each attempt to a worker through NATS.
+async fn remote_handler(
+    url: &str,
+    worker_timeout: Duration,
+) -> Result<orch_nats::RemoteHandler, String> {
+    let config = crate::worker::nats_config(Some(url), Some("orch run"))?;
+    orch_nats::RemoteHandler::builder()
+        .missing_worker_timeout(worker_timeout)
+        .connect(&config)
+        .await
+        .map_err(|e| format!("--nats: {e}"))
 }
 
 /// The directory relative paths in the workflow start from: the file's own.

@@ -210,6 +210,22 @@ impl LoadedRun {
         &self.records
     }
 
+    /// The name of the workflow the run was recorded for.
+    pub fn workflow_name(&self) -> &str {
+        &self.definition.name
+    }
+
+    /// The ids of the tasks of the workflow the run was last opened with, in its order
+    /// (tasks without a record yet among them).
+    pub fn task_ids(&self) -> impl Iterator<Item = &TaskId> + '_ {
+        self.definition.tasks.keys()
+    }
+
+    /// When the run ended, if its end is recorded and no task record came after it.
+    pub fn end_time(&self) -> Option<SystemTime> {
+        self.end.map(|(_, time)| time)
+    }
+
     /// The record in force for task `id`: its last one, or its first completed one.
     pub fn task(&self, id: &str) -> Option<&TaskRecord> {
         self.current.get(id).map(|&i| &self.records[i].1)

@@ -1,0 +1,284 @@
+//! `orch runs list DIR` and `orch runs show DIR RUN_ID`: the runs a journal directory
+//! (`orch run --journal DIR`) holds, as a table or JSON.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use orch::core::{RunId, TaskStatus};
+use orch::journal::{FileJournal, Journal, LoadedRun, RunFilter};
+use serde_json::{Value, json};
+
+use crate::Format;
+
+/// Lists every run of the journal in `dir`, oldest first. Exit 0, or 2 when the
+/// directory cannot be read.
+pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
+    let runs = match load_all(dir) {
+        Ok(runs) => runs,
+        Err(e) => return fail(e),
+    };
+    match format {
+        Format::Json => {
+            let runs: Vec<Value> = runs.iter().map(run_json).collect();
+            print_json(&json!({ "runs": runs }));
+        }
+        Format::Text => {
+            if runs.is_empty() {
+                println!("no runs in {}", dir.display());
+                return ExitCode::SUCCESS;
+            }
+            let mut rows = vec![row_strings(&[
+                "RUN",
+                "WORKFLOW",
+                "STATUS",
+                "TASKS",
+                "COMPLETED",
+                "FAILED",
+                "SKIPPED",
+                "CANCELLED",
+                "STARTED",
+                "ENDED",
+            ])];
+            for run in &runs {
+                let counts = Counts::of(run);
+                rows.push(vec![
+                    run.run_id().to_string(),
+                    run.workflow_id().to_owned(),
+                    run.status().as_str().to_owned(),
+                    counts.total.to_string(),
+                    counts.completed.to_string(),
+                    counts.failed.to_string(),
+                    counts.skipped.to_string(),
+                    counts.cancelled.to_string(),
+                    time_text(Some(run.created())),
+                    time_text(run.end_time()),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Shows run `run_id` of the journal in `dir` and each of its tasks. Exit 0; 1 when the
+/// journal has no such run; 2 when the id is not a run id or the journal cannot be read.
+pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
+    let run = match RunId::parse(run_id) {
+        Ok(run) => run,
+        Err(e) => return fail(format!("`{run_id}` is not a run id: {e}")),
+    };
+    let loaded = match open(dir).and_then(|journal| {
+        block_on(journal.load(&run)).map_err(|e| format!("cannot read run {run}: {e}"))
+    }) {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => {
+            eprintln!("orch runs: no run `{run}` in {}", dir.display());
+            return ExitCode::from(1);
+        }
+        Err(e) => return fail(e),
+    };
+    match format {
+        Format::Json => {
+            let mut shown = run_json(&loaded);
+            let tasks: Vec<Value> = loaded
+                .task_ids()
+                .map(|id| {
+                    let mut task = json!({ "task_id": id.as_str() });
+                    let record = loaded.task(id).cloned().unwrap_or_default();
+                    if let (Some(task), Ok(Value::Object(fields))) =
+                        (task.as_object_mut(), serde_json::to_value(record))
+                    {
+                        task.extend(fields);
+                    }
+                    task
+                })
+                .collect();
+            shown["tasks"] = Value::Array(tasks);
+            print_json(&shown);
+        }
+        Format::Text => {
+            let counts = Counts::of(&loaded);
+            println!("run       {}", loaded.run_id());
+            match loaded.workflow_name() {
+                "" => println!("workflow  {}", loaded.workflow_id()),
+                name => println!("workflow  {} ({name})", loaded.workflow_id()),
+            }
+            println!("status    {}", loaded.status());
+            println!(
+                "tasks     {} ({} completed, {} failed, {} skipped, {} cancelled, {} not run)",
+                counts.total,
+                counts.completed,
+                counts.failed,
+                counts.skipped,
+                counts.cancelled,
+                counts.pending
+            );
+            println!("started   {}", time_text(Some(loaded.created())));
+            println!("ended     {}", time_text(loaded.end_time()));
+            println!();
+            let mut rows = vec![row_strings(&[
+                "TASK", "STATUS", "ATTEMPTS", "STARTED", "ENDED", "ERROR",
+            ])];
+            for id in loaded.task_ids() {
+                let record = loaded.task(id).cloned().unwrap_or_default();
+                rows.push(vec![
+                    id.to_string(),
+                    record.status.as_str().to_owned(),
+                    record.attempts.to_string(),
+                    time_text(record.start_time),
+                    time_text(record.end_time),
+                    record
+                        .error
+                        .as_deref()
+                        .map(first_line)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// How many of a run's tasks stand where.
+struct Counts {
+    total: usize,
+    completed: usize,
+    failed: usize,
+    skipped: usize,
+    cancelled: usize,
+    /// No record, or pending or running when the run stopped.
+    pending: usize,
+}
+
+impl Counts {
+    fn of(run: &LoadedRun) -> Self {
+        let mut counts = Counts {
+            total: 0,
+            completed: 0,
+            failed: 0,
+            skipped: 0,
+            cancelled: 0,
+            pending: 0,
+        };
+        for id in run.task_ids() {
+            counts.total += 1;
+            let status = run.task(id).map_or(TaskStatus::Pending, |r| r.status);
+            *match status {
+                TaskStatus::Completed => &mut counts.completed,
+                TaskStatus::Failed => &mut counts.failed,
+                TaskStatus::Skipped => &mut counts.skipped,
+                TaskStatus::Cancelled => &mut counts.cancelled,
+                TaskStatus::Pending | TaskStatus::Running => &mut counts.pending,
+            } += 1;
+        }
+        counts
+    }
+}
+
+/// A run's summary as JSON: ids, status, counts and times (RFC 3339, null when unknown).
+fn run_json(run: &LoadedRun) -> Value {
+    let counts = Counts::of(run);
+    json!({
+        "run_id": run.run_id().as_str(),
+        "workflow_id": run.workflow_id(),
+        "workflow_name": run.workflow_name(),
+        "status": run.status().as_str(),
+        "tasks": counts.total,
+        "completed": counts.completed,
+        "failed": counts.failed,
+        "skipped": counts.skipped,
+        "cancelled": counts.cancelled,
+        "not_run": counts.pending,
+        "started": time_json(Some(run.created())),
+        "ended": time_json(run.end_time()),
+    })
+}
+
+/// Every run of the journal in `dir`, oldest first.
+fn load_all(dir: &Path) -> Result<Vec<LoadedRun>, String> {
+    let journal = open(dir)?;
+    let summaries = block_on(journal.list(&RunFilter::default()))
+        .map_err(|e| format!("cannot list the runs in {}: {e}", dir.display()))?;
+    let mut runs = Vec::with_capacity(summaries.len());
+    for summary in summaries {
+        let loaded = block_on(journal.load(&summary.run_id))
+            .map_err(|e| format!("cannot read run {}: {e}", summary.run_id))?;
+        // A run removed between the listing and now is left out.
+        runs.extend(loaded);
+    }
+    Ok(runs)
+}
+
+/// The journal in `dir`, which must exist (opening a journal creates a missing one).
+fn open(dir: &Path) -> Result<FileJournal, String> {
+    if !dir.is_dir() {
+        return Err(format!("{}: no such journal directory", dir.display()));
+    }
+    FileJournal::new(dir).map_err(|e| e.to_string())
+}
+
+/// The file journal's futures are ready at once (only syncs wait, and reading does not
+/// sync), so a current-thread runtime without I/O is enough.
+fn block_on<T, E: std::fmt::Display>(
+    future: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(future).map_err(|e| e.to_string())
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("orch runs: {message}");
+    ExitCode::from(2)
+}
+
+fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+fn row_strings(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// Prints rows as columns padded to their widest cell (the last column unpadded).
+fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == columns {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+fn time_text(time: Option<SystemTime>) -> String {
+    time.map_or_else(
+        || "-".to_owned(),
+        |t| humantime::format_rfc3339_seconds(t).to_string(),
+    )
+}
+
+fn time_json(time: Option<SystemTime>) -> Value {
+    time.map_or(Value::Null, |t| {
+        Value::String(humantime::format_rfc3339_millis(t).to_string())
+    })
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}

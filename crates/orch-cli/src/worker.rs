@@ -1,0 +1,168 @@
+//! `orch worker`: serves the built-in task types (`command`, `sleep`, `echo`) to
+//! coordinators elsewhere (`orch run --nats`, or any program with orch-nats's remote
+//! handler) through NATS JetStream, until Ctrl-C or SIGTERM. Also the NATS settings that
+//! `orch run --nats` shares.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use orch::engine::CancellationToken;
+use orch_nats::{NatsConfig, Worker};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::builtin::{self, InputsLife};
+use crate::inputs::InputsRoot;
+use crate::spec;
+
+/// What `orch worker` was asked to do.
+pub(crate) struct WorkerArgs {
+    pub(crate) nats: Option<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) name: Option<String>,
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// The NATS settings: the `ORCH_NATS_*` environment variables (credentials and TLS come
+/// only from there), with the servers of `--nats` when given. A URL on the command line
+/// that carries a password or token is refused: command lines are visible to every user
+/// of the machine (`ps`), and end up in shell histories and logs.
+pub(crate) fn nats_config(url: Option<&str>, name: Option<&str>) -> Result<NatsConfig, String> {
+    let mut config = NatsConfig::from_env().map_err(|e| e.to_string())?;
+    if let Some(url) = url {
+        let servers: Vec<String> = url
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if servers.is_empty() {
+            return Err("--nats names no server".to_owned());
+        }
+        if servers.iter().any(|u| has_credentials(u)) {
+            return Err(format!(
+                "--nats: a server URL with credentials in it (user:password@) would show them to \
+                 anyone who can list processes; put the user in {} and the password in {} \
+                 (or use {}, {} or {}) instead",
+                orch_nats::env::USER,
+                orch_nats::env::PASSWORD,
+                orch_nats::env::TOKEN,
+                orch_nats::env::NKEY_SEED,
+                orch_nats::env::CREDS,
+            ));
+        }
+        config.servers = servers;
+    }
+    if config.name.is_none() {
+        config.name = name.map(str::to_owned);
+    }
+    Ok(config)
+}
+
+/// Whether `url` has a user-info part (`scheme://user[:password]@host`).
+fn has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.contains('@')
+}
+
+/// Serves tasks until Ctrl-C or SIGTERM; exit 0 after a clean stop, 2 when the worker
+/// cannot start (no server, refused credentials, no private temporary directory).
+pub(crate) fn serve(args: WorkerArgs) -> ExitCode {
+    let config = match nats_config(args.nats.as_deref(), args.name.as_deref()) {
+        Ok(config) => config,
+        Err(e) => return setup_error(e),
+    };
+    let base_dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("."),
+    };
+    let base_dir = match std::fs::canonicalize(&base_dir) {
+        Ok(dir) => dir,
+        Err(e) => return setup_error(format!("--dir {}: {e}", base_dir.display())),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return setup_error(format!("cannot start the async runtime: {e}")),
+    };
+    let code = runtime.block_on(run_worker(&args, config, &base_dir));
+    drop(runtime);
+    code
+}
+
+fn setup_error(message: String) -> ExitCode {
+    eprintln!("orch worker: {message}");
+    ExitCode::from(2)
+}
+
+async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> ExitCode {
+    let inputs = match InputsRoot::create() {
+        Ok(inputs) => inputs,
+        Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
+    };
+    let handler = builtin::handler(base_dir.to_owned(), inputs, InputsLife::Attempt);
+    let mut builder = Worker::builder()
+        .concurrency(args.concurrency)
+        .shutdown_grace(args.shutdown_grace);
+    if let Some(name) = &args.name {
+        builder = builder.name(name.clone());
+    }
+    for task_type in spec::TYPES {
+        builder = builder.handler(task_type, handler.clone());
+    }
+    // Watched before connecting, so that no signal finds the default action (exit).
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return setup_error("cannot watch for Ctrl-C".into());
+    };
+    let worker = match builder.connect(&config).await {
+        Ok(worker) => worker,
+        Err(e) => return setup_error(format!("cannot serve tasks: {e}")),
+    };
+    // Written with errors ignored: whoever started the worker may have closed its output.
+    let _ = writeln!(
+        std::io::stdout(),
+        "worker {} serving {} (up to {} at once); Ctrl-C stops it",
+        worker.name(),
+        spec::TYPES.join(", "),
+        args.concurrency
+    );
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    let grace = args.shutdown_grace;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!(
+            "stopping: no new tasks; running ones have {}s to finish",
+            grace.as_secs()
+        );
+        on_signal.cancel();
+    });
+    worker.run(stop).await;
+    let _ = writeln!(std::io::stdout(), "worker stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_with_user_info_are_seen() {
+        assert!(has_credentials("nats://u:p@127.0.0.1:4222"));
+        assert!(has_credentials("tls://token@host"));
+        assert!(has_credentials("u:p@host:4222"));
+        assert!(!has_credentials("nats://127.0.0.1:4222"));
+        assert!(!has_credentials("nats://host:4222/path@x"));
+        assert!(!has_credentials("host"));
+    }
+}

@@ -1,0 +1,154 @@
+//! `orch run --journal DIR` and `--resume RUN_ID` end to end: a run stopped by Ctrl-C or
+//! killed outright is continued without running its completed commands again (each
+//! command appends a line to a side file, so the test counts runs), and bad resumes give
+//! clear errors.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{Dir, alive, orch, parts, pid_in, run_in, wait_for};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Three quick commands and a fourth, after them, that blocks until the file `go` exists
+/// (writing its pid to `last.pid` first). Every command notes itself in `ran.txt`.
+const WORKFLOW: &str = r#"workflow_id: durable
+tasks:
+  a: { task_type: command, config: { shell: true, script: 'echo a >> ran.txt; echo 1' } }
+  b: { task_type: command, config: { shell: true, script: 'echo b >> ran.txt; echo 2' } }
+  c: { task_type: command, config: { shell: true, script: 'echo c >> ran.txt; echo 3' } }
+  last:
+    task_type: command
+    dependencies: [a, b, c]
+    config: { shell: true, script: 'echo last >> ran.txt; [ -e go ] || { echo $$ > last.pid; exec sleep 60; }; echo done' }
+"#;
+
+/// How many times each command ran, from `ran.txt`.
+fn runs_of(dir: &Dir, task: &str) -> usize {
+    let text = std::fs::read_to_string(dir.join("ran.txt")).unwrap_or_default();
+    text.lines().filter(|l| *l == task).count()
+}
+
+/// The journal's runs, as `orch runs list --format json` gives them.
+fn listed(dir: &Dir) -> Vec<Value> {
+    let (code, stdout, stderr) = parts(&run_in(
+        dir,
+        &["runs", "list", "journal", "--format", "json"],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).expect("JSON");
+    listed["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Starts a durable run, waits until `last` blocks (a, b and c are done and recorded),
+/// stops orch with `signal`, and resumes the run; completed commands are not run again.
+fn interrupt_and_resume(signal: Signal) {
+    let dir = Dir::new();
+    dir.write("w.yaml", WORKFLOW);
+    let mut first = orch()
+        .args([
+            "run",
+            "w.yaml",
+            "--journal",
+            "journal",
+            "--progress",
+            "lines",
+        ])
+        .args(["--max-concurrent", "3"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orch starts");
+    wait_for("`last` to start", || dir.join("last.pid").exists());
+    let last = pid_in(&dir.join("last.pid"));
+    kill(Pid::from_raw(first.id() as i32), signal).expect("signal orch");
+    let status = first.wait().expect("orch ends");
+    if signal == Signal::SIGKILL {
+        // Nothing stopped the command: do what a machine's restart would.
+        let _ = kill(Pid::from_raw(last), Signal::SIGKILL);
+    } else {
+        assert_eq!(status.code(), Some(130));
+    }
+    wait_for("`last` to end", || !alive(last));
+    for task in ["a", "b", "c", "last"] {
+        assert_eq!(runs_of(&dir, task), 1, "{task} before the resume");
+    }
+
+    let runs = listed(&dir);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run_id = runs[0]["run_id"].as_str().expect("an id").to_owned();
+    let stopped = if signal == Signal::SIGKILL {
+        "unfinished"
+    } else {
+        "cancelled"
+    };
+    assert_eq!(runs[0]["status"], stopped);
+    assert_eq!(runs[0]["completed"], 3);
+
+    dir.write("go", "");
+    let args = ["run", "w.yaml", "--journal", "journal", "--resume", &run_id];
+    let (code, stdout, stderr) = parts(&run_in(
+        &dir,
+        &[&args[..], &["--output", "r.json"]].concat(),
+    ));
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains(&format!("run {run_id} recorded in journal")),
+        "{stdout}"
+    );
+    for task in ["a", "b", "c"] {
+        assert_eq!(runs_of(&dir, task), 1, "{task} ran again on resume");
+    }
+    assert_eq!(runs_of(&dir, "last"), 2);
+    let result = dir.json("r.json");
+    assert_eq!(result["status"], "completed");
+    assert_eq!(result["run_id"], run_id.as_str());
+    assert_eq!(result["tasks"]["a"]["result"], 1);
+    assert_eq!(result["tasks"]["last"]["result"], "done");
+    let runs = listed(&dir);
+    assert_eq!(
+        (runs.len(), &runs[0]["status"]),
+        (1, &Value::from("completed"))
+    );
+}
+
+#[test]
+fn a_run_stopped_by_ctrl_c_resumes_without_running_completed_commands_again() {
+    interrupt_and_resume(Signal::SIGINT);
+}
+
+#[test]
+fn a_killed_run_resumes_without_running_completed_commands_again() {
+    interrupt_and_resume(Signal::SIGKILL);
+}
+
+#[test]
+fn bad_resumes_are_clear_errors() {
+    let dir = Dir::new();
+    dir.write("w.yaml", WORKFLOW);
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--resume", "x-1"]));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--journal"), "{stderr}");
+    let resume = ["run", "w.yaml", "--journal", "journal", "--resume"];
+    let (code, _, stderr) = parts(&run_in(&dir, &[&resume[..], &["x-1"]].concat()));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no run `x-1` in journal"), "{stderr}");
+    let (code, _, stderr) = parts(&run_in(&dir, &[&resume[..], &["../x"]].concat()));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("`../x` is not a run id"), "{stderr}");
+    assert_eq!(runs_of(&dir, "a"), 0, "nothing ran");
+
+    // A completed task whose command changed: the run cannot continue with it.
+    dir.write("go", "");
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--journal", "journal"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let run_id = listed(&dir)[0]["run_id"].as_str().expect("id").to_owned();
+    dir.write("w.yaml", &WORKFLOW.replace("echo 1", "echo 10"));
+    let (code, _, stderr) = parts(&run_in(&dir, &[&resume[..], &[run_id.as_str()]].concat()));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("have changed since (`a`)"), "{stderr}");
+    assert_eq!(runs_of(&dir, "a"), 1, "nothing ran again");
+}

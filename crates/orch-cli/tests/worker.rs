@@ -1,0 +1,243 @@
+//! `orch worker` and `orch run --nats` end to end, on a real nats-server on loopback: the
+//! tasks run in the worker process (with its environment and directory), dependency
+//! results travel to it, Ctrl-C stops it cleanly, and credentials never go on a command
+//! line.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::Stdio;
+
+use common::nats::{NatsServer, WorkerProcess, free_port};
+use common::{Dir, alive, orch, output, parts, pid_in, wait_for};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+/// A workflow whose tasks can only succeed on the worker: `where` forwards `WORKER_MARK`,
+/// which only the worker's environment has (forwarding a variable that is not set fails a
+/// task), and `here` prints the directory it runs in (the worker's `--dir`).
+const WORKFLOW: &str = r#"workflow_id: remote
+tasks:
+  where:
+    task_type: command
+    config: { shell: true, script: 'echo "{\"mark\": \"$WORKER_MARK\", \"pid\": $PPID}"', forward_env: [WORKER_MARK] }
+  here:
+    task_type: command
+    config: { program: pwd }
+  nap:
+    task_type: sleep
+    config: { seconds: 0.05 }
+  hello:
+    task_type: echo
+    config: { message: { greeting: hi } }
+  sum:
+    task_type: command
+    dependencies: [where, hello]
+    config: { shell: true, script: 'cat "$ORCH_INPUTS_DIR/where.json" "$ORCH_INPUTS_DIR/hello.json" | tr -d "\n"; echo " $ORCH_INPUTS_DIR"' }
+"#;
+
+/// Runs `orch run w.yaml --nats URL --output r.json EXTRA...` in `dir`, without
+/// `WORKER_MARK` in its environment.
+fn run_remote(dir: &Dir, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut run = orch();
+    run.args(["run", "w.yaml", "--nats", url, "--output", "r.json"])
+        .args(extra)
+        .env_remove("WORKER_MARK")
+        .current_dir(dir.path());
+    parts(&output(run))
+}
+
+#[test]
+fn a_run_with_nats_executes_every_task_on_the_worker() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    let worker_dir = Dir::new();
+    dir.write("w.yaml", WORKFLOW);
+    let mut worker = WorkerProcess::start(
+        &server.url(),
+        &[
+            "--name",
+            "w1",
+            "--dir",
+            &worker_dir.path().display().to_string(),
+        ],
+        &[("WORKER_MARK", "on-the-worker")],
+    );
+    assert!(
+        worker
+            .banner
+            .starts_with("worker w1 serving command, sleep, echo"),
+        "{}",
+        worker.banner
+    );
+
+    let (code, stdout, stderr) = run_remote(
+        &dir,
+        &server.url(),
+        &["--max-concurrent", "4", "--progress", "lines"],
+    );
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    let result = dir.json("r.json");
+    assert_eq!(result["status"], "completed");
+    let task = |id: &str| result["tasks"][id]["result"].clone();
+    assert_eq!(task("where")["mark"], "on-the-worker");
+    // The command's shell was started by the worker process.
+    assert_eq!(task("where")["pid"], json!(worker.pid()));
+    let worker_dir_path = std::fs::canonicalize(worker_dir.path()).expect("canonical");
+    assert_eq!(task("here"), json!(worker_dir_path.display().to_string()));
+    assert_eq!(task("nap"), json!(null));
+    assert_eq!(task("hello"), json!({"greeting": "hi"}));
+    // The dependencies' results reached the worker as files, removed after the attempt.
+    let sum = task("sum");
+    let sum = sum.as_str().expect("text");
+    let (inputs, inputs_dir) = sum
+        .rsplit_once(' ')
+        .expect("the inputs and their directory");
+    let expected = format!(
+        "{}{}",
+        json!({"mark": "on-the-worker", "pid": worker.pid()}),
+        json!({"greeting": "hi"})
+    );
+    assert_eq!(inputs.replace(' ', ""), expected);
+    assert!(!std::path::Path::new(inputs_dir).exists());
+
+    // Ctrl-C stops the worker cleanly.
+    kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+    let status = worker.child.wait().expect("the worker exits");
+    assert!(status.success(), "{status:?}");
+    let mut last = String::new();
+    worker.out.read_line(&mut last).expect("its last line");
+    assert_eq!(last.trim(), "worker stopped");
+    assert!(!alive(worker.pid()));
+}
+
+#[test]
+fn ctrl_c_on_the_coordinator_stops_the_command_on_the_worker() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: long
+tasks:
+  long: { task_type: command, config: { shell: true, script: 'echo $$ > long.pid; exec sleep 60' } }
+"#,
+    );
+    let _worker = WorkerProcess::start(
+        &server.url(),
+        &["--dir", &dir.path().display().to_string()],
+        &[],
+    );
+    let mut coordinator = orch()
+        .args([
+            "run",
+            "w.yaml",
+            "--nats",
+            &server.url(),
+            "--progress",
+            "none",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orch run starts");
+    wait_for("the command to start on the worker", || {
+        dir.join("long.pid").exists()
+    });
+    let command = pid_in(&dir.join("long.pid"));
+    assert!(alive(command));
+    kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGINT).expect("signal orch run");
+    let status = coordinator.wait().expect("orch run ends");
+    assert_eq!(status.code(), Some(130));
+    wait_for("the worker to stop the command", || !alive(command));
+}
+
+#[test]
+fn a_task_type_no_worker_serves_fails_after_the_worker_timeout() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: lonely\ntasks:\n  a: { task_type: echo, config: { message: 1 } }\n",
+    );
+    let (code, stdout, stderr) = run_remote(
+        &dir,
+        &server.url(),
+        &["--worker-timeout", "300ms", "--progress", "none"],
+    );
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["a"]["status"], "failed");
+    let error = result["tasks"]["a"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("echo"), "{error}");
+}
+
+#[test]
+fn credentials_in_a_url_on_the_command_line_are_refused_without_being_shown() {
+    for args in [
+        vec!["worker", "--nats", "nats://alice:hunter2@127.0.0.1:4222"],
+        vec!["run", "w.yaml", "--nats", "nats://hunter2@127.0.0.1:4222"],
+    ] {
+        let dir = Dir::new();
+        dir.write(
+            "w.yaml",
+            "workflow_id: w\ntasks:\n  a: { task_type: echo }\n",
+        );
+        let mut command = orch();
+        command.args(&args).current_dir(dir.path());
+        let (code, stdout, stderr) = parts(&output(command));
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains("ORCH_NATS_PASSWORD"), "{stderr}");
+        assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
+    }
+}
+
+#[test]
+fn a_worker_with_no_server_to_reach_says_so() {
+    let mut command = orch();
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    command.args(["worker", "--nats", &url]);
+    let (code, stdout, stderr) = parts(&output(command));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("orch worker: cannot serve tasks"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("127.0.0.1"), "{stderr}");
+}
+
+#[test]
+fn credentials_come_from_the_environment() {
+    let Some(server) = NatsServer::start_with_token("t0ken-xyz") else {
+        return;
+    };
+    // Without the token, the server refuses the worker.
+    let mut refused = orch();
+    refused
+        .args(["worker", "--nats", &server.url()])
+        .env_remove("ORCH_NATS_TOKEN");
+    let (code, stdout, stderr) = parts(&output(refused));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    // With it (from the environment), the worker serves; the token shows nowhere.
+    let mut worker = WorkerProcess::start(
+        &server.url(),
+        &["--name", "w2"],
+        &[("ORCH_NATS_TOKEN", "t0ken-xyz")],
+    );
+    assert!(
+        worker.banner.starts_with("worker w2 serving"),
+        "{}",
+        worker.banner
+    );
+    assert!(!worker.banner.contains("t0ken-xyz"));
+    kill(Pid::from_raw(worker.pid()), Signal::SIGKILL).expect("kill the worker");
+    worker.child.wait().expect("reaped");
+}
