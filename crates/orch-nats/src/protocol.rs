@@ -153,6 +153,12 @@ impl Names {
         &self.results_stream
     }
 
+    /// The JetStream API subject that answers with the tasks stream's state; every
+    /// coordinator and worker may request it.
+    pub(crate) fn tasks_stream_info(&self) -> String {
+        format!("$JS.API.STREAM.INFO.{}", self.tasks_stream)
+    }
+
     /// `<prefix>.task.>`: every task subject.
     pub(crate) fn all_tasks(&self) -> String {
         format!("{}.task.>", self.prefix)

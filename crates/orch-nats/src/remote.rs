@@ -138,10 +138,12 @@ impl RemoteBuilder {
         let (results, next) = routes::open_results(&js, &names)
             .await
             .map_err(|e| setup_failed("a consumer of the results stream")(&e))?;
-        client
-            .flush()
-            .await
-            .map_err(|e| setup_failed("the coordinator's subscriptions")(&e))?;
+        setup::subscriptions_in_place(
+            &client,
+            names.tasks_stream_info(),
+            "the coordinator's subscriptions",
+        )
+        .await?;
         let listeners = vec![
             tokio::spawn(routes::listen_results(
                 js.clone(),

@@ -245,10 +245,12 @@ async fn subscribe(
                 .map_err(failed(format!("the subscription to `{subject}`")))?,
         );
     }
-    client.flush().await.map_err(|e| ConnectError::Setup {
-        what: "the worker's subscriptions".to_owned(),
-        reason: e.to_string(),
-    })?;
+    setup::subscriptions_in_place(
+        client,
+        names.tasks_stream_info(),
+        "the worker's subscriptions",
+    )
+    .await?;
     Ok(Subscriptions { cancels, presence })
 }
 
