@@ -66,9 +66,11 @@
 //!   [`ConnectError::Unreachable`].
 //! - **Sizes**: a task message over the server's `max_payload` (or
 //!   [`RemoteBuilder::max_message_bytes`]) fails its attempt permanently, naming its
-//!   largest input; an output over it fails the attempt on the worker with its size.
-//!   Large outputs do not yet travel through the object store: keep them elsewhere and
-//!   return a reference.
+//!   largest input. An output too large for a result message is stored in the object
+//!   store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
+//!   under the attempt's message id, and the result message names it; the coordinator
+//!   reads it from there. A dependent's task message still carries its inputs, so a
+//!   large output read by a remote dependent fails that dependent's attempt as above.
 //!
 //! # Protocol (version 1)
 //!
@@ -155,6 +157,11 @@
 //! }
 //! ```
 //!
+//! A worker whose outputs may be over the server's `max_payload` also stores them in
+//! the object store bucket (which the coordinator creates): add
+//! `"$O.ORCH_RESULTS.>"`, `"$JS.API.STREAM.INFO.OBJ_ORCH_RESULTS"` and
+//! `"$JS.API.DIRECT.GET.OBJ_ORCH_RESULTS.>"` to its `publish` list.
+//!
 //! With it, a worker may create only its own types' consumers and no stream: start a
 //! coordinator first (it creates the streams), or create them as an administrator.
 //! A request the server refuses for want of permission goes unanswered; it fails as
@@ -169,6 +176,7 @@ mod protocol;
 mod remote;
 mod routes;
 mod setup;
+mod stored;
 mod worker;
 
 pub use bridge::{Bridge, BridgeTask};

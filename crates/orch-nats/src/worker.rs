@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) state: HandlerState,
     pub(crate) cancels: Cancels,
     pub(crate) max_message_bytes: usize,
+    /// How long stored outputs are kept (the layout's result retention).
+    pub(crate) result_retention: Duration,
     pub(crate) cancel_grace: Duration,
 }
 
@@ -206,6 +208,7 @@ impl WorkerBuilder {
                 state: self.state,
                 cancels: Cancels::default(),
                 max_message_bytes,
+                result_retention: self.layout.result_retention,
                 cancel_grace: self.cancel_grace,
             }),
             types,
