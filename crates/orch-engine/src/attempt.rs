@@ -18,6 +18,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::Sleep;
 
 use crate::handler::{AbortOnDrop, drop_panic_message, joined, panic_message};
+use crate::journaling::{Commit, PendingCommit};
 use crate::output::Stored;
 use crate::{Handler, Output, TaskContext, TaskError};
 
@@ -186,12 +187,15 @@ pub(crate) enum InFlight<'h> {
         index: u32,
         sleep: Option<Pin<Box<Sleep>>>,
     },
+    /// A durable run's journal records tasks that ended.
+    Commit(PendingCommit),
 }
 
 /// What finished.
 pub(crate) enum Landed {
     Attempt(u32, Result<Stored, TaskError>),
     BackoffOver(u32),
+    Committed(Commit),
 }
 
 impl Future for InFlight<'_> {
@@ -210,6 +214,7 @@ impl Future for InFlight<'_> {
                 None => Poll::Ready(()),
             }
             .map(|()| Landed::BackoffOver(*index)),
+            InFlight::Commit(commit) => Pin::new(commit).poll(cx).map(Landed::Committed),
         }
     }
 }

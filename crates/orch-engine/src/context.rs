@@ -136,7 +136,7 @@ impl TaskContext {
         T::deserialize(output.json()).map_err(|e| {
             let shared = match output {
                 Stored::Shared(_) => " (its summary; it returned a shared value)",
-                Stored::Json(_) => "",
+                Stored::Json(_) | Stored::Unjournaled(_) => "",
             };
             TaskError::permanent(format!(
                 "the output of `{id}`{shared} is not a `{}`: {e}",
@@ -162,7 +162,7 @@ impl TaskContext {
                     shared.type_name
                 ))
             }),
-            Stored::Json(_) => Err(TaskError::permanent(format!(
+            Stored::Json(_) | Stored::Unjournaled(_) => Err(TaskError::permanent(format!(
                 "`{id}` returned JSON, not a shared `{wanted}`; read it with `input`"
             ))),
         }

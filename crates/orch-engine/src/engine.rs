@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "events")]
 use crate::announce::EventTarget;
+#[cfg(feature = "journal")]
+use crate::journaling::JournalSettings;
 use crate::run::RunSettings;
 use crate::state::States;
 use crate::{Handler, RunError};
@@ -53,7 +55,7 @@ use crate::{Handler, RunError};
 /// ```
 #[derive(Clone)]
 pub struct WorkflowEngine {
-    inner: Arc<EngineInner>,
+    pub(crate) inner: Arc<EngineInner>,
 }
 
 pub(crate) struct EngineInner {
@@ -65,6 +67,9 @@ pub(crate) struct EngineInner {
     pub(crate) bus: Option<EventBus<EngineEvent>>,
     #[cfg(feature = "events")]
     pub(crate) event_outputs: bool,
+    /// Where durable runs are recorded.
+    #[cfg(feature = "journal")]
+    pub(crate) journal: Option<JournalSettings>,
 }
 
 impl EngineInner {
@@ -75,8 +80,9 @@ impl EngineInner {
             .clone()
     }
 
-    /// What a run started now needs: handlers registered later do not join it.
-    fn run_settings(&self) -> RunSettings {
+    /// What a run started now needs: handlers registered later do not join it. A
+    /// durable run adds the journal.
+    pub(crate) fn run_settings(&self) -> RunSettings {
         #[cfg(feature = "events")]
         let events = self.bus.clone().map(|bus| EventTarget {
             bus,
@@ -90,6 +96,7 @@ impl EngineInner {
             max_concurrent: self.max_concurrent,
             grace_period: self.grace_period,
             events,
+            journal: None,
         }
     }
 }
@@ -260,9 +267,19 @@ impl WorkflowEngine {
         previous: Option<WorkflowResult>,
         run_id: RunId,
     ) -> RunHandle {
+        self.start_with(self.inner.run_settings(), workflow, previous, run_id)
+    }
+
+    pub(crate) fn start_with(
+        &self,
+        settings: RunSettings,
+        workflow: &Workflow,
+        previous: Option<WorkflowResult>,
+        run_id: RunId,
+    ) -> RunHandle {
         let cancel = CancellationToken::new();
         let future = crate::run::execute(
-            self.inner.run_settings(),
+            settings,
             workflow.clone(),
             previous,
             run_id.clone(),
@@ -299,6 +316,8 @@ pub struct EngineBuilder {
     bus: Option<EventBus<EngineEvent>>,
     #[cfg(feature = "events")]
     event_outputs: bool,
+    #[cfg(feature = "journal")]
+    pub(crate) journal: Option<JournalSettings>,
 }
 
 impl Default for EngineBuilder {
@@ -311,6 +330,8 @@ impl Default for EngineBuilder {
             bus: None,
             #[cfg(feature = "events")]
             event_outputs: false,
+            #[cfg(feature = "journal")]
+            journal: None,
         }
     }
 }
@@ -414,6 +435,8 @@ impl EngineBuilder {
                 bus: self.bus,
                 #[cfg(feature = "events")]
                 event_outputs: self.event_outputs,
+                #[cfg(feature = "journal")]
+                journal: self.journal,
             }),
         }
     }
@@ -466,6 +489,16 @@ pub struct RunHandle {
 }
 
 impl RunHandle {
+    /// A run that does not start, for `error`.
+    #[cfg(feature = "journal")]
+    pub(crate) fn refused(run_id: RunId, error: RunError) -> Self {
+        RunHandle {
+            run_id,
+            cancel: CancellationToken::new(),
+            future: Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
     /// The run's id: the same in each of its events and in its result
     /// ([`WorkflowResult::run_id`]).
     pub fn run_id(&self) -> &RunId {

@@ -117,6 +117,37 @@
 //! # }
 //! ```
 //!
+//! # Durable runs
+//!
+//! With the `journal` feature (on by default), an engine given a journal
+//! ([`EngineBuilder::journal`]) records the runs it starts with
+//! [`WorkflowEngine::run_durable`] under the caller's run id, and the same call with the
+//! same id continues a run whose process stopped: tasks that completed are restored
+//! (with `TaskRestored` events) and only the rest runs. The journal is
+//! [`FileJournal`] (one file per run in a directory), a PostgreSQL database (feature
+//! `postgres`), or any [`Journal`]; the [`journal`] module reads and lists its runs.
+//!
+//! The rule the engine keeps: a task's completion is committed to the journal before
+//! any task that depends on it starts. Tasks that complete in one scheduling pass share
+//! one commit; independent tasks go on while it is under way. So whatever the journal
+//! holds has its dependencies in it too, and a process killed at any moment loses at
+//! most the completions not committed yet; those tasks run again. What a commit
+//! survives is the [`Durability`]: `Process` (a write, which survives the process
+//! crashing) or `Power` (also synced to stable storage, in groups of up to 64 records
+//! or 2 ms). Failures, skips and cancellations are recorded when the run ends, with its
+//! status; failed tasks run again when the run is continued.
+//!
+//! What the journal does not hold, and what that means on resume:
+//! - a [`Shared`] output (an in-process value): the journal keeps its summary;
+//! - an output the handler marked [`Output::not_journaled`] (too large to write after
+//!   every task): the journal keeps the handler's reason.
+//!
+//! Such a task runs again when a task that runs on resume depends on it, directly or
+//! not (its dependents need the value); otherwise it stays restored with the summary or
+//! reason as its result. A workflow whose completed tasks changed since the run was
+//! recorded (type, configuration or dependencies) is refused with an error saying what
+//! changed ([`RunError::Journal`]).
+//!
 //! # Cancellation
 //!
 //! [`RunHandle::cancel`] (or its token) stops a run from starting tasks and cancels the
@@ -158,9 +189,16 @@ mod announce;
 mod attempt;
 mod clock;
 mod context;
+#[cfg(feature = "journal")]
+mod durable;
 mod engine;
 mod error;
 mod handler;
+#[cfg(feature = "journal")]
+mod journaling;
+#[cfg(not(feature = "journal"))]
+#[path = "journaling_off.rs"]
+mod journaling;
 mod note;
 mod output;
 mod ready;
@@ -172,9 +210,17 @@ mod timer;
 
 pub use async_trait::async_trait;
 pub use context::TaskContext;
+#[cfg(feature = "journal")]
+pub use durable::JournalFailure;
 pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};
 pub use error::TaskError;
 pub use handler::{Handler, blocking, inline};
+/// The journal crate: backends ([`FileJournal`](orch_journal::FileJournal), and
+/// `PgJournal` with the `postgres` feature), listing and loading recorded runs.
+#[cfg(feature = "journal")]
+pub use orch_journal as journal;
+#[cfg(feature = "journal")]
+pub use orch_journal::{Durability, FileJournal, Journal};
 pub use output::{IntoOutput, Output, Shared};
 pub use remote::{HandlerState, RemoteTask, spawn_attempt};
 pub use run_error::RunError;

@@ -24,6 +24,9 @@ use crate::TaskError;
 ///   the record keeps only its summary (or null). Resuming cannot restore the value, so a
 ///   resumed run runs such a task again when a task that runs depends on it, directly or
 ///   not.
+/// - An output marked [`Output::not_journaled`] is kept as JSON in this process (in the
+///   record, for dependents) but a journal of a durable run holds only the reason it
+///   was left out: resuming the run from its journal treats it as a [`Shared`] output.
 pub struct Output(pub(crate) Stored);
 
 /// How the engine stores an output: as JSON, or as an in-process value (boxed, so that
@@ -31,6 +34,8 @@ pub struct Output(pub(crate) Stored);
 pub(crate) enum Stored {
     Json(Value),
     Shared(Box<SharedValue>),
+    /// JSON that a journal does not hold, with the reason the handler gave.
+    Unjournaled(Box<(Value, String)>),
 }
 
 pub(crate) struct SharedValue {
@@ -50,6 +55,7 @@ impl Stored {
         match self {
             Stored::Json(value) => value,
             Stored::Shared(shared) => &shared.summary,
+            Stored::Unjournaled(kept) => &kept.0,
         }
     }
 
@@ -58,6 +64,7 @@ impl Stored {
         match self {
             Stored::Json(value) => (value, false),
             Stored::Shared(shared) => (shared.summary, true),
+            Stored::Unjournaled(kept) => (kept.0, false),
         }
     }
 }
@@ -67,6 +74,28 @@ impl Output {
     /// is. Fails (permanently) when the value cannot be serialised.
     pub fn new(value: impl IntoOutput) -> Result<Self, TaskError> {
         value.into_output()
+    }
+
+    /// Keeps this output out of a durable run's journal (say, because it is too large
+    /// to write after every task), with `reason` recorded in its place. The run itself
+    /// is unchanged: dependents read the output and the task's record keeps it. A run
+    /// resumed from the journal runs the task again when a task that runs depends on it,
+    /// directly or not, as for a [`Shared`] output. A [`Shared`] output is never
+    /// journaled and stays as it is.
+    ///
+    /// ```
+    /// use orch_engine::{Output, TaskContext, TaskError};
+    ///
+    /// async fn render(_ctx: TaskContext) -> Result<Output, TaskError> {
+    ///     let frames = vec![0u8; 1 << 20];
+    ///     Ok(Output::new(frames)?.not_journaled("a megabyte of frames; cheap to render again"))
+    /// }
+    /// ```
+    pub fn not_journaled(self, reason: impl Into<String>) -> Self {
+        match self.0 {
+            Stored::Json(value) => Output(Stored::Unjournaled(Box::new((value, reason.into())))),
+            other => Output(other),
+        }
     }
 }
 
@@ -94,6 +123,11 @@ impl fmt::Debug for Output {
                 .debug_struct("Shared")
                 .field("type", &shared.type_name)
                 .field("summary", &shared.summary)
+                .finish(),
+            Stored::Unjournaled(kept) => f
+                .debug_struct("NotJournaled")
+                .field("value", &kept.0)
+                .field("reason", &kept.1)
                 .finish(),
         }
     }

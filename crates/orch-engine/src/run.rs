@@ -19,6 +19,7 @@ use crate::announce::{Announcer, EventTarget};
 use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
+use crate::journaling::{self, JournalSettings, RunJournal};
 use crate::note::Detail;
 use crate::output::Stored;
 use crate::ready::ReadySet;
@@ -28,6 +29,7 @@ use crate::{Handler, RunError, TaskContext, TaskError, timer};
 
 mod announcing;
 mod finish;
+mod journal;
 mod resume;
 
 /// Tasks started in a row without waiting before the run yields to the runtime.
@@ -41,6 +43,8 @@ pub(crate) struct RunSettings {
     pub(crate) grace_period: Duration,
     /// Where lifecycle events go, if anywhere.
     pub(crate) events: Option<EventTarget>,
+    /// The journal a durable run is recorded in (none for other runs).
+    pub(crate) journal: Option<JournalSettings>,
 }
 
 /// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
@@ -60,6 +64,13 @@ pub(crate) async fn execute(
             task_types: missing,
         });
     }
+    let (previous, journal) = match &engine.journal {
+        Some(settings) => {
+            let (recorded, journal) = journaling::open(settings, &workflow, &run_id).await?;
+            (recorded.or(previous), Some(journal))
+        }
+        None => (previous, None),
+    };
     if let Some(previous) = &previous {
         if previous.workflow_id != workflow.workflow_id() {
             return Err(RunError::ForeignResult {
@@ -106,8 +117,9 @@ pub(crate) async fn execute(
         spawn: &spawn,
     };
     let mut run = Scheduler::new(shared, plan, handlers, engine.max_concurrent, announcer);
+    run.journal = journal;
     let restored = match (previous, &kept) {
-        (Some(previous), Some(kept)) => run.restore(previous, kept),
+        (Some(previous), Some(kept)) => run.restore_kept(previous, kept),
         _ => 0,
     };
     run.announce_start(restored);
@@ -128,6 +140,7 @@ pub(crate) async fn execute(
     })
     .instrument(span)
     .await;
+    let journal = run.journal.take();
     let (result, announcer) = run.finish(run_id);
     if let Some(announcer) = announcer {
         let cancelled_and_grace_passed = async {
@@ -141,6 +154,9 @@ pub(crate) async fn execute(
             grace.passed().await;
         };
         announcer.finish_or_leave(cancelled_and_grace_passed).await;
+    }
+    if let Some(journal) = journal {
+        journal.close(&result).await?;
     }
     Ok(result)
 }
@@ -188,6 +204,8 @@ struct Scheduler<'p> {
     clock: Clock,
     /// Lifecycle events for the engine's bus, when it has one.
     announcer: Option<Announcer>,
+    /// The journal of a durable run.
+    journal: Option<RunJournal>,
 }
 
 impl<'p> Scheduler<'p> {
@@ -224,6 +242,7 @@ impl<'p> Scheduler<'p> {
             stopping: false,
             clock: Clock::start(),
             announcer,
+            journal: None,
         }
     }
 
@@ -246,6 +265,7 @@ impl<'p> Scheduler<'p> {
                 Progress::Waiting if flushed.is_ready() && self.may_start() => continue,
                 Progress::Waiting => Poll::Pending,
                 Progress::Yield => {
+                    self.commit();
                     cx.waker().wake_by_ref();
                     Poll::Pending
                 }
@@ -280,7 +300,7 @@ impl<'p> Scheduler<'p> {
                     return Progress::Yield;
                 }
             }
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() && !self.commit() {
                 // Nothing runs, so the starts above stopped for want of ready tasks, because
                 // the run stops (which empties the ready set), or because of the publisher.
                 return if self.may_start() {
@@ -302,7 +322,11 @@ impl<'p> Scheduler<'p> {
                         return Progress::Yield;
                     }
                 }
+                Poll::Ready(Some(Landed::Committed(commit))) => self.committed(commit),
                 Poll::Ready(None) => unreachable!("the in-flight set is not empty"),
+                // Tasks that completed in this pass are committed together; a commit
+                // that resolves at once releases their dependents in the same pass.
+                Poll::Pending if self.commit() => {}
                 Poll::Pending => return Progress::Waiting,
             }
         }
@@ -348,19 +372,9 @@ impl<'p> Scheduler<'p> {
             Ok(output) => {
                 let _ = self.shared.results[index].set(output);
                 self.settle(index, TaskStatus::Completed, None);
-                let dependents = self.plan.dependents(index);
-                // Count down first, without branching on the counts, so that the cache
-                // misses of a large random graph overlap; then start what became ready.
-                for &d in dependents {
-                    self.waiting[d as usize].dependencies -= 1;
-                }
-                if !self.stopping {
-                    for &d in dependents {
-                        let waiting = self.waiting[d as usize];
-                        if waiting.dependencies == 0 {
-                            self.ready.insert(waiting.position);
-                        }
-                    }
+                match &mut self.journal {
+                    Some(journal) => journal.push(index),
+                    None => self.release(index),
                 }
             }
             Err(error) if error.is_skip() => {
@@ -397,6 +411,25 @@ impl<'p> Scheduler<'p> {
                 }
                 self.settle(index, TaskStatus::Failed, Some(error.record_text()));
                 self.skip_descendants(index, "failed");
+            }
+        }
+    }
+
+    /// Counts down the dependencies of what depends on `index`, which completed, and
+    /// makes ready those with none left.
+    fn release(&mut self, index: usize) {
+        let dependents = self.plan.dependents(index);
+        // Count down first, without branching on the counts, so that the cache misses of
+        // a large random graph overlap; then start what became ready.
+        for &d in dependents {
+            self.waiting[d as usize].dependencies -= 1;
+        }
+        if !self.stopping {
+            for &d in dependents {
+                let waiting = self.waiting[d as usize];
+                if waiting.dependencies == 0 {
+                    self.ready.insert(waiting.position);
+                }
             }
         }
     }

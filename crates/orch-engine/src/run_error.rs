@@ -55,6 +55,19 @@ pub enum RunError {
         /// Whether the workflow ran inside a tokio runtime (one without a timer).
         in_runtime: bool,
     },
+    /// A durable run's journal could not be opened, read or written, or refused the run:
+    /// it holds another workflow's run under this id, or the workflow changed since the
+    /// run was recorded in tasks that had completed (the error says what changed). A
+    /// journal that fails while the run goes on stops it: no task starts after that.
+    #[cfg(feature = "journal")]
+    #[error("journal: {0}")]
+    Journal(crate::durable::JournalFailure),
+    /// [`WorkflowEngine::run_durable`](crate::WorkflowEngine::run_durable) on an engine
+    /// built without a journal.
+    #[error(
+        "this engine has no journal to run durably with: give it one with `EngineBuilder::journal`"
+    )]
+    NoJournal,
 }
 
 fn no_timer(options: &[(TaskId, &'static str)], in_runtime: bool) -> String {

@@ -43,11 +43,16 @@
 //! | `events` | `orch-events` | the pub/sub bus; the engine's lifecycle events on it | `events` (default) |
 //! | `metrics` | `orch-metrics` | the cross-run `Recorder` (each run's own metrics are `result.metrics()`, always there) | `metrics` (default) |
 //! | | | the `Recorder` reporting through the `metrics` crate | `metrics-facade` |
+//! | `journal` | `orch-journal` | durable runs: a journal of task completions, to continue a run after a crash ([`WorkflowEngine::run_durable`](engine::WorkflowEngine::run_durable)) | `journal` (default) |
+//! | | | the PostgreSQL journal (`journal::PgJournal`) | `postgres` |
 //!
 //! `default-features = false` leaves the bus and the `Recorder` out of the build.
 
 pub use orch_core as core;
 pub use orch_engine as engine;
+/// Durable runs: journals ([`journal::FileJournal`]), listing and loading recorded runs.
+#[cfg(feature = "journal")]
+pub use orch_engine::journal;
 #[cfg(feature = "events")]
 pub use orch_events as events;
 #[cfg(feature = "metrics")]
@@ -147,6 +152,8 @@ pub mod prelude {
         CancellationToken, EngineBuilder, Handler, IntoOutput, Output, RunError, RunHandle, Shared,
         TaskContext, TaskError, WorkflowEngine, async_trait, blocking, inline,
     };
+    #[cfg(feature = "journal")]
+    pub use orch_engine::{Durability, FileJournal, Journal};
     #[cfg(feature = "events")]
     pub use orch_events::{Delivery, EventBus, Overflow, SubscribeOptions};
     #[cfg(feature = "metrics")]

@@ -1,0 +1,189 @@
+//! A durable run's journal as the scheduler uses it: the engine's journal settings
+//! ([`JournalSettings`]), the open run's writer with the records waiting for the next
+//! commit ([`RunJournal`]), and a commit on its way ([`PendingCommit`]).
+//!
+//! The rule it keeps: a completed task's dependents are released only once its record
+//! is committed, so whatever the journal holds has its dependencies in it too.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use orch_core::{RunId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
+use orch_journal::{Durability, Journal, JournalError, JournalFuture, RunWriter};
+use serde_json::json;
+
+use crate::RunError;
+use crate::context::RunShared;
+use crate::durable::JournalFailure;
+use crate::output::Stored;
+
+/// The journal an engine records its durable runs in, and how durably.
+#[derive(Clone, Debug)]
+pub(crate) struct JournalSettings {
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) durability: Durability,
+}
+
+impl From<JournalError> for RunError {
+    fn from(error: JournalError) -> Self {
+        RunError::Journal(JournalFailure::new(error))
+    }
+}
+
+/// Opens run `run_id` of `workflow` in the journal: what it recorded before (to resume
+/// from), and the run's journal for the scheduler.
+pub(crate) async fn open(
+    settings: &JournalSettings,
+    workflow: &Workflow,
+    run_id: &RunId,
+) -> Result<(Option<WorkflowResult>, RunJournal), RunError> {
+    let opened = settings.journal.open(run_id, workflow).await?;
+    let journal = RunJournal {
+        writer: opened.writer,
+        durability: settings.durability,
+        batch: Vec::new(),
+        recorded: vec![false; workflow.len()],
+        failure: None,
+    };
+    Ok((opened.previous, journal))
+}
+
+/// One run's writer, and what it has yet to commit.
+pub(crate) struct RunJournal {
+    writer: Box<dyn RunWriter>,
+    durability: Durability,
+    /// Tasks that completed since the last commit.
+    batch: Vec<u32>,
+    /// Per task, whether a commit holding its record has resolved (or the record came
+    /// from the journal itself).
+    recorded: Vec<bool>,
+    failure: Option<JournalError>,
+}
+
+impl RunJournal {
+    /// Takes note that task `index` completed: its dependents wait for the commit that
+    /// records it.
+    pub(crate) fn push(&mut self, index: usize) {
+        self.batch.push(index as u32);
+    }
+
+    /// Marks the tasks a resumed run kept from the journal as recorded.
+    pub(crate) fn restored(&mut self, kept: &[bool]) {
+        for (recorded, &kept) in self.recorded.iter_mut().zip(kept) {
+            *recorded |= kept;
+        }
+    }
+
+    /// Commits the tasks that completed since the last commit, if any.
+    pub(crate) fn commit(
+        &mut self,
+        records: &[TaskRecord],
+        shared: &RunShared,
+    ) -> Option<PendingCommit> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let lines: Vec<TaskRecord> = batch
+            .iter()
+            .map(|&index| journal_record(&records[index as usize], shared, index))
+            .collect();
+        let ids = batch
+            .iter()
+            .map(|&index| &shared.task(index as usize).task_id);
+        let pairs: Vec<_> = ids.zip(&lines).collect();
+        let future = self.writer.commit(&pairs, self.durability);
+        Some(PendingCommit {
+            future,
+            batch: Some(batch),
+        })
+    }
+
+    /// Takes in a commit that resolved: the tasks whose dependents it releases, or none
+    /// when the journal failed (the run must then stop).
+    pub(crate) fn committed(&mut self, commit: Commit) -> Option<Vec<u32>> {
+        match commit.result {
+            Ok(()) => {
+                for &index in &commit.batch {
+                    self.recorded[index as usize] = true;
+                }
+                Some(commit.batch)
+            }
+            Err(error) => {
+                self.failure.get_or_insert(error);
+                None
+            }
+        }
+    }
+
+    /// Records the tasks that ended without completing and are not recorded yet
+    /// (failures, skips, cancellations), then the run's end, and waits until that is as
+    /// durable as the engine's setting asks. A completion whose commit the end of a
+    /// cancelled run cut short stays out: no dependent of it ran, and it runs again when
+    /// the run is resumed.
+    pub(crate) async fn close(self, result: &WorkflowResult) -> Result<(), RunError> {
+        if let Some(error) = self.failure {
+            return Err(error.into());
+        }
+        let rest: Vec<_> = result
+            .tasks
+            .iter()
+            .zip(&self.recorded)
+            .filter(|((_, record), recorded)| {
+                !**recorded && !matches!(record.status, TaskStatus::Pending | TaskStatus::Completed)
+            })
+            .map(|((id, record), _)| (id, record))
+            .collect();
+        if !rest.is_empty() {
+            self.writer.append(&rest).await?;
+        }
+        self.writer.finish(result.status).await?;
+        if self.durability == Durability::Power {
+            self.writer.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+/// What the journal holds of a task's record: the record with its output, unless the
+/// output stays in this process (then a summary, or the reason it was left out, marked
+/// as not the output itself).
+fn journal_record(record: &TaskRecord, shared: &RunShared, index: u32) -> TaskRecord {
+    let mut line = record.clone();
+    if let Some(output) = shared.results[index as usize].get() {
+        let (result, in_process) = match output {
+            Stored::Json(value) => (value.clone(), false),
+            Stored::Shared(shared) => (shared.summary.clone(), true),
+            Stored::Unjournaled(kept) => (json!({ "not_journaled": kept.1 }), true),
+        };
+        line.result = Some(result);
+        line.shared_output |= in_process;
+    }
+    line
+}
+
+/// A commit on its way: resolves with the batch it records.
+pub(crate) struct PendingCommit {
+    future: JournalFuture,
+    batch: Option<Vec<u32>>,
+}
+
+/// A commit that resolved.
+pub(crate) struct Commit {
+    result: Result<(), JournalError>,
+    batch: Vec<u32>,
+}
+
+impl Future for PendingCommit {
+    type Output = Commit;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Commit> {
+        let this = self.get_mut();
+        this.future.as_mut().poll(cx).map(|result| Commit {
+            result,
+            batch: this.batch.take().unwrap_or_default(),
+        })
+    }
+}

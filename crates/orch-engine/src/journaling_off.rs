@@ -1,0 +1,63 @@
+//! Without the `journal` feature: no run has a journal, so none of these types has a
+//! value; they keep the scheduler's code the same in both builds.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use orch_core::{RunId, TaskRecord, Workflow, WorkflowResult};
+
+use crate::RunError;
+use crate::context::RunShared;
+
+/// No journal settings exist without the feature.
+#[derive(Clone, Debug)]
+pub(crate) enum JournalSettings {}
+
+pub(crate) async fn open(
+    settings: &JournalSettings,
+    _workflow: &Workflow,
+    _run_id: &RunId,
+) -> Result<(Option<WorkflowResult>, RunJournal), RunError> {
+    match *settings {}
+}
+
+pub(crate) enum RunJournal {}
+
+impl RunJournal {
+    pub(crate) fn push(&mut self, _index: usize) {
+        match *self {}
+    }
+
+    pub(crate) fn restored(&mut self, _kept: &[bool]) {
+        match *self {}
+    }
+
+    pub(crate) fn commit(
+        &mut self,
+        _records: &[TaskRecord],
+        _shared: &RunShared,
+    ) -> Option<PendingCommit> {
+        match *self {}
+    }
+
+    pub(crate) fn committed(&mut self, commit: Commit) -> Option<Vec<u32>> {
+        match commit {}
+    }
+
+    pub(crate) async fn close(self, _result: &WorkflowResult) -> Result<(), RunError> {
+        match self {}
+    }
+}
+
+pub(crate) enum PendingCommit {}
+
+pub(crate) enum Commit {}
+
+impl Future for PendingCommit {
+    type Output = Commit;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Commit> {
+        match *self.get_mut() {}
+    }
+}

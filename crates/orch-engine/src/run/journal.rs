@@ -1,0 +1,51 @@
+//! A durable run's scheduler and its journal: tasks that completed in a pass are
+//! committed together, and their dependents are released once the commit resolves.
+
+use orch_core::WorkflowResult;
+
+use super::Scheduler;
+use crate::attempt::InFlight;
+use crate::journaling::Commit;
+
+impl Scheduler<'_> {
+    /// Hands the tasks that completed since the last commit to the journal; whether
+    /// there were any (their commit is then in flight).
+    pub(super) fn commit(&mut self) -> bool {
+        let Some(journal) = &mut self.journal else {
+            return false;
+        };
+        match journal.commit(&self.records, &self.shared) {
+            Some(pending) => {
+                self.in_flight.push(InFlight::Commit(pending));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Releases the dependents of the tasks a commit recorded; a journal that failed
+    /// stops the run (what is not recorded must not be built on).
+    pub(super) fn committed(&mut self, commit: Commit) {
+        let released = match &mut self.journal {
+            Some(journal) => journal.committed(commit),
+            None => None,
+        };
+        match released {
+            Some(released) => {
+                for index in released {
+                    self.release(index as usize);
+                }
+            }
+            None => self.stop_starting(),
+        }
+    }
+
+    /// Takes over the tasks `kept` from `previous`, which the journal already holds
+    /// when the run is durable. Returns how many tasks it kept.
+    pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
+        if let Some(journal) = &mut self.journal {
+            journal.restored(kept);
+        }
+        self.restore(previous, kept)
+    }
+}

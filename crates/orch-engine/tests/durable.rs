@@ -1,0 +1,393 @@
+//! Durable runs: `run_durable` records a run in a journal and continues it by its id,
+//! running only what did not complete; a changed workflow is refused; dependents start
+//! only once what they depend on is committed; outputs left out of the journal run again.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use orch_core::{
+    EngineEvent, EngineEventKind, RunId, Task, TaskId, TaskRecord, TaskStatus, Workflow,
+    WorkflowResult, WorkflowStatus,
+};
+use orch_engine::journal::{
+    JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
+};
+use orch_engine::{
+    Durability, FileJournal, Journal, Output, RunError, Shared, TaskContext, TaskError,
+    WorkflowEngine,
+};
+use orch_events::EventBus;
+use serde_json::json;
+
+/// How many times each task's handler ran.
+#[derive(Clone, Default)]
+struct Calls(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Calls {
+    fn note(&self, ctx: &TaskContext) {
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .entry(ctx.task_id().to_string())
+            .or_default() += 1;
+    }
+
+    fn of(&self, id: &str) -> usize {
+        self.0.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An engine journaling in `dir` (a fresh journal each time, as a restarted process
+/// would have), whose `step` handlers count their calls and whose `flaky` handler
+/// fails unless `flaky_succeeds`.
+fn engine(
+    dir: &Path,
+    calls: &Calls,
+    flaky_succeeds: bool,
+    bus: Option<EventBus<EngineEvent>>,
+) -> WorkflowEngine {
+    let journal = FileJournal::new(dir).unwrap();
+    let mut builder = WorkflowEngine::builder()
+        .max_concurrent(2)
+        .journal(journal, Durability::Power);
+    if let Some(bus) = bus {
+        builder = builder.event_bus(bus);
+    }
+    let engine = builder.build().unwrap();
+    let c = calls.clone();
+    engine.register_handler("step", move |ctx: TaskContext| {
+        c.note(&ctx);
+        let sum: i64 = ctx
+            .dependency_results()
+            .filter_map(|(_, v)| v.as_i64())
+            .sum();
+        async move { Ok::<_, TaskError>(sum + 1) }
+    });
+    let c = calls.clone();
+    engine.register_handler("flaky", move |ctx: TaskContext| {
+        c.note(&ctx);
+        async move {
+            if flaky_succeeds {
+                Ok(json!("finally"))
+            } else {
+                Err(TaskError::permanent("not yet"))
+            }
+        }
+    });
+    engine
+}
+
+fn pipeline() -> Workflow {
+    Workflow::new("w", "W")
+        .task(Task::new("a", "step"))
+        .task(Task::new("b", "step").depends_on(["a"]))
+        .task(Task::new("c", "flaky").depends_on(["b"]))
+        .task(Task::new("d", "step"))
+}
+
+#[test]
+fn a_durable_run_continues_where_its_journal_left_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("nightly").unwrap();
+    let workflow = pipeline();
+    let first = runtime()
+        .block_on(engine(dir.path(), &calls, false, None).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Failed);
+
+    let (second, events) = runtime().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut subscription = bus.subscribe("workflow.>").unwrap();
+        let engine = engine(dir.path(), &calls, true, Some(bus.clone()));
+        let result = engine.run_durable(&workflow, run_id.clone()).await.unwrap();
+        bus.close().await;
+        let mut events = Vec::new();
+        while let Some(event) = subscription.recv_event().await {
+            events.push((event.payload().task_id.clone(), event.payload().kind));
+        }
+        (result, events)
+    });
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    assert_eq!(second.run_id, run_id);
+    for (id, runs) in [("a", 1), ("b", 1), ("c", 2), ("d", 1)] {
+        assert_eq!(calls.of(id), runs, "runs of `{id}`");
+    }
+    // The restored results are the ones recorded, and dependents read them.
+    assert_eq!(second.task("b").unwrap().result, Some(json!(2)));
+    assert_eq!(second.task("c").unwrap().result, Some(json!("finally")));
+    let restored: Vec<_> = events
+        .iter()
+        .filter(|(_, kind)| *kind == EngineEventKind::TaskRestored)
+        .filter_map(|(id, _)| id.as_ref().map(|id| id.to_string()))
+        .collect();
+    assert_eq!(restored, ["a", "b", "d"]);
+
+    // The journal now holds the completed run; a third start runs nothing.
+    let loaded = runtime()
+        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.status(), orch_engine::journal::RunStatus::Completed);
+    let third = runtime()
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(third.status, WorkflowStatus::Completed);
+    assert_eq!(calls.of("c"), 2);
+}
+
+#[test]
+fn a_workflow_changed_in_completed_tasks_is_refused_saying_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("r").unwrap();
+    runtime()
+        .block_on(engine(dir.path(), &calls, false, None).run_durable(&pipeline(), run_id.clone()))
+        .unwrap();
+    let changed = Workflow::new("w", "W")
+        .task(Task::new("a", "step").config(json!({"rows": 10})))
+        .task(Task::new("b", "step").depends_on(["a"]))
+        .task(Task::new("c", "flaky").depends_on(["b"]))
+        .task(Task::new("d", "step"));
+    let error = runtime()
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&changed, run_id))
+        .unwrap_err();
+    let RunError::Journal(failure) = &error else {
+        panic!("a journal refusal, not {error:?}");
+    };
+    assert!(
+        matches!(failure.error(), JournalError::WorkflowChanged { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("changed `a`"), "{error}");
+    assert_eq!(calls.of("a"), 1, "nothing ran");
+    assert_eq!(calls.of("c"), 1, "nothing ran");
+}
+
+#[test]
+fn run_durable_without_a_journal_is_refused() {
+    let engine = WorkflowEngine::new();
+    let error = runtime()
+        .block_on(engine.run_durable(&pipeline(), RunId::parse("r").unwrap()))
+        .unwrap_err();
+    assert_eq!(error, RunError::NoJournal);
+}
+
+/// A file journal whose commits resolve only once the test lets them, and which notes
+/// each task id it was given, beside the starts the handlers note.
+#[derive(Debug, Clone)]
+struct Gated {
+    inner: FileJournal,
+    gate: Arc<tokio::sync::Semaphore>,
+    log: Arc<Mutex<Vec<String>>>,
+    appended: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Journal for Gated {
+    async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
+        let mut opened = self.inner.open(run, workflow).await?;
+        opened.writer = Box::new(GatedWriter {
+            inner: opened.writer,
+            journal: self.clone(),
+        });
+        Ok(opened)
+    }
+
+    async fn load(&self, run: &RunId) -> Result<Option<LoadedRun>, JournalError> {
+        self.inner.load(run).await
+    }
+
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
+        self.inner.list(filter).await
+    }
+}
+
+#[derive(Debug)]
+struct GatedWriter {
+    inner: Box<dyn RunWriter>,
+    journal: Gated,
+}
+
+impl RunWriter for GatedWriter {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        let written = self.inner.append(records);
+        let log = Arc::clone(&self.journal.log);
+        let ids: Vec<String> = records
+            .iter()
+            .map(|(id, _)| format!("recorded {id}"))
+            .collect();
+        let gate = Arc::clone(&self.journal.gate);
+        let appended = Arc::clone(&self.journal.appended);
+        Box::pin(async move {
+            written.await?;
+            appended.notify_one();
+            gate.acquire().await.unwrap().forget();
+            log.lock().unwrap().extend(ids);
+            Ok(())
+        })
+    }
+
+    fn sync(&self) -> JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
+        self.inner.finish(status)
+    }
+}
+
+#[test]
+fn dependents_start_only_once_what_they_depend_on_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Gated {
+        inner: FileJournal::new(dir.path()).unwrap(),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        log: Arc::default(),
+        appended: Arc::default(),
+    };
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(4)
+        .journal(journal.clone(), Durability::Process)
+        .build()
+        .unwrap();
+    let log = Arc::clone(&journal.log);
+    engine.register_handler("step", move |ctx: TaskContext| {
+        log.lock()
+            .unwrap()
+            .push(format!("started {}", ctx.task_id()));
+        async move { Ok::<_, TaskError>(()) }
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "step"))
+        .task(Task::new("b", "step").depends_on(["a"]));
+    let result = runtime().block_on(async {
+        let run = tokio::spawn(engine.run_durable(&workflow, RunId::parse("r").unwrap()));
+        journal.appended.notified().await;
+        // The run has nothing to do but wait for the commit of `a`.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            *journal.log.lock().unwrap(),
+            ["started a"],
+            "`b` waits for `a`'s commit"
+        );
+        journal.gate.add_permits(100);
+        run.await.unwrap().unwrap()
+    });
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(
+        *journal.log.lock().unwrap(),
+        ["started a", "recorded a", "started b", "recorded b"]
+    );
+}
+
+#[test]
+fn outputs_left_out_of_the_journal_run_again_when_a_resumed_task_needs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("r").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("big", "big"))
+        .task(Task::new("table", "table"))
+        .task(Task::new("leaf", "big"))
+        .task(Task::new("use", "flaky").depends_on(["big", "table"]));
+    let start = |flaky_succeeds: bool| {
+        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
+        let c = calls.clone();
+        engine.register_handler("big", move |ctx: TaskContext| {
+            c.note(&ctx);
+            async move { Ok::<_, TaskError>(Output::new(vec![7u8; 64])?.not_journaled("too large")) }
+        });
+        let c = calls.clone();
+        engine.register_handler("table", move |ctx: TaskContext| {
+            c.note(&ctx);
+            async move { Ok::<_, TaskError>(Shared::new(vec![1.0f64]).summary(json!({"rows": 1}))) }
+        });
+        engine
+    };
+    let first = runtime()
+        .block_on(start(false).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    // The run's own result keeps the output; the journal keeps the reason instead.
+    assert_eq!(
+        first.task("big").unwrap().result,
+        Some(json!(vec![7u8; 64]))
+    );
+    let loaded = runtime()
+        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
+        .unwrap()
+        .unwrap();
+    let big = loaded.task("big").unwrap();
+    assert_eq!(big.result, Some(json!({"not_journaled": "too large"})));
+    assert!(big.shared_output);
+    assert!(loaded.task("table").unwrap().shared_output);
+
+    let second = runtime()
+        .block_on(start(true).run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    // `use` runs again and needs `big` and `table`: both run again. `leaf` is needed by
+    // nothing that runs, so it is restored (with the reason in place of its output).
+    assert_eq!(
+        (calls.of("big"), calls.of("table"), calls.of("use")),
+        (2, 2, 2)
+    );
+    assert_eq!(calls.of("leaf"), 1);
+    assert_eq!(
+        second.task("big").unwrap().result,
+        Some(json!(vec![7u8; 64]))
+    );
+}
+
+#[test]
+fn a_run_result_read_back_matches_what_ran() {
+    // Listing finds the run with its counts, and to_result gives what resume takes.
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("listed").unwrap();
+    let workflow = pipeline();
+    let ran: WorkflowResult = runtime()
+        .block_on(engine(dir.path(), &calls, false, None).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let runs = runtime()
+        .block_on(journal.list(&RunFilter::default()))
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (
+            runs[0].run_id.clone(),
+            runs[0].recorded_tasks,
+            runs[0].completed_tasks
+        ),
+        (run_id.clone(), 4, 3)
+    );
+    let loaded = runtime().block_on(journal.load(&run_id)).unwrap().unwrap();
+    let back = loaded.to_result(&workflow).unwrap();
+    for (id, record) in ran.tasks.iter() {
+        let read = back.task(id).unwrap();
+        assert_eq!(
+            (read.status, &read.result, read.attempts),
+            (record.status, &record.result, record.attempts),
+            "task `{id}`"
+        );
+        if record.status == TaskStatus::Completed {
+            assert_eq!(read.end_time, record.end_time, "task `{id}`");
+        }
+    }
+}
