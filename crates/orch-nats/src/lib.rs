@@ -171,6 +171,8 @@
 mod bridge;
 mod config;
 mod error;
+#[cfg(feature = "journal")]
+mod journal;
 mod presence;
 mod protocol;
 mod remote;
@@ -182,6 +184,8 @@ mod worker;
 pub use bridge::{Bridge, BridgeTask};
 pub use config::{Auth, NatsConfig, Secret, env};
 pub use error::ConnectError;
+#[cfg(feature = "journal")]
+pub use journal::NatsJournal;
 pub use remote::{Inputs, RemoteBuilder, RemoteHandler};
 pub use setup::Layout;
 pub use worker::{Worker, WorkerBuilder};
