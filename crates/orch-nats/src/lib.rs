@@ -36,6 +36,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With feature `journal` (on by default), [`NatsJournal`] keeps durable runs on a
+//! JetStream stream (`ORCH_JOURNAL`, subject `orch.journal.<run>`), so that a coordinator
+//! restarted on another machine continues a run with
+//! `WorkflowEngine::run_durable` and no local disk.
+//!
 //! A [`Bridge`] carries events between orch event buses and NATS subjects: an engine's
 //! lifecycle events out to any NATS subscriber (a dashboard, another service), and NATS
 //! messages into a bus.
@@ -84,6 +89,8 @@
 //! | cancellations | core subject `orch.cancel.<run>` | every worker listens |
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
 //! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*` | read by coordinators |
+//! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
+//! | journal (feature `journal`) | stream `ORCH_JOURNAL`, subjects `orch.journal.<run>` | appended and replayed by coordinators |
 //!
 //! Names inside subjects and consumer names (`<type>`, `<task>`) keep ASCII letters,
 //! digits, `-` and `_`, and write every other byte as `~XX` (hex): type `ml.embed` is
@@ -114,6 +121,8 @@
 //! ```
 //!
 //! with `"outcome"` one of `{"status": "completed", "output": ...}`,
+//! `{"status": "stored", "object": "<run>.<task>.<attempt>", "bytes": 2097154}` (the
+//! output is that object of the `ORCH_RESULTS` object store bucket),
 //! `{"status": "failed", "error": "outer: inner", "permanent": false}` or
 //! `{"status": "skipped", "reason": "..."}`.
 //!
