@@ -118,6 +118,17 @@ pub enum JournalError {
         /// The error of the failed sync.
         message: String,
     },
+    /// A backend in another crate (see [`backend`](crate::backend)) could not store or
+    /// read the journal.
+    #[error("{backend}: cannot {action}: {message}")]
+    Backend {
+        /// The backend (such as `NATS JetStream`).
+        backend: &'static str,
+        /// What was being done.
+        action: String,
+        /// The store's or the client's error.
+        message: String,
+    },
     /// The PostgreSQL server refused or failed a request (the connection's password is
     /// never part of the message).
     #[cfg(feature = "postgres")]

@@ -36,6 +36,8 @@
 //!   directory, readable by its owner only. No server, no dependency.
 //! - `PgJournal` (feature `postgres`): a PostgreSQL database, for several coordinators
 //!   that share runs.
+//! - Elsewhere: [`backend::RunLines`] writes and reads a run's journal as batches of
+//!   lines for a backend in another crate (orch-nats keeps runs on a JetStream stream).
 //!
 //! # What is recorded, and what a resume trusts
 //!
@@ -68,6 +70,7 @@
 //! so every operation returns a future; the file journal's futures are ready at once,
 //! except a sync, which waits for a thread of the journal's own that runs `fdatasync`.
 
+pub mod backend;
 mod claim;
 mod definition;
 mod error;

@@ -20,6 +20,12 @@ pub(crate) struct ReadRun {
 
 /// Reads the journal of `run` from `bytes`, the content of the file at `path`.
 pub(crate) fn read_run(path: &Path, run: &RunId, bytes: &[u8]) -> Result<ReadRun, JournalError> {
+    read_lines(path, run, bytes)
+}
+
+/// Reads the journal of `run` from `bytes`, its lines as kept at `path` (a file, or
+/// another backend's name for where the run is).
+pub(crate) fn read_lines(path: &Path, run: &RunId, bytes: &[u8]) -> Result<ReadRun, JournalError> {
     let at = |line: u64| format!("{}, line {line}", path.display());
     let mut loaded: Option<LoadedRun> = None;
     let mut pos = 0;

@@ -98,7 +98,8 @@ impl RunFilter {
         self
     }
 
-    pub(crate) fn accepts(&self, summary: &RunSummary) -> bool {
+    /// Whether the filter lets the run `summary` describes through.
+    pub fn accepts(&self, summary: &RunSummary) -> bool {
         self.workflow_id
             .as_ref()
             .is_none_or(|w| *w == summary.workflow_id)
@@ -241,7 +242,8 @@ impl LoadedRun {
         (self.current.len(), completed)
     }
 
-    pub(crate) fn summary(&self) -> RunSummary {
+    /// The run in brief, as [`Journal::list`](crate::Journal::list) gives it.
+    pub fn summary(&self) -> RunSummary {
         let (recorded_tasks, completed_tasks) = self.counts();
         RunSummary {
             run_id: self.run_id.clone(),

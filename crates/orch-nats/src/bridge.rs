@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use crate::setup::Layout;
+use crate::setup::{self, Layout};
 use crate::{ConnectError, NatsConfig};
 
 /// The header that names the bridge an event left through, so that the same bridge
@@ -156,10 +156,12 @@ impl Bridge {
                 })?;
         // Returns once the server has the subscription, so nothing published after this
         // call is missed.
-        self.client.flush().await.map_err(|e| ConnectError::Setup {
-            what: format!("the subscription to `{subject}`"),
-            reason: e.to_string(),
-        })?;
+        setup::subscriptions_in_place(
+            &self.client,
+            self.client.new_inbox(),
+            &format!("the subscription to `{subject}`"),
+        )
+        .await?;
         let bus = bus.clone();
         let bridge = self.clone();
         Ok(BridgeTask(tokio::spawn(async move {

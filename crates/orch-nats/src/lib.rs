@@ -36,6 +36,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With feature `journal` (on by default), [`NatsJournal`] keeps durable runs on a
+//! JetStream stream (`ORCH_JOURNAL`, subject `orch.journal.<run>`), so that a coordinator
+//! restarted on another machine continues a run with
+//! `WorkflowEngine::run_durable` and no local disk.
+//!
 //! A [`Bridge`] carries events between orch event buses and NATS subjects: an engine's
 //! lifecycle events out to any NATS subscriber (a dashboard, another service), and NATS
 //! messages into a bus.
@@ -66,9 +71,11 @@
 //!   [`ConnectError::Unreachable`].
 //! - **Sizes**: a task message over the server's `max_payload` (or
 //!   [`RemoteBuilder::max_message_bytes`]) fails its attempt permanently, naming its
-//!   largest input; an output over it fails the attempt on the worker with its size.
-//!   Large outputs do not yet travel through the object store: keep them elsewhere and
-//!   return a reference.
+//!   largest input. An output too large for a result message is stored in the object
+//!   store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
+//!   under the attempt's message id, and the result message names it; the coordinator
+//!   reads it from there. A dependent's task message still carries its inputs, so a
+//!   large output read by a remote dependent fails that dependent's attempt as above.
 //!
 //! # Protocol (version 1)
 //!
@@ -82,6 +89,8 @@
 //! | cancellations | core subject `orch.cancel.<run>` | every worker listens |
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
 //! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*` | read by coordinators |
+//! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
+//! | journal (feature `journal`) | stream `ORCH_JOURNAL`, subjects `orch.journal.<run>` | appended and replayed by coordinators |
 //!
 //! Names inside subjects and consumer names (`<type>`, `<task>`) keep ASCII letters,
 //! digits, `-` and `_`, and write every other byte as `~XX` (hex): type `ml.embed` is
@@ -112,6 +121,8 @@
 //! ```
 //!
 //! with `"outcome"` one of `{"status": "completed", "output": ...}`,
+//! `{"status": "stored", "object": "<run>.<task>.<attempt>", "bytes": 2097154}` (the
+//! output is that object of the `ORCH_RESULTS` object store bucket),
 //! `{"status": "failed", "error": "outer: inner", "permanent": false}` or
 //! `{"status": "skipped", "reason": "..."}`.
 //!
@@ -155,6 +166,11 @@
 //! }
 //! ```
 //!
+//! A worker whose outputs may be over the server's `max_payload` also stores them in
+//! the object store bucket (which the coordinator creates): add
+//! `"$O.ORCH_RESULTS.>"`, `"$JS.API.STREAM.INFO.OBJ_ORCH_RESULTS"` and
+//! `"$JS.API.DIRECT.GET.OBJ_ORCH_RESULTS.>"` to its `publish` list.
+//!
 //! With it, a worker may create only its own types' consumers and no stream: start a
 //! coordinator first (it creates the streams), or create them as an administrator.
 //! A request the server refuses for want of permission goes unanswered; it fails as
@@ -164,16 +180,21 @@
 mod bridge;
 mod config;
 mod error;
+#[cfg(feature = "journal")]
+mod journal;
 mod presence;
 mod protocol;
 mod remote;
 mod routes;
 mod setup;
+mod stored;
 mod worker;
 
 pub use bridge::{Bridge, BridgeTask};
 pub use config::{Auth, NatsConfig, Secret, env};
 pub use error::ConnectError;
+#[cfg(feature = "journal")]
+pub use journal::NatsJournal;
 pub use remote::{Inputs, RemoteBuilder, RemoteHandler};
 pub use setup::Layout;
 pub use worker::{Worker, WorkerBuilder};

@@ -67,6 +67,10 @@ pub(crate) struct ResultMessage {
 pub(crate) enum Outcome {
     /// The handler returned `output`.
     Completed { output: Value },
+    /// The handler returned an output too large for a result message: it is object
+    /// `object` (the attempt's message id) in the results' object store bucket, `bytes`
+    /// of JSON.
+    Stored { object: String, bytes: u64 },
     /// The handler failed; `error` is the whole chain of messages.
     Failed {
         error: String,
@@ -151,6 +155,18 @@ impl Names {
 
     pub(crate) fn results_stream(&self) -> &str {
         &self.results_stream
+    }
+
+    /// The object store bucket of outputs too large for a result message (stream
+    /// `OBJ_<bucket>`).
+    pub(crate) fn results_bucket(&self) -> &str {
+        &self.results_stream
+    }
+
+    /// The JetStream API subject that answers with the tasks stream's state; every
+    /// coordinator and worker may request it.
+    pub(crate) fn tasks_stream_info(&self) -> String {
+        format!("$JS.API.STREAM.INFO.{}", self.tasks_stream)
     }
 
     /// `<prefix>.task.>`: every task subject.

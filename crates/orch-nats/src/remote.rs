@@ -20,6 +20,7 @@ use crate::presence::Presence;
 use crate::protocol::{self, CancelMessage, Names, Outcome};
 use crate::routes::{self, AttemptKey, Routes, Settled};
 use crate::setup::{self, Layout};
+use crate::stored;
 use crate::{ConnectError, NatsConfig};
 
 /// A [`Handler`] that runs each attempt of its tasks on a [`Worker`](crate::Worker)
@@ -121,6 +122,12 @@ impl RemoteBuilder {
         self.layout.check()?;
         let js = jetstream::new(client.clone());
         setup::ensure_streams(&js, &self.layout).await?;
+        stored::open_bucket(&js, &self.layout.names(), self.layout.result_retention)
+            .await
+            .map_err(|reason| ConnectError::Setup {
+                what: "the object store bucket of large outputs".to_owned(),
+                reason,
+            })?;
         let names = self.layout.names();
         let routes = Arc::new(Routes::default());
         let setup_failed = |what: &str| {
@@ -138,10 +145,12 @@ impl RemoteBuilder {
         let (results, next) = routes::open_results(&js, &names)
             .await
             .map_err(|e| setup_failed("a consumer of the results stream")(&e))?;
-        client
-            .flush()
-            .await
-            .map_err(|e| setup_failed("the coordinator's subscriptions")(&e))?;
+        setup::subscriptions_in_place(
+            &client,
+            names.tasks_stream_info(),
+            "the coordinator's subscriptions",
+        )
+        .await?;
         let listeners = vec![
             tokio::spawn(routes::listen_results(
                 js.clone(),
@@ -252,6 +261,10 @@ impl Inner {
         match outcome? {
             Settled::Result(result) => match result.outcome {
                 Outcome::Completed { output } => Ok(Output::from(output)),
+                Outcome::Stored { object, .. } => stored::get(&self.js, &self.names, &object)
+                    .await
+                    .map(Output::from)
+                    .map_err(TaskError::new),
                 Outcome::Failed {
                     error,
                     permanent: true,

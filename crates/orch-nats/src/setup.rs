@@ -218,3 +218,30 @@ fn no_jetstream_or(what: String, error: &dyn std::fmt::Display) -> ConnectError 
         }
     }
 }
+
+/// Returns once the server has processed everything this connection sent before, its
+/// subscriptions included, so that a message anyone publishes afterwards reaches them.
+///
+/// `Client::flush` only writes the connection's buffer to the socket: the server may
+/// not have read the subscriptions yet when another connection publishes. A request
+/// answered by the server (a reply, or its "no responders" status) is read after them,
+/// so its answer proves they are in place. `probe` is a subject this connection may
+/// publish to: a JetStream API subject it uses anyway, or a fresh inbox.
+pub(crate) async fn subscriptions_in_place(
+    client: &async_nats::Client,
+    probe: String,
+    what: &str,
+) -> Result<(), ConnectError> {
+    use async_nats::client::RequestErrorKind;
+    match client.request(probe.clone(), bytes::Bytes::new()).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(()),
+        Err(error) => Err(ConnectError::Setup {
+            what: what.to_owned(),
+            reason: format!(
+                "the server did not answer a request on `{probe}` that confirms them: {error} \
+                 (may this user publish there?)"
+            ),
+        }),
+    }
+}

@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) state: HandlerState,
     pub(crate) cancels: Cancels,
     pub(crate) max_message_bytes: usize,
+    /// How long stored outputs are kept (the layout's result retention).
+    pub(crate) result_retention: Duration,
     pub(crate) cancel_grace: Duration,
 }
 
@@ -206,6 +208,7 @@ impl WorkerBuilder {
                 state: self.state,
                 cancels: Cancels::default(),
                 max_message_bytes,
+                result_retention: self.layout.result_retention,
                 cancel_grace: self.cancel_grace,
             }),
             types,
@@ -245,10 +248,12 @@ async fn subscribe(
                 .map_err(failed(format!("the subscription to `{subject}`")))?,
         );
     }
-    client.flush().await.map_err(|e| ConnectError::Setup {
-        what: "the worker's subscriptions".to_owned(),
-        reason: e.to_string(),
-    })?;
+    setup::subscriptions_in_place(
+        client,
+        names.tasks_stream_info(),
+        "the worker's subscriptions",
+    )
+    .await?;
     Ok(Subscriptions { cancels, presence })
 }
 

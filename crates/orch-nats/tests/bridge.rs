@@ -22,7 +22,7 @@ async fn a_runs_events_reach_nats_subscribers_in_order() {
         .subscribe("orch.events.workflow.etl.>")
         .await
         .expect("subscribes");
-    watcher.flush().await.expect("flushes");
+    common::subscriptions_in_place(&watcher).await;
 
     let bus: EventBus<EngineEvent> = EventBus::new();
     let engine = WorkflowEngine::builder()
@@ -119,7 +119,7 @@ async fn nats_messages_reach_a_bus_and_exports_do_not_come_back() {
         .subscribe("shared.app.local")
         .await
         .expect("subscribes");
-    sender.flush().await.expect("flushes");
+    common::subscriptions_in_place(&sender).await;
     bus.publish("app.local", json!(1)).await.expect("published");
     let third = received.recv_event().await.expect("an event");
     assert_eq!(third.subject().as_str(), "app.local");

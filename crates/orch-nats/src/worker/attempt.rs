@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, ResultMessage, TaskMessage};
 use crate::routes::AttemptKey;
+use crate::stored;
 
 /// How the handler's run ended, for the message.
 enum Ending {
@@ -85,6 +86,7 @@ pub(crate) async fn run(
         shared.cancels.finish(&key);
         match ending {
             Ending::Report(outcome) => {
+                let outcome = store_if_large(&shared, &key, outcome).await;
                 let result = result_message(&shared, &key, outcome);
                 if publish_result(&shared, &key, result, &hand_back).await {
                     ack(&message, AckKind::Ack).await;
@@ -142,7 +144,7 @@ async fn execute(
     tokio::pin!(dropped);
     loop {
         tokio::select! {
-            result = &mut running => return Ending::Report(outcome(result, shared.max_message_bytes)),
+            result = &mut running => return Ending::Report(outcome(result)),
             _ = progress.tick() => ack(message, AckKind::Progress).await,
             () = &mut past_deadline => {
                 tracing::info!("the task passed its deadline; dropping its handler");
@@ -167,30 +169,56 @@ async fn execute(
     }
 }
 
-/// The outcome of a handler's result, refused when the output is over the size limit.
-fn outcome(result: Result<Output, TaskError>, max_bytes: usize) -> Outcome {
+/// The outcome of a handler's result.
+fn outcome(result: Result<Output, TaskError>) -> Outcome {
     match result {
-        Ok(output) => {
-            let (output, _shared) = output.into_json();
-            let size = serde_json::to_vec(&output).map_or(0, |v| v.len());
-            // Leave room for the rest of the result message.
-            if size + 1024 > max_bytes {
-                return Outcome::Failed {
-                    error: format!(
-                        "the output is {size} bytes, over the limit of {} bytes for a result",
-                        max_bytes.saturating_sub(1024)
-                    ),
-                    permanent: true,
-                };
-            }
-            Outcome::Completed { output }
-        }
+        Ok(output) => Outcome::Completed {
+            output: output.into_json().0,
+        },
         Err(error) if error.is_skip() => Outcome::Skipped {
             reason: error.record_text(),
         },
         Err(error) => Outcome::Failed {
             permanent: error.is_permanent(),
             error: error.record_text(),
+        },
+    }
+}
+
+/// Room left in a result message for everything but the output.
+const RESULT_OVERHEAD: usize = 1024;
+
+/// An output too large for a result message goes to the object store, and the outcome
+/// names it instead; the attempt fails (and may be retried) if it cannot be stored.
+async fn store_if_large(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> Outcome {
+    let Outcome::Completed { output } = &outcome else {
+        return outcome;
+    };
+    let bytes = protocol::write(output);
+    if bytes.len() + RESULT_OVERHEAD <= shared.max_message_bytes {
+        return outcome;
+    }
+    let object = protocol::message_id(&key.run, &key.task, key.attempt);
+    match stored::put(
+        &shared.js,
+        &shared.names,
+        shared.result_retention,
+        shared.max_message_bytes,
+        &object,
+        &bytes,
+    )
+    .await
+    {
+        Ok(()) => Outcome::Stored {
+            object,
+            bytes: bytes.len() as u64,
+        },
+        Err(error) => Outcome::Failed {
+            error: format!(
+                "the output is {} bytes, over a result message's limit, and {error}",
+                bytes.len()
+            ),
+            permanent: false,
         },
     }
 }

@@ -214,3 +214,18 @@ pub async fn wait_for(mut done: impl FnMut() -> bool) {
     }
     panic!("the condition did not hold within 30 s");
 }
+
+/// Returns once the server has read everything `client` sent before (its subscriptions
+/// included): `flush` only writes to the socket. A request nobody answers comes back as
+/// the server's "no responders" status, read after them.
+pub async fn subscriptions_in_place(client: &async_nats::Client) {
+    let answer = client
+        .request(client.new_inbox(), bytes::Bytes::new())
+        .await
+        .expect_err("nobody answers a fresh inbox");
+    assert_eq!(
+        answer.kind(),
+        async_nats::client::RequestErrorKind::NoResponders,
+        "{answer}"
+    );
+}

@@ -1,0 +1,89 @@
+//! Building blocks for a journal kept in another store (a message stream, a key-value
+//! store): a run's journal as the lines the file journal writes, produced batch by batch
+//! and read back, so that another crate's backend records and restores exactly what
+//! [`FileJournal`](crate::FileJournal) does.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowStatus};
+
+use crate::definition::Definition;
+use crate::read::read_lines;
+use crate::{JournalError, LoadedRun, OpenRun, RunWriter, WorkflowChanges, line};
+
+/// The lines of one run's journal, numbered in order: a backend stores each batch this
+/// returns (in the order it returns them, each whole or not at all) and hands their
+/// concatenation to [`RunLines::read`] to load the run again.
+#[derive(Debug)]
+pub struct RunLines {
+    next_seq: u64,
+}
+
+impl RunLines {
+    /// Starts the journal of a new run `run` of `workflow`: its first batch (the head).
+    pub fn start(run: &RunId, workflow: &Workflow) -> Result<(Self, Vec<u8>), JournalError> {
+        let mut buf = Vec::new();
+        line::write_head(&mut buf, run, &Definition::of(workflow), SystemTime::now())?;
+        Ok((Self { next_seq: 1 }, buf))
+    }
+
+    /// Reads back run `run` from `bytes`, every batch stored for it in order; `at` says
+    /// where it is kept, for errors. Returns the run and the lines that continue it.
+    pub fn read(run: &RunId, at: &str, bytes: &[u8]) -> Result<(LoadedRun, Self), JournalError> {
+        let read = read_lines(Path::new(at), run, bytes)?;
+        Ok((
+            read.run,
+            Self {
+                next_seq: read.next_seq,
+            },
+        ))
+    }
+
+    /// The batch that records that the run goes on with `workflow`, changed since.
+    pub fn definition(&mut self, workflow: &Workflow) -> Result<Vec<u8>, JournalError> {
+        let mut buf = Vec::new();
+        line::write_definition(
+            &mut buf,
+            self.next_seq,
+            &Definition::of(workflow),
+            SystemTime::now(),
+        )?;
+        self.next_seq += 1;
+        Ok(buf)
+    }
+
+    /// The batch that records `records`.
+    pub fn tasks(&mut self, records: &[(&TaskId, &TaskRecord)]) -> Result<Vec<u8>, JournalError> {
+        let mut buf = Vec::new();
+        for (i, (id, record)) in records.iter().enumerate() {
+            line::write_task(&mut buf, self.next_seq + i as u64, id, record)?;
+        }
+        self.next_seq += records.len() as u64;
+        Ok(buf)
+    }
+
+    /// The batch that records the run's end with `status`.
+    pub fn end(&mut self, status: WorkflowStatus) -> Result<Vec<u8>, JournalError> {
+        let mut buf = Vec::new();
+        line::write_end(&mut buf, self.next_seq, status, SystemTime::now())?;
+        self.next_seq += 1;
+        Ok(buf)
+    }
+}
+
+impl OpenRun {
+    /// A run opened by a backend: what it recorded before (`None` for a new run), how
+    /// the workflow changed since, and the writer of its records.
+    pub fn new(
+        previous: Option<orch_core::WorkflowResult>,
+        changes: WorkflowChanges,
+        writer: Box<dyn RunWriter>,
+    ) -> Self {
+        Self {
+            previous,
+            changes,
+            writer,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Outputs too large for a result message: kept in a JetStream object store bucket
+//! named after the results stream, under the attempt's message id, and named by the
+//! result message instead of carried in it.
+
+use async_nats::jetstream::{self, object_store};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+use crate::protocol::Names;
+
+/// The largest chunk of an object (the object store's usual size).
+const CHUNK: usize = 128 * 1024;
+
+/// Stores `output` (its JSON bytes) as object `name`, in chunks that fit in a message
+/// of `max_message_bytes`, creating the bucket if it is missing; the object is kept as
+/// long as results are.
+pub(crate) async fn put(
+    js: &jetstream::Context,
+    names: &Names,
+    retention: std::time::Duration,
+    max_message_bytes: usize,
+    name: &str,
+    output: &[u8],
+) -> Result<(), String> {
+    let bucket = open_bucket(js, names, retention).await?;
+    let mut reader = output;
+    let metadata = object_store::ObjectMetadata {
+        name: name.to_owned(),
+        // Room for the chunk's headers.
+        chunk_size: Some(CHUNK.min(max_message_bytes.saturating_sub(1024)).max(1024)),
+        ..Default::default()
+    };
+    bucket
+        .put(metadata, &mut reader)
+        .await
+        .map_err(|e| format!("cannot store the output in the object store: {e}"))?;
+    Ok(())
+}
+
+/// Finds the bucket, or creates it (a coordinator does at start, so that workers need
+/// no right to create streams).
+pub(crate) async fn open_bucket(
+    js: &jetstream::Context,
+    names: &Names,
+    retention: std::time::Duration,
+) -> Result<object_store::ObjectStore, String> {
+    if let Ok(bucket) = js.get_object_store(names.results_bucket()).await {
+        return Ok(bucket);
+    }
+    js.create_object_store(object_store::Config {
+        bucket: names.results_bucket().to_owned(),
+        description: Some("orch outputs too large for a result message".to_owned()),
+        max_age: retention,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| {
+        format!(
+            "cannot open the object store bucket `{}`: {e}",
+            names.results_bucket()
+        )
+    })
+}
+
+/// Reads object `name` back as the output it holds.
+pub(crate) async fn get(
+    js: &jetstream::Context,
+    names: &Names,
+    name: &str,
+) -> Result<Value, String> {
+    let bucket = js
+        .get_object_store(names.results_bucket())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the object store bucket `{}`: {e}",
+                names.results_bucket()
+            )
+        })?;
+    let mut object = bucket
+        .get(name)
+        .await
+        .map_err(|e| format!("cannot read the stored output `{name}`: {e}"))?;
+    let mut bytes = Vec::new();
+    object
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| format!("cannot read the stored output `{name}`: {e}"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("the stored output `{name}` is not JSON: {e}"))
+}
