@@ -289,6 +289,8 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Kahn's algorithm with a min-heap: among ready tasks the earliest inserted goes first.
+/// Hand-written rather than petgraph's `toposort`, which stops at the first cycle it meets:
+/// validation reports every cycle, each with its path, and orders ties by insertion.
 /// When every dependency was inserted before its dependent (as files usually list them),
 /// insertion order is that order already and no heap is needed.
 ///
