@@ -44,6 +44,10 @@ const STEPS: &[Step] = &[
         run: clippy_minimal,
     },
     Step {
+        name: "clippy orch-core without YAML and TOML",
+        run: clippy_core_minimal,
+    },
+    Step {
         name: "test",
         run: test,
     },
@@ -167,6 +171,28 @@ fn clippy_minimal() -> Result<(), String> {
         "--",
         "-D",
         "warnings",
+    ])
+}
+
+/// orch-core without its default `yaml` and `toml` features: the library is clean, and
+/// a YAML or TOML file gets an error naming the feature.
+fn clippy_core_minimal() -> Result<(), String> {
+    cargo(&[
+        "clippy",
+        "-p",
+        "orch-core",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&[
+        "test",
+        "-p",
+        "orch-core",
+        "--no-default-features",
+        "--test",
+        "formats_disabled",
     ])
 }
 
