@@ -36,6 +36,10 @@ const STEPS: &[Step] = &[
         run: fmt,
     },
     Step {
+        name: "tidy",
+        run: tidy,
+    },
+    Step {
         name: "clippy",
         run: clippy,
     },
@@ -148,6 +152,11 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
 
 fn fmt() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])
+}
+
+/// `cargo xtask tidy`, in this process.
+fn tidy() -> Result<(), String> {
+    crate::tidy::run(&[])
 }
 
 fn clippy() -> Result<(), String> {
