@@ -10,7 +10,6 @@
 //! | `data_pipeline` | [`data_pipeline`]: read a CSV file, aggregate it |
 //! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
 //! | `doc_processing` | [`doc_processing`]: fetch, extract, gzip and store a document |
-//! | `parallel` | [`parallel`]: fan-out and merge, run with 1 and with 3 slots |
 //! | `failure_handling` | [`failure_handling`]: a failure, its skipped dependents, a retry |
 //! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
@@ -34,7 +33,6 @@ pub mod hex;
 pub mod metrics_exporter;
 pub mod ml_model;
 pub mod ml_pipeline;
-pub mod parallel;
 
 /// The error the examples' `run` functions return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
