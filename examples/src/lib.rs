@@ -10,10 +10,8 @@
 //! | `data_pipeline` | [`data_pipeline`]: read a CSV file, aggregate it |
 //! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
 //! | `doc_processing` | [`doc_processing`]: fetch, extract, gzip and store a document |
-//! | `failure_handling` | [`failure_handling`]: a failure, its skipped dependents, a retry |
 //! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
-//! | `events` | [`events`]: live progress printed from lifecycle events |
 //! | `metrics_exporter` | [`metrics_exporter`]: per task type metrics in Prometheus text |
 //! | `show_plan` | prints a workflow file's execution order and levels |
 
@@ -26,8 +24,6 @@ pub mod agent_workflow;
 pub mod csv;
 pub mod data_pipeline;
 pub mod doc_processing;
-pub mod events;
-pub mod failure_handling;
 pub mod from_file;
 pub mod hex;
 pub mod metrics_exporter;
