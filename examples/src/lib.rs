@@ -10,11 +10,8 @@
 //! | `data_pipeline` | [`data_pipeline`]: read a CSV file, aggregate it |
 //! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
 //! | `doc_processing` | [`doc_processing`]: fetch, extract, gzip and store a document |
-//! | `parallel` | [`parallel`]: fan-out and merge, run with 1 and with 3 slots |
-//! | `failure_handling` | [`failure_handling`]: a failure, its skipped dependents, a retry |
 //! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
-//! | `events` | [`events`]: live progress printed from lifecycle events |
 //! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
 //! | `metrics_exporter` | [`metrics_exporter`]: per task type metrics in Prometheus text |
 //! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
@@ -30,14 +27,11 @@ pub mod csv;
 pub mod data_pipeline;
 pub mod doc_processing;
 pub mod durable;
-pub mod events;
-pub mod failure_handling;
 pub mod from_file;
 pub mod hex;
 pub mod metrics_exporter;
 pub mod ml_model;
 pub mod ml_pipeline;
-pub mod parallel;
 pub mod pipeline_rules;
 
 /// The error the examples' `run` functions return.

@@ -2,13 +2,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use examples::events::progress_line;
 use orch::prelude::*;
+
+#[path = "../events.rs"]
+#[allow(dead_code)]
+mod events;
+
+use events::progress_line;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_progress_feed_shows_every_task_in_causal_order() {
     let printed: Arc<Mutex<Vec<String>>> = Arc::default();
-    let outcome = examples::events::run({
+    let outcome = events::run({
         let printed = Arc::clone(&printed);
         move |line| printed.lock().expect("not poisoned").push(line.to_owned())
     })

@@ -1,7 +1,12 @@
 //! `failure_handling`: a failure skips its dependents only, and a flaky task is retried.
 
-use examples::failure_handling::{self, parse_settings};
 use orch::prelude::*;
+
+#[path = "../failure_handling.rs"]
+#[allow(dead_code)]
+mod failure_handling;
+
+use failure_handling::parse_settings;
 
 #[tokio::test]
 async fn a_failure_skips_its_dependents_and_nothing_else() {

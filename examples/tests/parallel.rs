@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use examples::parallel;
 use orch::prelude::*;
+
+#[path = "../parallel.rs"]
+#[allow(dead_code)]
+mod parallel;
 
 const N: u64 = 300;
 const DELAY: Duration = Duration::from_millis(100);

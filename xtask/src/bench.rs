@@ -5,10 +5,18 @@
 //! fan-out, and the `orch` command (`cli/` rows: `orch run` of 1,000 `true` commands
 //! beside a plain tokio::process loop, and `orch validate` of 10^5 tasks). For the bus
 //! rows a "task" is one delivery.
+//!
+//! The table goes to `target/bench.json` and into `BENCHMARKS.md`, between the
+//! [`TABLE_START`] and [`TABLE_END`] markers, replacing the table there.
 
 use std::path::PathBuf;
 
 use crate::cargo;
+
+/// The line after which `BENCHMARKS.md` holds the written table.
+const TABLE_START: &str = "<!-- cargo xtask bench: table start -->";
+/// The line before which the written table ends.
+const TABLE_END: &str = "<!-- cargo xtask bench: table end -->";
 
 const SHAPES: [&str; 5] = ["chain", "fan_out_in", "binary_tree", "wavefront", "random"];
 
@@ -76,7 +84,7 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
         rows.push(run_case(&binary, &["fanout", subscribers, events])?);
     }
     rows.extend(cli_rows()?);
-    print_table(&rows);
+    print!("{}", markdown_table(&rows));
     let json = format!(
         "[\n  {}\n]\n",
         rows.iter()
@@ -87,6 +95,22 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
     let out = target_dir().join("bench.json");
     std::fs::write(&out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     println!("\nwritten to {}", out.display());
+    let doc_path = crate::workspace_root().join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&doc_path)
+        .map_err(|e| format!("cannot read {}: {e}", doc_path.display()))?;
+    let scope = if quick {
+        "`--quick` (up to 10^5 tasks)"
+    } else {
+        "full"
+    };
+    let table = format!(
+        "Written by `cargo xtask bench`, {scope}.\n\n{}",
+        markdown_table(&rows)
+    );
+    let doc = with_table(&doc, &table)?;
+    std::fs::write(&doc_path, doc)
+        .map_err(|e| format!("cannot write {}: {e}", doc_path.display()))?;
+    println!("and into {}", doc_path.display());
     Ok(())
 }
 
@@ -108,6 +132,39 @@ fn cli_rows() -> Result<Vec<Row>, String> {
             case_row(command, case)
         })
         .collect()
+}
+
+/// The rows as a Markdown table.
+fn markdown_table(rows: &[Row]) -> String {
+    let mut table = String::from(
+        "| case | tasks | ns/task | tasks/s | peak RSS MB | RSS B/task |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        table.push_str(&format!(
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {} |\n",
+            row.case,
+            row.tasks,
+            row.ns_per_task,
+            row.tasks_per_s,
+            row.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            row.peak_rss_bytes / row.tasks.max(1)
+        ));
+    }
+    table
+}
+
+/// `doc` with what lies between the table markers replaced by `table`; an error naming
+/// the markers if `doc` lacks them.
+fn with_table(doc: &str, table: &str) -> Result<String, String> {
+    let missing = || format!("BENCHMARKS.md needs the lines `{TABLE_START}` and `{TABLE_END}`");
+    let start = doc.find(TABLE_START).ok_or_else(missing)? + TABLE_START.len();
+    let end = start + doc[start..].find(TABLE_END).ok_or_else(missing)?;
+    Ok(format!(
+        "{}\n{}\n{}",
+        &doc[..start],
+        table.trim_end(),
+        &doc[end..]
+    ))
 }
 
 fn run_case(binary: &PathBuf, args: &[&str]) -> Result<Row, String> {
@@ -151,24 +208,6 @@ fn parse_row(line: &str) -> Option<Row> {
     })
 }
 
-fn print_table(rows: &[Row]) {
-    println!(
-        "{:<28} {:>9} {:>11} {:>13} {:>12} {:>13}",
-        "case", "tasks", "ns/task", "tasks/s", "peak RSS MB", "RSS B/task"
-    );
-    for row in rows {
-        println!(
-            "{:<28} {:>9} {:>11.1} {:>13.0} {:>12.1} {:>13}",
-            row.case,
-            row.tasks,
-            row.ns_per_task,
-            row.tasks_per_s,
-            row.peak_rss_bytes as f64 / (1024.0 * 1024.0),
-            row.peak_rss_bytes / row.tasks.max(1)
-        );
-    }
-}
-
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -180,7 +219,41 @@ fn target_dir() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_row;
+    use super::{TABLE_END, TABLE_START, markdown_table, parse_row, with_table};
+
+    #[test]
+    fn the_table_replaces_only_what_is_between_the_markers() {
+        let row = parse_row(
+            r#"{"case": "engine/chain/c8", "tasks": 1000, "ns_per_task": 2.25, "tasks_per_s": 444444444, "peak_rss_bytes": 2097152}"#,
+        )
+        .expect("a well-formed line");
+        let table = markdown_table(&[row]);
+        assert!(
+            table.ends_with("| engine/chain/c8 | 1000 | 2.2 | 444444444 | 2.0 | 2097 |\n"),
+            "{table}"
+        );
+        let doc =
+            format!("# Title\n\nSummary.\n\n{TABLE_START}\n| old |\n{TABLE_END}\n\n## Rest\n");
+        let written = with_table(&doc, &table).expect("markers present");
+        assert_eq!(
+            written,
+            format!(
+                "# Title\n\nSummary.\n\n{TABLE_START}\n{}\n{TABLE_END}\n\n## Rest\n",
+                table.trim_end()
+            )
+        );
+        // Writing again gives the same document.
+        assert_eq!(with_table(&written, &table).as_ref(), Ok(&written));
+        let error = with_table("# No markers\n", &table).expect_err("no markers");
+        assert!(error.contains(TABLE_START), "{error}");
+    }
+
+    #[test]
+    fn the_real_benchmarks_file_has_the_markers() {
+        let doc = std::fs::read_to_string(crate::workspace_root().join("BENCHMARKS.md"))
+            .expect("BENCHMARKS.md");
+        assert!(with_table(&doc, "| x |").is_ok());
+    }
 
     #[test]
     fn a_case_line_parses_into_a_row() {

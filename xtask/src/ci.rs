@@ -36,12 +36,20 @@ const STEPS: &[Step] = &[
         run: fmt,
     },
     Step {
+        name: "tidy",
+        run: tidy,
+    },
+    Step {
         name: "clippy",
         run: clippy,
     },
     Step {
         name: "clippy without default features",
         run: clippy_minimal,
+    },
+    Step {
+        name: "clippy orch-core without YAML and TOML",
+        run: clippy_core_minimal,
     },
     Step {
         name: "test",
@@ -146,6 +154,11 @@ fn fmt() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"])
 }
 
+/// `cargo xtask tidy`, in this process.
+fn tidy() -> Result<(), String> {
+    crate::tidy::run(&[])
+}
+
 fn clippy() -> Result<(), String> {
     cargo(&[
         "clippy",
@@ -167,6 +180,28 @@ fn clippy_minimal() -> Result<(), String> {
         "--",
         "-D",
         "warnings",
+    ])
+}
+
+/// orch-core without its default `yaml` and `toml` features: the library is clean, and
+/// a YAML or TOML file gets an error naming the feature.
+fn clippy_core_minimal() -> Result<(), String> {
+    cargo(&[
+        "clippy",
+        "-p",
+        "orch-core",
+        "--no-default-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&[
+        "test",
+        "-p",
+        "orch-core",
+        "--no-default-features",
+        "--test",
+        "formats_disabled",
     ])
 }
 

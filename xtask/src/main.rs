@@ -4,12 +4,14 @@
 //!   whole test suite, and a short fuzzing session on every fuzz target.
 //! - `fuzz [--secs N] [--target T] [--seed S]`: the stable-toolchain fuzzer (see [`fuzz`]);
 //!   `fuzz --replay [PATH...]` runs saved cases again.
+//! - `tidy [DIR]`: the reviewer's checks on every source file (see [`tidy`]).
 //! - `bench [--quick]`: the quick benchmark table (engine shapes at 10^4..10^6 tasks), printed
 //!   and written to `target/bench.json`. `--quick` stops at 10^5 tasks.
 
 mod bench;
 mod ci;
 mod fuzz;
+mod tidy;
 
 use std::process::{Command, ExitCode};
 
@@ -27,13 +29,15 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::main(rest),
         // Started by `fuzz` itself: one target's inputs, run in this process.
         Some(fuzz::WORKER_COMMAND) => return fuzz::worker_main(rest),
+        Some("tidy") => tidy::run(rest),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         _ => {
             eprintln!(
                 "usage: cargo xtask ci\n       \
                  cargo xtask fuzz [--secs N] [--target files|results|subjects|runs] [--seed S]\n       \
                  cargo xtask fuzz --replay [PATH...]\n       \
-                 cargo xtask bench [--quick]"
+                 cargo xtask bench [--quick]\n       \
+                 cargo xtask tidy [DIR]"
             );
             return ExitCode::from(2);
         }

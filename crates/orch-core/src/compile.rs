@@ -10,26 +10,26 @@ use serde_json::Value;
 
 use crate::plan::{Adjacency, Plan};
 use crate::suggest::{Budget, closest};
-use crate::workflow::UNRESOLVED;
-use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors, Workflow};
+use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 
-/// Workflows at least this large resolve their dependencies on several threads.
-const PARALLEL_FROM: usize = 1 << 16;
-
-/// Checks `workflow` and compiles its plan; reports every problem found.
-pub(crate) fn compile(workflow: &Workflow) -> Result<Plan, ValidationErrors> {
-    let tasks = workflow.task_map();
+/// Checks a workflow's tasks (by id, in insertion order) and the ids that were given
+/// twice, and compiles its plan; reports every problem found. Dependencies are resolved
+/// on `threads` threads (1: the calling thread only).
+pub(crate) fn compile(
+    tasks: &IdMap<Task>,
+    duplicate_ids: &[TaskId],
+    threads: usize,
+) -> Result<Plan, ValidationErrors> {
     let mut errors = Vec::new();
     if tasks.is_empty() {
         errors.push(ValidationError::EmptyWorkflow);
     }
     errors.extend(
-        workflow
-            .duplicate_ids()
+        duplicate_ids
             .iter()
             .map(|id| ValidationError::DuplicateTaskId { task: id.clone() }),
     );
-    let mut resolved = resolve(workflow);
+    let mut resolved = resolve(tasks, threads);
     suggest_dependencies(tasks, &mut resolved.errors);
     errors.extend(resolved.errors);
     let dependencies = resolved.dependencies;
@@ -78,51 +78,24 @@ struct Resolved {
     errors: Vec<ValidationError>,
 }
 
-/// One contiguous range of tasks, resolved on its own.
-struct Chunk<'w> {
-    /// Per task, the end of its dependencies in `items`.
-    ends: Vec<u32>,
-    items: Vec<u32>,
-    types: IndexSet<&'w str, foldhash::fast::RandomState>,
-    type_of: Vec<u32>,
-    errors: Vec<ValidationError>,
-}
-
-/// Resolves every task's dependencies to indices. Id lookups are random memory accesses,
-/// so large workflows split the work across threads; results are merged in task order, so
-/// the outcome does not depend on the thread count.
-fn resolve(workflow: &Workflow) -> Resolved {
-    let tasks = workflow.task_map();
-    let known = workflow.dependency_indices();
+/// Resolves every task's dependencies to indices and checks each task on its own: its
+/// key, its options, and unknown, self and repeated dependencies. This is the one place
+/// where dependency ids are looked up.
+///
+/// With `threads` above 1 (the caller asked for it), contiguous ranges of tasks are
+/// resolved on that many scoped threads; results are merged in task order, so the
+/// outcome does not depend on the thread count.
+fn resolve(tasks: &IdMap<Task>, threads: usize) -> Resolved {
     let n = tasks.len();
-    let threads = if n >= PARALLEL_FROM {
-        std::thread::available_parallelism().map_or(1, |p| p.get().min(8))
-    } else {
-        1
-    };
+    let threads = threads.clamp(1, n.max(1));
     let size = n.div_ceil(threads).max(1);
-    // Where each range's dependencies begin in `known`.
-    let mut first_dependency = 0;
-    let ranges: Vec<(Range<usize>, usize)> = (0..threads)
-        .map(|t| {
-            let range = (t * size).min(n)..((t + 1) * size).min(n);
-            let start = first_dependency;
-            first_dependency += tasks.as_slice()[range.clone()]
-                .iter()
-                .map(|(_, task)| task.dependencies.len())
-                .sum::<usize>();
-            (range, start)
-        })
-        .collect();
+    let ranges = (0..threads).map(|t| (t * size).min(n)..((t + 1) * size).min(n));
     let chunks: Vec<Chunk<'_>> = if threads == 1 {
-        vec![resolve_chunk(tasks, known, 0..n, 0)]
+        vec![resolve_range(tasks, 0..n)]
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = ranges
-                .into_iter()
-                .map(|(range, start)| {
-                    scope.spawn(move || resolve_chunk(tasks, known, range, start))
-                })
+                .map(|range| scope.spawn(move || resolve_range(tasks, range)))
                 .collect();
             handles
                 .into_iter()
@@ -165,12 +138,17 @@ fn resolve(workflow: &Workflow) -> Resolved {
     }
 }
 
-fn resolve_chunk<'w>(
-    tasks: &'w IdMap<Task>,
-    known: &[u32],
-    range: Range<usize>,
-    mut slot: usize,
-) -> Chunk<'w> {
+/// One contiguous range of tasks, resolved on its own.
+struct Chunk<'w> {
+    /// Per task, the end of its dependencies in `items`.
+    ends: Vec<u32>,
+    items: Vec<u32>,
+    types: IndexSet<&'w str, foldhash::fast::RandomState>,
+    type_of: Vec<u32>,
+    errors: Vec<ValidationError>,
+}
+
+fn resolve_range(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
     let mut chunk = Chunk {
         ends: Vec::with_capacity(range.len()),
         items: Vec::with_capacity(range.len() * 2),
@@ -199,12 +177,7 @@ fn resolve_chunk<'w>(
         let many = task.dependencies.len() > 16;
         listed.clear();
         for dep in &task.dependencies {
-            let index = match known.get(slot) {
-                Some(&d) if d != UNRESOLVED => Some(d as usize),
-                _ => tasks.get_index_of(dep),
-            };
-            slot += 1;
-            match index {
+            match tasks.get_index_of(dep.as_str()) {
                 Some(d) if d == i => chunk
                     .errors
                     .push(ValidationError::SelfDependency { task: key.clone() }),
@@ -322,6 +295,8 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Kahn's algorithm with a min-heap: among ready tasks the earliest inserted goes first.
+/// Hand-written rather than petgraph's `toposort`, which stops at the first cycle it meets:
+/// validation reports every cycle, each with its path, and orders ties by insertion.
 /// When every dependency was inserted before its dependent (as files usually list them),
 /// insertion order is that order already and no heap is needed.
 ///

@@ -28,6 +28,7 @@ pub(crate) struct Rules {
 
 impl Rules {
     /// YAML: at most `limit` values and text bytes, aliases expanded.
+    #[cfg(feature = "yaml")]
     pub(crate) fn yaml(limit: u64) -> Self {
         Self {
             limit,
@@ -37,6 +38,7 @@ impl Rules {
     }
 
     /// TOML: datetimes become text; no budget (TOML has no aliases).
+    #[cfg(feature = "toml")]
     pub(crate) fn toml() -> Self {
         Self {
             limit: u64::MAX,
@@ -46,6 +48,7 @@ impl Rules {
     }
 
     /// The budget, when reading stopped because it was spent.
+    #[cfg(feature = "yaml")]
     pub(crate) fn exceeded(&self) -> Option<u64> {
         (self.spent.get() > self.limit).then_some(self.limit)
     }

@@ -31,7 +31,8 @@
 //! ```
 //!
 //! Workflows can also be read from files: [`Workflow::from_path`] takes JSON, YAML or
-//! TOML, in map form (as the original Python module writes them) or list form. Errors
+//! TOML (YAML and TOML behind the default-on features `yaml` and `toml`; a program that
+//! builds its workflows in code can turn them off and compile neither parser), in map form (as the original Python module writes them) or list form. Errors
 //! name the file, the field (`tasks[3].dependencies`) and the line and column, or the
 //! byte offset for a file that is not UTF-8. An unknown key, an unknown dependency and
 //! (in the engine) a task type with no handler are reported with the name most likely
@@ -72,6 +73,7 @@ mod compile;
 mod duration;
 mod error;
 mod event;
+#[cfg(any(feature = "yaml", feature = "toml"))]
 mod guard;
 mod id;
 mod load;
@@ -85,6 +87,7 @@ mod task_records;
 mod time;
 mod trigger;
 mod workflow;
+#[cfg(feature = "yaml")]
 mod yaml_depth;
 
 pub use error::{MissingHandler, ValidationError, ValidationErrors};

@@ -7,20 +7,26 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 mod error;
 
+#[cfg(feature = "yaml")]
+use error::field_text;
 pub use error::{Format, LoadError};
-use error::{Problem, field_text, parse_error};
+use error::{Problem, parse_error};
 
+#[cfg(any(feature = "yaml", feature = "toml"))]
 use crate::guard::{Guarded, Rules};
 use crate::task::TaskSpec;
 use crate::{Task, TaskId, Workflow};
 
+#[cfg(feature = "yaml")]
 /// What a YAML document may expand to through its aliases, per byte of the document: each
 /// value read counts 1, plus 1 per byte of its text (map keys included).
 const YAML_EXPANSION_PER_BYTE: u64 = 8;
 /// The expansion allowed however small the document.
+#[cfg(feature = "yaml")]
 const YAML_EXPANSION_MIN: u64 = 4_096;
 
 /// The most values and text bytes a YAML document of `bytes` bytes may expand to.
+#[cfg(feature = "yaml")]
 fn yaml_expansion_limit(bytes: usize) -> u64 {
     (bytes as u64)
         .saturating_mul(YAML_EXPANSION_PER_BYTE)
@@ -84,7 +90,8 @@ impl Workflow {
     ///
     /// Anchors and aliases may be used, within a limit on what the document expands to
     /// (see [`LoadError::ExpansionLimit`]). Numbers must be finite: `.nan` and `.inf`
-    /// are errors.
+    /// are errors. Needs the `yaml` feature (on by default).
+    #[cfg(feature = "yaml")]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
         if let Some(offset) = crate::yaml_depth::too_deep(text) {
@@ -131,6 +138,8 @@ impl Workflow {
     ///
     /// Datetimes reach the task's config as RFC 3339 text (`1979-05-27T07:32:00Z`, or the
     /// local date or time as written). Numbers must be finite: `nan` and `inf` are errors.
+    /// Needs the `toml` feature (on by default).
+    #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
         let position = |e: &toml::de::Error| {
@@ -165,7 +174,8 @@ impl Workflow {
     /// Reads a workflow file, choosing the format by its extension.
     ///
     /// The file must be UTF-8 (a byte-order mark is allowed): otherwise the error gives
-    /// the offset of the first byte that is not.
+    /// the offset of the first byte that is not. A YAML or TOML file read by a build
+    /// without that format's feature is [`LoadError::FormatDisabled`].
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, LoadError> {
         let path = path.as_ref();
         let format = path
@@ -189,8 +199,15 @@ impl Workflow {
         })?;
         let parsed = match format {
             Format::Json => Self::from_json(text),
+            #[cfg(feature = "yaml")]
             Format::Yaml => Self::from_yaml(text),
+            #[cfg(feature = "toml")]
             Format::Toml => Self::from_toml(text),
+            #[allow(unreachable_patterns)]
+            format => Err(LoadError::FormatDisabled {
+                path: path.to_owned(),
+                format,
+            }),
         };
         parsed.map_err(|mut e| {
             if let LoadError::Parse { file, .. } | LoadError::ExpansionLimit { file, .. } = &mut e {
@@ -201,6 +218,7 @@ impl Workflow {
     }
 }
 
+#[cfg(any(feature = "yaml", feature = "toml"))]
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;

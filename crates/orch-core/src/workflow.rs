@@ -44,14 +44,8 @@ struct Definition {
     name: String,
     tasks: IdMap<Task>,
     duplicate_ids: Vec<TaskId>,
-    /// Each task's dependencies as indices, where known when the task was added
-    /// ([`UNRESOLVED`] for a task added later); task by task, back to back.
-    dependency_indices: Vec<u32>,
     plan: OnceLock<Result<Plan, ValidationErrors>>,
 }
-
-/// A dependency on a task that was not present when its dependent was added.
-pub(crate) const UNRESOLVED: u32 = u32::MAX;
 
 impl Workflow {
     /// Creates an empty workflow.
@@ -62,7 +56,6 @@ impl Workflow {
                 name: name.into(),
                 tasks: IdMap::default(),
                 duplicate_ids: Vec::new(),
-                dependency_indices: Vec::new(),
                 plan: OnceLock::new(),
             }),
         }
@@ -99,30 +92,13 @@ impl Workflow {
 
     /// Adds a task under a map key, as a file in map form does. A key that differs from
     /// the task's own id is reported by validation.
-    ///
-    /// Each dependency on a task already present is looked up now, once: its id then
-    /// shares that task's string, and validation need not look it up again.
-    pub(crate) fn insert_keyed(&mut self, key: TaskId, mut task: Task) {
+    pub(crate) fn insert_keyed(&mut self, key: TaskId, task: Task) {
         let definition = self.definition();
         if definition.tasks.contains_key(&key) {
             definition.duplicate_ids.push(key);
             return;
         }
-        for dependency in &mut task.dependencies {
-            match definition.tasks.get_full(dependency.as_str()) {
-                Some((index, id, _)) => {
-                    *dependency = id.clone();
-                    definition.dependency_indices.push(index as u32);
-                }
-                None => definition.dependency_indices.push(UNRESOLVED),
-            }
-        }
         definition.tasks.insert(key, task);
-    }
-
-    /// Dependencies as indices where known when added, task by task, back to back.
-    pub(crate) fn dependency_indices(&self) -> &[u32] {
-        &self.inner.dependency_indices
     }
 
     /// Makes room for `additional` more tasks, exactly.
@@ -196,18 +172,45 @@ impl Workflow {
         self.inner.tasks.is_empty()
     }
 
-    /// Ids that were given to more than one task.
-    pub(crate) fn duplicate_ids(&self) -> &[TaskId] {
-        &self.inner.duplicate_ids
-    }
-
     /// Checks the workflow and returns a view that answers DAG queries.
     ///
     /// Every problem is reported at once: an empty workflow, unknown, self and duplicate
     /// dependencies, duplicate ids, map keys that differ from task ids, cycles (with their
     /// path) and invalid task options. The result is computed once and cached.
+    /// Validation looks dependencies up on the calling thread; for a workflow of a few
+    /// hundred thousand tasks or more, [`Workflow::validate_parallel`] may be quicker.
     pub fn validate(&self) -> Result<ValidWorkflow<'_>, ValidationErrors> {
-        match self.inner.plan.get_or_init(|| compile::compile(self)) {
+        self.validate_on(1)
+    }
+
+    /// Validates as [`Workflow::validate`] does, looking dependencies up on up to
+    /// `threads` threads (scoped: all of them have finished when this returns). The
+    /// result is the same as `validate`'s and is cached the same way, so a workflow
+    /// already validated returns at once. A `threads` of 0 or 1 uses the calling thread
+    /// only.
+    ///
+    /// ```
+    /// use orch_core::{Task, Workflow};
+    ///
+    /// let tasks = (0..1000).map(|i| {
+    ///     let task = Task::new(format!("t{i}"), "t");
+    ///     if i == 0 { task } else { task.depends_on([format!("t{}", i - 1)]) }
+    /// });
+    /// let workflow = Workflow::from_tasks("chain", "Chain", tasks);
+    /// let valid = workflow.validate_parallel(4)?;
+    /// assert_eq!(valid.level("t999"), Some(999));
+    /// # Ok::<(), orch_core::ValidationErrors>(())
+    /// ```
+    pub fn validate_parallel(&self, threads: usize) -> Result<ValidWorkflow<'_>, ValidationErrors> {
+        self.validate_on(threads)
+    }
+
+    fn validate_on(&self, threads: usize) -> Result<ValidWorkflow<'_>, ValidationErrors> {
+        let inner = &*self.inner;
+        let compiled = inner
+            .plan
+            .get_or_init(|| compile::compile(&inner.tasks, &inner.duplicate_ids, threads));
+        match compiled {
             Ok(plan) => Ok(ValidWorkflow {
                 workflow: self,
                 plan,

@@ -93,7 +93,7 @@ fn a_million_task_random_dag_validates_and_orders() {
 
 #[test]
 fn problems_in_a_large_workflow_are_reported_in_task_order() {
-    // Large enough to be resolved on several threads; forward and backward references mixed.
+    // Forward and backward references mixed.
     const N: usize = 200_000;
     let mut expected = Vec::new();
     let tasks: Vec<Task> = (0..N)
@@ -126,7 +126,44 @@ fn problems_in_a_large_workflow_are_reported_in_task_order() {
             Task::new(format!("t{i}"), "t").depends_on(deps)
         })
         .collect();
-    let workflow = Workflow::from_tasks("mixed", "Mixed", tasks);
+    let workflow = Workflow::from_tasks("mixed", "Mixed", tasks.clone());
     let errors = workflow.validate().expect_err("has problems").into_vec();
     assert_eq!(errors, expected);
+    // Resolved on several threads (a fresh definition: clones share the cached result),
+    // the problems are the same, in the same order.
+    for threads in [2, 3, 8] {
+        let fresh = Workflow::from_tasks("mixed", "Mixed", tasks.clone());
+        let errors = fresh
+            .validate_parallel(threads)
+            .expect_err("has problems")
+            .into_vec();
+        assert_eq!(errors, expected, "on {threads} threads");
+    }
+}
+
+#[test]
+fn a_large_workflow_validated_on_several_threads_has_the_same_plan() {
+    let tasks: Vec<Task> = (0..100_000)
+        .map(|i: usize| {
+            // Backward and forward references: t(i) depends on t(i / 2) and, for i one
+            // below a multiple of 4, on t(i + 1), which depends only on t((i + 1) / 2).
+            let mut deps = vec![];
+            if i > 0 {
+                deps.push(format!("t{}", i / 2));
+            }
+            if i % 4 == 3 && i + 1 < 100_000 {
+                deps.push(format!("t{}", i + 1));
+            }
+            Task::new(format!("t{i}"), if i % 3 == 0 { "a" } else { "b" }).depends_on(deps)
+        })
+        .collect();
+    let single = Workflow::from_tasks("w", "W", tasks.clone());
+    let parallel = Workflow::from_tasks("w", "W", tasks);
+    let (one, many) = (
+        single.validate().expect("a DAG"),
+        parallel.validate_parallel(4).expect("a DAG"),
+    );
+    assert_eq!(one.plan().order(), many.plan().order());
+    assert_eq!(one.task_levels(), many.task_levels());
+    assert_eq!(one.plan().task_types(), many.plan().task_types());
 }

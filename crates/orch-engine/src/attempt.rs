@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::time::Sleep;
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::handler::{AbortOnDrop, drop_panic_message, joined, panic_message};
+use crate::handler::{drop_panic_message, joined, panic_message};
 use crate::journaling::{Commit, PendingCommit};
 use crate::output::Stored;
 use crate::{Handler, Output, TaskContext, TaskError};
@@ -87,7 +88,7 @@ impl Future for SpawnedAttempt {
 /// Where an attempt's handler runs.
 enum Running<'h> {
     Inline(Guarded<'h>),
-    Spawned(AbortOnDrop),
+    Spawned(AbortOnDropHandle<Result<Output, TaskError>>),
 }
 
 /// One attempt of one task: the handler's future (or its spawned task) and its deadline.
@@ -114,7 +115,9 @@ impl<'h> Attempt<'h> {
                 future: Some(Box::pin(async move { handler.call(ctx).await })),
                 span,
             };
-            Running::Spawned(AbortOnDrop(tokio::spawn(SpawnedAttempt(guarded))))
+            Running::Spawned(AbortOnDropHandle::new(tokio::spawn(SpawnedAttempt(
+                guarded,
+            ))))
         } else {
             let future = match catch_unwind(AssertUnwindSafe(|| handler.call(ctx))) {
                 Ok(future) => future,
@@ -142,7 +145,7 @@ impl<'h> Attempt<'h> {
         match &mut self.running {
             Running::Inline(guarded) => guarded.release(),
             Running::Spawned(task) => {
-                task.0.abort();
+                task.abort();
                 None
             }
         }
@@ -156,7 +159,7 @@ impl Future for Attempt<'_> {
         let this = self.get_mut();
         let polled = match &mut this.running {
             Running::Inline(guarded) => guarded.poll_outcome(cx),
-            Running::Spawned(task) => Pin::new(&mut task.0).poll(cx).map(joined),
+            Running::Spawned(task) => Pin::new(task).poll(cx).map(joined),
         };
         if let Poll::Ready(outcome) = polled {
             return Poll::Ready(outcome.map(|output| output.0));

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{IntoOutput, Output, TaskContext, TaskError};
 
@@ -169,11 +170,12 @@ where
 {
     async fn call(&self, ctx: TaskContext) -> Result<Output, TaskError> {
         let function = Arc::clone(&self.0);
-        let task = AbortOnDrop(tokio::task::spawn_blocking(move || match function(ctx) {
-            Ok(value) => value.into_output(),
-            Err(error) => Err(TaskError::from_handler(error)),
-        }));
-        task.join().await
+        let task =
+            AbortOnDropHandle::new(tokio::task::spawn_blocking(move || match function(ctx) {
+                Ok(value) => value.into_output(),
+                Err(error) => Err(TaskError::from_handler(error)),
+            }));
+        joined(task.await)
     }
 
     /// The call already leaves the run's task.
@@ -182,23 +184,8 @@ where
     }
 }
 
-/// A spawned task that is aborted when its handle is dropped.
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<Result<Output, TaskError>>);
-
-impl AbortOnDrop {
-    /// The task's outcome; a panic in it fails the attempt with the panic's message.
-    pub(crate) async fn join(mut self) -> Result<Output, TaskError> {
-        joined((&mut self.0).await)
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// The outcome of a spawned attempt, from what its join handle gave.
+/// The outcome of a spawned attempt, from what its join handle gave: a panic in it fails
+/// the attempt with the panic's message.
 pub(crate) fn joined(
     outcome: Result<Result<Output, TaskError>, tokio::task::JoinError>,
 ) -> Result<Output, TaskError> {

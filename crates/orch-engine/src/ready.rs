@@ -6,6 +6,8 @@
 /// is not empty. Inserting is two bit sets; taking the smallest scans summary words from a
 /// cursor below which no position is set. Ready tasks cluster near the front of the plan
 /// order, so the scan is short, and the memory is an eighth of a byte per task.
+/// Hand-written because no common collection gives "smallest first" at that memory with
+/// O(1) inserts: a `BinaryHeap` or `BTreeSet` of positions takes 4 to 40 bytes per task.
 pub(crate) struct ReadySet {
     words: Vec<u64>,
     summary: Vec<u64>,

@@ -11,9 +11,10 @@ use std::sync::{Arc, OnceLock};
 use orch_core::{RunId, Task, TaskId, ValidationErrors, Workflow};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::context::RunShared;
-use crate::handler::AbortOnDrop;
+use crate::handler::joined;
 use crate::output::Stored;
 use crate::state::States;
 use crate::{Handler, Output, TaskContext, TaskError};
@@ -224,7 +225,8 @@ pub fn spawn_attempt(
     handler: Arc<dyn Handler>,
     ctx: TaskContext,
 ) -> impl Future<Output = Result<Output, TaskError>> + Send + 'static {
-    AbortOnDrop(tokio::spawn(async move { handler.call(ctx).await })).join()
+    let task = AbortOnDropHandle::new(tokio::spawn(async move { handler.call(ctx).await }));
+    async move { joined(task.await) }
 }
 
 /// The error for reading an output that was not sent with a task run elsewhere.

@@ -5,24 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use orch_core::{
-    Backoff, Task, TaskRecord, TaskStatus, ValidationError, Workflow, WorkflowResult,
-    WorkflowStatus,
+    Backoff, Task, TaskStatus, ValidationError, Workflow, WorkflowResult, WorkflowStatus,
 };
 use orch_engine::{ConfigError, RunError, TaskContext, TaskError, WorkflowEngine, blocking};
 use serde_json::{Value, json};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a runtime")
-}
-
-/// The record of task `id` in `result`.
-fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
-    result.task(id).expect("recorded")
-}
+mod common;
+use common::{paused_runtime as runtime, record};
 
 /// Runs `workflow` on a task of its own and cancels it after `delay`.
 async fn cancelled_after(

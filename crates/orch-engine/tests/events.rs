@@ -10,6 +10,9 @@ use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions};
 use serde_json::Value;
 
+mod common;
+use common::two_workers;
+
 /// An engine publishing on `bus` whose `instant` tasks finish at once.
 fn instant_engine(bus: EventBus<EngineEvent>, max_concurrent: usize) -> WorkflowEngine {
     let engine = WorkflowEngine::builder()
@@ -21,14 +24,6 @@ fn instant_engine(bus: EventBus<EngineEvent>, max_concurrent: usize) -> Workflow
         Ok::<_, TaskError>(Value::Null)
     });
     engine
-}
-
-fn two_workers() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
 }
 
 /// Everything `pattern` received from running `workflow`, in arrival order.

@@ -9,26 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use orch_core::{Task, TaskRecord, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_core::{Task, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
 use orch_engine::{Handler, Output, TaskContext, TaskError, WorkflowEngine, blocking};
 use serde_json::Value;
 
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a runtime")
-}
-
-fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
-    result.task(id).expect("recorded")
-}
-
-fn error_of<'r>(result: &'r WorkflowResult, id: &str) -> (TaskStatus, Option<&'r str>) {
-    let record = record(result, id);
-    (record.status, record.error.as_deref())
-}
+mod common;
+use common::{error_of, paused_runtime, record};
 
 /// Panics when dropped (unless the thread is already unwinding), after counting the drop.
 struct Bomb {

@@ -8,26 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use orch_core::{Task, TaskRecord, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_core::{Task, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
 use orch_engine::{Shared, TaskContext, TaskError, WorkflowEngine, inline};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
-fn record<'r>(result: &'r WorkflowResult, id: &str) -> &'r TaskRecord {
-    result.task(id).expect("recorded")
-}
-
-fn error_of<'r>(result: &'r WorkflowResult, id: &str) -> (TaskStatus, Option<&'r str>) {
-    let record = record(result, id);
-    (record.status, record.error.as_deref())
-}
+mod common;
+use common::{current_thread as runtime, error_of, record};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Rows {

@@ -10,20 +10,8 @@ use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions, Subscription};
 use serde_json::{Value, json};
 
-fn two_workers() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
+mod common;
+use common::{current_thread, two_workers};
 
 /// Everything `subscription` receives until the bus closes.
 async fn drain(mut subscription: Subscription<EngineEvent>) -> Vec<(String, EngineEvent)> {

@@ -16,16 +16,11 @@ use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions, Subscription};
 use serde_json::Value;
 
+mod common;
+use common::paused_runtime;
+
 /// Far beyond any grace period here: reaching it means the run hangs.
 const HANG: Duration = Duration::from_secs(3600);
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a runtime")
-}
 
 /// A bus with a `workflow.>` subscription of capacity 4 that nobody reads yet.
 fn bus_with_a_full_subscriber() -> (EventBus<EngineEvent>, Subscription<EngineEvent>) {

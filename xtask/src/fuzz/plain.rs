@@ -19,56 +19,60 @@ pub(crate) fn configs(syntax: Syntax, text: &str) -> Option<Vec<(At, Result<Valu
         Syntax::Yaml => {
             use serde_yaml_ng::Value as Y;
             let document: Y = serde_yaml_ng::from_str(text).ok()?;
-            let config = |task: &Y| task.get("config").map(|c| yaml_to_json(c, "config"));
-            Some(match document.get("tasks")? {
-                Y::Mapping(tasks) => tasks
-                    .iter()
-                    .filter_map(|(key, task)| {
-                        Some((At::Key(key.as_str()?.to_owned()), config(task)?))
-                    })
-                    .collect(),
-                Y::Sequence(tasks) => tasks
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(at, task)| {
-                        Some((
-                            At::Index {
-                                at,
-                                of: tasks.len(),
-                            },
-                            config(task)?,
-                        ))
-                    })
-                    .collect(),
+            let tasks = match document.get("tasks")? {
+                Y::Mapping(tasks) => Tasks::Map(
+                    tasks
+                        .iter()
+                        .filter_map(|(key, task)| Some((key.as_str()?.to_owned(), task)))
+                        .collect(),
+                ),
+                Y::Sequence(tasks) => Tasks::List(tasks.iter().collect()),
                 _ => return None,
-            })
+            };
+            Some(per_task(tasks, |task| {
+                task.get("config").map(|c| yaml_to_json(c, "config"))
+            }))
         }
         Syntax::Toml => {
             use toml::Value as T;
             let document: toml::Table = text.parse().ok()?;
-            let config = |task: &T| task.get("config").map(|c| toml_to_json(c, "config"));
-            Some(match document.get("tasks")? {
-                T::Table(tasks) => tasks
-                    .iter()
-                    .filter_map(|(key, task)| Some((At::Key(key.clone()), config(task)?)))
-                    .collect(),
-                T::Array(tasks) => tasks
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(at, task)| {
-                        Some((
-                            At::Index {
-                                at,
-                                of: tasks.len(),
-                            },
-                            config(task)?,
-                        ))
-                    })
-                    .collect(),
+            let tasks = match document.get("tasks")? {
+                T::Table(tasks) => Tasks::Map(tasks.iter().map(|(k, t)| (k.clone(), t)).collect()),
+                T::Array(tasks) => Tasks::List(tasks.iter().collect()),
                 _ => return None,
-            })
+            };
+            Some(per_task(tasks, |task| {
+                task.get("config").map(|c| toml_to_json(c, "config"))
+            }))
         }
         Syntax::Json => None,
+    }
+}
+
+/// A document's tasks, in either form, whatever the format.
+enum Tasks<'d, V> {
+    Map(Vec<(String, &'d V)>),
+    List(Vec<&'d V>),
+}
+
+/// `config` of each task, with where the task is; tasks without a config are left out.
+fn per_task<V>(
+    tasks: Tasks<'_, V>,
+    config: impl Fn(&V) -> Option<Result<Value, Plain>>,
+) -> Vec<(At, Result<Value, Plain>)> {
+    match tasks {
+        Tasks::Map(tasks) => tasks
+            .into_iter()
+            .filter_map(|(key, task)| Some((At::Key(key), config(task)?)))
+            .collect(),
+        Tasks::List(tasks) => {
+            let of = tasks.len();
+            tasks
+                .into_iter()
+                .enumerate()
+                .filter_map(|(at, task)| Some((At::Index { at, of }, config(task)?)))
+                .collect()
+        }
     }
 }
 

@@ -32,6 +32,17 @@ impl Format {
     }
 }
 
+impl Format {
+    /// The orch-core feature that reads this format.
+    fn feature(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Yaml => "yaml",
+            Self::Toml => "toml",
+        }
+    }
+}
+
 impl fmt::Display for Format {
     /// `JSON`, `YAML` or `TOML`; a width, fill, alignment or precision given applies.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -64,6 +75,19 @@ pub enum LoadError {
     UnknownFormat {
         /// The file.
         path: PathBuf,
+    },
+    /// The file's format was left out of this build: orch-core's `yaml` or `toml`
+    /// feature is off.
+    #[error(
+        "cannot read {format} workflow file {}: this program was built without orch-core's `{feature}` feature",
+        path.display(),
+        feature = format.feature()
+    )]
+    FormatDisabled {
+        /// The file.
+        path: PathBuf,
+        /// Its format, as its extension says.
+        format: Format,
     },
     /// The text is not a well-formed workflow.
     ///

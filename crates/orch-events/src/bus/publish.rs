@@ -1,0 +1,151 @@
+//! Publishing one event: [`EventBus::publish`], which waits for room, and
+//! [`EventBus::try_publish`], which goes to every subscription or to none.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::SystemTime,
+};
+
+use super::{EventBus, Inner};
+use crate::{
+    IntoSubject, PublishError, Subject, SubscriptionId, TryPublishError, TryPublishErrorKind,
+    queue::Push, routes::Matches,
+};
+
+impl<T> Inner<T> {
+    /// Numbers the event and queues it for every matching subscription, using the slots
+    /// [`reserve_all`] took in the lossless ones; returns its sequence number.
+    pub(super) fn deliver_reserved(
+        &self,
+        subject: Subject,
+        payload: T,
+        at: SystemTime,
+        matches: &Matches<'_, T>,
+    ) -> u64 {
+        let event = self.stamp(subject, payload, at);
+        let mut evicted = Vec::new();
+        for queue in matches.iter() {
+            queue.push_reserved(std::slice::from_ref(&event), &mut evicted);
+        }
+        drop(evicted);
+        event.seq()
+    }
+}
+
+/// Decrements the in-flight count even if the publish future is dropped.
+struct InFlight<'a, T>(&'a Inner<T>);
+
+impl<T> Drop for InFlight<'_, T> {
+    fn drop(&mut self) {
+        self.0.finish_in_flight();
+    }
+}
+
+impl<T> EventBus<T> {
+    /// Publishes `payload` on `subject` to every matching subscription and returns its
+    /// sequence number.
+    ///
+    /// Waits while a matching [`Block`](crate::Overflow::Block) subscription's queue is
+    /// full; never waits for the drop policies. When it returns, the event is queued for
+    /// every matching subscription (or dropped and counted by its policy). If the future
+    /// is dropped while waiting, the event reaches only some subscriptions.
+    ///
+    /// # Errors
+    /// [`PublishError::InvalidSubject`] or [`PublishError::Closed`]; nothing is published.
+    pub async fn publish(
+        &self,
+        subject: impl IntoSubject,
+        payload: T,
+    ) -> Result<u64, PublishError> {
+        let subject = subject.into_subject()?;
+        // Like tokio's own channels: a publisher that never has to wait still yields to
+        // the scheduler now and then, so the subscribers it wakes get to run.
+        tokio::task::consume_budget().await;
+        let inner = &*self.inner;
+        let mut waiting = Vec::new();
+        let (event, _in_flight) = {
+            let routes = inner.read();
+            if routes.closed {
+                return Err(PublishError::Closed);
+            }
+            let matches = routes.matches(&subject);
+            let event = inner.stamp(subject, payload, SystemTime::now());
+            for queue in matches.iter() {
+                if let Push::Full = queue.push(&event) {
+                    waiting.push(Arc::clone(queue));
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(event.seq());
+            }
+            inner.in_flight.fetch_add(1, Ordering::AcqRel);
+            (event, InFlight(inner))
+        };
+        for queue in waiting {
+            queue.push_wait(&event).await;
+        }
+        Ok(event.seq())
+    }
+
+    /// Publishes without ever waiting: either the event goes to every matching
+    /// subscription (drop policies apply as usual) and its sequence number is returned,
+    /// or nothing is published and the payload comes back in the error.
+    ///
+    /// Nothing is published if a matching [`Block`](crate::Overflow::Block) subscription
+    /// is full ([`TryPublishErrorKind::Full`] lists the full ones): that policy promises
+    /// no loss, so the event goes to all or to none. Room is reserved in every such queue
+    /// before anything is queued, so racing publishers cannot make it partial.
+    ///
+    /// # Errors
+    /// [`TryPublishErrorKind::InvalidSubject`], [`TryPublishErrorKind::Closed`] or
+    /// [`TryPublishErrorKind::Full`], with the payload.
+    pub fn try_publish(
+        &self,
+        subject: impl IntoSubject,
+        payload: T,
+    ) -> Result<u64, TryPublishError<T>> {
+        let subject = match subject.into_subject() {
+            Ok(subject) => subject,
+            Err(e) => return Err(TryPublishError::new(e.into(), payload)),
+        };
+        let inner = &*self.inner;
+        let routes = inner.read();
+        if routes.closed {
+            return Err(TryPublishError::new(TryPublishErrorKind::Closed, payload));
+        }
+        let matches = routes.matches(&subject);
+        if let Err(first_full) = reserve_all(&matches) {
+            // List the queues that are full now.
+            let blocked = matches
+                .iter()
+                .skip(first_full)
+                .enumerate()
+                .filter(|(i, queue)| *i == 0 || queue.is_full())
+                .map(|(_, queue)| SubscriptionId(queue.id))
+                .collect();
+            return Err(TryPublishError::new(
+                TryPublishErrorKind::Full { blocked },
+                payload,
+            ));
+        }
+        Ok(inner.deliver_reserved(subject, payload, SystemTime::now(), &matches))
+    }
+}
+
+/// Reserves a slot in every matching [`Block`](crate::Overflow::Block) queue, so an event
+/// goes to all of them or to none. On the first full one, gives the reservations back and
+/// returns its index in `matches`.
+fn reserve_all<T>(matches: &Matches<'_, T>) -> Result<(), usize> {
+    let reserved = matches
+        .iter()
+        .take_while(|queue| queue.try_reserve_up_to(1) == 1)
+        .count();
+    if reserved == matches.len() {
+        return Ok(());
+    }
+    matches
+        .iter()
+        .take(reserved)
+        .for_each(|queue| queue.unreserve(1));
+    Err(reserved)
+}
