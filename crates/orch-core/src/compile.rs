@@ -274,6 +274,11 @@ fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {
             ),
         );
     }
+    if let Some(map) = &task.map {
+        for (option, reason) in map.problems(&task.dependencies) {
+            invalid(option, reason);
+        }
+    }
     if task.timeout.is_some_and(|t| t.is_zero()) {
         invalid("timeout", "must be greater than zero".into());
     }

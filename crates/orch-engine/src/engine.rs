@@ -17,7 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "events")]
 use crate::announce::EventTarget;
+use crate::cache::{CacheSettings, CacheStore};
 use crate::run::RunSettings;
+
+/// The most instances a map task may run when neither it nor the engine says otherwise
+/// (see [`EngineBuilder::max_map_instances`]).
+pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
 use crate::state::States;
 use crate::{Handler, RunError};
 
@@ -61,6 +66,8 @@ pub(crate) struct EngineInner {
     pub(crate) states: Arc<States>,
     pub(crate) max_concurrent: usize,
     pub(crate) grace_period: Duration,
+    cache: CacheSettings,
+    max_instances: u32,
     #[cfg(feature = "events")]
     pub(crate) bus: Option<EventBus<EngineEvent>>,
     #[cfg(feature = "events")]
@@ -90,6 +97,8 @@ impl EngineInner {
             max_concurrent: self.max_concurrent,
             grace_period: self.grace_period,
             events,
+            cache: self.cache.clone(),
+            max_instances: self.max_instances,
         }
     }
 }
@@ -295,6 +304,8 @@ pub struct EngineBuilder {
     max_concurrent: usize,
     grace_period: Duration,
     states: States,
+    cache: CacheSettings,
+    max_instances: u32,
     #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
     #[cfg(feature = "events")]
@@ -307,6 +318,8 @@ impl Default for EngineBuilder {
             max_concurrent: 1,
             grace_period: Duration::from_secs(5),
             states: States::default(),
+            cache: CacheSettings::default(),
+            max_instances: DEFAULT_MAX_INSTANCES,
             #[cfg(feature = "events")]
             bus: None,
             #[cfg(feature = "events")]
@@ -395,6 +408,33 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets where cached results are kept (see [`CacheStore`]); the default is a
+    /// [`MemoryCache`](crate::MemoryCache) of the engine's own. Tasks ask for caching
+    /// with `Task::cache(true)`.
+    pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
+        self.cache.store = store;
+        self
+    }
+
+    /// Sets the key function of cached tasks of type `task_type`: the value it returns
+    /// for a task (with its type) identifies the task's result, in place of its
+    /// configuration and its dependencies' results. A panic in it fails the task.
+    pub fn cache_key<F>(mut self, task_type: impl Into<String>, key: F) -> Self
+    where
+        F: Fn(&crate::TaskContext) -> serde_json::Value + Send + Sync + 'static,
+    {
+        self.cache.keys.insert(task_type.into(), Arc::new(key));
+        self
+    }
+
+    /// Sets the most instances a map task may run unless it sets its own
+    /// `max_instances` ([`DEFAULT_MAX_INSTANCES`] unless set). A map over a longer list
+    /// fails, running none.
+    pub fn max_map_instances(mut self, max: u32) -> Self {
+        self.max_instances = max;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Result<WorkflowEngine, ConfigError> {
         if self.max_concurrent == 0 {
@@ -410,6 +450,8 @@ impl EngineBuilder {
                 states: Arc::new(self.states),
                 max_concurrent: self.max_concurrent.max(1),
                 grace_period: self.grace_period,
+                cache: self.cache,
+                max_instances: self.max_instances,
                 #[cfg(feature = "events")]
                 bus: self.bus,
                 #[cfg(feature = "events")]

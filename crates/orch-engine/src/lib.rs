@@ -156,6 +156,7 @@ mod announce;
 #[path = "announce_off.rs"]
 mod announce;
 mod attempt;
+mod cache;
 mod clock;
 mod context;
 mod engine;
@@ -171,8 +172,9 @@ mod state;
 mod timer;
 
 pub use async_trait::async_trait;
+pub use cache::{CacheKey, CacheStore, MemoryCache};
 pub use context::TaskContext;
-pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};
+pub use engine::{ConfigError, DEFAULT_MAX_INSTANCES, EngineBuilder, RunHandle, WorkflowEngine};
 pub use error::TaskError;
 pub use handler::{Handler, blocking, inline};
 pub use output::{IntoOutput, Output, Shared};

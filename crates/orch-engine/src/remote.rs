@@ -195,6 +195,7 @@ impl RemoteTask {
             run: Arc::new(run),
             index: index as u32,
             attempt,
+            item: None,
         })
     }
 }

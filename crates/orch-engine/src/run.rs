@@ -27,6 +27,7 @@ use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, TaskError, timer};
 
 mod announcing;
+mod fan_out;
 mod finish;
 mod resume;
 
@@ -41,6 +42,10 @@ pub(crate) struct RunSettings {
     pub(crate) grace_period: Duration,
     /// Where lifecycle events go, if anywhere.
     pub(crate) events: Option<EventTarget>,
+    /// The store and key functions of cached tasks.
+    pub(crate) cache: crate::cache::CacheSettings,
+    /// The most instances a map task may run unless it says otherwise.
+    pub(crate) max_instances: u32,
 }
 
 /// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
@@ -106,6 +111,7 @@ pub(crate) async fn execute(
         spawn: &spawn,
     };
     let mut run = Scheduler::new(shared, plan, handlers, engine.max_concurrent, announcer);
+    run.extras = fan_out::Extras::new(&workflow, engine.max_instances, &engine.cache);
     let restored = match (previous, &kept) {
         (Some(previous), Some(kept)) => run.restore(previous, kept),
         _ => 0,
@@ -188,6 +194,8 @@ struct Scheduler<'p> {
     clock: Clock,
     /// Lifecycle events for the engine's bus, when it has one.
     announcer: Option<Announcer>,
+    /// Map and cached tasks, when the workflow has any (see `fan_out`).
+    extras: Option<Box<fan_out::Extras>>,
 }
 
 impl<'p> Scheduler<'p> {
@@ -224,6 +232,7 @@ impl<'p> Scheduler<'p> {
             stopping: false,
             clock: Clock::start(),
             announcer,
+            extras: None,
         }
     }
 
@@ -324,11 +333,15 @@ impl<'p> Scheduler<'p> {
             self.active -= 1;
             return;
         }
+        if self.extras.as_ref().is_some_and(|e| e.claims(index)) && self.start_special(index, cx) {
+            return;
+        }
         self.records[index].attempts += 1;
         let ctx = TaskContext {
             run: Arc::clone(&self.shared),
             index: index as u32,
             attempt: self.records[index].attempts,
+            item: None,
         };
         let task = self.task(index);
         let span =
@@ -343,7 +356,13 @@ impl<'p> Scheduler<'p> {
         }
     }
 
-    fn attempt_over(&mut self, index: usize, outcome: Result<Stored, TaskError>) {
+    fn attempt_over(&mut self, index: usize, mut outcome: Result<Stored, TaskError>) {
+        if self.extras.is_some() {
+            match self.special_over(index, outcome) {
+                Some(passed_on) => outcome = passed_on,
+                None => return,
+            }
+        }
         match outcome {
             Ok(output) => {
                 let _ = self.shared.results[index].set(output);
