@@ -13,7 +13,7 @@ use crate::TaskId;
 /// In files, under the task's `map` key:
 ///
 /// ```
-/// use orch_core::{Format, Workflow};
+/// use orch_core::Workflow;
 ///
 /// let workflow = Workflow::from_toml(r#"
 /// workflow_id = "w"
@@ -24,14 +24,17 @@ use crate::TaskId;
 /// task_type = "square"
 /// dependencies = ["list"]
 /// map = { over = "list", max_instances = 100 }
-/// "#, Format::Toml)?;
+/// "#)?;
 /// let map = workflow.get("square").and_then(|t| t.map.as_ref()).expect("a map");
 /// assert_eq!(map.over, "list");
 /// assert_eq!(map.max_instances, Some(100));
 /// # Ok::<(), orch_core::LoadError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a map: `over` and optionally `max_instances`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map: `over` and optionally `max_instances`"
+)]
 pub struct MapSpec {
     /// The dependency whose output, a JSON list, gives one instance per element. It must
     /// be one of the task's direct dependencies (validation checks).

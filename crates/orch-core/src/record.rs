@@ -149,8 +149,7 @@ impl TaskRecord {
 impl Serialize for TaskRecord {
     /// Writes every field plus `duration` in seconds; times in RFC 3339.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s =
-            serializer.serialize_struct(
+        let mut s = serializer.serialize_struct(
             "TaskRecord",
             7 + usize::from(self.shared_output) + usize::from(self.cached),
         )?;

@@ -124,7 +124,7 @@ fn json_unknown_key_is_an_error() {
     assert_eq!(
         message,
         "unknown key `depends` in task `a`; expected `task_id`, `name`, `task_type`, \
-         `config`, `dependencies`, `retries`, `backoff`, `timeout`"
+         `config`, `dependencies`, `retries`, `backoff`, `timeout`, `map`, `cache`"
     );
 }
 

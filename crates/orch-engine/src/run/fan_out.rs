@@ -106,7 +106,10 @@ impl Extras {
                     record.status = TaskStatus::Cancelled;
                     record.error = Some("the run was cancelled".to_owned());
                 }
-                Some((MapSpec::instance_id(&task.task_id, instance.item.index), record))
+                Some((
+                    MapSpec::instance_id(&task.task_id, instance.item.index),
+                    record,
+                ))
             })
             .collect()
     }
@@ -250,7 +253,9 @@ impl Scheduler<'_> {
         let n = self.records.len();
         let first = self.extras().instances.len();
         let items = map_items(&ctx, spec, limit).and_then(|items| {
-            let fits = (n + first).checked_add(items.len()).is_some_and(|end| end <= u32::MAX as usize);
+            let fits = (n + first)
+                .checked_add(items.len())
+                .is_some_and(|end| end <= u32::MAX as usize);
             match fits {
                 true => Ok(items),
                 false => Err(format!(
@@ -268,11 +273,13 @@ impl Scheduler<'_> {
         };
         let count = items.len();
         let extras = self.extras();
-        extras.instances.extend(items.into_iter().enumerate().map(|(i, value)| Instance {
-            map: index as u32,
-            item: Arc::new(MapItem { index: i, value }),
-            record: TaskRecord::default(),
-        }));
+        extras
+            .instances
+            .extend(items.into_iter().enumerate().map(|(i, value)| Instance {
+                map: index as u32,
+                item: Arc::new(MapItem { index: i, value }),
+                record: TaskRecord::default(),
+            }));
         extras.maps.insert(
             index as u32,
             MapRun {
@@ -316,7 +323,10 @@ impl Scheduler<'_> {
         let instance = &mut extras.instances[k];
         let map = instance.map as usize;
         if instance.record.attempts == 0
-            && extras.maps.get(&(map as u32)).is_some_and(|r| r.failed.is_some())
+            && extras
+                .maps
+                .get(&(map as u32))
+                .is_some_and(|r| r.failed.is_some())
         {
             // A sibling failed while this one waited for its turn.
             return self.instance_ended(map);
@@ -378,7 +388,9 @@ impl Scheduler<'_> {
                 let task = shared.task(map);
                 let attempts = record.attempts;
                 if !error.is_permanent() && attempts <= task.retries {
-                    let delay = task.backoff.delay(attempts, super::jitter_unit(n + k, attempts));
+                    let delay = task
+                        .backoff
+                        .delay(attempts, super::jitter_unit(n + k, attempts));
                     record.error = Some(error.record_text());
                     self.announce_instance(EngineEventKind::TaskRetrying, k);
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
@@ -419,7 +431,9 @@ impl Scheduler<'_> {
         if let Some(run) = self.extras().maps.get_mut(&(map as u32)) {
             run.ended += 1;
         }
-        if self.start_next_instance(map) {
+        // In a cancelled run, the map and the instances that did not start end as
+        // cancelled with the run.
+        if self.start_next_instance(map) || self.stopping {
             return;
         }
         let extras = self.extras();
