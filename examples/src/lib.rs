@@ -16,6 +16,7 @@
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
 //! | `events` | [`events`]: live progress printed from lifecycle events |
 //! | `metrics_exporter` | [`metrics_exporter`]: per task type metrics in Prometheus text |
+//! | `fan_out_cache` | [`fan_out_cache`]: a map over a run-time list, then cached results |
 //! | `show_plan` | prints a workflow file's execution order and levels |
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub mod data_pipeline;
 pub mod doc_processing;
 pub mod events;
 pub mod failure_handling;
+pub mod fan_out_cache;
 pub mod from_file;
 pub mod hex;
 pub mod metrics_exporter;

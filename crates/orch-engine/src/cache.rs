@@ -103,6 +103,27 @@ impl CacheStore for MemoryCache {
     }
 }
 
+impl crate::EngineBuilder {
+    /// Sets where cached results are kept (see [`CacheStore`]); the default is a
+    /// [`MemoryCache`] of the engine's own. Tasks ask for caching
+    /// with `Task::cache(true)`.
+    pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
+        self.cache.store = store;
+        self
+    }
+
+    /// Sets the key function of cached tasks of type `task_type`: the value it returns
+    /// for a task (with its type) identifies the task's result, in place of its
+    /// configuration and its dependencies' results. A panic in it fails the task.
+    pub fn cache_key<F>(mut self, task_type: impl Into<String>, key: F) -> Self
+    where
+        F: Fn(&crate::TaskContext) -> serde_json::Value + Send + Sync + 'static,
+    {
+        self.cache.keys.insert(task_type.into(), Arc::new(key));
+        self
+    }
+}
+
 /// A user's key function for one task type: what identifies a task's result.
 pub(crate) type KeyFn = Arc<dyn Fn(&TaskContext) -> Value + Send + Sync>;
 

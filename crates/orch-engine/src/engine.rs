@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "events")]
 use crate::announce::EventTarget;
-use crate::cache::{CacheSettings, CacheStore};
+use crate::cache::CacheSettings;
 use crate::run::RunSettings;
 
 /// The most instances a map task may run when neither it nor the engine says otherwise
@@ -304,7 +304,7 @@ pub struct EngineBuilder {
     max_concurrent: usize,
     grace_period: Duration,
     states: States,
-    cache: CacheSettings,
+    pub(crate) cache: CacheSettings,
     max_instances: u32,
     #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
@@ -405,25 +405,6 @@ impl EngineBuilder {
     /// it for a live view of results, costly for large outputs.
     pub fn event_outputs(mut self, include: bool) -> Self {
         self.event_outputs = include;
-        self
-    }
-
-    /// Sets where cached results are kept (see [`CacheStore`]); the default is a
-    /// [`MemoryCache`](crate::MemoryCache) of the engine's own. Tasks ask for caching
-    /// with `Task::cache(true)`.
-    pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
-        self.cache.store = store;
-        self
-    }
-
-    /// Sets the key function of cached tasks of type `task_type`: the value it returns
-    /// for a task (with its type) identifies the task's result, in place of its
-    /// configuration and its dependencies' results. A panic in it fails the task.
-    pub fn cache_key<F>(mut self, task_type: impl Into<String>, key: F) -> Self
-    where
-        F: Fn(&crate::TaskContext) -> serde_json::Value + Send + Sync + 'static,
-    {
-        self.cache.keys.insert(task_type.into(), Arc::new(key));
         self
     }
 

@@ -83,7 +83,8 @@
 //! restored from the earlier result; each restored task then gets a `restored` event, so
 //! that counting the events that end a task
 //! ([`EngineEventKind::is_terminal`](orch_core::EngineEventKind::is_terminal)) gives a
-//! run's progress from its first event on. With [`EngineBuilder::event_outputs`],
+//! run's progress from its first event on (not counting the events of map instances,
+//! which carry [`EngineEvent::map_item`](orch_core::EngineEvent::map_item)). With [`EngineBuilder::event_outputs`],
 //! `completed` events also carry the task's output. A run publishes every event, so a
 //! subscriber that joins while a run is under way receives everything published from
 //! then on.

@@ -437,6 +437,15 @@ fn each_instance_has_its_own_events() {
     );
     let square: Vec<EngineEventKind> = of("square").into_iter().map(|(_, k, _)| k).collect();
     assert_eq!(square, [TaskStarted, TaskCompleted]);
+    for (_, event) in &events {
+        let id = event.task_id.as_ref().map(|id| id.as_str());
+        let expected = match id {
+            Some("square[0]") => Some(0),
+            Some("square[1]") => Some(1),
+            _ => None,
+        };
+        assert_eq!(event.map_item, expected, "{id:?}");
+    }
     let instance = events
         .iter()
         .find(|(_, e)| e.task_id.as_ref().is_some_and(|t| t == "square[1]"))

@@ -151,6 +151,7 @@ impl Names {
                 workflow_id: Arc::clone(&self.workflow_id),
                 run_id: self.run_id.clone(),
                 task_id,
+                map_item: instance,
                 task_type,
                 attempt: note.attempt,
                 timestamp: note.at,

@@ -66,11 +66,10 @@ impl Extras {
         max_instances: u32,
         cache: &CacheSettings,
     ) -> Option<Box<Self>> {
-        let special: Vec<bool> = workflow
-            .tasks()
-            .map(|task| task.map.is_some() || task.cache)
-            .collect();
-        special.contains(&true).then(|| {
+        let special = |task: &Task| task.map.is_some() || task.cache;
+        // One pass that allocates nothing for a workflow with neither.
+        workflow.tasks().any(special).then(|| {
+            let special = workflow.tasks().map(special).collect();
             Box::new(Self {
                 special,
                 max_instances,
