@@ -113,6 +113,35 @@ fn each_element_gets_an_instance_and_dependents_see_the_results_in_order() {
 }
 
 #[test]
+fn instances_run_as_tasks_of_their_own_on_a_multi_threaded_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(4)
+        .build()
+        .expect("valid");
+    register(&engine, Arc::new(AtomicUsize::new(0)));
+    engine.register_handler("square", |ctx: TaskContext| async move {
+        let x: i64 = ctx.map_item()?;
+        tokio::task::yield_now().await;
+        Ok::<_, TaskError>(x * x)
+    });
+    let items: Vec<i64> = (0..50).collect();
+    let result = runtime
+        .block_on(engine.execute_workflow(&pipeline(json!(items))))
+        .expect("valid");
+    let squares: Vec<i64> = items.iter().map(|x| x * x).collect();
+    assert_eq!(
+        result.task("square").and_then(|r| r.result.clone()),
+        Some(json!(squares))
+    );
+    assert_eq!(result.tasks.len(), 53);
+}
+
+#[test]
 fn an_empty_list_gives_an_empty_result_without_running_the_handler() {
     let calls = Arc::new(AtomicUsize::new(0));
     let engine = engine_with(2, Arc::clone(&calls));

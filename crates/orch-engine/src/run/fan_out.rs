@@ -491,3 +491,30 @@ impl Scheduler<'_> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orch_core::{Task, Workflow};
+
+    use super::Extras;
+    use crate::cache::CacheSettings;
+
+    /// The default path: a workflow with neither maps nor caching gets no extras, so its
+    /// scheduler never enters this file.
+    #[test]
+    fn only_workflows_that_map_or_cache_get_extras() {
+        let plain = Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t").depends_on(["a"]));
+        assert!(Extras::new(&plain, 10, &CacheSettings::default()).is_none());
+        let mapped = plain.clone().task(Task::new("c", "t").map_over("a"));
+        let extras = Extras::new(&mapped, 10, &CacheSettings::default()).expect("extras");
+        assert_eq!(
+            (0..4).map(|i| extras.claims(i)).collect::<Vec<_>>(),
+            [false, false, true, true],
+            "the map task, and indices past the plan (instances)"
+        );
+        let cached = plain.task(Task::new("c", "t").cache(true));
+        assert!(Extras::new(&cached, 10, &CacheSettings::default()).is_some());
+    }
+}
