@@ -27,6 +27,7 @@ use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, TaskError, timer};
 
 mod announcing;
+mod extras;
 mod fan_out;
 mod finish;
 mod resume;
@@ -111,9 +112,12 @@ pub(crate) async fn execute(
         spawn: &spawn,
     };
     let mut run = Scheduler::new(shared, plan, handlers, engine.max_concurrent, announcer);
-    run.extras = fan_out::Extras::new(&workflow, engine.max_instances, &engine.cache);
+    run.extras = extras::Extras::new(&workflow, engine.max_instances, &engine.cache);
     let restored = match (previous, &kept) {
-        (Some(previous), Some(kept)) => run.restore(previous, kept),
+        (Some(previous), Some(kept)) => {
+            run.restore_instances(&previous, kept);
+            run.restore(previous, kept)
+        }
         _ => 0,
     };
     run.announce_start(restored);
@@ -194,8 +198,8 @@ struct Scheduler<'p> {
     clock: Clock,
     /// Lifecycle events for the engine's bus, when it has one.
     announcer: Option<Announcer>,
-    /// Map and cached tasks, when the workflow has any (see `fan_out`).
-    extras: Option<Box<fan_out::Extras>>,
+    /// Map and cached tasks, when the workflow has any (see `extras`).
+    extras: Option<Box<extras::Extras>>,
 }
 
 impl<'p> Scheduler<'p> {

@@ -142,6 +142,43 @@ fn instances_run_as_tasks_of_their_own_on_a_multi_threaded_runtime() {
 }
 
 #[test]
+fn a_resumed_run_keeps_a_completed_maps_instance_records() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine_with(2, Arc::clone(&calls));
+    let fails = Arc::new(AtomicUsize::new(1));
+    let left = Arc::clone(&fails);
+    engine.register_handler("sum", move |ctx: TaskContext| {
+        let left = Arc::clone(&left);
+        async move {
+            if left.fetch_sub(1, Ordering::SeqCst) > 0 {
+                return Err(TaskError::permanent("not yet"));
+            }
+            let squares: Vec<i64> = ctx.input("square")?;
+            Ok::<_, TaskError>(json!(squares.iter().sum::<i64>()))
+        }
+    });
+    let workflow = pipeline(json!([1, 2, 3]));
+    let first = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    let resumed = runtime()
+        .block_on(engine.resume(&workflow, &first))
+        .expect("valid");
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "the map did not run again");
+    assert_eq!(
+        resumed.task("sum").and_then(|r| r.result.clone()),
+        Some(json!(14))
+    );
+    for i in 0..3 {
+        let id = format!("square[{i}]");
+        assert_eq!(resumed.task(&id), first.task(&id), "{id}");
+    }
+    assert_eq!(resumed.tasks.len(), 6);
+}
+
+#[test]
 fn an_empty_list_gives_an_empty_result_without_running_the_handler() {
     let calls = Arc::new(AtomicUsize::new(0));
     let engine = engine_with(2, Arc::clone(&calls));

@@ -1,5 +1,4 @@
-//! Map tasks and cached tasks in a run. A workflow with neither has no [`Extras`], and its
-//! scheduler takes no step of this file.
+//! Map tasks in a run.
 //!
 //! A map task, once its dependencies completed, reads the list its `map.over` dependency
 //! returned and runs one *instance* per element. Instances are numbered after the
@@ -14,103 +13,70 @@
 //! the running ones ended, those never started are skipped and the map task fails with
 //! the first failure. An instance its handler skipped leaves `null` in the list.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Context;
 
-use orch_core::{EngineEventKind, MapSpec, Task, TaskRecord, TaskStatus, Workflow};
+use orch_core::{EngineEventKind, MapSpec, TaskRecord, TaskStatus};
 use serde_json::Value;
 
 use super::Scheduler;
 use crate::attempt::{Attempt, InFlight};
-use crate::cache::{CacheKey, CacheSettings};
 use crate::context::MapItem;
-use crate::handler::panic_message;
 use crate::note::Detail;
 use crate::output::Stored;
 use crate::{TaskContext, TaskError};
 
-/// What a run keeps for its map and cached tasks.
-pub(super) struct Extras {
-    /// Per task: whether it is a map task or asks for caching.
-    special: Vec<bool>,
-    max_instances: u32,
-    cache: CacheSettings,
-    /// The keys of cached tasks that run, to store their results under.
-    keys: HashMap<u32, CacheKey>,
-    maps: HashMap<u32, MapRun>,
-    instances: Vec<Instance>,
-}
-
 /// A map task whose instances run.
-struct MapRun {
-    first: usize,
-    count: usize,
-    started: usize,
-    ended: usize,
+pub(super) struct MapRun {
+    pub(super) first: usize,
+    pub(super) count: usize,
+    pub(super) started: usize,
+    pub(super) ended: usize,
     /// The first failure (or cancellation) of an instance, as the map's error.
-    failed: Option<String>,
-    results: Vec<Value>,
+    pub(super) failed: Option<String>,
+    pub(super) results: Vec<Value>,
 }
 
-struct Instance {
-    map: u32,
-    item: Arc<MapItem>,
-    record: TaskRecord,
+pub(super) struct Instance {
+    pub(super) map: u32,
+    pub(super) item: Arc<MapItem>,
+    pub(super) record: TaskRecord,
 }
 
-impl Extras {
-    /// The extras of a run of `workflow`, or `None` if no task maps or caches.
-    pub(super) fn new(
-        workflow: &Workflow,
-        max_instances: u32,
-        cache: &CacheSettings,
-    ) -> Option<Box<Self>> {
-        let special = |task: &Task| task.map.is_some() || task.cache;
-        // One pass that allocates nothing for a workflow with neither.
-        workflow.tasks().any(special).then(|| {
-            let special = workflow.tasks().map(special).collect();
-            Box::new(Self {
-                special,
-                max_instances,
-                cache: cache.clone(),
-                keys: HashMap::new(),
-                maps: HashMap::new(),
-                instances: Vec::new(),
-            })
-        })
-    }
-
-    /// Whether index `index` is a map task, a cached task or an instance.
-    pub(super) fn claims(&self, index: usize) -> bool {
-        self.special.get(index).copied().unwrap_or(true)
-    }
-
-    /// The instances' records, under their ids, in the order they were created; those
-    /// that had not ended are cancelled.
-    pub(super) fn into_records(
-        self,
-        workflow: &Workflow,
-        end_time: std::time::SystemTime,
-    ) -> Vec<(orch_core::TaskId, TaskRecord)> {
-        self.instances
-            .into_iter()
-            .filter_map(|instance| {
-                let task = workflow.get_index(instance.map as usize)?;
-                let mut record = instance.record;
-                if !record.status.is_finished() {
-                    if record.status == TaskStatus::Running {
-                        record.end_time = Some(end_time);
-                    }
-                    record.status = TaskStatus::Cancelled;
-                    record.error = Some("the run was cancelled".to_owned());
-                }
-                Some((
-                    MapSpec::instance_id(&task.task_id, instance.item.index),
-                    record,
-                ))
-            })
-            .collect()
+impl Scheduler<'_> {
+    /// Takes over, from the run this one resumes, the instance records of the map tasks
+    /// that are kept (they do not run again).
+    pub(super) fn restore_instances(
+        &mut self,
+        previous: &orch_core::WorkflowResult,
+        kept: &[bool],
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let Some(extras) = self.extras.as_deref_mut() else {
+            return;
+        };
+        for (id, record) in previous.tasks.iter() {
+            if shared.workflow.index_of(id).is_some() {
+                continue;
+            }
+            let Some((task, item)) = id.strip_suffix(']').and_then(|id| id.rsplit_once('[')) else {
+                continue;
+            };
+            let (Some(map), Ok(item)) = (shared.workflow.index_of(task), item.parse::<usize>())
+            else {
+                continue;
+            };
+            if kept[map] && shared.task(map).map.is_some() {
+                extras.instances.push(Instance {
+                    map: map as u32,
+                    item: Arc::new(MapItem {
+                        index: item,
+                        value: Value::Null,
+                    }),
+                    record: record.clone(),
+                });
+            }
+        }
     }
 }
 
@@ -149,103 +115,7 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 impl Scheduler<'_> {
-    fn extras(&mut self) -> &mut Extras {
-        match self.extras.as_deref_mut() {
-            Some(extras) => extras,
-            None => unreachable!("only a run with extras claims tasks"),
-        }
-    }
-
-    /// Starts what [`Extras::claims`]: returns whether it took the attempt over (an
-    /// instance, a cache hit, a map task); `false` lets the handler run as usual.
-    pub(super) fn start_special(&mut self, index: usize, cx: &mut Context<'_>) -> bool {
-        let n = self.records.len();
-        if index >= n {
-            self.start_instance(index - n, cx);
-            return true;
-        }
-        if self.records[index].attempts > 0 {
-            return false;
-        }
-        let shared = Arc::clone(&self.shared);
-        let task = shared.task(index);
-        if task.cache && self.look_up(index, task) {
-            return true;
-        }
-        match &task.map {
-            Some(spec) => {
-                self.start_map(index, spec);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Completes a cached task from the store if it has its result; else notes its key.
-    fn look_up(&mut self, index: usize, task: &Task) -> bool {
-        let ctx = self.context(index, 0, None);
-        let keys = &self.extras().cache.keys;
-        let key = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::cache::key_of(&ctx, keys)
-        }));
-        let key = match key {
-            Ok(Some(key)) => key,
-            Ok(None) => return false,
-            Err(panic) => {
-                let message = format!(
-                    "the cache key function of task type `{}` failed: {}",
-                    task.task_type,
-                    panic_message(panic.as_ref())
-                );
-                self.attempt_over(index, Err(TaskError::permanent(message)));
-                return true;
-            }
-        };
-        let extras = self.extras();
-        match extras.cache.store.get(&key) {
-            Some(result) => {
-                self.records[index].cached = true;
-                self.attempt_over(index, Ok(Stored::Json(result)));
-                true
-            }
-            None => {
-                extras.keys.insert(index as u32, key);
-                false
-            }
-        }
-    }
-
-    /// Handles what [`Extras::claims`] ended: an instance's attempt is taken over
-    /// (`None`); a cached task's JSON result is stored, and the outcome handed back.
-    pub(super) fn special_over(
-        &mut self,
-        index: usize,
-        outcome: Result<Stored, TaskError>,
-    ) -> Option<Result<Stored, TaskError>> {
-        let n = self.records.len();
-        if index >= n {
-            self.instance_over(index - n, outcome);
-            return None;
-        }
-        if let Ok(Stored::Json(result)) = &outcome {
-            let extras = self.extras();
-            if let Some(key) = extras.keys.remove(&(index as u32)) {
-                extras.cache.store.put(key, result.clone());
-            }
-        }
-        Some(outcome)
-    }
-
-    fn context(&self, index: usize, attempt: u32, item: Option<Arc<MapItem>>) -> TaskContext {
-        TaskContext {
-            run: Arc::clone(&self.shared),
-            index: index as u32,
-            attempt,
-            item,
-        }
-    }
-
-    fn start_map(&mut self, index: usize, spec: &MapSpec) {
+    pub(super) fn start_map(&mut self, index: usize, spec: &MapSpec) {
         self.records[index].attempts = 1;
         let limit = self.extras().max_instances;
         let ctx = self.context(index, 1, None);
@@ -316,7 +186,7 @@ impl Scheduler<'_> {
         true
     }
 
-    fn start_instance(&mut self, k: usize, cx: &mut Context<'_>) {
+    pub(super) fn start_instance(&mut self, k: usize, cx: &mut Context<'_>) {
         let at = self.clock.last();
         let extras = self.extras();
         let instance = &mut extras.instances[k];
@@ -352,7 +222,7 @@ impl Scheduler<'_> {
         }
     }
 
-    fn instance_over(&mut self, k: usize, outcome: Result<Stored, TaskError>) {
+    pub(super) fn instance_over(&mut self, k: usize, outcome: Result<Stored, TaskError>) {
         let now = self.clock.now();
         let stopping = self.stopping;
         let n = self.records.len();
@@ -489,32 +359,5 @@ impl Scheduler<'_> {
                 detail: detail.map(Box::new),
             }));
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use orch_core::{Task, Workflow};
-
-    use super::Extras;
-    use crate::cache::CacheSettings;
-
-    /// The default path: a workflow with neither maps nor caching gets no extras, so its
-    /// scheduler never enters this file.
-    #[test]
-    fn only_workflows_that_map_or_cache_get_extras() {
-        let plain = Workflow::new("w", "W")
-            .task(Task::new("a", "t"))
-            .task(Task::new("b", "t").depends_on(["a"]));
-        assert!(Extras::new(&plain, 10, &CacheSettings::default()).is_none());
-        let mapped = plain.clone().task(Task::new("c", "t").map_over("a"));
-        let extras = Extras::new(&mapped, 10, &CacheSettings::default()).expect("extras");
-        assert_eq!(
-            (0..4).map(|i| extras.claims(i)).collect::<Vec<_>>(),
-            [false, false, true, true],
-            "the map task, and indices past the plan (instances)"
-        );
-        let cached = plain.task(Task::new("c", "t").cache(true));
-        assert!(Extras::new(&cached, 10, &CacheSettings::default()).is_some());
     }
 }
