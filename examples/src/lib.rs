@@ -15,6 +15,7 @@
 //! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
 //! | `metrics_exporter` | [`metrics_exporter`]: per task type metrics in Prometheus text |
 //! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
+//! | `fan_out_cache` | [`fan_out_cache`]: a map over a run-time list, then cached results |
 //! | `show_plan` | prints a workflow file's execution order and levels |
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub mod csv;
 pub mod data_pipeline;
 pub mod doc_processing;
 pub mod durable;
+pub mod fan_out_cache;
 pub mod from_file;
 pub mod hex;
 pub mod metrics_exporter;

@@ -66,7 +66,10 @@ impl Display {
 
     /// Shows one lifecycle event.
     pub(crate) fn event(&mut self, event: &EngineEvent) {
-        self.tally.apply(event);
+        // The bar counts the workflow's tasks; a map's instances are shown as lines only.
+        if event.map_item.is_none() {
+            self.tally.apply(event);
+        }
         let start = *self.start.get_or_insert(event.timestamp);
         if let Some(bar) = &self.bar {
             bar.set_position(self.tally.finished() as u64);

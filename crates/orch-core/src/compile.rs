@@ -253,6 +253,11 @@ fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {
             "must not be empty (leave it out for no pool)".into(),
         );
     }
+    if let Some(map) = &task.map {
+        for (option, reason) in map.problems(&task.dependencies) {
+            invalid(option, reason);
+        }
+    }
     if task.timeout.is_some_and(|t| t.is_zero()) {
         invalid("timeout", "must be greater than zero".into());
     }

@@ -64,7 +64,8 @@ impl EngineEventKind {
     /// Whether the event ends a task's life in its run: completed, failed, skipped,
     /// cancelled, or restored from the run it resumes. Each task of a run gets exactly one
     /// such event, so counting them against [`EngineEvent::total_tasks`] gives the run's
-    /// progress.
+    /// progress. The instances of a map task get such events too, with
+    /// [`EngineEvent::map_item`] set: leave those out of the count.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -115,8 +116,13 @@ pub struct EngineEvent {
     /// The run's id: the same in every event of one run, and in its
     /// [`WorkflowResult::run_id`](crate::WorkflowResult::run_id).
     pub run_id: RunId,
-    /// The task, for task events.
+    /// The task, for task events; for an instance of a map task, the instance's id
+    /// (`task[i]`).
     pub task_id: Option<TaskId>,
+    /// For the events of a map task's instance, the position of its element in the list
+    /// (the `i` of `task[i]`); `None` for every other event. Written to JSON only when
+    /// set.
+    pub map_item: Option<u32>,
     /// The task's type, for task events.
     pub task_type: Option<Arc<str>>,
     /// The attempt number (0 where no attempt applies).
@@ -153,6 +159,7 @@ impl EngineEvent {
             workflow_id,
             run_id,
             task_id: None,
+            map_item: None,
             task_type: None,
             attempt: 0,
             timestamp,
@@ -171,11 +178,16 @@ impl Serialize for EngineEvent {
     /// years 0000 to 9999, as for a [`WorkflowResult`](crate::WorkflowResult)), the
     /// duration in seconds.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("EngineEvent", 13)?;
+        let fields = 13 + usize::from(self.map_item.is_some());
+        let mut s = serializer.serialize_struct("EngineEvent", fields)?;
         s.serialize_field("kind", &self.kind)?;
         s.serialize_field("workflow_id", &*self.workflow_id)?;
         s.serialize_field("run_id", &self.run_id)?;
         s.serialize_field("task_id", &self.task_id)?;
+        match self.map_item {
+            Some(item) => s.serialize_field("map_item", &item)?,
+            None => s.skip_field("map_item")?,
+        }
         s.serialize_field("task_type", &self.task_type.as_deref())?;
         s.serialize_field("attempt", &self.attempt)?;
         s.serialize_field("timestamp", &crate::record::rfc3339(self.timestamp))?;

@@ -130,6 +130,11 @@ pub struct TaskRecord {
     /// which `result` keeps only a summary (or null). A run resumed from this record runs
     /// the task again if a task that runs depends on it. Written to JSON only when true.
     pub shared_output: bool,
+    /// Whether the result was taken from the engine's cache instead of running the
+    /// handler (the task asked for caching; see `Task::cache`). Such a record is
+    /// `Completed` with 0 attempts. Written to JSON only when true, so results written
+    /// before caching existed read back unchanged.
+    pub cached: bool,
 }
 
 impl TaskRecord {
@@ -144,8 +149,10 @@ impl TaskRecord {
 impl Serialize for TaskRecord {
     /// Writes every field plus `duration` in seconds; times in RFC 3339.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s =
-            serializer.serialize_struct("TaskRecord", 7 + usize::from(self.shared_output))?;
+        let mut s = serializer.serialize_struct(
+            "TaskRecord",
+            7 + usize::from(self.shared_output) + usize::from(self.cached),
+        )?;
         s.serialize_field("status", &self.status)?;
         s.serialize_field("result", &self.result)?;
         s.serialize_field("error", &self.error)?;
@@ -157,6 +164,11 @@ impl Serialize for TaskRecord {
             s.serialize_field("shared_output", &true)?;
         } else {
             s.skip_field("shared_output")?;
+        }
+        if self.cached {
+            s.serialize_field("cached", &true)?;
+        } else {
+            s.skip_field("cached")?;
         }
         s.end()
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{TaskId, TriggerRule};
+use crate::{MapSpec, TaskId, TriggerRule};
 
 /// One unit of work in a [`Workflow`](crate::Workflow).
 ///
@@ -75,6 +75,19 @@ pub struct Task {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
+    /// Runs the task once per element of a list a dependency returned (see [`MapSpec`]);
+    /// `None` (the default) runs it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
+    /// Whether the engine may reuse a result stored for the same task type, configuration
+    /// and inputs instead of running the handler (see the engine's `CacheStore`). Off by
+    /// default; in files `cache: true`, written only when on.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cache: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Task {
@@ -99,6 +112,8 @@ impl Task {
             retries: 0,
             backoff: Backoff::default(),
             timeout: None,
+            map: None,
+            cache: false,
         }
     }
 
@@ -159,6 +174,32 @@ impl Task {
     /// Sets the longest time one attempt may run.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Makes the task a map over the output list of its dependency `over`, which it
+    /// also comes to depend on if it did not already: one instance runs per element.
+    pub fn map_over(mut self, over: impl Into<TaskId>) -> Self {
+        let over = over.into();
+        if !self.dependencies.contains(&over) {
+            self.dependencies.push(over.clone());
+        }
+        self.map = Some(MapSpec::over(over));
+        self
+    }
+
+    /// Sets the most instances this map task may run (see [`MapSpec::max_instances`]);
+    /// has no effect on a task that is not a map.
+    pub fn max_instances(mut self, max: u32) -> Self {
+        if let Some(map) = &mut self.map {
+            map.max_instances = Some(max);
+        }
+        self
+    }
+
+    /// Sets whether the engine may reuse a cached result instead of running the handler.
+    pub fn cache(mut self, cache: bool) -> Self {
+        self.cache = cache;
         self
     }
 
@@ -257,6 +298,10 @@ pub(crate) struct TaskSpec {
     backoff: Backoff,
     #[serde(default, with = "crate::duration::secs_opt")]
     timeout: Option<Duration>,
+    #[serde(default)]
+    map: Option<MapSpec>,
+    #[serde(default)]
+    cache: bool,
 }
 
 fn is_zero(priority: &i32) -> bool {
@@ -282,6 +327,8 @@ impl TaskSpec {
             retries: self.retries,
             backoff: self.backoff,
             timeout: self.timeout,
+            map: self.map,
+            cache: self.cache,
         }
     }
 }

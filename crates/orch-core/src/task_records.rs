@@ -11,7 +11,9 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use crate::load::cautious_capacity;
 use crate::{TaskId, TaskRecord, Workflow};
 
-/// The records of a run, one per task, in the workflow's insertion order.
+/// The records of a run, one per task, in the workflow's insertion order, followed by
+/// the records of map instances (`task[0]`, `task[1]`, ...; see
+/// [`MapSpec`](crate::MapSpec)) when the run had any.
 ///
 /// A run's records share the id index of the workflow they ran, so assembling them costs
 /// no hashing. Records read from a file (or collected from pairs) carry their own index.
@@ -41,6 +43,8 @@ pub struct TaskRecords {
 enum Ids {
     Workflow(Workflow),
     Own(Arc<IndexSet<TaskId, foldhash::fast::RandomState>>),
+    /// The workflow's tasks, then records of other ids (map instances) after them.
+    Extended(Workflow, Arc<IndexSet<TaskId, foldhash::fast::RandomState>>),
 }
 
 impl Ids {
@@ -48,6 +52,9 @@ impl Ids {
         match self {
             Ids::Workflow(workflow) => workflow.index_of(id),
             Ids::Own(ids) => ids.get_index_of(id),
+            Ids::Extended(workflow, extra) => workflow
+                .index_of(id)
+                .or_else(|| Some(workflow.len() + extra.get_index_of(id)?)),
         }
     }
 
@@ -55,6 +62,10 @@ impl Ids {
         match self {
             Ids::Workflow(workflow) => workflow.task_map().get_index(index).map(|(id, _)| id),
             Ids::Own(ids) => ids.get_index(index),
+            Ids::Extended(workflow, extra) => match index.checked_sub(workflow.len()) {
+                Some(beyond) => extra.get_index(beyond),
+                None => workflow.task_map().get_index(index).map(|(id, _)| id),
+            },
         }
     }
 }
@@ -69,11 +80,39 @@ impl TaskRecords {
         })
     }
 
+    /// A run's records: `records` one per task of `workflow`, in its insertion order,
+    /// then `extra` records under ids of their own (a map task's instances, `task[i]`).
+    /// `None` if the count of `records` is not the workflow's. An extra id that is also a
+    /// task's id is looked up as the task.
+    pub fn for_workflow_with_extra(
+        workflow: &Workflow,
+        mut records: Vec<TaskRecord>,
+        extra: impl IntoIterator<Item = (TaskId, TaskRecord)>,
+    ) -> Option<Self> {
+        if records.len() != workflow.len() {
+            return None;
+        }
+        let mut ids: IndexSet<TaskId, foldhash::fast::RandomState> = IndexSet::default();
+        for (id, record) in extra {
+            let (index, new) = ids.insert_full(id);
+            if new {
+                records.push(record);
+            } else {
+                records[workflow.len() + index] = record;
+            }
+        }
+        let ids = match ids.is_empty() {
+            true => Ids::Workflow(workflow.clone()),
+            false => Ids::Extended(workflow.clone(), Arc::new(ids)),
+        };
+        Some(Self { ids, records })
+    }
+
     /// The workflow these records belong to, when they came from running it (records read
     /// from a file know only their ids).
     pub fn workflow(&self) -> Option<&Workflow> {
         match &self.ids {
-            Ids::Workflow(workflow) => Some(workflow),
+            Ids::Workflow(workflow) | Ids::Extended(workflow, _) => Some(workflow),
             Ids::Own(_) => None,
         }
     }

@@ -125,7 +125,7 @@ fn json_unknown_key_is_an_error() {
         message,
         "unknown key `depends` in task `a`; expected `task_id`, `name`, `task_type`, \
          `config`, `dependencies`, `trigger_rule`, `pool`, `priority`, `retries`, `backoff`, \
-         `timeout`"
+         `timeout`, `map`, `cache`"
     );
 }
 

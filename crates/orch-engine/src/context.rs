@@ -90,6 +90,14 @@ pub struct TaskContext {
     pub(crate) run: Arc<RunShared>,
     pub(crate) index: u32,
     pub(crate) attempt: u32,
+    /// For an instance of a map task: which element, and the element itself.
+    pub(crate) item: Option<Arc<MapItem>>,
+}
+
+/// The element one instance of a map task runs for.
+pub(crate) struct MapItem {
+    pub(crate) index: usize,
+    pub(crate) value: Value,
 }
 
 impl TaskContext {
@@ -260,6 +268,37 @@ impl TaskContext {
         })
     }
 
+    /// For an instance of a map task (see `Task::map_over`), the list element it runs
+    /// for; `None` for any other task.
+    pub fn item(&self) -> Option<&Value> {
+        self.item.as_deref().map(|item| &item.value)
+    }
+
+    /// For an instance of a map task, the position of its element in the list (the `i`
+    /// of its id `task[i]`); `None` for any other task.
+    pub fn item_index(&self) -> Option<usize> {
+        self.item.as_deref().map(|item| item.index)
+    }
+
+    /// The list element of a map task's instance, read as a `T`. A task that is not a
+    /// map, or an element that is not a `T`, gives a permanent error naming the task.
+    pub fn map_item<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        let Some(item) = self.item.as_deref() else {
+            return Err(TaskError::permanent(format!(
+                "task `{}` read a map element, but it is not a map task (see `Task::map_over`)",
+                self.task_id()
+            )));
+        };
+        T::deserialize(&item.value).map_err(|e| {
+            TaskError::permanent(format!(
+                "element {} of the list that task `{}` maps over is not a `{}`: {e}",
+                item.index,
+                self.task_id(),
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// The attempt number: 1 for the first try, 2 for the first retry, ...
     pub fn attempt(&self) -> u32 {
         self.attempt
@@ -272,6 +311,13 @@ impl TaskContext {
     }
 
     /// The stored output of `id`, if it is an ancestor that completed.
+    /// Whether the dependency `id` returned a shared (in-process) value.
+    pub(crate) fn dependency_is_shared(&self, id: &str) -> bool {
+        let index = self.run.workflow.index_of(id);
+        let output = index.and_then(|i| self.run.results.get(i)?.get());
+        matches!(output, Some(Stored::Shared(_)))
+    }
+
     fn output_of(&self, id: &str) -> Result<&Stored, TaskError> {
         let me = self.index as usize;
         let Some(target) = self.run.workflow.index_of(id) else {

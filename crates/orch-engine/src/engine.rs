@@ -17,9 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "events")]
 use crate::announce::EventTarget;
+use crate::cache::CacheSettings;
 #[cfg(feature = "journal")]
 use crate::journaling::JournalSettings;
 use crate::run::RunSettings;
+
+/// The most instances a map task may run when neither it nor the engine says otherwise
+/// (see [`EngineBuilder::max_map_instances`]).
+pub const DEFAULT_MAX_INSTANCES: u32 = 10_000;
 use crate::state::States;
 use crate::{Handler, RunError};
 
@@ -65,6 +70,8 @@ pub(crate) struct EngineInner {
     pub(crate) grace_period: Duration,
     pub(crate) pools: Arc<HashMap<String, usize>>,
     pub(crate) critical_path_first: bool,
+    cache: CacheSettings,
+    max_instances: u32,
     #[cfg(feature = "events")]
     pub(crate) bus: Option<EventBus<EngineEvent>>,
     #[cfg(feature = "events")]
@@ -101,6 +108,8 @@ impl EngineInner {
             critical_path_first: self.critical_path_first,
             events,
             journal: None,
+            cache: self.cache.clone(),
+            max_instances: self.max_instances,
         }
     }
 }
@@ -324,6 +333,8 @@ pub struct EngineBuilder {
     pools: HashMap<String, usize>,
     critical_path_first: bool,
     states: States,
+    pub(crate) cache: CacheSettings,
+    max_instances: u32,
     #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
     #[cfg(feature = "events")]
@@ -340,6 +351,8 @@ impl Default for EngineBuilder {
             pools: HashMap::new(),
             critical_path_first: false,
             states: States::default(),
+            cache: CacheSettings::default(),
+            max_instances: DEFAULT_MAX_INSTANCES,
             #[cfg(feature = "events")]
             bus: None,
             #[cfg(feature = "events")]
@@ -462,6 +475,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets the most instances a map task may run unless it sets its own
+    /// `max_instances` ([`DEFAULT_MAX_INSTANCES`] unless set). A map over a longer list
+    /// fails, running none.
+    pub fn max_map_instances(mut self, max: u32) -> Self {
+        self.max_instances = max;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Result<WorkflowEngine, ConfigError> {
         if self.max_concurrent == 0 {
@@ -489,6 +510,8 @@ impl EngineBuilder {
                 grace_period: self.grace_period,
                 pools: Arc::new(self.pools),
                 critical_path_first: self.critical_path_first,
+                cache: self.cache,
+                max_instances: self.max_instances,
                 #[cfg(feature = "events")]
                 bus: self.bus,
                 #[cfg(feature = "events")]

@@ -117,7 +117,8 @@
 //! restored from the earlier result; each restored task then gets a `restored` event, so
 //! that counting the events that end a task
 //! ([`EngineEventKind::is_terminal`](orch_core::EngineEventKind::is_terminal)) gives a
-//! run's progress from its first event on. With [`EngineBuilder::event_outputs`],
+//! run's progress from its first event on (not counting the events of map instances,
+//! which carry [`EngineEvent::map_item`](orch_core::EngineEvent::map_item)). With [`EngineBuilder::event_outputs`],
 //! `completed` events also carry the task's output. A run publishes every event, so a
 //! subscriber that joins while a run is under way receives everything published from
 //! then on.
@@ -222,6 +223,7 @@ mod announce;
 mod announce;
 mod attempt;
 mod branch;
+mod cache;
 mod clock;
 mod context;
 #[cfg(feature = "journal")]
@@ -245,10 +247,11 @@ mod state;
 mod timer;
 
 pub use async_trait::async_trait;
+pub use cache::{CacheKey, CacheStore, MemoryCache};
 pub use context::TaskContext;
 #[cfg(feature = "journal")]
 pub use durable::JournalFailure;
-pub use engine::{ConfigError, EngineBuilder, RunHandle, WorkflowEngine};
+pub use engine::{ConfigError, DEFAULT_MAX_INSTANCES, EngineBuilder, RunHandle, WorkflowEngine};
 pub use error::TaskError;
 pub use handler::{Handler, blocking, inline};
 /// The journal crate: backends ([`FileJournal`](orch_journal::FileJournal), and

@@ -34,6 +34,11 @@ pub(crate) enum Detail {
     Output(Value),
     /// The run's size, for its start.
     Tasks { total: u32, restored: u32 },
+    /// The event is about instance `item` of the (map) task, with its own detail.
+    Instance {
+        item: u32,
+        detail: Option<Box<Detail>>,
+    },
 }
 
 const _: () = assert!(

@@ -197,6 +197,7 @@ impl RemoteTask {
             run: Arc::new(run),
             index: index as u32,
             attempt,
+            item: None,
         })
     }
 }

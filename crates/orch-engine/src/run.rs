@@ -28,6 +28,8 @@ use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, TaskError, timer};
 
 mod announcing;
+mod extras;
+mod fan_out;
 mod finish;
 mod journal;
 mod rank;
@@ -51,6 +53,10 @@ pub(crate) struct RunSettings {
     pub(crate) events: Option<EventTarget>,
     /// The journal a durable run is recorded in (none for other runs).
     pub(crate) journal: Option<JournalSettings>,
+    /// The store and key functions of cached tasks.
+    pub(crate) cache: crate::cache::CacheSettings,
+    /// The most instances a map task may run unless it says otherwise.
+    pub(crate) max_instances: u32,
 }
 
 /// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
@@ -132,8 +138,12 @@ pub(crate) async fn execute(
     };
     let mut run = Scheduler::new(shared, plan, handlers, limits, announcer);
     run.journal = journal;
+    run.extras = extras::Extras::new(&workflow, engine.max_instances, &engine.cache);
     let restored = match (previous, &kept) {
-        (Some(previous), Some(kept)) => run.restore_kept(previous, kept),
+        (Some(previous), Some(kept)) => {
+            run.restore_instances(&previous, kept);
+            run.restore_kept(previous, kept)
+        }
         _ => 0,
     };
     run.announce_start(restored);
@@ -234,6 +244,8 @@ struct Scheduler<'p> {
     announcer: Option<Announcer>,
     /// The journal of a durable run.
     journal: Option<RunJournal>,
+    /// Map and cached tasks, when the workflow has any (see `extras`).
+    extras: Option<Box<extras::Extras>>,
 }
 
 impl<'p> Scheduler<'p> {
@@ -287,6 +299,7 @@ impl<'p> Scheduler<'p> {
             clock: Clock::start(),
             announcer,
             journal: None,
+            extras: None,
         }
     }
 
@@ -393,11 +406,15 @@ impl<'p> Scheduler<'p> {
             self.ready.release(index);
             return;
         }
+        if self.extras.as_ref().is_some_and(|e| e.claims(index)) && self.start_special(index, cx) {
+            return;
+        }
         self.records[index].attempts += 1;
         let ctx = TaskContext {
             run: Arc::clone(&self.shared),
             index: index as u32,
             attempt: self.records[index].attempts,
+            item: None,
         };
         let task = self.task(index);
         let span =
@@ -412,7 +429,13 @@ impl<'p> Scheduler<'p> {
         }
     }
 
-    fn attempt_over(&mut self, index: usize, outcome: Result<Stored, TaskError>) {
+    fn attempt_over(&mut self, index: usize, mut outcome: Result<Stored, TaskError>) {
+        if self.extras.is_some() {
+            match self.special_over(index, outcome) {
+                Some(passed_on) => outcome = passed_on,
+                None => return,
+            }
+        }
         match outcome {
             Ok(output) => {
                 let _ = self.shared.results[index].set(output);

@@ -95,6 +95,9 @@ struct TaskOut<'a> {
     /// The output was an in-process value: `result` holds only its summary.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     shared_output: bool,
+    /// The result came from the engine's cache; the handler did not run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cached: bool,
 }
 
 #[derive(Serialize)]
@@ -171,6 +174,7 @@ pub(crate) fn write_task(
         result: record.result.as_ref(),
         error: record.error.as_deref(),
         shared_output: record.shared_output,
+        cached: record.cached,
     };
     let len = buf.len();
     finish_line(buf, &line).map_err(|e| {
@@ -271,6 +275,8 @@ struct RawLine {
     error: Option<String>,
     #[serde(default)]
     shared_output: bool,
+    #[serde(default)]
+    cached: bool,
 }
 
 /// A field that is present is `Some`, even when it is `null`.
@@ -331,6 +337,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(u64, Line), LineError> {
                     end_time: end,
                     attempts: need("attempt", raw.attempt)?,
                     shared_output: raw.shared_output,
+                    cached: raw.cached,
                 },
             }
         }
@@ -386,6 +393,7 @@ mod tests {
             end_time: Some(start + Duration::from_nanos(1)),
             attempts: 2,
             shared_output: true,
+            cached: true,
         };
         let mut buf = Vec::new();
         write_task(&mut buf, 7, &TaskId::from("a\n\"b"), &record).unwrap();

@@ -143,14 +143,15 @@ pub struct ReadmeDoctests;
 /// ```
 pub mod prelude {
     pub use orch_core::{
-        Backoff, EngineEvent, EngineEventKind, MissingHandler, RunMetrics, Task, TaskId,
+        Backoff, EngineEvent, EngineEventKind, MapSpec, MissingHandler, RunMetrics, Task, TaskId,
         TaskRecord, TaskStatus, TriggerRule, ValidWorkflow, ValidationError, ValidationErrors,
         Workflow, WorkflowResult, WorkflowStatus,
     };
     pub use orch_core::{RunId, RunIdError};
     pub use orch_engine::{
-        CancellationToken, EngineBuilder, Handler, IntoOutput, Output, RunError, RunHandle, Shared,
-        TaskContext, TaskError, WorkflowEngine, async_trait, blocking, inline,
+        CacheStore, CancellationToken, EngineBuilder, Handler, IntoOutput, MemoryCache, Output,
+        RunError, RunHandle, Shared, TaskContext, TaskError, WorkflowEngine, async_trait, blocking,
+        inline,
     };
     #[cfg(feature = "journal")]
     pub use orch_engine::{Durability, FileJournal, Journal};

@@ -282,6 +282,7 @@ fn random_result(rng: &mut Rng) -> WorkflowResult {
                     rng.u32(..4)
                 },
                 shared_output: rng.u8(..10) == 0,
+                cached: rng.u8(..10) == 0,
             };
             (
                 format!("t{i}{}", if rng.u8(..10) == 0 { ".é" } else { "" }).into(),

@@ -103,6 +103,10 @@ impl Names {
         self.text.clear();
         self.text.push_str(&self.prefix);
         let (mut task_id, mut task_type) = (None, None);
+        let (instance, detail) = match note.detail.map(|detail| *detail) {
+            Some(Detail::Instance { item, detail }) => (Some(item), detail),
+            detail => (None, detail.map(Box::new)),
+        };
         if note.kind.is_task_event() {
             let Some(id) = self
                 .workflow
@@ -111,9 +115,13 @@ impl Names {
             else {
                 return;
             };
+            let id = match instance {
+                Some(item) => orch_core::MapSpec::instance_id(id, item as usize),
+                None => id.clone(),
+            };
             self.text.push_str(".task.");
-            self.text.push_str(&token(id));
-            task_id = Some(id.clone());
+            self.text.push_str(&token(&id));
+            task_id = Some(id);
             task_type = self.task_type(note.task_type);
         }
         self.text.push('.');
@@ -127,8 +135,8 @@ impl Names {
             }
         };
         let (mut error, mut output, mut total_tasks, mut restored_tasks) = (None, None, None, None);
-        match note.detail.map(|detail| *detail) {
-            None => {}
+        match detail.map(|detail| *detail) {
+            None | Some(Detail::Instance { .. }) => {}
             Some(Detail::Error(text)) => error = Some(text),
             Some(Detail::Output(value)) => output = Some(Arc::new(value)),
             Some(Detail::Tasks { total, restored }) => {
@@ -143,6 +151,7 @@ impl Names {
                 workflow_id: Arc::clone(&self.workflow_id),
                 run_id: self.run_id.clone(),
                 task_id,
+                map_item: instance,
                 task_type,
                 attempt: note.attempt,
                 timestamp: note.at,

@@ -89,7 +89,11 @@ impl Scheduler<'_> {
                 }
             }
         }
-        let tasks = match TaskRecords::for_workflow(&workflow, self.records) {
+        let instances = match self.extras.take() {
+            Some(extras) => extras.into_records(&workflow, end_time),
+            None => Vec::new(),
+        };
+        let tasks = match TaskRecords::for_workflow_with_extra(&workflow, self.records, instances) {
             Some(tasks) => tasks,
             None => unreachable!("one record per task"),
         };

@@ -67,17 +67,20 @@ pub fn record() -> impl Strategy<Value = TaskRecord> {
         prop::option::of("\\PC{0,20}"),
         prop::option::of(time()),
         prop::option::of(time()),
-        (any::<u32>(), any::<bool>()),
+        (any::<u32>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(
-            |(status, result, error, start_time, end_time, (attempts, shared_output))| TaskRecord {
-                status,
-                result,
-                error,
-                start_time,
-                end_time,
-                attempts,
-                shared_output,
+            |(status, result, error, start_time, end_time, (attempts, shared_output, cached))| {
+                TaskRecord {
+                    status,
+                    result,
+                    error,
+                    start_time,
+                    end_time,
+                    attempts,
+                    shared_output,
+                    cached,
+                }
             },
         )
 }

@@ -1,0 +1,83 @@
+//! [`MapSpec`]: a task that runs once per element of a list that one of its dependencies
+//! returned (dynamic fan-out).
+
+use serde::{Deserialize, Serialize};
+
+use crate::TaskId;
+
+/// Makes a task a map: it runs once per element of the JSON list that the dependency
+/// `over` returned, each run an *instance* with an id of its own (`task[0]`, `task[1]`,
+/// ...), its own record, retries and events. The task's own result is the list of its
+/// instances' results, in the order of the elements.
+///
+/// In files, under the task's `map` key:
+///
+/// ```
+/// use orch_core::Workflow;
+///
+/// let workflow = Workflow::from_toml(r#"
+/// workflow_id = "w"
+/// name = "W"
+/// [tasks.list]
+/// task_type = "list"
+/// [tasks.square]
+/// task_type = "square"
+/// dependencies = ["list"]
+/// map = { over = "list", max_instances = 100 }
+/// "#)?;
+/// let map = workflow.get("square").and_then(|t| t.map.as_ref()).expect("a map");
+/// assert_eq!(map.over, "list");
+/// assert_eq!(map.max_instances, Some(100));
+/// # Ok::<(), orch_core::LoadError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map: `over` and optionally `max_instances`"
+)]
+pub struct MapSpec {
+    /// The dependency whose output, a JSON list, gives one instance per element. It must
+    /// be one of the task's direct dependencies (validation checks).
+    pub over: TaskId,
+    /// The most instances this task may run; `None` for the engine's limit. A longer list
+    /// fails the task (it runs no instance). At least 1 (validation checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+}
+
+impl MapSpec {
+    /// A map over the output of `over`, with the engine's limit on instances.
+    pub fn over(over: impl Into<TaskId>) -> Self {
+        Self {
+            over: over.into(),
+            max_instances: None,
+        }
+    }
+
+    /// The id of instance `item` of map task `task`: `task[item]`.
+    ///
+    /// ```
+    /// assert_eq!(orch_core::MapSpec::instance_id("square", 2), "square[2]");
+    /// ```
+    pub fn instance_id(task: &str, item: usize) -> TaskId {
+        TaskId::from(format!("{task}[{item}]"))
+    }
+
+    /// What is wrong with this map on task `task`, as (option, reason) pairs.
+    pub(crate) fn problems(&self, dependencies: &[TaskId]) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if !dependencies.contains(&self.over) {
+            problems.push((
+                "map.over",
+                format!(
+                    "must name one of the task's dependencies, not `{}`",
+                    self.over
+                ),
+            ));
+        }
+        if self.max_instances == Some(0) {
+            problems.push(("map.max_instances", "must be at least 1, not 0".to_owned()));
+        }
+        problems
+    }
+}

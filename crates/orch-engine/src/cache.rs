@@ -1,0 +1,289 @@
+//! Result caching: [`CacheStore`], where results are kept, its in-memory default
+//! [`MemoryCache`], and [`CacheKey`], what they are kept under.
+//!
+//! A task asks for caching with `Task::cache(true)` (in files `cache: true`). Before its
+//! first attempt the engine works out its key; if the store has a result under that key,
+//! the task completes with it without running its handler, and its record says
+//! `cached: true` (with 0 attempts). Otherwise the handler runs, and a result it returns as
+//! JSON is stored under the key. Failures are never stored, and neither are
+//! [`Shared`](crate::Shared) values, which live in one process only; a task that reads a
+//! shared value from a dependency is not looked up in the cache either.
+//!
+//! The key is a stable 128-bit hash of the task's type, its configuration and its
+//! dependencies' results (in the order of its dependencies), each written as canonical
+//! JSON (object keys sorted, no spaces). A key function registered for a task type with
+//! [`EngineBuilder::cache_key`](crate::EngineBuilder::cache_key) replaces the
+//! configuration and results with a value of its own. The hash is the same in every
+//! process and version of orch, so a store may outlive its process: a store built on a
+//! run journal can serve as a persistent cache. The hash is not cryptographic: do not
+//! share a store with parties who could craft colliding inputs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+
+use crate::TaskContext;
+
+/// The key a result is cached under: a stable 128-bit hash (see the module docs).
+/// Displayed as 32 hexadecimal digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(pub u128);
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Where cached results are kept. The engine calls it from the task that runs the
+/// workflow, so both calls should return quickly (an in-memory map, a local file index).
+///
+/// ```
+/// use orch_engine::{CacheKey, CacheStore, MemoryCache};
+/// use serde_json::json;
+///
+/// let store = MemoryCache::default();
+/// store.put(CacheKey(7), json!([1, 2]));
+/// assert_eq!(store.get(&CacheKey(7)), Some(json!([1, 2])));
+/// assert_eq!(store.get(&CacheKey(8)), None);
+/// ```
+pub trait CacheStore: Send + Sync + 'static {
+    /// The result stored under `key`, if any.
+    fn get(&self, key: &CacheKey) -> Option<serde_json::Value>;
+    /// Stores `result` under `key`, replacing what was there.
+    fn put(&self, key: CacheKey, result: serde_json::Value);
+}
+
+/// The default [`CacheStore`]: a map in memory, shared by every run of the engines it is
+/// given to, and gone with them. It keeps every result it is given; [`MemoryCache::clear`]
+/// empties it.
+#[derive(Default)]
+pub struct MemoryCache {
+    results: Mutex<HashMap<CacheKey, Value>>,
+}
+
+impl MemoryCache {
+    /// How many results are stored.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no result is stored.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Forgets every stored result.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Value>> {
+        self.results.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryCache")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl CacheStore for MemoryCache {
+    fn get(&self, key: &CacheKey) -> Option<Value> {
+        self.lock().get(key).cloned()
+    }
+
+    fn put(&self, key: CacheKey, result: Value) {
+        self.lock().insert(key, result);
+    }
+}
+
+impl crate::EngineBuilder {
+    /// Sets where cached results are kept (see [`CacheStore`]); the default is a
+    /// [`MemoryCache`] of the engine's own. Tasks ask for caching
+    /// with `Task::cache(true)`.
+    pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
+        self.cache.store = store;
+        self
+    }
+
+    /// Sets the key function of cached tasks of type `task_type`: the value it returns
+    /// for a task (with its type) identifies the task's result, in place of its
+    /// configuration and its dependencies' results. A panic in it fails the task.
+    pub fn cache_key<F>(mut self, task_type: impl Into<String>, key: F) -> Self
+    where
+        F: Fn(&crate::TaskContext) -> serde_json::Value + Send + Sync + 'static,
+    {
+        self.cache.keys.insert(task_type.into(), Arc::new(key));
+        self
+    }
+}
+
+/// A user's key function for one task type: what identifies a task's result.
+pub(crate) type KeyFn = Arc<dyn Fn(&TaskContext) -> Value + Send + Sync>;
+
+/// The caching a run does: its store and the key functions by task type.
+#[derive(Clone)]
+pub(crate) struct CacheSettings {
+    pub(crate) store: Arc<dyn CacheStore>,
+    pub(crate) keys: HashMap<String, KeyFn>,
+}
+
+impl fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut types: Vec<&String> = self.keys.keys().collect();
+        types.sort();
+        f.debug_struct("CacheSettings")
+            .field("key_functions", &types)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            store: Arc::new(MemoryCache::default()),
+            keys: HashMap::new(),
+        }
+    }
+}
+
+/// The key of the task `ctx` runs: from its key function's value if its type has one,
+/// else from its configuration and inputs. `None` if an input is a shared value.
+pub(crate) fn key_of(ctx: &TaskContext, keys: &HashMap<String, KeyFn>) -> Option<CacheKey> {
+    let task = ctx.task_definition();
+    let mut hasher = Fnv128::new();
+    hasher.write_str(&task.task_type);
+    if let Some(key) = keys.get(&task.task_type) {
+        hasher.write(b"\x01");
+        canonical(&key(ctx), &mut hasher);
+        return Some(hasher.finish());
+    }
+    hasher.write(b"\x00");
+    canonical(&task.config, &mut hasher);
+    for id in &task.dependencies {
+        if ctx.dependency_is_shared(id) {
+            return None;
+        }
+        hasher.write(b"\x00");
+        match ctx.input_json(id) {
+            Ok(value) => canonical(value, &mut hasher),
+            Err(_) => hasher.write(b"-"),
+        }
+    }
+    Some(hasher.finish())
+}
+
+/// 128-bit FNV-1a: simple, and the same everywhere.
+struct Fnv128(u128);
+
+impl Fnv128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+
+    fn new() -> Self {
+        Self(Self::OFFSET)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u128::from(b);
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    /// A string with its length first, so that two strings never run into each other.
+    fn write_str(&mut self, text: &str) {
+        self.write(&(text.len() as u64).to_le_bytes());
+        self.write(text.as_bytes());
+    }
+
+    fn finish(&self) -> CacheKey {
+        CacheKey(self.0)
+    }
+}
+
+/// Feeds `value` to `hasher` as canonical JSON: object keys sorted, no spaces.
+fn canonical(value: &Value, hasher: &mut Fnv128) {
+    match value {
+        Value::Null => hasher.write(b"null"),
+        Value::Bool(b) => hasher.write(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => hasher.write(n.to_string().as_bytes()),
+        Value::String(s) => string(s, hasher),
+        Value::Array(items) => {
+            hasher.write(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    hasher.write(b",");
+                }
+                canonical(item, hasher);
+            }
+            hasher.write(b"]");
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            hasher.write(b"{");
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    hasher.write(b",");
+                }
+                string(key, hasher);
+                hasher.write(b":");
+                canonical(item, hasher);
+            }
+            hasher.write(b"}");
+        }
+    }
+}
+
+fn string(text: &str, hasher: &mut Fnv128) {
+    match serde_json::to_string(text) {
+        Ok(quoted) => hasher.write(quoted.as_bytes()),
+        Err(_) => hasher.write_str(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::{Fnv128, canonical};
+
+    fn hash(value: &Value) -> u128 {
+        let mut hasher = Fnv128::new();
+        canonical(value, &mut hasher);
+        hasher.0
+    }
+
+    #[test]
+    fn the_hash_is_fixed_across_versions() {
+        // FNV-1a of the empty input is its offset basis; a known value pins the rest.
+        assert_eq!(Fnv128::new().0, Fnv128::OFFSET);
+        let mut hasher = Fnv128::new();
+        hasher.write(b"a");
+        assert_eq!(hasher.0, 0xd228_cb69_6f1a_8caf_7891_2b70_4e4a_8964);
+    }
+
+    proptest! {
+        /// Key order in objects does not change the hash; a different value does.
+        #[test]
+        fn objects_hash_the_same_whatever_their_key_order(
+            pairs in proptest::collection::btree_map("[a-z]{1,4}", 0i64..100, 1..8),
+        ) {
+            let forward: Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            let backward: Map<String, Value> = pairs.iter().rev().map(|(k, v)| (k.clone(), json!(v))).collect();
+            prop_assert_eq!(hash(&Value::Object(forward.clone())), hash(&Value::Object(backward)));
+            let mut changed = forward;
+            let first = changed.keys().next().cloned().unwrap_or_default();
+            changed.insert(first, json!("other"));
+            prop_assert_ne!(hash(&Value::Object(changed)), hash(&json!(pairs)));
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! What a run keeps for its map tasks and cached tasks, and where the scheduler hands
+//! them over. A workflow with neither has no [`Extras`], and its scheduler takes no step
+//! of this file or of `fan_out`: one check of an empty `Option` per attempt.
+//!
+//! A cached task is looked up before its first attempt: a hit completes it with the
+//! stored result (its record says `cached`, with 0 attempts); a miss notes its key, and a
+//! JSON result it completes with is stored under that key. Map tasks are in `fan_out`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::Context;
+
+use orch_core::{MapSpec, Task, TaskRecord, TaskStatus, Workflow};
+
+use super::Scheduler;
+use super::fan_out::{Instance, MapRun};
+use crate::cache::{CacheKey, CacheSettings};
+use crate::context::MapItem;
+use crate::handler::panic_message;
+use crate::output::Stored;
+use crate::{TaskContext, TaskError};
+
+/// What a run keeps for its map and cached tasks.
+pub(super) struct Extras {
+    /// Per task: whether it is a map task or asks for caching.
+    special: Vec<bool>,
+    pub(super) max_instances: u32,
+    cache: CacheSettings,
+    /// The keys of cached tasks that run, to store their results under.
+    keys: HashMap<u32, CacheKey>,
+    pub(super) maps: HashMap<u32, MapRun>,
+    pub(super) instances: Vec<Instance>,
+}
+
+impl Extras {
+    /// The extras of a run of `workflow`, or `None` if no task maps or caches.
+    pub(super) fn new(
+        workflow: &Workflow,
+        max_instances: u32,
+        cache: &CacheSettings,
+    ) -> Option<Box<Self>> {
+        let special = |task: &Task| task.map.is_some() || task.cache;
+        // One pass that allocates nothing for a workflow with neither.
+        workflow.tasks().any(special).then(|| {
+            let special = workflow.tasks().map(special).collect();
+            Box::new(Self {
+                special,
+                max_instances,
+                cache: cache.clone(),
+                keys: HashMap::new(),
+                maps: HashMap::new(),
+                instances: Vec::new(),
+            })
+        })
+    }
+
+    /// Whether index `index` is a map task, a cached task or an instance.
+    pub(super) fn claims(&self, index: usize) -> bool {
+        self.special.get(index).copied().unwrap_or(true)
+    }
+
+    /// The instances' records, under their ids, in the order they were created; those
+    /// that had not ended are cancelled.
+    pub(super) fn into_records(
+        self,
+        workflow: &Workflow,
+        end_time: std::time::SystemTime,
+    ) -> Vec<(orch_core::TaskId, TaskRecord)> {
+        self.instances
+            .into_iter()
+            .filter_map(|instance| {
+                let task = workflow.get_index(instance.map as usize)?;
+                let mut record = instance.record;
+                if !record.status.is_finished() {
+                    if record.status == TaskStatus::Running {
+                        record.end_time = Some(end_time);
+                    }
+                    record.status = TaskStatus::Cancelled;
+                    record.error = Some("the run was cancelled".to_owned());
+                }
+                Some((
+                    MapSpec::instance_id(&task.task_id, instance.item.index),
+                    record,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Scheduler<'_> {
+    /// The run's extras, which a run that claims a task has.
+    pub(super) fn extras(&mut self) -> &mut Extras {
+        match self.extras.as_deref_mut() {
+            Some(extras) => extras,
+            None => unreachable!("only a run with extras claims tasks"),
+        }
+    }
+
+    /// Starts what [`Extras::claims`]: returns whether it took the attempt over (an
+    /// instance, a cache hit, a map task); `false` lets the handler run as usual.
+    pub(super) fn start_special(&mut self, index: usize, cx: &mut Context<'_>) -> bool {
+        let n = self.records.len();
+        if index >= n {
+            self.start_instance(index - n, cx);
+            return true;
+        }
+        if self.records[index].attempts > 0 {
+            return false;
+        }
+        let shared = Arc::clone(&self.shared);
+        let task = shared.task(index);
+        if task.cache && self.look_up(index, task) {
+            return true;
+        }
+        match &task.map {
+            Some(spec) => {
+                self.start_map(index, spec);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Completes a cached task from the store if it has its result; else notes its key.
+    fn look_up(&mut self, index: usize, task: &Task) -> bool {
+        let ctx = self.context(index, 0, None);
+        let keys = &self.extras().cache.keys;
+        let key = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::cache::key_of(&ctx, keys)
+        }));
+        let key = match key {
+            Ok(Some(key)) => key,
+            Ok(None) => return false,
+            Err(panic) => {
+                let message = format!(
+                    "the cache key function of task type `{}` failed: {}",
+                    task.task_type,
+                    panic_message(panic.as_ref())
+                );
+                self.attempt_over(index, Err(TaskError::permanent(message)));
+                return true;
+            }
+        };
+        let extras = self.extras();
+        match extras.cache.store.get(&key) {
+            Some(result) => {
+                self.records[index].cached = true;
+                self.attempt_over(index, Ok(Stored::Json(result)));
+                true
+            }
+            None => {
+                extras.keys.insert(index as u32, key);
+                false
+            }
+        }
+    }
+
+    /// Handles what [`Extras::claims`] ended: an instance's attempt is taken over
+    /// (`None`); a cached task's JSON result is stored, and the outcome handed back.
+    pub(super) fn special_over(
+        &mut self,
+        index: usize,
+        outcome: Result<Stored, TaskError>,
+    ) -> Option<Result<Stored, TaskError>> {
+        let n = self.records.len();
+        if index >= n {
+            self.instance_over(index - n, outcome);
+            return None;
+        }
+        if let Ok(Stored::Json(result)) = &outcome {
+            let extras = self.extras();
+            if let Some(key) = extras.keys.remove(&(index as u32)) {
+                extras.cache.store.put(key, result.clone());
+            }
+        }
+        Some(outcome)
+    }
+
+    pub(super) fn context(
+        &self,
+        index: usize,
+        attempt: u32,
+        item: Option<Arc<MapItem>>,
+    ) -> TaskContext {
+        TaskContext {
+            run: Arc::clone(&self.shared),
+            index: index as u32,
+            attempt,
+            item,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orch_core::{Task, Workflow};
+
+    use super::Extras;
+    use crate::cache::CacheSettings;
+
+    /// The default path: a workflow with neither maps nor caching gets no extras, so its
+    /// scheduler never enters this file.
+    #[test]
+    fn only_workflows_that_map_or_cache_get_extras() {
+        let plain = Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t").depends_on(["a"]));
+        assert!(Extras::new(&plain, 10, &CacheSettings::default()).is_none());
+        let mapped = plain.clone().task(Task::new("c", "t").map_over("a"));
+        let extras = Extras::new(&mapped, 10, &CacheSettings::default()).expect("extras");
+        assert_eq!(
+            (0..4).map(|i| extras.claims(i)).collect::<Vec<_>>(),
+            [false, false, true, true],
+            "the map task, and indices past the plan (instances)"
+        );
+        let cached = plain.task(Task::new("c", "t").cache(true));
+        assert!(Extras::new(&cached, 10, &CacheSettings::default()).is_some());
+    }
+}

@@ -1,0 +1,363 @@
+//! Map tasks in a run.
+//!
+//! A map task, once its dependencies completed, reads the list its `map.over` dependency
+//! returned and runs one *instance* per element. Instances are numbered after the
+//! workflow's tasks (instance `k` of the run is index `n + k`, `n` tasks in the plan), so
+//! their attempts and retry pauses travel through the scheduler's in-flight set like any
+//! task's. Each instance takes a slot of the global limit while it runs; the map task
+//! gives its own slot to its instances, and an instance that ends hands its slot to the
+//! next instance of its map. Starting an instance goes through the in-flight set (as a
+//! retry with no pause), so a long list of instances that finish at once never recurses.
+//!
+//! When an instance fails after its retries, no further instance of its map starts; once
+//! the running ones ended, those never started are skipped and the map task fails with
+//! the first failure. An instance its handler skipped leaves `null` in the list.
+
+use std::sync::Arc;
+use std::task::Context;
+
+use orch_core::{EngineEventKind, MapSpec, TaskRecord, TaskStatus};
+use serde_json::Value;
+
+use super::Scheduler;
+use crate::attempt::{Attempt, InFlight};
+use crate::context::MapItem;
+use crate::note::Detail;
+use crate::output::Stored;
+use crate::{TaskContext, TaskError};
+
+/// A map task whose instances run.
+pub(super) struct MapRun {
+    pub(super) first: usize,
+    pub(super) count: usize,
+    pub(super) started: usize,
+    pub(super) ended: usize,
+    /// The first failure (or cancellation) of an instance, as the map's error.
+    pub(super) failed: Option<String>,
+    pub(super) results: Vec<Value>,
+}
+
+pub(super) struct Instance {
+    pub(super) map: u32,
+    pub(super) item: Arc<MapItem>,
+    pub(super) record: TaskRecord,
+}
+
+impl Scheduler<'_> {
+    /// Takes over, from the run this one resumes, the instance records of the map tasks
+    /// that are kept (they do not run again).
+    pub(super) fn restore_instances(
+        &mut self,
+        previous: &orch_core::WorkflowResult,
+        kept: &[bool],
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let Some(extras) = self.extras.as_deref_mut() else {
+            return;
+        };
+        for (id, record) in previous.tasks.iter() {
+            if shared.workflow.index_of(id).is_some() {
+                continue;
+            }
+            let Some((task, item)) = id.strip_suffix(']').and_then(|id| id.rsplit_once('[')) else {
+                continue;
+            };
+            let (Some(map), Ok(item)) = (shared.workflow.index_of(task), item.parse::<usize>())
+            else {
+                continue;
+            };
+            if kept[map] && shared.task(map).map.is_some() {
+                extras.instances.push(Instance {
+                    map: map as u32,
+                    item: Arc::new(MapItem {
+                        index: item,
+                        value: Value::Null,
+                    }),
+                    record: record.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The elements of the list `task` maps over, or why there are none to run.
+fn map_items(ctx: &TaskContext, spec: &MapSpec, limit: u32) -> Result<Vec<Value>, String> {
+    let task = ctx.task_id();
+    let list = ctx.input_json(&spec.over).map_err(|e| e.to_string())?;
+    let Value::Array(items) = list else {
+        return Err(format!(
+            "task `{task}` maps over the output of `{}`, which is {}, not a list",
+            spec.over,
+            json_kind(list)
+        ));
+    };
+    let limit = spec.max_instances.unwrap_or(limit);
+    if items.len() > limit as usize {
+        return Err(format!(
+            "task `{task}` maps over a list of {} elements from `{}`, more than its limit of \
+             {limit} instances",
+            items.len(),
+            spec.over
+        ));
+    }
+    Ok(items.clone())
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Scheduler<'_> {
+    pub(super) fn start_map(&mut self, index: usize, spec: &MapSpec) {
+        self.records[index].attempts = 1;
+        let limit = self.extras().max_instances;
+        let ctx = self.context(index, 1, None);
+        let n = self.records.len();
+        let first = self.extras().instances.len();
+        let items = map_items(&ctx, spec, limit).and_then(|items| {
+            let fits = (n + first)
+                .checked_add(items.len())
+                .is_some_and(|end| end <= u32::MAX as usize);
+            match fits {
+                true => Ok(items),
+                false => Err(format!(
+                    "task `{}`: the run has more map instances than it can number",
+                    ctx.task_id()
+                )),
+            }
+        });
+        let items = match items {
+            Ok(items) if items.is_empty() => {
+                return self.attempt_over(index, Ok(Stored::Json(Value::Array(Vec::new()))));
+            }
+            Ok(items) => items,
+            Err(message) => return self.attempt_over(index, Err(TaskError::permanent(message))),
+        };
+        let count = items.len();
+        let extras = self.extras();
+        extras
+            .instances
+            .extend(items.into_iter().enumerate().map(|(i, value)| Instance {
+                map: index as u32,
+                item: Arc::new(MapItem { index: i, value }),
+                record: TaskRecord::default(),
+            }));
+        extras.maps.insert(
+            index as u32,
+            MapRun {
+                first,
+                count,
+                started: 0,
+                ended: 0,
+                failed: None,
+                results: vec![Value::Null; count],
+            },
+        );
+        // The map's slot goes to its instances.
+        self.active -= 1;
+        while self.active < self.max_concurrent && self.start_next_instance(index) {}
+    }
+
+    /// Takes a slot for the next instance of `map` and queues its start, if one is left
+    /// and may start.
+    fn start_next_instance(&mut self, map: usize) -> bool {
+        let n = self.records.len();
+        let stopping = self.stopping;
+        let Some(run) = self.extras().maps.get_mut(&(map as u32)) else {
+            return false;
+        };
+        if stopping || run.failed.is_some() || run.started == run.count {
+            return false;
+        }
+        let k = run.first + run.started;
+        run.started += 1;
+        self.active += 1;
+        self.in_flight.push(InFlight::Backoff {
+            index: (n + k) as u32,
+            sleep: None,
+        });
+        true
+    }
+
+    pub(super) fn start_instance(&mut self, k: usize, cx: &mut Context<'_>) {
+        let at = self.clock.last();
+        let extras = self.extras();
+        let instance = &mut extras.instances[k];
+        let map = instance.map as usize;
+        if instance.record.attempts == 0
+            && extras
+                .maps
+                .get(&(map as u32))
+                .is_some_and(|r| r.failed.is_some())
+        {
+            // A sibling failed while this one waited for its turn.
+            return self.instance_ended(map);
+        }
+        instance.record.attempts += 1;
+        let attempt = instance.record.attempts;
+        let item = Arc::clone(&instance.item);
+        if attempt == 1 {
+            instance.record.status = TaskStatus::Running;
+            instance.record.start_time = Some(at);
+            self.announce_instance(EngineEventKind::TaskStarted, k);
+        }
+        let ctx = self.context(map, attempt, Some(Arc::clone(&item)));
+        let task = self.task(map);
+        let span = tracing::debug_span!("task", task_id = %task.task_id, item = item.index, task_type = %task.task_type);
+        let task_type = self.plan.type_of(map);
+        let handler = &self.handlers.by_type[task_type];
+        let spawn = self.handlers.spawn[task_type];
+        let mut attempt = Attempt::start(handler, ctx, task.timeout, span, spawn);
+        attempt.index = (self.records.len() + k) as u32;
+        match std::pin::Pin::new(&mut attempt).poll(cx) {
+            std::task::Poll::Ready(outcome) => self.instance_over(k, outcome),
+            std::task::Poll::Pending => self.in_flight.push(InFlight::Attempt(attempt)),
+        }
+    }
+
+    pub(super) fn instance_over(&mut self, k: usize, outcome: Result<Stored, TaskError>) {
+        let now = self.clock.now();
+        let stopping = self.stopping;
+        let n = self.records.len();
+        let shared = Arc::clone(&self.shared);
+        let extras = self.extras();
+        let instance = &mut extras.instances[k];
+        let map = instance.map as usize;
+        let record = &mut instance.record;
+        let kind = match outcome {
+            Ok(output) => {
+                let (value, shared) = output.into_record();
+                if let Some(run) = extras.maps.get_mut(&instance.map) {
+                    run.results[instance.item.index] = value.clone();
+                }
+                record.result = Some(value);
+                record.shared_output = shared;
+                record.error = None;
+                TaskStatus::Completed
+            }
+            Err(error) if error.is_skip() => {
+                record.error = Some(error.record_text());
+                TaskStatus::Skipped
+            }
+            Err(error) if stopping => {
+                record.error = Some(format!(
+                    "the run was cancelled; the handler ended with: {}",
+                    error.record_text()
+                ));
+                TaskStatus::Cancelled
+            }
+            Err(error) => {
+                let task = shared.task(map);
+                let attempts = record.attempts;
+                if !error.is_permanent() && attempts <= task.retries {
+                    let delay = task
+                        .backoff
+                        .delay(attempts, super::jitter_unit(n + k, attempts));
+                    record.error = Some(error.record_text());
+                    self.announce_instance(EngineEventKind::TaskRetrying, k);
+                    let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
+                    self.in_flight.push(InFlight::Backoff {
+                        index: (n + k) as u32,
+                        sleep,
+                    });
+                    return;
+                }
+                record.error = Some(error.record_text());
+                TaskStatus::Failed
+            }
+        };
+        record.status = kind;
+        record.end_time = Some(now);
+        if matches!(kind, TaskStatus::Failed | TaskStatus::Cancelled) {
+            let id = MapSpec::instance_id(&shared.task(map).task_id, instance.item.index);
+            let why = record.error.as_deref().unwrap_or_default();
+            if let Some(run) = extras.maps.get_mut(&instance.map) {
+                run.failed
+                    .get_or_insert_with(|| format!("instance `{id}` {kind}: {why}"));
+            }
+        }
+        let event = match kind {
+            TaskStatus::Completed => EngineEventKind::TaskCompleted,
+            TaskStatus::Skipped => EngineEventKind::TaskSkipped,
+            TaskStatus::Cancelled => EngineEventKind::TaskCancelled,
+            _ => EngineEventKind::TaskFailed,
+        };
+        self.announce_instance(event, k);
+        self.instance_ended(map);
+    }
+
+    /// Frees an instance's slot for the next instance of `map`, or ends the map once
+    /// all its started instances ended.
+    fn instance_ended(&mut self, map: usize) {
+        self.active -= 1;
+        if let Some(run) = self.extras().maps.get_mut(&(map as u32)) {
+            run.ended += 1;
+        }
+        // In a cancelled run, the map and the instances that did not start end as
+        // cancelled with the run.
+        if self.start_next_instance(map) || self.stopping {
+            return;
+        }
+        let extras = self.extras();
+        let Some(run) = extras.maps.get(&(map as u32)) else {
+            return;
+        };
+        let all_ended = run.ended == run.started;
+        if !all_ended || (run.failed.is_none() && run.started < run.count) {
+            return;
+        }
+        let Some(run) = extras.maps.remove(&(map as u32)) else {
+            return;
+        };
+        // The map task takes a slot back to settle in.
+        self.active += 1;
+        match run.failed {
+            None => self.attempt_over(map, Ok(Stored::Json(Value::Array(run.results)))),
+            Some(message) => {
+                for k in run.first..run.first + run.count {
+                    let record = &mut self.extras().instances[k].record;
+                    if record.status == TaskStatus::Pending {
+                        record.status = TaskStatus::Skipped;
+                        record.error = Some(format!("map stopped: {message}"));
+                        self.announce_instance(EngineEventKind::TaskSkipped, k);
+                    }
+                }
+                self.attempt_over(map, Err(TaskError::permanent(message)));
+            }
+        }
+    }
+
+    /// Announces an event of instance `k`, from its record.
+    fn announce_instance(&mut self, kind: EngineEventKind, k: usize) {
+        let Some(announcer) = &self.announcer else {
+            return;
+        };
+        let wants_outputs = announcer.wants_outputs();
+        let instance = &self.extras().instances[k];
+        let record = &instance.record;
+        let (map, item) = (instance.map as usize, instance.item.index as u32);
+        let (attempt, duration) = (record.attempts, record.duration());
+        let detail = match (kind, &record.error, &record.result) {
+            (EngineEventKind::TaskStarted, _, _) => None,
+            (_, Some(error), _) => Some(Detail::Error(error.clone())),
+            (_, None, Some(result)) if wants_outputs => Some(Detail::Output(result.clone())),
+            _ => None,
+        };
+        let ended = kind != EngineEventKind::TaskStarted && kind != EngineEventKind::TaskRetrying;
+        self.announce_task(kind, map, |note| {
+            note.attempt = attempt;
+            note.duration = if ended { duration } else { None };
+            note.detail = Some(Box::new(Detail::Instance {
+                item,
+                detail: detail.map(Box::new),
+            }));
+        });
+    }
+}

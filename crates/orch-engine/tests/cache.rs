@@ -1,0 +1,305 @@
+//! Result caching: a task that asks for it reuses a stored result for the same type,
+//! configuration and inputs (or the same value of its type's key function), without
+//! running its handler, and its record says so.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use orch_core::{Task, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_engine::{CacheStore, MemoryCache, Shared, TaskContext, TaskError, WorkflowEngine};
+use serde_json::{Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn run(engine: &WorkflowEngine, workflow: &Workflow) -> WorkflowResult {
+    runtime()
+        .block_on(engine.execute_workflow(workflow))
+        .expect("valid")
+}
+
+/// An engine on `store` whose `source` tasks return their config's `value`, and whose
+/// `slow` tasks (counted in `calls`) return their config and input.
+fn engine(store: Arc<dyn CacheStore>, calls: &Arc<AtomicUsize>) -> WorkflowEngine {
+    let engine = WorkflowEngine::builder()
+        .cache_store(store)
+        .build()
+        .expect("valid");
+    engine.register_handler("source", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.config()["value"].clone())
+    });
+    let calls = Arc::clone(calls);
+    engine.register_handler("slow", move |ctx: TaskContext| {
+        let calls = Arc::clone(&calls);
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let input = ctx.input_json("source")?.clone();
+            Ok::<_, TaskError>(json!({"config": ctx.config(), "input": input}))
+        }
+    });
+    engine
+}
+
+fn workflow(source: Value, config: Value) -> Workflow {
+    Workflow::new("w", "W")
+        .task(Task::new("source", "source").config(json!({ "value": source })))
+        .task(
+            Task::new("slow", "slow")
+                .config(config)
+                .depends_on(["source"])
+                .cache(true),
+        )
+}
+
+fn calls() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+#[test]
+fn a_hit_reuses_the_result_without_running_the_handler_and_says_so() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    let workflow = workflow(json!(1), json!({"k": "v"}));
+    let first = run(&engine, &workflow);
+    let second = run(&engine, &workflow);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(store.len(), 1);
+    let (before, after) = (&first.tasks["slow"], &second.tasks["slow"]);
+    assert!(!before.cached);
+    assert_eq!(before.attempts, 1);
+    assert!(after.cached);
+    assert_eq!(after.status, TaskStatus::Completed);
+    assert_eq!(after.attempts, 0);
+    assert_eq!(after.result, before.result);
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    // The written result says which record came from the cache.
+    let written = second.to_value();
+    assert_eq!(written["tasks"]["slow"]["cached"], true);
+    assert!(written["tasks"]["source"].get("cached").is_none());
+    assert!(first.to_value()["tasks"]["slow"].get("cached").is_none());
+}
+
+#[test]
+fn a_dependent_of_a_cached_task_reads_the_cached_result() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store, &calls);
+    engine.register_handler("after", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.input_json("slow")?["input"].clone())
+    });
+    let workflow =
+        workflow(json!("x"), json!({})).task(Task::new("after", "after").depends_on(["slow"]));
+    run(&engine, &workflow);
+    let second = run(&engine, &workflow);
+    assert!(second.tasks["slow"].cached);
+    assert_eq!(second.tasks["after"].result, Some(json!("x")));
+}
+
+#[test]
+fn a_changed_config_or_input_misses() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    run(&engine, &workflow(json!(1), json!({"k": "v", "j": 1})));
+    let config_changed = run(&engine, &workflow(json!(1), json!({"k": "w"})));
+    assert!(!config_changed.tasks["slow"].cached);
+    let input_changed = run(&engine, &workflow(json!(2), json!({"k": "v", "j": 1})));
+    assert!(!input_changed.tasks["slow"].cached);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(store.len(), 3);
+    // Key order in the configuration does not matter.
+    let reordered = run(&engine, &workflow(json!(1), json!({"j": 1, "k": "v"})));
+    assert!(reordered.tasks["slow"].cached);
+}
+
+#[test]
+fn a_task_that_does_not_ask_is_never_cached() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    let plain = Workflow::from_tasks(
+        "w",
+        "W",
+        workflow(json!(1), json!({}))
+            .tasks()
+            .cloned()
+            .map(|t| t.cache(false)),
+    );
+    run(&engine, &plain);
+    let second = run(&engine, &plain);
+    assert!(!second.tasks["slow"].cached);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(store.is_empty());
+}
+
+#[test]
+fn a_key_function_decides_what_identifies_the_result() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = WorkflowEngine::builder()
+        .cache_store(store)
+        .cache_key("slow", |ctx: &TaskContext| ctx.config()["id"].clone())
+        .build()
+        .expect("valid");
+    let counted = Arc::clone(&calls);
+    engine.register_handler("source", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
+    engine.register_handler("slow", move |ctx: TaskContext| {
+        let counted = Arc::clone(&counted);
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(ctx.config().clone())
+        }
+    });
+    run(&engine, &workflow(json!(1), json!({"id": 7, "noise": 1})));
+    // Other fields and the input change; the key does not: a hit.
+    let hit = run(&engine, &workflow(json!(2), json!({"id": 7, "noise": 2})));
+    assert!(hit.tasks["slow"].cached);
+    assert_eq!(hit.tasks["slow"].result, Some(json!({"id": 7, "noise": 1})));
+    let miss = run(&engine, &workflow(json!(1), json!({"id": 8, "noise": 1})));
+    assert!(!miss.tasks["slow"].cached);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_panicking_key_function_fails_the_task() {
+    let engine = WorkflowEngine::builder()
+        .cache_key("slow", |_ctx: &TaskContext| -> Value { panic!("no key") })
+        .build()
+        .expect("valid");
+    let calls = calls();
+    let counted = Arc::clone(&calls);
+    engine.register_handler("source", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
+    engine.register_handler("slow", move |_ctx: TaskContext| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, TaskError>(Value::Null) }
+    });
+    let result = run(&engine, &workflow(json!(1), json!({})));
+    let record = &result.tasks["slow"];
+    assert_eq!(record.status, TaskStatus::Failed);
+    let error = record.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("cache key function of task type `slow`"),
+        "{error}"
+    );
+    assert!(error.contains("no key"), "{error}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_failure_is_not_cached() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&attempts);
+    engine.register_handler("slow", move |_ctx: TaskContext| {
+        let counted = Arc::clone(&counted);
+        async move {
+            match counted.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(TaskError::new("first run fails")),
+                _ => Ok(json!("fine")),
+            }
+        }
+    });
+    let workflow = workflow(json!(1), json!({}));
+    let failed = run(&engine, &workflow);
+    assert_eq!(failed.tasks["slow"].status, TaskStatus::Failed);
+    assert!(store.is_empty());
+    let second = run(&engine, &workflow);
+    assert_eq!(second.tasks["slow"].status, TaskStatus::Completed);
+    assert!(!second.tasks["slow"].cached);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    assert!(run(&engine, &workflow).tasks["slow"].cached);
+}
+
+#[test]
+fn a_result_after_retries_is_cached() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    engine.register_handler("slow", |ctx: TaskContext| async move {
+        match ctx.attempt() {
+            1 => Err(TaskError::new("flaky")),
+            _ => Ok(json!("second try")),
+        }
+    });
+    let workflow = Workflow::from_tasks(
+        "w",
+        "W",
+        workflow(json!(1), json!({})).tasks().cloned().map(|t| {
+            t.retries(1).backoff(orch_core::Backoff {
+                initial: std::time::Duration::ZERO,
+                ..Default::default()
+            })
+        }),
+    );
+    assert_eq!(run(&engine, &workflow).tasks["slow"].attempts, 2);
+    assert_eq!(store.len(), 1);
+    assert!(run(&engine, &workflow).tasks["slow"].cached);
+}
+
+#[test]
+fn shared_values_are_never_stored() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    engine.register_handler("slow", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Shared::new(vec![1u8, 2, 3]).summary(json!("three bytes")))
+    });
+    let workflow = workflow(json!(1), json!({}));
+    run(&engine, &workflow);
+    let second = run(&engine, &workflow);
+    assert!(store.is_empty());
+    assert!(!second.tasks["slow"].cached);
+}
+
+#[test]
+fn a_task_reading_a_shared_value_is_not_looked_up() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    engine.register_handler("source", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Shared::new(5u32))
+    });
+    engine.register_handler("slow", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(*ctx.shared::<u32>("source")?)
+    });
+    let workflow = workflow(json!(1), json!({}));
+    run(&engine, &workflow);
+    let second = run(&engine, &workflow);
+    assert!(store.is_empty());
+    assert!(!second.tasks["slow"].cached);
+    assert_eq!(second.tasks["slow"].result, Some(json!(5)));
+}
+
+#[test]
+fn a_store_given_to_two_engines_serves_both() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let workflow = workflow(json!(1), json!({}));
+    run(&engine(store.clone(), &calls), &workflow);
+    let other = run(&engine(store.clone(), &calls), &workflow);
+    assert!(other.tasks["slow"].cached);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_map_task_can_be_cached_as_a_whole() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store, &calls);
+    let counted = Arc::clone(&calls);
+    engine.register_handler("double", move |ctx: TaskContext| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let x: Result<i64, _> = ctx.map_item();
+        async move { Ok::<_, TaskError>(x? * 2) }
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("source", "source").config(json!({"value": [1, 2, 3]})))
+        .task(Task::new("double", "double").map_over("source").cache(true));
+    let first = run(&engine, &workflow);
+    assert_eq!(first.tasks["double"].result, Some(json!([2, 4, 6])));
+    let second = run(&engine, &workflow);
+    assert!(second.tasks["double"].cached);
+    assert_eq!(second.tasks["double"].result, Some(json!([2, 4, 6])));
+    assert_eq!(second.tasks.len(), 2, "no instance ran");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}

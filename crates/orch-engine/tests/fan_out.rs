@@ -1,0 +1,560 @@
+//! Map tasks: one instance per element of a dependency's list, each with its own id,
+//! record, retries and events; the map's result is the instances' results in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use orch_core::{
+    EngineEvent, EngineEventKind, Task, TaskStatus, ValidationError, Workflow, WorkflowResult,
+    WorkflowStatus,
+};
+use orch_engine::{RunError, TaskContext, TaskError, WorkflowEngine};
+use orch_events::EventBus;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime")
+}
+
+/// An engine whose `list` tasks return their config's `items`, whose `square` tasks
+/// square their element (sleeping longer for smaller elements, so that they finish in
+/// reverse order), and whose `sum` tasks add up the list of `square`.
+fn engine_with(max_concurrent: usize, calls: Arc<AtomicUsize>) -> WorkflowEngine {
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(max_concurrent)
+        .build()
+        .expect("valid");
+    register(&engine, calls);
+    engine
+}
+
+fn register(engine: &WorkflowEngine, calls: Arc<AtomicUsize>) {
+    engine.register_handler("list", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.config()["items"].clone())
+    });
+    engine.register_handler("square", move |ctx: TaskContext| {
+        let calls = Arc::clone(&calls);
+        async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let x: i64 = ctx.map_item()?;
+            tokio::time::sleep(Duration::from_millis(100 - x.clamp(0, 99) as u64)).await;
+            Ok::<_, TaskError>(x * x)
+        }
+    });
+    engine.register_handler("sum", |ctx: TaskContext| async move {
+        let squares: Vec<i64> = ctx.input("square")?;
+        Ok::<_, TaskError>(json!({"squares": squares, "sum": squares.iter().sum::<i64>()}))
+    });
+}
+
+fn pipeline(items: Value) -> Workflow {
+    Workflow::new("w", "W")
+        .task(Task::new("list", "list").config(json!({ "items": items })))
+        .task(Task::new("square", "square").map_over("list"))
+        .task(Task::new("sum", "sum").depends_on(["square"]))
+}
+
+fn run(engine: &WorkflowEngine, workflow: &Workflow) -> WorkflowResult {
+    runtime()
+        .block_on(engine.execute_workflow(workflow))
+        .expect("valid")
+}
+
+#[test]
+fn each_element_gets_an_instance_and_dependents_see_the_results_in_order() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine_with(3, Arc::clone(&calls));
+    let result = run(&engine, &pipeline(json!([1, 2, 3, 4, 5])));
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        result.task("sum").and_then(|r| r.result.clone()),
+        Some(json!({"squares": [1, 4, 9, 16, 25], "sum": 55}))
+    );
+    let square = result.task("square").expect("the map's record");
+    assert_eq!(square.status, TaskStatus::Completed);
+    assert_eq!(square.result, Some(json!([1, 4, 9, 16, 25])));
+    let ids: Vec<&str> = result.tasks.ids().map(|id| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "list",
+            "square",
+            "sum",
+            "square[0]",
+            "square[1]",
+            "square[2]",
+            "square[3]",
+            "square[4]"
+        ]
+    );
+    for (i, x) in [1, 2, 3, 4, 5].into_iter().enumerate() {
+        let record = result
+            .task(&format!("square[{i}]"))
+            .expect("an instance record");
+        assert_eq!(record.status, TaskStatus::Completed);
+        assert_eq!(record.result, Some(json!(x * x)));
+        assert_eq!(record.attempts, 1);
+        assert!(record.start_time.is_some() && record.end_time.is_some());
+    }
+    // The metrics count instances as tasks and still find the critical path.
+    let metrics = result.metrics();
+    assert_eq!(metrics.total_tasks, 8);
+    assert_eq!(
+        metrics.critical_path.first().map(|id| id.as_str()),
+        Some("list")
+    );
+}
+
+#[test]
+fn instances_run_as_tasks_of_their_own_on_a_multi_threaded_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(4)
+        .build()
+        .expect("valid");
+    register(&engine, Arc::new(AtomicUsize::new(0)));
+    engine.register_handler("square", |ctx: TaskContext| async move {
+        let x: i64 = ctx.map_item()?;
+        tokio::task::yield_now().await;
+        Ok::<_, TaskError>(x * x)
+    });
+    let items: Vec<i64> = (0..50).collect();
+    let result = runtime
+        .block_on(engine.execute_workflow(&pipeline(json!(items))))
+        .expect("valid");
+    let squares: Vec<i64> = items.iter().map(|x| x * x).collect();
+    assert_eq!(
+        result.task("square").and_then(|r| r.result.clone()),
+        Some(json!(squares))
+    );
+    assert_eq!(result.tasks.len(), 53);
+}
+
+#[test]
+fn a_resumed_run_keeps_a_completed_maps_instance_records() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine_with(2, Arc::clone(&calls));
+    let fails = Arc::new(AtomicUsize::new(1));
+    let left = Arc::clone(&fails);
+    engine.register_handler("sum", move |ctx: TaskContext| {
+        let left = Arc::clone(&left);
+        async move {
+            if left.fetch_sub(1, Ordering::SeqCst) > 0 {
+                return Err(TaskError::permanent("not yet"));
+            }
+            let squares: Vec<i64> = ctx.input("square")?;
+            Ok::<_, TaskError>(json!(squares.iter().sum::<i64>()))
+        }
+    });
+    let workflow = pipeline(json!([1, 2, 3]));
+    let first = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    let resumed = runtime()
+        .block_on(engine.resume(&workflow, &first))
+        .expect("valid");
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "the map did not run again");
+    assert_eq!(
+        resumed.task("sum").and_then(|r| r.result.clone()),
+        Some(json!(14))
+    );
+    for i in 0..3 {
+        let id = format!("square[{i}]");
+        assert_eq!(resumed.task(&id), first.task(&id), "{id}");
+    }
+    assert_eq!(resumed.tasks.len(), 6);
+}
+
+#[test]
+fn an_empty_list_gives_an_empty_result_without_running_the_handler() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine_with(2, Arc::clone(&calls));
+    let result = run(&engine, &pipeline(json!([])));
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        result.task("square").and_then(|r| r.result.clone()),
+        Some(json!([]))
+    );
+    assert_eq!(
+        result.task("sum").and_then(|r| r.result.clone()),
+        Some(json!({"squares": [], "sum": 0}))
+    );
+    assert_eq!(result.tasks.len(), 3);
+}
+
+#[test]
+fn a_source_that_is_not_a_list_fails_the_map_naming_the_task_and_the_type() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine_with(2, Arc::clone(&calls));
+    let result = run(&engine, &pipeline(json!({"a": 1})));
+    assert_eq!(result.status, WorkflowStatus::Failed);
+    let square = result.task("square").expect("recorded");
+    assert_eq!(square.status, TaskStatus::Failed);
+    assert_eq!(
+        square.error.as_deref(),
+        Some("task `square` maps over the output of `list`, which is an object, not a list")
+    );
+    assert_eq!(
+        result.task("sum").map(|r| r.status),
+        Some(TaskStatus::Skipped)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn more_elements_than_the_task_allows_fail_the_map_before_any_instance_runs() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine_with(2, Arc::clone(&calls));
+    let mut workflow = pipeline(json!([1, 2, 3, 4, 5]));
+    workflow = Workflow::from_tasks(
+        "w",
+        "W",
+        workflow
+            .tasks()
+            .cloned()
+            .map(|task| match task.task_id.as_str() {
+                "square" => task.max_instances(3),
+                _ => task,
+            }),
+    );
+    let result = run(&engine, &workflow);
+    let square = result.task("square").expect("recorded");
+    assert_eq!(square.status, TaskStatus::Failed);
+    assert_eq!(
+        square.error.as_deref(),
+        Some(
+            "task `square` maps over a list of 5 elements from `list`, more than its limit of \
+             3 instances"
+        )
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(result.tasks.len(), 3, "no instance records");
+}
+
+#[test]
+fn the_engine_wide_limit_applies_to_maps_without_their_own() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = WorkflowEngine::builder()
+        .max_map_instances(2)
+        .build()
+        .expect("valid");
+    register(&engine, Arc::clone(&calls));
+    let result = run(&engine, &pipeline(json!([1, 2, 3])));
+    let error = result
+        .task("square")
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.contains("more than its limit of 2 instances"),
+        "{error}"
+    );
+    let result = run(&engine, &pipeline(json!([1, 2])));
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(orch_engine::DEFAULT_MAX_INSTANCES, 10_000);
+}
+
+#[test]
+fn each_instance_retries_on_its_own() {
+    let engine = WorkflowEngine::new();
+    register(&engine, Arc::new(AtomicUsize::new(0)));
+    // Odd elements fail their first attempt.
+    engine.register_handler("square", |ctx: TaskContext| async move {
+        let x: i64 = ctx.map_item()?;
+        if x % 2 == 1 && ctx.attempt() == 1 {
+            return Err(TaskError::new(format!("flaky {x}")));
+        }
+        Ok::<_, TaskError>(x * x)
+    });
+    let workflow = Workflow::from_tasks(
+        "w",
+        "W",
+        pipeline(json!([1, 2, 3, 4]))
+            .tasks()
+            .cloned()
+            .map(|task| match task.task_id.as_str() {
+                "square" => task.retries(1).backoff(orch_core::Backoff {
+                    jitter: false,
+                    ..Default::default()
+                }),
+                _ => task,
+            }),
+    );
+    let result = run(&engine, &workflow);
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    let attempts: Vec<u32> = (0..4)
+        .map(|i| {
+            result
+                .task(&format!("square[{i}]"))
+                .map_or(0, |r| r.attempts)
+        })
+        .collect();
+    assert_eq!(attempts, [2, 1, 2, 1]);
+    assert_eq!(
+        result.task("square").and_then(|r| r.result.clone()),
+        Some(json!([1, 4, 9, 16]))
+    );
+}
+
+#[test]
+fn a_failed_instance_fails_the_map_skips_the_rest_and_its_dependents() {
+    let engine = WorkflowEngine::new();
+    register(&engine, Arc::new(AtomicUsize::new(0)));
+    engine.register_handler("square", |ctx: TaskContext| async move {
+        let x: i64 = ctx.map_item()?;
+        if x == 3 {
+            return Err(TaskError::permanent("three is not allowed"));
+        }
+        Ok::<_, TaskError>(x * x)
+    });
+    let result = run(&engine, &pipeline(json!([1, 2, 3, 4, 5])));
+    assert_eq!(result.status, WorkflowStatus::Failed);
+    let statuses: Vec<TaskStatus> = (0..5)
+        .map(|i| {
+            result
+                .task(&format!("square[{i}]"))
+                .map_or(TaskStatus::Pending, |r| r.status)
+        })
+        .collect();
+    use TaskStatus::{Completed, Failed, Skipped};
+    assert_eq!(statuses, [Completed, Completed, Failed, Skipped, Skipped]);
+    assert_eq!(
+        result
+            .task("square")
+            .and_then(|r| r.error.clone())
+            .as_deref(),
+        Some("instance `square[2]` failed: three is not allowed")
+    );
+    assert_eq!(result.task("sum").map(|r| r.status), Some(Skipped));
+}
+
+#[test]
+fn reading_an_element_outside_a_map_is_a_clear_error() {
+    let engine = WorkflowEngine::new();
+    engine.register_handler("t", |ctx: TaskContext| async move {
+        assert_eq!(ctx.item(), None);
+        assert_eq!(ctx.item_index(), None);
+        ctx.map_item::<i64>()
+    });
+    let result = run(&engine, &Workflow::new("w", "W").task(Task::new("a", "t")));
+    assert_eq!(
+        result.task("a").and_then(|r| r.error.clone()).as_deref(),
+        Some("task `a` read a map element, but it is not a map task (see `Task::map_over`)")
+    );
+}
+
+#[test]
+fn handlers_see_their_element_and_its_position() {
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(4)
+        .build()
+        .expect("valid");
+    register(&engine, Arc::new(AtomicUsize::new(0)));
+    engine.register_handler("square", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(json!([
+            ctx.item_index(),
+            ctx.item(),
+            ctx.task_id().as_str()
+        ]))
+    });
+    let result = run(&engine, &pipeline(json!(["a", {"b": 1}])));
+    assert_eq!(
+        result.task("square").and_then(|r| r.result.clone()),
+        Some(json!([[0, "a", "square"], [1, {"b": 1}, "square"]]))
+    );
+}
+
+#[test]
+fn a_map_over_a_task_that_is_not_a_dependency_does_not_run() {
+    let engine = WorkflowEngine::new();
+    register(&engine, Arc::new(AtomicUsize::new(0)));
+    let mut square = Task::new("square", "square");
+    square.map = Some(orch_core::MapSpec::over("list"));
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(square);
+    let error = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect_err("invalid");
+    let RunError::Invalid(errors) = error else {
+        panic!("expected validation errors, got {error}");
+    };
+    assert!(matches!(
+        errors.as_slice(),
+        [ValidationError::InvalidOption { task, option: "map.over", .. }] if task == "square"
+    ));
+}
+
+#[test]
+fn a_cancelled_run_cancels_the_instances_that_had_not_ended() {
+    runtime().block_on(async {
+        let engine = engine_with(2, Arc::new(AtomicUsize::new(0)));
+        // Elements after the first wait for the cancellation.
+        engine.register_handler("square", |ctx: TaskContext| async move {
+            let x: i64 = ctx.map_item()?;
+            if x > 1 {
+                ctx.cancellation().cancelled().await;
+                return Err(TaskError::new("stopped"));
+            }
+            Ok::<_, TaskError>(x)
+        });
+        let run = engine.run(&pipeline(json!([1, 2, 3, 4])));
+        let token = run.cancellation_token();
+        let runner = tokio::spawn(run);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        token.cancel();
+        let result = runner.await.expect("no panic").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        let statuses: Vec<TaskStatus> = (0..4)
+            .map(|i| {
+                result
+                    .task(&format!("square[{i}]"))
+                    .map_or(TaskStatus::Pending, |r| r.status)
+            })
+            .collect();
+        use TaskStatus::{Cancelled, Completed};
+        assert_eq!(statuses, [Completed, Cancelled, Cancelled, Cancelled]);
+        assert_eq!(result.task("square").map(|r| r.status), Some(Cancelled));
+        assert_eq!(result.task("sum").map(|r| r.status), Some(Cancelled));
+    });
+}
+
+#[test]
+fn each_instance_has_its_own_events() {
+    let rt = runtime();
+    let (result, events) = rt.block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut subscription = bus.subscribe("workflow.w.task.>").expect("a valid pattern");
+        let engine = WorkflowEngine::builder()
+            .event_bus(bus.clone())
+            .build()
+            .expect("valid");
+        register(&engine, Arc::new(AtomicUsize::new(0)));
+        engine.register_handler("square", |ctx: TaskContext| async move {
+            let x: i64 = ctx.map_item()?;
+            if x == 2 && ctx.attempt() == 1 {
+                return Err(TaskError::new("once"));
+            }
+            Ok::<_, TaskError>(x * x)
+        });
+        let workflow = Workflow::from_tasks(
+            "w",
+            "W",
+            pipeline(json!([1, 2]))
+                .tasks()
+                .cloned()
+                .map(|task| match task.task_id.as_str() {
+                    "square" => task.retries(1),
+                    _ => task,
+                }),
+        );
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        bus.close().await;
+        let mut events = Vec::new();
+        while let Some(event) = subscription.recv_event().await {
+            events.push((event.subject().to_string(), event.payload().clone()));
+        }
+        (result, events)
+    });
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    let of = |id: &str| -> Vec<(String, EngineEventKind, u32)> {
+        events
+            .iter()
+            .filter(|(_, e)| e.task_id.as_ref().is_some_and(|t| t == id))
+            .map(|(subject, e)| (subject.clone(), e.kind, e.attempt))
+            .collect()
+    };
+    use EngineEventKind::{TaskCompleted, TaskRetrying, TaskStarted};
+    assert_eq!(
+        of("square[0]"),
+        [
+            (
+                "workflow.w.task.square[0].started".to_owned(),
+                TaskStarted,
+                1
+            ),
+            (
+                "workflow.w.task.square[0].completed".to_owned(),
+                TaskCompleted,
+                1
+            ),
+        ]
+    );
+    let second = of("square[1]");
+    assert_eq!(
+        second
+            .iter()
+            .map(|(_, kind, attempt)| (*kind, *attempt))
+            .collect::<Vec<_>>(),
+        [(TaskStarted, 1), (TaskRetrying, 1), (TaskCompleted, 2)]
+    );
+    let square: Vec<EngineEventKind> = of("square").into_iter().map(|(_, k, _)| k).collect();
+    assert_eq!(square, [TaskStarted, TaskCompleted]);
+    for (_, event) in &events {
+        let id = event.task_id.as_ref().map(|id| id.as_str());
+        let expected = match id {
+            Some("square[0]") => Some(0),
+            Some("square[1]") => Some(1),
+            _ => None,
+        };
+        assert_eq!(event.map_item, expected, "{id:?}");
+    }
+    let instance = events
+        .iter()
+        .find(|(_, e)| e.task_id.as_ref().is_some_and(|t| t == "square[1]"))
+        .map(|(_, e)| e.task_type.as_deref())
+        .expect("an event");
+    assert_eq!(instance, Some("square"));
+}
+
+/// The reference: what the map computes, element by element.
+fn reference(x: i64) -> i64 {
+    x.wrapping_mul(3).wrapping_add(1)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// For any list and any concurrency, the map's result is the reference function
+    /// applied to each element, in order; and each instance's record holds its own.
+    #[test]
+    fn the_result_is_the_reference_mapped_in_order(
+        items in proptest::collection::vec(any::<i64>(), 0..40),
+        max_concurrent in 1usize..5,
+        waits in proptest::collection::vec(0u64..5, 40),
+    ) {
+        let engine = WorkflowEngine::builder().max_concurrent(max_concurrent).build().expect("valid");
+        register(&engine, Arc::new(AtomicUsize::new(0)));
+        let waits = Arc::new(waits);
+        engine.register_handler("square", move |ctx: TaskContext| {
+            let waits = Arc::clone(&waits);
+            async move {
+                let x: i64 = ctx.map_item()?;
+                let i = ctx.item_index().unwrap_or_default();
+                tokio::time::sleep(Duration::from_millis(waits[i % waits.len()])).await;
+                Ok::<_, TaskError>(reference(x))
+            }
+        });
+        let result = run(&engine, &pipeline(json!(items)));
+        let expected: Vec<i64> = items.iter().copied().map(reference).collect();
+        prop_assert_eq!(result.task("square").and_then(|r| r.result.clone()), Some(json!(expected)));
+        for (i, y) in expected.iter().enumerate() {
+            let record = result.task(&format!("square[{i}]"));
+            prop_assert_eq!(record.and_then(|r| r.result.clone()), Some(json!(y)));
+        }
+        prop_assert_eq!(result.tasks.len(), 3 + items.len());
+    }
+}
