@@ -20,10 +20,6 @@ const MAX_LINES: usize = 500;
 /// as its file is split.
 const LONG_FILES_ALLOWED: &[(&str, &str)] = &[
     (
-        "crates/orch-engine/src/engine.rs",
-        "being reworked by the durable-runs change; split it once that lands",
-    ),
-    (
         "examples/src/ml_pipeline.rs",
         "the examples library is being replaced by self-contained example files",
     ),

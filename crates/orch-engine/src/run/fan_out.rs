@@ -259,7 +259,7 @@ impl Scheduler<'_> {
                 if !error.is_permanent() && attempts <= task.retries {
                     let delay = task
                         .backoff
-                        .delay(attempts, super::jitter_unit(n + k, attempts));
+                        .delay(attempts, super::settle::jitter_unit(n + k, attempts));
                     record.error = Some(error.record_text());
                     self.announce_instance(EngineEventKind::TaskRetrying, k);
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));

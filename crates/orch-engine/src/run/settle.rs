@@ -1,0 +1,122 @@
+//! How an attempt ends: a retry after its backoff, or a final status that frees its slot
+//! and tells the task's dependents.
+
+use std::time::{Duration, SystemTime};
+
+use orch_core::{EngineEventKind, TaskStatus};
+
+use super::Scheduler;
+use crate::TaskError;
+use crate::attempt::InFlight;
+use crate::note::Detail;
+use crate::output::Stored;
+
+impl Scheduler<'_> {
+    pub(super) fn attempt_over(&mut self, index: usize, mut outcome: Result<Stored, TaskError>) {
+        if self.extras.is_some() {
+            match self.special_over(index, outcome) {
+                Some(passed_on) => outcome = passed_on,
+                None => return,
+            }
+        }
+        match outcome {
+            Ok(output) => {
+                let _ = self.shared.results[index].set(output);
+                self.settle(index, TaskStatus::Completed, None);
+                // A durable run releases dependents once the completion is committed.
+                match &mut self.journal {
+                    Some(journal) => journal.push(index),
+                    None => self.ended(index, TaskStatus::Completed),
+                }
+            }
+            Err(error) if error.is_skip() => {
+                self.settle(index, TaskStatus::Skipped, Some(error.record_text()));
+                self.ended(index, TaskStatus::Skipped);
+            }
+            Err(error) if self.stopping => {
+                let message = format!(
+                    "the run was cancelled; the handler ended with: {}",
+                    error.record_text()
+                );
+                self.settle(index, TaskStatus::Cancelled, Some(message));
+            }
+            Err(error) => {
+                let task = self.task(index);
+                let attempts = self.records[index].attempts;
+                if !error.is_permanent() && attempts <= task.retries {
+                    let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
+                    let message = error.record_text();
+                    tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, attempt = attempts, error = %message, ?delay, "retrying");
+                    self.announce_task(EngineEventKind::TaskRetrying, index, |note| {
+                        note.attempt = attempts;
+                        note.detail = Some(Box::new(Detail::Error(message.clone())));
+                        note.duration = Some(delay);
+                    });
+                    self.records[index].error = Some(message);
+                    // No timer for no pause: a runtime without one can retry at once.
+                    let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
+                    self.in_flight.push(InFlight::Backoff {
+                        index: index as u32,
+                        sleep,
+                    });
+                    return;
+                }
+                self.settle(index, TaskStatus::Failed, Some(error.record_text()));
+                self.ended(index, TaskStatus::Failed);
+            }
+        }
+    }
+
+    /// Records a final status for a started task and frees its slot.
+    pub(super) fn settle(&mut self, index: usize, status: TaskStatus, error: Option<String>) {
+        self.active -= 1;
+        self.ready.release(index);
+        let record = &mut self.records[index];
+        record.status = status;
+        record.error = error;
+        record.end_time = Some(self.clock.now());
+        let kind = match status {
+            TaskStatus::Completed => EngineEventKind::TaskCompleted,
+            TaskStatus::Failed => EngineEventKind::TaskFailed,
+            TaskStatus::Cancelled => EngineEventKind::TaskCancelled,
+            TaskStatus::Skipped => EngineEventKind::TaskSkipped,
+            TaskStatus::Pending | TaskStatus::Running => {
+                unreachable!("a started task settles with a final status")
+            }
+        };
+        if status != TaskStatus::Completed {
+            self.log_ended(index);
+        }
+        self.announce_ended(kind, index);
+    }
+
+    /// Marks every task that depends on `ended` (which failed or was skipped, as `how`
+    /// says), directly or not, as skipped.
+    pub(super) fn skip_descendants(&mut self, ended: usize, how: &str) {
+        let reason = format!("dependency `{}` {how}", self.task(ended).task_id);
+        let mut stack: Vec<u32> = self.plan.dependents(ended).to_vec();
+        while let Some(d) = stack.pop() {
+            let record = &mut self.records[d as usize];
+            if record.status == TaskStatus::Pending {
+                record.status = TaskStatus::Skipped;
+                record.error = Some(reason.clone());
+                stack.extend_from_slice(self.plan.dependents(d as usize));
+                self.log_ended(d as usize);
+                self.announce_ended(EngineEventKind::TaskSkipped, d as usize);
+            }
+        }
+    }
+}
+
+/// A number in `[0, 1)` for retry jitter, different per task and attempt.
+pub(super) fn jitter_unit(index: usize, attempt: u32) -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .subsec_nanos() as u64;
+    let mut z = nanos ^ ((index as u64) << 20) ^ u64::from(attempt);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
