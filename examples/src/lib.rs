@@ -7,13 +7,11 @@
 //!
 //! | example | module |
 //! | --- | --- |
-//! | `data_pipeline` | [`data_pipeline`]: read a CSV file, aggregate it |
 //! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
 //! | `doc_processing` | [`doc_processing`]: fetch, extract, gzip and store a document |
 //! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
 //! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
-//! | `metrics_exporter` | [`metrics_exporter`]: per task type metrics in Prometheus text |
 //! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
 //! | `fan_out_cache` | [`fan_out_cache`]: a map over a run-time list, then cached results |
 //! | `show_plan` | prints a workflow file's execution order and levels |
@@ -25,13 +23,11 @@ use serde_json::Value;
 
 pub mod agent_workflow;
 pub mod csv;
-pub mod data_pipeline;
 pub mod doc_processing;
 pub mod durable;
 pub mod fan_out_cache;
 pub mod from_file;
 pub mod hex;
-pub mod metrics_exporter;
 pub mod ml_model;
 pub mod ml_pipeline;
 pub mod pipeline_rules;

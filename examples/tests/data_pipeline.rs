@@ -1,8 +1,13 @@
 //! `data_pipeline`: the aggregation over `examples/data/sales.csv`, checked against
 //! totals worked out separately from the file.
 
-use examples::data_pipeline::{self, Totals};
 use orch::prelude::*;
+
+#[path = "../data_pipeline.rs"]
+#[allow(dead_code)]
+mod data_pipeline;
+
+use data_pipeline::{Totals, support};
 
 fn totals(orders: u32, units: u32, revenue_cents: u64) -> Totals {
     Totals {
@@ -14,17 +19,17 @@ fn totals(orders: u32, units: u32, revenue_cents: u64) -> Totals {
 
 #[tokio::test]
 async fn aggregates_the_sales_file_by_region() {
-    let outcome = data_pipeline::run(&examples::data_file("sales.csv"), "region")
+    let outcome = data_pipeline::run(&support::data_file("sales.csv"), "region")
         .await
         .expect("the pipeline runs");
     assert_eq!(outcome.result.status, WorkflowStatus::Completed);
     let summary = &outcome.summary;
     assert_eq!(summary.total, totals(20, 216, 81_115));
+    assert_eq!(summary.groups.len(), 4);
     assert_eq!(summary.groups["north"], totals(5, 62, 14_899));
     assert_eq!(summary.groups["south"], totals(5, 52, 27_822));
     assert_eq!(summary.groups["east"], totals(5, 54, 24_546));
     assert_eq!(summary.groups["west"], totals(5, 48, 13_848));
-    assert_eq!(summary.top_group.as_deref(), Some("south"));
 
     let metrics = outcome.result.metrics();
     assert_eq!((metrics.total_tasks, metrics.completed_tasks), (2, 2));
@@ -33,23 +38,23 @@ async fn aggregates_the_sales_file_by_region() {
 
 #[tokio::test]
 async fn aggregates_by_product() {
-    let outcome = data_pipeline::run(&examples::data_file("sales.csv"), "product")
+    let outcome = data_pipeline::run(&support::data_file("sales.csv"), "product")
         .await
         .expect("the pipeline runs");
     assert_eq!(outcome.summary.groups.len(), 4);
     assert_eq!(outcome.summary.groups["gizmo"], totals(4, 7, 34_300));
     assert_eq!(outcome.summary.groups["sprocket"], totals(5, 131, 9_825));
-    assert_eq!(outcome.summary.top_group.as_deref(), Some("gizmo"));
+    assert_eq!(outcome.summary.total, totals(20, 216, 81_115));
 }
 
 #[tokio::test]
 async fn bad_input_fails_the_task_not_the_program() {
-    let missing = data_pipeline::run(&examples::data_file("no_such_file.csv"), "region").await;
+    let missing = data_pipeline::run(&support::data_file("no_such_file.csv"), "region").await;
     assert!(missing.is_err());
 
     let engine = WorkflowEngine::new();
     data_pipeline::register_handlers(&engine);
-    let workflow = data_pipeline::workflow(&examples::data_file("sales.csv"), "colour");
+    let workflow = data_pipeline::workflow(&support::data_file("sales.csv"), "colour");
     let result = engine
         .execute_workflow(&workflow)
         .await
@@ -62,5 +67,28 @@ async fn bad_input_fails_the_task_not_the_program() {
             .error
             .as_deref()
             .is_some_and(|e| e.contains("colour"))
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_line_fails_fetch_naming_the_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("orders.csv");
+    let text = "order_id,region,product,units,unit_price\n1,north,widget,2,1.50\n2,south,gadget,two,3.00\n";
+    std::fs::write(&file, text).expect("written");
+    let engine = WorkflowEngine::new();
+    data_pipeline::register_handlers(&engine);
+    let result = engine
+        .execute_workflow(&data_pipeline::workflow(&file, "region"))
+        .await
+        .expect("valid workflow");
+    let fetch = result.task("fetch_task").expect("recorded");
+    assert_eq!(fetch.status, TaskStatus::Failed);
+    assert_eq!(fetch.attempts, 1, "a permanent error is not retried");
+    let error = fetch.error.as_deref().unwrap_or_default();
+    assert!(error.contains("line 3"), "{error}");
+    assert_eq!(
+        result.task("process_task").map(|t| t.status),
+        Some(TaskStatus::Skipped)
     );
 }

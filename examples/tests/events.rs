@@ -1,4 +1,4 @@
-//! The `events` and `metrics_exporter` examples.
+//! The `events` example.
 
 use std::sync::{Arc, Mutex};
 
@@ -59,21 +59,4 @@ async fn the_progress_feed_shows_every_task_in_causal_order() {
             .iter()
             .any(|l| l.contains("apply_settings") && l.contains("skipped"))
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_exporter_text_counts_every_task_of_every_run() {
-    let exporter = examples::metrics_exporter::install_exporter().expect("first install");
-    let outcome = examples::metrics_exporter::run(&exporter, 3)
-        .await
-        .expect("runs");
-    let fetch = outcome.recorder.task_type("fetch").expect("seen");
-    assert_eq!((fetch.started, fetch.completed), (3, 3));
-    assert_eq!(fetch.durations.count, 3);
-    let text = &outcome.prometheus_text;
-    assert!(
-        text.contains(r#"orch_tasks_total{task_type="process",outcome="completed"} 3"#),
-        "{text}"
-    );
-    assert!(text.contains("orch_task_duration_seconds"), "{text}");
 }
