@@ -8,7 +8,6 @@
 //! | example | module |
 //! | --- | --- |
 //! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
-//! | `doc_processing` | [`doc_processing`]: fetch, extract, gzip and store a document |
 //! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
 //! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
@@ -23,7 +22,6 @@ use serde_json::Value;
 
 pub mod agent_workflow;
 pub mod csv;
-pub mod doc_processing;
 pub mod durable;
 pub mod fan_out_cache;
 pub mod from_file;

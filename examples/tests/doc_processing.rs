@@ -3,9 +3,14 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use examples::doc_processing;
 use flate2::read::GzDecoder;
 use orch::prelude::*;
+
+#[path = "../doc_processing.rs"]
+#[allow(dead_code)]
+mod doc_processing;
+
+use doc_processing::support;
 
 fn out_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -17,7 +22,7 @@ fn out_dir(name: &str) -> PathBuf {
 #[tokio::test]
 async fn stores_the_gzipped_text_of_the_document() {
     let dir = out_dir("doc_processing_round_trip");
-    let outcome = doc_processing::run(&examples::data_file("document.html"), &dir)
+    let outcome = doc_processing::run(&support::data_file("document.html"), &dir)
         .await
         .expect("the pipeline runs");
     assert_eq!(outcome.result.status, WorkflowStatus::Completed);
@@ -66,7 +71,7 @@ async fn a_missing_document_fails_fetch_and_skips_the_rest() {
     let engine = WorkflowEngine::new();
     doc_processing::register_handlers(&engine);
     let workflow =
-        doc_processing::workflow(&examples::data_file("missing.html"), &dir, "out.txt.gz");
+        doc_processing::workflow(&support::data_file("missing.html"), &dir, "out.txt.gz");
     let result = engine
         .execute_workflow(&workflow)
         .await
@@ -92,4 +97,13 @@ fn gzip_round_trips() {
         .expect("decompresses");
     assert_eq!(unpacked, data);
     assert!(packed.len() < data.len());
+}
+
+#[test]
+fn the_text_keeps_the_body_without_tags_scripts_or_head() {
+    let html = "<html><head><title> A &amp; B </title><style>x {}</style></head>\
+                <body><h1>Hi</h1><p>one\n   two &lt;3&gt;</p><script>var s;</script><p>end</p></body></html>";
+    let (title, text) = doc_processing::html_to_text(html);
+    assert_eq!(title, "A & B");
+    assert_eq!(text, "Hi\none two <3>\nend\n");
 }
