@@ -8,7 +8,6 @@
 //! | example | module |
 //! | --- | --- |
 //! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
-//! | `agent_workflow` | [`agent_workflow`]: analyze, compress, store |
 //! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
 //! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
 //! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
@@ -20,12 +19,10 @@ use std::path::{Path, PathBuf};
 use orch::prelude::WorkflowResult;
 use serde_json::Value;
 
-pub mod agent_workflow;
 pub mod csv;
 pub mod durable;
 pub mod fan_out_cache;
 pub mod from_file;
-pub mod hex;
 pub mod ml_model;
 pub mod ml_pipeline;
 pub mod pipeline_rules;
