@@ -7,8 +7,6 @@
 //!
 //! | example | module |
 //! | --- | --- |
-//! | `ml_pipeline` | [`ml_pipeline`]: seven stages from CSV to a trained, evaluated model |
-//! | `from_file` | [`from_file`]: the ML pipeline read from a YAML file |
 //! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
 //! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
 //! | `fan_out_cache` | [`fan_out_cache`]: a map over a run-time list, then cached results |
@@ -19,12 +17,8 @@ use std::path::{Path, PathBuf};
 use orch::prelude::WorkflowResult;
 use serde_json::Value;
 
-pub mod csv;
 pub mod durable;
 pub mod fan_out_cache;
-pub mod from_file;
-pub mod ml_model;
-pub mod ml_pipeline;
 pub mod pipeline_rules;
 
 /// The error the examples' `run` functions return.
