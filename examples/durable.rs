@@ -1,6 +1,7 @@
-//! A slow pipeline recorded in a journal: interrupt it (Ctrl-C, or `--abort-after N`
-//! steps) and start it again to see it resume, with the steps restored from the journal
-//! listed.
+//! A durable run that is interrupted and resumed: a slow six-step pipeline records each
+//! completed step in a file journal; stopped halfway (after a number of steps, or by
+//! Ctrl-C), it is started again under the same run id and runs only the
+//! steps that had not completed, reporting the others as restored from the journal.
 //!
 //! ```text
 //! cargo run --example durable -- --abort-after 3   # stops after 3 of 6 steps
@@ -10,12 +11,20 @@
 //! Options: `--journal DIR` (default: `orch-durable-example` in the temporary
 //! directory), `--run ID` (default `pipeline-1`), `--step-ms MS` (default 500).
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use examples::durable::{self, Options};
 use orch::prelude::*;
+use serde_json::json;
 
-fn options() -> Result<Options, examples::BoxError> {
+#[path = "support/mod.rs"]
+mod support;
+
+use support::BoxError;
+
+fn options() -> Result<Options, BoxError> {
     let mut options = Options {
         journal_dir: std::env::temp_dir().join("orch-durable-example"),
         run_id: RunId::parse("pipeline-1")?,
@@ -37,7 +46,7 @@ fn options() -> Result<Options, examples::BoxError> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), examples::BoxError> {
+async fn main() -> Result<(), BoxError> {
     let options = options()?;
     let stop = CancellationToken::new();
     let on_ctrl_c = stop.clone();
@@ -51,7 +60,7 @@ async fn main() -> Result<(), examples::BoxError> {
         options.run_id,
         options.journal_dir.display()
     );
-    let outcome = durable::run(&options, stop).await?;
+    let outcome = run(&options, stop).await?;
     let list = |ids: &[TaskId]| {
         let ids: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
         if ids.is_empty() {
@@ -67,4 +76,119 @@ async fn main() -> Result<(), examples::BoxError> {
         println!("interrupted: run the same command again (without --abort-after) to resume");
     }
     Ok(())
+}
+
+/// How to run the pipeline.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    /// The journal's directory.
+    pub(crate) journal_dir: PathBuf,
+    /// The run to start or continue.
+    pub(crate) run_id: RunId,
+    /// How long each step takes.
+    pub(crate) step: Duration,
+    /// Stop the run once this many steps completed in this process.
+    pub(crate) abort_after: Option<usize>,
+}
+
+/// What one start of the pipeline did.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The run's result: `cancelled` when it was stopped, `completed` once every step is.
+    pub(crate) result: WorkflowResult,
+    /// The steps restored from the journal (their `TaskRestored` events), in order.
+    pub(crate) restored: Vec<TaskId>,
+    /// The steps that ran and completed in this start, in order.
+    pub(crate) ran: Vec<TaskId>,
+}
+
+/// The pipeline: download, parse, then clean and index side by side, a report on both,
+/// and publishing the report.
+pub(crate) fn workflow() -> Workflow {
+    Workflow::new("durable_pipeline", "Slow pipeline")
+        .task(Task::new("download", "step"))
+        .task(Task::new("parse", "step").depends_on(["download"]))
+        .task(Task::new("clean", "step").depends_on(["parse"]))
+        .task(Task::new("index", "step").depends_on(["parse"]))
+        .task(Task::new("report", "step").depends_on(["clean", "index"]))
+        .task(Task::new("publish", "step").depends_on(["report"]))
+}
+
+/// Starts or continues the run; `stop` cancels it (`main` cancels it on Ctrl-C).
+pub(crate) async fn run(options: &Options, stop: CancellationToken) -> Result<Outcome, BoxError> {
+    let bus: EventBus<EngineEvent> = EventBus::new();
+    let restored: Arc<Mutex<Vec<TaskId>>> = Arc::default();
+    let log = Arc::clone(&restored);
+    let mut restored_events = bus.subscribe_fn(
+        "workflow.*.task.*.restored",
+        SubscribeOptions::new(),
+        move |delivery| {
+            if let Some(id) = delivery.event().and_then(|e| e.payload().task_id.clone()) {
+                log.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+            }
+            std::future::ready(())
+        },
+    )?;
+    let journal = FileJournal::new(&options.journal_dir)?;
+    let engine = WorkflowEngine::builder()
+        .journal(journal, Durability::Process)
+        .event_bus(bus.clone())
+        .build()?;
+    let ran: Arc<Mutex<Vec<TaskId>>> = Arc::default();
+    register_step(&engine, options, &stop, &ran);
+
+    let mut handle = engine.run_durable(&workflow(), options.run_id.clone());
+    let result = tokio::select! {
+        result = &mut handle => result?,
+        () = stop.cancelled() => {
+            handle.cancel();
+            handle.await?
+        }
+    };
+    bus.close().await;
+    restored_events.finished().await;
+    let take = |list: &Mutex<Vec<TaskId>>| {
+        std::mem::take(&mut *list.lock().unwrap_or_else(PoisonError::into_inner))
+    };
+    Ok(Outcome {
+        result,
+        restored: take(&restored),
+        ran: take(&ran),
+    })
+}
+
+/// A step waits `options.step` (or until the run is cancelled), then outputs one more
+/// than the largest output of its dependencies, so the last step's output shows that
+/// restored outputs reached the steps that ran after them.
+fn register_step(
+    engine: &WorkflowEngine,
+    options: &Options,
+    stop: &CancellationToken,
+    ran: &Arc<Mutex<Vec<TaskId>>>,
+) {
+    let (step, abort_after) = (options.step, options.abort_after);
+    let (stop, ran) = (stop.clone(), Arc::clone(ran));
+    let completed = Arc::new(AtomicUsize::new(0));
+    engine.register_handler("step", move |ctx: TaskContext| {
+        let (stop, ran, completed) = (stop.clone(), Arc::clone(&ran), Arc::clone(&completed));
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(step) => {}
+                () = ctx.cancellation().cancelled() => return Err(TaskError::new("interrupted")),
+            }
+            let depth = ctx
+                .dependency_results()
+                .filter_map(|(_, output)| output["depth"].as_u64())
+                .max()
+                .map_or(1, |d| d + 1);
+            ran.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(ctx.task_id().clone());
+            let done = completed.fetch_add(1, Ordering::SeqCst) + 1;
+            if abort_after == Some(done) {
+                stop.cancel();
+            }
+            Ok::<_, TaskError>(json!({ "depth": depth }))
+        }
+    });
 }

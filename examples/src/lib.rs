@@ -7,7 +7,6 @@
 //!
 //! | example | module |
 //! | --- | --- |
-//! | `durable` | [`durable`]: a slow pipeline stopped halfway and resumed from its journal |
 //! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
 //! | `fan_out_cache` | [`fan_out_cache`]: a map over a run-time list, then cached results |
 //! | `show_plan` | prints a workflow file's execution order and levels |
@@ -17,7 +16,6 @@ use std::path::{Path, PathBuf};
 use orch::prelude::WorkflowResult;
 use serde_json::Value;
 
-pub mod durable;
 pub mod fan_out_cache;
 pub mod pipeline_rules;
 

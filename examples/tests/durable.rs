@@ -3,8 +3,13 @@
 
 use std::time::Duration;
 
-use examples::durable::{self, Options};
 use orch::prelude::*;
+
+#[path = "../durable.rs"]
+#[allow(dead_code)]
+mod durable;
+
+use durable::Options;
 
 fn ids(list: &[&str]) -> Vec<TaskId> {
     list.iter().map(|id| TaskId::from(*id)).collect()
