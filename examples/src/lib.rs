@@ -1,50 +1,22 @@
-//! The logic behind orch's runnable examples (`cargo run --example NAME`).
+//! orch's runnable examples (`cargo run --example NAME`). Each example is one file beside
+//! this directory, `examples/NAME.rs`, holding its handlers, its workflow and its `main`;
+//! only helpers that are not about orch (an error type, reading one task's output, where
+//! the data files are) live in `examples/support/mod.rs`. Each is tested by
+//! `examples/tests/NAME.rs`, which includes the example's file. This library is empty: a
+//! package needs a library or a binary besides its examples.
 //!
-//! Each module ports one scenario of the original orchestration module's README: it
-//! registers deterministic handlers that do real (small) work, builds the workflow and
-//! runs it, returning what it computed so that the tests in `tests/` can check it. The
-//! binaries beside this crate (`examples/*.rs`) only call these functions and print.
-//!
-//! | example | module |
+//! | example | what it shows |
 //! | --- | --- |
-//! | `pipeline_rules` | [`pipeline_rules`]: trigger rules, a branch, a pool and priorities |
-//! | `fan_out_cache` | [`fan_out_cache`]: a map over a run-time list, then cached results |
-//! | `show_plan` | prints a workflow file's execution order and levels |
-
-use std::path::{Path, PathBuf};
-
-use orch::prelude::WorkflowResult;
-use serde_json::Value;
-
-pub mod fan_out_cache;
-pub mod pipeline_rules;
-
-/// The error the examples' `run` functions return.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What task `id` returned, or an error saying why it has no result (its status and
-/// error, or that the workflow has no such task).
-pub fn task_output<'r>(result: &'r WorkflowResult, id: &str) -> Result<&'r Value, BoxError> {
-    let record = result
-        .task(id)
-        .ok_or_else(|| format!("the workflow has no `{id}` task"))?;
-    record.result.as_ref().ok_or_else(|| {
-        let error = record.error.as_deref().unwrap_or("no error recorded");
-        format!("`{id}` did not complete ({}): {error}", record.status).into()
-    })
-}
-
-/// The `examples/` directory of the source tree, where `data/` and `workflows/` live.
-pub fn examples_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A file shipped in `examples/data/`.
-pub fn data_file(name: &str) -> PathBuf {
-    examples_dir().join("data").join(name)
-}
-
-/// A file shipped in `examples/workflows/`.
-pub fn workflow_file(name: &str) -> PathBuf {
-    examples_dir().join("workflows").join(name)
-}
+//! | `data_pipeline` | two tasks: read a CSV file, aggregate it per region or product |
+//! | `ml_pipeline` | seven stages from a CSV file to an evaluated (nearest-centroid) model |
+//! | `from_file` | the ML pipeline read from a YAML workflow file |
+//! | `doc_processing` | fetch, extract, gzip and store a document |
+//! | `agent_workflow` | analyze, compress, store; a stage reads an ancestor's output |
+//! | `parallel` | three branches overlapping within a concurrency limit |
+//! | `failure_handling` | retries with backoff, a permanent error, skipped dependents |
+//! | `events` | every lifecycle event of a run printed as it arrives from the bus |
+//! | `metrics_exporter` | per task type metrics in Prometheus text |
+//! | `durable` | a slow pipeline stopped halfway and resumed from its journal |
+//! | `pipeline_rules` | trigger rules, a branch, a pool and priorities |
+//! | `fan_out_cache` | a map over a run-time list, then cached results |
+//! | `show_plan` | a workflow file's execution order and levels |

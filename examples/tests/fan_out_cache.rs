@@ -1,8 +1,11 @@
 //! `fan_out_cache`: one instance per document, results in order, and a second run that
 //! reuses the cached results without running the handlers.
 
-use examples::fan_out_cache;
 use orch::prelude::*;
+
+#[path = "../fan_out_cache.rs"]
+#[allow(dead_code)]
+mod fan_out_cache;
 use serde_json::json;
 
 #[tokio::test]

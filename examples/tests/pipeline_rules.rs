@@ -1,8 +1,11 @@
 //! `pipeline_rules`: the branch follows the figures, rules run past the offline source,
 //! and the `gpu` pool runs its jobs one at a time by priority.
 
-use examples::pipeline_rules;
 use orch::prelude::*;
+
+#[path = "../pipeline_rules.rs"]
+#[allow(dead_code)]
+mod pipeline_rules;
 
 #[tokio::test]
 async fn small_figures_take_the_quick_report_and_the_run_completes() {
