@@ -39,7 +39,9 @@
 //!   is laid out by orch itself (no Graphviz needed); the Mermaid output keeps to a small,
 //!   documented subset of the flowchart syntax.
 //! - `orch run FILE` runs the workflow with the built-in task types, `--max-concurrent N`
-//!   tasks at once (default 1). On a terminal a progress bar shows the counts and the running
+//!   tasks at once (default 1). Trigger rules, branches and priorities in the file apply as
+//!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
+//!   `--pool gpu=2` (repeatable), else nothing runs. On a terminal a progress bar shows the counts and the running
 //!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM)
 //!   stops the running commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish
 //!   as cancelled, prints the summary, writes the result file and exits with 130 (143).
@@ -247,6 +249,10 @@ enum Command {
         /// The most tasks running at once.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         max_concurrent: u32,
+        /// A pool tasks can name (`pool: NAME`) and the most of its tasks running at once,
+        /// besides --max-concurrent; repeat for more pools.
+        #[arg(long = "pool", value_name = "NAME=LIMIT", value_parser = parse_pool)]
+        pools: Vec<(String, usize)>,
         /// Write the result (and the workflow) to this JSON file.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -364,6 +370,7 @@ fn main() -> ExitCode {
         Command::Run {
             file,
             max_concurrent,
+            pools,
             output,
             metrics_addr,
             progress,
@@ -375,6 +382,7 @@ fn main() -> ExitCode {
         } => run::run(run::RunArgs {
             file,
             max_concurrent: max_concurrent as usize,
+            pools,
             output,
             metrics_addr,
             progress,
@@ -408,5 +416,21 @@ fn main() -> ExitCode {
         }) => runs::show(&dir, &run_id, format),
         Command::Report { result, output } => commands::report(&result, &output),
         Command::Gantt { result, width } => commands::gantt(&result, width),
+    }
+}
+
+/// A `--pool NAME=LIMIT` argument: a non-empty name and a limit of at least 1.
+fn parse_pool(text: &str) -> Result<(String, usize), String> {
+    let (name, limit) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=LIMIT"))?;
+    if name.is_empty() {
+        return Err(format!("`{text}` has no pool name before `=`"));
+    }
+    match limit.parse::<usize>() {
+        Ok(limit) if limit >= 1 => Ok((name.to_owned(), limit)),
+        _ => Err(format!(
+            "the limit of pool `{name}` must be a whole number of at least 1, not `{limit}`"
+        )),
     }
 }

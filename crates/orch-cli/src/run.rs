@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use orch::core::{EngineEvent, RunId, Workflow, WorkflowStatus};
-use orch::engine::WorkflowEngine;
+use orch::engine::{RunError, WorkflowEngine};
 use orch::events::{Delivery, EventBus};
 use orch::journal::{Durability, FileJournal, Journal};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -30,6 +30,8 @@ const GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct RunArgs {
     pub(crate) file: PathBuf,
     pub(crate) max_concurrent: usize,
+    /// Pools tasks may name, with their limits.
+    pub(crate) pools: Vec<(String, usize)>,
     pub(crate) output: Option<PathBuf>,
     pub(crate) metrics_addr: Option<String>,
     pub(crate) progress: ProgressMode,
@@ -110,6 +112,9 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let mut builder = WorkflowEngine::builder()
         .max_concurrent(args.max_concurrent)
         .cancel_grace_period(GRACE);
+    for (name, limit) in &args.pools {
+        builder = builder.pool(name.clone(), *limit);
+    }
     if let Some(bus) = &bus {
         builder = builder.event_bus(bus.clone());
     }
@@ -216,6 +221,9 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Ok(result) => result,
         Err(errors) => {
             eprintln!("{}: not run:\n{errors}", args.file.display());
+            if matches!(errors, RunError::UnknownPools { .. }) {
+                eprintln!("declare each pool with --pool NAME=LIMIT");
+            }
             return ExitCode::from(1);
         }
     };
