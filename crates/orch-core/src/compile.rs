@@ -288,7 +288,8 @@ fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
+/// What kind of JSON value `value` is, for error messages ("an object", "a string", ...).
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -96,7 +96,7 @@ pub use event::{EngineEvent, EngineEventKind};
 pub(crate) use id::IdMap;
 pub use id::TaskId;
 pub use load::{Format, LoadError};
-pub use map::MapSpec;
+pub use map::{MapItemsError, MapSpec};
 pub use metrics::RunMetrics;
 pub use plan::Plan;
 pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};

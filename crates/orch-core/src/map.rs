@@ -2,8 +2,10 @@
 //! returned (dynamic fan-out).
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::TaskId;
+use crate::compile::json_kind;
 
 /// Makes a task a map: it runs once per element of the JSON list that the dependency
 /// `over` returned, each run an *instance* with an id of its own (`task[0]`, `task[1]`,
@@ -63,6 +65,46 @@ impl MapSpec {
         TaskId::from(format!("{task}[{item}]"))
     }
 
+    /// The elements map task `task` runs over, given the output of its `over` dependency
+    /// and the engine's limit (used when the map sets none).
+    ///
+    /// ```
+    /// use orch_core::{MapSpec, TaskId};
+    /// use serde_json::json;
+    ///
+    /// let map = MapSpec::over("list");
+    /// let task = TaskId::from("square");
+    /// assert_eq!(map.items(&task, &json!([1, 2]), 10).unwrap().len(), 2);
+    /// assert_eq!(
+    ///     map.items(&task, &json!({"a": 1}), 10).unwrap_err().to_string(),
+    ///     "task `square` maps over the output of `list`, which is an object, not a list"
+    /// );
+    /// ```
+    pub fn items<'v>(
+        &self,
+        task: &TaskId,
+        output: &'v Value,
+        engine_limit: u32,
+    ) -> Result<&'v [Value], MapItemsError> {
+        let Value::Array(items) = output else {
+            return Err(MapItemsError::NotAList {
+                task: task.clone(),
+                over: self.over.clone(),
+                found: json_kind(output),
+            });
+        };
+        let limit = self.max_instances.unwrap_or(engine_limit);
+        if items.len() > limit as usize {
+            return Err(MapItemsError::TooMany {
+                task: task.clone(),
+                over: self.over.clone(),
+                len: items.len(),
+                limit,
+            });
+        }
+        Ok(items)
+    }
+
     /// What is wrong with this map on task `task`, as (option, reason) pairs.
     pub(crate) fn problems(&self, dependencies: &[TaskId]) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
@@ -80,4 +122,35 @@ impl MapSpec {
         }
         problems
     }
+}
+
+/// Why a map task has no elements to run over.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapItemsError {
+    /// The dependency's output is not a JSON list.
+    #[error("task `{task}` maps over the output of `{over}`, which is {found}, not a list")]
+    NotAList {
+        /// The map task.
+        task: TaskId,
+        /// The dependency it maps over.
+        over: TaskId,
+        /// What the output is instead ("an object", "a string", ...).
+        found: &'static str,
+    },
+    /// The list is longer than the task (or the engine) allows.
+    #[error(
+        "task `{task}` maps over a list of {len} elements from `{over}`, more than its limit of \
+         {limit} instances"
+    )]
+    TooMany {
+        /// The map task.
+        task: TaskId,
+        /// The dependency it maps over.
+        over: TaskId,
+        /// The list's length.
+        len: usize,
+        /// The limit it exceeds.
+        limit: u32,
+    },
 }

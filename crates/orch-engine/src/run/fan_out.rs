@@ -82,35 +82,10 @@ impl Scheduler<'_> {
 
 /// The elements of the list `task` maps over, or why there are none to run.
 fn map_items(ctx: &TaskContext, spec: &MapSpec, limit: u32) -> Result<Vec<Value>, String> {
-    let task = ctx.task_id();
     let list = ctx.input_json(&spec.over).map_err(|e| e.to_string())?;
-    let Value::Array(items) = list else {
-        return Err(format!(
-            "task `{task}` maps over the output of `{}`, which is {}, not a list",
-            spec.over,
-            json_kind(list)
-        ));
-    };
-    let limit = spec.max_instances.unwrap_or(limit);
-    if items.len() > limit as usize {
-        return Err(format!(
-            "task `{task}` maps over a list of {} elements from `{}`, more than its limit of \
-             {limit} instances",
-            items.len(),
-            spec.over
-        ));
-    }
-    Ok(items.clone())
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
+    match spec.items(ctx.task_id(), list, limit) {
+        Ok(items) => Ok(items.to_vec()),
+        Err(error) => Err(error.to_string()),
     }
 }
 
