@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use indexmap::IndexSet;
 use serde_json::Value;
 
-use crate::plan::{Adjacency, Plan};
+use crate::plan::{Adjacency, Features, Plan};
 use crate::suggest::{Budget, closest};
 use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 
@@ -66,6 +66,7 @@ pub(crate) fn compile(
         levels,
         task_types: resolved.task_types,
         type_of: resolved.type_of,
+        features: resolved.features,
         dag: OnceLock::new(),
     })
 }
@@ -75,6 +76,7 @@ struct Resolved {
     dependencies: Adjacency,
     task_types: Vec<String>,
     type_of: Vec<u32>,
+    features: Features,
     errors: Vec<ValidationError>,
 }
 
@@ -116,7 +118,9 @@ fn resolve(tasks: &IdMap<Task>, threads: usize) -> Resolved {
     let mut task_types: IndexSet<&str, foldhash::fast::RandomState> = IndexSet::default();
     let mut type_of = Vec::with_capacity(n);
     let mut errors = Vec::new();
+    let mut features = Features::default();
     for chunk in chunks {
+        features = features.union(chunk.features);
         let base = dependencies.items.len() as u32;
         dependencies
             .starts
@@ -134,6 +138,7 @@ fn resolve(tasks: &IdMap<Task>, threads: usize) -> Resolved {
         dependencies,
         task_types: task_types.into_iter().map(str::to_owned).collect(),
         type_of,
+        features,
         errors,
     }
 }
@@ -145,6 +150,7 @@ struct Chunk<'w> {
     items: Vec<u32>,
     types: IndexSet<&'w str, foldhash::fast::RandomState>,
     type_of: Vec<u32>,
+    features: Features,
     errors: Vec<ValidationError>,
 }
 
@@ -154,6 +160,7 @@ fn resolve_range(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
         items: Vec::with_capacity(range.len() * 2),
         types: IndexSet::default(),
         type_of: Vec::with_capacity(range.len()),
+        features: Features::default(),
         errors: Vec::new(),
     };
     let mut listed: HashSet<u32> = HashSet::new();
@@ -168,6 +175,7 @@ fn resolve_range(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
             });
         }
         check_options(key, task, &mut chunk.errors);
+        chunk.features.note(task);
         chunk
             .type_of
             .push(chunk.types.insert_full(&task.task_type).0 as u32);

@@ -98,7 +98,7 @@ pub use id::TaskId;
 pub use load::{Format, LoadError};
 pub use map::{MapItemsError, MapSpec};
 pub use metrics::RunMetrics;
-pub use plan::Plan;
+pub use plan::{Features, Plan};
 pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};
 pub use run_id::{RunId, RunIdError};
 pub use task::{Backoff, Task};

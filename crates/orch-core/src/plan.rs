@@ -36,7 +36,67 @@ pub struct Plan {
     pub(crate) levels: Vec<u32>,
     pub(crate) task_types: Vec<String>,
     pub(crate) type_of: Vec<u32>,
+    pub(crate) features: Features,
     pub(crate) dag: OnceLock<Dag<(), (), u32>>,
+}
+
+/// Which optional task settings a workflow uses, on any of its tasks: a runner can skip
+/// the work a setting needs when no task uses it.
+///
+/// ```
+/// use orch_core::{Task, Workflow};
+///
+/// let workflow = Workflow::new("w", "W")
+///     .task(Task::new("a", "t").retries(2))
+///     .task(Task::new("b", "t").depends_on(["a"]).priority(5));
+/// let features = workflow.validate()?.plan().features();
+/// assert!(features.retries && features.priorities);
+/// assert!(!features.timeouts && !features.pools);
+/// # Ok::<(), orch_core::ValidationErrors>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Features {
+    /// Some task has a [`timeout`](crate::Task::timeout).
+    pub timeouts: bool,
+    /// Some task may be retried ([`retries`](crate::Task::retries) above 0).
+    pub retries: bool,
+    /// Some task has a [`trigger_rule`](crate::Task::trigger_rule) other than the default.
+    pub trigger_rules: bool,
+    /// Some task names a [`pool`](crate::Task::pool).
+    pub pools: bool,
+    /// Some task has a [`priority`](crate::Task::priority) other than 0.
+    pub priorities: bool,
+    /// Some task is a [map](crate::Task::map) over a dependency's output.
+    pub maps: bool,
+    /// Some task asks for [caching](crate::Task::cache).
+    pub caching: bool,
+}
+
+impl Features {
+    /// Adds what `task` uses.
+    pub(crate) fn note(&mut self, task: &crate::Task) {
+        self.timeouts |= task.timeout.is_some();
+        self.retries |= task.retries > 0;
+        self.trigger_rules |= !task.trigger_rule.is_default();
+        self.pools |= task.pool.is_some();
+        self.priorities |= task.priority != 0;
+        self.maps |= task.map.is_some();
+        self.caching |= task.cache;
+    }
+
+    /// What either uses.
+    pub(crate) fn union(self, other: Self) -> Self {
+        Self {
+            timeouts: self.timeouts | other.timeouts,
+            retries: self.retries | other.retries,
+            trigger_rules: self.trigger_rules | other.trigger_rules,
+            pools: self.pools | other.pools,
+            priorities: self.priorities | other.priorities,
+            maps: self.maps | other.maps,
+            caching: self.caching | other.caching,
+        }
+    }
 }
 
 /// Lists of task indices, one list per task, stored back to back.
@@ -131,6 +191,11 @@ impl Plan {
     /// The index into [`Plan::task_types`] of task `index`'s type.
     pub fn type_of(&self, index: usize) -> usize {
         self.type_of[index] as usize
+    }
+
+    /// Which optional task settings the workflow uses.
+    pub fn features(&self) -> Features {
+        self.features
     }
 
     /// The graph as a [`daggy::Dag`], for petgraph's algorithms: node `i` is task `i`, and

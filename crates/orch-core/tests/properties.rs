@@ -142,3 +142,43 @@ proptest! {
         }
     }
 }
+
+/// Which optional settings each task of a random DAG gets: timeout, retries, a rule other
+/// than the default, a pool, a priority, caching.
+fn random_settings(n: usize) -> impl Strategy<Value = Vec<[bool; 6]>> {
+    proptest::collection::vec(proptest::array::uniform6(proptest::bool::weighted(0.1)), n)
+}
+
+proptest! {
+    /// A plan's features are the union of what its tasks use, whatever the thread count
+    /// of the validation that compiled it.
+    #[test]
+    fn features_are_what_some_task_uses(
+        (dag, settings) in random_dag().prop_flat_map(|dag| {
+            let n = dag.deps.len();
+            (Just(dag), random_settings(n))
+        }),
+        threads in 1usize..4,
+    ) {
+        let tasks = dag.insertion.iter().map(|&i| {
+            let [timeout, retries, rule, pool, priority, cache] = settings[i];
+            let mut task = Task::new(format!("t{i}"), "t")
+                .depends_on(dag.deps[i].iter().map(|d| format!("t{d}")));
+            if timeout { task = task.timeout(std::time::Duration::from_secs(1)); }
+            if retries { task = task.retries(1); }
+            if rule { task = task.trigger_rule(orch_core::TriggerRule::AllDone); }
+            if pool { task = task.pool("gpu"); }
+            if priority { task = task.priority(3); }
+            task.cache(cache)
+        });
+        let workflow = Workflow::from_tasks("random", "Random", tasks);
+        let any = |k: usize| settings.iter().any(|s| s[k]);
+        let valid = workflow.validate_parallel(threads).expect("a DAG");
+        let features = valid.plan().features();
+        prop_assert_eq!(
+            [features.timeouts, features.retries, features.trigger_rules, features.pools, features.priorities, features.caching],
+            [any(0), any(1), any(2), any(3), any(4), any(5)]
+        );
+        prop_assert!(!features.maps);
+    }
+}

@@ -15,12 +15,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::handler::{drop_panic_message, joined, panic_message};
 use crate::journaling::{Commit, PendingCommit};
-use crate::output::Stored;
 use crate::{Handler, Output, TaskContext, TaskError};
 
 /// A handler's future, polled and dropped inside panic guards.
@@ -47,19 +46,39 @@ impl Guarded<'_> {
         let Some(future) = self.future.as_mut() else {
             return Poll::Ready(Err(TaskError::new("the attempt was already over")));
         };
-        let polled = {
+        let mut polled = Poll::Pending;
+        let panic = {
             let _entered = self.span.enter();
-            catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
+            catch_unwind(AssertUnwindSafe(|| polled = future.as_mut().poll(cx))).err()
         };
-        let outcome = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(outcome)) => outcome,
-            Err(panic) => Err(TaskError::new(panic_message(panic.as_ref()))),
+        self.conclude(polled, panic)
+    }
+
+    /// What a poll gave (or the panic it raised): pending, or the outcome once the future
+    /// is dropped.
+    ///
+    /// The poll writes its outcome in place and the guard returns only the panic: moving
+    /// a freshly written outcome out of the guard's return value costs more than the rest
+    /// of a no-op attempt.
+    fn conclude(
+        &mut self,
+        polled: Poll<Result<Output, TaskError>>,
+        panic: Option<Box<dyn std::any::Any + Send>>,
+    ) -> Poll<Result<Output, TaskError>> {
+        if let Some(panic) = panic {
+            let error = TaskError::new(panic_message(panic.as_ref()));
+            return Poll::Ready(match self.release() {
+                None => Err(error),
+                Some(dropped) => Err(error.with_note(&dropped)),
+            });
+        }
+        let Poll::Ready(outcome) = polled else {
+            return Poll::Pending;
         };
         Poll::Ready(match (self.release(), outcome) {
             (None, outcome) => outcome,
-            (Some(panic), Ok(_)) => Err(TaskError::new(panic)),
-            (Some(panic), Err(error)) => Err(error.with_note(&panic)),
+            (Some(dropped), Ok(_)) => Err(TaskError::new(dropped)),
+            (Some(dropped), Err(error)) => Err(error.with_note(&dropped)),
         })
     }
 }
@@ -98,43 +117,74 @@ pub(crate) struct Attempt<'h> {
     deadline: Option<(Pin<Box<Sleep>>, Duration)>,
 }
 
+/// An attempt just started: over already, or running.
+pub(crate) enum Begun<'h> {
+    Over(Result<Output, TaskError>),
+    Running(Attempt<'h>),
+}
+
 impl<'h> Attempt<'h> {
-    /// Calls the handler, on the run's task or (`spawn`) as a tokio task of its own; a
-    /// panic while creating its future fails the attempt like a panic while polling it.
+    /// Calls the handler, on the run's task or (`spawn`) as a tokio task of its own, and
+    /// polls it once. A panic while creating its future fails the attempt like a panic
+    /// while polling it.
+    ///
+    /// A handler on the run's task is called and polled under one panic guard, and one
+    /// that finishes on that poll never becomes an `Attempt` (no deadline timer either):
+    /// most such handlers finish at once, and this is their whole cost in the engine.
     pub(crate) fn start(
         handler: &'h Arc<dyn Handler>,
         ctx: TaskContext,
         timeout: Option<Duration>,
         span: tracing::Span,
         spawn: bool,
-    ) -> Self {
+        cx: &mut Context<'_>,
+    ) -> Begun<'h> {
         let index = ctx.index;
-        let running = if spawn {
+        let deadline = |started: Instant| {
+            timeout.map(|limit| (Box::pin(tokio::time::sleep_until(started + limit)), limit))
+        };
+        if spawn {
             let handler = Arc::clone(handler);
             let guarded = Guarded {
                 future: Some(Box::pin(async move { handler.call(ctx).await })),
                 span,
             };
-            Running::Spawned(AbortOnDropHandle::new(tokio::spawn(SpawnedAttempt(
-                guarded,
-            ))))
-        } else {
-            let future = match catch_unwind(AssertUnwindSafe(|| handler.call(ctx))) {
-                Ok(future) => future,
-                Err(panic) => {
-                    let error = TaskError::new(panic_message(panic.as_ref()));
-                    Box::pin(async move { Err(error) })
-                }
+            let task = tokio::spawn(SpawnedAttempt(guarded));
+            let mut attempt = Self {
+                index,
+                running: Running::Spawned(AbortOnDropHandle::new(task)),
+                deadline: deadline(Instant::now()),
             };
-            Running::Inline(Guarded {
-                future: Some(future),
-                span,
-            })
+            return match Pin::new(&mut attempt).poll(cx) {
+                Poll::Ready(outcome) => Begun::Over(outcome),
+                Poll::Pending => Begun::Running(attempt),
+            };
+        }
+        // Read only when there is a deadline: a clock read costs more than the rest.
+        let started = timeout.map(|_| Instant::now());
+        let mut guarded = Guarded { future: None, span };
+        let mut polled = Poll::Pending;
+        let panic = {
+            let _entered = guarded.span.enter();
+            let future = &mut guarded.future;
+            catch_unwind(AssertUnwindSafe(|| {
+                polled = future.insert(handler.call(ctx)).as_mut().poll(cx);
+            }))
+            .err()
         };
-        Self {
-            index,
-            running,
-            deadline: timeout.map(|t| (Box::pin(tokio::time::sleep(t)), t)),
+        match guarded.conclude(polled, panic) {
+            Poll::Ready(outcome) => Begun::Over(outcome),
+            Poll::Pending => {
+                let mut attempt = Self {
+                    index,
+                    running: Running::Inline(guarded),
+                    deadline: started.and_then(deadline),
+                };
+                match attempt.poll_deadline(cx) {
+                    Poll::Ready(timed_out) => Begun::Over(Err(timed_out)),
+                    Poll::Pending => Begun::Running(attempt),
+                }
+            }
         }
     }
 
@@ -150,10 +200,25 @@ impl<'h> Attempt<'h> {
             }
         }
     }
+
+    /// The timeout error once the deadline has passed (the handler is then stopped).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<TaskError> {
+        let Some((sleep, limit)) = &mut self.deadline else {
+            return Poll::Pending;
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let error = TaskError::new(format!("timed out after {}", seconds(*limit)));
+        Poll::Ready(match self.release() {
+            Some(panic) => error.with_note(&panic),
+            None => error,
+        })
+    }
 }
 
 impl Future for Attempt<'_> {
-    type Output = Result<Stored, TaskError>;
+    type Output = Result<Output, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -161,19 +226,10 @@ impl Future for Attempt<'_> {
             Running::Inline(guarded) => guarded.poll_outcome(cx),
             Running::Spawned(task) => Pin::new(task).poll(cx).map(joined),
         };
-        if let Poll::Ready(outcome) = polled {
-            return Poll::Ready(outcome.map(|output| output.0));
+        if polled.is_ready() {
+            return polled;
         }
-        if let Some((sleep, limit)) = &mut this.deadline {
-            if sleep.as_mut().poll(cx).is_ready() {
-                let error = TaskError::new(format!("timed out after {}", seconds(*limit)));
-                return Poll::Ready(Err(match this.release() {
-                    Some(panic) => error.with_note(&panic),
-                    None => error,
-                }));
-            }
-        }
-        Poll::Pending
+        this.poll_deadline(cx).map(Err)
     }
 }
 
@@ -196,7 +252,7 @@ pub(crate) enum InFlight<'h> {
 
 /// What finished.
 pub(crate) enum Landed {
-    Attempt(u32, Result<Stored, TaskError>),
+    Attempt(u32, Result<Output, TaskError>),
     BackoffOver(u32),
     Committed(Commit),
 }

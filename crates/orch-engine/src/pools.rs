@@ -32,6 +32,11 @@ struct Group {
 pub(crate) type UnknownPools = Vec<(TaskId, String)>;
 
 impl Queue {
+    /// An empty queue for `n` tasks of which none names a pool.
+    pub(crate) fn single(n: usize) -> Self {
+        Queue::Single(ReadySet::new(n))
+    }
+
     /// An empty queue for the `n` tasks of `workflow`, with the engine's pools (name to
     /// limit); an error lists the tasks naming an undeclared pool.
     pub(crate) fn new(
@@ -40,7 +45,7 @@ impl Queue {
     ) -> Result<Self, UnknownPools> {
         let n = workflow.len();
         if workflow.tasks().all(|task| task.pool.is_none()) {
-            return Ok(Queue::Single(ReadySet::new(n)));
+            return Ok(Queue::single(n));
         }
         let mut names: HashMap<&str, u32> = HashMap::new();
         let mut groups = vec![Group {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::announce::{Announcer, EventTarget};
-use crate::attempt::{Attempt, InFlight, Landed};
+use crate::attempt::{Attempt, Begun, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::journaling::{self, JournalSettings, RunJournal};
@@ -76,8 +76,14 @@ pub(crate) async fn execute(
             task_types: missing,
         });
     }
-    let queue =
-        Queue::new(&workflow, &engine.pools).map_err(|tasks| RunError::UnknownPools { tasks })?;
+    let plan = valid.plan();
+    // What no task uses needs no pass over the tasks here.
+    let features = plan.features();
+    let queue = if features.pools {
+        Queue::new(&workflow, &engine.pools).map_err(|tasks| RunError::UnknownPools { tasks })?
+    } else {
+        Queue::single(plan.len())
+    };
     let (previous, journal) = match &engine.journal {
         Some(settings) => {
             let (recorded, journal) = journaling::open(settings, &workflow, &run_id).await?;
@@ -93,15 +99,16 @@ pub(crate) async fn execute(
             });
         }
     }
-    let plan = valid.plan();
     let kept = previous
         .as_ref()
         .map(|previous| resume::kept(&workflow, plan, previous));
     // Tasks kept from the earlier run do not run again, so need no timer.
     let runs = |index: usize| kept.as_ref().is_none_or(|kept| !kept[index]);
     let to_run = workflow.tasks().enumerate();
-    if let Some(errors) = timer::missing(to_run.filter(|(i, _)| runs(*i)).map(|(_, t)| t)) {
-        return Err(errors);
+    if features.timeouts || features.retries {
+        if let Some(errors) = timer::missing(to_run.filter(|(i, _)| runs(*i)).map(|(_, t)| t)) {
+            return Err(errors);
+        }
     }
     let by_type: Vec<Arc<dyn Handler>> = plan
         .task_types()
@@ -138,7 +145,9 @@ pub(crate) async fn execute(
     };
     let mut run = Scheduler::new(shared, plan, handlers, limits, announcer);
     run.journal = journal;
-    run.extras = extras::Extras::new(&workflow, engine.max_instances, &engine.cache);
+    if features.maps || features.caching {
+        run.extras = extras::Extras::new(&workflow, engine.max_instances, &engine.cache);
+    }
     let restored = match (previous, &kept) {
         (Some(previous), Some(kept)) => {
             run.restore_instances(&previous, kept);
@@ -239,6 +248,8 @@ struct Scheduler<'p> {
     active: usize,
     max_concurrent: usize,
     stopping: bool,
+    /// Whether some task has a timeout.
+    timeouts: bool,
     clock: Clock,
     /// Lifecycle events for the engine's bus, when it has one.
     announcer: Option<Announcer>,
@@ -257,7 +268,10 @@ impl<'p> Scheduler<'p> {
         announcer: Option<Announcer>,
     ) -> Self {
         let n = plan.len();
-        let ranks = rank::ranks(plan, &shared.workflow, limits.critical_path_first);
+        let features = plan.features();
+        let ranks = (features.priorities || limits.critical_path_first)
+            .then(|| rank::ranks(plan, &shared.workflow, limits.critical_path_first))
+            .flatten();
         let waiting: Vec<Waiting> = (0..n)
             .map(|i| Waiting {
                 dependencies: plan.dependencies(i).len() as u32,
@@ -267,7 +281,10 @@ impl<'p> Scheduler<'p> {
                 },
             })
             .collect();
-        let rules = rules::Rules::of(&shared.workflow, waiting.iter().map(|w| w.dependencies));
+        let rules = features
+            .trigger_rules
+            .then(|| rules::Rules::of(&shared.workflow, waiting.iter().map(|w| w.dependencies)))
+            .flatten();
         let mut ready = limits.queue;
         if rules.is_none() {
             for (i, w) in waiting.iter().enumerate() {
@@ -296,6 +313,7 @@ impl<'p> Scheduler<'p> {
             active: 0,
             max_concurrent,
             stopping: false,
+            timeouts: features.timeouts,
             clock: Clock::start(),
             announcer,
             journal: None,
@@ -390,17 +408,26 @@ impl<'p> Scheduler<'p> {
     }
 
     fn start(&mut self, index: usize, cx: &mut Context<'_>) {
+        // Taken before the record is written: the reference count's atomic increment
+        // waits for the processor's pending writes, which the record's would then be.
+        let run = Arc::clone(&self.shared);
         self.active += 1;
         let record = &mut self.records[index];
         record.status = TaskStatus::Running;
         record.start_time = Some(self.clock.last());
         self.announce_task(EngineEventKind::TaskStarted, index, |note| note.attempt = 1);
-        self.start_attempt(index, cx);
+        self.start_attempt_with(index, run, cx);
     }
 
     /// Runs the next attempt; a handler that finishes on its first poll never enters the
     /// in-flight set.
     fn start_attempt(&mut self, index: usize, cx: &mut Context<'_>) {
+        let run = Arc::clone(&self.shared);
+        self.start_attempt_with(index, run, cx);
+    }
+
+    /// [`Self::start_attempt`], with the run's shared state for the task's context.
+    fn start_attempt_with(&mut self, index: usize, run: Arc<RunShared>, cx: &mut Context<'_>) {
         if self.stopping {
             self.active -= 1;
             self.ready.release(index);
@@ -409,23 +436,25 @@ impl<'p> Scheduler<'p> {
         if self.extras.as_ref().is_some_and(|e| e.claims(index)) && self.start_special(index, cx) {
             return;
         }
-        self.records[index].attempts += 1;
+        let record = &mut self.records[index];
+        record.attempts += 1;
         let ctx = TaskContext {
-            run: Arc::clone(&self.shared),
+            run,
             index: index as u32,
-            attempt: self.records[index].attempts,
+            attempt: record.attempts,
             item: None,
         };
         let task = self.task(index);
         let span =
             tracing::debug_span!("task", task_id = %task.task_id, task_type = %task.task_type);
+        // A workflow without timeouts needs nothing of the task's definition here.
+        let timeout = if self.timeouts { task.timeout } else { None };
         let task_type = self.plan.type_of(index);
         let handler: &'p Arc<dyn Handler> = &self.handlers.by_type[task_type];
         let spawn = self.handlers.spawn[task_type];
-        let mut attempt = Attempt::start(handler, ctx, task.timeout, span, spawn);
-        match std::pin::Pin::new(&mut attempt).poll(cx) {
-            Poll::Ready(outcome) => self.attempt_over(index, outcome),
-            Poll::Pending => self.in_flight.push(InFlight::Attempt(attempt)),
+        match Attempt::start(handler, ctx, timeout, span, spawn, cx) {
+            Begun::Over(outcome) => self.attempt_over(index, outcome),
+            Begun::Running(attempt) => self.in_flight.push(InFlight::Attempt(attempt)),
         }
     }
 }

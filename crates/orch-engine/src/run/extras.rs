@@ -18,7 +18,7 @@ use crate::cache::{CacheKey, CacheSettings};
 use crate::context::MapItem;
 use crate::handler::panic_message;
 use crate::output::Stored;
-use crate::{TaskContext, TaskError};
+use crate::{Output, TaskContext, TaskError};
 
 /// What a run keeps for its map and cached tasks.
 pub(super) struct Extras {
@@ -145,7 +145,7 @@ impl Scheduler<'_> {
         match extras.cache.store.get(&key) {
             Some(result) => {
                 self.records[index].cached = true;
-                self.attempt_over(index, Ok(Stored::Json(result)));
+                self.attempt_over(index, Ok(result.into()));
                 true
             }
             None => {
@@ -160,14 +160,14 @@ impl Scheduler<'_> {
     pub(super) fn special_over(
         &mut self,
         index: usize,
-        outcome: Result<Stored, TaskError>,
-    ) -> Option<Result<Stored, TaskError>> {
+        outcome: Result<Output, TaskError>,
+    ) -> Option<Result<Output, TaskError>> {
         let n = self.records.len();
         if index >= n {
             self.instance_over(index - n, outcome);
             return None;
         }
-        if let Ok(Stored::Json(result)) = &outcome {
+        if let Ok(Output(Stored::Json(result))) = &outcome {
             let extras = self.extras();
             if let Some(key) = extras.keys.remove(&(index as u32)) {
                 extras.cache.store.put(key, result.clone());

@@ -20,10 +20,10 @@ use orch_core::{EngineEventKind, MapSpec, TaskRecord, TaskStatus};
 use serde_json::Value;
 
 use super::Scheduler;
-use crate::attempt::{Attempt, InFlight};
+use crate::Output;
+use crate::attempt::{Attempt, Begun, InFlight};
 use crate::context::MapItem;
 use crate::note::Detail;
-use crate::output::Stored;
 use crate::{TaskContext, TaskError};
 
 /// A map task whose instances run.
@@ -110,7 +110,7 @@ impl Scheduler<'_> {
         });
         let items = match items {
             Ok(items) if items.is_empty() => {
-                return self.attempt_over(index, Ok(Stored::Json(Value::Array(Vec::new()))));
+                return self.attempt_over(index, Ok(Value::Array(Vec::new()).into()));
             }
             Ok(items) => items,
             Err(message) => return self.attempt_over(index, Err(TaskError::permanent(message))),
@@ -189,15 +189,17 @@ impl Scheduler<'_> {
         let task_type = self.plan.type_of(map);
         let handler = &self.handlers.by_type[task_type];
         let spawn = self.handlers.spawn[task_type];
-        let mut attempt = Attempt::start(handler, ctx, task.timeout, span, spawn);
-        attempt.index = (self.records.len() + k) as u32;
-        match std::pin::Pin::new(&mut attempt).poll(cx) {
-            std::task::Poll::Ready(outcome) => self.instance_over(k, outcome),
-            std::task::Poll::Pending => self.in_flight.push(InFlight::Attempt(attempt)),
+        match Attempt::start(handler, ctx, task.timeout, span, spawn, cx) {
+            Begun::Over(outcome) => self.instance_over(k, outcome),
+            Begun::Running(mut attempt) => {
+                // The in-flight set knows an instance by its place after the plan's tasks.
+                attempt.index = (self.records.len() + k) as u32;
+                self.in_flight.push(InFlight::Attempt(attempt));
+            }
         }
     }
 
-    pub(super) fn instance_over(&mut self, k: usize, outcome: Result<Stored, TaskError>) {
+    pub(super) fn instance_over(&mut self, k: usize, outcome: Result<Output, TaskError>) {
         let now = self.clock.now();
         let stopping = self.stopping;
         let n = self.records.len();
@@ -208,7 +210,7 @@ impl Scheduler<'_> {
         let record = &mut instance.record;
         let kind = match outcome {
             Ok(output) => {
-                let (value, shared) = output.into_record();
+                let (value, shared) = output.0.into_record();
                 if let Some(run) = extras.maps.get_mut(&instance.map) {
                     run.results[instance.item.index] = value.clone();
                 }
@@ -294,7 +296,7 @@ impl Scheduler<'_> {
         // The map task takes a slot back to settle in.
         self.active += 1;
         match run.failed {
-            None => self.attempt_over(map, Ok(Stored::Json(Value::Array(run.results)))),
+            None => self.attempt_over(map, Ok(Value::Array(run.results).into())),
             Some(message) => {
                 for k in run.first..run.first + run.count {
                     let record = &mut self.extras().instances[k].record;

@@ -6,13 +6,13 @@ use std::time::{Duration, SystemTime};
 use orch_core::{EngineEventKind, TaskStatus};
 
 use super::Scheduler;
+use crate::Output;
 use crate::TaskError;
 use crate::attempt::InFlight;
 use crate::note::Detail;
-use crate::output::Stored;
 
 impl Scheduler<'_> {
-    pub(super) fn attempt_over(&mut self, index: usize, mut outcome: Result<Stored, TaskError>) {
+    pub(super) fn attempt_over(&mut self, index: usize, mut outcome: Result<Output, TaskError>) {
         if self.extras.is_some() {
             match self.special_over(index, outcome) {
                 Some(passed_on) => outcome = passed_on,
@@ -21,7 +21,7 @@ impl Scheduler<'_> {
         }
         match outcome {
             Ok(output) => {
-                let _ = self.shared.results[index].set(output);
+                let _ = self.shared.results[index].set(output.0);
                 self.settle(index, TaskStatus::Completed, None);
                 // A durable run releases dependents once the completion is committed.
                 match &mut self.journal {
