@@ -24,6 +24,12 @@ impl Branches {
         self.any.store(true, Ordering::Release);
     }
 
+    /// Whether some attempt of the run chose branches.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+
     /// Takes the choice task `index` made in `attempt` (the one that completed), if any;
     /// a choice made by an earlier, failed attempt is dropped.
     pub(crate) fn take(&self, index: u32, attempt: u32) -> Option<Vec<u32>> {

@@ -33,6 +33,7 @@ impl ReadySet {
     }
 
     /// Adds `position` (which must be below `n` and not in the set).
+    #[inline]
     pub(crate) fn insert(&mut self, position: u32) {
         let position = position as usize;
         let word = position / 64;
@@ -43,6 +44,7 @@ impl ReadySet {
     }
 
     /// Removes and returns the smallest position.
+    #[inline]
     pub(crate) fn pop_min(&mut self) -> Option<u32> {
         let position = self.peek_min()?;
         let word = position as usize / 64;
@@ -55,6 +57,7 @@ impl ReadySet {
     }
 
     /// The smallest position, left in the set.
+    #[inline]
     pub(crate) fn peek_min(&mut self) -> Option<u32> {
         if self.len == 0 {
             return None;

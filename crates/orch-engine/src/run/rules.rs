@@ -78,7 +78,7 @@ impl Scheduler<'_> {
     /// Task `index` ended as `status` (completed, failed or skipped): releases or skips
     /// its dependents, as their rules (or the task's branch choice) say.
     pub(super) fn ended(&mut self, index: usize, status: TaskStatus) {
-        let chosen = if status == TaskStatus::Completed {
+        let chosen = if status == TaskStatus::Completed && self.shared.branches.any() {
             let attempt = self.records[index].attempts;
             self.shared.branches.take(index as u32, attempt)
         } else {
