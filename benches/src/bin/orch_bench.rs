@@ -5,6 +5,8 @@
 //!   `bus`, the engine publishes its lifecycle events to a bus with one lossless
 //!   subscriber on `workflow.>` that drains them; with `work=NS`, each handler computes
 //!   (spins) for NS nanoseconds before it returns.
+//!   With `pools4`, task `i` joins pool `i % 4` (limit 2 each); with `priorities`, task
+//!   `i` has priority `i % 7 - 3` (the settings of `engine_run/pools_priorities`).
 //!   With `journal=process|power|postgres`, each run is a durable run
 //!   (`run_durable`, a fresh run id each time) recorded in a file journal under the
 //!   temporary directory at that durability, or in a throwaway PostgreSQL server.
@@ -25,6 +27,8 @@ use orch_engine::{TaskContext, TaskError, inline};
 use orch_events::{EventBus, Subject};
 
 const RUNS: usize = 5;
+/// The pools of the `pools4` option.
+const POOLS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,7 +43,7 @@ fn main() -> ExitCode {
         }
         ["fanout", subscribers, events] => fanout_case(subscribers, events),
         _ => Err(
-            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] [journal=process|power|postgres] | orch_bench fanout SUBSCRIBERS EVENTS"
+            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] [pools4] [priorities] [journal=process|power|postgres] | orch_bench fanout SUBSCRIBERS EVENTS"
                 .to_owned(),
         ),
     };
@@ -64,9 +68,12 @@ fn engine_case(
     let mut with_bus = false;
     let mut work = Duration::ZERO;
     let mut journal = None;
+    let (mut pools, mut priorities) = (false, false);
     for option in options {
         match option.split_once('=') {
             None if *option == "bus" => with_bus = true,
+            None if *option == "pools4" => pools = true,
+            None if *option == "priorities" => priorities = true,
             Some(("journal", kind)) => journal = Some(kind.to_owned()),
             Some(("work", ns)) => {
                 work = Duration::from_nanos(ns.parse().map_err(|e| format!("work: {e}"))?)
@@ -84,6 +91,11 @@ fn engine_case(
         .map_err(|e| format!("MAX_CONCURRENT: {e}"))?;
     let runtime = runtime();
     let mut builder = orch_engine::WorkflowEngine::builder().max_concurrent(max_concurrent);
+    if pools {
+        for pool in POOLS {
+            builder = builder.pool(pool, 2);
+        }
+    }
     let mut drain = None;
     if with_bus {
         let bus: EventBus<EngineEvent> = EventBus::new();
@@ -124,7 +136,20 @@ fn engine_case(
             }),
         );
     }
-    let workflow = shape.build(tasks);
+    let mut workflow = shape.build(tasks);
+    if pools || priorities {
+        let tasks = workflow.tasks().enumerate().map(|(i, task)| {
+            let mut task = task.clone();
+            if pools {
+                task = task.pool(POOLS[i % 4]);
+            }
+            if priorities {
+                task = task.priority((i % 7) as i32 - 3);
+            }
+            task
+        });
+        workflow = orch::core::Workflow::from_tasks(workflow.workflow_id(), workflow.name(), tasks);
+    }
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);
     let cpu_before = cpu_time();
@@ -159,6 +184,12 @@ fn engine_case(
     }
     if with_bus {
         suffix.push_str("+bus");
+    }
+    if pools {
+        suffix.push_str("+pools4");
+    }
+    if priorities {
+        suffix.push_str("+priorities");
     }
     if let Some(kind) = &journal {
         suffix.push_str(&format!("+journal-{kind}"));

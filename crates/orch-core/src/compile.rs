@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use indexmap::IndexSet;
 use serde_json::Value;
 
-use crate::plan::{Adjacency, Features, Plan};
+use crate::plan::{Adjacency, Features, NO_POOL, Plan};
 use crate::suggest::{Budget, closest};
 use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 
@@ -66,6 +66,8 @@ pub(crate) fn compile(
         levels,
         task_types: resolved.task_types,
         type_of: resolved.type_of,
+        pools: resolved.pools,
+        pool_of: resolved.pool_of,
         features: resolved.features,
         dag: OnceLock::new(),
     })
@@ -76,6 +78,8 @@ struct Resolved {
     dependencies: Adjacency,
     task_types: Vec<String>,
     type_of: Vec<u32>,
+    pools: Vec<String>,
+    pool_of: Vec<u32>,
     features: Features,
     errors: Vec<ValidationError>,
 }
@@ -117,6 +121,8 @@ fn resolve(tasks: &IdMap<Task>, threads: usize) -> Resolved {
     dependencies.starts.push(0);
     let mut task_types: IndexSet<&str, foldhash::fast::RandomState> = IndexSet::default();
     let mut type_of = Vec::with_capacity(n);
+    let mut pools: IndexSet<&str, foldhash::fast::RandomState> = IndexSet::default();
+    let mut pool_of = Vec::with_capacity(n);
     let mut errors = Vec::new();
     let mut features = Features::default();
     for chunk in chunks {
@@ -132,12 +138,28 @@ fn resolve(tasks: &IdMap<Task>, threads: usize) -> Resolved {
             .map(|t| task_types.insert_full(t).0 as u32)
             .collect();
         type_of.extend(chunk.type_of.iter().map(|&t| global[t as usize]));
+        let global: Vec<u32> = chunk
+            .pools
+            .iter()
+            .map(|p| pools.insert_full(p).0 as u32)
+            .collect();
+        pool_of.extend(chunk.pool_of.iter().map(|&p| match p {
+            NO_POOL => NO_POOL,
+            p => global[p as usize],
+        }));
         errors.extend(chunk.errors);
     }
     Resolved {
         dependencies,
         task_types: task_types.into_iter().map(str::to_owned).collect(),
         type_of,
+        // A workflow without pools keeps no list of them.
+        pool_of: if pools.is_empty() {
+            Vec::new()
+        } else {
+            pool_of
+        },
+        pools: pools.into_iter().map(str::to_owned).collect(),
         features,
         errors,
     }
@@ -150,6 +172,9 @@ struct Chunk<'w> {
     items: Vec<u32>,
     types: IndexSet<&'w str, foldhash::fast::RandomState>,
     type_of: Vec<u32>,
+    /// The pools this range's tasks name, and per task its index here or [`NO_POOL`].
+    pools: IndexSet<&'w str, foldhash::fast::RandomState>,
+    pool_of: Vec<u32>,
     features: Features,
     errors: Vec<ValidationError>,
 }
@@ -160,6 +185,8 @@ fn resolve_range(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
         items: Vec::with_capacity(range.len() * 2),
         types: IndexSet::default(),
         type_of: Vec::with_capacity(range.len()),
+        pools: IndexSet::default(),
+        pool_of: Vec::with_capacity(range.len()),
         features: Features::default(),
         errors: Vec::new(),
     };
@@ -176,6 +203,10 @@ fn resolve_range(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
         }
         check_options(key, task, &mut chunk.errors);
         chunk.features.note(task);
+        chunk.pool_of.push(match &task.pool {
+            Some(pool) => chunk.pools.insert_full(pool).0 as u32,
+            None => NO_POOL,
+        });
         chunk
             .type_of
             .push(chunk.types.insert_full(&task.task_type).0 as u32);

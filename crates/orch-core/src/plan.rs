@@ -36,9 +36,15 @@ pub struct Plan {
     pub(crate) levels: Vec<u32>,
     pub(crate) task_types: Vec<String>,
     pub(crate) type_of: Vec<u32>,
+    pub(crate) pools: Vec<String>,
+    /// Per task, its index in `pools`, or [`NO_POOL`]; empty when no task names a pool.
+    pub(crate) pool_of: Vec<u32>,
     pub(crate) features: Features,
     pub(crate) dag: OnceLock<Dag<(), (), u32>>,
 }
+
+/// The `pool_of` entry of a task in no pool.
+pub(crate) const NO_POOL: u32 = u32::MAX;
 
 /// Which optional task settings a workflow uses, on any of its tasks: a runner can skip
 /// the work a setting needs when no task uses it.
@@ -191,6 +197,17 @@ impl Plan {
     /// The index into [`Plan::task_types`] of task `index`'s type.
     pub fn type_of(&self, index: usize) -> usize {
         self.type_of[index] as usize
+    }
+
+    /// The distinct pool names tasks name, in order of first use.
+    pub fn pools(&self) -> &[String] {
+        &self.pools
+    }
+
+    /// The index into [`Plan::pools`] of task `index`'s pool, if it names one.
+    pub fn pool_of(&self, index: usize) -> Option<usize> {
+        let pool = self.pool_of.get(index).copied().unwrap_or(NO_POOL);
+        (pool != NO_POOL).then_some(pool as usize)
     }
 
     /// Which optional task settings the workflow uses.

@@ -150,8 +150,8 @@ fn random_settings(n: usize) -> impl Strategy<Value = Vec<[bool; 6]>> {
 }
 
 proptest! {
-    /// A plan's features are the union of what its tasks use, whatever the thread count
-    /// of the validation that compiled it.
+    /// A plan's features are the union of what its tasks use, and its pools the ones its
+    /// tasks name, whatever the thread count of the validation that compiled it.
     #[test]
     fn features_are_what_some_task_uses(
         (dag, settings) in random_dag().prop_flat_map(|dag| {
@@ -180,5 +180,10 @@ proptest! {
             [any(0), any(1), any(2), any(3), any(4), any(5)]
         );
         prop_assert!(!features.maps);
+        let plan = valid.plan();
+        for (index, &i) in dag.insertion.iter().enumerate() {
+            let pool = plan.pool_of(index).map(|p| plan.pools()[p].as_str());
+            prop_assert_eq!(pool, settings[i][3].then_some("gpu"));
+        }
     }
 }

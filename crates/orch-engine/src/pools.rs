@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use orch_core::{TaskId, Workflow};
+use orch_core::{Plan, TaskId, Workflow};
 
 use crate::ready::ReadySet;
 
@@ -37,51 +37,46 @@ impl Queue {
         Queue::Single(ReadySet::new(n))
     }
 
-    /// An empty queue for the `n` tasks of `workflow`, with the engine's pools (name to
-    /// limit); an error lists the tasks naming an undeclared pool.
+    /// An empty queue for the tasks of `workflow`, whose plan is `plan`, with the
+    /// engine's pools (name to limit); an error lists the tasks naming an undeclared pool.
     pub(crate) fn new(
         workflow: &Workflow,
+        plan: &Plan,
         pools: &HashMap<String, usize>,
     ) -> Result<Self, UnknownPools> {
-        let n = workflow.len();
-        if workflow.tasks().all(|task| task.pool.is_none()) {
+        let n = plan.len();
+        if plan.pools().is_empty() {
             return Ok(Queue::single(n));
         }
-        let mut names: HashMap<&str, u32> = HashMap::new();
+        // Group 0 holds the tasks in no pool; group `p + 1` the tasks of the plan's pool `p`.
         let mut groups = vec![Group {
             limit: usize::MAX,
             active: 0,
             ready: ReadySet::new(n),
         }];
-        let mut unknown = Vec::new();
-        let mut group_of = Vec::with_capacity(n);
-        for task in workflow.tasks() {
-            let Some(name) = task.pool.as_deref() else {
-                group_of.push(0);
-                continue;
-            };
-            let group = match (names.get(name), pools.get(name)) {
-                (Some(&group), _) => group,
-                (None, Some(&limit)) => {
-                    groups.push(Group {
-                        limit,
-                        active: 0,
-                        ready: ReadySet::new(n),
-                    });
-                    let group = groups.len() as u32 - 1;
-                    names.insert(name, group);
-                    group
-                }
-                (None, None) => {
-                    unknown.push((task.task_id.clone(), name.to_owned()));
-                    0
-                }
-            };
-            group_of.push(group);
+        let mut undeclared = Vec::new();
+        for (p, name) in plan.pools().iter().enumerate() {
+            match pools.get(name) {
+                Some(&limit) => groups.push(Group {
+                    limit,
+                    active: 0,
+                    ready: ReadySet::new(n),
+                }),
+                None => undeclared.push(p),
+            }
         }
-        if !unknown.is_empty() {
-            return Err(unknown);
+        if !undeclared.is_empty() {
+            let unknown = workflow.tasks().enumerate().filter_map(|(i, task)| {
+                let p = plan.pool_of(i)?;
+                undeclared
+                    .contains(&p)
+                    .then(|| (task.task_id.clone(), plan.pools()[p].clone()))
+            });
+            return Err(unknown.collect());
         }
+        let group_of = (0..n)
+            .map(|i| plan.pool_of(i).map_or(0, |p| p as u32 + 1))
+            .collect();
         Ok(Queue::Pooled(Pooled { group_of, groups }))
     }
 
@@ -186,7 +181,8 @@ mod tests {
             }
             let declared: HashMap<String, usize> =
                 names.iter().zip(&limits).map(|(n, &l)| (n.to_string(), l)).collect();
-            let mut queue = Queue::new(&workflow, &declared).expect("declared pools");
+            let plan = workflow.validate().expect("valid").plan().clone();
+            let mut queue = Queue::new(&workflow, &plan, &declared).expect("declared pools");
             // Rank i is task i here; the model keeps ready and running tasks.
             let mut ready: Vec<bool> = vec![false; n];
             let mut running: Vec<usize> = Vec::new();
@@ -230,7 +226,8 @@ mod tests {
             .task(Task::new("a", "t").pool("gpu"))
             .task(Task::new("b", "t").pool("gpus"));
         let declared = HashMap::from([("gpu".to_owned(), 2)]);
-        let unknown = Queue::new(&workflow, &declared)
+        let plan = workflow.validate().expect("valid").plan().clone();
+        let unknown = Queue::new(&workflow, &plan, &declared)
             .err()
             .expect("gpus is unknown");
         assert_eq!(unknown, [("b".into(), "gpus".to_owned())]);

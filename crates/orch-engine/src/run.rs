@@ -79,11 +79,8 @@ pub(crate) async fn execute(
     let plan = valid.plan();
     // What no task uses needs no pass over the tasks here.
     let features = plan.features();
-    let queue = if features.pools {
-        Queue::new(&workflow, &engine.pools).map_err(|tasks| RunError::UnknownPools { tasks })?
-    } else {
-        Queue::single(plan.len())
-    };
+    let queue = Queue::new(&workflow, plan, &engine.pools)
+        .map_err(|tasks| RunError::UnknownPools { tasks })?;
     let (previous, journal) = match &engine.journal {
         Some(settings) => {
             let (recorded, journal) = journaling::open(settings, &workflow, &run_id).await?;
