@@ -69,6 +69,11 @@ pub(crate) fn compile(
         pools: resolved.pools,
         pool_of: resolved.pool_of,
         features: resolved.features,
+        priorities: match resolved.features.priorities {
+            true => tasks.values().map(|task| task.priority).collect(),
+            false => Vec::new(),
+        },
+        start_orders: Default::default(),
         dag: OnceLock::new(),
     })
 }

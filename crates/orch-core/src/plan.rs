@@ -1,5 +1,6 @@
 //! [`Plan`]: a workflow's DAG compiled once into dense indices.
 
+use std::cmp::Reverse;
 use std::sync::OnceLock;
 
 use daggy::{Dag, NodeIndex};
@@ -40,7 +41,18 @@ pub struct Plan {
     /// Per task, its index in `pools`, or [`NO_POOL`]; empty when no task names a pool.
     pub(crate) pool_of: Vec<u32>,
     pub(crate) features: Features,
+    /// Per task, its priority; empty when every priority is 0.
+    pub(crate) priorities: Vec<i32>,
+    /// The start orders, without and with the critical-path policy, built on first use.
+    pub(crate) start_orders: [OnceLock<StartOrder>; 2],
     pub(crate) dag: OnceLock<Dag<(), (), u32>>,
+}
+
+/// Task indices in start order, and each task's place in it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StartOrder {
+    by_rank: Vec<u32>,
+    rank_of: Vec<u32>,
 }
 
 /// The `pool_of` entry of a task in no pool.
@@ -208,6 +220,68 @@ impl Plan {
     pub fn pool_of(&self, index: usize) -> Option<usize> {
         let pool = self.pool_of.get(index).copied().unwrap_or(NO_POOL);
         (pool != NO_POOL).then_some(pool as usize)
+    }
+
+    /// Task `index`'s priority (0 unless the task sets one).
+    pub fn priority(&self, index: usize) -> i32 {
+        self.priorities.get(index).copied().unwrap_or(0)
+    }
+
+    /// Task indices in the order an engine starts the tasks that are ready together:
+    /// higher [priority](crate::Task::priority) first; among equal priorities, with
+    /// `critical_path_first`, the task with the longer chain of tasks depending on it;
+    /// then in [`Plan::order`]. Built on first use, then kept.
+    ///
+    /// ```
+    /// use orch_core::{Task, Workflow};
+    ///
+    /// let workflow = Workflow::new("w", "W")
+    ///     .task(Task::new("a", "t"))
+    ///     .task(Task::new("b", "t"))
+    ///     .task(Task::new("c", "t").depends_on(["b"]))
+    ///     .task(Task::new("d", "t").priority(1));
+    /// let plan = workflow.validate()?.plan();
+    /// assert_eq!(plan.start_order(false), [3, 0, 1, 2]);
+    /// assert_eq!(plan.start_order(true), [3, 1, 0, 2]);
+    /// assert_eq!(plan.start_ranks(true), [2, 1, 3, 0]);
+    /// # Ok::<(), orch_core::ValidationErrors>(())
+    /// ```
+    pub fn start_order(&self, critical_path_first: bool) -> &[u32] {
+        &self.ranked(critical_path_first).by_rank
+    }
+
+    /// Each task's place in [`Plan::start_order`], by task index.
+    pub fn start_ranks(&self, critical_path_first: bool) -> &[u32] {
+        &self.ranked(critical_path_first).rank_of
+    }
+
+    fn ranked(&self, critical_path_first: bool) -> &StartOrder {
+        self.start_orders[usize::from(critical_path_first)].get_or_init(|| {
+            // Per task, how many tasks the longest chain from it to the end holds.
+            let mut chain = vec![0u32; self.len()];
+            if critical_path_first {
+                for &index in self.order.iter().rev() {
+                    let index = index as usize;
+                    chain[index] = 1 + self
+                        .dependents(index)
+                        .iter()
+                        .map(|&d| chain[d as usize])
+                        .max()
+                        .unwrap_or(0);
+                }
+            }
+            let mut by_rank = self.order.clone();
+            // A stable sort keeps the plan's order among equals.
+            by_rank.sort_by_key(|&index| {
+                let index = index as usize;
+                (Reverse(self.priority(index)), Reverse(chain[index]))
+            });
+            let mut rank_of = vec![0u32; self.len()];
+            for (rank, &index) in by_rank.iter().enumerate() {
+                rank_of[index as usize] = rank as u32;
+            }
+            StartOrder { by_rank, rank_of }
+        })
     }
 
     /// Which optional task settings the workflow uses.

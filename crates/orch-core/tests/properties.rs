@@ -187,3 +187,48 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The start order holds every task once, higher priorities first, plan order among
+    /// equals; with the critical-path policy, among equal priorities the longer chain of
+    /// dependents first. Its ranks are its inverse.
+    #[test]
+    fn start_order_is_by_priority_then_chain_then_plan_order(
+        (dag, priorities) in random_dag().prop_flat_map(|dag| {
+            let n = dag.deps.len();
+            (Just(dag), proptest::collection::vec(-2i32..3, n))
+        }),
+        critical_path_first: bool,
+    ) {
+        let tasks = dag.insertion.iter().map(|&i| {
+            Task::new(format!("t{i}"), "t")
+                .depends_on(dag.deps[i].iter().map(|d| format!("t{d}")))
+                .priority(priorities[i])
+        });
+        let workflow = Workflow::from_tasks("random", "Random", tasks);
+        let valid = workflow.validate().expect("a DAG");
+        let plan = valid.plan();
+        let n = plan.len();
+        // The longest chain of tasks from each task to the end, by walking dependents.
+        fn chain(plan: &orch_core::Plan, i: usize) -> usize {
+            1 + plan.dependents(i).iter().map(|&d| chain(plan, d as usize)).max().unwrap_or(0)
+        }
+        let order = plan.start_order(critical_path_first);
+        let mut seen = vec![false; n];
+        for &i in order {
+            prop_assert!(!std::mem::replace(&mut seen[i as usize], true));
+        }
+        prop_assert_eq!(order.len(), n);
+        for pair in order.windows(2) {
+            let (a, b) = (pair[0] as usize, pair[1] as usize);
+            let key = |i: usize| {
+                let chain = if critical_path_first { chain(plan, i) } else { 0 };
+                (std::cmp::Reverse(plan.priority(i)), std::cmp::Reverse(chain), plan.position(i))
+            };
+            prop_assert!(key(a) < key(b), "{:?} before {:?}", key(a), key(b));
+        }
+        for (rank, &i) in order.iter().enumerate() {
+            prop_assert_eq!(plan.start_ranks(critical_path_first)[i as usize] as usize, rank);
+        }
+    }
+}

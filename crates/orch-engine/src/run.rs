@@ -31,7 +31,6 @@ mod extras;
 mod fan_out;
 mod finish;
 mod journal;
-mod rank;
 mod resume;
 mod rules;
 mod settle;
@@ -237,7 +236,7 @@ struct Scheduler<'p> {
     /// Ready tasks by their start rank, so they start in that order (within their pools).
     ready: Queue,
     /// Task indices by start rank.
-    start_order: std::borrow::Cow<'p, [u32]>,
+    start_order: &'p [u32],
     /// Per-task trigger rules, when some task has a rule other than the default.
     rules: Option<rules::Rules>,
     in_flight: FuturesUnordered<InFlight<'p>>,
@@ -266,14 +265,15 @@ impl<'p> Scheduler<'p> {
     ) -> Self {
         let n = plan.len();
         let features = plan.features();
-        let ranks = (features.priorities || limits.critical_path_first)
-            .then(|| rank::ranks(plan, &shared.workflow, limits.critical_path_first))
-            .flatten();
+        // Without priorities or the critical-path policy, tasks start in plan order.
+        let cpf = limits.critical_path_first;
+        let ranked = features.priorities || cpf;
+        let ranks = ranked.then(|| plan.start_ranks(cpf));
         let waiting: Vec<Waiting> = (0..n)
             .map(|i| Waiting {
                 dependencies: plan.dependencies(i).len() as u32,
-                position: match &ranks {
-                    Some((_, rank_of)) => rank_of[i],
+                position: match ranks {
+                    Some(ranks) => ranks[i],
                     None => plan.position(i) as u32,
                 },
             })
@@ -291,9 +291,9 @@ impl<'p> Scheduler<'p> {
             }
         }
         let max_concurrent = limits.max_concurrent;
-        let start_order = match ranks {
-            Some((by_rank, _)) => std::borrow::Cow::Owned(by_rank),
-            None => std::borrow::Cow::Borrowed(plan.order()),
+        let start_order = match ranked {
+            true => plan.start_order(cpf),
+            false => plan.order(),
         };
         Self {
             plan,
