@@ -413,18 +413,27 @@ impl<'p> Scheduler<'p> {
         record.status = TaskStatus::Running;
         record.start_time = Some(self.clock.last());
         self.announce_task(EngineEventKind::TaskStarted, index, |note| note.attempt = 1);
-        self.start_attempt_with(index, run, cx);
+        self.start_attempt_with(index, Some(1), run, cx);
     }
 
     /// Runs the next attempt; a handler that finishes on its first poll never enters the
     /// in-flight set.
     fn start_attempt(&mut self, index: usize, cx: &mut Context<'_>) {
         let run = Arc::clone(&self.shared);
-        self.start_attempt_with(index, run, cx);
+        self.start_attempt_with(index, None, run, cx);
     }
 
-    /// [`Self::start_attempt`], with the run's shared state for the task's context.
-    fn start_attempt_with(&mut self, index: usize, run: Arc<RunShared>, cx: &mut Context<'_>) {
+    /// [`Self::start_attempt`], with the run's shared state for the task's context; the
+    /// attempt is number `attempt`, or the one after the record's last. (A first attempt
+    /// is numbered without reading the record, which may not be in the processor's cache
+    /// yet: writing it need not wait for it.)
+    fn start_attempt_with(
+        &mut self,
+        index: usize,
+        attempt: Option<u32>,
+        run: Arc<RunShared>,
+        cx: &mut Context<'_>,
+    ) {
         if self.stopping {
             self.active -= 1;
             self.ready.release(index);
@@ -433,12 +442,12 @@ impl<'p> Scheduler<'p> {
         if self.extras.as_ref().is_some_and(|e| e.claims(index)) && self.start_special(index, cx) {
             return;
         }
-        let record = &mut self.records[index];
-        record.attempts += 1;
+        let attempt = attempt.unwrap_or_else(|| self.records[index].attempts + 1);
+        self.records[index].attempts = attempt;
         let ctx = TaskContext {
             run,
             index: index as u32,
-            attempt: record.attempts,
+            attempt,
             item: None,
         };
         let task = self.task(index);
