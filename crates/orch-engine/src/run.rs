@@ -192,13 +192,16 @@ pub(crate) async fn execute(
 }
 
 /// A task's count of unfinished dependencies, beside its start rank (its plan position
-/// unless priorities reorder it): both are read when a dependency completes, so they
-/// share a cache line. The count is `u32::MAX` for a task kept from an earlier run, so
-/// that it is never released again.
+/// unless priorities reorder it) and its type: the first two are read when a dependency
+/// completes, so they share a cache line, which then still holds the type when the task
+/// starts. The count is `u32::MAX` for a task kept from an earlier run, so that it is
+/// never released again.
 #[derive(Clone, Copy)]
 struct Waiting {
     dependencies: u32,
     position: u32,
+    /// The index of the task's type among the plan's task types.
+    task_type: u32,
 }
 
 /// How many tasks may run at once, in all and per pool, and in what order ready ones start.
@@ -276,6 +279,7 @@ impl<'p> Scheduler<'p> {
                     Some(ranks) => ranks[i],
                     None => plan.position(i) as u32,
                 },
+                task_type: plan.type_of(i) as u32,
             })
             .collect();
         let rules = features
@@ -455,7 +459,7 @@ impl<'p> Scheduler<'p> {
             tracing::debug_span!("task", task_id = %task.task_id, task_type = %task.task_type);
         // A workflow without timeouts needs nothing of the task's definition here.
         let timeout = if self.timeouts { task.timeout } else { None };
-        let task_type = self.plan.type_of(index);
+        let task_type = self.waiting[index].task_type as usize;
         let handler: &'p Arc<dyn Handler> = &self.handlers.by_type[task_type];
         let spawn = self.handlers.spawn[task_type];
         match Attempt::start(handler, ctx, timeout, span, spawn, cx) {
