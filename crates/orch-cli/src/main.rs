@@ -165,11 +165,8 @@ mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::display::ProgressMode;
 
 #[derive(Parser)]
 #[command(
@@ -243,66 +240,9 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Run a workflow with the built-in task types (command, sleep, echo).
-    Run {
-        /// The workflow file (.json, .yaml, .yml or .toml).
-        file: PathBuf,
-        /// The most tasks running at once.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-        max_concurrent: u32,
-        /// A pool tasks can name (`pool: NAME`) and the most of its tasks running at once,
-        /// besides --max-concurrent; repeat for more pools.
-        #[arg(long = "pool", value_name = "NAME=LIMIT", value_parser = parse_pool)]
-        pools: Vec<(String, usize)>,
-        /// Write the result (and the workflow) to this JSON file.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Serve Prometheus metrics on http://HOST:PORT/metrics while the run lasts.
-        #[arg(long, value_name = "HOST:PORT")]
-        metrics_addr: Option<String>,
-        /// How to show progress.
-        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-        progress: ProgressMode,
-        /// Run the tasks on `orch worker`s through this NATS server (comma-separated
-        /// URLs; credentials only from the ORCH_NATS_* variables).
-        #[arg(long, value_name = "URL")]
-        nats: Option<String>,
-        /// With --nats: how long a task waits for a worker serving its type before it
-        /// fails.
-        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-        worker_timeout: Duration,
-        /// Record the run in the journal in this directory, to continue it with --resume
-        /// after a crash or Ctrl-C (`orch runs list DIR` lists the runs).
-        #[arg(long, value_name = "DIR")]
-        journal: Option<PathBuf>,
-        /// Continue this run of the journal: its completed tasks are not run again.
-        #[arg(long, value_name = "RUN_ID", requires = "journal")]
-        resume: Option<String>,
-        /// With --journal: `process` (a completed task survives orch crashing) or `power`
-        /// (it also survives a power loss: the journal is synced to disk).
-        #[arg(long, value_enum, default_value_t = JournalDurability::Process)]
-        durability: JournalDurability,
-    },
+    Run(run::RunArgs),
     /// Serve the built-in task types to `orch run --nats` coordinators through NATS.
-    Worker {
-        /// The NATS server (comma-separated URLs; default ORCH_NATS_URL, else
-        /// nats://127.0.0.1:4222). Credentials and TLS come only from the ORCH_NATS_*
-        /// variables.
-        #[arg(long, value_name = "URL")]
-        nats: Option<String>,
-        /// The most tasks running at once.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
-        concurrency: u32,
-        /// The worker's name in results and logs (default: host name and process id).
-        #[arg(long)]
-        name: Option<String>,
-        /// The directory relative `cwd`s start from (default: the current directory).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// After Ctrl-C, how long running tasks may finish before they are stopped and
-        /// handed back to the queue.
-        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-        shutdown_grace: Duration,
-    },
+    Worker(worker::WorkerArgs),
     /// Look at the runs recorded in a journal directory (`orch run --journal DIR`).
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -322,13 +262,6 @@ enum Command {
         #[arg(long)]
         width: Option<usize>,
     },
-}
-
-/// What a task completion recorded in a journal survives.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum JournalDurability {
-    Process,
-    Power,
 }
 
 #[derive(Subcommand)]
@@ -367,47 +300,8 @@ fn main() -> ExitCode {
             result,
             output,
         } => commands::graph(&file, format, result.as_deref(), output.as_deref()),
-        Command::Run {
-            file,
-            max_concurrent,
-            pools,
-            output,
-            metrics_addr,
-            progress,
-            nats,
-            worker_timeout,
-            journal,
-            resume,
-            durability,
-        } => run::run(run::RunArgs {
-            file,
-            max_concurrent: max_concurrent as usize,
-            pools,
-            output,
-            metrics_addr,
-            progress,
-            nats,
-            worker_timeout,
-            journal,
-            resume,
-            durability: match durability {
-                JournalDurability::Process => orch::journal::Durability::Process,
-                JournalDurability::Power => orch::journal::Durability::Power,
-            },
-        }),
-        Command::Worker {
-            nats,
-            concurrency,
-            name,
-            dir,
-            shutdown_grace,
-        } => worker::serve(worker::WorkerArgs {
-            nats,
-            concurrency: concurrency as usize,
-            name,
-            dir,
-            shutdown_grace,
-        }),
+        Command::Run(args) => run::run(args),
+        Command::Worker(args) => worker::serve(args),
         Command::Runs(RunsCommand::List { dir, format }) => runs::list(&dir, format),
         Command::Runs(RunsCommand::Show {
             dir,
@@ -416,21 +310,5 @@ fn main() -> ExitCode {
         }) => runs::show(&dir, &run_id, format),
         Command::Report { result, output } => commands::report(&result, &output),
         Command::Gantt { result, width } => commands::gantt(&result, width),
-    }
-}
-
-/// A `--pool NAME=LIMIT` argument: a non-empty name and a limit of at least 1.
-fn parse_pool(text: &str) -> Result<(String, usize), String> {
-    let (name, limit) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not NAME=LIMIT"))?;
-    if name.is_empty() {
-        return Err(format!("`{text}` has no pool name before `=`"));
-    }
-    match limit.parse::<usize>() {
-        Ok(limit) if limit >= 1 => Ok((name.to_owned(), limit)),
-        _ => Err(format!(
-            "the limit of pool `{name}` must be a whole number of at least 1, not `{limit}`"
-        )),
     }
 }

@@ -27,24 +27,77 @@ use crate::{builtin, check, result_file};
 const GRACE: Duration = Duration::from_secs(5);
 
 /// What `orch run` was asked to do.
+#[derive(clap::Args)]
 pub(crate) struct RunArgs {
-    pub(crate) file: PathBuf,
-    pub(crate) max_concurrent: usize,
-    /// Pools tasks may name, with their limits.
-    pub(crate) pools: Vec<(String, usize)>,
-    pub(crate) output: Option<PathBuf>,
-    pub(crate) metrics_addr: Option<String>,
-    pub(crate) progress: ProgressMode,
-    /// Run the tasks on workers through this NATS server instead of here.
-    pub(crate) nats: Option<String>,
-    /// With `nats`: how long a task waits for a worker of its type.
-    pub(crate) worker_timeout: Duration,
-    /// Record the run in the journal in this directory.
-    pub(crate) journal: Option<PathBuf>,
-    /// With `journal`: continue this recorded run instead of starting a new one.
-    pub(crate) resume: Option<String>,
-    /// With `journal`: what a recorded completion survives.
-    pub(crate) durability: Durability,
+    /// The workflow file (.json, .yaml, .yml or .toml).
+    file: PathBuf,
+    /// The most tasks running at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent: u32,
+    /// A pool tasks can name (`pool: NAME`) and the most of its tasks running at once,
+    /// besides --max-concurrent; repeat for more pools.
+    #[arg(long = "pool", value_name = "NAME=LIMIT", value_parser = parse_pool)]
+    pools: Vec<(String, usize)>,
+    /// Write the result (and the workflow) to this JSON file.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://HOST:PORT/metrics while the run lasts.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+    /// Run the tasks on `orch worker`s through this NATS server (comma-separated
+    /// URLs; credentials only from the ORCH_NATS_* variables).
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// With --nats: how long a task waits for a worker serving its type before it
+    /// fails.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    worker_timeout: Duration,
+    /// Record the run in the journal in this directory, to continue it with --resume
+    /// after a crash or Ctrl-C (`orch runs list DIR` lists the runs).
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+    /// Continue this run of the journal: its completed tasks are not run again.
+    #[arg(long, value_name = "RUN_ID", requires = "journal")]
+    resume: Option<String>,
+    /// With --journal: `process` (a completed task survives orch crashing) or `power`
+    /// (it also survives a power loss: the journal is synced to disk).
+    #[arg(long, value_enum, default_value_t = JournalDurability::Process)]
+    durability: JournalDurability,
+}
+
+/// What a task completion recorded in a journal survives.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum JournalDurability {
+    Process,
+    Power,
+}
+
+impl From<JournalDurability> for Durability {
+    fn from(durability: JournalDurability) -> Self {
+        match durability {
+            JournalDurability::Process => Durability::Process,
+            JournalDurability::Power => Durability::Power,
+        }
+    }
+}
+
+/// A `--pool NAME=LIMIT` argument: a non-empty name and a limit of at least 1.
+fn parse_pool(text: &str) -> Result<(String, usize), String> {
+    let (name, limit) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=LIMIT"))?;
+    if name.is_empty() {
+        return Err(format!("`{text}` has no pool name before `=`"));
+    }
+    match limit.parse::<usize>() {
+        Ok(limit) if limit >= 1 => Ok((name.to_owned(), limit)),
+        _ => Err(format!(
+            "the limit of pool `{name}` must be a whole number of at least 1, not `{limit}`"
+        )),
+    }
 }
 
 /// Runs the workflow; the exit code is 0 when it completed, 1 when it failed (or the file
@@ -110,7 +163,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let watched = server.is_some() || args.progress != ProgressMode::None;
     let bus: Option<EventBus<EngineEvent>> = watched.then(EventBus::new);
     let mut builder = WorkflowEngine::builder()
-        .max_concurrent(args.max_concurrent)
+        .max_concurrent(args.max_concurrent as usize)
         .cancel_grace_period(GRACE);
     for (name, limit) in &args.pools {
         builder = builder.pool(name.clone(), *limit);
@@ -121,7 +174,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let durable = match &args.journal {
         Some(dir) => match open_journal(dir, args.resume.as_deref()).await {
             Ok((journal, run_id)) => {
-                builder = builder.journal(journal, args.durability);
+                builder = builder.journal(journal, args.durability.into());
                 println!(
                     "run {run_id} recorded in {} (continue it with --resume {run_id})",
                     dir.display()

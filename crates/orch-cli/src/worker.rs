@@ -17,12 +17,26 @@ use crate::inputs::InputsRoot;
 use crate::spec;
 
 /// What `orch worker` was asked to do.
+#[derive(clap::Args)]
 pub(crate) struct WorkerArgs {
-    pub(crate) nats: Option<String>,
-    pub(crate) concurrency: usize,
-    pub(crate) name: Option<String>,
-    pub(crate) dir: Option<PathBuf>,
-    pub(crate) shutdown_grace: Duration,
+    /// The NATS server (comma-separated URLs; default ORCH_NATS_URL, else
+    /// nats://127.0.0.1:4222). Credentials and TLS come only from the ORCH_NATS_*
+    /// variables.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// The most tasks running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+    /// The worker's name in results and logs (default: host name and process id).
+    #[arg(long)]
+    name: Option<String>,
+    /// The directory relative `cwd`s start from (default: the current directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// After Ctrl-C, how long running tasks may finish before they are stopped and
+    /// handed back to the queue.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
 }
 
 /// The NATS settings: the `ORCH_NATS_*` environment variables (credentials and TLS come
@@ -106,7 +120,7 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     };
     let handler = builtin::handler(base_dir.to_owned(), inputs, InputsLife::Attempt);
     let mut builder = Worker::builder()
-        .concurrency(args.concurrency)
+        .concurrency(args.concurrency as usize)
         .shutdown_grace(args.shutdown_grace);
     if let Some(name) = &args.name {
         builder = builder.name(name.clone());
