@@ -6,18 +6,38 @@ use super::Scheduler;
 use crate::output::Stored;
 
 /// Per task (by plan index), whether `previous` keeps it from running again: it completed
-/// there, and its output survives in the record. A task whose output was a shared
-/// in-process value kept only its summary, so it runs again when a task that runs depends
-/// on it, directly or not (its dependents read the value); otherwise it is kept too.
+/// there, its output survives in the record, and its outcome still stands.
+///
+/// A task that did not complete there (failed, cancelled, skipped by its handler, or not
+/// recorded) runs again, and so does every task that ran on its outcome (say, an
+/// `all_done` cleanup after a failure): what ran after it is redone after it. A task
+/// skipped without running (by a trigger rule, a branch, or a failure upstream) is decided
+/// again from its dependencies, so it does not make its dependents run again unless one
+/// of its own dependencies runs again.
+///
+/// A task whose output was a shared in-process value kept only its summary, so it runs
+/// again when a task that runs depends on it, directly or not (its dependents read the
+/// value); otherwise it is kept too.
 pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) -> Vec<bool> {
     let records: Vec<Option<&orch_core::TaskRecord>> = workflow
         .tasks()
-        .map(|task| {
-            previous
-                .task(&task.task_id)
-                .filter(|record| record.status == TaskStatus::Completed)
-        })
+        .map(|task| previous.task(&task.task_id))
         .collect();
+    // Whether the task's recorded outcome stands: it completed or was skipped without
+    // running, and so did each of its dependencies that ended in the earlier run (one
+    // with no outcome there, which the workflow may have gained since, does not unsettle
+    // it: see `WorkflowEngine::resume`).
+    let ended = |d: u32| records[d as usize].is_some_and(|r| r.status != TaskStatus::Pending);
+    let mut stands = vec![false; plan.len()];
+    for &index in plan.order() {
+        let index = index as usize;
+        let outcome_stands = records[index].is_some_and(|record| {
+            record.status == TaskStatus::Completed
+                || (record.status == TaskStatus::Skipped && record.attempts == 0)
+        });
+        stands[index] = outcome_stands
+            && (plan.dependencies(index).iter()).all(|&d| stands[d as usize] || !ended(d));
+    }
     let mut kept = vec![false; plan.len()];
     // Whether some task that runs depends on the task, directly or not.
     let mut needed = vec![false; plan.len()];
@@ -27,7 +47,10 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
             .dependents(index)
             .iter()
             .any(|&d| !kept[d as usize] || needed[d as usize]);
-        kept[index] = records[index].is_some_and(|record| !(record.shared_output && needed[index]));
+        kept[index] = stands[index]
+            && records[index].is_some_and(|record| {
+                record.status == TaskStatus::Completed && !(record.shared_output && needed[index])
+            });
     }
     kept
 }
