@@ -154,7 +154,9 @@ impl RunJournal {
 /// as not the output itself).
 fn journal_record(record: &TaskRecord, shared: &RunShared, index: u32) -> TaskRecord {
     let mut line = record.clone();
-    if let Some(output) = shared.results[index as usize].get() {
+    // A failed map task's partial list is for its dependents in this run only.
+    let output = shared.results[index as usize].get();
+    if let Some(output) = output.filter(|_| record.status == TaskStatus::Completed) {
         let (result, in_process) = match output {
             Stored::Json(value) => (value.clone(), false),
             Stored::Shared(shared) => (shared.summary.clone(), true),

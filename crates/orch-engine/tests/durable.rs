@@ -446,3 +446,42 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
     assert_eq!(runs, [2, 2, 1, 2, 1]);
     assert_eq!(second.task("after").unwrap().status, TaskStatus::Completed);
 }
+
+#[test]
+fn a_failed_map_journals_no_result_though_its_all_done_dependents_read_its_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("map").unwrap();
+    let engine = engine(dir.path(), &calls, false, None);
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(json!([1, 2]))
+    });
+    engine.register_handler("second_fails", |ctx: TaskContext| async move {
+        match ctx.map_item::<i64>()? {
+            2 => Err(TaskError::permanent("no")),
+            x => Ok(x),
+        }
+    });
+    engine.register_handler("read", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.input_json("m")?.clone())
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("m", "second_fails").map_over("list"))
+        .task(
+            Task::new("read", "read")
+                .depends_on(["m"])
+                .trigger_rule(orch_core::TriggerRule::AllDone),
+        );
+    let result = runtime()
+        .block_on(engine.run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(result.task("read").unwrap().result, Some(json!([1, null])));
+    let loaded = runtime()
+        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
+        .unwrap()
+        .unwrap();
+    let m = loaded.task("m").unwrap();
+    assert_eq!((m.status, &m.result), (TaskStatus::Failed, &None));
+    assert_eq!(loaded.task("read").unwrap().result, Some(json!([1, null])));
+}

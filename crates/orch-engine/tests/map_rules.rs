@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orch_core::{Task, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_core::{Task, TaskStatus, TriggerRule, Workflow, WorkflowResult, WorkflowStatus};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -119,6 +119,53 @@ fn map_instances_share_their_pool_with_the_pools_other_tasks() {
     let result = run(&engine, &workflow);
     assert_eq!(result.status, WorkflowStatus::Completed);
     assert_eq!(busy.lock().expect("lock").most("b"), 2);
+}
+
+/// A map over `[1, 2, 3, 4, 5]` whose instance for 3 fails, run one instance at a time,
+/// with dependents of several rules; `report` returns the list it read.
+fn failing_map() -> (WorkflowEngine, Workflow) {
+    let (engine, _) = engine(1, 1, 1);
+    engine.register_handler("odd_three", |ctx: TaskContext| async move {
+        let x: i64 = ctx.map_item()?;
+        match x {
+            3 => Err(TaskError::permanent("three is not allowed")),
+            _ => Ok(x * 10),
+        }
+    });
+    engine.register_handler("report", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.input_json("m")?.clone())
+    });
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("list", "list").config(json!({"items": [1, 2, 3, 4, 5]})))
+        .task(Task::new("m", "odd_three").map_over("list"))
+        .task(Task::new("sum", "report").depends_on(["m"]))
+        .task(
+            Task::new("report", "report")
+                .depends_on(["m"])
+                .trigger_rule(TriggerRule::AllDone),
+        );
+    (engine, workflow)
+}
+
+#[test]
+fn an_all_done_dependent_of_a_map_with_a_failed_instance_runs_and_sees_which_failed() {
+    let (engine, workflow) = failing_map();
+    let result = run(&engine, &workflow);
+    let status = |id: &str| result.task(id).map(|r| r.status);
+    assert_eq!(status("m"), Some(TaskStatus::Failed));
+    assert_eq!(status("m[2]"), Some(TaskStatus::Failed));
+    assert_eq!(status("m[3]"), Some(TaskStatus::Skipped));
+    // The default rule skips on the map's failure; `all_done` runs and reads the list,
+    // `null` where the instance failed (m[2]) or never started (m[3], m[4]).
+    assert_eq!(status("sum"), Some(TaskStatus::Skipped));
+    assert_eq!(status("report"), Some(TaskStatus::Completed));
+    assert_eq!(
+        result.task("report").and_then(|r| r.result.clone()),
+        Some(json!([10, 20, null, null, null]))
+    );
+    // The failed map's own record keeps no result, as any failed task's.
+    assert_eq!(result.task("m").and_then(|r| r.result.clone()), None);
+    assert_eq!(result.status, WorkflowStatus::Failed);
 }
 
 /// One task of the random workflows below: a map over `list` or a plain task, in pool

@@ -13,7 +13,10 @@
 //!
 //! When an instance fails after its retries, no further instance of its map starts; once
 //! the running ones ended, those never started are skipped and the map task fails with
-//! the first failure. An instance its handler skipped leaves `null` in the list.
+//! the first failure. Its dependents then follow their trigger rules on that failure, and
+//! those that run (`all_done`, `one_failed`, ...) read the list of the instances' results
+//! all the same, with `null` for each instance that did not complete. An instance its
+//! handler skipped leaves `null` in the list too.
 
 use std::sync::Arc;
 use std::task::Context;
@@ -330,6 +333,9 @@ impl Scheduler<'_> {
                         self.announce_instance(EngineEventKind::TaskSkipped, k);
                     }
                 }
+                // The dependents that run past the failure (by their trigger rules) read
+                // the instances' results so far, `null` where none completed.
+                let _ = self.shared.results[map].set(Stored::Json(Value::Array(run.results)));
                 self.attempt_over(map, Err(TaskError::permanent(message)));
             }
         }
