@@ -259,7 +259,7 @@ pub use handler::{Handler, blocking, inline};
 #[cfg(feature = "journal")]
 pub use orch_journal as journal;
 #[cfg(feature = "journal")]
-pub use orch_journal::{Durability, FileJournal, Journal};
+pub use orch_journal::{Durability, FileJournal, Journal, ResultFile};
 pub use output::{IntoOutput, Output, Shared};
 pub use remote::{HandlerState, RemoteTask, spawn_attempt};
 pub use run_error::RunError;
