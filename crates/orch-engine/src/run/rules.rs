@@ -40,12 +40,16 @@ impl Rules {
         })
     }
 
-    /// Task `index` was kept from an earlier run: it is decided, and completed for its
-    /// dependents.
-    pub(super) fn kept(&mut self, index: usize, dependents: &[u32]) {
+    /// Task `index` was kept from an earlier run, where it ended as `status` (completed,
+    /// or skipped without running): it is decided, and ended so for its dependents.
+    pub(super) fn kept(&mut self, index: usize, dependents: &[u32], status: TaskStatus) {
         self.decided[index] = true;
         for &d in dependents {
-            self.outcomes[d as usize].completed += 1;
+            let outcomes = &mut self.outcomes[d as usize];
+            match status {
+                TaskStatus::Completed => outcomes.completed += 1,
+                _ => outcomes.skipped += 1,
+            }
         }
     }
 }
