@@ -54,6 +54,19 @@ fn run(engine: &WorkflowEngine, workflow: &Workflow) -> orch_core::WorkflowResul
         .expect("the run starts")
 }
 
+fn resume(
+    engine: &WorkflowEngine,
+    workflow: &Workflow,
+    previous: &orch_core::WorkflowResult,
+) -> orch_core::WorkflowResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(engine.resume(workflow, previous))
+        .expect("resumes")
+}
+
 fn status(result: &orch_core::WorkflowResult, id: &str) -> TaskStatus {
     result.task(id).expect("a task").status
 }
@@ -343,12 +356,7 @@ fn a_resumed_run_applies_rules_to_kept_tasks() {
     let first = run(&engine, &workflow);
     assert_eq!(status(&first, "on_error"), TaskStatus::Completed);
     assert_eq!(status(&first, "all_failed"), TaskStatus::Skipped);
-    let resumed = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(engine.resume(&workflow, &first))
-        .expect("resumes");
+    let resumed = resume(&engine, &workflow, &first);
     assert_eq!(status(&resumed, "on_error"), TaskStatus::Completed);
     assert_eq!(status(&resumed, "all_failed"), TaskStatus::Skipped);
     assert_eq!(resumed.status, WorkflowStatus::Completed);
@@ -365,12 +373,7 @@ fn a_resumed_run_keeps_a_branch_choice_with_and_without_rules() {
         let first = run(&engine, &workflow);
         assert_eq!(status(&first, unchosen), TaskStatus::Skipped);
         log.lock().expect("lock").clear();
-        let resumed = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(engine.resume(&workflow, &first))
-            .expect("resumes");
+        let resumed = resume(&engine, &workflow, &first);
         // The branch task is not asked again, and what it did not choose stays skipped.
         assert_eq!(
             *log.lock().expect("lock"),
@@ -394,12 +397,7 @@ fn a_resumed_run_keeps_a_branch_choice_with_and_without_rules() {
             tasks: orch_core::TaskRecords::for_workflow(&workflow, records).expect("records"),
             ..first.clone()
         };
-        let resumed = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(engine.resume(&workflow, &cut))
-            .expect("resumes");
+        let resumed = resume(&engine, &workflow, &cut);
         assert_eq!(
             status(&resumed, "join"),
             status(&first, "join"),
