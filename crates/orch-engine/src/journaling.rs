@@ -120,8 +120,8 @@ impl RunJournal {
     }
 
     /// Records the tasks that ended without completing and are not recorded yet
-    /// (cancellations, tasks skipped after a failure upstream, map instances, and
-    /// failures whose commit a cancelled run cut short), then the run's end, and waits until that is as
+    /// (cancellations, tasks skipped after a failure upstream, and failures whose
+    /// commit a cancelled run cut short), then the run's end, and waits until that is as
     /// durable as the engine's setting asks. A completion whose commit the end of a
     /// cancelled run cut short stays out: no dependent of it ran, and it runs again when
     /// the run is resumed.
