@@ -12,6 +12,13 @@ use crate::compile::json_kind;
 /// ...), its own record, retries and events. The task's own result is the list of its
 /// instances' results, in the order of the elements.
 ///
+/// When an instance fails after its retries, no further instance starts, those not
+/// started are skipped, and the map task fails with that instance's error. Its dependents
+/// follow their [`TriggerRule`](crate::TriggerRule)s on that failure: with the default
+/// rule they are skipped; those whose rule runs past a failure (`all_done`, `one_failed`,
+/// ...) read the list all the same, with `null` for each instance that failed, was
+/// skipped or never started.
+///
 /// In files, under the task's `map` key:
 ///
 /// ```

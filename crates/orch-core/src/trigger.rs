@@ -33,6 +33,11 @@ use serde::{Deserialize, Serialize};
 /// `always`) can read the outputs of those that completed by then; reading another is an
 /// error.
 ///
+/// A map task (see [`MapSpec`](crate::MapSpec)) counts as one dependency: it fails if one
+/// of its instances fails (after its retries), and its dependents' rules see that
+/// failure. Those that run past it read the map's list of instance results all the same,
+/// with `null` where an instance did not complete.
+///
 /// ```
 /// use orch_core::{Decision, DependencyOutcomes, TriggerRule};
 ///

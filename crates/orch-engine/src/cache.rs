@@ -14,9 +14,9 @@
 //! JSON (object keys sorted, no spaces). A key function registered for a task type with
 //! [`EngineBuilder::cache_key`](crate::EngineBuilder::cache_key) replaces the
 //! configuration and results with a value of its own. The hash is the same in every
-//! process and version of orch, so a store may outlive its process: a store built on a
-//! run journal can serve as a persistent cache. The hash is not cryptographic: do not
-//! share a store with parties who could craft colliding inputs.
+//! process and version of orch, so a store may outlive its process: with the `journal`
+//! feature, a `ResultFile` beside a journal is such a store. The hash is not
+//! cryptographic: do not share a store with parties who could craft colliding inputs.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -100,6 +100,35 @@ impl CacheStore for MemoryCache {
 
     fn put(&self, key: CacheKey, result: Value) {
         self.lock().insert(key, result);
+    }
+}
+
+/// With the `journal` feature: a results file beside a [`FileJournal`](crate::FileJournal)
+/// (`ResultFile::beside(&journal)?`) is a store that outlives the process, so that a
+/// restarted process reuses the results earlier ones stored. A result that cannot be
+/// written to the file is not stored (a warning is logged) and the run goes on.
+///
+/// ```
+/// use std::sync::Arc;
+/// use orch_engine::{FileJournal, ResultFile, WorkflowEngine};
+///
+/// let dir = tempfile::tempdir()?;
+/// let journal = FileJournal::new(dir.path())?;
+/// let engine = WorkflowEngine::builder()
+///     .cache_store(Arc::new(ResultFile::beside(&journal)?))
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "journal")]
+impl CacheStore for orch_journal::ResultFile {
+    fn get(&self, key: &CacheKey) -> Option<Value> {
+        orch_journal::ResultFile::get(self, key.0)
+    }
+
+    fn put(&self, key: CacheKey, result: Value) {
+        if let Err(error) = orch_journal::ResultFile::put(self, key.0, result) {
+            tracing::warn!(%key, %error, "a cached result could not be stored");
+        }
     }
 }
 

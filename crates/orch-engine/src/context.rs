@@ -206,6 +206,11 @@ impl TaskContext {
     /// a task it depends on, directly or not (ancestors always finish first). Reading
     /// another task, or an output of another shape, is a permanent error.
     ///
+    /// A map task that failed because one of its instances failed still has an output for
+    /// the tasks its failure lets run (say, an `all_done` report): the list of its
+    /// instances' results in order, `null` for each instance that failed, was skipped or
+    /// never started. Any other task that did not complete has none.
+    ///
     /// The output of a task that returned a [`Shared`](crate::Shared) value is read
     /// with [`TaskContext::shared`]; here it reads as its summary.
     pub fn input<T: DeserializeOwned>(&self, id: &str) -> Result<T, TaskError> {
@@ -248,7 +253,9 @@ impl TaskContext {
     /// The outputs of the direct dependencies that completed, as JSON (a
     /// [`Shared`](crate::Shared) value's summary), in the order they are listed. With the
     /// default trigger rule that is every dependency; with another rule, those that
-    /// completed before the task started.
+    /// completed before the task started, and any map task that failed because an
+    /// instance failed (its list of instance results, `null` where an instance did not
+    /// complete).
     pub fn dependency_results(&self) -> impl Iterator<Item = (&TaskId, &Value)> + '_ {
         self.task().dependencies.iter().filter_map(move |id| {
             let index = self.run.workflow.index_of(id)?;

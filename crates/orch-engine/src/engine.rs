@@ -242,8 +242,11 @@ impl WorkflowEngine {
     }
 
     /// Continues the run that produced `previous`: runs again only what did not complete
-    /// there. Completed tasks keep their records, and their stored results are fed to
-    /// their dependents. A completed task is kept even if the workflow has since given it
+    /// there, and what ran on the outcome of such a task (an `all_done` task that ran
+    /// after a failure runs again after the failed task's new attempt). A task skipped
+    /// without running keeps its skip while its dependencies' outcomes stand (a branch
+    /// task's choice holds); otherwise its rule decides it again. Completed tasks keep their records,
+    /// and their stored results are fed to their dependents. A completed task is kept even if the workflow has since given it
     /// a dependency that did not complete: that dependency runs, and the task does not run
     /// again. A task whose output was a [`Shared`](crate::Shared) value kept only its
     /// summary, so it runs again when a task that runs depends on it, directly or not.

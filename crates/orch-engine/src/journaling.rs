@@ -2,8 +2,9 @@
 //! ([`JournalSettings`]), the open run's writer with the records waiting for the next
 //! commit ([`RunJournal`]), and a commit on its way ([`PendingCommit`]).
 //!
-//! The rule it keeps: a completed task's dependents are released only once its record
-//! is committed, so whatever the journal holds has its dependencies in it too.
+//! The rule it keeps: the dependents of a task that completed, failed or was skipped are
+//! told only once its record is committed, so whatever the journal holds has its
+//! dependencies in it too, whatever their outcome.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -54,7 +55,7 @@ pub(crate) async fn open(
 pub(crate) struct RunJournal {
     writer: Box<dyn RunWriter>,
     durability: Durability,
-    /// Tasks that completed since the last commit.
+    /// Tasks that ended since the last commit.
     batch: Vec<u32>,
     /// Per task, whether a commit holding its record has resolved (or the record came
     /// from the journal itself).
@@ -63,8 +64,8 @@ pub(crate) struct RunJournal {
 }
 
 impl RunJournal {
-    /// Takes note that task `index` completed: its dependents wait for the commit that
-    /// records it.
+    /// Takes note that task `index` ended (completed, failed or skipped): its dependents
+    /// wait for the commit that records it.
     pub(crate) fn push(&mut self, index: usize) {
         self.batch.push(index as u32);
     }
@@ -76,7 +77,7 @@ impl RunJournal {
         }
     }
 
-    /// Commits the tasks that completed since the last commit, if any.
+    /// Commits the tasks that ended since the last commit, if any.
     pub(crate) fn commit(
         &mut self,
         records: &[TaskRecord],
@@ -119,7 +120,8 @@ impl RunJournal {
     }
 
     /// Records the tasks that ended without completing and are not recorded yet
-    /// (failures, skips, cancellations), then the run's end, and waits until that is as
+    /// (cancellations, tasks skipped after a failure upstream, and failures whose
+    /// commit a cancelled run cut short), then the run's end, and waits until that is as
     /// durable as the engine's setting asks. A completion whose commit the end of a
     /// cancelled run cut short stays out: no dependent of it ran, and it runs again when
     /// the run is resumed.
@@ -152,7 +154,9 @@ impl RunJournal {
 /// as not the output itself).
 fn journal_record(record: &TaskRecord, shared: &RunShared, index: u32) -> TaskRecord {
     let mut line = record.clone();
-    if let Some(output) = shared.results[index as usize].get() {
+    // A failed map task's partial list is for its dependents in this run only.
+    let output = shared.results[index as usize].get();
+    if let Some(output) = output.filter(|_| record.status == TaskStatus::Completed) {
         let (result, in_process) = match output {
             Stored::Json(value) => (value.clone(), false),
             Stored::Shared(shared) => (shared.summary.clone(), true),

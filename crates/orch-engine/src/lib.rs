@@ -162,15 +162,15 @@
 //! [`FileJournal`] (one file per run in a directory), a PostgreSQL database (feature
 //! `postgres`), or any [`Journal`]; the [`journal`] module reads and lists its runs.
 //!
-//! The rule the engine keeps: a task's completion is committed to the journal before
-//! any task that depends on it starts. Tasks that complete in one scheduling pass share
+//! The rule the engine keeps: a task's end (its completion, failure, or a skip) is
+//! committed to the journal before any task that depends on it starts. Tasks that complete in one scheduling pass share
 //! one commit; independent tasks go on while it is under way. So whatever the journal
 //! holds has its dependencies in it too, and a process killed at any moment loses at
 //! most the completions not committed yet; those tasks run again. What a commit
 //! survives is the [`Durability`]: `Process` (a write, which survives the process
 //! crashing) or `Power` (also synced to stable storage, in groups of up to 64 records
-//! or 2 ms). Failures, skips and cancellations are recorded when the run ends, with its
-//! status; failed tasks run again when the run is continued.
+//! or 2 ms). Cancellations are recorded when the run ends, with its status; failed tasks
+//! run again when the run is continued, and so do the tasks that ran on their failure.
 //!
 //! What the journal does not hold, and what that means on resume:
 //! - a [`Shared`] output (an in-process value): the journal keeps its summary;
@@ -259,7 +259,7 @@ pub use handler::{Handler, blocking, inline};
 #[cfg(feature = "journal")]
 pub use orch_journal as journal;
 #[cfg(feature = "journal")]
-pub use orch_journal::{Durability, FileJournal, Journal};
+pub use orch_journal::{Durability, FileJournal, Journal, ResultFile};
 pub use output::{IntoOutput, Output, Shared};
 pub use remote::{HandlerState, RemoteTask, spawn_attempt};
 pub use run_error::RunError;

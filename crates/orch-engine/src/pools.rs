@@ -111,6 +111,20 @@ impl Queue {
         }
     }
 
+    /// Takes one more slot of task `index`'s pool, for one more instance of that map
+    /// task, if the pool has room; [`Queue::release`] gives it back.
+    pub(crate) fn take(&mut self, index: usize) -> bool {
+        match self {
+            Queue::Single(_) => true,
+            Queue::Pooled(pooled) => {
+                let group = &mut pooled.groups[pooled.group_of[index] as usize];
+                let room = group.active < group.limit;
+                group.active += usize::from(room);
+                room
+            }
+        }
+    }
+
     /// Whether some ready task's pool has room.
     pub(crate) fn has_startable(&self) -> bool {
         match self {

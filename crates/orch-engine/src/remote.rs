@@ -81,6 +81,7 @@ pub struct RemoteTask {
     inputs: Vec<(TaskId, Value)>,
     cancel: CancellationToken,
     states: HandlerState,
+    item: Option<(usize, Value)>,
 }
 
 impl RemoteTask {
@@ -96,6 +97,7 @@ impl RemoteTask {
             inputs: Vec::new(),
             cancel: CancellationToken::new(),
             states: HandlerState::default(),
+            item: None,
         }
     }
 
@@ -125,6 +127,29 @@ impl RemoteTask {
         self
     }
 
+    /// For an instance of a map task (see `Task::map_over`): the position of its element
+    /// in the list and the element, which the handler reads with
+    /// [`TaskContext::map_item`] (or [`TaskContext::item`] and
+    /// [`TaskContext::item_index`]) as it would in the engine. `task` stays the map task.
+    ///
+    /// ```
+    /// use orch_core::{RunId, Task};
+    /// use orch_engine::RemoteTask;
+    /// use serde_json::json;
+    ///
+    /// let task = Task::new("square", "square").map_over("list");
+    /// let ctx = RemoteTask::new(RunId::parse("run-1")?, "etl", task, 1)
+    ///     .item(2, json!(7))
+    ///     .context()?;
+    /// assert_eq!((ctx.map_item::<i64>()?, ctx.item_index()), (7, Some(2)));
+    /// assert_eq!(ctx.task_id().as_str(), "square");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn item(mut self, index: usize, value: Value) -> Self {
+        self.item = Some((index, value));
+        self
+    }
+
     /// The values [`TaskContext::state`] reads.
     pub fn state(mut self, states: HandlerState) -> Self {
         self.states = states;
@@ -144,6 +169,7 @@ impl RemoteTask {
             inputs,
             cancel,
             states,
+            item,
         } = self;
         let mut workflow = Workflow::new(workflow_id, workflow_name);
         let mut outputs: Vec<(TaskId, Value)> = Vec::with_capacity(inputs.len());
@@ -197,7 +223,7 @@ impl RemoteTask {
             run: Arc::new(run),
             index: index as u32,
             attempt,
-            item: None,
+            item: item.map(|(index, value)| Arc::new(crate::context::MapItem { index, value })),
         })
     }
 }

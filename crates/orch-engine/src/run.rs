@@ -152,6 +152,9 @@ pub(crate) async fn execute(
         _ => 0,
     };
     run.announce_start(restored);
+    if kept.is_some() {
+        run.skip_after_kept_skips();
+    }
     run.begin();
     let mut cancelled = pin!(cancel.cancelled_owned());
     // Set once the run is cancelled: when it stops waiting for running handlers and for

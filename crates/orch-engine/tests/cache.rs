@@ -303,3 +303,58 @@ fn a_map_task_can_be_cached_as_a_whole() {
     assert_eq!(second.tasks.len(), 2, "no instance ran");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
+
+/// A process restart: a new engine on a new `ResultFile` over the same journal directory
+/// finds what the first one stored, beside a durable run's journal that still lists.
+#[cfg(feature = "journal")]
+#[test]
+fn a_results_file_beside_the_journal_serves_an_engine_of_a_later_process() {
+    use orch_engine::{Durability, FileJournal, Journal, ResultFile};
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let calls = calls();
+    let workflow = workflow(json!(3), json!({"k": "v"}));
+    let start = || {
+        let journal = FileJournal::new(dir.path()).expect("a journal");
+        let results = ResultFile::beside(&journal).expect("the results file");
+        let engine = engine(Arc::new(results), &calls);
+        let durable = WorkflowEngine::builder()
+            .journal(journal, Durability::Process)
+            .build()
+            .expect("valid");
+        (engine, durable)
+    };
+    let (first, durable) = start();
+    assert!(!run(&first, &workflow).task("slow").expect("slow").cached);
+    durable.register_handler("source", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(1)
+    });
+    let one = Workflow::new("d", "D").task(Task::new("a", "source"));
+    let run_id = orch_core::RunId::parse("d1").expect("a run id");
+    runtime()
+        .block_on(durable.run_durable(&one, run_id))
+        .expect("a durable run");
+    drop((first, durable));
+
+    let (second, _) = start();
+    let again = run(&second, &workflow);
+    let record = again.task("slow").expect("slow");
+    assert_eq!(
+        (record.cached, record.status),
+        (true, TaskStatus::Completed)
+    );
+    assert_eq!(
+        record.result,
+        Some(json!({"config": {"k": "v"}, "input": 3}))
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the handler ran once, in the first"
+    );
+    let journal = FileJournal::new(dir.path()).expect("a journal");
+    let runs = runtime()
+        .block_on(journal.list(&Default::default()))
+        .expect("the results file is not taken for a run");
+    assert_eq!(runs.len(), 1);
+}

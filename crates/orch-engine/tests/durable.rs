@@ -391,3 +391,97 @@ fn a_run_result_read_back_matches_what_ran() {
         }
     }
 }
+
+/// The task ids of the journal file of run `run_id` in `dir`, in the order recorded.
+fn journaled_ids(dir: &Path, run_id: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join(format!("{run_id}.jsonl"))).unwrap();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line["task_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released() {
+    use orch_core::TriggerRule::AllDone;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("cleanup").unwrap();
+    // `after` is skipped by its rule (`work` failed); `cleanup` and `report` run anyway.
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("work", "flaky"))
+        .task(
+            Task::new("cleanup", "step")
+                .depends_on(["work"])
+                .trigger_rule(AllDone),
+        )
+        .task(Task::new("after", "step").depends_on(["work"]))
+        .task(
+            Task::new("report", "step")
+                .depends_on(["after"])
+                .trigger_rule(AllDone),
+        )
+        .task(Task::new("other", "step"));
+    let first = runtime()
+        .block_on(engine(dir.path(), &calls, false, None).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    assert_eq!(first.task("after").unwrap().status, TaskStatus::Skipped);
+    assert_eq!(first.task("report").unwrap().status, TaskStatus::Completed);
+    let ids = journaled_ids(dir.path(), "cleanup");
+    let at = |id: &str| ids.iter().position(|i| i == id).unwrap();
+    assert!(at("work") < at("cleanup"), "{ids:?}");
+    assert!(at("after") < at("report"), "{ids:?}");
+    assert_eq!(ids.len(), 5, "each task once: {ids:?}");
+
+    // A resume runs the failed task again, and what ran on its failure after it; the
+    // skip is decided again from the new outcome. `other` stays restored.
+    let second = runtime()
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    let runs: Vec<usize> = ["work", "cleanup", "after", "report", "other"]
+        .map(|id| calls.of(id))
+        .to_vec();
+    assert_eq!(runs, [2, 2, 1, 2, 1]);
+    assert_eq!(second.task("after").unwrap().status, TaskStatus::Completed);
+}
+
+#[test]
+fn a_failed_map_journals_no_result_though_its_all_done_dependents_read_its_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("map").unwrap();
+    let engine = engine(dir.path(), &calls, false, None);
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(json!([1, 2]))
+    });
+    engine.register_handler("second_fails", |ctx: TaskContext| async move {
+        match ctx.map_item::<i64>()? {
+            2 => Err(TaskError::permanent("no")),
+            x => Ok(x),
+        }
+    });
+    engine.register_handler("read", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.input_json("m")?.clone())
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("m", "second_fails").map_over("list"))
+        .task(
+            Task::new("read", "read")
+                .depends_on(["m"])
+                .trigger_rule(orch_core::TriggerRule::AllDone),
+        );
+    let result = runtime()
+        .block_on(engine.run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(result.task("read").unwrap().result, Some(json!([1, null])));
+    let loaded = runtime()
+        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
+        .unwrap()
+        .unwrap();
+    let m = loaded.task("m").unwrap();
+    assert_eq!((m.status, &m.result), (TaskStatus::Failed, &None));
+    assert_eq!(loaded.task("read").unwrap().result, Some(json!([1, null])));
+}

@@ -54,6 +54,19 @@ fn run(engine: &WorkflowEngine, workflow: &Workflow) -> orch_core::WorkflowResul
         .expect("the run starts")
 }
 
+fn resume(
+    engine: &WorkflowEngine,
+    workflow: &Workflow,
+    previous: &orch_core::WorkflowResult,
+) -> orch_core::WorkflowResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(engine.resume(workflow, previous))
+        .expect("resumes")
+}
+
 fn status(result: &orch_core::WorkflowResult, id: &str) -> TaskStatus {
     result.task(id).expect("a task").status
 }
@@ -343,13 +356,53 @@ fn a_resumed_run_applies_rules_to_kept_tasks() {
     let first = run(&engine, &workflow);
     assert_eq!(status(&first, "on_error"), TaskStatus::Completed);
     assert_eq!(status(&first, "all_failed"), TaskStatus::Skipped);
-    let resumed = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(engine.resume(&workflow, &first))
-        .expect("resumes");
+    let resumed = resume(&engine, &workflow, &first);
     assert_eq!(status(&resumed, "on_error"), TaskStatus::Completed);
     assert_eq!(status(&resumed, "all_failed"), TaskStatus::Skipped);
     assert_eq!(resumed.status, WorkflowStatus::Completed);
+}
+
+#[test]
+fn a_resumed_run_keeps_a_branch_choice_with_and_without_rules() {
+    for (join_rule, chosen, unchosen) in [
+        (TriggerRule::NoneFailedMinOneSuccess, "small", "large"),
+        (TriggerRule::AllSuccess, "large", "small"),
+    ] {
+        let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(2));
+        let workflow = branch_workflow(join_rule, json!({ "choose": [chosen] }));
+        let first = run(&engine, &workflow);
+        assert_eq!(status(&first, unchosen), TaskStatus::Skipped);
+        log.lock().expect("lock").clear();
+        let resumed = resume(&engine, &workflow, &first);
+        // The branch task is not asked again, and what it did not choose stays skipped.
+        assert_eq!(
+            *log.lock().expect("lock"),
+            Vec::<String>::new(),
+            "{join_rule}"
+        );
+        for id in ["route", chosen, unchosen, "large_report", "join"] {
+            assert_eq!(
+                status(&resumed, id),
+                status(&first, id),
+                "{join_rule}: `{id}`"
+            );
+        }
+        assert_eq!(reason(&resumed, unchosen), reason(&first, unchosen));
+        assert_eq!(resumed.status, first.status);
+        // Without `join`'s record (its run was cut short), a kept skip still decides it.
+        let mut records = first.tasks.records().to_vec();
+        let join = first.tasks.index_of("join").expect("join");
+        records[join] = orch_core::TaskRecord::default();
+        let cut = orch_core::WorkflowResult {
+            tasks: orch_core::TaskRecords::for_workflow(&workflow, records).expect("records"),
+            ..first.clone()
+        };
+        let resumed = resume(&engine, &workflow, &cut);
+        assert_eq!(
+            status(&resumed, "join"),
+            status(&first, "join"),
+            "{join_rule}"
+        );
+        assert_eq!(resumed.status, first.status, "{join_rule}");
+    }
 }

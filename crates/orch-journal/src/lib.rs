@@ -79,6 +79,7 @@ mod line;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod read;
+mod results;
 mod run;
 mod sync;
 
@@ -94,6 +95,7 @@ pub use error::JournalError;
 pub use file::FileJournal;
 #[cfg(feature = "postgres")]
 pub use postgres::PgJournal;
+pub use results::ResultFile;
 pub use run::{LoadedRun, RunFilter, RunStatus, RunSummary};
 
 /// A future a [`RunWriter`] returns. It owns what it needs, so a scheduler can keep it

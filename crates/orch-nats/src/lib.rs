@@ -77,10 +77,13 @@
 //!   reads it from there. A dependent's task message still carries its inputs, so a
 //!   large output read by a remote dependent fails that dependent's attempt as above.
 //!
-//! # Protocol (version 1)
+//! # Protocol (version 2)
 //!
 //! Every subject starts with the layout's prefix (`orch` below; [`Layout::prefix`]).
-//! Every message is a JSON object with `"v": 1`; a reader refuses a higher version.
+//! Every message is a JSON object with `"v": 1`, but the task message of a map instance,
+//! which is `"v": 2`; a reader refuses a higher version than it knows. (Version 2 only
+//! adds `item`, so a worker of a build that reads version 1 still runs every other
+//! task, and fails a map instance's attempt saying to upgrade.)
 //!
 //! | what | where | how |
 //! | --- | --- | --- |
@@ -106,6 +109,12 @@
 //!  "attempt": 1, "inputs": {"extract": {"rows": 3}},
 //!  "deadline_ms": 1718000000000, "traceparent": "00-<trace>-<span>-01"}
 //! ```
+//!
+//! For an instance of a map task, `"v": 2`, `task.task_id` is the instance's id
+//! (`"count[2]"`, so the message id, the result and cancellations name the instance) and
+//! `"item": {"index": 2, "value": ...}` holds its element; the worker gives its handler
+//! the map task's own id (`count`) and the element, which it reads with
+//! `ctx.map_item()`, as in the engine.
 //!
 //! `deadline_ms` (present when the task has a timeout) is when the coordinator stops
 //! waiting, in milliseconds since the Unix epoch; a worker does not start a task past

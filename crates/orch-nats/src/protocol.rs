@@ -8,10 +8,19 @@ use orch_core::{RunId, Task, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The version of every message this crate writes; a reader refuses newer ones.
+/// The version of every message this crate writes but a task message with an item.
 pub(crate) const VERSION: u32 = 1;
 
-/// One attempt of one task, published on the tasks stream.
+/// The version of a task message that carries an item ([`TaskMessage::item`]), and the
+/// newest a reader accepts. Only such messages are written as version 2, so that workers
+/// of an older build still run plain tasks and refuse only map instances, with an error
+/// the coordinator reports.
+pub(crate) const NEWEST: u32 = 2;
+
+/// One attempt of one task, published on the tasks stream. For an instance of a map task,
+/// `task.task_id` is the instance's id (`square[2]`), which names the attempt everywhere
+/// (message id, result, cancellation), and `item` holds its element; the worker's handler
+/// sees the map task's own id, as it would in the engine.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct TaskMessage {
     pub(crate) v: u32,
@@ -32,6 +41,40 @@ pub(crate) struct TaskMessage {
     /// A W3C `traceparent` naming this attempt, for logs and traces on the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) traceparent: Option<String>,
+    /// For an instance of a map task: its element (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) item: Option<MessageItem>,
+}
+
+/// The element one instance of a map task runs for, and its position in the list.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct MessageItem {
+    pub(crate) index: usize,
+    pub(crate) value: Value,
+}
+
+impl TaskMessage {
+    /// The version to write this message as: 2 with an item, 1 without.
+    pub(crate) fn version(item: Option<&MessageItem>) -> u32 {
+        if item.is_some() { NEWEST } else { VERSION }
+    }
+
+    /// Takes the item out, giving the map task back its own id (the message names the
+    /// instance); an instance id that does not end in the item's position is an error.
+    pub(crate) fn take_item(&mut self) -> Result<Option<MessageItem>, String> {
+        let Some(item) = self.item.take() else {
+            return Ok(None);
+        };
+        let id = self.task.task_id.as_str();
+        let Some(map) = id.strip_suffix(&format!("[{}]", item.index)) else {
+            return Err(format!(
+                "task `{id}` carries element {} of a map, but its id is not that instance's",
+                item.index
+            ));
+        };
+        self.task.task_id = TaskId::from(map);
+        Ok(Some(item))
+    }
 }
 
 /// What a worker can read from a task message it cannot fully read: enough to tell the
@@ -98,7 +141,7 @@ pub(crate) enum ReadError {
     #[error("not a valid message: {0}")]
     Malformed(#[from] serde_json::Error),
     #[error(
-        "protocol version {found} is newer than this build reads ({VERSION}); upgrade orch-nats"
+        "protocol version {found} is newer than this build reads ({NEWEST}); upgrade orch-nats"
     )]
     Newer { found: u32 },
 }
@@ -110,7 +153,7 @@ pub(crate) fn read<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, Re
         v: u32,
     }
     if let Ok(Version { v }) = serde_json::from_slice::<Version>(payload)
-        && v > VERSION
+        && v > NEWEST
     {
         return Err(ReadError::Newer { found: v });
     }
@@ -276,6 +319,8 @@ fn fnv(bytes: &[u8], seed: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -289,11 +334,34 @@ mod tests {
     }
 
     #[test]
+    fn an_item_gives_the_map_task_its_id_back_and_a_mismatched_one_is_refused() {
+        let message = |id: &str, index: usize| {
+            let task = json!({"task_id": id, "task_type": "square"});
+            let item = json!({"index": index, "value": 7});
+            let text = json!({"v": 2, "run_id": "r", "workflow_id": "w", "task": task,
+                              "attempt": 1, "item": item});
+            read::<TaskMessage>(text.to_string().as_bytes()).expect("a task message")
+        };
+        let mut ok = message("square[2]", 2);
+        let item = ok.take_item().expect("its own instance").expect("an item");
+        assert_eq!((item.index, item.value), (2, json!(7)));
+        assert_eq!(ok.task.task_id.as_str(), "square");
+        let error = message("square[3]", 2)
+            .take_item()
+            .expect_err("another instance");
+        assert!(
+            error.contains("task `square[3]` carries element 2"),
+            "{error}"
+        );
+        assert_eq!(TaskMessage::version(None), 1);
+    }
+
+    #[test]
     fn a_newer_version_is_refused_before_its_shape_is_read() {
-        let newer = br#"{"v": 2, "something": "else"}"#;
+        let newer = br#"{"v": 3, "something": "else"}"#;
         assert!(matches!(
             read::<CancelMessage>(newer),
-            Err(ReadError::Newer { found: 2 })
+            Err(ReadError::Newer { found: 3 })
         ));
         assert!(matches!(
             read::<CancelMessage>(b"{"),

@@ -84,6 +84,11 @@ async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &Cancellatio
         .handler("huge", |_ctx: TaskContext| async move {
             Ok::<_, TaskError>("x".repeat(2 << 20))
         })
+        .handler("element", |ctx: TaskContext| async move {
+            let x: i64 = ctx.map_item()?;
+            let seen = json!({"x": x, "index": ctx.item_index(), "task": ctx.task_id()});
+            Ok::<_, TaskError>(seen)
+        })
         .handler("echo", |ctx: TaskContext| async move {
             let inputs: Vec<(String, Value)> = ctx
                 .dependency_results()
@@ -400,6 +405,36 @@ async fn wait_for_task_taken(server: &NatsServer) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_instance_of_a_map_reads_its_own_element_on_the_worker() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let engine = remote_engine(&server, &["element"]).await;
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(json!([5, 6, 7]))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("m", "element").map_over("list"));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    // Each instance ran apart (its own id on the wire) with its element, and its handler
+    // saw the map task's id, as in the engine.
+    let seen = |i: usize| json!({"x": 5 + i, "index": i, "task": "m"});
+    assert_eq!(
+        result.task("m").and_then(|t| t.result.clone()),
+        Some(json!([seen(0), seen(1), seen(2)]))
+    );
+    assert_eq!(
+        result.task("m[2]").and_then(|t| t.result.clone()),
+        Some(seen(2))
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_task_messages_are_terminated_once_and_fail_their_attempt_when_named() {
     let Some(server) = NatsServer::start() else {
         return;
@@ -408,7 +443,7 @@ async fn unreadable_task_messages_are_terminated_once_and_fail_their_attempt_whe
     start_worker(&server, Arc::default(), &stop).await;
     let client = async_nats::connect(server.url()).await.expect("connects");
     let js = async_nats::jetstream::new(client);
-    let newer = json!({"v": 2, "run_id": "r-newer", "task": {"task_id": "t"}, "attempt": 1});
+    let newer = json!({"v": 3, "run_id": "r-newer", "task": {"task_id": "t"}, "attempt": 1});
     let malformed = json!({"v": 1, "run_id": "r-bad", "task": {"task_id": "t"}, "attempt": 3});
     for payload in [
         b"not json at all".to_vec(),
@@ -461,7 +496,7 @@ async fn unreadable_task_messages_are_terminated_once_and_fail_their_attempt_whe
     );
     let error = newer["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("protocol version 2 is newer than this build reads (1)"),
+        error.contains("protocol version 3 is newer than this build reads (2)"),
         "{error}"
     );
     let malformed = outcome("orch.result.r-bad.t.3").await;

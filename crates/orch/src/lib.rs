@@ -154,7 +154,7 @@ pub mod prelude {
         inline,
     };
     #[cfg(feature = "journal")]
-    pub use orch_engine::{Durability, FileJournal, Journal};
+    pub use orch_engine::{Durability, FileJournal, Journal, ResultFile};
     #[cfg(feature = "events")]
     pub use orch_events::{Delivery, EventBus, Overflow, SubscribeOptions};
     #[cfg(feature = "metrics")]

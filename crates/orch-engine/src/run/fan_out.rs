@@ -4,14 +4,19 @@
 //! returned and runs one *instance* per element. Instances are numbered after the
 //! workflow's tasks (instance `k` of the run is index `n + k`, `n` tasks in the plan), so
 //! their attempts and retry pauses travel through the scheduler's in-flight set like any
-//! task's. Each instance takes a slot of the global limit while it runs; the map task
-//! gives its own slot to its instances, and an instance that ends hands its slot to the
-//! next instance of its map. Starting an instance goes through the in-flight set (as a
+//! task's. Each instance takes a slot of the global limit while it runs, and a slot of
+//! its task's pool when the task names one; the map task gives its own slots to its first
+//! instance, further instances start while both the global limit and the pool have room,
+//! and an instance that ends hands its slots to the next instance of its map (a pool of
+//! 1 runs the instances one at a time). Starting an instance goes through the in-flight set (as a
 //! retry with no pause), so a long list of instances that finish at once never recurses.
 //!
 //! When an instance fails after its retries, no further instance of its map starts; once
 //! the running ones ended, those never started are skipped and the map task fails with
-//! the first failure. An instance its handler skipped leaves `null` in the list.
+//! the first failure. Its dependents then follow their trigger rules on that failure, and
+//! those that run (`all_done`, `one_failed`, ...) read the list of the instances' results
+//! all the same, with `null` for each instance that did not complete. An instance its
+//! handler skipped leaves `null` in the list too.
 
 use std::sync::Arc;
 use std::task::Context;
@@ -24,6 +29,7 @@ use crate::Output;
 use crate::attempt::{Attempt, Begun, InFlight};
 use crate::context::MapItem;
 use crate::note::Detail;
+use crate::output::Stored;
 use crate::{TaskContext, TaskError};
 
 /// A map task whose instances run.
@@ -35,6 +41,8 @@ pub(super) struct MapRun {
     /// The first failure (or cancellation) of an instance, as the map's error.
     pub(super) failed: Option<String>,
     pub(super) results: Vec<Value>,
+    /// Slots of the map task's pool its instances hold beside the map task's own.
+    pool_slots: usize,
 }
 
 pub(super) struct Instance {
@@ -133,11 +141,24 @@ impl Scheduler<'_> {
                 ended: 0,
                 failed: None,
                 results: vec![Value::Null; count],
+                pool_slots: 0,
             },
         );
-        // The map's slot goes to its instances.
+        // The map's slots go to its first instance; each further one needs a slot of the
+        // global limit and one of the task's pool.
         self.active -= 1;
-        while self.active < self.max_concurrent && self.start_next_instance(index) {}
+        if !self.start_next_instance(index) {
+            return;
+        }
+        while self.active < self.max_concurrent && self.ready.take(index) {
+            if !self.start_next_instance(index) {
+                self.ready.release(index);
+                return;
+            }
+            if let Some(run) = self.extras().maps.get_mut(&(index as u32)) {
+                run.pool_slots += 1;
+            }
+        }
     }
 
     /// Takes a slot for the next instance of `map` and queues its start, if one is left
@@ -283,14 +304,23 @@ impl Scheduler<'_> {
             return;
         }
         let extras = self.extras();
-        let Some(run) = extras.maps.get(&(map as u32)) else {
+        let Some(run) = extras.maps.get_mut(&(map as u32)) else {
             return;
         };
+        // No instance took over the ended one's slots: a pool slot it held beside the
+        // map task's own goes back to the pool.
+        let give_back = run.pool_slots > 0;
+        run.pool_slots -= usize::from(give_back);
         let all_ended = run.ended == run.started;
-        if !all_ended || (run.failed.is_none() && run.started < run.count) {
-            return;
+        let done = all_ended && (run.failed.is_some() || run.started == run.count);
+        let run = match done {
+            true => extras.maps.remove(&(map as u32)),
+            false => None,
+        };
+        if give_back {
+            self.ready.release(map);
         }
-        let Some(run) = extras.maps.remove(&(map as u32)) else {
+        let Some(run) = run else {
             return;
         };
         // The map task takes a slot back to settle in.
@@ -306,6 +336,9 @@ impl Scheduler<'_> {
                         self.announce_instance(EngineEventKind::TaskSkipped, k);
                     }
                 }
+                // The dependents that run past the failure (by their trigger rules) read
+                // the instances' results so far, `null` where none completed.
+                let _ = self.shared.results[map].set(Stored::Json(Value::Array(run.results)));
                 self.attempt_over(map, Err(TaskError::permanent(message)));
             }
         }

@@ -1,5 +1,7 @@
-//! A durable run's scheduler and its journal: tasks that completed in a pass are
-//! committed together, and their dependents are released once the commit resolves.
+//! A durable run's scheduler and its journal: tasks that ended in a pass (completed,
+//! failed, or skipped by their handler or a trigger rule) are committed together, and
+//! their dependents are told once the commit resolves, so a dependent that runs on a
+//! failure or a skip is journaled after it.
 
 use orch_core::{TaskStatus, WorkflowResult};
 
@@ -8,6 +10,15 @@ use crate::attempt::InFlight;
 use crate::journaling::Commit;
 
 impl Scheduler<'_> {
+    /// Task `index` ended as `status`: its dependents are told at once, or, in a durable
+    /// run, once the journal holds its record.
+    pub(super) fn ended_durably(&mut self, index: usize, status: TaskStatus) {
+        match &mut self.journal {
+            Some(journal) => journal.push(index),
+            None => self.ended(index, status),
+        }
+    }
+
     /// Hands the tasks that completed since the last commit to the journal; whether
     /// there were any (their commit is then in flight).
     pub(super) fn commit(&mut self) -> bool {
@@ -33,7 +44,8 @@ impl Scheduler<'_> {
         match released {
             Some(released) => {
                 for index in released {
-                    self.ended(index as usize, TaskStatus::Completed);
+                    let status = self.records[index as usize].status;
+                    self.ended(index as usize, status);
                 }
             }
             None => self.stop_starting(),

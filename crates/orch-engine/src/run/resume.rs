@@ -1,23 +1,44 @@
 //! Resuming: which tasks of an earlier run are kept, and taking over their records.
 
-use orch_core::{Plan, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{EngineEventKind, Plan, TaskStatus, Workflow, WorkflowResult};
 
 use super::Scheduler;
 use crate::output::Stored;
 
 /// Per task (by plan index), whether `previous` keeps it from running again: it completed
-/// there, and its output survives in the record. A task whose output was a shared
-/// in-process value kept only its summary, so it runs again when a task that runs depends
-/// on it, directly or not (its dependents read the value); otherwise it is kept too.
+/// there and its output survives in the record, or it was skipped without running, and
+/// its outcome still stands.
+///
+/// A task that did not complete there (failed, cancelled, skipped by its handler, or not
+/// recorded) runs again, and so does every task that ran on its outcome (say, an
+/// `all_done` cleanup after a failure): what ran after it is redone after it. A task
+/// skipped without running (by a trigger rule, a branch, or a failure upstream) keeps its
+/// skip while its dependencies' outcomes stand (a branch's choice is not asked again);
+/// otherwise its rule decides it again.
+///
+/// A task whose output was a shared in-process value kept only its summary, so it runs
+/// again when a task that runs depends on it, directly or not (its dependents read the
+/// value); otherwise it is kept too.
 pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) -> Vec<bool> {
     let records: Vec<Option<&orch_core::TaskRecord>> = workflow
         .tasks()
-        .map(|task| {
-            previous
-                .task(&task.task_id)
-                .filter(|record| record.status == TaskStatus::Completed)
-        })
+        .map(|task| previous.task(&task.task_id))
         .collect();
+    // Whether the task's recorded outcome stands: it completed or was skipped without
+    // running, and so did each of its dependencies that ended in the earlier run (one
+    // with no outcome there, which the workflow may have gained since, does not unsettle
+    // it: see `WorkflowEngine::resume`).
+    let ended = |d: u32| records[d as usize].is_some_and(|r| r.status != TaskStatus::Pending);
+    let mut stands = vec![false; plan.len()];
+    for &index in plan.order() {
+        let index = index as usize;
+        let outcome_stands = records[index].is_some_and(|record| {
+            record.status == TaskStatus::Completed
+                || (record.status == TaskStatus::Skipped && record.attempts == 0)
+        });
+        stands[index] = outcome_stands
+            && (plan.dependencies(index).iter()).all(|&d| stands[d as usize] || !ended(d));
+    }
     let mut kept = vec![false; plan.len()];
     // Whether some task that runs depends on the task, directly or not.
     let mut needed = vec![false; plan.len()];
@@ -27,7 +48,10 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
             .dependents(index)
             .iter()
             .any(|&d| !kept[d as usize] || needed[d as usize]);
-        kept[index] = records[index].is_some_and(|record| !(record.shared_output && needed[index]));
+        kept[index] = stands[index]
+            && records[index].is_some_and(|record| {
+                record.status == TaskStatus::Skipped || !(record.shared_output && needed[index])
+            });
     }
     kept
 }
@@ -45,19 +69,23 @@ impl Scheduler<'_> {
             if !kept[index] {
                 continue;
             }
-            let value = record.result.clone().unwrap_or_default();
-            let _ = self.shared.results[index].set(Stored::Json(value));
             self.records[index] = record.clone();
-            restored += 1;
             // Kept even if the workflow gave it a dependency that has yet to run: that
             // dependency's completion must not release it again (counts from here stay
             // far above zero).
             self.waiting[index].dependencies = u32::MAX;
+            if let Some(rules) = &mut self.rules {
+                rules.kept(index, self.plan.dependents(index), record.status);
+            }
+            // A kept skip releases nothing: see `skip_after_kept_skips`.
+            if record.status != TaskStatus::Completed {
+                continue;
+            }
+            let value = record.result.clone().unwrap_or_default();
+            let _ = self.shared.results[index].set(Stored::Json(value));
+            restored += 1;
             for &d in self.plan.dependents(index) {
                 self.waiting[d as usize].dependencies -= 1;
-            }
-            if let Some(rules) = &mut self.rules {
-                rules.kept(index, self.plan.dependents(index));
             }
         }
         // With rules, `begin` decides what runs; otherwise the counts say.
@@ -70,5 +98,20 @@ impl Scheduler<'_> {
             }
         }
         restored
+    }
+
+    /// Announces the skips kept from the earlier run, once the run's start is announced;
+    /// without trigger rules, also skips their descendants that were not kept (with
+    /// rules, the kept skips count in their dependents' outcomes instead).
+    pub(super) fn skip_after_kept_skips(&mut self) {
+        let skips: Vec<usize> = (0..self.records.len())
+            .filter(|&index| self.records[index].status == TaskStatus::Skipped)
+            .collect();
+        for index in skips {
+            self.announce_ended(EngineEventKind::TaskSkipped, index);
+            if self.rules.is_none() {
+                self.skip_descendants(index, "was skipped");
+            }
+        }
     }
 }

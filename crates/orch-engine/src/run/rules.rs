@@ -40,12 +40,16 @@ impl Rules {
         })
     }
 
-    /// Task `index` was kept from an earlier run: it is decided, and completed for its
-    /// dependents.
-    pub(super) fn kept(&mut self, index: usize, dependents: &[u32]) {
+    /// Task `index` was kept from an earlier run, where it ended as `status` (completed,
+    /// or skipped without running): it is decided, and ended so for its dependents.
+    pub(super) fn kept(&mut self, index: usize, dependents: &[u32], status: TaskStatus) {
         self.decided[index] = true;
         for &d in dependents {
-            self.outcomes[d as usize].completed += 1;
+            let outcomes = &mut self.outcomes[d as usize];
+            match status {
+                TaskStatus::Completed => outcomes.completed += 1,
+                _ => outcomes.skipped += 1,
+            }
         }
     }
 }
@@ -136,7 +140,7 @@ impl Scheduler<'_> {
                 if !rules.decided[di] {
                     rules.decided[di] = true;
                     self.skip_pending(di, reason.clone());
-                    ended.push((d, TaskStatus::Skipped));
+                    self.skipped(di, &mut ended);
                 }
             } else if self.records[di].status == TaskStatus::Pending {
                 self.skip_pending(di, reason.clone());
@@ -208,8 +212,17 @@ impl Scheduler<'_> {
                     _ => self.unmet(index, rule),
                 };
                 self.skip_pending(index, reason);
-                ended.push((index as u32, TaskStatus::Skipped));
+                self.skipped(index, ended);
             }
+        }
+    }
+
+    /// Task `index` was skipped by a rule or a branch: its dependents are told with the
+    /// rest of `ended`, or, in a durable run, once the journal holds the skip.
+    fn skipped(&mut self, index: usize, ended: &mut Vec<(u32, TaskStatus)>) {
+        match &mut self.journal {
+            Some(journal) => journal.push(index),
+            None => ended.push((index as u32, TaskStatus::Skipped)),
         }
     }
 

@@ -23,15 +23,11 @@ impl Scheduler<'_> {
             Ok(output) => {
                 let _ = self.shared.results[index].set(output.0);
                 self.settle(index, TaskStatus::Completed, None);
-                // A durable run releases dependents once the completion is committed.
-                match &mut self.journal {
-                    Some(journal) => journal.push(index),
-                    None => self.ended(index, TaskStatus::Completed),
-                }
+                self.ended_durably(index, TaskStatus::Completed);
             }
             Err(error) if error.is_skip() => {
                 self.settle(index, TaskStatus::Skipped, Some(error.record_text()));
-                self.ended(index, TaskStatus::Skipped);
+                self.ended_durably(index, TaskStatus::Skipped);
             }
             Err(error) if self.stopping => {
                 let message = format!(
@@ -62,7 +58,7 @@ impl Scheduler<'_> {
                     return;
                 }
                 self.settle(index, TaskStatus::Failed, Some(error.record_text()));
-                self.ended(index, TaskStatus::Failed);
+                self.ended_durably(index, TaskStatus::Failed);
             }
         }
     }

@@ -2,10 +2,11 @@
 //! within the size limit.
 
 use bytes::Bytes;
+use orch_core::{MapSpec, TaskId};
 use orch_engine::{TaskContext, TaskError};
 use serde_json::Map;
 
-use crate::protocol::{self, TaskMessage};
+use crate::protocol::{self, MessageItem, TaskMessage};
 
 /// Which ancestors' outputs travel with a task to its worker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,6 +19,15 @@ pub enum Inputs {
     Direct,
     /// Every ancestor, direct or not. Messages grow with the depth of the workflow.
     Ancestors,
+}
+
+/// The id that names `ctx`'s attempt on the wire: the task's, or for an instance of a map
+/// task, the instance's (`square[2]`).
+pub(super) fn attempt_id(ctx: &TaskContext) -> TaskId {
+    match ctx.item_index() {
+        Some(index) => MapSpec::instance_id(ctx.task_id(), index),
+        None => ctx.task_id().clone(),
+    }
 }
 
 /// The task message of `ctx`'s attempt, refused when over the size limit.
@@ -48,20 +58,28 @@ pub(super) fn task_message(
             }
         }
     }
+    let item = ctx.item_index().map(|index| MessageItem {
+        index,
+        value: ctx.item().cloned().unwrap_or_default(),
+    });
+    // An instance of a map task travels under its own id.
+    let mut sent = task.clone();
+    sent.task_id = attempt_id(ctx);
     let message = TaskMessage {
-        v: protocol::VERSION,
+        v: TaskMessage::version(item.as_ref()),
         run_id: ctx.run_id().clone(),
         workflow_id: ctx.workflow().workflow_id().to_owned(),
         workflow_name: ctx.workflow().name().to_owned(),
-        task: task.clone(),
+        task: sent,
         attempt: ctx.attempt(),
         inputs,
         deadline_ms: task.timeout.map(protocol::deadline_after),
         traceparent: Some(protocol::traceparent(
             ctx.run_id(),
-            &task.task_id,
+            &attempt_id(ctx),
             ctx.attempt(),
         )),
+        item,
     };
     let payload = protocol::write(&message);
     if payload.len() > max_bytes {
@@ -79,7 +97,7 @@ pub(super) fn task_message(
         return Err(TaskError::permanent(format!(
             "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes{largest}",
             ctx.attempt(),
-            task.task_id,
+            message.task.task_id,
             payload.len(),
             max_bytes
         )));

@@ -107,12 +107,25 @@ async fn execute(
     shared: &Shared,
     queue: &TypeQueue,
     message: &jetstream::Message,
-    task: TaskMessage,
+    mut task: TaskMessage,
     token: CancellationToken,
     hand_back: &CancellationToken,
 ) -> Ending {
     let deadline = task.deadline_ms.map(protocol::until);
-    let context = RemoteTask::new(task.run_id, task.workflow_id, task.task, task.attempt)
+    let item = match task.take_item() {
+        Ok(item) => item,
+        Err(error) => {
+            return Ending::Report(Outcome::Failed {
+                error: format!("the task cannot run: {error}"),
+                permanent: true,
+            });
+        }
+    };
+    let mut context = RemoteTask::new(task.run_id, task.workflow_id, task.task, task.attempt);
+    if let Some(item) = item {
+        context = context.item(item.index, item.value);
+    }
+    let context = context
         .workflow_name(task.workflow_name)
         .inputs(
             task.inputs

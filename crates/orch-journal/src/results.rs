@@ -1,0 +1,208 @@
+//! [`ResultFile`]: task results kept in a file under 128-bit keys, beside a
+//! [`FileJournal`]'s runs, so that cached results outlive the process that computed them.
+//!
+//! The file is JSON Lines, one result a line, appended as results come:
+//!
+//! ```text
+//! {"v":1,"key":"0000000000000000000000000000002a","result":[1,2]}
+//! ```
+//!
+//! A later line for the same key replaces an earlier one. Like a journal file, it is
+//! created readable by its owner only, a torn last line (the process died mid-write) is
+//! left out and cut off, and any other line that cannot be read is refused with the file
+//! and line.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{FileJournal, JournalError};
+
+/// The format of the lines this version writes, and the newest it reads.
+const FORMAT: u64 = 1;
+
+/// Task results in a file, by key, all of them also held in memory: `orch-engine`
+/// implements its `CacheStore` for it, so that an engine given one
+/// (`EngineBuilder::cache_store`) serves cached tasks from results that earlier
+/// processes stored. Reads never touch the disk; each new result is one appended line,
+/// written before [`ResultFile::put`] returns (it survives the process crashing, not a
+/// power loss).
+///
+/// Several stores may append to one file, in one process or several; each reads what
+/// the others wrote only when it is opened.
+///
+/// ```
+/// use orch_journal::{FileJournal, ResultFile};
+/// use serde_json::json;
+///
+/// let dir = tempfile::tempdir()?;
+/// let journal = FileJournal::new(dir.path())?;
+/// let results = ResultFile::beside(&journal)?;
+/// results.put(42, json!([1, 2]))?;
+/// // A later process opens the same file and finds the result.
+/// let reopened = ResultFile::beside(&journal)?;
+/// assert_eq!(reopened.get(42), Some(json!([1, 2])));
+/// assert_eq!(reopened.path(), dir.path().join("results.cache"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ResultFile {
+    path: PathBuf,
+    file: Mutex<File>,
+    results: Mutex<HashMap<u128, Value>>,
+}
+
+/// One line of the file.
+#[derive(Deserialize)]
+struct Line {
+    v: u64,
+    key: String,
+    result: Value,
+}
+
+impl ResultFile {
+    /// The file's name in a journal's directory: not a run's file (those end in
+    /// `.jsonl`), so listing the journal's runs passes it by.
+    pub const FILE_NAME: &'static str = "results.cache";
+
+    /// Opens (or creates) the results file in the directory of `journal`.
+    pub fn beside(journal: &FileJournal) -> Result<Self, JournalError> {
+        Self::open(journal.dir().join(Self::FILE_NAME))
+    }
+
+    /// Opens the results file at `path`, creating it if it does not exist, and reads
+    /// every result in it.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, JournalError> {
+        let path = path.into();
+        let mut options = OpenOptions::new();
+        options.create(true).read(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
+            .map_err(|e| JournalError::io("open", &path, e))?;
+        let bytes = std::fs::read(&path).map_err(|e| JournalError::io("read", &path, e))?;
+        let (results, valid_len) = read(&path, &bytes)?;
+        if valid_len < bytes.len() as u64 {
+            file.set_len(valid_len)
+                .map_err(|e| JournalError::io("truncate", &path, e))?;
+        }
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+            results: Mutex::new(results),
+        })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The result stored under `key`, if any.
+    pub fn get(&self, key: u128) -> Option<Value> {
+        self.results().get(&key).cloned()
+    }
+
+    /// Stores `result` under `key`: appends it to the file, then keeps it in memory.
+    pub fn put(&self, key: u128, result: Value) -> Result<(), JournalError> {
+        // A JSON value always prints.
+        let line = serde_json::json!({"v": FORMAT, "key": format!("{key:032x}"), "result": result});
+        let mut text = line.to_string().into_bytes();
+        text.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        file.write_all(&text)
+            .map_err(|e| JournalError::io("append to", &self.path, e))?;
+        drop(file);
+        self.results().insert(key, result);
+        Ok(())
+    }
+
+    /// How many results are stored.
+    pub fn len(&self) -> usize {
+        self.results().len()
+    }
+
+    /// Whether no result is stored.
+    pub fn is_empty(&self) -> bool {
+        self.results().is_empty()
+    }
+
+    fn results(&self) -> MutexGuard<'_, HashMap<u128, Value>> {
+        self.results.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The results in `bytes`, the content of the file at `path`, and the length of its
+/// complete lines.
+fn read(path: &Path, bytes: &[u8]) -> Result<(HashMap<u128, Value>, u64), JournalError> {
+    let mut results = HashMap::new();
+    let mut pos = 0;
+    let mut number = 0;
+    while let Some(len) = bytes[pos..].iter().position(|&b| b == b'\n') {
+        number += 1;
+        let at = || format!("{}, line {number}", path.display());
+        let corrupt = |reason: String| JournalError::Corrupt { at: at(), reason };
+        let line: Line = serde_json::from_slice(&bytes[pos..pos + len])
+            .map_err(|e| corrupt(format!("not a result line: {e}")))?;
+        if line.v > FORMAT {
+            return Err(JournalError::NewerFormat {
+                at: at(),
+                found: line.v,
+                supported: FORMAT,
+            });
+        }
+        let key = u128::from_str_radix(&line.key, 16)
+            .ok()
+            .filter(|_| line.key.len() == 32)
+            .ok_or_else(|| corrupt(format!("key `{}` is not 32 hexadecimal digits", line.key)))?;
+        results.insert(key, line.result);
+        pos += len + 1;
+    }
+    Ok((results, pos as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_a_bad_line_is_refused_with_its_place() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("r.cache");
+        let first = ResultFile::open(&path).expect("created");
+        first.put(1, json!("one")).expect("stored");
+        first.put(1, json!("uno")).expect("replaced");
+        drop(first);
+        let mut bytes = std::fs::read(&path).expect("readable");
+        bytes.extend_from_slice(br#"{"v":1,"key":"00"#);
+        std::fs::write(&path, &bytes).expect("torn");
+        let reopened = ResultFile::open(&path).expect("the torn line is left out");
+        assert_eq!((reopened.get(1), reopened.len()), (Some(json!("uno")), 1));
+        reopened.put(2, json!(2)).expect("appended after the cut");
+        assert_eq!(ResultFile::open(&path).expect("clean").len(), 2);
+
+        std::fs::write(&path, "{\"v\":1,\"key\":\"xyz\",\"result\":1}\n").expect("bad");
+        let error = ResultFile::open(&path).expect_err("a bad key");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}, line 1: key `xyz` is not 32 hexadecimal digits",
+                path.display()
+            )
+        );
+        let newer = format!("{{\"v\":2,\"key\":\"{:032x}\",\"result\":1}}\n", 3);
+        std::fs::write(&path, newer).expect("newer");
+        assert!(matches!(
+            ResultFile::open(&path),
+            Err(JournalError::NewerFormat { found: 2, .. })
+        ));
+    }
+}
