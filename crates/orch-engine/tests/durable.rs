@@ -8,20 +8,19 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use orch_core::{
     EngineEvent, EngineEventKind, RunId, Task, TaskId, TaskRecord, TaskStatus, Workflow,
     WorkflowResult, WorkflowStatus,
 };
-use orch_engine::journal::{
-    JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
-};
+use orch_engine::journal::{JournalError, JournalFuture, RunFilter, RunWriter};
 use orch_engine::{
     Durability, FileJournal, Journal, Output, RunError, Shared, TaskContext, TaskError,
     WorkflowEngine,
 };
 use orch_events::EventBus;
 use serde_json::json;
+
+mod common;
 
 /// How many times each task's handler ran.
 #[derive(Clone, Default)]
@@ -185,33 +184,34 @@ fn run_durable_without_a_journal_is_refused() {
     assert_eq!(error, RunError::NoJournal);
 }
 
-/// A file journal whose commits resolve only once the test lets them, and which notes
-/// each task id it was given, beside the starts the handlers note.
+/// What a gated journal's commits wait for and note: they resolve only once the test
+/// lets them, and note each task id they were given, beside the starts the handlers note.
 #[derive(Debug, Clone)]
 struct Gated {
-    inner: FileJournal,
     gate: Arc<tokio::sync::Semaphore>,
     log: Arc<Mutex<Vec<String>>>,
     appended: Arc<tokio::sync::Notify>,
 }
 
-#[async_trait]
-impl Journal for Gated {
-    async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
-        let mut opened = self.inner.open(run, workflow).await?;
-        opened.writer = Box::new(GatedWriter {
-            inner: opened.writer,
-            journal: self.clone(),
-        });
-        Ok(opened)
+impl Gated {
+    /// A gate that holds every commit until the test adds permits.
+    fn closed() -> Self {
+        Self {
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            log: Arc::default(),
+            appended: Arc::default(),
+        }
     }
 
-    async fn load(&self, run: &RunId) -> Result<Option<LoadedRun>, JournalError> {
-        self.inner.load(run).await
-    }
-
-    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
-        self.inner.list(filter).await
+    /// A file journal in `dir` whose commits this gate holds.
+    fn journal(&self, dir: &Path) -> common::WrappedJournal {
+        let gated = self.clone();
+        common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
+            Box::new(GatedWriter {
+                inner,
+                journal: gated.clone(),
+            })
+        })
     }
 }
 
@@ -252,15 +252,10 @@ impl RunWriter for GatedWriter {
 #[test]
 fn dependents_start_only_once_what_they_depend_on_is_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Gated {
-        inner: FileJournal::new(dir.path()).unwrap(),
-        gate: Arc::new(tokio::sync::Semaphore::new(0)),
-        log: Arc::default(),
-        appended: Arc::default(),
-    };
+    let journal = Gated::closed();
     let engine = WorkflowEngine::builder()
         .max_concurrent(4)
-        .journal(journal.clone(), Durability::Process)
+        .journal(journal.journal(dir.path()), Durability::Process)
         .build()
         .unwrap();
     let log = Arc::clone(&journal.log);

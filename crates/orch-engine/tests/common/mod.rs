@@ -41,3 +41,68 @@ pub(crate) fn error_of<'r>(result: &'r WorkflowResult, id: &str) -> (TaskStatus,
     let record = record(result, id);
     (record.status, record.error.as_deref())
 }
+
+/// A file journal whose run writers `wrap` wraps, so that a test can change what a commit
+/// does (hold it, fail it, note it).
+#[derive(Clone)]
+pub(crate) struct WrappedJournal {
+    inner: orch_engine::FileJournal,
+    wrap: WrapWriter,
+}
+
+/// Wraps the writer of a run the journal opens.
+type WrapWriter = std::sync::Arc<
+    dyn Fn(Box<dyn orch_engine::journal::RunWriter>) -> Box<dyn orch_engine::journal::RunWriter>
+        + Send
+        + Sync,
+>;
+
+impl WrappedJournal {
+    pub(crate) fn new(
+        inner: orch_engine::FileJournal,
+        wrap: impl Fn(
+            Box<dyn orch_engine::journal::RunWriter>,
+        ) -> Box<dyn orch_engine::journal::RunWriter>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            inner,
+            wrap: std::sync::Arc::new(wrap),
+        }
+    }
+}
+
+impl std::fmt::Debug for WrappedJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WrappedJournal").field(&self.inner).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl orch_engine::Journal for WrappedJournal {
+    async fn open(
+        &self,
+        run: &orch_core::RunId,
+        workflow: &orch_core::Workflow,
+    ) -> Result<orch_engine::journal::OpenRun, orch_engine::journal::JournalError> {
+        let mut opened = self.inner.open(run, workflow).await?;
+        opened.writer = (self.wrap)(opened.writer);
+        Ok(opened)
+    }
+
+    async fn load(
+        &self,
+        run: &orch_core::RunId,
+    ) -> Result<Option<orch_engine::journal::LoadedRun>, orch_engine::journal::JournalError> {
+        self.inner.load(run).await
+    }
+
+    async fn list(
+        &self,
+        filter: &orch_engine::journal::RunFilter,
+    ) -> Result<Vec<orch_engine::journal::RunSummary>, orch_engine::journal::JournalError> {
+        self.inner.list(filter).await
+    }
+}

@@ -1,0 +1,124 @@
+//! A journal that fails in the middle of a durable run: the run stops with
+//! `RunError::Journal` naming the failure, nothing is built on the task whose record was
+//! not written, and a resume on a working journal continues from what was recorded.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use orch_core::{RunId, Task, TaskId, TaskRecord, Workflow, WorkflowStatus};
+use orch_engine::journal::{JournalError, JournalFuture, RunWriter};
+use orch_engine::{Durability, FileJournal, Journal, RunError, TaskContext, WorkflowEngine};
+
+mod common;
+
+/// A file journal in `dir` whose `fail_at`-th append (counting from 1) fails without
+/// writing.
+fn failing(dir: &std::path::Path, fail_at: usize) -> common::WrappedJournal {
+    let appends = Arc::new(AtomicUsize::new(0));
+    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
+        Box::new(FailingWriter {
+            inner,
+            fail_at,
+            appends: Arc::clone(&appends),
+        })
+    })
+}
+
+#[derive(Debug)]
+struct FailingWriter {
+    inner: Box<dyn RunWriter>,
+    fail_at: usize,
+    appends: Arc<AtomicUsize>,
+}
+
+impl RunWriter for FailingWriter {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        let count = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
+        if count == self.fail_at {
+            return Box::pin(async {
+                Err(JournalError::Io {
+                    action: "write",
+                    path: "runs/r.jsonl".into(),
+                    source: std::io::Error::other("no space left on the test's device"),
+                })
+            });
+        }
+        self.inner.append(records)
+    }
+
+    fn sync(&self) -> JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
+        self.inner.finish(status)
+    }
+}
+
+/// An engine on `journal` whose `step` handler counts its calls per task.
+fn engine(
+    journal: impl Journal + 'static,
+    calls: &Arc<Mutex<HashMap<String, usize>>>,
+) -> WorkflowEngine {
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(1)
+        .journal(journal, Durability::Process)
+        .build()
+        .unwrap();
+    let calls = Arc::clone(calls);
+    engine.register_handler("step", move |ctx: TaskContext| {
+        *calls
+            .lock()
+            .unwrap()
+            .entry(ctx.task_id().to_string())
+            .or_default() += 1;
+        async move { Ok::<_, orch_engine::TaskError>(ctx.attempt()) }
+    });
+    engine
+}
+
+#[test]
+fn a_journal_failing_mid_run_stops_it_and_a_resume_continues_from_what_was_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = common::current_thread();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "step"))
+        .task(Task::new("b", "step").depends_on(["a"]))
+        .task(Task::new("c", "step").depends_on(["b"]))
+        .task(Task::new("d", "step").depends_on(["c"]));
+    let run_id = RunId::parse("r").unwrap();
+    let calls = Arc::new(Mutex::new(HashMap::new()));
+    let of = |id: &str| calls.lock().unwrap().get(id).copied().unwrap_or(0);
+
+    // The second commit (`b`'s completion) fails: `c` must not start on it.
+    let error = runtime
+        .block_on(engine(failing(dir.path(), 2), &calls).run_durable(&workflow, run_id.clone()))
+        .unwrap_err();
+    let RunError::Journal(failure) = &error else {
+        panic!("a journal failure, not {error:?}");
+    };
+    assert!(
+        matches!(
+            failure.error(),
+            JournalError::Io {
+                action: "write",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("no space left"), "{error}");
+    assert_eq!([of("a"), of("b"), of("c"), of("d")], [1, 1, 0, 0]);
+
+    // A resume on a journal that works keeps `a` and runs the rest.
+    let result = runtime
+        .block_on(
+            engine(FileJournal::new(dir.path()).unwrap(), &calls).run_durable(&workflow, run_id),
+        )
+        .unwrap();
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!([of("a"), of("b"), of("c"), of("d")], [1, 2, 1, 1]);
+}
