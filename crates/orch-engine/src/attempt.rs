@@ -43,19 +43,20 @@ impl Guarded<'_> {
     /// Polls the future; once it is ready, drops it: a panic while dropping it fails an
     /// attempt that succeeded, and is added to the error of one that failed.
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<Output, TaskError>> {
-        let Some(future) = self.future.as_mut() else {
+        if self.future.is_none() {
             return Poll::Ready(Err(TaskError::new("the attempt was already over")));
-        };
+        }
         let mut polled = Poll::Pending;
         let panic = {
             let _entered = self.span.enter();
-            catch_unwind(AssertUnwindSafe(|| polled = future.as_mut().poll(cx))).err()
+            let future = &mut self.future;
+            catch_unwind(AssertUnwindSafe(|| poll_and_drop(future, &mut polled, cx))).err()
         };
         self.conclude(polled, panic)
     }
 
-    /// What a poll gave (or the panic it raised): pending, or the outcome once the future
-    /// is dropped.
+    /// What a poll gave: pending, the outcome, or a panic (raised while the future was
+    /// polled, or, once it was ready, dropped).
     ///
     /// The poll writes its outcome in place and the guard returns only the panic: moving
     /// a freshly written outcome out of the guard's return value costs more than the rest
@@ -65,21 +66,37 @@ impl Guarded<'_> {
         polled: Poll<Result<Output, TaskError>>,
         panic: Option<Box<dyn std::any::Any + Send>>,
     ) -> Poll<Result<Output, TaskError>> {
-        if let Some(panic) = panic {
+        let Some(panic) = panic else {
+            return polled;
+        };
+        let Poll::Ready(outcome) = polled else {
+            // The poll panicked: the future is dropped under a guard of its own.
             let error = TaskError::new(panic_message(panic.as_ref()));
             return Poll::Ready(match self.release() {
                 None => Err(error),
                 Some(dropped) => Err(error.with_note(&dropped)),
             });
-        }
-        let Poll::Ready(outcome) = polled else {
-            return Poll::Pending;
         };
-        Poll::Ready(match (self.release(), outcome) {
-            (None, outcome) => outcome,
-            (Some(dropped), Ok(_)) => Err(TaskError::new(dropped)),
-            (Some(dropped), Err(error)) => Err(error.with_note(&dropped)),
+        let dropped = drop_panic_message(panic.as_ref());
+        Poll::Ready(match outcome {
+            Ok(_) => Err(TaskError::new(dropped)),
+            Err(error) => Err(error.with_note(&dropped)),
         })
+    }
+}
+
+/// Polls `future`, writing what it gives to `polled`; once it is ready, drops it (a panic
+/// there then leaves the outcome in `polled` and the future gone).
+fn poll_and_drop<'h>(
+    future: &mut Option<BoxFuture<'h, Result<Output, TaskError>>>,
+    polled: &mut Poll<Result<Output, TaskError>>,
+    cx: &mut Context<'_>,
+) {
+    if let Some(running) = future.as_mut() {
+        *polled = running.as_mut().poll(cx);
+        if polled.is_ready() {
+            drop(future.take());
+        }
     }
 }
 
@@ -168,7 +185,8 @@ impl<'h> Attempt<'h> {
             let _entered = guarded.span.enter();
             let future = &mut guarded.future;
             catch_unwind(AssertUnwindSafe(|| {
-                polled = future.insert(handler.call(ctx)).as_mut().poll(cx);
+                *future = Some(handler.call(ctx));
+                poll_and_drop(future, &mut polled, cx);
             }))
             .err()
         };
