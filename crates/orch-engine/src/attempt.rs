@@ -52,36 +52,41 @@ impl Guarded<'_> {
             let future = &mut self.future;
             catch_unwind(AssertUnwindSafe(|| poll_and_drop(future, &mut polled, cx))).err()
         };
-        self.conclude(polled, panic)
+        self.conclude(&mut polled, panic);
+        polled
     }
 
-    /// What a poll gave: pending, the outcome, or a panic (raised while the future was
-    /// polled, or, once it was ready, dropped).
+    /// Makes `polled`, what a poll gave, the attempt's outcome so far, given the panic
+    /// it raised, if any (while the future was polled, or, once it was ready, dropped).
     ///
     /// The poll writes its outcome in place and the guard returns only the panic: moving
-    /// a freshly written outcome out of the guard's return value costs more than the rest
-    /// of a no-op attempt.
+    /// a freshly written outcome out of a return value costs more than the rest of a
+    /// no-op attempt, so outcomes stay where the poll wrote them.
     fn conclude(
         &mut self,
-        polled: Poll<Result<Output, TaskError>>,
+        polled: &mut Poll<Result<Output, TaskError>>,
         panic: Option<Box<dyn std::any::Any + Send>>,
-    ) -> Poll<Result<Output, TaskError>> {
+    ) {
         let Some(panic) = panic else {
-            return polled;
+            return;
         };
-        let Poll::Ready(outcome) = polled else {
-            // The poll panicked: the future is dropped under a guard of its own.
-            let error = TaskError::new(panic_message(panic.as_ref()));
-            return Poll::Ready(match self.release() {
-                None => Err(error),
-                Some(dropped) => Err(error.with_note(&dropped)),
-            });
-        };
-        let dropped = drop_panic_message(panic.as_ref());
-        Poll::Ready(match outcome {
-            Ok(_) => Err(TaskError::new(dropped)),
-            Err(error) => Err(error.with_note(&dropped)),
-        })
+        *polled = Poll::Ready(match std::mem::replace(polled, Poll::Pending) {
+            Poll::Pending => {
+                // The poll panicked: the future is dropped under a guard of its own.
+                let error = TaskError::new(panic_message(panic.as_ref()));
+                match self.release() {
+                    None => Err(error),
+                    Some(dropped) => Err(error.with_note(&dropped)),
+                }
+            }
+            Poll::Ready(outcome) => {
+                let dropped = drop_panic_message(panic.as_ref());
+                match outcome {
+                    Ok(_) => Err(TaskError::new(dropped)),
+                    Err(error) => Err(error.with_note(&dropped)),
+                }
+            }
+        });
     }
 }
 
@@ -134,16 +139,11 @@ pub(crate) struct Attempt<'h> {
     deadline: Option<(Pin<Box<Sleep>>, Duration)>,
 }
 
-/// An attempt just started: over already, or running.
-pub(crate) enum Begun<'h> {
-    Over(Result<Output, TaskError>),
-    Running(Attempt<'h>),
-}
-
 impl<'h> Attempt<'h> {
     /// Calls the handler, on the run's task or (`spawn`) as a tokio task of its own, and
-    /// polls it once. A panic while creating its future fails the attempt like a panic
-    /// while polling it.
+    /// polls it once: the attempt to keep polling, or `None` when it is over already,
+    /// with its outcome in `polled`. A panic while creating its future fails the attempt
+    /// like a panic while polling it.
     ///
     /// A handler on the run's task is called and polled under one panic guard, and one
     /// that finishes on that poll never becomes an `Attempt` (no deadline timer either):
@@ -155,7 +155,8 @@ impl<'h> Attempt<'h> {
         span: tracing::Span,
         spawn: bool,
         cx: &mut Context<'_>,
-    ) -> Begun<'h> {
+        polled: &mut Poll<Result<Output, TaskError>>,
+    ) -> Option<Self> {
         let index = ctx.index;
         let deadline = |started: Instant| {
             timeout.map(|limit| (Box::pin(tokio::time::sleep_until(started + limit)), limit))
@@ -172,37 +173,36 @@ impl<'h> Attempt<'h> {
                 running: Running::Spawned(AbortOnDropHandle::new(task)),
                 deadline: deadline(Instant::now()),
             };
-            return match Pin::new(&mut attempt).poll(cx) {
-                Poll::Ready(outcome) => Begun::Over(outcome),
-                Poll::Pending => Begun::Running(attempt),
-            };
+            *polled = Pin::new(&mut attempt).poll(cx);
+            return polled.is_pending().then_some(attempt);
         }
         // Read only when there is a deadline: a clock read costs more than the rest.
         let started = timeout.map(|_| Instant::now());
         let mut guarded = Guarded { future: None, span };
-        let mut polled = Poll::Pending;
         let panic = {
             let _entered = guarded.span.enter();
             let future = &mut guarded.future;
             catch_unwind(AssertUnwindSafe(|| {
                 *future = Some(handler.call(ctx));
-                poll_and_drop(future, &mut polled, cx);
+                poll_and_drop(future, polled, cx);
             }))
             .err()
         };
-        match guarded.conclude(polled, panic) {
-            Poll::Ready(outcome) => Begun::Over(outcome),
-            Poll::Pending => {
-                let mut attempt = Self {
-                    index,
-                    running: Running::Inline(guarded),
-                    deadline: started.and_then(deadline),
-                };
-                match attempt.poll_deadline(cx) {
-                    Poll::Ready(timed_out) => Begun::Over(Err(timed_out)),
-                    Poll::Pending => Begun::Running(attempt),
-                }
+        guarded.conclude(polled, panic);
+        if polled.is_ready() {
+            return None;
+        }
+        let mut attempt = Self {
+            index,
+            running: Running::Inline(guarded),
+            deadline: started.and_then(deadline),
+        };
+        match attempt.poll_deadline(cx) {
+            Poll::Ready(timed_out) => {
+                *polled = Poll::Ready(Err(timed_out));
+                None
             }
+            Poll::Pending => Some(attempt),
         }
     }
 

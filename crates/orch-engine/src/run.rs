@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::announce::{Announcer, EventTarget};
-use crate::attempt::{Attempt, Begun, InFlight, Landed};
+use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::journaling::{self, JournalSettings, RunJournal};
@@ -465,9 +465,14 @@ impl<'p> Scheduler<'p> {
         let task_type = self.waiting[index].task_type as usize;
         let handler: &'p Arc<dyn Handler> = &self.handlers.by_type[task_type];
         let spawn = self.handlers.spawn[task_type];
-        match Attempt::start(handler, ctx, timeout, span, spawn, cx) {
-            Begun::Over(outcome) => self.attempt_over(index, outcome),
-            Begun::Running(attempt) => self.in_flight.push(InFlight::Attempt(attempt)),
+        let mut polled = Poll::Pending;
+        match Attempt::start(handler, ctx, timeout, span, spawn, cx, &mut polled) {
+            Some(attempt) => self.in_flight.push(InFlight::Attempt(attempt)),
+            None => {
+                if let Poll::Ready(outcome) = polled {
+                    self.attempt_over(index, outcome);
+                }
+            }
         }
     }
 }

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::Scheduler;
 use crate::Output;
-use crate::attempt::{Attempt, Begun, InFlight};
+use crate::attempt::{Attempt, InFlight};
 use crate::context::MapItem;
 use crate::note::Detail;
 use crate::output::Stored;
@@ -210,12 +210,17 @@ impl Scheduler<'_> {
         let task_type = self.plan.type_of(map);
         let handler = &self.handlers.by_type[task_type];
         let spawn = self.handlers.spawn[task_type];
-        match Attempt::start(handler, ctx, task.timeout, span, spawn, cx) {
-            Begun::Over(outcome) => self.instance_over(k, outcome),
-            Begun::Running(mut attempt) => {
+        let mut polled = std::task::Poll::Pending;
+        match Attempt::start(handler, ctx, task.timeout, span, spawn, cx, &mut polled) {
+            Some(mut attempt) => {
                 // The in-flight set knows an instance by its place after the plan's tasks.
                 attempt.index = (self.records.len() + k) as u32;
                 self.in_flight.push(InFlight::Attempt(attempt));
+            }
+            None => {
+                if let std::task::Poll::Ready(outcome) = polled {
+                    self.instance_over(k, outcome);
+                }
             }
         }
     }
