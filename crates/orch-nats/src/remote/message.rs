@@ -1,9 +1,10 @@
 //! The task message of one attempt: its task, attempt and the outputs it may read,
 //! within the size limit.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use orch_engine::{TaskContext, TaskError};
-use serde_json::Map;
 
 use crate::protocol::{self, TaskMessage};
 
@@ -27,11 +28,12 @@ pub(super) fn task_message(
     max_bytes: usize,
 ) -> Result<Bytes, TaskError> {
     let task = ctx.task_definition();
-    let mut inputs = Map::new();
+    // Written from borrowed parts: nothing of the task or its inputs is copied.
+    let mut inputs = BTreeMap::new();
     match inputs_sent {
         Inputs::Direct => {
             for (id, output) in ctx.dependency_results() {
-                inputs.insert(id.to_string(), output.clone());
+                inputs.insert(id.as_str(), output);
             }
         }
         Inputs::Ancestors => {
@@ -43,7 +45,7 @@ pub(super) fn task_message(
                 .unwrap_or_default();
             for id in ancestors {
                 if let Ok(output) = ctx.input_json(id) {
-                    inputs.insert(id.to_string(), output.clone());
+                    inputs.insert(id.as_str(), output);
                 }
             }
         }
@@ -53,7 +55,7 @@ pub(super) fn task_message(
         run_id: ctx.run_id().clone(),
         workflow_id: ctx.workflow().workflow_id().to_owned(),
         workflow_name: ctx.workflow().name().to_owned(),
-        task: task.clone(),
+        task,
         attempt: ctx.attempt(),
         inputs,
         deadline_ms: task.timeout.map(protocol::deadline_after),
