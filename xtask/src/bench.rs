@@ -2,9 +2,11 @@
 //! the engine with no-op handlers over the standard shapes (8 slots and 1), the same with
 //! a bus subscriber on `workflow.>`, durable runs with a journal (file at `Process` and
 //! `Power` durability, and PostgreSQL when a server can be started), lossless bus
-//! fan-out, and the `orch` command (`cli/` rows: `orch run` of 1,000 `true` commands
-//! beside a plain tokio::process loop, and `orch validate` of 10^5 tasks). For the bus
-//! rows a "task" is one delivery.
+//! fan-out, the `orch` command (`cli/` rows: `orch run` of 1,000 `true` commands
+//! beside a plain tokio::process loop, and `orch validate` of 10^5 tasks), and orch-nats
+//! (`nats/` rows: 10,000 no-op tasks through 4 workers and a 1,000-task chain's per-hop
+//! p50/p99, beside raw JetStream work queues in the same run; skipped, with the reason,
+//! when `nats-server` is not on the PATH). For the bus rows a "task" is one delivery.
 //!
 //! The table goes to `target/bench.json` and into `BENCHMARKS.md`, between the
 //! [`TABLE_START`] and [`TABLE_END`] markers, replacing the table there.
@@ -84,6 +86,10 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
         rows.push(run_case(&binary, &["fanout", subscribers, events])?);
     }
     rows.extend(cli_rows()?);
+    match nats_rows() {
+        Ok(nats) => rows.extend(nats),
+        Err(e) => eprintln!("nats/ rows skipped: {e}"),
+    }
     print!("{}", markdown_table(&rows));
     let json = format!(
         "[\n  {}\n]\n",
@@ -131,6 +137,52 @@ fn cli_rows() -> Result<Vec<Row>, String> {
                 .current_dir(crate::workspace_root());
             case_row(command, case)
         })
+        .collect()
+}
+
+/// orch-nats next to raw JetStream work queues, alternated in one process on a
+/// nats-server it starts (`--bench round_trip -- --rows`): one row per figure.
+fn nats_rows() -> Result<Vec<Row>, String> {
+    if std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Err("nats-server is not on the PATH (apt-get install nats-server)".to_owned());
+    }
+    let bench = [
+        "bench",
+        "--quiet",
+        "-p",
+        "orch-nats",
+        "--bench",
+        "round_trip",
+    ];
+    cargo(&[&bench[..], &["--no-run"]].concat())?;
+    let cargo_bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo_bin)
+        .args(bench)
+        .args(["--", "--rows"])
+        .current_dir(crate::workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run the orch-nats bench: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows = row_lines(&stdout);
+    if !output.status.success() || rows.is_empty() {
+        return Err(format!(
+            "the orch-nats bench printed no rows: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(rows)
+}
+
+/// The rows among a case's output lines.
+fn row_lines(stdout: &str) -> Vec<Row> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"case\""))
+        .filter_map(parse_row)
         .collect()
 }
 
@@ -219,7 +271,7 @@ fn target_dir() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{TABLE_END, TABLE_START, markdown_table, parse_row, with_table};
+    use super::{TABLE_END, TABLE_START, markdown_table, parse_row, row_lines, with_table};
 
     #[test]
     fn the_table_replaces_only_what_is_between_the_markers() {
@@ -266,5 +318,17 @@ mod tests {
         assert_eq!(row.ns_per_task, 151.5);
         assert_eq!(row.peak_rss_bytes, 9_437_184);
         assert!(parse_row(r#"{"case": "x"}"#).is_none());
+    }
+
+    #[test]
+    fn every_row_line_of_a_case_is_read_and_other_lines_are_not() {
+        let stdout = "skipping nothing\n\
+            {\"case\": \"nats/a\", \"tasks\": 10, \"ns_per_task\": 5.0, \"tasks_per_s\": 200000000, \"peak_rss_bytes\": 0, \"cpu_ns_per_task\": 7.0}\n\
+            nats/chain per hop: p50 1ms\n\
+            {\"case\": \"nats/b\", \"tasks\": 20, \"ns_per_task\": 6.0, \"tasks_per_s\": 1, \"peak_rss_bytes\": 0}\n";
+        let rows = row_lines(stdout);
+        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+        assert_eq!(cases, ["nats/a", "nats/b"]);
+        assert!(row_lines("nothing here\n").is_empty());
     }
 }

@@ -3,19 +3,29 @@
 //! next to a raw async-nats work queue doing the same round trips (publish, pull, ack,
 //! reply) in the same run. Workers run in this process, each on its own connection.
 //!
+//! A third harness, `raw_stored_reply`, is the raw one with the reply going through a
+//! JetStream results stream (published under a message id, awaited before the ack) as
+//! orch-nats' results do: what storing each result costs on its own.
+//!
 //! `cargo bench -p orch-nats --bench round_trip` (needs `nats-server` on the PATH). The
 //! chains' per-hop p50/p99 are printed after the criterion groups.
+//!
+//! `... --bench round_trip -- --rows` (what `cargo xtask bench` runs) alternates the three
+//! harnesses for a few rounds instead and prints one JSON row per figure: each harness's
+//! median throughput over 10,000 tasks (with the CPU of this process and of nats-server
+//! per task), and each harness's per-hop p50 and p99 over the rounds' chains.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use common::NatsServer;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use orch_core::{Task, Workflow, WorkflowResult, WorkflowStatus};
@@ -30,26 +40,39 @@ const WORKERS: usize = 4;
 /// Tasks each worker may hold at once, in both harnesses.
 const PER_WORKER: usize = 64;
 
-/// A raw JetStream work queue: tasks published to `RAW_TASKS`, pulled by workers
-/// through one durable consumer, acknowledged, and answered on a core subject.
+/// A raw JetStream work queue: tasks published to `<NAME>_TASKS`, pulled by workers
+/// through one durable consumer, acknowledged, and answered on a core subject (or, with
+/// `stored`, through the `<NAME>_REPLIES` stream first).
 struct Raw {
     js: jetstream::Context,
+    task_subject: String,
     replies: tokio::sync::Mutex<async_nats::Subscriber>,
 }
 
 impl Raw {
-    async fn start(server: &NatsServer, stop: &CancellationToken) -> Self {
+    async fn start(server: &NatsServer, stop: &CancellationToken, stored: bool) -> Self {
+        let name = if stored { "stored" } else { "raw" };
+        let stream_name = |what: &str| format!("{}_{what}", name.to_uppercase());
         let client = async_nats::connect(server.url()).await.expect("connects");
         let js = jetstream::new(client.clone());
         let stream = js
             .create_stream(stream::Config {
-                name: "RAW_TASKS".into(),
-                subjects: vec!["raw.task".into()],
+                name: stream_name("TASKS"),
+                subjects: vec![format!("{name}.task")],
                 retention: stream::RetentionPolicy::WorkQueue,
                 ..Default::default()
             })
             .await
             .expect("the raw stream");
+        if stored {
+            js.create_stream(stream::Config {
+                name: stream_name("REPLIES"),
+                subjects: vec![format!("{name}.reply.>")],
+                ..Default::default()
+            })
+            .await
+            .expect("the replies stream");
+        }
         stream
             .create_consumer(consumer::pull::Config {
                 durable_name: Some("raw".into()),
@@ -63,9 +86,10 @@ impl Raw {
             let client = async_nats::connect(server.url()).await.expect("connects");
             let js = jetstream::new(client.clone());
             let stop = stop.clone();
+            let tasks = stream_name("TASKS");
             tokio::spawn(async move {
                 let consumer: consumer::PullConsumer = js
-                    .get_consumer_from_stream("raw", "RAW_TASKS")
+                    .get_consumer_from_stream("raw", tasks)
                     .await
                     .expect("the consumer");
                 let mut messages = consumer
@@ -80,15 +104,28 @@ impl Raw {
                         () = stop.cancelled() => None,
                     };
                     let Some(Ok(message)) = message else { break };
-                    let _ = message.ack().await;
-                    let _ = client.publish("raw.reply", message.payload.clone()).await;
+                    if stored {
+                        // Stored before the task is acknowledged, as a worker's result is.
+                        let js = js.clone();
+                        tokio::spawn(async move {
+                            store_reply(&js, name, &message.payload).await;
+                            let _ = message.ack().await;
+                        });
+                    } else {
+                        let _ = message.ack().await;
+                        let _ = client.publish("raw.reply.x", message.payload.clone()).await;
+                    }
                 }
             });
         }
-        let replies = client.subscribe("raw.reply").await.expect("subscribes");
+        let replies = client
+            .subscribe(format!("{name}.reply.>"))
+            .await
+            .expect("subscribes");
         client.flush().await.expect("flushes");
         Raw {
             js,
+            task_subject: format!("{name}.task"),
             replies: tokio::sync::Mutex::new(replies),
         }
     }
@@ -99,11 +136,11 @@ impl Raw {
         // Acknowledgements are awaited as they come, a thousand outstanding at most (the
         // client allows 5,000 before it waits).
         let mut acks = futures_util::stream::FuturesUnordered::<BoxFuture<'_, ()>>::new();
-        for i in 0..count {
+        for _ in 0..count {
             if acks.len() >= 1000 {
                 acks.next().await;
             }
-            let ack = self.js.publish("raw.task", Bytes::from(i.to_string()));
+            let ack = self.js.publish(self.task_subject.clone(), next_payload());
             acks.push(Box::pin(async move {
                 ack.await.expect("published").await.expect("stored");
             }));
@@ -118,10 +155,10 @@ impl Raw {
     async fn chain(&self, hops: usize) -> Vec<Duration> {
         let mut replies = self.replies.lock().await;
         let mut times = Vec::with_capacity(hops);
-        for i in 0..hops {
+        for _ in 0..hops {
             let start = Instant::now();
             self.js
-                .publish("raw.task", Bytes::from(i.to_string()))
+                .publish(self.task_subject.clone(), next_payload())
                 .await
                 .expect("published")
                 .await
@@ -131,6 +168,26 @@ impl Raw {
         }
         times
     }
+}
+
+/// A payload no earlier task had (so that no stored reply is de-duplicated).
+fn next_payload() -> Bytes {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    Bytes::from(NEXT.fetch_add(1, Ordering::Relaxed).to_string())
+}
+
+/// Publishes a reply to the replies stream under its own subject and message id, and
+/// waits until the server stored it.
+async fn store_reply(js: &jetstream::Context, name: &str, payload: &Bytes) {
+    let id = String::from_utf8_lossy(payload).into_owned();
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(payload.clone())
+        .message_id(format!("{id}.1"));
+    js.send_publish(format!("{name}.reply.{id}"), publish)
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
 }
 
 /// An engine whose `noop` tasks run on 4 orch-nats workers.
@@ -200,10 +257,11 @@ fn percentile(times: &mut [Duration], p: f64) -> Duration {
 
 struct Setup {
     runtime: Runtime,
-    raw: Arc<Raw>,
+    /// The raw harness, and the raw harness with stored replies.
+    raw: [(&'static str, Arc<Raw>); 2],
     engine: WorkflowEngine,
+    server: NatsServer,
     _stop: CancellationToken,
-    _server: NatsServer,
 }
 
 fn setup() -> Option<Setup> {
@@ -214,19 +272,35 @@ fn setup() -> Option<Setup> {
         .build()
         .expect("a runtime");
     let stop = CancellationToken::new();
-    let (raw, engine) = runtime.block_on(async {
+    let (raw, stored, engine) = runtime.block_on(async {
         (
-            Arc::new(Raw::start(&server, &stop).await),
+            Arc::new(Raw::start(&server, &stop, false).await),
+            Arc::new(Raw::start(&server, &stop, true).await),
             orch(&server, &stop).await,
         )
     });
     Some(Setup {
         runtime,
-        raw,
+        raw: [("raw_jetstream", raw), ("raw_stored_reply", stored)],
         engine,
+        server,
         _stop: stop,
-        _server: server,
     })
+}
+
+impl Setup {
+    fn burst(&self, raw: &Raw) {
+        self.runtime.block_on(raw.burst(TASKS));
+    }
+
+    fn run(&self, workflow: &Workflow) -> WorkflowResult {
+        let result = self
+            .runtime
+            .block_on(self.engine.execute_workflow(workflow))
+            .expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        result
+    }
 }
 
 fn round_trips(c: &mut Criterion) {
@@ -244,40 +318,137 @@ fn round_trips(c: &mut Criterion) {
         group.warm_up_time(Duration::from_secs(1));
         group.measurement_time(Duration::from_secs(10));
         group.throughput(Throughput::Elements(size as u64));
-        group.bench_function("raw_jetstream", |b| {
-            b.iter(|| {
-                setup.runtime.block_on(async {
+        for (harness, raw) in &setup.raw {
+            group.bench_function(*harness, |b| {
+                b.iter(|| {
                     if one_by_one {
-                        setup.raw.chain(size).await;
+                        setup.runtime.block_on(raw.chain(size));
                     } else {
-                        setup.raw.burst(size).await;
+                        setup.burst(raw);
                     }
                 })
-            })
-        });
-        group.bench_function("orch_nats", |b| {
-            b.iter(|| {
-                let result = setup
-                    .runtime
-                    .block_on(setup.engine.execute_workflow(workflow))
-                    .expect("valid");
-                assert_eq!(result.status, WorkflowStatus::Completed);
-            })
-        });
+            });
+        }
+        group.bench_function("orch_nats", |b| b.iter(|| setup.run(workflow)));
         group.finish();
     }
+    for (harness, raw) in &setup.raw {
+        let mut times = setup.runtime.block_on(raw.chain(CHAIN));
+        print_hops(harness, &mut times);
+    }
+    print_hops("orch_nats", &mut hops(&setup.run(&line)));
+}
 
-    let mut raw = setup.runtime.block_on(setup.raw.chain(CHAIN));
-    let result = setup
-        .runtime
-        .block_on(setup.engine.execute_workflow(&line))
-        .expect("valid");
-    let mut orch = hops(&result);
-    for (name, times) in [("raw_jetstream", &mut raw), ("orch_nats", &mut orch)] {
-        let (p50, p99) = (percentile(times, 0.5), percentile(times, 0.99));
-        println!("nats/chain_1000 per hop, {name}: p50 {p50:?}, p99 {p99:?}");
+fn print_hops(harness: &str, times: &mut [Duration]) {
+    let (p50, p99) = (percentile(times, 0.5), percentile(times, 0.99));
+    println!("nats/chain_1000 per hop, {harness}: p50 {p50:?}, p99 {p99:?}");
+}
+
+/// Rounds of the `--rows` mode.
+const ROUNDS: usize = 5;
+
+/// The `--rows` mode: the harnesses alternated, one JSON row per figure.
+fn rows() {
+    let Some(setup) = setup() else { return };
+    let burst = independent(TASKS);
+    let line = chain(CHAIN);
+    let names = ["raw_jetstream", "raw_stored_reply", "orch_nats"];
+    let server_pid = setup.server.pid();
+    let mut walls: [Vec<Duration>; 3] = Default::default();
+    let mut cpu = [Duration::ZERO; 3];
+    let mut hop_times: [Vec<Duration>; 3] = Default::default();
+    // One warm-up round, not counted.
+    for round in 0..=ROUNDS {
+        for (n, wall) in walls.iter_mut().enumerate() {
+            let (cpu_before, start) = (cpu_time(server_pid), Instant::now());
+            match setup.raw.get(n) {
+                Some((_, raw)) => setup.burst(raw),
+                None => {
+                    setup.run(&burst);
+                }
+            }
+            if round > 0 {
+                wall.push(start.elapsed());
+                cpu[n] += cpu_time(server_pid).saturating_sub(cpu_before);
+            }
+        }
+        for (n, times) in hop_times.iter_mut().enumerate() {
+            let hops_now = match setup.raw.get(n) {
+                Some((_, raw)) => setup.runtime.block_on(raw.chain(CHAIN)),
+                None => hops(&setup.run(&line)),
+            };
+            if round > 0 {
+                times.extend(hops_now);
+            }
+        }
+    }
+    let peak = peak_rss_bytes();
+    for (n, name) in names.iter().enumerate() {
+        let wall = percentile(&mut walls[n], 0.5).as_secs_f64() * 1e9;
+        let cpu_per_task = cpu[n].as_secs_f64() * 1e9 / (TASKS * ROUNDS) as f64;
+        print_row(
+            &format!("nats/noop_10k_4_workers/{name}"),
+            TASKS,
+            wall / TASKS as f64,
+            peak,
+            Some(cpu_per_task),
+        );
+    }
+    for (n, name) in names.iter().enumerate() {
+        for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+            let hop = percentile(&mut hop_times[n], p).as_secs_f64() * 1e9;
+            print_row(
+                &format!("nats/chain_1000/{name}/hop_{label}"),
+                CHAIN,
+                hop,
+                peak,
+                None,
+            );
+        }
     }
 }
 
+fn print_row(case: &str, tasks: usize, ns_per_task: f64, peak: u64, cpu: Option<f64>) {
+    let cpu = cpu.map_or(String::new(), |c| format!(", \"cpu_ns_per_task\": {c:.1}"));
+    println!(
+        "{{\"case\": \"{case}\", \"tasks\": {tasks}, \"ns_per_task\": {ns_per_task:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {peak}{cpu}}}",
+        1e9 / ns_per_task
+    );
+}
+
+/// CPU time so far of this process and of process `other` (from /proc; zero elsewhere).
+fn cpu_time(other: u32) -> Duration {
+    let ticks = |pid: &str| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command name: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        rest.split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|t| t.parse::<u64>().ok())
+            .sum()
+    };
+    // Clock ticks are 1/100 s on Linux.
+    Duration::from_millis((ticks("self") + ticks(&other.to_string())) * 10)
+}
+
+/// This process's peak resident memory (from /proc; zero elsewhere).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 criterion_group!(benches, round_trips);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::args().any(|a| a == "--rows") {
+        rows();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -20,20 +20,21 @@ pub(crate) const NEWEST: u32 = 2;
 /// One attempt of one task, published on the tasks stream. For an instance of a map task,
 /// `task.task_id` is the instance's id (`square[2]`), which names the attempt everywhere
 /// (message id, result, cancellation), and `item` holds its element; the worker's handler
-/// sees the map task's own id, as it would in the engine.
+/// sees the map task's own id, as it would in the engine. A coordinator writes it from
+/// borrowed parts (`TaskMessage<&Task, _>`); a worker reads it into owned ones.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct TaskMessage {
+pub(crate) struct TaskMessage<T = Task, I = Map<String, Value>> {
     pub(crate) v: u32,
     pub(crate) run_id: RunId,
     pub(crate) workflow_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) workflow_name: String,
     /// The task's whole definition: id, type, config, dependencies, retries, timeout.
-    pub(crate) task: Task,
+    pub(crate) task: T,
     pub(crate) attempt: u32,
     /// The outputs of the ancestors the task may read, by task id.
     #[serde(default)]
-    pub(crate) inputs: Map<String, Value>,
+    pub(crate) inputs: I,
     /// When the coordinator stops waiting for this attempt (milliseconds since the Unix
     /// epoch, by the coordinator's clock); none for no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,18 +147,43 @@ pub(crate) enum ReadError {
     Newer { found: u32 },
 }
 
-/// Reads a message of any kind, refusing a newer version before anything else.
-pub(crate) fn read<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ReadError> {
+/// A message that names the protocol version it was written in.
+pub(crate) trait Versioned {
+    fn version(&self) -> u32;
+}
+
+macro_rules! versioned {
+    ($($message:ty),*) => {
+        $(impl Versioned for $message {
+            fn version(&self) -> u32 {
+                self.v
+            }
+        })*
+    };
+}
+
+versioned!(TaskMessage, ResultMessage, CancelMessage);
+
+/// Reads a message of any kind, refusing a newer version whatever its shape. The
+/// payload is parsed once when it reads as `T`; only a message that does not is looked
+/// at again for its version.
+pub(crate) fn read<T: for<'de> Deserialize<'de> + Versioned>(
+    payload: &[u8],
+) -> Result<T, ReadError> {
     #[derive(Deserialize)]
     struct Version {
         v: u32,
     }
-    if let Ok(Version { v }) = serde_json::from_slice::<Version>(payload)
-        && v > NEWEST
-    {
-        return Err(ReadError::Newer { found: v });
+    match serde_json::from_slice::<T>(payload) {
+        Ok(message) if message.version() > NEWEST => Err(ReadError::Newer {
+            found: message.version(),
+        }),
+        Ok(message) => Ok(message),
+        Err(error) => match serde_json::from_slice::<Version>(payload) {
+            Ok(Version { v }) if v > NEWEST => Err(ReadError::Newer { found: v }),
+            _ => Err(ReadError::Malformed(error)),
+        },
     }
-    Ok(serde_json::from_slice(payload)?)
 }
 
 /// Writes `value` as JSON; a message is made of JSON values only, so this cannot fail.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::NatsServer;
 use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
-use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine, inline};
 use orch_nats::{ConnectError, Inputs, Layout, NatsConfig, RemoteHandler, Worker};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -74,6 +74,17 @@ async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &Cancellatio
             }
             Ok::<_, TaskError>(())
         })
+        // An inline handler runs on the attempt's own task on the worker: its panic too
+        // fails the attempt.
+        .handler(
+            "panics_inline",
+            inline(|_ctx: TaskContext| async move {
+                if true {
+                    panic!("out of bread");
+                }
+                Ok::<_, TaskError>(())
+            }),
+        )
         .handler("wait", |ctx: TaskContext| async move {
             let calls = ctx.state::<Arc<Calls>>()?;
             let _ended = Ended(Arc::clone(calls), format!("{}:ended", ctx.task_id()));
@@ -128,7 +139,14 @@ async fn a_workflow_runs_on_a_worker_with_its_outputs_errors_retries_and_skips()
     start_worker(&server, Arc::clone(&calls), &stop).await;
     let engine = remote_engine(
         &server,
-        &["double", "flaky", "broken", "optional", "panics"],
+        &[
+            "double",
+            "flaky",
+            "broken",
+            "optional",
+            "panics",
+            "panics_inline",
+        ],
     )
     .await;
     let workflow = Workflow::new("remote", "Remote")
@@ -140,7 +158,8 @@ async fn a_workflow_runs_on_a_worker_with_its_outputs_errors_retries_and_skips()
         .task(Task::new("after_bad", "double").depends_on(["bad"]))
         .task(Task::new("skip", "optional"))
         .task(Task::new("after_skip", "double").depends_on(["skip"]))
-        .task(Task::new("panic", "panics"));
+        .task(Task::new("panic", "panics"))
+        .task(Task::new("panic_inline", "panics_inline"));
     let result = engine.execute_workflow(&workflow).await.expect("valid");
     let task = |id: &str| result.task(id).expect("a task of the workflow");
     assert_eq!(task("a").result, Some(json!(42)));
@@ -166,6 +185,10 @@ async fn a_workflow_runs_on_a_worker_with_its_outputs_errors_retries_and_skips()
     assert_eq!(
         task("panic").error.as_deref(),
         Some("handler panicked: out of cheese")
+    );
+    assert_eq!(
+        task("panic_inline").error.as_deref(),
+        Some("handler panicked: out of bread")
     );
     assert_eq!(result.status, WorkflowStatus::Failed);
     stop.cancel();

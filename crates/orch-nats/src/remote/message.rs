@@ -1,10 +1,11 @@
 //! The task message of one attempt: its task, attempt and the outputs it may read,
 //! within the size limit.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use orch_core::{MapSpec, TaskId};
 use orch_engine::{TaskContext, TaskError};
-use serde_json::Map;
 
 use crate::protocol::{self, MessageItem, TaskMessage};
 
@@ -37,11 +38,12 @@ pub(super) fn task_message(
     max_bytes: usize,
 ) -> Result<Bytes, TaskError> {
     let task = ctx.task_definition();
-    let mut inputs = Map::new();
+    // Written from borrowed parts: nothing of the task or its inputs is copied.
+    let mut inputs = BTreeMap::new();
     match inputs_sent {
         Inputs::Direct => {
             for (id, output) in ctx.dependency_results() {
-                inputs.insert(id.to_string(), output.clone());
+                inputs.insert(id.as_str(), output);
             }
         }
         Inputs::Ancestors => {
@@ -53,7 +55,7 @@ pub(super) fn task_message(
                 .unwrap_or_default();
             for id in ancestors {
                 if let Ok(output) = ctx.input_json(id) {
-                    inputs.insert(id.to_string(), output.clone());
+                    inputs.insert(id.as_str(), output);
                 }
             }
         }
@@ -62,9 +64,15 @@ pub(super) fn task_message(
         index,
         value: ctx.item().cloned().unwrap_or_default(),
     });
-    // An instance of a map task travels under its own id.
-    let mut sent = task.clone();
-    sent.task_id = attempt_id(ctx);
+    // An instance of a map task travels under its own id; any other task as it is.
+    let sent = match &item {
+        Some(_) => {
+            let mut instance = task.clone();
+            instance.task_id = attempt_id(ctx);
+            std::borrow::Cow::Owned(instance)
+        }
+        None => std::borrow::Cow::Borrowed(task),
+    };
     let message = TaskMessage {
         v: TaskMessage::version(item.as_ref()),
         run_id: ctx.run_id().clone(),

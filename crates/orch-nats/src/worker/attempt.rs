@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use orch_engine::{Output, RemoteTask, TaskError};
+use futures_util::FutureExt;
+use orch_engine::{Handler, Output, RemoteTask, TaskContext, TaskError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -144,32 +145,29 @@ async fn execute(
             });
         }
     };
-    let running = orch_engine::spawn_attempt(Arc::clone(&queue.handler), context);
+    let running = run_handler(Arc::clone(&queue.handler), context);
     tokio::pin!(running);
     // The first progress acknowledgement is one period away. (An interval's immediate
     // first tick would wait for the timer's next millisecond, on every task.)
     let every = queue.progress_every;
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let past_deadline = tokio::time::sleep(deadline.unwrap_or(Duration::MAX / 4));
-    tokio::pin!(past_deadline);
-    let mut cancelled_at: Option<tokio::time::Instant> = None;
-    let dropped = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(dropped);
+    // Timers only for what can happen: a deadline when the task has one, the cancel
+    // grace once the attempt is cancelled.
+    let mut past_deadline = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
+    let mut dropped = None;
     loop {
         tokio::select! {
             result = &mut running => return Ending::Report(outcome(result)),
             _ = progress.tick() => ack(message, AckKind::Progress).await,
-            () = &mut past_deadline => {
+            () = elapsed(&mut past_deadline) => {
                 tracing::info!("the task passed its deadline; dropping its handler");
                 token.cancel();
                 return Ending::Drop;
             }
-            () = token.cancelled(), if cancelled_at.is_none() => {
-                let now = tokio::time::Instant::now();
-                cancelled_at = Some(now);
-                dropped.as_mut().reset(now + shared.cancel_grace);
+            () = token.cancelled(), if dropped.is_none() => {
+                dropped = Some(Box::pin(tokio::time::sleep(shared.cancel_grace)));
             }
-            () = &mut dropped => {
+            () = elapsed(&mut dropped) => {
                 tracing::info!("the cancelled task's handler did not stop in time; dropping it");
                 return Ending::Drop;
             }
@@ -179,6 +177,37 @@ async fn execute(
                 return Ending::HandBack;
             }
         }
+    }
+}
+
+/// Runs the handler: an inline handler (one that only awaits) on this attempt's own
+/// task, any other as a task of its own, so that a handler that keeps its thread busy
+/// does not hold up the progress acknowledgements. A panic fails the attempt either way.
+async fn run_handler(handler: Arc<dyn Handler>, context: TaskContext) -> Result<Output, TaskError> {
+    if !handler.runs_inline() {
+        return orch_engine::spawn_attempt(handler, context).await;
+    }
+    match std::panic::AssertUnwindSafe(handler.call(context))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(a panic payload that is not a string)");
+            Err(TaskError::new(format!("handler panicked: {text}")))
+        }
+    }
+}
+
+/// Ends when `timer` is set and elapses; never while it is not set.
+async fn elapsed(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

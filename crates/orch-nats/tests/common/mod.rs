@@ -106,6 +106,11 @@ impl NatsServer {
         NatsConfig::new(self.url())
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
