@@ -216,7 +216,9 @@ fn a_worker_with_no_server_to_reach_says_so() {
 
 #[test]
 fn credentials_come_from_the_environment() {
-    let Some(server) = NatsServer::start_with_token("t0ken-xyz") else {
+    let Some(server) =
+        NatsServer::start_with_config(Some("authorization { token: \"t0ken-xyz\" }"))
+    else {
         return;
     };
     // Without the token, the server refuses the worker.

@@ -1,137 +1,18 @@
-//! A throwaway nats-server with JetStream for the tests: started on a free loopback port
-//! with its store in a temporary directory, killed (by its pid) when dropped.
+//! What orch-nats's tests share: a throwaway nats-server (`server.rs`), worker processes
+//! (`tests/bin/worker.rs`), each killed by its pid when dropped, and the side files
+//! they write.
 
 #![allow(dead_code, unreachable_pub)]
 
+mod server;
+
+#[allow(unused_imports)] // not every test file uses both
+pub use server::{NatsServer, free_port};
+
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use orch_nats::NatsConfig;
-
-/// A running nats-server.
-pub struct NatsServer {
-    child: Child,
-    args: Vec<std::ffi::OsString>,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    /// Starts a server with JetStream, or `None` (with the reason printed) when
-    /// nats-server is not installed; under `CI=true` a missing server fails the test.
-    pub fn start() -> Option<Self> {
-        Self::start_with_config(None)
-    }
-
-    /// Starts a server with the configuration text `config` (JetStream and the port are
-    /// given on the command line).
-    pub fn start_with_config(config: Option<&str>) -> Option<Self> {
-        if Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            let reason = "nats-server is not installed (apt-get install nats-server)";
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{reason}: CI must run these tests"
-            );
-            eprintln!("skipping: {reason}");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port();
-        let mut args: Vec<std::ffi::OsString> =
-            ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
-                .iter()
-                .map(Into::into)
-                .collect();
-        args.push(dir.path().join("store").into());
-        if let Some(config) = config {
-            let path = dir.path().join("server.conf");
-            std::fs::write(&path, config).expect("write the server config");
-            args.push("-c".into());
-            args.push(path.into());
-        }
-        let child = Command::new("nats-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        let server = Self {
-            child,
-            args,
-            port,
-            _dir: dir,
-        };
-        server.wait_until_listening();
-        Some(server)
-    }
-
-    /// Stops the server (SIGKILL) and starts it again on the same port and store, as a
-    /// crash and restart would.
-    pub fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut command = Command::new("nats-server");
-        command
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        self.child = command.spawn().expect("start nats-server again");
-        self.wait_until_listening();
-    }
-
-    fn wait_until_listening(&self) {
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "nats-server did not listen on port {} within 20 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    pub fn config(&self) -> NatsConfig {
-        NatsConfig::new(self.url())
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn store(&self) -> PathBuf {
-        self._dir.path().join("store")
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("its address").port()
-}
+use std::time::Duration;
 
 /// A worker process (`tests/bin/worker.rs`), killed by its pid when dropped.
 pub struct WorkerProcess {
