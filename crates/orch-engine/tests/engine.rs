@@ -518,11 +518,7 @@ fn ready_tasks_start_in_execution_order() {
 
 #[test]
 fn spawned_and_blocking_handlers_run_on_other_threads() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = common::two_workers();
     runtime.block_on(async {
         let engine = WorkflowEngine::with_max_concurrent(4).expect("valid");
         engine.register_handler("spawned", |ctx: TaskContext| async move {
@@ -556,11 +552,7 @@ fn spawned_and_blocking_handlers_run_on_other_threads() {
 
 #[test]
 fn one_engine_runs_workflows_concurrently() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = common::two_workers();
     runtime.block_on(async {
         let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
         engine.register_handler("nap", |ctx: TaskContext| async move {

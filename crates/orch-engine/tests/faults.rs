@@ -213,11 +213,7 @@ fn a_finished_future_that_panics_when_dropped_fails_its_task() {
 fn a_spawned_handler_that_panics_when_dropped_is_contained_on_timeout_and_cancel() {
     // On a multi-threaded runtime handlers are spawned; its clock cannot be paused, and
     // nothing here depends on how long anything takes.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = common::two_workers();
     runtime.block_on(async {
         let engine = engine(2);
         let (bomb, drops) = bomb_handler("boom");

@@ -469,11 +469,7 @@ fn spin_until_all_arrive(arrived: &AtomicUsize, expected: usize, patience: Durat
 
 #[test]
 fn cpu_bound_handlers_run_at_the_same_time_on_two_threads_of_a_two_worker_runtime() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = common::two_workers();
     let arrived = Arc::new(AtomicUsize::new(0));
     let threads: Arc<Mutex<Vec<ThreadId>>> = Arc::default();
     let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
@@ -506,11 +502,7 @@ fn cpu_bound_handlers_run_at_the_same_time_on_two_threads_of_a_two_worker_runtim
 
 #[test]
 fn an_inline_handler_runs_on_the_runs_own_thread_and_others_on_workers() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = common::two_workers();
     let engine = WorkflowEngine::new();
     let thread_of = |ctx: TaskContext| async move {
         let _ = ctx;

@@ -211,11 +211,7 @@ fn the_background_delivery_ends_when_the_full_subscriber_is_dropped() {
 
 #[test]
 fn on_a_multi_threaded_runtime_the_spawned_publisher_finishes_in_the_background() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = common::two_workers();
     runtime.block_on(async {
         let (bus, mut stuck) = bus_with_a_full_subscriber();
         let engine = engine(&bus, Duration::from_millis(10));

@@ -9,7 +9,8 @@ use orch_engine::{Durability, WorkflowEngine};
 use orch_nats::{Layout, NatsConfig, NatsJournal, RemoteHandler};
 use serde_json::json;
 
-fn main() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, run, tasks] = args.as_slice() else {
         eprintln!("usage: URL RUN_ID TASKS");
@@ -23,32 +24,25 @@ fn main() {
         (0..tasks).map(|i| Task::new(format!("t{i}"), "slow").config(json!({"ms": 5}))),
     );
     let config = NatsConfig::new(url.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
+    let journal = NatsJournal::connect(&config, &Layout::default())
+        .await
+        .expect("the journal connects");
+    let engine = WorkflowEngine::builder()
+        .journal(journal, Durability::Process)
+        .max_concurrent(16)
         .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let journal = NatsJournal::connect(&config, &Layout::default())
+        .expect("valid settings");
+    engine.register_handler(
+        "slow",
+        RemoteHandler::connect(&config)
             .await
-            .expect("the journal connects");
-        let engine = WorkflowEngine::builder()
-            .journal(journal, Durability::Process)
-            .max_concurrent(16)
-            .build()
-            .expect("valid settings");
-        engine.register_handler(
-            "slow",
-            RemoteHandler::connect(&config)
-                .await
-                .expect("the coordinator connects"),
-        );
-        println!("started");
-        let result = engine.run_durable(&workflow, run).await.expect("runs");
-        if result.status == WorkflowStatus::Completed {
-            println!("completed");
-        } else {
-            println!("ended {:?}", result.status);
-        }
-    });
+            .expect("the coordinator connects"),
+    );
+    println!("started");
+    let result = engine.run_durable(&workflow, run).await.expect("runs");
+    if result.status == WorkflowStatus::Completed {
+        println!("completed");
+    } else {
+        println!("ended {:?}", result.status);
+    }
 }

@@ -50,7 +50,8 @@ async fn slow(ctx: TaskContext) -> Result<String, TaskError> {
     Ok(side.name.clone())
 }
 
-fn main() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, name, side, ack_wait, max_deliver, grace] = args.as_slice() else {
         eprintln!("usage: URL NAME SIDE_FILE ACK_WAIT_MS MAX_DELIVER SHUTDOWN_GRACE_MS");
@@ -66,33 +67,26 @@ fn main() {
         path: side.into(),
         name: name.clone(),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let worker = Worker::builder()
-            .name(name.clone())
-            .layout(layout)
-            .state(side)
-            .concurrency(4)
-            .shutdown_grace(ms(grace))
-            .handler("slow", slow)
-            .handler(
-                "noop",
-                |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
-            )
-            .connect(&NatsConfig::new(url.clone()))
-            .await
-            .expect("the worker connects");
-        let stop = CancellationToken::new();
-        let on_eof = stop.clone();
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            on_eof.cancel();
-        });
-        println!("ready");
-        worker.run(stop).await;
+    let worker = Worker::builder()
+        .name(name.clone())
+        .layout(layout)
+        .state(side)
+        .concurrency(4)
+        .shutdown_grace(ms(grace))
+        .handler("slow", slow)
+        .handler(
+            "noop",
+            |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        )
+        .connect(&NatsConfig::new(url.clone()))
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    let on_eof = stop.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        on_eof.cancel();
     });
+    println!("ready");
+    worker.run(stop).await;
 }
