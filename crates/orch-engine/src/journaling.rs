@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use orch_core::{RunId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
 use orch_journal::{Durability, Journal, JournalError, JournalFuture, RunWriter};
 use serde_json::json;
 
@@ -46,6 +46,7 @@ pub(crate) async fn open(
         durability: settings.durability,
         batch: Vec::new(),
         recorded: vec![false; workflow.len()],
+        held: Vec::new(),
         failure: None,
     };
     Ok((opened.previous, journal))
@@ -60,6 +61,10 @@ pub(crate) struct RunJournal {
     /// Per task, whether a commit holding its record has resolved (or the record came
     /// from the journal itself).
     recorded: Vec<bool>,
+    /// Per task, whether the journal held its completion when the run was opened (empty
+    /// for a new run): a map task that runs again then records no instances, as the
+    /// journal keeps the first completion and the instances that came with it.
+    held: Vec<bool>,
     failure: Option<JournalError>,
 }
 
@@ -70,18 +75,34 @@ impl RunJournal {
         self.batch.push(index as u32);
     }
 
-    /// Marks the tasks a resumed run kept from the journal as recorded.
-    pub(crate) fn restored(&mut self, kept: &[bool]) {
+    /// Marks the tasks a resumed run kept from the journal as recorded; `held` is, per
+    /// task, whether the journal holds its completion.
+    pub(crate) fn restored(&mut self, kept: &[bool], held: Vec<bool>) {
         for (recorded, &kept) in self.recorded.iter_mut().zip(kept) {
             *recorded |= kept;
         }
+        self.held = held;
     }
 
-    /// Commits the tasks that ended since the last commit, if any.
+    /// The tasks that ended since the last commit.
+    pub(crate) fn batch(&self) -> &[u32] {
+        &self.batch
+    }
+
+    /// Whether the journal held task `index`'s completion when the run was opened.
+    pub(crate) fn held(&self, index: u32) -> bool {
+        self.held.get(index as usize).copied().unwrap_or(false)
+    }
+
+    /// Commits the tasks that ended since the last commit, if any. `instances` holds,
+    /// for map tasks of the batch that completed, their instances' records: each map's
+    /// go just before its own, in the same commit, so that the journal never holds a
+    /// map's completion without them.
     pub(crate) fn commit(
         &mut self,
         records: &[TaskRecord],
         shared: &RunShared,
+        instances: Vec<(u32, Vec<(TaskId, TaskRecord)>)>,
     ) -> Option<PendingCommit> {
         if self.batch.is_empty() {
             return None;
@@ -94,7 +115,15 @@ impl RunJournal {
         let ids = batch
             .iter()
             .map(|&index| &shared.task(index as usize).task_id);
-        let pairs: Vec<_> = ids.zip(&lines).collect();
+        let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(batch.len());
+        for ((&index, id), line) in batch.iter().zip(ids).zip(&lines) {
+            let map = instances.iter().find(|(map, _)| *map == index);
+            pairs.extend(
+                map.into_iter()
+                    .flat_map(|(_, them)| them.iter().map(|(i, r)| (i, r))),
+            );
+            pairs.push((id, line));
+        }
         let future = self.writer.commit(&pairs, self.durability);
         Some(PendingCommit {
             future,

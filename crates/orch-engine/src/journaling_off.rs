@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use orch_core::{RunId, TaskRecord, Workflow, WorkflowResult};
+use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowResult};
 
 use crate::RunError;
 use crate::context::RunShared;
@@ -29,7 +29,15 @@ impl RunJournal {
         match *self {}
     }
 
-    pub(crate) fn restored(&mut self, _kept: &[bool]) {
+    pub(crate) fn restored(&mut self, _kept: &[bool], _held: Vec<bool>) {
+        match *self {}
+    }
+
+    pub(crate) fn batch(&self) -> &[u32] {
+        match *self {}
+    }
+
+    pub(crate) fn held(&self, _index: u32) -> bool {
         match *self {}
     }
 
@@ -37,6 +45,7 @@ impl RunJournal {
         &mut self,
         _records: &[TaskRecord],
         _shared: &RunShared,
+        _instances: Vec<(u32, Vec<(TaskId, TaskRecord)>)>,
     ) -> Option<PendingCommit> {
         match *self {}
     }

@@ -171,6 +171,10 @@
 //! crashing) or `Power` (also synced to stable storage, in groups of up to 64 records
 //! or 2 ms). Cancellations are recorded when the run ends, with its status; failed tasks
 //! run again when the run is continued, and so do the tasks that ran on their failure.
+//! A map task's instance records (`task[0]`, `task[1]`, ...) are committed with its
+//! completion, and restored with it: a continued run's result has them, and no instance
+//! of a completed map runs again (the instances of a map that did not complete run
+//! again with it).
 //!
 //! What the journal does not hold, and what that means on resume:
 //! - a [`Shared`] output (an in-process value): the journal keeps its summary;

@@ -4,6 +4,14 @@
 //! all starts, no task whose completion the journal held ever runs again, every task
 //! completes exactly once as far as the journal knows, and the final statuses are those
 //! of a run that was never interrupted.
+//!
+//! What a killed start leaves in the journal is read once nothing it did can still land
+//! there. For a file journal that is as soon as the process is gone: it writes its own
+//! lines. A PostgreSQL server, though, goes on with the statement a helper sent just
+//! before it died and may commit it after the kill: a completion committed whose
+//! acknowledgement nobody received. The journal then holds it (and a restart does not
+//! run that task again), so the test waits until the server has ended the killed
+//! helper's session before it reads what the start left.
 
 #![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
 
@@ -88,13 +96,15 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `trials` starts killed at random moments, then one run to the end; checks every
-/// promise of the module docs.
+/// promise of the module docs. `settle` returns once the start that just ended can no
+/// longer change the journal.
 fn kill_and_restart(
     backend: &str,
     target: &str,
     rt: &tokio::runtime::Runtime,
     journal: &dyn Journal,
     trials: usize,
+    settle: &dyn Fn(),
 ) {
     let seed = fastrand::u64(..);
     println!("seed {seed}");
@@ -124,6 +134,7 @@ fn kill_and_restart(
             killed += 1;
         }
         child.wait().unwrap();
+        settle();
         let now = completed_in(journal, &run, rt);
         let before = held.last().unwrap();
         assert!(
@@ -180,7 +191,8 @@ fn killed_file_journal_runs_resume_without_running_journaled_tasks_again() {
     let path = dir.path().join("journal");
     let journal = FileJournal::new(&path).unwrap();
     let rt = runtime();
-    kill_and_restart("file", path.to_str().unwrap(), &rt, &journal, 20);
+    // The helper writes the journal itself: once it is gone, nothing more arrives.
+    kill_and_restart("file", path.to_str().unwrap(), &rt, &journal, 20, &|| ());
 }
 
 #[cfg(feature = "postgres")]
@@ -202,7 +214,56 @@ fn killed_postgres_journal_runs_resume_without_running_journaled_tasks_again() {
     let config = server.connection_string();
     let rt = runtime();
     let journal = rt.block_on(PgJournal::connect(&config)).unwrap();
-    kill_and_restart("postgres", &config, &rt, &journal, 5);
+    let sessions = rt.block_on(HelperSessions::connect(&config));
+    let helper_config = format!("{config} application_name={HELPER_SESSION}");
+    kill_and_restart("postgres", &helper_config, &rt, &journal, 5, &|| {
+        rt.block_on(sessions.wait_until_ended());
+    });
+}
+
+/// The name the helper's PostgreSQL session goes by (`application_name`).
+#[cfg(feature = "postgres")]
+const HELPER_SESSION: &str = "orch-crash-run";
+
+/// A connection of the test's own that watches the helper's sessions on the server.
+#[cfg(feature = "postgres")]
+struct HelperSessions(tokio_postgres::Client);
+
+#[cfg(feature = "postgres")]
+impl HelperSessions {
+    async fn connect(config: &str) -> Self {
+        let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Self(client)
+    }
+
+    /// Returns once the server has ended every session of a helper: the statements a
+    /// killed helper sent are then committed or rolled back, for good. Gives up after a
+    /// minute (a server that never notices a closed connection is a failure too).
+    async fn wait_until_ended(&self) {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            let open: i64 = self
+                .0
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&HELPER_SESSION],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if open == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "the server kept a killed helper's session open for a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
 }
 
 #[cfg(not(feature = "postgres"))]

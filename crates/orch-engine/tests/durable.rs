@@ -480,3 +480,131 @@ fn a_failed_map_journals_no_result_though_its_all_done_dependents_read_its_list(
     assert_eq!((m.status, &m.result), (TaskStatus::Failed, &None));
     assert_eq!(loaded.task("read").unwrap().result, Some(json!([1, null])));
 }
+
+/// A map's instance records are journaled with the map's completion: a durable resume
+/// restores them as a resume from the run's result does (statuses, results, attempts),
+/// and no instance runs again.
+#[test]
+fn a_resumed_durable_map_keeps_its_instance_records_and_runs_no_instance_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("map-resume").unwrap();
+    let squared = Arc::new(Mutex::new(Vec::new()));
+    let engine_with = |flaky_succeeds: bool| {
+        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!([1, 2, 3]))
+        });
+        let squared = Arc::clone(&squared);
+        engine.register_handler("square", move |ctx: TaskContext| {
+            let squared = Arc::clone(&squared);
+            async move {
+                let x = ctx.map_item::<i64>()?;
+                squared.lock().unwrap().push(x);
+                match x {
+                    2 => Err(TaskError::skip("two is skipped")),
+                    x => Ok(x * x),
+                }
+            }
+        });
+        engine
+    };
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("m", "square").map_over("list"))
+        .task(Task::new("c", "flaky").depends_on(["m"]));
+    let first = runtime()
+        .block_on(engine_with(false).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    assert_eq!(first.task("m").unwrap().result, Some(json!([1, null, 9])));
+    let instances = ["m[0]", "m[1]", "m[2]"];
+    let statuses = instances.map(|id| first.task(id).unwrap().status);
+    use TaskStatus::{Completed, Skipped};
+    assert_eq!(statuses, [Completed, Skipped, Completed]);
+
+    // What a resume from the run's own result keeps, for comparison.
+    let from_result = runtime()
+        .block_on(engine_with(true).resume(&workflow, &first))
+        .unwrap();
+    let durable = runtime()
+        .block_on(engine_with(true).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(durable.status, WorkflowStatus::Completed);
+    assert_eq!(
+        *squared.lock().unwrap(),
+        [1, 2, 3],
+        "no instance ran again, in either resume"
+    );
+    for id in instances {
+        let (before, kept) = (first.task(id).unwrap(), durable.task(id));
+        let kept = kept.unwrap_or_else(|| panic!("the durable resume lost `{id}`"));
+        let fields = |r: &TaskRecord| (r.status, r.result.clone(), r.error.clone(), r.attempts);
+        assert_eq!(fields(kept), fields(before), "`{id}`");
+        assert_eq!(fields(kept), fields(&from_result.tasks[id]), "`{id}`");
+    }
+    assert_eq!(durable.tasks.len(), from_result.tasks.len());
+
+    // Listing counts the workflow's tasks, not the instances.
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let runs = runtime()
+        .block_on(journal.list(&RunFilter::default()))
+        .unwrap();
+    let counts = (runs[0].recorded_tasks, runs[0].completed_tasks);
+    assert_eq!(counts, (3, 3));
+}
+
+/// A map that runs again in a resumed run (its `all_done` rule ran it after a failure
+/// that the resume retries) while the journal holds its first completion: the journal
+/// keeps that completion, and the instance records that came with it, so a later resume
+/// restores instance results that agree with the map's list.
+#[test]
+fn a_map_run_again_keeps_the_journaled_instances_of_its_first_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("map-again").unwrap();
+    let runs = Arc::new(Mutex::new(0i64));
+    let engine_with = |flaky_succeeds: bool| {
+        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!([1, 2]))
+        });
+        // Each call returns a new number: a run again gives other results.
+        let runs = Arc::clone(&runs);
+        engine.register_handler("count", move |_ctx: TaskContext| {
+            let mut runs = runs.lock().unwrap();
+            *runs += 1;
+            let n = *runs;
+            async move { Ok::<_, TaskError>(n) }
+        });
+        engine
+    };
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("work", "flaky"))
+        .task(Task::new("list", "list"))
+        .task(
+            Task::new("m", "count")
+                .map_over("list")
+                .depends_on(["work"])
+                .trigger_rule(orch_core::TriggerRule::AllDone),
+        );
+    let run = |flaky_succeeds| {
+        runtime()
+            .block_on(engine_with(flaky_succeeds).run_durable(&workflow, run_id.clone()))
+            .unwrap()
+    };
+    let first = run(false);
+    assert_eq!(first.task("m").unwrap().result, Some(json!([1, 2])));
+    let second = run(true);
+    assert_eq!(
+        second.task("m").unwrap().result,
+        Some(json!([3, 4])),
+        "ran again"
+    );
+    let third = run(true);
+    assert_eq!(*runs.lock().unwrap(), 4, "the third run ran no instance");
+    let list = third.task("m").unwrap().result.clone();
+    let instances = ["m[0]", "m[1]"].map(|id| third.task(id).and_then(|r| r.result.clone()));
+    assert_eq!(list, Some(json!([1, 2])), "the first completion is final");
+    assert_eq!(instances, [Some(json!(1)), Some(json!(2))]);
+}

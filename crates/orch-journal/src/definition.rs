@@ -31,6 +31,13 @@ impl Definition {
         }
     }
 
+    /// Whether a record of `id` belongs to the run: a task of this definition, or an
+    /// instance (`task[i]`) of one of them (a map task's).
+    pub(crate) fn has_record_for(&self, id: &str) -> bool {
+        self.tasks.contains_key(id)
+            || crate::run::instance_of(id).is_some_and(|(task, _)| self.tasks.contains_key(task))
+    }
+
     /// How `current` differs from this (recorded) definition.
     pub(crate) fn changes_to(&self, current: &Definition) -> WorkflowChanges {
         let mut changes = WorkflowChanges::default();

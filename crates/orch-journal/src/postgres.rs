@@ -4,13 +4,15 @@
 //! Three tables, created when missing: `orch_journal_meta` (the format version),
 //! `orch_journal_runs` (one row per run: its workflow, definition and status, indexed by
 //! workflow and status) and `orch_journal_tasks` (one row per task of a run, keyed by
-//! `(run_id, task_id)`, holding the task's record as a journal line). A batch of records
-//! is one multi-row insert; a task's completed row is never replaced.
+//! `(run_id, task_id)`, holding the task's record as a journal line; a map instance's
+//! row, `task[i]`, is marked as one). A batch of records is one multi-row insert; a
+//! completed row is never replaced, nor is an instance's row (instances are recorded
+//! in the statement that records their map task's completion, and belong to it).
 
 mod secret;
 mod server;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,15 +57,16 @@ CREATE TABLE IF NOT EXISTS orch_journal_tasks (
     record text NOT NULL,
     PRIMARY KEY (run_id, task_id)
 );
+ALTER TABLE orch_journal_tasks ADD COLUMN IF NOT EXISTS map_instance boolean NOT NULL DEFAULT false;
 COMMIT;";
 
 const INSERT: &str = "
-INSERT INTO orch_journal_tasks (run_id, task_id, status, record)
-SELECT $1, t.task_id, t.status, t.record
-FROM unnest($2::text[], $3::text[], $4::text[]) AS t (task_id, status, record)
+INSERT INTO orch_journal_tasks (run_id, task_id, status, record, map_instance)
+SELECT $1, t.task_id, t.status, t.record, t.map_instance
+FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS t (task_id, status, record, map_instance)
 ON CONFLICT (run_id, task_id) DO UPDATE
     SET status = EXCLUDED.status, record = EXCLUDED.record
-    WHERE orch_journal_tasks.status <> 'completed'";
+    WHERE orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance";
 
 /// A journal in a PostgreSQL database, shared by every process that connects to it.
 ///
@@ -73,8 +76,14 @@ ON CONFLICT (run_id, task_id) DO UPDATE
 /// commits a small transaction that waits for the server's write-ahead log to reach
 /// disk, which covers every append before it: then they survive a power loss too. A
 /// task's completed record is final: a later record for it, from this process or
-/// another, is ignored. The connection string's password never appears in `Debug`
-/// output or errors.
+/// another, is ignored; so is a map instance's first record (`task[i]`, recorded with
+/// its map task's completion). The connection string's password never appears in
+/// `Debug` output or errors.
+///
+/// An append sent just before its process died may still be committed by the server
+/// after the death, until the server ends that process's session: a process that
+/// continues the run before then may run such a task again (its record is then
+/// ignored, the first one stays).
 ///
 /// Needs a tokio runtime: the connection runs as a task spawned on it.
 #[derive(Clone)]
@@ -244,7 +253,7 @@ impl Shared {
                 }
                 Err(LineError::Bad(reason)) => return Err(JournalError::Corrupt { at, reason }),
             };
-            if !loaded.definition.tasks.contains_key(task.as_str()) {
+            if !loaded.definition.has_record_for(&task) {
                 return Err(JournalError::Corrupt {
                     at,
                     reason: "the task is not in the run's workflow".to_owned(),
@@ -307,6 +316,7 @@ impl Journal for PgJournal {
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
         let claim = self.shared.open.claim(run)?;
         let definition = Definition::of(workflow);
+        let tasks = Arc::new(definition.tasks.keys().cloned().collect());
         let loaded = match self.shared.load(run).await? {
             Some(loaded) => Some(loaded),
             None if self.shared.define(run, &definition, true).await? => None,
@@ -327,6 +337,7 @@ impl Journal for PgJournal {
             writer: Box::new(PgRunWriter {
                 run: run.clone(),
                 shared: Arc::clone(&self.shared),
+                tasks,
                 finished: Arc::new(AtomicBool::new(false)),
                 _claim: claim,
             }),
@@ -344,8 +355,9 @@ impl Journal for PgJournal {
             .shared
             .client
             .query(
-                "SELECT r.run_id, r.workflow_id, r.status, r.created, count(t.task_id),
-                        count(t.task_id) FILTER (WHERE t.status = 'completed')
+                "SELECT r.run_id, r.workflow_id, r.status, r.created,
+                        count(t.task_id) FILTER (WHERE NOT t.map_instance),
+                        count(t.task_id) FILTER (WHERE t.status = 'completed' AND NOT t.map_instance)
                  FROM orch_journal_runs r LEFT JOIN orch_journal_tasks t USING (run_id)
                  WHERE ($1::text IS NULL OR r.workflow_id = $1)
                    AND ($2::text IS NULL OR r.status = $2)
@@ -382,6 +394,8 @@ impl Journal for PgJournal {
 struct PgRunWriter {
     run: RunId,
     shared: Arc<Shared>,
+    /// The workflow's task ids: a record of another id is a map instance's.
+    tasks: Arc<HashSet<TaskId>>,
     finished: Arc<AtomicBool>,
     _claim: Claim,
 }
@@ -417,6 +431,7 @@ impl RunWriter for PgRunWriter {
         let mut ids = Vec::with_capacity(rows.len());
         let mut statuses = Vec::with_capacity(rows.len());
         let mut lines = Vec::with_capacity(rows.len());
+        let mut instances = Vec::with_capacity(rows.len());
         for (id, record) in rows {
             let mut buf = Vec::new();
             if let Err(e) = line::write_task(&mut buf, 0, id, record) {
@@ -425,6 +440,7 @@ impl RunWriter for PgRunWriter {
             buf.pop();
             ids.push(id.to_string());
             statuses.push(record.status.as_str());
+            instances.push(!self.tasks.contains(id));
             lines.push(String::from_utf8_lossy(&buf).into_owned());
         }
         let shared = Arc::clone(&self.shared);
@@ -432,7 +448,7 @@ impl RunWriter for PgRunWriter {
         Box::pin(async move {
             shared
                 .client
-                .execute(&shared.insert, &[&run, &ids, &statuses, &lines])
+                .execute(&shared.insert, &[&run, &ids, &statuses, &lines, &instances])
                 .await
                 .map(drop)
                 .map_err(|e| shared.error("record tasks", &e))

@@ -78,7 +78,7 @@ pub(crate) fn read_lines(path: &Path, run: &RunId, bytes: &[u8]) -> Result<ReadR
             }
             (Some(run), Line::Definition { tasks }) => run.definition.tasks = tasks,
             (Some(run), Line::Task { task_id, record }) => {
-                if !run.definition.tasks.contains_key(&task_id) {
+                if !run.definition.has_record_for(&task_id) {
                     return Err(corrupt(format!(
                         "task `{task_id}` is not in the run's workflow"
                     )));

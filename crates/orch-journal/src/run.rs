@@ -164,7 +164,9 @@ impl LoadedRun {
     }
 
     /// Takes in a task record. A completed record is final: records for the task after
-    /// it are kept in [`LoadedRun::records`] but do not replace it.
+    /// it are kept in [`LoadedRun::records`] but do not replace it. A map instance's
+    /// records come with its map task's completion, so its last one is in force (one
+    /// written with a completion cut short is replaced when the map completes again).
     pub(crate) fn push(&mut self, task_id: TaskId, record: TaskRecord) {
         self.end = None;
         for t in [record.start_time, record.end_time].into_iter().flatten() {
@@ -172,7 +174,8 @@ impl LoadedRun {
         }
         let index = self.records.len();
         let completed = |i: &usize| self.records[*i].1.status == TaskStatus::Completed;
-        if !self.current.get(&task_id).is_some_and(completed) {
+        let instance = !self.definition.tasks.contains_key(&task_id);
+        if instance || !self.current.get(&task_id).is_some_and(completed) {
             self.current.insert(task_id.clone(), index);
         }
         self.records.push((task_id, record));
@@ -205,8 +208,10 @@ impl LoadedRun {
     }
 
     /// Every task record in the order it was recorded, also those a later record
-    /// replaced (a failed attempt that a resumed run then completed). The file journal
-    /// keeps them all; PostgreSQL keeps only the record in force.
+    /// replaced (a failed attempt that a resumed run then completed), and the records
+    /// of map instances (`task[0]`, `task[1]`, ...) recorded with their map task's
+    /// completion. The file journal keeps them all; PostgreSQL keeps only the record in
+    /// force.
     pub fn records(&self) -> &[(TaskId, TaskRecord)] {
         &self.records
     }
@@ -227,19 +232,25 @@ impl LoadedRun {
         self.end.map(|(_, time)| time)
     }
 
-    /// The record in force for task `id`: its last one, or its first completed one.
+    /// The record in force for task `id` (or map instance `task[i]`): its last one, or,
+    /// for a task, its first completed one.
     pub fn task(&self, id: &str) -> Option<&TaskRecord> {
         self.current.get(id).map(|&i| &self.records[i].1)
     }
 
-    /// How many tasks have a record, and how many of those completed.
+    /// How many tasks have a record, and how many of those completed (map instances
+    /// not counted).
     pub(crate) fn counts(&self) -> (usize, usize) {
-        let completed = self
+        let tasks = self
             .current
-            .values()
-            .filter(|&&i| self.records[i].1.status == TaskStatus::Completed)
-            .count();
-        (self.current.len(), completed)
+            .iter()
+            .filter(|(id, _)| self.definition.tasks.contains_key(*id));
+        let (mut recorded, mut completed) = (0, 0);
+        for (_, &i) in tasks {
+            recorded += 1;
+            completed += usize::from(self.records[i].1.status == TaskStatus::Completed);
+        }
+        (recorded, completed)
     }
 
     /// The run in brief, as [`Journal::list`](crate::Journal::list) gives it.
@@ -262,7 +273,8 @@ impl LoadedRun {
 
     /// The run as the previous result that `WorkflowEngine::resume` takes for
     /// `workflow`: every task of `workflow` with its record in force (tasks without one
-    /// are pending). The result's status is `completed` when every task completed,
+    /// are pending), then the instance records of each map task of `workflow` that
+    /// completed, as a run's result has them. The result's status is `completed` when every task completed,
     /// `failed` when one failed, `cancelled` otherwise; it starts when the run was
     /// created and ends at the last time recorded; its `max_concurrent` is 1 (a journal
     /// does not record the engine's settings).
@@ -289,7 +301,22 @@ impl LoadedRun {
         } else {
             WorkflowStatus::Cancelled
         };
-        let Some(tasks) = TaskRecords::for_workflow(workflow, records) else {
+        let completed_map = |id: &str| {
+            workflow.get(id).is_some_and(|task| task.map.is_some())
+                && self
+                    .task(id)
+                    .is_some_and(|r| r.status == TaskStatus::Completed)
+        };
+        // In the order recorded: a map's instances are recorded together, in order.
+        let instances = self
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(i, (id, _))| self.current.get(id) == Some(i))
+            .filter(|(_, (id, _))| instance_of(id).is_some_and(|(map, _)| completed_map(map)))
+            .filter(|(_, (id, _))| workflow.get(id).is_none())
+            .map(|(_, (id, record))| (id.clone(), record.clone()));
+        let Some(tasks) = TaskRecords::for_workflow_with_extra(workflow, records, instances) else {
             unreachable!("one record per task of the workflow")
         };
         WorkflowResult {
@@ -334,4 +361,11 @@ impl LoadedRun {
         }
         Ok(changes)
     }
+}
+
+/// The map task and element index of instance id `task[i]`, if `id` has that form.
+pub(crate) fn instance_of(id: &str) -> Option<(&str, usize)> {
+    let (task, item) = id.strip_suffix(']')?.rsplit_once('[')?;
+    let digits = !item.is_empty() && item.bytes().all(|b| b.is_ascii_digit());
+    Some((task, item.parse().ok().filter(|_| digits)?))
 }

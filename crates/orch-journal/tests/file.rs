@@ -533,3 +533,42 @@ fn runs_are_listed_by_workflow_and_status() {
         .is_empty()
     );
 }
+
+#[test]
+fn map_instance_records_come_back_with_their_completed_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let run = run_id("maps");
+    let workflow = block_on(common::map_instances_come_back_with_their_map(
+        &journal, &run, "w",
+    ));
+    // Instances recorded in a batch whose map line was torn off, then again with the
+    // map's completion when it ran again: the last records are in force.
+    let torn = run_id("torn");
+    let opened = block_on(journal.open(&torn, &workflow)).unwrap();
+    append(&*opened.writer, &[("m[0]", completed(json!("torn")))]);
+    let again = [("m[0]", completed(json!(1))), ("m", completed(json!([1])))];
+    append(&*opened.writer, &again);
+    drop(opened);
+    let loaded = block_on(journal.load(&torn)).unwrap().unwrap();
+    assert_eq!(loaded.task("m[0]"), Some(&again[0].1));
+    let result = loaded.to_result(&workflow).unwrap();
+    assert_eq!(result.task("m[0]"), Some(&again[0].1));
+}
+
+#[test]
+fn a_record_of_an_instance_of_no_task_is_refused() {
+    let (_dir, journal) = recorded_run();
+    let lines = lines_of(&journal.path_of(&run_id("r"))).len();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    append(&*opened.writer, &[("zz[0]", completed(json!(1)))]);
+    drop(opened);
+    let error = block_on(journal.load(&run_id("r")))
+        .unwrap_err()
+        .to_string();
+    let expected = format!(
+        "line {}: task `zz[0]` is not in the run's workflow",
+        lines + 1
+    );
+    assert!(error.ends_with(&expected), "{error}");
+}

@@ -33,7 +33,7 @@ mod checks {
     use serde_json::json;
     use tokio::runtime::Runtime;
 
-    use super::common::{in_force, run, workflow_of};
+    use super::common::{in_force, map_instances_come_back_with_their_map, run, workflow_of};
 
     struct Env {
         server: TempServer,
@@ -141,6 +141,33 @@ mod checks {
         let loaded = env.rt.block_on(journal.load(&id)).unwrap().unwrap();
         assert_eq!(loaded.task("a").unwrap().result, Some(json!({"rows": 3})));
         assert_eq!(loaded.task("b").unwrap().result, Some(json!(2)));
+    }
+
+    fn map_instance_records_come_back_with_their_completed_map(env: &Env) {
+        let journal = env.journal();
+        let run = fresh_run();
+        let workflow_id = format!("maps-{run}");
+        let workflow = env.rt.block_on(map_instances_come_back_with_their_map(
+            &journal,
+            &run,
+            &workflow_id,
+        ));
+        // Another writer (a process started while the server still committed what the
+        // killed one sent) records the map again: the instances that came with the
+        // completion in force stay, as that completion does.
+        let (m, m0, m1) = (
+            TaskId::from("m"),
+            TaskId::from("m[0]"),
+            TaskId::from("m[1]"),
+        );
+        let late = record(TaskStatus::Completed, json!("late"));
+        let opened = env.rt.block_on(journal.open(&run, &workflow)).unwrap();
+        let batch = [(&m0, &late), (&m1, &late), (&m, &late)];
+        env.rt.block_on(opened.writer.append(&batch)).unwrap();
+        let loaded = env.rt.block_on(journal.load(&run)).unwrap().unwrap();
+        assert_eq!(loaded.task("m[0]").unwrap().result, Some(json!(1)));
+        assert_eq!(loaded.task("m[1]").unwrap().status, TaskStatus::Skipped);
+        assert_eq!(loaded.task("m").unwrap().result, Some(json!([1, null])));
     }
 
     fn runs_are_listed_and_queried_by_workflow_and_status(env: &Env) {
@@ -315,11 +342,15 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 5] = [
+        let checks: [Check; 6] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
                 a_reconnected_process_resumes_and_completed_records_are_final,
+            ),
+            (
+                "map_instance_records_come_back_with_their_completed_map",
+                map_instance_records_come_back_with_their_completed_map,
             ),
             (
                 "runs_are_listed_and_queried_by_workflow_and_status",

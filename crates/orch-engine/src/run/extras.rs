@@ -30,6 +30,9 @@ pub(super) struct Extras {
     keys: HashMap<u32, CacheKey>,
     pub(super) maps: HashMap<u32, MapRun>,
     pub(super) instances: Vec<Instance>,
+    /// In a durable run, the map tasks that completed and whose instances' records are
+    /// still to be committed with them: their first instance and how many.
+    pub(super) to_journal: HashMap<u32, (usize, usize)>,
 }
 
 impl Extras {
@@ -50,6 +53,7 @@ impl Extras {
                 keys: HashMap::new(),
                 maps: HashMap::new(),
                 instances: Vec::new(),
+                to_journal: HashMap::new(),
             })
         })
     }
@@ -57,6 +61,39 @@ impl Extras {
     /// Whether index `index` is a map task, a cached task or an instance.
     pub(super) fn claims(&self, index: usize) -> bool {
         self.special.get(index).copied().unwrap_or(true)
+    }
+
+    /// The instance records of the map tasks in the journal's next commit that
+    /// completed, unless the journal already held their completion.
+    pub(super) fn instances_to_journal(
+        &mut self,
+        journal: &crate::journaling::RunJournal,
+        workflow: &Workflow,
+    ) -> Vec<(u32, Vec<(orch_core::TaskId, TaskRecord)>)> {
+        if self.to_journal.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for &map in journal.batch() {
+            let Some((first, count)) = self.to_journal.remove(&map) else {
+                continue;
+            };
+            let Some(task) = workflow
+                .get_index(map as usize)
+                .filter(|_| !journal.held(map))
+            else {
+                continue;
+            };
+            let records = self.instances[first..first + count]
+                .iter()
+                .map(|instance| {
+                    let id = MapSpec::instance_id(&task.task_id, instance.item.index);
+                    (id, instance.record.clone())
+                })
+                .collect();
+            out.push((map, records));
+        }
+        out
     }
 
     /// The instances' records, under their ids, in the order they were created; those

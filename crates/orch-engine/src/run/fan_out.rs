@@ -331,7 +331,12 @@ impl Scheduler<'_> {
         // The map task takes a slot back to settle in.
         self.active += 1;
         match run.failed {
-            None => self.attempt_over(map, Ok(Value::Array(run.results).into())),
+            None => {
+                if self.journal.is_some() {
+                    (self.extras().to_journal).insert(map as u32, (run.first, run.count));
+                }
+                self.attempt_over(map, Ok(Value::Array(run.results).into()))
+            }
             Some(message) => {
                 for k in run.first..run.first + run.count {
                     let record = &mut self.extras().instances[k].record;

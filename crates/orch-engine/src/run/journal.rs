@@ -25,7 +25,11 @@ impl Scheduler<'_> {
         let Some(journal) = &mut self.journal else {
             return false;
         };
-        match journal.commit(&self.records, &self.shared) {
+        let instances = match self.extras.as_deref_mut() {
+            Some(extras) => extras.instances_to_journal(journal, &self.shared.workflow),
+            None => Vec::new(),
+        };
+        match journal.commit(&self.records, &self.shared, instances) {
             Some(pending) => {
                 self.in_flight.push(InFlight::Commit(pending));
                 true
@@ -56,7 +60,14 @@ impl Scheduler<'_> {
     /// when the run is durable. Returns how many tasks it kept.
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
         if let Some(journal) = &mut self.journal {
-            journal.restored(kept);
+            let held = (self.shared.workflow.tasks())
+                .map(|task| {
+                    previous
+                        .task(&task.task_id)
+                        .is_some_and(|r| r.status == TaskStatus::Completed)
+                })
+                .collect();
+            journal.restored(kept, held);
         }
         self.restore(previous, kept)
     }

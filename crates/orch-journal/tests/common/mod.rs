@@ -114,3 +114,65 @@ pub fn in_force<'a>(
     }
     last
 }
+
+/// Records run `run` (workflow id `workflow_id`) the way a durable run with map tasks
+/// does, and checks what comes back: map `m` completed, with its instances recorded
+/// in the same batch just before it; map `n` failed, and an instance of it that
+/// completed is in the journal all the same (say, from an older version). The previous
+/// result has the workflow's tasks, then the instances of `m` only; the listing counts
+/// tasks, not instances. Returns the workflow.
+pub async fn map_instances_come_back_with_their_map(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) -> Workflow {
+    use orch_core::TaskId;
+    let workflow = Workflow::new(workflow_id, "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m", "t").map_over("list"))
+        .task(Task::new("n", "t").map_over("list"));
+    let record = |status, result: Value| TaskRecord {
+        status,
+        result: Some(result),
+        attempts: 1,
+        ..TaskRecord::default()
+    };
+    let done = |result: Value| record(TaskStatus::Completed, result);
+    let ids = ["list", "n[0]", "n", "m[0]", "m[1]", "m"].map(TaskId::from);
+    let records = [
+        done(serde_json::json!([1, 2])),
+        done(serde_json::json!(1)),
+        record(TaskStatus::Failed, Value::Null),
+        done(serde_json::json!(1)),
+        record(TaskStatus::Skipped, Value::Null),
+        done(serde_json::json!([1, null])),
+    ];
+    let pairs: Vec<_> = ids.iter().zip(&records).collect();
+    let opened = journal.open(run, &workflow).await.unwrap();
+    for batch in [&pairs[..3], &pairs[3..]] {
+        opened.writer.append(batch).await.unwrap();
+    }
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("m[0]"), Some(&records[3]));
+    assert_eq!(loaded.task("n[0]"), Some(&records[1]));
+    let result = loaded.to_result(&workflow).unwrap();
+    let kept: Vec<_> = result
+        .tasks
+        .iter()
+        .map(|(id, r)| (id.as_str(), r))
+        .collect();
+    let expected = [
+        ("list", &records[0]),
+        ("m", &records[5]),
+        ("n", &records[2]),
+        ("m[0]", &records[3]),
+        ("m[1]", &records[4]),
+    ];
+    assert_eq!(kept, expected);
+    let filter = orch_journal::RunFilter::default().workflow(workflow_id);
+    let listed = journal.list(&filter).await.unwrap();
+    let counts = (listed[0].recorded_tasks, listed[0].completed_tasks);
+    assert_eq!(counts, (3, 2), "tasks, not instances");
+    workflow
+}
