@@ -44,6 +44,7 @@ pub(crate) fn error_of<'r>(result: &'r WorkflowResult, id: &str) -> (TaskStatus,
 
 /// A file journal whose run writers `wrap` wraps, so that a test can change what a commit
 /// does (hold it, fail it, note it).
+#[cfg(feature = "journal")]
 #[derive(Clone)]
 pub(crate) struct WrappedJournal {
     inner: orch_engine::FileJournal,
@@ -51,12 +52,14 @@ pub(crate) struct WrappedJournal {
 }
 
 /// Wraps the writer of a run the journal opens.
+#[cfg(feature = "journal")]
 type WrapWriter = std::sync::Arc<
     dyn Fn(Box<dyn orch_engine::journal::RunWriter>) -> Box<dyn orch_engine::journal::RunWriter>
         + Send
         + Sync,
 >;
 
+#[cfg(feature = "journal")]
 impl WrappedJournal {
     pub(crate) fn new(
         inner: orch_engine::FileJournal,
@@ -74,12 +77,14 @@ impl WrappedJournal {
     }
 }
 
+#[cfg(feature = "journal")]
 impl std::fmt::Debug for WrappedJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("WrappedJournal").field(&self.inner).finish()
     }
 }
 
+#[cfg(feature = "journal")]
 #[async_trait::async_trait]
 impl orch_engine::Journal for WrappedJournal {
     async fn open(
