@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use benches::{Shape, inline_floor, noop_engine, runtime, spawning_noop_engine};
+use benches::{
+    POOLS, Shape, inline_floor, noop_engine, runtime, spawning_noop_engine,
+    with_pools_and_priorities,
+};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use orch::prelude::*;
 
@@ -175,9 +178,8 @@ fn pools_and_priorities(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     let size = 100_000.min(sizes().into_iter().max().unwrap_or(10_000));
     let plain = Shape::Random.build(size);
-    let pools = ["p0", "p1", "p2", "p3"];
     let mut builder = WorkflowEngine::builder().max_concurrent(8);
-    for pool in pools {
+    for pool in POOLS {
         builder = builder.pool(pool, 2);
     }
     let pooled_engine = builder.build().expect("valid limits");
@@ -185,20 +187,7 @@ fn pools_and_priorities(c: &mut Criterion) {
         "noop",
         inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(serde_json::Value::Null) }),
     );
-    // Task `i` joins pool `i % 4` and/or gets priority `i % 7 - 3`.
-    let with = |pool: bool, priority: bool| {
-        let tasks = plain.tasks().enumerate().map(|(i, task)| {
-            let mut task = task.clone();
-            if pool {
-                task = task.pool(pools[i % 4]);
-            }
-            if priority {
-                task = task.priority((i % 7) as i32 - 3);
-            }
-            task
-        });
-        Workflow::from_tasks(plain.workflow_id(), plain.name(), tasks)
-    };
+    let with = |pools, priorities| with_pools_and_priorities(&plain, pools, priorities);
     let pooled = with(true, true);
     let pools_only = with(true, false);
     let priorities_only = with(false, true);

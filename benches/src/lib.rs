@@ -181,6 +181,26 @@ impl Shape {
     }
 }
 
+/// The pools of [`with_pools_and_priorities`]; an engine running its workflows declares
+/// them (limit 2 each in the benches).
+pub const POOLS: [&str; 4] = ["p0", "p1", "p2", "p3"];
+
+/// `workflow` with task `i` in pool `POOLS[i % 4]` (with `pools`) and priority
+/// `i % 7 - 3` (with `priorities`).
+pub fn with_pools_and_priorities(workflow: &Workflow, pools: bool, priorities: bool) -> Workflow {
+    let tasks = workflow.tasks().enumerate().map(|(i, task)| {
+        let mut task = task.clone();
+        if pools {
+            task = task.pool(POOLS[i % POOLS.len()]);
+        }
+        if priorities {
+            task = task.priority((i % 7) as i32 - 3);
+        }
+        task
+    });
+    Workflow::from_tasks(workflow.workflow_id(), workflow.name(), tasks)
+}
+
 /// A small, fast, seedable generator (SplitMix64), so shapes are the same on every run.
 #[derive(Clone, Debug)]
 pub struct SplitMix64(pub u64);

@@ -21,14 +21,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use benches::{Shape, runtime};
+use benches::{POOLS, Shape, runtime};
 use orch::core::EngineEvent;
 use orch_engine::{TaskContext, TaskError, inline};
 use orch_events::{EventBus, Subject};
 
 const RUNS: usize = 5;
-/// The pools of the `pools4` option.
-const POOLS: [&str; 4] = ["p0", "p1", "p2", "p3"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -138,17 +136,7 @@ fn engine_case(
     }
     let mut workflow = shape.build(tasks);
     if pools || priorities {
-        let tasks = workflow.tasks().enumerate().map(|(i, task)| {
-            let mut task = task.clone();
-            if pools {
-                task = task.pool(POOLS[i % 4]);
-            }
-            if priorities {
-                task = task.priority((i % 7) as i32 - 3);
-            }
-            task
-        });
-        workflow = orch::core::Workflow::from_tasks(workflow.workflow_id(), workflow.name(), tasks);
+        workflow = benches::with_pools_and_priorities(&workflow, pools, priorities);
     }
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);

@@ -14,12 +14,19 @@ use orch_events::EventBus;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a runtime")
+mod common;
+
+use common::paused_runtime as runtime;
+
+/// The statuses of the first `n` instances of `square` (`Pending` for one with no record).
+fn instance_statuses(result: &WorkflowResult, n: usize) -> Vec<TaskStatus> {
+    (0..n)
+        .map(|i| {
+            result
+                .task(&format!("square[{i}]"))
+                .map_or(TaskStatus::Pending, |r| r.status)
+        })
+        .collect()
 }
 
 /// An engine whose `list` tasks return their config's `items`, whose `square` tasks
@@ -114,11 +121,7 @@ fn each_element_gets_an_instance_and_dependents_see_the_results_in_order() {
 
 #[test]
 fn instances_run_as_tasks_of_their_own_on_a_multi_threaded_runtime() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = common::two_workers();
     let engine = WorkflowEngine::builder()
         .max_concurrent(4)
         .build()
@@ -322,13 +325,7 @@ fn a_failed_instance_fails_the_map_skips_the_rest_and_its_dependents() {
     });
     let result = run(&engine, &pipeline(json!([1, 2, 3, 4, 5])));
     assert_eq!(result.status, WorkflowStatus::Failed);
-    let statuses: Vec<TaskStatus> = (0..5)
-        .map(|i| {
-            result
-                .task(&format!("square[{i}]"))
-                .map_or(TaskStatus::Pending, |r| r.status)
-        })
-        .collect();
+    let statuses = instance_statuses(&result, 5);
     use TaskStatus::{Completed, Failed, Skipped};
     assert_eq!(statuses, [Completed, Completed, Failed, Skipped, Skipped]);
     assert_eq!(
@@ -418,13 +415,7 @@ fn a_cancelled_run_cancels_the_instances_that_had_not_ended() {
         token.cancel();
         let result = runner.await.expect("no panic").expect("valid");
         assert_eq!(result.status, WorkflowStatus::Cancelled);
-        let statuses: Vec<TaskStatus> = (0..4)
-            .map(|i| {
-                result
-                    .task(&format!("square[{i}]"))
-                    .map_or(TaskStatus::Pending, |r| r.status)
-            })
-            .collect();
+        let statuses = instance_statuses(&result, 4);
         use TaskStatus::{Cancelled, Completed};
         assert_eq!(statuses, [Completed, Cancelled, Cancelled, Cancelled]);
         assert_eq!(result.task("square").map(|r| r.status), Some(Cancelled));
