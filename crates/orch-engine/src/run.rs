@@ -141,9 +141,7 @@ pub(crate) async fn execute(
     };
     let mut run = Scheduler::new(shared, plan, handlers, limits, announcer);
     run.journal = journal;
-    if features.maps || features.caching {
-        run.extras = extras::Extras::new(&workflow, engine.max_instances, &engine.cache);
-    }
+    run.extras = extras::Extras::new(&workflow, features, engine.max_instances, &engine.cache);
     let restored = match (previous, &kept) {
         (Some(previous), Some(kept)) => {
             run.restore_instances(&previous, kept);
@@ -195,16 +193,13 @@ pub(crate) async fn execute(
 }
 
 /// A task's count of unfinished dependencies, beside its start rank (its plan position
-/// unless priorities reorder it) and its type: the first two are read when a dependency
-/// completes, so they share a cache line, which then still holds the type when the task
-/// starts. The count is `u32::MAX` for a task kept from an earlier run, so that it is
-/// never released again.
+/// unless priorities reorder it): both are read when a dependency completes, so they
+/// share a cache line. The count is `u32::MAX` for a task kept from an earlier run, so
+/// that it is never released again.
 #[derive(Clone, Copy)]
 struct Waiting {
     dependencies: u32,
     position: u32,
-    /// The index of the task's type among the plan's task types.
-    task_type: u32,
 }
 
 /// How many tasks may run at once, in all and per pool, and in what order ready ones start.
@@ -282,13 +277,10 @@ impl<'p> Scheduler<'p> {
                     Some(ranks) => ranks[i],
                     None => plan.position(i) as u32,
                 },
-                task_type: plan.type_of(i) as u32,
             })
             .collect();
-        let rules = features
-            .trigger_rules
-            .then(|| rules::Rules::of(&shared.workflow, waiting.iter().map(|w| w.dependencies)))
-            .flatten();
+        let totals = waiting.iter().map(|w| w.dependencies);
+        let rules = rules::Rules::of(&shared.workflow, features, totals);
         let mut ready = limits.queue;
         if rules.is_none() {
             for (i, w) in waiting.iter().enumerate() {
@@ -462,7 +454,7 @@ impl<'p> Scheduler<'p> {
             tracing::debug_span!("task", task_id = %task.task_id, task_type = %task.task_type);
         // A workflow without timeouts needs nothing of the task's definition here.
         let timeout = if self.timeouts { task.timeout } else { None };
-        let task_type = self.waiting[index].task_type as usize;
+        let task_type = self.plan.type_of(index);
         let handler: &'p Arc<dyn Handler> = &self.handlers.by_type[task_type];
         let spawn = self.handlers.spawn[task_type];
         let mut polled = Poll::Pending;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Context;
 
-use orch_core::{MapSpec, Task, TaskRecord, TaskStatus, Workflow};
+use orch_core::{Features, MapSpec, Task, TaskRecord, TaskStatus, Workflow};
 
 use super::Scheduler;
 use super::fan_out::{Instance, MapRun};
@@ -36,15 +36,16 @@ pub(super) struct Extras {
 }
 
 impl Extras {
-    /// The extras of a run of `workflow`, or `None` if no task maps or caches.
+    /// The extras of a run of `workflow`, or `None` if no task maps or caches (its
+    /// plan's `features` say whether one does).
     pub(super) fn new(
         workflow: &Workflow,
+        features: Features,
         max_instances: u32,
         cache: &CacheSettings,
     ) -> Option<Box<Self>> {
         let special = |task: &Task| task.map.is_some() || task.cache;
-        // One pass that allocates nothing for a workflow with neither.
-        workflow.tasks().any(special).then(|| {
+        (features.maps || features.caching).then(|| {
             let special = workflow.tasks().map(special).collect();
             Box::new(Self {
                 special,
@@ -230,10 +231,14 @@ impl Scheduler<'_> {
 
 #[cfg(test)]
 mod tests {
-    use orch_core::{Task, Workflow};
+    use orch_core::{Features, Task, Workflow};
 
     use super::Extras;
     use crate::cache::CacheSettings;
+
+    fn features(workflow: &Workflow) -> Features {
+        workflow.validate().expect("valid").plan().features()
+    }
 
     /// The default path: a workflow with neither maps nor caching gets no extras, so its
     /// scheduler never enters this file.
@@ -242,15 +247,16 @@ mod tests {
         let plain = Workflow::new("w", "W")
             .task(Task::new("a", "t"))
             .task(Task::new("b", "t").depends_on(["a"]));
-        assert!(Extras::new(&plain, 10, &CacheSettings::default()).is_none());
+        assert!(Extras::new(&plain, features(&plain), 10, &CacheSettings::default()).is_none());
         let mapped = plain.clone().task(Task::new("c", "t").map_over("a"));
-        let extras = Extras::new(&mapped, 10, &CacheSettings::default()).expect("extras");
+        let extras =
+            Extras::new(&mapped, features(&mapped), 10, &CacheSettings::default()).expect("extras");
         assert_eq!(
             (0..4).map(|i| extras.claims(i)).collect::<Vec<_>>(),
             [false, false, true, true],
             "the map task, and indices past the plan (instances)"
         );
         let cached = plain.task(Task::new("c", "t").cache(true));
-        assert!(Extras::new(&cached, 10, &CacheSettings::default()).is_some());
+        assert!(Extras::new(&cached, features(&cached), 10, &CacheSettings::default()).is_some());
     }
 }

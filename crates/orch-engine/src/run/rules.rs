@@ -6,7 +6,9 @@
 //! descendant. Any other rule switches the run to [`Rules`], which counts each task's
 //! dependency outcomes and asks its rule.
 
-use orch_core::{Decision, DependencyOutcomes, EngineEventKind, TaskStatus, TriggerRule, Workflow};
+use orch_core::{
+    Decision, DependencyOutcomes, EngineEventKind, Features, TaskStatus, TriggerRule, Workflow,
+};
 
 use super::Scheduler;
 
@@ -22,9 +24,14 @@ pub(super) struct Rules {
 const LISTED: usize = 5;
 
 impl Rules {
-    /// The rules of `workflow`, or `None` when every task has the default rule.
-    pub(super) fn of(workflow: &Workflow, totals: impl Iterator<Item = u32>) -> Option<Self> {
-        if workflow.tasks().all(|task| task.trigger_rule.is_default()) {
+    /// The rules of `workflow`, or `None` when every task has the default rule (its
+    /// plan's `features` say whether one does).
+    pub(super) fn of(
+        workflow: &Workflow,
+        features: Features,
+        totals: impl Iterator<Item = u32>,
+    ) -> Option<Self> {
+        if !features.trigger_rules {
             return None;
         }
         let outcomes: Vec<DependencyOutcomes> = totals
