@@ -265,6 +265,6 @@ pub use orch_journal as journal;
 #[cfg(feature = "journal")]
 pub use orch_journal::{Durability, FileJournal, Journal, ResultFile};
 pub use output::{IntoOutput, Output, Shared};
-pub use remote::{HandlerState, RemoteTask, spawn_attempt};
+pub use remote::{HandlerState, RemoteTask, run_attempt};
 pub use run_error::RunError;
 pub use tokio_util::sync::CancellationToken;

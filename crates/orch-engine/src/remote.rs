@@ -6,15 +6,17 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 
+use futures_util::FutureExt;
 use orch_core::{RunId, Task, TaskId, ValidationErrors, Workflow};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::context::RunShared;
-use crate::handler::joined;
+use crate::handler::{joined, panic_message};
 use crate::output::Stored;
 use crate::state::States;
 use crate::{Handler, Output, TaskContext, TaskError};
@@ -244,16 +246,32 @@ impl TaskContext {
     }
 }
 
-/// Runs `handler` on `ctx` as a tokio task of its own, the way an engine on a
-/// multi-threaded runtime runs an attempt: a panic in the handler fails the attempt with
-/// the panic's message (`handler panicked: ...`), and dropping the returned future aborts
-/// the task. Call it inside a tokio runtime.
-pub fn spawn_attempt(
+/// Runs `handler` on `ctx` the way an engine on a multi-threaded runtime runs an
+/// attempt: as a tokio task of its own, or, for a handler that
+/// [runs inline](Handler::runs_inline), in the returned future. Either way a panic in the
+/// handler fails the attempt with the panic's message (`handler panicked: ...`), and
+/// dropping the returned future stops the handler (its task is aborted). Call it inside a
+/// tokio runtime.
+pub fn run_attempt(
     handler: Arc<dyn Handler>,
     ctx: TaskContext,
 ) -> impl Future<Output = Result<Output, TaskError>> + Send + 'static {
-    let task = AbortOnDropHandle::new(tokio::spawn(async move { handler.call(ctx).await }));
-    async move { joined(task.await) }
+    // Spawned at once, so that the handler starts even before the future is polled.
+    let spawned = match handler.runs_inline() {
+        true => Err((handler, ctx)),
+        false => Ok(AbortOnDropHandle::new(tokio::spawn(async move {
+            handler.call(ctx).await
+        }))),
+    };
+    async move {
+        match spawned {
+            Ok(task) => joined(task.await),
+            Err((handler, ctx)) => AssertUnwindSafe(handler.call(ctx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(TaskError::new(panic_message(panic.as_ref())))),
+        }
+    }
 }
 
 /// The error for reading an output that was not sent with a task run elsewhere.

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures_util::FutureExt;
-use orch_engine::{Handler, Output, RemoteTask, TaskContext, TaskError};
+use orch_engine::{Output, RemoteTask, TaskError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -145,7 +144,10 @@ async fn execute(
             });
         }
     };
-    let running = run_handler(Arc::clone(&queue.handler), context);
+    // An inline handler (one that only awaits) runs on this attempt's own task, any other
+    // as a task of its own, so that a handler that keeps its thread busy does not hold up
+    // the progress acknowledgements.
+    let running = orch_engine::run_attempt(Arc::clone(&queue.handler), context);
     tokio::pin!(running);
     // The first progress acknowledgement is one period away. (An interval's immediate
     // first tick would wait for the timer's next millisecond, on every task.)
@@ -176,29 +178,6 @@ async fn execute(
                 token.cancel();
                 return Ending::HandBack;
             }
-        }
-    }
-}
-
-/// Runs the handler: an inline handler (one that only awaits) on this attempt's own
-/// task, any other as a task of its own, so that a handler that keeps its thread busy
-/// does not hold up the progress acknowledgements. A panic fails the attempt either way.
-async fn run_handler(handler: Arc<dyn Handler>, context: TaskContext) -> Result<Output, TaskError> {
-    if !handler.runs_inline() {
-        return orch_engine::spawn_attempt(handler, context).await;
-    }
-    match std::panic::AssertUnwindSafe(handler.call(context))
-        .catch_unwind()
-        .await
-    {
-        Ok(result) => result,
-        Err(payload) => {
-            let text = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(a panic payload that is not a string)");
-            Err(TaskError::new(format!("handler panicked: {text}")))
         }
     }
 }
