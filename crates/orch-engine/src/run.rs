@@ -6,12 +6,10 @@ use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use orch_core::{
-    EngineEventKind, Plan, RunId, Task, TaskRecord, TaskStatus, Workflow, WorkflowResult,
-};
+use orch_core::{EngineEventKind, Plan, RunId, Task, TaskRecord, Workflow, WorkflowResult};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -25,6 +23,7 @@ use crate::pools::Queue;
 use crate::state::States;
 use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, timer};
+use settle::Begun;
 
 mod announcing;
 mod extras;
@@ -404,15 +403,13 @@ impl<'p> Scheduler<'p> {
     }
 
     fn start(&mut self, index: usize, cx: &mut Context<'_>) {
-        // Taken before the record is written: the reference count's atomic increment
-        // waits for the processor's pending writes, which the record's would then be.
+        // Taken first: the reference count's atomic increment waits for the processor's
+        // pending writes.
         let run = Arc::clone(&self.shared);
         self.active += 1;
-        let record = &mut self.records[index];
-        record.status = TaskStatus::Running;
-        record.start_time = Some(self.clock.last());
         self.announce_task(EngineEventKind::TaskStarted, index, |note| note.attempt = 1);
-        self.start_attempt_with(index, Some(1), run, cx);
+        let started = self.clock.last();
+        self.start_attempt_with(index, Some(started), run, cx);
     }
 
     /// Runs the next attempt; a handler that finishes on its first poll never enters the
@@ -423,13 +420,15 @@ impl<'p> Scheduler<'p> {
     }
 
     /// [`Self::start_attempt`], with the run's shared state for the task's context; the
-    /// attempt is number `attempt`, or the one after the record's last. (A first attempt
-    /// is numbered without reading the record, which may not be in the processor's cache
-    /// yet: writing it need not wait for it.)
+    /// first attempt when `first_start` says when the task started, else the one after
+    /// the record's last.
+    ///
+    /// The task's record says the attempt began only after the handler's first poll (see
+    /// [`Begun`]); nothing reads it in between.
     fn start_attempt_with(
         &mut self,
         index: usize,
-        attempt: Option<u32>,
+        first_start: Option<SystemTime>,
         run: Arc<RunShared>,
         cx: &mut Context<'_>,
     ) {
@@ -438,11 +437,18 @@ impl<'p> Scheduler<'p> {
             self.ready.release(index);
             return;
         }
-        if self.extras.as_ref().is_some_and(|e| e.claims(index)) && self.start_special(index, cx) {
-            return;
+        if self.extras.as_ref().is_some_and(|e| e.claims(index)) {
+            if let Some(at) = first_start {
+                self.mark_running(index, at);
+            }
+            if self.start_special(index, cx) {
+                return;
+            }
         }
-        let attempt = attempt.unwrap_or_else(|| self.records[index].attempts + 1);
-        self.records[index].attempts = attempt;
+        let attempt = match first_start {
+            Some(_) => 1,
+            None => self.records[index].attempts + 1,
+        };
         let ctx = TaskContext {
             run,
             index: index as u32,
@@ -458,11 +464,19 @@ impl<'p> Scheduler<'p> {
         let handler: &'p Arc<dyn Handler> = &self.handlers.by_type[task_type];
         let spawn = self.handlers.spawn[task_type];
         let mut polled = Poll::Pending;
-        match Attempt::start(handler, ctx, timeout, span, spawn, cx, &mut polled) {
-            Some(attempt) => self.in_flight.push(InFlight::Attempt(attempt)),
+        let running = Attempt::start(handler, ctx, timeout, span, spawn, cx, &mut polled);
+        let begun = Begun {
+            attempt,
+            first_start,
+        };
+        match running {
+            Some(running) => {
+                self.note_begun(index, Some(begun));
+                self.in_flight.push(InFlight::Attempt(running));
+            }
             None => {
                 if let Poll::Ready(outcome) = polled {
-                    self.attempt_over(index, outcome);
+                    self.first_poll_over(index, begun, outcome);
                 }
             }
         }

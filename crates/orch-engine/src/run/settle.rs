@@ -11,9 +11,59 @@ use crate::TaskError;
 use crate::attempt::InFlight;
 use crate::note::Detail;
 
+/// What a task's record is missing about an attempt that began: its number, and for a
+/// first attempt when the task started.
+///
+/// An attempt that ends on its handler's first poll writes this only once its output is
+/// stored, not when it starts: storing the output waits for the processor's pending
+/// writes, and a record written out of plan order (with priorities) is rarely in its
+/// cache, so writing it first would hold up both.
+#[derive(Clone, Copy)]
+pub(super) struct Begun {
+    pub(super) attempt: u32,
+    pub(super) first_start: Option<SystemTime>,
+}
+
 impl Scheduler<'_> {
-    pub(super) fn attempt_over(&mut self, index: usize, mut outcome: Result<Output, TaskError>) {
+    /// Handles the outcome of an attempt of task `index` whose record says it began.
+    pub(super) fn attempt_over(&mut self, index: usize, outcome: Result<Output, TaskError>) {
+        self.attempt_ended(index, None, outcome);
+    }
+
+    /// Handles the outcome of an attempt that ended on its handler's first poll.
+    pub(super) fn first_poll_over(
+        &mut self,
+        index: usize,
+        begun: Begun,
+        outcome: Result<Output, TaskError>,
+    ) {
+        self.attempt_ended(index, Some(begun), outcome);
+    }
+
+    /// Writes `begun` (if any) to task `index`'s record.
+    pub(super) fn note_begun(&mut self, index: usize, begun: Option<Begun>) {
+        let Some(begun) = begun else { return };
+        if let Some(at) = begun.first_start {
+            self.mark_running(index, at);
+        }
+        self.records[index].attempts = begun.attempt;
+    }
+
+    /// Marks task `index` running since `at`.
+    pub(super) fn mark_running(&mut self, index: usize, at: SystemTime) {
+        let record = &mut self.records[index];
+        record.status = TaskStatus::Running;
+        record.start_time = Some(at);
+    }
+
+    fn attempt_ended(
+        &mut self,
+        index: usize,
+        mut begun: Option<Begun>,
+        mut outcome: Result<Output, TaskError>,
+    ) {
         if self.extras.is_some() {
+            self.note_begun(index, begun.take());
             match self.special_over(index, outcome) {
                 Some(passed_on) => outcome = passed_on,
                 None => return,
@@ -22,21 +72,32 @@ impl Scheduler<'_> {
         match outcome {
             Ok(output) => {
                 let _ = self.shared.results[index].set(output.0);
+                self.note_begun(index, begun);
                 self.settle(index, TaskStatus::Completed, None);
                 self.ended_durably(index, TaskStatus::Completed);
             }
-            Err(error) if error.is_skip() => {
+            Err(error) => {
+                self.note_begun(index, begun);
+                self.failed(index, error);
+            }
+        }
+    }
+
+    /// An attempt that returned an error: skipped, cancelled, retried or failed.
+    fn failed(&mut self, index: usize, error: TaskError) {
+        match error {
+            error if error.is_skip() => {
                 self.settle(index, TaskStatus::Skipped, Some(error.record_text()));
                 self.ended_durably(index, TaskStatus::Skipped);
             }
-            Err(error) if self.stopping => {
+            error if self.stopping => {
                 let message = format!(
                     "the run was cancelled; the handler ended with: {}",
                     error.record_text()
                 );
                 self.settle(index, TaskStatus::Cancelled, Some(message));
             }
-            Err(error) => {
+            error => {
                 let task = self.task(index);
                 let attempts = self.records[index].attempts;
                 if !error.is_permanent() && attempts <= task.retries {
