@@ -11,21 +11,34 @@ use crate::ready::ReadySet;
 pub(crate) enum Queue {
     /// No task names a pool: only the global limit applies.
     Single(ReadySet),
-    /// Some tasks name pools: each pool has its own ready set and count of started tasks.
+    /// Some tasks name pools: each pool has its own count of started tasks and limit.
     Pooled(Pooled),
 }
 
+/// Ready tasks in one set, whatever their pool, except those found waiting for room in a
+/// full pool, which wait in their pool's own set until one of its tasks finishes.
+///
+/// Inserting needs no lookup of the task's pool, and taking the next task looks at one
+/// set instead of one per pool; a task is moved aside at most once per time its pool is
+/// found full, and moved back when one of the pool's tasks finishes.
 pub(crate) struct Pooled {
     /// Per task (plan index), its group: 0 for tasks in no pool.
     group_of: Vec<u32>,
+    /// Per start rank, its task's group (see [`Queue::rank`]).
+    group_of_rank: Vec<u32>,
     groups: Vec<Group>,
+    /// Ready tasks by rank, but for those in `Group::held`.
+    open: ReadySet,
 }
 
 struct Group {
     limit: usize,
     /// Tasks of the group started and not yet finished.
     active: usize,
-    ready: ReadySet,
+    /// Ready tasks of the group that came up for a start while it was full. While this
+    /// is not empty, `open` holds at least as many of the group's tasks as it has room
+    /// for, and none ranked after a held one unless it came in after that one was held.
+    held: ReadySet,
 }
 
 /// The task and pool name of every task that names a pool the engine does not declare.
@@ -52,7 +65,7 @@ impl Queue {
         let mut groups = vec![Group {
             limit: usize::MAX,
             active: 0,
-            ready: ReadySet::new(n),
+            held: ReadySet::new(n),
         }];
         let mut undeclared = Vec::new();
         for (p, name) in plan.pools().iter().enumerate() {
@@ -60,7 +73,7 @@ impl Queue {
                 Some(&limit) => groups.push(Group {
                     limit,
                     active: 0,
-                    ready: ReadySet::new(n),
+                    held: ReadySet::new(n),
                 }),
                 None => undeclared.push(p),
             }
@@ -74,21 +87,33 @@ impl Queue {
             });
             return Err(unknown.collect());
         }
-        let group_of = (0..n)
+        let group_of: Vec<u32> = (0..n)
             .map(|i| plan.pool_of(i).map_or(0, |p| p as u32 + 1))
             .collect();
-        Ok(Queue::Pooled(Pooled { group_of, groups }))
+        Ok(Queue::Pooled(Pooled {
+            group_of_rank: plan.order().iter().map(|&i| group_of[i as usize]).collect(),
+            group_of,
+            groups,
+            open: ReadySet::new(n),
+        }))
     }
 
-    /// Adds task `index`, which starts at rank `rank` among ready tasks.
+    /// Sets which task each start rank stands for (`order[rank]` is a task index), when
+    /// ranks are not plan positions (priorities).
+    pub(crate) fn rank(&mut self, order: &[u32]) {
+        if let Queue::Pooled(pooled) = self {
+            for (group, &index) in pooled.group_of_rank.iter_mut().zip(order) {
+                *group = pooled.group_of[index as usize];
+            }
+        }
+    }
+
+    /// Adds the ready task of start rank `rank`.
     #[inline]
-    pub(crate) fn insert(&mut self, index: usize, rank: u32) {
+    pub(crate) fn insert(&mut self, rank: u32) {
         match self {
             Queue::Single(ready) => ready.insert(rank),
-            Queue::Pooled(pooled) => {
-                let group = pooled.group_of[index] as usize;
-                pooled.groups[group].ready.insert(rank);
-            }
+            Queue::Pooled(pooled) => pooled.open.insert(rank),
         }
     }
 
@@ -106,8 +131,11 @@ impl Queue {
     #[inline]
     pub(crate) fn release(&mut self, index: usize) {
         if let Queue::Pooled(pooled) = self {
-            let group = pooled.group_of[index] as usize;
-            pooled.groups[group].active -= 1;
+            let group = &mut pooled.groups[pooled.group_of[index] as usize];
+            group.active -= 1;
+            if let Some(rank) = group.held.pop_min() {
+                pooled.open.insert(rank);
+            }
         }
     }
 
@@ -126,13 +154,10 @@ impl Queue {
     }
 
     /// Whether some ready task's pool has room.
-    pub(crate) fn has_startable(&self) -> bool {
+    pub(crate) fn has_startable(&mut self) -> bool {
         match self {
             Queue::Single(ready) => !ready.is_empty(),
-            Queue::Pooled(pooled) => pooled
-                .groups
-                .iter()
-                .any(|g| g.active < g.limit && !g.ready.is_empty()),
+            Queue::Pooled(pooled) => pooled.first_with_room().is_some(),
         }
     }
 
@@ -140,28 +165,35 @@ impl Queue {
     pub(crate) fn clear(&mut self) {
         match self {
             Queue::Single(ready) => ready.clear(),
-            Queue::Pooled(pooled) => pooled.groups.iter_mut().for_each(|g| g.ready.clear()),
+            Queue::Pooled(pooled) => {
+                pooled.open.clear();
+                pooled.groups.iter_mut().for_each(|g| g.held.clear());
+            }
         }
     }
 }
 
 impl Pooled {
     fn pop(&mut self) -> Option<u32> {
-        let mut best: Option<(u32, usize)> = None;
-        for (g, group) in self.groups.iter_mut().enumerate() {
-            if group.active >= group.limit {
-                continue;
+        let (rank, group) = self.first_with_room()?;
+        self.open.pop_min();
+        self.groups[group].active += 1;
+        Some(rank)
+    }
+
+    /// The smallest ready rank whose pool has room, and its group; ready tasks ranked
+    /// before it, whose pools are full, are moved aside to wait for room.
+    fn first_with_room(&mut self) -> Option<(u32, usize)> {
+        loop {
+            let rank = self.open.peek_min()?;
+            let group = self.group_of_rank[rank as usize] as usize;
+            let pool = &mut self.groups[group];
+            if pool.active < pool.limit {
+                return Some((rank, group));
             }
-            if let Some(rank) = group.ready.peek_min() {
-                if best.is_none_or(|(r, _)| rank < r) {
-                    best = Some((rank, g));
-                }
-            }
+            self.open.pop_min();
+            pool.held.insert(rank);
         }
-        let (_, g) = best?;
-        let group = &mut self.groups[g];
-        group.active += 1;
-        group.ready.pop_min()
     }
 }
 
@@ -176,11 +208,13 @@ mod tests {
 
     proptest! {
         /// Against a list model: a pop gives the smallest rank whose pool has room, and no
-        /// pool ever holds more started tasks than its limit.
+        /// pool ever holds more started tasks than its limit, whether ranks follow the plan
+        /// or a shuffled order (priorities).
         #[test]
         fn pops_the_smallest_rank_with_room(
             pools_of in proptest::collection::vec(0usize..4, 1..40),
             limits in proptest::collection::vec(1usize..4, 3),
+            shuffle in proptest::option::of(any::<u64>()),
             steps in proptest::collection::vec((0u8..3, any::<prop::sample::Index>()), 0..200),
         ) {
             let n = pools_of.len();
@@ -197,7 +231,21 @@ mod tests {
                 names.iter().zip(&limits).map(|(n, &l)| (n.to_string(), l)).collect();
             let plan = workflow.validate().expect("valid").plan().clone();
             let mut queue = Queue::new(&workflow, &plan, &declared).expect("declared pools");
-            // Rank i is task i here; the model keeps ready and running tasks.
+            // Without a shuffle, rank i is task i (the plan's order here).
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            if let Some(seed) = shuffle {
+                let mut state = seed;
+                for i in (1..n).rev() {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    order.swap(i, (state >> 33) as usize % (i + 1));
+                }
+                queue.rank(&order);
+            }
+            let mut rank_of = vec![0u32; n];
+            for (rank, &task) in order.iter().enumerate() {
+                rank_of[task as usize] = rank as u32;
+            }
+            // The model keeps ready and running tasks.
             let mut ready: Vec<bool> = vec![false; n];
             let mut running: Vec<usize> = Vec::new();
             let limit = |p: usize| if p == 0 { usize::MAX } else { limits[p - 1] };
@@ -207,16 +255,18 @@ mod tests {
                         let i = at.index(n);
                         if !ready[i] && !running.contains(&i) {
                             ready[i] = true;
-                            queue.insert(i, i as u32);
+                            queue.insert(rank_of[i]);
                         }
                     }
                     1 => {
                         let busy = |running: &[usize], p: usize| {
                             running.iter().filter(|&&r| pools_of[r] == p).count()
                         };
-                        let expected = (0..n).find(|&i| ready[i] && busy(&running, pools_of[i]) < limit(pools_of[i]));
+                        let expected = (0..n)
+                            .filter(|&i| ready[i] && busy(&running, pools_of[i]) < limit(pools_of[i]))
+                            .min_by_key(|&i| rank_of[i]);
                         prop_assert_eq!(queue.has_startable(), expected.is_some());
-                        prop_assert_eq!(queue.pop(), expected.map(|i| i as u32));
+                        prop_assert_eq!(queue.pop(), expected.map(|i| rank_of[i]));
                         if let Some(i) = expected {
                             ready[i] = false;
                             running.push(i);

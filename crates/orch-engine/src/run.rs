@@ -281,10 +281,13 @@ impl<'p> Scheduler<'p> {
         let totals = waiting.iter().map(|w| w.dependencies);
         let rules = rules::Rules::of(&shared.workflow, features, totals);
         let mut ready = limits.queue;
+        if ranked {
+            ready.rank(plan.start_order(cpf));
+        }
         if rules.is_none() {
-            for (i, w) in waiting.iter().enumerate() {
+            for w in &waiting {
                 if w.dependencies == 0 {
-                    ready.insert(i, w.position);
+                    ready.insert(w.position);
                 }
             }
         }
@@ -344,7 +347,7 @@ impl<'p> Scheduler<'p> {
     }
 
     /// Whether a ready task could start now but for the publisher.
-    fn may_start(&self) -> bool {
+    fn may_start(&mut self) -> bool {
         !self.stopping && self.active < self.max_concurrent && self.ready.has_startable()
     }
 

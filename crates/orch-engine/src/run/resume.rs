@@ -91,9 +91,9 @@ impl Scheduler<'_> {
         // With rules, `begin` decides what runs; otherwise the counts say.
         self.ready.clear();
         if self.rules.is_none() {
-            for (index, waiting) in self.waiting.iter().enumerate() {
+            for waiting in &self.waiting {
                 if waiting.dependencies == 0 {
-                    self.ready.insert(index, waiting.position);
+                    self.ready.insert(waiting.position);
                 }
             }
         }

@@ -115,7 +115,7 @@ impl Scheduler<'_> {
                     for &d in dependents {
                         let waiting = self.waiting[d as usize];
                         if waiting.dependencies == 0 {
-                            self.ready.insert(d as usize, waiting.position);
+                            self.ready.insert(waiting.position);
                         }
                     }
                 }
@@ -140,7 +140,7 @@ impl Scheduler<'_> {
                     self.waiting[di].dependencies -= 1;
                     let waiting = self.waiting[di];
                     if waiting.dependencies == 0 && !self.stopping {
-                        self.ready.insert(di, waiting.position);
+                        self.ready.insert(waiting.position);
                     }
                 }
             } else if let Some(rules) = &mut self.rules {
@@ -202,7 +202,7 @@ impl Scheduler<'_> {
             Decision::Run => {
                 rules.decided[index] = true;
                 if !self.stopping {
-                    self.ready.insert(index, self.waiting[index].position);
+                    self.ready.insert(self.waiting[index].position);
                 }
             }
             Decision::Skip => {
