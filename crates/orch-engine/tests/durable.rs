@@ -175,6 +175,43 @@ fn a_workflow_changed_in_completed_tasks_is_refused_saying_what_changed() {
     assert_eq!(calls.of("c"), 1, "nothing ran");
 }
 
+/// A completed task's trigger rule decides whether it runs at all, so a journal recorded
+/// under another rule no longer stands for it; its priority does not count.
+#[test]
+fn a_changed_trigger_rule_of_a_completed_task_is_refused_but_a_new_priority_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("r").unwrap();
+    runtime()
+        .block_on(engine(dir.path(), &calls, false, None).run_durable(&pipeline(), run_id.clone()))
+        .unwrap();
+    let ruled = Workflow::new("w", "W")
+        .task(Task::new("a", "step"))
+        .task(
+            Task::new("b", "step")
+                .depends_on(["a"])
+                .trigger_rule(orch_core::TriggerRule::AllDone),
+        )
+        .task(Task::new("c", "flaky").depends_on(["b"]))
+        .task(Task::new("d", "step"));
+    let error = runtime()
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&ruled, run_id.clone()))
+        .unwrap_err();
+    assert!(error.to_string().contains("changed `b`"), "{error}");
+    assert_eq!(calls.of("c"), 1, "nothing ran");
+    let prioritised = Workflow::new("w", "W")
+        .task(Task::new("a", "step").priority(3))
+        .task(Task::new("b", "step").depends_on(["a"]))
+        .task(Task::new("c", "flaky").depends_on(["b"]))
+        .task(Task::new("d", "step"));
+    let result = runtime()
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&prioritised, run_id))
+        .unwrap();
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(calls.of("a"), 1, "a stays restored");
+    assert_eq!(calls.of("c"), 2, "c runs again");
+}
+
 #[test]
 fn run_durable_without_a_journal_is_refused() {
     let engine = WorkflowEngine::new();

@@ -4,14 +4,15 @@
 use std::fmt;
 
 use indexmap::IndexMap;
-use orch_core::{Task, TaskId, Workflow};
+use orch_core::{Task, TaskId, TriggerRule, Workflow};
 use serde_json::Value;
 
 /// A workflow's id, name and one fingerprint per task, in the workflow's order.
 ///
-/// A task's fingerprint covers what decides its result: its type, its configuration and
-/// its dependencies (in any order). Its name, retries, backoff and timeout are left out:
-/// changing them does not make a recorded result wrong.
+/// A task's fingerprint covers what decides its result: its type, its configuration, its
+/// dependencies (in any order), its trigger rule and, for a map task, what it maps over
+/// and its limit on instances. Its name, retries, backoff, timeout, pool, priority and
+/// caching are left out: changing them does not make a recorded result wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Definition {
     pub(crate) workflow_id: String,
@@ -60,8 +61,9 @@ impl Definition {
 
 /// How a workflow's tasks differ from the definition a run was recorded with.
 ///
-/// A task counts as changed when its type, its configuration or its dependencies differ;
-/// its name, retries, backoff and timeout do not count.
+/// A task counts as changed when its type, its configuration, its dependencies, its
+/// trigger rule or its map (what it maps over, its limit on instances) differ; its name,
+/// retries, backoff, timeout, pool, priority and caching do not count.
 ///
 /// ```
 /// use orch_journal::WorkflowChanges;
@@ -80,7 +82,7 @@ pub struct WorkflowChanges {
     pub added: Vec<TaskId>,
     /// Tasks the recorded definition had and the workflow has no longer.
     pub removed: Vec<TaskId>,
-    /// Tasks in both whose type, configuration or dependencies differ.
+    /// Tasks in both whose type, configuration, dependencies, trigger rule or map differ.
     pub changed: Vec<TaskId>,
 }
 
@@ -150,6 +152,21 @@ fn fingerprint(task: &Task) -> u64 {
     h.bytes(&(dependencies.len() as u64).to_le_bytes());
     for d in dependencies {
         h.text(d);
+    }
+    // Only when set, so that the fingerprints of tasks without them stay as journals
+    // written before rules and maps existed have them.
+    if task.trigger_rule != TriggerRule::default() {
+        h.bytes(b"r");
+        h.text(task.trigger_rule.as_str());
+    }
+    if let Some(map) = &task.map {
+        h.bytes(b"m");
+        h.text(map.over.as_str());
+        h.bytes(
+            &map.max_instances
+                .map_or(0, |m| u64::from(m) + 1)
+                .to_le_bytes(),
+        );
     }
     h.0
 }
@@ -225,8 +242,25 @@ mod tests {
         assert_eq!(b, print(reordered));
         assert_eq!(
             b,
-            print(base().name("A").retries(3).timeout(Duration::from_secs(1)))
+            print(
+                base()
+                    .name("A")
+                    .retries(3)
+                    .timeout(Duration::from_secs(1))
+                    .pool("gpu")
+                    .priority(5)
+                    .cache(true)
+            )
         );
+        // A journal written before rules and maps existed keeps matching.
+        assert_eq!(b, print(base().trigger_rule(TriggerRule::AllSuccess)));
+        let rule = print(base().trigger_rule(TriggerRule::AllDone));
+        assert_ne!(b, rule);
+        assert_ne!(rule, print(base().trigger_rule(TriggerRule::OneFailed)));
+        let map = print(base().map_over("p"));
+        assert_ne!(b, map);
+        assert_ne!(map, print(base().map_over("q")));
+        assert_ne!(map, print(base().map_over("p").max_instances(10)));
     }
 
     #[test]

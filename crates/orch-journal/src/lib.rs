@@ -42,7 +42,7 @@
 //! # What is recorded, and what a resume trusts
 //!
 //! A run's journal starts with the workflow's id and a fingerprint of each task (its
-//! type, configuration and dependencies). Reopening a run with a workflow of another id,
+//! type, configuration, dependencies, trigger rule and map). Reopening a run with a workflow of another id,
 //! or one in which a task that completed has changed, is refused with an error that says
 //! what changed ([`WorkflowChanges`]). A task's record is written with its result as JSON:
 //! outputs that are not JSON do not survive, and their tasks run again on resume. A
