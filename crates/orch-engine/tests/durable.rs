@@ -147,14 +147,20 @@ fn a_durable_run_continues_where_its_journal_left_off() {
     assert_eq!(calls.of("c"), 2);
 }
 
-#[test]
-fn a_workflow_changed_in_completed_tasks_is_refused_saying_what_changed() {
+/// A journal holding run `r` of [`pipeline`], which failed at `c`, and its calls.
+fn pipeline_failed_at_c() -> (tempfile::TempDir, Calls, RunId) {
     let dir = tempfile::tempdir().unwrap();
     let calls = Calls::default();
     let run_id = RunId::parse("r").unwrap();
     runtime()
         .block_on(engine(dir.path(), &calls, false, None).run_durable(&pipeline(), run_id.clone()))
         .unwrap();
+    (dir, calls, run_id)
+}
+
+#[test]
+fn a_workflow_changed_in_completed_tasks_is_refused_saying_what_changed() {
+    let (dir, calls, run_id) = pipeline_failed_at_c();
     let changed = Workflow::new("w", "W")
         .task(Task::new("a", "step").config(json!({"rows": 10})))
         .task(Task::new("b", "step").depends_on(["a"]))
@@ -179,12 +185,7 @@ fn a_workflow_changed_in_completed_tasks_is_refused_saying_what_changed() {
 /// under another rule no longer stands for it; its priority does not count.
 #[test]
 fn a_changed_trigger_rule_of_a_completed_task_is_refused_but_a_new_priority_is_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = Calls::default();
-    let run_id = RunId::parse("r").unwrap();
-    runtime()
-        .block_on(engine(dir.path(), &calls, false, None).run_durable(&pipeline(), run_id.clone()))
-        .unwrap();
+    let (dir, calls, run_id) = pipeline_failed_at_c();
     let ruled = Workflow::new("w", "W")
         .task(Task::new("a", "step"))
         .task(
