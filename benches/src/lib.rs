@@ -201,6 +201,19 @@ pub fn with_pools_and_priorities(workflow: &Workflow, pools: bool, priorities: b
     Workflow::from_tasks(workflow.workflow_id(), workflow.name(), tasks)
 }
 
+/// `workflow` with task `i` at priority `(i / block) % 7 - 3`: the seven priorities of
+/// [`with_pools_and_priorities`], each given to runs of `block` neighbouring tasks (as
+/// when priorities follow task types or stages), so that tasks of one priority lie
+/// together in memory.
+pub fn with_priority_blocks(workflow: &Workflow, block: usize) -> Workflow {
+    let block = block.max(1);
+    let tasks = workflow
+        .tasks()
+        .enumerate()
+        .map(|(i, task)| task.clone().priority(((i / block) % 7) as i32 - 3));
+    Workflow::from_tasks(workflow.workflow_id(), workflow.name(), tasks)
+}
+
 /// A small, fast, seedable generator (SplitMix64), so shapes are the same on every run.
 #[derive(Clone, Debug)]
 pub struct SplitMix64(pub u64);

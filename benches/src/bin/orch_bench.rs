@@ -6,7 +6,8 @@
 //!   subscriber on `workflow.>` that drains them; with `work=NS`, each handler computes
 //!   (spins) for NS nanoseconds before it returns.
 //!   With `pools4`, task `i` joins pool `i % 4` (limit 2 each); with `priorities`, task
-//!   `i` has priority `i % 7 - 3` (the settings of `engine_run/pools_priorities`).
+//!   `i` has priority `i % 7 - 3` (the settings of `engine_run/pools_priorities`); with
+//!   `priority_blocks=B`, priority `(i / B) % 7 - 3` (neighbouring tasks share one).
 //!   With `journal=process|power|postgres`, each run is a durable run
 //!   (`run_durable`, a fresh run id each time) recorded in a file journal under the
 //!   temporary directory at that durability, or in a throwaway PostgreSQL server.
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
         }
         ["fanout", subscribers, events] => fanout_case(subscribers, events),
         _ => Err(
-            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] [pools4] [priorities] [journal=process|power|postgres] | orch_bench fanout SUBSCRIBERS EVENTS"
+            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] [pools4] [priorities] [priority_blocks=B] [journal=process|power|postgres] | orch_bench fanout SUBSCRIBERS EVENTS"
                 .to_owned(),
         ),
     };
@@ -67,12 +68,17 @@ fn engine_case(
     let mut work = Duration::ZERO;
     let mut journal = None;
     let (mut pools, mut priorities) = (false, false);
+    let mut priority_blocks = None;
     for option in options {
         match option.split_once('=') {
             None if *option == "bus" => with_bus = true,
             None if *option == "pools4" => pools = true,
             None if *option == "priorities" => priorities = true,
             Some(("journal", kind)) => journal = Some(kind.to_owned()),
+            Some(("priority_blocks", block)) => {
+                let block: usize = block.parse().map_err(|e| format!("priority_blocks: {e}"))?;
+                priority_blocks = Some(block);
+            }
             Some(("work", ns)) => {
                 work = Duration::from_nanos(ns.parse().map_err(|e| format!("work: {e}"))?)
             }
@@ -138,6 +144,9 @@ fn engine_case(
     if pools || priorities {
         workflow = benches::with_pools_and_priorities(&workflow, pools, priorities);
     }
+    if let Some(block) = priority_blocks {
+        workflow = benches::with_priority_blocks(&workflow, block);
+    }
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);
     let cpu_before = cpu_time();
@@ -178,6 +187,9 @@ fn engine_case(
     }
     if priorities {
         suffix.push_str("+priorities");
+    }
+    if let Some(block) = priority_blocks {
+        suffix.push_str(&format!("+priority_blocks{block}"));
     }
     if let Some(kind) = &journal {
         suffix.push_str(&format!("+journal-{kind}"));
