@@ -27,6 +27,9 @@ enum Ending {
 }
 
 /// Runs the task in `message` with `queue`'s handler, holding `permit` until done.
+///
+/// Rare steps (refusing a message, storing a large output) are boxed with `Box::pin`:
+/// inline, they doubled the size of the future that each task's spawn copies.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     queue: Arc<TypeQueue>,
@@ -45,14 +48,16 @@ pub(crate) async fn run(
     };
     let task: TaskMessage = match protocol::read(&message.payload) {
         Ok(task) => task,
-        Err(error) => return refuse(&shared, &message, sequence, &error.to_string()).await,
+        Err(error) => {
+            return Box::pin(refuse(&shared, &message, sequence, &error.to_string())).await;
+        }
     };
     if task.task.task_type != queue.task_type {
         let error = format!(
             "the message is of task type `{}` but came through the queue of `{}`",
             task.task.task_type, queue.task_type
         );
-        return refuse(&shared, &message, sequence, &error).await;
+        return Box::pin(refuse(&shared, &message, sequence, &error)).await;
     }
     let key = AttemptKey {
         run: task.run_id.clone(),
@@ -225,7 +230,7 @@ async fn result_payload(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> 
     let Outcome::Completed { output } = message.outcome else {
         return payload.into();
     };
-    let outcome = store(shared, key, &protocol::write(&output)).await;
+    let outcome = Box::pin(store(shared, key, &protocol::write(&output))).await;
     protocol::write(&result_message(shared, key, outcome)).into()
 }
 
