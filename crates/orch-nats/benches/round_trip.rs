@@ -12,8 +12,9 @@
 //!
 //! `... --bench round_trip -- --rows` (what `cargo xtask bench` runs) alternates the three
 //! harnesses for a few rounds instead and prints one JSON row per figure: each harness's
-//! median throughput over 10,000 tasks (with the CPU of this process and of nats-server
-//! per task), and each harness's per-hop p50 and p99 over the rounds' chains.
+//! median throughput over 10,000 tasks (with the CPU per task of this process and
+//! nats-server together, and of this process alone), and each harness's per-hop p50 and
+//! p99 over the rounds' chains.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -356,11 +357,13 @@ fn rows() {
     let server_pid = setup.server.pid();
     let mut walls: [Vec<Duration>; 3] = Default::default();
     let mut cpu = [Duration::ZERO; 3];
+    let mut own_cpu = [Duration::ZERO; 3];
     let mut hop_times: [Vec<Duration>; 3] = Default::default();
     // One warm-up round, not counted.
     for round in 0..=ROUNDS {
         for (n, wall) in walls.iter_mut().enumerate() {
             let (cpu_before, start) = (cpu_time(server_pid), Instant::now());
+            let own_before = cpu_time(0);
             match setup.raw.get(n) {
                 Some((_, raw)) => setup.burst(raw),
                 None => {
@@ -370,6 +373,7 @@ fn rows() {
             if round > 0 {
                 wall.push(start.elapsed());
                 cpu[n] += cpu_time(server_pid).saturating_sub(cpu_before);
+                own_cpu[n] += cpu_time(0).saturating_sub(own_before);
             }
         }
         for (n, times) in hop_times.iter_mut().enumerate() {
@@ -385,13 +389,13 @@ fn rows() {
     let peak = peak_rss_bytes();
     for (n, name) in names.iter().enumerate() {
         let wall = percentile(&mut walls[n], 0.5).as_secs_f64() * 1e9;
-        let cpu_per_task = cpu[n].as_secs_f64() * 1e9 / (TASKS * ROUNDS) as f64;
+        let per_task = |cpu: Duration| cpu.as_secs_f64() * 1e9 / (TASKS * ROUNDS) as f64;
         print_row(
             &format!("nats/noop_10k_4_workers/{name}"),
             TASKS,
             wall / TASKS as f64,
             peak,
-            Some(cpu_per_task),
+            Some((per_task(cpu[n]), per_task(own_cpu[n]))),
         );
     }
     for (n, name) in names.iter().enumerate() {
@@ -408,15 +412,19 @@ fn rows() {
     }
 }
 
-fn print_row(case: &str, tasks: usize, ns_per_task: f64, peak: u64, cpu: Option<f64>) {
-    let cpu = cpu.map_or(String::new(), |c| format!(", \"cpu_ns_per_task\": {c:.1}"));
+/// `cpu`: the CPU per task of this process and nats-server, and of this process alone.
+fn print_row(case: &str, tasks: usize, ns_per_task: f64, peak: u64, cpu: Option<(f64, f64)>) {
+    let cpu = cpu.map_or(String::new(), |(all, own)| {
+        format!(", \"cpu_ns_per_task\": {all:.1}, \"process_cpu_ns_per_task\": {own:.1}")
+    });
     println!(
         "{{\"case\": \"{case}\", \"tasks\": {tasks}, \"ns_per_task\": {ns_per_task:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {peak}{cpu}}}",
         1e9 / ns_per_task
     );
 }
 
-/// CPU time so far of this process and of process `other` (from /proc; zero elsewhere).
+/// CPU time so far of this process and of process `other` (none if 0; from /proc, zero
+/// elsewhere).
 fn cpu_time(other: u32) -> Duration {
     let ticks = |pid: &str| -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -429,7 +437,12 @@ fn cpu_time(other: u32) -> Duration {
             .sum()
     };
     // Clock ticks are 1/100 s on Linux.
-    Duration::from_millis((ticks("self") + ticks(&other.to_string())) * 10)
+    let other = if other == 0 {
+        0
+    } else {
+        ticks(&other.to_string())
+    };
+    Duration::from_millis((ticks("self") + other) * 10)
 }
 
 /// This process's peak resident memory (from /proc; zero elsewhere).

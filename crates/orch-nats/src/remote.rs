@@ -231,6 +231,8 @@ impl Handler for RemoteHandler {
 }
 
 impl Inner {
+    // Rare steps (set-up, look-ups, large outputs, cancels, presence checks) are boxed
+    // with `Box::pin`: inline, they made every attempt's future about 5 KB to copy.
     async fn run_attempt(self: Arc<Self>, ctx: TaskContext) -> Result<Output, TaskError> {
         let task = ctx.task_definition();
         self.ensure_consumer(&task.task_type).await?;
@@ -254,17 +256,19 @@ impl Inner {
         self.routes.published(&pending.key, sequence);
         if duplicate {
             // Published before (by a coordinator that stopped): its result may be stored.
-            self.look_up_result(&pending.key).await;
+            Box::pin(self.look_up_result(&pending.key)).await;
         }
         let outcome = self.await_settled(&ctx, &pending.key, settled).await;
         pending.settled = matches!(outcome, Ok(Settled::Result(_)));
         match outcome? {
             Settled::Result(result) => match result.outcome {
                 Outcome::Completed { output } => Ok(Output::from(output)),
-                Outcome::Stored { object, .. } => stored::get(&self.js, &self.names, &object)
-                    .await
-                    .map(Output::from)
-                    .map_err(TaskError::new),
+                Outcome::Stored { object, .. } => {
+                    Box::pin(stored::get(&self.js, &self.names, &object))
+                        .await
+                        .map(Output::from)
+                        .map_err(TaskError::new)
+                }
                 Outcome::Failed {
                     error,
                     permanent: true,
@@ -312,10 +316,10 @@ impl Inner {
                 }
                 () = ctx.cancellation().cancelled(), if !cancel_forwarded => {
                     cancel_forwarded = true;
-                    self.publish_cancel(&key.run, Some(&key.task), Some(key.attempt)).await;
+                    Box::pin(self.publish_cancel(&key.run, Some(&key.task), Some(key.attempt))).await;
                 }
                 _ = ticks.tick() => {
-                    let missing = self.presence.missing_for(task_type).await;
+                    let missing = Box::pin(self.presence.missing_for(task_type)).await;
                     if missing >= self.missing_worker_timeout {
                         return Err(TaskError::permanent(format!(
                             "no worker serves task type `{task_type}`: none answered for {missing:.1?} \
@@ -392,7 +396,7 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .contains(task_type);
         if !known {
-            setup::ensure_consumer(&self.js, &self.layout, task_type)
+            Box::pin(setup::ensure_consumer(&self.js, &self.layout, task_type))
                 .await
                 .map_err(TaskError::new)?;
             self.consumers

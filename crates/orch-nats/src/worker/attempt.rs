@@ -27,6 +27,9 @@ enum Ending {
 }
 
 /// Runs the task in `message` with `queue`'s handler, holding `permit` until done.
+///
+/// Rare steps (refusing a message, storing a large output) are boxed with `Box::pin`:
+/// inline, they doubled the size of the future that each task's spawn copies.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     queue: Arc<TypeQueue>,
@@ -45,14 +48,16 @@ pub(crate) async fn run(
     };
     let task: TaskMessage = match protocol::read(&message.payload) {
         Ok(task) => task,
-        Err(error) => return refuse(&shared, &message, sequence, &error.to_string()).await,
+        Err(error) => {
+            return Box::pin(refuse(&shared, &message, sequence, &error.to_string())).await;
+        }
     };
     if task.task.task_type != queue.task_type {
         let error = format!(
             "the message is of task type `{}` but came through the queue of `{}`",
             task.task.task_type, queue.task_type
         );
-        return refuse(&shared, &message, sequence, &error).await;
+        return Box::pin(refuse(&shared, &message, sequence, &error)).await;
     }
     let key = AttemptKey {
         run: task.run_id.clone(),
@@ -86,9 +91,8 @@ pub(crate) async fn run(
         shared.cancels.finish(&key);
         match ending {
             Ending::Report(outcome) => {
-                let outcome = store_if_large(&shared, &key, outcome).await;
-                let result = result_message(&shared, &key, outcome);
-                if publish_result(&shared, &key, result, &hand_back).await {
+                let payload = result_payload(&shared, &key, outcome).await;
+                if publish_result(&shared, &key, payload, &hand_back).await {
                     ack(&message, AckKind::Ack).await;
                 } else {
                     ack(&message, AckKind::Nak(None)).await;
@@ -149,6 +153,11 @@ async fn execute(
     // the progress acknowledgements.
     let running = orch_engine::run_attempt(Arc::clone(&queue.handler), context);
     tokio::pin!(running);
+    // A handler done at its first poll needs no timers: none are armed for it.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(running.as_mut().poll(cx)));
+    if let std::task::Poll::Ready(result) = first.await {
+        return Ending::Report(outcome(result));
+    }
     // The first progress acknowledgement is one period away. (An interval's immediate
     // first tick would wait for the timer's next millisecond, on every task.)
     let every = queue.progress_every;
@@ -206,19 +215,28 @@ fn outcome(result: Result<Output, TaskError>) -> Outcome {
     }
 }
 
-/// Room left in a result message for everything but the output.
-const RESULT_OVERHEAD: usize = 1024;
+/// Room left in a message for its headers (the message id).
+const HEADER_ROOM: usize = 1024;
 
-/// An output too large for a result message goes to the object store, and the outcome
-/// names it instead; the attempt fails (and may be retried) if it cannot be stored.
-async fn store_if_large(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> Outcome {
-    let Outcome::Completed { output } = &outcome else {
-        return outcome;
-    };
-    let bytes = protocol::write(output);
-    if bytes.len() + RESULT_OVERHEAD <= shared.max_message_bytes {
-        return outcome;
+/// The result message of `outcome`, written once. An output too large for a result
+/// message goes to the object store, and the outcome names it instead; the attempt fails
+/// (and may be retried) if it cannot be stored.
+async fn result_payload(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> bytes::Bytes {
+    let message = result_message(shared, key, outcome);
+    let payload = protocol::write(&message);
+    if payload.len() + HEADER_ROOM <= shared.max_message_bytes {
+        return payload.into();
     }
+    let Outcome::Completed { output } = message.outcome else {
+        return payload.into();
+    };
+    let outcome = Box::pin(store(shared, key, &protocol::write(&output))).await;
+    protocol::write(&result_message(shared, key, outcome)).into()
+}
+
+/// Stores an output (`bytes` of JSON) in the object store; the outcome names it, or
+/// fails if it cannot be stored.
+async fn store(shared: &Shared, key: &AttemptKey, bytes: &[u8]) -> Outcome {
     let object = protocol::message_id(&key.run, &key.task, key.attempt);
     match stored::put(
         &shared.js,
@@ -226,7 +244,7 @@ async fn store_if_large(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> 
         shared.result_retention,
         shared.max_message_bytes,
         &object,
-        &bytes,
+        bytes,
     )
     .await
     {
@@ -259,10 +277,9 @@ fn result_message(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> Result
 async fn publish_result(
     shared: &Shared,
     key: &AttemptKey,
-    result: ResultMessage,
+    payload: bytes::Bytes,
     hand_back: &CancellationToken,
 ) -> bool {
-    let payload = bytes::Bytes::from(protocol::write(&result));
     let mut pause = Duration::from_millis(50);
     loop {
         match publish_once(shared, key, payload.clone()).await {
