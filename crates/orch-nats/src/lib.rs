@@ -76,6 +76,8 @@
 //!   under the attempt's message id, and the result message names it; the coordinator
 //!   reads it from there. A dependent's task message still carries its inputs, so a
 //!   large output read by a remote dependent fails that dependent's attempt as above.
+//!   An error or skip reason too long for a result message keeps its start and ends
+//!   with how many bytes were cut.
 //!
 //! # Protocol (version 2)
 //!

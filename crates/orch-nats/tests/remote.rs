@@ -95,6 +95,12 @@ async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &Cancellatio
         .handler("huge", |_ctx: TaskContext| async move {
             Ok::<_, TaskError>("x".repeat(2 << 20))
         })
+        .handler("huge_error", |_ctx: TaskContext| async move {
+            Err::<(), _>(TaskError::permanent(format!(
+                "bad row: {}",
+                "é".repeat(100_000)
+            )))
+        })
         .handler("element", |ctx: TaskContext| async move {
             let x: i64 = ctx.map_item()?;
             let seen = json!({"x": x, "index": ctx.item_index(), "task": ctx.task_id()});
@@ -334,6 +340,35 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
         input.contains("its largest input is the output of `local_big`, 10002 bytes"),
         "{input}"
     );
+    stop.cancel();
+}
+
+/// An error too long for a result message once made the worker retry publishing it for
+/// ever; it arrives cut to fit, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_longer_than_the_servers_max_payload_arrives_cut_to_fit() {
+    let Some(server) = NatsServer::start_with_config(Some("max_payload: 65536")) else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let engine = remote_engine(&server, &["huge_error"]).await;
+    let workflow = Workflow::new("long", "Long").task(Task::new("fails", "huge_error"));
+    let run = engine.execute_workflow(&workflow);
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    let fails = result.task("fails").expect("a task");
+    assert_eq!(fails.status, TaskStatus::Failed);
+    let error = fails.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("bad row: ééé"), "{}", &error[..40]);
+    assert!(
+        error.ends_with("more bytes cut: the text was longer than a result message may be]"),
+        "{}",
+        &error[error.len() - 120..]
+    );
+    assert!(error.len() < 65536, "{} bytes", error.len());
     stop.cancel();
 }
 

@@ -222,16 +222,41 @@ const HEADER_ROOM: usize = 1024;
 /// message goes to the object store, and the outcome names it instead; the attempt fails
 /// (and may be retried) if it cannot be stored.
 async fn result_payload(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> bytes::Bytes {
-    let message = result_message(shared, key, outcome);
+    let mut message = result_message(shared, key, outcome);
     let payload = protocol::write(&message);
-    if payload.len() + HEADER_ROOM <= shared.max_message_bytes {
-        return payload.into();
-    }
-    let Outcome::Completed { output } = message.outcome else {
+    let Some(excess) = (payload.len() + HEADER_ROOM).checked_sub(shared.max_message_bytes) else {
         return payload.into();
     };
-    let outcome = Box::pin(store(shared, key, &protocol::write(&output))).await;
-    protocol::write(&result_message(shared, key, outcome)).into()
+    match &mut message.outcome {
+        Outcome::Completed { output } => {
+            let outcome = Box::pin(store(shared, key, &protocol::write(output))).await;
+            protocol::write(&result_message(shared, key, outcome)).into()
+        }
+        // A text that cannot fit would make every publish fail, and the worker retry it
+        // for ever: it keeps what fits.
+        Outcome::Failed { error: text, .. } | Outcome::Skipped { reason: text } => {
+            cut_to_fit(text, excess);
+            protocol::write(&message).into()
+        }
+        Outcome::Stored { .. } => payload.into(),
+    }
+}
+
+/// Room for what [`cut_to_fit`] appends.
+const CUT_NOTE_ROOM: usize = 128;
+
+/// Shortens `text` by at least `excess` bytes of its message (each byte of text takes
+/// at least one in the message), keeping its start and saying how much was cut.
+fn cut_to_fit(text: &mut String, excess: usize) {
+    let mut keep = text.len().saturating_sub(excess + CUT_NOTE_ROOM);
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let cut = text.len() - keep;
+    text.truncate(keep);
+    text.push_str(&format!(
+        " [{cut} more bytes cut: the text was longer than a result message may be]"
+    ));
 }
 
 /// Stores an output (`bytes` of JSON) in the object store; the outcome names it, or
