@@ -35,9 +35,10 @@ struct Group {
     limit: usize,
     /// Tasks of the group started and not yet finished.
     active: usize,
-    /// Ready tasks of the group that came up for a start while it was full. While this
-    /// is not empty, `open` holds at least as many of the group's tasks as it has room
-    /// for, and none ranked after a held one unless it came in after that one was held.
+    /// Ready tasks of the group that came up for a start while it was full. Each task of
+    /// the group that finishes moves the smallest one back to `open`, so a held task
+    /// waits only while tasks of its own group ranked before it fill the group's room
+    /// (the pools proptest checks pops against a list model).
     held: ReadySet,
 }
 
