@@ -437,7 +437,11 @@ impl<'p> Scheduler<'p> {
     ) {
         if self.stopping {
             self.active -= 1;
-            self.ready.release(index);
+            // An instance of a map task (numbered after the plan's tasks) has no pool slot
+            // of its own: its map's count holds it, and the run is ending.
+            if index < self.records.len() {
+                self.ready.release(index);
+            }
             return;
         }
         if self.extras.as_ref().is_some_and(|e| e.claims(index)) {

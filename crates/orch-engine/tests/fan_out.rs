@@ -423,6 +423,51 @@ fn a_cancelled_run_cancels_the_instances_that_had_not_ended() {
     });
 }
 
+/// An instance waiting out its retry's backoff when the run is cancelled: once the
+/// backoff ends, the stopping run drops it. With pools this once gave back a pool slot
+/// under the instance's own index, past the plan's tasks, and the run panicked.
+#[test]
+fn a_cancelled_run_with_pools_drops_an_instance_waiting_to_retry() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::builder()
+            .max_concurrent(4)
+            .pool("p", 2)
+            .build()
+            .expect("valid");
+        register(&engine, Arc::new(AtomicUsize::new(0)));
+        engine.register_handler("square", |ctx: TaskContext| async move {
+            let x: i64 = ctx.map_item()?;
+            if x == 2 {
+                ctx.cancellation().cancelled().await;
+            }
+            Err::<i64, _>(TaskError::new("flaky"))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("list", "list").config(json!({ "items": [1, 2] })))
+            .task(
+                Task::new("square", "square")
+                    .map_over("list")
+                    .pool("p")
+                    .retries(3),
+            )
+            .task(Task::new("sum", "sum").depends_on(["square"]));
+        let run = engine.run(&workflow);
+        let token = run.cancellation_token();
+        let runner = tokio::spawn(run);
+        // `square[0]` failed at once and waits out its backoff (50 to 100 ms).
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        token.cancel();
+        let result = runner.await.expect("no panic").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        let first = result.task("square[0]").expect("a record");
+        assert_eq!((first.status, first.attempts), (TaskStatus::Cancelled, 1));
+        assert_eq!(
+            result.task("sum").map(|r| r.status),
+            Some(TaskStatus::Cancelled)
+        );
+    });
+}
+
 #[test]
 fn each_instance_has_its_own_events() {
     let rt = runtime();
