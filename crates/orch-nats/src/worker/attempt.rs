@@ -224,9 +224,10 @@ const HEADER_ROOM: usize = 1024;
 async fn result_payload(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> bytes::Bytes {
     let mut message = result_message(shared, key, outcome);
     let payload = protocol::write(&message);
-    let Some(excess) = (payload.len() + HEADER_ROOM).checked_sub(shared.max_message_bytes) else {
+    let excess = (payload.len() + HEADER_ROOM).saturating_sub(shared.max_message_bytes);
+    if excess == 0 {
         return payload.into();
-    };
+    }
     match &mut message.outcome {
         Outcome::Completed { output } => {
             let outcome = Box::pin(store(shared, key, &protocol::write(output))).await;
