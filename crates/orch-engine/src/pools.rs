@@ -100,7 +100,7 @@ impl Queue {
     }
 
     /// Sets which task each start rank stands for (`order[rank]` is a task index), when
-    /// ranks are not plan positions (priorities).
+    /// ranks are not plan positions (priorities, or the critical-path policy).
     pub(crate) fn rank(&mut self, order: &[u32]) {
         if let Queue::Pooled(pooled) = self {
             for (group, &index) in pooled.group_of_rank.iter_mut().zip(order) {
@@ -216,7 +216,7 @@ mod tests {
             pools_of in proptest::collection::vec(0usize..4, 1..40),
             limits in proptest::collection::vec(1usize..4, 3),
             shuffle in proptest::option::of(any::<u64>()),
-            steps in proptest::collection::vec((0u8..3, any::<prop::sample::Index>()), 0..200),
+            steps in proptest::collection::vec((0u8..8, any::<prop::sample::Index>()), 0..200),
         ) {
             let n = pools_of.len();
             let names = ["a", "b", "c"];
@@ -274,12 +274,25 @@ mod tests {
                             prop_assert!(busy(&running, pools_of[i]) <= limit(pools_of[i]));
                         }
                     }
-                    _ => {
-                        if !running.is_empty() {
-                            let i = running.swap_remove(at.index(running.len()));
-                            queue.release(i);
+                    2 | 3 if !running.is_empty() => {
+                        let i = running.swap_remove(at.index(running.len()));
+                        queue.release(i);
+                    }
+                    // One more slot of task i's pool (a map instance), if it has room.
+                    4 | 5 => {
+                        let i = at.index(n);
+                        let busy = running.iter().filter(|&&r| pools_of[r] == pools_of[i]).count();
+                        let room = busy < limit(pools_of[i]);
+                        prop_assert_eq!(queue.take(i), room);
+                        if room {
+                            running.push(i);
                         }
                     }
+                    6 if at.index(8) == 0 => {
+                        queue.clear();
+                        ready.fill(false);
+                    }
+                    _ => {}
                 }
             }
         }

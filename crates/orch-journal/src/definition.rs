@@ -153,8 +153,9 @@ fn fingerprint(task: &Task) -> u64 {
     for d in dependencies {
         h.text(d);
     }
-    // Only when set, so that the fingerprints of tasks without them stay as journals
-    // written before rules and maps existed have them.
+    // Only when set, so that a task without them keeps the fingerprint earlier builds
+    // wrote. (A journal written by a build before this one, whose completed task has a
+    // rule or a map, reads as changed on resume.)
     if task.trigger_rule != TriggerRule::default() {
         h.bytes(b"r");
         h.text(task.trigger_rule.as_str());
@@ -252,7 +253,7 @@ mod tests {
                     .cache(true)
             )
         );
-        // A journal written before rules and maps existed keeps matching.
+        // A task without a rule or a map keeps the fingerprint earlier builds wrote.
         assert_eq!(b, print(base().trigger_rule(TriggerRule::AllSuccess)));
         let rule = print(base().trigger_rule(TriggerRule::AllDone));
         assert_ne!(b, rule);

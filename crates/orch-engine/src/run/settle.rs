@@ -14,10 +14,11 @@ use crate::note::Detail;
 /// What a task's record is missing about an attempt that began: its number, and for a
 /// first attempt when the task started.
 ///
-/// An attempt that ends on its handler's first poll writes this only once its output is
-/// stored, not when it starts: storing the output waits for the processor's pending
-/// writes, and a record written out of plan order (with priorities) is rarely in its
-/// cache, so writing it first would hold up both.
+/// An attempt that ends on its handler's first poll writes this only when its outcome is
+/// handled (for a completed one, once its output is stored), not when it starts: storing
+/// the output waits for the processor's pending writes, and a record written out of plan
+/// order (with priorities) is rarely in its cache, so writing it first would hold up
+/// both. (In a run with map or cached tasks it is written before those are looked at.)
 #[derive(Clone, Copy)]
 pub(super) struct Begun {
     pub(super) attempt: u32,
