@@ -39,7 +39,10 @@ fn workflow(plan: &RunPlan) -> Workflow {
         if let Some(timeout) = t.timeout_ms {
             task = task.timeout(Duration::from_millis(timeout));
         }
-        task
+        if let Some(pool) = t.pool {
+            task = task.pool(format!("p{pool}"));
+        }
+        task.priority(t.priority)
     });
     Workflow::from_tasks("fuzz", "Fuzz", tasks)
 }
@@ -149,6 +152,9 @@ async fn run(plan: &RunPlan) -> Observed {
     let mut builder = WorkflowEngine::builder()
         .max_concurrent(plan.concurrency)
         .cancel_grace_period(Duration::from_millis(plan.grace_ms));
+    for pool in 0..4 {
+        builder = builder.pool(format!("p{pool}"), plan.pool_limit);
+    }
     if let Some(bus) = &bus {
         builder = builder.event_bus(bus.clone());
     }

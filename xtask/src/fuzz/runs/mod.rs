@@ -2,7 +2,7 @@
 //!
 //! Inputs are runs in the format of [`model`]: a DAG whose handlers succeed,
 //! fail, panic, hang, sleep past their timeout or panic when dropped, with random
-//! concurrency, retries, cancellation, event subscribers that read or never read, and
+//! concurrency, pools, priorities, retries, cancellation, event subscribers that read or never read, and
 //! sometimes a runtime without a time driver. Each run gets a fresh current-thread runtime
 //! (paused clock, so hours of timeouts take no real time).
 //!
@@ -180,6 +180,8 @@ fn generate(rng: &mut Rng) -> RunPlan {
                     rng.u64(..50) * u64::from(rng.bool())
                 },
                 after,
+                pool: (rng.u8(..3) == 0).then(|| rng.u8(..4)),
+                priority: if rng.u8(..3) == 0 { rng.i32(-3..=3) } else { 0 },
             }
         })
         .collect();
@@ -190,6 +192,7 @@ fn generate(rng: &mut Rng) -> RunPlan {
         timer,
         reader: rng.u8(..10) < 3,
         stalled: (rng.u8(..10) == 0).then(|| rng.usize(1..5)),
+        pool_limit: rng.usize(1..4),
         tasks,
     }
 }

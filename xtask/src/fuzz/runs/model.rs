@@ -8,7 +8,8 @@
 //! timer off              a runtime without a time driver
 //! bus reader             a bus with a subscriber that reads every event
 //! bus stalled 2          a bus with a lossless subscriber of capacity 2 that never reads
-//! task t1 fail retries=2 backoff=10ms timeout=50ms after=t0
+//! pools 2                pools p0 to p3, each with this limit (default 1)
+//! task t1 fail retries=2 backoff=10ms timeout=50ms after=t0 pool=1 priority=3
 //! ```
 //!
 //! Handler kinds: `ok`, `fail`, `permanent` (fails, not retried), `panic`, `hang` (never
@@ -79,6 +80,9 @@ pub(crate) struct TaskPlan {
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) backoff_ms: u64,
     pub(crate) after: Vec<String>,
+    /// The pool it runs in (`p0` to `p3`), if any.
+    pub(crate) pool: Option<u8>,
+    pub(crate) priority: i32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +93,8 @@ pub(crate) struct RunPlan {
     pub(crate) timer: bool,
     pub(crate) reader: bool,
     pub(crate) stalled: Option<usize>,
+    /// The limit of each of the engine's pools `p0` to `p3`.
+    pub(crate) pool_limit: usize,
     pub(crate) tasks: Vec<TaskPlan>,
 }
 
@@ -126,6 +132,7 @@ impl RunPlan {
             timer: true,
             reader: false,
             stalled: None,
+            pool_limit: 1,
             tasks: Vec::new(),
         };
         for line in text.lines() {
@@ -139,6 +146,7 @@ impl RunPlan {
                 ["bus", "stalled", n] => {
                     plan.stalled = n.parse().ok().map(|n: usize| n.clamp(1, 1024))
                 }
+                ["pools", n] => plan.pool_limit = n.parse().unwrap_or(1usize).clamp(1, 64),
                 ["task", id, kind, options @ ..] if plan.tasks.len() < 500 => {
                     if let Some(task) = task(id, kind, options) {
                         plan.tasks.push(task);
@@ -188,6 +196,9 @@ impl RunPlan {
         if let Some(n) = self.stalled {
             let _ = writeln!(out, "bus stalled {n}");
         }
+        if self.tasks.iter().any(|t| t.pool.is_some()) {
+            let _ = writeln!(out, "pools {}", self.pool_limit);
+        }
         for t in &self.tasks {
             let _ = write!(out, "task {} {}", t.id, t.kind.name());
             if let Some(p) = t.kind.param() {
@@ -204,6 +215,12 @@ impl RunPlan {
             }
             if !t.after.is_empty() {
                 let _ = write!(out, " after={}", t.after.join(","));
+            }
+            if let Some(pool) = t.pool {
+                let _ = write!(out, " pool={pool}");
+            }
+            if t.priority != 0 {
+                let _ = write!(out, " priority={}", t.priority);
             }
             out.push('\n');
         }
@@ -337,12 +354,16 @@ fn task(id: &str, kind: &str, options: &[&str]) -> Option<TaskPlan> {
         timeout_ms: None,
         backoff_ms: 0,
         after: Vec::new(),
+        pool: None,
+        priority: 0,
     };
     for option in options {
         match option.split_once('=') {
             Some(("retries", n)) => task.retries = n.parse().unwrap_or(0),
             Some(("timeout", d)) => task.timeout_ms = ms(d),
             Some(("backoff", d)) => task.backoff_ms = ms(d).unwrap_or(0).min(60_000),
+            Some(("pool", n)) => task.pool = n.parse::<u8>().ok().map(|n| n % 4),
+            Some(("priority", n)) => task.priority = n.parse::<i32>().unwrap_or(0).clamp(-9, 9),
             Some(("after", list)) => {
                 task.after = list
                     .split(',')
