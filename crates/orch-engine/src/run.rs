@@ -483,7 +483,7 @@ impl<'p> Scheduler<'p> {
             }
             None => {
                 if let Poll::Ready(outcome) = polled {
-                    self.first_poll_over(index, begun, outcome);
+                    self.attempt_ended(index, Some(begun), outcome);
                 }
             }
         }

@@ -364,19 +364,20 @@ async fn an_error_longer_than_the_servers_max_payload_arrives_cut_to_fit() {
     let error = fails.error.as_deref().unwrap_or_default();
     let start: String = error.chars().take(40).collect();
     assert!(error.starts_with("bad row: ééé"), "{start}");
-    let end: String = error
-        .chars()
-        .rev()
-        .take(120)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let end = error
+        .char_indices()
+        .nth_back(119)
+        .map_or(error, |(at, _)| &error[at..]);
     assert!(
         error.ends_with("more bytes cut: the text was longer than a result message may be]"),
         "{end}"
     );
-    assert!(error.len() < 65536, "{} bytes", error.len());
+    // What fits is kept: the message's other fields and headers take under 2 kB.
+    assert!(
+        (60_000..65_536).contains(&error.len()),
+        "{} bytes",
+        error.len()
+    );
     stop.cancel();
 }
 

@@ -31,16 +31,6 @@ impl Scheduler<'_> {
         self.attempt_ended(index, None, outcome);
     }
 
-    /// Handles the outcome of an attempt that ended on its handler's first poll.
-    pub(super) fn first_poll_over(
-        &mut self,
-        index: usize,
-        begun: Begun,
-        outcome: Result<Output, TaskError>,
-    ) {
-        self.attempt_ended(index, Some(begun), outcome);
-    }
-
     /// Writes `begun` (if any) to task `index`'s record.
     pub(super) fn note_begun(&mut self, index: usize, begun: Option<Begun>) {
         let Some(begun) = begun else { return };
@@ -57,7 +47,9 @@ impl Scheduler<'_> {
         record.start_time = Some(at);
     }
 
-    fn attempt_ended(
+    /// Handles the outcome of an attempt of task `index`; `begun` is what its record does
+    /// not say yet, for an attempt that ended on its handler's first poll.
+    pub(super) fn attempt_ended(
         &mut self,
         index: usize,
         mut begun: Option<Begun>,
