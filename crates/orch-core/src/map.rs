@@ -72,6 +72,24 @@ impl MapSpec {
         TaskId::from(format!("{task}[{item}]"))
     }
 
+    /// The map task and element position an instance id names, read back exactly as
+    /// [`MapSpec::instance_id`] writes it (`None` for any other id).
+    ///
+    /// ```
+    /// use orch_core::MapSpec;
+    ///
+    /// assert_eq!(MapSpec::parse_instance_id("square[12]"), Some(("square", 12)));
+    /// assert_eq!(MapSpec::parse_instance_id("square"), None);
+    /// assert_eq!(MapSpec::parse_instance_id("square[012]"), None);
+    /// assert_eq!(MapSpec::parse_instance_id("square[+1]"), None);
+    /// ```
+    pub fn parse_instance_id(id: &str) -> Option<(&str, usize)> {
+        let (task, item) = id.strip_suffix(']')?.rsplit_once('[')?;
+        let canonical = item.bytes().all(|b| b.is_ascii_digit())
+            && (item == "0" || !item.is_empty() && !item.starts_with('0'));
+        Some((task, item.parse().ok().filter(|_| canonical)?))
+    }
+
     /// The elements map task `task` runs over, given the output of its `over` dependency
     /// and the engine's limit (used when the map sets none).
     ///

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use indexmap::IndexMap;
-use orch_core::{Task, TaskId, TriggerRule, Workflow};
+use orch_core::{MapSpec, Task, TaskId, TriggerRule, Workflow};
 use serde_json::Value;
 
 /// A workflow's id, name and one fingerprint per task, in the workflow's order.
@@ -36,7 +36,7 @@ impl Definition {
     /// instance (`task[i]`) of one of them (a map task's).
     pub(crate) fn has_record_for(&self, id: &str) -> bool {
         self.tasks.contains_key(id)
-            || crate::run::instance_of(id).is_some_and(|(task, _)| self.tasks.contains_key(task))
+            || MapSpec::parse_instance_id(id).is_some_and(|(task, _)| self.tasks.contains_key(task))
     }
 
     /// How `current` differs from this (recorded) definition.

@@ -6,7 +6,8 @@ use std::fmt;
 use std::time::SystemTime;
 
 use orch_core::{
-    RunId, TaskId, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult, WorkflowStatus,
+    MapSpec, RunId, TaskId, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
+    WorkflowStatus,
 };
 
 use crate::JournalError;
@@ -313,7 +314,9 @@ impl LoadedRun {
             .iter()
             .enumerate()
             .filter(|(i, (id, _))| self.current.get(id) == Some(i))
-            .filter(|(_, (id, _))| instance_of(id).is_some_and(|(map, _)| completed_map(map)))
+            .filter(|(_, (id, _))| {
+                MapSpec::parse_instance_id(id).is_some_and(|(map, _)| completed_map(map))
+            })
             .filter(|(_, (id, _))| workflow.get(id).is_none())
             .map(|(_, (id, record))| (id.clone(), record.clone()));
         let Some(tasks) = TaskRecords::for_workflow_with_extra(workflow, records, instances) else {
@@ -361,11 +364,4 @@ impl LoadedRun {
         }
         Ok(changes)
     }
-}
-
-/// The map task and element index of instance id `task[i]`, if `id` has that form.
-pub(crate) fn instance_of(id: &str) -> Option<(&str, usize)> {
-    let (task, item) = id.strip_suffix(']')?.rsplit_once('[')?;
-    let digits = !item.is_empty() && item.bytes().all(|b| b.is_ascii_digit());
-    Some((task, item.parse().ok().filter(|_| digits)?))
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orch_core::{RunId, Task, TaskId};
+use orch_core::{MapSpec, RunId, Task, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -67,7 +67,8 @@ impl TaskMessage {
             return Ok(None);
         };
         let id = self.task.task_id.as_str();
-        let Some(map) = id.strip_suffix(&format!("[{}]", item.index)) else {
+        let named = MapSpec::parse_instance_id(id).filter(|&(_, index)| index == item.index);
+        let Some((map, _)) = named else {
             return Err(format!(
                 "task `{id}` carries element {} of a map, but its id is not that instance's",
                 item.index

@@ -67,11 +67,10 @@ impl Scheduler<'_> {
             if shared.workflow.index_of(id).is_some() {
                 continue;
             }
-            let Some((task, item)) = id.strip_suffix(']').and_then(|id| id.rsplit_once('[')) else {
+            let Some((task, item)) = MapSpec::parse_instance_id(id) else {
                 continue;
             };
-            let (Some(map), Ok(item)) = (shared.workflow.index_of(task), item.parse::<usize>())
-            else {
+            let Some(map) = shared.workflow.index_of(task) else {
                 continue;
             };
             if kept[map] && shared.task(map).map.is_some() {
