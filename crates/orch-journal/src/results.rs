@@ -65,6 +65,14 @@ struct Line {
     result: Value,
 }
 
+/// One line of the file, written from the result without copying it.
+#[derive(serde::Serialize)]
+struct StoredLine<'a> {
+    v: u64,
+    key: String,
+    result: &'a Value,
+}
+
 impl ResultFile {
     /// The file's name in a journal's directory: not a run's file (those end in
     /// `.jsonl`), so listing the journal's runs passes it by.
@@ -111,9 +119,13 @@ impl ResultFile {
 
     /// Stores `result` under `key`: appends it to the file, then keeps it in memory.
     pub fn put(&self, key: u128, result: Value) -> Result<(), JournalError> {
+        let line = StoredLine {
+            v: FORMAT,
+            key: format!("{key:032x}"),
+            result: &result,
+        };
         // A JSON value always prints.
-        let line = serde_json::json!({"v": FORMAT, "key": format!("{key:032x}"), "result": result});
-        let mut text = line.to_string().into_bytes();
+        let mut text = serde_json::to_vec(&line).unwrap_or_default();
         text.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         file.write_all(&text)
