@@ -146,23 +146,20 @@ impl Scheduler<'_> {
         // The map's slots go to its first instance; each further one needs a slot of the
         // global limit and one of the task's pool.
         self.active -= 1;
-        if !self.start_next_instance(index) {
+        if !self.start_next_instance(index, false) {
             return;
         }
         while self.active < self.max_concurrent && self.ready.take(index) {
-            if !self.start_next_instance(index) {
+            if !self.start_next_instance(index, true) {
                 self.ready.release(index);
                 return;
-            }
-            if let Some(run) = self.extras().maps.get_mut(&(index as u32)) {
-                run.pool_slots += 1;
             }
         }
     }
 
     /// Takes a slot for the next instance of `map` and queues its start, if one is left
-    /// and may start.
-    fn start_next_instance(&mut self, map: usize) -> bool {
+    /// and may start; `pool_slot`: the instance also took a slot of the map's pool.
+    fn start_next_instance(&mut self, map: usize, pool_slot: bool) -> bool {
         let n = self.records.len();
         let stopping = self.stopping;
         let Some(run) = self.extras().maps.get_mut(&(map as u32)) else {
@@ -173,6 +170,7 @@ impl Scheduler<'_> {
         }
         let k = run.first + run.started;
         run.started += 1;
+        run.pool_slots += usize::from(pool_slot);
         self.active += 1;
         self.in_flight.push(InFlight::Backoff {
             index: (n + k) as u32,
@@ -304,7 +302,7 @@ impl Scheduler<'_> {
         }
         // In a cancelled run, the map and the instances that did not start end as
         // cancelled with the run.
-        if self.start_next_instance(map) || self.stopping {
+        if self.start_next_instance(map, false) || self.stopping {
             return;
         }
         let extras = self.extras();
