@@ -199,7 +199,8 @@ impl FileJournal {
     }
 }
 
-fn options() -> OpenOptions {
+/// Open options whose new files are readable and writable by their owner only.
+pub(crate) fn options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);

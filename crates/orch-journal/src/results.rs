@@ -13,7 +13,7 @@
 //! and line.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -87,11 +87,10 @@ impl ResultFile {
     /// every result in it.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let path = path.into();
-        let mut options = OpenOptions::new();
-        options.create(true).read(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
+        let file = crate::file::options()
+            .create(true)
+            .read(true)
+            .append(true)
             .open(&path)
             .map_err(|e| JournalError::io("open", &path, e))?;
         let bytes = std::fs::read(&path).map_err(|e| JournalError::io("read", &path, e))?;
