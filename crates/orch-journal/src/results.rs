@@ -8,9 +8,10 @@
 //! ```
 //!
 //! A later line for the same key replaces an earlier one. Like a journal file, it is
-//! created readable by its owner only, a torn last line (the process died mid-write) is
-//! left out and cut off, and any other line that cannot be read is refused with the file
-//! and line.
+//! created readable by its owner only. A line a process was writing when it died is left
+//! out, and the file is never cut, since other processes may be appending to it: a torn
+//! line stays in the file, and the next result appended after it (by any process) is
+//! read back whole. Any other line that cannot be read is refused with the file and line.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -94,11 +95,7 @@ impl ResultFile {
             .open(&path)
             .map_err(|e| JournalError::io("open", &path, e))?;
         let bytes = std::fs::read(&path).map_err(|e| JournalError::io("read", &path, e))?;
-        let (results, valid_len) = read(&path, &bytes)?;
-        if valid_len < bytes.len() as u64 {
-            file.set_len(valid_len)
-                .map_err(|e| JournalError::io("truncate", &path, e))?;
-        }
+        let results = read(&path, &bytes)?;
         Ok(Self {
             path,
             file: Mutex::new(file),
@@ -149,9 +146,9 @@ impl ResultFile {
     }
 }
 
-/// The results in `bytes`, the content of the file at `path`, and the length of its
-/// complete lines.
-fn read(path: &Path, bytes: &[u8]) -> Result<(HashMap<u128, Value>, u64), JournalError> {
+/// The results in `bytes`, the content of the file at `path`. A last line without its
+/// newline is a write still going on or cut short by a crash, and is left out.
+fn read(path: &Path, bytes: &[u8]) -> Result<HashMap<u128, Value>, JournalError> {
     let mut results = HashMap::new();
     let mut pos = 0;
     let mut number = 0;
@@ -159,7 +156,7 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(HashMap<u128, Value>, u64), Journa
         number += 1;
         let at = || format!("{}, line {number}", path.display());
         let corrupt = |reason: String| JournalError::Corrupt { at: at(), reason };
-        let line: Line = serde_json::from_slice(&bytes[pos..pos + len])
+        let line = parse_line(&bytes[pos..pos + len])
             .map_err(|e| corrupt(format!("not a result line: {e}")))?;
         if line.v > FORMAT {
             return Err(JournalError::NewerFormat {
@@ -175,7 +172,25 @@ fn read(path: &Path, bytes: &[u8]) -> Result<(HashMap<u128, Value>, u64), Journa
         results.insert(key, line.result);
         pos += len + 1;
     }
-    Ok((results, pos as u64))
+    Ok(results)
+}
+
+/// Where a line starts: every line is written starting with these bytes.
+const LINE_START: &[u8] = b"{\"v\":";
+
+/// One line of the file. A line that does not parse may be a torn write (a process died
+/// in the middle of a line) with the next appended line right after it: then the line
+/// is the last place a line starts from which the rest parses. No later place can parse
+/// by chance: it would be an object nested in the line, followed by the line's own
+/// closing brace. serde_json's limit on nesting bounds how far each try reads.
+fn parse_line(bytes: &[u8]) -> Result<Line, serde_json::Error> {
+    serde_json::from_slice(bytes).or_else(|error| {
+        (1..bytes.len())
+            .rev()
+            .filter(|&at| bytes[at..].starts_with(LINE_START))
+            .find_map(|at| serde_json::from_slice(&bytes[at..]).ok())
+            .ok_or(error)
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +200,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_torn_last_line_is_cut_off_and_a_bad_line_is_refused_with_its_place() {
+    fn a_torn_last_line_is_left_out_and_a_bad_line_is_refused_with_its_place() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("r.cache");
         let first = ResultFile::open(&path).expect("created");
@@ -197,8 +212,19 @@ mod tests {
         std::fs::write(&path, &bytes).expect("torn");
         let reopened = ResultFile::open(&path).expect("the torn line is left out");
         assert_eq!((reopened.get(1), reopened.len()), (Some(json!("uno")), 1));
-        reopened.put(2, json!(2)).expect("appended after the cut");
-        assert_eq!(ResultFile::open(&path).expect("clean").len(), 2);
+        assert_eq!(
+            std::fs::read(&path).expect("readable"),
+            bytes,
+            "nothing cut"
+        );
+        reopened
+            .put(2, json!(2))
+            .expect("appended after the torn line");
+        let again = ResultFile::open(&path).expect("the line after the torn one reads");
+        assert_eq!(
+            (again.get(1), again.get(2)),
+            (Some(json!("uno")), Some(json!(2)))
+        );
 
         std::fs::write(&path, "{\"v\":1,\"key\":\"xyz\",\"result\":1}\n").expect("bad");
         let error = ResultFile::open(&path).expect_err("a bad key");
@@ -215,5 +241,40 @@ mod tests {
             ResultFile::open(&path),
             Err(JournalError::NewerFormat { found: 2, .. })
         ));
+    }
+
+    /// A store stays open while another process dies in the middle of a line; the
+    /// store's next line lands right after the torn one, and the file still reads whole,
+    /// with nested objects of the same shape as a line in the results.
+    #[test]
+    fn a_line_appended_after_another_writers_torn_line_is_read_back() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("r.cache");
+        let open_before = ResultFile::open(&path).expect("created");
+        open_before.put(1, json!(1)).expect("stored");
+        let nested = json!({"v": 1, "key": format!("{:032x}", 9), "result": [{"v": 2}]});
+        let died_mid_line = format!(r#"{{"v":1,"key":"{:032x}","result":{{"v":"#, 5);
+        let mut appender = crate::file::options()
+            .append(true)
+            .open(&path)
+            .expect("opened");
+        appender.write_all(died_mid_line.as_bytes()).expect("torn");
+        open_before.put(2, nested.clone()).expect("appended");
+        open_before.put(3, json!("three")).expect("appended");
+
+        let reopened = ResultFile::open(&path).expect("every whole line reads");
+        assert_eq!(reopened.len(), 3);
+        assert_eq!(reopened.get(2), Some(nested));
+        assert_eq!(reopened.get(3), Some(json!("three")));
+        assert_eq!(reopened.get(5), None);
+
+        let mut garbage = std::fs::read(&path).expect("readable");
+        garbage.extend_from_slice(b"not a line {\"v\":1}\n");
+        std::fs::write(&path, garbage).expect("written");
+        let error = ResultFile::open(&path).expect_err("a line no torn write explains");
+        assert!(
+            error.to_string().contains("line 4: not a result line"),
+            "{error}"
+        );
     }
 }
