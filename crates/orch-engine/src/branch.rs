@@ -31,11 +31,9 @@ impl Branches {
     }
 
     /// Takes the choice task `index` made in `attempt` (the one that completed), if any;
-    /// a choice made by an earlier, failed attempt is dropped.
+    /// a choice made by an earlier, failed attempt is dropped. Callers look at
+    /// [`Branches::any`] first, which spares a run without branches the lock.
     pub(crate) fn take(&self, index: u32, attempt: u32) -> Option<Vec<u32>> {
-        if !self.any.load(Ordering::Acquire) {
-            return None;
-        }
         let mut chosen = self
             .chosen
             .lock()

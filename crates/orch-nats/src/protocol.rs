@@ -56,7 +56,7 @@ pub(crate) struct MessageItem {
 
 impl TaskMessage {
     /// The version to write this message as: 2 with an item, 1 without.
-    pub(crate) fn version(item: Option<&MessageItem>) -> u32 {
+    pub(crate) fn version_for(item: Option<&MessageItem>) -> u32 {
         if item.is_some() { NEWEST } else { VERSION }
     }
 
@@ -380,7 +380,7 @@ mod tests {
             error.contains("task `square[3]` carries element 2"),
             "{error}"
         );
-        assert_eq!(TaskMessage::version(None), 1);
+        assert_eq!(TaskMessage::version_for(None), 1);
     }
 
     #[test]

@@ -60,13 +60,18 @@ impl Scheduler<'_> {
     /// when the run is durable. Returns how many tasks it kept.
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
         if let Some(journal) = &mut self.journal {
-            let held = (self.shared.workflow.tasks())
-                .map(|task| {
-                    previous
-                        .task(&task.task_id)
-                        .is_some_and(|r| r.status == TaskStatus::Completed)
-                })
-                .collect();
+            // Only map tasks ask whether the journal held their completion.
+            let held = if self.plan.features().maps {
+                (self.shared.workflow.tasks())
+                    .map(|task| {
+                        previous
+                            .task(&task.task_id)
+                            .is_some_and(|r| r.status == TaskStatus::Completed)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             journal.restored(kept, held);
         }
         self.restore(previous, kept)
