@@ -242,12 +242,11 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
             }
         } else if let Some(id) = yaml_task_id(trimmed) {
             found.push((id, column));
-        } else if indent == indent_here {
-            if let Some((id, rest)) = key(trimmed, &[':']) {
-                if rest.starts_with(':') {
-                    found.push((id, column));
-                }
-            }
+        } else if indent == indent_here
+            && let Some((id, rest)) = key(trimmed, &[':'])
+            && rest.starts_with(':')
+        {
+            found.push((id, column));
         }
     }
     found

@@ -154,7 +154,7 @@ fn a_large_workflow_validated_on_several_threads_has_the_same_plan() {
             if i % 4 == 3 && i + 1 < 100_000 {
                 deps.push(format!("t{}", i + 1));
             }
-            Task::new(format!("t{i}"), if i % 3 == 0 { "a" } else { "b" }).depends_on(deps)
+            Task::new(format!("t{i}"), if i.is_multiple_of(3) { "a" } else { "b" }).depends_on(deps)
         })
         .collect();
     let single = Workflow::from_tasks("w", "W", tasks.clone());

@@ -206,10 +206,10 @@ impl RemoteTask {
         workflow.validate()?;
         let results: Vec<OnceLock<Stored>> = (0..workflow.len()).map(|_| OnceLock::new()).collect();
         for (id, output) in outputs {
-            if let Some(position) = workflow.index_of(&id) {
-                if position != index {
-                    let _ = results[position].set(Stored::Json(output));
-                }
+            if let Some(position) = workflow.index_of(&id)
+                && position != index
+            {
+                let _ = results[position].set(Stored::Json(output));
             }
         }
         let run = RunShared {

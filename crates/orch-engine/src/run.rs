@@ -86,13 +86,13 @@ pub(crate) async fn execute(
         }
         None => (previous, None),
     };
-    if let Some(previous) = &previous {
-        if previous.workflow_id != workflow.workflow_id() {
-            return Err(RunError::ForeignResult {
-                expected: workflow.workflow_id().to_owned(),
-                found: previous.workflow_id.clone(),
-            });
-        }
+    if let Some(previous) = &previous
+        && previous.workflow_id != workflow.workflow_id()
+    {
+        return Err(RunError::ForeignResult {
+            expected: workflow.workflow_id().to_owned(),
+            found: previous.workflow_id.clone(),
+        });
     }
     let kept = previous
         .as_ref()
@@ -100,10 +100,10 @@ pub(crate) async fn execute(
     // Tasks kept from the earlier run do not run again, so need no timer.
     let runs = |index: usize| kept.as_ref().is_none_or(|kept| !kept[index]);
     let to_run = workflow.tasks().enumerate();
-    if features.timeouts || features.retries {
-        if let Some(errors) = timer::missing(to_run.filter(|(i, _)| runs(*i)).map(|(_, t)| t)) {
-            return Err(errors);
-        }
+    if (features.timeouts || features.retries)
+        && let Some(errors) = timer::missing(to_run.filter(|(i, _)| runs(*i)).map(|(_, t)| t))
+    {
+        return Err(errors);
     }
     let by_type: Vec<Arc<dyn Handler>> = plan
         .task_types()

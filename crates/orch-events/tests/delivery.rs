@@ -209,7 +209,7 @@ fn panicking_callback_is_isolated() {
                     async move {
                         let event = delivery.into_event().expect("Block never drops");
                         let n = *event.payload();
-                        if n % 3 == 0 {
+                        if n.is_multiple_of(3) {
                             panic!("callback panics on {n}");
                         }
                         tokio::task::yield_now().await;

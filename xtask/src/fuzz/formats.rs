@@ -316,11 +316,11 @@ fn null_timeout(syntax: Syntax, text: &str) -> Result<(), Violation> {
     };
     let mut removed = 0;
     for task in tasks {
-        if let Some(fields) = task.as_object_mut() {
-            if fields.get("timeout") == Some(&Value::Null) {
-                fields.remove("timeout");
-                removed += 1;
-            }
+        if let Some(fields) = task.as_object_mut()
+            && fields.get("timeout") == Some(&Value::Null)
+        {
+            fields.remove("timeout");
+            removed += 1;
         }
     }
     if removed == 0 {

@@ -189,11 +189,11 @@ fn fuzz(target: &mut dyn Target, seed: u64, secs: u64, out: &mut Frames<impl Wri
             input
         };
         count += 1;
-        if let Err(violation) = run_one(target, &input, out) {
-            if kinds.insert(violation.kind.clone()) {
-                let (small, violation) = shrink(target, input, violation, out);
-                out.violation(&violation, &small);
-            }
+        if let Err(violation) = run_one(target, &input, out)
+            && kinds.insert(violation.kind.clone())
+        {
+            let (small, violation) = shrink(target, input, violation, out);
+            out.violation(&violation, &small);
         }
     }
     out.send(STATS, format!("{count} inputs").as_bytes());

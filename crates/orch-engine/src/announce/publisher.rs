@@ -186,10 +186,10 @@ async fn publish(
                 return;
             }
             // What is left waits for room in a lossless subscription.
-            if let Some((subject, event)) = events.pop_front() {
-                if stopped() || bus.publish(subject, event).await.is_err() {
-                    return;
-                }
+            if let Some((subject, event)) = events.pop_front()
+                && (stopped() || bus.publish(subject, event).await.is_err())
+            {
+                return;
             }
         }
     }
@@ -230,13 +230,12 @@ impl Publisher {
 
     /// Lets an inline publisher work (a spawned one runs by itself).
     pub(crate) fn poll_inline(&mut self, cx: &mut Context<'_>) {
-        if let Self::Inline(publishing) = self {
-            if publishing
+        if let Self::Inline(publishing) = self
+            && publishing
                 .as_mut()
                 .is_some_and(|p| p.poll_unpin(cx).is_ready())
-            {
-                *publishing = None;
-            }
+        {
+            *publishing = None;
         }
     }
 

@@ -25,11 +25,11 @@ impl Scheduler<'_> {
                     }
                     record.status = TaskStatus::Cancelled;
                     let mut error = "the run was cancelled".to_owned();
-                    if dropped.last().is_some_and(|(i, _)| *i == index) {
-                        if let Some((_, panic)) = dropped.pop() {
-                            error.push_str("; ");
-                            error.push_str(&panic);
-                        }
+                    if dropped.last().is_some_and(|(i, _)| *i == index)
+                        && let Some((_, panic)) = dropped.pop()
+                    {
+                        error.push_str("; ");
+                        error.push_str(&panic);
                     }
                     record.error = Some(error);
                     cancelled = true;
@@ -68,23 +68,22 @@ impl Scheduler<'_> {
         match Arc::try_unwrap(self.shared) {
             Ok(shared) => {
                 for (record, result) in self.records.iter_mut().zip(shared.results) {
-                    if record.status == TaskStatus::Completed {
-                        if let Some((value, shared_output)) =
+                    if record.status == TaskStatus::Completed
+                        && let Some((value, shared_output)) =
                             result.into_inner().map(Stored::into_record)
-                        {
-                            record.result = Some(value);
-                            record.shared_output |= shared_output;
-                        }
+                    {
+                        record.result = Some(value);
+                        record.shared_output |= shared_output;
                     }
                 }
             }
             Err(shared) => {
                 for (record, result) in self.records.iter_mut().zip(&shared.results) {
-                    if record.status == TaskStatus::Completed {
-                        if let Some(output) = result.get() {
-                            record.result = Some(output.json().clone());
-                            record.shared_output |= matches!(output, Stored::Shared(_));
-                        }
+                    if record.status == TaskStatus::Completed
+                        && let Some(output) = result.get()
+                    {
+                        record.result = Some(output.json().clone());
+                        record.shared_output |= matches!(output, Stored::Shared(_));
                     }
                 }
             }
@@ -115,10 +114,10 @@ impl Scheduler<'_> {
     fn drop_in_flight(&mut self) -> Vec<(usize, String)> {
         let mut dropped = Vec::new();
         for flight in self.in_flight.iter_mut() {
-            if let InFlight::Attempt(attempt) = flight {
-                if let Some(panic) = attempt.release() {
-                    dropped.push((attempt.index as usize, panic));
-                }
+            if let InFlight::Attempt(attempt) = flight
+                && let Some(panic) = attempt.release()
+            {
+                dropped.push((attempt.index as usize, panic));
             }
         }
         self.in_flight.clear();

@@ -54,19 +54,19 @@ pub(super) fn verify(plan: &RunPlan, observed: &Observed) -> Result<(), Violatio
             );
         }
     };
-    if let Some(at) = observed.cancelled_ms {
-        if observed.returned_ms > at + plan.grace_ms + 2 {
-            let late = observed.returned_ms - at;
-            let known = plan.stalled.is_some().then_some(4);
-            return Err(Violation::new(
-                "cancel",
-                format!(
-                    "the run returned {late} ms after its cancellation (grace period {} ms)",
-                    plan.grace_ms
-                ),
-                known,
-            ));
-        }
+    if let Some(at) = observed.cancelled_ms
+        && observed.returned_ms > at + plan.grace_ms + 2
+    {
+        let late = observed.returned_ms - at;
+        let known = plan.stalled.is_some().then_some(4);
+        return Err(Violation::new(
+            "cancel",
+            format!(
+                "the run returned {late} ms after its cancellation (grace period {} ms)",
+                plan.grace_ms
+            ),
+            known,
+        ));
     }
     let ids: Vec<&str> = result.tasks.ids().map(|id| id.as_str()).collect();
     if ids != plan.tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>() {
