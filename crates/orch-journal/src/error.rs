@@ -93,6 +93,17 @@ pub enum JournalError {
         /// The run.
         run: RunId,
     },
+    /// The run is open for writing in another process, which holds the lock on its file.
+    #[error(
+        "run `{run}` is open for writing in another process (`{}` is locked); wait for it to end",
+        path.display()
+    )]
+    InUse {
+        /// The run.
+        run: RunId,
+        /// The run's file.
+        path: PathBuf,
+    },
     /// Records were given to a run after it was finished.
     #[error("run `{run}` is finished; reopen it to record more")]
     Finished {

@@ -1,7 +1,7 @@
 //! [`FileJournal`]: one append-only JSON Lines file per run, in a directory.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,9 +28,11 @@ use crate::{
 /// off. Any other line that cannot be read, a file whose head names another run, or a
 /// line of a newer format is refused with an error naming the file and line.
 ///
-/// One process at a time may write a run; within a process, [`Journal::open`] refuses a
-/// run that is already open. [`Journal::list`] reads every run's file: one that cannot be
-/// trusted fails the listing with its error. Reading and writing happen on the calling thread (short
+/// One process at a time may write a run: [`Journal::open`] refuses a run that is already
+/// open, in this process or another one ([`JournalError::InUse`]; the run's file is locked
+/// while it is open, and the lock ends with the process however it ends).
+/// [`Journal::list`] reads every run's file: one that cannot be trusted fails the listing
+/// with its error, and a run whose first line is not yet written is left out. Reading and writing happen on the calling thread (short
 /// writes to the operating system); syncs for [`Durability::Power`](crate::Durability)
 /// run on a thread of the journal's own.
 #[derive(Clone)]
@@ -97,62 +99,72 @@ impl FileJournal {
         }
     }
 
-    /// Writes a new run's file whole under a temporary name and renames it into place,
-    /// so a run file always starts with a complete head. Nothing is synced here: a
-    /// crash of the process cannot undo the rename, and the run's first sync (for
-    /// [`Durability::Power`](crate::Durability)) syncs the file and the directory.
-    fn create(&self, run: &RunId, definition: &Definition) -> Result<RunFile, JournalError> {
+    /// Opens (creating it if needed) the file of `run` for appending, locked for writing
+    /// by this process until the returned file is closed: the lock is the operating
+    /// system's, so it ends when the process does, however it ends.
+    fn open_locked(&self, run: &RunId) -> Result<File, JournalError> {
         let path = self.path_of(run);
-        let temp = self.shared.dir.join(format!(".{run}.jsonl.new"));
-        let mut head = Vec::new();
-        line::write_head(&mut head, run, definition, SystemTime::now())?;
-        let mut file = options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .map_err(|e| JournalError::io("create", &temp, e))?;
-        file.write_all(&head)
-            .map_err(|e| JournalError::io("write", &temp, e))?;
-        drop(file);
-        fs::rename(&temp, &path).map_err(|e| JournalError::io("rename", &temp, e))?;
         let file = options()
             .append(true)
+            .create(true)
             .open(&path)
             .map_err(|e| JournalError::io("open", &path, e))?;
-        let created = RunFile::new(path, file, head.len() as u64, 1);
-        Ok(created.sync_directory_first(self.shared.dir.clone()))
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(TryLockError::WouldBlock) => Err(JournalError::InUse {
+                run: run.clone(),
+                path,
+            }),
+            // A file system without locks: nothing to hold.
+            Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(file),
+            Err(TryLockError::Error(e)) => Err(JournalError::io("lock", &path, e)),
+        }
     }
 
-    /// Opens an existing run's file for appending, cutting off a torn last line.
-    fn reopen(&self, run: &RunId, read: &ReadRun) -> Result<RunFile, JournalError> {
+    /// Starts a new run's file with its head, in `file` (locked, and empty or holding
+    /// only a torn head left by a process that died while starting the run).
+    fn start(
+        &self,
+        run: &RunId,
+        file: File,
+        definition: &Definition,
+    ) -> Result<RunFile, JournalError> {
         let path = self.path_of(run);
-        let file = options()
-            .append(true)
-            .open(&path)
-            .map_err(|e| JournalError::io("open", &path, e))?;
-        file.set_len(read.valid_len)
+        let mut head = Vec::new();
+        line::write_head(&mut head, run, definition, SystemTime::now())?;
+        file.set_len(0)
             .map_err(|e| JournalError::io("truncate", &path, e))?;
-        Ok(RunFile::new(path, file, read.valid_len, read.next_seq))
+        (&file)
+            .write_all(&head)
+            .map_err(|e| JournalError::io("write", &path, e))?;
+        let started = RunFile::new(path, file, head.len() as u64, 1);
+        Ok(started.sync_directory_first(self.shared.dir.clone()))
     }
 
     fn open_now(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
         let claim = self.shared.open.claim(run)?;
         let definition = Definition::of(workflow);
+        // Locked before it is read, so that what is read is what this process goes on.
+        let locked = self.open_locked(run)?;
         let existing = match self.read(run) {
             Err(JournalError::HeadMissing { .. }) => None,
             other => other?,
         };
         let (file, previous, changes) = match existing {
             None => (
-                self.create(run, &definition)?,
+                self.start(run, locked, &definition)?,
                 None,
                 WorkflowChanges::default(),
             ),
             Some(read) => {
                 let changes = read.run.check(workflow)?;
                 let previous = read.run.result_for(workflow);
-                let file = self.reopen(run, &read)?;
+                // Cuts off a torn last line.
+                let path = self.path_of(run);
+                locked
+                    .set_len(read.valid_len)
+                    .map_err(|e| JournalError::io("truncate", &path, e))?;
+                let file = RunFile::new(path, locked, read.valid_len, read.next_seq);
                 if !changes.is_empty() {
                     file.append(run, false, |buf, seq| {
                         line::write_definition(buf, seq, &definition, SystemTime::now())?;
@@ -187,7 +199,12 @@ impl FileJournal {
             else {
                 continue;
             };
-            if let Some(read) = self.read(&run)? {
+            let read = match self.read(&run) {
+                // A run whose first line is still being written, or never was.
+                Err(JournalError::HeadMissing { .. }) => None,
+                other => other?,
+            };
+            if let Some(read) = read {
                 let summary = read.run.summary();
                 if filter.accepts(&summary) {
                     runs.push(summary);

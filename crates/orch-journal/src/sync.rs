@@ -54,7 +54,7 @@ struct State {
     finished: bool,
     #[cfg_attr(not(test), allow(dead_code))]
     syncs: u64,
-    /// The directory, for a new file whose creation (a rename) is not synced yet.
+    /// The directory, for a new file whose creation is not synced yet.
     unsynced_dir: Option<PathBuf>,
 }
 

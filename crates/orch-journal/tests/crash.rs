@@ -1,7 +1,8 @@
 //! Crash test with real processes: a writer process appends to a file journal and is
 //! killed with SIGKILL at random moments, then restarted on the same run. After every
 //! kill the journal must load, hold each task at most once and in order, and hold every
-//! batch the writer had seen committed.
+//! batch the writer had seen committed. While a writer runs, no other process may open
+//! its run; once it is killed, one may.
 
 #![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
 
@@ -14,7 +15,7 @@ mod common;
 
 use common::block_on;
 use orch_core::{RunId, TaskStatus};
-use orch_journal::{FileJournal, Journal, RunStatus};
+use orch_journal::{FileJournal, Journal, JournalError, RunStatus};
 
 const TASKS: usize = 1000;
 
@@ -115,4 +116,38 @@ fn a_killed_writer_leaves_a_prefix_of_its_run_process_durability() {
 #[test]
 fn a_killed_writer_leaves_a_prefix_of_its_run_power_durability() {
     kill_at_random_moments("power", 10, 40, 0);
+}
+
+#[test]
+fn a_run_is_refused_while_a_writer_process_holds_it_and_free_once_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join("journal");
+    let run = RunId::parse("crash").unwrap();
+    // Pauses of up to 0.2 s between batches keep the writer going for minutes.
+    let mut child = writer(&journal_dir, "process", 200_000).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while last_ack(&journal_dir).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer committed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let journal = FileJournal::new(&journal_dir).unwrap();
+    let workflow = orch_core::Workflow::new("crash", "Crash test");
+    let refused = block_on(journal.open(&run, &workflow));
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the writer ended before the check");
+    let Err(error) = refused else {
+        panic!("opened a run another process is writing");
+    };
+    assert!(matches!(error, JournalError::InUse { .. }), "{error}");
+    let recorded_before = recorded(&journal, &run);
+    assert!(!recorded_before.is_empty());
+    // The killed writer's lock ended with it: a new writer takes the run and finishes it.
+    let status = writer(&journal_dir, "process", 0).status().unwrap();
+    assert!(status.success());
+    assert_eq!(recorded(&journal, &run), (0..TASKS).collect::<Vec<_>>());
 }

@@ -437,6 +437,8 @@ fn a_file_without_a_complete_head_is_reported_and_a_new_run_replaces_it() {
             path.display()
         )
     );
+    let listed = block_on(journal.list(&RunFilter::default())).unwrap();
+    assert!(listed.is_empty(), "a run being started is not listed yet");
     let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
     assert!(opened.previous.is_none());
     assert_eq!(lines_of(&path).len(), 1);
@@ -465,6 +467,35 @@ fn a_run_is_open_once_until_its_writer_is_dropped() {
     assert_eq!(err.to_string(), "run `r` is already open for writing");
     drop(opened);
     assert!(block_on(journal.open(&run_id("r"), &three_tasks())).is_ok());
+}
+
+/// Two journals on one directory stand for two processes: the second is refused while
+/// the first holds the run's file (the crash test shows the lock ends with a killed
+/// process).
+#[test]
+fn a_run_open_through_another_journal_on_the_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = FileJournal::new(dir.path()).unwrap();
+    let second = FileJournal::new(dir.path()).unwrap();
+    let opened = block_on(first.open(&run_id("r"), &three_tasks())).unwrap();
+    append(opened.writer.as_ref(), &[("a", completed(json!(1)))]);
+    let err = block_on(second.open(&run_id("r"), &three_tasks())).unwrap_err();
+    assert!(matches!(err, JournalError::InUse { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "run `r` is open for writing in another process (`{}` is locked); wait for it to end",
+            first.path_of(&run_id("r")).display()
+        )
+    );
+    assert_eq!(
+        lines_of(&first.path_of(&run_id("r"))).len(),
+        2,
+        "nothing cut"
+    );
+    drop(opened);
+    let reopened = block_on(second.open(&run_id("r"), &three_tasks())).unwrap();
+    assert!(reopened.previous.is_some());
 }
 
 #[test]
