@@ -255,6 +255,12 @@ impl fmt::Debug for FileRunWriter {
     }
 }
 
+impl Drop for FileRunWriter {
+    fn drop(&mut self) {
+        self.file.unlock();
+    }
+}
+
 impl FileRunWriter {
     fn syncer(&self) -> &Arc<Syncer> {
         &self.shared.syncer

@@ -83,6 +83,13 @@ impl RunFile {
     }
 
     /// Makes the first sync also sync directory `dir`, where the file was just created.
+    /// Lets other processes open the run: its writer is gone, though this file may still
+    /// wait in the sync thread's queue.
+    pub(crate) fn unlock(&self) {
+        // Closing the file would unlock it too; an error here leaves that to do it.
+        let _ = self.file.unlock();
+    }
+
     pub(crate) fn sync_directory_first(self, dir: PathBuf) -> Self {
         lock(&self.state).unsynced_dir = Some(dir);
         self
