@@ -301,6 +301,17 @@ fn check_options(key: &TaskId, task: &Task, errors: &mut Vec<ValidationError>) {
         for (option, reason) in map.problems(&task.dependencies) {
             invalid(option, reason);
         }
+        if !task.trigger_rule.waits_for_all() {
+            invalid(
+                "trigger_rule",
+                format!(
+                    "`{}` may start a map task before `{}`, the list it maps over, has ended; \
+                     a map task needs a rule that waits for every dependency",
+                    task.trigger_rule.as_str(),
+                    map.over
+                ),
+            );
+        }
     }
     if task.timeout.is_some_and(|t| t.is_zero()) {
         invalid("timeout", "must be greater than zero".into());

@@ -179,6 +179,9 @@ impl Task {
 
     /// Makes the task a map over the output list of its dependency `over`, which it
     /// also comes to depend on if it did not already: one instance runs per element.
+    /// Its trigger rule must wait for every dependency (validation refuses `one_success`,
+    /// `one_failed` and `always`); if the rule runs it although `over` did not complete,
+    /// the map task is skipped.
     pub fn map_over(mut self, over: impl Into<TaskId>) -> Self {
         let over = over.into();
         if !self.dependencies.contains(&over) {

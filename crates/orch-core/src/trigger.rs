@@ -133,6 +133,15 @@ impl TriggerRule {
         }
     }
 
+    /// Whether the rule waits for every dependency to end before the task runs: all but
+    /// `one_success`, `one_failed` and `always`.
+    pub fn waits_for_all(self) -> bool {
+        !matches!(
+            self,
+            TriggerRule::OneSuccess | TriggerRule::OneFailed | TriggerRule::Always
+        )
+    }
+
     /// Whether this is the default rule, [`TriggerRule::AllSuccess`].
     pub fn is_default(&self) -> bool {
         *self == TriggerRule::AllSuccess

@@ -168,6 +168,67 @@ fn an_all_done_dependent_of_a_map_with_a_failed_instance_runs_and_sees_which_fai
     assert_eq!(result.status, WorkflowStatus::Failed);
 }
 
+/// A map task whose rule runs it although the list it maps over did not come is skipped,
+/// saying why: it neither fails the run nor waits.
+#[test]
+fn a_map_whose_list_did_not_come_is_skipped_not_failed() {
+    for (list_ends, rule, run_status) in [
+        ("skip", TriggerRule::NoneFailed, WorkflowStatus::Completed),
+        ("fail", TriggerRule::AllDone, WorkflowStatus::Failed),
+    ] {
+        let (engine, _) = engine(4, 1, 1);
+        engine.register_handler("skip", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::skip("nothing new today"))
+        });
+        engine.register_handler("fail", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::permanent("the source is down"))
+        });
+        let workflow = Workflow::new("w", "")
+            .task(Task::new("list", list_ends))
+            .task(Task::new("m", "work").map_over("list").trigger_rule(rule))
+            .task(Task::new("after", "work").depends_on(["m"]));
+        let result = run(&engine, &workflow);
+        let m = result.task("m").expect("the map's record");
+        assert_eq!(m.status, TaskStatus::Skipped, "{list_ends}");
+        let expected = match list_ends {
+            "skip" => "no list to map over: `list` did not complete (skipped)",
+            _ => "no list to map over: `list` did not complete (failed)",
+        };
+        assert_eq!(m.error.as_deref(), Some(expected));
+        assert_eq!(
+            result.task("after").map(|r| r.status),
+            Some(TaskStatus::Skipped)
+        );
+        assert_eq!(result.status, run_status, "{list_ends}");
+    }
+}
+
+/// A rule that may start a task before all its dependencies ended cannot be a map task's.
+#[test]
+fn a_map_task_with_a_rule_that_does_not_wait_for_its_list_is_refused() {
+    for rule in [
+        TriggerRule::OneSuccess,
+        TriggerRule::OneFailed,
+        TriggerRule::Always,
+    ] {
+        let workflow = Workflow::new("w", "")
+            .task(Task::new("list", "list"))
+            .task(Task::new("m", "work").map_over("list").trigger_rule(rule));
+        let error = workflow.validate().expect_err("refused").to_string();
+        assert!(
+            error.contains("task `m`") && error.contains("trigger_rule"),
+            "{error}"
+        );
+        assert!(
+            error.contains(&format!(
+                "`{}` may start a map task before `list`",
+                rule.as_str()
+            )),
+            "{error}"
+        );
+    }
+}
+
 /// One task of the random workflows below: a map over `list` or a plain task, in pool
 /// `a`, `b` or none, sleeping some milliseconds.
 #[derive(Clone, Debug)]

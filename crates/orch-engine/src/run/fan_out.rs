@@ -99,6 +99,19 @@ fn map_items(ctx: &TaskContext, spec: &MapSpec, limit: u32) -> Result<Vec<Value>
 impl Scheduler<'_> {
     pub(super) fn start_map(&mut self, index: usize, spec: &MapSpec) {
         self.records[index].attempts = 1;
+        // A rule such as `all_done` may run the map when its list did not come.
+        let over = self.shared.workflow.index_of(&spec.over);
+        if let Some(status) = over
+            .map(|over| self.records[over].status)
+            .filter(|&status| status != TaskStatus::Completed)
+        {
+            let reason = format!(
+                "no list to map over: `{}` did not complete ({})",
+                spec.over,
+                status.as_str()
+            );
+            return self.attempt_over(index, Err(TaskError::skip(reason)));
+        }
         let limit = self.extras().max_instances;
         let ctx = self.context(index, 1, None);
         let n = self.records.len();
