@@ -30,6 +30,17 @@ impl Branches {
         self.any.load(Ordering::Acquire)
     }
 
+    /// Whether `attempt` of task `index` made the choice kept for it.
+    pub(crate) fn chose(&self, index: u32, attempt: u32) -> bool {
+        self.any()
+            && self
+                .chosen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|&(i, made_in, _)| i == index && made_in == attempt)
+    }
+
     /// Takes the choice task `index` made in `attempt` (the one that completed), if any;
     /// a choice made by an earlier, failed attempt is dropped. Callers look at
     /// [`Branches::any`] first, which spares a run without branches the lock.

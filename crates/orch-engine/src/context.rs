@@ -145,7 +145,11 @@ impl TaskContext {
     ///
     /// The choice of the attempt that completes counts (a later call replaces an earlier
     /// one); an attempt that fails leaves no choice behind. Naming a task that is not a
-    /// direct dependent is a permanent error, and so is choosing on a remote worker.
+    /// direct dependent is a permanent error, and so is choosing on a remote worker or in
+    /// an instance of a map task. A dependent whose trigger rule let it start before this
+    /// task completed (`one_success`, `one_failed`, `always`) is not skipped by the
+    /// choice. A cached task's result is not stored when it chose branches, so such a
+    /// task always runs.
     ///
     /// ```
     /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
@@ -179,6 +183,14 @@ impl TaskContext {
             return Err(TaskError::permanent(format!(
                 "task `{}` chose branches on a remote worker; branches are chosen by tasks \
                  run in the engine's own process",
+                self.task_id()
+            )));
+        }
+        if let Some(item) = &self.item {
+            return Err(TaskError::permanent(format!(
+                "instance {} of map task `{}` chose branches; only a whole task can choose \
+                 which of its dependents run",
+                item.index,
                 self.task_id()
             )));
         }

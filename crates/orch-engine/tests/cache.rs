@@ -358,3 +358,36 @@ fn a_results_file_beside_the_journal_serves_an_engine_of_a_later_process() {
         .expect("the results file is not taken for a run");
     assert_eq!(runs.len(), 1);
 }
+
+/// A hit gives back a result, not a branch choice: a task that chose branches is not
+/// stored, so it runs again and its choice holds in every run.
+#[test]
+fn a_task_that_chose_branches_is_not_stored_and_its_choice_holds_on_the_next_run() {
+    let store = Arc::new(MemoryCache::default());
+    let engine = engine(store.clone(), &calls());
+    let routed = calls();
+    let counter = Arc::clone(&routed);
+    engine.register_handler("route", move |ctx: TaskContext| {
+        let counter = Arc::clone(&counter);
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            ctx.choose_branches(["small"])?;
+            Ok::<_, TaskError>("small input")
+        }
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("route", "route").cache(true))
+        .task(Task::new("small", "source").depends_on(["route"]))
+        .task(Task::new("large", "source").depends_on(["route"]))
+        .task(Task::new("plain", "source").cache(true));
+    for _ in 0..2 {
+        let result = run(&engine, &workflow);
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        let status = |id: &str| result.task(id).map(|r| r.status);
+        assert_eq!(status("small"), Some(TaskStatus::Completed));
+        assert_eq!(status("large"), Some(TaskStatus::Skipped));
+        assert!(!result.task("route").expect("route").cached);
+    }
+    assert_eq!(routed.load(Ordering::SeqCst), 2);
+    assert_eq!(store.len(), 1, "only the task without a choice is stored");
+}

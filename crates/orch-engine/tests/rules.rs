@@ -253,6 +253,34 @@ fn choosing_a_task_that_is_not_a_direct_dependent_fails_the_branch_task() {
 }
 
 #[test]
+fn an_instance_of_a_map_task_cannot_choose_branches() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(json!([1, 2]))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(
+            Task::new("route", "route")
+                .config(json!({"choose": ["small"]}))
+                .map_over("list"),
+        )
+        .task(Task::new("small", "ok").depends_on(["route"]))
+        .task(Task::new("large", "ok").depends_on(["route"]));
+    let result = run(&engine, &workflow);
+    assert_eq!(status(&result, "route[0]"), TaskStatus::Failed);
+    assert!(
+        reason(&result, "route[0]").contains(
+            "instance 0 of map task `route` chose branches; only a whole task can choose"
+        ),
+        "{}",
+        reason(&result, "route[0]")
+    );
+    assert_eq!(status(&result, "small"), TaskStatus::Skipped);
+    assert_eq!(status(&result, "large"), TaskStatus::Skipped);
+}
+
+#[test]
 fn an_undeclared_pool_stops_the_run_before_it_starts() {
     let (engine, log) = engine(WorkflowEngine::builder().pool("gpu", 2));
     let workflow = Workflow::new("w", "")

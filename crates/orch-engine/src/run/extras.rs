@@ -206,8 +206,11 @@ impl Scheduler<'_> {
             return None;
         }
         if let Ok(Output(Stored::Json(result))) = &outcome {
+            // A hit gives back the result only: a branch choice would be lost with it.
+            let attempt = self.records[index].attempts;
+            let chose = self.shared.branches.chose(index as u32, attempt);
             let extras = self.extras();
-            if let Some(key) = extras.keys.remove(&(index as u32)) {
+            if let Some(key) = extras.keys.remove(&(index as u32)).filter(|_| !chose) {
                 extras.cache.store.put(key, result.clone());
             }
         }
