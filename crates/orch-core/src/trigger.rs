@@ -149,7 +149,8 @@ impl TriggerRule {
 
     /// Whether a task with this rule runs to react to failures (`all_failed`,
     /// `one_failed`): when it completes, the failures of its dependencies are handled and
-    /// do not fail the workflow.
+    /// do not fail the workflow, including those that came after it started (the
+    /// outcome does not depend on which failure came first).
     pub fn handles_failures(self) -> bool {
         matches!(self, TriggerRule::AllFailed | TriggerRule::OneFailed)
     }
