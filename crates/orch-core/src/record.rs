@@ -135,6 +135,11 @@ pub struct TaskRecord {
     /// `Completed` with 0 attempts. Written to JSON only when true, so results written
     /// before caching existed read back unchanged.
     pub cached: bool,
+    /// The direct dependents the task chose to run when it completed as a branch
+    /// (orch-engine's `TaskContext::choose_branches`); the others were skipped. `None`
+    /// when it did not choose. A run resumed from this record keeps the choice. Written
+    /// to JSON only when set.
+    pub chosen_branches: Option<Vec<TaskId>>,
 }
 
 impl TaskRecord {
@@ -151,7 +156,9 @@ impl Serialize for TaskRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct(
             "TaskRecord",
-            7 + usize::from(self.shared_output) + usize::from(self.cached),
+            7 + usize::from(self.shared_output)
+                + usize::from(self.cached)
+                + usize::from(self.chosen_branches.is_some()),
         )?;
         s.serialize_field("status", &self.status)?;
         s.serialize_field("result", &self.result)?;
@@ -169,6 +176,10 @@ impl Serialize for TaskRecord {
             s.serialize_field("cached", &true)?;
         } else {
             s.skip_field("cached")?;
+        }
+        match &self.chosen_branches {
+            Some(chosen) => s.serialize_field("chosen_branches", chosen)?,
+            None => s.skip_field("chosen_branches")?,
         }
         s.end()
     }

@@ -32,13 +32,20 @@ impl Branches {
 
     /// Whether `attempt` of task `index` made the choice kept for it.
     pub(crate) fn chose(&self, index: u32, attempt: u32) -> bool {
-        self.any()
-            && self
-                .chosen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .iter()
-                .any(|&(i, made_in, _)| i == index && made_in == attempt)
+        self.any() && self.peek(index, attempt).is_some()
+    }
+
+    /// The dependents `attempt` of task `index` chose, if it made the choice kept for it;
+    /// the choice stays to be taken.
+    pub(crate) fn peek(&self, index: u32, attempt: u32) -> Option<Vec<u32>> {
+        let chosen = self
+            .chosen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        chosen
+            .iter()
+            .find(|&&(i, made_in, _)| i == index && made_in == attempt)
+            .map(|(_, _, dependents)| dependents.clone())
     }
 
     /// Takes the choice task `index` made in `attempt` (the one that completed), if any;

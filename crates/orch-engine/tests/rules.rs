@@ -434,3 +434,68 @@ fn a_resumed_run_keeps_a_branch_choice_with_and_without_rules() {
         assert_eq!(resumed.status, first.status, "{join_rule}");
     }
 }
+
+/// A kept branch task keeps its choice on resume (from its result, or its JSON): a
+/// dependent it did not choose stays skipped although another of its dependencies now
+/// completes, and also when that dependent has no record (its run was cut short before
+/// its skip was written).
+#[test]
+fn a_resumed_run_keeps_a_branch_choice_when_an_unchosen_dependent_is_decided_again() {
+    for join_rule in [None, Some(TriggerRule::NoneFailedMinOneSuccess)] {
+        let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(2));
+        let workflow = |fetch: &str| {
+            let mut workflow = Workflow::new("w", "W")
+                .task(Task::new("route", "route").config(json!({"choose": ["small"]})))
+                .task(Task::new("fetch", fetch))
+                .task(Task::new("small", "ok").depends_on(["route"]))
+                .task(Task::new("large", "ok").depends_on(["route", "fetch"]));
+            if let Some(rule) = join_rule {
+                workflow = workflow.task(
+                    Task::new("join", "ok")
+                        .depends_on(["small", "large"])
+                        .trigger_rule(rule),
+                );
+            }
+            workflow
+        };
+        let first = run(&engine, &workflow("fail"));
+        assert_eq!(status(&first, "large"), TaskStatus::Skipped);
+        assert_eq!(
+            first.task("route").and_then(|r| r.chosen_branches.clone()),
+            Some(vec!["small".into()])
+        );
+        let from_json: orch_core::WorkflowResult =
+            serde_json::from_str(&first.to_json()).expect("reads back");
+        let mut records = first.tasks.records().to_vec();
+        let large = first.tasks.index_of("large").expect("large");
+        records[large] = orch_core::TaskRecord::default();
+        let cut = orch_core::WorkflowResult {
+            tasks: orch_core::TaskRecords::for_workflow(&workflow("fail"), records)
+                .expect("records"),
+            ..first.clone()
+        };
+        for previous in [&first, &from_json, &cut] {
+            log.lock().expect("lock").clear();
+            let resumed = resume(&engine, &workflow("ok"), previous);
+            assert_eq!(status(&resumed, "fetch"), TaskStatus::Completed);
+            assert_eq!(
+                status(&resumed, "large"),
+                TaskStatus::Skipped,
+                "{join_rule:?}"
+            );
+            assert_eq!(
+                reason(&resumed, "large"),
+                "not chosen by branch task `route`"
+            );
+            assert!(
+                !log.lock()
+                    .expect("lock")
+                    .iter()
+                    .any(|t| t == "large" || t == "route"),
+                "{join_rule:?}: {:?}",
+                log.lock().expect("lock")
+            );
+            assert_eq!(resumed.status, WorkflowStatus::Completed, "{join_rule:?}");
+        }
+    }
+}

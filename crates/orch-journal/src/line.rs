@@ -98,6 +98,9 @@ struct TaskOut<'a> {
     /// The result came from the engine's cache; the handler did not run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cached: bool,
+    /// The direct dependents a branch task chose to run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chosen_branches: Option<&'a [TaskId]>,
 }
 
 #[derive(Serialize)]
@@ -175,6 +178,7 @@ pub(crate) fn write_task(
         error: record.error.as_deref(),
         shared_output: record.shared_output,
         cached: record.cached,
+        chosen_branches: record.chosen_branches.as_deref(),
     };
     let len = buf.len();
     finish_line(buf, &line).map_err(|e| {
@@ -277,6 +281,7 @@ struct RawLine {
     shared_output: bool,
     #[serde(default)]
     cached: bool,
+    chosen_branches: Option<Vec<TaskId>>,
 }
 
 /// A field that is present is `Some`, even when it is `null`.
@@ -338,6 +343,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(u64, Line), LineError> {
                     attempts: need("attempt", raw.attempt)?,
                     shared_output: raw.shared_output,
                     cached: raw.cached,
+                    chosen_branches: raw.chosen_branches,
                 },
             }
         }
@@ -394,6 +400,7 @@ mod tests {
             attempts: 2,
             shared_output: true,
             cached: true,
+            chosen_branches: Some(vec![TaskId::from("small"), TaskId::from("x\ty")]),
         };
         let mut buf = Vec::new();
         write_task(&mut buf, 7, &TaskId::from("a\n\"b"), &record).unwrap();

@@ -283,6 +283,11 @@ fn random_result(rng: &mut Rng) -> WorkflowResult {
                 },
                 shared_output: rng.u8(..10) == 0,
                 cached: rng.u8(..10) == 0,
+                chosen_branches: (rng.u8(..10) == 0).then(|| {
+                    (0..rng.usize(..3))
+                        .map(|b| format!("b{b}").into())
+                        .collect()
+                }),
             };
             (
                 format!("t{i}{}", if rng.u8(..10) == 0 { ".é" } else { "" }).into(),

@@ -13,8 +13,9 @@ use crate::output::Stored;
 /// recorded) runs again, and so does every task that ran on its outcome (say, an
 /// `all_done` cleanup after a failure): what ran after it is redone after it. A task
 /// skipped without running (by a trigger rule, a branch, or a failure upstream) keeps its
-/// skip while its dependencies' outcomes stand (a branch's choice is not asked again);
-/// otherwise its rule decides it again.
+/// skip while its dependencies' outcomes stand; otherwise its rule decides it again. A
+/// kept branch task keeps its choice (its record's `chosen_branches`): a dependent it did
+/// not choose is skipped again, whatever its other dependencies do.
 ///
 /// A task whose output was a shared in-process value kept only its summary, so it runs
 /// again when a task that runs depends on it, directly or not (its dependents read the
@@ -62,6 +63,8 @@ impl Scheduler<'_> {
     pub(super) fn restore(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
         let mut restored = 0;
         let shared = std::sync::Arc::clone(&self.shared);
+        // (dependent, branch task) for each dependent a kept branch task did not choose.
+        let mut unchosen = Vec::new();
         for (id, record) in previous.tasks.iter() {
             let Some(index) = shared.workflow.index_of(id) else {
                 continue;
@@ -86,6 +89,32 @@ impl Scheduler<'_> {
             restored += 1;
             for &d in self.plan.dependents(index) {
                 self.waiting[d as usize].dependencies -= 1;
+            }
+            if let Some(chosen) = &record.chosen_branches {
+                let is_chosen = |d: u32| {
+                    chosen
+                        .iter()
+                        .any(|id| shared.task(d as usize).task_id == *id)
+                };
+                unchosen.extend(
+                    (self.plan.dependents(index).iter())
+                        .filter(|&&d| !is_chosen(d))
+                        .map(|&d| (d as usize, index)),
+                );
+            }
+        }
+        for (d, branch) in unchosen {
+            if kept[d] || self.records[d].status != TaskStatus::Pending {
+                continue;
+            }
+            // Skipped as the branch chose in the earlier run, like a kept skip.
+            let reason = format!("not chosen by branch task `{}`", self.task(branch).task_id);
+            let record = &mut self.records[d];
+            record.status = TaskStatus::Skipped;
+            record.error = Some(reason);
+            self.waiting[d].dependencies = u32::MAX;
+            if let Some(rules) = &mut self.rules {
+                rules.kept(d, self.plan.dependents(d), TaskStatus::Skipped);
             }
         }
         // With rules, `begin` decides what runs; otherwise the counts say.

@@ -125,6 +125,18 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Writes the branch choice of task `index`'s completing attempt, if it made one, into
+    /// its record, so that the result and the journal keep it for a resumed run.
+    pub(super) fn note_choice(&mut self, index: usize) {
+        let attempt = self.records[index].attempts;
+        if let Some(chosen) = self.shared.branches.peek(index as u32, attempt) {
+            let ids = (chosen.iter())
+                .map(|&d| self.task(d as usize).task_id.clone())
+                .collect();
+            self.records[index].chosen_branches = Some(ids);
+        }
+    }
+
     /// Branch task `index` completed and chose `chosen` among its direct dependents: the
     /// others are skipped, the chosen ones see it completed.
     fn branch_chosen(&mut self, index: usize, chosen: &[u32]) {

@@ -66,6 +66,9 @@ impl Scheduler<'_> {
             Ok(output) => {
                 let _ = self.shared.results[index].set(output.0);
                 self.note_begun(index, begun);
+                if self.shared.branches.any() {
+                    self.note_choice(index);
+                }
                 self.settle(index, TaskStatus::Completed, None);
                 self.ended_durably(index, TaskStatus::Completed);
             }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orch_core::{Task, TaskRecord, TaskStatus, Workflow};
+use orch_core::{Task, TaskId, TaskRecord, TaskStatus, Workflow};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -68,19 +68,27 @@ pub fn record() -> impl Strategy<Value = TaskRecord> {
         prop::option::of(time()),
         prop::option::of(time()),
         (any::<u32>(), any::<bool>(), any::<bool>()),
+        prop::option::of(prop::collection::vec("\\PC{1,10}", 0..3)),
     )
         .prop_map(
-            |(status, result, error, start_time, end_time, (attempts, shared_output, cached))| {
-                TaskRecord {
-                    status,
-                    result,
-                    error,
-                    start_time,
-                    end_time,
-                    attempts,
-                    shared_output,
-                    cached,
-                }
+            |(
+                status,
+                result,
+                error,
+                start_time,
+                end_time,
+                (attempts, shared_output, cached),
+                chosen,
+            )| TaskRecord {
+                status,
+                result,
+                error,
+                start_time,
+                end_time,
+                attempts,
+                shared_output,
+                cached,
+                chosen_branches: chosen.map(|ids| ids.into_iter().map(TaskId::from).collect()),
             },
         )
 }
