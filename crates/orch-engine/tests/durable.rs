@@ -646,3 +646,61 @@ fn a_map_run_again_keeps_the_journaled_instances_of_its_first_completion() {
     assert_eq!(list, Some(json!([1, 2])), "the first completion is final");
     assert_eq!(instances, [Some(json!(1)), Some(json!(2))]);
 }
+
+/// The journal keeps a branch task's choice with its record: a run cut short right after
+/// the branch task's commit (before its unchosen dependent's skip was written) resumes
+/// with that dependent skipped, though its other dependency now completes.
+#[test]
+fn a_branch_choice_is_journaled_and_holds_when_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("branchy").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("route", "route"))
+        .task(Task::new("fetch", "flaky"))
+        .task(Task::new("small", "step").depends_on(["route"]))
+        .task(Task::new("large", "step").depends_on(["route", "fetch"]));
+    let with_route = |flaky_succeeds: bool| {
+        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
+        let c = calls.clone();
+        engine.register_handler("route", move |ctx: TaskContext| {
+            c.note(&ctx);
+            async move {
+                ctx.choose_branches(["small"])?;
+                Ok::<_, TaskError>(json!("small"))
+            }
+        });
+        engine
+    };
+    let first = runtime()
+        .block_on(with_route(false).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(first.task("large").unwrap().status, TaskStatus::Skipped);
+    // Cut the journal right after the branch task's line.
+    let path = FileJournal::new(dir.path()).unwrap().path_of(&run_id);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut kept = String::new();
+    for line in text.lines() {
+        kept.push_str(line);
+        kept.push('\n');
+        if line.contains(r#""task_id":"route""#) {
+            assert!(line.contains(r#""chosen_branches":["small"]"#), "{line}");
+            break;
+        }
+    }
+    std::fs::write(&path, kept).unwrap();
+
+    let resumed = runtime()
+        .block_on(with_route(true).run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(calls.of("route"), 1, "the branch task is not asked again");
+    assert_eq!(resumed.task("fetch").unwrap().status, TaskStatus::Completed);
+    let large = resumed.task("large").unwrap();
+    assert_eq!(large.status, TaskStatus::Skipped);
+    assert_eq!(
+        large.error.as_deref(),
+        Some("not chosen by branch task `route`")
+    );
+    assert_eq!(calls.of("large"), 0);
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+}
