@@ -594,3 +594,56 @@ proptest! {
         prop_assert_eq!(result.tasks.len(), 3 + items.len());
     }
 }
+
+/// A run cancelled while a map's instances run: every instance's events end with a final
+/// one matching its record (those that never started are cancelled, with an event), and
+/// a map whose instances had all started settles as they finish in the grace period.
+#[test]
+fn a_cancelled_map_ends_every_instance_with_an_event_and_settles_when_all_had_started() {
+    for (items, map_status) in [
+        (json!([1, 2, 3, 4, 5, 6]), TaskStatus::Cancelled),
+        (json!([1, 2]), TaskStatus::Completed),
+    ] {
+        let (result, events) = runtime().block_on(async {
+            let bus: EventBus<EngineEvent> = EventBus::new();
+            let mut subscription = bus.subscribe("workflow.w.task.>").expect("a valid pattern");
+            let engine = WorkflowEngine::builder()
+                .max_concurrent(2)
+                .event_bus(bus.clone())
+                .build()
+                .expect("valid");
+            // `square` sleeps about 100 ms and does not watch its cancellation token.
+            register(&engine, Arc::new(AtomicUsize::new(0)));
+            let run = engine.run(&pipeline(items.clone()));
+            let token = run.cancellation_token();
+            let runner = tokio::spawn(run);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            token.cancel();
+            let result = runner.await.expect("no panic").expect("valid");
+            bus.close().await;
+            let mut events = Vec::new();
+            while let Some(event) = subscription.recv_event().await {
+                events.push(event.payload().clone());
+            }
+            (result, events)
+        });
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        assert_eq!(result.task("square").map(|r| r.status), Some(map_status));
+        let count = items.as_array().map_or(0, Vec::len);
+        for i in 0..count {
+            let id = format!("square[{i}]");
+            let record = result.task(&id).expect("an instance record");
+            let last = events
+                .iter()
+                .rev()
+                .find(|e| e.task_id.as_ref().is_some_and(|t| t.as_str() == id))
+                .map(|e| e.kind);
+            let expected = match record.status {
+                TaskStatus::Completed => EngineEventKind::TaskCompleted,
+                TaskStatus::Cancelled => EngineEventKind::TaskCancelled,
+                other => panic!("{id}: {other:?}"),
+            };
+            assert_eq!(last, Some(expected), "{id}");
+        }
+    }
+}

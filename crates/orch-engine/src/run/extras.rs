@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Context;
 
-use orch_core::{Features, MapSpec, Task, TaskRecord, TaskStatus, Workflow};
+use orch_core::{Features, MapSpec, Task, TaskRecord, Workflow};
 
 use super::Scheduler;
 use super::fan_out::{Instance, MapRun};
@@ -97,28 +97,16 @@ impl Extras {
         out
     }
 
-    /// The instances' records, under their ids, in the order they were created; those
-    /// that had not ended are cancelled.
-    pub(super) fn into_records(
-        self,
-        workflow: &Workflow,
-        end_time: std::time::SystemTime,
-    ) -> Vec<(orch_core::TaskId, TaskRecord)> {
+    /// The instances' records, under their ids, in the order they were created (the run
+    /// cancelled those that had not ended: `cancel_instances`).
+    pub(super) fn into_records(self, workflow: &Workflow) -> Vec<(orch_core::TaskId, TaskRecord)> {
         self.instances
             .into_iter()
             .filter_map(|instance| {
                 let task = workflow.get_index(instance.map as usize)?;
-                let mut record = instance.record;
-                if !record.status.is_finished() {
-                    if record.status == TaskStatus::Running {
-                        record.end_time = Some(end_time);
-                    }
-                    record.status = TaskStatus::Cancelled;
-                    record.error = Some("the run was cancelled".to_owned());
-                }
                 Some((
                     MapSpec::instance_id(&task.task_id, instance.item.index),
-                    record,
+                    instance.record,
                 ))
             })
             .collect()

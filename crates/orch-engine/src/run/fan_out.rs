@@ -313,15 +313,19 @@ impl Scheduler<'_> {
         if let Some(run) = self.extras().maps.get_mut(&(map as u32)) {
             run.ended += 1;
         }
-        // In a cancelled run, the map and the instances that did not start end as
-        // cancelled with the run.
-        if self.start_next_instance(map, false) || self.stopping {
+        if self.start_next_instance(map, false) {
             return;
         }
+        let stopping = self.stopping;
         let extras = self.extras();
         let Some(run) = extras.maps.get_mut(&(map as u32)) else {
             return;
         };
+        // In a cancelled run, instances that did not start never will, and the map ends
+        // cancelled with the run; one whose instances all started settles as they end.
+        if stopping && run.started < run.count {
+            return;
+        }
         // No instance took over the ended one's slots: a pool slot it held beside the
         // map task's own goes back to the pool.
         let give_back = run.pool_slots > 0;
@@ -365,6 +369,27 @@ impl Scheduler<'_> {
     }
 
     /// Announces an event of instance `k`, from its record.
+    /// Cancels the instances that had not ended when the run stopped, each with its
+    /// event, as the run's own unfinished tasks are.
+    pub(super) fn cancel_instances(&mut self, end_time: std::time::SystemTime) {
+        let Some(extras) = self.extras.as_deref() else {
+            return;
+        };
+        let unfinished: Vec<usize> = (extras.instances.iter().enumerate())
+            .filter(|(_, instance)| !instance.record.status.is_finished())
+            .map(|(k, _)| k)
+            .collect();
+        for k in unfinished {
+            let record = &mut self.extras().instances[k].record;
+            if record.status == TaskStatus::Running {
+                record.end_time = Some(end_time);
+            }
+            record.status = TaskStatus::Cancelled;
+            record.error = Some("the run was cancelled".to_owned());
+            self.announce_instance(EngineEventKind::TaskCancelled, k);
+        }
+    }
+
     fn announce_instance(&mut self, kind: EngineEventKind, k: usize) {
         let Some(announcer) = &self.announcer else {
             return;

@@ -41,6 +41,9 @@ impl Scheduler<'_> {
                 TaskStatus::Completed | TaskStatus::Skipped => {}
             }
         }
+        if self.extras.is_some() {
+            self.cancel_instances(end_time);
+        }
         // Tasks skipped by a handler's choice, a branch or a rule do not fail the
         // workflow; tasks skipped after a failure come with that failure. A failure
         // handled by a task whose rule reacts to failures does not fail it either.
@@ -89,7 +92,7 @@ impl Scheduler<'_> {
             }
         }
         let instances = match self.extras.take() {
-            Some(extras) => extras.into_records(&workflow, end_time),
+            Some(extras) => extras.into_records(&workflow),
             None => Vec::new(),
         };
         let tasks = match TaskRecords::for_workflow_with_extra(&workflow, self.records, instances) {
