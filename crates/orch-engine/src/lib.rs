@@ -80,8 +80,10 @@
 //! - **Pools.** [`EngineBuilder::pool`] declares a named limit beside `max_concurrent`;
 //!   a task joins one with [`Task::pool`](orch_core::Task::pool). A ready task whose pool
 //!   is full waits without holding a global slot, so other tasks start meanwhile, and its
-//!   timeout counts from its own start. A task in backoff between attempts keeps its
-//!   slots. A run whose tasks name an undeclared pool does not start
+//!   timeout counts from its own start. A task in backoff between attempts gives its
+//!   slots (global and pool) back for the pause and queues for them again when it ends,
+//!   so a long backoff does not idle a small pool; an instance of a map task keeps its
+//!   slot, which its map holds. A run whose tasks name an undeclared pool does not start
 //!   ([`RunError::UnknownPools`]).
 //! - **Priorities.** Among ready tasks that may start, the highest
 //!   [`Task::priority`](orch_core::Task::priority) starts first; ties go in the plan's

@@ -1,7 +1,7 @@
 //! One run of a workflow: the scheduler that starts ready tasks, polls their handlers and
 //! records what happens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
@@ -240,8 +240,11 @@ struct Scheduler<'p> {
     /// Per-task trigger rules, when some task has a rule other than the default.
     rules: Option<rules::Rules>,
     in_flight: FuturesUnordered<InFlight<'p>>,
-    /// Tasks started and not yet finished (running, or pausing before a retry).
+    /// Tasks started and not yet finished (running, or a map instance pausing before a
+    /// retry; a task of the plan gives its slots back for the pause).
     active: usize,
+    /// Tasks back in the ready set after a retry's pause: they start their next attempt.
+    retrying: HashSet<u32>,
     max_concurrent: usize,
     stopping: bool,
     /// Whether some task has a timeout.
@@ -309,6 +312,7 @@ impl<'p> Scheduler<'p> {
             rules,
             in_flight: FuturesUnordered::new(),
             active: 0,
+            retrying: HashSet::new(),
             max_concurrent,
             stopping: false,
             timeouts: features.timeouts,
@@ -354,6 +358,19 @@ impl<'p> Scheduler<'p> {
     fn stop_starting(&mut self) {
         self.stopping = true;
         self.ready.clear();
+        self.retrying.clear();
+    }
+
+    /// A retry's pause ended: a task of the plan queues for its slots again (it gave them
+    /// back for the pause); a map instance, which kept its slot, starts at once.
+    fn backoff_over(&mut self, index: usize, cx: &mut Context<'_>) {
+        if index >= self.records.len() {
+            return self.start_attempt(index, cx);
+        }
+        if !self.stopping {
+            self.retrying.insert(index as u32);
+            self.ready.insert(self.waiting[index].position);
+        }
     }
 
     /// Starts what may start and handles what finished, until nothing more can happen
@@ -367,7 +384,12 @@ impl<'p> Scheduler<'p> {
                     break;
                 };
                 let index = self.start_order[rank as usize] as usize;
-                self.start(index, cx);
+                if !self.retrying.is_empty() && self.retrying.remove(&(index as u32)) {
+                    self.active += 1;
+                    self.start_attempt(index, cx);
+                } else {
+                    self.start(index, cx);
+                }
                 budget -= 1;
                 if budget == 0 {
                     return Progress::Yield;
@@ -387,7 +409,7 @@ impl<'p> Scheduler<'p> {
                     self.attempt_over(index as usize, outcome)
                 }
                 Poll::Ready(Some(Landed::BackoffOver(index))) => {
-                    self.start_attempt(index as usize, cx);
+                    self.backoff_over(index as usize, cx);
                     // Retries with no pause spend the budget too, so that a handler that
                     // fails at once, again and again, still lets the runtime run others.
                     budget -= 1;

@@ -186,15 +186,16 @@ fn failures_retries_and_skips_are_announced() {
         [
             ("workflow.w.started".to_owned(), WorkflowStarted),
             ("workflow.w.task.flaky.started".to_owned(), TaskStarted),
-            // One slot: a task pausing before its retry keeps it.
+            // One slot: a task pausing before its retry gives it back, so `bad` runs
+            // in the pause.
             ("workflow.w.task.flaky.retrying".to_owned(), TaskRetrying),
-            ("workflow.w.task.flaky.completed".to_owned(), TaskCompleted),
             ("workflow.w.task.bad.started".to_owned(), TaskStarted),
             ("workflow.w.task.bad.failed".to_owned(), TaskFailed),
             (
                 "workflow.w.task.after%2Ebad.skipped".to_owned(),
                 TaskSkipped
             ),
+            ("workflow.w.task.flaky.completed".to_owned(), TaskCompleted),
             ("workflow.w.finished".to_owned(), WorkflowFinished),
         ]
     );
@@ -203,13 +204,13 @@ fn failures_retries_and_skips_are_announced() {
         (retry.attempt, retry.error.as_deref()),
         (1, Some("first try fails"))
     );
-    assert_eq!(events[3].1.attempt, 2);
-    assert_eq!(events[5].1.error.as_deref(), Some("broken"));
+    assert_eq!(events[4].1.error.as_deref(), Some("broken"));
     assert_eq!(
-        events[6].1.error.as_deref(),
+        events[5].1.error.as_deref(),
         Some("dependency `bad` failed")
     );
-    assert_eq!(events[6].1.task_type.as_deref(), Some("ok"));
+    assert_eq!(events[5].1.task_type.as_deref(), Some("ok"));
+    assert_eq!(events[6].1.attempt, 2);
     assert_eq!(events[7].1.status, Some(WorkflowStatus::Failed));
 }
 

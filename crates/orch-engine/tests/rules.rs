@@ -339,6 +339,45 @@ fn a_task_waiting_for_its_pool_holds_no_global_slot_and_its_timeout_starts_when_
     assert_eq!(result.status, WorkflowStatus::Completed);
 }
 
+/// A task pausing before its retry gives its pool's slot back: another task of the pool
+/// runs in the pause, and the retry waits for the slot like any ready task.
+#[test]
+fn a_task_in_backoff_holds_no_pool_slot() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4).pool("gpu", 1));
+    engine.register_handler("flaky", |ctx: TaskContext| async move {
+        match ctx.attempt() {
+            1 => Err(TaskError::new("first attempt fails")),
+            _ => Ok::<_, TaskError>(json!("second")),
+        }
+    });
+    let workflow = Workflow::new("w", "")
+        .task(
+            Task::new("train", "flaky")
+                .pool("gpu")
+                .retries(1)
+                .backoff(Backoff {
+                    initial: Duration::from_millis(100),
+                    max: Duration::from_millis(100),
+                    multiplier: 1.0,
+                    jitter: false,
+                }),
+        )
+        .task(
+            Task::new("infer", "ok")
+                .pool("gpu")
+                .config(json!({"ms": 50})),
+        );
+    let result = run(&engine, &workflow);
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(*log.lock().expect("lock"), ["infer"]);
+    let record = |id: &str| result.task(id).expect("a record");
+    let (train, infer) = (record("train"), record("infer"));
+    assert_eq!(train.attempts, 2);
+    // `infer` ran in `train`'s 100 ms pause and ended before `train`'s second attempt.
+    assert!(infer.end_time < train.end_time, "{infer:?} {train:?}");
+    assert_eq!(infer.start_time, train.start_time);
+}
+
 #[test]
 fn higher_priorities_start_first_and_ties_keep_the_workflow_order() {
     let (engine, log) = engine(WorkflowEngine::builder());

@@ -106,6 +106,10 @@ impl Scheduler<'_> {
                         note.duration = Some(delay);
                     });
                     self.records[index].error = Some(message);
+                    // The pause holds no slot, global or of the task's pool: other tasks
+                    // run meanwhile, and the task queues for its slots when it ends.
+                    self.active -= 1;
+                    self.ready.release(index);
                     // No timer for no pause: a runtime without one can retry at once.
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
                     self.in_flight.push(InFlight::Backoff {
