@@ -45,7 +45,9 @@
 //!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM)
 //!   stops the running commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish
 //!   as cancelled, prints the summary, writes the result file and exits with 130 (143).
-//!   `--output R.json` writes the result; `--metrics-addr HOST:PORT` serves Prometheus
+//!   `--output R.json` writes the result (checked before the run starts: a directory, or
+//!   a path whose directory is missing or not writable, is refused with exit 2 before any
+//!   task runs); `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
@@ -92,8 +94,9 @@
 //! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
 //! for a changed task, or `runs show` found no such run; 2 bad usage or a run that could
 //! not be set up (an address in use, an unwritable output, no NATS server, an unknown run
-//! to resume); 128 + the signal number after Ctrl-C (130) or SIGTERM (143) (`orch worker`
-//! exits with 0 after a clean stop).
+//! to resume); 128 + the signal number after Ctrl-C (130) or SIGTERM (143), even when the
+//! result file could then not be written (the error is printed) (`orch worker` exits with
+//! 0 after a clean stop).
 //!
 //! Logs go to standard error: `-v`/`-vv`/`-vvv` for more, `RUST_LOG` to choose exactly
 //! (it wins over `-v`), `--log-format json` for one JSON object per line.

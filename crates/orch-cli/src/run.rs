@@ -138,6 +138,12 @@ fn setup_error(message: String) -> ExitCode {
 
 async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let base_dir = base_dir(&args.file);
+    // Checked before anything runs: an unwritable result file would lose every result.
+    let target = match args.output.as_deref().map(result_file::Target::prepare) {
+        Some(Ok(target)) => Some(target),
+        Some(Err(e)) => return setup_error(e),
+        None => None,
+    };
     let inputs = match InputsRoot::create() {
         Ok(inputs) => inputs,
         Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
@@ -285,16 +291,23 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Some(display) => display.finish(&result, signal != 0),
         None => print!("{}", crate::display::summary(&result, signal != 0)),
     }
-    if let Some(path) = &args.output {
-        match result_file::write(path, &result, &workflow) {
+    let mut written = true;
+    if let Some(target) = target {
+        let path = target.path().to_owned();
+        match target.write(&result, &workflow) {
             Ok(()) => println!("result written to {}", path.display()),
-            Err(e) => return setup_error(e),
+            Err(e) => {
+                eprintln!("orch run: {e}");
+                written = false;
+            }
         }
     }
-    match (signal, result.status) {
-        (0, WorkflowStatus::Completed) => ExitCode::SUCCESS,
-        (0, _) => ExitCode::from(1),
-        (signal, _) => ExitCode::from(128 + signal),
+    // An interruption is reported even when the result could not be written.
+    match (signal, result.status, written) {
+        (0, WorkflowStatus::Completed, true) => ExitCode::SUCCESS,
+        (0, _, false) => ExitCode::from(2),
+        (0, _, true) => ExitCode::from(1),
+        (signal, _, _) => ExitCode::from(128 + signal),
     }
 }
 

@@ -132,3 +132,25 @@ pub fn installed(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
+
+/// A workflow whose only task, `a`, writes its pid to `a.pid` and sleeps for 5 minutes.
+pub const SLEEPER: &str = "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo $$ > a.pid; exec sleep 300' } }\n";
+
+/// Starts `orch run w.yaml ARGS` in `dir` on [`SLEEPER`], output piped, and waits until its
+/// command runs; returns orch and the command's pid.
+pub fn start_sleeper(dir: &Dir, args: &[&str]) -> (std::process::Child, i32) {
+    dir.write("w.yaml", SLEEPER);
+    let child = orch()
+        .args(["run", "w.yaml"])
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    let pid_file = dir.join("a.pid");
+    wait_for("a.pid", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    (child, pid_in(&pid_file))
+}
