@@ -42,9 +42,11 @@
 //!   tasks at once (default 1). Trigger rules, branches and priorities in the file apply as
 //!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
 //!   `--pool gpu=2` (repeatable), else nothing runs. On a terminal a progress bar shows the counts and the running
-//!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM)
-//!   stops the running commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish
-//!   as cancelled, prints the summary, writes the result file and exits with 130 (143).
+//!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM,
+//!   SIGHUP when the terminal closes or the connection drops, SIGQUIT) stops the running
+//!   commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish as cancelled,
+//!   prints the summary, writes the result file and exits with 128 + the signal's number
+//!   (130 for Ctrl-C, 143, 129, 131).
 //!   `--output R.json` writes the result (checked before the run starts: a directory, or
 //!   a path whose directory is missing or not writable, is refused with exit 2 before any
 //!   task runs); `--metrics-addr HOST:PORT` serves Prometheus
@@ -94,9 +96,9 @@
 //! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
 //! for a changed task, or `runs show` found no such run; 2 bad usage or a run that could
 //! not be set up (an address in use, an unwritable output, no NATS server, an unknown run
-//! to resume); 128 + the signal number after Ctrl-C (130) or SIGTERM (143), even when the
-//! result file could then not be written (the error is printed) (`orch worker` exits with
-//! 0 after a clean stop).
+//! to resume); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
+//! SIGQUIT (131), even when the result file could then not be written (the error is
+//! printed) (`orch worker` exits with 0 after a clean stop).
 //!
 //! Logs go to standard error: `-v`/`-vv`/`-vvv` for more, `RUST_LOG` to choose exactly
 //! (it wins over `-v`), `--log-format json` for one JSON object per line.

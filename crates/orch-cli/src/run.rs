@@ -245,11 +245,12 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
 
     // Watched before the run starts, so that no Ctrl-C finds the default action (exit).
-    let (Ok(int), Ok(term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return setup_error("cannot watch for Ctrl-C".into());
+    let Ok(signals) = STOPPING
+        .iter()
+        .map(|&(kind, number)| signal(kind).map(|s| (s, number)))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
     let run = match durable {
         Some(run_id) => engine.run_durable(&workflow, run_id),
@@ -258,12 +259,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let interrupted = Arc::new(AtomicU8::new(0));
     let token = run.cancellation_token();
     let cancel = move || token.cancel();
-    let signals = tokio::spawn(cancel_on_signal(
-        int,
-        term,
-        cancel,
-        Arc::clone(&interrupted),
-    ));
+    let signals = tokio::spawn(cancel_on_signal(signals, cancel, Arc::clone(&interrupted)));
     let outcome = run.await;
     signals.abort();
     if let Some(bus) = &bus {
@@ -311,17 +307,22 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     }
 }
 
-/// Cancels the run at the first SIGINT (Ctrl-C) or SIGTERM, noting which signal it was.
+/// The signals that stop a run, with their numbers: Ctrl-C, SIGTERM, a closed terminal
+/// or dropped connection (SIGHUP), and SIGQUIT (Ctrl-\\).
+const STOPPING: [(SignalKind, u8); 4] = [
+    (SignalKind::interrupt(), 2),
+    (SignalKind::terminate(), 15),
+    (SignalKind::hangup(), 1),
+    (SignalKind::quit(), 3),
+];
+
+/// Cancels the run at the first of `signals`, noting which signal it was.
 async fn cancel_on_signal(
-    mut int: Signal,
-    mut term: Signal,
+    mut signals: Vec<(Signal, u8)>,
     cancel: impl FnOnce(),
     interrupted: Arc<AtomicU8>,
 ) {
-    let number = tokio::select! {
-        _ = int.recv() => 2,
-        _ = term.recv() => 15,
-    };
+    let number = next_signal(&mut signals).await;
     interrupted.store(number, Ordering::SeqCst);
     tracing::warn!(
         "interrupted: stopping the running tasks (up to {}s)",
@@ -330,11 +331,21 @@ async fn cancel_on_signal(
     cancel();
     // Later signals change nothing: the run is already stopping, within the grace period.
     loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        next_signal(&mut signals).await;
     }
+}
+
+/// The number of the next of `signals` to arrive.
+async fn next_signal(signals: &mut [(Signal, u8)]) -> u8 {
+    poll_fn(|cx| {
+        for (signal, number) in signals.iter_mut() {
+            if let Poll::Ready(Some(())) = signal.poll_recv(cx) {
+                return Poll::Ready(*number);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or
