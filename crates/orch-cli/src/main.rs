@@ -54,7 +54,8 @@
 //!   the address is logged).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task.
-//! - `orch gantt R.json` draws the timeline in the terminal.
+//! - `orch gantt R.json [--width N]` draws the timeline in the terminal, `N` columns wide
+//!   (1 to 10000; default: the terminal's width, else 100).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
 //!   in the journal directory `DIR` (one file per run, readable by its owner only) before
 //!   the tasks that depend on it start, and the run's id is printed first. After a crash,
@@ -166,6 +167,7 @@ mod spec;
 mod suggest;
 mod svg;
 mod tally;
+mod times;
 mod worker;
 
 use std::path::PathBuf;
@@ -263,9 +265,9 @@ enum Command {
     Gantt {
         /// A result file from `orch run --output`.
         result: PathBuf,
-        /// Columns to use (default: the terminal's width, else 100).
-        #[arg(long)]
-        width: Option<usize>,
+        /// Columns to use, 1 to 10000 (default: the terminal's width, else 100).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(gantt::MAX_WIDTH)))]
+        width: Option<u16>,
     },
 }
 
@@ -314,6 +316,6 @@ fn main() -> ExitCode {
             format,
         }) => runs::show(&dir, &run_id, format),
         Command::Report { result, output } => commands::report(&result, &output),
-        Command::Gantt { result, width } => commands::gantt(&result, width),
+        Command::Gantt { result, width } => commands::gantt(&result, width.map(usize::from)),
     }
 }

@@ -267,16 +267,11 @@ fn print_table(rows: &[Vec<String>]) {
 }
 
 fn time_text(time: Option<SystemTime>) -> String {
-    time.map_or_else(
-        || "-".to_owned(),
-        |t| humantime::format_rfc3339_seconds(t).to_string(),
-    )
+    time.map_or_else(|| "-".to_owned(), |t| crate::times::rfc3339(t, 0))
 }
 
 fn time_json(time: Option<SystemTime>) -> Value {
-    time.map_or(Value::Null, |t| {
-        Value::String(humantime::format_rfc3339_millis(t).to_string())
-    })
+    time.map_or(Value::Null, |t| Value::String(crate::times::rfc3339(t, 3)))
 }
 
 fn first_line(text: &str) -> &str {
