@@ -1,6 +1,6 @@
 //! The commands that read files and print: `validate`, `plan`, `graph`, `report`, `gantt`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -73,7 +73,7 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
 
 /// Writes to standard output; a closed pipe is not an error worth a panic.
 fn print_text(text: &str) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    out!("{text}");
 }
 
 /// A checked, valid workflow's graph, or the exit code after printing its problems.
@@ -155,7 +155,7 @@ pub(crate) fn report(result: &Path, output: &Path) -> ExitCode {
         Ok(page) => {
             let code = emit("report", &page, Some(output));
             if code == ExitCode::SUCCESS {
-                println!("report written to {}", output.display());
+                outln!("report written to {}", output.display());
             }
             code
         }

@@ -145,6 +145,23 @@
 //! is never seen half-written, and is readable by its owner only (it holds what the
 //! commands printed).
 
+/// `print!` to standard output, ignoring a write that fails: a reader that went away
+/// (`orch ... | head -1`) is no reason to panic or to stop a run.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `println!` to standard output, ignoring a write that fails (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod builtin;
 mod check;
 mod commands;

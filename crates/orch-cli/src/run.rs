@@ -181,7 +181,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Some(dir) => match open_journal(dir, args.resume.as_deref()).await {
             Ok((journal, run_id)) => {
                 builder = builder.journal(journal, args.durability.into());
-                println!(
+                outln!(
                     "run {run_id} recorded in {} (continue it with --resume {run_id})",
                     dir.display()
                 );
@@ -285,13 +285,13 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let signal = interrupted.load(Ordering::SeqCst);
     match display {
         Some(display) => display.finish(&result, signal != 0),
-        None => print!("{}", crate::display::summary(&result, signal != 0)),
+        None => out!("{}", crate::display::summary(&result, signal != 0)),
     }
     let mut written = true;
     if let Some(target) = target {
         let path = target.path().to_owned();
         match target.write(&result, &workflow) {
-            Ok(()) => println!("result written to {}", path.display()),
+            Ok(()) => outln!("result written to {}", path.display()),
             Err(e) => {
                 eprintln!("orch run: {e}");
                 written = false;

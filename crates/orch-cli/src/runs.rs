@@ -25,7 +25,7 @@ pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
         }
         Format::Text => {
             if runs.is_empty() {
-                println!("no runs in {}", dir.display());
+                outln!("no runs in {}", dir.display());
                 return ExitCode::SUCCESS;
             }
             let mut rows = vec![row_strings(&[
@@ -99,13 +99,13 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
         }
         Format::Text => {
             let counts = Counts::of(&loaded);
-            println!("run       {}", loaded.run_id());
+            outln!("run       {}", loaded.run_id());
             match loaded.workflow_name() {
-                "" => println!("workflow  {}", loaded.workflow_id()),
-                name => println!("workflow  {} ({name})", loaded.workflow_id()),
+                "" => outln!("workflow  {}", loaded.workflow_id()),
+                name => outln!("workflow  {} ({name})", loaded.workflow_id()),
             }
-            println!("status    {}", loaded.status());
-            println!(
+            outln!("status    {}", loaded.status());
+            outln!(
                 "tasks     {} ({} completed, {} failed, {} skipped, {} cancelled, {} not run)",
                 counts.total,
                 counts.completed,
@@ -114,9 +114,9 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
                 counts.cancelled,
                 counts.pending
             );
-            println!("started   {}", time_text(Some(loaded.created())));
-            println!("ended     {}", time_text(loaded.end_time()));
-            println!();
+            outln!("started   {}", time_text(Some(loaded.created())));
+            outln!("ended     {}", time_text(loaded.end_time()));
+            outln!();
             let mut rows = vec![row_strings(&[
                 "TASK", "STATUS", "ATTEMPTS", "STARTED", "ENDED", "ERROR",
             ])];
@@ -237,7 +237,7 @@ fn fail(message: String) -> ExitCode {
 }
 
 fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
@@ -262,7 +262,7 @@ fn print_table(rows: &[Vec<String>]) {
                 line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
 }
 

@@ -1,9 +1,10 @@
 //! Where `orch` writes: an unwritable result file found before the run starts, an
-//! interrupted run whose result cannot be written still reporting the interruption.
+//! interrupted run whose result cannot be written still reporting the interruption, and
+//! a standard output nobody reads.
 
 mod common;
 
-use common::{Dir, parts, run_in, start_sleeper};
+use common::{Dir, orch, parts, run_in, start_sleeper};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -46,4 +47,56 @@ fn an_interrupted_run_whose_result_cannot_be_written_still_exits_130() {
         stderr.contains("cannot write result file r.json"),
         "{stderr}"
     );
+}
+
+/// Runs `orch ARGS` in `dir` with a standard output nobody reads (`orch ... | true`).
+fn with_stdout_closed(dir: &Dir, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut command = orch();
+    command.args(args).current_dir(dir.path()).stdout(writer);
+    let output = command
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("orch runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_standard_output_neither_panics_nor_stops_a_run() {
+    let dir = Dir::new();
+    dir.write("w.yaml", MARKS);
+    let (code, stderr) =
+        with_stdout_closed(&dir, &["run", "w.yaml", "--journal", "j", "-o", "r.json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(dir.join("ran").exists(), "the task did not run");
+    assert_eq!(dir.json("r.json")["status"], "completed");
+    for args in [
+        &["run", "w.yaml", "--progress", "lines"][..],
+        &["runs", "list", "j"],
+        &["runs", "list", "j", "--format", "json"],
+        &["report", "r.json", "-o", "r.html"],
+        &["validate", "w.yaml"],
+        &["gantt", "r.json"],
+    ] {
+        let (code, stderr) = with_stdout_closed(&dir, args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let run_id = std::fs::read_dir(dir.join("j"))
+        .expect("the journal")
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".jsonl")
+                .map(str::to_owned)
+        })
+        .next()
+        .expect("a run");
+    let (code, stderr) = with_stdout_closed(&dir, &["runs", "show", "j", &run_id]);
+    assert_eq!(code, Some(0), "{stderr}");
 }
