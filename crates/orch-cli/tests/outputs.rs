@@ -51,7 +51,7 @@ fn an_interrupted_run_whose_result_cannot_be_written_still_exits_130() {
 
 /// Runs `orch ARGS` in `dir` with a standard output nobody reads (`orch ... | true`).
 fn with_stdout_closed(dir: &Dir, args: &[&str]) -> (Option<i32>, String) {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
     drop(reader);
     let mut command = orch();
     command.args(args).current_dir(dir.path()).stdout(writer);
