@@ -67,7 +67,9 @@
 //!   then survives a power loss; the default, `process`, survives orch itself dying).
 //! - `orch runs list DIR` lists the runs of a journal directory, oldest first: id,
 //!   workflow, status (`unfinished` when no end was recorded: running, or stopped
-//!   without one, and resumable), task counts, start and end. `orch runs show DIR RUN_ID`
+//!   without one, and resumable), task counts, start and end. A run whose file cannot be
+//!   read is listed after the others with the status `unreadable` (its error on standard
+//!   error, and as `"error"` in JSON), and the exit code is then 1. `orch runs show DIR RUN_ID`
 //!   prints one run and each task's status, attempts, times and error. With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
@@ -95,7 +97,8 @@
 //! refused. They are never logged.
 //!
 //! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
-//! for a changed task, or `runs show` found no such run; 2 bad usage or a run that could
+//! for a changed task, `runs show` found no such run, or `runs list` found a run it
+//! cannot read; 2 bad usage or a run that could
 //! not be set up (an address in use, an unwritable output, no NATS server, an unknown run
 //! to resume); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
 //! SIGQUIT (131), even when the result file could then not be written (the error is
