@@ -151,14 +151,17 @@ pub(crate) fn graph(
 /// `orch report`.
 pub(crate) fn report(result: &Path, output: &Path) -> ExitCode {
     let page = result_file::read(result).and_then(|run| report::html(&run, result));
-    match page {
-        Ok(page) => {
-            let code = emit("report", &page, Some(output));
-            if code == ExitCode::SUCCESS {
-                outln!("report written to {}", output.display());
-            }
-            code
+    // Owner-only, as the result file it comes from: it holds what the commands printed.
+    match page.map(|page| result_file::write_private(output, &page)) {
+        Ok(Ok(())) => {
+            outln!("report written to {}", output.display());
+            ExitCode::SUCCESS
         }
+        Ok(Err(e)) => fail(
+            "report",
+            format!("cannot write {}: {e}", output.display()),
+            2,
+        ),
         Err(e) => fail("report", e, 1),
     }
 }

@@ -54,6 +54,8 @@
 //!   the address is logged).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task.
+//!   Like the result file, it is written through a temporary file renamed into place and
+//!   is readable by its owner only (it holds the tasks' errors).
 //! - `orch gantt R.json [--width N]` draws the timeline in the terminal, `N` columns wide
 //!   (1 to 10000; default: the terminal's width, else 100).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded

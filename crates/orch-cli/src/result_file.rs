@@ -39,11 +39,7 @@ impl Target {
         if path.is_dir() {
             return Err(fail(&"it is a directory"));
         }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let file = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+        let file = tempfile::NamedTempFile::new_in(dir_of(path)).map_err(|e| fail(&e))?;
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -58,18 +54,31 @@ impl Target {
     /// Writes `result` and `workflow` as indented JSON, then renames the temporary file
     /// into place, so a reader never sees half a file.
     pub(crate) fn write(self, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(&Written { result, workflow })
+        let mut text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
-        write_text(self.file, &self.path, &text)
+        text.push('\n');
+        fill(self.file, &self.path, &text)
+            .map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))
     }
 }
 
-/// Writes `text` and a newline to `file`, then renames it to `path`.
-fn write_text(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("cannot write result file {}: {e}", path.display());
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
-    std::io::Write::write_all(&mut file, b"\n").map_err(fail)?;
-    file.persist(path).map_err(|e| fail(e.error))?;
+/// Writes `text` to `path` through a temporary file in the same directory, readable by
+/// its owner only, renamed into place: a reader never sees half a file.
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    fill(tempfile::NamedTempFile::new_in(dir_of(path))?, path, text)
+}
+
+/// The directory `path` is in.
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `text` to `file`, then renames it to `path`.
+fn fill(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> std::io::Result<()> {
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

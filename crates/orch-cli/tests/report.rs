@@ -231,3 +231,35 @@ fn a_timeline_too_wide_is_refused_with_the_widest_allowed() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_report_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    ran(&dir);
+    let mode = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .expect("the file")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("r.json"), 0o600);
+    // A new report, and one written over a report others could read.
+    let old = dir.write("old.html", "an older report");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("mode set");
+    for name in ["new.html", "old.html"] {
+        let (code, stdout, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", name]));
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert_eq!(mode(name), 0o600, "{name}");
+        let page = std::fs::read_to_string(dir.join(name)).expect("the report");
+        assert!(page.starts_with("<!doctype html>"), "{name}");
+    }
+    // Nothing else was left in the directory.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("listed")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new.html", "old.html", "r.json", "r.yaml"]);
+}
