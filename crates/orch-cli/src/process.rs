@@ -48,6 +48,13 @@ pub(crate) struct Launch<'a> {
 pub(crate) enum CommandError {
     /// The program could not be started.
     Start { program: String, error: io::Error },
+    /// The working directory does not exist, or is not a directory.
+    Cwd {
+        /// As written in `cwd`, or the full path when `cwd` is not set.
+        dir: PathBuf,
+        task_id: String,
+        missing: bool,
+    },
     /// A variable named in `forward_env` is not set.
     MissingEnv(String),
     /// It ran and exited unsuccessfully.
@@ -73,7 +80,7 @@ impl CommandError {
     pub(crate) fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::Start { .. } | Self::MissingEnv(_) | Self::Cancelled
+            Self::Start { .. } | Self::Cwd { .. } | Self::MissingEnv(_) | Self::Cancelled
         )
     }
 }
@@ -85,6 +92,20 @@ impl std::fmt::Display for CommandError {
                 write!(f, "cannot start `{program}`: program not found")
             }
             Self::Start { program, error } => write!(f, "cannot start `{program}`: {error}"),
+            Self::Cwd {
+                dir,
+                task_id,
+                missing,
+            } => write!(
+                f,
+                "working directory `{}` of task `{task_id}` {}",
+                dir.display(),
+                if *missing {
+                    "does not exist"
+                } else {
+                    "is not a directory"
+                }
+            ),
             Self::MissingEnv(name) => write!(
                 f,
                 "environment variable `{name}` (named in forward_env) is not set"
@@ -212,6 +233,20 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         Some(cwd) => launch.base_dir.join(cwd),
         None => launch.base_dir.to_owned(),
     };
+    // Checked here: the process would fail to start with an error naming only the program.
+    let missing = match std::fs::metadata(&cwd) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(_) => Some(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(true),
+        Err(_) => None,
+    };
+    if let Some(missing) = missing {
+        return Err(CommandError::Cwd {
+            dir: spec.cwd.clone().unwrap_or_else(|| cwd.clone()),
+            task_id: launch.task_id.to_owned(),
+            missing,
+        });
+    }
     let path = match spec.env.get("PATH") {
         Some(path) => Some(OsString::from(path)),
         None => std::env::var_os("PATH"),
