@@ -4,14 +4,11 @@
 
 mod common;
 
-use common::{Dir, parts, run_in};
+use common::{Dir, parts, run_in, task_error};
 use serde_json::Value;
 
 fn error(result: &Value, task: &str) -> String {
-    result["tasks"][task]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    task_error(result, task)
 }
 
 #[test]

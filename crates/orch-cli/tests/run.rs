@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{Dir, alive, orch, parts, pid_in, run_in, start_sleeper, wait_for};
+use common::{Dir, alive, orch, parts, pid_in, run_in, start_sleeper, task_error, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -25,10 +25,7 @@ fn status(result: &Value, task: &str) -> String {
 }
 
 fn error(result: &Value, task: &str) -> String {
-    result["tasks"][task]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    task_error(result, task)
 }
 
 #[test]

@@ -154,3 +154,11 @@ pub fn start_sleeper(dir: &Dir, args: &[&str]) -> (std::process::Child, i32) {
     });
     (child, pid_in(&pid_file))
 }
+
+/// The error of `task` in a result file's JSON (empty when it has none).
+pub fn task_error(result: &serde_json::Value, task: &str) -> String {
+    result["tasks"][task]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
