@@ -128,8 +128,12 @@
 //!
 //! Each command runs in a process group of its own. When it exits, times out (the task's
 //! `timeout`), is cancelled, or writes past its limit, the whole group is killed, so
-//! nothing it started outlives its task. A non-zero exit fails the task (with the last
-//! lines of its standard error in the message); output that is not UTF-8 fails it unless
+//! nothing it started outlives its task. A process that left the group (`setsid`) is not
+//! killed; if it holds the command's output open, the task ends about 1 s after the
+//! command, with the output read by then. A cancelled command gets SIGTERM, then SIGKILL
+//! after 2 s; the last lines it wrote to standard error meanwhile end the task's error.
+//! A non-zero exit fails the task (with the last lines of its standard error in the
+//! message); output that is not UTF-8 fails it unless
 //! `capture` is `base64` or `none`. Each line of standard error is logged at `info` as it
 //! arrives, in a span naming the task (`task{id=build}: ...`). A program that cannot be
 //! started (not found, not executable) fails its task at once, without retries.

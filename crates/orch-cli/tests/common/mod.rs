@@ -139,7 +139,18 @@ pub const SLEEPER: &str = "workflow_id: w\ntasks:\n  a: { task_type: command, co
 /// Starts `orch run w.yaml ARGS` in `dir` on [`SLEEPER`], output piped, and waits until its
 /// command runs; returns orch and the command's pid.
 pub fn start_sleeper(dir: &Dir, args: &[&str]) -> (std::process::Child, i32) {
-    dir.write("w.yaml", SLEEPER);
+    start_run(dir, SLEEPER, "a.pid", args)
+}
+
+/// Starts `orch run w.yaml ARGS` in `dir` with `workflow` as `w.yaml`, output piped, and
+/// waits until a command wrote its pid to `pid_file`; returns orch and that pid.
+pub fn start_run(
+    dir: &Dir,
+    workflow: &str,
+    pid_file: &str,
+    args: &[&str],
+) -> (std::process::Child, i32) {
+    dir.write("w.yaml", workflow);
     let child = orch()
         .args(["run", "w.yaml"])
         .args(args)
@@ -148,8 +159,8 @@ pub fn start_sleeper(dir: &Dir, args: &[&str]) -> (std::process::Child, i32) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("orch starts");
-    let pid_file = dir.join("a.pid");
-    wait_for("a.pid", || {
+    let pid_file = dir.join(pid_file);
+    wait_for("the pid file", || {
         std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
     });
     (child, pid_in(&pid_file))
