@@ -1,6 +1,6 @@
 //! The commands that read files and print: `validate`, `plan`, `graph`, `report`, `gantt`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -73,7 +73,7 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
 
 /// Writes to standard output; a closed pipe is not an error worth a panic.
 fn print_text(text: &str) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    out!("{text}");
 }
 
 /// A checked, valid workflow's graph, or the exit code after printing its problems.
@@ -151,14 +151,17 @@ pub(crate) fn graph(
 /// `orch report`.
 pub(crate) fn report(result: &Path, output: &Path) -> ExitCode {
     let page = result_file::read(result).and_then(|run| report::html(&run, result));
-    match page {
-        Ok(page) => {
-            let code = emit("report", &page, Some(output));
-            if code == ExitCode::SUCCESS {
-                println!("report written to {}", output.display());
-            }
-            code
+    // Owner-only, as the result file it comes from: it holds what the commands printed.
+    match page.map(|page| result_file::write_private(output, &page)) {
+        Ok(Ok(())) => {
+            outln!("report written to {}", output.display());
+            ExitCode::SUCCESS
         }
+        Ok(Err(e)) => fail(
+            "report",
+            format!("cannot write {}: {e}", output.display()),
+            2,
+        ),
         Err(e) => fail("report", e, 1),
     }
 }

@@ -66,9 +66,13 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
     }
 }
 
-/// The timeline as text `width` columns wide; with `colour`, bars in ANSI colours by
-/// status. A `*` before a name marks the critical path.
+/// The widest timeline drawn, in columns; `orch gantt --width` refuses more.
+pub(crate) const MAX_WIDTH: u16 = 10_000;
+
+/// The timeline as text `width` columns wide (at most [`MAX_WIDTH`]); with `colour`, bars
+/// in ANSI colours by status. A `*` before a name marks the critical path.
 pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
+    let width = width.min(usize::from(MAX_WIDTH));
     let name_width = gantt
         .rows
         .iter()
@@ -164,5 +168,16 @@ mod tests {
             format!("  b   |{}{}| 1.000s", " ".repeat(15), "▒".repeat(15))
         );
         assert_eq!(lines[3], format!("  c   |{}| skipped", " ".repeat(30)));
+    }
+
+    #[test]
+    fn a_width_past_the_widest_is_drawn_at_the_widest() {
+        let gantt = Gantt {
+            rows: vec![row("a", Some((0.0, 1.0)), true)],
+            total: 1.0,
+        };
+        let widest = terminal(&gantt, usize::from(MAX_WIDTH), false);
+        assert_eq!(terminal(&gantt, 70_000, false), widest);
+        assert_eq!(terminal(&gantt, usize::MAX, false), widest);
     }
 }

@@ -42,15 +42,22 @@
 //!   tasks at once (default 1). Trigger rules, branches and priorities in the file apply as
 //!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
 //!   `--pool gpu=2` (repeatable), else nothing runs. On a terminal a progress bar shows the counts and the running
-//!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM)
-//!   stops the running commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish
-//!   as cancelled, prints the summary, writes the result file and exits with 130 (143).
-//!   `--output R.json` writes the result; `--metrics-addr HOST:PORT` serves Prometheus
+//!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM,
+//!   SIGHUP when the terminal closes or the connection drops, SIGQUIT) stops the running
+//!   commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish as cancelled,
+//!   prints the summary, writes the result file and exits with 128 + the signal's number
+//!   (130 for Ctrl-C, 143, 129, 131).
+//!   `--output R.json` writes the result (checked before the run starts: a directory, or
+//!   a path whose directory is missing or not writable, is refused with exit 2 before any
+//!   task runs); `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task.
-//! - `orch gantt R.json` draws the timeline in the terminal.
+//!   Like the result file, it is written through a temporary file renamed into place and
+//!   is readable by its owner only (it holds the tasks' errors).
+//! - `orch gantt R.json [--width N]` draws the timeline in the terminal, `N` columns wide
+//!   (1 to 10000; default: the terminal's width, else 100).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
 //!   in the journal directory `DIR` (one file per run, readable by its owner only) before
 //!   the tasks that depend on it start, and the run's id is printed first. After a crash,
@@ -62,7 +69,9 @@
 //!   then survives a power loss; the default, `process`, survives orch itself dying).
 //! - `orch runs list DIR` lists the runs of a journal directory, oldest first: id,
 //!   workflow, status (`unfinished` when no end was recorded: running, or stopped
-//!   without one, and resumable), task counts, start and end. `orch runs show DIR RUN_ID`
+//!   without one, and resumable), task counts, start and end. A run whose file cannot be
+//!   read is listed after the others with the status `unreadable` (its error on standard
+//!   error, and as `"error"` in JSON), and the exit code is then 1. `orch runs show DIR RUN_ID`
 //!   prints one run and each task's status, attempts, times and error. With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
@@ -90,10 +99,12 @@
 //! refused. They are never logged.
 //!
 //! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
-//! for a changed task, or `runs show` found no such run; 2 bad usage or a run that could
+//! for a changed task, `runs show` found no such run, or `runs list` found a run it
+//! cannot read; 2 bad usage or a run that could
 //! not be set up (an address in use, an unwritable output, no NATS server, an unknown run
-//! to resume); 128 + the signal number after Ctrl-C (130) or SIGTERM (143) (`orch worker`
-//! exits with 0 after a clean stop).
+//! to resume); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
+//! SIGQUIT (131), even when the result file could then not be written (the error is
+//! printed) (`orch worker` exits with 0 after a clean stop).
 //!
 //! Logs go to standard error: `-v`/`-vv`/`-vvv` for more, `RUST_LOG` to choose exactly
 //! (it wins over `-v`), `--log-format json` for one JSON object per line.
@@ -111,14 +122,18 @@
 //! | `env` | variables to set, `{NAME: value}`; do not put secrets here (the file and the result file hold them) |
 //! | `forward_env` | names of variables passed through from orch's environment: the way to hand a command a secret, which then appears in no file, report or log; a name that is not set fails the task |
 //! | `inherit_env` | `true` passes orch's whole environment; by default a command gets only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`, `LC_CTYPE`, `TZ`, `TMPDIR` and `TERM` (when set) |
-//! | `cwd` | the working directory, relative to the workflow file's directory (the default) |
+//! | `cwd` | the working directory, relative to the workflow file's directory (the default). It is looked for when the task starts, not by `validate` (an earlier task may create it): a missing one fails the task at once, without retries, naming the directory and the task |
 //! | `capture` | how standard output becomes the task's result: `auto` (default: JSON when all of it parses as JSON, else the text less a trailing newline; empty is null), `text`, `json` (else the task fails), `base64` (any bytes), `none` (discarded, null) |
 //! | `max_output_bytes` | the capture limit, default 1 MiB (1,048,576 bytes), at most 256 MiB: a command that writes more is killed and its task fails saying so |
 //!
 //! Each command runs in a process group of its own. When it exits, times out (the task's
 //! `timeout`), is cancelled, or writes past its limit, the whole group is killed, so
-//! nothing it started outlives its task. A non-zero exit fails the task (with the last
-//! lines of its standard error in the message); output that is not UTF-8 fails it unless
+//! nothing it started outlives its task. A process that left the group (`setsid`) is not
+//! killed; if it holds the command's output open, the task ends about 1 s after the
+//! command, with the output read by then. A cancelled command gets SIGTERM, then SIGKILL
+//! after 2 s; the last lines it wrote to standard error meanwhile end the task's error.
+//! A non-zero exit fails the task (with the last lines of its standard error in the
+//! message); output that is not UTF-8 fails it unless
 //! `capture` is `base64` or `none`. Each line of standard error is logged at `info` as it
 //! arrives, in a span naming the task (`task{id=build}: ...`). A program that cannot be
 //! started (not found, not executable) fails its task at once, without retries.
@@ -138,6 +153,23 @@
 //! --result` use to draw the graph. It is written to a temporary file and renamed, so it
 //! is never seen half-written, and is readable by its owner only (it holds what the
 //! commands printed).
+
+/// `print!` to standard output, ignoring a write that fails: a reader that went away
+/// (`orch ... | head -1`) is no reason to panic or to stop a run.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `println!` to standard output, ignoring a write that fails (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 mod builtin;
 mod check;
@@ -161,6 +193,7 @@ mod spec;
 mod suggest;
 mod svg;
 mod tally;
+mod times;
 mod worker;
 
 use std::path::PathBuf;
@@ -258,9 +291,9 @@ enum Command {
     Gantt {
         /// A result file from `orch run --output`.
         result: PathBuf,
-        /// Columns to use (default: the terminal's width, else 100).
-        #[arg(long)]
-        width: Option<usize>,
+        /// Columns to use, 1 to 10000 (default: the terminal's width, else 100).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(gantt::MAX_WIDTH)))]
+        width: Option<u16>,
     },
 }
 
@@ -309,6 +342,6 @@ fn main() -> ExitCode {
             format,
         }) => runs::show(&dir, &run_id, format),
         Command::Report { result, output } => commands::report(&result, &output),
-        Command::Gantt { result, width } => commands::gantt(&result, width),
+        Command::Gantt { result, width } => commands::gantt(&result, width.map(usize::from)),
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -26,6 +27,10 @@ const BASE_ENV: [&str; 11] = [
 ];
 /// How long a cancelled command has between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
+/// How long, after a command ended and its group was killed, its output pipes may stay
+/// open (held by a process that left the group, with `setsid`) before the task ends
+/// without waiting for them.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
 /// Longest stderr line logged as one; longer ones are logged in pieces.
 const MAX_LOG_LINE: usize = 8 << 10;
 /// How many of the last stderr lines a failure's message quotes.
@@ -48,6 +53,13 @@ pub(crate) struct Launch<'a> {
 pub(crate) enum CommandError {
     /// The program could not be started.
     Start { program: String, error: io::Error },
+    /// The working directory does not exist, or is not a directory.
+    Cwd {
+        /// As written in `cwd`, or the full path when `cwd` is not set.
+        dir: PathBuf,
+        task_id: String,
+        missing: bool,
+    },
     /// A variable named in `forward_env` is not set.
     MissingEnv(String),
     /// It ran and exited unsuccessfully.
@@ -63,7 +75,7 @@ pub(crate) enum CommandError {
     /// `capture: json` and the output is not JSON.
     NotJson(serde_json::Error),
     /// The run was cancelled; the command was stopped.
-    Cancelled,
+    Cancelled { stderr_tail: String },
     /// Reading its output failed.
     Io(io::Error),
 }
@@ -73,7 +85,7 @@ impl CommandError {
     pub(crate) fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::Start { .. } | Self::MissingEnv(_) | Self::Cancelled
+            Self::Start { .. } | Self::Cwd { .. } | Self::MissingEnv(_) | Self::Cancelled { .. }
         )
     }
 }
@@ -85,6 +97,20 @@ impl std::fmt::Display for CommandError {
                 write!(f, "cannot start `{program}`: program not found")
             }
             Self::Start { program, error } => write!(f, "cannot start `{program}`: {error}"),
+            Self::Cwd {
+                dir,
+                task_id,
+                missing,
+            } => write!(
+                f,
+                "working directory `{}` of task `{task_id}` {}",
+                dir.display(),
+                if *missing {
+                    "does not exist"
+                } else {
+                    "is not a directory"
+                }
+            ),
             Self::MissingEnv(name) => write!(
                 f,
                 "environment variable `{name}` (named in forward_env) is not set"
@@ -121,19 +147,57 @@ impl std::fmt::Display for CommandError {
             Self::NotJson(error) => {
                 write!(f, "standard output is not JSON (`capture: json`): {error}")
             }
-            Self::Cancelled => f.write_str("the command was stopped: the run was cancelled"),
+            Self::Cancelled { stderr_tail } => {
+                f.write_str("the command was stopped: the run was cancelled")?;
+                if !stderr_tail.is_empty() {
+                    write!(f, "; stderr ends: {stderr_tail}")?;
+                }
+                Ok(())
+            }
             Self::Io(error) => write!(f, "reading the command's output failed: {error}"),
         }
     }
 }
 
-/// Kills the whole process group when dropped: whether the attempt ended, timed out (the
-/// engine drops it) or was cancelled, nothing the command started outlives it.
-struct GroupGuard(Pid);
+/// Kills the whole process group when dropped, while the command is not reaped: whether
+/// the attempt timed out (the engine drops it) or ended, nothing the command started
+/// outlives it. Once the command is reaped its pid may be reused, so the guard is disarmed
+/// (the group was killed just before).
+struct GroupGuard {
+    pid: Pid,
+    armed: bool,
+}
+
+impl GroupGuard {
+    /// Sends `signal` to the group, unless the command was reaped.
+    fn signal(&self, signal: Signal) {
+        if self.armed {
+            let _ = killpg(self.pid, signal);
+        }
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        let _ = killpg(self.0, Signal::SIGKILL);
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// Resolves once process `pid` (a child of orch) has exited, without reaping it: until
+/// it is reaped its pid, and so its process group's id, cannot be reused.
+async fn exited(pid: Pid) {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    let _ = tokio::task::spawn_blocking(move || {
+        while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(pid), flags) {}
+    })
+    .await;
+}
+
+/// Resolves when `deadline` passes; never when there is none.
+async fn until(deadline: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(sleep) => sleep.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -153,43 +217,68 @@ pub(crate) async fn run(
             "the child exited at once",
         )));
     };
-    let group = GroupGuard(Pid::from_raw(pid as i32));
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let reading = read_bounded(stdout, spec.max_output_bytes);
-    let logging = log_lines(stderr, launch.task_id);
-    tokio::pin!(reading, logging, cancelled);
+    let mut group = GroupGuard {
+        pid: Pid::from_raw(pid as i32),
+        armed: true,
+    };
+    let mut output = Vec::new();
+    let mut tail = Tail::default();
     let mut status = None;
-    let mut output = None;
-    let mut tail = None;
-    while status.is_none() || output.is_none() || tail.is_none() {
-        tokio::select! {
-            waited = child.wait(), if status.is_none() => {
-                status = Some(waited.map_err(CommandError::Io)?);
-                // Whatever the command left behind goes with it, so its pipes close.
-                let _ = killpg(group.0, Signal::SIGKILL);
-            }
-            read = &mut reading, if output.is_none() => {
-                if matches!(read, Err(CommandError::TooLarge { .. })) {
-                    let _ = killpg(group.0, Signal::SIGKILL);
+    let mut read = None;
+    let mut stopped = false;
+    {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let reading = read_bounded(stdout, spec.max_output_bytes, &mut output);
+        let logging = log_lines(stderr, launch.task_id, &mut tail);
+        let exit = exited(group.pid);
+        tokio::pin!(reading, logging, cancelled, exit);
+        let mut logged = false;
+        // SIGKILL for a cancelled command that has not stopped by then.
+        let mut kill_at = None;
+        // How long pipes held open by processes that left the group may keep the task.
+        let mut drain_until = None;
+        while status.is_none() || read.is_none() || !logged {
+            tokio::select! {
+                () = &mut exit, if status.is_none() => {
+                    // Whatever the command left behind goes with it, so its pipes close;
+                    // killed before the command is reaped, while its group id is its own.
+                    group.signal(Signal::SIGKILL);
+                    group.armed = false;
+                    status = Some(child.wait().await.map_err(CommandError::Io)?);
+                    kill_at = None;
+                    drain_until = Some(Box::pin(tokio::time::sleep(PIPE_GRACE)));
                 }
-                output = Some(read);
-            }
-            lines = &mut logging, if tail.is_none() => tail = Some(lines),
-            () = &mut cancelled => {
-                let _ = killpg(group.0, Signal::SIGTERM);
-                if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
-                    let _ = killpg(group.0, Signal::SIGKILL);
+                bytes = &mut reading, if read.is_none() => {
+                    if matches!(bytes, Err(CommandError::TooLarge { .. })) {
+                        group.signal(Signal::SIGKILL);
+                    }
+                    read = Some(bytes);
                 }
-                return Err(CommandError::Cancelled);
+                () = &mut logging, if !logged => logged = true,
+                () = &mut cancelled, if !stopped => {
+                    stopped = true;
+                    // Standard error is still read while the command stops.
+                    group.signal(Signal::SIGTERM);
+                    kill_at = Some(Box::pin(tokio::time::sleep(TERM_GRACE)));
+                }
+                () = until(&mut kill_at) => {
+                    group.signal(Signal::SIGKILL);
+                    kill_at = None;
+                }
+                () = until(&mut drain_until) => break,
             }
         }
     }
-    drop(group);
-    let (Some(status), Some(output), Some(tail)) = (status, output, tail) else {
-        unreachable!("the loop ends when all three are known");
+    let tail = tail.joined();
+    if stopped {
+        return Err(CommandError::Cancelled { stderr_tail: tail });
+    }
+    let Some(status) = status else {
+        unreachable!("the loop ends after the command was reaped");
     };
-    let bytes = output?;
+    // Pipes still open after the drain: what was read so far is the output.
+    read.unwrap_or(Ok(()))?;
     if !status.success() {
         return Err(CommandError::Exit {
             program: spec.program.clone(),
@@ -197,7 +286,7 @@ pub(crate) async fn run(
             stderr_tail: tail,
         });
     }
-    to_result(bytes, spec.capture)
+    to_result(output, spec.capture)
 }
 
 /// The process to start: program and arguments exactly as written, in a process group
@@ -212,6 +301,20 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         Some(cwd) => launch.base_dir.join(cwd),
         None => launch.base_dir.to_owned(),
     };
+    // Checked here: the process would fail to start with an error naming only the program.
+    let missing = match std::fs::metadata(&cwd) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(_) => Some(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(true),
+        Err(_) => None,
+    };
+    if let Some(missing) = missing {
+        return Err(CommandError::Cwd {
+            dir: spec.cwd.clone().unwrap_or_else(|| cwd.clone()),
+            task_id: launch.task_id.to_owned(),
+            missing,
+        });
+    }
     let path = match spec.env.get("PATH") {
         Some(path) => Some(OsString::from(path)),
         None => std::env::var_os("PATH"),
@@ -271,45 +374,58 @@ fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
     })
 }
 
-/// Reads everything, failing as soon as more than `limit` bytes arrive.
+/// Reads everything into `bytes`, failing as soon as more than `limit` bytes arrive.
 async fn read_bounded(
     stream: Option<impl AsyncRead + Unpin>,
     limit: usize,
-) -> Result<Vec<u8>, CommandError> {
+    bytes: &mut Vec<u8>,
+) -> Result<(), CommandError> {
     let Some(stream) = stream else {
-        return Ok(Vec::new());
+        return Ok(());
     };
-    let mut bytes = Vec::new();
     // One byte past the limit tells "exactly at the limit" from "over it".
     stream
         .take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
+        .read_to_end(bytes)
         .await
         .map_err(CommandError::Io)?;
     if bytes.len() > limit {
         return Err(CommandError::TooLarge { limit });
     }
-    Ok(bytes)
+    Ok(())
 }
 
-/// Logs every line of standard error in the span of task `task_id`; returns the last few
-/// lines, joined, for a failure's message.
-async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str) -> String {
+/// The last few lines of standard error, for a failure's message.
+#[derive(Default)]
+struct Tail(std::collections::VecDeque<String>);
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        if self.0.len() == TAIL_LINES {
+            self.0.pop_front();
+        }
+        self.0.push_back(line.chars().take(200).collect());
+    }
+
+    fn joined(self) -> String {
+        Vec::from(self.0).join(" | ")
+    }
+}
+
+/// Logs every line of standard error in the span of task `task_id`, keeping the last
+/// few in `tail`.
+async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str, tail: &mut Tail) {
     let Some(mut stream) = stream else {
-        return String::new();
+        return;
     };
     let span = tracing::info_span!("task", id = %task_id);
-    let mut tail: std::collections::VecDeque<String> = Default::default();
     let mut pending = Vec::new();
     let mut chunk = [0u8; 8192];
     let mut log = |line: &[u8]| {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
         span.in_scope(|| tracing::info!(target: "orch::stderr", "{text}"));
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(text.chars().take(200).collect());
+        tail.push(text);
     };
     loop {
         let n = match stream.read(&mut chunk).await {
@@ -329,7 +445,6 @@ async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str) -> Str
     if !pending.is_empty() {
         log(&pending);
     }
-    Vec::from(tail).join(" | ")
 }
 
 /// The task's result from its standard output.

@@ -66,7 +66,7 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
         "<h1>{} <span class=\"status {status}\">{status}</span></h1><p>Workflow <code>{}</code>, started {}, {:.3}s, up to {} tasks at once.</p>",
         escape(title),
         escape(&result.workflow_id),
-        humantime::format_rfc3339_seconds(result.start_time),
+        crate::times::rfc3339(result.start_time, 0),
         result.total_duration().as_secs_f64(),
         result.max_concurrent,
         status = result.status,

@@ -3,7 +3,7 @@
 //! (`WorkflowResult::to_json`), plus a `workflow` field with the definition that ran, so
 //! that the file alone can draw the graph.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use orch::core::{Workflow, WorkflowResult};
 use serde::Serialize;
@@ -23,24 +23,62 @@ struct Written<'a> {
     workflow: &'a Workflow,
 }
 
-/// Writes `result` and `workflow` to `path` as indented JSON, through a temporary file
-/// renamed into place, so a reader never sees half a file.
-pub(crate) fn write(
-    path: &Path,
-    result: &WorkflowResult,
-    workflow: &Workflow,
-) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(&Written { result, workflow })
-        .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
-    let dir = path
-        .parent()
+/// A result file made ready before the run: its temporary file already exists in the
+/// target's directory, so a path that cannot be written is found before any task runs.
+pub(crate) struct Target {
+    path: PathBuf,
+    file: tempfile::NamedTempFile,
+}
+
+impl Target {
+    /// Checks that `path` can be written (it is not a directory and its directory exists
+    /// and is writable) by creating the temporary file the result is later written to.
+    pub(crate) fn prepare(path: &Path) -> Result<Self, String> {
+        let fail =
+            |e: &dyn std::fmt::Display| format!("cannot write result file {}: {e}", path.display());
+        if path.is_dir() {
+            return Err(fail(&"it is a directory"));
+        }
+        let file = tempfile::NamedTempFile::new_in(dir_of(path)).map_err(|e| fail(&e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Where the result goes.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `result` and `workflow` as indented JSON, then renames the temporary file
+    /// into place, so a reader never sees half a file.
+    pub(crate) fn write(self, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
+        let mut text = serde_json::to_string_pretty(&Written { result, workflow })
+            .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
+        text.push('\n');
+        fill(self.file, &self.path, &text)
+            .map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory, readable by
+/// its owner only, renamed into place: a reader never sees half a file.
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    fill(tempfile::NamedTempFile::new_in(dir_of(path))?, path, text)
+}
+
+/// The directory `path` is in.
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let fail = |e: std::io::Error| format!("cannot write result file {}: {e}", path.display());
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
-    std::io::Write::write_all(&mut file, b"\n").map_err(fail)?;
-    file.persist(path).map_err(|e| fail(e.error))?;
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `text` to `file`, then renames it to `path`.
+fn fill(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> std::io::Result<()> {
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

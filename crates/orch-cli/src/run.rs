@@ -138,6 +138,12 @@ fn setup_error(message: String) -> ExitCode {
 
 async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let base_dir = base_dir(&args.file);
+    // Checked before anything runs: an unwritable result file would lose every result.
+    let target = match args.output.as_deref().map(result_file::Target::prepare) {
+        Some(Ok(target)) => Some(target),
+        Some(Err(e)) => return setup_error(e),
+        None => None,
+    };
     let inputs = match InputsRoot::create() {
         Ok(inputs) => inputs,
         Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
@@ -175,7 +181,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Some(dir) => match open_journal(dir, args.resume.as_deref()).await {
             Ok((journal, run_id)) => {
                 builder = builder.journal(journal, args.durability.into());
-                println!(
+                outln!(
                     "run {run_id} recorded in {} (continue it with --resume {run_id})",
                     dir.display()
                 );
@@ -239,11 +245,12 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
 
     // Watched before the run starts, so that no Ctrl-C finds the default action (exit).
-    let (Ok(int), Ok(term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return setup_error("cannot watch for Ctrl-C".into());
+    let Ok(signals) = STOPPING
+        .iter()
+        .map(|&(kind, number)| signal(kind).map(|s| (s, number)))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
     let run = match durable {
         Some(run_id) => engine.run_durable(&workflow, run_id),
@@ -252,12 +259,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let interrupted = Arc::new(AtomicU8::new(0));
     let token = run.cancellation_token();
     let cancel = move || token.cancel();
-    let signals = tokio::spawn(cancel_on_signal(
-        int,
-        term,
-        cancel,
-        Arc::clone(&interrupted),
-    ));
+    let signals = tokio::spawn(cancel_on_signal(signals, cancel, Arc::clone(&interrupted)));
     let outcome = run.await;
     signals.abort();
     if let Some(bus) = &bus {
@@ -283,32 +285,44 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let signal = interrupted.load(Ordering::SeqCst);
     match display {
         Some(display) => display.finish(&result, signal != 0),
-        None => print!("{}", crate::display::summary(&result, signal != 0)),
+        None => out!("{}", crate::display::summary(&result, signal != 0)),
     }
-    if let Some(path) = &args.output {
-        match result_file::write(path, &result, &workflow) {
-            Ok(()) => println!("result written to {}", path.display()),
-            Err(e) => return setup_error(e),
+    let mut written = true;
+    if let Some(target) = target {
+        let path = target.path().to_owned();
+        match target.write(&result, &workflow) {
+            Ok(()) => outln!("result written to {}", path.display()),
+            Err(e) => {
+                eprintln!("orch run: {e}");
+                written = false;
+            }
         }
     }
-    match (signal, result.status) {
-        (0, WorkflowStatus::Completed) => ExitCode::SUCCESS,
-        (0, _) => ExitCode::from(1),
-        (signal, _) => ExitCode::from(128 + signal),
+    // An interruption is reported even when the result could not be written.
+    match (signal, result.status, written) {
+        (0, WorkflowStatus::Completed, true) => ExitCode::SUCCESS,
+        (0, _, false) => ExitCode::from(2),
+        (0, _, true) => ExitCode::from(1),
+        (signal, _, _) => ExitCode::from(128 + signal),
     }
 }
 
-/// Cancels the run at the first SIGINT (Ctrl-C) or SIGTERM, noting which signal it was.
+/// The signals that stop a run, with their numbers: Ctrl-C, SIGTERM, a closed terminal
+/// or dropped connection (SIGHUP), and SIGQUIT (Ctrl-\\).
+const STOPPING: [(SignalKind, u8); 4] = [
+    (SignalKind::interrupt(), 2),
+    (SignalKind::terminate(), 15),
+    (SignalKind::hangup(), 1),
+    (SignalKind::quit(), 3),
+];
+
+/// Cancels the run at the first of `signals`, noting which signal it was.
 async fn cancel_on_signal(
-    mut int: Signal,
-    mut term: Signal,
+    mut signals: Vec<(Signal, u8)>,
     cancel: impl FnOnce(),
     interrupted: Arc<AtomicU8>,
 ) {
-    let number = tokio::select! {
-        _ = int.recv() => 2,
-        _ = term.recv() => 15,
-    };
+    let number = next_signal(&mut signals).await;
     interrupted.store(number, Ordering::SeqCst);
     tracing::warn!(
         "interrupted: stopping the running tasks (up to {}s)",
@@ -317,11 +331,21 @@ async fn cancel_on_signal(
     cancel();
     // Later signals change nothing: the run is already stopping, within the grace period.
     loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        next_signal(&mut signals).await;
     }
+}
+
+/// The number of the next of `signals` to arrive.
+async fn next_signal(signals: &mut [(Signal, u8)]) -> u8 {
+    poll_fn(|cx| {
+        for (signal, number) in signals.iter_mut() {
+            if let Poll::Ready(Some(())) = signal.poll_recv(cx) {
+                return Poll::Ready(*number);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or

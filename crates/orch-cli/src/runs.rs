@@ -6,28 +6,31 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use orch::core::{RunId, TaskStatus};
-use orch::journal::{FileJournal, Journal, LoadedRun, RunFilter};
+use orch::journal::{FileJournal, Journal, LoadedRun};
 use serde_json::{Value, json};
 
 use crate::Format;
 
-/// Lists every run of the journal in `dir`, oldest first. Exit 0, or 2 when the
-/// directory cannot be read.
+/// Lists every run of the journal in `dir`, oldest first, then the runs whose file
+/// cannot be read, each with its error. Exit 0; 1 when some run cannot be read; 2 when
+/// the directory cannot be read.
 pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
-    let runs = match load_all(dir) {
-        Ok(runs) => runs,
+    let Listing { runs, unreadable } = match load_all(dir) {
+        Ok(listing) => listing,
         Err(e) => return fail(e),
     };
     match format {
         Format::Json => {
-            let runs: Vec<Value> = runs.iter().map(run_json).collect();
-            print_json(&json!({ "runs": runs }));
+            let mut listed: Vec<Value> = runs.iter().map(run_json).collect();
+            listed.extend(unreadable.iter().map(|(run_id, error)| {
+                json!({ "run_id": run_id.as_str(), "status": "unreadable", "error": error })
+            }));
+            print_json(&json!({ "runs": listed }));
+        }
+        Format::Text if runs.is_empty() && unreadable.is_empty() => {
+            outln!("no runs in {}", dir.display());
         }
         Format::Text => {
-            if runs.is_empty() {
-                println!("no runs in {}", dir.display());
-                return ExitCode::SUCCESS;
-            }
             let mut rows = vec![row_strings(&[
                 "RUN",
                 "WORKFLOW",
@@ -55,10 +58,23 @@ pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
                     time_text(run.end_time()),
                 ]);
             }
+            for (run_id, _) in &unreadable {
+                let mut row = vec!["-".to_owned(); 10];
+                row[0] = run_id.to_string();
+                row[2] = "unreadable".to_owned();
+                rows.push(row);
+            }
             print_table(&rows);
         }
     }
-    ExitCode::SUCCESS
+    for (run_id, error) in &unreadable {
+        eprintln!("orch runs: cannot read run {run_id}: {error}");
+    }
+    if unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Shows run `run_id` of the journal in `dir` and each of its tasks. Exit 0; 1 when the
@@ -99,13 +115,13 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
         }
         Format::Text => {
             let counts = Counts::of(&loaded);
-            println!("run       {}", loaded.run_id());
+            outln!("run       {}", loaded.run_id());
             match loaded.workflow_name() {
-                "" => println!("workflow  {}", loaded.workflow_id()),
-                name => println!("workflow  {} ({name})", loaded.workflow_id()),
+                "" => outln!("workflow  {}", loaded.workflow_id()),
+                name => outln!("workflow  {} ({name})", loaded.workflow_id()),
             }
-            println!("status    {}", loaded.status());
-            println!(
+            outln!("status    {}", loaded.status());
+            outln!(
                 "tasks     {} ({} completed, {} failed, {} skipped, {} cancelled, {} not run)",
                 counts.total,
                 counts.completed,
@@ -114,9 +130,9 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
                 counts.cancelled,
                 counts.pending
             );
-            println!("started   {}", time_text(Some(loaded.created())));
-            println!("ended     {}", time_text(loaded.end_time()));
-            println!();
+            outln!("started   {}", time_text(Some(loaded.created())));
+            outln!("ended     {}", time_text(loaded.end_time()));
+            outln!();
             let mut rows = vec![row_strings(&[
                 "TASK", "STATUS", "ATTEMPTS", "STARTED", "ENDED", "ERROR",
             ])];
@@ -197,19 +213,41 @@ fn run_json(run: &LoadedRun) -> Value {
     })
 }
 
-/// Every run of the journal in `dir`, oldest first.
-fn load_all(dir: &Path) -> Result<Vec<LoadedRun>, String> {
+/// The runs of a journal directory.
+struct Listing {
+    /// Those that could be read, oldest first.
+    runs: Vec<LoadedRun>,
+    /// Those whose file cannot be read, by id, each with its error.
+    unreadable: Vec<(RunId, String)>,
+}
+
+/// Every run of the journal in `dir`.
+fn load_all(dir: &Path) -> Result<Listing, String> {
     let journal = open(dir)?;
-    let summaries = block_on(journal.list(&RunFilter::default()))
-        .map_err(|e| format!("cannot list the runs in {}: {e}", dir.display()))?;
-    let mut runs = Vec::with_capacity(summaries.len());
-    for summary in summaries {
-        let loaded = block_on(journal.load(&summary.run_id))
-            .map_err(|e| format!("cannot read run {}: {e}", summary.run_id))?;
-        // A run removed between the listing and now is left out.
-        runs.extend(loaded);
+    let cannot_list = |e: std::io::Error| format!("cannot list the runs in {}: {e}", dir.display());
+    // Read one by one (not through the journal's listing, which fails as a whole), so
+    // that one bad file does not hide the others.
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(cannot_list)? {
+        let name = entry.map_err(cannot_list)?.file_name();
+        let run_id = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| RunId::parse(n).ok());
+        ids.extend(run_id);
     }
-    Ok(runs)
+    ids.sort();
+    let mut runs = Vec::with_capacity(ids.len());
+    let mut unreadable = Vec::new();
+    for run_id in ids {
+        match block_on(journal.load(&run_id)) {
+            // A run removed between the listing and now is left out.
+            Ok(loaded) => runs.extend(loaded),
+            Err(e) => unreadable.push((run_id, e)),
+        }
+    }
+    runs.sort_by(|a, b| (a.created(), a.run_id()).cmp(&(b.created(), b.run_id())));
+    Ok(Listing { runs, unreadable })
 }
 
 /// The journal in `dir`, which must exist (opening a journal creates a missing one).
@@ -237,7 +275,7 @@ fn fail(message: String) -> ExitCode {
 }
 
 fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
@@ -262,21 +300,16 @@ fn print_table(rows: &[Vec<String>]) {
                 line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
             }
         }
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
 }
 
 fn time_text(time: Option<SystemTime>) -> String {
-    time.map_or_else(
-        || "-".to_owned(),
-        |t| humantime::format_rfc3339_seconds(t).to_string(),
-    )
+    time.map_or_else(|| "-".to_owned(), |t| crate::times::rfc3339(t, 0))
 }
 
 fn time_json(time: Option<SystemTime>) -> Value {
-    time.map_or(Value::Null, |t| {
-        Value::String(humantime::format_rfc3339_millis(t).to_string())
-    })
+    time.map_or(Value::Null, |t| Value::String(crate::times::rfc3339(t, 3)))
 }
 
 fn first_line(text: &str) -> &str {

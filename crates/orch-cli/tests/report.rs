@@ -188,3 +188,78 @@ fn the_report_renders_in_chromium_with_a_bar_per_task_and_no_console_errors() {
     let (_, log) = chromium(&broken, "--dump-dom");
     assert_eq!(console_errors(&log).len(), 1, "{log}");
 }
+
+/// The result file in `dir` with its run's start time replaced by `time`.
+fn started_at(dir: &Dir, time: &str) {
+    let text = std::fs::read_to_string(dir.join("r.json")).expect("the result file");
+    let (head, rest) = text.split_once("\"start_time\": \"").expect("a start time");
+    let (_, tail) = rest.split_once('"').expect("its end");
+    dir.write("r.json", &format!("{head}\"start_time\": \"{time}\"{tail}"));
+}
+
+#[test]
+fn any_start_time_is_written_whole_in_the_report() {
+    let dir = Dir::new();
+    ran(&dir);
+    for (time, shown) in [
+        ("1969-12-31T23:59:59Z", "started 1969-12-31T23:59:59Z,"),
+        (
+            "+10000-01-01T00:00:00.5Z",
+            "started +10000-01-01T00:00:00Z,",
+        ),
+    ] {
+        started_at(&dir, time);
+        let (code, stdout, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "r.html"]));
+        assert_eq!(code, Some(0), "{time}: {stdout}{stderr}");
+        let page = std::fs::read_to_string(dir.join("r.html")).expect("the report");
+        assert!(page.contains(shown), "{time}: {page}");
+    }
+}
+
+#[test]
+fn a_timeline_too_wide_is_refused_with_the_widest_allowed() {
+    let dir = Dir::new();
+    ran(&dir);
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["gantt", "r.json", "--width", "70000"]));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("70000 is not in 1..=10000"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["gantt", "r.json", "--width", "10000"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.lines().all(|l| l.chars().count() <= 10_000),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_report_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    ran(&dir);
+    let mode = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .expect("the file")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("r.json"), 0o600);
+    // A new report, and one written over a report others could read.
+    let old = dir.write("old.html", "an older report");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("mode set");
+    for name in ["new.html", "old.html"] {
+        let (code, stdout, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", name]));
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert_eq!(mode(name), 0o600, "{name}");
+        let page = std::fs::read_to_string(dir.join(name)).expect("the report");
+        assert!(page.starts_with("<!doctype html>"), "{name}");
+    }
+    // Nothing else was left in the directory.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("listed")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["new.html", "old.html", "r.json", "r.yaml"]);
+}

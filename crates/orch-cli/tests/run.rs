@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{Dir, alive, orch, parts, pid_in, run_in, wait_for};
+use common::{Dir, alive, orch, parts, pid_in, run_in, start_sleeper, task_error, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -25,10 +25,7 @@ fn status(result: &Value, task: &str) -> String {
 }
 
 fn error(result: &Value, task: &str) -> String {
-    result["tasks"][task]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    task_error(result, task)
 }
 
 #[test]
@@ -491,19 +488,7 @@ fn a_failed_attempt_is_retried_with_its_attempt_number() {
 #[test]
 fn sigterm_cancels_like_ctrl_c_and_exits_143() {
     let dir = Dir::new();
-    dir.write(
-        "w.yaml",
-        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo $$ > a.pid; exec sleep 300' } }\n",
-    );
-    let child = orch()
-        .args(["run", "w.yaml", "--output", "r.json"])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("orch starts");
-    wait_for("a.pid", || pid_in_if_any(&dir.join("a.pid")).is_some());
-    let pid = pid_in(&dir.join("a.pid"));
+    let (child, pid) = start_sleeper(&dir, &["--output", "r.json"]);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM sent");
     let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
     assert_eq!(code, Some(143), "{stdout}{stderr}");

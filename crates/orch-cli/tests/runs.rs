@@ -190,3 +190,45 @@ fn missing_runs_and_directories_are_clear_errors() {
     assert_eq!(code, Some(0));
     assert!(stdout.starts_with("no runs in"), "{stdout}");
 }
+
+#[test]
+fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
+    let dir = Dir::new();
+    let path = journal(&dir);
+    std::fs::write(path.join("empty.jsonl"), "").expect("written");
+    std::fs::write(path.join("corrupt.jsonl"), "{ not json\n").expect("written");
+    let path = path.to_str().expect("utf-8");
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["runs", "list", path, "--format", "json"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let listed = json_of(&stdout);
+    let runs = listed["runs"].as_array().expect("runs");
+    let ids: Vec<&str> = runs.iter().filter_map(|r| r["run_id"].as_str()).collect();
+    assert_eq!(ids, ["etl-1", "etl-2", "corrupt", "empty"]);
+    assert_eq!(runs[0]["status"], "failed");
+    for bad in &runs[2..] {
+        assert_eq!(bad["status"], "unreadable", "{bad}");
+        assert!(
+            bad["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{bad}"
+        );
+    }
+    assert!(stderr.contains("cannot read run empty: "), "{stderr}");
+    assert!(stderr.contains("cannot read run corrupt: "), "{stderr}");
+
+    let (code, text, _) = parts(&run_in(&dir, &["runs", "list", path]));
+    assert_eq!(code, Some(1));
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["etl-1", "etl", "failed"],
+            ["etl-2", "other", "unfinished"],
+            ["corrupt", "-", "unreadable"],
+            ["empty", "-", "unreadable"],
+        ]
+    );
+}

@@ -132,3 +132,44 @@ pub fn installed(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
+
+/// A workflow whose only task, `a`, writes its pid to `a.pid` and sleeps for 5 minutes.
+pub const SLEEPER: &str = "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo $$ > a.pid; exec sleep 300' } }\n";
+
+/// Starts `orch run w.yaml ARGS` in `dir` on [`SLEEPER`], output piped, and waits until its
+/// command runs; returns orch and the command's pid.
+pub fn start_sleeper(dir: &Dir, args: &[&str]) -> (std::process::Child, i32) {
+    start_run(dir, SLEEPER, "a.pid", args)
+}
+
+/// Starts `orch run w.yaml ARGS` in `dir` with `workflow` as `w.yaml`, output piped, and
+/// waits until a command wrote its pid to `pid_file`; returns orch and that pid.
+pub fn start_run(
+    dir: &Dir,
+    workflow: &str,
+    pid_file: &str,
+    args: &[&str],
+) -> (std::process::Child, i32) {
+    dir.write("w.yaml", workflow);
+    let child = orch()
+        .args(["run", "w.yaml"])
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    let pid_file = dir.join(pid_file);
+    wait_for("the pid file", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    (child, pid_in(&pid_file))
+}
+
+/// The error of `task` in a result file's JSON (empty when it has none).
+pub fn task_error(result: &serde_json::Value, task: &str) -> String {
+    result["tasks"][task]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -1,0 +1,87 @@
+//! A `command` task's process: a working directory that is not there, a background
+//! process that leaves the command's process group, and what a stopped command writes to
+//! standard error.
+
+mod common;
+
+use common::{Dir, parts, pid_in, run_in, start_run, task_error};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+fn error(result: &Value, task: &str) -> String {
+    task_error(result, task)
+}
+
+#[test]
+fn a_missing_working_directory_is_named_with_its_task() {
+    let dir = Dir::new();
+    dir.write("afile", "");
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  x: { task_type: command, retries: 2, config: { program: 'true', cwd: no-such-dir } }
+  y: { task_type: command, config: { shell: true, script: 'true', cwd: afile } }
+"#,
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(
+        error(&result, "x"),
+        "working directory `no-such-dir` of task `x` does not exist"
+    );
+    assert_eq!(result["tasks"]["x"]["attempts"], 1, "not retried");
+    assert_eq!(
+        error(&result, "y"),
+        "working directory `afile` of task `y` is not a directory"
+    );
+}
+
+#[test]
+fn a_process_that_left_the_group_does_not_keep_its_task_running() {
+    let dir = Dir::new();
+    // The background process keeps the command's output pipes open for 5 minutes.
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  x: { task_type: command, config: { shell: true, script: "setsid sh -c 'echo $$ > bg.pid; exec sleep 300' & while [ ! -s bg.pid ]; do sleep 0.01; done; echo done" } }
+  y: { task_type: echo, dependencies: [x] }
+"#,
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
+    let escaped = pid_in(&dir.join("bg.pid"));
+    let _ = kill(Pid::from_raw(escaped), Signal::SIGKILL);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["x"]["result"], "done");
+    assert_eq!(result["tasks"]["y"]["status"], "completed");
+}
+
+#[test]
+fn what_a_stopping_command_writes_to_stderr_is_in_its_error() {
+    let dir = Dir::new();
+    let (child, _) = start_run(
+        &dir,
+        r#"workflow_id: w
+tasks:
+  x: { task_type: command, config: { shell: true, script: "trap 'echo cleaning up >&2; echo bye >&2; exit 1' TERM; echo $$ > x.pid; while :; do sleep 0.05; done" } }
+"#,
+        "x.pid",
+        &["-o", "r.json"],
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
+    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["x"]["status"], "cancelled");
+    // What it wrote after SIGTERM, during its grace period, ends the message.
+    let error = error(&result, "x");
+    assert!(
+        error.contains("the command was stopped: the run was cancelled; stderr ends: "),
+        "{error}"
+    );
+    assert!(error.ends_with("cleaning up | bye"), "{error}");
+}

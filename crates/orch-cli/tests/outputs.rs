@@ -1,0 +1,102 @@
+//! Where `orch` writes: an unwritable result file found before the run starts, an
+//! interrupted run whose result cannot be written still reporting the interruption, and
+//! a standard output nobody reads.
+
+mod common;
+
+use common::{Dir, orch, parts, run_in, start_sleeper};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A workflow whose only task leaves `ran` behind when it runs.
+const MARKS: &str = "workflow_id: w\ntasks:\n  a: { task_type: command, config: { program: touch, args: [ran] } }\n";
+
+#[test]
+fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
+    let dir = Dir::new();
+    dir.write("w.yaml", MARKS);
+    std::fs::create_dir(dir.join("adir")).expect("a directory");
+    for target in ["adir", "/nonexistent/r.json", "no/such/dir/r.json"] {
+        let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", target]));
+        assert_eq!(code, Some(2), "{target}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("orch run: cannot write result file {target}: ")),
+            "{target}: {stderr}"
+        );
+        assert!(!dir.join("ran").exists(), "{target}: the task ran");
+    }
+    // Nothing was left in the directory the result file was to go to.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("listed")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}
+
+#[test]
+fn an_interrupted_run_whose_result_cannot_be_written_still_exits_130() {
+    let dir = Dir::new();
+    let (child, _) = start_sleeper(&dir, &["--output", "r.json"]);
+    // The result file's place is taken by a directory while the run lasts.
+    std::fs::create_dir(dir.join("r.json")).expect("a directory");
+    std::fs::write(dir.join("r.json").join("keep"), "").expect("written");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
+    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("cannot write result file r.json"),
+        "{stderr}"
+    );
+}
+
+/// Runs `orch ARGS` in `dir` with a standard output nobody reads (`orch ... | true`).
+fn with_stdout_closed(dir: &Dir, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    drop(reader);
+    let mut command = orch();
+    command.args(args).current_dir(dir.path()).stdout(writer);
+    let output = command
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("orch runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_standard_output_neither_panics_nor_stops_a_run() {
+    let dir = Dir::new();
+    dir.write("w.yaml", MARKS);
+    let (code, stderr) =
+        with_stdout_closed(&dir, &["run", "w.yaml", "--journal", "j", "-o", "r.json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(dir.join("ran").exists(), "the task did not run");
+    assert_eq!(dir.json("r.json")["status"], "completed");
+    for args in [
+        &["run", "w.yaml", "--progress", "lines"][..],
+        &["runs", "list", "j"],
+        &["runs", "list", "j", "--format", "json"],
+        &["report", "r.json", "-o", "r.html"],
+        &["validate", "w.yaml"],
+        &["gantt", "r.json"],
+    ] {
+        let (code, stderr) = with_stdout_closed(&dir, args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let run_id = std::fs::read_dir(dir.join("j"))
+        .expect("the journal")
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".jsonl")
+                .map(str::to_owned)
+        })
+        .next()
+        .expect("a run");
+    let (code, stderr) = with_stdout_closed(&dir, &["runs", "show", "j", &run_id]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
