@@ -1,22 +1,13 @@
-//! Times as text: the RFC 3339 form orch writes in result files and journals (UTC; a
-//! signed year outside 0000 to 9999), which any time has, unlike humantime's (which
-//! cannot write times before 1970 and cuts years past 9999).
+//! Times as text: the RFC 3339 form orch writes in result files and journals
+//! (`orch::core::format_time`: UTC, a signed year outside 0000 to 9999), which any time
+//! has, unlike humantime's (which cannot write times before 1970 and cuts years past
+//! 9999), at the precision a display wants.
 
 use std::time::SystemTime;
 
-use orch::core::TaskRecord;
-
 /// `time` in RFC 3339 with `fraction_digits` digits of the second (at most 6, truncated).
 pub(crate) fn rfc3339(time: SystemTime, fraction_digits: usize) -> String {
-    // orch writes a record's times in its own form; this is how to reach it.
-    let record = TaskRecord {
-        start_time: Some(time),
-        ..TaskRecord::default()
-    };
-    let text = serde_json::to_value(&record)
-        .ok()
-        .and_then(|value| value["start_time"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let text = orch::core::format_time(time);
     // `...:SS.ffffffZ`: keep the wanted digits (and the point only with some).
     match text.rsplit_once('.') {
         Some((whole, _)) if fraction_digits == 0 => format!("{whole}Z"),

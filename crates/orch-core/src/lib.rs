@@ -103,5 +103,6 @@ pub use record::{TaskRecord, TaskStatus, WorkflowResult, WorkflowStatus};
 pub use run_id::{RunId, RunIdError};
 pub use task::{Backoff, Task};
 pub use task_records::TaskRecords;
+pub use time::format_time;
 pub use trigger::{Decision, DependencyOutcomes, TriggerRule, UnknownTriggerRule};
 pub use workflow::{ValidWorkflow, Workflow};

@@ -285,7 +285,7 @@ impl Serialize for WorkflowResult {
 /// `time` in RFC 3339 with microseconds, as results and events write it (see
 /// [`WorkflowResult`] for times outside the years 0000 to 9999).
 pub(crate) fn rfc3339(time: SystemTime) -> String {
-    crate::time::format_micros(time)
+    crate::time::format_time(time)
 }
 
 fn parse_time<E: serde::de::Error>(text: &str) -> Result<SystemTime, E> {

@@ -10,9 +10,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const SECONDS_PER_DAY: i128 = 86_400;
 const NANOS_PER_SECOND: u32 = 1_000_000_000;
 
-/// `time` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds, truncated), or with a signed
-/// year (`+10000-...`, `-0001-...`) outside the years 0000 to 9999.
-pub(crate) fn format_micros(time: SystemTime) -> String {
+/// `time` as result files and journals write it: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (RFC
+/// 3339 in UTC, microseconds, truncated), or with a signed year (`+10000-...`,
+/// `-0001-...`) outside the years 0000 to 9999, so that every time has a form.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let t = UNIX_EPOCH + Duration::from_micros(1_234_567);
+/// assert_eq!(orch_core::format_time(t), "1970-01-01T00:00:01.234567Z");
+/// let before = UNIX_EPOCH - Duration::from_secs(1);
+/// assert_eq!(orch_core::format_time(before), "1969-12-31T23:59:59.000000Z");
+/// ```
+pub fn format_time(time: SystemTime) -> String {
     let (seconds, nanos) = split(time);
     let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
     let of_day = seconds.rem_euclid(SECONDS_PER_DAY);
@@ -36,7 +46,7 @@ impl fmt::Display for TimeError {
     }
 }
 
-/// Reads what [`format_micros`] writes, and RFC 3339 more loosely: a space or `t` for the
+/// Reads what [`format_time`] writes, and RFC 3339 more loosely: a space or `t` for the
 /// `T`, any number of fraction digits (those past nanoseconds are ignored), a UTC offset
 /// `±HH:MM` or none at all (UTC), and a leap second `:60` (read as `:59`).
 pub(crate) fn parse(text: &str) -> Result<SystemTime, TimeError> {
