@@ -361,18 +361,6 @@ impl<'p> Scheduler<'p> {
         self.retrying.clear();
     }
 
-    /// A retry's pause ended: a task of the plan queues for its slots again (it gave them
-    /// back for the pause); a map instance, which kept its slot, starts at once.
-    fn backoff_over(&mut self, index: usize, cx: &mut Context<'_>) {
-        if index >= self.records.len() {
-            return self.start_attempt(index, cx);
-        }
-        if !self.stopping {
-            self.retrying.insert(index as u32);
-            self.ready.insert(self.waiting[index].position);
-        }
-    }
-
     /// Starts what may start and handles what finished, until nothing more can happen
     /// without waiting.
     fn advance(&mut self, cx: &mut Context<'_>) -> Progress {
@@ -435,13 +423,6 @@ impl<'p> Scheduler<'p> {
         self.announce_task(EngineEventKind::TaskStarted, index, |note| note.attempt = 1);
         let started = self.clock.last();
         self.start_attempt_with(index, Some(started), run, cx);
-    }
-
-    /// Runs the next attempt; a handler that finishes on its first poll never enters the
-    /// in-flight set.
-    fn start_attempt(&mut self, index: usize, cx: &mut Context<'_>) {
-        let run = Arc::clone(&self.shared);
-        self.start_attempt_with(index, None, run, cx);
     }
 
     /// [`Self::start_attempt`], with the run's shared state for the task's context; the

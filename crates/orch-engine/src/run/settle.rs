@@ -1,6 +1,8 @@
 //! How an attempt ends: a retry after its backoff, or a final status that frees its slot
 //! and tells the task's dependents.
 
+use std::sync::Arc;
+use std::task::Context;
 use std::time::{Duration, SystemTime};
 
 use orch_core::{EngineEventKind, TaskStatus};
@@ -76,6 +78,25 @@ impl Scheduler<'_> {
                 self.note_begun(index, begun);
                 self.failed(index, error);
             }
+        }
+    }
+
+    /// Runs the next attempt; a handler that finishes on its first poll never enters the
+    /// in-flight set.
+    pub(super) fn start_attempt(&mut self, index: usize, cx: &mut Context<'_>) {
+        let run = Arc::clone(&self.shared);
+        self.start_attempt_with(index, None, run, cx);
+    }
+
+    /// A retry's pause ended: a task of the plan queues for its slots again (it gave them
+    /// back for the pause); a map instance, which kept its slot, starts at once.
+    pub(super) fn backoff_over(&mut self, index: usize, cx: &mut Context<'_>) {
+        if index >= self.records.len() {
+            return self.start_attempt(index, cx);
+        }
+        if !self.stopping {
+            self.retrying.insert(index as u32);
+            self.ready.insert(self.waiting[index].position);
         }
     }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -43,33 +44,38 @@ impl NatsServer {
             return None;
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port();
-        let mut args: Vec<std::ffi::OsString> =
-            ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
-                .iter()
-                .map(Into::into)
-                .collect();
-        args.push(dir.path().join("store").into());
-        if let Some(config) = config {
-            let path = dir.path().join("server.conf");
-            std::fs::write(&path, config).expect("write the server config");
-            args.push("-c".into());
-            args.push(path.into());
+        // A port found free may be taken before the server binds it: then the server
+        // exits, and it starts again on another one.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut args: Vec<std::ffi::OsString> =
+                ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
+                    .iter()
+                    .map(Into::into)
+                    .collect();
+            args.push(dir.path().join("store").into());
+            if let Some(config) = config {
+                let path = dir.path().join("server.conf");
+                std::fs::write(&path, config).expect("write the server config");
+                args.push("-c".into());
+                args.push(path.into());
+            }
+            let mut child = Command::new("nats-server")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nats-server");
+            if wait_until_listening(&mut child, port) {
+                return Some(Self {
+                    child,
+                    args,
+                    port,
+                    _dir: dir,
+                });
+            }
         }
-        let child = Command::new("nats-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        let server = Self {
-            child,
-            args,
-            port,
-            _dir: dir,
-        };
-        server.wait_until_listening();
-        Some(server)
+        panic!("nats-server exited at start on five free ports in a row");
     }
 
     /// Stops the server (SIGKILL) and starts it again on the same port and store, as a
@@ -83,19 +89,11 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = command.spawn().expect("start nats-server again");
-        self.wait_until_listening();
-    }
-
-    fn wait_until_listening(&self) {
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "nats-server did not listen on port {} within 20 s",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            wait_until_listening(&mut self.child, self.port),
+            "nats-server exited when started again on port {}",
+            self.port
+        );
     }
 
     pub fn url(&self) -> String {
@@ -124,6 +122,30 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until the server `child` answers on `port` with its greeting (`INFO`; a bare
+/// connect can succeed without a server, when the client's own port happens to be
+/// `port`); false if the server exited first.
+fn wait_until_listening(child: &mut Child, port: u16) -> bool {
+    let started = Instant::now();
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut greeting = [0u8; 4];
+            if stream.read_exact(&mut greeting).is_ok() && &greeting == b"INFO" {
+                return true;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nats-server did not answer on port {port} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
