@@ -102,10 +102,11 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 })?;
                 Some(dir)
             };
-            let remove_after = match shared.life {
+            // Removed when the attempt ends, also when the engine drops it (a timeout).
+            let _remove = RemoveOnDrop(match shared.life {
                 InputsLife::Attempt => inputs_dir.clone(),
                 InputsLife::Run => None,
-            };
+            });
             let launch = Launch {
                 spec: &spec,
                 task_id: ctx.task_id(),
@@ -115,9 +116,6 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 inputs_dir,
             };
             let outcome = process::run(launch, ctx.cancellation().cancelled()).await;
-            if let Some(dir) = remove_after {
-                let _ = std::fs::remove_dir_all(dir);
-            }
             outcome.map_err(|e| {
                 if e.is_permanent() {
                     TaskError::permanent(e.to_string())
@@ -126,5 +124,74 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 }
             })
         }
+    }
+}
+
+/// A directory removed, with what it holds, when this is dropped.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use orch::core::{Task, TaskStatus, Workflow};
+    use serde_json::json;
+
+    use super::*;
+
+    /// A worker's attempt that times out while its command runs leaves no inputs
+    /// directory behind (the engine drops the attempt; nothing after its await runs).
+    #[test]
+    fn an_attempt_that_times_out_removes_its_inputs_directory() {
+        let runtime = crate::runtime::for_commands(2).expect("a runtime");
+        let inputs = InputsRoot::create().expect("an inputs root");
+        let root = inputs.path().to_owned();
+        let engine = WorkflowEngine::new();
+        let handler = handler(std::env::temp_dir(), inputs, InputsLife::Attempt);
+        for task_type in spec::TYPES {
+            engine.register_handler(task_type, handler.clone());
+        }
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "echo").config(json!({"message": 1})))
+            .task(
+                Task::new("b", "command")
+                    .config(json!({"program": "sleep", "args": ["30"]}))
+                    .depends_on(["a"])
+                    .timeout(Duration::from_millis(300)),
+            );
+        let result = runtime
+            .block_on(engine.execute_workflow(&workflow))
+            .expect("runs");
+        assert_eq!(result.task("b").map(|r| r.status), Some(TaskStatus::Failed));
+        // The attempt runs as its own task, which the timeout aborts: it is dropped soon
+        // after the run ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !walk(&root).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = walk(&root);
+        assert!(left.is_empty(), "left behind: {left:?}");
+        crate::runtime::shut_down(runtime);
+    }
+
+    /// The files under `dir`, at any depth.
+    fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match path.is_dir() {
+                true => files.extend(walk(&path)),
+                false => files.push(path),
+            }
+        }
+        files
     }
 }

@@ -12,7 +12,7 @@ use crate::{Format, GraphFormat, gantt, graph, plan, report, result_file, svg};
 
 /// Prints `message` as an error of `command` and returns exit code `code`.
 fn fail(command: &str, message: impl std::fmt::Display, code: u8) -> ExitCode {
-    eprintln!("orch {command}: {message}");
+    errln!("orch {command}: {message}");
     ExitCode::from(code)
 }
 
@@ -86,7 +86,7 @@ fn load_dag(command: &str, file: &Path) -> Result<Dag, ExitCode> {
         .and_then(|w| Dag::new(w).ok());
     dag.ok_or_else(|| {
         for problem in &checked.problems {
-            eprintln!("{}", problem.render(file));
+            errln!("{}", problem.render(file));
         }
         fail(
             command,

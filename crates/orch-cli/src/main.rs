@@ -171,6 +171,15 @@ macro_rules! outln {
     }};
 }
 
+/// `eprintln!` to standard error, ignoring a write that fails (a closed pipe, or a
+/// terminal gone after SIGHUP), where `eprintln!` would panic.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod builtin;
 mod check;
 mod commands;
@@ -189,6 +198,7 @@ mod report;
 mod result_file;
 mod run;
 mod runs;
+mod runtime;
 mod spec;
 mod suggest;
 mod svg;

@@ -185,6 +185,9 @@ impl Drop for GroupGuard {
 
 /// Resolves once process `pid` (a child of orch) has exited, without reaping it: until
 /// it is reaped its pid, and so its process group's id, cannot be reused.
+///
+/// The wait holds a blocking thread of the runtime while the command runs: build the
+/// runtime with `runtime::for_commands`.
 async fn exited(pid: Pid) {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
     let _ = tokio::task::spawn_blocking(move || {

@@ -108,9 +108,9 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         Some(workflow) if checked.problems.is_empty() => workflow,
         _ => {
             for problem in &checked.problems {
-                eprintln!("{}", problem.render(&args.file));
+                errln!("{}", problem.render(&args.file));
             }
-            eprintln!(
+            errln!(
                 "{}: not run: {} problem(s)",
                 args.file.display(),
                 checked.problems.len()
@@ -118,21 +118,18 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::for_commands(args.max_concurrent as usize) {
         Ok(runtime) => runtime,
         Err(e) => return setup_error(format!("cannot start the async runtime: {e}")),
     };
     let code = runtime.block_on(execute(&args, workflow));
-    // Dropping the runtime drops every handler, and with them the inputs directory.
-    drop(runtime);
+    // Shutting the runtime down drops every handler, and with them the inputs directory.
+    crate::runtime::shut_down(runtime);
     code
 }
 
 fn setup_error(message: String) -> ExitCode {
-    eprintln!("orch run: {message}");
+    errln!("orch run: {message}");
     ExitCode::from(2)
 }
 
@@ -245,8 +242,12 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
 
     // Watched before the run starts, so that no Ctrl-C finds the default action (exit).
+    // A signal this process was started ignoring (`nohup` ignores SIGHUP, a shell's
+    // background job SIGQUIT) stays ignored: watching it would replace that.
+    let ignored = ignored_signals();
     let Ok(signals) = STOPPING
         .iter()
+        .filter(|&&(_, number)| ignored & (1 << (number - 1)) == 0)
         .map(|&(kind, number)| signal(kind).map(|s| (s, number)))
         .collect::<Result<Vec<_>, _>>()
     else {
@@ -275,9 +276,9 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let result = match outcome {
         Ok(result) => result,
         Err(errors) => {
-            eprintln!("{}: not run:\n{errors}", args.file.display());
+            errln!("{}: not run:\n{errors}", args.file.display());
             if matches!(errors, RunError::UnknownPools { .. }) {
-                eprintln!("declare each pool with --pool NAME=LIMIT");
+                errln!("declare each pool with --pool NAME=LIMIT");
             }
             return ExitCode::from(1);
         }
@@ -293,7 +294,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         match target.write(&result, &workflow) {
             Ok(()) => outln!("result written to {}", path.display()),
             Err(e) => {
-                eprintln!("orch run: {e}");
+                errln!("orch run: {e}");
                 written = false;
             }
         }
@@ -315,6 +316,17 @@ const STOPPING: [(SignalKind, u8); 4] = [
     (SignalKind::hangup(), 1),
     (SignalKind::quit(), 3),
 ];
+
+/// The signals this process ignores, as a mask (bit `n - 1` for signal `n`), read from
+/// `/proc/self/status`; none where that cannot be read.
+fn ignored_signals() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or(0)
+}
 
 /// Cancels the run at the first of `signals`, noting which signal it was.
 async fn cancel_on_signal(

@@ -68,7 +68,7 @@ pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
         }
     }
     for (run_id, error) in &unreadable {
-        eprintln!("orch runs: cannot read run {run_id}: {error}");
+        errln!("orch runs: cannot read run {run_id}: {error}");
     }
     if unreadable.is_empty() {
         ExitCode::SUCCESS
@@ -89,7 +89,7 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
     }) {
         Ok(Some(loaded)) => loaded,
         Ok(None) => {
-            eprintln!("orch runs: no run `{run}` in {}", dir.display());
+            errln!("orch runs: no run `{run}` in {}", dir.display());
             return ExitCode::from(1);
         }
         Err(e) => return fail(e),
@@ -270,7 +270,7 @@ fn block_on<T, E: std::fmt::Display>(
 }
 
 fn fail(message: String) -> ExitCode {
-    eprintln!("orch runs: {message}");
+    errln!("orch runs: {message}");
     ExitCode::from(2)
 }
 

@@ -96,20 +96,17 @@ pub(crate) fn serve(args: WorkerArgs) -> ExitCode {
         Ok(dir) => dir,
         Err(e) => return setup_error(format!("--dir {}: {e}", base_dir.display())),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::for_commands(args.concurrency as usize) {
         Ok(runtime) => runtime,
         Err(e) => return setup_error(format!("cannot start the async runtime: {e}")),
     };
     let code = runtime.block_on(run_worker(&args, config, &base_dir));
-    drop(runtime);
+    crate::runtime::shut_down(runtime);
     code
 }
 
 fn setup_error(message: String) -> ExitCode {
-    eprintln!("orch worker: {message}");
+    errln!("orch worker: {message}");
     ExitCode::from(2)
 }
 

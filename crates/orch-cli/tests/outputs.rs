@@ -100,3 +100,33 @@ fn a_closed_standard_output_neither_panics_nor_stops_a_run() {
     let (code, stderr) = with_stdout_closed(&dir, &["runs", "show", "j", &run_id]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A standard error nobody reads (a closed pipe, as a terminal gone after SIGHUP can
+/// also be) does not make orch panic where it reports a problem: it exits as it would
+/// with the error shown.
+#[test]
+fn a_closed_standard_error_does_not_panic() {
+    let dir = Dir::new();
+    dir.write(
+        "bad.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: nope }\n",
+    );
+    for args in [&["run", "bad.yaml"][..], &["run", "missing.yaml"]] {
+        let shown = orch()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("orch runs");
+        assert!(!shown.stderr.is_empty(), "{args:?} reports nothing");
+        let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+        drop(reader);
+        let closed = orch()
+            .args(args)
+            .current_dir(dir.path())
+            .stderr(writer)
+            .output()
+            .expect("orch runs");
+        assert_eq!(closed.status.code(), shown.status.code(), "{args:?}");
+        assert_ne!(closed.status.code(), Some(101), "{args:?}");
+    }
+}

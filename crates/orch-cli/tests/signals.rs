@@ -25,3 +25,32 @@ fn sighup_and_sigquit_stop_the_commands_and_write_the_result() {
         );
     }
 }
+
+/// Under `nohup` (SIGHUP ignored when orch starts), a closed terminal does not stop the
+/// run: orch leaves an ignored signal ignored.
+#[test]
+fn a_run_started_ignoring_sighup_keeps_running_through_one() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo $$ > a.pid; sleep 1' } }\n",
+    );
+    // `trap '' HUP` makes the shell ignore SIGHUP, and `exec` hands that on to orch.
+    let child = std::process::Command::new("sh")
+        .args(["-c", "trap '' HUP; exec \"$0\" run w.yaml --output r.json"])
+        .arg(env!("CARGO_BIN_EXE_orch"))
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    let pid_file = dir.join("a.pid");
+    wait_for("the command to start", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).expect("signal sent");
+    let (exit, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(exit, Some(0), "{stdout}{stderr}");
+    assert_eq!(dir.json("r.json")["tasks"]["a"]["status"], "completed");
+}

@@ -1,0 +1,22 @@
+//! The async runtime of `orch run` and `orch worker`, sized for the commands they run.
+
+use std::io;
+use std::time::Duration;
+
+/// A runtime for running up to `commands` commands at once: each holds one of its
+/// blocking threads while it runs (see `process::exited`), beside tokio's usual 512 for other
+/// blocking work, so that no command's exit waits for a free thread.
+pub(crate) fn for_commands(commands: usize) -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(512 + commands)
+        .build()
+}
+
+/// Shuts `runtime` down: its tasks are dropped (and with them the commands' handlers and
+/// inputs directories), and a thread still waiting on a command that SIGKILL could not
+/// end (stuck in the kernel, say on a hung network mount) is left behind after a while,
+/// so that orch still exits.
+pub(crate) fn shut_down(runtime: tokio::runtime::Runtime) {
+    runtime.shutdown_timeout(Duration::from_secs(5));
+}
