@@ -80,7 +80,8 @@
 //!   "start_time", "end_time", "attempts"}]` (times RFC 3339, `null` when unknown).
 //! - `orch worker --nats URL` serves the built-in task types to coordinators through NATS
 //!   JetStream (`nats-server -js`), `--concurrency N` tasks at once (default 4), until
-//!   Ctrl-C or SIGTERM: then it takes no more tasks, lets running ones finish for
+//!   Ctrl-C, SIGTERM, SIGHUP or SIGQUIT (one ignored at start, as under `nohup`, stays
+//!   ignored): then it takes no more tasks, lets running ones finish for
 //!   `--shutdown-grace` (default 30 s), hands the rest back to the queue for another
 //!   worker, and exits with 0. Commands run in the worker's environment (`forward_env`
 //!   reads the worker's variables), relative `cwd`s start from `--dir` (default: the
@@ -200,6 +201,7 @@ mod result_file;
 mod run;
 mod runs;
 mod runtime;
+mod signals;
 mod spec;
 mod suggest;
 mod svg;

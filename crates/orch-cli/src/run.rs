@@ -15,7 +15,7 @@ use orch::core::{EngineEvent, RunId, Workflow, WorkflowStatus};
 use orch::engine::{RunError, WorkflowEngine};
 use orch::events::{Delivery, EventBus};
 use orch::journal::{Durability, FileJournal, Journal};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::signal::unix::Signal;
 
 use crate::display::{Display, ProgressMode};
 use crate::inputs::InputsRoot;
@@ -242,15 +242,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
 
     // Watched before the run starts, so that no Ctrl-C finds the default action (exit).
-    // A signal this process was started ignoring (`nohup` ignores SIGHUP, a shell's
-    // background job SIGQUIT) stays ignored: watching it would replace that.
-    let ignored = ignored_signals();
-    let Ok(signals) = STOPPING
-        .iter()
-        .filter(|&&(_, number)| ignored & (1 << (number - 1)) == 0)
-        .map(|&(kind, number)| signal(kind).map(|s| (s, number)))
-        .collect::<Result<Vec<_>, _>>()
-    else {
+    let Ok(signals) = crate::signals::watch_stopping() else {
         return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
     let run = match durable {
@@ -308,33 +300,13 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     }
 }
 
-/// The signals that stop a run, with their numbers: Ctrl-C, SIGTERM, a closed terminal
-/// or dropped connection (SIGHUP), and SIGQUIT (Ctrl-\\).
-const STOPPING: [(SignalKind, u8); 4] = [
-    (SignalKind::interrupt(), 2),
-    (SignalKind::terminate(), 15),
-    (SignalKind::hangup(), 1),
-    (SignalKind::quit(), 3),
-];
-
-/// The signals this process ignores, as a mask (bit `n - 1` for signal `n`), read from
-/// `/proc/self/status`; none where that cannot be read.
-fn ignored_signals() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigIgn:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .unwrap_or(0)
-}
-
 /// Cancels the run at the first of `signals`, noting which signal it was.
 async fn cancel_on_signal(
     mut signals: Vec<(Signal, u8)>,
     cancel: impl FnOnce(),
     interrupted: Arc<AtomicU8>,
 ) {
-    let number = next_signal(&mut signals).await;
+    let number = crate::signals::next(&mut signals).await;
     interrupted.store(number, Ordering::SeqCst);
     tracing::warn!(
         "interrupted: stopping the running tasks (up to {}s)",
@@ -343,21 +315,8 @@ async fn cancel_on_signal(
     cancel();
     // Later signals change nothing: the run is already stopping, within the grace period.
     loop {
-        next_signal(&mut signals).await;
+        crate::signals::next(&mut signals).await;
     }
-}
-
-/// The number of the next of `signals` to arrive.
-async fn next_signal(signals: &mut [(Signal, u8)]) -> u8 {
-    poll_fn(|cx| {
-        for (signal, number) in signals.iter_mut() {
-            if let Poll::Ready(Some(())) = signal.poll_recv(cx) {
-                return Poll::Ready(*number);
-            }
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or

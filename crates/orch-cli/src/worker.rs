@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use orch::engine::CancellationToken;
 use orch_nats::{NatsConfig, Worker};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::builtin::{self, InputsLife};
 use crate::inputs::InputsRoot;
@@ -126,11 +125,8 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         builder = builder.handler(task_type, handler.clone());
     }
     // Watched before connecting, so that no signal finds the default action (exit).
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return setup_error("cannot watch for Ctrl-C".into());
+    let Ok(mut signals) = crate::signals::watch_stopping() else {
+        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
     let worker = match builder.connect(&config).await {
         Ok(worker) => worker,
@@ -148,10 +144,7 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     let on_signal = stop.clone();
     let grace = args.shutdown_grace;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        crate::signals::next(&mut signals).await;
         tracing::warn!(
             "stopping: no new tasks; running ones have {}s to finish",
             grace.as_secs()

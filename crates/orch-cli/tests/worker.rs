@@ -243,3 +243,21 @@ fn credentials_come_from_the_environment() {
     kill(Pid::from_raw(worker.pid()), Signal::SIGKILL).expect("kill the worker");
     worker.child.wait().expect("reaped");
 }
+
+/// A closed terminal or dropped connection (SIGHUP) and SIGQUIT stop a worker as Ctrl-C
+/// does.
+#[test]
+fn sighup_and_sigquit_stop_a_worker_cleanly() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    for signal in [Signal::SIGHUP, Signal::SIGQUIT] {
+        let mut worker = WorkerProcess::start(&server.url(), &[], &[]);
+        kill(Pid::from_raw(worker.pid()), signal).expect("signal the worker");
+        let status = worker.child.wait().expect("the worker exits");
+        assert!(status.success(), "{signal}: {status:?}");
+        let mut last = String::new();
+        worker.out.read_line(&mut last).expect("its last line");
+        assert_eq!(last.trim(), "worker stopped", "{signal}");
+    }
+}

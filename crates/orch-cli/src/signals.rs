@@ -1,0 +1,53 @@
+//! The signals that stop `orch run` and `orch worker`: Ctrl-C, SIGTERM, a closed
+//! terminal or dropped connection (SIGHUP), and SIGQUIT (Ctrl-\\), except those the
+//! process was started ignoring.
+
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// The stopping signals with their numbers.
+const STOPPING: [(SignalKind, u8); 4] = [
+    (SignalKind::interrupt(), 2),
+    (SignalKind::terminate(), 15),
+    (SignalKind::hangup(), 1),
+    (SignalKind::quit(), 3),
+];
+
+/// Watches the stopping signals, each with its number. A signal this process was started
+/// ignoring (`nohup` ignores SIGHUP, a shell's background job SIGQUIT) stays ignored:
+/// watching it would replace that.
+pub(crate) fn watch_stopping() -> io::Result<Vec<(Signal, u8)>> {
+    let ignored = ignored_signals();
+    STOPPING
+        .iter()
+        .filter(|&&(_, number)| ignored & (1 << (number - 1)) == 0)
+        .map(|&(kind, number)| signal(kind).map(|s| (s, number)))
+        .collect()
+}
+
+/// The number of the next of `signals` to arrive.
+pub(crate) async fn next(signals: &mut [(Signal, u8)]) -> u8 {
+    poll_fn(|cx| {
+        for (signal, number) in signals.iter_mut() {
+            if let Poll::Ready(Some(())) = signal.poll_recv(cx) {
+                return Poll::Ready(*number);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The signals this process ignores, as a mask (bit `n - 1` for signal `n`), read from
+/// `/proc/self/status`; none where that cannot be read.
+fn ignored_signals() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or(0)
+}
