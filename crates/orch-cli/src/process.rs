@@ -259,7 +259,8 @@ pub(crate) async fn run(
                     read = Some(bytes);
                 }
                 () = &mut logging, if !logged => logged = true,
-                () = &mut cancelled, if !stopped => {
+                // A command that already exited is not stopped: its result stands.
+                () = &mut cancelled, if !stopped && status.is_none() => {
                     stopped = true;
                     // Standard error is still read while the command stops.
                     group.signal(Signal::SIGTERM);

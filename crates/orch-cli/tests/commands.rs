@@ -85,3 +85,28 @@ tasks:
     );
     assert!(error.ends_with("cleaning up | bye"), "{error}");
 }
+
+/// A run interrupted while a command that already exited waits for pipes held by a
+/// process that left its group: the command's result stands.
+#[test]
+fn a_command_that_exited_before_the_run_was_interrupted_keeps_its_result() {
+    let dir = Dir::new();
+    let (child, _) = start_run(
+        &dir,
+        r#"workflow_id: w
+tasks:
+  x: { task_type: command, config: { shell: true, script: "setsid sh -c 'echo $$ > bg.pid; exec sleep 300' & while [ ! -s bg.pid ]; do sleep 0.01; done; echo done; echo $$ > x.pid" } }
+"#,
+        "x.pid",
+        &["-o", "r.json"],
+    );
+    // The command exits right after writing x.pid; its pipes stay open for up to 1 s.
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
+    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    let escaped = pid_in(&dir.join("bg.pid"));
+    let _ = kill(Pid::from_raw(escaped), Signal::SIGKILL);
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["x"]["status"], "completed", "{result}");
+    assert_eq!(result["tasks"]["x"]["result"], "done");
+}
