@@ -23,26 +23,25 @@ struct Written<'a> {
     workflow: &'a Workflow,
 }
 
-/// A result file made ready before the run: its temporary file already exists in the
-/// target's directory, so a path that cannot be written is found before any task runs.
+/// A result file checked before the run: a path that cannot be written is found before
+/// any task runs.
 pub(crate) struct Target {
     path: PathBuf,
-    file: tempfile::NamedTempFile,
 }
 
 impl Target {
     /// Checks that `path` can be written (it is not a directory and its directory exists
-    /// and is writable) by creating the temporary file the result is later written to.
+    /// and is writable) by creating a temporary file beside it, removed at once: kept for
+    /// the whole run, it would be left behind if orch were killed.
     pub(crate) fn prepare(path: &Path) -> Result<Self, String> {
         let fail =
             |e: &dyn std::fmt::Display| format!("cannot write result file {}: {e}", path.display());
         if path.is_dir() {
             return Err(fail(&"it is a directory"));
         }
-        let file = tempfile::NamedTempFile::new_in(dir_of(path)).map_err(|e| fail(&e))?;
+        drop(tempfile::NamedTempFile::new_in(dir_of(path)).map_err(|e| fail(&e))?);
         Ok(Self {
             path: path.to_owned(),
-            file,
         })
     }
 
@@ -51,13 +50,13 @@ impl Target {
         &self.path
     }
 
-    /// Writes `result` and `workflow` as indented JSON, then renames the temporary file
+    /// Writes `result` and `workflow` as indented JSON through a temporary file renamed
     /// into place, so a reader never sees half a file.
     pub(crate) fn write(self, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
         let mut text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
         text.push('\n');
-        fill(self.file, &self.path, &text)
+        write_private(&self.path, &text)
             .map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))
     }
 }

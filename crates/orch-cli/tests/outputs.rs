@@ -1,5 +1,6 @@
 //! Where `orch` writes: an unwritable result file found before the run starts, an
-//! interrupted run whose result cannot be written still reporting the interruption, and
+//! interrupted run whose result cannot be written still reporting the interruption, no
+//! temporary file left by a killed run, and
 //! a standard output nobody reads.
 
 mod common;
@@ -129,4 +130,21 @@ fn a_closed_standard_error_does_not_panic() {
         assert_eq!(closed.status.code(), shown.status.code(), "{args:?}");
         assert_ne!(closed.status.code(), Some(101), "{args:?}");
     }
+}
+
+/// orch killed outright during a run (SIGKILL, or a signal during its set-up) leaves no
+/// temporary file beside the result file it was to write.
+#[test]
+fn a_killed_run_leaves_no_temporary_file_beside_its_output() {
+    let dir = Dir::new();
+    let (mut child, pid) = start_sleeper(&dir, &["--output", "r.json"]);
+    child.kill().expect("orch killed");
+    let _ = child.wait();
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("listed")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["a.pid", "w.yaml"]);
 }
