@@ -178,19 +178,65 @@ fn read(path: &Path, bytes: &[u8]) -> Result<HashMap<u128, Value>, JournalError>
 /// Where a line starts: every line is written starting with these bytes.
 const LINE_START: &[u8] = b"{\"v\":";
 
+/// The most places a bad line is tried at, from its end: more would mean results that
+/// hold that many objects shaped exactly like this file's lines.
+const MOST_TRIES: usize = 64;
+
+/// A line read where a torn one left off: exactly the fields a line has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictLine {
+    v: u64,
+    key: String,
+    result: Value,
+}
+
 /// One line of the file. A line that does not parse may be a torn write (a process died
 /// in the middle of a line) with the next appended line right after it: then the line
 /// is the last place a line starts from which the rest parses. No later place can parse
 /// by chance: it would be an object nested in the line, followed by the line's own
-/// closing brace. serde_json's limit on nesting bounds how far each try reads.
+/// closing brace.
+///
+/// Only places that start as a line does (`{"v":N,"key":"<32 hex digits>","result":`)
+/// are tried, the last [`MOST_TRIES`] of them, with no field but a line's: each try
+/// reads only what a line at that place holds, so a long bad line costs time in
+/// proportion to its length.
 fn parse_line(bytes: &[u8]) -> Result<Line, serde_json::Error> {
     serde_json::from_slice(bytes).or_else(|error| {
-        (1..bytes.len())
+        // A line ends with its object's closing brace; without one, no place can parse.
+        let tries = if bytes.ends_with(b"}") {
+            bytes.len()
+        } else {
+            1
+        };
+        (1..tries)
             .rev()
-            .filter(|&at| bytes[at..].starts_with(LINE_START))
-            .find_map(|at| serde_json::from_slice(&bytes[at..]).ok())
+            .filter(|&at| starts_a_line(&bytes[at..]))
+            .take(MOST_TRIES)
+            .find_map(|at| serde_json::from_slice::<StrictLine>(&bytes[at..]).ok())
+            .map(|line| Line {
+                v: line.v,
+                key: line.key,
+                result: line.result,
+            })
             .ok_or(error)
     })
+}
+
+/// Whether `bytes` starts as a line this format writes: `{"v":N,"key":"<32 hex
+/// digits>","result":`.
+fn starts_a_line(bytes: &[u8]) -> bool {
+    let Some(rest) = bytes.strip_prefix(LINE_START) else {
+        return false;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(rest) = rest[digits..].strip_prefix(b",\"key\":\"") else {
+        return false;
+    };
+    digits > 0
+        && rest.len() > 32
+        && rest[..32].iter().all(u8::is_ascii_hexdigit)
+        && rest[32..].starts_with(b"\",\"result\":")
 }
 
 #[cfg(test)]
@@ -267,6 +313,24 @@ mod tests {
         assert_eq!(reopened.get(2), Some(nested));
         assert_eq!(reopened.get(3), Some(json!("three")));
         assert_eq!(reopened.get(5), None);
+
+        // Long bad lines are refused in time in proportion to their length (trying
+        // every place that starts like a line took time in their square).
+        for piece in [
+            r#"{"v":1,"x":"#.to_owned(),
+            format!(r#"{{"v":1,"key":"{:032x}","result":"#, 7),
+        ] {
+            for end in ["\n", "}\n"] {
+                let long = piece.repeat(2_000_000 / piece.len()) + end;
+                let bad = dir.path().join("long.cache");
+                std::fs::write(&bad, long).expect("written");
+                let error = ResultFile::open(&bad).expect_err("not a line");
+                assert!(
+                    error.to_string().contains("line 1: not a result line"),
+                    "{error}"
+                );
+            }
+        }
 
         let mut garbage = std::fs::read(&path).expect("readable");
         garbage.extend_from_slice(b"not a line {\"v\":1}\n");
