@@ -645,5 +645,16 @@ fn a_cancelled_map_ends_every_instance_with_an_event_and_settles_when_all_had_st
             };
             assert_eq!(last, Some(expected), "{id}");
         }
+        // Instances end before their map, as in a run that was not stopped.
+        let position = |id: &str| {
+            events
+                .iter()
+                .rposition(|e| e.task_id.as_ref().is_some_and(|t| t.as_str() == id))
+        };
+        let map_end = position("square").expect("the map's last event");
+        for i in 0..count {
+            let instance_end = position(&format!("square[{i}]")).expect("an event");
+            assert!(instance_end < map_end, "square[{i}] ended after its map");
+        }
     }
 }

@@ -538,3 +538,30 @@ fn a_resumed_run_keeps_a_branch_choice_when_an_unchosen_dependent_is_decided_aga
         }
     }
 }
+
+/// A dependent whose rule let it start before its branch task ended (`always`) is not
+/// skipped by the choice on resume either: it failed in the earlier run, so it runs again.
+#[test]
+fn a_resumed_run_runs_again_an_early_started_dependent_the_branch_did_not_choose() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4));
+    let workflow = |notify: &str| {
+        Workflow::new("w", "W")
+            .task(Task::new("route", "route").config(json!({"choose": ["small"], "ms": 20})))
+            .task(Task::new("small", "ok").depends_on(["route"]))
+            .task(Task::new("large", "ok").depends_on(["route"]))
+            .task(
+                Task::new("notify", notify)
+                    .depends_on(["route"])
+                    .trigger_rule(TriggerRule::Always),
+            )
+    };
+    let first = run(&engine, &workflow("fail"));
+    assert_eq!(status(&first, "notify"), TaskStatus::Failed);
+    assert_eq!(status(&first, "large"), TaskStatus::Skipped);
+    log.lock().expect("lock").clear();
+    let resumed = resume(&engine, &workflow("ok"), &first);
+    assert_eq!(status(&resumed, "notify"), TaskStatus::Completed);
+    assert_eq!(status(&resumed, "large"), TaskStatus::Skipped);
+    assert_eq!(*log.lock().expect("lock"), ["notify"]);
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+}

@@ -14,6 +14,10 @@ impl Scheduler<'_> {
     pub(super) fn finish(mut self, run_id: RunId) -> (WorkflowResult, Option<Announcer>) {
         let end_time = self.clock.now();
         let mut dropped = self.drop_in_flight();
+        // Instances end before their map, as in a run that was not stopped.
+        if self.extras.is_some() {
+            self.cancel_instances(end_time);
+        }
         let mut failed = false;
         let mut cancelled = false;
         for index in 0..self.records.len() {
@@ -40,9 +44,6 @@ impl Scheduler<'_> {
                 TaskStatus::Cancelled => cancelled = true,
                 TaskStatus::Completed | TaskStatus::Skipped => {}
             }
-        }
-        if self.extras.is_some() {
-            self.cancel_instances(end_time);
         }
         // Tasks skipped by a handler's choice, a branch or a rule do not fail the
         // workflow; tasks skipped after a failure come with that failure. A failure

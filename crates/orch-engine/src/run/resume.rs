@@ -104,7 +104,12 @@ impl Scheduler<'_> {
             }
         }
         for (d, branch) in unchosen {
-            if kept[d] || self.records[d].status != TaskStatus::Pending {
+            // A dependent that started in the earlier run (its rule let it start before
+            // the branch task ended) was not skipped by the choice: its rule decides.
+            let started_before = previous
+                .task(&shared.task(d).task_id)
+                .is_some_and(|record| record.attempts > 0);
+            if kept[d] || started_before || self.records[d].status != TaskStatus::Pending {
                 continue;
             }
             // Skipped as the branch chose in the earlier run, like a kept skip.
