@@ -22,6 +22,8 @@ pub(crate) struct RunShared {
     /// Whether `workflow` holds only the task and the ancestors whose outputs were sent
     /// to this process (a task run on a worker, see [`crate::RemoteTask`]).
     pub(crate) partial: bool,
+    /// Whether the run continues an earlier one (see [`TaskContext::resumed`]).
+    pub(crate) resumed: bool,
     /// Each task's output, set once when it completes (before any dependent starts).
     pub(crate) results: Vec<OnceLock<Stored>>,
     pub(crate) states: Arc<States>,
@@ -321,6 +323,18 @@ impl TaskContext {
     /// The attempt number: 1 for the first try, 2 for the first retry, ...
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Whether this run continues an earlier one ([`WorkflowEngine::resume`], or
+    /// [`WorkflowEngine::run_durable`] on a run its journal already held), so that this
+    /// attempt may have run before, under the same run id, task id and attempt number.
+    /// A handler that hands work to another system can ask that system whether the
+    /// attempt already finished there before starting it again.
+    ///
+    /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
+    /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable
+    pub fn resumed(&self) -> bool {
+        self.run.resumed
     }
 
     /// The run's cancellation token: cancelled when the run is, so long handlers can stop

@@ -216,6 +216,7 @@ impl RemoteTask {
             run_id,
             workflow,
             partial: true,
+            resumed: false,
             results,
             branches: Default::default(),
             states: states.0,

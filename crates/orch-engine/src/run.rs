@@ -124,6 +124,7 @@ pub(crate) async fn execute(
         run_id: run_id.clone(),
         workflow: workflow.clone(),
         partial: false,
+        resumed: previous.is_some(),
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
         states: Arc::clone(&engine.states),
         cancel: cancel.clone(),

@@ -521,3 +521,31 @@ fn an_inline_handler_runs_on_the_runs_own_thread_and_others_on_workers() {
     assert_eq!(record(&result, "i").result, Some(json!(here)));
     assert_ne!(record(&result, "s").result, Some(json!(here)));
 }
+
+/// A handler can tell a resumed run from a new one (to ask another system whether an
+/// attempt already finished there).
+#[test]
+fn a_handler_knows_whether_its_run_was_resumed() {
+    let engine = WorkflowEngine::new();
+    engine.register_handler("seen", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.resumed())
+    });
+    engine.register_handler("fails", |_ctx: TaskContext| async move {
+        Err::<(), _>(TaskError::permanent("not yet"))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("first", "seen"))
+        .task(Task::new("gate", "fails"))
+        .task(Task::new("later", "seen").depends_on(["gate"]));
+    let first = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("runs");
+    assert_eq!(record(&first, "first").result, Some(json!(false)));
+    engine.register_handler("fails", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(())
+    });
+    let resumed = runtime()
+        .block_on(engine.resume(&workflow, &first))
+        .expect("resumes");
+    assert_eq!(record(&resumed, "later").result, Some(json!(true)));
+}

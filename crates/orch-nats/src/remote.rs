@@ -249,14 +249,20 @@ impl Inner {
             sequence: None,
             settled: false,
         };
-        let subject = self.names.task_subject(&task.task_type);
-        let id = protocol::message_id(&pending.key.run, &pending.key.task, pending.key.attempt);
-        let (sequence, duplicate) = self.publish(&subject, &id, payload, &ctx).await?;
-        pending.sequence = Some(sequence);
-        self.routes.published(&pending.key, sequence);
-        if duplicate {
-            // Published before (by a coordinator that stopped): its result may be stored.
-            Box::pin(self.look_up_result(&pending.key)).await;
+        // In a resumed run, the attempt may have finished before the coordinator stopped,
+        // after the server's window for duplicate message ids: its stored result counts,
+        // and the task is not sent again.
+        let stored_before = ctx.resumed() && Box::pin(self.look_up_result(&pending.key)).await;
+        if !stored_before {
+            let subject = self.names.task_subject(&task.task_type);
+            let id = protocol::message_id(&pending.key.run, &pending.key.task, pending.key.attempt);
+            let (sequence, duplicate) = self.publish(&subject, &id, payload, &ctx).await?;
+            pending.sequence = Some(sequence);
+            self.routes.published(&pending.key, sequence);
+            if duplicate {
+                // Published before (by a coordinator that stopped): its result may be stored.
+                Box::pin(self.look_up_result(&pending.key)).await;
+            }
         }
         let outcome = self.await_settled(&ctx, &pending.key, settled).await;
         pending.settled = matches!(outcome, Ok(Settled::Result(_)));
@@ -371,21 +377,24 @@ impl Inner {
         }
     }
 
-    /// Settles `key` from the results stream if a result for it is stored.
-    async fn look_up_result(&self, key: &AttemptKey) {
+    /// Settles `key` from the results stream if a result for it is stored; whether one
+    /// was.
+    async fn look_up_result(&self, key: &AttemptKey) -> bool {
         let subject = self.names.result_subject(&key.run, &key.task, key.attempt);
         let Ok(stream) = self
             .js
             .get_stream_no_info(self.names.results_stream())
             .await
         else {
-            return;
+            return false;
         };
         if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await
             && let Ok(result) = protocol::read(&message.payload)
         {
             self.routes.settle(key, Settled::Result(result));
+            return true;
         }
+        false
     }
 
     /// Makes sure the durable consumer of `task_type` exists, once per handler.

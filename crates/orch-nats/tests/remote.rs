@@ -637,3 +637,68 @@ async fn a_run_goes_on_when_the_server_restarts_under_it() {
     );
     stop.cancel();
 }
+
+/// A resumed run whose attempt finished on a worker (its result stored) after the
+/// server's window for duplicate message ids: the stored result counts, and the task is
+/// not sent to a worker again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let layout = Layout {
+        duplicate_window: Duration::from_millis(500),
+        ..Layout::default()
+    };
+    let calls = Arc::new(Calls::default());
+    let worker = Worker::builder()
+        .layout(layout.clone())
+        .state(Arc::clone(&calls))
+        .handler("count", |ctx: TaskContext| async move {
+            let calls = ctx.state::<Arc<Calls>>()?;
+            Ok::<_, TaskError>(calls.count(ctx.task_id()))
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let remote = RemoteHandler::builder()
+        .layout(layout)
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("count", remote);
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
+    let first = engine.execute_workflow(&workflow).await.expect("runs");
+    assert_eq!(
+        first.task("a").and_then(|r| r.result.clone()),
+        Some(json!(1))
+    );
+    // The coordinator stopped before it recorded `a`, and comes back after the window.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let not_recorded = orch_core::WorkflowResult {
+        tasks: orch_core::TaskRecords::for_workflow(
+            &workflow,
+            vec![orch_core::TaskRecord::default()],
+        )
+        .expect("one record per task"),
+        ..first.clone()
+    };
+    let resumed = engine
+        .resume(&workflow, &not_recorded)
+        .await
+        .expect("resumes");
+    assert_eq!(resumed.run_id, first.run_id);
+    assert_eq!(
+        resumed.task("a").map(|r| r.status),
+        Some(TaskStatus::Completed)
+    );
+    assert_eq!(
+        resumed.task("a").and_then(|r| r.result.clone()),
+        Some(json!(1))
+    );
+    assert_eq!(calls.get("a"), 1, "the task ran again");
+    stop.cancel();
+}
