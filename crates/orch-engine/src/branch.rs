@@ -32,12 +32,23 @@ impl Branches {
 
     /// Whether `attempt` of task `index` made the choice kept for it.
     pub(crate) fn chose(&self, index: u32, attempt: u32) -> bool {
-        self.any() && self.peek(index, attempt).is_some()
+        self.any() && self.with_choice(index, attempt, |_| ()).is_some()
     }
 
     /// The dependents `attempt` of task `index` chose, if it made the choice kept for it;
     /// the choice stays to be taken.
     pub(crate) fn peek(&self, index: u32, attempt: u32) -> Option<Vec<u32>> {
+        self.with_choice(index, attempt, <[u32]>::to_vec)
+    }
+
+    /// `read` of the dependents `attempt` of task `index` chose, if it made the choice
+    /// kept for it.
+    fn with_choice<T>(
+        &self,
+        index: u32,
+        attempt: u32,
+        read: impl FnOnce(&[u32]) -> T,
+    ) -> Option<T> {
         let chosen = self
             .chosen
             .lock()
@@ -45,7 +56,7 @@ impl Branches {
         chosen
             .iter()
             .find(|&&(i, made_in, _)| i == index && made_in == attempt)
-            .map(|(_, _, dependents)| dependents.clone())
+            .map(|(_, _, dependents)| read(dependents))
     }
 
     /// Takes the choice task `index` made in `attempt` (the one that completed), if any;

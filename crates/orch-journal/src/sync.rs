@@ -82,7 +82,6 @@ impl RunFile {
         }
     }
 
-    /// Makes the first sync also sync directory `dir`, where the file was just created.
     /// Lets other processes open the run: its writer is gone, though this file may still
     /// wait in the sync thread's queue.
     pub(crate) fn unlock(&self) {
@@ -90,6 +89,7 @@ impl RunFile {
         let _ = self.file.unlock();
     }
 
+    /// Makes the first sync also sync directory `dir`, where the file was just created.
     pub(crate) fn sync_directory_first(self, dir: PathBuf) -> Self {
         lock(&self.state).unsynced_dir = Some(dir);
         self

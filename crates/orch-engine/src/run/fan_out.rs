@@ -368,7 +368,6 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Announces an event of instance `k`, from its record.
     /// Cancels the instances that had not ended when the run stopped, each with its
     /// event, as the run's own unfinished tasks are.
     pub(super) fn cancel_instances(&mut self, end_time: std::time::SystemTime) {
@@ -380,16 +379,12 @@ impl Scheduler<'_> {
             .map(|(k, _)| k)
             .collect();
         for k in unfinished {
-            let record = &mut self.extras().instances[k].record;
-            if record.status == TaskStatus::Running {
-                record.end_time = Some(end_time);
-            }
-            record.status = TaskStatus::Cancelled;
-            record.error = Some("the run was cancelled".to_owned());
+            super::finish::cancel(&mut self.extras().instances[k].record, end_time);
             self.announce_instance(EngineEventKind::TaskCancelled, k);
         }
     }
 
+    /// Announces an event of instance `k`, from its record.
     fn announce_instance(&mut self, kind: EngineEventKind, k: usize) {
         let Some(announcer) = &self.announcer else {
             return;

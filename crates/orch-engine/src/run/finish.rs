@@ -1,8 +1,11 @@
 //! The end of a run: cancel what is unfinished, assemble the result.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use orch_core::{EngineEventKind, RunId, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus};
+use orch_core::{
+    EngineEventKind, RunId, TaskRecord, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus,
+};
 
 use super::Scheduler;
 use crate::announce::Announcer;
@@ -24,18 +27,13 @@ impl Scheduler<'_> {
             let record = &mut self.records[index];
             match record.status {
                 TaskStatus::Pending | TaskStatus::Running => {
-                    if record.status == TaskStatus::Running {
-                        record.end_time = Some(end_time);
-                    }
-                    record.status = TaskStatus::Cancelled;
-                    let mut error = "the run was cancelled".to_owned();
+                    let error = cancel(record, end_time);
                     if dropped.last().is_some_and(|(i, _)| *i == index)
                         && let Some((_, panic)) = dropped.pop()
                     {
                         error.push_str("; ");
                         error.push_str(&panic);
                     }
-                    record.error = Some(error);
                     cancelled = true;
                     self.log_ended(index);
                     self.announce_ended(EngineEventKind::TaskCancelled, index);
@@ -128,4 +126,14 @@ impl Scheduler<'_> {
         dropped.sort_unstable_by_key(|&(index, _)| std::cmp::Reverse(index));
         dropped
     }
+}
+
+/// Marks the unfinished `record` cancelled with the run, which ended at `end_time` (its
+/// end time too if it was running); returns its error text, for more to be added.
+pub(super) fn cancel(record: &mut TaskRecord, end_time: SystemTime) -> &mut String {
+    if record.status == TaskStatus::Running {
+        record.end_time = Some(end_time);
+    }
+    record.status = TaskStatus::Cancelled;
+    record.error.insert("the run was cancelled".to_owned())
 }
