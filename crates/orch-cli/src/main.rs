@@ -66,8 +66,9 @@
 //!   the tasks that completed keep their results and are not run again (their commands
 //!   are not started), the rest run. A resume is refused when the journal has no such
 //!   run, or when a task that completed has changed since (its type, configuration,
-//!   dependencies, trigger rule or map), naming it. `--durability power` also syncs each record to disk (it
-//!   then survives a power loss; the default, `process`, survives orch itself dying).
+//!   dependencies, trigger rule or map), naming it. `--durability power` also syncs each
+//!   record to disk (it then survives a power loss; the default, `process`, survives orch
+//!   itself dying).
 //! - `orch runs list DIR` lists the runs of a journal directory, oldest first: id,
 //!   workflow, status (`unfinished` when no end was recorded: running, or stopped
 //!   without one, and resumable), task counts, start and end. A run whose file cannot be

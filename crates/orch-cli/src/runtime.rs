@@ -4,8 +4,8 @@ use std::io;
 use std::time::Duration;
 
 /// A runtime for running up to `commands` commands at once: each holds one of its
-/// blocking threads while it runs (see `process::exited`), beside tokio's usual 512 for other
-/// blocking work, so that no command's exit waits for a free thread.
+/// blocking threads while it runs (see `process::exited`), beside tokio's usual 512 for
+/// other blocking work, so that no command's exit waits for a free thread.
 pub(crate) fn for_commands(commands: usize) -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

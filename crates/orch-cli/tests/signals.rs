@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Dir, alive, parts, start_sleeper, wait_for};
+use common::{Dir, alive, parts, spawn_until_pid_file, start_sleeper, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -36,19 +36,12 @@ fn a_run_started_ignoring_sighup_keeps_running_through_one() {
         "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'echo $$ > a.pid; sleep 1' } }\n",
     );
     // `trap '' HUP` makes the shell ignore SIGHUP, and `exec` hands that on to orch.
-    let child = std::process::Command::new("sh")
+    let mut command = std::process::Command::new("sh");
+    command
         .args(["-c", "trap '' HUP; exec \"$0\" run w.yaml --output r.json"])
         .arg(env!("CARGO_BIN_EXE_orch"))
-        .env_remove("RUST_LOG")
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("orch starts");
-    let pid_file = dir.join("a.pid");
-    wait_for("the command to start", || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
-    });
+        .env_remove("RUST_LOG");
+    let (child, _) = spawn_until_pid_file(command, &dir, "a.pid");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).expect("signal sent");
     let (exit, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
     assert_eq!(exit, Some(0), "{stdout}{stderr}");

@@ -51,8 +51,8 @@ impl WorkflowEngine {
     /// holds the run, the tasks that completed there (and whose outputs it holds) are
     /// restored, each with a `TaskRestored` event, and only the rest runs. A run
     /// recorded for another workflow, or for a workflow whose completed tasks have
-    /// changed since (their type, configuration, dependencies, trigger rule or map), is refused with
-    /// [`RunError::Journal`] saying what changed; nothing runs then. Tasks added,
+    /// changed since (their type, configuration, dependencies, trigger rule or map), is
+    /// refused with [`RunError::Journal`] saying what changed; nothing runs then. Tasks added,
     /// removed, or changed before they completed are fine.
     ///
     /// While the run goes on, every task's completion is committed to the journal

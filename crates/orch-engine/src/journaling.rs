@@ -62,8 +62,9 @@ pub(crate) struct RunJournal {
     /// from the journal itself).
     recorded: Vec<bool>,
     /// Per task, whether the journal held its completion when the run was opened (empty
-    /// for a new run, or a workflow without map tasks): a map task that runs again then records no instances, as the
-    /// journal keeps the first completion and the instances that came with it.
+    /// for a new run, or a workflow without map tasks): a map task that runs again then
+    /// records no instances, as the journal keeps the first completion and the instances
+    /// that came with it.
     held: Vec<bool>,
     failure: Option<JournalError>,
 }

@@ -32,9 +32,10 @@ use crate::{
 /// open, in this process or another one ([`JournalError::InUse`]; the run's file is locked
 /// while it is open, and the lock ends with the process however it ends).
 /// [`Journal::list`] reads every run's file: one that cannot be trusted fails the listing
-/// with its error, and a run whose first line is not yet written is left out. Reading and writing happen on the calling thread (short
-/// writes to the operating system); syncs for [`Durability::Power`](crate::Durability)
-/// run on a thread of the journal's own.
+/// with its error, and a run whose first line is not yet written is left out. Reading
+/// and writing happen on the calling thread (short writes to the operating system);
+/// syncs for [`Durability::Power`](crate::Durability) run on a thread of the journal's
+/// own.
 #[derive(Clone)]
 pub struct FileJournal {
     shared: Arc<Shared>,

@@ -42,9 +42,9 @@
 //! # What is recorded, and what a resume trusts
 //!
 //! A run's journal starts with the workflow's id and a fingerprint of each task (its
-//! type, configuration, dependencies, trigger rule and map). Reopening a run with a workflow of another id,
-//! or one in which a task that completed has changed, is refused with an error that says
-//! what changed ([`WorkflowChanges`]). A task's record is written with its result as JSON:
+//! type, configuration, dependencies, trigger rule and map). Reopening a run with a
+//! workflow of another id, or one in which a task that completed has changed, is refused
+//! with an error that says what changed ([`WorkflowChanges`]). A task's record is written with its result as JSON:
 //! outputs that are not JSON do not survive, and their tasks run again on resume. A
 //! completed record is final: later records of the same task do not replace it.
 //!

@@ -151,9 +151,19 @@ pub fn start_run(
     args: &[&str],
 ) -> (std::process::Child, i32) {
     dir.write("w.yaml", workflow);
-    let child = orch()
-        .args(["run", "w.yaml"])
-        .args(args)
+    let mut command = orch();
+    command.args(["run", "w.yaml"]).args(args);
+    spawn_until_pid_file(command, dir, pid_file)
+}
+
+/// Starts `command` in `dir`, output piped, and waits until a command it runs wrote its
+/// pid to `pid_file`; returns the process started and that pid.
+pub fn spawn_until_pid_file(
+    mut command: Command,
+    dir: &Dir,
+    pid_file: &str,
+) -> (std::process::Child, i32) {
+    let child = command
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
