@@ -294,16 +294,39 @@ pub(crate) fn message_id(run: &RunId, task: &str, attempt: u32) -> String {
     format!("{run}.{}.{attempt}", token(task))
 }
 
+/// The longest token a name becomes; a longer one is shortened (see [`token`]).
+const MAX_TOKEN: usize = 64;
+
+/// How much of a long name's escaped form its token keeps before the hash.
+const LONG_TOKEN_KEEPS: usize = MAX_TOKEN - 2 - 32;
+
 /// A name as one subject token and consumer name: ASCII letters, digits, `-` and `_` as
-/// they are, every other byte as `~XX` (hex).
+/// they are, every other byte as `~XX` (hex). A name whose token would be longer than
+/// 64 bytes keeps the first 30 bytes of it and ends with `~~` and a 128-bit hash of the
+/// whole name in 32 hex digits: subjects stay far below the server's limit on a
+/// protocol line, and consumer names within what the server accepts. (`~~` never occurs
+/// in an escaped name, so a shortened token cannot equal a plain one.)
 pub(crate) fn token(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+    let mut out = String::with_capacity(name.len().min(MAX_TOKEN));
+    // Where the escaped form can be cut without splitting a `~XX`.
+    let mut cut = 0;
     for byte in name.bytes() {
+        if out.len() <= LONG_TOKEN_KEEPS {
+            cut = out.len();
+        }
+        if out.len() > MAX_TOKEN {
+            break;
+        }
         if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
             out.push(byte as char);
         } else {
             let _ = write!(out, "~{byte:02X}");
         }
+    }
+    if out.len() > MAX_TOKEN {
+        out.truncate(cut);
+        let bytes = name.as_bytes();
+        let _ = write!(out, "~~{:016x}{:016x}", fnv(bytes, 2), fnv(bytes, 3));
     }
     if out.is_empty() {
         out.push('~');
@@ -358,6 +381,23 @@ mod tests {
         assert_eq!(token("*>"), "~2A~3E");
         assert_eq!(token(""), "~");
         assert_eq!(token("é"), "~C3~A9");
+    }
+
+    #[test]
+    fn long_names_keep_their_start_and_end_with_a_hash_of_the_whole_name() {
+        let exactly = "a".repeat(MAX_TOKEN);
+        assert_eq!(token(&exactly), exactly);
+        let long = |tail: &str| format!("{}{tail}", "é".repeat(2000));
+        let (one, other) = (token(&long("x")), token(&long("y")));
+        assert_ne!(one, other);
+        assert_eq!(one, token(&long("x")), "the same name, the same token");
+        for t in [&one, &other, &token(&"a".repeat(MAX_TOKEN + 1))] {
+            assert!(t.len() <= MAX_TOKEN, "{t}");
+            assert!(t.contains("~~"), "{t}");
+        }
+        // Cut between escapes, never inside one.
+        assert!(one.starts_with("~C3~A9~C3~A9~C3~A9~C3~A9~C3~A9~~"), "{one}");
+        assert_eq!(one.len(), 30 + 2 + 32);
     }
 
     #[test]

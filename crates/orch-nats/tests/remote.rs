@@ -702,3 +702,43 @@ async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again()
     assert_eq!(calls.get("a"), 1, "the task ran again");
     stop.cancel();
 }
+
+/// Task ids and types far longer than a subject token should be: a subject over the
+/// server's control line limit (4 KB) would close the connection on every publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_with_very_long_ids_and_types_run_remotely() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let long_type = format!("embed.{}", "é".repeat(400));
+    let stop = CancellationToken::new();
+    let worker = Worker::builder()
+        .handler(long_type.clone(), |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.task_id().len())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let engine = remote_engine(&server, &[&long_type]).await;
+    let long_id = |c: char| std::iter::repeat_n(c, 5000).collect::<String>();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new(long_id('a'), long_type.clone()))
+        .task(Task::new(format!("{}.x", long_id('a')), long_type.clone()))
+        .task(Task::new(long_id('b'), long_type.clone()).depends_on([long_id('a')]));
+    let result = tokio::time::timeout(Duration::from_secs(60), engine.execute_workflow(&workflow))
+        .await
+        .expect("the run ends within a minute")
+        .expect("valid");
+    assert_eq!(
+        result.status,
+        WorkflowStatus::Completed,
+        "{:?}",
+        result.tasks.records()
+    );
+    assert_eq!(
+        result.task(&format!("{}.x", long_id('a'))).and_then(|t| t.result.clone()),
+        Some(json!(5002))
+    );
+    stop.cancel();
+}
