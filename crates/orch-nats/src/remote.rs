@@ -380,16 +380,8 @@ impl Inner {
     /// Settles `key` from the results stream if a result for it is stored; whether one
     /// was.
     async fn look_up_result(&self, key: &AttemptKey) -> bool {
-        let subject = self.names.result_subject(&key.run, &key.task, key.attempt);
-        let Ok(stream) = self
-            .js
-            .get_stream_no_info(self.names.results_stream())
-            .await
-        else {
-            return false;
-        };
-        if let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await
-            && let Ok(result) = protocol::read(&message.payload)
+        if let Some(payload) = stored::result_message(&self.js, &self.names, key).await
+            && let Ok(result) = protocol::read(&payload)
         {
             self.routes.settle(key, Settled::Result(result));
             return true;

@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::protocol::Names;
+use crate::routes::AttemptKey;
 
 /// The largest chunk of an object (the object store's usual size).
 const CHUNK: usize = 128 * 1024;
@@ -88,4 +89,20 @@ pub(crate) async fn get(
         .map_err(|e| format!("cannot read the stored output `{name}`: {e}"))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| format!("the stored output `{name}` is not JSON: {e}"))
+}
+
+/// The result message stored on the results stream for `key`, if there is one (`None`
+/// also when the server cannot be asked).
+pub(crate) async fn result_message(
+    js: &jetstream::Context,
+    names: &Names,
+    key: &AttemptKey,
+) -> Option<bytes::Bytes> {
+    let subject = names.result_subject(&key.run, &key.task, key.attempt);
+    let stream = js.get_stream_no_info(names.results_stream()).await.ok()?;
+    let message = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .ok()?;
+    Some(message.payload)
 }

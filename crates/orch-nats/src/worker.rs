@@ -26,10 +26,11 @@ use cancels::Cancels;
 /// ordinary orch [`Handler`]s, one registered per task type it serves.
 ///
 /// A worker takes tasks only while it has room: at most [`WorkerBuilder::concurrency`]
-/// handlers run at once, across its task types. While a handler runs, the worker tells
-/// the server it is still working every quarter of the consumer's `ack_wait`, so a live
-/// task is never delivered to a second worker; if the worker dies, the server delivers the
-/// task to another one after `ack_wait`. A handler sees its task's configuration, the
+/// handlers run at once, across its task types. While a handler runs, and until its
+/// result is stored, the worker tells the server it is still working every quarter of
+/// the consumer's `ack_wait`, so a live task is never delivered to a second worker; if
+/// the worker dies, the server delivers the task to another one after `ack_wait`. A task
+/// delivered again whose result is already stored is acknowledged without running. A handler sees its task's configuration, the
 /// outputs of its dependencies that were sent with it, its attempt number and a
 /// cancellation token that fires when the coordinator cancels the run or the attempt.
 ///

@@ -737,7 +737,9 @@ async fn tasks_with_very_long_ids_and_types_run_remotely() {
         result.tasks.records()
     );
     assert_eq!(
-        result.task(&format!("{}.x", long_id('a'))).and_then(|t| t.result.clone()),
+        result
+            .task(&format!("{}.x", long_id('a')))
+            .and_then(|t| t.result.clone()),
         Some(json!(5002))
     );
     stop.cancel();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{NatsServer, WorkerProcess, WorkerSettings, side_lines, wait_for};
-use orch_core::{Task, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{Task, TaskStatus, Workflow};
 use orch_engine::WorkflowEngine;
 use orch_nats::{Layout, RemoteHandler};
 use serde_json::json;
@@ -48,21 +48,6 @@ fn victim() -> Workflow {
         .task(Task::new("victim", "slow").config(json!({"ms": 600_000, "slow_on": "slow-"})))
 }
 
-/// Runs `workflow` on its own task; the run fails the test if it has not ended within a
-/// minute (a bound on a broken test, not a timing).
-fn run_in_background(
-    engine: &WorkflowEngine,
-    workflow: &Workflow,
-) -> tokio::task::JoinHandle<WorkflowResult> {
-    let run = engine.run(workflow);
-    tokio::spawn(async move {
-        tokio::time::timeout(Duration::from_secs(60), run)
-            .await
-            .expect("the run ended within a minute")
-            .expect("a valid workflow")
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_task_has_its_task_finished_by_another_worker() {
     let Some(server) = NatsServer::start() else {
@@ -77,7 +62,7 @@ async fn a_worker_killed_mid_task_has_its_task_finished_by_another_worker() {
     };
     let engine = coordinator(&server, settings).await;
     let mut doomed = WorkerProcess::start(&server, "slow-A", &side, settings);
-    let run = run_in_background(&engine, &victim());
+    let run = common::run_in_background(&engine, &victim());
     wait_for(|| started(&side, "victim", "slow-A")).await;
     let _survivor = WorkerProcess::start(&server, "fast-B", &side, settings);
     doomed.kill();
@@ -117,7 +102,7 @@ async fn a_live_task_running_longer_than_three_ack_waits_is_delivered_once() {
         "Long",
         (0..6).map(|i| Task::new(format!("long{i}"), "slow").config(json!({"ms": 1500}))),
     );
-    let result = run_in_background(&engine, &workflow)
+    let result = common::run_in_background(&engine, &workflow)
         .await
         .expect("the run ends");
     assert!(
@@ -153,7 +138,7 @@ async fn a_stopping_worker_hands_its_task_back_to_another_worker() {
     };
     let engine = coordinator(&server, settings).await;
     let mut stopping = WorkerProcess::start(&server, "slow-A", &side, settings);
-    let run = run_in_background(&engine, &victim());
+    let run = common::run_in_background(&engine, &victim());
     wait_for(|| started(&side, "victim", "slow-A")).await;
     let _other = WorkerProcess::start(&server, "fast-B", &side, settings);
     let status = stopping.stop();
@@ -182,7 +167,7 @@ async fn a_task_whose_workers_all_died_fails_as_worker_lost() {
     };
     let engine = coordinator(&server, settings).await;
     let mut doomed = WorkerProcess::start(&server, "slow-A", &side, settings);
-    let run = run_in_background(&engine, &victim());
+    let run = common::run_in_background(&engine, &victim());
     wait_for(|| started(&side, "victim", "slow-A")).await;
     // A live worker asks for tasks, so the server finds the task out of deliveries.
     let _idle = WorkerProcess::start(&server, "fast-B", &side, settings);

@@ -74,6 +74,15 @@ pub(crate) async fn run(
     );
     async {
         if delivered > 1 {
+            // A worker that stored the result and died before acknowledging the message
+            // leaves it to be delivered again: the stored result stands.
+            if Box::pin(stored::result_message(&shared.js, &shared.names, &key))
+                .await
+                .is_some()
+            {
+                tracing::info!(delivered, "not running again a task whose result is stored");
+                return ack(&message, AckKind::Ack).await;
+            }
             tracing::info!(delivered, "running a task delivered again");
         }
         if task
@@ -91,8 +100,14 @@ pub(crate) async fn run(
         shared.cancels.finish(&key);
         match ending {
             Ending::Report(outcome) => {
-                let payload = result_payload(&shared, &key, outcome).await;
-                if publish_result(&shared, &key, payload, &hand_back).await {
+                // Progress goes on until the result is stored: storing a large output, or
+                // a server that refuses results for a while, may take longer than
+                // `ack_wait`, and the task must not go to another worker meanwhile.
+                let report = async {
+                    let payload = result_payload(&shared, &key, outcome).await;
+                    publish_result(&shared, &key, payload, &hand_back).await
+                };
+                if with_progress(&message, queue.progress_every, report).await {
                     ack(&message, AckKind::Ack).await;
                 } else {
                     ack(&message, AckKind::Nak(None)).await;
@@ -187,6 +202,23 @@ async fn execute(
                 token.cancel();
                 return Ending::HandBack;
             }
+        }
+    }
+}
+
+/// Runs `work`, acknowledging progress on `message` every `every` until it ends.
+async fn with_progress<T>(
+    message: &jetstream::Message,
+    every: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            _ = progress.tick() => ack(message, AckKind::Progress).await,
         }
     }
 }

@@ -90,6 +90,21 @@ pub fn side_lines(path: &Path) -> Vec<(String, String, u32, String)> {
         .collect()
 }
 
+/// Runs `workflow` on its own task; the run fails the test if it has not ended within a
+/// minute (a bound on a broken test, not a timing).
+pub fn run_in_background(
+    engine: &orch_engine::WorkflowEngine,
+    workflow: &orch_core::Workflow,
+) -> tokio::task::JoinHandle<orch_core::WorkflowResult> {
+    let run = engine.run(workflow);
+    tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the run ended within a minute")
+            .expect("a valid workflow")
+    })
+}
+
 /// Waits until `done` holds; the bound only keeps a broken test from hanging.
 pub async fn wait_for(mut done: impl FnMut() -> bool) {
     for _ in 0..3000 {
