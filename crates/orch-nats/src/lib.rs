@@ -60,7 +60,11 @@
 //!   acknowledges progress every quarter of the consumer's `ack_wait`; once a task has
 //!   gone `ack_wait` without one, the server delivers it to another worker. After
 //!   [`Layout::max_deliver`] deliveries the attempt fails as "worker lost" (and is
-//!   retried if its task allows retries).
+//!   retried if its task allows retries): the worker that gets the delivery after those
+//!   stores that verdict as the attempt's result instead of running it, so a coordinator
+//!   that was away when it happened finds it.
+//! - **A worker dies after storing a result**, before acknowledging the task: the worker
+//!   that gets the task next finds the stored result and does not run the task again.
 //! - **No worker serves a task type**: the attempt fails permanently after
 //!   [`RemoteBuilder::missing_worker_timeout`], with an error naming the type.
 //! - **A message cannot be read** (malformed, or written by a newer version): the worker
@@ -173,12 +177,16 @@
 //!         publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.embed.>",
 //!                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
 //!                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
-//!                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS"],
+//!                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
+//!                   "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
 //!         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
 //!         allow_responses: true } }
 //!   ]
 //! }
 //! ```
+//!
+//! (`$JS.API.STREAM.MSG.GET.ORCH_RESULTS` lets a worker that is given a task a second time
+//! find the result stored the first time, instead of running the task again.)
 //!
 //! A worker whose outputs may be over the server's `max_payload` also stores them in
 //! the object store bucket (which the coordinator creates): add

@@ -294,6 +294,24 @@ pub(crate) fn message_id(run: &RunId, task: &str, attempt: u32) -> String {
     format!("{run}.{}.{attempt}", token(task))
 }
 
+/// The error of an attempt whose task message was delivered `deliveries` times and
+/// never finished.
+pub(crate) fn worker_lost(
+    task: &str,
+    task_type: &str,
+    deliveries: u64,
+    ack_wait: Duration,
+) -> String {
+    let times = match deliveries {
+        1 => "once".to_owned(),
+        n => format!("{n} times"),
+    };
+    format!(
+        "worker lost: task `{task}` (type `{task_type}`) was delivered {times} and no worker \
+         finished it (each one died or stopped acknowledging it within {ack_wait:?})"
+    )
+}
+
 /// The longest token a name becomes; a longer one is shortened (see [`token`]).
 const MAX_TOKEN: usize = 64;
 

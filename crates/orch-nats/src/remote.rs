@@ -7,11 +7,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind};
-use bytes::Bytes;
+use async_nats::jetstream;
 use orch_engine::{Handler, Output, TaskContext, TaskError, async_trait};
 use tokio::task::JoinHandle;
 
+mod dispatch;
 mod message;
 
 pub use message::Inputs;
@@ -255,14 +255,7 @@ impl Inner {
         let stored_before = ctx.resumed() && Box::pin(self.look_up_result(&pending.key)).await;
         if !stored_before {
             let subject = self.names.task_subject(&task.task_type);
-            let id = protocol::message_id(&pending.key.run, &pending.key.task, pending.key.attempt);
-            let (sequence, duplicate) = self.publish(&subject, &id, payload, &ctx).await?;
-            pending.sequence = Some(sequence);
-            self.routes.published(&pending.key, sequence);
-            if duplicate {
-                // Published before (by a coordinator that stopped): its result may be stored.
-                Box::pin(self.look_up_result(&pending.key)).await;
-            }
+            pending.sequence = Some(self.dispatch(&subject, &pending.key, payload, &ctx).await?);
         }
         let outcome = self.await_settled(&ctx, &pending.key, settled).await;
         pending.settled = matches!(outcome, Ok(Settled::Result(_)));
@@ -285,17 +278,12 @@ impl Inner {
                 } => Err(TaskError::new(error)),
                 Outcome::Skipped { reason } => Err(TaskError::skip(reason)),
             },
-            Settled::Lost { deliveries } => {
-                let times = match deliveries {
-                    1 => "once".to_owned(),
-                    n => format!("{n} times"),
-                };
-                Err(TaskError::new(format!(
-                    "worker lost: task `{}` (type `{}`) was delivered {times} and no worker \
-                     finished it (each one died or stopped acknowledging it within {:?})",
-                    pending.key.task, task.task_type, self.layout.ack_wait
-                )))
-            }
+            Settled::Lost { deliveries } => Err(TaskError::new(protocol::worker_lost(
+                &pending.key.task,
+                &task.task_type,
+                deliveries,
+                self.layout.ack_wait,
+            ))),
         }
     }
 
@@ -337,49 +325,9 @@ impl Inner {
         }
     }
 
-    /// Publishes a task message until the server stores it (or the run is cancelled);
-    /// returns its stream sequence and whether the server had it already.
-    async fn publish(
-        &self,
-        subject: &str,
-        id: &str,
-        payload: Bytes,
-        ctx: &TaskContext,
-    ) -> Result<(u64, bool), TaskError> {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(id);
-            let sent = async {
-                let ack = self.js.send_publish(subject.to_owned(), publish).await?;
-                ack.await
-            };
-            match sent.await {
-                Ok(ack) => return Ok((ack.sequence, ack.duplicate)),
-                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    return Err(TaskError::permanent(format!(
-                        "the server refused the message of task `{}`: {error}",
-                        ctx.task_id()
-                    )));
-                }
-                Err(error) => {
-                    tracing::warn!(task = %ctx.task_id(), %error, "publishing a task failed; trying again");
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = ctx.cancellation().cancelled() => {
-                    return Err(TaskError::new("cancelled before the task reached the server"));
-                }
-            }
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
-    }
-
     /// Settles `key` from the results stream if a result for it is stored; whether one
     /// was.
-    async fn look_up_result(&self, key: &AttemptKey) -> bool {
+    pub(super) async fn look_up_result(&self, key: &AttemptKey) -> bool {
         if let Some(payload) = stored::result_message(&self.js, &self.names, key).await
             && let Ok(result) = protocol::read(&payload)
         {

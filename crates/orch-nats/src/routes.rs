@@ -51,6 +51,11 @@ impl Routes {
         lock(&self.by_sequence).insert(sequence, key.clone());
     }
 
+    /// Forgets task message `sequence` (removed, and sent again under another one).
+    pub(crate) fn unpublished(&self, sequence: u64) {
+        lock(&self.by_sequence).remove(&sequence);
+    }
+
     /// Ends the wait for `key` (settled, abandoned or dropped).
     pub(crate) fn forget(&self, key: &AttemptKey, sequence: Option<u64>) {
         lock(&self.waiting).remove(key);

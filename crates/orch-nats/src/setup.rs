@@ -22,6 +22,9 @@ pub struct Layout {
     /// of it while a handler runs). Default 30 s.
     pub ack_wait: Duration,
     /// How many times a task is delivered before it fails as "worker lost". Default 5.
+    /// (The consumer is set up with one delivery more: the worker that gets it stores
+    /// the "worker lost" result instead of running the task, so that the verdict waits on
+    /// the results stream for a coordinator that was away when it was reached.)
     pub max_deliver: u32,
     /// How long results are kept on the results stream. Default one day.
     pub result_retention: Duration,
@@ -179,7 +182,8 @@ pub(crate) async fn ensure_consumer(
         filter_subject: names.task_subject(task_type),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: layout.ack_wait,
-        max_deliver: i64::from(layout.max_deliver),
+        // One delivery more, which a worker answers with the "worker lost" result.
+        max_deliver: i64::from(layout.max_deliver) + 1,
         max_ack_pending: i64::from(layout.max_in_flight),
         deliver_policy: consumer::DeliverPolicy::All,
         ..Default::default()

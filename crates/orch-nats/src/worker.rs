@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     /// How long stored outputs are kept (the layout's result retention).
     pub(crate) result_retention: Duration,
     pub(crate) cancel_grace: Duration,
+    /// How many deliveries a task may have before it fails as "worker lost".
+    pub(crate) max_deliver: u32,
 }
 
 /// One task type a worker serves: its handler, consumer and progress interval.
@@ -94,6 +96,8 @@ pub(crate) struct TypeQueue {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) consumer: String,
     pub(crate) progress_every: Duration,
+    /// How long the server waits for a sign of life before delivering a task again.
+    pub(crate) ack_wait: Duration,
 }
 
 /// Settings of a [`Worker`]; start with [`Worker::builder`].
@@ -194,6 +198,7 @@ impl WorkerBuilder {
                 task_type,
                 handler,
                 progress_every: (config.ack_wait / 4).max(Duration::from_millis(10)),
+                ack_wait: config.ack_wait,
             });
         }
         let names = self.layout.names();
@@ -211,6 +216,7 @@ impl WorkerBuilder {
                 max_message_bytes,
                 result_retention: self.layout.result_retention,
                 cancel_grace: self.cancel_grace,
+                max_deliver: self.layout.max_deliver,
             }),
             types,
             limits: Limits {

@@ -28,7 +28,8 @@ authorization {
         publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.embed.>",
                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
-                  "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS"],
+                  "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
+                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
         allow_responses: true } },
     { user: parser, password: "parser-pw",
@@ -36,7 +37,8 @@ authorization {
         publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.parse.>",
                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.parse", "$JS.API.CONSUMER.INFO.ORCH_TASKS.parse",
                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.parse.orch.task.parse",
-                  "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS"],
+                  "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
+                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.parse"],
         allow_responses: true } }
   ]

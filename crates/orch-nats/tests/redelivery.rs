@@ -1,6 +1,8 @@
 //! Task messages delivered again, against a real nats-server: a task whose result is
-//! slow to store is not delivered to another worker meanwhile, and a task delivered again
-//! after its result was stored does not run again.
+//! slow to store is not delivered to another worker meanwhile; a task delivered again
+//! after its result was stored does not run again; and a coordinator that comes back on a
+//! run finds what happened to the messages it sent before it went away: out of
+//! deliveries ("worker lost"), or removed without a result (sent again).
 
 mod common;
 
@@ -24,10 +26,10 @@ fn layout() -> Layout {
     }
 }
 
-/// An engine whose `count` tasks run remotely.
-async fn coordinator(server: &NatsServer) -> WorkflowEngine {
+/// An engine whose `count` tasks run remotely, with `layout`.
+async fn coordinator(server: &NatsServer, layout: Layout) -> WorkflowEngine {
     let remote = RemoteHandler::builder()
-        .layout(layout())
+        .layout(layout)
         .connect(&server.config())
         .await
         .expect("the coordinator connects");
@@ -36,11 +38,15 @@ async fn coordinator(server: &NatsServer) -> WorkflowEngine {
     engine
 }
 
-/// Starts a worker whose `count` handler counts its calls in `calls` and returns the
-/// count; it runs until `stop`.
-async fn start_counting_worker(server: &NatsServer, calls: &Arc<AtomicU32>) -> CancellationToken {
+/// Starts a worker with `layout` whose `count` handler counts its calls in `calls` and
+/// returns the count; it runs until the token returned is cancelled.
+async fn start_counting_worker(
+    server: &NatsServer,
+    layout: Layout,
+    calls: &Arc<AtomicU32>,
+) -> CancellationToken {
     let worker = Worker::builder()
-        .layout(layout())
+        .layout(layout)
         .state(Arc::clone(calls))
         .handler("count", |ctx: TaskContext| async move {
             let calls = ctx.state::<Arc<AtomicU32>>()?;
@@ -79,9 +85,9 @@ async fn a_result_slow_to_store_keeps_its_task_from_going_to_another_worker() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let engine = coordinator(&server).await;
+    let engine = coordinator(&server, layout()).await;
     let calls = Arc::new(AtomicU32::new(0));
-    let stop = start_counting_worker(&server, &calls).await;
+    let stop = start_counting_worker(&server, layout(), &calls).await;
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     // The server refuses every result for a while: the worker keeps trying.
     limit_results(&js, 1).await;
@@ -111,7 +117,7 @@ async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again()
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let engine = coordinator(&server).await;
+    let engine = coordinator(&server, layout()).await;
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     let run = common::run_in_background(
         &engine,
@@ -161,8 +167,111 @@ async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again()
 
     // Another worker gets the task message again, and acknowledges it without running it.
     let calls = Arc::new(AtomicU32::new(0));
-    let stop = start_counting_worker(&server, &calls).await;
+    let stop = start_counting_worker(&server, layout(), &calls).await;
     wait_for_no_task_message(&js).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
+    stop.cancel();
+}
+
+/// Publishes the task message a coordinator that then went away would have sent for
+/// attempt 1 of task `a` (type `count`) of run `run`, with a deadline `deadline_ms`.
+async fn publish_task_of_a_gone_coordinator(
+    js: &jetstream::Context,
+    run: &str,
+    deadline_ms: Option<u64>,
+) {
+    let mut task = json!({"v": 1, "run_id": run, "workflow_id": "w", "attempt": 1,
+        "task": {"task_id": "a", "task_type": "count"}});
+    if let Some(deadline) = deadline_ms {
+        task["deadline_ms"] = json!(deadline);
+    }
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(task.to_string().into())
+        .message_id(format!("{run}.a.1"));
+    js.send_publish("orch.task.count", publish)
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+}
+
+/// Runs the one-task workflow on run id `run`, as a coordinator that came back would.
+async fn run_again(engine: &WorkflowEngine, run: &str) -> orch_core::WorkflowResult {
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
+    let run = engine.run_with_id(&workflow, orch_core::RunId::parse(run).expect("a run id"));
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ended within a minute")
+        .expect("a valid workflow")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_out_of_deliveries_while_its_coordinator_was_away_fails_as_worker_lost() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let layout = || Layout {
+        max_deliver: 1,
+        ..layout()
+    };
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let started = Arc::new(AtomicU32::new(0));
+    // A worker whose handler never ends, and which dies (its task aborted) mid-task.
+    let doomed = Worker::builder()
+        .layout(layout())
+        .state(Arc::clone(&started))
+        .handler("count", |ctx: TaskContext| async move {
+            ctx.state::<Arc<AtomicU32>>()?
+                .fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok::<_, TaskError>(())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let doomed = tokio::spawn(doomed.run(CancellationToken::new()));
+    publish_task_of_a_gone_coordinator(&js, "r-away", None).await;
+    common::wait_for(|| started.load(Ordering::SeqCst) == 1).await;
+    doomed.abort();
+    // Another worker gets the task once more than `max_deliver`: it does not run it.
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker(&server, layout(), &calls).await;
+    wait_for_no_task_message(&js).await;
+
+    // The coordinator comes back on the run: the attempt ends as "worker lost".
+    let engine = coordinator(&server, layout()).await;
+    let result = run_again(&engine, "r-away").await;
+    let a = result.task("a").expect("a record");
+    assert_eq!(a.status, TaskStatus::Failed);
+    let error = a.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("worker lost: task `a` (type `count`) was delivered once"),
+        "{error}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_removed_without_a_result_while_its_coordinator_was_away_is_sent_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = coordinator(&server, layout()).await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker(&server, layout(), &calls).await;
+    // The message's deadline has passed: the worker removes it without running it.
+    publish_task_of_a_gone_coordinator(&js, "r-gone", Some(1)).await;
+    wait_for_no_task_message(&js).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    let result = run_again(&engine, "r-gone").await;
+    assert_eq!(
+        result.task("a").map(|t| (t.status, t.result.clone())),
+        Some((TaskStatus::Completed, Some(json!(1))))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     stop.cancel();
 }

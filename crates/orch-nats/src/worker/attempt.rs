@@ -83,6 +83,23 @@ pub(crate) async fn run(
                 tracing::info!(delivered, "not running again a task whose result is stored");
                 return ack(&message, AckKind::Ack).await;
             }
+            // The consumer delivers once more than `max_deliver`, for this: the verdict
+            // is stored as the attempt's result, where a coordinator that was away or
+            // disconnected finds it.
+            if delivered > i64::from(shared.max_deliver) {
+                let error = protocol::worker_lost(
+                    &key.task,
+                    &queue.task_type,
+                    delivered.saturating_sub(1).unsigned_abs(),
+                    queue.ack_wait,
+                );
+                tracing::warn!(delivered, "the task ran out of deliveries: {error}");
+                let lost = Outcome::Failed {
+                    error,
+                    permanent: false,
+                };
+                return Box::pin(report(&shared, &queue, &message, &key, lost, &hand_back)).await;
+            }
             tracing::info!(delivered, "running a task delivered again");
         }
         if task
@@ -100,18 +117,7 @@ pub(crate) async fn run(
         shared.cancels.finish(&key);
         match ending {
             Ending::Report(outcome) => {
-                // Progress goes on until the result is stored: storing a large output, or
-                // a server that refuses results for a while, may take longer than
-                // `ack_wait`, and the task must not go to another worker meanwhile.
-                let report = async {
-                    let payload = result_payload(&shared, &key, outcome).await;
-                    publish_result(&shared, &key, payload, &hand_back).await
-                };
-                if with_progress(&message, queue.progress_every, report).await {
-                    ack(&message, AckKind::Ack).await;
-                } else {
-                    ack(&message, AckKind::Nak(None)).await;
-                }
+                report(&shared, &queue, &message, &key, outcome, &hand_back).await;
             }
             Ending::Drop => ack(&message, AckKind::Term).await,
             Ending::HandBack => ack(&message, AckKind::Nak(None)).await,
@@ -203,6 +209,31 @@ async fn execute(
                 return Ending::HandBack;
             }
         }
+    }
+}
+
+/// Publishes `outcome` as the attempt's result, then acknowledges the message (or hands
+/// it back if the worker stopped first).
+///
+/// Progress goes on until the result is stored: storing a large output, or a server that
+/// refuses results for a while, may take longer than `ack_wait`, and the task must not go
+/// to another worker meanwhile.
+async fn report(
+    shared: &Shared,
+    queue: &TypeQueue,
+    message: &jetstream::Message,
+    key: &AttemptKey,
+    outcome: Outcome,
+    hand_back: &CancellationToken,
+) {
+    let publish = async {
+        let payload = result_payload(shared, key, outcome).await;
+        publish_result(shared, key, payload, hand_back).await
+    };
+    if with_progress(message, queue.progress_every, publish).await {
+        ack(message, AckKind::Ack).await;
+    } else {
+        ack(message, AckKind::Nak(None)).await;
     }
 }
 

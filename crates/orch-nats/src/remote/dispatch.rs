@@ -1,0 +1,113 @@
+//! Sending an attempt's task message: under the attempt's message id, and again under a
+//! new one when a restarted coordinator finds that the message it sent before was removed
+//! without a result.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, stream::RawMessageErrorKind};
+use bytes::Bytes;
+use orch_engine::{TaskContext, TaskError};
+
+use super::Inner;
+use crate::protocol;
+use crate::routes::AttemptKey;
+
+/// How many times an attempt's message is sent again after it was found removed without
+/// a result (each time by a coordinator that restarted).
+const MAX_RESENDS: u32 = 100;
+
+impl Inner {
+    /// Publishes the task message of `key` on `subject`; returns its stream sequence.
+    ///
+    /// A message the server already had (sent by a coordinator that stopped, within the
+    /// duplicate window) stands while it is still queued or running; a result stored for
+    /// it settles the attempt. One that was removed without a result (its run was
+    /// cancelled, or its deadline passed, before the coordinator stopped) would never be
+    /// answered: the message goes out again under the next id, `<run>.<task>.<attempt>.1`
+    /// and so on.
+    pub(super) async fn dispatch(
+        &self,
+        subject: &str,
+        key: &AttemptKey,
+        payload: Bytes,
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
+        let first_id = protocol::message_id(&key.run, &key.task, key.attempt);
+        for resend in 0..=MAX_RESENDS {
+            let id = match resend {
+                0 => first_id.clone(),
+                n => format!("{first_id}.{n}"),
+            };
+            let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
+            self.routes.published(key, sequence);
+            if !duplicate {
+                return Ok(sequence);
+            }
+            // Queued first, then stored: a worker stores the result before it removes
+            // the message, so a message gone with no result stored had none.
+            let queued = Box::pin(self.still_queued(sequence)).await;
+            if Box::pin(self.look_up_result(key)).await || queued {
+                return Ok(sequence);
+            }
+            self.routes.unpublished(sequence);
+            tracing::info!(task = %key.task, attempt = key.attempt, message_id = %id,
+                "the attempt's message was removed without a result; sending it again");
+        }
+        Err(TaskError::new(format!(
+            "the message of attempt {} of task `{}` was removed without a result {MAX_RESENDS} times",
+            key.attempt, key.task
+        )))
+    }
+
+    /// Whether stream message `sequence` of the tasks stream is still there (queued, or
+    /// held by a worker); `true` when the server cannot tell.
+    async fn still_queued(&self, sequence: u64) -> bool {
+        let Ok(stream) = self.js.get_stream_no_info(self.names.tasks_stream()).await else {
+            return true;
+        };
+        match stream.get_raw_message(sequence).await {
+            Ok(_) => true,
+            Err(error) => error.kind() != RawMessageErrorKind::NoMessageFound,
+        }
+    }
+
+    /// Publishes a task message until the server stores it (or the run is cancelled);
+    /// returns its stream sequence and whether the server had it already.
+    async fn publish(
+        &self,
+        subject: &str,
+        id: &str,
+        payload: Bytes,
+        ctx: &TaskContext,
+    ) -> Result<(u64, bool), TaskError> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(id);
+            let sent = async {
+                let ack = self.js.send_publish(subject.to_owned(), publish).await?;
+                ack.await
+            };
+            match sent.await {
+                Ok(ack) => return Ok((ack.sequence, ack.duplicate)),
+                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(TaskError::permanent(format!(
+                        "the server refused the message of task `{}`: {error}",
+                        ctx.task_id()
+                    )));
+                }
+                Err(error) => {
+                    tracing::warn!(task = %ctx.task_id(), %error, "publishing a task failed; trying again");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = ctx.cancellation().cancelled() => {
+                    return Err(TaskError::new("cancelled before the task reached the server"));
+                }
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+}
