@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) cancel_grace: Duration,
     /// How many deliveries a task may have before it fails as "worker lost".
     pub(crate) max_deliver: u32,
+    /// The streams and consumers, to set a consumer up again if it goes missing.
+    pub(crate) layout: Layout,
 }
 
 /// One task type a worker serves: its handler, consumer and progress interval.
@@ -217,6 +219,7 @@ impl WorkerBuilder {
                 result_retention: self.layout.result_retention,
                 cancel_grace: self.cancel_grace,
                 max_deliver: self.layout.max_deliver,
+                layout: self.layout,
             }),
             types,
             limits: Limits {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::NatsServer;
-use orch_core::{Task, TaskStatus, Workflow};
+use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_nats::{Layout, RemoteHandler, Worker};
 use serde_json::{Value, json};
@@ -273,5 +273,36 @@ async fn a_task_removed_without_a_result_while_its_coordinator_was_away_is_sent_
         Some((TaskStatus::Completed, Some(json!(1))))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sets_up_again_a_consumer_deleted_under_it() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = coordinator(&server, layout()).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker(&server, layout(), &calls).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
+    let first = common::run_in_background(&engine, &workflow).await;
+    assert_eq!(
+        first.expect("the run ends").status,
+        WorkflowStatus::Completed
+    );
+
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    js.delete_consumer_from_stream("count", "ORCH_TASKS")
+        .await
+        .expect("deleted");
+    // The coordinator knows the consumer, and publishes; the worker's requests are
+    // refused until it sets the consumer up again, which then delivers the task.
+    let second = common::run_in_background(&engine, &workflow)
+        .await
+        .expect("the run ends");
+    assert_eq!(
+        second.task("a").map(|t| (t.status, t.result.clone())),
+        Some((TaskStatus::Completed, Some(json!(2))))
+    );
     stop.cancel();
 }

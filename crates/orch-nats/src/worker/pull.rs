@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, TypeQueue, attempt};
+use crate::setup;
 
 /// How long one pull request waits on the server for tasks.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
@@ -26,21 +27,14 @@ pub(crate) async fn serve(
     hand_back: CancellationToken,
 ) {
     let mut running = JoinSet::new();
-    let inbox = shared.client.new_inbox();
-    let mut deliveries = match shared.client.subscribe(inbox.clone()).await {
-        Ok(subscriber) => subscriber,
-        Err(error) => {
-            tracing::error!(task_type = %queue.task_type, %error, "cannot subscribe to take tasks");
-            return;
-        }
-    };
     let request_subject = format!(
         "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
         shared.names.tasks_stream(),
         queue.consumer
     );
-    // Whether a pull request may still deliver tasks.
-    let mut outstanding = false;
+    let mut refusals = Refusals::default();
+    // The open pull request's deliveries, if one may still deliver tasks.
+    let mut outstanding = None;
     'requests: while !stop.is_cancelled() {
         while running.try_join_next().is_some() {}
         // Room for at least one task, and a fair share of what is free.
@@ -59,6 +53,19 @@ pub(crate) async fn serve(
                 Err(_) => break,
             }
         }
+        // Each request has an inbox of its own: what an earlier request delivers late
+        // (after the worker gave up on it) finds no subscriber, and the server delivers
+        // it again after `ack_wait`, instead of it waiting here unacknowledged for a
+        // permit.
+        let inbox = shared.client.new_inbox();
+        let deliveries = match shared.client.subscribe(inbox.clone()).await {
+            Ok(subscriber) => outstanding.insert(subscriber),
+            Err(error) => {
+                tracing::warn!(task_type = %queue.task_type, %error, "cannot subscribe to take tasks; trying again");
+                refusals.pause(&stop).await;
+                continue;
+            }
+        };
         let request = format!(
             r#"{{"batch":{},"expires":{}}}"#,
             held.len(),
@@ -70,10 +77,10 @@ pub(crate) async fn serve(
             .await
         {
             tracing::warn!(task_type = %queue.task_type, %error, "cannot ask for tasks; trying again");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            outstanding = None;
+            refusals.pause(&stop).await;
             continue;
         }
-        outstanding = true;
         // The server answers within its expiry; past that (a lost connection), ask again.
         let give_up = tokio::time::sleep(PULL_EXPIRES + Duration::from_secs(1));
         tokio::pin!(give_up);
@@ -89,6 +96,7 @@ pub(crate) async fn serve(
             };
             match delivery(&message) {
                 Delivery::Task => {
+                    refusals.reset();
                     let permit = held.pop();
                     running.spawn(attempt::run(
                         Arc::clone(&shared),
@@ -100,14 +108,25 @@ pub(crate) async fn serve(
                 }
                 Delivery::Heartbeat => {}
                 Delivery::Ended => break,
+                Delivery::Refused => {
+                    // The consumer is missing (deleted, or its stream was re-created) or
+                    // the server is not ready: wait, then set the consumer up again.
+                    outstanding = None;
+                    refusals.pause(&stop).await;
+                    if let Err(error) =
+                        setup::ensure_consumer(&shared.js, &shared.layout, &queue.task_type).await
+                    {
+                        tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
+                    }
+                    continue 'requests;
+                }
             }
         }
-        outstanding = false;
+        outstanding = None;
     }
-    if outstanding {
+    if let Some(mut deliveries) = outstanding {
         hand_back_late_tasks(&shared, &mut deliveries).await;
     }
-    drop(deliveries);
     // Runners finish, or hand their tasks back once `hand_back` fires.
     while running.join_next().await.is_some() {}
 }
@@ -128,8 +147,30 @@ async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subs
         match delivery(&message) {
             Delivery::Task => attempt::hand_back(shared, &message).await,
             Delivery::Heartbeat => {}
-            Delivery::Ended => return,
+            Delivery::Ended | Delivery::Refused => return,
         }
+    }
+}
+
+/// The pause before asking again after the server refused a pull request: 100 ms,
+/// doubling up to 5 s while refusals go on.
+#[derive(Default)]
+struct Refusals {
+    in_a_row: u32,
+}
+
+impl Refusals {
+    async fn pause(&mut self, stop: &CancellationToken) {
+        let pause = Duration::from_millis(100) * 2u32.pow(self.in_a_row.min(6));
+        self.in_a_row += 1;
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(Duration::from_secs(5))) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+
+    fn reset(&mut self) {
+        self.in_a_row = 0;
     }
 }
 
@@ -139,8 +180,10 @@ enum Delivery {
     Task,
     /// The server's sign of life while the request waits.
     Heartbeat,
-    /// The request ended (expired, or refused) without filling up.
+    /// The request ended (expired) without filling up.
     Ended,
+    /// The server refused the request (no consumer to answer it, or it was deleted).
+    Refused,
 }
 
 fn delivery(message: &Message) -> Delivery {
@@ -149,8 +192,8 @@ fn delivery(message: &Message) -> Delivery {
         Some(StatusCode::IDLE_HEARTBEAT) => Delivery::Heartbeat,
         Some(StatusCode::TIMEOUT | StatusCode::NOT_FOUND) => Delivery::Ended,
         Some(status) => {
-            tracing::warn!(%status, description = ?message.description, "a pull request ended early");
-            Delivery::Ended
+            tracing::warn!(%status, description = ?message.description, "the server refused a pull request");
+            Delivery::Refused
         }
     }
 }
