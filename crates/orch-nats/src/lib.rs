@@ -144,14 +144,20 @@
 //! `{"status": "failed", "error": "outer: inner", "permanent": false}` or
 //! `{"status": "skipped", "reason": "..."}`.
 //!
-//! A **cancel message**: `{"v": 1, "run_id": "...", "task_id": "...", "attempt": 1}`
-//! cancels one attempt; without `task_id` and `attempt` it cancels every attempt of the
-//! run.
+//! A **cancel message**: `{"v": 1, "run_id": "...", "task_id": "...", "attempt": 1,
+//! "up_to_sequence": 812}` cancels one attempt; without `task_id` and `attempt` it
+//! cancels every attempt of the run. It covers the task messages up to stream sequence
+//! `up_to_sequence` of the tasks stream (every one when absent), so the same attempt sent
+//! again later, by a coordinator that came back on the run, still runs. A handler that
+//! fails after its attempt was cancelled reports nothing (its message is removed): a
+//! coordinator that comes back on the run sends the attempt again instead of taking
+//! that failure.
 //!
 //! A worker takes a task message, runs it, publishes its result, waits for the server to
-//! store it, then acknowledges the task message (so a worker that dies in between has
-//! its task run again, and the second result is dropped as a duplicate). A worker asks
-//! for tasks only when it has room to run them.
+//! store it, then acknowledges the task message. A worker that dies in between leaves the
+//! message to be delivered again: the next worker finds the stored result and
+//! acknowledges the message without running the task. A worker asks for tasks only when
+//! it has room to run them.
 //!
 //! # Connections and permissions
 //!

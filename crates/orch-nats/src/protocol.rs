@@ -135,6 +135,11 @@ pub(crate) struct CancelMessage {
     pub(crate) task_id: Option<TaskId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) attempt: Option<u32>,
+    /// The last task message (stream sequence on the tasks stream) the cancellation
+    /// covers; a message sent later, the attempt sent again by a coordinator that came
+    /// back on the run, still runs. Absent: every message of the run or attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) up_to_sequence: Option<u64>,
 }
 
 /// A message that could not be read, with why.

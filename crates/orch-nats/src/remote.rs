@@ -257,7 +257,9 @@ impl Inner {
             let subject = self.names.task_subject(&task.task_type);
             pending.sequence = Some(self.dispatch(&subject, &pending.key, payload, &ctx).await?);
         }
-        let outcome = self.await_settled(&ctx, &pending.key, settled).await;
+        let outcome = self
+            .await_settled(&ctx, &pending.key, pending.sequence, settled)
+            .await;
         pending.settled = matches!(outcome, Ok(Settled::Result(_)));
         match outcome? {
             Settled::Result(result) => match result.outcome {
@@ -293,6 +295,7 @@ impl Inner {
         &self,
         ctx: &TaskContext,
         key: &AttemptKey,
+        sequence: Option<u64>,
         mut settled: tokio::sync::oneshot::Receiver<Settled>,
     ) -> Result<Settled, TaskError> {
         let task_type = &ctx.task_definition().task_type;
@@ -310,7 +313,7 @@ impl Inner {
                 }
                 () = ctx.cancellation().cancelled(), if !cancel_forwarded => {
                     cancel_forwarded = true;
-                    Box::pin(self.publish_cancel(&key.run, Some(&key.task), Some(key.attempt))).await;
+                    Box::pin(self.publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)).await;
                 }
                 _ = ticks.tick() => {
                     let missing = Box::pin(self.presence.missing_for(task_type)).await;
@@ -356,17 +359,29 @@ impl Inner {
         Ok(())
     }
 
+    /// Tells the workers to cancel run `run`'s attempts, or one attempt (its task, its
+    /// number and its message's stream sequence if known). The cancellation covers the
+    /// messages sent so far, not the attempt sent again later by a coordinator that
+    /// comes back on the run.
     async fn publish_cancel(
         &self,
         run: &orch_core::RunId,
-        task: Option<&orch_core::TaskId>,
-        attempt: Option<u32>,
+        attempt: Option<(&orch_core::TaskId, u32)>,
+        sequence: Option<u64>,
     ) {
+        let up_to_sequence = match sequence {
+            Some(sequence) => Some(sequence),
+            None => match self.js.get_stream(self.names.tasks_stream()).await {
+                Ok(stream) => Some(stream.cached_info().state.last_sequence),
+                Err(_) => None,
+            },
+        };
         let message = CancelMessage {
             v: protocol::VERSION,
             run_id: run.clone(),
-            task_id: task.cloned(),
-            attempt,
+            task_id: attempt.map(|(task, _)| task.clone()),
+            attempt: attempt.map(|(_, number)| number),
+            up_to_sequence,
         };
         let subject = self.names.cancel_subject(run);
         if let Err(error) = self
@@ -404,7 +419,7 @@ impl Drop for Pending {
         let sequence = self.sequence;
         runtime.spawn(async move {
             inner
-                .publish_cancel(&key.run, Some(&key.task), Some(key.attempt))
+                .publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)
                 .await;
             if let Some(sequence) = sequence
                 && let Ok(stream) = inner

@@ -24,7 +24,8 @@ pub struct Layout {
     /// How many times a task is delivered before it fails as "worker lost". Default 5.
     /// (The consumer is set up with one delivery more: the worker that gets it stores
     /// the "worker lost" result instead of running the task, so that the verdict waits on
-    /// the results stream for a coordinator that was away when it was reached.)
+    /// the results stream for a coordinator that was away when it was reached. Workers
+    /// go by the setting of the consumer as it is on the server.)
     pub max_deliver: u32,
     /// How long results are kept on the results stream. Default one day.
     pub result_retention: Duration,

@@ -86,8 +86,6 @@ pub(crate) struct Shared {
     /// How long stored outputs are kept (the layout's result retention).
     pub(crate) result_retention: Duration,
     pub(crate) cancel_grace: Duration,
-    /// How many deliveries a task may have before it fails as "worker lost".
-    pub(crate) max_deliver: u32,
     /// The streams and consumers, to set a consumer up again if it goes missing.
     pub(crate) layout: Layout,
 }
@@ -100,6 +98,10 @@ pub(crate) struct TypeQueue {
     pub(crate) progress_every: Duration,
     /// How long the server waits for a sign of life before delivering a task again.
     pub(crate) ack_wait: Duration,
+    /// How many deliveries of a task may run it: one less than the consumer's
+    /// `max_deliver`, whose last delivery stores the "worker lost" verdict instead
+    /// (`None` when the consumer allows a single delivery, or any number).
+    pub(crate) deliveries_to_run: Option<i64>,
 }
 
 /// Settings of a [`Worker`]; start with [`Worker::builder`].
@@ -201,6 +203,7 @@ impl WorkerBuilder {
                 handler,
                 progress_every: (config.ack_wait / 4).max(Duration::from_millis(10)),
                 ack_wait: config.ack_wait,
+                deliveries_to_run: (config.max_deliver > 1).then(|| config.max_deliver - 1),
             });
         }
         let names = self.layout.names();
@@ -218,7 +221,6 @@ impl WorkerBuilder {
                 max_message_bytes,
                 result_retention: self.layout.result_retention,
                 cancel_grace: self.cancel_grace,
-                max_deliver: self.layout.max_deliver,
                 layout: self.layout,
             }),
             types,

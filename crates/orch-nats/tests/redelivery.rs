@@ -306,3 +306,102 @@ async fn a_worker_sets_up_again_a_consumer_deleted_under_it() {
     );
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_cancelled_before_its_coordinator_stopped_runs_when_the_run_comes_back() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // The worker stays up throughout, and hears the cancellation.
+    let calls = Arc::new(AtomicU32::new(0));
+    let worker = Worker::builder()
+        .layout(layout())
+        .state(Arc::clone(&calls))
+        .handler("count", |ctx: TaskContext| async move {
+            let calls = ctx.state::<Arc<AtomicU32>>()?;
+            // The first call waits to be cancelled, and fails; later ones return at once.
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                ctx.cancellation().cancelled().await;
+                return Err(TaskError::new("cancelled"));
+            }
+            Ok(calls.load(Ordering::SeqCst))
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let engine = coordinator(&server, layout()).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
+    let run = engine.run_with_id(
+        &workflow,
+        orch_core::RunId::parse("r-cancelled").expect("an id"),
+    );
+    let cancel = run.cancellation_token();
+    let first = tokio::spawn(run);
+    common::wait_for(|| calls.load(Ordering::SeqCst) == 1).await;
+    cancel.cancel();
+    let first = first.await.expect("the run ends").expect("valid");
+    assert_eq!(
+        first.task("a").map(|t| t.status),
+        Some(TaskStatus::Cancelled)
+    );
+
+    // The coordinator comes back on the run: the attempt runs, neither refused as
+    // cancelled nor ended by the cancelled handler's failure.
+    let second = run_again(&engine, "r-cancelled").await;
+    assert_eq!(
+        second.task("a").map(|t| (t.status, t.result.clone())),
+        Some((TaskStatus::Completed, Some(json!(2))))
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_out_of_deliveries_with_no_worker_left_to_say_so_fails_as_worker_lost() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let layout = || Layout {
+        max_deliver: 1,
+        ..layout()
+    };
+    let engine = coordinator(&server, layout()).await;
+    let run = common::run_in_background(
+        &engine,
+        &Workflow::new("w", "W").task(Task::new("a", "count")),
+    );
+    // Every delivery goes to a worker that dies at once (a pull that never acknowledges),
+    // the one a worker would answer with the verdict too: the server's advisory tells.
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let consumer: jetstream::consumer::PullConsumer = loop {
+        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
+            break consumer;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let dying = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        loop {
+            let Ok(mut batch) = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+            else {
+                continue;
+            };
+            while batch.next().await.is_some() {}
+        }
+    });
+    let result = run.await.expect("the run ends");
+    dying.abort();
+    let a = result.task("a").expect("a record");
+    assert_eq!(a.status, TaskStatus::Failed);
+    let error = a.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("worker lost: task `a` (type `count`) was delivered 2 times"),
+        "{error}"
+    );
+}

@@ -76,7 +76,8 @@ pub(crate) async fn run(
         if delivered > 1 {
             // A worker that stored the result and died before acknowledging the message
             // leaves it to be delivered again: the stored result stands.
-            if Box::pin(stored::result_message(&shared.js, &shared.names, &key))
+            let look_up = stored::result_message(&shared.js, &shared.names, &key);
+            if Box::pin(with_progress(&message, queue.progress_every, look_up))
                 .await
                 .is_some()
             {
@@ -86,7 +87,10 @@ pub(crate) async fn run(
             // The consumer delivers once more than `max_deliver`, for this: the verdict
             // is stored as the attempt's result, where a coordinator that was away or
             // disconnected finds it.
-            if delivered > i64::from(shared.max_deliver) {
+            if queue
+                .deliveries_to_run
+                .is_some_and(|allowed| delivered > allowed)
+            {
                 let error = protocol::worker_lost(
                     &key.task,
                     &queue.task_type,
@@ -109,7 +113,7 @@ pub(crate) async fn run(
             tracing::info!("not running a task whose deadline passed");
             return ack(&message, AckKind::Term).await;
         }
-        let Some(token) = shared.cancels.start(&key) else {
+        let Some(token) = shared.cancels.start(&key, sequence) else {
             tracing::info!("not running a cancelled task");
             return ack(&message, AckKind::Term).await;
         };
@@ -177,7 +181,7 @@ async fn execute(
     // A handler done at its first poll needs no timers: none are armed for it.
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(running.as_mut().poll(cx)));
     if let std::task::Poll::Ready(result) = first.await {
-        return Ending::Report(outcome(result));
+        return ending(result, &token);
     }
     // The first progress acknowledgement is one period away. (An interval's immediate
     // first tick would wait for the timer's next millisecond, on every task.)
@@ -189,7 +193,7 @@ async fn execute(
     let mut dropped = None;
     loop {
         tokio::select! {
-            result = &mut running => return Ending::Report(outcome(result)),
+            result = &mut running => return ending(result, &token),
             _ = progress.tick() => ack(message, AckKind::Progress).await,
             () = elapsed(&mut past_deadline) => {
                 tracing::info!("the task passed its deadline; dropping its handler");
@@ -260,6 +264,17 @@ async fn elapsed(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
         Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
+}
+
+/// How an attempt whose handler returned `result` ends. A handler that failed after its
+/// attempt was cancelled reports nothing: the coordinator stopped waiting, and a stored
+/// failure would be taken by a coordinator that comes back on the run for the attempt's
+/// own. (An output is kept: it is the task's result, whoever asks.)
+fn ending(result: Result<Output, TaskError>, token: &CancellationToken) -> Ending {
+    if token.is_cancelled() && result.is_err() {
+        return Ending::Drop;
+    }
+    Ending::Report(outcome(result))
 }
 
 /// The outcome of a handler's result.

@@ -1,8 +1,10 @@
 //! The attempts a worker runs, by key, so that a cancellation from a coordinator reaches
 //! their handlers; and the cancellations it heard of recently, so that a cancelled
-//! attempt taken later does not run.
+//! attempt taken later does not run. A cancellation that names the last task message it
+//! covers (its stream sequence) leaves alone a message sent after it: the same attempt
+//! sent again by a coordinator that came back on the run.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::StreamExt;
@@ -23,10 +25,12 @@ pub(crate) struct Cancels {
 
 #[derive(Default)]
 struct State {
-    running: HashMap<AttemptKey, CancellationToken>,
+    /// Running attempts: their tokens and the stream sequences of their messages.
+    running: HashMap<AttemptKey, (CancellationToken, u64)>,
     /// Cancelled runs and attempts, oldest first (a run as an attempt with no task).
     recent: VecDeque<Cancelled>,
-    recent_set: HashSet<Cancelled>,
+    /// The last task message each covers (`None`: every message).
+    covers: HashMap<Cancelled, Option<u64>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -35,18 +39,32 @@ enum Cancelled {
     Attempt(AttemptKey),
 }
 
+/// Whether a cancellation that covers messages up to `up_to` covers message `sequence`.
+fn covered(up_to: Option<u64>, sequence: u64) -> bool {
+    up_to.is_none_or(|last| sequence <= last)
+}
+
 impl Cancels {
-    /// Registers a running attempt and gives its token; `None` when it was cancelled
-    /// already.
-    pub(crate) fn start(&self, key: &AttemptKey) -> Option<CancellationToken> {
+    /// Registers a running attempt, whose message is stream message `sequence`, and
+    /// gives its token; `None` when it was cancelled already.
+    pub(crate) fn start(&self, key: &AttemptKey, sequence: u64) -> Option<CancellationToken> {
         let mut state = self.lock();
-        if state.recent_set.contains(&Cancelled::Run(key.run.clone()))
-            || state.recent_set.contains(&Cancelled::Attempt(key.clone()))
-        {
+        let cancelled = [
+            Cancelled::Run(key.run.clone()),
+            Cancelled::Attempt(key.clone()),
+        ]
+        .iter()
+        .any(|c| {
+            state
+                .covers
+                .get(c)
+                .is_some_and(|up_to| covered(*up_to, sequence))
+        });
+        if cancelled {
             return None;
         }
         let token = CancellationToken::new();
-        state.running.insert(key.clone(), token.clone());
+        state.running.insert(key.clone(), (token.clone(), sequence));
         Some(token)
     }
 
@@ -65,21 +83,27 @@ impl Cancels {
             }),
             _ => Cancelled::Run(message.run_id.clone()),
         };
-        for (key, token) in &state.running {
+        let up_to = message.up_to_sequence;
+        for (key, (token, sequence)) in &state.running {
             let hit = match &cancelled {
                 Cancelled::Run(run) => key.run == *run,
                 Cancelled::Attempt(attempt) => key == attempt,
             };
-            if hit {
+            if hit && covered(up_to, *sequence) {
                 token.cancel();
             }
         }
-        if state.recent_set.insert(cancelled.clone()) {
-            state.recent.push_back(cancelled);
-            if state.recent.len() > REMEMBERED
-                && let Some(oldest) = state.recent.pop_front()
-            {
-                state.recent_set.remove(&oldest);
+        match state.covers.get_mut(&cancelled) {
+            // Heard before: it now covers what either cancellation covers.
+            Some(known) => *known = known.zip(up_to).map(|(a, b)| a.max(b)),
+            None => {
+                state.covers.insert(cancelled.clone(), up_to);
+                state.recent.push_back(cancelled);
+                if state.recent.len() > REMEMBERED
+                    && let Some(oldest) = state.recent.pop_front()
+                {
+                    state.covers.remove(&oldest);
+                }
             }
         }
     }

@@ -62,6 +62,8 @@ pub(crate) async fn serve(
             Ok(subscriber) => outstanding.insert(subscriber),
             Err(error) => {
                 tracing::warn!(task_type = %queue.task_type, %error, "cannot subscribe to take tasks; trying again");
+                // Its slots go back to the other task types while it waits.
+                drop(held);
                 refusals.pause(&stop).await;
                 continue;
             }
@@ -78,6 +80,7 @@ pub(crate) async fn serve(
         {
             tracing::warn!(task_type = %queue.task_type, %error, "cannot ask for tasks; trying again");
             outstanding = None;
+            drop(held);
             refusals.pause(&stop).await;
             continue;
         }
@@ -112,6 +115,7 @@ pub(crate) async fn serve(
                     // The consumer is missing (deleted, or its stream was re-created) or
                     // the server is not ready: wait, then set the consumer up again.
                     outstanding = None;
+                    held.clear();
                     refusals.pause(&stop).await;
                     if let Err(error) =
                         setup::ensure_consumer(&shared.js, &shared.layout, &queue.task_type).await
