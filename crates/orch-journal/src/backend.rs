@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowStatus};
 
+pub use crate::claim::{Claim, OpenRuns};
 use crate::definition::Definition;
 use crate::read::read_lines;
 use crate::{JournalError, LoadedRun, OpenRun, RunWriter, WorkflowChanges, line};

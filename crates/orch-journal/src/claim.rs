@@ -7,13 +7,15 @@ use orch_core::RunId;
 
 use crate::JournalError;
 
-/// The runs open for writing through one journal.
+/// The runs open for writing through one journal (its clones share them): a backend
+/// claims a run when it opens it, so that a second open of the run through the same
+/// journal is refused with [`JournalError::AlreadyOpen`].
 #[derive(Debug, Default)]
-pub(crate) struct OpenRuns(Arc<Mutex<HashSet<RunId>>>);
+pub struct OpenRuns(Arc<Mutex<HashSet<RunId>>>);
 
 impl OpenRuns {
     /// Marks `run` open until the claim is dropped; refused when it already is.
-    pub(crate) fn claim(&self, run: &RunId) -> Result<Claim, JournalError> {
+    pub fn claim(&self, run: &RunId) -> Result<Claim, JournalError> {
         let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if !open.insert(run.clone()) {
             return Err(JournalError::AlreadyOpen { run: run.clone() });
@@ -27,13 +29,14 @@ impl OpenRuns {
 
 /// A run marked open in its journal until dropped.
 #[derive(Debug)]
-pub(crate) struct Claim {
+pub struct Claim {
     open: Arc<Mutex<HashSet<RunId>>>,
     run: RunId,
 }
 
 impl Claim {
-    pub(crate) fn run(&self) -> &RunId {
+    /// The run claimed.
+    pub fn run(&self) -> &RunId {
         &self.run
     }
 }

@@ -3,12 +3,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowStatus};
-use orch_journal::backend::RunLines;
+use orch_journal::backend::{Claim, OpenRuns, RunLines};
 use orch_journal::{
     Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
 };
@@ -25,8 +26,16 @@ const BACKEND: &str = "NATS JetStream";
 /// An append returns once the server has stored the batch (it survives a crash of the
 /// coordinator); [`RunWriter::sync`] adds nothing to that: whether a batch survives the
 /// server losing power is the server's `sync_interval` (set `always` for that) or its
-/// replicas. A run should be open in one coordinator at a time: two writers of one run
-/// make its journal unreadable.
+/// replicas. A batch larger than a message may be goes out as several messages, read
+/// back whole or not at all.
+///
+/// One writer per run: a second open of a run through the same journal (or its clones)
+/// is refused with [`JournalError::AlreadyOpen`], and each message is stored only if the
+/// run's last stored message is still the one its writer wrote last, so a second
+/// coordinator writing the same run is refused at its first append, and neither can
+/// leave a gap or a repeat in the run's lines. After a failed append a writer takes no
+/// more (its run ends with the error); opening the run again goes on from what was
+/// stored.
 ///
 /// ```no_run
 /// use orch_nats::{Layout, NatsConfig, NatsJournal};
@@ -41,6 +50,38 @@ pub struct NatsJournal {
     js: jetstream::Context,
     stream: Arc<str>,
     prefix: Arc<str>,
+    open_runs: Arc<OpenRuns>,
+}
+
+/// The header of a batch's message that tells how many more messages of the batch
+/// follow it (absent: none).
+const BATCH_REST: &str = "Orch-Batch-Rest";
+
+/// The header of a batch's later messages: the stream sequence of its first one.
+const BATCH_START: &str = "Orch-Batch-Start";
+
+/// Room for a message's headers beside its part of a batch.
+const HEADER_ROOM: usize = 1024;
+
+/// How long reading a run may take before it fails (a server that went away mid-read).
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the stream holds for one run.
+struct Stored {
+    /// Its whole batches, in order (the parts of a batch that was not stored whole,
+    /// its writer having failed midway, are left out).
+    bytes: Vec<u8>,
+    /// The stream sequence of the run's last message.
+    last: u64,
+}
+
+/// The batch being read: its first message's sequence, the parts read, and how many
+/// more its last part said would follow.
+#[derive(Default)]
+struct Batch {
+    start: u64,
+    parts: Vec<bytes::Bytes>,
+    rest: u64,
 }
 
 impl fmt::Debug for NatsJournal {
@@ -71,7 +112,7 @@ impl NatsJournal {
     pub async fn new(client: async_nats::Client, layout: &Layout) -> Result<Self, ConnectError> {
         layout.check()?;
         let names = layout.names();
-        let stream = names.tasks_stream().replace("_TASKS", "_JOURNAL");
+        let stream = names.journal_stream();
         let js = jetstream::new(client);
         js.get_or_create_stream(stream::Config {
             name: stream.clone(),
@@ -88,6 +129,7 @@ impl NatsJournal {
             js,
             stream: stream.into(),
             prefix: layout.prefix.as_str().into(),
+            open_runs: Arc::default(),
         })
     }
 
@@ -95,10 +137,24 @@ impl NatsJournal {
         format!("{}.journal.{run}", self.prefix)
     }
 
-    /// Every batch stored for `run`, in order; `None` when there is none.
-    async fn read_bytes(&self, run: &RunId) -> Result<Option<Vec<u8>>, JournalError> {
-        let subject = self.subject(run);
+    /// What is stored for `run`; `None` when nothing is.
+    async fn read_stored(&self, run: &RunId) -> Result<Option<Stored>, JournalError> {
         let action = || format!("read run `{run}` from stream `{}`", self.stream);
+        match tokio::time::timeout(READ_TIMEOUT, self.read_messages(run, &action)).await {
+            Ok(read) => read,
+            Err(_) => Err(failed(
+                action(),
+                format!("the server did not send the run's messages within {READ_TIMEOUT:?}"),
+            )),
+        }
+    }
+
+    async fn read_messages(
+        &self,
+        run: &RunId,
+        action: &(dyn Fn() -> String + Sync),
+    ) -> Result<Option<Stored>, JournalError> {
+        let subject = self.subject(run);
         let stream = self.stream(&action()).await?;
         let last = match stream.get_last_raw_message_by_subject(&subject).await {
             Ok(message) => message.sequence,
@@ -118,16 +174,44 @@ impl NatsJournal {
             .messages()
             .await
             .map_err(|e| failed(action(), e))?;
-        let mut bytes = Vec::new();
+        let mut stored = Stored {
+            bytes: Vec::new(),
+            last: 0,
+        };
+        let mut batch = Batch::default();
         while let Some(message) = messages.next().await {
             let message = message.map_err(|e| failed(action(), e))?;
-            bytes.extend_from_slice(&message.payload);
-            let sequence = message
-                .info()
-                .map_err(|e| failed(action(), e))?
-                .stream_sequence;
-            if sequence >= last {
-                return Ok(Some(bytes));
+            let info = message.info().map_err(|e| failed(action(), e))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            let header = |name: &str| -> Option<u64> {
+                let value = message.headers.as_ref()?.get(name)?;
+                value.as_str().parse().ok()
+            };
+            let rest = header(BATCH_REST).unwrap_or(0);
+            match header(BATCH_START) {
+                // A batch's first message: a batch still unfinished before it was torn.
+                None => {
+                    batch = Batch {
+                        start: sequence,
+                        parts: vec![message.payload.clone()],
+                        rest,
+                    }
+                }
+                Some(start) if start == batch.start && rest + 1 == batch.rest => {
+                    batch.parts.push(message.payload.clone());
+                    batch.rest = rest;
+                }
+                // A part of a batch whose beginning is not here: left out with it.
+                Some(_) => batch = Batch::default(),
+            }
+            if batch.rest == 0 {
+                for part in batch.parts.drain(..) {
+                    stored.bytes.extend_from_slice(&part);
+                }
+            }
+            stored.last = sequence;
+            if sequence >= last || pending == 0 {
+                return Ok(Some(stored));
             }
         }
         Err(failed(
@@ -151,20 +235,34 @@ impl NatsJournal {
 #[async_trait]
 impl Journal for NatsJournal {
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
-        let writer = |lines| NatsRunWriter {
+        let claim = self.open_runs.claim(run)?;
+        let stored = self.read_stored(run).await?;
+        let writer = |lines, last| NatsRunWriter {
             js: self.js.clone(),
             subject: self.subject(run),
-            lines: Arc::new(tokio::sync::Mutex::new(lines)),
+            part_bytes: self
+                .js
+                .client()
+                .server_info()
+                .max_payload
+                .saturating_sub(HEADER_ROOM)
+                .max(1),
+            state: Arc::new(tokio::sync::Mutex::new(WriterState {
+                lines,
+                last,
+                broken: None,
+            })),
+            _claim: claim,
         };
-        match self.read_bytes(run).await? {
+        match stored {
             None => {
                 let (lines, head) = RunLines::start(run, workflow)?;
-                let writer = writer(lines);
-                writer.store(head).await?;
+                let writer = writer(lines, 0);
+                writer.append_batch(head).await?;
                 Ok(OpenRun::new(None, Default::default(), Box::new(writer)))
             }
-            Some(bytes) => {
-                let (loaded, mut lines) = RunLines::read(run, &self.at(run), &bytes)?;
+            Some(stored) => {
+                let (loaded, mut lines) = RunLines::read(run, &self.at(run), &stored.bytes)?;
                 let previous = loaded.to_result(workflow)?;
                 let changes = loaded.changes(workflow);
                 let definition = if changes.is_empty() {
@@ -172,9 +270,9 @@ impl Journal for NatsJournal {
                 } else {
                     Some(lines.definition(workflow)?)
                 };
-                let writer = writer(lines);
+                let writer = writer(lines, stored.last);
                 if let Some(batch) = definition {
-                    writer.store(batch).await?;
+                    writer.append_batch(batch).await?;
                 }
                 Ok(OpenRun::new(Some(previous), changes, Box::new(writer)))
             }
@@ -182,9 +280,9 @@ impl Journal for NatsJournal {
     }
 
     async fn load(&self, run: &RunId) -> Result<Option<LoadedRun>, JournalError> {
-        match self.read_bytes(run).await? {
+        match self.read_stored(run).await? {
             None => Ok(None),
-            Some(bytes) => Ok(Some(RunLines::read(run, &self.at(run), &bytes)?.0)),
+            Some(stored) => Ok(Some(RunLines::read(run, &self.at(run), &stored.bytes)?.0)),
         }
     }
 
@@ -205,25 +303,42 @@ impl Journal for NatsJournal {
             else {
                 continue;
             };
-            if let Some(loaded) = self.load(&run).await? {
+            let loaded = match self.load(&run).await {
+                Ok(loaded) => loaded,
+                // A run whose first batch is not stored yet is not listed.
+                Err(JournalError::HeadMissing { .. }) => None,
+                Err(error) => return Err(error),
+            };
+            if let Some(loaded) = loaded {
                 let summary = loaded.summary();
                 if filter.accepts(&summary) {
                     runs.push(summary);
                 }
             }
         }
-        runs.sort_by_key(|r| r.created);
+        runs.sort_by(|a, b| (a.created, &a.run_id).cmp(&(b.created, &b.run_id)));
         Ok(runs)
     }
 }
 
-/// Appends one run's batches to its subject, in order.
+/// Appends one run's batches to its subject, in order, one at a time.
 struct NatsRunWriter {
     js: jetstream::Context,
     subject: String,
-    /// Held while a batch is numbered and handed to the connection, so that batches are
-    /// stored in the order of their numbers.
-    lines: Arc<tokio::sync::Mutex<RunLines>>,
+    /// The largest part of a batch one message carries.
+    part_bytes: usize,
+    /// Held while a batch is numbered and stored, so that batches are stored in the
+    /// order of their numbers, each after the one before.
+    state: Arc<tokio::sync::Mutex<WriterState>>,
+    _claim: Claim,
+}
+
+struct WriterState {
+    lines: RunLines,
+    /// The stream sequence of the run's last stored message (0: none yet).
+    last: u64,
+    /// Why an earlier append failed: the writer takes no more.
+    broken: Option<String>,
 }
 
 impl fmt::Debug for NatsRunWriter {
@@ -235,15 +350,9 @@ impl fmt::Debug for NatsRunWriter {
 }
 
 impl NatsRunWriter {
-    async fn store(&self, batch: Vec<u8>) -> Result<(), JournalError> {
-        let ack = self
-            .js
-            .publish(self.subject.clone(), batch.into())
-            .await
-            .map_err(|e| failed(format!("append to `{}`", self.subject), e))?;
-        ack.await
-            .map_err(|e| failed(format!("append to `{}`", self.subject), e))?;
-        Ok(())
+    async fn append_batch(&self, batch: Vec<u8>) -> Result<(), JournalError> {
+        let mut state = self.state.lock().await;
+        store(&self.js, &self.subject, self.part_bytes, &mut state, batch).await
     }
 
     /// Numbers a batch with `make` and stores it.
@@ -253,20 +362,72 @@ impl NatsRunWriter {
     ) -> JournalFuture {
         let js = self.js.clone();
         let subject = self.subject.clone();
-        let lines = Arc::clone(&self.lines);
+        let part_bytes = self.part_bytes;
+        let state = Arc::clone(&self.state);
         Box::pin(async move {
-            let action = || format!("append to `{subject}`");
-            let ack = {
-                let mut lines = lines.lock().await;
-                let batch = make(&mut lines)?;
-                js.publish(subject.clone(), batch.into())
-                    .await
-                    .map_err(|e| failed(action(), e))?
-            };
-            ack.await.map_err(|e| failed(action(), e))?;
-            Ok(())
+            let mut state = state.lock().await;
+            if state.broken.is_none() {
+                let batch = make(&mut state.lines)?;
+                return store(&js, &subject, part_bytes, &mut state, batch).await;
+            }
+            store(&js, &subject, part_bytes, &mut state, Vec::new()).await
         })
     }
+}
+
+/// Stores `batch` as the next message(s) of `subject`, each only if the subject's last
+/// message is still the one this writer stored last.
+async fn store(
+    js: &jetstream::Context,
+    subject: &str,
+    part_bytes: usize,
+    state: &mut WriterState,
+    batch: Vec<u8>,
+) -> Result<(), JournalError> {
+    let action = || format!("append to `{subject}`");
+    if let Some(why) = &state.broken {
+        return Err(failed(
+            action(),
+            format!("an earlier append failed ({why}); this writer takes no more"),
+        ));
+    }
+    let batch = bytes::Bytes::from(batch);
+    let parts = batch.len().div_ceil(part_bytes).max(1);
+    // The stream sequence of the batch's first message, which its later ones name.
+    let mut first = 0;
+    for part in 0..parts {
+        let end = ((part + 1) * part_bytes).min(batch.len());
+        let mut publish = jetstream::message::PublishMessage::build()
+            .payload(batch.slice(part * part_bytes..end))
+            .expected_last_subject_sequence(state.last);
+        if parts > 1 {
+            publish = publish.header(BATCH_REST, (parts - 1 - part).to_string());
+        }
+        if part > 0 {
+            publish = publish.header(BATCH_START, first.to_string());
+        }
+        let stored = async { js.send_publish(subject.to_owned(), publish).await?.await };
+        match stored.await {
+            Ok(ack) => {
+                if part == 0 {
+                    first = ack.sequence;
+                }
+                state.last = ack.sequence;
+            }
+            Err(error) => {
+                let why = if error.kind() == PublishErrorKind::WrongLastSequence {
+                    "another writer stored messages of this run since this one opened it \
+                     (is the run open in another coordinator?)"
+                        .to_owned()
+                } else {
+                    error.to_string()
+                };
+                state.broken = Some(why.clone());
+                return Err(failed(action(), why));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl RunWriter for NatsRunWriter {

@@ -232,6 +232,16 @@ impl Names {
         &self.results_stream
     }
 
+    /// The stream of the JetStream journal (`<STEM>_JOURNAL`).
+    #[cfg(feature = "journal")]
+    pub(crate) fn journal_stream(&self) -> String {
+        let stem = self
+            .tasks_stream
+            .strip_suffix("_TASKS")
+            .unwrap_or(&self.tasks_stream);
+        format!("{stem}_JOURNAL")
+    }
+
     /// The object store bucket of outputs too large for a result message (stream
     /// `OBJ_<bucket>`).
     pub(crate) fn results_bucket(&self) -> &str {

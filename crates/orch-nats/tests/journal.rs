@@ -145,3 +145,166 @@ async fn a_run_reopened_with_a_changed_completed_task_is_refused() {
         Some(TaskStatus::Pending)
     );
 }
+
+/// Commits that `task` completed (its id as its result) to `opened`'s writer.
+async fn commit_completed(opened: &orch_journal::OpenRun, task: &str) -> Result<(), JournalError> {
+    let record = TaskRecord {
+        status: TaskStatus::Completed,
+        attempts: 1,
+        result: Some(serde_json::json!(task)),
+        ..TaskRecord::default()
+    };
+    let task = orch_core::TaskId::from(task);
+    opened
+        .writer
+        .commit(&[(&task, &record)], Durability::Process)
+        .await
+}
+
+/// The status of `task` in run `run` as `journal` reads it.
+async fn recorded_status(journal: &NatsJournal, run: &RunId, task: &str) -> Option<TaskStatus> {
+    let loaded = journal.load(run).await.expect("readable").expect("the run");
+    loaded.task(task).map(|r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_a_message_is_stored_in_parts_and_read_back_whole() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("big-1").expect("a run id");
+    let engine = WorkflowEngine::builder()
+        .journal(journal(&server).await, Durability::Process)
+        .build()
+        .expect("valid");
+    // Three times the server's largest message (1 MiB by default).
+    engine.register_handler("big", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>("é".repeat(1_600_000))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("big", "big"))
+        .task(Task::new("after", "big").depends_on(["big"]));
+    let result = engine
+        .run_durable(&workflow, run.clone())
+        .await
+        .expect("runs");
+    assert_eq!(result.status, WorkflowStatus::Completed, "{result:?}");
+
+    let loaded = journal(&server)
+        .await
+        .load(&run)
+        .await
+        .expect("reads")
+        .expect("the run");
+    assert_eq!(loaded.status(), RunStatus::Completed);
+    let output = loaded.task("after").and_then(|r| r.result.clone());
+    assert_eq!(
+        output.as_ref().and_then(|o| o.as_str()).map(str::len),
+        Some(3_200_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("twice").expect("a run id");
+    let first_journal = journal(&server).await;
+    let first = first_journal.open(&run, &workflow()).await.expect("opens");
+    // Through the same journal: refused at once.
+    let again = first_journal
+        .open(&run, &workflow())
+        .await
+        .expect_err("refused");
+    assert!(matches!(again, JournalError::AlreadyOpen { .. }), "{again}");
+    // Through another (another coordinator): refused at its first append.
+    let second = journal(&server)
+        .await
+        .open(&run, &workflow())
+        .await
+        .expect("opens");
+    commit_completed(&first, "extract")
+        .await
+        .expect("the first writer appends");
+    let refused = commit_completed(&second, "transform")
+        .await
+        .expect_err("refused");
+    assert!(refused.to_string().contains("another writer"), "{refused}");
+    // A refused writer takes no more, and the first goes on.
+    commit_completed(&second, "load")
+        .await
+        .expect_err("refused");
+    commit_completed(&first, "transform")
+        .await
+        .expect("the first writer appends");
+
+    let reader = journal(&server).await;
+    let status = |task| recorded_status(&reader, &run, task);
+    assert_eq!(status("extract").await, Some(TaskStatus::Completed));
+    assert_eq!(status("transform").await, Some(TaskStatus::Completed));
+    assert_eq!(status("load").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("torn").expect("a run id");
+    let journal = journal(&server).await;
+    let opened = journal.open(&run, &workflow()).await.expect("opens");
+    commit_completed(&opened, "extract").await.expect("commits");
+    drop(opened);
+    // A writer that died after the first of two parts of its batch.
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let part = async_nats::jetstream::message::PublishMessage::build()
+        .payload(bytes::Bytes::from_static(b"{\"seq\":2,\"task\":\"transf"))
+        .header("Orch-Batch-Rest", "1");
+    js.send_publish("orch.journal.torn", part)
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+
+    assert_eq!(
+        recorded_status(&journal, &run, "extract").await,
+        Some(TaskStatus::Completed)
+    );
+    let reopened = journal.open(&run, &workflow()).await.expect("opens");
+    commit_completed(&reopened, "transform")
+        .await
+        .expect("commits after the torn batch");
+    drop(reopened);
+    assert_eq!(
+        recorded_status(&journal, &run, "transform").await,
+        Some(TaskStatus::Completed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_stream_is_named_after_the_prefix_and_headless_runs_are_not_listed() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let journal = NatsJournal::connect(&server.config(), &Layout::with_prefix("a_tasks"))
+        .await
+        .expect("connects");
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    js.get_stream("A_TASKS_JOURNAL")
+        .await
+        .expect("the stream `<STEM>_JOURNAL`");
+    // A run whose head is not stored (only a later line) is left out of the listing.
+    js.publish("a_tasks.journal.headless", bytes::Bytes::new())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let run = RunId::parse("listed").expect("a run id");
+    drop(journal.open(&run, &workflow()).await.expect("opens"));
+    let listed = journal.list(&RunFilter::default()).await.expect("lists");
+    let ids: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["listed"]);
+}
