@@ -20,12 +20,55 @@ const ORIGIN: &str = "Orch-Bridge";
 /// How many events an export holds for NATS before it drops the oldest.
 const EXPORT_CAPACITY: usize = 16_384;
 
+/// The longest NATS subject an export publishes: a longer one (past the server's limit
+/// on a protocol line, 4 KiB by default, the server would close the connection) is
+/// logged and skipped.
+const MAX_SUBJECT: usize = 2048;
+
+/// How many events a bridge's imports published that its exports have not seen yet it
+/// remembers (an export that lags further behind sends an imported event out again).
+const IMPORTED_REMEMBERED: usize = 65_536;
+
+/// The bus sequence numbers of the events a bridge's imports published, so that its
+/// exports do not send them back out (the most recent [`IMPORTED_REMEMBERED`]). Locked
+/// while an import publishes, so that an export never sees an imported event before its
+/// number is here.
+type Imported = tokio::sync::Mutex<ImportedSeqs>;
+
+#[derive(Debug, Default)]
+struct ImportedSeqs {
+    set: std::collections::HashSet<u64>,
+    /// Oldest first, to forget the oldest.
+    order: std::collections::VecDeque<u64>,
+}
+
+impl ImportedSeqs {
+    fn insert(&mut self, seq: u64) {
+        if self.order.len() == IMPORTED_REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+        self.order.push_back(seq);
+        self.set.insert(seq);
+    }
+
+    /// Whether `seq` was imported (each is answered `true` once).
+    fn take(&mut self, seq: u64) -> bool {
+        self.set.remove(&seq)
+    }
+}
+
 /// Carries events between orch [`EventBus`]es and NATS subjects under a prefix: a bus
 /// event on subject `s` is the NATS message on `<prefix>.s`, its payload as JSON.
 ///
 /// [`Bridge::export`] publishes a bus's events (an engine's lifecycle events, or any
 /// application events) to NATS; [`Bridge::import`] publishes NATS messages on a bus. An
-/// event exported by a bridge is not imported again by the same bridge.
+/// event exported by a bridge is not imported again by the same bridge, and an event it
+/// imported is not exported again, so bridges of several processes that import and
+/// export the same subjects do not send events back and forth. A subject token longer
+/// than 64 bytes (an event of a task with a very long id) goes out shortened to its
+/// start and a hash of the whole token.
 ///
 /// ```no_run
 /// use orch_core::EngineEvent;
@@ -46,6 +89,7 @@ pub struct Bridge {
     client: Client,
     prefix: Arc<str>,
     origin: Arc<str>,
+    imported: Arc<Imported>,
 }
 
 /// An export or import running on the tokio runtime; it stops when dropped, or with
@@ -85,6 +129,7 @@ impl Bridge {
             client,
             prefix: prefix.into(),
             origin: origin.into(),
+            imported: Arc::default(),
         })
     }
 
@@ -112,6 +157,13 @@ impl Bridge {
                         continue;
                     }
                 };
+                if bridge.imported.lock().await.take(event.seq()) {
+                    continue;
+                }
+                let Some(subject) = bridge.nats_subject(event.subject().as_str()) else {
+                    tracing::warn!(subject = %event.subject(), "an event's subject is too long for NATS; not exported");
+                    continue;
+                };
                 let payload = match serde_json::to_vec(event.payload()) {
                     Ok(payload) => payload,
                     Err(error) => {
@@ -119,7 +171,6 @@ impl Bridge {
                         continue;
                     }
                 };
-                let subject = format!("{}.{}", bridge.prefix, event.subject());
                 let mut headers = HeaderMap::new();
                 headers.insert(ORIGIN, &*bridge.origin);
                 if let Err(error) = bridge
@@ -132,6 +183,18 @@ impl Bridge {
             }
             let _ = bridge.client.flush().await;
         })))
+    }
+
+    /// The NATS subject of bus subject `subject`, each long token shortened; `None`
+    /// when it is still too long.
+    fn nats_subject(&self, subject: &str) -> Option<String> {
+        let mut out = String::with_capacity(self.prefix.len() + 1 + subject.len());
+        out.push_str(&self.prefix);
+        for token in subject.split('.') {
+            out.push('.');
+            out.push_str(&crate::protocol::fit_token(token));
+        }
+        (out.len() <= MAX_SUBJECT).then_some(out)
     }
 
     /// Publishes on `bus` every NATS message on `<prefix>.<pattern>` (NATS syntax), its
@@ -185,8 +248,9 @@ impl Bridge {
                         continue;
                     }
                 };
+                let mut imported = bridge.imported.lock().await;
                 match bus.publish(subject, payload).await {
-                    Ok(_) => {}
+                    Ok(seq) => imported.insert(seq),
                     Err(orch_events::PublishError::Closed) => break,
                     Err(error) => {
                         tracing::warn!(subject, %error, "skipping a NATS message the bus refused")

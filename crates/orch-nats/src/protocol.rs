@@ -367,6 +367,26 @@ pub(crate) fn token(name: &str) -> String {
     out
 }
 
+/// `token` (a valid subject token) as it is when it has at most 64 bytes, else its
+/// first 30 bytes or so (cut between characters) and `~~` and 32 hex digits of a 128-bit
+/// hash of the whole token.
+pub(crate) fn fit_token(token: &str) -> std::borrow::Cow<'_, str> {
+    if token.len() <= MAX_TOKEN {
+        return std::borrow::Cow::Borrowed(token);
+    }
+    let mut keep = LONG_TOKEN_KEEPS;
+    while !token.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let bytes = token.as_bytes();
+    std::borrow::Cow::Owned(format!(
+        "{}~~{:016x}{:016x}",
+        &token[..keep],
+        fnv(bytes, 2),
+        fnv(bytes, 3)
+    ))
+}
+
 /// Milliseconds since the Unix epoch of `now + after`.
 pub(crate) fn deadline_after(after: Duration) -> u64 {
     let at = SystemTime::now() + after;

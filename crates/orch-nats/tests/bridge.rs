@@ -12,13 +12,11 @@ use orch_events::EventBus;
 use orch_nats::Bridge;
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runs_events_reach_nats_subscribers_in_order() {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
+/// Runs `workflow` (of tasks of type `t`) on an engine whose events a bridge exports
+/// under `orch.events`, and returns a NATS subscription to them made before the run.
+async fn run_exported(server: &NatsServer, workflow: &Workflow) -> async_nats::Subscriber {
     let watcher = async_nats::connect(server.url()).await.expect("connects");
-    let mut watched = watcher
+    let watched = watcher
         .subscribe("orch.events.workflow.etl.>")
         .await
         .expect("subscribes");
@@ -39,12 +37,21 @@ async fn a_runs_events_reach_nats_subscribers_in_order() {
     let export = bridge
         .export(&bus, "workflow.>")
         .expect("subscribes to the bus");
+    engine.execute_workflow(workflow).await.expect("valid");
+    bus.close().await;
+    export.finished().await;
+    watched
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_events_reach_nats_subscribers_in_order() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
     let workflow = Workflow::new("etl", "ETL")
         .task(Task::new("load", "t"))
         .task(Task::new("clean", "t").depends_on(["load"]));
-    engine.execute_workflow(&workflow).await.expect("valid");
-    bus.close().await;
-    export.finished().await;
+    let mut watched = run_exported(&server, &workflow).await;
 
     let mut seen = Vec::new();
     while seen.len() < 6 {
@@ -130,4 +137,81 @@ async fn nats_messages_reach_a_bus_and_exports_do_not_come_back() {
         .expect("published");
     let fourth = received.recv_event().await.expect("an event");
     assert_eq!(fourth.subject().as_str(), "app.sentinel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_a_task_with_a_very_long_id_go_out_under_a_shortened_token() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let long = "x".repeat(5000);
+    let workflow = Workflow::new("etl", "ETL").task(Task::new(long.clone(), "t"));
+    let mut watched = run_exported(&server, &workflow).await;
+
+    let mut subjects = Vec::new();
+    while subjects
+        .last()
+        .is_none_or(|s: &String| !s.ends_with(".finished"))
+    {
+        let message = watched.next().await.expect("an event");
+        subjects.push(message.subject.to_string());
+    }
+    let completed = subjects
+        .iter()
+        .find(|s| s.ends_with(".completed"))
+        .expect("the task's completion went out");
+    let token = completed
+        .strip_prefix("orch.events.workflow.etl.task.")
+        .and_then(|rest| rest.strip_suffix(".completed"))
+        .expect("a task event");
+    assert!(
+        token.len() <= 64 && token.starts_with("xxxx") && token.contains("~~"),
+        "{token}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_that_import_and_export_the_same_subjects_pass_an_event_once() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    let mut watched = watcher.subscribe("shared.app.>").await.expect("subscribes");
+    common::subscriptions_in_place(&watcher).await;
+    // Two processes' buses, each bridged both ways on the same subjects.
+    let mut bridged = Vec::new();
+    for _ in 0..2 {
+        let bus: EventBus = EventBus::new();
+        let bridge = Bridge::connect(&server.config(), "shared")
+            .await
+            .expect("connects");
+        let import = bridge.import("app.>", &bus).await.expect("subscribes");
+        let export = bridge.export(&bus, "app.>").expect("subscribes");
+        bridged.push((bus, import, export));
+    }
+    let mut at_b = bridged[1].0.subscribe("app.>").expect("subscribes");
+    bridged[0]
+        .0
+        .publish("app.ping", json!(1))
+        .await
+        .expect("published");
+    bridged[0]
+        .0
+        .publish("app.sentinel", json!(2))
+        .await
+        .expect("published");
+    for expected in ["app.ping", "app.sentinel"] {
+        let event = at_b.recv_event().await.expect("an event");
+        assert_eq!(event.subject().as_str(), expected);
+    }
+
+    // On NATS each went out once: nothing came back through the other bridge.
+    let mut seen = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), watched.next()).await
+    {
+        seen.push(message.subject.to_string());
+        assert!(seen.len() < 100, "events go back and forth: {seen:?}");
+    }
+    assert_eq!(seen, ["shared.app.ping", "shared.app.sentinel"]);
 }
