@@ -132,6 +132,13 @@ fn bad_resumes_are_clear_errors() {
     let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--resume", "x-1"]));
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--journal"), "{stderr}");
+    // Options of a journal or of NATS without them are refused, not ignored.
+    let alone = [["--durability", "power"], ["--worker-timeout", "5s"]];
+    for (option, needs) in alone.iter().zip(["--journal", "--nats"]) {
+        let (code, _, stderr) = parts(&run_in(&dir, &[&["run", "w.yaml"][..], option].concat()));
+        assert_eq!(code, Some(2), "{option:?}");
+        assert!(stderr.contains(needs), "{stderr}");
+    }
     let resume = ["run", "w.yaml", "--journal", "journal", "--resume"];
     let (code, _, stderr) = parts(&run_in(&dir, &[&resume[..], &["x-1"]].concat()));
     assert_eq!(code, Some(2));
