@@ -308,3 +308,53 @@ async fn the_journal_stream_is_named_after_the_prefix_and_headless_runs_are_not_
     let ids: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
     assert_eq!(ids, ["listed"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_run_goes_on_when_the_server_restarts_under_it() {
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("restarted").expect("a run id");
+    let engine = WorkflowEngine::builder()
+        .journal(journal(&server).await, Durability::Process)
+        .build()
+        .expect("valid");
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&calls);
+    engine.register_handler("nap", move |ctx: TaskContext| {
+        let counted = Arc::clone(&counted);
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(ctx.task_id().to_string())
+        }
+    });
+    let chain = Workflow::from_tasks(
+        "chain",
+        "Chain",
+        (0..30).map(|i| {
+            let task = Task::new(format!("t{i}"), "nap");
+            if i == 0 {
+                task
+            } else {
+                task.depends_on([format!("t{}", i - 1)])
+            }
+        }),
+    );
+    let running = {
+        let (engine, chain, run) = (engine.clone(), chain.clone(), run.clone());
+        tokio::spawn(async move { engine.run_durable(&chain, run).await })
+    };
+    common::wait_for(|| calls.load(Ordering::SeqCst) > 5).await;
+    server.restart();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(120), running)
+        .await
+        .expect("the run ends within two minutes")
+        .expect("the run's task")
+        .expect("runs");
+    assert_eq!(result.status, WorkflowStatus::Completed, "{result:?}");
+    assert_eq!(
+        recorded_status(&journal(&server).await, &run, "t29").await,
+        Some(TaskStatus::Completed)
+    );
+}
