@@ -251,8 +251,9 @@ impl Journal for NatsJournal {
                 lines,
                 last,
                 broken: None,
+                finished: false,
             })),
-            _claim: claim,
+            claim,
         };
         match stored {
             None => {
@@ -330,7 +331,7 @@ struct NatsRunWriter {
     /// Held while a batch is numbered and stored, so that batches are stored in the
     /// order of their numbers, each after the one before.
     state: Arc<tokio::sync::Mutex<WriterState>>,
-    _claim: Claim,
+    claim: Claim,
 }
 
 struct WriterState {
@@ -339,6 +340,8 @@ struct WriterState {
     last: u64,
     /// Why an earlier append failed: the writer takes no more.
     broken: Option<String>,
+    /// The run's end is stored: the writer takes no more.
+    finished: bool,
 }
 
 impl fmt::Debug for NatsRunWriter {
@@ -355,22 +358,29 @@ impl NatsRunWriter {
         store(&self.js, &self.subject, self.part_bytes, &mut state, batch).await
     }
 
-    /// Numbers a batch with `make` and stores it.
+    /// Numbers a batch with `make` and stores it; the run's end when `ends`.
     fn append_with(
         &self,
+        ends: bool,
         make: impl FnOnce(&mut RunLines) -> Result<Vec<u8>, JournalError> + Send + 'static,
     ) -> JournalFuture {
         let js = self.js.clone();
         let subject = self.subject.clone();
         let part_bytes = self.part_bytes;
         let state = Arc::clone(&self.state);
+        let run = self.claim.run().clone();
         Box::pin(async move {
             let mut state = state.lock().await;
-            if state.broken.is_none() {
-                let batch = make(&mut state.lines)?;
-                return store(&js, &subject, part_bytes, &mut state, batch).await;
+            if state.finished {
+                return Err(JournalError::Finished { run });
             }
-            store(&js, &subject, part_bytes, &mut state, Vec::new()).await
+            if state.broken.is_some() {
+                return store(&js, &subject, part_bytes, &mut state, Vec::new()).await;
+            }
+            let batch = make(&mut state.lines)?;
+            store(&js, &subject, part_bytes, &mut state, batch).await?;
+            state.finished = ends;
+            Ok(())
         })
     }
 }
@@ -436,7 +446,7 @@ impl RunWriter for NatsRunWriter {
             .iter()
             .map(|(id, record)| ((*id).clone(), (*record).clone()))
             .collect();
-        self.append_with(move |lines| {
+        self.append_with(false, move |lines| {
             let borrowed: Vec<(&TaskId, &TaskRecord)> = owned.iter().map(|(i, r)| (i, r)).collect();
             lines.tasks(&borrowed)
         })
@@ -448,6 +458,6 @@ impl RunWriter for NatsRunWriter {
     }
 
     fn finish(&self, status: WorkflowStatus) -> JournalFuture {
-        self.append_with(move |lines| lines.end(status))
+        self.append_with(true, move |lines| lines.end(status))
     }
 }

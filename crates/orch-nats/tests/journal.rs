@@ -231,13 +231,23 @@ async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
         .await
         .expect_err("refused");
     assert!(refused.to_string().contains("another writer"), "{refused}");
-    // A refused writer takes no more, and the first goes on.
+    // A refused writer takes no more, and the first goes on, until it ends the run.
     commit_completed(&second, "load")
         .await
         .expect_err("refused");
     commit_completed(&first, "transform")
         .await
         .expect("the first writer appends");
+    first
+        .writer
+        .finish(WorkflowStatus::Failed)
+        .await
+        .expect("ends the run");
+    let finished = commit_completed(&first, "load").await.expect_err("refused");
+    assert!(
+        matches!(finished, JournalError::Finished { .. }),
+        "{finished}"
+    );
 
     let reader = journal(&server).await;
     let status = |task| recorded_status(&reader, &run, task);
