@@ -112,19 +112,28 @@ impl NatsJournal {
     pub async fn new(client: async_nats::Client, layout: &Layout) -> Result<Self, ConnectError> {
         layout.check()?;
         let names = layout.names();
-        let stream = names.journal_stream();
+        let subjects = format!("{}.journal.*", layout.prefix);
         let js = jetstream::new(client);
-        js.get_or_create_stream(stream::Config {
-            name: stream.clone(),
-            subjects: vec![format!("{}.journal.*", layout.prefix)],
-            storage: stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| ConnectError::Setup {
-            what: format!("the journal stream `{stream}`"),
-            reason: e.to_string(),
-        })?;
+        // The stream that already holds the journal's subjects, whatever its name (an
+        // earlier build named it otherwise for prefixes with `tasks` in them).
+        let stream = match js.stream_by_subject(&subjects).await {
+            Ok(name) => name,
+            Err(_) => {
+                let stream = names.journal_stream();
+                js.get_or_create_stream(stream::Config {
+                    name: stream.clone(),
+                    subjects: vec![subjects],
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ConnectError::Setup {
+                    what: format!("the journal stream `{stream}`"),
+                    reason: e.to_string(),
+                })?;
+                stream
+            }
+        };
         Ok(Self {
             js,
             stream: stream.into(),
@@ -166,7 +175,7 @@ impl NatsJournal {
         let mut messages = stream
             .create_consumer(consumer::push::OrderedConfig {
                 deliver_subject: self.js.client().new_inbox(),
-                filter_subject: subject,
+                filter_subject: subject.clone(),
                 ..Default::default()
             })
             .await
@@ -210,8 +219,19 @@ impl NatsJournal {
                 }
             }
             stored.last = sequence;
-            if sequence >= last || pending == 0 {
+            if sequence >= last {
                 return Ok(Some(stored));
+            }
+            // The consumer says nothing more is coming: so does the stream, unless the
+            // run's last message is one this read has not had.
+            if pending == 0 {
+                let now_last = match stream.get_last_raw_message_by_subject(&subject).await {
+                    Ok(message) => message.sequence,
+                    Err(error) => return Err(failed(action(), error)),
+                };
+                if now_last <= sequence {
+                    return Ok(Some(stored));
+                }
             }
         }
         Err(failed(
@@ -252,13 +272,22 @@ impl Journal for NatsJournal {
                 last,
                 broken: None,
                 finished: false,
+                writer_id: self.js.client().new_inbox(),
+                sent: 0,
             })),
-            claim,
+            claim: Arc::new(claim),
         };
         match stored {
             None => {
                 let (lines, head) = RunLines::start(run, workflow)?;
                 let writer = writer(lines, 0);
+                writer.append_batch(head).await?;
+                Ok(OpenRun::new(None, Default::default(), Box::new(writer)))
+            }
+            // Only a batch that was not stored whole: the run starts anew after it.
+            Some(stored) if stored.bytes.is_empty() => {
+                let (lines, head) = RunLines::start(run, workflow)?;
+                let writer = writer(lines, stored.last);
                 writer.append_batch(head).await?;
                 Ok(OpenRun::new(None, Default::default(), Box::new(writer)))
             }
@@ -331,7 +360,9 @@ struct NatsRunWriter {
     /// Held while a batch is numbered and stored, so that batches are stored in the
     /// order of their numbers, each after the one before.
     state: Arc<tokio::sync::Mutex<WriterState>>,
-    claim: Claim,
+    /// Held by every append until it ends, so that the run is not opened again while
+    /// one is still being stored.
+    claim: Arc<Claim>,
 }
 
 struct WriterState {
@@ -342,6 +373,10 @@ struct WriterState {
     broken: Option<String>,
     /// The run's end is stored: the writer takes no more.
     finished: bool,
+    /// This writer's name in its messages' ids (`<id>.<n>`), unique to it.
+    writer_id: String,
+    /// How many messages it sent.
+    sent: u64,
 }
 
 impl fmt::Debug for NatsRunWriter {
@@ -359,6 +394,10 @@ impl NatsRunWriter {
     }
 
     /// Numbers a batch with `make` and stores it; the run's end when `ends`.
+    ///
+    /// Numbering and storing run as a task of their own, which finishes even if the
+    /// future returned is dropped: a batch numbered but not stored would leave a gap
+    /// in the run's lines.
     fn append_with(
         &self,
         ends: bool,
@@ -368,11 +407,13 @@ impl NatsRunWriter {
         let subject = self.subject.clone();
         let part_bytes = self.part_bytes;
         let state = Arc::clone(&self.state);
-        let run = self.claim.run().clone();
-        Box::pin(async move {
+        let claim = Arc::clone(&self.claim);
+        let appending = tokio::spawn(async move {
             let mut state = state.lock().await;
             if state.finished {
-                return Err(JournalError::Finished { run });
+                return Err(JournalError::Finished {
+                    run: claim.run().clone(),
+                });
             }
             if state.broken.is_some() {
                 return store(&js, &subject, part_bytes, &mut state, Vec::new()).await;
@@ -381,7 +422,9 @@ impl NatsRunWriter {
             store(&js, &subject, part_bytes, &mut state, batch).await?;
             state.finished = ends;
             Ok(())
-        })
+        });
+        let action = format!("append to `{}`", self.subject);
+        Box::pin(async move { appending.await.map_err(|e| failed(action, e))? })
     }
 }
 
@@ -409,35 +452,72 @@ async fn store(
         let end = ((part + 1) * part_bytes).min(batch.len());
         let mut publish = jetstream::message::PublishMessage::build()
             .payload(batch.slice(part * part_bytes..end))
-            .expected_last_subject_sequence(state.last);
+            .expected_last_subject_sequence(state.last)
+            // Sent again after a lost connection, it is stored once.
+            .message_id(format!("{}.{}", state.writer_id, state.sent));
+        state.sent += 1;
         if parts > 1 {
             publish = publish.header(BATCH_REST, (parts - 1 - part).to_string());
         }
         if part > 0 {
             publish = publish.header(BATCH_START, first.to_string());
         }
-        let stored = async { js.send_publish(subject.to_owned(), publish).await?.await };
-        match stored.await {
-            Ok(ack) => {
+        match publish_until_stored(js, subject, publish).await {
+            Ok(sequence) => {
                 if part == 0 {
-                    first = ack.sequence;
+                    first = sequence;
                 }
-                state.last = ack.sequence;
+                state.last = sequence;
             }
-            Err(error) => {
-                let why = if error.kind() == PublishErrorKind::WrongLastSequence {
-                    "another writer stored messages of this run since this one opened it \
-                     (is the run open in another coordinator?)"
-                        .to_owned()
-                } else {
-                    error.to_string()
-                };
+            Err(why) => {
                 state.broken = Some(why.clone());
                 return Err(failed(action(), why));
             }
         }
     }
     Ok(())
+}
+
+/// How long a message is sent again while the server cannot be reached.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Publishes `publish` until the server stores it (sending it again while the server
+/// cannot be reached, for up to a minute); its stream sequence, or why it was not stored.
+async fn publish_until_stored(
+    js: &jetstream::Context,
+    subject: &str,
+    publish: jetstream::message::PublishMessage,
+) -> Result<u64, String> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let stored = async {
+            js.send_publish(subject.to_owned(), publish.clone())
+                .await?
+                .await
+        };
+        let error = match stored.await {
+            Ok(ack) => return Ok(ack.sequence),
+            Err(error) => error,
+        };
+        match error.kind() {
+            PublishErrorKind::WrongLastSequence => {
+                return Err(
+                    "another writer stored messages of this run since this one opened \
+                            it (is the run open in another coordinator?)"
+                        .to_owned(),
+                );
+            }
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other
+                if started.elapsed() < RETRY_FOR =>
+            {
+                tracing::warn!(subject, %error, "a journal append was not acknowledged; sending it again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            _ => return Err(error.to_string()),
+        }
+    }
 }
 
 impl RunWriter for NatsRunWriter {

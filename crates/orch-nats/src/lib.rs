@@ -70,10 +70,9 @@
 //! - **A message cannot be read** (malformed, or written by a newer version): the worker
 //!   terminates it, logs an error, and fails its attempt when the message names it.
 //! - **The connection drops**: clients reconnect by themselves; task and result
-//!   publishes are retried under the same message id, so the server keeps one copy. A
-//!   journal append waits for the server's acknowledgement for up to 5 s (what was
-//!   sent meanwhile goes out once the connection is back); past that the append fails,
-//!   and with it the run, which can be opened again from what was stored.
+//!   publishes are retried under the same message id, so the server keeps one copy. So
+//!   are journal appends, for up to a minute; past that the append fails, and with it
+//!   the run, which can be opened again from what was stored.
 //! - **NATS is unreachable at start**: connecting fails with
 //!   [`ConnectError::Unreachable`].
 //! - **Sizes**: a task message over the server's `max_payload` (or

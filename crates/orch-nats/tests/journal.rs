@@ -257,7 +257,7 @@ async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it() {
+async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it_even_its_head() {
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -291,6 +291,25 @@ async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it() {
         recorded_status(&journal, &run, "transform").await,
         Some(TaskStatus::Completed)
     );
+
+    // A run with only part of its head stored starts anew after it.
+    let part = async_nats::jetstream::message::PublishMessage::build()
+        .payload(bytes::Bytes::from_static(b"{\"v\":1,\"run"))
+        .header("Orch-Batch-Rest", "1");
+    js.send_publish("orch.journal.headless", part)
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let headless = RunId::parse("headless").expect("a run id");
+    let opened = journal.open(&headless, &workflow()).await.expect("opens");
+    assert!(opened.previous.is_none(), "a new run");
+    commit_completed(&opened, "extract").await.expect("commits");
+    drop(opened);
+    assert_eq!(
+        recorded_status(&journal, &headless, "extract").await,
+        Some(TaskStatus::Completed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,6 +336,29 @@ async fn the_journal_stream_is_named_after_the_prefix_and_headless_runs_are_not_
     let listed = journal.list(&RunFilter::default()).await.expect("lists");
     let ids: Vec<&str> = listed.iter().map(|r| r.run_id.as_str()).collect();
     assert_eq!(ids, ["listed"]);
+
+    // A stream that already holds a prefix's journal, under the name an earlier build
+    // gave it, is the one used.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "B_JOURNAL_JOURNAL".to_owned(),
+        subjects: vec!["b_tasks.journal.*".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .expect("created");
+    let earlier = NatsJournal::connect(&server.config(), &Layout::with_prefix("b_tasks"))
+        .await
+        .expect("connects");
+    drop(earlier.open(&run, &workflow()).await.expect("opens"));
+    let mut legacy = js
+        .get_stream("B_JOURNAL_JOURNAL")
+        .await
+        .expect("the stream");
+    assert_eq!(
+        legacy.info().await.expect("info").state.messages,
+        1,
+        "the run's head"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
