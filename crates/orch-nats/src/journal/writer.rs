@@ -1,0 +1,204 @@
+//! The writer of one run of a [`NatsJournal`](super::NatsJournal): its batches stored in
+//! order, one at a time, each only after the writer's own last message.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind};
+use orch_core::{TaskId, TaskRecord, WorkflowStatus};
+use orch_journal::backend::{Claim, RunLines};
+use orch_journal::{JournalError, JournalFuture, RunWriter};
+
+use super::{BATCH_REST, BATCH_START, failed};
+
+/// Appends one run's batches to its subject, in order, one at a time.
+pub(super) struct NatsRunWriter {
+    pub(super) js: jetstream::Context,
+    pub(super) subject: String,
+    /// The largest part of a batch one message carries.
+    pub(super) part_bytes: usize,
+    /// Held while a batch is numbered and stored, so that batches are stored in the
+    /// order of their numbers, each after the one before.
+    pub(super) state: Arc<tokio::sync::Mutex<WriterState>>,
+    /// Held by every append until it ends, so that the run is not opened again while
+    /// one is still being stored.
+    pub(super) claim: Arc<Claim>,
+}
+
+pub(super) struct WriterState {
+    pub(super) lines: RunLines,
+    /// The stream sequence of the run's last stored message (0: none yet).
+    pub(super) last: u64,
+    /// Why an earlier append failed: the writer takes no more.
+    pub(super) broken: Option<String>,
+    /// The run's end is stored: the writer takes no more.
+    pub(super) finished: bool,
+    /// This writer's name in its messages' ids (`<id>.<n>`), unique to it.
+    pub(super) writer_id: String,
+    /// How many messages it sent.
+    pub(super) sent: u64,
+}
+
+impl fmt::Debug for NatsRunWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsRunWriter")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsRunWriter {
+    pub(super) async fn append_batch(&self, batch: Vec<u8>) -> Result<(), JournalError> {
+        let mut state = self.state.lock().await;
+        store(&self.js, &self.subject, self.part_bytes, &mut state, batch).await
+    }
+
+    /// Numbers a batch with `make` and stores it; the run's end when `ends`.
+    ///
+    /// Numbering and storing run as a task of their own, which finishes even if the
+    /// future returned is dropped: a batch numbered but not stored would leave a gap
+    /// in the run's lines.
+    fn append_with(
+        &self,
+        ends: bool,
+        make: impl FnOnce(&mut RunLines) -> Result<Vec<u8>, JournalError> + Send + 'static,
+    ) -> JournalFuture {
+        let js = self.js.clone();
+        let subject = self.subject.clone();
+        let part_bytes = self.part_bytes;
+        let state = Arc::clone(&self.state);
+        let claim = Arc::clone(&self.claim);
+        let appending = tokio::spawn(async move {
+            let mut state = state.lock().await;
+            if state.finished {
+                return Err(JournalError::Finished {
+                    run: claim.run().clone(),
+                });
+            }
+            if state.broken.is_some() {
+                return store(&js, &subject, part_bytes, &mut state, Vec::new()).await;
+            }
+            let batch = make(&mut state.lines)?;
+            store(&js, &subject, part_bytes, &mut state, batch).await?;
+            state.finished = ends;
+            Ok(())
+        });
+        let action = format!("append to `{}`", self.subject);
+        Box::pin(async move { appending.await.map_err(|e| failed(action, e))? })
+    }
+}
+
+/// Stores `batch` as the next message(s) of `subject`, each only if the subject's last
+/// message is still the one this writer stored last.
+async fn store(
+    js: &jetstream::Context,
+    subject: &str,
+    part_bytes: usize,
+    state: &mut WriterState,
+    batch: Vec<u8>,
+) -> Result<(), JournalError> {
+    let action = || format!("append to `{subject}`");
+    if let Some(why) = &state.broken {
+        return Err(failed(
+            action(),
+            format!("an earlier append failed ({why}); this writer takes no more"),
+        ));
+    }
+    let batch = bytes::Bytes::from(batch);
+    let parts = batch.len().div_ceil(part_bytes).max(1);
+    // The stream sequence of the batch's first message, which its later ones name.
+    let mut first = 0;
+    for part in 0..parts {
+        let end = ((part + 1) * part_bytes).min(batch.len());
+        let mut publish = jetstream::message::PublishMessage::build()
+            .payload(batch.slice(part * part_bytes..end))
+            .expected_last_subject_sequence(state.last)
+            // Sent again after a lost connection, it is stored once.
+            .message_id(format!("{}.{}", state.writer_id, state.sent));
+        state.sent += 1;
+        if parts > 1 {
+            publish = publish.header(BATCH_REST, (parts - 1 - part).to_string());
+        }
+        if part > 0 {
+            publish = publish.header(BATCH_START, first.to_string());
+        }
+        match publish_until_stored(js, subject, publish).await {
+            Ok(sequence) => {
+                if part == 0 {
+                    first = sequence;
+                }
+                state.last = sequence;
+            }
+            Err(why) => {
+                state.broken = Some(why.clone());
+                return Err(failed(action(), why));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How long a message is sent again while the server cannot be reached.
+const RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// Publishes `publish` until the server stores it (sending it again while the server
+/// cannot be reached, for up to a minute); its stream sequence, or why it was not stored.
+async fn publish_until_stored(
+    js: &jetstream::Context,
+    subject: &str,
+    publish: jetstream::message::PublishMessage,
+) -> Result<u64, String> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let stored = async {
+            js.send_publish(subject.to_owned(), publish.clone())
+                .await?
+                .await
+        };
+        let error = match stored.await {
+            Ok(ack) => return Ok(ack.sequence),
+            Err(error) => error,
+        };
+        match error.kind() {
+            PublishErrorKind::WrongLastSequence => {
+                return Err(
+                    "another writer stored messages of this run since this one opened \
+                            it (is the run open in another coordinator?)"
+                        .to_owned(),
+                );
+            }
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other
+                if started.elapsed() < RETRY_FOR =>
+            {
+                tracing::warn!(subject, %error, "a journal append was not acknowledged; sending it again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            _ => return Err(error.to_string()),
+        }
+    }
+}
+
+impl RunWriter for NatsRunWriter {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        let owned: Vec<(TaskId, TaskRecord)> = records
+            .iter()
+            .map(|(id, record)| ((*id).clone(), (*record).clone()))
+            .collect();
+        self.append_with(false, move |lines| {
+            let borrowed: Vec<(&TaskId, &TaskRecord)> = owned.iter().map(|(i, r)| (i, r)).collect();
+            lines.tasks(&borrowed)
+        })
+    }
+
+    fn sync(&self) -> JournalFuture {
+        // Appends resolve once stored; what survives a power loss is the server's choice.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
+        self.append_with(true, move |lines| lines.end(status))
+    }
+}
