@@ -52,6 +52,7 @@ impl EventBusBuilder {
     pub fn build<T>(self) -> EventBus<T> {
         EventBus {
             inner: Arc::new(Inner {
+                id: NEXT_BUS_ID.fetch_add(1, Ordering::Relaxed),
                 routes: RwLock::new(Routes::new()),
                 next_seq: AtomicU64::new(0),
                 history: (self.history > 0).then(|| Mutex::new(History::new(self.history))),
@@ -63,7 +64,15 @@ impl EventBusBuilder {
     }
 }
 
+/// The id the next bus gets.
+static NEXT_BUS_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Tells buses apart (see [`EventBus::id`]), for instance to keep something per bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BusId(u64);
+
 pub(crate) struct Inner<T> {
+    id: u64,
     routes: RwLock<Routes<T>>,
     next_seq: AtomicU64,
     history: Option<Mutex<History<T>>>,
@@ -145,6 +154,19 @@ impl<T> EventBus<T> {
     /// The sequence number the next published event will get.
     pub fn next_seq(&self) -> u64 {
         self.inner.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// This bus's id: its clones have it too, and no other bus of this process ever has.
+    ///
+    /// ```
+    /// use orch_events::EventBus;
+    ///
+    /// let bus: EventBus = EventBus::new();
+    /// assert_eq!(bus.id(), bus.clone().id());
+    /// assert_ne!(bus.id(), EventBus::<serde_json::Value>::new().id());
+    /// ```
+    pub fn id(&self) -> BusId {
+        BusId(self.inner.id)
     }
 
     /// How many subscriptions are active.

@@ -81,7 +81,7 @@ mod subject;
 mod subscription;
 mod trie;
 
-pub use bus::{EventBus, EventBusBuilder};
+pub use bus::{BusId, EventBus, EventBusBuilder};
 pub use callback::CallbackSubscription;
 pub use error::{PublishError, SubjectError, SubscribeError, TryPublishError, TryPublishErrorKind};
 pub use event::{Delivery, Event};

@@ -1,11 +1,12 @@
 //! [`Bridge`]: events between orch [`EventBus`]es and NATS subjects, so that other
 //! services watch runs live, and events from elsewhere reach a bus.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use async_nats::{Client, HeaderMap};
 use futures_util::StreamExt;
-use orch_events::{Delivery, EventBus, Overflow, SubscribeError, SubscribeOptions};
+use orch_events::{BusId, Delivery, EventBus, Overflow, SubscribeError, SubscribeOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
@@ -29,11 +30,15 @@ const MAX_SUBJECT: usize = 2048;
 /// remembers (an export that lags further behind sends an imported event out again).
 const IMPORTED_REMEMBERED: usize = 65_536;
 
-/// The bus sequence numbers of the events a bridge's imports published, so that its
-/// exports do not send them back out (the most recent [`IMPORTED_REMEMBERED`]). Locked
-/// while an import publishes, so that an export never sees an imported event before its
-/// number is here.
+/// The sequence numbers of the events a bridge's imports published on one bus, so that
+/// its exports of that bus do not send them back out (the most recent
+/// [`IMPORTED_REMEMBERED`]). Locked while an import publishes, so that an export never
+/// sees an imported event before its number is here.
 type Imported = tokio::sync::Mutex<ImportedSeqs>;
+
+/// Each bus a bridge imports to or exports from, with the events its imports published
+/// there (while an import or export of that bus runs).
+type ImportedByBus = std::sync::Mutex<HashMap<BusId, Weak<Imported>>>;
 
 #[derive(Debug, Default)]
 struct ImportedSeqs {
@@ -53,9 +58,9 @@ impl ImportedSeqs {
         self.set.insert(seq);
     }
 
-    /// Whether `seq` was imported (each is answered `true` once).
-    fn take(&mut self, seq: u64) -> bool {
-        self.set.remove(&seq)
+    /// Whether `seq` was imported.
+    fn contains(&self, seq: u64) -> bool {
+        self.set.contains(&seq)
     }
 }
 
@@ -89,7 +94,7 @@ pub struct Bridge {
     client: Client,
     prefix: Arc<str>,
     origin: Arc<str>,
-    imported: Arc<Imported>,
+    imported: Arc<ImportedByBus>,
 }
 
 /// An export or import running on the tokio runtime; it stops when dropped, or with
@@ -148,6 +153,7 @@ impl Bridge {
             .overflow(Overflow::DropOldest);
         let mut events = bus.subscribe_with(pattern, options)?;
         let bridge = self.clone();
+        let imported = self.imported_on(bus);
         Ok(BridgeTask(tokio::spawn(async move {
             while let Some(delivery) = events.recv().await {
                 let event = match delivery {
@@ -157,7 +163,7 @@ impl Bridge {
                         continue;
                     }
                 };
-                if bridge.imported.lock().await.take(event.seq()) {
+                if imported.lock().await.contains(event.seq()) {
                     continue;
                 }
                 let Some(subject) = bridge.nats_subject(event.subject().as_str()) else {
@@ -183,6 +189,21 @@ impl Bridge {
             }
             let _ = bridge.client.flush().await;
         })))
+    }
+
+    /// The events this bridge's imports published on `bus`.
+    fn imported_on<T>(&self, bus: &EventBus<T>) -> Arc<Imported> {
+        let mut buses = self
+            .imported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        buses.retain(|_, imported| imported.strong_count() > 0);
+        if let Some(imported) = buses.get(&bus.id()).and_then(Weak::upgrade) {
+            return imported;
+        }
+        let imported = Arc::<Imported>::default();
+        buses.insert(bus.id(), Arc::downgrade(&imported));
+        imported
     }
 
     /// The NATS subject of bus subject `subject`, each long token shortened; `None`
@@ -225,6 +246,7 @@ impl Bridge {
             &format!("the subscription to `{subject}`"),
         )
         .await?;
+        let imported = self.imported_on(bus);
         let bus = bus.clone();
         let bridge = self.clone();
         Ok(BridgeTask(tokio::spawn(async move {
@@ -248,7 +270,7 @@ impl Bridge {
                         continue;
                     }
                 };
-                let mut imported = bridge.imported.lock().await;
+                let mut imported = imported.lock().await;
                 match bus.publish(subject, payload).await {
                     Ok(seq) => imported.insert(seq),
                     Err(orch_events::PublishError::Closed) => break,

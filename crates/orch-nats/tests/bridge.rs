@@ -215,3 +215,45 @@ async fn two_bridges_that_import_and_export_the_same_subjects_pass_an_event_once
     }
     assert_eq!(seen, ["shared.app.ping", "shared.app.sentinel"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_bridge_imported_to_one_bus_does_not_hold_back_another_bus_or_export() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    let mut watched = watcher.subscribe("shared.>").await.expect("subscribes");
+    common::subscriptions_in_place(&watcher).await;
+    let bridge = Bridge::connect(&server.config(), "shared")
+        .await
+        .expect("connects");
+    // Bus A gets what comes from NATS on `remote.>`; bus B's events go out, through two
+    // exports of different subjects.
+    let (a, b): (EventBus, EventBus) = (EventBus::new(), EventBus::new());
+    let mut at_a = a.subscribe("remote.>").expect("subscribes");
+    let _import = bridge.import("remote.>", &a).await.expect("subscribes");
+    let _wide = bridge.export(&b, ">").expect("subscribes");
+    let _narrow = bridge.export(&b, "local.>").expect("subscribes");
+    // Bus A is exported twice too: neither sends back what was imported.
+    let _a_wide = bridge.export(&a, ">").expect("subscribes");
+    let _a_narrow = bridge.export(&a, "remote.>").expect("subscribes");
+    watcher
+        .publish("shared.remote.x", json!(0).to_string().into())
+        .await
+        .expect("published");
+    at_a.recv_event().await.expect("imported");
+    // Bus B's first event has the sequence number the imported event has on bus A.
+    b.publish("local.y", json!(1)).await.expect("published");
+
+    let mut seen = Vec::new();
+    while let Ok(Some(message)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), watched.next()).await
+    {
+        seen.push(message.subject.to_string());
+    }
+    assert_eq!(
+        seen,
+        ["shared.remote.x", "shared.local.y", "shared.local.y"],
+        "each export of bus B sends its event"
+    );
+}
