@@ -278,6 +278,7 @@ impl Journal for NatsJournal {
                 sent: 0,
             })),
             claim: Arc::new(claim),
+            waiting: Arc::default(),
         };
         match stored {
             None => {

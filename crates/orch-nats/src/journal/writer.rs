@@ -24,6 +24,8 @@ pub(super) struct NatsRunWriter {
     /// Held by every append until it ends, so that the run is not opened again while
     /// one is still being stored.
     pub(super) claim: Arc<Claim>,
+    /// Batches given to the writer and not numbered yet, in the order given.
+    pub(super) waiting: Arc<std::sync::Mutex<Vec<Waiting>>>,
 }
 
 pub(super) struct WriterState {
@@ -51,41 +53,113 @@ impl fmt::Debug for NatsRunWriter {
 impl NatsRunWriter {
     pub(super) async fn append_batch(&self, batch: Vec<u8>) -> Result<(), JournalError> {
         let mut state = self.state.lock().await;
-        store(&self.js, &self.subject, self.part_bytes, &mut state, batch).await
+        store(&self.js, &self.subject, self.part_bytes, &mut state, batch)
+            .await
+            .map_err(|why| failed(format!("append to `{}`", self.subject), why))
     }
 
     /// Numbers a batch with `make` and stores it; the run's end when `ends`.
     ///
     /// Numbering and storing run as a task of their own, which finishes even if the
     /// future returned is dropped: a batch numbered but not stored would leave a gap
-    /// in the run's lines.
+    /// in the run's lines. Batches that wait while another is being stored go out
+    /// together, as one, when it is.
     fn append_with(
         &self,
         ends: bool,
         make: impl FnOnce(&mut RunLines) -> Result<Vec<u8>, JournalError> + Send + 'static,
     ) -> JournalFuture {
-        let js = self.js.clone();
-        let subject = self.subject.clone();
-        let part_bytes = self.part_bytes;
-        let state = Arc::clone(&self.state);
-        let claim = Arc::clone(&self.claim);
-        let appending = tokio::spawn(async move {
-            let mut state = state.lock().await;
-            if state.finished {
-                return Err(JournalError::Finished {
-                    run: claim.run().clone(),
-                });
-            }
-            if state.broken.is_some() {
-                return store(&js, &subject, part_bytes, &mut state, Vec::new()).await;
-            }
-            let batch = make(&mut state.lines)?;
-            store(&js, &subject, part_bytes, &mut state, batch).await?;
-            state.finished = ends;
-            Ok(())
+        let (done, stored) = tokio::sync::oneshot::channel();
+        lock(&self.waiting).push(Waiting {
+            make: Box::new(make),
+            ends,
+            done,
         });
+        tokio::spawn(flush(
+            self.js.clone(),
+            self.subject.clone(),
+            self.part_bytes,
+            Arc::clone(&self.state),
+            Arc::clone(&self.waiting),
+            Arc::clone(&self.claim),
+        ));
         let action = format!("append to `{}`", self.subject);
-        Box::pin(async move { appending.await.map_err(|e| failed(action, e))? })
+        Box::pin(async move {
+            stored
+                .await
+                .map_err(|_| failed(action, "the writer stopped before the batch was stored"))?
+        })
+    }
+}
+
+/// Writes a batch's lines, numbered from where the run's lines are.
+type MakeBatch = Box<dyn FnOnce(&mut RunLines) -> Result<Vec<u8>, JournalError> + Send>;
+
+/// A batch waiting to be numbered and stored, and whoever waits for it.
+pub(super) struct Waiting {
+    make: MakeBatch,
+    ends: bool,
+    done: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Numbers and stores, as one batch, every batch waiting (none if an earlier flush took
+/// them), and tells each who waits how it went.
+async fn flush(
+    js: jetstream::Context,
+    subject: String,
+    part_bytes: usize,
+    state: Arc<tokio::sync::Mutex<WriterState>>,
+    waiting: Arc<std::sync::Mutex<Vec<Waiting>>>,
+    claim: Arc<Claim>,
+) {
+    let mut state = state.lock().await;
+    let waiting = std::mem::take(&mut *lock(&waiting));
+    let finished = || JournalError::Finished {
+        run: claim.run().clone(),
+    };
+    let mut batch = Vec::new();
+    let mut told = Vec::with_capacity(waiting.len());
+    let mut ends = state.finished;
+    for item in waiting {
+        if ends {
+            let _ = item.done.send(Err(finished()));
+            continue;
+        }
+        // A writer that failed makes no more lines: `store` refuses, saying why.
+        if state.broken.is_some() {
+            told.push(item.done);
+            continue;
+        }
+        match (item.make)(&mut state.lines) {
+            Ok(lines) => {
+                batch.extend_from_slice(&lines);
+                told.push(item.done);
+                ends = item.ends;
+            }
+            Err(error) => {
+                let _ = item.done.send(Err(error));
+            }
+        }
+    }
+    if told.is_empty() {
+        return;
+    }
+    let stored = store(&js, &subject, part_bytes, &mut state, batch).await;
+    if stored.is_ok() {
+        state.finished = ends;
+    }
+    for done in told {
+        let result = match &stored {
+            Ok(()) => Ok(()),
+            Err(why) => Err(failed(format!("append to `{subject}`"), why)),
+        };
+        let _ = done.send(result);
     }
 }
 
@@ -97,12 +171,10 @@ async fn store(
     part_bytes: usize,
     state: &mut WriterState,
     batch: Vec<u8>,
-) -> Result<(), JournalError> {
-    let action = || format!("append to `{subject}`");
+) -> Result<(), String> {
     if let Some(why) = &state.broken {
-        return Err(failed(
-            action(),
-            format!("an earlier append failed ({why}); this writer takes no more"),
+        return Err(format!(
+            "an earlier append failed ({why}); this writer takes no more"
         ));
     }
     let batch = bytes::Bytes::from(batch);
@@ -132,7 +204,7 @@ async fn store(
             }
             Err(why) => {
                 state.broken = Some(why.clone());
-                return Err(failed(action(), why));
+                return Err(why);
             }
         }
     }
