@@ -21,8 +21,8 @@ pub(super) struct NatsRunWriter {
     /// Held while a batch is numbered and stored, so that batches are stored in the
     /// order of their numbers, each after the one before.
     pub(super) state: Arc<tokio::sync::Mutex<WriterState>>,
-    /// Held by every append until it ends, so that the run is not opened again while
-    /// one is still being stored.
+    /// The run's claim, held by every batch given to the writer until it is stored, so
+    /// that the run is not opened again while one still is.
     pub(super) claim: Arc<Claim>,
     /// Batches given to the writer and not numbered yet, in the order given.
     pub(super) waiting: Arc<std::sync::Mutex<Vec<Waiting>>>,
@@ -74,6 +74,7 @@ impl NatsRunWriter {
             make: Box::new(make),
             ends,
             done,
+            claim: Arc::clone(&self.claim),
         });
         tokio::spawn(flush(
             self.js.clone(),
@@ -81,7 +82,6 @@ impl NatsRunWriter {
             self.part_bytes,
             Arc::clone(&self.state),
             Arc::clone(&self.waiting),
-            Arc::clone(&self.claim),
         ));
         let action = format!("append to `{}`", self.subject);
         Box::pin(async move {
@@ -100,6 +100,8 @@ pub(super) struct Waiting {
     make: MakeBatch,
     ends: bool,
     done: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
+    /// Held until the batch is stored: the run is not opened again before.
+    claim: Arc<Claim>,
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -116,50 +118,54 @@ async fn flush(
     part_bytes: usize,
     state: Arc<tokio::sync::Mutex<WriterState>>,
     waiting: Arc<std::sync::Mutex<Vec<Waiting>>>,
-    claim: Arc<Claim>,
 ) {
     let mut state = state.lock().await;
     let waiting = std::mem::take(&mut *lock(&waiting));
-    let finished = || JournalError::Finished {
-        run: claim.run().clone(),
-    };
     let mut batch = Vec::new();
-    let mut told = Vec::with_capacity(waiting.len());
+    // Who waits, with their answer when it is known before storing.
+    let mut answers = Vec::with_capacity(waiting.len());
+    let mut claims = Vec::with_capacity(waiting.len());
     let mut ends = state.finished;
     for item in waiting {
-        if ends {
-            let _ = item.done.send(Err(finished()));
-            continue;
-        }
-        // A writer that failed makes no more lines: `store` refuses, saying why.
-        if state.broken.is_some() {
-            told.push(item.done);
-            continue;
-        }
-        match (item.make)(&mut state.lines) {
-            Ok(lines) => {
-                batch.extend_from_slice(&lines);
-                told.push(item.done);
-                ends = item.ends;
+        let answer = if ends {
+            Some(Err(JournalError::Finished {
+                run: item.claim.run().clone(),
+            }))
+        } else if state.broken.is_some() {
+            // A writer that failed makes no more lines: `store` refuses, saying why.
+            None
+        } else {
+            match (item.make)(&mut state.lines) {
+                Ok(lines) => {
+                    batch.extend_from_slice(&lines);
+                    ends = item.ends;
+                    None
+                }
+                Err(error) => Some(Err(error)),
             }
-            Err(error) => {
-                let _ = item.done.send(Err(error));
-            }
-        }
+        };
+        answers.push((item.done, answer));
+        claims.push(item.claim);
     }
-    if told.is_empty() {
-        return;
-    }
-    let stored = store(&js, &subject, part_bytes, &mut state, batch).await;
+    let to_store = answers.iter().any(|(_, answer)| answer.is_none());
+    let stored = if to_store {
+        store(&js, &subject, part_bytes, &mut state, batch).await
+    } else {
+        Ok(())
+    };
     if stored.is_ok() {
         state.finished = ends;
     }
-    for done in told {
-        let result = match &stored {
+    drop(state);
+    // The run may be opened again as soon as its writer is gone and nothing it was
+    // given is still being stored: before anyone hears back.
+    drop(claims);
+    for (done, answer) in answers {
+        let answer = answer.unwrap_or_else(|| match &stored {
             Ok(()) => Ok(()),
             Err(why) => Err(failed(format!("append to `{subject}`"), why)),
-        };
-        let _ = done.send(result);
+        });
+        let _ = done.send(answer);
     }
 }
 
