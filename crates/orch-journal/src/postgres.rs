@@ -9,6 +9,7 @@
 //! completed row is never replaced, nor is an instance's row (instances are recorded
 //! in the statement that records their map task's completion, and belong to it).
 
+mod lock;
 mod secret;
 mod server;
 
@@ -21,6 +22,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
 use tokio_postgres::{Client, NoTls, Statement};
+
+use lock::RunLock;
 
 use secret::{pg_error, secret_in};
 pub use server::{TempServer, TempServerError};
@@ -253,11 +256,11 @@ impl Shared {
                 }
                 Err(LineError::Bad(reason)) => return Err(JournalError::Corrupt { at, reason }),
             };
+            // A task the workflow no longer has (the run was resumed without it): its
+            // record stays in the table and is left out, as the file journal's reader
+            // leaves out what an earlier definition recorded.
             if !loaded.definition.has_record_for(&task) {
-                return Err(JournalError::Corrupt {
-                    at,
-                    reason: "the task is not in the run's workflow".to_owned(),
-                });
+                continue;
             }
             loaded.push(TaskId::from(task), record);
         }
@@ -315,6 +318,7 @@ impl Shared {
 impl Journal for PgJournal {
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
         let claim = self.shared.open.claim(run)?;
+        let lock = RunLock::take(&self.shared, run).await?;
         let definition = Definition::of(workflow);
         let tasks = Arc::new(definition.tasks.keys().cloned().collect());
         let loaded = match self.shared.load(run).await? {
@@ -340,6 +344,7 @@ impl Journal for PgJournal {
                 tasks,
                 finished: Arc::new(AtomicBool::new(false)),
                 _claim: claim,
+                _lock: lock,
             }),
         })
     }
@@ -398,6 +403,7 @@ struct PgRunWriter {
     tasks: Arc<HashSet<TaskId>>,
     finished: Arc<AtomicBool>,
     _claim: Claim,
+    _lock: RunLock,
 }
 
 impl fmt::Debug for PgRunWriter {
@@ -464,11 +470,14 @@ impl RunWriter for PgRunWriter {
             self.run
         );
         Box::pin(async move {
-            shared
-                .client
-                .batch_execute(&flush)
-                .await
-                .map_err(|e| shared.error("sync", &e))
+            let synced = shared.client.batch_execute(&flush).await;
+            if let Err(error) = synced {
+                // A failed statement skips the `COMMIT`: the session would stay in an
+                // aborted transaction, and every later statement of the journal fail.
+                let _ = shared.client.batch_execute("ROLLBACK").await;
+                return Err(shared.error("sync", &error));
+            }
+            Ok(())
         })
     }
 

@@ -286,6 +286,37 @@ mod checks {
         );
     }
 
+    /// A run open in one process (its own connection) cannot be opened by another until
+    /// the first lets go of it; a run resumed without one of its tasks still loads.
+    fn a_run_has_one_writer_process_and_may_lose_a_task(env: &Env) {
+        let id = fresh_run();
+        let (first, second) = (env.journal(), env.journal());
+        let opened = env.rt.block_on(first.open(&id, &three_tasks())).unwrap();
+        let c = TaskId::from("c");
+        let done = record(TaskStatus::Completed, json!(3));
+        env.rt
+            .block_on(opened.writer.append(&[(&c, &done)]))
+            .unwrap();
+        let err = env
+            .rt
+            .block_on(second.open(&id, &three_tasks()))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is open for writing in another process"),
+            "{err}"
+        );
+        env.rt.block_on(async { drop(opened) });
+        // Resumed by the other process, without task `c`.
+        let without_c = Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t").depends_on(["a"]));
+        let reopened = env.rt.block_on(second.open(&id, &without_c)).unwrap();
+        drop(reopened);
+        let loaded = env.rt.block_on(second.load(&id)).unwrap().unwrap();
+        assert!(loaded.task("c").is_none());
+    }
+
     fn the_password_never_shows(env: &Env) {
         let password = env.server.password();
         let journal = env.journal();
@@ -342,7 +373,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 6] = [
+        let checks: [Check; 7] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -361,6 +392,10 @@ mod checks {
                 untrustworthy_runs_are_refused,
             ),
             ("the_password_never_shows", the_password_never_shows),
+            (
+                "a_run_has_one_writer_process_and_may_lose_a_task",
+                a_run_has_one_writer_process_and_may_lose_a_task,
+            ),
         ];
         let filters: Vec<String> = std::env::args()
             .skip(1)
