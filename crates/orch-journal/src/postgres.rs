@@ -83,11 +83,10 @@ ON CONFLICT (run_id, task_id) DO UPDATE
 /// its map task's completion). The connection string's password never appears in
 /// `Debug` output or errors.
 ///
-/// A run is open for writing in one process at a time: opening it takes the server's
-/// advisory lock on the run through the journal's connection, and another connection's
-/// open waits up to 5 s for it, then fails naming the run. A process that dies lets go
-/// when the server ends its session, so an append it sent just before dying is
-/// committed, or not, before another process can continue the run.
+/// A run is open for writing in one process at a time (the server's advisory lock on it,
+/// held by the journal's connection; another connection's open waits up to 5 s, then
+/// fails naming the run). A process that dies lets go when the server ends its session:
+/// what it sent is committed, or not, before another process can continue the run.
 ///
 /// Needs a tokio runtime: the connection runs as a task spawned on it.
 #[derive(Clone)]
