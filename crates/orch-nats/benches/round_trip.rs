@@ -225,21 +225,6 @@ fn independent(n: usize) -> Workflow {
     )
 }
 
-fn chain(n: usize) -> Workflow {
-    Workflow::from_tasks(
-        "chain",
-        "Chain",
-        (0..n).map(|i| {
-            let task = Task::new(format!("t{i}"), "noop");
-            if i == 0 {
-                task
-            } else {
-                task.depends_on([format!("t{}", i - 1)])
-            }
-        }),
-    )
-}
-
 /// The time between consecutive tasks' ends in a chain's result.
 fn hops(result: &WorkflowResult) -> Vec<Duration> {
     let ends: Vec<SystemTime> = result
@@ -310,7 +295,7 @@ impl Setup {
 fn round_trips(c: &mut Criterion) {
     let Some(setup) = setup() else { return };
     let burst = independent(TASKS);
-    let line = chain(CHAIN);
+    let line = common::chain(CHAIN, "noop");
 
     let groups = [
         ("nats/noop_10k_4_workers", TASKS, &burst, false),
@@ -355,7 +340,7 @@ const ROUNDS: usize = 5;
 fn rows() {
     let Some(setup) = setup() else { return };
     let burst = independent(TASKS);
-    let line = chain(CHAIN);
+    let line = common::chain(CHAIN, "noop");
     let names = ["raw_jetstream", "raw_stored_reply", "orch_nats"];
     let server_pid = setup.server.pid();
     let mut walls: [Vec<Duration>; 3] = Default::default();

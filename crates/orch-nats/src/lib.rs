@@ -105,8 +105,8 @@
 //!
 //! Names inside subjects and consumer names (`<type>`, `<task>`) keep ASCII letters,
 //! digits, `-` and `_`, and write every other byte as `~XX` (hex): type `ml.embed` is
-//! `ml~2Eembed`. A name whose form would be longer than 64 bytes keeps its first 30
-//! bytes and ends with `~~` and 32 hex digits of a 128-bit hash of the whole name, so
+//! `ml~2Eembed`. A name whose form would be longer than 64 bytes keeps up to its first
+//! 30 bytes and ends with `~~` and 32 hex digits of a 128-bit hash of the whole form, so
 //! that a long task id or type never makes a subject or consumer name the server
 //! refuses. Run ids are already subject-safe.
 //!

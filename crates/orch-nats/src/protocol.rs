@@ -334,51 +334,45 @@ const MAX_TOKEN: usize = 64;
 const LONG_TOKEN_KEEPS: usize = MAX_TOKEN - 2 - 32;
 
 /// A name as one subject token and consumer name: ASCII letters, digits, `-` and `_` as
-/// they are, every other byte as `~XX` (hex). A name whose token would be longer than
-/// 64 bytes keeps the first 30 bytes of it and ends with `~~` and a 128-bit hash of the
-/// whole name in 32 hex digits: subjects stay far below the server's limit on a
-/// protocol line, and consumer names within what the server accepts. (`~~` never occurs
-/// in an escaped name, so a shortened token cannot equal a plain one.)
+/// they are, every other byte as `~XX` (hex), shortened by [`fit_token`] when longer than
+/// 64 bytes. (`~~` never occurs in an escaped name, so a shortened token cannot equal a
+/// plain one.)
 pub(crate) fn token(name: &str) -> String {
-    let mut out = String::with_capacity(name.len().min(MAX_TOKEN));
-    // Where the escaped form can be cut without splitting a `~XX`.
-    let mut cut = 0;
+    let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
-        if out.len() <= LONG_TOKEN_KEEPS {
-            cut = out.len();
-        }
-        if out.len() > MAX_TOKEN {
-            break;
-        }
         if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
             out.push(byte as char);
         } else {
             let _ = write!(out, "~{byte:02X}");
         }
     }
-    if out.len() > MAX_TOKEN {
-        out.truncate(cut);
-        let bytes = name.as_bytes();
-        let _ = write!(out, "~~{:016x}{:016x}", fnv(bytes, 2), fnv(bytes, 3));
-    }
     if out.is_empty() {
         out.push('~');
     }
-    out
+    match fit_token(&out) {
+        std::borrow::Cow::Borrowed(_) => out,
+        std::borrow::Cow::Owned(short) => short,
+    }
 }
 
 /// `token` (a valid subject token) as it is when it has at most 64 bytes, else its
-/// first 30 bytes or so (cut between characters) and `~~` and 32 hex digits of a 128-bit
-/// hash of the whole token.
+/// first 30 bytes or so (cut between characters, and not inside a `~XX` escape) and `~~`
+/// and 32 hex digits of a 128-bit hash of the whole token: subjects stay far below the
+/// server's limit on a protocol line, and consumer names within what it accepts.
 pub(crate) fn fit_token(token: &str) -> std::borrow::Cow<'_, str> {
     if token.len() <= MAX_TOKEN {
         return std::borrow::Cow::Borrowed(token);
     }
+    let bytes = token.as_bytes();
     let mut keep = LONG_TOKEN_KEEPS;
     while !token.is_char_boundary(keep) {
         keep -= 1;
     }
-    let bytes = token.as_bytes();
+    if bytes[keep - 1] == b'~' {
+        keep -= 1;
+    } else if bytes[keep - 2] == b'~' {
+        keep -= 2;
+    }
     std::borrow::Cow::Owned(format!(
         "{}~~{:016x}{:016x}",
         &token[..keep],

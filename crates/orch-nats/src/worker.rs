@@ -83,10 +83,9 @@ pub(crate) struct Shared {
     pub(crate) state: HandlerState,
     pub(crate) cancels: Cancels,
     pub(crate) max_message_bytes: usize,
-    /// How long stored outputs are kept (the layout's result retention).
-    pub(crate) result_retention: Duration,
     pub(crate) cancel_grace: Duration,
-    /// The streams and consumers, to set a consumer up again if it goes missing.
+    /// The streams and consumers (to set a consumer up again if it goes missing), and how
+    /// long stored outputs are kept.
     pub(crate) layout: Layout,
 }
 
@@ -219,7 +218,6 @@ impl WorkerBuilder {
                 state: self.state,
                 cancels: Cancels::default(),
                 max_message_bytes,
-                result_retention: self.layout.result_retention,
                 cancel_grace: self.cancel_grace,
                 layout: self.layout,
             }),

@@ -381,18 +381,7 @@ async fn a_durable_run_goes_on_when_the_server_restarts_under_it() {
             Ok::<_, TaskError>(ctx.task_id().to_string())
         }
     });
-    let chain = Workflow::from_tasks(
-        "chain",
-        "Chain",
-        (0..30).map(|i| {
-            let task = Task::new(format!("t{i}"), "nap");
-            if i == 0 {
-                task
-            } else {
-                task.depends_on([format!("t{}", i - 1)])
-            }
-        }),
-    );
+    let chain = common::chain(30, "nap");
     let running = {
         let (engine, chain, run) = (engine.clone(), chain.clone(), run.clone());
         tokio::spawn(async move { engine.run_durable(&chain, run).await })

@@ -603,18 +603,7 @@ async fn a_run_goes_on_when_the_server_restarts_under_it() {
         .expect("connects");
     tokio::spawn(worker.run(stop.clone()));
     let engine = remote_engine(&server, &["nap"]).await;
-    let workflow = Workflow::from_tasks(
-        "chain",
-        "Chain",
-        (0..30).map(|i| {
-            let task = Task::new(format!("t{i}"), "nap");
-            if i == 0 {
-                task
-            } else {
-                task.depends_on([format!("t{}", i - 1)])
-            }
-        }),
-    );
+    let workflow = common::chain(30, "nap");
     let run = engine.run(&workflow);
     let run =
         tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(120), run).await });

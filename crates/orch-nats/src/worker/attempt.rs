@@ -345,7 +345,7 @@ async fn store(shared: &Shared, key: &AttemptKey, bytes: &[u8]) -> Outcome {
     match stored::put(
         &shared.js,
         &shared.names,
-        shared.result_retention,
+        shared.layout.result_retention,
         shared.max_message_bytes,
         &object,
         bytes,

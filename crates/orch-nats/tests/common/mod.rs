@@ -90,6 +90,22 @@ pub fn side_lines(path: &Path) -> Vec<(String, String, u32, String)> {
         .collect()
 }
 
+/// A chain of `n` tasks of type `task_type`, `t0` to `t<n-1>`, each after the one before.
+pub fn chain(n: usize, task_type: &str) -> orch_core::Workflow {
+    orch_core::Workflow::from_tasks(
+        "chain",
+        "Chain",
+        (0..n).map(|i| {
+            let task = orch_core::Task::new(format!("t{i}"), task_type);
+            if i == 0 {
+                task
+            } else {
+                task.depends_on([format!("t{}", i - 1)])
+            }
+        }),
+    )
+}
+
 /// Runs `workflow` on its own task; the run fails the test if it has not ended within a
 /// minute (a bound on a broken test, not a timing).
 pub fn run_in_background(
