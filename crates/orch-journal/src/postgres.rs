@@ -12,64 +12,28 @@
 mod lock;
 mod secret;
 mod server;
+mod session;
+mod writer;
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
-use tokio_postgres::{Client, NoTls, Statement};
+use orch_core::{RunId, TaskId, Workflow, WorkflowStatus};
 
 use lock::RunLock;
-
 use secret::{pg_error, secret_in};
 pub use server::{TempServer, TempServerError};
+use session::Session;
+use writer::PgRunWriter;
 
-use crate::claim::{Claim, OpenRuns};
+use crate::claim::OpenRuns;
 use crate::definition::Definition;
 use crate::line::{self, FORMAT, Line, LineError};
 use crate::{
-    Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunStatus, RunSummary,
-    RunWriter, WorkflowChanges,
+    Journal, JournalError, LoadedRun, OpenRun, RunFilter, RunStatus, RunSummary, WorkflowChanges,
 };
-
-const SCHEMA: &str = "
-BEGIN;
-SELECT pg_advisory_xact_lock(7246839112);
-CREATE TABLE IF NOT EXISTS orch_journal_meta (key text PRIMARY KEY, value bigint NOT NULL);
-INSERT INTO orch_journal_meta VALUES ('format', 1) ON CONFLICT DO NOTHING;
-CREATE TABLE IF NOT EXISTS orch_journal_runs (
-    run_id text PRIMARY KEY,
-    workflow_id text NOT NULL,
-    name text NOT NULL,
-    definition text NOT NULL,
-    status text NOT NULL,
-    created timestamptz NOT NULL DEFAULT now(),
-    updated timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS orch_journal_runs_by_workflow ON orch_journal_runs (workflow_id, status);
-CREATE INDEX IF NOT EXISTS orch_journal_runs_by_status ON orch_journal_runs (status);
-CREATE TABLE IF NOT EXISTS orch_journal_tasks (
-    run_id text NOT NULL REFERENCES orch_journal_runs (run_id) ON DELETE CASCADE,
-    task_id text NOT NULL,
-    position bigint GENERATED ALWAYS AS IDENTITY,
-    status text NOT NULL,
-    record text NOT NULL,
-    PRIMARY KEY (run_id, task_id)
-);
-ALTER TABLE orch_journal_tasks ADD COLUMN IF NOT EXISTS map_instance boolean NOT NULL DEFAULT false;
-COMMIT;";
-
-const INSERT: &str = "
-INSERT INTO orch_journal_tasks (run_id, task_id, status, record, map_instance)
-SELECT $1, t.task_id, t.status, t.record, t.map_instance
-FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS t (task_id, status, record, map_instance)
-ON CONFLICT (run_id, task_id) DO UPDATE
-    SET status = EXCLUDED.status, record = EXCLUDED.record
-    WHERE orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance";
 
 /// A journal in a PostgreSQL database, shared by every process that connects to it.
 ///
@@ -88,6 +52,11 @@ ON CONFLICT (run_id, task_id) DO UPDATE
 /// fails naming the run). A process that dies lets go when the server ends its session:
 /// what it sent is committed, or not, before another process can continue the run.
 ///
+/// When the connection ends (the server restarted, or ended the session), the runs open
+/// on it fail at their next write with an error naming the run, since their locks went
+/// with it; the next open, load or list connects again, so a long-lived process resumes
+/// such a run by opening it again.
+///
 /// Needs a tokio runtime: the connection runs as a task spawned on it.
 #[derive(Clone)]
 pub struct PgJournal {
@@ -95,8 +64,9 @@ pub struct PgJournal {
 }
 
 struct Shared {
-    client: Client,
-    insert: Statement,
+    config: tokio_postgres::Config,
+    /// The connection in use; replaced by a new one once it ends.
+    session: tokio::sync::Mutex<Arc<Session>>,
     /// `user@host:port/dbname`, for `Debug`.
     target: String,
     /// The password, to be cut out of error messages.
@@ -116,6 +86,9 @@ impl PgJournal {
     /// Connects with `config`, a libpq connection string (`host=... user=... password=...`
     /// or `postgresql://user:password@host/db`), creates the journal's tables if missing
     /// and checks that their format is one this version reads.
+    ///
+    /// Once the tables exist, connecting only reads them: a user who may read and write
+    /// their rows, without owning them, can use the journal.
     pub async fn connect(config: &str) -> Result<Self, JournalError> {
         let secret = secret_in(config);
         let secret = secret.as_deref();
@@ -143,45 +116,11 @@ impl PgJournal {
                 .join(","),
             parsed.get_dbname().unwrap_or(""),
         );
-        let (client, connection) = parsed
-            .connect(NoTls)
-            .await
-            .map_err(|e| pg_error("connect", &e, secret))?;
-        tokio::spawn(async move {
-            // Its end (or failure) shows in the client's next request.
-            let _ = connection.await;
-        });
-        client
-            .batch_execute(SCHEMA)
-            .await
-            .map_err(|e| pg_error("create the journal's tables", &e, secret))?;
-        let format: i64 = client
-            .query_one(
-                "SELECT value FROM orch_journal_meta WHERE key = 'format'",
-                &[],
-            )
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(|e| pg_error("read the journal's format", &e, secret))?;
-        if format > FORMAT as i64 {
-            return Err(JournalError::NewerFormat {
-                at: format!("PostgreSQL {target}, table orch_journal_meta"),
-                found: format as u64,
-                supported: FORMAT,
-            });
-        }
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(|e| pg_error("set up the session", &e, secret))?;
-        let insert = client
-            .prepare(INSERT)
-            .await
-            .map_err(|e| pg_error("prepare the insert", &e, secret))?;
+        let session = Session::open(&parsed, &target, secret).await?;
         Ok(Self {
             shared: Arc::new(Shared {
-                client,
-                insert,
+                config: parsed,
+                session: tokio::sync::Mutex::new(Arc::new(session)),
                 target,
                 secret: secret.map(str::to_owned),
                 open: OpenRuns::default(),
@@ -191,12 +130,27 @@ impl PgJournal {
 }
 
 impl Shared {
-    fn error(&self, action: &'static str, error: &tokio_postgres::Error) -> JournalError {
-        pg_error(action, error, self.secret.as_deref())
+    /// The connection to use, connecting again if the last one ended (the runs open on
+    /// it are lost to their writers, which fail from then on).
+    async fn session(&self) -> Result<Arc<Session>, JournalError> {
+        let mut session = self.session.lock().await;
+        if session.is_closed() {
+            *session = Arc::new(Session::open(&self.config, &self.target, self.secret()).await?);
+        }
+        Ok(Arc::clone(&session))
     }
 
-    async fn load(&self, run: &RunId) -> Result<Option<LoadedRun>, JournalError> {
-        let row = self
+    fn secret(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+
+    async fn load(
+        &self,
+        session: &Session,
+        run: &RunId,
+    ) -> Result<Option<LoadedRun>, JournalError> {
+        let error = |action, e: &tokio_postgres::Error| session.error(action, e, self.secret());
+        let row = session
             .client
             .query_opt(
                 "SELECT workflow_id, name, definition, status, created, updated
@@ -204,11 +158,11 @@ impl Shared {
                 &[&run.as_str()],
             )
             .await
-            .map_err(|e| self.error("read a run", &e))?;
+            .map_err(|e| error("read a run", &e))?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let get = |e: tokio_postgres::Error| self.error("read a run", &e);
+        let get = |e: tokio_postgres::Error| error("read a run", &e);
         let at = format!("PostgreSQL {}, run `{run}`", self.target);
         let corrupt = |reason: String| JournalError::Corrupt {
             at: at.clone(),
@@ -227,14 +181,14 @@ impl Shared {
         let created: SystemTime = row.try_get(4).map_err(get)?;
         let updated: SystemTime = row.try_get(5).map_err(get)?;
         let mut loaded = LoadedRun::new(run.clone(), at.clone(), definition, created);
-        let rows = self
+        let rows = session
             .client
             .query(
                 "SELECT task_id, record FROM orch_journal_tasks WHERE run_id = $1 ORDER BY position",
                 &[&run.as_str()],
             )
             .await
-            .map_err(|e| self.error("read a run's tasks", &e))?;
+            .map_err(|e| error("read a run's tasks", &e))?;
         for row in rows {
             let task: String = row.try_get(0).map_err(get)?;
             let record: String = row.try_get(1).map_err(get)?;
@@ -280,6 +234,7 @@ impl Shared {
     /// the run's row, and reports whether it was new.
     async fn define(
         &self,
+        session: &Session,
         run: &RunId,
         definition: &Definition,
         create: bool,
@@ -291,7 +246,7 @@ impl Shared {
             })?;
         let changed =
             if create {
-                self.client
+                session.client
                 .execute(
                     "INSERT INTO orch_journal_runs (run_id, workflow_id, name, definition, status)
                      VALUES ($1, $2, $3, $4, 'unfinished') ON CONFLICT (run_id) DO NOTHING",
@@ -299,7 +254,8 @@ impl Shared {
                 )
                 .await
             } else {
-                self.client
+                session
+                    .client
                     .execute(
                         "UPDATE orch_journal_runs
                      SET definition = $2, status = 'unfinished', updated = now()
@@ -310,7 +266,7 @@ impl Shared {
             };
         changed
             .map(|rows| rows == 1)
-            .map_err(|e| self.error("record a run", &e))
+            .map_err(|e| session.error("record a run", &e, self.secret()))
     }
 }
 
@@ -318,46 +274,49 @@ impl Shared {
 impl Journal for PgJournal {
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
         let claim = self.shared.open.claim(run)?;
-        let lock = RunLock::take(&self.shared, run).await?;
+        let shared = &self.shared;
+        let session = shared.session().await?;
+        let lock = RunLock::take(shared, &session, run).await?;
         let definition = Definition::of(workflow);
         let tasks = Arc::new(definition.tasks.keys().cloned().collect());
-        let loaded = match self.shared.load(run).await? {
+        let loaded = match shared.load(&session, run).await? {
             Some(loaded) => Some(loaded),
-            None if self.shared.define(run, &definition, true).await? => None,
+            None if shared.define(&session, run, &definition, true).await? => None,
             // Another process created the run between the read and the insert.
-            None => self.shared.load(run).await?,
+            None => shared.load(&session, run).await?,
         };
         let (previous, changes) = match loaded {
             None => (None, WorkflowChanges::default()),
             Some(loaded) => {
                 let changes = loaded.check(workflow)?;
-                self.shared.define(run, &definition, false).await?;
+                shared.define(&session, run, &definition, false).await?;
                 (Some(loaded.result_for(workflow)), changes)
             }
         };
         Ok(OpenRun {
             previous,
             changes,
-            writer: Box::new(PgRunWriter {
-                run: run.clone(),
-                shared: Arc::clone(&self.shared),
+            writer: Box::new(PgRunWriter::new(
+                run.clone(),
+                Arc::clone(shared),
+                session,
                 tasks,
-                finished: Arc::new(AtomicBool::new(false)),
-                _claim: claim,
-                _lock: lock,
-            }),
+                (claim, lock),
+            )),
         })
     }
 
     async fn load(&self, run: &RunId) -> Result<Option<LoadedRun>, JournalError> {
-        self.shared.load(run).await
+        let session = self.shared.session().await?;
+        self.shared.load(&session, run).await
     }
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
         let workflow = filter.workflow_id.as_deref();
         let status = filter.status.map(RunStatus::as_str);
-        let rows = self
-            .shared
+        let session = self.shared.session().await?;
+        let error = |e: &tokio_postgres::Error| session.error("list runs", e, self.shared.secret());
+        let rows = session
             .client
             .query(
                 "SELECT r.run_id, r.workflow_id, r.status, r.created,
@@ -370,8 +329,8 @@ impl Journal for PgJournal {
                 &[&workflow, &status],
             )
             .await
-            .map_err(|e| self.shared.error("list runs", &e))?;
-        let get = |e: tokio_postgres::Error| self.shared.error("list runs", &e);
+            .map_err(|e| error(&e))?;
+        let get = |e: tokio_postgres::Error| error(&e);
         let bad = |reason: String| JournalError::Corrupt {
             at: format!("PostgreSQL {}, table orch_journal_runs", self.shared.target),
             reason,
@@ -393,108 +352,5 @@ impl Journal for PgJournal {
                 })
             })
             .collect()
-    }
-}
-
-struct PgRunWriter {
-    run: RunId,
-    shared: Arc<Shared>,
-    /// The workflow's task ids: a record of another id is a map instance's.
-    tasks: Arc<HashSet<TaskId>>,
-    finished: Arc<AtomicBool>,
-    _claim: Claim,
-    _lock: RunLock,
-}
-
-impl fmt::Debug for PgRunWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgRunWriter")
-            .field("run", &self.run)
-            .field("target", &self.shared.target)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RunWriter for PgRunWriter {
-    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
-        if self.finished.load(Ordering::Acquire) {
-            let run = self.run.clone();
-            return Box::pin(async move { Err(JournalError::Finished { run }) });
-        }
-        // One row per task (a statement may not touch a row twice): the record in force.
-        let mut rows: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(records.len());
-        let mut index: HashMap<&TaskId, usize> = HashMap::new();
-        for &(id, record) in records {
-            match index.get(id) {
-                Some(&i) if rows[i].1.status == TaskStatus::Completed => {}
-                Some(&i) => rows[i] = (id, record),
-                None => {
-                    index.insert(id, rows.len());
-                    rows.push((id, record));
-                }
-            }
-        }
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut statuses = Vec::with_capacity(rows.len());
-        let mut lines = Vec::with_capacity(rows.len());
-        let mut instances = Vec::with_capacity(rows.len());
-        for (id, record) in rows {
-            let mut buf = Vec::new();
-            if let Err(e) = line::write_task(&mut buf, 0, id, record) {
-                return Box::pin(async move { Err(e) });
-            }
-            buf.pop();
-            ids.push(id.to_string());
-            statuses.push(record.status.as_str());
-            instances.push(!self.tasks.contains(id));
-            lines.push(String::from_utf8_lossy(&buf).into_owned());
-        }
-        let shared = Arc::clone(&self.shared);
-        let run = self.run.to_string();
-        Box::pin(async move {
-            shared
-                .client
-                .execute(&shared.insert, &[&run, &ids, &statuses, &lines, &instances])
-                .await
-                .map(drop)
-                .map_err(|e| shared.error("record tasks", &e))
-        })
-    }
-
-    fn sync(&self) -> JournalFuture {
-        let shared = Arc::clone(&self.shared);
-        // A run id has only letters, digits, `_` and `-`: safe inside quotes.
-        let flush = format!(
-            "BEGIN; SET LOCAL synchronous_commit = on; \
-             UPDATE orch_journal_runs SET updated = now() WHERE run_id = '{}'; COMMIT;",
-            self.run
-        );
-        Box::pin(async move {
-            let synced = shared.client.batch_execute(&flush).await;
-            if let Err(error) = synced {
-                // A failed statement skips the `COMMIT`: the session would stay in an
-                // aborted transaction, and every later statement of the journal fail.
-                let _ = shared.client.batch_execute("ROLLBACK").await;
-                return Err(shared.error("sync", &error));
-            }
-            Ok(())
-        })
-    }
-
-    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
-        self.finished.store(true, Ordering::Release);
-        let shared = Arc::clone(&self.shared);
-        let run = self.run.to_string();
-        Box::pin(async move {
-            shared
-                .client
-                .execute(
-                    "UPDATE orch_journal_runs SET status = $2, updated = now() WHERE run_id = $1",
-                    &[&run, &status.as_str()],
-                )
-                .await
-                .map(drop)
-                .map_err(|e| shared.error("record a run's end", &e))
-        })
     }
 }

@@ -48,6 +48,20 @@ mod checks {
         }
     }
 
+    impl Env {
+        /// Runs `sql` as the server's superuser, on a connection of its own.
+        fn sql(&self, sql: &str) {
+            let config = self.server.connection_string();
+            self.rt.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+                    .await
+                    .expect("connects");
+                tokio::spawn(connection);
+                client.batch_execute(sql).await.expect("the statements run");
+            });
+        }
+    }
+
     fn fresh_run() -> RunId {
         static N: AtomicU64 = AtomicU64::new(0);
         RunId::parse(&format!("run-{}", N.fetch_add(1, Ordering::Relaxed))).unwrap()
@@ -317,6 +331,75 @@ mod checks {
         assert!(loaded.task("c").is_none());
     }
 
+    /// A user who may read and write the journal's rows, but does not own its tables
+    /// (as an application's role often is), connects and runs.
+    fn a_user_who_does_not_own_the_tables_uses_the_journal(env: &Env) {
+        drop(env.journal()); // The tables exist.
+        env.sql(
+            "DROP ROLE IF EXISTS orch_app;
+             CREATE ROLE orch_app LOGIN PASSWORD 'app-pw';
+             GRANT SELECT, INSERT, UPDATE, DELETE
+                 ON orch_journal_meta, orch_journal_runs, orch_journal_tasks TO orch_app;",
+        );
+        let config = format!(
+            "host=127.0.0.1 port={} user=orch_app password=app-pw dbname=postgres",
+            env.server.port()
+        );
+        let journal = env
+            .rt
+            .block_on(PgJournal::connect(&config))
+            .expect("connects without owning the tables");
+        let id = fresh_run();
+        let a = TaskId::from("a");
+        let opened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+        let done = record(TaskStatus::Completed, json!(1));
+        env.rt.block_on(async {
+            opened.writer.append(&[(&a, &done)]).await.unwrap();
+            opened.writer.sync().await.unwrap();
+            opened.writer.finish(WorkflowStatus::Failed).await.unwrap();
+        });
+        let loaded = env.rt.block_on(journal.load(&id)).unwrap().unwrap();
+        assert_eq!(loaded.task("a").unwrap().result, Some(json!(1)));
+    }
+
+    /// When the server ends the journal's connection, the open run's writer fails naming
+    /// the run, and the journal connects again for the next open, which resumes the run.
+    fn a_lost_connection_fails_the_run_by_name_and_the_journal_connects_again(env: &Env) {
+        let name = format!("orch-lost-{}", std::process::id());
+        let config = format!("{} application_name={name}", env.server.connection_string());
+        let journal = env.rt.block_on(PgJournal::connect(&config)).unwrap();
+        let id = fresh_run();
+        let (a, b) = (TaskId::from("a"), TaskId::from("b"));
+        let opened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+        let done = record(TaskStatus::Completed, json!("a"));
+        env.rt
+            .block_on(opened.writer.append(&[(&a, &done)]))
+            .unwrap();
+        env.sql(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
+        ));
+        let err = env
+            .rt
+            .block_on(opened.writer.append(&[(&b, &done)]))
+            .unwrap_err()
+            .to_string();
+        for part in [
+            format!("run `{id}`"),
+            "the connection to the server was lost".to_owned(),
+            "open the run again".to_owned(),
+        ] {
+            assert!(err.contains(&part), "{part:?} in {err}");
+        }
+        env.rt.block_on(async { drop(opened) });
+        let reopened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+        let previous = reopened.previous.as_ref().expect("the recorded run");
+        assert_eq!(previous.task("a").unwrap().result, Some(json!("a")));
+        assert_eq!(previous.task("b").unwrap().status, TaskStatus::Pending);
+        env.rt
+            .block_on(reopened.writer.append(&[(&b, &done)]))
+            .unwrap();
+    }
+
     fn the_password_never_shows(env: &Env) {
         let password = env.server.password();
         let journal = env.journal();
@@ -373,7 +456,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 7] = [
+        let checks: [Check; 9] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -395,6 +478,14 @@ mod checks {
             (
                 "a_run_has_one_writer_process_and_may_lose_a_task",
                 a_run_has_one_writer_process_and_may_lose_a_task,
+            ),
+            (
+                "a_user_who_does_not_own_the_tables_uses_the_journal",
+                a_user_who_does_not_own_the_tables_uses_the_journal,
+            ),
+            (
+                "a_lost_connection_fails_the_run_by_name_and_the_journal_connects_again",
+                a_lost_connection_fails_the_run_by_name_and_the_journal_connects_again,
             ),
         ];
         let filters: Vec<String> = std::env::args()

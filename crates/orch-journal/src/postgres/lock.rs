@@ -5,6 +5,7 @@ use std::sync::Arc;
 use orch_core::RunId;
 
 use super::Shared;
+use super::session::Session;
 use crate::JournalError;
 
 /// How long opening a run waits for another process to let go of it.
@@ -14,26 +15,31 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// the run open for writing: another process cannot open it meanwhile, and a process
 /// that dies lets go of it with its connection.
 pub(super) struct RunLock {
-    shared: Arc<Shared>,
+    session: Arc<Session>,
     run: RunId,
 }
 
 impl RunLock {
-    pub(super) async fn take(shared: &Arc<Shared>, run: &RunId) -> Result<Self, JournalError> {
+    pub(super) async fn take(
+        shared: &Shared,
+        session: &Arc<Session>,
+        run: &RunId,
+    ) -> Result<Self, JournalError> {
+        let error = |e: &tokio_postgres::Error| session.error("lock a run", e, shared.secret());
         let started = std::time::Instant::now();
         loop {
-            let row = shared
+            let row = session
                 .client
                 .query_one(
                     "SELECT pg_try_advisory_lock(hashtextextended('orch_journal:' || $1, 0))",
                     &[&run.as_str()],
                 )
                 .await
-                .map_err(|e| shared.error("lock a run", &e))?;
-            let locked: bool = row.try_get(0).map_err(|e| shared.error("lock a run", &e))?;
+                .map_err(|e| error(&e))?;
+            let locked: bool = row.try_get(0).map_err(|e| error(&e))?;
             if locked {
                 return Ok(Self {
-                    shared: Arc::clone(shared),
+                    session: Arc::clone(session),
                     run: run.clone(),
                 });
             }
@@ -58,10 +64,10 @@ impl Drop for RunLock {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // The lock goes with the connection.
         };
-        let shared = Arc::clone(&self.shared);
+        let session = Arc::clone(&self.session);
         let run = self.run.clone();
         runtime.spawn(async move {
-            let _ = shared
+            let _ = session
                 .client
                 .execute(
                     "SELECT pg_advisory_unlock(hashtextextended('orch_journal:' || $1, 0))",

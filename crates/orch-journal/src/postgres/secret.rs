@@ -23,7 +23,7 @@ pub(super) fn secret_in(config: &str) -> Option<String> {
     Some(value.to_owned())
 }
 
-fn scrub(message: String, secret: Option<&str>) -> String {
+pub(super) fn scrub(message: String, secret: Option<&str>) -> String {
     match secret {
         Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
         _ => message,
@@ -35,7 +35,15 @@ pub(super) fn pg_error(
     error: &tokio_postgres::Error,
     secret: Option<&str>,
 ) -> JournalError {
-    let message = match error.as_db_error() {
+    JournalError::Postgres {
+        action,
+        message: scrub(describe(error), secret),
+    }
+}
+
+/// `error`'s text: the server's message and detail, or the client's error with its causes.
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
         Some(db) => {
             let mut text = format!("{}: {}", db.severity(), db.message());
             if let Some(detail) = db.detail() {
@@ -55,10 +63,6 @@ pub(super) fn pg_error(
             }
             text
         }
-    };
-    JournalError::Postgres {
-        action,
-        message: scrub(message, secret),
     }
 }
 

@@ -1,0 +1,171 @@
+//! One connection to the server: the journal's tables checked (and created when
+//! missing) through it, its prepared insert, and why it ended once it has.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::secret::{describe, pg_error, scrub};
+use crate::JournalError;
+use crate::line::FORMAT;
+
+/// Whether the journal's tables are in place with every column this version writes: then
+/// connecting changes nothing on the server (and needs no right to change tables).
+const SCHEMA_IN_PLACE: &str = "
+SELECT count(*) = 3 FROM information_schema.columns
+WHERE table_schema = current_schema()
+  AND (table_name, column_name) IN (('orch_journal_meta', 'value'),
+                                    ('orch_journal_runs', 'status'),
+                                    ('orch_journal_tasks', 'map_instance'))";
+
+const SCHEMA: &str = "
+BEGIN;
+SELECT pg_advisory_xact_lock(7246839112);
+CREATE TABLE IF NOT EXISTS orch_journal_meta (key text PRIMARY KEY, value bigint NOT NULL);
+INSERT INTO orch_journal_meta VALUES ('format', 1) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS orch_journal_runs (
+    run_id text PRIMARY KEY,
+    workflow_id text NOT NULL,
+    name text NOT NULL,
+    definition text NOT NULL,
+    status text NOT NULL,
+    created timestamptz NOT NULL DEFAULT now(),
+    updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS orch_journal_runs_by_workflow ON orch_journal_runs (workflow_id, status);
+CREATE INDEX IF NOT EXISTS orch_journal_runs_by_status ON orch_journal_runs (status);
+CREATE TABLE IF NOT EXISTS orch_journal_tasks (
+    run_id text NOT NULL REFERENCES orch_journal_runs (run_id) ON DELETE CASCADE,
+    task_id text NOT NULL,
+    position bigint GENERATED ALWAYS AS IDENTITY,
+    status text NOT NULL,
+    record text NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+ALTER TABLE orch_journal_tasks ADD COLUMN IF NOT EXISTS map_instance boolean NOT NULL DEFAULT false;
+COMMIT;";
+
+const INSERT: &str = "
+INSERT INTO orch_journal_tasks (run_id, task_id, status, record, map_instance)
+SELECT $1, t.task_id, t.status, t.record, t.map_instance
+FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS t (task_id, status, record, map_instance)
+ON CONFLICT (run_id, task_id) DO UPDATE
+    SET status = EXCLUDED.status, record = EXCLUDED.record
+    WHERE orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance";
+
+/// A connection to the server, and what the journal prepared on it.
+pub(super) struct Session {
+    pub(super) client: Client,
+    pub(super) insert: Statement,
+    /// Why the connection ended, once it has.
+    ended: Arc<OnceLock<String>>,
+    /// Set once a request failed with an error that ends the session (before the
+    /// connection itself may have seen its end).
+    fatal: AtomicBool,
+}
+
+impl Session {
+    /// Connects, makes sure the journal's tables are there in a format this version
+    /// reads, and prepares the session for the journal's statements.
+    pub(super) async fn open(
+        config: &tokio_postgres::Config,
+        target: &str,
+        secret: Option<&str>,
+    ) -> Result<Self, JournalError> {
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| pg_error("connect", &e, secret))?;
+        let ended = Arc::new(OnceLock::new());
+        let reason = Arc::clone(&ended);
+        tokio::spawn(async move {
+            let why = match connection.await {
+                Ok(()) => "the server closed it".to_owned(),
+                Err(error) => describe(&error),
+            };
+            let _ = reason.set(why);
+        });
+        let in_place: bool = client
+            .query_one(SCHEMA_IN_PLACE, &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| pg_error("look for the journal's tables", &e, secret))?;
+        if !in_place {
+            client
+                .batch_execute(SCHEMA)
+                .await
+                .map_err(|e| pg_error("create the journal's tables", &e, secret))?;
+        }
+        let format: i64 = client
+            .query_one(
+                "SELECT value FROM orch_journal_meta WHERE key = 'format'",
+                &[],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|e| pg_error("read the journal's format", &e, secret))?;
+        if format > FORMAT as i64 {
+            return Err(JournalError::NewerFormat {
+                at: format!("PostgreSQL {target}, table orch_journal_meta"),
+                found: format as u64,
+                supported: FORMAT,
+            });
+        }
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(|e| pg_error("set up the session", &e, secret))?;
+        let insert = client
+            .prepare(INSERT)
+            .await
+            .map_err(|e| pg_error("prepare the insert", &e, secret))?;
+        Ok(Self {
+            client,
+            insert,
+            ended,
+            fatal: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the connection ended (the server went away, or ended the session).
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.fatal.load(Ordering::Relaxed)
+    }
+
+    /// Whether `error` ended the connection (it closed, or the server ended the session
+    /// with a fatal error, as when an administrator terminates it).
+    pub(super) fn ended_by(&self, error: &tokio_postgres::Error) -> bool {
+        let fatal = error
+            .as_db_error()
+            .is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC"));
+        if fatal {
+            self.fatal.store(true, Ordering::Relaxed);
+        }
+        error.is_closed() || fatal || self.is_closed()
+    }
+
+    /// `error` as the journal reports it; a request that failed because the connection
+    /// ended says so, and why it ended when that is known.
+    pub(super) fn error(
+        &self,
+        action: &'static str,
+        error: &tokio_postgres::Error,
+        secret: Option<&str>,
+    ) -> JournalError {
+        let mut reported = pg_error(action, error, secret);
+        if self.ended_by(error)
+            && let JournalError::Postgres { message, .. } = &mut reported
+        {
+            let why = match self.ended.get() {
+                Some(why) if !message.contains(why.as_str()) => format!(": {why}"),
+                _ => String::new(),
+            };
+            *message = scrub(
+                format!("the connection to the server was lost ({message}{why})"),
+                secret,
+            );
+        }
+        reported
+    }
+}

@@ -1,0 +1,164 @@
+//! [`PgRunWriter`]: how a run open on a [`PgJournal`](super::PgJournal) is written, on
+//! the connection that holds the run's lock.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
+
+use super::Shared;
+use super::lock::RunLock;
+use super::session::Session;
+use crate::claim::Claim;
+use crate::line;
+use crate::{JournalError, JournalFuture, RunWriter};
+
+pub(super) struct PgRunWriter {
+    run: RunId,
+    shared: Arc<Shared>,
+    /// The connection the run was opened on: its lock on the run lives as long as it.
+    session: Arc<Session>,
+    /// The workflow's task ids: a record of another id is a map instance's.
+    tasks: Arc<HashSet<TaskId>>,
+    finished: Arc<AtomicBool>,
+    _hold: (Claim, RunLock),
+}
+
+impl PgRunWriter {
+    pub(super) fn new(
+        run: RunId,
+        shared: Arc<Shared>,
+        session: Arc<Session>,
+        tasks: Arc<HashSet<TaskId>>,
+        hold: (Claim, RunLock),
+    ) -> Self {
+        Self {
+            run,
+            shared,
+            session,
+            tasks,
+            finished: Arc::new(AtomicBool::new(false)),
+            _hold: hold,
+        }
+    }
+
+    /// Runs `statement` on the run's connection; an error names the run, and tells that
+    /// the run must be opened again once the connection (and the run's lock) is lost.
+    fn on_session<F, T>(&self, action: &'static str, statement: F) -> JournalFuture
+    where
+        F: FnOnce(Arc<Session>) -> T + Send + 'static,
+        T: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+    {
+        let (shared, session, run) = (
+            Arc::clone(&self.shared),
+            Arc::clone(&self.session),
+            self.run.clone(),
+        );
+        Box::pin(async move {
+            let Err(error) = statement(Arc::clone(&session)).await else {
+                return Ok(());
+            };
+            let mut reported = session.error(action, &error, shared.secret());
+            if let JournalError::Postgres { message, .. } = &mut reported {
+                let again = if session.ended_by(&error) {
+                    "; the run's lock went with the connection: open the run again to go on"
+                } else {
+                    ""
+                };
+                *message = format!("run `{run}`: {message}{again}");
+            }
+            Err(reported)
+        })
+    }
+}
+
+impl fmt::Debug for PgRunWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgRunWriter")
+            .field("run", &self.run)
+            .field("target", &self.shared.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunWriter for PgRunWriter {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        if self.finished.load(Ordering::Acquire) {
+            let run = self.run.clone();
+            return Box::pin(async move { Err(JournalError::Finished { run }) });
+        }
+        // One row per task (a statement may not touch a row twice): the record in force.
+        let mut rows: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(records.len());
+        let mut index: HashMap<&TaskId, usize> = HashMap::new();
+        for &(id, record) in records {
+            match index.get(id) {
+                Some(&i) if rows[i].1.status == TaskStatus::Completed => {}
+                Some(&i) => rows[i] = (id, record),
+                None => {
+                    index.insert(id, rows.len());
+                    rows.push((id, record));
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut statuses = Vec::with_capacity(rows.len());
+        let mut lines = Vec::with_capacity(rows.len());
+        let mut instances = Vec::with_capacity(rows.len());
+        for (id, record) in rows {
+            let mut buf = Vec::new();
+            if let Err(e) = line::write_task(&mut buf, 0, id, record) {
+                return Box::pin(async move { Err(e) });
+            }
+            buf.pop();
+            ids.push(id.to_string());
+            statuses.push(record.status.as_str());
+            instances.push(!self.tasks.contains(id));
+            lines.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        let run = self.run.to_string();
+        self.on_session("record tasks", move |session| async move {
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                [&run, &ids, &statuses, &lines, &instances];
+            session
+                .client
+                .execute(&session.insert, &values)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn sync(&self) -> JournalFuture {
+        // A run id has only letters, digits, `_` and `-`: safe inside quotes.
+        let flush = format!(
+            "BEGIN; SET LOCAL synchronous_commit = on; \
+             UPDATE orch_journal_runs SET updated = now() WHERE run_id = '{}'; COMMIT;",
+            self.run
+        );
+        self.on_session("sync", move |session| async move {
+            let synced = session.client.batch_execute(&flush).await;
+            if synced.is_err() {
+                // A failed statement skips the `COMMIT`: the session would stay in an
+                // aborted transaction, and every later statement of the journal fail.
+                let _ = session.client.batch_execute("ROLLBACK").await;
+            }
+            synced
+        })
+    }
+
+    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
+        self.finished.store(true, Ordering::Release);
+        let run = self.run.to_string();
+        self.on_session("record a run's end", move |session| async move {
+            session
+                .client
+                .execute(
+                    "UPDATE orch_journal_runs SET status = $2, updated = now() WHERE run_id = $1",
+                    &[&run, &status.as_str()],
+                )
+                .await
+                .map(drop)
+        })
+    }
+}
