@@ -35,6 +35,9 @@ use crate::{
     Journal, JournalError, LoadedRun, OpenRun, RunFilter, RunStatus, RunSummary, WorkflowChanges,
 };
 
+/// How long a connection attempt may take, unless the connection string says.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A journal in a PostgreSQL database, shared by every process that connects to it.
 ///
 /// Each append is one statement, committed without waiting for the server's disk
@@ -88,11 +91,12 @@ impl PgJournal {
     /// and checks that their format is one this version reads.
     ///
     /// Once the tables exist, connecting only reads them: a user who may read and write
-    /// their rows, without owning them, can use the journal.
+    /// their rows, without owning them, can use the journal. A connection attempt gives
+    /// up after 10 s unless the string sets `connect_timeout`.
     pub async fn connect(config: &str) -> Result<Self, JournalError> {
         let secret = secret_in(config);
         let secret = secret.as_deref();
-        let parsed: tokio_postgres::Config = config
+        let mut parsed: tokio_postgres::Config = config
             .parse()
             .map_err(|e| pg_error("read the connection string", &e, secret))?;
         let target = format!(
@@ -116,6 +120,9 @@ impl PgJournal {
                 .join(","),
             parsed.get_dbname().unwrap_or(""),
         );
+        if parsed.get_connect_timeout().is_none() {
+            parsed.connect_timeout(CONNECT_TIMEOUT);
+        }
         let session = Session::open(&parsed, &target, secret).await?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -138,6 +145,20 @@ impl Shared {
             *session = Arc::new(Session::open(&self.config, &self.target, self.secret()).await?);
         }
         Ok(Arc::clone(&session))
+    }
+
+    /// Runs `op` on the connection in use, and once more on a new one if that connection
+    /// turned out to have ended (which shows only when a request fails).
+    async fn on_session<T, F, Fut>(&self, op: F) -> Result<T, JournalError>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, JournalError>>,
+    {
+        let session = self.session().await?;
+        match op(Arc::clone(&session)).await {
+            Err(_) if session.is_closed() => op(self.session().await?).await,
+            done => done,
+        }
     }
 
     fn secret(&self) -> Option<&str> {
@@ -275,8 +296,12 @@ impl Journal for PgJournal {
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
         let claim = self.shared.open.claim(run)?;
         let shared = &self.shared;
-        let session = shared.session().await?;
-        let lock = RunLock::take(shared, &session, run).await?;
+        let (session, lock) = shared
+            .on_session(|session| async move {
+                let lock = RunLock::take(shared, &session, run).await?;
+                Ok((session, lock))
+            })
+            .await?;
         let definition = Definition::of(workflow);
         let tasks = Arc::new(definition.tasks.keys().cloned().collect());
         let loaded = match shared.load(&session, run).await? {
@@ -307,18 +332,18 @@ impl Journal for PgJournal {
     }
 
     async fn load(&self, run: &RunId) -> Result<Option<LoadedRun>, JournalError> {
-        let session = self.shared.session().await?;
-        self.shared.load(&session, run).await
+        let shared = &self.shared;
+        shared
+            .on_session(|session| async move { shared.load(&session, run).await })
+            .await
     }
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
         let workflow = filter.workflow_id.as_deref();
         let status = filter.status.map(RunStatus::as_str);
-        let session = self.shared.session().await?;
-        let error = |e: &tokio_postgres::Error| session.error("list runs", e, self.shared.secret());
-        let rows = session
-            .client
-            .query(
+        let query = |session: Arc<Session>| async move {
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&workflow, &status];
+            let rows = session.client.query(
                 "SELECT r.run_id, r.workflow_id, r.status, r.created,
                         count(t.task_id) FILTER (WHERE NOT t.map_instance),
                         count(t.task_id) FILTER (WHERE t.status = 'completed' AND NOT t.map_instance)
@@ -326,11 +351,13 @@ impl Journal for PgJournal {
                  WHERE ($1::text IS NULL OR r.workflow_id = $1)
                    AND ($2::text IS NULL OR r.status = $2)
                  GROUP BY r.run_id ORDER BY r.created, r.run_id",
-                &[&workflow, &status],
-            )
-            .await
-            .map_err(|e| error(&e))?;
-        let get = |e: tokio_postgres::Error| error(&e);
+                &values,
+            );
+            rows.await
+                .map_err(|e| session.error("list runs", &e, self.shared.secret()))
+        };
+        let rows = self.shared.on_session(query).await?;
+        let get = |e: tokio_postgres::Error| pg_error("list runs", &e, self.shared.secret());
         let bad = |reason: String| JournalError::Corrupt {
             at: format!("PostgreSQL {}, table orch_journal_runs", self.shared.target),
             reason,

@@ -332,12 +332,19 @@ mod checks {
     }
 
     /// A user who may read and write the journal's rows, but does not own its tables
-    /// (as an application's role often is), connects and runs.
+    /// (as an application's role often is), connects and runs; with a schema of its own
+    /// first on its search path, it still finds the journal's tables where they are.
     fn a_user_who_does_not_own_the_tables_uses_the_journal(env: &Env) {
-        drop(env.journal()); // The tables exist.
+        let (earlier, id) = (fresh_run(), fresh_run());
+        let opened = env
+            .rt
+            .block_on(env.journal().open(&earlier, &three_tasks()));
+        drop(opened.unwrap());
         env.sql(
-            "DROP ROLE IF EXISTS orch_app;
+            "DROP SCHEMA IF EXISTS orch_app CASCADE;
+             DROP ROLE IF EXISTS orch_app;
              CREATE ROLE orch_app LOGIN PASSWORD 'app-pw';
+             CREATE SCHEMA orch_app AUTHORIZATION orch_app;
              GRANT SELECT, INSERT, UPDATE, DELETE
                  ON orch_journal_meta, orch_journal_runs, orch_journal_tasks TO orch_app;",
         );
@@ -349,7 +356,7 @@ mod checks {
             .rt
             .block_on(PgJournal::connect(&config))
             .expect("connects without owning the tables");
-        let id = fresh_run();
+        assert!(env.rt.block_on(journal.load(&earlier)).unwrap().is_some());
         let a = TaskId::from("a");
         let opened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
         let done = record(TaskStatus::Completed, json!(1));
@@ -358,7 +365,7 @@ mod checks {
             opened.writer.sync().await.unwrap();
             opened.writer.finish(WorkflowStatus::Failed).await.unwrap();
         });
-        let loaded = env.rt.block_on(journal.load(&id)).unwrap().unwrap();
+        let loaded = env.rt.block_on(env.journal().load(&id)).unwrap().unwrap();
         assert_eq!(loaded.task("a").unwrap().result, Some(json!(1)));
     }
 
@@ -376,8 +383,12 @@ mod checks {
             .block_on(opened.writer.append(&[(&a, &done)]))
             .unwrap();
         env.sql(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+             WHERE application_name = '{name}'"
         ));
+        // Reading connects again.
+        let loaded = env.rt.block_on(journal.load(&id)).unwrap().unwrap();
+        assert_eq!(loaded.task("a").unwrap().result, Some(json!("a")));
         let err = env
             .rt
             .block_on(opened.writer.append(&[(&b, &done)]))

@@ -62,7 +62,9 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return; // The lock goes with the connection.
+            // No runtime to send the unlock on: the run stays locked until the journal's
+            // connection ends.
+            return;
         };
         let session = Arc::clone(&self.session);
         let run = self.run.clone();

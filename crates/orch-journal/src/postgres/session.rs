@@ -4,20 +4,23 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use tokio_postgres::error::Severity;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::secret::{describe, pg_error, scrub};
 use crate::JournalError;
 use crate::line::FORMAT;
 
-/// Whether the journal's tables are in place with every column this version writes: then
-/// connecting changes nothing on the server (and needs no right to change tables).
+/// Whether the journal's format table exists, and whether every table is in place with
+/// every column this version writes (then connecting changes nothing on the server, and
+/// needs no right to change tables). Tables are found as the journal's statements find
+/// them, through the `search_path`, whatever the user's rights on them.
 const SCHEMA_IN_PLACE: &str = "
-SELECT count(*) = 3 FROM information_schema.columns
-WHERE table_schema = current_schema()
-  AND (table_name, column_name) IN (('orch_journal_meta', 'value'),
-                                    ('orch_journal_runs', 'status'),
-                                    ('orch_journal_tasks', 'map_instance'))";
+SELECT to_regclass('orch_journal_meta') IS NOT NULL,
+       to_regclass('orch_journal_runs') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = to_regclass('orch_journal_tasks')
+                     AND attname = 'map_instance' AND NOT attisdropped)";
 
 const SCHEMA: &str = "
 BEGIN;
@@ -54,6 +57,30 @@ ON CONFLICT (run_id, task_id) DO UPDATE
     SET status = EXCLUDED.status, record = EXCLUDED.record
     WHERE orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance";
 
+/// Refuses a journal written in a newer format than this version reads.
+async fn check_format(
+    client: &Client,
+    target: &str,
+    secret: Option<&str>,
+) -> Result<(), JournalError> {
+    let format: i64 = client
+        .query_one(
+            "SELECT value FROM orch_journal_meta WHERE key = 'format'",
+            &[],
+        )
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(|e| pg_error("read the journal's format", &e, secret))?;
+    if format > FORMAT as i64 {
+        return Err(JournalError::NewerFormat {
+            at: format!("PostgreSQL {target}, table orch_journal_meta"),
+            found: format as u64,
+            supported: FORMAT,
+        });
+    }
+    Ok(())
+}
+
 /// A connection to the server, and what the journal prepared on it.
 pub(super) struct Session {
     pub(super) client: Client,
@@ -81,36 +108,26 @@ impl Session {
         let reason = Arc::clone(&ended);
         tokio::spawn(async move {
             let why = match connection.await {
-                Ok(()) => "the server closed it".to_owned(),
+                Ok(()) => "it was closed".to_owned(),
                 Err(error) => describe(&error),
             };
             let _ = reason.set(why);
         });
-        let in_place: bool = client
+        let (has_format, in_place): (bool, bool) = client
             .query_one(SCHEMA_IN_PLACE, &[])
             .await
-            .and_then(|row| row.try_get(0))
+            .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .map_err(|e| pg_error("look for the journal's tables", &e, secret))?;
+        // A newer version's tables are refused before anything in them changes.
+        if has_format {
+            check_format(&client, target, secret).await?;
+        }
         if !in_place {
             client
                 .batch_execute(SCHEMA)
                 .await
                 .map_err(|e| pg_error("create the journal's tables", &e, secret))?;
-        }
-        let format: i64 = client
-            .query_one(
-                "SELECT value FROM orch_journal_meta WHERE key = 'format'",
-                &[],
-            )
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(|e| pg_error("read the journal's format", &e, secret))?;
-        if format > FORMAT as i64 {
-            return Err(JournalError::NewerFormat {
-                at: format!("PostgreSQL {target}, table orch_journal_meta"),
-                found: format as u64,
-                supported: FORMAT,
-            });
+            check_format(&client, target, secret).await?;
         }
         client
             .batch_execute("SET synchronous_commit = off")
@@ -136,9 +153,12 @@ impl Session {
     /// Whether `error` ended the connection (it closed, or the server ended the session
     /// with a fatal error, as when an administrator terminates it).
     pub(super) fn ended_by(&self, error: &tokio_postgres::Error) -> bool {
-        let fatal = error
-            .as_db_error()
-            .is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC"));
+        let fatal = error.as_db_error().is_some_and(|db| {
+            matches!(
+                db.parsed_severity(),
+                Some(Severity::Fatal | Severity::Panic)
+            )
+        });
         if fatal {
             self.fatal.store(true, Ordering::Relaxed);
         }

@@ -130,20 +130,17 @@ impl RunWriter for PgRunWriter {
     }
 
     fn sync(&self) -> JournalFuture {
+        // One query of two statements: the server runs it as one transaction, whose
+        // commit waits for the disk (`SET LOCAL` lasts until that commit), and which,
+        // if it fails, leaves the session outside any transaction for the next one.
         // A run id has only letters, digits, `_` and `-`: safe inside quotes.
         let flush = format!(
-            "BEGIN; SET LOCAL synchronous_commit = on; \
-             UPDATE orch_journal_runs SET updated = now() WHERE run_id = '{}'; COMMIT;",
+            "SET LOCAL synchronous_commit = on; \
+             UPDATE orch_journal_runs SET updated = now() WHERE run_id = '{}'",
             self.run
         );
         self.on_session("sync", move |session| async move {
-            let synced = session.client.batch_execute(&flush).await;
-            if synced.is_err() {
-                // A failed statement skips the `COMMIT`: the session would stay in an
-                // aborted transaction, and every later statement of the journal fail.
-                let _ = session.client.batch_execute("ROLLBACK").await;
-            }
-            synced
+            session.client.batch_execute(&flush).await
         })
     }
 
