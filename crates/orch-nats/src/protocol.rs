@@ -235,11 +235,19 @@ impl Names {
     /// The stream of the JetStream journal (`<STEM>_JOURNAL`).
     #[cfg(feature = "journal")]
     pub(crate) fn journal_stream(&self) -> String {
-        let stem = self
-            .tasks_stream
+        format!("{}_JOURNAL", self.stem())
+    }
+
+    /// The stream that keeps the server's advisories about task messages that ran out of
+    /// deliveries (`<STEM>_LOST`), for a coordinator that was away when one came.
+    pub(crate) fn lost_stream(&self) -> String {
+        format!("{}_LOST", self.stem())
+    }
+
+    fn stem(&self) -> &str {
+        self.tasks_stream
             .strip_suffix("_TASKS")
-            .unwrap_or(&self.tasks_stream);
-        format!("{stem}_JOURNAL")
+            .unwrap_or(&self.tasks_stream)
     }
 
     /// The object store bucket of outputs too large for a result message (stream

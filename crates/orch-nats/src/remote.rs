@@ -122,6 +122,7 @@ impl RemoteBuilder {
         self.layout.check()?;
         let js = jetstream::new(client.clone());
         setup::ensure_streams(&js, &self.layout).await?;
+        setup::ensure_lost_stream(&js, &self.layout).await?;
         stored::open_bucket(&js, &self.layout.names(), self.layout.result_retention)
             .await
             .map_err(|reason| ConnectError::Setup {

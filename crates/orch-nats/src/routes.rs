@@ -169,15 +169,19 @@ pub(crate) async fn listen_results(
 /// Listens to the server's advisories about task messages that ran out of deliveries,
 /// and settles their attempts as lost.
 pub(crate) async fn listen_lost(mut advisories: async_nats::Subscriber, routes: Arc<Routes>) {
-    #[derive(Deserialize)]
-    struct MaxDeliveries {
-        stream_seq: u64,
-        deliveries: u64,
-    }
     while let Some(message) = advisories.next().await {
         match serde_json::from_slice::<MaxDeliveries>(&message.payload) {
             Ok(advisory) => routes.settle_sequence(advisory.stream_seq, advisory.deliveries),
             Err(error) => tracing::warn!(%error, "ignoring an advisory that cannot be read"),
         }
     }
+}
+
+/// The server's advisory that a task message ran out of deliveries (the fields read).
+#[derive(Deserialize)]
+pub(crate) struct MaxDeliveries {
+    /// The task message's sequence in the tasks stream.
+    pub(crate) stream_seq: u64,
+    /// How many times it was delivered.
+    pub(crate) deliveries: u64,
 }

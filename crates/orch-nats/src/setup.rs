@@ -114,6 +114,26 @@ pub(crate) async fn ensure_streams(
     Ok(())
 }
 
+/// Finds or creates the stream that keeps the server's advisories about task messages
+/// that ran out of deliveries. A coordinator that comes back on a run within the
+/// duplicate window reads there what happened to the messages it sent before; older
+/// advisories cannot concern a message it sends again, and are dropped.
+pub(crate) async fn ensure_lost_stream(
+    js: &jetstream::Context,
+    layout: &Layout,
+) -> Result<(), ConnectError> {
+    let names = layout.names();
+    let lost = stream::Config {
+        name: names.lost_stream(),
+        subjects: vec![names.max_deliveries_advisory()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: layout.duplicate_window,
+        ..Default::default()
+    };
+    ensure_stream(js, lost).await
+}
+
 async fn ensure_stream(
     js: &jetstream::Context,
     config: stream::Config,

@@ -26,6 +26,14 @@ fn layout() -> Layout {
     }
 }
 
+/// [`layout`], with tasks run at most once (a second delivery gets the verdict).
+fn one_run_per_task() -> Layout {
+    Layout {
+        max_deliver: 1,
+        ..layout()
+    }
+}
+
 /// An engine whose `count` tasks run remotely, with `layout`.
 async fn coordinator(server: &NatsServer, layout: Layout) -> WorkflowEngine {
     let remote = RemoteHandler::builder()
@@ -210,10 +218,7 @@ async fn a_task_out_of_deliveries_while_its_coordinator_was_away_fails_as_worker
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let layout = || Layout {
-        max_deliver: 1,
-        ..layout()
-    };
+    let layout = one_run_per_task;
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     let started = Arc::new(AtomicU32::new(0));
     // A worker whose handler never ends, and which dies (its task aborted) mid-task.
@@ -362,10 +367,7 @@ async fn a_task_out_of_deliveries_with_no_worker_left_to_say_so_fails_as_worker_
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let layout = || Layout {
-        max_deliver: 1,
-        ..layout()
-    };
+    let layout = one_run_per_task;
     let engine = coordinator(&server, layout()).await;
     let run = common::run_in_background(
         &engine,
@@ -374,13 +376,22 @@ async fn a_task_out_of_deliveries_with_no_worker_left_to_say_so_fails_as_worker_
     // Every delivery goes to a worker that dies at once (a pull that never acknowledges),
     // the one a worker would answer with the verdict too: the server's advisory tells.
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let dying = take_tasks_and_die(&js).await;
+    let result = run.await.expect("the run ends");
+    dying.abort();
+    assert_lost_after_two_deliveries(&result);
+}
+
+/// Takes `count` task messages, one at a time, and never acknowledges them, as workers
+/// that die as soon as they get a task would; runs until aborted.
+async fn take_tasks_and_die(js: &jetstream::Context) -> tokio::task::JoinHandle<()> {
     let consumer: jetstream::consumer::PullConsumer = loop {
         if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
             break consumer;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let dying = tokio::spawn(async move {
+    tokio::spawn(async move {
         use futures_util::StreamExt;
         loop {
             let Ok(mut batch) = consumer
@@ -394,9 +405,57 @@ async fn a_task_out_of_deliveries_with_no_worker_left_to_say_so_fails_as_worker_
             };
             while batch.next().await.is_some() {}
         }
-    });
-    let result = run.await.expect("the run ends");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_out_of_deliveries_with_no_worker_to_say_so_while_its_coordinator_was_away_fails_as_worker_lost()
+ {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let layout = one_run_per_task;
+    // A coordinator sets up the streams, sends its task, and goes away.
+    drop(coordinator(&server, layout()).await);
+    let worker = Worker::builder()
+        .layout(layout())
+        .handler("count", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker sets up its consumer");
+    drop(worker);
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*")
+        .await
+        .expect("subscribes");
+    let js = jetstream::new(client);
+    publish_task_of_a_gone_coordinator(&js, "r-gone", None).await;
+    // Every delivery, the verdict's too, goes to a worker that dies.
+    let dying = take_tasks_and_die(&js).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::StreamExt::next(&mut advisories),
+    )
+    .await
+    .expect("the task ran out of deliveries");
     dying.abort();
+
+    // The coordinator comes back on the run, with a worker to serve it: the attempt ends
+    // as "worker lost", and nothing runs it.
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker(&server, layout(), &calls).await;
+    let engine = coordinator(&server, layout()).await;
+    let result = run_again(&engine, "r-gone").await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran");
+    stop.cancel();
+    assert_lost_after_two_deliveries(&result);
+}
+
+/// Task `a` of `result` failed as "worker lost" after two deliveries.
+fn assert_lost_after_two_deliveries(result: &orch_core::WorkflowResult) {
     let a = result.task("a").expect("a record");
     assert_eq!(a.status, TaskStatus::Failed);
     let error = a.error.as_deref().unwrap_or_default();

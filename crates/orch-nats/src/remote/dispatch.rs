@@ -1,16 +1,20 @@
 //! Sending an attempt's task message: under the attempt's message id, and again under a
 //! new one when a restarted coordinator finds that the message it sent before was removed
-//! without a result.
+//! without a result (or settling the attempt as lost, when that message ran out of
+//! deliveries while the coordinator was away).
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, stream::RawMessageErrorKind};
+use async_nats::jetstream::{
+    self, consumer, context::PublishErrorKind, stream::RawMessageErrorKind,
+};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use orch_engine::{TaskContext, TaskError};
 
 use super::Inner;
 use crate::protocol;
-use crate::routes::AttemptKey;
+use crate::routes::{AttemptKey, MaxDeliveries, Settled};
 
 /// How many times an attempt's message is sent again after it was found removed without
 /// a result (each time by a coordinator that restarted).
@@ -46,7 +50,15 @@ impl Inner {
             // Queued first, then stored: a worker stores the result before it removes
             // the message, so a message gone with no result stored had none.
             let queued = Box::pin(self.still_queued(sequence)).await;
-            if Box::pin(self.look_up_result(key)).await || queued {
+            if Box::pin(self.look_up_result(key)).await {
+                return Ok(sequence);
+            }
+            if queued {
+                // Still there, but perhaps out of deliveries: then no worker will ever
+                // answer it, and the server said so while this coordinator was away.
+                if let Some(deliveries) = Box::pin(self.ran_out_of_deliveries(sequence)).await {
+                    self.routes.settle(key, Settled::Lost { deliveries });
+                }
                 return Ok(sequence);
             }
             self.routes.unpublished(sequence);
@@ -68,6 +80,38 @@ impl Inner {
         match stream.get_raw_message(sequence).await {
             Ok(_) => true,
             Err(error) => error.kind() != RawMessageErrorKind::NoMessageFound,
+        }
+    }
+
+    /// How many times task message `sequence` was delivered, if the server's advisory
+    /// kept on the lost-tasks stream says that it ran out of deliveries.
+    async fn ran_out_of_deliveries(&self, sequence: u64) -> Option<u64> {
+        let mut stream = self.js.get_stream(self.names.lost_stream()).await.ok()?;
+        let last = stream.info().await.ok()?.state.last_sequence;
+        if stream.cached_info().state.messages == 0 {
+            return None;
+        }
+        let mut advisories = stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.js.client().new_inbox(),
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .messages()
+            .await
+            .ok()?;
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), advisories.next());
+            let advisory = next.await.ok()??.ok()?;
+            if let Ok(lost) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload)
+                && lost.stream_seq == sequence
+            {
+                return Some(lost.deliveries);
+            }
+            if advisory.info().ok()?.stream_sequence >= last {
+                return None;
+            }
         }
     }
 
