@@ -202,7 +202,8 @@
 //! `"$JS.API.DIRECT.GET.OBJ_ORCH_RESULTS.>"` to its `publish` list.
 //!
 //! With it, a worker may create only its own types' consumers and no stream: start a
-//! coordinator first (it creates the streams), or create them as an administrator.
+//! coordinator first (it creates the streams, `ORCH_LOST` among them), or create them as
+//! an administrator.
 //! A request the server refuses for want of permission goes unanswered; it fails as
 //! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is
 //! logged (with `tracing`, as every connection event is).
@@ -212,6 +213,7 @@ mod config;
 mod error;
 #[cfg(feature = "journal")]
 mod journal;
+mod lost;
 mod presence;
 mod protocol;
 mod remote;

@@ -16,6 +16,7 @@ mod message;
 
 pub use message::Inputs;
 
+use crate::lost::{self, LostMessages};
 use crate::presence::Presence;
 use crate::protocol::{self, CancelMessage, Names, Outcome};
 use crate::routes::{self, AttemptKey, Routes, Settled};
@@ -61,6 +62,7 @@ struct Inner {
     missing_worker_timeout: Duration,
     max_message_bytes: usize,
     routes: Arc<Routes>,
+    lost: Arc<LostMessages>,
     presence: Presence,
     consumers: Mutex<HashSet<String>>,
     listeners: Vec<JoinHandle<()>>,
@@ -122,7 +124,9 @@ impl RemoteBuilder {
         self.layout.check()?;
         let js = jetstream::new(client.clone());
         setup::ensure_streams(&js, &self.layout).await?;
-        setup::ensure_lost_stream(&js, &self.layout).await?;
+        let lost = Arc::new(LostMessages::new(
+            setup::ensure_lost_stream(&js, &self.layout).await,
+        ));
         stored::open_bucket(&js, &self.layout.names(), self.layout.result_retention)
             .await
             .map_err(|reason| ConnectError::Setup {
@@ -160,8 +164,14 @@ impl RemoteBuilder {
                 results,
                 next,
             )),
-            tokio::spawn(routes::listen_lost(advisories, Arc::clone(&routes))),
+            tokio::spawn(routes::listen_lost(
+                advisories,
+                Arc::clone(&routes),
+                Arc::clone(&lost),
+            )),
         ];
+        // Heard of live from now on; before now, kept on the lost-tasks stream.
+        lost::recall(&js, &names, &lost, Duration::from_secs(10)).await;
         let server_limit = client.server_info().max_payload;
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -178,6 +188,7 @@ impl RemoteBuilder {
                     .unwrap_or(server_limit)
                     .min(server_limit),
                 routes,
+                lost,
                 consumers: Mutex::new(HashSet::new()),
                 listeners,
             }),

@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 use orch_core::{RunId, TaskId};
-use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use crate::lost::{LostMessages, MaxDeliveries};
 use crate::protocol::{self, Names, ResultMessage};
 
 /// One attempt of one task of one run.
@@ -167,21 +167,19 @@ pub(crate) async fn listen_results(
 }
 
 /// Listens to the server's advisories about task messages that ran out of deliveries,
-/// and settles their attempts as lost.
-pub(crate) async fn listen_lost(mut advisories: async_nats::Subscriber, routes: Arc<Routes>) {
+/// settles their attempts as lost, and notes them in `lost`.
+pub(crate) async fn listen_lost(
+    mut advisories: async_nats::Subscriber,
+    routes: Arc<Routes>,
+    lost: Arc<LostMessages>,
+) {
     while let Some(message) = advisories.next().await {
         match serde_json::from_slice::<MaxDeliveries>(&message.payload) {
-            Ok(advisory) => routes.settle_sequence(advisory.stream_seq, advisory.deliveries),
+            Ok(advisory) => {
+                lost.note(advisory.stream_seq, advisory.deliveries, None);
+                routes.settle_sequence(advisory.stream_seq, advisory.deliveries);
+            }
             Err(error) => tracing::warn!(%error, "ignoring an advisory that cannot be read"),
         }
     }
-}
-
-/// The server's advisory that a task message ran out of deliveries (the fields read).
-#[derive(Deserialize)]
-pub(crate) struct MaxDeliveries {
-    /// The task message's sequence in the tasks stream.
-    pub(crate) stream_seq: u64,
-    /// How many times it was delivered.
-    pub(crate) deliveries: u64,
 }

@@ -115,23 +115,31 @@ pub(crate) async fn ensure_streams(
 }
 
 /// Finds or creates the stream that keeps the server's advisories about task messages
-/// that ran out of deliveries. A coordinator that comes back on a run within the
-/// duplicate window reads there what happened to the messages it sent before; older
-/// advisories cannot concern a message it sends again, and are dropped.
-pub(crate) async fn ensure_lost_stream(
-    js: &jetstream::Context,
-    layout: &Layout,
-) -> Result<(), ConnectError> {
+/// that ran out of deliveries; returns how long they matter: the tasks stream's duplicate
+/// window (or the layout's, if longer). A coordinator that comes back on a run within it
+/// finds there what happened to the messages it sent before; older advisories cannot
+/// concern a message it sends again, and are dropped. A coordinator that may not set the
+/// stream up goes on without it (with a warning).
+pub(crate) async fn ensure_lost_stream(js: &jetstream::Context, layout: &Layout) -> Duration {
     let names = layout.names();
+    let mut window = layout.duplicate_window;
+    if let Ok(mut tasks) = js.get_stream(names.tasks_stream()).await
+        && let Ok(info) = tasks.info().await
+    {
+        window = window.max(info.config.duplicate_window);
+    }
     let lost = stream::Config {
         name: names.lost_stream(),
         subjects: vec![names.max_deliveries_advisory()],
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,
-        max_age: layout.duplicate_window,
+        max_age: window,
         ..Default::default()
     };
-    ensure_stream(js, lost).await
+    if let Err(error) = ensure_stream(js, lost).await {
+        tracing::warn!(%error, "tasks that run out of deliveries while no coordinator listens will not be known to one that comes back");
+    }
+    window
 }
 
 async fn ensure_stream(

@@ -415,7 +415,8 @@ async fn a_task_out_of_deliveries_with_no_worker_to_say_so_while_its_coordinator
         return;
     };
     let layout = one_run_per_task;
-    // A coordinator sets up the streams, sends its task, and goes away.
+    // A coordinator sets up the streams and goes away; the task it sent is published
+    // below.
     drop(coordinator(&server, layout()).await);
     let worker = Worker::builder()
         .layout(layout())

@@ -3,18 +3,23 @@
 //! without a result (or settling the attempt as lost, when that message ran out of
 //! deliveries while the coordinator was away).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{
-    self, consumer, context::PublishErrorKind, stream::RawMessageErrorKind,
-};
+use async_nats::jetstream::{self, context::PublishErrorKind, stream::RawMessageErrorKind};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use orch_engine::{TaskContext, TaskError};
 
 use super::Inner;
 use crate::protocol;
-use crate::routes::{AttemptKey, MaxDeliveries, Settled};
+use crate::routes::{AttemptKey, Settled};
+
+/// Whether a task message is still on the tasks stream.
+enum Queued {
+    /// It is (or the server cannot tell), stored at `stored` if known.
+    Yes { stored: Option<SystemTime> },
+    /// It was removed.
+    No,
+}
 
 /// How many times an attempt's message is sent again after it was found removed without
 /// a result (each time by a coordinator that restarted).
@@ -53,10 +58,10 @@ impl Inner {
             if Box::pin(self.look_up_result(key)).await {
                 return Ok(sequence);
             }
-            if queued {
+            if let Queued::Yes { stored } = queued {
                 // Still there, but perhaps out of deliveries: then no worker will ever
                 // answer it, and the server said so while this coordinator was away.
-                if let Some(deliveries) = Box::pin(self.ran_out_of_deliveries(sequence)).await {
+                if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
                     self.routes.settle(key, Settled::Lost { deliveries });
                 }
                 return Ok(sequence);
@@ -72,46 +77,17 @@ impl Inner {
     }
 
     /// Whether stream message `sequence` of the tasks stream is still there (queued, or
-    /// held by a worker); `true` when the server cannot tell.
-    async fn still_queued(&self, sequence: u64) -> bool {
+    /// held by a worker), and when it was stored; there when the server cannot tell.
+    async fn still_queued(&self, sequence: u64) -> Queued {
         let Ok(stream) = self.js.get_stream_no_info(self.names.tasks_stream()).await else {
-            return true;
+            return Queued::Yes { stored: None };
         };
         match stream.get_raw_message(sequence).await {
-            Ok(_) => true,
-            Err(error) => error.kind() != RawMessageErrorKind::NoMessageFound,
-        }
-    }
-
-    /// How many times task message `sequence` was delivered, if the server's advisory
-    /// kept on the lost-tasks stream says that it ran out of deliveries.
-    async fn ran_out_of_deliveries(&self, sequence: u64) -> Option<u64> {
-        let mut stream = self.js.get_stream(self.names.lost_stream()).await.ok()?;
-        let last = stream.info().await.ok()?.state.last_sequence;
-        if stream.cached_info().state.messages == 0 {
-            return None;
-        }
-        let mut advisories = stream
-            .create_consumer(consumer::push::OrderedConfig {
-                deliver_subject: self.js.client().new_inbox(),
-                ..Default::default()
-            })
-            .await
-            .ok()?
-            .messages()
-            .await
-            .ok()?;
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(5), advisories.next());
-            let advisory = next.await.ok()??.ok()?;
-            if let Ok(lost) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload)
-                && lost.stream_seq == sequence
-            {
-                return Some(lost.deliveries);
-            }
-            if advisory.info().ok()?.stream_sequence >= last {
-                return None;
-            }
+            Ok(message) => Queued::Yes {
+                stored: Some(SystemTime::from(message.time)),
+            },
+            Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => Queued::No,
+            Err(_) => Queued::Yes { stored: None },
         }
     }
 

@@ -1,0 +1,165 @@
+//! Task messages that ran out of deliveries, as the server's advisories tell. A coordinator
+//! remembers them for the tasks stream's duplicate window (those kept on the lost-tasks
+//! stream before it started, and those it hears of while it runs), so that when it comes
+//! back on a run and finds the message it sent before still queued, it can tell whether
+//! any worker will ever be given that message again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use crate::protocol::Names;
+
+/// The server's advisory that a task message ran out of deliveries (the fields read).
+#[derive(Deserialize)]
+pub(crate) struct MaxDeliveries {
+    /// The task message's sequence in the tasks stream.
+    pub(crate) stream_seq: u64,
+    /// How many times it was delivered.
+    pub(crate) deliveries: u64,
+}
+
+/// The task messages known to have run out of deliveries within the duplicate window.
+pub(crate) struct LostMessages {
+    window: Duration,
+    noted: Mutex<Noted>,
+}
+
+#[derive(Default)]
+struct Noted {
+    by_sequence: HashMap<u64, Lost>,
+    /// When each was noted, oldest first, to forget them after the window.
+    order: VecDeque<(Instant, u64)>,
+}
+
+#[derive(Clone, Copy)]
+struct Lost {
+    deliveries: u64,
+    /// When the server kept the advisory; unknown for one heard live.
+    at: Option<SystemTime>,
+}
+
+impl LostMessages {
+    pub(crate) fn new(window: Duration) -> Self {
+        Self {
+            window,
+            noted: Mutex::default(),
+        }
+    }
+
+    /// Notes that task message `sequence` ran out after `deliveries` (the advisory kept at
+    /// `at`, if known).
+    pub(crate) fn note(&self, sequence: u64, deliveries: u64, at: Option<SystemTime>) {
+        let mut noted = self.noted.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        while let Some(&(when, old)) = noted.order.front() {
+            if now.duration_since(when) < self.window {
+                break;
+            }
+            noted.order.pop_front();
+            noted.by_sequence.remove(&old);
+        }
+        noted.order.push_back((now, sequence));
+        noted.by_sequence.insert(sequence, Lost { deliveries, at });
+    }
+
+    /// How many times task message `sequence` (stored at `stored`, if known) was
+    /// delivered, if it ran out of deliveries. An advisory kept before the message was
+    /// stored is about an earlier message of that sequence (the tasks stream was made
+    /// anew), and is not taken.
+    pub(crate) fn deliveries(&self, sequence: u64, stored: Option<SystemTime>) -> Option<u64> {
+        let noted = self.noted.lock().unwrap_or_else(PoisonError::into_inner);
+        let lost = noted.by_sequence.get(&sequence)?;
+        match (lost.at, stored) {
+            (Some(at), Some(stored)) if at < stored => None,
+            _ => Some(lost.deliveries),
+        }
+    }
+}
+
+/// Reads into `lost` the advisories the lost-tasks stream kept, up to its last one now.
+/// Gives up (with a warning) after `limit`: the coordinator then knows only of what it
+/// hears from now on.
+pub(crate) async fn recall(
+    js: &jetstream::Context,
+    names: &Names,
+    lost: &LostMessages,
+    limit: Duration,
+) {
+    let read = async {
+        let mut stream = js.get_stream(names.lost_stream()).await?;
+        let state = stream.info().await?.state.clone();
+        if state.messages == 0 {
+            return Ok::<_, async_nats::Error>(());
+        }
+        let mut advisories = stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: js.client().new_inbox(),
+                ..Default::default()
+            })
+            .await?
+            .messages()
+            .await?;
+        // The last one may have aged out meanwhile: a pause also ends the reading.
+        while let Ok(Some(advisory)) =
+            tokio::time::timeout(Duration::from_secs(2), advisories.next()).await
+        {
+            let advisory = advisory?;
+            let info = advisory.info()?;
+            if let Ok(message) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload) {
+                let at = SystemTime::from(info.published);
+                lost.note(message.stream_seq, message.deliveries, Some(at));
+            }
+            if info.stream_sequence >= state.last_sequence {
+                break;
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot read the tasks that ran out of deliveries before this coordinator started");
+        }
+        Err(_) => {
+            tracing::warn!(
+                "reading the tasks that ran out of deliveries before this coordinator started took over {limit:?}; going on without"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_advisory_is_taken_for_its_message_and_not_for_a_later_one_of_its_sequence() {
+        let lost = LostMessages::new(Duration::from_secs(60));
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        lost.note(7, 3, Some(t));
+        lost.note(8, 2, None);
+        assert_eq!(
+            lost.deliveries(7, Some(t - Duration::from_secs(1))),
+            Some(3)
+        );
+        assert_eq!(lost.deliveries(7, None), Some(3));
+        // Stored after the advisory: a message of a tasks stream made anew.
+        assert_eq!(lost.deliveries(7, Some(t + Duration::from_secs(1))), None);
+        assert_eq!(lost.deliveries(8, Some(t)), Some(2));
+        assert_eq!(lost.deliveries(9, None), None);
+    }
+
+    #[test]
+    fn advisories_are_forgotten_after_the_window() {
+        let lost = LostMessages::new(Duration::ZERO);
+        lost.note(1, 2, None);
+        lost.note(2, 2, None);
+        assert_eq!(lost.deliveries(1, None), None);
+        assert_eq!(lost.deliveries(2, None), Some(2));
+    }
+}
