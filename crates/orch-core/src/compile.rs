@@ -29,6 +29,7 @@ pub(crate) fn compile(
             .iter()
             .map(|id| ValidationError::DuplicateTaskId { task: id.clone() }),
     );
+    check_instance_ids(tasks, &mut errors);
     let mut resolved = resolve(tasks, threads);
     suggest_dependencies(tasks, &mut resolved.errors);
     errors.extend(resolved.errors);
@@ -269,6 +270,29 @@ fn suggest_dependencies(tasks: &IdMap<Task>, errors: &mut [ValidationError]) {
             *suggestion = closest(dependency, ids, &mut budget)
                 .and_then(|id| tasks.get_key_value(id))
                 .map(|(id, _)| id.clone());
+        }
+    }
+}
+
+/// A task id that names an instance of a map task of the workflow (`sq[0]` beside map
+/// task `sq`) would be mistaken for that instance.
+fn check_instance_ids(tasks: &IdMap<Task>, errors: &mut Vec<ValidationError>) {
+    if !tasks.values().any(|task| task.map.is_some()) {
+        return;
+    }
+    for id in tasks.keys() {
+        let Some((map, item)) = crate::MapSpec::parse_instance_id(id.as_str()) else {
+            continue;
+        };
+        if tasks.get(map).is_some_and(|task| task.map.is_some()) {
+            errors.push(ValidationError::InvalidOption {
+                task: id.clone(),
+                option: "task_id",
+                reason: format!(
+                    "is the id of instance {item} of map task `{map}` (its instances are \
+                     `{map}[0]`, `{map}[1]`, ...); choose another id"
+                ),
+            });
         }
     }
 }

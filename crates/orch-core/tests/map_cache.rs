@@ -142,6 +142,23 @@ fn validation_rejects_a_limit_of_zero_instances() {
 }
 
 #[test]
+fn validation_rejects_a_task_id_that_names_an_instance_of_a_map_task() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("sq", "t").map_over("list"))
+        .task(Task::new("sq[0]", "t"))
+        // Not instance ids: no map task `list`, and `sq[01]` is not how instances are named.
+        .task(Task::new("list[0]", "t"))
+        .task(Task::new("sq[01]", "t"));
+    let errors = workflow.validate().expect_err("an instance's id");
+    assert_eq!(
+        errors.to_string(),
+        "task `sq[0]`: invalid `task_id`: is the id of instance 0 of map task `sq` (its \
+         instances are `sq[0]`, `sq[1]`, ...); choose another id"
+    );
+}
+
+#[test]
 fn map_over_adds_the_dependency_once() {
     let task = Task::new("square", "t")
         .depends_on(["list"])

@@ -13,12 +13,20 @@ pub(crate) struct Branches {
 }
 
 impl Branches {
-    /// Keeps the choice of `attempt` of task `index`, replacing an earlier one.
+    /// Keeps the choice of `attempt` of task `index`, replacing one made before by the
+    /// same or an earlier attempt; a late choice of an earlier attempt (one that timed
+    /// out, whose blocking handler went on) does not replace a later attempt's.
     pub(crate) fn choose(&self, index: u32, attempt: u32, dependents: Vec<u32>) {
         let mut chosen = self
             .chosen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if chosen
+            .iter()
+            .any(|&(i, made_in, _)| i == index && made_in > attempt)
+        {
+            return;
+        }
         chosen.retain(|(i, _, _)| *i != index);
         chosen.push((index, attempt, dependents));
         self.any.store(true, Ordering::Release);
@@ -70,5 +78,21 @@ impl Branches {
         let at = chosen.iter().position(|(i, _, _)| *i == index)?;
         let (_, made_in, dependents) = chosen.swap_remove(at);
         (made_in == attempt).then_some(dependents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Branches;
+
+    #[test]
+    fn a_late_choice_of_an_earlier_attempt_does_not_replace_a_later_ones() {
+        let branches = Branches::default();
+        branches.choose(3, 2, vec![5]);
+        branches.choose(3, 1, vec![6]);
+        assert_eq!(branches.take(3, 2), Some(vec![5]));
+        branches.choose(4, 1, vec![7]);
+        branches.choose(4, 2, vec![8]);
+        assert_eq!(branches.take(4, 2), Some(vec![8]));
     }
 }

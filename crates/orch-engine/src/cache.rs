@@ -143,7 +143,9 @@ impl crate::EngineBuilder {
 
     /// Sets the key function of cached tasks of type `task_type`: the value it returns
     /// for a task (with its type) identifies the task's result, in place of its
-    /// configuration and its dependencies' results. A panic in it fails the task.
+    /// configuration and its direct dependencies' results (set one for a handler that
+    /// reads an ancestor further up, which the default key leaves out). A panic in it
+    /// fails the task.
     pub fn cache_key<F>(mut self, task_type: impl Into<String>, key: F) -> Self
     where
         F: Fn(&crate::TaskContext) -> serde_json::Value + Send + Sync + 'static,
@@ -195,6 +197,12 @@ pub(crate) fn key_of(ctx: &TaskContext, keys: &HashMap<String, KeyFn>) -> Option
     }
     hasher.write(b"\x00");
     canonical(&task.config, &mut hasher);
+    // A map task's result is its instances' list: it never stands for a plain task's.
+    if let Some(map) = &task.map {
+        hasher.write(b"\x02");
+        hasher.write_str(map.over.as_str());
+        hasher.write(&map.max_instances.unwrap_or(0).to_le_bytes());
+    }
     for id in &task.dependencies {
         if ctx.dependency_is_shared(id) {
             return None;

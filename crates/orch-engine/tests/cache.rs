@@ -304,6 +304,32 @@ fn a_map_task_can_be_cached_as_a_whole() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+#[test]
+fn a_cached_map_task_and_a_cached_plain_task_of_one_type_do_not_share_a_result() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store, &calls);
+    engine.register_handler("double", |ctx: TaskContext| {
+        let x = ctx.map_item::<i64>().unwrap_or(100);
+        async move { Ok::<_, TaskError>(x * 2) }
+    });
+    let source = || Task::new("source", "source").config(json!({"value": [1, 2]}));
+    let mapped = Workflow::new("w", "W")
+        .task(source())
+        .task(Task::new("double", "double").map_over("source").cache(true));
+    let plain = Workflow::new("w", "W").task(source()).task(
+        Task::new("double", "double")
+            .depends_on(["source"])
+            .cache(true),
+    );
+    assert_eq!(
+        run(&engine, &mapped).tasks["double"].result,
+        Some(json!([2, 4]))
+    );
+    let result = run(&engine, &plain);
+    assert!(!result.tasks["double"].cached);
+    assert_eq!(result.tasks["double"].result, Some(json!(200)));
+}
+
 /// A process restart: a new engine on a new `ResultFile` over the same journal directory
 /// finds what the first one stored, beside a durable run's journal that still lists.
 #[cfg(feature = "journal")]
