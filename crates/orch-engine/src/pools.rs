@@ -140,20 +140,6 @@ impl Queue {
         }
     }
 
-    /// Takes one more slot of task `index`'s pool, for one more instance of that map
-    /// task, if the pool has room; [`Queue::release`] gives it back.
-    pub(crate) fn take(&mut self, index: usize) -> bool {
-        match self {
-            Queue::Single(_) => true,
-            Queue::Pooled(pooled) => {
-                let group = &mut pooled.groups[pooled.group_of[index] as usize];
-                let room = group.active < group.limit;
-                group.active += usize::from(room);
-                room
-            }
-        }
-    }
-
     /// Whether some ready task's pool has room.
     pub(crate) fn has_startable(&mut self) -> bool {
         match self {
@@ -277,16 +263,6 @@ mod tests {
                     2 | 3 if !running.is_empty() => {
                         let i = running.swap_remove(at.index(running.len()));
                         queue.release(i);
-                    }
-                    // One more slot of task i's pool (a map instance), if it has room.
-                    4 | 5 => {
-                        let i = at.index(n);
-                        let busy = running.iter().filter(|&&r| pools_of[r] == pools_of[i]).count();
-                        let room = busy < limit(pools_of[i]);
-                        prop_assert_eq!(queue.take(i), room);
-                        if room {
-                            running.push(i);
-                        }
                     }
                     6 if at.index(8) == 0 => {
                         queue.clear();

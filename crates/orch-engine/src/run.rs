@@ -373,7 +373,9 @@ impl<'p> Scheduler<'p> {
                     break;
                 };
                 let index = self.start_order[rank as usize] as usize;
-                if !self.retrying.is_empty() && self.retrying.remove(&(index as u32)) {
+                if self.extras.is_some() && self.more_instances(index) {
+                    // A map task's rank: one more of its instances started.
+                } else if !self.retrying.is_empty() && self.retrying.remove(&(index as u32)) {
                     self.active += 1;
                     self.start_attempt(index, cx);
                 } else {

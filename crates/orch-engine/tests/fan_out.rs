@@ -658,3 +658,118 @@ fn a_cancelled_map_ends_every_instance_with_an_event_and_settles_when_all_had_st
         }
     }
 }
+
+/// Records each start (`label`) in order, and how many instances run at most at once.
+#[derive(Default)]
+struct Starts {
+    log: std::sync::Mutex<Vec<String>>,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Starts {
+    fn started(&self, label: String) {
+        self.log.lock().expect("the log").push(label);
+    }
+
+    fn position(&self, label: &str) -> usize {
+        let log = self.log.lock().expect("the log");
+        log.iter()
+            .position(|l| l == label)
+            .unwrap_or_else(|| panic!("`{label}` never started: {log:?}"))
+    }
+}
+
+/// An engine whose `list` tasks return their config's `items`, whose `wait` tasks sleep
+/// for their config's `ms`, and whose `step` instances sleep 50 ms, counted in `starts`.
+fn timed_engine(max_concurrent: usize, starts: &Arc<Starts>) -> WorkflowEngine {
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(max_concurrent)
+        .build()
+        .expect("valid");
+    engine.register_handler("list", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.config()["items"].clone())
+    });
+    engine.register_handler("wait", |ctx: TaskContext| async move {
+        let ms = ctx.config()["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, TaskError>(())
+    });
+    let counted = Arc::clone(starts);
+    engine.register_handler("step", move |ctx: TaskContext| {
+        let starts = Arc::clone(&counted);
+        async move {
+            starts.started(format!("step[{}]", ctx.item_index().unwrap_or(0)));
+            let now = starts.running.fetch_add(1, Ordering::SeqCst) + 1;
+            starts.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            starts.running.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(())
+        }
+    });
+    engine
+}
+
+#[test]
+fn a_map_that_started_on_one_slot_widens_as_slots_free_up() {
+    let starts = Arc::new(Starts::default());
+    let engine = timed_engine(3, &starts);
+    // The map starts while two slow tasks hold two of the three slots.
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list").config(json!({"items": [1, 2, 3, 4, 5, 6]})))
+        .task(Task::new("slow", "wait").config(json!({"ms": 120})))
+        .task(Task::new("slower", "wait").config(json!({"ms": 120})))
+        .task(Task::new("step", "step").map_over("list"));
+    let result = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(
+        starts.most.load(Ordering::SeqCst),
+        3,
+        "the map used every free slot"
+    );
+}
+
+#[test]
+fn a_task_ranked_before_a_running_map_gets_the_next_slot_one_of_its_instances_frees() {
+    let starts = Arc::new(Starts::default());
+    let engine = timed_engine(2, &starts);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let tried = Arc::clone(&attempts);
+    let log = Arc::clone(&starts);
+    // `urgent` fails at once, and waits 10 ms to retry while the map takes both slots.
+    engine.register_handler("urgent", move |_ctx: TaskContext| {
+        let attempt = tried.fetch_add(1, Ordering::SeqCst) + 1;
+        log.started(format!("urgent#{attempt}"));
+        async move {
+            match attempt {
+                1 => Err(TaskError::new("not yet")),
+                _ => Ok(()),
+            }
+        }
+    });
+    let retry_soon = orch_core::Backoff {
+        initial: Duration::from_millis(10),
+        jitter: false,
+        ..orch_core::Backoff::default()
+    };
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list").config(json!({"items": [1, 2, 3, 4, 5, 6]})))
+        .task(
+            Task::new("urgent", "urgent")
+                .priority(10)
+                .retries(1)
+                .backoff(retry_soon),
+        )
+        .task(Task::new("step", "step").map_over("list"));
+    let result = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert!(
+        starts.position("urgent#2") < starts.position("step[5]"),
+        "{:?}",
+        starts.log.lock().expect("the log")
+    );
+}

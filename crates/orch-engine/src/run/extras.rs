@@ -6,7 +6,7 @@
 //! stored result (its record says `cached`, with 0 attempts); a miss notes its key, and a
 //! JSON result it completes with is stored under that key. Map tasks are in `fan_out`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::task::Context;
 
@@ -29,6 +29,8 @@ pub(super) struct Extras {
     /// The keys of cached tasks that run, to store their results under.
     keys: HashMap<u32, CacheKey>,
     pub(super) maps: HashMap<u32, MapRun>,
+    /// The map tasks waiting in the ready queue to start one more instance.
+    pub(super) queued_maps: HashSet<u32>,
     pub(super) instances: Vec<Instance>,
     /// In a durable run, the map tasks that completed and whose instances' records are
     /// still to be committed with them: their first instance and how many.
@@ -53,6 +55,7 @@ impl Extras {
                 cache: cache.clone(),
                 keys: HashMap::new(),
                 maps: HashMap::new(),
+                queued_maps: HashSet::new(),
                 instances: Vec::new(),
                 to_journal: HashMap::new(),
             })

@@ -5,10 +5,14 @@
 //! workflow's tasks (instance `k` of the run is index `n + k`, `n` tasks in the plan), so
 //! their attempts and retry pauses travel through the scheduler's in-flight set like any
 //! task's. Each instance takes a slot of the global limit while it runs, and a slot of
-//! its task's pool when the task names one; the map task gives its own slots to its first
-//! instance, further instances start while both the global limit and the pool have room,
-//! and an instance that ends hands its slots to the next instance of its map (a pool of
-//! 1 runs the instances one at a time). Starting an instance goes through the in-flight set (as a
+//! its task's pool when the task names one. The map task gives its own slots to its first
+//! instance and keeps them for its instances to the end (an instance that ends hands them
+//! to the next one), so a map always goes on; while instances are left to start, the map
+//! task also waits in the ready queue at its start rank, and each time it comes up there
+//! (a global slot free, and room in its pool, before any task ranked after it) one more
+//! instance starts on slots of its own, which go back to the queue when it ends. So a map
+//! widens as slots free up, and never keeps a slot from a task ranked before it beyond
+//! the one it started with. Starting an instance goes through the in-flight set (as a
 //! retry with no pause), so a long list of instances that finish at once never recurses.
 //!
 //! When an instance fails after its retries, no further instance of its map starts; once
@@ -156,17 +160,43 @@ impl Scheduler<'_> {
                 pool_slots: 0,
             },
         );
-        // The map's slots go to its first instance; each further one needs a slot of the
-        // global limit and one of the task's pool.
+        // The map's slots go to its first instance; each further one takes its own when
+        // the map comes up in the ready queue.
         self.active -= 1;
-        if !self.start_next_instance(index, false) {
+        if self.start_next_instance(index, false) {
+            self.queue_instances(index);
+        }
+    }
+
+    /// Starts one more instance of map task `index`, whose rank came up in the ready
+    /// queue (a global slot free, and a slot of its pool taken); whether `index` waited
+    /// there for that (else it is a task to start).
+    pub(super) fn more_instances(&mut self, index: usize) -> bool {
+        if !self.extras().queued_maps.remove(&(index as u32)) {
+            return false;
+        }
+        if self.start_next_instance(index, true) {
+            self.queue_instances(index);
+        } else {
+            self.ready.release(index);
+        }
+        true
+    }
+
+    /// Puts map task `map` in the ready queue for one more instance, if it has one left
+    /// to start and is not there yet.
+    fn queue_instances(&mut self, map: usize) {
+        let stopping = self.stopping;
+        let extras = self.extras();
+        let Some(run) = extras.maps.get(&(map as u32)) else {
+            return;
+        };
+        if stopping || run.failed.is_some() || run.started == run.count {
             return;
         }
-        while self.active < self.max_concurrent && self.ready.take(index) {
-            if !self.start_next_instance(index, true) {
-                self.ready.release(index);
-                return;
-            }
+        if extras.queued_maps.insert(map as u32) {
+            let rank = self.waiting[map].position;
+            self.ready.insert(rank);
         }
     }
 
@@ -306,16 +336,24 @@ impl Scheduler<'_> {
         self.instance_ended(map);
     }
 
-    /// Frees an instance's slot for the next instance of `map`, or ends the map once
-    /// all its started instances ended.
+    /// Frees an ended instance's slots: those of one taken in the ready queue go back
+    /// there, the map task's own go to its next instance; ends the map once all its
+    /// started instances ended.
     fn instance_ended(&mut self, map: usize) {
         self.active -= 1;
-        if let Some(run) = self.extras().maps.get_mut(&(map as u32)) {
-            run.ended += 1;
-        }
-        if self.start_next_instance(map, false) {
+        let Some(run) = self.extras().maps.get_mut(&(map as u32)) else {
+            return;
+        };
+        run.ended += 1;
+        // Every running instance but one holds a pool slot beside the map task's own.
+        let give_back = run.pool_slots > 0;
+        run.pool_slots -= usize::from(give_back);
+        if give_back {
+            self.ready.release(map);
+        } else if self.start_next_instance(map, false) {
             return;
         }
+        self.queue_instances(map);
         let stopping = self.stopping;
         let extras = self.extras();
         let Some(run) = extras.maps.get_mut(&(map as u32)) else {
@@ -326,19 +364,12 @@ impl Scheduler<'_> {
         if stopping && run.started < run.count {
             return;
         }
-        // No instance took over the ended one's slots: a pool slot it held beside the
-        // map task's own goes back to the pool.
-        let give_back = run.pool_slots > 0;
-        run.pool_slots -= usize::from(give_back);
         let all_ended = run.ended == run.started;
         let done = all_ended && (run.failed.is_some() || run.started == run.count);
         let run = match done {
             true => extras.maps.remove(&(map as u32)),
             false => None,
         };
-        if give_back {
-            self.ready.release(map);
-        }
         let Some(run) = run else {
             return;
         };
