@@ -83,6 +83,11 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             }
         }
         Builtin::Command(spec) => {
+            // An instance of a map task goes by its own id, `task[i]`.
+            let task_id = match ctx.item_index() {
+                Some(index) => orch::core::MapSpec::instance_id(ctx.task_id(), index).to_string(),
+                None => ctx.task_id().to_string(),
+            };
             let inputs: Vec<(String, &Value)> = ctx
                 .dependency_results()
                 .map(|(id, value)| (id.to_string(), value))
@@ -91,10 +96,10 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 None
             } else {
                 let key = match shared.life {
-                    InputsLife::Run => ctx.task_id().to_string(),
+                    InputsLife::Run => task_id.clone(),
                     // Run ids hold no `/`, so the key names one attempt of one run.
                     InputsLife::Attempt => {
-                        format!("{}/{}/{}", ctx.run_id(), ctx.attempt(), ctx.task_id())
+                        format!("{}/{}/{task_id}", ctx.run_id(), ctx.attempt())
                     }
                 };
                 let dir = shared.inputs.write(&key, &inputs).map_err(|e| {
@@ -109,7 +114,8 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             });
             let launch = Launch {
                 spec: &spec,
-                task_id: ctx.task_id(),
+                task_id: &task_id,
+                item: ctx.item_index().zip(ctx.item()),
                 workflow_id: ctx.workflow().workflow_id(),
                 attempt: ctx.attempt(),
                 base_dir: &shared.base_dir,

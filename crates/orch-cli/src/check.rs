@@ -119,7 +119,7 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         ));
         return checked;
     };
-    let text = match std::fs::read_to_string(file) {
+    let text = match crate::read::text(file, crate::read::WORKFLOW_LIMIT) {
         Ok(text) => text,
         Err(e) => {
             checked

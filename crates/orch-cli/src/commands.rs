@@ -53,7 +53,7 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
                 .iter()
                 .map(|c| {
                     json!({
-                        "file": c.file,
+                        "file": c.file.to_string_lossy(),
                         "valid": c.problems.is_empty(),
                         "tasks": c.workflow.as_ref().map(|w| w.len()),
                         "problems": c.problems,

@@ -53,9 +53,31 @@ impl InputsRoot {
     }
 }
 
+/// The longest file name [`file_name`] gives, leaving room for `.json` within the 255
+/// bytes file systems allow.
+const LONGEST_NAME: usize = 200;
+
 /// `id` as one file name: letters, digits, `-`, `_` and `.` kept (a leading `.` escaped),
-/// every other byte written `%XX`.
+/// every other byte written `%XX`. A name longer than 200 bytes is cut to its first 183
+/// (never inside an escape) followed by `~` and the 16 hex digits of the 64-bit FNV-1a
+/// hash of the id's bytes, so that long ids stay distinct.
 pub(crate) fn file_name(id: &str) -> String {
+    let name = escaped(id);
+    if name.len() <= LONGEST_NAME {
+        return name;
+    }
+    let mut cut = LONGEST_NAME - 17;
+    // An escape is `%XX`: back off to its `%` if the cut falls inside one.
+    if let Some(percent) = name[cut.saturating_sub(2)..cut].rfind('%') {
+        cut = cut - 2 + percent;
+    }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}~{hash:016x}", &name[..cut])
+}
+
+fn escaped(id: &str) -> String {
     let mut name = String::with_capacity(id.len());
     for (i, byte) in id.bytes().enumerate() {
         let plain =
@@ -107,5 +129,27 @@ mod tests {
         assert_eq!(file_name(".."), "%2E.");
         assert_eq!(file_name("x y/é"), "x%20y%2F%C3%A9");
         assert_eq!(file_name(""), "%");
+    }
+
+    #[test]
+    fn long_ids_are_cut_with_a_hash_that_keeps_them_apart() {
+        // Every byte of these ids is escaped: a cut anywhere but before a `%` would split
+        // an escape.
+        let (a, b) = ("é".repeat(100), format!("{}è", "é".repeat(99)));
+        let (name_a, name_b) = (file_name(&a), file_name(&b));
+        assert_ne!(name_a, name_b);
+        for (id, name) in [(&a, &name_a), (&b, &name_b)] {
+            assert!(name.len() <= 200, "{name}");
+            let (kept, hash) = name.rsplit_once('~').expect("a hash");
+            assert!(hash.len() == 16 && hash.bytes().all(|c| c.is_ascii_hexdigit()));
+            let full = escaped(id);
+            assert!(full.starts_with(kept) && full[kept.len()..].starts_with('%'));
+        }
+        assert_eq!(file_name(&"a".repeat(200)), "a".repeat(200));
+        assert_eq!(file_name(&"a".repeat(201)).len(), 200);
+        let root = InputsRoot::create().expect("temp dir");
+        let value = json!(1);
+        root.write(&a, &[(b.clone(), &value)])
+            .expect("a long id is one file name");
     }
 }

@@ -83,8 +83,9 @@
 //!   JetStream (`nats-server -js`), `--concurrency N` tasks at once (default 4), until
 //!   Ctrl-C, SIGTERM, SIGHUP or SIGQUIT (one ignored at start, as under `nohup`, stays
 //!   ignored): then it takes no more tasks, lets running ones finish for
-//!   `--shutdown-grace` (default 30 s), hands the rest back to the queue for another
-//!   worker, and exits with 0. Commands run in the worker's environment (`forward_env`
+//!   `--shutdown-grace` (default 30 s, cut short by a second signal), hands the rest back
+//!   to the queue for another worker, and exits with 0 (with 128 + the signal's number
+//!   when stopped before it was connected). Commands run in the worker's environment (`forward_env`
 //!   reads the worker's variables), relative `cwd`s start from `--dir` (default: the
 //!   worker's current directory), and dependency files (`ORCH_INPUTS_DIR`) are removed
 //!   when each attempt ends. It prints one line once it serves.
@@ -102,10 +103,11 @@
 //! refused. They are never logged.
 //!
 //! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
-//! for a changed task, `runs show` found no such run, or `runs list` found a run it
-//! cannot read; 2 bad usage or a run that could
-//! not be set up (an address in use, an unwritable output, no NATS server, an unknown run
-//! to resume); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
+//! for a changed task, the journal failed while tasks ran (what it recorded stays, to
+//! resume from), `runs show` found no such run, or `runs list` found a run it cannot
+//! read; 2 bad usage or a run that could not be set up (an address in use, an unwritable
+//! output, no NATS server, an unknown run to resume, a run another `orch` is writing, a
+//! `--journal` that is a URL); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
 //! SIGQUIT (131), even when the result file could then not be written (the error is
 //! printed) (`orch worker` exits with 0 after a clean stop).
 //!
@@ -141,10 +143,14 @@
 //! arrives, in a span naming the task (`task{id=build}: ...`). A program that cannot be
 //! started (not found, not executable) fails its task at once, without retries.
 //!
-//! Every command gets `ORCH_TASK_ID`, `ORCH_WORKFLOW_ID` and `ORCH_ATTEMPT`. A command with
-//! dependencies also gets `ORCH_INPUTS_DIR`: a directory holding one file per direct
-//! dependency, `<dependency id>.json`, with that dependency's result as JSON (ids written
-//! with `%XX` escapes for any byte but letters, digits, `-`, `_` and a non-leading `.`).
+//! Every command gets `ORCH_TASK_ID`, `ORCH_WORKFLOW_ID` and `ORCH_ATTEMPT`. An instance of
+//! a map task (`map: {over: list}`) gets its own id (`task[i]`) as `ORCH_TASK_ID`, its
+//! element's position as `ORCH_ITEM_INDEX` and the element as JSON in `ORCH_ITEM`. A
+//! command with dependencies also gets `ORCH_INPUTS_DIR`: a directory holding one file per
+//! direct dependency, `<dependency id>.json`, with that dependency's result as JSON (ids
+//! written with `%XX` escapes for any byte but letters, digits, `-`, `_` and a non-leading
+//! `.`; a name over 200 bytes is cut to 183 and ends with `~` and the 16 hex digits of the
+//! 64-bit FNV-1a hash of the id). Each instance of a map task has a directory of its own.
 //! The files are readable by their owner only (0600, in 0700 directories) and are removed,
 //! with the run's temporary directory, when `orch run` ends.
 //!
@@ -197,6 +203,7 @@ mod logging;
 mod plan;
 mod process;
 mod prometheus;
+mod read;
 mod report;
 mod result_file;
 mod run;

@@ -39,8 +39,11 @@ const TAIL_LINES: usize = 5;
 /// Where and as what one attempt runs.
 pub(crate) struct Launch<'a> {
     pub(crate) spec: &'a CommandSpec,
+    /// The task's id (an instance's own, `task[i]`).
     pub(crate) task_id: &'a str,
     pub(crate) workflow_id: &'a str,
+    /// For an instance of a map task: its element's position and value.
+    pub(crate) item: Option<(usize, &'a serde_json::Value)>,
     pub(crate) attempt: u32,
     /// The directory relative paths in `cwd` start from (the workflow file's).
     pub(crate) base_dir: &'a Path,
@@ -58,7 +61,8 @@ pub(crate) enum CommandError {
         /// As written in `cwd`, or the full path when `cwd` is not set.
         dir: PathBuf,
         task_id: String,
-        missing: bool,
+        /// What is wrong with it: "does not exist", "is not a directory", ...
+        problem: String,
     },
     /// A variable named in `forward_env` is not set.
     MissingEnv(String),
@@ -100,16 +104,11 @@ impl std::fmt::Display for CommandError {
             Self::Cwd {
                 dir,
                 task_id,
-                missing,
+                problem,
             } => write!(
                 f,
-                "working directory `{}` of task `{task_id}` {}",
+                "working directory `{}` of task `{task_id}` {problem}",
                 dir.display(),
-                if *missing {
-                    "does not exist"
-                } else {
-                    "is not a directory"
-                }
             ),
             Self::MissingEnv(name) => write!(
                 f,
@@ -306,17 +305,17 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         None => launch.base_dir.to_owned(),
     };
     // Checked here: the process would fail to start with an error naming only the program.
-    let missing = match std::fs::metadata(&cwd) {
+    let problem = match std::fs::metadata(&cwd) {
         Ok(meta) if meta.is_dir() => None,
-        Ok(_) => Some(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(true),
-        Err(_) => None,
+        Ok(_) => Some("is not a directory".to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some("does not exist".to_owned()),
+        Err(e) => Some(format!("cannot be used: {e}")),
     };
-    if let Some(missing) = missing {
+    if let Some(problem) = problem {
         return Err(CommandError::Cwd {
             dir: spec.cwd.clone().unwrap_or_else(|| cwd.clone()),
             task_id: launch.task_id.to_owned(),
-            missing,
+            problem,
         });
     }
     let path = match spec.env.get("PATH") {
@@ -360,6 +359,11 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         .env("ORCH_ATTEMPT", launch.attempt.to_string());
     if let Some(dir) = &launch.inputs_dir {
         command.env("ORCH_INPUTS_DIR", dir);
+    }
+    if let Some((index, value)) = launch.item {
+        command
+            .env("ORCH_ITEM_INDEX", index.to_string())
+            .env("ORCH_ITEM", value.to_string());
     }
     Ok(command)
 }

@@ -149,8 +149,14 @@ fn label(value: &str) -> String {
 pub(crate) fn serve(listener: TcpListener, live: Arc<Live>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(%error, "the metrics server cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let live = Arc::clone(&live);
             tokio::spawn(async move {

@@ -86,7 +86,7 @@ fn fill(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> std::io::
 /// Read straight from the text, twice (the result, then the workflow), never through a
 /// `serde_json::Value`, whose maps would lose the tasks' order.
 pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::read::text(path, crate::read::RESULT_LIMIT)
         .map_err(|e| format!("cannot read result file {}: {e}", path.display()))?;
     let place = |e: &serde_json::Error| format!("{}:{}:{}", path.display(), e.line(), e.column());
     let mut de = serde_json::Deserializer::from_str(&text);

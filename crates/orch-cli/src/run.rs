@@ -14,7 +14,7 @@ use std::time::Duration;
 use orch::core::{EngineEvent, RunId, Workflow, WorkflowStatus};
 use orch::engine::{RunError, WorkflowEngine};
 use orch::events::{Delivery, EventBus};
-use orch::journal::{Durability, FileJournal, Journal};
+use orch::journal::{Durability, FileJournal, Journal, JournalError};
 use tokio::signal::unix::Signal;
 
 use crate::display::{Display, ProgressMode};
@@ -245,7 +245,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let Ok(signals) = crate::signals::watch_stopping() else {
         return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
-    let run = match durable {
+    let run = match durable.clone() {
         Some(run_id) => engine.run_durable(&workflow, run_id),
         None => engine.run(&workflow),
     };
@@ -265,8 +265,27 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     if let Some(server) = server {
         server.abort();
     }
+    let signal = interrupted.load(Ordering::SeqCst);
     let result = match outcome {
         Ok(result) => result,
+        Err(RunError::Journal(failure)) => {
+            // Opened (or refused) before any task ran, or failed while tasks ran: what
+            // it recorded until then stays, to go on from with --resume.
+            let (what, code) = match failure.error() {
+                JournalError::AlreadyOpen { .. } | JournalError::InUse { .. } => {
+                    ("not run", ExitCode::from(2))
+                }
+                _ => ("stopped: the journal failed", ExitCode::from(1)),
+            };
+            errln!("{}: {what}: {failure}", args.file.display());
+            if let Some(run_id) = durable.filter(|_| what != "not run") {
+                errln!("what it recorded before stays: --resume {run_id} goes on from there");
+            }
+            return match signal {
+                0 => code,
+                signal => ExitCode::from(128 + signal),
+            };
+        }
         Err(errors) => {
             errln!("{}: not run:\n{errors}", args.file.display());
             if matches!(errors, RunError::UnknownPools { .. }) {
@@ -275,7 +294,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let signal = interrupted.load(Ordering::SeqCst);
     match display {
         Some(display) => display.finish(&result, signal != 0),
         None => out!("{}", crate::display::summary(&result, signal != 0)),
@@ -322,6 +340,13 @@ async fn cancel_on_signal(
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or
 /// run `resume`, which the journal must hold.
 async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, RunId), String> {
+    if dir.to_str().is_some_and(|d| d.contains("://")) {
+        return Err(format!(
+            "--journal: `{}` looks like a URL; --journal takes a directory (a PostgreSQL \
+             journal is for programs that use the library's PgJournal)",
+            dir.display()
+        ));
+    }
     let journal = FileJournal::new(dir).map_err(|e| format!("--journal: {e}"))?;
     let Some(resume) = resume else {
         return Ok((journal, RunId::new()));

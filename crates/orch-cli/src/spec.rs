@@ -196,11 +196,17 @@ fn known_keys(config: &Value, known: &[&str]) -> Result<(), Vec<ConfigProblem>> 
 fn sleep(config: &Value) -> Result<Builtin, Vec<ConfigProblem>> {
     known_keys(config, &["seconds"])?;
     let seconds = config.get("seconds");
-    match seconds
-        .and_then(Value::as_f64)
-        .map(Duration::try_from_secs_f64)
-    {
+    let number = seconds.and_then(Value::as_f64);
+    match number.map(Duration::try_from_secs_f64) {
         Some(Ok(duration)) => Ok(Builtin::Sleep(duration)),
+        Some(Err(_)) if number.is_some_and(|n| n > 0.0) => Err(vec![ConfigProblem::new(
+            Some("seconds"),
+            format!(
+                "`seconds` is too large: {} (at most about {} seconds)",
+                seconds.map_or(String::new(), Value::to_string),
+                u64::MAX
+            ),
+        )]),
         _ => Err(vec![ConfigProblem::new(
             Some("seconds"),
             format!(
@@ -260,6 +266,39 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
     };
     if program.is_empty() && problems.is_empty() {
         problems.push(ConfigProblem::new(Some("program"), "`program` is empty"));
+    }
+    // The operating system takes none of these with a NUL byte in it.
+    let nul = |text: &str| text.contains('\0');
+    let mut nul_keys = Vec::new();
+    if nul(&program) {
+        nul_keys.push("program");
+    }
+    for (i, arg) in args.iter().enumerate() {
+        if nul(arg) {
+            // With a shell, the arguments are `-c SCRIPT orch ARGS...`.
+            nul_keys.push(if parsed.shell && i == 1 {
+                "script"
+            } else {
+                "args"
+            });
+        }
+    }
+    if parsed.env.values().any(|v| nul(v)) {
+        nul_keys.push("env");
+    }
+    if parsed
+        .cwd
+        .as_ref()
+        .is_some_and(|c| c.as_os_str().as_encoded_bytes().contains(&0))
+    {
+        nul_keys.push("cwd");
+    }
+    nul_keys.dedup();
+    for key in nul_keys {
+        problems.push(ConfigProblem::new(
+            Some(key),
+            format!("`{key}` holds a NUL byte (`\\u0000`), which no program can be given"),
+        ));
     }
     for name in parsed.env.keys().chain(&parsed.forward_env) {
         if name.is_empty() || name.contains(['=', '\0']) {
@@ -390,6 +429,32 @@ mod tests {
             problems("sleep", json!({}))[0].key.as_deref(),
             Some("seconds")
         );
+    }
+
+    #[test]
+    fn nul_bytes_and_endless_sleeps_are_named_where_they_are() {
+        let keys = |config: Value| -> Vec<Option<String>> {
+            problems("command", config)
+                .into_iter()
+                .map(|p| p.key)
+                .collect()
+        };
+        let key = |k: &str| Some(k.to_owned());
+        assert_eq!(keys(json!({"program": "l\0s"})), [key("program")]);
+        assert_eq!(
+            keys(json!({"program": "ls", "args": ["a", "b\0", "c\0"], "cwd": "d\0"})),
+            [key("args"), key("cwd")]
+        );
+        assert_eq!(
+            keys(json!({"shell": true, "script": "echo\0", "args": ["x\0"]})),
+            [key("script"), key("args")]
+        );
+        assert_eq!(
+            keys(json!({"program": "ls", "env": {"A": "1\0"}})),
+            [key("env")]
+        );
+        let huge = problems("sleep", json!({"seconds": 1e20}));
+        assert!(huge[0].message.contains("too large"), "{}", huge[0].message);
     }
 
     #[test]

@@ -128,9 +128,13 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     let Ok(mut signals) = crate::signals::watch_stopping() else {
         return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
-    let worker = match builder.connect(&config).await {
-        Ok(worker) => worker,
-        Err(e) => return setup_error(format!("cannot serve tasks: {e}")),
+    let worker = tokio::select! {
+        connected = builder.connect(&config) => match connected {
+            Ok(worker) => worker,
+            Err(e) => return setup_error(format!("cannot serve tasks: {e}")),
+        },
+        // Stopped before it took any task.
+        number = crate::signals::next(&mut signals) => return ExitCode::from(128 + number),
     };
     // Written with errors ignored: whoever started the worker may have closed its output.
     let _ = writeln!(
@@ -140,18 +144,21 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         spec::TYPES.join(", "),
         args.concurrency
     );
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
+    let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
+    let (on_signal, now_on_signal) = (stop.clone(), stop_now.clone());
     let grace = args.shutdown_grace;
     tokio::spawn(async move {
         crate::signals::next(&mut signals).await;
         tracing::warn!(
-            "stopping: no new tasks; running ones have {}s to finish",
+            "stopping: no new tasks; running ones have {}s to finish (again to stop them now)",
             grace.as_secs()
         );
         on_signal.cancel();
+        crate::signals::next(&mut signals).await;
+        tracing::warn!("stopping now: running tasks are cancelled and handed back");
+        now_on_signal.cancel();
     });
-    worker.run(stop).await;
+    worker.run_until(stop, stop_now).await;
     let _ = writeln!(std::io::stdout(), "worker stopped");
     ExitCode::SUCCESS
 }

@@ -146,6 +146,14 @@ fn bad_resumes_are_clear_errors() {
     let (code, _, stderr) = parts(&run_in(&dir, &[&resume[..], &["../x"]].concat()));
     assert_eq!(code, Some(2));
     assert!(stderr.contains("`../x` is not a run id"), "{stderr}");
+    // A URL is not taken for a directory name.
+    let (code, _, stderr) = parts(&run_in(
+        &dir,
+        &["run", "w.yaml", "--journal", "postgres://u@host/db"],
+    ));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("looks like a URL"), "{stderr}");
+    assert!(!dir.join("postgres:").exists());
     assert_eq!(runs_of(&dir, "a"), 0, "nothing ran");
 
     // A completed task whose command changed: the run cannot continue with it.
@@ -158,4 +166,17 @@ fn bad_resumes_are_clear_errors() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("have changed since (`a`)"), "{stderr}");
     assert_eq!(runs_of(&dir, "a"), 1, "nothing ran again");
+}
+
+#[test]
+fn a_run_that_another_orch_is_writing_is_not_resumed_twice() {
+    let dir = Dir::new();
+    let (mut first, pid) = common::start_sleeper(&dir, &["--journal", "journal"]);
+    let run_id = listed(&dir)[0]["run_id"].as_str().expect("id").to_owned();
+    let resume = ["run", "w.yaml", "--journal", "journal", "--resume", &run_id];
+    let (code, _, stderr) = parts(&run_in(&dir, &resume));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("w.yaml: not run: "), "{stderr}");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("the sleeper is ours");
+    let _ = first.wait();
 }

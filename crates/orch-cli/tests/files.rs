@@ -102,6 +102,38 @@ fn validate_json_names_kinds_places_and_suggestions() {
 }
 
 #[test]
+fn validate_refuses_what_is_not_a_regular_file_and_names_any_path() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = Dir::new();
+    let made = Command::new("mkfifo").arg(dir.join("pipe.yaml")).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.json")).expect("a symlink");
+    // A file name that is not UTF-8.
+    let odd = std::ffi::OsStr::from_bytes(b"\xff.json");
+    let output = common::output({
+        let mut command = common::orch();
+        command
+            .args(["validate", "--format", "json", "pipe.yaml", "zero.json"])
+            .arg(odd)
+            .current_dir(dir.path());
+        command
+    });
+    let (code, stdout, stderr) = parts(&output);
+    assert_eq!(code, Some(1), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    let files = report["files"].as_array().expect("files");
+    for file in &files[..2] {
+        let problem = &file["problems"][0];
+        assert_eq!(problem["kind"], "unreadable", "{file}");
+        let message = problem["message"].as_str().unwrap_or_default();
+        assert!(message.contains("not a regular file"), "{message}");
+    }
+    assert_eq!(files[2]["file"], "\u{fffd}.json");
+    assert_eq!(files[2]["problems"][0]["kind"], "unreadable");
+}
+
+#[test]
 fn validate_accepts_any_task_type_when_asked() {
     let dir = Dir::new();
     dir.write(

@@ -182,6 +182,35 @@ tasks:
 }
 
 #[test]
+fn each_instance_of_a_mapped_command_gets_its_own_id_element_and_inputs() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  list: { task_type: echo, config: { message: [10, {"k": "v"}, "s"] } }
+  each:
+    task_type: command
+    dependencies: [list]
+    map: { over: list }
+    config: { shell: true, script: 'echo "{\"id\": \"$ORCH_TASK_ID\", \"index\": $ORCH_ITEM_INDEX, \"item\": $ORCH_ITEM, \"list\": $(cat "$ORCH_INPUTS_DIR/list.json"), \"dir\": \"$(basename "$ORCH_INPUTS_DIR")\"}"' }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &["--max-concurrent", "3"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    let items = [json!(10), json!({"k": "v"}), json!("s")];
+    for (i, item) in items.iter().enumerate() {
+        let seen = &result["tasks"][format!("each[{i}]").as_str()]["result"];
+        assert_eq!(seen["id"], format!("each[{i}]"), "{result:#}");
+        assert_eq!(seen["index"], json!(i));
+        assert_eq!(&seen["item"], item);
+        assert_eq!(seen["list"], json!(items));
+        assert_eq!(seen["dir"], format!("each%5B{i}%5D"));
+    }
+}
+
+#[test]
 fn a_timeout_kills_the_command_and_what_it_started() {
     let dir = Dir::new();
     dir.write(

@@ -115,25 +115,28 @@ fn a_run_with_nats_executes_every_task_on_the_worker() {
     assert!(!alive(worker.pid()));
 }
 
-#[test]
-fn ctrl_c_on_the_coordinator_stops_the_command_on_the_worker() {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
-    let dir = Dir::new();
+/// Starts a worker with `worker_args` (and `--dir` the test's directory) and a
+/// coordinator running one long command on it; returns both once the command runs, with
+/// the command's pid.
+fn start_long_command(
+    server: &NatsServer,
+    dir: &Dir,
+    worker_args: &[&str],
+) -> (WorkerProcess, std::process::Child, i32) {
     dir.write(
         "w.yaml",
         r#"workflow_id: long
 tasks:
-  long: { task_type: command, config: { shell: true, script: 'echo $$ > long.pid; exec sleep 60' } }
+  long: { task_type: command, config: { shell: true, script: 'echo $$ > long.pid; exec sleep 300' } }
 "#,
     );
-    let _worker = WorkerProcess::start(
+    let place = dir.path().display().to_string();
+    let worker = WorkerProcess::start(
         &server.url(),
-        &["--dir", &dir.path().display().to_string()],
+        &[&["--dir", &place][..], worker_args].concat(),
         &[],
     );
-    let mut coordinator = orch()
+    let coordinator = orch()
         .args([
             "run",
             "w.yaml",
@@ -151,6 +154,16 @@ tasks:
         dir.join("long.pid").exists()
     });
     let command = pid_in(&dir.join("long.pid"));
+    (worker, coordinator, command)
+}
+
+#[test]
+fn ctrl_c_on_the_coordinator_stops_the_command_on_the_worker() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    let (_worker, mut coordinator, command) = start_long_command(&server, &dir, &[]);
     assert!(alive(command));
     kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGINT).expect("signal orch run");
     let status = coordinator.wait().expect("orch run ends");
@@ -260,4 +273,27 @@ fn sighup_and_sigquit_stop_a_worker_cleanly() {
         worker.out.read_line(&mut last).expect("its last line");
         assert_eq!(last.trim(), "worker stopped", "{signal}");
     }
+}
+
+/// A second Ctrl-C ends the shutdown grace at once: the running command is stopped and
+/// its task handed back, and the worker exits.
+#[test]
+fn a_second_ctrl_c_stops_a_worker_without_waiting_for_the_grace() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    let (mut worker, mut coordinator, command) =
+        start_long_command(&server, &dir, &["--shutdown-grace", "10m"]);
+    let worker_pid = Pid::from_raw(worker.pid());
+    kill(worker_pid, Signal::SIGINT).expect("signal the worker");
+    // The first asks the command to finish, within the grace: it goes on.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(alive(command));
+    kill(worker_pid, Signal::SIGINT).expect("signal the worker again");
+    wait_for("the worker to stop the command", || !alive(command));
+    let status = worker.child.wait().expect("the worker exits");
+    assert!(status.success(), "{status:?}");
+    kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
+    let _ = coordinator.wait();
 }

@@ -173,6 +173,9 @@ impl Workflow {
 
     /// Reads a workflow file, choosing the format by its extension.
     ///
+    /// The path must name a regular file (a pipe or a device is refused, not waited on)
+    /// of at most 256 MiB.
+    ///
     /// The file must be UTF-8 (a byte-order mark is allowed): otherwise the error gives
     /// the offset of the first byte that is not. A YAML or TOML file read by a build
     /// without that format's feature is [`LoadError::FormatDisabled`].
@@ -185,7 +188,7 @@ impl Workflow {
             .ok_or_else(|| LoadError::UnknownFormat {
                 path: path.to_owned(),
             })?;
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        let bytes = read_regular_file(path, MAX_FILE_BYTES).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
         })?;
@@ -216,6 +219,32 @@ impl Workflow {
             e
         })
     }
+}
+
+/// The largest workflow file [`Workflow::from_path`] reads.
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The bytes of `path`, which must be a regular file (not a pipe or a device, which could
+/// block or never end) of at most `limit` bytes.
+fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    // Looked at before opening: opening a pipe waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a directory, pipe or device)",
+        ));
+    }
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} MiB", limit >> 20),
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(any(feature = "yaml", feature = "toml"))]

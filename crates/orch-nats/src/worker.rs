@@ -303,6 +303,13 @@ impl Worker {
     /// running and hands their tasks back to the queue (another worker gets them at
     /// once), and returns.
     pub async fn run(self, stop: CancellationToken) {
+        self.run_until(stop, CancellationToken::new()).await;
+    }
+
+    /// As [`Worker::run`], but the shutdown grace period also ends when `stop_now` is
+    /// cancelled (a second Ctrl-C, say): running handlers are cancelled and their tasks
+    /// handed back at once.
+    pub async fn run_until(self, stop: CancellationToken, stop_now: CancellationToken) {
         let Self {
             shared,
             types,
@@ -330,10 +337,11 @@ impl Worker {
         }
         stop.cancelled().await;
         let finish = async { while pullers.join_next().await.is_some() {} };
-        if tokio::time::timeout(limits.shutdown_grace, finish)
-            .await
-            .is_err()
-        {
+        let finished = tokio::select! {
+            finished = tokio::time::timeout(limits.shutdown_grace, finish) => finished.is_ok(),
+            () = stop_now.cancelled() => false,
+        };
+        if !finished {
             hand_back.cancel();
             while pullers.join_next().await.is_some() {}
         }
