@@ -82,8 +82,8 @@
 //!   is full waits without holding a global slot, so other tasks start meanwhile, and its
 //!   timeout counts from its own start. A task in backoff between attempts gives its
 //!   slots (global and pool) back for the pause and queues for them again when it ends,
-//!   so a long backoff does not idle a small pool; an instance of a map task keeps its
-//!   slot, which its map holds. A map keeps the slots it started on for its instances and
+//!   so a long backoff does not idle a small pool; an instance of a map task in backoff
+//!   keeps its slots. A map keeps the slots it started on for its instances and
 //!   queues for more at its start rank while instances are left, so it widens as slots
 //!   free up and a task ranked before it gets a freed slot first. A run whose tasks name
 //!   an undeclared pool does not start

@@ -373,7 +373,11 @@ impl<'p> Scheduler<'p> {
                     break;
                 };
                 let index = self.start_order[rank as usize] as usize;
-                if self.extras.is_some() && self.more_instances(index) {
+                let maps_queued = self
+                    .extras
+                    .as_ref()
+                    .is_some_and(|e| !e.queued_maps.is_empty());
+                if maps_queued && self.more_instances(index) {
                     // A map task's rank: one more of its instances started.
                 } else if !self.retrying.is_empty() && self.retrying.remove(&(index as u32)) {
                     self.active += 1;
@@ -443,8 +447,8 @@ impl<'p> Scheduler<'p> {
     ) {
         if self.stopping {
             self.active -= 1;
-            // An instance of a map task (numbered after the plan's tasks) has no pool slot
-            // of its own: its map's count holds it, and the run is ending.
+            // An instance of a map task (numbered after the plan's tasks): the slots it
+            // holds are its map's, and stay counted; nothing starts any more in this run.
             if index < self.records.len() {
                 self.ready.release(index);
             }

@@ -768,7 +768,7 @@ fn a_task_ranked_before_a_running_map_gets_the_next_slot_one_of_its_instances_fr
         .expect("valid");
     assert_eq!(result.status, WorkflowStatus::Completed);
     assert!(
-        starts.position("urgent#2") < starts.position("step[5]"),
+        starts.position("urgent#2") < starts.position("step[3]"),
         "{:?}",
         starts.log.lock().expect("the log")
     );
