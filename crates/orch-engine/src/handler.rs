@@ -139,7 +139,9 @@ impl<H: Handler> Handler for Inline<H> {
 /// into `Box<dyn Error + Send + Sync>`.
 ///
 /// A blocking call cannot be interrupted: on cancellation or timeout the engine stops
-/// waiting for it, but the thread runs the function to its end.
+/// waiting for it, but the thread runs the function to its end. Meanwhile its slots
+/// (global and pool) go to other tasks, and a retry may run beside it: a function that
+/// holds a scarce resource should watch `ctx.cancellation()` and return early.
 ///
 /// ```
 /// use orch_engine::{TaskContext, TaskError, WorkflowEngine, blocking};
