@@ -272,15 +272,19 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
             // Opened (or refused) before any task ran, or failed while tasks ran: what
             // it recorded until then stays, to go on from with --resume.
             let (what, code) = match failure.error() {
-                JournalError::AlreadyOpen { .. } | JournalError::InUse { .. } => {
-                    ("not run", ExitCode::from(2))
-                }
-                _ => ("stopped: the journal failed", ExitCode::from(1)),
+                _ if failure.while_running() => ("stopped: the journal failed", 1),
+                // Could not be set up: in use elsewhere, or not readable or writable.
+                JournalError::AlreadyOpen { .. }
+                | JournalError::InUse { .. }
+                | JournalError::Io { .. } => ("not run", 2),
+                // Refused: the run cannot go on with this workflow.
+                _ => ("not run", 1),
             };
             errln!("{}: {what}: {failure}", args.file.display());
-            if let Some(run_id) = durable.filter(|_| what != "not run") {
+            if let Some(run_id) = durable.filter(|_| failure.while_running()) {
                 errln!("what it recorded before stays: --resume {run_id} goes on from there");
             }
+            let code = ExitCode::from(code);
             return match signal {
                 0 => code,
                 signal => ExitCode::from(128 + signal),

@@ -165,6 +165,11 @@ fn bad_resumes_are_clear_errors() {
     let (code, _, stderr) = parts(&run_in(&dir, &[&resume[..], &[run_id.as_str()]].concat()));
     assert_eq!(code, Some(1));
     assert!(stderr.contains("have changed since (`a`)"), "{stderr}");
+    assert!(stderr.contains("w.yaml: not run: "), "{stderr}");
+    assert!(
+        !stderr.contains("--resume"),
+        "no run to go on from: {stderr}"
+    );
     assert_eq!(runs_of(&dir, "a"), 1, "nothing ran again");
 }
 

@@ -100,41 +100,63 @@ impl WorkflowEngine {
 /// A journal's error in a [`RunError`]: cheap to clone, with the journal's own error
 /// ([`JournalFailure::error`]) for matching on what went wrong.
 #[derive(Clone)]
-pub struct JournalFailure(Arc<JournalError>);
+pub struct JournalFailure {
+    error: Arc<JournalError>,
+    while_running: bool,
+}
 
 impl JournalFailure {
+    /// The journal refused the run, or could not be opened: no task ran.
     pub(crate) fn new(error: JournalError) -> Self {
-        Self(Arc::new(error))
+        Self {
+            error: Arc::new(error),
+            while_running: false,
+        }
+    }
+
+    /// The journal failed while the run's tasks ran, or while it recorded the run's end.
+    pub(crate) fn in_run(error: JournalError) -> Self {
+        Self {
+            error: Arc::new(error),
+            while_running: true,
+        }
     }
 
     /// The journal's error: say, [`JournalError::WorkflowChanged`] with what changed.
     pub fn error(&self) -> &JournalError {
-        &self.0
+        &self.error
+    }
+
+    /// Whether the journal failed once the run had started (its tasks may have run, and
+    /// what it recorded until then stays, to resume from), rather than when the run was
+    /// opened in it (refused or unreachable: no task ran).
+    pub fn while_running(&self) -> bool {
+        self.while_running
     }
 }
 
 impl fmt::Debug for JournalFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        fmt::Debug::fmt(&self.error, f)
     }
 }
 
 impl fmt::Display for JournalFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.error, f)
     }
 }
 
 impl std::error::Error for JournalFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        Some(&*self.error)
     }
 }
 
 /// Two failures are equal when they are the same error, or read the same.
 impl PartialEq for JournalFailure {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+        Arc::ptr_eq(&self.error, &other.error) || self.error.to_string() == other.error.to_string()
     }
 }
 

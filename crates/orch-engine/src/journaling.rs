@@ -156,8 +156,9 @@ impl RunJournal {
     /// cancelled run cut short stays out: no dependent of it ran, and it runs again when
     /// the run is resumed.
     pub(crate) async fn close(self, result: &WorkflowResult) -> Result<(), RunError> {
+        let failed = |error| RunError::Journal(JournalFailure::in_run(error));
         if let Some(error) = self.failure {
-            return Err(error.into());
+            return Err(failed(error));
         }
         let rest: Vec<_> = result
             .tasks
@@ -169,11 +170,11 @@ impl RunJournal {
             .map(|((id, record), _)| (id, record))
             .collect();
         if !rest.is_empty() {
-            self.writer.append(&rest).await?;
+            self.writer.append(&rest).await.map_err(failed)?;
         }
-        self.writer.finish(result.status).await?;
+        self.writer.finish(result.status).await.map_err(failed)?;
         if self.durability == Durability::Power {
-            self.writer.sync().await?;
+            self.writer.sync().await.map_err(failed)?;
         }
         Ok(())
     }

@@ -176,6 +176,7 @@ fn a_workflow_changed_in_completed_tasks_is_refused_saying_what_changed() {
         matches!(failure.error(), JournalError::WorkflowChanged { .. }),
         "{error}"
     );
+    assert!(!failure.while_running(), "refused when opened");
     assert!(error.to_string().contains("changed `a`"), "{error}");
     assert_eq!(calls.of("a"), 1, "nothing ran");
     assert_eq!(calls.of("c"), 1, "nothing ran");

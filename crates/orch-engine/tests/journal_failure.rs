@@ -100,6 +100,7 @@ fn a_journal_failing_mid_run_stops_it_and_a_resume_continues_from_what_was_recor
     let RunError::Journal(failure) = &error else {
         panic!("a journal failure, not {error:?}");
     };
+    assert!(failure.while_running(), "failed once tasks ran");
     assert!(
         matches!(
             failure.error(),
