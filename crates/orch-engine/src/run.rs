@@ -373,10 +373,7 @@ impl<'p> Scheduler<'p> {
                     break;
                 };
                 let index = self.start_order[rank as usize] as usize;
-                let maps_queued = self
-                    .extras
-                    .as_ref()
-                    .is_some_and(|e| !e.queued_maps.is_empty());
+                let maps_queued = self.extras.as_ref().is_some_and(|e| e.maps_queued());
                 if maps_queued && self.more_instances(index) {
                     // A map task's rank: one more of its instances started.
                 } else if !self.retrying.is_empty() && self.retrying.remove(&(index as u32)) {

@@ -38,6 +38,11 @@ pub(super) struct Extras {
 }
 
 impl Extras {
+    /// Whether some map task waits in the ready queue to start one more instance.
+    pub(super) fn maps_queued(&self) -> bool {
+        !self.queued_maps.is_empty()
+    }
+
     /// The extras of a run of `workflow`, or `None` if no task maps or caches (its
     /// plan's `features` say whether one does).
     pub(super) fn new(
