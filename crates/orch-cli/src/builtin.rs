@@ -92,7 +92,8 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 .dependency_results()
                 .map(|(id, value)| (id.to_string(), value))
                 .collect();
-            let inputs_dir = if inputs.is_empty() {
+            let item = ctx.item_index().zip(ctx.item());
+            let inputs_dir = if inputs.is_empty() && item.is_none() {
                 None
             } else {
                 let key = match shared.life {
@@ -102,7 +103,13 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                         format!("{}/{}/{task_id}", ctx.run_id(), ctx.attempt())
                     }
                 };
-                let dir = shared.inputs.write(&key, &inputs).map_err(|e| {
+                let written = shared.inputs.write(&key, &inputs).and_then(|dir| {
+                    if let Some((_, value)) = item {
+                        InputsRoot::write_item(&dir, value)?;
+                    }
+                    Ok(dir)
+                });
+                let dir = written.map_err(|e| {
                     TaskError::permanent(format!("cannot write the dependencies' results: {e}"))
                 })?;
                 Some(dir)
@@ -115,7 +122,7 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             let launch = Launch {
                 spec: &spec,
                 task_id: &task_id,
-                item: ctx.item_index().zip(ctx.item()),
+                item,
                 workflow_id: ctx.workflow().workflow_id(),
                 attempt: ctx.attempt(),
                 base_dir: &shared.base_dir,

@@ -57,9 +57,27 @@ impl InputsRoot {
 /// bytes file systems allow.
 const LONGEST_NAME: usize = 200;
 
+impl InputsRoot {
+    /// Writes the element of a map instance as `.item.json` (mode 0600) in `dir`, a
+    /// directory [`InputsRoot::write`] returned (no dependency's file starts with `.`).
+    pub(crate) fn write_item(dir: &Path, value: &Value) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join(ITEM_FILE))?;
+        serde_json::to_writer(&mut file, value)?;
+        file.write_all(b"\n")
+    }
+}
+
+/// The file of a map instance's element in its inputs directory.
+pub(crate) const ITEM_FILE: &str = ".item.json";
+
 /// `id` as one file name: letters, digits, `-`, `_` and `.` kept (a leading `.` escaped),
-/// every other byte written `%XX`. A name longer than 200 bytes is cut to its first 183
-/// (never inside an escape) followed by `~` and the 16 hex digits of the 64-bit FNV-1a
+/// every other byte written `%XX`. A name longer than 200 bytes keeps at most its first
+/// 183 (never cutting an escape) followed by `~` and the 16 hex digits of the 64-bit FNV-1a
 /// hash of the id's bytes, so that long ids stay distinct.
 pub(crate) fn file_name(id: &str) -> String {
     let name = escaped(id);

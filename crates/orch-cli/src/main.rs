@@ -145,11 +145,13 @@
 //!
 //! Every command gets `ORCH_TASK_ID`, `ORCH_WORKFLOW_ID` and `ORCH_ATTEMPT`. An instance of
 //! a map task (`map: {over: list}`) gets its own id (`task[i]`) as `ORCH_TASK_ID`, its
-//! element's position as `ORCH_ITEM_INDEX` and the element as JSON in `ORCH_ITEM`. A
+//! element's position as `ORCH_ITEM_INDEX`, and the element as JSON in the file
+//! `ORCH_ITEM_FILE` and, when at most 64 KiB, in `ORCH_ITEM`. A
 //! command with dependencies also gets `ORCH_INPUTS_DIR`: a directory holding one file per
 //! direct dependency, `<dependency id>.json`, with that dependency's result as JSON (ids
 //! written with `%XX` escapes for any byte but letters, digits, `-`, `_` and a non-leading
-//! `.`; a name over 200 bytes is cut to 183 and ends with `~` and the 16 hex digits of the
+//! `.`; a name over 200 bytes keeps at most its first 183 (never cutting an escape) and
+//! ends with `~` and the 16 hex digits of the
 //! 64-bit FNV-1a hash of the id). Each instance of a map task has a directory of its own.
 //! The files are readable by their owner only (0600, in 0700 directories) and are removed,
 //! with the run's temporary directory, when `orch run` ends.

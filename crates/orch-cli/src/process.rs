@@ -51,6 +51,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) inputs_dir: Option<PathBuf>,
 }
 
+/// The largest element (as JSON) a map instance's command gets in `ORCH_ITEM`.
+const ITEM_IN_ENV: usize = 64 << 10;
+
 /// Why an attempt failed.
 #[derive(Debug)]
 pub(crate) enum CommandError {
@@ -361,9 +364,15 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         command.env("ORCH_INPUTS_DIR", dir);
     }
     if let Some((index, value)) = launch.item {
-        command
-            .env("ORCH_ITEM_INDEX", index.to_string())
-            .env("ORCH_ITEM", value.to_string());
+        command.env("ORCH_ITEM_INDEX", index.to_string());
+        if let Some(dir) = &launch.inputs_dir {
+            command.env("ORCH_ITEM_FILE", dir.join(crate::inputs::ITEM_FILE));
+        }
+        // The system refuses a variable over 128 KiB: a large element is in the file only.
+        let text = value.to_string();
+        if text.len() <= ITEM_IN_ENV {
+            command.env("ORCH_ITEM", text);
+        }
     }
     Ok(command)
 }

@@ -9,25 +9,26 @@ pub(crate) const WORKFLOW_LIMIT: u64 = 256 << 20;
 /// The largest result file read (results hold what the commands printed).
 pub(crate) const RESULT_LIMIT: u64 = 1 << 30;
 
-/// The text of `path`, which must be a regular file (a pipe would block and a device
-/// might never end) of at most `limit` bytes, in UTF-8.
+/// The text of `path`, a file or a pipe (`<(command)`), not a directory or a device
+/// (`/dev/zero` never ends), of at most `limit` bytes, in UTF-8.
 pub(crate) fn text(path: &Path, limit: u64) -> std::io::Result<String> {
-    // Looked at before opening: opening a pipe waits for a writer.
-    if !std::fs::metadata(path)?.is_file() {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() && !kind.is_fifo() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "not a regular file (a directory, pipe or device)",
+            "not a file or a pipe (a directory or a device)",
         ));
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     std::fs::File::open(path)?
         .take(limit + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > limit {
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
         return Err(Error::new(
             ErrorKind::InvalidData,
             format!("larger than {} MiB", limit >> 20),
         ));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| Error::new(ErrorKind::InvalidData, e))
 }

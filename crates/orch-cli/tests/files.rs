@@ -102,12 +102,18 @@ fn validate_json_names_kinds_places_and_suggestions() {
 }
 
 #[test]
-fn validate_refuses_what_is_not_a_regular_file_and_names_any_path() {
+fn validate_refuses_devices_and_endless_pipes_and_names_any_path() {
     use std::os::unix::ffi::OsStrExt;
 
     let dir = Dir::new();
     let made = Command::new("mkfifo").arg(dir.join("pipe.yaml")).status();
     assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    // A pipe that never ends: read up to the limit, then refused.
+    let mut endless = Command::new("sh")
+        .args(["-c", "yes > pipe.yaml"])
+        .current_dir(dir.path())
+        .spawn()
+        .expect("a writer");
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.json")).expect("a symlink");
     // A file name that is not UTF-8.
     let odd = std::ffi::OsStr::from_bytes(b"\xff.json");
@@ -123,12 +129,22 @@ fn validate_refuses_what_is_not_a_regular_file_and_names_any_path() {
     assert_eq!(code, Some(1), "{stderr}");
     let report: Value = serde_json::from_str(&stdout).expect("JSON");
     let files = report["files"].as_array().expect("files");
-    for file in &files[..2] {
-        let problem = &file["problems"][0];
-        assert_eq!(problem["kind"], "unreadable", "{file}");
-        let message = problem["message"].as_str().unwrap_or_default();
-        assert!(message.contains("not a regular file"), "{message}");
-    }
+    let _ = endless.kill();
+    let _ = endless.wait();
+    let message = |i: usize| {
+        files[i]["problems"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(files[0]["problems"][0]["kind"], "unreadable");
+    assert!(message(0).contains("larger than 256 MiB"), "{}", message(0));
+    assert_eq!(files[1]["problems"][0]["kind"], "unreadable");
+    assert!(
+        message(1).contains("not a file or a pipe"),
+        "{}",
+        message(1)
+    );
     assert_eq!(files[2]["file"], "\u{fffd}.json");
     assert_eq!(files[2]["problems"][0]["kind"], "unreadable");
 }

@@ -211,6 +211,32 @@ tasks:
 }
 
 #[test]
+fn a_large_element_reaches_its_instance_in_a_file_only() {
+    let dir = Dir::new();
+    let large = "x".repeat(70_000);
+    dir.write(
+        "w.yaml",
+        &format!(
+            r#"workflow_id: w
+tasks:
+  list: {{ task_type: echo, config: {{ message: [small, "{large}"] }} }}
+  each:
+    task_type: command
+    dependencies: [list]
+    map: {{ over: list }}
+    config: {{ shell: true, script: 'echo "[$(wc -c < "$ORCH_ITEM_FILE"), ${{#ORCH_ITEM}}]"' }}
+"#
+        ),
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    // The file holds the JSON and a newline; the variable is there for the small one.
+    assert_eq!(result["tasks"]["each[0]"]["result"], json!([8, 7]));
+    assert_eq!(result["tasks"]["each[1]"]["result"], json!([70_003, 0]));
+}
+
+#[test]
 fn a_timeout_kills_the_command_and_what_it_started() {
     let dir = Dir::new();
     dir.write(

@@ -173,8 +173,8 @@ impl Workflow {
 
     /// Reads a workflow file, choosing the format by its extension.
     ///
-    /// The path must name a regular file (a pipe or a device is refused, not waited on)
-    /// of at most 256 MiB.
+    /// The path must name a file or a pipe (a directory or a device is refused) of at
+    /// most 256 MiB.
     ///
     /// The file must be UTF-8 (a byte-order mark is allowed): otherwise the error gives
     /// the offset of the first byte that is not. A YAML or TOML file read by a build
@@ -188,7 +188,7 @@ impl Workflow {
             .ok_or_else(|| LoadError::UnknownFormat {
                 path: path.to_owned(),
             })?;
-        let bytes = read_regular_file(path, MAX_FILE_BYTES).map_err(|source| LoadError::Io {
+        let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
         })?;
@@ -224,15 +224,19 @@ impl Workflow {
 /// The largest workflow file [`Workflow::from_path`] reads.
 const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// The bytes of `path`, which must be a regular file (not a pipe or a device, which could
-/// block or never end) of at most `limit` bytes.
-fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+/// The bytes of `path`, a file or a pipe, not a directory or a device (`/dev/zero`
+/// never ends), of at most `limit` bytes.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read};
-    // Looked at before opening: opening a pipe waits for a writer.
-    if !std::fs::metadata(path)?.is_file() {
+    let kind = std::fs::metadata(path)?.file_type();
+    #[cfg(unix)]
+    let pipe = std::os::unix::fs::FileTypeExt::is_fifo(&kind);
+    #[cfg(not(unix))]
+    let pipe = false;
+    if !kind.is_file() && !pipe {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "not a regular file (a directory, pipe or device)",
+            "not a file or a pipe (a directory or a device)",
         ));
     }
     let file = std::fs::File::open(path)?;
