@@ -1,0 +1,114 @@
+//! [`CommandError`]: why an attempt of a `command` task failed, as its error reads.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+use nix::sys::signal::Signal;
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub(crate) enum CommandError {
+    /// The program could not be started.
+    Start { program: String, error: io::Error },
+    /// The working directory does not exist, or is not a directory.
+    Cwd {
+        /// As written in `cwd`, or the full path when `cwd` is not set.
+        dir: PathBuf,
+        task_id: String,
+        /// What is wrong with it: "does not exist", "is not a directory", ...
+        problem: String,
+    },
+    /// A variable named in `forward_env` is not set.
+    MissingEnv(String),
+    /// It ran and exited unsuccessfully.
+    Exit {
+        program: String,
+        status: ExitStatus,
+        stderr_tail: String,
+    },
+    /// Its output passed the capture limit; it was killed.
+    TooLarge { limit: usize },
+    /// Its output is not UTF-8 and the capture mode wants text.
+    NotUtf8 { offset: usize },
+    /// `capture: json` and the output is not JSON.
+    NotJson(serde_json::Error),
+    /// The run was cancelled; the command was stopped.
+    Cancelled { stderr_tail: String },
+    /// Reading its output failed.
+    Io(io::Error),
+}
+
+impl CommandError {
+    /// Whether retrying cannot help.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Start { .. } | Self::Cwd { .. } | Self::MissingEnv(_) | Self::Cancelled { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Start { program, error } if error.kind() == io::ErrorKind::NotFound => {
+                write!(f, "cannot start `{program}`: program not found")
+            }
+            Self::Start { program, error } => write!(f, "cannot start `{program}`: {error}"),
+            Self::Cwd {
+                dir,
+                task_id,
+                problem,
+            } => write!(
+                f,
+                "working directory `{}` of task `{task_id}` {problem}",
+                dir.display(),
+            ),
+            Self::MissingEnv(name) => write!(
+                f,
+                "environment variable `{name}` (named in forward_env) is not set"
+            ),
+            Self::Exit {
+                program,
+                status,
+                stderr_tail,
+            } => {
+                match (
+                    status.code(),
+                    std::os::unix::process::ExitStatusExt::signal(status),
+                ) {
+                    (Some(code), _) => write!(f, "`{program}` exited with status {code}")?,
+                    (None, Some(signal)) => {
+                        let name = Signal::try_from(signal).map_or("unknown", Signal::as_str);
+                        write!(f, "`{program}` was killed by signal {signal} ({name})")?
+                    }
+                    (None, None) => write!(f, "`{program}` ended: {status}")?,
+                }
+                if !stderr_tail.is_empty() {
+                    write!(f, "; stderr ends: {stderr_tail}")?;
+                }
+                Ok(())
+            }
+            Self::TooLarge { limit } => write!(
+                f,
+                "standard output passed the capture limit of {limit} bytes, so the command was stopped (raise `max_output_bytes`, or set `capture: none`)"
+            ),
+            Self::NotUtf8 { offset } => write!(
+                f,
+                "standard output is not UTF-8 text (invalid byte at offset {offset}); set `capture: base64` to keep binary output"
+            ),
+            Self::NotJson(error) => {
+                write!(f, "standard output is not JSON (`capture: json`): {error}")
+            }
+            Self::Cancelled { stderr_tail } => {
+                f.write_str("the command was stopped: the run was cancelled")?;
+                if !stderr_tail.is_empty() {
+                    write!(f, "; stderr ends: {stderr_tail}")?;
+                }
+                Ok(())
+            }
+            Self::Io(error) => write!(f, "reading the command's output failed: {error}"),
+        }
+    }
+}
