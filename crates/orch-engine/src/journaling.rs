@@ -153,8 +153,8 @@ impl RunJournal {
     /// (cancellations, tasks skipped after a failure upstream, and failures whose
     /// commit a cancelled run cut short), then the run's end, and waits until that is as
     /// durable as the engine's setting asks. A completion whose commit the end of a
-    /// cancelled run cut short stays out: no dependent of it ran, and it runs again when
-    /// the run is resumed.
+    /// cancelled run cut short is not recorded again: no dependent of it ran; if its
+    /// write reached the journal before the cut, a resume keeps it, else it runs again.
     pub(crate) async fn close(self, result: &WorkflowResult) -> Result<(), RunError> {
         let failed = |error| RunError::Journal(JournalFailure::in_run(error));
         if let Some(error) = self.failure {

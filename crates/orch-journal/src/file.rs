@@ -62,9 +62,12 @@ impl fmt::Debug for FileJournal {
 }
 
 impl FileJournal {
-    /// A journal in directory `dir`, created (owner only) with its parents if missing.
+    /// A journal in directory `dir`, created (owner only) with its parents if missing; a
+    /// directory it creates is synced into its parent, so that it outlasts a power loss
+    /// with the runs synced in it.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let dir = dir.into();
+        let created = !dir.exists();
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -72,6 +75,16 @@ impl FileJournal {
         builder
             .create(&dir)
             .map_err(|e| JournalError::io("create directory", &dir, e))?;
+        #[cfg(unix)]
+        if created && let Some(parent) = dir.parent() {
+            let parent = match parent.as_os_str().is_empty() {
+                true => Path::new("."),
+                false => parent,
+            };
+            File::open(parent)
+                .and_then(|parent| parent.sync_all())
+                .map_err(|e| JournalError::io("sync directory", parent, e))?;
+        }
         Ok(Self {
             shared: Arc::new(Shared {
                 dir,
@@ -165,7 +178,10 @@ impl FileJournal {
                 locked
                     .set_len(read.valid_len)
                     .map_err(|e| JournalError::io("truncate", &path, e))?;
-                let file = RunFile::new(path, locked, read.valid_len, read.next_seq);
+                // Its directory entry may never have been synced (a run first opened
+                // with `Durability::Process`): the first sync does it.
+                let file = RunFile::new(path, locked, read.valid_len, read.next_seq)
+                    .sync_directory_first(self.shared.dir.clone());
                 if !changes.is_empty() {
                     file.append(run, false, |buf, seq| {
                         line::write_definition(buf, seq, &definition, SystemTime::now())?;

@@ -128,7 +128,9 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// at a time; dropping its writer closes it.
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError>;
 
-    /// Reads run `run`; `None` when the journal has no such run.
+    /// Reads run `run`; `None` when the journal has no such run, and
+    /// [`JournalError::HeadMissing`] when a run was being started there and its first
+    /// record never made it whole (opening the run then starts it anew).
     async fn load(&self, run: &RunId) -> Result<Option<LoadedRun>, JournalError>;
 
     /// The runs that `filter` accepts, oldest first.
