@@ -157,6 +157,11 @@
 //! # }
 //! ```
 //!
+//! Here the events are read once the run ended, which suits a handful of them: a lossless
+//! subscription (the default) holds a run up once its queue is full, so one that is read
+//! only afterwards should be lossy (`Overflow::DropOldest`) or large enough, or be read
+//! while the run goes on.
+//!
 //! # Durable runs
 //!
 //! With the `journal` feature (on by default), an engine given a journal
@@ -205,9 +210,11 @@
 //! not dropped**: a background task (on the current tokio runtime; outside one, a thread
 //! of its own) goes on publishing them, in order, and ends once the full subscribers have
 //! read them, have been dropped, or the bus is closed (or when the runtime shuts down).
-//! [`EventBus::close`](orch_events::EventBus::close) waits for that delivery, as it waits
-//! for every publish under way. A run that is not cancelled waits for slow lossless
-//! subscribers as long as they take: that is what the `Block` policy asks for.
+//! Closing the bus ([`EventBus::close`](orch_events::EventBus::close)) ends that delivery:
+//! the events not yet published then never are, so a subscriber that needs every event
+//! of a cancelled run reads until the run's `finished` event before the bus is closed. A
+//! run that is not cancelled waits for slow lossless subscribers as long as they take:
+//! that is what the `Block` policy asks for.
 //!
 //! # Timers
 //!

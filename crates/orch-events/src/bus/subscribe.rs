@@ -71,6 +71,11 @@ impl<T: Send + Sync + 'static> EventBus<T> {
     /// Runs `callback` for each delivery on `pattern`, on a task of the current tokio
     /// runtime. See [`CallbackSubscription`] for how panics are handled.
     ///
+    /// The callback is what empties its own queue: with the lossless `Block` policy, a
+    /// callback that publishes, and awaits publishing, on a subject its own pattern
+    /// matches waits for itself once that queue is full. Such a callback should use a
+    /// lossy policy, or hand the publish to a task of its own.
+    ///
     /// # Errors
     /// As [`EventBus::subscribe_with`], plus [`SubscribeError::NoRuntime`] outside a tokio
     /// runtime.
