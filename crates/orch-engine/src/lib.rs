@@ -270,7 +270,7 @@ pub use durable::JournalFailure;
 pub use engine::{ConfigError, DEFAULT_MAX_INSTANCES, EngineBuilder, RunHandle, WorkflowEngine};
 pub use error::TaskError;
 pub use handler::{Handler, blocking, inline};
-/// The journal crate: backends ([`FileJournal`](orch_journal::FileJournal), and
+/// The journal crate: backends ([`orch_journal::FileJournal`], and
 /// `PgJournal` with the `postgres` feature), listing and loading recorded runs.
 #[cfg(feature = "journal")]
 pub use orch_journal as journal;

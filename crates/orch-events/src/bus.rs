@@ -41,7 +41,8 @@ impl EventBusBuilder {
     }
 
     /// Keep the last `events` events so that late subscribers can replay them
-    /// ([`SubscribeOptions::replay_from`]). 0 (the default) keeps none.
+    /// ([`SubscribeOptions::replay_from`](crate::SubscribeOptions::replay_from)). 0 (the
+    /// default) keeps none.
     #[must_use]
     pub fn history(mut self, events: usize) -> Self {
         self.history = events;
