@@ -42,7 +42,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// Each append is one statement, committed without waiting for the server's disk
 /// (`synchronous_commit = off` for the journal's session): once it returns, the records
-/// survive a crash of this process, not yet a crash of the server. [`RunWriter::sync`]
+/// survive a crash of this process, not yet a crash of the server. [`RunWriter::sync`](crate::RunWriter::sync)
 /// commits a small transaction that waits for the server's write-ahead log to reach
 /// disk, which covers every append before it: then they survive a power loss too. A
 /// task's completed record is final: a later record for it, from this process or
