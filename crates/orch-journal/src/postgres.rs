@@ -42,9 +42,10 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// Each append is one statement, committed without waiting for the server's disk
 /// (`synchronous_commit = off` for the journal's session): once it returns, the records
-/// survive a crash of this process, not yet a crash of the server. [`RunWriter::sync`](crate::RunWriter::sync)
-/// commits a small transaction that waits for the server's write-ahead log to reach
-/// disk, which covers every append before it: then they survive a power loss too. A
+/// survive a crash of this process, not yet a crash of the server.
+/// [`RunWriter::sync`](crate::RunWriter::sync) commits a small transaction that waits
+/// for the server's write-ahead log to reach disk, which covers every append before it:
+/// then they survive a power loss too. A
 /// task's completed record is final: a later record for it, from this process or
 /// another, is ignored; so is a map instance's first record (`task[i]`, recorded with
 /// its map task's completion). The connection string's password never appears in
