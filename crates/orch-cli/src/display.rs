@@ -81,6 +81,16 @@ impl Display {
     }
 
     /// Writes out the event lines shown so far.
+    /// Writes what is pending and takes the bar off the screen (a run that ended without
+    /// a result has no summary).
+    pub(crate) fn clear(&mut self) {
+        self.flush();
+        if let Some(bar) = &self.bar {
+            logging::set_bar(None);
+            bar.finish_and_clear();
+        }
+    }
+
     pub(crate) fn flush(&mut self) {
         if let Some(out) = &mut self.lines {
             let _ = out.flush();
@@ -106,11 +116,7 @@ impl Display {
 
     /// Clears the bar and prints the summary of `result`.
     pub(crate) fn finish(mut self, result: &WorkflowResult, interrupted: bool) {
-        self.flush();
-        if let Some(bar) = &self.bar {
-            logging::set_bar(None);
-            bar.finish_and_clear();
-        }
+        self.clear();
         let _ = std::io::stdout()
             .lock()
             .write_all(summary(result, interrupted).as_bytes());

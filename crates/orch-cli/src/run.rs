@@ -266,6 +266,12 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         server.abort();
     }
     let signal = interrupted.load(Ordering::SeqCst);
+    let mut display = display;
+    if outcome.is_err()
+        && let Some(display) = &mut display
+    {
+        display.clear();
+    }
     let result = match outcome {
         Ok(result) => result,
         Err(RunError::Journal(failure)) => {

@@ -57,10 +57,9 @@ fn screen_lines(text: &str) -> Vec<String> {
     lines
 }
 
-#[test]
-fn a_terminal_gets_a_progress_bar_and_a_readable_summary() {
-    let dir = Dir::new();
-    dir.write("t.yaml", WORKFLOW);
+/// Runs `orch ARGS` in `dir` on a 100-column pseudo-terminal; its exit code and all it
+/// wrote there.
+fn run_in_terminal(dir: &Dir, args: &[&str]) -> (Option<i32>, String) {
     let size = Winsize {
         ws_row: 30,
         ws_col: 100,
@@ -70,7 +69,7 @@ fn a_terminal_gets_a_progress_bar_and_a_readable_summary() {
     let pty = openpty(&size, None).expect("a pseudo-terminal");
     let slave = std::fs::File::from(pty.slave);
     let mut child = orch()
-        .args(["run", "t.yaml", "--max-concurrent", "2"])
+        .args(args)
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(slave.try_clone().expect("a second handle"))
@@ -93,7 +92,15 @@ fn a_terminal_gets_a_progress_bar_and_a_readable_summary() {
     });
     let status = child.wait().expect("orch ends");
     let screen = String::from_utf8_lossy(&reader.join().expect("the reader ends")).into_owned();
-    assert_eq!(status.code(), Some(1), "{screen}");
+    (status.code(), screen)
+}
+
+#[test]
+fn a_terminal_gets_a_progress_bar_and_a_readable_summary() {
+    let dir = Dir::new();
+    dir.write("t.yaml", WORKFLOW);
+    let (code, screen) = run_in_terminal(&dir, &["run", "t.yaml", "--max-concurrent", "2"]);
+    assert_eq!(code, Some(1), "{screen}");
     // The bar, as drawn at some moment: counts out of 5 and the status line.
     let drawn: Vec<String> = screen
         .split(['\r', '\n'])
@@ -180,4 +187,21 @@ fn progress_none_prints_only_the_summary() {
     assert_eq!(code, Some(1));
     assert!(stdout.starts_with("workflow `t` failed after "), "{stdout}");
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
+}
+
+#[test]
+fn a_run_that_ends_without_a_result_leaves_no_bar_on_the_terminal() {
+    let dir = Dir::new();
+    dir.write(
+        "p.yaml",
+        "workflow_id: p\ntasks:\n  a: { task_type: echo, pool: gpu }\n",
+    );
+    let (code, screen) = run_in_terminal(&dir, &["run", "p.yaml"]);
+    assert_eq!(code, Some(1), "{screen}");
+    let lines = screen_lines(&screen);
+    assert!(
+        lines.iter().all(|l| !l.contains("0/1")),
+        "a bar stayed: {lines:#?}"
+    );
+    assert!(lines[0].starts_with("p.yaml: not run:"), "{lines:#?}");
 }
