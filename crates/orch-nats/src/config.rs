@@ -334,13 +334,12 @@ impl fmt::Debug for NatsConfig {
     }
 }
 
-/// `url` with any user information (`user:password@`) replaced by `<redacted>@`.
+/// `url` with any user information (`user:password@`) replaced by `<redacted>@`. The
+/// user information ends at the last `@`: a password may hold a `/` or an `@` that was
+/// not escaped.
 pub(crate) fn redact_url(url: &str) -> String {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let host_end = url[after_scheme..]
-        .find('/')
-        .map_or(url.len(), |i| after_scheme + i);
-    match url[after_scheme..host_end].rfind('@') {
+    match url[after_scheme..].rfind('@') {
         Some(at) => format!(
             "{}<redacted>{}",
             &url[..after_scheme],
@@ -367,7 +366,7 @@ fn redact_all(text: &str, servers: &[String]) -> String {
     let mut text = text.to_owned();
     for url in servers {
         let after_scheme = url.find("://").map_or(0, |i| i + 3);
-        if let Some(at) = url[after_scheme..].find('@') {
+        if let Some(at) = url[after_scheme..].rfind('@') {
             let user_info = &url[after_scheme..after_scheme + at];
             if !user_info.is_empty() {
                 text = text.replace(user_info, "<redacted>");
@@ -438,6 +437,17 @@ mod tests {
         );
         assert_eq!(redact_url("tls://host:4222"), "tls://host:4222");
         assert_eq!(redact_url("u:p@host"), "<redacted>@host");
+        // Passwords with a `/` or an `@` not escaped.
+        assert_eq!(
+            redact_url("nats://u:ab/cd@host:4222"),
+            "nats://<redacted>@host:4222"
+        );
+        assert_eq!(redact_url("nats://u:p@ss@host"), "nats://<redacted>@host");
+        let servers = ["nats://u:p@ss@host".to_owned()];
+        assert_eq!(
+            redact_all("cannot reach u:p@ss@host", &servers),
+            "cannot reach <redacted>@host"
+        );
         let shown = format!("{:?}", NatsConfig::new("nats://u:hunter2@h:1"));
         assert!(!shown.contains("hunter2"), "{shown}");
     }

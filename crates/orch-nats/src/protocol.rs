@@ -389,18 +389,25 @@ pub(crate) fn fit_token(token: &str) -> std::borrow::Cow<'_, str> {
     ))
 }
 
-/// Milliseconds since the Unix epoch of `now + after`.
+/// Milliseconds since the Unix epoch of `now + after` (the largest there is for a time
+/// the clock cannot hold).
 pub(crate) fn deadline_after(after: Duration) -> u64 {
-    let at = SystemTime::now() + after;
+    let Some(at) = SystemTime::now().checked_add(after) else {
+        return u64::MAX;
+    };
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// How long until a deadline in milliseconds since the Unix epoch (zero if it passed).
+/// How long until a deadline in milliseconds since the Unix epoch (zero if it passed;
+/// `Duration::MAX` for one the clock cannot hold).
 pub(crate) fn until(deadline_ms: u64) -> Duration {
-    let at = UNIX_EPOCH + Duration::from_millis(deadline_ms);
-    at.duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
+    match UNIX_EPOCH.checked_add(Duration::from_millis(deadline_ms)) {
+        Some(at) => at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+        None => Duration::MAX,
+    }
 }
 
 /// A W3C `traceparent` for one attempt: the trace id from the run, the span id from the
@@ -427,6 +434,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn deadlines_far_away_neither_overflow_nor_panic() {
+        assert_eq!(deadline_after(Duration::MAX), u64::MAX);
+        assert!(until(u64::MAX) > Duration::from_secs(100 * 365 * 24 * 3600));
+        assert_eq!(until(0), Duration::ZERO);
+        let soon = until(deadline_after(Duration::from_secs(60)));
+        assert!(soon > Duration::from_secs(50) && soon <= Duration::from_secs(60));
+    }
 
     #[test]
     fn tokens_keep_plain_names_and_escape_the_rest_unambiguously() {

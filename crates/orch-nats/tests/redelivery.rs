@@ -121,6 +121,62 @@ async fn a_result_slow_to_store_keeps_its_task_from_going_to_another_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_gives_up_storing_a_result_once_its_attempt_is_past_its_deadline() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = coordinator(&server, layout()).await;
+    engine.register_handler(
+        "sized",
+        RemoteHandler::builder()
+            .layout(layout())
+            .connect(&server.config())
+            .await
+            .expect("connects"),
+    );
+    // One task at a time: a slot held by a result that is never stored stalls the worker.
+    let worker = Worker::builder()
+        .layout(layout())
+        .concurrency(1)
+        .handler("sized", |ctx: TaskContext| async move {
+            let bytes = ctx.config()["bytes"].as_u64().unwrap_or(0) as usize;
+            Ok::<_, TaskError>("x".repeat(bytes))
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    // The results stream refuses results over 1 KiB (below the server's largest message).
+    limit_results(&js, 1024).await;
+    let big = Workflow::new("w", "W").task(
+        Task::new("big", "sized")
+            .config(json!({"bytes": 4096}))
+            .timeout(Duration::from_millis(500)),
+    );
+    let result = common::run_in_background(&engine, &big)
+        .await
+        .expect("ends");
+    assert_eq!(
+        result.task("big").map(|t| t.status),
+        Some(TaskStatus::Failed)
+    );
+    // The worker is free for the next task once the big one's deadline passed.
+    let small =
+        Workflow::new("w2", "W").task(Task::new("small", "sized").config(json!({"bytes": 1})));
+    let result = tokio::time::timeout(Duration::from_secs(30), engine.execute_workflow(&small))
+        .await
+        .expect("the worker took the next task")
+        .expect("valid");
+    assert_eq!(
+        result.task("small").map(|t| t.result.clone()),
+        Some(Some(json!("x")))
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again() {
     let Some(server) = NatsServer::start() else {
         return;

@@ -102,7 +102,8 @@ pub(crate) async fn run(
                     error,
                     permanent: false,
                 };
-                return Box::pin(report(&shared, &queue, &message, &key, lost, &hand_back)).await;
+                let ending = (lost, task.deadline_ms);
+                return Box::pin(report(&shared, &queue, &message, &key, ending, &hand_back)).await;
             }
             tracing::info!(delivered, "running a task delivered again");
         }
@@ -117,11 +118,13 @@ pub(crate) async fn run(
             tracing::info!("not running a cancelled task");
             return ack(&message, AckKind::Term).await;
         };
+        let deadline_ms = task.deadline_ms;
         let ending = execute(&shared, &queue, &message, task, token, &hand_back).await;
         shared.cancels.finish(&key);
         match ending {
             Ending::Report(outcome) => {
-                report(&shared, &queue, &message, &key, outcome, &hand_back).await;
+                let ending = (outcome, deadline_ms);
+                report(&shared, &queue, &message, &key, ending, &hand_back).await;
             }
             Ending::Drop => ack(&message, AckKind::Term).await,
             Ending::HandBack => ack(&message, AckKind::Nak(None)).await,
@@ -227,12 +230,13 @@ async fn report(
     queue: &TypeQueue,
     message: &jetstream::Message,
     key: &AttemptKey,
-    outcome: Outcome,
+    (outcome, deadline_ms): (Outcome, Option<u64>),
     hand_back: &CancellationToken,
 ) {
     let publish = async {
         let payload = result_payload(shared, key, outcome).await;
-        publish_result(shared, key, payload, hand_back).await
+        let give_up = deadline_ms.map(protocol::until);
+        publish_result(shared, key, payload, give_up, hand_back).await
     };
     if with_progress(message, queue.progress_every, publish).await {
         ack(message, AckKind::Ack).await;
@@ -377,14 +381,18 @@ fn result_message(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> Result
     }
 }
 
-/// Publishes a result until the server stores it; `false` if the worker stopped first.
+/// Publishes a result until the server stores it; `false` if the worker stopped first,
+/// or if the attempt's deadline (`give_up` from now) passed first: its coordinator no
+/// longer waits, and the task, handed back, is dropped as past its deadline.
 async fn publish_result(
     shared: &Shared,
     key: &AttemptKey,
     payload: bytes::Bytes,
+    give_up: Option<Duration>,
     hand_back: &CancellationToken,
 ) -> bool {
     let mut pause = Duration::from_millis(50);
+    let mut past_deadline = give_up.map(|d| Box::pin(tokio::time::sleep(d)));
     loop {
         match publish_once(shared, key, payload.clone()).await {
             Ok(()) => return true,
@@ -393,6 +401,10 @@ async fn publish_result(
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = hand_back.cancelled() => return false,
+            () = elapsed(&mut past_deadline) => {
+                tracing::warn!("the task passed its deadline before its result could be stored");
+                return false;
+            }
         }
         pause = (pause * 2).min(Duration::from_secs(2));
     }
