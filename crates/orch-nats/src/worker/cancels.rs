@@ -15,8 +15,10 @@ use super::Shared;
 use crate::protocol::{self, CancelMessage};
 use crate::routes::AttemptKey;
 
-/// How many recent cancellations a worker remembers.
+/// How many recent cancellations a worker remembers, and how many bytes of ids at most
+/// (a task id has no length limit of its own).
 const REMEMBERED: usize = 4096;
+const REMEMBERED_BYTES: usize = 16 << 20;
 
 #[derive(Default)]
 pub(crate) struct Cancels {
@@ -31,12 +33,24 @@ struct State {
     recent: VecDeque<Cancelled>,
     /// The last task message each covers (`None`: every message).
     covers: HashMap<Cancelled, Option<u64>>,
+    /// The bytes of the ids in `recent`.
+    recent_bytes: usize,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Cancelled {
     Run(RunId),
     Attempt(AttemptKey),
+}
+
+impl Cancelled {
+    /// The bytes its ids take.
+    fn size(&self) -> usize {
+        match self {
+            Cancelled::Run(run) => run.as_str().len(),
+            Cancelled::Attempt(key) => key.run.as_str().len() + key.task.as_str().len(),
+        }
+    }
 }
 
 /// Whether a cancellation that covers messages up to `up_to` covers message `sequence`.
@@ -97,11 +111,14 @@ impl Cancels {
             // Heard before: it now covers what either cancellation covers.
             Some(known) => *known = known.zip(up_to).map(|(a, b)| a.max(b)),
             None => {
+                state.recent_bytes += cancelled.size();
                 state.covers.insert(cancelled.clone(), up_to);
                 state.recent.push_back(cancelled);
-                if state.recent.len() > REMEMBERED
-                    && let Some(oldest) = state.recent.pop_front()
-                {
+                while state.recent.len() > REMEMBERED || state.recent_bytes > REMEMBERED_BYTES {
+                    let Some(oldest) = state.recent.pop_front() else {
+                        break;
+                    };
+                    state.recent_bytes -= oldest.size();
                     state.covers.remove(&oldest);
                 }
             }
@@ -123,5 +140,51 @@ pub(crate) async fn listen(shared: Arc<Shared>, mut messages: async_nats::Subscr
                 tracing::error!(subject = %message.subject, %error, "ignoring a cancellation that cannot be read")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cancel_of(run: &str, task: String) -> CancelMessage {
+        CancelMessage {
+            v: protocol::VERSION,
+            run_id: RunId::parse(run).expect("a run id"),
+            task_id: Some(task.into()),
+            attempt: Some(1),
+            up_to_sequence: None,
+        }
+    }
+
+    #[test]
+    fn remembered_cancellations_are_bounded_by_count_and_by_bytes() {
+        let cancels = Cancels::default();
+        // Long task ids: the bytes bound keeps about 16 of these 1 MiB ones.
+        for i in 0..40 {
+            cancels.cancel(&cancel_of("r", format!("{i}{}", "t".repeat(1 << 20))));
+        }
+        let state = cancels.lock();
+        assert!(state.recent_bytes <= REMEMBERED_BYTES);
+        assert!(state.recent.len() < 20, "{}", state.recent.len());
+        assert_eq!(state.covers.len(), state.recent.len());
+        drop(state);
+        for i in 0..REMEMBERED + 10 {
+            cancels.cancel(&cancel_of("r", format!("t{i}")));
+        }
+        let state = cancels.lock();
+        assert_eq!(state.recent.len(), REMEMBERED);
+        assert_eq!(state.covers.len(), REMEMBERED);
+        // The newest are the ones kept.
+        let newest = AttemptKey {
+            run: RunId::parse("r").expect("a run id"),
+            task: format!("t{}", REMEMBERED + 9).into(),
+            attempt: 1,
+        };
+        drop(state);
+        assert!(
+            cancels.start(&newest, 1).is_none(),
+            "a cancelled attempt does not start"
+        );
     }
 }
