@@ -123,11 +123,14 @@ impl ResultFile {
         // A JSON value always prints.
         let mut text = serde_json::to_vec(&line).unwrap_or_default();
         text.push(b'\n');
+        // Kept in memory while the file is still held: two results stored at once under
+        // one key end in the same order in the file and here, so this process serves the
+        // one later processes read back.
         let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         file.write_all(&text)
             .map_err(|e| JournalError::io("append to", &self.path, e))?;
-        drop(file);
         self.results().insert(key, result);
+        drop(file);
         Ok(())
     }
 
