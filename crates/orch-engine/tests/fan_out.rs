@@ -680,16 +680,10 @@ impl Starts {
     }
 }
 
-/// An engine whose `list` tasks return their config's `items`, whose `wait` tasks sleep
-/// for their config's `ms`, and whose `step` instances sleep 50 ms, counted in `starts`.
+/// [`engine_with`]'s engine, whose `wait` tasks also sleep for their config's `ms`, and
+/// whose `step` instances sleep 50 ms, counted in `starts`.
 fn timed_engine(max_concurrent: usize, starts: &Arc<Starts>) -> WorkflowEngine {
-    let engine = WorkflowEngine::builder()
-        .max_concurrent(max_concurrent)
-        .build()
-        .expect("valid");
-    engine.register_handler("list", |ctx: TaskContext| async move {
-        Ok::<_, TaskError>(ctx.config()["items"].clone())
-    });
+    let engine = engine_with(max_concurrent, Arc::default());
     engine.register_handler("wait", |ctx: TaskContext| async move {
         let ms = ctx.config()["ms"].as_u64().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -720,10 +714,7 @@ fn a_map_that_started_on_one_slot_widens_as_slots_free_up() {
         .task(Task::new("slow", "wait").config(json!({"ms": 120})))
         .task(Task::new("slower", "wait").config(json!({"ms": 120})))
         .task(Task::new("step", "step").map_over("list"));
-    let result = runtime()
-        .block_on(engine.execute_workflow(&workflow))
-        .expect("valid");
-    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(run(&engine, &workflow).status, WorkflowStatus::Completed);
     assert_eq!(
         starts.most.load(Ordering::SeqCst),
         3,
@@ -763,10 +754,7 @@ fn a_task_ranked_before_a_running_map_gets_the_next_slot_one_of_its_instances_fr
                 .backoff(retry_soon),
         )
         .task(Task::new("step", "step").map_over("list"));
-    let result = runtime()
-        .block_on(engine.execute_workflow(&workflow))
-        .expect("valid");
-    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(run(&engine, &workflow).status, WorkflowStatus::Completed);
     assert!(
         starts.position("urgent#2") < starts.position("step[3]"),
         "{:?}",
