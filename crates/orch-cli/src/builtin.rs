@@ -83,16 +83,19 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             }
         }
         Builtin::Command(spec) => {
-            // An instance of a map task goes by its own id, `task[i]`.
-            let task_id = match ctx.item_index() {
-                Some(index) => orch::core::MapSpec::instance_id(ctx.task_id(), index).to_string(),
+            // An instance of a map task goes by its own id, `task[i]`, and gets its
+            // element (as JSON).
+            let item = (ctx.item_index().zip(ctx.item())).map(|(i, value)| (i, value.to_string()));
+            let task_id = match &item {
+                Some((index, _)) => {
+                    orch::core::MapSpec::instance_id(ctx.task_id(), *index).to_string()
+                }
                 None => ctx.task_id().to_string(),
             };
             let inputs: Vec<(String, &Value)> = ctx
                 .dependency_results()
                 .map(|(id, value)| (id.to_string(), value))
                 .collect();
-            let item = ctx.item_index().zip(ctx.item());
             let inputs_dir = if inputs.is_empty() && item.is_none() {
                 None
             } else {
@@ -103,12 +106,8 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                         format!("{}/{}/{task_id}", ctx.run_id(), ctx.attempt())
                     }
                 };
-                let written = shared.inputs.write(&key, &inputs).and_then(|dir| {
-                    if let Some((_, value)) = item {
-                        InputsRoot::write_item(&dir, value)?;
-                    }
-                    Ok(dir)
-                });
+                let item_text = item.as_ref().map(|(_, text)| text.as_str());
+                let written = shared.inputs.write(&key, &inputs, item_text);
                 let dir = written.map_err(|e| {
                     TaskError::permanent(format!("cannot write the dependencies' results: {e}"))
                 })?;
@@ -122,7 +121,7 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             let launch = Launch {
                 spec: &spec,
                 task_id: &task_id,
-                item,
+                item: item.as_ref().map(|(i, text)| (*i, text.as_str())),
                 workflow_id: ctx.workflow().workflow_id(),
                 attempt: ctx.attempt(),
                 base_dir: &shared.base_dir,

@@ -80,7 +80,6 @@ impl Display {
         }
     }
 
-    /// Writes out the event lines shown so far.
     /// Writes what is pending and takes the bar off the screen (a run that ended without
     /// a result has no summary).
     pub(crate) fn clear(&mut self) {
@@ -91,6 +90,7 @@ impl Display {
         }
     }
 
+    /// Writes out the event lines shown so far.
     pub(crate) fn flush(&mut self) {
         if let Some(out) = &mut self.lines {
             let _ = out.flush();

@@ -31,46 +31,45 @@ impl InputsRoot {
     /// Writes each dependency's result as `<dependency id>.json` (mode 0600) in task
     /// `task_id`'s own directory (mode 0700), and returns that directory. Ids are written
     /// with `%XX` escapes for anything but letters, digits, `-`, `_` and `.` (and a
-    /// leading `.`), so every id is one plain file name.
-    pub(crate) fn write(&self, task_id: &str, inputs: &[(String, &Value)]) -> io::Result<PathBuf> {
+    /// leading `.`), so every id is one plain file name. A map instance's element (as
+    /// JSON) goes in [`ITEM_FILE`] beside them, a name no dependency's file has.
+    pub(crate) fn write(
+        &self,
+        task_id: &str,
+        inputs: &[(String, &Value)],
+        item: Option<&str>,
+    ) -> io::Result<PathBuf> {
         let dir = self.path().join(file_name(task_id));
         match DirBuilder::new().mode(0o700).create(&dir) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
         for (id, value) in inputs {
-            let path = dir.join(format!("{}.json", file_name(id)));
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)?;
-            serde_json::to_writer(&mut file, value)?;
-            file.write_all(b"\n")?;
+            let text = serde_json::to_string(value)?;
+            write_private(&dir.join(format!("{}.json", file_name(id))), &text)?;
+        }
+        if let Some(item) = item {
+            write_private(&dir.join(ITEM_FILE), item)?;
         }
         Ok(dir)
     }
 }
 
+/// Writes `text` and a newline to the file at `path`, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
+}
+
 /// The longest file name [`file_name`] gives, leaving room for `.json` within the 255
 /// bytes file systems allow.
 const LONGEST_NAME: usize = 200;
-
-impl InputsRoot {
-    /// Writes the element of a map instance as `.item.json` (mode 0600) in `dir`, a
-    /// directory [`InputsRoot::write`] returned (no dependency's file starts with `.`).
-    pub(crate) fn write_item(dir: &Path, value: &Value) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join(ITEM_FILE))?;
-        serde_json::to_writer(&mut file, value)?;
-        file.write_all(b"\n")
-    }
-}
 
 /// The file of a map instance's element in its inputs directory.
 pub(crate) const ITEM_FILE: &str = ".item.json";
@@ -125,7 +124,7 @@ mod tests {
         let root = InputsRoot::create().expect("temp dir");
         let value = json!({"rows": 3});
         let dir = root
-            .write("load/v2", &[("fetch".into(), &value)])
+            .write("load/v2", &[("fetch".into(), &value)], None)
             .expect("written");
         let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
         assert_eq!(mode(root.path()), 0o700);
@@ -167,7 +166,7 @@ mod tests {
         assert_eq!(file_name(&"a".repeat(201)).len(), 200);
         let root = InputsRoot::create().expect("temp dir");
         let value = json!(1);
-        root.write(&a, &[(b.clone(), &value)])
+        root.write(&a, &[(b.clone(), &value)], None)
             .expect("a long id is one file name");
     }
 }

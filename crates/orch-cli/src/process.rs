@@ -46,8 +46,8 @@ pub(crate) struct Launch<'a> {
     /// The task's id (an instance's own, `task[i]`).
     pub(crate) task_id: &'a str,
     pub(crate) workflow_id: &'a str,
-    /// For an instance of a map task: its element's position and value.
-    pub(crate) item: Option<(usize, &'a serde_json::Value)>,
+    /// For an instance of a map task: its element's position, and the element as JSON.
+    pub(crate) item: Option<(usize, &'a str)>,
     pub(crate) attempt: u32,
     /// The directory relative paths in `cwd` start from (the workflow file's).
     pub(crate) base_dir: &'a Path,
@@ -260,13 +260,12 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
     if let Some(dir) = &launch.inputs_dir {
         command.env("ORCH_INPUTS_DIR", dir);
     }
-    if let Some((index, value)) = launch.item {
+    if let Some((index, text)) = launch.item {
         command.env("ORCH_ITEM_INDEX", index.to_string());
         if let Some(dir) = &launch.inputs_dir {
             command.env("ORCH_ITEM_FILE", dir.join(crate::inputs::ITEM_FILE));
         }
         // The system refuses a variable over 128 KiB: a large element is in the file only.
-        let text = value.to_string();
         if text.len() <= ITEM_IN_ENV {
             command.env("ORCH_ITEM", text);
         }

@@ -258,7 +258,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     if let Some(bus) = &bus {
         bus.close().await;
     }
-    let display = match watcher {
+    let mut display = match watcher {
         Some(watcher) => watcher.await.ok(),
         None => None,
     };
@@ -266,7 +266,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         server.abort();
     }
     let signal = interrupted.load(Ordering::SeqCst);
-    let mut display = display;
     if outcome.is_err()
         && let Some(display) = &mut display
     {

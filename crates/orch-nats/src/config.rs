@@ -338,15 +338,17 @@ impl fmt::Debug for NatsConfig {
 /// user information ends at the last `@`: a password may hold a `/` or an `@` that was
 /// not escaped.
 pub(crate) fn redact_url(url: &str) -> String {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].rfind('@') {
-        Some(at) => format!(
-            "{}<redacted>{}",
-            &url[..after_scheme],
-            &url[after_scheme + at..]
-        ),
+    match user_info(url) {
+        Some((start, info)) => format!("{}<redacted>{}", &url[..start], &url[start + info.len()..]),
         None => url.to_owned(),
     }
+}
+
+/// Where `url`'s user information starts, and the user information (up to the last `@`).
+fn user_info(url: &str) -> Option<(usize, &str)> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let at = url[start..].rfind('@')?;
+    Some((start, &url[start..start + at]))
 }
 
 /// Logs what the connection reports: lost and restored connections, and the server's
@@ -364,13 +366,9 @@ fn log_event(event: &async_nats::Event) {
 /// `text` with every server URL's user information redacted.
 fn redact_all(text: &str, servers: &[String]) -> String {
     let mut text = text.to_owned();
-    for url in servers {
-        let after_scheme = url.find("://").map_or(0, |i| i + 3);
-        if let Some(at) = url[after_scheme..].rfind('@') {
-            let user_info = &url[after_scheme..after_scheme + at];
-            if !user_info.is_empty() {
-                text = text.replace(user_info, "<redacted>");
-            }
+    for (_, info) in servers.iter().filter_map(|url| user_info(url)) {
+        if !info.is_empty() {
+            text = text.replace(info, "<redacted>");
         }
     }
     text

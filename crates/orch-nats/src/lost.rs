@@ -91,8 +91,9 @@ pub(crate) async fn recall(
     limit: Duration,
 ) {
     let read = async {
-        let mut stream = js.get_stream(names.lost_stream()).await?;
-        let state = stream.info().await?.state.clone();
+        // Fetched with its state, as it is now.
+        let stream = js.get_stream(names.lost_stream()).await?;
+        let state = stream.cached_info().state.clone();
         if state.messages == 0 {
             return Ok::<_, async_nats::Error>(());
         }

@@ -123,10 +123,8 @@ pub(crate) async fn ensure_streams(
 pub(crate) async fn ensure_lost_stream(js: &jetstream::Context, layout: &Layout) -> Duration {
     let names = layout.names();
     let mut window = layout.duplicate_window;
-    if let Ok(mut tasks) = js.get_stream(names.tasks_stream()).await
-        && let Ok(info) = tasks.info().await
-    {
-        window = window.max(info.config.duplicate_window);
+    if let Ok(tasks) = js.get_stream(names.tasks_stream()).await {
+        window = window.max(tasks.cached_info().config.duplicate_window);
     }
     let lost = stream::Config {
         name: names.lost_stream(),
