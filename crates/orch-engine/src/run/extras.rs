@@ -6,7 +6,7 @@
 //! stored result (its record says `cached`, with 0 attempts); a miss notes its key, and a
 //! JSON result it completes with is stored under that key. Map tasks are in `fan_out`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Context;
 
@@ -30,17 +30,42 @@ pub(super) struct Extras {
     keys: HashMap<u32, CacheKey>,
     pub(super) maps: HashMap<u32, MapRun>,
     /// The map tasks waiting in the ready queue to start one more instance.
-    pub(super) queued_maps: HashSet<u32>,
+    queued_maps: QueuedMaps,
     pub(super) instances: Vec<Instance>,
     /// In a durable run, the map tasks that completed and whose instances' records are
     /// still to be committed with them: their first instance and how many.
     pub(super) to_journal: HashMap<u32, (usize, usize)>,
 }
 
+/// The map tasks waiting in the ready queue to start one more instance, by task index.
+struct QueuedMaps {
+    by_task: Vec<bool>,
+    count: usize,
+}
+
 impl Extras {
     /// Whether some map task waits in the ready queue to start one more instance.
     pub(super) fn maps_queued(&self) -> bool {
-        !self.queued_maps.is_empty()
+        self.queued_maps.count > 0
+    }
+
+    /// Notes that map task `index` waits in the ready queue; whether it did not yet.
+    pub(super) fn queue_map(&mut self, index: usize) -> bool {
+        let queued = &mut self.queued_maps;
+        let newly = !std::mem::replace(&mut queued.by_task[index], true);
+        queued.count += usize::from(newly);
+        newly
+    }
+
+    /// Takes map task `index` out of the ready queue's waiting maps; whether it was one.
+    pub(super) fn unqueue_map(&mut self, index: usize) -> bool {
+        let queued = &mut self.queued_maps;
+        let was = queued
+            .by_task
+            .get_mut(index)
+            .is_some_and(|q| std::mem::replace(q, false));
+        queued.count -= usize::from(was);
+        was
     }
 
     /// The extras of a run of `workflow`, or `None` if no task maps or caches (its
@@ -53,14 +78,18 @@ impl Extras {
     ) -> Option<Box<Self>> {
         let special = |task: &Task| task.map.is_some() || task.cache;
         (features.maps || features.caching).then(|| {
-            let special = workflow.tasks().map(special).collect();
+            let special: Vec<bool> = workflow.tasks().map(special).collect();
+            let queued_maps = QueuedMaps {
+                by_task: vec![false; special.len()],
+                count: 0,
+            };
             Box::new(Self {
                 special,
                 max_instances,
                 cache: cache.clone(),
                 keys: HashMap::new(),
                 maps: HashMap::new(),
-                queued_maps: HashSet::new(),
+                queued_maps,
                 instances: Vec::new(),
                 to_journal: HashMap::new(),
             })

@@ -172,7 +172,7 @@ impl Scheduler<'_> {
     /// queue (a global slot free, and a slot of its pool taken); whether `index` waited
     /// there for that (else it is a task to start).
     pub(super) fn more_instances(&mut self, index: usize) -> bool {
-        if !self.extras().queued_maps.remove(&(index as u32)) {
+        if !self.extras().unqueue_map(index) {
             return false;
         }
         if self.start_next_instance(index, true) {
@@ -194,7 +194,7 @@ impl Scheduler<'_> {
         if stopping || run.failed.is_some() || run.started == run.count {
             return;
         }
-        if extras.queued_maps.insert(map as u32) {
+        if extras.queue_map(map) {
             let rank = self.waiting[map].position;
             self.ready.insert(rank);
         }
@@ -353,7 +353,6 @@ impl Scheduler<'_> {
         } else if self.start_next_instance(map, false) {
             return;
         }
-        self.queue_instances(map);
         let stopping = self.stopping;
         let extras = self.extras();
         let Some(run) = extras.maps.get_mut(&(map as u32)) else {
