@@ -8,6 +8,9 @@ use super::Shared;
 use super::session::Session;
 use crate::JournalError;
 
+/// The advisory lock's key of run `$1`.
+const KEY: &str = "hashtextextended('orch_journal:' || $1, 0)";
+
 /// How long opening a run waits for another process to let go of it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -31,7 +34,7 @@ impl RunLock {
             let row = session
                 .client
                 .query_one(
-                    "SELECT pg_try_advisory_lock(hashtextextended('orch_journal:' || $1, 0))",
+                    &format!("SELECT pg_try_advisory_lock({KEY})"),
                     &[&run.as_str()],
                 )
                 .await
@@ -72,7 +75,7 @@ impl Drop for RunLock {
             let _ = session
                 .client
                 .execute(
-                    "SELECT pg_advisory_unlock(hashtextextended('orch_journal:' || $1, 0))",
+                    &format!("SELECT pg_advisory_unlock({KEY})"),
                     &[&run.as_str()],
                 )
                 .await;

@@ -127,7 +127,9 @@ impl Session {
                 .batch_execute(SCHEMA)
                 .await
                 .map_err(|e| pg_error("create the journal's tables", &e, secret))?;
-            check_format(&client, target, secret).await?;
+            if !has_format {
+                check_format(&client, target, secret).await?;
+            }
         }
         client
             .batch_execute("SET synchronous_commit = off")

@@ -22,7 +22,7 @@ pub(super) struct PgRunWriter {
     session: Arc<Session>,
     /// The workflow's task ids: a record of another id is a map instance's.
     tasks: Arc<HashSet<TaskId>>,
-    finished: Arc<AtomicBool>,
+    finished: AtomicBool,
     _hold: (Claim, RunLock),
 }
 
@@ -39,7 +39,7 @@ impl PgRunWriter {
             shared,
             session,
             tasks,
-            finished: Arc::new(AtomicBool::new(false)),
+            finished: AtomicBool::new(false),
             _hold: hold,
         }
     }
@@ -115,7 +115,8 @@ impl RunWriter for PgRunWriter {
             ids.push(id.to_string());
             statuses.push(record.status.as_str());
             instances.push(!self.tasks.contains(id));
-            lines.push(String::from_utf8_lossy(&buf).into_owned());
+            // A journal line is JSON: UTF-8 already.
+            lines.push(String::from_utf8(buf).unwrap_or_default());
         }
         let run = self.run.to_string();
         self.on_session("record tasks", move |session| async move {

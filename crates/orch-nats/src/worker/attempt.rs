@@ -392,19 +392,25 @@ async fn publish_result(
     hand_back: &CancellationToken,
 ) -> bool {
     let mut pause = Duration::from_millis(50);
-    let mut past_deadline = give_up.map(|d| Box::pin(tokio::time::sleep(d)));
+    // A timer only once a publish failed: most results are stored at the first try.
+    // (A deadline too far for the clock is none.)
+    let deadline = give_up.and_then(|d| tokio::time::Instant::now().checked_add(d));
     loop {
         match publish_once(shared, key, payload.clone()).await {
             Ok(()) => return true,
             Err(error) => tracing::warn!(%error, "publishing a result failed; trying again"),
         }
+        if deadline.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            tracing::warn!("the task passed its deadline before its result could be stored");
+            return false;
+        }
+        let next_try = match deadline {
+            Some(at) => (tokio::time::Instant::now() + pause).min(at),
+            None => tokio::time::Instant::now() + pause,
+        };
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep_until(next_try) => {}
             () = hand_back.cancelled() => return false,
-            () = elapsed(&mut past_deadline) => {
-                tracing::warn!("the task passed its deadline before its result could be stored");
-                return false;
-            }
         }
         pause = (pause * 2).min(Duration::from_secs(2));
     }
