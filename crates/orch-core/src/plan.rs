@@ -206,6 +206,16 @@ impl Plan {
         &self.task_types
     }
 
+    /// Asks the processor to bring task `index`'s type and dependents' bounds into cache,
+    /// with no other effect: orch's engine calls it for the task it starts next when tasks
+    /// start out of plan order. Not part of the API a user needs.
+    #[doc(hidden)]
+    #[inline]
+    pub fn prefetch(&self, index: usize) {
+        prefetch_index::prefetch_index(&self.type_of, index);
+        prefetch_index::prefetch_index(&self.dependents.starts, index);
+    }
+
     /// The index into [`Plan::task_types`] of task `index`'s type.
     pub fn type_of(&self, index: usize) -> usize {
         self.type_of[index] as usize

@@ -128,6 +128,33 @@ impl Queue {
         }
     }
 
+    /// The smallest rank among the ready tasks, left in the queue (its pool may be full).
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Option<u32> {
+        match self {
+            Queue::Single(ready) => ready.peek_min(),
+            Queue::Pooled(pooled) => pooled.open.peek_min(),
+        }
+    }
+
+    /// The smallest rank above `rank` among the ready tasks, left in the queue.
+    #[inline]
+    pub(crate) fn peek_after(&self, rank: u32) -> Option<u32> {
+        match self {
+            Queue::Single(ready) => ready.peek_after(rank),
+            Queue::Pooled(pooled) => pooled.open.peek_after(rank),
+        }
+    }
+
+    /// Asks for the pool entries of task `index`, of start rank `rank`, to come into cache.
+    #[inline]
+    pub(crate) fn prefetch(&self, rank: u32, index: usize) {
+        if let Queue::Pooled(pooled) = self {
+            prefetch_index::prefetch_index(&pooled.group_of_rank, rank as usize);
+            prefetch_index::prefetch_index(&pooled.group_of, index);
+        }
+    }
+
     /// Frees the pool slot of task `index`, which finished.
     #[inline]
     pub(crate) fn release(&mut self, index: usize) {

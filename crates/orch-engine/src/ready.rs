@@ -62,14 +62,34 @@ impl ReadySet {
         if self.len == 0 {
             return None;
         }
-        let mut block = self.cursor / 64;
-        let mut mask = u64::MAX << (self.cursor % 64);
+        let (word, position) = self.first_from_word(self.cursor)?;
+        self.cursor = word;
+        Some(position)
+    }
+
+    /// The smallest position above `position`, left in the set.
+    #[inline]
+    pub(crate) fn peek_after(&self, position: u32) -> Option<u32> {
+        let word = position as usize / 64;
+        let above = self.words[word] & (u64::MAX << (position % 64)) << 1;
+        if above != 0 {
+            return Some((word * 64) as u32 + above.trailing_zeros());
+        }
+        Some(self.first_from_word(word + 1)?.1)
+    }
+
+    /// The first word at or after `word` with a position in the set, and its smallest
+    /// position.
+    #[inline]
+    fn first_from_word(&self, word: usize) -> Option<(usize, u32)> {
+        let mut block = word / 64;
+        let mut mask = u64::MAX << (word % 64);
         while let Some(&bits) = self.summary.get(block) {
             let nonempty = bits & mask;
             if nonempty != 0 {
                 let word = block * 64 + nonempty.trailing_zeros() as usize;
-                self.cursor = word;
-                return Some((word * 64 + self.words[word].trailing_zeros() as usize) as u32);
+                let position = word * 64 + self.words[word].trailing_zeros() as usize;
+                return Some((word, position as u32));
             }
             block += 1;
             mask = u64::MAX;
@@ -95,24 +115,28 @@ mod tests {
     use super::ReadySet;
 
     proptest! {
-        /// Against an ordered set: any mix of inserts and pops gives the same answers.
+        /// Against an ordered set: any mix of inserts, peeks and pops gives the same answers.
         #[test]
         fn pops_the_smallest_like_an_ordered_set(
             n in 1usize..5000,
-            steps in proptest::collection::vec((any::<bool>(), any::<prop::sample::Index>()), 0..400),
+            steps in proptest::collection::vec((0u8..5, any::<prop::sample::Index>()), 0..400),
         ) {
             let mut ready = ReadySet::new(n);
             let mut model = BTreeSet::new();
-            for (insert, at) in steps {
-                if insert {
-                    let position = at.index(n) as u32;
-                    if model.insert(position) {
-                        ready.insert(position);
+            for (step, at) in steps {
+                let position = at.index(n) as u32;
+                match step {
+                    0 | 1 => {
+                        if model.insert(position) {
+                            ready.insert(position);
+                        }
                     }
-                } else if at.index(2) == 0 {
-                    prop_assert_eq!(ready.peek_min(), model.first().copied());
-                } else {
-                    prop_assert_eq!(ready.pop_min(), model.pop_first());
+                    2 => prop_assert_eq!(ready.peek_min(), model.first().copied()),
+                    3 => prop_assert_eq!(
+                        ready.peek_after(position),
+                        model.range(position + 1..).next().copied()
+                    ),
+                    _ => prop_assert_eq!(ready.pop_min(), model.pop_first()),
                 }
                 prop_assert_eq!(ready.is_empty(), model.is_empty());
             }

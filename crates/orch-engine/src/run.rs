@@ -1,26 +1,25 @@
 //! One run of a workflow: the scheduler that starts ready tasks, polls their handlers and
 //! records what happens.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use orch_core::{EngineEventKind, Plan, RunId, Task, TaskRecord, Workflow, WorkflowResult};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::announce::{Announcer, EventTarget};
+use crate::announce::Announcer;
 use crate::attempt::{Attempt, InFlight, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
-use crate::journaling::{self, JournalSettings, RunJournal};
+use crate::journaling::{self, RunJournal};
 
 use crate::pools::Queue;
-use crate::state::States;
 use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext, timer};
 use settle::Begun;
@@ -30,32 +29,16 @@ mod extras;
 mod fan_out;
 mod finish;
 mod journal;
+mod prefetch;
 mod resume;
 mod rules;
+mod settings;
 mod settle;
+
+pub(crate) use settings::RunSettings;
 
 /// Tasks started in a row without waiting before the run yields to the runtime.
 const YIELD_EVERY: u32 = 256;
-
-/// What a run takes from its engine when it starts.
-pub(crate) struct RunSettings {
-    pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
-    pub(crate) states: Arc<States>,
-    pub(crate) max_concurrent: usize,
-    pub(crate) grace_period: Duration,
-    /// Pools by name, with their limits.
-    pub(crate) pools: Arc<HashMap<String, usize>>,
-    /// Whether equal priorities start by the longest chain behind them.
-    pub(crate) critical_path_first: bool,
-    /// Where lifecycle events go, if anywhere.
-    pub(crate) events: Option<EventTarget>,
-    /// The journal a durable run is recorded in (none for other runs).
-    pub(crate) journal: Option<JournalSettings>,
-    /// The store and key functions of cached tasks.
-    pub(crate) cache: crate::cache::CacheSettings,
-    /// The most instances a map task may run unless it says otherwise.
-    pub(crate) max_instances: u32,
-}
 
 /// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
 /// there keep their records and results and are not run again.
@@ -251,6 +234,8 @@ struct Scheduler<'p> {
     /// Whether some task has a timeout.
     timeouts: bool,
     clock: Clock,
+    /// Whether tasks start out of plan order, so that memory is fetched ahead (`prefetch`).
+    prefetch: bool,
     /// Lifecycle events for the engine's bus, when it has one.
     announcer: Option<Announcer>,
     /// The journal of a durable run.
@@ -318,6 +303,7 @@ impl<'p> Scheduler<'p> {
             stopping: false,
             timeouts: features.timeouts,
             clock: Clock::start(),
+            prefetch: ranked,
             announcer,
             journal: None,
             extras: None,
@@ -373,6 +359,9 @@ impl<'p> Scheduler<'p> {
                     break;
                 };
                 let index = self.start_order[rank as usize] as usize;
+                if self.prefetch {
+                    self.prefetch_next(index);
+                }
                 let maps_queued = self.extras.as_ref().is_some_and(|e| e.maps_queued());
                 if maps_queued && self.more_instances(index) {
                     // A map task's rank: one more of its instances started.

@@ -116,6 +116,9 @@ impl Scheduler<'_> {
                         let waiting = self.waiting[d as usize];
                         if waiting.dependencies == 0 {
                             self.ready.insert(waiting.position);
+                            if self.prefetch {
+                                self.prefetch_task(waiting.position, d as usize);
+                            }
                         }
                     }
                 }

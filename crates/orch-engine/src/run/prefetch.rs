@@ -1,0 +1,40 @@
+//! Fetching ahead what the next task to start will need, when tasks start out of plan
+//! order (priorities, or the critical-path policy).
+//!
+//! In plan order, a run walks its per-task state front to back and the processor fetches
+//! it ahead by itself. In a priority order each start and end lands somewhere else in
+//! memory and would wait for it; asking for those lines one task ahead lets the wait
+//! overlap the current task's work (`--bench engine_run -- pools_priorities`).
+
+use prefetch_index::prefetch_index;
+
+use super::Scheduler;
+
+impl Scheduler<'_> {
+    /// Task `index` is about to start: fetches its dependents' list, and what the ready
+    /// task ranked first after it will need (its rank's entry for the one after it too).
+    #[inline]
+    pub(super) fn prefetch_next(&mut self, index: usize) {
+        prefetch_index(self.plan.dependents(index), 0);
+        if let Some(rank) = self.ready.peek() {
+            if let Some(after) = self.ready.peek_after(rank) {
+                prefetch_index(self.start_order, after as usize);
+            }
+            let next = self.start_order[rank as usize] as usize;
+            self.prefetch_task(rank, next);
+        }
+    }
+
+    /// Fetches what starting and ending task `index`, of start rank `rank`, reads and
+    /// writes first: its type and dependents in the plan, its pool, its record and its
+    /// output slot (an entry may straddle two cache lines, hence the next entry too).
+    #[inline]
+    pub(super) fn prefetch_task(&self, rank: u32, index: usize) {
+        self.ready.prefetch(rank, index);
+        self.plan.prefetch(index);
+        prefetch_index(&self.records, index);
+        prefetch_index(&self.records, index + 1);
+        prefetch_index(&self.shared.results, index);
+        prefetch_index(&self.shared.results, index + 1);
+    }
+}
