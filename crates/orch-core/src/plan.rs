@@ -207,8 +207,8 @@ impl Plan {
     }
 
     /// Asks the processor to bring task `index`'s type and dependents' bounds into cache,
-    /// with no other effect: orch's engine calls it for the task it starts next when tasks
-    /// start out of plan order. Not part of the API a user needs.
+    /// with no other effect: when tasks start out of plan order, orch's engine calls it for
+    /// tasks it is about to start. Hidden from the docs: not part of the API a user needs.
     #[doc(hidden)]
     #[inline]
     pub fn prefetch(&self, index: usize) {

@@ -128,7 +128,8 @@ impl Queue {
         }
     }
 
-    /// The smallest rank among the ready tasks, left in the queue (its pool may be full).
+    /// The smallest rank among the ready tasks not held for a full pool, left in the queue
+    /// (its own pool may be full).
     #[inline]
     pub(crate) fn peek(&mut self) -> Option<u32> {
         match self {
@@ -137,7 +138,8 @@ impl Queue {
         }
     }
 
-    /// The smallest rank above `rank` among the ready tasks, left in the queue.
+    /// The smallest rank above `rank` among the ready tasks not held for a full pool, left
+    /// in the queue; `rank` must be one of the run's ranks.
     #[inline]
     pub(crate) fn peek_after(&self, rank: u32) -> Option<u32> {
         match self {

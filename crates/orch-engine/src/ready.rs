@@ -67,11 +67,11 @@ impl ReadySet {
         Some(position)
     }
 
-    /// The smallest position above `position`, left in the set.
+    /// The smallest position above `position` (which must be below `n`), left in the set.
     #[inline]
     pub(crate) fn peek_after(&self, position: u32) -> Option<u32> {
         let word = position as usize / 64;
-        let above = self.words[word] & (u64::MAX << (position % 64)) << 1;
+        let above = self.words[word] & ((u64::MAX << (position % 64)) << 1);
         if above != 0 {
             return Some((word * 64) as u32 + above.trailing_zeros());
         }

@@ -11,8 +11,9 @@ use prefetch_index::prefetch_index;
 use super::Scheduler;
 
 impl Scheduler<'_> {
-    /// Task `index` is about to start: fetches its dependents' list, and what the ready
-    /// task ranked first after it will need (its rank's entry for the one after it too).
+    /// Task `index` is about to start: fetches its dependents' list, what the ready task
+    /// ranked first after it will need, and the start-order entry of the ready rank after
+    /// that one.
     #[inline]
     pub(super) fn prefetch_next(&mut self, index: usize) {
         prefetch_index(self.plan.dependents(index), 0);
@@ -26,14 +27,19 @@ impl Scheduler<'_> {
     }
 
     /// Fetches what starting and ending task `index`, of start rank `rank`, reads and
-    /// writes first: its type and dependents in the plan, its pool, its record and its
-    /// output slot (an entry may straddle two cache lines, hence the next entry too).
+    /// writes: its type and dependents in the plan, its pool, the fields of its record a
+    /// run writes (a record spans up to three cache lines) and its output slot (which may
+    /// straddle two: the start of the next slot lies on its last line).
     #[inline]
     pub(super) fn prefetch_task(&self, rank: u32, index: usize) {
         self.ready.prefetch(rank, index);
         self.plan.prefetch(index);
-        prefetch_index(&self.records, index);
-        prefetch_index(&self.records, index + 1);
+        let record = &self.records[index];
+        prefetch_index(std::slice::from_ref(&record.status), 0);
+        prefetch_index(std::slice::from_ref(&record.attempts), 0);
+        prefetch_index(std::slice::from_ref(&record.start_time), 0);
+        prefetch_index(std::slice::from_ref(&record.end_time), 0);
+        prefetch_index(std::slice::from_ref(&record.error), 0);
         prefetch_index(&self.shared.results, index);
         prefetch_index(&self.shared.results, index + 1);
     }
