@@ -27,11 +27,13 @@ impl Scheduler<'_> {
     }
 
     /// Fetches what starting and ending task `index`, of start rank `rank`, reads and
-    /// writes: its type and dependents in the plan, its pool, the fields of its record a
-    /// run writes (a record spans up to three cache lines) and its output slot (which may
-    /// straddle two: the start of the next slot lies on its last line).
+    /// writes: its rank's entry in the start order, its type and dependents in the plan,
+    /// its pool, the fields of its record a run writes (a record spans up to three cache
+    /// lines) and its output slot (which may straddle two: the start of the next slot lies
+    /// on its last line).
     #[inline]
     pub(super) fn prefetch_task(&self, rank: u32, index: usize) {
+        prefetch_index(self.start_order, rank as usize);
         self.ready.prefetch(rank, index);
         self.plan.prefetch(index);
         let record = &self.records[index];
