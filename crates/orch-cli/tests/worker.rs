@@ -227,6 +227,37 @@ fn a_worker_with_no_server_to_reach_says_so() {
     assert!(stderr.contains("127.0.0.1"), "{stderr}");
 }
 
+/// A signal while the worker is still connecting (to a server that takes the connection
+/// and never answers) stops it at once, with 128 + the signal's number, instead of waiting
+/// for the connection to time out.
+#[test]
+fn a_signal_while_connecting_stops_the_worker_with_its_number() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("the port").port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut command = orch();
+    command
+        .args(["worker", "--nats", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut worker = command.spawn().expect("the worker starts");
+    let mut connection = None;
+    wait_for("the worker to connect", || {
+        let ended = worker.try_wait().expect("the worker's state");
+        assert!(ended.is_none(), "the worker ended before connecting");
+        connection = listener.accept().ok();
+        connection.is_some()
+    });
+    kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).expect("signal the worker");
+    let mut status = None;
+    wait_for("the worker to stop", || {
+        status = worker.try_wait().expect("the worker's state");
+        status.is_some()
+    });
+    assert_eq!(status.and_then(|s| s.code()), Some(128 + 15));
+}
+
 #[test]
 fn credentials_come_from_the_environment() {
     let Some(server) =

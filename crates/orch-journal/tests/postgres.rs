@@ -53,13 +53,19 @@ mod checks {
         fn sql(&self, sql: &str) {
             let config = self.server.connection_string();
             self.rt.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
-                    .await
-                    .expect("connects");
-                tokio::spawn(connection);
+                let client = client(&config).await;
                 client.batch_execute(sql).await.expect("the statements run");
             });
         }
+    }
+
+    /// A connection of its own to `config` (inside the runtime).
+    async fn client(config: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        tokio::spawn(connection);
+        client
     }
 
     fn fresh_run() -> RunId {
@@ -281,9 +287,8 @@ mod checks {
         // A record written by a newer format is refused, naming the run and task.
         let client_config = env.server.connection_string();
         env.rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&client_config, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(connection);
-            client
+            client(&client_config)
+                .await
                 .execute(
                     "UPDATE orch_journal_tasks SET record = '{\"v\":2,\"seq\":0,\"kind\":\"task\"}' WHERE run_id = $1",
                     &[&id.as_str()],
@@ -298,6 +303,41 @@ mod checks {
             )),
             "{err}"
         );
+    }
+
+    /// Tables left by a newer version are refused before anything in them changes: a
+    /// database holding only a newer format's marker gets no tables of this version's.
+    fn a_newer_format_is_refused_before_any_table_is_made(env: &Env) {
+        // One statement each: a multi-statement string runs as one transaction, which
+        // these statements may not run in.
+        env.sql("DROP DATABASE IF EXISTS orch_newer");
+        env.sql("CREATE DATABASE orch_newer");
+        let newer = env
+            .server
+            .connection_string()
+            .replace("dbname=postgres", "dbname=orch_newer");
+        let tables = |sql: &str| {
+            env.rt.block_on(async {
+                let client = client(&newer).await;
+                client.batch_execute(sql).await.expect("the statements run");
+                let row = client
+                    .query_one("SELECT to_regclass('orch_journal_runs') IS NOT NULL", &[])
+                    .await
+                    .expect("the query runs");
+                row.get::<_, bool>(0)
+            })
+        };
+        tables(
+            "CREATE TABLE orch_journal_meta (key text PRIMARY KEY, value bigint NOT NULL);
+             INSERT INTO orch_journal_meta VALUES ('format', 2);",
+        );
+        let err = env.rt.block_on(PgJournal::connect(&newer)).unwrap_err();
+        assert!(
+            matches!(err, JournalError::NewerFormat { found: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("table orch_journal_meta"), "{err}");
+        assert!(!tables(""), "no table of this version's was made");
     }
 
     /// A run open in one process (its own connection) cannot be opened by another until
@@ -467,7 +507,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 9] = [
+        let checks: [Check; 10] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -484,6 +524,10 @@ mod checks {
             (
                 "untrustworthy_runs_are_refused",
                 untrustworthy_runs_are_refused,
+            ),
+            (
+                "a_newer_format_is_refused_before_any_table_is_made",
+                a_newer_format_is_refused_before_any_table_is_made,
             ),
             ("the_password_never_shows", the_password_never_shows),
             (
