@@ -152,29 +152,42 @@ fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
     explain(input, wildcards)
 }
 
-/// The common case, in two passes that the compiler can vectorise: printable ASCII, no
-/// empty token, not too many tokens, and wildcards only where allowed. False means "look
-/// closer", not "invalid": anything else (non-ASCII text, say) is for [`explain`] to
-/// decide.
+/// What [`is_plainly_valid`] needs to know of a byte: [`DOT`], [`WILDCARD`] (`*` or `>`),
+/// [`UNUSUAL`] (not printable ASCII), or 0 for any other printable ASCII byte.
+const BYTE_CLASS: [u8; 256] = {
+    let mut classes = [UNUSUAL; 256];
+    let mut byte = b'!';
+    while byte <= b'~' {
+        classes[byte as usize] = 0;
+        byte += 1;
+    }
+    classes[b'.' as usize] = DOT;
+    classes[b'*' as usize] = WILDCARD;
+    classes[b'>' as usize] = WILDCARD;
+    classes
+};
+const DOT: u8 = 1;
+const WILDCARD: u8 = 2;
+const UNUSUAL: u8 = 4;
+
+/// The common case, in one pass over the bytes (a table look-up each): printable ASCII,
+/// no empty token, not too many tokens, and wildcards only where allowed. False means
+/// "look closer", not "invalid": anything else (non-ASCII text, say) is for [`explain`]
+/// to decide.
 fn is_plainly_valid(input: &[u8], wildcards: bool) -> bool {
     let (Some(&first), Some(&last)) = (input.first(), input.last()) else {
         return false;
     };
-    // Bit 0: a byte that is not printable ASCII; bit 1: a wildcard character. (Folds
-    // over bytes rather than `bool`s vectorise.)
-    let flags = input.iter().fold(0u8, |flags, &b| {
-        let unprintable = u8::from(b.wrapping_sub(b'!') > b'~' - b'!');
-        flags | unprintable | (u8::from((b == b'*') | (b == b'>')) << 1)
-    });
-    let (printable, wild) = (flags & 1 == 0, flags & 2 != 0);
-    let empty_token = input[1..]
-        .iter()
-        .zip(input)
-        .fold(0u8, |any, (&b, &before)| {
-            any | u8::from((b == b'.') & (before == b'.'))
-        })
-        != 0;
-    if !printable || empty_token || first == b'.' || last == b'.' {
+    // Every class seen, and every class seen twice in a row (two dots: an empty token).
+    let (mut seen, mut twice, mut before) = (0u8, 0u8, 0u8);
+    for &byte in input {
+        let class = BYTE_CLASS[byte as usize];
+        seen |= class;
+        twice |= before & class;
+        before = class;
+    }
+    let wild = seen & WILDCARD != 0;
+    if seen & UNUSUAL != 0 || twice & DOT != 0 || first == b'.' || last == b'.' {
         return false;
     }
     // Without empty tokens, n bytes hold at most (n - 1) / 2 dots: only a long input can
