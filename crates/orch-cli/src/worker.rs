@@ -81,7 +81,8 @@ fn has_credentials(url: &str) -> bool {
 }
 
 /// Serves tasks until Ctrl-C or SIGTERM; exit 0 after a clean stop, 2 when the worker
-/// cannot start (no server, refused credentials, no private temporary directory).
+/// cannot start (no server, refused credentials, no private temporary directory), and
+/// 128 + the signal's number when a signal comes while it is still connecting.
 pub(crate) fn serve(args: WorkerArgs) -> ExitCode {
     let config = match nats_config(args.nats.as_deref(), args.name.as_deref()) {
         Ok(config) => config,

@@ -153,7 +153,8 @@ fn validate(input: &str, wildcards: bool) -> Result<(), SubjectError> {
 }
 
 /// What [`is_plainly_valid`] needs to know of a byte: [`DOT`], [`WILDCARD`] (`*` or `>`),
-/// [`UNUSUAL`] (not printable ASCII), or 0 for any other printable ASCII byte.
+/// [`UNUSUAL`] (outside `!`..=`~`: a space, a control byte or non-ASCII), or 0 for any
+/// other byte.
 const BYTE_CLASS: [u8; 256] = {
     let mut classes = [UNUSUAL; 256];
     let mut byte = b'!';
@@ -170,10 +171,10 @@ const DOT: u8 = 1;
 const WILDCARD: u8 = 2;
 const UNUSUAL: u8 = 4;
 
-/// The common case, in one pass over the bytes (a table look-up each): printable ASCII,
-/// no empty token, not too many tokens, and wildcards only where allowed. False means
-/// "look closer", not "invalid": anything else (non-ASCII text, say) is for [`explain`]
-/// to decide.
+/// The common case, in one pass over the bytes with a table look-up each (a second only
+/// for a long input or one with `*` or `>`): printable ASCII, no empty token, not too many
+/// tokens, and wildcards only where allowed. False means "look closer", not "invalid":
+/// anything else (non-ASCII text, say) is for [`explain`] to decide.
 fn is_plainly_valid(input: &[u8], wildcards: bool) -> bool {
     let (Some(&first), Some(&last)) = (input.first(), input.last()) else {
         return false;

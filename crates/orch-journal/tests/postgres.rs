@@ -316,6 +316,11 @@ mod checks {
             .server
             .connection_string()
             .replace("dbname=postgres", "dbname=orch_newer");
+        assert_ne!(
+            newer,
+            env.server.connection_string(),
+            "names the new database"
+        );
         let tables = |sql: &str| {
             env.rt.block_on(async {
                 let client = client(&newer).await;
