@@ -195,8 +195,7 @@ impl Scheduler<'_> {
             return;
         }
         if extras.queue_map(map) {
-            let rank = self.waiting[map].position;
-            self.ready.insert(rank);
+            self.make_ready(map);
         }
     }
 

@@ -26,6 +26,17 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Puts task `index` among the ready tasks; out of plan order, it may well be the
+    /// next to start, so what its start needs is fetched at once.
+    #[inline]
+    pub(super) fn make_ready(&mut self, index: usize) {
+        let rank = self.waiting[index].position;
+        self.ready.insert(rank);
+        if self.prefetch {
+            self.prefetch_task(rank, index);
+        }
+    }
+
     /// Fetches what starting and ending task `index`, of start rank `rank`, reads and
     /// writes: its rank's entry in the start order, its type and dependents in the plan,
     /// its pool, the fields of its record a run writes (a record spans up to three cache

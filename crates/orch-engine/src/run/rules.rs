@@ -113,12 +113,8 @@ impl Scheduler<'_> {
                 }
                 if !self.stopping {
                     for &d in dependents {
-                        let waiting = self.waiting[d as usize];
-                        if waiting.dependencies == 0 {
-                            self.ready.insert(waiting.position);
-                            if self.prefetch {
-                                self.prefetch_task(waiting.position, d as usize);
-                            }
+                        if self.waiting[d as usize].dependencies == 0 {
+                            self.make_ready(d as usize);
                         }
                     }
                 }
@@ -153,9 +149,8 @@ impl Scheduler<'_> {
                     self.decide(di, Some((index, TaskStatus::Completed)), &mut ended);
                 } else {
                     self.waiting[di].dependencies -= 1;
-                    let waiting = self.waiting[di];
-                    if waiting.dependencies == 0 && !self.stopping {
-                        self.ready.insert(waiting.position);
+                    if self.waiting[di].dependencies == 0 && !self.stopping {
+                        self.make_ready(di);
                     }
                 }
             } else if let Some(rules) = &mut self.rules {
@@ -217,7 +212,7 @@ impl Scheduler<'_> {
             Decision::Run => {
                 rules.decided[index] = true;
                 if !self.stopping {
-                    self.ready.insert(self.waiting[index].position);
+                    self.make_ready(index);
                 }
             }
             Decision::Skip => {

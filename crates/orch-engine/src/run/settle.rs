@@ -96,7 +96,7 @@ impl Scheduler<'_> {
         }
         if !self.stopping {
             self.retrying.insert(index as u32);
-            self.ready.insert(self.waiting[index].position);
+            self.make_ready(index);
         }
     }
 
