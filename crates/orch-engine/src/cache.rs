@@ -190,6 +190,12 @@ pub(crate) fn key_of(ctx: &TaskContext, keys: &HashMap<String, KeyFn>) -> Option
     let task = ctx.task_definition();
     let mut hasher = Fnv128::new();
     hasher.write_str(&task.task_type);
+    // A map task's result is its instances' list: it never stands for a plain task's,
+    // whatever identifies it.
+    if let Some(map) = &task.map {
+        hasher.write(b"\x02");
+        hasher.write_str(map.over.as_str());
+    }
     if let Some(key) = keys.get(&task.task_type) {
         hasher.write(b"\x01");
         canonical(&key(ctx), &mut hasher);
@@ -197,12 +203,6 @@ pub(crate) fn key_of(ctx: &TaskContext, keys: &HashMap<String, KeyFn>) -> Option
     }
     hasher.write(b"\x00");
     canonical(&task.config, &mut hasher);
-    // A map task's result is its instances' list: it never stands for a plain task's.
-    if let Some(map) = &task.map {
-        hasher.write(b"\x02");
-        hasher.write_str(map.over.as_str());
-        hasher.write(&map.max_instances.unwrap_or(0).to_le_bytes());
-    }
     for id in &task.dependencies {
         if ctx.dependency_is_shared(id) {
             return None;

@@ -304,10 +304,24 @@ fn a_map_task_can_be_cached_as_a_whole() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// Whether the key comes from the task's configuration and inputs or from a key function
+/// that gives both tasks the same value.
 #[test]
 fn a_cached_map_task_and_a_cached_plain_task_of_one_type_do_not_share_a_result() {
-    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
-    let engine = engine(store, &calls);
+    for key_function in [false, true] {
+        a_map_and_a_plain_task_do_not_share_a_result(key_function);
+    }
+}
+
+fn a_map_and_a_plain_task_do_not_share_a_result(key_function: bool) {
+    let mut builder = WorkflowEngine::builder().cache_store(Arc::new(MemoryCache::default()));
+    if key_function {
+        builder = builder.cache_key("double", |_ctx: &TaskContext| json!("one key"));
+    }
+    let engine = builder.build().expect("valid");
+    engine.register_handler("source", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.config()["value"].clone())
+    });
     engine.register_handler("double", |ctx: TaskContext| {
         let x = ctx.map_item::<i64>().unwrap_or(100);
         async move { Ok::<_, TaskError>(x * 2) }
@@ -326,7 +340,10 @@ fn a_cached_map_task_and_a_cached_plain_task_of_one_type_do_not_share_a_result()
         Some(json!([2, 4]))
     );
     let result = run(&engine, &plain);
-    assert!(!result.tasks["double"].cached);
+    assert!(
+        !result.tasks["double"].cached,
+        "key function: {key_function}"
+    );
     assert_eq!(result.tasks["double"].result, Some(json!(200)));
 }
 
