@@ -13,7 +13,7 @@ use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowStatus};
 use crate::claim::{Claim, OpenRuns};
 use crate::definition::Definition;
 use crate::read::{ReadRun, read_run};
-use crate::sync::{RunFile, Syncer};
+use crate::sync::{RunFile, Syncer, sync_directory};
 use crate::{
     Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
     WorkflowChanges, line,
@@ -62,12 +62,15 @@ impl fmt::Debug for FileJournal {
 }
 
 impl FileJournal {
-    /// A journal in directory `dir`, created (owner only) with its parents if missing; a
+    /// A journal in directory `dir`, created (owner only) with its parents if missing; each
     /// directory it creates is synced into its parent, so that it outlasts a power loss
     /// with the runs synced in it.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let dir = dir.into();
-        let created = !dir.exists();
+        let missing: Vec<PathBuf> = (dir.ancestors())
+            .take_while(|level| !level.as_os_str().is_empty() && !level.exists())
+            .map(Path::to_path_buf)
+            .collect();
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -75,15 +78,10 @@ impl FileJournal {
         builder
             .create(&dir)
             .map_err(|e| JournalError::io("create directory", &dir, e))?;
-        #[cfg(unix)]
-        if created && let Some(parent) = dir.parent() {
-            let parent = match parent.as_os_str().is_empty() {
-                true => Path::new("."),
-                false => parent,
-            };
-            File::open(parent)
-                .and_then(|parent| parent.sync_all())
-                .map_err(|e| JournalError::io("sync directory", parent, e))?;
+        for created in &missing {
+            let parent = created.parent().filter(|p| !p.as_os_str().is_empty());
+            let parent = parent.unwrap_or(Path::new("."));
+            sync_directory(parent).map_err(|e| JournalError::io("sync directory", parent, e))?;
         }
         Ok(Self {
             shared: Arc::new(Shared {

@@ -152,7 +152,7 @@ impl RunFile {
         };
         let mut result = self.file.sync_data();
         if let (Ok(()), Some(dir)) = (&result, &dir) {
-            result = File::open(dir).and_then(|d| d.sync_all());
+            result = sync_directory(dir);
         }
         let mut state = lock(&self.state);
         state.syncing = false;
@@ -347,6 +347,16 @@ impl Future for SyncWait {
         }
         Poll::Pending
     }
+}
+
+/// Makes the entries of directory `dir` durable (its new files and subdirectories); a
+/// directory cannot be opened for that outside Unix, where this does nothing.
+pub(crate) fn sync_directory(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 #[cfg(test)]
