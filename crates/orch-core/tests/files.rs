@@ -321,7 +321,13 @@ fn errors_display_the_file_and_the_place() {
     std::os::unix::fs::symlink("/dev/zero", &zero).expect("a symlink");
     let folder = dir.join("folder.toml");
     std::fs::create_dir_all(&folder).expect("a directory");
-    for path in [&zero, &folder] {
+    // (A device only where the test could make a link to one.)
+    let paths = if cfg!(unix) {
+        vec![&zero, &folder]
+    } else {
+        vec![&folder]
+    };
+    for path in paths {
         let error = Workflow::from_path(path).expect_err("not a file");
         assert!(matches!(error, LoadError::Io { .. }), "{error}");
         assert!(

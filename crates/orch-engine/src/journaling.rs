@@ -27,12 +27,6 @@ pub(crate) struct JournalSettings {
     pub(crate) durability: Durability,
 }
 
-impl From<JournalError> for RunError {
-    fn from(error: JournalError) -> Self {
-        RunError::Journal(JournalFailure::new(error))
-    }
-}
-
 /// Opens run `run_id` of `workflow` in the journal: what it recorded before (to resume
 /// from), and the run's journal for the scheduler.
 pub(crate) async fn open(
@@ -40,7 +34,9 @@ pub(crate) async fn open(
     workflow: &Workflow,
     run_id: &RunId,
 ) -> Result<(Option<WorkflowResult>, RunJournal), RunError> {
-    let opened = settings.journal.open(run_id, workflow).await?;
+    // Refused when opened: no task ran (`JournalFailure::while_running` is false).
+    let opened = (settings.journal.open(run_id, workflow).await)
+        .map_err(|error| RunError::Journal(JournalFailure::new(error)))?;
     let journal = RunJournal {
         writer: opened.writer,
         durability: settings.durability,
