@@ -63,6 +63,10 @@
 //!   retried if its task allows retries): the worker that gets the delivery after those
 //!   stores that verdict as the attempt's result instead of running it, so a coordinator
 //!   that was away when it happened finds it.
+//! - **A worker cannot store results** (the server refuses them, or the worker's user
+//!   may not publish on the results subjects): after
+//!   [`WorkerBuilder::result_patience`] the worker gives the task back, and the task's
+//!   deliveries run out as above instead of the run waiting for ever.
 //! - **A worker dies after storing a result**, before acknowledging the task: the worker
 //!   that gets the task next finds the stored result and does not run the task again.
 //! - **No worker serves a task type**: the attempt fails permanently after

@@ -3,6 +3,7 @@
 
 mod attempt;
 mod cancels;
+mod publish;
 mod pull;
 
 use std::fmt;
@@ -30,7 +31,9 @@ use cancels::Cancels;
 /// result is stored, the worker tells the server it is still working every quarter of
 /// the consumer's `ack_wait`, so a live task is never delivered to a second worker; if
 /// the worker dies, the server delivers the task to another one after `ack_wait`. A task
-/// delivered again whose result is already stored is acknowledged without running. A handler sees its task's configuration, the
+/// delivered again whose result is already stored is acknowledged without running. A
+/// result that cannot be stored within [`WorkerBuilder::result_patience`] gives its task
+/// back to the queue. A handler sees its task's configuration, the
 /// outputs of its dependencies that were sent with it, its attempt number and a
 /// cancellation token that fires when the coordinator cancels the run or the attempt.
 ///
@@ -84,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) cancels: Cancels,
     pub(crate) max_message_bytes: usize,
     pub(crate) cancel_grace: Duration,
+    /// How long a result may keep failing to be stored before its task is given back.
+    pub(crate) result_patience: Duration,
     /// The streams and consumers (to set a consumer up again if it goes missing), and how
     /// long stored outputs are kept.
     pub(crate) layout: Layout,
@@ -112,6 +117,7 @@ pub struct WorkerBuilder {
     name: Option<String>,
     shutdown_grace: Duration,
     cancel_grace: Duration,
+    result_patience: Duration,
 }
 
 impl fmt::Debug for WorkerBuilder {
@@ -175,6 +181,17 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long the worker keeps trying to store a task's result (the server down, or
+    /// refusing it) before it gives the task back to the queue. The task is then
+    /// delivered again, to this worker or another, and runs again; once it has been
+    /// delivered [`Layout::max_deliver`] times it fails as "worker lost", so a worker that
+    /// may take tasks but not store results cannot hold a run up for ever. A task's own
+    /// deadline ends the trying sooner. Default 60 s.
+    pub fn result_patience(mut self, patience: Duration) -> Self {
+        self.result_patience = patience;
+        self
+    }
+
     /// Connects with `config`, and finds or creates the streams and each task type's
     /// consumer.
     pub async fn connect(self, config: &NatsConfig) -> Result<Worker, ConnectError> {
@@ -219,6 +236,7 @@ impl WorkerBuilder {
                 cancels: Cancels::default(),
                 max_message_bytes,
                 cancel_grace: self.cancel_grace,
+                result_patience: self.result_patience,
                 layout: self.layout,
             }),
             types,
@@ -290,6 +308,7 @@ impl Worker {
             name: None,
             shutdown_grace: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(10),
+            result_patience: Duration::from_secs(60),
         }
     }
 

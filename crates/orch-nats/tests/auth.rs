@@ -1,7 +1,8 @@
 //! Against a nats-server that requires authentication, with per-user permissions (the
 //! configuration the crate docs give): a worker without credentials, with a wrong
 //! password, or with the credentials of a worker of another task type cannot take tasks;
-//! the worker the permissions are for can.
+//! the worker the permissions are for can. A worker that may take tasks but not store
+//! results gives each task back, and the task fails as "worker lost" after its deliveries.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use common::NatsServer;
 use orch_core::{Task, TaskStatus, Workflow};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
-use orch_nats::{Auth, ConnectError, NatsConfig, RemoteHandler, Worker};
+use orch_nats::{Auth, ConnectError, Layout, NatsConfig, RemoteHandler, Worker};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,15 @@ authorization {
                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
                   "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.parse"],
+        allow_responses: true } },
+    { user: mute, password: "mute-pw",
+      permissions: {
+        publish: ["$JS.ACK.ORCH_TASKS.embed.>",
+                  "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
+                  "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
+                  "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
+                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
+        subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
         allow_responses: true } }
   ]
 }
@@ -50,7 +60,14 @@ fn as_user(server: &NatsServer, user: &str, password: &str) -> NatsConfig {
 }
 
 async fn embed_worker(config: &NatsConfig) -> Result<Worker, ConnectError> {
-    Worker::builder()
+    embed_worker_with(Worker::builder(), config).await
+}
+
+async fn embed_worker_with(
+    builder: orch_nats::WorkerBuilder,
+    config: &NatsConfig,
+) -> Result<Worker, ConnectError> {
+    builder
         .name("embedder-1")
         .handler("embed", |ctx: TaskContext| async move {
             Ok::<_, TaskError>(format!("embedded {}", ctx.task_id()))
@@ -135,5 +152,45 @@ async fn only_the_worker_permitted_for_a_task_type_takes_its_tasks() {
         (doc.status, doc.result.clone()),
         (TaskStatus::Completed, Some(json!("embedded doc1")))
     );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_may_not_store_results_gives_its_tasks_back_until_they_are_lost() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let layout = Layout {
+        max_deliver: 2,
+        ..Layout::default()
+    };
+    let remote = RemoteHandler::builder()
+        .layout(layout.clone())
+        .connect(&as_user(&server, "coordinator", "coordinator-pw"))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("embed", remote);
+    let workflow = Workflow::new("w", "W").task(Task::new("doc1", "embed"));
+    let run = tokio::spawn(engine.run(&workflow));
+
+    let builder = Worker::builder()
+        .layout(layout)
+        .result_patience(Duration::from_millis(300));
+    let worker = embed_worker_with(builder, &as_user(&server, "mute", "mute-pw"))
+        .await
+        .expect("the mute worker may take `embed` tasks");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends: the worker does not hold the task for ever")
+        .expect("the run's task")
+        .expect("valid");
+    let doc = result.task("doc1").expect("a task");
+    assert_eq!(doc.status, TaskStatus::Failed);
+    let error = doc.error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("worker lost"), "{error}");
+    assert!(error.contains("could not store its result"), "{error}");
     stop.cancel();
 }

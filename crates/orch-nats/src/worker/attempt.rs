@@ -10,6 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::publish::{publish_once, publish_result, result_payload};
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, ResultMessage, TaskMessage};
 use crate::routes::AttemptKey;
@@ -235,8 +236,8 @@ async fn report(
 ) {
     let publish = async {
         let payload = result_payload(shared, key, outcome).await;
-        let give_up = deadline_ms.map(protocol::until);
-        publish_result(shared, key, payload, give_up, hand_back).await
+        let deadline = deadline_ms.map(protocol::until);
+        publish_result(shared, key, payload, deadline, hand_back).await
     };
     if with_progress(message, queue.progress_every, publish).await {
         ack(message, AckKind::Ack).await;
@@ -295,141 +296,6 @@ fn outcome(result: Result<Output, TaskError>) -> Outcome {
             error: error.record_text(),
         },
     }
-}
-
-/// Room left in a message for its headers (the message id).
-const HEADER_ROOM: usize = 1024;
-
-/// The result message of `outcome`, written once. An output too large for a result
-/// message goes to the object store, and the outcome names it instead; the attempt fails
-/// (and may be retried) if it cannot be stored.
-async fn result_payload(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> bytes::Bytes {
-    let mut message = result_message(shared, key, outcome);
-    let payload = protocol::write(&message);
-    let excess = (payload.len() + HEADER_ROOM).saturating_sub(shared.max_message_bytes);
-    if excess == 0 {
-        return payload.into();
-    }
-    match &mut message.outcome {
-        Outcome::Completed { output } => {
-            let outcome = Box::pin(store(shared, key, &protocol::write(output))).await;
-            protocol::write(&result_message(shared, key, outcome)).into()
-        }
-        // A text that cannot fit would make every publish fail, and the worker retry it
-        // for ever: it keeps what fits.
-        Outcome::Failed { error: text, .. } | Outcome::Skipped { reason: text } => {
-            cut_to_fit(text, excess);
-            protocol::write(&message).into()
-        }
-        Outcome::Stored { .. } => payload.into(),
-    }
-}
-
-/// Room for what [`cut_to_fit`] appends.
-const CUT_NOTE_ROOM: usize = 128;
-
-/// Shortens `text` by at least `excess` bytes of its message (each byte of text takes
-/// at least one in the message), keeping its start and saying how much was cut.
-fn cut_to_fit(text: &mut String, excess: usize) {
-    let mut keep = text.len().saturating_sub(excess + CUT_NOTE_ROOM);
-    while !text.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    let cut = text.len() - keep;
-    text.truncate(keep);
-    text.push_str(&format!(
-        " [{cut} more bytes cut: the text was longer than a result message may be]"
-    ));
-}
-
-/// Stores an output (`bytes` of JSON) in the object store; the outcome names it, or
-/// fails if it cannot be stored.
-async fn store(shared: &Shared, key: &AttemptKey, bytes: &[u8]) -> Outcome {
-    let object = protocol::message_id(&key.run, &key.task, key.attempt);
-    match stored::put(
-        &shared.js,
-        &shared.names,
-        shared.layout.result_retention,
-        shared.max_message_bytes,
-        &object,
-        bytes,
-    )
-    .await
-    {
-        Ok(()) => Outcome::Stored {
-            object,
-            bytes: bytes.len() as u64,
-        },
-        Err(error) => Outcome::Failed {
-            error: format!(
-                "the output is {} bytes, over a result message's limit, and {error}",
-                bytes.len()
-            ),
-            permanent: false,
-        },
-    }
-}
-
-fn result_message(shared: &Shared, key: &AttemptKey, outcome: Outcome) -> ResultMessage {
-    ResultMessage {
-        v: protocol::VERSION,
-        run_id: key.run.clone(),
-        task_id: key.task.clone(),
-        attempt: key.attempt,
-        worker: shared.name.clone(),
-        outcome,
-    }
-}
-
-/// Publishes a result until the server stores it; `false` if the worker stopped first,
-/// or if the attempt's deadline (`give_up` from now) passed first: its coordinator no
-/// longer waits, and the task, handed back, is dropped as past its deadline.
-async fn publish_result(
-    shared: &Shared,
-    key: &AttemptKey,
-    payload: bytes::Bytes,
-    give_up: Option<Duration>,
-    hand_back: &CancellationToken,
-) -> bool {
-    let mut pause = Duration::from_millis(50);
-    // A timer only once a publish failed: most results are stored at the first try.
-    // (A deadline too far for the clock is none.)
-    let deadline = give_up.and_then(|d| tokio::time::Instant::now().checked_add(d));
-    loop {
-        match publish_once(shared, key, payload.clone()).await {
-            Ok(()) => return true,
-            Err(error) => tracing::warn!(%error, "publishing a result failed; trying again"),
-        }
-        if deadline.is_some_and(|at| at <= tokio::time::Instant::now()) {
-            tracing::warn!("the task passed its deadline before its result could be stored");
-            return false;
-        }
-        let next_try = match deadline {
-            Some(at) => (tokio::time::Instant::now() + pause).min(at),
-            None => tokio::time::Instant::now() + pause,
-        };
-        tokio::select! {
-            () = tokio::time::sleep_until(next_try) => {}
-            () = hand_back.cancelled() => return false,
-        }
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Publishes a result once, under the attempt's message id, and waits for the server.
-async fn publish_once(
-    shared: &Shared,
-    key: &AttemptKey,
-    payload: bytes::Bytes,
-) -> Result<(), async_nats::Error> {
-    let subject = shared
-        .names
-        .result_subject(&key.run, &key.task, key.attempt);
-    let publish = jetstream::message::PublishMessage::build()
-        .payload(payload)
-        .message_id(protocol::message_id(&key.run, &key.task, key.attempt));
-    shared.js.send_publish(subject, publish).await?.await?;
-    Ok(())
 }
 
 /// A message that cannot be run: terminated (never delivered again) with a logged
