@@ -1,7 +1,8 @@
 //! `orch run --journal DIR` and `--resume RUN_ID` end to end: a run stopped by Ctrl-C or
 //! killed outright is continued without running its completed commands again (each
 //! command appends a line to a side file, so the test counts runs), and bad resumes give
-//! clear errors.
+//! clear errors; a run whose journal fails while tasks run stops with what it recorded
+//! kept, to resume from.
 
 mod common;
 
@@ -184,4 +185,65 @@ fn a_run_that_another_orch_is_writing_is_not_resumed_twice() {
     assert!(stderr.contains("w.yaml: not run: "), "{stderr}");
     kill(Pid::from_raw(pid), Signal::SIGKILL).expect("the sleeper is ours");
     let _ = first.wait();
+}
+
+/// Three quick commands, then one (after them) whose output is about 200 KB.
+const LARGE_LAST: &str = r#"workflow_id: durable
+tasks:
+  a: { task_type: command, config: { shell: true, script: 'echo a >> ran.txt; echo 1' } }
+  b: { task_type: command, config: { shell: true, script: 'echo b >> ran.txt; echo 2' } }
+  c: { task_type: command, config: { shell: true, script: 'echo c >> ran.txt; echo 3' } }
+  large:
+    task_type: command
+    dependencies: [a, b, c]
+    config: { shell: true, script: 'echo large >> ran.txt; head -c 200000 /dev/zero | tr "\0" x' }
+"#;
+
+#[test]
+fn a_journal_that_fails_while_tasks_run_stops_the_run_and_keeps_what_it_recorded() {
+    let dir = Dir::new();
+    dir.write("w.yaml", LARGE_LAST);
+    // No file of this run may grow past 100 KiB: the journal takes the quick commands'
+    // results and fails on the large one's. (The signal such a write raises is ignored,
+    // so that the write fails instead.)
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 100; exec '{}' run w.yaml --journal journal",
+        env!("CARGO_BIN_EXE_orch")
+    );
+    let mut limited = std::process::Command::new("bash");
+    limited
+        .args(["-c", &script])
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path());
+    let (code, _, stderr) = parts(&common::output(limited));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("w.yaml: stopped: the journal failed"),
+        "{stderr}"
+    );
+    let runs = listed(&dir);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["completed"], 3, "{runs:?}");
+    let run_id = runs[0]["run_id"].as_str().expect("an id").to_owned();
+    assert!(
+        stderr.contains(&format!("--resume {run_id} goes on from there")),
+        "{stderr}"
+    );
+
+    let args = ["run", "w.yaml", "--journal", "journal", "--resume", &run_id];
+    let (code, _, stderr) = parts(&run_in(
+        &dir,
+        &[&args[..], &["--output", "r.json"]].concat(),
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    for task in ["a", "b", "c"] {
+        assert_eq!(runs_of(&dir, task), 1, "{task} ran again on resume");
+    }
+    assert_eq!(runs_of(&dir, "large"), 2);
+    let result = dir.json("r.json");
+    assert_eq!(result["status"], "completed");
+    let large = result["tasks"]["large"]["result"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(large.len(), 200_000);
 }
