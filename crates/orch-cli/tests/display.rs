@@ -198,6 +198,8 @@ fn a_run_that_ends_without_a_result_leaves_no_bar_on_the_terminal() {
     );
     let (code, screen) = run_in_terminal(&dir, &["run", "p.yaml"]);
     assert_eq!(code, Some(1), "{screen}");
+    // The bar was drawn before the run was refused, and then taken away.
+    assert!(screen.contains("0/1"), "no bar was drawn: {screen:?}");
     let lines = screen_lines(&screen);
     assert!(
         lines.iter().all(|l| !l.contains("0/1")),

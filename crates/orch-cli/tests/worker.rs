@@ -325,6 +325,23 @@ fn a_second_ctrl_c_stops_a_worker_without_waiting_for_the_grace() {
     wait_for("the worker to stop the command", || !alive(command));
     let status = worker.child.wait().expect("the worker exits");
     assert!(status.success(), "{status:?}");
+    // Handed back: another worker gets the task at once, not after the 30 s in which
+    // the server waits for a silent worker.
+    std::fs::remove_file(dir.join("long.pid")).expect("the first pid file");
+    let place = dir.path().display().to_string();
+    let mut second = WorkerProcess::start(&server.url(), &["--dir", &place], &[]);
+    let handed_back = std::time::Instant::now();
+    while !dir.join("long.pid").exists() {
+        assert!(
+            handed_back.elapsed() < std::time::Duration::from_secs(20),
+            "the task was not handed back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let again = pid_in(&dir.join("long.pid"));
+    kill(Pid::from_raw(second.pid()), Signal::SIGKILL).expect("stop the second worker");
+    second.child.wait().expect("reaped");
+    let _ = kill(Pid::from_raw(again), Signal::SIGKILL);
     kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
     let _ = coordinator.wait();
 }
