@@ -186,7 +186,9 @@ impl WorkerBuilder {
     /// delivered again, to this worker or another, and runs again; once it has been
     /// delivered [`Layout::max_deliver`] times it fails as "worker lost", so a worker that
     /// may take tasks but not store results cannot hold a run up for ever. A task's own
-    /// deadline ends the trying sooner. Default 60 s.
+    /// deadline ends the trying sooner. Each try is given at least a second. The default,
+    /// 60 s, outlasts a server's restart; a longer outage makes the task run again.
+    /// `Duration::MAX` tries for ever.
     pub fn result_patience(mut self, patience: Duration) -> Self {
         self.result_patience = patience;
         self

@@ -220,12 +220,13 @@ async fn execute(
     }
 }
 
-/// Publishes `outcome` as the attempt's result, then acknowledges the message (or hands
-/// it back if the worker stopped first).
+/// Publishes `outcome` as the attempt's result, then acknowledges the message; hands it
+/// back instead if the worker stopped first, or if the result could not be stored within
+/// the worker's patience or the attempt's deadline.
 ///
-/// Progress goes on until the result is stored: storing a large output, or a server that
-/// refuses results for a while, may take longer than `ack_wait`, and the task must not go
-/// to another worker meanwhile.
+/// Progress goes on until then: storing a large output, or a server that refuses results
+/// for a while, may take longer than `ack_wait`, and the task must not go to another
+/// worker meanwhile.
 async fn report(
     shared: &Shared,
     queue: &TypeQueue,

@@ -99,6 +99,10 @@ pub(super) fn result_message(shared: &Shared, key: &AttemptKey, outcome: Outcome
     }
 }
 
+/// The least time one try to store a result is given, however little patience or time
+/// before the deadline is left: a try cut shorter could hardly succeed.
+const LEAST_TRY: Duration = Duration::from_secs(1);
+
 /// Publishes a result until the server stores it; `false` if the worker stopped first,
 /// if the worker's patience ran out (the task goes back to the queue, and its deliveries
 /// are counted), or if the attempt's deadline (`deadline` from now) passed first: its
@@ -112,36 +116,37 @@ pub(super) async fn publish_result(
     hand_back: &CancellationToken,
 ) -> bool {
     let mut pause = Duration::from_millis(50);
-    let started = tokio::time::Instant::now();
-    // (A deadline too far for the clock is none.)
     let give_up = deadline.map_or(shared.result_patience, |d| d.min(shared.result_patience));
-    let give_up_at = started.checked_add(give_up);
+    // A time too far for the clock is no limit.
+    let give_up_at = tokio::time::Instant::now().checked_add(give_up);
     loop {
         let left = give_up_at.map(|at| at.saturating_duration_since(tokio::time::Instant::now()));
         let publish = publish_once(shared, key, payload.clone());
         // A server that never answers (a subject this worker may not publish on) takes
-        // no longer than the patience left.
+        // no longer than the patience left, or the least time a try is given.
         let published = match left {
-            Some(left) => tokio::time::timeout(left, publish)
+            Some(left) => tokio::time::timeout(left.max(LEAST_TRY), publish)
                 .await
                 .unwrap_or_else(|_| Err("no acknowledgement from the server in time".into())),
             None => publish.await,
         };
-        match published {
+        let error = match published {
             Ok(()) => return true,
-            Err(error) => tracing::warn!(%error, "publishing a result failed; trying again"),
-        }
+            Err(error) => error,
+        };
         if give_up_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
-            if deadline.is_some_and(|d| d <= give_up) {
-                tracing::warn!("the task passed its deadline before its result could be stored");
+            if deadline.is_some_and(|d| d <= shared.result_patience) {
+                tracing::warn!(%error, "the task passed its deadline before its result could be stored");
             } else {
                 tracing::warn!(
+                    %error,
                     patience = ?shared.result_patience,
                     "the result could not be stored in time; giving the task back"
                 );
             }
             return false;
         }
+        tracing::warn!(%error, "publishing a result failed; trying again");
         let next_try = tokio::time::Instant::now() + pause;
         let next_try = give_up_at.map_or(next_try, |at| next_try.min(at));
         tokio::select! {
