@@ -42,7 +42,8 @@ pub(crate) async fn open(
         durability: settings.durability,
         batch: Vec::new(),
         recorded: vec![false; workflow.len()],
-        held: Vec::new(),
+        resets: Vec::new(),
+        pending: TaskRecord::default(),
         failure: None,
     };
     Ok((opened.previous, journal))
@@ -57,11 +58,11 @@ pub(crate) struct RunJournal {
     /// Per task, whether a commit holding its record has resolved (or the record came
     /// from the journal itself).
     recorded: Vec<bool>,
-    /// Per task, whether the journal held its completion when the run was opened (empty
-    /// for a new run, or a workflow without map tasks): a map task that runs again then
-    /// records no instances, as the journal keeps the first completion and the instances
-    /// that came with it.
-    held: Vec<bool>,
+    /// Tasks of a resumed run whose recorded outcome no longer stands, to be recorded as
+    /// pending ahead of any other record, so that their new outcomes replace the old.
+    resets: Vec<u32>,
+    /// The record that resets a task.
+    pending: TaskRecord,
     failure: Option<JournalError>,
 }
 
@@ -72,23 +73,19 @@ impl RunJournal {
         self.batch.push(index as u32);
     }
 
-    /// Marks the tasks a resumed run kept from the journal as recorded; `held` is, per
-    /// task, whether the journal holds its completion.
-    pub(crate) fn restored(&mut self, kept: &[bool], held: Vec<bool>) {
+    /// Marks the tasks a resumed run kept from the journal as recorded, and `resets`,
+    /// whose recorded outcomes the run does not keep, to be reset in the journal before
+    /// anything else is recorded.
+    pub(crate) fn restored(&mut self, kept: &[bool], resets: Vec<u32>) {
         for (recorded, &kept) in self.recorded.iter_mut().zip(kept) {
             *recorded |= kept;
         }
-        self.held = held;
+        self.resets = resets;
     }
 
     /// The tasks that ended since the last commit.
     pub(crate) fn batch(&self) -> &[u32] {
         &self.batch
-    }
-
-    /// Whether the journal held task `index`'s completion when the run was opened.
-    pub(crate) fn held(&self, index: u32) -> bool {
-        self.held.get(index as usize).copied().unwrap_or(false)
     }
 
     /// Commits the tasks that ended since the last commit, if any. `instances` holds,
@@ -112,7 +109,11 @@ impl RunJournal {
         let ids = batch
             .iter()
             .map(|&index| &shared.task(index as usize).task_id);
-        let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(batch.len());
+        let resets = std::mem::take(&mut self.resets);
+        let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(resets.len() + batch.len());
+        pairs.extend(
+            (resets.iter()).map(|&index| (&shared.task(index as usize).task_id, &self.pending)),
+        );
         for ((&index, id), line) in batch.iter().zip(ids).zip(&lines) {
             let map = instances.iter().find(|(map, _)| *map == index);
             pairs.extend(
@@ -156,15 +157,19 @@ impl RunJournal {
         if let Some(error) = self.failure {
             return Err(failed(error));
         }
-        let rest: Vec<_> = result
+        // Not committed yet: no task ended, or the run was cut short before it could be.
+        let resets = (self.resets.iter())
+            .filter_map(|&index| result.tasks.get_index(index as usize))
+            .map(|(id, _)| (id, &self.pending));
+        let ended = result
             .tasks
             .iter()
             .zip(&self.recorded)
             .filter(|((_, record), recorded)| {
                 !**recorded && !matches!(record.status, TaskStatus::Pending | TaskStatus::Completed)
             })
-            .map(|((id, record), _)| (id, record))
-            .collect();
+            .map(|((id, record), _)| (id, record));
+        let rest: Vec<_> = resets.chain(ended).collect();
         if !rest.is_empty() {
             self.writer.append(&rest).await.map_err(failed)?;
         }

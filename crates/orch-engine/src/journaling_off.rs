@@ -29,15 +29,11 @@ impl RunJournal {
         match *self {}
     }
 
-    pub(crate) fn restored(&mut self, _kept: &[bool], _held: Vec<bool>) {
+    pub(crate) fn restored(&mut self, _kept: &[bool], _resets: Vec<u32>) {
         match *self {}
     }
 
     pub(crate) fn batch(&self) -> &[u32] {
-        match *self {}
-    }
-
-    pub(crate) fn held(&self, _index: u32) -> bool {
         match *self {}
     }
 

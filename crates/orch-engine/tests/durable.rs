@@ -471,7 +471,7 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
     // A resume runs the failed task again, and what ran on its failure after it; the
     // skip is decided again from the new outcome. `other` stays restored.
     let second = runtime()
-        .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id))
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id.clone()))
         .unwrap();
     assert_eq!(second.status, WorkflowStatus::Completed);
     let runs: Vec<usize> = ["work", "cleanup", "after", "report", "other"]
@@ -479,6 +479,33 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
         .to_vec();
     assert_eq!(runs, [2, 2, 1, 2, 1]);
     assert_eq!(second.task("after").unwrap().status, TaskStatus::Completed);
+    // The outcomes decided on `work`'s failure were reset before `work` ran again, so
+    // that a resume cut short after it would not keep them.
+    let ids = journaled_ids(dir.path(), "cleanup");
+    assert_eq!(ids[5..9], ["cleanup", "after", "report", "work"], "{ids:?}");
+    // `report` read a skip the first time and `after`'s output the second: the journal
+    // holds the second completion, and a later resume keeps that one.
+    assert_eq!(second.task("report").unwrap().result, Some(json!(2)));
+    let loaded = runtime()
+        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
+        .unwrap()
+        .unwrap();
+    for id in ["work", "cleanup", "after", "report", "other"] {
+        let (read, ran) = (loaded.task(id).unwrap(), second.task(id).unwrap());
+        assert_eq!(
+            (read.status, &read.result, read.end_time),
+            (ran.status, &ran.result, ran.end_time),
+            "task `{id}`"
+        );
+    }
+    let third = runtime()
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(third.task("report").unwrap().result, Some(json!(2)));
+    let runs: Vec<usize> = ["work", "cleanup", "after", "report", "other"]
+        .map(|id| calls.of(id))
+        .to_vec();
+    assert_eq!(runs, [2, 2, 1, 2, 1], "nothing runs a third time");
 }
 
 #[test]
@@ -594,11 +621,11 @@ fn a_resumed_durable_map_keeps_its_instance_records_and_runs_no_instance_again()
 }
 
 /// A map that runs again in a resumed run (its `all_done` rule ran it after a failure
-/// that the resume retries) while the journal holds its first completion: the journal
-/// keeps that completion, and the instance records that came with it, so a later resume
-/// restores instance results that agree with the map's list.
+/// that the resume retries) while the journal holds its first completion: its new
+/// completion replaces the first, with the instance records that came with it, so a
+/// later resume restores the second list and instance results that agree with it.
 #[test]
-fn a_map_run_again_keeps_the_journaled_instances_of_its_first_completion() {
+fn a_map_run_again_replaces_its_first_completion_and_instances_in_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let calls = Calls::default();
     let run_id = RunId::parse("map-again").unwrap();
@@ -644,8 +671,8 @@ fn a_map_run_again_keeps_the_journaled_instances_of_its_first_completion() {
     assert_eq!(*runs.lock().unwrap(), 4, "the third run ran no instance");
     let list = third.task("m").unwrap().result.clone();
     let instances = ["m[0]", "m[1]"].map(|id| third.task(id).and_then(|r| r.result.clone()));
-    assert_eq!(list, Some(json!([1, 2])), "the first completion is final");
-    assert_eq!(instances, [Some(json!(1)), Some(json!(2))]);
+    assert_eq!(list, Some(json!([3, 4])), "the second completion stands");
+    assert_eq!(instances, [Some(json!(3)), Some(json!(4))]);
 }
 
 /// The journal keeps a branch task's choice with its record: a run cut short right after

@@ -6,8 +6,10 @@
 //! workflow and status) and `orch_journal_tasks` (one row per task of a run, keyed by
 //! `(run_id, task_id)`, holding the task's record as a journal line; a map instance's
 //! row, `task[i]`, is marked as one). A batch of records is one multi-row insert; a
-//! completed row is never replaced, nor is an instance's row (instances are recorded
-//! in the statement that records their map task's completion, and belong to it).
+//! completed row is replaced only by a pending record (a resumed run's, for a task it
+//! runs again, which also removes its instances' rows), and an instance's row is never
+//! replaced (instances are recorded in the statement that records their map task's
+//! completion, and belong to it).
 
 mod lock;
 mod secret;
@@ -47,8 +49,10 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// for the server's write-ahead log to reach disk, which covers every append before it:
 /// then they survive a power loss too. A
 /// task's completed record is final: a later record for it, from this process or
-/// another, is ignored; so is a map instance's first record (`task[i]`, recorded with
-/// its map task's completion). The connection string's password never appears in
+/// another, is ignored, except a pending one (written by a resumed run for a task it
+/// runs again, whose new records then replace it, and which removes the instance records
+/// of its last completion if it is a map task); so is a map instance's first record
+/// (`task[i]`, recorded with its map task's completion). The connection string's password never appears in
 /// `Debug` output or errors.
 ///
 /// A run is open for writing in one process at a time (the server's advisory lock on it,
@@ -346,7 +350,7 @@ impl Journal for PgJournal {
             let values: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&workflow, &status];
             let rows = session.client.query(
                 "SELECT r.run_id, r.workflow_id, r.status, r.created,
-                        count(t.task_id) FILTER (WHERE NOT t.map_instance),
+                        count(t.task_id) FILTER (WHERE NOT t.map_instance AND t.status <> 'pending'),
                         count(t.task_id) FILTER (WHERE t.status = 'completed' AND NOT t.map_instance)
                  FROM orch_journal_runs r LEFT JOIN orch_journal_tasks t USING (run_id)
                  WHERE ($1::text IS NULL OR r.workflow_id = $1)

@@ -165,9 +165,12 @@ impl LoadedRun {
     }
 
     /// Takes in a task record. A completed record is final: records for the task after
-    /// it are kept in [`LoadedRun::records`] but do not replace it. A map instance's
-    /// records come with its map task's completion, so its last one is in force (one
-    /// written with a completion cut short is replaced when the map completes again).
+    /// it are kept in [`LoadedRun::records`] but do not replace it, except a pending one,
+    /// which a resumed run writes for a task it runs again (its outcome no longer stands,
+    /// since a dependency's changed), and which takes a map task's instances' records
+    /// out of force too. A map instance's records come with its map task's
+    /// completion, so its last one is in force (one written with a completion cut short
+    /// is replaced when the map completes again).
     pub(crate) fn push(&mut self, task_id: TaskId, record: TaskRecord) {
         self.end = None;
         for t in [record.start_time, record.end_time].into_iter().flatten() {
@@ -176,8 +179,20 @@ impl LoadedRun {
         let index = self.records.len();
         let completed = |i: &usize| self.records[*i].1.status == TaskStatus::Completed;
         let instance = !self.definition.tasks.contains_key(&task_id);
-        if instance || !self.current.get(&task_id).is_some_and(completed) {
+        let reset = record.status == TaskStatus::Pending;
+        if instance || reset || !self.current.get(&task_id).is_some_and(completed) {
             self.current.insert(task_id.clone(), index);
+        }
+        if reset && !instance {
+            // A map task's instances were recorded together, numbered from 0: they go
+            // with the completion the reset undoes.
+            let mut item = 0;
+            while (self.current)
+                .remove(&MapSpec::instance_id(&task_id, item))
+                .is_some()
+            {
+                item += 1;
+            }
         }
         self.records.push((task_id, record));
     }
@@ -248,8 +263,9 @@ impl LoadedRun {
             .filter(|(id, _)| self.definition.tasks.contains_key(*id));
         let (mut recorded, mut completed) = (0, 0);
         for (_, &i) in tasks {
-            recorded += 1;
-            completed += usize::from(self.records[i].1.status == TaskStatus::Completed);
+            let status = self.records[i].1.status;
+            recorded += usize::from(status != TaskStatus::Pending);
+            completed += usize::from(status == TaskStatus::Completed);
         }
         (recorded, completed)
     }

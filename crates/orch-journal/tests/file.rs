@@ -573,6 +573,9 @@ fn map_instance_records_come_back_with_their_completed_map() {
     let workflow = block_on(common::map_instances_come_back_with_their_map(
         &journal, &run, "w",
     ));
+    block_on(
+        common::a_pending_record_resets_a_completion_and_its_instances(&journal, &run, &workflow),
+    );
     // Instances recorded in a batch whose map line was torn off, then again with the
     // map's completion when it ran again: the last records are in force.
     let torn = run_id("torn");

@@ -188,6 +188,12 @@ mod checks {
         assert_eq!(loaded.task("m[0]").unwrap().result, Some(json!(1)));
         assert_eq!(loaded.task("m[1]").unwrap().status, TaskStatus::Skipped);
         assert_eq!(loaded.task("m").unwrap().result, Some(json!([1, null])));
+        drop(opened);
+        env.rt.block_on(
+            super::common::a_pending_record_resets_a_completion_and_its_instances(
+                &journal, &run, &workflow,
+            ),
+        );
     }
 
     fn runs_are_listed_and_queried_by_workflow_and_status(env: &Env) {

@@ -116,10 +116,7 @@ impl Extras {
             let Some((first, count)) = self.to_journal.remove(&map) else {
                 continue;
             };
-            let Some(task) = workflow
-                .get_index(map as usize)
-                .filter(|_| !journal.held(map))
-            else {
+            let Some(task) = workflow.get_index(map as usize) else {
                 continue;
             };
             let records = self.instances[first..first + count]

@@ -57,22 +57,25 @@ impl Scheduler<'_> {
     }
 
     /// Takes over the tasks `kept` from `previous`, which the journal already holds
-    /// when the run is durable. Returns how many tasks it kept.
+    /// when the run is durable; the outcomes it does not keep that could have stood (a
+    /// completion, a skip without a run) are reset in the journal, so that they neither
+    /// block the tasks' new outcomes nor come back on a later resume. Returns how many
+    /// tasks it kept.
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
         if let Some(journal) = &mut self.journal {
-            // Only map tasks ask whether the journal held their completion.
-            let held = if self.plan.features().maps {
-                (self.shared.workflow.tasks())
-                    .map(|task| {
-                        previous
-                            .task(&task.task_id)
-                            .is_some_and(|r| r.status == TaskStatus::Completed)
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            journal.restored(kept, held);
+            let resets = (self.shared.workflow.tasks())
+                .zip(kept)
+                .enumerate()
+                .filter(|&(_, (task, &kept))| {
+                    !kept
+                        && previous.task(&task.task_id).is_some_and(|record| {
+                            record.status == TaskStatus::Completed
+                                || (record.status == TaskStatus::Skipped && record.attempts == 0)
+                        })
+                })
+                .map(|(index, _)| index as u32)
+                .collect();
+            journal.restored(kept, resets);
         }
         self.restore(previous, kept)
     }

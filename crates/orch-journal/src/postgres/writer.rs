@@ -92,9 +92,14 @@ impl RunWriter for PgRunWriter {
         // One row per task (a statement may not touch a row twice): the record in force.
         let mut rows: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(records.len());
         let mut index: HashMap<&TaskId, usize> = HashMap::new();
+        let mut resets: HashSet<&TaskId> = HashSet::new();
         for &(id, record) in records {
+            let reset = record.status == TaskStatus::Pending;
+            if reset && self.tasks.contains(id) {
+                resets.insert(id);
+            }
             match index.get(id) {
-                Some(&i) if rows[i].1.status == TaskStatus::Completed => {}
+                Some(&i) if rows[i].1.status == TaskStatus::Completed && !reset => {}
                 Some(&i) => rows[i] = (id, record),
                 None => {
                     index.insert(id, rows.len());
@@ -102,6 +107,17 @@ impl RunWriter for PgRunWriter {
                 }
             }
         }
+        // A reset task's row, and its instances' rows, replace whatever the table holds.
+        let reset_by = |id: &TaskId| {
+            resets.contains(id)
+                || orch_core::MapSpec::parse_instance_id(id)
+                    .is_some_and(|(map, _)| resets.contains(&TaskId::from(map)))
+        };
+        let forced: Vec<String> = (rows.iter())
+            .filter(|(id, _)| !resets.is_empty() && reset_by(id))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        let resets: Vec<String> = resets.iter().map(|id| id.to_string()).collect();
         let mut ids = Vec::with_capacity(rows.len());
         let mut statuses = Vec::with_capacity(rows.len());
         let mut lines = Vec::with_capacity(rows.len());
@@ -120,8 +136,8 @@ impl RunWriter for PgRunWriter {
         }
         let run = self.run.to_string();
         self.on_session("record tasks", move |session| async move {
-            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-                [&run, &ids, &statuses, &lines, &instances];
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+                [&run, &ids, &statuses, &lines, &instances, &resets, &forced];
             session
                 .client
                 .execute(&session.insert, &values)

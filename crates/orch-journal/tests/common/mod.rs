@@ -106,21 +106,24 @@ pub fn run(max: usize) -> impl Strategy<Value = (Vec<String>, Vec<Vec<(usize, Ta
     })
 }
 
-/// The record in force for task `id` by the documented rule: its first completed record,
-/// or else its last one.
+/// The record in force for task `id` by the documented rule: the first completed record
+/// after its last pending one, or else its last record.
 pub fn in_force<'a>(
     records: &'a [(orch_core::TaskId, TaskRecord)],
     id: &str,
 ) -> Option<&'a TaskRecord> {
-    let mut mine = records.iter().filter(|(t, _)| t == id).map(|(_, r)| r);
-    let mut last = None;
-    for record in mine.by_ref() {
-        if record.status == TaskStatus::Completed {
-            return Some(record);
-        }
-        last = Some(record);
-    }
-    last
+    let mine: Vec<&TaskRecord> = (records.iter())
+        .filter(|(t, _)| t == id)
+        .map(|(_, r)| r)
+        .collect();
+    let since_reset = match mine.iter().rposition(|r| r.status == TaskStatus::Pending) {
+        Some(reset) => &mine[reset..],
+        None => &mine[..],
+    };
+    (since_reset.iter())
+        .find(|r| r.status == TaskStatus::Completed)
+        .or(since_reset.last())
+        .copied()
 }
 
 /// Records run `run` (workflow id `workflow_id`) the way a durable run with map tasks
@@ -183,4 +186,65 @@ pub async fn map_instances_come_back_with_their_map(
     let counts = (listed[0].recorded_tasks, listed[0].completed_tasks);
     assert_eq!(counts, (3, 2), "tasks, not instances");
     workflow
+}
+
+/// On the run [`map_instances_come_back_with_their_map`] recorded: pending records (a
+/// resumed run's, for tasks it runs again) take `list`'s completion and `m`'s, with
+/// `m`'s instances, out of force, and the records after them are in force.
+pub async fn a_pending_record_resets_a_completion_and_its_instances(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow: &Workflow,
+) {
+    use orch_core::TaskId;
+    let (list, m, m0) = (
+        TaskId::from("list"),
+        TaskId::from("m"),
+        TaskId::from("m[0]"),
+    );
+    let pending = TaskRecord::default();
+    let opened = journal.open(run, workflow).await.unwrap();
+    opened
+        .writer
+        .append(&[(&list, &pending), (&m, &pending)])
+        .await
+        .unwrap();
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("list"), Some(&pending));
+    assert_eq!(loaded.task("m"), Some(&pending));
+    assert_eq!((loaded.task("m[0]"), loaded.task("m[1]")), (None, None));
+    let filter = orch_journal::RunFilter::default().workflow(workflow.workflow_id());
+    let listed = journal.list(&filter).await.unwrap();
+    let counts = (listed[0].recorded_tasks, listed[0].completed_tasks);
+    assert_eq!(counts, (1, 0), "only `n` is recorded now");
+
+    let done = |result: Value| TaskRecord {
+        status: TaskStatus::Completed,
+        result: Some(result),
+        attempts: 1,
+        ..TaskRecord::default()
+    };
+    let (new_list, new_m0, new_m) = (
+        done(serde_json::json!([5])),
+        done(serde_json::json!(5)),
+        done(serde_json::json!([5])),
+    );
+    let batch = [(&list, &new_list), (&m0, &new_m0), (&m, &new_m)];
+    opened.writer.append(&batch).await.unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("list"), Some(&new_list));
+    assert_eq!(loaded.task("m"), Some(&new_m));
+    assert_eq!(loaded.task("m[0]"), Some(&new_m0));
+    assert_eq!(
+        loaded.task("m[1]"),
+        None,
+        "the first completion's instance is gone"
+    );
+    let result = loaded.to_result(workflow).unwrap();
+    let instances: Vec<&str> = (result.tasks.iter())
+        .map(|(id, _)| id.as_str())
+        .filter(|id| id.starts_with("m["))
+        .collect();
+    assert_eq!(instances, ["m[0]"]);
 }
