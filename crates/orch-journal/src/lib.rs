@@ -44,7 +44,9 @@
 //! A run's journal starts with the workflow's id and a fingerprint of each task (its
 //! type, configuration, dependencies, trigger rule and map). Reopening a run with a
 //! workflow of another id, or one in which a task that completed has changed, is refused
-//! with an error that says what changed ([`WorkflowChanges`]). A task's record is written with its result as JSON:
+//! with an error that says what changed ([`WorkflowChanges`]); a task the workflow no
+//! longer has loses its records, so one of that id added back later starts afresh. A
+//! task's record is written with its result as JSON:
 //! outputs that are not JSON do not survive, and their tasks run again on resume. A
 //! completed record is final: later records of the same task do not replace it, unless
 //! a pending record comes first. A resumed run writes one for each task whose recorded

@@ -256,6 +256,31 @@ impl Shared {
         Ok(Some(loaded))
     }
 
+    /// Deletes the rows of `tasks` of run `run`, and of their map instances.
+    async fn forget(
+        &self,
+        session: &Session,
+        run: &RunId,
+        tasks: &[TaskId],
+    ) -> Result<(), JournalError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let tasks: Vec<&str> = tasks.iter().map(TaskId::as_str).collect();
+        session
+            .client
+            .execute(
+                "DELETE FROM orch_journal_tasks d USING unnest($2::text[]) AS r (task_id)
+                 WHERE d.run_id = $1 AND (d.task_id = r.task_id OR (d.map_instance
+                     AND left(d.task_id, length(r.task_id) + 1) = r.task_id || '['
+                     AND substr(d.task_id, length(r.task_id) + 2) ~ '^[0-9]+\\]$'))",
+                &[&run.as_str(), &tasks],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| session.error("forget the tasks a workflow dropped", &e, self.secret()))
+    }
+
     /// Records `definition` as the run's, and marks the run unfinished; `create` inserts
     /// the run's row, and reports whether it was new.
     async fn define(
@@ -319,6 +344,9 @@ impl Journal for PgJournal {
             None => (None, WorkflowChanges::default()),
             Some(loaded) => {
                 let changes = loaded.check(workflow)?;
+                // Before the new definition: a run read back with it never holds rows
+                // of a task it dropped (a task of that id added back starts afresh).
+                shared.forget(&session, run, &changes.removed).await?;
                 shared.define(&session, run, &definition, false).await?;
                 (Some(loaded.result_for(workflow)), changes)
             }

@@ -76,7 +76,7 @@ pub(crate) fn read_lines(path: &Path, run: &RunId, bytes: &[u8]) -> Result<ReadR
             (Some(_), Line::Head { .. }) => {
                 return Err(corrupt("a second head line".to_owned()));
             }
-            (Some(run), Line::Definition { tasks }) => run.definition.tasks = tasks,
+            (Some(run), Line::Definition { tasks }) => run.redefine(tasks),
             (Some(run), Line::Task { task_id, record }) => {
                 if !run.definition.has_record_for(&task_id) {
                     return Err(corrupt(format!(

@@ -197,6 +197,16 @@ impl LoadedRun {
         self.records.push((task_id, record));
     }
 
+    /// Takes in the definition of the workflow the run was opened with again: the
+    /// records of tasks it no longer has go out of force (a task of that id added back
+    /// later starts afresh), and the run is unfinished again.
+    pub(crate) fn redefine(&mut self, tasks: indexmap::IndexMap<TaskId, String>) {
+        self.definition.tasks = tasks;
+        let definition = &self.definition;
+        self.current.retain(|id, _| definition.has_record_for(id));
+        self.end = None;
+    }
+
     pub(crate) fn ended(&mut self, status: WorkflowStatus, time: SystemTime) {
         self.end = Some((status, time));
         self.last_time = self.last_time.max(time);

@@ -216,6 +216,17 @@ fn a_reopened_run_gives_its_records_as_the_previous_result() {
 }
 
 #[test]
+fn a_task_dropped_and_added_back_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    block_on(common::a_task_dropped_and_added_back_starts_afresh(
+        &journal,
+        &run_id("back"),
+        "w",
+    ));
+}
+
+#[test]
 fn a_completed_record_is_final() {
     let (_dir, journal) = recorded_run();
     let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();

@@ -163,6 +163,16 @@ mod checks {
         assert_eq!(loaded.task("b").unwrap().result, Some(json!(2)));
     }
 
+    fn a_task_dropped_and_added_back_starts_afresh(env: &Env) {
+        let run = fresh_run();
+        env.rt
+            .block_on(super::common::a_task_dropped_and_added_back_starts_afresh(
+                &env.journal(),
+                &run,
+                &format!("back-{run}"),
+            ));
+    }
+
     fn map_instance_records_come_back_with_their_completed_map(env: &Env) {
         let journal = env.journal();
         let run = fresh_run();
@@ -518,11 +528,15 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 10] = [
+        let checks: [Check; 11] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
                 a_reconnected_process_resumes_and_completed_records_are_final,
+            ),
+            (
+                "a_task_dropped_and_added_back_starts_afresh",
+                a_task_dropped_and_added_back_starts_afresh,
             ),
             (
                 "map_instance_records_come_back_with_their_completed_map",

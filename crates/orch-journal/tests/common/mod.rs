@@ -248,3 +248,48 @@ pub async fn a_pending_record_resets_a_completion_and_its_instances(
         .collect();
     assert_eq!(instances, ["m[0]"]);
 }
+
+/// Run `run` (workflow id `workflow_id`) completes `x`, is reopened without it, and then
+/// with a changed `x`: that `x` has no record to resume from, and its new completion is
+/// the one in force.
+pub async fn a_task_dropped_and_added_back_starts_afresh(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    let with_x = |config: Value| {
+        Workflow::new(workflow_id, "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("x", "t").config(config))
+    };
+    let done = |result: Value| TaskRecord {
+        status: TaskStatus::Completed,
+        result: Some(result),
+        attempts: 1,
+        ..TaskRecord::default()
+    };
+    let (a, x) = (TaskId::from("a"), TaskId::from("x"));
+    let opened = journal.open(run, &with_x(Value::from("A"))).await.unwrap();
+    let first = [(&a, &done(Value::from(1))), (&x, &done(Value::from("A")))];
+    opened.writer.append(&first).await.unwrap();
+    drop(opened);
+    let without_x = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
+    drop(journal.open(run, &without_x).await.unwrap());
+
+    let opened = journal.open(run, &with_x(Value::from("B"))).await.unwrap();
+    assert_eq!(opened.changes.added, std::slice::from_ref(&x));
+    let previous = opened.previous.as_ref().expect("a recorded run");
+    assert_eq!(
+        previous.task("x").map(|r| r.status),
+        Some(TaskStatus::Pending)
+    );
+    assert_eq!(
+        previous.task("a").map(|r| r.status),
+        Some(TaskStatus::Completed)
+    );
+    let again = done(Value::from("B"));
+    opened.writer.append(&[(&x, &again)]).await.unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("x"), Some(&again));
+}
