@@ -261,6 +261,10 @@ impl Backoff {
     /// The delay before retry number `retry` (1-based). `unit` is a random number in
     /// `[0, 1)` used for jitter; it is ignored when `jitter` is off.
     pub fn delay(&self, retry: u32, unit: f64) -> Duration {
+        if self.initial.is_zero() {
+            // (Zero times an overflowed growth would be NaN, which the cap turns into it.)
+            return Duration::ZERO;
+        }
         let exponent = retry.saturating_sub(1).min(1024) as i32;
         let raw = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
         let capped = raw.min(self.max.as_secs_f64());

@@ -158,8 +158,11 @@ impl<'h> Attempt<'h> {
         polled: &mut Poll<Result<Output, TaskError>>,
     ) -> Option<Self> {
         let index = ctx.index;
+        // A limit too long for the clock to reach is none.
         let deadline = |started: Instant| {
-            timeout.map(|limit| (Box::pin(tokio::time::sleep_until(started + limit)), limit))
+            let limit = timeout?;
+            let at = started.checked_add(limit)?;
+            Some((Box::pin(tokio::time::sleep_until(at)), limit))
         };
         if spawn {
             let handler = Arc::clone(handler);

@@ -598,3 +598,34 @@ fn registering_a_type_again_replaces_its_handler() {
         assert_eq!(record(&result, "a").result, Some(json!(2)));
     });
 }
+
+/// A timeout too long for the clock to reach is no limit: the run neither panics nor
+/// times the task out (inline, spawned, or as a map's instances).
+#[test]
+fn a_timeout_beyond_the_clock_is_no_limit() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let wait = |_ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, TaskError>(1)
+        };
+        engine.register_handler("wait", wait);
+        engine.register_handler("wait_inline", orch_engine::inline(wait));
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!([1, 2]))
+        });
+        let forever = Duration::MAX;
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("spawned", "wait").timeout(forever))
+            .task(Task::new("inline", "wait_inline").timeout(forever))
+            .task(Task::new("list", "list"))
+            .task(
+                Task::new("each", "wait_inline")
+                    .map_over("list")
+                    .timeout(forever),
+            );
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed, "{result:?}");
+        assert_eq!(record(&result, "each").result, Some(json!([1, 1])));
+    });
+}
