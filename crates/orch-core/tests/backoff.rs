@@ -45,7 +45,7 @@ proptest! {
         let delay = backoff.delay(retry, unit).as_secs_f64();
         let expected = model(&backoff, retry);
         prop_assert!((delay - expected).abs() <= 1e-6 * expected.max(1.0), "{delay} vs {expected}");
-        let jittered = Backoff { jitter: true, ..backoff.clone() }.delay(retry, unit).as_secs_f64();
+        let jittered = Backoff { jitter: true, ..backoff }.delay(retry, unit).as_secs_f64();
         prop_assert!(jittered <= delay + 1e-9 && jittered >= delay / 2.0 - 1e-9, "{jittered} vs {delay}");
     }
 }
