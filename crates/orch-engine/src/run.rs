@@ -346,6 +346,18 @@ impl<'p> Scheduler<'p> {
         self.stopping = true;
         self.ready.clear();
         self.retrying.clear();
+        // A pause before a retry that will not start: over now, not when it would end.
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for waiting in in_flight {
+            match waiting {
+                // A map instance's pause holds its map's slot (see `start_attempt_with`).
+                InFlight::Backoff { index, .. } if index as usize >= self.records.len() => {
+                    self.active -= 1;
+                }
+                InFlight::Backoff { .. } => {}
+                waiting => self.in_flight.push(waiting),
+            }
+        }
     }
 
     /// Starts what may start and handles what finished, until nothing more can happen

@@ -629,3 +629,42 @@ fn a_timeout_beyond_the_clock_is_no_limit() {
         assert_eq!(record(&result, "each").result, Some(json!([1, 1])));
     });
 }
+
+/// A run cancelled while a failed task pauses before its retry (no handler running)
+/// ends at once, not when the pause or the grace period would have ended.
+#[test]
+fn a_cancelled_run_does_not_wait_for_a_pause_before_a_retry() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("fail", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::new("not yet"))
+        });
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!([1, 2]))
+        });
+        let pause = orch_core::Backoff {
+            initial: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+            ..orch_core::Backoff::default()
+        };
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "fail").retries(3).backoff(pause))
+            .task(Task::new("list", "list"))
+            .task(
+                Task::new("each", "fail")
+                    .map_over("list")
+                    .retries(3)
+                    .backoff(pause),
+            );
+        let started = tokio::time::Instant::now();
+        let result = cancelled_after(&engine, &workflow, Duration::from_millis(100)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the run waited {:?} (the clock is paused: this is the pause, not the machine)",
+            started.elapsed()
+        );
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        assert_eq!(record(&result, "a").status, TaskStatus::Cancelled);
+        assert_eq!(record(&result, "a").attempts, 1);
+    });
+}
