@@ -193,6 +193,7 @@ macro_rules! errln {
 
 mod builtin;
 mod check;
+mod columns;
 mod commands;
 mod dag;
 mod display;

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::columns::pad;
 use crate::dag::Dag;
 
 /// The plan as a table: one row per task in execution order.
@@ -29,8 +30,11 @@ pub(crate) fn table(dag: &Dag) -> String {
         widest
     );
     text.push_str(&format!(
-        "{:>5}  {:>5}  {:<id_width$}  {:<type_width$}  dependencies\n",
-        "order", "level", "task", "type"
+        "{:>5}  {:>5}  {}  {}  dependencies\n",
+        "order",
+        "level",
+        pad("task", id_width),
+        pad("type", type_width)
     ));
     for (position, &i) in dag.order.iter().enumerate() {
         let node = &dag.nodes[i];
@@ -45,11 +49,11 @@ pub(crate) fn table(dag: &Dag) -> String {
             dependencies.join(", ")
         };
         text.push_str(&format!(
-            "{:>5}  {:>5}  {:<id_width$}  {:<type_width$}  {dependencies}\n",
+            "{:>5}  {:>5}  {}  {}  {dependencies}\n",
             position + 1,
             node.level,
-            node.id,
-            node.task_type
+            pad(&node.id, id_width),
+            pad(&node.task_type, type_width)
         ));
     }
     text

@@ -297,7 +297,8 @@ fn print_table(rows: &[Vec<String>]) {
             if c + 1 == columns {
                 line.push_str(cell);
             } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+                line.push_str(&crate::columns::pad(cell, widths[c]));
+                line.push_str("  ");
             }
         }
         outln!("{}", line.trim_end());

@@ -231,6 +231,34 @@ fn plan_prints_order_and_levels() {
     );
 }
 
+/// Ids wider than the formatter pads (65535 columns) are padded all the same, in the
+/// plan and in the journal's listing.
+#[test]
+fn a_very_long_id_is_printed_in_columns() {
+    let dir = Dir::new();
+    let id = "t".repeat(70_000);
+    dir.write(
+        "w.json",
+        &json!({"workflow_id": id, "tasks": [{"task_id": id, "task_type": "echo"}]}).to_string(),
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["plan", "w.json"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("0  {id}  echo ")),
+        "{}",
+        &stdout[..200]
+    );
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.json", "--journal", "j"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["runs", "list", "j"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("{id}  completed")),
+        "{}",
+        &stdout[..200]
+    );
+}
+
 #[test]
 fn plan_of_an_invalid_file_fails_with_its_problems() {
     let dir = Dir::new();

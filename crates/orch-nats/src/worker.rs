@@ -149,9 +149,10 @@ impl WorkerBuilder {
         self
     }
 
-    /// How many handlers run at once, across task types (default 16, at least 1).
+    /// How many handlers run at once, across task types (default 16, at least 1; a
+    /// number past what can be counted, about 2^61, counts as that).
     pub fn concurrency(mut self, concurrency: usize) -> Self {
-        self.concurrency = concurrency.max(1);
+        self.concurrency = concurrency.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 

@@ -289,6 +289,39 @@ async fn cancelling_a_run_and_timing_out_an_attempt_reach_the_handler_on_the_wor
     stop.cancel();
 }
 
+/// A worker allowed any number of handlers at once serves as one allowed a few: its
+/// pull requests ask for a bounded number of tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_no_practical_limit_serves_tasks() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let worker = Worker::builder()
+        .concurrency(usize::MAX)
+        .handler("double", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.config()["n"].as_i64().unwrap_or(0) * 2)
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let engine = remote_engine(&server, &["double"]).await;
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "double").config(json!({"n": 2})))
+        .task(Task::new("b", "double").config(json!({"n": 5})));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.task("a").and_then(|r| r.result.clone()),
+        Some(json!(4))
+    );
+    assert_eq!(
+        result.task("b").and_then(|r| r.result.clone()),
+        Some(json!(10))
+    );
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_type_that_no_worker_serves_fails_with_an_error_naming_it() {
     let Some(server) = NatsServer::start() else {

@@ -16,6 +16,10 @@ use crate::setup;
 /// How long one pull request waits on the server for tasks.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
+/// The most tasks one pull request asks for: a worker with room for more asks again, and
+/// the slots a request holds are kept in a list as long as it.
+const MAX_REQUEST: usize = 4096;
+
 /// Takes and runs tasks of `queue`'s type until `stop`; returns once the tasks it took
 /// have finished (or were handed back when `hand_back` fired).
 pub(crate) async fn serve(
@@ -46,7 +50,7 @@ pub(crate) async fn serve(
             () = stop.cancelled() => break,
         };
         let mut held: Vec<OwnedSemaphorePermit> = vec![first];
-        let share = (permits.available_permits() + 1) / types;
+        let share = ((permits.available_permits() + 1) / types).min(MAX_REQUEST);
         while held.len() < share.max(1) {
             match Arc::clone(&permits).try_acquire_owned() {
                 Ok(permit) => held.push(permit),
