@@ -8,8 +8,10 @@
 //! under a top-level `tasks:`; in TOML `[tasks.ID]` headers, `ID = {` lines under
 //! `[tasks]`, and `task_id = "ID"` lines after `[[tasks]]`. Inside a task, a word (a
 //! dependency's id, a configuration key) is found by searching that task's stretch of
-//! text. A task written another way (YAML flow style, say) simply gets no place.
+//! text. A task written another way (YAML flow style, say) simply gets no place, and so
+//! does a problem found after placing others has read the text many times over.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use orch::core::Format;
@@ -30,7 +32,13 @@ pub(crate) struct Places<'t> {
     starts: Vec<usize>,
     /// The offset where each line starts.
     line_starts: Vec<usize>,
+    /// How many more bytes placing may read: thousands of problems in one large task
+    /// would otherwise each read its whole stretch.
+    budget: Cell<usize>,
 }
+
+/// The bytes placing may read, besides eight times the text's length.
+const BASE_BUDGET: usize = 64 << 20;
 
 impl<'t> Places<'t> {
     /// Reads `text`, written in `format`.
@@ -55,12 +63,20 @@ impl<'t> Places<'t> {
             tasks,
             starts,
             line_starts,
+            budget: Cell::new(BASE_BUDGET.saturating_add(text.len().saturating_mul(8))),
         }
+    }
+
+    /// Takes `bytes` from the budget; `false` (taking nothing) if it has not that much.
+    fn spend(&self, bytes: usize) -> bool {
+        let left = self.budget.get();
+        self.budget.set(left.saturating_sub(bytes));
+        left >= bytes
     }
 
     /// Where task `id` is defined.
     pub(crate) fn task(&self, id: &str) -> Option<Place> {
-        self.tasks.get(id).map(|&offset| self.place(offset))
+        self.place(*self.tasks.get(id)?)
     }
 
     /// Where `word` first appears inside task `id`'s definition (quoted, or as a whole
@@ -70,17 +86,23 @@ impl<'t> Places<'t> {
         let next = self.starts.partition_point(|&s| s <= start);
         let end = self.starts.get(next).copied().unwrap_or(self.text.len());
         let stretch = &self.text[start..end];
+        if !self.spend(stretch.len()) {
+            return None;
+        }
         let found = stretch
             .find(&format!("\"{word}\""))
             .or_else(|| find_word(stretch, word));
-        Some(self.place(start + found.unwrap_or(0)))
+        self.place(start + found.unwrap_or(0))
     }
 
-    fn place(&self, offset: usize) -> Place {
+    fn place(&self, offset: usize) -> Option<Place> {
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
+        if !self.spend(offset - start) {
+            return None;
+        }
         let column = self.text[start..offset].chars().count() + 1;
-        Place { line, column }
+        Some(Place { line, column })
     }
 }
 
@@ -295,6 +317,24 @@ mod tests {
 
     fn at(line: usize, column: usize) -> Option<Place> {
         Some(Place { line, column })
+    }
+
+    #[test]
+    fn placing_many_problems_in_a_large_task_stops_at_a_budget() {
+        let deps: Vec<String> = (0..40_000).map(|i| format!("\"missing-{i}\"")).collect();
+        let text = format!(
+            "{{\"workflow_id\": \"w\", \"tasks\": {{\"a\": {{\"task_type\": \"t\", \"dependencies\": [{}]}}}}}}",
+            deps.join(", ")
+        );
+        let places = Places::new(&text, Format::Json);
+        let placed: Vec<bool> = (0..40_000)
+            .map(|i| places.within_task("a", &format!("missing-{i}")).is_some())
+            .collect();
+        assert!(placed[0] && placed[1], "the first problems are placed");
+        let count = placed.iter().filter(|&&p| p).count();
+        // Each placing reads the task's whole stretch, about 0.7 MB.
+        assert!((50..200).contains(&count), "{count} placed");
+        assert!(!placed[39_999]);
     }
 
     #[test]

@@ -41,7 +41,7 @@
 //! - `orch run FILE` runs the workflow with the built-in task types, `--max-concurrent N`
 //!   tasks at once (default 1). Trigger rules, branches and priorities in the file apply as
 //!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
-//!   `--pool gpu=2` (repeatable), else nothing runs. On a terminal a progress bar shows the counts and the running
+//!   `--pool gpu=2` (once per pool), else nothing runs (exit status 2). On a terminal a progress bar shows the counts and the running
 //!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM,
 //!   SIGHUP when the terminal closes or the connection drops, SIGQUIT) stops the running
 //!   commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish as cancelled,
@@ -107,7 +107,7 @@
 //! resume from), `runs show` found no such run, or `runs list` found a run it cannot
 //! read; 2 bad usage or a run that could not be set up (an address in use, an unwritable
 //! output, no NATS server, an unknown run to resume, a run another `orch` is writing, a
-//! `--journal` that is a URL); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
+//! `--journal` that is a URL, a pool without its `--pool`); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
 //! SIGQUIT (131), even when the result file could then not be written (the error is
 //! printed) (`orch worker` exits with 0 after a clean stop).
 //!

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use nix::sys::signal::{Signal, killpg};
-use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -82,17 +82,42 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Resolves once process `pid` (a child of orch) has exited, without reaping it: until
-/// it is reaped its pid, and so its process group's id, cannot be reused.
+/// How the command's own process stopped running.
+enum Ended {
+    /// It exited (not reaped yet).
+    Exited,
+    /// It stopped on this signal to use the terminal, which it cannot have: it is in a
+    /// process group of its own, not the terminal's foreground one, and would wait for
+    /// ever.
+    StoppedForTerminal(Signal),
+}
+
+/// Resolves once process `pid` (a child of orch) has exited, without reaping it (until
+/// it is reaped its pid, and so its process group's id, cannot be reused), or has
+/// stopped to use the terminal. (Only the command's own process is watched: one it
+/// started that stops so keeps it waiting until its timeout.)
 ///
 /// The wait holds a blocking thread of the runtime while the command runs: build the
 /// runtime with `runtime::for_commands`.
-async fn exited(pid: Pid) {
-    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
-    let _ = tokio::task::spawn_blocking(move || {
-        while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(pid), flags) {}
-    })
-    .await;
+async fn exited(pid: Pid) -> Ended {
+    let watch = WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
+    let ended = tokio::task::spawn_blocking(move || {
+        loop {
+            match waitid(Id::Pid(pid), watch) {
+                Err(nix::errno::Errno::EINTR) => {}
+                Ok(WaitStatus::Stopped(_, signal @ (Signal::SIGTTIN | Signal::SIGTTOU))) => {
+                    return Ended::StoppedForTerminal(signal);
+                }
+                // Stopped otherwise (by a user, say): taken note of, and waited on.
+                Ok(WaitStatus::Stopped(..)) => {
+                    let taken = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG;
+                    let _ = waitid(Id::Pid(pid), taken);
+                }
+                _ => return Ended::Exited,
+            }
+        }
+    });
+    ended.await.unwrap_or(Ended::Exited)
 }
 
 /// Resolves when `deadline` passes; never when there is none.
@@ -128,6 +153,7 @@ pub(crate) async fn run(
     let mut status = None;
     let mut read = None;
     let mut stopped = false;
+    let mut terminal = None;
     {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -142,7 +168,10 @@ pub(crate) async fn run(
         let mut drain_until = None;
         while status.is_none() || read.is_none() || !logged {
             tokio::select! {
-                () = &mut exit, if status.is_none() => {
+                ended = &mut exit, if status.is_none() => {
+                    if let Ended::StoppedForTerminal(signal) = ended {
+                        terminal = Some(signal);
+                    }
                     // Whatever the command left behind goes with it, so its pipes close;
                     // killed before the command is reaped, while its group id is its own.
                     group.signal(Signal::SIGKILL);
@@ -176,6 +205,13 @@ pub(crate) async fn run(
     let tail = tail.joined();
     if stopped {
         return Err(CommandError::Cancelled { stderr_tail: tail });
+    }
+    if let Some(signal) = terminal {
+        return Err(CommandError::Terminal {
+            program: spec.program.clone(),
+            signal,
+            stderr_tail: tail,
+        });
     }
     let Some(status) = status else {
         unreachable!("the loop ends after the command was reaped");

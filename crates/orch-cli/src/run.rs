@@ -118,6 +118,9 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(problem) = pools_declared(&args.pools, &workflow) {
+        return setup_error(problem);
+    }
     let runtime = match crate::runtime::for_commands(args.max_concurrent as usize) {
         Ok(runtime) => runtime,
         Err(e) => return setup_error(format!("cannot start the async runtime: {e}")),
@@ -126,6 +129,30 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     // Shutting the runtime down drops every handler, and with them the inputs directory.
     crate::runtime::shut_down(runtime);
     code
+}
+
+/// Whether `pools` (from `--pool`) give each pool one limit, and every pool a task names
+/// one: else the usage problem, naming the pool (and a task that names it).
+fn pools_declared(pools: &[(String, usize)], workflow: &Workflow) -> Result<(), String> {
+    for (i, (name, _)) in pools.iter().enumerate() {
+        if pools[..i].iter().any(|(other, _)| other == name) {
+            return Err(format!(
+                "--pool {name}=... is given more than once: give each pool one limit"
+            ));
+        }
+    }
+    let undeclared = workflow.tasks().find_map(|task| {
+        let pool = task.pool.as_deref()?;
+        (!pools.iter().any(|(name, _)| name == pool)).then_some((task, pool))
+    });
+    match undeclared {
+        Some((task, pool)) => Err(format!(
+            "task `{}` runs in pool `{pool}`, which is not declared: declare each pool with \
+             --pool NAME=LIMIT (say --pool {pool}=2)",
+            task.task_id
+        )),
+        None => Ok(()),
+    }
 }
 
 fn setup_error(message: String) -> ExitCode {
@@ -297,9 +324,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         }
         Err(errors) => {
             errln!("{}: not run:\n{errors}", args.file.display());
-            if matches!(errors, RunError::UnknownPools { .. }) {
-                errln!("declare each pool with --pool NAME=LIMIT");
-            }
             return ExitCode::from(1);
         }
     };

@@ -1,6 +1,6 @@
 //! A `command` task's process: a working directory that is not there, a background
 //! process that leaves the command's process group, and what a stopped command writes to
-//! standard error.
+//! standard error, and one that reads the terminal.
 
 mod common;
 
@@ -109,4 +109,42 @@ tasks:
     let result = dir.json("r.json");
     assert_eq!(result["tasks"]["x"]["status"], "completed", "{result}");
     assert_eq!(result["tasks"]["x"]["result"], "done");
+}
+
+/// Under a terminal (`script` gives orch one), a command that reads from it stops, as a
+/// process outside the terminal's foreground group does: its task fails saying so,
+/// rather than waiting for ever.
+#[test]
+fn a_command_that_reads_the_terminal_fails_instead_of_waiting() {
+    if !common::installed("script") {
+        assert!(
+            !common::in_ci(),
+            "`script` (util-linux) must be installed in CI"
+        );
+        println!("skipped: no `script` to give orch a terminal");
+        return;
+    }
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: tty\ntasks:\n  ask: { task_type: command, config: { shell: true, script: 'read x < /dev/tty; echo $x' } }\n",
+    );
+    let orch = env!("CARGO_BIN_EXE_orch");
+    let mut under_terminal = std::process::Command::new("script");
+    under_terminal
+        .args([
+            "-qec",
+            &format!("'{orch}' run w.yaml --output r.json"),
+            "/dev/null",
+        ])
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path());
+    let (code, stdout, stderr) = parts(&common::output(under_terminal));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result: Value = dir.json("r.json");
+    let error = error(&result, "ask");
+    assert!(
+        error.starts_with("`sh` stopped (SIGTTIN) to read from the terminal"),
+        "{error}"
+    );
 }

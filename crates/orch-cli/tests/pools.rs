@@ -45,10 +45,17 @@ fn an_undeclared_pool_or_a_bad_limit_stops_the_run_before_anything_starts() {
     let dir = Dir::new();
     dir.write("w.yaml", WORKFLOW);
     let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
-    assert_ne!(code, Some(0), "{stdout}{stderr}");
-    assert!(stderr.contains("pool `gpu`"), "the pool is named: {stderr}");
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
     assert!(
-        stderr.ends_with("declare each pool with --pool NAME=LIMIT\n"),
+        stderr.starts_with("orch run: task `a` runs in pool `gpu`, which is not declared"),
+        "the pool and a task in it are named: {stderr}"
+    );
+    assert!(stderr.contains("--pool gpu=2"), "{stderr}");
+    let twice = ["run", "w.yaml", "--pool", "gpu=1", "--pool", "gpu=3"];
+    let (code, _, stderr) = parts(&run_in(&dir, &twice));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--pool gpu=... is given more than once"),
         "{stderr}"
     );
     assert!(!dir.join("gpu.log").exists(), "nothing ran");

@@ -35,6 +35,13 @@ pub(crate) enum CommandError {
     NotJson(serde_json::Error),
     /// The run was cancelled; the command was stopped.
     Cancelled { stderr_tail: String },
+    /// It stopped to read from (or write to) the terminal, which a command does not
+    /// get; it was killed rather than left stopped.
+    Terminal {
+        program: String,
+        signal: Signal,
+        stderr_tail: String,
+    },
     /// Reading its output failed.
     Io(io::Error),
 }
@@ -44,7 +51,11 @@ impl CommandError {
     pub(crate) fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::Start { .. } | Self::Cwd { .. } | Self::MissingEnv(_) | Self::Cancelled { .. }
+            Self::Start { .. }
+                | Self::Cwd { .. }
+                | Self::MissingEnv(_)
+                | Self::Cancelled { .. }
+                | Self::Terminal { .. }
         )
     }
 }
@@ -69,6 +80,27 @@ impl std::fmt::Display for CommandError {
                 f,
                 "environment variable `{name}` (named in forward_env) is not set"
             ),
+            Self::Terminal {
+                program,
+                signal,
+                stderr_tail,
+            } => {
+                let what = if *signal == Signal::SIGTTOU {
+                    "change or write to"
+                } else {
+                    "read from"
+                };
+                write!(
+                    f,
+                    "`{program}` stopped ({signal}) to {what} the terminal, which a command \
+                     run by orch does not get (its input is empty): give it what it asks for \
+                     in its arguments, environment or files"
+                )?;
+                if !stderr_tail.is_empty() {
+                    write!(f, "; stderr ends: {stderr_tail}")?;
+                }
+                Ok(())
+            }
             Self::Exit {
                 program,
                 status,
