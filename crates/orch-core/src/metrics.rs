@@ -1,13 +1,17 @@
 //! [`RunMetrics`]: the summary figures of one run, and how they are worked out from the
 //! run's records ([`WorkflowResult::metrics`]).
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
-use crate::{TaskId, TaskStatus, Workflow, WorkflowResult};
+use crate::{MapSpec, TaskId, TaskStatus, Workflow, WorkflowResult};
 
 /// Summary figures of one run. Durations are in seconds; the duration statistics cover
 /// the tasks that ran (those with both a start and an end time) and are `None` when no
-/// task ran.
+/// task ran. A map task's instances count as tasks of their own; in the duration
+/// statistics and the busy time they stand for their map task, whose record spans them
+/// all (on the critical path the map task stands for them).
 ///
 /// ```
 /// use orch_core::RunMetrics;
@@ -20,7 +24,7 @@ use crate::{TaskId, TaskStatus, Workflow, WorkflowResult};
 pub struct RunMetrics {
     /// Wall-clock time of the whole run.
     pub total_duration: f64,
-    /// Number of tasks in the workflow.
+    /// Number of task records: the workflow's tasks, and the instances of its map tasks.
     pub total_tasks: usize,
     /// Tasks that completed.
     pub completed_tasks: usize,
@@ -121,7 +125,12 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
     // Each task's duration in seconds; `None` for a task that did not run.
     let mut seconds = Vec::with_capacity(result.tasks.len());
     let mut durations = Vec::with_capacity(result.tasks.len());
-    for record in result.tasks.records() {
+    // Map tasks whose instances have records of their own.
+    let mapped: HashSet<&str> = (result.tasks.ids())
+        .filter_map(|id| MapSpec::parse_instance_id(id).map(|(map, _)| map))
+        .filter(|map| result.tasks.get(map).is_some())
+        .collect();
+    for (id, record) in result.tasks.iter() {
         match record.status {
             TaskStatus::Completed => metrics.completed_tasks += 1,
             TaskStatus::Failed => metrics.failed_tasks += 1,
@@ -131,7 +140,9 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         }
         let duration = record.duration().map(|d| d.as_secs_f64());
         seconds.push(duration);
-        durations.extend(duration);
+        if mapped.is_empty() || !mapped.contains(id.as_str()) {
+            durations.extend(duration);
+        }
     }
     if !durations.is_empty() {
         let busy: f64 = durations.iter().sum();

@@ -201,3 +201,35 @@ fn records_are_matched_to_the_given_workflow_by_id_not_by_place() {
     assert_eq!(metrics.critical_path, ["r", "y"]);
     assert!((metrics.critical_path_duration - 0.04).abs() < 1e-12);
 }
+
+/// A map task's record spans its instances, which have records of their own: its time
+/// is counted once, through the instances, and the critical path goes through the map.
+#[test]
+fn a_map_tasks_time_is_counted_once() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m", "t").map_over("list"));
+    // One slot: the list for 1 s, then three instances of 1 s each, one after another.
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 1000),
+        ran(TaskStatus::Completed, 1000, 4000),
+    ];
+    let instances = (0..3u64).map(|i| {
+        let start = 1000 + 1000 * i;
+        (
+            orch_core::TaskId::from(format!("m[{i}]")),
+            ran(TaskStatus::Completed, start, start + 1000),
+        )
+    });
+    let pending = vec![not_run(TaskStatus::Pending); 2];
+    let mut result = result_of(&workflow, pending, 4000, 1);
+    result.tasks = TaskRecords::for_workflow_with_extra(&workflow, records, instances)
+        .expect("one record per task");
+    let metrics = result.metrics();
+    assert_eq!(metrics.total_tasks, 5);
+    assert_eq!(metrics.parallel_efficiency, Some(1.0));
+    assert_eq!(metrics.avg_task_duration, Some(1.0));
+    assert_eq!(metrics.max_task_duration, Some(1.0));
+    assert_eq!(metrics.critical_path, ["list", "m"]);
+    assert_eq!(metrics.critical_path_duration, 4.0);
+}

@@ -185,7 +185,9 @@ impl IntoOutput for Output {
 /// as an `Arc<T>`; the task's record keeps only [`Shared::summary`] (null unless set).
 ///
 /// The engine keeps the value until the run ends. It does not survive `to_json` or
-/// resuming (see [`Output`]).
+/// resuming (see [`Output`]). A map task's instances that return one share nothing: the
+/// map's output is the JSON list of their results, so it holds their summaries, and
+/// [`TaskContext::shared`](crate::TaskContext::shared) on the map task is an error.
 ///
 /// ```
 /// use orch_engine::{Shared, TaskContext, TaskError, WorkflowEngine};

@@ -761,3 +761,35 @@ fn a_task_ranked_before_a_running_map_gets_the_next_slot_one_of_its_instances_fr
         starts.log.lock().expect("the log")
     );
 }
+
+/// Instances that return shared values give their map a list of the values' summaries:
+/// a dependent reads that list, and asking the map for a shared value is an error.
+#[test]
+fn a_map_of_shared_values_passes_on_their_summaries() {
+    struct Frame(i64);
+    let engine = WorkflowEngine::new();
+    register(&engine, Arc::new(AtomicUsize::new(0)));
+    engine.register_handler("frame", |ctx: TaskContext| async move {
+        let x: i64 = ctx.map_item()?;
+        Ok::<_, TaskError>(orch_engine::Shared::new(Frame(x)).summary(json!({ "x": x })))
+    });
+    engine.register_handler("read", |ctx: TaskContext| async move {
+        let shared = ctx.shared::<Frame>("frames").map(|frame| frame.0);
+        let error = shared.expect_err("the map's output is JSON").to_string();
+        Ok::<_, TaskError>(json!({ "list": ctx.input_json("frames")?.clone(), "error": error }))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list").config(json!({ "items": [1, 2] })))
+        .task(Task::new("frames", "frame").map_over("list"))
+        .task(Task::new("read", "read").depends_on(["frames"]));
+    let result = run(&engine, &workflow);
+    let read = result
+        .task("read")
+        .and_then(|r| r.result.clone())
+        .expect("read ran");
+    assert_eq!(read["list"], json!([{ "x": 1 }, { "x": 2 }]));
+    assert!(
+        read["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{read}"
+    );
+}
