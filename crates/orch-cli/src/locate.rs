@@ -278,6 +278,9 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
 fn toml_tasks(text: &str) -> Vec<(String, usize)> {
     let mut found = Vec::new();
     let mut table = String::new();
+    // Whether tasks are `[[tasks]]` elements: then a `[tasks.x]` header is a table of
+    // the last element, not a task.
+    let mut list_form = false;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let start = offset;
@@ -285,13 +288,20 @@ fn toml_tasks(text: &str) -> Vec<(String, usize)> {
         let trimmed = line.trim();
         let column = start + (line.len() - line.trim_start().len());
         if let Some(header) = trimmed.strip_prefix('[') {
+            let element = header.starts_with('[');
             let header = header.trim_start_matches('[').trim_start();
             match header.strip_prefix("tasks").map(str::trim_start) {
                 Some(rest) if rest.starts_with('.') => {
                     table = "a task".to_owned();
-                    found.extend(key(&rest[1..], &['.', ']']).map(|(id, _)| (id, column)));
+                    // `[tasks.ID]` starts task ID; `[tasks.ID.config]` is inside it.
+                    let task = key(&rest[1..], &['.', ']'])
+                        .filter(|(_, after)| !list_form && after.trim_start().starts_with(']'));
+                    found.extend(task.map(|(id, _)| (id, column)));
                 }
-                Some(rest) if rest.starts_with(']') => table = "tasks".to_owned(),
+                Some(rest) if rest.starts_with(']') => {
+                    table = "tasks".to_owned();
+                    list_form |= element;
+                }
                 _ => table = "other".to_owned(),
             }
             continue;
@@ -375,6 +385,19 @@ mod tests {
         assert_eq!(Places::new(inline, Format::Toml).task("x"), at(3, 1));
         let list = "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"z\"\ntask_type = \"t\"\n";
         assert_eq!(Places::new(list, Format::Toml).task("z"), at(3, 1));
+    }
+
+    #[test]
+    fn a_toml_tasks_own_tables_are_inside_it() {
+        let text = "workflow_id = \"w\"\n[tasks.build]\ntask_type = \"command\"\n[tasks.build.config]\nprogam = \"make\"\n[tasks.test]\ntask_type = \"t\"\n";
+        let places = Places::new(text, Format::Toml);
+        assert_eq!(places.within_task("build", "progam"), at(5, 1));
+        assert_eq!(places.task("test"), at(6, 1));
+        assert_eq!(places.task("config"), None);
+        let list = "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"z\"\n[tasks.config]\nprogam = 1\n";
+        let places = Places::new(list, Format::Toml);
+        assert_eq!(places.within_task("z", "progam"), at(5, 1));
+        assert_eq!(places.task("config"), None);
     }
 
     proptest::proptest! {
