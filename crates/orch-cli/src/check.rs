@@ -213,6 +213,7 @@ fn structural(error: &ValidationError) -> Problem {
                 .task(task)
                 .within(key)
         }
+        ValidationError::ControlCharacter { .. } => Problem::new("control_character", message),
         _ => Problem::new("invalid_workflow", message),
     }
 }

@@ -51,6 +51,9 @@ impl Display {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
+            // Drawn at once, not at the ticker's first turn (a manual tick does nothing
+            // once the ticker runs).
+            bar.tick();
             bar.enable_steady_tick(Duration::from_millis(100));
             logging::set_bar(Some(bar.clone()));
             bar

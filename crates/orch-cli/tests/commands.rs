@@ -100,7 +100,12 @@ tasks:
         "x.pid",
         &["-o", "r.json"],
     );
-    // The command exits right after writing x.pid; its pipes stay open for up to 1 s.
+    // The command exits right after writing x.pid; once orch has reaped it (its /proc
+    // entry is gone), its pipes stay open for up to 1 s.
+    let command = pid_in(&dir.join("x.pid"));
+    common::wait_for("orch to reap the command", || {
+        !std::path::Path::new(&format!("/proc/{command}")).exists()
+    });
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
     let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
     let escaped = pid_in(&dir.join("bg.pid"));

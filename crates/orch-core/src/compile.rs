@@ -16,6 +16,7 @@ use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
 /// twice, and compiles its plan; reports every problem found. Dependencies are resolved
 /// on `threads` threads (1: the calling thread only).
 pub(crate) fn compile(
+    workflow_id: &str,
     tasks: &IdMap<Task>,
     duplicate_ids: &[TaskId],
     threads: usize,
@@ -24,6 +25,7 @@ pub(crate) fn compile(
     if tasks.is_empty() {
         errors.push(ValidationError::EmptyWorkflow);
     }
+    check_control_characters(workflow_id, tasks, &mut errors);
     errors.extend(
         duplicate_ids
             .iter()
@@ -294,6 +296,29 @@ fn check_instance_ids(tasks: &IdMap<Task>, errors: &mut Vec<ValidationError>) {
                 ),
             });
         }
+    }
+}
+
+/// Ids and task types are printed as they are (in logs, errors, a terminal): none may
+/// hold a control character (a line break, an escape sequence).
+fn check_control_characters(
+    workflow_id: &str,
+    tasks: &IdMap<Task>,
+    errors: &mut Vec<ValidationError>,
+) {
+    let mut check = |what: &'static str, text: &str| {
+        if let Some(found) = text.chars().find(|c| c.is_control()) {
+            errors.push(ValidationError::ControlCharacter {
+                what,
+                text: text.escape_debug().to_string(),
+                found,
+            });
+        }
+    };
+    check("workflow id", workflow_id);
+    for (key, task) in tasks {
+        check("task id", key);
+        check("task type", &task.task_type);
     }
 }
 

@@ -65,6 +65,17 @@ pub enum ValidationError {
         /// The cycle, first task repeated at the end: `[a, b, c, a]`.
         path: Vec<TaskId>,
     },
+    /// An id or a task type holds a control character (a line break, a terminal escape
+    /// sequence), which would reach logs and terminals as it is.
+    #[error("{what} \"{text}\" holds the control character {found:?}: ids and task types may not")]
+    ControlCharacter {
+        /// What holds it: `workflow id`, `task id` or `task type`.
+        what: &'static str,
+        /// The text, with its control characters escaped (`a\nb`).
+        text: String,
+        /// The first control character in it.
+        found: char,
+    },
     /// A task option has a value that cannot work.
     #[error("task `{task}`: invalid `{option}`: {reason}")]
     InvalidOption {

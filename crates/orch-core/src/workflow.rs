@@ -207,9 +207,14 @@ impl Workflow {
 
     fn validate_on(&self, threads: usize) -> Result<ValidWorkflow<'_>, ValidationErrors> {
         let inner = &*self.inner;
-        let compiled = inner
-            .plan
-            .get_or_init(|| compile::compile(&inner.tasks, &inner.duplicate_ids, threads));
+        let compiled = inner.plan.get_or_init(|| {
+            compile::compile(
+                &inner.workflow_id,
+                &inner.tasks,
+                &inner.duplicate_ids,
+                threads,
+            )
+        });
         match compiled {
             Ok(plan) => Ok(ValidWorkflow {
                 workflow: self,

@@ -288,3 +288,22 @@ fn adding_a_task_after_validation_validates_again() {
     workflow.add_task(Task::new("b", "t").depends_on(["ghost"]));
     assert_eq!(errors_of(&workflow).len(), 1);
 }
+
+#[test]
+fn control_characters_in_ids_and_task_types_are_refused_and_shown_escaped() {
+    let workflow = Workflow::new("w\n", "W")
+        .task(Task::new("a\u{1b}[31m", "t"))
+        .task(Task::new("b", "t\r"))
+        .task(Task::new("fine", "t"));
+    let errors = errors_of(&workflow);
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        texts,
+        [
+            "workflow id \"w\\n\" holds the control character '\\n': ids and task types may not",
+            "task id \"a\\u{1b}[31m\" holds the control character '\\u{1b}': ids and task types may not",
+            "task type \"t\\r\" holds the control character '\\r': ids and task types may not",
+        ]
+    );
+    assert!(texts.iter().all(|t| !t.chars().any(char::is_control)));
+}
