@@ -104,6 +104,11 @@ impl FileJournal {
 
     fn read(&self, run: &RunId) -> Result<Option<ReadRun>, JournalError> {
         let path = self.path_of(run);
+        // Opening a pipe would wait for a writer, and a device may never end.
+        if fs::metadata(&path).is_ok_and(|meta| !meta.is_file()) {
+            let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(JournalError::io("read", path, error));
+        }
         match fs::read(&path) {
             Ok(bytes) => read_run(&path, run, &bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -617,3 +617,27 @@ fn a_record_of_an_instance_of_no_task_is_refused() {
     );
     assert!(error.ends_with(&expected), "{error}");
 }
+
+/// A pipe or a directory where a run's file should be is an error naming it, at once:
+/// reading a pipe would wait for a writer for ever.
+#[cfg(unix)]
+#[test]
+fn a_run_file_that_is_not_a_file_is_an_error_not_a_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(journal.path_of(&run_id("piped")))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    fs::create_dir(journal.path_of(&run_id("folder"))).unwrap();
+    for run in ["piped", "folder"] {
+        let error = block_on(journal.load(&run_id(run))).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        assert!(
+            error.to_string().contains(&format!("{run}.jsonl")),
+            "{error}"
+        );
+    }
+    assert!(block_on(journal.list(&RunFilter::default())).is_err());
+}
