@@ -30,7 +30,9 @@ use crate::{
 ///
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already
 /// open, in this process or another one ([`JournalError::InUse`]; the run's file is locked
-/// while it is open, and the lock ends with the process however it ends).
+/// while it is open, and the lock ends with the process however it ends). On a file
+/// system without file locks (some network file systems) only opens in this process are
+/// refused: keep a journal there to one process.
 /// [`Journal::list`] reads every run's file: one that cannot be trusted fails the listing
 /// with its error, and a run whose first line is not yet written is left out. Reading
 /// and writing happen on the calling thread (short writes to the operating system);
