@@ -124,7 +124,7 @@
 //! |---|---|
 //! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text), exactly as written: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's) |
 //! | `shell: true`, `script` | runs `sh -c SCRIPT orch ARGS...` instead: the script sees `args` as `$1`, `$2`, ... |
-//! | `env` | variables to set, `{NAME: value}`; do not put secrets here (the file and the result file hold them) |
+//! | `env` | variables to set, `{NAME: value}` (a number or boolean as its text); do not put secrets here (the file and the result file hold them) |
 //! | `forward_env` | names of variables passed through from orch's environment: the way to hand a command a secret, which then appears in no file, report or log; a name that is not set fails the task |
 //! | `inherit_env` | `true` passes orch's whole environment; by default a command gets only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`, `LC_CTYPE`, `TZ`, `TMPDIR` and `TERM` (when set) |
 //! | `cwd` | the working directory, relative to the workflow file's directory (the default). It is looked for when the task starts, not by `validate` (an earlier task may create it): a missing one fails the task at once, without retries, naming the directory and the task |

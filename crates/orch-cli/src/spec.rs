@@ -95,8 +95,8 @@ const COMMAND_KEYS: [&str; 10] = [
     "max_output_bytes",
 ];
 
-/// One argument: a string, or a number or boolean written as its text (so that
-/// `args: [-n, 5]` works as it reads).
+/// One argument or variable's value: a string, or a number or boolean written as its
+/// text (so that `args: [-n, 5]` and `env: {PORT: 8080}` work as they read).
 struct Arg(String);
 
 impl<'de> Deserialize<'de> for Arg {
@@ -144,7 +144,7 @@ struct CommandConfig {
     shell: bool,
     script: Option<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, Arg>,
     #[serde(default)]
     forward_env: Vec<String>,
     #[serde(default)]
@@ -202,9 +202,9 @@ fn sleep(config: &Value) -> Result<Builtin, Vec<ConfigProblem>> {
         Some(Err(_)) if number.is_some_and(|n| n > 0.0) => Err(vec![ConfigProblem::new(
             Some("seconds"),
             format!(
-                "`seconds` is too large: {} (at most about {} seconds)",
+                "`seconds` is too large: {} is past the longest wait orch can count \
+                 (about 5.8e11 years)",
                 seconds.map_or(String::new(), Value::to_string),
-                u64::MAX
             ),
         )]),
         _ => Err(vec![ConfigProblem::new(
@@ -283,7 +283,7 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
             });
         }
     }
-    if parsed.env.values().any(|v| nul(v)) {
+    if parsed.env.values().any(|v| nul(&v.0)) {
         nul_keys.push("env");
     }
     if parsed
@@ -326,7 +326,7 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
     Ok(CommandSpec {
         program,
         args,
-        env: parsed.env,
+        env: parsed.env.into_iter().map(|(k, v)| (k, v.0)).collect(),
         forward_env: parsed.forward_env,
         inherit_env: parsed.inherit_env,
         cwd: parsed.cwd,

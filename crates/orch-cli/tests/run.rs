@@ -126,7 +126,7 @@ fn secrets_are_forwarded_by_name_and_appear_nowhere() {
         "w.yaml",
         r#"workflow_id: w
 tasks:
-  use: { task_type: command, config: { shell: true, script: 'echo "${#API_TOKEN} ${NOT_FORWARDED-unset} $ORCH_TASK_ID $ORCH_ATTEMPT $GREETING"', forward_env: [API_TOKEN], env: { GREETING: hi } } }
+  use: { task_type: command, config: { shell: true, script: 'echo "${#API_TOKEN} ${NOT_FORWARDED-unset} $ORCH_TASK_ID $ORCH_ATTEMPT $GREETING $PORT"', forward_env: [API_TOKEN], env: { GREETING: hi, PORT: 8080 } } }
   missing: { task_type: command, config: { program: 'true', forward_env: [ORCH_TEST_NEVER_SET] } }
 "#,
     );
@@ -141,7 +141,7 @@ tasks:
     let (code, stdout, stderr) = parts(&output);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     let result = dir.json("r.json");
-    assert_eq!(result["tasks"]["use"]["result"], "12 unset use 1 hi");
+    assert_eq!(result["tasks"]["use"]["result"], "12 unset use 1 hi 8080");
     assert_eq!(status(&result, "missing"), "failed");
     assert_eq!(
         error(&result, "missing"),
