@@ -98,7 +98,20 @@ impl<T> Inner<T> {
 
     pub(super) fn finish_in_flight(&self) {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last publish under way on a closed bus ends the subscriptions itself:
+            // the `close` that waits for it may have been dropped (a timeout around it).
+            if self.read().closed {
+                self.close_queues();
+            }
             self.idle.notify_waiters();
+        }
+    }
+
+    /// Ends every subscription (each gets what was queued for it first).
+    fn close_queues(&self) {
+        let queues = self.write().take_all();
+        for queue in queues {
+            queue.close();
         }
     }
 }
@@ -199,12 +212,6 @@ impl<T> EventBus<T> {
             }
             idle.await;
         }
-        let queues = {
-            let mut routes = inner.write();
-            routes.take_all()
-        };
-        for queue in queues {
-            queue.close();
-        }
+        inner.close_queues();
     }
 }

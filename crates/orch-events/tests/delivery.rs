@@ -648,3 +648,36 @@ fn a_batch_stopped_by_one_full_queue_gives_the_others_their_room_back() {
         assert_eq!((roomy.stats().queued, tight.stats().queued), (3, 1));
     });
 }
+
+/// A `close` given up on while a publish waits for room (a timeout around it) still
+/// ends the subscriptions: the waiting publish, once done, closes them.
+#[test]
+fn a_close_given_up_on_still_ends_the_subscriptions() {
+    multi_thread().block_on(async {
+        let bus: EventBus<u64> = EventBus::new();
+        let mut sub = subscribe_to(&bus, "a", 1, Overflow::Block);
+        let first = bus.publish("a", 1).await.expect("room for one");
+        let publisher = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.publish("a", 2).await }
+        });
+        // Once the second event is numbered, its publish is under way (and waits for
+        // room); a close then waits for it, and is cut short by its timeout.
+        while bus.next_seq() <= first + 1 {
+            tokio::task::yield_now().await;
+        }
+        {
+            // Polled once, then dropped, as a timeout around it would.
+            let mut closing = std::pin::pin!(bus.close());
+            let polled =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(closing.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "the close waits for the publish");
+        }
+        let mut received = Vec::new();
+        while let Some(event) = sub.recv_event().await {
+            received.push(*event.payload());
+        }
+        assert_eq!(received, [1, 2]);
+        publisher.await.expect("publisher").expect("published");
+    });
+}
