@@ -263,7 +263,20 @@ impl NatsConfig {
         if let Some(name) = &self.name {
             options = options.name(name);
         }
-        options = match &self.auth {
+        // Credentials written into a URL are taken out of it (the client would log the
+        // URL as it is) and used as the connection's own, unless it has others.
+        let in_url = self
+            .servers
+            .iter()
+            .find_map(|url| user_info(url).map(|(_, info)| info));
+        let from_url = match (&self.auth, in_url) {
+            (Auth::None, Some(info)) => Some(match info.split_once(':') {
+                Some((user, password)) => Auth::user_password(user, password),
+                None => Auth::token(info),
+            }),
+            _ => None,
+        };
+        options = match from_url.as_ref().unwrap_or(&self.auth) {
             Auth::None => options,
             Auth::UserPassword { user, password } => {
                 options.user_and_password(user.clone(), password.expose().to_owned())
@@ -292,7 +305,13 @@ impl NatsConfig {
             .servers
             .iter()
             .map(|url| {
-                url.parse().map_err(|e| {
+                let bare = match user_info(url) {
+                    Some((start, info)) => {
+                        format!("{}{}", &url[..start], &url[start + info.len() + 1..])
+                    }
+                    None => url.clone(),
+                };
+                bare.parse().map_err(|e| {
                     invalid(format!(
                         "`{}` is not a NATS server URL: {e}",
                         redact_url(url)
