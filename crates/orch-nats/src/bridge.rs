@@ -71,7 +71,10 @@ impl ImportedSeqs {
 /// application events) to NATS; [`Bridge::import`] publishes NATS messages on a bus. An
 /// event exported by a bridge is not imported again by the same bridge, and an event it
 /// imported is not exported again, so bridges of several processes that import and
-/// export the same subjects do not send events back and forth. A subject token longer
+/// export the same subjects do not send events back and forth. In one process, use one
+/// bridge (or its clones) for both directions of a bus and prefix: two separate bridges
+/// do not know each other's events, and would pass an event between them for ever. A
+/// subject token longer
 /// than 64 bytes (an event of a task with a very long id) goes out shortened to its
 /// start and a hash of the whole token.
 ///
