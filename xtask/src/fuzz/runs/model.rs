@@ -236,8 +236,9 @@ impl RunPlan {
             .collect()
     }
 
-    /// Whether validation must accept the workflow: tasks, unique ids, known and distinct
-    /// dependencies that are not the task itself, no cycle, no zero timeout.
+    /// Whether validation must accept the workflow: tasks, unique ids without control
+    /// characters, known and distinct dependencies that are not the task itself, no
+    /// cycle, no zero timeout.
     pub(crate) fn valid(&self) -> bool {
         let index = self.index();
         let sound = |t: &TaskPlan| {
@@ -247,6 +248,7 @@ impl RunPlan {
                     .iter()
                     .all(|d| *d != t.id && index.contains_key(d.as_str()))
                 && t.timeout_ms != Some(0)
+                && !t.id.chars().any(char::is_control)
         };
         !self.tasks.is_empty()
             && index.len() == self.tasks.len()
