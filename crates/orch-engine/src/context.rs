@@ -22,8 +22,9 @@ pub(crate) struct RunShared {
     /// Whether `workflow` holds only the task and the ancestors whose outputs were sent
     /// to this process (a task run on a worker, see [`crate::RemoteTask`]).
     pub(crate) partial: bool,
-    /// Whether the run continues an earlier one (see [`TaskContext::resumed`]).
-    pub(crate) resumed: bool,
+    /// When the run continues an earlier one, each task's flag: whether the earlier run
+    /// recorded an outcome for it (see [`TaskContext::resumed`]).
+    pub(crate) resumed: Option<Box<[bool]>>,
     /// Each task's output, set once when it completes (before any dependent starts).
     pub(crate) results: Vec<OnceLock<Stored>>,
     pub(crate) states: Arc<States>,
@@ -325,16 +326,24 @@ impl TaskContext {
         self.attempt
     }
 
-    /// Whether this run continues an earlier one ([`WorkflowEngine::resume`], or
-    /// [`WorkflowEngine::run_durable`] on a run its journal already held), so that this
-    /// attempt may have run before, under the same run id, task id and attempt number.
+    /// Whether this attempt may have run before, under the same run id, task id and
+    /// attempt number: this run continues an earlier one ([`WorkflowEngine::resume`], or
+    /// [`WorkflowEngine::run_durable`] on a run its journal already held) in which the
+    /// task did not complete, fail or get skipped (it was running, waiting or cancelled
+    /// when that run stopped).
     /// A handler that hands work to another system can ask that system whether the
-    /// attempt already finished there before starting it again.
+    /// attempt already finished there before starting it again. A task the earlier run
+    /// ended (it failed, or what it was decided on runs again) is not resumed: what that
+    /// system holds for it is from attempts that already ended.
     ///
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable
     pub fn resumed(&self) -> bool {
-        self.run.resumed
+        let ended_before = |ended: &[bool]| ended.get(self.index as usize) == Some(&true);
+        self.run
+            .resumed
+            .as_deref()
+            .is_some_and(|ended| !ended_before(ended))
     }
 
     /// The run's cancellation token: cancelled when the run is, so long handlers can stop

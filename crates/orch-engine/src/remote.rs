@@ -216,7 +216,7 @@ impl RemoteTask {
             run_id,
             workflow,
             partial: true,
-            resumed: false,
+            resumed: None,
             results,
             branches: Default::default(),
             states: states.0,

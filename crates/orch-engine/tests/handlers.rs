@@ -522,8 +522,9 @@ fn an_inline_handler_runs_on_the_runs_own_thread_and_others_on_workers() {
     assert_ne!(record(&result, "s").result, Some(json!(here)));
 }
 
-/// A handler can tell a resumed run from a new one (to ask another system whether an
-/// attempt already finished there).
+/// A handler can tell whether its attempt may have run before, in the earlier run this
+/// one resumes (to ask another system whether it already finished there): not in a new
+/// run, nor for a task the earlier run ended (here skipped); yes for one it left pending.
 #[test]
 fn a_handler_knows_whether_its_run_was_resumed() {
     let engine = WorkflowEngine::new();
@@ -546,6 +547,21 @@ fn a_handler_knows_whether_its_run_was_resumed() {
     });
     let resumed = runtime()
         .block_on(engine.resume(&workflow, &first))
+        .expect("resumes");
+    assert_eq!(record(&resumed, "later").result, Some(json!(false)));
+    let mut cut_short = first.clone();
+    cut_short.tasks = orch_core::TaskRecords::for_workflow(
+        &workflow,
+        ["first", "gate", "later"]
+            .map(|id| match id {
+                "later" => orch_core::TaskRecord::default(),
+                id => record(&first, id).clone(),
+            })
+            .to_vec(),
+    )
+    .expect("one record per task");
+    let resumed = runtime()
+        .block_on(engine.resume(&workflow, &cut_short))
         .expect("resumes");
     assert_eq!(record(&resumed, "later").result, Some(json!(true)));
 }

@@ -660,26 +660,22 @@ async fn a_run_goes_on_when_the_server_restarts_under_it() {
     stop.cancel();
 }
 
-/// A resumed run whose attempt finished on a worker (its result stored) after the
-/// server's window for duplicate message ids: the stored result counts, and the task is
-/// not sent to a worker again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again() {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
+/// A worker and an engine whose `task_type` runs on it, on a layout whose window for
+/// duplicate message ids is half a second; the worker runs until the token is cancelled.
+async fn short_window(
+    server: &NatsServer,
+    task_type: &str,
+    handler: impl orch_engine::Handler,
+    calls: &Arc<Calls>,
+) -> (WorkflowEngine, CancellationToken) {
     let layout = Layout {
         duplicate_window: Duration::from_millis(500),
         ..Layout::default()
     };
-    let calls = Arc::new(Calls::default());
     let worker = Worker::builder()
         .layout(layout.clone())
-        .state(Arc::clone(&calls))
-        .handler("count", |ctx: TaskContext| async move {
-            let calls = ctx.state::<Arc<Calls>>()?;
-            Ok::<_, TaskError>(calls.count(ctx.task_id()))
-        })
+        .state(Arc::clone(calls))
+        .handler(task_type, handler)
         .connect(&server.config())
         .await
         .expect("the worker connects");
@@ -691,7 +687,24 @@ async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again()
         .await
         .expect("the coordinator connects");
     let engine = WorkflowEngine::new();
-    engine.register_handler("count", remote);
+    engine.register_handler(task_type, remote);
+    (engine, stop)
+}
+
+/// A resumed run whose attempt finished on a worker (its result stored) after the
+/// server's window for duplicate message ids: the stored result counts, and the task is
+/// not sent to a worker again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let calls = Arc::new(Calls::default());
+    let count = |ctx: TaskContext| async move {
+        let calls = ctx.state::<Arc<Calls>>()?;
+        Ok::<_, TaskError>(calls.count(ctx.task_id()))
+    };
+    let (engine, stop) = short_window(&server, "count", count, &calls).await;
     let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
     let first = engine.execute_workflow(&workflow).await.expect("runs");
     assert_eq!(
@@ -722,6 +735,36 @@ async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again()
         Some(json!(1))
     );
     assert_eq!(calls.get("a"), 1, "the task ran again");
+    stop.cancel();
+}
+
+/// A task the earlier run recorded as failed runs again when the run is resumed: the
+/// failure stored on the results stream is that earlier attempt's, not this one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_runs_a_task_that_failed_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let calls = Arc::new(Calls::default());
+    let second_time = |ctx: TaskContext| async move {
+        match ctx.state::<Arc<Calls>>()?.count(ctx.task_id()) {
+            1 => Err(TaskError::permanent("not yet")),
+            n => Ok(n),
+        }
+    };
+    let (engine, stop) = short_window(&server, "second_time", second_time, &calls).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "second_time"));
+    let first = engine.execute_workflow(&workflow).await.expect("runs");
+    assert_eq!(first.task("a").map(|r| r.status), Some(TaskStatus::Failed));
+    // Resumed after the server's window for duplicate messages.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let resumed = engine.resume(&workflow, &first).await.expect("resumes");
+    let a = resumed.task("a").expect("a record");
+    assert_eq!(
+        (a.status, a.result.clone()),
+        (TaskStatus::Completed, Some(json!(2)))
+    );
+    assert_eq!(calls.get("a"), 2, "the task ran again");
     stop.cancel();
 }
 

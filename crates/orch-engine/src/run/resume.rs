@@ -57,6 +57,21 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
     kept
 }
 
+/// For a run that continues `previous`, per task, whether that run completed, failed or
+/// skipped it. (A cancelled attempt may still have finished where it ran.)
+pub(super) fn ended_before(
+    workflow: &Workflow,
+    previous: Option<&WorkflowResult>,
+) -> Option<Box<[bool]>> {
+    use TaskStatus::{Completed, Failed, Skipped};
+    let previous = previous?;
+    let ended = |task: &orch_core::Task| {
+        let record = previous.task(&task.task_id);
+        record.is_some_and(|r| matches!(r.status, Completed | Failed | Skipped))
+    };
+    Some(workflow.tasks().map(ended).collect())
+}
+
 impl Scheduler<'_> {
     /// Takes over the records (and outputs) of the tasks `kept` from `previous`.
     /// Returns how many tasks it kept.
