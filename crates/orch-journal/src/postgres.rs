@@ -11,6 +11,15 @@
 //! replaced (instances are recorded in the statement that records their map task's
 //! completion, and belong to it).
 
+/// SQL that holds when row `d` is the record of a map instance (`task[i]`) of the task
+/// `r.task_id`: written once for the statements that drop a task's instances.
+macro_rules! instance_of_r {
+    () => {
+        "(d.map_instance AND left(d.task_id, length(r.task_id) + 1) = r.task_id || '['
+            AND substr(d.task_id, length(r.task_id) + 2) ~ '^[0-9]+\\]$')"
+    };
+}
+
 mod lock;
 mod secret;
 mod server;
@@ -270,10 +279,12 @@ impl Shared {
         session
             .client
             .execute(
-                "DELETE FROM orch_journal_tasks d USING unnest($2::text[]) AS r (task_id)
-                 WHERE d.run_id = $1 AND (d.task_id = r.task_id OR (d.map_instance
-                     AND left(d.task_id, length(r.task_id) + 1) = r.task_id || '['
-                     AND substr(d.task_id, length(r.task_id) + 2) ~ '^[0-9]+\\]$'))",
+                concat!(
+                    "DELETE FROM orch_journal_tasks d USING unnest($2::text[]) AS r (task_id)
+                     WHERE d.run_id = $1 AND (d.task_id = r.task_id OR ",
+                    instance_of_r!(),
+                    ")"
+                ),
                 &[&run.as_str(), &tasks],
             )
             .await

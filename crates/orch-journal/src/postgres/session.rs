@@ -53,14 +53,14 @@ COMMIT;";
 /// the batch), `$6` the tasks the batch resets (a pending record), whose map instances'
 /// rows from an earlier completion go, and `$7` the rows that replace what the table
 /// holds whatever it is (those of reset tasks and their instances).
-const INSERT: &str = "
+const INSERT: &str = concat!(
+    "
 WITH reset_instances AS (
     DELETE FROM orch_journal_tasks d
     USING unnest($6::text[]) AS r (task_id)
-    WHERE d.run_id = $1 AND d.map_instance
-        AND left(d.task_id, length(r.task_id) + 1) = r.task_id || '['
-        AND substr(d.task_id, length(r.task_id) + 2) ~ '^[0-9]+\\]$'
-        AND d.task_id <> ALL ($2::text[])
+    WHERE d.run_id = $1 AND d.task_id <> ALL ($2::text[]) AND ",
+    instance_of_r!(),
+    "
 )
 INSERT INTO orch_journal_tasks (run_id, task_id, status, record, map_instance)
 SELECT $1, t.task_id, t.status, t.record, t.map_instance
@@ -68,7 +68,8 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS t (task_id, statu
 ON CONFLICT (run_id, task_id) DO UPDATE
     SET status = EXCLUDED.status, record = EXCLUDED.record
     WHERE EXCLUDED.task_id = ANY ($7::text[])
-        OR (orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance)";
+        OR (orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance)"
+);
 
 /// Refuses a journal written in a newer format than this version reads.
 async fn check_format(
