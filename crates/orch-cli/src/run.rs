@@ -118,10 +118,8 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(pool) = given_twice(&args.pools) {
-        return setup_error(format!(
-            "--pool {pool}=... is given more than once: give each pool one limit"
-        ));
+    if let Err(problem) = pools_declared(&args.pools, &workflow) {
+        return setup_error(problem);
     }
     let runtime = match crate::runtime::for_commands(args.max_concurrent as usize) {
         Ok(runtime) => runtime,
@@ -133,10 +131,28 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     code
 }
 
-/// A pool that `pools` (from `--pool`) name more than once.
-fn given_twice(pools: &[(String, usize)]) -> Option<&str> {
-    let mut names = std::collections::HashSet::new();
-    (pools.iter()).find_map(|(name, _)| (!names.insert(name)).then_some(name.as_str()))
+/// Whether `pools` (from `--pool`) give each pool one limit, and every pool a task names
+/// one: else the usage problem, naming the pool (and a task that names it).
+fn pools_declared(pools: &[(String, usize)], workflow: &Workflow) -> Result<(), String> {
+    for (i, (name, _)) in pools.iter().enumerate() {
+        if pools[..i].iter().any(|(other, _)| other == name) {
+            return Err(format!(
+                "--pool {name}=... is given more than once: give each pool one limit"
+            ));
+        }
+    }
+    let undeclared = workflow.tasks().find_map(|task| {
+        let pool = task.pool.as_deref()?;
+        (!pools.iter().any(|(name, _)| name == pool)).then_some((task, pool))
+    });
+    match undeclared {
+        Some((task, pool)) => Err(format!(
+            "task `{}` runs in pool `{pool}`, which is not declared: declare each pool with \
+             --pool NAME=LIMIT (say --pool {pool}=2)",
+            task.task_id
+        )),
+        None => Ok(()),
+    }
 }
 
 fn setup_error(message: String) -> ExitCode {
@@ -305,14 +321,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
                 0 => code,
                 signal => ExitCode::from(128 + signal),
             };
-        }
-        // The engine found a pool that a task names and no --pool declares.
-        Err(RunError::UnknownPools { tasks }) => {
-            let (task, pool) = tasks.first().map_or(("", ""), |(t, p)| (t.as_str(), p));
-            return setup_error(format!(
-                "task `{task}` runs in pool `{pool}`, which is not declared: declare each \
-                 pool with --pool NAME=LIMIT (say --pool {pool}=2)"
-            ));
         }
         Err(errors) => {
             errln!("{}: not run:\n{errors}", args.file.display());
