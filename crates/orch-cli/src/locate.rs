@@ -70,8 +70,11 @@ impl<'t> Places<'t> {
     /// Takes `bytes` from the budget; `false` (taking nothing) if it has not that much.
     fn spend(&self, bytes: usize) -> bool {
         let left = self.budget.get();
-        self.budget.set(left.saturating_sub(bytes));
-        left >= bytes
+        if left < bytes {
+            return false;
+        }
+        self.budget.set(left - bytes);
+        true
     }
 
     /// Where task `id` is defined.

@@ -53,7 +53,7 @@ pub(crate) fn nats_config(url: Option<&str>, name: Option<&str>) -> Result<NatsC
         if servers.is_empty() {
             return Err("--nats names no server".to_owned());
         }
-        if servers.iter().any(|u| has_credentials(u)) {
+        if servers.iter().any(|u| NatsConfig::url_has_credentials(u)) {
             return Err(format!(
                 "--nats: a server URL with credentials in it (user:password@) would show them to \
                  anyone who can list processes; put the user in {} and the password in {} \
@@ -71,13 +71,6 @@ pub(crate) fn nats_config(url: Option<&str>, name: Option<&str>) -> Result<NatsC
         config.name = name.map(str::to_owned);
     }
     Ok(config)
-}
-
-/// Whether `url` has a user-info part (`scheme://user[:password]@host`).
-fn has_credentials(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority.contains('@')
 }
 
 /// Serves tasks until Ctrl-C or SIGTERM; exit 0 after a clean stop, 2 when the worker
@@ -162,19 +155,4 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     worker.run_until(stop, stop_now).await;
     let _ = writeln!(std::io::stdout(), "worker stopped");
     ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_with_user_info_are_seen() {
-        assert!(has_credentials("nats://u:p@127.0.0.1:4222"));
-        assert!(has_credentials("tls://token@host"));
-        assert!(has_credentials("u:p@host:4222"));
-        assert!(!has_credentials("nats://127.0.0.1:4222"));
-        assert!(!has_credentials("nats://host:4222/path@x"));
-        assert!(!has_credentials("host"));
-    }
 }

@@ -12,7 +12,8 @@ use crate::ConnectError;
 ///
 /// Secrets (password, token, NKey seed) are kept out of `Debug` output and of every
 /// error and log line, and so is a password or token written into a server URL
-/// (`nats://user:password@host`).
+/// (`nats://user:password@host`): the first URL that has one signs in with it, unless
+/// [`NatsConfig::auth`] is set, and no URL reaches the client with it.
 ///
 /// ```
 /// use orch_nats::{Auth, NatsConfig};
@@ -249,6 +250,13 @@ impl NatsConfig {
         Ok(config)
     }
 
+    /// Whether `url` carries credentials (`scheme://user:password@host`), which
+    /// [`NatsConfig::connect`] takes out of it and signs in with. (Everything up to its
+    /// last `@` counts: a password may hold a `/` or an `@` that was not escaped.)
+    pub fn url_has_credentials(url: &str) -> bool {
+        user_info(url).is_some()
+    }
+
     /// Connects, failing with a typed error when no server answers, the credentials or
     /// TLS are refused. Once connected, the client reconnects by itself for as long as
     /// it lives.
@@ -305,13 +313,7 @@ impl NatsConfig {
             .servers
             .iter()
             .map(|url| {
-                let bare = match user_info(url) {
-                    Some((start, info)) => {
-                        format!("{}{}", &url[..start], &url[start + info.len() + 1..])
-                    }
-                    None => url.clone(),
-                };
-                bare.parse().map_err(|e| {
+                replace_user_info(url, "").parse().map_err(|e| {
                     invalid(format!(
                         "`{}` is not a NATS server URL: {e}",
                         redact_url(url)
@@ -357,8 +359,13 @@ impl fmt::Debug for NatsConfig {
 /// user information ends at the last `@`: a password may hold a `/` or an `@` that was
 /// not escaped.
 pub(crate) fn redact_url(url: &str) -> String {
+    replace_user_info(url, "<redacted>@")
+}
+
+/// `url` with its user information and the `@` after it replaced by `with`.
+fn replace_user_info(url: &str, with: &str) -> String {
     match user_info(url) {
-        Some((start, info)) => format!("{}<redacted>{}", &url[..start], &url[start + info.len()..]),
+        Some((start, info)) => format!("{}{with}{}", &url[..start], &url[start + info.len() + 1..]),
         None => url.to_owned(),
     }
 }
@@ -453,6 +460,12 @@ mod tests {
             "nats://<redacted>@host:4222"
         );
         assert_eq!(redact_url("tls://host:4222"), "tls://host:4222");
+        assert!(NatsConfig::url_has_credentials("nats://u:p@127.0.0.1:4222"));
+        assert!(NatsConfig::url_has_credentials("tls://token@host"));
+        assert!(NatsConfig::url_has_credentials("nats://u:pa/ss@host"));
+        assert!(!NatsConfig::url_has_credentials("nats://127.0.0.1:4222"));
+        assert!(!NatsConfig::url_has_credentials("host"));
+        assert_eq!(replace_user_info("nats://u:p@ss@host", ""), "nats://host");
         assert_eq!(redact_url("u:p@host"), "<redacted>@host");
         // Passwords with a `/` or an `@` not escaped.
         assert_eq!(

@@ -10,9 +10,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::publish::{publish_once, publish_result, result_payload};
+use super::publish::{publish_once, publish_result, result_message, result_payload};
 use super::{Shared, TypeQueue};
-use crate::protocol::{self, Envelope, Outcome, ResultMessage, TaskMessage};
+use crate::protocol::{self, Envelope, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
 use crate::stored;
 
@@ -317,20 +317,14 @@ async fn refuse(shared: &Shared, message: &jetstream::Message, sequence: u64, er
             task: envelope.task.task_id,
             attempt: envelope.attempt,
         };
-        let result = ResultMessage {
-            v: protocol::VERSION,
-            run_id: key.run.clone(),
-            task_id: key.task.clone(),
-            attempt: key.attempt,
-            worker: shared.name.clone(),
-            outcome: Outcome::Failed {
-                error: format!(
-                    "worker `{}` cannot run the task message: {error}",
-                    shared.name
-                ),
-                permanent: true,
-            },
+        let failed = Outcome::Failed {
+            error: format!(
+                "worker `{}` cannot run the task message: {error}",
+                shared.name
+            ),
+            permanent: true,
         };
+        let result = result_message(shared, &key, failed);
         // One try: a message that cannot be read is not worth holding the worker for.
         let payload = bytes::Bytes::from(protocol::write(&result));
         if let Err(error) = publish_once(shared, &key, payload).await {

@@ -103,6 +103,10 @@ pub(super) fn result_message(shared: &Shared, key: &AttemptKey, outcome: Outcome
 /// before the deadline is left: a try cut shorter could hardly succeed.
 const LEAST_TRY: Duration = Duration::from_secs(1);
 
+/// How long the client waits for the server to acknowledge a publish before it fails
+/// the try (async-nats' default for a JetStream context, which workers use).
+const CLIENT_ACK_WAIT: Duration = Duration::from_secs(5);
+
 /// Publishes a result until the server stores it; `false` if the worker stopped first,
 /// if the worker's patience ran out (the task goes back to the queue, and its deliveries
 /// are counted), or if the attempt's deadline (`deadline` from now) passed first: its
@@ -123,12 +127,15 @@ pub(super) async fn publish_result(
         let left = give_up_at.map(|at| at.saturating_duration_since(tokio::time::Instant::now()));
         let publish = publish_once(shared, key, payload.clone());
         // A server that never answers (a subject this worker may not publish on) takes
-        // no longer than the patience left, or the least time a try is given.
+        // no longer than the client's own wait, or the patience left when that is shorter
+        // (but at least the least time a try is given): a timer only then.
         let published = match left {
-            Some(left) => tokio::time::timeout(left.max(LEAST_TRY), publish)
-                .await
-                .unwrap_or_else(|_| Err("no acknowledgement from the server in time".into())),
-            None => publish.await,
+            Some(left) if left < CLIENT_ACK_WAIT => {
+                tokio::time::timeout(left.max(LEAST_TRY), publish)
+                    .await
+                    .unwrap_or_else(|_| Err("no acknowledgement from the server in time".into()))
+            }
+            _ => publish.await,
         };
         let error = match published {
             Ok(()) => return true,
