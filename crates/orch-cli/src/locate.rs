@@ -348,6 +348,8 @@ mod tests {
         // Each placing reads the task's whole stretch, about 0.7 MB.
         assert!((50..200).contains(&count), "{count} placed");
         assert!(!placed[39_999]);
+        // What is still cheap to place is placed.
+        assert!(places.task("a").is_some());
     }
 
     #[test]
