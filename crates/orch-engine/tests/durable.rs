@@ -479,8 +479,8 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
         .to_vec();
     assert_eq!(runs, [2, 2, 1, 2, 1]);
     assert_eq!(second.task("after").unwrap().status, TaskStatus::Completed);
-    // The outcomes decided on `work`'s failure were reset before `work` ran again, so
-    // that a resume cut short after it would not keep them.
+    // The outcomes decided on `work`'s failure were reset ahead of `work`'s new record,
+    // so that a resume cut short after it would not keep them.
     let ids = journaled_ids(dir.path(), "cleanup");
     assert_eq!(ids[5..9], ["cleanup", "after", "report", "work"], "{ids:?}");
     // `report` read a skip the first time and `after`'s output the second: the journal

@@ -104,13 +104,19 @@ impl FileJournal {
         self.shared.dir.join(format!("{run}.jsonl"))
     }
 
-    fn read(&self, run: &RunId) -> Result<Option<ReadRun>, JournalError> {
+    /// The file of `run`, refused if something other than a regular file is there:
+    /// opening a pipe would wait for the other end, and a device may never end.
+    fn run_path(&self, run: &RunId, doing: &'static str) -> Result<PathBuf, JournalError> {
         let path = self.path_of(run);
-        // Opening a pipe would wait for a writer, and a device may never end.
         if fs::metadata(&path).is_ok_and(|meta| !meta.is_file()) {
             let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(JournalError::io("read", path, error));
+            return Err(JournalError::io(doing, path, error));
         }
+        Ok(path)
+    }
+
+    fn read(&self, run: &RunId) -> Result<Option<ReadRun>, JournalError> {
+        let path = self.run_path(run, "read")?;
         match fs::read(&path) {
             Ok(bytes) => read_run(&path, run, &bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -122,7 +128,7 @@ impl FileJournal {
     /// by this process until the returned file is closed: the lock is the operating
     /// system's, so it ends when the process does, however it ends.
     fn open_locked(&self, run: &RunId) -> Result<File, JournalError> {
-        let path = self.path_of(run);
+        let path = self.run_path(run, "open")?;
         let file = options()
             .append(true)
             .create(true)

@@ -120,7 +120,8 @@ pub struct RunSummary {
     pub status: RunStatus,
     /// When it was first opened.
     pub created: SystemTime,
-    /// How many tasks have a record.
+    /// How many tasks have a record in force (a pending one, written for a task a
+    /// resumed run runs again, does not count).
     pub recorded_tasks: usize,
     /// How many of those completed.
     pub completed_tasks: usize,
@@ -259,7 +260,8 @@ impl LoadedRun {
     }
 
     /// The record in force for task `id` (or map instance `task[i]`): its last one, or,
-    /// for a task, its first completed one.
+    /// for a task, its first completed one after its last pending one (see
+    /// [`LoadedRun::records`]).
     pub fn task(&self, id: &str) -> Option<&TaskRecord> {
         self.current.get(id).map(|&i| &self.records[i].1)
     }

@@ -618,8 +618,8 @@ fn a_record_of_an_instance_of_no_task_is_refused() {
     assert!(error.ends_with(&expected), "{error}");
 }
 
-/// A pipe or a directory where a run's file should be is an error naming it, at once:
-/// reading a pipe would wait for a writer for ever.
+/// A pipe or a directory where a run's file should be is an error naming it, at once,
+/// to read or to open the run: opening a pipe would wait for its other end for ever.
 #[cfg(unix)]
 #[test]
 fn a_run_file_that_is_not_a_file_is_an_error_not_a_wait() {
@@ -638,6 +638,10 @@ fn a_run_file_that_is_not_a_file_is_an_error_not_a_wait() {
             error.to_string().contains(&format!("{run}.jsonl")),
             "{error}"
         );
+        let error = block_on(journal.open(&run_id(run), &three_tasks()))
+            .map(drop)
+            .unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
     }
     assert!(block_on(journal.list(&RunFilter::default())).is_err());
 }
