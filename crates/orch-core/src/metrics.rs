@@ -1,8 +1,6 @@
 //! [`RunMetrics`]: the summary figures of one run, and how they are worked out from the
 //! run's records ([`WorkflowResult::metrics`]).
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::{MapSpec, TaskId, TaskStatus, Workflow, WorkflowResult};
@@ -125,12 +123,16 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
     // Each task's duration in seconds; `None` for a task that did not run.
     let mut seconds = Vec::with_capacity(result.tasks.len());
     let mut durations = Vec::with_capacity(result.tasks.len());
-    // Map tasks whose instances have records of their own.
-    let mapped: HashSet<&str> = (result.tasks.ids())
-        .filter_map(|id| MapSpec::parse_instance_id(id).map(|(map, _)| map))
-        .filter(|map| result.tasks.get(map).is_some())
-        .collect();
-    for (id, record) in result.tasks.iter() {
+    // The map tasks whose instances have records of their own, by position.
+    let mut mapped = vec![false; result.tasks.len()];
+    for id in result.tasks.ids() {
+        if let Some(map) =
+            MapSpec::parse_instance_id(id).and_then(|(m, _)| result.tasks.index_of(m))
+        {
+            mapped[map] = true;
+        }
+    }
+    for (record, mapped) in result.tasks.records().iter().zip(mapped) {
         match record.status {
             TaskStatus::Completed => metrics.completed_tasks += 1,
             TaskStatus::Failed => metrics.failed_tasks += 1,
@@ -140,7 +142,7 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         }
         let duration = record.duration().map(|d| d.as_secs_f64());
         seconds.push(duration);
-        if mapped.is_empty() || !mapped.contains(id.as_str()) {
+        if !mapped {
             durations.extend(duration);
         }
     }

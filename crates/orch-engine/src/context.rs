@@ -23,8 +23,8 @@ pub(crate) struct RunShared {
     /// to this process (a task run on a worker, see [`crate::RemoteTask`]).
     pub(crate) partial: bool,
     /// When the run continues an earlier one, each task's flag: whether the earlier run
-    /// recorded an outcome for it (see [`TaskContext::resumed`]).
-    pub(crate) resumed: Option<Box<[bool]>>,
+    /// completed, failed or skipped it (see [`TaskContext::resumed`]).
+    pub(crate) ended_before: Option<Box<[bool]>>,
     /// Each task's output, set once when it completes (before any dependent starts).
     pub(crate) results: Vec<OnceLock<Stored>>,
     pub(crate) states: Arc<States>,
@@ -339,11 +339,8 @@ impl TaskContext {
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable
     pub fn resumed(&self) -> bool {
-        let ended_before = |ended: &[bool]| ended.get(self.index as usize) == Some(&true);
-        self.run
-            .resumed
-            .as_deref()
-            .is_some_and(|ended| !ended_before(ended))
+        let ended = |flags: &[bool]| flags.get(self.index as usize) == Some(&true);
+        (self.run.ended_before.as_deref()).is_some_and(|flags| !ended(flags))
     }
 
     /// The run's cancellation token: cancelled when the run is, so long handlers can stop

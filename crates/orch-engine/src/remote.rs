@@ -216,7 +216,7 @@ impl RemoteTask {
             run_id,
             workflow,
             partial: true,
-            resumed: None,
+            ended_before: None,
             results,
             branches: Default::default(),
             states: states.0,

@@ -107,7 +107,7 @@ pub(crate) async fn execute(
         run_id: run_id.clone(),
         workflow: workflow.clone(),
         partial: false,
-        resumed: resume::ended_before(&workflow, previous.as_ref()),
+        ended_before: resume::ended_before(&workflow, previous.as_ref()),
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
         states: Arc::clone(&engine.states),
         cancel: cancel.clone(),

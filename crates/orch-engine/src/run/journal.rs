@@ -68,10 +68,9 @@ impl Scheduler<'_> {
                 .enumerate()
                 .filter(|&(_, (task, &kept))| {
                     !kept
-                        && previous.task(&task.task_id).is_some_and(|record| {
-                            record.status == TaskStatus::Completed
-                                || (record.status == TaskStatus::Skipped && record.attempts == 0)
-                        })
+                        && previous
+                            .task(&task.task_id)
+                            .is_some_and(super::resume::may_stand)
                 })
                 .map(|(index, _)| index as u32)
                 .collect();

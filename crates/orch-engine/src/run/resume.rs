@@ -33,11 +33,7 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
     let mut stands = vec![false; plan.len()];
     for &index in plan.order() {
         let index = index as usize;
-        let outcome_stands = records[index].is_some_and(|record| {
-            record.status == TaskStatus::Completed
-                || (record.status == TaskStatus::Skipped && record.attempts == 0)
-        });
-        stands[index] = outcome_stands
+        stands[index] = records[index].is_some_and(may_stand)
             && (plan.dependencies(index).iter()).all(|&d| stands[d as usize] || !ended(d));
     }
     let mut kept = vec![false; plan.len()];
@@ -55,6 +51,13 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
             });
     }
     kept
+}
+
+/// Whether a recorded outcome can be kept by a resume (when what it was decided on
+/// stands too): a completion, or a skip without a run.
+pub(super) fn may_stand(record: &orch_core::TaskRecord) -> bool {
+    record.status == TaskStatus::Completed
+        || (record.status == TaskStatus::Skipped && record.attempts == 0)
 }
 
 /// For a run that continues `previous`, per task, whether that run completed, failed or

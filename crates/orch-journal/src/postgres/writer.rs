@@ -92,11 +92,11 @@ impl RunWriter for PgRunWriter {
         // One row per task (a statement may not touch a row twice): the record in force.
         let mut rows: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(records.len());
         let mut index: HashMap<&TaskId, usize> = HashMap::new();
-        let mut resets: HashSet<&TaskId> = HashSet::new();
+        let mut resets: HashSet<&str> = HashSet::new();
         for &(id, record) in records {
             let reset = record.status == TaskStatus::Pending;
             if reset && self.tasks.contains(id) {
-                resets.insert(id);
+                resets.insert(id.as_str());
             }
             match index.get(id) {
                 Some(&i) if rows[i].1.status == TaskStatus::Completed && !reset => {}
@@ -109,15 +109,15 @@ impl RunWriter for PgRunWriter {
         }
         // A reset task's row, and its instances' rows, replace whatever the table holds.
         let reset_by = |id: &TaskId| {
-            resets.contains(id)
+            resets.contains(id.as_str())
                 || orch_core::MapSpec::parse_instance_id(id)
-                    .is_some_and(|(map, _)| resets.contains(&TaskId::from(map)))
+                    .is_some_and(|(map, _)| resets.contains(map))
         };
         let forced: Vec<String> = (rows.iter())
             .filter(|(id, _)| !resets.is_empty() && reset_by(id))
             .map(|(id, _)| id.to_string())
             .collect();
-        let resets: Vec<String> = resets.iter().map(|id| id.to_string()).collect();
+        let resets: Vec<String> = resets.iter().map(|id| (*id).to_owned()).collect();
         let mut ids = Vec::with_capacity(rows.len());
         let mut statuses = Vec::with_capacity(rows.len());
         let mut lines = Vec::with_capacity(rows.len());
