@@ -191,10 +191,12 @@ pub(crate) fn key_of(ctx: &TaskContext, keys: &HashMap<String, KeyFn>) -> Option
     let mut hasher = Fnv128::new();
     hasher.write_str(&task.task_type);
     // A map task's result is its instances' list: it never stands for a plain task's,
-    // whatever identifies it.
+    // whatever identifies it; nor for a map with another instance limit (a lower one
+    // would fail the map where the cached list passed it).
     if let Some(map) = &task.map {
         hasher.write(b"\x02");
         hasher.write_str(map.over.as_str());
+        hasher.write(&map.max_instances.unwrap_or(0).to_le_bytes());
     }
     if let Some(key) = keys.get(&task.task_type) {
         hasher.write(b"\x01");

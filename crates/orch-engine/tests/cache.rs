@@ -304,6 +304,38 @@ fn a_map_task_can_be_cached_as_a_whole() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// A cached list of three instances is not taken for a map that may now run two: the map
+/// runs, and fails on its limit.
+#[test]
+fn a_cached_map_is_not_taken_under_a_lower_instance_limit() {
+    let engine = WorkflowEngine::builder()
+        .cache_store(Arc::new(MemoryCache::default()))
+        .build()
+        .expect("valid");
+    engine.register_handler("items", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.config()["items"].clone())
+    });
+    engine.register_handler("double", |ctx: TaskContext| async move {
+        Ok::<_, TaskError>(ctx.map_item::<i64>()? * 2)
+    });
+    let workflow = |limit: u32| {
+        let mut map = Task::new("double", "double").map_over("items").cache(true);
+        if limit > 0 {
+            map = map.max_instances(limit);
+        }
+        Workflow::new("w", "W")
+            .task(Task::new("items", "items").config(json!({"items": [1, 2, 3]})))
+            .task(map)
+    };
+    assert_eq!(
+        run(&engine, &workflow(3)).tasks["double"].status,
+        TaskStatus::Completed
+    );
+    let lower = run(&engine, &workflow(2));
+    assert!(!lower.tasks["double"].cached);
+    assert_eq!(lower.tasks["double"].status, TaskStatus::Failed);
+}
+
 /// Whether the key comes from the task's configuration and inputs or from a key function
 /// that gives both tasks the same value.
 #[test]
