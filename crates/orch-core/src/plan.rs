@@ -126,6 +126,7 @@ pub(crate) struct Adjacency {
 }
 
 impl Adjacency {
+    #[inline]
     pub(crate) fn of(&self, index: usize) -> &[u32] {
         &self.items[self.starts[index] as usize..self.starts[index + 1] as usize]
     }
@@ -182,11 +183,13 @@ impl Plan {
     }
 
     /// The direct dependencies of task `index`, in the order they were listed.
+    #[inline]
     pub fn dependencies(&self, index: usize) -> &[u32] {
         self.dependencies.of(index)
     }
 
     /// The tasks that depend directly on task `index`, in insertion order.
+    #[inline]
     pub fn dependents(&self, index: usize) -> &[u32] {
         self.dependents.of(index)
     }

@@ -33,11 +33,7 @@ impl Guarded<'_> {
     /// Drops the future inside a panic guard; the message of a panic there, if one
     /// happened.
     fn release(&mut self) -> Option<String> {
-        let future = self.future.take()?;
-        let _entered = self.span.enter();
-        catch_unwind(AssertUnwindSafe(move || drop(future)))
-            .err()
-            .map(|panic| drop_panic_message(panic.as_ref()))
+        release(&mut self.future, &self.span)
     }
 
     /// Polls the future; once it is ready, drops it: a panic while dropping it fails an
@@ -52,42 +48,66 @@ impl Guarded<'_> {
             let future = &mut self.future;
             catch_unwind(AssertUnwindSafe(|| poll_and_drop(future, &mut polled, cx))).err()
         };
-        self.conclude(&mut polled, panic);
+        conclude(&mut self.future, &self.span, &mut polled, panic);
         polled
     }
+}
 
-    /// Makes `polled`, what a poll gave, the attempt's outcome so far, given the panic
-    /// it raised, if any (while the future was polled, or, once it was ready, dropped).
-    ///
-    /// The poll writes its outcome in place and the guard returns only the panic: moving
-    /// a freshly written outcome out of a return value costs more than the rest of a
-    /// no-op attempt, so outcomes stay where the poll wrote them.
-    fn conclude(
-        &mut self,
-        polled: &mut Poll<Result<Output, TaskError>>,
-        panic: Option<Box<dyn std::any::Any + Send>>,
-    ) {
-        let Some(panic) = panic else {
-            return;
-        };
-        *polled = Poll::Ready(match std::mem::replace(polled, Poll::Pending) {
-            Poll::Pending => {
-                // The poll panicked: the future is dropped under a guard of its own.
-                let error = TaskError::new(panic_message(panic.as_ref()));
-                match self.release() {
-                    None => Err(error),
-                    Some(dropped) => Err(error.with_note(&dropped)),
-                }
-            }
-            Poll::Ready(outcome) => {
-                let dropped = drop_panic_message(panic.as_ref());
-                match outcome {
-                    Ok(_) => Err(TaskError::new(dropped)),
-                    Err(error) => Err(error.with_note(&dropped)),
-                }
-            }
-        });
+/// A handler's future, dropped inside a panic guard under its span; the message of a
+/// panic there, if one happened.
+fn release(
+    future: &mut Option<BoxFuture<'_, Result<Output, TaskError>>>,
+    span: &tracing::Span,
+) -> Option<String> {
+    let future = future.take()?;
+    let _entered = span.enter();
+    catch_unwind(AssertUnwindSafe(move || drop(future)))
+        .err()
+        .map(|panic| drop_panic_message(panic.as_ref()))
+}
+
+/// Makes `polled`, what a poll of `future` gave, the attempt's outcome so far, given the
+/// panic it raised, if any (while the future was polled, or, once it was ready, dropped).
+///
+/// The poll writes its outcome in place and the guard returns only the panic: moving
+/// a freshly written outcome out of a return value costs more than the rest of a
+/// no-op attempt, so outcomes stay where the poll wrote them.
+#[inline]
+fn conclude(
+    future: &mut Option<BoxFuture<'_, Result<Output, TaskError>>>,
+    span: &tracing::Span,
+    polled: &mut Poll<Result<Output, TaskError>>,
+    panic: Option<Box<dyn std::any::Any + Send>>,
+) {
+    if let Some(panic) = panic {
+        conclude_panicked(future, span, polled, panic);
     }
+}
+
+#[cold]
+fn conclude_panicked(
+    future: &mut Option<BoxFuture<'_, Result<Output, TaskError>>>,
+    span: &tracing::Span,
+    polled: &mut Poll<Result<Output, TaskError>>,
+    panic: Box<dyn std::any::Any + Send>,
+) {
+    *polled = Poll::Ready(match std::mem::replace(polled, Poll::Pending) {
+        Poll::Pending => {
+            // The poll panicked: the future is dropped under a guard of its own.
+            let error = TaskError::new(panic_message(panic.as_ref()));
+            match release(future, span) {
+                None => Err(error),
+                Some(dropped) => Err(error.with_note(&dropped)),
+            }
+        }
+        Poll::Ready(outcome) => {
+            let dropped = drop_panic_message(panic.as_ref());
+            match outcome {
+                Ok(_) => Err(TaskError::new(dropped)),
+                Err(error) => Err(error.with_note(&dropped)),
+            }
+        }
+    });
 }
 
 /// Polls `future`, writing what it gives to `polled`; once it is ready, drops it (a panic
@@ -181,23 +201,24 @@ impl<'h> Attempt<'h> {
         }
         // Read only when there is a deadline: a clock read costs more than the rest.
         let started = timeout.map(|_| Instant::now());
-        let mut guarded = Guarded { future: None, span };
+        // A guard only for a handler that is still running: most finish on this poll.
+        let mut future = None;
         let panic = {
-            let _entered = guarded.span.enter();
-            let future = &mut guarded.future;
+            let _entered = span.enter();
+            let future = &mut future;
             catch_unwind(AssertUnwindSafe(|| {
                 *future = Some(handler.call(ctx));
                 poll_and_drop(future, polled, cx);
             }))
             .err()
         };
-        guarded.conclude(polled, panic);
+        conclude(&mut future, &span, polled, panic);
         if polled.is_ready() {
             return None;
         }
         let mut attempt = Self {
             index,
-            running: Running::Inline(guarded),
+            running: Running::Inline(Guarded { future, span }),
             deadline: started.and_then(deadline),
         };
         match attempt.poll_deadline(cx) {

@@ -60,6 +60,7 @@ impl Stored {
     }
 
     /// What the record keeps, and whether it is only a shared value's summary.
+    #[inline]
     pub(crate) fn into_record(self) -> (Value, bool) {
         match self {
             Stored::Json(value) => (value, false),
@@ -152,7 +153,10 @@ impl<T: Serialize + 'static> IntoOutput for T {
         // A `Value` is stored as it is: no round trip through the serialiser.
         let mut slot = Some(self);
         if let Some(value) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Value>>() {
-            return Ok(Output::from(value.take().unwrap_or_default()));
+            let value = value.take().unwrap_or_default();
+            // Empty now; dropping it would still be an out-of-line call.
+            std::mem::forget(slot);
+            return Ok(Output::from(value));
         }
         match serde_json::to_value(slot) {
             Ok(value) => Ok(Output::from(value)),

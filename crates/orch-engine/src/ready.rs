@@ -44,7 +44,8 @@ impl ReadySet {
     }
 
     /// Removes and returns the smallest position.
-    #[inline]
+    // Forced inline: on every task's path, where the optimiser kept a call.
+    #[inline(always)]
     pub(crate) fn pop_min(&mut self) -> Option<u32> {
         let position = self.peek_min()?;
         let word = position as usize / 64;

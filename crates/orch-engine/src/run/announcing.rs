@@ -37,7 +37,16 @@ impl Scheduler<'_> {
 
     /// Announces the end of a task, from its record (with its output, for a completed
     /// task, when the engine puts outputs in events).
+    // Forced inline: on every task's path, where the optimiser kept a call.
+    #[inline(always)]
     pub(super) fn announce_ended(&mut self, kind: EngineEventKind, index: usize) {
+        // Checked here, inlined: most runs have no bus, and the call would cost more.
+        if self.announcer.is_some() {
+            self.announce_ended_to_bus(kind, index);
+        }
+    }
+
+    fn announce_ended_to_bus(&mut self, kind: EngineEventKind, index: usize) {
         let Some(announcer) = &self.announcer else {
             return;
         };

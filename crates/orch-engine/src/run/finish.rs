@@ -74,7 +74,14 @@ impl Scheduler<'_> {
                         && let Some((value, shared_output)) =
                             result.into_inner().map(Stored::into_record)
                     {
-                        record.result = Some(value);
+                        // Most records hold no result yet, and dropping nothing is an
+                        // out-of-line call per task.
+                        let before = record.result.replace(value);
+                        if before.is_some() {
+                            drop(before);
+                        } else {
+                            std::mem::forget(before);
+                        }
                         record.shared_output |= shared_output;
                     }
                 }

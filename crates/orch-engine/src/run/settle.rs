@@ -146,6 +146,8 @@ impl Scheduler<'_> {
     }
 
     /// Records a final status for a started task and frees its slot.
+    // Forced inline: on every task's path, where the optimiser kept a call.
+    #[inline(always)]
     pub(super) fn settle(&mut self, index: usize, status: TaskStatus, error: Option<String>) {
         self.active -= 1;
         self.ready.release(index);
