@@ -124,7 +124,9 @@ pub struct TaskRecord {
     /// When the last attempt ended.
     #[serde(with = "rfc3339_opt")]
     pub end_time: Option<SystemTime>,
-    /// How many attempts ran (0 for a task that never started).
+    /// How many attempts ran (0 for a task that never started). A run that continues
+    /// another counts that run's attempts too: a task that runs again goes on from them,
+    /// and one that does not start again keeps them.
     pub attempts: u32,
     /// Whether the handler returned an in-process value (orch-engine's `Shared`), of
     /// which `result` keeps only a summary (or null). A run resumed from this record runs
@@ -132,7 +134,8 @@ pub struct TaskRecord {
     pub shared_output: bool,
     /// Whether the result was taken from the engine's cache instead of running the
     /// handler (the task asked for caching; see `Task::cache`). Such a record is
-    /// `Completed` with 0 attempts. Written to JSON only when true, so results written
+    /// `Completed` with no attempt of its own (0, or the attempts of an earlier run it
+    /// continues). Written to JSON only when true, so results written
     /// before caching existed read back unchanged.
     pub cached: bool,
     /// The direct dependents the task chose to run when it completed as a branch

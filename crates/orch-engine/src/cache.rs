@@ -4,8 +4,8 @@
 //! A task asks for caching with `Task::cache(true)` (in files `cache: true`). Before its
 //! first attempt the engine works out its key; if the store has a result under that key,
 //! the task completes with it without running its handler, and its record says
-//! `cached: true` (with 0 attempts). Otherwise the handler runs, and a result it returns as
-//! JSON is stored under the key. Failures are never stored, and neither are
+//! `cached: true` (with no attempt of its own). Otherwise the handler runs, and a result
+//! it returns as JSON is stored under the key. Failures are never stored, and neither are
 //! [`Shared`](crate::Shared) values, which live in one process only; a task that reads a
 //! shared value from a dependency is not looked up in the cache either.
 //!

@@ -321,7 +321,11 @@ impl TaskContext {
         })
     }
 
-    /// The attempt number: 1 for the first try, 2 for the first retry, ...
+    /// The attempt number: 1 for the first try, 2 for the first retry, ... In a resumed
+    /// run, a task that runs again goes on from the attempts of the run it continues
+    /// ([`WorkflowEngine::resume`](crate::WorkflowEngine::resume)), so a number is never
+    /// given to two attempts of one run. An instance of a map task that runs again goes on
+    /// from the highest attempt of the map's instances.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -329,12 +333,13 @@ impl TaskContext {
     /// Whether this attempt may have run before, under the same run id, task id and
     /// attempt number: this run continues an earlier one ([`WorkflowEngine::resume`], or
     /// [`WorkflowEngine::run_durable`] on a run its journal already held) in which the
-    /// task did not complete, fail or get skipped (it was running, waiting or cancelled
-    /// when that run stopped).
+    /// task did not end: it was running or waiting when that run stopped, or was
+    /// cancelled while it ran.
     /// A handler that hands work to another system can ask that system whether the
     /// attempt already finished there before starting it again. A task the earlier run
-    /// ended (it failed, or what it was decided on runs again) is not resumed: what that
-    /// system holds for it is from attempts that already ended.
+    /// ended (it failed, or what it was decided on runs again), or cancelled before it
+    /// started, is not resumed, and its attempt numbers go on after the ones that ended
+    /// (see [`TaskContext::attempt`]): nothing the other system holds is for them.
     ///
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable

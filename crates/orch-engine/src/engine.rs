@@ -255,6 +255,13 @@ impl WorkflowEngine {
     /// same run, continued. To resume as a new run, give a copy of `previous` a fresh
     /// `run_id` first.
     ///
+    /// A task that runs again goes on counting its attempts: if it made two there, its
+    /// next attempt is number 3 (its retries are granted anew), so that an attempt number
+    /// names one attempt across the whole run, resumes included (a system the attempts
+    /// are handed to can use it to tell them apart). A task cancelled while it ran takes
+    /// up that attempt again under its number, as it may have finished where it ran (see
+    /// [`TaskContext::resumed`](crate::TaskContext::resumed)).
+    ///
     /// On the bus, the resumed run's start event gives the number of tasks kept
     /// ([`EngineEvent::restored_tasks`](orch_core::EngineEvent::restored_tasks)), each
     /// kept task gets a `TaskRestored` event right after it, and the tasks that run get

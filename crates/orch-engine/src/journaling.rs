@@ -43,7 +43,6 @@ pub(crate) async fn open(
         batch: Vec::new(),
         recorded: vec![false; workflow.len()],
         resets: Vec::new(),
-        pending: TaskRecord::default(),
         failure: None,
     };
     Ok((opened.previous, journal))
@@ -59,10 +58,9 @@ pub(crate) struct RunJournal {
     /// from the journal itself).
     recorded: Vec<bool>,
     /// Tasks of a resumed run whose recorded outcome no longer stands, to be recorded as
-    /// pending ahead of any other record, so that their new outcomes replace the old.
-    resets: Vec<u32>,
-    /// The record that resets a task.
-    pending: TaskRecord,
+    /// pending ahead of any other record, so that their new outcomes replace the old;
+    /// each with the record that resets it (pending, with the attempts made so far).
+    resets: Vec<(u32, TaskRecord)>,
     failure: Option<JournalError>,
 }
 
@@ -76,7 +74,7 @@ impl RunJournal {
     /// Marks the tasks a resumed run kept from the journal as recorded, and `resets`,
     /// whose recorded outcomes the run does not keep, to be reset in the journal before
     /// anything else is recorded.
-    pub(crate) fn restored(&mut self, kept: &[bool], resets: Vec<u32>) {
+    pub(crate) fn restored(&mut self, kept: &[bool], resets: Vec<(u32, TaskRecord)>) {
         for (recorded, &kept) in self.recorded.iter_mut().zip(kept) {
             *recorded |= kept;
         }
@@ -112,7 +110,7 @@ impl RunJournal {
         let resets = std::mem::take(&mut self.resets);
         let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(resets.len() + batch.len());
         pairs.extend(
-            (resets.iter()).map(|&index| (&shared.task(index as usize).task_id, &self.pending)),
+            (resets.iter()).map(|(index, record)| (&shared.task(*index as usize).task_id, record)),
         );
         for ((&index, id), line) in batch.iter().zip(ids).zip(&lines) {
             let map = instances.iter().find(|(map, _)| *map == index);
@@ -158,9 +156,10 @@ impl RunJournal {
             return Err(failed(error));
         }
         // Not committed yet: no task ended, or the run was cut short before it could be.
-        let resets = (self.resets.iter())
-            .filter_map(|&index| result.tasks.get_index(index as usize))
-            .map(|(id, _)| (id, &self.pending));
+        let resets = (self.resets.iter()).filter_map(|(index, record)| {
+            let (id, _) = result.tasks.get_index(*index as usize)?;
+            Some((id, record))
+        });
         let ended = result
             .tasks
             .iter()

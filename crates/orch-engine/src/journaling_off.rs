@@ -29,7 +29,7 @@ impl RunJournal {
         match *self {}
     }
 
-    pub(crate) fn restored(&mut self, _kept: &[bool], _resets: Vec<u32>) {
+    pub(crate) fn restored(&mut self, _kept: &[bool], _resets: Vec<(u32, orch_core::TaskRecord)>) {
         match *self {}
     }
 

@@ -124,6 +124,8 @@ pub(crate) async fn execute(
     };
     let mut run = Scheduler::new(shared, plan, handlers, limits, announcer);
     run.journal = journal;
+    run.attempt_bases = resume::attempt_bases(&workflow, previous.as_ref());
+    run.carry_attempts();
     run.extras = extras::Extras::new(&workflow, features, engine.max_instances, &engine.cache);
     let restored = match (previous, &kept) {
         (Some(previous), Some(kept)) => {
@@ -240,6 +242,9 @@ struct Scheduler<'p> {
     announcer: Option<Announcer>,
     /// The journal of a durable run.
     journal: Option<RunJournal>,
+    /// In a run that continues another, per task, the attempts made there that this
+    /// run's attempt numbers go on from (none when all are 0).
+    attempt_bases: Option<Box<[u32]>>,
     /// Map and cached tasks, when the workflow has any (see `extras`).
     extras: Option<Box<extras::Extras>>,
 }
@@ -306,6 +311,7 @@ impl<'p> Scheduler<'p> {
             prefetch: ranked,
             announcer,
             journal: None,
+            attempt_bases: None,
             extras: None,
         }
     }
@@ -340,24 +346,6 @@ impl<'p> Scheduler<'p> {
     /// Whether a ready task could start now but for the publisher.
     fn may_start(&mut self) -> bool {
         !self.stopping && self.active < self.max_concurrent && self.ready.has_startable()
-    }
-
-    fn stop_starting(&mut self) {
-        self.stopping = true;
-        self.ready.clear();
-        self.retrying.clear();
-        // A pause before a retry that will not start: over now, not when it would end.
-        let in_flight = std::mem::take(&mut self.in_flight);
-        for waiting in in_flight {
-            match waiting {
-                // A map instance's pause holds its map's slot (see `start_attempt_with`).
-                InFlight::Backoff { index, .. } if index as usize >= self.records.len() => {
-                    self.active -= 1;
-                }
-                InFlight::Backoff { .. } => {}
-                waiting => self.in_flight.push(waiting),
-            }
-        }
     }
 
     /// Starts what may start and handles what finished, until nothing more can happen
@@ -461,7 +449,7 @@ impl<'p> Scheduler<'p> {
             }
         }
         let attempt = match first_start {
-            Some(_) => 1,
+            Some(_) => self.attempt_base(index) + 1,
             None => self.records[index].attempts + 1,
         };
         let ctx = TaskContext {

@@ -661,15 +661,16 @@ async fn a_run_goes_on_when_the_server_restarts_under_it() {
 }
 
 /// A worker and an engine whose `task_type` runs on it, on a layout whose window for
-/// duplicate message ids is half a second; the worker runs until the token is cancelled.
-async fn short_window(
+/// duplicate message ids is `window`; the worker runs until the token is cancelled.
+async fn with_window(
     server: &NatsServer,
+    window: Duration,
     task_type: &str,
     handler: impl orch_engine::Handler,
     calls: &Arc<Calls>,
 ) -> (WorkflowEngine, CancellationToken) {
     let layout = Layout {
-        duplicate_window: Duration::from_millis(500),
+        duplicate_window: window,
         ..Layout::default()
     };
     let worker = Worker::builder()
@@ -704,7 +705,7 @@ async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again()
         let calls = ctx.state::<Arc<Calls>>()?;
         Ok::<_, TaskError>(calls.count(ctx.task_id()))
     };
-    let (engine, stop) = short_window(&server, "count", count, &calls).await;
+    let (engine, stop) = with_window(&server, HALF_A_SECOND, "count", count, &calls).await;
     let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
     let first = engine.execute_workflow(&workflow).await.expect("runs");
     assert_eq!(
@@ -742,6 +743,23 @@ async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again()
 /// failure stored on the results stream is that earlier attempt's, not this one's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_run_runs_a_task_that_failed_again() {
+    // Resumed after the server's window for duplicate messages.
+    resume_a_failed_task(HALF_A_SECOND, Duration::from_millis(1500)).await;
+}
+
+/// The same, resumed at once: within the server's window for duplicate message ids, the
+/// task's new attempt has a number of its own (the earlier run's attempt 1 failed; this
+/// one is attempt 2), so neither its message nor its result is taken for the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_resumed_at_once_runs_a_task_that_failed_again() {
+    resume_a_failed_task(Duration::from_secs(120), Duration::ZERO).await;
+}
+
+const HALF_A_SECOND: Duration = Duration::from_millis(500);
+
+/// Runs a task that fails the first time, then resumes the run after `pause`, on a
+/// layout whose duplicate window is `window`: the task runs again, as attempt 2.
+async fn resume_a_failed_task(window: Duration, pause: Duration) {
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -749,20 +767,22 @@ async fn a_resumed_run_runs_a_task_that_failed_again() {
     let second_time = |ctx: TaskContext| async move {
         match ctx.state::<Arc<Calls>>()?.count(ctx.task_id()) {
             1 => Err(TaskError::permanent("not yet")),
-            n => Ok(n),
+            n => Ok((n, ctx.attempt())),
         }
     };
-    let (engine, stop) = short_window(&server, "second_time", second_time, &calls).await;
+    let (engine, stop) = with_window(&server, window, "second_time", second_time, &calls).await;
     let workflow = Workflow::new("w", "W").task(Task::new("a", "second_time"));
     let first = engine.execute_workflow(&workflow).await.expect("runs");
     assert_eq!(first.task("a").map(|r| r.status), Some(TaskStatus::Failed));
-    // Resumed after the server's window for duplicate messages.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let resumed = engine.resume(&workflow, &first).await.expect("resumes");
+    tokio::time::sleep(pause).await;
+    let resumed = tokio::time::timeout(Duration::from_secs(30), engine.resume(&workflow, &first))
+        .await
+        .expect("the resumed run ends")
+        .expect("resumes");
     let a = resumed.task("a").expect("a record");
     assert_eq!(
-        (a.status, a.result.clone()),
-        (TaskStatus::Completed, Some(json!(2)))
+        (a.status, a.result.clone(), a.attempts),
+        (TaskStatus::Completed, Some(json!([2, 2])), 2)
     );
     assert_eq!(calls.get("a"), 2, "the task ran again");
     stop.cancel();

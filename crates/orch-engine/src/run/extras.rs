@@ -3,8 +3,9 @@
 //! of this file or of `fan_out`: one check of an empty `Option` per attempt.
 //!
 //! A cached task is looked up before its first attempt: a hit completes it with the
-//! stored result (its record says `cached`, with 0 attempts); a miss notes its key, and a
-//! JSON result it completes with is stored under that key. Map tasks are in `fan_out`.
+//! stored result (its record says `cached`, with no attempt of its own); a miss notes
+//! its key, and a JSON result it completes with is stored under that key. Map tasks are
+//! in `fan_out`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -164,7 +165,8 @@ impl Scheduler<'_> {
             self.start_instance(index - n, cx);
             return true;
         }
-        if self.records[index].attempts > 0 {
+        // A retry runs the handler; only a first attempt looks in the cache or maps.
+        if self.records[index].attempts > self.attempt_base(index) {
             return false;
         }
         let shared = Arc::clone(&self.shared);

@@ -102,7 +102,10 @@ fn map_items(ctx: &TaskContext, spec: &MapSpec, limit: u32) -> Result<Vec<Value>
 
 impl Scheduler<'_> {
     pub(super) fn start_map(&mut self, index: usize, spec: &MapSpec) {
-        self.records[index].attempts = 1;
+        // A map task's attempt number is its instances' highest; they go on from the
+        // highest of the runs this one continues.
+        let base = self.attempt_base(index);
+        self.records[index].attempts = base + 1;
         // A rule such as `all_done` may run the map when its list did not come.
         let over = self.shared.workflow.index_of(&spec.over);
         if let Some(status) = over
@@ -117,7 +120,7 @@ impl Scheduler<'_> {
             return self.attempt_over(index, Err(TaskError::skip(reason)));
         }
         let limit = self.extras().max_instances;
-        let ctx = self.context(index, 1, None);
+        let ctx = self.context(index, base + 1, None);
         let n = self.records.len();
         let first = self.extras().instances.len();
         let items = map_items(&ctx, spec, limit).and_then(|items| {
@@ -223,9 +226,10 @@ impl Scheduler<'_> {
 
     pub(super) fn start_instance(&mut self, k: usize, cx: &mut Context<'_>) {
         let at = self.clock.last();
+        let map = self.extras().instances[k].map as usize;
+        let base = self.attempt_base(map);
         let extras = self.extras();
         let instance = &mut extras.instances[k];
-        let map = instance.map as usize;
         if instance.record.attempts == 0
             && extras
                 .maps
@@ -235,10 +239,17 @@ impl Scheduler<'_> {
             // A sibling failed while this one waited for its turn.
             return self.instance_ended(map);
         }
-        instance.record.attempts += 1;
+        let first = instance.record.attempts == 0;
+        instance.record.attempts = match first {
+            true => base + 1,
+            false => instance.record.attempts + 1,
+        };
         let attempt = instance.record.attempts;
         let item = Arc::clone(&instance.item);
-        if attempt == 1 {
+        let record = &mut self.records[map];
+        record.attempts = record.attempts.max(attempt);
+        let instance = &mut self.extras().instances[k];
+        if first {
             instance.record.status = TaskStatus::Running;
             instance.record.start_time = Some(at);
             self.announce_instance(EngineEventKind::TaskStarted, k);
@@ -266,6 +277,8 @@ impl Scheduler<'_> {
 
     pub(super) fn instance_over(&mut self, k: usize, outcome: Result<Output, TaskError>) {
         let now = self.clock.now();
+        let map = self.extras().instances[k].map as usize;
+        let base = self.attempt_base(map);
         let stopping = self.stopping;
         let n = self.records.len();
         let shared = Arc::clone(&self.shared);
@@ -298,10 +311,11 @@ impl Scheduler<'_> {
             Err(error) => {
                 let task = shared.task(map);
                 let attempts = record.attempts;
-                if !error.is_permanent() && attempts <= task.retries {
+                let tries = attempts - base;
+                if !error.is_permanent() && tries <= task.retries {
                     let delay = task
                         .backoff
-                        .delay(attempts, super::settle::jitter_unit(n + k, attempts));
+                        .delay(tries, super::settle::jitter_unit(n + k, attempts));
                     record.error = Some(error.record_text());
                     self.announce_instance(EngineEventKind::TaskRetrying, k);
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));

@@ -13,6 +13,25 @@ use crate::attempt::InFlight;
 use crate::output::Stored;
 
 impl Scheduler<'_> {
+    /// The run stops: nothing more starts, and retry pauses end now.
+    pub(super) fn stop_starting(&mut self) {
+        self.stopping = true;
+        self.ready.clear();
+        self.retrying.clear();
+        // A pause before a retry that will not start: over now, not when it would end.
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for waiting in in_flight {
+            match waiting {
+                // A map instance's pause holds its map's slot (see `start_attempt_with`).
+                InFlight::Backoff { index, .. } if index as usize >= self.records.len() => {
+                    self.active -= 1;
+                }
+                InFlight::Backoff { .. } => {}
+                waiting => self.in_flight.push(waiting),
+            }
+        }
+    }
+
     /// Cancels what is unfinished and assembles the result of run `run_id`.
     pub(super) fn finish(mut self, run_id: RunId) -> (WorkflowResult, Option<Announcer>) {
         let end_time = self.clock.now();

@@ -3,7 +3,7 @@
 //! their dependents are told once the commit resolves, so a dependent that runs on a
 //! failure or a skip is journaled after it.
 
-use orch_core::{TaskStatus, WorkflowResult};
+use orch_core::{TaskRecord, TaskStatus, WorkflowResult};
 
 use super::Scheduler;
 use crate::attempt::InFlight;
@@ -63,16 +63,20 @@ impl Scheduler<'_> {
     /// tasks it kept.
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
         if let Some(journal) = &mut self.journal {
+            // The reset keeps the count of attempts made, which a later resume's attempt
+            // numbers go on from.
             let resets = (self.shared.workflow.tasks())
                 .zip(kept)
                 .enumerate()
-                .filter(|&(_, (task, &kept))| {
-                    !kept
-                        && previous
-                            .task(&task.task_id)
-                            .is_some_and(super::resume::may_stand)
+                .filter(|&(_, (_, &kept))| !kept)
+                .filter_map(|(index, (task, _))| {
+                    let before = previous.task(&task.task_id)?;
+                    let pending = TaskRecord {
+                        attempts: before.attempts,
+                        ..TaskRecord::default()
+                    };
+                    super::resume::may_stand(before).then_some((index as u32, pending))
                 })
-                .map(|(index, _)| index as u32)
                 .collect();
             journal.restored(kept, resets);
         }

@@ -56,26 +56,76 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
 /// Whether a recorded outcome can be kept by a resume (when what it was decided on
 /// stands too): a completion, or a skip without a run.
 pub(super) fn may_stand(record: &orch_core::TaskRecord) -> bool {
+    // A task that ran has a start time; its attempt count may be an earlier run's.
     record.status == TaskStatus::Completed
-        || (record.status == TaskStatus::Skipped && record.attempts == 0)
+        || (record.status == TaskStatus::Skipped && record.start_time.is_none())
 }
 
 /// For a run that continues `previous`, per task, whether that run completed, failed or
-/// skipped it. (A cancelled attempt may still have finished where it ran.)
+/// skipped it, or cancelled it before it started: no attempt of it can still have been
+/// under way there. (An attempt cancelled while it ran may still have finished where it
+/// ran; so may one of a task the run did not record, if the run stopped unexpectedly.)
 pub(super) fn ended_before(
     workflow: &Workflow,
     previous: Option<&WorkflowResult>,
 ) -> Option<Box<[bool]>> {
-    use TaskStatus::{Completed, Failed, Skipped};
+    use TaskStatus::{Cancelled, Completed, Failed, Skipped};
     let previous = previous?;
     let ended = |task: &orch_core::Task| {
-        let record = previous.task(&task.task_id);
-        record.is_some_and(|r| matches!(r.status, Completed | Failed | Skipped))
+        previous.task(&task.task_id).is_some_and(|r| {
+            matches!(r.status, Completed | Failed | Skipped)
+                || (r.status == Cancelled && r.start_time.is_none())
+        })
     };
     Some(workflow.tasks().map(ended).collect())
 }
 
+/// For a run that continues `previous`, per task, how many attempts the earlier runs
+/// made that this one's attempt numbers go on from: a task that runs again is not given
+/// the numbers of attempts that already ended, so that a system the attempts were handed
+/// to never takes a new attempt for an old one. A task that was cancelled (or running)
+/// there takes up its last attempt again under the same number: that attempt may have
+/// finished where it ran.
+pub(super) fn attempt_bases(
+    workflow: &Workflow,
+    previous: Option<&WorkflowResult>,
+) -> Option<Box<[u32]>> {
+    let previous = previous?;
+    let base = |task: &orch_core::Task| match previous.task(&task.task_id) {
+        Some(record)
+            if matches!(record.status, TaskStatus::Cancelled | TaskStatus::Running)
+                && record.start_time.is_some() =>
+        {
+            record.attempts.saturating_sub(1)
+        }
+        Some(record) => record.attempts,
+        None => 0,
+    };
+    let bases: Box<[u32]> = workflow.tasks().map(base).collect();
+    bases.iter().any(|&b| b > 0).then_some(bases)
+}
+
 impl Scheduler<'_> {
+    /// How many attempts of task `index` earlier runs made that this run's attempt
+    /// numbers go on from (see [`attempt_bases`]).
+    #[inline]
+    pub(super) fn attempt_base(&self, index: usize) -> u32 {
+        match &self.attempt_bases {
+            Some(bases) => bases[index],
+            None => 0,
+        }
+    }
+
+    /// Gives each task's record the attempts earlier runs made, so that the count goes on
+    /// (and a record written before the task starts again keeps it).
+    pub(super) fn carry_attempts(&mut self) {
+        if let Some(bases) = &self.attempt_bases {
+            for (record, &base) in self.records.iter_mut().zip(bases.iter()) {
+                record.attempts = base;
+            }
+        }
+    }
+
     /// Takes over the records (and outputs) of the tasks `kept` from `previous`.
     /// Returns how many tasks it kept.
     pub(super) fn restore(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
@@ -126,7 +176,7 @@ impl Scheduler<'_> {
             // the branch task ended) was not skipped by the choice: its rule decides.
             let started_before = previous
                 .task(&shared.task(d).task_id)
-                .is_some_and(|record| record.attempts > 0);
+                .is_some_and(|record| record.start_time.is_some());
             if kept[d] || started_before || self.records[d].status != TaskStatus::Pending {
                 continue;
             }

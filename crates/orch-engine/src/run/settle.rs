@@ -117,8 +117,10 @@ impl Scheduler<'_> {
             error => {
                 let task = self.task(index);
                 let attempts = self.records[index].attempts;
-                if !error.is_permanent() && attempts <= task.retries {
-                    let delay = task.backoff.delay(attempts, jitter_unit(index, attempts));
+                // Retries are counted in this run: a resumed run grants them anew.
+                let tries = attempts - self.attempt_base(index);
+                if !error.is_permanent() && tries <= task.retries {
+                    let delay = task.backoff.delay(tries, jitter_unit(index, attempts));
                     let message = error.record_text();
                     tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, attempt = attempts, error = %message, ?delay, "retrying");
                     self.announce_task(EngineEventKind::TaskRetrying, index, |note| {

@@ -1,0 +1,244 @@
+//! Attempt numbers across resumes: a task that runs again goes on from the attempts the
+//! earlier runs made, so no new attempt ever has the number of one that already ended
+//! (a system the attempts were handed to, such as a work queue that de-duplicates by
+//! attempt, would take the old outcome for the new attempt). A task that was cancelled
+//! while it ran takes up its last attempt under the same number. Retries are granted
+//! anew in each run.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+use std::sync::{Arc, Mutex};
+
+use orch_core::{RunId, Task, TaskStatus, TriggerRule, Workflow, WorkflowResult, WorkflowStatus};
+use orch_engine::{
+    Durability, FileJournal, Journal, RunHandle, TaskContext, TaskError, WorkflowEngine,
+};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// What each attempt saw: task id, map item, attempt number, and whether it was resumed.
+type Seen = Arc<Mutex<Vec<(String, Option<usize>, u32, bool)>>>;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn note(seen: &Seen, ctx: &TaskContext) {
+    seen.lock().unwrap().push((
+        ctx.task_id().to_string(),
+        ctx.item_index(),
+        ctx.attempt(),
+        ctx.resumed(),
+    ));
+}
+
+/// The attempts of task `id` seen so far, as (number, resumed).
+fn attempts_of(seen: &Seen, id: &str) -> Vec<(u32, bool)> {
+    (seen.lock().unwrap().iter())
+        .filter(|(task, ..)| task == id)
+        .map(|&(_, _, attempt, resumed)| (attempt, resumed))
+        .collect()
+}
+
+/// Registers a `flaky` handler that fails while `fail` holds and otherwise succeeds on
+/// attempt 4 or later, and a `wait` handler; both note what they see. With `block`,
+/// `flaky` instead signals `started` and waits for the run's cancellation.
+fn register(engine: &WorkflowEngine, seen: &Seen, fail: bool, block: Option<&Arc<Notify>>) {
+    let noted = Arc::clone(seen);
+    let started = block.cloned();
+    engine.register_handler("flaky", move |ctx: TaskContext| {
+        note(&noted, &ctx);
+        let started = started.clone();
+        async move {
+            if let Some(started) = started {
+                started.notify_one();
+                ctx.cancellation().cancelled().await;
+                return Err(TaskError::new("stopped"));
+            }
+            match fail || ctx.attempt() < 4 {
+                true => Err(TaskError::new("down")),
+                false => Ok(ctx.attempt()),
+            }
+        }
+    });
+    let noted = Arc::clone(seen);
+    engine.register_handler("wait", move |ctx: TaskContext| {
+        note(&noted, &ctx);
+        async move { Ok::<_, TaskError>(ctx.attempt()) }
+    });
+}
+
+#[test]
+fn a_failed_task_run_again_goes_on_from_its_attempts_with_its_retries_anew() {
+    let seen = Seen::default();
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "flaky").retries(1));
+    let engine = WorkflowEngine::new();
+    register(&engine, &seen, true, None);
+    let first = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .unwrap();
+    let a = first.task("a").unwrap();
+    assert_eq!((a.status, a.attempts), (TaskStatus::Failed, 2));
+    let engine = WorkflowEngine::new();
+    register(&engine, &seen, false, None);
+    let resumed = runtime()
+        .block_on(engine.resume(&workflow, &first))
+        .unwrap();
+    let a = resumed.task("a").unwrap();
+    // Attempt 3 fails and its retry, attempt 4, completes: one retry, as in each run.
+    assert_eq!((a.status, a.attempts), (TaskStatus::Completed, 4));
+    assert_eq!(a.result, Some(json!(4)));
+    assert_eq!(
+        attempts_of(&seen, "a"),
+        [(1, false), (2, false), (3, false), (4, false)]
+    );
+}
+
+fn workflow() -> Workflow {
+    Workflow::new("w", "W")
+        .task(Task::new("x", "flaky").retries(2))
+        .task(
+            Task::new("y", "wait")
+                .depends_on(["x"])
+                .trigger_rule(TriggerRule::AllDone),
+        )
+}
+
+/// Runs `workflow()` three times, each run continuing the one before through `start`
+/// (given the engine and the earlier run's result): `x` fails and `y`, which runs on any
+/// outcome of `x`, runs after it. In the second run `x` runs again and the run is
+/// cancelled while it does, before `y` starts again. The third takes up `x`'s cancelled
+/// attempt under its number (it may have finished where it ran), where it completes, and
+/// gives `y` a number after its first run's.
+fn cancelled_then_resumed(
+    engine: impl Fn() -> WorkflowEngine,
+    start: impl Fn(&WorkflowEngine, Option<&WorkflowResult>) -> RunHandle,
+) {
+    let seen = Seen::default();
+    let first_engine = engine();
+    register(&first_engine, &seen, true, None);
+    let first = runtime().block_on(start(&first_engine, None)).unwrap();
+    assert_eq!(first.task("y").unwrap().attempts, 1);
+
+    let blocking = engine();
+    let started = Arc::new(Notify::new());
+    register(&blocking, &seen, true, Some(&started));
+    let second = runtime().block_on(async {
+        let run = start(&blocking, Some(&first));
+        let token = run.cancellation_token();
+        let cancel = async {
+            started.notified().await;
+            token.cancel();
+        };
+        let (second, ()) = tokio::join!(run, cancel);
+        second.unwrap()
+    });
+    assert_eq!(second.status, WorkflowStatus::Cancelled);
+    let (x, y) = (second.task("x").unwrap(), second.task("y").unwrap());
+    assert_eq!((x.status, x.attempts), (TaskStatus::Cancelled, 4));
+    // `y` never started in that run, and keeps the count of the run before.
+    assert_eq!(
+        (y.status, y.attempts, y.start_time),
+        (TaskStatus::Cancelled, 1, None)
+    );
+
+    let third_engine = engine();
+    register(&third_engine, &seen, false, None);
+    let third = runtime()
+        .block_on(start(&third_engine, Some(&second)))
+        .unwrap();
+    assert_eq!(third.status, WorkflowStatus::Completed);
+    let (x, y) = (third.task("x").unwrap(), third.task("y").unwrap());
+    assert_eq!((x.status, x.attempts), (TaskStatus::Completed, 4));
+    assert_eq!((y.status, y.attempts), (TaskStatus::Completed, 2));
+    assert_eq!(
+        attempts_of(&seen, "x"),
+        [(1, false), (2, false), (3, false), (4, false), (4, true)]
+    );
+    assert_eq!(attempts_of(&seen, "y"), [(1, false), (2, false)]);
+}
+
+#[test]
+fn resuming_from_results_numbers_attempts_after_the_earlier_runs() {
+    cancelled_then_resumed(WorkflowEngine::new, |engine, previous| match previous {
+        None => engine.run(&workflow()),
+        Some(previous) => engine.resume(&workflow(), previous),
+    });
+}
+
+#[test]
+fn a_journal_keeps_the_attempt_count_of_tasks_it_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = RunId::parse("numbers").unwrap();
+    let engine = || {
+        let journal = FileJournal::new(dir.path()).unwrap();
+        (WorkflowEngine::builder().journal(journal, Durability::Process))
+            .build()
+            .unwrap()
+    };
+    cancelled_then_resumed(engine, |engine, _| {
+        engine.run_durable(&workflow(), run_id.clone())
+    });
+    // The journal holds the third run's outcome, with the counts that went on.
+    let loaded = runtime()
+        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.task("y").unwrap().attempts, 2);
+    assert_eq!(loaded.task("x").unwrap().attempts, 4);
+    // The second run reset `y`'s completion with a pending record that keeps its count,
+    // which a resume after a crash (no cancelled record after it) would go on from.
+    let text = std::fs::read_to_string(dir.path().join("numbers.jsonl")).unwrap();
+    let resets: Vec<serde_json::Value> = (text.lines())
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["task_id"] == "y" && line["status"] == "pending")
+        .collect();
+    assert_eq!(resets.len(), 1, "{text}");
+    assert_eq!(resets[0]["attempt"], 1, "{text}");
+}
+
+#[test]
+fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
+    let seen = Seen::default();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("m", "item").map_over("list"));
+    let engine = |fail_item: Option<usize>| {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!([10, 20]))
+        });
+        let noted = Arc::clone(&seen);
+        engine.register_handler("item", move |ctx: TaskContext| {
+            note(&noted, &ctx);
+            async move {
+                match ctx.item_index() == fail_item {
+                    true => Err(TaskError::new("down")),
+                    false => ctx.map_item::<u32>(),
+                }
+            }
+        });
+        engine
+    };
+    let first = runtime()
+        .block_on(engine(Some(1)).execute_workflow(&workflow))
+        .unwrap();
+    assert_eq!(first.task("m").unwrap().status, TaskStatus::Failed);
+    let second = runtime()
+        .block_on(engine(None).resume(&workflow, &first))
+        .unwrap();
+    let m = second.task("m").unwrap();
+    assert_eq!((m.status, m.attempts), (TaskStatus::Completed, 2));
+    assert_eq!(m.result, Some(json!([10, 20])));
+    let mut instances: Vec<(Option<usize>, u32)> = (seen.lock().unwrap().iter())
+        .map(|&(_, item, attempt, _)| (item, attempt))
+        .collect();
+    instances.sort();
+    assert_eq!(
+        instances,
+        [(Some(0), 1), (Some(0), 2), (Some(1), 1), (Some(1), 2)]
+    );
+}
