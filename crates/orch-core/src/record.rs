@@ -124,9 +124,9 @@ pub struct TaskRecord {
     /// When the last attempt ended.
     #[serde(with = "rfc3339_opt")]
     pub end_time: Option<SystemTime>,
-    /// How many attempts ran (0 for a task that never started). A run that continues
-    /// another counts that run's attempts too: a task that runs again goes on from them,
-    /// and one that does not start again keeps them.
+    /// How many attempts ran (0 for a task that never started, in its run or one it
+    /// continues). A run that continues another counts that run's attempts too: a task
+    /// that runs again goes on from them, and one that does not start again keeps them.
     pub attempts: u32,
     /// Whether the handler returned an in-process value (orch-engine's `Shared`), of
     /// which `result` keeps only a summary (or null). A run resumed from this record runs

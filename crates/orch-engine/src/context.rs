@@ -23,7 +23,7 @@ pub(crate) struct RunShared {
     /// to this process (a task run on a worker, see [`crate::RemoteTask`]).
     pub(crate) partial: bool,
     /// When the run continues an earlier one, each task's flag: whether the earlier run
-    /// completed, failed or skipped it (see [`TaskContext::resumed`]).
+    /// ended it, completed, failed, skipped or cancelled (see [`TaskContext::resumed`]).
     pub(crate) ended_before: Option<Box<[bool]>>,
     /// Each task's output, set once when it completes (before any dependent starts).
     pub(crate) results: Vec<OnceLock<Stored>>,
@@ -332,14 +332,17 @@ impl TaskContext {
 
     /// Whether this attempt may have run before, under the same run id, task id and
     /// attempt number: this run continues an earlier one ([`WorkflowEngine::resume`], or
-    /// [`WorkflowEngine::run_durable`] on a run its journal already held) in which the
-    /// task did not end: it was running or waiting when that run stopped, or was
-    /// cancelled while it ran.
+    /// [`WorkflowEngine::run_durable`] on a run its journal already held) that did not
+    /// record an end for the task (it was under way when that run's process stopped, or
+    /// was recorded as pending or running). This run then takes up the same attempt.
     /// A handler that hands work to another system can ask that system whether the
     /// attempt already finished there before starting it again. A task the earlier run
-    /// ended (it failed, or what it was decided on runs again), or cancelled before it
-    /// started, is not resumed, and its attempt numbers go on after the ones that ended
-    /// (see [`TaskContext::attempt`]): nothing the other system holds is for them.
+    /// ended (completed, failed, skipped or cancelled) and that runs again is not resumed:
+    /// its attempt numbers go on after the earlier ones (see [`TaskContext::attempt`]).
+    /// (One case is left: if a resume that ran such a task again was itself stopped
+    /// without recording the attempt, the next resume gives that attempt's number again,
+    /// not resumed; a system that keeps the first outcome per attempt then gives that
+    /// attempt's.)
     ///
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable

@@ -258,9 +258,9 @@ impl WorkflowEngine {
     /// A task that runs again goes on counting its attempts: if it made two there, its
     /// next attempt is number 3 (its retries are granted anew), so that an attempt number
     /// names one attempt across the whole run, resumes included (a system the attempts
-    /// are handed to can use it to tell them apart). A task cancelled while it ran takes
-    /// up that attempt again under its number, as it may have finished where it ran (see
-    /// [`TaskContext::resumed`](crate::TaskContext::resumed)).
+    /// are handed to can use it to tell them apart). Only an attempt that may have been
+    /// under way when the earlier run stopped unexpectedly is taken up under its number
+    /// (see [`TaskContext::resumed`](crate::TaskContext::resumed)).
     ///
     /// On the bus, the resumed run's start event gives the number of tasks kept
     /// ([`EngineEvent::restored_tasks`](orch_core::EngineEvent::restored_tasks)), each

@@ -413,7 +413,10 @@ impl<'p> Scheduler<'p> {
         // pending writes.
         let run = Arc::clone(&self.shared);
         self.active += 1;
-        self.announce_task(EngineEventKind::TaskStarted, index, |note| note.attempt = 1);
+        let attempt = self.attempt_base(index) + 1;
+        self.announce_task(EngineEventKind::TaskStarted, index, |note| {
+            note.attempt = attempt
+        });
         let started = self.clock.last();
         self.start_attempt_with(index, Some(started), run, cx);
     }

@@ -1,9 +1,8 @@
 //! Attempt numbers across resumes: a task that runs again goes on from the attempts the
 //! earlier runs made, so no new attempt ever has the number of one that already ended
 //! (a system the attempts were handed to, such as a work queue that de-duplicates by
-//! attempt, would take the old outcome for the new attempt). A task that was cancelled
-//! while it ran takes up its last attempt under the same number. Retries are granted
-//! anew in each run.
+//! attempt, would take the old outcome for the new attempt). Retries are granted anew in
+//! each run.
 
 #![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
 
@@ -110,9 +109,9 @@ fn workflow() -> Workflow {
 /// Runs `workflow()` three times, each run continuing the one before through `start`
 /// (given the engine and the earlier run's result): `x` fails and `y`, which runs on any
 /// outcome of `x`, runs after it. In the second run `x` runs again and the run is
-/// cancelled while it does, before `y` starts again. The third takes up `x`'s cancelled
-/// attempt under its number (it may have finished where it ran), where it completes, and
-/// gives `y` a number after its first run's.
+/// cancelled while it does, before `y` starts again. The third gives both numbers after
+/// the ones used before, `y` after its first run's: the count survived the run that did
+/// not start it.
 fn cancelled_then_resumed(
     engine: impl Fn() -> WorkflowEngine,
     start: impl Fn(&WorkflowEngine, Option<&WorkflowResult>) -> RunHandle,
@@ -152,11 +151,11 @@ fn cancelled_then_resumed(
         .unwrap();
     assert_eq!(third.status, WorkflowStatus::Completed);
     let (x, y) = (third.task("x").unwrap(), third.task("y").unwrap());
-    assert_eq!((x.status, x.attempts), (TaskStatus::Completed, 4));
+    assert_eq!((x.status, x.attempts), (TaskStatus::Completed, 5));
     assert_eq!((y.status, y.attempts), (TaskStatus::Completed, 2));
     assert_eq!(
         attempts_of(&seen, "x"),
-        [(1, false), (2, false), (3, false), (4, false), (4, true)]
+        [(1, false), (2, false), (3, false), (4, false), (5, false)]
     );
     assert_eq!(attempts_of(&seen, "y"), [(1, false), (2, false)]);
 }
@@ -188,7 +187,7 @@ fn a_journal_keeps_the_attempt_count_of_tasks_it_resets() {
         .unwrap()
         .unwrap();
     assert_eq!(loaded.task("y").unwrap().attempts, 2);
-    assert_eq!(loaded.task("x").unwrap().attempts, 4);
+    assert_eq!(loaded.task("x").unwrap().attempts, 5);
     // The second run reset `y`'s completion with a pending record that keeps its count,
     // which a resume after a crash (no cancelled record after it) would go on from.
     let text = std::fs::read_to_string(dir.path().join("numbers.jsonl")).unwrap();
@@ -240,5 +239,32 @@ fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
     assert_eq!(
         instances,
         [(Some(0), 1), (Some(0), 2), (Some(1), 1), (Some(1), 2)]
+    );
+}
+
+/// A result to resume from may say anything: a count of attempts no run reaches does not
+/// overflow the numbers after it (the count is cut to half the range).
+#[test]
+fn an_absurd_attempt_count_to_resume_from_does_not_overflow() {
+    let seen = Seen::default();
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "flaky").retries(1));
+    let engine = WorkflowEngine::new();
+    register(&engine, &seen, true, None);
+    let first = runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .unwrap();
+    let mut record = first.task("a").unwrap().clone();
+    record.attempts = u32::MAX;
+    let first = WorkflowResult {
+        tasks: orch_core::TaskRecords::for_workflow(&workflow, vec![record]).unwrap(),
+        ..first
+    };
+    let resumed = runtime()
+        .block_on(engine.resume(&workflow, &first))
+        .unwrap();
+    let a = resumed.task("a").unwrap();
+    assert_eq!(
+        (a.status, a.attempts),
+        (TaskStatus::Failed, u32::MAX / 2 + 2)
     );
 }

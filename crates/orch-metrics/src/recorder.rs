@@ -109,7 +109,9 @@ impl Recorder {
         self.count(task_type, outcome, duration);
     }
 
-    /// Takes a whole run into account (for runs whose events were not observed).
+    /// Takes a whole run into account (for runs whose events were not observed). The
+    /// result of a resumed run holds the runs it continues too: the tasks it kept, and
+    /// the attempts its tasks made there.
     pub fn record_result(&self, result: &WorkflowResult) {
         let Some(workflow) = result.tasks.workflow() else {
             return;

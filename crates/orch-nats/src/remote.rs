@@ -254,7 +254,7 @@ impl Inner {
             attempt: ctx.attempt(),
         };
         let payload = message::task_message(&ctx, self.inputs, self.max_message_bytes)?;
-        let settled = self.routes.wait(key.clone());
+        let mut settled = self.routes.wait(key.clone());
         let mut pending = Pending {
             inner: Arc::clone(&self),
             key,
@@ -265,13 +265,27 @@ impl Inner {
         // after the server's window for duplicate message ids: its stored result counts,
         // and the task is not sent again.
         let stored_before = ctx.resumed() && Box::pin(self.look_up_result(&pending.key)).await;
-        if !stored_before {
-            let subject = self.names.task_subject(&task.task_type);
-            pending.sequence = Some(self.dispatch(&subject, &pending.key, payload, &ctx).await?);
-        }
-        let outcome = self
-            .await_settled(&ctx, &pending.key, pending.sequence, settled)
-            .await;
+        let subject = self.names.task_subject(&task.task_type);
+        let mut resend = 0;
+        let outcome = loop {
+            let mut watched = None;
+            if !stored_before {
+                let sent =
+                    (self.dispatch(&subject, &pending.key, payload.clone(), &ctx, resend)).await?;
+                pending.sequence = Some(sent.sequence);
+                watched = sent.queued_before.then_some(sent.sequence);
+                resend = sent.next_resend;
+            }
+            let waited = self
+                .await_settled(&ctx, &pending.key, pending.sequence, &mut settled, watched)
+                .await;
+            match waited {
+                Ok(Waited::Settled(settled)) => break Ok(settled),
+                // The message an earlier coordinator sent went without a result.
+                Ok(Waited::Removed) => continue,
+                Err(error) => break Err(error),
+            }
+        };
         pending.settled = matches!(outcome, Ok(Settled::Result(_)));
         match outcome? {
             Settled::Result(result) => match result.outcome {
@@ -302,14 +316,18 @@ impl Inner {
     }
 
     /// Waits for the attempt's result, forwarding a cancellation of the run to the
-    /// workers and failing when no worker serves the task's type.
+    /// workers and failing when no worker serves the task's type. `watched`: the stream
+    /// sequence of a message an earlier coordinator sent, which a worker may remove
+    /// without a result (it heard that coordinator cancel it): checked on each tick, and
+    /// if it is gone with no result stored, the wait ends as [`Waited::Removed`].
     async fn await_settled(
         &self,
         ctx: &TaskContext,
         key: &AttemptKey,
         sequence: Option<u64>,
-        mut settled: tokio::sync::oneshot::Receiver<Settled>,
-    ) -> Result<Settled, TaskError> {
+        settled: &mut tokio::sync::oneshot::Receiver<Settled>,
+        watched: Option<u64>,
+    ) -> Result<Waited, TaskError> {
         let task_type = &ctx.task_definition().task_type;
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -320,14 +338,21 @@ impl Inner {
         let mut cancel_forwarded = false;
         loop {
             tokio::select! {
-                result = &mut settled => {
-                    return result.map_err(|_| TaskError::new("the coordinator stopped waiting for the result"));
+                result = &mut *settled => {
+                    return result
+                        .map(Waited::Settled)
+                        .map_err(|_| TaskError::new("the coordinator stopped waiting for the result"));
                 }
                 () = ctx.cancellation().cancelled(), if !cancel_forwarded => {
                     cancel_forwarded = true;
                     Box::pin(self.publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)).await;
                 }
                 _ = ticks.tick() => {
+                    if let Some(sequence) = watched
+                        && Box::pin(self.removed_without_result(key, sequence)).await
+                    {
+                        return Ok(Waited::Removed);
+                    }
                     let missing = Box::pin(self.presence.missing_for(task_type)).await;
                     if missing >= self.missing_worker_timeout {
                         return Err(TaskError::permanent(format!(
@@ -338,6 +363,23 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Whether task message `sequence` of attempt `key` is gone from the stream with no
+    /// result stored for the attempt (a stored one settles it).
+    async fn removed_without_result(&self, key: &AttemptKey, sequence: u64) -> bool {
+        // Queued first, then stored: a worker stores the result before it removes the
+        // message.
+        if !matches!(self.still_queued(sequence).await, dispatch::Queued::No) {
+            return false;
+        }
+        if self.look_up_result(key).await {
+            return false;
+        }
+        self.routes.unpublished(sequence);
+        tracing::info!(task = %key.task, attempt = key.attempt,
+            "the message an earlier coordinator sent was removed without a result; sending it again");
+        true
     }
 
     /// Settles `key` from the results stream if a result for it is stored; whether one
@@ -405,6 +447,13 @@ impl Inner {
             tracing::warn!(%run, %error, "could not publish a cancellation");
         }
     }
+}
+
+/// How the wait for an attempt ended.
+enum Waited {
+    Settled(Settled),
+    /// The message it waited on was removed without a result: send it again.
+    Removed,
 }
 
 /// An attempt published and not yet settled: if its wait ends another way (the engine

@@ -788,6 +788,79 @@ async fn resume_a_failed_task(window: Duration, pause: Duration) {
     stop.cancel();
 }
 
+/// A coordinator that comes back on a run finds the message of the attempt it takes up
+/// still queued, and waits for it; a worker then removes the message without a result
+/// (as one does that heard the earlier coordinator cancel the attempt). The attempt is
+/// sent again, instead of waiting for ever for a result that will not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let workflow = Workflow::new("w", "W").task(Task::new("t", "echo"));
+    let run_id: orch_core::RunId = "removed".parse().expect("a valid id");
+    // The first coordinator sends the task while no worker is up, and is then never
+    // polled again, as if it had died: its message stays queued.
+    let first = remote_engine(&server, &["echo"]).await;
+    let mut stalled = Box::pin(first.run_with_id(&workflow, run_id.clone()));
+    let waited = tokio::time::timeout(Duration::from_millis(500), &mut stalled).await;
+    assert!(waited.is_err(), "no worker answered");
+    // The second comes back on the run, which recorded nothing of its task: it takes up
+    // attempt 1 again and finds its message queued.
+    let now = std::time::SystemTime::now();
+    let not_recorded = orch_core::TaskRecord::default();
+    let previous = orch_core::WorkflowResult {
+        workflow_id: "w".into(),
+        run_id,
+        name: "W".into(),
+        status: WorkflowStatus::Cancelled,
+        start_time: now,
+        end_time: now,
+        max_concurrent: 4,
+        tasks: orch_core::TaskRecords::for_workflow(&workflow, vec![not_recorded])
+            .expect("one record per task"),
+    };
+    // With the default patience for a missing worker (none is up yet).
+    let remote = RemoteHandler::builder()
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let second = WorkflowEngine::new();
+    second.register_handler("echo", remote);
+    let resumed = tokio::spawn(async move { second.resume(&workflow, &previous).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The message is removed without a result.
+    let admin = async_nats::connect(server.url()).await.expect("connects");
+    let tasks = async_nats::jetstream::new(admin)
+        .get_stream("ORCH_TASKS")
+        .await
+        .expect("the tasks stream");
+    let last = tasks.cached_info().state.last_sequence;
+    tasks.delete_message(last).await.expect("deleted");
+    let stop = CancellationToken::new();
+    let worker = Worker::builder()
+        .handler("echo", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.attempt())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let result = tokio::time::timeout(Duration::from_secs(20), resumed)
+        .await
+        .expect("the resumed run ends")
+        .expect("not panicked")
+        .expect("resumes");
+    let t = result.task("t").expect("a record");
+    assert_eq!(
+        (t.status, t.result.clone()),
+        (TaskStatus::Completed, Some(json!(1)))
+    );
+    stop.cancel();
+    // Dropped, the first coordinator's run would cancel the run's attempts.
+    std::mem::forget(stalled);
+}
+
 /// Task ids and types far longer than a subject token should be: a subject over the
 /// server's control line limit (4 KB) would close the connection on every publish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,7 +51,7 @@ impl Scheduler<'_> {
             return;
         };
         let record = &self.records[index];
-        let (attempt, duration) = (record.attempts, record.duration());
+        let (attempt, duration) = (attempt_of(record), record.duration());
         let detail = match &record.error {
             Some(error) => Some(Detail::Error(error.clone())),
             None if announcer.wants_outputs() => self.shared.results[index]
@@ -119,7 +119,7 @@ impl Scheduler<'_> {
         let task = self.task(index);
         let record = &self.records[index];
         let (task_id, task_type) = (task.task_id.as_str(), task.task_type.as_str());
-        let (attempt, error) = (record.attempts, record.error.as_deref().unwrap_or(""));
+        let (attempt, error) = (attempt_of(record), record.error.as_deref().unwrap_or(""));
         match record.status {
             TaskStatus::Failed => {
                 tracing::warn!(task_id, task_type, attempt, error, "task failed");
@@ -132,5 +132,14 @@ impl Scheduler<'_> {
             }
             TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => {}
         }
+    }
+}
+
+/// The attempt a task's event names: its last, or 0 for a task that did not start in its
+/// run (whose record may still count attempts of an earlier run it continues).
+fn attempt_of(record: &orch_core::TaskRecord) -> u32 {
+    match record.start_time {
+        Some(_) => record.attempts,
+        None => 0,
     }
 }

@@ -61,47 +61,47 @@ pub(super) fn may_stand(record: &orch_core::TaskRecord) -> bool {
         || (record.status == TaskStatus::Skipped && record.start_time.is_none())
 }
 
-/// For a run that continues `previous`, per task, whether that run completed, failed or
-/// skipped it, or cancelled it before it started: no attempt of it can still have been
-/// under way there. (An attempt cancelled while it ran may still have finished where it
-/// ran; so may one of a task the run did not record, if the run stopped unexpectedly.)
+/// For a run that continues `previous`, per task, whether that run ended it (completed,
+/// failed, skipped or cancelled it): the next attempt's number is a new one (see
+/// [`attempt_bases`]). A task it did not record, or recorded as pending or running, may
+/// have had an attempt under way when it stopped, which this run takes up.
 pub(super) fn ended_before(
     workflow: &Workflow,
     previous: Option<&WorkflowResult>,
 ) -> Option<Box<[bool]>> {
-    use TaskStatus::{Cancelled, Completed, Failed, Skipped};
     let previous = previous?;
     let ended = |task: &orch_core::Task| {
-        previous.task(&task.task_id).is_some_and(|r| {
-            matches!(r.status, Completed | Failed | Skipped)
-                || (r.status == Cancelled && r.start_time.is_none())
-        })
+        (previous.task(&task.task_id)).is_some_and(|r| r.status.is_finished())
     };
     Some(workflow.tasks().map(ended).collect())
 }
 
 /// For a run that continues `previous`, per task, how many attempts the earlier runs
 /// made that this one's attempt numbers go on from: a task that runs again is not given
-/// the numbers of attempts that already ended, so that a system the attempts were handed
-/// to never takes a new attempt for an old one. A task that was cancelled (or running)
-/// there takes up its last attempt again under the same number: that attempt may have
-/// finished where it ran.
+/// the numbers of attempts that already ended (or were cancelled), so that a system the
+/// attempts were handed to never takes a new attempt for an old one. A task recorded as
+/// running (a result taken while its run went on) takes up that attempt again under the
+/// same number: it may have finished where it ran. So does a task the earlier run did
+/// not record at all, or recorded as pending: if that run stopped unexpectedly, its
+/// attempt may have been under way.
 pub(super) fn attempt_bases(
     workflow: &Workflow,
     previous: Option<&WorkflowResult>,
 ) -> Option<Box<[u32]>> {
     let previous = previous?;
     let base = |task: &orch_core::Task| match previous.task(&task.task_id) {
-        Some(record)
-            if matches!(record.status, TaskStatus::Cancelled | TaskStatus::Running)
-                && record.start_time.is_some() =>
-        {
+        Some(record) if record.status == TaskStatus::Running && record.start_time.is_some() => {
             record.attempts.saturating_sub(1)
         }
         Some(record) => record.attempts,
         None => 0,
     };
-    let bases: Box<[u32]> = workflow.tasks().map(base).collect();
+    // A count no run reaches is cut, so that numbering on from it (and the retries
+    // after that) cannot overflow.
+    let bases: Box<[u32]> = workflow
+        .tasks()
+        .map(|t| base(t).min(u32::MAX / 2))
+        .collect();
     bases.iter().any(|&b| b > 0).then_some(bases)
 }
 

@@ -14,7 +14,7 @@ use crate::protocol;
 use crate::routes::{AttemptKey, Settled};
 
 /// Whether a task message is still on the tasks stream.
-enum Queued {
+pub(super) enum Queued {
     /// It is (or the server cannot tell), stored at `stored` if known.
     Yes { stored: Option<SystemTime> },
     /// It was removed.
@@ -25,8 +25,19 @@ enum Queued {
 /// a result (each time by a coordinator that restarted).
 const MAX_RESENDS: u32 = 100;
 
+/// An attempt's task message, on the stream.
+pub(super) struct Sent {
+    pub(super) sequence: u64,
+    /// The server had it already (sent by a coordinator that stopped) and it is still
+    /// queued: it may yet be removed without a result (a worker that heard the earlier
+    /// coordinator's cancellation drops it), and is then sent again from `next_resend`.
+    pub(super) queued_before: bool,
+    pub(super) next_resend: u32,
+}
+
 impl Inner {
-    /// Publishes the task message of `key` on `subject`; returns its stream sequence.
+    /// Publishes the task message of `key` on `subject` (the `first_resend`th time it is
+    /// sent again, 0 for the first time).
     ///
     /// A message the server already had (sent by a coordinator that stopped, within the
     /// duplicate window) stands while it is still queued or running; a result stored for
@@ -40,23 +51,29 @@ impl Inner {
         key: &AttemptKey,
         payload: Bytes,
         ctx: &TaskContext,
-    ) -> Result<u64, TaskError> {
+        first_resend: u32,
+    ) -> Result<Sent, TaskError> {
         let first_id = protocol::message_id(&key.run, &key.task, key.attempt);
-        for resend in 0..=MAX_RESENDS {
+        for resend in first_resend..=MAX_RESENDS {
             let id = match resend {
                 0 => first_id.clone(),
                 n => format!("{first_id}.{n}"),
             };
             let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
             self.routes.published(key, sequence);
+            let sent = |queued_before| Sent {
+                sequence,
+                queued_before,
+                next_resend: resend + 1,
+            };
             if !duplicate {
-                return Ok(sequence);
+                return Ok(sent(false));
             }
             // Queued first, then stored: a worker stores the result before it removes
             // the message, so a message gone with no result stored had none.
             let queued = Box::pin(self.still_queued(sequence)).await;
             if Box::pin(self.look_up_result(key)).await {
-                return Ok(sequence);
+                return Ok(sent(false));
             }
             if let Queued::Yes { stored } = queued {
                 // Still there, but perhaps out of deliveries: then no worker will ever
@@ -64,7 +81,7 @@ impl Inner {
                 if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
                     self.routes.settle(key, Settled::Lost { deliveries });
                 }
-                return Ok(sequence);
+                return Ok(sent(true));
             }
             self.routes.unpublished(sequence);
             tracing::info!(task = %key.task, attempt = key.attempt, message_id = %id,
@@ -78,7 +95,7 @@ impl Inner {
 
     /// Whether stream message `sequence` of the tasks stream is still there (queued, or
     /// held by a worker), and when it was stored; there when the server cannot tell.
-    async fn still_queued(&self, sequence: u64) -> Queued {
+    pub(super) async fn still_queued(&self, sequence: u64) -> Queued {
         let Ok(stream) = self.js.get_stream_no_info(self.names.tasks_stream()).await else {
             return Queued::Yes { stored: None };
         };
