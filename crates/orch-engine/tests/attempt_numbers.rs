@@ -70,15 +70,21 @@ fn register(engine: &WorkflowEngine, seen: &Seen, fail: bool, block: Option<&Arc
     });
 }
 
-#[test]
-fn a_failed_task_run_again_goes_on_from_its_attempts_with_its_retries_anew() {
-    let seen = Seen::default();
+/// A run of one `flaky` task `a` with one retry, which fails both its attempts.
+fn failed_twice(seen: &Seen) -> (Workflow, WorkflowResult) {
     let workflow = Workflow::new("w", "W").task(Task::new("a", "flaky").retries(1));
     let engine = WorkflowEngine::new();
-    register(&engine, &seen, true, None);
+    register(&engine, seen, true, None);
     let first = runtime()
         .block_on(engine.execute_workflow(&workflow))
         .unwrap();
+    (workflow, first)
+}
+
+#[test]
+fn a_failed_task_run_again_goes_on_from_its_attempts_with_its_retries_anew() {
+    let seen = Seen::default();
+    let (workflow, first) = failed_twice(&seen);
     let a = first.task("a").unwrap();
     assert_eq!((a.status, a.attempts), (TaskStatus::Failed, 2));
     let engine = WorkflowEngine::new();
@@ -247,12 +253,9 @@ fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
 #[test]
 fn an_absurd_attempt_count_to_resume_from_does_not_overflow() {
     let seen = Seen::default();
-    let workflow = Workflow::new("w", "W").task(Task::new("a", "flaky").retries(1));
+    let (workflow, first) = failed_twice(&seen);
     let engine = WorkflowEngine::new();
     register(&engine, &seen, true, None);
-    let first = runtime()
-        .block_on(engine.execute_workflow(&workflow))
-        .unwrap();
     let mut record = first.task("a").unwrap().clone();
     record.attempts = u32::MAX;
     let first = WorkflowResult {
