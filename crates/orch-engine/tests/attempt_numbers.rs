@@ -271,3 +271,94 @@ fn an_absurd_attempt_count_to_resume_from_does_not_overflow() {
         (TaskStatus::Failed, u32::MAX / 2 + 2)
     );
 }
+
+/// What the handlers of a run saw: per task, each attempt's number and whether it was
+/// resumed.
+type Calls = Arc<Mutex<Vec<(usize, u32, bool)>>>;
+
+/// A random workflow (each task depends on up to three earlier ones, and has up to two
+/// retries) whose attempt `a` of task `i` fails when `fails(i, a)`; run once, then
+/// resumed `resumes` times, each from the result before.
+#[derive(Clone, Debug)]
+struct Rounds {
+    deps: Vec<Vec<usize>>,
+    retries: Vec<u32>,
+    /// Seeds for which attempts fail.
+    seed: u64,
+    resumes: usize,
+}
+
+fn rounds() -> impl proptest::strategy::Strategy<Value = Rounds> {
+    use proptest::prelude::*;
+    (1usize..12)
+        .prop_flat_map(|n| {
+            let deps = (0..n)
+                .map(|i| proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(3)))
+                .collect::<Vec<_>>();
+            let retries = proptest::collection::vec(0u32..3, n);
+            (deps, retries, any::<u64>(), 1usize..4)
+        })
+        .prop_map(|(deps, retries, seed, resumes)| Rounds {
+            deps,
+            retries,
+            seed,
+            resumes,
+        })
+}
+
+/// Whether attempt `attempt` of task `i` fails: about half of them, fixed by `seed`.
+fn fails(seed: u64, i: usize, attempt: u32) -> bool {
+    let mut z = seed ^ ((i as u64) << 32) ^ u64::from(attempt);
+    z = (z ^ (z >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (z >> 40) % 2 == 0
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Across a run and its resumes, no attempt number of a task is used twice, none is
+    /// taken for resumed (nothing was under way when a run ended), and each task's record
+    /// counts every attempt its handler made in all the rounds.
+    #[test]
+    fn attempt_numbers_are_never_given_twice_across_resumes(case in rounds()) {
+        let workflow = (0..case.deps.len()).fold(Workflow::new("w", "W"), |w, i| {
+            let deps = case.deps[i].iter().map(|d| format!("t{d}"));
+            w.task(Task::new(format!("t{i}"), "step").depends_on(deps).retries(case.retries[i]))
+        });
+        let calls = Calls::default();
+        let engine = WorkflowEngine::new();
+        let (noted, seed) = (Arc::clone(&calls), case.seed);
+        engine.register_handler("step", move |ctx: TaskContext| {
+            let i: usize = ctx.task_id().as_str()[1..].parse().unwrap();
+            noted.lock().unwrap().push((i, ctx.attempt(), ctx.resumed()));
+            async move {
+                match fails(seed, i, ctx.attempt()) {
+                    true => Err(TaskError::new("down")),
+                    false => Ok(ctx.attempt()),
+                }
+            }
+        });
+        // On a paused clock: retry pauses pass at once.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let mut result = runtime.block_on(engine.execute_workflow(&workflow)).unwrap();
+        for _ in 0..case.resumes {
+            result = runtime.block_on(engine.resume(&workflow, &result)).unwrap();
+        }
+        let calls = calls.lock().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for &(i, attempt, resumed) in calls.iter() {
+            proptest::prop_assert!(seen.insert((i, attempt)), "t{i} attempt {attempt} twice: {calls:?}");
+            proptest::prop_assert!(!resumed, "t{i} attempt {attempt} resumed");
+        }
+        for i in 0..case.deps.len() {
+            let made = calls.iter().filter(|(t, ..)| *t == i).count() as u32;
+            let record = result.task(&format!("t{i}")).unwrap();
+            proptest::prop_assert_eq!(record.attempts, made, "t{}", i);
+        }
+    }
+}
