@@ -311,7 +311,7 @@ fn fails(seed: u64, i: usize, attempt: u32) -> bool {
     let mut z = seed ^ ((i as u64) << 32) ^ u64::from(attempt);
     z = (z ^ (z >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (z >> 40) % 2 == 0
+    (z >> 40).is_multiple_of(2)
 }
 
 proptest::proptest! {
