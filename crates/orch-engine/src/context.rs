@@ -322,9 +322,11 @@ impl TaskContext {
     }
 
     /// The attempt number: 1 for the first try, 2 for the first retry, ... In a resumed
-    /// run, a task that runs again goes on from the attempts of the run it continues
-    /// ([`WorkflowEngine::resume`](crate::WorkflowEngine::resume)), so a number is never
-    /// given to two attempts of one run. An instance of a map task that runs again goes on
+    /// run, a task that runs again goes on from the attempts the run it continues
+    /// recorded ([`WorkflowEngine::resume`](crate::WorkflowEngine::resume)), so no number
+    /// of an attempt that ended is given again; attempts a run made but did not record
+    /// (its process stopped during them) are taken up under their numbers, and are
+    /// [resumed](TaskContext::resumed). An instance of a map task that runs again goes on
     /// from the highest attempt of the map's instances.
     pub fn attempt(&self) -> u32 {
         self.attempt

@@ -256,10 +256,10 @@ impl WorkflowEngine {
     /// `run_id` first.
     ///
     /// A task that runs again goes on counting its attempts: if it made two there, its
-    /// next attempt is number 3 (its retries are granted anew), so that an attempt number
-    /// names one attempt across the whole run, resumes included (a system the attempts
-    /// are handed to can use it to tell them apart). Only an attempt that may have been
-    /// under way when the earlier run stopped unexpectedly is taken up under its number
+    /// next attempt is number 3 (its retries are granted anew), so that an attempt that
+    /// ended is never named again (a system the attempts are handed to can use the
+    /// number to tell them apart). Only attempts that may have been under way when the
+    /// earlier run stopped unexpectedly, unrecorded, are taken up under their numbers
     /// (see [`TaskContext::resumed`](crate::TaskContext::resumed)).
     ///
     /// On the bus, the resumed run's start event gives the number of tasks kept

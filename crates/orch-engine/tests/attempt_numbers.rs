@@ -123,25 +123,7 @@ fn cancelled_then_resumed(
     start: impl Fn(&WorkflowEngine, Option<&WorkflowResult>) -> RunHandle,
 ) {
     let seen = Seen::default();
-    let first_engine = engine();
-    register(&first_engine, &seen, true, None);
-    let first = runtime().block_on(start(&first_engine, None)).unwrap();
-    assert_eq!(first.task("y").unwrap().attempts, 1);
-
-    let blocking = engine();
-    let started = Arc::new(Notify::new());
-    register(&blocking, &seen, true, Some(&started));
-    let second = runtime().block_on(async {
-        let run = start(&blocking, Some(&first));
-        let token = run.cancellation_token();
-        let cancel = async {
-            started.notified().await;
-            token.cancel();
-        };
-        let (second, ()) = tokio::join!(run, cancel);
-        second.unwrap()
-    });
-    assert_eq!(second.status, WorkflowStatus::Cancelled);
+    let second = first_two_runs(&engine, &start, &seen);
     let (x, y) = (second.task("x").unwrap(), second.task("y").unwrap());
     assert_eq!((x.status, x.attempts), (TaskStatus::Cancelled, 4));
     // `y` never started in that run, and keeps the count of the run before.
@@ -166,6 +148,33 @@ fn cancelled_then_resumed(
     assert_eq!(attempts_of(&seen, "y"), [(1, false), (2, false)]);
 }
 
+/// The first two runs of [`cancelled_then_resumed`]: the second's result.
+fn first_two_runs(
+    engine: &impl Fn() -> WorkflowEngine,
+    start: &impl Fn(&WorkflowEngine, Option<&WorkflowResult>) -> RunHandle,
+    seen: &Seen,
+) -> WorkflowResult {
+    let first_engine = engine();
+    register(&first_engine, seen, true, None);
+    let first = runtime().block_on(start(&first_engine, None)).unwrap();
+    assert_eq!(first.task("y").unwrap().attempts, 1);
+    let blocking = engine();
+    let started = Arc::new(Notify::new());
+    register(&blocking, seen, true, Some(&started));
+    let second = runtime().block_on(async {
+        let run = start(&blocking, Some(&first));
+        let token = run.cancellation_token();
+        let cancel = async {
+            started.notified().await;
+            token.cancel();
+        };
+        let (second, ()) = tokio::join!(run, cancel);
+        second.unwrap()
+    });
+    assert_eq!(second.status, WorkflowStatus::Cancelled);
+    second
+}
+
 #[test]
 fn resuming_from_results_numbers_attempts_after_the_earlier_runs() {
     cancelled_then_resumed(WorkflowEngine::new, |engine, previous| match previous {
@@ -174,16 +183,19 @@ fn resuming_from_results_numbers_attempts_after_the_earlier_runs() {
     });
 }
 
+/// An engine journaling in `dir`, as a process started anew would have.
+fn journaled(dir: &std::path::Path) -> WorkflowEngine {
+    let journal = FileJournal::new(dir).unwrap();
+    (WorkflowEngine::builder().journal(journal, Durability::Process))
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_journal_keeps_the_attempt_count_of_tasks_it_resets() {
     let dir = tempfile::tempdir().unwrap();
     let run_id = RunId::parse("numbers").unwrap();
-    let engine = || {
-        let journal = FileJournal::new(dir.path()).unwrap();
-        (WorkflowEngine::builder().journal(journal, Durability::Process))
-            .build()
-            .unwrap()
-    };
+    let engine = || journaled(dir.path());
     cancelled_then_resumed(engine, |engine, _| {
         engine.run_durable(&workflow(), run_id.clone())
     });
@@ -203,6 +215,44 @@ fn a_journal_keeps_the_attempt_count_of_tasks_it_resets() {
         .collect();
     assert_eq!(resets.len(), 1, "{text}");
     assert_eq!(resets[0]["attempt"], 1, "{text}");
+}
+
+/// A run that resets a task's completion and then stops before recording anything else
+/// (its journal cut after the reset, as a crash would leave it): the next resume goes on
+/// from the count the reset kept, and takes the task's attempt up as resumed, since the
+/// cut run may have started it.
+#[test]
+fn a_resume_after_a_crash_goes_on_from_the_count_a_reset_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = RunId::parse("crashed").unwrap();
+    let engine = || journaled(dir.path());
+    let seen = Seen::default();
+    let start = |engine: &WorkflowEngine, _: Option<&WorkflowResult>| {
+        engine.run_durable(&workflow(), run_id.clone())
+    };
+    first_two_runs(&engine, &start, &seen);
+    let path = dir.path().join("crashed.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let reset = (text.lines())
+        .position(|line| {
+            line.contains(r#""task_id":"y""#) && line.contains(r#""status":"pending""#)
+        })
+        .unwrap();
+    let cut: String = text
+        .lines()
+        .take(reset + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, cut).unwrap();
+
+    let third_engine = engine();
+    register(&third_engine, &seen, false, None);
+    let third = runtime()
+        .block_on(third_engine.run_durable(&workflow(), run_id.clone()))
+        .unwrap();
+    assert_eq!(third.status, WorkflowStatus::Completed);
+    assert_eq!(attempts_of(&seen, "y"), [(1, false), (2, true)]);
+    assert_eq!(third.task("y").unwrap().attempts, 2);
 }
 
 #[test]
@@ -272,9 +322,8 @@ fn an_absurd_attempt_count_to_resume_from_does_not_overflow() {
     );
 }
 
-/// What the handlers of a run saw: per task, each attempt's number and whether it was
-/// resumed.
-type Calls = Arc<Mutex<Vec<(usize, u32, bool)>>>;
+/// What the handlers of a run saw: per task, each attempt's number.
+type Calls = Arc<Mutex<Vec<(usize, u32)>>>;
 
 /// A random workflow (each task depends on up to three earlier ones, and has up to two
 /// retries) whose attempt `a` of task `i` fails when `fails(i, a)`; run once, then
@@ -317,9 +366,8 @@ fn fails(seed: u64, i: usize, attempt: u32) -> bool {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
-    /// Across a run and its resumes, no attempt number of a task is used twice, none is
-    /// taken for resumed (nothing was under way when a run ended), and each task's record
-    /// counts every attempt its handler made in all the rounds.
+    /// Across a run and its resumes, no attempt number of a task is used twice, and each
+    /// task's record counts every attempt its handler made in all the rounds.
     #[test]
     fn attempt_numbers_are_never_given_twice_across_resumes(case in rounds()) {
         let workflow = (0..case.deps.len()).fold(Workflow::new("w", "W"), |w, i| {
@@ -331,7 +379,7 @@ proptest::proptest! {
         let (noted, seed) = (Arc::clone(&calls), case.seed);
         engine.register_handler("step", move |ctx: TaskContext| {
             let i: usize = ctx.task_id().as_str()[1..].parse().unwrap();
-            noted.lock().unwrap().push((i, ctx.attempt(), ctx.resumed()));
+            noted.lock().unwrap().push((i, ctx.attempt()));
             async move {
                 match fails(seed, i, ctx.attempt()) {
                     true => Err(TaskError::new("down")),
@@ -351,12 +399,11 @@ proptest::proptest! {
         }
         let calls = calls.lock().unwrap();
         let mut seen = std::collections::HashSet::new();
-        for &(i, attempt, resumed) in calls.iter() {
+        for &(i, attempt) in calls.iter() {
             proptest::prop_assert!(seen.insert((i, attempt)), "t{i} attempt {attempt} twice: {calls:?}");
-            proptest::prop_assert!(!resumed, "t{i} attempt {attempt} resumed");
         }
         for i in 0..case.deps.len() {
-            let made = calls.iter().filter(|(t, ..)| *t == i).count() as u32;
+            let made = calls.iter().filter(|(t, _)| *t == i).count() as u32;
             let record = result.task(&format!("t{i}")).unwrap();
             proptest::prop_assert_eq!(record.attempts, made, "t{}", i);
         }

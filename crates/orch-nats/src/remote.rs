@@ -281,8 +281,9 @@ impl Inner {
                 .await;
             match waited {
                 Ok(Waited::Settled(settled)) => break Ok(settled),
-                // The message an earlier coordinator sent went without a result.
-                Ok(Waited::Removed) => continue,
+                // The message an earlier coordinator sent went without a result. Until the
+                // next one is stored, a cancellation covers the stream's last message.
+                Ok(Waited::Removed) => pending.sequence = None,
                 Err(error) => break Err(error),
             }
         };
@@ -348,7 +349,8 @@ impl Inner {
                     Box::pin(self.publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)).await;
                 }
                 _ = ticks.tick() => {
-                    if let Some(sequence) = watched
+                    // Not once the attempt is cancelled: it is not sent again then.
+                    if let Some(sequence) = watched.filter(|_| !cancel_forwarded)
                         && Box::pin(self.removed_without_result(key, sequence)).await
                     {
                         return Ok(Waited::Removed);
@@ -363,23 +365,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    /// Whether task message `sequence` of attempt `key` is gone from the stream with no
-    /// result stored for the attempt (a stored one settles it).
-    async fn removed_without_result(&self, key: &AttemptKey, sequence: u64) -> bool {
-        // Queued first, then stored: a worker stores the result before it removes the
-        // message.
-        if !matches!(self.still_queued(sequence).await, dispatch::Queued::No) {
-            return false;
-        }
-        if self.look_up_result(key).await {
-            return false;
-        }
-        self.routes.unpublished(sequence);
-        tracing::info!(task = %key.task, attempt = key.attempt,
-            "the message an earlier coordinator sent was removed without a result; sending it again");
-        true
     }
 
     /// Settles `key` from the results stream if a result for it is stored; whether one

@@ -2,6 +2,7 @@
 //! named after the results stream, under the attempt's message id, and named by the
 //! result message instead of carried in it.
 
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, object_store};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -98,11 +99,24 @@ pub(crate) async fn result_message(
     names: &Names,
     key: &AttemptKey,
 ) -> Option<bytes::Bytes> {
+    find_result(js, names, key).await.ok().flatten()
+}
+
+/// The server could not say whether a result is stored.
+pub(crate) struct NotAnswered;
+
+/// The result message stored on the results stream for `key`: `Ok(None)` when the
+/// server says there is none.
+pub(crate) async fn find_result(
+    js: &jetstream::Context,
+    names: &Names,
+    key: &AttemptKey,
+) -> Result<Option<bytes::Bytes>, NotAnswered> {
     let subject = names.result_subject(&key.run, &key.task, key.attempt);
-    let stream = js.get_stream_no_info(names.results_stream()).await.ok()?;
-    let message = stream
-        .get_last_raw_message_by_subject(&subject)
-        .await
-        .ok()?;
-    Some(message.payload)
+    let stream = (js.get_stream_no_info(names.results_stream()).await).map_err(|_| NotAnswered)?;
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => Ok(Some(message.payload)),
+        Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(_) => Err(NotAnswered),
+    }
 }

@@ -788,27 +788,29 @@ async fn resume_a_failed_task(window: Duration, pause: Duration) {
     stop.cancel();
 }
 
-/// A coordinator that comes back on a run finds the message of the attempt it takes up
-/// still queued, and waits for it; a worker then removes the message without a result
-/// (as one does that heard the earlier coordinator cancel the attempt). The attempt is
-/// sent again, instead of waiting for ever for a result that will not come.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
+/// A coordinator that comes back on a run, waiting for the attempt it took up, whose
+/// message (sent by an earlier coordinator) is still queued; no worker is up.
+struct WaitingOnQueued {
+    /// The coordinator's run, and a way to cancel it.
+    resumed: tokio::task::JoinHandle<Result<orch_core::WorkflowResult, orch_engine::RunError>>,
+    cancel: CancellationToken,
+    tasks: async_nats::jetstream::stream::Stream,
+    /// The earlier coordinator's run, never polled again (as if it had died): dropped,
+    /// it would cancel the run's attempts.
+    stalled: std::pin::Pin<Box<orch_engine::RunHandle>>,
+}
+
+async fn waiting_on_queued(server: &NatsServer) -> WaitingOnQueued {
     let workflow = Workflow::new("w", "W").task(Task::new("t", "echo"));
     let run_id: orch_core::RunId = "removed".parse().expect("a valid id");
-    // The first coordinator sends the task while no worker is up, and is then never
-    // polled again, as if it had died: its message stays queued.
-    let first = remote_engine(&server, &["echo"]).await;
+    // The first coordinator sends the task while no worker is up.
+    let first = remote_engine(server, &["echo"]).await;
     let mut stalled = Box::pin(first.run_with_id(&workflow, run_id.clone()));
     let waited = tokio::time::timeout(Duration::from_millis(500), &mut stalled).await;
     assert!(waited.is_err(), "no worker answered");
     // The second comes back on the run, which recorded nothing of its task: it takes up
     // attempt 1 again and finds its message queued.
     let now = std::time::SystemTime::now();
-    let not_recorded = orch_core::TaskRecord::default();
     let previous = orch_core::WorkflowResult {
         workflow_id: "w".into(),
         run_id,
@@ -817,7 +819,7 @@ async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
         start_time: now,
         end_time: now,
         max_concurrent: 4,
-        tasks: orch_core::TaskRecords::for_workflow(&workflow, vec![not_recorded])
+        tasks: orch_core::TaskRecords::for_workflow(&workflow, vec![Default::default()])
             .expect("one record per task"),
     };
     // With the default patience for a missing worker (none is up yet).
@@ -827,16 +829,42 @@ async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
         .expect("the coordinator connects");
     let second = WorkflowEngine::new();
     second.register_handler("echo", remote);
-    let resumed = tokio::spawn(async move { second.resume(&workflow, &previous).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The message is removed without a result.
+    // A coordinator asks for workers of a type only once it waits for an attempt's
+    // result, after sending its message (here, finding it queued).
     let admin = async_nats::connect(server.url()).await.expect("connects");
+    let mut asked = (admin.subscribe("orch.worker.echo").await).expect("subscribes");
+    let run = second.resume(&workflow, &previous);
+    let cancel = run.cancellation_token();
+    let resumed = tokio::spawn(run);
+    let next = futures_util::StreamExt::next(&mut asked);
+    tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("the coordinator waits for the attempt")
+        .expect("a request");
     let tasks = async_nats::jetstream::new(admin)
         .get_stream("ORCH_TASKS")
         .await
         .expect("the tasks stream");
-    let last = tasks.cached_info().state.last_sequence;
-    tasks.delete_message(last).await.expect("deleted");
+    WaitingOnQueued {
+        resumed,
+        cancel,
+        tasks,
+        stalled,
+    }
+}
+
+/// A coordinator that comes back on a run finds the message of the attempt it takes up
+/// still queued, and waits for it; a worker then removes the message without a result
+/// (as one does that heard the earlier coordinator cancel the attempt). The attempt is
+/// sent again, instead of waiting for ever for a result that will not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let waiting = waiting_on_queued(&server).await;
+    let last = waiting.tasks.cached_info().state.last_sequence;
+    waiting.tasks.delete_message(last).await.expect("deleted");
     let stop = CancellationToken::new();
     let worker = Worker::builder()
         .handler("echo", |ctx: TaskContext| async move {
@@ -846,7 +874,7 @@ async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
         .await
         .expect("the worker connects");
     tokio::spawn(worker.run(stop.clone()));
-    let result = tokio::time::timeout(Duration::from_secs(20), resumed)
+    let result = tokio::time::timeout(Duration::from_secs(20), waiting.resumed)
         .await
         .expect("the resumed run ends")
         .expect("not panicked")
@@ -857,8 +885,39 @@ async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
         (TaskStatus::Completed, Some(json!(1)))
     );
     stop.cancel();
-    // Dropped, the first coordinator's run would cancel the run's attempts.
-    std::mem::forget(stalled);
+    std::mem::forget(waiting.stalled);
+}
+
+/// The same, but the coordinator's run was cancelled before the message was removed:
+/// the attempt is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_does_not_send_a_removed_message_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut waiting = waiting_on_queued(&server).await;
+    waiting.cancel.cancel();
+    let last = waiting
+        .tasks
+        .info()
+        .await
+        .expect("info")
+        .state
+        .last_sequence;
+    waiting.tasks.delete_message(last).await.expect("deleted");
+    let result = tokio::time::timeout(Duration::from_secs(20), waiting.resumed)
+        .await
+        .expect("the resumed run ends")
+        .expect("not panicked")
+        .expect("ends cancelled");
+    assert_eq!(result.status, WorkflowStatus::Cancelled);
+    let state = waiting.tasks.info().await.expect("info").state.clone();
+    assert_eq!(
+        (state.messages, state.last_sequence),
+        (0, last),
+        "nothing was sent after the cancellation"
+    );
+    std::mem::forget(waiting.stalled);
 }
 
 /// Task ids and types far longer than a subject token should be: a subject over the

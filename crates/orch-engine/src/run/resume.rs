@@ -77,25 +77,17 @@ pub(super) fn ended_before(
 }
 
 /// For a run that continues `previous`, per task, how many attempts the earlier runs
-/// made that this one's attempt numbers go on from: a task that runs again is not given
-/// the numbers of attempts that already ended (or were cancelled), so that a system the
-/// attempts were handed to never takes a new attempt for an old one. A task recorded as
-/// running (a result taken while its run went on) takes up that attempt again under the
-/// same number: it may have finished where it ran. So does a task the earlier run did
-/// not record at all, or recorded as pending: if that run stopped unexpectedly, its
-/// attempt may have been under way.
+/// recorded, which this one's attempt numbers go on from: a task that runs again is not
+/// given the numbers of attempts that already ended (or were cancelled), so that a
+/// system the attempts were handed to never takes a new attempt for an old one. Attempts
+/// the earlier run made and did not record (its process stopped during them) are taken
+/// up under the same numbers, and are resumed (see [`ended_before`]).
 pub(super) fn attempt_bases(
     workflow: &Workflow,
     previous: Option<&WorkflowResult>,
 ) -> Option<Box<[u32]>> {
     let previous = previous?;
-    let base = |task: &orch_core::Task| match previous.task(&task.task_id) {
-        Some(record) if record.status == TaskStatus::Running && record.start_time.is_some() => {
-            record.attempts.saturating_sub(1)
-        }
-        Some(record) => record.attempts,
-        None => 0,
-    };
+    let base = |task: &orch_core::Task| previous.task(&task.task_id).map_or(0, |r| r.attempts);
     // A count no run reaches is cut, so that numbering on from it (and the retries
     // after that) cannot overflow.
     let bases: Box<[u32]> = workflow

@@ -12,6 +12,7 @@ use orch_engine::{TaskContext, TaskError};
 use super::Inner;
 use crate::protocol;
 use crate::routes::{AttemptKey, Settled};
+use crate::stored;
 
 /// Whether a task message is still on the tasks stream.
 pub(super) enum Queued {
@@ -91,6 +92,31 @@ impl Inner {
             "the message of attempt {} of task `{}` was removed without a result {MAX_RESENDS} times",
             key.attempt, key.task
         )))
+    }
+
+    /// Whether task message `sequence` of attempt `key` is gone from the stream with no
+    /// result stored for the attempt (a stored one settles it); not when the server
+    /// cannot say.
+    pub(super) async fn removed_without_result(&self, key: &AttemptKey, sequence: u64) -> bool {
+        // Queued first, then stored: a worker stores the result before it removes the
+        // message.
+        if !matches!(self.still_queued(sequence).await, Queued::No) {
+            return false;
+        }
+        match stored::find_result(&self.js, &self.names, key).await {
+            Ok(None) => {}
+            Ok(Some(payload)) => {
+                if let Ok(result) = protocol::read(&payload) {
+                    self.routes.settle(key, Settled::Result(result));
+                }
+                return false;
+            }
+            Err(stored::NotAnswered) => return false,
+        }
+        self.routes.unpublished(sequence);
+        tracing::info!(task = %key.task, attempt = key.attempt,
+            "the message an earlier coordinator sent was removed without a result; sending it again");
+        true
     }
 
     /// Whether stream message `sequence` of the tasks stream is still there (queued, or
