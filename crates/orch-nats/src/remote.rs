@@ -266,10 +266,10 @@ impl Inner {
         // and the task is not sent again.
         let stored_before = ctx.resumed() && Box::pin(self.look_up_result(&pending.key)).await;
         let subject = self.names.task_subject(&task.task_type);
-        let mut resend = 0;
+        let (mut resend, mut send) = (0, !stored_before);
         let outcome = loop {
             let mut watched = None;
-            if !stored_before {
+            if send {
                 let sent =
                     (self.dispatch(&subject, &pending.key, payload.clone(), &ctx, resend)).await?;
                 pending.sequence = Some(sent.sequence);
@@ -281,6 +281,8 @@ impl Inner {
                 .await;
             match waited {
                 Ok(Waited::Settled(settled)) => break Ok(settled),
+                // Cancelled meanwhile: nothing is sent again; the wait ends with the run's.
+                Ok(Waited::Removed) if ctx.cancellation().is_cancelled() => send = false,
                 // The message an earlier coordinator sent went without a result. Until the
                 // next one is stored, a cancellation covers the stream's last message.
                 Ok(Waited::Removed) => pending.sequence = None,
@@ -349,8 +351,8 @@ impl Inner {
                     Box::pin(self.publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)).await;
                 }
                 _ = ticks.tick() => {
-                    // Not once the attempt is cancelled: it is not sent again then.
-                    if let Some(sequence) = watched.filter(|_| !cancel_forwarded)
+                    // Not once the run is cancelled: the attempt is not sent again then.
+                    if let Some(sequence) = watched.filter(|_| !ctx.cancellation().is_cancelled())
                         && Box::pin(self.removed_without_result(key, sequence)).await
                     {
                         return Ok(Waited::Removed);
