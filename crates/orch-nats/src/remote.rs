@@ -264,7 +264,11 @@ impl Inner {
         // In a resumed run, the attempt may have finished before the coordinator stopped,
         // after the server's window for duplicate message ids: its stored result counts,
         // and the task is not sent again.
-        let stored_before = ctx.resumed() && Box::pin(self.look_up_result(&pending.key)).await;
+        let stored_before = ctx.resumed()
+            && matches!(
+                Box::pin(self.settle_from_store(&pending.key)).await,
+                Ok(true)
+            );
         let subject = self.names.task_subject(&task.task_type);
         let (mut resend, mut send) = (0, !stored_before);
         let outcome = loop {
@@ -353,7 +357,7 @@ impl Inner {
                 _ = ticks.tick() => {
                     // Not once the run is cancelled: the attempt is not sent again then.
                     if let Some(sequence) = watched.filter(|_| !ctx.cancellation().is_cancelled())
-                        && Box::pin(self.removed_without_result(key, sequence)).await
+                        && let dispatch::Fate::Removed = Box::pin(self.fate(key, sequence)).await
                     {
                         return Ok(Waited::Removed);
                     }
@@ -370,15 +374,16 @@ impl Inner {
     }
 
     /// Settles `key` from the results stream if a result for it is stored; whether one
-    /// was.
-    pub(super) async fn look_up_result(&self, key: &AttemptKey) -> bool {
-        if let Some(payload) = stored::result_message(&self.js, &self.names, key).await
-            && let Ok(result) = protocol::read(&payload)
-        {
-            self.routes.settle(key, Settled::Result(result));
-            return true;
-        }
-        false
+    /// was (an unreadable one counts as none).
+    async fn settle_from_store(&self, key: &AttemptKey) -> Result<bool, stored::NotAnswered> {
+        let Some(payload) = stored::find_result(&self.js, &self.names, key).await? else {
+            return Ok(false);
+        };
+        let Ok(result) = protocol::read(&payload) else {
+            return Ok(false);
+        };
+        self.routes.settle(key, Settled::Result(result));
+        Ok(true)
     }
 
     /// Makes sure the durable consumer of `task_type` exists, once per handler.

@@ -15,7 +15,7 @@ use crate::routes::{AttemptKey, Settled};
 use crate::stored;
 
 /// Whether a task message is still on the tasks stream.
-pub(super) enum Queued {
+enum Queued {
     /// It is (or the server cannot tell), stored at `stored` if known.
     Yes { stored: Option<SystemTime> },
     /// It was removed.
@@ -25,6 +25,18 @@ pub(super) enum Queued {
 /// How many times an attempt's message is sent again after it was found removed without
 /// a result (each time by a coordinator that restarted).
 const MAX_RESENDS: u32 = 100;
+
+/// What became of a task message the server already had.
+pub(super) enum Fate {
+    /// Still queued or held by a worker, stored at `stored` if known.
+    Queued { stored: Option<SystemTime> },
+    /// A result is stored for the attempt, which it settled.
+    Answered,
+    /// Removed with no result stored: no worker will answer it.
+    Removed,
+    /// The server could not say.
+    Unknown,
+}
 
 /// An attempt's task message, on the stream.
 pub(super) struct Sent {
@@ -70,23 +82,19 @@ impl Inner {
             if !duplicate {
                 return Ok(sent(false));
             }
-            // Queued first, then stored: a worker stores the result before it removes
-            // the message, so a message gone with no result stored had none.
-            let queued = Box::pin(self.still_queued(sequence)).await;
-            if Box::pin(self.look_up_result(key)).await {
-                return Ok(sent(false));
-            }
-            if let Queued::Yes { stored } = queued {
-                // Still there, but perhaps out of deliveries: then no worker will ever
-                // answer it, and the server said so while this coordinator was away.
-                if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
-                    self.routes.settle(key, Settled::Lost { deliveries });
+            match Box::pin(self.fate(key, sequence)).await {
+                Fate::Answered => return Ok(sent(false)),
+                Fate::Unknown => return Ok(sent(true)),
+                Fate::Queued { stored } => {
+                    // Still there, but perhaps out of deliveries: then no worker will ever
+                    // answer it, and the server said so while this coordinator was away.
+                    if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
+                        self.routes.settle(key, Settled::Lost { deliveries });
+                    }
+                    return Ok(sent(true));
                 }
-                return Ok(sent(true));
+                Fate::Removed => {}
             }
-            self.routes.unpublished(sequence);
-            tracing::info!(task = %key.task, attempt = key.attempt, message_id = %id,
-                "the attempt's message was removed without a result; sending it again");
         }
         Err(TaskError::new(format!(
             "the message of attempt {} of task `{}` was removed without a result {MAX_RESENDS} times",
@@ -94,34 +102,29 @@ impl Inner {
         )))
     }
 
-    /// Whether task message `sequence` of attempt `key` is gone from the stream with no
-    /// result stored for the attempt (a stored one settles it); not when the server
-    /// cannot say.
-    pub(super) async fn removed_without_result(&self, key: &AttemptKey, sequence: u64) -> bool {
+    /// What became of task message `sequence` of attempt `key`, one the server already
+    /// had: a stored result settles the attempt, and a message removed without one is
+    /// forgotten (it is to be sent again).
+    pub(super) async fn fate(&self, key: &AttemptKey, sequence: u64) -> Fate {
         // Queued first, then stored: a worker stores the result before it removes the
-        // message.
-        if !matches!(self.still_queued(sequence).await, Queued::No) {
-            return false;
-        }
-        match stored::find_result(&self.js, &self.names, key).await {
-            Ok(None) => {}
-            Ok(Some(payload)) => {
-                if let Ok(result) = protocol::read(&payload) {
-                    self.routes.settle(key, Settled::Result(result));
-                }
-                return false;
+        // message, so a message gone with no result stored had none.
+        let queued = self.still_queued(sequence).await;
+        match (self.settle_from_store(key).await, queued) {
+            (Ok(true), _) => Fate::Answered,
+            (Err(stored::NotAnswered), _) => Fate::Unknown,
+            (Ok(false), Queued::Yes { stored }) => Fate::Queued { stored },
+            (Ok(false), Queued::No) => {
+                self.routes.unpublished(sequence);
+                tracing::info!(task = %key.task, attempt = key.attempt,
+                    "the attempt's message was removed without a result; sending it again");
+                Fate::Removed
             }
-            Err(stored::NotAnswered) => return false,
         }
-        self.routes.unpublished(sequence);
-        tracing::info!(task = %key.task, attempt = key.attempt,
-            "the message an earlier coordinator sent was removed without a result; sending it again");
-        true
     }
 
     /// Whether stream message `sequence` of the tasks stream is still there (queued, or
     /// held by a worker), and when it was stored; there when the server cannot tell.
-    pub(super) async fn still_queued(&self, sequence: u64) -> Queued {
+    async fn still_queued(&self, sequence: u64) -> Queued {
         let Ok(stream) = self.js.get_stream_no_info(self.names.tasks_stream()).await else {
             return Queued::Yes { stored: None };
         };
