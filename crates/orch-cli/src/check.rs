@@ -213,7 +213,13 @@ fn structural(error: &ValidationError) -> Problem {
                 .task(task)
                 .within(key)
         }
-        ValidationError::ControlCharacter { .. } => Problem::new("control_character", message),
+        ValidationError::ControlCharacter { task, .. } => {
+            let problem = Problem::new("control_character", message);
+            match task {
+                Some(task) => problem.task(task),
+                None => problem,
+            }
+        }
         _ => Problem::new("invalid_workflow", message),
     }
 }

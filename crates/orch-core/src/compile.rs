@@ -306,19 +306,20 @@ fn check_control_characters(
     tasks: &IdMap<Task>,
     errors: &mut Vec<ValidationError>,
 ) {
-    let mut check = |what: &'static str, text: &str| {
+    let mut check = |what: &'static str, text: &str, task: Option<&TaskId>| {
         if let Some(found) = text.chars().find(|c| c.is_control()) {
             errors.push(ValidationError::ControlCharacter {
                 what,
+                task: task.cloned(),
                 text: text.escape_debug().to_string(),
                 found,
             });
         }
     };
-    check("workflow id", workflow_id);
+    check("workflow id", workflow_id, None);
     for (key, task) in tasks {
-        check("task id", key);
-        check("task type", &task.task_type);
+        check("task id", key, Some(key));
+        check("task type", &task.task_type, Some(key));
     }
 }
 

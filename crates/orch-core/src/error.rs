@@ -67,10 +67,12 @@ pub enum ValidationError {
     },
     /// An id or a task type holds a control character (a line break, a terminal escape
     /// sequence), which would reach logs and terminals as it is.
-    #[error("{what} \"{text}\" holds the control character {found:?}: ids and task types may not")]
+    #[error("{what} \"{text}\"{of} holds the control character {found:?}: ids and task types may not", of = of_task(.task.as_ref(), what))]
     ControlCharacter {
         /// What holds it: `workflow id`, `task id` or `task type`.
         what: &'static str,
+        /// The task whose id or type it is (none for the workflow id).
+        task: Option<TaskId>,
         /// The text, with its control characters escaped (`a\nb`).
         text: String,
         /// The first control character in it.
@@ -234,5 +236,15 @@ impl<'a> IntoIterator for &'a ValidationErrors {
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
+    }
+}
+
+/// ` of task "id"` for a task type's control character, with the id escaped too.
+fn of_task(task: Option<&TaskId>, what: &str) -> String {
+    match task {
+        Some(task) if what == "task type" => {
+            format!(" of task \"{}\"", task.as_str().escape_debug())
+        }
+        _ => String::new(),
     }
 }

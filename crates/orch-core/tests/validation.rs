@@ -294,6 +294,7 @@ fn control_characters_in_ids_and_task_types_are_refused_and_shown_escaped() {
     let workflow = Workflow::new("w\n", "W")
         .task(Task::new("a\u{1b}[31m", "t"))
         .task(Task::new("b", "t\r"))
+        .task(Task::new("c\n", "u\t"))
         .task(Task::new("fine", "t"));
     let errors = errors_of(&workflow);
     let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -302,8 +303,27 @@ fn control_characters_in_ids_and_task_types_are_refused_and_shown_escaped() {
         [
             "workflow id \"w\\n\" holds the control character '\\n': ids and task types may not",
             "task id \"a\\u{1b}[31m\" holds the control character '\\u{1b}': ids and task types may not",
-            "task type \"t\\r\" holds the control character '\\r': ids and task types may not",
+            "task type \"t\\r\" of task \"b\" holds the control character '\\r': ids and task types may not",
+            "task id \"c\\n\" holds the control character '\\n': ids and task types may not",
+            "task type \"u\\t\" of task \"c\\n\" holds the control character '\\t': ids and task types may not",
         ]
     );
     assert!(texts.iter().all(|t| !t.chars().any(char::is_control)));
+    // Each error but the workflow id's names its task, for tools that place it.
+    let tasks: Vec<Option<&str>> = (errors.iter())
+        .map(|e| match e {
+            orch_core::ValidationError::ControlCharacter { task, .. } => task.as_deref(),
+            _ => panic!("another error: {e}"),
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            None,
+            Some("a\u{1b}[31m"),
+            Some("b"),
+            Some("c\n"),
+            Some("c\n")
+        ]
+    );
 }

@@ -49,7 +49,7 @@
 //! task's record is written with its result as JSON:
 //! outputs that are not JSON do not survive, and their tasks run again on resume. A
 //! completed record is final: later records of the same task do not replace it, unless
-//! a pending record comes first. A resumed run writes one for each task whose recorded
+//! a later pending record puts it out of force. A resumed run writes one for each task whose recorded
 //! outcome no longer stands (a dependency it was decided on runs again) ahead of its
 //! first commit, so that the task's new outcome replaces the old one, and a later resume
 //! does not bring back an outcome decided on what has since changed.

@@ -7,16 +7,17 @@
 //! `(run_id, task_id)`, holding the task's record as a journal line; a map instance's
 //! row, `task[i]`, is marked as one). A batch of records is one multi-row insert; a
 //! completed row is replaced only by a pending record (a resumed run's, for a task it
-//! runs again, which also removes its instances' rows), and an instance's row is never
-//! replaced (instances are recorded in the statement that records their map task's
-//! completion, and belong to it).
+//! runs again, which also removes its instances' rows), and an instance's row only by the
+//! instances of its map task's next completion after such a pending record (instances
+//! are recorded in the statement that records their map task's completion, and belong
+//! to it).
 
 /// SQL that holds when row `d` is the record of a map instance (`task[i]`) of the task
 /// `r.task_id`: written once for the statements that drop a task's instances.
 macro_rules! instance_of_r {
     () => {
         "(d.map_instance AND left(d.task_id, length(r.task_id) + 1) = r.task_id || '['
-            AND substr(d.task_id, length(r.task_id) + 2) ~ '^[0-9]+\\]$')"
+            AND substr(d.task_id, length(r.task_id) + 2) ~ '^(0|[1-9][0-9]*)\\]$')"
     };
 }
 
@@ -245,9 +246,10 @@ impl Shared {
                 }
                 Err(LineError::Bad(reason)) => return Err(JournalError::Corrupt { at, reason }),
             };
-            // A task the workflow no longer has (the run was resumed without it): its
-            // record stays in the table and is left out, as the file journal's reader
-            // leaves out what an earlier definition recorded.
+            // A task the workflow no longer has: reopening the run without it deletes its
+            // rows, but one written before that was done (or whose deletion failed) is
+            // left out here, as the file journal's reader leaves out what an earlier
+            // definition recorded.
             if !loaded.definition.has_record_for(&task) {
                 continue;
             }

@@ -266,8 +266,8 @@ impl LoadedRun {
         self.current.get(id).map(|&i| &self.records[i].1)
     }
 
-    /// How many tasks have a record, and how many of those completed (map instances
-    /// not counted).
+    /// How many tasks have a record other than a pending one, and how many of those
+    /// completed (map instances not counted).
     pub(crate) fn counts(&self) -> (usize, usize) {
         let tasks = self
             .current

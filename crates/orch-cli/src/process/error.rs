@@ -96,10 +96,7 @@ impl std::fmt::Display for CommandError {
                      run by orch does not get (its input is empty): give it what it asks for \
                      in its arguments, environment or files"
                 )?;
-                if !stderr_tail.is_empty() {
-                    write!(f, "; stderr ends: {stderr_tail}")?;
-                }
-                Ok(())
+                write_tail(f, stderr_tail)
             }
             Self::Exit {
                 program,
@@ -117,10 +114,7 @@ impl std::fmt::Display for CommandError {
                     }
                     (None, None) => write!(f, "`{program}` ended: {status}")?,
                 }
-                if !stderr_tail.is_empty() {
-                    write!(f, "; stderr ends: {stderr_tail}")?;
-                }
-                Ok(())
+                write_tail(f, stderr_tail)
             }
             Self::TooLarge { limit } => write!(
                 f,
@@ -135,12 +129,17 @@ impl std::fmt::Display for CommandError {
             }
             Self::Cancelled { stderr_tail } => {
                 f.write_str("the command was stopped: the run was cancelled")?;
-                if !stderr_tail.is_empty() {
-                    write!(f, "; stderr ends: {stderr_tail}")?;
-                }
-                Ok(())
+                write_tail(f, stderr_tail)
             }
             Self::Io(error) => write!(f, "reading the command's output failed: {error}"),
         }
     }
+}
+
+/// `; stderr ends: ...` after an error's text, when the command wrote to standard error.
+fn write_tail(f: &mut std::fmt::Formatter<'_>, stderr_tail: &str) -> std::fmt::Result {
+    if stderr_tail.is_empty() {
+        return Ok(());
+    }
+    write!(f, "; stderr ends: {stderr_tail}")
 }
