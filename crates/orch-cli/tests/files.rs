@@ -246,7 +246,7 @@ fn a_very_long_id_is_printed_in_columns() {
     assert!(
         stdout.contains(&format!("0  {id}  echo ")),
         "{}",
-        &stdout[..200]
+        stdout.chars().take(200).collect::<String>()
     );
     let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.json", "--journal", "j"]));
     assert_eq!(code, Some(0), "{stderr}");
@@ -255,7 +255,7 @@ fn a_very_long_id_is_printed_in_columns() {
     assert!(
         stdout.contains(&format!("{id}  completed")),
         "{}",
-        &stdout[..200]
+        stdout.chars().take(200).collect::<String>()
     );
 }
 

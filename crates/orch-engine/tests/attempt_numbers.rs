@@ -18,12 +18,9 @@ use tokio::sync::Notify;
 /// What each attempt saw: task id, map item, attempt number, and whether it was resumed.
 type Seen = Arc<Mutex<Vec<(String, Option<usize>, u32, bool)>>>;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+// On a paused clock: retry pauses pass at once.
+use common::paused_runtime as runtime;
 
 fn note(seen: &Seen, ctx: &TaskContext) {
     seen.lock().unwrap().push((
@@ -191,6 +188,58 @@ fn journaled(dir: &std::path::Path) -> WorkflowEngine {
         .unwrap()
 }
 
+/// The runs' events name the attempts too: a resumed task's start names its number, and
+/// a task that did not start in its run (`y`, cancelled in the second) names none.
+#[test]
+fn events_name_the_attempts_of_resumed_runs() {
+    use futures_util::FutureExt;
+    use orch_core::{EngineEvent, EngineEventKind};
+
+    let bus: orch_events::EventBus<EngineEvent> = orch_events::EventBus::new();
+    let mut events = bus.subscribe("workflow.>").unwrap();
+    let engine = || {
+        (WorkflowEngine::builder().event_bus(bus.clone()))
+            .build()
+            .unwrap()
+    };
+    cancelled_then_resumed(engine, |engine, previous| match previous {
+        None => engine.run(&workflow()),
+        Some(previous) => engine.resume(&workflow(), previous),
+    });
+    let mut seen = Vec::new();
+    while let Some(Some(event)) = events.recv_event().now_or_never() {
+        let event = event.payload();
+        if let Some(task) = &event.task_id
+            && matches!(
+                event.kind,
+                EngineEventKind::TaskStarted | EngineEventKind::TaskCancelled
+            )
+        {
+            seen.push((task.to_string(), event.kind, event.attempt));
+        }
+    }
+    use EngineEventKind::{TaskCancelled, TaskStarted};
+    let of = |id: &str| -> Vec<(EngineEventKind, u32)> {
+        (seen.iter())
+            .filter(|(task, ..)| task == id)
+            .map(|&(_, kind, attempt)| (kind, attempt))
+            .collect()
+    };
+    assert_eq!(
+        of("x"),
+        [
+            (TaskStarted, 1),
+            (TaskStarted, 4),
+            (TaskCancelled, 4),
+            (TaskStarted, 5)
+        ]
+    );
+    assert_eq!(
+        of("y"),
+        [(TaskStarted, 1), (TaskCancelled, 0), (TaskStarted, 2)]
+    );
+}
+
 #[test]
 fn a_journal_keeps_the_attempt_count_of_tasks_it_resets() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,8 +309,9 @@ fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
     let seen = Seen::default();
     let workflow = Workflow::new("w", "W")
         .task(Task::new("list", "list"))
-        .task(Task::new("m", "item").map_over("list"));
-    let engine = |fail_item: Option<usize>| {
+        .task(Task::new("m", "item").map_over("list").retries(2));
+    // Instance 1 fails its attempts below `until` (all of them in the first run).
+    let engine = |until: u32| {
         let engine = WorkflowEngine::new();
         engine.register_handler("list", |_ctx: TaskContext| async move {
             Ok::<_, TaskError>(json!([10, 20]))
@@ -270,7 +320,7 @@ fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
         engine.register_handler("item", move |ctx: TaskContext| {
             note(&noted, &ctx);
             async move {
-                match ctx.item_index() == fail_item {
+                match ctx.item_index() == Some(1) && ctx.attempt() < until {
                     true => Err(TaskError::new("down")),
                     false => ctx.map_item::<u32>(),
                 }
@@ -279,14 +329,17 @@ fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
         engine
     };
     let first = runtime()
-        .block_on(engine(Some(1)).execute_workflow(&workflow))
+        .block_on(engine(u32::MAX).execute_workflow(&workflow))
         .unwrap();
-    assert_eq!(first.task("m").unwrap().status, TaskStatus::Failed);
+    let m = first.task("m").unwrap();
+    assert_eq!((m.status, m.attempts), (TaskStatus::Failed, 3));
+    // Both instances go on from the highest, 3; instance 1 fails once more and its
+    // retry completes: its retries are granted anew.
     let second = runtime()
-        .block_on(engine(None).resume(&workflow, &first))
+        .block_on(engine(5).resume(&workflow, &first))
         .unwrap();
     let m = second.task("m").unwrap();
-    assert_eq!((m.status, m.attempts), (TaskStatus::Completed, 2));
+    assert_eq!((m.status, m.attempts), (TaskStatus::Completed, 5));
     assert_eq!(m.result, Some(json!([10, 20])));
     let mut instances: Vec<(Option<usize>, u32)> = (seen.lock().unwrap().iter())
         .map(|&(_, item, attempt, _)| (item, attempt))
@@ -294,7 +347,54 @@ fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
     instances.sort();
     assert_eq!(
         instances,
-        [(Some(0), 1), (Some(0), 2), (Some(1), 1), (Some(1), 2)]
+        [
+            (Some(0), 1),
+            (Some(0), 4),
+            (Some(1), 1),
+            (Some(1), 2),
+            (Some(1), 3),
+            (Some(1), 4),
+            (Some(1), 5)
+        ]
+    );
+}
+
+/// A run cancelled while a task waits to retry: the failed attempt is over, so the
+/// resumed run's first attempt has the next number, not the failed one's.
+#[test]
+fn a_task_cancelled_between_attempts_goes_on_after_the_failed_one() {
+    let seen = Seen::default();
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "flaky").retries(1).backoff(
+        orch_core::Backoff {
+            initial: std::time::Duration::from_secs(60),
+            multiplier: 1.0,
+            max: std::time::Duration::from_secs(60),
+            jitter: false,
+        },
+    ));
+    let engine = WorkflowEngine::new();
+    register(&engine, &seen, true, None);
+    let runtime = runtime();
+    let first = runtime.block_on(async {
+        let run = engine.run(&workflow);
+        let token = run.cancellation_token();
+        let cancel = async {
+            // Within the minute's pause after attempt 1 failed.
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            token.cancel();
+        };
+        let (first, ()) = tokio::join!(run, cancel);
+        first.unwrap()
+    });
+    let a = first.task("a").unwrap();
+    assert_eq!((a.status, a.attempts), (TaskStatus::Cancelled, 1));
+    let engine = WorkflowEngine::new();
+    register(&engine, &seen, true, None);
+    let resumed = runtime.block_on(engine.resume(&workflow, &first)).unwrap();
+    assert_eq!(resumed.task("a").unwrap().attempts, 3);
+    assert_eq!(
+        attempts_of(&seen, "a"),
+        [(1, false), (2, false), (3, false)]
     );
 }
 
@@ -387,12 +487,7 @@ proptest::proptest! {
                 }
             }
         });
-        // On a paused clock: retry pauses pass at once.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let mut result = runtime.block_on(engine.execute_workflow(&workflow)).unwrap();
         for _ in 0..case.resumes {
             result = runtime.block_on(engine.resume(&workflow, &result)).unwrap();

@@ -428,10 +428,21 @@ fn a_run_result_read_back_matches_what_ran() {
 
 /// The task ids of the journal file of run `run_id` in `dir`, in the order recorded.
 fn journaled_ids(dir: &Path, run_id: &str) -> Vec<String> {
+    journaled(dir, run_id, "task_id")
+}
+
+/// The status of each task record in run `run_id`'s journal file, in order.
+fn journaled_statuses(dir: &Path, run_id: &str) -> Vec<String> {
+    journaled(dir, run_id, "status")
+}
+
+/// Field `field` of each task record in run `run_id`'s journal file, in order.
+fn journaled(dir: &Path, run_id: &str, field: &str) -> Vec<String> {
     let text = std::fs::read_to_string(dir.join(format!("{run_id}.jsonl"))).unwrap();
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|line| line["task_id"].as_str().map(str::to_owned))
+        .filter(|line| line["kind"] == "task")
+        .filter_map(|line| line[field].as_str().map(str::to_owned))
         .collect()
 }
 
@@ -483,6 +494,8 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
     // so that a resume cut short after it would not keep them.
     let ids = journaled_ids(dir.path(), "cleanup");
     assert_eq!(ids[5..9], ["cleanup", "after", "report", "work"], "{ids:?}");
+    let statuses = journaled_statuses(dir.path(), "cleanup");
+    assert_eq!(statuses[5..8], ["pending"; 3], "{statuses:?}");
     // `report` read a skip the first time and `after`'s output the second: the journal
     // holds the second completion, and a later resume keeps that one.
     assert_eq!(second.task("report").unwrap().result, Some(json!(2)));

@@ -18,6 +18,7 @@ use orch_events::{
 fn multi_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
         .build()
         .expect("runtime")
 }
@@ -673,10 +674,16 @@ fn a_close_given_up_on_still_ends_the_subscriptions() {
                 std::future::poll_fn(|cx| std::task::Poll::Ready(closing.as_mut().poll(cx))).await;
             assert!(polled.is_pending(), "the close waits for the publish");
         }
-        let mut received = Vec::new();
-        while let Some(event) = sub.recv_event().await {
-            received.push(*event.payload());
-        }
+        // Before the fix the subscription stayed open for ever: a failure, not a hang.
+        let received = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut received = Vec::new();
+            while let Some(event) = sub.recv_event().await {
+                received.push(*event.payload());
+            }
+            received
+        })
+        .await
+        .expect("the subscription ends");
         assert_eq!(received, [1, 2]);
         publisher.await.expect("publisher").expect("published");
     });

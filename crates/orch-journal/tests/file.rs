@@ -623,6 +623,23 @@ fn a_record_of_an_instance_of_no_task_is_refused() {
 #[cfg(unix)]
 #[test]
 fn a_run_file_that_is_not_a_file_is_an_error_not_a_wait() {
+    // Before the fix this waited for ever: a watchdog makes that a failure.
+    let (done, finished) = std::sync::mpsc::channel();
+    let checks = std::thread::spawn(move || {
+        pipes_and_folders_are_refused();
+        let _ = done.send(());
+    });
+    let waited = finished.recv_timeout(std::time::Duration::from_secs(30));
+    if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waited {
+        panic!("reading or opening a pipe waited for 30 s");
+    }
+    if let Err(panic) = checks.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[cfg(unix)]
+fn pipes_and_folders_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let journal = FileJournal::new(dir.path()).unwrap();
     let made = std::process::Command::new("mkfifo")
@@ -643,5 +660,6 @@ fn a_run_file_that_is_not_a_file_is_an_error_not_a_wait() {
             .unwrap_err();
         assert!(error.to_string().contains("not a regular file"), "{error}");
     }
-    assert!(block_on(journal.list(&RunFilter::default())).is_err());
+    let error = block_on(journal.list(&RunFilter::default())).unwrap_err();
+    assert!(error.to_string().contains("not a regular file"), "{error}");
 }

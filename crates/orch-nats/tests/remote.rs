@@ -800,11 +800,37 @@ struct WaitingOnQueued {
     stalled: std::pin::Pin<Box<orch_engine::RunHandle>>,
 }
 
+/// An engine whose `echo` tasks are remote, with the default patience for a missing
+/// worker (none is up at first).
+async fn patient_engine(server: &NatsServer) -> WorkflowEngine {
+    let remote = RemoteHandler::builder()
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("echo", remote);
+    engine
+}
+
+impl WaitingOnQueued {
+    /// The coordinator's run's result, once it ends (within 20 s).
+    async fn ended(self) -> orch_core::WorkflowResult {
+        let result = tokio::time::timeout(Duration::from_secs(20), self.resumed)
+            .await
+            .expect("the resumed run ends")
+            .expect("not panicked")
+            .expect("a result");
+        std::mem::forget(self.stalled);
+        result
+    }
+}
+
 async fn waiting_on_queued(server: &NatsServer) -> WaitingOnQueued {
     let workflow = Workflow::new("w", "W").task(Task::new("t", "echo"));
     let run_id: orch_core::RunId = "removed".parse().expect("a valid id");
-    // The first coordinator sends the task while no worker is up.
-    let first = remote_engine(server, &["echo"]).await;
+    // The first coordinator sends the task while no worker is up (patient enough not to
+    // give up on it while it is polled).
+    let first = patient_engine(server).await;
     let mut stalled = Box::pin(first.run_with_id(&workflow, run_id.clone()));
     let waited = tokio::time::timeout(Duration::from_millis(500), &mut stalled).await;
     assert!(waited.is_err(), "no worker answered");
@@ -822,13 +848,7 @@ async fn waiting_on_queued(server: &NatsServer) -> WaitingOnQueued {
         tasks: orch_core::TaskRecords::for_workflow(&workflow, vec![Default::default()])
             .expect("one record per task"),
     };
-    // With the default patience for a missing worker (none is up yet).
-    let remote = RemoteHandler::builder()
-        .connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let second = WorkflowEngine::new();
-    second.register_handler("echo", remote);
+    let second = patient_engine(server).await;
     // A coordinator asks for workers of a type only once it waits for an attempt's
     // result, after sending its message (here, finding it queued).
     let admin = async_nats::connect(server.url()).await.expect("connects");
@@ -874,18 +894,13 @@ async fn a_waited_for_message_removed_without_a_result_is_sent_again() {
         .await
         .expect("the worker connects");
     tokio::spawn(worker.run(stop.clone()));
-    let result = tokio::time::timeout(Duration::from_secs(20), waiting.resumed)
-        .await
-        .expect("the resumed run ends")
-        .expect("not panicked")
-        .expect("resumes");
+    let result = waiting.ended().await;
     let t = result.task("t").expect("a record");
     assert_eq!(
         (t.status, t.result.clone()),
         (TaskStatus::Completed, Some(json!(1)))
     );
     stop.cancel();
-    std::mem::forget(waiting.stalled);
 }
 
 /// The same, but the coordinator's run was cancelled before the message was removed:
@@ -905,19 +920,15 @@ async fn a_cancelled_run_does_not_send_a_removed_message_again() {
         .state
         .last_sequence;
     waiting.tasks.delete_message(last).await.expect("deleted");
-    let result = tokio::time::timeout(Duration::from_secs(20), waiting.resumed)
-        .await
-        .expect("the resumed run ends")
-        .expect("not panicked")
-        .expect("ends cancelled");
+    let mut tasks = waiting.tasks.clone();
+    let result = waiting.ended().await;
     assert_eq!(result.status, WorkflowStatus::Cancelled);
-    let state = waiting.tasks.info().await.expect("info").state.clone();
+    let state = tasks.info().await.expect("info").state.clone();
     assert_eq!(
         (state.messages, state.last_sequence),
         (0, last),
         "nothing was sent after the cancellation"
     );
-    std::mem::forget(waiting.stalled);
 }
 
 /// Task ids and types far longer than a subject token should be: a subject over the
