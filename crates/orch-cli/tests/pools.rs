@@ -51,6 +51,13 @@ fn an_undeclared_pool_or_a_bad_limit_stops_the_run_before_anything_starts() {
         "the pool and a task in it are named: {stderr}"
     );
     assert!(stderr.contains("--pool gpu=2"), "{stderr}");
+    // With a journal too: nothing is recorded, and no resume is offered.
+    let journaled = ["run", "w.yaml", "--journal", "j"];
+    let (code, _, stderr) = parts(&run_in(&dir, &journaled));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("--resume"), "{stderr}");
+    let recorded = std::fs::read_dir(dir.join("j")).map_or(0, |entries| entries.count());
+    assert_eq!(recorded, 0, "the journal holds no run");
     let twice = ["run", "w.yaml", "--pool", "gpu=1", "--pool", "gpu=3"];
     let (code, _, stderr) = parts(&run_in(&dir, &twice));
     assert_eq!(code, Some(2), "{stderr}");
