@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orch_core::{Task, TaskId, TaskRecord, TaskStatus, Workflow};
+use orch_core::{Task, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -260,7 +260,7 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
     let with_x = |config: Value| {
         Workflow::new(workflow_id, "W")
             .task(Task::new("a", "t"))
-            .task(Task::new("x", "t").config(config))
+            .task(Task::new("x", "t").config(config).map_over("a"))
     };
     let done = |result: Value| TaskRecord {
         status: TaskStatus::Completed,
@@ -268,13 +268,23 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
         attempts: 1,
         ..TaskRecord::default()
     };
-    let (a, x) = (TaskId::from("a"), TaskId::from("x"));
+    let (a, x, x0) = (TaskId::from("a"), TaskId::from("x"), TaskId::from("x[0]"));
     let opened = journal.open(run, &with_x(Value::from("A"))).await.unwrap();
-    let first = [(&a, &done(Value::from(1))), (&x, &done(Value::from("A")))];
+    let first = [
+        (&a, &done(serde_json::json!([1]))),
+        (&x0, &done(Value::from("A0"))),
+        (&x, &done(serde_json::json!(["A0"]))),
+    ];
     opened.writer.append(&first).await.unwrap();
+    opened.writer.finish(WorkflowStatus::Completed).await.unwrap();
     drop(opened);
     let without_x = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
     drop(journal.open(run, &without_x).await.unwrap());
+    // Reopened with another definition, the ended run is unfinished again, and the
+    // dropped map task's instance went with it.
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.status(), orch_journal::RunStatus::Unfinished);
+    assert_eq!(loaded.task("x[0]"), None);
 
     let opened = journal.open(run, &with_x(Value::from("B"))).await.unwrap();
     assert_eq!(opened.changes.added, std::slice::from_ref(&x));
@@ -287,6 +297,7 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
         previous.task("a").map(|r| r.status),
         Some(TaskStatus::Completed)
     );
+    assert_eq!(previous.task("x[0]"), None, "the old instance is gone");
     let again = done(Value::from("B"));
     opened.writer.append(&[(&x, &again)]).await.unwrap();
     drop(opened);
