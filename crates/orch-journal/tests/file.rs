@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use common::{block_on, in_force, workflow_of};
+use common::{block_on, completed, in_force, workflow_of};
 use orch_core::{RunId, Task, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
 use orch_journal::{
     Durability, FileJournal, Journal, JournalError, RunFilter, RunStatus, RunWriter,
@@ -19,15 +19,6 @@ use serde_json::json;
 
 fn run_id(text: &str) -> RunId {
     RunId::parse(text).unwrap()
-}
-
-fn completed(result: serde_json::Value) -> TaskRecord {
-    TaskRecord {
-        status: TaskStatus::Completed,
-        result: Some(result),
-        attempts: 1,
-        ..TaskRecord::default()
-    }
 }
 
 fn failed(error: &str) -> TaskRecord {

@@ -33,7 +33,9 @@ mod checks {
     use serde_json::json;
     use tokio::runtime::Runtime;
 
-    use super::common::{in_force, map_instances_come_back_with_their_map, run, workflow_of};
+    use super::common::{
+        in_force, map_instances_come_back_with_their_map, ran_once as record, run, workflow_of,
+    };
 
     struct Env {
         server: TempServer,
@@ -71,15 +73,6 @@ mod checks {
     fn fresh_run() -> RunId {
         static N: AtomicU64 = AtomicU64::new(0);
         RunId::parse(&format!("run-{}", N.fetch_add(1, Ordering::Relaxed))).unwrap()
-    }
-
-    fn record(status: TaskStatus, result: serde_json::Value) -> TaskRecord {
-        TaskRecord {
-            status,
-            result: Some(result),
-            attempts: 1,
-            ..TaskRecord::default()
-        }
     }
 
     fn three_tasks() -> Workflow {

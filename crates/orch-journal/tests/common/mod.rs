@@ -9,6 +9,21 @@ use orch_core::{Task, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
 use proptest::prelude::*;
 use serde_json::Value;
 
+/// A record of a task that ran once and ended as `status` with `result`.
+pub fn ran_once(status: TaskStatus, result: Value) -> TaskRecord {
+    TaskRecord {
+        status,
+        result: Some(result),
+        attempts: 1,
+        ..TaskRecord::default()
+    }
+}
+
+/// A record of a task that completed with `result` on its first attempt.
+pub fn completed(result: Value) -> TaskRecord {
+    ran_once(TaskStatus::Completed, result)
+}
+
 /// Runs `future` on a fresh single-threaded runtime.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -142,21 +157,14 @@ pub async fn map_instances_come_back_with_their_map(
         .task(Task::new("list", "t"))
         .task(Task::new("m", "t").map_over("list"))
         .task(Task::new("n", "t").map_over("list"));
-    let record = |status, result: Value| TaskRecord {
-        status,
-        result: Some(result),
-        attempts: 1,
-        ..TaskRecord::default()
-    };
-    let done = |result: Value| record(TaskStatus::Completed, result);
     let ids = ["list", "n[0]", "n", "m[0]", "m[1]", "m"].map(TaskId::from);
     let records = [
-        done(serde_json::json!([1, 2])),
-        done(serde_json::json!(1)),
-        record(TaskStatus::Failed, Value::Null),
-        done(serde_json::json!(1)),
-        record(TaskStatus::Skipped, Value::Null),
-        done(serde_json::json!([1, null])),
+        completed(serde_json::json!([1, 2])),
+        completed(serde_json::json!(1)),
+        ran_once(TaskStatus::Failed, Value::Null),
+        completed(serde_json::json!(1)),
+        ran_once(TaskStatus::Skipped, Value::Null),
+        completed(serde_json::json!([1, null])),
     ];
     let pairs: Vec<_> = ids.iter().zip(&records).collect();
     let opened = journal.open(run, &workflow).await.unwrap();
@@ -218,16 +226,10 @@ pub async fn a_pending_record_resets_a_completion_and_its_instances(
     let counts = (listed[0].recorded_tasks, listed[0].completed_tasks);
     assert_eq!(counts, (1, 0), "only `n` is recorded now");
 
-    let done = |result: Value| TaskRecord {
-        status: TaskStatus::Completed,
-        result: Some(result),
-        attempts: 1,
-        ..TaskRecord::default()
-    };
     let (new_list, new_m0, new_m) = (
-        done(serde_json::json!([5])),
-        done(serde_json::json!(5)),
-        done(serde_json::json!([5])),
+        completed(serde_json::json!([5])),
+        completed(serde_json::json!(5)),
+        completed(serde_json::json!([5])),
     );
     let batch = [(&list, &new_list), (&m0, &new_m0), (&m, &new_m)];
     opened.writer.append(&batch).await.unwrap();
@@ -262,21 +264,19 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
             .task(Task::new("a", "t"))
             .task(Task::new("x", "t").config(config).map_over("a"))
     };
-    let done = |result: Value| TaskRecord {
-        status: TaskStatus::Completed,
-        result: Some(result),
-        attempts: 1,
-        ..TaskRecord::default()
-    };
     let (a, x, x0) = (TaskId::from("a"), TaskId::from("x"), TaskId::from("x[0]"));
     let opened = journal.open(run, &with_x(Value::from("A"))).await.unwrap();
     let first = [
-        (&a, &done(serde_json::json!([1]))),
-        (&x0, &done(Value::from("A0"))),
-        (&x, &done(serde_json::json!(["A0"]))),
+        (&a, &completed(serde_json::json!([1]))),
+        (&x0, &completed(Value::from("A0"))),
+        (&x, &completed(serde_json::json!(["A0"]))),
     ];
     opened.writer.append(&first).await.unwrap();
-    opened.writer.finish(WorkflowStatus::Completed).await.unwrap();
+    opened
+        .writer
+        .finish(WorkflowStatus::Completed)
+        .await
+        .unwrap();
     drop(opened);
     let without_x = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
     drop(journal.open(run, &without_x).await.unwrap());
@@ -298,7 +298,7 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
         Some(TaskStatus::Completed)
     );
     assert_eq!(previous.task("x[0]"), None, "the old instance is gone");
-    let again = done(Value::from("B"));
+    let again = completed(Value::from("B"));
     opened.writer.append(&[(&x, &again)]).await.unwrap();
     drop(opened);
     let loaded = journal.load(run).await.unwrap().unwrap();
