@@ -64,7 +64,11 @@ struct Inner {
     routes: Arc<Routes>,
     lost: Arc<LostMessages>,
     presence: Presence,
+    /// The task types whose consumer is known to exist.
     consumers: Mutex<HashSet<String>>,
+    /// Held while a consumer is looked up or created, so that the many attempts a run
+    /// starts at once ask the server once, not once each.
+    consumer_setup: tokio::sync::Mutex<()>,
     listeners: Vec<JoinHandle<()>>,
 }
 
@@ -190,6 +194,7 @@ impl RemoteBuilder {
                 routes,
                 lost,
                 consumers: Mutex::new(HashSet::new()),
+                consumer_setup: tokio::sync::Mutex::new(()),
                 listeners,
             }),
         })
@@ -388,21 +393,31 @@ impl Inner {
 
     /// Makes sure the durable consumer of `task_type` exists, once per handler.
     async fn ensure_consumer(&self, task_type: &str) -> Result<(), TaskError> {
-        let known = self
-            .consumers
+        if self.consumer_known(task_type) {
+            return Ok(());
+        }
+        Box::pin(async {
+            let _setting_up = self.consumer_setup.lock().await;
+            // Another attempt may have set it up while this one waited.
+            if !self.consumer_known(task_type) {
+                setup::ensure_consumer(&self.js, &self.layout, task_type)
+                    .await
+                    .map_err(TaskError::new)?;
+                self.consumers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(task_type.to_owned());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    fn consumer_known(&self, task_type: &str) -> bool {
+        self.consumers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(task_type);
-        if !known {
-            Box::pin(setup::ensure_consumer(&self.js, &self.layout, task_type))
-                .await
-                .map_err(TaskError::new)?;
-            self.consumers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(task_type.to_owned());
-        }
-        Ok(())
+            .contains(task_type)
     }
 
     /// Tells the workers to cancel run `run`'s attempts, or one attempt (its task, its
