@@ -103,7 +103,7 @@
 //! | results | stream `ORCH_RESULTS`, subjects `orch.result.<run>.<task>.<attempt>`, kept for [`Layout::result_retention`] | read by each coordinator from the time it starts (an ordered consumer) |
 //! | cancellations | core subject `orch.cancel.<run>` | every worker listens |
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
-//! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, also kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by coordinators, live and when they come back on a run |
+//! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by each coordinator from the time it starts (an ordered consumer, so none given while its connection is down is missed), and the ones kept before when it comes back on a run |
 //! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
 //! | journal (feature `journal`) | stream `ORCH_JOURNAL`, subjects `orch.journal.<run>`; a batch over `max_payload` goes as several messages (headers `Orch-Batch-Rest`, the count of parts after this one, and `Orch-Batch-Start`, the first part's stream sequence), each stored only after the writer's previous one (`Nats-Expected-Last-Subject-Sequence`) | appended and replayed by coordinators |
 //!
@@ -215,6 +215,7 @@
 mod bridge;
 mod config;
 mod error;
+mod follow;
 #[cfg(feature = "journal")]
 mod journal;
 mod lost;

@@ -81,20 +81,20 @@ impl LostMessages {
     }
 }
 
-/// Reads into `lost` the advisories the lost-tasks stream kept, up to its last one now.
-/// Gives up (with a warning) after `limit`: the coordinator then knows only of what it
-/// hears from now on.
+/// Reads into `lost` the advisories the lost-tasks stream kept, up to sequence `up_to`
+/// (the last one before the coordinator began to follow the stream). Gives up (with a
+/// warning) after `limit`: the coordinator then knows only of those it follows.
 pub(crate) async fn recall(
     js: &jetstream::Context,
     names: &Names,
     lost: &LostMessages,
+    up_to: u64,
     limit: Duration,
 ) {
     let read = async {
-        // Fetched with its state, as it is now.
         let stream = js.get_stream(names.lost_stream()).await?;
-        let state = stream.cached_info().state.clone();
-        if state.messages == 0 {
+        let state = &stream.cached_info().state;
+        if state.messages == 0 || state.first_sequence > up_to {
             return Ok::<_, async_nats::Error>(());
         }
         let mut advisories = stream
@@ -111,11 +111,14 @@ pub(crate) async fn recall(
         {
             let advisory = advisory?;
             let info = advisory.info()?;
+            if info.stream_sequence > up_to {
+                break;
+            }
             if let Ok(message) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload) {
                 let at = SystemTime::from(info.published);
                 lost.note(message.stream_seq, message.deliveries, Some(at));
             }
-            if info.stream_sequence >= state.last_sequence {
+            if info.stream_sequence == up_to {
                 break;
             }
         }

@@ -16,7 +16,7 @@ mod message;
 
 pub use message::Inputs;
 
-use crate::lost::{self, LostMessages};
+use crate::lost::LostMessages;
 use crate::presence::Presence;
 use crate::protocol::{self, CancelMessage, Names, Outcome};
 use crate::routes::{self, AttemptKey, Routes, Settled};
@@ -128,9 +128,8 @@ impl RemoteBuilder {
         self.layout.check()?;
         let js = jetstream::new(client.clone());
         setup::ensure_streams(&js, &self.layout).await?;
-        let lost = Arc::new(LostMessages::new(
-            setup::ensure_lost_stream(&js, &self.layout).await,
-        ));
+        let lost_stream = setup::ensure_lost_stream(&js, &self.layout).await;
+        let lost = Arc::new(LostMessages::new(lost_stream.window));
         stored::open_bucket(&js, &self.layout.names(), self.layout.result_retention)
             .await
             .map_err(|reason| ConnectError::Setup {
@@ -139,43 +138,8 @@ impl RemoteBuilder {
             })?;
         let names = self.layout.names();
         let routes = Arc::new(Routes::default());
-        let setup_failed = |what: &str| {
-            let what = what.to_owned();
-            move |error: &dyn std::fmt::Display| ConnectError::Setup {
-                what,
-                reason: error.to_string(),
-            }
-        };
-        let advisories = client
-            .subscribe(names.max_deliveries_advisory())
-            .await
-            .map_err(|e| setup_failed("the subscription to delivery advisories")(&e))?;
-        // Both are in place before the first task goes out, so no result goes unseen.
-        let (results, next) = routes::open_results(&js, &names)
-            .await
-            .map_err(|e| setup_failed("a consumer of the results stream")(&e))?;
-        setup::subscriptions_in_place(
-            &client,
-            names.tasks_stream_info(),
-            "the coordinator's subscriptions",
-        )
-        .await?;
-        let listeners = vec![
-            tokio::spawn(routes::listen_results(
-                js.clone(),
-                names.clone(),
-                Arc::clone(&routes),
-                results,
-                next,
-            )),
-            tokio::spawn(routes::listen_lost(
-                advisories,
-                Arc::clone(&routes),
-                Arc::clone(&lost),
-            )),
-        ];
-        // Heard of live from now on; before now, kept on the lost-tasks stream.
-        lost::recall(&js, &names, &lost, Duration::from_secs(10)).await;
+        let listeners =
+            routes::listen(&client, &js, &names, lost_stream.kept, &routes, &lost).await?;
         let server_limit = client.server_info().max_payload;
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));

@@ -3,15 +3,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use futures_util::StreamExt;
 use orch_core::{RunId, TaskId};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-use crate::lost::{LostMessages, MaxDeliveries};
+use crate::lost::{self, LostMessages, MaxDeliveries};
 use crate::protocol::{self, Names, ResultMessage};
+use crate::{ConnectError, follow, setup};
 
 /// One attempt of one task of one run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -94,92 +96,135 @@ impl AttemptKey {
     }
 }
 
-/// Results from stream sequence `start` on, as an ordered consumer delivers them.
-async fn results_from(
-    js: &jetstream::Context,
-    names: &Names,
-    start_sequence: u64,
-) -> Result<consumer::push::Ordered, async_nats::Error> {
-    let stream = js.get_stream_no_info(names.results_stream()).await?;
-    let consumer = stream
-        .create_consumer(consumer::push::OrderedConfig {
-            deliver_subject: js.client().new_inbox(),
-            filter_subject: names.all_results(),
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence },
-            ..Default::default()
-        })
-        .await?;
-    Ok(consumer.messages().await?)
-}
-
-/// The results stored from now on, and the sequence of the first of them.
-pub(crate) async fn open_results(
-    js: &jetstream::Context,
-    names: &Names,
-) -> Result<(consumer::push::Ordered, u64), async_nats::Error> {
-    let mut stream = js.get_stream(names.results_stream()).await?;
-    let next = stream.info().await?.state.last_sequence + 1;
-    Ok((results_from(js, names, next).await?, next))
-}
-
-/// Reads `messages` (the results stream from sequence `next` on) for as long as the
-/// coordinator lives, and settles the attempts its results end. After an interruption it
-/// goes on from the result after the last one it saw.
-pub(crate) async fn listen_results(
-    js: jetstream::Context,
-    names: Names,
-    routes: Arc<Routes>,
-    mut messages: consumer::push::Ordered,
-    mut next: u64,
-) {
-    loop {
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "reading the results stream was interrupted");
-                    break;
-                }
-            };
-            if let Ok(info) = message.info() {
-                next = info.stream_sequence + 1;
-            }
-            match protocol::read::<ResultMessage>(&message.payload) {
-                Ok(result) => {
-                    let key = AttemptKey::of(&result);
-                    routes.settle(&key, Settled::Result(result));
-                }
-                Err(error) => {
-                    tracing::error!(subject = %message.subject, %error, "ignoring a result that cannot be read");
-                }
-            }
+/// Settles the attempt whose result `message` (of the results stream) holds.
+pub(crate) fn take_result(routes: &Routes, message: &jetstream::Message) {
+    match protocol::read::<ResultMessage>(&message.payload) {
+        Ok(result) => {
+            let key = AttemptKey::of(&result);
+            routes.settle(&key, Settled::Result(result));
         }
-        messages = loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            match results_from(&js, &names, next).await {
-                Ok(messages) => break messages,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the results stream; trying again")
-                }
-            }
-        };
+        Err(error) => {
+            tracing::error!(subject = %message.subject, %error, "ignoring a result that cannot be read");
+        }
     }
 }
 
-/// Listens to the server's advisories about task messages that ran out of deliveries,
-/// settles their attempts as lost, and notes them in `lost`.
+/// Takes the server's advisory that a task message ran out of deliveries (kept on the
+/// lost-tasks stream at `at`, or heard live): notes it in `lost` and settles the attempt
+/// as lost.
+pub(crate) fn take_advisory(
+    routes: &Routes,
+    lost: &LostMessages,
+    payload: &[u8],
+    at: Option<SystemTime>,
+) {
+    match serde_json::from_slice::<MaxDeliveries>(payload) {
+        Ok(advisory) => {
+            lost.note(advisory.stream_seq, advisory.deliveries, at);
+            routes.settle_sequence(advisory.stream_seq, advisory.deliveries);
+        }
+        Err(error) => tracing::warn!(%error, "ignoring an advisory that cannot be read"),
+    }
+}
+
+/// Listens to the advisories live, for a coordinator that has no lost-tasks stream to
+/// follow (one heard while its connection was down is missed).
 pub(crate) async fn listen_lost(
     mut advisories: async_nats::Subscriber,
     routes: Arc<Routes>,
     lost: Arc<LostMessages>,
 ) {
     while let Some(message) = advisories.next().await {
-        match serde_json::from_slice::<MaxDeliveries>(&message.payload) {
-            Ok(advisory) => {
-                lost.note(advisory.stream_seq, advisory.deliveries, None);
-                routes.settle_sequence(advisory.stream_seq, advisory.deliveries);
+        take_advisory(&routes, &lost, &message.payload, None);
+    }
+}
+
+/// Starts a coordinator's listeners: on the results stream, and on the advisories about
+/// task messages that ran out of deliveries (followed on the lost-tasks stream when it
+/// is `kept`, so that none stored while the connection was down is missed; heard live
+/// otherwise). Both are in place before the first task goes out, so no result goes
+/// unseen; the advisories kept before are read into `lost` before this returns.
+pub(crate) async fn listen(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    names: &Names,
+    kept: bool,
+    routes: &Arc<Routes>,
+    lost: &Arc<LostMessages>,
+) -> Result<Vec<JoinHandle<()>>, ConnectError> {
+    let failed = |what: &str, error: async_nats::Error| ConnectError::Setup {
+        what: what.to_owned(),
+        reason: error.to_string(),
+    };
+    let results_stream = names.results_stream().to_owned();
+    let next_result = follow::next_sequence(js, &results_stream)
+        .await
+        .map_err(|e| failed("the results stream", e))?;
+    let results = follow::from_sequence(js, &results_stream, next_result)
+        .await
+        .map_err(|e| failed("a consumer of the results stream", e))?;
+    let lost_stream = names.lost_stream();
+    let mut kept_from = None;
+    if kept {
+        match follow::next_sequence(js, &lost_stream).await {
+            Ok(next) => match follow::from_sequence(js, &lost_stream, next).await {
+                Ok(advisories) => kept_from = Some((advisories, next)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot follow the lost-tasks stream; listening to the advisories live")
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the lost-tasks stream; listening to the advisories live")
             }
-            Err(error) => tracing::warn!(%error, "ignoring an advisory that cannot be read"),
         }
     }
+    let live = match kept_from {
+        Some(_) => None,
+        None => Some(
+            client
+                .subscribe(names.max_deliveries_advisory())
+                .await
+                .map_err(|e| failed("the subscription to delivery advisories", e.into()))?,
+        ),
+    };
+    setup::subscriptions_in_place(
+        client,
+        names.tasks_stream_info(),
+        "the coordinator's subscriptions",
+    )
+    .await?;
+    let settles = Arc::clone(routes);
+    let mut listeners = vec![tokio::spawn(follow::follow(
+        js.clone(),
+        results_stream,
+        results,
+        next_result,
+        "the results stream",
+        move |message| take_result(&settles, message),
+    ))];
+    match (kept_from, live) {
+        (Some((advisories, next)), _) => {
+            let (settles, notes) = (Arc::clone(routes), Arc::clone(lost));
+            listeners.push(tokio::spawn(follow::follow(
+                js.clone(),
+                lost_stream,
+                advisories,
+                next,
+                "the lost-tasks stream",
+                move |message| {
+                    let at = message.info().ok().map(|i| SystemTime::from(i.published));
+                    take_advisory(&settles, &notes, &message.payload, at);
+                },
+            )));
+            // Followed from `next` on; before it, kept on the stream.
+            lost::recall(js, names, lost, next - 1, Duration::from_secs(10)).await;
+        }
+        (None, Some(live)) => listeners.push(tokio::spawn(listen_lost(
+            live,
+            Arc::clone(routes),
+            Arc::clone(lost),
+        ))),
+        (None, None) => {}
+    }
+    Ok(listeners)
 }

@@ -114,13 +114,23 @@ pub(crate) async fn ensure_streams(
     Ok(())
 }
 
+/// The stream that keeps the server's advisories about task messages that ran out of
+/// deliveries, as a coordinator found it.
+pub(crate) struct LostStream {
+    /// How long the advisories matter: the tasks stream's duplicate window (or the
+    /// layout's, if longer). A coordinator that comes back on a run within it finds
+    /// there what happened to the messages it sent before; older advisories cannot
+    /// concern a message it sends again, and are dropped.
+    pub(crate) window: Duration,
+    /// Whether the stream is there (a coordinator that may not set it up goes on
+    /// without it).
+    pub(crate) kept: bool,
+}
+
 /// Finds or creates the stream that keeps the server's advisories about task messages
-/// that ran out of deliveries; returns how long they matter: the tasks stream's duplicate
-/// window (or the layout's, if longer). A coordinator that comes back on a run within it
-/// finds there what happened to the messages it sent before; older advisories cannot
-/// concern a message it sends again, and are dropped. A coordinator that may not set the
-/// stream up goes on without it (with a warning).
-pub(crate) async fn ensure_lost_stream(js: &jetstream::Context, layout: &Layout) -> Duration {
+/// that ran out of deliveries. A coordinator that may not set it up goes on without it
+/// (with a warning).
+pub(crate) async fn ensure_lost_stream(js: &jetstream::Context, layout: &Layout) -> LostStream {
     let names = layout.names();
     let mut window = layout.duplicate_window;
     if let Ok(tasks) = js.get_stream(names.tasks_stream()).await {
@@ -134,10 +144,14 @@ pub(crate) async fn ensure_lost_stream(js: &jetstream::Context, layout: &Layout)
         max_age: window,
         ..Default::default()
     };
-    if let Err(error) = ensure_stream(js, lost).await {
-        tracing::warn!(%error, "tasks that run out of deliveries while no coordinator listens will not be known to one that comes back");
-    }
-    window
+    let kept = match ensure_stream(js, lost).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, "tasks that run out of deliveries while no coordinator listens, or while its connection is down, will not be known to it");
+            false
+        }
+    };
+    LostStream { window, kept }
 }
 
 async fn ensure_stream(

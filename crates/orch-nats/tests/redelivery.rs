@@ -76,16 +76,17 @@ async fn limit_results(js: &jetstream::Context, max_msg_size: i32) {
     js.update_stream(config).await.expect("updated");
 }
 
-/// Waits until the tasks stream holds no message (every task message acknowledged).
-async fn wait_for_no_task_message(js: &jetstream::Context) {
+/// Waits until the tasks stream holds `count` messages (0: every task message
+/// acknowledged).
+async fn wait_for_task_messages(js: &jetstream::Context, count: u64) {
     let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
     for _ in 0..3000 {
-        if tasks.info().await.expect("info").state.messages == 0 {
+        if tasks.info().await.expect("info").state.messages == count {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("a task message was still there after 30 s");
+    panic!("the tasks stream did not hold {count} messages within 30 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +233,7 @@ async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again()
     // Another worker gets the task message again, and acknowledges it without running it.
     let calls = Arc::new(AtomicU32::new(0));
     let stop = start_counting_worker(&server, layout(), &calls).await;
-    wait_for_no_task_message(&js).await;
+    wait_for_task_messages(&js, 0).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
     stop.cancel();
 }
@@ -297,7 +298,7 @@ async fn a_task_out_of_deliveries_while_its_coordinator_was_away_fails_as_worker
     // Another worker gets the task once more than `max_deliver`: it does not run it.
     let calls = Arc::new(AtomicU32::new(0));
     let stop = start_counting_worker(&server, layout(), &calls).await;
-    wait_for_no_task_message(&js).await;
+    wait_for_task_messages(&js, 0).await;
 
     // The coordinator comes back on the run: the attempt ends as "worker lost".
     let engine = coordinator(&server, layout()).await;
@@ -325,7 +326,7 @@ async fn a_task_removed_without_a_result_while_its_coordinator_was_away_is_sent_
     let stop = start_counting_worker(&server, layout(), &calls).await;
     // The message's deadline has passed: the worker removes it without running it.
     publish_task_of_a_gone_coordinator(&js, "r-gone", Some(1)).await;
-    wait_for_no_task_message(&js).await;
+    wait_for_task_messages(&js, 0).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     let result = run_again(&engine, "r-gone").await;
@@ -490,15 +491,7 @@ async fn a_task_out_of_deliveries_with_no_worker_to_say_so_while_its_coordinator
         .expect("subscribes");
     let js = jetstream::new(client);
     publish_task_of_a_gone_coordinator(&js, "r-gone", None).await;
-    // Every delivery, the verdict's too, goes to a worker that dies.
-    let dying = take_tasks_and_die(&js).await;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        futures_util::StreamExt::next(&mut advisories),
-    )
-    .await
-    .expect("the task ran out of deliveries");
-    dying.abort();
+    run_out_of_deliveries(&js, &mut advisories).await;
 
     // The coordinator comes back on the run, with a worker to serve it: the attempt ends
     // as "worker lost", and nothing runs it.
@@ -509,6 +502,59 @@ async fn a_task_out_of_deliveries_with_no_worker_to_say_so_while_its_coordinator
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran");
     stop.cancel();
     assert_lost_after_two_deliveries(&result);
+}
+
+/// The server's advisory that a task ran out of deliveries, given while the coordinator's
+/// connection was down, still ends the attempt once the connection is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_out_of_deliveries_while_its_coordinators_connection_was_down_fails_as_worker_lost()
+{
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let outage = common::Outage::relay_to(server.port());
+    let remote = RemoteHandler::builder()
+        .layout(one_run_per_task())
+        .connect(&orch_nats::NatsConfig::new(outage.url()))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("count", remote);
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let mut advisories = client
+        .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*")
+        .await
+        .expect("subscribes");
+    common::subscriptions_in_place(&client).await;
+    let js = jetstream::new(client);
+    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "count")));
+    let run = tokio::spawn(async move {
+        // Well before a missing worker would fail the task (30 s).
+        tokio::time::timeout(Duration::from_secs(20), run).await
+    });
+    wait_for_task_messages(&js, 1).await;
+    outage.begin();
+    run_out_of_deliveries(&js, &mut advisories).await;
+    outage.end();
+    let result = run
+        .await
+        .expect("the run ends")
+        .expect("the run ended once the connection was back")
+        .expect("a valid workflow");
+    assert_lost_after_two_deliveries(&result);
+}
+
+/// Gives every delivery of the task message to a worker that dies, the verdict's too,
+/// until the server's advisory (on `advisories`) says it ran out of deliveries.
+async fn run_out_of_deliveries(js: &jetstream::Context, advisories: &mut async_nats::Subscriber) {
+    let dying = take_tasks_and_die(js).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::StreamExt::next(advisories),
+    )
+    .await
+    .expect("the task ran out of deliveries");
+    dying.abort();
 }
 
 /// Task `a` of `result` failed as "worker lost" after two deliveries.

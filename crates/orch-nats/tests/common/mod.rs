@@ -1,12 +1,16 @@
-//! What orch-nats's tests share: a throwaway nats-server (`server.rs`), worker processes
+//! What orch-nats's tests share: a throwaway nats-server (`server.rs`), a network outage
+//! for one client (`outage.rs`), worker processes
 //! (`tests/bin/worker.rs`), each killed by its pid when dropped, and the side files
 //! they write.
 
 #![allow(dead_code, unreachable_pub)]
 
+mod outage;
 mod server;
 
-#[allow(unused_imports)] // not every test file uses both
+#[allow(unused_imports)] // not every test file uses each
+pub use outage::Outage;
+#[allow(unused_imports)]
 pub use server::{NatsServer, free_port};
 
 use std::io::{BufRead, BufReader};
