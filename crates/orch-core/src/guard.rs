@@ -18,6 +18,11 @@ use serde::de::{
 /// The key under which the `toml` crate hands a datetime to a visitor, as a one-entry map.
 const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
 
+/// What one value read costs, against 1 per byte of text: a value held in memory takes
+/// about this many times a byte of text (its slot in a list or map), so the budget
+/// bounds memory rather than a count.
+pub(crate) const VALUE_UNITS: u64 = 8;
+
 /// What a document may do, and how much of its budget is left.
 pub(crate) struct Rules {
     /// The budget: values plus the bytes of their text (`u64::MAX`: none).
@@ -27,7 +32,8 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
-    /// YAML: at most `limit` values and text bytes, aliases expanded.
+    /// YAML: at most `limit` units, aliases expanded ([`VALUE_UNITS`] per value plus 1
+    /// per byte of its text).
     #[cfg(feature = "yaml")]
     pub(crate) fn yaml(limit: u64) -> Self {
         Self {
@@ -57,12 +63,12 @@ impl Rules {
         let spent = self
             .spent
             .get()
-            .saturating_add(1)
+            .saturating_add(VALUE_UNITS)
             .saturating_add(text_bytes as u64);
         self.spent.set(spent);
         if spent > self.limit {
             return Err(E::custom(format!(
-                "aliases expand the document past its limit of {} values and text bytes",
+                "aliases expand the document past its limit of {} units ({VALUE_UNITS} per value, 1 per byte of text)",
                 self.limit
             )));
         }

@@ -59,10 +59,11 @@
 //! Untrusted input cannot make reading a workflow or a result take unbounded memory:
 //!
 //! - **YAML expansion**: aliases are expanded as a document is read, so each value read
-//!   counts 1, plus 1 per byte of its text (strings and map keys). A document may expand
-//!   to 8 per byte of its own size, or 4,096 if that is more; past that, reading stops
-//!   with [`LoadError::ExpansionLimit`], which gives the limit. A document without
-//!   aliases uses at most about 2 per byte.
+//!   counts 8 units, plus 1 per byte of its text (strings and map keys): units that
+//!   follow the memory the values take. A document may expand to 16 units per byte of
+//!   its own size, or 16,384 if that is more; past that, reading stops with
+//!   [`LoadError::ExpansionLimit`], which gives the limit. A document without aliases
+//!   uses at most about 5 per byte.
 //! - **Claimed lengths**: a format that announces how many entries follow (CBOR,
 //!   MessagePack, bincode) gets room for at most 1 MiB of them up front, whatever it
 //!   claims; the rest is allocated only as entries actually arrive.

@@ -19,13 +19,14 @@ use crate::{Task, TaskId, Workflow};
 
 #[cfg(feature = "yaml")]
 /// What a YAML document may expand to through its aliases, per byte of the document: each
-/// value read counts 1, plus 1 per byte of its text (map keys included).
-const YAML_EXPANSION_PER_BYTE: u64 = 8;
+/// value read counts 8 (`guard::VALUE_UNITS`), plus 1 per byte of its text (map keys
+/// included). A document without aliases takes at most about 5 per byte.
+const YAML_EXPANSION_PER_BYTE: u64 = 16;
 /// The expansion allowed however small the document.
 #[cfg(feature = "yaml")]
-const YAML_EXPANSION_MIN: u64 = 4_096;
+const YAML_EXPANSION_MIN: u64 = 16_384;
 
-/// The most values and text bytes a YAML document of `bytes` bytes may expand to.
+/// The most units a YAML document of `bytes` bytes may expand to.
 #[cfg(feature = "yaml")]
 fn yaml_expansion_limit(bytes: usize) -> u64 {
     (bytes as u64)

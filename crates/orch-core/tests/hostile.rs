@@ -70,7 +70,7 @@ fn alias_bomb(items: usize, aliases: usize) -> String {
 #[test]
 fn yaml_aliases_that_expand_past_the_limit_are_refused_with_the_limit_named() {
     let text = alias_bomb(1_000, 1_000);
-    let limit = 8 * text.len() as u64;
+    let limit = 16 * text.len() as u64;
     match Workflow::from_yaml(&text) {
         Err(LoadError::ExpansionLimit {
             field,

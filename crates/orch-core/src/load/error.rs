@@ -132,12 +132,13 @@ pub enum LoadError {
     ///
     /// Reading a YAML document expands each alias into a copy of its anchor, so a small
     /// file could otherwise take gigabytes. The expansion is counted as each value is
-    /// read: 1 per value (a number, a string, a list, a map, ...) plus 1 per byte of
-    /// text (strings and map keys), aliases expanded. A document may expand to 8 per
-    /// byte of its own size, and to 4,096 however small it is; a document without
-    /// aliases stays far below that.
+    /// read, in units that follow the memory it takes: 8 per value (a number, a string,
+    /// a list, a map, a map key, ...) plus 1 per byte of text (strings and map keys),
+    /// aliases expanded. A document may expand to 16 units per byte of its own size,
+    /// and to 16,384 however small it is; a document without aliases stays far below
+    /// that (about 5 per byte at most).
     #[error(
-        "YAML workflow{}: aliases expand the document past its limit of {limit} values and text bytes",
+        "YAML workflow{}: aliases expand the document past its limit of {limit} units (8 per value, 1 per byte of text)",
         place(file.as_deref(), *line, *column, field)
     )]
     ExpansionLimit {
@@ -149,7 +150,7 @@ pub enum LoadError {
         line: Option<usize>,
         /// 1-based column where the limit was reached, when the parser knows it.
         column: Option<usize>,
-        /// The limit for this document.
+        /// The limit for this document, in units (8 per value, 1 per byte of text).
         limit: u64,
     },
 }
