@@ -92,11 +92,18 @@ impl Workflow {
 
     /// Adds a task under a map key, as a file in map form does. A key that differs from
     /// the task's own id is reported by validation.
-    pub(crate) fn insert_keyed(&mut self, key: TaskId, task: Task) {
+    pub(crate) fn insert_keyed(&mut self, key: TaskId, mut task: Task) {
         let definition = self.definition();
         if definition.tasks.contains_key(&key) {
             definition.duplicate_ids.push(key);
             return;
+        }
+        // A dependency on a task already present shares that task's id: one string per
+        // id however many tasks depend on it, which large workflows feel in memory.
+        for dependency in &mut task.dependencies {
+            if let Some((id, _)) = definition.tasks.get_key_value(dependency.as_str()) {
+                *dependency = id.clone();
+            }
         }
         definition.tasks.insert(key, task);
     }
