@@ -25,7 +25,8 @@ pub(crate) const VALUE_UNITS: u64 = 8;
 
 /// What a document may do, and how much of its budget is left.
 pub(crate) struct Rules {
-    /// The budget: values plus the bytes of their text (`u64::MAX`: none).
+    /// The budget in units, [`VALUE_UNITS`] per value plus 1 per byte of text
+    /// (`u64::MAX`: none).
     limit: u64,
     spent: Cell<u64>,
     toml_datetimes: bool,

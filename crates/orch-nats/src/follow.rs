@@ -17,16 +17,18 @@ pub(crate) async fn next_sequence(
     Ok(stream.info().await?.state.last_sequence + 1)
 }
 
-/// The messages of stream `stream` from sequence `start` on, in order.
+/// The messages of stream `stream` on subject `filter` from sequence `start` on, in order.
 pub(crate) async fn from_sequence(
     js: &jetstream::Context,
     stream: &str,
+    filter: &str,
     start: u64,
 ) -> Result<consumer::push::Ordered, async_nats::Error> {
     let stream = js.get_stream_no_info(stream).await?;
     let consumer = stream
         .create_consumer(consumer::push::OrderedConfig {
             deliver_subject: js.client().new_inbox(),
+            filter_subject: filter.to_owned(),
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: start,
             },
@@ -36,18 +38,25 @@ pub(crate) async fn from_sequence(
     Ok(consumer.messages().await?)
 }
 
-/// Hands each message of `messages` (stream `stream` from sequence `next` on) to
-/// `handle`, for ever. After an interruption (a reconnect, a consumer the server
-/// dropped) it goes on from the message after the last one it saw; `what` names the
-/// stream in the warnings.
+/// A stream to follow: its name and the subject read from it.
+pub(crate) struct Followed {
+    pub(crate) stream: String,
+    pub(crate) filter: String,
+    /// Names the stream in warnings.
+    pub(crate) what: &'static str,
+}
+
+/// Hands each message of `messages` (`followed`'s from sequence `next` on) to `handle`,
+/// for ever. After an interruption (a reconnect, a consumer the server dropped) it goes
+/// on from the message after the last one it saw.
 pub(crate) async fn follow(
     js: jetstream::Context,
-    stream: String,
+    followed: Followed,
     mut messages: consumer::push::Ordered,
     mut next: u64,
-    what: &'static str,
     mut handle: impl FnMut(&jetstream::Message) + Send,
 ) {
+    let what = followed.what;
     loop {
         while let Some(message) = messages.next().await {
             let message = match message {
@@ -58,13 +67,20 @@ pub(crate) async fn follow(
                 }
             };
             if let Ok(info) = message.info() {
+                if info.stream_sequence < next {
+                    // The client rebuilds its consumer by itself after a reconnect, from
+                    // the stream's first message when it has seen none: read from
+                    // `next` again instead of taking old messages as new.
+                    tracing::debug!("{what} started over; following it again");
+                    break;
+                }
                 next = info.stream_sequence + 1;
             }
             handle(&message);
         }
         messages = loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            match from_sequence(&js, &stream, next).await {
+            match from_sequence(&js, &followed.stream, &followed.filter, next).await {
                 Ok(messages) => break messages,
                 Err(error) => tracing::warn!(%error, "cannot read {what}; trying again"),
             }

@@ -82,8 +82,9 @@ impl LostMessages {
 }
 
 /// Reads into `lost` the advisories the lost-tasks stream kept, up to sequence `up_to`
-/// (the last one before the coordinator began to follow the stream). Gives up (with a
-/// warning) after `limit`: the coordinator then knows only of those it follows.
+/// (the last one before the coordinator began to follow the stream; `u64::MAX` for the
+/// last one now). Gives up (with a warning) after `limit`: the coordinator then knows
+/// only of those it hears of from now on.
 pub(crate) async fn recall(
     js: &jetstream::Context,
     names: &Names,
@@ -94,6 +95,7 @@ pub(crate) async fn recall(
     let read = async {
         let stream = js.get_stream(names.lost_stream()).await?;
         let state = &stream.cached_info().state;
+        let up_to = up_to.min(state.last_sequence);
         if state.messages == 0 || state.first_sequence > up_to {
             return Ok::<_, async_nats::Error>(());
         }

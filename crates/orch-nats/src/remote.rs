@@ -2,19 +2,21 @@
 //! JetStream, while the engine that calls it keeps scheduling, retrying, timing out and
 //! cancelling as it does for local handlers.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use orch_engine::{Handler, Output, TaskContext, TaskError, async_trait};
 use tokio::task::JoinHandle;
 
+mod consumers;
 mod dispatch;
 mod message;
 
 pub use message::Inputs;
+
+use consumers::Consumers;
 
 use crate::lost::LostMessages;
 use crate::presence::Presence;
@@ -64,11 +66,7 @@ struct Inner {
     routes: Arc<Routes>,
     lost: Arc<LostMessages>,
     presence: Presence,
-    /// The task types whose consumer is known to exist.
-    consumers: Mutex<HashSet<String>>,
-    /// Held while a consumer is looked up or created, so that the many attempts a run
-    /// starts at once ask the server once, not once each.
-    consumer_setup: tokio::sync::Mutex<()>,
+    consumers: Consumers,
     listeners: Vec<JoinHandle<()>>,
 }
 
@@ -157,8 +155,7 @@ impl RemoteBuilder {
                     .min(server_limit),
                 routes,
                 lost,
-                consumers: Mutex::new(HashSet::new()),
-                consumer_setup: tokio::sync::Mutex::new(()),
+                consumers: Consumers::default(),
                 listeners,
             }),
         })
@@ -357,31 +354,10 @@ impl Inner {
 
     /// Makes sure the durable consumer of `task_type` exists, once per handler.
     async fn ensure_consumer(&self, task_type: &str) -> Result<(), TaskError> {
-        if self.consumer_known(task_type) {
+        if self.consumers.known(task_type) {
             return Ok(());
         }
-        Box::pin(async {
-            let _setting_up = self.consumer_setup.lock().await;
-            // Another attempt may have set it up while this one waited.
-            if !self.consumer_known(task_type) {
-                setup::ensure_consumer(&self.js, &self.layout, task_type)
-                    .await
-                    .map_err(TaskError::new)?;
-                self.consumers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(task_type.to_owned());
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    fn consumer_known(&self, task_type: &str) -> bool {
-        self.consumers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(task_type)
+        Box::pin(self.consumers.ensure(&self.js, &self.layout, task_type)).await
     }
 
     /// Tells the workers to cancel run `run`'s attempts, or one attempt (its task, its

@@ -11,9 +11,10 @@ use orch_core::{RunId, TaskId};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::follow::{self, Followed};
 use crate::lost::{self, LostMessages, MaxDeliveries};
 use crate::protocol::{self, Names, ResultMessage};
-use crate::{ConnectError, follow, setup};
+use crate::{ConnectError, setup};
 
 /// One attempt of one task of one run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -156,28 +157,26 @@ pub(crate) async fn listen(
         what: what.to_owned(),
         reason: error.to_string(),
     };
-    let results_stream = names.results_stream().to_owned();
-    let next_result = follow::next_sequence(js, &results_stream)
+    let results = Followed {
+        stream: names.results_stream().to_owned(),
+        filter: names.all_results(),
+        what: "the results stream",
+    };
+    let next_result = follow::next_sequence(js, &results.stream)
         .await
         .map_err(|e| failed("the results stream", e))?;
-    let results = follow::from_sequence(js, &results_stream, next_result)
+    let result_messages = follow::from_sequence(js, &results.stream, &results.filter, next_result)
         .await
         .map_err(|e| failed("a consumer of the results stream", e))?;
-    let lost_stream = names.lost_stream();
-    let mut kept_from = None;
-    if kept {
-        match follow::next_sequence(js, &lost_stream).await {
-            Ok(next) => match follow::from_sequence(js, &lost_stream, next).await {
-                Ok(advisories) => kept_from = Some((advisories, next)),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot follow the lost-tasks stream; listening to the advisories live")
-                }
-            },
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the lost-tasks stream; listening to the advisories live")
-            }
-        }
-    }
+    let advisories = Followed {
+        stream: names.lost_stream(),
+        filter: names.max_deliveries_advisory(),
+        what: "the lost-tasks stream",
+    };
+    let kept_from = match kept {
+        true => follow_from_now(js, &advisories).await,
+        false => None,
+    };
     let live = match kept_from {
         Some(_) => None,
         None => Some(
@@ -196,35 +195,61 @@ pub(crate) async fn listen(
     let settles = Arc::clone(routes);
     let mut listeners = vec![tokio::spawn(follow::follow(
         js.clone(),
-        results_stream,
         results,
+        result_messages,
         next_result,
-        "the results stream",
         move |message| take_result(&settles, message),
     ))];
-    match (kept_from, live) {
-        (Some((advisories, next)), _) => {
+    let recall_up_to = match (kept_from, live) {
+        (Some((messages, next)), _) => {
             let (settles, notes) = (Arc::clone(routes), Arc::clone(lost));
             listeners.push(tokio::spawn(follow::follow(
                 js.clone(),
-                lost_stream,
                 advisories,
+                messages,
                 next,
-                "the lost-tasks stream",
                 move |message| {
                     let at = message.info().ok().map(|i| SystemTime::from(i.published));
                     take_advisory(&settles, &notes, &message.payload, at);
                 },
             )));
             // Followed from `next` on; before it, kept on the stream.
-            lost::recall(js, names, lost, next - 1, Duration::from_secs(10)).await;
+            Some(next - 1)
         }
-        (None, Some(live)) => listeners.push(tokio::spawn(listen_lost(
-            live,
-            Arc::clone(routes),
-            Arc::clone(lost),
-        ))),
-        (None, None) => {}
+        (None, Some(live)) => {
+            listeners.push(tokio::spawn(listen_lost(
+                live,
+                Arc::clone(routes),
+                Arc::clone(lost),
+            )));
+            // Heard from now on; before now, kept on the stream if it is there.
+            kept.then_some(u64::MAX)
+        }
+        (None, None) => None,
+    };
+    if let Some(up_to) = recall_up_to {
+        lost::recall(js, names, lost, up_to, Duration::from_secs(10)).await;
     }
     Ok(listeners)
+}
+
+/// The advisories `advisories` keeps from now on, and the sequence of the first of them;
+/// none (with a warning) when they cannot be followed.
+async fn follow_from_now(
+    js: &jetstream::Context,
+    advisories: &Followed,
+) -> Option<(jetstream::consumer::push::Ordered, u64)> {
+    let stream = &advisories.stream;
+    let followed = async {
+        let next = follow::next_sequence(js, stream).await?;
+        let messages = follow::from_sequence(js, stream, &advisories.filter, next).await?;
+        Ok::<_, async_nats::Error>((messages, next))
+    };
+    match followed.await {
+        Ok(followed) => Some(followed),
+        Err(error) => {
+            tracing::warn!(%error, "cannot follow the lost-tasks stream; listening to the advisories live");
+            None
+        }
+    }
 }

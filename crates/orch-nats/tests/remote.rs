@@ -322,53 +322,6 @@ async fn a_worker_with_no_practical_limit_serves_tasks() {
     stop.cancel();
 }
 
-/// The first run of a task type starts many attempts at once; the coordinator asks the
-/// server about the type's consumer once, not once per attempt.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_coordinator_looks_up_a_task_types_consumer_once_for_many_attempts() {
-    use futures_util::StreamExt;
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
-    let stop = CancellationToken::new();
-    start_worker(&server, Arc::default(), &stop).await;
-    let remote = RemoteHandler::connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::with_max_concurrent(64).expect("valid");
-    engine.register_handler("double", remote);
-    // A connection that sees every consumer request of the JetStream API.
-    let watcher = async_nats::connect(server.url()).await.expect("connects");
-    let mut requests = watcher
-        .subscribe("$JS.API.CONSUMER.>")
-        .await
-        .expect("subscribes");
-    // Answered (with "no responders") only after the server has the subscription.
-    let _ = watcher.request("orch.test.probe", "".into()).await;
-    let workflow = Workflow::from_tasks(
-        "burst",
-        "Burst",
-        (0..64).map(|i| Task::new(format!("t{i}"), "double").config(json!({"n": i}))),
-    );
-    let result = engine.execute_workflow(&workflow).await.expect("valid");
-    assert_eq!(result.status, WorkflowStatus::Completed);
-    let mut lookups = Vec::new();
-    while let Ok(Some(request)) =
-        tokio::time::timeout(Duration::from_millis(300), requests.next()).await
-    {
-        // Workers' pull requests are not look-ups.
-        if !request.subject.contains(".MSG.NEXT.") {
-            lookups.push(request.subject.to_string());
-        }
-    }
-    assert!(
-        (1..=2).contains(&lookups.len()),
-        "one consumer look-up (get, then its settings) for 64 attempts, not {}: {lookups:?}",
-        lookups.len()
-    );
-    stop.cancel();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_type_that_no_worker_serves_fails_with_an_error_naming_it() {
     let Some(server) = NatsServer::start() else {

@@ -7,8 +7,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The relay; it stops taking connections when dropped (the thread ends with the test
-/// process).
+/// The relay. Its thread takes connections until the test process ends.
 pub struct Outage {
     port: u16,
     shared: Arc<Shared>,
