@@ -23,6 +23,10 @@ use history::History;
 /// stream) or [`EventBus::subscribe_fn`] (a callback). When the last clone is dropped
 /// the bus closes as by [`EventBus::close`], without waiting.
 ///
+/// When the bus drops a payload (no subscription matched, a full queue's policy, the
+/// history's oldest), it does so holding none of its locks: the payload's destructor
+/// may publish to the bus and subscribe to it.
+///
 /// [`Overflow::Block`]: crate::Overflow::Block
 pub struct EventBus<T = serde_json::Value> {
     inner: Arc<Inner<T>>,

@@ -132,16 +132,10 @@ impl<T> Queue<T> {
     }
 
     /// Queues `event` (or applies the overflow policy); under [`Overflow::Block`], says
-    /// `Full` rather than wait.
-    pub(crate) fn push(&self, event: &Arc<Event<T>>) -> Push {
-        // One event evicts at most one.
-        let mut evicted = None;
-        let pushed = self.push_all(std::slice::from_ref(event), false, |old| {
-            evicted = Some(old);
-        });
-        // Payload destructors run outside the lock.
-        drop(evicted);
-        pushed
+    /// `Full` rather than wait. What the [`Overflow::DropOldest`] policy pushes out goes to
+    /// `evicted`, to be dropped once the caller holds no lock.
+    pub(crate) fn push(&self, event: &Arc<Event<T>>, evicted: &mut Vec<Arc<Event<T>>>) -> Push {
+        self.push_all(std::slice::from_ref(event), false, |old| evicted.push(old))
     }
 
     /// Queues `events` in order, under one lock and with at most one wake. Under
@@ -207,7 +201,8 @@ impl<T> Queue<T> {
             let notified = self.space.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            match self.push(event) {
+            // Only `Block` waits, and it evicts nothing.
+            match self.push(event, &mut Vec::new()) {
                 Push::Done => return true,
                 Push::Gone => return false,
                 Push::Full => notified.await,

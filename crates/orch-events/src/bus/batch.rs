@@ -2,6 +2,7 @@
 //! one wake) per subscription for each run of events that go to the same subscriptions.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::EventBus;
@@ -42,6 +43,9 @@ impl<T> EventBus<T> {
         events: &mut VecDeque<(Subject, T)>,
     ) -> Result<usize, PublishError> {
         let inner = &*self.inner;
+        // Events nothing else holds any more, dropped once no lock is held: a payload's
+        // destructor may use the bus.
+        let mut orphans = Vec::new();
         let routes = inner.read();
         if routes.closed {
             return Err(PublishError::Closed);
@@ -82,13 +86,14 @@ impl<T> EventBus<T> {
             stamped.extend(
                 events
                     .drain(..granted)
-                    .map(|(subject, payload)| inner.stamp(subject, payload, at)),
+                    .map(|(subject, payload)| inner.stamp(subject, payload, at, &mut evicted)),
             );
             for queue in matches.iter() {
                 queue.push_reserved(&stamped, &mut evicted);
             }
-            stamped.clear();
-            evicted.clear();
+            // Usually the queues hold them: letting go is a count going down.
+            let unheld = stamped.drain(..).chain(evicted.drain(..));
+            orphans.extend(unheld.filter_map(Arc::into_inner));
             published += granted;
             if granted < run {
                 break;

@@ -26,10 +26,17 @@ impl<T> History<T> {
 }
 
 impl<T> Inner<T> {
-    /// Numbers the event and keeps it in the history. Called under the routing read
-    /// lock, so a subscriber (which takes the write lock) sees every event either in
-    /// the history or live, never both, never neither.
-    pub(super) fn stamp(&self, subject: Subject, payload: T, at: SystemTime) -> Arc<Event<T>> {
+    /// Numbers the event and keeps it in the history; the event that leaves the history
+    /// for it goes to `evicted`, to be dropped once the caller holds no lock. Called under
+    /// the routing read lock, so a subscriber (which takes the write lock) sees every
+    /// event either in the history or live, never both, never neither.
+    pub(super) fn stamp(
+        &self,
+        subject: Subject,
+        payload: T,
+        at: SystemTime,
+        evicted: &mut Vec<Arc<Event<T>>>,
+    ) -> Arc<Event<T>> {
         match &self.history {
             None => {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
@@ -41,7 +48,7 @@ impl<T> Inner<T> {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let event = Arc::new(Event::new(seq, at, subject, payload));
                 if history.events.len() == history.capacity {
-                    history.events.pop_front();
+                    evicted.extend(history.events.pop_front());
                 }
                 history.events.push_back(Arc::clone(&event));
                 event

@@ -8,27 +8,28 @@ use std::{
 
 use super::{EventBus, Inner};
 use crate::{
-    IntoSubject, PublishError, Subject, SubscriptionId, TryPublishError, TryPublishErrorKind,
-    queue::Push, routes::Matches,
+    Event, IntoSubject, PublishError, Subject, SubscriptionId, TryPublishError,
+    TryPublishErrorKind, queue::Push, routes::Matches,
 };
 
 impl<T> Inner<T> {
     /// Numbers the event and queues it for every matching subscription, using the slots
-    /// [`reserve_all`] took in the lossless ones; returns its sequence number.
+    /// [`reserve_all`] took in the lossless ones, and returns it. What it evicts goes to
+    /// `evicted`: the caller drops both once it holds no lock (a payload's destructor
+    /// may use the bus).
     pub(super) fn deliver_reserved(
         &self,
         subject: Subject,
         payload: T,
         at: SystemTime,
         matches: &Matches<'_, T>,
-    ) -> u64 {
-        let event = self.stamp(subject, payload, at);
-        let mut evicted = Vec::new();
+        evicted: &mut Vec<Arc<Event<T>>>,
+    ) -> Arc<Event<T>> {
+        let event = self.stamp(subject, payload, at, evicted);
         for queue in matches.iter() {
-            queue.push_reserved(std::slice::from_ref(&event), &mut evicted);
+            queue.push_reserved(std::slice::from_ref(&event), evicted);
         }
-        drop(evicted);
-        event.seq()
+        event
     }
 }
 
@@ -63,24 +64,27 @@ impl<T> EventBus<T> {
         tokio::task::consume_budget().await;
         let inner = &*self.inner;
         let mut waiting = Vec::new();
+        // Payload destructors run once no lock is held: they may use the bus.
+        let mut evicted = Vec::new();
         let (event, _in_flight) = {
             let routes = inner.read();
             if routes.closed {
                 return Err(PublishError::Closed);
             }
             let matches = routes.matches(&subject);
-            let event = inner.stamp(subject, payload, SystemTime::now());
+            let event = inner.stamp(subject, payload, SystemTime::now(), &mut evicted);
             for queue in matches.iter() {
-                if let Push::Full = queue.push(&event) {
+                if let Push::Full = queue.push(&event, &mut evicted) {
                     waiting.push(Arc::clone(queue));
                 }
             }
-            if waiting.is_empty() {
-                return Ok(event.seq());
-            }
-            inner.in_flight.fetch_add(1, Ordering::AcqRel);
-            (event, InFlight(inner))
+            let in_flight = (!waiting.is_empty()).then(|| {
+                inner.in_flight.fetch_add(1, Ordering::AcqRel);
+                InFlight(inner)
+            });
+            (event, in_flight)
         };
+        drop(evicted);
         for queue in waiting {
             queue.push_wait(&event).await;
         }
@@ -109,6 +113,8 @@ impl<T> EventBus<T> {
             Err(e) => return Err(TryPublishError::new(e.into(), payload)),
         };
         let inner = &*self.inner;
+        // Payload destructors run once no lock is held: they may use the bus.
+        let mut evicted = Vec::new();
         let routes = inner.read();
         if routes.closed {
             return Err(TryPublishError::new(TryPublishErrorKind::Closed, payload));
@@ -128,7 +134,11 @@ impl<T> EventBus<T> {
                 payload,
             ));
         }
-        Ok(inner.deliver_reserved(subject, payload, SystemTime::now(), &matches))
+        let event =
+            inner.deliver_reserved(subject, payload, SystemTime::now(), &matches, &mut evicted);
+        drop(matches);
+        drop(routes);
+        Ok(event.seq())
     }
 }
 

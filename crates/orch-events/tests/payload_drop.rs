@@ -1,0 +1,115 @@
+//! A payload's destructor runs outside the bus's locks: one that publishes to its bus and
+//! subscribes to it does not deadlock, however the bus comes to drop it (no subscriber,
+//! the new event refused or an old one evicted by a full queue, an event pushed out of
+//! the history), with each way of publishing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use orch_events::{EventBus, Overflow, Subject, SubscribeOptions};
+
+/// A payload whose destructor publishes a plain event on its bus and subscribes to it,
+/// counting the destructors that got that far.
+enum Payload {
+    Plain,
+    UsesTheBus(EventBus<Payload>, Arc<AtomicUsize>),
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        if let Payload::UsesTheBus(bus, dropped) = self {
+            let _ = bus.try_publish("echo.dropped", Payload::Plain);
+            if bus.subscribe("echo.>").is_ok() {
+                dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Ways to publish one event.
+#[derive(Clone, Copy, Debug)]
+enum Publish {
+    Wait,
+    Try,
+    Batch,
+}
+
+fn publish(bus: &EventBus<Payload>, dropped: &Arc<AtomicUsize>, how: Publish, subject: &str) {
+    let payload = Payload::UsesTheBus(bus.clone(), Arc::clone(dropped));
+    match how {
+        Publish::Wait => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime");
+            runtime
+                .block_on(bus.publish(subject, payload))
+                .expect("published");
+        }
+        Publish::Try => {
+            assert!(bus.try_publish(subject, payload).is_ok(), "published");
+        }
+        Publish::Batch => {
+            let subject = Subject::new(subject).expect("a subject");
+            let mut events = VecDeque::from([(subject, payload)]);
+            assert_eq!(bus.try_publish_batch(&mut events), Ok(1));
+        }
+    }
+}
+
+/// Runs `scenario` on a thread of its own; fails if it has not ended in 10 s (a
+/// deadlock), which is a bound on a broken build, not a timing.
+fn ends(what: &str, scenario: impl FnOnce() + Send + 'static) {
+    let (done, ended) = mpsc::channel();
+    std::thread::spawn(move || {
+        scenario();
+        let _ = done.send(());
+    });
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what}: deadlocked or panicked"));
+}
+
+#[test]
+fn a_payload_dropped_with_no_subscriber_may_use_the_bus() {
+    for how in [Publish::Wait, Publish::Try, Publish::Batch] {
+        ends(&format!("{how:?}"), move || {
+            let (bus, dropped) = (EventBus::new(), Arc::default());
+            publish(&bus, &dropped, how, "work.done");
+            // Its destructor published and subscribed (the bus's write lock).
+            assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        });
+    }
+}
+
+#[test]
+fn a_payload_a_full_queue_drops_may_use_the_bus() {
+    for overflow in [Overflow::DropOldest, Overflow::DropNewest] {
+        for how in [Publish::Wait, Publish::Try, Publish::Batch] {
+            ends(&format!("{overflow:?}, {how:?}"), move || {
+                let (bus, dropped) = (EventBus::new(), Arc::default());
+                let options = SubscribeOptions::new().capacity(1).overflow(overflow);
+                let _slow = bus.subscribe_with("work.>", options).expect("subscribed");
+                publish(&bus, &dropped, how, "work.one");
+                publish(&bus, &dropped, how, "work.two");
+                // One of the two was dropped, and its destructor used the bus.
+                assert_eq!(dropped.load(Ordering::SeqCst), 1);
+            });
+        }
+    }
+}
+
+#[test]
+fn a_payload_pushed_out_of_the_history_may_use_the_bus() {
+    for how in [Publish::Wait, Publish::Try, Publish::Batch] {
+        ends(&format!("{how:?}"), move || {
+            let (bus, dropped) = (EventBus::builder().history(1).build(), Arc::default());
+            publish(&bus, &dropped, how, "work.one");
+            publish(&bus, &dropped, how, "work.two");
+            // The first left the history, its last holder; its destructor published,
+            // which pushed the second out in turn; both destructors used the bus.
+            assert_eq!(dropped.load(Ordering::SeqCst), 2);
+        });
+    }
+}
