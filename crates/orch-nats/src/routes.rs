@@ -173,9 +173,10 @@ pub(crate) async fn listen(
         filter: names.max_deliveries_advisory(),
         what: "the lost-tasks stream",
     };
-    let kept_from = match kept {
-        true => follow_from_now(js, &advisories).await,
-        false => None,
+    let kept_from = if kept {
+        follow_from_now(js, &advisories).await
+    } else {
+        None
     };
     let live = match kept_from {
         Some(_) => None,
