@@ -287,6 +287,20 @@ fn configs_agree(syntax: Syntax, text: &str, workflow: &Workflow) -> Result<(), 
     Ok(())
 }
 
+/// Whether `text` opens more than 128 brackets or braces without closing them, quotes
+/// not considered (so it may say so of a document the loader would parse).
+fn deeply_nested(text: &str) -> bool {
+    let mut depth = 0usize;
+    text.bytes().any(|byte| {
+        match byte {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        depth > 128
+    })
+}
+
 /// An explicit `"timeout": null` loads as if the key were left out.
 fn null_timeout(syntax: Syntax, text: &str) -> Result<(), Violation> {
     let mut document: Value = match syntax {
@@ -294,9 +308,14 @@ fn null_timeout(syntax: Syntax, text: &str) -> Result<(), Violation> {
             Ok(value) => value,
             Err(_) => return Ok(()),
         },
-        // This plain parse expands aliases without a limit (the loader has one): a
-        // document that may have aliases is left to the loader's own checks.
-        Syntax::Yaml if (text.contains("null") || text.contains('~')) && !text.contains('*') => {
+        // This plain parse expands aliases without a limit, and its work grows with the
+        // square of the nesting (the loader bounds both): a document that may have aliases
+        // or is deeply nested is left to the loader's own checks.
+        Syntax::Yaml
+            if (text.contains("null") || text.contains('~'))
+                && !text.contains('*')
+                && !deeply_nested(text) =>
+        {
             match serde_yaml_ng::from_str(text) {
                 Ok(value) => value,
                 Err(_) => return Ok(()),
