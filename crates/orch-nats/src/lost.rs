@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
@@ -99,14 +99,9 @@ pub(crate) async fn recall(
         if state.messages == 0 || state.first_sequence > up_to {
             return Ok::<_, async_nats::Error>(());
         }
-        let mut advisories = stream
-            .create_consumer(consumer::push::OrderedConfig {
-                deliver_subject: js.client().new_inbox(),
-                ..Default::default()
-            })
-            .await?
-            .messages()
-            .await?;
+        let (name, filter) = (names.lost_stream(), names.max_deliveries_advisory());
+        let mut advisories =
+            crate::follow::from_sequence(js, &name, &filter, state.first_sequence).await?;
         // The last one may have aged out meanwhile: a pause also ends the reading.
         while let Ok(Some(advisory)) =
             tokio::time::timeout(Duration::from_secs(2), advisories.next()).await

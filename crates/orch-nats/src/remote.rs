@@ -240,8 +240,9 @@ impl Inner {
         let outcome = loop {
             let mut watched = None;
             if send {
-                let sent =
-                    (self.dispatch(&subject, &pending.key, payload.clone(), &ctx, resend)).await?;
+                let sent = self
+                    .dispatch(&subject, &pending.key, payload.clone(), &ctx, resend)
+                    .await?;
                 pending.sequence = Some(sent.sequence);
                 watched = sent.queued_before.then_some(sent.sequence);
                 resend = sent.next_resend;

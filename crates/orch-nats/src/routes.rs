@@ -153,10 +153,7 @@ pub(crate) async fn listen(
     routes: &Arc<Routes>,
     lost: &Arc<LostMessages>,
 ) -> Result<Vec<JoinHandle<()>>, ConnectError> {
-    let failed = |what: &str, error: async_nats::Error| ConnectError::Setup {
-        what: what.to_owned(),
-        reason: error.to_string(),
-    };
+    let failed = |what: &str, error: async_nats::Error| setup::setup(what.to_owned(), &error);
     let results = Followed {
         stream: names.results_stream().to_owned(),
         filter: names.all_results(),

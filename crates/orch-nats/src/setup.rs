@@ -240,7 +240,9 @@ pub(crate) async fn ensure_consumer(
     }
 }
 
-fn setup(what: String, error: &dyn std::fmt::Display) -> ConnectError {
+/// The error for `what` that could not be set up, with a hint when the server did not
+/// answer (a request refused for want of permission goes unanswered).
+pub(crate) fn setup(what: String, error: &dyn std::fmt::Display) -> ConnectError {
     let mut reason = error.to_string();
     if reason.contains("timed out") {
         // A request the server refuses for want of permission goes unanswered.
