@@ -38,6 +38,29 @@ pub(crate) async fn from_sequence(
     Ok(consumer.messages().await?)
 }
 
+/// The messages `followed` keeps from now on, and the sequence of the first of them;
+/// none (with a warning) when the stream cannot be followed, and its messages are to be
+/// heard live instead.
+pub(crate) async fn from_now(
+    js: &jetstream::Context,
+    followed: &Followed,
+) -> Option<(consumer::push::Ordered, u64)> {
+    let stream = &followed.stream;
+    let messages = async {
+        let next = next_sequence(js, stream).await?;
+        let messages = from_sequence(js, stream, &followed.filter, next).await?;
+        Ok::<_, async_nats::Error>((messages, next))
+    };
+    match messages.await {
+        Ok(messages) => Some(messages),
+        Err(error) => {
+            let what = followed.what;
+            tracing::warn!(%error, "cannot follow {what}; hearing its messages live instead");
+            None
+        }
+    }
+}
+
 /// A stream to follow: its name and the subject read from it.
 pub(crate) struct Followed {
     pub(crate) stream: String,

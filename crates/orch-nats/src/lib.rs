@@ -101,7 +101,7 @@
 //! | --- | --- | --- |
 //! | tasks | stream `ORCH_TASKS`, subjects `orch.task.<type>`, work-queue retention | one durable pull consumer per task type, named `<type>`, explicit acks, `ack_wait`, `max_deliver` |
 //! | results | stream `ORCH_RESULTS`, subjects `orch.result.<run>.<task>.<attempt>`, kept for [`Layout::result_retention`] | read by each coordinator from the time it starts (an ordered consumer) |
-//! | cancellations | core subject `orch.cancel.<run>` | every worker listens |
+//! | cancellations | subjects `orch.cancel.<run>`, kept on stream `ORCH_CANCELS` for [`Layout::result_retention`] | read by every worker from the time it starts (an ordered consumer, so none sent while its connection is down is missed; heard live, with a warning, by a worker that may not read the stream) |
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
 //! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by each coordinator from the time it starts (an ordered consumer, so none given while its connection is down is missed), and the ones kept before when it comes back on a run |
 //! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
@@ -190,7 +190,9 @@
 //!                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
 //!                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
 //!                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
-//!                   "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
+//!                   "$JS.API.STREAM.MSG.GET.ORCH_RESULTS",
+//!                   "$JS.API.STREAM.INFO.ORCH_CANCELS", "$JS.API.CONSUMER.CREATE.ORCH_CANCELS",
+//!                   "$JS.API.CONSUMER.DELETE.ORCH_CANCELS.>", "$JS.FC.ORCH_CANCELS.>"],
 //!         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
 //!         allow_responses: true } }
 //!   ]
@@ -198,7 +200,9 @@
 //! ```
 //!
 //! (`$JS.API.STREAM.MSG.GET.ORCH_RESULTS` lets a worker that is given a task a second time
-//! find the result stored the first time, instead of running the task again.)
+//! find the result stored the first time, instead of running the task again. The
+//! `ORCH_CANCELS` subjects let it follow the stream of cancellations, and hear those
+//! sent while its connection was down.)
 //!
 //! A worker whose outputs may be over the server's `max_payload` also stores them in
 //! the object store bucket (which the coordinator creates): add
@@ -206,7 +210,7 @@
 //! `"$JS.API.DIRECT.GET.OBJ_ORCH_RESULTS.>"` to its `publish` list.
 //!
 //! With it, a worker may create only its own types' consumers and no stream: start a
-//! coordinator first (it creates the streams, `ORCH_LOST` among them), or create them as
+//! coordinator first (it creates the streams, `ORCH_LOST` and `ORCH_CANCELS` among them), or create them as
 //! an administrator.
 //! A request the server refuses for want of permission goes unanswered; it fails as
 //! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is

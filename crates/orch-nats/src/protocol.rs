@@ -244,6 +244,12 @@ impl Names {
         format!("{}_LOST", self.stem())
     }
 
+    /// The stream that keeps cancellations (`<STEM>_CANCELS`), for a worker whose
+    /// connection was down when one was sent.
+    pub(crate) fn cancels_stream(&self) -> String {
+        format!("{}_CANCELS", self.stem())
+    }
+
     fn stem(&self) -> &str {
         self.tasks_stream
             .strip_suffix("_TASKS")

@@ -127,6 +127,7 @@ impl RemoteBuilder {
         let js = jetstream::new(client.clone());
         setup::ensure_streams(&js, &self.layout).await?;
         let lost_stream = setup::ensure_lost_stream(&js, &self.layout).await;
+        setup::ensure_cancels_stream(&js, &self.layout).await;
         let lost = Arc::new(LostMessages::new(lost_stream.window));
         stored::open_bucket(&js, &self.layout.names(), self.layout.result_retention)
             .await

@@ -171,7 +171,7 @@ pub(crate) async fn listen(
         what: "the lost-tasks stream",
     };
     let kept_from = if kept {
-        follow_from_now(js, &advisories).await
+        follow::from_now(js, &advisories).await
     } else {
         None
     };
@@ -229,25 +229,4 @@ pub(crate) async fn listen(
         lost::recall(js, names, lost, up_to, Duration::from_secs(10)).await;
     }
     Ok(listeners)
-}
-
-/// The advisories `advisories` keeps from now on, and the sequence of the first of them;
-/// none (with a warning) when they cannot be followed.
-async fn follow_from_now(
-    js: &jetstream::Context,
-    advisories: &Followed,
-) -> Option<(jetstream::consumer::push::Ordered, u64)> {
-    let stream = &advisories.stream;
-    let followed = async {
-        let next = follow::next_sequence(js, stream).await?;
-        let messages = follow::from_sequence(js, stream, &advisories.filter, next).await?;
-        Ok::<_, async_nats::Error>((messages, next))
-    };
-    match followed.await {
-        Ok(followed) => Some(followed),
-        Err(error) => {
-            tracing::warn!(%error, "cannot follow the lost-tasks stream; listening to the advisories live");
-            None
-        }
-    }
 }

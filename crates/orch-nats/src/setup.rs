@@ -27,7 +27,8 @@ pub struct Layout {
     /// the results stream for a coordinator that was away when it was reached. Workers
     /// go by the setting of the consumer as it is on the server.)
     pub max_deliver: u32,
-    /// How long results are kept on the results stream. Default one day.
+    /// How long results are kept on the results stream, and cancellations on theirs.
+    /// Default one day.
     pub result_retention: Duration,
     /// The window in which the server recognises a task or result published again under
     /// the same message id. Default 2 minutes.
@@ -144,14 +145,46 @@ pub(crate) async fn ensure_lost_stream(js: &jetstream::Context, layout: &Layout)
         max_age: window,
         ..Default::default()
     };
-    let kept = match ensure_stream(js, lost).await {
+    let kept = ensure_kept_stream(
+        js,
+        lost,
+        "tasks that run out of deliveries while no coordinator listens, or while its connection is down, will not be known to it",
+    )
+    .await;
+    LostStream { window, kept }
+}
+
+/// Finds or creates the stream that keeps cancellations for as long as results, so that
+/// a worker whose connection was down hears those sent meanwhile; whether it is there.
+/// A process that may not set it up goes on without it (with a warning).
+pub(crate) async fn ensure_cancels_stream(js: &jetstream::Context, layout: &Layout) -> bool {
+    let names = layout.names();
+    let cancels = stream::Config {
+        name: names.cancels_stream(),
+        subjects: vec![names.all_cancels()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: layout.result_retention,
+        ..Default::default()
+    };
+    ensure_kept_stream(
+        js,
+        cancels,
+        "a worker will not hear the cancellations sent while its connection is down",
+    )
+    .await
+}
+
+/// Finds or creates a stream that only makes the protocol more robust; whether it is
+/// there. Without it, the warning says what is `missed`.
+async fn ensure_kept_stream(js: &jetstream::Context, config: stream::Config, missed: &str) -> bool {
+    match ensure_stream(js, config).await {
         Ok(()) => true,
         Err(error) => {
-            tracing::warn!(%error, "tasks that run out of deliveries while no coordinator listens, or while its connection is down, will not be known to it");
+            tracing::warn!(%error, "{missed}");
             false
         }
-    };
-    LostStream { window, kept }
+    }
 }
 
 async fn ensure_stream(

@@ -72,7 +72,7 @@ pub struct Worker {
 /// What a worker listens to besides its tasks, subscribed before it starts.
 struct Subscriptions {
     /// Every run's cancellations.
-    cancels: async_nats::Subscriber,
+    cancels: cancels::Heard,
     /// Presence requests, one per task type.
     presence: Vec<async_nats::Subscriber>,
 }
@@ -213,6 +213,7 @@ impl WorkerBuilder {
         }
         let js = jetstream::new(client.clone());
         setup::ensure_streams(&js, &self.layout).await?;
+        let cancels_kept = setup::ensure_cancels_stream(&js, &self.layout).await;
         let mut types = Vec::with_capacity(self.handlers.len());
         for (task_type, handler) in self.handlers {
             let config = setup::ensure_consumer(&js, &self.layout, &task_type).await?;
@@ -226,7 +227,7 @@ impl WorkerBuilder {
             });
         }
         let names = self.layout.names();
-        let subscriptions = subscribe(&client, &names, &types).await?;
+        let subscriptions = subscribe(&client, &js, &names, &types, cancels_kept).await?;
         let name = self.name.unwrap_or_else(default_name);
         let max_message_bytes = client.server_info().max_payload;
         Ok(Worker {
@@ -252,12 +253,15 @@ impl WorkerBuilder {
     }
 }
 
-/// Subscribes to cancellations and presence requests, and waits until the server has the
-/// subscriptions (so that nothing sent once the worker is up goes unheard).
+/// Starts hearing cancellations (on their stream when it is `kept`) and presence
+/// requests, and waits until the server has the subscriptions (so that nothing sent once
+/// the worker is up goes unheard).
 async fn subscribe(
     client: &async_nats::Client,
+    js: &jetstream::Context,
     names: &Names,
     types: &[TypeQueue],
+    kept: bool,
 ) -> Result<Subscriptions, ConnectError> {
     let failed = |what: String| {
         move |error: async_nats::SubscribeError| ConnectError::Setup {
@@ -265,8 +269,7 @@ async fn subscribe(
             reason: error.to_string(),
         }
     };
-    let cancels = client
-        .subscribe(names.all_cancels())
+    let cancels = cancels::hear(client, js, names, kept)
         .await
         .map_err(failed("the subscription to cancellations".to_owned()))?;
     let mut presence = Vec::with_capacity(types.len());

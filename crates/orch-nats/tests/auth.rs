@@ -32,7 +32,9 @@ authorization {
                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
-                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
+                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS",
+                  "$JS.API.STREAM.INFO.ORCH_CANCELS", "$JS.API.CONSUMER.CREATE.ORCH_CANCELS",
+                  "$JS.API.CONSUMER.DELETE.ORCH_CANCELS.>", "$JS.FC.ORCH_CANCELS.>"],
         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
         allow_responses: true } },
     { user: parser, password: "parser-pw",
@@ -41,7 +43,9 @@ authorization {
                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.parse", "$JS.API.CONSUMER.INFO.ORCH_TASKS.parse",
                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.parse.orch.task.parse",
                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
-                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
+                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS",
+                  "$JS.API.STREAM.INFO.ORCH_CANCELS", "$JS.API.CONSUMER.CREATE.ORCH_CANCELS",
+                  "$JS.API.CONSUMER.DELETE.ORCH_CANCELS.>", "$JS.FC.ORCH_CANCELS.>"],
         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.parse"],
         allow_responses: true } },
     { user: mute, password: "mute-pw",
@@ -50,7 +54,9 @@ authorization {
                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
                   "$JS.API.CONSUMER.CREATE.ORCH_TASKS.embed.orch.task.embed",
                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
-                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS"],
+                  "$JS.API.STREAM.MSG.GET.ORCH_RESULTS",
+                  "$JS.API.STREAM.INFO.ORCH_CANCELS", "$JS.API.CONSUMER.CREATE.ORCH_CANCELS",
+                  "$JS.API.CONSUMER.DELETE.ORCH_CANCELS.>", "$JS.FC.ORCH_CANCELS.>"],
         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
         allow_responses: true } }
   ]
@@ -121,11 +127,8 @@ async fn only_the_worker_permitted_for_a_task_type_takes_its_tasks() {
         !matches!(pulled, Ok(Ok(ref m)) if m.status.is_none()),
         "the parser got a task"
     );
-    let admin = coordinator.connect().await.expect("connects");
-    let mut tasks = async_nats::jetstream::new(admin)
-        .get_stream("ORCH_TASKS")
-        .await
-        .expect("the stream");
+    let admin = async_nats::jetstream::new(coordinator.connect().await.expect("connects"));
+    let mut tasks = admin.get_stream("ORCH_TASKS").await.expect("the stream");
     assert_eq!(
         tasks.info().await.expect("info").state.messages,
         1,
@@ -135,6 +138,14 @@ async fn only_the_worker_permitted_for_a_task_type_takes_its_tasks() {
     let worker = embed_worker(&as_user(&server, "embedder", "embedder-pw"))
         .await
         .expect("the embedder may serve `embed`");
+    // It may also follow the stream that keeps cancellations (so it misses none while
+    // its connection is down).
+    let mut cancels = admin.get_stream("ORCH_CANCELS").await.expect("the stream");
+    assert_eq!(
+        cancels.info().await.expect("info").state.consumer_count,
+        1,
+        "the worker follows the cancellations stream"
+    );
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
     let result = tokio::time::timeout(Duration::from_secs(60), run)

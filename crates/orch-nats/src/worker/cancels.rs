@@ -7,12 +7,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use async_nats::jetstream;
 use futures_util::StreamExt;
 use orch_core::RunId;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::protocol::{self, CancelMessage};
+use crate::follow::{self, Followed};
+use crate::protocol::{self, CancelMessage, Names};
 use crate::routes::AttemptKey;
 
 /// How many recent cancellations a worker remembers, and how many bytes of ids at most
@@ -130,15 +132,66 @@ impl Cancels {
     }
 }
 
-/// Hears cancellations (on `messages`, a subscription to every run's cancellations) for
-/// as long as the worker runs.
-pub(crate) async fn listen(shared: Arc<Shared>, mut messages: async_nats::Subscriber) {
-    while let Some(message) = messages.next().await {
-        match protocol::read::<CancelMessage>(&message.payload) {
-            Ok(cancel) => shared.cancels.cancel(&cancel),
-            Err(error) => {
-                tracing::error!(subject = %message.subject, %error, "ignoring a cancellation that cannot be read")
+/// Where a worker hears cancellations.
+pub(crate) enum Heard {
+    /// The stream that keeps them, from the message with sequence `next` on: none sent
+    /// while the connection is down is missed.
+    Kept {
+        messages: Box<jetstream::consumer::push::Ordered>,
+        next: u64,
+    },
+    /// A subscription to every run's cancellations, when the stream cannot be read.
+    Live(async_nats::Subscriber),
+}
+
+/// Starts hearing cancellations: on the stream that keeps them when it is `kept` and
+/// this worker may read it, live otherwise. Either way, every cancellation sent once
+/// this returns is heard.
+pub(crate) async fn hear(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    names: &Names,
+    kept: bool,
+) -> Result<Heard, async_nats::SubscribeError> {
+    if kept && let Some((messages, next)) = follow::from_now(js, &followed(names)).await {
+        let messages = Box::new(messages);
+        return Ok(Heard::Kept { messages, next });
+    }
+    Ok(Heard::Live(client.subscribe(names.all_cancels()).await?))
+}
+
+fn followed(names: &Names) -> Followed {
+    Followed {
+        stream: names.cancels_stream(),
+        filter: names.all_cancels(),
+        what: "the cancellations stream",
+    }
+}
+
+/// Hears cancellations for as long as the worker runs.
+pub(crate) async fn listen(shared: Arc<Shared>, heard: Heard) {
+    match heard {
+        Heard::Kept { messages, next } => {
+            let js = shared.js.clone();
+            let followed = followed(&shared.names);
+            follow::follow(js, followed, *messages, next, |message| {
+                take(&shared, &message.subject, &message.payload);
+            })
+            .await;
+        }
+        Heard::Live(mut messages) => {
+            while let Some(message) = messages.next().await {
+                take(&shared, &message.subject, &message.payload);
             }
+        }
+    }
+}
+
+fn take(shared: &Shared, subject: &str, payload: &[u8]) {
+    match protocol::read::<CancelMessage>(payload) {
+        Ok(cancel) => shared.cancels.cancel(&cancel),
+        Err(error) => {
+            tracing::error!(%subject, %error, "ignoring a cancellation that cannot be read")
         }
     }
 }
