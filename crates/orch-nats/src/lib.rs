@@ -192,7 +192,8 @@
 //!                   "$JS.API.STREAM.INFO.ORCH_TASKS", "$JS.API.STREAM.INFO.ORCH_RESULTS",
 //!                   "$JS.API.STREAM.MSG.GET.ORCH_RESULTS",
 //!                   "$JS.API.STREAM.INFO.ORCH_CANCELS", "$JS.API.CONSUMER.CREATE.ORCH_CANCELS",
-//!                   "$JS.API.CONSUMER.DELETE.ORCH_CANCELS.>", "$JS.FC.ORCH_CANCELS.>"],
+//!                   "$JS.API.CONSUMER.CREATE.ORCH_CANCELS.>", "$JS.API.CONSUMER.DELETE.ORCH_CANCELS.>",
+//!                   "$JS.FC.ORCH_CANCELS.>"],
 //!         subscribe: ["_INBOX.>", "orch.cancel.*", "orch.worker.embed"],
 //!         allow_responses: true } }
 //!   ]

@@ -1,5 +1,8 @@
-//! Cancellations reach a worker's handlers, against a real nats-server, also when the
-//! worker's connection was down while the coordinator sent them.
+//! Cancellations reach a worker's handlers, against a real nats-server that requires
+//! authentication (a worker with the permissions the crate docs give), also when the
+//! worker's connection was down while the coordinator sent them; and a worker back after
+//! the server restarted does not take the cancellations kept from before it started as
+//! new.
 
 mod common;
 
@@ -8,9 +11,11 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::NatsServer;
+use common::permissions::{SERVER_CONFIG, as_user};
+use orch_core::{RunId, TaskStatus};
 use orch_core::{Task, Workflow, WorkflowStatus};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
-use orch_nats::{NatsConfig, RemoteHandler, Worker};
+use orch_nats::{Auth, NatsConfig, RemoteHandler, Worker};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -22,11 +27,37 @@ struct Signals {
     cancelled: Notify,
 }
 
-/// A worker, connected with `config`, whose `wait` handler waits for its cancellation.
+/// The worker user's settings, connecting through `url` (a relay the test can cut).
+fn embedder_through(url: String) -> NatsConfig {
+    NatsConfig::new(url).auth(Auth::user_password("embedder", "embedder-pw"))
+}
+
+/// An engine whose `embed` tasks run remotely, with cancelled handlers given 100 ms.
+async fn coordinator(server: &NatsServer) -> WorkflowEngine {
+    let remote = RemoteHandler::builder()
+        .connect(&as_user(server, "coordinator", "coordinator-pw"))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::builder()
+        .cancel_grace_period(Duration::from_millis(100))
+        .build()
+        .expect("valid settings");
+    engine.register_handler("embed", remote);
+    engine
+}
+
+/// The coordinator user's view of the stream that keeps cancellations.
+async fn cancels_stream(server: &NatsServer) -> jetstream::stream::Stream {
+    let admin = as_user(server, "coordinator", "coordinator-pw");
+    let js = jetstream::new(admin.connect().await.expect("connects"));
+    js.get_stream("ORCH_CANCELS").await.expect("the stream")
+}
+
+/// A worker, connected with `config`, whose `embed` handler waits for its cancellation.
 async fn waiting_worker(config: &NatsConfig, signals: &Arc<Signals>) -> Worker {
     let signals = Arc::clone(signals);
     Worker::builder()
-        .handler("wait", move |ctx: TaskContext| {
+        .handler("embed", move |ctx: TaskContext| {
             let signals = Arc::clone(&signals);
             async move {
                 signals.started.notify_one();
@@ -49,24 +80,17 @@ async fn signalled(signal: &Notify, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhile() {
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
         return;
     };
     let outage = common::Outage::relay_to(server.port());
+    // The coordinator sets up the streams (the worker may not).
+    let engine = coordinator(&server).await;
     let signals = Arc::new(Signals::default());
-    let worker = waiting_worker(&NatsConfig::new(outage.url()), &signals).await;
+    let worker = waiting_worker(&embedder_through(outage.url()), &signals).await;
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
-    let remote = RemoteHandler::builder()
-        .connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::builder()
-        .cancel_grace_period(Duration::from_millis(100))
-        .build()
-        .expect("valid settings");
-    engine.register_handler("wait", remote);
-    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "wait")));
+    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
     let cancel = run.cancellation_token();
     let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(20), run));
     signalled(&signals.started, "the task reaches the worker").await;
@@ -80,8 +104,7 @@ async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhi
         .expect("a valid workflow");
     assert_eq!(result.status, WorkflowStatus::Cancelled);
     // The cancellation was sent while the worker could not hear it.
-    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
-    let mut cancels = js.get_stream("ORCH_CANCELS").await.expect("the stream");
+    let mut cancels = cancels_stream(&server).await;
     let kept = cancels.info().await.expect("its state").state.messages;
     assert!(kept >= 1, "the cancellation is kept");
     outage.end();
@@ -92,4 +115,75 @@ async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhi
     )
     .await;
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_back_after_a_server_restart_does_not_take_earlier_cancellations_as_new() {
+    let Some(mut server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let engine = coordinator(&server).await;
+    // A cancellation of run `r-again` from before the worker started (the run comes back
+    // later under the same id, as after its coordinator's restart).
+    let admin = as_user(&server, "coordinator", "coordinator-pw")
+        .connect()
+        .await
+        .expect("connects");
+    admin
+        .publish(
+            "orch.cancel.r-again",
+            r#"{"v": 1, "run_id": "r-again"}"#.into(),
+        )
+        .await
+        .expect("published");
+    admin.flush().await.expect("flushed");
+    let cancels = cancels_stream(&server).await;
+    common::wait_for_async(|| {
+        let mut cancels = cancels.clone();
+        async move { cancels.info().await.is_ok_and(|i| i.state.messages == 1) }
+    })
+    .await;
+    let worker = Worker::builder()
+        .handler("embed", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("embedded")
+        })
+        .connect(&as_user(&server, "embedder", "embedder-pw"))
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+
+    // The server restarts before the worker heard any cancellation, and the worker's
+    // reader of the stream is set up again: read from the stream's first message, it
+    // would take the old cancellation as new.
+    let before = consumer_names(&cancels).await;
+    server.restart();
+    common::wait_for_async(|| async {
+        let names = consumer_names(&cancels).await;
+        names.iter().any(|name| !before.contains(name))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "embed"));
+    let run = engine.run_with_id(&workflow, RunId::parse("r-again").expect("an id"));
+    let result = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run ends: its task is not refused as cancelled")
+        .expect("a valid workflow");
+    assert_eq!(
+        result.task("a").map(|t| t.status),
+        Some(TaskStatus::Completed)
+    );
+    stop.cancel();
+}
+
+/// The names of the consumers on `stream`.
+async fn consumer_names(stream: &jetstream::stream::Stream) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    stream
+        .consumer_names()
+        .try_collect()
+        .await
+        .expect("the consumers' names")
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod outage;
+pub mod permissions;
 mod server;
 
 #[allow(unused_imports)] // not every test file uses each
@@ -132,6 +133,18 @@ pub async fn wait_for(mut done: impl FnMut() -> bool) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the condition did not hold within 30 s");
+}
+
+/// Waits until the future `done` makes answers true; the bound only keeps a broken test
+/// from hanging.
+pub async fn wait_for_async<F: std::future::Future<Output = bool>>(mut done: impl FnMut() -> F) {
+    for _ in 0..300 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the condition did not hold within 30 s");
 }
