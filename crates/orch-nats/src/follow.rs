@@ -101,12 +101,39 @@ pub(crate) async fn follow(
             }
             handle(&message);
         }
+        let mut pause = FIRST_PAUSE;
         messages = loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            match from_sequence(&js, &followed.stream, &followed.filter, next).await {
+            tokio::time::sleep(pause).await;
+            match again(&js, &followed, &mut next).await {
                 Ok(messages) => break messages,
-                Err(error) => tracing::warn!(%error, "cannot read {what}; trying again"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read {what}; trying again in {:?}", pause * 2);
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                }
             }
         };
     }
+}
+
+/// The pause before following a stream again after an interruption; it doubles after
+/// each failure, up to [`LONGEST_PAUSE`] (a stream deleted while followed is looked up
+/// that often).
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const LONGEST_PAUSE: Duration = Duration::from_secs(5);
+
+/// The messages of `followed` from `next` on, or from its first message if the stream
+/// was created anew since (its next sequence is lower than `next`, so waiting for `next`
+/// would skip every message until the new stream reached it).
+async fn again(
+    js: &jetstream::Context,
+    followed: &Followed,
+    next: &mut u64,
+) -> Result<consumer::push::Ordered, async_nats::Error> {
+    let stream_next = next_sequence(js, &followed.stream).await?;
+    if stream_next < *next {
+        let what = followed.what;
+        tracing::warn!("{what} was created anew; reading it from its first message");
+        *next = 1;
+    }
+    from_sequence(js, &followed.stream, &followed.filter, *next).await
 }

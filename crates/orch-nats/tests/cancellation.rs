@@ -1,8 +1,8 @@
 //! Cancellations reach a worker's handlers, against a real nats-server that requires
-//! authentication (a worker with the permissions the crate docs give), also when the
-//! worker's connection was down while the coordinator sent them; and a worker back after
-//! the server restarted does not take the cancellations kept from before it started as
-//! new.
+//! authentication (a worker with the permissions the crate docs give): also when the
+//! worker's connection was down while the coordinator sent them, and when the stream that
+//! keeps them was deleted and created anew while the worker ran. A worker back after the
+//! server restarted does not take a cancellation kept from before it started as new.
 
 mod common;
 
@@ -175,6 +175,66 @@ async fn a_worker_back_after_a_server_restart_does_not_take_earlier_cancellation
         result.task("a").map(|t| t.status),
         Some(TaskStatus::Completed)
     );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_hears_cancellations_on_a_stream_created_anew_while_it_runs() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let engine = coordinator(&server).await;
+    let admin = as_user(&server, "coordinator", "coordinator-pw")
+        .connect()
+        .await
+        .expect("connects");
+    for run in ["old-1", "old-2", "old-3"] {
+        let cancel = format!(r#"{{"v": 1, "run_id": "{run}"}}"#);
+        (admin
+            .publish(format!("orch.cancel.{run}"), cancel.into())
+            .await)
+            .expect("published");
+    }
+    admin.flush().await.expect("flushed");
+    let cancels = cancels_stream(&server).await;
+    common::wait_for_async(|| {
+        let mut cancels = cancels.clone();
+        async move { cancels.info().await.is_ok_and(|i| i.state.messages == 3) }
+    })
+    .await;
+    let signals = Arc::new(Signals::default());
+    let embedder = as_user(&server, "embedder", "embedder-pw");
+    let worker = waiting_worker(&embedder, &signals).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+
+    // The stream is deleted, and a coordinator that starts creates it again: its
+    // messages are numbered from 1 again.
+    let js = jetstream::new(admin);
+    js.delete_stream("ORCH_CANCELS").await.expect("deleted");
+    let _second = coordinator(&server).await;
+    common::wait_for_async(|| {
+        let js = js.clone();
+        async move {
+            let Ok(mut stream) = js.get_stream("ORCH_CANCELS").await else {
+                return false;
+            };
+            stream
+                .info()
+                .await
+                .is_ok_and(|i| i.state.consumer_count == 1)
+        }
+    })
+    .await;
+
+    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
+    let cancel = run.cancellation_token();
+    let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(20), run));
+    signalled(&signals.started, "the task reaches the worker").await;
+    cancel.cancel();
+    signalled(&signals.cancelled, "the handler hears the cancellation").await;
+    let result = run.await.expect("the run ends").expect("within 20 s");
+    assert_eq!(result.expect("valid").status, WorkflowStatus::Cancelled);
     stop.cancel();
 }
 
