@@ -125,24 +125,7 @@ async fn a_worker_back_after_a_server_restart_does_not_take_earlier_cancellation
     let engine = coordinator(&server).await;
     // A cancellation of run `r-again` from before the worker started (the run comes back
     // later under the same id, as after its coordinator's restart).
-    let admin = as_user(&server, "coordinator", "coordinator-pw")
-        .connect()
-        .await
-        .expect("connects");
-    admin
-        .publish(
-            "orch.cancel.r-again",
-            r#"{"v": 1, "run_id": "r-again"}"#.into(),
-        )
-        .await
-        .expect("published");
-    admin.flush().await.expect("flushed");
-    let cancels = cancels_stream(&server).await;
-    common::wait_for_async(|| {
-        let mut cancels = cancels.clone();
-        async move { cancels.info().await.is_ok_and(|i| i.state.messages == 1) }
-    })
-    .await;
+    let cancels = keep_cancellations(&server, &["r-again"]).await;
     let worker = Worker::builder()
         .handler("embed", |_ctx: TaskContext| async move {
             Ok::<_, TaskError>("embedded")
@@ -184,24 +167,7 @@ async fn a_worker_hears_cancellations_on_a_stream_created_anew_while_it_runs() {
         return;
     };
     let engine = coordinator(&server).await;
-    let admin = as_user(&server, "coordinator", "coordinator-pw")
-        .connect()
-        .await
-        .expect("connects");
-    for run in ["old-1", "old-2", "old-3"] {
-        let cancel = format!(r#"{{"v": 1, "run_id": "{run}"}}"#);
-        (admin
-            .publish(format!("orch.cancel.{run}"), cancel.into())
-            .await)
-            .expect("published");
-    }
-    admin.flush().await.expect("flushed");
-    let cancels = cancels_stream(&server).await;
-    common::wait_for_async(|| {
-        let mut cancels = cancels.clone();
-        async move { cancels.info().await.is_ok_and(|i| i.state.messages == 3) }
-    })
-    .await;
+    keep_cancellations(&server, &["old-1", "old-2", "old-3"]).await;
     let signals = Arc::new(Signals::default());
     let embedder = as_user(&server, "embedder", "embedder-pw");
     let worker = waiting_worker(&embedder, &signals).await;
@@ -210,7 +176,8 @@ async fn a_worker_hears_cancellations_on_a_stream_created_anew_while_it_runs() {
 
     // The stream is deleted, and a coordinator that starts creates it again: its
     // messages are numbered from 1 again.
-    let js = jetstream::new(admin);
+    let admin = as_user(&server, "coordinator", "coordinator-pw");
+    let js = jetstream::new(admin.connect().await.expect("connects"));
     js.delete_stream("ORCH_CANCELS").await.expect("deleted");
     let _second = coordinator(&server).await;
     common::wait_for_async(|| {
@@ -236,6 +203,34 @@ async fn a_worker_hears_cancellations_on_a_stream_created_anew_while_it_runs() {
     let result = run.await.expect("the run ends").expect("within 20 s");
     assert_eq!(result.expect("valid").status, WorkflowStatus::Cancelled);
     stop.cancel();
+}
+
+/// Cancels `runs` (every attempt of each) and waits until the stream that keeps
+/// cancellations holds them; returns the stream.
+async fn keep_cancellations(server: &NatsServer, runs: &[&str]) -> jetstream::stream::Stream {
+    let admin = as_user(server, "coordinator", "coordinator-pw");
+    let client = admin.connect().await.expect("connects");
+    for run in runs {
+        let cancel = format!(r#"{{"v": 1, "run_id": "{run}"}}"#);
+        let subject = format!("orch.cancel.{run}");
+        client
+            .publish(subject, cancel.into())
+            .await
+            .expect("published");
+    }
+    client.flush().await.expect("flushed");
+    let cancels = cancels_stream(server).await;
+    common::wait_for_async(|| {
+        let mut cancels = cancels.clone();
+        async move {
+            cancels
+                .info()
+                .await
+                .is_ok_and(|i| i.state.messages == runs.len() as u64)
+        }
+    })
+    .await;
+    cancels
 }
 
 /// The names of the consumers on `stream`.
