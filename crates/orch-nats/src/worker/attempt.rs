@@ -115,13 +115,14 @@ pub(crate) async fn run(
             tracing::info!("not running a task whose deadline passed");
             return ack(&message, AckKind::Term).await;
         }
-        let Some(token) = shared.cancels.start(&key, sequence) else {
+        let Some(running) = shared.cancels.start(&key, sequence) else {
             tracing::info!("not running a cancelled task");
             return ack(&message, AckKind::Term).await;
         };
         let deadline_ms = task.deadline_ms;
+        let token = running.token.clone();
         let ending = execute(&shared, &queue, &message, task, token, &hand_back).await;
-        shared.cancels.finish(&key);
+        shared.cancels.finish(&running);
         match ending {
             Ending::Report(outcome) => {
                 let ending = (outcome, deadline_ms);

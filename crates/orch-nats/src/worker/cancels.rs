@@ -27,10 +27,21 @@ pub(crate) struct Cancels {
     state: Mutex<State>,
 }
 
+/// A running attempt, as [`Cancels::start`] registered it: two deliveries of one task
+/// message may run on one worker at once (the first lost its lease while the connection
+/// was down), each registered apart.
+pub(crate) struct Running {
+    id: u64,
+    pub(crate) token: CancellationToken,
+}
+
 #[derive(Default)]
 struct State {
-    /// Running attempts: their tokens and the stream sequences of their messages.
-    running: HashMap<AttemptKey, (CancellationToken, u64)>,
+    /// Running attempts, by registration: their keys, tokens and the stream sequences of
+    /// their messages.
+    running: HashMap<u64, (AttemptKey, CancellationToken, u64)>,
+    /// The id of the next registration.
+    next_id: u64,
     /// Cancelled runs and attempts, oldest first (a run as an attempt with no task).
     recent: VecDeque<Cancelled>,
     /// The last task message each covers (`None`: every message).
@@ -61,9 +72,9 @@ fn covered(up_to: Option<u64>, sequence: u64) -> bool {
 }
 
 impl Cancels {
-    /// Registers a running attempt, whose message is stream message `sequence`, and
-    /// gives its token; `None` when it was cancelled already.
-    pub(crate) fn start(&self, key: &AttemptKey, sequence: u64) -> Option<CancellationToken> {
+    /// Registers a running attempt, whose message is stream message `sequence`, with its
+    /// token; `None` when it was cancelled already.
+    pub(crate) fn start(&self, key: &AttemptKey, sequence: u64) -> Option<Running> {
         let mut state = self.lock();
         let cancelled = [
             Cancelled::Run(key.run.clone()),
@@ -80,13 +91,15 @@ impl Cancels {
             return None;
         }
         let token = CancellationToken::new();
-        state.running.insert(key.clone(), (token.clone(), sequence));
-        Some(token)
+        let id = state.next_id;
+        state.next_id += 1;
+        (state.running).insert(id, (key.clone(), token.clone(), sequence));
+        Some(Running { id, token })
     }
 
     /// Forgets a running attempt.
-    pub(crate) fn finish(&self, key: &AttemptKey) {
-        self.lock().running.remove(key);
+    pub(crate) fn finish(&self, running: &Running) {
+        self.lock().running.remove(&running.id);
     }
 
     fn cancel(&self, message: &CancelMessage) {
@@ -100,7 +113,7 @@ impl Cancels {
             _ => Cancelled::Run(message.run_id.clone()),
         };
         let up_to = message.up_to_sequence;
-        for (key, (token, sequence)) in &state.running {
+        for (key, token, sequence) in state.running.values() {
             let hit = match &cancelled {
                 Cancelled::Run(run) => key.run == *run,
                 Cancelled::Attempt(attempt) => key == attempt,
@@ -238,6 +251,33 @@ mod tests {
         assert!(
             cancels.start(&newest, 1).is_none(),
             "a cancelled attempt does not start"
+        );
+    }
+
+    #[test]
+    fn each_of_two_deliveries_of_one_attempt_running_at_once_is_cancelled() {
+        let cancels = Cancels::default();
+        let key = |task: &str| AttemptKey {
+            run: RunId::parse("r").expect("a run id"),
+            task: task.into(),
+            attempt: 1,
+        };
+        let both = |task| (cancels.start(&key(task), 7), cancels.start(&key(task), 7));
+        let (Some(first), Some(second)) = both("t") else {
+            panic!("not cancelled yet: both run");
+        };
+        cancels.cancel(&cancel_of("r", "t".to_owned()));
+        assert!(first.token.is_cancelled() && second.token.is_cancelled());
+
+        // One ending does not unregister the other.
+        let (Some(first), Some(second)) = both("u") else {
+            panic!("not cancelled yet: both run");
+        };
+        cancels.finish(&first);
+        cancels.cancel(&cancel_of("r", "u".to_owned()));
+        assert!(
+            second.token.is_cancelled(),
+            "the one still running is cancelled"
         );
     }
 }
