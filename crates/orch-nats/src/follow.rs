@@ -1,7 +1,8 @@
-//! Reading a stream from a given message on, for as long as a coordinator lives: its
-//! results, and the advisories about task messages that ran out of deliveries. Stored
-//! messages outlast a lost connection, so a reader that goes on from the message after
-//! the last one it saw misses none of those stored while it was away.
+//! Reading a stream from a given message on, for as long as a process lives: a
+//! coordinator's results and advisories about task messages that ran out of deliveries,
+//! a worker's cancellations. Stored messages outlast a lost connection, so a reader that
+//! goes on from the message after the last one it saw misses none of those stored while
+//! it was away.
 
 use std::time::Duration;
 
@@ -104,11 +105,11 @@ pub(crate) async fn follow(
         let mut pause = FIRST_PAUSE;
         messages = loop {
             tokio::time::sleep(pause).await;
-            match again(&js, &followed, &mut next).await {
+            match read_again(&js, &followed, &mut next).await {
                 Ok(messages) => break messages,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot read {what}; trying again in {:?}", pause * 2);
                     pause = (pause * 2).min(LONGEST_PAUSE);
+                    tracing::warn!(%error, "cannot read {what}; trying again in {pause:?}");
                 }
             }
         };
@@ -124,7 +125,7 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(5);
 /// The messages of `followed` from `next` on, or from its first message if the stream
 /// was created anew since (its next sequence is lower than `next`, so waiting for `next`
 /// would skip every message until the new stream reached it).
-async fn again(
+async fn read_again(
     js: &jetstream::Context,
     followed: &Followed,
     next: &mut u64,

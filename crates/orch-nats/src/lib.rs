@@ -101,7 +101,7 @@
 //! | --- | --- | --- |
 //! | tasks | stream `ORCH_TASKS`, subjects `orch.task.<type>`, work-queue retention | one durable pull consumer per task type, named `<type>`, explicit acks, `ack_wait`, `max_deliver` |
 //! | results | stream `ORCH_RESULTS`, subjects `orch.result.<run>.<task>.<attempt>`, kept for [`Layout::result_retention`] | read by each coordinator from the time it starts (an ordered consumer) |
-//! | cancellations | subjects `orch.cancel.<run>`, kept on stream `ORCH_CANCELS` for [`Layout::result_retention`] | read by every worker from the time it starts (an ordered consumer, so none sent while its connection is down is missed; heard live, with a warning, by a worker that may not read the stream) |
+//! | cancellations | subjects `orch.cancel.<run>`, kept on stream `ORCH_CANCELS` for [`Layout::result_retention`] (at most 64 MiB) | heard by every worker live, and read from the stream from the time it starts (an ordered consumer, so none sent while its connection is down is missed; a worker that may not read the stream hears them live only, with a warning) |
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
 //! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by each coordinator from the time it starts (an ordered consumer, so none given while its connection is down is missed), and the ones kept before when it comes back on a run |
 //! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
@@ -210,7 +210,10 @@
 //! `"$O.ORCH_RESULTS.>"`, `"$JS.API.STREAM.INFO.OBJ_ORCH_RESULTS"` and
 //! `"$JS.API.DIRECT.GET.OBJ_ORCH_RESULTS.>"` to its `publish` list.
 //!
-//! With it, a worker may create only its own types' consumers and no stream: start a
+//! With it, a worker may create only its own types' consumers and readers of
+//! `ORCH_CANCELS` (which it may also delete: a reader deleted by another worker is set
+//! up again within seconds, and its worker hears cancellations live meanwhile), and no
+//! stream: start a
 //! coordinator first (it creates the streams, `ORCH_LOST` and `ORCH_CANCELS` among them), or create them as
 //! an administrator.
 //! A request the server refuses for want of permission goes unanswered; it fails as

@@ -154,9 +154,10 @@ pub(crate) async fn ensure_lost_stream(js: &jetstream::Context, layout: &Layout)
     LostStream { window, kept }
 }
 
-/// Finds or creates the stream that keeps cancellations for as long as results, so that
-/// a worker whose connection was down hears those sent meanwhile; whether it is there.
-/// A process that may not set it up goes on without it (with a warning).
+/// Finds or creates the stream that keeps cancellations for as long as results (at most
+/// [`CANCELS_KEPT_BYTES`] of them, the oldest dropped first), so that a worker whose
+/// connection was down hears those sent meanwhile; whether it is there. A process that
+/// may not set it up goes on without it (with a warning).
 pub(crate) async fn ensure_cancels_stream(js: &jetstream::Context, layout: &Layout) -> bool {
     let names = layout.names();
     let cancels = stream::Config {
@@ -165,6 +166,8 @@ pub(crate) async fn ensure_cancels_stream(js: &jetstream::Context, layout: &Layo
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,
         max_age: layout.result_retention,
+        max_bytes: CANCELS_KEPT_BYTES,
+        discard: stream::DiscardPolicy::Old,
         ..Default::default()
     };
     ensure_kept_stream(
@@ -174,6 +177,10 @@ pub(crate) async fn ensure_cancels_stream(js: &jetstream::Context, layout: &Layo
     )
     .await
 }
+
+/// The most bytes of cancellations kept (a burst of timeouts in a wide map sends one per
+/// attempt; a worker needs only the recent ones).
+const CANCELS_KEPT_BYTES: i64 = 64 << 20;
 
 /// Finds or creates a stream that only makes the protocol more robust; whether it is
 /// there. Without it, the warning says what is `missed`.

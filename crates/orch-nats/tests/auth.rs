@@ -28,6 +28,38 @@ async fn embed_worker(config: &NatsConfig) -> Result<Worker, ConnectError> {
         .await
 }
 
+#[test]
+fn the_crate_docs_give_the_permissions_the_tests_use() {
+    let docs: Vec<&str> = include_str!("../src/lib.rs")
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .collect();
+    for user in ["coordinator", "embedder"] {
+        let tested = permissions_of(SERVER_CONFIG.lines(), user);
+        assert!(tested.len() > 2, "{user}'s permissions are found");
+        assert_eq!(permissions_of(docs.iter().copied(), user), tested, "{user}");
+    }
+}
+
+/// The lines of `user`'s permissions in a server configuration, trimmed, without a
+/// comma at the end.
+fn permissions_of<'a>(config: impl Iterator<Item = &'a str>, user: &str) -> Vec<&'a str> {
+    let start = format!("{{ user: {user},");
+    let mut lines = config
+        .map(str::trim)
+        .skip_while(|line| !line.starts_with(&start));
+    lines.next(); // with the password
+    let mut permissions = Vec::new();
+    for line in lines {
+        let line = line.trim_end_matches(',');
+        permissions.push(line);
+        if line.ends_with("} }") {
+            break;
+        }
+    }
+    permissions
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_worker_permitted_for_a_task_type_takes_its_tasks() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {

@@ -1,7 +1,7 @@
 //! Cancellations reach a worker's handlers, against a real nats-server that requires
 //! authentication (a worker with the permissions the crate docs give): also when the
-//! worker's connection was down while the coordinator sent them, and when the stream that
-//! keeps them was deleted and created anew while the worker ran. A worker back after the
+//! worker's connection was down while the coordinator sent them, when the stream that
+//! keeps them was deleted (and when it was created anew) while the worker ran. A worker back after the
 //! server restarted does not take a cancellation kept from before it started as new.
 
 mod common;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::NatsServer;
 use common::permissions::{SERVER_CONFIG, as_user};
+use futures_util::TryStreamExt;
 use orch_core::{RunId, TaskStatus};
 use orch_core::{Task, Workflow, WorkflowStatus};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
@@ -78,18 +79,15 @@ async fn signalled(signal: &Notify, what: &str) {
         .unwrap_or_else(|_| panic!("expected {what} within 20 s"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhile() {
-    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
-        return;
-    };
-    let outage = common::Outage::relay_to(server.port());
-    // The coordinator sets up the streams (the worker may not).
-    let engine = coordinator(&server).await;
-    let signals = Arc::new(Signals::default());
-    let worker = waiting_worker(&embedder_through(outage.url()), &signals).await;
-    let stop = CancellationToken::new();
-    tokio::spawn(worker.run(stop.clone()));
+/// Runs a one-task workflow on `engine` whose task waits on the worker, and cancels the
+/// run while the worker's connection (through `outage`) is down; then lets the worker
+/// back, and waits for the handler to hear the cancellation.
+async fn cancel_while_the_worker_is_away(
+    server: &NatsServer,
+    engine: &WorkflowEngine,
+    outage: &common::Outage,
+    signals: &Signals,
+) {
     let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
     let cancel = run.cancellation_token();
     let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(20), run));
@@ -104,7 +102,7 @@ async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhi
         .expect("a valid workflow");
     assert_eq!(result.status, WorkflowStatus::Cancelled);
     // The cancellation was sent while the worker could not hear it.
-    let mut cancels = cancels_stream(&server).await;
+    let mut cancels = cancels_stream(server).await;
     let kept = cancels.info().await.expect("its state").state.messages;
     assert!(kept >= 1, "the cancellation is kept");
     outage.end();
@@ -114,6 +112,21 @@ async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhi
         "the handler hears the cancellation once the worker is back",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhile() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let outage = common::Outage::relay_to(server.port());
+    // The coordinator sets up the streams (the worker may not).
+    let engine = coordinator(&server).await;
+    let signals = Arc::new(Signals::default());
+    let worker = waiting_worker(&embedder_through(outage.url()), &signals).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    cancel_while_the_worker_is_away(&server, &engine, &outage, &signals).await;
     stop.cancel();
 }
 
@@ -141,12 +154,16 @@ async fn a_worker_back_after_a_server_restart_does_not_take_earlier_cancellation
     // would take the old cancellation as new.
     let before = consumer_names(&cancels).await;
     server.restart();
+    // Until the new reader has handed on everything it read of the stream.
     common::wait_for_async(|| async {
-        let names = consumer_names(&cancels).await;
-        names.iter().any(|name| !before.contains(name))
+        let readers: Vec<jetstream::consumer::Info> =
+            (cancels.consumers().try_collect().await).unwrap_or_default();
+        readers.iter().any(|reader| {
+            let read_up_to = reader.delivered.stream_sequence;
+            !before.contains(&reader.name) && reader.num_pending == 0 && read_up_to >= 1
+        })
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let workflow = Workflow::new("w", "W").task(Task::new("a", "embed"));
     let run = engine.run_with_id(&workflow, RunId::parse("r-again").expect("an id"));
@@ -166,19 +183,17 @@ async fn a_worker_hears_cancellations_on_a_stream_created_anew_while_it_runs() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
         return;
     };
+    let outage = common::Outage::relay_to(server.port());
     let engine = coordinator(&server).await;
     keep_cancellations(&server, &["old-1", "old-2", "old-3"]).await;
     let signals = Arc::new(Signals::default());
-    let embedder = as_user(&server, "embedder", "embedder-pw");
-    let worker = waiting_worker(&embedder, &signals).await;
+    let worker = waiting_worker(&embedder_through(outage.url()), &signals).await;
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
 
     // The stream is deleted, and a coordinator that starts creates it again: its
     // messages are numbered from 1 again.
-    let admin = as_user(&server, "coordinator", "coordinator-pw");
-    let js = jetstream::new(admin.connect().await.expect("connects"));
-    js.delete_stream("ORCH_CANCELS").await.expect("deleted");
+    let js = delete_cancels_stream(&server).await;
     let _second = coordinator(&server).await;
     common::wait_for_async(|| {
         let js = js.clone();
@@ -194,6 +209,23 @@ async fn a_worker_hears_cancellations_on_a_stream_created_anew_while_it_runs() {
     })
     .await;
 
+    cancel_while_the_worker_is_away(&server, &engine, &outage, &signals).await;
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_hears_cancellations_while_their_stream_is_missing() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let engine = coordinator(&server).await;
+    let signals = Arc::new(Signals::default());
+    let embedder = as_user(&server, "embedder", "embedder-pw");
+    let worker = waiting_worker(&embedder, &signals).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    delete_cancels_stream(&server).await;
+
     let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
     let cancel = run.cancellation_token();
     let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(20), run));
@@ -203,6 +235,15 @@ async fn a_worker_hears_cancellations_on_a_stream_created_anew_while_it_runs() {
     let result = run.await.expect("the run ends").expect("within 20 s");
     assert_eq!(result.expect("valid").status, WorkflowStatus::Cancelled);
     stop.cancel();
+}
+
+/// Deletes the stream that keeps cancellations, as an operator may; returns the
+/// coordinator user's JetStream context.
+async fn delete_cancels_stream(server: &NatsServer) -> jetstream::Context {
+    let admin = as_user(server, "coordinator", "coordinator-pw");
+    let js = jetstream::new(admin.connect().await.expect("connects"));
+    js.delete_stream("ORCH_CANCELS").await.expect("deleted");
+    js
 }
 
 /// Cancels `runs` (every attempt of each) and waits until the stream that keeps
@@ -235,7 +276,6 @@ async fn keep_cancellations(server: &NatsServer, runs: &[&str]) -> jetstream::st
 
 /// The names of the consumers on `stream`.
 async fn consumer_names(stream: &jetstream::stream::Stream) -> Vec<String> {
-    use futures_util::TryStreamExt;
     stream
         .consumer_names()
         .try_collect()

@@ -93,7 +93,9 @@ impl Cancels {
         let token = CancellationToken::new();
         let id = state.next_id;
         state.next_id += 1;
-        (state.running).insert(id, (key.clone(), token.clone(), sequence));
+        state
+            .running
+            .insert(id, (key.clone(), token.clone(), sequence));
         Some(Running { id, token })
     }
 
@@ -145,32 +147,31 @@ impl Cancels {
     }
 }
 
-/// Where a worker hears cancellations.
-pub(crate) enum Heard {
-    /// The stream that keeps them, from the message with sequence `next` on: none sent
-    /// while the connection is down is missed.
-    Kept {
-        messages: Box<jetstream::consumer::push::Ordered>,
-        next: u64,
-    },
-    /// A subscription to every run's cancellations, when the stream cannot be read.
-    Live(async_nats::Subscriber),
+/// Where a worker hears cancellations: live, and on the stream that keeps them when it
+/// may read it (from the message with sequence `next` on), so that none sent while its
+/// connection is down is missed, and none is missed while the stream is missing. One
+/// heard both ways is applied twice, which changes nothing.
+pub(crate) struct Heard {
+    live: async_nats::Subscriber,
+    kept: Option<(Box<jetstream::consumer::push::Ordered>, u64)>,
 }
 
-/// Starts hearing cancellations: on the stream that keeps them when it is `kept` and
-/// this worker may read it, live otherwise. Either way, every cancellation sent once
-/// this returns is heard.
+/// Starts hearing cancellations: live, and on the stream that keeps them when it is
+/// `kept` and this worker may read it. Every cancellation sent once this returns is
+/// heard.
 pub(crate) async fn hear(
     client: &async_nats::Client,
     js: &jetstream::Context,
     names: &Names,
     kept: bool,
 ) -> Result<Heard, async_nats::SubscribeError> {
-    if kept && let Some((messages, next)) = follow::from_now(js, &followed(names)).await {
-        let messages = Box::new(messages);
-        return Ok(Heard::Kept { messages, next });
-    }
-    Ok(Heard::Live(client.subscribe(names.all_cancels()).await?))
+    let live = client.subscribe(names.all_cancels()).await?;
+    let kept = match kept {
+        true => follow::from_now(js, &followed(names)).await,
+        false => None,
+    };
+    let kept = kept.map(|(messages, next)| (Box::new(messages), next));
+    Ok(Heard { live, kept })
 }
 
 fn followed(names: &Names) -> Followed {
@@ -183,24 +184,25 @@ fn followed(names: &Names) -> Followed {
 
 /// Hears cancellations for as long as the worker runs.
 pub(crate) async fn listen(shared: Arc<Shared>, heard: Heard) {
-    match heard {
-        Heard::Kept { messages, next } => {
-            let js = shared.js.clone();
-            let followed = followed(&shared.names);
+    let Heard { mut live, kept } = heard;
+    let live = async {
+        while let Some(message) = live.next().await {
+            apply(&shared, &message.subject, &message.payload);
+        }
+    };
+    let kept = async {
+        if let Some((messages, next)) = kept {
+            let (js, followed) = (shared.js.clone(), followed(&shared.names));
             follow::follow(js, followed, *messages, next, |message| {
-                take(&shared, &message.subject, &message.payload);
+                apply(&shared, &message.subject, &message.payload);
             })
             .await;
         }
-        Heard::Live(mut messages) => {
-            while let Some(message) = messages.next().await {
-                take(&shared, &message.subject, &message.payload);
-            }
-        }
-    }
+    };
+    tokio::join!(live, kept);
 }
 
-fn take(shared: &Shared, subject: &str, payload: &[u8]) {
+fn apply(shared: &Shared, subject: &str, payload: &[u8]) {
     match protocol::read::<CancelMessage>(payload) {
         Ok(cancel) => shared.cancels.cancel(&cancel),
         Err(error) => {
