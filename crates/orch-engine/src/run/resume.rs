@@ -88,14 +88,17 @@ pub(super) fn attempt_bases(
 ) -> Option<Box<[u32]>> {
     let previous = previous?;
     let base = |task: &orch_core::Task| previous.task(&task.task_id).map_or(0, |r| r.attempts);
-    // A count no run reaches is cut, so that numbering on from it (and the retries
-    // after that) cannot overflow.
     let bases: Box<[u32]> = workflow
         .tasks()
-        .map(|t| base(t).min(u32::MAX / 2))
+        .map(|t| base(t).min(MOST_EARLIER_ATTEMPTS))
         .collect();
     bases.iter().any(|&b| b > 0).then_some(bases)
 }
+
+/// The most attempts of a task that earlier runs can hand on: a recorded count no run
+/// reaches is cut to it, so that numbering on from it (and the retries after that)
+/// cannot overflow.
+const MOST_EARLIER_ATTEMPTS: u32 = u32::MAX / 2;
 
 impl Scheduler<'_> {
     /// How many attempts of task `index` earlier runs made that this run's attempt
