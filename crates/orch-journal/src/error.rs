@@ -120,6 +120,16 @@ pub enum JournalError {
         /// Why.
         reason: String,
     },
+    /// A result cannot be stored in a results file as it is.
+    #[error("`{}`: cannot store the result under key {key:032x}: {reason}", path.display())]
+    InvalidResult {
+        /// The results file.
+        path: PathBuf,
+        /// The key the result was to be stored under.
+        key: u128,
+        /// Why.
+        reason: String,
+    },
     /// An earlier sync of this run's file failed: what was written since the last
     /// successful sync may be lost, so the journal refuses to go on.
     #[error("`{}`: an earlier sync failed ({message}); the run's journal can no longer be trusted", path.display())]

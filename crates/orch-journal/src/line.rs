@@ -165,6 +165,13 @@ pub(crate) fn write_task(
                 reason,
             })
     };
+    if let Some(result) = &record.result {
+        check_depth(result).map_err(|reason| JournalError::InvalidRecord {
+            task: task_id.clone(),
+            field: "result",
+            reason,
+        })?;
+    }
     let line = TaskOut {
         v: FORMAT,
         seq,
@@ -218,6 +225,36 @@ fn finish_line(buf: &mut Vec<u8>, line: &impl Serialize) -> Result<(), JournalEr
         reason: e.to_string(),
     })?;
     buf.push(b'\n');
+    Ok(())
+}
+
+/// The deepest a value in a line may nest (arrays and objects within each other): lines
+/// are read back with serde_json, which reads at most 127 levels of nesting, and the
+/// line's own object is one of them.
+pub(crate) const MAX_VALUE_DEPTH: usize = 126;
+
+/// Refuses a value nested deeper than [`MAX_VALUE_DEPTH`], which would be written but
+/// could not be read back; says how deep it is.
+pub(crate) fn check_depth(value: &Value) -> Result<(), String> {
+    // Each value with the depth of the array or object it is in (no recursion: the
+    // value may be deeper than the stack allows).
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        match value {
+            Value::Array(items) => pending.extend(items.iter().map(|item| (item, depth + 1))),
+            Value::Object(fields) => {
+                pending.extend(fields.values().map(|field| (field, depth + 1)))
+            }
+            _ => continue,
+        }
+        deepest = deepest.max(depth + 1);
+    }
+    if deepest > MAX_VALUE_DEPTH {
+        return Err(format!(
+            "it nests {deepest} levels deep, and a journal reads back at most {MAX_VALUE_DEPTH}"
+        ));
+    }
     Ok(())
 }
 
@@ -387,6 +424,40 @@ pub(crate) fn workflow_status(text: &str) -> Option<WorkflowStatus> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A result `depth` arrays deep, in one task line, with objects at every other level.
+    fn line_with_result_of_depth(depth: usize) -> Result<Vec<u8>, JournalError> {
+        let mut result = Value::from(1);
+        for level in 0..depth {
+            result = match level % 2 {
+                0 => Value::Array(vec![Value::Null, result]),
+                _ => serde_json::json!({"x": result}),
+            };
+        }
+        let record = TaskRecord {
+            status: TaskStatus::Completed,
+            result: Some(result),
+            attempts: 1,
+            ..TaskRecord::default()
+        };
+        let mut buf = Vec::new();
+        write_task(&mut buf, 1, &TaskId::from("deep"), &record)?;
+        Ok(buf)
+    }
+
+    #[test]
+    fn a_result_as_deep_as_a_journal_reads_back_is_written_and_a_deeper_one_refused() {
+        let buf = line_with_result_of_depth(MAX_VALUE_DEPTH).unwrap();
+        let (_, line) = parse(&buf[..buf.len() - 1]).expect("it reads back");
+        assert!(matches!(line, Line::Task { .. }));
+
+        let error = line_with_result_of_depth(MAX_VALUE_DEPTH + 1).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "task `deep`: cannot record result: it nests 127 levels deep, and a journal \
+             reads back at most 126"
+        );
+    }
 
     #[test]
     fn a_task_line_reads_back_as_written() {

@@ -114,7 +114,17 @@ impl ResultFile {
     }
 
     /// Stores `result` under `key`: appends it to the file, then keeps it in memory.
+    ///
+    /// # Errors
+    /// [`JournalError::InvalidResult`] for a result nested deeper than the file can read
+    /// back (126 levels of arrays and objects), and [`JournalError::Io`] when the file
+    /// cannot be written; the result is not stored either way.
     pub fn put(&self, key: u128, result: Value) -> Result<(), JournalError> {
+        crate::line::check_depth(&result).map_err(|reason| JournalError::InvalidResult {
+            path: self.path.clone(),
+            key,
+            reason,
+        })?;
         let line = StoredLine {
             v: FORMAT,
             key: format!("{key:032x}"),
@@ -247,6 +257,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_result_too_deep_to_read_back_is_not_stored() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("r.cache");
+        let file = ResultFile::open(&path).expect("created");
+        let deep = (0..200).fold(json!(1), |inner, _| json!([inner]));
+        let error = file.put(1, deep).expect_err("too deep");
+        assert!(
+            matches!(error, JournalError::InvalidResult { key: 1, .. }),
+            "{error}"
+        );
+        file.put(2, json!("two")).expect("stored");
+        drop(file);
+        let reopened = ResultFile::open(&path).expect("the file reads back");
+        assert_eq!(
+            (reopened.get(1), reopened.get(2)),
+            (None, Some(json!("two")))
+        );
+    }
 
     #[test]
     fn a_torn_last_line_is_left_out_and_a_bad_line_is_refused_with_its_place() {

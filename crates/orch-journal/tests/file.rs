@@ -218,6 +218,30 @@ fn a_task_dropped_and_added_back_starts_afresh() {
 }
 
 #[test]
+fn a_result_too_deep_to_read_back_is_refused_and_the_run_still_opens() {
+    let (_dir, journal) = recorded_run();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    let deep = (0..200).fold(json!(1), |inner, _| json!([inner]));
+    let c = TaskId::from("c");
+    let error = block_on(opened.writer.append(&[(&c, &completed(deep))])).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            JournalError::InvalidRecord {
+                field: "result",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().starts_with("task `c`: "), "{error}");
+    drop(opened);
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    assert!(loaded.task("c").is_none(), "nothing of it was written");
+    assert_eq!(loaded.task("a").unwrap().result, Some(json!({"rows": 3})));
+}
+
+#[test]
 fn a_completed_record_is_final() {
     let (_dir, journal) = recorded_run();
     let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
