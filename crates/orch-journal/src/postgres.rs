@@ -185,7 +185,8 @@ impl Shared {
         session: &Session,
         run: &RunId,
     ) -> Result<Option<LoadedRun>, JournalError> {
-        let error = |action, e: &tokio_postgres::Error| session.error(action, e, self.secret());
+        let error =
+            |action, e: &tokio_postgres::Error| session.run_error(run, action, e, self.secret());
         let row = session
             .client
             .query_opt(
@@ -291,7 +292,10 @@ impl Shared {
             )
             .await
             .map(drop)
-            .map_err(|e| session.error("forget the tasks a workflow dropped", &e, self.secret()))
+            .map_err(|e| {
+                let action = "forget the tasks a workflow dropped";
+                session.run_error(run, action, &e, self.secret())
+            })
     }
 
     /// Records `definition` as the run's, and marks the run unfinished; `create` inserts
@@ -330,7 +334,7 @@ impl Shared {
             };
         changed
             .map(|rows| rows == 1)
-            .map_err(|e| session.error("record a run", &e, self.secret()))
+            .map_err(|e| session.run_error(run, "record a run", &e, self.secret()))
     }
 }
 

@@ -465,6 +465,22 @@ mod checks {
             .unwrap();
     }
 
+    /// An error while reading, recording or locking a run names the run.
+    fn errors_about_a_run_name_it(env: &Env) {
+        let journal = env.journal();
+        let id = fresh_run();
+        let opened = env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+        env.rt.block_on(async { drop(opened) });
+        env.sql("ALTER TABLE orch_journal_tasks RENAME TO orch_journal_tasks_away");
+        let loading = env.rt.block_on(journal.load(&id));
+        let opening = env.rt.block_on(journal.open(&id, &three_tasks())).map(drop);
+        env.sql("ALTER TABLE orch_journal_tasks_away RENAME TO orch_journal_tasks");
+        for error in [loading.map(drop).unwrap_err(), opening.unwrap_err()] {
+            let text = error.to_string();
+            assert!(text.contains(&format!("run `{id}`: ")), "{text}");
+        }
+    }
+
     fn the_password_never_shows(env: &Env) {
         let password = env.server.password();
         let journal = env.journal();
@@ -521,7 +537,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 11] = [
+        let checks: [Check; 12] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -548,6 +564,7 @@ mod checks {
                 a_newer_format_is_refused_before_any_table_is_made,
             ),
             ("the_password_never_shows", the_password_never_shows),
+            ("errors_about_a_run_name_it", errors_about_a_run_name_it),
             (
                 "a_run_has_one_writer_process_and_may_lose_a_task",
                 a_run_has_one_writer_process_and_may_lose_a_task,

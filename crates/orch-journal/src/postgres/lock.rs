@@ -28,7 +28,8 @@ impl RunLock {
         session: &Arc<Session>,
         run: &RunId,
     ) -> Result<Self, JournalError> {
-        let error = |e: &tokio_postgres::Error| session.error("lock a run", e, shared.secret());
+        let error =
+            |e: &tokio_postgres::Error| session.run_error(run, "lock a run", e, shared.secret());
         let started = std::time::Instant::now();
         loop {
             let row = session

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use orch_core::RunId;
 use tokio_postgres::error::Severity;
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -179,6 +180,21 @@ impl Session {
             self.fatal.store(true, Ordering::Relaxed);
         }
         error.is_closed() || fatal || self.is_closed()
+    }
+
+    /// [`Session::error`] for a request about run `run`, whose message names it.
+    pub(super) fn run_error(
+        &self,
+        run: &RunId,
+        action: &'static str,
+        error: &tokio_postgres::Error,
+        secret: Option<&str>,
+    ) -> JournalError {
+        let mut reported = self.error(action, error, secret);
+        if let JournalError::Postgres { message, .. } = &mut reported {
+            *message = format!("run `{run}`: {message}");
+        }
+        reported
     }
 
     /// `error` as the journal reports it; a request that failed because the connection

@@ -60,14 +60,13 @@ impl PgRunWriter {
             let Err(error) = statement(Arc::clone(&session)).await else {
                 return Ok(());
             };
-            let mut reported = session.error(action, &error, shared.secret());
-            if let JournalError::Postgres { message, .. } = &mut reported {
-                let again = if session.ended_by(&error) {
-                    "; the run's lock went with the connection: open the run again to go on"
-                } else {
-                    ""
-                };
-                *message = format!("run `{run}`: {message}{again}");
+            let mut reported = session.run_error(&run, action, &error, shared.secret());
+            if let JournalError::Postgres { message, .. } = &mut reported
+                && session.ended_by(&error)
+            {
+                message.push_str(
+                    "; the run's lock went with the connection: open the run again to go on",
+                );
             }
             Err(reported)
         })
