@@ -408,7 +408,16 @@ fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
         Capture::Base64 => Ok(Value::String(
             base64::engine::general_purpose::STANDARD.encode(bytes),
         )),
-        Capture::Json => serde_json::from_slice(&bytes).map_err(CommandError::NotJson),
+        Capture::Json => {
+            let value = serde_json::from_slice(&bytes).map_err(CommandError::NotJson)?;
+            match depth(&value) {
+                depth if depth > MAX_DEPTH => Err(CommandError::TooDeep {
+                    depth,
+                    limit: MAX_DEPTH,
+                }),
+                _ => Ok(value),
+            }
+        }
         Capture::Text => {
             let mut text = text(bytes)?;
             strip_newline(&mut text);
@@ -419,13 +428,36 @@ fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
             if text.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            if let Ok(value) = serde_json::from_str(&text) {
+            if let Ok(value) = serde_json::from_str(&text)
+                && depth(&value) <= MAX_DEPTH
+            {
                 return Ok(value);
             }
             strip_newline(&mut text);
             Ok(Value::String(text))
         }
     }
+}
+
+/// The deepest a command's JSON output may nest (arrays and objects within each other):
+/// a result file is read back with serde_json, which reads at most 127 levels of
+/// nesting, and holds each result 3 levels down.
+const MAX_DEPTH: usize = 124;
+
+/// How deep `value` nests (a number 0, `[1]` 1), without recursion.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        let inner: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        pending.extend(inner.map(|item| (item, depth + 1)));
+    }
+    deepest
 }
 
 fn strip_newline(text: &mut String) {

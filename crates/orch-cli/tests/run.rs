@@ -333,6 +333,42 @@ fn pid_in_if_any(path: &std::path::Path) -> Option<i32> {
 }
 
 #[test]
+fn json_output_too_deep_for_a_result_file_fails_its_task_or_is_kept_as_text() {
+    let dir = Dir::new();
+    let nested = |depth| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    dir.write(
+        "w.yaml",
+        &format!(
+            r#"workflow_id: w
+tasks:
+  deepest: {{ task_type: command, config: {{ program: printf, args: ['{ok}'], capture: json }} }}
+  too_deep: {{ task_type: command, config: {{ program: printf, args: ['{deep}'], capture: json }} }}
+  too_deep_auto: {{ task_type: command, config: {{ program: printf, args: ['{deep}'] }} }}
+"#,
+            ok = nested(124),
+            deep = nested(125),
+        ),
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    // The result file reads back (here and in `orch report`).
+    let result = dir.json("r.json");
+    assert_eq!(status(&result, "deepest"), "completed");
+    assert_eq!(
+        (status(&result, "too_deep"), error(&result, "too_deep")),
+        (
+            "failed".to_owned(),
+            "standard output is JSON nested 125 levels deep, and a result file reads back at \
+             most 124 (set `capture: text` to keep it as text)"
+                .to_owned()
+        )
+    );
+    assert_eq!(result["tasks"]["too_deep_auto"]["result"], nested(125));
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "r.html"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}
+
+#[test]
 fn bad_commands_fail_their_task_with_a_clear_error_and_a_complete_result() {
     let dir = Dir::new();
     dir.write(

@@ -33,6 +33,8 @@ pub(crate) enum CommandError {
     NotUtf8 { offset: usize },
     /// `capture: json` and the output is not JSON.
     NotJson(serde_json::Error),
+    /// `capture: json` and the output nests deeper than a result file can hold.
+    TooDeep { depth: usize, limit: usize },
     /// The run was cancelled; the command was stopped.
     Cancelled { stderr_tail: String },
     /// It stopped to read from (or write to) the terminal, which a command does not
@@ -127,6 +129,10 @@ impl std::fmt::Display for CommandError {
             Self::NotJson(error) => {
                 write!(f, "standard output is not JSON (`capture: json`): {error}")
             }
+            Self::TooDeep { depth, limit } => write!(
+                f,
+                "standard output is JSON nested {depth} levels deep, and a result file reads back at most {limit} (set `capture: text` to keep it as text)"
+            ),
             Self::Cancelled { stderr_tail } => {
                 f.write_str("the command was stopped: the run was cancelled")?;
                 write_tail(f, stderr_tail)
