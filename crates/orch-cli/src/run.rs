@@ -205,10 +205,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Some(dir) => match open_journal(dir, args.resume.as_deref()).await {
             Ok((journal, run_id)) => {
                 builder = builder.journal(journal, args.durability.into());
-                outln!(
-                    "run {run_id} recorded in {} (continue it with --resume {run_id})",
-                    dir.display()
-                );
                 Some(run_id)
             }
             Err(e) => return setup_error(e),
@@ -232,6 +228,13 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         }
     }
 
+    // Said once nothing more can fail before the run starts.
+    if let (Some(run_id), Some(dir)) = (&durable, &args.journal) {
+        outln!(
+            "run {run_id} recorded in {} (continue it with --resume {run_id})",
+            dir.display()
+        );
+    }
     let terminal = std::io::stdout().is_terminal();
     let mut display = Display::new(args.progress, workflow.len(), terminal);
     let watcher = match &bus {

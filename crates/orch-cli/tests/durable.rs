@@ -155,6 +155,20 @@ fn bad_resumes_are_clear_errors() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("looks like a URL"), "{stderr}");
     assert!(!dir.join("postgres:").exists());
+    // A run that cannot start gives no run id to continue.
+    let (code, stdout, stderr) = parts(&run_in(
+        &dir,
+        &[
+            "run",
+            "w.yaml",
+            "--journal",
+            "journal",
+            "--nats",
+            "nats://127.0.0.1:1",
+        ],
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stdout.contains("--resume"), "{stdout}");
     assert_eq!(runs_of(&dir, "a"), 0, "nothing ran");
 
     // A completed task whose command changed: the run cannot continue with it.
