@@ -333,6 +333,25 @@ fn pid_in_if_any(path: &std::path::Path) -> Option<i32> {
 }
 
 #[test]
+fn commands_run_when_orch_is_started_with_sigchld_ignored() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  t: { task_type: command, config: { program: 'true' } }\n",
+    );
+    // A parent may hand down an ignored SIGCHLD (GNU env sets one up).
+    let mut command = std::process::Command::new("env");
+    command
+        .args(["--ignore-signal=CHLD", env!("CARGO_BIN_EXE_orch")])
+        .args(["run", "w.yaml", "--output", "r.json"])
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path());
+    let (code, stdout, stderr) = parts(&command.output().expect("env runs"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(status(&dir.json("r.json"), "t"), "completed");
+}
+
+#[test]
 fn json_output_too_deep_for_a_result_file_fails_its_task_or_is_kept_as_text() {
     let dir = Dir::new();
     let nested = |depth| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
