@@ -150,16 +150,34 @@ fn event_line(event: &EngineEvent, at: Duration) -> String {
             line.push_str(&format!(
                 " after attempt {}: {}",
                 event.attempt,
-                event.error.as_deref().unwrap_or_default()
+                printable(event.error.as_deref().unwrap_or_default())
             ));
         }
         _ => {
             if let Some(error) = &event.error {
-                line.push_str(&format!(": {error}"));
+                line.push_str(&format!(": {}", printable(error)));
             }
         }
     }
     line
+}
+
+/// `text` with its control characters but line breaks and tabs written as escapes
+/// (`\u{1b}`): an error may end with what a command wrote to standard error, whose
+/// terminal escape sequences must not reach the terminal as such.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(escaped) {
+        return text.into();
+    }
+    let mut printable = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match escaped(c) {
+            true => printable.extend(c.escape_unicode()),
+            false => printable.push(c),
+        }
+    }
+    printable.into()
 }
 
 /// The run's outcome in a few lines: status, counts, and the tasks that failed or were
@@ -194,7 +212,7 @@ pub(crate) fn summary(result: &WorkflowResult, interrupted: bool) -> String {
             .filter(|(_, r)| r.status == status)
             .collect();
         for (id, record) in tasks.iter().take(LISTED) {
-            let error = record.error.as_deref().unwrap_or_default();
+            let error = printable(record.error.as_deref().unwrap_or_default());
             text.push_str(&format!("  {:<9} {id}: {error}\n", status.as_str()));
         }
         if tasks.len() > LISTED {

@@ -333,6 +333,25 @@ fn pid_in_if_any(path: &std::path::Path) -> Option<i32> {
 }
 
 #[test]
+fn terminal_escapes_a_command_writes_to_stderr_are_shown_escaped() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  red: { task_type: command, config: { shell: true, script: 'printf "\033[2Jgone\n" >&2; exit 1' } }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    assert!(stdout.contains("stderr ends: \\u{1b}[2Jgone"), "{stdout}");
+    // The result file keeps the error as it was.
+    let error = error(&dir.json("r.json"), "red");
+    assert!(error.ends_with("stderr ends: \u{1b}[2Jgone"), "{error:?}");
+}
+
+#[test]
 fn commands_run_when_orch_is_started_with_sigchld_ignored() {
     let dir = Dir::new();
     dir.write(
