@@ -2,6 +2,7 @@
 //! for, so that no task waits in a worker that cannot start it while another is idle.
 
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use async_nats::{Message, StatusCode};
@@ -105,13 +106,14 @@ pub(crate) async fn serve(
                 Delivery::Task => {
                     refusals.reset();
                     let permit = held.pop();
-                    running.spawn(attempt::run(
+                    let attempt = attempt::run(
                         Arc::clone(&shared),
                         Arc::clone(&queue),
                         message,
                         permit,
                         hand_back.clone(),
-                    ));
+                    );
+                    start(&mut running, attempt);
                 }
                 Delivery::Heartbeat => {}
                 Delivery::Ended => break,
@@ -137,6 +139,21 @@ pub(crate) async fn serve(
     }
     // Runners finish, or hand their tasks back once `hand_back` fires.
     while running.join_next().await.is_some() {}
+}
+
+/// Starts `attempt` here, up to its first wait, and spawns what is left of it.
+///
+/// Up to that wait the attempt reads its message and runs an inline handler (one that
+/// only awaits; any other is spawned by the attempt) and sends its result: done here,
+/// it saves the hand-over of every task to a task of its own before any of that starts.
+fn start(running: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + 'static) {
+    let mut attempt = Box::pin(attempt);
+    // Whatever the first poll waits on, the spawned task polls again at once and is the
+    // one woken from then on.
+    let mut cx = Context::from_waker(Waker::noop());
+    if attempt.as_mut().poll(&mut cx).is_pending() {
+        running.spawn(attempt);
+    }
 }
 
 /// Hands back, at once, the tasks that an open pull request still delivers once the
