@@ -111,9 +111,21 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Ends every subscription (each gets what was queued for it first).
+    /// Ends every subscription (each gets what was queued for it first), if the bus is
+    /// closed and no publish is under way; otherwise the last one to finish does it.
+    ///
+    /// Checked under the write lock: a publish counts itself in under the read lock and
+    /// only while the bus is open, so a count of 0 here stays 0. (A publish that finished
+    /// just before another counted itself in may call this late, and must not end the
+    /// subscriptions the other is still delivering to.)
     fn close_queues(&self) {
-        let queues = self.write().take_all();
+        let queues = {
+            let mut routes = self.write();
+            if !routes.closed || self.in_flight.load(Ordering::Acquire) != 0 {
+                return;
+            }
+            routes.take_all()
+        };
         for queue in queues {
             queue.close();
         }
@@ -219,3 +231,6 @@ impl<T> EventBus<T> {
         inner.close_queues();
     }
 }
+
+#[cfg(test)]
+mod tests;

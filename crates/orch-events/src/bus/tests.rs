@@ -1,0 +1,63 @@
+//! The closing of a bus against publishes still under way.
+
+use std::time::Duration;
+
+use crate::{Delivery, EventBus, Overflow, SubscribeOptions};
+
+/// A publish that finished just before another began waiting for room may get to its
+/// closing step only after `close` was called: that step must leave the subscriptions to
+/// the publish still under way, which then delivers its event before they end.
+#[test]
+fn a_late_closing_step_leaves_a_waiting_publish_its_subscribers() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let bus: EventBus<u32> = EventBus::new();
+        let options = SubscribeOptions::new()
+            .capacity(1)
+            .overflow(Overflow::Block);
+        let mut slow = bus.subscribe_with("jobs.>", options).expect("subscribes");
+        bus.publish("jobs.first", 1).await.expect("room for one");
+        let waiting = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.publish("jobs.second", 2).await }
+        });
+        while bus
+            .inner
+            .in_flight
+            .load(std::sync::atomic::Ordering::Acquire)
+            == 0
+        {
+            tokio::task::yield_now().await;
+        }
+        let closing = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.close().await }
+        });
+        while !bus.is_closed() {
+            tokio::task::yield_now().await;
+        }
+        // The closing step of the publish that finished first, arriving late.
+        bus.inner.close_queues();
+
+        let mut seen = Vec::new();
+        while let Some(delivery) = tokio::time::timeout(Duration::from_secs(5), slow.recv())
+            .await
+            .expect("no hang")
+        {
+            if let Delivery::Event(event) = delivery {
+                seen.push(*event.payload());
+            }
+        }
+        assert_eq!(
+            seen,
+            [1, 2],
+            "every event published before the close arrives"
+        );
+        waiting.await.expect("no panic").expect("published");
+        closing.await.expect("no panic");
+    });
+}
