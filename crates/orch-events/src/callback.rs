@@ -122,7 +122,7 @@ impl<T> CallbackSubscription<T> {
     ///
     /// Called from inside the callback itself, it stops further calls without waiting.
     pub async fn unsubscribe(self) {
-        self.queue.detach();
+        drop(self.queue.detach());
         let own_task = tokio::task::try_id() == Some(self.task.id());
         if !own_task {
             let _ = self.task.await;

@@ -300,9 +300,12 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Unsubscribed: nothing more is queued or handed over.
-    pub(crate) fn detach(&self) {
-        let (dropped, waker) = {
+    /// Unsubscribed: nothing more is queued or handed over. Returns the events that were
+    /// still queued, for the caller to drop once it has done the rest of unsubscribing
+    /// (a payload's destructor may panic).
+    #[must_use = "the unread events are dropped by the caller, last"]
+    pub(crate) fn detach(&self) -> VecDeque<Arc<Event<T>>> {
+        let (unread, waker) = {
             let mut s = lock(&self.state);
             s.detached = true;
             self.detached.store(true, Ordering::Release);
@@ -310,10 +313,10 @@ impl<T> Queue<T> {
             (std::mem::take(&mut s.buf), s.rx_waker.take())
         };
         self.space.notify_waiters();
-        drop(dropped);
         if let Some(waker) = waker {
             waker.wake();
         }
+        unread
     }
 
     pub(crate) fn is_detached(&self) -> bool {

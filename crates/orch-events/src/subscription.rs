@@ -185,10 +185,12 @@ impl<T> futures_core::FusedStream for Subscription<T> {
 
 impl<T> Drop for Subscription<T> {
     fn drop(&mut self) {
-        self.queue.detach();
+        let unread = self.queue.detach();
         if let Some(bus) = self.bus.upgrade() {
             bus.remove(&self.pattern, self.queue.id);
         }
+        // Last, so that a payload's destructor that panics cannot leave the route behind.
+        drop(unread);
     }
 }
 

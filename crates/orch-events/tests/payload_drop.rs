@@ -1,7 +1,8 @@
 //! A payload's destructor runs outside the bus's locks: one that publishes to its bus and
 //! subscribes to it does not deadlock, however the bus comes to drop it (no subscriber,
 //! the new event refused or an old one evicted by a full queue, an event pushed out of
-//! the history), with each way of publishing.
+//! the history), with each way of publishing. And one that panics, left unread when its
+//! subscription is dropped, does not leave the subscription on the bus.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,4 +113,31 @@ fn a_payload_pushed_out_of_the_history_may_use_the_bus() {
             assert_eq!(dropped.load(Ordering::SeqCst), 2);
         });
     }
+}
+
+/// A payload whose destructor panics.
+struct Explodes;
+
+impl Drop for Explodes {
+    fn drop(&mut self) {
+        panic!("a payload's destructor panicked");
+    }
+}
+
+#[test]
+fn a_panicking_payload_left_unread_does_not_keep_its_subscription_routed() {
+    let bus: EventBus<Explodes> = EventBus::new();
+    let subscription = bus.subscribe("boom.>").expect("subscribes");
+    let Ok(_) = bus.try_publish("boom.now", Explodes) else {
+        panic!("published");
+    };
+    let unsubscribed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(subscription);
+    }));
+    assert!(unsubscribed.is_err(), "the payload's destructor ran");
+    assert_eq!(
+        bus.subscription_count(),
+        0,
+        "the subscription is gone from the bus"
+    );
 }
