@@ -53,7 +53,7 @@ pub(crate) struct RunArgs {
     nats: Option<String>,
     /// With --nats: how long a task waits for a worker serving its type before it
     /// fails.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration, requires = "nats")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = orch::core::parse_duration, requires = "nats")]
     worker_timeout: Duration,
     /// Record the run in the journal in this directory, to continue it with --resume
     /// after a crash or Ctrl-C (`orch runs list DIR` lists the runs).

@@ -34,7 +34,7 @@ pub(crate) struct WorkerArgs {
     dir: Option<PathBuf>,
     /// After Ctrl-C, how long running tasks may finish before they are stopped and
     /// handed back to the queue.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = orch::core::parse_duration)]
     shutdown_grace: Duration,
 }
 

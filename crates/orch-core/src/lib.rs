@@ -92,6 +92,7 @@ mod workflow;
 #[cfg(feature = "yaml")]
 mod yaml_depth;
 
+pub use duration::{DurationError, parse_duration};
 pub use error::{MissingHandler, ValidationError, ValidationErrors};
 pub use event::{EngineEvent, EngineEventKind};
 pub(crate) use id::IdMap;

@@ -143,6 +143,54 @@ fn durations_accept_human_text() {
 }
 
 #[test]
+fn durations_past_the_longest_are_an_error_naming_the_field_in_every_format() {
+    let too_large = [
+        "18446744073709551615s 1000ms",
+        "18446744073709551615s 1000000000ns",
+        "18446744073709551615s 0.5s 0.5s",
+        "99999999999999999999s",
+        "1000000000000y",
+    ];
+    for text in too_large {
+        for loaded in [
+            Workflow::from_json(&format!(
+                r#"{{"workflow_id": "w", "tasks": {{"a": {{"task_type": "t", "timeout": "{text}"}}}}}}"#
+            )),
+            Workflow::from_yaml(&format!(
+                "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    backoff:\n      max: {text}\n"
+            )),
+            Workflow::from_toml(&format!(
+                "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nbackoff = {{ initial = \"{text}\" }}\n"
+            )),
+        ] {
+            let (field, _, message) = parse_error(loaded);
+            assert!(field.starts_with("tasks.a."), "{text}: {field}");
+            assert!(
+                message.contains("longer than the longest duration"),
+                "{text}: {message}"
+            );
+        }
+        assert_eq!(
+            orch_core::parse_duration(text),
+            Err(orch_core::DurationError::TooLarge(text.to_owned()))
+        );
+    }
+    let (field, _, message) = parse_error(Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "timeout": 1e20}}}"#,
+    ));
+    assert_eq!(field, "tasks.a.timeout");
+    assert!(
+        message.contains("longer than the longest duration"),
+        "{message}"
+    );
+    // Just under the longest, in the same units, still reads.
+    assert_eq!(
+        orch_core::parse_duration("18446744073709551614s 999ms"),
+        Ok(Duration::new(u64::MAX - 1, 999_000_000))
+    );
+}
+
+#[test]
 fn a_file_that_is_not_utf8_is_refused_at_the_bad_byte() {
     let scratch = Scratch::new("utf8");
     for (name, bytes, offset, line) in [
