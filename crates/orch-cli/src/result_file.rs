@@ -98,6 +98,12 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
             e.inner()
         )
     })?;
+    de.end().map_err(|e| {
+        format!(
+            "{}: not a run result: more text after its closing `}}`",
+            place(&e)
+        )
+    })?;
     #[derive(serde::Deserialize)]
     struct Definition {
         workflow: Option<Workflow>,

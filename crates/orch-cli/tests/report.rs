@@ -61,10 +61,13 @@ fn the_report_is_one_self_contained_page() {
     assert!(page.contains("a → b"));
 }
 
+/// A run result without its workflow.
+const PLAIN: &str = r#"{"workflow_id": "w", "name": "", "status": "completed", "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z", "max_concurrent": 1, "tasks": {}}"#;
+
 #[test]
 fn a_result_without_its_workflow_cannot_be_reported() {
     let dir = Dir::new();
-    dir.write("plain.json", r#"{"workflow_id": "w", "name": "", "status": "completed", "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z", "max_concurrent": 1, "tasks": {}}"#);
+    dir.write("plain.json", PLAIN);
     let (code, _, stderr) = parts(&run_in(&dir, &["report", "plain.json", "-o", "x.html"]));
     assert_eq!(code, Some(1));
     assert!(
@@ -77,6 +80,13 @@ fn a_result_without_its_workflow_cannot_be_reported() {
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("bad.json:1:17: not a run result: at `workflow_id`"),
+        "{stderr}"
+    );
+    dir.write("two.json", &format!("{PLAIN}\n{PLAIN}\n"));
+    let (code, _, stderr) = parts(&run_in(&dir, &["gantt", "two.json"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("two.json:2:1: not a run result: more text after its closing `}`"),
         "{stderr}"
     );
 }

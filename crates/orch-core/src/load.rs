@@ -52,7 +52,8 @@ impl Workflow {
     /// Reads a workflow from JSON text.
     ///
     /// Tasks may be a map from id to task (the `task_id` inside may then be left out) or a
-    /// list of tasks, each with its `task_id`. Unknown keys are errors.
+    /// list of tasks, each with its `task_id`. Unknown keys are errors, and so is anything
+    /// but white space after the workflow.
     ///
     /// ```
     /// use orch_core::Workflow;
@@ -74,7 +75,7 @@ impl Workflow {
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
         let mut de = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let workflow = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let (line, column) = (e.inner().line(), e.inner().column());
             parse_error(Problem {
                 format: Format::Json,
@@ -83,7 +84,17 @@ impl Workflow {
                 line: (line > 0).then_some(line),
                 column: (line > 0).then_some(column),
             })
-        })
+        })?;
+        // Only white space may follow the workflow (a second one is not read silently).
+        de.end().map_err(|e| LoadError::Parse {
+            format: Format::Json,
+            file: None,
+            field: ".".into(),
+            line: Some(e.line()),
+            column: Some(e.column()),
+            message: "more text after the workflow's closing `}`".into(),
+        })?;
+        Ok(workflow)
     }
 
     /// Reads a workflow from YAML text; the shape is the same as for

@@ -85,6 +85,35 @@ fn json_syntax_error_gives_line() {
 }
 
 #[test]
+fn json_text_after_the_workflow_is_an_error_at_its_place() {
+    let one = r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t"}}}"#;
+    assert!(Workflow::from_json(&format!("\n{one}\n\t \n")).is_ok());
+    for (text, line, column) in [
+        (format!("{one}\n{one}"), 2, 1),
+        (format!("{one} garbage"), 1, 58),
+        (format!("{one}}}}}"), 1, 57),
+    ] {
+        let error = Workflow::from_json(&text).expect_err(&text);
+        let LoadError::Parse {
+            field,
+            line: at_line,
+            column: at_column,
+            message,
+            ..
+        } = error
+        else {
+            panic!("{text}: {error:?}");
+        };
+        assert_eq!(
+            (field.as_str(), at_line, at_column),
+            (".", Some(line), Some(column)),
+            "{text}"
+        );
+        assert_eq!(message, "more text after the workflow's closing `}`");
+    }
+}
+
+#[test]
 fn json_missing_field_names_the_task() {
     let (field, _, message) = parse_error(Workflow::from_json(
         r#"{"workflow_id": "w", "tasks": {"a": {"dependencies": []}}}"#,
