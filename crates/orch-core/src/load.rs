@@ -102,7 +102,9 @@ impl Workflow {
     ///
     /// Anchors and aliases may be used, within a limit on what the document expands to
     /// (see [`LoadError::ExpansionLimit`]). Numbers must be finite: `.nan` and `.inf`
-    /// are errors. Needs the `yaml` feature (on by default).
+    /// are errors. Flow collections (`[..]`, `{..}`) may nest at most 128 deep: deeper
+    /// ones are refused before the document is parsed, since parsing them takes time that
+    /// grows with the square of their depth. Needs the `yaml` feature (on by default).
     #[cfg(feature = "yaml")]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
@@ -116,7 +118,7 @@ impl Workflow {
                 column: Some(column),
                 message: format!(
                     "collections nested deeper than {} levels",
-                    crate::yaml_depth::MAX_FLOW_DEPTH
+                    crate::yaml_depth::MAX_DEPTH
                 ),
             });
         }
