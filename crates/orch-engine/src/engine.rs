@@ -202,9 +202,8 @@ impl WorkflowEngine {
     /// task that depends on it, directly or not, skipped; independent branches run on.
     ///
     /// A task with a timeout or a pause before its retries needs tokio's timer: on a
-    /// runtime without one, each such option is an
-    /// [`InvalidOption`](orch_core::ValidationError::InvalidOption) problem in
-    /// [`RunError::Invalid`], and nothing runs (see [the crate docs](crate#timers)).
+    /// runtime without one the run returns [`RunError::NoTimer`], naming each such task
+    /// and option, and nothing runs (see [the crate docs](crate#timers)).
     pub async fn execute_workflow(&self, workflow: &Workflow) -> Result<WorkflowResult, RunError> {
         self.run(workflow).await
     }

@@ -221,9 +221,8 @@
 //! Timeouts, pauses between retries and the grace period use tokio's timer. A workflow
 //! with a timeout, or with retries after a non-zero backoff, run on a runtime without a
 //! time driver (built without `enable_time` or `enable_all`) or outside tokio, is refused
-//! before anything runs: [`WorkflowEngine::execute_workflow`] returns an
-//! [`InvalidOption`](orch_core::ValidationError::InvalidOption) error naming each such
-//! task and option (`timeout` or `backoff`). A run cancelled there has no grace period:
+//! before anything runs: [`WorkflowEngine::execute_workflow`] returns
+//! [`RunError::NoTimer`] naming each such task and option (`timeout` or `backoff`). A run cancelled there has no grace period:
 //! handlers that finish on the poll right after the cancellation are recorded, the
 //! others are dropped at once.
 //!
