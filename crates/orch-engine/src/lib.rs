@@ -189,7 +189,8 @@
 //! What the journal does not hold, and what that means on resume:
 //! - a [`Shared`] output (an in-process value): the journal keeps its summary;
 //! - an output the handler marked [`Output::not_journaled`] (too large to write after
-//!   every task): the journal keeps the handler's reason.
+//!   every task): the journal keeps the handler's reason. When a map task's handler marks
+//!   an element's output so, the map's list is not journaled either.
 //!
 //! Such a task runs again when a task that runs on resume depends on it, directly or
 //! not (its dependents need the value); otherwise it stays restored with the summary or

@@ -135,10 +135,7 @@ fn a_durable_run_continues_where_its_journal_left_off() {
     assert_eq!(restored, ["a", "b", "d"]);
 
     // The journal now holds the completed run; a third start runs nothing.
-    let loaded = runtime()
-        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
-        .unwrap()
-        .unwrap();
+    let loaded = journal_of(dir.path(), &run_id);
     assert_eq!(loaded.status(), orch_engine::journal::RunStatus::Completed);
     let third = runtime()
         .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id))
@@ -329,6 +326,24 @@ fn dependents_start_only_once_what_they_depend_on_is_committed() {
     );
 }
 
+/// Registers for `task_type` a handler that counts its calls and returns 64 bytes marked
+/// not to be journaled ("too large").
+fn too_large(engine: &WorkflowEngine, task_type: &str, calls: &Calls) {
+    let c = calls.clone();
+    engine.register_handler(task_type, move |ctx: TaskContext| {
+        c.note(&ctx);
+        async move { Ok::<_, TaskError>(Output::new(vec![7u8; 64])?.not_journaled("too large")) }
+    });
+}
+
+/// What the file journal in `dir` holds of run `run_id`.
+fn journal_of(dir: &Path, run_id: &RunId) -> orch_engine::journal::LoadedRun {
+    runtime()
+        .block_on(FileJournal::new(dir).unwrap().load(run_id))
+        .unwrap()
+        .unwrap()
+}
+
 #[test]
 fn outputs_left_out_of_the_journal_run_again_when_a_resumed_task_needs_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -341,11 +356,7 @@ fn outputs_left_out_of_the_journal_run_again_when_a_resumed_task_needs_them() {
         .task(Task::new("use", "flaky").depends_on(["big", "table"]));
     let start = |flaky_succeeds: bool| {
         let engine = engine(dir.path(), &calls, flaky_succeeds, None);
-        let c = calls.clone();
-        engine.register_handler("big", move |ctx: TaskContext| {
-            c.note(&ctx);
-            async move { Ok::<_, TaskError>(Output::new(vec![7u8; 64])?.not_journaled("too large")) }
-        });
+        too_large(&engine, "big", &calls);
         let c = calls.clone();
         engine.register_handler("table", move |ctx: TaskContext| {
             c.note(&ctx);
@@ -362,10 +373,7 @@ fn outputs_left_out_of_the_journal_run_again_when_a_resumed_task_needs_them() {
         first.task("big").unwrap().result,
         Some(json!(vec![7u8; 64]))
     );
-    let loaded = runtime()
-        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
-        .unwrap()
-        .unwrap();
+    let loaded = journal_of(dir.path(), &run_id);
     let big = loaded.task("big").unwrap();
     assert_eq!(big.result, Some(json!({"not_journaled": "too large"})));
     assert!(big.shared_output);
@@ -386,6 +394,49 @@ fn outputs_left_out_of_the_journal_run_again_when_a_resumed_task_needs_them() {
         second.task("big").unwrap().result,
         Some(json!(vec![7u8; 64]))
     );
+}
+
+#[test]
+fn map_instance_outputs_left_out_of_the_journal_leave_the_map_list_out_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("m").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("render", "render").map_over("list"))
+        .task(Task::new("use", "flaky").depends_on(["render"]));
+    let start = |flaky_succeeds: bool| {
+        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!([1, 2]))
+        });
+        too_large(&engine, "render", &calls);
+        engine
+    };
+    let first = runtime()
+        .block_on(start(false).run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    assert_eq!(
+        first.task("render").unwrap().result,
+        Some(json!([vec![7u8; 64], vec![7u8; 64]]))
+    );
+    let loaded = journal_of(dir.path(), &run_id);
+    for id in ["render[0]", "render[1]", "render"] {
+        let record = loaded.task(id).unwrap();
+        assert_eq!(
+            (&record.result, record.shared_output),
+            (&Some(json!({"not_journaled": "too large"})), true),
+            "{id}"
+        );
+    }
+
+    let second = runtime()
+        .block_on(start(true).run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    // `use` runs again and needs the list: the map runs again, each element.
+    assert_eq!((calls.of("render"), calls.of("use")), (4, 2));
 }
 
 #[test]
@@ -499,10 +550,7 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
     // `report` read a skip the first time and `after`'s output the second: the journal
     // holds the second completion, and a later resume keeps that one.
     assert_eq!(second.task("report").unwrap().result, Some(json!(2)));
-    let loaded = runtime()
-        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
-        .unwrap()
-        .unwrap();
+    let loaded = journal_of(dir.path(), &run_id);
     for id in ["work", "cleanup", "after", "report", "other"] {
         let (read, ran) = (loaded.task(id).unwrap(), second.task(id).unwrap());
         assert_eq!(
@@ -551,10 +599,7 @@ fn a_failed_map_journals_no_result_though_its_all_done_dependents_read_its_list(
         .block_on(engine.run_durable(&workflow, run_id.clone()))
         .unwrap();
     assert_eq!(result.task("read").unwrap().result, Some(json!([1, null])));
-    let loaded = runtime()
-        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
-        .unwrap()
-        .unwrap();
+    let loaded = journal_of(dir.path(), &run_id);
     let m = loaded.task("m").unwrap();
     assert_eq!((m.status, &m.result), (TaskStatus::Failed, &None));
     assert_eq!(loaded.task("read").unwrap().result, Some(json!([1, null])));

@@ -124,7 +124,15 @@ impl Extras {
                 .iter()
                 .map(|instance| {
                     let id = MapSpec::instance_id(&task.task_id, instance.item.index);
-                    (id, instance.record.clone())
+                    let mut record = instance.record.clone();
+                    // As a task's own output marked so: the reason in its place.
+                    if let Some(reason) = &instance.not_journaled
+                        && record.status == orch_core::TaskStatus::Completed
+                    {
+                        record.result = Some(serde_json::json!({ "not_journaled": reason }));
+                        record.shared_output = true;
+                    }
+                    (id, record)
                 })
                 .collect();
             out.push((map, records));

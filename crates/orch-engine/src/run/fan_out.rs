@@ -45,6 +45,9 @@ pub(super) struct MapRun {
     /// The first failure (or cancellation) of an instance, as the map's error.
     pub(super) failed: Option<String>,
     pub(super) results: Vec<Value>,
+    /// Why the first instance output marked [`Output::not_journaled`] was: the map's list
+    /// is then not journaled either.
+    pub(super) not_journaled: Option<String>,
     /// Slots of the map task's pool its instances hold beside the map task's own.
     pool_slots: usize,
 }
@@ -53,6 +56,8 @@ pub(super) struct Instance {
     pub(super) map: u32,
     pub(super) item: Arc<MapItem>,
     pub(super) record: TaskRecord,
+    /// Why its output is not journaled, if the handler marked it so.
+    pub(super) not_journaled: Option<String>,
 }
 
 impl Scheduler<'_> {
@@ -85,6 +90,7 @@ impl Scheduler<'_> {
                         value: Value::Null,
                     }),
                     record: record.clone(),
+                    not_journaled: None,
                 });
             }
         }
@@ -150,6 +156,7 @@ impl Scheduler<'_> {
                 map: index as u32,
                 item: Arc::new(MapItem { index: i, value }),
                 record: TaskRecord::default(),
+                not_journaled: None,
             }));
         extras.maps.insert(
             index as u32,
@@ -160,6 +167,7 @@ impl Scheduler<'_> {
                 ended: 0,
                 failed: None,
                 results: vec![Value::Null; count],
+                not_journaled: None,
                 pool_slots: 0,
             },
         );
@@ -288,9 +296,16 @@ impl Scheduler<'_> {
         let record = &mut instance.record;
         let kind = match outcome {
             Ok(output) => {
+                instance.not_journaled = match &output.0 {
+                    Stored::Unjournaled(kept) => Some(kept.1.clone()),
+                    Stored::Json(_) | Stored::Shared(_) => None,
+                };
                 let (value, shared) = output.0.into_record();
                 if let Some(run) = extras.maps.get_mut(&instance.map) {
                     run.results[instance.item.index] = value.clone();
+                    if run.not_journaled.is_none() {
+                        run.not_journaled.clone_from(&instance.not_journaled);
+                    }
                 }
                 record.result = Some(value);
                 record.shared_output = shared;
@@ -392,7 +407,12 @@ impl Scheduler<'_> {
                 if self.journal.is_some() {
                     (self.extras().to_journal).insert(map as u32, (run.first, run.count));
                 }
-                self.attempt_over(map, Ok(Value::Array(run.results).into()))
+                let list = Output::from(Value::Array(run.results));
+                let list = match run.not_journaled {
+                    Some(reason) => list.not_journaled(reason),
+                    None => list,
+                };
+                self.attempt_over(map, Ok(list))
             }
             Some(message) => {
                 for k in run.first..run.first + run.count {
