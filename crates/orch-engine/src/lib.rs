@@ -203,7 +203,10 @@
 //! [`RunHandle::cancel`] (or its token) stops a run from starting tasks and cancels the
 //! token every running handler sees. The run then waits up to the engine's grace period
 //! ([`EngineBuilder::cancel_grace_period`]) for running handlers, drops those still
-//! running, and records every unfinished task `Cancelled`.
+//! running, and records every unfinished task `Cancelled`. A handler that ends within
+//! the grace period is recorded as it ended (`Completed`, or `Skipped` if it skipped),
+//! but nothing is decided from it any more: the tasks after it, whatever their trigger
+//! rules, end `Cancelled` too.
 //!
 //! A run also waits for its events to be published, and a lossless subscriber that does
 //! not read holds it up: once cancelled, a run waits for that only until the same grace

@@ -389,6 +389,50 @@ fn handlers_that_honour_cancellation_finish_within_the_grace_period() {
 }
 
 #[test]
+fn tasks_decided_after_a_cancellation_end_cancelled_not_skipped() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+        engine.register_handler("polite", |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            Ok::<_, TaskError>(json!("wrapped up"))
+        });
+        engine.register_handler("gives_up", |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            Err::<Value, _>(TaskError::skip("nothing left to do"))
+        });
+        echo(&engine, "ok");
+        // A rule that would skip its task once `extract` completed, and a handler that
+        // answers the cancellation by skipping: the tasks after them never ran.
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("extract", "polite"))
+            .task(
+                Task::new("alert", "ok")
+                    .depends_on(["extract"])
+                    .trigger_rule(orch_core::TriggerRule::OneFailed),
+            )
+            .task(
+                Task::new("cleanup", "ok")
+                    .depends_on(["extract"])
+                    .trigger_rule(orch_core::TriggerRule::AllDone),
+            )
+            .task(Task::new("poll", "gives_up"))
+            .task(Task::new("after_poll", "ok").depends_on(["poll"]));
+        let result = cancelled_after(&engine, &workflow, Duration::from_millis(10)).await;
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        let status = |id| record(&result, id).status;
+        assert_eq!(status("extract"), TaskStatus::Completed);
+        assert_eq!(
+            status("poll"),
+            TaskStatus::Skipped,
+            "the handler's own answer"
+        );
+        for id in ["alert", "cleanup", "after_poll"] {
+            assert_eq!(status(id), TaskStatus::Cancelled, "{id}");
+        }
+    });
+}
+
+#[test]
 fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
     runtime().block_on(async {
         let engine = WorkflowEngine::new();

@@ -101,6 +101,11 @@ impl Scheduler<'_> {
 
     /// [`Self::ended`], for any status, rule and branch choice.
     fn ended_with_rules(&mut self, index: usize, status: TaskStatus) {
+        // A stopped run decides nothing more: what has not started ends cancelled (see
+        // `finish`), not skipped by a rule, a branch or a skip upstream.
+        if self.stopping {
+            return;
+        }
         let chosen = if status == TaskStatus::Completed && self.shared.branches.any() {
             let attempt = self.records[index].attempts;
             self.shared.branches.take(index as u32, attempt)
