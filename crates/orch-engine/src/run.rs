@@ -477,6 +477,11 @@ impl<'p> Scheduler<'p> {
         };
         match running {
             Some(running) => {
+                if !spawn {
+                    // Its first poll ran here, for however long: what starts next reads
+                    // the clock again.
+                    self.clock.now();
+                }
                 self.note_begun(index, Some(begun));
                 self.in_flight.push(InFlight::Attempt(running));
             }

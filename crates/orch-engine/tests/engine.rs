@@ -433,6 +433,40 @@ fn tasks_decided_after_a_cancellation_end_cancelled_not_skipped() {
 }
 
 #[test]
+fn a_task_started_after_a_slow_first_poll_gets_its_own_start_time() {
+    // Real time, not paused: the first handler keeps the run's thread busy.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+    engine.register_handler(
+        "busy_first",
+        orch_engine::inline(|_ctx: TaskContext| async move {
+            std::thread::sleep(Duration::from_millis(200));
+            tokio::task::yield_now().await;
+            Ok::<_, TaskError>(json!(null))
+        }),
+    );
+    engine.register_handler(
+        "quick",
+        orch_engine::inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(json!(null)) }),
+    );
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "busy_first"))
+        .task(Task::new("b", "quick"));
+    let result = runtime
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    let start = |id| record(&result, id).start_time.expect("started");
+    let later = start("b").duration_since(start("a")).unwrap_or_default();
+    assert!(
+        later >= Duration::from_millis(150),
+        "b started {later:?} after a, whose first poll took 200 ms"
+    );
+}
+
+#[test]
 fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
     runtime().block_on(async {
         let engine = WorkflowEngine::new();

@@ -271,6 +271,11 @@ impl Scheduler<'_> {
         let mut polled = std::task::Poll::Pending;
         match Attempt::start(handler, ctx, task.timeout, span, spawn, cx, &mut polled) {
             Some(mut attempt) => {
+                if !spawn {
+                    // Its first poll ran here, for however long: what starts next reads
+                    // the clock again.
+                    self.clock.now();
+                }
                 // The in-flight set knows an instance by its place after the plan's tasks.
                 attempt.index = (self.records.len() + k) as u32;
                 self.in_flight.push(InFlight::Attempt(attempt));
