@@ -71,6 +71,7 @@
 //!   validation reports more as an invalid `retries` option.
 
 mod compile;
+mod config_value;
 mod duration;
 mod error;
 mod event;

@@ -43,7 +43,8 @@ pub struct Task {
     pub name: String,
     /// The handler type that runs this task.
     pub task_type: String,
-    /// Configuration handed to the handler; a JSON object.
+    /// Configuration handed to the handler; a JSON object. Read from a file, an object
+    /// in it that repeats a key is an error (rather than keeping one of the values).
     pub config: Value,
     /// Ids of the tasks this one depends on: by default they must all complete before it
     /// starts (see [`Task::trigger_rule`] for other rules).
@@ -289,7 +290,10 @@ pub(crate) struct TaskSpec {
     #[serde(default)]
     name: String,
     task_type: String,
-    #[serde(default = "empty_object")]
+    #[serde(
+        default = "empty_object",
+        deserialize_with = "crate::config_value::deserialize"
+    )]
     config: Value,
     #[serde(default)]
     dependencies: Vec<TaskId>,

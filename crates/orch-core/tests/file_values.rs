@@ -191,6 +191,45 @@ fn durations_past_the_longest_are_an_error_naming_the_field_in_every_format() {
 }
 
 #[test]
+fn a_key_repeated_in_a_config_object_is_an_error_in_every_format() {
+    for (loaded, field) in [
+        (
+            Workflow::from_json(
+                r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "config": {"url": "a", "url": "b"}}}}"#,
+            ),
+            "tasks.a.config",
+        ),
+        (
+            Workflow::from_yaml(
+                "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      db: {url: a, url: b}\n",
+            ),
+            "tasks.a.config.db",
+        ),
+        (
+            // TOML's own reader refuses it, naming the line.
+            Workflow::from_toml(
+                "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nconfig = { url = \"a\", url = \"b\" }\n",
+            ),
+            ".",
+        ),
+    ] {
+        let (at, line, message) = parse_error(loaded);
+        assert!(at.starts_with(field), "{at}: {message}");
+        assert!(message.starts_with("duplicate key"), "{message}");
+        assert!(message.contains("url") || line == Some(4), "{message}");
+    }
+    // The same key in two objects is no repetition.
+    let workflow = Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "config": {"x": {"url": 1}, "y": {"url": 2}, "n": [1, 2.5, null, true, "s"]}}}}"#,
+    )
+    .expect("valid");
+    assert_eq!(
+        workflow.get("a").expect("task a").config,
+        serde_json::json!({"x": {"url": 1}, "y": {"url": 2}, "n": [1, 2.5, null, true, "s"]})
+    );
+}
+
+#[test]
 fn a_file_that_is_not_utf8_is_refused_at_the_bad_byte() {
     let scratch = Scratch::new("utf8");
     for (name, bytes, offset, line) in [
