@@ -18,7 +18,9 @@ pub enum ValidationError {
     EmptyWorkflow,
     /// A task depends on an id that no task has.
     #[error(
-        "task `{task}` depends on unknown task `{dependency}`{}",
+        "task `{}` depends on unknown task `{}`{}",
+        shown(task),
+        shown(dependency),
         did_you_mean(suggestion.as_deref())
     )]
     UnknownDependency {
@@ -31,13 +33,17 @@ pub enum ValidationError {
         suggestion: Option<TaskId>,
     },
     /// A task lists itself as a dependency.
-    #[error("task `{task}` depends on itself")]
+    #[error("task `{}` depends on itself", shown(task))]
     SelfDependency {
         /// The task.
         task: TaskId,
     },
     /// A task lists the same dependency more than once.
-    #[error("task `{task}` lists dependency `{dependency}` more than once")]
+    #[error(
+        "task `{}` lists dependency `{}` more than once",
+        shown(task),
+        shown(dependency)
+    )]
     DuplicateDependency {
         /// The task.
         task: TaskId,
@@ -45,13 +51,17 @@ pub enum ValidationError {
         dependency: TaskId,
     },
     /// Two tasks share an id (list form, or tasks added twice).
-    #[error("task id `{task}` is used by more than one task")]
+    #[error("task id `{}` is used by more than one task", shown(task))]
     DuplicateTaskId {
         /// The repeated id.
         task: TaskId,
     },
     /// In map form, a task's key differs from the `task_id` inside it.
-    #[error("task stored under key `{key}` has task_id `{task_id}`")]
+    #[error(
+        "task stored under key `{}` has task_id `{}`",
+        shown(key),
+        shown(task_id)
+    )]
     KeyMismatch {
         /// The map key.
         key: TaskId,
@@ -79,7 +89,7 @@ pub enum ValidationError {
         found: char,
     },
     /// A task option has a value that cannot work.
-    #[error("task `{task}`: invalid `{option}`: {reason}")]
+    #[error("task `{}`: invalid `{option}`: {}", shown(task), shown(reason))]
     InvalidOption {
         /// The task.
         task: TaskId,
@@ -90,11 +100,25 @@ pub enum ValidationError {
     },
 }
 
+/// `text` as an error prints it: with its control characters (a line break, a terminal
+/// escape sequence) escaped, so that an error names a hostile id without acting on it.
+pub(crate) fn shown(text: &(impl AsRef<str> + ?Sized)) -> std::borrow::Cow<'_, str> {
+    let text = text.as_ref();
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_debug()),
+            false => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn path_text(path: &[TaskId]) -> String {
-    path.iter()
-        .map(TaskId::as_str)
-        .collect::<Vec<_>>()
-        .join(" -> ")
+    path.iter().map(shown).collect::<Vec<_>>().join(" -> ")
 }
 
 fn path_list(tasks: &[TaskId]) -> String {
@@ -102,7 +126,7 @@ fn path_list(tasks: &[TaskId]) -> String {
     let mut text = tasks
         .iter()
         .take(SHOWN)
-        .map(|t| format!("`{t}`"))
+        .map(|t| format!("`{}`", shown(t)))
         .collect::<Vec<_>>()
         .join(", ");
     if tasks.len() > SHOWN {
@@ -129,7 +153,8 @@ fn path_list(tasks: &[TaskId]) -> String {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "no handler for task type `{task_type}` (used by {}){}",
+    "no handler for task type `{}` (used by {}){}",
+    shown(task_type),
     path_list(.tasks),
     did_you_mean(suggestion.as_deref())
 )]

@@ -327,3 +327,35 @@ fn control_characters_in_ids_and_task_types_are_refused_and_shown_escaped() {
         ]
     );
 }
+
+#[test]
+fn errors_print_control_characters_in_ids_escaped() {
+    let escape = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let quoted = |text: &str| serde_json::to_string(text).expect("a JSON string");
+    let json = format!(
+        r#"{{"workflow_id": "w", "tasks": {{"a": {{"task_type": "t", "dependencies": [{}]}}, "b": {{"task_id": {}, "task_type": "t"}}}}}}"#,
+        quoted(escape),
+        quoted(&format!("x{escape}"))
+    );
+    let workflow = Workflow::from_json(&json).expect("read");
+    let errors = workflow.validate().expect_err("invalid").to_string();
+    assert!(
+        errors.contains(r"depends on unknown task `\u{1b}]0;pwned\u{7}\u{1b}[2J`"),
+        "{errors}"
+    );
+    assert!(errors.contains(r"has task_id `x\u{1b}]0;pwned"), "{errors}");
+    assert!(
+        !errors.chars().any(|c| c.is_control() && c != '\n'),
+        "{errors:?}"
+    );
+
+    let unknown_key = format!(
+        r#"{{"workflow_id": "w", "tasks": {{"a": {{"task_type": "t", {}: 1}}}}}}"#,
+        quoted(escape)
+    );
+    let error = Workflow::from_json(&unknown_key)
+        .expect_err("an unknown key")
+        .to_string();
+    assert!(error.contains(r"\u{1b}"), "{error}");
+    assert!(!error.chars().any(char::is_control), "{error:?}");
+}

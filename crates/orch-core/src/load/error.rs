@@ -227,13 +227,14 @@ pub(super) fn parse_error(problem: Problem<'_>) -> LoadError {
     } else if let Some(rewritten) = unknown_key(&segments, &message) {
         message = rewritten;
     }
+    // Keys and values from the document, printed as they are, may hold control characters.
     LoadError::Parse {
         format,
         file: None,
-        field: field_text(&segments),
+        field: crate::error::shown(&field_text(&segments)).into_owned(),
         line,
         column,
-        message,
+        message: crate::error::shown(&message).into_owned(),
     }
 }
 
