@@ -165,7 +165,7 @@ fn event_line(event: &EngineEvent, at: Duration) -> String {
 /// `text` with its control characters but line breaks and tabs written as escapes
 /// (`\u{1b}`): an error may end with what a command wrote to standard error, whose
 /// terminal escape sequences must not reach the terminal as such.
-fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !text.contains(escaped) {
         return text.into();

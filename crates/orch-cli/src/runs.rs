@@ -116,9 +116,10 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
         Format::Text => {
             let counts = Counts::of(&loaded);
             outln!("run       {}", loaded.run_id());
-            match loaded.workflow_name() {
-                "" => outln!("workflow  {}", loaded.workflow_id()),
-                name => outln!("workflow  {} ({name})", loaded.workflow_id()),
+            let id = crate::display::printable(loaded.workflow_id());
+            match crate::display::printable(loaded.workflow_name()) {
+                name if name.is_empty() => outln!("workflow  {id}"),
+                name => outln!("workflow  {id} ({name})"),
             }
             outln!("status    {}", loaded.status());
             outln!(
@@ -285,13 +286,23 @@ fn row_strings(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| (*c).to_owned()).collect()
 }
 
-/// Prints rows as columns padded to their widest cell (the last column unpadded).
+/// Prints rows as columns padded to their widest cell (the last column unpadded), with
+/// the control characters of each cell escaped (an error may hold a command's terminal
+/// escape sequences).
 fn print_table(rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| crate::display::printable(cell).into_owned())
+                .collect()
+        })
+        .collect();
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             if c + 1 == columns {

@@ -180,7 +180,8 @@ fn known_keys(config: &Value, known: &[&str]) -> Result<(), Vec<ConfigProblem>> 
         .map(|key| ConfigProblem {
             key: Some(key.clone()),
             message: format!(
-                "unknown config key `{key}` (known keys: {})",
+                "unknown config key `{}` (known keys: {})",
+                crate::display::printable(key),
                 known.join(", ")
             ),
             suggestion: suggest::closest(key, known.iter().copied()).map(str::to_owned),

@@ -232,3 +232,44 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
         ]
     );
 }
+
+#[test]
+fn terminal_escapes_in_errors_and_names_are_shown_escaped() {
+    let dir = Dir::new();
+    let path = dir.join("journal");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let journal = FileJournal::new(&path).expect("a journal");
+        let workflow =
+            Workflow::new("esc", "named \u{1b}[31mred").task(Task::new("extract", "echo"));
+        let run = journal
+            .open(&RunId::parse("esc-1").expect("id"), &workflow)
+            .await
+            .expect("opened");
+        let failed = record(
+            TaskStatus::Failed,
+            Some("`sh` exited with status 1; stderr ends: 10%\r20%\u{1b}[2J\u{1b}]0;pwned\u{7}"),
+        );
+        run.writer
+            .commit(&[(&"extract".into(), &failed)], Durability::Process)
+            .await
+            .expect("recorded");
+    });
+    let path = path.to_str().expect("utf-8");
+    for args in [
+        ["runs", "show", path, "esc-1"].as_slice(),
+        &["runs", "list", path],
+    ] {
+        let (code, stdout, stderr) = parts(&run_in(&dir, args));
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(
+            !stdout.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: {stdout:?}"
+        );
+    }
+    let (_, stdout, _) = parts(&run_in(&dir, &["runs", "show", path, "esc-1"]));
+    assert!(stdout.contains(r"named \u{1b}[31mred"), "{stdout}");
+    assert!(stdout.contains(r"10%\u{d}20%\u{1b}[2J"), "{stdout}");
+}
