@@ -39,6 +39,12 @@ impl Target {
         if path.is_dir() {
             return Err(fail(&"it is a directory"));
         }
+        // `out/` names a directory even when none is there (and `file.json/` nothing):
+        // renaming the result onto it would fail only after the run.
+        let text = path.as_os_str().to_string_lossy();
+        if text.ends_with(std::path::is_separator) || path.file_name().is_none() {
+            return Err(fail(&"it names a directory, not a file"));
+        }
         drop(tempfile::NamedTempFile::new_in(dir_of(path)).map_err(|e| fail(&e))?);
         Ok(Self {
             path: path.to_owned(),

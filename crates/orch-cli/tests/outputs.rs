@@ -17,7 +17,15 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
     let dir = Dir::new();
     dir.write("w.yaml", MARKS);
     std::fs::create_dir(dir.join("adir")).expect("a directory");
-    for target in ["adir", "/nonexistent/r.json", "no/such/dir/r.json"] {
+    dir.write("afile.json", "{}");
+    for target in [
+        "adir",
+        "/nonexistent/r.json",
+        "no/such/dir/r.json",
+        "newdir/",
+        "afile.json/",
+        "..",
+    ] {
         let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", target]));
         assert_eq!(code, Some(2), "{target}: {stdout}{stderr}");
         assert!(
@@ -31,7 +39,7 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
         .expect("listed")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left.len(), 3, "{left:?}");
 }
 
 #[test]
