@@ -9,7 +9,8 @@ use crate::graph::{colours, status_class, title};
 use crate::layout::{self, BOX_HEIGHT};
 
 /// Text with `&`, `<`, `>`, `"` and `'` escaped, for XML and HTML alike; control
-/// characters other than tab and line feed (which XML cannot hold) become spaces.
+/// characters other than tab and line feed, and U+FFFE and U+FFFF (which XML cannot
+/// hold), become spaces.
 pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
@@ -20,7 +21,7 @@ pub(crate) fn escape(text: &str) -> String {
             '"' => escaped.push_str("&quot;"),
             '\'' => escaped.push_str("&#39;"),
             '\t' | '\n' => escaped.push(c),
-            c if c.is_control() => escaped.push(' '),
+            c if c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}') => escaped.push(' '),
             c => escaped.push(c),
         }
     }
@@ -165,5 +166,6 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
         );
         assert_eq!(escape("bell\u{7}"), "bell ");
+        assert_eq!(escape("a\u{FFFF}b\u{FFFE}c\u{FFFD}"), "a b c\u{FFFD}");
     }
 }
