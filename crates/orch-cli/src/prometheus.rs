@@ -42,10 +42,13 @@ impl Live {
     /// Takes one lifecycle event into account.
     pub(crate) fn observe(&self, event: &EngineEvent) {
         self.recorder.observe(event);
-        self.tally
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .apply(event);
+        // The task counts are of the workflow's tasks, not of a map's instances.
+        if event.map_item.is_none() {
+            self.tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(event);
+        }
     }
 
     /// The metrics in Prometheus' text exposition format (version 0.0.4).
@@ -264,5 +267,40 @@ mod tests {
             let (_, value) = line.rsplit_once(' ').expect("name and value");
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn task_counts_leave_out_map_instances_and_count_restored_tasks() {
+        let live = Live::new("w", 3);
+        let event = |kind, id: &str, item: Option<u32>| {
+            let mut event = EngineEvent::new(
+                kind,
+                "w".into(),
+                orch::core::RunId::new(),
+                SystemTime::now(),
+            );
+            event.task_id = Some(id.into());
+            event.map_item = item;
+            event
+        };
+        live.observe(&event(EngineEventKind::TaskRestored, "a", None));
+        for item in 0..3 {
+            let id = format!("m[{item}]");
+            live.observe(&event(EngineEventKind::TaskStarted, &id, Some(item)));
+            live.observe(&event(EngineEventKind::TaskCompleted, &id, Some(item)));
+        }
+        live.observe(&event(EngineEventKind::TaskStarted, "m", None));
+        let text = live.render();
+        let count = |state: &str| {
+            let name = format!("orch_run_tasks{{workflow_id=\"w\",state=\"{state}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(name.as_str()))
+                .unwrap_or_else(|| panic!("{state}: {text}"))
+                .to_owned()
+        };
+        assert_eq!(
+            (count("completed"), count("running"), count("pending")),
+            ("1".to_owned(), "1".to_owned(), "1".to_owned())
+        );
     }
 }

@@ -36,7 +36,10 @@ impl Tally {
                 self.running.insert(id.clone());
             }
             EngineEventKind::TaskRetrying => self.retries += 1,
-            EngineEventKind::TaskCompleted => self.ended(id, |t| &mut t.completed),
+            // A task restored from the run being resumed completed there.
+            EngineEventKind::TaskCompleted | EngineEventKind::TaskRestored => {
+                self.ended(id, |t| &mut t.completed)
+            }
             EngineEventKind::TaskFailed => self.ended(id, |t| &mut t.failed),
             EngineEventKind::TaskSkipped => self.ended(id, |t| &mut t.skipped),
             EngineEventKind::TaskCancelled => self.ended(id, |t| &mut t.cancelled),
@@ -94,5 +97,7 @@ mod tests {
             (1, 1, 1, 1)
         );
         assert_eq!((tally.finished(), tally.pending()), (3, 1));
+        tally.apply(&event(EngineEventKind::TaskRestored, "d"));
+        assert_eq!((tally.completed, tally.pending()), (2, 0));
     }
 }
