@@ -48,9 +48,10 @@
 //!   prints the summary, writes the result file and exits with 128 + the signal's number
 //!   (130 for Ctrl-C, 143, 129, 131). A signal ignored when orch starts stays ignored, so
 //!   `nohup orch run ...` keeps running when the terminal closes.
-//!   `--output R.json` writes the result (checked before the run starts: a directory, or
-//!   a path whose directory is missing or not writable, is refused with exit 2 before any
-//!   task runs); `--metrics-addr HOST:PORT` serves Prometheus
+//!   `--output R.json` writes the result (checked before the run starts: a directory, a
+//!   path whose directory is missing or not writable, or a workflow with a task `config`
+//!   nested more than 123 levels deep, which the file could not hold, is refused with
+//!   exit 2 before any task runs); `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured

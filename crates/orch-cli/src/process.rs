@@ -445,7 +445,7 @@ fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
 const MAX_DEPTH: usize = 124;
 
 /// How deep `value` nests (a number 0, `[1]` 1), without recursion.
-fn depth(value: &Value) -> usize {
+pub(crate) fn depth(value: &Value) -> usize {
     let mut deepest = 0;
     let mut pending = vec![(value, 0)];
     while let Some((value, depth)) = pending.pop() {

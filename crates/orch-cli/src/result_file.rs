@@ -23,6 +23,11 @@ struct Written<'a> {
     workflow: &'a Workflow,
 }
 
+/// The deepest a task's configuration may nest for a result file to hold its workflow:
+/// the file is read back with serde_json, which reads at most 127 levels of nesting, and
+/// holds each configuration 4 levels down (`workflow`, `tasks`, the task, `config`).
+const MAX_CONFIG_DEPTH: usize = 123;
+
 /// A result file checked before the run: a path that cannot be written is found before
 /// any task runs.
 pub(crate) struct Target {
@@ -33,9 +38,19 @@ impl Target {
     /// Checks that `path` can be written (it is not a directory and its directory exists
     /// and is writable) by creating a temporary file beside it, removed at once: kept for
     /// the whole run, it would be left behind if orch were killed.
-    pub(crate) fn prepare(path: &Path) -> Result<Self, String> {
+    pub(crate) fn prepare(path: &Path, workflow: &Workflow) -> Result<Self, String> {
         let fail =
             |e: &dyn std::fmt::Display| format!("cannot write result file {}: {e}", path.display());
+        let too_deep = workflow
+            .tasks()
+            .map(|task| (task, crate::process::depth(&task.config)))
+            .find(|(_, depth)| *depth > MAX_CONFIG_DEPTH);
+        if let Some((task, depth)) = too_deep {
+            return Err(fail(&format_args!(
+                "the config of task `{}` nests {depth} levels deep, and a result file holds at most {MAX_CONFIG_DEPTH} (it could not be read back)",
+                task.task_id
+            )));
+        }
         if path.is_dir() {
             return Err(fail(&"it is a directory"));
         }

@@ -163,7 +163,8 @@ fn setup_error(message: String) -> ExitCode {
 async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let base_dir = base_dir(&args.file);
     // Checked before anything runs: an unwritable result file would lose every result.
-    let target = match args.output.as_deref().map(result_file::Target::prepare) {
+    let prepare = |path| result_file::Target::prepare(path, &workflow);
+    let target = match args.output.as_deref().map(prepare) {
         Some(Ok(target)) => Some(target),
         Some(Err(e)) => return setup_error(e),
         None => None,

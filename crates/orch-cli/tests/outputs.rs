@@ -156,3 +156,32 @@ fn a_killed_run_leaves_no_temporary_file_beside_its_output() {
     left.sort();
     assert_eq!(left, ["a.pid", "w.yaml"]);
 }
+
+#[test]
+fn a_config_too_deep_for_a_result_file_is_refused_before_the_run() {
+    let dir = Dir::new();
+    // `{"message": [[...[0]...]]}`: the object and `lists` arrays.
+    let nested = |lists: usize| {
+        let message = format!("{}0{}", "[".repeat(lists), "]".repeat(lists));
+        format!(
+            r#"{{"workflow_id": "w", "tasks": {{"a": {{"task_type": "echo", "config": {{"message": {message}}}}}}}}}"#
+        )
+    };
+    dir.write("deep.json", &nested(123));
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "deep.json", "-o", "r.json"]));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "the config of task `a` nests 124 levels deep, and a result file holds at most 123"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.join("r.json").exists());
+
+    // One level less is written, and read back.
+    dir.write("deep.json", &nested(122));
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "deep.json", "-o", "r.json"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "r.html"]));
+    assert_eq!(code, Some(0), "{stderr}");
+}
