@@ -186,12 +186,15 @@ impl LoadedRun {
         }
         if reset && !instance {
             // A map task's instances were recorded together, numbered from 0: they go
-            // with the completion the reset undoes.
+            // with the completion the reset undoes. A task of the workflow named like
+            // one (`x[0]` beside a plain task `x`) is no instance: a map task cannot have
+            // it beside it, so `x` is then no map task.
             let mut item = 0;
-            while (self.current)
-                .remove(&MapSpec::instance_id(&task_id, item))
-                .is_some()
-            {
+            loop {
+                let id = MapSpec::instance_id(&task_id, item);
+                if self.definition.tasks.contains_key(&id) || self.current.remove(&id).is_none() {
+                    break;
+                }
                 item += 1;
             }
         }

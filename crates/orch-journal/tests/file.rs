@@ -678,3 +678,24 @@ fn pipes_and_folders_are_refused() {
     let error = block_on(journal.list(&RunFilter::default())).unwrap_err();
     assert!(error.to_string().contains("not a regular file"), "{error}");
 }
+
+#[test]
+fn a_reset_of_a_plain_task_keeps_a_task_named_like_its_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    // No map task: `x[0]` is a task of its own beside `x`.
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("x", "t").depends_on(["a"]))
+        .task(Task::new("x[0]", "t"));
+    workflow.validate().unwrap();
+    let run = run_id("plain");
+    let opened = block_on(journal.open(&run, &workflow)).unwrap();
+    let done = completed(json!("kept"));
+    append(&*opened.writer, &[("x[0]", done.clone())]);
+    let reset = TaskRecord::default();
+    append(&*opened.writer, &[("x", reset)]);
+    drop(opened);
+    let loaded = block_on(journal.load(&run)).unwrap().unwrap();
+    assert_eq!(loaded.task("x[0]"), Some(&done));
+}
