@@ -205,9 +205,13 @@ impl LoadedRun {
     /// records of tasks it no longer has go out of force (a task of that id added back
     /// later starts afresh), and the run is unfinished again.
     pub(crate) fn redefine(&mut self, tasks: indexmap::IndexMap<TaskId, String>) {
-        self.definition.tasks = tasks;
+        let before = std::mem::replace(&mut self.definition.tasks, tasks);
         let definition = &self.definition;
-        self.current.retain(|id, _| definition.has_record_for(id));
+        // A task added under the id of an earlier map task's instance (`m[0]`) does not
+        // inherit the instance's record either.
+        let added = |id: &TaskId| definition.tasks.contains_key(id) && !before.contains_key(id);
+        self.current
+            .retain(|id, _| definition.has_record_for(id) && !added(id));
         self.end = None;
     }
 
@@ -322,9 +326,15 @@ impl LoadedRun {
 
     /// [`LoadedRun::to_result`] for a workflow already checked.
     pub(crate) fn result_for(&self, workflow: &Workflow) -> WorkflowResult {
+        // A task the run was not recorded with starts afresh, even where a record has its
+        // id (an instance of a map task the workflow no longer has).
+        let recorded = |id: &TaskId| self.definition.tasks.contains_key(id);
         let records = workflow
             .tasks()
-            .map(|task| self.task(&task.task_id).cloned().unwrap_or_default())
+            .map(|task| match recorded(&task.task_id) {
+                true => self.task(&task.task_id).cloned().unwrap_or_default(),
+                false => TaskRecord::default(),
+            })
             .collect::<Vec<_>>();
         let status = if records.iter().all(|r| r.status == TaskStatus::Completed) {
             WorkflowStatus::Completed

@@ -699,3 +699,35 @@ fn a_reset_of_a_plain_task_keeps_a_task_named_like_its_instance() {
     let loaded = block_on(journal.load(&run)).unwrap().unwrap();
     assert_eq!(loaded.task("x[0]"), Some(&done));
 }
+
+#[test]
+fn a_task_added_under_the_id_of_a_dropped_maps_instance_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let run = run_id("remap");
+    let with_map = Workflow::new("w", "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m", "t").map_over("list"));
+    let opened = block_on(journal.open(&run, &with_map)).unwrap();
+    append(
+        &*opened.writer,
+        &[
+            ("list", completed(json!([1]))),
+            ("m[0]", completed(json!("an instance's"))),
+            ("m", completed(json!(["an instance's"]))),
+        ],
+    );
+    drop(opened);
+    let plain = Workflow::new("w", "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m[0]", "t").depends_on(["list"]));
+    plain.validate().unwrap();
+    for _ in 0..2 {
+        let opened = block_on(journal.open(&run, &plain)).unwrap();
+        let previous = opened.previous.expect("a previous result");
+        assert_eq!(previous.task("m[0]").unwrap().status, TaskStatus::Pending);
+        assert_eq!(previous.task("list").unwrap().status, TaskStatus::Completed);
+    }
+    let loaded = block_on(journal.load(&run)).unwrap().unwrap();
+    assert_eq!(loaded.task("m[0]"), None);
+}
