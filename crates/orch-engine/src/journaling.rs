@@ -27,13 +27,20 @@ pub(crate) struct JournalSettings {
     pub(crate) durability: Durability,
 }
 
-/// Opens run `run_id` of `workflow` in the journal: what it recorded before (to resume
-/// from), and the run's journal for the scheduler.
+/// A durable run opened in the journal: what it recorded before (to resume from), the
+/// tasks whose definition changed since, and the run's journal for the scheduler.
+pub(crate) struct Opened {
+    pub(crate) previous: Option<WorkflowResult>,
+    pub(crate) changed: Vec<TaskId>,
+    pub(crate) journal: RunJournal,
+}
+
+/// Opens run `run_id` of `workflow` in the journal.
 pub(crate) async fn open(
     settings: &JournalSettings,
     workflow: &Workflow,
     run_id: &RunId,
-) -> Result<(Option<WorkflowResult>, RunJournal), RunError> {
+) -> Result<Opened, RunError> {
     // Refused when opened: no task ran (`JournalFailure::while_running` is false).
     let opened = (settings.journal.open(run_id, workflow).await)
         .map_err(|error| RunError::Journal(JournalFailure::new(error)))?;
@@ -45,7 +52,11 @@ pub(crate) async fn open(
         resets: Vec::new(),
         failure: None,
     };
-    Ok((opened.previous, journal))
+    Ok(Opened {
+        previous: opened.previous,
+        changed: opened.changes.changed,
+        journal,
+    })
 }
 
 /// One run's writer, and what it has yet to commit.

@@ -62,12 +62,13 @@ pub(crate) async fn execute(
     let features = plan.features();
     let queue = Queue::new(&workflow, plan, &engine.pools)
         .map_err(|tasks| RunError::UnknownPools { tasks })?;
-    let (previous, journal) = match &engine.journal {
+    let (previous, changed, journal) = match &engine.journal {
         Some(settings) => {
-            let (recorded, journal) = journaling::open(settings, &workflow, &run_id).await?;
-            (recorded.or(previous), Some(journal))
+            let opened = journaling::open(settings, &workflow, &run_id).await?;
+            let previous = opened.previous.or(previous);
+            (previous, opened.changed, Some(opened.journal))
         }
-        None => (previous, None),
+        None => (previous, Vec::new(), None),
     };
     if let Some(previous) = &previous
         && previous.workflow_id != workflow.workflow_id()
@@ -79,7 +80,7 @@ pub(crate) async fn execute(
     }
     let kept = previous
         .as_ref()
-        .map(|previous| resume::kept(&workflow, plan, previous));
+        .map(|previous| resume::kept(&workflow, plan, previous, &changed));
     // Tasks kept from the earlier run do not run again, so need no timer.
     let runs = |index: usize| kept.as_ref().is_none_or(|kept| !kept[index]);
     let to_run = workflow.tasks().enumerate();

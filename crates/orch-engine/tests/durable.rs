@@ -440,6 +440,43 @@ fn map_instance_outputs_left_out_of_the_journal_leave_the_map_list_out_too() {
 }
 
 #[test]
+fn a_skipped_task_whose_rule_changed_is_decided_again_on_resume() {
+    use orch_core::TriggerRule;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("rule").unwrap();
+    let workflow = |rule: TriggerRule| {
+        Workflow::new("w", "W")
+            .task(Task::new("a", "step"))
+            .task(Task::new("x", "step").depends_on(["a"]).trigger_rule(rule))
+            .task(Task::new("after_x", "step").depends_on(["x"]))
+    };
+    let engine = || engine(dir.path(), &calls, true, None);
+    let first = runtime()
+        .block_on(engine().run_durable(&workflow(TriggerRule::AllFailed), run_id.clone()))
+        .unwrap();
+    assert_eq!(first.task("x").unwrap().status, TaskStatus::Skipped);
+    assert_eq!(first.task("after_x").unwrap().status, TaskStatus::Skipped);
+
+    let changed = workflow(TriggerRule::AllSuccess);
+    let second = runtime()
+        .block_on(engine().run_durable(&changed, run_id.clone()))
+        .unwrap();
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    // `a` is kept; `x`, under its new rule, runs, and so does what its skip had skipped.
+    assert_eq!(
+        (calls.of("a"), calls.of("x"), calls.of("after_x")),
+        (1, 1, 1)
+    );
+    // The journal holds the new outcome: a later resume keeps it.
+    let third = runtime()
+        .block_on(engine().run_durable(&changed, run_id))
+        .unwrap();
+    assert_eq!(third.task("x").unwrap().status, TaskStatus::Completed);
+    assert_eq!(calls.of("x"), 1);
+}
+
+#[test]
 fn a_run_result_read_back_matches_what_ran() {
     // Listing finds the run with its counts, and to_result gives what resume takes.
     let dir = tempfile::tempdir().unwrap();

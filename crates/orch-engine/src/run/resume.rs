@@ -1,6 +1,6 @@
 //! Resuming: which tasks of an earlier run are kept, and taking over their records.
 
-use orch_core::{EngineEventKind, Plan, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{EngineEventKind, Plan, TaskId, TaskStatus, Workflow, WorkflowResult};
 
 use super::Scheduler;
 use crate::output::Stored;
@@ -13,18 +13,30 @@ use crate::output::Stored;
 /// recorded) runs again, and so does every task that ran on its outcome (say, an
 /// `all_done` cleanup after a failure): what ran after it is redone after it. A task
 /// skipped without running (by a trigger rule, a branch, or a failure upstream) keeps its
-/// skip while its dependencies' outcomes stand; otherwise its rule decides it again. A
+/// skip while its dependencies' outcomes stand and its definition is not among `changed`;
+/// otherwise its rule decides it again. A
 /// kept branch task keeps its choice (its record's `chosen_branches`): a dependent it did
 /// not choose is skipped again, whatever its other dependencies do.
 ///
 /// A task whose output was a shared in-process value kept only its summary, so it runs
 /// again when a task that runs depends on it, directly or not (its dependents read the
 /// value); otherwise it is kept too.
-pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) -> Vec<bool> {
+pub(super) fn kept(
+    workflow: &Workflow,
+    plan: &Plan,
+    previous: &WorkflowResult,
+    changed: &[TaskId],
+) -> Vec<bool> {
     let records: Vec<Option<&orch_core::TaskRecord>> = workflow
         .tasks()
         .map(|task| previous.task(&task.task_id))
         .collect();
+    // A task whose definition changed since its outcome was recorded (the journal refuses
+    // a changed task that completed) is decided again: its skip was its old rule's.
+    let mut is_changed = vec![false; plan.len()];
+    for index in changed.iter().filter_map(|id| workflow.index_of(id)) {
+        is_changed[index] = true;
+    }
     // Whether the task's recorded outcome stands: it completed or was skipped without
     // running, and so did each of its dependencies that ended in the earlier run (one
     // with no outcome there, which the workflow may have gained since, does not unsettle
@@ -33,7 +45,8 @@ pub(super) fn kept(workflow: &Workflow, plan: &Plan, previous: &WorkflowResult) 
     let mut stands = vec![false; plan.len()];
     for &index in plan.order() {
         let index = index as usize;
-        stands[index] = records[index].is_some_and(may_stand)
+        stands[index] = !is_changed[index]
+            && records[index].is_some_and(may_stand)
             && (plan.dependencies(index).iter()).all(|&d| stands[d as usize] || !ended(d));
     }
     let mut kept = vec![false; plan.len()];
