@@ -14,11 +14,18 @@ use crate::context::RunShared;
 #[derive(Clone, Debug)]
 pub(crate) enum JournalSettings {}
 
+/// Never made without the feature (the fields keep the scheduler's code the same).
+pub(crate) struct Opened {
+    pub(crate) previous: Option<WorkflowResult>,
+    pub(crate) changed: Vec<TaskId>,
+    pub(crate) journal: RunJournal,
+}
+
 pub(crate) async fn open(
     settings: &JournalSettings,
     _workflow: &Workflow,
     _run_id: &RunId,
-) -> Result<(Option<WorkflowResult>, RunJournal), RunError> {
+) -> Result<Opened, RunError> {
     match *settings {}
 }
 
