@@ -9,6 +9,9 @@
 
 #[cfg(feature = "postgres")]
 mod common;
+#[cfg(feature = "postgres")]
+#[path = "postgres/held_replies.rs"]
+mod held_replies;
 
 #[cfg(not(feature = "postgres"))]
 fn main() {
@@ -44,8 +47,13 @@ mod checks {
 
     impl Env {
         fn journal(&self) -> PgJournal {
-            self.rt
-                .block_on(PgJournal::connect(&self.server.connection_string()))
+            self.rt.block_on(self.journal_async())
+        }
+
+        /// [`Env::journal`], inside the runtime.
+        async fn journal_async(&self) -> PgJournal {
+            PgJournal::connect(&self.server.connection_string())
+                .await
                 .expect("connect")
         }
     }
@@ -385,6 +393,28 @@ mod checks {
         assert!(loaded.task("c").is_none());
     }
 
+    /// An open given up while the server's answer to its lock request is on its way
+    /// (the run's handle dropped in a `select!`, say) lets go of the lock the server
+    /// granted: another process opens the run.
+    fn an_open_given_up_while_asking_for_the_lock_lets_go_of_it(env: &Env) {
+        let id = fresh_run();
+        env.rt.block_on(async {
+            let relay = super::held_replies::HeldReplies::start(env.server.port()).await;
+            let through_relay = env.server.connection_string().replace(
+                &format!("port={}", env.server.port()),
+                &format!("port={}", relay.port),
+            );
+            let first = PgJournal::connect(&through_relay).await.expect("connect");
+            let waited = std::time::Duration::from_millis(500);
+            let given_up = tokio::time::timeout(waited, first.open(&id, &three_tasks())).await;
+            assert!(given_up.is_err(), "the lock's answer was held back");
+            let second = env.journal_async().await;
+            let opened = second.open(&id, &three_tasks()).await;
+            relay.release();
+            assert!(opened.is_ok(), "{:?}", opened.err());
+        });
+    }
+
     /// A user who may read and write the journal's rows, but does not own its tables
     /// (as an application's role often is), connects and runs; with a schema of its own
     /// first on its search path, it still finds the journal's tables where they are.
@@ -537,7 +567,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 12] = [
+        let checks: [Check; 13] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -568,6 +598,10 @@ mod checks {
             (
                 "a_run_has_one_writer_process_and_may_lose_a_task",
                 a_run_has_one_writer_process_and_may_lose_a_task,
+            ),
+            (
+                "an_open_given_up_while_asking_for_the_lock_lets_go_of_it",
+                an_open_given_up_while_asking_for_the_lock_lets_go_of_it,
             ),
             (
                 "a_user_who_does_not_own_the_tables_uses_the_journal",

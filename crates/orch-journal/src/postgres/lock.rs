@@ -32,15 +32,22 @@ impl RunLock {
             |e: &tokio_postgres::Error| session.run_error(run, "lock a run", e, shared.secret());
         let started = std::time::Instant::now();
         loop {
+            // Dropped while the request is out (the open cancelled), the server may grant
+            // the lock with no one here to let go of it: the guard lets go of it then.
+            let mut asking = Asking {
+                session,
+                run,
+                out: true,
+            };
             let row = session
                 .client
                 .query_one(
                     &format!("SELECT pg_try_advisory_lock({KEY})"),
                     &[&run.as_str()],
                 )
-                .await
-                .map_err(|e| error(&e))?;
-            let locked: bool = row.try_get(0).map_err(|e| error(&e))?;
+                .await;
+            asking.out = false;
+            let locked: bool = row.and_then(|row| row.try_get(0)).map_err(|e| error(&e))?;
             if locked {
                 return Ok(Self {
                     session: Arc::clone(session),
@@ -65,21 +72,43 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to send the unlock on: the run stays locked until the journal's
-            // connection ends.
-            return;
-        };
-        let session = Arc::clone(&self.session);
-        let run = self.run.clone();
-        runtime.spawn(async move {
-            let _ = session
-                .client
-                .execute(
-                    &format!("SELECT pg_advisory_unlock({KEY})"),
-                    &[&run.as_str()],
-                )
-                .await;
-        });
+        let_go(&self.session, &self.run);
     }
+}
+
+/// A request for a run's lock, out while `out`.
+struct Asking<'a> {
+    session: &'a Arc<Session>,
+    run: &'a RunId,
+    out: bool,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if self.out {
+            // Sent after the request on the same connection, so answered after it; if the
+            // request never went out, the server only notes that the lock was not held.
+            let_go(self.session, self.run);
+        }
+    }
+}
+
+/// Lets go of run `run`'s lock on `session`'s connection, in the background.
+fn let_go(session: &Arc<Session>, run: &RunId) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to send the unlock on: the run stays locked until the journal's
+        // connection ends.
+        return;
+    };
+    let session = Arc::clone(session);
+    // One message (the simple query protocol), with nothing to wait for before it goes
+    // out: a prepared statement would first wait for the server's answers to what was
+    // sent before. A run id holds only `A-Z a-z 0-9 _ -`, so it is a literal as it is.
+    let unlock = format!(
+        "SELECT pg_advisory_unlock({})",
+        KEY.replace("$1", &format!("'{}'", run.as_str()))
+    );
+    runtime.spawn(async move {
+        let _ = session.client.batch_execute(&unlock).await;
+    });
 }
