@@ -72,7 +72,10 @@
 //! - **No worker serves a task type**: the attempt fails permanently after
 //!   [`RemoteBuilder::missing_worker_timeout`], with an error naming the type.
 //! - **A message cannot be read** (malformed, or written by a newer version): the worker
-//!   terminates it, logs an error, and fails its attempt when the message names it.
+//!   logs an error, stores its attempt's failure when the message names the attempt,
+//!   then terminates it; a failure it cannot store gives the message back (to run out of
+//!   deliveries as above). A result the coordinator cannot read fails the attempt it
+//!   names, with the reason.
 //! - **The connection drops**: clients reconnect by themselves; task and result
 //!   publishes are retried under the same message id, so the server keeps one copy. So
 //!   are journal appends, for up to a minute; past that the append fails, and with it
@@ -88,6 +91,10 @@
 //!   large output read by a remote dependent fails that dependent's attempt as above.
 //!   An error or skip reason too long for a result message keeps its start and ends
 //!   with how many bytes were cut.
+//! - **Nesting**: a message may nest arrays and objects at most 127 levels deep (the most
+//!   serde_json reads), so an output, an input or a map element may nest at most 125
+//!   levels, and a value in a task's config 124; deeper, the attempt fails, saying how
+//!   deep the value is.
 //!
 //! # Protocol (version 2)
 //!
@@ -227,6 +234,7 @@ mod follow;
 #[cfg(feature = "journal")]
 mod journal;
 mod lost;
+mod nesting;
 mod presence;
 mod protocol;
 mod remote;

@@ -86,6 +86,8 @@ pub(crate) struct Envelope {
     pub(crate) run_id: RunId,
     pub(crate) task: EnvelopeTask,
     pub(crate) attempt: u32,
+    #[serde(default)]
+    pub(crate) deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +142,47 @@ pub(crate) struct CancelMessage {
     /// back on the run, still runs. Absent: every message of the run or attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) up_to_sequence: Option<u64>,
+}
+
+/// What a coordinator reads of a result message it cannot read whole: which attempt the
+/// result ends, and the worker that sent it.
+#[derive(Debug, Deserialize)]
+struct ResultHead {
+    run_id: RunId,
+    task_id: TaskId,
+    attempt: u32,
+    #[serde(default)]
+    worker: String,
+}
+
+impl ResultMessage {
+    /// Reads a result message. One that names its attempt but cannot be read whole (it
+    /// is malformed, nested too deep, or of a newer version) reads as that attempt's
+    /// failure, so that the coordinator does not wait for the attempt for ever; an error
+    /// only when not even the attempt can be read.
+    pub(crate) fn read_or_failure(payload: &[u8]) -> Result<Self, ReadError> {
+        let error = match read::<Self>(payload) {
+            Ok(result) => return Ok(result),
+            Err(error) => error,
+        };
+        let Ok(head) = serde_json::from_slice::<ResultHead>(payload) else {
+            return Err(error);
+        };
+        Ok(Self {
+            v: VERSION,
+            outcome: Outcome::Failed {
+                error: format!(
+                    "the result from worker `{}` cannot be read: {error}",
+                    head.worker
+                ),
+                permanent: false,
+            },
+            run_id: head.run_id,
+            task_id: head.task_id,
+            attempt: head.attempt,
+            worker: head.worker,
+        })
+    }
 }
 
 /// A message that could not be read, with why.

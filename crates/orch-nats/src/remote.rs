@@ -20,7 +20,7 @@ use consumers::Consumers;
 
 use crate::lost::LostMessages;
 use crate::presence::Presence;
-use crate::protocol::{self, CancelMessage, Names, Outcome};
+use crate::protocol::{self, CancelMessage, Names, Outcome, ResultMessage};
 use crate::routes::{self, AttemptKey, Routes, Settled};
 use crate::setup::{self, Layout};
 use crate::stored;
@@ -342,12 +342,13 @@ impl Inner {
     }
 
     /// Settles `key` from the results stream if a result for it is stored; whether one
-    /// was (an unreadable one counts as none).
+    /// was (one that cannot be read whole settles the attempt as failed; one that does
+    /// not even name its attempt counts as none).
     async fn settle_from_store(&self, key: &AttemptKey) -> Result<bool, stored::NotAnswered> {
         let Some(payload) = stored::find_result(&self.js, &self.names, key).await? else {
             return Ok(false);
         };
-        let Ok(result) = protocol::read(&payload) else {
+        let Ok(result) = ResultMessage::read_or_failure(&payload) else {
             return Ok(false);
         };
         self.routes.settle(key, Settled::Result(result));

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::follow::{self, Followed};
 use crate::lost::{self, LostMessages, MaxDeliveries};
-use crate::protocol::{self, Names, ResultMessage};
+use crate::protocol::{Names, ResultMessage};
 use crate::{ConnectError, setup};
 
 /// One attempt of one task of one run.
@@ -99,7 +99,7 @@ impl AttemptKey {
 
 /// Settles the attempt whose result `message` (of the results stream) holds.
 pub(crate) fn take_result(routes: &Routes, message: &jetstream::Message) {
-    match protocol::read::<ResultMessage>(&message.payload) {
+    match ResultMessage::read_or_failure(&message.payload) {
         Ok(result) => {
             let key = AttemptKey::of(&result);
             routes.settle(&key, Settled::Result(result));

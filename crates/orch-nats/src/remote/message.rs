@@ -7,6 +7,7 @@ use bytes::Bytes;
 use orch_core::{MapSpec, TaskId};
 use orch_engine::{TaskContext, TaskError};
 
+use crate::nesting::{MAX_NESTING, nesting};
 use crate::protocol::{self, MessageItem, TaskMessage};
 
 /// Which ancestors' outputs travel with a task to its worker.
@@ -110,5 +111,31 @@ pub(super) fn task_message(
             max_bytes
         )));
     }
+    let depth = nesting(&payload);
+    if depth > MAX_NESTING {
+        return Err(TaskError::permanent(format!(
+            "the message for attempt {} of task `{}` nests {depth} levels deep (arrays and \
+             objects within each other), and a worker reads at most {MAX_NESTING}{}",
+            ctx.attempt(),
+            message.task.task_id,
+            deepest_part(&message.inputs, message.item.as_ref())
+        )));
+    }
     Ok(Bytes::from(payload))
+}
+
+/// What nests deepest in a task message too deep to send: one of its inputs, its item or
+/// its task's config.
+fn deepest_part(inputs: &BTreeMap<&str, &serde_json::Value>, item: Option<&MessageItem>) -> String {
+    let depth = |value: &serde_json::Value| nesting(&protocol::write(value));
+    let input = inputs.iter().map(|(id, value)| (depth(value), id)).max();
+    let item = item.map_or(0, |item| depth(&item.value));
+    match input {
+        // An input sits two levels down: in the message, in its inputs.
+        Some((levels, id)) if levels >= item && levels + 2 > MAX_NESTING => {
+            format!("; its deepest input is the output of `{id}`, {levels} levels deep")
+        }
+        _ if item + 2 > MAX_NESTING => format!("; its item is {item} levels deep"),
+        _ => "; its task's config nests deepest".to_owned(),
+    }
 }

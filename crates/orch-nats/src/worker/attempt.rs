@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::publish::{publish_once, publish_result, result_message, result_payload};
+use super::publish::{publish_result, result_message, result_payload};
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
@@ -50,7 +50,9 @@ pub(crate) async fn run(
     let task: TaskMessage = match protocol::read(&message.payload) {
         Ok(task) => task,
         Err(error) => {
-            return Box::pin(refuse(&shared, &message, sequence, &error.to_string())).await;
+            let error = error.to_string();
+            let refused = refuse(&shared, &queue, &message, sequence, &error, &hand_back);
+            return Box::pin(refused).await;
         }
     };
     if task.task.task_type != queue.task_type {
@@ -58,7 +60,8 @@ pub(crate) async fn run(
             "the message is of task type `{}` but came through the queue of `{}`",
             task.task.task_type, queue.task_type
         );
-        return Box::pin(refuse(&shared, &message, sequence, &error)).await;
+        let refused = refuse(&shared, &queue, &message, sequence, &error, &hand_back);
+        return Box::pin(refused).await;
     }
     let key = AttemptKey {
         run: task.run_id.clone(),
@@ -301,8 +304,18 @@ fn outcome(result: Result<Output, TaskError>) -> Outcome {
 }
 
 /// A message that cannot be run: terminated (never delivered again) with a logged
-/// error, and its attempt failed when the message says which one it is.
-async fn refuse(shared: &Shared, message: &jetstream::Message, sequence: u64, error: &str) {
+/// error, once its attempt's failure is stored when the message says which attempt it
+/// is. A failure that cannot be stored hands the message back instead, to be refused
+/// again: its coordinator waits for the attempt, and finds out only from a stored result
+/// (or from the message running out of deliveries).
+async fn refuse(
+    shared: &Shared,
+    queue: &TypeQueue,
+    message: &jetstream::Message,
+    sequence: u64,
+    error: &str,
+    hand_back: &CancellationToken,
+) {
     let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok();
     tracing::error!(
         stream_sequence = sequence,
@@ -312,27 +325,29 @@ async fn refuse(shared: &Shared, message: &jetstream::Message, sequence: u64, er
         %error,
         "terminating a task message this worker cannot run"
     );
-    if let Some(envelope) = envelope {
-        let key = AttemptKey {
-            run: envelope.run_id,
-            task: envelope.task.task_id,
-            attempt: envelope.attempt,
-        };
-        let failed = Outcome::Failed {
-            error: format!(
-                "worker `{}` cannot run the task message: {error}",
-                shared.name
-            ),
-            permanent: true,
-        };
-        let result = result_message(shared, &key, failed);
-        // One try: a message that cannot be read is not worth holding the worker for.
-        let payload = bytes::Bytes::from(protocol::write(&result));
-        if let Err(error) = publish_once(shared, &key, payload).await {
-            tracing::warn!(%error, "could not report the failure of a message that cannot be read");
-        }
+    let Some(envelope) = envelope else {
+        return ack(message, AckKind::Term).await;
+    };
+    let key = AttemptKey {
+        run: envelope.run_id,
+        task: envelope.task.task_id,
+        attempt: envelope.attempt,
+    };
+    let failed = Outcome::Failed {
+        error: format!(
+            "worker `{}` cannot run the task message: {error}",
+            shared.name
+        ),
+        permanent: true,
+    };
+    let payload = bytes::Bytes::from(protocol::write(&result_message(shared, &key, failed)));
+    let deadline = envelope.deadline_ms.map(protocol::until);
+    let publish = publish_result(shared, &key, payload, deadline, hand_back);
+    if with_progress(message, queue.progress_every, publish).await {
+        ack(message, AckKind::Term).await;
+    } else {
+        ack(message, AckKind::Nak(None)).await;
     }
-    ack(message, AckKind::Term).await;
 }
 
 /// Gives a task that a stopping worker received back to the queue at once.

@@ -7,6 +7,7 @@ use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use crate::nesting::{MAX_NESTING, nesting};
 use crate::protocol::{self, Outcome, ResultMessage};
 use crate::routes::AttemptKey;
 use crate::stored;
@@ -23,7 +24,14 @@ pub(super) async fn result_payload(
     outcome: Outcome,
 ) -> bytes::Bytes {
     let mut message = result_message(shared, key, outcome);
-    let payload = protocol::write(&message);
+    let mut payload = protocol::write(&message);
+    if let Some(error) = too_deep(&message.outcome, &payload) {
+        message.outcome = Outcome::Failed {
+            error,
+            permanent: false,
+        };
+        payload = protocol::write(&message);
+    }
     let excess = (payload.len() + HEADER_ROOM).saturating_sub(shared.max_message_bytes);
     if excess == 0 {
         return payload.into();
@@ -41,6 +49,28 @@ pub(super) async fn result_payload(
         }
         Outcome::Stored { .. } => payload.into(),
     }
+}
+
+/// How many levels a result message adds around an output: its own object and the
+/// outcome's.
+const OUTPUT_WRAPPING: usize = 2;
+
+/// Why an output cannot travel in `payload`, its result message: nested deeper than its
+/// coordinator reads. Stored as it is, the result would be lost on the way, and the
+/// coordinator wait for it for ever.
+fn too_deep(outcome: &Outcome, payload: &[u8]) -> Option<String> {
+    if !matches!(outcome, Outcome::Completed { .. }) {
+        return None;
+    }
+    let depth = nesting(payload);
+    (depth > MAX_NESTING).then(|| {
+        format!(
+            "the output nests {} levels deep (arrays and objects within each other), and a \
+             result can carry at most {}",
+            depth - OUTPUT_WRAPPING,
+            MAX_NESTING - OUTPUT_WRAPPING
+        )
+    })
 }
 
 /// Room for what [`cut_to_fit`] appends.
@@ -165,7 +195,7 @@ pub(super) async fn publish_result(
 }
 
 /// Publishes a result once, under the attempt's message id, and waits for the server.
-pub(super) async fn publish_once(
+async fn publish_once(
     shared: &Shared,
     key: &AttemptKey,
     payload: bytes::Bytes,

@@ -1,0 +1,297 @@
+//! Messages their reader could not read, against a real nats-server: values nested deeper
+//! than a message may carry are refused where they are written, with an error that says
+//! so; a result the coordinator cannot read still ends its attempt; a task message a
+//! worker cannot run is terminated only once its failure is stored. Each of these once
+//! left its run waiting for ever.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use common::NatsServer;
+use common::permissions::{SERVER_CONFIG, as_user};
+use futures_util::StreamExt as _;
+use orch_core::{Task, TaskStatus, Workflow, WorkflowResult};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_nats::{RemoteHandler, Worker};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// A value `depth` arrays deep.
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+/// How deep the arrays of `value` (as [`nested`] builds them) go.
+fn depth_of(mut value: &Value) -> usize {
+    let mut depth = 0;
+    while let Some(inner) = value.get(0) {
+        (depth, value) = (depth + 1, inner);
+    }
+    depth
+}
+
+/// Returns a value as deep as the task's config says (`depth`).
+async fn nest(ctx: TaskContext) -> Result<Value, TaskError> {
+    let depth = ctx.config()["depth"].as_u64().unwrap_or(0);
+    Ok(nested(depth as usize))
+}
+
+/// An engine whose `remote` task types run on a worker (running until `stop`) whose
+/// `nest` tasks run [`nest`], and whose `measure` tasks return how deep the output of
+/// their dependency is.
+async fn engine_with_worker(
+    server: &NatsServer,
+    remote: &[&str],
+    stop: &CancellationToken,
+) -> WorkflowEngine {
+    let worker = Worker::builder()
+        .handler("nest", nest)
+        .handler("measure", |ctx: TaskContext| async move {
+            let source = ctx.task_definition().dependencies[0].clone();
+            let source: Value = ctx.input(&source)?;
+            Ok::<_, TaskError>(depth_of(&source))
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let handler = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    for task_type in remote {
+        engine.register_handler(*task_type, handler.clone());
+    }
+    engine
+}
+
+/// Runs `workflow` on `engine`; the bound only keeps a run that waits for ever from
+/// hanging the test.
+async fn run(engine: &WorkflowEngine, workflow: &Workflow) -> WorkflowResult {
+    tokio::time::timeout(Duration::from_secs(60), engine.execute_workflow(workflow))
+        .await
+        .expect("the run ends: no attempt waits for a result that cannot arrive")
+        .expect("valid")
+}
+
+fn error_of(result: &WorkflowResult, id: &str) -> String {
+    let task = result.task(id).expect("a task");
+    assert_eq!(task.status, TaskStatus::Failed, "{id}: {task:?}");
+    task.error.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_too_deep_for_a_result_fails_its_task_and_one_level_less_arrives() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let engine = engine_with_worker(&server, &["nest"], &stop).await;
+    let workflow = Workflow::new("deep", "Deep")
+        .task(Task::new("deepest_carried", "nest").config(json!({"depth": 125})))
+        .task(Task::new("too_deep", "nest").config(json!({"depth": 126})));
+    let result = run(&engine, &workflow).await;
+    let carried = result.task("deepest_carried").expect("a task");
+    assert_eq!(carried.status, TaskStatus::Completed);
+    assert_eq!(carried.result.as_ref().map(depth_of), Some(125));
+    let error = error_of(&result, "too_deep");
+    assert!(
+        error.contains(
+            "the output nests 126 levels deep (arrays and objects within each other), \
+             and a result can carry at most 125"
+        ),
+        "{error}"
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_too_deep_for_a_task_message_fails_the_task_naming_the_input() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let engine = engine_with_worker(&server, &["measure"], &stop).await;
+    engine.register_handler("local_nest", nest);
+    let workflow = Workflow::new("deep_input", "Deep input")
+        .task(Task::new("carried", "local_nest").config(json!({"depth": 125})))
+        .task(Task::new("deep", "local_nest").config(json!({"depth": 126})))
+        .task(Task::new("fits", "measure").depends_on(["carried"]))
+        .task(Task::new("does_not_fit", "measure").depends_on(["deep"]));
+    let result = run(&engine, &workflow).await;
+    let fits = result.task("fits").expect("a task");
+    assert_eq!(fits.result, Some(json!(125)), "{fits:?}");
+    let error = error_of(&result, "does_not_fit");
+    assert!(
+        error.contains(
+            "the message for attempt 1 of task `does_not_fit` nests 128 levels deep \
+             (arrays and objects within each other), and a worker reads at most 127; its \
+             deepest input is the output of `deep`, 126 levels deep"
+        ),
+        "{error}"
+    );
+    stop.cancel();
+}
+
+/// What `found` finds, tried every 50 ms; the bound only keeps a broken test from
+/// hanging.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut found: impl FnMut() -> F,
+) -> T {
+    for _ in 0..600 {
+        if let Some(found) = found().await {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 30 s");
+}
+
+/// The consumer of `task_type` on the tasks stream, once it exists.
+async fn consumer_of(js: &jetstream::Context, task_type: &str) -> PullConsumer {
+    eventually("the consumer's creation", || async {
+        js.get_consumer_from_stream(task_type, "ORCH_TASKS")
+            .await
+            .ok()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_coordinator_cannot_read_fails_its_attempt_with_the_reason() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // No worker serves `manual`: the test takes its task and answers in a newer version.
+    let remote = RemoteHandler::builder()
+        .missing_worker_timeout(Duration::from_secs(600))
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("manual", remote);
+    let workflow = Workflow::new("w", "W").task(Task::new("answered", "manual"));
+    let running = tokio::spawn({
+        let engine = engine.clone();
+        async move { run(&engine, &workflow).await }
+    });
+
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let consumer = consumer_of(&js, "manual").await;
+    let mut messages = consumer.messages().await.expect("pulls");
+    let task = messages
+        .next()
+        .await
+        .expect("a message")
+        .expect("the task message");
+    let sent: Value = serde_json::from_slice(&task.payload).expect("json");
+    let newer = json!({
+        "v": 9,
+        "run_id": sent["run_id"],
+        "task_id": sent["task"]["task_id"],
+        "attempt": sent["attempt"],
+        "worker": "from-the-future",
+        "outcome": {"status": "teleported"},
+    });
+    js.publish("orch.result.any.subject.1", newer.to_string().into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    task.ack().await.expect("acknowledged");
+
+    let result = running.await.expect("the run's task");
+    let error = error_of(&result, "answered");
+    assert!(
+        error.contains(
+            "the result from worker `from-the-future` cannot be read: protocol version 9 is \
+             newer than this build reads (2); upgrade orch-nats"
+        ),
+        "{error}"
+    );
+}
+
+async fn embed_worker(server: &NatsServer, user: &str, password: &str) -> Worker {
+    Worker::builder()
+        .name(user)
+        .result_patience(Duration::from_millis(300))
+        .handler("embed", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("embedded")
+        })
+        .connect(&as_user(server, user, password))
+        .await
+        .expect("the worker connects")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_message_refused_by_a_worker_that_cannot_store_results_is_given_back() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    // The streams, as a coordinator sets them up.
+    let _remote = RemoteHandler::connect(&as_user(&server, "coordinator", "coordinator-pw"))
+        .await
+        .expect("the coordinator connects");
+    let stop_mute = CancellationToken::new();
+    let mute = embed_worker(&server, "mute", "mute-pw").await;
+    let mute = tokio::spawn(mute.run(stop_mute.clone()));
+
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        "coordinator".into(),
+        "coordinator-pw".into(),
+    )
+    .connect(server.url())
+    .await
+    .expect("connects");
+    let js = jetstream::new(client);
+    // It names its attempt, but has no task type.
+    let unrunnable = json!({"v": 1, "run_id": "r1", "task": {"task_id": "t"}, "attempt": 1});
+    js.publish("orch.task.embed", unrunnable.to_string().into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let consumer = consumer_of(&js, "embed").await;
+    eventually("a second delivery", || {
+        let mut consumer = consumer.clone();
+        async move {
+            let info = consumer.info().await.expect("info");
+            (info.num_redelivered > 0).then_some(())
+        }
+    })
+    .await;
+    stop_mute.cancel();
+    mute.await.expect("the mute worker stops");
+
+    // A worker that may store results reports the failure, then terminates the message.
+    let stop = CancellationToken::new();
+    let embedder = embed_worker(&server, "embedder", "embedder-pw").await;
+    tokio::spawn(embedder.run(stop.clone()));
+    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
+    let stored = eventually("the failure's storing", || async {
+        results
+            .get_last_raw_message_by_subject("orch.result.r1.t.1")
+            .await
+            .ok()
+    })
+    .await;
+    let stored: Value = serde_json::from_slice(&stored.payload).expect("json");
+    assert_eq!(stored["worker"], "embedder");
+    let error = stored["outcome"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(
+            "cannot run the task message: not a valid message: missing field `task_type`"
+        ),
+        "{error}"
+    );
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    eventually("the message's removal", || {
+        let mut tasks = tasks.clone();
+        async move { (tasks.info().await.expect("info").state.messages == 0).then_some(()) }
+    })
+    .await;
+    stop.cancel();
+}
