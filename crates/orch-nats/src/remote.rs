@@ -180,9 +180,17 @@ impl RemoteHandler {
     }
 
     /// Tells the workers running attempts of run `run` to cancel them (their handlers
-    /// see their cancellation token fire). The engine does this by itself for the
-    /// attempts it cancels.
+    /// see their cancellation token fire), for a run whose coordinator is gone: its
+    /// attempts on workers stop instead of running to their end.
+    ///
+    /// To cancel a run that is still running, use its
+    /// [`RunHandle::cancel`](orch_engine::RunHandle::cancel): the engine tells the
+    /// workers itself, and the whole run stops. Called on a running run, this fails the
+    /// attempts that this handler is waiting for, permanently (their dependents are
+    /// skipped; other tasks go on). An attempt waiting in another process for the run
+    /// gets no result: it ends at its task's timeout, if the task has one.
     pub async fn cancel_run(&self, run: &orch_core::RunId) {
+        self.inner.routes.cancel_run(run);
         self.inner.publish_cancel(run, None, None).await;
     }
 }
@@ -281,6 +289,10 @@ impl Inner {
                 } => Err(TaskError::new(error)),
                 Outcome::Skipped { reason } => Err(TaskError::skip(reason)),
             },
+            Settled::RunCancelled => Err(TaskError::permanent(format!(
+                "run `{}` was cancelled through RemoteHandler::cancel_run",
+                pending.key.run
+            ))),
             Settled::Lost { deliveries } => Err(TaskError::new(protocol::worker_lost(
                 &pending.key.task,
                 &task.task_type,

@@ -32,6 +32,9 @@ pub(crate) enum Settled {
     /// The task message ran out of deliveries: every worker that took it died or stopped
     /// acknowledging it.
     Lost { deliveries: u64 },
+    /// The run was cancelled through [`RemoteHandler::cancel_run`](crate::RemoteHandler::cancel_run):
+    /// the workers drop its attempts without a result.
+    RunCancelled,
 }
 
 /// The attempts a coordinator waits for.
@@ -72,6 +75,18 @@ impl Routes {
     pub(crate) fn settle(&self, key: &AttemptKey, settled: Settled) {
         if let Some(sender) = lock(&self.waiting).remove(key) {
             let _ = sender.send(settled);
+        }
+    }
+
+    /// Ends the wait of every attempt of run `run` as [`Settled::RunCancelled`].
+    pub(crate) fn cancel_run(&self, run: &RunId) {
+        let cancelled: Vec<_> = {
+            let mut waiting = lock(&self.waiting);
+            let keys: Vec<_> = waiting.keys().filter(|k| k.run == *run).cloned().collect();
+            keys.iter().filter_map(|key| waiting.remove(key)).collect()
+        };
+        for sender in cancelled {
+            let _ = sender.send(Settled::RunCancelled);
         }
     }
 

@@ -1,8 +1,9 @@
 //! Cancellations reach a worker's handlers, against a real nats-server that requires
 //! authentication (a worker with the permissions the crate docs give): also when the
 //! worker's connection was down while the coordinator sent them, when the stream that
-//! keeps them was deleted (and when it was created anew) while the worker ran. A worker back after the
-//! server restarted does not take a cancellation kept from before it started as new.
+//! keeps them was deleted (and when it was created anew) while the worker ran, and when
+//! they come from `RemoteHandler::cancel_run`. A worker back after the server restarted
+//! does not take a cancellation kept from before it started as new.
 
 mod common;
 
@@ -127,6 +128,55 @@ async fn a_worker_whose_connection_was_down_hears_the_cancellations_sent_meanwhi
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
     cancel_while_the_worker_is_away(&server, &engine, &outage, &signals).await;
+    stop.cancel();
+}
+
+/// `cancel_run` is for a run whose coordinator is gone; on a running run it once left
+/// the attempts it stopped waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_run_on_a_running_run_stops_its_remote_attempts_and_fails_them() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let remote = RemoteHandler::connect(&as_user(&server, "coordinator", "coordinator-pw"))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("embed", remote.clone());
+    let signals = Arc::new(Signals::default());
+    let worker = waiting_worker(&as_user(&server, "embedder", "embedder-pw"), &signals).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "embed"))
+        .task(Task::new("after_a", "local").depends_on(["a"]));
+    engine.register_handler("local", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(())
+    });
+    let run = engine.run(&workflow);
+    let run_id = run.run_id().clone();
+    let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(60), run));
+    signalled(&signals.started, "the task reaches the worker").await;
+    remote.cancel_run(&run_id).await;
+    signalled(&signals.cancelled, "the handler hears the cancellation").await;
+    let result = run
+        .await
+        .expect("the run's task")
+        .expect("the run ends")
+        .expect("a valid workflow");
+    let a = result.task("a").expect("a task");
+    assert_eq!(a.status, TaskStatus::Failed);
+    let error = a.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "run `{run_id}` was cancelled through RemoteHandler::cancel_run"
+        )),
+        "{error}"
+    );
+    assert_eq!(a.attempts, 1, "not retried");
+    let after = result.task("after_a").expect("a task");
+    assert_eq!(after.status, TaskStatus::Skipped);
     stop.cancel();
 }
 
