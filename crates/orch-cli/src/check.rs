@@ -143,10 +143,12 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
             message,
             ..
         }) => {
-            let mut problem = Problem::new(
-                "parse",
-                format!("invalid {format}: at `{field}`: {message}"),
-            );
+            // `.` is the whole document: no field to name.
+            let text = match field.as_str() {
+                "." => format!("invalid {format}: {message}"),
+                _ => format!("invalid {format}: at `{field}`: {message}"),
+            };
+            let mut problem = Problem::new("parse", text);
             (problem.line, problem.column) = (line, column);
             checked.problems.push(problem);
             return checked;

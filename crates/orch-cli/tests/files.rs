@@ -102,6 +102,28 @@ fn validate_json_names_kinds_places_and_suggestions() {
 }
 
 #[test]
+fn a_problem_of_the_whole_document_names_no_field() {
+    let dir = Dir::new();
+    dir.write(
+        "twice.toml",
+        "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"a\"\ntask_type = \"echo\"\ntask_type = \"sleep\"\n",
+    );
+    dir.write("cut.json", "{\"workflow_id\": \"w\",");
+    let output = run_in(&dir, &["validate", "twice.toml", "cut.json"]);
+    let (code, stdout, _) = parts(&output);
+    assert_eq!(code, Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "twice.toml:5:1: invalid TOML: duplicate key `task_type`",
+            "cut.json:1:20: invalid JSON: invalid key: EOF while parsing a value",
+            "2 problem(s) in 2 of 2 file(s)",
+        ]
+    );
+}
+
+#[test]
 fn validate_refuses_devices_and_endless_pipes_and_names_any_path() {
     use std::os::unix::ffi::OsStrExt;
 

@@ -169,7 +169,7 @@ impl Workflow {
                 field: ".".into(),
                 line,
                 column,
-                message: e.message().to_owned(),
+                message: toml_message(text, &e),
             }
         })?;
         let rules = Rules::toml();
@@ -271,6 +271,23 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// The TOML parser's message for `error` in `text`, naming the key a "duplicate key"
+/// error is about (the parser says only that).
+#[cfg(feature = "toml")]
+fn toml_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let key = error
+        .span()
+        .and_then(|span| text.get(span))
+        .filter(|key| !key.is_empty() && !key.contains('\n'));
+    match key {
+        Some(key) if message == "duplicate key" => {
+            format!("duplicate key `{}`", crate::error::shown(key))
+        }
+        _ => message.to_owned(),
+    }
 }
 
 impl<'de> Deserialize<'de> for Workflow {
