@@ -86,7 +86,9 @@
 //!   ignored): then it takes no more tasks, lets running ones finish for
 //!   `--shutdown-grace` (default 30 s, cut short by a second signal), hands the rest back
 //!   to the queue for another worker, and exits with 0 (with 128 + the signal's number
-//!   when stopped before it was connected). Commands run in the worker's environment (`forward_env`
+//!   when stopped before it was connected, or by a third signal, which ends it at once
+//!   whatever it still waits for; tasks it held go to other workers after the server's
+//!   ack wait). A server that is gone holds it up by at most 5 s. Commands run in the worker's environment (`forward_env`
 //!   reads the worker's variables), relative `cwd`s start from `--dir` (default: the
 //!   worker's current directory), and dependency files (`ORCH_INPUTS_DIR`) are removed
 //!   when each attempt ends. It prints one line once it serves.

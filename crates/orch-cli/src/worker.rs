@@ -149,8 +149,14 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         );
         on_signal.cancel();
         crate::signals::next(&mut signals).await;
-        tracing::warn!("stopping now: running tasks are cancelled and handed back");
+        tracing::warn!(
+            "stopping now: running tasks are cancelled and handed back (again to exit at once)"
+        );
         now_on_signal.cancel();
+        // Whatever the worker still waits for (a server that is gone), a third signal
+        // ends it: its tasks go to other workers after the server's ack wait.
+        let number = crate::signals::next(&mut signals).await;
+        std::process::exit(128 + i32::from(number));
     });
     worker.run_until(stop, stop_now).await;
     let _ = writeln!(std::io::stdout(), "worker stopped");

@@ -345,3 +345,38 @@ fn a_second_ctrl_c_stops_a_worker_without_waiting_for_the_grace() {
     kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
     let _ = coordinator.wait();
 }
+
+/// Stopped while its server is gone, a worker still exits: it once waited for ever to
+/// send its last acknowledgements to a server that was not coming back.
+#[test]
+fn a_worker_whose_server_is_gone_still_stops() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut worker = WorkerProcess::start(&server.url(), &[], &[]);
+    drop(server);
+    kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+    wait_for("the worker to exit", || {
+        worker.child.try_wait().expect("its status").is_some()
+    });
+    let status = worker.child.wait().expect("the worker exits");
+    assert!(status.success(), "{status:?}");
+}
+
+/// A third Ctrl-C ends a stopping worker at once, whatever it still waits for (here the
+/// last acknowledgements, for a server that is gone), with 128 + the signal's number.
+#[test]
+fn a_third_ctrl_c_ends_a_stopping_worker_at_once() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut worker = WorkerProcess::start(&server.url(), &[], &[]);
+    drop(server);
+    for _ in 0..3 {
+        kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+        // Signals sent together may arrive as one.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = worker.child.wait().expect("the worker exits");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}

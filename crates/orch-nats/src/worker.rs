@@ -326,7 +326,9 @@ impl Worker {
     /// Takes and runs tasks until `stop` is cancelled. Then it takes no more, lets
     /// running handlers finish for the shutdown grace period, cancels those still
     /// running and hands their tasks back to the queue (another worker gets them at
-    /// once), and returns.
+    /// once), and returns, waiting at most 5 s more for the server to take its last
+    /// acknowledgements (a server that is gone delivers their tasks again after its
+    /// ack wait).
     pub async fn run(self, stop: CancellationToken) {
         self.run_until(stop, CancellationToken::new()).await;
     }
@@ -371,11 +373,21 @@ impl Worker {
             while pullers.join_next().await.is_some() {}
         }
         services.abort_all();
-        if let Err(error) = shared.client.flush().await {
-            tracing::warn!(%error, "could not flush the last acknowledgements");
+        // A server that is gone would keep the flush waiting for as long as it stays
+        // gone: what the server does not get, it delivers again after its ack wait.
+        match tokio::time::timeout(LAST_FLUSH_WAIT, shared.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not flush the last acknowledgements"),
+            Err(_) => tracing::warn!(
+                "the server did not take the last acknowledgements within {LAST_FLUSH_WAIT:?}; \
+                 it delivers their tasks again"
+            ),
         }
     }
 }
+
+/// How long a stopping worker waits to send its last acknowledgements.
+const LAST_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
