@@ -326,7 +326,8 @@ impl Worker {
     /// Takes and runs tasks until `stop` is cancelled. Then it takes no more, lets
     /// running handlers finish for the shutdown grace period, cancels those still
     /// running and hands their tasks back to the queue (another worker gets them at
-    /// once), and returns, waiting at most 5 s more for the server to take its last
+    /// once; a task the server delivers after `stop`, it hands back for delivery once
+    /// its request for tasks has ended, within 3 s), and returns, waiting at most 5 s more for the server to take its last
     /// acknowledgements (a server that is gone delivers their tasks again after its
     /// ack wait).
     pub async fn run(self, stop: CancellationToken) {

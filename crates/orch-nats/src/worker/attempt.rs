@@ -350,13 +350,14 @@ async fn refuse(
     }
 }
 
-/// Gives a task that a stopping worker received back to the queue at once.
-pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message) {
+/// Gives a task that a stopping worker received back to the queue, for delivery again
+/// after `delay`.
+pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message, delay: Duration) {
     let message = jetstream::Message {
         message: message.clone(),
         context: shared.js.clone(),
     };
-    ack(&message, AckKind::Nak(None)).await;
+    ack(&message, AckKind::Nak(Some(delay))).await;
 }
 
 async fn ack(message: &jetstream::Message, kind: AckKind) {

@@ -156,10 +156,13 @@ fn start(running: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + '
     }
 }
 
-/// Hands back, at once, the tasks that an open pull request still delivers once the
-/// worker stopped taking tasks, until the request ends.
+/// Hands back the tasks that an open pull request still delivers once the worker stopped
+/// taking tasks, until the request ends. Each is delivered again only once the request
+/// has ended: handed back at once, it would go straight back to the same request (the
+/// server's only one waiting, maybe), delivery after delivery, until it ran out of them.
 async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subscriber) {
-    let until = tokio::time::sleep(PULL_EXPIRES + Duration::from_secs(1));
+    let request_ends = PULL_EXPIRES + Duration::from_secs(1);
+    let until = tokio::time::sleep(request_ends);
     tokio::pin!(until);
     loop {
         let message = tokio::select! {
@@ -170,7 +173,7 @@ async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subs
             () = &mut until => return,
         };
         match delivery(&message) {
-            Delivery::Task => attempt::hand_back(shared, &message).await,
+            Delivery::Task => attempt::hand_back(shared, &message, request_ends).await,
             Delivery::Heartbeat => {}
             Delivery::Ended | Delivery::Refused => return,
         }
