@@ -74,7 +74,8 @@
 //!   workflow, status (`unfinished` when no end was recorded: running, or stopped
 //!   without one, and resumable), task counts, start and end. A run whose file cannot be
 //!   read is listed after the others with the status `unreadable` (its error on standard
-//!   error, and as `"error"` in JSON), and the exit code is then 1. `orch runs show DIR RUN_ID`
+//!   error, and as `"error"` in JSON), and the exit code is then 1; a file with no
+//!   complete first line yet (a run being started) is left out. `orch runs show DIR RUN_ID`
 //!   prints one run and each task's status, attempts, times and error. With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use orch::core::{RunId, TaskStatus};
-use orch::journal::{FileJournal, Journal, LoadedRun};
+use orch::journal::{FileJournal, Journal, JournalError, LoadedRun};
 use serde_json::{Value, json};
 
 use crate::Format;
@@ -21,7 +21,7 @@ pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
     };
     match format {
         Format::Json => {
-            let mut listed: Vec<Value> = runs.iter().map(run_json).collect();
+            let mut listed: Vec<Value> = runs.iter().map(Summary::json).collect();
             listed.extend(unreadable.iter().map(|(run_id, error)| {
                 json!({ "run_id": run_id.as_str(), "status": "unreadable", "error": error })
             }));
@@ -44,18 +44,18 @@ pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
                 "ENDED",
             ])];
             for run in &runs {
-                let counts = Counts::of(run);
+                let counts = &run.counts;
                 rows.push(vec![
-                    run.run_id().to_string(),
-                    run.workflow_id().to_owned(),
-                    run.status().as_str().to_owned(),
+                    run.run_id.to_string(),
+                    run.workflow_id.clone(),
+                    run.status.to_owned(),
                     counts.total.to_string(),
                     counts.completed.to_string(),
                     counts.failed.to_string(),
                     counts.skipped.to_string(),
                     counts.cancelled.to_string(),
-                    time_text(Some(run.created())),
-                    time_text(run.end_time()),
+                    time_text(Some(run.created)),
+                    time_text(run.ended),
                 ]);
             }
             for (run_id, _) in &unreadable {
@@ -96,7 +96,7 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
     };
     match format {
         Format::Json => {
-            let mut shown = run_json(&loaded);
+            let mut shown = Summary::of(&loaded).json();
             let tasks: Vec<Value> = loaded
                 .task_ids()
                 .map(|id| {
@@ -195,34 +195,61 @@ impl Counts {
     }
 }
 
-/// A run's summary as JSON: ids, status, counts and times (RFC 3339, null when unknown).
-fn run_json(run: &LoadedRun) -> Value {
-    let counts = Counts::of(run);
-    json!({
-        "run_id": run.run_id().as_str(),
-        "workflow_id": run.workflow_id(),
-        "workflow_name": run.workflow_name(),
-        "status": run.status().as_str(),
-        "tasks": counts.total,
-        "completed": counts.completed,
-        "failed": counts.failed,
-        "skipped": counts.skipped,
-        "cancelled": counts.cancelled,
-        "not_run": counts.pending,
-        "started": time_json(Some(run.created())),
-        "ended": time_json(run.end_time()),
-    })
+/// What a listing shows of a run: all of it is kept for each run listed, not the run's
+/// records (results included), which may be large.
+struct Summary {
+    run_id: RunId,
+    workflow_id: String,
+    workflow_name: String,
+    status: &'static str,
+    counts: Counts,
+    created: SystemTime,
+    ended: Option<SystemTime>,
+}
+
+impl Summary {
+    fn of(run: &LoadedRun) -> Self {
+        Self {
+            run_id: run.run_id().clone(),
+            workflow_id: run.workflow_id().to_owned(),
+            workflow_name: run.workflow_name().to_owned(),
+            status: run.status().as_str(),
+            counts: Counts::of(run),
+            created: run.created(),
+            ended: run.end_time(),
+        }
+    }
+
+    /// The summary as JSON: ids, status, counts and times (RFC 3339, null when unknown).
+    fn json(&self) -> Value {
+        let counts = &self.counts;
+        json!({
+            "run_id": self.run_id.as_str(),
+            "workflow_id": self.workflow_id,
+            "workflow_name": self.workflow_name,
+            "status": self.status,
+            "tasks": counts.total,
+            "completed": counts.completed,
+            "failed": counts.failed,
+            "skipped": counts.skipped,
+            "cancelled": counts.cancelled,
+            "not_run": counts.pending,
+            "started": time_json(Some(self.created)),
+            "ended": time_json(self.ended),
+        })
+    }
 }
 
 /// The runs of a journal directory.
 struct Listing {
     /// Those that could be read, oldest first.
-    runs: Vec<LoadedRun>,
+    runs: Vec<Summary>,
     /// Those whose file cannot be read, by id, each with its error.
     unreadable: Vec<(RunId, String)>,
 }
 
-/// Every run of the journal in `dir`.
+/// Every run of the journal in `dir`. A run whose file holds no head line yet (being
+/// started, or never recorded) is left out, as the journal's own listing does.
 fn load_all(dir: &Path) -> Result<Listing, String> {
     let journal = open(dir)?;
     let cannot_list = |e: std::io::Error| format!("cannot list the runs in {}: {e}", dir.display());
@@ -238,16 +265,18 @@ fn load_all(dir: &Path) -> Result<Listing, String> {
         ids.extend(run_id);
     }
     ids.sort();
+    let runtime = runtime()?;
     let mut runs = Vec::with_capacity(ids.len());
     let mut unreadable = Vec::new();
     for run_id in ids {
-        match block_on(journal.load(&run_id)) {
+        match runtime.block_on(journal.load(&run_id)) {
             // A run removed between the listing and now is left out.
-            Ok(loaded) => runs.extend(loaded),
-            Err(e) => unreadable.push((run_id, e)),
+            Ok(loaded) => runs.extend(loaded.as_ref().map(Summary::of)),
+            Err(JournalError::HeadMissing { .. }) => {}
+            Err(e) => unreadable.push((run_id, e.to_string())),
         }
     }
-    runs.sort_by(|a, b| (a.created(), a.run_id()).cmp(&(b.created(), b.run_id())));
+    runs.sort_by(|a, b| (a.created, &a.run_id).cmp(&(b.created, &b.run_id)));
     Ok(Listing { runs, unreadable })
 }
 
@@ -261,13 +290,16 @@ fn open(dir: &Path) -> Result<FileJournal, String> {
 
 /// The file journal's futures are ready at once (only syncs wait, and reading does not
 /// sync), so a current-thread runtime without I/O is enough.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
 fn block_on<T, E: std::fmt::Display>(
     future: impl Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(future).map_err(|e| e.to_string())
+    runtime()?.block_on(future).map_err(|e| e.to_string())
 }
 
 fn fail(message: String) -> ExitCode {

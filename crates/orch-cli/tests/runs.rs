@@ -191,6 +191,9 @@ fn missing_runs_and_directories_are_clear_errors() {
     assert!(stdout.starts_with("no runs in"), "{stdout}");
 }
 
+/// A run whose file holds no head line yet (a run being started, or one never recorded)
+/// is left out, as the journal's own listing leaves it out and opening it starts it
+/// afresh; a file that cannot be read is listed as such.
 #[test]
 fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
     let dir = Dir::new();
@@ -203,7 +206,7 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
     let listed = json_of(&stdout);
     let runs = listed["runs"].as_array().expect("runs");
     let ids: Vec<&str> = runs.iter().filter_map(|r| r["run_id"].as_str()).collect();
-    assert_eq!(ids, ["etl-1", "etl-2", "corrupt", "empty"]);
+    assert_eq!(ids, ["etl-1", "etl-2", "corrupt"]);
     assert_eq!(runs[0]["status"], "failed");
     for bad in &runs[2..] {
         assert_eq!(bad["status"], "unreadable", "{bad}");
@@ -212,7 +215,7 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
             "{bad}"
         );
     }
-    assert!(stderr.contains("cannot read run empty: "), "{stderr}");
+    assert!(!stderr.contains("empty"), "{stderr}");
     assert!(stderr.contains("cannot read run corrupt: "), "{stderr}");
 
     let (code, text, _) = parts(&run_in(&dir, &["runs", "list", path]));
@@ -228,7 +231,6 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
             ["etl-1", "etl", "failed"],
             ["etl-2", "other", "unfinished"],
             ["corrupt", "-", "unreadable"],
-            ["empty", "-", "unreadable"],
         ]
     );
 }
