@@ -225,7 +225,12 @@ pub(crate) async fn run(
             stderr_tail: tail,
         });
     }
-    to_result(output, spec.capture)
+    // A map instance's output is held one level further down, in its map task's list.
+    let max_depth = match launch.item {
+        Some(_) => MAX_DEPTH - 1,
+        None => MAX_DEPTH,
+    };
+    to_result(output, spec.capture, max_depth)
 }
 
 /// The process to start: program and arguments exactly as written, in a process group
@@ -396,8 +401,8 @@ async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str, tail: 
     }
 }
 
-/// The task's result from its standard output.
-fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
+/// The task's result from its standard output, JSON nested at most `max_depth` levels.
+fn to_result(bytes: Vec<u8>, capture: Capture, max_depth: usize) -> Result<Value, CommandError> {
     let text = |bytes: Vec<u8>| {
         String::from_utf8(bytes).map_err(|e| CommandError::NotUtf8 {
             offset: e.utf8_error().valid_up_to(),
@@ -411,9 +416,9 @@ fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
         Capture::Json => {
             let value = serde_json::from_slice(&bytes).map_err(CommandError::NotJson)?;
             match depth(&value) {
-                depth if depth > MAX_DEPTH => Err(CommandError::TooDeep {
+                depth if depth > max_depth => Err(CommandError::TooDeep {
                     depth,
-                    limit: MAX_DEPTH,
+                    limit: max_depth,
                 }),
                 _ => Ok(value),
             }
@@ -429,7 +434,7 @@ fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
                 return Ok(Value::Null);
             }
             if let Ok(value) = serde_json::from_str(&text)
-                && depth(&value) <= MAX_DEPTH
+                && depth(&value) <= max_depth
             {
                 return Ok(value);
             }
@@ -441,7 +446,8 @@ fn to_result(bytes: Vec<u8>, capture: Capture) -> Result<Value, CommandError> {
 
 /// The deepest a command's JSON output may nest (arrays and objects within each other):
 /// a result file is read back with serde_json, which reads at most 127 levels of
-/// nesting, and holds each result 3 levels down.
+/// nesting, and holds each result 3 levels down (a map instance's, 4: in its map task's
+/// list).
 const MAX_DEPTH: usize = 124;
 
 /// How deep `value` nests (a number 0, `[1]` 1), without recursion.
@@ -499,7 +505,8 @@ mod tests {
 
     #[test]
     fn output_becomes_json_text_or_an_error_by_capture_mode() {
-        let auto = |s: &[u8]| to_result(s.to_vec(), Capture::Auto).map_err(|e| e.to_string());
+        let auto =
+            |s: &[u8]| to_result(s.to_vec(), Capture::Auto, MAX_DEPTH).map_err(|e| e.to_string());
         assert_eq!(auto(b"{\"rows\": 3}\n"), Ok(json!({"rows": 3})));
         assert_eq!(auto(b"hello\n"), Ok(json!("hello")));
         assert_eq!(auto(b"  \n"), Ok(Value::Null));
@@ -507,16 +514,16 @@ mod tests {
         let error = auto(b"ok\xff\n").expect_err("not UTF-8");
         assert!(error.contains("offset 2"), "{error}");
         assert_eq!(
-            to_result(b"42\n".to_vec(), Capture::Text).ok(),
+            to_result(b"42\n".to_vec(), Capture::Text, MAX_DEPTH).ok(),
             Some(json!("42"))
         );
         assert_eq!(
-            to_result(b"\xff".to_vec(), Capture::Base64).ok(),
+            to_result(b"\xff".to_vec(), Capture::Base64, MAX_DEPTH).ok(),
             Some(json!("/w=="))
         );
-        assert!(to_result(b"x".to_vec(), Capture::Json).is_err());
+        assert!(to_result(b"x".to_vec(), Capture::Json, MAX_DEPTH).is_err());
         assert_eq!(
-            to_result(b"x".to_vec(), Capture::None).ok(),
+            to_result(b"x".to_vec(), Capture::None, MAX_DEPTH).ok(),
             Some(Value::Null)
         );
     }

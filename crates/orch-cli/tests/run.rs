@@ -406,6 +406,38 @@ tasks:
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 }
 
+/// A map task's list holds its instances' outputs one level further down: an instance's
+/// output may nest one level less than a task's, or the result file would not read back.
+#[test]
+fn a_map_instances_json_output_may_nest_one_level_less() {
+    let dir = Dir::new();
+    let nested = |depth| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    dir.write(
+        "w.yaml",
+        &format!(
+            r#"workflow_id: w
+tasks:
+  list: {{ task_type: echo, config: {{ message: [1] }} }}
+  deepest: {{ task_type: command, dependencies: [list], map: {{ over: list }}, config: {{ program: printf, args: ['{ok}'], capture: json }} }}
+  too_deep: {{ task_type: command, dependencies: [list], map: {{ over: list }}, config: {{ program: printf, args: ['{deep}'], capture: json }} }}
+"#,
+            ok = nested(123),
+            deep = nested(124),
+        ),
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(status(&result, "deepest"), "completed");
+    assert_eq!(
+        error(&result, "too_deep[0]"),
+        "standard output is JSON nested 124 levels deep, and a result file reads back at \
+         most 123 (set `capture: text` to keep it as text)"
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "r.html"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}
+
 #[test]
 fn bad_commands_fail_their_task_with_a_clear_error_and_a_complete_result() {
     let dir = Dir::new();
