@@ -370,10 +370,14 @@ fn commands_run_when_orch_is_started_with_sigchld_ignored() {
     assert_eq!(status(&dir.json("r.json"), "t"), "completed");
 }
 
+/// JSON text `depth` arrays deep.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
 #[test]
 fn json_output_too_deep_for_a_result_file_fails_its_task_or_is_kept_as_text() {
     let dir = Dir::new();
-    let nested = |depth| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
     dir.write(
         "w.yaml",
         &format!(
@@ -411,7 +415,6 @@ tasks:
 #[test]
 fn a_map_instances_json_output_may_nest_one_level_less() {
     let dir = Dir::new();
-    let nested = |depth| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
     dir.write(
         "w.yaml",
         &format!(
