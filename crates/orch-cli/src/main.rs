@@ -51,7 +51,9 @@
 //!   `--output R.json` writes the result (checked before the run starts: a directory, a
 //!   path whose directory is missing or not writable, or a workflow with a task `config`
 //!   nested more than 123 levels deep, which the file could not hold, is refused with
-//!   exit 2 before any task runs); `--metrics-addr HOST:PORT` serves Prometheus
+//!   exit 2 before any task runs; a result that still cannot take its name after the
+//!   run is kept beside it under a temporary name, which the error gives, with exit
+//!   2); `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured

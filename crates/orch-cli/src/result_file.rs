@@ -95,11 +95,23 @@ fn dir_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Writes `text` to `file`, then renames it to `path`.
+/// Writes `text` to `file`, then renames it to `path`. A rename that fails (a name too
+/// long for the file system, a file of another user's in its place) keeps the file
+/// written, and the error says where: what took a whole run to make is not lost.
 fn fill(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> std::io::Result<()> {
     std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let refused = match file.persist(path) {
+        Ok(_) => return Ok(()),
+        Err(refused) => refused,
+    };
+    let error = refused.error;
+    match refused.file.keep() {
+        Ok((_, kept)) => Err(std::io::Error::new(
+            error.kind(),
+            format!("{error}; what was written is kept in {}", kept.display()),
+        )),
+        Err(_) => Err(error),
+    }
 }
 
 /// Reads a result file (or any `WorkflowResult` JSON, which then has no workflow).

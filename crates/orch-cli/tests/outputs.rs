@@ -185,3 +185,26 @@ fn a_config_too_deep_for_a_result_file_is_refused_before_the_run() {
     let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "r.html"]));
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A result file that cannot take its name once the run is over (here, a name longer
+/// than the file system allows, which the check before the run does not try) is kept
+/// under the name it was written with, and the error says where.
+#[test]
+fn a_result_that_cannot_take_its_name_is_kept_and_found() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo, config: { message: kept } }\n",
+    );
+    let long = format!("{}.json", "r".repeat(300));
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", &long]));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    let (_, kept) = stderr
+        .split_once("what was written is kept in ")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let kept = std::path::Path::new(kept.lines().next().unwrap_or_default());
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(kept)).expect("kept"))
+            .expect("JSON");
+    assert_eq!(written["tasks"]["a"]["result"], "kept");
+}
