@@ -32,6 +32,9 @@ pub(crate) struct RunShared {
     /// The dependents that completing tasks chose to run (see
     /// [`TaskContext::choose_branches`]).
     pub(crate) branches: Branches,
+    /// The engine's bus, if it has one (see [`TaskContext::event_bus`]).
+    #[cfg(feature = "events")]
+    pub(crate) bus: Option<orch_events::EventBus<orch_core::EngineEvent>>,
 }
 
 impl RunShared {
@@ -357,6 +360,56 @@ impl TaskContext {
     /// early (`token.cancelled().await` or `token.is_cancelled()`).
     pub fn cancellation(&self) -> &CancellationToken {
         &self.run.cancel
+    }
+
+    /// The engine's event bus, when it has one ([`EngineBuilder::event_bus`]): a handler
+    /// can publish on it, under a subject of its own, or watch the run's lifecycle
+    /// events. `None` without a bus, and on a remote worker. For events of a type of
+    /// your own, put an `EventBus<YourEvent>` in the engine's state
+    /// ([`EngineBuilder::state`]) and read it with [`TaskContext::state`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::SystemTime;
+    ///
+    /// use orch_core::{EngineEvent, EngineEventKind, Task, Workflow};
+    /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+    /// use orch_events::EventBus;
+    /// use serde_json::json;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let bus = EventBus::new();
+    /// let mut progress = bus.subscribe("app.progress")?;
+    /// let engine = WorkflowEngine::builder().event_bus(bus).build()?;
+    /// engine.register_handler("load", |ctx: TaskContext| async move {
+    ///     if let Some(bus) = ctx.event_bus() {
+    ///         let workflow_id = Arc::from(ctx.workflow().workflow_id());
+    ///         let mut note = EngineEvent::new(
+    ///             EngineEventKind::TaskStarted,
+    ///             workflow_id,
+    ///             ctx.run_id().clone(),
+    ///             SystemTime::now(),
+    ///         );
+    ///         note.output = Some(Arc::new(json!({"rows_loaded": 3})));
+    ///         bus.publish("app.progress", note).await?;
+    ///     }
+    ///     Ok::<_, TaskError>(())
+    /// });
+    /// let run = engine.run(&Workflow::new("w", "W").task(Task::new("load", "load")));
+    /// let run_id = run.run_id().clone();
+    /// run.await?;
+    /// let note = progress.recv_event().await.expect("the handler's event");
+    /// assert_eq!(note.payload().run_id, run_id);
+    /// assert_eq!(note.payload().output.as_deref(), Some(&json!({"rows_loaded": 3})));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// [`EngineBuilder::event_bus`]: crate::EngineBuilder::event_bus
+    /// [`EngineBuilder::state`]: crate::EngineBuilder::state
+    #[cfg(feature = "events")]
+    pub fn event_bus(&self) -> Option<&orch_events::EventBus<orch_core::EngineEvent>> {
+        self.run.bus.as_ref()
     }
 
     /// The stored output of `id`, if it is an ancestor that completed.

@@ -278,6 +278,15 @@ impl From<serde_json::Error> for TaskError {
     }
 }
 
+/// So that a handler can use `?` on [`TaskContext::event_bus`](crate::TaskContext::event_bus)'s
+/// publishes.
+#[cfg(feature = "events")]
+impl From<orch_events::PublishError> for TaskError {
+    fn from(error: orch_events::PublishError) -> Self {
+        Self::from_boxed(Box::new(error))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -221,6 +221,8 @@ impl RemoteTask {
             branches: Default::default(),
             states: states.0,
             cancel,
+            #[cfg(feature = "events")]
+            bus: None,
         };
         Ok(TaskContext {
             run: Arc::new(run),

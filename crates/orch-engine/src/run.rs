@@ -113,6 +113,8 @@ pub(crate) async fn execute(
         states: Arc::clone(&engine.states),
         cancel: cancel.clone(),
         branches: Default::default(),
+        #[cfg(feature = "events")]
+        bus: engine.events.as_ref().map(|target| target.bus.clone()),
     });
     let handlers = RunHandlers {
         by_type: &by_type,
