@@ -467,6 +467,44 @@ fn a_task_started_after_a_slow_first_poll_gets_its_own_start_time() {
 }
 
 #[test]
+fn a_task_started_after_a_slow_first_poll_that_fails_into_a_retry_gets_its_own_start_time() {
+    // Real time, not paused: the first handler keeps the run's thread busy, then fails
+    // (and is tried again) without ever waiting.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+    engine.register_handler(
+        "busy_then_fails_once",
+        orch_engine::inline(|ctx: TaskContext| async move {
+            if ctx.attempt() == 1 {
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(TaskError::new("not yet"));
+            }
+            Ok::<_, TaskError>(json!(null))
+        }),
+    );
+    engine.register_handler(
+        "quick",
+        orch_engine::inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(json!(null)) }),
+    );
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "busy_then_fails_once").retries(1))
+        .task(Task::new("b", "quick"));
+    let result = runtime
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(record(&result, "a").attempts, 2);
+    let start = |id| record(&result, id).start_time.expect("started");
+    let later = start("b").duration_since(start("a")).unwrap_or_default();
+    assert!(
+        later >= Duration::from_millis(150),
+        "b started {later:?} after a, whose failed first poll took 200 ms"
+    );
+}
+
+#[test]
 fn resume_runs_only_what_did_not_complete_and_feeds_stored_results() {
     runtime().block_on(async {
         let engine = WorkflowEngine::new();

@@ -115,6 +115,12 @@ impl Scheduler<'_> {
                 self.settle(index, TaskStatus::Cancelled, Some(message));
             }
             error => {
+                // The attempt may have ended in a first poll on the run's own task, for
+                // however long: what starts next reads the clock again. (A final outcome
+                // reads it when it is settled.)
+                if !error.is_permanent() {
+                    self.clock.now();
+                }
                 let task = self.task(index);
                 let attempts = self.records[index].attempts;
                 // Retries are counted in this run: a resumed run grants them anew.
