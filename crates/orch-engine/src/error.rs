@@ -183,8 +183,18 @@ impl TaskError {
     }
 
     /// The text a task's record keeps: the message and every source's, joined by `: `
-    /// (a source whose message the text already ends with adds nothing).
+    /// (a source whose message the text already ends with adds nothing). An error whose
+    /// `Display` (or `source`) panics gets a text that says so: the panic does not reach
+    /// the run.
     pub fn record_text(&self) -> String {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.chain_text())).unwrap_or_else(
+            |_| {
+                "the handler's error could not be written as text (its Display panicked)".to_owned()
+            },
+        )
+    }
+
+    fn chain_text(&self) -> String {
         let mut text = self.error.to_string();
         let mut cause = self.error.source();
         while let Some(current) = cause {

@@ -103,7 +103,8 @@
 //! dropped is added to the task's error (`timed out after 2s; handler panicked when
 //! dropped: ...`), and fails an attempt that had succeeded. A spawned attempt that times
 //! out or is cancelled is aborted, and tokio drops its future later, on its own thread:
-//! a panic there is contained, and the record does not mention it.
+//! a panic there is contained, and the record does not mention it. An error whose
+//! `Display` panics is recorded as an error that could not be written as text.
 //!
 //! # Events
 //!

@@ -314,3 +314,42 @@ fn a_blocking_handler_that_panics_after_the_engine_stopped_waiting_is_contained(
     });
     drop(runtime);
 }
+
+/// An error whose `Display` panics.
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("cannot print this error")
+    }
+}
+
+impl std::error::Error for Unprintable {}
+
+#[test]
+fn an_error_whose_display_panics_fails_its_task_and_the_run_goes_on() {
+    paused_runtime().block_on(async {
+        let engine = engine(1);
+        ok_handler(&engine);
+        engine.register_handler("unprintable", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::new(Unprintable))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("bad", "unprintable"))
+            .task(Task::new("independent", "ok"));
+        let run = tokio::spawn(engine.run(&workflow));
+        let result = run
+            .await
+            .expect("the panic stays out of the run")
+            .expect("valid");
+        assert_eq!(
+            error_of(&result, "bad"),
+            (
+                TaskStatus::Failed,
+                Some("the handler's error could not be written as text (its Display panicked)")
+            )
+        );
+        assert_eq!(record(&result, "independent").status, TaskStatus::Completed);
+    });
+}
