@@ -184,8 +184,8 @@ fn clippy_minimal() -> Result<(), String> {
 }
 
 /// orch-core without its default `yaml` and `toml` features: the library and its tests
-/// are clean, the tests that need neither pass, and a YAML or TOML file gets an error
-/// naming the feature.
+/// are clean, the tests that need neither pass (the doc examples read YAML and TOML),
+/// and a YAML or TOML file gets an error naming the feature.
 fn clippy_core_minimal() -> Result<(), String> {
     cargo(&[
         "clippy",
@@ -197,7 +197,14 @@ fn clippy_core_minimal() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "-p", "orch-core", "--no-default-features"])
+    cargo(&[
+        "test",
+        "-p",
+        "orch-core",
+        "--no-default-features",
+        "--lib",
+        "--tests",
+    ])
 }
 
 /// The README's test command; it includes replaying every saved fuzz case.
