@@ -182,8 +182,9 @@ impl Workflow {
     /// Checks the workflow and returns a view that answers DAG queries.
     ///
     /// Every problem is reported at once: an empty workflow, unknown, self and duplicate
-    /// dependencies, duplicate ids, map keys that differ from task ids, cycles (with their
-    /// path) and invalid task options. The result is computed once and cached.
+    /// dependencies, duplicate ids, map keys that differ from task ids, cycles (one with
+    /// its path for each group of tasks that wait on one another) and invalid task
+    /// options. The result is computed once and cached.
     /// Validation looks dependencies up on the calling thread; for a workflow of a few
     /// hundred thousand tasks or more, [`Workflow::validate_parallel`] may be quicker.
     pub fn validate(&self) -> Result<ValidWorkflow<'_>, ValidationErrors> {

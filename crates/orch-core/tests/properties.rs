@@ -1,5 +1,6 @@
 //! Property tests over random DAGs: orders respect dependencies, levels are longest-path
-//! depths, and a back edge is always reported as a real cycle.
+//! depths, a back edge is always reported as a real cycle, and each group of tasks that
+//! wait on one another gets its cycle.
 
 use std::collections::HashSet;
 
@@ -139,6 +140,56 @@ proptest! {
             }
             let distinct: HashSet<_> = path[..path.len() - 1].iter().collect();
             prop_assert_eq!(distinct.len(), path.len() - 1);
+        }
+    }
+}
+
+proptest! {
+    /// With several back edges, each group of tasks that wait on one another (tasks that
+    /// each depend on the others, directly or not) gets one reported cycle, a real one
+    /// inside the group, however the groups are reached from one another.
+    #[test]
+    fn each_group_of_tasks_waiting_on_each_other_gets_one_real_cycle(
+        dag in random_dag(),
+        edges in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 1..4),
+    ) {
+        let n = dag.deps.len();
+        let mut cyclic = dag.clone();
+        for (a, b) in edges {
+            let (u, v) = (a.index(n), b.index(n));
+            if u != v && !cyclic.deps[u].contains(&v) {
+                cyclic.deps[u].push(v);
+            }
+        }
+        // The reference: groups by mutual reachability, among tasks on a cycle.
+        let on_cycle = |x: usize| cyclic.deps[x].iter().any(|&d| cyclic.reaches(x, d));
+        let together = |x: usize, y: usize| cyclic.reaches(x, y) && cyclic.reaches(y, x);
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for x in (0..n).filter(|&x| on_cycle(x)) {
+            match groups.iter_mut().find(|g| together(g[0], x)) {
+                Some(group) => group.push(x),
+                None => groups.push(vec![x]),
+            }
+        }
+        let errors = match cyclic.workflow().validate() {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_vec(),
+        };
+        prop_assert_eq!(errors.len(), groups.len(), "{:?}", errors);
+        let mut found = HashSet::new();
+        for error in &errors {
+            let ValidationError::Cycle { path } = error else {
+                return Err(TestCaseError::fail(format!("unexpected error {error}")));
+            };
+            prop_assert_eq!(path.first(), path.last());
+            for pair in path.windows(2) {
+                let (from, to) = (index(&pair[0]), index(&pair[1]));
+                prop_assert!(cyclic.deps[from].contains(&to), "{} does not depend on {}", from, to);
+            }
+            let group = groups.iter().position(|g| g.contains(&index(&path[0])));
+            prop_assert!(group.is_some(), "{:?} is on no cycle", path);
+            prop_assert!(path.iter().all(|id| groups[group.unwrap_or(0)].contains(&index(id))));
+            prop_assert!(found.insert(group), "two cycles for one group: {:?}", errors);
         }
     }
 }

@@ -163,6 +163,28 @@ fn separate_cycles_are_each_reported() {
     );
 }
 
+/// The walk from `p` once followed its first dependency into the other cycle, and the
+/// cycle `p` is on went unreported until that one was mended.
+#[test]
+fn two_cycles_reached_from_one_task_are_each_reported() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("p", "t").depends_on(["a", "q"]))
+        .task(Task::new("q", "t").depends_on(["p"]))
+        .task(Task::new("a", "t").depends_on(["b"]))
+        .task(Task::new("b", "t").depends_on(["a"]));
+    assert_eq!(
+        errors_of(&workflow),
+        [
+            ValidationError::Cycle {
+                path: ids(&["p", "q", "p"])
+            },
+            ValidationError::Cycle {
+                path: ids(&["a", "b", "a"])
+            },
+        ]
+    );
+}
+
 #[test]
 fn a_task_downstream_of_a_cycle_is_not_reported_as_a_cycle() {
     let workflow = Workflow::new("w", "W")
