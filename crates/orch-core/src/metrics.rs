@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MapSpec, TaskId, TaskStatus, Workflow, WorkflowResult};
+use crate::{MapSpec, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
 
 /// Summary figures of one run. Durations are in seconds; the duration statistics cover
 /// the tasks that ran (those with both a start and an end time) and are `None` when no
@@ -49,9 +49,12 @@ pub struct RunMetrics {
     pub critical_path: Vec<TaskId>,
     /// The summed durations along the critical path.
     pub critical_path_duration: f64,
-    /// Busy time over the time the slots were available: the summed task durations
-    /// divided by (wall time x `max_concurrent`). `None` for a run that took no time or
-    /// in which no task ran.
+    /// Busy time over the time the slots were available: the summed task durations,
+    /// each cut to the run's own start and end (a task restored from an earlier run
+    /// counts only for what it ran in this one), divided by (wall time x
+    /// `max_concurrent`). A task's duration runs from its first start to its last end,
+    /// its retry pauses included, though its slot is free during them: with retries the
+    /// figure can pass 1. `None` for a run that took no time or in which no task ran.
     pub parallel_efficiency: Option<f64>,
 }
 
@@ -123,15 +126,29 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
     // Each task's duration in seconds; `None` for a task that did not run.
     let mut seconds = Vec::with_capacity(result.tasks.len());
     let mut durations = Vec::with_capacity(result.tasks.len());
-    // The map tasks whose instances have records of their own, by position.
+    // The map tasks whose instances have records of their own, by position. With the
+    // workflow known, `x[0]` is an instance only of a map task `x` (a plain task may be
+    // named so beside a plain `x`).
+    let is_map = |id: &str| workflow.is_none_or(|w| w.get(id).is_some_and(|t| t.map.is_some()));
     let mut mapped = vec![false; result.tasks.len()];
     for id in result.tasks.ids() {
-        if let Some(map) =
-            MapSpec::parse_instance_id(id).and_then(|(m, _)| result.tasks.index_of(m))
+        if let Some(map) = MapSpec::parse_instance_id(id)
+            .filter(|(m, _)| is_map(m))
+            .and_then(|(m, _)| result.tasks.index_of(m))
         {
             mapped[map] = true;
         }
     }
+    // Busy time counts what each task ran within this run: a task restored from an
+    // earlier run keeps that run's times.
+    let mut busy = 0.0;
+    let within_run = |record: &TaskRecord| match (record.start_time, record.end_time) {
+        (Some(start), Some(end)) => end
+            .min(result.end_time)
+            .duration_since(start.max(result.start_time))
+            .map_or(0.0, |d| d.as_secs_f64()),
+        _ => 0.0,
+    };
     for (record, mapped) in result.tasks.records().iter().zip(mapped) {
         match record.status {
             TaskStatus::Completed => metrics.completed_tasks += 1,
@@ -144,11 +161,12 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         seconds.push(duration);
         if !mapped {
             durations.extend(duration);
+            busy += within_run(record);
         }
     }
     if !durations.is_empty() {
-        let busy: f64 = durations.iter().sum();
-        metrics.avg_task_duration = Some(busy / durations.len() as f64);
+        let summed: f64 = durations.iter().sum();
+        metrics.avg_task_duration = Some(summed / durations.len() as f64);
         metrics.max_task_duration = durations.iter().copied().reduce(f64::max);
         metrics.min_task_duration = durations.iter().copied().reduce(f64::min);
         let [p50, p95, p99] = percentiles(&mut durations, [50.0, 95.0, 99.0]);

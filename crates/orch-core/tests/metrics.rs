@@ -233,3 +233,37 @@ fn a_map_tasks_time_is_counted_once() {
     assert_eq!(metrics.critical_path, ["list", "m"]);
     assert_eq!(metrics.critical_path_duration, 4.0);
 }
+
+/// A resumed run keeps the records of the tasks an earlier run completed, with that
+/// run's times: the busy time counts only what ran within this run (a 100 s task of the
+/// earlier run once made a 1 s resume 101 times busier than it could be).
+#[test]
+fn a_task_restored_from_an_earlier_run_is_busy_only_within_this_run() {
+    let workflow = chain(2);
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 100_000),
+        ran(TaskStatus::Completed, 100_000, 101_000),
+    ];
+    let mut result = result_of(&workflow, records, 101_000, 1);
+    result.start_time = at(100_000);
+    let metrics = result.metrics();
+    assert_eq!(metrics.total_duration, 1.0);
+    assert_eq!(metrics.parallel_efficiency, Some(1.0));
+}
+
+/// `x[0]` names an instance only of a map task `x`: beside a plain `x`, it is a task of
+/// its own, and `x` keeps its place in the duration statistics.
+#[test]
+fn a_plain_task_named_like_an_instance_keeps_the_other_task_counted() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("shard", "t"))
+        .task(Task::new("shard[0]", "t"));
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 3000),
+        ran(TaskStatus::Completed, 0, 1000),
+    ];
+    let metrics = result_of(&workflow, records, 3000, 2).metrics();
+    assert_eq!(metrics.max_task_duration, Some(3.0));
+    assert_eq!(metrics.avg_task_duration, Some(2.0));
+    assert_eq!(metrics.parallel_efficiency, Some(4.0 / 6.0));
+}
