@@ -92,6 +92,24 @@ impl RunJournal {
         self.resets = resets;
     }
 
+    /// Commits the resets of a resumed run at once, before any task runs: the journal
+    /// took the run's new definition as its own when the run was opened, so a changed
+    /// task's old outcome, left in force by a run that stopped before its first commit,
+    /// would stand under the new definition at the next resume.
+    pub(crate) async fn commit_resets(&mut self, shared: &RunShared) -> Result<(), RunError> {
+        if self.resets.is_empty() {
+            return Ok(());
+        }
+        let resets = std::mem::take(&mut self.resets);
+        let pairs: Vec<(&TaskId, &TaskRecord)> = (resets.iter())
+            .map(|(index, record)| (&shared.task(*index as usize).task_id, record))
+            .collect();
+        let commit = self.writer.commit(&pairs, self.durability);
+        commit
+            .await
+            .map_err(|error| RunError::Journal(JournalFailure::in_run(error)))
+    }
+
     /// The tasks that ended since the last commit.
     pub(crate) fn batch(&self) -> &[u32] {
         &self.batch

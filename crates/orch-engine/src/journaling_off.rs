@@ -40,6 +40,13 @@ impl RunJournal {
         match *self {}
     }
 
+    pub(crate) async fn commit_resets(
+        &mut self,
+        _shared: &crate::context::RunShared,
+    ) -> Result<(), RunError> {
+        match *self {}
+    }
+
     pub(crate) fn batch(&self) -> &[u32] {
         match *self {}
     }

@@ -137,6 +137,9 @@ pub(crate) async fn execute(
         }
         _ => 0,
     };
+    if let Some(journal) = &mut run.journal {
+        journal.commit_resets(&run.shared).await?;
+    }
     run.announce_start(restored);
     if kept.is_some() {
         run.skip_after_kept_skips();

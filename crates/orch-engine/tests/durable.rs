@@ -476,6 +476,54 @@ fn a_skipped_task_whose_rule_changed_is_decided_again_on_resume() {
     assert_eq!(calls.of("x"), 1);
 }
 
+/// The journal takes a changed definition as the run's own when the run is opened: a
+/// changed task's old outcome must be reset before anything else happens, or a run that
+/// stops before its first commit leaves the old skip in force under the new definition,
+/// and the next resume, seeing no change, keeps it.
+#[test]
+fn a_changed_tasks_reset_is_journaled_before_anything_runs() {
+    use orch_core::TriggerRule;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("reset-first").unwrap();
+    let workflow = |rule: TriggerRule, x_type: &str| {
+        Workflow::new("w", "W")
+            .task(Task::new("a", "step"))
+            .task(Task::new("x", x_type).depends_on(["a"]).trigger_rule(rule))
+            .task(Task::new("after_x", "step").depends_on(["x"]))
+    };
+    let engine = || engine(dir.path(), &calls, true, None);
+    let first = runtime()
+        .block_on(engine().run_durable(&workflow(TriggerRule::AllFailed, "step"), run_id.clone()))
+        .unwrap();
+    assert_eq!(first.task("x").unwrap().status, TaskStatus::Skipped);
+
+    // Resumed with `x` changed, the run stops (as a process dies) while `x` runs.
+    let changed = workflow(TriggerRule::AllSuccess, "wait");
+    let stopped = engine();
+    stopped.register_handler("wait", |_ctx: TaskContext| async move {
+        std::future::pending::<()>().await;
+        Ok::<_, TaskError>(())
+    });
+    let ended = runtime().block_on(async {
+        let run = stopped.run_durable(&changed, run_id.clone());
+        tokio::time::timeout(std::time::Duration::from_millis(300), run).await
+    });
+    assert!(ended.is_err(), "the run was still going");
+
+    let again = engine();
+    let c = calls.clone();
+    again.register_handler("wait", move |ctx: TaskContext| {
+        c.note(&ctx);
+        async move { Ok::<_, TaskError>(()) }
+    });
+    let third = runtime()
+        .block_on(again.run_durable(&changed, run_id))
+        .unwrap();
+    assert_eq!(third.status, WorkflowStatus::Completed, "{third:?}");
+    assert_eq!((calls.of("x"), calls.of("after_x")), (1, 1));
+}
+
 #[test]
 fn a_run_result_read_back_matches_what_ran() {
     // Listing finds the run with its counts, and to_result gives what resume takes.
