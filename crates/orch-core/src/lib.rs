@@ -43,8 +43,10 @@
 //! - Durations (`timeout`, `backoff.initial`, `backoff.max`) are a number of seconds
 //!   (`1.5`) or text (`30s`, `1m 30s`, `250ms`); a `timeout` of `null` means none. They
 //!   are written back exactly: as a number when it states the duration to the
-//!   nanosecond, otherwise as text (`123456789.123456789s`). A workflow written to JSON,
-//!   YAML or TOML and read back is equal to the original.
+//!   nanosecond, otherwise as text (`123456789.123456789s`). A workflow written to JSON
+//!   or YAML and read back is equal to the original; so is one written to TOML, when
+//!   TOML can hold its configs (it has no `null`, and no integers above `i64::MAX`:
+//!   writing such a config fails).
 //! - Numbers must be finite: YAML's `.nan` and `.inf` and TOML's `nan` and `inf` are
 //!   errors naming the field.
 //! - TOML datetimes reach a task's `config` as RFC 3339 text (`1979-05-27T07:32:00Z`).

@@ -219,7 +219,16 @@ fn critical_path(
     let plan = valid.plan();
     let tasks = workflow.task_map();
     let id = |i: usize| tasks.get_index(i).map(|(id, _)| id);
-    let same_order = result.tasks.workflow().is_some_and(|own| own == workflow);
+    // Workflows equal but for their tasks' order (`==` ignores it) place records
+    // differently: compared in order.
+    let in_order = |own: &Workflow| {
+        own.len() == workflow.len()
+            && own
+                .tasks()
+                .map(|t| &t.task_id)
+                .eq(workflow.tasks().map(|t| &t.task_id))
+    };
+    let same_order = result.tasks.workflow().is_some_and(in_order);
     let weight = |i: usize| -> Option<f64> {
         if same_order {
             return seconds[i];

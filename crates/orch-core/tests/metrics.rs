@@ -267,3 +267,26 @@ fn a_plain_task_named_like_an_instance_keeps_the_other_task_counted() {
     assert_eq!(metrics.avg_task_duration, Some(2.0));
     assert_eq!(metrics.parallel_efficiency, Some(4.0 / 6.0));
 }
+
+/// A result's records follow its own workflow's order: the dependencies of a workflow
+/// with the same tasks in another order (equal by `==`) are matched to them by id.
+#[test]
+fn the_critical_path_with_the_same_tasks_in_another_order_matches_records_by_id() {
+    let ran_in = Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("b", "t").depends_on(["a"]))
+        .task(Task::new("c", "t"));
+    let reordered = Workflow::new("w", "W")
+        .task(Task::new("c", "t"))
+        .task(Task::new("a", "t"))
+        .task(Task::new("b", "t").depends_on(["a"]));
+    assert_eq!(ran_in, reordered);
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 1000),
+        ran(TaskStatus::Completed, 1000, 2000),
+        ran(TaskStatus::Completed, 0, 10_000),
+    ];
+    let metrics = result_of(&ran_in, records, 10_000, 2).metrics_with(&reordered);
+    assert_eq!(metrics.critical_path, ["c"]);
+    assert_eq!(metrics.critical_path_duration, 10.0);
+}
