@@ -66,6 +66,21 @@ fn every_format_reads_rule_pool_and_priority() {
     }
 }
 
+/// Tasks keep the order the file lists them in, in every format: that order breaks ties
+/// wherever an order is chosen (TOML's map form once came back sorted by id).
+#[test]
+fn every_format_keeps_the_tasks_in_the_files_order() {
+    for (format, read) in [
+        ("json", Workflow::from_json(JSON)),
+        ("yaml", Workflow::from_yaml(YAML)),
+        ("toml", Workflow::from_toml(TOML)),
+    ] {
+        let workflow = read.unwrap_or_else(|e| panic!("{format}: {e}"));
+        let ids: Vec<&str> = workflow.tasks().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, ["train", "cleanup"], "{format}");
+    }
+}
+
 #[test]
 fn defaults_are_left_out_when_written() {
     let text = serde_json::to_string(&Workflow::new("w", "").task(Task::new("a", "t")))
