@@ -338,9 +338,48 @@ impl Shared {
     }
 }
 
+/// The longest workflow id or task id the tables take, in bytes: rows are keyed by id,
+/// and PostgreSQL's index entries hold about 2.7 kB (a map instance's id adds up to 22
+/// bytes to its task's).
+const MAX_ID_BYTES: usize = 2000;
+
+/// Refuses, before anything is written, a workflow the tables cannot hold: an id too
+/// long to key rows by, or a name with a NUL character, which PostgreSQL text cannot
+/// hold. (Ids hold no control character: validation refuses them.) Found at the first
+/// write instead, it would fail the run after its first tasks ran, and every resume.
+fn fits_the_tables(workflow: &Workflow) -> Result<(), JournalError> {
+    let refuse = |message: String| {
+        Err(JournalError::Postgres {
+            action: "open a run",
+            message,
+        })
+    };
+    let too_long = |what: &str, id: &str| {
+        let start: String = id.chars().take(40).collect();
+        format!(
+            "{what} `{start}…` is {} bytes; a PostgreSQL journal takes ids of at most {MAX_ID_BYTES}",
+            id.len()
+        )
+    };
+    if workflow.workflow_id().len() > MAX_ID_BYTES {
+        return refuse(too_long("the workflow id", workflow.workflow_id()));
+    }
+    if let Some(task) = workflow.tasks().find(|t| t.task_id.len() > MAX_ID_BYTES) {
+        return refuse(too_long("task id", task.task_id.as_str()));
+    }
+    if workflow.name().contains('\0') {
+        return refuse(
+            "the workflow's name holds a NUL character, which PostgreSQL text cannot hold"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Journal for PgJournal {
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError> {
+        fits_the_tables(workflow)?;
         let claim = self.shared.open.claim(run)?;
         let shared = &self.shared;
         let (session, lock) = shared

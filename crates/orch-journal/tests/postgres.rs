@@ -511,6 +511,54 @@ mod checks {
         }
     }
 
+    /// What the tables cannot hold is refused when the run is opened: found at the first
+    /// write, a task id too long to key a row by failed the run after its first tasks
+    /// ran, and every resume after it.
+    fn ids_and_names_the_tables_cannot_hold_are_refused_at_open(env: &Env) {
+        let journal = env.journal();
+        let long = "t".repeat(3000);
+        let cases = [
+            (
+                Workflow::new("w", "W").task(Task::new(long.as_str(), "t")),
+                "task id `tttt",
+            ),
+            (
+                Workflow::new(long.as_str(), "W").task(Task::new("a", "t")),
+                "the workflow id `tttt",
+            ),
+            (
+                Workflow::new("w", "W\0").task(Task::new("a", "t")),
+                "the workflow's name holds a NUL character",
+            ),
+        ];
+        for (workflow, expected) in cases {
+            let id = fresh_run();
+            let error = env
+                .rt
+                .block_on(journal.open(&id, &workflow))
+                .map(drop)
+                .unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(expected), "{text}");
+            // Nothing was written.
+            assert!(env.rt.block_on(journal.load(&id)).unwrap().is_none());
+        }
+        // At the limit, a task id fits, with room for its map instances' ids.
+        let workflow = Workflow::new("w", "W").task(Task::new("t".repeat(2000), "t"));
+        let id = fresh_run();
+        let opened = env.rt.block_on(journal.open(&id, &workflow)).unwrap();
+        let record = record(TaskStatus::Completed, json!(1));
+        let task = TaskId::from("t".repeat(2000));
+        let instance = TaskId::from(format!("{}[4294967295]", "t".repeat(2000)));
+        env.rt
+            .block_on(
+                opened
+                    .writer
+                    .append(&[(&instance, &record), (&task, &record)]),
+            )
+            .unwrap();
+    }
+
     fn the_password_never_shows(env: &Env) {
         let password = env.server.password();
         let journal = env.journal();
@@ -567,7 +615,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 13] = [
+        let checks: [Check; 14] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -594,6 +642,10 @@ mod checks {
                 a_newer_format_is_refused_before_any_table_is_made,
             ),
             ("the_password_never_shows", the_password_never_shows),
+            (
+                "ids_and_names_the_tables_cannot_hold_are_refused_at_open",
+                ids_and_names_the_tables_cannot_hold_are_refused_at_open,
+            ),
             ("errors_about_a_run_name_it", errors_about_a_run_name_it),
             (
                 "a_run_has_one_writer_process_and_may_lose_a_task",
