@@ -75,6 +75,10 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// with it; the next open, load or list connects again, so a long-lived process resumes
 /// such a run by opening it again.
 ///
+/// Rows are keyed by id, so a workflow id or task id may be at most 2000 bytes, and a
+/// workflow's name may not hold a NUL character: `open` refuses such a workflow before
+/// anything runs (the file journal takes them).
+///
 /// Needs a tokio runtime: the connection runs as a task spawned on it.
 #[derive(Clone)]
 pub struct PgJournal {
