@@ -35,6 +35,21 @@ pub(crate) struct Opened {
     pub(crate) journal: RunJournal,
 }
 
+/// What the journal recorded of run `run_id`, read without opening it (nothing is
+/// written): the result to resume from and the tasks whose definition changed since.
+pub(crate) async fn recorded(
+    settings: &JournalSettings,
+    workflow: &Workflow,
+    run_id: &RunId,
+) -> Result<(Option<WorkflowResult>, Vec<TaskId>), RunError> {
+    let failed = |error| RunError::Journal(JournalFailure::new(error));
+    let Some(loaded) = settings.journal.load(run_id).await.map_err(failed)? else {
+        return Ok((None, Vec::new()));
+    };
+    let previous = loaded.to_result(workflow).map_err(failed)?;
+    Ok((Some(previous), loaded.changes(workflow).changed))
+}
+
 /// Opens run `run_id` of `workflow` in the journal.
 pub(crate) async fn open(
     settings: &JournalSettings,

@@ -21,6 +21,14 @@ pub(crate) struct Opened {
     pub(crate) journal: RunJournal,
 }
 
+pub(crate) async fn recorded(
+    settings: &JournalSettings,
+    _workflow: &Workflow,
+    _run_id: &RunId,
+) -> Result<(Option<WorkflowResult>, Vec<TaskId>), RunError> {
+    match *settings {}
+}
+
 pub(crate) async fn open(
     settings: &JournalSettings,
     _workflow: &Workflow,

@@ -62,6 +62,21 @@ pub(crate) async fn execute(
     let features = plan.features();
     let queue = Queue::new(&workflow, plan, &engine.pools)
         .map_err(|tasks| RunError::UnknownPools { tasks })?;
+    // Without a timer, a run whose tasks need one is refused before the journal records
+    // it: only the tasks the journal keeps from an earlier run need none.
+    if (features.timeouts || features.retries) && timer::missing(workflow.tasks()).is_some() {
+        let (recorded, changed) = match &engine.journal {
+            Some(settings) => journaling::recorded(settings, &workflow, &run_id).await?,
+            None => (None, Vec::new()),
+        };
+        let kept = (recorded.as_ref().or(previous.as_ref()))
+            .map(|previous| resume::kept(&workflow, plan, previous, &changed));
+        let runs = |index: usize| kept.as_ref().is_none_or(|kept| !kept[index]);
+        let to_run = workflow.tasks().enumerate().filter(|(i, _)| runs(*i));
+        if let Some(errors) = timer::missing(to_run.map(|(_, t)| t)) {
+            return Err(errors);
+        }
+    }
     let (previous, changed, journal) = match &engine.journal {
         Some(settings) => {
             let opened = journaling::open(settings, &workflow, &run_id).await?;

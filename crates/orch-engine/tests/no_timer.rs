@@ -174,3 +174,55 @@ fn retries_without_a_pause_let_the_runtime_run_other_tasks() {
         other.await.expect("ran");
     });
 }
+
+/// A durable run refused for want of a timer leaves nothing in the journal (it once
+/// recorded the run's start, and `orch runs list` showed a run that never ran); a resumed
+/// one whose tasks needing a timer all completed before still runs.
+#[cfg(feature = "journal")]
+#[test]
+fn a_durable_run_refused_for_want_of_a_timer_is_not_recorded() {
+    use orch_core::RunId;
+    use orch_journal::{Durability, FileJournal, Journal};
+
+    let dir = tempfile::tempdir().expect("a directory");
+    let durable = || {
+        let journal = FileJournal::new(dir.path()).expect("a journal");
+        WorkflowEngine::builder()
+            .journal(journal, Durability::Process)
+            .build()
+            .expect("valid")
+    };
+    let run_id = RunId::parse("timerless").expect("an id");
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("b", "t").timeout(Duration::from_secs(5)));
+    let engine = durable();
+    counting_handler(&engine, "t", 0);
+    let errors = timerless_runtime()
+        .block_on(engine.run_durable(&workflow, run_id.clone()))
+        .expect_err("no timer for b");
+    assert_needs_timer(&errors, &[("b", "timeout")]);
+    let journal = FileJournal::new(dir.path()).expect("a journal");
+    let recorded = timerless_runtime()
+        .block_on(journal.load(&run_id))
+        .expect("readable");
+    assert!(recorded.is_none(), "the refused run is not in the journal");
+
+    // Run once with a timer, then resumed without one: `b` completed and is kept.
+    let timed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let first = timed
+        .block_on(engine.run_durable(&workflow, run_id.clone()))
+        .expect("runs");
+    assert_eq!(first.status, WorkflowStatus::Completed);
+    let grown = workflow.clone().task(Task::new("c", "t").depends_on(["b"]));
+    let again = durable();
+    let calls = counting_handler(&again, "t", 0);
+    let resumed = timerless_runtime()
+        .block_on(again.run_durable(&grown, run_id))
+        .expect("b needs no timer: it is kept");
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "only c ran");
+}
