@@ -171,7 +171,8 @@ impl LoadedRun {
     /// since a dependency's changed), and which takes a map task's instances' records
     /// out of force too. A map instance's records come with its map task's
     /// completion, so its last one is in force (one written with a completion cut short
-    /// is replaced when the map completes again).
+    /// is replaced when the map completes again, or taken out of force if that
+    /// completion has fewer instances).
     pub(crate) fn push(&mut self, task_id: TaskId, record: TaskRecord) {
         self.end = None;
         for t in [record.start_time, record.end_time].into_iter().flatten() {
@@ -181,24 +182,39 @@ impl LoadedRun {
         let completed = |i: &usize| self.records[*i].1.status == TaskStatus::Completed;
         let instance = !self.definition.tasks.contains_key(&task_id);
         let reset = record.status == TaskStatus::Pending;
-        if instance || reset || !self.current.get(&task_id).is_some_and(completed) {
+        let in_force = instance || reset || !self.current.get(&task_id).is_some_and(completed);
+        if in_force && !instance && record.status == TaskStatus::Completed {
+            // A map's completion comes right after its instances, numbered from 0: any
+            // instance numbered past those is of a completion cut short, not this one.
+            let written = (index.checked_sub(1))
+                .and_then(|before| MapSpec::parse_instance_id(&self.records[before].0))
+                .filter(|(map, _)| *map == task_id.as_str())
+                .map_or(0, |(_, item)| item + 1);
+            self.forget_instances(&task_id, written);
+        }
+        if in_force {
             self.current.insert(task_id.clone(), index);
         }
         if reset && !instance {
             // A map task's instances were recorded together, numbered from 0: they go
-            // with the completion the reset undoes. A task of the workflow named like
-            // one (`x[0]` beside a plain task `x`) is no instance: a map task cannot have
-            // it beside it, so `x` is then no map task.
-            let mut item = 0;
-            loop {
-                let id = MapSpec::instance_id(&task_id, item);
-                if self.definition.tasks.contains_key(&id) || self.current.remove(&id).is_none() {
-                    break;
-                }
-                item += 1;
-            }
+            // with the completion the reset undoes.
+            self.forget_instances(&task_id, 0);
         }
         self.records.push((task_id, record));
+    }
+
+    /// Takes the records of map task `task`'s instances numbered `from` on out of force.
+    /// A task of the workflow named like one (`x[0]` beside a plain task `x`) is no
+    /// instance: a map task cannot have it beside it, so `x` is then no map task.
+    fn forget_instances(&mut self, task: &TaskId, from: usize) {
+        let mut item = from;
+        loop {
+            let id = MapSpec::instance_id(task, item);
+            if self.definition.tasks.contains_key(&id) || self.current.remove(&id).is_none() {
+                break;
+            }
+            item += 1;
+        }
     }
 
     /// Takes in the definition of the workflow the run was opened with again: the

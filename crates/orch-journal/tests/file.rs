@@ -614,6 +614,25 @@ fn map_instance_records_come_back_with_their_completed_map() {
     assert_eq!(loaded.task("m[0]"), Some(&again[0].1));
     let result = loaded.to_result(&workflow).unwrap();
     assert_eq!(result.task("m[0]"), Some(&again[0].1));
+
+    // The same, with the map completing again with fewer instances: those of the
+    // completion cut short that it did not write again are not its own.
+    let fewer = run_id("fewer");
+    let opened = block_on(journal.open(&fewer, &workflow)).unwrap();
+    let cut_short = [
+        ("m[0]", completed(json!("torn"))),
+        ("m[1]", completed(json!("torn"))),
+        ("m[2]", completed(json!("torn"))),
+    ];
+    append(&*opened.writer, &cut_short);
+    append(&*opened.writer, &again);
+    drop(opened);
+    let loaded = block_on(journal.load(&fewer)).unwrap().unwrap();
+    assert_eq!(loaded.task("m[1]"), None);
+    assert_eq!(loaded.task("m[2]"), None);
+    let result = loaded.to_result(&workflow).unwrap();
+    assert_eq!(result.task("m[0]"), Some(&again[0].1));
+    assert_eq!(result.task("m[2]"), None);
 }
 
 #[test]
