@@ -181,6 +181,32 @@ fn branch_workflow_with(join_rule: TriggerRule, route: Task) -> Workflow {
         )
 }
 
+/// As without rules, a task skipped after a failure upstream names the failed task, also
+/// when the workflow has rules (there, with the dependency that decided it).
+#[test]
+fn a_skip_far_downstream_of_a_failure_names_the_failed_task() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("extract", "fail"))
+        .task(Task::new("transform", "ok").depends_on(["extract"]))
+        .task(Task::new("load", "ok").depends_on(["transform"]))
+        .task(
+            Task::new("cleanup", "ok")
+                .depends_on(["load"])
+                .trigger_rule(TriggerRule::AllDone),
+        );
+    let result = run(&engine, &workflow);
+    assert_eq!(
+        reason(&result, "transform"),
+        "dependency `extract` failed (trigger rule `all_success`)"
+    );
+    assert_eq!(
+        reason(&result, "load"),
+        "dependency `transform` was skipped after `extract` failed (trigger rule `all_success`)"
+    );
+    assert_eq!(status(&result, "cleanup"), TaskStatus::Completed);
+}
+
 #[test]
 fn a_branch_skips_the_unchosen_subtree_and_a_join_runs_after_the_chosen_one() {
     let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(2));

@@ -18,7 +18,13 @@ pub(super) struct Rules {
     rule: Vec<TriggerRule>,
     outcomes: Vec<DependencyOutcomes>,
     decided: Vec<bool>,
+    /// For each task a rule skipped after a failure upstream, the task that failed
+    /// ([`NO_FAILURE`] for the others): its skip reason names it.
+    failed_upstream: Vec<u32>,
 }
+
+/// No failure upstream of a skip (see [`Rules::failed_upstream`]).
+const NO_FAILURE: u32 = u32::MAX;
 
 /// The most dependencies a skip reason lists by name.
 const LISTED: usize = 5;
@@ -43,6 +49,7 @@ impl Rules {
         Some(Self {
             rule: workflow.tasks().map(|task| task.trigger_rule).collect(),
             decided: vec![false; outcomes.len()],
+            failed_upstream: vec![NO_FAILURE; outcomes.len()],
             outcomes,
         })
     }
@@ -240,8 +247,26 @@ impl Scheduler<'_> {
             }
             Decision::Skip => {
                 rules.decided[index] = true;
+                // The failure the deciding dependency's end goes back to, if any.
+                let failed = match last {
+                    Some((dependency, TaskStatus::Failed)) => dependency as u32,
+                    Some((dependency, TaskStatus::Skipped)) => rules.failed_upstream[dependency],
+                    _ => NO_FAILURE,
+                };
+                rules.failed_upstream[index] = failed;
                 let reason = match last {
-                    // One dependency decided it: it is named alone.
+                    // One dependency decided it: it is named alone, with the failure
+                    // upstream that its skip goes back to.
+                    Some((dependency, TaskStatus::Skipped))
+                        if failed != NO_FAILURE
+                            && (!outcomes.all_ended() || outcomes.total == 1) =>
+                    {
+                        format!(
+                            "dependency `{}` was skipped after `{}` failed (trigger rule `{rule}`)",
+                            self.task(dependency).task_id,
+                            self.task(failed as usize).task_id,
+                        )
+                    }
                     Some((dependency, status)) if !outcomes.all_ended() || outcomes.total == 1 => {
                         format!(
                             "dependency `{}` {} (trigger rule `{rule}`)",
