@@ -21,7 +21,7 @@ use crate::journaling::{self, RunJournal};
 
 use crate::pools::Queue;
 use crate::timer::Deadline;
-use crate::{Handler, RunError, TaskContext, timer};
+use crate::{Handler, RunError, TaskContext};
 use settle::Begun;
 
 mod announcing;
@@ -62,20 +62,10 @@ pub(crate) async fn execute(
     let features = plan.features();
     let queue = Queue::new(&workflow, plan, &engine.pools)
         .map_err(|tasks| RunError::UnknownPools { tasks })?;
-    // Without a timer, a run whose tasks need one is refused before the journal records
-    // it: only the tasks the journal keeps from an earlier run need none.
-    if (features.timeouts || features.retries) && timer::missing(workflow.tasks()).is_some() {
-        let (recorded, changed) = match &engine.journal {
-            Some(settings) => journaling::recorded(settings, &workflow, &run_id).await?,
-            None => (None, Vec::new()),
-        };
-        let kept = (recorded.as_ref().or(previous.as_ref()))
-            .map(|previous| resume::kept(&workflow, plan, previous, &changed));
-        let runs = |index: usize| kept.as_ref().is_none_or(|kept| !kept[index]);
-        let to_run = workflow.tasks().enumerate().filter(|(i, _)| runs(*i));
-        if let Some(errors) = timer::missing(to_run.map(|(_, t)| t)) {
-            return Err(errors);
-        }
+    if features.timeouts || features.retries {
+        let journal = engine.journal.as_ref();
+        resume::refuse_without_a_timer(journal, &workflow, plan, previous.as_ref(), &run_id)
+            .await?;
     }
     let (previous, changed, journal) = match &engine.journal {
         Some(settings) => {
@@ -85,22 +75,13 @@ pub(crate) async fn execute(
         }
         None => (previous, Vec::new(), None),
     };
-    if let Some(previous) = &previous
-        && previous.workflow_id != workflow.workflow_id()
-    {
-        return Err(RunError::ForeignResult {
-            expected: workflow.workflow_id().to_owned(),
-            found: previous.workflow_id.clone(),
-        });
-    }
+    resume::refuse_foreign(previous.as_ref(), &workflow)?;
     let kept = previous
         .as_ref()
         .map(|previous| resume::kept(&workflow, plan, previous, &changed));
     // Tasks kept from the earlier run do not run again, so need no timer.
-    let runs = |index: usize| kept.as_ref().is_none_or(|kept| !kept[index]);
-    let to_run = workflow.tasks().enumerate();
     if (features.timeouts || features.retries)
-        && let Some(errors) = timer::missing(to_run.filter(|(i, _)| runs(*i)).map(|(_, t)| t))
+        && let Some(errors) = resume::needs_timer(&workflow, kept.as_deref())
     {
         return Err(errors);
     }

@@ -1,9 +1,10 @@
 //! Resuming: which tasks of an earlier run are kept, and taking over their records.
 
-use orch_core::{EngineEventKind, Plan, TaskId, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{EngineEventKind, Plan, RunId, TaskId, TaskStatus, Workflow, WorkflowResult};
 
 use super::Scheduler;
 use crate::output::Stored;
+use crate::{RunError, journaling, timer};
 
 /// Per task (by plan index), whether `previous` keeps it from running again: it completed
 /// there and its output survives in the record, or it was skipped without running, and
@@ -64,6 +65,54 @@ pub(super) fn kept(
             });
     }
     kept
+}
+
+/// Refuses to resume from `previous` if it is a result of another workflow.
+pub(super) fn refuse_foreign(
+    previous: Option<&WorkflowResult>,
+    workflow: &Workflow,
+) -> Result<(), RunError> {
+    match previous {
+        Some(previous) if previous.workflow_id != workflow.workflow_id() => {
+            Err(RunError::ForeignResult {
+                expected: workflow.workflow_id().to_owned(),
+                found: previous.workflow_id.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Without a timer, refuses a run whose tasks need one before the journal records it:
+/// only the tasks the journal (or `previous`) keeps from an earlier run need none.
+pub(super) async fn refuse_without_a_timer(
+    journal: Option<&journaling::JournalSettings>,
+    workflow: &Workflow,
+    plan: &Plan,
+    previous: Option<&WorkflowResult>,
+    run_id: &RunId,
+) -> Result<(), RunError> {
+    if timer::missing(workflow.tasks()).is_none() {
+        return Ok(());
+    }
+    let (recorded, changed) = match journal {
+        Some(settings) => journaling::recorded(settings, workflow, run_id).await?,
+        None => (None, Vec::new()),
+    };
+    let kept =
+        (recorded.as_ref().or(previous)).map(|previous| kept(workflow, plan, previous, &changed));
+    match needs_timer(workflow, kept.as_deref()) {
+        Some(errors) => Err(errors),
+        None => Ok(()),
+    }
+}
+
+/// The error for the tasks of `workflow` that need a timer and run (those `kept` does
+/// not keep), when there is none.
+pub(super) fn needs_timer(workflow: &Workflow, kept: Option<&[bool]>) -> Option<RunError> {
+    let runs = |index: usize| kept.is_none_or(|kept| !kept[index]);
+    let to_run = workflow.tasks().enumerate().filter(|(i, _)| runs(*i));
+    timer::missing(to_run.map(|(_, task)| task))
 }
 
 /// Whether a recorded outcome can be kept by a resume (when what it was decided on
