@@ -185,13 +185,15 @@ impl RemoteHandler {
     ///
     /// To cancel a run that is still running, use its
     /// [`RunHandle::cancel`](orch_engine::RunHandle::cancel): the engine tells the
-    /// workers itself, and the whole run stops. Called on a running run, this fails the
-    /// attempts that this handler is waiting for, permanently (their dependents are
-    /// skipped; other tasks go on). An attempt waiting in another process for the run
-    /// gets no result: it ends at its task's timeout, if the task has one.
+    /// workers itself, and the whole run stops. Called on a running run, this fails,
+    /// permanently, the attempts this handler is waiting for whose task messages went
+    /// out before the cancellation (their dependents are skipped; other tasks go on, and
+    /// their attempts sent later run). An attempt waiting in another process for the
+    /// run gets no result: it ends at its task's timeout, if the task has one.
     pub async fn cancel_run(&self, run: &orch_core::RunId) {
-        self.inner.routes.cancel_run(run);
-        self.inner.publish_cancel(run, None, None).await;
+        // The attempts the cancellation covers, once sent: one sent meanwhile is not.
+        let up_to = self.inner.publish_cancel(run, None, None).await;
+        self.inner.routes.cancel_run(run, up_to);
     }
 }
 
@@ -384,7 +386,7 @@ impl Inner {
         run: &orch_core::RunId,
         attempt: Option<(&orch_core::TaskId, u32)>,
         sequence: Option<u64>,
-    ) {
+    ) -> Option<u64> {
         let up_to_sequence = match sequence {
             Some(sequence) => Some(sequence),
             None => match self.js.get_stream(self.names.tasks_stream()).await {
@@ -408,6 +410,7 @@ impl Inner {
         {
             tracing::warn!(%run, %error, "could not publish a cancellation");
         }
+        up_to_sequence
     }
 }
 

@@ -78,12 +78,28 @@ impl Routes {
         }
     }
 
-    /// Ends the wait of every attempt of run `run` as [`Settled::RunCancelled`].
-    pub(crate) fn cancel_run(&self, run: &RunId) {
+    /// Ends as [`Settled::RunCancelled`] the wait of every attempt of run `run` whose task
+    /// message is stream message `up_to` or an earlier one (every attempt of the run when
+    /// `up_to` is unknown): those a cancellation covering the stream up to `up_to`
+    /// reaches. An attempt sent later waits for its result as usual.
+    pub(crate) fn cancel_run(&self, run: &RunId, up_to: Option<u64>) {
+        let covered: Vec<AttemptKey> = match up_to {
+            Some(up_to) => lock(&self.by_sequence)
+                .iter()
+                .filter(|(sequence, key)| **sequence <= up_to && key.run == *run)
+                .map(|(_, key)| key.clone())
+                .collect(),
+            None => (lock(&self.waiting).keys())
+                .filter(|key| key.run == *run)
+                .cloned()
+                .collect(),
+        };
         let cancelled: Vec<_> = {
             let mut waiting = lock(&self.waiting);
-            let keys: Vec<_> = waiting.keys().filter(|k| k.run == *run).cloned().collect();
-            keys.iter().filter_map(|key| waiting.remove(key)).collect()
+            covered
+                .iter()
+                .filter_map(|key| waiting.remove(key))
+                .collect()
         };
         for sender in cancelled {
             let _ = sender.send(Settled::RunCancelled);
