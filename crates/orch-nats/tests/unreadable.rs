@@ -295,3 +295,43 @@ async fn a_task_message_refused_by_a_worker_that_cannot_store_results_is_given_b
     .await;
     stop.cancel();
 }
+
+/// Past its deadline, a task message whose failure cannot be stored is terminated all
+/// the same: nobody waits for its attempt, and given back it only went through its
+/// deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_task_message_past_its_deadline_is_terminated_unreported() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let _remote = RemoteHandler::connect(&as_user(&server, "coordinator", "coordinator-pw"))
+        .await
+        .expect("the coordinator connects");
+    let stop = CancellationToken::new();
+    let mute = embed_worker(&server, "mute", "mute-pw").await;
+    tokio::spawn(mute.run(stop.clone()));
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        "coordinator".into(),
+        "coordinator-pw".into(),
+    )
+    .connect(server.url())
+    .await
+    .expect("connects");
+    let js = jetstream::new(client);
+    let past =
+        json!({"v": 1, "run_id": "r2", "task": {"task_id": "t"}, "attempt": 1, "deadline_ms": 1});
+    js.publish("orch.task.embed", past.to_string().into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    eventually("the message's removal", || {
+        let mut tasks = tasks.clone();
+        async move { (tasks.info().await.expect("info").state.messages == 0).then_some(()) }
+    })
+    .await;
+    let mut consumer = consumer_of(&js, "embed").await;
+    assert_eq!(consumer.info().await.expect("info").num_redelivered, 0);
+    stop.cancel();
+}

@@ -307,7 +307,8 @@ fn outcome(result: Result<Output, TaskError>) -> Outcome {
 /// error, once its attempt's failure is stored when the message says which attempt it
 /// is. A failure that cannot be stored hands the message back instead, to be refused
 /// again: its coordinator waits for the attempt, and finds out only from a stored result
-/// (or from the message running out of deliveries).
+/// (or from the message running out of deliveries); past the attempt's deadline, when
+/// nobody waits, the message is terminated all the same.
 async fn refuse(
     shared: &Shared,
     queue: &TypeQueue,
@@ -343,7 +344,13 @@ async fn refuse(
     let payload = bytes::Bytes::from(protocol::write(&result_message(shared, &key, failed)));
     let deadline = envelope.deadline_ms.map(protocol::until);
     let publish = publish_result(shared, &key, payload, deadline, hand_back);
-    if with_progress(message, queue.progress_every, publish).await {
+    let stored = with_progress(message, queue.progress_every, publish).await;
+    // Past its deadline, nobody waits for the attempt: given back, it would only be
+    // refused again.
+    let past_deadline = envelope
+        .deadline_ms
+        .is_some_and(|d| protocol::until(d).is_zero());
+    if stored || past_deadline {
         ack(message, AckKind::Term).await;
     } else {
         ack(message, AckKind::Nak(None)).await;
