@@ -184,12 +184,16 @@ impl LoadedRun {
         let reset = record.status == TaskStatus::Pending;
         let in_force = instance || reset || !self.current.get(&task_id).is_some_and(completed);
         if in_force && !instance && record.status == TaskStatus::Completed {
-            // A map's completion comes right after its instances, numbered from 0: any
-            // instance numbered past those is of a completion cut short, not this one.
-            let written = (index.checked_sub(1))
-                .and_then(|before| MapSpec::parse_instance_id(&self.records[before].0))
-                .filter(|(map, _)| *map == task_id.as_str())
-                .map_or(0, |(_, item)| item + 1);
+            // A map's completion holds its list of outputs, one per instance, and comes
+            // right after the instances' records, numbered from 0: any instance numbered
+            // past those is of a completion cut short, not this one.
+            let written = match &record.result {
+                Some(serde_json::Value::Array(outputs)) => outputs.len(),
+                _ => (index.checked_sub(1))
+                    .and_then(|before| MapSpec::parse_instance_id(&self.records[before].0))
+                    .filter(|(map, _)| *map == task_id.as_str())
+                    .map_or(0, |(_, item)| item + 1),
+            };
             self.forget_instances(&task_id, written);
         }
         if in_force {

@@ -633,6 +633,18 @@ fn map_instance_records_come_back_with_their_completed_map() {
     let result = loaded.to_result(&workflow).unwrap();
     assert_eq!(result.task("m[0]"), Some(&again[0].1));
     assert_eq!(result.task("m[2]"), None);
+
+    // And completing again with no instances at all (an empty list), its record right
+    // after the instances of the completion cut short.
+    let none = run_id("none");
+    let opened = block_on(journal.open(&none, &workflow)).unwrap();
+    append(&*opened.writer, &cut_short);
+    append(&*opened.writer, &[("m", completed(json!([])))]);
+    drop(opened);
+    let loaded = block_on(journal.load(&none)).unwrap().unwrap();
+    for instance in ["m[0]", "m[1]", "m[2]"] {
+        assert_eq!(loaded.task(instance), None, "{instance}");
+    }
 }
 
 #[test]
