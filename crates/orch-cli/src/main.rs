@@ -91,7 +91,9 @@
 //!   to the queue for another worker, and exits with 0 (with 128 + the signal's number
 //!   when stopped before it was connected, or by a third signal, which ends it at once
 //!   whatever it still waits for; tasks it held go to other workers after the server's
-//!   ack wait). A server that is gone holds it up by at most 5 s. Commands run in the worker's environment (`forward_env`
+//!   ack wait). A server that is gone holds it up past the grace period only while a
+//!   result publish already under way waits for its answer (at most 5 s) and for its
+//!   last acknowledgements (at most 5 s more). Commands run in the worker's environment (`forward_env`
 //!   reads the worker's variables), relative `cwd`s start from `--dir` (default: the
 //!   worker's current directory), and dependency files (`ORCH_INPUTS_DIR`) are removed
 //!   when each attempt ends. It prints one line once it serves.

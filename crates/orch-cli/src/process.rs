@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -21,6 +21,10 @@ use tokio::process::Command;
 use crate::spec::{Capture, CommandSpec};
 
 mod error;
+mod groups;
+
+use groups::GroupGuard;
+pub(crate) use groups::kill_running_commands;
 
 pub(crate) use error::CommandError;
 
@@ -57,30 +61,6 @@ pub(crate) struct Launch<'a> {
 
 /// The largest element (as JSON) a map instance's command gets in `ORCH_ITEM`.
 const ITEM_IN_ENV: usize = 64 << 10;
-
-/// Kills the whole process group when dropped, while the command is not reaped: whether
-/// the attempt timed out (the engine drops it) or ended, nothing the command started
-/// outlives it. Once the command is reaped its pid may be reused, so the guard is disarmed
-/// (the group was killed just before).
-struct GroupGuard {
-    pid: Pid,
-    armed: bool,
-}
-
-impl GroupGuard {
-    /// Sends `signal` to the group, unless the command was reaped.
-    fn signal(&self, signal: Signal) {
-        if self.armed {
-            let _ = killpg(self.pid, signal);
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
-    }
-}
 
 /// How the command's own process stopped running.
 enum Ended {
@@ -144,10 +124,7 @@ pub(crate) async fn run(
             "the child exited at once",
         )));
     };
-    let mut group = GroupGuard {
-        pid: Pid::from_raw(pid as i32),
-        armed: true,
-    };
+    let mut group = GroupGuard::new(Pid::from_raw(pid as i32));
     let mut output = Vec::new();
     let mut tail = Tail::default();
     let mut status = None;
@@ -175,7 +152,7 @@ pub(crate) async fn run(
                     // Whatever the command left behind goes with it, so its pipes close;
                     // killed before the command is reaped, while its group id is its own.
                     group.signal(Signal::SIGKILL);
-                    group.armed = false;
+                    group.disarm();
                     status = Some(child.wait().await.map_err(CommandError::Io)?);
                     kill_at = None;
                     drain_until = Some(Box::pin(tokio::time::sleep(PIPE_GRACE)));

@@ -154,8 +154,10 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         );
         now_on_signal.cancel();
         // Whatever the worker still waits for (a server that is gone), a third signal
-        // ends it: its tasks go to other workers after the server's ack wait.
+        // ends it, and the commands still running with it: its tasks go to other workers
+        // after the server's ack wait.
         let number = crate::signals::next(&mut signals).await;
+        crate::process::kill_running_commands();
         std::process::exit(128 + i32::from(number));
     });
     worker.run_until(stop, stop_now).await;

@@ -123,12 +123,27 @@ fn start_long_command(
     dir: &Dir,
     worker_args: &[&str],
 ) -> (WorkerProcess, std::process::Child, i32) {
+    start_command(
+        server,
+        dir,
+        worker_args,
+        "echo $$ > long.pid; exec sleep 300",
+    )
+}
+
+/// [`start_long_command`], the command being the shell script `script` (which writes
+/// its pid to `long.pid`).
+fn start_command(
+    server: &NatsServer,
+    dir: &Dir,
+    worker_args: &[&str],
+    script: &str,
+) -> (WorkerProcess, std::process::Child, i32) {
     dir.write(
         "w.yaml",
-        r#"workflow_id: long
-tasks:
-  long: { task_type: command, config: { shell: true, script: 'echo $$ > long.pid; exec sleep 300' } }
-"#,
+        &format!(
+            "workflow_id: long\ntasks:\n  long: {{ task_type: command, config: {{ shell: true, script: '{script}' }} }}\n"
+        ),
     );
     let place = dir.path().display().to_string();
     let worker = WorkerProcess::start(
@@ -379,4 +394,27 @@ fn a_third_ctrl_c_ends_a_stopping_worker_at_once() {
     }
     let status = worker.child.wait().expect("the worker exits");
     assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+/// A third signal ends the worker at once, and no command it ran outlives it, not even
+/// one that ignores the polite stop (SIGTERM): the task goes to another worker, and must
+/// not run twice at the same time.
+#[test]
+fn a_third_ctrl_c_kills_the_commands_still_running() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    let script = "trap \"\" TERM; echo $$ > long.pid; exec sleep 300";
+    let (mut worker, mut coordinator, command) =
+        start_command(&server, &dir, &["--shutdown-grace", "10m"], script);
+    for _ in 0..3 {
+        kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = worker.child.wait().expect("the worker exits");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    wait_for("the command to be killed", || !alive(command));
+    kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
+    let _ = coordinator.wait();
 }
