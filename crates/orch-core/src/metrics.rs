@@ -54,7 +54,8 @@ pub struct RunMetrics {
     /// counts only for what it ran in this one), divided by (wall time x
     /// `max_concurrent`). A task's duration runs from its first start to its last end,
     /// its retry pauses included, though its slot is free during them: with retries the
-    /// figure can pass 1. `None` for a run that took no time or in which no task ran.
+    /// figure can pass 1. `None` for a run that took no time or in which no task ran
+    /// (0 for a resumed run whose tasks all ran before it).
     pub parallel_efficiency: Option<f64>,
 }
 
