@@ -83,9 +83,9 @@ pub(crate) struct RunJournal {
     /// Per task, whether a commit holding its record has resolved (or the record came
     /// from the journal itself).
     recorded: Vec<bool>,
-    /// Tasks of a resumed run whose recorded outcome no longer stands, to be recorded as
-    /// pending ahead of any other record, so that their new outcomes replace the old;
-    /// each with the record that resets it (pending, with the attempts made so far).
+    /// Tasks of a resumed run whose recorded outcome no longer stands, each with the
+    /// record that resets it (pending, with the attempts made so far): committed by
+    /// [`RunJournal::commit_resets`] before any task runs.
     resets: Vec<(u32, TaskRecord)>,
     failure: Option<JournalError>,
 }
@@ -151,11 +151,7 @@ impl RunJournal {
         let ids = batch
             .iter()
             .map(|&index| &shared.task(index as usize).task_id);
-        let resets = std::mem::take(&mut self.resets);
-        let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(resets.len() + batch.len());
-        pairs.extend(
-            (resets.iter()).map(|(index, record)| (&shared.task(*index as usize).task_id, record)),
-        );
+        let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(batch.len());
         for ((&index, id), line) in batch.iter().zip(ids).zip(&lines) {
             let map = instances.iter().find(|(map, _)| *map == index);
             pairs.extend(
@@ -199,11 +195,6 @@ impl RunJournal {
         if let Some(error) = self.failure {
             return Err(failed(error));
         }
-        // Not committed yet: no task ended, or the run was cut short before it could be.
-        let resets = (self.resets.iter()).filter_map(|(index, record)| {
-            let (id, _) = result.tasks.get_index(*index as usize)?;
-            Some((id, record))
-        });
         let ended = result
             .tasks
             .iter()
@@ -212,7 +203,7 @@ impl RunJournal {
                 !**recorded && !matches!(record.status, TaskStatus::Pending | TaskStatus::Completed)
             })
             .map(|((id, record), _)| (id, record));
-        let rest: Vec<_> = resets.chain(ended).collect();
+        let rest: Vec<_> = ended.collect();
         if !rest.is_empty() {
             self.writer.append(&rest).await.map_err(failed)?;
         }

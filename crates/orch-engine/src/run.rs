@@ -79,12 +79,6 @@ pub(crate) async fn execute(
     let kept = previous
         .as_ref()
         .map(|previous| resume::kept(&workflow, plan, previous, &changed));
-    // Tasks kept from the earlier run do not run again, so need no timer.
-    if (features.timeouts || features.retries)
-        && let Some(errors) = resume::needs_timer(&workflow, kept.as_deref())
-    {
-        return Err(errors);
-    }
     let by_type: Vec<Arc<dyn Handler>> = plan
         .task_types()
         .iter()

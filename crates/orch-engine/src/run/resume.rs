@@ -109,7 +109,7 @@ pub(super) async fn refuse_without_a_timer(
 
 /// The error for the tasks of `workflow` that need a timer and run (those `kept` does
 /// not keep), when there is none.
-pub(super) fn needs_timer(workflow: &Workflow, kept: Option<&[bool]>) -> Option<RunError> {
+fn needs_timer(workflow: &Workflow, kept: Option<&[bool]>) -> Option<RunError> {
     let runs = |index: usize| kept.is_none_or(|kept| !kept[index]);
     let to_run = workflow.tasks().enumerate().filter(|(i, _)| runs(*i));
     timer::missing(to_run.map(|(_, task)| task))
