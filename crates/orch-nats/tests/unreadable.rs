@@ -226,34 +226,42 @@ async fn embed_worker(server: &NatsServer, user: &str, password: &str) -> Worker
         .expect("the worker connects")
 }
 
+/// A mute worker (one that may take `embed` tasks but not store results) running until
+/// the token is cancelled, on a server with the docs' permissions whose streams a
+/// coordinator set up, and `message` published on the `embed` queue; with the
+/// coordinator user's JetStream context.
+async fn mute_worker_given(
+    server: &NatsServer,
+    message: &Value,
+) -> (
+    jetstream::Context,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let coordinator = as_user(server, "coordinator", "coordinator-pw");
+    let _streams = RemoteHandler::connect(&coordinator)
+        .await
+        .expect("the coordinator connects");
+    let stop = CancellationToken::new();
+    let mute = embed_worker(server, "mute", "mute-pw").await;
+    let mute = tokio::spawn(mute.run(stop.clone()));
+    let js = jetstream::new(coordinator.connect().await.expect("connects"));
+    js.publish("orch.task.embed", message.to_string().into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    (js, stop, mute)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_message_refused_by_a_worker_that_cannot_store_results_is_given_back() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
         return;
     };
-    // The streams, as a coordinator sets them up.
-    let _remote = RemoteHandler::connect(&as_user(&server, "coordinator", "coordinator-pw"))
-        .await
-        .expect("the coordinator connects");
-    let stop_mute = CancellationToken::new();
-    let mute = embed_worker(&server, "mute", "mute-pw").await;
-    let mute = tokio::spawn(mute.run(stop_mute.clone()));
-
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        "coordinator".into(),
-        "coordinator-pw".into(),
-    )
-    .connect(server.url())
-    .await
-    .expect("connects");
-    let js = jetstream::new(client);
     // It names its attempt, but has no task type.
     let unrunnable = json!({"v": 1, "run_id": "r1", "task": {"task_id": "t"}, "attempt": 1});
-    js.publish("orch.task.embed", unrunnable.to_string().into())
-        .await
-        .expect("published")
-        .await
-        .expect("stored");
+    let (js, stop_mute, mute) = mute_worker_given(&server, &unrunnable).await;
     let consumer = consumer_of(&js, "embed").await;
     eventually("a second delivery", || {
         let mut consumer = consumer.clone();
@@ -304,27 +312,9 @@ async fn a_refused_task_message_past_its_deadline_is_terminated_unreported() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
         return;
     };
-    let _remote = RemoteHandler::connect(&as_user(&server, "coordinator", "coordinator-pw"))
-        .await
-        .expect("the coordinator connects");
-    let stop = CancellationToken::new();
-    let mute = embed_worker(&server, "mute", "mute-pw").await;
-    tokio::spawn(mute.run(stop.clone()));
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        "coordinator".into(),
-        "coordinator-pw".into(),
-    )
-    .connect(server.url())
-    .await
-    .expect("connects");
-    let js = jetstream::new(client);
     let past =
         json!({"v": 1, "run_id": "r2", "task": {"task_id": "t"}, "attempt": 1, "deadline_ms": 1});
-    js.publish("orch.task.embed", past.to_string().into())
-        .await
-        .expect("published")
-        .await
-        .expect("stored");
+    let (js, stop, _mute) = mute_worker_given(&server, &past).await;
     let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
     eventually("the message's removal", || {
         let mut tasks = tasks.clone();
