@@ -432,34 +432,41 @@ fn tasks_decided_after_a_cancellation_end_cancelled_not_skipped() {
     });
 }
 
-#[test]
-fn a_task_started_after_a_slow_first_poll_gets_its_own_start_time() {
-    // Real time, not paused: the first handler keeps the run's thread busy.
+/// Runs task `a` (with `first`, its handler on the run's own task, and `retries`) beside
+/// a quick task `b` on a current-thread runtime, in real time (the handler keeps the
+/// run's thread busy); returns the result and how long after `a` started `b` did.
+fn start_after(first: impl orch_engine::Handler, retries: u32) -> (WorkflowResult, Duration) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
-    engine.register_handler(
-        "busy_first",
-        orch_engine::inline(|_ctx: TaskContext| async move {
-            std::thread::sleep(Duration::from_millis(200));
-            tokio::task::yield_now().await;
-            Ok::<_, TaskError>(json!(null))
-        }),
-    );
+    engine.register_handler("first", first);
     engine.register_handler(
         "quick",
         orch_engine::inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(json!(null)) }),
     );
     let workflow = Workflow::new("w", "W")
-        .task(Task::new("a", "busy_first"))
+        .task(Task::new("a", "first").retries(retries))
         .task(Task::new("b", "quick"));
     let result = runtime
         .block_on(engine.execute_workflow(&workflow))
         .expect("valid");
     let start = |id| record(&result, id).start_time.expect("started");
     let later = start("b").duration_since(start("a")).unwrap_or_default();
+    (result, later)
+}
+
+#[test]
+fn a_task_started_after_a_slow_first_poll_gets_its_own_start_time() {
+    let (_, later) = start_after(
+        orch_engine::inline(|_ctx: TaskContext| async move {
+            std::thread::sleep(Duration::from_millis(200));
+            tokio::task::yield_now().await;
+            Ok::<_, TaskError>(json!(null))
+        }),
+        0,
+    );
     assert!(
         later >= Duration::from_millis(150),
         "b started {later:?} after a, whose first poll took 200 ms"
@@ -468,15 +475,8 @@ fn a_task_started_after_a_slow_first_poll_gets_its_own_start_time() {
 
 #[test]
 fn a_task_started_after_a_slow_first_poll_that_fails_into_a_retry_gets_its_own_start_time() {
-    // Real time, not paused: the first handler keeps the run's thread busy, then fails
-    // (and is tried again) without ever waiting.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
-    engine.register_handler(
-        "busy_then_fails_once",
+    // The first attempt fails (and is tried again) without ever waiting.
+    let (result, later) = start_after(
         orch_engine::inline(|ctx: TaskContext| async move {
             if ctx.attempt() == 1 {
                 std::thread::sleep(Duration::from_millis(200));
@@ -484,20 +484,9 @@ fn a_task_started_after_a_slow_first_poll_that_fails_into_a_retry_gets_its_own_s
             }
             Ok::<_, TaskError>(json!(null))
         }),
+        1,
     );
-    engine.register_handler(
-        "quick",
-        orch_engine::inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(json!(null)) }),
-    );
-    let workflow = Workflow::new("w", "W")
-        .task(Task::new("a", "busy_then_fails_once").retries(1))
-        .task(Task::new("b", "quick"));
-    let result = runtime
-        .block_on(engine.execute_workflow(&workflow))
-        .expect("valid");
     assert_eq!(record(&result, "a").attempts, 2);
-    let start = |id| record(&result, id).start_time.expect("started");
-    let later = start("b").duration_since(start("a")).unwrap_or_default();
     assert!(
         later >= Duration::from_millis(150),
         "b started {later:?} after a, whose failed first poll took 200 ms"
