@@ -107,10 +107,10 @@ impl RunJournal {
         self.resets = resets;
     }
 
-    /// Commits the resets of a resumed run at once, before any task runs: the journal
-    /// took the run's new definition as its own when the run was opened, so a changed
-    /// task's old outcome, left in force by a run that stopped before its first commit,
-    /// would stand under the new definition at the next resume.
+    /// Commits the resets of a resumed run at once, before any task runs. The journal
+    /// takes the run's new definition with this first commit, in the same write: so a
+    /// changed task's old outcome never stands under the new definition, even when the
+    /// run stops right after.
     pub(crate) async fn commit_resets(&mut self, shared: &RunShared) -> Result<(), RunError> {
         if self.resets.is_empty() {
             return Ok(());

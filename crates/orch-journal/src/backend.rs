@@ -19,6 +19,8 @@ use crate::{JournalError, LoadedRun, OpenRun, RunWriter, WorkflowChanges, line};
 #[derive(Debug)]
 pub struct RunLines {
     next_seq: u64,
+    /// The definition [`RunLines::redefine`] took, until a batch carries it.
+    redefined: Option<Definition>,
 }
 
 impl RunLines {
@@ -26,7 +28,11 @@ impl RunLines {
     pub fn start(run: &RunId, workflow: &Workflow) -> Result<(Self, Vec<u8>), JournalError> {
         let mut buf = Vec::new();
         line::write_head(&mut buf, run, &Definition::of(workflow), SystemTime::now())?;
-        Ok((Self { next_seq: 1 }, buf))
+        let lines = Self {
+            next_seq: 1,
+            redefined: None,
+        };
+        Ok((lines, buf))
     }
 
     /// Reads back run `run` from `bytes`, every batch stored for it in order; `at` says
@@ -37,39 +43,53 @@ impl RunLines {
             read.run,
             Self {
                 next_seq: read.next_seq,
+                redefined: None,
             },
         ))
     }
 
-    /// The batch that records that the run goes on with `workflow`, changed since.
-    pub fn definition(&mut self, workflow: &Workflow) -> Result<Vec<u8>, JournalError> {
+    /// Takes note that the run goes on with `workflow`, changed since: the next batch
+    /// records it first, so that a run stopped before that batch keeps its definition
+    /// (and reopening it reports the same changes).
+    pub fn redefine(&mut self, workflow: &Workflow) {
+        self.redefined = Some(Definition::of(workflow));
+    }
+
+    /// A batch of the lines `write` makes (given the first sequence number; it returns
+    /// how many lines it wrote), after the workflow's changed definition if it is not
+    /// recorded yet.
+    fn batch(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>, u64) -> Result<u64, JournalError>,
+    ) -> Result<Vec<u8>, JournalError> {
         let mut buf = Vec::new();
-        line::write_definition(
-            &mut buf,
-            self.next_seq,
-            &Definition::of(workflow),
-            SystemTime::now(),
-        )?;
-        self.next_seq += 1;
+        let mut seq = self.next_seq;
+        if let Some(definition) = &self.redefined {
+            line::write_definition(&mut buf, seq, definition, SystemTime::now())?;
+            seq += 1;
+        }
+        seq += write(&mut buf, seq)?;
+        self.next_seq = seq;
+        self.redefined = None;
         Ok(buf)
     }
 
     /// The batch that records `records`.
     pub fn tasks(&mut self, records: &[(&TaskId, &TaskRecord)]) -> Result<Vec<u8>, JournalError> {
-        let mut buf = Vec::new();
-        for (i, (id, record)) in records.iter().enumerate() {
-            line::write_task(&mut buf, self.next_seq + i as u64, id, record)?;
-        }
-        self.next_seq += records.len() as u64;
-        Ok(buf)
+        self.batch(|buf, seq| {
+            for (i, (id, record)) in records.iter().enumerate() {
+                line::write_task(buf, seq + i as u64, id, record)?;
+            }
+            Ok(records.len() as u64)
+        })
     }
 
     /// The batch that records the run's end with `status`.
     pub fn end(&mut self, status: WorkflowStatus) -> Result<Vec<u8>, JournalError> {
-        let mut buf = Vec::new();
-        line::write_end(&mut buf, self.next_seq, status, SystemTime::now())?;
-        self.next_seq += 1;
-        Ok(buf)
+        self.batch(|buf, seq| {
+            line::write_end(buf, seq, status, SystemTime::now())?;
+            Ok(1)
+        })
     }
 }
 

@@ -193,21 +193,18 @@ impl FileJournal {
                 // with `Durability::Process`): the first sync does it.
                 let file = RunFile::new(path, locked, read.valid_len, read.next_seq)
                     .sync_directory_first(self.shared.dir.clone());
-                if !changes.is_empty() {
-                    file.append(run, false, |buf, seq| {
-                        line::write_definition(buf, seq, &definition, SystemTime::now())?;
-                        Ok(1)
-                    })?;
-                }
                 (file, Some(previous), changes)
             }
         };
+        // A changed definition goes in with the run's next lines (see `RunWriter`).
+        let redefined = (!changes.is_empty()).then_some(definition);
         Ok(OpenRun {
             previous,
             changes,
             writer: Box::new(FileRunWriter {
                 claim,
                 file: Arc::new(file),
+                redefined: std::sync::Mutex::new(redefined),
                 shared: Arc::clone(&self.shared),
             }),
         })
@@ -270,6 +267,9 @@ impl Journal for FileJournal {
 struct FileRunWriter {
     claim: Claim,
     file: Arc<RunFile>,
+    /// The definition of the workflow the run was reopened with, changed since, until
+    /// it is written: with the run's next lines, in the same write.
+    redefined: std::sync::Mutex<Option<Definition>>,
     /// Keeps the journal's sync thread for as long as the writer lives.
     shared: Arc<Shared>,
 }
@@ -293,11 +293,31 @@ impl FileRunWriter {
     fn syncer(&self) -> &Arc<Syncer> {
         &self.shared.syncer
     }
+
+    /// Appends the lines `build` makes (see [`RunFile::append`]), after the workflow's
+    /// changed definition if it is not written yet.
+    fn append_lines(
+        &self,
+        finish: bool,
+        build: impl FnOnce(&mut Vec<u8>, u64) -> Result<u64, JournalError>,
+    ) -> Result<(), JournalError> {
+        let mut redefined =
+            (self.redefined.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.file.append(self.claim.run(), finish, |buf, seq| {
+            let Some(definition) = redefined.as_ref() else {
+                return build(buf, seq);
+            };
+            line::write_definition(buf, seq, definition, SystemTime::now())?;
+            Ok(1 + build(buf, seq + 1)?)
+        })?;
+        *redefined = None;
+        Ok(())
+    }
 }
 
 impl RunWriter for FileRunWriter {
     fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
-        let result = self.file.append(self.claim.run(), false, |buf, seq| {
+        let result = self.append_lines(false, |buf, seq| {
             for (i, (id, record)) in records.iter().enumerate() {
                 line::write_task(buf, seq + i as u64, id, record)?;
             }
@@ -314,7 +334,7 @@ impl RunWriter for FileRunWriter {
     }
 
     fn finish(&self, status: WorkflowStatus) -> JournalFuture {
-        let result = self.file.append(self.claim.run(), true, |buf, seq| {
+        let result = self.append_lines(true, |buf, seq| {
             line::write_end(buf, seq, status, SystemTime::now())?;
             Ok(1)
         });

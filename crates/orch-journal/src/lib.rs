@@ -132,6 +132,12 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// [`LoadedRun::to_result`] gives them; the same refusals apply (another workflow, or
     /// a completed task that changed). A run can be open through one journal only once
     /// at a time; dropping its writer closes it.
+    ///
+    /// When `workflow` changed since the run was recorded, the run takes its definition
+    /// with the writer's first records (or its end), in the same write: a run stopped
+    /// before then keeps the definition it had, and opening it again reports the same
+    /// [`OpenRun::changes`]. So a scheduler that resets the outcomes a change undoes in
+    /// its first commit never leaves an old outcome standing under the new definition.
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError>;
 
     /// Reads run `run`; `None` when the journal has no such run, and

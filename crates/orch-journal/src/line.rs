@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Times are RFC 3339 in UTC with nanoseconds. A `definition` line records the workflow's
-//! tasks again when a run was resumed with a workflow that gained or changed tasks.
+//! tasks again when a run was resumed with a workflow that gained, lost or changed tasks;
+//! it is written with the first lines the resumed run writes, in the same write.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

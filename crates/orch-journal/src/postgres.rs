@@ -302,44 +302,50 @@ impl Shared {
             })
     }
 
-    /// Records `definition` as the run's, and marks the run unfinished; `create` inserts
-    /// the run's row, and reports whether it was new.
-    async fn define(
+    /// Inserts run `run`'s row, with `definition`; reports whether it was new.
+    async fn create(
         &self,
         session: &Session,
         run: &RunId,
         definition: &Definition,
-        create: bool,
     ) -> Result<bool, JournalError> {
-        let tasks =
-            serde_json::to_string(&definition.tasks).map_err(|e| JournalError::Corrupt {
-                at: format!("run `{run}`"),
-                reason: e.to_string(),
-            })?;
-        let changed =
-            if create {
-                session.client
-                .execute(
-                    "INSERT INTO orch_journal_runs (run_id, workflow_id, name, definition, status)
-                     VALUES ($1, $2, $3, $4, 'unfinished') ON CONFLICT (run_id) DO NOTHING",
-                    &[&run.as_str(), &definition.workflow_id, &definition.name, &tasks],
-                )
-                .await
-            } else {
-                session
-                    .client
-                    .execute(
-                        "UPDATE orch_journal_runs
-                     SET definition = $2, status = 'unfinished', updated = now()
-                     WHERE run_id = $1",
-                        &[&run.as_str(), &tasks],
-                    )
-                    .await
-            };
-        changed
+        let tasks = definition_text(run, definition)?;
+        (session.client)
+            .execute(
+                "INSERT INTO orch_journal_runs (run_id, workflow_id, name, definition, status)
+                 VALUES ($1, $2, $3, $4, 'unfinished') ON CONFLICT (run_id) DO NOTHING",
+                &[
+                    &run.as_str(),
+                    &definition.workflow_id,
+                    &definition.name,
+                    &tasks,
+                ],
+            )
+            .await
             .map(|rows| rows == 1)
             .map_err(|e| session.run_error(run, "record a run", &e, self.secret()))
     }
+
+    /// Marks run `run` unfinished again.
+    async fn reopen(&self, session: &Session, run: &RunId) -> Result<(), JournalError> {
+        (session.client)
+            .execute(
+                "UPDATE orch_journal_runs SET status = 'unfinished', updated = now()
+                 WHERE run_id = $1",
+                &[&run.as_str()],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| session.run_error(run, "reopen a run", &e, self.secret()))
+    }
+}
+
+/// `definition`'s tasks as its column holds them.
+fn definition_text(run: &RunId, definition: &Definition) -> Result<String, JournalError> {
+    serde_json::to_string(&definition.tasks).map_err(|e| JournalError::Corrupt {
+        at: format!("run `{run}`"),
+        reason: e.to_string(),
+    })
 }
 
 /// The longest workflow id or task id the tables take, in bytes: rows are keyed by id,
@@ -396,7 +402,7 @@ impl Journal for PgJournal {
         let tasks = Arc::new(definition.tasks.keys().cloned().collect());
         let loaded = match shared.load(&session, run).await? {
             Some(loaded) => Some(loaded),
-            None if shared.define(&session, run, &definition, true).await? => None,
+            None if shared.create(&session, run, &definition).await? => None,
             // Another process created the run between the read and the insert.
             None => shared.load(&session, run).await?,
         };
@@ -407,9 +413,14 @@ impl Journal for PgJournal {
                 // Before the new definition: a run read back with it never holds rows
                 // of a task it dropped (a task of that id added back starts afresh).
                 shared.forget(&session, run, &changes.removed).await?;
-                shared.define(&session, run, &definition, false).await?;
+                shared.reopen(&session, run).await?;
                 (Some(loaded.result_for(workflow)), changes)
             }
+        };
+        // A changed definition goes in with the run's next records (see `RunWriter`).
+        let redefined = match changes.is_empty() {
+            true => None,
+            false => Some(definition_text(run, &definition)?),
         };
         Ok(OpenRun {
             previous,
@@ -419,6 +430,7 @@ impl Journal for PgJournal {
                 Arc::clone(shared),
                 session,
                 tasks,
+                redefined,
                 (claim, lock),
             )),
         })

@@ -218,6 +218,17 @@ fn a_task_dropped_and_added_back_starts_afresh() {
 }
 
 #[test]
+fn a_changed_definition_is_taken_with_the_first_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    block_on(common::a_changed_definition_is_taken_with_the_first_record(
+        &journal,
+        &run_id("changed"),
+        "w",
+    ));
+}
+
+#[test]
 fn a_result_too_deep_to_read_back_is_refused_and_the_run_still_opens() {
     let (_dir, journal) = recorded_run();
     let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
@@ -759,6 +770,11 @@ fn a_task_added_under_the_id_of_a_dropped_maps_instance_starts_afresh() {
         assert_eq!(previous.task("m[0]").unwrap().status, TaskStatus::Pending);
         assert_eq!(previous.task("list").unwrap().status, TaskStatus::Completed);
     }
+    // Once the new definition is recorded (with the first record after it), the
+    // instance's record is out of force.
+    let opened = block_on(journal.open(&run, &plain)).unwrap();
+    append(&*opened.writer, &[("list", completed(json!([1])))]);
+    drop(opened);
     let loaded = block_on(journal.load(&run)).unwrap().unwrap();
     assert_eq!(loaded.task("m[0]"), None);
 }

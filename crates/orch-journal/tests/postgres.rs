@@ -174,6 +174,17 @@ mod checks {
             ));
     }
 
+    fn a_changed_definition_is_taken_with_the_first_record(env: &Env) {
+        let run = fresh_run();
+        env.rt.block_on(
+            super::common::a_changed_definition_is_taken_with_the_first_record(
+                &env.journal(),
+                &run,
+                &format!("changed-{run}"),
+            ),
+        );
+    }
+
     fn map_instance_records_come_back_with_their_completed_map(env: &Env) {
         let journal = env.journal();
         let run = fresh_run();
@@ -615,7 +626,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 14] = [
+        let checks: [Check; 15] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -624,6 +635,10 @@ mod checks {
             (
                 "a_task_dropped_and_added_back_starts_afresh",
                 a_task_dropped_and_added_back_starts_afresh,
+            ),
+            (
+                "a_changed_definition_is_taken_with_the_first_record",
+                a_changed_definition_is_taken_with_the_first_record,
             ),
             (
                 "map_instance_records_come_back_with_their_completed_map",

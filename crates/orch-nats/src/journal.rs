@@ -298,15 +298,10 @@ impl Journal for NatsJournal {
                 let (loaded, mut lines) = RunLines::read(run, &self.at(run), &stored.bytes)?;
                 let previous = loaded.to_result(workflow)?;
                 let changes = loaded.changes(workflow);
-                let definition = if changes.is_empty() {
-                    None
-                } else {
-                    Some(lines.definition(workflow)?)
-                };
-                let writer = writer(lines, stored.last);
-                if let Some(batch) = definition {
-                    writer.append_batch(batch).await?;
+                if !changes.is_empty() {
+                    lines.redefine(workflow);
                 }
+                let writer = writer(lines, stored.last);
                 Ok(OpenRun::new(Some(previous), changes, Box::new(writer)))
             }
         }

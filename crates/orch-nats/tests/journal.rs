@@ -3,6 +3,9 @@
 //! with the same refusals as the file journal, and runs are listed.
 
 mod common;
+/// The checks every journal backend passes (shared with orch-journal's own tests).
+#[path = "../../orch-journal/tests/common/mod.rs"]
+mod journal_checks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -144,6 +147,16 @@ async fn a_run_reopened_with_a_changed_completed_task_is_refused() {
         previous.task("load").map(|t| t.status),
         Some(TaskStatus::Pending)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_definition_is_taken_with_the_first_record() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("changed-1").expect("a run id");
+    let journal = journal(&server).await;
+    journal_checks::a_changed_definition_is_taken_with_the_first_record(&journal, &run, "w").await;
 }
 
 /// Commits that `task` completed (its id as its result) to `opened`'s writer.

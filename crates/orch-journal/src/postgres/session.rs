@@ -53,10 +53,14 @@ COMMIT;";
 /// One batch of records: `$2`..`$5` the rows (one per task: the record in force from
 /// the batch), `$6` the tasks the batch resets (a pending record), whose map instances'
 /// rows from an earlier completion go, and `$7` the rows that replace what the table
-/// holds whatever it is (those of reset tasks and their instances).
+/// holds whatever it is (those of reset tasks and their instances); `$8`, when not null,
+/// the run's new definition, recorded with the rows.
 const INSERT: &str = concat!(
     "
-WITH reset_instances AS (
+WITH redefined AS (
+    UPDATE orch_journal_runs SET definition = $8 WHERE run_id = $1 AND $8::text IS NOT NULL
+),
+reset_instances AS (
     DELETE FROM orch_journal_tasks d
     USING unnest($6::text[]) AS r (task_id)
     WHERE d.run_id = $1 AND d.task_id <> ALL ($2::text[]) AND ",

@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
 
@@ -22,6 +22,9 @@ pub(super) struct PgRunWriter {
     session: Arc<Session>,
     /// The workflow's task ids: a record of another id is a map instance's.
     tasks: Arc<HashSet<TaskId>>,
+    /// The definition of the workflow the run was reopened with, changed since, until
+    /// it is written: with the run's next records, in the same statement.
+    redefined: Mutex<Option<String>>,
     finished: AtomicBool,
     _hold: (Claim, RunLock),
 }
@@ -32,6 +35,7 @@ impl PgRunWriter {
         shared: Arc<Shared>,
         session: Arc<Session>,
         tasks: Arc<HashSet<TaskId>>,
+        redefined: Option<String>,
         hold: (Claim, RunLock),
     ) -> Self {
         Self {
@@ -39,6 +43,7 @@ impl PgRunWriter {
             shared,
             session,
             tasks,
+            redefined: Mutex::new(redefined),
             finished: AtomicBool::new(false),
             _hold: hold,
         }
@@ -70,6 +75,15 @@ impl PgRunWriter {
             }
             Err(reported)
         })
+    }
+
+    /// The changed definition still to be written, taken by the statement that writes it.
+    fn take_redefined(&self) -> Option<String> {
+        (self
+            .redefined
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+        .take()
     }
 }
 
@@ -134,9 +148,11 @@ impl RunWriter for PgRunWriter {
             lines.push(String::from_utf8(buf).unwrap_or_default());
         }
         let run = self.run.to_string();
+        let redefined = self.take_redefined();
         self.on_session("record tasks", move |session| async move {
-            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-                [&run, &ids, &statuses, &lines, &instances, &resets, &forced];
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &run, &ids, &statuses, &lines, &instances, &resets, &forced, &redefined,
+            ];
             session
                 .client
                 .execute(&session.insert, &values)
@@ -163,12 +179,15 @@ impl RunWriter for PgRunWriter {
     fn finish(&self, status: WorkflowStatus) -> JournalFuture {
         self.finished.store(true, Ordering::Release);
         let run = self.run.to_string();
+        let redefined = self.take_redefined();
         self.on_session("record a run's end", move |session| async move {
             session
                 .client
                 .execute(
-                    "UPDATE orch_journal_runs SET status = $2, updated = now() WHERE run_id = $1",
-                    &[&run, &status.as_str()],
+                    "UPDATE orch_journal_runs
+                     SET status = $2, definition = coalesce($3, definition), updated = now()
+                     WHERE run_id = $1",
+                    &[&run, &status.as_str(), &redefined],
                 )
                 .await
                 .map(drop)

@@ -279,7 +279,11 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
         .unwrap();
     drop(opened);
     let without_x = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
-    drop(journal.open(run, &without_x).await.unwrap());
+    let opened = journal.open(run, &without_x).await.unwrap();
+    // The new definition goes in with the first record after it.
+    let again = completed(serde_json::json!([1]));
+    opened.writer.append(&[(&a, &again)]).await.unwrap();
+    drop(opened);
     // Reopened with another definition, the ended run is unfinished again, and the
     // dropped map task's instance went with it.
     let loaded = journal.load(run).await.unwrap().unwrap();
@@ -303,4 +307,74 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
     drop(opened);
     let loaded = journal.load(run).await.unwrap().unwrap();
     assert_eq!(loaded.task("x"), Some(&again));
+}
+
+/// Run `run` (workflow id `workflow_id`) is reopened with a changed task whose skip it
+/// recorded, and closed before it records anything: it keeps the definition it had, so
+/// opening it again reports the same change (a scheduler resets the skip in its first
+/// commit). The first records after a change, or the run's end, take the new definition
+/// with them.
+pub async fn a_changed_definition_is_taken_with_the_first_record(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    let with_b = |config: Value| {
+        Workflow::new(workflow_id, "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t").config(config).depends_on(["a"]))
+    };
+    let (a, b) = (TaskId::from("a"), TaskId::from("b"));
+    let skipped = TaskRecord {
+        status: TaskStatus::Skipped,
+        error: Some("not today".to_owned()),
+        ..TaskRecord::default()
+    };
+    let opened = journal.open(run, &with_b(Value::from(1))).await.unwrap();
+    let first = [(&a, &completed(Value::from(1))), (&b, &skipped)];
+    opened.writer.append(&first).await.unwrap();
+    opened
+        .writer
+        .finish(WorkflowStatus::Completed)
+        .await
+        .unwrap();
+    drop(opened);
+
+    let changed = with_b(Value::from(2));
+    for opening in 0..2 {
+        let opened = journal.open(run, &changed).await.unwrap();
+        assert_eq!(
+            opened.changes.changed,
+            std::slice::from_ref(&b),
+            "opening {opening} with the changed workflow"
+        );
+        drop(opened);
+    }
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.changes(&changed).changed, std::slice::from_ref(&b));
+    assert_eq!(loaded.task("b"), Some(&skipped));
+
+    let opened = journal.open(run, &changed).await.unwrap();
+    let reset = TaskRecord::default();
+    opened.writer.append(&[(&b, &reset)]).await.unwrap();
+    drop(opened);
+    let opened = journal.open(run, &changed).await.unwrap();
+    assert!(opened.changes.is_empty(), "{:?}", opened.changes);
+    let previous = opened.previous.as_ref().expect("a recorded run");
+    assert_eq!(previous.task("b"), Some(&reset));
+    drop(opened);
+
+    // The run's end alone takes a change too.
+    let changed_again = with_b(Value::from(3));
+    let opened = journal.open(run, &changed_again).await.unwrap();
+    assert_eq!(opened.changes.changed, std::slice::from_ref(&b));
+    opened
+        .writer
+        .finish(WorkflowStatus::Cancelled)
+        .await
+        .unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert!(loaded.changes(&changed_again).is_empty());
+    assert_eq!(loaded.status(), orch_journal::RunStatus::Cancelled);
 }
