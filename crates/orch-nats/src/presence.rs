@@ -57,7 +57,13 @@ impl Presence {
                     Err(_) => true,
                 };
                 let mut seen = self.lock();
-                let previous = seen.get(task_type).and_then(|s| s.missing_since);
+                // Absence counts from an earlier request only while requests followed
+                // one another (attempts kept waiting): a worker may have come and gone
+                // unseen in a longer gap.
+                let continuous = self.fresh_for.max(Duration::from_secs(1)) * 2;
+                let previous = (seen.get(task_type))
+                    .filter(|s| asked.saturating_duration_since(s.asked) <= continuous)
+                    .and_then(|s| s.missing_since);
                 let now = Seen {
                     asked,
                     missing_since: if answered {

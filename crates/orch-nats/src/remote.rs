@@ -101,7 +101,8 @@ impl RemoteBuilder {
     }
 
     /// How long an attempt waits while no worker serves its task type before it fails
-    /// permanently with an error naming the type. Default 30 s.
+    /// permanently with an error naming the type; zero fails it as soon as a check
+    /// (several a second while it waits) finds none. Default 30 s.
     pub fn missing_worker_timeout(mut self, timeout: Duration) -> Self {
         self.missing_worker_timeout = timeout;
         self
@@ -327,6 +328,8 @@ impl Inner {
         let mut cancel_forwarded = false;
         loop {
             tokio::select! {
+                // A result that arrived is taken before a tick could fail the attempt.
+                biased;
                 result = &mut *settled => {
                     return result
                         .map(Waited::Settled)
@@ -344,7 +347,11 @@ impl Inner {
                         return Ok(Waited::Removed);
                     }
                     let missing = Box::pin(self.presence.missing_for(task_type)).await;
-                    if missing >= self.missing_worker_timeout {
+                    if missing > Duration::ZERO && missing >= self.missing_worker_timeout {
+                        // One may have come in meanwhile (or been found stored by `fate`).
+                        if let Ok(result) = settled.try_recv() {
+                            return Ok(Waited::Settled(result));
+                        }
                         return Err(TaskError::permanent(format!(
                             "no worker serves task type `{task_type}`: none answered for {missing:.1?} \
                              (start a worker with a handler for `{task_type}`)"

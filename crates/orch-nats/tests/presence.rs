@@ -1,0 +1,100 @@
+//! How long an attempt waits for a worker, against a real nats-server: the time no
+//! worker served a type counts only while attempts kept asking, and a zero timeout
+//! fails an attempt only when no worker serves its type.
+
+mod common;
+
+use std::time::Duration;
+
+use common::NatsServer;
+use orch_core::{Task, TaskStatus, Workflow};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_nats::{RemoteHandler, Worker};
+use tokio_util::sync::CancellationToken;
+
+/// A worker serving `nap` (sleeps `ms` of its config, then answers "rested"), until
+/// `stop`.
+async fn start_worker(server: &NatsServer, stop: &CancellationToken) {
+    let worker = Worker::builder()
+        .handler("nap", |ctx: TaskContext| async move {
+            let ms = ctx.config()["ms"].as_u64().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, TaskError>("rested")
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+}
+
+async fn engine(server: &NatsServer, missing_worker_timeout: Duration) -> WorkflowEngine {
+    let remote = RemoteHandler::builder()
+        .missing_worker_timeout(missing_worker_timeout)
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::builder().build().expect("valid settings");
+    engine.register_handler("nap", remote);
+    engine
+}
+
+fn nap(ms: u64) -> Workflow {
+    Workflow::new("w", "W").task(Task::new("nap", "nap").config(serde_json::json!({"ms": ms})))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_missing_long_ago_does_not_count_against_a_later_attempt() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = engine(&server, Duration::from_secs(1)).await;
+    // No worker: the attempt fails once none answered for the timeout.
+    let result = engine.execute_workflow(&nap(0)).await.expect("valid");
+    let first = result.task("nap").expect("a task");
+    assert_eq!(first.status, TaskStatus::Failed, "{:?}", first.error);
+
+    // Well after, a new attempt finds no worker at first, and one starts soon after:
+    // the absence before is not counted, so the attempt waits for it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let stop = CancellationToken::new();
+    let start_late = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        start_worker(&server, &stop).await;
+    };
+    let workflow = nap(0);
+    let (result, ()) = tokio::join!(engine.execute_workflow(&workflow), start_late);
+    let second = result.expect("valid");
+    let nap = second.task("nap").expect("a task");
+    assert_eq!(
+        (nap.status, nap.error.as_deref()),
+        (TaskStatus::Completed, None)
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_timeout_fails_an_attempt_only_while_no_worker_serves_its_type() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = engine(&server, Duration::ZERO).await;
+    let result = engine.execute_workflow(&nap(0)).await.expect("valid");
+    let alone = result.task("nap").expect("a task");
+    assert_eq!(alone.status, TaskStatus::Failed);
+    let error = alone.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("no worker serves task type `nap`"),
+        "{error}"
+    );
+
+    let stop = CancellationToken::new();
+    start_worker(&server, &stop).await;
+    // Checked many times while the handler naps, with the worker there each time.
+    let result = engine.execute_workflow(&nap(300)).await.expect("valid");
+    let served = result.task("nap").expect("a task");
+    assert_eq!(
+        (served.status, served.error.as_deref()),
+        (TaskStatus::Completed, None)
+    );
+    stop.cancel();
+}
