@@ -1,7 +1,7 @@
 //! Where a coordinator's results go: each waiting attempt registers here, and the
 //! listeners on the results stream and on the server's advisories hand it what settles it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -42,7 +42,15 @@ pub(crate) enum Settled {
 pub(crate) struct Routes {
     waiting: Mutex<HashMap<AttemptKey, oneshot::Sender<Settled>>>,
     by_sequence: Mutex<HashMap<u64, AttemptKey>>,
+    /// The latest runs cancelled by [`Routes::cancel_run`], each with the last stream
+    /// message the cancellation covers: a message of theirs stored before that, whose
+    /// sequence is learnt only after the cancellation, is cancelled then.
+    cancelled: Mutex<VecDeque<(RunId, u64)>>,
 }
+
+/// How many cancellations [`Routes`] remembers for messages whose sequence comes late
+/// (a publish's acknowledgement is in flight for moments, not for many cancellations).
+const REMEMBERED_CANCELLATIONS: usize = 64;
 
 impl Routes {
     /// Registers a wait for `key`; a wait registered again replaces the earlier one.
@@ -52,9 +60,15 @@ impl Routes {
         receiver
     }
 
-    /// Notes that `key`'s task message is stream message `sequence`.
+    /// Notes that `key`'s task message is stream message `sequence`; ends its wait as
+    /// [`Settled::RunCancelled`] if a cancellation of its run already covered it.
     pub(crate) fn published(&self, key: &AttemptKey, sequence: u64) {
         lock(&self.by_sequence).insert(sequence, key.clone());
+        let covered = (lock(&self.cancelled).iter())
+            .any(|(run, up_to)| *run == key.run && sequence <= *up_to);
+        if covered {
+            self.settle(key, Settled::RunCancelled);
+        }
     }
 
     /// Forgets task message `sequence` (removed, and sent again under another one).
@@ -83,6 +97,13 @@ impl Routes {
     /// `up_to` is unknown): those a cancellation covering the stream up to `up_to`
     /// reaches. An attempt sent later waits for its result as usual.
     pub(crate) fn cancel_run(&self, run: &RunId, up_to: Option<u64>) {
+        if let Some(up_to) = up_to {
+            let mut cancelled = lock(&self.cancelled);
+            if cancelled.len() == REMEMBERED_CANCELLATIONS {
+                cancelled.pop_front();
+            }
+            cancelled.push_back((run.clone(), up_to));
+        }
         let covered: Vec<AttemptKey> = match up_to {
             Some(up_to) => lock(&self.by_sequence)
                 .iter()
@@ -260,4 +281,32 @@ pub(crate) async fn listen(
         lost::recall(js, names, lost, up_to, Duration::from_secs(10)).await;
     }
     Ok(listeners)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(run: &str, task: &str) -> AttemptKey {
+        AttemptKey {
+            run: RunId::parse(run).expect("a run id"),
+            task: TaskId::from(task),
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn a_message_stored_before_a_cancellation_but_acknowledged_after_is_cancelled() {
+        let routes = Routes::default();
+        let (early, late, other) = (key("r", "early"), key("r", "late"), key("s", "early"));
+        let mut waits = [&early, &late, &other].map(|k| routes.wait(k.clone()));
+        routes.cancel_run(&early.run, Some(10));
+        // Sequences learnt after the cancellation: 5 and 7 were stored before it.
+        routes.published(&early, 5);
+        routes.published(&other, 7);
+        routes.published(&late, 11);
+        assert!(matches!(waits[0].try_recv(), Ok(Settled::RunCancelled)));
+        assert!(waits[1].try_recv().is_err(), "sent after the cancellation");
+        assert!(waits[2].try_recv().is_err(), "another run");
+    }
 }
