@@ -122,17 +122,19 @@ impl NatsJournal {
             Ok(name) => name,
             Err(_) => {
                 let stream = names.journal_stream();
-                js.get_or_create_stream(stream::Config {
-                    name: stream.clone(),
-                    subjects: vec![subjects],
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ConnectError::Setup {
-                    what: format!("the journal stream `{stream}`"),
-                    reason: e.to_string(),
-                })?;
+                let found = js
+                    .get_or_create_stream(stream::Config {
+                        name: stream.clone(),
+                        subjects: vec![subjects.clone()],
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| ConnectError::Setup {
+                        what: format!("the journal stream `{stream}`"),
+                        reason: e.to_string(),
+                    })?;
+                crate::setup::holds_subjects(&stream, &found.cached_info().config, &subjects)?;
                 stream
             }
         };

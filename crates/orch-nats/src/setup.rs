@@ -15,7 +15,9 @@ use crate::protocol::Names;
 #[derive(Clone, Debug)]
 pub struct Layout {
     /// The first subject token(s) of every subject (`orch` by default); streams are named
-    /// after it (`ORCH_TASKS`, `ORCH_RESULTS`).
+    /// after it (`ORCH_TASKS`, `ORCH_RESULTS`), from its letters and digits, upper-cased:
+    /// two prefixes that give the same names (`acme.orch`, `acme_orch`) cannot share a
+    /// server, and the second is refused when it connects.
     pub prefix: String,
     /// How long a worker may hold a task without acknowledging progress before the
     /// server delivers it to another worker (workers acknowledge progress every quarter
@@ -201,8 +203,9 @@ async fn ensure_stream(
     use jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     let name = config.name.clone();
     let what = || format!("stream `{name}`");
+    let wanted = config.subjects.first().cloned().unwrap_or_default();
     match js.get_stream(&name).await {
-        Ok(_) => return Ok(()),
+        Ok(stream) => return holds_subjects(&name, &stream.cached_info().config, &wanted),
         Err(error) => match error.kind() {
             GetStreamErrorKind::JetStream(e)
                 if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {}
@@ -220,11 +223,35 @@ async fn ensure_stream(
             CreateStreamErrorKind::JetStream(e)
                 if e.error_code() == jetstream::ErrorCode::STREAM_NAME_EXIST =>
             {
-                Ok(())
+                let stream = js.get_stream(&name).await;
+                let stream = stream.map_err(|error| setup(what(), &error))?;
+                holds_subjects(&name, &stream.cached_info().config, &wanted)
             }
             _ => Err(setup(what(), &error)),
         },
     }
+}
+
+/// Refuses stream `name`, found with `config`, unless it holds `wanted`: a stream of
+/// that name made for another prefix (stream names keep only a prefix's letters and
+/// digits, upper-cased) would take none of this prefix's messages.
+pub(crate) fn holds_subjects(
+    name: &str,
+    config: &stream::Config,
+    wanted: &str,
+) -> Result<(), ConnectError> {
+    if config.subjects.iter().any(|subject| subject == wanted) {
+        return Ok(());
+    }
+    Err(ConnectError::Setup {
+        what: format!("stream `{name}`"),
+        reason: format!(
+            "it holds subjects {:?}, not `{wanted}`: it was made for another prefix that \
+             gives the same stream name (names keep a prefix's letters and digits, \
+             upper-cased); choose a prefix that differs from it in a letter or digit",
+            config.subjects
+        ),
+    })
 }
 
 /// Finds or creates the durable pull consumer of `task_type`'s tasks; returns the

@@ -1,5 +1,6 @@
 //! Every way of authenticating that NatsConfig offers, and TLS with a CA of our own,
-//! against real nats-servers; failures are typed and never show the secret.
+//! against real nats-servers; failures are typed and never show the secret. A prefix
+//! whose stream names another prefix already took is refused.
 
 mod common;
 
@@ -233,4 +234,51 @@ fn credentials_in_a_url_sign_in_and_are_not_logged() {
         "the client logged nothing: {logged}"
     );
     assert!(!logged.contains("pw-in-url"), "{logged}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_whose_streams_another_prefix_made_is_refused_naming_them() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let with_prefix = |prefix: &str| server.config().name(prefix);
+    let layout = |prefix: &str| orch_nats::Layout::with_prefix(prefix);
+    let worker_with = |prefix: &'static str| {
+        let (config, layout) = (with_prefix(prefix), layout(prefix));
+        async move {
+            Worker::builder()
+                .layout(layout)
+                .handler(
+                    "t",
+                    |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+                )
+                .connect(&config)
+                .await
+        }
+    };
+    worker_with("acme.orch")
+        .await
+        .expect("the first prefix sets up");
+    // `acme_orch` gives the same stream names (`ACME_ORCH_TASKS`, ...).
+    let refused = worker_with("acme_orch")
+        .await
+        .expect_err("streams of another prefix");
+    assert!(matches!(refused, ConnectError::Setup { .. }), "{refused:?}");
+    let message = refused.to_string();
+    assert!(
+        message.contains("ACME_ORCH_TASKS") && message.contains("acme_orch.task.>"),
+        "{message}"
+    );
+    let coordinator = orch_nats::RemoteHandler::builder()
+        .layout(layout("acme_orch"))
+        .connect(&with_prefix("acme_orch"))
+        .await;
+    assert!(matches!(coordinator, Err(ConnectError::Setup { .. })));
+
+    orch_nats::NatsJournal::connect(&with_prefix("a.b"), &layout("a.b"))
+        .await
+        .expect("the first prefix sets up");
+    let journal = orch_nats::NatsJournal::connect(&with_prefix("a-b"), &layout("a-b")).await;
+    let refused = journal.expect_err("the journal stream of another prefix");
+    assert!(refused.to_string().contains("a-b.journal.*"), "{refused}");
 }
