@@ -201,7 +201,11 @@ impl NatsJournal {
                 value.as_str().parse().ok()
             };
             let rest = header(BATCH_REST).unwrap_or(0);
-            match header(BATCH_START) {
+            // Present but unreadable: a part of no batch of this journal's.
+            let start = (message.headers.as_ref())
+                .and_then(|headers| headers.get(BATCH_START))
+                .map(|_| header(BATCH_START));
+            match start {
                 // A batch's first message: a batch still unfinished before it was torn.
                 None => {
                     batch = Batch {
@@ -210,7 +214,9 @@ impl NatsJournal {
                         rest,
                     }
                 }
-                Some(start) if start == batch.start && rest + 1 == batch.rest => {
+                Some(Some(start))
+                    if start == batch.start && rest.checked_add(1) == Some(batch.rest) =>
+                {
                     batch.parts.push(message.payload.clone());
                     batch.rest = rest;
                 }

@@ -270,6 +270,46 @@ async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_with_unreadable_or_out_of_range_headers_are_left_out() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("odd").expect("a run id");
+    let journal = journal(&server).await;
+    let opened = journal.open(&run, &workflow()).await.expect("opens");
+    commit_completed(&opened, "extract").await.expect("commits");
+    drop(opened);
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let publish = |subject: &'static str, start: &'static str, rest: &'static str| {
+        let part = async_nats::jetstream::message::PublishMessage::build()
+            .payload(bytes::Bytes::from_static(b"not a line\n"))
+            .header("Orch-Batch-Start", start)
+            .header("Orch-Batch-Rest", rest);
+        let js = js.clone();
+        async move {
+            (js.send_publish(subject, part).await.expect("published"))
+                .await
+                .expect("stored");
+        }
+    };
+    // A part naming no batch it could belong to.
+    publish("orch.journal.odd", "first", "0").await;
+    assert_eq!(
+        recorded_status(&journal, &run, "extract").await,
+        Some(TaskStatus::Completed)
+    );
+    // A part of a run with nothing else, numbered past any batch.
+    publish("orch.journal.parts", "0", "18446744073709551615").await;
+    let parts = RunId::parse("parts").expect("a run id");
+    let loaded = journal.load(&parts).await;
+    assert!(
+        matches!(loaded, Err(JournalError::HeadMissing { .. })),
+        "{loaded:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it_even_its_head() {
     let Some(server) = NatsServer::start() else {
         return;
