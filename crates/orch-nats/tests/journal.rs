@@ -240,10 +240,14 @@ async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
     commit_completed(&first, "extract")
         .await
         .expect("the first writer appends");
-    let refused = commit_completed(&second, "transform")
-        .await
-        .expect_err("refused");
+    // A sync waits for the appends before it, and fails with them.
+    let (transform, done) = (orch_core::TaskId::from("transform"), TaskRecord::default());
+    let append = second.writer.append(&[(&transform, &done)]);
+    let sync = second.writer.sync();
+    let refused = append.await.expect_err("refused");
     assert!(refused.to_string().contains("another writer"), "{refused}");
+    let sync = sync.await.expect_err("the append before it failed");
+    assert!(sync.to_string().contains("another writer"), "{sync}");
     // A refused writer takes no more, and the first goes on, until it ends the run.
     commit_completed(&second, "load")
         .await
@@ -256,6 +260,7 @@ async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
         .finish(WorkflowStatus::Failed)
         .await
         .expect("ends the run");
+    first.writer.sync().await.expect("a sync after the end");
     let finished = commit_completed(&first, "load").await.expect_err("refused");
     assert!(
         matches!(finished, JournalError::Finished { .. }),

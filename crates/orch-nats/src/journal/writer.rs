@@ -69,9 +69,14 @@ impl NatsRunWriter {
         ends: bool,
         make: impl FnOnce(&mut RunLines) -> Result<Vec<u8>, JournalError> + Send + 'static,
     ) -> JournalFuture {
+        self.queue(Some(Box::new(make)), ends)
+    }
+
+    /// Queues a batch `make` numbers (none for a sync) and starts a flush.
+    fn queue(&self, make: Option<MakeBatch>, ends: bool) -> JournalFuture {
         let (done, stored) = tokio::sync::oneshot::channel();
         lock(&self.waiting).push(Waiting {
-            make: Box::new(make),
+            make,
             ends,
             done,
             claim: Arc::clone(&self.claim),
@@ -97,7 +102,8 @@ type MakeBatch = Box<dyn FnOnce(&mut RunLines) -> Result<Vec<u8>, JournalError> 
 
 /// A batch waiting to be numbered and stored, and whoever waits for it.
 pub(super) struct Waiting {
-    make: MakeBatch,
+    /// None for a sync, which waits for the batches before it and makes none.
+    make: Option<MakeBatch>,
     ends: bool,
     done: tokio::sync::oneshot::Sender<Result<(), JournalError>>,
     /// Held until the batch is stored: the run is not opened again before.
@@ -127,31 +133,32 @@ async fn flush(
     let mut claims = Vec::with_capacity(waiting.len());
     let mut ends = state.finished;
     for item in waiting {
-        let answer = if ends {
-            Some(Err(JournalError::Finished {
+        let answer = match item.make {
+            // A sync hears how the batches before it went (none after the run's end).
+            None => None,
+            Some(_) if ends => Some(Err(JournalError::Finished {
                 run: item.claim.run().clone(),
-            }))
-        } else if state.broken.is_some() {
+            })),
             // A writer that failed makes no more lines: `store` refuses, saying why.
-            None
-        } else {
-            match (item.make)(&mut state.lines) {
+            Some(_) if state.broken.is_some() => None,
+            Some(make) => match make(&mut state.lines) {
                 Ok(lines) => {
                     batch.extend_from_slice(&lines);
                     ends = item.ends;
                     None
                 }
                 Err(error) => Some(Err(error)),
-            }
+            },
         };
         answers.push((item.done, answer));
         claims.push(item.claim);
     }
     let to_store = answers.iter().any(|(_, answer)| answer.is_none());
-    let stored = if to_store {
-        store(&js, &subject, part_bytes, &mut state, batch).await
-    } else {
-        Ok(())
+    let stored = match to_store {
+        false => Ok(()),
+        // Only syncs wait: nothing to store, and they hear of an earlier failure.
+        true if batch.is_empty() => usable(&state),
+        true => store(&js, &subject, part_bytes, &mut state, batch).await,
     };
     if stored.is_ok() {
         state.finished = ends;
@@ -169,6 +176,16 @@ async fn flush(
     }
 }
 
+/// Refuses a writer whose earlier append failed, saying why.
+fn usable(state: &WriterState) -> Result<(), String> {
+    match &state.broken {
+        Some(why) => Err(format!(
+            "an earlier append failed ({why}); this writer takes no more"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Stores `batch` as the next message(s) of `subject`, each only if the subject's last
 /// message is still the one this writer stored last.
 async fn store(
@@ -178,11 +195,7 @@ async fn store(
     state: &mut WriterState,
     batch: Vec<u8>,
 ) -> Result<(), String> {
-    if let Some(why) = &state.broken {
-        return Err(format!(
-            "an earlier append failed ({why}); this writer takes no more"
-        ));
-    }
+    usable(state)?;
     let batch = bytes::Bytes::from(batch);
     let parts = batch.len().div_ceil(part_bytes).max(1);
     // The stream sequence of the batch's first message, which its later ones name.
@@ -272,8 +285,9 @@ impl RunWriter for NatsRunWriter {
     }
 
     fn sync(&self) -> JournalFuture {
-        // Appends resolve once stored; what survives a power loss is the server's choice.
-        Box::pin(std::future::ready(Ok(())))
+        // Resolves once the appends before it are stored (failing if one failed); what
+        // survives a power loss is then the server's choice (its stream's storage).
+        self.queue(None, false)
     }
 
     fn finish(&self, status: WorkflowStatus) -> JournalFuture {
