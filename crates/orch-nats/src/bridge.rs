@@ -224,6 +224,11 @@ impl Bridge {
     /// Publishes on `bus` every NATS message on `<prefix>.<pattern>` (NATS syntax), its
     /// payload read as JSON into `T`, under its subject less the prefix. A payload that
     /// is not a `T`, or a subject the bus refuses, is logged and skipped.
+    ///
+    /// # Errors
+    /// [`ConnectError::Config`] for a pattern the bus would not take (the server would
+    /// refuse it too, and nothing would ever arrive); [`ConnectError::Setup`] when the
+    /// subscription cannot be made.
     pub async fn import<T>(
         &self,
         pattern: &str,
@@ -232,6 +237,8 @@ impl Bridge {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
+        orch_events::Pattern::new(pattern)
+            .map_err(|error| ConnectError::Config(format!("cannot import `{pattern}`: {error}")))?;
         let subject = format!("{}.{pattern}", self.prefix);
         let mut messages =
             self.client

@@ -257,3 +257,25 @@ async fn what_a_bridge_imported_to_one_bus_does_not_hold_back_another_bus_or_exp
         "each export of bus B sends its event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_pattern_the_server_would_refuse_is_an_error_naming_it() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let bus: EventBus = EventBus::new();
+    let bridge = Bridge::connect(&server.config(), "orch")
+        .await
+        .expect("connects");
+    for pattern in ["app.>.tail", ">.app", "app..x", ""] {
+        let refused = bridge.import(pattern, &bus).await.expect_err(pattern);
+        assert!(
+            matches!(&refused, orch_nats::ConnectError::Config(m) if m.contains(&format!("`{pattern}`"))),
+            "{refused:?}"
+        );
+    }
+    bridge
+        .import("app.*.done", &bus)
+        .await
+        .expect("a valid pattern");
+}
