@@ -1,6 +1,7 @@
 //! How long an attempt waits for a worker, against a real nats-server: the time no
-//! worker served a type counts only while attempts kept asking, and a zero timeout
-//! fails an attempt only when no worker serves its type.
+//! worker served a type counts only while attempts kept asking, a zero timeout fails an
+//! attempt only when no worker serves its type, and an attempt whose message no stream
+//! takes fails after the timeout too.
 
 mod common;
 
@@ -95,6 +96,34 @@ async fn a_zero_timeout_fails_an_attempt_only_while_no_worker_serves_its_type() 
     assert_eq!(
         (served.status, served.error.as_deref()),
         (TaskStatus::Completed, None)
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_fails_when_no_stream_takes_its_message_for_the_timeout() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = engine(&server, Duration::from_millis(400)).await;
+    let stop = CancellationToken::new();
+    start_worker(&server, &stop).await;
+    let result = engine.execute_workflow(&nap(0)).await.expect("valid");
+    assert_eq!(
+        result.task("nap").map(|t| t.status),
+        Some(TaskStatus::Completed)
+    );
+    // Someone deletes the tasks stream under the running coordinator.
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream("ORCH_TASKS").await.expect("deleted");
+    let result = engine.execute_workflow(&nap(0)).await.expect("valid");
+    let nap = result.task("nap").expect("a task");
+    assert_eq!(nap.status, TaskStatus::Failed);
+    let error = nap.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("no stream takes task messages on `orch.task.nap`"),
+        "{error}"
     );
     stop.cancel();
 }

@@ -147,6 +147,9 @@ impl Inner {
         ctx: &TaskContext,
     ) -> Result<(u64, bool), TaskError> {
         let mut pause = Duration::from_millis(50);
+        // Since when no stream has taken the task's subject (the tasks stream is gone,
+        // or briefly missing while a restarted server recovers it).
+        let mut no_stream_since: Option<tokio::time::Instant> = None;
         loop {
             let publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
@@ -163,7 +166,20 @@ impl Inner {
                         ctx.task_id()
                     )));
                 }
+                Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
+                    let since = *no_stream_since.get_or_insert_with(tokio::time::Instant::now);
+                    // No worker can get the task meanwhile: it waits as long as for one.
+                    if since.elapsed() >= self.missing_worker_timeout {
+                        return Err(TaskError::permanent(format!(
+                            "no stream takes task messages on `{subject}` (was stream `{}` \
+                             deleted?): {error}",
+                            self.names.tasks_stream()
+                        )));
+                    }
+                    tracing::warn!(task = %ctx.task_id(), %error, "no stream takes the task; trying again");
+                }
                 Err(error) => {
+                    no_stream_since = None;
                     tracing::warn!(task = %ctx.task_id(), %error, "publishing a task failed; trying again");
                 }
             }
