@@ -84,6 +84,7 @@ pub struct RemoteTask {
     cancel: CancellationToken,
     states: HandlerState,
     item: Option<(usize, Value)>,
+    resumed: bool,
 }
 
 impl RemoteTask {
@@ -100,7 +101,16 @@ impl RemoteTask {
             cancel: CancellationToken::new(),
             states: HandlerState::default(),
             item: None,
+            resumed: false,
         }
+    }
+
+    /// Whether the attempt is taken up again from an earlier run that stopped before
+    /// recording it: [`TaskContext::resumed`] on the engine that sent it, which handlers
+    /// read the same on this side. Default false.
+    pub fn resumed(mut self, resumed: bool) -> Self {
+        self.resumed = resumed;
+        self
     }
 
     /// The workflow's name (empty unless set).
@@ -172,6 +182,7 @@ impl RemoteTask {
             cancel,
             states,
             item,
+            resumed,
         } = self;
         let mut workflow = Workflow::new(workflow_id, workflow_name);
         let mut outputs: Vec<(TaskId, Value)> = Vec::with_capacity(inputs.len());
@@ -216,7 +227,8 @@ impl RemoteTask {
             run_id,
             workflow,
             partial: true,
-            ended_before: None,
+            // As the sending engine saw it: no earlier run ended this attempt's task.
+            ended_before: resumed.then(|| vec![false; results.len()].into_boxed_slice()),
             results,
             branches: Default::default(),
             states: states.0,
@@ -239,6 +251,15 @@ impl Output {
     /// whether it was a shared value.
     pub fn into_json(self) -> (Value, bool) {
         self.0.into_record()
+    }
+
+    /// The reason given to [`Output::not_journaled`], if the output was marked so: sent
+    /// with the output, so that the receiving engine keeps it out of its journal too.
+    pub fn not_journaled_reason(&self) -> Option<&str> {
+        match &self.0 {
+            Stored::Unjournaled(kept) => Some(&kept.1),
+            _ => None,
+        }
     }
 }
 

@@ -141,7 +141,9 @@
 //! `deadline_ms` (present when the task has a timeout) is when the coordinator stops
 //! waiting, in milliseconds since the Unix epoch; a worker does not start a task past
 //! it and drops its handler when it passes. `traceparent` is a W3C trace context that
-//! names the attempt alike in every process's logs.
+//! names the attempt alike in every process's logs. `"resumed": true` (absent when
+//! false) marks an attempt a resumed run takes up: `ctx.resumed()` on the worker, as on
+//! the coordinator.
 //!
 //! A **result message** (`Nats-Msg-Id: <run>.<task>.<attempt>`, so the first result of
 //! an attempt is the one kept):
@@ -153,7 +155,9 @@
 //!
 //! with `"outcome"` one of `{"status": "completed", "output": ...}`,
 //! `{"status": "stored", "object": "<run>.<task>.<attempt>", "bytes": 2097154}` (the
-//! output is that object of the `ORCH_RESULTS` object store bucket),
+//! output is that object of the `ORCH_RESULTS` object store bucket; either may add
+//! `"not_journaled": "<reason>"` for an output the handler marked
+//! `Output::not_journaled`, which the coordinator's journal leaves out too),
 //! `{"status": "failed", "error": "outer: inner", "permanent": false}` or
 //! `{"status": "skipped", "reason": "..."}`.
 //!

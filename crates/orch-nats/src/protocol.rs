@@ -45,6 +45,10 @@ pub(crate) struct TaskMessage<T = Task, I = Map<String, Value>> {
     /// For an instance of a map task: its element (version 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) item: Option<MessageItem>,
+    /// Whether the attempt is taken up again from an earlier run that stopped before
+    /// recording it (`TaskContext::resumed` on the coordinator).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) resumed: bool,
 }
 
 /// The element one instance of a map task runs for, and its position in the list.
@@ -112,12 +116,23 @@ pub(crate) struct ResultMessage {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub(crate) enum Outcome {
-    /// The handler returned `output`.
-    Completed { output: Value },
+    /// The handler returned `output`; `not_journaled`: the reason it gave for keeping
+    /// the output out of a journal ([`Output::not_journaled`](orch_engine::Output::not_journaled)),
+    /// if it did.
+    Completed {
+        output: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_journaled: Option<String>,
+    },
     /// The handler returned an output too large for a result message: it is object
     /// `object` (the attempt's message id) in the results' object store bucket, `bytes`
-    /// of JSON.
-    Stored { object: String, bytes: u64 },
+    /// of JSON; `not_journaled` as for `Completed`.
+    Stored {
+        object: String,
+        bytes: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_journaled: Option<String>,
+    },
     /// The handler failed; `error` is the whole chain of messages.
     Failed {
         error: String,

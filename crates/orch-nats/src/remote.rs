@@ -276,13 +276,18 @@ impl Inner {
         pending.settled = matches!(outcome, Ok(Settled::Result(_)));
         match outcome? {
             Settled::Result(result) => match result.outcome {
-                Outcome::Completed { output } => Ok(Output::from(output)),
-                Outcome::Stored { object, .. } => {
-                    Box::pin(stored::get(&self.js, &self.names, &object))
-                        .await
-                        .map(Output::from)
-                        .map_err(TaskError::new)
-                }
+                Outcome::Completed {
+                    output,
+                    not_journaled,
+                } => Ok(received(output, not_journaled)),
+                Outcome::Stored {
+                    object,
+                    not_journaled,
+                    ..
+                } => Box::pin(stored::get(&self.js, &self.names, &object))
+                    .await
+                    .map(|output| received(output, not_journaled))
+                    .map_err(TaskError::new),
                 Outcome::Failed {
                     error,
                     permanent: true,
@@ -464,5 +469,14 @@ impl Drop for Pending {
                 let _ = stream.delete_message(sequence).await;
             }
         });
+    }
+}
+
+/// A worker's output as the engine takes it: kept out of the journal, with the reason,
+/// when the worker's handler asked for that.
+fn received(output: serde_json::Value, not_journaled: Option<String>) -> Output {
+    match not_journaled {
+        Some(reason) => Output::from(output).not_journaled(reason),
+        None => Output::from(output),
     }
 }

@@ -38,8 +38,9 @@ use cancels::Cancels;
 /// cancellation token that fires when the coordinator cancels the run or the attempt.
 ///
 /// A task message the worker cannot read (malformed, or from a newer protocol version) is
-/// terminated with a logged error, never retried; when the message names its attempt,
-/// the attempt fails with that error.
+/// never run: the worker logs an error and, when the message names its attempt, stores
+/// that attempt's failure, then terminates the message; a failure it cannot store gives
+/// the message back, to be delivered again until it runs out of deliveries.
 ///
 /// ```no_run
 /// use orch_engine::{TaskContext, TaskError};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::NatsServer;
 use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
-use orch_engine::{TaskContext, TaskError, WorkflowEngine, inline};
+use orch_engine::{Durability, Output, TaskContext, TaskError, WorkflowEngine, inline};
 use orch_nats::{ConnectError, Inputs, Layout, NatsConfig, RemoteHandler, Worker};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -94,6 +94,13 @@ async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &Cancellatio
         })
         .handler("huge", |_ctx: TaskContext| async move {
             Ok::<_, TaskError>("x".repeat(2 << 20))
+        })
+        .handler("seen", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.resumed())
+        })
+        .handler("unjournaled", |ctx: TaskContext| async move {
+            let length = ctx.config()["length"].as_u64().unwrap_or(8) as usize;
+            Ok::<_, TaskError>(Output::new("p".repeat(length))?.not_journaled("holds a password"))
         })
         .handler("huge_error", |_ctx: TaskContext| async move {
             Err::<(), _>(TaskError::permanent(format!(
@@ -447,6 +454,80 @@ async fn an_output_larger_than_the_servers_max_payload_travels_through_the_objec
             .collect();
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert!(stored[0].ends_with(".big_output.1"), "{stored:?}");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_a_workers_handler_keeps_out_of_the_journal_stays_out_of_it() {
+    let Some(server) = NatsServer::start_with_config(Some("max_payload: 65536")) else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let remote = RemoteHandler::builder()
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let journal = orch_nats::NatsJournal::connect(&server.config(), &Layout::default())
+        .await
+        .expect("connects");
+    let engine = WorkflowEngine::builder()
+        .journal(journal.clone(), Durability::Process)
+        .build()
+        .expect("valid settings");
+    engine.register_handler("unjournaled", remote);
+    // One output travels in its result message, the other through the object store.
+    let workflow = Workflow::new("secrets", "Secrets")
+        .task(Task::new("small", "unjournaled"))
+        .task(Task::new("large", "unjournaled").config(json!({"length": 100_000})));
+    let run = orch_core::RunId::parse("secrets-1").expect("a run id");
+    let result = engine
+        .run_durable(&workflow, run.clone())
+        .await
+        .expect("runs");
+    assert_eq!(result.status, WorkflowStatus::Completed, "{result:?}");
+    assert_eq!(
+        result.task("small").and_then(|t| t.result.clone()),
+        Some(json!("pppppppp"))
+    );
+    let loaded = orch_journal::Journal::load(&journal, &run)
+        .await
+        .expect("reads")
+        .expect("the run");
+    for task in ["small", "large"] {
+        assert_eq!(
+            loaded.task(task).and_then(|t| t.result.clone()),
+            Some(json!({"not_journaled": "holds a password"})),
+            "{task}"
+        );
+    }
+    stop.cancel();
+}
+
+/// An attempt a resumed run takes up (its task left pending by the earlier run) is
+/// resumed for the worker's handler too; a new run's is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_handler_knows_whether_its_attempt_was_resumed() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let engine = remote_engine(&server, &["seen"]).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("later", "seen"));
+    let first = engine.execute_workflow(&workflow).await.expect("valid");
+    let later =
+        |result: &orch_core::WorkflowResult| result.task("later").and_then(|t| t.result.clone());
+    assert_eq!(later(&first), Some(json!(false)));
+    // A run that stopped before its attempt sent anything (a stored result of it would
+    // be taken instead of running it).
+    let mut cut_short = first.clone();
+    cut_short.run_id = orch_core::RunId::parse("cut-short").expect("a run id");
+    cut_short.tasks =
+        orch_core::TaskRecords::for_workflow(&workflow, vec![orch_core::TaskRecord::default()])
+            .expect("one record per task");
+    let resumed = engine.resume(&workflow, &cut_short).await.expect("resumes");
+    assert_eq!(later(&resumed), Some(json!(true)));
     stop.cancel();
 }
 

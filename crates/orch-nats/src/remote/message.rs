@@ -89,6 +89,7 @@ pub(super) fn task_message(
             ctx.attempt(),
         )),
         item,
+        resumed: ctx.resumed(),
     };
     let payload = protocol::write(&message);
     if payload.len() > max_bytes {

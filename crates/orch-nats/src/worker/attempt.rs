@@ -170,6 +170,7 @@ async fn execute(
                 .map(|(id, output)| (id.into(), output)),
         )
         .cancellation(token.clone())
+        .resumed(task.resumed)
         .state(shared.state.clone())
         .context();
     let context = match context {
@@ -290,9 +291,13 @@ fn ending(result: Result<Output, TaskError>, token: &CancellationToken) -> Endin
 /// The outcome of a handler's result.
 fn outcome(result: Result<Output, TaskError>) -> Outcome {
     match result {
-        Ok(output) => Outcome::Completed {
-            output: output.into_json().0,
-        },
+        Ok(output) => {
+            let not_journaled = output.not_journaled_reason().map(str::to_owned);
+            Outcome::Completed {
+                output: output.into_json().0,
+                not_journaled,
+            }
+        }
         Err(error) if error.is_skip() => Outcome::Skipped {
             reason: error.record_text(),
         },

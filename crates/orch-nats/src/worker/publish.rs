@@ -37,8 +37,12 @@ pub(super) async fn result_payload(
         return payload.into();
     }
     match &mut message.outcome {
-        Outcome::Completed { output } => {
-            let outcome = Box::pin(store(shared, key, &protocol::write(output))).await;
+        Outcome::Completed {
+            output,
+            not_journaled,
+        } => {
+            let bytes = protocol::write(output);
+            let outcome = Box::pin(store(shared, key, &bytes, not_journaled.take())).await;
             protocol::write(&result_message(shared, key, outcome)).into()
         }
         // A text that cannot fit would make every publish fail, and the worker retry it
@@ -92,7 +96,12 @@ fn cut_to_fit(text: &mut String, excess: usize) {
 
 /// Stores an output (`bytes` of JSON) in the object store; the outcome names it, or
 /// fails if it cannot be stored.
-async fn store(shared: &Shared, key: &AttemptKey, bytes: &[u8]) -> Outcome {
+async fn store(
+    shared: &Shared,
+    key: &AttemptKey,
+    bytes: &[u8],
+    not_journaled: Option<String>,
+) -> Outcome {
     let object = protocol::message_id(&key.run, &key.task, key.attempt);
     match stored::put(
         &shared.js,
@@ -107,6 +116,7 @@ async fn store(shared: &Shared, key: &AttemptKey, bytes: &[u8]) -> Outcome {
         Ok(()) => Outcome::Stored {
             object,
             bytes: bytes.len() as u64,
+            not_journaled,
         },
         Err(error) => Outcome::Failed {
             error: format!(
