@@ -46,7 +46,10 @@
 //! | `journal` | `orch-journal` | durable runs: a journal of task completions, to continue a run after a crash ([`WorkflowEngine::run_durable`](engine::WorkflowEngine::run_durable)) | `journal` (default) |
 //! | | | the PostgreSQL journal (`journal::PgJournal`) | `postgres` |
 //!
-//! `default-features = false` leaves the bus and the `Recorder` out of the build.
+//! Two more default features read workflow files: `yaml` (`Workflow::from_yaml`, `.yaml`
+//! and `.yml` files) and `toml` (`Workflow::from_toml`, `.toml` files); JSON is always
+//! read. `default-features = false` leaves out all five (the bus, the `Recorder`,
+//! durable runs and both file formats): name the ones you keep.
 
 pub use orch_core as core;
 pub use orch_engine as engine;
