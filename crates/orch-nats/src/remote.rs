@@ -347,10 +347,18 @@ impl Inner {
                 }
                 _ = ticks.tick() => {
                     // Not once the run is cancelled: the attempt is not sent again then.
-                    if let Some(sequence) = watched.filter(|_| !ctx.cancellation().is_cancelled())
-                        && let dispatch::Fate::Removed = Box::pin(self.fate(key, sequence)).await
-                    {
-                        return Ok(Waited::Removed);
+                    if let Some(sequence) = watched.filter(|_| !ctx.cancellation().is_cancelled()) {
+                        match Box::pin(self.fate(key, sequence)).await {
+                            dispatch::Fate::Removed => return Ok(Waited::Removed),
+                            // Out of deliveries while no coordinator listened (the look-up
+                            // when it was sent again may have failed): nobody will answer.
+                            dispatch::Fate::Queued { stored } => {
+                                if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
+                                    return Ok(Waited::Settled(Settled::Lost { deliveries }));
+                                }
+                            }
+                            dispatch::Fate::Answered | dispatch::Fate::Unknown => {}
+                        }
                     }
                     let missing = Box::pin(self.presence.missing_for(task_type)).await;
                     if missing > Duration::ZERO && missing >= self.missing_worker_timeout {
