@@ -254,9 +254,15 @@ impl Inner {
             let mut watched = None;
             if send {
                 let sent = self
-                    .dispatch(&subject, &pending.key, payload.clone(), &ctx, resend)
+                    .dispatch(
+                        &subject,
+                        &pending.key,
+                        payload.clone(),
+                        &ctx,
+                        resend,
+                        &mut pending.sequence,
+                    )
                     .await?;
-                pending.sequence = Some(sent.sequence);
                 watched = sent.queued_before.then_some(sent.sequence);
                 resend = sent.next_resend;
             }

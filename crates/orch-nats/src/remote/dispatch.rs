@@ -50,7 +50,9 @@ pub(super) struct Sent {
 
 impl Inner {
     /// Publishes the task message of `key` on `subject` (the `first_resend`th time it is
-    /// sent again, 0 for the first time).
+    /// sent again, 0 for the first time). `sequence` is set to the message's stream
+    /// sequence as soon as the server stored it, for an attempt dropped while this looks
+    /// into what became of a message sent before.
     ///
     /// A message the server already had (sent by a coordinator that stopped, within the
     /// duplicate window) stands while it is still queued or running; a result stored for
@@ -65,6 +67,7 @@ impl Inner {
         payload: Bytes,
         ctx: &TaskContext,
         first_resend: u32,
+        sequence_slot: &mut Option<u64>,
     ) -> Result<Sent, TaskError> {
         let first_id = protocol::message_id(&key.run, &key.task, key.attempt);
         for resend in first_resend..=MAX_RESENDS {
@@ -74,6 +77,7 @@ impl Inner {
             };
             let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
             self.routes.published(key, sequence);
+            *sequence_slot = Some(sequence);
             let sent = |queued_before| Sent {
                 sequence,
                 queued_before,
