@@ -274,6 +274,38 @@ async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
     assert_eq!(status("load").await, None);
 }
 
+/// While no stream takes the run's subject (as while a restarted server recovers its
+/// streams), an append waits for one instead of failing the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_waits_while_no_stream_takes_its_subject() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("gap").expect("a run id");
+    let journal = journal(&server).await;
+    let opened = journal.open(&run, &workflow()).await.expect("opens");
+    commit_completed(&opened, "extract").await.expect("commits");
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
+    let mut config = stream.info().await.expect("its settings").config.clone();
+    let subjects = std::mem::replace(&mut config.subjects, vec!["elsewhere.>".to_owned()]);
+    js.update_stream(config.clone()).await.expect("updated");
+    let append = commit_completed(&opened, "transform");
+    let restore = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        config.subjects = subjects;
+        js.update_stream(config).await.expect("restored");
+    };
+    let (appended, ()) = tokio::join!(append, restore);
+    appended.expect("stored once the stream takes the subject again");
+    drop(opened);
+    assert_eq!(
+        recorded_status(&journal, &run, "transform").await,
+        Some(TaskStatus::Completed)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_with_unreadable_or_out_of_range_headers_are_left_out() {
     let Some(server) = NatsServer::start() else {

@@ -260,7 +260,12 @@ async fn publish_until_stored(
                         .to_owned(),
                 );
             }
-            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other
+            // No stream found: also what the server answers while a restarted server
+            // is still recovering its streams.
+            PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::Other
+            | PublishErrorKind::StreamNotFound
                 if started.elapsed() < RETRY_FOR =>
             {
                 tracing::warn!(subject, %error, "a journal append was not acknowledged; sending it again");
