@@ -100,6 +100,9 @@ pub struct Bridge {
     imported: Arc<ImportedByBus>,
 }
 
+/// How long an export that ends waits for the server to take the events it published.
+const LAST_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An export or import running on the tokio runtime; it stops when dropped, or with
 /// [`BridgeTask::stop`].
 #[derive(Debug)]
@@ -109,8 +112,9 @@ impl BridgeTask {
     /// Stops carrying events.
     pub fn stop(self) {}
 
-    /// Waits until it ends by itself: an export when its bus closes, an import when the
-    /// connection closes or the bus does.
+    /// Waits until it ends by itself: an export when its bus closes (and the server took
+    /// what it published, or at most 5 s more), an import when the connection closes or
+    /// the bus does.
     pub async fn finished(mut self) {
         let _ = (&mut self.0).await;
     }
@@ -190,7 +194,14 @@ impl Bridge {
                     tracing::warn!(%error, "an event could not be exported");
                 }
             }
-            let _ = bridge.client.flush().await;
+            // Bounded: with the server gone, a flush would wait for it for ever.
+            let flushed = tokio::time::timeout(LAST_FLUSH_WAIT, bridge.client.flush()).await;
+            if !matches!(flushed, Ok(Ok(()))) {
+                tracing::warn!(
+                    "the server did not take the last exported events within {LAST_FLUSH_WAIT:?}; \
+                     they may be lost"
+                );
+            }
         })))
     }
 

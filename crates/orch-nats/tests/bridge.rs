@@ -279,3 +279,25 @@ async fn an_import_pattern_the_server_would_refuse_is_an_error_naming_it() {
         .await
         .expect("a valid pattern");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_whose_server_is_gone_still_finishes_when_its_bus_closes() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let bus: EventBus = EventBus::new();
+    let bridge = Bridge::connect(&server.config(), "orch")
+        .await
+        .expect("connects");
+    let export = bridge.export(&bus, "app.>").expect("subscribes");
+    bus.publish("app.before", json!(1))
+        .await
+        .expect("published");
+    drop(server);
+    bus.publish("app.after", json!(2)).await.expect("published");
+    bus.close().await;
+    // Waits for the server a few seconds at most, then ends; a guard, not a measure.
+    tokio::time::timeout(std::time::Duration::from_secs(60), export.finished())
+        .await
+        .expect("the export ended without its server");
+}
