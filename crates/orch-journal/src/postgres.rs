@@ -38,7 +38,7 @@ use lock::RunLock;
 use secret::{pg_error, secret_in};
 pub use server::{TempServer, TempServerError};
 use session::Session;
-use writer::PgRunWriter;
+use writer::{PgRunWriter, Reopened};
 
 use crate::claim::OpenRuns;
 use crate::definition::Definition;
@@ -251,8 +251,8 @@ impl Shared {
                 }
                 Err(LineError::Bad(reason)) => return Err(JournalError::Corrupt { at, reason }),
             };
-            // A task the workflow no longer has: reopening the run without it deletes its
-            // rows, but one written before that was done (or whose deletion failed) is
+            // A task the workflow no longer has: the first write after reopening the run
+            // without it deletes its rows, but one written before that was done (or whose deletion failed) is
             // left out here, as the file journal's reader leaves out what an earlier
             // definition recorded.
             if !loaded.definition.has_record_for(&task) {
@@ -270,36 +270,6 @@ impl Shared {
             loaded.ended(end, updated);
         }
         Ok(Some(loaded))
-    }
-
-    /// Deletes the rows of `tasks` of run `run`, and of their map instances.
-    async fn forget(
-        &self,
-        session: &Session,
-        run: &RunId,
-        tasks: &[TaskId],
-    ) -> Result<(), JournalError> {
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        let tasks: Vec<&str> = tasks.iter().map(TaskId::as_str).collect();
-        session
-            .client
-            .execute(
-                concat!(
-                    "DELETE FROM orch_journal_tasks d USING unnest($2::text[]) AS r (task_id)
-                     WHERE d.run_id = $1 AND (d.task_id = r.task_id OR ",
-                    instance_of_r!(),
-                    ")"
-                ),
-                &[&run.as_str(), &tasks],
-            )
-            .await
-            .map(drop)
-            .map_err(|e| {
-                let action = "forget the tasks a workflow dropped";
-                session.run_error(run, action, &e, self.secret())
-            })
     }
 
     /// Inserts run `run`'s row, with `definition`; reports whether it was new.
@@ -324,19 +294,6 @@ impl Shared {
             .await
             .map(|rows| rows == 1)
             .map_err(|e| session.run_error(run, "record a run", &e, self.secret()))
-    }
-
-    /// Marks run `run` unfinished again.
-    async fn reopen(&self, session: &Session, run: &RunId) -> Result<(), JournalError> {
-        (session.client)
-            .execute(
-                "UPDATE orch_journal_runs SET status = 'unfinished', updated = now()
-                 WHERE run_id = $1",
-                &[&run.as_str()],
-            )
-            .await
-            .map(drop)
-            .map_err(|e| session.run_error(run, "reopen a run", &e, self.secret()))
     }
 }
 
@@ -410,17 +367,20 @@ impl Journal for PgJournal {
             None => (None, WorkflowChanges::default()),
             Some(loaded) => {
                 let changes = loaded.check(workflow)?;
-                // Before the new definition: a run read back with it never holds rows
-                // of a task it dropped (a task of that id added back starts afresh).
-                shared.forget(&session, run, &changes.removed).await?;
-                shared.reopen(&session, run).await?;
                 (Some(loaded.result_for(workflow)), changes)
             }
         };
-        // A changed definition goes in with the run's next records (see `RunWriter`).
-        let redefined = match changes.is_empty() {
-            true => None,
-            false => Some(definition_text(run, &definition)?),
+        // A run that was there before takes up its reopening with its next write (see
+        // `Journal::open`): as the file journal, it stays as it was until then.
+        let reopened = match previous {
+            None => None,
+            Some(_) => Some(Reopened {
+                definition: match changes.is_empty() {
+                    true => None,
+                    false => Some(definition_text(run, &definition)?),
+                },
+                removed: changes.removed.iter().map(ToString::to_string).collect(),
+            }),
         };
         Ok(OpenRun {
             previous,
@@ -430,7 +390,7 @@ impl Journal for PgJournal {
                 Arc::clone(shared),
                 session,
                 tasks,
-                redefined,
+                reopened,
                 (claim, lock),
             )),
         })

@@ -53,12 +53,23 @@ COMMIT;";
 /// One batch of records: `$2`..`$5` the rows (one per task: the record in force from
 /// the batch), `$6` the tasks the batch resets (a pending record), whose map instances'
 /// rows from an earlier completion go, and `$7` the rows that replace what the table
-/// holds whatever it is (those of reset tasks and their instances); `$8`, when not null,
-/// the run's new definition, recorded with the rows.
+/// holds whatever it is (those of reset tasks and their instances). With `$9`, the first
+/// write to a run that was there before: the run is marked unfinished, takes definition
+/// `$8` when not null, and the rows of tasks `$10` (dropped by the workflow) and of their
+/// map instances go, except those the batch writes.
 const INSERT: &str = concat!(
     "
-WITH redefined AS (
-    UPDATE orch_journal_runs SET definition = $8 WHERE run_id = $1 AND $8::text IS NOT NULL
+WITH reopened AS (
+    UPDATE orch_journal_runs
+    SET status = 'unfinished', updated = now(), definition = coalesce($8::text, definition)
+    WHERE run_id = $1 AND $9::bool
+),
+dropped AS (
+    DELETE FROM orch_journal_tasks d
+    USING unnest($10::text[]) AS r (task_id)
+    WHERE d.run_id = $1 AND d.task_id <> ALL ($2::text[]) AND (d.task_id = r.task_id OR ",
+    instance_of_r!(),
+    ")
 ),
 reset_instances AS (
     DELETE FROM orch_journal_tasks d
@@ -74,6 +85,21 @@ ON CONFLICT (run_id, task_id) DO UPDATE
     SET status = EXCLUDED.status, record = EXCLUDED.record
     WHERE EXCLUDED.task_id = ANY ($7::text[])
         OR (orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance)"
+);
+
+/// A run's end, `$2`: with the definition `$3` when not null, and without the rows of
+/// tasks `$4` and of their map instances (see [`INSERT`] for a first write).
+pub(super) const FINISH: &str = concat!(
+    "
+WITH dropped AS (
+    DELETE FROM orch_journal_tasks d
+    USING unnest($4::text[]) AS r (task_id)
+    WHERE d.run_id = $1 AND (d.task_id = r.task_id OR ",
+    instance_of_r!(),
+    ")
+)
+UPDATE orch_journal_runs SET status = $2, definition = coalesce($3, definition), updated = now()
+WHERE run_id = $1"
 );
 
 /// Refuses a journal written in a newer format than this version reads.

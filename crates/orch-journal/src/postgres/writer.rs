@@ -10,10 +10,35 @@ use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
 
 use super::Shared;
 use super::lock::RunLock;
-use super::session::Session;
+use super::session::{FINISH, Session};
 use crate::claim::Claim;
 use crate::line;
 use crate::{JournalError, JournalFuture, RunWriter};
+
+/// What the first write to a run that was there before does too, in the same statement
+/// (until then the run stays as it was, as in the file journal): marks the run unfinished,
+/// records the definition of the workflow it goes on with when that changed, and deletes
+/// the rows of the tasks the workflow dropped, and of their map instances.
+pub(super) struct Reopened {
+    pub(super) definition: Option<String>,
+    pub(super) removed: Vec<String>,
+}
+
+impl Reopened {
+    /// Takes what is still to do from `pending` for one statement, which gives it back
+    /// if it fails.
+    fn take(pending: &Mutex<Option<Reopened>>) -> Option<Reopened> {
+        lock(pending).take()
+    }
+
+    fn give_back(self, pending: &Mutex<Option<Reopened>>) {
+        lock(pending).get_or_insert(self);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 pub(super) struct PgRunWriter {
     run: RunId,
@@ -22,9 +47,9 @@ pub(super) struct PgRunWriter {
     session: Arc<Session>,
     /// The workflow's task ids: a record of another id is a map instance's.
     tasks: Arc<HashSet<TaskId>>,
-    /// The definition of the workflow the run was reopened with, changed since, until
-    /// it is written: with the run's next records, in the same statement.
-    redefined: Mutex<Option<String>>,
+    /// For a run that was there before, what its first write does too, in the same
+    /// statement; taken by that write.
+    reopened: Arc<Mutex<Option<Reopened>>>,
     finished: AtomicBool,
     _hold: (Claim, RunLock),
 }
@@ -35,7 +60,7 @@ impl PgRunWriter {
         shared: Arc<Shared>,
         session: Arc<Session>,
         tasks: Arc<HashSet<TaskId>>,
-        redefined: Option<String>,
+        reopened: Option<Reopened>,
         hold: (Claim, RunLock),
     ) -> Self {
         Self {
@@ -43,7 +68,7 @@ impl PgRunWriter {
             shared,
             session,
             tasks,
-            redefined: Mutex::new(redefined),
+            reopened: Arc::new(Mutex::new(reopened)),
             finished: AtomicBool::new(false),
             _hold: hold,
         }
@@ -77,13 +102,9 @@ impl PgRunWriter {
         })
     }
 
-    /// The changed definition still to be written, taken by the statement that writes it.
-    fn take_redefined(&self) -> Option<String> {
-        (self
-            .redefined
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner))
-        .take()
+    /// The tasks the reopened workflow dropped, while their rows are still to go.
+    fn dropped(&self) -> Vec<String> {
+        (lock(&self.reopened).as_ref()).map_or_else(Vec::new, |r| r.removed.clone())
     }
 }
 
@@ -126,8 +147,15 @@ impl RunWriter for PgRunWriter {
                 || orch_core::MapSpec::parse_instance_id(id)
                     .is_some_and(|(map, _)| resets.contains(map))
         };
+        // So do the rows of tasks of the batch whose ids a dropped task's rows held (a
+        // plain task `m[0]` that replaced map task `m`).
+        let dropped = self.dropped();
+        let dropped_by = |id: &TaskId| {
+            let map = orch_core::MapSpec::parse_instance_id(id).map(|(map, _)| map);
+            (dropped.iter()).any(|d| d == id.as_str() || map == Some(d.as_str()))
+        };
         let forced: Vec<String> = (rows.iter())
-            .filter(|(id, _)| !resets.is_empty() && reset_by(id))
+            .filter(|(id, _)| (!resets.is_empty() && reset_by(id)) || dropped_by(id))
             .map(|(id, _)| id.to_string())
             .collect();
         let resets: Vec<String> = resets.iter().map(|id| (*id).to_owned()).collect();
@@ -148,16 +176,31 @@ impl RunWriter for PgRunWriter {
             lines.push(String::from_utf8(buf).unwrap_or_default());
         }
         let run = self.run.to_string();
-        let redefined = self.take_redefined();
+        let pending = Arc::clone(&self.reopened);
         self.on_session("record tasks", move |session| async move {
-            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-                &run, &ids, &statuses, &lines, &instances, &resets, &forced, &redefined,
+            let reopened = Reopened::take(&pending);
+            let first = reopened.is_some();
+            let definition = reopened.as_ref().and_then(|r| r.definition.as_deref());
+            let removed: &[String] = reopened.as_ref().map_or(&[], |r| &r.removed);
+            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+                &run,
+                &ids,
+                &statuses,
+                &lines,
+                &instances,
+                &resets,
+                &forced,
+                &definition,
+                &first,
+                &removed,
             ];
-            session
-                .client
-                .execute(&session.insert, &values)
-                .await
-                .map(drop)
+            let done = session.client.execute(&session.insert, &values).await;
+            if done.is_err()
+                && let Some(reopened) = reopened
+            {
+                reopened.give_back(&pending);
+            }
+            done.map(drop)
         })
     }
 
@@ -179,18 +222,20 @@ impl RunWriter for PgRunWriter {
     fn finish(&self, status: WorkflowStatus) -> JournalFuture {
         self.finished.store(true, Ordering::Release);
         let run = self.run.to_string();
-        let redefined = self.take_redefined();
+        let pending = Arc::clone(&self.reopened);
         self.on_session("record a run's end", move |session| async move {
-            session
-                .client
-                .execute(
-                    "UPDATE orch_journal_runs
-                     SET status = $2, definition = coalesce($3, definition), updated = now()
-                     WHERE run_id = $1",
-                    &[&run, &status.as_str(), &redefined],
-                )
-                .await
-                .map(drop)
+            let reopened = Reopened::take(&pending);
+            let definition = reopened.as_ref().and_then(|r| r.definition.as_deref());
+            let removed: &[String] = reopened.as_ref().map_or(&[], |r| &r.removed);
+            let done = (session.client)
+                .execute(FINISH, &[&run, &status.as_str(), &definition, &removed])
+                .await;
+            if done.is_err()
+                && let Some(reopened) = reopened
+            {
+                reopened.give_back(&pending);
+            }
+            done.map(drop)
         })
     }
 }

@@ -310,29 +310,41 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
 }
 
 /// Run `run` (workflow id `workflow_id`) is reopened with a changed task whose skip it
-/// recorded, and closed before it records anything: it keeps the definition it had, so
-/// opening it again reports the same change (a scheduler resets the skip in its first
-/// commit). The first records after a change, or the run's end, take the new definition
-/// with them.
+/// recorded and without a task it completed, and closed before it records anything: it
+/// stays as it was (its definition, the dropped task's record, its end), so opening it
+/// again reports the same changes (a scheduler resets the skip in its first commit). The
+/// first records after a change, or the run's end, take the new definition with them.
 pub async fn a_changed_definition_is_taken_with_the_first_record(
     journal: &dyn orch_journal::Journal,
     run: &orch_core::RunId,
     workflow_id: &str,
 ) {
-    let with_b = |config: Value| {
-        Workflow::new(workflow_id, "W")
+    let workflow = |config: Value, with_c: bool| {
+        let w = Workflow::new(workflow_id, "W")
             .task(Task::new("a", "t"))
-            .task(Task::new("b", "t").config(config).depends_on(["a"]))
+            .task(Task::new("b", "t").config(config).depends_on(["a"]));
+        if with_c {
+            w.task(Task::new("c", "t"))
+        } else {
+            w
+        }
     };
-    let (a, b) = (TaskId::from("a"), TaskId::from("b"));
+    let (a, b, c) = (TaskId::from("a"), TaskId::from("b"), TaskId::from("c"));
     let skipped = TaskRecord {
         status: TaskStatus::Skipped,
         error: Some("not today".to_owned()),
         ..TaskRecord::default()
     };
-    let opened = journal.open(run, &with_b(Value::from(1))).await.unwrap();
-    let first = [(&a, &completed(Value::from(1))), (&b, &skipped)];
-    opened.writer.append(&first).await.unwrap();
+    let done = completed(Value::from(1));
+    let opened = journal
+        .open(run, &workflow(Value::from(1), true))
+        .await
+        .unwrap();
+    opened
+        .writer
+        .append(&[(&a, &done), (&b, &skipped), (&c, &done)])
+        .await
+        .unwrap();
     opened
         .writer
         .finish(WorkflowStatus::Completed)
@@ -340,24 +352,35 @@ pub async fn a_changed_definition_is_taken_with_the_first_record(
         .unwrap();
     drop(opened);
 
-    let changed = with_b(Value::from(2));
+    let changed = workflow(Value::from(2), false);
     for opening in 0..2 {
         let opened = journal.open(run, &changed).await.unwrap();
+        let changes = &opened.changes;
+        let expected = (std::slice::from_ref(&b), std::slice::from_ref(&c));
         assert_eq!(
-            opened.changes.changed,
-            std::slice::from_ref(&b),
-            "opening {opening} with the changed workflow"
+            (&changes.changed[..], &changes.removed[..]),
+            expected,
+            "opening {opening}"
         );
         drop(opened);
     }
     let loaded = journal.load(run).await.unwrap().unwrap();
     assert_eq!(loaded.changes(&changed).changed, std::slice::from_ref(&b));
     assert_eq!(loaded.task("b"), Some(&skipped));
+    assert_eq!(
+        loaded.task("c"),
+        Some(&done),
+        "the dropped task's record stays"
+    );
+    assert_eq!(loaded.status(), orch_journal::RunStatus::Completed);
 
     let opened = journal.open(run, &changed).await.unwrap();
     let reset = TaskRecord::default();
     opened.writer.append(&[(&b, &reset)]).await.unwrap();
     drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("c"), None, "gone with the first write");
+    assert_eq!(loaded.status(), orch_journal::RunStatus::Unfinished);
     let opened = journal.open(run, &changed).await.unwrap();
     assert!(opened.changes.is_empty(), "{:?}", opened.changes);
     let previous = opened.previous.as_ref().expect("a recorded run");
@@ -365,7 +388,7 @@ pub async fn a_changed_definition_is_taken_with_the_first_record(
     drop(opened);
 
     // The run's end alone takes a change too.
-    let changed_again = with_b(Value::from(3));
+    let changed_again = workflow(Value::from(3), false);
     let opened = journal.open(run, &changed_again).await.unwrap();
     assert_eq!(opened.changes.changed, std::slice::from_ref(&b));
     opened
