@@ -19,11 +19,29 @@ pub(crate) struct Presence {
     seen: Mutex<HashMap<String, Seen>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Seen {
     asked: Instant,
     /// Since when no worker has answered; none if one answered at the last request.
     missing_since: Option<Instant>,
+}
+
+impl Seen {
+    /// What a request sent at `asked`, `answered` or not, tells after `previous`, when
+    /// answers stand for `fresh_for`. Absence counts from an earlier request only while
+    /// requests followed one another (attempts kept waiting, each asking at most every
+    /// other check, a check every `fresh_for`): a worker may have come and gone unseen
+    /// in a longer gap.
+    fn after(previous: Option<&Seen>, asked: Instant, answered: bool, fresh_for: Duration) -> Self {
+        let continuous = fresh_for * 4 + Duration::from_secs(1);
+        let before = previous
+            .filter(|s| asked.saturating_duration_since(s.asked) <= continuous)
+            .and_then(|s| s.missing_since);
+        Seen {
+            asked,
+            missing_since: (!answered).then(|| before.unwrap_or(asked)),
+        }
+    }
 }
 
 impl Presence {
@@ -57,21 +75,7 @@ impl Presence {
                     Err(_) => true,
                 };
                 let mut seen = self.lock();
-                // Absence counts from an earlier request only while requests followed
-                // one another (attempts kept waiting): a worker may have come and gone
-                // unseen in a longer gap.
-                let continuous = self.fresh_for.max(Duration::from_secs(1)) * 2;
-                let previous = (seen.get(task_type))
-                    .filter(|s| asked.saturating_duration_since(s.asked) <= continuous)
-                    .and_then(|s| s.missing_since);
-                let now = Seen {
-                    asked,
-                    missing_since: if answered {
-                        None
-                    } else {
-                        Some(previous.unwrap_or(asked))
-                    },
-                };
+                let now = Seen::after(seen.get(task_type), asked, answered, self.fresh_for);
                 seen.insert(task_type.to_owned(), now);
                 now
             }
@@ -87,4 +91,27 @@ impl Presence {
 
 fn bytes_empty() -> bytes::Bytes {
     bytes::Bytes::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absence_counts_across_requests_that_follow_one_another_and_not_across_a_gap() {
+        let fresh_for = Duration::from_secs(1);
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let first = Seen::after(None, at(0), false, fresh_for);
+        assert_eq!(first.missing_since, Some(at(0)));
+        // The next check found the answer still fresh; the one after asks, a little late.
+        let next = Seen::after(Some(&first), at(2_150), false, fresh_for);
+        assert_eq!(next.missing_since, Some(at(0)));
+        // Nobody asked for a minute: the absence starts again.
+        let later = Seen::after(Some(&next), at(62_150), false, fresh_for);
+        assert_eq!(later.missing_since, Some(at(62_150)));
+        // A worker answered: none missing.
+        let answered = Seen::after(Some(&later), at(63_150), true, fresh_for);
+        assert_eq!(answered.missing_since, None);
+    }
 }

@@ -103,7 +103,8 @@ impl RemoteBuilder {
     /// How long an attempt waits while no worker serves its task type before it fails
     /// permanently with an error naming the type; zero fails it as soon as a check
     /// (several a second while it waits) finds none. An attempt whose message no stream
-    /// takes (the tasks stream was deleted) fails after as long. Default 30 s.
+    /// takes (the tasks stream was deleted) fails after as long, and at least 5 s (what
+    /// a restarted server may answer while it recovers its streams). Default 30 s.
     pub fn missing_worker_timeout(mut self, timeout: Duration) -> Self {
         self.missing_worker_timeout = timeout;
         self

@@ -61,9 +61,15 @@ impl Routes {
     }
 
     /// Notes that `key`'s task message is stream message `sequence`; ends its wait as
-    /// [`Settled::RunCancelled`] if a cancellation of its run already covered it.
-    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64) {
+    /// [`Settled::RunCancelled`] if a cancellation of its run already covered it. A
+    /// `duplicate` (the server had the message from a coordinator that stopped) is left
+    /// to the look-up of what became of it: sent again after the cancellation, by a
+    /// resumed run, it is sent anew once found removed.
+    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64, duplicate: bool) {
         lock(&self.by_sequence).insert(sequence, key.clone());
+        if duplicate {
+            return;
+        }
         let covered = (lock(&self.cancelled).iter())
             .any(|(run, up_to)| *run == key.run && sequence <= *up_to);
         if covered {
@@ -299,14 +305,19 @@ mod tests {
     fn a_message_stored_before_a_cancellation_but_acknowledged_after_is_cancelled() {
         let routes = Routes::default();
         let (early, late, other) = (key("r", "early"), key("r", "late"), key("s", "early"));
-        let mut waits = [&early, &late, &other].map(|k| routes.wait(k.clone()));
+        let again = key("r", "again");
+        let mut waits = [&early, &late, &other, &again].map(|k| routes.wait(k.clone()));
         routes.cancel_run(&early.run, Some(10));
-        // Sequences learnt after the cancellation: 5 and 7 were stored before it.
-        routes.published(&early, 5);
-        routes.published(&other, 7);
-        routes.published(&late, 11);
+        // Sequences learnt after the cancellation: 5, 6 and 7 were stored before it.
+        routes.published(&early, 5, false);
+        routes.published(&other, 7, false);
+        routes.published(&late, 11, false);
+        // The server had this one already: a resumed run sends it again, and it is sent
+        // anew if the cancellation removed it.
+        routes.published(&again, 6, true);
         assert!(matches!(waits[0].try_recv(), Ok(Settled::RunCancelled)));
         assert!(waits[1].try_recv().is_err(), "sent after the cancellation");
         assert!(waits[2].try_recv().is_err(), "another run");
+        assert!(waits[3].try_recv().is_err(), "sent again by a resumed run");
     }
 }

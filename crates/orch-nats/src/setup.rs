@@ -232,26 +232,44 @@ async fn ensure_stream(
     }
 }
 
-/// Refuses stream `name`, found with `config`, unless it holds `wanted`: a stream of
-/// that name made for another prefix (stream names keep only a prefix's letters and
-/// digits, upper-cased) would take none of this prefix's messages.
+/// Refuses stream `name`, found with `config`, unless it takes some of the subjects of
+/// pattern `wanted` (this prefix's): a stream of that name made for another prefix
+/// (stream names keep only a prefix's letters and digits, upper-cased) would take none
+/// of this prefix's messages. A stream made by hand with narrower or wider subjects is
+/// fine.
 pub(crate) fn holds_subjects(
     name: &str,
     config: &stream::Config,
     wanted: &str,
 ) -> Result<(), ConnectError> {
-    if config.subjects.iter().any(|subject| subject == wanted) {
+    if config
+        .subjects
+        .iter()
+        .any(|pattern| overlap(pattern, wanted))
+    {
         return Ok(());
     }
     Err(ConnectError::Setup {
         what: format!("stream `{name}`"),
         reason: format!(
-            "it holds subjects {:?}, not `{wanted}`: it was made for another prefix that \
-             gives the same stream name (names keep a prefix's letters and digits, \
-             upper-cased); choose a prefix that differs from it in a letter or digit",
+            "it takes subjects {:?}, none of this prefix's `{wanted}`: it was made for \
+             another prefix that gives the same stream name (names keep a prefix's \
+             letters and digits, upper-cased); choose a prefix that gives another name",
             config.subjects
         ),
     })
+}
+
+/// Whether NATS subject patterns `a` and `b` take some subject in common.
+fn overlap(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) | (None, None) => return true,
+            (Some(x), Some(y)) if x == "*" || y == "*" || x == y => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Finds or creates the durable pull consumer of `task_type`'s tasks; returns the

@@ -282,3 +282,37 @@ async fn a_prefix_whose_streams_another_prefix_made_is_refused_naming_them() {
     let refused = journal.expect_err("the journal stream of another prefix");
     assert!(refused.to_string().contains("a-b.journal.*"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_made_by_hand_that_take_the_prefixs_subjects_are_used() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    // Task subjects are one token under `orch.task`; results take several.
+    for (name, subjects, retention) in [
+        (
+            "ORCH_TASKS",
+            "orch.task.*",
+            async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        ),
+        (
+            "ORCH_RESULTS",
+            "orch.result.*.*.*",
+            async_nats::jetstream::stream::RetentionPolicy::Limits,
+        ),
+    ] {
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subjects.to_owned()],
+            retention,
+            ..Default::default()
+        })
+        .await
+        .expect("created");
+    }
+    worker(&server.config())
+        .await
+        .expect("the streams take its subjects");
+}

@@ -127,3 +127,25 @@ async fn an_attempt_fails_when_no_stream_takes_its_message_for_the_timeout() {
     );
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_timeout_of_seconds_an_attempt_no_worker_serves_fails() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // Checked once a second: the absence counts across every check.
+    let engine = engine(&server, Duration::from_secs(5)).await;
+    let workflow = nap(0);
+    let run = engine.execute_workflow(&workflow);
+    // A guard against waiting for ever, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the attempt gave up")
+        .expect("valid");
+    let alone = result.task("nap").expect("a task");
+    let error = alone.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("no worker serves task type `nap`"),
+        "{error}"
+    );
+}

@@ -22,6 +22,10 @@ enum Queued {
     No,
 }
 
+/// The least time an attempt waits while no stream takes its message: a restarted
+/// server answers so until it has recovered its streams.
+const NO_STREAM_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How many times an attempt's message is sent again after it was found removed without
 /// a result (each time by a coordinator that restarted).
 const MAX_RESENDS: u32 = 100;
@@ -76,7 +80,7 @@ impl Inner {
                 n => format!("{first_id}.{n}"),
             };
             let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
-            self.routes.published(key, sequence);
+            self.routes.published(key, sequence, duplicate);
             *sequence_slot = Some(sequence);
             let sent = |queued_before| Sent {
                 sequence,
@@ -172,8 +176,9 @@ impl Inner {
                 }
                 Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
                     let since = *no_stream_since.get_or_insert_with(tokio::time::Instant::now);
-                    // No worker can get the task meanwhile: it waits as long as for one.
-                    if since.elapsed() >= self.missing_worker_timeout {
+                    // No worker can get the task meanwhile: it waits as long as for one,
+                    // and at least as long as a restarted server may take to recover.
+                    if since.elapsed() >= self.missing_worker_timeout.max(NO_STREAM_PATIENCE) {
                         return Err(TaskError::permanent(format!(
                             "no stream takes task messages on `{subject}` (was stream `{}` \
                              deleted?): {error}",
