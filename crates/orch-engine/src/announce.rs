@@ -11,7 +11,8 @@
 //!
 //! # Backpressure
 //! One rule: while eight batches ([`BATCHES_IN_FLIGHT`]) wait for the publisher (a full
-//! lossless subscription holds it up), the run starts no new task. It goes on handling the
+//! lossless subscription holds it up), the run starts no new task, nor a map task's next
+//! instance or an instance's retry. It goes on handling the
 //! tasks that are running, and starts tasks again as soon as the publisher takes a batch.
 //! So a slow subscriber slows the run down instead of letting events pile up.
 //!

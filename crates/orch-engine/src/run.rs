@@ -227,6 +227,8 @@ struct Scheduler<'p> {
     active: usize,
     /// Tasks back in the ready set after a retry's pause: they start their next attempt.
     retrying: HashSet<u32>,
+    /// Map instances due to start while the publisher was behind (each holds its slot).
+    held: Vec<u32>,
     max_concurrent: usize,
     stopping: bool,
     /// Whether some task has a timeout.
@@ -300,6 +302,7 @@ impl<'p> Scheduler<'p> {
             in_flight: FuturesUnordered::new(),
             active: 0,
             retrying: HashSet::new(),
+            held: Vec::new(),
             max_concurrent,
             stopping: false,
             timeouts: features.timeouts,
@@ -339,9 +342,10 @@ impl<'p> Scheduler<'p> {
         }
     }
 
-    /// Whether a ready task could start now but for the publisher.
+    /// Whether a ready task (or a held map instance) could start now but for the publisher.
     fn may_start(&mut self) -> bool {
-        !self.stopping && self.active < self.max_concurrent && self.ready.has_startable()
+        let ready = self.active < self.max_concurrent && self.ready.has_startable();
+        !self.stopping && (ready || !self.held.is_empty())
     }
 
     /// Starts what may start and handles what finished, until nothing more can happen
@@ -350,6 +354,7 @@ impl<'p> Scheduler<'p> {
         self.clock.now();
         let mut budget = YIELD_EVERY;
         loop {
+            self.start_held_instances(cx);
             while self.active < self.max_concurrent && !self.stopping && !self.publisher_behind() {
                 let Some(rank) = self.ready.pop() else {
                     break;

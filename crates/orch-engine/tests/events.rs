@@ -556,3 +556,57 @@ proptest::proptest! {
         }
     }
 }
+
+/// A map's instances, like tasks, wait while the publisher is behind: a subscriber that
+/// reads nothing holds the run back instead of letting its events pile up, and once it
+/// reads, the run goes on and every event arrives.
+#[test]
+fn map_instances_wait_while_the_publisher_is_behind() {
+    const ITEMS: usize = 10_000;
+    two_workers().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut stuck = bus
+            .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1))
+            .expect("a valid pattern");
+        let engine = instant_engine(bus.clone(), 2);
+        let ran = Arc::new(AtomicUsize::new(0));
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>((0..ITEMS).collect::<Vec<_>>())
+        });
+        engine.register_handler("item", {
+            let ran = Arc::clone(&ran);
+            move |_ctx: TaskContext| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, TaskError>(Value::Null) }
+            }
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("list", "list"))
+            .task(Task::new("each", "item").map_over("list"));
+        let run = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.execute_workflow(&workflow).await }
+        });
+        // Time for the run to go as far as it may while nobody reads.
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let while_stuck = ran.load(Ordering::SeqCst);
+        assert!(
+            while_stuck < ITEMS / 2,
+            "{while_stuck} of {ITEMS} instances ran while nobody read the events"
+        );
+        let mut events = 0;
+        while let Some(event) = stuck.recv_event().await {
+            events += 1;
+            if event.payload().kind == EngineEventKind::WorkflowFinished {
+                break;
+            }
+        }
+        let result = run.await.expect("the run finished").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        assert_eq!(ran.load(Ordering::SeqCst), ITEMS);
+        // Started and completed for each instance and both tasks, and the run's two.
+        assert_eq!(events, 2 * ITEMS + 2 * 2 + 2);
+    });
+}

@@ -232,6 +232,17 @@ impl Scheduler<'_> {
         true
     }
 
+    /// Starts the map instances held back while the publisher was behind, once it is not
+    /// (or the run stops: they then end at once).
+    pub(super) fn start_held_instances(&mut self, cx: &mut Context<'_>) {
+        if self.held.is_empty() || (self.publisher_behind() && !self.stopping) {
+            return;
+        }
+        for index in std::mem::take(&mut self.held) {
+            self.start_attempt(index as usize, cx);
+        }
+    }
+
     pub(super) fn start_instance(&mut self, k: usize, cx: &mut Context<'_>) {
         let at = self.clock.last();
         let map = self.extras().instances[k].map as usize;

@@ -18,6 +18,9 @@ impl Scheduler<'_> {
         self.stopping = true;
         self.ready.clear();
         self.retrying.clear();
+        // Map instances held for the publisher will not start either (each held a slot).
+        self.active -= self.held.len();
+        self.held.clear();
         // A pause before a retry that will not start: over now, not when it would end.
         let in_flight = std::mem::take(&mut self.in_flight);
         for waiting in in_flight {

@@ -89,9 +89,13 @@ impl Scheduler<'_> {
     }
 
     /// A retry's pause ended: a task of the plan queues for its slots again (it gave them
-    /// back for the pause); a map instance, which kept its slot, starts at once.
+    /// back for the pause); a map instance, which kept its slot, starts at once, or once
+    /// the publisher caught up (an instance's first start comes this way too).
     pub(super) fn backoff_over(&mut self, index: usize, cx: &mut Context<'_>) {
         if index >= self.records.len() {
+            if self.publisher_behind() && !self.stopping {
+                return self.held.push(index as u32);
+            }
             return self.start_attempt(index, cx);
         }
         if !self.stopping {
