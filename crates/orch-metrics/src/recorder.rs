@@ -1,10 +1,12 @@
 //! [`Recorder`]: counts and duration histograms per task type, across runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use orch_core::{EngineEvent, EngineEventKind, TaskStatus, WorkflowResult};
+use orch_core::{
+    EngineEvent, EngineEventKind, MapSpec, RunId, TaskId, TaskStatus, Workflow, WorkflowResult,
+};
 
 /// Upper bounds (seconds) of the duration histogram's buckets; a last bucket takes the
 /// rest. From 100 µs to 5 min, roughly three per decade.
@@ -58,7 +60,10 @@ pub struct TaskTypeStats {
 /// Aggregates task outcomes and durations per task type, across runs.
 ///
 /// Feed it the engine's lifecycle events ([`Recorder::observe`], e.g. from a bus
-/// subscription on `workflow.>`) or whole results ([`Recorder::record_result`]). With the
+/// subscription on `workflow.>`) or whole results ([`Recorder::record_result`]): both
+/// give the same figures for a run. A map task's instances count as tasks of its type;
+/// the map task counts too, but its duration, which spans its instances', is not
+/// recorded when it had instances (as in a run's own metrics). With the
 /// `metrics-facade` feature it also reports through the `metrics` crate:
 /// `orch_tasks_total{task_type, outcome}` (outcome: `started`, `completed`, `failed`,
 /// `retried`, `skipped`, `cancelled`) and `orch_task_duration_seconds{task_type}`.
@@ -80,6 +85,9 @@ pub struct TaskTypeStats {
 #[derive(Debug, Default)]
 pub struct Recorder {
     by_type: Mutex<HashMap<String, TaskTypeStats>>,
+    /// Map tasks of runs under way whose instances were seen: their own end brings no
+    /// duration. A run's entries go with its `WorkflowFinished` event.
+    mapped: Mutex<HashSet<(RunId, TaskId)>>,
 }
 
 impl Recorder {
@@ -88,11 +96,21 @@ impl Recorder {
         Self::default()
     }
 
-    /// Takes one lifecycle event into account; workflow events are ignored.
+    /// Takes one lifecycle event into account; workflow events are not counted.
     pub fn observe(&self, event: &EngineEvent) {
+        if event.kind == EngineEventKind::WorkflowFinished {
+            lock(&self.mapped).retain(|(run, _)| *run != event.run_id);
+            return;
+        }
         let Some(task_type) = event.task_type.as_deref() else {
             return;
         };
+        let task_id = event.task_id.as_ref();
+        if event.map_item.is_some()
+            && let Some((map, _)) = task_id.and_then(|id| MapSpec::parse_instance_id(id))
+        {
+            lock(&self.mapped).insert((event.run_id.clone(), TaskId::from(map)));
+        }
         let outcome = match event.kind {
             EngineEventKind::TaskStarted => Outcome::Started,
             EngineEventKind::TaskCompleted => Outcome::Completed,
@@ -103,6 +121,12 @@ impl Recorder {
             _ => return,
         };
         let duration = match outcome {
+            Outcome::Completed | Outcome::Failed if event.map_item.is_none() => {
+                let spans_instances = task_id.is_some_and(|id| {
+                    lock(&self.mapped).remove(&(event.run_id.clone(), id.clone()))
+                });
+                event.duration.filter(|_| !spans_instances)
+            }
             Outcome::Completed | Outcome::Failed => event.duration,
             _ => None,
         };
@@ -112,16 +136,45 @@ impl Recorder {
     /// Takes a whole run into account (for runs whose events were not observed). The
     /// result of a resumed run holds the runs it continues too: the tasks it kept, and
     /// the attempts its tasks made there.
+    ///
+    /// The task types come from the workflow the result was run from: a result read back
+    /// from JSON knows only its tasks' ids, and needs [`Recorder::record_result_with`].
     pub fn record_result(&self, result: &WorkflowResult) {
-        let Some(workflow) = result.tasks.workflow() else {
-            return;
+        if let Some(workflow) = result.tasks.workflow() {
+            self.record_result_with(result, workflow);
+        }
+    }
+
+    /// [`Recorder::record_result`] for a result of `workflow` (one read back from JSON,
+    /// say); records of ids `workflow` does not have are left out.
+    pub fn record_result_with(&self, result: &WorkflowResult, workflow: &Workflow) {
+        let map_of = |id: &str| {
+            let (map, _) = MapSpec::parse_instance_id(id)?;
+            workflow.get(map).filter(|task| task.map.is_some())
         };
-        for (task, record) in workflow.tasks().zip(result.tasks.records()) {
-            let task_type = task.task_type.as_str();
+        // Map tasks whose instances have records: their own spans them.
+        let mapped: HashSet<&str> = (result.tasks.ids())
+            .filter(|id| workflow.get(id).is_none())
+            .filter_map(|id| map_of(id).map(|map| map.task_id.as_str()))
+            .collect();
+        for (id, record) in result.tasks.iter() {
+            let (task_type, spans_instances) = match workflow.get(id) {
+                Some(task) => (task.task_type.as_str(), mapped.contains(id.as_str())),
+                None => match map_of(id) {
+                    Some(map) => (map.task_type.as_str(), false),
+                    None => continue,
+                },
+            };
             if record.attempts > 0 {
                 self.count(task_type, Outcome::Started, None);
             }
-            for _ in 1..record.attempts {
+            // A map task's attempt count is its instances' (their retries count there).
+            let retries = if spans_instances {
+                0
+            } else {
+                record.attempts.saturating_sub(1)
+            };
+            for _ in 0..retries {
                 self.count(task_type, Outcome::Retried, None);
             }
             let outcome = match record.status {
@@ -132,7 +185,7 @@ impl Recorder {
                 TaskStatus::Pending | TaskStatus::Running => continue,
             };
             let duration = match outcome {
-                Outcome::Completed | Outcome::Failed => record.duration(),
+                Outcome::Completed | Outcome::Failed if !spans_instances => record.duration(),
                 _ => None,
             };
             self.count(task_type, outcome, duration);
@@ -153,7 +206,7 @@ impl Recorder {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TaskTypeStats>> {
-        self.by_type.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.by_type)
     }
 
     fn count(&self, task_type: &str, outcome: Outcome, duration: Option<Duration>) {
@@ -182,6 +235,10 @@ impl Recorder {
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Clone, Copy)]

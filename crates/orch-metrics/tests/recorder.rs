@@ -131,3 +131,98 @@ fn the_metrics_facade_sees_counters_and_histograms() {
     );
     assert!(text.contains("orch_task_duration_seconds"), "{text}");
 }
+
+/// A run of map task `sq` over three items, one of which failed once before it
+/// completed: its result, and the events the engine publishes for it.
+fn map_run() -> (WorkflowResult, Vec<EngineEvent>) {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "load"))
+        .task(Task::new("sq", "square").map_over("list"));
+    let at = |ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+    let ran = |from, to, attempts| TaskRecord {
+        status: TaskStatus::Completed,
+        start_time: Some(at(from)),
+        end_time: Some(at(to)),
+        attempts,
+        ..TaskRecord::default()
+    };
+    let instances = [ran(10, 20, 1), ran(10, 30, 2), ran(20, 40, 1)];
+    let records = vec![ran(0, 10, 1), ran(10, 40, 2)];
+    let extra = (instances.iter().enumerate())
+        .map(|(i, record)| (orch_core::TaskId::from(format!("sq[{i}]")), record.clone()));
+    let run_id = orch_core::RunId::new();
+    let result = WorkflowResult {
+        workflow_id: "w".into(),
+        run_id: run_id.clone(),
+        name: "W".into(),
+        status: WorkflowStatus::Completed,
+        start_time: at(0),
+        end_time: at(40),
+        max_concurrent: 2,
+        tasks: TaskRecords::for_workflow_with_extra(&workflow, records, extra).expect("records"),
+    };
+    let event = |kind, id: &str, task_type: &str, item: Option<u32>, ms: Option<u64>| {
+        let mut event = EngineEvent::new(kind, "w".into(), run_id.clone(), at(0));
+        event.task_id = Some(id.into());
+        event.task_type = Some(task_type.into());
+        event.map_item = item;
+        event.duration = ms.map(Duration::from_millis);
+        event
+    };
+    use EngineEventKind::{TaskCompleted, TaskRetrying, TaskStarted, WorkflowFinished};
+    let mut events = vec![
+        event(TaskStarted, "list", "load", None, None),
+        event(TaskCompleted, "list", "load", None, Some(10)),
+        event(TaskStarted, "sq", "square", None, None),
+    ];
+    for (i, ms) in [(0, 10), (1, 20), (2, 20)] {
+        let id = format!("sq[{i}]");
+        events.push(event(TaskStarted, &id, "square", Some(i), None));
+        if i == 1 {
+            events.push(event(TaskRetrying, &id, "square", Some(i), None));
+        }
+        events.push(event(TaskCompleted, &id, "square", Some(i), Some(ms)));
+    }
+    events.push(event(TaskCompleted, "sq", "square", None, Some(30)));
+    events.push(EngineEvent::new(
+        WorkflowFinished,
+        "w".into(),
+        run_id,
+        at(40),
+    ));
+    (result, events)
+}
+
+#[test]
+fn a_maps_instances_count_alike_from_events_and_from_its_result() {
+    let (result, events) = map_run();
+    let from_events = Recorder::new();
+    for event in &events {
+        from_events.observe(event);
+    }
+    let from_result = Recorder::new();
+    from_result.record_result(&result);
+    assert_eq!(from_events.snapshot(), from_result.snapshot());
+    let square = from_result.task_type("square").expect("seen");
+    // The map task and its three instances; durations of the instances only.
+    assert_eq!(
+        (square.started, square.completed, square.retried),
+        (4, 4, 1)
+    );
+    assert_eq!(square.durations.count, 3);
+    // Records that know only their ids (as read back from a file), with the workflow
+    // given.
+    let mut read_back = result.clone();
+    read_back.tasks = (result.tasks.iter())
+        .map(|(id, record)| (id.clone(), record.clone()))
+        .collect();
+    let from_json = Recorder::new();
+    from_json.record_result(&read_back);
+    assert!(
+        from_json.snapshot().is_empty(),
+        "no task types without the workflow"
+    );
+    let workflow = result.tasks.workflow().expect("run from a workflow");
+    from_json.record_result_with(&read_back, workflow);
+    assert_eq!(from_json.snapshot(), from_result.snapshot());
+}
