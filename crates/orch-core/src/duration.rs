@@ -60,8 +60,9 @@ fn exact_text(d: Duration) -> String {
 
 /// Reads a duration as workflow files write it: a number of seconds, read exactly
 /// (`1.25`, `1.25s`), or human-readable text (`1m 30s`, `250ms`, `2h`, `1.5h`; units from
-/// `ns` to `y`, a month being 30.44 days and a year 365.25 days). Surrounding white space
-/// is ignored. What `orch` takes on its command line for a duration, too.
+/// `ns` to `y`, a month being 30.44 days and a year 365.25 days; any number may have
+/// decimals, as in `0.001h`, and the text adds up to the nearest nanosecond). Surrounding
+/// white space is ignored. What `orch` takes on its command line for a duration, too.
 ///
 /// # Errors
 /// [`DurationError::Invalid`] for text that is not a duration, and
@@ -98,59 +99,68 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             .map_err(|_| DurationError::TooLarge(text.to_owned()))?;
         return Ok(Duration::new(secs, nanos));
     }
-    // `humantime` panics on some sums past the longest duration instead of failing.
-    if most_nanos(trimmed) >= u128::from(u64::MAX) * NANOS_PER_SEC {
-        return Err(DurationError::TooLarge(text.to_owned()));
-    }
-    humantime::parse_duration(trimmed).map_err(|error| match error {
-        humantime::DurationError::NumberOverflow => DurationError::TooLarge(text.to_owned()),
-        _ => DurationError::Invalid(text.to_owned()),
-    })
+    parse_text(text, trimmed)
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
-/// At least what human-readable duration text adds up to, in nanoseconds (saturating):
-/// each number whole with its digits run together and rounded up, in its unit (an
-/// unknown unit counted as a year, the longest).
-fn most_nanos(text: &str) -> u128 {
-    let unit_nanos = |unit: &str| -> u128 {
-        let secs: u128 = match unit {
-            "nanos" | "nsec" | "ns" => return 1,
-            "usec" | "us" | "µs" => return 1_000,
-            "millis" | "msec" | "ms" => return 1_000_000,
-            "seconds" | "second" | "secs" | "sec" | "s" => 1,
-            "minutes" | "minute" | "min" | "mins" | "m" => 60,
-            "hours" | "hour" | "hr" | "hrs" | "h" => 3_600,
-            "days" | "day" | "d" => 86_400,
-            "weeks" | "week" | "wk" | "wks" | "w" => 604_800,
-            "months" | "month" | "M" => 2_630_016,
-            _ => 31_557_600,
-        };
-        secs * NANOS_PER_SEC
-    };
-    let is_unit = |c: char| c.is_ascii_alphabetic() || c == 'µ';
-    let (mut total, mut number, mut fraction) = (0u128, 0u128, false);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if let Some(digit) = c.to_digit(10) {
-            if !fraction {
-                number = number.saturating_mul(10).saturating_add(u128::from(digit));
-            }
-        } else if c == '.' {
-            fraction = true;
-        } else if is_unit(c) {
-            let mut unit = String::from(c);
-            while let Some(&c) = chars.peek().filter(|&&c| is_unit(c)) {
-                unit.push(c);
-                chars.next();
-            }
-            let whole = number.saturating_add(u128::from(fraction));
-            total = total.saturating_add(whole.saturating_mul(unit_nanos(&unit)));
-            (number, fraction) = (0, false);
-        }
+/// Reads `trimmed`, the trimmed `text`, as human-readable duration text: numbers (with
+/// decimals, any number of them) each followed by a unit, `1h 30m`, `1.5h`, `0.001h`,
+/// added up to the nearest nanosecond.
+fn parse_text(text: &str, trimmed: &str) -> Result<Duration, DurationError> {
+    let invalid = || DurationError::Invalid(text.to_owned());
+    let too_large = || DurationError::TooLarge(text.to_owned());
+    if trimmed.is_empty() {
+        return Err(invalid());
     }
-    total
+    let mut rest = trimmed;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let number_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.');
+        let (number, after) = rest.split_at(number_end.unwrap_or(rest.len()));
+        let after = after.trim_start();
+        let unit_end = after.find(|c: char| !c.is_ascii_alphabetic() && c != 'µ');
+        let (unit, after) = after.split_at(unit_end.unwrap_or(after.len()));
+        let unit = unit_nanos(unit).ok_or_else(invalid)?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() || number.ends_with('.') || fraction.contains('.') {
+            return Err(invalid());
+        }
+        // Only digits: a number that does not parse has too many of them.
+        let whole: u128 = whole.parse().map_err(|_| too_large())?;
+        let mut nanos = whole.checked_mul(unit).ok_or_else(too_large)?;
+        if !fraction.is_empty() {
+            // Digits past the twentieth move a year by less than a thousandth of a
+            // nanosecond.
+            let digits = &fraction[..fraction.len().min(20)];
+            let numerator: u128 = digits.parse().map_err(|_| invalid())?;
+            let denominator = 10u128.pow(digits.len() as u32);
+            nanos += (numerator * unit + denominator / 2) / denominator;
+        }
+        total = total.checked_add(nanos).ok_or_else(too_large)?;
+        rest = after.trim_start();
+    }
+    let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| too_large())?;
+    Ok(Duration::new(secs, (total % NANOS_PER_SEC) as u32))
+}
+
+/// How many nanoseconds a unit of duration text stands for (a month is 30.44 days, a
+/// year 365.25 days).
+fn unit_nanos(unit: &str) -> Option<u128> {
+    let secs: u128 = match unit {
+        "nanos" | "nsec" | "ns" => return Some(1),
+        "usec" | "us" | "µs" => return Some(1_000),
+        "millis" | "msec" | "ms" => return Some(1_000_000),
+        "seconds" | "second" | "secs" | "sec" | "s" => 1,
+        "minutes" | "minute" | "min" | "mins" | "m" => 60,
+        "hours" | "hour" | "hr" | "hrs" | "h" => 3_600,
+        "days" | "day" | "d" => 86_400,
+        "weeks" | "week" | "wk" | "wks" | "w" => 604_800,
+        "months" | "month" | "M" => 2_630_016,
+        "years" | "year" | "yr" | "yrs" | "y" => 31_557_600,
+        _ => return None,
+    };
+    Some(secs * NANOS_PER_SEC)
 }
 
 /// Why a text is not a duration (see [`parse_duration`]). Each variant holds the text.
@@ -249,9 +259,11 @@ impl<'de> Visitor<'de> for OptionalDurationVisitor {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use proptest::prelude::*;
 
-    use super::most_nanos;
+    use super::{DurationError, parse_duration};
 
     fn term() -> impl Strategy<Value = String> {
         let unit = prop::sample::select(vec![
@@ -270,14 +282,36 @@ mod tests {
     }
 
     proptest! {
-        /// The bound that keeps too-large text away from `humantime` is never below what
-        /// `humantime` reads.
+        /// Wherever `humantime` reads duration text, it reads the same duration.
         #[test]
-        fn the_bound_is_at_least_the_duration(terms in prop::collection::vec(term(), 1..5), joiner in " ?") {
+        fn text_reads_as_humantime_reads_it(terms in prop::collection::vec(term(), 1..5), joiner in " ?") {
             let text = terms.join(&joiner);
             if let Ok(duration) = humantime::parse_duration(&text) {
-                prop_assert!(most_nanos(&text) >= duration.as_nanos(), "{text}");
+                prop_assert_eq!(parse_duration(&text), Ok(duration), "{}", text);
             }
         }
+    }
+
+    #[test]
+    fn fractions_of_any_unit_read_to_the_nearest_nanosecond() {
+        assert_eq!(parse_duration("0.001h"), Ok(Duration::from_millis(3600)));
+        assert_eq!(parse_duration("0.123h"), Ok(Duration::from_millis(442_800)));
+        assert_eq!(parse_duration("1.0000000001s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("0.5ns"), Ok(Duration::from_nanos(1)));
+        assert_eq!(parse_duration("1.5 h 2m"), Ok(Duration::from_secs(5520)));
+        for text in [
+            "", "h", "1.h", "1..5h", "1.2.3h", ".5h", "1m 30", "-1s", "1 0s",
+        ] {
+            let read = parse_duration(text);
+            assert!(
+                matches!(read, Err(DurationError::Invalid(_))),
+                "{text:?}: {read:?}"
+            );
+        }
+        let huge = format!("{}y", "9".repeat(60));
+        assert!(matches!(
+            parse_duration(&huge),
+            Err(DurationError::TooLarge(_))
+        ));
     }
 }
