@@ -67,7 +67,8 @@ pub enum RunError {
     /// A durable run's journal could not be opened, read or written, or refused the run:
     /// it holds another workflow's run under this id, or the workflow changed since the
     /// run was recorded in tasks that had completed (the error says what changed). A
-    /// journal that fails while the run goes on stops it: no task starts after that.
+    /// journal that fails while the run goes on stops it: no task starts after that, and
+    /// running handlers are cancelled as when the run is (within its grace period).
     #[cfg(feature = "journal")]
     #[error("journal: {0}")]
     Journal(crate::durable::JournalFailure),

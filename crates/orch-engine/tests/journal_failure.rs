@@ -159,3 +159,33 @@ fn a_result_the_journal_could_not_read_back_stops_the_run_which_opens_again() {
         );
     }
 }
+
+/// A journal that fails while a long handler runs stops the run at once: the handler is
+/// told through its cancellation token, and the run returns the journal's error instead
+/// of waiting for the handler to end by itself.
+#[test]
+fn a_journal_failure_cancels_the_handlers_still_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = common::current_thread();
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(2)
+        .journal(failing(dir.path(), 1), Durability::Process)
+        .build()
+        .unwrap();
+    engine.register_handler("instant", |_ctx: TaskContext| async move {
+        Ok::<_, orch_engine::TaskError>(())
+    });
+    engine.register_handler("sensor", |ctx: TaskContext| async move {
+        ctx.cancellation().cancelled().await;
+        Err::<(), _>(orch_engine::TaskError::new("stopped waiting"))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "instant"))
+        .task(Task::new("sensor", "sensor"));
+    let run = engine.run_durable(&workflow, RunId::parse("r").unwrap());
+    // A guard against waiting for ever, not a measure.
+    let ended = runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(60), run).await })
+        .expect("the run ended while the sensor still waited");
+    assert!(matches!(ended, Err(RunError::Journal(_))), "{ended:?}");
+}

@@ -39,7 +39,8 @@ impl Scheduler<'_> {
     }
 
     /// Releases the dependents of the tasks a commit recorded; a journal that failed
-    /// stops the run (what is not recorded must not be built on).
+    /// stops the run (what is not recorded must not be built on): nothing more starts,
+    /// and running handlers are cancelled, as when the run is.
     pub(super) fn committed(&mut self, commit: Commit) {
         let released = match &mut self.journal {
             Some(journal) => journal.committed(commit),
@@ -52,7 +53,10 @@ impl Scheduler<'_> {
                     self.ended(index as usize, status);
                 }
             }
-            None => self.stop_starting(),
+            None => {
+                self.stop_starting();
+                self.shared.cancel.cancel();
+            }
         }
     }
 
