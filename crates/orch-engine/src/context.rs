@@ -343,7 +343,9 @@ impl TaskContext {
     /// A handler that hands work to another system can ask that system whether the
     /// attempt already finished there before starting it again. A task the earlier run
     /// ended (completed, failed, skipped or cancelled) and that runs again is not resumed:
-    /// its attempt numbers go on after the earlier ones (see [`TaskContext::attempt`]).
+    /// its attempt numbers go on after the earlier ones (see [`TaskContext::attempt`]);
+    /// but one it cancelled before any attempt of it was recorded is (a run before it may
+    /// have stopped during its first attempt).
     /// (One case is left: if a resume that ran such a task again was itself stopped
     /// without recording the attempt, the next resume gives that attempt's number again,
     /// not resumed; a system that keeps the first outcome per attempt then gives that

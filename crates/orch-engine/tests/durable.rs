@@ -875,3 +875,48 @@ fn a_branch_choice_is_journaled_and_holds_when_the_run_resumes() {
     assert_eq!(calls.of("large"), 0);
     assert_eq!(resumed.status, WorkflowStatus::Completed);
 }
+
+/// A run stopped during `b`'s first attempt (nothing recorded of it), then resumed and
+/// cancelled before `b` started: the attempt may still have been under way, so the
+/// next resume takes it up as resumed, under the same number.
+#[test]
+fn an_attempt_under_way_at_a_crash_stays_resumed_through_a_cancelled_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = RunId::parse("r").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "quick"))
+        .task(Task::new("b", "slow").depends_on(["a"]));
+    let engine_with = |slow: bool| {
+        let engine = WorkflowEngine::builder()
+            .journal(FileJournal::new(dir.path()).unwrap(), Durability::Process)
+            .build()
+            .unwrap();
+        engine.register_handler("quick", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(())
+        });
+        engine.register_handler("slow", move |ctx: TaskContext| async move {
+            if slow {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, TaskError>(json!([ctx.attempt(), ctx.resumed()]))
+        });
+        engine
+    };
+    // The first run stops (its future dropped, as in a crash) while `b` runs.
+    let first = engine_with(true);
+    let stopped = runtime().block_on(async {
+        let run = first.run_durable(&workflow, run_id.clone());
+        tokio::time::timeout(std::time::Duration::from_millis(200), run).await
+    });
+    assert!(stopped.is_err(), "`b` never ends by itself");
+    // The second is cancelled before `b` starts.
+    let second = engine_with(false).run_durable(&workflow, run_id.clone());
+    second.cancel();
+    let cancelled = runtime().block_on(second).unwrap();
+    let b = cancelled.task("b").unwrap();
+    assert_eq!((b.status, b.attempts), (TaskStatus::Cancelled, 0));
+    let third = runtime()
+        .block_on(engine_with(false).run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(third.task("b").unwrap().result, Some(json!([1, true])));
+}

@@ -126,14 +126,19 @@ pub(super) fn may_stand(record: &orch_core::TaskRecord) -> bool {
 /// For a run that continues `previous`, per task, whether that run ended it (completed,
 /// failed, skipped or cancelled it): the next attempt's number is a new one (see
 /// [`attempt_bases`]). A task it did not record, or recorded as pending or running, may
-/// have had an attempt under way when it stopped, which this run takes up.
+/// have had an attempt under way when it stopped, which this run takes up; so may one it
+/// cancelled before any attempt of it was recorded (a run before it may have stopped
+/// during its first attempt).
 pub(super) fn ended_before(
     workflow: &Workflow,
     previous: Option<&WorkflowResult>,
 ) -> Option<Box<[bool]>> {
     let previous = previous?;
     let ended = |task: &orch_core::Task| {
-        (previous.task(&task.task_id)).is_some_and(|r| r.status.is_finished())
+        (previous.task(&task.task_id)).is_some_and(|r| {
+            let none_recorded = r.status == TaskStatus::Cancelled && r.attempts == 0;
+            r.status.is_finished() && !none_recorded
+        })
     };
     Some(workflow.tasks().map(ended).collect())
 }
