@@ -192,7 +192,8 @@ impl Workflow {
     }
 
     /// Validates as [`Workflow::validate`] does, looking dependencies up on up to
-    /// `threads` threads (scoped: all of them have finished when this returns). The
+    /// `threads` threads, and no more than the machine has cores (or 8, on a machine
+    /// with fewer; scoped: all of them have finished when this returns). The
     /// result is the same as `validate`'s and is cached the same way, so a workflow
     /// already validated returns at once. A `threads` of 0 or 1 uses the calling thread
     /// only.
