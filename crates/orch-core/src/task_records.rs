@@ -240,8 +240,16 @@ impl<'de> Deserialize<'de> for TaskRecords {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TaskRecords, A::Error> {
                 let mut pairs =
                     Vec::with_capacity(cautious_capacity::<(TaskId, TaskRecord)>(map.size_hint()));
-                while let Some(pair) = map.next_entry::<TaskId, TaskRecord>()? {
-                    pairs.push(pair);
+                let mut seen = std::collections::HashSet::with_capacity(pairs.capacity());
+                while let Some((id, record)) = map.next_entry::<TaskId, TaskRecord>()? {
+                    // A second record would replace the first without a word.
+                    if !seen.insert(id.clone()) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "task `{}` has two records",
+                            id.as_str().escape_debug()
+                        )));
+                    }
+                    pairs.push((id, record));
                 }
                 Ok(pairs.into_iter().collect())
             }

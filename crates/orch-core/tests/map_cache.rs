@@ -211,4 +211,11 @@ fn instance_records_follow_the_workflows_and_keep_it() {
     let back: TaskRecords = serde_json::from_str(&text).expect("reads back");
     assert_eq!(back, all);
     assert!(TaskRecords::for_workflow_with_extra(&workflow, Vec::new(), []).is_none());
+    // Two records of one task: which one holds would be a guess.
+    let twice = r#"{"a": {"status": "completed"}, "b": {}, "a": {"status": "failed"}}"#;
+    let refused = serde_json::from_str::<TaskRecords>(twice).expect_err("refused");
+    assert!(
+        refused.to_string().contains("task `a` has two records"),
+        "{refused}"
+    );
 }
