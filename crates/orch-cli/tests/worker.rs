@@ -361,6 +361,27 @@ fn a_second_ctrl_c_stops_a_worker_without_waiting_for_the_grace() {
     let _ = coordinator.wait();
 }
 
+/// A command still running when the shutdown grace ends is stopped politely (SIGTERM)
+/// before its task is handed back: its clean-up runs.
+#[test]
+fn a_stopping_worker_stops_a_command_politely_after_the_grace() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    let script = "trap \"echo stopped > term.txt; exit 1\" TERM; echo $$ > long.pid; while true; do sleep 0.1; done";
+    let (mut worker, mut coordinator, command) =
+        start_command(&server, &dir, &["--shutdown-grace", "1s"], script);
+    kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+    let status = worker.child.wait().expect("the worker exits");
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(command));
+    let cleaned = std::fs::read_to_string(dir.join("term.txt")).expect("the trap ran");
+    assert_eq!(cleaned.trim(), "stopped");
+    kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
+    let _ = coordinator.wait();
+}
+
 /// Stopped while its server is gone, a worker still exits: it once waited for ever to
 /// send its last acknowledgements to a server that was not coming back.
 #[test]

@@ -170,14 +170,15 @@ impl WorkerBuilder {
     }
 
     /// How long a stopping worker lets running handlers finish before it cancels them
-    /// and hands their tasks back to the queue for another worker. Default 30 s.
+    /// and hands their tasks back to the queue for another worker (each cancelled
+    /// handler given the [cancel grace](Self::cancel_grace) to stop). Default 30 s.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
 
-    /// How long a handler whose attempt was cancelled may go on before the worker drops
-    /// it. Default 10 s.
+    /// How long a handler whose attempt was cancelled (by its coordinator, its deadline
+    /// or the worker's shutdown) may go on before the worker drops it. Default 10 s.
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
         self
@@ -336,8 +337,8 @@ impl Worker {
     }
 
     /// As [`Worker::run`], but the shutdown grace period also ends when `stop_now` is
-    /// cancelled (a second Ctrl-C, say): running handlers are cancelled and their tasks
-    /// handed back at once.
+    /// cancelled (a second Ctrl-C, say): running handlers are cancelled at once (each
+    /// given the cancel grace to stop) and their tasks handed back.
     pub async fn run_until(self, stop: CancellationToken, stop_now: CancellationToken) {
         let Self {
             shared,

@@ -205,8 +205,11 @@ async fn execute(
             result = &mut running => return ending(result, &token),
             _ = progress.tick() => ack(message, AckKind::Progress).await,
             () = elapsed(&mut past_deadline) => {
-                tracing::info!("the task passed its deadline; dropping its handler");
+                tracing::info!("the task passed its deadline; cancelling its handler");
                 token.cancel();
+                // Given the cancel grace to stop (a command its polite stop), as when
+                // the run is cancelled; nobody waits for its result any more.
+                let _ = tokio::time::timeout(shared.cancel_grace, &mut running).await;
                 return Ending::Drop;
             }
             () = token.cancelled(), if dropped.is_none() => {
@@ -217,9 +220,14 @@ async fn execute(
                 return Ending::Drop;
             }
             () = hand_back.cancelled() => {
-                tracing::info!("the worker is stopping; handing the task back");
+                tracing::info!("the worker is stopping; cancelling the task to hand it back");
                 token.cancel();
-                return Ending::HandBack;
+                // Given the cancel grace to stop (a command its polite stop); one that
+                // completes meanwhile reports its output instead.
+                return match tokio::time::timeout(shared.cancel_grace, &mut running).await {
+                    Ok(Ok(output)) => Ending::Report(outcome(Ok(output))),
+                    _ => Ending::HandBack,
+                };
             }
         }
     }
