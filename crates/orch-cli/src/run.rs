@@ -377,11 +377,11 @@ async fn cancel_on_signal(
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or
 /// run `resume`, which the journal must hold.
 async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, RunId), String> {
-    if dir.to_str().is_some_and(|d| d.contains("://")) {
+    if let Some((scheme, _)) = dir.to_str().and_then(|d| d.split_once("://")) {
+        // Only the scheme: the rest may hold a password.
         return Err(format!(
-            "--journal: `{}` looks like a URL; --journal takes a directory (a PostgreSQL \
-             journal is for programs that use the library's PgJournal)",
-            dir.display()
+            "--journal: `{scheme}://…` looks like a URL; --journal takes a directory (a \
+             PostgreSQL journal is for programs that use the library's PgJournal)"
         ));
     }
     let journal = FileJournal::new(dir).map_err(|e| format!("--journal: {e}"))?;

@@ -150,10 +150,14 @@ fn bad_resumes_are_clear_errors() {
     // A URL is not taken for a directory name.
     let (code, _, stderr) = parts(&run_in(
         &dir,
-        &["run", "w.yaml", "--journal", "postgres://u@host/db"],
+        &["run", "w.yaml", "--journal", "postgres://u:s3cret@host/db"],
     ));
     assert_eq!(code, Some(2));
     assert!(stderr.contains("looks like a URL"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret"),
+        "the password is not shown: {stderr}"
+    );
     assert!(!dir.join("postgres:").exists());
     // A run that cannot start gives no run id to continue.
     let (code, stdout, stderr) = parts(&run_in(
