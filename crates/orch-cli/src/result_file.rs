@@ -37,8 +37,10 @@ pub(crate) struct Target {
 impl Target {
     /// Checks that `path` can be written (it is not a directory and its directory exists
     /// and is writable) by creating a temporary file beside it, removed at once: kept for
-    /// the whole run, it would be left behind if orch were killed.
-    pub(crate) fn prepare(path: &Path, workflow: &Workflow) -> Result<Self, String> {
+    /// the whole run, it would be left behind if orch were killed. Refuses a path that
+    /// names something other than a file (see [`write_private`]) or the workflow file
+    /// `source`, which the result would replace.
+    pub(crate) fn prepare(path: &Path, workflow: &Workflow, source: &Path) -> Result<Self, String> {
         let fail =
             |e: &dyn std::fmt::Display| format!("cannot write result file {}: {e}", path.display());
         let too_deep = workflow
@@ -59,6 +61,13 @@ impl Target {
         let text = path.as_os_str().to_string_lossy();
         if text.ends_with(std::path::is_separator) || path.file_name().is_none() {
             return Err(fail(&"it names a directory, not a file"));
+        }
+        refuse_non_file(path).map_err(|e| fail(&e))?;
+        let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        if same(path, source) {
+            return Err(fail(
+                &"it is the workflow file, which the result would replace",
+            ));
         }
         drop(tempfile::NamedTempFile::new_in(dir_of(path)).map_err(|e| fail(&e))?);
         Ok(Self {
@@ -83,9 +92,23 @@ impl Target {
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory, readable by
-/// its owner only, renamed into place: a reader never sees half a file.
+/// its owner only, renamed into place: a reader never sees half a file. A path that names
+/// something other than a file (a device such as `/dev/null`, a pipe, a socket) is
+/// refused: the rename would replace it with a file.
 pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    refuse_non_file(path)?;
     fill(tempfile::NamedTempFile::new_in(dir_of(path))?, path, text)
+}
+
+/// Refuses a `path` that is there and is not a file (symbolic links followed).
+fn refuse_non_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "it is not a file (a device, a pipe or a socket), which a result file would replace",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The directory `path` is in.

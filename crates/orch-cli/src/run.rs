@@ -163,7 +163,7 @@ fn setup_error(message: String) -> ExitCode {
 async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let base_dir = base_dir(&args.file);
     // Checked before anything runs: an unwritable result file would lose every result.
-    let prepare = |path| result_file::Target::prepare(path, &workflow);
+    let prepare = |path| result_file::Target::prepare(path, &workflow, &args.file);
     let target = match args.output.as_deref().map(prepare) {
         Some(Ok(target)) => Some(target),
         Some(Err(e)) => return setup_error(e),

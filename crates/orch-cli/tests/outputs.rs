@@ -1,4 +1,5 @@
-//! Where `orch` writes: an unwritable result file found before the run starts, an
+//! Where `orch` writes: an unwritable result file (or one that would replace a pipe, a
+//! device or the workflow file) found before the run starts, an
 //! interrupted run whose result cannot be written still reporting the interruption, no
 //! temporary file left by a killed run, and
 //! a standard output nobody reads.
@@ -18,6 +19,8 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
     dir.write("w.yaml", MARKS);
     std::fs::create_dir(dir.join("adir")).expect("a directory");
     dir.write("afile.json", "{}");
+    // A pipe, and the workflow file itself: the result would replace them.
+    nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::S_IRWXU).expect("a pipe");
     for target in [
         "adir",
         "/nonexistent/r.json",
@@ -25,6 +28,9 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
         "newdir/",
         "afile.json/",
         "..",
+        "fifo",
+        "w.yaml",
+        "./w.yaml",
     ] {
         let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", target]));
         assert_eq!(code, Some(2), "{target}: {stdout}{stderr}");
@@ -39,7 +45,13 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
         .expect("listed")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(left.len(), 3, "{left:?}");
+    assert_eq!(left.len(), 4, "{left:?}");
+    let fifo = std::fs::metadata(dir.join("fifo")).expect("still there");
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("w.yaml")).expect("kept"),
+        MARKS
+    );
 }
 
 #[test]
