@@ -64,7 +64,8 @@
 //!   (1 to 10000; default: the terminal's width, else 100).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
 //!   in the journal directory `DIR` (one file per run, readable by its owner only) before
-//!   the tasks that depend on it start, and the run's id is printed first. After a crash,
+//!   the tasks that depend on it start, and the run's id is printed first, once the
+//!   journal took the run (a run refused or not started prints none). After a crash,
 //!   a kill or Ctrl-C, `orch run FILE --journal DIR --resume RUN_ID` continues that run:
 //!   the tasks that completed keep their results and are not run again (their commands
 //!   are not started), the rest run. A resume is refused when the journal has no such

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use orch::core::{EngineEvent, RunId, Workflow, WorkflowStatus};
+use orch::core::{EngineEvent, EngineEventKind, RunId, Workflow, WorkflowStatus};
 use orch::engine::{RunError, WorkflowEngine};
 use orch::events::{Delivery, EventBus};
 use orch::journal::{Durability, FileJournal, Journal, JournalError};
@@ -191,7 +191,8 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         },
         _ => None,
     };
-    let watched = server.is_some() || args.progress != ProgressMode::None;
+    // A durable run's id is told once the run started (its journal opened): watched.
+    let watched = server.is_some() || args.progress != ProgressMode::None || args.journal.is_some();
     let bus: Option<EventBus<EngineEvent>> = watched.then(EventBus::new);
     let mut builder = WorkflowEngine::builder()
         .max_concurrent(args.max_concurrent as usize)
@@ -229,13 +230,14 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         }
     }
 
-    // Said once nothing more can fail before the run starts.
-    if let (Some(run_id), Some(dir)) = (&durable, &args.journal) {
-        outln!(
+    // Said once the run started: its journal took it, nothing more can fail before.
+    let recorded = match (&durable, &args.journal) {
+        (Some(run_id), Some(dir)) => Some(format!(
             "run {run_id} recorded in {} (continue it with --resume {run_id})",
             dir.display()
-        );
-    }
+        )),
+        _ => None,
+    };
     let terminal = std::io::stdout().is_terminal();
     let mut display = Display::new(args.progress, workflow.len(), terminal);
     let watcher = match &bus {
@@ -255,6 +257,11 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
                         };
                         match delivery {
                             Some(Delivery::Event(event)) => {
+                                if event.payload().kind == EngineEventKind::WorkflowStarted
+                                    && let Some(recorded) = &recorded
+                                {
+                                    outln!("{recorded}");
+                                }
                                 if let Some(live) = &live {
                                     live.observe(event.payload());
                                 }

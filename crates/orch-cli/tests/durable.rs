@@ -181,8 +181,9 @@ fn bad_resumes_are_clear_errors() {
     assert_eq!(code, Some(0), "{stderr}");
     let run_id = listed(&dir)[0]["run_id"].as_str().expect("id").to_owned();
     dir.write("w.yaml", &WORKFLOW.replace("echo 1", "echo 10"));
-    let (code, _, stderr) = parts(&run_in(&dir, &[&resume[..], &[run_id.as_str()]].concat()));
+    let (code, stdout, stderr) = parts(&run_in(&dir, &[&resume[..], &[run_id.as_str()]].concat()));
     assert_eq!(code, Some(1));
+    assert!(!stdout.contains("recorded in"), "not started: {stdout}");
     assert!(stderr.contains("have changed since (`a`)"), "{stderr}");
     assert!(stderr.contains("w.yaml: not run: "), "{stderr}");
     assert!(
