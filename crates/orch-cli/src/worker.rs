@@ -108,6 +108,8 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         Ok(inputs) => inputs,
         Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
     };
+    // Removed by hand when a third signal ends the worker without running destructors.
+    let inputs_dir = inputs.path().to_owned();
     let handler = builtin::handler(base_dir.to_owned(), inputs, InputsLife::Attempt);
     let mut builder = Worker::builder()
         .concurrency(args.concurrency as usize)
@@ -158,6 +160,8 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         // after the server's ack wait.
         let number = crate::signals::next(&mut signals).await;
         crate::process::kill_running_commands();
+        // The dependency results handed to commands go too, as when attempts end.
+        let _ = std::fs::remove_dir_all(&inputs_dir);
         std::process::exit(128 + i32::from(number));
     });
     worker.run_until(stop, stop_now).await;

@@ -439,3 +439,56 @@ fn a_third_ctrl_c_kills_the_commands_still_running() {
     kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
     let _ = coordinator.wait();
 }
+
+/// A third signal leaves no dependency results behind: the worker's directory of them
+/// goes with it.
+#[test]
+fn a_third_ctrl_c_leaves_no_dependency_results_behind() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    dir.write(
+        "w.yaml",
+        "workflow_id: deps\ntasks:\n  a: { task_type: echo, config: { message: secret } }\n  long: { task_type: command, dependencies: [a], config: { shell: true, script: 'echo $$ > long.pid; exec sleep 300' } }\n",
+    );
+    let place = dir.path().display().to_string();
+    let tmp = temp.path().display().to_string();
+    let mut worker = WorkerProcess::start(
+        &server.url(),
+        &["--dir", &place],
+        &[("TMPDIR", tmp.as_str())],
+    );
+    let mut coordinator = orch()
+        .args([
+            "run",
+            "w.yaml",
+            "--nats",
+            &server.url(),
+            "--progress",
+            "none",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("orch run starts");
+    wait_for("the command to start on the worker", || {
+        dir.join("long.pid").exists()
+    });
+    let entries = || std::fs::read_dir(temp.path()).expect("listed").count();
+    assert!(
+        entries() > 0,
+        "the worker keeps its dependency results there"
+    );
+    for _ in 0..3 {
+        kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = worker.child.wait().expect("the worker exits");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(entries(), 0, "nothing left in the worker's TMPDIR");
+    kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
+    let _ = coordinator.wait();
+}
