@@ -218,6 +218,19 @@ fn a_task_dropped_and_added_back_starts_afresh() {
 }
 
 #[test]
+fn a_plain_task_in_place_of_a_maps_instance_keeps_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    block_on(
+        common::a_plain_task_in_place_of_a_maps_instance_keeps_its_records(
+            &journal,
+            &run_id("remap-2"),
+            "w",
+        ),
+    );
+}
+
+#[test]
 fn a_changed_definition_is_taken_with_the_first_record() {
     let dir = tempfile::tempdir().unwrap();
     let journal = FileJournal::new(dir.path()).unwrap();

@@ -185,6 +185,17 @@ mod checks {
         );
     }
 
+    fn a_plain_task_in_place_of_a_maps_instance_keeps_its_records(env: &Env) {
+        let run = fresh_run();
+        env.rt.block_on(
+            super::common::a_plain_task_in_place_of_a_maps_instance_keeps_its_records(
+                &env.journal(),
+                &run,
+                &format!("remap-{run}"),
+            ),
+        );
+    }
+
     fn map_instance_records_come_back_with_their_completed_map(env: &Env) {
         let journal = env.journal();
         let run = fresh_run();
@@ -632,7 +643,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 15] = [
+        let checks: [Check; 16] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
@@ -645,6 +656,10 @@ mod checks {
             (
                 "a_changed_definition_is_taken_with_the_first_record",
                 a_changed_definition_is_taken_with_the_first_record,
+            ),
+            (
+                "a_plain_task_in_place_of_a_maps_instance_keeps_its_records",
+                a_plain_task_in_place_of_a_maps_instance_keeps_its_records,
             ),
             (
                 "map_instance_records_come_back_with_their_completed_map",

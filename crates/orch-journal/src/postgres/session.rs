@@ -82,7 +82,7 @@ INSERT INTO orch_journal_tasks (run_id, task_id, status, record, map_instance)
 SELECT $1, t.task_id, t.status, t.record, t.map_instance
 FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS t (task_id, status, record, map_instance)
 ON CONFLICT (run_id, task_id) DO UPDATE
-    SET status = EXCLUDED.status, record = EXCLUDED.record
+    SET status = EXCLUDED.status, record = EXCLUDED.record, map_instance = EXCLUDED.map_instance
     WHERE EXCLUDED.task_id = ANY ($7::text[])
         OR (orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance)"
 );

@@ -401,3 +401,42 @@ pub async fn a_changed_definition_is_taken_with_the_first_record(
     assert!(loaded.changes(&changed_again).is_empty());
     assert_eq!(loaded.status(), orch_journal::RunStatus::Cancelled);
 }
+
+/// Run `run` (workflow id `workflow_id`) completes map task `m` with one instance,
+/// `m[0]`, and is reopened with a plain task `m[0]` instead: that task's later records
+/// count like any task's (the instance's record it replaced does not hold them back).
+pub async fn a_plain_task_in_place_of_a_maps_instance_keeps_its_records(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    let with_map = Workflow::new(workflow_id, "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m", "t").map_over("list"));
+    let (list, m, m0) = (
+        TaskId::from("list"),
+        TaskId::from("m"),
+        TaskId::from("m[0]"),
+    );
+    let opened = journal.open(run, &with_map).await.unwrap();
+    let first = [
+        (&list, &completed(serde_json::json!([1]))),
+        (&m0, &completed(Value::from("an instance's"))),
+        (&m, &completed(serde_json::json!(["an instance's"]))),
+    ];
+    opened.writer.append(&first).await.unwrap();
+    drop(opened);
+    let plain = Workflow::new(workflow_id, "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m[0]", "t").depends_on(["list"]));
+    let failed = ran_once(TaskStatus::Failed, Value::Null);
+    let opened = journal.open(run, &plain).await.unwrap();
+    opened.writer.append(&[(&m0, &failed)]).await.unwrap();
+    drop(opened);
+    let done = completed(Value::from("the task's own"));
+    let opened = journal.open(run, &plain).await.unwrap();
+    opened.writer.append(&[(&m0, &done)]).await.unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("m[0]"), Some(&done));
+}
