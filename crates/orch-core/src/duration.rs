@@ -135,7 +135,8 @@ fn parse_text(text: &str, trimmed: &str) -> Result<Duration, DurationError> {
             let digits = &fraction[..fraction.len().min(20)];
             let numerator: u128 = digits.parse().map_err(|_| invalid())?;
             let denominator = 10u128.pow(digits.len() as u32);
-            nanos += (numerator * unit + denominator / 2) / denominator;
+            let fraction = (numerator * unit + denominator / 2) / denominator;
+            nanos = nanos.checked_add(fraction).ok_or_else(too_large)?;
         }
         total = total.checked_add(nanos).ok_or_else(too_large)?;
         rest = after.trim_start();
@@ -313,5 +314,9 @@ mod tests {
             parse_duration(&huge),
             Err(DurationError::TooLarge(_))
         ));
+        // The fraction tips the largest whole number of nanoseconds over.
+        let brim = format!("{}.9ns", u128::MAX);
+        let read = parse_duration(&brim);
+        assert!(matches!(read, Err(DurationError::TooLarge(_))), "{read:?}");
     }
 }
