@@ -1,8 +1,8 @@
-//! A worker that stops while its request for tasks is still open on the server, against
-//! a real nats-server: a task the request delivers late is handed back without using up
-//! its deliveries, and runs on the next worker. Handed back at once, it went straight
-//! back to the same open request, delivery after delivery, until it failed as "worker
-//! lost" without ever running.
+//! A worker that stops, against a real nats-server: a task its open request for tasks
+//! delivers late is handed back without using up its deliveries, and runs on the next
+//! worker (handed back at once, it went straight back to the same open request, delivery
+//! after delivery, until it failed as "worker lost" without ever running); a handler it
+//! cancels that completes within the cancel grace reports its output.
 
 mod common;
 
@@ -63,4 +63,71 @@ async fn a_task_delivered_to_a_stopping_worker_runs_on_the_next_one() {
     let late = result.task("late").expect("a task");
     assert_eq!(late.status, TaskStatus::Completed, "{late:?}");
     stop_next.cancel();
+}
+
+/// A handler the stopping worker cancelled that completes within the cancel grace
+/// reports its output instead of handing its task back (progress is acknowledged while
+/// it winds down): the task runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_winding_down_keeps_its_task_from_other_workers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let layout = orch_nats::Layout {
+        ack_wait: Duration::from_secs(1),
+        ..orch_nats::Layout::default()
+    };
+    let calls = Arc::new(AtomicU32::new(0));
+    let stubborn = |name: &'static str| {
+        let (calls, layout, config) = (Arc::clone(&calls), layout.clone(), server.config());
+        async move {
+            Worker::builder()
+                .name(name)
+                .layout(layout)
+                .cancel_grace(Duration::from_secs(5))
+                .handler("stubborn", move |_ctx: TaskContext| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    // Deaf to its cancellation, it ends after three ack waits.
+                    async move {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        Ok::<_, TaskError>("done")
+                    }
+                })
+                .connect(&config)
+                .await
+                .expect("the worker connects")
+        }
+    };
+    let remote = RemoteHandler::builder()
+        .layout(layout.clone())
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("stubborn", remote);
+    let first = stubborn("first").await;
+    let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
+    let stopped = tokio::spawn(first.run_until(stop.clone(), stop_now.clone()));
+    let workflow = Workflow::new("w", "W").task(Task::new("t", "stubborn"));
+    let run = common::run_in_background(&engine, &workflow);
+    common::wait_for(|| calls.load(Ordering::SeqCst) == 1).await;
+    let second = stubborn("second").await;
+    let stop_second = CancellationToken::new();
+    tokio::spawn(second.run(stop_second.clone()));
+    stop.cancel();
+    stop_now.cancel();
+    let result = run.await.expect("the run's task");
+    stopped.await.expect("the first worker stops");
+    let t = result.task("t").expect("a task");
+    assert_eq!(t.status, TaskStatus::Completed, "{t:?}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the task ran on one worker only"
+    );
+    stop_second.cancel();
 }

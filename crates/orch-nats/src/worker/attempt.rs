@@ -209,7 +209,7 @@ async fn execute(
                 token.cancel();
                 // Given the cancel grace to stop (a command its polite stop), as when
                 // the run is cancelled; nobody waits for its result any more.
-                let _ = tokio::time::timeout(shared.cancel_grace, &mut running).await;
+                let _ = wind_down(running.as_mut(), shared.cancel_grace, &mut progress, message).await;
                 return Ending::Drop;
             }
             () = token.cancelled(), if dropped.is_none() => {
@@ -224,11 +224,32 @@ async fn execute(
                 token.cancel();
                 // Given the cancel grace to stop (a command its polite stop); one that
                 // completes meanwhile reports its output instead.
-                return match tokio::time::timeout(shared.cancel_grace, &mut running).await {
-                    Ok(Ok(output)) => Ending::Report(outcome(Ok(output))),
+                let wound = wind_down(running.as_mut(), shared.cancel_grace, &mut progress, message);
+                return match wound.await {
+                    Some(Ok(output)) => Ending::Report(outcome(Ok(output))),
                     _ => Ending::HandBack,
                 };
             }
+        }
+    }
+}
+
+/// Lets a cancelled handler, `running`, finish for `grace`, acknowledging progress all
+/// the while (no other worker may get the task while its handler may still run); its
+/// result, if it finished.
+async fn wind_down<F: std::future::Future>(
+    mut running: std::pin::Pin<&mut F>,
+    grace: std::time::Duration,
+    progress: &mut tokio::time::Interval,
+    message: &jetstream::Message,
+) -> Option<F::Output> {
+    let stop = tokio::time::sleep(grace);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            result = running.as_mut() => return Some(result),
+            _ = progress.tick() => ack(message, AckKind::Progress).await,
+            () = &mut stop => return None,
         }
     }
 }
