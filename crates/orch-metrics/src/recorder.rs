@@ -120,14 +120,14 @@ impl Recorder {
             EngineEventKind::TaskCancelled => Outcome::Cancelled,
             _ => return,
         };
+        // A map task's end, whatever it is, ends the note of its instances.
+        let ends = !matches!(outcome, Outcome::Started | Outcome::Retried);
+        let spans_instances = ends
+            && event.map_item.is_none()
+            && task_id
+                .is_some_and(|id| lock(&self.mapped).remove(&(event.run_id.clone(), id.clone())));
         let duration = match outcome {
-            Outcome::Completed | Outcome::Failed if event.map_item.is_none() => {
-                let spans_instances = task_id.is_some_and(|id| {
-                    lock(&self.mapped).remove(&(event.run_id.clone(), id.clone()))
-                });
-                event.duration.filter(|_| !spans_instances)
-            }
-            Outcome::Completed | Outcome::Failed => event.duration,
+            Outcome::Completed | Outcome::Failed => event.duration.filter(|_| !spans_instances),
             _ => None,
         };
         self.count(task_type, outcome, duration);
