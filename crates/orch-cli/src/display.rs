@@ -83,6 +83,17 @@ impl Display {
         }
     }
 
+    /// Prints `line` on standard output, above the bar or among the event lines.
+    pub(crate) fn say(&mut self, line: &str) {
+        match (&self.bar, &mut self.lines) {
+            (Some(bar), _) => bar.suspend(|| outln!("{line}")),
+            (None, Some(out)) => {
+                let _ = writeln!(out, "{line}");
+            }
+            (None, None) => outln!("{line}"),
+        }
+    }
+
     /// Writes what is pending and takes the bar off the screen (a run that ended without
     /// a result has no summary).
     pub(crate) fn clear(&mut self) {

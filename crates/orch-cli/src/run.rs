@@ -260,7 +260,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
                                 if event.payload().kind == EngineEventKind::WorkflowStarted
                                     && let Some(recorded) = &recorded
                                 {
-                                    outln!("{recorded}");
+                                    display.say(recorded);
                                 }
                                 if let Some(live) = &live {
                                     live.observe(event.payload());
