@@ -145,11 +145,23 @@ fn start_command(
             "workflow_id: long\ntasks:\n  long: {{ task_type: command, config: {{ shell: true, script: '{script}' }} }}\n"
         ),
     );
+    start_workflow(server, dir, worker_args, &[])
+}
+
+/// Starts a worker with `worker_args` and `env` (and `--dir` the test's directory) and a
+/// coordinator running `w.yaml` on it, whose task `long` writes its pid to `long.pid`;
+/// returns both once `long` runs, with its pid.
+fn start_workflow(
+    server: &NatsServer,
+    dir: &Dir,
+    worker_args: &[&str],
+    env: &[(&str, &str)],
+) -> (WorkerProcess, std::process::Child, i32) {
     let place = dir.path().display().to_string();
     let worker = WorkerProcess::start(
         &server.url(),
         &[&["--dir", &place][..], worker_args].concat(),
-        &[],
+        env,
     );
     let coordinator = orch()
         .args([
@@ -453,30 +465,9 @@ fn a_third_ctrl_c_leaves_no_dependency_results_behind() {
         "w.yaml",
         "workflow_id: deps\ntasks:\n  a: { task_type: echo, config: { message: secret } }\n  long: { task_type: command, dependencies: [a], config: { shell: true, script: 'echo $$ > long.pid; exec sleep 300' } }\n",
     );
-    let place = dir.path().display().to_string();
     let tmp = temp.path().display().to_string();
-    let mut worker = WorkerProcess::start(
-        &server.url(),
-        &["--dir", &place],
-        &[("TMPDIR", tmp.as_str())],
-    );
-    let mut coordinator = orch()
-        .args([
-            "run",
-            "w.yaml",
-            "--nats",
-            &server.url(),
-            "--progress",
-            "none",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("orch run starts");
-    wait_for("the command to start on the worker", || {
-        dir.join("long.pid").exists()
-    });
+    let (mut worker, mut coordinator, _) =
+        start_workflow(&server, &dir, &[], &[("TMPDIR", tmp.as_str())]);
     let entries = || std::fs::read_dir(temp.path()).expect("listed").count();
     assert!(
         entries() > 0,

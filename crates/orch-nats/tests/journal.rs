@@ -174,6 +174,33 @@ async fn commit_completed(opened: &orch_journal::OpenRun, task: &str) -> Result<
         .await
 }
 
+/// Opens run `id` of `workflow()` on `journal` and commits that `extract` completed; the
+/// writer stays open.
+async fn opened_with_extract(journal: &NatsJournal, id: &str) -> (RunId, orch_journal::OpenRun) {
+    let run = RunId::parse(id).expect("a run id");
+    let opened = journal.open(&run, &workflow()).await.expect("opens");
+    commit_completed(&opened, "extract").await.expect("commits");
+    (run, opened)
+}
+
+/// A JetStream context of its own on `server`, to reach the journal's stream directly.
+async fn raw_jetstream(server: &NatsServer) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("connects"))
+}
+
+/// Stores `part` on `subject` directly, as a writer that died after it would have.
+async fn store_part(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    part: async_nats::jetstream::message::PublishMessage,
+) {
+    (js.send_publish(subject.to_owned(), part)
+        .await
+        .expect("published"))
+    .await
+    .expect("stored");
+}
+
 /// The status of `task` in run `run` as `journal` reads it.
 async fn recorded_status(journal: &NatsJournal, run: &RunId, task: &str) -> Option<TaskStatus> {
     let loaded = journal.load(run).await.expect("readable").expect("the run");
@@ -281,12 +308,9 @@ async fn an_append_waits_while_no_stream_takes_its_subject() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let run = RunId::parse("gap").expect("a run id");
     let journal = journal(&server).await;
-    let opened = journal.open(&run, &workflow()).await.expect("opens");
-    commit_completed(&opened, "extract").await.expect("commits");
-    let client = async_nats::connect(server.url()).await.expect("connects");
-    let js = async_nats::jetstream::new(client);
+    let (run, opened) = opened_with_extract(&journal, "gap").await;
+    let js = raw_jetstream(&server).await;
     let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
     let mut config = stream.info().await.expect("its settings").config.clone();
     let subjects = std::mem::replace(&mut config.subjects, vec!["elsewhere.>".to_owned()]);
@@ -311,24 +335,16 @@ async fn parts_with_unreadable_or_out_of_range_headers_are_left_out() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let run = RunId::parse("odd").expect("a run id");
     let journal = journal(&server).await;
-    let opened = journal.open(&run, &workflow()).await.expect("opens");
-    commit_completed(&opened, "extract").await.expect("commits");
+    let (run, opened) = opened_with_extract(&journal, "odd").await;
     drop(opened);
-    let client = async_nats::connect(server.url()).await.expect("connects");
-    let js = async_nats::jetstream::new(client);
+    let js = raw_jetstream(&server).await;
     let publish = |subject: &'static str, start: &'static str, rest: &'static str| {
         let part = async_nats::jetstream::message::PublishMessage::build()
             .payload(bytes::Bytes::from_static(b"not a line\n"))
             .header("Orch-Batch-Start", start)
             .header("Orch-Batch-Rest", rest);
-        let js = js.clone();
-        async move {
-            (js.send_publish(subject, part).await.expect("published"))
-                .await
-                .expect("stored");
-        }
+        store_part(&js, subject, part)
     };
     // A part naming no batch it could belong to.
     publish("orch.journal.odd", "first", "0").await;
@@ -351,22 +367,15 @@ async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it_even_it
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let run = RunId::parse("torn").expect("a run id");
     let journal = journal(&server).await;
-    let opened = journal.open(&run, &workflow()).await.expect("opens");
-    commit_completed(&opened, "extract").await.expect("commits");
+    let (run, opened) = opened_with_extract(&journal, "torn").await;
     drop(opened);
     // A writer that died after the first of two parts of its batch.
-    let client = async_nats::connect(server.url()).await.expect("connects");
-    let js = async_nats::jetstream::new(client);
+    let js = raw_jetstream(&server).await;
     let part = async_nats::jetstream::message::PublishMessage::build()
         .payload(bytes::Bytes::from_static(b"{\"seq\":2,\"task\":\"transf"))
         .header("Orch-Batch-Rest", "1");
-    js.send_publish("orch.journal.torn", part)
-        .await
-        .expect("published")
-        .await
-        .expect("stored");
+    store_part(&js, "orch.journal.torn", part).await;
 
     assert_eq!(
         recorded_status(&journal, &run, "extract").await,
@@ -386,11 +395,7 @@ async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it_even_it
     let part = async_nats::jetstream::message::PublishMessage::build()
         .payload(bytes::Bytes::from_static(b"{\"v\":1,\"run"))
         .header("Orch-Batch-Rest", "1");
-    js.send_publish("orch.journal.headless", part)
-        .await
-        .expect("published")
-        .await
-        .expect("stored");
+    store_part(&js, "orch.journal.headless", part).await;
     let headless = RunId::parse("headless").expect("a run id");
     let opened = journal.open(&headless, &workflow()).await.expect("opens");
     assert!(opened.previous.is_none(), "a new run");
@@ -410,8 +415,7 @@ async fn the_journal_stream_is_named_after_the_prefix_and_headless_runs_are_not_
     let journal = NatsJournal::connect(&server.config(), &Layout::with_prefix("a_tasks"))
         .await
         .expect("connects");
-    let client = async_nats::connect(server.url()).await.expect("connects");
-    let js = async_nats::jetstream::new(client);
+    let js = raw_jetstream(&server).await;
     js.get_stream("A_TASKS_JOURNAL")
         .await
         .expect("the stream `<STEM>_JOURNAL`");

@@ -251,6 +251,19 @@ pub async fn a_pending_record_resets_a_completion_and_its_instances(
     assert_eq!(instances, ["m[0]"]);
 }
 
+/// Opens run `run` of `workflow`, records `records` and ends the run as completed.
+async fn record_completed_run(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow: &Workflow,
+    records: &[(&TaskId, &TaskRecord)],
+) {
+    let opened = journal.open(run, workflow).await.unwrap();
+    opened.writer.append(records).await.unwrap();
+    let ended = opened.writer.finish(WorkflowStatus::Completed).await;
+    ended.unwrap();
+}
+
 /// Run `run` (workflow id `workflow_id`) completes `x`, is reopened without it, and then
 /// with a changed `x`: that `x` has no record to resume from, and its new completion is
 /// the one in force.
@@ -265,19 +278,12 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
             .task(Task::new("x", "t").config(config).map_over("a"))
     };
     let (a, x, x0) = (TaskId::from("a"), TaskId::from("x"), TaskId::from("x[0]"));
-    let opened = journal.open(run, &with_x(Value::from("A"))).await.unwrap();
     let first = [
         (&a, &completed(serde_json::json!([1]))),
         (&x0, &completed(Value::from("A0"))),
         (&x, &completed(serde_json::json!(["A0"]))),
     ];
-    opened.writer.append(&first).await.unwrap();
-    opened
-        .writer
-        .finish(WorkflowStatus::Completed)
-        .await
-        .unwrap();
-    drop(opened);
+    record_completed_run(journal, run, &with_x(Value::from("A")), &first).await;
     let without_x = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
     let opened = journal.open(run, &without_x).await.unwrap();
     // The new definition goes in with the first record after it.
@@ -336,21 +342,8 @@ pub async fn a_changed_definition_is_taken_with_the_first_record(
         ..TaskRecord::default()
     };
     let done = completed(Value::from(1));
-    let opened = journal
-        .open(run, &workflow(Value::from(1), true))
-        .await
-        .unwrap();
-    opened
-        .writer
-        .append(&[(&a, &done), (&b, &skipped), (&c, &done)])
-        .await
-        .unwrap();
-    opened
-        .writer
-        .finish(WorkflowStatus::Completed)
-        .await
-        .unwrap();
-    drop(opened);
+    let first = [(&a, &done), (&b, &skipped), (&c, &done)];
+    record_completed_run(journal, run, &workflow(Value::from(1), true), &first).await;
 
     let changed = workflow(Value::from(2), false);
     for opening in 0..2 {
