@@ -301,8 +301,7 @@ impl FileRunWriter {
         finish: bool,
         build: impl FnOnce(&mut Vec<u8>, u64) -> Result<u64, JournalError>,
     ) -> Result<(), JournalError> {
-        let mut redefined =
-            (self.redefined.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut redefined = crate::sync::lock(&self.redefined);
         self.file.append(self.claim.run(), finish, |buf, seq| {
             let Some(definition) = redefined.as_ref() else {
                 return build(buf, seq);

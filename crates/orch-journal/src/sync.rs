@@ -21,7 +21,7 @@ const GROUP_RECORDS: u64 = 64;
 /// How long the first sync request waits for others to join it.
 const GROUP_WAIT: Duration = Duration::from_millis(2);
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -87,7 +87,7 @@ pub struct Recorder {
     by_type: Mutex<HashMap<String, TaskTypeStats>>,
     /// Map tasks of runs under way whose instances were seen: their own end brings no
     /// duration. A run's entries go with its `WorkflowFinished` event.
-    mapped: Mutex<HashSet<(RunId, TaskId)>>,
+    mapped: Mutex<HashMap<RunId, HashSet<TaskId>>>,
 }
 
 impl Recorder {
@@ -99,7 +99,7 @@ impl Recorder {
     /// Takes one lifecycle event into account; workflow events are not counted.
     pub fn observe(&self, event: &EngineEvent) {
         if event.kind == EngineEventKind::WorkflowFinished {
-            lock(&self.mapped).retain(|(run, _)| *run != event.run_id);
+            lock(&self.mapped).remove(&event.run_id);
             return;
         }
         let Some(task_type) = event.task_type.as_deref() else {
@@ -109,7 +109,17 @@ impl Recorder {
         if event.map_item.is_some()
             && let Some((map, _)) = task_id.and_then(|id| MapSpec::parse_instance_id(id))
         {
-            lock(&self.mapped).insert((event.run_id.clone(), TaskId::from(map)));
+            // Looked up first: a map's instances are many, its note is made once.
+            let mut mapped = lock(&self.mapped);
+            match mapped.get_mut(&event.run_id) {
+                Some(maps) if maps.contains(map) => {}
+                Some(maps) => {
+                    maps.insert(TaskId::from(map));
+                }
+                None => {
+                    mapped.insert(event.run_id.clone(), HashSet::from([map.into()]));
+                }
+            }
         }
         let outcome = match event.kind {
             EngineEventKind::TaskStarted => Outcome::Started,
@@ -124,8 +134,10 @@ impl Recorder {
         let ends = !matches!(outcome, Outcome::Started | Outcome::Retried);
         let spans_instances = ends
             && event.map_item.is_none()
-            && task_id
-                .is_some_and(|id| lock(&self.mapped).remove(&(event.run_id.clone(), id.clone())));
+            && task_id.is_some_and(|id| {
+                let mut mapped = lock(&self.mapped);
+                (mapped.get_mut(&event.run_id)).is_some_and(|maps| maps.remove(id.as_str()))
+            });
         let duration = match outcome {
             Outcome::Completed | Outcome::Failed => event.duration.filter(|_| !spans_instances),
             _ => None,

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
 
@@ -13,6 +13,7 @@ use super::lock::RunLock;
 use super::session::{FINISH, Session};
 use crate::claim::Claim;
 use crate::line;
+use crate::sync::lock;
 use crate::{JournalError, JournalFuture, RunWriter};
 
 /// What the first write to a run that was there before does too, in the same statement
@@ -34,10 +35,6 @@ impl Reopened {
     fn give_back(self, pending: &Mutex<Option<Reopened>>) {
         lock(pending).get_or_insert(self);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub(super) struct PgRunWriter {
