@@ -136,8 +136,14 @@ impl Task {
         I: IntoIterator,
         I::Item: Into<TaskId>,
     {
-        self.dependencies
-            .extend(dependencies.into_iter().map(Into::into));
+        let dependencies = dependencies.into_iter().map(Into::into);
+        // Collected when the list is empty: extending an empty list rounds its room up to
+        // four ids, and a workflow keeps one list per task.
+        if self.dependencies.is_empty() {
+            self.dependencies = dependencies.collect();
+        } else {
+            self.dependencies.extend(dependencies);
+        }
         self
     }
 
@@ -352,5 +358,18 @@ impl TryFrom<TaskSpec> for Task {
             Some(id) => Ok(spec.into_task(id)),
             None => Err("missing field `task_id`".to_owned()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depends_on_keeps_room_for_exactly_the_ids_it_was_given() {
+        let task = Task::new("a", "t").depends_on(["x"]);
+        assert_eq!(task.dependencies.capacity(), 1);
+        let task = task.depends_on(["y", "z"]);
+        assert_eq!(task.dependencies, ["x", "y", "z"].map(TaskId::from));
     }
 }
