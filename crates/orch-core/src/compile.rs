@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::plan::{Adjacency, Features, NO_POOL, Plan};
 use crate::suggest::{Budget, closest};
-use crate::{IdMap, Task, TaskId, ValidationError, ValidationErrors};
+use crate::{Task, TaskId, TaskTable, ValidationError, ValidationErrors};
 
 mod cycles;
 
@@ -19,7 +19,7 @@ mod cycles;
 /// on `threads` threads (1: the calling thread only).
 pub(crate) fn compile(
     workflow_id: &str,
-    tasks: &IdMap<Task>,
+    tasks: &TaskTable,
     duplicate_ids: &[TaskId],
     threads: usize,
 ) -> Result<Plan, ValidationErrors> {
@@ -50,25 +50,16 @@ pub(crate) fn compile(
         return Err(errors);
     }
 
-    let n = tasks.len();
-    let mut position = vec![0u32; n];
-    let mut levels = vec![0u32; n];
+    let mut position = vec![0u32; tasks.len()];
     for (pos, &i) in order.iter().enumerate() {
-        let i = i as usize;
-        position[i] = pos as u32;
-        levels[i] = dependencies
-            .of(i)
-            .iter()
-            .map(|&d| levels[d as usize] + 1)
-            .max()
-            .unwrap_or(0);
+        position[i as usize] = pos as u32;
     }
     Ok(Plan {
         dependencies,
         dependents,
         order,
         position,
-        levels,
+        levels: OnceLock::new(),
         task_types: resolved.task_types,
         type_of: resolved.type_of,
         pools: resolved.pools,
@@ -101,7 +92,7 @@ struct Resolved {
 /// With `threads` above 1 (the caller asked for it), contiguous ranges of tasks are
 /// resolved on that many scoped threads; results are merged in task order, so the
 /// outcome does not depend on the thread count.
-fn resolve(tasks: &IdMap<Task>, threads: usize) -> Resolved {
+fn resolve(tasks: &TaskTable, threads: usize) -> Resolved {
     let n = tasks.len();
     // Many more threads than cores would only wait on each other, each with a stack of
     // its own, and could run out of what the system allows (spawning would panic).
@@ -192,7 +183,7 @@ struct Chunk<'w> {
     errors: Vec<ValidationError>,
 }
 
-fn resolve_range(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
+fn resolve_range(tasks: &TaskTable, range: Range<usize>) -> Chunk<'_> {
     let mut chunk = Chunk {
         ends: Vec::with_capacity(range.len()),
         items: Vec::with_capacity(range.len() * 2),
@@ -264,7 +255,7 @@ fn resolve_range(tasks: &IdMap<Task>, range: Range<usize>) -> Chunk<'_> {
 /// Fills in, for each unknown dependency, the task id it most likely meant; within one
 /// [`Budget`] for the whole workflow, so that a generated workflow full of unknown ids
 /// stays quick to check.
-fn suggest_dependencies(tasks: &IdMap<Task>, errors: &mut [ValidationError]) {
+fn suggest_dependencies(tasks: &TaskTable, errors: &mut [ValidationError]) {
     let mut budget = Budget::new();
     for error in errors {
         if let ValidationError::UnknownDependency {
@@ -283,7 +274,7 @@ fn suggest_dependencies(tasks: &IdMap<Task>, errors: &mut [ValidationError]) {
 
 /// A task id that names an instance of a map task of the workflow (`sq[0]` beside map
 /// task `sq`) would be mistaken for that instance.
-fn check_instance_ids(tasks: &IdMap<Task>, errors: &mut Vec<ValidationError>) {
+fn check_instance_ids(tasks: &TaskTable, errors: &mut Vec<ValidationError>) {
     if !tasks.values().any(|task| task.map.is_some()) {
         return;
     }
@@ -308,7 +299,7 @@ fn check_instance_ids(tasks: &IdMap<Task>, errors: &mut Vec<ValidationError>) {
 /// hold a control character (a line break, an escape sequence).
 fn check_control_characters(
     workflow_id: &str,
-    tasks: &IdMap<Task>,
+    tasks: &TaskTable,
     errors: &mut Vec<ValidationError>,
 ) {
     let mut check = |what: &'static str, text: &str, task: Option<&TaskId>| {
@@ -322,7 +313,7 @@ fn check_control_characters(
         }
     };
     check("workflow id", workflow_id, None);
-    for (key, task) in tasks {
+    for (key, task) in tasks.iter() {
         check("task id", key, Some(key));
         check("task type", &task.task_type, Some(key));
     }

@@ -7,10 +7,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// An insertion-ordered map keyed by [`TaskId`], with a fast hasher (ids are not
-/// attacker-chosen keys in a hot service path, and lookups dominate validation).
-pub(crate) type IdMap<V> = indexmap::IndexMap<TaskId, V, foldhash::fast::RandomState>;
-
 /// The identifier of a task inside a workflow.
 ///
 /// A `TaskId` is a shared string: cloning it bumps a reference count, so ids can be

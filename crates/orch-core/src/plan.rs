@@ -34,7 +34,8 @@ pub struct Plan {
     pub(crate) dependents: Adjacency,
     pub(crate) order: Vec<u32>,
     pub(crate) position: Vec<u32>,
-    pub(crate) levels: Vec<u32>,
+    /// Computed on first use: a run does not need them.
+    pub(crate) levels: OnceLock<Vec<u32>>,
     pub(crate) task_types: Vec<String>,
     pub(crate) type_of: Vec<u32>,
     pub(crate) pools: Vec<String>,
@@ -179,7 +180,18 @@ impl Plan {
     /// The level of task `index`: 0 for a task with no dependencies, otherwise one more than
     /// its deepest dependency.
     pub fn level(&self, index: usize) -> usize {
-        self.levels[index] as usize
+        let levels = self.levels.get_or_init(|| {
+            let mut levels = vec![0u32; self.len()];
+            for &i in &self.order {
+                let i = i as usize;
+                levels[i] = (self.dependencies.of(i).iter())
+                    .map(|&d| levels[d as usize] + 1)
+                    .max()
+                    .unwrap_or(0);
+            }
+            levels
+        });
+        levels[index] as usize
     }
 
     /// The direct dependencies of task `index`, in the order they were listed.

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 use crate::compile;
 use crate::plan::Plan;
 use crate::suggest::{Budget, closest};
-use crate::{IdMap, MissingHandler, Task, TaskId, ValidationErrors};
+use crate::{MissingHandler, Task, TaskId, TaskTable, ValidationErrors};
 
 /// A named set of tasks with dependencies between them: the definition of a DAG workflow.
 ///
@@ -42,7 +42,7 @@ pub struct Workflow {
 struct Definition {
     workflow_id: String,
     name: String,
-    tasks: IdMap<Task>,
+    tasks: TaskTable,
     duplicate_ids: Vec<TaskId>,
     plan: OnceLock<Result<Plan, ValidationErrors>>,
 }
@@ -54,7 +54,7 @@ impl Workflow {
             inner: Arc::new(Definition {
                 workflow_id: workflow_id.into(),
                 name: name.into(),
-                tasks: IdMap::default(),
+                tasks: TaskTable::default(),
                 duplicate_ids: Vec::new(),
                 plan: OnceLock::new(),
             }),
@@ -105,7 +105,7 @@ impl Workflow {
                 *dependency = id.clone();
             }
         }
-        definition.tasks.insert(key, task);
+        definition.tasks.insert_new(key, task);
     }
 
     /// Makes room for `additional` more tasks, exactly.
@@ -149,7 +149,7 @@ impl Workflow {
     }
 
     /// The tasks by id, in insertion order.
-    pub(crate) fn task_map(&self) -> &IdMap<Task> {
+    pub(crate) fn task_map(&self) -> &TaskTable {
         &self.inner.tasks
     }
 

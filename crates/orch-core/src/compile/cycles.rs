@@ -4,14 +4,14 @@
 use std::collections::HashSet;
 
 use crate::plan::Adjacency;
-use crate::{IdMap, Task, TaskId, ValidationError};
+use crate::{TaskId, TaskTable, ValidationError};
 
 /// Reports a cycle in each group of tasks that wait on one another, among the tasks
 /// Kahn's algorithm could not order (each strongly connected component, found with
 /// Tarjan's algorithm): separate cycles are each reported, also when one task leads to
 /// two of them. Tasks only behind a cycle are in no such group.
 pub(super) fn find_cycles(
-    tasks: &IdMap<Task>,
+    tasks: &TaskTable,
     dependencies: &Adjacency,
     waiting: &[u32],
     errors: &mut Vec<ValidationError>,
