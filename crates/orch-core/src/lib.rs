@@ -95,6 +95,8 @@ mod trigger;
 mod workflow;
 #[cfg(feature = "yaml")]
 mod yaml_depth;
+#[cfg(feature = "yaml")]
+mod yaml_merge;
 
 pub use duration::{DurationError, parse_duration};
 pub use error::{MissingHandler, ValidationError, ValidationErrors};

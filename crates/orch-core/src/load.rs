@@ -104,7 +104,8 @@ impl Workflow {
     /// (see [`LoadError::ExpansionLimit`]). Numbers must be finite: `.nan` and `.inf`
     /// are errors. Flow collections (`[..]`, `{..}`) may nest at most 128 deep: deeper
     /// ones are refused before the document is parsed, since parsing them takes time that
-    /// grows with the square of their depth. Needs the `yaml` feature (on by default).
+    /// grows with the square of their depth. Merge keys (`<<: *defaults`) are refused, with
+    /// their place: write the keys out. Needs the `yaml` feature (on by default).
     #[cfg(feature = "yaml")]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
@@ -120,6 +121,19 @@ impl Workflow {
                     "collections nested deeper than {} levels",
                     crate::yaml_depth::MAX_DEPTH
                 ),
+            });
+        }
+        if let Some(offset) = crate::yaml_merge::merge_key(text) {
+            let (line, column) = line_and_column(text, offset);
+            return Err(LoadError::Parse {
+                format: Format::Yaml,
+                file: None,
+                field: ".".into(),
+                line: Some(line),
+                column: Some(column),
+                message: "merge keys (`<<`) are not supported: write the keys out, or \
+                    quote `\"<<\"` for a key of that name"
+                    .into(),
             });
         }
         let rules = Rules::yaml(yaml_expansion_limit(text.len()));

@@ -69,18 +69,18 @@ fn by_events(text: &str) -> Result<Option<usize>, ()> {
 }
 
 /// Byte offsets of character indices, for indices that mostly grow (as events' do).
-struct Chars<'t> {
+pub(crate) struct Chars<'t> {
     text: &'t str,
     /// A character index and its byte offset, where the last look-up ended.
     at: (usize, usize),
 }
 
 impl<'t> Chars<'t> {
-    fn new(text: &'t str) -> Self {
+    pub(crate) fn new(text: &'t str) -> Self {
         Self { text, at: (0, 0) }
     }
 
-    fn byte_offset(&mut self, index: usize) -> usize {
+    pub(crate) fn byte_offset(&mut self, index: usize) -> usize {
         if index < self.at.0 {
             self.at = (0, 0);
         }

@@ -62,6 +62,27 @@ fn yaml_list_form_reads_and_reports_duplicate_ids() {
 }
 
 #[test]
+fn yaml_merge_key_is_refused_at_its_line_and_a_quoted_one_is_an_ordinary_key() {
+    // The YAML reader would take `<<` as a key of that name: the config below would
+    // silently hold `{"<<": {"region": "eu"}, "bucket": "b"}`.
+    let merged = "workflow_id: w\nname: W\ntasks:\n  - task_id: a\n    task_type: t\n    config:\n      <<: {region: eu}\n      bucket: b\n";
+    let (_, line, message) = parse_error(Workflow::from_yaml(merged));
+    assert_eq!(line, Some(7));
+    assert!(
+        message.contains("merge keys (`<<`) are not supported"),
+        "{message}"
+    );
+
+    let quoted = merged.replace("<<:", "\"<<\":");
+    let workflow = Workflow::from_yaml(&quoted).expect("a quoted `<<` is a key");
+    let config = workflow.get("a").map(|task| task.config.clone());
+    assert_eq!(
+        config,
+        Some(serde_json::json!({"<<": {"region": "eu"}, "bucket": "b"}))
+    );
+}
+
+#[test]
 fn toml_reads_both_forms() {
     let map = Workflow::from_toml(
         "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n[tasks.b]\ntask_type = \"t\"\ndependencies = [\"a\"]\n",
