@@ -109,32 +109,27 @@ impl Workflow {
     #[cfg(feature = "yaml")]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
-        if let Some(offset) = crate::yaml_depth::too_deep(text) {
+        // Refused before the YAML parser reads the text: what it would make of it.
+        let refused = |offset: usize, message: String| {
             let (line, column) = line_and_column(text, offset);
-            return Err(LoadError::Parse {
+            LoadError::Parse {
                 format: Format::Yaml,
                 file: None,
                 field: ".".into(),
                 line: Some(line),
                 column: Some(column),
-                message: format!(
-                    "collections nested deeper than {} levels",
-                    crate::yaml_depth::MAX_DEPTH
-                ),
-            });
+                message,
+            }
+        };
+        if let Some(offset) = crate::yaml_depth::too_deep(text) {
+            let limit = crate::yaml_depth::MAX_DEPTH;
+            let message = format!("collections nested deeper than {limit} levels");
+            return Err(refused(offset, message));
         }
         if let Some(offset) = crate::yaml_merge::merge_key(text) {
-            let (line, column) = line_and_column(text, offset);
-            return Err(LoadError::Parse {
-                format: Format::Yaml,
-                file: None,
-                field: ".".into(),
-                line: Some(line),
-                column: Some(column),
-                message: "merge keys (`<<`) are not supported: write the keys out, or \
-                    quote `\"<<\"` for a key of that name"
-                    .into(),
-            });
+            let message = "merge keys (`<<`) are not supported: write the keys out, or \
+                quote `\"<<\"` for a key of that name";
+            return Err(refused(offset, message.into()));
         }
         let rules = Rules::yaml(yaml_expansion_limit(text.len()));
         let de = serde_yaml_ng::Deserializer::from_str(text);
