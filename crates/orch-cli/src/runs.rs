@@ -84,15 +84,30 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
         Ok(run) => run,
         Err(e) => return fail(format!("`{run_id}` is not a run id: {e}")),
     };
-    let loaded = match open(dir).and_then(|journal| {
-        block_on(journal.load(&run)).map_err(|e| format!("cannot read run {run}: {e}"))
-    }) {
+    let journal = match open(dir) {
+        Ok(journal) => journal,
+        Err(e) => return fail(e),
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(e),
+    };
+    let loaded = match runtime.block_on(journal.load(&run)) {
         Ok(Some(loaded)) => loaded,
         Ok(None) => {
             errln!("orch runs: no run `{run}` in {}", dir.display());
             return ExitCode::from(1);
         }
-        Err(e) => return fail(e),
+        // As `runs list` leaves it out: not a run yet.
+        Err(JournalError::HeadMissing { .. }) => {
+            errln!(
+                "orch runs: no run `{run}` in {} (its file has no complete first line: \
+                 a run being started, or one stopped before it recorded anything)",
+                dir.display()
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => return fail(format!("cannot read run {run}: {e}")),
     };
     match format {
         Format::Json => {
@@ -294,12 +309,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
-
-fn block_on<T, E: std::fmt::Display>(
-    future: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    runtime()?.block_on(future).map_err(|e| e.to_string())
 }
 
 fn fail(message: String) -> ExitCode {

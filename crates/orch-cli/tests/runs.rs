@@ -233,6 +233,15 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
             ["corrupt", "-", "unreadable"],
         ]
     );
+
+    // `show` agrees with `list`: no such run yet (exit 1), not a failure to read (2).
+    let (code, _, stderr) = parts(&run_in(&dir, &["runs", "show", path, "empty"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no run `empty`"), "{stderr}");
+    assert!(stderr.contains("no complete first line"), "{stderr}");
+    let (code, _, stderr) = parts(&run_in(&dir, &["runs", "show", path, "corrupt"]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read run corrupt: "), "{stderr}");
 }
 
 #[test]
