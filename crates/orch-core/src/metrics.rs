@@ -65,7 +65,9 @@ impl WorkflowResult {
     ///
     /// The critical path needs the workflow's dependencies: a result returned by the
     /// engine knows its workflow; a result read back from JSON does not, and gets an empty
-    /// critical path here (use [`WorkflowResult::metrics_with`]).
+    /// critical path here (use [`WorkflowResult::metrics_with`]). Without the workflow, a
+    /// record `x[2]` beside a record `x` is also taken for an instance of a map task `x`
+    /// (the map counts once in the duration figures), which a plain task may be named too.
     ///
     /// ```
     /// use orch_core::{Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,
