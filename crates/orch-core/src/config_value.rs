@@ -25,6 +25,13 @@ impl<'de> DeserializeSeed<'de> for Config {
 
 struct ConfigVisitor;
 
+fn too_long<E: de::Error>(value: impl fmt::Display) -> E {
+    E::custom(format_args!(
+        "integer {value} does not fit in 64 bits: write it as text, or as a float \
+         (`{value}.0`) if an approximation will do"
+    ))
+}
+
 impl<'de> Visitor<'de> for ConfigVisitor {
     type Value = Value;
 
@@ -42,6 +49,21 @@ impl<'de> Visitor<'de> for ConfigVisitor {
 
     fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
         Ok(Value::from(value))
+    }
+
+    // YAML and TOML integers past 64 bits: a JSON configuration holds no such integer,
+    // and reading one as a float would change its value without a word. (JSON has one
+    // kind of number, so a JSON file's long integer is read as the float it denotes.)
+    fn visit_i128<E: de::Error>(self, value: i128) -> Result<Value, E> {
+        i64::try_from(value)
+            .map(Value::from)
+            .map_err(|_| too_long(value))
+    }
+
+    fn visit_u128<E: de::Error>(self, value: u128) -> Result<Value, E> {
+        u64::try_from(value)
+            .map(Value::from)
+            .map_err(|_| too_long(value))
     }
 
     fn visit_f64<E>(self, value: f64) -> Result<Value, E> {

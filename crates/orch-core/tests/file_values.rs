@@ -98,6 +98,37 @@ fn yaml_non_finite_numbers_are_a_load_error_naming_the_field() {
 }
 
 #[test]
+fn integers_past_64_bits_are_refused_in_yaml_and_toml_and_the_edges_read_exactly() {
+    for (value, edge) in [
+        ("18446744073709551616", json!(u64::MAX)),
+        ("-9223372036854775809", json!(i64::MIN)),
+    ] {
+        let (field, line, message) = parse_error(Workflow::from_yaml(&format!(
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      n: {value}\n"
+        )));
+        assert_eq!(
+            (field.as_str(), line),
+            ("tasks.a.config.n", Some(6)),
+            "{value}"
+        );
+        assert!(message.contains("does not fit in 64 bits"), "{message}");
+        let (field, _, message) = parse_error(Workflow::from_toml(&format!(
+            "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nconfig = {{ n = {value} }}\n"
+        )));
+        // TOML's own integers stop at i64: its parser may refuse first, in its words.
+        assert_eq!(field, "tasks.a.config.n", "{value}: {message}");
+
+        let edge_text = edge.to_string();
+        let workflow = Workflow::from_yaml(&format!(
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      n: {edge_text}\n"
+        ))
+        .expect("a 64-bit integer");
+        let read = workflow.get("a").map(|task| task.config["n"].clone());
+        assert_eq!(read, Some(edge), "{edge_text}");
+    }
+}
+
+#[test]
 fn a_null_timeout_means_no_timeout() {
     let json = Workflow::from_json(
         r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "timeout": null}}}"#,
