@@ -270,10 +270,10 @@ impl TaskContext {
 
     /// The outputs of the direct dependencies that completed, as JSON (a
     /// [`Shared`](crate::Shared) value's summary), in the order they are listed. With the
-    /// default trigger rule that is every dependency; with another rule, those that
-    /// completed before the task started, and any map task that failed because an
-    /// instance failed (its list of instance results, `null` where an instance did not
-    /// complete).
+    /// default trigger rule that is every dependency; with another rule, those that have
+    /// completed by the time of the call (one may complete while the task runs), and any
+    /// map task that failed because an instance failed (its list of instance results,
+    /// `null` where an instance did not complete).
     pub fn dependency_results(&self) -> impl Iterator<Item = (&TaskId, &Value)> + '_ {
         self.task().dependencies.iter().filter_map(move |id| {
             let index = self.run.workflow.index_of(id)?;
@@ -414,7 +414,6 @@ impl TaskContext {
         self.run.bus.as_ref()
     }
 
-    /// The stored output of `id`, if it is an ancestor that completed.
     /// Whether the dependency `id` returned a shared (in-process) value.
     pub(crate) fn dependency_is_shared(&self, id: &str) -> bool {
         let index = self.run.workflow.index_of(id);
@@ -422,6 +421,7 @@ impl TaskContext {
         matches!(output, Some(Stored::Shared(_)))
     }
 
+    /// The stored output of `id`, if it is an ancestor that completed.
     fn output_of(&self, id: &str) -> Result<&Stored, TaskError> {
         let me = self.index as usize;
         let Some(target) = self.run.workflow.index_of(id) else {

@@ -54,7 +54,9 @@ enum Kind {
 
 impl TaskError {
     /// A failure caused by `error`, retried if the task allows retries. When `error` is,
-    /// or wraps, a `TaskError`, its permanence or skip is kept.
+    /// or wraps, a `TaskError`, its permanence or skip is kept; for an [`anyhow::Error`]
+    /// use `TaskError::from` (or `?`), as boxing an `anyhow::Error` hides a `TaskError`
+    /// at its top.
     pub fn new(error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self::from_boxed(error.into())
     }
@@ -66,8 +68,9 @@ impl TaskError {
 
     /// Ends the task as skipped rather than failed, with `reason` as its record's error:
     /// a condition for running it was not met. The tasks that depend on it, directly or
-    /// not, are skipped too, and the workflow does not fail because of it. A skip is
-    /// never retried.
+    /// not, are skipped too (unless their trigger rule runs them after a skipped
+    /// dependency, as `all_done`, `none_failed` and `always` do), and the workflow does not
+    /// fail because of it. A skip is never retried.
     ///
     /// ```
     /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};
@@ -250,7 +253,9 @@ impl From<anyhow::Error> for TaskError {
             error
         };
         let kind = error.downcast_ref::<TaskError>().map(|inner| inner.kind);
-        let mut task_error = Self::from_boxed(error.into());
+        // Moved out of anyhow's own wrapper, so that `downcast_ref` reaches the original.
+        let boxed = error.reallocate_into_boxed_dyn_error_without_backtrace();
+        let mut task_error = Self::from_boxed(boxed);
         if let Some(kind) = kind {
             task_error.kind = kind;
         }
@@ -342,6 +347,17 @@ mod tests {
         let skipped = TaskError::from(anyhow::Error::from(TaskError::skip("no input")));
         assert!(skipped.is_skip());
         assert_eq!(skipped.record_text(), "no input");
+    }
+
+    #[test]
+    fn the_original_error_of_an_anyhow_error_is_reachable() {
+        let error = TaskError::from(anyhow::Error::from(std::io::Error::other("disk full")));
+        let io = error.downcast_ref::<std::io::Error>();
+        assert_eq!(io.map(ToString::to_string).as_deref(), Some("disk full"));
+        assert_eq!(error.record_text(), "disk full");
+        let error = TaskError::from(anyhow::Error::from(Outer(std::io::Error::other("x"))));
+        assert!(error.downcast_ref::<Outer>().is_some());
+        assert_eq!(error.record_text(), "loading the rows: x");
     }
 
     #[test]
