@@ -203,7 +203,7 @@ pub(crate) fn joined(
 }
 
 /// The text of a panic payload: the message of `panic!("...")`, or a placeholder.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
         .copied()

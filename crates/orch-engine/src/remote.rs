@@ -290,10 +290,16 @@ pub fn run_attempt(
     async move {
         match spawned {
             Ok(task) => joined(task.await),
-            Err((handler, ctx)) => AssertUnwindSafe(handler.call(ctx))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(TaskError::new(panic_message(panic.as_ref())))),
+            // The call too: an inline handler may panic before it returns its future.
+            Err((handler, ctx)) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(ctx))) {
+                    Ok(future) => AssertUnwindSafe(future)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| Err(TaskError::new(panic_message(panic.as_ref())))),
+                    Err(panic) => Err(TaskError::new(panic_message(panic.as_ref()))),
+                }
+            }
         }
     }
 }

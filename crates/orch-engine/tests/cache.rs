@@ -186,6 +186,8 @@ fn a_panicking_key_function_fails_the_task() {
         "{error}"
     );
     assert!(error.contains("no key"), "{error}");
+    // Said as the key function's panic, not a handler's.
+    assert!(!error.contains("handler"), "{error}");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 

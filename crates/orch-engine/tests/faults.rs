@@ -1,5 +1,6 @@
 //! Handler futures that panic when they are dropped: after a timeout, at cancellation,
-//! after they finished, or with a dropped run. The engine contains every such panic.
+//! after they finished, or with a dropped run; and a handler that panics before its future
+//! exists. The engine contains every such panic.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -9,8 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use orch_core::RunId;
 use orch_core::{Task, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
-use orch_engine::{Handler, Output, TaskContext, TaskError, WorkflowEngine, blocking};
+use orch_engine::{
+    Handler, Output, RemoteTask, TaskContext, TaskError, WorkflowEngine, blocking, run_attempt,
+};
 use serde_json::Value;
 
 mod common;
@@ -351,5 +355,45 @@ fn an_error_whose_display_panics_fails_its_task_and_the_run_goes_on() {
             )
         );
         assert_eq!(record(&result, "independent").status, TaskStatus::Completed);
+    });
+}
+
+/// A handler written by hand that runs inline and panics in `call` itself, before it
+/// returns a future.
+struct PanicsAtCall;
+
+impl Handler for PanicsAtCall {
+    fn call<'a, 'b>(
+        &'a self,
+        _ctx: TaskContext,
+    ) -> Pin<Box<dyn Future<Output = Result<Output, TaskError>> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        panic!("at call")
+    }
+
+    fn runs_inline(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_handler_that_panics_before_its_future_exists_fails_its_attempt_locally_and_remotely() {
+    paused_runtime().block_on(async {
+        let task = RemoteTask::new(RunId::new(), "w", Task::new("a", "t"), 1);
+        let ctx = task.context().expect("a valid task");
+        let outcome = run_attempt(Arc::new(PanicsAtCall), ctx).await;
+        let error = outcome.expect_err("the panic fails the attempt");
+        assert_eq!(error.to_string(), "handler panicked: at call");
+
+        let engine = WorkflowEngine::new();
+        engine.register_handler("t", PanicsAtCall);
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(
+            error_of(&result, "a"),
+            (TaskStatus::Failed, Some("handler panicked: at call"))
+        );
     });
 }

@@ -17,7 +17,7 @@ use super::Scheduler;
 use super::fan_out::{Instance, MapRun};
 use crate::cache::{CacheKey, CacheSettings};
 use crate::context::MapItem;
-use crate::handler::panic_message;
+use crate::handler::panic_text;
 use crate::output::Stored;
 use crate::{Output, TaskContext, TaskError};
 
@@ -203,9 +203,9 @@ impl Scheduler<'_> {
             Ok(None) => return false,
             Err(panic) => {
                 let message = format!(
-                    "the cache key function of task type `{}` failed: {}",
+                    "the cache key function of task type `{}` panicked: {}",
                     task.task_type,
-                    panic_message(panic.as_ref())
+                    panic_text(panic.as_ref())
                 );
                 self.attempt_over(index, Err(TaskError::permanent(message)));
                 return true;
