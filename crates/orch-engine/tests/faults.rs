@@ -20,6 +20,9 @@ use serde_json::Value;
 mod common;
 use common::{error_of, paused_runtime, record};
 
+/// What a hand-written handler's `call` returns.
+type HandlerFuture<'b> = Pin<Box<dyn Future<Output = Result<Output, TaskError>> + Send + 'b>>;
+
 /// Panics when dropped (unless the thread is already unwinding), after counting the drop.
 struct Bomb {
     message: &'static str,
@@ -170,10 +173,7 @@ impl Future for DoneThenBomb {
 struct Late(Arc<AtomicUsize>);
 
 impl Handler for Late {
-    fn call<'a, 'b>(
-        &'a self,
-        _ctx: TaskContext,
-    ) -> Pin<Box<dyn Future<Output = Result<Output, TaskError>> + Send + 'b>>
+    fn call<'a, 'b>(&'a self, _ctx: TaskContext) -> HandlerFuture<'b>
     where
         'a: 'b,
     {
@@ -363,10 +363,7 @@ fn an_error_whose_display_panics_fails_its_task_and_the_run_goes_on() {
 struct PanicsAtCall;
 
 impl Handler for PanicsAtCall {
-    fn call<'a, 'b>(
-        &'a self,
-        _ctx: TaskContext,
-    ) -> Pin<Box<dyn Future<Output = Result<Output, TaskError>> + Send + 'b>>
+    fn call<'a, 'b>(&'a self, _ctx: TaskContext) -> HandlerFuture<'b>
     where
         'a: 'b,
     {
