@@ -187,14 +187,17 @@ impl LoadedRun {
             // A map's completion holds its list of outputs, one per instance, and comes
             // right after the instances' records, numbered from 0: any instance numbered
             // past those is of a completion cut short, not this one.
+            // (No instance can be numbered past the highest number.)
             let written = match &record.result {
-                Some(serde_json::Value::Array(outputs)) => outputs.len(),
+                Some(serde_json::Value::Array(outputs)) => Some(outputs.len()),
                 _ => (index.checked_sub(1))
                     .and_then(|before| MapSpec::parse_instance_id(&self.records[before].0))
                     .filter(|(map, _)| *map == task_id.as_str())
-                    .map_or(0, |(_, item)| item + 1),
+                    .map_or(Some(0), |(_, item)| item.checked_add(1)),
             };
-            self.forget_instances(&task_id, written);
+            if let Some(written) = written {
+                self.forget_instances(&task_id, written);
+            }
         }
         if in_force {
             self.current.insert(task_id.clone(), index);
@@ -217,7 +220,10 @@ impl LoadedRun {
             if self.definition.tasks.contains_key(&id) || self.current.remove(&id).is_none() {
                 break;
             }
-            item += 1;
+            let Some(next) = item.checked_add(1) else {
+                break;
+            };
+            item = next;
         }
     }
 

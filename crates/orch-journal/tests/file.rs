@@ -669,6 +669,43 @@ fn map_instance_records_come_back_with_their_completed_map() {
     for instance in ["m[0]", "m[1]", "m[2]"] {
         assert_eq!(loaded.task(instance), None, "{instance}");
     }
+
+    // An instance numbered as high as a number goes, before a map completion without
+    // its list: read back without counting past it.
+    let last = run_id("last");
+    let opened = block_on(journal.open(&last, &workflow)).unwrap();
+    let highest = format!("m[{}]", usize::MAX);
+    let no_list = TaskRecord {
+        status: TaskStatus::Completed,
+        ..TaskRecord::default()
+    };
+    append(
+        &*opened.writer,
+        &[
+            (highest.as_str(), completed(json!(1))),
+            ("m", no_list.clone()),
+        ],
+    );
+    drop(opened);
+    let loaded = block_on(journal.load(&last)).unwrap().unwrap();
+    assert_eq!(loaded.task("m"), Some(&no_list));
+    assert_eq!(loaded.task(&highest), Some(&completed(json!(1))));
+    // The one below it last: the highest is past those written, and goes.
+    let below = run_id("below");
+    let opened = block_on(journal.open(&below, &workflow)).unwrap();
+    let next_highest = format!("m[{}]", usize::MAX - 1);
+    append(
+        &*opened.writer,
+        &[
+            (highest.as_str(), completed(json!(1))),
+            (next_highest.as_str(), completed(json!(2))),
+            ("m", no_list.clone()),
+        ],
+    );
+    drop(opened);
+    let loaded = block_on(journal.load(&below)).unwrap().unwrap();
+    assert_eq!(loaded.task(&highest), None);
+    assert_eq!(loaded.task(&next_highest), Some(&completed(json!(2))));
 }
 
 #[test]
