@@ -191,16 +191,28 @@ impl Shared {
     ) -> Result<Option<LoadedRun>, JournalError> {
         let error =
             |action, e: &tokio_postgres::Error| session.run_error(run, action, e, self.secret());
-        let row = session
+        // One statement, so one snapshot: a write that changes the run's definition and
+        // its tasks together (a reopening's first write, or the run's end) is read whole
+        // or not at all. The run's row comes first, then its tasks in order.
+        let rows = session
             .client
-            .query_opt(
-                "SELECT workflow_id, name, definition, status, created, updated
-                 FROM orch_journal_runs WHERE run_id = $1",
+            .query(
+                "SELECT 0 AS part, workflow_id, name, definition, status, created, updated,
+                        NULL::text AS task_id, NULL::text AS record, NULL::bigint AS position
+                 FROM orch_journal_runs WHERE run_id = $1
+                 UNION ALL
+                 SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, task_id, record, position
+                 FROM orch_journal_tasks WHERE run_id = $1
+                 ORDER BY part, position",
                 &[&run.as_str()],
             )
             .await
             .map_err(|e| error("read a run", &e))?;
-        let Some(row) = row else {
+        let mut rows = rows.into_iter();
+        let Some(row) = rows
+            .next()
+            .filter(|row| row.try_get::<_, i32>(0).is_ok_and(|p| p == 0))
+        else {
             return Ok(None);
         };
         let get = |e: tokio_postgres::Error| error("read a run", &e);
@@ -209,30 +221,22 @@ impl Shared {
             at: at.clone(),
             reason,
         };
-        let definition: String = row.try_get(2).map_err(get)?;
+        let definition: String = row.try_get(3).map_err(get)?;
         let definition = Definition {
-            workflow_id: row.try_get(0).map_err(get)?,
-            name: row.try_get(1).map_err(get)?,
+            workflow_id: row.try_get(1).map_err(get)?,
+            name: row.try_get(2).map_err(get)?,
             tasks: serde_json::from_str(&definition)
                 .map_err(|e| corrupt(format!("unreadable definition: {e}")))?,
         };
-        let status: String = row.try_get(3).map_err(get)?;
+        let status: String = row.try_get(4).map_err(get)?;
         let status = RunStatus::parse(&status)
             .ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
-        let created: SystemTime = row.try_get(4).map_err(get)?;
-        let updated: SystemTime = row.try_get(5).map_err(get)?;
+        let created: SystemTime = row.try_get(5).map_err(get)?;
+        let updated: SystemTime = row.try_get(6).map_err(get)?;
         let mut loaded = LoadedRun::new(run.clone(), at.clone(), definition, created);
-        let rows = session
-            .client
-            .query(
-                "SELECT task_id, record FROM orch_journal_tasks WHERE run_id = $1 ORDER BY position",
-                &[&run.as_str()],
-            )
-            .await
-            .map_err(|e| error("read a run's tasks", &e))?;
         for row in rows {
-            let task: String = row.try_get(0).map_err(get)?;
-            let record: String = row.try_get(1).map_err(get)?;
+            let task: String = row.try_get(7).map_err(get)?;
+            let record: String = row.try_get(8).map_err(get)?;
             let at = format!("{at}, task `{task}`");
             let record = match line::parse(record.as_bytes()) {
                 Ok((_, Line::Task { task_id, record })) if task_id == task.as_str() => record,
@@ -334,11 +338,17 @@ fn fits_the_tables(workflow: &Workflow) -> Result<(), JournalError> {
     if let Some(task) = workflow.tasks().find(|t| t.task_id.len() > MAX_ID_BYTES) {
         return refuse(too_long("task id", task.task_id.as_str()));
     }
+    let nul =
+        |what: &str| format!("{what} holds a NUL character, which PostgreSQL text cannot hold");
     if workflow.name().contains('\0') {
-        return refuse(
-            "the workflow's name holds a NUL character, which PostgreSQL text cannot hold"
-                .to_owned(),
-        );
+        return refuse(nul("the workflow's name"));
+    }
+    if workflow.workflow_id().contains('\0') {
+        return refuse(nul("the workflow id"));
+    }
+    if let Some(task) = workflow.tasks().find(|t| t.task_id.contains('\0')) {
+        let shown = task.task_id.replace('\0', "\\0");
+        return refuse(nul(&format!("task id `{shown}`")));
     }
     Ok(())
 }

@@ -558,6 +558,14 @@ mod checks {
                 Workflow::new("w", "W\0").task(Task::new("a", "t")),
                 "the workflow's name holds a NUL character",
             ),
+            (
+                Workflow::new("w\0", "W").task(Task::new("a", "t")),
+                "the workflow id holds a NUL character",
+            ),
+            (
+                Workflow::new("w", "W").task(Task::new("a\0b", "t")),
+                "task id `a\\0b` holds a NUL character",
+            ),
         ];
         for (workflow, expected) in cases {
             let id = fresh_run();
