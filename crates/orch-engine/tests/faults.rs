@@ -140,6 +140,35 @@ fn a_handler_that_panics_when_dropped_at_cancellation_is_cancelled_with_the_mess
 }
 
 #[test]
+fn a_map_instance_that_panics_when_dropped_at_cancellation_keeps_the_message() {
+    paused_runtime().block_on(async {
+        let engine = engine(4);
+        let (bomb, drops) = bomb_handler("boom");
+        engine.register_handler("bomb", bomb);
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(serde_json::json!([1, 2]))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "bomb"))
+            .task(Task::new("list", "list"))
+            .task(Task::new("m", "bomb").map_over("list"));
+        let result = cancel_once_started(&engine, &workflow).await;
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        for id in ["a", "m[0]", "m[1]"] {
+            assert_eq!(
+                error_of(&result, id),
+                (
+                    TaskStatus::Cancelled,
+                    Some("the run was cancelled; handler panicked when dropped: boom")
+                ),
+                "{id}"
+            );
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+    });
+}
+
+#[test]
 fn dropping_a_run_contains_the_panic_of_a_handler_dropped_with_it() {
     paused_runtime().block_on(async {
         let engine = WorkflowEngine::new();

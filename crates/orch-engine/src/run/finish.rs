@@ -41,7 +41,7 @@ impl Scheduler<'_> {
         let mut dropped = self.drop_in_flight();
         // Instances end before their map, as in a run that was not stopped.
         if self.extras.is_some() {
-            self.cancel_instances(end_time);
+            self.cancel_instances(end_time, &mut dropped);
         }
         let mut failed = false;
         let mut cancelled = false;
