@@ -12,7 +12,7 @@ use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowStatus};
 
 use crate::claim::{Claim, OpenRuns};
 use crate::definition::Definition;
-use crate::read::{ReadRun, read_run};
+use crate::read::{ReadRun, read_lines};
 use crate::sync::{RunFile, Syncer, sync_directory};
 use crate::{
     Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
@@ -25,8 +25,9 @@ use crate::{
 /// The directory and files it creates are readable and writable by their owner only.
 /// A line is written whole or, when the process dies in the middle of it, left torn at
 /// the end of the file: reading ignores a torn last line, and reopening the run cuts it
-/// off. Any other line that cannot be read, a file whose head names another run, or a
-/// line of a newer format is refused with an error naming the file and line.
+/// off. Any other line that cannot be read (or is longer than 1 GiB), a file whose head
+/// names another run, or a line of a newer format is refused with an error naming the
+/// file and line. A file is read a line at a time, never whole.
 ///
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already
 /// open, in this process or another one ([`JournalError::InUse`]; the run's file is locked
@@ -117,8 +118,8 @@ impl FileJournal {
 
     fn read(&self, run: &RunId) -> Result<Option<ReadRun>, JournalError> {
         let path = self.run_path(run, "read")?;
-        match fs::read(&path) {
-            Ok(bytes) => read_run(&path, run, &bytes).map(Some),
+        match File::open(&path) {
+            Ok(file) => read_lines(&path, run, io::BufReader::new(file)).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(JournalError::io("read", path, e)),
         }

@@ -1,6 +1,7 @@
 //! Reading a run's journal file back: every complete line checked, a torn last line left
 //! out.
 
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use orch_core::RunId;
@@ -18,20 +19,49 @@ pub(crate) struct ReadRun {
     pub(crate) next_seq: u64,
 }
 
-/// Reads the journal of `run` from `bytes`, the content of the file at `path`.
-pub(crate) fn read_run(path: &Path, run: &RunId, bytes: &[u8]) -> Result<ReadRun, JournalError> {
-    read_lines(path, run, bytes)
+/// The longest line a journal reader takes in: a longer one is refused as corrupt, so
+/// that a damaged or hostile file cannot make it hold more than this in memory.
+pub(crate) const MAX_LINE: u64 = 1 << 30;
+
+/// Reads the journal of `run` from `lines`, kept at `path` (a file, or another backend's
+/// name for where the run is), a line at a time.
+pub(crate) fn read_lines(
+    path: &Path,
+    run: &RunId,
+    lines: impl BufRead,
+) -> Result<ReadRun, JournalError> {
+    read_lines_within(path, run, lines, MAX_LINE)
 }
 
-/// Reads the journal of `run` from `bytes`, its lines as kept at `path` (a file, or
-/// another backend's name for where the run is).
-pub(crate) fn read_lines(path: &Path, run: &RunId, bytes: &[u8]) -> Result<ReadRun, JournalError> {
+/// [`read_lines`], with lines of at most `max_line` bytes.
+fn read_lines_within(
+    path: &Path,
+    run: &RunId,
+    mut lines: impl BufRead,
+    max_line: u64,
+) -> Result<ReadRun, JournalError> {
     let at = |line: u64| format!("{}, line {line}", path.display());
     let mut loaded: Option<LoadedRun> = None;
     let mut pos = 0;
     let mut number = 0u64;
-    while let Some(len) = bytes[pos..].iter().position(|&b| b == b'\n') {
-        let text = &bytes[pos..pos + len];
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = (&mut lines).take(max_line + 1).read_until(b'\n', &mut buf);
+        read.map_err(|e| JournalError::io("read", path, e))?;
+        if buf.last() != Some(&b'\n') {
+            // The end: what follows the last complete line, if anything, is a torn line
+            // (left out) unless it goes on past the longest line to a newline.
+            if buf.len() as u64 > max_line && ends_in_newline(&mut lines, path)? {
+                return Err(JournalError::Corrupt {
+                    at: at(number + 1),
+                    reason: format!("a line longer than {max_line} bytes"),
+                });
+            }
+            break;
+        }
+        let len = buf.len() - 1;
+        let text = &buf[..len];
         number += 1;
         let (seq, parsed) = line::parse(text).map_err(|e| match e {
             LineError::Newer(found) => JournalError::NewerFormat {
@@ -87,16 +117,85 @@ pub(crate) fn read_lines(path: &Path, run: &RunId, bytes: &[u8]) -> Result<ReadR
             }
             (Some(run), Line::End { status, time }) => run.ended(status, time),
         }
-        pos += len + 1;
+        pos += len as u64 + 1;
     }
     match loaded {
         Some(run) => Ok(ReadRun {
             run,
-            valid_len: pos as u64,
+            valid_len: pos,
             next_seq: number,
         }),
         None => Err(JournalError::HeadMissing {
             path: path.to_owned(),
         }),
+    }
+}
+
+/// Whether the rest of `lines` holds a newline, read through without being kept.
+fn ends_in_newline(lines: &mut impl BufRead, path: &Path) -> Result<bool, JournalError> {
+    loop {
+        let chunk = lines
+            .fill_buf()
+            .map_err(|e| JournalError::io("read", path, e))?;
+        if chunk.is_empty() {
+            return Ok(false);
+        }
+        if chunk.contains(&b'\n') {
+            return Ok(true);
+        }
+        let len = chunk.len();
+        lines.consume(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use orch_core::{Task, Workflow};
+
+    use super::*;
+    use crate::definition::Definition;
+
+    /// A run's head line, then `rest`.
+    fn journal(run: &RunId, rest: &[u8]) -> Vec<u8> {
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+        let mut bytes = Vec::new();
+        line::write_head(
+            &mut bytes,
+            run,
+            &Definition::of(&workflow),
+            SystemTime::now(),
+        )
+        .expect("a head line");
+        bytes.extend_from_slice(rest);
+        bytes
+    }
+
+    #[test]
+    fn a_line_past_the_longest_is_corrupt_and_a_torn_one_that_long_is_left_out() {
+        let run = RunId::parse("r").expect("a run id");
+        let path = Path::new("r.jsonl");
+        let head = journal(&run, b"").len() as u64;
+        // The head line fits; the next is twice as long as allowed.
+        let max = head;
+        let long = vec![b'x'; 2 * max as usize];
+
+        let mut complete = long.clone();
+        complete.push(b'\n');
+        let read = read_lines_within(path, &run, &journal(&run, &complete)[..], max);
+        match read {
+            Err(JournalError::Corrupt { at, reason }) => {
+                assert_eq!(at, "r.jsonl, line 2");
+                assert_eq!(reason, format!("a line longer than {max} bytes"));
+            }
+            Err(other) => panic!("expected a corrupt line, got {other}"),
+            Ok(_) => panic!("expected a corrupt line, got a run"),
+        }
+
+        let read = read_lines_within(path, &run, &journal(&run, &long)[..], max);
+        let read = read.unwrap_or_else(|e| panic!("a torn tail is left out: {e}"));
+        assert_eq!(read.valid_len, head);
+        assert_eq!(read.next_seq, 1);
     }
 }
