@@ -45,8 +45,9 @@ pub struct Task {
     pub task_type: String,
     /// Configuration handed to the handler; a JSON object. Read from a file, an object
     /// in it that repeats a key is an error (rather than keeping one of the values), and
-    /// so is a YAML or TOML integer past 64 bits (a JSON file's long integer is read as
-    /// the number it denotes, a float, as JSON has one kind of number).
+    /// so is an integer past 64 bits in YAML (up to 128 bits: the YAML reader reads longer
+    /// ones as floats) or TOML (whose reader refuses them itself). A JSON file's long
+    /// integer is read as the number it denotes, a float, as JSON has one kind of number.
     pub config: Value,
     /// Ids of the tasks this one depends on: by default they must all complete before it
     /// starts (see [`Task::trigger_rule`] for other rules).

@@ -68,9 +68,9 @@ impl TaskError {
 
     /// Ends the task as skipped rather than failed, with `reason` as its record's error:
     /// a condition for running it was not met. The tasks that depend on it, directly or
-    /// not, are skipped too (unless their trigger rule runs them after a skipped
-    /// dependency, as `all_done`, `none_failed` and `always` do), and the workflow does not
-    /// fail because of it. A skip is never retried.
+    /// not, are skipped too (unless their trigger rules run them after a skipped
+    /// dependency: see `orch_core::TriggerRule`), and the workflow does not fail because
+    /// of it. A skip is never retried.
     ///
     /// ```
     /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};

@@ -25,9 +25,11 @@ use crate::{
 /// The directory and files it creates are readable and writable by their owner only.
 /// A line is written whole or, when the process dies in the middle of it, left torn at
 /// the end of the file: reading ignores a torn last line, and reopening the run cuts it
-/// off. Any other line that cannot be read (or is longer than 1 GiB), a file whose head
+/// off. Any other line that cannot be read (or is 1 GiB or longer), a file whose head
 /// names another run, or a line of a newer format is refused with an error naming the
-/// file and line. A file is read a line at a time, never whole.
+/// file and line. A file is read a line at a time, never whole. A record whose line
+/// would be that long (a task's output of about 1 GiB) is refused when written, with
+/// [`JournalError::InvalidRecord`].
 ///
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already
 /// open, in this process or another one ([`JournalError::InUse`]; the run's file is locked

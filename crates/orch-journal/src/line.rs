@@ -157,6 +157,18 @@ pub(crate) fn write_task(
     task_id: &TaskId,
     record: &TaskRecord,
 ) -> Result<(), JournalError> {
+    write_task_within(buf, seq, task_id, record, crate::read::MAX_LINE)
+}
+
+/// [`write_task`], refusing a line longer than `max_line` bytes (its newline not counted),
+/// which the journal could not read back.
+fn write_task_within(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    task_id: &TaskId,
+    record: &TaskRecord,
+    max_line: u64,
+) -> Result<(), JournalError> {
     let time = |field, t: Option<SystemTime>| {
         t.map(format_time)
             .transpose()
@@ -199,7 +211,20 @@ pub(crate) fn write_task(
             },
             other => other,
         }
-    })
+    })?;
+    let written = (buf.len() - len - 1) as u64;
+    if written > max_line {
+        buf.truncate(len);
+        return Err(JournalError::InvalidRecord {
+            task: task_id.clone(),
+            field: "result",
+            reason: format!(
+                "its journal line would be {written} bytes, and a journal line holds at most \
+                 {max_line}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Appends an end line to `buf`.
@@ -517,5 +542,35 @@ mod tests {
             Err(LineError::Bad(_))
         ));
         assert!(matches!(parse(b"garbage"), Err(LineError::Bad(_))));
+    }
+
+    #[test]
+    fn a_task_line_longer_than_a_journal_reads_is_refused_and_nothing_is_written() {
+        let record = TaskRecord {
+            status: TaskStatus::Completed,
+            result: Some(Value::String("x".repeat(100))),
+            attempts: 1,
+            ..TaskRecord::default()
+        };
+        let id = TaskId::from("a");
+        let mut buf = b"before\n".to_vec();
+        let refused = write_task_within(&mut buf, 1, &id, &record, 100);
+        match refused {
+            Err(JournalError::InvalidRecord {
+                task,
+                field,
+                reason,
+            }) => {
+                assert_eq!((task.as_str(), field), ("a", "result"));
+                assert!(
+                    reason.contains("a journal line holds at most 100"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(buf, b"before\n");
+        write_task_within(&mut buf, 1, &id, &record, 1000).expect("it fits");
+        assert!(buf.len() > 107 && buf.ends_with(b"\n"));
     }
 }

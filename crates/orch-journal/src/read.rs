@@ -19,9 +19,11 @@ pub(crate) struct ReadRun {
     pub(crate) next_seq: u64,
 }
 
-/// The longest line a journal reader takes in: a longer one is refused as corrupt, so
-/// that a damaged or hostile file cannot make it hold more than this in memory.
-pub(crate) const MAX_LINE: u64 = 1 << 30;
+/// The longest line a journal takes, its newline not counted: one byte short of 1 GiB,
+/// so that reading one (newline and all) holds at most 1 GiB. A longer line is refused
+/// when written, and as corrupt when read, so that a damaged or hostile file cannot make
+/// a reader hold more.
+pub(crate) const MAX_LINE: u64 = (1 << 30) - 1;
 
 /// Reads the journal of `run` from `lines`, kept at `path` (a file, or another backend's
 /// name for where the run is), a line at a time.

@@ -447,34 +447,8 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Cancels the instances that had not ended when the run stopped, each with its
-    /// event, as the run's own unfinished tasks are; an instance whose handler panicked
-    /// when dropped (in `dropped`, by attempt index) has that added to its error.
-    pub(super) fn cancel_instances(
-        &mut self,
-        end_time: std::time::SystemTime,
-        dropped: &mut Vec<(usize, String)>,
-    ) {
-        let Some(extras) = self.extras.as_deref() else {
-            return;
-        };
-        let unfinished: Vec<usize> = (extras.instances.iter().enumerate())
-            .filter(|(_, instance)| !instance.record.status.is_finished())
-            .map(|(k, _)| k)
-            .collect();
-        let n = self.records.len();
-        for k in unfinished {
-            let error = super::finish::cancel(&mut self.extras().instances[k].record, end_time);
-            if let Some(at) = dropped.iter().position(|(index, _)| *index == n + k) {
-                error.push_str("; ");
-                error.push_str(&dropped.remove(at).1);
-            }
-            self.announce_instance(EngineEventKind::TaskCancelled, k);
-        }
-    }
-
     /// Announces an event of instance `k`, from its record.
-    fn announce_instance(&mut self, kind: EngineEventKind, k: usize) {
+    pub(super) fn announce_instance(&mut self, kind: EngineEventKind, k: usize) {
         let Some(announcer) = &self.announcer else {
             return;
         };

@@ -140,6 +140,32 @@ impl Scheduler<'_> {
         (result, self.announcer)
     }
 
+    /// Cancels the instances that had not ended when the run stopped, each with its
+    /// event, as the run's own unfinished tasks are; an instance whose handler panicked
+    /// when dropped (in `dropped`, by attempt index) has that added to its error.
+    pub(super) fn cancel_instances(
+        &mut self,
+        end_time: SystemTime,
+        dropped: &mut Vec<(usize, String)>,
+    ) {
+        let Some(extras) = self.extras.as_deref() else {
+            return;
+        };
+        let unfinished: Vec<usize> = (extras.instances.iter().enumerate())
+            .filter(|(_, instance)| !instance.record.status.is_finished())
+            .map(|(k, _)| k)
+            .collect();
+        let n = self.records.len();
+        for k in unfinished {
+            let error = cancel(&mut self.extras().instances[k].record, end_time);
+            if let Some(at) = dropped.iter().position(|(index, _)| *index == n + k) {
+                error.push_str("; ");
+                error.push_str(&dropped.remove(at).1);
+            }
+            self.announce_instance(EngineEventKind::TaskCancelled, k);
+        }
+    }
+
     /// Drops every handler future still running, each inside a panic guard, and returns
     /// the panics that happened, by task index, the highest first.
     fn drop_in_flight(&mut self) -> Vec<(usize, String)> {
