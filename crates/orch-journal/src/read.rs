@@ -47,23 +47,9 @@ fn read_lines_within(
     let mut pos = 0;
     let mut number = 0u64;
     let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let read = (&mut lines).take(max_line + 1).read_until(b'\n', &mut buf);
-        read.map_err(|e| JournalError::io("read", path, e))?;
-        if buf.last() != Some(&b'\n') {
-            // The end: what follows the last complete line, if anything, is a torn line
-            // (left out) unless it goes on past the longest line to a newline.
-            if buf.len() as u64 > max_line && ends_in_newline(&mut lines, path)? {
-                return Err(JournalError::Corrupt {
-                    at: at(number + 1),
-                    reason: format!("a line longer than {max_line} bytes"),
-                });
-            }
-            break;
-        }
-        let len = buf.len() - 1;
-        let text = &buf[..len];
+    while next_line(&mut lines, &mut buf, max_line, path, || at(number + 1))? {
+        let len = buf.len();
+        let text = &buf[..];
         number += 1;
         let (seq, parsed) = line::parse(text).map_err(|e| match e {
             LineError::Newer(found) => JournalError::NewerFormat {
@@ -131,6 +117,32 @@ fn read_lines_within(
             path: path.to_owned(),
         }),
     }
+}
+
+/// Reads the next complete line of `lines` into `buf`, without its newline; `false` at
+/// the end, where what follows the last complete line, if anything, is a torn line and
+/// left out. A line longer than `max_line` bytes is refused as corrupt at `at()`, unless
+/// it is that torn last line.
+pub(crate) fn next_line(
+    lines: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max_line: u64,
+    path: &Path,
+    at: impl FnOnce() -> String,
+) -> Result<bool, JournalError> {
+    buf.clear();
+    let read = (&mut *lines).take(max_line + 1).read_until(b'\n', buf);
+    read.map_err(|e| JournalError::io("read", path, e))?;
+    if buf.pop_if(|last| *last == b'\n').is_some() {
+        return Ok(true);
+    }
+    if buf.len() as u64 > max_line && ends_in_newline(lines, path)? {
+        return Err(JournalError::Corrupt {
+            at: at(),
+            reason: format!("a line longer than {max_line} bytes"),
+        });
+    }
+    Ok(false)
 }
 
 /// Whether the rest of `lines` holds a newline, read through without being kept.

@@ -85,7 +85,8 @@ impl ResultFile {
     }
 
     /// Opens the results file at `path`, creating it if it does not exist, and reads
-    /// every result in it.
+    /// every result in it, a line at a time (a line of 1 GiB or more is refused as
+    /// corrupt, naming it, unless it is a torn last line).
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let path = path.into();
         let file = crate::file::options()
@@ -94,8 +95,8 @@ impl ResultFile {
             .append(true)
             .open(&path)
             .map_err(|e| JournalError::io("open", &path, e))?;
-        let bytes = std::fs::read(&path).map_err(|e| JournalError::io("read", &path, e))?;
-        let results = read(&path, &bytes)?;
+        let lines = std::fs::File::open(&path).map_err(|e| JournalError::io("read", &path, e))?;
+        let results = read(&path, std::io::BufReader::new(lines), crate::read::MAX_LINE)?;
         Ok(Self {
             path,
             file: Mutex::new(file),
@@ -161,16 +162,21 @@ impl ResultFile {
 
 /// The results in `bytes`, the content of the file at `path`. A last line without its
 /// newline is a write still going on or cut short by a crash, and is left out.
-fn read(path: &Path, bytes: &[u8]) -> Result<HashMap<u128, Value>, JournalError> {
+/// The results in `lines`, kept at `path`, a line (of at most `max_line` bytes) at a time.
+fn read(
+    path: &Path,
+    mut lines: impl std::io::BufRead,
+    max_line: u64,
+) -> Result<HashMap<u128, Value>, JournalError> {
     let mut results = HashMap::new();
-    let mut pos = 0;
     let mut number = 0;
-    while let Some(len) = bytes[pos..].iter().position(|&b| b == b'\n') {
+    let mut buf = Vec::new();
+    let at = |number: u64| format!("{}, line {number}", path.display());
+    while crate::read::next_line(&mut lines, &mut buf, max_line, path, || at(number + 1))? {
         number += 1;
-        let at = || format!("{}, line {number}", path.display());
+        let at = || at(number);
         let corrupt = |reason: String| JournalError::Corrupt { at: at(), reason };
-        let line = parse_line(&bytes[pos..pos + len])
-            .map_err(|e| corrupt(format!("not a result line: {e}")))?;
+        let line = parse_line(&buf).map_err(|e| corrupt(format!("not a result line: {e}")))?;
         if line.v > FORMAT {
             return Err(JournalError::NewerFormat {
                 at: at(),
@@ -183,7 +189,6 @@ fn read(path: &Path, bytes: &[u8]) -> Result<HashMap<u128, Value>, JournalError>
             .filter(|_| line.key.len() == 32)
             .ok_or_else(|| corrupt(format!("key `{}` is not 32 hexadecimal digits", line.key)))?;
         results.insert(key, line.result);
-        pos += len + 1;
     }
     Ok(results)
 }
@@ -276,6 +281,25 @@ mod tests {
             (reopened.get(1), reopened.get(2)),
             (None, Some(json!("two")))
         );
+    }
+
+    #[test]
+    fn a_line_past_the_longest_is_refused_with_its_place_unless_it_is_the_torn_last_one() {
+        let path = Path::new("r.cache");
+        let good = format!(r#"{{"v":1,"key":"{:032x}","result":1}}"#, 7);
+        let long = "x".repeat(2 * good.len());
+        let text = format!("{good}\n{long}\n");
+        match read(path, text.as_bytes(), good.len() as u64) {
+            Err(JournalError::Corrupt { at, reason }) => {
+                assert_eq!(at, "r.cache, line 2");
+                assert_eq!(reason, format!("a line longer than {} bytes", good.len()));
+            }
+            other => panic!("expected a corrupt line, got {:?}", other.map(|r| r.len())),
+        }
+        let torn = format!("{good}\n{long}");
+        let results =
+            read(path, torn.as_bytes(), good.len() as u64).expect("the torn line is left out");
+        assert_eq!(results.get(&7), Some(&json!(1)));
     }
 
     #[test]
