@@ -325,3 +325,67 @@ async fn a_refused_task_message_past_its_deadline_is_terminated_unreported() {
     assert_eq!(consumer.info().await.expect("info").num_redelivered, 0);
     stop.cancel();
 }
+
+/// A task message refused with an error that quotes most of it (a long string where an
+/// object belongs) gets its failure stored cut to fit a result message, and is
+/// terminated; uncut, every publish of the failure was refused by the client, and the
+/// message went round its deliveries for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_quoting_a_long_message_is_stored_cut_to_fit() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let _streams = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let stop = CancellationToken::new();
+    let worker = Worker::builder()
+        .name("reader")
+        .handler("embed", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("embedded")
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    // Quotes: escaped once in the task message, twice once quoted in the failure's.
+    let long = "\"".repeat(300 * 1024);
+    let message = json!({
+        "v": 1, "run_id": "r4", "workflow_id": "w",
+        "task": {"task_id": "t", "task_type": "embed"}, "attempt": 1, "inputs": long,
+    });
+    js.publish("orch.task.embed", message.to_string().into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+
+    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
+    let stored = eventually("the failure's storing", || async {
+        results
+            .get_last_raw_message_by_subject("orch.result.r4.t.1")
+            .await
+            .ok()
+    })
+    .await;
+    let stored: Value = serde_json::from_slice(&stored.payload).expect("json");
+    let error = stored["outcome"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("worker `reader` cannot run the task message"),
+        "{}",
+        &error[..200]
+    );
+    assert!(
+        error.contains("more bytes cut"),
+        "{}",
+        &error[error.len() - 200..]
+    );
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    eventually("the message's removal", || {
+        let mut tasks = tasks.clone();
+        async move { (tasks.info().await.expect("info").state.messages == 0).then_some(()) }
+    })
+    .await;
+    stop.cancel();
+}

@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::publish::{publish_result, result_message, result_payload};
+use super::publish::{publish_result, result_payload};
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
@@ -375,7 +375,9 @@ async fn refuse(
         ),
         permanent: true,
     };
-    let payload = bytes::Bytes::from(protocol::write(&result_message(shared, &key, failed)));
+    // Cut to fit like any result: the error quotes the message, which may be as long
+    // as a message can be.
+    let payload = result_payload(shared, &key, failed).await;
     let deadline = envelope.deadline_ms.map(protocol::until);
     let publish = publish_result(shared, &key, payload, deadline, hand_back);
     let stored = with_progress(message, queue.progress_every, publish).await;
