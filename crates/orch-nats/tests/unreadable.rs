@@ -150,6 +150,16 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     panic!("{what} did not happen within 30 s");
 }
 
+/// Waits until the tasks stream holds no message.
+async fn tasks_removed(js: &jetstream::Context) {
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    eventually("the message's removal", || {
+        let mut tasks = tasks.clone();
+        async move { (tasks.info().await.expect("info").state.messages == 0).then_some(()) }
+    })
+    .await;
+}
+
 /// The consumer of `task_type` on the tasks stream, once it exists.
 async fn consumer_of(js: &jetstream::Context, task_type: &str) -> PullConsumer {
     eventually("the consumer's creation", || async {
@@ -295,12 +305,7 @@ async fn a_task_message_refused_by_a_worker_that_cannot_store_results_is_given_b
         ),
         "{error}"
     );
-    let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
-    eventually("the message's removal", || {
-        let mut tasks = tasks.clone();
-        async move { (tasks.info().await.expect("info").state.messages == 0).then_some(()) }
-    })
-    .await;
+    tasks_removed(&js).await;
     stop.cancel();
 }
 
@@ -315,12 +320,7 @@ async fn a_refused_task_message_past_its_deadline_is_terminated_unreported() {
     let past =
         json!({"v": 1, "run_id": "r2", "task": {"task_id": "t"}, "attempt": 1, "deadline_ms": 1});
     let (js, stop, _mute) = mute_worker_given(&server, &past).await;
-    let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
-    eventually("the message's removal", || {
-        let mut tasks = tasks.clone();
-        async move { (tasks.info().await.expect("info").state.messages == 0).then_some(()) }
-    })
-    .await;
+    tasks_removed(&js).await;
     let mut consumer = consumer_of(&js, "embed").await;
     assert_eq!(consumer.info().await.expect("info").num_redelivered, 0);
     stop.cancel();
@@ -381,11 +381,6 @@ async fn a_refusal_quoting_a_long_message_is_stored_cut_to_fit() {
         "{}",
         &error[error.len() - 200..]
     );
-    let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
-    eventually("the message's removal", || {
-        let mut tasks = tasks.clone();
-        async move { (tasks.info().await.expect("info").state.messages == 0).then_some(()) }
-    })
-    .await;
+    tasks_removed(&js).await;
     stop.cancel();
 }
