@@ -259,12 +259,13 @@ fn suggest_dependencies(tasks: &TaskTable, errors: &mut [ValidationError]) {
     let mut budget = Budget::new();
     for error in errors {
         if let ValidationError::UnknownDependency {
+            task,
             dependency,
             suggestion,
-            ..
         } = error
         {
-            let ids = tasks.keys().map(TaskId::as_str);
+            // Never the task itself: that would be a dependency on itself.
+            let ids = tasks.keys().filter(|id| *id != task).map(TaskId::as_str);
             *suggestion = closest(dependency, ids, &mut budget)
                 .and_then(|id| tasks.get_key_value(id))
                 .map(|(id, _)| id.clone());

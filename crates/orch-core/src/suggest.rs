@@ -21,25 +21,26 @@ impl Budget {
                 self.0 = left;
                 true
             }
-            None => {
-                self.0 = 0;
-                false
-            }
+            None => false,
         }
     }
 }
 
 /// The candidate closest to `name`, if one is close enough to be a likely typo: at most one
-/// edit (insert, delete, replace or swap two neighbours) per three characters of `name`,
-/// and at least one. Among equally close candidates, the first wins. Stops, with the best
-/// found so far, when `budget` runs out.
+/// edit (insert, delete, replace or swap two neighbours) per three characters of `name`
+/// (so none for a name shorter than three: one edit makes `c` any other letter). Among
+/// equally close candidates, the first wins. Stops, with the best found so far, when
+/// `budget` runs out.
 pub(crate) fn closest<'c>(
     name: &str,
     candidates: impl IntoIterator<Item = &'c str>,
     budget: &mut Budget,
 ) -> Option<&'c str> {
     let name: Vec<char> = name.chars().collect();
-    let limit = (name.len() / 3).max(1);
+    let limit = name.len() / 3;
+    if limit == 0 {
+        return None;
+    }
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
         if !budget.spend(1) {
@@ -154,6 +155,17 @@ mod tests {
         assert_eq!(closest("laod", known, &mut budget), Some("load"));
         assert_eq!(closest("zzzz", known, &mut budget), None);
         assert_eq!(closest("load", known, &mut budget), None, "not itself");
+    }
+
+    #[test]
+    fn a_comparison_the_budget_cannot_pay_for_leaves_the_budget_to_the_next_search() {
+        let long = "a".repeat(40);
+        let mut budget = Budget(1000);
+        assert_eq!(
+            closest(&long, [long.replace('a', "b").as_str()], &mut budget),
+            None
+        );
+        assert_eq!(closest("laod", ["load"], &mut budget), Some("load"));
     }
 
     #[test]

@@ -63,6 +63,35 @@ fn an_unknown_dependency_suggests_the_id_meant() {
 }
 
 #[test]
+fn a_suggestion_is_never_the_task_itself_nor_a_guess_at_a_short_name() {
+    // `laod` is one swap from `load`, the task that names it: following that suggestion
+    // would make the task depend on itself. `c` is one edit from `a`, as from any letter.
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("load", "t").depends_on(["laod"]))
+        .task(Task::new("b", "t").depends_on(["c"]));
+    let text: Vec<String> = errors_of(&workflow)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "task `load` depends on unknown task `laod`",
+            "task `b` depends on unknown task `c`",
+        ]
+    );
+    // Beside another task it may mean, that one is suggested.
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("land", "t"))
+        .task(Task::new("load", "t").depends_on(["laod"]));
+    assert_eq!(
+        errors_of(&workflow)[0].to_string(),
+        "task `load` depends on unknown task `laod`; did you mean `land`?"
+    );
+}
+
+#[test]
 fn suggestions_for_a_large_workflow_stay_within_a_bounded_search() {
     // Every task depends on an unknown id one letter away from a real one: the search for
     // suggestions stops after a bounded amount of work, so the first get one and the
