@@ -28,9 +28,11 @@ pub(crate) fn compile(
         errors.push(ValidationError::EmptyWorkflow);
     }
     check_control_characters(workflow_id, tasks, &mut errors);
+    // Once per id, however many times it was given.
+    let mut seen = HashSet::new();
     errors.extend(
-        duplicate_ids
-            .iter()
+        (duplicate_ids.iter())
+            .filter(|id| seen.insert(id.as_str()))
             .map(|id| ValidationError::DuplicateTaskId { task: id.clone() }),
     );
     check_instance_ids(tasks, &mut errors);
@@ -195,6 +197,8 @@ fn resolve_range(tasks: &TaskTable, range: Range<usize>) -> Chunk<'_> {
         errors: Vec::new(),
     };
     let mut listed: HashSet<u32> = HashSet::new();
+    // A task's unknown dependencies and dependencies on itself, reported once each.
+    let mut reported: HashSet<&str> = HashSet::new();
     for i in range {
         let Some((key, task)) = tasks.get_index(i) else {
             break;
@@ -219,11 +223,14 @@ fn resolve_range(tasks: &TaskTable, range: Range<usize>) -> Chunk<'_> {
         let first = chunk.items.len();
         let many = task.dependencies.len() > 16;
         listed.clear();
+        reported.clear();
         for dep in &task.dependencies {
             match tasks.get_index_of(dep.as_str()) {
-                Some(d) if d == i => chunk
-                    .errors
-                    .push(ValidationError::SelfDependency { task: key.clone() }),
+                Some(d) if d == i => {
+                    if reported.insert(dep.as_str()) {
+                        (chunk.errors).push(ValidationError::SelfDependency { task: key.clone() });
+                    }
+                }
                 Some(d) => {
                     let d = d as u32;
                     let repeated = if many {
@@ -240,6 +247,7 @@ fn resolve_range(tasks: &TaskTable, range: Range<usize>) -> Chunk<'_> {
                         chunk.items.push(d);
                     }
                 }
+                None if !reported.insert(dep.as_str()) => {}
                 None => chunk.errors.push(ValidationError::UnknownDependency {
                     task: key.clone(),
                     dependency: dep.clone(),

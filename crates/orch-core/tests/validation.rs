@@ -16,6 +16,14 @@ fn errors_of(workflow: &Workflow) -> Vec<ValidationError> {
         .into_vec()
 }
 
+/// The text of each of `workflow`'s problems.
+fn texts_of(workflow: &Workflow) -> Vec<String> {
+    errors_of(workflow)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 #[test]
 fn an_empty_workflow_is_reported() {
     let workflow = Workflow::new("w", "W");
@@ -70,12 +78,8 @@ fn a_suggestion_is_never_the_task_itself_nor_a_guess_at_a_short_name() {
         .task(Task::new("a", "t"))
         .task(Task::new("load", "t").depends_on(["laod"]))
         .task(Task::new("b", "t").depends_on(["c"]));
-    let text: Vec<String> = errors_of(&workflow)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
     assert_eq!(
-        text,
+        texts_of(&workflow),
         [
             "task `load` depends on unknown task `laod`",
             "task `b` depends on unknown task `c`",
@@ -115,6 +119,28 @@ fn suggestions_for_a_large_workflow_stay_within_a_bounded_search() {
     };
     assert!(suggested(&errors[0]), "{}", errors[0]);
     assert!(!suggested(&errors[n - 1]), "{}", errors[n - 1]);
+}
+
+#[test]
+fn a_problem_given_twice_is_reported_once() {
+    let workflow = Workflow::from_tasks(
+        "w",
+        "W",
+        [
+            Task::new("a", "t").depends_on(["ghost", "ghost", "a", "a"]),
+            Task::new("b", "t"),
+            Task::new("b", "t"),
+            Task::new("b", "t"),
+        ],
+    );
+    assert_eq!(
+        texts_of(&workflow),
+        [
+            "task id `b` is used by more than one task",
+            "task `a` depends on unknown task `ghost`",
+            "task `a` depends on itself",
+        ]
+    );
 }
 
 #[test]
