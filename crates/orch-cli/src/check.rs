@@ -88,7 +88,8 @@ impl Problem {
         {
             text.push_str(&format!(" (did you mean `{suggestion}`?)"));
         }
-        text
+        // Whatever the file holds, no terminal control sequence reaches the terminal.
+        crate::display::printable(&text).into_owned()
     }
 }
 

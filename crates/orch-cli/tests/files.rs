@@ -102,6 +102,25 @@ fn validate_json_names_kinds_places_and_suggestions() {
 }
 
 #[test]
+fn problems_show_terminal_escapes_in_the_file_escaped() {
+    let dir = Dir::new();
+    dir.write(
+        "esc.json",
+        r#"{"workflow_id": "w", "tasks": [{"task_id": "a", "task_type": "x\u001b]0;owned\u0007"}]}"#,
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "esc.json"]));
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert!(
+        stdout.contains(r"has unknown task type `x\u{1b}]0;owned\u{7}`"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_problem_of_the_whole_document_names_no_field() {
     let dir = Dir::new();
     dir.write(
