@@ -154,6 +154,22 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
             checked.problems.push(problem);
             return checked;
         }
+        Err(LoadError::ExpansionLimit {
+            field,
+            line,
+            column,
+            limit,
+            ..
+        }) => {
+            let text = format!(
+                "invalid YAML: at `{field}`: aliases expand the document past its limit of \
+                 {limit} units (8 per value, 1 per byte of text)"
+            );
+            let mut problem = Problem::new("parse", text);
+            (problem.line, problem.column) = (line, column);
+            checked.problems.push(problem);
+            return checked;
+        }
         Err(other) => {
             checked
                 .problems

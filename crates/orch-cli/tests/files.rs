@@ -121,6 +121,32 @@ fn problems_show_terminal_escapes_in_the_file_escaped() {
 }
 
 #[test]
+fn aliases_that_expand_past_the_limit_are_a_problem_at_their_place() {
+    let dir = Dir::new();
+    let nine = |name: &str| vec![format!("*{name}"); 9].join(", ");
+    dir.write(
+        "bomb.yaml",
+        &format!(
+            "workflow_id: w\ntasks:\n  t:\n    task_type: echo\n    config:\n      a: &a [x, x, x, x, x, x, x, x, x]\n      b: &b [{}]\n      c: &c [{}]\n      d: &d [{}]\n      e: [{}]\n",
+            nine("a"),
+            nine("b"),
+            nine("c"),
+            nine("d")
+        ),
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "bomb.yaml"]));
+    assert_eq!(code, Some(1), "{stdout}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.starts_with("bomb.yaml:"), "{first}");
+    assert!(first.contains("expand past the limit"), "{first}");
+    let place: Vec<&str> = first.splitn(4, ':').collect();
+    assert!(
+        place[1].parse::<usize>().is_ok() && place[2].parse::<usize>().is_ok(),
+        "no line and column: {first}"
+    );
+}
+
+#[test]
 fn a_problem_of_the_whole_document_names_no_field() {
     let dir = Dir::new();
     dir.write(
