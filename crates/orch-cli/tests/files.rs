@@ -138,7 +138,10 @@ fn aliases_that_expand_past_the_limit_are_a_problem_at_their_place() {
     assert_eq!(code, Some(1), "{stdout}");
     let first = stdout.lines().next().unwrap_or_default();
     assert!(first.starts_with("bomb.yaml:"), "{first}");
-    assert!(first.contains("expand the document past its limit"), "{first}");
+    assert!(
+        first.contains("expand the document past its limit"),
+        "{first}"
+    );
     let place: Vec<&str> = first.splitn(4, ':').collect();
     assert!(
         place[1].parse::<usize>().is_ok() && place[2].parse::<usize>().is_ok(),
