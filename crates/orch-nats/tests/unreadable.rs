@@ -150,6 +150,16 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     panic!("{what} did not happen within 30 s");
 }
 
+/// The result stored under `subject`, once there is one.
+async fn stored_result(js: &jetstream::Context, subject: &str) -> Value {
+    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
+    let stored = eventually("the failure's storing", || async {
+        results.get_last_raw_message_by_subject(subject).await.ok()
+    })
+    .await;
+    serde_json::from_slice(&stored.payload).expect("json")
+}
+
 /// Waits until the tasks stream holds no message.
 async fn tasks_removed(js: &jetstream::Context) {
     let tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
@@ -288,15 +298,7 @@ async fn a_task_message_refused_by_a_worker_that_cannot_store_results_is_given_b
     let stop = CancellationToken::new();
     let embedder = embed_worker(&server, "embedder", "embedder-pw").await;
     tokio::spawn(embedder.run(stop.clone()));
-    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
-    let stored = eventually("the failure's storing", || async {
-        results
-            .get_last_raw_message_by_subject("orch.result.r1.t.1")
-            .await
-            .ok()
-    })
-    .await;
-    let stored: Value = serde_json::from_slice(&stored.payload).expect("json");
+    let stored = stored_result(&js, "orch.result.r1.t.1").await;
     assert_eq!(stored["worker"], "embedder");
     let error = stored["outcome"]["error"].as_str().unwrap_or_default();
     assert!(
@@ -361,15 +363,7 @@ async fn a_refusal_quoting_a_long_message_is_stored_cut_to_fit() {
         .await
         .expect("stored");
 
-    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
-    let stored = eventually("the failure's storing", || async {
-        results
-            .get_last_raw_message_by_subject("orch.result.r4.t.1")
-            .await
-            .ok()
-    })
-    .await;
-    let stored: Value = serde_json::from_slice(&stored.payload).expect("json");
+    let stored = stored_result(&js, "orch.result.r4.t.1").await;
     let error = stored["outcome"]["error"].as_str().unwrap_or_default();
     assert!(
         error.starts_with("worker `reader` cannot run the task message"),
