@@ -134,8 +134,9 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         Format::Yaml => Workflow::from_yaml(&text),
         _ => Workflow::from_toml(&text),
     };
-    let workflow = match parsed {
-        Ok(workflow) => workflow,
+    // A problem reading the file, with its place when the reader knows it.
+    let (text, line, column) = match parsed {
+        Ok(workflow) => return checked_workflow(checked, workflow, &text, format, builtin_types),
         Err(LoadError::Parse {
             format,
             field,
@@ -149,10 +150,7 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
                 "." => format!("invalid {format}: {message}"),
                 _ => format!("invalid {format}: at `{field}`: {message}"),
             };
-            let mut problem = Problem::new("parse", text);
-            (problem.line, problem.column) = (line, column);
-            checked.problems.push(problem);
-            return checked;
+            (text, line, column)
         }
         Err(LoadError::ExpansionLimit {
             field,
@@ -165,18 +163,24 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
                 "invalid YAML: at `{field}`: aliases expand the document past its limit of \
                  {limit} units (8 per value, 1 per byte of text)"
             );
-            let mut problem = Problem::new("parse", text);
-            (problem.line, problem.column) = (line, column);
-            checked.problems.push(problem);
-            return checked;
+            (text, line, column)
         }
-        Err(other) => {
-            checked
-                .problems
-                .push(Problem::new("parse", other.to_string()));
-            return checked;
-        }
+        Err(other) => (other.to_string(), None, None),
     };
+    let mut problem = Problem::new("parse", text);
+    (problem.line, problem.column) = (line, column);
+    checked.problems.push(problem);
+    checked
+}
+
+/// `checked` with the problems of `workflow`, read from `text`.
+fn checked_workflow(
+    mut checked: Checked,
+    workflow: Workflow,
+    text: &str,
+    format: Format,
+    builtin_types: bool,
+) -> Checked {
     if let Err(errors) = workflow.validate() {
         checked.problems.extend(errors.iter().map(structural));
     }
@@ -185,7 +189,7 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
     }
     // Finding places reads the text again: only when there is something to place.
     if !checked.problems.is_empty() {
-        let places = Places::new(&text, format);
+        let places = Places::new(text, format);
         for problem in &mut checked.problems {
             problem.place(&places);
         }
