@@ -11,6 +11,8 @@
 //! assert_eq!(workflow.validate().unwrap().level("t8"), Some(4));
 //! ```
 
+pub mod engine_case;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
