@@ -143,7 +143,8 @@ pub(crate) enum Outcome {
     Skipped { reason: String },
 }
 
-/// Asks workers to cancel a run's attempts: all of them, or one task's attempt.
+/// Asks workers to cancel a run's attempts: all of them, or one task's attempt (when it
+/// names both the task and the attempt; a worker ignores one that names only one of them).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct CancelMessage {
     pub(crate) v: u32,

@@ -105,15 +105,26 @@ impl Cancels {
     }
 
     fn cancel(&self, message: &CancelMessage) {
-        let mut state = self.lock();
         let cancelled = match (&message.task_id, message.attempt) {
             (Some(task), Some(attempt)) => Cancelled::Attempt(AttemptKey {
                 run: message.run_id.clone(),
                 task: task.clone(),
                 attempt,
             }),
-            _ => Cancelled::Run(message.run_id.clone()),
+            (None, None) => Cancelled::Run(message.run_id.clone()),
+            // Cancelling the whole run would do more than was asked.
+            (task, attempt) => {
+                tracing::error!(
+                    run_id = %message.run_id,
+                    task_id = task.as_ref().map(|t| t.as_str()),
+                    attempt,
+                    "ignoring a cancellation that names a task without an attempt, or an \
+                     attempt without a task"
+                );
+                return;
+            }
         };
+        let mut state = self.lock();
         let up_to = message.up_to_sequence;
         for (key, token, sequence) in state.running.values() {
             let hit = match &cancelled {
@@ -254,6 +265,36 @@ mod tests {
             cancels.start(&newest, 1).is_none(),
             "a cancelled attempt does not start"
         );
+    }
+
+    #[test]
+    fn a_cancellation_naming_a_task_or_an_attempt_alone_cancels_nothing() {
+        let cancels = Cancels::default();
+        let key = AttemptKey {
+            run: RunId::parse("r").expect("a run id"),
+            task: "t".into(),
+            attempt: 1,
+        };
+        let Some(running) = cancels.start(&key, 7) else {
+            panic!("not cancelled yet: it runs");
+        };
+        let task_alone = CancelMessage {
+            attempt: None,
+            ..cancel_of("r", "t".to_owned())
+        };
+        let attempt_alone = CancelMessage {
+            task_id: None,
+            ..cancel_of("r", "t".to_owned())
+        };
+        for half in [task_alone, attempt_alone] {
+            cancels.cancel(&half);
+            assert!(!running.token.is_cancelled(), "{half:?} cancelled the run");
+            let later = AttemptKey {
+                task: "u".into(),
+                ..key.clone()
+            };
+            assert!(cancels.start(&later, 8).is_some(), "{half:?} was kept");
+        }
     }
 
     #[test]
