@@ -5,6 +5,7 @@
 //! JSON, to send back; [`TaskContext::run_id`] names the run.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
@@ -120,7 +121,20 @@ impl RemoteTask {
     }
 
     /// The output of ancestor `id`. Direct dependencies not given have no output: the
-    /// handler gets an error if it reads one.
+    /// handler gets an error if it reads one. An id given twice keeps its first output.
+    ///
+    /// ```
+    /// # use orch_core::{RunId, Task};
+    /// # use orch_engine::RemoteTask;
+    /// # use serde_json::json;
+    /// let task = Task::new("total", "sum").depends_on(["load"]);
+    /// let ctx = RemoteTask::new(RunId::parse("run-1")?, "etl", task, 1)
+    ///     .input("load", json!(1))
+    ///     .input("load", json!(2))
+    ///     .context()?;
+    /// assert_eq!(ctx.input::<u32>("load")?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn input(mut self, id: impl Into<TaskId>, output: Value) -> Self {
         self.inputs.push((id.into(), output));
         self
@@ -185,19 +199,20 @@ impl RemoteTask {
             resumed,
         } = self;
         let mut workflow = Workflow::new(workflow_id, workflow_name);
-        let mut outputs: Vec<(TaskId, Value)> = Vec::with_capacity(inputs.len());
-        for (id, output) in inputs {
-            if !outputs.iter().any(|(seen, _)| *seen == id) {
-                outputs.push((id, output));
-            }
-        }
+        // An id given twice keeps its first output. (Sets, not scans: a message may
+        // carry many thousands of inputs, read before its progress acks start.)
+        let mut seen: HashSet<TaskId> = HashSet::with_capacity(inputs.len());
+        let outputs: Vec<(TaskId, Value)> = (inputs.into_iter())
+            .filter(|(id, _)| seen.insert(id.clone()))
+            .collect();
         // Ancestors that are not direct dependencies hang under the first direct one, so
         // that they count as ancestors; direct dependencies that were not sent get a
         // placeholder with no output.
-        let further: Vec<TaskId> = outputs
-            .iter()
-            .map(|(id, _)| id.clone())
-            .filter(|id| !task.dependencies.contains(id))
+        let direct: HashSet<&TaskId> = task.dependencies.iter().collect();
+        let further: Vec<TaskId> = (outputs.iter())
+            .map(|(id, _)| id)
+            .filter(|id| !direct.contains(id))
+            .cloned()
             .collect();
         for (n, id) in task.dependencies.iter().enumerate() {
             if *id == task.task_id {
