@@ -124,7 +124,8 @@ impl<T> CallbackSubscription<T> {
     pub async fn unsubscribe(self) {
         drop(self.queue.detach());
         let own_task = tokio::task::try_id() == Some(self.task.id());
-        if !own_task {
+        // A task that ended may have been awaited already (by `finished`).
+        if !own_task && !self.task.is_finished() {
             let _ = self.task.await;
         }
     }

@@ -243,6 +243,27 @@ fn panicking_callback_is_isolated() {
     });
 }
 
+#[tokio::test]
+async fn unsubscribing_after_waiting_for_the_callback_to_finish_returns() {
+    let bus: EventBus<u64> = EventBus::new();
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut callback = bus
+        .subscribe_fn(">", SubscribeOptions::new(), {
+            let calls = Arc::clone(&calls);
+            move |_| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async {}
+            }
+        })
+        .expect("subscribed");
+    bus.publish("a", 1).await.expect("published");
+    bus.close().await;
+    // On this one-thread runtime the callback has not run yet: `finished` waits for it.
+    callback.finished().await;
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    callback.unsubscribe().await;
+}
+
 #[test]
 fn nothing_is_delivered_after_unsubscribe_returns() {
     multi_thread().block_on(async {

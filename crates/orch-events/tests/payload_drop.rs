@@ -141,3 +141,59 @@ fn a_panicking_payload_left_unread_does_not_keep_its_subscription_routed() {
         "the subscription is gone from the bus"
     );
 }
+
+/// A payload whose destructor panics when its flag says so.
+struct Named(&'static str, bool);
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        if self.1 {
+            panic!("the destructor of `{}` panicked", self.0);
+        }
+    }
+}
+
+#[test]
+fn an_evicted_payload_that_panics_does_not_keep_the_event_from_a_full_lossless_queue() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let bus: EventBus<Named> = EventBus::new();
+        let lossy = SubscribeOptions::new()
+            .capacity(1)
+            .overflow(Overflow::DropOldest);
+        let lossy = bus.subscribe_with("a", lossy).expect("subscribes");
+        let lossless = SubscribeOptions::new()
+            .capacity(1)
+            .overflow(Overflow::Block);
+        let mut lossless = bus.subscribe_with(">", lossless).expect("subscribes");
+        assert!(bus.try_publish("a", Named("first", true)).is_ok());
+        // Read: the lossy queue now holds the only reference to `first`.
+        drop(lossless.recv_event().await);
+        assert!(bus.try_publish("b", Named("second", false)).is_ok());
+        // `third` evicts `first` from the lossy queue and waits for room in the full
+        // lossless one.
+        let publisher = tokio::spawn({
+            let bus = bus.clone();
+            async move { bus.publish("a", Named("third", false)).await.map(|_| ()) }
+        });
+        // Once `first` is evicted, the publisher waits (or, as it once did, has dropped
+        // `first` and panicked without waiting).
+        while lossy.stats().dropped == 0 {
+            tokio::task::yield_now().await;
+        }
+        let second = lossless.recv_event().await.map(|e| e.payload().0);
+        assert_eq!(second, Some("second"));
+        let published = publisher.await;
+        assert!(published.is_err(), "the destructor of `first` panicked");
+        bus.close().await;
+        let third = lossless.recv_event().await.map(|e| e.payload().0);
+        assert_eq!(
+            third,
+            Some("third"),
+            "the lossless subscriber got the event"
+        );
+    });
+}

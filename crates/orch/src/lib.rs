@@ -62,8 +62,9 @@ pub use orch_events as events;
 pub use orch_metrics as metrics;
 
 /// Feeds every lifecycle event published on `bus` to `recorder`, from a callback
-/// subscription on `workflow.>` (lossless: runs wait rather than drop an event). Drop or
-/// unsubscribe the returned handle to stop.
+/// subscription on `workflow.>` (lossless: runs wait rather than drop an event). It
+/// records until the bus closes; call `unsubscribe` on the returned handle to stop sooner
+/// (dropping the handle does not stop it).
 ///
 /// ```
 /// use orch::prelude::*;

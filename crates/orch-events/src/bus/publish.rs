@@ -84,10 +84,12 @@ impl<T> EventBus<T> {
             });
             (event, in_flight)
         };
-        drop(evicted);
         for queue in waiting {
             queue.push_wait(&event).await;
         }
+        // After the waits: a destructor that panics must not keep the event from the
+        // subscriptions that had no room yet.
+        drop(evicted);
         Ok(event.seq())
     }
 
