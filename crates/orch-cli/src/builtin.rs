@@ -12,36 +12,19 @@ use crate::inputs::InputsRoot;
 use crate::process::{self, Launch};
 use crate::spec::{self, Builtin};
 
-/// How long a command's dependency files live.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InputsLife {
-    /// Until the run ends (`orch run`): one directory per task, removed with the root.
-    Run,
-    /// Until the attempt ends (`orch worker`, which serves many runs): one directory per
-    /// run, task and attempt, removed when the command ends.
-    Attempt,
-}
-
 /// What every handler call shares.
 struct Shared {
     /// Relative `cwd`s start here.
     base_dir: PathBuf,
     inputs: InputsRoot,
-    life: InputsLife,
 }
 
 /// One handler serving `command`, `sleep` and `echo` (it reads the task's type). Relative
-/// `cwd`s start at `base_dir`; dependency results are written under `inputs`.
-pub(crate) fn handler(
-    base_dir: PathBuf,
-    inputs: InputsRoot,
-    life: InputsLife,
-) -> impl Handler + Clone {
-    let shared = Arc::new(Shared {
-        base_dir,
-        inputs,
-        life,
-    });
+/// `cwd`s start at `base_dir`; dependency results are written under `inputs`, in a
+/// directory for each attempt that is removed when the attempt ends (a run's commands
+/// may read large results, and a worker serves many runs).
+pub(crate) fn handler(base_dir: PathBuf, inputs: InputsRoot) -> impl Handler + Clone {
+    let shared = Arc::new(Shared { base_dir, inputs });
     move |ctx: TaskContext| {
         let shared = Arc::clone(&shared);
         async move { call(&shared, ctx).await }
@@ -51,7 +34,7 @@ pub(crate) fn handler(
 /// Registers `command`, `sleep` and `echo` on `engine`. Dependency results are written
 /// under `inputs` for the commands that have dependencies.
 pub(crate) fn register(engine: &WorkflowEngine, base_dir: PathBuf, inputs: InputsRoot) {
-    let handler = handler(base_dir, inputs, InputsLife::Run);
+    let handler = handler(base_dir, inputs);
     for task_type in spec::TYPES {
         // The engine runs each attempt as its own tokio task (its default on a
         // multi-threaded runtime), so process starts happen on every worker thread.
@@ -99,13 +82,9 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             let inputs_dir = if inputs.is_empty() && item.is_none() {
                 None
             } else {
-                let key = match shared.life {
-                    InputsLife::Run => task_id.clone(),
-                    // Run ids hold no `/`, so the key names one attempt of one run.
-                    InputsLife::Attempt => {
-                        format!("{}/{}/{task_id}", ctx.run_id(), ctx.attempt())
-                    }
-                };
+                // Run ids hold no `/`, so the key names one attempt of one run (an
+                // attempt that timed out may still be dropped while the next one runs).
+                let key = format!("{}/{}/{task_id}", ctx.run_id(), ctx.attempt());
                 let item_text = item.as_ref().map(|(_, text)| text.as_str());
                 let written = shared.inputs.write(&key, &inputs, item_text);
                 let dir = written.map_err(|e| {
@@ -114,10 +93,7 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 Some(dir)
             };
             // Removed when the attempt ends, also when the engine drops it (a timeout).
-            let _remove = RemoveOnDrop(match shared.life {
-                InputsLife::Attempt => inputs_dir.clone(),
-                InputsLife::Run => None,
-            });
+            let _remove = RemoveOnDrop(inputs_dir.clone());
             let launch = Launch {
                 spec: &spec,
                 task_id: &task_id,
@@ -167,7 +143,7 @@ mod tests {
         let inputs = InputsRoot::create().expect("an inputs root");
         let root = inputs.path().to_owned();
         let engine = WorkflowEngine::new();
-        let handler = handler(std::env::temp_dir(), inputs, InputsLife::Attempt);
+        let handler = handler(std::env::temp_dir(), inputs);
         for task_type in spec::TYPES {
             engine.register_handler(task_type, handler.clone());
         }

@@ -28,18 +28,19 @@ impl InputsRoot {
         self.dir.path()
     }
 
-    /// Writes each dependency's result as `<dependency id>.json` (mode 0600) in task
-    /// `task_id`'s own directory (mode 0700), and returns that directory. Ids are written
+    /// Writes each dependency's result as `<dependency id>.json` (mode 0600) in the
+    /// directory of `key` (mode 0700; the key names one attempt), and returns that
+    /// directory. Ids are written
     /// with `%XX` escapes for anything but letters, digits, `-`, `_` and `.` (and a
     /// leading `.`), so every id is one plain file name. A map instance's element (as
     /// JSON) goes in [`ITEM_FILE`] beside them, a name no dependency's file has.
     pub(crate) fn write(
         &self,
-        task_id: &str,
+        key: &str,
         inputs: &[(String, &Value)],
         item: Option<&str>,
     ) -> io::Result<PathBuf> {
-        let dir = self.path().join(file_name(task_id));
+        let dir = self.path().join(file_name(key));
         match DirBuilder::new().mode(0o700).create(&dir) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}

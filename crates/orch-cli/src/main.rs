@@ -163,9 +163,10 @@
 //! written with `%XX` escapes for any byte but letters, digits, `-`, `_` and a non-leading
 //! `.`; a name over 200 bytes keeps at most its first 183 (never cutting an escape) and
 //! ends with `~` and the 16 hex digits of the
-//! 64-bit FNV-1a hash of the id). Each instance of a map task has a directory of its own.
-//! The files are readable by their owner only (0600, in 0700 directories) and are removed,
-//! with the run's temporary directory, when `orch run` ends.
+//! 64-bit FNV-1a hash of the id). Each attempt (and each instance of a map task) has a
+//! directory of its own. The files are readable by their owner only (0600, in 0700
+//! directories) and are removed when the attempt ends (and whatever is left, with the
+//! run's temporary directory, when `orch run` ends).
 //!
 //! # The result file
 //!

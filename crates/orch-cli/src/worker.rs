@@ -11,7 +11,7 @@ use std::time::Duration;
 use orch::engine::CancellationToken;
 use orch_nats::{NatsConfig, Worker};
 
-use crate::builtin::{self, InputsLife};
+use crate::builtin;
 use crate::inputs::InputsRoot;
 use crate::spec;
 
@@ -110,7 +110,7 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     };
     // Removed by hand when a third signal ends the worker without running destructors.
     let inputs_dir = inputs.path().to_owned();
-    let handler = builtin::handler(base_dir.to_owned(), inputs, InputsLife::Attempt);
+    let handler = builtin::handler(base_dir.to_owned(), inputs);
     let mut builder = Worker::builder()
         .concurrency(args.concurrency as usize)
         .shutdown_grace(args.shutdown_grace);

@@ -181,6 +181,36 @@ tasks:
     assert!(!inputs.parent().expect("the run's directory").exists());
 }
 
+/// A command's dependency files are removed when it ends, not kept to the end of the run:
+/// the instances of a map over a long list each get the whole list.
+#[test]
+fn a_commands_dependency_files_are_removed_when_it_ends() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  fetch: { task_type: echo, config: { message: 1 } }
+  first:
+    task_type: command
+    dependencies: [fetch]
+    config: { shell: true, script: 'echo "\"$ORCH_INPUTS_DIR\""' }
+  after:
+    task_type: command
+    dependencies: [first]
+    config: { shell: true, script: 'gone=$(tr -d "\"" < "$ORCH_INPUTS_DIR/first.json"); test -n "$gone" && test ! -e "$gone" && echo true' }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(
+        result["tasks"]["after"]["result"],
+        json!(true),
+        "{result:#}"
+    );
+}
+
 #[test]
 fn each_instance_of_a_mapped_command_gets_its_own_id_element_and_inputs() {
     let dir = Dir::new();
@@ -206,7 +236,9 @@ tasks:
         assert_eq!(seen["index"], json!(i));
         assert_eq!(&seen["item"], item);
         assert_eq!(seen["list"], json!(items));
-        assert_eq!(seen["dir"], format!("each%5B{i}%5D"));
+        // Named after the run, the attempt and the instance.
+        let name = seen["dir"].as_str().expect("a name");
+        assert!(name.ends_with(&format!("%2F1%2Feach%5B{i}%5D")), "{name}");
     }
 }
 
