@@ -1,4 +1,5 @@
-//! [`ConnectError`]: why a coordinator, worker or bridge could not start on NATS.
+//! [`ConnectError`]: why a coordinator, worker or bridge could not start on NATS; and
+//! [`CancelRunError`]: why a run could not be cancelled on the workers.
 
 /// Why connecting to NATS, or setting up the streams this crate uses, failed.
 ///
@@ -48,4 +49,18 @@ pub enum ConnectError {
         /// What the server answered.
         reason: String,
     },
+}
+
+/// Why [`RemoteHandler::cancel_run`](crate::RemoteHandler::cancel_run) sent no
+/// cancellation: the tasks stream's last message could not be read, and a cancellation
+/// must name it (one that names none would also stop the run's attempts sent later, by
+/// a coordinator that comes back on the run). Nothing was cancelled; try again.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot cancel run `{run}` on the workers: {reason}")]
+#[non_exhaustive]
+pub struct CancelRunError {
+    /// The run.
+    pub run: orch_core::RunId,
+    /// Why the tasks stream could not be read.
+    pub reason: String,
 }

@@ -16,6 +16,7 @@ mod writer;
 
 use writer::{NatsRunWriter, WriterState};
 
+use crate::protocol::HEADER_ROOM;
 use crate::setup::Layout;
 use crate::{ConnectError, NatsConfig};
 
@@ -64,9 +65,6 @@ const BATCH_REST: &str = "Orch-Batch-Rest";
 
 /// The header of a batch's later messages: the stream sequence of its first one.
 const BATCH_START: &str = "Orch-Batch-Start";
-
-/// Room for a message's headers beside its part of a batch.
-const HEADER_ROOM: usize = 1024;
 
 /// How long reading a run may take before it fails (a server that went away mid-read).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);

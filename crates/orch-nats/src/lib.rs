@@ -249,7 +249,7 @@ mod worker;
 
 pub use bridge::{Bridge, BridgeTask};
 pub use config::{Auth, NatsConfig, Secret, env};
-pub use error::ConnectError;
+pub use error::{CancelRunError, ConnectError};
 #[cfg(feature = "journal")]
 pub use journal::NatsJournal;
 pub use remote::{Inputs, RemoteBuilder, RemoteHandler};

@@ -377,6 +377,9 @@ impl Names {
     }
 }
 
+/// Room left in a message for its headers: a payload is at most `max_payload` less this.
+pub(crate) const HEADER_ROOM: usize = 1024;
+
 /// The message id of an attempt, for the server's de-duplication: `run.task.attempt`.
 pub(crate) fn message_id(run: &RunId, task: &str, attempt: u32) -> String {
     format!("{run}.{}.{attempt}", token(task))

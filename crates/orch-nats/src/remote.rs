@@ -10,17 +10,19 @@ use async_nats::jetstream;
 use orch_engine::{Handler, Output, TaskContext, TaskError, async_trait};
 use tokio::task::JoinHandle;
 
+mod cancel;
 mod consumers;
 mod dispatch;
 mod message;
 
 pub use message::Inputs;
 
+use cancel::Pending;
 use consumers::Consumers;
 
 use crate::lost::LostMessages;
 use crate::presence::Presence;
-use crate::protocol::{self, CancelMessage, Names, Outcome, ResultMessage};
+use crate::protocol::{self, Names, Outcome, ResultMessage};
 use crate::routes::{self, AttemptKey, Routes, Settled};
 use crate::setup::{self, Layout};
 use crate::stored;
@@ -63,6 +65,7 @@ struct Inner {
     inputs: Inputs,
     missing_worker_timeout: Duration,
     max_message_bytes: usize,
+    max_output_bytes: u64,
     routes: Arc<Routes>,
     lost: Arc<LostMessages>,
     presence: Presence,
@@ -85,6 +88,7 @@ pub struct RemoteBuilder {
     inputs: Inputs,
     missing_worker_timeout: Duration,
     max_message_bytes: Option<usize>,
+    max_output_bytes: u64,
 }
 
 impl RemoteBuilder {
@@ -110,10 +114,19 @@ impl RemoteBuilder {
         self
     }
 
-    /// The largest task message, in bytes (default and at most: the server's
-    /// `max_payload`). A larger attempt fails permanently, naming its largest input.
+    /// The largest task message, in bytes, its headers included (default and at most: the
+    /// server's `max_payload`; 1 KiB of it is kept for the headers). A larger attempt
+    /// fails permanently, naming its largest input.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = Some(bytes);
+        self
+    }
+
+    /// The largest output a worker may hand back through the object store (an output
+    /// too large for a result message), in bytes of JSON; a larger one fails its attempt
+    /// without being read. Default 1 GiB.
+    pub fn max_output_bytes(mut self, bytes: u64) -> Self {
+        self.max_output_bytes = bytes;
         self
     }
 
@@ -157,6 +170,7 @@ impl RemoteBuilder {
                     .max_message_bytes
                     .unwrap_or(server_limit)
                     .min(server_limit),
+                max_output_bytes: self.max_output_bytes,
                 routes,
                 lost,
                 consumers: Consumers::default(),
@@ -179,24 +193,8 @@ impl RemoteHandler {
             inputs: Inputs::Direct,
             missing_worker_timeout: Duration::from_secs(30),
             max_message_bytes: None,
+            max_output_bytes: 1 << 30,
         }
-    }
-
-    /// Tells the workers running attempts of run `run` to cancel them (their handlers
-    /// see their cancellation token fire), for a run whose coordinator is gone: its
-    /// attempts on workers stop instead of running to their end.
-    ///
-    /// To cancel a run that is still running, use its
-    /// [`RunHandle::cancel`](orch_engine::RunHandle::cancel): the engine tells the
-    /// workers itself, and the whole run stops. Called on a running run, this fails,
-    /// permanently, the attempts this handler is waiting for whose task messages went
-    /// out before the cancellation (their dependents are skipped; other tasks go on, and
-    /// their attempts sent later run). An attempt waiting in another process for the
-    /// run gets no result: it ends at its task's timeout, if the task has one.
-    pub async fn cancel_run(&self, run: &orch_core::RunId) {
-        // The attempts the cancellation covers, once sent: one sent meanwhile is not.
-        let up_to = self.inner.publish_cancel(run, None, None).await;
-        self.inner.routes.cancel_run(run, up_to);
     }
 }
 
@@ -291,10 +289,24 @@ impl Inner {
                     object,
                     not_journaled,
                     ..
-                } => Box::pin(stored::get(&self.js, &self.names, &object))
-                    .await
-                    .map(|output| received(output, not_journaled))
-                    .map_err(TaskError::new),
+                } => {
+                    let expected = protocol::message_id(
+                        &pending.key.run,
+                        &pending.key.task,
+                        pending.key.attempt,
+                    );
+                    if object != expected {
+                        return Err(TaskError::permanent(format!(
+                            "the result names stored output `{object}`, not this attempt's \
+                             `{expected}`"
+                        )));
+                    }
+                    let limit = self.max_output_bytes;
+                    Box::pin(stored::get(&self.js, &self.names, &object, limit))
+                        .await
+                        .map(|output| received(output, not_journaled))
+                        .map_err(TaskError::new)
+                }
                 Outcome::Failed {
                     error,
                     permanent: true,
@@ -404,42 +416,6 @@ impl Inner {
         }
         Box::pin(self.consumers.ensure(&self.js, &self.layout, task_type)).await
     }
-
-    /// Tells the workers to cancel run `run`'s attempts, or one attempt (its task, its
-    /// number and its message's stream sequence if known). The cancellation covers the
-    /// messages sent so far, not the attempt sent again later by a coordinator that
-    /// comes back on the run.
-    async fn publish_cancel(
-        &self,
-        run: &orch_core::RunId,
-        attempt: Option<(&orch_core::TaskId, u32)>,
-        sequence: Option<u64>,
-    ) -> Option<u64> {
-        let up_to_sequence = match sequence {
-            Some(sequence) => Some(sequence),
-            None => match self.js.get_stream(self.names.tasks_stream()).await {
-                Ok(stream) => Some(stream.cached_info().state.last_sequence),
-                Err(_) => None,
-            },
-        };
-        let message = CancelMessage {
-            v: protocol::VERSION,
-            run_id: run.clone(),
-            task_id: attempt.map(|(task, _)| task.clone()),
-            attempt: attempt.map(|(_, number)| number),
-            up_to_sequence,
-        };
-        let subject = self.names.cancel_subject(run);
-        if let Err(error) = self
-            .js
-            .client()
-            .publish(subject, protocol::write(&message).into())
-            .await
-        {
-            tracing::warn!(%run, %error, "could not publish a cancellation");
-        }
-        up_to_sequence
-    }
 }
 
 /// How the wait for an attempt ended.
@@ -447,44 +423,6 @@ enum Waited {
     Settled(Settled),
     /// The message it waited on was removed without a result: send it again.
     Removed,
-}
-
-/// An attempt published and not yet settled: if its wait ends another way (the engine
-/// timed it out or dropped it, or it failed here), the workers are told to cancel it and
-/// its message is removed from the queue if no worker took it yet.
-struct Pending {
-    inner: Arc<Inner>,
-    key: AttemptKey,
-    sequence: Option<u64>,
-    settled: bool,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.inner.routes.forget(&self.key, self.sequence);
-        if self.settled {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let inner = Arc::clone(&self.inner);
-        let key = self.key.clone();
-        let sequence = self.sequence;
-        runtime.spawn(async move {
-            inner
-                .publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)
-                .await;
-            if let Some(sequence) = sequence
-                && let Ok(stream) = inner
-                    .js
-                    .get_stream_no_info(inner.names.tasks_stream())
-                    .await
-            {
-                let _ = stream.delete_message(sequence).await;
-            }
-        });
-    }
 }
 
 /// A worker's output as the engine takes it: kept out of the journal, with the reason,

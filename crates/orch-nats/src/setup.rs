@@ -33,7 +33,9 @@ pub struct Layout {
     /// Default one day.
     pub result_retention: Duration,
     /// The window in which the server recognises a task or result published again under
-    /// the same message id. Default 2 minutes.
+    /// the same message id. A coordinator sends a task message again (the server did not
+    /// answer, or refused it) for at most half this time; then the attempt fails, and is
+    /// retried if the task has retries left. Default 2 minutes.
     pub duplicate_window: Duration,
     /// How many tasks of one type may be held by workers at once. Default 20,000.
     pub max_in_flight: u32,

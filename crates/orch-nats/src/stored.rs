@@ -64,11 +64,12 @@ pub(crate) async fn open_bucket(
     })
 }
 
-/// Reads object `name` back as the output it holds.
+/// Reads object `name` back as the output it holds, refusing one over `max_bytes`.
 pub(crate) async fn get(
     js: &jetstream::Context,
     names: &Names,
     name: &str,
+    max_bytes: u64,
 ) -> Result<Value, String> {
     let bucket = js
         .get_object_store(names.results_bucket())
@@ -83,11 +84,26 @@ pub(crate) async fn get(
         .get(name)
         .await
         .map_err(|e| format!("cannot read the stored output `{name}`: {e}"))?;
-    let mut bytes = Vec::new();
-    object
+    let too_large = |bytes: u64| {
+        format!(
+            "the stored output `{name}` is {bytes} bytes, over this coordinator's limit of \
+             {max_bytes} bytes (RemoteBuilder::max_output_bytes)"
+        )
+    };
+    let size = object.info().size as u64;
+    if size > max_bytes {
+        return Err(too_large(size));
+    }
+    // Read one byte past the limit at most, whatever the object's description says.
+    let mut bytes = Vec::with_capacity(size.min(1 << 26) as usize);
+    (&mut object)
+        .take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
         .await
         .map_err(|e| format!("cannot read the stored output `{name}`: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
     serde_json::from_slice(&bytes)
         .map_err(|e| format!("the stored output `{name}` is not JSON: {e}"))
 }

@@ -3,6 +3,7 @@
 //! password, or with the credentials of a worker of another task type cannot take tasks;
 //! the worker the permissions are for can. A worker that may take tasks but not store
 //! results gives each task back, and the task fails as "worker lost" after its deliveries.
+//! A coordinator that may not send a task type's messages fails their attempts.
 
 mod common;
 
@@ -190,4 +191,46 @@ async fn a_worker_that_may_not_store_results_gives_its_tasks_back_until_they_are
     // Run on each delivery but the last, whose worker would store the verdict.
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     stop.cancel();
+}
+
+/// A coordinator that may send `embed` tasks only: the server refuses its `parse` task
+/// messages, which it once sent again for ever, the attempt never ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_message_the_server_keeps_refusing_fails_its_attempt() {
+    const NARROW: &str = r#"
+authorization {
+  users: [
+    { user: narrow, password: "narrow-pw",
+      permissions: {
+        publish: ["orch.task.embed", "orch.cancel.>", "orch.worker.>", "$JS.API.>", "$JS.FC.>"],
+        subscribe: ["orch.>", "_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*"] } }
+  ]
+}
+"#;
+    let Some(server) = NatsServer::start_with_config(Some(NARROW)) else {
+        return;
+    };
+    let layout = Layout {
+        duplicate_window: Duration::from_secs(2),
+        ..Layout::default()
+    };
+    let remote = RemoteHandler::builder()
+        .layout(layout)
+        .connect(&as_user(&server, "narrow", "narrow-pw"))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("parse", remote);
+    let workflow = Workflow::new("w", "W").task(Task::new("doc1", "parse"));
+    let result = tokio::time::timeout(Duration::from_secs(60), engine.run(&workflow))
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    let doc = result.task("doc1").expect("a task");
+    assert_eq!(doc.status, TaskStatus::Failed);
+    let error = doc.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("the server did not store the message of task `doc1` within 1s"),
+        "{error}"
+    );
 }

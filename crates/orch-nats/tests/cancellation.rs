@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::NatsServer;
 use common::permissions::{SERVER_CONFIG, as_user};
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use orch_core::{RunId, TaskStatus};
 use orch_core::{Task, Workflow, WorkflowStatus};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
@@ -158,7 +158,10 @@ async fn cancel_run_on_a_running_run_stops_its_remote_attempts_and_fails_them() 
     let run_id = run.run_id().clone();
     let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(60), run));
     signalled(&signals.started, "the task reaches the worker").await;
-    remote.cancel_run(&run_id).await;
+    remote
+        .cancel_run(&run_id)
+        .await
+        .expect("the tasks stream can be read");
     signalled(&signals.cancelled, "the handler hears the cancellation").await;
     let result = run
         .await
@@ -178,6 +181,43 @@ async fn cancel_run_on_a_running_run_stops_its_remote_attempts_and_fails_them() 
     let after = result.task("after_a").expect("a task");
     assert_eq!(after.status, TaskStatus::Skipped);
     stop.cancel();
+}
+
+/// A cancellation that cannot name the tasks stream's last message once went out naming
+/// none, which stopped on every worker the run's attempts sent later too; now nothing
+/// goes out, and `cancel_run` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_run_sends_nothing_when_the_tasks_stream_cannot_be_read() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let remote = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let mut heard = client.subscribe("orch.cancel.>").await.expect("subscribes");
+    client.flush().await.expect("the subscription is in place");
+    let js = jetstream::new(client);
+    js.delete_stream("ORCH_TASKS").await.expect("deleted");
+    let run_id = RunId::parse("gone-run").expect("a run id");
+    let error = remote
+        .cancel_run(&run_id)
+        .await
+        .expect_err("the tasks stream is gone");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "cannot cancel run `gone-run` on the workers: cannot read stream `ORCH_TASKS`"
+        ),
+        "{message}"
+    );
+    // A marker sent after `cancel_run` returned comes first: nothing went out before it.
+    js.client()
+        .publish("orch.cancel.marker", "marker".into())
+        .await
+        .expect("published");
+    let first = heard.next().await.expect("a message");
+    assert_eq!(first.subject.as_str(), "orch.cancel.marker");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -383,6 +383,46 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
     stop.cancel();
 }
 
+/// A message just under the server's `max_payload` once went out and was refused for its
+/// header (the message id), failing without naming its largest input; the check keeps
+/// room for the header. Inputs around that size all fail the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_only_its_header_takes_over_the_limit_fails_naming_its_largest_input() {
+    let Some(server) = NatsServer::start_with_config(Some("max_payload: 65536")) else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let engine = remote_engine(&server, &["echo"]).await;
+    engine.register_handler("local", |ctx: TaskContext| async move {
+        let length = ctx.config()["length"].as_u64().unwrap_or(0) as usize;
+        Ok::<_, TaskError>("y".repeat(length))
+    });
+    let lengths: Vec<usize> = (65536 - 700..65536 - 200).step_by(10).collect();
+    let mut workflow = Workflow::new("edge", "Edge");
+    for length in &lengths {
+        let input = format!("input_{length}");
+        workflow = workflow
+            .task(Task::new(input.as_str(), "local").config(json!({ "length": length })))
+            .task(Task::new(format!("send_{length}"), "echo").depends_on([input]));
+    }
+    let run = engine.execute_workflow(&workflow);
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    for length in &lengths {
+        let send = result.task(&format!("send_{length}")).expect("a task");
+        let error = send.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("over the limit of 65536 bytes")
+                && error.contains(&format!("the output of `input_{length}`")),
+            "{length}: {send:?}"
+        );
+    }
+    stop.cancel();
+}
+
 /// An error too long for a result message once made the worker retry publishing it for
 /// ever; it arrives cut to fit, saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,6 +457,42 @@ async fn an_error_longer_than_the_servers_max_payload_arrives_cut_to_fit() {
         (60_000..65_536).contains(&error.len()),
         "{} bytes",
         error.len()
+    );
+    stop.cancel();
+}
+
+/// A stored output over the coordinator's limit is refused unread: one read whole could
+/// take all of the coordinator's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_output_over_the_coordinators_limit_fails_its_attempt() {
+    let Some(server) = NatsServer::start_with_config(Some("max_payload: 65536")) else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let remote = RemoteHandler::builder()
+        .max_output_bytes(1 << 20)
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("huge", remote);
+    let workflow = Workflow::new("big", "Big").task(Task::new("big_output", "huge"));
+    let run = engine.execute_workflow(&workflow);
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    let big = result.task("big_output").expect("a task");
+    assert_eq!(big.status, TaskStatus::Failed);
+    let error = big.error.as_deref().unwrap_or_default();
+    // 2 MiB of JSON and its two quotes.
+    assert!(
+        error.contains(
+            "is 2097154 bytes, over this coordinator's limit of 1048576 bytes \
+             (RemoteBuilder::max_output_bytes)"
+        ),
+        "{error}"
     );
     stop.cancel();
 }

@@ -2,7 +2,8 @@
 //! than a message may carry are refused where they are written, with an error that says
 //! so; a result the coordinator cannot read still ends its attempt; a task message a
 //! worker cannot run is terminated only once its failure is stored. Each of these once
-//! left its run waiting for ever.
+//! left its run waiting for ever. A result that names another attempt's stored output
+//! fails its attempt instead of handing that output over.
 
 mod common;
 
@@ -180,12 +181,17 @@ async fn consumer_of(js: &jetstream::Context, task_type: &str) -> PullConsumer {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_result_the_coordinator_cannot_read_fails_its_attempt_with_the_reason() {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
-    // No worker serves `manual`: the test takes its task and answers in a newer version.
+/// A run of one task, `answered`, of type `manual`, which no worker serves: the test
+/// takes its task message (kept with its JSON and the run, still going) and answers it
+/// with [`answer`].
+struct ByHand {
+    js: jetstream::Context,
+    task: jetstream::Message,
+    sent: Value,
+    running: tokio::task::JoinHandle<WorkflowResult>,
+}
+
+async fn run_by_hand(server: &NatsServer) -> ByHand {
     let remote = RemoteHandler::builder()
         .missing_worker_timeout(Duration::from_secs(600))
         .connect(&server.config())
@@ -194,11 +200,7 @@ async fn a_result_the_coordinator_cannot_read_fails_its_attempt_with_the_reason(
     let engine = WorkflowEngine::new();
     engine.register_handler("manual", remote);
     let workflow = Workflow::new("w", "W").task(Task::new("answered", "manual"));
-    let running = tokio::spawn({
-        let engine = engine.clone();
-        async move { run(&engine, &workflow).await }
-    });
-
+    let running = tokio::spawn(async move { run(&engine, &workflow).await });
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     let consumer = consumer_of(&js, "manual").await;
     let mut messages = consumer.messages().await.expect("pulls");
@@ -208,22 +210,49 @@ async fn a_result_the_coordinator_cannot_read_fails_its_attempt_with_the_reason(
         .expect("a message")
         .expect("the task message");
     let sent: Value = serde_json::from_slice(&task.payload).expect("json");
-    let newer = json!({
-        "v": 9,
+    ByHand {
+        js,
+        task,
+        sent,
+        running,
+    }
+}
+
+/// Stores the result of protocol version `v` with `outcome` from `worker` as the answer
+/// to the task message, acknowledges it, and returns the run's result.
+async fn answer(by_hand: ByHand, v: u32, worker: &str, outcome: Value) -> WorkflowResult {
+    let ByHand {
+        js,
+        task,
+        sent,
+        running,
+    } = by_hand;
+    let result = json!({
+        "v": v,
         "run_id": sent["run_id"],
         "task_id": sent["task"]["task_id"],
         "attempt": sent["attempt"],
-        "worker": "from-the-future",
-        "outcome": {"status": "teleported"},
+        "worker": worker,
+        "outcome": outcome,
     });
-    js.publish("orch.result.any.subject.1", newer.to_string().into())
+    js.publish("orch.result.any.subject.1", result.to_string().into())
         .await
         .expect("published")
         .await
         .expect("stored");
     task.ack().await.expect("acknowledged");
+    running.await.expect("the run's task")
+}
 
-    let result = running.await.expect("the run's task");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_coordinator_cannot_read_fails_its_attempt_with_the_reason() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // The test answers in a newer version.
+    let by_hand = run_by_hand(&server).await;
+    let teleported = json!({"status": "teleported"});
+    let result = answer(by_hand, 9, "from-the-future", teleported).await;
     let error = error_of(&result, "answered");
     assert!(
         error.contains(
@@ -377,4 +406,25 @@ async fn a_refusal_quoting_a_long_message_is_stored_cut_to_fit() {
     );
     tasks_removed(&js).await;
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_naming_another_attempts_stored_output_fails_its_attempt() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let by_hand = run_by_hand(&server).await;
+    let bucket = (by_hand.js.get_object_store("ORCH_RESULTS").await)
+        .expect("the coordinator made the bucket");
+    bucket
+        .put("other-run.t.1", &mut &b"\"not yours\""[..])
+        .await
+        .expect("stored");
+    let stored = json!({"status": "stored", "object": "other-run.t.1", "bytes": 11});
+    let result = answer(by_hand, 1, "forger", stored).await;
+    let error = error_of(&result, "answered");
+    assert!(
+        error.starts_with("the result names stored output `other-run.t.1`, not this attempt's `"),
+        "{error}"
+    );
 }

@@ -146,7 +146,10 @@ impl Inner {
     }
 
     /// Publishes a task message until the server stores it (or the run is cancelled);
-    /// returns its stream sequence and whether the server had it already.
+    /// returns its stream sequence and whether the server had it already. A message the
+    /// server does not store within half the duplicate window fails its attempt (not
+    /// permanently): sent again past the window, a message the server stored before its
+    /// answer was lost would be stored twice, and could run twice.
     async fn publish(
         &self,
         subject: &str,
@@ -158,6 +161,8 @@ impl Inner {
         // Since when no stream has taken the task's subject (the tasks stream is gone,
         // or briefly missing while a restarted server recovers it).
         let mut no_stream_since: Option<tokio::time::Instant> = None;
+        let started = tokio::time::Instant::now();
+        let patience = self.layout.duplicate_window / 2;
         loop {
             let publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
@@ -186,6 +191,15 @@ impl Inner {
                         )));
                     }
                     tracing::warn!(task = %ctx.task_id(), %error, "no stream takes the task; trying again");
+                }
+                Err(error) if started.elapsed() >= patience => {
+                    return Err(TaskError::new(format!(
+                        "the server did not store the message of task `{}` within {:?} \
+                         (half the duplicate window; sent again later, it could run twice): \
+                         {error}",
+                        ctx.task_id(),
+                        patience
+                    )));
                 }
                 Err(error) => {
                     no_stream_since = None;

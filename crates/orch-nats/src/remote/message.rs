@@ -8,7 +8,7 @@ use orch_core::{MapSpec, TaskId};
 use orch_engine::{TaskContext, TaskError};
 
 use crate::nesting::{MAX_NESTING, nesting};
-use crate::protocol::{self, MessageItem, TaskMessage};
+use crate::protocol::{self, HEADER_ROOM, MessageItem, TaskMessage};
 
 /// Which ancestors' outputs travel with a task to its worker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,7 +92,8 @@ pub(super) fn task_message(
         resumed: ctx.resumed(),
     };
     let payload = protocol::write(&message);
-    if payload.len() > max_bytes {
+    // The message id goes with it, in a header.
+    if payload.len() + HEADER_ROOM > max_bytes {
         let largest = message
             .inputs
             .iter()
@@ -105,7 +106,8 @@ pub(super) fn task_message(
             None => String::new(),
         };
         return Err(TaskError::permanent(format!(
-            "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes{largest}",
+            "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes \
+             ({HEADER_ROOM} of them kept for its headers){largest}",
             ctx.attempt(),
             message.task.task_id,
             payload.len(),

@@ -8,12 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::nesting::{MAX_NESTING, nesting};
-use crate::protocol::{self, Outcome, ResultMessage};
+use crate::protocol::{self, HEADER_ROOM, Outcome, ResultMessage};
 use crate::routes::AttemptKey;
 use crate::stored;
-
-/// Room left in a message for its headers (the message id).
-const HEADER_ROOM: usize = 1024;
 
 /// The result message of `outcome`, written once. An output too large for a result
 /// message goes to the object store, and the outcome names it instead; the attempt fails

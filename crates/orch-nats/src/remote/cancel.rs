@@ -1,0 +1,130 @@
+//! Cancelling attempts on the workers: a whole run ([`RemoteHandler::cancel_run`]), or
+//! one attempt whose wait ended before its result came ([`Pending`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Inner, RemoteHandler};
+use crate::CancelRunError;
+use crate::protocol::{self, CancelMessage};
+use crate::routes::AttemptKey;
+
+impl RemoteHandler {
+    /// Tells the workers running attempts of run `run` to cancel them (their handlers
+    /// see their cancellation token fire), for a run whose coordinator is gone: its
+    /// attempts on workers stop instead of running to their end.
+    ///
+    /// To cancel a run that is still running, use its
+    /// [`RunHandle::cancel`](orch_engine::RunHandle::cancel): the engine tells the
+    /// workers itself, and the whole run stops. Called on a running run, this fails,
+    /// permanently, the attempts this handler is waiting for whose task messages went
+    /// out before the cancellation (their dependents are skipped; other tasks go on, and
+    /// their attempts sent later run). An attempt waiting in another process for the
+    /// run gets no result: it ends at its task's timeout, if the task has one.
+    ///
+    /// # Errors
+    /// [`CancelRunError`] when the tasks stream cannot be read (the server cannot be
+    /// reached, or the stream is gone): nothing is sent.
+    pub async fn cancel_run(&self, run: &orch_core::RunId) -> Result<(), CancelRunError> {
+        // The attempts the cancellation covers, once sent: one sent meanwhile is not.
+        let up_to = (self.inner.last_task_sequence().await).map_err(|reason| CancelRunError {
+            run: run.clone(),
+            reason,
+        })?;
+        self.inner.publish_cancel(run, None, Some(up_to)).await;
+        self.inner.routes.cancel_run(run, Some(up_to));
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// The stream sequence of the tasks stream's last message, asked for three times at
+    /// most (half a second apart); why it could not be read.
+    async fn last_task_sequence(&self) -> Result<u64, String> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.js.get_stream(self.names.tasks_stream()).await {
+                Ok(stream) => return Ok(stream.cached_info().state.last_sequence),
+                Err(error) if tries >= 3 => {
+                    return Err(format!(
+                        "cannot read stream `{}`: {error}",
+                        self.names.tasks_stream()
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// Tells the workers to cancel run `run`'s attempts, or one attempt (its task, its
+    /// number and its message's stream sequence if known). The cancellation covers the
+    /// messages sent so far, not the attempt sent again later by a coordinator that
+    /// comes back on the run.
+    pub(super) async fn publish_cancel(
+        &self,
+        run: &orch_core::RunId,
+        attempt: Option<(&orch_core::TaskId, u32)>,
+        sequence: Option<u64>,
+    ) -> Option<u64> {
+        let up_to_sequence = match sequence {
+            Some(sequence) => Some(sequence),
+            None => self.last_task_sequence().await.ok(),
+        };
+        let message = CancelMessage {
+            v: protocol::VERSION,
+            run_id: run.clone(),
+            task_id: attempt.map(|(task, _)| task.clone()),
+            attempt: attempt.map(|(_, number)| number),
+            up_to_sequence,
+        };
+        let subject = self.names.cancel_subject(run);
+        if let Err(error) = self
+            .js
+            .client()
+            .publish(subject, protocol::write(&message).into())
+            .await
+        {
+            tracing::warn!(%run, %error, "could not publish a cancellation");
+        }
+        up_to_sequence
+    }
+}
+
+/// An attempt published and not yet settled: if its wait ends another way (the engine
+/// timed it out or dropped it, or it failed here), the workers are told to cancel it and
+/// its message is removed from the queue if no worker took it yet.
+pub(super) struct Pending {
+    pub(super) inner: Arc<Inner>,
+    pub(super) key: AttemptKey,
+    pub(super) sequence: Option<u64>,
+    pub(super) settled: bool,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.inner.routes.forget(&self.key, self.sequence);
+        if self.settled {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::clone(&self.inner);
+        let key = self.key.clone();
+        let sequence = self.sequence;
+        runtime.spawn(async move {
+            inner
+                .publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)
+                .await;
+            if let Some(sequence) = sequence
+                && let Ok(stream) = inner
+                    .js
+                    .get_stream_no_info(inner.names.tasks_stream())
+                    .await
+            {
+                let _ = stream.delete_message(sequence).await;
+            }
+        });
+    }
+}
