@@ -123,6 +123,26 @@ fn emit(command: &str, text: &str, output: Option<&Path>) -> ExitCode {
     }
 }
 
+/// Refuses an `-o` that names one of the command's own input files, which writing would
+/// replace (the run's only record, say).
+fn refuse_replacing(command: &str, output: &Path, inputs: &[&Path]) -> Result<(), ExitCode> {
+    match inputs
+        .iter()
+        .find(|input| result_file::same_file(output, input))
+    {
+        Some(input) => Err(fail(
+            command,
+            format!(
+                "cannot write {}: it is {}, which this command reads",
+                output.display(),
+                input.display()
+            ),
+            2,
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `orch graph`.
 pub(crate) fn graph(
     file: &Path,
@@ -130,6 +150,12 @@ pub(crate) fn graph(
     result: Option<&Path>,
     output: Option<&Path>,
 ) -> ExitCode {
+    if let Some(output) = output {
+        let inputs: Vec<&Path> = std::iter::once(file).chain(result).collect();
+        if let Err(code) = refuse_replacing("graph", output, &inputs) {
+            return code;
+        }
+    }
     let mut dag = match load_dag("graph", file) {
         Ok(dag) => dag,
         Err(code) => return code,
@@ -150,6 +176,9 @@ pub(crate) fn graph(
 
 /// `orch report`.
 pub(crate) fn report(result: &Path, output: &Path) -> ExitCode {
+    if let Err(code) = refuse_replacing("report", output, &[result]) {
+        return code;
+    }
     let page = result_file::read(result).and_then(|run| report::html(&run, result));
     // Owner-only, as the result file it comes from: it holds what the commands printed.
     match page.map(|page| result_file::write_private(output, &page)) {

@@ -37,7 +37,8 @@
 //! - `orch graph FILE --format dot|mermaid|svg [--result R.json] [-o OUT]` draws the DAG:
 //!   task names and types, and with a result file each task coloured by its status. The SVG
 //!   is laid out by orch itself (no Graphviz needed); the Mermaid output keeps to a small,
-//!   documented subset of the flowchart syntax.
+//!   documented subset of the flowchart syntax. An `OUT` that is the workflow or result
+//!   file is refused (exit 2).
 //! - `orch run FILE` runs the workflow with the built-in task types, `--max-concurrent N`
 //!   tasks at once (default 1). Trigger rules, branches and priorities in the file apply as
 //!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
@@ -59,7 +60,8 @@
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task.
 //!   Like the result file, it is written through a temporary file renamed into place and
-//!   is readable by its owner only (it holds the tasks' errors).
+//!   is readable by its owner only (it holds the tasks' errors). An `-o` that is the
+//!   result file itself is refused (exit 2).
 //! - `orch gantt R.json [--width N]` draws the timeline in the terminal, `N` columns wide
 //!   (1 to 10000; default: the terminal's width, else 100).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
@@ -133,7 +135,7 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text), exactly as written: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's) |
+//! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text: a number as the shortest text that reads back as it, so quote `"3.10"` to keep its zero, and an integer past 2^53 in a JSON file to keep its digits), passed as they are: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's) |
 //! | `shell: true`, `script` | runs `sh -c SCRIPT orch ARGS...` instead: the script sees `args` as `$1`, `$2`, ... |
 //! | `env` | variables to set, `{NAME: value}` (a number or boolean as its text); do not put secrets here (the file and the result file hold them) |
 //! | `forward_env` | names of variables passed through from orch's environment: the way to hand a command a secret, which then appears in no file, report or log; a name that is not set fails the task |
@@ -199,7 +201,10 @@ macro_rules! outln {
 macro_rules! errln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        // Messages quote files, journals and what commands printed: their control
+        // characters are escaped, so none reaches the terminal.
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr().lock(), "{}", crate::display::printable(&line));
     }};
 }
 

@@ -63,8 +63,7 @@ impl Target {
             return Err(fail(&"it names a directory, not a file"));
         }
         refuse_non_file(path).map_err(|e| fail(&e))?;
-        let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
-        if same(path, source) {
+        if same_file(path, source) {
             return Err(fail(
                 &"it is the workflow file, which the result would replace",
             ));
@@ -201,4 +200,9 @@ impl RunFile {
             None => self.result.metrics(),
         }
     }
+}
+
+/// Whether `a` and `b` name one existing file (through links or `.` and `..`).
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }

@@ -1,8 +1,9 @@
 //! Where `orch` writes: an unwritable result file (or one that would replace a pipe, a
 //! device or the workflow file) found before the run starts, an
 //! interrupted run whose result cannot be written still reporting the interruption, no
-//! temporary file left by a killed run, and
-//! a standard output nobody reads.
+//! temporary file left by a killed run, `report` and `graph` refusing to write over the
+//! files they read, errors that escape the control characters they quote, and a standard
+//! output nobody reads.
 
 mod common;
 
@@ -52,6 +53,52 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
         std::fs::read_to_string(dir.join("w.yaml")).expect("kept"),
         MARKS
     );
+}
+
+/// `orch report r.json -o r.json` once replaced the run's only record with the page.
+#[test]
+fn report_and_graph_refuse_to_write_over_the_files_they_read() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo, config: { message: 1 } }\n",
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let record = std::fs::read_to_string(dir.join("r.json")).expect("the result");
+    for args in [
+        &["report", "r.json", "-o", "r.json"][..],
+        &["report", "r.json", "-o", "./r.json"],
+        &["graph", "w.yaml", "-o", "w.yaml"],
+        &["graph", "w.yaml", "--result", "r.json", "-o", "r.json"],
+    ] {
+        let (code, stdout, stderr) = parts(&run_in(&dir, args));
+        assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("which this command reads"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("r.json")).expect("kept"),
+        record
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("w.yaml"))
+            .expect("kept")
+            .starts_with("workflow_id")
+    );
+}
+
+/// An error quotes what it was given (here a file name holding a clear-screen
+/// sequence) with its control characters escaped.
+#[test]
+fn errors_escape_the_control_characters_they_quote() {
+    let dir = Dir::new();
+    let (code, _, stderr) = parts(&run_in(&dir, &["gantt", "no\u{1b}[2Jfile.json"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(stderr.contains("no\\u{1b}[2Jfile.json"), "{stderr}");
 }
 
 #[test]

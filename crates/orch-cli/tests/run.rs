@@ -119,6 +119,25 @@ tasks:
     );
 }
 
+/// A command's standard error reaches the logs (its lines, and the retry's error at
+/// `-vv`) with its control characters escaped: a clear-screen or a window-title sequence
+/// does not reach the terminal.
+#[test]
+fn a_commands_control_characters_reach_the_logs_escaped() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  noisy: { task_type: command, retries: 1, config: { shell: true, script: 'printf "x\033[2J\033]0;t\007\r\n" >&2; exit 1' } }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &["-vv"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(!stderr.contains(['\u{1b}', '\u{7}', '\r']), "{stderr:?}");
+    assert!(stderr.contains("\\u{1b}[2J"), "{stderr}");
+}
+
 #[test]
 fn secrets_are_forwarded_by_name_and_appear_nowhere() {
     let dir = Dir::new();
