@@ -104,9 +104,10 @@ pub(crate) fn workflow(text: &str, key: &str) -> Workflow {
         )
 }
 
-/// Registers the `inference`, `compression` and `storage` handlers; `storage` writes to
-/// `store`.
-pub(crate) fn register_handlers(engine: &WorkflowEngine, store: &MemoryStore) {
+/// An engine with the `inference`, `compression` and `storage` handlers; `storage` writes
+/// to `store`, which handlers read as the engine's state.
+pub(crate) fn engine(store: MemoryStore) -> Result<WorkflowEngine, BoxError> {
+    let engine = WorkflowEngine::builder().state(store).build()?;
     engine.register_handler("inference", |ctx: TaskContext| async move {
         #[derive(Deserialize)]
         struct Config {
@@ -125,22 +126,20 @@ pub(crate) fn register_handlers(engine: &WorkflowEngine, store: &MemoryStore) {
         encoder.write_all(&serde_json::to_vec(input)?)?;
         Ok::<_, TaskError>(encoder.finish()?)
     });
-    let store = Arc::clone(store);
-    engine.register_handler("storage", move |ctx: TaskContext| {
-        let store = Arc::clone(&store);
-        async move {
-            let key = ctx.config()["key"]
-                .as_str()
-                .ok_or_else(|| TaskError::permanent("`key` must be a string"))?;
-            let data: Vec<u8> = ctx.input("compress")?;
-            // Two steps up the chain: any ancestor's output can be read, typed.
-            let analysis: Analysis = ctx.input("analyze")?;
-            let bytes = data.len();
-            let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            store.insert(key.to_owned(), data);
-            Ok::<_, TaskError>(json!({"key": key, "bytes": bytes, "words": analysis.words}))
-        }
+    engine.register_handler("storage", |ctx: TaskContext| async move {
+        let key = ctx.config()["key"]
+            .as_str()
+            .ok_or_else(|| TaskError::permanent("`key` must be a string"))?;
+        let data: Vec<u8> = ctx.input("compress")?;
+        // Two steps up the chain: any ancestor's output can be read, typed.
+        let analysis: Analysis = ctx.input("analyze")?;
+        let bytes = data.len();
+        let store = ctx.state::<MemoryStore>()?;
+        let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+        store.insert(key.to_owned(), data);
+        Ok::<_, TaskError>(json!({"key": key, "bytes": bytes, "words": analysis.words}))
     });
+    Ok(engine)
 }
 
 /// What the example computed.
@@ -154,9 +153,8 @@ pub(crate) struct Outcome {
 
 /// Runs the workflow over `text`, storing the compressed analysis under `key`.
 pub(crate) async fn run(text: &str, key: &str) -> Result<Outcome, BoxError> {
-    let engine = WorkflowEngine::new();
     let store = MemoryStore::default();
-    register_handlers(&engine, &store);
+    let engine = engine(Arc::clone(&store))?;
     let result = engine.execute_workflow(&workflow(text, key)).await?;
     let analysis = Analysis::deserialize(task_output(&result, "analyze")?)?;
     let stored = store

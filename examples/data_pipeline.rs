@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anyhow::Context as _;
 use orch::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -92,11 +93,12 @@ struct FetchConfig {
 }
 
 /// Reads the file: a header line `order_id,region,product,units,unit_price`, then one
-/// order per line. A line that does not fit fails the task with its line number.
-fn fetch(ctx: TaskContext) -> Result<Vec<Order>, TaskError> {
+/// order per line. A line that does not fit fails the task (for good) with its line
+/// number; a file that cannot be read fails this attempt, with the reason.
+fn fetch(ctx: TaskContext) -> anyhow::Result<Vec<Order>> {
     let config: FetchConfig = ctx.config_as()?;
     let text = std::fs::read_to_string(&config.source)
-        .map_err(|e| TaskError::new(format!("cannot read {}: {e}", config.source)))?;
+        .with_context(|| format!("cannot read {}", config.source))?;
     let mut orders = Vec::new();
     for (line, text) in (1..).zip(text.lines()).skip(1) {
         let bad = || TaskError::permanent(format!("{} line {line}: `{text}`", config.source));

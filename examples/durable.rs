@@ -130,12 +130,19 @@ pub(crate) async fn run(options: &Options, stop: CancellationToken) -> Result<Ou
         },
     )?;
     let journal = FileJournal::new(&options.journal_dir)?;
+    let steps = Arc::new(Steps {
+        step: options.step,
+        abort_after: options.abort_after,
+        stop: stop.clone(),
+        ran: Mutex::default(),
+        completed: AtomicUsize::new(0),
+    });
     let engine = WorkflowEngine::builder()
         .journal(journal, Durability::Process)
         .event_bus(bus.clone())
+        .state(Arc::clone(&steps))
         .build()?;
-    let ran: Arc<Mutex<Vec<TaskId>>> = Arc::default();
-    register_step(&engine, options, &stop, &ran);
+    engine.register_handler("step", step);
 
     let mut handle = engine.run_durable(&workflow(), options.run_id.clone());
     let result = tokio::select! {
@@ -153,42 +160,43 @@ pub(crate) async fn run(options: &Options, stop: CancellationToken) -> Result<Ou
     Ok(Outcome {
         result,
         restored: take(&restored),
-        ran: take(&ran),
+        ran: take(&steps.ran),
     })
 }
 
-/// A step waits `options.step` (or until the run is cancelled), then outputs one more
+/// What the `step` handler shares, as the engine's state: how long a step takes, after
+/// how many completed steps the run stops (and the token that stops it), and the steps
+/// that ran.
+pub(crate) struct Steps {
+    step: Duration,
+    abort_after: Option<usize>,
+    stop: CancellationToken,
+    ran: Mutex<Vec<TaskId>>,
+    completed: AtomicUsize,
+}
+
+/// A step waits `Steps::step` (or until the run is cancelled), then outputs one more
 /// than the largest output of its dependencies, so the last step's output shows that
 /// restored outputs reached the steps that ran after them.
-fn register_step(
-    engine: &WorkflowEngine,
-    options: &Options,
-    stop: &CancellationToken,
-    ran: &Arc<Mutex<Vec<TaskId>>>,
-) {
-    let (step, abort_after) = (options.step, options.abort_after);
-    let (stop, ran) = (stop.clone(), Arc::clone(ran));
-    let completed = Arc::new(AtomicUsize::new(0));
-    engine.register_handler("step", move |ctx: TaskContext| {
-        let (stop, ran, completed) = (stop.clone(), Arc::clone(&ran), Arc::clone(&completed));
-        async move {
-            tokio::select! {
-                () = tokio::time::sleep(step) => {}
-                () = ctx.cancellation().cancelled() => return Err(TaskError::new("interrupted")),
-            }
-            let depth = ctx
-                .dependency_results()
-                .filter_map(|(_, output)| output["depth"].as_u64())
-                .max()
-                .map_or(1, |d| d + 1);
-            ran.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(ctx.task_id().clone());
-            let done = completed.fetch_add(1, Ordering::SeqCst) + 1;
-            if abort_after == Some(done) {
-                stop.cancel();
-            }
-            Ok::<_, TaskError>(json!({ "depth": depth }))
-        }
-    });
+async fn step(ctx: TaskContext) -> Result<serde_json::Value, TaskError> {
+    let steps = ctx.state::<Arc<Steps>>()?;
+    tokio::select! {
+        () = tokio::time::sleep(steps.step) => {}
+        () = ctx.cancellation().cancelled() => return Err(TaskError::new("interrupted")),
+    }
+    let depth = ctx
+        .dependency_results()
+        .filter_map(|(_, output)| output["depth"].as_u64())
+        .max()
+        .map_or(1, |d| d + 1);
+    steps
+        .ran
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(ctx.task_id().clone());
+    let done = steps.completed.fetch_add(1, Ordering::SeqCst) + 1;
+    if steps.abort_after == Some(done) {
+        steps.stop.cancel();
+    }
+    Ok(json!({ "depth": depth }))
 }

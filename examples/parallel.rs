@@ -104,23 +104,23 @@ pub(crate) async fn run(
     n: u64,
     delay: Duration,
 ) -> Result<Outcome, BoxError> {
-    let engine = WorkflowEngine::with_max_concurrent(max_concurrent)?;
     let gauge = Arc::new(Gauge::default());
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(max_concurrent)
+        .state(Arc::clone(&gauge))
+        .build()?;
     engine.register_handler("prep", |ctx: TaskContext| async move {
         let n = ctx.config()["n"]
             .as_u64()
             .ok_or_else(|| TaskError::permanent("`n` must be a whole number"))?;
         Ok::<_, TaskError>(json!({"numbers": (1..=n).collect::<Vec<u64>>()}))
     });
-    let branch_gauge = Arc::clone(&gauge);
-    engine.register_handler("square_sum", move |ctx: TaskContext| {
-        let gauge = Arc::clone(&branch_gauge);
-        async move {
-            gauge.enter();
-            let outcome = square_sum(&ctx).await;
-            gauge.leave();
-            outcome
-        }
+    engine.register_handler("square_sum", |ctx: TaskContext| async move {
+        let gauge = ctx.state::<Arc<Gauge>>()?;
+        gauge.enter();
+        let outcome = square_sum(&ctx).await;
+        gauge.leave();
+        outcome
     });
     engine.register_handler("merge", |ctx: TaskContext| async move {
         let mut total = 0u64;

@@ -132,8 +132,8 @@ pub(crate) fn register_handlers(engine: &WorkflowEngine) {
                 ctx.task_id()
             )));
         }
-        let values: Vec<u64> = serde_json::from_value(ctx.config()["values"].clone())
-            .map_err(|e| TaskError::permanent(e.to_string()))?;
+        let values: Vec<u64> =
+            serde_json::from_value(ctx.config()["values"].clone()).map_err(TaskError::permanent)?;
         Ok::<_, TaskError>(json!({"total": values.iter().sum::<u64>()}))
     });
     engine.register_handler("merge", |ctx: TaskContext| async move {
