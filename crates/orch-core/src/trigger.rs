@@ -194,7 +194,7 @@ impl TriggerRule {
 
 impl fmt::Display for TriggerRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

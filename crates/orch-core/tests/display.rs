@@ -1,7 +1,7 @@
 //! Every public type of orch-core with a `Display` honours width, fill and alignment, so
 //! values line up in tables (`{id:<18}`).
 
-use orch_core::{EngineEventKind, Format, TaskId, TaskStatus, WorkflowStatus};
+use orch_core::{EngineEventKind, Format, TaskId, TaskStatus, TriggerRule, WorkflowStatus};
 
 #[test]
 fn task_ids_pad() {
@@ -11,6 +11,15 @@ fn task_ids_pad() {
     assert_eq!(format!("[{id:*^8}]"), "[**load**]");
     assert_eq!(format!("[{id:.2}]"), "[lo]");
     assert_eq!(format!("[{id}]"), "[load]");
+}
+
+#[test]
+fn trigger_rules_pad() {
+    assert_eq!(
+        format!("[{:<12}]", TriggerRule::OneSuccess),
+        "[one_success ]"
+    );
+    assert_eq!(format!("[{:>12}]", TriggerRule::AllDone), "[    all_done]");
 }
 
 #[test]

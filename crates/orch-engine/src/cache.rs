@@ -27,13 +27,22 @@ use serde_json::Value;
 use crate::TaskContext;
 
 /// The key a result is cached under: a stable 128-bit hash (see the module docs).
-/// Displayed as 32 hexadecimal digits.
+/// Displayed as 32 hexadecimal digits (width and fill apply to them as a whole).
+///
+/// ```
+/// use orch_engine::CacheKey;
+///
+/// let key = CacheKey(0xabc);
+/// assert_eq!(key.to_string(), format!("{}abc", "0".repeat(29)));
+/// assert_eq!(format!("[{key:.4}]"), "[0000]");
+/// assert_eq!(format!("{key:>34}").len(), 34);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CacheKey(pub u128);
 
 impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        f.pad(&format!("{:032x}", self.0))
     }
 }
 

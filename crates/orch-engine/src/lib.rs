@@ -164,6 +164,24 @@
 //! only afterwards should be lossy (`Overflow::DropOldest`) or large enough, or be read
 //! while the run goes on.
 //!
+//! # Logs
+//!
+//! The engine logs through [`tracing`](https://docs.rs/tracing): install any subscriber
+//! to see them. Each run is a span `workflow_run` (fields `workflow_id`, `run_id`,
+//! `tasks`), each attempt a span `task` inside it (`task_id`, `task_type`, and `item` for
+//! an instance of a map task). Events, all with the fields `task_id`, `task_type`,
+//! `attempt` and `error`:
+//!
+//! | level | message | when |
+//! |---|---|---|
+//! | `warn` | `task failed` | a task failed for good (its retries used up, or a permanent error) |
+//! | `info` | `task skipped` | a task was skipped (by its handler, a branch, a rule, or a failure upstream) |
+//! | `debug` | `task cancelled` | a running task was cancelled with its run |
+//! | `debug` | `retrying` | an attempt failed and the task will run again (with `delay`) |
+//! | `info` | `workflow run finished` | the run ended: `workflow_id`, `run_id`, `status` and the count of tasks per status (`completed`, `failed`, `skipped`, `cancelled`) |
+//!
+//! A completed task is not logged, so a large run logs only what did not go to plan.
+//!
 //! # Durable runs
 //!
 //! With the `journal` feature (on by default), an engine given a journal

@@ -34,7 +34,7 @@ fn echo(engine: &WorkflowEngine, task_type: &str) {
 }
 
 #[test]
-fn the_seed_pipeline_completes_and_records_everything() {
+fn the_original_modules_pipeline_completes_and_records_everything() {
     runtime().block_on(async {
         let engine = WorkflowEngine::new();
         engine.register_handler("fetch", |_ctx: TaskContext| async move {
