@@ -87,7 +87,10 @@
 //!   largest input. An output too large for a result message is stored in the object
 //!   store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
 //!   under the attempt's message id, and the result message names it; the coordinator
-//!   reads it from there. A dependent's task message still carries its inputs, so a
+//!   reads it from there, refusing (failing the attempt) an object that is not the
+//!   attempt's own or is over [`RemoteBuilder::max_output_bytes`] (default 1 GiB), and
+//!   reads none whole before it knows its size. A task message's limit keeps 1 KiB for
+//!   its headers. A dependent's task message still carries its inputs, so a
 //!   large output read by a remote dependent fails that dependent's attempt as above.
 //!   An error or skip reason too long for a result message keeps its start and ends
 //!   with how many bytes were cut.
