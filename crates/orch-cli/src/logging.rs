@@ -1,8 +1,8 @@
 //! Logs on standard error through `tracing-subscriber`: `-v` for more, `RUST_LOG` to
 //! choose exactly, `--log-format json` for machines. While a progress bar is drawn, each
 //! log line is written with the bar hidden, so the two never tear each other apart. A
-//! text line's control characters are escaped (commands' errors and output reach the
-//! logs), all but its colours.
+//! line's control characters are escaped (commands' errors and output reach the logs):
+//! in text, all but colours on a terminal; in JSON, those JSON leaves as they are.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
@@ -37,28 +37,35 @@ pub(crate) fn init(verbose: u8, json: bool) {
         .with_env_filter(filter)
         .with_target(verbose > 0);
     let installed = if json {
-        // JSON escapes what a string holds itself.
         builder
-            .with_writer(StderrAroundBar { escape: false })
+            .with_writer(StderrAroundBar(Escape::Json))
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .try_init()
     } else {
+        let colours = std::io::stderr().is_terminal();
         builder
-            .with_writer(StderrAroundBar { escape: true })
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(StderrAroundBar(Escape::Text { colours }))
+            .with_ansi(colours)
             .try_init()
     };
     // A subscriber is already set only in tests that call this twice; keep the first.
     drop(installed);
 }
 
-/// Standard error, written around the progress bar; `escape`: with control characters
-/// escaped.
-struct StderrAroundBar {
-    escape: bool,
+/// Which control characters a log line keeps.
+#[derive(Clone, Copy)]
+enum Escape {
+    /// A text line: newlines and tabs, and colour sequences when `colours` (the formatter
+    /// writes them on a terminal only).
+    Text { colours: bool },
+    /// A JSON line: serde_json escapes the first 32 itself, not DEL or the C1 range.
+    Json,
 }
+
+/// Standard error, written around the progress bar, with control characters escaped.
+struct StderrAroundBar(Escape);
 
 impl<'a> MakeWriter<'a> for StderrAroundBar {
     type Writer = LineWriter;
@@ -66,7 +73,7 @@ impl<'a> MakeWriter<'a> for StderrAroundBar {
     fn make_writer(&'a self) -> LineWriter {
         LineWriter {
             line: Vec::new(),
-            escape: self.escape,
+            escape: self.0,
         }
     }
 }
@@ -74,7 +81,7 @@ impl<'a> MakeWriter<'a> for StderrAroundBar {
 /// Collects one formatted event and writes it whole when dropped.
 struct LineWriter {
     line: Vec<u8>,
-    escape: bool,
+    escape: Escape,
 }
 
 impl Write for LineWriter {
@@ -91,11 +98,11 @@ impl Write for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         let line = match self.escape {
-            true => escaped(&self.line).into_bytes(),
-            false => std::mem::take(&mut self.line),
+            Escape::Text { colours } => escaped(&self.line, colours),
+            Escape::Json => escaped_json(&self.line),
         };
         let write = || {
-            let _ = std::io::stderr().lock().write_all(&line);
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         };
         let bar = BAR.lock().unwrap_or_else(PoisonError::into_inner).clone();
         match bar {
@@ -105,14 +112,14 @@ impl Drop for LineWriter {
     }
 }
 
-/// A formatted log line with every control character but newlines, tabs and colours
-/// (`ESC [ digits;... m`, which the formatter writes on a terminal) escaped as `\u{..}`.
-fn escaped(line: &[u8]) -> String {
+/// A formatted log line with every control character but newlines, tabs and, with
+/// `colours`, colour sequences (`ESC [ digits;... m`) escaped as `\u{..}`.
+fn escaped(line: &[u8], colours: bool) -> String {
     let text = String::from_utf8_lossy(line);
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_ref();
     while let Some(c) = rest.chars().next() {
-        let colour = (c == '\u{1b}')
+        let colour = (colours && c == '\u{1b}')
             .then(|| rest[1..].strip_prefix('['))
             .flatten()
             .and_then(|after| {
@@ -133,19 +140,46 @@ fn escaped(line: &[u8]) -> String {
     out
 }
 
+/// A JSON log line with DEL and the C1 controls written as JSON escapes (`\u009b`).
+fn escaped_json(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{7f}'..='\u{9f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::escaped;
+    use super::{escaped, escaped_json};
 
     #[test]
     fn control_characters_are_escaped_and_colours_kept() {
         let line = "\u{1b}[2mtime\u{1b}[0m error=boom\u{1b}[2J\u{1b}]0;title\u{7}\r\u{9b}1m\tend\n";
         assert_eq!(
-            escaped(line.as_bytes()),
+            escaped(line.as_bytes(), true),
             "\u{1b}[2mtime\u{1b}[0m error=boom\\u{1b}[2J\\u{1b}]0;title\\u{7}\\u{d}\\u{9b}1m\tend\n"
         );
         // A lone escape at the end, and one that starts a colour it never finishes.
-        assert_eq!(escaped(b"a\x1b"), "a\\u{1b}");
-        assert_eq!(escaped(b"a\x1b[12"), "a\\u{1b}[12");
+        assert_eq!(escaped(b"a\x1b", true), "a\\u{1b}");
+        assert_eq!(escaped(b"a\x1b[12", true), "a\\u{1b}[12");
+        // Off a terminal the formatter writes no colours: none is kept.
+        assert_eq!(escaped(b"a\x1b[8mhidden", false), "a\\u{1b}[8mhidden");
+    }
+
+    #[test]
+    fn json_lines_escape_what_serde_json_leaves() {
+        let line = "{\"error\":\"x\u{9b}2J\u{7f}\u{a0}\"}\n";
+        assert_eq!(
+            escaped_json(line.as_bytes()),
+            "{\"error\":\"x\\u009b2J\\u007f\u{a0}\"}\n"
+        );
+        let value: serde_json::Value =
+            serde_json::from_str(&escaped_json(line.as_bytes())).expect("still JSON");
+        assert_eq!(value["error"], "x\u{9b}2J\u{7f}\u{a0}");
     }
 }

@@ -202,7 +202,12 @@ impl RunFile {
     }
 }
 
-/// Whether `a` and `b` name one existing file (through links or `.` and `..`).
+/// Whether `a` and `b` name one existing file (through symbolic or hard links, `.` and
+/// `..`): the same device and inode.
 pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
-    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }

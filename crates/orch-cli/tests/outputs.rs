@@ -66,11 +66,13 @@ fn report_and_graph_refuse_to_write_over_the_files_they_read() {
     let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let record = std::fs::read_to_string(dir.join("r.json")).expect("the result");
+    std::fs::hard_link(dir.join("w.yaml"), dir.join("linked.yaml")).expect("a hard link");
     for args in [
         &["report", "r.json", "-o", "r.json"][..],
         &["report", "r.json", "-o", "./r.json"],
         &["graph", "w.yaml", "-o", "w.yaml"],
         &["graph", "w.yaml", "--result", "r.json", "-o", "r.json"],
+        &["graph", "w.yaml", "-o", "linked.yaml"],
     ] {
         let (code, stdout, stderr) = parts(&run_in(&dir, args));
         assert_eq!(code, Some(2), "{args:?}: {stdout}{stderr}");
