@@ -169,7 +169,7 @@
 //! The engine logs through [`tracing`](https://docs.rs/tracing): install any subscriber
 //! to see them. Each run is a span `workflow_run` (fields `workflow_id`, `run_id`,
 //! `tasks`), each attempt a span `task` inside it (`task_id`, `task_type`, and `item` for
-//! an instance of a map task). Events, all with the fields `task_id`, `task_type`,
+//! an instance of a map task). A task's events have the fields `task_id`, `task_type`,
 //! `attempt` and `error`:
 //!
 //! | level | message | when |
@@ -181,6 +181,9 @@
 //! | `info` | `workflow run finished` | the run ended: `workflow_id`, `run_id`, `status` and the count of tasks per status (`completed`, `failed`, `skipped`, `cancelled`) |
 //!
 //! A completed task is not logged, so a large run logs only what did not go to plan.
+//! Besides these, the engine warns when a cached result cannot be stored, when a handler
+//! dropped at a timeout or cancellation panics, and when a workflow id makes no event
+//! subject (its lifecycle events are then not published).
 //!
 //! # Durable runs
 //!

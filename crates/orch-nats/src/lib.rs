@@ -77,8 +77,10 @@
 //!   deliveries as above). A result the coordinator cannot read fails the attempt it
 //!   names, with the reason.
 //! - **The connection drops**: clients reconnect by themselves; task and result
-//!   publishes are retried under the same message id, so the server keeps one copy. So
-//!   are journal appends, for up to a minute; past that the append fails, and with it
+//!   publishes are retried under the same message id, so the server keeps one copy (a
+//!   task message for at most half of [`Layout::duplicate_window`]: then its attempt
+//!   fails, and is retried if the task has retries left). So are journal appends, for up
+//!   to a minute; past that the append fails, and with it
 //!   the run, which can be opened again from what was stored.
 //! - **NATS is unreachable at start**: connecting fails with
 //!   [`ConnectError::Unreachable`].

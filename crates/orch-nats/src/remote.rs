@@ -305,7 +305,6 @@ impl Inner {
                     Box::pin(stored::get(&self.js, &self.names, &object, limit))
                         .await
                         .map(|output| received(output, not_journaled))
-                        .map_err(TaskError::new)
                 }
                 Outcome::Failed {
                     error,

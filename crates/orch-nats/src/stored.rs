@@ -4,6 +4,7 @@
 
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, object_store};
+use orch_engine::TaskError;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
@@ -64,31 +65,33 @@ pub(crate) async fn open_bucket(
     })
 }
 
-/// Reads object `name` back as the output it holds, refusing one over `max_bytes`.
+/// Reads object `name` back as the output it holds. One over `max_bytes` fails its
+/// attempt for good (the handler would give as much again); one that cannot be read,
+/// for this attempt.
 pub(crate) async fn get(
     js: &jetstream::Context,
     names: &Names,
     name: &str,
     max_bytes: u64,
-) -> Result<Value, String> {
+) -> Result<Value, TaskError> {
     let bucket = js
         .get_object_store(names.results_bucket())
         .await
         .map_err(|e| {
-            format!(
+            TaskError::new(format!(
                 "cannot open the object store bucket `{}`: {e}",
                 names.results_bucket()
-            )
+            ))
         })?;
-    let mut object = bucket
-        .get(name)
-        .await
-        .map_err(|e| format!("cannot read the stored output `{name}`: {e}"))?;
+    let unreadable = |e: &dyn std::fmt::Display| {
+        TaskError::new(format!("cannot read the stored output `{name}`: {e}"))
+    };
+    let mut object = bucket.get(name).await.map_err(|e| unreadable(&e))?;
     let too_large = |bytes: u64| {
-        format!(
+        TaskError::permanent(format!(
             "the stored output `{name}` is {bytes} bytes, over this coordinator's limit of \
              {max_bytes} bytes (RemoteBuilder::max_output_bytes)"
-        )
+        ))
     };
     let size = object.info().size as u64;
     if size > max_bytes {
@@ -100,12 +103,12 @@ pub(crate) async fn get(
         .take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
         .await
-        .map_err(|e| format!("cannot read the stored output `{name}`: {e}"))?;
+        .map_err(|e| unreadable(&e))?;
     if bytes.len() as u64 > max_bytes {
         return Err(too_large(bytes.len() as u64));
     }
     serde_json::from_slice(&bytes)
-        .map_err(|e| format!("the stored output `{name}` is not JSON: {e}"))
+        .map_err(|e| TaskError::new(format!("the stored output `{name}` is not JSON: {e}")))
 }
 
 /// The result message stored on the results stream for `key`, if there is one (`None`

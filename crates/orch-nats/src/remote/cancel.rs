@@ -69,7 +69,11 @@ impl Inner {
     ) -> Option<u64> {
         let up_to_sequence = match sequence {
             Some(sequence) => Some(sequence),
-            None => self.last_task_sequence().await.ok(),
+            // Asked once: this runs while a cancelled attempt's wait goes on.
+            None => match self.js.get_stream(self.names.tasks_stream()).await {
+                Ok(stream) => Some(stream.cached_info().state.last_sequence),
+                Err(_) => None,
+            },
         };
         let message = CancelMessage {
             v: protocol::VERSION,
