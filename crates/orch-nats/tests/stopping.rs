@@ -88,12 +88,14 @@ async fn a_handler_winding_down_keeps_its_task_from_other_workers() {
             Worker::builder()
                 .name(name)
                 .layout(layout)
-                .cancel_grace(Duration::from_secs(5))
+                .cancel_grace(Duration::from_secs(10))
                 .handler("stubborn", move |_ctx: TaskContext| {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    // Deaf to its cancellation, it ends after three ack waits.
+                    // Deaf to its cancellation, it ends after seven ack waits: past the
+                    // end of the stopping worker's open request for tasks (at most 3 s),
+                    // which takes a delivery made before it ends.
                     async move {
-                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        tokio::time::sleep(Duration::from_secs(7)).await;
                         Ok::<_, TaskError>("done")
                     }
                 })
