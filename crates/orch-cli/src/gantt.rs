@@ -40,7 +40,8 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
         .tasks
         .iter()
         .map(|(id, record)| Row {
-            id: id.to_string(),
+            // A result file's keys are any text: no control character reaches the terminal.
+            id: crate::display::printable(id.as_str()).into_owned(),
             status: record.status,
             span: record
                 .start_time

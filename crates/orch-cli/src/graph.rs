@@ -3,8 +3,10 @@
 //!
 //! The Mermaid output keeps to a small subset of the flowchart syntax, which the tests
 //! parse back: a `flowchart LR` header; one node per line, `nN["label"]` (N the task's
-//! position in the file; the label escapes `"`, `#`, `<` and `>` as `#quot;`, `#35;`,
-//! `#lt;` and `#gt;`, and a line break as `<br/>`); one edge per line, `nA --> nB`; and,
+//! position in the file; the label is the name and the type on two lines, joined by
+//! `<br/>`, with `"`, `#`, `%`, `<` and `>` as `#quot;`, `#35;`, `#37;`, `#lt;` and
+//! `#gt;`, and any control character, a line break too, as a space; `%` so that no
+//! name reads as a `%%{...}%%` directive); one edge per line, `nA --> nB`; and,
 //! with statuses, `classDef STATUS fill:#RRGGBB,stroke:#RRGGBB` and `class nA,nB STATUS`.
 
 use orch::core::TaskStatus;
@@ -132,6 +134,7 @@ fn mermaid_text(text: &str) -> String {
         match c {
             '"' => escaped.push_str("#quot;"),
             '#' => escaped.push_str("#35;"),
+            '%' => escaped.push_str("#37;"),
             '<' => escaped.push_str("#lt;"),
             '>' => escaped.push_str("#gt;"),
             c if c.is_control() => escaped.push(' '),

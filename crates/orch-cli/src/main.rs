@@ -62,8 +62,9 @@
 //!   Like the result file, it is written through a temporary file renamed into place and
 //!   is readable by its owner only (it holds the tasks' errors). An `-o` that is the
 //!   result file itself is refused (exit 2).
-//! - `orch gantt R.json [--width N]` draws the timeline in the terminal, `N` columns wide
-//!   (1 to 10000; default: the terminal's width, else 100).
+//! - `orch gantt R.json [--width N]` draws the timeline in the terminal, about `N` columns
+//!   wide (1 to 10000; default: the terminal's width, else 100; names take at least 4
+//!   columns and bars at least 10, so a narrow `N` gives wider lines).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
 //!   in the journal directory `DIR` (one file per run, readable by its owner only) before
 //!   the tasks that depend on it start, and the run's id is printed first, once the

@@ -2,25 +2,13 @@
 
 use serde_json::{Value, json};
 
-use crate::columns::pad;
+use crate::columns::{pad, width};
 use crate::dag::Dag;
 
 /// The plan as a table: one row per task in execution order.
 pub(crate) fn table(dag: &Dag) -> String {
-    let id_width = dag
-        .nodes
-        .iter()
-        .map(|n| n.id.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let type_width = dag
-        .nodes
-        .iter()
-        .map(|n| n.task_type.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let id_width = width(dag.nodes.iter().map(|n| n.id.as_str()), 4);
+    let type_width = width(dag.nodes.iter().map(|n| n.task_type.as_str()), 4);
     let widest = dag.levels().iter().map(Vec::len).max().unwrap_or(0);
     let mut text = format!(
         "workflow `{}`: {} tasks in {} levels (at most {} side by side)\n",

@@ -341,7 +341,7 @@ fn print_table(rows: &[Vec<String>]) {
         .collect();
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .map(|c| crate::columns::width(rows.iter().map(|r| r[c].as_str()), 0))
         .collect();
     for row in &rows {
         let mut line = String::new();

@@ -26,8 +26,8 @@ fn node_id(text: &str) -> Result<&str, String> {
     }
 }
 
-/// Decodes a label: `#quot;`, `#35;`, `#lt;`, `#gt;` and `<br/>`; any other `#`, `<`, `>`
-/// or `"` is outside the subset.
+/// Decodes a label: `#quot;`, `#35;`, `#37;`, `#lt;`, `#gt;` and `<br/>`; any other `#`,
+/// `%`, `<`, `>` or `"` is outside the subset.
 fn label(text: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
@@ -35,6 +35,7 @@ fn label(text: &str) -> Result<String, String> {
         let entity = [
             ("#quot;", '"'),
             ("#35;", '#'),
+            ("#37;", '%'),
             ("#lt;", '<'),
             ("#gt;", '>'),
             ("<br/>", '\n'),
@@ -44,7 +45,7 @@ fn label(text: &str) -> Result<String, String> {
         if let Some((code, decoded)) = entity {
             out.push(decoded);
             rest = &rest[code.len()..];
-        } else if matches!(c, '#' | '<' | '>' | '"') || c.is_control() {
+        } else if matches!(c, '#' | '%' | '<' | '>' | '"') || c.is_control() {
             return Err(format!("raw {c:?} in label {text:?}"));
         } else {
             out.push(c);
@@ -126,13 +127,20 @@ fn mermaid_output_reads_back_as_the_workflow() {
         r##"{"workflow_id": "w", "tasks": [
             {"task_id": "say \"hi\"", "task_type": "echo", "name": "<b>#1</b>"},
             {"task_id": "two", "task_type": "command", "config": {"program": "false"}, "dependencies": ["say \"hi\""]},
-            {"task_id": "three", "task_type": "echo", "dependencies": ["two", "say \"hi\""]}]}"##,
+            {"task_id": "three", "task_type": "echo", "name": "50% %%{init: {'theme':'dark'}}%%", "dependencies": ["two", "say \"hi\""]}]}"##,
     );
     let (code, stdout, _) = parts(&run_in(&dir, &["graph", "w.json", "--format", "mermaid"]));
     assert_eq!(code, Some(0));
     let chart = parse(&stdout).unwrap_or_else(|e| panic!("{e}\n{stdout}"));
     let labels: Vec<&str> = chart.labels.values().map(String::as_str).collect();
-    assert_eq!(labels, ["<b>#1</b>\necho", "two\ncommand", "three\necho"]);
+    assert_eq!(
+        labels,
+        [
+            "<b>#1</b>\necho",
+            "two\ncommand",
+            "50% %%{init: {'theme':'dark'}}%%\necho"
+        ]
+    );
     let edges: Vec<(&str, &str)> = chart
         .edges
         .iter()

@@ -2,8 +2,8 @@
 //! device or the workflow file) found before the run starts, an
 //! interrupted run whose result cannot be written still reporting the interruption, no
 //! temporary file left by a killed run, `report` and `graph` refusing to write over the
-//! files they read, errors that escape the control characters they quote, and a standard
-//! output nobody reads.
+//! files they read, errors and timelines that escape the control characters they quote,
+//! and a standard output nobody reads.
 
 mod common;
 
@@ -55,9 +55,8 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
     );
 }
 
-/// `orch report r.json -o r.json` once replaced the run's only record with the page.
-#[test]
-fn report_and_graph_refuse_to_write_over_the_files_they_read() {
+/// A directory holding `w.yaml`, a workflow of one task `a`, and `r.json`, its run.
+fn ran_one_task() -> Dir {
     let dir = Dir::new();
     dir.write(
         "w.yaml",
@@ -65,6 +64,13 @@ fn report_and_graph_refuse_to_write_over_the_files_they_read() {
     );
     let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+    dir
+}
+
+/// `orch report r.json -o r.json` once replaced the run's only record with the page.
+#[test]
+fn report_and_graph_refuse_to_write_over_the_files_they_read() {
+    let dir = ran_one_task();
     let record = std::fs::read_to_string(dir.join("r.json")).expect("the result");
     std::fs::hard_link(dir.join("w.yaml"), dir.join("linked.yaml")).expect("a hard link");
     for args in [
@@ -101,6 +107,22 @@ fn errors_escape_the_control_characters_they_quote() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     assert!(stderr.contains("no\\u{1b}[2Jfile.json"), "{stderr}");
+}
+
+/// `gantt` draws a row per task of the result file, whose keys may be any text: a key's
+/// control characters are escaped, not sent to the terminal.
+#[test]
+fn gantt_escapes_the_control_characters_of_a_result_files_task_ids() {
+    let dir = ran_one_task();
+    let mut result = dir.json("r.json");
+    let tasks = result["tasks"].as_object_mut().expect("the tasks");
+    let record = tasks.remove("a").expect("task a");
+    tasks.insert("a\u{1b}]0;title\u{7}".to_owned(), record);
+    dir.write("crafted.json", &result.to_string());
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["gantt", "crafted.json", "--width", "80"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains(['\u{1b}', '\u{7}']), "{stdout:?}");
+    assert!(stdout.contains("a\\u{1b}]0;title\\u{7}"), "{stdout}");
 }
 
 #[test]

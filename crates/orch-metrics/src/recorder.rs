@@ -61,7 +61,9 @@ pub struct TaskTypeStats {
 ///
 /// Feed it the engine's lifecycle events ([`Recorder::observe`], e.g. from a bus
 /// subscription on `workflow.>`) or whole results ([`Recorder::record_result`]): both
-/// give the same figures for a run. A map task's instances count as tasks of its type;
+/// give the same figures for a run that resumes none (the events of a resumed run tell
+/// of the work done in it, its result of the runs it continues too). A map task's
+/// instances count as tasks of its type;
 /// the map task counts too, but its duration, which spans its instances', is not
 /// recorded when it had instances (as in a run's own metrics). With the
 /// `metrics-facade` feature it also reports through the `metrics` crate:
