@@ -58,7 +58,8 @@
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
-//!   by status, a timeline with the critical path highlighted, the metrics and every task.
+//!   by status, a timeline with the critical path highlighted, the metrics and every task
+//!   (each instance of a map task too) with its status, attempts, duration and error.
 //!   Like the result file, it is written through a temporary file renamed into place and
 //!   is readable by its owner only (it holds the tasks' errors). An `-o` that is the
 //!   result file itself is refused (exit 2).

@@ -85,22 +85,29 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
     page.push_str("<h2>Metrics</h2>");
     page.push_str(&metrics_table(&metrics));
     page.push_str("<h2>Tasks</h2><table id=\"tasks\"><tr><th>task</th><th>type</th><th>status</th><th>attempts</th><th>duration</th><th>error</th></tr>");
+    // Each task, then the instances of a map task (`task[0]`, ...), each with its record.
     for node in &dag.nodes {
-        let Some(record) = result.task(&node.id) else {
-            continue;
-        };
-        let _ = write!(
-            page,
-            "<tr data-task=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            escape(&node.task_type),
-            record.status,
-            record.attempts,
-            record
-                .duration()
-                .map_or(String::new(), |d| format!("{:.3}s", d.as_secs_f64())),
-            escape(record.error.as_deref().unwrap_or_default()),
-            id = escape(&node.id),
-        );
+        let instances = (0..).map_while(|i| {
+            let id = orch::core::MapSpec::instance_id(&node.id, i);
+            result.task(&id).map(|record| (id.to_string(), record))
+        });
+        let own = result
+            .task(&node.id)
+            .map(|record| (node.id.clone(), record));
+        for (id, record) in own.into_iter().chain(instances) {
+            let _ = write!(
+                page,
+                "<tr data-task=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                escape(&node.task_type),
+                record.status,
+                record.attempts,
+                record
+                    .duration()
+                    .map_or(String::new(), |d| format!("{:.3}s", d.as_secs_f64())),
+                escape(record.error.as_deref().unwrap_or_default()),
+                id = escape(&id),
+            );
+        }
     }
     let _ = writeln!(page, "</table><script>{SCRIPT}</script></body></html>");
     Ok(page)

@@ -61,6 +61,33 @@ fn the_report_is_one_self_contained_page() {
     assert!(page.contains("a → b"));
 }
 
+/// The task table lists each instance of a map task after it, with its own record.
+#[test]
+fn the_report_lists_the_instances_of_a_map_task() {
+    let dir = Dir::new();
+    dir.write(
+        "m.yaml",
+        "workflow_id: m\ntasks:\n  list: { task_type: echo, config: { message: [1, 2, 3] } }\n  each: { task_type: command, dependencies: [list], map: { over: list }, config: { shell: true, script: 'test \"$ORCH_ITEM\" != 2' } }\n",
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "m.yaml", "-o", "r.json"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "run.html"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let page = std::fs::read_to_string(dir.join("run.html")).expect("written");
+    let table = &page[page.find("<table id=\"tasks\">").expect("the task table")..];
+    let rows: Vec<&str> = table
+        .match_indices("<tr data-task=\"")
+        .map(|(at, found)| {
+            let rest = &table[at + found.len()..];
+            &rest[..rest.find('"').expect("a closing quote")]
+        })
+        .collect();
+    assert_eq!(rows, ["list", "each", "each[0]", "each[1]", "each[2]"]);
+    assert!(
+        table.contains("<tr data-task=\"each[1]\"><td>each[1]</td><td>command</td><td>failed</td>")
+    );
+}
+
 /// A run result without its workflow.
 const PLAIN: &str = r#"{"workflow_id": "w", "name": "", "status": "completed", "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z", "max_concurrent": 1, "tasks": {}}"#;
 
