@@ -12,10 +12,23 @@ use crate::result_file::RunFile;
 pub(crate) struct Row {
     pub(crate) id: String,
     pub(crate) status: TaskStatus,
-    /// Seconds from the run's start to the task's start and end, when it ran.
+    /// Seconds from the run's start to the task's start and end, when it ran in this run.
     pub(crate) span: Option<(f64, f64)>,
     /// Whether the task is on the run's critical path.
     pub(crate) critical: bool,
+    /// Whether it ran in an earlier run that this one continues (it started before this
+    /// one did): this run's timeline holds no bar of it.
+    pub(crate) earlier: bool,
+}
+
+impl Row {
+    /// What stands in place of a bar for a task with none.
+    pub(crate) fn without_bar(&self) -> String {
+        match self.earlier {
+            true => format!("{} in an earlier run", self.status),
+            false => self.status.as_str().to_owned(),
+        }
+    }
 }
 
 /// The rows, tasks that ran first in the order they started, then the others; and the
@@ -39,15 +52,19 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
     let mut rows: Vec<Row> = result
         .tasks
         .iter()
-        .map(|(id, record)| Row {
-            // A result file's keys are any text: no control character reaches the terminal.
-            id: crate::display::printable(id.as_str()).into_owned(),
-            status: record.status,
-            span: record
-                .start_time
-                .zip(record.end_time)
-                .map(|(s, e)| (since(s), since(e).max(since(s)))),
-            critical: critical.contains(id.as_str()),
+        .map(|(id, record)| {
+            let earlier = record.start_time.is_some_and(|s| s < result.start_time);
+            Row {
+                // A result file's keys are any text: no control character reaches the
+                // terminal.
+                id: crate::display::printable(id.as_str()).into_owned(),
+                status: record.status,
+                span: (record.start_time.zip(record.end_time))
+                    .filter(|_| !earlier)
+                    .map(|(s, e)| (since(s), since(e).max(since(s)))),
+                critical: critical.contains(id.as_str()),
+                earlier,
+            }
         })
         .collect();
     // Stable: ties and tasks that never ran keep the workflow's order.
@@ -109,7 +126,7 @@ pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
                 bar.push_str(&" ".repeat(bar_width - to));
                 (bar, format!("{:.3}s", end - start))
             }
-            None => (" ".repeat(bar_width), row.status.as_str().to_owned()),
+            None => (" ".repeat(bar_width), row.without_bar()),
         };
         text.push_str(&format!("{marker} {name:<name_width$}|{bar}| {tail}\n"));
     }
@@ -141,6 +158,7 @@ mod tests {
             status: TaskStatus::Completed,
             span,
             critical,
+            earlier: false,
         }
     }
 
@@ -153,6 +171,10 @@ mod tests {
                 Row {
                     status: TaskStatus::Skipped,
                     ..row("c", None, false)
+                },
+                Row {
+                    earlier: true,
+                    ..row("d", None, false)
                 },
             ],
             total: 2.0,
@@ -169,6 +191,10 @@ mod tests {
             format!("  b   |{}{}| 1.000s", " ".repeat(15), "▒".repeat(15))
         );
         assert_eq!(lines[3], format!("  c   |{}| skipped", " ".repeat(30)));
+        assert_eq!(
+            lines[4],
+            format!("  d   |{}| completed in an earlier run", " ".repeat(30))
+        );
     }
 
     #[test]

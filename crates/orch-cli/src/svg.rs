@@ -125,7 +125,7 @@ pub(crate) fn gantt(gantt: &Gantt) -> String {
                 r##"<text x="{:.1}" y="{:.1}" fill="#888" font-style="italic">{}</text>"##,
                 GANTT_NAME_WIDTH + 4.0,
                 y + 13.0,
-                row.status
+                row.without_bar()
             );
             continue;
         };

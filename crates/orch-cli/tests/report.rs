@@ -118,6 +118,29 @@ fn a_result_without_its_workflow_cannot_be_reported() {
     );
 }
 
+/// A task a resumed run restored ran before the run started: the timeline says so in
+/// place of a bar (it drew one at the start, a moment long).
+#[test]
+fn a_task_from_an_earlier_run_has_no_bar_and_says_so() {
+    let dir = Dir::new();
+    ran(&dir);
+    let mut result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).expect("read"))
+            .expect("JSON");
+    let a = &mut result["tasks"]["a"];
+    a["start_time"] = "2000-01-01T00:00:00Z".into();
+    a["end_time"] = "2000-01-01T00:00:01Z".into();
+    dir.write("resumed.json", &result.to_string());
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["gantt", "resumed.json", "--width", "80"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l[2..].starts_with("a "))
+        .unwrap_or_else(|| panic!("a's row: {stdout}"));
+    assert!(line.ends_with("| completed in an earlier run"), "{line}");
+    assert!(!line.contains(['█', '▒']), "{line}");
+}
+
 #[test]
 fn the_terminal_timeline_marks_the_critical_path() {
     let dir = Dir::new();
