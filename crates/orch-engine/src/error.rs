@@ -10,8 +10,10 @@ type BoxError = Box<dyn Error + Send + Sync>;
 /// it, unless [permanent](TaskError::permanent)), or a [skip](TaskError::skip).
 ///
 /// A `TaskError` wraps the original error: its `Display` is that error's message, its
-/// [`source`](Error::source) chain is that error's, and [`TaskError::downcast_ref`] reaches
-/// the original. The task's record keeps the whole chain as text, `outer: inner: root`.
+/// [`source`](Error::source) is the original error itself (whose own sources follow), and
+/// [`TaskError::downcast_ref`] reaches it typed. The task's record keeps the whole chain
+/// as text, `outer: inner: root`, each message once. (A generic chain printer, such as
+/// anyhow's `{:#}`, shows the original's message twice: the wrapper's and its source's.)
 ///
 /// `?` converts into it from [`anyhow::Error`], `Box<dyn Error + Send + Sync>`, `String`,
 /// `&str`, [`std::io::Error`] and [`serde_json::Error`]; [`TaskError::new`] takes any other
@@ -230,7 +232,7 @@ impl fmt::Debug for TaskError {
 
 impl Error for TaskError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.error.source()
+        Some(&*self.error)
     }
 }
 
@@ -326,8 +328,11 @@ mod tests {
         let error = TaskError::new(Outer(std::io::Error::other("disk full")));
         assert_eq!(error.to_string(), "loading the rows");
         assert_eq!(error.record_text(), "loading the rows: disk full");
+        // Its source is the original error, whose source comes next.
+        let original = error.source().expect("the original error");
+        assert!(original.downcast_ref::<Outer>().is_some());
         assert_eq!(
-            error.source().map(ToString::to_string).as_deref(),
+            original.source().map(ToString::to_string).as_deref(),
             Some("disk full")
         );
         assert!(error.downcast_ref::<Outer>().is_some());
