@@ -91,13 +91,7 @@ pub(crate) const MAX_WIDTH: u16 = 10_000;
 /// in ANSI colours by status. A `*` before a name marks the critical path.
 pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
     let width = width.min(usize::from(MAX_WIDTH));
-    let name_width = gantt
-        .rows
-        .iter()
-        .map(|r| r.id.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 30);
+    let name_width = crate::columns::width(gantt.rows.iter().map(|r| r.id.as_str()), 4).min(30);
     // "* name |bar| 12.345s"
     let bar_width = width.saturating_sub(name_width + 14).max(10);
     let scale = if gantt.total > 0.0 {

@@ -4,12 +4,15 @@
 //! line's control characters are escaped (commands' errors and output reach the logs):
 //! in text, all but colours on a terminal; in JSON, those JSON leaves as they are.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
 
 use indicatif::ProgressBar;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::display::printable;
 
 /// The progress bar being drawn, if any.
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
@@ -113,44 +116,53 @@ impl Drop for LineWriter {
 }
 
 /// A formatted log line with every control character but newlines, tabs and, with
-/// `colours`, colour sequences (`ESC [ digits;... m`) escaped as `\u{..}`.
-fn escaped(line: &[u8], colours: bool) -> String {
+/// `colours`, colour sequences (`ESC [ digits;... m`) escaped as `\u{..}`
+/// ([`printable`]); borrowed when nothing is escaped.
+fn escaped(line: &[u8], colours: bool) -> Cow<'_, str> {
     let text = String::from_utf8_lossy(line);
+    if !colours || !text.contains('\u{1b}') {
+        return match text {
+            Cow::Borrowed(text) => printable(text),
+            Cow::Owned(text) => Cow::Owned(printable(&text).into_owned()),
+        };
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_ref();
-    while let Some(c) = rest.chars().next() {
-        let colour = (colours && c == '\u{1b}')
-            .then(|| rest[1..].strip_prefix('['))
-            .flatten()
-            .and_then(|after| {
-                let digits = after.find(|d: char| !d.is_ascii_digit() && d != ';')?;
-                after[digits..].starts_with('m').then_some(2 + digits + 1)
-            });
-        match colour {
-            Some(length) => {
-                out.push_str(&rest[..length]);
-                rest = &rest[length..];
-                continue;
-            }
-            None if c.is_control() && c != '\n' && c != '\t' => out.extend(c.escape_unicode()),
-            None => out.push(c),
-        }
-        rest = &rest[c.len_utf8()..];
+    while let Some(at) = rest.find('\u{1b}') {
+        out.push_str(&printable(&rest[..at]));
+        let escape = &rest[at..];
+        // The escape character is one byte; a colour sequence is kept whole.
+        let kept = colour_length(escape).unwrap_or(0);
+        out.push_str(&escape[..kept]);
+        out.push_str(&printable(&escape[kept..kept.max(1)]));
+        rest = &escape[kept.max(1)..];
     }
-    out
+    out.push_str(&printable(rest));
+    Cow::Owned(out)
+}
+
+/// The length of the colour sequence `text` starts with (`ESC [ digits;... m`), if it
+/// starts with one.
+fn colour_length(text: &str) -> Option<usize> {
+    let after = text.strip_prefix("\u{1b}[")?;
+    let digits = after.find(|d: char| !d.is_ascii_digit() && d != ';')?;
+    after[digits..].starts_with('m').then_some(2 + digits + 1)
 }
 
 /// A JSON log line with DEL and the C1 controls written as JSON escapes (`\u009b`).
-fn escaped_json(line: &[u8]) -> String {
+fn escaped_json(line: &[u8]) -> Cow<'_, str> {
     let text = String::from_utf8_lossy(line);
-    let mut out = String::with_capacity(text.len());
+    if !text.contains(|c| ('\u{7f}'..='\u{9f}').contains(&c)) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
             '\u{7f}'..='\u{9f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
             _ => out.push(c),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
