@@ -27,7 +27,7 @@ impl RemoteHandler {
     /// reached, or the stream is gone): nothing is sent.
     pub async fn cancel_run(&self, run: &orch_core::RunId) -> Result<(), CancelRunError> {
         // The attempts the cancellation covers, once sent: one sent meanwhile is not.
-        let up_to = (self.inner.last_task_sequence().await).map_err(|reason| CancelRunError {
+        let up_to = (self.inner.last_task_sequence(3).await).map_err(|reason| CancelRunError {
             run: run.clone(),
             reason,
         })?;
@@ -38,15 +38,15 @@ impl RemoteHandler {
 }
 
 impl Inner {
-    /// The stream sequence of the tasks stream's last message, asked for three times at
-    /// most (half a second apart); why it could not be read.
-    async fn last_task_sequence(&self) -> Result<u64, String> {
-        let mut tries = 0;
+    /// The stream sequence of the tasks stream's last message, asked for `tries` times
+    /// at most (half a second apart); why it could not be read.
+    async fn last_task_sequence(&self, tries: u32) -> Result<u64, String> {
+        let mut tried = 0;
         loop {
-            tries += 1;
+            tried += 1;
             match self.js.get_stream(self.names.tasks_stream()).await {
                 Ok(stream) => return Ok(stream.cached_info().state.last_sequence),
-                Err(error) if tries >= 3 => {
+                Err(error) if tried >= tries => {
                     return Err(format!(
                         "cannot read stream `{}`: {error}",
                         self.names.tasks_stream()
@@ -70,10 +70,7 @@ impl Inner {
         let up_to_sequence = match sequence {
             Some(sequence) => Some(sequence),
             // Asked once: this runs while a cancelled attempt's wait goes on.
-            None => match self.js.get_stream(self.names.tasks_stream()).await {
-                Ok(stream) => Some(stream.cached_info().state.last_sequence),
-                Err(_) => None,
-            },
+            None => self.last_task_sequence(1).await.ok(),
         };
         let message = CancelMessage {
             v: protocol::VERSION,
