@@ -5,12 +5,16 @@
 //!
 //! A third harness, `raw_stored_reply`, is the raw one with the reply going through a
 //! JetStream results stream (published under a message id, awaited before the ack) as
-//! orch-nats' results do: what storing each result costs on its own.
+//! orch-nats' results do: what storing each result costs on its own. A fourth,
+//! `raw_protocol`, asks the server for everything orch-nats' protocol asks of it and no
+//! more: task messages under message ids, pulled through a consumer filtered to their
+//! type, and results read from the results stream through a consumer (not heard as
+//! published): the least any client of that protocol could cost.
 //!
 //! `cargo bench -p orch-nats --bench round_trip` (needs `nats-server` on the PATH). The
 //! chains' per-hop p50/p99 are printed after the criterion groups.
 //!
-//! `... --bench round_trip -- --rows` (what `cargo xtask bench` runs) alternates the three
+//! `... --bench round_trip -- --rows` (what `cargo xtask bench` runs) alternates the four
 //! harnesses for a few rounds instead and prints one JSON row per figure: each harness's
 //! median throughput over 10,000 tasks (with the CPU per task of this process and
 //! nats-server together, and of this process alone), and each harness's per-hop p50 and
@@ -44,44 +48,82 @@ const WORKERS: usize = 4;
 /// Tasks each worker may hold at once, in both harnesses.
 const PER_WORKER: usize = 64;
 
+/// How a raw harness's worker answers a task, and its coordinator hears the answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Reply {
+    /// On a core subject, after acknowledging the task.
+    Core,
+    /// Stored on the replies stream first (then the task is acknowledged), and heard on a
+    /// core subscription as it is published.
+    Stored,
+    /// As `Stored`, but read from the replies stream through a consumer; and each task
+    /// goes out under a message id, to a subject of its own type that the workers'
+    /// consumer filters on: what orch-nats' protocol asks of the server.
+    Protocol,
+}
+
+impl Reply {
+    fn name(self) -> &'static str {
+        match self {
+            Reply::Core => "raw",
+            Reply::Stored => "stored",
+            Reply::Protocol => "proto",
+        }
+    }
+}
+
 /// A raw JetStream work queue: tasks published to `<NAME>_TASKS`, pulled by workers
-/// through one durable consumer, acknowledged, and answered on a core subject (or, with
-/// `stored`, through the `<NAME>_REPLIES` stream first).
+/// through one durable consumer, acknowledged, and answered as `reply` says.
 struct Raw {
     js: jetstream::Context,
     task_subject: String,
-    replies: tokio::sync::Mutex<async_nats::Subscriber>,
+    /// Tasks go out under message ids.
+    with_ids: bool,
+    replies: tokio::sync::Mutex<futures_util::stream::BoxStream<'static, ()>>,
 }
 
 impl Raw {
-    async fn start(server: &NatsServer, stop: &CancellationToken, stored: bool) -> Self {
-        let name = if stored { "stored" } else { "raw" };
+    async fn start(server: &NatsServer, stop: &CancellationToken, reply: Reply) -> Self {
+        let name = reply.name();
+        let stored = reply != Reply::Core;
         let stream_name = |what: &str| format!("{}_{what}", name.to_uppercase());
         let client = async_nats::connect(server.url()).await.expect("connects");
         let js = jetstream::new(client.clone());
+        // The protocol's tasks stream takes every type's subject; its consumer one type.
+        let (stream_subject, task_subject) = match reply {
+            Reply::Protocol => (format!("{name}.task.>"), format!("{name}.task.noop")),
+            _ => (format!("{name}.task"), format!("{name}.task")),
+        };
         let stream = js
             .create_stream(stream::Config {
                 name: stream_name("TASKS"),
-                subjects: vec![format!("{name}.task")],
+                subjects: vec![stream_subject],
                 retention: stream::RetentionPolicy::WorkQueue,
                 ..Default::default()
             })
             .await
             .expect("the raw stream");
-        if stored {
+        let replies_stream = if stored {
             js.create_stream(stream::Config {
                 name: stream_name("REPLIES"),
                 subjects: vec![format!("{name}.reply.>")],
                 ..Default::default()
             })
             .await
-            .expect("the replies stream");
-        }
+            .map(Some)
+            .expect("the replies stream")
+        } else {
+            None
+        };
         stream
             .create_consumer(consumer::pull::Config {
                 durable_name: Some("raw".into()),
                 ack_policy: consumer::AckPolicy::Explicit,
                 max_ack_pending: 100_000,
+                filter_subject: match reply {
+                    Reply::Protocol => task_subject.clone(),
+                    _ => String::new(),
+                },
                 ..Default::default()
             })
             .await
@@ -122,15 +164,48 @@ impl Raw {
                 }
             });
         }
-        let replies = client
-            .subscribe(format!("{name}.reply.>"))
-            .await
-            .expect("subscribes");
+        let replies = match replies_stream {
+            Some(replies_stream) if reply == Reply::Protocol => replies_stream
+                .create_consumer(consumer::push::OrderedConfig {
+                    deliver_subject: client.new_inbox(),
+                    deliver_policy: consumer::DeliverPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .expect("the replies consumer")
+                .messages()
+                .await
+                .expect("reads the replies")
+                .map(|reply| {
+                    reply.expect("a reply");
+                })
+                .boxed(),
+            _ => client
+                .subscribe(format!("{name}.reply.>"))
+                .await
+                .expect("subscribes")
+                .map(drop)
+                .boxed(),
+        };
         client.flush().await.expect("flushes");
         Raw {
             js,
-            task_subject: format!("{name}.task"),
+            task_subject,
+            with_ids: reply == Reply::Protocol,
             replies: tokio::sync::Mutex::new(replies),
+        }
+    }
+
+    /// Publishes one task; the future waits until it is stored.
+    fn publish(&self) -> impl Future<Output = ()> + Send + '_ {
+        let payload = next_payload();
+        let mut publish = jetstream::message::PublishMessage::build().payload(payload.clone());
+        if self.with_ids {
+            publish = publish.message_id(String::from_utf8_lossy(&payload).into_owned());
+        }
+        let ack = self.js.send_publish(self.task_subject.clone(), publish);
+        async move {
+            ack.await.expect("published").await.expect("stored");
         }
     }
 
@@ -144,10 +219,7 @@ impl Raw {
             if acks.len() >= 1000 {
                 acks.next().await;
             }
-            let ack = self.js.publish(self.task_subject.clone(), next_payload());
-            acks.push(Box::pin(async move {
-                ack.await.expect("published").await.expect("stored");
-            }));
+            acks.push(Box::pin(self.publish()));
         }
         while acks.next().await.is_some() {}
         for _ in 0..count {
@@ -161,12 +233,7 @@ impl Raw {
         let mut times = Vec::with_capacity(hops);
         for _ in 0..hops {
             let start = Instant::now();
-            self.js
-                .publish(self.task_subject.clone(), next_payload())
-                .await
-                .expect("published")
-                .await
-                .expect("stored");
+            self.publish().await;
             replies.next().await.expect("a reply");
             times.push(start.elapsed());
         }
@@ -246,8 +313,8 @@ fn percentile(times: &mut [Duration], p: f64) -> Duration {
 
 struct Setup {
     runtime: Runtime,
-    /// The raw harness, and the raw harness with stored replies.
-    raw: [(&'static str, Arc<Raw>); 2],
+    /// The raw harness, with stored replies, and with what orch-nats' protocol asks.
+    raw: [(&'static str, Arc<Raw>); 3],
     engine: WorkflowEngine,
     server: NatsServer,
     _stop: CancellationToken,
@@ -261,16 +328,21 @@ fn setup() -> Option<Setup> {
         .build()
         .expect("a runtime");
     let stop = CancellationToken::new();
-    let (raw, stored, engine) = runtime.block_on(async {
+    let (raw, stored, protocol, engine) = runtime.block_on(async {
         (
-            Arc::new(Raw::start(&server, &stop, false).await),
-            Arc::new(Raw::start(&server, &stop, true).await),
+            Arc::new(Raw::start(&server, &stop, Reply::Core).await),
+            Arc::new(Raw::start(&server, &stop, Reply::Stored).await),
+            Arc::new(Raw::start(&server, &stop, Reply::Protocol).await),
             orch(&server, &stop).await,
         )
     });
     Some(Setup {
         runtime,
-        raw: [("raw_jetstream", raw), ("raw_stored_reply", stored)],
+        raw: [
+            ("raw_jetstream", raw),
+            ("raw_stored_reply", stored),
+            ("raw_protocol", protocol),
+        ],
         engine,
         server,
         _stop: stop,
@@ -341,12 +413,17 @@ fn rows() {
     let Some(setup) = setup() else { return };
     let burst = independent(TASKS);
     let line = common::chain(CHAIN, "noop");
-    let names = ["raw_jetstream", "raw_stored_reply", "orch_nats"];
+    let names = [
+        "raw_jetstream",
+        "raw_stored_reply",
+        "raw_protocol",
+        "orch_nats",
+    ];
     let server_pid = setup.server.pid();
-    let mut walls: [Vec<Duration>; 3] = Default::default();
-    let mut cpu = [Duration::ZERO; 3];
-    let mut own_cpu = [Duration::ZERO; 3];
-    let mut hop_times: [Vec<Duration>; 3] = Default::default();
+    let mut walls: [Vec<Duration>; 4] = Default::default();
+    let mut cpu = [Duration::ZERO; 4];
+    let mut own_cpu = [Duration::ZERO; 4];
+    let mut hop_times: [Vec<Duration>; 4] = Default::default();
     // One warm-up round, not counted.
     for round in 0..=ROUNDS {
         for (n, wall) in walls.iter_mut().enumerate() {
