@@ -201,7 +201,7 @@ impl Raw {
         let payload = next_payload();
         let mut publish = jetstream::message::PublishMessage::build().payload(payload.clone());
         if self.with_ids {
-            publish = publish.message_id(String::from_utf8_lossy(&payload).into_owned());
+            publish = publish.message_id(String::from_utf8_lossy(&payload));
         }
         let ack = self.js.send_publish(self.task_subject.clone(), publish);
         async move {
