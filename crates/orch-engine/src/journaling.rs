@@ -6,6 +6,7 @@
 //! told only once its record is committed, so whatever the journal holds has its
 //! dependencies in it too, whatever their outcome.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,6 +66,8 @@ pub(crate) async fn open(
         batch: Vec::new(),
         recorded: vec![false; workflow.len()],
         resets: Vec::new(),
+        unjournalable: HashMap::new(),
+        retried_instances: Vec::new(),
         failure: None,
     };
     Ok(Opened {
@@ -87,8 +90,17 @@ pub(crate) struct RunJournal {
     /// record that resets it (pending, with the attempts made so far): committed by
     /// [`RunJournal::commit_resets`] before any task runs.
     resets: Vec<(u32, TaskRecord)>,
+    /// Tasks (and map instances) whose output the journal refused, with its reason: their
+    /// records hold the reason instead, as for an output marked not to be journaled.
+    unjournalable: HashMap<TaskId, String>,
+    /// The instance records of a commit the journal refused, for the commit that takes
+    /// its batch again.
+    retried_instances: Instances,
     failure: Option<JournalError>,
 }
+
+/// The instance records of the map tasks of a commit, each map's with its index.
+type Instances = Vec<(u32, Vec<(TaskId, TaskRecord)>)>;
 
 impl RunJournal {
     /// Takes note that task `index` ended (completed, failed or skipped): its dependents
@@ -138,19 +150,33 @@ impl RunJournal {
         &mut self,
         records: &[TaskRecord],
         shared: &RunShared,
-        instances: Vec<(u32, Vec<(TaskId, TaskRecord)>)>,
+        mut instances: Instances,
     ) -> Option<PendingCommit> {
         if self.batch.is_empty() {
             return None;
         }
         let batch = std::mem::take(&mut self.batch);
-        let lines: Vec<TaskRecord> = batch
-            .iter()
-            .map(|&index| journal_record(&records[index as usize], shared, index))
-            .collect();
+        instances.append(&mut self.retried_instances);
         let ids = batch
             .iter()
             .map(|&index| &shared.task(index as usize).task_id);
+        let mut lines: Vec<TaskRecord> = batch
+            .iter()
+            .map(|&index| journal_record(&records[index as usize], shared, index))
+            .collect();
+        if !self.unjournalable.is_empty() {
+            let instance_lines = instances.iter_mut().flat_map(|(_, them)| them.iter_mut());
+            for (id, line) in instance_lines {
+                if let Some(reason) = self.unjournalable.get(id) {
+                    leave_out(line, reason);
+                }
+            }
+            for (id, line) in ids.clone().zip(lines.iter_mut()) {
+                if let Some(reason) = self.unjournalable.get(id) {
+                    leave_out(line, reason);
+                }
+            }
+        }
         let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(batch.len());
         for ((&index, id), line) in batch.iter().zip(ids).zip(&lines) {
             let map = instances.iter().find(|(map, _)| *map == index);
@@ -164,11 +190,18 @@ impl RunJournal {
         Some(PendingCommit {
             future,
             batch: Some(batch),
+            instances,
         })
     }
 
     /// Takes in a commit that resolved: the tasks whose dependents it releases, or none
     /// when the journal failed (the run must then stop).
+    ///
+    /// A commit refused for an output the journal cannot hold (nested too deep, too
+    /// large) stored nothing: its tasks wait for the next commit, where that output's
+    /// record holds the journal's reason instead, as if the handler had marked the output
+    /// not to be journaled. The run goes on with the output in this process; a resumed
+    /// run runs the task again if a task that runs needs it.
     pub(crate) fn committed(&mut self, commit: Commit) -> Option<Vec<u32>> {
         match commit.result {
             Ok(()) => {
@@ -176,6 +209,20 @@ impl RunJournal {
                     self.recorded[index as usize] = true;
                 }
                 Some(commit.batch)
+            }
+            Err(JournalError::InvalidRecord {
+                task,
+                field: "result",
+                reason,
+            }) if !self.unjournalable.contains_key(&task) => {
+                tracing::warn!(task_id = %task, %reason,
+                    "the journal cannot hold the task's output: it is kept in this process only");
+                self.unjournalable.insert(task, reason);
+                let mut batch = commit.batch;
+                batch.append(&mut self.batch);
+                self.batch = batch;
+                self.retried_instances.extend(commit.instances);
+                Some(Vec::new())
             }
             Err(error) => {
                 self.failure.get_or_insert(error);
@@ -234,16 +281,28 @@ fn journal_record(record: &TaskRecord, shared: &RunShared, index: u32) -> TaskRe
     line
 }
 
+/// In place of an output the journal cannot hold: why, marked as not the output itself.
+fn leave_out(line: &mut TaskRecord, reason: &str) {
+    if line.status == TaskStatus::Completed {
+        line.result = Some(json!({
+            "not_journaled": format!("the journal cannot hold this output: {reason}")
+        }));
+        line.shared_output = true;
+    }
+}
+
 /// A commit on its way: resolves with the batch it records.
 pub(crate) struct PendingCommit {
     future: JournalFuture,
     batch: Option<Vec<u32>>,
+    instances: Instances,
 }
 
 /// A commit that resolved.
 pub(crate) struct Commit {
     result: Result<(), JournalError>,
     batch: Vec<u32>,
+    instances: Instances,
 }
 
 impl Future for PendingCommit {
@@ -254,6 +313,7 @@ impl Future for PendingCommit {
         this.future.as_mut().poll(cx).map(|result| Commit {
             result,
             batch: this.batch.take().unwrap_or_default(),
+            instances: std::mem::take(&mut this.instances),
         })
     }
 }

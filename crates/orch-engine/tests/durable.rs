@@ -920,3 +920,74 @@ fn an_attempt_under_way_at_a_crash_stays_resumed_through_a_cancelled_resume() {
         .unwrap();
     assert_eq!(third.task("b").unwrap().result, Some(json!([1, true])));
 }
+
+/// A value nested `depth` arrays deep.
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!(1), |inner, _| json!([inner]))
+}
+
+/// Whether `value` names, as an output left out of the journal, the journal's reason.
+fn left_out_by_the_journal(record: &TaskRecord) -> bool {
+    let reason = (record.result.as_ref())
+        .and_then(|r| r["not_journaled"].as_str())
+        .unwrap_or_default();
+    record.shared_output
+        && reason.starts_with("the journal cannot hold this output: ")
+        && reason.contains("nest")
+}
+
+#[test]
+fn an_output_the_journal_cannot_hold_stays_in_the_run_and_the_journal_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("deep").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("deep", "deep"))
+        .task(Task::new("depth", "depth").depends_on(["deep"]))
+        .task(Task::new("small", "step"))
+        .task(Task::new("list", "list"))
+        .task(Task::new("each", "deep").map_over("list"));
+    let start = || {
+        let engine = engine(dir.path(), &calls, true, None);
+        let c = calls.clone();
+        engine.register_handler("deep", move |ctx: TaskContext| {
+            c.note(&ctx);
+            async move { Ok::<_, TaskError>(nested(200)) }
+        });
+        engine.register_handler("depth", |ctx: TaskContext| {
+            let mut depth = 0;
+            let mut value: serde_json::Value = ctx.input("deep").unwrap_or_default();
+            while let Some(inner) = value.get(0).cloned() {
+                (depth, value) = (depth + 1, inner);
+            }
+            async move { Ok::<_, TaskError>(depth) }
+        });
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!([1, 2]))
+        });
+        engine
+    };
+    let result = runtime()
+        .block_on(start().run_durable(&workflow, run_id.clone()))
+        .unwrap();
+    // The run goes on with the output: its dependents read it whole.
+    assert_eq!(result.status, WorkflowStatus::Completed, "{result:?}");
+    assert_eq!(result.task("deep").unwrap().result, Some(nested(200)));
+    assert_eq!(result.task("depth").unwrap().result, Some(json!(200)));
+    let loaded = journal_of(dir.path(), &run_id);
+    let deep = loaded.task("deep").unwrap();
+    assert!(left_out_by_the_journal(deep), "{:?}", deep.result);
+    // The others of the same commits are journaled as they are.
+    assert_eq!(loaded.task("small").unwrap().result, Some(json!(1)));
+    assert_eq!(loaded.task("depth").unwrap().result, Some(json!(200)));
+    // A map's instances, and then its list, are left out the same way.
+    let each = loaded.task("each").unwrap();
+    assert!(left_out_by_the_journal(each), "{:?}", each.result);
+
+    // Resumed, the run is over: nothing runs again.
+    let again = runtime()
+        .block_on(start().run_durable(&workflow, run_id))
+        .unwrap();
+    assert_eq!(again.status, WorkflowStatus::Completed);
+    assert_eq!((calls.of("deep"), calls.of("small")), (1, 1));
+}

@@ -124,42 +124,6 @@ fn a_journal_failing_mid_run_stops_it_and_a_resume_continues_from_what_was_recor
     assert_eq!([of("a"), of("b"), of("c"), of("d")], [1, 2, 1, 1]);
 }
 
-#[test]
-fn a_result_the_journal_could_not_read_back_stops_the_run_which_opens_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = common::current_thread();
-    let engine = WorkflowEngine::builder()
-        .journal(FileJournal::new(dir.path()).unwrap(), Durability::Process)
-        .build()
-        .unwrap();
-    engine.register_handler("deep", |_ctx: TaskContext| async move {
-        let tree = (0..200).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]));
-        Ok::<_, orch_engine::TaskError>(tree)
-    });
-    let workflow = Workflow::new("w", "W").task(Task::new("a", "deep"));
-    let run_id = RunId::parse("r").unwrap();
-    // Twice: the journal is not left unreadable, so the run opens again (and stops on
-    // the same result).
-    for _ in 0..2 {
-        let error = runtime
-            .block_on(engine.run_durable(&workflow, run_id.clone()))
-            .unwrap_err();
-        let RunError::Journal(failure) = &error else {
-            panic!("a journal failure, not {error:?}");
-        };
-        assert!(
-            matches!(failure.error(), JournalError::InvalidRecord { .. }),
-            "{error}"
-        );
-        assert!(
-            error
-                .to_string()
-                .contains("task `a`: cannot record result: it nests 200"),
-            "{error}"
-        );
-    }
-}
-
 /// A journal that fails while a long handler runs stops the run at once: the handler is
 /// told through its cancellation token, and the run returns the journal's error instead
 /// of waiting for the handler to end by itself.
