@@ -156,7 +156,14 @@ enum Running<'h> {
 pub(crate) struct Attempt<'h> {
     pub(crate) index: u32,
     running: Running<'h>,
-    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+    deadline: Option<Deadline>,
+}
+
+/// When an attempt times out, and the token its handler sees, cancelled then.
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    limit: Duration,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl<'h> Attempt<'h> {
@@ -177,12 +184,20 @@ impl<'h> Attempt<'h> {
         cx: &mut Context<'_>,
         polled: &mut Poll<Result<Output, TaskError>>,
     ) -> Option<Self> {
+        let mut ctx = ctx;
         let index = ctx.index;
+        // An attempt with a timeout has a token of its own, so that its handler hears of it.
+        let cancel = timeout.map(|_| ctx.run.cancel.child_token());
+        ctx.attempt_cancel.clone_from(&cancel);
         // A limit too long for the clock to reach is none.
         let deadline = |started: Instant| {
             let limit = timeout?;
             let at = started.checked_add(limit)?;
-            Some((Box::pin(tokio::time::sleep_until(at)), limit))
+            Some(Deadline {
+                sleep: Box::pin(tokio::time::sleep_until(at)),
+                limit,
+                cancel: cancel?,
+            })
         };
         if spawn {
             let handler = Arc::clone(handler);
@@ -245,13 +260,15 @@ impl<'h> Attempt<'h> {
 
     /// The timeout error once the deadline has passed (the handler is then stopped).
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<TaskError> {
-        let Some((sleep, limit)) = &mut self.deadline else {
+        let Some(deadline) = &mut self.deadline else {
             return Poll::Pending;
         };
-        if sleep.as_mut().poll(cx).is_pending() {
+        if deadline.sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let error = TaskError::new(format!("timed out after {}", seconds(*limit)));
+        // Told first: a blocking handler, which nothing can stop, runs on until it looks.
+        deadline.cancel.cancel();
+        let error = TaskError::new(format!("timed out after {}", seconds(deadline.limit)));
         Poll::Ready(match self.release() {
             Some(panic) => error.with_note(&panic),
             None => error,

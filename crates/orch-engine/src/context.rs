@@ -98,6 +98,8 @@ pub struct TaskContext {
     pub(crate) attempt: u32,
     /// For an instance of a map task: which element, and the element itself.
     pub(crate) item: Option<Arc<MapItem>>,
+    /// The attempt's own token, when it has a timeout (the run's token is a parent of it).
+    pub(crate) attempt_cancel: Option<CancellationToken>,
 }
 
 /// The element one instance of a map task runs for.
@@ -358,10 +360,14 @@ impl TaskContext {
         (self.run.ended_before.as_deref()).is_some_and(|flags| !ended(flags))
     }
 
-    /// The run's cancellation token: cancelled when the run is, so long handlers can stop
-    /// early (`token.cancelled().await` or `token.is_cancelled()`).
+    /// The attempt's cancellation token: cancelled when the run is cancelled, and when the
+    /// attempt passes its task's timeout, so long handlers can stop early
+    /// (`token.cancelled().await` or `token.is_cancelled()`). A [`blocking`] handler, which
+    /// the engine cannot interrupt, should watch it.
+    ///
+    /// [`blocking`]: crate::blocking
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.run.cancel
+        self.attempt_cancel.as_ref().unwrap_or(&self.run.cancel)
     }
 
     /// The engine's event bus, when it has one ([`EngineBuilder::event_bus`]): a handler

@@ -235,6 +235,10 @@
 //! but nothing is decided from it any more: the tasks after it, whatever their trigger
 //! rules, end `Cancelled` too.
 //!
+//! An attempt that passes its task's timeout is dropped (a spawned one aborted) and its
+//! token ([`TaskContext::cancellation`]) cancelled: a [`blocking`] handler, which cannot
+//! be stopped from outside, ends early only if it watches that token.
+//!
 //! A run also waits for its events to be published, and a lossless subscriber that does
 //! not read holds it up: once cancelled, a run waits for that only until the same grace
 //! period ends. It then returns, and the events not yet published are **delivered later,

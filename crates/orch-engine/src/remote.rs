@@ -256,6 +256,7 @@ impl RemoteTask {
             index: index as u32,
             attempt,
             item: item.map(|(index, value)| Arc::new(crate::context::MapItem { index, value })),
+            attempt_cancel: None,
         })
     }
 }

@@ -461,6 +461,7 @@ impl<'p> Scheduler<'p> {
             index: index as u32,
             attempt,
             item: None,
+            attempt_cancel: None,
         };
         let task = self.task(index);
         let span =

@@ -1,7 +1,7 @@
 //! The engine's semantics, one behaviour per test.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use orch_core::{
@@ -651,6 +651,55 @@ fn spawned_and_blocking_handlers_run_on_other_threads() {
         assert_eq!(
             record(&result, "p").error.as_deref(),
             Some("handler panicked: worker thread exploded")
+        );
+    });
+}
+
+/// A timed-out attempt's token is cancelled: a blocking handler (which the engine cannot
+/// interrupt) that watches it stops, rather than running on beside the retries.
+#[test]
+fn a_timed_out_attempt_is_told_through_its_cancellation_token() {
+    let runtime = common::two_workers();
+    // Attempts that saw their token cancelled, and a way out for the others at the end.
+    let told = Arc::new(AtomicUsize::new(0));
+    let give_up = Arc::new(AtomicBool::new(false));
+    runtime.block_on(async {
+        let engine = WorkflowEngine::new();
+        let (t, g) = (Arc::clone(&told), Arc::clone(&give_up));
+        engine.register_handler(
+            "poll",
+            blocking(move |ctx: TaskContext| {
+                while !ctx.cancellation().is_cancelled() {
+                    if g.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                t.fetch_add(1, Ordering::SeqCst);
+                Err(TaskError::new("stopped"))
+            }),
+        );
+        let workflow = Workflow::new("w", "W").task(
+            Task::new("a", "poll")
+                .timeout(Duration::from_millis(50))
+                .retries(2),
+        );
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let a = record(&result, "a");
+        assert_eq!((a.status, a.attempts), (TaskStatus::Failed, 3));
+        assert_eq!(a.error.as_deref(), Some("timed out after 0.05s"));
+        // The run itself was not cancelled: each attempt's own token was.
+        let every_attempt_told = async {
+            while told.load(Ordering::SeqCst) < 3 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(30), every_attempt_told).await;
+        give_up.store(true, Ordering::SeqCst);
+        assert!(
+            waited.is_ok(),
+            "{} of 3 attempts heard of their timeout",
+            told.load(Ordering::SeqCst)
         );
     });
 }

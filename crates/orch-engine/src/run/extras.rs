@@ -260,6 +260,7 @@ impl Scheduler<'_> {
             index: index as u32,
             attempt,
             item,
+            attempt_cancel: None,
         }
     }
 }
