@@ -192,6 +192,10 @@ impl WorkerBuilder {
     /// deadline ends the trying sooner. Each try is given at least a second. The default,
     /// 60 s, outlasts a server's restart; a longer outage makes the task run again.
     /// `Duration::MAX` tries for ever.
+    ///
+    /// An output too large for a result message goes to the object store first, tried
+    /// again within the same time (the bucket may be full for a while); if it cannot be
+    /// stored by then, the attempt's result is a failure that says why.
     pub fn result_patience(mut self, patience: Duration) -> Self {
         self.result_patience = patience;
         self

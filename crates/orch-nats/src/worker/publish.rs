@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -13,13 +14,15 @@ use crate::routes::AttemptKey;
 use crate::stored;
 
 /// The result message of `outcome`, written once. An output too large for a result
-/// message goes to the object store, and the outcome names it instead; the attempt fails
-/// (and may be retried) if it cannot be stored.
+/// message goes to the object store, and the outcome names it instead: tried again
+/// while `tries` lasts, the attempt fails (and may be retried) if it cannot be stored.
+/// `None` if the worker stops meanwhile.
 pub(super) async fn result_payload(
     shared: &Shared,
     key: &AttemptKey,
     outcome: Outcome,
-) -> bytes::Bytes {
+    tries: &mut Tries<'_>,
+) -> Option<bytes::Bytes> {
     let mut message = result_message(shared, key, outcome);
     let mut payload = protocol::write(&message);
     if let Some(error) = too_deep(&message.outcome, &payload) {
@@ -29,26 +32,38 @@ pub(super) async fn result_payload(
         };
         payload = protocol::write(&message);
     }
-    let excess = (payload.len() + HEADER_ROOM).saturating_sub(shared.max_message_bytes);
-    if excess == 0 {
-        return payload.into();
+    let excess =
+        |payload: &[u8]| (payload.len() + HEADER_ROOM).saturating_sub(shared.max_message_bytes);
+    if excess(&payload) == 0 {
+        return Some(payload.into());
     }
+    if let Outcome::Completed {
+        output,
+        not_journaled,
+    } = &mut message.outcome
+    {
+        let bytes = protocol::write(output);
+        let stored = Box::pin(store(shared, key, &bytes, not_journaled.take(), tries)).await?;
+        message = result_message(shared, key, stored);
+        payload = protocol::write(&message);
+    }
+    let excess = excess(&payload);
+    if excess == 0 {
+        return Some(payload.into());
+    }
+    // A text that cannot fit would make every publish fail, and the worker retry it for
+    // ever: it keeps what fits.
     match &mut message.outcome {
-        Outcome::Completed {
-            output,
-            not_journaled,
+        Outcome::Failed { error: text, .. }
+        | Outcome::Skipped { reason: text }
+        | Outcome::Stored {
+            not_journaled: Some(text),
+            ..
         } => {
-            let bytes = protocol::write(output);
-            let outcome = Box::pin(store(shared, key, &bytes, not_journaled.take())).await;
-            protocol::write(&result_message(shared, key, outcome)).into()
-        }
-        // A text that cannot fit would make every publish fail, and the worker retry it
-        // for ever: it keeps what fits.
-        Outcome::Failed { error: text, .. } | Outcome::Skipped { reason: text } => {
             cut_to_fit(text, excess);
-            protocol::write(&message).into()
+            Some(protocol::write(&message).into())
         }
-        Outcome::Stored { .. } => payload.into(),
+        _ => Some(payload.into()),
     }
 }
 
@@ -91,37 +106,46 @@ fn cut_to_fit(text: &mut String, excess: usize) {
     ));
 }
 
-/// Stores an output (`bytes` of JSON) in the object store; the outcome names it, or
-/// fails if it cannot be stored.
+/// Stores an output (`bytes` of JSON) in the object store, trying again while `tries`
+/// lasts; the outcome names it, or fails if it cannot be stored. `None` if the worker
+/// stops first.
 async fn store(
     shared: &Shared,
     key: &AttemptKey,
     bytes: &[u8],
     not_journaled: Option<String>,
-) -> Outcome {
+    tries: &mut Tries<'_>,
+) -> Option<Outcome> {
     let object = protocol::message_id(&key.run, &key.task, key.attempt);
-    match stored::put(
-        &shared.js,
-        &shared.names,
-        shared.layout.result_retention,
-        shared.max_message_bytes,
-        &object,
-        bytes,
-    )
-    .await
-    {
-        Ok(()) => Outcome::Stored {
-            object,
-            bytes: bytes.len() as u64,
-            not_journaled,
-        },
-        Err(error) => Outcome::Failed {
-            error: format!(
-                "the output is {} bytes, over a result message's limit, and {error}",
-                bytes.len()
-            ),
-            permanent: false,
-        },
+    loop {
+        let error = match stored::put(
+            &shared.js,
+            &shared.names,
+            shared.layout.result_retention,
+            shared.max_message_bytes,
+            &object,
+            bytes,
+        )
+        .await
+        {
+            Ok(()) => {
+                return Some(Outcome::Stored {
+                    object,
+                    bytes: bytes.len() as u64,
+                    not_journaled,
+                });
+            }
+            Err(error) => error,
+        };
+        if !tries.again("storing an output", &error).await {
+            return (!tries.hand_back.is_cancelled()).then(|| Outcome::Failed {
+                error: format!(
+                    "the output is {} bytes, over a result message's limit, and {error}",
+                    bytes.len()
+                ),
+                permanent: false,
+            });
+        }
     }
 }
 
@@ -144,24 +168,77 @@ const LEAST_TRY: Duration = Duration::from_secs(1);
 /// the try (async-nats' default for a JetStream context, which workers use).
 const CLIENT_ACK_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a worker tries to store an attempt's result (its output in the object store
+/// first, when the output goes there): the worker's patience, or until the attempt's
+/// deadline when that comes first, or until the worker stops.
+pub(super) struct Tries<'a> {
+    /// None: no limit (a time too far for the clock).
+    give_up_at: Option<Instant>,
+    /// The attempt's deadline comes before the patience runs out.
+    deadline_first: bool,
+    patience: Duration,
+    pause: Duration,
+    hand_back: &'a CancellationToken,
+}
+
+impl<'a> Tries<'a> {
+    /// Tries for an attempt whose deadline is `deadline` from now, if it has one.
+    pub(super) fn new(
+        shared: &Shared,
+        deadline: Option<Duration>,
+        hand_back: &'a CancellationToken,
+    ) -> Self {
+        let patience = shared.result_patience;
+        Self {
+            give_up_at: Instant::now().checked_add(deadline.map_or(patience, |d| d.min(patience))),
+            deadline_first: deadline.is_some_and(|d| d <= patience),
+            patience,
+            pause: Duration::from_millis(50),
+            hand_back,
+        }
+    }
+
+    /// The time left, if there is a limit.
+    fn left(&self) -> Option<Duration> {
+        self.give_up_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// After try at `what` failed with `error`: waits for the next one, and `false` if
+    /// there is none (the time is up, or the worker stops).
+    async fn again(&mut self, what: &str, error: &(dyn std::fmt::Display + Sync)) -> bool {
+        if self.left().is_some_and(|left| left.is_zero()) {
+            if self.deadline_first {
+                tracing::warn!(%error, "the task passed its deadline before its result could be stored");
+            } else {
+                tracing::warn!(%error, patience = ?self.patience, "the result could not be stored in time");
+            }
+            return false;
+        }
+        tracing::warn!(%error, "{what} failed; trying again");
+        let next_try = Instant::now() + self.pause;
+        let next_try = self.give_up_at.map_or(next_try, |at| next_try.min(at));
+        tokio::select! {
+            () = tokio::time::sleep_until(next_try) => {}
+            () = self.hand_back.cancelled() => return false,
+        }
+        self.pause = (self.pause * 2).min(Duration::from_secs(2));
+        true
+    }
+}
+
 /// Publishes a result until the server stores it; `false` if the worker stopped first,
 /// if the worker's patience ran out (the task goes back to the queue, and its deliveries
-/// are counted), or if the attempt's deadline (`deadline` from now) passed first: its
-/// coordinator no longer waits, and the task, handed back, is dropped as past its
-/// deadline.
+/// are counted), or if the attempt's deadline passed first: its coordinator no longer
+/// waits, and the task, handed back, is dropped as past its deadline.
 pub(super) async fn publish_result(
     shared: &Shared,
     key: &AttemptKey,
     payload: bytes::Bytes,
-    deadline: Option<Duration>,
-    hand_back: &CancellationToken,
+    tries: &mut Tries<'_>,
 ) -> bool {
-    let mut pause = Duration::from_millis(50);
-    let give_up = deadline.map_or(shared.result_patience, |d| d.min(shared.result_patience));
-    // A time too far for the clock is no limit.
-    let give_up_at = tokio::time::Instant::now().checked_add(give_up);
     loop {
-        let left = give_up_at.map(|at| at.saturating_duration_since(tokio::time::Instant::now()));
+        let left = tries.left();
         let publish = publish_once(shared, key, payload.clone());
         // A server that never answers (a subject this worker may not publish on) takes
         // no longer than the client's own wait, or the patience left when that is shorter
@@ -178,26 +255,9 @@ pub(super) async fn publish_result(
             Ok(()) => return true,
             Err(error) => error,
         };
-        if give_up_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
-            if deadline.is_some_and(|d| d <= shared.result_patience) {
-                tracing::warn!(%error, "the task passed its deadline before its result could be stored");
-            } else {
-                tracing::warn!(
-                    %error,
-                    patience = ?shared.result_patience,
-                    "the result could not be stored in time; giving the task back"
-                );
-            }
+        if !tries.again("publishing a result", &error).await {
             return false;
         }
-        tracing::warn!(%error, "publishing a result failed; trying again");
-        let next_try = tokio::time::Instant::now() + pause;
-        let next_try = give_up_at.map_or(next_try, |at| next_try.min(at));
-        tokio::select! {
-            () = tokio::time::sleep_until(next_try) => {}
-            () = hand_back.cancelled() => return false,
-        }
-        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -1,0 +1,147 @@
+//! Outputs too large for a result message, which a worker stores in the object store:
+//! stored once the bucket has room again, and sent with a reason for leaving them out
+//! of the journal that is itself too long for a message.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, object_store};
+use common::NatsServer;
+use orch_core::{RunId, Task, TaskStatus, Workflow};
+use orch_engine::{
+    Durability, FileJournal, Journal, Output, TaskContext, TaskError, WorkflowEngine,
+};
+use orch_nats::{RemoteHandler, Worker};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// A server whose messages are at most 64 KiB, so that outputs over that go to the
+/// object store.
+fn small_messages_server() -> Option<NatsServer> {
+    NatsServer::start_with_config(Some("max_payload: 65536"))
+}
+
+/// An engine whose `remote` tasks run on workers, with `journal` if given.
+async fn coordinator(server: &NatsServer, journal: Option<FileJournal>) -> WorkflowEngine {
+    let remote = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let mut builder = WorkflowEngine::builder();
+    if let Some(journal) = journal {
+        builder = builder.journal(journal, Durability::Process);
+    }
+    let engine = builder.build().expect("valid settings");
+    engine.register_handler("remote", remote);
+    engine
+}
+
+/// A worker tries storing a large output again while its patience lasts: here the
+/// bucket is full until the test deletes an object from it, a second after the handler
+/// returned (the first try fails at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    // Made before the coordinator, which then uses it: room for 2.5 MiB, 2 of them taken.
+    let bucket = js
+        .create_object_store(object_store::Config {
+            bucket: "ORCH_RESULTS".to_owned(),
+            max_bytes: 5 << 19,
+            ..Default::default()
+        })
+        .await
+        .expect("the bucket");
+    let filler = vec![b'f'; 2 << 20];
+    let filler_meta = object_store::ObjectMetadata {
+        name: "filler".to_owned(),
+        chunk_size: Some(32 << 10),
+        ..Default::default()
+    };
+    (bucket.put(filler_meta, &mut filler.as_slice()).await).expect("stored");
+    let stop = CancellationToken::new();
+    let worker = Worker::builder()
+        .handler("remote", move |_ctx: TaskContext| {
+            let bucket = bucket.clone();
+            async move {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    bucket.delete("filler").await.expect("deleted");
+                });
+                Ok::<_, TaskError>("x".repeat(1 << 20))
+            }
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let engine = coordinator(&server, None).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("big", "remote"));
+    let run = engine.execute_workflow(&workflow);
+    // A guard against waiting for ever, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    let big = result.task("big").expect("a task");
+    assert_eq!(
+        (big.status, big.attempts, big.error.as_deref()),
+        (TaskStatus::Completed, 1, None)
+    );
+    assert_eq!(big.result, Some(json!("x".repeat(1 << 20))));
+    stop.cancel();
+}
+
+/// A reason for leaving an output out of the journal too long for a result message is
+/// cut to fit, as an error's text is; before, the result could never be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_journaled_reason_too_long_for_a_message_is_cut_to_fit() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let worker = Worker::builder()
+        .result_patience(Duration::from_secs(2))
+        .handler("remote", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(Output::from(json!("small")).not_journaled("why ".repeat(50_000)))
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let dir = tempfile::tempdir().expect("a directory");
+    let journal = FileJournal::new(dir.path()).expect("a journal");
+    let engine = coordinator(&server, Some(journal)).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("small", "remote"));
+    let run_id = RunId::parse("r").expect("an id");
+    let run = engine.run_durable(&workflow, run_id.clone());
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    let small = result.task("small").expect("a task");
+    assert_eq!(
+        (small.status, small.result.clone()),
+        (TaskStatus::Completed, Some(json!("small")))
+    );
+    let loaded = FileJournal::new(dir.path())
+        .expect("a journal")
+        .load(&run_id)
+        .await
+        .expect("readable")
+        .expect("recorded");
+    let recorded = loaded.task("small").expect("recorded");
+    let reason = recorded.result.as_ref().expect("the reason")["not_journaled"]
+        .as_str()
+        .expect("a text")
+        .to_owned();
+    assert!(reason.starts_with("why why "), "{}", &reason[..40]);
+    assert!(
+        reason.ends_with("more bytes cut: the text was longer than a result message may be]"),
+        "{}",
+        &reason[reason.len() - 100..]
+    );
+    stop.cancel();
+}
