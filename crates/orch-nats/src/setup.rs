@@ -24,6 +24,9 @@ pub struct Layout {
     /// of it while a handler runs). Default 30 s.
     pub ack_wait: Duration,
     /// How many times a task is delivered before it fails as "worker lost". Default 5.
+    /// Every delivery counts: to a worker that died or stopped acknowledging it, and to
+    /// a stopping worker that handed it back (see
+    /// [`WorkerBuilder::shutdown_grace`](crate::WorkerBuilder::shutdown_grace)).
     /// (The consumer is set up with one delivery more: the worker that gets it stores
     /// the "worker lost" result instead of running the task, so that the verdict waits on
     /// the results stream for a coordinator that was away when it was reached. Workers

@@ -172,6 +172,11 @@ impl WorkerBuilder {
     /// How long a stopping worker lets running handlers finish before it cancels them
     /// and hands their tasks back to the queue for another worker (each cancelled
     /// handler given the [cancel grace](Self::cancel_grace) to stop). Default 30 s.
+    ///
+    /// A task handed back counts as delivered once, as one whose worker died does: a
+    /// task that one stopping worker after another hands back fails as "worker lost"
+    /// after [`Layout::max_deliver`] deliveries. A rolling restart should let running
+    /// tasks finish (a grace above the longest task) or allow more deliveries.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self

@@ -315,6 +315,62 @@ async fn a_task_out_of_deliveries_while_its_coordinator_was_away_fails_as_worker
     stop.cancel();
 }
 
+/// A cancelled attempt gets no result, not even the "worker lost" verdict of its last
+/// delivery: a coordinator that comes back on the run would take that failure as the
+/// attempt's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_attempt_out_of_deliveries_gets_no_verdict() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // Long enough a lease for the worker below to hear the cancellation first.
+    let layout = || Layout {
+        ack_wait: Duration::from_secs(2),
+        ..one_run_per_task()
+    };
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let started = Arc::new(AtomicU32::new(0));
+    let doomed = Worker::builder()
+        .layout(layout())
+        .state(Arc::clone(&started))
+        .handler("count", |ctx: TaskContext| async move {
+            ctx.state::<Arc<AtomicU32>>()?
+                .fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok::<_, TaskError>(())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let doomed = tokio::spawn(doomed.run(CancellationToken::new()));
+    publish_task_of_a_gone_coordinator(&js, "r-cancelled-lost", None).await;
+    common::wait_for(|| started.load(Ordering::SeqCst) == 1).await;
+    doomed.abort();
+    // The worker that gets the last delivery hears of the run's cancellation first.
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker(&server, layout(), &calls).await;
+    let remote = RemoteHandler::builder()
+        .layout(layout())
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    let run = orch_core::RunId::parse("r-cancelled-lost").expect("an id");
+    remote.cancel_run(&run).await.expect("cancelled");
+    wait_for_task_messages(&js, 0).await;
+
+    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
+    let stored = results
+        .get_last_raw_message_by_subject("orch.result.r-cancelled-lost.a.1")
+        .await;
+    assert!(
+        stored.is_err(),
+        "a result was stored: {:?}",
+        stored.map(|m| m.payload)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_removed_without_a_result_while_its_coordinator_was_away_is_sent_again() {
     let Some(server) = NatsServer::start() else {

@@ -88,29 +88,9 @@ pub(crate) async fn run(
                 tracing::info!(delivered, "not running again a task whose result is stored");
                 return ack(&message, AckKind::Ack).await;
             }
-            // The consumer delivers once more than `max_deliver`, for this: the verdict
-            // is stored as the attempt's result, where a coordinator that was away or
-            // disconnected finds it.
-            if queue
-                .deliveries_to_run
-                .is_some_and(|allowed| delivered > allowed)
-            {
-                let error = protocol::worker_lost(
-                    &key.task,
-                    &queue.task_type,
-                    delivered.saturating_sub(1).unsigned_abs(),
-                    queue.ack_wait,
-                );
-                tracing::warn!(delivered, "the task ran out of deliveries: {error}");
-                let lost = Outcome::Failed {
-                    error,
-                    permanent: false,
-                };
-                let ending = (lost, task.deadline_ms);
-                return Box::pin(report(&shared, &queue, &message, &key, ending, &hand_back)).await;
-            }
-            tracing::info!(delivered, "running a task delivered again");
         }
+        // Nobody waits for an attempt past its deadline or cancelled: it gets no result,
+        // not even the verdict below.
         if task
             .deadline_ms
             .is_some_and(|d| protocol::until(d).is_zero())
@@ -122,6 +102,32 @@ pub(crate) async fn run(
             tracing::info!("not running a cancelled task");
             return ack(&message, AckKind::Term).await;
         };
+        // The consumer delivers once more than `max_deliver`, for this: the verdict is
+        // stored as the attempt's result, where a coordinator that was away or
+        // disconnected finds it.
+        if delivered > 1
+            && queue
+                .deliveries_to_run
+                .is_some_and(|allowed| delivered > allowed)
+        {
+            shared.cancels.finish(&running);
+            let error = protocol::worker_lost(
+                &key.task,
+                &queue.task_type,
+                delivered.saturating_sub(1).unsigned_abs(),
+                queue.ack_wait,
+            );
+            tracing::warn!(delivered, "the task ran out of deliveries: {error}");
+            let lost = Outcome::Failed {
+                error,
+                permanent: false,
+            };
+            let ending = (lost, task.deadline_ms);
+            return Box::pin(report(&shared, &queue, &message, &key, ending, &hand_back)).await;
+        }
+        if delivered > 1 {
+            tracing::info!(delivered, "running a task delivered again");
+        }
         let deadline_ms = task.deadline_ms;
         let token = running.token.clone();
         let ending = execute(&shared, &queue, &message, task, token, &hand_back).await;
