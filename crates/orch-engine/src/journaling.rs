@@ -237,7 +237,35 @@ impl RunJournal {
     /// durable as the engine's setting asks. A completion whose commit the end of a
     /// cancelled run cut short is not recorded again: no dependent of it ran; if its
     /// write reached the journal before the cut, a resume keeps it, else it runs again.
-    pub(crate) async fn close(self, result: &WorkflowResult) -> Result<(), RunError> {
+    ///
+    /// With a `limit` (a cancelled run's grace period, at least [`LEAST_WAIT`]), a
+    /// journal that has not answered by then fails with [`JournalError::NoAnswer`]; with
+    /// no timer to wait with, it is waited for.
+    pub(crate) async fn close(
+        self,
+        result: &WorkflowResult,
+        limit: Option<std::time::Duration>,
+    ) -> Result<(), RunError> {
+        let Some(limit) = limit.filter(|_| crate::timer::available()) else {
+            return self.close_now(result).await;
+        };
+        let limit = limit.max(LEAST_WAIT);
+        let mut deadline = crate::timer::Deadline::after(limit);
+        let closed = std::pin::pin!(self.close_now(result));
+        let gave_up = std::pin::pin!(deadline.passed());
+        match futures_util::future::select(closed, gave_up).await {
+            futures_util::future::Either::Left((closed, _)) => closed,
+            futures_util::future::Either::Right(_) => {
+                let error = JournalError::NoAnswer {
+                    action: "record the end of the cancelled run",
+                    waited: limit,
+                };
+                Err(RunError::Journal(JournalFailure::in_run(error)))
+            }
+        }
+    }
+
+    async fn close_now(self, result: &WorkflowResult) -> Result<(), RunError> {
         let failed = |error| RunError::Journal(JournalFailure::in_run(error));
         if let Some(error) = self.failure {
             return Err(failed(error));
@@ -261,6 +289,10 @@ impl RunJournal {
         Ok(())
     }
 }
+
+/// The least time a cancelled run waits for its journal to record its end, however short
+/// its grace period: a file journal's sync may take that long on a busy disk.
+const LEAST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the journal holds of a task's record: the record with its output, unless the
 /// output stays in this process (then a summary, or the reason it was left out, marked

@@ -72,7 +72,11 @@ impl RunJournal {
         match commit {}
     }
 
-    pub(crate) async fn close(self, _result: &WorkflowResult) -> Result<(), RunError> {
+    pub(crate) async fn close(
+        self,
+        _result: &WorkflowResult,
+        _limit: Option<std::time::Duration>,
+    ) -> Result<(), RunError> {
         match self {}
     }
 }

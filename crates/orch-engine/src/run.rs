@@ -168,7 +168,10 @@ pub(crate) async fn execute(
         announcer.finish_or_leave(cancelled_and_grace_passed).await;
     }
     if let Some(journal) = journal {
-        journal.close(&result).await?;
+        // A cancelled run waits for its journal as long as for its handlers: one that
+        // does not answer must not hold the cancellation up for ever.
+        let limit = grace.is_some().then_some(engine.grace_period);
+        journal.close(&result, limit).await?;
     }
     Ok(result)
 }

@@ -21,6 +21,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use orch_core::{RunId, TaskStatus};
 use orch_engine::{FileJournal, Journal};
 
@@ -199,17 +201,9 @@ fn killed_file_journal_runs_resume_without_running_journaled_tasks_again() {
 #[test]
 fn killed_postgres_journal_runs_resume_without_running_journaled_tasks_again() {
     use orch_engine::journal::PgJournal;
-    use orch_engine::journal::postgres::{TempServer, TempServerError};
 
-    let server = match TempServer::start() {
-        Ok(server) => server,
-        Err(TempServerError::NotInstalled(reason))
-            if std::env::var("CI").as_deref() != Ok("true") =>
-        {
-            println!("skipped: {reason}");
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(server) = common::postgres_server() else {
+        return;
     };
     let config = server.connection_string();
     let rt = runtime();

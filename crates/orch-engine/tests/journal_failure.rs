@@ -153,3 +153,72 @@ fn a_journal_failure_cancels_the_handlers_still_running() {
         .expect("the run ended while the sensor still waited");
     assert!(matches!(ended, Err(RunError::Journal(_))), "{ended:?}");
 }
+
+/// A cancelled run waits for its journal to record its end for its grace period (at
+/// least 5 s), not for ever: here another session holds the journal's tables locked.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_cancelled_run_does_not_wait_for_ever_for_a_postgres_journal_that_does_not_answer() {
+    use orch_engine::journal::PgJournal;
+
+    let Some(server) = common::postgres_server() else {
+        return;
+    };
+    let config = server.connection_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let journal = PgJournal::connect(&config).await.unwrap();
+        let engine = WorkflowEngine::builder()
+            .cancel_grace_period(std::time::Duration::from_millis(100))
+            .journal(journal, Durability::Process)
+            .build()
+            .unwrap();
+        let started = Arc::new(tokio::sync::Notify::new());
+        let s = Arc::clone(&started);
+        engine.register_handler("wait", move |ctx: TaskContext| {
+            s.notify_one();
+            async move {
+                ctx.cancellation().cancelled().await;
+                Err::<(), _>(orch_engine::TaskError::new("stopped"))
+            }
+        });
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "wait"));
+        let run = engine.run_durable(&workflow, RunId::parse("locked").unwrap());
+        let cancel = run.cancellation_token();
+        let run = tokio::spawn(run);
+        started.notified().await;
+        // Another session takes the journal's tables and keeps them.
+        let (mut locker, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let lock = locker.transaction().await.unwrap();
+        lock.batch_execute(
+            "LOCK TABLE orch_journal_runs, orch_journal_tasks IN ACCESS EXCLUSIVE MODE",
+        )
+        .await
+        .unwrap();
+        cancel.cancel();
+        // A guard against waiting for ever, not a measure.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .expect("the cancelled run returned while its journal was locked")
+            .unwrap();
+        let Err(RunError::Journal(failure)) = &ended else {
+            panic!("a journal failure, not {ended:?}");
+        };
+        assert!(
+            matches!(failure.error(), JournalError::NoAnswer { .. }),
+            "{failure}"
+        );
+        assert!(
+            failure.to_string().contains("no answer within 5s"),
+            "{failure}"
+        );
+        lock.rollback().await.unwrap();
+    });
+}

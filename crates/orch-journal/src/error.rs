@@ -139,6 +139,17 @@ pub enum JournalError {
         /// The error of the failed sync.
         message: String,
     },
+    /// The journal did not answer within the grace period of a cancelled run (a table
+    /// locked by another session, a server that stopped answering): the run returned
+    /// without waiting longer, and the end of its record may be missing (a resume then
+    /// runs its unrecorded tasks again).
+    #[error("cannot {action}: no answer within {}s, the grace period of the cancelled run", waited.as_secs_f64())]
+    NoAnswer {
+        /// What was being done.
+        action: &'static str,
+        /// How long the run waited.
+        waited: std::time::Duration,
+    },
     /// A backend in another crate (see [`backend`](crate::backend)) could not store or
     /// read the journal.
     #[error("{backend}: cannot {action}: {message}")]

@@ -111,3 +111,20 @@ impl orch_engine::Journal for WrappedJournal {
         self.inner.list(filter).await
     }
 }
+
+/// A PostgreSQL server of the test's own, or `None` (with the reason printed) when
+/// PostgreSQL is not installed; under `CI=true` a missing server fails the test.
+#[cfg(feature = "postgres")]
+pub(crate) fn postgres_server() -> Option<orch_engine::journal::postgres::TempServer> {
+    use orch_engine::journal::postgres::{TempServer, TempServerError};
+    match TempServer::start() {
+        Ok(server) => Some(server),
+        Err(TempServerError::NotInstalled(reason))
+            if std::env::var("CI").as_deref() != Ok("true") =>
+        {
+            println!("skipped: {reason}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
