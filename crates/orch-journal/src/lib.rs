@@ -47,7 +47,9 @@
 //! with an error that says what changed ([`WorkflowChanges`]); a task the workflow no
 //! longer has loses its records, so one of that id added back later starts afresh. A
 //! task's record is written with its result as JSON:
-//! outputs that are not JSON do not survive, and their tasks run again on resume. A
+//! outputs that are not JSON do not survive (the engine writes a summary or a reason in
+//! their place, and a resumed run runs such a task again only when a task that runs
+//! needs its output). A
 //! completed record is final: later records of the same task do not replace it, unless
 //! a later pending record puts it out of force. A resumed run writes one for each task whose recorded
 //! outcome no longer stands (a dependency it was decided on runs again) ahead of its

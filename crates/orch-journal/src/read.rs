@@ -113,10 +113,23 @@ fn read_lines_within(
             valid_len: pos,
             next_seq: number,
         }),
-        None => Err(JournalError::HeadMissing {
+        // What is there (left in `buf`) could be the start of a head line, cut short.
+        None if could_start_a_line(&buf) => Err(JournalError::HeadMissing {
             path: path.to_owned(),
         }),
+        // Something else, which opening the run would have emptied.
+        None => Err(JournalError::Corrupt {
+            at: at(1),
+            reason: "not a journal: the file does not begin as a journal does".to_owned(),
+        }),
     }
+}
+
+/// Whether `torn`, an incomplete last line, could be the start of a journal line (each
+/// begins with its format version), cut short.
+fn could_start_a_line(torn: &[u8]) -> bool {
+    const START: &[u8] = br#"{"v":"#;
+    torn.starts_with(START) || START.starts_with(torn)
 }
 
 /// Reads the next complete line of `lines` into `buf`, without its newline; `false` at

@@ -117,15 +117,23 @@ impl ResultFile {
     /// Stores `result` under `key`: appends it to the file, then keeps it in memory.
     ///
     /// # Errors
-    /// [`JournalError::InvalidResult`] for a result nested deeper than the file can read
-    /// back (126 levels of arrays and objects), and [`JournalError::Io`] when the file
-    /// cannot be written; the result is not stored either way.
+    /// [`JournalError::InvalidResult`] for a result the file could not read back (nested
+    /// deeper than 126 levels of arrays and objects, or a line of 1 GiB or more), and
+    /// [`JournalError::Io`] when the file cannot be written; the result is not stored
+    /// either way.
     pub fn put(&self, key: u128, result: Value) -> Result<(), JournalError> {
-        crate::line::check_depth(&result).map_err(|reason| JournalError::InvalidResult {
+        self.put_within(key, result, crate::read::MAX_LINE)
+    }
+
+    /// [`ResultFile::put`], refusing a line longer than `max_line` bytes (its newline not
+    /// counted), which [`ResultFile::open`] would refuse.
+    fn put_within(&self, key: u128, result: Value, max_line: u64) -> Result<(), JournalError> {
+        let invalid = |reason| JournalError::InvalidResult {
             path: self.path.clone(),
             key,
             reason,
-        })?;
+        };
+        crate::line::check_depth(&result).map_err(invalid)?;
         let line = StoredLine {
             v: FORMAT,
             key: format!("{key:032x}"),
@@ -133,6 +141,12 @@ impl ResultFile {
         };
         // A JSON value always prints.
         let mut text = serde_json::to_vec(&line).unwrap_or_default();
+        if text.len() as u64 > max_line {
+            return Err(invalid(format!(
+                "its line would be {} bytes, and a results file's line holds at most {max_line}",
+                text.len()
+            )));
+        }
         text.push(b'\n');
         // Kept in memory while the file is still held: two results stored at once under
         // one key end in the same order in the file and here, so this process serves the
@@ -160,9 +174,9 @@ impl ResultFile {
     }
 }
 
-/// The results in `bytes`, the content of the file at `path`. A last line without its
-/// newline is a write still going on or cut short by a crash, and is left out.
 /// The results in `lines`, kept at `path`, a line (of at most `max_line` bytes) at a time.
+/// A last line without its newline is a write still going on or cut short by a crash,
+/// and is left out.
 fn read(
     path: &Path,
     mut lines: impl std::io::BufRead,
@@ -281,6 +295,25 @@ mod tests {
             (reopened.get(1), reopened.get(2)),
             (None, Some(json!("two")))
         );
+    }
+
+    #[test]
+    fn a_result_whose_line_the_file_could_not_read_back_is_not_stored() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("r.cache");
+        let file = ResultFile::open(&path).expect("created");
+        let error = (file.put_within(3, json!("x".repeat(100)), 64)).expect_err("too long");
+        assert!(
+            matches!(&error, JournalError::InvalidResult { key: 3, reason, .. }
+                if reason.contains("holds at most 64")),
+            "{error}"
+        );
+        file.put_within(4, json!("four"), 64).expect("stored");
+        assert_eq!((file.get(3), file.get(4)), (None, Some(json!("four"))));
+        // What was written reads back with the same limit.
+        let written = std::fs::read(&path).expect("readable");
+        let results = read(&path, written.as_slice(), 64).expect("every line fits");
+        assert_eq!(results.len(), 1);
     }
 
     #[test]

@@ -152,7 +152,12 @@ impl RunFile {
         };
         let mut result = self.file.sync_data();
         if let (Ok(()), Some(dir)) = (&result, &dir) {
-            result = sync_directory(dir);
+            result = sync_directory(dir).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("syncing directory `{}`: {e}", dir.display()),
+                )
+            });
         }
         let mut state = lock(&self.state);
         state.syncing = false;
@@ -417,6 +422,27 @@ mod tests {
         assert!(Pin::new(&mut syncer.wait(&file)).poll(&mut cx).is_ready());
         assert_eq!(file.syncs(), 1);
         syncer.shut_down();
+    }
+
+    #[test]
+    fn a_failed_directory_sync_is_reported_naming_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let gone = dir.path().join("gone");
+        let file = RunFile::new(path, file, 0, 0).sync_directory_first(gone.clone());
+        file.sync_now();
+        let run_id = orch_core::RunId::parse("r").unwrap();
+        let err = file.append(&run_id, false, |_, _| Ok(1)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("syncing directory `{}`", gone.display())),
+            "{text}"
+        );
     }
 
     #[test]

@@ -140,6 +140,33 @@ proptest! {
     }
 }
 
+#[test]
+fn a_file_that_is_not_a_journal_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+    let run = run_id("report");
+    // No complete line: read as a torn head before, and emptied by the open.
+    let path = journal.path_of(&run);
+    fs::write(&path, br#"{"a":1}"#).unwrap();
+    let opened = block_on(journal.open(&run, &workflow));
+    let Err(error) = opened else {
+        panic!("opened a file that is not a journal");
+    };
+    assert!(
+        matches!(&error, JournalError::Corrupt { at, reason }
+            if at.ends_with("report.jsonl, line 1") && reason.starts_with("not a journal")),
+        "{error}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), br#"{"a":1}"#);
+    // A head cut short still reads as a run never recorded.
+    fs::write(&path, br#"{"v":1,"seq":0,"ki"#).unwrap();
+    assert!(matches!(
+        block_on(journal.load(&run)),
+        Err(JournalError::HeadMissing { .. })
+    ));
+}
+
 fn lines_of(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .unwrap()
