@@ -30,7 +30,9 @@ pub enum EngineEventKind {
     TaskFailed,
     /// An attempt failed and the task will be tried again.
     TaskRetrying,
-    /// A task was skipped because a dependency failed.
+    /// A task was skipped: after a failure upstream, by its handler's choice, by a branch
+    /// not taken or by a trigger rule that could not be met (its record's error says
+    /// which).
     TaskSkipped,
     /// A task was cancelled with its run.
     TaskCancelled,

@@ -28,7 +28,8 @@ pub struct RunMetrics {
     pub completed_tasks: usize,
     /// Tasks that failed.
     pub failed_tasks: usize,
-    /// Tasks skipped because a dependency failed.
+    /// Tasks skipped: after a failure upstream, by their handler's choice, by a branch
+    /// not taken or by a trigger rule that could not be met.
     pub skipped_tasks: usize,
     /// Tasks cancelled with the run.
     pub cancelled_tasks: usize,

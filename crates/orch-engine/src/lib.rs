@@ -67,8 +67,8 @@
 //!   `none_failed_min_one_success` or `always`. A task whose rule can no longer be met is
 //!   skipped; its record's error names the rule and the dependencies that decided it
 //!   (`dependency `a` failed (trigger rule `all_success`)`, `dependency `b` was skipped
-//!   after `a` failed (trigger rule `all_success`)`, or `trigger rule `one_success` not
-//!   met: `a` failed, `b` failed`). A skip counts as a skip, not a failure, for the
+//!   after `a` failed (trigger rule `all_success`)`, or `trigger rule `all_success` not
+//!   met: `x` completed, `b` was skipped after `a` failed`). A skip counts as a skip, not a failure, for the
 //!   rules of the dependents.
 //! - **The run's status past failures.** A failed task fails the run, whatever ran after
 //!   it (an `all_done` cleanup task does not hide it), unless the failure was *handled*:
@@ -115,8 +115,10 @@
 //! `retrying`, `skipped`, `cancelled` and `restored`. Ids are written into subjects with
 //! percent-escapes for what a subject token cannot hold (`.`, `*`, `>`, `%`, white space,
 //! control characters): task `load.v2` publishes on `workflow.etl.task.load%2Ev2.started`.
-//! Events of one run arrive in the order they happened, so a task's `started` always
-//! follows its dependencies' `completed`.
+//! Events of one run arrive in the order they happened, so a task's `started` follows
+//! its dependencies' `completed` (for a rule that waits for all of them: `one_success`,
+//! `one_failed` and `always` may start a task before every dependency ended, and
+//! `always` even before they start).
 //!
 //! Every event carries its run's id ([`RunHandle::run_id`], also in the run's
 //! `WorkflowResult`), which tells concurrent runs of one workflow apart. The run's

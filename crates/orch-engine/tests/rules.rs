@@ -145,6 +145,39 @@ fn an_unmet_rule_names_the_rule_and_every_deciding_dependency() {
     assert_eq!(status(&result, "after"), TaskStatus::Completed);
 }
 
+/// A skipped dependency in an unmet rule's list says which failure it was skipped after,
+/// and a skip further down still goes back to that failure.
+#[test]
+fn an_unmet_rule_names_the_failure_behind_a_skipped_dependency() {
+    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(1));
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("x", "ok"))
+        .task(Task::new("a", "fail"))
+        .task(Task::new("b", "ok").depends_on(["a"]))
+        .task(Task::new("c", "ok").depends_on(["x", "b"]))
+        .task(Task::new("d", "ok").depends_on(["c"]))
+        // A rule of its own somewhere: every skip is then decided by the rules.
+        .task(
+            Task::new("z", "ok")
+                .depends_on(["d"])
+                .trigger_rule(TriggerRule::AllDone),
+        );
+    let result = run(&engine, &workflow);
+    assert_eq!(
+        reason(&result, "b"),
+        "dependency `a` failed (trigger rule `all_success`)"
+    );
+    assert_eq!(
+        reason(&result, "c"),
+        "trigger rule `all_success` not met: `x` completed, `b` was skipped after `a` failed"
+    );
+    assert_eq!(
+        reason(&result, "d"),
+        "dependency `c` was skipped after `a` failed (trigger rule `all_success`)"
+    );
+    assert_eq!(status(&result, "z"), TaskStatus::Completed);
+}
+
 #[test]
 fn one_success_runs_as_soon_as_one_source_arrived() {
     let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4));

@@ -49,7 +49,8 @@ pub struct TaskTypeStats {
     pub failed: u64,
     /// Failed attempts that were retried.
     pub retried: u64,
-    /// Tasks skipped because a dependency failed.
+    /// Tasks skipped (after a failure upstream, by a handler's choice, a branch not
+    /// taken or a trigger rule that could not be met).
     pub skipped: u64,
     /// Tasks cancelled with their run.
     pub cancelled: u64,

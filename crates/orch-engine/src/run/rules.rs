@@ -253,7 +253,18 @@ impl Scheduler<'_> {
                     Some((dependency, TaskStatus::Skipped)) => rules.failed_upstream[dependency],
                     _ => NO_FAILURE,
                 };
-                rules.failed_upstream[index] = failed;
+                // Else a failure behind another of its dependencies, if any.
+                let behind = |d: &u32| match self.records[*d as usize].status {
+                    TaskStatus::Failed => *d,
+                    _ => rules.failed_upstream[*d as usize],
+                };
+                rules.failed_upstream[index] = match failed {
+                    NO_FAILURE => (self.plan.dependencies(index).iter())
+                        .map(behind)
+                        .find(|&f| f != NO_FAILURE)
+                        .unwrap_or(NO_FAILURE),
+                    failed => failed,
+                };
                 let reason = match last {
                     // One dependency decided it: it is named alone, with the failure
                     // upstream that its skip goes back to.
@@ -300,7 +311,18 @@ impl Scheduler<'_> {
             .take(LISTED)
             .map(|&d| {
                 let d = d as usize;
-                format!("`{}` {}", self.task(d).task_id, how(self.records[d].status))
+                let id = &self.task(d).task_id;
+                let failed = self
+                    .rules
+                    .as_ref()
+                    .map_or(NO_FAILURE, |r| r.failed_upstream[d]);
+                match self.records[d].status {
+                    TaskStatus::Skipped if failed != NO_FAILURE => format!(
+                        "`{id}` was skipped after `{}` failed",
+                        self.task(failed as usize).task_id
+                    ),
+                    status => format!("`{id}` {}", how(status)),
+                }
             })
             .collect();
         if dependencies.len() > LISTED {
