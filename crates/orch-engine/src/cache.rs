@@ -195,7 +195,12 @@ impl Default for CacheSettings {
 
 /// The key of the task `ctx` runs: from its key function's value if its type has one,
 /// else from its configuration and inputs. `None` if an input is a shared value.
-pub(crate) fn key_of(ctx: &TaskContext, keys: &HashMap<String, KeyFn>) -> Option<CacheKey> {
+/// `max_instances` is the engine's limit on a map's instances, for a map that sets none.
+pub(crate) fn key_of(
+    ctx: &TaskContext,
+    keys: &HashMap<String, KeyFn>,
+    max_instances: u32,
+) -> Option<CacheKey> {
     let task = ctx.task_definition();
     let mut hasher = Fnv128::new();
     hasher.write_str(&task.task_type);
@@ -205,7 +210,8 @@ pub(crate) fn key_of(ctx: &TaskContext, keys: &HashMap<String, KeyFn>) -> Option
     if let Some(map) = &task.map {
         hasher.write(b"\x02");
         hasher.write_str(map.over.as_str());
-        hasher.write(&map.max_instances.unwrap_or(0).to_le_bytes());
+        let limit = map.max_instances.unwrap_or(max_instances);
+        hasher.write(&limit.to_le_bytes());
     }
     if let Some(key) = keys.get(&task.task_type) {
         hasher.write(b"\x01");

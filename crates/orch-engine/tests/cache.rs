@@ -338,6 +338,37 @@ fn a_cached_map_is_not_taken_under_a_lower_instance_limit() {
     assert_eq!(lower.tasks["double"].status, TaskStatus::Failed);
 }
 
+/// The same with the engine's limit, for a map that sets none: an engine with a lower
+/// one sharing the store does not take the list another engine cached.
+#[test]
+fn a_cached_map_is_not_taken_by_an_engine_with_a_lower_instance_limit() {
+    let store: Arc<dyn CacheStore> = Arc::new(MemoryCache::default());
+    let engine = |limit: u32| {
+        let engine = WorkflowEngine::builder()
+            .cache_store(Arc::clone(&store))
+            .max_map_instances(limit)
+            .build()
+            .expect("valid");
+        engine.register_handler("items", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.config()["items"].clone())
+        });
+        engine.register_handler("double", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(ctx.map_item::<i64>()? * 2)
+        });
+        engine
+    };
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("items", "items").config(json!({"items": [1, 2, 3]})))
+        .task(Task::new("double", "double").map_over("items").cache(true));
+    let first = run(&engine(3), &workflow);
+    assert_eq!(first.tasks["double"].status, TaskStatus::Completed);
+    let lower = run(&engine(2), &workflow);
+    assert!(!lower.tasks["double"].cached);
+    assert_eq!(lower.tasks["double"].status, TaskStatus::Failed);
+    // An engine with the same limit takes it.
+    assert!(run(&engine(3), &workflow).tasks["double"].cached);
+}
+
 /// Whether the key comes from the task's configuration and inputs or from a key function
 /// that gives both tasks the same value.
 #[test]

@@ -194,9 +194,10 @@ impl Scheduler<'_> {
     /// Completes a cached task from the store if it has its result; else notes its key.
     fn look_up(&mut self, index: usize, task: &Task) -> bool {
         let ctx = self.context(index, 0, None);
-        let keys = &self.extras().cache.keys;
+        let extras = self.extras();
+        let (keys, max_instances) = (&extras.cache.keys, extras.max_instances);
         let key = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::cache::key_of(&ctx, keys)
+            crate::cache::key_of(&ctx, keys, max_instances)
         }));
         let key = match key {
             Ok(Some(key)) => key,
