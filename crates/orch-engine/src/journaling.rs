@@ -238,24 +238,33 @@ impl RunJournal {
     /// cancelled run cut short is not recorded again: no dependent of it ran; if its
     /// write reached the journal before the cut, a resume keeps it, else it runs again.
     ///
-    /// With a `limit` (a cancelled run's grace period, at least [`LEAST_WAIT`]), a
-    /// journal that has not answered by then fails with [`JournalError::NoAnswer`]; with
-    /// no timer to wait with, it is waited for.
+    /// Once the run is cancelled (`cancel`, before or meanwhile), the journal is waited
+    /// for `grace` more (at least [`LEAST_WAIT`]): one that has not answered by then
+    /// fails with [`JournalError::NoAnswer`]. With no timer to wait with, it is waited
+    /// for.
     pub(crate) async fn close(
         self,
         result: &WorkflowResult,
-        limit: Option<std::time::Duration>,
+        cancel: &tokio_util::sync::CancellationToken,
+        grace: std::time::Duration,
     ) -> Result<(), RunError> {
-        let Some(limit) = limit.filter(|_| crate::timer::available()) else {
-            return self.close_now(result).await;
-        };
-        let limit = limit.max(LEAST_WAIT);
+        use futures_util::future::{Either, select};
+        let mut closing = std::pin::pin!(self.close_now(result));
+        if !crate::timer::available() {
+            return closing.await;
+        }
+        if !cancel.is_cancelled() {
+            let cancelled = std::pin::pin!(cancel.cancelled());
+            if let Either::Left((closed, _)) = select(closing.as_mut(), cancelled).await {
+                return closed;
+            }
+        }
+        let limit = grace.max(LEAST_WAIT);
         let mut deadline = crate::timer::Deadline::after(limit);
-        let closed = std::pin::pin!(self.close_now(result));
         let gave_up = std::pin::pin!(deadline.passed());
-        match futures_util::future::select(closed, gave_up).await {
-            futures_util::future::Either::Left((closed, _)) => closed,
-            futures_util::future::Either::Right(_) => {
+        match select(closing, gave_up).await {
+            Either::Left((closed, _)) => closed,
+            Either::Right(_) => {
                 let error = JournalError::NoAnswer {
                     action: "record the end of the cancelled run",
                     waited: limit,

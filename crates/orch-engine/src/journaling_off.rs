@@ -75,7 +75,8 @@ impl RunJournal {
     pub(crate) async fn close(
         self,
         _result: &WorkflowResult,
-        _limit: Option<std::time::Duration>,
+        _cancel: &tokio_util::sync::CancellationToken,
+        _grace: std::time::Duration,
     ) -> Result<(), RunError> {
         match self {}
     }

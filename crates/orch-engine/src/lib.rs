@@ -217,7 +217,7 @@
 //!   every task): the journal keeps the handler's reason. When a map task's handler marks
 //!   an element's output so, the map's list is not journaled either;
 //! - an output the journal cannot hold (nested deeper than 126 arrays and objects, or a
-//!   record of 1 GiB or more in the file journal): it is kept as if the handler had marked
+//!   record of 1 GiB or more): it is kept as if the handler had marked
 //!   it so, with the journal's reason ("the journal cannot hold this output: ..."), and a
 //!   warning is logged. The run goes on with the output.
 //!

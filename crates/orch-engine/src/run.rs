@@ -135,7 +135,7 @@ pub(crate) async fn execute(
         run.skip_after_kept_skips();
     }
     run.begin();
-    let mut cancelled = pin!(cancel.cancelled_owned());
+    let mut cancelled = pin!(cancel.clone().cancelled_owned());
     // Set once the run is cancelled: when it stops waiting for running handlers and for
     // its events to be published.
     let mut grace: Option<Deadline> = None;
@@ -170,8 +170,7 @@ pub(crate) async fn execute(
     if let Some(journal) = journal {
         // A cancelled run waits for its journal as long as for its handlers: one that
         // does not answer must not hold the cancellation up for ever.
-        let limit = grace.is_some().then_some(engine.grace_period);
-        journal.close(&result, limit).await?;
+        journal.close(&result, &cancel, engine.grace_period).await?;
     }
     Ok(result)
 }

@@ -58,6 +58,42 @@ impl RunWriter for FailingWriter {
     }
 }
 
+/// A file journal in `dir` whose writers never answer when asked to record a run's end,
+/// and tell `asked` when they are.
+fn silent_at_the_end(
+    dir: &std::path::Path,
+    asked: &Arc<tokio::sync::Notify>,
+) -> common::WrappedJournal {
+    let asked = Arc::clone(asked);
+    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
+        Box::new(SilentEnd {
+            inner,
+            asked: Arc::clone(&asked),
+        })
+    })
+}
+
+#[derive(Debug)]
+struct SilentEnd {
+    inner: Box<dyn RunWriter>,
+    asked: Arc<tokio::sync::Notify>,
+}
+
+impl RunWriter for SilentEnd {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        self.inner.append(records)
+    }
+
+    fn sync(&self) -> JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, _status: WorkflowStatus) -> JournalFuture {
+        self.asked.notify_one();
+        Box::pin(std::future::pending())
+    }
+}
+
 /// An engine on `journal` whose `step` handler counts its calls per task.
 fn engine(
     journal: impl Journal + 'static,
@@ -203,22 +239,56 @@ fn a_cancelled_run_does_not_wait_for_ever_for_a_postgres_journal_that_does_not_a
         .await
         .unwrap();
         cancel.cancel();
-        // A guard against waiting for ever, not a measure.
-        let ended = tokio::time::timeout(std::time::Duration::from_secs(60), run)
-            .await
-            .expect("the cancelled run returned while its journal was locked")
-            .unwrap();
-        let Err(RunError::Journal(failure)) = &ended else {
-            panic!("a journal failure, not {ended:?}");
-        };
-        assert!(
-            matches!(failure.error(), JournalError::NoAnswer { .. }),
-            "{failure}"
-        );
+        let failure = gave_up_on_its_journal(run).await;
         assert!(
             failure.to_string().contains("no answer within 5s"),
             "{failure}"
         );
         lock.rollback().await.unwrap();
     });
+}
+
+/// A run that ended, cancelled while its journal does not answer when asked to record
+/// that end, returns within the wait a cancelled run gives its journal.
+#[test]
+fn a_run_cancelled_while_its_journal_records_its_end_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = common::current_thread();
+    let asked = Arc::new(tokio::sync::Notify::new());
+    let engine = WorkflowEngine::builder()
+        .cancel_grace_period(std::time::Duration::from_millis(100))
+        .journal(silent_at_the_end(dir.path(), &asked), Durability::Process)
+        .build()
+        .unwrap();
+    engine.register_handler("instant", |_ctx: TaskContext| async move {
+        Ok::<_, orch_engine::TaskError>(())
+    });
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "instant"));
+    runtime.block_on(async {
+        let run = engine.run_durable(&workflow, RunId::parse("r").unwrap());
+        let cancel = run.cancellation_token();
+        let run = tokio::spawn(run);
+        asked.notified().await;
+        cancel.cancel();
+        gave_up_on_its_journal(run).await;
+    });
+}
+
+/// The failure of a cancelled run, `run`, that stopped waiting for its journal.
+async fn gave_up_on_its_journal(
+    run: tokio::task::JoinHandle<Result<orch_core::WorkflowResult, RunError>>,
+) -> orch_engine::JournalFailure {
+    // A guard against waiting for ever, not a measure.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the cancelled run returned while its journal did not answer")
+        .unwrap();
+    let Err(RunError::Journal(failure)) = ended else {
+        panic!("a journal failure, not {ended:?}");
+    };
+    assert!(
+        matches!(failure.error(), JournalError::NoAnswer { .. }),
+        "{failure}"
+    );
+    failure
 }

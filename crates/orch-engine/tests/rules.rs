@@ -146,17 +146,22 @@ fn an_unmet_rule_names_the_rule_and_every_deciding_dependency() {
 }
 
 /// A skipped dependency in an unmet rule's list says which failure it was skipped after,
-/// and a skip further down still goes back to that failure.
+/// and a skip further down still goes back to that failure, though the dependency that
+/// ended last (`x`) completed.
 #[test]
 fn an_unmet_rule_names_the_failure_behind_a_skipped_dependency() {
-    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(1));
+    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(4));
     let workflow = Workflow::new("w", "")
-        .task(Task::new("x", "ok"))
+        .task(Task::new("x", "ok").config(json!({"ms": 50})))
         .task(Task::new("a", "fail"))
         .task(Task::new("b", "ok").depends_on(["a"]))
-        .task(Task::new("c", "ok").depends_on(["x", "b"]))
+        // Decided only once `x` ends too: no dependency failed.
+        .task(
+            Task::new("c", "ok")
+                .depends_on(["x", "b"])
+                .trigger_rule(TriggerRule::OneFailed),
+        )
         .task(Task::new("d", "ok").depends_on(["c"]))
-        // A rule of its own somewhere: every skip is then decided by the rules.
         .task(
             Task::new("z", "ok")
                 .depends_on(["d"])
@@ -169,7 +174,7 @@ fn an_unmet_rule_names_the_failure_behind_a_skipped_dependency() {
     );
     assert_eq!(
         reason(&result, "c"),
-        "trigger rule `all_success` not met: `x` completed, `b` was skipped after `a` failed"
+        "trigger rule `one_failed` not met: `x` completed, `b` was skipped after `a` failed"
     );
     assert_eq!(
         reason(&result, "d"),

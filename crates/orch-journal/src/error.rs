@@ -31,6 +31,13 @@ pub enum JournalError {
         /// The file.
         path: PathBuf,
     },
+    /// The file where a run's journal would be holds something else (no complete line,
+    /// and not the start of a journal's first line): it is left as it is.
+    #[error("`{}` is not a journal: it does not begin as a run's file does", path.display())]
+    NotAJournal {
+        /// The file.
+        path: PathBuf,
+    },
     /// A line of a journal is not what this version writes there.
     #[error("{at}: {reason}")]
     Corrupt {
@@ -141,9 +148,11 @@ pub enum JournalError {
     },
     /// The journal did not answer within the grace period of a cancelled run (a table
     /// locked by another session, a server that stopped answering): the run returned
-    /// without waiting longer, and the end of its record may be missing (a resume then
-    /// runs its unrecorded tasks again).
-    #[error("cannot {action}: no answer within {}s, the grace period of the cancelled run", waited.as_secs_f64())]
+    /// without waiting longer. The end of its record may be missing (a resume then runs
+    /// its unrecorded tasks again), or be written later, once the journal answers: a
+    /// PostgreSQL journal's connection stays busy with that statement until then, and
+    /// what other runs ask of the same journal waits behind it.
+    #[error("cannot {action}: no answer within {}s of the run's cancellation", waited.as_secs_f64())]
     NoAnswer {
         /// What was being done.
         action: &'static str,

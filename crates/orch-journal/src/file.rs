@@ -228,8 +228,9 @@ impl FileJournal {
                 continue;
             };
             let read = match self.read(&run) {
-                // A run whose first line is still being written, or never was.
-                Err(JournalError::HeadMissing { .. }) => None,
+                // A run whose first line is still being written, or never was; or a file
+                // of something else that happens to have a run's file name.
+                Err(JournalError::HeadMissing { .. } | JournalError::NotAJournal { .. }) => None,
                 other => other?,
             };
             if let Some(read) = read {

@@ -118,18 +118,18 @@ fn read_lines_within(
             path: path.to_owned(),
         }),
         // Something else, which opening the run would have emptied.
-        None => Err(JournalError::Corrupt {
-            at: at(1),
-            reason: "not a journal: the file does not begin as a journal does".to_owned(),
+        None => Err(JournalError::NotAJournal {
+            path: path.to_owned(),
         }),
     }
 }
 
 /// Whether `torn`, an incomplete last line, could be the start of a journal line (each
-/// begins with its format version), cut short.
+/// begins with its format version) cut short, or the zeros a file system may leave where
+/// a write was lost.
 fn could_start_a_line(torn: &[u8]) -> bool {
     const START: &[u8] = br#"{"v":"#;
-    torn.starts_with(START) || START.starts_with(torn)
+    torn.starts_with(START) || START.starts_with(torn) || torn.iter().all(|&b| b == 0)
 }
 
 /// Reads the next complete line of `lines` into `buf`, without its newline; `false` at

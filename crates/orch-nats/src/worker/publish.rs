@@ -16,7 +16,7 @@ use crate::stored;
 /// The result message of `outcome`, written once. An output too large for a result
 /// message goes to the object store, and the outcome names it instead: tried again
 /// while `tries` lasts, the attempt fails (and may be retried) if it cannot be stored.
-/// `None` if the worker stops meanwhile.
+/// `None` if the worker stops meanwhile, or the attempt's deadline passes.
 pub(super) async fn result_payload(
     shared: &Shared,
     key: &AttemptKey,
@@ -108,7 +108,7 @@ fn cut_to_fit(text: &mut String, excess: usize) {
 
 /// Stores an output (`bytes` of JSON) in the object store, trying again while `tries`
 /// lasts; the outcome names it, or fails if it cannot be stored. `None` if the worker
-/// stops first.
+/// stops first, or if the attempt's deadline passes first.
 async fn store(
     shared: &Shared,
     key: &AttemptKey,
@@ -118,16 +118,23 @@ async fn store(
 ) -> Option<Outcome> {
     let object = protocol::message_id(&key.run, &key.task, key.attempt);
     loop {
-        let error = match stored::put(
+        let put = stored::put(
             &shared.js,
             &shared.names,
             shared.layout.result_retention,
             shared.max_message_bytes,
             &object,
             bytes,
-        )
-        .await
-        {
+        );
+        // One try takes no longer than the time left (but at least the least a try is
+        // given).
+        let put = match tries.left() {
+            Some(left) => tokio::time::timeout(left.max(LEAST_TRY), put)
+                .await
+                .unwrap_or_else(|_| Err("the server did not store it in time".to_owned())),
+            None => put.await,
+        };
+        let error = match put {
             Ok(()) => {
                 return Some(Outcome::Stored {
                     object,
@@ -138,7 +145,9 @@ async fn store(
             Err(error) => error,
         };
         if !tries.again("storing an output", &error).await {
-            return (!tries.hand_back.is_cancelled()).then(|| Outcome::Failed {
+            // Past the deadline nobody waits for the attempt: it gets no result.
+            let report = !tries.hand_back.is_cancelled() && !tries.past_deadline();
+            return report.then(|| Outcome::Failed {
                 error: format!(
                     "the output is {} bytes, over a result message's limit, and {error}",
                     bytes.len()
@@ -196,6 +205,11 @@ impl<'a> Tries<'a> {
             pause: Duration::from_millis(50),
             hand_back,
         }
+    }
+
+    /// Whether the attempt's deadline has passed.
+    fn past_deadline(&self) -> bool {
+        self.deadline_first && self.left().is_some_and(|left| left.is_zero())
     }
 
     /// The time left, if there is a limit.
