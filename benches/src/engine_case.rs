@@ -52,13 +52,14 @@ pub fn engine_case(
     let mut with_bus = false;
     let mut work = Duration::ZERO;
     let mut journal = None;
-    let (mut pools, mut priorities) = (false, false);
+    let (mut pools, mut priorities, mut timeouts) = (false, false, false);
     let mut priority_blocks = None;
     for option in options {
         match option.split_once('=') {
             None if *option == "bus" => with_bus = true,
             None if *option == "pools4" => pools = true,
             None if *option == "priorities" => priorities = true,
+            None if *option == "timeouts" => timeouts = true,
             Some(("journal", kind)) => journal = Some(kind.to_owned()),
             Some(("priority_blocks", block)) => {
                 let block: usize = block.parse().map_err(|e| format!("priority_blocks: {e}"))?;
@@ -132,6 +133,11 @@ pub fn engine_case(
     if let Some(block) = priority_blocks {
         workflow = crate::with_priority_blocks(&workflow, block);
     }
+    if timeouts {
+        // A limit no task reaches: what a timeout costs a task that ends at once.
+        let tasks = (workflow.tasks()).map(|task| task.clone().timeout(Duration::from_secs(60)));
+        workflow = orch::core::Workflow::from_tasks(workflow.workflow_id(), workflow.name(), tasks);
+    }
     workflow.validate().map_err(|e| e.to_string())?;
     let mut per_task = Vec::with_capacity(RUNS);
     let cpu_before = cpu_time();
@@ -172,6 +178,9 @@ pub fn engine_case(
     }
     if priorities {
         suffix.push_str("+priorities");
+    }
+    if timeouts {
+        suffix.push_str("+timeouts");
     }
     if let Some(block) = priority_blocks {
         suffix.push_str(&format!("+priority_blocks{block}"));

@@ -7,7 +7,8 @@
 //!   (spins) for NS nanoseconds before it returns.
 //!   With `pools4`, task `i` joins pool `i % 4` (limit 2 each); with `priorities`, task
 //!   `i` has priority `i % 7 - 3` (the settings of `engine_run/pools_priorities`); with
-//!   `priority_blocks=B`, priority `(i / B) % 7 - 3` (neighbouring tasks share one).
+//!   `priority_blocks=B`, priority `(i / B) % 7 - 3` (neighbouring tasks share one);
+//!   with `timeouts`, every task has a timeout of 60 s (which none reaches).
 //!   With `journal=process|power`, each run is a durable run (`run_durable`, a fresh run
 //!   id each time) recorded in a file journal under the temporary directory at that
 //!   durability (`orch_bench_postgres` runs the same cases in a throwaway PostgreSQL
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         }
         ["fanout", subscribers, events] => fanout_case(subscribers, events),
         _ => Err(
-            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] [pools4] [priorities] [priority_blocks=B] [journal=process|power] | orch_bench fanout SUBSCRIBERS EVENTS"
+            "usage: orch_bench engine SHAPE TASKS MAX_CONCURRENT [bus] [work=NS] [pools4] [priorities] [timeouts] [priority_blocks=B] [journal=process|power] | orch_bench fanout SUBSCRIBERS EVENTS"
                 .to_owned(),
         ),
     };

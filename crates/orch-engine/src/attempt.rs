@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::handler::{drop_panic_message, joined, panic_message};
@@ -156,14 +157,10 @@ enum Running<'h> {
 pub(crate) struct Attempt<'h> {
     pub(crate) index: u32,
     running: Running<'h>,
-    deadline: Option<Deadline>,
-}
-
-/// When an attempt times out, and the token its handler sees, cancelled then.
-struct Deadline {
-    sleep: Pin<Box<Sleep>>,
-    limit: Duration,
-    cancel: tokio_util::sync::CancellationToken,
+    deadline: Option<(Pin<Box<Sleep>>, Duration)>,
+    /// The token its handler sees, for an attempt with a timeout: cancelled when it
+    /// times out, and when the run is cancelled ([`Attempt::cancel`]).
+    cancel: Option<CancellationToken>,
 }
 
 impl<'h> Attempt<'h> {
@@ -186,18 +183,23 @@ impl<'h> Attempt<'h> {
     ) -> Option<Self> {
         let mut ctx = ctx;
         let index = ctx.index;
-        // An attempt with a timeout has a token of its own, so that its handler hears of it.
-        let cancel = timeout.map(|_| ctx.run.cancel.child_token());
+        // An attempt with a timeout has a token of its own, so that its handler hears of
+        // it. Not a child of the run's: registering one there and taking it off again
+        // cost more than the rest of an attempt that ends at once; the run's end
+        // cancels it instead ([`Attempt::cancel`]).
+        let cancel = timeout.map(|_| {
+            let token = CancellationToken::new();
+            if ctx.run.cancel.is_cancelled() {
+                token.cancel();
+            }
+            token
+        });
         ctx.attempt_cancel.clone_from(&cancel);
         // A limit too long for the clock to reach is none.
         let deadline = |started: Instant| {
             let limit = timeout?;
             let at = started.checked_add(limit)?;
-            Some(Deadline {
-                sleep: Box::pin(tokio::time::sleep_until(at)),
-                limit,
-                cancel: cancel?,
-            })
+            Some((Box::pin(tokio::time::sleep_until(at)), limit))
         };
         if spawn {
             let handler = Arc::clone(handler);
@@ -210,6 +212,7 @@ impl<'h> Attempt<'h> {
                 index,
                 running: Running::Spawned(AbortOnDropHandle::new(task)),
                 deadline: deadline(Instant::now()),
+                cancel,
             };
             *polled = Pin::new(&mut attempt).poll(cx);
             return polled.is_pending().then_some(attempt);
@@ -235,6 +238,7 @@ impl<'h> Attempt<'h> {
             index,
             running: Running::Inline(Guarded { future, span }),
             deadline: started.and_then(deadline),
+            cancel,
         };
         match attempt.poll_deadline(cx) {
             Poll::Ready(timed_out) => {
@@ -258,17 +262,25 @@ impl<'h> Attempt<'h> {
         }
     }
 
+    /// Tells the handler, through its own token if it has one, that the run is cancelled
+    /// (a handler without one watches the run's).
+    pub(crate) fn cancel(&self) {
+        if let Some(token) = &self.cancel {
+            token.cancel();
+        }
+    }
+
     /// The timeout error once the deadline has passed (the handler is then stopped).
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<TaskError> {
-        let Some(deadline) = &mut self.deadline else {
+        let Some((sleep, limit)) = &mut self.deadline else {
             return Poll::Pending;
         };
-        if deadline.sleep.as_mut().poll(cx).is_pending() {
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
+        let error = TaskError::new(format!("timed out after {}", seconds(*limit)));
         // Told first: a blocking handler, which nothing can stop, runs on until it looks.
-        deadline.cancel.cancel();
-        let error = TaskError::new(format!("timed out after {}", seconds(deadline.limit)));
+        self.cancel();
         Poll::Ready(match self.release() {
             Some(panic) => error.with_note(&panic),
             None => error,

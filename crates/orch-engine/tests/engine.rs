@@ -704,6 +704,48 @@ fn a_timed_out_attempt_is_told_through_its_cancellation_token() {
     });
 }
 
+/// An attempt with a timeout has a token of its own: a cancellation of the run reaches it
+/// there too, whether the attempt started before the cancellation or not.
+#[test]
+fn a_timed_attempt_hears_its_runs_cancellation() {
+    let runtime = common::two_workers();
+    runtime.block_on(async {
+        let engine = WorkflowEngine::builder()
+            .max_concurrent(2)
+            .cancel_grace_period(Duration::from_secs(600))
+            .build()
+            .expect("valid");
+        let started = Arc::new(tokio::sync::Semaphore::new(0));
+        let s = Arc::clone(&started);
+        engine.register_handler("wait", move |ctx: TaskContext| {
+            s.add_permits(1);
+            async move {
+                ctx.cancellation().cancelled().await;
+                Err::<(), _>(TaskError::new("told"))
+            }
+        });
+        let waiting = |id: &str| Task::new(id, "wait").timeout(Duration::from_secs(600));
+        let workflow = Workflow::new("w", "W")
+            .task(waiting("a"))
+            .task(waiting("b"));
+        let run = engine.run(&workflow);
+        let cancel = run.cancellation_token();
+        let run = tokio::spawn(run);
+        drop(started.acquire_many(2).await.expect("both started"));
+        cancel.cancel();
+        // A guard against waiting for ever, not a measure: the grace period is ten
+        // minutes, so a run that ends sooner had its handlers stop by themselves.
+        let result = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the handlers heard the cancellation")
+            .expect("no panic")
+            .expect("valid");
+        for id in ["a", "b"] {
+            assert_eq!(record(&result, id).status, TaskStatus::Cancelled);
+        }
+    });
+}
+
 #[test]
 fn one_engine_runs_workflows_concurrently() {
     let runtime = common::two_workers();

@@ -30,7 +30,13 @@ impl Scheduler<'_> {
                     self.active -= 1;
                 }
                 InFlight::Backoff { .. } => {}
-                waiting => self.in_flight.push(waiting),
+                waiting => {
+                    // The run is cancelled: a handler with a token of its own hears it there.
+                    if let InFlight::Attempt(attempt) = &waiting {
+                        attempt.cancel();
+                    }
+                    self.in_flight.push(waiting);
+                }
             }
         }
     }
