@@ -1,7 +1,7 @@
 //! The engine's scheduling cost: no-op handlers over the standard shapes, next to the
 //! floor (Kahn's algorithm polling the same no-op futures inline), plus the efficiency of
-//! sleeping handlers on a wide fan-out, and what a result's metrics cost when they are
-//! asked for. Memory: `engine_memory`.
+//! sleeping handlers on a wide fan-out, what a result's metrics cost when they are asked
+//! for, and a task reading 20,000 inputs one by one. Memory: `engine_memory`.
 //!
 //! `cargo bench -p benches --bench engine_run`
 //! (`-- engine_run/noop_c8` for one group; set `ORCH_BENCH_MAX=100000` to skip 10^6.)
@@ -209,6 +209,48 @@ fn pools_and_priorities(c: &mut Criterion) {
     group.finish();
 }
 
+/// A task that reads, one by one with `TaskContext::input`, the outputs of 20,000
+/// dependencies: what finding out that each is a dependency costs.
+fn wide_fan_in_inputs(c: &mut Criterion) {
+    const SOURCES: usize = 20_000;
+    let runtime = runtime();
+    let engine = WorkflowEngine::new();
+    // Inline, so that the reads are most of the run.
+    engine.register_handler(
+        "source",
+        inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(1) }),
+    );
+    engine.register_handler(
+        "merge",
+        inline(|ctx: TaskContext| async move {
+            let mut sum = 0i64;
+            for id in &ctx.task_definition().dependencies {
+                sum += ctx.input::<i64>(id)?;
+            }
+            Ok::<_, TaskError>(sum)
+        }),
+    );
+    let ids: Vec<String> = (0..SOURCES).map(|i| format!("s{i}")).collect();
+    let workflow = Workflow::from_tasks(
+        "fan_in",
+        "Fan-in",
+        (ids.iter().map(|id| Task::new(id.as_str(), "source")))
+            .chain([Task::new("merge", "merge").depends_on(ids.iter().map(String::as_str))]),
+    );
+    let mut group = c.benchmark_group("engine_run/wide_fan_in_inputs");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(SOURCES as u64));
+    group.bench_function(BenchmarkId::new("input_each", SOURCES), |b| {
+        b.iter(|| {
+            let result = runtime.block_on(engine.execute_workflow(&workflow));
+            result.map(|r| r.tasks["merge"].result.clone())
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     noop,
@@ -216,6 +258,7 @@ criterion_group!(
     sleeping_fan_out,
     metrics_on_request,
     handler_placement,
-    pools_and_priorities
+    pools_and_priorities,
+    wide_fan_in_inputs
 );
 criterion_main!(benches);

@@ -441,7 +441,7 @@ impl TaskContext {
             )));
         };
         let plan = self.run.plan();
-        if !plan.dependencies(me).contains(&(target as u32)) && !is_ancestor(plan, target, me) {
+        if !depends_directly(plan, me, target) && !is_ancestor(plan, target, me) {
             return Err(TaskError::permanent(format!(
                 "task `{}` read the output of `{id}`, which it does not depend on, directly or \
                  not; a task reads only the outputs of its ancestors",
@@ -453,6 +453,18 @@ impl TaskContext {
                 "`{id}` has no output: it did not complete in this run or the one resumed"
             ))
         })
+    }
+}
+
+/// Whether `task` depends on `dependency` directly, looked up in the shorter of the two
+/// lists: a task reading each of many dependencies, or many tasks reading one, stays
+/// linear in all.
+fn depends_directly(plan: &Plan, task: usize, dependency: usize) -> bool {
+    let (dependencies, dependents) = (plan.dependencies(task), plan.dependents(dependency));
+    if dependencies.len() <= dependents.len() {
+        dependencies.contains(&(dependency as u32))
+    } else {
+        dependents.contains(&(task as u32))
     }
 }
 
