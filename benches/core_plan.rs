@@ -1,4 +1,5 @@
-//! Validation plus execution order (building the cached plan) for the standard shapes.
+//! Validation plus execution order (building the cached plan) for the standard shapes,
+//! and for a very wide task followed by many tasks of a few dependencies each.
 //!
 //! `cargo bench -p benches --bench core_plan`
 
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use benches::Shape;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use orch::prelude::Workflow;
+use orch::prelude::{Task, Workflow};
 
 fn validate_and_order(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate_and_order");
@@ -33,5 +34,36 @@ fn validate_and_order(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validate_and_order);
+/// One task depending on 200,000 others, then 50,000 tasks of 17 dependencies each (past
+/// the count where validation checks a task's list for repeats with a set): what the
+/// set's reuse from one task to the next costs after a very wide one.
+fn wide_then_many(c: &mut Criterion) {
+    const WIDE: usize = 200_000;
+    const NARROW: usize = 50_000;
+    let ids: Vec<String> = (0..WIDE).map(|i| format!("s{i}")).collect();
+    let sources = ids.iter().map(|id| Task::new(id.as_str(), "t"));
+    let hub = Task::new("hub", "t").depends_on(ids.iter().map(String::as_str));
+    let narrow = (0..NARROW).map(|i| {
+        let dependencies = (0..17).map(|d| ids[(i * 17 + d) % WIDE].as_str());
+        Task::new(format!("n{i}"), "t").depends_on(dependencies)
+    });
+    let workflow = Workflow::from_tasks("w", "W", sources.chain([hub]).chain(narrow));
+    let mut group = c.benchmark_group("validate_and_order");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(workflow.len() as u64));
+    group.bench_function(BenchmarkId::new("wide_then_many_17", workflow.len()), |b| {
+        b.iter_batched(
+            || Workflow::from_tasks("w", "W", workflow.tasks().cloned()),
+            |fresh| {
+                assert!(fresh.validate().is_ok());
+                fresh
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, validate_and_order, wide_then_many);
 criterion_main!(benches);

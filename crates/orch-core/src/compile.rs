@@ -222,8 +222,8 @@ fn resolve_range(tasks: &TaskTable, range: Range<usize>) -> Chunk<'_> {
         // Few dependencies: look back through this task's own list; many: use a set.
         let first = chunk.items.len();
         let many = task.dependencies.len() > 16;
-        listed.clear();
-        reported.clear();
+        empty_for(&mut listed, task.dependencies.len());
+        empty_for(&mut reported, task.dependencies.len());
         for dep in &task.dependencies {
             match tasks.get_index_of(dep.as_str()) {
                 Some(d) if d == i => {
@@ -446,5 +446,16 @@ fn topological_order(
         Ok(order)
     } else {
         Err(waiting)
+    }
+}
+
+/// Empties `set` for a task of `dependencies`. Clearing goes through all of a set's
+/// room, so a set that a far wider task grew is made anew: else every task after it would
+/// pay for that task's width.
+fn empty_for<T>(set: &mut HashSet<T>, dependencies: usize) {
+    if set.capacity() > 4 * dependencies.max(64) {
+        *set = HashSet::new();
+    } else {
+        set.clear();
     }
 }
