@@ -61,7 +61,7 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
     /// Among tasks ready at the same time, higher priorities start first (default 0;
-    /// ties go in the workflow's order). Negative values are allowed.
+    /// ties go in the workflow's execution order). Negative values are allowed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
     /// How many times a failed attempt is retried (0: run once); at most

@@ -84,9 +84,11 @@ pub struct DependencyOutcomes {
 }
 
 impl DependencyOutcomes {
-    /// How many dependencies ended.
+    /// How many dependencies ended (at most `u32::MAX`, however large the counts).
     pub fn ended(&self) -> u32 {
-        self.completed + self.failed + self.skipped
+        (self.completed)
+            .saturating_add(self.failed)
+            .saturating_add(self.skipped)
     }
 
     /// Whether every dependency ended.
@@ -174,10 +176,10 @@ impl TriggerRule {
             (true, false) => Decision::Skip,
         };
         match self {
-            TriggerRule::AllSuccess if failed + skipped > 0 => Decision::Skip,
+            TriggerRule::AllSuccess if failed > 0 || skipped > 0 => Decision::Skip,
             TriggerRule::AllSuccess => wait_then(true),
             TriggerRule::AllDone => wait_then(true),
-            TriggerRule::AllFailed if completed + skipped > 0 => Decision::Skip,
+            TriggerRule::AllFailed if completed > 0 || skipped > 0 => Decision::Skip,
             TriggerRule::AllFailed => wait_then(true),
             TriggerRule::OneSuccess if completed > 0 => Decision::Run,
             TriggerRule::OneSuccess => wait_then(false),
@@ -229,6 +231,21 @@ mod tests {
             failed,
             skipped,
         }
+    }
+
+    /// Counts built by hand may add up past `u32::MAX`: every rule still decides.
+    #[test]
+    fn counts_past_the_largest_total_decide_without_overflow() {
+        let huge = DependencyOutcomes {
+            total: 1,
+            completed: u32::MAX,
+            failed: u32::MAX,
+            skipped: 1,
+        };
+        assert_eq!(huge.ended(), u32::MAX);
+        assert_eq!(TriggerRule::AllSuccess.decide(huge), Decision::Skip);
+        assert_eq!(TriggerRule::AllFailed.decide(huge), Decision::Skip);
+        assert_eq!(TriggerRule::AllDone.decide(huge), Decision::Run);
     }
 
     /// The rule table: rule x outcomes of three dependencies -> decision.

@@ -26,7 +26,8 @@
 //! `failed`, `retrying`, `skipped`, `cancelled`, `restored`). Ids are written into
 //! subjects with percent-escapes for the characters a subject token cannot hold: `.`,
 //! `*`, `>`, `%`, white space and control characters become `%XX` (their UTF-8 bytes in
-//! upper-case hex), so `load.v2` is the token `load%2Ev2`. An empty id is written `%00`.
+//! upper-case hex), so `load.v2` is the token `load%2Ev2`. An empty id is written `%`
+//! (no escape is a lone `%`, so it stands for no other id).
 
 #![cfg(feature = "events")]
 

@@ -280,8 +280,9 @@ impl Drop for Publisher {
 /// `id` as one subject token: itself when it is one already, else with what a token
 /// cannot hold escaped.
 pub(crate) fn token(id: &str) -> Cow<'_, str> {
+    // A lone `%`: no escape is one, so no other id's token is this.
     if id.is_empty() {
-        return Cow::Borrowed("%00");
+        return Cow::Borrowed("%");
     }
     let plain = |b: &u8| (b'!'..=b'~').contains(b) && !matches!(b, b'.' | b'*' | b'>' | b'%');
     if id.as_bytes().iter().all(plain) {
@@ -315,7 +316,9 @@ mod tests {
         assert_eq!(token("50% off"), "50%25%20off");
         assert_eq!(token("tab\there"), "tab%09here");
         assert_eq!(token("é"), "é");
-        assert_eq!(token(""), "%00");
+        assert_eq!(token(""), "%");
+        // Not the token of the id made of a NUL character.
+        assert_eq!(token("\0"), "%00");
         assert!(
             matches!(token("load"), Cow::Borrowed(_)),
             "a plain id is not copied"
