@@ -150,7 +150,10 @@ impl Bridge {
     /// bus closes or the returned task stops.
     ///
     /// The export never holds the bus up: when NATS falls behind by more than 16,384
-    /// events, it drops the oldest and logs how many.
+    /// events, it drops the oldest and logs how many. While the server is gone the client
+    /// keeps what it is given until it is full; once an event has waited 5 s for room,
+    /// events are dropped (and counted in the log) until the client takes one again, so
+    /// that an export whose bus closes ends all the same.
     pub fn export<T>(&self, bus: &EventBus<T>, pattern: &str) -> Result<BridgeTask, SubscribeError>
     where
         T: Serialize + Send + Sync + 'static,
@@ -162,6 +165,9 @@ impl Bridge {
         let bridge = self.clone();
         let imported = self.imported_on(bus);
         Ok(BridgeTask(tokio::spawn(async move {
+            // Events dropped since the connection last took one at once, after one that
+            // waited `LAST_FLUSH_WAIT` for room (the server gone, the client full).
+            let mut stalled: Option<u64> = None;
             while let Some(delivery) = events.recv().await {
                 let event = match delivery {
                     Delivery::Event(event) => event,
@@ -186,13 +192,34 @@ impl Bridge {
                 };
                 let mut headers = HeaderMap::new();
                 headers.insert(ORIGIN, &*bridge.origin);
-                if let Err(error) = bridge
+                let publish = bridge
                     .client
-                    .publish_with_headers(subject, headers, payload.into())
-                    .await
-                {
-                    tracing::warn!(%error, "an event could not be exported");
+                    .publish_with_headers(subject, headers, payload.into());
+                // Stalled, an event goes only if the client takes it at once.
+                let wait = stalled.map_or(LAST_FLUSH_WAIT, |_| std::time::Duration::ZERO);
+                match tokio::time::timeout(wait, publish).await {
+                    Ok(result) => {
+                        if let Err(error) = result {
+                            tracing::warn!(%error, "an event could not be exported");
+                        }
+                        if let Some(dropped) = stalled.take() {
+                            tracing::warn!(
+                                dropped,
+                                "NATS takes events again; some were not exported"
+                            );
+                        }
+                    }
+                    Err(_) if stalled.is_none() => {
+                        tracing::warn!(
+                            "NATS took no event for {LAST_FLUSH_WAIT:?}; dropping events until it does"
+                        );
+                        stalled = Some(1);
+                    }
+                    Err(_) => stalled = stalled.map(|n| n + 1),
                 }
+            }
+            if let Some(dropped) = stalled {
+                tracing::warn!(dropped, "events were not exported: NATS did not take them");
             }
             // Bounded: with the server gone, a flush would wait for it for ever.
             let flushed = tokio::time::timeout(LAST_FLUSH_WAIT, bridge.client.flush()).await;

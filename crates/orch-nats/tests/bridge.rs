@@ -282,6 +282,20 @@ async fn an_import_pattern_the_server_would_refuse_is_an_error_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_whose_server_is_gone_still_finishes_when_its_bus_closes() {
+    export_finishes_without_its_server(1).await;
+}
+
+/// More events than the client holds while it has no server (2,048 commands): each
+/// waits for room a few seconds at most, and then the rest are dropped until the
+/// connection takes one again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_with_many_events_and_no_server_still_finishes_when_its_bus_closes() {
+    export_finishes_without_its_server(3_000).await;
+}
+
+/// Exports an event, stops the server, publishes `after` events more and closes the bus:
+/// the export ends.
+async fn export_finishes_without_its_server(after: usize) {
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -294,7 +308,9 @@ async fn an_export_whose_server_is_gone_still_finishes_when_its_bus_closes() {
         .await
         .expect("published");
     drop(server);
-    bus.publish("app.after", json!(2)).await.expect("published");
+    for n in 0..after {
+        bus.publish("app.after", json!(n)).await.expect("published");
+    }
     bus.close().await;
     // Waits for the server a few seconds at most, then ends; a guard, not a measure.
     tokio::time::timeout(std::time::Duration::from_secs(60), export.finished())
