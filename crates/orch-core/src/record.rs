@@ -114,9 +114,7 @@ impl fmt::Display for WorkflowStatus {
 pub struct TaskRecord {
     /// The task's final (or current) status.
     pub status: TaskStatus,
-    /// The handler's output, when it completed (`Some(Value::Null)` for a handler that
-    /// returned null: read back from JSON, a completed task's `"result": null` is that).
-    #[serde(deserialize_with = "present")]
+    /// The handler's output, when it completed.
     pub result: Option<Value>,
     /// Why it failed, was skipped or was cancelled.
     pub error: Option<String>,
@@ -295,12 +293,6 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
 
 fn parse_time<E: serde::de::Error>(text: &str) -> Result<SystemTime, E> {
     crate::time::parse(text).map_err(|e| E::custom(format!("invalid time `{text}`: {e}")))
-}
-
-/// A field that is there, `null` included, as `Some`. (Read as a run's records, only a
-/// completed task's `null` stays so: another's is no result.)
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
 }
 
 mod rfc3339_opt {

@@ -241,14 +241,7 @@ impl<'de> Deserialize<'de> for TaskRecords {
                 let mut pairs =
                     Vec::with_capacity(cautious_capacity::<(TaskId, TaskRecord)>(map.size_hint()));
                 let mut seen = std::collections::HashSet::with_capacity(pairs.capacity());
-                while let Some((id, mut record)) = map.next_entry::<TaskId, TaskRecord>()? {
-                    // Written as `null`, no result and a null output look alike: only a
-                    // completed task has an output (a failed map's list is never null).
-                    if record.status != crate::TaskStatus::Completed
-                        && record.result == Some(serde_json::Value::Null)
-                    {
-                        record.result = None;
-                    }
+                while let Some((id, record)) = map.next_entry::<TaskId, TaskRecord>()? {
                     // A second record would replace the first without a word.
                     if !seen.insert(id.clone()) {
                         return Err(serde::de::Error::custom(format_args!(

@@ -172,7 +172,6 @@ fn map_over_adds_the_dependency_once() {
 fn cached_is_written_only_when_true_and_old_records_read_as_not_cached() {
     let plain = TaskRecord {
         status: TaskStatus::Completed,
-        result: Some(serde_json::json!(1)),
         ..TaskRecord::default()
     };
     let value = serde_json::to_value(&plain).expect("serialises");
@@ -196,7 +195,6 @@ fn instance_records_follow_the_workflows_and_keep_it() {
     let records = vec![TaskRecord::default(), TaskRecord::default()];
     let done = TaskRecord {
         status: TaskStatus::Completed,
-        result: Some(serde_json::json!(1)),
         ..TaskRecord::default()
     };
     let instances = (0..2).map(|i| (MapSpec::instance_id("square", i), done.clone()));

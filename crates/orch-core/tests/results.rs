@@ -82,27 +82,6 @@ fn a_result_reads_back_from_its_json() {
     assert!(back.tasks.workflow().is_none());
 }
 
-/// Written, a null output and no output both read `"result": null`: read back, a
-/// completed task's is its null output, and another's is none.
-#[test]
-fn a_null_output_reads_back_as_null_and_no_output_as_none() {
-    let mut original = result();
-    let mut records = original.tasks.records().to_vec();
-    records[0].result = Some(json!(null));
-    original.tasks = TaskRecords::for_workflow(&workflow(), records).expect("one per task");
-    let back: WorkflowResult = serde_json::from_str(&original.to_json()).expect("reads");
-    assert_eq!(back, original);
-    assert_eq!(
-        back.task("a").and_then(|r| r.result.clone()),
-        Some(json!(null))
-    );
-    assert!(
-        back.tasks
-            .iter()
-            .any(|(_, r)| r.status != TaskStatus::Completed && r.result.is_none())
-    );
-}
-
 #[test]
 fn metrics_follow_the_result_as_it_is_when_asked() {
     let mut result = result();

@@ -10,7 +10,6 @@ fn result(run_id: RunId) -> WorkflowResult {
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let record = TaskRecord {
         status: TaskStatus::Completed,
-        result: Some(serde_json::json!("done")),
         start_time: Some(start),
         end_time: Some(start),
         attempts: 1,

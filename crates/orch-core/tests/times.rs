@@ -18,7 +18,6 @@ fn result(start: SystemTime, end: SystemTime) -> WorkflowResult {
     let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
     let record = TaskRecord {
         status: TaskStatus::Completed,
-        result: Some(serde_json::json!(1)),
         start_time: Some(start),
         end_time: Some(end),
         attempts: 1,

@@ -991,38 +991,3 @@ fn an_output_the_journal_cannot_hold_stays_in_the_run_and_the_journal_says_why()
     assert_eq!(again.status, WorkflowStatus::Completed);
     assert_eq!((calls.of("deep"), calls.of("small")), (1, 1));
 }
-
-#[test]
-fn a_null_output_restored_from_the_journal_is_read_as_null() {
-    let dir = tempfile::tempdir().unwrap();
-    let calls = Calls::default();
-    let run_id = RunId::parse("null").unwrap();
-    let workflow = Workflow::new("w", "W")
-        .task(Task::new("nothing", "nothing"))
-        .task(Task::new("flaky", "flaky"))
-        .task(Task::new("read", "read").depends_on(["nothing", "flaky"]));
-    let start = |flaky_succeeds: bool| {
-        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
-        engine.register_handler("nothing", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>(serde_json::Value::Null)
-        });
-        engine.register_handler("read", |ctx: TaskContext| async move {
-            let value: serde_json::Value = ctx.input("nothing")?;
-            Ok::<_, TaskError>(json!({ "read": value }))
-        });
-        engine
-    };
-    let first = runtime()
-        .block_on(start(false).run_durable(&workflow, run_id.clone()))
-        .unwrap();
-    assert_eq!(first.status, WorkflowStatus::Failed);
-    let second = runtime()
-        .block_on(start(true).run_durable(&workflow, run_id))
-        .unwrap();
-    assert_eq!(second.status, WorkflowStatus::Completed, "{second:?}");
-    assert_eq!(
-        second.task("read").unwrap().result,
-        Some(json!({ "read": null }))
-    );
-    assert_eq!(second.task("nothing").unwrap().result, Some(json!(null)));
-}
