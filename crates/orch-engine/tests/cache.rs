@@ -306,20 +306,25 @@ fn a_map_task_can_be_cached_as_a_whole() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
-/// A cached list of three instances is not taken for a map that may now run two: the map
-/// runs, and fails on its limit.
-#[test]
-fn a_cached_map_is_not_taken_under_a_lower_instance_limit() {
-    let engine = WorkflowEngine::builder()
-        .cache_store(Arc::new(MemoryCache::default()))
-        .build()
-        .expect("valid");
+/// An engine built from `builder` whose `items` tasks return their config's `items` and
+/// whose `double` map instances double their element.
+fn map_engine(builder: orch_engine::EngineBuilder) -> WorkflowEngine {
+    let engine = builder.build().expect("valid");
     engine.register_handler("items", |ctx: TaskContext| async move {
         Ok::<_, TaskError>(ctx.config()["items"].clone())
     });
     engine.register_handler("double", |ctx: TaskContext| async move {
         Ok::<_, TaskError>(ctx.map_item::<i64>()? * 2)
     });
+    engine
+}
+
+/// A cached list of three instances is not taken for a map that may now run two: the map
+/// runs, and fails on its limit.
+#[test]
+fn a_cached_map_is_not_taken_under_a_lower_instance_limit() {
+    let engine =
+        map_engine(WorkflowEngine::builder().cache_store(Arc::new(MemoryCache::default())));
     let workflow = |limit: u32| {
         let mut map = Task::new("double", "double").map_over("items").cache(true);
         if limit > 0 {
@@ -344,18 +349,11 @@ fn a_cached_map_is_not_taken_under_a_lower_instance_limit() {
 fn a_cached_map_is_not_taken_by_an_engine_with_a_lower_instance_limit() {
     let store: Arc<dyn CacheStore> = Arc::new(MemoryCache::default());
     let engine = |limit: u32| {
-        let engine = WorkflowEngine::builder()
-            .cache_store(Arc::clone(&store))
-            .max_map_instances(limit)
-            .build()
-            .expect("valid");
-        engine.register_handler("items", |ctx: TaskContext| async move {
-            Ok::<_, TaskError>(ctx.config()["items"].clone())
-        });
-        engine.register_handler("double", |ctx: TaskContext| async move {
-            Ok::<_, TaskError>(ctx.map_item::<i64>()? * 2)
-        });
-        engine
+        map_engine(
+            WorkflowEngine::builder()
+                .cache_store(Arc::clone(&store))
+                .max_map_instances(limit),
+        )
     };
     let workflow = Workflow::new("w", "W")
         .task(Task::new("items", "items").config(json!({"items": [1, 2, 3]})))
