@@ -98,7 +98,8 @@ pub struct TaskContext {
     pub(crate) attempt: u32,
     /// For an instance of a map task: which element, and the element itself.
     pub(crate) item: Option<Arc<MapItem>>,
-    /// The attempt's own token, when it has a timeout (the run's token is a parent of it).
+    /// The attempt's own token, when it has a timeout (cancelled at the timeout, and by
+    /// the engine when the run is cancelled).
     pub(crate) attempt_cancel: Option<CancellationToken>,
 }
 

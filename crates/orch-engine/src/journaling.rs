@@ -165,16 +165,16 @@ impl RunJournal {
             .map(|&index| journal_record(&records[index as usize], shared, index))
             .collect();
         if !self.unjournalable.is_empty() {
-            let instance_lines = instances.iter_mut().flat_map(|(_, them)| them.iter_mut());
-            for (id, line) in instance_lines {
+            let mark = |id: &TaskId, line: &mut TaskRecord| {
                 if let Some(reason) = self.unjournalable.get(id) {
                     leave_out(line, reason);
                 }
+            };
+            for (id, line) in instances.iter_mut().flat_map(|(_, them)| them.iter_mut()) {
+                mark(id, line);
             }
             for (id, line) in ids.clone().zip(lines.iter_mut()) {
-                if let Some(reason) = self.unjournalable.get(id) {
-                    leave_out(line, reason);
-                }
+                mark(id, line);
             }
         }
         let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(batch.len());

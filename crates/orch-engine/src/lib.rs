@@ -67,9 +67,9 @@
 //!   `none_failed_min_one_success` or `always`. A task whose rule can no longer be met is
 //!   skipped; its record's error names the rule and the dependencies that decided it
 //!   (`dependency `a` failed (trigger rule `all_success`)`, `dependency `b` was skipped
-//!   after `a` failed (trigger rule `all_success`)`, or `trigger rule `all_success` not
-//!   met: `x` completed, `b` was skipped after `a` failed`). A skip counts as a skip, not a failure, for the
-//!   rules of the dependents.
+//!   after `a` failed (trigger rule `all_success`)`, or `trigger rule `one_failed` not
+//!   met: `x` completed, `b` was skipped after `a` failed`). A skip counts as a skip,
+//!   not a failure, for the rules of the dependents.
 //! - **The run's status past failures.** A failed task fails the run, whatever ran after
 //!   it (an `all_done` cleanup task does not hide it), unless the failure was *handled*:
 //!   a direct dependent whose rule reacts to failures (`one_failed` or `all_failed`)
