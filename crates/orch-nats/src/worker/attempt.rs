@@ -10,7 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::publish::{Tries, publish_result, result_payload};
+use super::publish::store_result;
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
@@ -275,13 +275,7 @@ async fn report(
     (outcome, deadline_ms): (Outcome, Option<u64>),
     hand_back: &CancellationToken,
 ) {
-    let publish = async {
-        let mut tries = Tries::new(shared, deadline_ms.map(protocol::until), hand_back);
-        let Some(payload) = result_payload(shared, key, outcome, &mut tries).await else {
-            return false;
-        };
-        publish_result(shared, key, payload, &mut tries).await
-    };
+    let publish = async { store_result(shared, key, outcome, deadline_ms, hand_back).await };
     if with_progress(message, queue.progress_every, publish).await {
         ack(message, AckKind::Ack).await;
     } else {
@@ -385,15 +379,7 @@ async fn refuse(
     };
     // Cut to fit like any result: the error quotes the message, which may be as long
     // as a message can be.
-    let publish = async {
-        let deadline = envelope.deadline_ms.map(protocol::until);
-        let mut tries = Tries::new(shared, deadline, hand_back);
-        // A failure goes to no object store: its payload is always there.
-        let Some(payload) = result_payload(shared, &key, failed, &mut tries).await else {
-            return false;
-        };
-        publish_result(shared, &key, payload, &mut tries).await
-    };
+    let publish = store_result(shared, &key, failed, envelope.deadline_ms, hand_back);
     let stored = with_progress(message, queue.progress_every, publish).await;
     // Past its deadline, nobody waits for the attempt: given back, it would only be
     // refused again.

@@ -17,7 +17,7 @@ use crate::stored;
 /// message goes to the object store, and the outcome names it instead: tried again
 /// while `tries` lasts, the attempt fails (and may be retried) if it cannot be stored.
 /// `None` if the worker stops meanwhile, or the attempt's deadline passes.
-pub(super) async fn result_payload(
+async fn result_payload(
     shared: &Shared,
     key: &AttemptKey,
     outcome: Outcome,
@@ -177,10 +177,28 @@ const LEAST_TRY: Duration = Duration::from_secs(1);
 /// the try (async-nats' default for a JetStream context, which workers use).
 const CLIENT_ACK_WAIT: Duration = Duration::from_secs(5);
 
+/// Stores `outcome` as the result of attempt `key` (its output in the object store first,
+/// if it is too large for a message), trying again until the worker's patience or the
+/// attempt's deadline (`deadline_ms`) runs out; whether it was stored (not if the worker
+/// stopped first).
+pub(super) async fn store_result(
+    shared: &Shared,
+    key: &AttemptKey,
+    outcome: Outcome,
+    deadline_ms: Option<u64>,
+    hand_back: &CancellationToken,
+) -> bool {
+    let mut tries = Tries::new(shared, deadline_ms.map(protocol::until), hand_back);
+    let Some(payload) = result_payload(shared, key, outcome, &mut tries).await else {
+        return false;
+    };
+    publish_result(shared, key, payload, &mut tries).await
+}
+
 /// How long a worker tries to store an attempt's result (its output in the object store
 /// first, when the output goes there): the worker's patience, or until the attempt's
 /// deadline when that comes first, or until the worker stops.
-pub(super) struct Tries<'a> {
+struct Tries<'a> {
     /// None: no limit (a time too far for the clock).
     give_up_at: Option<Instant>,
     /// The attempt's deadline comes before the patience runs out.
@@ -192,11 +210,7 @@ pub(super) struct Tries<'a> {
 
 impl<'a> Tries<'a> {
     /// Tries for an attempt whose deadline is `deadline` from now, if it has one.
-    pub(super) fn new(
-        shared: &Shared,
-        deadline: Option<Duration>,
-        hand_back: &'a CancellationToken,
-    ) -> Self {
+    fn new(shared: &Shared, deadline: Option<Duration>, hand_back: &'a CancellationToken) -> Self {
         let patience = shared.result_patience;
         Self {
             give_up_at: Instant::now().checked_add(deadline.map_or(patience, |d| d.min(patience))),
@@ -245,7 +259,7 @@ impl<'a> Tries<'a> {
 /// if the worker's patience ran out (the task goes back to the queue, and its deliveries
 /// are counted), or if the attempt's deadline passed first: its coordinator no longer
 /// waits, and the task, handed back, is dropped as past its deadline.
-pub(super) async fn publish_result(
+async fn publish_result(
     shared: &Shared,
     key: &AttemptKey,
     payload: bytes::Bytes,
