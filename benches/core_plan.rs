@@ -1,5 +1,6 @@
 //! Validation plus execution order (building the cached plan) for the standard shapes,
-//! and for a very wide task followed by many tasks of a few dependencies each.
+//! for a very wide task followed by many tasks of a few dependencies each, and for a
+//! workflow of three tasks (the size a remote worker builds around each task it runs).
 //!
 //! `cargo bench -p benches --bench core_plan`
 
@@ -65,5 +66,28 @@ fn wide_then_many(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validate_and_order, wide_then_many);
+/// A task with two dependencies: what validation costs per run of a small workflow, and
+/// per task on a remote worker.
+fn small(c: &mut Criterion) {
+    let tasks = [
+        Task::new("a", "t"),
+        Task::new("b", "t"),
+        Task::new("c", "t").depends_on(["a", "b"]),
+    ];
+    let mut group = c.benchmark_group("validate_and_order");
+    group.throughput(Throughput::Elements(tasks.len() as u64));
+    group.bench_function(BenchmarkId::new("small", tasks.len()), |b| {
+        b.iter_batched(
+            || Workflow::from_tasks("w", "W", tasks.iter().cloned()),
+            |fresh| {
+                assert!(fresh.validate().is_ok());
+                fresh
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, validate_and_order, wide_then_many, small);
 criterion_main!(benches);

@@ -98,8 +98,14 @@ fn resolve(tasks: &TaskTable, threads: usize) -> Resolved {
     let n = tasks.len();
     // Many more threads than cores would only wait on each other, each with a stack of
     // its own, and could run out of what the system allows (spawning would panic).
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let threads = threads.min(cores.max(8)).clamp(1, n.max(1));
+    // (Asked only then: the answer reads the cgroup files, a cost every small
+    // workflow, and every task a remote worker receives, would pay.)
+    let threads = if threads > 1 {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        threads.min(cores.max(8)).clamp(1, n.max(1))
+    } else {
+        1
+    };
     let size = n.div_ceil(threads).max(1);
     let ranges = (0..threads).map(|t| (t * size).min(n)..((t + 1) * size).min(n));
     let chunks: Vec<Chunk<'_>> = if threads == 1 {
