@@ -64,6 +64,7 @@ impl EventBusBuilder {
                 next_id: AtomicU64::new(0),
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
+                closing: Notify::new(),
             }),
         }
     }
@@ -85,6 +86,8 @@ pub(crate) struct Inner<T> {
     /// Publishes past their routing step still delivering (waiting for room).
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Wakes what waits in [`EventBus::closed`].
+    closing: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -209,6 +212,31 @@ impl<T> EventBus<T> {
         self.inner.read().closed
     }
 
+    /// Waits until [`EventBus::close`] is called (returns at once if it was): for a task
+    /// that feeds the bus from elsewhere and should stop with it.
+    ///
+    /// ```
+    /// use orch_events::EventBus;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let bus: EventBus = EventBus::new();
+    /// let closer = bus.clone();
+    /// tokio::spawn(async move { closer.close().await });
+    /// bus.closed().await;
+    /// assert!(bus.is_closed());
+    /// # });
+    /// ```
+    pub async fn closed(&self) {
+        let closing = self.inner.closing.notified();
+        let mut closing = std::pin::pin!(closing);
+        // Registered before the check: a `close` after the check wakes it.
+        closing.as_mut().enable();
+        if self.is_closed() {
+            return;
+        }
+        closing.await;
+    }
+
     /// Closes the bus: later publishes and subscribes fail with `Closed`; publishes
     /// already under way finish (this waits for them); then every subscription gets
     /// everything published before and ends.
@@ -218,6 +246,7 @@ impl<T> EventBus<T> {
     pub async fn close(&self) {
         let inner = &*self.inner;
         inner.write().closed = true;
+        inner.closing.notify_waiters();
         // Every publish either finished under the read lock, or counted itself in.
         loop {
             let idle = inner.idle.notified();

@@ -299,7 +299,17 @@ impl Bridge {
         let bridge = self.clone();
         Ok(BridgeTask(tokio::spawn(async move {
             let skip = bridge.prefix.len() + 1;
-            while let Some(message) = messages.next().await {
+            let closed = bus.closed();
+            tokio::pin!(closed);
+            loop {
+                let message = tokio::select! {
+                    message = messages.next() => match message {
+                        Some(message) => message,
+                        None => break,
+                    },
+                    // Nothing would be published any more.
+                    () = &mut closed => break,
+                };
                 let mine = message
                     .headers
                     .as_ref()

@@ -260,13 +260,9 @@ async fn what_a_bridge_imported_to_one_bus_does_not_hold_back_another_bus_or_exp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_pattern_the_server_would_refuse_is_an_error_naming_it() {
-    let Some(server) = NatsServer::start() else {
+    let Some((_server, bus, bridge)) = bus_and_bridge().await else {
         return;
     };
-    let bus: EventBus = EventBus::new();
-    let bridge = Bridge::connect(&server.config(), "orch")
-        .await
-        .expect("connects");
     for pattern in ["app.>.tail", ">.app", "app..x", ""] {
         let refused = bridge.import(pattern, &bus).await.expect_err(pattern);
         assert!(
@@ -296,13 +292,9 @@ async fn an_export_with_many_events_and_no_server_still_finishes_when_its_bus_cl
 /// Exports an event, stops the server, publishes `after` events more and closes the bus:
 /// the export ends.
 async fn export_finishes_without_its_server(after: usize) {
-    let Some(server) = NatsServer::start() else {
+    let Some((server, bus, bridge)) = bus_and_bridge().await else {
         return;
     };
-    let bus: EventBus = EventBus::new();
-    let bridge = Bridge::connect(&server.config(), "orch")
-        .await
-        .expect("connects");
     let export = bridge.export(&bus, "app.>").expect("subscribes");
     bus.publish("app.before", json!(1))
         .await
@@ -316,4 +308,28 @@ async fn export_finishes_without_its_server(after: usize) {
     tokio::time::timeout(std::time::Duration::from_secs(60), export.finished())
         .await
         .expect("the export ended without its server");
+}
+
+/// An import ends when its bus closes, though no message arrives after: it does not keep
+/// the bus's subscribers waiting on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_ends_when_its_bus_closes_with_no_message_after() {
+    let Some((_server, bus, bridge)) = bus_and_bridge().await else {
+        return;
+    };
+    let import = bridge.import("app.>", &bus).await.expect("subscribes");
+    bus.close().await;
+    // A guard, not a measure: it ends at once.
+    tokio::time::timeout(std::time::Duration::from_secs(10), import.finished())
+        .await
+        .expect("the import ended with its bus");
+}
+
+/// A nats-server (none if it cannot start here), a bus and a bridge under `orch`.
+async fn bus_and_bridge() -> Option<(NatsServer, EventBus, Bridge)> {
+    let server = NatsServer::start()?;
+    let bridge = Bridge::connect(&server.config(), "orch")
+        .await
+        .expect("connects");
+    Some((server, EventBus::new(), bridge))
 }

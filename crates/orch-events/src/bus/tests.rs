@@ -61,3 +61,28 @@ fn a_late_closing_step_leaves_a_waiting_publish_its_subscribers() {
         closing.await.expect("no panic");
     });
 }
+
+/// `closed` waits while the bus is open, even with publishes coming and going, and ends
+/// with `close`; once closed, it returns at once.
+#[tokio::test]
+async fn closed_waits_for_close_and_then_returns_at_once() {
+    let bus: EventBus<u32> = EventBus::new();
+    let _events = bus.subscribe("jobs.>").expect("subscribes");
+    let waiting = tokio::spawn({
+        let bus = bus.clone();
+        async move { bus.closed().await }
+    });
+    for n in 0..100 {
+        bus.publish("jobs.x", n).await.expect("published");
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "the bus is still open");
+    bus.close().await;
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by close")
+        .expect("no panic");
+    tokio::time::timeout(Duration::from_secs(5), bus.closed())
+        .await
+        .expect("returns at once on a closed bus");
+}
