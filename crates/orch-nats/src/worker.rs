@@ -338,9 +338,13 @@ impl Worker {
     /// running handlers finish for the shutdown grace period, cancels those still
     /// running and hands their tasks back to the queue (another worker gets them at
     /// once; a task the server delivers after `stop`, it hands back for delivery once
-    /// its request for tasks has ended, within 3 s), and returns, waiting at most 5 s more for the server to take its last
-    /// acknowledgements (a server that is gone delivers their tasks again after its
-    /// ack wait).
+    /// its request for tasks has ended, within 3 s), and returns, waiting at most 5 s
+    /// more for the server to take its last acknowledgements.
+    ///
+    /// Cut off from its server for long (its connection full of what it could not
+    /// send), it stops all the same: an acknowledgement or hand-back that finds no room
+    /// within 5 s is given up, and the server delivers that task again after its ack
+    /// wait, as for a worker that died.
     pub async fn run(self, stop: CancellationToken) {
         self.run_until(stop, CancellationToken::new()).await;
     }

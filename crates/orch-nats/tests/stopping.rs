@@ -2,7 +2,8 @@
 //! delivers late is handed back without using up its deliveries, and runs on the next
 //! worker (handed back at once, it went straight back to the same open request, delivery
 //! after delivery, until it failed as "worker lost" without ever running); a handler it
-//! cancels that completes within the cancel grace reports its output.
+//! cancels that completes within the cancel grace reports its output; a worker cut off
+//! from its server, its connection full, still stops.
 
 mod common;
 
@@ -12,6 +13,16 @@ use orch_core::{Task, TaskStatus, Workflow};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_nats::{RemoteHandler, Worker};
 use tokio_util::sync::CancellationToken;
+
+/// An engine whose tasks of type `task_type` run on workers.
+async fn coordinator(server: &NatsServer, task_type: &str) -> WorkflowEngine {
+    let remote = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler(task_type, remote);
+    engine
+}
 
 async fn echo_worker(server: &NatsServer, name: &str) -> Worker {
     Worker::builder()
@@ -31,11 +42,7 @@ async fn a_task_delivered_to_a_stopping_worker_runs_on_the_next_one() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let remote = RemoteHandler::connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::new();
-    engine.register_handler("echo", remote);
+    let engine = coordinator(&server, "echo").await;
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
 
     let stopping = echo_worker(&server, "stopping").await;
@@ -132,4 +139,64 @@ async fn a_handler_winding_down_keeps_its_task_from_other_workers() {
         "the task ran on one worker only"
     );
     stop_second.cancel();
+}
+
+/// A worker stopped while its server is gone, its connection full of what it could not
+/// send (about 2,048 commands), still returns: neither its request for tasks nor the
+/// hand-back of the task it was running waits for room on the connection for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_with_its_server_gone_and_its_connection_full() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = coordinator(&server, "wait").await;
+    let started = Arc::new(AtomicBool::new(false));
+    let client = server.config().connect().await.expect("connects");
+    let worker = Worker::builder()
+        .name("cut-off")
+        // Room for one more task: it keeps asking for tasks while one runs.
+        .concurrency(2)
+        .shutdown_grace(Duration::from_secs(1))
+        .handler("wait", {
+            let started = Arc::clone(&started);
+            move |ctx: TaskContext| {
+                started.store(true, Ordering::SeqCst);
+                async move {
+                    ctx.cancellation().cancelled().await;
+                    Err::<(), _>(TaskError::new("cancelled"))
+                }
+            }
+        })
+        .start(client.clone())
+        .await
+        .expect("the worker starts");
+    let stop = CancellationToken::new();
+    let stopped = tokio::spawn(worker.run(stop.clone()));
+    let workflow = Workflow::new("w", "W").task(Task::new("t", "wait"));
+    let run = common::run_in_background(&engine, &workflow);
+    common::wait_for(|| started.load(Ordering::SeqCst)).await;
+    drop(server);
+    // Fills the connection: these publishes wait for a server that does not come back.
+    let filler = tokio::spawn(async move {
+        for n in 0..3_000 {
+            let _ = client.publish("filler", n.to_string().into()).await;
+        }
+    });
+    // Past the end of the worker's open request for tasks (at most 3 s), after which it
+    // makes a new one on the full connection.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!filler.is_finished(), "the connection is full");
+    stop.cancel();
+    // A guard, not a measure: grace, hand-back and last flush take about 15 s at most.
+    tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("the worker stopped")
+        .expect("no panic");
+    filler.abort();
+    // The run waits for a server that is gone.
+    run.abort();
 }

@@ -63,7 +63,11 @@ pub(crate) async fn serve(
         // it again after `ack_wait`, instead of it waiting here unacknowledged for a
         // permit.
         let inbox = shared.client.new_inbox();
-        let deliveries = match shared.client.subscribe(inbox.clone()).await {
+        let Some(subscribed) = unless_stopped(&stop, shared.client.subscribe(inbox.clone())).await
+        else {
+            break;
+        };
+        let deliveries = match subscribed {
             Ok(subscriber) => outstanding.insert(subscriber),
             Err(error) => {
                 tracing::warn!(task_type = %queue.task_type, %error, "cannot subscribe to take tasks; trying again");
@@ -78,11 +82,15 @@ pub(crate) async fn serve(
             held.len(),
             PULL_EXPIRES.as_nanos()
         );
-        if let Err(error) = shared
-            .client
-            .publish_with_reply(request_subject.clone(), inbox.clone(), request.into())
-            .await
-        {
+        let asked = shared.client.publish_with_reply(
+            request_subject.clone(),
+            inbox.clone(),
+            request.into(),
+        );
+        let Some(asked) = unless_stopped(&stop, asked).await else {
+            break;
+        };
+        if let Err(error) = asked {
             tracing::warn!(task_type = %queue.task_type, %error, "cannot ask for tasks; trying again");
             outstanding = None;
             drop(held);
@@ -123,9 +131,11 @@ pub(crate) async fn serve(
                     outstanding = None;
                     held.clear();
                     refusals.pause(&stop).await;
-                    if let Err(error) =
-                        setup::ensure_consumer(&shared.js, &shared.layout, &queue.task_type).await
-                    {
+                    let ensured = unless_stopped(
+                        &stop,
+                        setup::ensure_consumer(&shared.js, &shared.layout, &queue.task_type),
+                    );
+                    if let Some(Err(error)) = ensured.await {
                         tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
                     }
                     continue 'requests;
@@ -139,6 +149,15 @@ pub(crate) async fn serve(
     }
     // Runners finish, or hand their tasks back once `hand_back` fires.
     while running.join_next().await.is_some() {}
+}
+
+/// `step`'s output, or `None` once `stop` fires first: with the server gone, a step
+/// waits for room on a full connection until the server is back.
+async fn unless_stopped<T>(stop: &CancellationToken, step: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        output = step => Some(output),
+        () = stop.cancelled() => None,
+    }
 }
 
 /// Starts `attempt` here, up to its first wait, and spawns what is left of it.
