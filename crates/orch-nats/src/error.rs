@@ -54,13 +54,14 @@ pub enum ConnectError {
 /// Why [`RemoteHandler::cancel_run`](crate::RemoteHandler::cancel_run) sent no
 /// cancellation: the tasks stream's last message could not be read, and a cancellation
 /// must name it (one that names none would also stop the run's attempts sent later, by
-/// a coordinator that comes back on the run). Nothing was cancelled; try again.
+/// a coordinator that comes back on the run), or the cancellation could not be sent
+/// (the server gone for long). Nothing was cancelled; try again.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot cancel run `{run}` on the workers: {reason}")]
 #[non_exhaustive]
 pub struct CancelRunError {
     /// The run.
     pub run: orch_core::RunId,
-    /// Why the tasks stream could not be read.
+    /// Why the tasks stream could not be read, or the cancellation not sent.
     pub reason: String,
 }

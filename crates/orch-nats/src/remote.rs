@@ -361,7 +361,9 @@ impl Inner {
                 }
                 () = ctx.cancellation().cancelled(), if !cancel_forwarded => {
                     cancel_forwarded = true;
-                    Box::pin(self.publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)).await;
+                    // Logged inside; the wait goes on for the result all the same.
+                    let attempt = Some((&key.task, key.attempt));
+                    let _ = Box::pin(self.publish_cancel(&key.run, attempt, sequence)).await;
                 }
                 _ = ticks.tick() => {
                     // Not once the run is cancelled: the attempt is not sent again then.

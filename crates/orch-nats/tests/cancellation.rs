@@ -372,3 +372,35 @@ async fn consumer_names(stream: &jetstream::stream::Stream) -> Vec<String> {
         .await
         .expect("the consumers' names")
 }
+
+/// With its server gone for long (its connection full of what it could not send),
+/// `cancel_run` says it could not cancel instead of waiting for the server for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_run_with_its_server_gone_and_its_connection_full_is_an_error() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let client = server.config().connect().await.expect("connects");
+    let remote = RemoteHandler::builder()
+        .start(client.clone())
+        .await
+        .expect("the coordinator starts");
+    drop(server);
+    let filler = common::fill_connection(client);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!filler.is_finished(), "the connection is full");
+    let run_id = RunId::parse("cut-off").expect("a run id");
+    // A guard, not a measure: three tries of a few seconds each.
+    let cancelled = tokio::time::timeout(Duration::from_secs(60), remote.cancel_run(&run_id))
+        .await
+        .expect("cancel_run returned");
+    let error = cancelled.expect_err("nothing could be sent");
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot cancel run `cut-off` on the workers"),
+        "{error}"
+    );
+    assert!(!filler.is_finished(), "the connection stayed full");
+    filler.abort();
+}

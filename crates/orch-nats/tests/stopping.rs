@@ -180,12 +180,7 @@ async fn a_worker_stops_with_its_server_gone_and_its_connection_full() {
     let run = common::run_in_background(&engine, &workflow);
     common::wait_for(|| started.load(Ordering::SeqCst)).await;
     drop(server);
-    // Fills the connection: these publishes wait for a server that does not come back.
-    let filler = tokio::spawn(async move {
-        for n in 0..3_000 {
-            let _ = client.publish("filler", n.to_string().into()).await;
-        }
-    });
+    let filler = common::fill_connection(client);
     // Past the end of the worker's open request for tasks (at most 3 s), after which it
     // makes a new one on the full connection.
     tokio::time::sleep(Duration::from_secs(4)).await;

@@ -24,14 +24,17 @@ impl RemoteHandler {
     ///
     /// # Errors
     /// [`CancelRunError`] when the tasks stream cannot be read (the server cannot be
-    /// reached, or the stream is gone): nothing is sent.
+    /// reached, or the stream is gone): nothing is sent; or when the cancellation could
+    /// not be sent (the connection, cut off from its server for long, took nothing for
+    /// a few seconds).
     pub async fn cancel_run(&self, run: &orch_core::RunId) -> Result<(), CancelRunError> {
         // The attempts the cancellation covers, once sent: one sent meanwhile is not.
-        let up_to = (self.inner.last_task_sequence(3).await).map_err(|reason| CancelRunError {
+        let refused = |reason| CancelRunError {
             run: run.clone(),
             reason,
-        })?;
-        self.inner.publish_cancel(run, None, Some(up_to)).await;
+        };
+        let up_to = (self.inner.last_task_sequence(3).await).map_err(refused)?;
+        (self.inner.publish_cancel(run, None, Some(up_to)).await).map_err(refused)?;
         self.inner.routes.cancel_run(run, Some(up_to));
         Ok(())
     }
@@ -44,29 +47,30 @@ impl Inner {
         let mut tried = 0;
         loop {
             tried += 1;
-            match self.js.get_stream(self.names.tasks_stream()).await {
-                Ok(stream) => return Ok(stream.cached_info().state.last_sequence),
-                Err(error) if tried >= tries => {
-                    return Err(format!(
-                        "cannot read stream `{}`: {error}",
-                        self.names.tasks_stream()
-                    ));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            let asked = self.js.get_stream(self.names.tasks_stream());
+            let error = match tokio::time::timeout(ROOM_WAIT, asked).await {
+                Ok(Ok(stream)) => return Ok(stream.cached_info().state.last_sequence),
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("the connection took no request for {ROOM_WAIT:?}"),
+            };
+            if tried >= tries {
+                let stream = self.names.tasks_stream();
+                return Err(format!("cannot read stream `{stream}`: {error}"));
             }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
     /// Tells the workers to cancel run `run`'s attempts, or one attempt (its task, its
     /// number and its message's stream sequence if known). The cancellation covers the
     /// messages sent so far, not the attempt sent again later by a coordinator that
-    /// comes back on the run.
+    /// comes back on the run. Why it could not be sent, if it could not.
     pub(super) async fn publish_cancel(
         &self,
         run: &orch_core::RunId,
         attempt: Option<(&orch_core::TaskId, u32)>,
         sequence: Option<u64>,
-    ) -> Option<u64> {
+    ) -> Result<(), String> {
         let up_to_sequence = match sequence {
             Some(sequence) => Some(sequence),
             // Asked once: this runs while a cancelled attempt's wait goes on.
@@ -80,17 +84,21 @@ impl Inner {
             up_to_sequence,
         };
         let subject = self.names.cancel_subject(run);
-        if let Err(error) = self
-            .js
-            .client()
-            .publish(subject, protocol::write(&message).into())
-            .await
-        {
-            tracing::warn!(%run, %error, "could not publish a cancellation");
-        }
-        up_to_sequence
+        let client = self.js.client();
+        let sent = client.publish(subject, protocol::write(&message).into());
+        let error = match tokio::time::timeout(ROOM_WAIT, sent).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("the connection took nothing for {ROOM_WAIT:?}"),
+        };
+        tracing::warn!(%run, %error, "could not publish a cancellation");
+        Err(format!("cannot publish the cancellation: {error}"))
     }
 }
+
+/// How long a cancellation, or a look-up it needs, waits for room on the connection:
+/// only one full of what it could not send (the server gone for long) makes it wait.
+const ROOM_WAIT: Duration = Duration::from_secs(5);
 
 /// An attempt published and not yet settled: if its wait ends another way (the engine
 /// timed it out or dropped it, or it failed here), the workers are told to cancel it and
@@ -115,16 +123,17 @@ impl Drop for Pending {
         let key = self.key.clone();
         let sequence = self.sequence;
         runtime.spawn(async move {
-            inner
-                .publish_cancel(&key.run, Some((&key.task, key.attempt)), sequence)
-                .await;
+            let attempt = Some((&key.task, key.attempt));
+            // Logged inside: nothing more can be done about it from here.
+            let _ = inner.publish_cancel(&key.run, attempt, sequence).await;
             if let Some(sequence) = sequence
                 && let Ok(stream) = inner
                     .js
                     .get_stream_no_info(inner.names.tasks_stream())
                     .await
             {
-                let _ = stream.delete_message(sequence).await;
+                let removed = stream.delete_message(sequence);
+                let _ = tokio::time::timeout(ROOM_WAIT, removed).await;
             }
         });
     }

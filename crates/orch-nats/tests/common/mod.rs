@@ -163,3 +163,14 @@ pub async fn subscriptions_in_place(client: &async_nats::Client) {
         "{answer}"
     );
 }
+
+/// Publishes more on `client` than it holds while its server is gone (about 2,048
+/// commands), so that once the server is gone the connection is full and the task
+/// waits for it; abort it at the end of the test.
+pub fn fill_connection(client: async_nats::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for n in 0..3_000 {
+            let _ = client.publish("filler", n.to_string().into()).await;
+        }
+    })
+}
