@@ -341,6 +341,10 @@ impl Worker {
     /// its request for tasks has ended, within 3 s), and returns, waiting at most 5 s
     /// more for the server to take its last acknowledgements.
     ///
+    /// It also returns, without `stop`, once its connection is closed for good (say,
+    /// drained by the application that lent it with [`WorkerBuilder::start`]), logging
+    /// an error: it can take no more tasks.
+    ///
     /// Cut off from its server for long (its connection full of what it could not
     /// send), it stops all the same: an acknowledgement or hand-back that finds no room
     /// within 5 s is given up, and the server delivers that task again after its ack
@@ -378,7 +382,13 @@ impl Worker {
                 hand_back.clone(),
             ));
         }
-        stop.cancelled().await;
+        // Pullers end by themselves only when the connection is closed for good: with
+        // nothing left to take tasks, the worker stops as if told to.
+        let all_ended = async { while pullers.join_next().await.is_some() {} };
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = all_ended => {}
+        }
         let finish = async { while pullers.join_next().await.is_some() {} };
         let finished = tokio::select! {
             finished = tokio::time::timeout(limits.shutdown_grace, finish) => finished.is_ok(),

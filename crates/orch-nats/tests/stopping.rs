@@ -3,7 +3,8 @@
 //! worker (handed back at once, it went straight back to the same open request, delivery
 //! after delivery, until it failed as "worker lost" without ever running); a handler it
 //! cancels that completes within the cancel grace reports its output; a worker cut off
-//! from its server, its connection full, still stops.
+//! from its server, its connection full, still stops; one whose connection closes
+//! returns from `run` by itself.
 
 mod common;
 
@@ -194,4 +195,32 @@ async fn a_worker_stops_with_its_server_gone_and_its_connection_full() {
     filler.abort();
     // The run waits for a server that is gone.
     run.abort();
+}
+
+/// A worker whose connection is closed (drained by the application that lent it) can
+/// take no more tasks: its `run` returns instead of waiting for a stop that may never
+/// come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_connection_closes_returns_from_run() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let client = server.config().connect().await.expect("connects");
+    let worker = Worker::builder()
+        .handler(
+            "echo",
+            |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        )
+        .start(client.clone())
+        .await
+        .expect("the worker starts");
+    let stop = CancellationToken::new();
+    let stopped = tokio::spawn(worker.run(stop.clone()));
+    client.drain().await.expect("drained");
+    // A guard, not a measure.
+    tokio::time::timeout(std::time::Duration::from_secs(30), stopped)
+        .await
+        .expect("run returned without a stop")
+        .expect("no panic");
+    assert!(!stop.is_cancelled());
 }

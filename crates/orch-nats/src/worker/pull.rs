@@ -67,14 +67,13 @@ pub(crate) async fn serve(
         else {
             break;
         };
+        // Subscribing only queues a command (the inbox is a valid subject): it fails
+        // only on a connection closed for good.
         let deliveries = match subscribed {
             Ok(subscriber) => outstanding.insert(subscriber),
             Err(error) => {
-                tracing::warn!(task_type = %queue.task_type, %error, "cannot subscribe to take tasks; trying again");
-                // Its slots go back to the other task types while it waits.
-                drop(held);
-                refusals.pause(&stop).await;
-                continue;
+                closed(&queue, &error);
+                break;
             }
         };
         let request = format!(
@@ -90,12 +89,11 @@ pub(crate) async fn serve(
         let Some(asked) = unless_stopped(&stop, asked).await else {
             break;
         };
+        // The same for the request: its subject is valid and it is small.
         if let Err(error) = asked {
-            tracing::warn!(task_type = %queue.task_type, %error, "cannot ask for tasks; trying again");
+            closed(&queue, &error);
             outstanding = None;
-            drop(held);
-            refusals.pause(&stop).await;
-            continue;
+            break;
         }
         // The server answers within its expiry; past that (a lost connection), ask again.
         let give_up = tokio::time::sleep(PULL_EXPIRES + Duration::from_secs(1));
@@ -104,7 +102,10 @@ pub(crate) async fn serve(
             let message = tokio::select! {
                 message = deliveries.next() => match message {
                     Some(message) => message,
-                    None => break 'requests,
+                    None => {
+                        closed(&queue, &"the subscription ended");
+                        break 'requests;
+                    }
                 },
                 () = &mut give_up => break,
                 // The request stays open: what it still delivers is handed back below.
@@ -149,6 +150,16 @@ pub(crate) async fn serve(
     }
     // Runners finish, or hand their tasks back once `hand_back` fires.
     while running.join_next().await.is_some() {}
+}
+
+/// Logs that the worker's connection is closed for good: this task type's tasks are
+/// taken no more.
+fn closed(queue: &TypeQueue, error: &dyn std::fmt::Display) {
+    tracing::error!(
+        task_type = %queue.task_type,
+        %error,
+        "the worker's connection is closed; it takes no more tasks of this type"
+    );
 }
 
 /// `step`'s output, or `None` once `stop` fires first: with the server gone, a step
