@@ -1,7 +1,9 @@
 //! The engine's scheduling cost: no-op handlers over the standard shapes, next to the
 //! floor (Kahn's algorithm polling the same no-op futures inline), plus the efficiency of
 //! sleeping handlers on a wide fan-out, what a result's metrics cost when they are asked
-//! for, and a task reading 20,000 inputs one by one. Memory: `engine_memory`.
+//! for, a task reading 20,000 inputs one by one, and storing results in a full
+//! `MemoryCache` of 10^3 to 10^5 results (the cost per result should not grow with the
+//! capacity: it forgets an eighth at a time). Memory: `engine_memory`.
 //!
 //! `cargo bench -p benches --bench engine_run`
 //! (`-- engine_run/noop_c8` for one group; set `ORCH_BENCH_MAX=100000` to skip 10^6.)
@@ -251,6 +253,36 @@ fn wide_fan_in_inputs(c: &mut Criterion) {
     group.finish();
 }
 
+/// Storing new results in a full `MemoryCache`: each pass that forgets the least
+/// recently used reads every result, so it forgets an eighth of them at once; the cost
+/// per stored result stays flat as the capacity grows.
+fn memory_cache_when_full(c: &mut Criterion) {
+    use orch::engine::{CacheKey, CacheStore, MemoryCache};
+
+    let mut group = c.benchmark_group("memory_cache");
+    group.sample_size(20);
+    const PUTS: u64 = 100_000;
+    group.throughput(Throughput::Elements(PUTS));
+    for capacity in [1_000, 10_000, 100_000] {
+        let store = MemoryCache::with_capacity(capacity);
+        let mut next = 0u128;
+        for _ in 0..capacity {
+            store.put(CacheKey(next), serde_json::Value::Null);
+            next += 1;
+        }
+        group.bench_function(BenchmarkId::new("put_when_full", capacity), |b| {
+            b.iter(|| {
+                for _ in 0..PUTS {
+                    store.put(CacheKey(next), serde_json::Value::Null);
+                    next += 1;
+                }
+                store.len()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     noop,
@@ -259,6 +291,7 @@ criterion_group!(
     metrics_on_request,
     handler_placement,
     pools_and_priorities,
-    wide_fan_in_inputs
+    wide_fan_in_inputs,
+    memory_cache_when_full
 );
 criterion_main!(benches);

@@ -20,11 +20,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::TaskContext;
+
+mod memory;
+pub use memory::MemoryCache;
 
 /// The key a result is cached under: a stable 128-bit hash (see the module docs).
 /// Displayed as 32 hexadecimal digits (width and fill apply to them as a whole).
@@ -63,53 +66,6 @@ pub trait CacheStore: Send + Sync + 'static {
     fn get(&self, key: &CacheKey) -> Option<serde_json::Value>;
     /// Stores `result` under `key`, replacing what was there.
     fn put(&self, key: CacheKey, result: serde_json::Value);
-}
-
-/// The default [`CacheStore`]: a map in memory, shared by every run of the engines it is
-/// given to, and gone with them. It keeps every result it is given; [`MemoryCache::clear`]
-/// empties it.
-#[derive(Default)]
-pub struct MemoryCache {
-    results: Mutex<HashMap<CacheKey, Value>>,
-}
-
-impl MemoryCache {
-    /// How many results are stored.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no result is stored.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
-    /// Forgets every stored result.
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Value>> {
-        self.results.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl fmt::Debug for MemoryCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryCache")
-            .field("len", &self.len())
-            .finish()
-    }
-}
-
-impl CacheStore for MemoryCache {
-    fn get(&self, key: &CacheKey) -> Option<Value> {
-        self.lock().get(key).cloned()
-    }
-
-    fn put(&self, key: CacheKey, result: Value) {
-        self.lock().insert(key, result);
-    }
 }
 
 /// With the `journal` feature: a results file beside a [`FileJournal`](crate::FileJournal)
