@@ -6,8 +6,11 @@
 //! the task completes with it without running its handler, and its record says
 //! `cached: true` (with no attempt of its own). Otherwise the handler runs, and a result
 //! it returns as JSON is stored under the key. Failures are never stored, and neither are
-//! [`Shared`](crate::Shared) values, which live in one process only; a task that reads a
-//! shared value from a dependency is not looked up in the cache either.
+//! [`Shared`](crate::Shared) values, which live in one process only, nor outputs kept
+//! out of the journal with [`Output::not_journaled`](crate::Output::not_journaled) (what
+//! keeps them out of a journal, their size say, keeps them out of a store too). A task
+//! that reads a shared value from a dependency is not looked up in the cache either,
+//! unless a key function decides its key (the function says what its result depends on).
 //!
 //! The key is a stable 128-bit hash of the task's type, its configuration and its
 //! dependencies' results (in the order of its dependencies), each written as canonical

@@ -497,3 +497,25 @@ fn a_task_that_chose_branches_is_not_stored_and_its_choice_holds_on_the_next_run
     assert_eq!(routed.load(Ordering::SeqCst), 2);
     assert_eq!(store.len(), 1, "only the task without a choice is stored");
 }
+
+/// An output kept out of the journal is kept out of the cache store too: the task runs
+/// every time.
+#[test]
+fn an_output_kept_out_of_the_journal_is_not_stored() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store.clone(), &calls);
+    engine.register_handler("slow", {
+        let calls = Arc::clone(&calls);
+        move |_ctx: TaskContext| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, TaskError>(orch_engine::Output::new(1)?.not_journaled("large")) }
+        }
+    });
+    let workflow = workflow(json!(1), json!({}));
+    run(&engine, &workflow);
+    let second = run(&engine, &workflow);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(store.is_empty());
+    assert!(!second.tasks["slow"].cached);
+    assert_eq!(second.tasks["slow"].result, Some(json!(1)));
+}

@@ -378,6 +378,16 @@ fn a_pool_limit_of_zero_is_a_config_error() {
 }
 
 #[test]
+fn an_engine_map_limit_of_zero_is_a_config_error() {
+    let error = WorkflowEngine::builder()
+        .max_map_instances(0)
+        .build()
+        .expect_err("zero limit");
+    assert_eq!(error, ConfigError::ZeroMapInstances);
+    assert!(error.to_string().contains("max_map_instances"), "{error}");
+}
+
+#[test]
 fn a_task_waiting_for_its_pool_holds_no_global_slot_and_its_timeout_starts_when_it_starts() {
     let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(2).pool("gpu", 1));
     let workflow = Workflow::new("w", "")

@@ -180,7 +180,7 @@ impl EngineBuilder {
 
     /// Sets the most instances a map task may run unless it sets its own
     /// `max_instances` ([`DEFAULT_MAX_INSTANCES`] unless set). A map over a longer list
-    /// fails, running none.
+    /// fails, running none. 0 is refused by [`EngineBuilder::build`].
     pub fn max_map_instances(mut self, max: u32) -> Self {
         self.max_instances = max;
         self
@@ -190,6 +190,9 @@ impl EngineBuilder {
     pub fn build(self) -> Result<WorkflowEngine, ConfigError> {
         if self.max_concurrent == 0 {
             return Err(ConfigError::ZeroConcurrency);
+        }
+        if self.max_instances == 0 {
+            return Err(ConfigError::ZeroMapInstances);
         }
         let mut empty: Vec<&String> = (self.pools.iter())
             .filter(|(_, limit)| **limit == 0)
@@ -233,6 +236,13 @@ pub enum ConfigError {
     /// `max_concurrent` was 0: no task could ever start.
     #[error("max_concurrent must be at least 1 (0 would let no task start)")]
     ZeroConcurrency,
+    /// `max_map_instances` was 0: every map over a list that is not empty would fail.
+    /// (A map task's own `max_instances` of 0 is refused when its workflow is
+    /// validated.)
+    #[error(
+        "max_map_instances must be at least 1 (0 would fail every map over a list that is not empty)"
+    )]
+    ZeroMapInstances,
     /// A pool was declared with a limit of 0: none of its tasks could ever start.
     #[error("pool `{pool}` must have a limit of at least 1 (0 would let none of its tasks start)")]
     ZeroPoolLimit {
