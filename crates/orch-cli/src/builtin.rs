@@ -79,7 +79,10 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 .dependency_results()
                 .map(|(id, value)| (id.to_string(), value))
                 .collect();
-            let inputs_dir = if inputs.is_empty() && item.is_none() {
+            // Even when none of its dependencies completed (a clean-up after failures):
+            // the directory is there, without their files.
+            let has_dependencies = !ctx.task_definition().dependencies.is_empty();
+            let inputs_dir = if !has_dependencies && item.is_none() {
                 None
             } else {
                 // Run ids hold no `/`, so the key names one attempt of one run (an

@@ -30,5 +30,15 @@ pub(crate) fn text(path: &Path, limit: u64) -> std::io::Result<String> {
             format!("larger than {} MiB", limit >> 20),
         ));
     }
-    String::from_utf8(bytes).map_err(|e| Error::new(ErrorKind::InvalidData, e))
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("not UTF-8 text: line {line} (byte {offset}) holds bytes that are not UTF-8"),
+        )
+    })
 }

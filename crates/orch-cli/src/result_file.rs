@@ -99,13 +99,16 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     fill(tempfile::NamedTempFile::new_in(dir_of(path))?, path, text)
 }
 
-/// Refuses a `path` that is there and is not a file (symbolic links followed).
+/// Refuses a `path` that is there and is not a file (symbolic links followed): a
+/// directory, which the rename could not replace (it would fail only after writing), or
+/// anything else, which it would.
 fn refuse_non_file(path: &Path) -> std::io::Result<()> {
+    let refused = |why| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
     match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() && !meta.is_dir() => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
+        Ok(meta) if meta.is_dir() => refused("it is a directory"),
+        Ok(meta) if !meta.is_file() => refused(
             "it is not a file (a device, a pipe or a socket), which a result file would replace",
-        )),
+        ),
         _ => Ok(()),
     }
 }

@@ -219,6 +219,23 @@ fn validate_refuses_devices_and_endless_pipes_and_names_any_path() {
     assert_eq!(files[2]["problems"][0]["kind"], "unreadable");
 }
 
+/// A workflow file that is not UTF-8 is refused with the line of its first bad bytes.
+#[test]
+fn a_workflow_file_that_is_not_utf8_is_refused_naming_the_line() {
+    let dir = Dir::new();
+    std::fs::write(
+        dir.join("w.yaml"),
+        b"workflow_id: w\ntasks:\n  a: { task_type: echo, config: { message: \"\xff\" } }\n",
+    )
+    .expect("written");
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["validate", "w.yaml"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stdout.contains("w.yaml: cannot read: not UTF-8 text: line 3 (byte 66)"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn validate_accepts_any_task_type_when_asked() {
     let dir = Dir::new();

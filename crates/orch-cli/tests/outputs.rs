@@ -291,3 +291,28 @@ fn a_result_that_cannot_take_its_name_is_kept_and_found() {
             .expect("JSON");
     assert_eq!(written["tasks"]["a"]["result"], "kept");
 }
+
+/// `orch report r.json -o DIR` is refused before anything is written: it once wrote the
+/// page beside the directory, failed to rename it onto it, and left the page behind
+/// under a temporary name.
+#[test]
+fn report_to_a_directory_is_refused_and_leaves_nothing_behind() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo, config: { message: 1 } }\n",
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    std::fs::create_dir(dir.join("pages")).expect("a directory");
+    let before: Vec<_> = std::fs::read_dir(dir.path()).expect("listed").collect();
+    let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "pages"]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("it is a directory"), "{stderr}");
+    let after: Vec<_> = std::fs::read_dir(dir.path()).expect("listed").collect();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "something was left behind: {stderr}"
+    );
+}

@@ -200,6 +200,34 @@ tasks:
     assert!(!inputs.parent().expect("the run's directory").exists());
 }
 
+/// A command with dependencies gets its inputs directory even when none of them
+/// completed (a clean-up that runs after failures): it holds a file for each one that
+/// did, and none for the others.
+#[test]
+fn a_command_whose_dependencies_did_not_complete_still_gets_its_inputs_directory() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  broken: { task_type: command, config: { program: "false" } }
+  cleanup:
+    task_type: command
+    dependencies: [broken]
+    trigger_rule: all_done
+    config: { shell: true, script: 'test -d "$ORCH_INPUTS_DIR" && test ! -e "$ORCH_INPUTS_DIR/broken.json" && echo true' }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(
+        result["tasks"]["cleanup"]["result"],
+        json!(true),
+        "{result:#}"
+    );
+}
+
 /// A command's dependency files are removed when it ends, not kept to the end of the run:
 /// the instances of a map over a long list each get the whole list.
 #[test]
