@@ -297,13 +297,7 @@ fn a_result_that_cannot_take_its_name_is_kept_and_found() {
 /// under a temporary name.
 #[test]
 fn report_to_a_directory_is_refused_and_leaves_nothing_behind() {
-    let dir = Dir::new();
-    dir.write(
-        "w.yaml",
-        "workflow_id: w\ntasks:\n  a: { task_type: echo, config: { message: 1 } }\n",
-    );
-    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let dir = ran_one_task();
     std::fs::create_dir(dir.join("pages")).expect("a directory");
     let before: Vec<_> = std::fs::read_dir(dir.path()).expect("listed").collect();
     let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "pages"]));
