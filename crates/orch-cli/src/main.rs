@@ -47,7 +47,9 @@
 //!   SIGHUP when the terminal closes or the connection drops, SIGQUIT) stops the running
 //!   commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish as cancelled,
 //!   prints the summary, writes the result file and exits with 128 + the signal's number
-//!   (130 for Ctrl-C, 143, 129, 131). A signal ignored when orch starts stays ignored, so
+//!   (130 for Ctrl-C, 143, 129, 131); one that comes while orch is still opening its
+//!   journal or reaching its NATS server stops it with the same status, saying that
+//!   nothing ran. A signal ignored when orch starts stays ignored, so
 //!   `nohup orch run ...` keeps running when the terminal closes.
 //!   `--output R.json` writes the result (checked before the run starts: a directory, a
 //!   path whose directory is missing or not writable, or a workflow with a task `config`

@@ -155,6 +155,21 @@ fn pools_declared(pools: &[(String, usize)], workflow: &Workflow) -> Result<(), 
     }
 }
 
+/// `step`'s output, or, if a stopping signal comes first, the exit code that says so
+/// (said on stderr: nothing ran).
+async fn until_signal<T>(
+    signals: &mut [(Signal, u8)],
+    step: impl Future<Output = T>,
+) -> Result<T, ExitCode> {
+    tokio::select! {
+        output = step => Ok(output),
+        number = crate::signals::next(signals) => {
+            errln!("orch run: stopped before the run started");
+            Err(ExitCode::from(128 + number))
+        }
+    }
+}
+
 fn setup_error(message: String) -> ExitCode {
     errln!("orch run: {message}");
     ExitCode::from(2)
@@ -172,6 +187,11 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let inputs = match InputsRoot::create() {
         Ok(inputs) => inputs,
         Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
+    };
+    // Watched before anything waits (a journal to open, a NATS server to reach), so that
+    // no signal finds the default action (exit, leaving the temporary directory behind).
+    let Ok(mut signals) = crate::signals::watch_stopping() else {
+        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
     let live = args
         .metrics_addr
@@ -204,13 +224,17 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         builder = builder.event_bus(bus.clone());
     }
     let durable = match &args.journal {
-        Some(dir) => match open_journal(dir, args.resume.as_deref()).await {
-            Ok((journal, run_id)) => {
-                builder = builder.journal(journal, args.durability.into());
-                Some(run_id)
+        Some(dir) => {
+            let opening = open_journal(dir, args.resume.as_deref());
+            match until_signal(&mut signals, opening).await {
+                Err(stopped) => return stopped,
+                Ok(Err(e)) => return setup_error(e),
+                Ok(Ok((journal, run_id))) => {
+                    builder = builder.journal(journal, args.durability.into());
+                    Some(run_id)
+                }
             }
-            Err(e) => return setup_error(e),
-        },
+        }
         None => None,
     };
     let engine = match builder.build() {
@@ -220,9 +244,11 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     match &args.nats {
         None => builtin::register(&engine, base_dir, inputs),
         Some(url) => {
-            let remote = match remote_handler(url, args.worker_timeout).await {
-                Ok(remote) => remote,
-                Err(e) => return setup_error(e),
+            let connecting = remote_handler(url, args.worker_timeout);
+            let remote = match until_signal(&mut signals, connecting).await {
+                Err(stopped) => return stopped,
+                Ok(Err(e)) => return setup_error(e),
+                Ok(Ok(remote)) => remote,
             };
             for task_type in crate::spec::TYPES {
                 engine.register_handler(task_type, remote.clone());
@@ -279,10 +305,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         None => None,
     };
 
-    // Watched before the run starts, so that no Ctrl-C finds the default action (exit).
-    let Ok(signals) = crate::signals::watch_stopping() else {
-        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
-    };
     let run = match durable.clone() {
         Some(run_id) => engine.run_durable(&workflow, run_id),
         None => engine.run(&workflow),

@@ -153,3 +153,34 @@ fn a_command_that_reads_the_terminal_fails_instead_of_waiting() {
         "{error}"
     );
 }
+
+/// A signal while `orch run --nats` is still reaching its server (here one that accepts
+/// the connection and never answers) stops it as during the run: exit 128 + the signal,
+/// saying nothing ran. It once found the default action, killing orch outright and
+/// leaving its temporary directory behind.
+#[test]
+fn a_signal_while_reaching_the_nats_server_stops_the_run_before_it_starts() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo, config: { message: 1 } }\n",
+    );
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let url = format!("nats://{}", silent.local_addr().expect("its address"));
+    let child = common::orch()
+        .args(["run", "w.yaml", "--nats", &url])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    // Connected: orch now waits for the server's greeting.
+    let (_connection, _) = silent.accept().expect("orch connects");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM sent");
+    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(code, Some(143), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("stopped before the run started"),
+        "{stderr}"
+    );
+}
