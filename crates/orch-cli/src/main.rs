@@ -58,7 +58,8 @@
 //!   run is kept beside it under a temporary name, which the error gives, with exit
 //!   2); `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
-//!   the address is logged).
+//!   the address is logged; 64 connections are answered at once, more wait, and one that
+//!   sends no request within 5 s is closed).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task
 //!   (each instance of a map task too) with its status, attempts, duration and error.

@@ -148,10 +148,18 @@ fn label(value: &str) -> String {
     escaped
 }
 
+/// The most connections answered at once; more wait in the listener's queue, so that
+/// clients cannot take all of orch's file descriptors (its commands need them).
+const MAX_CONNECTIONS: usize = 64;
+
 /// Serves `live` on `listener` until the returned task is aborted.
 pub(crate) fn serve(listener: TcpListener, live: Arc<Live>) -> tokio::task::JoinHandle<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(error) => {
@@ -166,6 +174,7 @@ pub(crate) fn serve(listener: TcpListener, live: Arc<Live>) -> tokio::task::Join
                 if let Err(error) = respond(stream, &live).await {
                     tracing::debug!(%error, "metrics request failed");
                 }
+                drop(slot);
             });
         }
     })

@@ -32,9 +32,9 @@ fn sample(body: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-#[test]
-fn metrics_are_served_over_http_while_the_run_lasts() {
-    let dir = Dir::new();
+/// Starts `orch run --metrics-addr 127.0.0.1:0` in `dir` on a workflow whose task `hold`
+/// runs until a file `go` appears; orch and the address it serves metrics on.
+fn serving_a_held_run(dir: &Dir) -> (std::process::Child, String) {
     dir.write(
         "m.yaml",
         "workflow_id: m\ntasks:\n  quick: { task_type: echo }\n  hold: { task_type: command, timeout: 120, dependencies: [quick], config: { shell: true, script: 'while [ ! -e go ]; do sleep 0.02; done' } }\n  last: { task_type: echo, dependencies: [hold] }\n",
@@ -69,6 +69,13 @@ fn metrics_are_served_over_http_while_the_run_lasts() {
         }
     };
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    (child, addr)
+}
+
+#[test]
+fn metrics_are_served_over_http_while_the_run_lasts() {
+    let dir = Dir::new();
+    let (mut child, addr) = serving_a_held_run(&dir);
 
     let running = "orch_run_tasks{workflow_id=\"m\",state=\"running\"}";
     let completed = "orch_run_tasks{workflow_id=\"m\",state=\"completed\"}";
@@ -145,4 +152,36 @@ fn an_address_in_use_is_a_clear_setup_error() {
         !dir.join("ran").exists(),
         "nothing runs when the run cannot be set up"
     );
+}
+
+/// Connections that send nothing hold at most a bounded number of orch's file
+/// descriptors (each is dropped after a few seconds): a client cannot use them all up
+/// and starve the run's commands of pipes.
+#[test]
+fn idle_metrics_connections_hold_a_bounded_number_of_file_descriptors() {
+    let dir = Dir::new();
+    let (mut child, addr) = serving_a_held_run(&dir);
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .expect("orch's descriptors")
+            .count()
+    };
+    let before = open_fds();
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&addr).expect("connected"))
+        .collect();
+    wait_for("orch to take connections", || open_fds() >= before + 60);
+    // Time to take the rest, if it would.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let held = open_fds() - before;
+    assert!(
+        held <= 70,
+        "{held} descriptors held by 200 idle connections"
+    );
+    // The server still answers once idle connections are dropped.
+    drop(idle);
+    let (status, _) = get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    std::fs::write(dir.join("go"), "").expect("released");
+    assert_eq!(child.wait().expect("orch ends").code(), Some(0));
 }
