@@ -140,13 +140,13 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text: a number as the shortest text that reads back as it, so quote `"3.10"` to keep its zero, and an integer past 64 bits to keep its digits), passed as they are: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's) |
+//! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text: a number as the fewest digits that read back as it, with no exponent (`1e20` is `100000000000000000000`), so quote `"3.10"` to keep its zero, and an integer past 64 bits to keep its digits), passed as they are: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's) |
 //! | `shell: true`, `script` | runs `sh -c SCRIPT orch ARGS...` instead: the script sees `args` as `$1`, `$2`, ... |
 //! | `env` | variables to set, `{NAME: value}` (a number or boolean as its text); do not put secrets here (the file and the result file hold them) |
 //! | `forward_env` | names of variables passed through from orch's environment: the way to hand a command a secret, which then appears in no file, report or log; a name that is not set fails the task |
 //! | `inherit_env` | `true` passes orch's whole environment; by default a command gets only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`, `LC_CTYPE`, `TZ`, `TMPDIR` and `TERM` (when set) |
 //! | `cwd` | the working directory, relative to the workflow file's directory (the default). It is looked for when the task starts, not by `validate` (an earlier task may create it): a missing one fails the task at once, without retries, naming the directory and the task |
-//! | `capture` | how standard output becomes the task's result: `auto` (default: JSON when all of it parses as JSON nested at most 124 levels deep (123 for an instance of a map task), which a result file reads back, else the text less a trailing newline; empty is null), `text`, `json` (else the task fails), `base64` (any bytes), `none` (discarded, null) |
+//! | `capture` | how standard output becomes the task's result: `auto` (default: JSON when all of it parses as JSON nested at most 124 levels deep (123 for an instance of a map task), which a result file reads back, else the text less a trailing newline; empty, or only white space, is null), `text`, `json` (else the task fails), `base64` (any bytes), `none` (discarded, null) |
 //! | `max_output_bytes` | the capture limit, default 1 MiB (1,048,576 bytes), at most 256 MiB: a command that writes more is killed and its task fails saying so |
 //!
 //! Each command runs in a process group of its own. When it exits, times out (the task's
