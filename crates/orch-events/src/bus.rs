@@ -21,7 +21,8 @@ use history::History;
 /// Publish with [`EventBus::publish`] (waits for room under [`Overflow::Block`]) or
 /// [`EventBus::try_publish`] (never waits); subscribe with [`EventBus::subscribe`] (a
 /// stream) or [`EventBus::subscribe_fn`] (a callback). When the last clone is dropped
-/// the bus closes as by [`EventBus::close`], without waiting.
+/// the bus closes as by [`EventBus::close`], without waiting (a clone held by a
+/// callback counts: see [`EventBus::subscribe_fn`]).
 ///
 /// When the bus drops a payload (no subscription matched, a full queue's policy, the
 /// history's oldest), it does so holding none of its locks: the payload's destructor

@@ -89,7 +89,8 @@ pub struct TaskTypeStats {
 pub struct Recorder {
     by_type: Mutex<HashMap<String, TaskTypeStats>>,
     /// Map tasks of runs under way whose instances were seen: their own end brings no
-    /// duration. A run's entries go with its `WorkflowFinished` event.
+    /// duration. A run's entries go with its last such map's end, or with its
+    /// `WorkflowFinished` event.
     mapped: Mutex<HashMap<RunId, HashSet<TaskId>>>,
 }
 
@@ -139,7 +140,16 @@ impl Recorder {
             && event.map_item.is_none()
             && task_id.is_some_and(|id| {
                 let mut mapped = lock(&self.mapped);
-                (mapped.get_mut(&event.run_id)).is_some_and(|maps| maps.remove(id.as_str()))
+                let Some(maps) = mapped.get_mut(&event.run_id) else {
+                    return false;
+                };
+                let noted = maps.remove(id.as_str());
+                // Gone with its last map too: a recorder fed only task events (or one
+                // that lost a run's end) would keep it for ever.
+                if maps.is_empty() {
+                    mapped.remove(&event.run_id);
+                }
+                noted
             });
         let duration = match outcome {
             Outcome::Completed | Outcome::Failed => event.duration.filter(|_| !spans_instances),
@@ -288,5 +298,35 @@ impl Outcome {
             Self::Skipped => "skipped",
             Self::Cancelled => "cancelled",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A map's note goes with its end, and its run's entry with it, though the run's
+    /// own end is not observed (a recorder fed from task events only).
+    #[test]
+    fn a_maps_note_goes_with_its_end_without_the_runs_end() {
+        let recorder = Recorder::new();
+        let run = RunId::new();
+        let event = |kind, id: &str, item: Option<u32>| {
+            let mut event = EngineEvent::new(
+                kind,
+                "w".into(),
+                run.clone(),
+                std::time::SystemTime::UNIX_EPOCH,
+            );
+            event.task_id = Some(id.into());
+            event.task_type = Some("square".into());
+            event.map_item = item;
+            event
+        };
+        recorder.observe(&event(EngineEventKind::TaskStarted, "sq", None));
+        recorder.observe(&event(EngineEventKind::TaskCompleted, "sq[0]", Some(0)));
+        assert_eq!(lock(&recorder.mapped).len(), 1);
+        recorder.observe(&event(EngineEventKind::TaskCompleted, "sq", None));
+        assert!(lock(&recorder.mapped).is_empty());
     }
 }

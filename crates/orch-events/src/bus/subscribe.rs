@@ -76,6 +76,10 @@ impl<T: Send + Sync + 'static> EventBus<T> {
     /// matches waits for itself once that queue is full. Such a callback should use a
     /// lossy policy, or hand the publish to a task of its own.
     ///
+    /// A callback that holds a clone of the bus (to publish, say) keeps the bus alive as
+    /// long as the callback lives: dropping every other clone does not close it then.
+    /// Close it with [`EventBus::close`], or unsubscribe the callback first.
+    ///
     /// # Errors
     /// As [`EventBus::subscribe_with`], plus [`SubscribeError::NoRuntime`] outside a tokio
     /// runtime.
