@@ -69,6 +69,9 @@ const BATCH_START: &str = "Orch-Batch-Start";
 /// How long reading a run may take before it fails (a server that went away mid-read).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one page of the listing of runs may take.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the stream holds for one run.
 struct Stored {
     /// Its whole batches, in order (the parts of a batch that was not stored whole,
@@ -326,12 +329,25 @@ impl Journal for NatsJournal {
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
         let action = || format!("list the runs of stream `{}`", self.stream);
         let stream = self.stream(&action()).await?;
-        let mut subjects = stream
-            .info_with_subjects(format!("{}.journal.*", self.prefix))
+        // Each page of the listing is a request: bounded, as a connection cut off from
+        // its server for long would keep it waiting for room until the server is back.
+        let unanswered = || {
+            failed(
+                action(),
+                format!("the server did not answer within {PAGE_TIMEOUT:?}"),
+            )
+        };
+        let first_page = stream.info_with_subjects(format!("{}.journal.*", self.prefix));
+        let mut subjects = tokio::time::timeout(PAGE_TIMEOUT, first_page)
             .await
+            .map_err(|_| unanswered())?
             .map_err(|e| failed(action(), e))?;
         let mut runs = Vec::new();
-        while let Some(entry) = subjects.next().await {
+        loop {
+            let next = tokio::time::timeout(PAGE_TIMEOUT, subjects.next());
+            let Some(entry) = next.await.map_err(|_| unanswered())? else {
+                break;
+            };
             let (subject, _) = entry.map_err(|e| failed(action(), e))?;
             let Some(run) = subject
                 .rsplit('.')

@@ -493,3 +493,30 @@ async fn a_durable_run_goes_on_when_the_server_restarts_under_it() {
         Some(TaskStatus::Completed)
     );
 }
+
+/// Listing runs with the server gone for long (the connection full of what it could not
+/// send) is an error, not a wait until the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_runs_with_the_server_gone_and_the_connection_full_is_an_error() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let client = server.config().connect().await.expect("connects");
+    let journal = NatsJournal::new(client.clone(), &Layout::default())
+        .await
+        .expect("the journal's stream");
+    drop(server);
+    let filler = common::fill_connection(client);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(!filler.is_finished(), "the connection is full");
+    // A guard, not a measure: a page waits a few seconds at most.
+    let listed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        journal.list(&RunFilter::default()),
+    )
+    .await
+    .expect("list returned");
+    let error = listed.expect_err("no answer");
+    assert!(error.to_string().contains("did not answer"), "{error}");
+    filler.abort();
+}
