@@ -157,6 +157,7 @@ pub(crate) fn serve(listener: TcpListener, live: Arc<Live>) -> tokio::task::Join
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            // (An error only from a closed semaphore, which this one never is.)
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
                 return;
             };

@@ -161,13 +161,12 @@ async fn until_signal<T>(
     signals: &mut [(Signal, u8)],
     step: impl Future<Output = T>,
 ) -> Result<T, ExitCode> {
-    tokio::select! {
-        output = step => Ok(output),
-        number = crate::signals::next(signals) => {
+    crate::signals::unless_signalled(signals, step)
+        .await
+        .map_err(|number| {
             errln!("orch run: stopped before the run started");
-            Err(ExitCode::from(128 + number))
-        }
-    }
+            ExitCode::from(128 + number)
+        })
 }
 
 fn setup_error(message: String) -> ExitCode {

@@ -28,6 +28,17 @@ pub(crate) fn watch_stopping() -> io::Result<Vec<(Signal, u8)>> {
         .collect()
 }
 
+/// `step`'s output, or the number of the first of `signals` to arrive before it ends.
+pub(crate) async fn unless_signalled<T>(
+    signals: &mut [(Signal, u8)],
+    step: impl Future<Output = T>,
+) -> Result<T, u8> {
+    tokio::select! {
+        output = step => Ok(output),
+        number = next(signals) => Err(number),
+    }
+}
+
 /// The number of the next of `signals` to arrive.
 pub(crate) async fn next(signals: &mut [(Signal, u8)]) -> u8 {
     poll_fn(|cx| {

@@ -124,14 +124,13 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     let Ok(mut signals) = crate::signals::watch_stopping() else {
         return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
     };
-    let worker = tokio::select! {
-        connected = builder.connect(&config) => match connected {
-            Ok(worker) => worker,
-            Err(e) => return setup_error(format!("cannot serve tasks: {e}")),
-        },
-        // Stopped before it took any task.
-        number = crate::signals::next(&mut signals) => return ExitCode::from(128 + number),
-    };
+    let worker =
+        match crate::signals::unless_signalled(&mut signals, builder.connect(&config)).await {
+            Ok(Ok(worker)) => worker,
+            Ok(Err(e)) => return setup_error(format!("cannot serve tasks: {e}")),
+            // Stopped before it took any task.
+            Err(number) => return ExitCode::from(128 + number),
+        };
     // Written with errors ignored: whoever started the worker may have closed its output.
     let _ = writeln!(
         std::io::stdout(),

@@ -252,6 +252,11 @@ mod setup;
 mod stored;
 mod worker;
 
+/// How long a send waits for room on the connection before it is given up: only a
+/// connection cut off from its server for long, full of what it could not send, makes
+/// a send wait at all.
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub use bridge::{Bridge, BridgeTask};
 pub use config::{Auth, NatsConfig, Secret, env};
 pub use error::{CancelRunError, ConnectError};

@@ -384,19 +384,17 @@ impl Worker {
         }
         // Pullers end by themselves only when the connection is closed for good: with
         // nothing left to take tasks, the worker stops as if told to.
-        let all_ended = async { while pullers.join_next().await.is_some() {} };
         tokio::select! {
             () = stop.cancelled() => {}
-            () = all_ended => {}
+            () = all_ended(&mut pullers) => {}
         }
-        let finish = async { while pullers.join_next().await.is_some() {} };
         let finished = tokio::select! {
-            finished = tokio::time::timeout(limits.shutdown_grace, finish) => finished.is_ok(),
+            finished = tokio::time::timeout(limits.shutdown_grace, all_ended(&mut pullers)) => finished.is_ok(),
             () = stop_now.cancelled() => false,
         };
         if !finished {
             hand_back.cancel();
-            while pullers.join_next().await.is_some() {}
+            all_ended(&mut pullers).await;
         }
         services.abort_all();
         // A server that is gone would keep the flush waiting for as long as it stays
@@ -410,6 +408,12 @@ impl Worker {
             ),
         }
     }
+}
+
+/// Waits until every task of `set` has ended (cancel-safe: a task that ended is taken
+/// out of the set).
+async fn all_ended(set: &mut JoinSet<()>) {
+    while set.join_next().await.is_some() {}
 }
 
 /// How long a stopping worker waits to send its last acknowledgements.

@@ -14,7 +14,8 @@ use super::{CacheKey, CacheStore};
 /// It keeps at most its capacity of results (10,000 unless made
 /// [`with_capacity`](MemoryCache::with_capacity)), so that the cache of an engine that
 /// lives as long as its service does not grow without end: storing one more forgets the
-/// least recently used eighth of them (a result is used when it is stored or found).
+/// least recently used eighth of them, or the least recently used one when it keeps
+/// fewer than 8 (a result is used when it is stored or found).
 /// [`MemoryCache::clear`] forgets them all.
 ///
 /// ```

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Inner, RemoteHandler};
-use crate::CancelRunError;
 use crate::protocol::{self, CancelMessage};
 use crate::routes::AttemptKey;
+use crate::{CancelRunError, ROOM_WAIT};
 
 impl RemoteHandler {
     /// Tells the workers running attempts of run `run` to cancel them (their handlers
@@ -51,7 +51,7 @@ impl Inner {
             let error = match tokio::time::timeout(ROOM_WAIT, asked).await {
                 Ok(Ok(stream)) => return Ok(stream.cached_info().state.last_sequence),
                 Ok(Err(error)) => error.to_string(),
-                Err(_) => format!("the connection took no request for {ROOM_WAIT:?}"),
+                Err(_) => format!("no answer within {ROOM_WAIT:?}"),
             };
             if tried >= tries {
                 let stream = self.names.tasks_stream();
@@ -95,10 +95,6 @@ impl Inner {
         Err(format!("cannot publish the cancellation: {error}"))
     }
 }
-
-/// How long a cancellation, or a look-up it needs, waits for room on the connection:
-/// only one full of what it could not send (the server gone for long) makes it wait.
-const ROOM_WAIT: Duration = Duration::from_secs(5);
 
 /// An attempt published and not yet settled: if its wait ends another way (the engine
 /// timed it out or dropped it, or it failed here), the workers are told to cancel it and

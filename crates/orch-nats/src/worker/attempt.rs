@@ -14,7 +14,7 @@ use super::publish::store_result;
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
-use crate::stored;
+use crate::{ROOM_WAIT, stored};
 
 /// How the handler's run ended, for the message.
 enum Ending {
@@ -403,20 +403,16 @@ pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message, de
     ack(&message, AckKind::Nak(Some(delay))).await;
 }
 
-/// How long an acknowledgement waits for room on the connection: only a connection full
-/// of what it could not send (the server gone for long) makes it wait at all.
-const ACK_ROOM_WAIT: Duration = Duration::from_secs(5);
-
-/// Acknowledges `message` as `kind`. Given up after [`ACK_ROOM_WAIT`], so that a worker
+/// Acknowledges `message` as `kind`. Given up after [`ROOM_WAIT`], so that a worker
 /// cut off from its server still stops: one the server never gets, it acts on as if
 /// the worker were gone (it delivers the task again after its ack wait).
 async fn ack(message: &jetstream::Message, kind: AckKind) {
-    match tokio::time::timeout(ACK_ROOM_WAIT, message.ack_with(kind)).await {
+    match tokio::time::timeout(ROOM_WAIT, message.ack_with(kind)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "could not acknowledge a task message"),
         Err(_) => tracing::warn!(
             "could not acknowledge a task message: the connection took nothing for \
-             {ACK_ROOM_WAIT:?}"
+             {ROOM_WAIT:?}"
         ),
     }
 }

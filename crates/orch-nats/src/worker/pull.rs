@@ -87,6 +87,8 @@ pub(crate) async fn serve(
             request.into(),
         );
         let Some(asked) = unless_stopped(&stop, asked).await else {
+            // Never sent: nothing will come to hand back.
+            outstanding = None;
             break;
         };
         // The same for the request: its subject is valid and it is small.
