@@ -110,8 +110,9 @@ impl PgJournal {
     /// and checks that their format is one this version reads.
     ///
     /// Once the tables exist, connecting only reads them: a user who may read and write
-    /// their rows, without owning them, can use the journal. A connection attempt gives
-    /// up after 10 s unless the string sets `connect_timeout`.
+    /// their rows, without owning them, can use the journal. A connection attempt (with
+    /// setting up its session) gives up after 10 s unless the string sets
+    /// `connect_timeout`.
     pub async fn connect(config: &str) -> Result<Self, JournalError> {
         let secret = secret_in(config);
         let secret = secret.as_deref();

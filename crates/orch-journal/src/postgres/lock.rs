@@ -20,6 +20,9 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) struct RunLock {
     session: Arc<Session>,
     run: RunId,
+    /// The runtime it was taken on, which lets go of it even when the lock is dropped
+    /// outside any runtime (synchronous code that drove the journal with `block_on`).
+    runtime: tokio::runtime::Handle,
 }
 
 impl RunLock {
@@ -52,6 +55,7 @@ impl RunLock {
                 return Ok(Self {
                     session: Arc::clone(session),
                     run: run.clone(),
+                    runtime: tokio::runtime::Handle::current(),
                 });
             }
             // A process that just let go of it may not have closed its session yet.
@@ -72,7 +76,7 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let_go(&self.session, &self.run);
+        let_go(&self.session, &self.run, &self.runtime);
     }
 }
 
@@ -88,18 +92,16 @@ impl Drop for Asking<'_> {
         if self.out {
             // Sent after the request on the same connection, so answered after it; if the
             // request never went out, the server only notes that the lock was not held.
-            let_go(self.session, self.run);
+            // (Dropped by the open that is cancelled, on its runtime.)
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let_go(self.session, self.run, &runtime);
+            }
         }
     }
 }
 
-/// Lets go of run `run`'s lock on `session`'s connection, in the background.
-fn let_go(session: &Arc<Session>, run: &RunId) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        // No runtime to send the unlock on: the run stays locked until the journal's
-        // connection ends.
-        return;
-    };
+/// Lets go of run `run`'s lock on `session`'s connection, in the background on `runtime`.
+fn let_go(session: &Arc<Session>, run: &RunId, runtime: &tokio::runtime::Handle) {
     let session = Arc::clone(session);
     // One message (the simple query protocol), with nothing to wait for before it goes
     // out: a prepared statement would first wait for the server's answers to what was

@@ -139,8 +139,33 @@ pub(super) struct Session {
 
 impl Session {
     /// Connects, makes sure the journal's tables are there in a format this version
-    /// reads, and prepares the session for the journal's statements.
+    /// reads, and prepares the session for the journal's statements; all of it within
+    /// the connection's `connect_timeout` (which by itself bounds only the opening of the
+    /// socket: a server that takes the connection and never answers would keep this
+    /// waiting, and every use of the journal behind it).
     pub(super) async fn open(
+        config: &tokio_postgres::Config,
+        target: &str,
+        secret: Option<&str>,
+    ) -> Result<Self, JournalError> {
+        let limit = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(super::CONNECT_TIMEOUT);
+        match tokio::time::timeout(limit, Self::set_up(config, target, secret)).await {
+            Ok(opened) => opened,
+            Err(_) => Err(JournalError::Postgres {
+                action: "connect",
+                message: format!(
+                    "no session within {}s (the server took the connection but did not set \
+                     it up)",
+                    limit.as_secs_f64()
+                ),
+            }),
+        }
+    }
+
+    async fn set_up(
         config: &tokio_postgres::Config,
         target: &str,
         secret: Option<&str>,
