@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use crate::setup::{self, Layout};
-use crate::{ConnectError, NatsConfig};
+use crate::{ConnectError, NatsConfig, ROOM_WAIT};
 
 /// The header that names the bridge an event left through, so that the same bridge
 /// does not bring it back in.
@@ -166,7 +166,7 @@ impl Bridge {
         let imported = self.imported_on(bus);
         Ok(BridgeTask(tokio::spawn(async move {
             // Events dropped since the connection last took one at once, after one that
-            // waited `LAST_FLUSH_WAIT` for room (the server gone, the client full).
+            // waited `ROOM_WAIT` for room (the server gone, the client full).
             let mut stalled: Option<u64> = None;
             while let Some(delivery) = events.recv().await {
                 let event = match delivery {
@@ -196,7 +196,7 @@ impl Bridge {
                     .client
                     .publish_with_headers(subject, headers, payload.into());
                 // Stalled, an event goes only if the client takes it at once.
-                let wait = stalled.map_or(LAST_FLUSH_WAIT, |_| std::time::Duration::ZERO);
+                let wait = stalled.map_or(ROOM_WAIT, |_| std::time::Duration::ZERO);
                 match tokio::time::timeout(wait, publish).await {
                     Ok(result) => {
                         if let Err(error) = result {
@@ -211,7 +211,7 @@ impl Bridge {
                     }
                     Err(_) if stalled.is_none() => {
                         tracing::warn!(
-                            "NATS took no event for {LAST_FLUSH_WAIT:?}; dropping events until it does"
+                            "NATS took no event for {ROOM_WAIT:?}; dropping events until it does"
                         );
                         stalled = Some(1);
                     }

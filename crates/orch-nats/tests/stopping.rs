@@ -181,11 +181,11 @@ async fn a_worker_stops_with_its_server_gone_and_its_connection_full() {
     let run = common::run_in_background(&engine, &workflow);
     common::wait_for(|| started.load(Ordering::SeqCst)).await;
     drop(server);
-    let filler = common::fill_connection(client);
-    // Past the end of the worker's open request for tasks (at most 3 s), after which it
-    // makes a new one on the full connection.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(!filler.is_finished(), "the connection is full");
+    let filler = common::fill_connection(client).await;
+    // Past the end of the worker's open request for tasks (at most 3 s since the server
+    // went), after which it makes a new one on the full connection.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!filler.is_finished(), "the connection is still full");
     stop.cancel();
     // A guard, not a measure: grace, hand-back and last flush take about 15 s at most.
     tokio::time::timeout(Duration::from_secs(60), stopped)

@@ -63,7 +63,11 @@ pub(crate) async fn serve(
         // it again after `ack_wait`, instead of it waiting here unacknowledged for a
         // permit.
         let inbox = shared.client.new_inbox();
-        let Some(subscribed) = unless_stopped(&stop, shared.client.subscribe(inbox.clone())).await
+        // Each send gives way to the stop: with the server gone for long, it waits for
+        // room on a full connection until the server is back.
+        let Some(subscribed) = stop
+            .run_until_cancelled(shared.client.subscribe(inbox.clone()))
+            .await
         else {
             break;
         };
@@ -86,7 +90,7 @@ pub(crate) async fn serve(
             inbox.clone(),
             request.into(),
         );
-        let Some(asked) = unless_stopped(&stop, asked).await else {
+        let Some(asked) = stop.run_until_cancelled(asked).await else {
             // Never sent: nothing will come to hand back.
             outstanding = None;
             break;
@@ -134,10 +138,11 @@ pub(crate) async fn serve(
                     outstanding = None;
                     held.clear();
                     refusals.pause(&stop).await;
-                    let ensured = unless_stopped(
-                        &stop,
-                        setup::ensure_consumer(&shared.js, &shared.layout, &queue.task_type),
-                    );
+                    let ensured = stop.run_until_cancelled(setup::ensure_consumer(
+                        &shared.js,
+                        &shared.layout,
+                        &queue.task_type,
+                    ));
                     if let Some(Err(error)) = ensured.await {
                         tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
                     }
@@ -151,7 +156,7 @@ pub(crate) async fn serve(
         hand_back_late_tasks(&shared, &mut deliveries).await;
     }
     // Runners finish, or hand their tasks back once `hand_back` fires.
-    while running.join_next().await.is_some() {}
+    super::all_ended(&mut running).await;
 }
 
 /// Logs that the worker's connection is closed for good: this task type's tasks are
@@ -162,15 +167,6 @@ fn closed(queue: &TypeQueue, error: &dyn std::fmt::Display) {
         %error,
         "the worker's connection is closed; it takes no more tasks of this type"
     );
-}
-
-/// `step`'s output, or `None` once `stop` fires first: with the server gone, a step
-/// waits for room on a full connection until the server is back.
-async fn unless_stopped<T>(stop: &CancellationToken, step: impl Future<Output = T>) -> Option<T> {
-    tokio::select! {
-        output = step => Some(output),
-        () = stop.cancelled() => None,
-    }
 }
 
 /// Starts `attempt` here, up to its first wait, and spawns what is left of it.

@@ -164,13 +164,16 @@ pub async fn subscriptions_in_place(client: &async_nats::Client) {
     );
 }
 
-/// Publishes more on `client` than it holds while its server is gone (about 2,048
-/// commands), so that once the server is gone the connection is full and the task
-/// waits for it; abort it at the end of the test.
-pub fn fill_connection(client: async_nats::Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+/// Publishes more on `client`, whose server is gone, than it holds (about 2,048
+/// commands), and checks a second later that the connection is full: the returned task
+/// waits for room, for the server to come back; abort it at the end of the test.
+pub async fn fill_connection(client: async_nats::Client) -> tokio::task::JoinHandle<()> {
+    let filler = tokio::spawn(async move {
         for n in 0..3_000 {
             let _ = client.publish("filler", n.to_string().into()).await;
         }
-    })
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!filler.is_finished(), "the connection is full");
+    filler
 }
