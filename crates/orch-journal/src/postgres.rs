@@ -68,7 +68,11 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A run is open for writing in one process at a time (the server's advisory lock on it,
 /// held by the journal's connection; another connection's open waits up to 5 s, then
 /// fails naming the run). A process that dies lets go when the server ends its session:
-/// what it sent is committed, or not, before another process can continue the run.
+/// what it sent is committed, or not, before another process can continue the run. A
+/// process whose machine died (power, network) cannot say so: the journal asks the
+/// server to probe its quiet connection after 30 s, every 10 s, 3 times, so such runs
+/// are let go within about a minute (unless the connection string's `options` set
+/// `tcp_keepalives_idle`, `_interval` or `_count` themselves).
 ///
 /// When the connection ends (the server restarted, or ended the session), the runs open
 /// on it fail at their next write with an error naming the run, since their locks went

@@ -8,6 +8,7 @@ use orch_engine::TaskError;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
+use crate::ROOM_WAIT;
 use crate::protocol::Names;
 use crate::routes::AttemptKey;
 
@@ -125,7 +126,9 @@ pub(crate) async fn result_message(
 pub(crate) struct NotAnswered;
 
 /// The result message stored on the results stream for `key`: `Ok(None)` when the
-/// server says there is none.
+/// server says there is none. Not answered after [`ROOM_WAIT`] for room to send the
+/// question plus as long for the answer (on a connection full while the server is
+/// away, the question would wait for room as long as the server stays away).
 pub(crate) async fn find_result(
     js: &jetstream::Context,
     names: &Names,
@@ -133,9 +136,10 @@ pub(crate) async fn find_result(
 ) -> Result<Option<bytes::Bytes>, NotAnswered> {
     let subject = names.result_subject(&key.run, &key.task, key.attempt);
     let stream = (js.get_stream_no_info(names.results_stream()).await).map_err(|_| NotAnswered)?;
-    match stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(message) => Ok(Some(message.payload)),
-        Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(_) => Err(NotAnswered),
+    let asked = stream.get_last_raw_message_by_subject(&subject);
+    match tokio::time::timeout(ROOM_WAIT.saturating_mul(2), asked).await {
+        Ok(Ok(message)) => Ok(Some(message.payload)),
+        Ok(Err(error)) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Ok(Err(_)) | Err(_) => Err(NotAnswered),
     }
 }
