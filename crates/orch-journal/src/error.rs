@@ -111,7 +111,7 @@ pub enum JournalError {
         /// The run's file.
         path: PathBuf,
     },
-    /// Records were given to a run after it was finished.
+    /// Records, or a second end, were given to a run after its end was recorded.
     #[error("run `{run}` is finished; reopen it to record more")]
     Finished {
         /// The run.

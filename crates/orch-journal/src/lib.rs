@@ -160,7 +160,9 @@ pub trait RunWriter: Send + Sync + fmt::Debug {
     /// Resolves once everything appended before the call survives a power loss.
     fn sync(&self) -> JournalFuture;
 
-    /// Records that the run ended with `status`, and closes it to further records.
+    /// Records that the run ended with `status`, and closes it to further records: a
+    /// later `append` or `finish` is refused with [`JournalError::Finished`] (unless this
+    /// one failed, when the run stays open).
     fn finish(&self, status: WorkflowStatus) -> JournalFuture;
 
     /// Appends `records`, then, for [`Durability::Power`], syncs: once this resolves

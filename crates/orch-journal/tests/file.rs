@@ -265,6 +265,13 @@ fn a_plain_task_in_place_of_a_maps_instance_keeps_its_records() {
 }
 
 #[test]
+fn a_run_ends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    block_on(common::a_run_ends_once(&journal, &run_id("ends"), "w"));
+}
+
+#[test]
 fn a_changed_definition_is_taken_with_the_first_record() {
     let dir = tempfile::tempdir().unwrap();
     let journal = FileJournal::new(dir.path()).unwrap();

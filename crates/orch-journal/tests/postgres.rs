@@ -174,6 +174,15 @@ mod checks {
             ));
     }
 
+    fn a_run_ends_once(env: &Env) {
+        let run = fresh_run();
+        env.rt.block_on(super::common::a_run_ends_once(
+            &env.journal(),
+            &run,
+            &format!("ends-{run}"),
+        ));
+    }
+
     fn a_changed_definition_is_taken_with_the_first_record(env: &Env) {
         let run = fresh_run();
         env.rt.block_on(
@@ -653,8 +662,9 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 16] = [
+        let checks: [Check; 17] = [
             ("records_read_back_as_written", records_read_back_as_written),
+            ("a_run_ends_once", a_run_ends_once),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
                 a_reconnected_process_resumes_and_completed_records_are_final,

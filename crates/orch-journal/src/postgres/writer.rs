@@ -47,7 +47,9 @@ pub(super) struct PgRunWriter {
     /// For a run that was there before, what its first write does too, in the same
     /// statement; taken by that write.
     reopened: Arc<Mutex<Option<Reopened>>>,
-    finished: AtomicBool,
+    /// Set by `finish` (taking no more records from then), cleared again if recording
+    /// the end failed, as the file journal takes records after a failed end.
+    finished: Arc<AtomicBool>,
     _hold: (Claim, RunLock),
 }
 
@@ -66,7 +68,7 @@ impl PgRunWriter {
             session,
             tasks,
             reopened: Arc::new(Mutex::new(reopened)),
-            finished: AtomicBool::new(false),
+            finished: Arc::new(AtomicBool::new(false)),
             _hold: hold,
         }
     }
@@ -217,9 +219,13 @@ impl RunWriter for PgRunWriter {
     }
 
     fn finish(&self, status: WorkflowStatus) -> JournalFuture {
-        self.finished.store(true, Ordering::Release);
+        if self.finished.swap(true, Ordering::AcqRel) {
+            let run = self.run.clone();
+            return Box::pin(async move { Err(JournalError::Finished { run }) });
+        }
         let run = self.run.to_string();
         let pending = Arc::clone(&self.reopened);
+        let finished = Arc::clone(&self.finished);
         self.on_session("record a run's end", move |session| async move {
             let reopened = Reopened::take(&pending);
             let definition = reopened.as_ref().and_then(|r| r.definition.as_deref());
@@ -227,10 +233,11 @@ impl RunWriter for PgRunWriter {
             let done = (session.client)
                 .execute(FINISH, &[&run, &status.as_str(), &definition, &removed])
                 .await;
-            if done.is_err()
-                && let Some(reopened) = reopened
-            {
-                reopened.give_back(&pending);
+            if done.is_err() {
+                finished.store(false, Ordering::Release);
+                if let Some(reopened) = reopened {
+                    reopened.give_back(&pending);
+                }
             }
             done.map(drop)
         })

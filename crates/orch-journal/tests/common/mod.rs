@@ -433,3 +433,35 @@ pub async fn a_plain_task_in_place_of_a_maps_instance_keeps_its_records(
     let loaded = journal.load(run).await.unwrap().unwrap();
     assert_eq!(loaded.task("m[0]"), Some(&done));
 }
+
+/// A run's end is recorded once: a second `finish`, and any record after the first,
+/// are refused with `JournalError::Finished`, and the end recorded first stays.
+pub async fn a_run_ends_once(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    let workflow = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
+    let opened = journal.open(run, &workflow).await.unwrap();
+    let a = TaskId::from("a");
+    let done = completed(Value::from(1));
+    opened.writer.append(&[(&a, &done)]).await.unwrap();
+    opened
+        .writer
+        .finish(WorkflowStatus::Completed)
+        .await
+        .unwrap();
+    let again = opened.writer.finish(WorkflowStatus::Failed).await;
+    assert!(
+        matches!(again, Err(orch_journal::JournalError::Finished { .. })),
+        "{again:?}"
+    );
+    let late = opened.writer.append(&[(&a, &done)]).await;
+    assert!(
+        matches!(late, Err(orch_journal::JournalError::Finished { .. })),
+        "{late:?}"
+    );
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.status(), orch_journal::RunStatus::Completed);
+}
