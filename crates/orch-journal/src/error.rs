@@ -100,16 +100,15 @@ pub enum JournalError {
         /// The run.
         run: RunId,
     },
-    /// The run is open for writing in another process, which holds the lock on its file.
-    #[error(
-        "run `{run}` is open for writing in another process (`{}` is locked); wait for it to end",
-        path.display()
-    )]
+    /// The run is open for writing in another process, which holds its lock (the lock
+    /// on the run's file, or the PostgreSQL server's lock on the run).
+    #[error("run `{run}` is open for writing in another process ({lock}); wait for it to end")]
     InUse {
         /// The run.
         run: RunId,
-        /// The run's file.
-        path: PathBuf,
+        /// Which lock is held, where: "`PATH` is locked", or "which holds its lock on
+        /// PostgreSQL USER@HOST:PORT/DATABASE".
+        lock: String,
     },
     /// Records, or a second end, were given to a run after its end was recorded.
     #[error("run `{run}` is finished; reopen it to record more")]

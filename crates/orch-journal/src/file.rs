@@ -141,7 +141,7 @@ impl FileJournal {
             Ok(()) => Ok(file),
             Err(TryLockError::WouldBlock) => Err(JournalError::InUse {
                 run: run.clone(),
-                path,
+                lock: format!("`{}` is locked", path.display()),
             }),
             // A file system without locks: nothing to hold.
             Err(TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => Ok(file),

@@ -67,7 +67,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// A run is open for writing in one process at a time (the server's advisory lock on it,
 /// held by the journal's connection; another connection's open waits up to 5 s, then
-/// fails naming the run). A process that dies lets go when the server ends its session:
+/// fails with [`JournalError::InUse`], as the file journal's does). A process that dies lets go when the server ends its session:
 /// what it sent is committed, or not, before another process can continue the run. A
 /// process whose machine died (power, network) cannot say so: the journal asks the
 /// server to probe its quiet connection after 30 s, every 10 s, 3 times, so such runs

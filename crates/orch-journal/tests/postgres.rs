@@ -408,9 +408,11 @@ mod checks {
             .rt
             .block_on(second.open(&id, &three_tasks()))
             .unwrap_err();
+        assert!(matches!(err, JournalError::InUse { .. }), "{err}");
         assert!(
-            err.to_string()
-                .contains("is open for writing in another process"),
+            err.to_string().contains(
+                "is open for writing in another process (which holds its lock on PostgreSQL"
+            ),
             "{err}"
         );
         // Dropped outside the runtime, as synchronous code driving the journal with

@@ -60,13 +60,9 @@ impl RunLock {
             }
             // A process that just let go of it may not have closed its session yet.
             if started.elapsed() >= LOCK_WAIT {
-                return Err(JournalError::Postgres {
-                    action: "open a run",
-                    message: format!(
-                        "run `{run}` is open for writing in another process (which holds its \
-                         lock on {}); wait for it to end",
-                        shared.target
-                    ),
+                return Err(JournalError::InUse {
+                    run: run.clone(),
+                    lock: format!("which holds its lock on PostgreSQL {}", shared.target),
                 });
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
