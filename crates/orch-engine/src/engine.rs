@@ -249,6 +249,9 @@ impl WorkflowEngine {
     /// a dependency that did not complete: that dependency runs, and the task does not run
     /// again. A task whose output was a [`Shared`](crate::Shared) value kept only its
     /// summary, so it runs again when a task that runs depends on it, directly or not.
+    /// A result does not say which of its records were a map task's instances (`sq[0]`
+    /// of map `sq`): a task that the workflow has since gained under such an id takes
+    /// that record as its own (the journal knows the difference, and keeps them apart).
     ///
     /// The resumed run keeps the id of `previous` ([`WorkflowResult::run_id`]): it is the
     /// same run, continued. To resume as a new run, give a copy of `previous` a fresh

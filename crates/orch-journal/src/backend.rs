@@ -63,13 +63,12 @@ impl RunLines {
         write: impl FnOnce(&mut Vec<u8>, u64) -> Result<u64, JournalError>,
     ) -> Result<Vec<u8>, JournalError> {
         let mut buf = Vec::new();
-        let mut seq = self.next_seq;
-        if let Some(definition) = &self.redefined {
-            line::write_definition(&mut buf, seq, definition, SystemTime::now())?;
-            seq += 1;
-        }
-        seq += write(&mut buf, seq)?;
-        self.next_seq = seq;
+        let seq = self.next_seq;
+        let lines = match &self.redefined {
+            Some(definition) => line::write_redefined(&mut buf, seq, definition, write)?,
+            None => write(&mut buf, seq)?,
+        };
+        self.next_seq = seq + lines;
         self.redefined = None;
         Ok(buf)
     }

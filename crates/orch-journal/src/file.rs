@@ -307,11 +307,10 @@ impl FileRunWriter {
     ) -> Result<(), JournalError> {
         let mut redefined = crate::sync::lock(&self.redefined);
         self.file.append(self.claim.run(), finish, |buf, seq| {
-            let Some(definition) = redefined.as_ref() else {
-                return build(buf, seq);
-            };
-            line::write_definition(buf, seq, definition, SystemTime::now())?;
-            Ok(1 + build(buf, seq + 1)?)
+            match redefined.as_ref() {
+                Some(definition) => line::write_redefined(buf, seq, definition, build),
+                None => build(buf, seq),
+            }
         })?;
         *redefined = None;
         Ok(())

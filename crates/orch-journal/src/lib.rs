@@ -136,8 +136,9 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// at a time; dropping its writer closes it.
     ///
     /// When `workflow` changed since the run was recorded, the run takes its definition
-    /// with the writer's first records (or its end), in the same write: a run stopped
-    /// before then keeps the definition it had, and opening it again reports the same
+    /// with the writer's first records (or its end), in the same write, taken whole or
+    /// not at all (a file write cut short by a kill or a power loss is read as not
+    /// made): a run stopped before then keeps the definition it had, and opening it again reports the same
     /// [`OpenRun::changes`]. So a scheduler that resets the outcomes a change undoes in
     /// its first commit never leaves an old outcome standing under the new definition.
     async fn open(&self, run: &RunId, workflow: &Workflow) -> Result<OpenRun, JournalError>;

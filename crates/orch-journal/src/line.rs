@@ -5,13 +5,17 @@
 //! {"v":1,"seq":0,"kind":"head","run_id":"r1","workflow_id":"etl","name":"ETL","time":"…","tasks":{"load":"<fingerprint>",…}}
 //! {"v":1,"seq":1,"kind":"task","task_id":"load","attempt":1,"status":"completed","start":"…","end":"…","result":{…}}
 //! {"v":1,"seq":2,"kind":"task","task_id":"clean","attempt":3,"status":"failed","start":"…","end":"…","error":"…"}
-//! {"v":1,"seq":3,"kind":"definition","time":"…","tasks":{…}}
+//! {"v":1,"seq":3,"kind":"definition","time":"…","tasks":{…},"followed_by":1}
 //! {"v":1,"seq":4,"kind":"end","status":"failed","time":"…"}
 //! ```
 //!
 //! Times are RFC 3339 in UTC with nanoseconds. A `definition` line records the workflow's
 //! tasks again when a run was resumed with a workflow that gained, lost or changed tasks;
-//! it is written with the first lines the resumed run writes, in the same write.
+//! it is written with the first lines the resumed run writes, in the same write, and says
+//! how many lines follow it there (`followed_by`): a write cut short (the process killed
+//! during it, or power lost before its sync) is read as not made at all, so the new
+//! definition never stands without the resets written with it. (Definition lines
+//! written before this count existed are taken as they are.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +40,9 @@ pub(crate) enum Line {
     },
     Definition {
         tasks: IndexMap<TaskId, String>,
+        /// How many lines were written with it, after it (none said in lines written
+        /// before versions that count them).
+        followed_by: Option<u64>,
     },
     Task {
         task_id: TaskId,
@@ -75,6 +82,9 @@ struct DefinitionOut<'a> {
     kind: &'static str,
     time: String,
     tasks: &'a IndexMap<TaskId, String>,
+    /// How many lines follow it in the same write: a reader that finds fewer (the write
+    /// was cut short) takes none of them, nor the definition.
+    followed_by: u64,
 }
 
 #[derive(Serialize)]
@@ -133,21 +143,28 @@ pub(crate) fn write_head(
     finish_line(buf, &line)
 }
 
-/// Appends a definition line to `buf`.
-pub(crate) fn write_definition(
+/// Appends to `buf` a definition line, then the lines `write` makes (given the sequence
+/// number of the first; it returns how many it wrote), which the definition line counts.
+/// Returns how many lines it appended, the definition's included.
+pub(crate) fn write_redefined(
     buf: &mut Vec<u8>,
     seq: u64,
     definition: &Definition,
-    time: SystemTime,
-) -> Result<(), JournalError> {
+    write: impl FnOnce(&mut Vec<u8>, u64) -> Result<u64, JournalError>,
+) -> Result<u64, JournalError> {
+    let mut rest = Vec::new();
+    let followed_by = write(&mut rest, seq + 1)?;
     let line = DefinitionOut {
         v: FORMAT,
         seq,
         kind: "definition",
-        time: format_now(time),
+        time: format_now(SystemTime::now()),
         tasks: &definition.tasks,
+        followed_by,
     };
-    finish_line(buf, &line)
+    finish_line(buf, &line)?;
+    buf.extend_from_slice(&rest);
+    Ok(1 + followed_by)
 }
 
 /// Appends a task line to `buf`; on error, `buf` is left as it was.
@@ -345,6 +362,7 @@ struct RawLine {
     #[serde(default)]
     cached: bool,
     chosen_branches: Option<Vec<TaskId>>,
+    followed_by: Option<u64>,
 }
 
 /// A field that is present is `Some`, even when it is `null`.
@@ -388,6 +406,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(u64, Line), LineError> {
         },
         Kind::Definition => Line::Definition {
             tasks: need("tasks", raw.tasks)?,
+            followed_by: raw.followed_by,
         },
         Kind::Task => {
             let status = need("status", raw.status)?;

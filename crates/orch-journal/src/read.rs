@@ -47,6 +47,7 @@ fn read_lines_within(
     let mut pos = 0;
     let mut number = 0u64;
     let mut buf = Vec::new();
+    let mut batch: Option<Batch> = None;
     while next_line(&mut lines, &mut buf, max_line, path, || at(number + 1))? {
         let len = buf.len();
         let text = &buf[..];
@@ -62,56 +63,60 @@ fn read_lines_within(
                 reason,
             },
         })?;
-        let corrupt = |reason: String| JournalError::Corrupt {
-            at: at(number),
-            reason,
-        };
         if seq != number - 1 {
-            return Err(corrupt(format!(
-                "sequence number {seq} where {} was expected (a line is missing or repeated)",
-                number - 1
-            )));
+            return Err(JournalError::Corrupt {
+                at: at(number),
+                reason: format!(
+                    "sequence number {seq} where {} was expected (a line is missing or repeated)",
+                    number - 1
+                ),
+            });
         }
-        match (&mut loaded, parsed) {
+        match (&mut batch, parsed) {
             (
                 None,
-                Line::Head {
-                    run_id,
-                    definition,
-                    time,
+                parsed @ Line::Definition {
+                    followed_by: Some(n),
+                    ..
                 },
-            ) => {
-                if run_id != run.as_str() {
-                    return Err(JournalError::ForeignRun {
-                        at: at(number),
-                        expected: run.clone(),
-                        found: run_id,
-                    });
+            ) if n > 0 && loaded.is_some() => {
+                batch = Some(Batch {
+                    start: pos,
+                    seq,
+                    to_come: n,
+                    lines: vec![(number, parsed)],
+                });
+            }
+            (Some(_), Line::Definition { .. }) => {
+                return Err(JournalError::Corrupt {
+                    at: at(number),
+                    reason: "a definition line among the lines written with another".to_owned(),
+                });
+            }
+            (Some(open), parsed) => {
+                open.lines.push((number, parsed));
+                open.to_come -= 1;
+                if open.to_come == 0 {
+                    for (number, parsed) in batch.take().map(|b| b.lines).unwrap_or_default() {
+                        take_line(&mut loaded, run, parsed, &|| at(number))?;
+                    }
                 }
-                loaded = Some(LoadedRun::new(run.clone(), at(1), definition, time));
             }
-            (None, _) => return Err(corrupt("the first line is not a head line".to_owned())),
-            (Some(_), Line::Head { .. }) => {
-                return Err(corrupt("a second head line".to_owned()));
-            }
-            (Some(run), Line::Definition { tasks }) => run.redefine(tasks),
-            (Some(run), Line::Task { task_id, record }) => {
-                if !run.definition.has_record_for(&task_id) {
-                    return Err(corrupt(format!(
-                        "task `{task_id}` is not in the run's workflow"
-                    )));
-                }
-                run.push(task_id, record);
-            }
-            (Some(run), Line::End { status, time }) => run.ended(status, time),
+            (None, parsed) => take_line(&mut loaded, run, parsed, &|| at(number))?,
         }
         pos += len as u64 + 1;
     }
+    // A definition whose write was cut short is left out, with the lines after it: the
+    // file goes on from where it started.
+    let (valid_len, next_seq) = match batch {
+        Some(cut) => (cut.start, cut.seq),
+        None => (pos, number),
+    };
     match loaded {
         Some(run) => Ok(ReadRun {
             run,
-            valid_len: pos,
-            next_seq: number,
+            valid_len,
+            next_seq,
         }),
         // What is there (left in `buf`) could be the start of a head line, cut short.
         None if could_start_a_line(&buf) => Err(JournalError::HeadMissing {
@@ -122,6 +127,63 @@ fn read_lines_within(
             path: path.to_owned(),
         }),
     }
+}
+
+/// A definition line and the lines written with it, held until the last of them is read
+/// (a write cut short is then taken as not made).
+struct Batch {
+    /// Where the definition line starts in the file.
+    start: u64,
+    /// The definition line's sequence number.
+    seq: u64,
+    /// How many lines of the batch are still to come.
+    to_come: u64,
+    /// The lines read so far, each with its line number.
+    lines: Vec<(u64, Line)>,
+}
+
+/// Takes line `parsed` of run `run`'s journal into `loaded`; `at` names its place.
+fn take_line(
+    loaded: &mut Option<LoadedRun>,
+    run: &RunId,
+    parsed: Line,
+    at: &dyn Fn() -> String,
+) -> Result<(), JournalError> {
+    let corrupt = |reason: String| JournalError::Corrupt { at: at(), reason };
+    match (loaded, parsed) {
+        (
+            slot @ None,
+            Line::Head {
+                run_id,
+                definition,
+                time,
+            },
+        ) => {
+            if run_id != run.as_str() {
+                return Err(JournalError::ForeignRun {
+                    at: at(),
+                    expected: run.clone(),
+                    found: run_id,
+                });
+            }
+            *slot = Some(LoadedRun::new(run.clone(), at(), definition, time));
+        }
+        (None, _) => return Err(corrupt("the first line is not a head line".to_owned())),
+        (Some(_), Line::Head { .. }) => {
+            return Err(corrupt("a second head line".to_owned()));
+        }
+        (Some(run), Line::Definition { tasks, .. }) => run.redefine(tasks),
+        (Some(run), Line::Task { task_id, record }) => {
+            if !run.definition.has_record_for(&task_id) {
+                return Err(corrupt(format!(
+                    "task `{task_id}` is not in the run's workflow"
+                )));
+            }
+            run.push(task_id, record);
+        }
+        (Some(run), Line::End { status, time }) => run.ended(status, time),
+    }
+    Ok(())
 }
 
 /// Whether `torn`, an incomplete last line, could be the start of a journal line (each

@@ -353,6 +353,76 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
     );
 }
 
+/// A resumed run writes its changed definition with the resets it makes, in one write.
+/// Cut short (the process killed during it, power lost before its sync), the write is
+/// read as not made: the new definition never stands without its resets, which the next
+/// resume makes again.
+#[test]
+fn a_definition_written_without_all_its_lines_is_left_out() {
+    use orch_core::TriggerRule;
+    let skip_rule = |rule| {
+        Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("s", "t").depends_on(["a"]).trigger_rule(rule))
+            .task(Task::new("x", "t"))
+    };
+    let skipped = TaskRecord {
+        status: TaskStatus::Skipped,
+        ..TaskRecord::default()
+    };
+    for cut_within_the_second_line in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::new(dir.path()).unwrap();
+        let run = run_id("cut");
+        let opened = block_on(journal.open(&run, &skip_rule(TriggerRule::AllSuccess))).unwrap();
+        append(
+            &*opened.writer,
+            &[("a", failed("boom")), ("s", skipped.clone())],
+        );
+        drop(opened);
+        let path = journal.path_of(&run);
+        let before = fs::metadata(&path).unwrap().len();
+        // The rule changed: the skip is undone (a pending record) with the definition.
+        let changed = skip_rule(TriggerRule::AllDone);
+        let opened = block_on(journal.open(&run, &changed)).unwrap();
+        assert_eq!(opened.changes.changed, [TaskId::from("s")]);
+        let pending = TaskRecord::default();
+        append(
+            &*opened.writer,
+            &[("s", pending), ("x", completed(json!(1)))],
+        );
+        drop(opened);
+        let lines = lines_of(&path);
+        let definition = lines.len() - 3;
+        assert!(lines[definition].contains(r#""kind":"definition""#));
+        // Keep the definition line whole, and part or none of the lines after it.
+        let mut keep = before + lines[definition].len() as u64 + 1;
+        if cut_within_the_second_line {
+            keep += lines[definition + 1].len() as u64 + 1 + 5;
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+
+        let loaded = block_on(journal.load(&run)).unwrap().unwrap();
+        assert_eq!(loaded.task("s").unwrap().status, TaskStatus::Skipped);
+        assert_eq!(loaded.task("x"), None);
+        let opened = block_on(journal.open(&run, &changed)).unwrap();
+        assert_eq!(opened.changes.changed, [TaskId::from("s")], "decided again");
+        // The cut write is gone from the file, and the run goes on after it.
+        assert_eq!(fs::metadata(&path).unwrap().len(), before);
+        append(&*opened.writer, &[("s", TaskRecord::default())]);
+        drop(opened);
+        let opened = block_on(journal.open(&run, &changed)).unwrap();
+        assert!(opened.changes.is_empty());
+        let previous = opened.previous.as_ref().unwrap();
+        assert_eq!(previous.task("s").unwrap().status, TaskStatus::Pending);
+    }
+}
+
 #[test]
 fn changes_to_unfinished_tasks_are_accepted_and_recorded() {
     let (_dir, journal) = recorded_run();
