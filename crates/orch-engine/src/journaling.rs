@@ -248,30 +248,9 @@ impl RunJournal {
         cancel: &tokio_util::sync::CancellationToken,
         grace: std::time::Duration,
     ) -> Result<(), RunError> {
-        use futures_util::future::{Either, select};
-        let mut closing = std::pin::pin!(self.close_now(result));
-        if !crate::timer::available() {
-            return closing.await;
-        }
-        if !cancel.is_cancelled() {
-            let cancelled = std::pin::pin!(cancel.cancelled());
-            if let Either::Left((closed, _)) = select(closing.as_mut(), cancelled).await {
-                return closed;
-            }
-        }
-        let limit = grace.max(LEAST_WAIT);
-        let mut deadline = crate::timer::Deadline::after(limit);
-        let gave_up = std::pin::pin!(deadline.passed());
-        match select(closing, gave_up).await {
-            Either::Left((closed, _)) => closed,
-            Either::Right(_) => {
-                let error = JournalError::NoAnswer {
-                    action: "record the end of the cancelled run",
-                    waited: limit,
-                };
-                Err(RunError::Journal(JournalFailure::in_run(error)))
-            }
-        }
+        let closing = self.close_now(result);
+        let action = "record the end of the cancelled run";
+        unless_silent_once_cancelled(closing, cancel, grace, action, JournalFailure::in_run).await
     }
 
     async fn close_now(self, result: &WorkflowResult) -> Result<(), RunError> {
@@ -296,6 +275,43 @@ impl RunJournal {
             self.writer.sync().await.map_err(failed)?;
         }
         Ok(())
+    }
+}
+
+/// Waits for `call` to the journal; once the run is cancelled (`cancel`, before or
+/// meanwhile), for `grace` more (at least [`LEAST_WAIT`]): a journal that has not answered
+/// by then fails with [`JournalError::NoAnswer`] for `action`, made a [`JournalFailure`]
+/// by `failure`. With no timer to wait with, it is waited for.
+pub(crate) async fn unless_silent_once_cancelled<T>(
+    call: impl Future<Output = Result<T, RunError>>,
+    cancel: &tokio_util::sync::CancellationToken,
+    grace: std::time::Duration,
+    action: &'static str,
+    failure: fn(JournalError) -> JournalFailure,
+) -> Result<T, RunError> {
+    use futures_util::future::{Either, select};
+    let mut call = std::pin::pin!(call);
+    if !crate::timer::available() {
+        return call.await;
+    }
+    if !cancel.is_cancelled() {
+        let cancelled = std::pin::pin!(cancel.cancelled());
+        if let Either::Left((answered, _)) = select(call.as_mut(), cancelled).await {
+            return answered;
+        }
+    }
+    let limit = grace.max(LEAST_WAIT);
+    let mut deadline = crate::timer::Deadline::after(limit);
+    let gave_up = std::pin::pin!(deadline.passed());
+    match select(call, gave_up).await {
+        Either::Left((answered, _)) => answered,
+        Either::Right(_) => {
+            let error = JournalError::NoAnswer {
+                action,
+                waited: limit,
+            };
+            Err(RunError::Journal(failure(error)))
+        }
     }
 }
 

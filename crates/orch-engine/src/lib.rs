@@ -239,6 +239,8 @@
 //! waits for that as long as the grace period too (at least 5 s): a journal that has not
 //! answered by then (a PostgreSQL table another session holds locked) ends the run with
 //! [`RunError::Journal`] ([`JournalError::NoAnswer`](journal::JournalError::NoAnswer)).
+//! So does one that does not answer when the run, cancelled before any task started,
+//! is still opening (or continuing) its record: nothing ran then.
 //!
 //! An attempt that passes its task's timeout is dropped (a spawned one aborted) and its
 //! token ([`TaskContext::cancellation`]) cancelled: a [`blocking`] handler, which cannot

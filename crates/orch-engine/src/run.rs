@@ -21,7 +21,7 @@ use crate::journaling::{self, RunJournal};
 
 use crate::pools::Queue;
 use crate::timer::Deadline;
-use crate::{Handler, RunError, TaskContext};
+use crate::{Handler, JournalFailure, RunError, TaskContext};
 use settle::Begun;
 
 mod announcing;
@@ -62,14 +62,29 @@ pub(crate) async fn execute(
     let features = plan.features();
     let queue = Queue::new(&workflow, plan, &engine.pools)
         .map_err(|tasks| RunError::UnknownPools { tasks })?;
+    // A cancelled run waits for its journal as long as for its handlers, from the start:
+    // one that does not answer must not hold the cancellation up for ever.
+    let (grace, before_any_task) = (engine.grace_period, JournalFailure::new);
     if features.timeouts || features.retries {
         let journal = engine.journal.as_ref();
-        resume::refuse_without_a_timer(journal, &workflow, plan, previous.as_ref(), &run_id)
+        let refused =
+            resume::refuse_without_a_timer(journal, &workflow, plan, previous.as_ref(), &run_id);
+        let action = "read the run";
+        journaling::unless_silent_once_cancelled(refused, &cancel, grace, action, before_any_task)
             .await?;
     }
     let (previous, changed, journal) = match &engine.journal {
         Some(settings) => {
-            let opened = journaling::open(settings, &workflow, &run_id).await?;
+            let opening = journaling::open(settings, &workflow, &run_id);
+            let action = "open the run";
+            let opened = journaling::unless_silent_once_cancelled(
+                opening,
+                &cancel,
+                grace,
+                action,
+                before_any_task,
+            )
+            .await?;
             let previous = opened.previous.or(previous);
             (previous, opened.changed, Some(opened.journal))
         }
@@ -128,7 +143,15 @@ pub(crate) async fn execute(
         _ => 0,
     };
     if let Some(journal) = &mut run.journal {
-        journal.commit_resets(&run.shared).await?;
+        let resets = journal.commit_resets(&run.shared);
+        journaling::unless_silent_once_cancelled(
+            resets,
+            &cancel,
+            grace,
+            "record the resets of the continued run",
+            JournalFailure::in_run,
+        )
+        .await?;
     }
     run.announce_start(restored);
     if kept.is_some() {

@@ -253,25 +253,88 @@ fn a_cancelled_run_does_not_wait_for_ever_for_a_postgres_journal_that_does_not_a
 #[test]
 fn a_run_cancelled_while_its_journal_records_its_end_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = common::current_thread();
     let asked = Arc::new(tokio::sync::Notify::new());
+    let journal = silent_at_the_end(dir.path(), &asked);
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "instant"));
+    cancelled_once_asked(journal, &asked, &workflow);
+}
+
+/// Runs `workflow` (tasks of type `instant`) durably on `journal`, cancels the run once
+/// the journal says it was `asked`, and returns the failure of the run that stopped
+/// waiting for it.
+fn cancelled_once_asked(
+    journal: impl Journal + 'static,
+    asked: &tokio::sync::Notify,
+    workflow: &Workflow,
+) -> orch_engine::JournalFailure {
+    let runtime = common::current_thread();
     let engine = WorkflowEngine::builder()
         .cancel_grace_period(std::time::Duration::from_millis(100))
-        .journal(silent_at_the_end(dir.path(), &asked), Durability::Process)
+        .journal(journal, Durability::Process)
         .build()
         .unwrap();
     engine.register_handler("instant", |_ctx: TaskContext| async move {
         Ok::<_, orch_engine::TaskError>(())
     });
-    let workflow = Workflow::new("w", "W").task(Task::new("a", "instant"));
     runtime.block_on(async {
-        let run = engine.run_durable(&workflow, RunId::parse("r").unwrap());
+        let run = engine.run_durable(workflow, RunId::parse("r").unwrap());
         let cancel = run.cancellation_token();
         let run = tokio::spawn(run);
         asked.notified().await;
         cancel.cancel();
-        gave_up_on_its_journal(run).await;
-    });
+        gave_up_on_its_journal(run).await
+    })
+}
+
+/// A journal that never answers when asked to open or read a run, and tells `asked`
+/// when it is.
+#[derive(Debug)]
+struct SilentJournal {
+    asked: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl Journal for SilentJournal {
+    async fn open(
+        &self,
+        _run: &RunId,
+        _workflow: &Workflow,
+    ) -> Result<orch_engine::journal::OpenRun, JournalError> {
+        self.asked.notify_one();
+        std::future::pending().await
+    }
+
+    async fn load(
+        &self,
+        _run: &RunId,
+    ) -> Result<Option<orch_engine::journal::LoadedRun>, JournalError> {
+        self.asked.notify_one();
+        std::future::pending().await
+    }
+
+    async fn list(
+        &self,
+        _filter: &orch_engine::journal::RunFilter,
+    ) -> Result<Vec<orch_engine::journal::RunSummary>, JournalError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A run cancelled while its journal does not answer before the run starts (opening
+/// it, or first reading it for a task with retries) returns within the wait a
+/// cancelled run gives its journal, saying nothing ran.
+#[test]
+fn a_run_cancelled_while_its_journal_opens_it_returns() {
+    for retries in [0, 2] {
+        let asked = Arc::new(tokio::sync::Notify::new());
+        let journal = SilentJournal {
+            asked: Arc::clone(&asked),
+        };
+        let task = Task::new("a", "instant").retries(retries);
+        let workflow = Workflow::new("w", "W").task(task);
+        let failure = cancelled_once_asked(journal, &asked, &workflow);
+        assert!(!failure.while_running(), "{failure}");
+    }
 }
 
 /// The failure of a cancelled run, `run`, that stopped waiting for its journal.

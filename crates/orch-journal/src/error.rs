@@ -146,8 +146,9 @@ pub enum JournalError {
         message: String,
     },
     /// The journal did not answer within the grace period of a cancelled run (a table
-    /// locked by another session, a server that stopped answering): the run returned
-    /// without waiting longer. The end of its record may be missing (a resume then runs
+    /// locked by another session, a server that stopped answering), when asked to record
+    /// the run's end or, before any task ran, to open the run: the run returned without
+    /// waiting longer. The end of its record may be missing (a resume then runs
     /// its unrecorded tasks again), or be written later, once the journal answers: a
     /// PostgreSQL journal's connection stays busy with that statement until then, and
     /// what other runs ask of the same journal waits behind it.
