@@ -54,6 +54,8 @@ impl fmt::Display for CacheKey {
 
 /// Where cached results are kept. The engine calls it from the task that runs the
 /// workflow, so both calls should return quickly (an in-memory map, a local file index).
+/// A call that panics is taken as a store without the result (`get`), or one that did
+/// not keep it (`put`), with a warning logged: the task runs, and the run goes on.
 ///
 /// ```
 /// use orch_engine::{CacheKey, CacheStore, MemoryCache};

@@ -191,6 +191,34 @@ fn a_panicking_key_function_fails_the_task() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+/// A store that panics whenever it is used.
+struct PanickingStore;
+
+impl CacheStore for PanickingStore {
+    fn get(&self, _key: &orch_engine::CacheKey) -> Option<Value> {
+        panic!("the store is broken")
+    }
+
+    fn put(&self, _key: orch_engine::CacheKey, _result: Value) {
+        panic!("the store is broken")
+    }
+}
+
+/// A store that panics is taken as one without the result, and one that did not store
+/// it: the task runs, and the run goes on.
+#[test]
+fn a_panicking_store_is_a_store_without_results() {
+    let calls = calls();
+    let engine = engine(Arc::new(PanickingStore), &calls);
+    let workflow = workflow(json!(1), json!({}));
+    for runs in 1..=2 {
+        let result = run(&engine, &workflow);
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        assert!(!result.tasks["slow"].cached);
+        assert_eq!(calls.load(Ordering::SeqCst), runs);
+    }
+}
+
 #[test]
 fn a_failure_is_not_cached() {
     let (store, calls) = (Arc::new(MemoryCache::default()), calls());

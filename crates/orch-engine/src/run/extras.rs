@@ -213,7 +213,15 @@ impl Scheduler<'_> {
             }
         };
         let extras = self.extras();
-        match extras.cache.store.get(&key) {
+        let store = &extras.cache.store;
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.get(&key)));
+        let found = found.unwrap_or_else(|panic| {
+            tracing::warn!(task = %task.task_id,
+                "the cache store panicked when asked for a result (taken as none): {}",
+                panic_text(panic.as_ref()));
+            None
+        });
+        match found {
             Some(result) => {
                 self.records[index].cached = true;
                 self.attempt_over(index, Ok(result.into()));
@@ -244,7 +252,15 @@ impl Scheduler<'_> {
             let chose = self.shared.branches.chose(index as u32, attempt);
             let extras = self.extras();
             if let Some(key) = extras.keys.remove(&(index as u32)).filter(|_| !chose) {
-                extras.cache.store.put(key, result.clone());
+                let store = &extras.cache.store;
+                let put = || store.put(key, result.clone());
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(put)) {
+                    tracing::warn!(
+                        task = %self.shared.task(index).task_id,
+                        "the cache store panicked when given a result (not stored): {}",
+                        panic_text(panic.as_ref())
+                    );
+                }
             }
         }
         Some(outcome)
