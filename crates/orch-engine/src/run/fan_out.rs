@@ -15,9 +15,10 @@
 //! the one it started with. Starting an instance goes through the in-flight set (as a
 //! retry with no pause), so a long list of instances that finish at once never recurses.
 //!
-//! When an instance fails after its retries, no further instance of its map starts; once
-//! the running ones ended, those never started are skipped and the map task fails with
-//! the first failure. Its dependents then follow their trigger rules on that failure, and
+//! When an instance fails after its retries, no further instance of its map starts, and
+//! those waiting to retry end their pause at once and fail as they last did; once the
+//! running ones ended, those never started are skipped and the map task fails with the
+//! first failure. Its dependents then follow their trigger rules on that failure, and
 //! those that run (`all_done`, `one_failed`, ...) read the list of the instances' results
 //! all the same, with `null` for each instance that did not complete. An instance its
 //! handler skipped leaves `null` in the list too.
@@ -249,13 +250,19 @@ impl Scheduler<'_> {
         let base = self.attempt_base(map);
         let extras = self.extras();
         let instance = &mut extras.instances[k];
-        if instance.record.attempts == 0
-            && extras
-                .maps
-                .get(&(map as u32))
-                .is_some_and(|r| r.failed.is_some())
-        {
+        let map_failed = (extras.maps.get(&(map as u32))).is_some_and(|r| r.failed.is_some());
+        if map_failed && instance.record.attempts == 0 {
             // A sibling failed while this one waited for its turn.
+            return self.instance_ended(map);
+        }
+        if map_failed {
+            // A sibling failed while this one waited to try again: it fails as it last did.
+            instance.record.status = TaskStatus::Failed;
+            instance.record.end_time = Some(at);
+            if let Some(error) = &mut instance.record.error {
+                error.push_str(" (not tried again: a sibling failed the map)");
+            }
+            self.announce_instance(EngineEventKind::TaskFailed, k);
             return self.instance_ended(map);
         }
         let first = instance.record.attempts == 0;
@@ -365,9 +372,15 @@ impl Scheduler<'_> {
         if matches!(kind, TaskStatus::Failed | TaskStatus::Cancelled) {
             let id = MapSpec::instance_id(&shared.task(map).task_id, instance.item.index);
             let why = record.error.as_deref().unwrap_or_default();
-            if let Some(run) = extras.maps.get_mut(&instance.map) {
-                run.failed
-                    .get_or_insert_with(|| format!("instance `{id}` {kind}: {why}"));
+            let first_failure = match extras.maps.get_mut(&instance.map) {
+                Some(run) if run.failed.is_none() => {
+                    run.failed = Some(format!("instance `{id}` {kind}: {why}"));
+                    Some((n + run.first)..(n + run.first + run.count))
+                }
+                _ => None,
+            };
+            if let Some(siblings) = first_failure {
+                self.end_pauses(siblings);
             }
         }
         let event = match kind {
@@ -378,6 +391,21 @@ impl Scheduler<'_> {
         };
         self.announce_instance(event, k);
         self.instance_ended(map);
+    }
+
+    /// Ends now the pauses before a retry of the instances numbered `indices` (in the
+    /// in-flight set), whose map failed: they are not tried again (see
+    /// [`Scheduler::start_instance`]), and the map need not wait for the pauses to end.
+    fn end_pauses(&mut self, indices: std::ops::Range<usize>) {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        for mut waiting in in_flight {
+            if let InFlight::Backoff { index, sleep } = &mut waiting
+                && indices.contains(&(*index as usize))
+            {
+                *sleep = None;
+            }
+            self.in_flight.push(waiting);
+        }
     }
 
     /// Frees an ended instance's slots: those of one taken in the ready queue go back
