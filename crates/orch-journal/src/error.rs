@@ -136,9 +136,10 @@ pub enum JournalError {
         /// Why.
         reason: String,
     },
-    /// An earlier sync of this run's file failed: what was written since the last
-    /// successful sync may be lost, so the journal refuses to go on.
-    #[error("`{}`: an earlier sync failed ({message}); the run's journal can no longer be trusted", path.display())]
+    /// An earlier sync of this run's file failed (or a failed write could not be cut
+    /// back): what was written since the last successful sync may be lost, so the
+    /// journal refuses to go on.
+    #[error("`{}`: an earlier write or sync failed ({message}); the run's journal can no longer be trusted", path.display())]
     SyncFailed {
         /// The file.
         path: PathBuf,

@@ -20,9 +20,11 @@ pub(crate) struct ReadRun {
 }
 
 /// The longest line a journal takes, its newline not counted: one byte short of 1 GiB,
-/// so that reading one (newline and all) holds at most 1 GiB. A longer line is refused
-/// when written, and as corrupt when read, so that a damaged or hostile file cannot make
-/// a reader hold more.
+/// so that reading one (newline and all) holds at most 1 GiB of text. A longer line is
+/// refused when written, and as corrupt when read, so that a damaged file cannot make a
+/// reader take in more text than that at once. (The JSON parsed from a line takes more
+/// memory than its text: up to about 16 times for a long array of small numbers; a run's
+/// records are all held once read.)
 pub(crate) const MAX_LINE: u64 = (1 << 30) - 1;
 
 /// Reads the journal of `run` from `lines`, kept at `path` (a file, or another backend's

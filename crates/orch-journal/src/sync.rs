@@ -119,7 +119,11 @@ impl RunFile {
         if let Err(e) = (&self.file).write_all(&buf) {
             // Cut off what part of the batch made it, so the next write starts a line.
             if let Err(cut) = self.file.set_len(state.len) {
-                state.failed = Some(format!("{e}; then cutting the file back failed: {cut}"));
+                state.failed = Some(format!(
+                    "a write failed ({e}) and cutting the file back after it failed too ({cut})"
+                ));
+                // Waiters for a sync hear it now: the file gets none any more.
+                state.wakers.drain(..).for_each(Waker::wake);
             }
             return Err(JournalError::io("write", &self.path, e));
         }
@@ -268,6 +272,7 @@ impl Syncer {
                 let mut state = lock(&file.state);
                 if state.wanted <= state.synced || state.failed.is_some() {
                     state.queued = false;
+                    state.wakers.drain(..).for_each(Waker::wake);
                     return false;
                 }
                 let deadline = state.requested_at.unwrap_or(now) + GROUP_WAIT;
@@ -443,6 +448,40 @@ mod tests {
             text.contains(&format!("syncing directory `{}`", gone.display())),
             "{text}"
         );
+    }
+
+    /// A write that fails, and cannot be cut back, fails the file for good: a waiter for
+    /// a sync hears it at once (no sync will come).
+    #[test]
+    fn a_waiter_hears_of_a_write_that_failed_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        File::create(&path).unwrap();
+        // Open for reading only: the write fails, and so does cutting the file back.
+        let read_only = File::open(&path).unwrap();
+        let file = Arc::new(RunFile::new(path, read_only, 0, 0));
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = SyncWait {
+            syncer: Arc::new(Syncer::default()),
+            file: Arc::clone(&file),
+            target: 1,
+            requested: true,
+        };
+        assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());
+        let run_id = orch_core::RunId::parse("r").unwrap();
+        let append = |buf: &mut Vec<u8>, _| {
+            buf.extend_from_slice(b"{}\n");
+            Ok(1)
+        };
+        assert!(file.append(&run_id, false, append).is_err());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the waiter was woken");
+        let heard = Pin::new(&mut wait).poll(&mut cx);
+        let Poll::Ready(Err(error)) = heard else {
+            panic!("the waiter hears the failure");
+        };
+        assert!(error.to_string().contains("a write failed"), "{error}");
     }
 
     #[test]
