@@ -202,11 +202,12 @@ async fn store(
     let mut first = 0;
     for part in 0..parts {
         let end = ((part + 1) * part_bytes).min(batch.len());
+        let id = format!("{}.{}", state.writer_id, state.sent);
         let mut publish = jetstream::message::PublishMessage::build()
             .payload(batch.slice(part * part_bytes..end))
             .expected_last_subject_sequence(state.last)
             // Sent again after a lost connection, it is stored once.
-            .message_id(format!("{}.{}", state.writer_id, state.sent));
+            .message_id(&id);
         state.sent += 1;
         if parts > 1 {
             publish = publish.header(BATCH_REST, (parts - 1 - part).to_string());
@@ -214,7 +215,7 @@ async fn store(
         if part > 0 {
             publish = publish.header(BATCH_START, first.to_string());
         }
-        match publish_until_stored(js, subject, publish).await {
+        match publish_until_stored(js, subject, &id, publish).await {
             Ok(sequence) => {
                 if part == 0 {
                     first = sequence;
@@ -233,15 +234,18 @@ async fn store(
 /// How long a message is sent again while the server cannot be reached.
 const RETRY_FOR: Duration = Duration::from_secs(60);
 
-/// Publishes `publish` until the server stores it (sending it again while the server
-/// cannot be reached, for up to a minute); its stream sequence, or why it was not stored.
+/// Publishes `publish`, of message id `id`, until the server stores it (sending it again
+/// while the server cannot be reached, for up to a minute); its stream sequence, or why
+/// it was not stored.
 async fn publish_until_stored(
     js: &jetstream::Context,
     subject: &str,
+    id: &str,
     publish: jetstream::message::PublishMessage,
 ) -> Result<u64, String> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(100);
+    let mut sent_before = false;
     loop {
         let stored = async {
             js.send_publish(subject.to_owned(), publish.clone())
@@ -254,6 +258,12 @@ async fn publish_until_stored(
         };
         match error.kind() {
             PublishErrorKind::WrongLastSequence => {
+                // Sent again after its acknowledgement was lost, a stored message is
+                // refused so by servers that check the subject's last message before
+                // the message id (2.12 on): it is the subject's last message then.
+                if sent_before && let Some(sequence) = stored_last(js, subject, id).await {
+                    return Ok(sequence);
+                }
                 return Err(
                     "another writer stored messages of this run since this one opened \
                             it (is the run open in another coordinator?)"
@@ -269,12 +279,22 @@ async fn publish_until_stored(
                 if started.elapsed() < RETRY_FOR =>
             {
                 tracing::warn!(subject, %error, "a journal append was not acknowledged; sending it again");
+                sent_before = true;
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
             _ => return Err(error.to_string()),
         }
     }
+}
+
+/// The stream sequence of `subject`'s last message, if that is the message of id `id`.
+async fn stored_last(js: &jetstream::Context, subject: &str, id: &str) -> Option<u64> {
+    let stream = js.stream_by_subject(subject).await.ok()?;
+    let stream = js.get_stream_no_info(stream).await.ok()?;
+    let last = stream.get_last_raw_message_by_subject(subject).await.ok()?;
+    let last_id = last.headers.get(async_nats::header::NATS_MESSAGE_ID)?;
+    (last_id.as_str() == id).then_some(last.sequence)
 }
 
 impl RunWriter for NatsRunWriter {
