@@ -1,6 +1,7 @@
 //! [`Guarded`]: a deserializer that passes a YAML or TOML document through unchanged,
 //! except that it refuses numbers that are not finite, hands TOML datetimes on as RFC 3339
-//! text, and puts a budget on what YAML aliases expand to.
+//! text, puts a budget on what YAML aliases expand to, and bounds how deeply a TOML
+//! document nests.
 //!
 //! It wraps every deserializer, visitor, sequence, map and enum the document goes
 //! through, so that each rule holds at any depth and for any type being read.
@@ -23,6 +24,14 @@ const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
 /// bounds memory rather than a count.
 pub(crate) const VALUE_UNITS: u64 = 8;
 
+/// The deepest a TOML document may nest tables and arrays, the workflow itself counting
+/// as the first level: as deep as JSON and YAML files may nest. The TOML parser's own
+/// limit counts only brackets and braces, while each part of a dotted key (`a.b.c = 1`)
+/// opens a table too, so a small file can nest thousands deep, and reading a value
+/// recurses once per level.
+#[cfg(feature = "toml")]
+pub(crate) const MAX_TOML_DEPTH: usize = 128;
+
 /// What a document may do, and how much of its budget is left.
 pub(crate) struct Rules {
     /// The budget in units, [`VALUE_UNITS`] per value plus 1 per byte of text
@@ -30,6 +39,10 @@ pub(crate) struct Rules {
     limit: u64,
     spent: Cell<u64>,
     toml_datetimes: bool,
+    /// The most tables and arrays open at once (`usize::MAX`: no bound here).
+    max_depth: usize,
+    /// How many are open now.
+    depth: Cell<usize>,
 }
 
 impl Rules {
@@ -41,16 +54,23 @@ impl Rules {
             limit,
             spent: Cell::new(0),
             toml_datetimes: false,
+            // Bounded before and by the YAML parser: flow collections by
+            // `yaml_depth::too_deep`, all of them by the parser's own limit.
+            max_depth: usize::MAX,
+            depth: Cell::new(0),
         }
     }
 
-    /// TOML: datetimes become text; no budget (TOML has no aliases).
+    /// TOML: datetimes become text; no budget (TOML has no aliases); tables and arrays
+    /// nested at most [`MAX_TOML_DEPTH`] deep.
     #[cfg(feature = "toml")]
     pub(crate) fn toml() -> Self {
         Self {
             limit: u64::MAX,
             spent: Cell::new(0),
             toml_datetimes: true,
+            max_depth: MAX_TOML_DEPTH,
+            depth: Cell::new(0),
         }
     }
 
@@ -74,6 +94,29 @@ impl Rules {
             )));
         }
         Ok(())
+    }
+
+    /// Opens one more level of nesting, until the [`Level`] returned is dropped; an error
+    /// past the most allowed.
+    fn enter<E: de::Error>(&self) -> Result<Level<'_>, E> {
+        let depth = self.depth.get() + 1;
+        if depth > self.max_depth {
+            return Err(E::custom(format!(
+                "collections nested deeper than {} levels",
+                self.max_depth
+            )));
+        }
+        self.depth.set(depth);
+        Ok(Level(self))
+    }
+}
+
+/// A level of nesting opened by [`Rules::enter`], closed when dropped.
+struct Level<'r>(&'r Rules);
+
+impl Drop for Level<'_> {
+    fn drop(&mut self) {
+        self.0.depth.set(self.0.depth.get() - 1);
     }
 }
 
@@ -257,6 +300,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         self.rules.charge(0)?;
+        let _level = self.rules.enter()?;
         self.inner.visit_seq(Seq {
             inner: seq,
             rules: self.rules,
@@ -265,6 +309,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V::Value, A::Error> {
         self.rules.charge(0)?;
+        let _level = self.rules.enter()?;
         if !self.rules.toml_datetimes {
             return self.inner.visit_map(Map {
                 inner: map,

@@ -46,7 +46,8 @@
 //!   nanosecond, otherwise as text (`123456789.123456789s`). A workflow written to JSON
 //!   or YAML and read back is equal to the original; so is one written to TOML, when
 //!   TOML can hold its configs (it has no `null`, and no integers above `i64::MAX`:
-//!   writing such a config fails).
+//!   writing such a config fails). Writing a workflow that repeats a task id fails, in
+//!   every format: it kept only the first task with that id.
 //! - Numbers must be finite: YAML's `.nan` and `.inf` and TOML's `nan` and `inf` are
 //!   errors naming the field.
 //! - TOML datetimes reach a task's `config` as RFC 3339 text (`1979-05-27T07:32:00Z`).
@@ -69,6 +70,9 @@
 //! - **Claimed lengths**: a format that announces how many entries follow (CBOR,
 //!   MessagePack, bincode) gets room for at most 1 MiB of them up front, whatever it
 //!   claims; the rest is allocated only as entries actually arrive.
+//! - **Nesting**: lists and maps may nest at most 128 deep in YAML and TOML (in TOML
+//!   each part of a dotted key, `a.b.c = 1`, is a level), 127 in JSON; deeper ones are a
+//!   [`LoadError::Parse`] with their place, not a stack overflow.
 //! - **Retries**: a task may ask for at most [`Task::MAX_RETRIES`] (1,000,000) retries;
 //!   validation reports more as an invalid `retries` option.
 

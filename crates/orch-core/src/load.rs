@@ -15,6 +15,8 @@ use error::{Problem, parse_error};
 #[cfg(any(feature = "yaml", feature = "toml"))]
 use crate::guard::{Guarded, Rules};
 use crate::task::TaskSpec;
+#[cfg(feature = "yaml")]
+use crate::yaml_depth::Found;
 use crate::{Task, TaskId, Workflow};
 
 #[cfg(feature = "yaml")]
@@ -76,13 +78,13 @@ impl Workflow {
         let text = without_bom(text);
         let mut de = serde_json::Deserializer::from_str(text);
         let workflow = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let (line, column) = (e.inner().line(), e.inner().column());
+            let line = e.inner().line();
             parse_error(Problem {
                 format: Format::Json,
                 path: e.path(),
                 text: e.inner().to_string(),
                 line: (line > 0).then_some(line),
-                column: (line > 0).then_some(column),
+                column: (line > 0).then(|| json_column(text, e.inner())),
             })
         })?;
         // Only white space may follow the workflow (a second one is not read silently).
@@ -91,7 +93,7 @@ impl Workflow {
             file: None,
             field: ".".into(),
             line: Some(e.line()),
-            column: Some(e.column()),
+            column: Some(json_column(text, &e)),
             message: "more text after the workflow's closing `}`".into(),
         })?;
         Ok(workflow)
@@ -105,7 +107,11 @@ impl Workflow {
     /// are errors. Flow collections (`[..]`, `{..}`) may nest at most 128 deep: deeper
     /// ones are refused before the document is parsed, since parsing them takes time that
     /// grows with the square of their depth. Merge keys (`<<: *defaults`) are refused, with
-    /// their place: write the keys out. Needs the `yaml` feature (on by default).
+    /// their place: write the keys out. Both checks read the document with a YAML 1.2
+    /// parser, which stops at some text the YAML reader accepts (a comment with no space
+    /// before it, `{k: 1}#c`): past such a syntax error, a document that holds `<<`, or
+    /// enough `[` and `{` that it could nest too deep, is refused with that error and its
+    /// place. Needs the `yaml` feature (on by default).
     #[cfg(feature = "yaml")]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
@@ -121,15 +127,35 @@ impl Workflow {
                 message,
             }
         };
-        if let Some(offset) = crate::yaml_depth::too_deep(text) {
-            let limit = crate::yaml_depth::MAX_DEPTH;
-            let message = format!("collections nested deeper than {limit} levels");
-            return Err(refused(offset, message));
+        let limit = crate::yaml_depth::MAX_DEPTH;
+        match crate::yaml_depth::too_deep(text) {
+            Some(Found::At(offset)) => {
+                let message = format!("collections nested deeper than {limit} levels");
+                return Err(refused(offset, message));
+            }
+            Some(Found::Unreadable { offset, message }) => {
+                let message = format!(
+                    "{message}: past this point, the document cannot be checked for \
+                     collections nested deeper than {limit} levels"
+                );
+                return Err(refused(offset, message));
+            }
+            None => {}
         }
-        if let Some(offset) = crate::yaml_merge::merge_key(text) {
-            let message = "merge keys (`<<`) are not supported: write the keys out, or \
-                quote `\"<<\"` for a key of that name";
-            return Err(refused(offset, message.into()));
+        match crate::yaml_merge::merge_key(text) {
+            Some(Found::At(offset)) => {
+                let message = "merge keys (`<<`) are not supported: write the keys out, or \
+                    quote `\"<<\"` for a key of that name";
+                return Err(refused(offset, message.into()));
+            }
+            Some(Found::Unreadable { offset, message }) => {
+                let message = format!(
+                    "{message}: past this point, `<<` cannot be told from a merge key, \
+                     which is not supported"
+                );
+                return Err(refused(offset, message));
+            }
+            None => {}
         }
         let rules = Rules::yaml(yaml_expansion_limit(text.len()));
         let de = serde_yaml_ng::Deserializer::from_str(text);
@@ -161,7 +187,9 @@ impl Workflow {
     ///
     /// Datetimes reach the task's config as RFC 3339 text (`1979-05-27T07:32:00Z`, or the
     /// local date or time as written). Numbers must be finite: `nan` and `inf` are errors.
-    /// Needs the `toml` feature (on by default).
+    /// Tables and arrays may nest at most 128 deep, the workflow itself counting as one
+    /// (each part of a dotted key, `a.b.c = 1`, opens a table): deeper ones are an error
+    /// naming their place. Needs the `toml` feature (on by default).
     #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
@@ -242,6 +270,18 @@ impl Workflow {
             e
         })
     }
+}
+
+/// The column of JSON `error` in `text`, in characters as for YAML and TOML: serde_json
+/// counts the bytes of the line up to the error.
+fn json_column(text: &str, error: &serde_json::Error) -> usize {
+    let line = text
+        .split('\n')
+        .nth(error.line().saturating_sub(1))
+        .unwrap_or("");
+    let bytes = &line.as_bytes()[..error.column().min(line.len())];
+    // A character starts at every byte but a UTF-8 continuation byte (`0b10xx_xxxx`).
+    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count()
 }
 
 /// The largest workflow file [`Workflow::from_path`] reads.

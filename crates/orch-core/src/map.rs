@@ -13,7 +13,8 @@ use crate::compile::json_kind;
 /// instances' results, in the order of the elements.
 ///
 /// When an instance fails after its retries, no further instance starts, those not
-/// started are skipped, and the map task fails with that instance's error. Its dependents
+/// started are skipped, those waiting to retry fail without trying again, and the map
+/// task fails with that instance's error. Its dependents
 /// follow their [`TriggerRule`](crate::TriggerRule)s on that failure: with the default
 /// rule they are skipped; those whose rule runs past a failure (`all_done`, `one_failed`,
 /// ...) read the list all the same, with `null` for each instance that failed, was

@@ -1,9 +1,14 @@
 //! "Did you mean ...?": the known name closest to a name that is not known.
 
-/// How much work one search for suggestions may do, in steps: one per candidate looked at
-/// plus one per pair of characters compared. Enough for every typo in a hand-written
-/// workflow; a generated one with many unknown names gets suggestions for the first few.
+/// How much work one search for suggestions may do, in steps: one per candidate looked at,
+/// one per byte of a candidate read (to count its characters) and one per pair of
+/// characters compared. Enough for every typo in a hand-written workflow; a generated one
+/// with many unknown names gets suggestions for the first few.
 pub(crate) const BUDGET: usize = 1 << 24;
+
+/// The longest candidate, in bytes, compared with a name: a longer one is passed over
+/// unread.
+const MAX_CANDIDATE_BYTES: usize = 4 * 1024;
 
 /// What is left of a search's [`BUDGET`].
 #[derive(Debug)]
@@ -46,8 +51,15 @@ pub(crate) fn closest<'c>(
         if !budget.spend(1) {
             break;
         }
+        if candidate.len() > MAX_CANDIDATE_BYTES {
+            continue;
+        }
+        // Counting its characters reads the whole candidate.
+        if !budget.spend(candidate.len()) {
+            break;
+        }
         let length = candidate.chars().count();
-        if length.abs_diff(name.len()) > limit || candidate.len() > 4 * 1024 {
+        if length.abs_diff(name.len()) > limit {
             continue;
         }
         if !budget.spend(length * name.len()) {
@@ -101,7 +113,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{Budget, closest, edit_distance};
+    use super::{BUDGET, Budget, MAX_CANDIDATE_BYTES, closest, edit_distance};
 
     fn distance(a: &str, b: &str) -> usize {
         let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
@@ -166,6 +178,27 @@ mod tests {
             None
         );
         assert_eq!(closest("laod", ["load"], &mut budget), Some("load"));
+    }
+
+    /// The steps `closest("abcd", [candidate])` takes from a full budget.
+    fn steps_to_look_at(candidate: &str) -> usize {
+        let mut budget = Budget::new();
+        assert_eq!(closest("abcd", [candidate], &mut budget), None);
+        BUDGET - budget.0
+    }
+
+    #[test]
+    fn reading_a_candidate_is_paid_for_by_the_byte() {
+        // Far too long to be a typo of `abcd`, but telling so takes counting its
+        // characters.
+        let long = "x".repeat(MAX_CANDIDATE_BYTES);
+        assert!(steps_to_look_at(&long) > MAX_CANDIDATE_BYTES);
+        assert!(steps_to_look_at(&"é".repeat(MAX_CANDIDATE_BYTES / 2)) > MAX_CANDIDATE_BYTES);
+    }
+
+    #[test]
+    fn a_candidate_too_long_to_compare_is_passed_over_for_one_step() {
+        assert_eq!(steps_to_look_at(&"x".repeat(1 << 20)), 1);
     }
 
     #[test]

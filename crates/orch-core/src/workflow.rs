@@ -87,7 +87,8 @@ impl Workflow {
     }
 
     /// Adds a task. A second task with an id already present is not stored; validation
-    /// reports it as [`ValidationError::DuplicateTaskId`](crate::ValidationError::DuplicateTaskId).
+    /// reports it as [`ValidationError::DuplicateTaskId`](crate::ValidationError::DuplicateTaskId),
+    /// and writing the workflow out (`Serialize`) fails.
     pub fn add_task(&mut self, task: Task) {
         self.insert_keyed(task.task_id.clone(), task);
     }
@@ -259,8 +260,19 @@ impl PartialEq for Workflow {
 
 impl Serialize for Workflow {
     /// Writes the map form: `{workflow_id, name, tasks: {id: task, ...}}`.
+    ///
+    /// A workflow given a task id more than once is not written (an error naming the
+    /// id): it kept only the first task with that id, so what it wrote would read back
+    /// as a workflow without the repeat, one that passes validation.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
+        use serde::ser::{Error, SerializeStruct};
+        if let Some(id) = self.inner.duplicate_ids.first() {
+            return Err(S::Error::custom(format_args!(
+                "task id `{}` is used by more than one task: a workflow that repeats a \
+                 task id cannot be written, as it kept only the first task with that id",
+                crate::error::shown(id)
+            )));
+        }
         let mut s = serializer.serialize_struct("Workflow", 3)?;
         s.serialize_field("workflow_id", &self.inner.workflow_id)?;
         s.serialize_field("name", &self.inner.name)?;

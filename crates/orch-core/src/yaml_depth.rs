@@ -7,65 +7,101 @@
 //! (a quote in a plain scalar, `Bob's`, opens nothing; one after `: ` opens a string), so
 //! the check reads the document's events with a second parser, saphyr-parser, which
 //! stops deep flow nesting early by itself, and stops at the first flow collection
-//! nested deeper than [`MAX_DEPTH`] (or where saphyr-parser's own limit stopped it). Two shortcuts:
+//! nested deeper than [`MAX_DEPTH`] (or where saphyr-parser's own limit stopped it). Two
+//! other cases:
 //! - a document with no quote, comment or block scalar character has its brackets
 //!   counted instead: each is then structure, or text in a plain scalar outside any flow
 //!   collection (where counting it can only make the check stricter);
-//! - if saphyr-parser finds a syntax error before a verdict, the brackets are counted
-//!   skipping what looks quoted or commented (the YAML parser then reports the error).
+//! - saphyr-parser stops at a syntax error, and libyaml accepts some of them (a comment
+//!   with no space before it, `{k: 1}#c`): past the error, no guess at what is quoted
+//!   can be trusted (`Bob's` would hide what follows it, a `]` in a string would undo a
+//!   real `[`), so every `[` and `{` from there on counts as one more level, and closes
+//!   none. A document that could nest too deep by that count is [`Found::Unreadable`].
 
 use saphyr_parser::{Event, Parser};
 
 /// The deepest nesting of flow collections a workflow file may use.
 pub(crate) const MAX_DEPTH: usize = 128;
 
-/// Where the flow nesting of `text` first goes past [`MAX_DEPTH`], as a byte offset.
-pub(crate) fn too_deep(text: &str) -> Option<usize> {
+/// What a check of a YAML document, made before the YAML parser reads it, found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// What the check looks for, at this byte offset.
+    At(usize),
+    /// A syntax error saphyr-parser stopped at, past which the check cannot tell, while
+    /// the text past it could hold what the check looks for.
+    Unreadable {
+        /// The error's byte offset.
+        offset: usize,
+        /// saphyr-parser's description of the error.
+        message: String,
+    },
+}
+
+/// Where the flow nesting of `text` first goes past [`MAX_DEPTH`] ([`Found::At`], a byte
+/// offset), or the syntax error past which it could without the check knowing.
+pub(crate) fn too_deep(text: &str) -> Option<Found> {
     let plain = !text
         .bytes()
         .any(|b| matches!(b, b'"' | b'\'' | b'#' | b'|' | b'>'));
     if plain {
-        return counted(text, false);
+        return counted(text).map(Found::At);
     }
-    match by_events(text) {
-        Ok(verdict) => verdict,
-        Err(()) => counted(text, true),
-    }
+    by_events(text)
 }
 
-/// The first flow collection nested too deeply, read from the document's events; `Err`
-/// if the document has a syntax error before any.
-fn by_events(text: &str) -> Result<Option<usize>, ()> {
+/// The first flow collection nested too deeply, read from the document's events, or the
+/// syntax error before which none was and past which one could be.
+fn by_events(text: &str) -> Option<Found> {
     let mut chars = Chars::new(text);
-    // Whether each open collection is a flow one, and how many of them are.
+    // For each open collection, where it starts and whether it is a flow one; how many of
+    // them are flow ones.
     let (mut open, mut depth) = (Vec::new(), 0usize);
+    // The character index where the last event read starts.
+    let mut last = 0;
     for event in Parser::new_from_str(text) {
         let (event, span) = match event {
             Ok(event) => event,
             // Its own limit on flow nesting (somewhere past ours).
             Err(error) if error.info() == "recursion limit exceeded" => {
-                return Ok(Some(chars.byte_offset(error.marker().index())));
+                return Some(Found::At(chars.byte_offset(error.marker().index())));
             }
-            Err(_) => return Err(()),
+            Err(error) => {
+                // The events read so far tell the text before the last of them; from
+                // there on, what saphyr-parser may have scanned without an event yet.
+                let from = chars.byte_offset(last.min(error.marker().index()));
+                let offset = chars.byte_offset(error.marker().index());
+                let before = open.iter().filter(|&&(at, flow)| flow && at < from);
+                let mut levels = before.count();
+                let too_deep = text[from..].bytes().any(|b| {
+                    levels += usize::from(matches!(b, b'[' | b'{'));
+                    levels > MAX_DEPTH
+                });
+                return too_deep.then(|| Found::Unreadable {
+                    offset,
+                    message: error.info().to_owned(),
+                });
+            }
         };
+        last = span.start.index();
         match event {
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 let at = chars.byte_offset(span.start.index());
                 let flow = matches!(text.as_bytes().get(at), Some(b'[' | b'{'));
-                open.push(flow);
+                open.push((at, flow));
                 depth += usize::from(flow);
                 if depth > MAX_DEPTH {
-                    return Ok(Some(at));
+                    return Some(Found::At(at));
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                depth -= usize::from(open.pop().unwrap_or(false));
+                depth -= usize::from(open.pop().is_some_and(|(_, flow)| flow));
             }
             Event::StreamEnd => break,
             _ => {}
         }
     }
-    Ok(None)
+    None
 }
 
 /// Byte offsets of character indices, for indices that mostly grow (as events' do).
@@ -94,35 +130,20 @@ impl<'t> Chars<'t> {
     }
 }
 
-/// Where the bracket nesting first goes past [`MAX_DEPTH`], skipping (with `skipping`)
-/// what is between quotes and after a `#` that follows white space.
-fn counted(text: &str, skipping: bool) -> Option<usize> {
+/// Where the bracket nesting first goes past [`MAX_DEPTH`], as a byte offset.
+fn counted(text: &str) -> Option<usize> {
     let mut depth = 0usize;
-    let mut quote: Option<u8> = None;
-    let mut comment = false;
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let byte = bytes[i];
-        match (quote, byte) {
-            _ if comment => comment = byte != b'\n',
-            (Some(b'"'), b'\\') => i += 1,
-            (Some(q), _) if byte == q => quote = None,
-            (Some(_), _) => {}
-            (None, b'"' | b'\'') if skipping => quote = Some(byte),
-            (None, b'#') if skipping && (i == 0 || bytes[i - 1].is_ascii_whitespace()) => {
-                comment = true;
-            }
-            (None, b'[' | b'{') => {
+    for (i, byte) in text.bytes().enumerate() {
+        match byte {
+            b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return Some(i);
                 }
             }
-            (None, b']' | b'}') => depth = depth.saturating_sub(1),
+            b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        i += 1;
     }
     None
 }
@@ -141,7 +162,8 @@ mod tests {
             let ok = format!("{prefix}{}", nested(MAX_DEPTH));
             assert_eq!(too_deep(&ok), None, "{prefix}");
             let deep = format!("{prefix}{}", nested(MAX_DEPTH + 1));
-            assert_eq!(too_deep(&deep), Some(prefix.len() + MAX_DEPTH), "{prefix}");
+            let at = Some(Found::At(prefix.len() + MAX_DEPTH));
+            assert_eq!(too_deep(&deep), at, "{prefix}");
         }
     }
 
@@ -155,7 +177,8 @@ mod tests {
         assert_eq!(too_deep(&format!("a: 1 # {many}\nb: 2")), None);
         assert_eq!(too_deep(&format!("a: |\n  {many}\nb: 2")), None);
         let text = format!("# {many}\nb: [{}]", nested(MAX_DEPTH));
-        assert_eq!(too_deep(&text), Some(2 + many.len() + 1 + 3 + MAX_DEPTH));
+        let at = 2 + many.len() + 1 + 3 + MAX_DEPTH;
+        assert_eq!(too_deep(&text), Some(Found::At(at)));
     }
 
     #[test]
@@ -168,7 +191,9 @@ mod tests {
             "list: [x 'y, 'z ]]]]]]]]]]]]' ]\n",
         ] {
             let text = format!("{before}a: {deep}\n");
-            let at = too_deep(&text).unwrap_or_else(|| panic!("{before}: not refused"));
+            let Some(Found::At(at)) = too_deep(&text) else {
+                panic!("{before}: not refused where it nests too deep");
+            };
             // Inside the deep nesting, at most where saphyr-parser's own limit stops it.
             let deep_from = before.len() + 3 + MAX_DEPTH;
             assert!((deep_from..deep_from + 256).contains(&at), "{before}: {at}");
@@ -179,6 +204,52 @@ mod tests {
     fn a_syntax_error_before_deep_nesting_still_counts_the_brackets() {
         let text = format!("a: [\n  - b: c\n: ]\nz: {}", nested(100_000));
         assert!(too_deep(&text).is_some());
+    }
+
+    /// A syntax error saphyr-parser stops at, which libyaml reads: a comment with no space
+    /// before it.
+    const LAX: &str = "x: {k: 1}#c\n";
+
+    fn unreadable_at_lax(text: &str) -> Option<Found> {
+        Some(Found::Unreadable {
+            offset: text.find("#c").expect("the comment"),
+            message: "comments must be separated from other tokens by whitespace".into(),
+        })
+    }
+
+    #[test]
+    fn quotes_around_a_syntax_error_hide_no_nesting_past_it() {
+        let deep = nested(1000);
+        for text in [
+            format!("name: Bob's\n{LAX}d: {deep}\nn: it's\n"),
+            format!("{LAX}name: Bob's\nd: {deep}\nn: it's\n"),
+            format!("{LAX}name: 12\" pipe\nd: {deep}\nn: 'x\"'\n"),
+        ] {
+            assert_eq!(too_deep(&text), unreadable_at_lax(&text), "{text}");
+        }
+    }
+
+    #[test]
+    fn closing_brackets_in_strings_past_a_syntax_error_close_nothing() {
+        // 3 * 100 levels deep, with 100 `]` in a string after each 100 `[`.
+        let chunk = format!("{}\"{}\", ", "[".repeat(100), "]".repeat(100));
+        let text = format!("{LAX}d: {}1{}\n", chunk.repeat(3), "]".repeat(300));
+        assert_eq!(too_deep(&text), unreadable_at_lax(&text));
+    }
+
+    #[test]
+    fn a_syntax_error_with_little_nesting_past_it_is_left_to_the_yaml_parser() {
+        // With `{k: 1}`, open where saphyr-parser stops, 128 levels at most.
+        let within = format!("d: {}\n", "[1], ".repeat(MAX_DEPTH - 1));
+        for text in [
+            format!("{LAX}y: [1, {{z: 'it''s'}}]\nn: Bob's\n"),
+            format!("{LAX}{within}"),
+        ] {
+            assert_eq!(too_deep(&text), None, "{text}");
+        }
+        // One more collection open where it stops: 129.
+        let past = format!("a: [\n  {LAX}{within}");
+        assert_eq!(too_deep(&past), unreadable_at_lax(&past));
     }
 
     #[test]

@@ -7,24 +7,41 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
-use crate::yaml_depth::Chars;
+use crate::yaml_depth::{Chars, Found};
 
-/// Where the first merge key of `text` is, as a byte offset. A document with a syntax
-/// error before one has none found here: the YAML parser reports the error.
-pub(crate) fn merge_key(text: &str) -> Option<usize> {
+/// Where the first merge key of `text` is ([`Found::At`], a byte offset), or the syntax
+/// error saphyr-parser stops at before one when `<<` is written past it: saphyr-parser
+/// stops at some text the YAML parser that reads workflows accepts (a comment with no
+/// space before it, `{k: 1}#c`), so past that point a `<<` may be a merge key. A syntax
+/// error with no `<<` past it is left to the YAML parser to report.
+pub(crate) fn merge_key(text: &str) -> Option<Found> {
     if !text.contains("<<") {
         return None;
     }
     let mut chars = Chars::new(text);
     // For each open collection: `Some(next is a key)` for a mapping, `None` for a list.
     let mut open: Vec<Option<bool>> = Vec::new();
+    // The character index where the last event read starts.
+    let mut last = 0;
     for event in Parser::new_from_str(text) {
-        let (event, span) = event.ok()?;
+        let (event, span) = match event {
+            Ok(event) => event,
+            Err(error) => {
+                // The events read so far tell the text before the last of them.
+                let from = chars.byte_offset(last.min(error.marker().index()));
+                let offset = chars.byte_offset(error.marker().index());
+                return text[from..].contains("<<").then(|| Found::Unreadable {
+                    offset,
+                    message: error.info().to_owned(),
+                });
+            }
+        };
+        last = span.start.index();
         match event {
             Event::Scalar(value, style, _, tag) => {
                 let key = open.last() == Some(&Some(true));
                 if key && style == ScalarStyle::Plain && tag.is_none() && value == "<<" {
-                    return Some(chars.byte_offset(span.start.index()));
+                    return Some(Found::At(chars.byte_offset(span.start.index())));
                 }
                 node_ended(&mut open);
             }
@@ -54,14 +71,18 @@ fn node_ended(open: &mut [Option<bool>]) {
 mod tests {
     use super::*;
 
+    fn at_first_merge(text: &str) -> Option<Found> {
+        text.find("<<").map(Found::At)
+    }
+
     #[test]
     fn a_plain_merge_key_is_found_where_it_is_written() {
         let text = "a: &x {k: 1}\nb:\n  y: 2\n  <<: *x\n";
-        assert_eq!(merge_key(text), text.find("<<"));
+        assert_eq!(merge_key(text), at_first_merge(text));
         let flow = "a: [1, {<<: {k: 1}}]";
-        assert_eq!(merge_key(flow), flow.find("<<"));
+        assert_eq!(merge_key(flow), at_first_merge(flow));
         let listed = "- &t {k: 1}\n- <<: *t\n  j: 2\n";
-        assert_eq!(merge_key(listed), listed.find("<<"));
+        assert_eq!(merge_key(listed), at_first_merge(listed));
     }
 
     #[test]
@@ -83,6 +104,29 @@ mod tests {
     #[test]
     fn a_key_after_a_nested_value_is_still_seen_as_a_key() {
         let text = "a:\n  b: [1, 2]\n  c: {d: e}\n  <<: {f: g}\n";
-        assert_eq!(merge_key(text), text.find("<<"));
+        assert_eq!(merge_key(text), at_first_merge(text));
+    }
+
+    #[test]
+    fn a_syntax_error_before_a_possible_merge_key_is_found_where_it_is() {
+        // saphyr-parser stops at `}#c`, which the YAML parser reads as a comment.
+        for text in [
+            "a:\n  x: {k: 1}#c\n  m: {<<: {k: 2}}\n",
+            "a:\n  x: {k: 1}#c\n  <<: {k: 2}\n",
+            "a: 'it''s'\nx: [1]#c\ny: \"<<\"\n",
+        ] {
+            let error = Found::Unreadable {
+                offset: text.find("#c").expect("the comment"),
+                message: "comments must be separated from other tokens by whitespace".into(),
+            };
+            assert_eq!(merge_key(text), Some(error), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_merge_key_before_a_syntax_error_is_found_and_one_with_no_merge_past_it_passes() {
+        let text = "a: {<<: {k: 1}}\nx: {k: 1}#c\n";
+        assert_eq!(merge_key(text), at_first_merge(text));
+        assert_eq!(merge_key("a: \"<<\"\nx: {k: 1}#c\ny: 2\n"), None);
     }
 }

@@ -48,6 +48,34 @@ fn a_workflow_survives_a_json_round_trip() {
 }
 
 #[test]
+fn a_workflow_that_repeats_a_task_id_is_not_written() {
+    // Only the first task `a` was kept: written out, the workflow would read back as
+    // one without the repeat, which passes validation.
+    let workflow = Workflow::new("w", "W")
+        .task(orch_core::Task::new("a", "t"))
+        .task(orch_core::Task::new("a", "u"));
+    assert!(workflow.validate().is_err());
+    let errors = [
+        serde_json::to_string(&workflow)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        serde_yaml_ng::to_string(&workflow)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        toml::to_string(&workflow)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    ];
+    for error in errors {
+        let error = error.expect_err("a repeated task id");
+        assert!(
+            error.contains("task id `a` is used by more than one task"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn yaml_list_form_reads_and_reports_duplicate_ids() {
     let workflow = Workflow::from_yaml(
         "workflow_id: w\nname: W\ntasks:\n  - task_id: a\n    task_type: t\n  - task_id: b\n    task_type: t\n    dependencies: [a]\n  - task_id: a\n    task_type: t\n",
@@ -83,6 +111,46 @@ fn yaml_merge_key_is_refused_at_its_line_and_a_quoted_one_is_an_ordinary_key() {
 }
 
 #[test]
+fn yaml_merge_key_past_a_comment_only_the_yaml_reader_accepts_is_refused() {
+    // `}#c`: a comment with no space before it, which YAML 1.2 forbids and the YAML
+    // reader takes as a comment; the merge-key check's parser stops there.
+    let text = "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      x: {k: 1}#c\n      m: {<<: {k: 2}}\n";
+    let error = Workflow::from_yaml(text).expect_err("`<<` may be a merge key");
+    let LoadError::Parse {
+        line,
+        column,
+        message,
+        ..
+    } = error
+    else {
+        panic!("expected a parse error, got {error:?}");
+    };
+    assert_eq!((line, column), (Some(6), Some(16)), "{message}");
+    assert!(
+        message.starts_with("comments must be separated from other tokens by whitespace")
+            && message.contains("merge key"),
+        "{message}"
+    );
+
+    // With the space, the merge key itself is found.
+    let spaced = text.replace("}#c", "} #c");
+    let (_, line, message) = parse_error(Workflow::from_yaml(&spaced));
+    assert_eq!(line, Some(7));
+    assert!(
+        message.contains("merge keys (`<<`) are not supported"),
+        "{message}"
+    );
+    // And with no `<<`, the YAML reader reads the comment as it always did.
+    let plain = text.replace("<<", "j");
+    let workflow = Workflow::from_yaml(&plain).expect("no merge key");
+    let config = workflow.get("a").map(|task| task.config.clone());
+    assert_eq!(
+        config,
+        Some(serde_json::json!({"x": {"k": 1}, "m": {"j": {"k": 2}}}))
+    );
+}
+
+#[test]
 fn toml_reads_both_forms() {
     let map = Workflow::from_toml(
         "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n[tasks.b]\ntask_type = \"t\"\ndependencies = [\"a\"]\n",
@@ -103,6 +171,28 @@ fn json_syntax_error_gives_line() {
     ));
     assert_eq!(line, Some(3));
     assert!(message.contains("key must be a string"), "{message}");
+}
+
+#[test]
+fn json_error_columns_count_characters_as_in_yaml_and_toml() {
+    let one = r#"{"workflow_id": "w", "name": "ünïcödé", "tasks": {"a": {"task_type": "t"}}}"#;
+    let bad_key = one.replace(r#""tasks""#, "tasks");
+    let wrong_type = one.replace(r#""t"}"#, "1}");
+    for (text, at) in [
+        (bad_key.clone(), bad_key.find("tasks").expect("the key")),
+        (
+            wrong_type.clone(),
+            wrong_type.find("1}").expect("the number"),
+        ),
+        (format!("{one} ü"), one.len() + 1),
+    ] {
+        let Err(LoadError::Parse { line, column, .. }) = Workflow::from_json(&text) else {
+            panic!("{text}: not a parse error");
+        };
+        // 1-based, in characters: the character at `at`.
+        let expected = text[..at].chars().count() + 1;
+        assert_eq!((line, column), (Some(1), Some(expected)), "{text}");
+    }
 }
 
 #[test]

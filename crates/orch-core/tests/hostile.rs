@@ -1,5 +1,6 @@
 //! Hostile input: lengths claimed by a binary format, YAML aliases that repeat a large
-//! value, and options that would overflow a counter. Each gets a typed error naming its
+//! value, nesting that would overflow the stack or take the YAML parser quadratic time,
+//! and options that would overflow a counter. Each gets a typed error naming its
 //! place, never an abort or unbounded memory.
 
 use orch_core::{LoadError, Task, ValidationError, Workflow, WorkflowResult};
@@ -131,16 +132,99 @@ fn yaml_nested_a_hundred_thousand_levels_deep_is_refused_at_the_level_past_the_l
     // The YAML parser's work grows with the square of this depth: without a check
     // before it runs, 10^5 levels (200 kB) keep it busy for minutes.
     let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    match Workflow::from_yaml(&text) {
+    let (line, column, message) = parse_error(Workflow::from_yaml(&text));
+    assert_eq!((line, column), (Some(1), Some(129)));
+    assert!(message.contains("nested deeper than 128"), "{message}");
+}
+
+/// The line, column and message of `read`'s error, which must be a parse error.
+fn parse_error(read: Result<Workflow, LoadError>) -> (Option<usize>, Option<usize>, String) {
+    match read {
         Err(LoadError::Parse {
             line,
             column,
             message,
             ..
+        }) => (line, column, message),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+#[test]
+fn yaml_nesting_past_a_comment_only_the_yaml_reader_accepts_is_refused() {
+    // The nesting check's parser stops at `}#c` (YAML 1.2 wants a space before `#`; the
+    // YAML reader does not), and past it the apostrophes of `Bob's` and `it's` open no
+    // string: the nesting between them counts.
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    let text = format!("name: Bob's\nx: {{k: 1}}#c\nd: {deep}\nn: it's\n");
+    let (line, column, message) = parse_error(Workflow::from_yaml(&text));
+    assert_eq!((line, column), (Some(2), Some(10)), "{message}");
+    assert!(
+        message.starts_with("comments must be separated")
+            && message.contains("nested deeper than 128"),
+        "{message}"
+    );
+}
+
+/// A TOML workflow whose task `config` is `tables` inline tables nested in one another,
+/// each under a dotted key of `keys` parts: about `tables * keys` levels deep, though the
+/// TOML parser, which counts only brackets and braces, sees `tables`.
+#[cfg(feature = "toml")]
+fn toml_dotted_nesting(tables: usize, keys: usize) -> String {
+    let key = vec!["k"; keys].join(".");
+    let mut value = String::from("1");
+    for _ in 0..tables {
+        value = format!("{{{key} = {value}}}");
+    }
+    format!("workflow_id = \"w\"\n\n[tasks.a]\ntask_type = \"t\"\nconfig = {value}\n")
+}
+
+/// Runs `f` on a thread with a 2 MiB stack (a spawned thread's default), so that reading
+/// that recurses without a bound overflows it here, whatever the test runner's stack.
+#[cfg(feature = "toml")]
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .expect("thread")
+        .join()
+        .expect("no panic")
+}
+
+#[test]
+#[cfg(feature = "toml")]
+fn toml_nested_thousands_deep_through_dotted_keys_is_refused_at_its_line() {
+    // About 6,200 levels in 13 KB, near the most the TOML parser lets through.
+    let text = toml_dotted_nesting(79, 79);
+    let result = on_small_stack(move || Workflow::from_toml(&text).map(|w| w.len()));
+    match result {
+        Err(LoadError::Parse {
+            field,
+            line,
+            message,
+            ..
         }) => {
-            assert_eq!((line, column), (Some(1), Some(129)));
+            assert_eq!(line, Some(5), "{message}");
+            assert!(field.starts_with("tasks.a.config"), "{field}");
             assert!(message.contains("nested deeper than 128"), "{message}");
         }
         other => panic!("expected a parse error, got {other:?}"),
     }
+}
+
+#[test]
+#[cfg(feature = "toml")]
+fn toml_nested_to_the_limit_is_read_and_one_level_more_is_refused() {
+    // The workflow, `tasks` and `a` are 3 levels; `config`, 5 tables of 25 levels each
+    // (the table and the 24 its dotted key opens inside it), 125 more: 128 in all.
+    let text = toml_dotted_nesting(5, 25);
+    let workflow = on_small_stack(move || Workflow::from_toml(&text)).expect("within the limit");
+    assert_eq!(workflow.len(), 1);
+    // 3 + 2 * 63: 129.
+    let text = toml_dotted_nesting(2, 63);
+    let error = on_small_stack(move || Workflow::from_toml(&text)).expect_err("too deep");
+    assert!(
+        error.to_string().contains("nested deeper than 128 levels"),
+        "{error}"
+    );
 }

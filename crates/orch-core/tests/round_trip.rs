@@ -60,6 +60,19 @@ fn durations_round_trip_to_the_nanosecond() {
     assert_eq!(value["tasks"]["b"]["backoff"]["max"], json!(30.0));
 }
 
+/// A YAML writer leaves a key `<<` unquoted, which reads back as a merge key: orch
+/// refuses it, saying to quote it; quoted, the key reads back as it was.
+#[test]
+fn a_key_of_two_less_than_signs_is_written_to_yaml_as_a_merge_key() {
+    let workflow =
+        Workflow::new("w", "W").task(Task::new("a", "t").config(json!({"<<": {"k": 1}})));
+    let text = write(Format::Yaml, &workflow);
+    let refused = Workflow::from_yaml(&text).expect_err("a merge key");
+    assert!(refused.to_string().contains(r#"quote `"<<"`"#), "{refused}");
+    let quoted = text.replace("<<:", "\"<<\":");
+    assert_eq!(read(Format::Yaml, &quoted), workflow);
+}
+
 fn duration() -> impl Strategy<Value = Duration> {
     prop_oneof![
         (0u64..100_000).prop_map(Duration::from_millis),
@@ -75,6 +88,13 @@ fn finite() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// A key of a configuration object: any text but `<<`, which a YAML writer leaves
+/// unquoted and a YAML reader then takes for a merge key (see
+/// `a_key_of_two_less_than_signs_is_written_to_yaml_as_a_merge_key`).
+fn key() -> impl Strategy<Value = String> {
+    any::<String>().prop_filter("not a YAML merge key", |key| key != "<<")
+}
+
 /// Any JSON object a TOML file can also hold: no `null`, integers within `i64`.
 fn config() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -86,11 +106,11 @@ fn config() -> impl Strategy<Value = Value> {
     let value = leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(any::<String>(), inner, 0..4)
+            prop::collection::btree_map(key(), inner, 0..4)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     });
-    prop::collection::btree_map(any::<String>(), value, 0..4)
+    prop::collection::btree_map(key(), value, 0..4)
         .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
 }
 

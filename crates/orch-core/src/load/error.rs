@@ -107,7 +107,7 @@ pub enum LoadError {
         field: String,
         /// 1-based line of the problem, when the parser knows it.
         line: Option<usize>,
-        /// 1-based column of the problem, when the parser knows it.
+        /// 1-based column of the problem, in characters, when the parser knows it.
         column: Option<usize>,
         /// What is wrong, without the place (given by the other fields): the parser's
         /// description, or for an unknown key the key, where it is, and the key it most
