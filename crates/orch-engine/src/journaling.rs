@@ -250,7 +250,7 @@ impl RunJournal {
     ) -> Result<(), RunError> {
         let closing = self.close_now(result);
         let action = "record the end of the cancelled run";
-        unless_silent_once_cancelled(closing, cancel, grace, action, JournalFailure::in_run).await
+        unless_silent_once_cancelled(closing, cancel, grace, action, true).await
     }
 
     async fn close_now(self, result: &WorkflowResult) -> Result<(), RunError> {
@@ -280,14 +280,15 @@ impl RunJournal {
 
 /// Waits for `call` to the journal; once the run is cancelled (`cancel`, before or
 /// meanwhile), for `grace` more (at least [`LEAST_WAIT`]): a journal that has not answered
-/// by then fails with [`JournalError::NoAnswer`] for `action`, made a [`JournalFailure`]
-/// by `failure`. With no timer to wait with, it is waited for.
+/// by then fails with [`JournalError::NoAnswer`] for `action` (a failure while the run
+/// ran when `in_run`, else one before any task ran). With no timer to wait with, it is
+/// waited for.
 pub(crate) async fn unless_silent_once_cancelled<T>(
     call: impl Future<Output = Result<T, RunError>>,
     cancel: &tokio_util::sync::CancellationToken,
     grace: std::time::Duration,
     action: &'static str,
-    failure: fn(JournalError) -> JournalFailure,
+    in_run: bool,
 ) -> Result<T, RunError> {
     use futures_util::future::{Either, select};
     let mut call = std::pin::pin!(call);
@@ -310,7 +311,11 @@ pub(crate) async fn unless_silent_once_cancelled<T>(
                 action,
                 waited: limit,
             };
-            Err(RunError::Journal(failure(error)))
+            let failure = match in_run {
+                true => JournalFailure::in_run(error),
+                false => JournalFailure::new(error),
+            };
+            Err(RunError::Journal(failure))
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::journaling::{self, RunJournal};
 
 use crate::pools::Queue;
 use crate::timer::Deadline;
-use crate::{Handler, JournalFailure, RunError, TaskContext};
+use crate::{Handler, RunError, TaskContext};
 use settle::Begun;
 
 mod announcing;
@@ -64,27 +64,21 @@ pub(crate) async fn execute(
         .map_err(|tasks| RunError::UnknownPools { tasks })?;
     // A cancelled run waits for its journal as long as for its handlers, from the start:
     // one that does not answer must not hold the cancellation up for ever.
-    let (grace, before_any_task) = (engine.grace_period, JournalFailure::new);
+    let (grace, in_run) = (engine.grace_period, false);
     if features.timeouts || features.retries {
         let journal = engine.journal.as_ref();
         let refused =
             resume::refuse_without_a_timer(journal, &workflow, plan, previous.as_ref(), &run_id);
         let action = "read the run";
-        journaling::unless_silent_once_cancelled(refused, &cancel, grace, action, before_any_task)
-            .await?;
+        journaling::unless_silent_once_cancelled(refused, &cancel, grace, action, in_run).await?;
     }
     let (previous, changed, journal) = match &engine.journal {
         Some(settings) => {
             let opening = journaling::open(settings, &workflow, &run_id);
             let action = "open the run";
-            let opened = journaling::unless_silent_once_cancelled(
-                opening,
-                &cancel,
-                grace,
-                action,
-                before_any_task,
-            )
-            .await?;
+            let opened =
+                journaling::unless_silent_once_cancelled(opening, &cancel, grace, action, in_run)
+                    .await?;
             let previous = opened.previous.or(previous);
             (previous, opened.changed, Some(opened.journal))
         }
@@ -149,7 +143,7 @@ pub(crate) async fn execute(
             &cancel,
             grace,
             "record the resets of the continued run",
-            JournalFailure::in_run,
+            true,
         )
         .await?;
     }
