@@ -17,7 +17,10 @@ const CHUNK: usize = 128 * 1024;
 
 /// Stores `output` (its JSON bytes) as object `name`, in chunks that fit in a message
 /// of `max_message_bytes`, creating the bucket if it is missing; the object is kept as
-/// long as results are.
+/// long as results are. Returns the size of the object stored under `name`: an object
+/// already there (an output of the same attempt, stored by a delivery that did not get
+/// to report it) is kept rather than replaced, which would upload it all again and need
+/// the right to purge the bucket's stream.
 pub(crate) async fn put(
     js: &jetstream::Context,
     names: &Names,
@@ -25,8 +28,13 @@ pub(crate) async fn put(
     max_message_bytes: usize,
     name: &str,
     output: &[u8],
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let bucket = open_bucket(js, names, retention).await?;
+    if let Ok(info) = bucket.info(name).await
+        && !info.deleted
+    {
+        return Ok(info.size as u64);
+    }
     let mut reader = output;
     let metadata = object_store::ObjectMetadata {
         name: name.to_owned(),
@@ -34,11 +42,13 @@ pub(crate) async fn put(
         chunk_size: Some(CHUNK.min(max_message_bytes.saturating_sub(1024)).max(1024)),
         ..Default::default()
     };
-    bucket
-        .put(metadata, &mut reader)
-        .await
-        .map_err(|e| format!("cannot store the output in the object store: {e}"))?;
-    Ok(())
+    match bucket.put(metadata, &mut reader).await {
+        Ok(_) => Ok(output.len() as u64),
+        // Stored whole; the chunks of an object it replaced (one put at the same time)
+        // stay until they expire.
+        Err(e) if e.kind() == object_store::PutErrorKind::PurgeOldChunks => Ok(output.len() as u64),
+        Err(e) => Err(format!("cannot store the output in the object store: {e}")),
+    }
 }
 
 /// Finds the bucket, or creates it (a coordinator does at start, so that workers need

@@ -94,6 +94,52 @@ async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room
     stop.cancel();
 }
 
+/// An output already stored for the attempt (by a delivery that died before reporting
+/// it) is kept, not stored again: replacing it would upload it all again, and need a
+/// right to purge the bucket that workers are not given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_already_stored_for_the_attempt_is_kept() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let engine = coordinator(&server, None).await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let bucket = js
+        .get_object_store("ORCH_RESULTS")
+        .await
+        .expect("the bucket");
+    let stop = CancellationToken::new();
+    let worker = Worker::builder()
+        .handler("remote", move |ctx: TaskContext| {
+            let bucket = bucket.clone();
+            async move {
+                // What an earlier delivery of this attempt stored before it died.
+                let name = format!("{}.{}.{}", ctx.run_id(), ctx.task_id(), ctx.attempt());
+                let earlier = serde_json::to_vec(&json!("earlier")).expect("JSON");
+                let meta = object_store::ObjectMetadata {
+                    name,
+                    ..Default::default()
+                };
+                (bucket.put(meta, &mut earlier.as_slice()).await).expect("stored");
+                Ok::<_, TaskError>("x".repeat(1 << 17))
+            }
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    tokio::spawn(worker.run(stop.clone()));
+    let workflow = Workflow::new("w", "W").task(Task::new("big", "remote"));
+    // A guard against waiting for ever, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(60), engine.execute_workflow(&workflow))
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    let big = result.task("big").expect("a task");
+    assert_eq!(big.status, TaskStatus::Completed, "{:?}", big.error);
+    assert_eq!(big.result, Some(json!("earlier")));
+    stop.cancel();
+}
+
 /// A reason for leaving an output out of the journal too long for a result message is
 /// cut to fit, as an error's text is; before, the result could never be sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,10 +135,10 @@ async fn store(
             None => put.await,
         };
         let error = match put {
-            Ok(()) => {
+            Ok(size) => {
                 return Some(Outcome::Stored {
                     object,
-                    bytes: bytes.len() as u64,
+                    bytes: size,
                     not_journaled,
                 });
             }
