@@ -135,8 +135,9 @@ pub(crate) async fn result_message(
 /// The server could not say whether a result is stored.
 pub(crate) struct NotAnswered;
 
-/// The result message stored on the results stream for `key`: `Ok(None)` when the
-/// server says there is none. Not answered after [`ROOM_WAIT`] for room to send the
+/// The first result message stored on the results stream for `key` (the one that
+/// counts, however many deliveries stored one): `Ok(None)` when the server says there
+/// is none. Not answered after [`ROOM_WAIT`] for room to send the
 /// question plus as long for the answer (on a connection full while the server is
 /// away, the question would wait for room as long as the server stays away).
 pub(crate) async fn find_result(
@@ -146,7 +147,7 @@ pub(crate) async fn find_result(
 ) -> Result<Option<bytes::Bytes>, NotAnswered> {
     let subject = names.result_subject(&key.run, &key.task, key.attempt);
     let stream = (js.get_stream_no_info(names.results_stream()).await).map_err(|_| NotAnswered)?;
-    let asked = stream.get_last_raw_message_by_subject(&subject);
+    let asked = stream.get_first_raw_message_by_subject(&subject, 1);
     match tokio::time::timeout(ROOM_WAIT.saturating_mul(2), asked).await {
         Ok(Ok(message)) => Ok(Some(message.payload)),
         Ok(Err(error)) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),

@@ -238,6 +238,35 @@ async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again()
     stop.cancel();
 }
 
+/// A coordinator coming back on a run takes the first result stored for an attempt,
+/// however many were stored after it (two deliveries that both ran, past the window in
+/// which the server drops repeated message ids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_coordinator_takes_the_first_result_stored_for_an_attempt() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    // Made by a coordinator first, as for a run that went on before.
+    drop(coordinator(&server, layout()).await);
+    publish_task_of_a_gone_coordinator(&js, "r-twice", None).await;
+    for output in ["first", "second"] {
+        let result = json!({"v": 1, "run_id": "r-twice", "task_id": "a", "attempt": 1,
+            "worker": "w", "outcome": {"status": "completed", "output": output}});
+        js.publish("orch.result.r-twice.a.1", result.to_string().into())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+    let engine = coordinator(&server, layout()).await;
+    let result = run_again(&engine, "r-twice").await;
+    assert_eq!(
+        result.task("a").and_then(|t| t.result.clone()),
+        Some(json!("first"))
+    );
+}
+
 /// Publishes the task message a coordinator that then went away would have sent for
 /// attempt 1 of task `a` (type `count`) of run `run`, with a deadline `deadline_ms`.
 async fn publish_task_of_a_gone_coordinator(
