@@ -21,7 +21,7 @@ use crate::{Task, TaskId, Workflow};
 
 #[cfg(feature = "yaml")]
 /// What a YAML document may expand to through its aliases, per byte of the document: each
-/// value read counts 8 (`guard::VALUE_UNITS`), plus 1 per byte of its text (map keys
+/// value read counts 8 (`guard::rules::VALUE_UNITS`), plus 1 per byte of its text (map keys
 /// included). A document without aliases takes at most about 5 per byte.
 const YAML_EXPANSION_PER_BYTE: u64 = 16;
 /// The expansion allowed however small the document.

@@ -62,28 +62,8 @@ pub(crate) async fn execute(
     let features = plan.features();
     let queue = Queue::new(&workflow, plan, &engine.pools)
         .map_err(|tasks| RunError::UnknownPools { tasks })?;
-    // A cancelled run waits for its journal as long as for its handlers, from the start:
-    // one that does not answer must not hold the cancellation up for ever.
-    let (grace, in_run) = (engine.grace_period, false);
-    if features.timeouts || features.retries {
-        let journal = engine.journal.as_ref();
-        let refused =
-            resume::refuse_without_a_timer(journal, &workflow, plan, previous.as_ref(), &run_id);
-        let action = "read the run";
-        journaling::unless_silent_once_cancelled(refused, &cancel, grace, action, in_run).await?;
-    }
-    let (previous, changed, journal) = match &engine.journal {
-        Some(settings) => {
-            let opening = journaling::open(settings, &workflow, &run_id);
-            let action = "open the run";
-            let opened =
-                journaling::unless_silent_once_cancelled(opening, &cancel, grace, action, in_run)
-                    .await?;
-            let previous = opened.previous.or(previous);
-            (previous, opened.changed, Some(opened.journal))
-        }
-        None => (previous, Vec::new(), None),
-    };
+    let opened = journal::open_for(&engine, &workflow, plan, previous, &run_id, &cancel);
+    let (previous, changed, journal) = opened.await?;
     resume::refuse_foreign(previous.as_ref(), &workflow)?;
     let kept = previous
         .as_ref()
@@ -138,14 +118,11 @@ pub(crate) async fn execute(
     };
     if let Some(journal) = &mut run.journal {
         let resets = journal.commit_resets(&run.shared);
-        journaling::unless_silent_once_cancelled(
-            resets,
-            &cancel,
-            grace,
+        let (grace, action) = (
+            engine.grace_period,
             "record the resets of the continued run",
-            true,
-        )
-        .await?;
+        );
+        journaling::unless_silent_once_cancelled(resets, &cancel, grace, action, true).await?;
     }
     run.announce_start(restored);
     if kept.is_some() {

@@ -61,43 +61,6 @@ pub(super) struct Instance {
     pub(super) not_journaled: Option<String>,
 }
 
-impl Scheduler<'_> {
-    /// Takes over, from the run this one resumes, the instance records of the map tasks
-    /// that are kept (they do not run again).
-    pub(super) fn restore_instances(
-        &mut self,
-        previous: &orch_core::WorkflowResult,
-        kept: &[bool],
-    ) {
-        let shared = Arc::clone(&self.shared);
-        let Some(extras) = self.extras.as_deref_mut() else {
-            return;
-        };
-        for (id, record) in previous.tasks.iter() {
-            if shared.workflow.index_of(id).is_some() {
-                continue;
-            }
-            let Some((task, item)) = MapSpec::parse_instance_id(id) else {
-                continue;
-            };
-            let Some(map) = shared.workflow.index_of(task) else {
-                continue;
-            };
-            if kept[map] && shared.task(map).map.is_some() {
-                extras.instances.push(Instance {
-                    map: map as u32,
-                    item: Arc::new(MapItem {
-                        index: item,
-                        value: Value::Null,
-                    }),
-                    record: record.clone(),
-                    not_journaled: None,
-                });
-            }
-        }
-    }
-}
-
 /// The elements of the list `task` maps over, or why there are none to run.
 fn map_items(ctx: &TaskContext, spec: &MapSpec, limit: u32) -> Result<Vec<Value>, String> {
     let list = ctx.input_json(&spec.over).map_err(|e| e.to_string())?;

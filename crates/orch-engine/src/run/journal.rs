@@ -3,11 +3,46 @@
 //! their dependents are told once the commit resolves, so a dependent that runs on a
 //! failure or a skip is journaled after it.
 
-use orch_core::{TaskRecord, TaskStatus, WorkflowResult};
+use orch_core::{Plan, RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
+use tokio_util::sync::CancellationToken;
 
-use super::Scheduler;
+use super::{RunSettings, Scheduler, resume};
+use crate::RunError;
 use crate::attempt::InFlight;
-use crate::journaling::Commit;
+use crate::journaling::{self, Commit, RunJournal};
+
+/// Opens run `run_id` of `workflow` in the engine's journal, if it has one: what to
+/// continue from (the journal's record, else `previous`), the tasks whose definition
+/// changed since, and the run's journal. A cancelled run waits for its journal as long
+/// as for its handlers, from the start: one that does not answer must not hold the
+/// cancellation up for ever.
+pub(super) async fn open_for(
+    engine: &RunSettings,
+    workflow: &Workflow,
+    plan: &Plan,
+    previous: Option<WorkflowResult>,
+    run_id: &RunId,
+    cancel: &CancellationToken,
+) -> Result<(Option<WorkflowResult>, Vec<TaskId>, Option<RunJournal>), RunError> {
+    let (grace, in_run) = (engine.grace_period, false);
+    let features = plan.features();
+    if features.timeouts || features.retries {
+        let journal = engine.journal.as_ref();
+        let refused =
+            resume::refuse_without_a_timer(journal, workflow, plan, previous.as_ref(), run_id);
+        let action = "read the run";
+        journaling::unless_silent_once_cancelled(refused, cancel, grace, action, in_run).await?;
+    }
+    let Some(settings) = &engine.journal else {
+        return Ok((previous, Vec::new(), None));
+    };
+    let opening = journaling::open(settings, workflow, run_id);
+    let action = "open the run";
+    let opened =
+        journaling::unless_silent_once_cancelled(opening, cancel, grace, action, in_run).await?;
+    let previous = opened.previous.or(previous);
+    Ok((previous, opened.changed, Some(opened.journal)))
+}
 
 impl Scheduler<'_> {
     /// Task `index` ended as `status`: its dependents are told at once, or, in a durable

@@ -1,8 +1,15 @@
 //! Resuming: which tasks of an earlier run are kept, and taking over their records.
 
-use orch_core::{EngineEventKind, Plan, RunId, TaskId, TaskStatus, Workflow, WorkflowResult};
+use std::sync::Arc;
+
+use orch_core::{
+    EngineEventKind, MapSpec, Plan, RunId, TaskId, TaskStatus, Workflow, WorkflowResult,
+};
+use serde_json::Value;
 
 use super::Scheduler;
+use super::fan_out::Instance;
+use crate::context::MapItem;
 use crate::output::Stored;
 use crate::{RunError, journaling, timer};
 
@@ -275,6 +282,43 @@ impl Scheduler<'_> {
             self.announce_ended(EngineEventKind::TaskSkipped, index);
             if self.rules.is_none() {
                 self.skip_descendants(index, "was skipped");
+            }
+        }
+    }
+}
+
+impl Scheduler<'_> {
+    /// Takes over, from the run this one resumes, the instance records of the map tasks
+    /// that are kept (they do not run again).
+    pub(super) fn restore_instances(
+        &mut self,
+        previous: &orch_core::WorkflowResult,
+        kept: &[bool],
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let Some(extras) = self.extras.as_deref_mut() else {
+            return;
+        };
+        for (id, record) in previous.tasks.iter() {
+            if shared.workflow.index_of(id).is_some() {
+                continue;
+            }
+            let Some((task, item)) = MapSpec::parse_instance_id(id) else {
+                continue;
+            };
+            let Some(map) = shared.workflow.index_of(task) else {
+                continue;
+            };
+            if kept[map] && shared.task(map).map.is_some() {
+                extras.instances.push(Instance {
+                    map: map as u32,
+                    item: Arc::new(MapItem {
+                        index: item,
+                        value: Value::Null,
+                    }),
+                    record: record.clone(),
+                    not_journaled: None,
+                });
             }
         }
     }

@@ -1,0 +1,108 @@
+//! [`Rules`]: what a document read through [`Guarded`](super::Guarded) may do (its
+//! budget for what YAML aliases expand to, how deeply a TOML document nests), and how
+//! much of it is left.
+
+use std::cell::Cell;
+
+use serde::de;
+
+/// What one value read costs, against 1 per byte of text: a value held in memory takes
+/// about this many times a byte of text (its slot in a list or map), so the budget
+/// bounds memory rather than a count.
+pub(crate) const VALUE_UNITS: u64 = 8;
+
+/// The deepest a TOML document may nest tables and arrays, the workflow itself counting
+/// as the first level: as deep as JSON and YAML files may nest. The TOML parser's own
+/// limit counts only brackets and braces, while each part of a dotted key (`a.b.c = 1`)
+/// opens a table too, so a small file can nest thousands deep, and reading a value
+/// recurses once per level.
+#[cfg(feature = "toml")]
+pub(crate) const MAX_TOML_DEPTH: usize = 128;
+
+/// What a document may do, and how much of its budget is left.
+pub(crate) struct Rules {
+    /// The budget in units, [`VALUE_UNITS`] per value plus 1 per byte of text
+    /// (`u64::MAX`: none).
+    limit: u64,
+    spent: Cell<u64>,
+    pub(super) toml_datetimes: bool,
+    /// The most tables and arrays open at once (`usize::MAX`: no bound here).
+    max_depth: usize,
+    /// How many are open now.
+    depth: Cell<usize>,
+}
+
+impl Rules {
+    /// YAML: at most `limit` units, aliases expanded ([`VALUE_UNITS`] per value plus 1
+    /// per byte of its text).
+    #[cfg(feature = "yaml")]
+    pub(crate) fn yaml(limit: u64) -> Self {
+        Self {
+            limit,
+            spent: Cell::new(0),
+            toml_datetimes: false,
+            // Bounded before and by the YAML parser: flow collections by
+            // `yaml_depth::too_deep`, all of them by the parser's own limit.
+            max_depth: usize::MAX,
+            depth: Cell::new(0),
+        }
+    }
+
+    /// TOML: datetimes become text; no budget (TOML has no aliases); tables and arrays
+    /// nested at most [`MAX_TOML_DEPTH`] deep.
+    #[cfg(feature = "toml")]
+    pub(crate) fn toml() -> Self {
+        Self {
+            limit: u64::MAX,
+            spent: Cell::new(0),
+            toml_datetimes: true,
+            max_depth: MAX_TOML_DEPTH,
+            depth: Cell::new(0),
+        }
+    }
+
+    /// The budget, when reading stopped because it was spent.
+    #[cfg(feature = "yaml")]
+    pub(crate) fn exceeded(&self) -> Option<u64> {
+        (self.spent.get() > self.limit).then_some(self.limit)
+    }
+
+    pub(super) fn charge<E: de::Error>(&self, text_bytes: usize) -> Result<(), E> {
+        let spent = self
+            .spent
+            .get()
+            .saturating_add(VALUE_UNITS)
+            .saturating_add(text_bytes as u64);
+        self.spent.set(spent);
+        if spent > self.limit {
+            return Err(E::custom(format!(
+                "aliases expand the document past its limit of {} units ({VALUE_UNITS} per value, 1 per byte of text)",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens one more level of nesting, until the [`Level`] returned is dropped; an error
+    /// past the most allowed.
+    pub(super) fn enter<E: de::Error>(&self) -> Result<Level<'_>, E> {
+        let depth = self.depth.get() + 1;
+        if depth > self.max_depth {
+            return Err(E::custom(format!(
+                "collections nested deeper than {} levels",
+                self.max_depth
+            )));
+        }
+        self.depth.set(depth);
+        Ok(Level(self))
+    }
+}
+
+/// A level of nesting opened by [`Rules::enter`], closed when dropped.
+pub(super) struct Level<'r>(&'r Rules);
+
+impl Drop for Level<'_> {
+    fn drop(&mut self) {
+        self.0.depth.set(self.0.depth.get() - 1);
+    }
+}
