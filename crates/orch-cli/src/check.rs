@@ -9,22 +9,21 @@ use serde::Serialize;
 use crate::locate::{Place, Places};
 use crate::{spec, suggest};
 
-/// One problem in a workflow file.
+/// One problem in a workflow file; `orch validate --format json` writes every field but
+/// `word`, `null` when not known.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Problem {
     /// What kind of problem: `unreadable`, `unknown_format`, `parse`, `empty_workflow`,
     /// `unknown_dependency`, `self_dependency`, `duplicate_dependency`, `duplicate_task_id`,
-    /// `key_mismatch`, `cycle`, `invalid_option`, `unknown_task_type`, `invalid_config`,
-    /// `invalid_workflow`.
+    /// `key_mismatch`, `cycle`, `invalid_option`, `control_character`, `unknown_task_type`,
+    /// `invalid_config`, `invalid_workflow`.
     pub(crate) kind: &'static str,
     pub(crate) message: String,
     /// The task the problem is about, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) task: Option<String>,
     pub(crate) line: Option<usize>,
     pub(crate) column: Option<usize>,
     /// The name probably meant, for a misspelt one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) suggestion: Option<String>,
     /// A word to look for inside the task's definition, to place the problem there.
     #[serde(skip)]

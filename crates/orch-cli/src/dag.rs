@@ -10,6 +10,8 @@ pub(crate) struct Node {
     /// The task's name, empty when it has none.
     pub(crate) name: String,
     pub(crate) task_type: String,
+    /// Whether it is a map task, whose instances have ids of their own (`id[0]`, ...).
+    pub(crate) map: bool,
     /// Indices of the direct dependencies, in the order they are listed.
     pub(crate) dependencies: Vec<usize>,
     /// 0 for a task without dependencies, else one more than its deepest dependency.
@@ -40,6 +42,7 @@ impl Dag {
                 id: task.task_id.to_string(),
                 name: task.name.clone(),
                 task_type: task.task_type.clone(),
+                map: task.map.is_some(),
                 dependencies: plan.dependencies(i).iter().map(|&d| d as usize).collect(),
                 level: plan.level(i),
                 status: None,

@@ -29,7 +29,8 @@
 //!   `file:line:column: message (did you mean ...?)` where the place is known; exit 0 when
 //!   all are valid, 1 otherwise. `--format json` prints
 //!   `{"valid": bool, "problems": N, "files": [{"file", "valid", "tasks", "problems": [{"kind",
-//!   "message", "task", "line", "column", "suggestion"}]}]}`. Task types and their
+//!   "message", "task", "line", "column", "suggestion"}]}]}`, every key in every problem
+//!   (`null` when not known: no task, no place, nothing to suggest). Task types and their
 //!   configurations are checked against the built-in types unless `--any-task-type` is given
 //!   (for workflows run by a Rust program with handlers of its own).
 //! - `orch plan FILE` prints the execution order and levels, as a table or (`--format
@@ -65,14 +66,17 @@
 //!   (each instance of a map task too) with its status, attempts, duration and error.
 //!   Like the result file, it is written through a temporary file renamed into place and
 //!   is readable by its owner only (it holds the tasks' errors). An `-o` that is the
-//!   result file itself is refused (exit 2).
+//!   result file itself, or that names a directory (`out/` too), is refused before
+//!   anything is written (exit 2).
 //! - `orch gantt R.json [--width N]` draws the timeline in the terminal, about `N` columns
 //!   wide (1 to 10000; default: the terminal's width, else 100; names take at least 4
 //!   columns and bars at least 10, so a narrow `N` gives wider lines).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded
 //!   in the journal directory `DIR` (one file per run, readable by its owner only) before
 //!   the tasks that depend on it start, and the run's id is printed first, once the
-//!   journal took the run (a run refused or not started prints none). After a crash,
+//!   journal took the run (a run refused or not started prints none). `DIR` is created
+//!   when missing, but not by a run refused first for a `--resume` that is no run id or
+//!   a NATS server it cannot reach. After a crash,
 //!   a kill or Ctrl-C, `orch run FILE --journal DIR --resume RUN_ID` continues that run:
 //!   the tasks that completed keep their results and are not run again (their commands
 //!   are not started), the rest run. A resume is refused when the journal has no such
@@ -146,7 +150,7 @@
 //! | `forward_env` | names of variables passed through from orch's environment: the way to hand a command a secret, which then appears in no file, report or log; a name that is not set fails the task |
 //! | `inherit_env` | `true` passes orch's whole environment; by default a command gets only `PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_ALL`, `LC_CTYPE`, `TZ`, `TMPDIR` and `TERM` (when set) |
 //! | `cwd` | the working directory, relative to the workflow file's directory (the default). It is looked for when the task starts, not by `validate` (an earlier task may create it): a missing one fails the task at once, without retries, naming the directory and the task |
-//! | `capture` | how standard output becomes the task's result: `auto` (default: JSON when all of it parses as JSON nested at most 124 levels deep (123 for an instance of a map task), which a result file reads back, else the text less a trailing newline; empty, or only white space, is null), `text`, `json` (else the task fails), `base64` (any bytes), `none` (discarded, null) |
+//! | `capture` | how standard output becomes the task's result: `auto` (default: JSON when all of it parses as JSON nested at most 124 levels deep (123 for an instance of a map task), which a result file reads back, and every number in it keeps its value (no integer past 64 bits, no decimal with more digits than a 64-bit float holds: `echo 123456789012345678901234567890` stays text), else the text less a trailing newline; empty, or only white space, is null), `text`, `json` (else the task fails; numbers are read as 64-bit integers or floats, so such a number is rounded), `base64` (any bytes), `none` (discarded, null) |
 //! | `max_output_bytes` | the capture limit, default 1 MiB (1,048,576 bytes), at most 256 MiB: a command that writes more is killed and its task fails saying so |
 //!
 //! Each command runs in a process group of its own. When it exits, times out (the task's
@@ -221,6 +225,7 @@ mod columns;
 mod commands;
 mod dag;
 mod display;
+mod exact_numbers;
 mod gantt;
 mod graph;
 mod inputs;

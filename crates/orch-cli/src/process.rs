@@ -412,6 +412,7 @@ fn to_result(bytes: Vec<u8>, capture: Capture, max_depth: usize) -> Result<Value
             }
             if let Ok(value) = serde_json::from_str(&text)
                 && depth(&value) <= max_depth
+                && crate::exact_numbers::numbers_read_exactly(&text)
             {
                 return Ok(value);
             }
@@ -497,6 +498,23 @@ mod tests {
         assert_eq!(
             to_result(b"\xff".to_vec(), Capture::Base64, MAX_DEPTH).ok(),
             Some(json!("/w=="))
+        );
+        // Numbers that JSON would round keep the output as text.
+        assert_eq!(
+            auto(b"123456789012345678901234567890\n"),
+            Ok(json!("123456789012345678901234567890"))
+        );
+        assert_eq!(
+            auto(b"[\"\\\"1\", {\"e\": -18446744073709551616}]"),
+            Ok(json!("[\"\\\"1\", {\"e\": -18446744073709551616}]"))
+        );
+        assert_eq!(
+            auto(b"0.12345678901234567890"),
+            Ok(json!("0.12345678901234567890"))
+        );
+        assert_eq!(
+            auto(b"[18446744073709551615, -1.50e1, 0.1, 0e99999999999999999999, -0]"),
+            Ok(json!([18446744073709551615_u64, -15.0, 0.1, 0.0, -0.0]))
         );
         assert!(to_result(b"x".to_vec(), Capture::Json, MAX_DEPTH).is_err());
         assert_eq!(

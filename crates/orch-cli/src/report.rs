@@ -86,15 +86,18 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
     page.push_str(&metrics_table(&metrics));
     page.push_str("<h2>Tasks</h2><table id=\"tasks\"><tr><th>task</th><th>type</th><th>status</th><th>attempts</th><th>duration</th><th>error</th></tr>");
     // Each task, then the instances of a map task (`task[0]`, ...), each with its record.
+    // Only a map task has instances: `a[0]` may be a task of its own when `a` is not one.
     for node in &dag.nodes {
-        let instances = (0..).map_while(|i| {
-            let id = orch::core::MapSpec::instance_id(&node.id, i);
-            result.task(&id).map(|record| (id.to_string(), record))
+        let instances = node.map.then(|| {
+            (0..).map_while(|i| {
+                let id = orch::core::MapSpec::instance_id(&node.id, i);
+                result.task(&id).map(|record| (id.to_string(), record))
+            })
         });
         let own = result
             .task(&node.id)
             .map(|record| (node.id.clone(), record));
-        for (id, record) in own.into_iter().chain(instances) {
+        for (id, record) in own.into_iter().chain(instances.into_iter().flatten()) {
             let _ = write!(
                 page,
                 "<tr data-task=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",

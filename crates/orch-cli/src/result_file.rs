@@ -53,15 +53,6 @@ impl Target {
                 task.task_id
             )));
         }
-        if path.is_dir() {
-            return Err(fail(&"it is a directory"));
-        }
-        // `out/` names a directory even when none is there (and `file.json/` nothing):
-        // renaming the result onto it would fail only after the run.
-        let text = path.as_os_str().to_string_lossy();
-        if text.ends_with(std::path::is_separator) || path.file_name().is_none() {
-            return Err(fail(&"it names a directory, not a file"));
-        }
         refuse_non_file(path).map_err(|e| fail(&e))?;
         if same_file(path, source) {
             return Err(fail(
@@ -92,8 +83,9 @@ impl Target {
 
 /// Writes `text` to `path` through a temporary file in the same directory, readable by
 /// its owner only, renamed into place: a reader never sees half a file. A path that names
-/// something other than a file (a device such as `/dev/null`, a pipe, a socket) is
-/// refused: the rename would replace it with a file.
+/// something other than a file is refused before anything is written (see
+/// [`refuse_non_file`]): a directory (`out/` too), which the rename could not replace, or
+/// a device such as `/dev/null`, a pipe, a socket, which it would replace with a file.
 pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     refuse_non_file(path)?;
     fill(tempfile::NamedTempFile::new_in(dir_of(path))?, path, text)
@@ -101,14 +93,19 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Refuses a `path` that is there and is not a file (symbolic links followed): a
 /// directory, which the rename could not replace (it would fail only after writing), or
-/// anything else, which it would.
+/// anything else, which it would. Refuses too a path that can only name a directory,
+/// there or not: `out/` (and `file.json/`, which names nothing), `..`, `/`; the rename
+/// would fail only after writing, leaving the file under its temporary name.
 fn refuse_non_file(path: &Path) -> std::io::Result<()> {
     let refused = |why| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+    let text = path.as_os_str().to_string_lossy();
+    let names_a_directory = text.ends_with(std::path::is_separator) || path.file_name().is_none();
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => refused("it is a directory"),
         Ok(meta) if !meta.is_file() => refused(
             "it is not a file (a device, a pipe or a socket), which a result file would replace",
         ),
+        _ if names_a_directory => refused("it names a directory, not a file"),
         _ => Ok(()),
     }
 }

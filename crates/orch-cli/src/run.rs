@@ -222,6 +222,19 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     if let Some(bus) = &bus {
         builder = builder.event_bus(bus.clone());
     }
+    // Reached before the journal is opened: a run refused for want of its server leaves
+    // no journal directory behind.
+    let remote = match &args.nats {
+        None => None,
+        Some(url) => {
+            let connecting = remote_handler(url, args.worker_timeout);
+            match until_signal(&mut signals, connecting).await {
+                Err(stopped) => return stopped,
+                Ok(Err(e)) => return setup_error(e),
+                Ok(Ok(remote)) => Some(remote),
+            }
+        }
+    };
     let durable = match &args.journal {
         Some(dir) => {
             let opening = open_journal(dir, args.resume.as_deref());
@@ -240,15 +253,9 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return setup_error(e.to_string()),
     };
-    match &args.nats {
+    match remote {
         None => builtin::register(&engine, base_dir, inputs),
-        Some(url) => {
-            let connecting = remote_handler(url, args.worker_timeout);
-            let remote = match until_signal(&mut signals, connecting).await {
-                Err(stopped) => return stopped,
-                Ok(Err(e)) => return setup_error(e),
-                Ok(Ok(remote)) => remote,
-            };
+        Some(remote) => {
             for task_type in crate::spec::TYPES {
                 engine.register_handler(task_type, remote.clone());
             }
@@ -403,7 +410,8 @@ async fn cancel_on_signal(
 }
 
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or
-/// run `resume`, which the journal must hold.
+/// run `resume`, which the journal must hold. A `dir` or `resume` refused without
+/// looking in the journal creates no directory.
 async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, RunId), String> {
     if let Some((scheme, _)) = dir.to_str().and_then(|d| d.split_once("://")) {
         // Only the scheme: the rest may hold a password.
@@ -412,12 +420,13 @@ async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, 
              PostgreSQL journal is for programs that use the library's PgJournal)"
         ));
     }
+    let resume = resume
+        .map(|id| RunId::parse(id).map_err(|e| format!("--resume: `{id}` is not a run id: {e}")))
+        .transpose()?;
     let journal = FileJournal::new(dir).map_err(|e| format!("--journal: {e}"))?;
-    let Some(resume) = resume else {
+    let Some(run_id) = resume else {
         return Ok((journal, RunId::new()));
     };
-    let run_id =
-        RunId::parse(resume).map_err(|e| format!("--resume: `{resume}` is not a run id: {e}"))?;
     match journal.load(&run_id).await {
         Ok(Some(_)) => Ok((journal, run_id)),
         Ok(None) => Err(format!(

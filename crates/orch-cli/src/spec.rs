@@ -50,12 +50,13 @@ pub(crate) struct CommandSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Capture {
-    /// JSON when the whole output parses as JSON, else the text; empty output is null.
+    /// JSON when the whole output parses as JSON and keeps the value of every number in
+    /// it, else the text; empty output is null.
     #[default]
     Auto,
     /// The text as it is (less one trailing newline).
     Text,
-    /// JSON, or the task fails.
+    /// JSON, or the task fails (numbers past what 64 bits hold are rounded).
     Json,
     /// Any bytes, as a base64 string.
     Base64,

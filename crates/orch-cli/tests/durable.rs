@@ -193,6 +193,45 @@ fn bad_resumes_are_clear_errors() {
     assert_eq!(runs_of(&dir, "a"), 1, "nothing ran again");
 }
 
+/// A run refused for what can be checked without a journal (a `--resume` that is no run
+/// id, a NATS server that cannot be reached) creates no journal directory: it once
+/// created it, and its parents, first.
+#[test]
+fn a_refused_run_creates_no_journal_directory() {
+    let dir = Dir::new();
+    dir.write("w.yaml", WORKFLOW);
+    let (code, _, stderr) = parts(&run_in(
+        &dir,
+        &[
+            "run",
+            "w.yaml",
+            "--journal",
+            "typo1/x",
+            "--resume",
+            "bad/id",
+        ],
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`bad/id` is not a run id"), "{stderr}");
+    assert!(!dir.join("typo1").exists(), "created: {stderr}");
+    // Nothing listens on port 1.
+    let (code, _, stderr) = parts(&run_in(
+        &dir,
+        &[
+            "run",
+            "w.yaml",
+            "--journal",
+            "typo2",
+            "--nats",
+            "nats://127.0.0.1:1",
+        ],
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--nats"), "{stderr}");
+    assert!(!dir.join("typo2").exists(), "created: {stderr}");
+    assert_eq!(runs_of(&dir, "a"), 0, "nothing ran");
+}
+
 #[test]
 fn a_run_that_another_orch_is_writing_is_not_resumed_twice() {
     let dir = Dir::new();

@@ -101,6 +101,34 @@ fn validate_json_names_kinds_places_and_suggestions() {
     );
 }
 
+/// Every problem object has the six documented keys, `null` when not known: `task` and
+/// `suggestion` were once left out instead.
+#[test]
+fn validate_json_problems_have_every_documented_key() {
+    let dir = Dir::new();
+    dir.write(
+        "bell.json",
+        r#"{"workflow_id": "w\u0007", "tasks": [{"task_id": "a", "task_type": "echo"}]}"#,
+    );
+    let (code, stdout, _) = parts(&run_in(
+        &dir,
+        &["validate", "--format", "json", "bell.json"],
+    ));
+    assert_eq!(code, Some(1), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    let problems = report["files"][0]["problems"].as_array().expect("problems");
+    assert!(!problems.is_empty(), "{stdout}");
+    let keys = ["column", "kind", "line", "message", "suggestion", "task"];
+    for problem in problems {
+        let object = problem.as_object().expect("an object");
+        let mut found: Vec<&str> = object.keys().map(String::as_str).collect();
+        found.sort_unstable();
+        assert_eq!(found, keys, "{problem}");
+    }
+    assert_eq!(problems[0]["kind"], "control_character", "{stdout}");
+    assert_eq!(problems[0]["task"], Value::Null, "{stdout}");
+}
+
 #[test]
 fn problems_show_terminal_escapes_in_the_file_escaped() {
     let dir = Dir::new();

@@ -310,3 +310,24 @@ fn report_to_a_directory_is_refused_and_leaves_nothing_behind() {
         "something was left behind: {stderr}"
     );
 }
+
+/// `orch report r.json -o NAME/` (a name ending in `/`, which can only be a directory)
+/// is refused before anything is written, as `run --output` refuses it: it once wrote
+/// the page in the current directory, failed to rename it, and left it there under a
+/// temporary name.
+#[test]
+fn report_to_a_name_ending_in_a_slash_is_refused_and_leaves_nothing_behind() {
+    let ran = ran_one_task();
+    let dir = Dir::new();
+    std::fs::copy(ran.join("r.json"), dir.join("r.json")).expect("copied");
+    for output in ["name/", "m.json/", "r.json/"] {
+        let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", output]));
+        assert_eq!(code, Some(2), "{output}: {stderr}");
+        assert!(stderr.contains("names a directory"), "{output}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("listed")
+            .map(|entry| entry.expect("an entry").file_name())
+            .collect();
+        assert_eq!(left, ["r.json"], "{output}: {stderr}");
+    }
+}

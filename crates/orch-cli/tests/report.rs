@@ -88,6 +88,34 @@ fn the_report_lists_the_instances_of_a_map_task() {
     );
 }
 
+/// A plain task whose name reads like an instance id (`a[0]`, where `a` is no map task) is
+/// listed once, as itself: the table once also listed it as an instance of `a`, with
+/// `a`'s type.
+#[test]
+fn a_task_named_like_an_instance_of_a_plain_task_is_listed_once_as_itself() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo }\n  \"a[0]\": { task_type: sleep, config: { seconds: 0 } }\n",
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", "run.html"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let page = std::fs::read_to_string(dir.join("run.html")).expect("written");
+    let table = &page[page.find("<table id=\"tasks\">").expect("the task table")..];
+    assert_eq!(table.matches("<tr data-task=").count(), 2, "{table}");
+    assert_eq!(
+        table.matches("<tr data-task=\"a[0]\">").count(),
+        1,
+        "{table}"
+    );
+    assert!(
+        table.contains("<tr data-task=\"a[0]\"><td>a[0]</td><td>sleep</td><td>completed</td>"),
+        "{table}"
+    );
+}
+
 /// A run result without its workflow.
 const PLAIN: &str = r#"{"workflow_id": "w", "name": "", "status": "completed", "start_time": "2024-01-01T00:00:00Z", "end_time": "2024-01-01T00:00:01Z", "max_concurrent": 1, "tasks": {}}"#;
 

@@ -59,6 +59,47 @@ tasks:
     );
 }
 
+/// Output that JSON would not read back as written (an integer past 64 bits, more
+/// digits than a 64-bit float holds) is kept as text under `capture: auto`: it was once
+/// read as JSON, `123456789012345678901234567890` becoming `1.2345678901234568e29`.
+#[test]
+fn output_whose_numbers_json_would_round_is_kept_as_text() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  big: { task_type: command, config: { program: echo, args: ['123456789012345678901234567890'] } }
+  inner: { task_type: command, config: { program: echo, args: ['{"id": 18446744073709551616}'] } }
+  pi: { task_type: command, config: { program: echo, args: ['3.14159265358979323846'] } }
+  exact: { task_type: command, config: { program: echo, args: ['[18446744073709551615, -9223372036854775808, 0.1, 1.50, 1e3, -0]'] } }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(
+        result["tasks"]["big"]["result"],
+        "123456789012345678901234567890"
+    );
+    assert_eq!(
+        result["tasks"]["inner"]["result"],
+        r#"{"id": 18446744073709551616}"#
+    );
+    assert_eq!(result["tasks"]["pi"]["result"], "3.14159265358979323846");
+    assert_eq!(
+        result["tasks"]["exact"]["result"],
+        json!([
+            18446744073709551615_u64,
+            -9223372036854775808_i64,
+            0.1,
+            1.5,
+            1000.0,
+            -0.0
+        ])
+    );
+}
+
 #[test]
 fn a_failing_command_skips_its_dependents_and_the_run_exits_1() {
     let dir = Dir::new();
