@@ -366,6 +366,14 @@ impl Inner {
                     let _ = Box::pin(self.publish_cancel(&key.run, attempt, sequence)).await;
                 }
                 _ = ticks.tick() => {
+                    // Cancelled, an attempt whose worker ended it without a result will
+                    // get none: the wait ends, not when the engine's grace period does.
+                    if cancel_forwarded
+                        && let Some(sequence) = sequence
+                        && Box::pin(self.ended_without_result(key, sequence)).await
+                    {
+                        return Err(TaskError::new("cancelled: the worker stopped the attempt"));
+                    }
                     // Not once the run is cancelled: the attempt is not sent again then.
                     if let Some(sequence) = watched.filter(|_| !ctx.cancellation().is_cancelled()) {
                         match Box::pin(self.fate(key, sequence)).await {

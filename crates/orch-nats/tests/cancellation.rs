@@ -183,6 +183,46 @@ async fn cancel_run_on_a_running_run_stops_its_remote_attempts_and_fails_them() 
     stop.cancel();
 }
 
+/// A cancelled run whose remote handler stops when told ends as soon as the worker ended
+/// the attempt (its message gone, no result stored), not when the engine's grace period
+/// for handlers runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_ends_once_the_worker_stopped_its_attempt() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let remote = RemoteHandler::connect(&as_user(&server, "coordinator", "coordinator-pw"))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::builder()
+        .cancel_grace_period(Duration::from_secs(600))
+        .build()
+        .expect("valid settings");
+    engine.register_handler("embed", remote);
+    let signals = Arc::new(Signals::default());
+    let worker = waiting_worker(&as_user(&server, "embedder", "embedder-pw"), &signals).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
+    let cancel = run.cancellation_token();
+    let run = tokio::spawn(run);
+    signalled(&signals.started, "the task reaches the worker").await;
+    cancel.cancel();
+    signalled(&signals.cancelled, "the handler hears the cancellation").await;
+    // A guard far inside the grace period, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ended before its grace period ran out")
+        .expect("the run's task")
+        .expect("a valid workflow");
+    assert_eq!(result.status, WorkflowStatus::Cancelled);
+    assert_eq!(
+        result.task("a").map(|a| a.status),
+        Some(TaskStatus::Cancelled)
+    );
+    stop.cancel();
+}
+
 /// A cancellation that cannot name the tasks stream's last message once went out naming
 /// none, which stopped on every worker the run's attempts sent later too; now nothing
 /// goes out, and `cancel_run` says why.

@@ -130,6 +130,15 @@ impl Inner {
         }
     }
 
+    /// Whether attempt `key`'s message `sequence` was removed with no result stored: the
+    /// worker that held it ended the attempt without one (as it does a cancelled
+    /// attempt's). A result found stored settles the attempt instead.
+    pub(super) async fn ended_without_result(&self, key: &AttemptKey, sequence: u64) -> bool {
+        // Queued first, then stored, as in `fate`.
+        let removed = matches!(self.still_queued(sequence).await, Queued::No);
+        removed && matches!(self.settle_from_store(key).await, Ok(false))
+    }
+
     /// Whether stream message `sequence` of the tasks stream is still there (queued, or
     /// held by a worker), and when it was stored; there when the server cannot tell.
     async fn still_queued(&self, sequence: u64) -> Queued {
