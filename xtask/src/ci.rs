@@ -56,10 +56,6 @@ const STEPS: &[Step] = &[
         run: test,
     },
     Step {
-        name: "test orch-engine without default features",
-        run: test_engine_minimal,
-    },
-    Step {
         name: "fuzz",
         run: fuzz_briefly,
     },
@@ -184,8 +180,7 @@ fn clippy_minimal() -> Result<(), String> {
 }
 
 /// orch-core without its default `yaml` and `toml` features: the library and its tests
-/// are clean, the tests that need neither pass (the doc examples read YAML and TOML),
-/// and a YAML or TOML file gets an error naming the feature.
+/// are clean (they run in [`test`]).
 fn clippy_core_minimal() -> Result<(), String> {
     cargo(&[
         "clippy",
@@ -196,7 +191,16 @@ fn clippy_core_minimal() -> Result<(), String> {
         "--",
         "-D",
         "warnings",
-    ])?;
+    ])
+}
+
+/// `cargo xtask test`, the README's test command: the workspace's tests (replaying every
+/// saved fuzz case among them), then the crates whose optional features change what is
+/// built without them: orch-core without YAML and TOML (the tests that need neither
+/// pass, and a YAML or TOML file gets an error naming the feature; the doc examples read
+/// YAML and TOML), and orch-engine without its bus, metrics and journal.
+pub(crate) fn test() -> Result<(), String> {
+    cargo(&["test", "--workspace"])?;
     cargo(&[
         "test",
         "-p",
@@ -204,15 +208,7 @@ fn clippy_core_minimal() -> Result<(), String> {
         "--no-default-features",
         "--lib",
         "--tests",
-    ])
-}
-
-/// The README's test command; it includes replaying every saved fuzz case.
-fn test() -> Result<(), String> {
-    cargo(&["test", "--workspace"])
-}
-
-fn test_engine_minimal() -> Result<(), String> {
+    ])?;
     cargo(&["test", "-p", "orch-engine", "--no-default-features"])
 }
 

@@ -1,6 +1,16 @@
 //! Connecting the PostgreSQL journal to a server that takes the connection and never
 //! answers (no PostgreSQL needed): the connection's timeout bounds the whole set-up.
 
+/// In CI every check runs: a build without the feature is a mistake there.
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn built_with_the_postgres_feature_when_ci_says_so() {
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "orch-journal was built without its `postgres` feature"
+    );
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_a_connect_error_within_the_timeout() {
