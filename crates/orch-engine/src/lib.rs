@@ -252,8 +252,10 @@
 //! not dropped**: a background task (on the current tokio runtime; outside one, a thread
 //! of its own) goes on publishing them, in order, and ends once the full subscribers have
 //! read them, have been dropped, or the bus is closed (or when the runtime shuts down).
-//! Closing the bus ([`EventBus::close`](orch_events::EventBus::close)) ends that delivery:
-//! the events not yet published then never are, so a subscriber that needs every event
+//! Closing the bus ([`EventBus::close`](orch_events::EventBus::close)) ends that delivery
+//! after the event it is publishing (`close` waits for a publish under way, which waits
+//! for room at its full subscribers: dropping a subscriber that will not read lets it
+//! go): the events after it are never published, so a subscriber that needs every event
 //! of a cancelled run reads until the run's `finished` event before the bus is closed. A
 //! run that is not cancelled waits for slow lossless subscribers as long as they take:
 //! that is what the `Block` policy asks for.

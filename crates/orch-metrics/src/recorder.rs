@@ -47,7 +47,9 @@ pub struct TaskTypeStats {
     pub completed: u64,
     /// Tasks failed (after their retries).
     pub failed: u64,
-    /// Failed attempts that were retried.
+    /// Failed attempts followed by a retry: counted from events when the retry is
+    /// announced (its pause begins), from a result when it ran. The two differ for a
+    /// retry that never ran (its run cancelled, or its map stopped, during the pause).
     pub retried: u64,
     /// Tasks skipped (after a failure upstream, by a handler's choice, a branch not
     /// taken or a trigger rule that could not be met).
@@ -63,7 +65,8 @@ pub struct TaskTypeStats {
 /// Feed it the engine's lifecycle events ([`Recorder::observe`], e.g. from a bus
 /// subscription on `workflow.>`) or whole results ([`Recorder::record_result`]): both
 /// give the same figures for a run that resumes none (the events of a resumed run tell
-/// of the work done in it, its result of the runs it continues too). A map task's
+/// of the work done in it, its result of the runs it continues too), but for `retried`
+/// when a retry announced never ran (see [`TaskTypeStats::retried`]). A map task's
 /// instances count as tasks of its type;
 /// the map task counts too, but its duration, which spans its instances', is not
 /// recorded when it had instances (as in a run's own metrics). With the
@@ -190,7 +193,9 @@ impl Recorder {
                     None => continue,
                 },
             };
-            if record.attempts > 0 {
+            // Started as its `TaskStarted` event says: with a start time (a result taken
+            // from the cache has no attempt of its own, yet started).
+            if record.attempts > 0 || record.start_time.is_some() {
                 self.count(task_type, Outcome::Started, None);
             }
             // A map task's attempt count is its instances' (their retries count there).

@@ -134,6 +134,25 @@ fn the_metrics_facade_sees_counters_and_histograms() {
 
 /// A run of map task `sq` over three items, one of which failed once before it
 /// completed: its result, and the events the engine publishes for it.
+/// The result of run `run_id` of workflow `w` ("W"), completed, from `times.0` to
+/// `times.1`, with the records `tasks`.
+fn completed_run(
+    run_id: &orch_core::RunId,
+    times: (SystemTime, SystemTime),
+    tasks: TaskRecords,
+) -> WorkflowResult {
+    WorkflowResult {
+        workflow_id: "w".into(),
+        run_id: run_id.clone(),
+        name: "W".into(),
+        status: WorkflowStatus::Completed,
+        start_time: times.0,
+        end_time: times.1,
+        max_concurrent: 2,
+        tasks,
+    }
+}
+
 fn map_run() -> (WorkflowResult, Vec<EngineEvent>) {
     let workflow = Workflow::new("w", "W")
         .task(Task::new("list", "load"))
@@ -151,16 +170,8 @@ fn map_run() -> (WorkflowResult, Vec<EngineEvent>) {
     let extra = (instances.iter().enumerate())
         .map(|(i, record)| (orch_core::TaskId::from(format!("sq[{i}]")), record.clone()));
     let run_id = orch_core::RunId::new();
-    let result = WorkflowResult {
-        workflow_id: "w".into(),
-        run_id: run_id.clone(),
-        name: "W".into(),
-        status: WorkflowStatus::Completed,
-        start_time: at(0),
-        end_time: at(40),
-        max_concurrent: 2,
-        tasks: TaskRecords::for_workflow_with_extra(&workflow, records, extra).expect("records"),
-    };
+    let tasks = TaskRecords::for_workflow_with_extra(&workflow, records, extra).expect("records");
+    let result = completed_run(&run_id, (at(0), at(40)), tasks);
     let event = |kind, id: &str, task_type: &str, item: Option<u32>, ms: Option<u64>| {
         let mut event = EngineEvent::new(kind, "w".into(), run_id.clone(), at(0));
         event.task_id = Some(id.into());
@@ -225,4 +236,39 @@ fn a_maps_instances_count_alike_from_events_and_from_its_result() {
     let workflow = result.tasks.workflow().expect("run from a workflow");
     from_json.record_result_with(&read_back, workflow);
     assert_eq!(from_json.snapshot(), from_result.snapshot());
+}
+
+/// A task whose result came from the cache announced its start (and has a start time)
+/// though no attempt of its own ran: it counts as started from its events and from its
+/// result alike.
+#[test]
+fn a_result_from_the_cache_counts_as_started_from_events_and_from_its_result() {
+    let workflow = Workflow::new("w", "W").task(Task::new("c", "t"));
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(5);
+    let cached = TaskRecord {
+        status: TaskStatus::Completed,
+        start_time: Some(at),
+        end_time: Some(at),
+        attempts: 0,
+        cached: true,
+        ..TaskRecord::default()
+    };
+    let run_id = orch_core::RunId::new();
+    let tasks = TaskRecords::for_workflow_with_extra(&workflow, vec![cached], []);
+    let result = completed_run(&run_id, (at, at), tasks.expect("records"));
+    let from_events = Recorder::new();
+    for (kind, duration) in [
+        (EngineEventKind::TaskStarted, None),
+        (EngineEventKind::TaskCompleted, Some(Duration::ZERO)),
+    ] {
+        let mut event = EngineEvent::new(kind, "w".into(), run_id.clone(), at);
+        event.task_id = Some("c".into());
+        event.task_type = Some("t".into());
+        event.duration = duration;
+        from_events.observe(&event);
+    }
+    let from_result = Recorder::new();
+    from_result.record_result(&result);
+    assert_eq!(from_events.snapshot(), from_result.snapshot());
+    assert_eq!(from_result.task_type("t").map(|t| t.started), Some(1));
 }
