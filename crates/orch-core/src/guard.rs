@@ -211,8 +211,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V::Value, A::Error> {
         self.rules.charge(0)?;
-        let _level = self.rules.enter()?;
         if !self.rules.toml_datetimes {
+            let _level = self.rules.enter()?;
             return self.inner.visit_map(Map {
                 inner: map,
                 first: None,
@@ -233,12 +233,16 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
                 }
                 self.inner.visit_string(text)
             }
-            first => self.inner.visit_map(Map {
-                ended: first.is_none(),
-                inner: map,
-                first,
-                rules: self.rules,
-            }),
+            // A datetime is a value, not a level of nesting; a table is one.
+            first => {
+                let _level = self.rules.enter()?;
+                self.inner.visit_map(Map {
+                    ended: first.is_none(),
+                    inner: map,
+                    first,
+                    rules: self.rules,
+                })
+            }
         }
     }
 

@@ -220,6 +220,10 @@ fn toml_nested_to_the_limit_is_read_and_one_level_more_is_refused() {
     let text = toml_dotted_nesting(5, 25);
     let workflow = on_small_stack(move || Workflow::from_toml(&text)).expect("within the limit");
     assert_eq!(workflow.len(), 1);
+    // A datetime there is a value, not one level more.
+    let text = toml_dotted_nesting(5, 25).replace("= 1}", "= 1979-05-27T07:32:00Z}");
+    let workflow = on_small_stack(move || Workflow::from_toml(&text)).expect("a datetime");
+    assert_eq!(workflow.len(), 1);
     // 3 + 2 * 63: 129.
     let text = toml_dotted_nesting(2, 63);
     let error = on_small_stack(move || Workflow::from_toml(&text)).expect_err("too deep");

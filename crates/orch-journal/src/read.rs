@@ -89,10 +89,14 @@ fn read_lines_within(
                     lines: vec![(number, parsed)],
                 });
             }
-            (Some(_), Line::Definition { .. }) => {
+            // A batch holds task lines, and the run's end last: anything else is not one
+            // (a count gone wrong would otherwise cut good lines off on reopen).
+            (Some(open), parsed) if !batch_may_hold(&parsed, open.to_come) => {
                 return Err(JournalError::Corrupt {
                     at: at(number),
-                    reason: "a definition line among the lines written with another".to_owned(),
+                    reason: "a line that cannot be among the lines written with a changed \
+                             definition (its count, `followed_by`, is wrong)"
+                        .to_owned(),
                 });
             }
             (Some(open), parsed) => {
@@ -142,6 +146,16 @@ struct Batch {
     to_come: u64,
     /// The lines read so far, each with its line number.
     lines: Vec<(u64, Line)>,
+}
+
+/// Whether `line` may be among the lines written with a changed definition, `to_come`
+/// of them still to come counting it: a task line, or the run's end as the last.
+fn batch_may_hold(line: &Line, to_come: u64) -> bool {
+    match line {
+        Line::Task { .. } => true,
+        Line::End { .. } => to_come == 1,
+        Line::Head { .. } | Line::Definition { .. } => false,
+    }
 }
 
 /// Takes line `parsed` of run `run`'s journal into `loaded`; `at` names its place.

@@ -423,6 +423,34 @@ fn a_definition_written_without_all_its_lines_is_left_out() {
     }
 }
 
+/// A definition line whose count of the lines written with it is wrong (more than
+/// follow it, so that the run's end would fall inside its batch) is refused as corrupt,
+/// naming the line, rather than cutting off the lines after it when the run is reopened.
+#[test]
+fn a_definition_counting_more_lines_than_were_written_with_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let run = run_id("miscounted");
+    block_on(journal.open(&run, &three_tasks())).unwrap();
+    let changed = Workflow::new("w", "W").task(Task::new("a", "t"));
+    let opened = block_on(journal.open(&run, &changed)).unwrap();
+    append(&*opened.writer, &[("a", completed(json!(1)))]);
+    block_on(opened.writer.finish(WorkflowStatus::Completed)).unwrap();
+    drop(opened);
+    let path = journal.path_of(&run);
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(text.contains(r#""followed_by":1"#), "{text}");
+    fs::write(
+        &path,
+        text.replace(r#""followed_by":1"#, r#""followed_by":9"#),
+    )
+    .unwrap();
+    let error = block_on(journal.load(&run)).unwrap_err();
+    assert!(matches!(error, JournalError::Corrupt { .. }), "{error}");
+    assert!(error.to_string().contains("line 4"), "{error}");
+    assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 4);
+}
+
 #[test]
 fn changes_to_unfinished_tasks_are_accepted_and_recorded() {
     let (_dir, journal) = recorded_run();
