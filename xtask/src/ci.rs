@@ -44,6 +44,10 @@ const STEPS: &[Step] = &[
         run: clippy,
     },
     Step {
+        name: "docs",
+        run: docs,
+    },
+    Step {
         name: "clippy without default features",
         run: clippy_minimal,
     },
@@ -179,8 +183,14 @@ fn clippy_minimal() -> Result<(), String> {
     ])
 }
 
+/// The API docs of every crate build without a warning (a broken link, say).
+fn docs() -> Result<(), String> {
+    let args = ["doc", "--workspace", "--no-deps", "--all-features"];
+    crate::cargo_with(&args, &[("RUSTDOCFLAGS", "-D warnings")])
+}
+
 /// orch-core without its default `yaml` and `toml` features: the library and its tests
-/// are clean (they run in [`test`]).
+/// are clean (they run in [`test()`]).
 fn clippy_core_minimal() -> Result<(), String> {
     cargo(&[
         "clippy",

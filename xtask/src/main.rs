@@ -56,12 +56,18 @@ fn main() -> ExitCode {
 /// Runs `cargo` with `args` in the workspace (plain output, for logs), echoing the
 /// command first.
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_with(args, &[])
+}
+
+/// [`cargo`], with the environment variables `env` set too.
+fn cargo_with(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     run_command(
         Command::new(cargo)
             .args(args)
             .current_dir(workspace_root())
-            .env("CARGO_TERM_COLOR", "never"),
+            .env("CARGO_TERM_COLOR", "never")
+            .envs(env.iter().copied()),
     )
 }
 
