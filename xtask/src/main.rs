@@ -30,12 +30,10 @@ fn main() -> ExitCode {
         // Started by `fuzz` itself: one target's inputs, run in this process.
         Some(fuzz::WORKER_COMMAND) => return fuzz::worker_main(rest),
         Some("tidy") => tidy::run(rest),
-        Some("test") if rest.is_empty() => ci::test(),
         Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
         _ => {
             eprintln!(
                 "usage: cargo xtask ci\n       \
-                 cargo xtask test\n       \
                  cargo xtask fuzz [--secs N] [--target files|results|subjects|runs] [--seed S]\n       \
                  cargo xtask fuzz --replay [PATH...]\n       \
                  cargo xtask bench [--quick]\n       \
