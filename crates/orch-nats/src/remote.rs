@@ -366,18 +366,24 @@ impl Inner {
                     let _ = Box::pin(self.publish_cancel(&key.run, attempt, sequence)).await;
                 }
                 _ = ticks.tick() => {
-                    // Cancelled, an attempt whose worker ended it without a result will
-                    // get none: the wait ends, not when the engine's grace period does.
-                    if cancel_forwarded
-                        && let Some(sequence) = sequence
-                        && Box::pin(self.ended_without_result(key, sequence)).await
-                    {
-                        return Err(TaskError::new("cancelled: the worker stopped the attempt"));
-                    }
-                    // Not once the run is cancelled: the attempt is not sent again then.
-                    if let Some(sequence) = watched.filter(|_| !ctx.cancellation().is_cancelled()) {
+                    // Once the cancellation went out, the attempt's own message is watched:
+                    // a worker that ended the attempt without a result removed it, and no
+                    // result will come (the wait ends then, not with the engine's grace
+                    // period). Before, only a message an earlier coordinator sent is, and
+                    // one removed without a result is sent again.
+                    let watch = match cancel_forwarded {
+                        true => sequence,
+                        false => watched.filter(|_| !ctx.cancellation().is_cancelled()),
+                    };
+                    if let Some(sequence) = watch {
                         match Box::pin(self.fate(key, sequence)).await {
-                            dispatch::Fate::Removed => return Ok(Waited::Removed),
+                            dispatch::Fate::Removed if cancel_forwarded => {
+                                return Err(TaskError::new("cancelled: the worker stopped the attempt"));
+                            }
+                            dispatch::Fate::Removed => {
+                                self.removed(key, sequence);
+                                return Ok(Waited::Removed);
+                            }
                             // Out of deliveries while no coordinator listened (the look-up
                             // when it was sent again may have failed): nobody will answer.
                             dispatch::Fate::Queued { stored } => {

@@ -101,7 +101,7 @@ impl Inner {
                     }
                     return Ok(sent(true));
                 }
-                Fate::Removed => {}
+                Fate::Removed => self.removed(key, sequence),
             }
         }
         Err(TaskError::new(format!(
@@ -110,9 +110,10 @@ impl Inner {
         )))
     }
 
-    /// What became of task message `sequence` of attempt `key`, one the server already
-    /// had: a stored result settles the attempt, and a message removed without one is
-    /// forgotten (it is to be sent again).
+    /// What became of task message `sequence` of attempt `key`: a stored result settles
+    /// the attempt ([`Fate::Answered`]); a message removed without one will never be
+    /// answered ([`Fate::Removed`]: a worker ended the attempt without a result, as it
+    /// does a cancelled attempt, or the message was an earlier coordinator's).
     pub(super) async fn fate(&self, key: &AttemptKey, sequence: u64) -> Fate {
         // Queued first, then stored: a worker stores the result before it removes the
         // message, so a message gone with no result stored had none.
@@ -121,22 +122,16 @@ impl Inner {
             (Ok(true), _) => Fate::Answered,
             (Err(stored::NotAnswered), _) => Fate::Unknown,
             (Ok(false), Queued::Yes { stored }) => Fate::Queued { stored },
-            (Ok(false), Queued::No) => {
-                self.routes.unpublished(sequence);
-                tracing::info!(task = %key.task, attempt = key.attempt,
-                    "the attempt's message was removed without a result; sending it again");
-                Fate::Removed
-            }
+            (Ok(false), Queued::No) => Fate::Removed,
         }
     }
 
-    /// Whether attempt `key`'s message `sequence` was removed with no result stored: the
-    /// worker that held it ended the attempt without one (as it does a cancelled
-    /// attempt's). A result found stored settles the attempt instead.
-    pub(super) async fn ended_without_result(&self, key: &AttemptKey, sequence: u64) -> bool {
-        // Queued first, then stored, as in `fate`.
-        let removed = matches!(self.still_queued(sequence).await, Queued::No);
-        removed && matches!(self.settle_from_store(key).await, Ok(false))
+    /// Forgets message `sequence` of attempt `key`, removed without a result, which is to
+    /// be sent again.
+    pub(super) fn removed(&self, key: &AttemptKey, sequence: u64) {
+        self.routes.unpublished(sequence);
+        tracing::info!(task = %key.task, attempt = key.attempt,
+            "the attempt's message was removed without a result; sending it again");
     }
 
     /// Whether stream message `sequence` of the tasks stream is still there (queued, or
