@@ -273,15 +273,14 @@ impl Workflow {
 }
 
 /// The column of JSON `error` in `text`, in characters as for YAML and TOML: serde_json
-/// counts the bytes of the line up to the error.
+/// counts the bytes of the line up to and with the one it stopped at.
 fn json_column(text: &str, error: &serde_json::Error) -> usize {
-    let line = text
-        .split('\n')
-        .nth(error.line().saturating_sub(1))
-        .unwrap_or("");
-    let bytes = &line.as_bytes()[..error.column().min(line.len())];
-    // A character starts at every byte but a UTF-8 continuation byte (`0b10xx_xxxx`).
-    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count()
+    let line_start: usize = (text.split_inclusive('\n'))
+        .take(error.line().saturating_sub(1))
+        .map(str::len)
+        .sum();
+    // The column of the character after the bytes serde_json counted, less one.
+    line_and_column(text, line_start + error.column()).1 - 1
 }
 
 /// The largest workflow file [`Workflow::from_path`] reads.
@@ -314,11 +313,20 @@ fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-#[cfg(any(feature = "yaml", feature = "toml"))]
+/// The line and column (in characters, from 1) of byte `offset` of `text`, which may
+/// fall inside a character.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    // A character starts at every byte but a UTF-8 continuation byte (`0b10xx_xxxx`).
+    let column = (before[line_start..].iter())
+        .filter(|&&b| b & 0xC0 != 0x80)
+        .count()
+        + 1;
     (line, column)
 }
 

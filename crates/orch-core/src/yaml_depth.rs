@@ -67,20 +67,14 @@ fn by_events(text: &str) -> Option<Found> {
                 return Some(Found::At(chars.byte_offset(error.marker().index())));
             }
             Err(error) => {
-                // The events read so far tell the text before the last of them; from
-                // there on, what saphyr-parser may have scanned without an event yet.
-                let from = chars.byte_offset(last.min(error.marker().index()));
-                let offset = chars.byte_offset(error.marker().index());
+                let (from, unreadable) = unread_past(&mut chars, last, &error);
                 let before = open.iter().filter(|&&(at, flow)| flow && at < from);
                 let mut levels = before.count();
                 let too_deep = text[from..].bytes().any(|b| {
                     levels += usize::from(matches!(b, b'[' | b'{'));
                     levels > MAX_DEPTH
                 });
-                return too_deep.then(|| Found::Unreadable {
-                    offset,
-                    message: error.info().to_owned(),
-                });
+                return too_deep.then_some(unreadable);
             }
         };
         last = span.start.index();
@@ -102,6 +96,23 @@ fn by_events(text: &str) -> Option<Found> {
         }
     }
     None
+}
+
+/// Where saphyr-parser's `error` leaves a check blind, `last` being the character index
+/// where the last event read starts: the byte offset from which the events read so far
+/// tell nothing (what it scanned past that without an event yet), and the error as
+/// [`Found::Unreadable`].
+pub(crate) fn unread_past(
+    chars: &mut Chars<'_>,
+    last: usize,
+    error: &saphyr_parser::ScanError,
+) -> (usize, Found) {
+    let from = chars.byte_offset(last.min(error.marker().index()));
+    let unreadable = Found::Unreadable {
+        offset: chars.byte_offset(error.marker().index()),
+        message: error.info().to_owned(),
+    };
+    (from, unreadable)
 }
 
 /// Byte offsets of character indices, for indices that mostly grow (as events' do).

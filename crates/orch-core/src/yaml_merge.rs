@@ -7,7 +7,7 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
-use crate::yaml_depth::{Chars, Found};
+use crate::yaml_depth::{Chars, Found, unread_past};
 
 /// Where the first merge key of `text` is ([`Found::At`], a byte offset), or the syntax
 /// error saphyr-parser stops at before one when `<<` is written past it: saphyr-parser
@@ -27,13 +27,8 @@ pub(crate) fn merge_key(text: &str) -> Option<Found> {
         let (event, span) = match event {
             Ok(event) => event,
             Err(error) => {
-                // The events read so far tell the text before the last of them.
-                let from = chars.byte_offset(last.min(error.marker().index()));
-                let offset = chars.byte_offset(error.marker().index());
-                return text[from..].contains("<<").then(|| Found::Unreadable {
-                    offset,
-                    message: error.info().to_owned(),
-                });
+                let (from, unreadable) = unread_past(&mut chars, last, &error);
+                return text[from..].contains("<<").then_some(unreadable);
             }
         };
         last = span.start.index();
