@@ -122,16 +122,6 @@ pub(crate) async fn get(
         .map_err(|e| TaskError::new(format!("the stored output `{name}` is not JSON: {e}")))
 }
 
-/// The result message stored on the results stream for `key`, if there is one (`None`
-/// also when the server cannot be asked).
-pub(crate) async fn result_message(
-    js: &jetstream::Context,
-    names: &Names,
-    key: &AttemptKey,
-) -> Option<bytes::Bytes> {
-    find_result(js, names, key).await.ok().flatten()
-}
-
 /// The server could not say whether a result is stored.
 pub(crate) struct NotAnswered;
 

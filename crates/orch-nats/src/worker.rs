@@ -31,7 +31,8 @@ use cancels::Cancels;
 /// result is stored, the worker tells the server it is still working every quarter of
 /// the consumer's `ack_wait`, so a live task is never delivered to a second worker; if
 /// the worker dies, the server delivers the task to another one after `ack_wait`. A task
-/// delivered again whose result is already stored is acknowledged without running. A
+/// delivered again whose result is already stored is acknowledged without running (and
+/// runs only once the server said none is stored). A
 /// result that cannot be stored within [`WorkerBuilder::result_patience`] gives its task
 /// back to the queue. A handler sees its task's configuration, the
 /// outputs of its dependencies that were sent with it, its attempt number and a

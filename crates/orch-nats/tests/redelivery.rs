@@ -190,27 +190,7 @@ async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again()
     );
 
     // A worker takes the task, stores its result, and dies before acknowledging it.
-    let consumer: jetstream::consumer::PullConsumer = loop {
-        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
-            break consumer;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let message = {
-        use futures_util::StreamExt;
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_secs(10))
-            .messages()
-            .await
-            .expect("a fetch");
-        batch
-            .next()
-            .await
-            .expect("the task message")
-            .expect("readable")
-    };
+    let message = take_one_task(&js).await;
     let task: Value = serde_json::from_slice(&message.payload).expect("json");
     let (run_id, attempt) = (task["run_id"].as_str().expect("a run id"), &task["attempt"]);
     let result = json!({"v": 1, "run_id": run_id, "task_id": "a", "attempt": attempt,
@@ -233,6 +213,54 @@ async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again()
     // Another worker gets the task message again, and acknowledges it without running it.
     let calls = Arc::new(AtomicU32::new(0));
     let stop = start_counting_worker(&server, layout(), &calls).await;
+    wait_for_task_messages(&js, 0).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
+    stop.cancel();
+}
+
+/// A worker given a task a second time runs it only once the server said that no result
+/// is stored for it: while the results stream cannot be asked, the task waits, and a
+/// result stored meanwhile still keeps it from running again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_delivered_again_waits_while_the_server_cannot_say_whether_its_result_is_stored() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    set_up_as_a_run_before(&server, layout()).await;
+    publish_task_of_a_gone_coordinator(&js, "r-unasked", None).await;
+    // The first delivery goes to a worker that holds the task.
+    let first_delivery = take_one_task(&js).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker(&server, layout(), &calls).await;
+    // The results stream goes away (nothing can say whether a result is stored), and the
+    // task goes to the other worker.
+    let results = js
+        .get_stream("ORCH_RESULTS")
+        .await
+        .expect("the stream")
+        .info()
+        .await
+        .expect("its info")
+        .config
+        .clone();
+    js.delete_stream("ORCH_RESULTS").await.expect("deleted");
+    first_delivery
+        .ack_with(jetstream::AckKind::Nak(None))
+        .await
+        .expect("handed back");
+    tokio::time::sleep(layout().ack_wait * 4).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran unasked");
+
+    // The stream is back, with the result the first worker stored: the task does not run.
+    js.create_stream(results).await.expect("created again");
+    let result = json!({"v": 1, "run_id": "r-unasked", "task_id": "a", "attempt": 1,
+        "worker": "first", "outcome": {"status": "completed", "output": "stored"}});
+    js.publish("orch.result.r-unasked.a.1", result.to_string().into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
     wait_for_task_messages(&js, 0).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
     stop.cancel();
@@ -265,6 +293,45 @@ async fn a_returning_coordinator_takes_the_first_result_stored_for_an_attempt() 
         result.task("a").and_then(|t| t.result.clone()),
         Some(json!("first"))
     );
+}
+
+/// Sets up the streams and the `count` consumer, as a coordinator and a worker with
+/// `layout` would have for a run that went on before.
+async fn set_up_as_a_run_before(server: &NatsServer, layout: Layout) {
+    drop(coordinator(server, layout.clone()).await);
+    let worker = Worker::builder()
+        .layout(layout)
+        .handler("count", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker sets up its consumer");
+    drop(worker);
+}
+
+/// Takes one task message from the `count` consumer (once there is one), as a worker
+/// would, and leaves it unacknowledged.
+async fn take_one_task(js: &jetstream::Context) -> jetstream::Message {
+    use futures_util::StreamExt;
+    let consumer: jetstream::consumer::PullConsumer = loop {
+        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
+            break consumer;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .expect("a fetch");
+    batch
+        .next()
+        .await
+        .expect("the task message")
+        .expect("readable")
 }
 
 /// Publishes the task message a coordinator that then went away would have sent for
@@ -562,18 +629,9 @@ async fn a_task_out_of_deliveries_with_no_worker_to_say_so_while_its_coordinator
         return;
     };
     let layout = one_run_per_task;
-    // A coordinator sets up the streams and goes away; the task it sent is published
-    // below.
-    drop(coordinator(&server, layout()).await);
-    let worker = Worker::builder()
-        .layout(layout())
-        .handler("count", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>(())
-        })
-        .connect(&server.config())
-        .await
-        .expect("the worker sets up its consumer");
-    drop(worker);
+    // A coordinator and a worker set up the streams and went away; the task the
+    // coordinator sent is published below.
+    set_up_as_a_run_before(&server, layout()).await;
     let client = async_nats::connect(server.url()).await.expect("connects");
     let mut advisories = client
         .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*")

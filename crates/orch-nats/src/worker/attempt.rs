@@ -80,13 +80,14 @@ pub(crate) async fn run(
         if delivered > 1 {
             // A worker that stored the result and died before acknowledging the message
             // leaves it to be delivered again: the stored result stands.
-            let look_up = stored::result_message(&shared.js, &shared.names, &key);
-            if Box::pin(with_progress(&message, queue.progress_every, look_up))
-                .await
-                .is_some()
-            {
-                tracing::info!(delivered, "not running again a task whose result is stored");
-                return ack(&message, AckKind::Ack).await;
+            let look_up = look_up_result(&shared, &key, task.deadline_ms, &hand_back);
+            match Box::pin(with_progress(&message, queue.progress_every, look_up)).await {
+                LookUp::NotStored => {}
+                LookUp::Stored => {
+                    tracing::info!(delivered, "not running again a task whose result is stored");
+                    return ack(&message, AckKind::Ack).await;
+                }
+                LookUp::Unanswered(kind) => return ack(&message, kind).await,
             }
         }
         // Nobody waits for an attempt past its deadline or cancelled: it gets no result,
@@ -297,6 +298,71 @@ async fn with_progress<T>(
             done = &mut work => return done,
             _ = progress.tick() => ack(message, AckKind::Progress).await,
         }
+    }
+}
+
+/// What the results stream says of an attempt delivered a second time.
+enum LookUp {
+    /// Its result is stored: the task does not run again.
+    Stored,
+    /// No result is stored: the task runs.
+    NotStored,
+    /// The server did not answer: the message is acknowledged as this says, unrun.
+    Unanswered(AckKind),
+}
+
+/// How long a worker keeps asking whether a task delivered again has a stored result
+/// before it hands the task back.
+const LOOK_UP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Asks the results stream whether attempt `key` has a stored result, again and again
+/// while the server does not answer: a task whose result is stored must not run twice,
+/// so it never runs on a question left unanswered. Given up when the worker stops (the
+/// task is handed back), when the attempt's deadline passes (nobody waits for it any
+/// more) or after [`LOOK_UP_PATIENCE`] (handed back, which counts as a delivery: a
+/// worker that is never answered, for want of the right to read results, ends in the
+/// "worker lost" verdict rather than in a task run twice).
+async fn look_up_result(
+    shared: &Shared,
+    key: &AttemptKey,
+    deadline_ms: Option<u64>,
+    hand_back: &CancellationToken,
+) -> LookUp {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let asked = stored::find_result(&shared.js, &shared.names, key);
+        let answer = tokio::select! {
+            answer = asked => answer,
+            () = hand_back.cancelled() => return LookUp::Unanswered(AckKind::Nak(None)),
+        };
+        match answer {
+            Ok(Some(_)) => return LookUp::Stored,
+            Ok(None) => return LookUp::NotStored,
+            Err(stored::NotAnswered) => {}
+        }
+        if deadline_ms.is_some_and(|d| protocol::until(d).is_zero()) {
+            tracing::info!("not running a task whose deadline passed");
+            return LookUp::Unanswered(AckKind::Term);
+        }
+        if started.elapsed() >= LOOK_UP_PATIENCE {
+            tracing::error!(
+                results_stream = shared.names.results_stream(),
+                "the server did not say within {LOOK_UP_PATIENCE:?} whether the result of \
+                 this task, delivered again, is stored (may this worker read the results \
+                 stream?); handing the task back rather than risk running it twice"
+            );
+            return LookUp::Unanswered(AckKind::Nak(None));
+        }
+        tracing::warn!(
+            "cannot ask the server whether the result of this task, delivered again, is \
+             stored; asking again before running it"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = hand_back.cancelled() => return LookUp::Unanswered(AckKind::Nak(None)),
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
