@@ -15,8 +15,10 @@ use serde::de::{
     VariantAccess, Visitor,
 };
 
+mod first_key;
 mod rules;
 
+use first_key::{FirstKey, Key};
 pub(crate) use rules::Rules;
 
 /// The key under which the `toml` crate hands a datetime to a visitor, as a one-entry map.
@@ -222,9 +224,9 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
         }
         // A TOML datetime arrives as a map with one entry under a private key: look at
         // the first key, and hand the rest on as a map if it is not that one.
-        let first = map.next_key_seed(KeyText)?;
+        let first = map.next_key_seed(FirstKey)?;
         match first {
-            Some(key) if key == TOML_DATETIME_KEY => {
+            Some(Key { text, .. }) if text == TOML_DATETIME_KEY => {
                 let text: String = map.next_value()?;
                 if map.next_key::<IgnoredAny>()?.is_some() {
                     return Err(de::Error::custom(format!(
@@ -294,7 +296,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
 /// A map under [`Rules`], which may first give back a key already read from it.
 struct Map<'r, 'de, A> {
     inner: A,
-    first: Option<Cow<'de, str>>,
+    first: Option<Key<'de>>,
     /// The inner map said it had no more keys.
     ended: bool,
     rules: &'r Rules,
@@ -312,10 +314,20 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, 'de, A> {
             rules: self.rules,
         };
         match self.first.take() {
-            Some(Cow::Borrowed(key)) => seed
-                .deserialize(BorrowedStrDeserializer::new(key))
-                .map(Some),
-            Some(Cow::Owned(key)) => seed.deserialize(StringDeserializer::new(key)).map(Some),
+            Some(key) => {
+                let Key { text, span } = key;
+                let read = match text {
+                    Cow::Borrowed(text) => seed.deserialize(BorrowedStrDeserializer::new(text)),
+                    Cow::Owned(text) => seed.deserialize(StringDeserializer::new(text)),
+                };
+                // Read here rather than by the parser, the key's error has no place of
+                // its own: its place is kept for the loader.
+                read.map(Some).inspect_err(|error: &A::Error| {
+                    if let Some(span) = span {
+                        self.rules.key_refused(span, error.to_string());
+                    }
+                })
+            }
             None if self.ended => Ok(None),
             None => self.inner.next_key_seed(seed),
         }
@@ -330,37 +342,6 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, 'de, A> {
 
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
-    }
-}
-
-/// Reads a map key as text, borrowed from the document where it can be.
-struct KeyText;
-
-impl<'de> DeserializeSeed<'de> for KeyText {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyText {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(key))
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(key.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, key: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(key))
     }
 }
 

@@ -82,7 +82,7 @@ impl Workflow {
             parse_error(Problem {
                 format: Format::Json,
                 path: e.path(),
-                text: e.inner().to_string(),
+                text: json_message(e.inner()),
                 line: (line > 0).then_some(line),
                 column: (line > 0).then(|| json_column(text, e.inner())),
             })
@@ -211,7 +211,15 @@ impl Workflow {
         })?;
         let rules = Rules::toml();
         serde_path_to_error::deserialize(Guarded::new(de, &rules)).map_err(|e| {
-            let (line, column) = position(e.inner());
+            // A key refused after it was read ahead of its table is placed at the key,
+            // where the parser would place the whole table.
+            let (line, column) = match rules.refused_key_at(e.inner().message()) {
+                Some(key) => {
+                    let (line, column) = line_and_column(text, key.start);
+                    (Some(line), Some(column))
+                }
+                None => position(e.inner()),
+            };
             parse_error(Problem {
                 format: Format::Toml,
                 path: e.path(),
@@ -273,14 +281,26 @@ impl Workflow {
 }
 
 /// The column of JSON `error` in `text`, in characters as for YAML and TOML: serde_json
-/// counts the bytes of the line up to and with the one it stopped at.
+/// counts the bytes of the line up to and with the one it stopped at (none when it
+/// stopped just past a line break: then the line's first column).
 fn json_column(text: &str, error: &serde_json::Error) -> usize {
     let line_start: usize = (text.split_inclusive('\n'))
         .take(error.line().saturating_sub(1))
         .map(str::len)
         .sum();
     // The column of the character after the bytes serde_json counted, less one.
-    line_and_column(text, line_start + error.column()).1 - 1
+    (line_and_column(text, line_start + error.column()).1 - 1).max(1)
+}
+
+/// JSON `error`'s message without the place serde_json writes after it (its column counts
+/// bytes; the error gives the place in characters).
+fn json_message(error: &serde_json::Error) -> String {
+    let place = format!(" at line {} column {}", error.line(), error.column());
+    let message = error.to_string();
+    match message.strip_suffix(&place) {
+        Some(message) => message.to_owned(),
+        None => message,
+    }
 }
 
 /// The largest workflow file [`Workflow::from_path`] reads.

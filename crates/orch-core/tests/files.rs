@@ -186,12 +186,30 @@ fn json_error_columns_count_characters_as_in_yaml_and_toml() {
         ),
         (format!("{one} ü"), one.len() + 1),
     ] {
-        let Err(LoadError::Parse { line, column, .. }) = Workflow::from_json(&text) else {
+        let error = Workflow::from_json(&text).expect_err(&text);
+        let message = error.to_string();
+        let LoadError::Parse { line, column, .. } = error else {
             panic!("{text}: not a parse error");
         };
         // 1-based, in characters: the character at `at`.
         let expected = text[..at].chars().count() + 1;
         assert_eq!((line, column), (Some(1), Some(expected)), "{text}");
+        // One place in the message: the loader's, not the JSON reader's byte count too.
+        assert_eq!(message.matches("line").count(), 1, "{message}");
+    }
+}
+
+#[test]
+fn json_errors_just_after_a_line_break_are_at_a_column_from_1() {
+    for text in [
+        "{\"workflow_id\": \"w\",\n",
+        "{\"workflow_id\": \"a\nb\", \"tasks\": {}}",
+    ] {
+        let error = Workflow::from_json(text).expect_err(text);
+        let LoadError::Parse { column, .. } = &error else {
+            panic!("{text}: not a parse error");
+        };
+        assert!(column.is_some_and(|c| c >= 1), "{text}: {error}");
     }
 }
 
@@ -422,6 +440,42 @@ fn toml_errors_name_the_field_and_line() {
     assert!(message.contains("invalid type"), "{message}");
     let (_, line, _) = parse_error(Workflow::from_toml("workflow_id = \n"));
     assert_eq!(line, Some(1));
+}
+
+#[test]
+fn a_toml_key_refused_first_in_its_table_is_placed_at_the_key() {
+    for (toml, field, place) in [
+        (
+            "workflow_id = \"w\"\n\n[tasks.a]\ntsk_type = \"t\"\n",
+            "tasks.a.tsk_type",
+            (4, 1),
+        ),
+        (
+            "# etl\nworkflw_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n",
+            "workflw_id",
+            (2, 1),
+        ),
+        (
+            "workflow_id = \"w\"\ntasks = { a = { tsk_type = \"t\" } }\n",
+            "tasks.a.tsk_type",
+            (2, 17),
+        ),
+    ] {
+        let Err(LoadError::Parse {
+            field: at,
+            line,
+            column,
+            ..
+        }) = Workflow::from_toml(toml)
+        else {
+            panic!("{toml}: not a parse error");
+        };
+        assert_eq!(
+            (at.as_str(), line, column),
+            (field, Some(place.0), Some(place.1)),
+            "{toml}"
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! budget for what YAML aliases expand to, how deeply a TOML document nests), and how
 //! much of it is left.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
 
 use serde::de;
 
@@ -30,6 +31,9 @@ pub(crate) struct Rules {
     max_depth: usize,
     /// How many are open now.
     depth: Cell<usize>,
+    /// The last key refused after it was read ahead of its table: its place, and the
+    /// message of the error refusing it.
+    refused_key: RefCell<Option<(Range<usize>, String)>>,
 }
 
 impl Rules {
@@ -45,6 +49,7 @@ impl Rules {
             // `yaml_depth::too_deep`, all of them by the parser's own limit.
             max_depth: usize::MAX,
             depth: Cell::new(0),
+            refused_key: RefCell::new(None),
         }
     }
 
@@ -58,6 +63,7 @@ impl Rules {
             toml_datetimes: true,
             max_depth: MAX_TOML_DEPTH,
             depth: Cell::new(0),
+            refused_key: RefCell::new(None),
         }
     }
 
@@ -81,6 +87,22 @@ impl Rules {
             )));
         }
         Ok(())
+    }
+
+    /// Notes that the key at `span`, read ahead of its table, was refused with error
+    /// `message`: the error does not say where the key is.
+    pub(super) fn key_refused(&self, span: Range<usize>, message: String) {
+        *self.refused_key.borrow_mut() = Some((span, message));
+    }
+
+    /// Where the key refused with error `message` is, if one read ahead of its table
+    /// was ([`Rules::key_refused`]).
+    #[cfg(feature = "toml")]
+    pub(crate) fn refused_key_at(&self, message: &str) -> Option<Range<usize>> {
+        let refused = self.refused_key.borrow();
+        let (span, refused_with) = refused.as_ref()?;
+        // (The error as text may end in a line break where its message does not.)
+        (refused_with.trim_end() == message.trim_end()).then(|| span.clone())
     }
 
     /// Opens one more level of nesting, until the [`Level`] returned is dropped; an error
