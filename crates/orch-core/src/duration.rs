@@ -58,8 +58,9 @@ fn exact_text(d: Duration) -> String {
     }
 }
 
-/// Reads a duration as workflow files write it: a number of seconds, read exactly
-/// (`1.25`, `1.25s`), or human-readable text (`1m 30s`, `250ms`, `2h`, `1.5h`; units from
+/// Reads a duration as workflow files write it: a number of seconds, read exactly to the
+/// nanosecond (`1.25`, `1.25s`; decimals past the ninth round to the nearest
+/// nanosecond), or human-readable text (`1m 30s`, `250ms`, `2h`, `1.5h`; units from
 /// `ns` to `y`, a month being 30.44 days and a year 365.25 days; any number may have
 /// decimals, as in `0.001h`, and the text adds up to the nearest nanosecond). Surrounding
 /// white space is ignored. What `orch` takes on its command line for a duration, too.
@@ -87,7 +88,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let number = trimmed.strip_suffix('s').unwrap_or(trimmed);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if !whole.is_empty() && is_digits(whole) && is_digits(fraction) && fraction.len() <= 9 {
+    if !whole.is_empty() && is_digits(whole) && is_digits(fraction) {
+        if fraction.len() > 9 {
+            // Past nanoseconds: to the nearest one, as with the unit written out.
+            return parse_text(text, &format!("{number}s"));
+        }
         if number.ends_with('.') {
             return Err(DurationError::Invalid(text.to_owned()));
         }
@@ -290,6 +295,16 @@ mod tests {
             if let Ok(duration) = humantime::parse_duration(&text) {
                 prop_assert_eq!(parse_duration(&text), Ok(duration), "{}", text);
             }
+        }
+    }
+
+    proptest! {
+        /// A number of seconds reads the same with its unit written out or not, however
+        /// many decimals it has.
+        #[test]
+        fn seconds_read_the_same_with_or_without_their_unit(seconds in "[0-9]{1,5}(\\.[0-9]{1,15})?") {
+            prop_assert_eq!(parse_duration(&seconds), parse_duration(&format!("{seconds}s")));
+            prop_assert!(parse_duration(&seconds).is_ok(), "{}", seconds);
         }
     }
 
