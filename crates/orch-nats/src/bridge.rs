@@ -247,8 +247,8 @@ impl Bridge {
         imported
     }
 
-    /// The NATS subject of bus subject `subject`, each long token shortened; `None`
-    /// when it is still too long.
+    /// The NATS subject of bus subject (or pattern) `subject`, each long token
+    /// shortened; `None` when it is still too long.
     fn nats_subject(&self, subject: &str) -> Option<String> {
         let mut out = String::with_capacity(self.prefix.len() + 1 + subject.len());
         out.push_str(&self.prefix);
@@ -261,12 +261,15 @@ impl Bridge {
 
     /// Publishes on `bus` every NATS message on `<prefix>.<pattern>` (NATS syntax), its
     /// payload read as JSON into `T`, under its subject less the prefix. A payload that
-    /// is not a `T`, or a subject the bus refuses, is logged and skipped.
+    /// is not a `T`, or a subject the bus refuses, is logged and skipped. A token of the
+    /// pattern longer than 64 bytes is shortened as [`Bridge::export`] shortens it, so
+    /// that importing a bus subject takes what exporting it sends.
     ///
     /// # Errors
-    /// [`ConnectError::Config`] for a pattern the bus would not take (the server would
-    /// refuse it too, and nothing would ever arrive); [`ConnectError::Setup`] when the
-    /// subscription cannot be made.
+    /// [`ConnectError::Config`] for a pattern the bus would not take, or one that, with
+    /// the prefix, is longer than 2,048 bytes (the server would refuse it too, and
+    /// nothing would ever arrive); [`ConnectError::Setup`] when the subscription cannot
+    /// be made.
     pub async fn import<T>(
         &self,
         pattern: &str,
@@ -277,7 +280,15 @@ impl Bridge {
     {
         orch_events::Pattern::new(pattern)
             .map_err(|error| ConnectError::Config(format!("cannot import `{pattern}`: {error}")))?;
-        let subject = format!("{}.{pattern}", self.prefix);
+        // Past the server's limit on a protocol line, the subscription would have the
+        // server close the connection, again at each reconnection.
+        let Some(subject) = self.nats_subject(pattern) else {
+            return Err(ConnectError::Config(format!(
+                "cannot import `{pattern}`: under the prefix `{}` its subject is longer \
+                 than the {MAX_SUBJECT} bytes a bridge subscribes to",
+                self.prefix
+            )));
+        };
         let mut messages =
             self.client
                 .subscribe(subject.clone())

@@ -276,6 +276,53 @@ async fn an_import_pattern_the_server_would_refuse_is_an_error_naming_it() {
         .expect("a valid pattern");
 }
 
+/// A pattern too long for the server is refused before it is sent (the server would
+/// close the connection over it, again at each reconnection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_pattern_too_long_for_the_server_is_an_error_naming_it() {
+    let Some((_server, bus, bridge)) = bus_and_bridge().await else {
+        return;
+    };
+    // 40 tokens of 60 bytes: none shortened, 2,440 bytes in all.
+    let long = vec!["y".repeat(60); 40].join(".");
+    let refused = bridge.import(&long, &bus).await.expect_err("too long");
+    assert!(
+        matches!(&refused, orch_nats::ConnectError::Config(m) if m.contains("longer than")),
+        "{refused:?}"
+    );
+    bridge.import("app.>", &bus).await.expect("a valid pattern");
+}
+
+/// Importing a bus subject with a token longer than 64 bytes takes what exporting that
+/// subject sends (under the token shortened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_of_a_subject_with_a_long_token_takes_its_export() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let subject = format!("app.{}", "x".repeat(70));
+    let (from, to): (EventBus, EventBus) = (EventBus::new(), EventBus::new());
+    let mut received = to.subscribe("app.>").expect("subscribes");
+    let importer = Bridge::connect(&server.config(), "shared")
+        .await
+        .expect("connects");
+    let _import = importer.import(&subject, &to).await.expect("subscribes");
+    let exporter = Bridge::connect(&server.config(), "shared")
+        .await
+        .expect("connects");
+    let export = exporter.export(&from, "app.>").expect("subscribes");
+    from.publish(subject.as_str(), json!(1))
+        .await
+        .expect("published");
+    from.close().await;
+    export.finished().await;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv_event())
+        .await
+        .expect("the exported event arrived")
+        .expect("an event");
+    assert_eq!(event.payload(), &json!(1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_whose_server_is_gone_still_finishes_when_its_bus_closes() {
     export_finishes_without_its_server(1).await;
