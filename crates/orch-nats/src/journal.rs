@@ -358,8 +358,9 @@ impl Journal for NatsJournal {
             };
             let loaded = match self.load(&run).await {
                 Ok(loaded) => loaded,
-                // A run whose first batch is not stored yet is not listed.
-                Err(JournalError::HeadMissing { .. }) => None,
+                // A run whose first batch is not stored yet is not listed, nor something
+                // else published under a run's subject.
+                Err(JournalError::HeadMissing { .. } | JournalError::NotAJournal { .. }) => None,
                 Err(error) => return Err(error),
             };
             if let Some(loaded) = loaded {

@@ -408,7 +408,7 @@ async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it_even_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_journal_stream_is_named_after_the_prefix_and_headless_runs_are_not_listed() {
+async fn the_journal_stream_is_named_after_the_prefix_and_headless_or_stray_runs_are_not_listed() {
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -421,6 +421,13 @@ async fn the_journal_stream_is_named_after_the_prefix_and_headless_runs_are_not_
         .expect("the stream `<STEM>_JOURNAL`");
     // A run whose head is not stored (only a later line) is left out of the listing.
     js.publish("a_tasks.journal.headless", bytes::Bytes::new())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    // Nor is something else published under a run's subject (as a file journal leaves
+    // out a file of something else under a run's name).
+    js.publish("a_tasks.journal.stray", "hello".into())
         .await
         .expect("published")
         .await
