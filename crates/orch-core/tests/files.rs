@@ -285,6 +285,15 @@ fn json_unknown_key_is_an_error() {
          `config`, `dependencies`, `trigger_rule`, `pool`, `priority`, `retries`, `backoff`, \
          `timeout`, `map`, `cache`"
     );
+    // A key with a backtick in it is named whole.
+    let (field, _, message) = parse_error(Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "x`y": 1}}}"#,
+    ));
+    assert_eq!(field, "tasks.a.x`y");
+    assert!(
+        message.starts_with("unknown key `x`y` in task `a`; expected `task_id`"),
+        "{message}"
+    );
 }
 
 #[test]

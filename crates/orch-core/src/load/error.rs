@@ -264,7 +264,18 @@ pub(super) fn field_text(segments: &[&Segment]) -> String {
 /// is close).
 fn unknown_key(segments: &[&Segment], message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
-    let (key, rest) = rest.split_once('`')?;
+    // The key may hold a backtick itself: it is the path's last key when the message
+    // names that one.
+    let (key, rest) = match segments.last() {
+        Some(Segment::Map { key: last })
+            if rest
+                .strip_prefix(last.as_str())
+                .is_some_and(|r| r.starts_with('`')) =>
+        {
+            (last.as_str(), &rest[last.len() + 1..])
+        }
+        _ => rest.split_once('`')?,
+    };
     let expected: Vec<&str> = rest
         .split_once("expected ")
         .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
