@@ -313,12 +313,57 @@ fn resuming_runs_a_shared_output_again_only_for_a_task_that_runs_and_needs_it() 
             2,
             "`late` needed the value again"
         );
-        assert_eq!(record(&second, "early").attempts, 1, "`early` was kept");
+        // `early`, between them, ran again too: kept, it would have let `late` start
+        // before `load` ran again.
+        assert_eq!(record(&second, "early").attempts, 2, "`early` ran again");
 
         // Nothing left to run needs it: it is kept.
         let third = engine.resume(&workflow, &second).await.expect("valid");
         assert_eq!(third.status, WorkflowStatus::Completed);
         assert_eq!(loads.load(Ordering::SeqCst), 2);
+    });
+}
+
+/// A task run again on resume for its shared output runs before any task that reads it,
+/// even through a task whose record was kept between them.
+#[test]
+fn a_resumed_task_waits_for_a_shared_output_run_again_behind_a_kept_task() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::builder()
+            .max_concurrent(2)
+            .build()
+            .expect("valid");
+        engine.register_handler("load", |_ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, TaskError>(Shared::new(vec![1u8, 2, 3]))
+        });
+        let healthy = Arc::new(AtomicUsize::new(0));
+        let flag = Arc::clone(&healthy);
+        engine.register_handler("use", move |ctx: TaskContext| {
+            let ok = flag.load(Ordering::SeqCst) > 0 || ctx.task_id() == "mid";
+            async move {
+                if !ok {
+                    return Err(TaskError::new("not yet"));
+                }
+                Ok::<_, TaskError>(ctx.shared::<Vec<u8>>("load")?.len())
+            }
+        });
+        // `mid` completes in the first run; `late` fails there.
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("load", "load"))
+            .task(Task::new("mid", "use").depends_on(["load"]))
+            .task(Task::new("late", "use").depends_on(["mid"]));
+        let first = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(first.status, WorkflowStatus::Failed);
+        healthy.store(1, Ordering::SeqCst);
+        let second = engine.resume(&workflow, &first).await.expect("valid");
+        assert_eq!(
+            record(&second, "late").result,
+            Some(json!(3)),
+            "{:?}",
+            record(&second, "late").error
+        );
+        assert_eq!(second.status, WorkflowStatus::Completed);
     });
 }
 

@@ -28,7 +28,8 @@ use crate::{RunError, journaling, timer};
 ///
 /// A task whose output was a shared in-process value kept only its summary, so it runs
 /// again when a task that runs depends on it, directly or not (its dependents read the
-/// value); otherwise it is kept too.
+/// value); otherwise it is kept too. The tasks between the two run again as well, so that
+/// the one that runs starts after the value is there.
 pub(super) fn kept(
     workflow: &Workflow,
     plan: &Plan,
@@ -70,6 +71,19 @@ pub(super) fn kept(
             && records[index].is_some_and(|record| {
                 record.status == TaskStatus::Skipped || !(record.shared_output && needed[index])
             });
+    }
+    // A kept task between a task that runs again and one that runs (which may read the
+    // first's output) runs again too: restored, it would let that task start before
+    // its ancestor's output is there. (Its ancestors are all needed already. A
+    // dependency the workflow gained since is left to the rule above.)
+    for &index in plan.order() {
+        let index = index as usize;
+        if kept[index]
+            && needed[index]
+            && (plan.dependencies(index).iter()).any(|&d| !kept[d as usize] && ended(d))
+        {
+            kept[index] = false;
+        }
     }
     kept
 }
