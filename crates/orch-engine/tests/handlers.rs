@@ -274,27 +274,44 @@ fn shared_values_reach_every_descendant_unserialised_and_the_record_keeps_the_su
     });
 }
 
+/// Registers `load`, which shares a 3-byte value after `delay` (its runs counted in the
+/// first counter returned), and `use`, which gives the value's length and fails for
+/// every task but `passes` until the second counter returned is set.
+fn load_and_use_shared(
+    engine: &WorkflowEngine,
+    delay: Duration,
+    passes: &'static str,
+) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let loads = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&loads);
+    engine.register_handler("load", move |_ctx: TaskContext| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok::<_, TaskError>(Shared::new(vec![1u8, 2, 3]))
+        }
+    });
+    let healthy = Arc::new(AtomicUsize::new(0));
+    let flag = Arc::clone(&healthy);
+    engine.register_handler("use", move |ctx: TaskContext| {
+        let ok = flag.load(Ordering::SeqCst) > 0 || ctx.task_id() == passes;
+        async move {
+            if !ok {
+                return Err(TaskError::new("not yet"));
+            }
+            Ok::<_, TaskError>(ctx.shared::<Vec<u8>>("load")?.len())
+        }
+    });
+    (loads, healthy)
+}
+
 #[test]
 fn resuming_runs_a_shared_output_again_only_for_a_task_that_runs_and_needs_it() {
     runtime().block_on(async {
         let engine = WorkflowEngine::new();
-        let loads = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&loads);
-        engine.register_handler("load", move |_ctx: TaskContext| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, TaskError>(Shared::new(vec![1u8, 2, 3])) }
-        });
-        let healthy = Arc::new(AtomicUsize::new(0));
-        let flag = Arc::clone(&healthy);
-        engine.register_handler("use", move |ctx: TaskContext| {
-            let ok = flag.load(Ordering::SeqCst) > 0 || ctx.task_id() == "early";
-            async move {
-                if !ok {
-                    return Err(TaskError::new("not yet"));
-                }
-                Ok::<_, TaskError>(ctx.shared::<Vec<u8>>("load")?.len())
-            }
-        });
+        let (loads, healthy) = load_and_use_shared(&engine, Duration::ZERO, "early");
         // `early` completes in the first run; `late` fails there.
         let workflow = Workflow::new("w", "W")
             .task(Task::new("load", "load"))
@@ -333,21 +350,7 @@ fn a_resumed_task_waits_for_a_shared_output_run_again_behind_a_kept_task() {
             .max_concurrent(2)
             .build()
             .expect("valid");
-        engine.register_handler("load", |_ctx: TaskContext| async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok::<_, TaskError>(Shared::new(vec![1u8, 2, 3]))
-        });
-        let healthy = Arc::new(AtomicUsize::new(0));
-        let flag = Arc::clone(&healthy);
-        engine.register_handler("use", move |ctx: TaskContext| {
-            let ok = flag.load(Ordering::SeqCst) > 0 || ctx.task_id() == "mid";
-            async move {
-                if !ok {
-                    return Err(TaskError::new("not yet"));
-                }
-                Ok::<_, TaskError>(ctx.shared::<Vec<u8>>("load")?.len())
-            }
-        });
+        let (_, healthy) = load_and_use_shared(&engine, Duration::from_millis(20), "mid");
         // `mid` completes in the first run; `late` fails there.
         let workflow = Workflow::new("w", "W")
             .task(Task::new("load", "load"))
