@@ -366,6 +366,10 @@ impl TaskContext {
     /// (`token.cancelled().await` or `token.is_cancelled()`). A [`blocking`] handler, which
     /// the engine cannot interrupt, should watch it.
     ///
+    /// It is for watching. For a task without a timeout it is the run's own token, so
+    /// cancelling it cancels the whole run; to stop helper tasks of the handler's own,
+    /// give them a child token (`ctx.cancellation().child_token()`) and cancel that.
+    ///
     /// [`blocking`]: crate::blocking
     pub fn cancellation(&self) -> &CancellationToken {
         self.attempt_cancel.as_ref().unwrap_or(&self.run.cancel)

@@ -352,6 +352,9 @@ impl<'p> Scheduler<'p> {
         loop {
             self.start_held_instances(cx);
             while self.active < self.max_concurrent && !self.stopping && !self.publisher_behind() {
+                if self.cancelled_mid_pass() {
+                    break;
+                }
                 let Some(rank) = self.ready.pop() else {
                     break;
                 };

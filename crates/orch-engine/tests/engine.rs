@@ -746,6 +746,42 @@ fn a_timed_attempt_hears_its_runs_cancellation() {
     });
 }
 
+/// A handler stops helpers of its own through a child of its token; cancelling the token
+/// itself (a task without a timeout has the run's) cancels the run.
+#[test]
+fn a_handler_stops_its_helpers_with_a_child_token_and_the_run_with_its_own() {
+    let runtime = common::two_workers();
+    runtime.block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("helpers", |ctx: TaskContext| async move {
+            let helpers = ctx.cancellation().child_token();
+            let helper = tokio::spawn(helpers.clone().cancelled_owned());
+            helpers.cancel();
+            helper.await.map_err(|e| TaskError::new(e.to_string()))?;
+            Ok::<_, TaskError>(ctx.cancellation().is_cancelled())
+        });
+        engine.register_handler("stop", |ctx: TaskContext| async move {
+            ctx.cancellation().cancel();
+            Ok::<_, TaskError>(())
+        });
+        let two = |first: &str| {
+            Workflow::new("w", "W")
+                .task(Task::new("a", first))
+                .task(Task::new("b", "helpers").depends_on(["a"]))
+        };
+        let result = engine
+            .execute_workflow(&two("helpers"))
+            .await
+            .expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Completed);
+        assert_eq!(record(&result, "b").result, Some(json!(false)));
+
+        let result = engine.execute_workflow(&two("stop")).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        assert_eq!(record(&result, "b").status, TaskStatus::Cancelled);
+    });
+}
+
 #[test]
 fn one_engine_runs_workflows_concurrently() {
     let runtime = common::two_workers();

@@ -41,6 +41,17 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Whether the run was cancelled since its task was last polled (by a handler whose
+    /// first poll ran in this pass, or by another thread): then it stops starting tasks
+    /// at once, rather than at its next poll.
+    pub(super) fn cancelled_mid_pass(&mut self) -> bool {
+        let cancelled = self.shared.cancel.is_cancelled();
+        if cancelled {
+            self.stop_starting();
+        }
+        cancelled
+    }
+
     /// Cancels what is unfinished and assembles the result of run `run_id`.
     pub(super) fn finish(mut self, run_id: RunId) -> (WorkflowResult, Option<Announcer>) {
         let end_time = self.clock.now();
