@@ -216,8 +216,9 @@
 //! }
 //! ```
 //!
-//! (`$JS.API.STREAM.MSG.GET.ORCH_RESULTS` lets a worker that is given a task a second time
-//! find the result stored the first time, instead of running the task again; without
+//! (`$JS.API.STREAM.MSG.GET.ORCH_RESULTS` lets a worker that is given a task a second time,
+//! or a resumed run's task, find the result stored the first time, instead of running
+//! the task again; without
 //! it, such a task is handed back after a minute unrun, and ends as "worker lost". The
 //! `ORCH_CANCELS` subjects let it follow the stream of cancellations, and hear those
 //! sent while its connection was down.)

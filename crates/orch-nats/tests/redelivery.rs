@@ -53,7 +53,18 @@ async fn start_counting_worker(
     layout: Layout,
     calls: &Arc<AtomicU32>,
 ) -> CancellationToken {
+    start_counting_worker_of(server, layout, calls, 16).await
+}
+
+/// [`start_counting_worker`], running at most `concurrency` tasks at once.
+async fn start_counting_worker_of(
+    server: &NatsServer,
+    layout: Layout,
+    calls: &Arc<AtomicU32>,
+    concurrency: usize,
+) -> CancellationToken {
     let worker = Worker::builder()
+        .concurrency(concurrency)
         .layout(layout)
         .state(Arc::clone(calls))
         .handler("count", |ctx: TaskContext| async move {
@@ -492,6 +503,47 @@ async fn a_task_removed_without_a_result_while_its_coordinator_was_away_is_sent_
         Some((TaskStatus::Completed, Some(json!(1))))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    stop.cancel();
+}
+
+/// A coordinator that comes back on a run after the server's window for repeated
+/// message ids sends a still-queued attempt again as a new message: once the first one
+/// has run and stored its result, the second does not run (the worker looks for the
+/// stored result of a resumed task's attempt, whatever its delivery count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_sent_again_past_the_duplicate_window_does_not_run_twice() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let layout = || Layout {
+        duplicate_window: Duration::from_millis(500),
+        ..layout()
+    };
+    set_up_as_a_run_before(&server, layout()).await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    publish_task_of_a_gone_coordinator(&js, "r-away", None).await;
+    tokio::time::sleep(layout().duplicate_window * 3).await;
+
+    // The coordinator resumes the run, whose task had not ended, and sends it again.
+    let engine = coordinator(&server, layout()).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
+    // (What the earlier run left: the task not ended.)
+    let earlier = engine.run_with_id(&workflow, orch_core::RunId::parse("r-away").expect("an id"));
+    earlier.cancellation_token().cancel();
+    let earlier = earlier.await.expect("valid");
+    let run = engine.resume(&workflow, &earlier);
+    let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(60), run));
+    wait_for_task_messages(&js, 2).await;
+
+    // One worker, one task at a time: the first message runs, then the second.
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker_of(&server, layout(), &calls, 1).await;
+    let result = (run.await.expect("no panic"))
+        .expect("the run ended within a minute")
+        .expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    wait_for_task_messages(&js, 0).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the attempt ran twice");
     stop.cancel();
 }
 

@@ -77,9 +77,11 @@ pub(crate) async fn run(
         traceparent = task.traceparent.as_deref().unwrap_or(""),
     );
     async {
-        if delivered > 1 {
-            // A worker that stored the result and died before acknowledging the message
-            // leaves it to be delivered again: the stored result stands.
+        // A worker that stored the result and died before acknowledging the message
+        // leaves it to be delivered again; a coordinator that came back on the run past
+        // the server's window for repeated message ids sends an attempt still queued
+        // again, as a new message: either way the stored result stands.
+        if delivered > 1 || task.resumed {
             let look_up = look_up_result(&shared, &key, task.deadline_ms, &hand_back);
             match Box::pin(with_progress(&message, queue.progress_every, look_up)).await {
                 LookUp::NotStored => {}
@@ -301,7 +303,7 @@ async fn with_progress<T>(
     }
 }
 
-/// What the results stream says of an attempt delivered a second time.
+/// What the results stream says of an attempt delivered a second time (or sent again).
 enum LookUp {
     /// Its result is stored: the task does not run again.
     Stored,
