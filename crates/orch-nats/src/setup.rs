@@ -30,7 +30,8 @@ pub struct Layout {
     /// (The consumer is set up with one delivery more: the worker that gets it stores
     /// the "worker lost" result instead of running the task, so that the verdict waits on
     /// the results stream for a coordinator that was away when it was reached. Workers
-    /// go by the setting of the consumer as it is on the server.)
+    /// go by the setting of the consumer as it is on the server, and by its `ack_wait`;
+    /// a worker that sets up again a consumer deleted under it does so with those.)
     pub max_deliver: u32,
     /// How long results are kept on the results stream, and cancellations on theirs.
     /// Default one day.

@@ -578,6 +578,47 @@ async fn a_worker_sets_up_again_a_consumer_deleted_under_it() {
     stop.cancel();
 }
 
+/// A worker goes by the consumer's settings as it found them (its progress
+/// acknowledgements come every quarter of that `ack_wait`): one that sets the consumer
+/// up again sets it up with those, not with its own layout's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_set_up_again_by_a_worker_keeps_the_settings_the_worker_goes_by() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let made_with = Layout {
+        ack_wait: Duration::from_secs(2),
+        max_deliver: 3,
+        ..layout()
+    };
+    set_up_as_a_run_before(&server, made_with.clone()).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let stop = start_counting_worker(&server, layout(), &calls).await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let config = |consumer: jetstream::consumer::PullConsumer| {
+        let config = &consumer.cached_info().config;
+        (config.ack_wait, config.max_deliver)
+    };
+    let made = js
+        .get_consumer_from_stream("count", "ORCH_TASKS")
+        .await
+        .expect("the consumer");
+    let settings = config(made);
+    assert_eq!(settings, (Duration::from_secs(2), 4));
+    js.delete_consumer_from_stream("count", "ORCH_TASKS")
+        .await
+        .expect("deleted");
+    // The worker's pull request is refused, and it sets the consumer up again.
+    let again = loop {
+        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
+            break consumer;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(config(again), settings);
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_cancelled_before_its_coordinator_stopped_runs_when_the_run_comes_back() {
     let Some(server) = NatsServer::start() else {

@@ -138,9 +138,18 @@ pub(crate) async fn serve(
                     outstanding = None;
                     held.clear();
                     refusals.pause(&stop).await;
+                    // With the settings the worker goes by (its progress comes every
+                    // quarter of that `ack_wait`), not its layout's.
+                    let layout = crate::Layout {
+                        ack_wait: queue.ack_wait,
+                        max_deliver: (queue.deliveries_to_run)
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(shared.layout.max_deliver),
+                        ..shared.layout.clone()
+                    };
                     let ensured = stop.run_until_cancelled(setup::ensure_consumer(
                         &shared.js,
-                        &shared.layout,
+                        &layout,
                         &queue.task_type,
                     ));
                     if let Some(Err(error)) = ensured.await {
