@@ -56,8 +56,9 @@
 //!   path whose directory is missing or not writable, or a workflow with a task `config`
 //!   nested more than 123 levels deep, which the file could not hold, is refused with
 //!   exit 2 before any task runs; a result that still cannot take its name after the
-//!   run is kept beside it under a temporary name, which the error gives, with exit
-//!   2); `--metrics-addr HOST:PORT` serves Prometheus
+//!   run is kept beside it under a temporary name, or in the working directory (or the
+//!   temporary directory) as `orch-result-*.json` when a task took its place during the
+//!   run, which the error gives, with exit 2); `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged; 64 connections are answered at once, more wait, and one that
 //!   sends no request within 5 s is closed).

@@ -76,9 +76,42 @@ impl Target {
         let mut text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
         text.push('\n');
-        write_private(&self.path, &text)
-            .map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))
+        let beside = refuse_non_file(&self.path)
+            .and_then(|()| tempfile::NamedTempFile::new_in(dir_of(&self.path)));
+        let written = match beside {
+            Ok(file) => fill(file, &self.path, &text),
+            // A task took the name, or removed its directory, during the run.
+            Err(error) => keep_elsewhere(&text, error),
+        };
+        written.map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))
     }
+}
+
+/// Keeps `text`, which could not be written where it was to go for `error`, in a file of
+/// its own in the working directory (or, failing that, the temporary directory): what
+/// took a whole run to make is not lost. The error says where it is.
+fn keep_elsewhere(text: &str, error: std::io::Error) -> std::io::Result<()> {
+    let kept = [Path::new("."), &std::env::temp_dir()]
+        .into_iter()
+        .find_map(|dir| {
+            let mut file = tempfile::Builder::new()
+                .prefix("orch-result-")
+                .suffix(".json")
+                .tempfile_in(dir)
+                .ok()?;
+            std::io::Write::write_all(&mut file, text.as_bytes()).ok()?;
+            file.keep().ok().map(|(_, path)| path)
+        });
+    match kept {
+        Some(kept) => Err(kept_in(&error, &kept)),
+        None => Err(error),
+    }
+}
+
+/// `error`, saying that what was written is kept in `kept`.
+fn kept_in(error: &std::io::Error, kept: &Path) -> std::io::Error {
+    let said = format!("{error}; what was written is kept in {}", kept.display());
+    std::io::Error::new(error.kind(), said)
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory, readable by
@@ -94,12 +127,18 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// Refuses a `path` that is there and is not a file (symbolic links followed): a
 /// directory, which the rename could not replace (it would fail only after writing), or
 /// anything else, which it would. Refuses too a path that can only name a directory,
-/// there or not: `out/` (and `file.json/`, which names nothing), `..`, `/`; the rename
+/// there or not: `out/` (and `file.json/`, which names nothing), `out/.`, `..`, `/`; the rename
 /// would fail only after writing, leaving the file under its temporary name.
 fn refuse_non_file(path: &Path) -> std::io::Result<()> {
     let refused = |why| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
+    // The last part as written (`Path::file_name` reads past a final `.`): empty, `.`
+    // or `..` names a directory.
     let text = path.as_os_str().to_string_lossy();
-    let names_a_directory = text.ends_with(std::path::is_separator) || path.file_name().is_none();
+    let last = text
+        .rsplit(std::path::is_separator)
+        .next()
+        .unwrap_or_default();
+    let names_a_directory = matches!(last, "" | "." | "..");
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => refused("it is a directory"),
         Ok(meta) if !meta.is_file() => refused(
@@ -128,10 +167,7 @@ fn fill(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> std::io::
     };
     let error = refused.error;
     match refused.file.keep() {
-        Ok((_, kept)) => Err(std::io::Error::new(
-            error.kind(),
-            format!("{error}; what was written is kept in {}", kept.display()),
-        )),
+        Ok((_, kept)) => Err(kept_in(&error, &kept)),
         Err(_) => Err(error),
     }
 }

@@ -28,6 +28,8 @@ fn an_unwritable_result_file_stops_the_run_before_any_task_runs() {
         "no/such/dir/r.json",
         "newdir/",
         "afile.json/",
+        "newdir/.",
+        "afile.json/.",
         "..",
         "fifo",
         "w.yaml",
@@ -292,6 +294,33 @@ fn a_result_that_cannot_take_its_name_is_kept_and_found() {
     assert_eq!(written["tasks"]["a"]["result"], "kept");
 }
 
+/// A result whose name a task took (or whose directory a task removed) during the run is
+/// kept under a temporary name in the working directory, and the error says where.
+#[test]
+fn a_result_whose_place_a_task_took_is_kept_and_found() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { program: mkdir, args: [r.json] } }\n  b: { task_type: command, config: { program: rm, args: [-r, out] } }\n",
+    );
+    std::fs::create_dir(dir.join("out")).expect("a directory");
+    for output in ["r.json", "out/r.json"] {
+        let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", output]));
+        assert_eq!(code, Some(2), "{output}: {stdout}{stderr}");
+        let (_, kept) = stderr
+            .split_once("what was written is kept in ")
+            .unwrap_or_else(|| panic!("{output}: {stderr}"));
+        let kept = std::path::Path::new(kept.lines().next().unwrap_or_default());
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(kept)).expect("kept"))
+                .expect("JSON");
+        assert_eq!(written["tasks"]["a"]["status"], "completed", "{output}");
+        std::fs::remove_file(dir.path().join(kept)).expect("removed");
+        let _ = std::fs::remove_dir(dir.join("r.json"));
+        std::fs::create_dir_all(dir.join("out")).expect("a directory");
+    }
+}
+
 /// `orch report r.json -o DIR` is refused before anything is written: it once wrote the
 /// page beside the directory, failed to rename it onto it, and left the page behind
 /// under a temporary name.
@@ -320,7 +349,7 @@ fn report_to_a_name_ending_in_a_slash_is_refused_and_leaves_nothing_behind() {
     let ran = ran_one_task();
     let dir = Dir::new();
     std::fs::copy(ran.join("r.json"), dir.join("r.json")).expect("copied");
-    for output in ["name/", "m.json/", "r.json/"] {
+    for output in ["name/", "m.json/", "r.json/", "name/.", "r.json/."] {
         let (code, _, stderr) = parts(&run_in(&dir, &["report", "r.json", "-o", output]));
         assert_eq!(code, Some(2), "{output}: {stderr}");
         assert!(stderr.contains("names a directory"), "{output}: {stderr}");
