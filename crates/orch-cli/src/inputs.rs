@@ -45,12 +45,21 @@ impl InputsRoot {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
-        for (id, value) in inputs {
-            let text = serde_json::to_string(value)?;
-            write_private(&dir.join(format!("{}.json", file_name(id))), &text)?;
-        }
-        if let Some(item) = item {
-            write_private(&dir.join(ITEM_FILE), item)?;
+        let written = (|| {
+            for (id, value) in inputs {
+                let text = serde_json::to_string(value)?;
+                write_private(&dir.join(format!("{}.json", file_name(id))), &text)?;
+            }
+            match item {
+                Some(item) => write_private(&dir.join(ITEM_FILE), item),
+                None => Ok(()),
+            }
+        })();
+        // A write that failed (a full disk, say) leaves none of the attempt's files: the
+        // attempt does not run, and nothing else would remove them before the run ends.
+        if let Err(error) = written {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(error);
         }
         Ok(dir)
     }
@@ -119,6 +128,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn inputs_written_before_a_write_fails_are_removed() {
+        let root = InputsRoot::create().expect("temp dir");
+        let value = json!(1);
+        // The second file cannot be written: a directory has its name.
+        let dir = root.path().join(file_name("run/1/t"));
+        std::fs::create_dir_all(dir.join("b.json")).expect("in the way");
+        let inputs = [("a".into(), &value), ("b".into(), &value)];
+        root.write("run/1/t", &inputs, None)
+            .expect_err("b.json is a directory");
+        assert!(!dir.exists(), "the attempt's files were left behind");
+    }
 
     #[test]
     fn inputs_are_private_files_removed_with_the_run() {
