@@ -156,7 +156,10 @@
 //!
 //! Each command runs in a process group of its own. When it exits, times out (the task's
 //! `timeout`), is cancelled, or writes past its limit, the whole group is killed, so
-//! nothing it started outlives its task. A process that left the group (`setsid`) is not
+//! nothing it started outlives its task. Only orch itself kills the group: orch killed
+//! outright (SIGKILL, the out-of-memory killer) leaves its running commands running, and
+//! a `--resume` of that run, or another worker given the task, starts them again beside
+//! them. A process that left the group (`setsid`) is not
 //! killed; if it holds the command's output open, the task ends about 1 s after the
 //! command, with the output read by then. A cancelled command gets SIGTERM, then SIGKILL
 //! after 2 s; the last lines it wrote to standard error meanwhile end the task's error.
