@@ -181,11 +181,17 @@ pub(crate) fn serve(listener: TcpListener, live: Arc<Live>) -> tokio::task::Join
     })
 }
 
+/// Whether `head` holds a whole request head: an empty line, after `\r\n` or after a bare
+/// `\n` (which HTTP lets a server take as a line's end).
+fn head_ended(head: &[u8]) -> bool {
+    head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
+}
+
 async fn respond(mut stream: TcpStream, live: &Live) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+        while !head_ended(&head) && head.len() < MAX_HEAD {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
                 break;

@@ -12,8 +12,16 @@ use common::{Dir, orch, wait_for};
 
 /// `GET path` on `addr`; the status line and the body.
 fn get(addr: &str, path: &str) -> (String, String) {
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    )
+}
+
+/// Sends `head` to `addr`; the status line and the body of the answer.
+fn request(addr: &str, head: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).expect("connected");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("sent");
+    stream.write_all(head.as_bytes()).expect("sent");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("an answer");
     let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
@@ -121,6 +129,9 @@ fn metrics_are_served_over_http_while_the_run_lasts() {
     }
     let (status, _) = get(&addr, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+    // Lines may end in a bare line feed (as HTTP lets a server accept).
+    let (status, _) = request(&addr, "GET /metrics HTTP/1.1\nHost: orch\n\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
 
     std::fs::write(dir.join("go"), "").expect("released");
     let status = child.wait().expect("orch ends");
