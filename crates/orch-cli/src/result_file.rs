@@ -76,9 +76,7 @@ impl Target {
         let mut text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
         text.push('\n');
-        let beside = refuse_non_file(&self.path)
-            .and_then(|()| tempfile::NamedTempFile::new_in(dir_of(&self.path)));
-        let written = match beside {
+        let written = match file_beside(&self.path) {
             Ok(file) => fill(file, &self.path, &text),
             // A task took the name, or removed its directory, during the run.
             Err(error) => keep_elsewhere(&text, error),
@@ -120,8 +118,14 @@ fn kept_in(error: &std::io::Error, kept: &Path) -> std::io::Error {
 /// [`refuse_non_file`]): a directory (`out/` too), which the rename could not replace, or
 /// a device such as `/dev/null`, a pipe, a socket, which it would replace with a file.
 pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    fill(file_beside(path)?, path, text)
+}
+
+/// A temporary file beside `path` (private to its owner), once [`refuse_non_file`] let
+/// `path` through.
+fn file_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     refuse_non_file(path)?;
-    fill(tempfile::NamedTempFile::new_in(dir_of(path))?, path, text)
+    tempfile::NamedTempFile::new_in(dir_of(path))
 }
 
 /// Refuses a `path` that is there and is not a file (symbolic links followed): a
