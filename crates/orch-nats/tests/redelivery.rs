@@ -321,16 +321,22 @@ async fn set_up_as_a_run_before(server: &NatsServer, layout: Layout) {
     drop(worker);
 }
 
+/// The `count` consumer, once there is one.
+async fn count_consumer(js: &jetstream::Context) -> jetstream::consumer::PullConsumer {
+    for _ in 0..3000 {
+        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
+            return consumer;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no consumer `count` within 30 s");
+}
+
 /// Takes one task message from the `count` consumer (once there is one), as a worker
 /// would, and leaves it unacknowledged.
 async fn take_one_task(js: &jetstream::Context) -> jetstream::Message {
     use futures_util::StreamExt;
-    let consumer: jetstream::consumer::PullConsumer = loop {
-        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
-            break consumer;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let consumer = count_consumer(js).await;
     let mut batch = consumer
         .fetch()
         .max_messages(1)
@@ -599,23 +605,13 @@ async fn a_consumer_set_up_again_by_a_worker_keeps_the_settings_the_worker_goes_
         let config = &consumer.cached_info().config;
         (config.ack_wait, config.max_deliver)
     };
-    let made = js
-        .get_consumer_from_stream("count", "ORCH_TASKS")
-        .await
-        .expect("the consumer");
-    let settings = config(made);
+    let settings = config(count_consumer(&js).await);
     assert_eq!(settings, (Duration::from_secs(2), 4));
     js.delete_consumer_from_stream("count", "ORCH_TASKS")
         .await
         .expect("deleted");
     // The worker's pull request is refused, and it sets the consumer up again.
-    let again = loop {
-        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
-            break consumer;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(config(again), settings);
+    assert_eq!(config(count_consumer(&js).await), settings);
     stop.cancel();
 }
 
@@ -692,12 +688,7 @@ async fn a_task_out_of_deliveries_with_no_worker_left_to_say_so_fails_as_worker_
 /// Takes `count` task messages, one at a time, and never acknowledges them, as workers
 /// that die as soon as they get a task would; runs until aborted.
 async fn take_tasks_and_die(js: &jetstream::Context) -> tokio::task::JoinHandle<()> {
-    let consumer: jetstream::consumer::PullConsumer = loop {
-        if let Ok(consumer) = js.get_consumer_from_stream("count", "ORCH_TASKS").await {
-            break consumer;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let consumer = count_consumer(js).await;
     tokio::spawn(async move {
         use futures_util::StreamExt;
         loop {
