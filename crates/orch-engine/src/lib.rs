@@ -223,9 +223,10 @@
 //!
 //! Such a task runs again when a task that runs on resume depends on it, directly or
 //! not (its dependents need the value), and so do the completed tasks between the two;
-//! otherwise it stays restored with the summary or reason as its result. A workflow whose completed tasks changed since the run was
-//! recorded (type, configuration, dependencies, trigger rule or map) is refused with an
-//! error saying what changed ([`RunError::Journal`]).
+//! otherwise it stays restored with the summary or reason as its result. A workflow
+//! whose completed tasks changed since the run was recorded (type, configuration,
+//! dependencies, trigger rule or map) is refused with an error saying what changed
+//! ([`RunError::Journal`]).
 //!
 //! # Cancellation
 //!

@@ -313,8 +313,8 @@ enum LookUp {
     Unanswered(AckKind),
 }
 
-/// How long a worker keeps asking whether a task delivered again has a stored result
-/// before it hands the task back.
+/// How long a worker keeps asking whether a task delivered again (or a resumed run's
+/// task) has a stored result before it hands the task back.
 const LOOK_UP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Asks the results stream whether attempt `key` has a stored result, again and again
@@ -350,15 +350,15 @@ async fn look_up_result(
         if started.elapsed() >= LOOK_UP_PATIENCE {
             tracing::error!(
                 results_stream = shared.names.results_stream(),
-                "the server did not say within {LOOK_UP_PATIENCE:?} whether the result of \
-                 this task, delivered again, is stored (may this worker read the results \
-                 stream?); handing the task back rather than risk running it twice"
+                "the server did not say within {LOOK_UP_PATIENCE:?} whether this attempt's \
+                 result is stored already (may this worker read the results stream?); \
+                 handing the task back rather than risk running it twice"
             );
             return LookUp::Unanswered(AckKind::Nak(None));
         }
         tracing::warn!(
-            "cannot ask the server whether the result of this task, delivered again, is \
-             stored; asking again before running it"
+            "cannot ask the server whether this attempt's result is stored already; asking \
+             again before running it"
         );
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
