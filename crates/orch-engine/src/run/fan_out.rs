@@ -203,6 +203,8 @@ impl Scheduler<'_> {
             return;
         }
         for index in std::mem::take(&mut self.held) {
+            // One started before it may have cancelled the run (then this one ends).
+            self.cancelled_mid_pass();
             self.start_attempt(index as usize, cx);
         }
     }

@@ -46,7 +46,7 @@ impl Scheduler<'_> {
     /// at once, rather than at its next poll.
     pub(super) fn cancelled_mid_pass(&mut self) -> bool {
         let cancelled = self.shared.cancel.is_cancelled();
-        if cancelled {
+        if cancelled && !self.stopping {
             self.stop_starting();
         }
         cancelled

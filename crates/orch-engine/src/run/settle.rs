@@ -96,6 +96,9 @@ impl Scheduler<'_> {
             if self.publisher_behind() && !self.stopping {
                 return self.held.push(index as u32);
             }
+            // A sibling's first poll may have cancelled the run in this pass (the start
+            // loop's check does not run while every slot is taken).
+            self.cancelled_mid_pass();
             return self.start_attempt(index, cx);
         }
         if !self.stopping {
