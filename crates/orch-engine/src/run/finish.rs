@@ -85,7 +85,7 @@ impl Scheduler<'_> {
         // Tasks skipped by a handler's choice, a branch or a rule do not fail the
         // workflow; tasks skipped after a failure come with that failure. A failure
         // handled by a task whose rule reacts to failures does not fail it either.
-        let status = if cancelled || self.stopping {
+        let status = if cancelled {
             WorkflowStatus::Cancelled
         } else if failed {
             WorkflowStatus::Failed
