@@ -204,8 +204,9 @@ impl Recorder {
             } else {
                 record.attempts.saturating_sub(1)
             };
-            for _ in 0..retries {
-                self.count(task_type, Outcome::Retried, None);
+            if retries > 0 {
+                // At once: the count comes from the record, however large.
+                self.count_with(task_type, Outcome::Retried, u64::from(retries), None);
             }
             let outcome = match record.status {
                 TaskStatus::Completed => Outcome::Completed,
@@ -240,13 +241,24 @@ impl Recorder {
     }
 
     fn count(&self, task_type: &str, outcome: Outcome, duration: Option<Duration>) {
+        self.count_with(task_type, outcome, 1, duration);
+    }
+
+    fn count_with(
+        &self,
+        task_type: &str,
+        outcome: Outcome,
+        times: u64,
+        duration: Option<Duration>,
+    ) {
         {
             let mut by_type = self.lock();
             let stats = match by_type.get_mut(task_type) {
                 Some(stats) => stats,
                 None => by_type.entry(task_type.to_owned()).or_default(),
             };
-            *outcome.counter(stats) += 1;
+            let counter = outcome.counter(stats);
+            *counter = counter.saturating_add(times);
             if let Some(duration) = duration {
                 stats.durations.record(duration);
             }
@@ -257,7 +269,7 @@ impl Recorder {
                 ("task_type", task_type.to_owned()),
                 ("outcome", outcome.name().to_owned()),
             ];
-            metrics::counter!("orch_tasks_total", &labels).increment(1);
+            metrics::counter!("orch_tasks_total", &labels).increment(times);
             if let Some(duration) = duration {
                 let labels = [("task_type", task_type.to_owned())];
                 metrics::histogram!("orch_task_duration_seconds", &labels)

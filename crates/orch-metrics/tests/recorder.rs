@@ -114,6 +114,27 @@ fn whole_results_can_be_recorded() {
     assert_eq!(recorder.task_type("store").expect("seen").skipped, 1);
 }
 
+/// A record read back from a file may claim any number of attempts: its retries are
+/// counted at once, not one by one.
+#[test]
+fn a_record_of_billions_of_attempts_is_counted_at_once() {
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "fetch"));
+    let record = TaskRecord {
+        status: TaskStatus::Completed,
+        attempts: u32::MAX,
+        ..TaskRecord::default()
+    };
+    let at = SystemTime::UNIX_EPOCH;
+    let tasks = TaskRecords::for_workflow(&workflow, vec![record]).expect("one per task");
+    let result = completed_run(&orch_core::RunId::new(), (at, at), tasks);
+    let recorder = Recorder::new();
+    recorder.record_result_with(&result, &workflow);
+    recorder.record_result_with(&result, &workflow);
+    let fetch = recorder.task_type("fetch").expect("seen");
+    let retries = u64::from(u32::MAX - 1);
+    assert_eq!((fetch.started, fetch.retried), (2, 2 * retries));
+}
+
 #[cfg(feature = "metrics-facade")]
 #[test]
 fn the_metrics_facade_sees_counters_and_histograms() {
