@@ -19,6 +19,8 @@ mod first_key;
 mod rules;
 
 use first_key::{FirstKey, Key};
+#[cfg(feature = "yaml")]
+pub(crate) use rules::MAX_NESTING;
 pub(crate) use rules::Rules;
 
 /// The key under which the `toml` crate hands a datetime to a visitor, as a one-entry map.

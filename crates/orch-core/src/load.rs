@@ -104,8 +104,9 @@ impl Workflow {
     ///
     /// Anchors and aliases may be used, within a limit on what the document expands to
     /// (see [`LoadError::ExpansionLimit`]). Numbers must be finite: `.nan` and `.inf`
-    /// are errors. Flow collections (`[..]`, `{..}`) may nest at most 128 deep: deeper
-    /// ones are refused before the document is parsed, since parsing them takes time that
+    /// are errors. Collections may nest at most 127 deep, the workflow itself counting
+    /// as the first level (as in JSON); flow collections (`[..]`, `{..}`) nested deeper
+    /// are refused before the document is parsed, since parsing them takes time that
     /// grows with the square of their depth. Merge keys (`<<: *defaults`) are refused, with
     /// their place: write the keys out. Both checks read the document with a YAML 1.2
     /// parser, which stops at some text the YAML reader accepts (a comment with no space
@@ -187,7 +188,7 @@ impl Workflow {
     ///
     /// Datetimes reach the task's config as RFC 3339 text (`1979-05-27T07:32:00Z`, or the
     /// local date or time as written). Numbers must be finite: `nan` and `inf` are errors.
-    /// Tables and arrays may nest at most 128 deep, the workflow itself counting as one
+    /// Tables and arrays may nest at most 127 deep, the workflow itself counting as one
     /// (each part of a dotted key, `a.b.c = 1`, opens a table): deeper ones are an error
     /// naming their place. Needs the `toml` feature (on by default).
     #[cfg(feature = "toml")]

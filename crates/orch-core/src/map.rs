@@ -25,16 +25,16 @@ use crate::compile::json_kind;
 /// ```
 /// use orch_core::Workflow;
 ///
-/// let workflow = Workflow::from_toml(r#"
-/// workflow_id = "w"
-/// name = "W"
-/// [tasks.list]
-/// task_type = "list"
-/// [tasks.square]
-/// task_type = "square"
-/// dependencies = ["list"]
-/// map = { over = "list", max_instances = 100 }
-/// "#)?;
+/// let workflow = Workflow::from_json(r#"{
+///     "workflow_id": "w", "name": "W",
+///     "tasks": {
+///         "list": {"task_type": "list"},
+///         "square": {
+///             "task_type": "square", "dependencies": ["list"],
+///             "map": {"over": "list", "max_instances": 100}
+///         }
+///     }
+/// }"#)?;
 /// let map = workflow.get("square").and_then(|t| t.map.as_ref()).expect("a map");
 /// assert_eq!(map.over, "list");
 /// assert_eq!(map.max_instances, Some(100));

@@ -20,8 +20,9 @@
 
 use saphyr_parser::{Event, Parser};
 
-/// The deepest nesting of flow collections a workflow file may use.
-pub(crate) const MAX_DEPTH: usize = 128;
+/// The deepest nesting of flow collections a workflow file may use (collections of
+/// both kinds are bounded alike while the document is read).
+pub(crate) const MAX_DEPTH: usize = crate::guard::MAX_NESTING;
 
 /// What a check of a YAML document, made before the YAML parser reads it, found.
 #[derive(Debug, PartialEq, Eq)]
@@ -250,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_syntax_error_with_little_nesting_past_it_is_left_to_the_yaml_parser() {
-        // With `{k: 1}`, open where saphyr-parser stops, 128 levels at most.
+        // With `{k: 1}`, open where saphyr-parser stops, `MAX_DEPTH` levels at most.
         let within = format!("d: {}\n", "[1], ".repeat(MAX_DEPTH - 1));
         for text in [
             format!("{LAX}y: [1, {{z: 'it''s'}}]\nn: Bob's\n"),
@@ -258,7 +259,7 @@ mod tests {
         ] {
             assert_eq!(too_deep(&text), None, "{text}");
         }
-        // One more collection open where it stops: 129.
+        // One more collection open where it stops: one level too many.
         let past = format!("a: [\n  {LAX}{within}");
         assert_eq!(too_deep(&past), unreadable_at_lax(&past));
     }

@@ -133,8 +133,8 @@ fn yaml_nested_a_hundred_thousand_levels_deep_is_refused_at_the_level_past_the_l
     // before it runs, 10^5 levels (200 kB) keep it busy for minutes.
     let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let (line, column, message) = parse_error(Workflow::from_yaml(&text));
-    assert_eq!((line, column), (Some(1), Some(129)));
-    assert!(message.contains("nested deeper than 128"), "{message}");
+    assert_eq!((line, column), (Some(1), Some(128)));
+    assert!(message.contains("nested deeper than 127"), "{message}");
 }
 
 /// The line, column and message of `read`'s error, which must be a parse error.
@@ -161,7 +161,7 @@ fn yaml_nesting_past_a_comment_only_the_yaml_reader_accepts_is_refused() {
     assert_eq!((line, column), (Some(2), Some(10)), "{message}");
     assert!(
         message.starts_with("comments must be separated")
-            && message.contains("nested deeper than 128"),
+            && message.contains("nested deeper than 127"),
         "{message}"
     );
 }
@@ -206,7 +206,7 @@ fn toml_nested_thousands_deep_through_dotted_keys_is_refused_at_its_line() {
         }) => {
             assert_eq!(line, Some(5), "{message}");
             assert!(field.starts_with("tasks.a.config"), "{field}");
-            assert!(message.contains("nested deeper than 128"), "{message}");
+            assert!(message.contains("nested deeper than 127"), "{message}");
         }
         other => panic!("expected a parse error, got {other:?}"),
     }
@@ -215,20 +215,63 @@ fn toml_nested_thousands_deep_through_dotted_keys_is_refused_at_its_line() {
 #[test]
 #[cfg(feature = "toml")]
 fn toml_nested_to_the_limit_is_read_and_one_level_more_is_refused() {
-    // The workflow, `tasks` and `a` are 3 levels; `config`, 5 tables of 25 levels each
-    // (the table and the 24 its dotted key opens inside it), 125 more: 128 in all.
-    let text = toml_dotted_nesting(5, 25);
+    // The workflow, `tasks` and `a` are 3 levels; `config`, 2 tables of 62 levels each
+    // (the table and the 61 its dotted key opens inside it), 124 more: 127 in all.
+    let text = toml_dotted_nesting(2, 62);
     let workflow = on_small_stack(move || Workflow::from_toml(&text)).expect("within the limit");
     assert_eq!(workflow.len(), 1);
     // A datetime there is a value, not one level more.
-    let text = toml_dotted_nesting(5, 25).replace("= 1}", "= 1979-05-27T07:32:00Z}");
+    let text = toml_dotted_nesting(2, 62).replace("= 1}", "= 1979-05-27T07:32:00Z}");
     let workflow = on_small_stack(move || Workflow::from_toml(&text)).expect("a datetime");
     assert_eq!(workflow.len(), 1);
-    // 3 + 2 * 63: 129.
-    let text = toml_dotted_nesting(2, 63);
+    // 3 + 5 * 25: 128.
+    let text = toml_dotted_nesting(5, 25);
     let error = on_small_stack(move || Workflow::from_toml(&text)).expect_err("too deep");
     assert!(
-        error.to_string().contains("nested deeper than 128 levels"),
+        error.to_string().contains("nested deeper than 127 levels"),
         "{error}"
     );
+}
+
+/// A workflow whose task `a` has config `{"k": [[...]]}`, `levels` deep in all (the
+/// workflow, `tasks`, `a`, `config` and its arrays), in `format`.
+fn nested_config(format: &str, levels: usize) -> String {
+    let arrays = levels - 4;
+    let value = format!("{}{}", "[".repeat(arrays), "]".repeat(arrays));
+    match format {
+        "json" => format!(
+            r#"{{"workflow_id": "w", "tasks": {{"a": {{"task_type": "t", "config": {{"k": {value}}}}}}}}}"#
+        ),
+        _ => {
+            format!("workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config: {{k: {value}}}\n")
+        }
+    }
+}
+
+/// YAML nests as deep as JSON does, counting block collections too: a workflow read
+/// from YAML can be written as JSON and read back.
+#[test]
+#[cfg(feature = "yaml")]
+fn yaml_nests_as_deep_as_json_block_collections_included() {
+    for levels in [127, 128] {
+        let json = Workflow::from_json(&nested_config("json", levels));
+        let yaml = Workflow::from_yaml(&nested_config("yaml", levels));
+        assert_eq!(
+            json.is_ok(),
+            levels == 127,
+            "{levels} levels in JSON: {json:?}"
+        );
+        assert_eq!(
+            yaml.is_ok(),
+            levels == 127,
+            "{levels} levels in YAML: {yaml:?}"
+        );
+        if let Ok(workflow) = yaml {
+            let written = serde_json::to_string(&workflow).expect("written");
+            assert_eq!(Workflow::from_json(&written).expect("read back"), workflow);
+        }
+    }
+    let (line, _, message) = parse_error(Workflow::from_yaml(&nested_config("yaml", 128)));
+    assert_eq!(line, Some(5), "{message}");
+    assert!(message.contains("nested deeper than 127"), "{message}");
 }

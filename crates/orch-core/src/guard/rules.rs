@@ -1,5 +1,5 @@
 //! [`Rules`]: what a document read through [`Guarded`](super::Guarded) may do (its
-//! budget for what YAML aliases expand to, how deeply a TOML document nests), and how
+//! budget for what YAML aliases expand to, how deeply it nests), and how
 //! much of it is left.
 
 use std::cell::{Cell, RefCell};
@@ -12,13 +12,13 @@ use serde::de;
 /// bounds memory rather than a count.
 pub(crate) const VALUE_UNITS: u64 = 8;
 
-/// The deepest a TOML document may nest tables and arrays, the workflow itself counting
-/// as the first level: as deep as JSON and YAML files may nest. The TOML parser's own
-/// limit counts only brackets and braces, while each part of a dotted key (`a.b.c = 1`)
-/// opens a table too, so a small file can nest thousands deep, and reading a value
-/// recurses once per level.
-#[cfg(feature = "toml")]
-pub(crate) const MAX_TOML_DEPTH: usize = 128;
+/// The deepest a workflow file may nest lists and maps (tables and arrays), the workflow
+/// itself counting as the first level: as deep as the JSON reader reads, so that a
+/// workflow read from YAML or TOML can be written as JSON and read back. In TOML each
+/// part of a dotted key (`a.b.c = 1`) opens a table too, so a small file could nest
+/// thousands deep (the TOML parser's own limit counts only brackets and braces), and
+/// reading a value recurses once per level.
+pub(crate) const MAX_NESTING: usize = 127;
 
 /// What a document may do, and how much of its budget is left.
 pub(crate) struct Rules {
@@ -27,7 +27,7 @@ pub(crate) struct Rules {
     limit: u64,
     spent: Cell<u64>,
     pub(super) toml_datetimes: bool,
-    /// The most tables and arrays open at once (`usize::MAX`: no bound here).
+    /// The most tables and arrays open at once.
     max_depth: usize,
     /// How many are open now.
     depth: Cell<usize>,
@@ -45,23 +45,23 @@ impl Rules {
             limit,
             spent: Cell::new(0),
             toml_datetimes: false,
-            // Bounded before and by the YAML parser: flow collections by
-            // `yaml_depth::too_deep`, all of them by the parser's own limit.
-            max_depth: usize::MAX,
+            // Flow collections are bounded before the YAML parser reads them too
+            // (`yaml_depth::too_deep`); the parser's own limit is one level deeper.
+            max_depth: MAX_NESTING,
             depth: Cell::new(0),
             refused_key: RefCell::new(None),
         }
     }
 
     /// TOML: datetimes become text; no budget (TOML has no aliases); tables and arrays
-    /// nested at most [`MAX_TOML_DEPTH`] deep.
+    /// nested at most [`MAX_NESTING`] deep.
     #[cfg(feature = "toml")]
     pub(crate) fn toml() -> Self {
         Self {
             limit: u64::MAX,
             spent: Cell::new(0),
             toml_datetimes: true,
-            max_depth: MAX_TOML_DEPTH,
+            max_depth: MAX_NESTING,
             depth: Cell::new(0),
             refused_key: RefCell::new(None),
         }
