@@ -19,18 +19,23 @@ use crate::{JournalError, LoadedRun, OpenRun, RunWriter, WorkflowChanges, line};
 #[derive(Debug)]
 pub struct RunLines {
     next_seq: u64,
-    /// The definition [`RunLines::redefine`] took, until a batch carries it.
-    redefined: Option<Definition>,
+    /// The definition of the workflow the run goes on with: records of other tasks are
+    /// refused.
+    definition: Definition,
+    /// Whether [`RunLines::redefine`] changed that definition and no batch carried it yet.
+    redefined: bool,
 }
 
 impl RunLines {
     /// Starts the journal of a new run `run` of `workflow`: its first batch (the head).
     pub fn start(run: &RunId, workflow: &Workflow) -> Result<(Self, Vec<u8>), JournalError> {
         let mut buf = Vec::new();
-        line::write_head(&mut buf, run, &Definition::of(workflow), SystemTime::now())?;
+        let definition = Definition::of(workflow);
+        line::write_head(&mut buf, run, &definition, SystemTime::now())?;
         let lines = Self {
             next_seq: 1,
-            redefined: None,
+            definition,
+            redefined: false,
         };
         Ok((lines, buf))
     }
@@ -39,20 +44,20 @@ impl RunLines {
     /// where it is kept, for errors. Returns the run and the lines that continue it.
     pub fn read(run: &RunId, at: &str, bytes: &[u8]) -> Result<(LoadedRun, Self), JournalError> {
         let read = read_lines(Path::new(at), run, bytes)?;
-        Ok((
-            read.run,
-            Self {
-                next_seq: read.next_seq,
-                redefined: None,
-            },
-        ))
+        let lines = Self {
+            next_seq: read.next_seq,
+            definition: read.run.definition.clone(),
+            redefined: false,
+        };
+        Ok((read.run, lines))
     }
 
     /// Takes note that the run goes on with `workflow`, changed since: the next batch
     /// records it first, so that a run stopped before that batch keeps its definition
     /// (and reopening it reports the same changes).
     pub fn redefine(&mut self, workflow: &Workflow) {
-        self.redefined = Some(Definition::of(workflow));
+        self.definition = Definition::of(workflow);
+        self.redefined = true;
     }
 
     /// A batch of the lines `write` makes (given the first sequence number; it returns
@@ -64,17 +69,19 @@ impl RunLines {
     ) -> Result<Vec<u8>, JournalError> {
         let mut buf = Vec::new();
         let seq = self.next_seq;
-        let lines = match &self.redefined {
-            Some(definition) => line::write_redefined(&mut buf, seq, definition, write)?,
-            None => write(&mut buf, seq)?,
+        let lines = match self.redefined {
+            true => line::write_redefined(&mut buf, seq, &self.definition, write)?,
+            false => write(&mut buf, seq)?,
         };
         self.next_seq = seq + lines;
-        self.redefined = None;
+        self.redefined = false;
         Ok(buf)
     }
 
-    /// The batch that records `records`.
+    /// The batch that records `records`; [`JournalError::InvalidRecord`] for a record of
+    /// a task the run's workflow does not have (nor a map task it is an instance of).
     pub fn tasks(&mut self, records: &[(&TaskId, &TaskRecord)]) -> Result<Vec<u8>, JournalError> {
+        self.definition.refuse_foreign(records)?;
         self.batch(|buf, seq| {
             for (i, (id, record)) in records.iter().enumerate() {
                 line::write_task(buf, seq + i as u64, id, record)?;

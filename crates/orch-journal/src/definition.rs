@@ -4,7 +4,9 @@
 use std::fmt;
 
 use indexmap::IndexMap;
-use orch_core::{MapSpec, Task, TaskId, TriggerRule, Workflow};
+use orch_core::{MapSpec, Task, TaskId, TaskRecord, TriggerRule, Workflow};
+
+use crate::JournalError;
 use serde_json::Value;
 
 /// A workflow's id, name and one fingerprint per task, in the workflow's order.
@@ -35,8 +37,16 @@ impl Definition {
     /// Whether a record of `id` belongs to the run: a task of this definition, or an
     /// instance (`task[i]`) of one of them (a map task's).
     pub(crate) fn has_record_for(&self, id: &str) -> bool {
-        self.tasks.contains_key(id)
-            || MapSpec::parse_instance_id(id).is_some_and(|(task, _)| self.tasks.contains_key(task))
+        is_record_of(id, |task| self.tasks.contains_key(task))
+    }
+
+    /// Refuses `records` if one is of no task of this definition (see
+    /// [`refuse_foreign_records`]).
+    pub(crate) fn refuse_foreign(
+        &self,
+        records: &[(&TaskId, &TaskRecord)],
+    ) -> Result<(), JournalError> {
+        refuse_foreign_records(records, |task| self.tasks.contains_key(task))
     }
 
     /// How `current` differs from this (recorded) definition.
@@ -56,6 +66,30 @@ impl Definition {
             .cloned()
             .collect();
         changes
+    }
+}
+
+/// Whether a record of `id` belongs to a run whose workflow has the tasks `has_task`
+/// accepts: one of them, or an instance (`task[i]`) of one.
+pub(crate) fn is_record_of(id: &str, has_task: impl Fn(&str) -> bool) -> bool {
+    has_task(id) || MapSpec::parse_instance_id(id).is_some_and(|(task, _)| has_task(task))
+}
+
+/// Refuses `records` if one of them belongs to no task `has_task` accepts: a journal
+/// could write it, but would refuse the run when it reads it back.
+pub(crate) fn refuse_foreign_records(
+    records: &[(&TaskId, &TaskRecord)],
+    has_task: impl Fn(&str) -> bool,
+) -> Result<(), JournalError> {
+    match records.iter().find(|(id, _)| !is_record_of(id, &has_task)) {
+        Some((id, _)) => Err(JournalError::InvalidRecord {
+            task: (*id).clone(),
+            field: "its task id",
+            reason: "the run's workflow has no task of that id, nor a task it is an \
+                     instance (`task[i]`) of"
+                .into(),
+        }),
+        None => Ok(()),
     }
 }
 

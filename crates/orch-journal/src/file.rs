@@ -200,13 +200,14 @@ impl FileJournal {
             }
         };
         // A changed definition goes in with the run's next lines (see `RunWriter`).
-        let redefined = (!changes.is_empty()).then_some(definition);
+        let redefined = !changes.is_empty();
         Ok(OpenRun {
             previous,
             changes,
             writer: Box::new(FileRunWriter {
                 claim,
                 file: Arc::new(file),
+                definition,
                 redefined: std::sync::Mutex::new(redefined),
                 shared: Arc::clone(&self.shared),
             }),
@@ -271,9 +272,12 @@ impl Journal for FileJournal {
 struct FileRunWriter {
     claim: Claim,
     file: Arc<RunFile>,
-    /// The definition of the workflow the run was reopened with, changed since, until
-    /// it is written: with the run's next lines, in the same write.
-    redefined: std::sync::Mutex<Option<Definition>>,
+    /// The definition of the workflow the run goes on with: records of other tasks are
+    /// refused.
+    definition: Definition,
+    /// Whether that definition changed since the run was recorded and is still to be
+    /// written: with the run's next lines, in the same write.
+    redefined: std::sync::Mutex<bool>,
     /// Keeps the journal's sync thread for as long as the writer lives.
     shared: Arc<Shared>,
 }
@@ -306,19 +310,21 @@ impl FileRunWriter {
         build: impl FnOnce(&mut Vec<u8>, u64) -> Result<u64, JournalError>,
     ) -> Result<(), JournalError> {
         let mut redefined = crate::sync::lock(&self.redefined);
-        self.file.append(self.claim.run(), finish, |buf, seq| {
-            match redefined.as_ref() {
-                Some(definition) => line::write_redefined(buf, seq, definition, build),
-                None => build(buf, seq),
-            }
-        })?;
-        *redefined = None;
+        self.file
+            .append(self.claim.run(), finish, |buf, seq| match *redefined {
+                true => line::write_redefined(buf, seq, &self.definition, build),
+                false => build(buf, seq),
+            })?;
+        *redefined = false;
         Ok(())
     }
 }
 
 impl RunWriter for FileRunWriter {
     fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        if let Err(refused) = self.definition.refuse_foreign(records) {
+            return Box::pin(std::future::ready(Err(refused)));
+        }
         let result = self.append_lines(false, |buf, seq| {
             for (i, (id, record)) in records.iter().enumerate() {
                 line::write_task(buf, seq + i as u64, id, record)?;

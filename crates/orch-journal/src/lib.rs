@@ -156,6 +156,11 @@ pub trait Journal: Send + Sync + fmt::Debug {
 pub trait RunWriter: Send + Sync + fmt::Debug {
     /// Records a batch of finished tasks. The records are serialised before this
     /// returns; the future resolves once they survive a crash of the process.
+    ///
+    /// A record of a task the run's workflow (the one it was last opened with) does not
+    /// have, nor a map instance (`task[i]`) of one, is refused with
+    /// [`JournalError::InvalidRecord`], and nothing of the batch is recorded: the run
+    /// could not be read back with it.
     fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture;
 
     /// Resolves once everything appended before the call survives a power loss.

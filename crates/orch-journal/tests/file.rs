@@ -848,18 +848,36 @@ fn map_instance_records_come_back_with_their_completed_map() {
 }
 
 #[test]
-fn a_record_of_an_instance_of_no_task_is_refused() {
+fn a_record_of_no_task_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    block_on(common::a_record_of_no_task_is_refused(
+        &journal,
+        &run_id("r"),
+        "w",
+    ));
+}
+
+/// A line of no task of the run's workflow (a file edited by hand) is refused when the
+/// run is read, with its place.
+#[test]
+fn a_line_of_an_instance_of_no_task_is_refused_when_read() {
     let (_dir, journal) = recorded_run();
-    let lines = lines_of(&journal.path_of(&run_id("r"))).len();
-    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
-    append(&*opened.writer, &[("zz[0]", completed(json!(1)))]);
-    drop(opened);
+    let path = journal.path_of(&run_id("r"));
+    let lines = lines_of(&path);
+    let last = lines.last().expect("a task line");
+    assert!(last.contains(r#""task_id":"b""#), "{last}");
+    let edited = lines[..lines.len() - 1].join("\n")
+        + "\n"
+        + &last.replace(r#""task_id":"b""#, r#""task_id":"zz[0]""#)
+        + "\n";
+    fs::write(&path, edited).unwrap();
     let error = block_on(journal.load(&run_id("r")))
         .unwrap_err()
         .to_string();
     let expected = format!(
         "line {}: task `zz[0]` is not in the run's workflow",
-        lines + 1
+        lines.len()
     );
     assert!(error.ends_with(&expected), "{error}");
 }

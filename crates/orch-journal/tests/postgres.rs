@@ -188,6 +188,16 @@ mod checks {
         ));
     }
 
+    fn a_record_of_no_task_is_refused(env: &Env) {
+        let run = fresh_run();
+        env.rt
+            .block_on(super::common::a_record_of_no_task_is_refused(
+                &env.journal(),
+                &run,
+                &format!("foreign-{run}"),
+            ));
+    }
+
     fn a_changed_definition_is_taken_with_the_first_record(env: &Env) {
         let run = fresh_run();
         env.rt.block_on(
@@ -669,9 +679,13 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 17] = [
+        let checks: [Check; 18] = [
             ("records_read_back_as_written", records_read_back_as_written),
             ("a_run_ends_once", a_run_ends_once),
+            (
+                "a_record_of_no_task_is_refused",
+                a_record_of_no_task_is_refused,
+            ),
             (
                 "a_reconnected_process_resumes_and_completed_records_are_final",
                 a_reconnected_process_resumes_and_completed_records_are_final,

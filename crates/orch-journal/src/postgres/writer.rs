@@ -12,6 +12,7 @@ use super::Shared;
 use super::lock::RunLock;
 use super::session::{FINISH, Session};
 use crate::claim::Claim;
+use crate::definition::refuse_foreign_records;
 use crate::line;
 use crate::sync::lock;
 use crate::{JournalError, JournalFuture, RunWriter};
@@ -121,6 +122,10 @@ impl RunWriter for PgRunWriter {
         if self.finished.load(Ordering::Acquire) {
             let run = self.run.clone();
             return Box::pin(async move { Err(JournalError::Finished { run }) });
+        }
+        let refused = refuse_foreign_records(records, |task| self.tasks.contains(task));
+        if let Err(refused) = refused {
+            return Box::pin(std::future::ready(Err(refused)));
         }
         // One row per task (a statement may not touch a row twice): the record in force.
         let mut rows: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(records.len());

@@ -465,3 +465,42 @@ pub async fn a_run_ends_once(
     let loaded = journal.load(run).await.unwrap().unwrap();
     assert_eq!(loaded.status(), orch_journal::RunStatus::Completed);
 }
+
+/// A record of no task of the workflow the run goes on with (nor an instance, `task[i]`,
+/// of one) is refused when appended, with nothing of its batch written: written, it
+/// would make the run unreadable. After a reopening, that is the new workflow's tasks.
+pub async fn a_record_of_no_task_is_refused(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    let both = Workflow::new(workflow_id, "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("b", "t"));
+    let (a, b) = (TaskId::from("a"), TaskId::from("b"));
+    let done = completed(Value::from(1));
+    let refused = |appended: Result<(), orch_journal::JournalError>, foreign: &str| match appended {
+        Err(orch_journal::JournalError::InvalidRecord { task, .. }) => {
+            assert_eq!(task.as_str(), foreign)
+        }
+        other => panic!("a record of `{foreign}`: {other:?}"),
+    };
+    let opened = journal.open(run, &both).await.unwrap();
+    opened.writer.append(&[(&b, &done)]).await.unwrap();
+    for foreign in ["zz", "zz[0]", "a[x]"] {
+        let foreign_id = TaskId::from(foreign);
+        let appended = opened
+            .writer
+            .append(&[(&a, &done), (&foreign_id, &done)])
+            .await;
+        refused(appended, foreign);
+    }
+    drop(opened);
+    let only_a = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
+    let opened = journal.open(run, &only_a).await.unwrap();
+    refused(opened.writer.append(&[(&b, &done)]).await, "b");
+    opened.writer.append(&[(&a, &done)]).await.unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!((loaded.task("a"), loaded.task("b")), (Some(&done), None));
+}
