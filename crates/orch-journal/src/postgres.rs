@@ -83,6 +83,12 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// workflow's name may not hold a NUL character: `open` refuses such a workflow before
 /// anything runs (the file journal takes them).
 ///
+/// A run's writer sends each statement when its future is first polled, not when the
+/// future is made (the file journal writes at once): poll a run's futures in the order
+/// they were made, as the engine does, since a `sync` covers the appends polled before
+/// it, and an append or `finish` dropped unpolled records nothing (a dropped `finish`
+/// still closes the writer).
+///
 /// Needs a tokio runtime: the connection runs as a task spawned on it.
 #[derive(Clone)]
 pub struct PgJournal {
