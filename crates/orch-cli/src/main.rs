@@ -167,7 +167,9 @@
 //! message); output that is not UTF-8 fails it unless
 //! `capture` is `base64` or `none`. Each line of standard error is logged at `info` as it
 //! arrives, in a span naming the task (`task{id=build}: ...`). A program that cannot be
-//! started (not found, not executable) fails its task at once, without retries.
+//! started (not found, not executable) fails its task at once, without retries; one the
+//! system could not start for want of processes, open files or memory is retried as
+//! the task's `retries` allow.
 //!
 //! Every command gets `ORCH_TASK_ID`, `ORCH_WORKFLOW_ID` and `ORCH_ATTEMPT`. An instance of
 //! a map task (`map: {over: list}`) gets its own id (`task[i]`) as `ORCH_TASK_ID`, its

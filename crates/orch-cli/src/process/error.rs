@@ -49,17 +49,33 @@ pub(crate) enum CommandError {
 }
 
 impl CommandError {
-    /// Whether retrying cannot help.
+    /// Whether retrying cannot help. A program that could not start for want of a
+    /// resource the system may have again soon (processes, open files, memory, or the
+    /// program's file being written) can start on a later attempt.
     pub(crate) fn is_permanent(&self) -> bool {
+        if let Self::Start { error, .. } = self {
+            return !error.raw_os_error().is_some_and(is_passing);
+        }
         matches!(
             self,
-            Self::Start { .. }
-                | Self::Cwd { .. }
-                | Self::MissingEnv(_)
-                | Self::Cancelled { .. }
-                | Self::Terminal { .. }
+            Self::Cwd { .. } | Self::MissingEnv(_) | Self::Cancelled { .. } | Self::Terminal { .. }
         )
     }
+}
+
+/// Whether a program failed to start with an error that passes: too many processes or
+/// open files, no memory, its file busy being written, or a signal.
+fn is_passing(errno: i32) -> bool {
+    use nix::errno::Errno;
+    [
+        Errno::EAGAIN,
+        Errno::EMFILE,
+        Errno::ENFILE,
+        Errno::ENOMEM,
+        Errno::ETXTBSY,
+        Errno::EINTR,
+    ]
+    .contains(&Errno::from_raw(errno))
 }
 
 impl std::fmt::Display for CommandError {
@@ -148,4 +164,31 @@ fn write_tail(f: &mut std::fmt::Formatter<'_>, stderr_tail: &str) -> std::fmt::R
         return Ok(());
     }
     write!(f, "; stderr ends: {stderr_tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::errno::Errno;
+
+    use super::*;
+
+    fn start_error(error: io::Error) -> CommandError {
+        CommandError::Start {
+            program: "p".into(),
+            error,
+        }
+    }
+
+    #[test]
+    fn a_program_that_could_not_start_for_want_of_resources_is_tried_again() {
+        for errno in [Errno::EAGAIN, Errno::EMFILE, Errno::ENOMEM, Errno::ETXTBSY] {
+            let error = start_error(io::Error::from_raw_os_error(errno as i32));
+            assert!(!error.is_permanent(), "{error}");
+        }
+        for errno in [Errno::ENOENT, Errno::EACCES, Errno::ENOEXEC, Errno::E2BIG] {
+            let error = start_error(io::Error::from_raw_os_error(errno as i32));
+            assert!(error.is_permanent(), "{error}");
+        }
+        assert!(start_error(io::Error::other("no errno")).is_permanent());
+    }
 }
