@@ -163,6 +163,9 @@
 //! killed; if it holds the command's output open, the task ends about 1 s after the
 //! command, with the output read by then. A cancelled command gets SIGTERM, then SIGKILL
 //! after 2 s; the last lines it wrote to standard error meanwhile end the task's error.
+//! The processes of a killed group are reaped by the system's init, not by orch: as a
+//! container's first process, run orch under an init (`docker run --init`, `tini`), or
+//! each command that leaves a process behind leaves a zombie.
 //! A non-zero exit fails the task (with the last lines of its standard error in the
 //! message); output that is not UTF-8 fails it unless
 //! `capture` is `base64` or `none`. Each line of standard error is logged at `info` as it
