@@ -1,13 +1,14 @@
 //! [`TaskContext`]: everything a handler gets for one attempt of one task.
 
 use std::any::Any;
-use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use orch_core::{Plan, RunId, Task, TaskId, Workflow};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+mod outputs;
 
 use crate::TaskError;
 use crate::branch::Branches;
@@ -224,8 +225,14 @@ impl TaskContext {
     }
 
     /// The output of `id`, deserialised into `T`. `id` must be an ancestor of this task:
-    /// a task it depends on, directly or not (ancestors always finish first). Reading
-    /// another task, or an output of another shape, is a permanent error.
+    /// a task it depends on, directly or not. Reading another task, or an output of
+    /// another shape, is a permanent error.
+    ///
+    /// Ancestors finish before a task starts, unless a task between them has a trigger
+    /// rule that starts it before all of its dependencies ended (`one_success`,
+    /// `one_failed`, `always`): an ancestor above that task may still be running, and
+    /// reading it then is an error that says so. Depend on such an ancestor directly to
+    /// wait for it.
     ///
     /// A map task that failed because one of its instances failed still has an output for
     /// the tasks its failure lets run (say, an `all_done` report): the list of its
@@ -423,101 +430,5 @@ impl TaskContext {
     #[cfg(feature = "events")]
     pub fn event_bus(&self) -> Option<&orch_events::EventBus<orch_core::EngineEvent>> {
         self.run.bus.as_ref()
-    }
-
-    /// Whether the dependency `id` returned a shared (in-process) value.
-    pub(crate) fn dependency_is_shared(&self, id: &str) -> bool {
-        let index = self.run.workflow.index_of(id);
-        let output = index.and_then(|i| self.run.results.get(i)?.get());
-        matches!(output, Some(Stored::Shared(_)))
-    }
-
-    /// The stored output of `id`, if it is an ancestor that completed.
-    fn output_of(&self, id: &str) -> Result<&Stored, TaskError> {
-        let me = self.index as usize;
-        let Some(target) = self.run.workflow.index_of(id) else {
-            if self.run.partial {
-                return Err(crate::remote::not_sent(self.task_id(), id));
-            }
-            return Err(TaskError::permanent(format!(
-                "task `{}` read the output of `{id}`, which is not a task of workflow `{}`",
-                self.task_id(),
-                self.run.workflow.workflow_id()
-            )));
-        };
-        let plan = self.run.plan();
-        if !depends_directly(plan, me, target) && !is_ancestor(plan, target, me) {
-            return Err(TaskError::permanent(format!(
-                "task `{}` read the output of `{id}`, which it does not depend on, directly or \
-                 not; a task reads only the outputs of its ancestors",
-                self.task_id()
-            )));
-        }
-        self.run.results[target].get().ok_or_else(|| {
-            TaskError::permanent(format!(
-                "`{id}` has no output: it did not complete in this run or the one resumed"
-            ))
-        })
-    }
-}
-
-/// Whether `task` depends on `dependency` directly, looked up in the shorter of the two
-/// lists: a task reading each of many dependencies, or many tasks reading one, stays
-/// linear in all.
-fn depends_directly(plan: &Plan, task: usize, dependency: usize) -> bool {
-    let (dependencies, dependents) = (plan.dependencies(task), plan.dependents(dependency));
-    if dependencies.len() <= dependents.len() {
-        dependencies.contains(&(dependency as u32))
-    } else {
-        dependents.contains(&(task as u32))
-    }
-}
-
-/// Whether `ancestor` is reached from `task` through dependencies. Ancestors come earlier
-/// in the plan's order, so the walk leaves out every task that comes before `ancestor`.
-fn is_ancestor(plan: &Plan, ancestor: usize, task: usize) -> bool {
-    let floor = plan.position(ancestor);
-    let mut seen: HashSet<u32> = HashSet::new();
-    let mut stack = vec![task as u32];
-    while let Some(current) = stack.pop() {
-        for &d in plan.dependencies(current as usize) {
-            if d as usize == ancestor {
-                return true;
-            }
-            if plan.position(d as usize) > floor && seen.insert(d) {
-                stack.push(d);
-            }
-        }
-    }
-    false
-}
-
-#[cfg(test)]
-mod tests {
-    use orch_core::{Task, Workflow};
-    use proptest::prelude::*;
-
-    use super::is_ancestor;
-
-    proptest! {
-        /// Against the plan's own (unpruned) ancestor query, on random DAGs.
-        #[test]
-        fn finds_exactly_the_ancestors(
-            edges in proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..4), 1..40)
-        ) {
-            let workflow = Workflow::from_tasks("w", "W", edges.iter().enumerate().map(|(i, deps)| {
-                let deps: std::collections::BTreeSet<String> = if i == 0 { Default::default() } else {
-                    deps.iter().map(|d| format!("t{}", d.index(i))).collect()
-                };
-                Task::new(format!("t{i}"), "t").depends_on(deps)
-            }));
-            let plan = workflow.validate().expect("edges point backwards").plan();
-            for task in 0..plan.len() {
-                let ancestors = plan.ancestors(task);
-                for other in 0..plan.len() {
-                    prop_assert_eq!(is_ancestor(plan, other, task), ancestors.contains(&other));
-                }
-            }
-        }
     }
 }

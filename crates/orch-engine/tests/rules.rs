@@ -639,3 +639,42 @@ fn a_resumed_run_runs_again_an_early_started_dependent_the_branch_did_not_choose
     assert_eq!(*log.lock().expect("lock"), ["notify"]);
     assert_eq!(resumed.status, WorkflowStatus::Completed);
 }
+
+/// A task below one whose rule starts it early (`always`) may start before an ancestor
+/// above that task ended: reading the ancestor then is an error saying it may still be
+/// running, and a direct dependency waits for it.
+#[test]
+fn an_ancestor_above_a_task_that_starts_early_may_still_be_running() {
+    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(4));
+    engine.register_handler("read_a", |ctx: TaskContext| async move {
+        ctx.input::<String>("a")
+    });
+    let workflow = |direct: bool| {
+        let reader = Task::new("t", "read_a");
+        let reader = match direct {
+            true => reader.depends_on(["d", "a"]),
+            false => reader.depends_on(["d"]),
+        };
+        Workflow::new("w", "W")
+            .task(Task::new("a", "ok").config(json!({"ms": 50})))
+            .task(
+                Task::new("d", "ok")
+                    .depends_on(["a"])
+                    .trigger_rule(TriggerRule::Always),
+            )
+            .task(reader)
+    };
+    let result = run(&engine, &workflow(false));
+    let t = result.task("t").expect("a record");
+    assert_eq!(t.status, TaskStatus::Failed);
+    let error = t.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("has not finished yet") && error.contains("`always`, such as `d`"),
+        "{error}"
+    );
+    let result = run(&engine, &workflow(true));
+    assert_eq!(
+        result.task("t").map(|t| t.result.clone()),
+        Some(Some(json!("a")))
+    );
+}
