@@ -11,6 +11,10 @@
 //! keeps them out of a journal, their size say, keeps them out of a store too). A task
 //! that reads a shared value from a dependency is not looked up in the cache either,
 //! unless a key function decides its key (the function says what its result depends on).
+//! A task whose trigger rule starts it before all of its dependencies end (`one_success`,
+//! `one_failed`, `always`) is keyed on the results there at its start; its result is
+//! stored only if its key is the same when it completes (no dependency it could read
+//! ended meanwhile).
 //!
 //! The key is a stable 128-bit hash of the task's type, its configuration and its
 //! dependencies' results (in the order of its dependencies), each written as canonical

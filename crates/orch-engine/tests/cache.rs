@@ -547,3 +547,70 @@ fn an_output_kept_out_of_the_journal_is_not_stored() {
     assert!(!second.tasks["slow"].cached);
     assert_eq!(second.tasks["slow"].result, Some(json!(1)));
 }
+
+/// A cached task whose trigger rule starts it before all of its dependencies end
+/// (`one_success`) may read one that ended after it started: its result then is not
+/// stored under the key made from the inputs there at its start, which a later run
+/// would otherwise be served for other inputs.
+#[test]
+fn a_result_that_read_an_input_ended_after_its_key_was_made_is_not_stored() {
+    let store = Arc::new(MemoryCache::default());
+    let calls = calls();
+    let engine = WorkflowEngine::builder()
+        .cache_store(Arc::clone(&store) as Arc<dyn CacheStore>)
+        .max_concurrent(4)
+        .build()
+        .expect("valid");
+    engine.register_handler("source", |ctx: TaskContext| async move {
+        let ms = ctx.config()["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        Ok::<_, TaskError>(ctx.config()["value"].clone())
+    });
+    let counted = Arc::clone(&calls);
+    engine.register_handler("gather", move |ctx: TaskContext| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            // Long enough for the slow dependency to end meanwhile.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let seen: serde_json::Map<String, Value> = ctx
+                .dependency_results()
+                .map(|(id, value)| (id.to_string(), value.clone()))
+                .collect();
+            Ok::<_, TaskError>(Value::Object(seen))
+        }
+    });
+    let workflow = |slow_value: i64| {
+        Workflow::new("w", "W")
+            .task(Task::new("fast", "source").config(json!({"value": 1})))
+            .task(Task::new("slow", "source").config(json!({"value": slow_value, "ms": 50})))
+            .task(
+                Task::new("gather", "gather")
+                    .depends_on(["fast", "slow"])
+                    .trigger_rule(orch_core::TriggerRule::OneSuccess)
+                    .cache(true),
+            )
+    };
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
+    };
+    let first = paused()
+        .block_on(engine.execute_workflow(&workflow(2)))
+        .expect("valid");
+    let gather = first.task("gather").expect("a record");
+    assert_eq!(gather.result, Some(json!({"fast": 1, "slow": 2})));
+    let second = paused()
+        .block_on(engine.execute_workflow(&workflow(3)))
+        .expect("valid");
+    let gather = second.task("gather").expect("a record");
+    assert!(
+        !gather.cached,
+        "served the result of other inputs: {:?}",
+        gather.result
+    );
+    assert_eq!(gather.result, Some(json!({"fast": 1, "slow": 3})));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -193,13 +193,7 @@ impl Scheduler<'_> {
 
     /// Completes a cached task from the store if it has its result; else notes its key.
     fn look_up(&mut self, index: usize, task: &Task) -> bool {
-        let ctx = self.context(index, 0, None);
-        let extras = self.extras();
-        let (keys, max_instances) = (&extras.cache.keys, extras.max_instances);
-        let key = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::cache::key_of(&ctx, keys, max_instances)
-        }));
-        let key = match key {
+        let key = match self.key_now(index) {
             Ok(Some(key)) => key,
             Ok(None) => return false,
             Err(panic) => {
@@ -251,8 +245,9 @@ impl Scheduler<'_> {
             let attempt = self.records[index].attempts;
             let chose = self.shared.branches.chose(index as u32, attempt);
             let extras = self.extras();
-            if let Some(key) = extras.keys.remove(&(index as u32)).filter(|_| !chose) {
-                let store = &extras.cache.store;
+            let key = extras.keys.remove(&(index as u32)).filter(|_| !chose);
+            if let Some(key) = key.filter(|&key| self.inputs_as_keyed(index, key)) {
+                let store = &self.extras().cache.store;
                 let put = || store.put(key, result.clone());
                 if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(put)) {
                     tracing::warn!(
@@ -264,6 +259,27 @@ impl Scheduler<'_> {
             }
         }
         Some(outcome)
+    }
+
+    /// Whether the inputs of cached task `index` are still those its `key` was made
+    /// from. A task whose trigger rule starts it before all of its dependencies end may
+    /// have read one that ended later: its result is not theirs alone, and not stored.
+    fn inputs_as_keyed(&mut self, index: usize, key: CacheKey) -> bool {
+        if self.shared.task(index).trigger_rule.waits_for_all() {
+            return true;
+        }
+        matches!(self.key_now(index), Ok(Some(now)) if now == key)
+    }
+
+    /// The key of cached task `index` from what it can read now (`None` if it reads a
+    /// shared value); `Err` if its key function panicked.
+    fn key_now(&mut self, index: usize) -> std::thread::Result<Option<CacheKey>> {
+        let ctx = self.context(index, 0, None);
+        let extras = self.extras();
+        let (keys, max_instances) = (&extras.cache.keys, extras.max_instances);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::cache::key_of(&ctx, keys, max_instances)
+        }))
     }
 
     pub(super) fn context(
