@@ -145,7 +145,7 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text: a number as the fewest digits that read back as it, with no exponent (`1e20` is `100000000000000000000`), so quote `"3.10"` to keep its zero, and an integer past 64 bits to keep its digits), passed as they are: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's) |
+//! | `program`, `args` | the program and its arguments (strings, or numbers and booleans written as their text: a number as the fewest digits that read back as it, with no exponent (`1e20` is `100000000000000000000`), so quote `"3.10"` to keep its zero, and an integer past 64 bits to keep its digits), passed as they are: no shell, nothing expanded or interpolated. A `program` with a `/` is a path from the command's working directory; otherwise it is looked up on the command's `PATH` (`env.PATH` when set, else orch's; `/bin:/usr/bin` when neither is set) |
 //! | `shell: true`, `script` | runs `sh -c SCRIPT orch ARGS...` instead: the script sees `args` as `$1`, `$2`, ... |
 //! | `env` | variables to set, `{NAME: value}` (a number or boolean as its text); do not put secrets here (the file and the result file hold them) |
 //! | `forward_env` | names of variables passed through from orch's environment: the way to hand a command a secret, which then appears in no file, report or log; a name that is not set fails the task |

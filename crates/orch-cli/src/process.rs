@@ -291,13 +291,19 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
     Ok(command)
 }
 
+/// The directories searched for a program when the command has no `PATH`, as the C
+/// library's `execvp` does.
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
 /// The file `program` names: with a `/`, relative to the command's working directory;
-/// otherwise the first executable file of that name in `path`'s directories.
+/// otherwise the first executable file of that name in `path`'s directories
+/// ([`DEFAULT_PATH`]'s without one).
 fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
     if program.contains('/') {
         return Some(cwd.join(program));
     }
-    std::env::split_paths(path?).find_map(|dir| {
+    let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
+    std::env::split_paths(path).find_map(|dir| {
         let candidate = cwd.join(dir).join(program);
         let executable = std::fs::metadata(&candidate)
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
@@ -478,7 +484,9 @@ mod tests {
         assert_eq!(found("missing"), None);
         assert_eq!(found("./x/y"), Some(dir.path().join("./x/y")));
         assert_eq!(found("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        // Without a PATH, the C library's default directories.
         assert_eq!(locate("tool", dir.path(), None), None);
+        assert_eq!(locate("sh", dir.path(), None), Some(PathBuf::from("/bin/sh")));
     }
 
     #[test]
