@@ -4,9 +4,10 @@
 //! The Mermaid output keeps to a small subset of the flowchart syntax, which the tests
 //! parse back: a `flowchart LR` header; one node per line, `nN["label"]` (N the task's
 //! position in the file; the label is the name and the type on two lines, joined by
-//! `<br/>`, with `"`, `#`, `%`, `<` and `>` as `#quot;`, `#35;`, `#37;`, `#lt;` and
-//! `#gt;`, and any control character, a line break too, as a space; `%` so that no
-//! name reads as a `%%{...}%%` directive); one edge per line, `nA --> nB`; and,
+//! `<br/>`, with `"`, `#`, `%`, `<`, `>` and `` ` `` as `#quot;`, `#35;`, `#37;`, `#lt;`,
+//! `#gt;` and `#96;`, and any control character, a line break too, as a space; `%` so
+//! that no name reads as a `%%{...}%%` directive, `` ` `` so that none starts a Markdown
+//! label); one edge per line, `nA --> nB`; and,
 //! with statuses, `classDef STATUS fill:#RRGGBB,stroke:#RRGGBB` and `class nA,nB STATUS`.
 
 use orch::core::TaskStatus;
@@ -137,6 +138,7 @@ fn mermaid_text(text: &str) -> String {
             '%' => escaped.push_str("#37;"),
             '<' => escaped.push_str("#lt;"),
             '>' => escaped.push_str("#gt;"),
+            '`' => escaped.push_str("#96;"),
             c if c.is_control() => escaped.push(' '),
             c => escaped.push(c),
         }

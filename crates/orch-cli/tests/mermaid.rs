@@ -26,8 +26,9 @@ fn node_id(text: &str) -> Result<&str, String> {
     }
 }
 
-/// Decodes a label: `#quot;`, `#35;`, `#37;`, `#lt;`, `#gt;` and `<br/>`; any other `#`,
-/// `%`, `<`, `>` or `"` is outside the subset.
+/// Decodes a label: `#quot;`, `#35;`, `#37;`, `#lt;`, `#gt;`, `#96;` and `<br/>`; any
+/// other `#`, `%`, `<`, `>`, `"` or `` ` `` is outside the subset (a label starting with
+/// a backtick is Markdown to Mermaid).
 fn label(text: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
@@ -38,6 +39,7 @@ fn label(text: &str) -> Result<String, String> {
             ("#37;", '%'),
             ("#lt;", '<'),
             ("#gt;", '>'),
+            ("#96;", '`'),
             ("<br/>", '\n'),
         ]
         .into_iter()
@@ -45,7 +47,7 @@ fn label(text: &str) -> Result<String, String> {
         if let Some((code, decoded)) = entity {
             out.push(decoded);
             rest = &rest[code.len()..];
-        } else if matches!(c, '#' | '%' | '<' | '>' | '"') || c.is_control() {
+        } else if matches!(c, '#' | '%' | '<' | '>' | '"' | '`') || c.is_control() {
             return Err(format!("raw {c:?} in label {text:?}"));
         } else {
             out.push(c);
@@ -126,7 +128,7 @@ fn mermaid_output_reads_back_as_the_workflow() {
         "w.json",
         r##"{"workflow_id": "w", "tasks": [
             {"task_id": "say \"hi\"", "task_type": "echo", "name": "<b>#1</b>"},
-            {"task_id": "two", "task_type": "command", "config": {"program": "false"}, "dependencies": ["say \"hi\""]},
+            {"task_id": "two", "task_type": "command", "name": "`false` step", "config": {"program": "false"}, "dependencies": ["say \"hi\""]},
             {"task_id": "three", "task_type": "echo", "name": "50% %%{init: {'theme':'dark'}}%%", "dependencies": ["two", "say \"hi\""]}]}"##,
     );
     let (code, stdout, _) = parts(&run_in(&dir, &["graph", "w.json", "--format", "mermaid"]));
@@ -137,7 +139,7 @@ fn mermaid_output_reads_back_as_the_workflow() {
         labels,
         [
             "<b>#1</b>\necho",
-            "two\ncommand",
+            "`false` step\ncommand",
             "50% %%{init: {'theme':'dark'}}%%\necho"
         ]
     );
