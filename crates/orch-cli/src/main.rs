@@ -90,7 +90,8 @@
 //!   without one, and resumable), task counts, start and end. A run whose file cannot be
 //!   read is listed after the others with the status `unreadable` (its error on standard
 //!   error, and as `"error"` in JSON), and the exit code is then 1; a file with no
-//!   complete first line yet (a run being started) is left out. `orch runs show DIR RUN_ID`
+//!   complete first line yet (a run being started), or one of something else named like
+//!   a run's, is left out. `orch runs show DIR RUN_ID`
 //!   prints one run and each task's status, attempts, times and error. With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
@@ -127,7 +128,7 @@
 //! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
 //! for a changed task, the journal failed while tasks ran (what it recorded stays, to
 //! resume from), `runs show` found no such run (or only a file of one whose first line
-//! was never completely written), or `runs list` found a run it cannot
+//! was never completely written, or of something else), or `runs list` found a run it cannot
 //! read; 2 bad usage or a run that could not be set up (an address in use, an unwritable
 //! output, no NATS server, an unknown run to resume, a run another `orch` is writing, a
 //! `--journal` that is a URL, a pool without its `--pool`); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or

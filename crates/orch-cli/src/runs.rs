@@ -107,6 +107,14 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
             );
             return ExitCode::from(1);
         }
+        Err(JournalError::NotAJournal { .. }) => {
+            errln!(
+                "orch runs: no run `{run}` in {} (its file holds something else: it does not \
+                 begin as a run's file does)",
+                dir.display()
+            );
+            return ExitCode::from(1);
+        }
         Err(e) => return fail(format!("cannot read run {run}: {e}")),
     };
     match format {
@@ -264,7 +272,8 @@ struct Listing {
 }
 
 /// Every run of the journal in `dir`. A run whose file holds no head line yet (being
-/// started, or never recorded) is left out, as the journal's own listing does.
+/// started, or never recorded), and a file of something else named like a run's, are
+/// left out, as the journal's own listing does.
 fn load_all(dir: &Path) -> Result<Listing, String> {
     let journal = open(dir)?;
     let cannot_list = |e: std::io::Error| format!("cannot list the runs in {}: {e}", dir.display());
@@ -287,7 +296,8 @@ fn load_all(dir: &Path) -> Result<Listing, String> {
         match runtime.block_on(journal.load(&run_id)) {
             // A run removed between the listing and now is left out.
             Ok(loaded) => runs.extend(loaded.as_ref().map(Summary::of)),
-            Err(JournalError::HeadMissing { .. }) => {}
+            // Not a run yet, or a file of something else with a run's file name.
+            Err(JournalError::HeadMissing { .. } | JournalError::NotAJournal { .. }) => {}
             Err(e) => unreadable.push((run_id, e.to_string())),
         }
     }

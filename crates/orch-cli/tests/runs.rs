@@ -193,13 +193,16 @@ fn missing_runs_and_directories_are_clear_errors() {
 
 /// A run whose file holds no head line yet (a run being started, or one never recorded)
 /// is left out, as the journal's own listing leaves it out and opening it starts it
-/// afresh; a file that cannot be read is listed as such.
+/// afresh, and so is a file of something else named like a run's; a file that cannot
+/// be read is listed as such.
 #[test]
 fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
     let dir = Dir::new();
     let path = journal(&dir);
     std::fs::write(path.join("empty.jsonl"), "").expect("written");
     std::fs::write(path.join("corrupt.jsonl"), "{ not json\n").expect("written");
+    // Something else named like a run's file: no complete line, not a run's beginning.
+    std::fs::write(path.join("notes.jsonl"), "hello").expect("written");
     let path = path.to_str().expect("utf-8");
     let (code, stdout, stderr) = parts(&run_in(&dir, &["runs", "list", path, "--format", "json"]));
     assert_eq!(code, Some(1), "{stdout}{stderr}");
@@ -215,7 +218,7 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
             "{bad}"
         );
     }
-    assert!(!stderr.contains("empty"), "{stderr}");
+    assert!(!stderr.contains("empty") && !stderr.contains("notes"), "{stderr}");
     assert!(stderr.contains("cannot read run corrupt: "), "{stderr}");
 
     let (code, text, _) = parts(&run_in(&dir, &["runs", "list", path]));
@@ -239,6 +242,9 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no run `empty`"), "{stderr}");
     assert!(stderr.contains("no complete first line"), "{stderr}");
+    let (code, _, stderr) = parts(&run_in(&dir, &["runs", "show", path, "notes"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no run `notes`"), "{stderr}");
     let (code, _, stderr) = parts(&run_in(&dir, &["runs", "show", path, "corrupt"]));
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cannot read run corrupt: "), "{stderr}");
