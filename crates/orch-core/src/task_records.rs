@@ -82,8 +82,9 @@ impl TaskRecords {
 
     /// A run's records: `records` one per task of `workflow`, in its insertion order,
     /// then `extra` records under ids of their own (a map task's instances, `task[i]`).
-    /// `None` if the count of `records` is not the workflow's. An extra id that is also a
-    /// task's id is looked up as the task.
+    /// `None` if the count of `records` is not the workflow's. An extra record under a
+    /// task's id is left out: the task's own record stands (two records of one id could
+    /// not be read back).
     pub fn for_workflow_with_extra(
         workflow: &Workflow,
         mut records: Vec<TaskRecord>,
@@ -94,6 +95,9 @@ impl TaskRecords {
         }
         let mut ids: IndexSet<TaskId, foldhash::fast::RandomState> = IndexSet::default();
         for (id, record) in extra {
+            if workflow.index_of(&id).is_some() {
+                continue;
+            }
             let (index, new) = ids.insert_full(id);
             if new {
                 records.push(record);

@@ -211,6 +211,21 @@ fn instance_records_follow_the_workflows_and_keep_it() {
     let back: TaskRecords = serde_json::from_str(&text).expect("reads back");
     assert_eq!(back, all);
     assert!(TaskRecords::for_workflow_with_extra(&workflow, Vec::new(), []).is_none());
+    // An extra record under a task's id is left out: the task's own stands, and the
+    // records read back.
+    let records = vec![TaskRecord::default(), TaskRecord::default()];
+    let extra = [
+        ("list".into(), done.clone()),
+        ("square[0]".into(), done.clone()),
+    ];
+    let all = TaskRecords::for_workflow_with_extra(&workflow, records, extra).expect("records");
+    assert_eq!(all.ids().count(), 3);
+    assert_eq!(all["list"].status, TaskStatus::Pending);
+    let text = serde_json::to_string(&all).expect("serialises");
+    assert_eq!(
+        serde_json::from_str::<TaskRecords>(&text).expect("reads back"),
+        all
+    );
     // Two records of one task: which one holds would be a guess.
     let twice = r#"{"a": {"status": "completed"}, "b": {}, "a": {"status": "failed"}}"#;
     let refused = serde_json::from_str::<TaskRecords>(twice).expect_err("refused");
