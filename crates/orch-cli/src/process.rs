@@ -486,7 +486,10 @@ mod tests {
         assert_eq!(found("/bin/sh"), Some(PathBuf::from("/bin/sh")));
         // Without a PATH, the C library's default directories.
         assert_eq!(locate("tool", dir.path(), None), None);
-        assert_eq!(locate("sh", dir.path(), None), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            locate("sh", dir.path(), None),
+            Some(PathBuf::from("/bin/sh"))
+        );
     }
 
     #[test]

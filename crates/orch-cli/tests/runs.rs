@@ -218,7 +218,10 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
             "{bad}"
         );
     }
-    assert!(!stderr.contains("empty") && !stderr.contains("notes"), "{stderr}");
+    assert!(
+        !stderr.contains("empty") && !stderr.contains("notes"),
+        "{stderr}"
+    );
     assert!(stderr.contains("cannot read run corrupt: "), "{stderr}");
 
     let (code, text, _) = parts(&run_in(&dir, &["runs", "list", path]));
