@@ -99,12 +99,13 @@ pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
     } else {
         0.0
     };
+    // `0s` over the bar's first column, the total ending over its last.
     let mut text = format!(
-        "{:>w$}  0s{:>b$}\n",
+        "{:>w$}0s{:>b$}\n",
         "",
         format!("{:.3}s", gantt.total),
-        w = name_width + 2,
-        b = bar_width.saturating_sub(1)
+        w = name_width + 3,
+        b = bar_width.saturating_sub(2)
     );
     for row in &gantt.rows {
         let marker = if row.critical { '*' } else { ' ' };
@@ -175,7 +176,11 @@ mod tests {
         };
         let text = terminal(&gantt, 48, false);
         let lines: Vec<&str> = text.lines().collect();
-        // 48 columns: name 4, bar 30.
+        // 48 columns: name 4, bar 30; the scale's ends over the bar's.
+        assert_eq!(
+            lines[0],
+            format!("{}0s{}2.000s", " ".repeat(7), " ".repeat(22))
+        );
         assert_eq!(
             lines[1],
             format!("* a   |{}{}| 1.000s", "█".repeat(15), " ".repeat(15))
