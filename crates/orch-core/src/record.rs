@@ -71,7 +71,7 @@ pub enum WorkflowStatus {
     Completed,
     /// At least one task failed (and so others may have been skipped).
     Failed,
-    /// The run was cancelled before it finished: at least one task ended `Cancelled`.
+    /// The run was cancelled before every task had ended.
     Cancelled,
 }
 

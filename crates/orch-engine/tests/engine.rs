@@ -783,23 +783,42 @@ fn a_handler_stops_its_helpers_with_a_child_token_and_the_run_with_its_own() {
 }
 
 /// A cancellation that comes when every task has ended cuts nothing short: the run's
-/// status is its tasks' (here the last task cancels the run and completes).
+/// status is its tasks' (here the last task, polled on the run's own task, cancels the
+/// run and completes in that poll). One that comes while the last task runs cancels the
+/// run, however that task then ends.
 #[test]
 fn a_cancellation_after_every_task_ended_leaves_the_run_completed() {
     let runtime = common::two_workers();
     runtime.block_on(async {
-        let engine = WorkflowEngine::new();
+        // A free slot: the run looks for a cancellation right after each start.
+        let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
         engine.register_handler("work", |_ctx: TaskContext| async { Ok::<_, TaskError>(1) });
-        engine.register_handler("stop", |ctx: TaskContext| async move {
-            ctx.cancellation().cancel();
-            Ok::<_, TaskError>(())
-        });
+        engine.register_handler(
+            "stop",
+            orch_engine::inline(|ctx: TaskContext| async move {
+                ctx.cancellation().cancel();
+                Ok::<_, TaskError>(())
+            }),
+        );
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "work"))
             .task(Task::new("b", "stop").depends_on(["a"]));
         let result = engine.execute_workflow(&workflow).await.expect("valid");
         assert_eq!(record(&result, "b").status, TaskStatus::Completed);
         assert_eq!(result.status, WorkflowStatus::Completed);
+
+        engine.register_handler(
+            "stop",
+            orch_engine::inline(|ctx: TaskContext| async move {
+                ctx.cancellation().cancel();
+                // Still running when the run hears of it; then it wraps up.
+                tokio::task::yield_now().await;
+                Ok::<_, TaskError>(())
+            }),
+        );
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(record(&result, "b").status, TaskStatus::Completed);
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
     });
 }
 

@@ -13,8 +13,14 @@ use crate::attempt::InFlight;
 use crate::output::Stored;
 
 impl Scheduler<'_> {
-    /// The run stops: nothing more starts, and retry pauses end now.
+    /// The run stops: nothing more starts, and retry pauses end now. Once every task has
+    /// ended there is nothing to stop, and the run keeps its tasks' status.
     pub(super) fn stop_starting(&mut self) {
+        let unfinished =
+            |r: &TaskRecord| matches!(r.status, TaskStatus::Pending | TaskStatus::Running);
+        if !self.records.iter().any(unfinished) {
+            return;
+        }
         self.stopping = true;
         self.ready.clear();
         self.retrying.clear();
@@ -85,7 +91,7 @@ impl Scheduler<'_> {
         // Tasks skipped by a handler's choice, a branch or a rule do not fail the
         // workflow; tasks skipped after a failure come with that failure. A failure
         // handled by a task whose rule reacts to failures does not fail it either.
-        let status = if cancelled {
+        let status = if cancelled || self.stopping {
             WorkflowStatus::Cancelled
         } else if failed {
             WorkflowStatus::Failed
