@@ -669,12 +669,29 @@ fn an_ancestor_above_a_task_that_starts_early_may_still_be_running() {
     assert_eq!(t.status, TaskStatus::Failed);
     let error = t.error.as_deref().unwrap_or_default();
     assert!(
-        error.contains("has not finished yet") && error.contains("`always`, such as `d`"),
+        error.contains("has not finished yet")
+            && error.contains("`d`, between the two, has trigger rule `always`"),
         "{error}"
     );
     let result = run(&engine, &workflow(true));
     assert_eq!(
         result.task("t").map(|t| t.result.clone()),
         Some(Some(json!("a")))
+    );
+    // An ancestor that failed, with no such task between (only elsewhere): it did not
+    // complete, and the error says only that.
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "fail"))
+        .task(
+            Task::new("t", "read_a")
+                .depends_on(["a"])
+                .trigger_rule(TriggerRule::AllDone),
+        )
+        .task(Task::new("x", "ok").trigger_rule(TriggerRule::Always));
+    let result = run(&engine, &workflow);
+    let t = result.task("t").expect("a record");
+    assert_eq!(
+        t.error.as_deref(),
+        Some("`a` has no output: it did not complete in this run or the one resumed")
     );
 }

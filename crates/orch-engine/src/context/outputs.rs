@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use orch_core::Plan;
 
-use super::TaskContext;
+use super::{RunShared, TaskContext};
 use crate::TaskError;
 use crate::output::Stored;
 
@@ -38,24 +38,42 @@ impl TaskContext {
                 self.task_id()
             )));
         }
-        self.run.results[target].get().ok_or_else(|| {
-            // Only a task with such a rule lets a task start before an ancestor ended.
-            let early = (self.run.workflow.tasks()).find(|t| !t.trigger_rule.waits_for_all());
-            let still_running = early.map_or_else(String::new, |task| {
-                format!(
-                    ", or it has not finished yet (a task with trigger rule `{}`, such as \
-                     `{}`, starts before all of its dependencies end; depend on `{id}` \
-                     directly to wait for it)",
-                    task.trigger_rule.as_str(),
-                    task.task_id
-                )
-            });
-            TaskError::permanent(format!(
-                "`{id}` has no output: it did not complete in this run or the one \
-                 resumed{still_running}"
-            ))
-        })
+        let output = self.run.results[target].get();
+        output.ok_or_else(|| no_output(&self.run, me, target))
     }
+}
+
+/// Why `target`, an ancestor of `me`, has no output: it did not complete, or, when a
+/// trigger rule let `me` (or a task between the two) start before `target` ended, it may
+/// still be running.
+fn no_output(run: &RunShared, me: usize, target: usize) -> TaskError {
+    let plan = run.plan();
+    let id = &run.task(target).task_id;
+    let early = |t: usize| !run.task(t).trigger_rule.waits_for_all();
+    let still_running = if early(me) {
+        format!(
+            ", or it has not finished yet (this task's trigger rule `{}` starts it before all \
+             of its dependencies end)",
+            run.task(me).trigger_rule
+        )
+    } else {
+        // A task between the two (an ancestor of `me` that `target` is an ancestor of)
+        // whose rule started it early.
+        let between =
+            (plan.ancestors(me).into_iter()).find(|&t| early(t) && is_ancestor(plan, target, t));
+        between.map_or_else(String::new, |t| {
+            let task = run.task(t);
+            format!(
+                ", or it has not finished yet (`{}`, between the two, has trigger rule `{}`, \
+                 which starts it before all of its dependencies end; depend on `{id}` \
+                 directly to wait for it)",
+                task.task_id, task.trigger_rule
+            )
+        })
+    };
+    TaskError::permanent(format!(
+        "`{id}` has no output: it did not complete in this run or the one resumed{still_running}"
+    ))
 }
 
 /// Whether `task` depends on `dependency` directly, looked up in the shorter of the two
