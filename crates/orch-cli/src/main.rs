@@ -90,8 +90,8 @@
 //!   without one, and resumable), task counts, start and end. A run whose file cannot be
 //!   read is listed after the others with the status `unreadable` (its error on standard
 //!   error, and as `"error"` in JSON), and the exit code is then 1; a file with no
-//!   complete first line yet (a run being started), or one of something else named like
-//!   a run's, is left out. `orch runs show DIR RUN_ID`
+//!   complete first line yet (a run being started), or with no complete line that
+//!   begins as a run's does (a file of something else named like a run's), is left out. `orch runs show DIR RUN_ID`
 //!   prints one run and each task's status, attempts, times and error. With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and

@@ -70,10 +70,10 @@
 //! - **Claimed lengths**: a format that announces how many entries follow (CBOR,
 //!   MessagePack, bincode) gets room for at most 1 MiB of them up front, whatever it
 //!   claims; the rest is allocated only as entries actually arrive.
-//! - **Nesting**: lists and maps may nest at most 127 deep in every format, the workflow
-//!   itself counting as the first level (in TOML each part of a dotted key, `a.b.c = 1`,
-//!   is a level), so that any workflow read can be written as JSON and read back; deeper
-//!   ones are a [`LoadError::Parse`] with their place, not a stack overflow.
+//! - **Nesting**: lists and maps may nest at most 127 deep in JSON, YAML and TOML, the
+//!   workflow itself counting as the first level (in TOML each part of a dotted key,
+//!   `a.b.c = 1`, is a level), so that any workflow read can be written as JSON and read
+//!   back; deeper ones are a [`LoadError::Parse`] with their place, not a stack overflow.
 //! - **Retries**: a task may ask for at most [`Task::MAX_RETRIES`] (1,000,000) retries;
 //!   validation reports more as an invalid `retries` option.
 

@@ -236,9 +236,9 @@
 //! running, and records every unfinished task `Cancelled`. A handler that ends within
 //! the grace period is recorded as it ended (`Completed`, or `Skipped` if it skipped),
 //! but nothing is decided from it any more: the tasks after it, whatever their trigger
-//! rules, end `Cancelled` too. A cancellation that comes once every task has ended (the
-//! last handler cancelling the run, say) cuts nothing short: the run's status is then
-//! its tasks'. A durable run then records its end in its journal, and
+//! rules, end `Cancelled` too, and the run is `cancelled`. A cancellation the run sees
+//! only once every task has ended (while a durable run waits for its journal to record
+//! the last ones, say) cuts nothing short: the run's status is then its tasks'. A durable run then records its end in its journal, and
 //! waits for that as long as the grace period too (at least 5 s): a journal that has not
 //! answered by then (a PostgreSQL table another session holds locked) ends the run with
 //! [`RunError::Journal`] ([`JournalError::NoAnswer`](journal::JournalError::NoAnswer)).
