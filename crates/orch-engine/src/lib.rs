@@ -237,8 +237,9 @@
 //! the grace period is recorded as it ended (`Completed`, or `Skipped` if it skipped),
 //! but nothing is decided from it any more: the tasks after it, whatever their trigger
 //! rules, end `Cancelled` too, and the run is `cancelled`. A cancellation the run sees
-//! only once every task has ended (while a durable run waits for its journal to record
-//! the last ones, say) cuts nothing short: the run's status is then its tasks'. A durable run then records its end in its journal, and
+//! only once every task has ended and is recorded (a handler polled on the run's own task
+//! that cancels the run as it completes, say) cuts nothing short: the run's status is
+//! then its tasks'. A durable run then records its end in its journal, and
 //! waits for that as long as the grace period too (at least 5 s): a journal that has not
 //! answered by then (a PostgreSQL table another session holds locked) ends the run with
 //! [`RunError::Journal`] ([`JournalError::NoAnswer`](journal::JournalError::NoAnswer)).

@@ -355,3 +355,79 @@ async fn gave_up_on_its_journal(
     );
     failure
 }
+
+/// A file journal in `dir` whose appends answer only once `open` lets them, and tell
+/// `asked` when they are made.
+fn held_appends(
+    dir: &std::path::Path,
+    asked: &Arc<tokio::sync::Notify>,
+    open: &Arc<tokio::sync::Notify>,
+) -> common::WrappedJournal {
+    let (asked, open) = (Arc::clone(asked), Arc::clone(open));
+    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
+        Box::new(HeldAppends {
+            inner,
+            asked: Arc::clone(&asked),
+            open: Arc::clone(&open),
+        })
+    })
+}
+
+#[derive(Debug)]
+struct HeldAppends {
+    inner: Box<dyn RunWriter>,
+    asked: Arc<tokio::sync::Notify>,
+    open: Arc<tokio::sync::Notify>,
+}
+
+impl RunWriter for HeldAppends {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        let written = self.inner.append(records);
+        let open = Arc::clone(&self.open);
+        self.asked.notify_one();
+        Box::pin(async move {
+            open.notified().await;
+            written.await
+        })
+    }
+
+    fn sync(&self) -> JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
+        self.inner.finish(status)
+    }
+}
+
+/// A run cancelled while its journal records its last task is cancelled, though every
+/// task had ended: what it waited for was cut short.
+#[test]
+fn a_run_cancelled_while_its_last_task_is_recorded_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (asked, open) = (Arc::default(), Arc::new(tokio::sync::Notify::new()));
+    let engine = WorkflowEngine::builder()
+        .journal(held_appends(dir.path(), &asked, &open), Durability::Process)
+        .build()
+        .unwrap();
+    engine.register_handler("instant", |_ctx: TaskContext| async move {
+        Ok::<_, orch_engine::TaskError>(())
+    });
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "instant"));
+    let result = common::current_thread().block_on(async {
+        let run = engine.run_durable(&workflow, RunId::parse("r").unwrap());
+        let cancel = run.cancellation_token();
+        let run = tokio::spawn(run);
+        asked.notified().await;
+        cancel.cancel();
+        tokio::task::yield_now().await;
+        open.notify_one();
+        run.await.unwrap()
+    });
+    let result = result.expect("the journal answered");
+    assert_eq!(
+        result.task("a").map(|t| t.status),
+        Some(orch_core::TaskStatus::Completed)
+    );
+    assert_eq!(result.status, WorkflowStatus::Cancelled);
+}

@@ -14,11 +14,13 @@ use crate::output::Stored;
 
 impl Scheduler<'_> {
     /// The run stops: nothing more starts, and retry pauses end now. Once every task has
-    /// ended there is nothing to stop, and the run keeps its tasks' status.
+    /// ended, with nothing left to wait for (a journal's commit), there is nothing to
+    /// stop, and the run keeps its tasks' status.
     pub(super) fn stop_starting(&mut self) {
+        let recording = self.journal.as_ref().is_some_and(|j| !j.batch().is_empty());
         let unfinished =
             |r: &TaskRecord| matches!(r.status, TaskStatus::Pending | TaskStatus::Running);
-        if !self.records.iter().any(unfinished) {
+        if self.in_flight.is_empty() && !recording && !self.records.iter().any(unfinished) {
             return;
         }
         self.stopping = true;
