@@ -120,6 +120,9 @@ fn parse_text(text: &str, trimmed: &str) -> Result<Duration, DurationError> {
     }
     let mut rest = trimmed;
     let mut total: u128 = 0;
+    // What the fractions add past whole nanoseconds, in units of 10^-20 ns: rounded once,
+    // at the end, so that `0.5ns 0.5ns` is 1ns.
+    let mut below: u128 = 0;
     while !rest.is_empty() {
         let number_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.');
         let (number, after) = rest.split_at(number_end.unwrap_or(rest.len()));
@@ -139,16 +142,27 @@ fn parse_text(text: &str, trimmed: &str) -> Result<Duration, DurationError> {
             // nanosecond.
             let digits = &fraction[..fraction.len().min(20)];
             let numerator: u128 = digits.parse().map_err(|_| invalid())?;
-            let denominator = 10u128.pow(digits.len() as u32);
-            let fraction = (numerator * unit + denominator / 2) / denominator;
-            nanos = nanos.checked_add(fraction).ok_or_else(too_large)?;
+            // At most 10^20 * a year in nanoseconds: within u128.
+            let scaled = numerator * unit * 10u128.pow(20 - digits.len() as u32);
+            nanos = nanos
+                .checked_add(scaled / SUB_NANOS)
+                .ok_or_else(too_large)?;
+            below += scaled % SUB_NANOS;
+            nanos = nanos.checked_add(below / SUB_NANOS).ok_or_else(too_large)?;
+            below %= SUB_NANOS;
         }
         total = total.checked_add(nanos).ok_or_else(too_large)?;
         rest = after.trim_start();
     }
+    if below >= SUB_NANOS / 2 {
+        total = total.checked_add(1).ok_or_else(too_large)?;
+    }
     let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| too_large())?;
     Ok(Duration::new(secs, (total % NANOS_PER_SEC) as u32))
 }
+
+/// 10^-20 ns, the unit the fractions of duration text add up in.
+const SUB_NANOS: u128 = 10u128.pow(20);
 
 /// How many nanoseconds a unit of duration text stands for (a month is 30.44 days, a
 /// year 365.25 days).
@@ -314,6 +328,14 @@ mod tests {
         assert_eq!(parse_duration("0.123h"), Ok(Duration::from_millis(442_800)));
         assert_eq!(parse_duration("1.0000000001s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_duration("0.5ns"), Ok(Duration::from_nanos(1)));
+        // The fractions add up first, and the total rounds once.
+        let nanos = |text: &str| parse_duration(text).map(|d| d.as_nanos());
+        assert_eq!(nanos("0.5ns 0.5ns"), Ok(1));
+        assert_eq!(nanos("0.4ns 0.4ns"), Ok(1));
+        assert_eq!(nanos("0.2ns 0.2ns"), Ok(0));
+        assert_eq!(nanos("0.25ns 0.25ns"), Ok(1));
+        assert_eq!(nanos(&"0.1ns ".repeat(15)), Ok(2));
+        assert_eq!(nanos("1.0000000004s 0.0000000004s"), Ok(1_000_000_001));
         assert_eq!(parse_duration("1.5 h 2m"), Ok(Duration::from_secs(5520)));
         for text in [
             "", "h", "1.h", "1..5h", "1.2.3h", ".5h", "1m 30", "-1s", "1 0s",
