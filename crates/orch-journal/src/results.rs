@@ -11,7 +11,8 @@
 //! created readable by its owner only. A line a process was writing when it died is left
 //! out, and the file is never cut, since other processes may be appending to it: a torn
 //! line stays in the file, and the next result appended after it (by any process) is
-//! read back whole. Any other line that cannot be read is refused with the file and line.
+//! read back whole, unless the two make a line of 1 GiB or more: that line is left out
+//! too. Any other line that cannot be read is refused with the file and line.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -176,7 +177,9 @@ impl ResultFile {
 
 /// The results in `lines`, kept at `path`, a line (of at most `max_line` bytes) at a time.
 /// A last line without its newline is a write still going on or cut short by a crash,
-/// and is left out.
+/// and is left out; so is a line longer than `max_line`, which only a torn line with a
+/// long result appended after it makes (the file holds results that can be made again,
+/// and refusing it would refuse every later one).
 fn read(
     path: &Path,
     mut lines: impl std::io::BufRead,
@@ -186,7 +189,20 @@ fn read(
     let mut number = 0;
     let mut buf = Vec::new();
     let at = |number: u64| format!("{}, line {number}", path.display());
-    while crate::read::next_line(&mut lines, &mut buf, max_line, path, || at(number + 1))? {
+    loop {
+        match crate::read::next_line(&mut lines, &mut buf, max_line, path, || at(number + 1)) {
+            Ok(true) => {}
+            Ok(false) => break,
+            // Past the longest line: read through to its end without keeping it.
+            Err(JournalError::Corrupt { .. }) => {
+                number += 1;
+                lines
+                    .skip_until(b'\n')
+                    .map_err(|e| JournalError::io("read", path, e))?;
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
         number += 1;
         let at = || at(number);
         let corrupt = |reason: String| JournalError::Corrupt { at: at(), reason };
@@ -317,22 +333,29 @@ mod tests {
     }
 
     #[test]
-    fn a_line_past_the_longest_is_refused_with_its_place_unless_it_is_the_torn_last_one() {
+    fn a_line_past_the_longest_is_left_out_and_the_lines_after_it_read() {
         let path = Path::new("r.cache");
-        let good = format!(r#"{{"v":1,"key":"{:032x}","result":1}}"#, 7);
-        let long = "x".repeat(2 * good.len());
-        let text = format!("{good}\n{long}\n");
+        let line = |key: u128| format!(r#"{{"v":1,"key":"{key:032x}","result":{key}}}"#);
+        let good = line(7);
+        // A torn line with a whole one appended after it, past the longest together.
+        let long = format!("{}{}", &good[..good.len() - 3], line(8));
+        let text = format!("{good}\n{long}\n{}\n", line(9));
+        let results = read(path, text.as_bytes(), good.len() as u64).expect("read");
+        assert_eq!(
+            (results.get(&7), results.get(&8), results.get(&9)),
+            (Some(&json!(7)), None, Some(&json!(9)))
+        );
+        // A bad line after it is refused with its place, counted past the long one.
+        let text = format!("{good}\n{long}\nnot a line\n");
         match read(path, text.as_bytes(), good.len() as u64) {
-            Err(JournalError::Corrupt { at, reason }) => {
-                assert_eq!(at, "r.cache, line 2");
-                assert_eq!(reason, format!("a line longer than {} bytes", good.len()));
-            }
+            Err(JournalError::Corrupt { at, .. }) => assert_eq!(at, "r.cache, line 3"),
             other => panic!("expected a corrupt line, got {:?}", other.map(|r| r.len())),
         }
+        let long = "x".repeat(2 * good.len());
         let torn = format!("{good}\n{long}");
         let results =
             read(path, torn.as_bytes(), good.len() as u64).expect("the torn line is left out");
-        assert_eq!(results.get(&7), Some(&json!(1)));
+        assert_eq!(results.get(&7), Some(&json!(7)));
     }
 
     #[test]
