@@ -138,12 +138,20 @@ impl RemoteBuilder {
     }
 
     /// Uses a connection made elsewhere, and sets up the streams.
-    pub async fn start(self, client: async_nats::Client) -> Result<RemoteHandler, ConnectError> {
+    pub async fn start(
+        mut self,
+        client: async_nats::Client,
+    ) -> Result<RemoteHandler, ConnectError> {
         self.layout.check()?;
         let js = jetstream::new(client.clone());
-        setup::ensure_streams(&js, &self.layout).await?;
+        let window = setup::ensure_streams(&js, &self.layout).await?;
         let lost_stream = setup::ensure_lost_stream(&js, &self.layout).await;
         setup::ensure_cancels_stream(&js, &self.layout).await;
+        // A tasks stream found with a shorter duplicate window than the layout's: a task
+        // message is sent again only within that one.
+        if !window.is_zero() {
+            self.layout.duplicate_window = self.layout.duplicate_window.min(window);
+        }
         let lost = Arc::new(LostMessages::new(lost_stream.window));
         stored::open_bucket(&js, &self.layout.names(), self.layout.result_retention)
             .await

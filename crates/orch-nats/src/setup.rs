@@ -38,7 +38,8 @@ pub struct Layout {
     pub result_retention: Duration,
     /// The window in which the server recognises a task or result published again under
     /// the same message id. A coordinator sends a task message again (the server did not
-    /// answer, or refused it) for at most half this time; then the attempt fails, and is
+    /// answer, or refused it) for at most half this time, or half the tasks stream's own
+    /// window if the stream it found has a shorter one; then the attempt fails, and is
     /// retried if the task has retries left. Default 2 minutes.
     pub duplicate_window: Duration,
     /// How many tasks of one type may be held by workers at once. Default 20,000.
@@ -94,11 +95,13 @@ impl Layout {
     }
 }
 
-/// Finds or creates the tasks stream (a work queue) and the results stream.
+/// Finds or creates the tasks stream (a work queue) and the results stream; returns the
+/// tasks stream's duplicate window as it is (a stream found may have another than the
+/// layout's).
 pub(crate) async fn ensure_streams(
     js: &jetstream::Context,
     layout: &Layout,
-) -> Result<(), ConnectError> {
+) -> Result<Duration, ConnectError> {
     let names = layout.names();
     let tasks = stream::Config {
         name: names.tasks_stream().to_owned(),
@@ -117,10 +120,9 @@ pub(crate) async fn ensure_streams(
         duplicate_window: layout.duplicate_window,
         ..Default::default()
     };
-    for config in [tasks, results] {
-        ensure_stream(js, config).await?;
-    }
-    Ok(())
+    let window = ensure_stream(js, tasks).await?;
+    ensure_stream(js, results).await?;
+    Ok(window)
 }
 
 /// The stream that keeps the server's advisories about task messages that ran out of
@@ -194,7 +196,7 @@ const CANCELS_KEPT_BYTES: i64 = 64 << 20;
 /// there. Without it, the warning says what is `missed`.
 async fn ensure_kept_stream(js: &jetstream::Context, config: stream::Config, missed: &str) -> bool {
     match ensure_stream(js, config).await {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(error) => {
             tracing::warn!(%error, "{missed}");
             false
@@ -202,16 +204,20 @@ async fn ensure_kept_stream(js: &jetstream::Context, config: stream::Config, mis
     }
 }
 
+/// Finds or creates stream `config.name`; returns its duplicate window as it is.
 async fn ensure_stream(
     js: &jetstream::Context,
     config: stream::Config,
-) -> Result<(), ConnectError> {
+) -> Result<Duration, ConnectError> {
     use jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     let name = config.name.clone();
     let what = || format!("stream `{name}`");
     let wanted = config.subjects.first().cloned().unwrap_or_default();
     match js.get_stream(&name).await {
-        Ok(stream) => return holds_subjects(&name, &stream.cached_info().config, &wanted),
+        Ok(stream) => {
+            let found = &stream.cached_info().config;
+            return holds_subjects(&name, found, &wanted).map(|()| found.duplicate_window);
+        }
         Err(error) => match error.kind() {
             GetStreamErrorKind::JetStream(e)
                 if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {}
@@ -220,7 +226,7 @@ async fn ensure_stream(
         },
     }
     match js.create_stream(config).await {
-        Ok(_) => Ok(()),
+        Ok(created) => Ok(created.cached_info().config.duplicate_window),
         Err(error) => match error.kind() {
             CreateStreamErrorKind::JetStreamUnavailable => Err(ConnectError::NoJetStream {
                 reason: error.to_string(),
@@ -231,7 +237,8 @@ async fn ensure_stream(
             {
                 let stream = js.get_stream(&name).await;
                 let stream = stream.map_err(|error| setup(what(), &error))?;
-                holds_subjects(&name, &stream.cached_info().config, &wanted)
+                let found = &stream.cached_info().config;
+                holds_subjects(&name, found, &wanted).map(|()| found.duplicate_window)
             }
             _ => Err(setup(what(), &error)),
         },

@@ -1131,3 +1131,50 @@ async fn tasks_with_very_long_ids_and_types_run_remotely() {
     );
     stop.cancel();
 }
+
+/// A tasks stream found with a shorter duplicate window than the coordinator's layout:
+/// a task message the server does not store is sent again only within half of the
+/// stream's window (past it, a message stored before its answer was lost would be
+/// stored twice), and its attempt then fails saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_message_is_sent_again_only_within_the_streams_own_duplicate_window() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    RemoteHandler::connect(&server.config())
+        .await
+        .expect("the streams are set up");
+    let admin = async_nats::connect(server.url()).await.expect("a client");
+    let js = async_nats::jetstream::new(admin);
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    let mut config = tasks.cached_info().config.clone();
+    config.duplicate_window = Duration::from_secs(2);
+    js.update_stream(config).await.expect("a shorter window");
+
+    let outage = common::Outage::relay_to(server.port());
+    let remote = RemoteHandler::builder()
+        .missing_worker_timeout(Duration::from_millis(300))
+        .connect(&NatsConfig::new(outage.url()))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("t", remote);
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+    // A first run, with no worker, sets up the task type's consumer.
+    let first = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    outage.begin();
+    // The layout's window (2 minutes) would have it try for a minute.
+    let result = tokio::time::timeout(Duration::from_secs(40), engine.execute_workflow(&workflow))
+        .await
+        .expect("the attempt gives up within the stream's window")
+        .expect("a valid workflow");
+    outage.end();
+    let a = result.task("a").expect("a record");
+    assert_eq!(a.status, TaskStatus::Failed);
+    let error = a.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("did not store the message") && error.contains("1s"),
+        "{error}"
+    );
+}
