@@ -5,7 +5,6 @@
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -296,8 +295,9 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// The file `program` names: with a `/`, relative to the command's working directory;
-/// otherwise the first executable file of that name in `path`'s directories
-/// ([`DEFAULT_PATH`]'s without one).
+/// otherwise the first file of that name in `path`'s directories ([`DEFAULT_PATH`]'s
+/// without one) that this process may execute, as `execvp` finds it (one with an
+/// execute bit for others only is passed over).
 fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
     if program.contains('/') {
         return Some(cwd.join(program));
@@ -305,8 +305,8 @@ fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
     let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
     std::env::split_paths(path).find_map(|dir| {
         let candidate = cwd.join(dir).join(program);
-        let executable = std::fs::metadata(&candidate)
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        let executable = std::fs::metadata(&candidate).is_ok_and(|m| m.is_file())
+            && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok();
         executable.then_some(candidate)
     })
 }
@@ -461,6 +461,8 @@ fn strip_newline(text: &mut String) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use serde_json::json;
 
     use super::*;
