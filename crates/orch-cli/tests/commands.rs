@@ -1,6 +1,6 @@
 //! A `command` task's process: a working directory that is not there, a background
 //! process that leaves the command's process group, and what a stopped command writes to
-//! standard error, and one that reads the terminal.
+//! standard error, and one that reads the terminal; how its program is found.
 
 mod common;
 
@@ -183,4 +183,60 @@ fn a_signal_while_reaching_the_nats_server_stops_the_run_before_it_starts() {
         stderr.contains("stopped before the run started"),
         "{stderr}"
     );
+}
+
+/// A program is looked up as `execvp` looks it up: a file of that name this user may not
+/// execute (another user's, executable by its owner only) is passed over for the next one
+/// on the `PATH`. Run as root, the test runs orch as `nobody` (through `setpriv`) to be
+/// such a user.
+#[test]
+fn a_program_this_user_may_not_execute_is_passed_over_on_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    let id = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("id runs");
+    let as_root = String::from_utf8_lossy(&id.stdout).trim() == "0";
+    let mode = std::fs::Permissions::from_mode;
+    // `nobody` reads the workflow and writes the result here.
+    std::fs::set_permissions(dir.path(), mode(0o777)).expect("permissions");
+    // Executable by others only, or by its owner (root) only: never by this user.
+    let barred = if as_root { 0o700 } else { 0o011 };
+    for (place, bits) in [("first", barred), ("second", 0o755)] {
+        std::fs::create_dir(dir.join(place)).expect("a directory");
+        std::fs::set_permissions(dir.join(place), mode(0o755)).expect("permissions");
+        let tool = dir.write(
+            &format!("{place}/tool"),
+            &format!("#!/bin/sh\necho {place}\n"),
+        );
+        std::fs::set_permissions(&tool, mode(bits)).expect("permissions");
+    }
+    let path = format!(
+        "{}:{}",
+        dir.join("first").display(),
+        dir.join("second").display()
+    );
+    dir.write(
+        "w.yaml",
+        &format!(
+            "workflow_id: w\ntasks:\n  t: {{ task_type: command, config: {{ program: tool, env: {{ PATH: '{path}' }} }} }}\n"
+        ),
+    );
+    let mut command = match as_root {
+        true => {
+            let mut command = std::process::Command::new("setpriv");
+            command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+            command.arg(env!("CARGO_BIN_EXE_orch"));
+            command
+        }
+        false => common::orch(),
+    };
+    command
+        .env_remove("RUST_LOG")
+        .args(["run", "w.yaml", "-o", "r.json"])
+        .current_dir(dir.path());
+    let (code, stdout, stderr) = parts(&common::output(command));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(dir.json("r.json")["tasks"]["t"]["result"], "second");
 }
