@@ -222,8 +222,10 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         None => launch.base_dir.to_owned(),
     };
     // Checked here: the process would fail to start with an error naming only the program.
+    let may_enter = || nix::unistd::access(&cwd, nix::unistd::AccessFlags::X_OK).is_ok();
     let problem = match std::fs::metadata(&cwd) {
-        Ok(meta) if meta.is_dir() => None,
+        Ok(meta) if meta.is_dir() && may_enter() => None,
+        Ok(meta) if meta.is_dir() => Some("cannot be entered (no permission)".to_owned()),
         Ok(_) => Some("is not a directory".to_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Some("does not exist".to_owned()),
         Err(e) => Some(format!("cannot be used: {e}")),

@@ -185,24 +185,48 @@ fn a_signal_while_reaching_the_nats_server_stops_the_run_before_it_starts() {
     );
 }
 
-/// A program is looked up as `execvp` looks it up: a file of that name this user may not
-/// execute (another user's, executable by its owner only) is passed over for the next one
-/// on the `PATH`. Run as root, the test runs orch as `nobody` (through `setpriv`) to be
-/// such a user.
-#[test]
-fn a_program_this_user_may_not_execute_is_passed_over_on_the_path() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = Dir::new();
+/// Whether this test runs as root.
+fn as_root() -> bool {
     let id = std::process::Command::new("id")
         .arg("-u")
         .output()
         .expect("id runs");
-    let as_root = String::from_utf8_lossy(&id.stdout).trim() == "0";
+    String::from_utf8_lossy(&id.stdout).trim() == "0"
+}
+
+/// Runs `orch ARGS` in `dir` as a user that is not root: as `nobody` (through `setpriv`)
+/// when the test runs as root, else as the test's own user. `dir` is made writable by
+/// everyone.
+fn run_as_a_user(dir: &Dir, args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let open = std::fs::Permissions::from_mode(0o777);
+    std::fs::set_permissions(dir.path(), open).expect("permissions");
+    let mut command = match as_root() {
+        true => {
+            let mut command = std::process::Command::new("setpriv");
+            command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+            command.arg(env!("CARGO_BIN_EXE_orch"));
+            command
+        }
+        false => common::orch(),
+    };
+    command
+        .env_remove("RUST_LOG")
+        .args(args)
+        .current_dir(dir.path());
+    common::output(command)
+}
+
+/// A program is looked up as `execvp` looks it up: a file of that name this user may not
+/// execute (another user's, executable by its owner only) is passed over for the next one
+/// on the `PATH`.
+#[test]
+fn a_program_this_user_may_not_execute_is_passed_over_on_the_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
     let mode = std::fs::Permissions::from_mode;
-    // `nobody` reads the workflow and writes the result here.
-    std::fs::set_permissions(dir.path(), mode(0o777)).expect("permissions");
-    // Executable by others only, or by its owner (root) only: never by this user.
-    let barred = if as_root { 0o700 } else { 0o011 };
+    // Executable by its owner (root) only, or by others only: never by this user.
+    let barred = if as_root() { 0o700 } else { 0o011 };
     for (place, bits) in [("first", barred), ("second", 0o755)] {
         std::fs::create_dir(dir.join(place)).expect("a directory");
         std::fs::set_permissions(dir.join(place), mode(0o755)).expect("permissions");
@@ -223,20 +247,30 @@ fn a_program_this_user_may_not_execute_is_passed_over_on_the_path() {
             "workflow_id: w\ntasks:\n  t: {{ task_type: command, config: {{ program: tool, env: {{ PATH: '{path}' }} }} }}\n"
         ),
     );
-    let mut command = match as_root {
-        true => {
-            let mut command = std::process::Command::new("setpriv");
-            command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-            command.arg(env!("CARGO_BIN_EXE_orch"));
-            command
-        }
-        false => common::orch(),
-    };
-    command
-        .env_remove("RUST_LOG")
-        .args(["run", "w.yaml", "-o", "r.json"])
-        .current_dir(dir.path());
-    let (code, stdout, stderr) = parts(&common::output(command));
+    let (code, stdout, stderr) = parts(&run_as_a_user(&dir, &["run", "w.yaml", "-o", "r.json"]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert_eq!(dir.json("r.json")["tasks"]["t"]["result"], "second");
+}
+
+/// A working directory this user may not enter is named with its task, as a missing one
+/// is, not reported as the program failing to start.
+#[test]
+fn a_working_directory_this_user_may_not_enter_is_named_with_its_task() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    std::fs::create_dir(dir.join("locked")).expect("a directory");
+    // Root's and closed to others, or this user's without the right to enter it.
+    let bits = if as_root() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(dir.join("locked"), std::fs::Permissions::from_mode(bits))
+        .expect("permissions");
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  t: { task_type: command, config: { program: 'true', cwd: locked } }\n",
+    );
+    let (code, stdout, stderr) = parts(&run_as_a_user(&dir, &["run", "w.yaml", "-o", "r.json"]));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        error(&dir.json("r.json"), "t"),
+        "working directory `locked` of task `t` cannot be entered (no permission)"
+    );
 }
