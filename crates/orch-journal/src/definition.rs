@@ -5,9 +5,9 @@ use std::fmt;
 
 use indexmap::IndexMap;
 use orch_core::{MapSpec, Task, TaskId, TaskRecord, TriggerRule, Workflow};
+use serde_json::Value;
 
 use crate::JournalError;
-use serde_json::Value;
 
 /// A workflow's id, name and one fingerprint per task, in the workflow's order.
 ///
@@ -71,7 +71,7 @@ impl Definition {
 
 /// Whether a record of `id` belongs to a run whose workflow has the tasks `has_task`
 /// accepts: one of them, or an instance (`task[i]`) of one.
-pub(crate) fn is_record_of(id: &str, has_task: impl Fn(&str) -> bool) -> bool {
+fn is_record_of(id: &str, has_task: impl Fn(&str) -> bool) -> bool {
     has_task(id) || MapSpec::parse_instance_id(id).is_some_and(|(task, _)| has_task(task))
 }
 
