@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use orch_core::{EngineEvent, EngineEventKind, Task, Workflow, WorkflowStatus};
-use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine, inline};
 use orch_events::{EventBus, SubscribeOptions};
 use serde_json::Value;
 
 mod common;
-use common::two_workers;
+use common::{paused_runtime, two_workers};
 
 /// An engine publishing on `bus` whose `instant` tasks finish at once.
 fn instant_engine(bus: EventBus<EngineEvent>, max_concurrent: usize) -> WorkflowEngine {
@@ -608,5 +608,73 @@ fn map_instances_wait_while_the_publisher_is_behind() {
         assert_eq!(ran.load(Ordering::SeqCst), ITEMS);
         // Started and completed for each instance and both tasks, and the run's two.
         assert_eq!(events, 2 * ITEMS + 2 * 2 + 2);
+    });
+}
+
+/// Map instances whose retry pause ends while the publisher is behind are held back, and
+/// start together once it catches up. The first of them to cancel the run on its first
+/// poll stops the rest of that batch from starting, as the run's own start loop does.
+#[test]
+fn an_instance_held_for_the_publisher_that_cancels_the_run_stops_the_others() {
+    const ITEMS: usize = 200;
+    paused_runtime().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut stuck = bus
+            .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1))
+            .expect("a valid pattern");
+        let engine = instant_engine(bus.clone(), ITEMS + 1);
+        // Each link of a chain ends in a pass of its own, and the publisher, stuck on
+        // the first event, is soon too far behind: well before the retry pauses end.
+        engine.register_handler("tick", |_ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, TaskError>(Value::Null)
+        });
+        let retried = Arc::new(AtomicUsize::new(0));
+        engine.register_handler("list", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>((0..ITEMS).collect::<Vec<_>>())
+        });
+        let seen = Arc::clone(&retried);
+        // Inline: the first poll runs as the instance starts, so its cancellation is
+        // there before the next one starts.
+        engine.register_handler(
+            "item",
+            inline(move |ctx: TaskContext| {
+                let outcome = match ctx.attempt() {
+                    1 => Err(TaskError::new("first try")),
+                    _ => Ok(Value::Null),
+                };
+                if ctx.attempt() > 1 && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    ctx.cancellation().cancel();
+                }
+                async move { outcome }
+            }),
+        );
+        let mut workflow = Workflow::new("w", "W")
+            .task(Task::new("list", "list"))
+            .task(Task::new("each", "item").map_over("list").retries(1))
+            .task(Task::new("tick0", "tick"));
+        for i in 1..20 {
+            workflow = workflow
+                .task(Task::new(format!("tick{i}"), "tick").depends_on([format!("tick{}", i - 1)]));
+        }
+        let run = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.execute_workflow(&workflow).await }
+        });
+        // Every first try fails while nobody reads; the retry pauses end meanwhile.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(retried.load(Ordering::SeqCst), 0, "no retry ran while held");
+        while let Some(event) = stuck.recv_event().await {
+            if event.payload().kind == EngineEventKind::WorkflowFinished {
+                break;
+            }
+        }
+        let result = run.await.expect("the run finished").expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        assert_eq!(
+            retried.load(Ordering::SeqCst),
+            1,
+            "no instance started after the one that cancelled the run"
+        );
     });
 }
