@@ -1,4 +1,8 @@
-//! Text padded to a column's width, for the text tables of `plan` and `runs`.
+//! Text padded to a column's width, for the text tables of `plan` and `runs` and the
+//! names of `gantt`. Widths are terminal columns: a CJK character or an emoji takes two,
+//! a combining accent none.
+
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// The widest a column is padded to: a longer cell overflows its column rather than
 /// pad every other row of the table (a task id has no length limit).
@@ -8,26 +12,39 @@ pub(crate) const MAX_WIDTH: usize = 64;
 /// [`MAX_WIDTH`].
 pub(crate) fn width<'a>(cells: impl Iterator<Item = &'a str>, at_least: usize) -> usize {
     cells
-        .map(|cell| cell.chars().count())
+        .map(UnicodeWidthStr::width)
         .max()
         .unwrap_or(0)
         .max(at_least)
         .min(MAX_WIDTH)
 }
 
-/// `text` followed by spaces up to `width` characters. Padded by hand: the formatter's
-/// own padding (`{:<width$}`) panics on a width over 65535, which a task id may be.
+/// `text` followed by spaces up to `width` columns. Padded by hand: the formatter's own
+/// padding (`{:<width$}`) counts characters, not columns, and panics on a width over
+/// 65535, which a task id may be.
 pub(crate) fn pad(text: &str, width: usize) -> String {
     let mut padded = String::with_capacity(text.len() + width);
     padded.push_str(text);
-    let count = text.chars().count();
-    padded.extend(std::iter::repeat_n(' ', width.saturating_sub(count)));
+    let taken = text.width();
+    padded.extend(std::iter::repeat_n(' ', width.saturating_sub(taken)));
     padded
+}
+
+/// The longest start of `text` at most `width` columns wide.
+pub(crate) fn cut(text: &str, width: usize) -> &str {
+    let mut taken = 0;
+    for (at, c) in text.char_indices() {
+        taken += c.width().unwrap_or(0);
+        if taken > width {
+            return &text[..at];
+        }
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_WIDTH, pad, width};
+    use super::{MAX_WIDTH, cut, pad, width};
 
     #[test]
     fn a_column_is_as_wide_as_its_widest_cell_up_to_a_limit() {
@@ -42,5 +59,16 @@ mod tests {
         assert_eq!(pad("ab", 4), "ab  ");
         assert_eq!(pad("ábc", 2), "ábc");
         assert_eq!(pad("", 70_000).len(), 70_000);
+    }
+
+    #[test]
+    fn wide_and_combining_characters_take_the_columns_a_terminal_gives_them() {
+        // Two columns per ideograph; the combining acute accent takes none.
+        assert_eq!(width(["読込", "e\u{301}"].into_iter(), 0), 4);
+        assert_eq!(pad("読込", 6), "読込  ");
+        assert_eq!(pad("e\u{301}", 3), "e\u{301}  ");
+        assert_eq!(cut("読込み", 5), "読込");
+        assert_eq!(cut("読込み", 6), "読込み");
+        assert_eq!(cut("abc", 0), "");
     }
 }

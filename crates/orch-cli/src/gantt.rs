@@ -109,7 +109,7 @@ pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
     );
     for row in &gantt.rows {
         let marker = if row.critical { '*' } else { ' ' };
-        let name: String = row.id.chars().take(name_width).collect();
+        let name = crate::columns::pad(crate::columns::cut(&row.id, name_width), name_width);
         let (bar, tail) = match row.span {
             Some((start, end)) => {
                 let from = ((start * scale).floor() as usize).min(bar_width - 1);
@@ -123,7 +123,7 @@ pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
             }
             None => (" ".repeat(bar_width), row.without_bar()),
         };
-        text.push_str(&format!("{marker} {name:<name_width$}|{bar}| {tail}\n"));
+        text.push_str(&format!("{marker} {name}|{bar}| {tail}\n"));
     }
     text.push_str("* on the critical path (█); ▒ off it\n");
     text
@@ -205,5 +205,25 @@ mod tests {
         let widest = terminal(&gantt, usize::from(MAX_WIDTH), false);
         assert_eq!(terminal(&gantt, 70_000, false), widest);
         assert_eq!(terminal(&gantt, usize::MAX, false), widest);
+    }
+
+    #[test]
+    fn bars_start_in_one_column_whatever_the_width_of_the_names_characters() {
+        let gantt = Gantt {
+            rows: vec![
+                row("読み込み", Some((0.0, 1.0)), false),
+                row("load", Some((0.0, 1.0)), false),
+                row(&"長".repeat(40), Some((0.0, 1.0)), false),
+            ],
+            total: 1.0,
+        };
+        let text = terminal(&gantt, 60, false);
+        let bar_column = |line: &str| {
+            let before = &line[..line.find('|').expect("a bar")];
+            unicode_width::UnicodeWidthStr::width(before)
+        };
+        let columns: Vec<usize> = text.lines().skip(1).take(3).map(bar_column).collect();
+        // Names are 30 columns at most: "* " or "  ", then the name padded to 30.
+        assert_eq!(columns, [32, 32, 32], "{text}");
     }
 }
