@@ -37,11 +37,13 @@ const BACKEND: &str = "NATS JetStream";
 ///
 /// One writer per run: a second open of a run through the same journal (or its clones)
 /// is refused with [`JournalError::AlreadyOpen`], and each message is stored only if the
-/// run's last stored message is still the one its writer wrote last, so a second
-/// coordinator writing the same run is refused at its first append, and neither can
-/// leave a gap or a repeat in the run's lines. After a failed append a writer takes no
-/// more (its run ends with the error); opening the run again goes on from what was
-/// stored.
+/// run's last stored message is still the one its writer wrote last, so neither of two
+/// writers can leave a gap or a repeat in the run's lines. Another process's open is not
+/// refused (the journal takes no lock on the server): of two coordinators on one run,
+/// the one that appends second is refused then, which may be the one that opened it
+/// first, and both may have started the same tasks by then. Run one coordinator per
+/// run. After a failed append a writer takes no more (its run ends with the error);
+/// opening the run again goes on from what was stored.
 ///
 /// ```no_run
 /// use orch_nats::{Layout, NatsConfig, NatsJournal};

@@ -311,6 +311,37 @@ async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
     assert_eq!(status("load").await, None);
 }
 
+/// The journal takes no lock on the server: of two coordinators on one run, the one that
+/// appends second is refused, even when it opened the run first (as the docs say).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_coordinators_the_one_appending_second_is_refused_whoever_opened_first() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("opened-first").expect("a run id");
+    let first = journal(&server)
+        .await
+        .open(&run, &workflow())
+        .await
+        .expect("opens");
+    let second = journal(&server)
+        .await
+        .open(&run, &workflow())
+        .await
+        .expect("another process's open is not refused");
+    commit_completed(&second, "extract")
+        .await
+        .expect("the later opener appends first");
+    let refused = commit_completed(&first, "transform")
+        .await
+        .expect_err("refused");
+    assert!(refused.to_string().contains("another writer"), "{refused}");
+    let reader = journal(&server).await;
+    let status = |task| recorded_status(&reader, &run, task);
+    assert_eq!(status("extract").await, Some(TaskStatus::Completed));
+    assert_eq!(status("transform").await, None);
+}
+
 /// While no stream takes the run's subject (as while a restarted server recovers its
 /// streams), an append waits for one instead of failing the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
