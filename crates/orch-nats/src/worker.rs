@@ -8,6 +8,7 @@ mod pull;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -27,14 +28,15 @@ use cancels::Cancels;
 /// ordinary orch [`Handler`]s, one registered per task type it serves.
 ///
 /// A worker takes tasks only while it has room: at most [`WorkerBuilder::concurrency`]
-/// handlers run at once, across its task types. While a handler runs, and until its
-/// result is stored, the worker tells the server it is still working every quarter of
-/// the consumer's `ack_wait`, so a live task is never delivered to a second worker; if
-/// the worker dies, the server delivers the task to another one after `ack_wait`. A task
-/// delivered again whose result is already stored is acknowledged without running (and
-/// runs only once the server said none is stored). A
-/// result that cannot be stored within [`WorkerBuilder::result_patience`] gives its task
-/// back to the queue. A handler sees its task's configuration, the
+/// handlers run at once, across its task types, and its slots go to the types that
+/// have tasks (a type with none queued may take one task that then waits for a slot).
+/// While a handler runs, and until its result is stored, the worker tells the server
+/// it is still working every quarter of the consumer's `ack_wait`, so a live task is
+/// never delivered to a second worker; if the worker dies, the server delivers the task
+/// to another one after `ack_wait`. A task delivered again whose result is already
+/// stored is acknowledged without running (and runs only once the server said none is
+/// stored). A result that cannot be stored within [`WorkerBuilder::result_patience`]
+/// gives its task back to the queue. A handler sees its task's configuration, the
 /// outputs of its dependencies that were sent with it, its attempt number and a
 /// cancellation token that fires when the coordinator cancels the run or the attempt.
 ///
@@ -364,7 +366,10 @@ impl Worker {
             limits,
             subscriptions,
         } = self;
-        let permits = Arc::new(Semaphore::new(limits.concurrency));
+        let slots = Arc::new(pull::Slots {
+            permits: Arc::new(Semaphore::new(limits.concurrency)),
+            busy_types: AtomicUsize::new(0),
+        });
         let hand_back = CancellationToken::new();
         let mut services = JoinSet::new();
         services.spawn(cancels::listen(Arc::clone(&shared), subscriptions.cancels));
@@ -372,13 +377,11 @@ impl Worker {
             services.spawn(answer_presence(Arc::clone(&shared), requests));
         }
         let mut pullers = JoinSet::new();
-        let share = types.len();
         for queue in types {
             pullers.spawn(pull::serve(
                 Arc::clone(&shared),
                 Arc::new(queue),
-                Arc::clone(&permits),
-                share,
+                Arc::clone(&slots),
                 stop.clone(),
                 hand_back.clone(),
             ));

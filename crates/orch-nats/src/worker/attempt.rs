@@ -471,6 +471,15 @@ pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message, de
     ack(&message, AckKind::Nak(Some(delay))).await;
 }
 
+/// Tells the server that a task a worker received is still being worked on.
+pub(crate) async fn in_progress(shared: &Shared, message: &async_nats::Message) {
+    let message = jetstream::Message {
+        message: message.clone(),
+        context: shared.js.clone(),
+    };
+    ack(&message, AckKind::Progress).await;
+}
+
 /// Acknowledges `message` as `kind`. Given up after [`ROOM_WAIT`], so that a worker
 /// cut off from its server still stops: one the server never gets, it acts on as if
 /// the worker were gone (it delivers the task again after its ack wait).

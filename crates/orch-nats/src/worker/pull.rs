@@ -1,7 +1,15 @@
 //! Taking tasks of one type: pull requests for only as many tasks as the worker has room
 //! for, so that no task waits in a worker that cannot start it while another is idle.
+//!
+//! A type whose last request brought nothing asks for one task holding no slot: its
+//! request waits on the server for up to [`PULL_EXPIRES`], and slots held by idle types
+//! for that long would be kept from the busy ones. Its task, if one comes, waits for a
+//! slot ([`slot_for`]): at most one per idle type waits in a worker with no room. A
+//! request holding slots ends sooner ([`HOLDING_EXPIRES`]): a type whose tasks ran out
+//! soon gives its slots back.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
@@ -17,20 +25,56 @@ use crate::setup;
 /// How long one pull request waits on the server for tasks.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
+/// How long a pull request holding slots waits on the server for tasks.
+const HOLDING_EXPIRES: Duration = Duration::from_millis(250);
+
 /// The most tasks one pull request asks for: a worker with room for more asks again, and
 /// the slots a request holds are kept in a list as long as it.
 const MAX_REQUEST: usize = 4096;
+
+/// The worker's slots, shared by its task types.
+pub(crate) struct Slots {
+    /// One permit per handler that may run.
+    pub(crate) permits: Arc<Semaphore>,
+    /// How many task types had tasks in their last pull request: a busy type asks for
+    /// its share of the free slots, so that the others get some too.
+    pub(crate) busy_types: AtomicUsize,
+}
+
+/// Whether a task type had tasks lately; counted in [`Slots::busy_types`] while it is.
+struct Busy<'s> {
+    slots: &'s Slots,
+    busy: bool,
+}
+
+impl Busy<'_> {
+    fn set(&mut self, busy: bool) {
+        if busy != self.busy {
+            self.busy = busy;
+            match busy {
+                true => self.slots.busy_types.fetch_add(1, Ordering::Relaxed),
+                false => self.slots.busy_types.fetch_sub(1, Ordering::Relaxed),
+            };
+        }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
 
 /// Takes and runs tasks of `queue`'s type until `stop`; returns once the tasks it took
 /// have finished (or were handed back when `hand_back` fired).
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     queue: Arc<TypeQueue>,
-    permits: Arc<Semaphore>,
-    types: usize,
+    slots: Arc<Slots>,
     stop: CancellationToken,
     hand_back: CancellationToken,
 ) {
+    let permits = &slots.permits;
     let mut running = JoinSet::new();
     let request_subject = format!(
         "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
@@ -40,24 +84,40 @@ pub(crate) async fn serve(
     let mut refusals = Refusals::default();
     // The open pull request's deliveries, if one may still deliver tasks.
     let mut outstanding = None;
+    // Idle until a task comes: then it asks for a share of the free slots, holding them.
+    let mut busy = Busy {
+        slots: &slots,
+        busy: false,
+    };
     'requests: while !stop.is_cancelled() {
         while running.try_join_next().is_some() {}
-        // Room for at least one task, and a fair share of what is free.
-        let first = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = stop.cancelled() => break,
-        };
-        let mut held: Vec<OwnedSemaphorePermit> = vec![first];
-        let share = ((permits.available_permits() + 1) / types).min(MAX_REQUEST);
-        while held.len() < share.max(1) {
-            match Arc::clone(&permits).try_acquire_owned() {
-                Ok(permit) => held.push(permit),
-                Err(_) => break,
+        let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+        if busy.busy {
+            // Room for at least one task, and a fair share of what is free.
+            let first = tokio::select! {
+                permit = Arc::clone(permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = stop.cancelled() => break,
+            };
+            held.push(first);
+            let busy_types = slots.busy_types.load(Ordering::Relaxed).max(1);
+            let share = ((permits.available_permits() + 1) / busy_types).min(MAX_REQUEST);
+            while held.len() < share.max(1) {
+                match Arc::clone(permits).try_acquire_owned() {
+                    Ok(permit) => held.push(permit),
+                    Err(_) => break,
+                }
             }
         }
+        // One task at least, whether slots are held for it or not.
+        let asked_for = held.len().max(1);
+        let expires = match held.is_empty() {
+            true => PULL_EXPIRES,
+            false => HOLDING_EXPIRES,
+        };
+        let mut delivered = 0;
         // Each request has an inbox of its own: what an earlier request delivers late
         // (after the worker gave up on it) finds no subscriber, and the server delivers
         // it again after `ack_wait`, instead of it waiting here unacknowledged for a
@@ -81,9 +141,8 @@ pub(crate) async fn serve(
             }
         };
         let request = format!(
-            r#"{{"batch":{},"expires":{}}}"#,
-            held.len(),
-            PULL_EXPIRES.as_nanos()
+            r#"{{"batch":{asked_for},"expires":{}}}"#,
+            expires.as_nanos()
         );
         let asked = shared.client.publish_with_reply(
             request_subject.clone(),
@@ -102,9 +161,9 @@ pub(crate) async fn serve(
             break;
         }
         // The server answers within its expiry; past that (a lost connection), ask again.
-        let give_up = tokio::time::sleep(PULL_EXPIRES + Duration::from_secs(1));
+        let give_up = tokio::time::sleep(expires + Duration::from_secs(1));
         tokio::pin!(give_up);
-        while !held.is_empty() {
+        while delivered < asked_for {
             let message = tokio::select! {
                 message = deliveries.next() => match message {
                     Some(message) => message,
@@ -120,18 +179,36 @@ pub(crate) async fn serve(
             match delivery(&message) {
                 Delivery::Task => {
                     refusals.reset();
-                    let permit = held.pop();
+                    delivered += 1;
+                    busy.set(true);
+                    let permit = match held.pop() {
+                        Some(permit) => permit,
+                        // Asked for holding no slot: the request is filled and over.
+                        None => match slot_for(&shared, &queue, permits, &message, &stop).await {
+                            Some(permit) => permit,
+                            None => {
+                                attempt::hand_back(&shared, &message, Duration::ZERO).await;
+                                outstanding = None;
+                                break 'requests;
+                            }
+                        },
+                    };
                     let attempt = attempt::run(
                         Arc::clone(&shared),
                         Arc::clone(&queue),
                         message,
-                        permit,
+                        Some(permit),
                         hand_back.clone(),
                     );
                     start(&mut running, attempt);
                 }
                 Delivery::Heartbeat => {}
-                Delivery::Ended => break,
+                Delivery::Ended => {
+                    if delivered == 0 {
+                        busy.set(false);
+                    }
+                    break;
+                }
                 Delivery::Refused => {
                     // The consumer is missing (deleted, or its stream was re-created) or
                     // the server is not ready: wait, then set the consumer up again.
@@ -166,6 +243,32 @@ pub(crate) async fn serve(
     }
     // Runners finish, or hand their tasks back once `hand_back` fires.
     super::all_ended(&mut running).await;
+}
+
+/// A slot for `message`, a task that came to a request holding none: waits for one,
+/// telling the server meanwhile that the task is in progress (so that it is not
+/// delivered again while it waits here); `None` if the worker stops first.
+async fn slot_for(
+    shared: &Shared,
+    queue: &TypeQueue,
+    permits: &Arc<Semaphore>,
+    message: &Message,
+    stop: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+        return Some(permit);
+    }
+    let acquired = Arc::clone(permits).acquire_owned();
+    tokio::pin!(acquired);
+    let every = queue.progress_every;
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            permit = &mut acquired => return permit.ok(),
+            _ = progress.tick() => attempt::in_progress(shared, message).await,
+            () = stop.cancelled() => return None,
+        }
+    }
 }
 
 /// Logs that the worker's connection is closed for good: this task type's tasks are

@@ -1,0 +1,63 @@
+//! A worker's slots go to the task types that have tasks, against a real nats-server:
+//! a type with nothing queued keeps no slot from a busy one.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::NatsServer;
+use orch_core::WorkflowStatus;
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_nats::{RemoteHandler, Worker};
+use tokio_util::sync::CancellationToken;
+
+/// Each task of a chain is queued only once the one before ended, so on a worker with
+/// one slot every link needs that slot back at once. A second type with nothing queued
+/// used to take it for the whole of its pull request (two seconds) each time it came
+/// free: the chain below took about 2 s per link. The bound is on a broken worker, five
+/// times the length of a pull request's wait; a working one takes milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_task_type_keeps_no_slot_from_a_busy_one() {
+    const LINKS: usize = 6;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let worker = Worker::builder()
+        .concurrency(1)
+        .handler(
+            "busy",
+            |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        )
+        .handler(
+            "idle",
+            |_ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        )
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let remote = RemoteHandler::builder()
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("busy", remote.clone());
+    engine.register_handler("idle", remote);
+    // Once, so that both types have asked for tasks before the chain is timed.
+    let warm = engine.execute_workflow(&common::chain(1, "idle")).await;
+    assert_eq!(warm.expect("valid").status, WorkflowStatus::Completed);
+
+    let started = Instant::now();
+    let result = engine
+        .execute_workflow(&common::chain(LINKS, "busy"))
+        .await
+        .expect("valid");
+    let took = started.elapsed();
+    assert_eq!(result.status, WorkflowStatus::Completed, "{result:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "{LINKS} links took {took:?}: the idle type held the only slot"
+    );
+    stop.cancel();
+}
