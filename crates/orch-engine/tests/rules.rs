@@ -640,6 +640,52 @@ fn a_resumed_run_runs_again_an_early_started_dependent_the_branch_did_not_choose
     assert_eq!(resumed.status, WorkflowStatus::Completed);
 }
 
+/// A task whose rule let it start before a dependency ended (`one_success`) did not run
+/// on that dependency's outcome. It completed, so a resumed run keeps it, though that
+/// dependency failed and runs again; a task that ran after the failure runs again.
+#[test]
+fn a_resumed_run_keeps_a_task_that_completed_before_a_failed_dependency_ended() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4));
+    let workflow = |b: &str| {
+        Workflow::new("w", "W")
+            .task(Task::new("a", "ok"))
+            .task(Task::new("b", b).config(json!({"ms": 50})))
+            .task(
+                Task::new("early", "ok")
+                    .depends_on(["a", "b"])
+                    .trigger_rule(TriggerRule::OneSuccess),
+            )
+            .task(
+                Task::new("after", "ok")
+                    .depends_on(["a", "b"])
+                    .trigger_rule(TriggerRule::AllDone),
+            )
+    };
+    let first = run(&engine, &workflow("fail"));
+    assert_eq!(status(&first, "b"), TaskStatus::Failed);
+    assert_eq!(status(&first, "early"), TaskStatus::Completed);
+    assert_eq!(status(&first, "after"), TaskStatus::Completed);
+    let from_json: orch_core::WorkflowResult =
+        serde_json::from_str(&first.to_json()).expect("reads back");
+    // As a journal holds it after a crash while `b` ran: `b` running, `after` not begun.
+    let mut records = first.tasks.records().to_vec();
+    let at = |id: &str| first.tasks.index_of(id).expect("a task");
+    records[at("b")].status = TaskStatus::Running;
+    (records[at("b")].end_time, records[at("b")].error) = (None, None);
+    records[at("after")] = orch_core::TaskRecord::default();
+    let crashed = orch_core::WorkflowResult {
+        tasks: orch_core::TaskRecords::for_workflow(&workflow("fail"), records).expect("records"),
+        ..first.clone()
+    };
+    for previous in [&first, &from_json, &crashed] {
+        log.lock().expect("lock").clear();
+        let resumed = resume(&engine, &workflow("ok"), previous);
+        assert_eq!(*log.lock().expect("lock"), ["b", "after"]);
+        assert_eq!(status(&resumed, "early"), TaskStatus::Completed);
+        assert_eq!(resumed.status, WorkflowStatus::Completed);
+    }
+}
+
 /// A task below one whose rule starts it early (`always`) may start before an ancestor
 /// above that task ended: reading the ancestor then is an error saying it may still be
 /// running, and a direct dependency waits for it.

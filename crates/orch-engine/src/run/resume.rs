@@ -20,6 +20,8 @@ use crate::{RunError, journaling, timer};
 /// A task that did not complete there (failed, cancelled, skipped by its handler, or not
 /// recorded) runs again, and so does every task that ran on its outcome (say, an
 /// `all_done` cleanup after a failure): what ran after it is redone after it. A task
+/// that started before it ended (its rule, such as `one_success`, let it start early)
+/// did not run on its outcome, and is kept. A task
 /// skipped without running (by a trigger rule, a branch, or a failure upstream) keeps its
 /// skip while its dependencies' outcomes stand and its definition is not among `changed`;
 /// otherwise its rule decides it again. A
@@ -51,12 +53,28 @@ pub(super) fn kept(
     // with no outcome there, which the workflow may have gained since, does not unsettle
     // it: see `WorkflowEngine::resume`).
     let ended = |d: u32| records[d as usize].is_some_and(|r| r.status != TaskStatus::Pending);
+    // Whether the task ran on dependency `d`'s outcome: `d` ended, and not after the task
+    // started (a rule such as `one_success` may start a task before all of them end; a
+    // task skipped without running has no end time, and counts as ended first).
+    let ran_after = |index: usize, d: u32| {
+        let Some(dependency) = records[d as usize].filter(|_| ended(d)) else {
+            return false;
+        };
+        let started = records[index].and_then(|r| r.start_time);
+        let started_first = match (started, dependency.end_time) {
+            (Some(started), Some(d_ended)) => started < d_ended,
+            (Some(_), None) => dependency.status == TaskStatus::Running,
+            (None, _) => false,
+        };
+        !started_first
+    };
     let mut stands = vec![false; plan.len()];
     for &index in plan.order() {
         let index = index as usize;
         stands[index] = !is_changed[index]
             && records[index].is_some_and(may_stand)
-            && (plan.dependencies(index).iter()).all(|&d| stands[d as usize] || !ended(d));
+            && (plan.dependencies(index).iter())
+                .all(|&d| stands[d as usize] || !ran_after(index, d));
     }
     let mut kept = vec![false; plan.len()];
     // Whether some task that runs depends on the task, directly or not.
@@ -80,7 +98,7 @@ pub(super) fn kept(
         let index = index as usize;
         if kept[index]
             && needed[index]
-            && (plan.dependencies(index).iter()).any(|&d| !kept[d as usize] && ended(d))
+            && (plan.dependencies(index).iter()).any(|&d| !kept[d as usize] && ran_after(index, d))
         {
             kept[index] = false;
         }
