@@ -232,6 +232,11 @@ impl<'h> Attempt<'h> {
         };
         conclude(&mut future, &span, polled, panic);
         if polled.is_ready() {
+            if let (Some(started), Some(limit)) = (started, timeout)
+                && started.elapsed() >= limit
+            {
+                *polled = Poll::Ready(Err(timed_out(limit)));
+            }
             return None;
         }
         let mut attempt = Self {
@@ -278,7 +283,7 @@ impl<'h> Attempt<'h> {
         if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let error = TaskError::new(format!("timed out after {}", seconds(*limit)));
+        let error = timed_out(*limit);
         // Told first: a blocking handler, which nothing can stop, runs on until it looks.
         self.cancel();
         Poll::Ready(match self.release() {
@@ -298,10 +303,24 @@ impl Future for Attempt<'_> {
             Running::Spawned(task) => Pin::new(task).poll(cx).map(joined),
         };
         if polled.is_ready() {
+            // A handler on the run's own task that held it past the limit in this poll:
+            // spawned, it would have been stopped at the limit, and so it times out.
+            if let (Running::Inline(_), Some((sleep, limit))) = (&this.running, &this.deadline)
+                && Instant::now() >= sleep.deadline()
+            {
+                return Poll::Ready(Err(timed_out(*limit)));
+            }
             return polled;
         }
         this.poll_deadline(cx).map(Err)
     }
+}
+
+/// The error of an attempt that ran past its limit, `limit`. A handler on the run's own
+/// task that keeps the thread past it (it does not wait) is not stopped at the limit,
+/// but its outcome is not taken either: it times out as a spawned one would.
+fn timed_out(limit: Duration) -> TaskError {
+    TaskError::new(format!("timed out after {}", seconds(limit)))
 }
 
 fn seconds(d: Duration) -> String {

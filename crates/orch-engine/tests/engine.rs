@@ -432,6 +432,49 @@ fn tasks_decided_after_a_cancellation_end_cancelled_not_skipped() {
     });
 }
 
+/// A handler that keeps its thread past its limit (here 200 ms against 50 ms) times out
+/// wherever it runs: spawned, the run stops waiting at the limit; on the run's own task
+/// (every handler on a current-thread runtime, an `inline` one anywhere) the run sees
+/// the limit only once the poll returns, and the outcome it brings is not taken.
+#[test]
+fn a_handler_that_overruns_its_limit_within_one_poll_times_out() {
+    let current_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let two_workers = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    for (runtime, name) in [(current_thread(), "one thread"), (two_workers(), "two")] {
+        // Blocks on its first poll, or after one wait.
+        for waits_first in [false, true] {
+            let engine = WorkflowEngine::new();
+            engine.register_handler("blocks", move |_ctx: TaskContext| async move {
+                if waits_first {
+                    tokio::task::yield_now().await;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                Ok::<_, TaskError>(json!("late"))
+            });
+            let workflow = Workflow::new("w", "W")
+                .task(Task::new("a", "blocks").timeout(Duration::from_millis(50)));
+            let result = runtime
+                .block_on(engine.execute_workflow(&workflow))
+                .expect("valid");
+            let a = record(&result, "a");
+            let case = format!("{name}, waits first: {waits_first}");
+            assert_eq!(a.status, TaskStatus::Failed, "{case}");
+            assert_eq!(a.error.as_deref(), Some("timed out after 0.05s"), "{case}");
+        }
+    }
+}
+
 /// Runs task `a` (with `first`, its handler on the run's own task, and `retries`) beside
 /// a quick task `b` on a current-thread runtime, in real time (the handler keeps the
 /// run's thread busy); returns the result and how long after `a` started `b` did.
