@@ -4,8 +4,8 @@
 //! The loader gives places only for parse errors; validation problems name tasks. This
 //! module reads the text once more, without a full parser, and notes where each task's
 //! definition starts: in JSON the keys of the `tasks` object (map form) or the `task_id`
-//! values of its elements (list form); in YAML the keys (or `task_id` lines) one level
-//! under a top-level `tasks:`; in TOML `[tasks.ID]` headers, `ID = {` lines under
+//! values of its elements (list form); in YAML the keys one level under a top-level
+//! `tasks:` or the `task_id` lines of its items; in TOML `[tasks.ID]` headers, `ID = {` lines under
 //! `[tasks]`, and `task_id = "ID"` lines after `[[tasks]]`. Inside a task, a word (a
 //! dependency's id, a configuration key) is found by searching that task's stretch of
 //! text. A task written another way (YAML flow style, say) simply gets no place, and so
@@ -236,11 +236,16 @@ fn yaml_task_id(text: &str) -> Option<String> {
     key(rest, &['#']).map(|(id, _)| id)
 }
 
-/// YAML, block style: the keys (or `task_id` lines) one level under `tasks:`.
+/// YAML, block style: the keys one level under `tasks:` (map form), or the `task_id`
+/// lines of its items (list form), whether on an item's `- ` line or among the item's own
+/// keys. A `task_id` deeper in a task, or anywhere in a map-form task, starts no task.
 fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
     let mut found = Vec::new();
     let mut in_tasks = false;
     let mut task_indent: Option<usize> = None;
+    // In list form, the indent of the current item's own keys; `None` after a bare `-`
+    // until the item's first key sets it.
+    let mut item_keys: Option<Option<usize>> = None;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let start = offset;
@@ -254,6 +259,7 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
         if indent == 0 && !trimmed.starts_with('-') {
             in_tasks = trimmed.starts_with("tasks:");
             task_indent = None;
+            item_keys = None;
             continue;
         }
         if !in_tasks {
@@ -261,12 +267,22 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
         }
         let indent_here = *task_indent.get_or_insert(indent);
         let column = start + indent;
-        if let Some(item) = trimmed.strip_prefix("- ") {
-            if indent == indent_here {
-                found.extend(yaml_task_id(item).map(|id| (id, column)));
+        let item = (trimmed == "-")
+            .then_some("")
+            .or_else(|| trimmed.strip_prefix("- "));
+        if let Some(item) = item
+            && indent == indent_here
+        {
+            let first_key = item.trim_start();
+            item_keys = Some(match first_key.is_empty() || first_key.starts_with('#') {
+                true => None,
+                false => Some(indent + trimmed.len() - first_key.len()),
+            });
+            found.extend(yaml_task_id(first_key).map(|id| (id, column)));
+        } else if let Some(keys) = &mut item_keys {
+            if *keys.get_or_insert(indent) == indent {
+                found.extend(yaml_task_id(trimmed).map(|id| (id, column)));
             }
-        } else if let Some(id) = yaml_task_id(trimmed) {
-            found.push((id, column));
         } else if indent == indent_here
             && let Some((id, rest)) = key(trimmed, &[':'])
             && rest.starts_with(':')
@@ -381,6 +397,25 @@ mod tests {
     }
 
     #[test]
+    fn a_yaml_task_id_inside_a_task_starts_no_task() {
+        let text = "workflow_id: q\ntasks:\n  notify:\n    task_type: echo\n    config:\n      message:\n        task_id: deploy\n  deploy:\n    task_type: command\n    config: { progam: make }\n    dependencies: [biuld]\n";
+        let places = Places::new(text, Format::Yaml);
+        assert_eq!(places.task("deploy"), at(8, 3));
+        assert_eq!(places.within_task("deploy", "biuld"), at(11, 20));
+        assert_eq!(places.within_task("deploy", "progam"), at(10, 15));
+        // A map-form task may repeat its id; its stretch goes on past that line.
+        let again = "workflow_id: w\ntasks:\n  a:\n    task_id: a\n    dependencies: [ghost]\n  task_id:\n    task_type: t\n";
+        let places = Places::new(again, Format::Yaml);
+        assert_eq!(places.within_task("a", "ghost"), at(5, 20));
+        assert_eq!(places.task("task_id"), at(6, 3));
+        // In list form, only an item's own `task_id` starts it.
+        let list = "workflow_id: w\ntasks:\n-   task_type: t\n    config:\n      task_id: b\n    task_id: a\n-\n  task_type: t\n  steps:\n  - task_id: a\n  task_id: b\n";
+        let places = Places::new(list, Format::Yaml);
+        assert_eq!(places.task("a"), at(6, 5));
+        assert_eq!(places.task("b"), at(11, 3));
+    }
+
+    #[test]
     fn toml_tables_inline_tables_and_arrays() {
         let text = "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n[tasks.\"b c\"]\ntask_type = \"t\"\n";
         let places = Places::new(text, Format::Toml);
@@ -406,8 +441,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Tasks written one a line, in each format's map form and in JSON's list form,
-        /// are found on their line, whatever their ids.
+        /// Tasks written one a line, in each format's map form and in JSON's and YAML's
+        /// list forms, are found on their line, whatever their ids.
         #[test]
         fn every_task_is_found_on_its_line(
             ids in proptest::collection::btree_set("[a-z_][a-z0-9_ .\"\\\\/-]{0,8}", 1..12),
@@ -422,9 +457,16 @@ mod tests {
                 "{{\"workflow_id\": \"w\", \"tasks\": [\n{}\n]}}",
                 quoted.iter().map(|q| format!("{{\"task_type\": \"t\", \"task_id\": {q}}}")).collect::<Vec<_>>().join(",\n")
             );
+            // Each task's config holds a `task_id` naming the next task, which starts
+            // nothing.
+            let next = |i: usize| &quoted[(i + 1) % quoted.len()];
             let yaml = format!(
                 "workflow_id: w\ntasks:\n{}",
-                quoted.iter().map(|q| format!("  {q}:\n    task_type: t\n")).collect::<String>()
+                quoted.iter().enumerate().map(|(i, q)| format!("  {q}:\n    config:\n      task_id: {}\n", next(i))).collect::<String>()
+            );
+            let yaml_list = format!(
+                "workflow_id: w\ntasks:\n{}",
+                quoted.iter().enumerate().map(|(i, q)| format!("- task_id: {q}\n  config:\n    task_id: {}\n", next(i))).collect::<String>()
             );
             let toml = format!(
                 "workflow_id = \"w\"\n{}",
@@ -433,7 +475,8 @@ mod tests {
             for (text, format, first, step) in [
                 (&json_map, Format::Json, 4, 1),
                 (&json_list, Format::Json, 2, 1),
-                (&yaml, Format::Yaml, 3, 2),
+                (&yaml, Format::Yaml, 3, 3),
+                (&yaml_list, Format::Yaml, 3, 3),
                 (&toml, Format::Toml, 2, 2),
             ] {
                 let places = Places::new(text, format);
