@@ -299,17 +299,22 @@ impl Future for Attempt<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let polled = match &mut this.running {
-            Running::Inline(guarded) => guarded.poll_outcome(cx),
+            Running::Inline(guarded) => match &this.deadline {
+                // A handler on the run's own task that holds it across its deadline in
+                // this poll: spawned, it would have been stopped there, so it times out.
+                // (One merely polled late, the run being busy, is not.)
+                Some((sleep, limit)) if Instant::now() < sleep.deadline() => {
+                    let polled = guarded.poll_outcome(cx);
+                    match polled.is_ready() && Instant::now() >= sleep.deadline() {
+                        true => Poll::Ready(Err(timed_out(*limit))),
+                        false => polled,
+                    }
+                }
+                _ => guarded.poll_outcome(cx),
+            },
             Running::Spawned(task) => Pin::new(task).poll(cx).map(joined),
         };
         if polled.is_ready() {
-            // A handler on the run's own task that held it past the limit in this poll:
-            // spawned, it would have been stopped at the limit, and so it times out.
-            if let (Running::Inline(_), Some((sleep, limit))) = (&this.running, &this.deadline)
-                && Instant::now() >= sleep.deadline()
-            {
-                return Poll::Ready(Err(timed_out(*limit)));
-            }
             return polled;
         }
         this.poll_deadline(cx).map(Err)
