@@ -475,6 +475,40 @@ fn a_handler_that_overruns_its_limit_within_one_poll_times_out() {
     }
 }
 
+/// A handler whose wait ended within its limit is not timed out because the run, kept
+/// busy by another handler holding the thread, got to it only after the limit.
+#[test]
+fn a_handler_polled_late_by_a_busy_run_is_not_timed_out() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+    engine.register_handler("waits", |_ctx: TaskContext| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok::<_, TaskError>(json!("in time"))
+    });
+    engine.register_handler("hogs", |_ctx: TaskContext| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        std::thread::sleep(Duration::from_millis(200));
+        Ok::<_, TaskError>(json!(null))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "waits").timeout(Duration::from_millis(100)))
+        .task(Task::new("b", "hogs"));
+    let result = runtime
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    let a = record(&result, "a");
+    eprintln!(
+        "DEBUGA {:?} {:?}",
+        a.duration(),
+        record(&result, "b").duration()
+    );
+    assert_eq!(a.status, TaskStatus::Completed, "{:?}", a.error);
+    assert_eq!(a.result, Some(json!("in time")));
+}
+
 /// Runs task `a` (with `first`, its handler on the run's own task, and `retries`) beside
 /// a quick task `b` on a current-thread runtime, in real time (the handler keeps the
 /// run's thread busy); returns the result and how long after `a` started `b` did.
