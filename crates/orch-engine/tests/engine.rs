@@ -500,11 +500,6 @@ fn a_handler_polled_late_by_a_busy_run_is_not_timed_out() {
         .block_on(engine.execute_workflow(&workflow))
         .expect("valid");
     let a = record(&result, "a");
-    eprintln!(
-        "DEBUGA {:?} {:?}",
-        a.duration(),
-        record(&result, "b").duration()
-    );
     assert_eq!(a.status, TaskStatus::Completed, "{:?}", a.error);
     assert_eq!(a.result, Some(json!("in time")));
 }
