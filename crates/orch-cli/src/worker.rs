@@ -74,20 +74,17 @@ pub(crate) fn nats_config(url: Option<&str>, name: Option<&str>) -> Result<NatsC
 }
 
 /// Serves tasks until Ctrl-C or SIGTERM; exit 0 after a clean stop, 2 when the worker
-/// cannot start (no server, refused credentials, no private temporary directory), and
-/// 128 + the signal's number when a signal comes while it is still connecting.
+/// cannot start (no server, refused credentials, a `--dir` it cannot work in, no private
+/// temporary directory), and 128 + the signal's number when a signal comes while it is
+/// still connecting.
 pub(crate) fn serve(args: WorkerArgs) -> ExitCode {
     let config = match nats_config(args.nats.as_deref(), args.name.as_deref()) {
         Ok(config) => config,
         Err(e) => return setup_error(e),
     };
-    let base_dir = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from("."),
-    };
-    let base_dir = match std::fs::canonicalize(&base_dir) {
+    let base_dir = match base_dir(args.dir.as_deref()) {
         Ok(dir) => dir,
-        Err(e) => return setup_error(format!("--dir {}: {e}", base_dir.display())),
+        Err(e) => return setup_error(e),
     };
     let runtime = match crate::runtime::for_commands(args.concurrency as usize) {
         Ok(runtime) => runtime,
@@ -96,6 +93,22 @@ pub(crate) fn serve(args: WorkerArgs) -> ExitCode {
     let code = runtime.block_on(run_worker(&args, config, &base_dir));
     crate::runtime::shut_down(runtime);
     code
+}
+
+/// The directory relative `cwd`s start from: `--dir`, else the current directory, made
+/// absolute. It must be a directory this user may enter: otherwise every command task
+/// would fail on its working directory, with an error that does not mention `--dir`.
+fn base_dir(dir: Option<&Path>) -> Result<PathBuf, String> {
+    let given = dir.unwrap_or(Path::new("."));
+    let refused = |problem: &dyn std::fmt::Display| format!("--dir {}: {problem}", given.display());
+    let dir = std::fs::canonicalize(given).map_err(|e| refused(&e))?;
+    let may_enter = || nix::unistd::access(&dir, nix::unistd::AccessFlags::X_OK).is_ok();
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() && may_enter() => Ok(dir),
+        Ok(meta) if meta.is_dir() => Err(refused(&"cannot be entered (no permission)")),
+        Ok(_) => Err(refused(&"is not a directory")),
+        Err(e) => Err(refused(&e)),
+    }
 }
 
 fn setup_error(message: String) -> ExitCode {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Dir, parts, pid_in, run_in, start_run, task_error};
+use common::{Dir, as_root, parts, pid_in, run_as_a_user, run_in, start_run, task_error};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -183,38 +183,6 @@ fn a_signal_while_reaching_the_nats_server_stops_the_run_before_it_starts() {
         stderr.contains("stopped before the run started"),
         "{stderr}"
     );
-}
-
-/// Whether this test runs as root.
-fn as_root() -> bool {
-    let id = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&id.stdout).trim() == "0"
-}
-
-/// Runs `orch ARGS` in `dir` as a user that is not root: as `nobody` (through `setpriv`)
-/// when the test runs as root, else as the test's own user. `dir` is made writable by
-/// everyone.
-fn run_as_a_user(dir: &Dir, args: &[&str]) -> std::process::Output {
-    use std::os::unix::fs::PermissionsExt;
-    let open = std::fs::Permissions::from_mode(0o777);
-    std::fs::set_permissions(dir.path(), open).expect("permissions");
-    let mut command = match as_root() {
-        true => {
-            let mut command = std::process::Command::new("setpriv");
-            command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-            command.arg(env!("CARGO_BIN_EXE_orch"));
-            command
-        }
-        false => common::orch(),
-    };
-    command
-        .env_remove("RUST_LOG")
-        .args(args)
-        .current_dir(dir.path());
-    common::output(command)
 }
 
 /// A program is looked up as `execvp` looks it up: a file of that name this user may not

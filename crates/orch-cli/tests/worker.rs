@@ -9,7 +9,7 @@ use std::io::BufRead;
 use std::process::Stdio;
 
 use common::nats::{NatsServer, WorkerProcess, free_port};
-use common::{Dir, alive, orch, output, parts, pid_in, wait_for};
+use common::{Dir, alive, as_root, orch, output, parts, pid_in, run_as_a_user, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -252,6 +252,31 @@ fn a_worker_with_no_server_to_reach_says_so() {
         "{stderr}"
     );
     assert!(stderr.contains("127.0.0.1"), "{stderr}");
+}
+
+/// A `--dir` that is not a directory, or that this user may not enter, is refused at
+/// start-up, naming the flag and the path, before the worker connects (the server named
+/// is not there): otherwise every command task would fail on its working directory.
+#[test]
+fn a_dir_that_is_no_directory_to_enter_is_refused_before_connecting() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    dir.write("afile", "");
+    std::fs::create_dir(dir.join("locked")).expect("a directory");
+    // Root's and closed to others, or this user's without the right to enter it.
+    let bits = if as_root() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(dir.join("locked"), std::fs::Permissions::from_mode(bits))
+        .expect("permissions");
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    for (place, problem) in [
+        ("afile", "is not a directory"),
+        ("locked", "cannot be entered (no permission)"),
+    ] {
+        let args = ["worker", "--dir", place, "--nats", &url];
+        let (code, stdout, stderr) = parts(&run_as_a_user(&dir, &args));
+        assert_eq!(code, Some(2), "{stdout}{stderr}");
+        assert_eq!(stderr, format!("orch worker: --dir {place}: {problem}\n"));
+    }
 }
 
 /// A signal while the worker is still connecting (to a server that takes the connection

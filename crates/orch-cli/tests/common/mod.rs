@@ -114,6 +114,35 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Whether this test runs as root.
+pub fn as_root() -> bool {
+    let id = Command::new("id").arg("-u").output().expect("id runs");
+    String::from_utf8_lossy(&id.stdout).trim() == "0"
+}
+
+/// Runs `orch ARGS` in `dir` as a user that is not root: as `nobody` (through `setpriv`)
+/// when the test runs as root, else as the test's own user. `dir` is made writable by
+/// everyone.
+pub fn run_as_a_user(dir: &Dir, args: &[&str]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    let open = std::fs::Permissions::from_mode(0o777);
+    std::fs::set_permissions(dir.path(), open).expect("permissions");
+    let mut command = match as_root() {
+        true => {
+            let mut command = Command::new("setpriv");
+            command.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+            command.arg(env!("CARGO_BIN_EXE_orch"));
+            command
+        }
+        false => orch(),
+    };
+    command
+        .env_remove("RUST_LOG")
+        .args(args)
+        .current_dir(dir.path());
+    output(command)
+}
+
 /// Reads a pid that a command wrote to `path`.
 pub fn pid_in(path: &Path) -> i32 {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
