@@ -442,3 +442,65 @@ async fn cancel_run_with_its_server_gone_and_its_connection_full_is_an_error() {
     assert!(!filler.is_finished(), "the connection stayed full");
     filler.abort();
 }
+
+/// A worker told to stop at once while a handler winds down from `cancel_run` (its
+/// coordinator gone) removes the task message, as for any cancelled attempt: handed back,
+/// another worker, which never hears that cancellation, would run the task again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopping_during_a_cancelled_attempt_removes_its_task_message() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let coordinator_config = as_user(&server, "coordinator", "coordinator-pw");
+    let remote = RemoteHandler::connect(&coordinator_config)
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("embed", remote.clone());
+    let signals = Arc::new(Signals::default());
+    let started = Arc::clone(&signals);
+    // Stops a moment after it hears the cancellation, well inside the worker's grace.
+    let worker = Worker::builder()
+        .cancel_grace(Duration::from_secs(30))
+        .handler("embed", move |ctx: TaskContext| {
+            let signals = Arc::clone(&started);
+            async move {
+                signals.started.notify_one();
+                ctx.cancellation().cancelled().await;
+                signals.cancelled.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err::<(), _>(TaskError::new("stopped"))
+            }
+        })
+        .connect(&as_user(&server, "embedder", "embedder-pw"))
+        .await
+        .expect("the worker connects");
+    let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
+    let worker = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
+
+    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
+    let run_id = run.run_id().clone();
+    let run = tokio::spawn(run);
+    signalled(&signals.started, "the task reaches the worker").await;
+    // The coordinator goes; the run is cancelled from elsewhere.
+    run.abort();
+    remote
+        .cancel_run(&run_id)
+        .await
+        .expect("the tasks stream can be read");
+    signalled(&signals.cancelled, "the handler hears the cancellation").await;
+    stop.cancel();
+    stop_now.cancel();
+    tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the worker stops")
+        .expect("the worker's task");
+
+    let js = jetstream::new(coordinator_config.connect().await.expect("connects"));
+    let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    let left = tasks.info().await.expect("its state").state.messages;
+    assert_eq!(
+        left, 0,
+        "the cancelled attempt's task message was handed back"
+    );
+}

@@ -229,6 +229,9 @@ async fn execute(
                 return Ending::Drop;
             }
             () = hand_back.cancelled() => {
+                // Cancelled by its coordinator before: nobody waits for it, and a worker
+                // given it back might not hear of that cancellation (it ends as such).
+                let cancelled_before = dropped.is_some();
                 tracing::info!("the worker is stopping; cancelling the task to hand it back");
                 token.cancel();
                 // Given the cancel grace to stop (a command its polite stop); one that
@@ -236,6 +239,7 @@ async fn execute(
                 let wound = wind_down(running.as_mut(), shared.cancel_grace, &mut progress, message);
                 return match wound.await {
                     Some(Ok(output)) => Ending::Report(outcome(Ok(output))),
+                    _ if cancelled_before => Ending::Drop,
                     _ => Ending::HandBack,
                 };
             }
