@@ -5,7 +5,10 @@ use std::io::{BufWriter, Stdout, Write};
 use std::time::{Duration, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use orch::core::{EngineEvent, EngineEventKind, TaskStatus, WorkflowResult, WorkflowStatus};
+use orch::core::{
+    EngineEvent, EngineEventKind, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult,
+    WorkflowStatus,
+};
 
 use crate::logging;
 use crate::tally::Tally;
@@ -128,12 +131,17 @@ impl Display {
         text
     }
 
-    /// Clears the bar and prints the summary of `result`.
-    pub(crate) fn finish(mut self, result: &WorkflowResult, interrupted: bool) {
+    /// Clears the bar and prints the summary of `result`, a run of `workflow`.
+    pub(crate) fn finish(
+        mut self,
+        workflow: &Workflow,
+        result: &WorkflowResult,
+        interrupted: bool,
+    ) {
         self.clear();
         let _ = std::io::stdout()
             .lock()
-            .write_all(summary(result, interrupted).as_bytes());
+            .write_all(summary(workflow, result, interrupted).as_bytes());
     }
 }
 
@@ -191,48 +199,82 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     printable.into()
 }
 
-/// The run's outcome in a few lines: status, counts, and the tasks that failed or were
-/// skipped, each with its reason.
-pub(crate) fn summary(result: &WorkflowResult, interrupted: bool) -> String {
-    let count = |s| {
-        result
-            .tasks
-            .records()
-            .iter()
-            .filter(|r| r.status == s)
-            .count()
+/// The run's outcome in a few lines: status, the counts of the workflow's tasks (then of
+/// its map instances, when it had any), and the tasks that failed or were skipped, each
+/// with its reason. A failed instance is listed with its own error; a skipped one is not,
+/// as instances are skipped only when their map stopped, which its map task's line says.
+pub(crate) fn summary(workflow: &Workflow, result: &WorkflowResult, interrupted: bool) -> String {
+    let (tasks, instances): (Vec<_>, Vec<_>) = result
+        .tasks
+        .iter()
+        .partition(|(id, _)| workflow.index_of(id).is_some());
+    let count = |records: &[(&TaskId, &TaskRecord)], s| {
+        records.iter().filter(|(_, r)| r.status == s).count()
     };
     let verb = match (result.status, interrupted) {
         (WorkflowStatus::Cancelled, true) => "was interrupted",
         (status, _) => status.as_str(),
     };
     let mut text = format!(
-        "workflow `{}` {verb} after {:.3}s: {} tasks: {} completed, {} failed, {} skipped, {} cancelled\n",
+        "workflow `{}` {verb} after {:.3}s: {} tasks: {} completed, {} failed, {} skipped, {} cancelled",
         result.workflow_id,
         result.total_duration().as_secs_f64(),
-        result.tasks.len(),
-        count(TaskStatus::Completed),
-        count(TaskStatus::Failed),
-        count(TaskStatus::Skipped),
-        count(TaskStatus::Cancelled),
+        tasks.len(),
+        count(&tasks, TaskStatus::Completed),
+        count(&tasks, TaskStatus::Failed),
+        count(&tasks, TaskStatus::Skipped),
+        count(&tasks, TaskStatus::Cancelled),
     );
-    for status in [TaskStatus::Failed, TaskStatus::Skipped] {
-        let tasks: Vec<_> = result
-            .tasks
-            .iter()
-            .filter(|(_, r)| r.status == status)
+    if !instances.is_empty() {
+        let counts: Vec<String> = STATUSES
+            .into_iter()
+            .map(|s| (count(&instances, s), s))
+            .filter(|&(n, _)| n > 0)
+            .map(|(n, s)| format!("{n} {}", s.as_str()))
             .collect();
-        for (id, record) in tasks.iter().take(LISTED) {
-            let error = printable(record.error.as_deref().unwrap_or_default());
-            text.push_str(&format!("  {:<9} {id}: {error}\n", status.as_str()));
-        }
-        if tasks.len() > LISTED {
-            text.push_str(&format!(
-                "  ... and {} more {}\n",
-                tasks.len() - LISTED,
-                status.as_str()
-            ));
-        }
+        text.push_str(&format!(
+            "; {} map instances: {}",
+            instances.len(),
+            counts.join(", ")
+        ));
     }
+    text.push('\n');
+    list(
+        &mut text,
+        TaskStatus::Failed,
+        tasks.iter().chain(&instances),
+    );
+    list(&mut text, TaskStatus::Skipped, tasks.iter());
     text
 }
+
+/// Adds a line for each of the first `LISTED` of `records` that have `status`, then how
+/// many more have it.
+fn list<'r>(
+    text: &mut String,
+    status: TaskStatus,
+    records: impl Iterator<Item = &'r (&'r TaskId, &'r TaskRecord)>,
+) {
+    let records: Vec<_> = records.filter(|(_, r)| r.status == status).collect();
+    for (id, record) in records.iter().take(LISTED) {
+        let error = printable(record.error.as_deref().unwrap_or_default());
+        text.push_str(&format!("  {:<9} {id}: {error}\n", status.as_str()));
+    }
+    if records.len() > LISTED {
+        text.push_str(&format!(
+            "  ... and {} more {}\n",
+            records.len() - LISTED,
+            status.as_str()
+        ));
+    }
+}
+
+/// Every status, in the order the summary counts them.
+const STATUSES: [TaskStatus; 6] = [
+    TaskStatus::Completed,
+    TaskStatus::Failed,
+    TaskStatus::Skipped,
+    TaskStatus::Cancelled,
+    TaskStatus::Running,
+    TaskStatus::Pending,
+];

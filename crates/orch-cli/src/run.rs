@@ -367,8 +367,11 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         }
     };
     match display {
-        Some(display) => display.finish(&result, signal != 0),
-        None => out!("{}", crate::display::summary(&result, signal != 0)),
+        Some(display) => display.finish(&workflow, &result, signal != 0),
+        None => out!(
+            "{}",
+            crate::display::summary(&workflow, &result, signal != 0)
+        ),
     }
     let mut written = true;
     if let Some(target) = target {

@@ -220,3 +220,42 @@ fn a_run_that_ends_without_a_result_leaves_no_bar_on_the_terminal() {
         "{lines:#?}"
     );
 }
+
+/// A map's instances are counted apart from the workflow's tasks, as the bar counts them.
+/// The failed instance is listed with its own error; the one its failure stopped is not
+/// listed (the map task's line says why). One task at a time, the instances run in order.
+#[test]
+fn the_summary_counts_map_instances_apart_from_tasks() {
+    let dir = Dir::new();
+    dir.write(
+        "m.yaml",
+        "workflow_id: m\ntasks:\n  list: { task_type: echo, config: { message: [1, 2, 3] } }\n  sq: { task_type: command, dependencies: [list], map: { over: list }, config: { shell: true, script: 'test \"$ORCH_ITEM\" != 2' } }\n",
+    );
+    let args = [
+        "run",
+        "m.yaml",
+        "--progress",
+        "none",
+        "--max-concurrent",
+        "1",
+    ];
+    let (code, stdout, stderr) = parts(&run_in(&dir, &args));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0].split_once("s: ").map(|(_, counts)| counts),
+        Some(
+            "2 tasks: 1 completed, 1 failed, 0 skipped, 0 cancelled; \
+             3 map instances: 1 completed, 1 failed, 1 skipped"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "  failed    sq: instance `sq[1]` failed: `sh` exited with status 1",
+            "  failed    sq[1]: `sh` exited with status 1",
+        ],
+        "{stdout}"
+    );
+}
