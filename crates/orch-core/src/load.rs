@@ -129,7 +129,9 @@ impl Workflow {
             }
         };
         let limit = crate::yaml_depth::MAX_DEPTH;
-        match crate::yaml_depth::too_deep(text) {
+        // The checks read the text with another parser: with libyaml's line breaks.
+        let checked = crate::yaml_depth::with_libyaml_line_breaks(text);
+        match crate::yaml_depth::too_deep(&checked) {
             Some(Found::At(offset)) => {
                 let message = format!("collections nested deeper than {limit} levels");
                 return Err(refused(offset, message));
@@ -143,7 +145,7 @@ impl Workflow {
             }
             None => {}
         }
-        match crate::yaml_merge::merge_key(text) {
+        match crate::yaml_merge::merge_key(&checked) {
             Some(Found::At(offset)) => {
                 let message = "merge keys (`<<`) are not supported: write the keys out, or \
                     quote `\"<<\"` for a key of that name";

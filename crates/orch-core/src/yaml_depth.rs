@@ -17,6 +17,13 @@
 //!   can be trusted (`Bob's` would hide what follows it, a `]` in a string would undo a
 //!   real `[`), so every `[` and `{` from there on counts as one more level, and closes
 //!   none. A document that could nest too deep by that count is [`Found::Unreadable`].
+//!
+//! libyaml (YAML 1.1) also ends a line at NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR,
+//! saphyr-parser (YAML 1.2) only at `\n` and `\r`: a comment would run on through them
+//! for the checks while libyaml reads what follows. The checks read the text as
+//! [`with_libyaml_line_breaks`] gives it.
+
+use std::borrow::Cow;
 
 use saphyr_parser::{Event, Parser};
 
@@ -158,6 +165,24 @@ fn counted(text: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// `text` with each line break that libyaml knows and saphyr-parser does not (NEL,
+/// LINE SEPARATOR, PARAGRAPH SEPARATOR) made a `\n`, after spaces that keep every byte
+/// where it was: offsets found in the copy hold for `text`.
+pub(crate) fn with_libyaml_line_breaks(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        return Cow::Borrowed(text);
+    }
+    let mut copy = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{85}' => copy.push_str(" \n"),
+            '\u{2028}' | '\u{2029}' => copy.push_str("  \n"),
+            c => copy.push(c),
+        }
+    }
+    Cow::Owned(copy)
 }
 
 #[cfg(test)]

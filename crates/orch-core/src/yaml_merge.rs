@@ -2,8 +2,9 @@
 //! reads workflows takes `<<` as an ordinary key, so a merge written in a task's
 //! `config` would silently become a key named `<<` instead of the keys it merges.
 //!
-//! A merge key is a plain (unquoted, untagged) `<<` in a mapping's key position; a
-//! quoted `"<<"` is an ordinary key and passes.
+//! A merge key is a plain (unquoted) `<<` in a mapping's key position, untagged or
+//! tagged `!!merge`; a quoted `"<<"` (or one tagged `!!str`) is an ordinary key and
+//! passes.
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
@@ -35,7 +36,11 @@ pub(crate) fn merge_key(text: &str) -> Option<Found> {
         match event {
             Event::Scalar(value, style, _, tag) => {
                 let key = open.last() == Some(&Some(true));
-                if key && style == ScalarStyle::Plain && tag.is_none() && value == "<<" {
+                // Untagged, or tagged as the merge it is (`!!merge <<`).
+                let merge_tag = tag
+                    .as_ref()
+                    .is_none_or(|t| t.is_yaml_core_schema() && t.suffix == "merge");
+                if key && style == ScalarStyle::Plain && merge_tag && value == "<<" {
                     return Some(Found::At(chars.byte_offset(span.start.index())));
                 }
                 node_ended(&mut open);

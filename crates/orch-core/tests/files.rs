@@ -111,6 +111,35 @@ fn yaml_merge_key_is_refused_at_its_line_and_a_quoted_one_is_an_ordinary_key() {
 }
 
 #[test]
+fn yaml_merge_key_after_a_line_break_only_the_yaml_reader_knows_is_refused() {
+    // NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR end a line (and a comment) for the YAML
+    // reader, not for the merge-key check's parser: a `<<` after one was read, unchecked,
+    // as a key of that name.
+    for line_break in ["\u{85}", "\u{2028}", "\u{2029}"] {
+        let text = format!(
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config: # defaults{line_break}      <<: {{region: eu}}\n"
+        );
+        let (_, line, message) = parse_error(Workflow::from_yaml(&text));
+        assert_eq!(line, Some(5), "{line_break:?}");
+        assert!(
+            message.contains("merge keys (`<<`) are not supported"),
+            "{line_break:?}: {message}"
+        );
+    }
+}
+
+#[test]
+fn yaml_merge_key_with_the_merge_tag_is_refused() {
+    let text = "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      !!merge <<: {region: eu}\n";
+    let (_, line, message) = parse_error(Workflow::from_yaml(text));
+    assert_eq!(line, Some(6));
+    assert!(
+        message.contains("merge keys (`<<`) are not supported"),
+        "{message}"
+    );
+}
+
+#[test]
 fn yaml_merge_key_past_a_comment_only_the_yaml_reader_accepts_is_refused() {
     // `}#c`: a comment with no space before it, which YAML 1.2 forbids and the YAML
     // reader takes as a comment; the merge-key check's parser stops there.

@@ -137,6 +137,23 @@ fn yaml_nested_a_hundred_thousand_levels_deep_is_refused_at_the_level_past_the_l
     assert!(message.contains("nested deeper than 127"), "{message}");
 }
 
+#[test]
+fn yaml_nesting_after_a_line_break_only_the_yaml_reader_knows_is_refused_before_parsing() {
+    // The depth check's parser reads the comment on through LINE SEPARATOR; the YAML
+    // reader starts a line there, and would parse every level before refusing.
+    let text = format!(
+        "workflow_id: w\nx: # c\u{2028}  k: {}{}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let (line, _, message) = parse_error(Workflow::from_yaml(&text));
+    assert_eq!(line, Some(2));
+    assert!(
+        message.contains("collections nested deeper than 127 levels"),
+        "{message}"
+    );
+}
+
 /// The line, column and message of `read`'s error, which must be a parse error.
 fn parse_error(read: Result<Workflow, LoadError>) -> (Option<usize>, Option<usize>, String) {
     match read {

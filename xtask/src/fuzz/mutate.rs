@@ -47,6 +47,11 @@ const WORDS: &[&str] = &[
     "*a",
     "<<",
     "!!str",
+    "!!merge",
+    // Line breaks to libyaml (YAML 1.1), not to YAML 1.2 parsers.
+    "\u{85}",
+    "\u{2028}",
+    "\u{2029}",
     "é",
     "\u{feff}",
     "\u{10ffff}",
