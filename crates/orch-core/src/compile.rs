@@ -310,8 +310,8 @@ fn check_instance_ids(tasks: &TaskTable, errors: &mut Vec<ValidationError>) {
     }
 }
 
-/// Ids and task types are printed as they are (in logs, errors, a terminal): none may
-/// hold a control character (a line break, an escape sequence).
+/// Ids, task types and pool names are printed as they are (in logs, errors, a
+/// terminal): none may hold a control character (a line break, an escape sequence).
 fn check_control_characters(
     workflow_id: &str,
     tasks: &TaskTable,
@@ -331,6 +331,9 @@ fn check_control_characters(
     for (key, task) in tasks.iter() {
         check("task id", key, Some(key));
         check("task type", &task.task_type, Some(key));
+        if let Some(pool) = &task.pool {
+            check("pool", pool, Some(key));
+        }
     }
 }
 

@@ -75,13 +75,13 @@ pub enum ValidationError {
         /// The cycle, first task repeated at the end: `[a, b, c, a]`.
         path: Vec<TaskId>,
     },
-    /// An id or a task type holds a control character (a line break, a terminal escape
-    /// sequence), which would reach logs and terminals as it is.
-    #[error("{what} \"{text}\"{of} holds the control character {found:?}: ids and task types may not", of = of_task(.task.as_ref(), what))]
+    /// An id, a task type or a pool name holds a control character (a line break, a
+    /// terminal escape sequence), which would reach logs and terminals as it is.
+    #[error("{what} \"{text}\"{of} holds the control character {found:?}: ids, task types and pool names may not", of = of_task(.task.as_ref(), what))]
     ControlCharacter {
-        /// What holds it: `workflow id`, `task id` or `task type`.
+        /// What holds it: `workflow id`, `task id`, `task type` or `pool`.
         what: &'static str,
-        /// The task whose id or type it is (none for the workflow id).
+        /// The task whose id, type or pool it is (none for the workflow id).
         task: Option<TaskId>,
         /// The text, with its control characters escaped (`a\nb`).
         text: String,
@@ -267,7 +267,7 @@ impl<'a> IntoIterator for &'a ValidationErrors {
 /// ` of task "id"` for a task type's control character, with the id escaped too.
 fn of_task(task: Option<&TaskId>, what: &str) -> String {
     match task {
-        Some(task) if what == "task type" => {
+        Some(task) if what != "task id" => {
             format!(" of task \"{}\"", task.as_str().escape_debug())
         }
         _ => String::new(),

@@ -367,22 +367,24 @@ fn adding_a_task_after_validation_validates_again() {
 }
 
 #[test]
-fn control_characters_in_ids_and_task_types_are_refused_and_shown_escaped() {
+fn control_characters_in_ids_task_types_and_pools_are_refused_and_shown_escaped() {
     let workflow = Workflow::new("w\n", "W")
         .task(Task::new("a\u{1b}[31m", "t"))
         .task(Task::new("b", "t\r"))
         .task(Task::new("c\n", "u\t"))
+        .task(Task::new("d", "t").pool("x\u{1b}]0;pwned\u{7}"))
         .task(Task::new("fine", "t"));
     let errors = errors_of(&workflow);
     let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(
         texts,
         [
-            "workflow id \"w\\n\" holds the control character '\\n': ids and task types may not",
-            "task id \"a\\u{1b}[31m\" holds the control character '\\u{1b}': ids and task types may not",
-            "task type \"t\\r\" of task \"b\" holds the control character '\\r': ids and task types may not",
-            "task id \"c\\n\" holds the control character '\\n': ids and task types may not",
-            "task type \"u\\t\" of task \"c\\n\" holds the control character '\\t': ids and task types may not",
+            "workflow id \"w\\n\" holds the control character '\\n': ids, task types and pool names may not",
+            "task id \"a\\u{1b}[31m\" holds the control character '\\u{1b}': ids, task types and pool names may not",
+            "task type \"t\\r\" of task \"b\" holds the control character '\\r': ids, task types and pool names may not",
+            "task id \"c\\n\" holds the control character '\\n': ids, task types and pool names may not",
+            "task type \"u\\t\" of task \"c\\n\" holds the control character '\\t': ids, task types and pool names may not",
+            "pool \"x\\u{1b}]0;pwned\\u{7}\" of task \"d\" holds the control character '\\u{1b}': ids, task types and pool names may not",
         ]
     );
     assert!(texts.iter().all(|t| !t.chars().any(char::is_control)));
@@ -400,7 +402,8 @@ fn control_characters_in_ids_and_task_types_are_refused_and_shown_escaped() {
             Some("a\u{1b}[31m"),
             Some("b"),
             Some("c\n"),
-            Some("c\n")
+            Some("c\n"),
+            Some("d")
         ]
     );
 }
