@@ -8,7 +8,6 @@ mod pull;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -29,7 +28,7 @@ use cancels::Cancels;
 ///
 /// A worker takes tasks only while it has room: at most [`WorkerBuilder::concurrency`]
 /// handlers run at once, across its task types, and its slots go to the types that
-/// have tasks (a type with none queued may take one task that then waits for a slot).
+/// have tasks (a type with none queued asks for a task only while a slot is free).
 /// While a handler runs, and until its result is stored, the worker tells the server
 /// it is still working every quarter of the consumer's `ack_wait`, so a live task is
 /// never delivered to a second worker; if the worker dies, the server delivers the task
@@ -368,7 +367,7 @@ impl Worker {
         } = self;
         let slots = Arc::new(pull::Slots {
             permits: Arc::new(Semaphore::new(limits.concurrency)),
-            busy_types: AtomicUsize::new(0),
+            types: types.len(),
         });
         let hand_back = CancellationToken::new();
         let mut services = JoinSet::new();

@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::NatsServer;
 use orch_core::WorkflowStatus;
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_nats::{RemoteHandler, Worker};
+use serde_json::json;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Each task of a chain is queued only once the one before ended, so on a worker with
@@ -59,5 +62,73 @@ async fn an_idle_task_type_keeps_no_slot_from_a_busy_one() {
         took < Duration::from_secs(5),
         "{LINKS} links took {took:?}: the idle type held the only slot"
     );
+    stop.cancel();
+}
+
+/// A worker with no free slot asks for no task of a type it has none of: a task of that
+/// type goes to a worker with room. It used to go, as often as not, to the full worker,
+/// and wait there until its long task ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_worker_leaves_an_idle_types_tasks_to_a_worker_with_room() {
+    const QUICK: usize = 4;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let release = Arc::new(Notify::new());
+    let long_started = Arc::new(Notify::new());
+    let full = Worker::builder()
+        .concurrency(1)
+        .handler("long", {
+            let (release, started) = (Arc::clone(&release), Arc::clone(&long_started));
+            move |_ctx: TaskContext| {
+                let (release, started) = (Arc::clone(&release), Arc::clone(&started));
+                async move {
+                    started.notify_one();
+                    release.notified().await;
+                    Ok::<_, TaskError>("full")
+                }
+            }
+        })
+        .handler("quick", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("full")
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let with_room = Worker::builder()
+        .handler("quick", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("with room")
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(full.run(stop.clone()));
+    tokio::spawn(with_room.run(stop.clone()));
+    let remote = RemoteHandler::builder()
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("long", remote.clone());
+    engine.register_handler("quick", remote);
+
+    let long = common::run_in_background(&engine, &common::chain(1, "long"));
+    long_started.notified().await;
+    let quick_workflow = common::chain(1, "quick");
+    for _ in 0..QUICK {
+        let quick = engine.execute_workflow(&quick_workflow);
+        let result = tokio::time::timeout(Duration::from_secs(20), quick)
+            .await
+            .expect("a quick task is not held by the full worker")
+            .expect("valid");
+        assert_eq!(
+            result.task("t0").and_then(|r| r.result.clone()),
+            Some(json!("with room"))
+        );
+    }
+    release.notify_one();
+    let long = long.await.expect("the long run ends");
+    assert_eq!(long.status, WorkflowStatus::Completed);
     stop.cancel();
 }

@@ -1,15 +1,15 @@
 //! Taking tasks of one type: pull requests for only as many tasks as the worker has room
 //! for, so that no task waits in a worker that cannot start it while another is idle.
 //!
-//! A type whose last request brought nothing asks for one task holding no slot: its
-//! request waits on the server for up to [`PULL_EXPIRES`], and slots held by idle types
-//! for that long would be kept from the busy ones. Its task, if one comes, waits for a
-//! slot ([`slot_for`]): at most one per idle type waits in a worker with no room. A
+//! A type whose last request brought nothing (idle) asks for one task holding no slot:
+//! its request waits on the server for up to [`PULL_EXPIRES`], and slots held by idle
+//! types for that long would be kept from the busy ones. It asks only while the worker
+//! has a free slot; if the slot is gone when its task comes, the task waits for one for
+//! as long as a request waits, then goes back for another worker ([`slot_for`]). A
 //! request holding slots ends sooner ([`HOLDING_EXPIRES`]): a type whose tasks ran out
 //! soon gives its slots back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
@@ -36,33 +36,9 @@ const MAX_REQUEST: usize = 4096;
 pub(crate) struct Slots {
     /// One permit per handler that may run.
     pub(crate) permits: Arc<Semaphore>,
-    /// How many task types had tasks in their last pull request: a busy type asks for
-    /// its share of the free slots, so that the others get some too.
-    pub(crate) busy_types: AtomicUsize,
-}
-
-/// Whether a task type had tasks lately; counted in [`Slots::busy_types`] while it is.
-struct Busy<'s> {
-    slots: &'s Slots,
-    busy: bool,
-}
-
-impl Busy<'_> {
-    fn set(&mut self, busy: bool) {
-        if busy != self.busy {
-            self.busy = busy;
-            match busy {
-                true => self.slots.busy_types.fetch_add(1, Ordering::Relaxed),
-                false => self.slots.busy_types.fetch_sub(1, Ordering::Relaxed),
-            };
-        }
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.set(false);
-    }
+    /// How many task types the worker serves: a busy type asks for its share of the
+    /// free slots, so that the others find room too.
+    pub(crate) types: usize,
 }
 
 /// Takes and runs tasks of `queue`'s type until `stop`; returns once the tasks it took
@@ -85,31 +61,32 @@ pub(crate) async fn serve(
     // The open pull request's deliveries, if one may still deliver tasks.
     let mut outstanding = None;
     // Idle until a task comes: then it asks for a share of the free slots, holding them.
-    let mut busy = Busy {
-        slots: &slots,
-        busy: false,
-    };
+    let mut busy = false;
     'requests: while !stop.is_cancelled() {
         while running.try_join_next().is_some() {}
         let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
-        if busy.busy {
-            // Room for at least one task, and a fair share of what is free.
-            let first = tokio::select! {
-                permit = Arc::clone(permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                () = stop.cancelled() => break,
-            };
-            held.push(first);
-            let busy_types = slots.busy_types.load(Ordering::Relaxed).max(1);
-            let share = ((permits.available_permits() + 1) / busy_types).min(MAX_REQUEST);
-            while held.len() < share.max(1) {
-                match Arc::clone(permits).try_acquire_owned() {
-                    Ok(permit) => held.push(permit),
-                    Err(_) => break,
+        // Room for at least one task: held by a busy type (with a fair share of what is
+        // free), only waited for by an idle one (a task given to a full worker would
+        // wait in it while another worker may have room).
+        let first = tokio::select! {
+            permit = Arc::clone(permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        match busy {
+            true => {
+                held.push(first);
+                let share = ((permits.available_permits() + 1) / slots.types).min(MAX_REQUEST);
+                while held.len() < share.max(1) {
+                    match Arc::clone(permits).try_acquire_owned() {
+                        Ok(permit) => held.push(permit),
+                        Err(_) => break,
+                    }
                 }
             }
+            false => drop(first),
         }
         // One task at least, whether slots are held for it or not.
         let asked_for = held.len().max(1);
@@ -180,13 +157,20 @@ pub(crate) async fn serve(
                 Delivery::Task => {
                     refusals.reset();
                     delivered += 1;
-                    busy.set(true);
+                    busy = true;
                     let permit = match held.pop() {
                         Some(permit) => permit,
                         // Asked for holding no slot: the request is filled and over.
                         None => match slot_for(&shared, &queue, permits, &message, &stop).await {
-                            Some(permit) => permit,
-                            None => {
+                            Slot::Free(permit) => permit,
+                            Slot::NoneFree => {
+                                // Back at once, for a worker with room; this type asks
+                                // again once this worker has some.
+                                attempt::hand_back(&shared, &message, Duration::ZERO).await;
+                                busy = false;
+                                break;
+                            }
+                            Slot::Stopping => {
                                 attempt::hand_back(&shared, &message, Duration::ZERO).await;
                                 outstanding = None;
                                 break 'requests;
@@ -204,9 +188,7 @@ pub(crate) async fn serve(
                 }
                 Delivery::Heartbeat => {}
                 Delivery::Ended => {
-                    if delivered == 0 {
-                        busy.set(false);
-                    }
+                    busy &= delivered > 0;
                     break;
                 }
                 Delivery::Refused => {
@@ -245,28 +227,39 @@ pub(crate) async fn serve(
     super::all_ended(&mut running).await;
 }
 
-/// A slot for `message`, a task that came to a request holding none: waits for one,
-/// telling the server meanwhile that the task is in progress (so that it is not
-/// delivered again while it waits here); `None` if the worker stops first.
+/// What came of waiting for a slot for a task that came to a request holding none.
+enum Slot {
+    Free(OwnedSemaphorePermit),
+    /// None came free within [`PULL_EXPIRES`].
+    NoneFree,
+    /// The worker is stopping.
+    Stopping,
+}
+
+/// A slot for `message`, a task that came to a request holding none: waits for one for
+/// as long as a request waits, telling the server meanwhile that the task is in progress
+/// (so that it is not delivered again while it waits here).
 async fn slot_for(
     shared: &Shared,
     queue: &TypeQueue,
     permits: &Arc<Semaphore>,
     message: &Message,
     stop: &CancellationToken,
-) -> Option<OwnedSemaphorePermit> {
+) -> Slot {
     if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
-        return Some(permit);
+        return Slot::Free(permit);
     }
     let acquired = Arc::clone(permits).acquire_owned();
-    tokio::pin!(acquired);
+    let none_free = tokio::time::sleep(PULL_EXPIRES);
+    tokio::pin!(acquired, none_free);
     let every = queue.progress_every;
     let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
-            permit = &mut acquired => return permit.ok(),
+            permit = &mut acquired => return permit.map_or(Slot::Stopping, Slot::Free),
+            () = &mut none_free => return Slot::NoneFree,
             _ = progress.tick() => attempt::in_progress(shared, message).await,
-            () = stop.cancelled() => return None,
+            () = stop.cancelled() => return Slot::Stopping,
         }
     }
 }
