@@ -231,7 +231,8 @@ async fn execute(
             () = hand_back.cancelled() => {
                 // Cancelled by its coordinator before: nobody waits for it, and a worker
                 // given it back might not hear of that cancellation (it ends as such).
-                let cancelled_before = dropped.is_some();
+                // Asked of the token, not of `dropped`: both may be ready in one wake-up.
+                let cancelled_before = token.is_cancelled();
                 tracing::info!("the worker is stopping; cancelling the task to hand it back");
                 token.cancel();
                 // Given the cancel grace to stop (a command its polite stop); one that
