@@ -234,8 +234,9 @@ impl<'h> Attempt<'h> {
         if polled.is_ready() {
             if let (Some(started), Some(limit)) = (started, timeout)
                 && started.elapsed() >= limit
+                && let Poll::Ready(outcome) = std::mem::replace(polled, Poll::Pending)
             {
-                *polled = Poll::Ready(Err(timed_out(limit)));
+                *polled = Poll::Ready(Err(overran(limit, outcome)));
             }
             return None;
         }
@@ -304,10 +305,11 @@ impl Future for Attempt<'_> {
                 // this poll: spawned, it would have been stopped there, so it times out.
                 // (One merely polled late, the run being busy, is not.)
                 Some((sleep, limit)) if Instant::now() < sleep.deadline() => {
-                    let polled = guarded.poll_outcome(cx);
-                    match polled.is_ready() && Instant::now() >= sleep.deadline() {
-                        true => Poll::Ready(Err(timed_out(*limit))),
-                        false => polled,
+                    match guarded.poll_outcome(cx) {
+                        Poll::Ready(outcome) if Instant::now() >= sleep.deadline() => {
+                            Poll::Ready(Err(overran(*limit, outcome)))
+                        }
+                        polled => polled,
                     }
                 }
                 _ => guarded.poll_outcome(cx),
@@ -326,6 +328,15 @@ impl Future for Attempt<'_> {
 /// but its outcome is not taken either: it times out as a spawned one would.
 fn timed_out(limit: Duration) -> TaskError {
     TaskError::new(format!("timed out after {}", seconds(limit)))
+}
+
+/// The timeout error of an attempt on the run's own task that overran `limit` within one
+/// poll, which brought `outcome`: an error (a panic's, say) is kept as a note.
+fn overran(limit: Duration, outcome: Result<Output, TaskError>) -> TaskError {
+    match outcome {
+        Ok(_) => timed_out(limit),
+        Err(error) => timed_out(limit).with_note(&error.record_text()),
+    }
 }
 
 fn seconds(d: Duration) -> String {

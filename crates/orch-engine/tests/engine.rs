@@ -473,6 +473,21 @@ fn a_handler_that_overruns_its_limit_within_one_poll_times_out() {
             assert_eq!(a.error.as_deref(), Some("timed out after 0.05s"), "{case}");
         }
     }
+    // What a handler on the run's own task failed with, late, is kept as a note.
+    let engine = WorkflowEngine::new();
+    engine.register_handler("fails_late", |_ctx: TaskContext| async move {
+        std::thread::sleep(Duration::from_millis(200));
+        Err::<Value, _>(TaskError::new("disk full"))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "fails_late").timeout(Duration::from_millis(50)));
+    let result = current_thread()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(
+        record(&result, "a").error.as_deref(),
+        Some("timed out after 0.05s; disk full")
+    );
 }
 
 /// A handler whose wait ended within its limit is not timed out because the run, kept
