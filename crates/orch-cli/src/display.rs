@@ -201,8 +201,9 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// The run's outcome in a few lines: status, the counts of the workflow's tasks (then of
 /// its map instances, when it had any), and the tasks that failed or were skipped, each
-/// with its reason. A failed instance is listed with its own error; a skipped one is not,
-/// as instances are skipped only when their map stopped, which its map task's line says.
+/// with its reason. A failed instance is listed with its own error, and so is one its
+/// handler skipped; one skipped because its map stopped is not (its map task's line
+/// says why).
 pub(crate) fn summary(workflow: &Workflow, result: &WorkflowResult, interrupted: bool) -> String {
     let (tasks, instances): (Vec<_>, Vec<_>) = result
         .tasks
@@ -244,7 +245,19 @@ pub(crate) fn summary(workflow: &Workflow, result: &WorkflowResult, interrupted:
         TaskStatus::Failed,
         tasks.iter().chain(&instances),
     );
-    list(&mut text, TaskStatus::Skipped, tasks.iter());
+    // An instance skipped because its map stopped is not listed: its map task's line
+    // says why. One its handler skipped is.
+    let map_stopped = |r: &TaskRecord| {
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("map stopped:"))
+    };
+    let skipped_by_handler = instances.iter().filter(|(_, r)| !map_stopped(r));
+    list(
+        &mut text,
+        TaskStatus::Skipped,
+        tasks.iter().chain(skipped_by_handler),
+    );
     text
 }
 
@@ -278,3 +291,66 @@ const STATUSES: [TaskStatus; 6] = [
     TaskStatus::Running,
     TaskStatus::Pending,
 ];
+
+#[cfg(test)]
+mod tests {
+    use orch::core::{RunId, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult};
+
+    use super::summary;
+
+    fn record(status: TaskStatus, error: Option<&str>) -> TaskRecord {
+        TaskRecord {
+            status,
+            error: error.map(str::to_owned),
+            ..TaskRecord::default()
+        }
+    }
+
+    /// An instance its handler skipped is listed with its reason; one skipped because
+    /// its map stopped is not (its map task's line says why).
+    #[test]
+    fn an_instance_its_handler_skipped_is_listed_and_one_its_map_stopped_is_not() {
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("list", "t"))
+            .task(Task::new("each", "t").map_over("list"));
+        let records = vec![
+            record(TaskStatus::Completed, None),
+            record(TaskStatus::Failed, Some("instance `each[1]` failed")),
+        ];
+        let instances = [
+            (
+                "each[0]",
+                record(TaskStatus::Skipped, Some("not for this item")),
+            ),
+            ("each[1]", record(TaskStatus::Failed, Some("broken"))),
+            (
+                "each[2]",
+                record(TaskStatus::Skipped, Some("map stopped: `each[1]` failed")),
+            ),
+        ]
+        .map(|(id, r)| (id.into(), r));
+        let now = std::time::SystemTime::now();
+        let result = WorkflowResult {
+            workflow_id: "w".into(),
+            run_id: RunId::parse("r").expect("a run id"),
+            name: "W".into(),
+            status: orch::core::WorkflowStatus::Failed,
+            start_time: now,
+            end_time: now,
+            max_concurrent: 1,
+            tasks: TaskRecords::for_workflow_with_extra(&workflow, records, instances)
+                .expect("records"),
+        };
+        let text = summary(&workflow, &result, false);
+        assert!(
+            text.contains("2 tasks: 1 completed, 1 failed, 0 skipped, 0 cancelled; 3 map instances: 1 failed, 2 skipped"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  skipped   each[0]: not for this item\n"),
+            "{text}"
+        );
+        assert!(!text.contains("each[2]"), "{text}");
+        assert!(text.contains("  failed    each[1]: broken\n"), "{text}");
+    }
+}
