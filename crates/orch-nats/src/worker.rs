@@ -1,6 +1,7 @@
 //! [`Worker`]: a process that runs tasks for coordinators elsewhere, with the same
 //! [`Handler`]s an engine registers.
 
+mod acks;
 mod attempt;
 mod cancels;
 mod publish;
@@ -109,6 +110,10 @@ pub(crate) struct TypeQueue {
     /// `max_deliver`, whose last delivery stores the "worker lost" verdict instead
     /// (`None` when the consumer allows a single delivery, or any number).
     pub(crate) deliveries_to_run: Option<i64>,
+    /// Cancelled once this type's puller has no pull request open any more (the worker
+    /// stopped taking tasks): a task handed back before then could be delivered straight
+    /// back to that request.
+    pub(crate) requests_over: CancellationToken,
 }
 
 /// Settings of a [`Worker`]; start with [`Worker::builder`].
@@ -237,6 +242,7 @@ impl WorkerBuilder {
                 progress_every: (config.ack_wait / 4).max(Duration::from_millis(10)),
                 ack_wait: config.ack_wait,
                 deliveries_to_run: (config.max_deliver > 1).then(|| config.max_deliver - 1),
+                requests_over: CancellationToken::new(),
             });
         }
         let names = self.layout.names();
@@ -338,10 +344,11 @@ impl Worker {
 
     /// Takes and runs tasks until `stop` is cancelled. Then it takes no more, lets
     /// running handlers finish for the shutdown grace period, cancels those still
-    /// running and hands their tasks back to the queue (another worker gets them at
-    /// once; a task the server delivers after `stop`, it hands back for delivery once
-    /// its request for tasks has ended, within 3 s), and returns, waiting at most 5 s
-    /// more for the server to take its last acknowledgements.
+    /// running and hands their tasks back to the queue (another worker gets them once
+    /// this worker's last requests for tasks have ended, within 3 s of `stop`: handed
+    /// back sooner, a task could go straight back to such a request; a task the server
+    /// delivers after `stop`, it hands back the same way), and returns, waiting at most
+    /// 5 s more for the server to take its last acknowledgements.
     ///
     /// It also returns, without `stop`, once its connection is closed for good (say,
     /// drained by the application that lent it with [`WorkerBuilder::start`]), logging

@@ -1,8 +1,9 @@
 //! A worker that stops, against a real nats-server: a task its open request for tasks
 //! delivers late is handed back without using up its deliveries, and runs on the next
 //! worker (handed back at once, it went straight back to the same open request, delivery
-//! after delivery, until it failed as "worker lost" without ever running); a handler it
-//! cancels that completes within the cancel grace reports its output; a worker cut off
+//! after delivery, until it failed as "worker lost" without ever running), and so is one
+//! it stops running; a handler it cancels that completes within the cancel grace reports
+//! its output; a worker cut off
 //! from its server, its connection full, still stops; one whose connection closes
 //! returns from `run` by itself.
 
@@ -222,4 +223,63 @@ async fn a_worker_whose_connection_closes_returns_from_run() {
         .await
         .expect("run returned without a stop")
         .expect("no panic");
+}
+
+/// A task that a worker told to stop at once hands back goes back only once the worker's
+/// own request for more tasks of its type has ended: given back while that request was
+/// open, the server delivered it straight back to it, which used one of its deliveries
+/// (and three seconds) for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_handed_back_does_not_go_to_the_stopping_workers_own_request() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = coordinator(&server, "stops").await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let worker = Worker::builder()
+        .concurrency(4)
+        .handler("stops", {
+            let started = std::sync::Arc::clone(&started);
+            move |ctx: TaskContext| {
+                let started = std::sync::Arc::clone(&started);
+                async move {
+                    started.notify_one();
+                    ctx.cancellation().cancelled().await;
+                    Err::<(), _>(TaskError::new("stopped"))
+                }
+            }
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let consumer: PullConsumer = js
+        .get_consumer_from_stream("stops", "ORCH_TASKS")
+        .await
+        .expect("the worker set up its consumer");
+    let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
+    let stopped = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
+    let run = tokio::spawn(engine.run(&Workflow::new("w", "W").task(Task::new("a", "stops"))));
+    started.notified().await;
+    // The worker asks for more tasks of the type, with three slots free.
+    common::wait_for_async(|| {
+        let mut consumer = consumer.clone();
+        async move { consumer.info().await.expect("info").num_waiting > 0 }
+    })
+    .await;
+    stop.cancel();
+    stop_now.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(20), stopped)
+        .await
+        .expect("the worker stops")
+        .expect("the worker's task");
+    let mut consumer = consumer;
+    let delivered = consumer
+        .info()
+        .await
+        .expect("info")
+        .delivered
+        .consumer_sequence;
+    assert_eq!(delivered, 1, "the task went back to the stopping worker");
+    run.abort();
 }

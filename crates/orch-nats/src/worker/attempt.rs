@@ -10,11 +10,12 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::acks::{ack, give_back, with_progress};
 use super::publish::store_result;
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
-use crate::{ROOM_WAIT, stored};
+use crate::stored;
 
 /// How the handler's run ended, for the message.
 enum Ending {
@@ -141,7 +142,7 @@ pub(crate) async fn run(
                 report(&shared, &queue, &message, &key, ending, &hand_back).await;
             }
             Ending::Drop => ack(&message, AckKind::Term).await,
-            Ending::HandBack => ack(&message, AckKind::Nak(None)).await,
+            Ending::HandBack => give_back(&queue, &message).await,
         }
     }
     .instrument(span)
@@ -286,25 +287,10 @@ async fn report(
     let publish = async { store_result(shared, key, outcome, deadline_ms, hand_back).await };
     if with_progress(message, queue.progress_every, publish).await {
         ack(message, AckKind::Ack).await;
+    } else if hand_back.is_cancelled() {
+        give_back(queue, message).await;
     } else {
         ack(message, AckKind::Nak(None)).await;
-    }
-}
-
-/// Runs `work`, acknowledging progress on `message` every `every` until it ends.
-async fn with_progress<T>(
-    message: &jetstream::Message,
-    every: Duration,
-    work: impl Future<Output = T>,
-) -> T {
-    tokio::pin!(work);
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            biased;
-            done = &mut work => return done,
-            _ = progress.tick() => ack(message, AckKind::Progress).await,
-        }
     }
 }
 
@@ -463,38 +449,5 @@ async fn refuse(
         ack(message, AckKind::Term).await;
     } else {
         ack(message, AckKind::Nak(None)).await;
-    }
-}
-
-/// Gives a task that a stopping worker received back to the queue, for delivery again
-/// after `delay`.
-pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message, delay: Duration) {
-    let message = jetstream::Message {
-        message: message.clone(),
-        context: shared.js.clone(),
-    };
-    ack(&message, AckKind::Nak(Some(delay))).await;
-}
-
-/// Tells the server that a task a worker received is still being worked on.
-pub(crate) async fn in_progress(shared: &Shared, message: &async_nats::Message) {
-    let message = jetstream::Message {
-        message: message.clone(),
-        context: shared.js.clone(),
-    };
-    ack(&message, AckKind::Progress).await;
-}
-
-/// Acknowledges `message` as `kind`. Given up after [`ROOM_WAIT`], so that a worker
-/// cut off from its server still stops: one the server never gets, it acts on as if
-/// the worker were gone (it delivers the task again after its ack wait).
-async fn ack(message: &jetstream::Message, kind: AckKind) {
-    match tokio::time::timeout(ROOM_WAIT, message.ack_with(kind)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "could not acknowledge a task message"),
-        Err(_) => tracing::warn!(
-            "could not acknowledge a task message: the connection took nothing for \
-             {ROOM_WAIT:?}"
-        ),
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, TypeQueue, attempt};
+use super::{Shared, TypeQueue, acks, attempt};
 use crate::setup;
 
 /// How long one pull request waits on the server for tasks.
@@ -166,12 +166,12 @@ pub(crate) async fn serve(
                             Slot::NoneFree => {
                                 // Back at once, for a worker with room; this type asks
                                 // again once this worker has some.
-                                attempt::hand_back(&shared, &message, Duration::ZERO).await;
+                                acks::hand_back(&shared, &message, Duration::ZERO).await;
                                 busy = false;
                                 break;
                             }
                             Slot::Stopping => {
-                                attempt::hand_back(&shared, &message, Duration::ZERO).await;
+                                acks::hand_back(&shared, &message, Duration::ZERO).await;
                                 outstanding = None;
                                 break 'requests;
                             }
@@ -223,6 +223,7 @@ pub(crate) async fn serve(
     if let Some(mut deliveries) = outstanding {
         hand_back_late_tasks(&shared, &mut deliveries).await;
     }
+    queue.requests_over.cancel();
     // Runners finish, or hand their tasks back once `hand_back` fires.
     super::all_ended(&mut running).await;
 }
@@ -258,7 +259,7 @@ async fn slot_for(
         tokio::select! {
             permit = &mut acquired => return permit.map_or(Slot::Stopping, Slot::Free),
             () = &mut none_free => return Slot::NoneFree,
-            _ = progress.tick() => attempt::in_progress(shared, message).await,
+            _ = progress.tick() => acks::in_progress(shared, message).await,
             () = stop.cancelled() => return Slot::Stopping,
         }
     }
@@ -306,7 +307,7 @@ async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subs
             () = &mut until => return,
         };
         match delivery(&message) {
-            Delivery::Task => attempt::hand_back(shared, &message, request_ends).await,
+            Delivery::Task => acks::hand_back(shared, &message, request_ends).await,
             Delivery::Heartbeat => {}
             Delivery::Ended | Delivery::Refused => return,
         }

@@ -1,0 +1,68 @@
+//! Acknowledging task messages: progress while a task is worked on, giving a task back
+//! to the queue, and the last word on it. Each is given up after [`ROOM_WAIT`].
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+
+use super::{Shared, TypeQueue};
+use crate::ROOM_WAIT;
+
+/// Runs `work`, acknowledging progress on `message` every `every` until it ends.
+pub(super) async fn with_progress<T>(
+    message: &jetstream::Message,
+    every: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            _ = progress.tick() => ack(message, AckKind::Progress).await,
+        }
+    }
+}
+
+/// Gives the task of a stopping worker back to the queue, once the worker's request for
+/// tasks of its type has ended (acknowledging progress until then): given back while
+/// that request is open, the server may deliver it straight back to it.
+pub(super) async fn give_back(queue: &TypeQueue, message: &jetstream::Message) {
+    let requests_over = queue.requests_over.cancelled();
+    with_progress(message, queue.progress_every, requests_over).await;
+    ack(message, AckKind::Nak(None)).await;
+}
+
+/// Gives a task that a stopping worker received back to the queue, for delivery again
+/// after `delay`.
+pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message, delay: Duration) {
+    let message = jetstream::Message {
+        message: message.clone(),
+        context: shared.js.clone(),
+    };
+    ack(&message, AckKind::Nak(Some(delay))).await;
+}
+
+/// Tells the server that a task a worker received is still being worked on.
+pub(crate) async fn in_progress(shared: &Shared, message: &async_nats::Message) {
+    let message = jetstream::Message {
+        message: message.clone(),
+        context: shared.js.clone(),
+    };
+    ack(&message, AckKind::Progress).await;
+}
+
+/// Acknowledges `message` as `kind`. Given up after [`ROOM_WAIT`], so that a worker
+/// cut off from its server still stops: one the server never gets, it acts on as if
+/// the worker were gone (it delivers the task again after its ack wait).
+pub(super) async fn ack(message: &jetstream::Message, kind: AckKind) {
+    match tokio::time::timeout(ROOM_WAIT, message.ack_with(kind)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "could not acknowledge a task message"),
+        Err(_) => tracing::warn!(
+            "could not acknowledge a task message: the connection took nothing for \
+             {ROOM_WAIT:?}"
+        ),
+    }
+}
