@@ -145,9 +145,17 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
             packages.join(", ")
         ));
     }
-    run_command(Command::new("apt-get").args(["update", "-qq"]))?;
+    // A machine just started may be updating its packages itself: wait for its lock
+    // rather than fail at once.
+    let wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"];
     run_command(
         Command::new("apt-get")
+            .args(wait_for_lock)
+            .args(["update", "-qq"]),
+    )?;
+    run_command(
+        Command::new("apt-get")
+            .args(wait_for_lock)
             .args(["install", "-y", "-qq"])
             .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
