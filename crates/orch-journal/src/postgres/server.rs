@@ -97,9 +97,26 @@ fn failed(what: &str, output: std::io::Result<Output>) -> Result<(), TempServerE
     }
 }
 
+/// A loopback port no socket holds now.
+fn free_port() -> Result<u16, TempServerError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|address| address.port())
+        .map_err(|e| TempServerError::Failed(format!("no free port: {e}")))
+}
+
+/// How many ports a server tries: the one it found free may be taken by the time the
+/// server binds it (after `initdb`, a second or two later).
+const PORT_TRIES: usize = 3;
+
 impl TempServer {
     /// Creates and starts a server; waits until it accepts connections.
     pub fn start() -> Result<Self, TempServerError> {
+        Self::start_on(free_port()?)
+    }
+
+    /// As [`TempServer::start`], trying `port` first.
+    fn start_on(port: u16) -> Result<Self, TempServerError> {
         static COUNT: AtomicU64 = AtomicU64::new(0);
         let bin = find_bin()?;
         let as_postgres = is_root();
@@ -114,11 +131,7 @@ impl TempServer {
         );
         let dir = std::env::temp_dir().join(format!("orch-pg-{unique}"));
         let password = format!("pw{stamp:x}{unique}").replace('-', "");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| TempServerError::Failed(format!("no free port: {e}")))?
-            .port();
-        let server = Self {
+        let mut server = Self {
             dir,
             bin,
             as_postgres,
@@ -129,7 +142,7 @@ impl TempServer {
         Ok(server)
     }
 
-    fn init(&self) -> Result<(), TempServerError> {
+    fn init(&mut self) -> Result<(), TempServerError> {
         let mut builder = fs::DirBuilder::new();
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
@@ -167,23 +180,33 @@ impl TempServer {
                 .arg(format!("--pwfile={}", pwfile.display()))
                 .output(),
         )?;
-        let options = format!(
-            "-p {} -k '{}' -c listen_addresses=127.0.0.1",
-            self.port,
-            self.dir.display()
-        );
-        let started = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(self.dir.join("log"))
-            .args(["-w", "-t", "60", "-o", &options, "start"])
-            .output();
-        failed("pg_ctl start", started).map_err(|e| {
+        for tries_left in (0..PORT_TRIES).rev() {
+            let options = format!(
+                "-p {} -k '{}' -c listen_addresses=127.0.0.1",
+                self.port,
+                self.dir.display()
+            );
+            let started = self
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(self.dir.join("log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"])
+                .output();
+            let Err(error) = failed("pg_ctl start", started) else {
+                return Ok(());
+            };
             let log = fs::read_to_string(self.dir.join("log")).unwrap_or_default();
-            TempServerError::Failed(format!("{e}; server log: {}", log.trim()))
-        })
+            if tries_left == 0 || !log.contains("could not bind") {
+                return Err(TempServerError::Failed(format!(
+                    "{error}; server log: {}",
+                    log.trim()
+                )));
+            }
+            self.port = free_port()?;
+        }
+        unreachable!("the last try returns")
     }
 
     fn command(&self, program: &str) -> Command {
@@ -227,5 +250,33 @@ impl Drop for TempServer {
             .args(["-m", "immediate", "-w", "stop"])
             .output();
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::{TempServer, TempServerError};
+
+    #[test]
+    fn a_port_taken_before_the_server_binds_it_is_given_up_for_another() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = taken.local_addr().expect("its address").port();
+        let server = match TempServer::start_on(port) {
+            Err(TempServerError::NotInstalled(why))
+                if std::env::var("CI").as_deref() != Ok("true") =>
+            {
+                eprintln!("skipped: {why}");
+                return;
+            }
+            started => started.expect("the server starts on another port"),
+        };
+        assert_ne!(server.port(), port);
+        assert!(
+            server
+                .connection_string()
+                .contains(&format!("port={}", server.port()))
+        );
     }
 }
