@@ -34,9 +34,9 @@ pub(super) async fn give_back(queue: &TypeQueue, message: &jetstream::Message) {
     ack(message, AckKind::Nak(None)).await;
 }
 
-/// Gives a task that a stopping worker received back to the queue, for delivery again
-/// after `delay`.
-pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message, delay: Duration) {
+/// Gives a task the worker received, and will not run, back to the queue for delivery
+/// again after `delay`.
+pub(super) async fn hand_back(shared: &Shared, message: &async_nats::Message, delay: Duration) {
     let message = jetstream::Message {
         message: message.clone(),
         context: shared.js.clone(),
@@ -45,7 +45,7 @@ pub(crate) async fn hand_back(shared: &Shared, message: &async_nats::Message, de
 }
 
 /// Tells the server that a task a worker received is still being worked on.
-pub(crate) async fn in_progress(shared: &Shared, message: &async_nats::Message) {
+pub(super) async fn in_progress(shared: &Shared, message: &async_nats::Message) {
     let message = jetstream::Message {
         message: message.clone(),
         context: shared.js.clone(),
