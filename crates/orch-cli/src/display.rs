@@ -282,8 +282,8 @@ fn list<'r>(
     }
 }
 
-/// Every status, in the order the summary counts them.
-const STATUSES: [TaskStatus; 6] = [
+/// Every status, in the order the summary counts them (and the graph lists its classes).
+pub(crate) const STATUSES: [TaskStatus; 6] = [
     TaskStatus::Completed,
     TaskStatus::Failed,
     TaskStatus::Skipped,

@@ -103,15 +103,7 @@ pub(crate) fn mermaid(dag: &Dag) -> String {
     for (from, to) in dag.edges() {
         text.push_str(&format!("  n{from} --> n{to}\n"));
     }
-    let statuses = [
-        TaskStatus::Completed,
-        TaskStatus::Failed,
-        TaskStatus::Skipped,
-        TaskStatus::Cancelled,
-        TaskStatus::Running,
-        TaskStatus::Pending,
-    ];
-    for status in statuses {
+    for status in crate::display::STATUSES {
         let members: Vec<String> = (0..dag.nodes.len())
             .filter(|&i| dag.nodes[i].status == Some(status))
             .map(|i| format!("n{i}"))
