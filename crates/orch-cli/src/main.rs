@@ -128,8 +128,8 @@
 //! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
 //! for a changed task, the journal failed while tasks ran (what it recorded stays, to
 //! resume from), `runs show` found no such run (or only a file of one whose first line
-//! was never completely written, or of something else), or `runs list` found a run it cannot
-//! read; 2 bad usage or a run that could not be set up (an address in use, an unwritable
+//! was never completely written, or of something else), or `runs list` or `runs show`
+//! found a run it cannot read; 2 bad usage or a run that could not be set up (an address in use, an unwritable
 //! output, no NATS server, an unknown run to resume, a run another `orch` is writing, a
 //! `--journal` that is a URL, a pool without its `--pool`); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
 //! SIGQUIT (131), even when the result file could then not be written (the error is

@@ -78,7 +78,8 @@ pub(crate) fn list(dir: &Path, format: Format) -> ExitCode {
 }
 
 /// Shows run `run_id` of the journal in `dir` and each of its tasks. Exit 0; 1 when the
-/// journal has no such run; 2 when the id is not a run id or the journal cannot be read.
+/// journal has no such run or its file cannot be read (as `list` exits for it); 2 when
+/// the id is not a run id or the journal's directory cannot be opened.
 pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
     let run = match RunId::parse(run_id) {
         Ok(run) => run,
@@ -115,7 +116,10 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
             );
             return ExitCode::from(1);
         }
-        Err(e) => return fail(format!("cannot read run {run}: {e}")),
+        Err(e) => {
+            errln!("orch runs: cannot read run {run}: {e}");
+            return ExitCode::from(1);
+        }
     };
     match format {
         Format::Json => {

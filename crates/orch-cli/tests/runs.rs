@@ -240,7 +240,7 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
         ]
     );
 
-    // `show` agrees with `list`: no such run yet (exit 1), not a failure to read (2).
+    // `show` agrees with `list`: no such run yet, or a run it cannot read (exit 1).
     let (code, _, stderr) = parts(&run_in(&dir, &["runs", "show", path, "empty"]));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no run `empty`"), "{stderr}");
@@ -249,7 +249,7 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("no run `notes`"), "{stderr}");
     let (code, _, stderr) = parts(&run_in(&dir, &["runs", "show", path, "corrupt"]));
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("cannot read run corrupt: "), "{stderr}");
 }
 
