@@ -118,7 +118,9 @@
 //! Events of one run arrive in the order they happened, so a task's `started` follows
 //! its dependencies' `completed` (for a rule that waits for all of them: `one_success`,
 //! `one_failed` and `always` may start a task before every dependency ended, and
-//! `always` even before they start).
+//! `always` even before they start). Tasks that one end skips (a failure's descendants,
+//! a branch's unchosen dependents and what their rules skip in turn) are announced in
+//! the workflow's execution order, so none comes before a dependency skipped with it.
 //!
 //! Every event carries its run's id ([`RunHandle::run_id`], also in the run's
 //! `WorkflowResult`), which tells concurrent runs of one workflow apart. The run's

@@ -225,6 +225,8 @@ struct Scheduler<'p> {
     retrying: HashSet<u32>,
     /// Map instances due to start while the publisher was behind (each holds its slot).
     held: Vec<u32>,
+    /// Tasks skipped and not yet announced (see `announce_skips`).
+    skips: Vec<u32>,
     max_concurrent: usize,
     stopping: bool,
     /// Whether some task has a timeout.
@@ -299,6 +301,7 @@ impl<'p> Scheduler<'p> {
             active: 0,
             retrying: HashSet::new(),
             held: Vec::new(),
+            skips: Vec::new(),
             max_concurrent,
             stopping: false,
             timeouts: features.timeouts,

@@ -307,15 +307,19 @@ impl Scheduler<'_> {
     /// without trigger rules, also skips their descendants that were not kept (with
     /// rules, the kept skips count in their dependents' outcomes instead).
     pub(super) fn skip_after_kept_skips(&mut self) {
-        let skips: Vec<usize> = (0..self.records.len())
+        let skips: Vec<usize> = (self.plan.order().iter())
+            .map(|&index| index as usize)
             .filter(|&index| self.records[index].status == TaskStatus::Skipped)
             .collect();
-        for index in skips {
+        for &index in &skips {
             self.announce_ended(EngineEventKind::TaskSkipped, index);
+        }
+        for index in skips {
             if self.rules.is_none() {
                 self.skip_descendants(index, "was skipped");
             }
         }
+        self.announce_skips();
     }
 }
 

@@ -6,9 +6,7 @@
 //! descendant. Any other rule switches the run to [`Rules`], which counts each task's
 //! dependency outcomes and asks its rule.
 
-use orch_core::{
-    Decision, DependencyOutcomes, EngineEventKind, Features, TaskStatus, TriggerRule, Workflow,
-};
+use orch_core::{Decision, DependencyOutcomes, Features, TaskStatus, TriggerRule, Workflow};
 
 use super::Scheduler;
 
@@ -91,6 +89,7 @@ impl Scheduler<'_> {
             self.decide(index as usize, None, &mut ended);
             self.propagate(&mut ended);
         }
+        self.announce_skips();
     }
 
     /// Task `index` ended as `status` (completed, failed or skipped): releases or skips
@@ -108,6 +107,12 @@ impl Scheduler<'_> {
 
     /// [`Self::ended`], for any status, rule and branch choice.
     fn ended_with_rules(&mut self, index: usize, status: TaskStatus) {
+        self.release_or_skip(index, status);
+        self.announce_skips();
+    }
+
+    /// What [`Self::ended_with_rules`] decides, before the skips are announced.
+    fn release_or_skip(&mut self, index: usize, status: TaskStatus) {
         // A stopped run decides nothing more: what has not started ends cancelled (see
         // `finish`), not skipped by a rule, a branch or a skip upstream.
         if self.stopping {
@@ -336,8 +341,7 @@ impl Scheduler<'_> {
         let record = &mut self.records[index];
         record.status = TaskStatus::Skipped;
         record.error = Some(reason);
-        self.log_ended(index);
-        self.announce_ended(EngineEventKind::TaskSkipped, index);
+        self.skips.push(index as u32);
     }
 
     /// Whether the failure of task `index` was handled: a direct dependent whose rule

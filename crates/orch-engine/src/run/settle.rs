@@ -186,7 +186,7 @@ impl Scheduler<'_> {
     }
 
     /// Marks every task that depends on `ended` (which failed or was skipped, as `how`
-    /// says), directly or not, as skipped.
+    /// says), directly or not, as skipped, to be announced by [`Self::announce_skips`].
     pub(super) fn skip_descendants(&mut self, ended: usize, how: &str) {
         let reason = format!("dependency `{}` {how}", self.task(ended).task_id);
         let mut stack: Vec<u32> = self.plan.dependents(ended).to_vec();
@@ -196,10 +196,25 @@ impl Scheduler<'_> {
                 record.status = TaskStatus::Skipped;
                 record.error = Some(reason.clone());
                 stack.extend_from_slice(self.plan.dependents(d as usize));
-                self.log_ended(d as usize);
-                self.announce_ended(EngineEventKind::TaskSkipped, d as usize);
+                self.skips.push(d);
             }
         }
+    }
+
+    /// Logs and announces the tasks skipped since the last call in plan order, so that
+    /// none is announced before a dependency skipped with it.
+    pub(super) fn announce_skips(&mut self) {
+        if self.skips.is_empty() {
+            return;
+        }
+        let mut skips = std::mem::take(&mut self.skips);
+        skips.sort_unstable_by_key(|&task| self.plan.position(task as usize));
+        for &task in &skips {
+            self.log_ended(task as usize);
+            self.announce_ended(EngineEventKind::TaskSkipped, task as usize);
+        }
+        skips.clear();
+        self.skips = skips;
     }
 }
 

@@ -1,0 +1,116 @@
+//! Skips are announced in the workflow's order: a task skipped in the same step as one of
+//! its dependencies is announced after it, whichever path (a failure, a trigger rule, a
+//! branch) skipped them.
+
+use std::collections::HashMap;
+
+use orch_core::{EngineEvent, EngineEventKind, Task, TaskStatus, TriggerRule, Workflow};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_events::EventBus;
+use serde_json::Value;
+
+mod common;
+use common::current_thread;
+
+/// The task ids of `workflow`'s run, in the order their end was announced, with the run's
+/// records. `fail` fails; `route` chooses no branch; every other type completes.
+fn ends_announced(workflow: &Workflow) -> (Vec<String>, HashMap<String, TaskStatus>) {
+    current_thread().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut subscription = bus.subscribe("workflow.>").expect("a valid pattern");
+        let engine = WorkflowEngine::builder()
+            .event_bus(bus.clone())
+            .build()
+            .expect("valid");
+        engine.register_handler("ok", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(Value::Null)
+        });
+        engine.register_handler("fail", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::new("broken"))
+        });
+        engine.register_handler("route", |ctx: TaskContext| async move {
+            ctx.choose_branches(Vec::<String>::new())?;
+            Ok::<_, TaskError>(Value::Null)
+        });
+        let result = engine.execute_workflow(workflow).await.expect("valid");
+        bus.close().await;
+        let mut ended = Vec::new();
+        while let Some(event) = subscription.recv_event().await {
+            let event = event.payload();
+            let ends = !matches!(
+                event.kind,
+                EngineEventKind::TaskStarted | EngineEventKind::TaskRetrying
+            );
+            if let (Some(id), true) = (&event.task_id, ends) {
+                ended.push(id.to_string());
+            }
+        }
+        let statuses = (result.tasks.iter())
+            .map(|(id, record)| (id.to_string(), record.status))
+            .collect();
+        (ended, statuses)
+    })
+}
+
+/// Asserts that every skipped task of `workflow` was announced after each of its
+/// dependencies that did not complete.
+fn assert_dependencies_first(workflow: &Workflow) {
+    let (ended, statuses) = ends_announced(workflow);
+    let at = |id: &str| ended.iter().position(|e| e == id);
+    for task in workflow.tasks() {
+        let id = task.task_id.as_str();
+        if statuses[id] != TaskStatus::Skipped {
+            continue;
+        }
+        for dependency in &task.dependencies {
+            if statuses[dependency.as_str()] != TaskStatus::Completed {
+                assert!(
+                    at(dependency.as_str()) < at(id),
+                    "`{id}` was announced before its dependency `{dependency}`: {ended:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(ended.len(), workflow.len(), "{ended:?}");
+}
+
+/// `d` depends on `b` and `c`, both of which a failure of `a` skips.
+#[test]
+fn a_failure_skips_a_diamond_in_order() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "fail"))
+        .task(Task::new("b", "ok").depends_on(["a"]))
+        .task(Task::new("c", "ok").depends_on(["a"]))
+        .task(Task::new("d", "ok").depends_on(["b", "c"]));
+    assert_dependencies_first(&workflow);
+}
+
+/// `b`'s skip decides both `d` and `g` by their rules, and `d`, listed first, depends on
+/// `g` too.
+#[test]
+fn a_rule_skips_in_order() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "fail"))
+        .task(Task::new("b", "ok").depends_on(["a"]))
+        .task(Task::new("d", "ok").depends_on(["b", "g"]))
+        .task(Task::new("g", "ok").depends_on(["b"]))
+        .task(Task::new("cleanup", "ok").trigger_rule(TriggerRule::Always));
+    assert_dependencies_first(&workflow);
+}
+
+/// A branch task that chooses neither `p` nor `q`, on which `r` depends, with and without
+/// trigger rules in the workflow.
+#[test]
+fn a_branch_skips_in_order() {
+    for rules in [false, true] {
+        let mut workflow = Workflow::new("w", "W")
+            .task(Task::new("route", "route"))
+            .task(Task::new("p", "ok").depends_on(["route"]))
+            .task(Task::new("r", "ok").depends_on(["p", "q"]))
+            .task(Task::new("q", "ok").depends_on(["route"]));
+        if rules {
+            workflow = workflow.task(Task::new("cleanup", "ok").trigger_rule(TriggerRule::Always));
+        }
+        assert_dependencies_first(&workflow);
+    }
+}
