@@ -129,6 +129,10 @@ pub(crate) async fn run(
     let mut status = None;
     let mut read = None;
     let mut stopped = false;
+    // Whether the group had SIGKILL after the grace a stop gives it.
+    let mut killed = false;
+    // Whether the command's own process ended (it is reaped with what it left behind).
+    let mut ended = false;
     let mut terminal = None;
     {
         let stdout = child.stdout.take();
@@ -143,18 +147,16 @@ pub(crate) async fn run(
         // How long pipes held open by processes that left the group may keep the task.
         let mut drain_until = None;
         while status.is_none() || read.is_none() || !logged {
+            // Reaped at once, unless the command is stopping: then the rest of its group
+            // keeps its grace, until it closed the output or the grace is over.
+            let mut reap = false;
             tokio::select! {
-                ended = &mut exit, if status.is_none() => {
-                    if let Ended::StoppedForTerminal(signal) = ended {
+                how = &mut exit, if !ended => {
+                    ended = true;
+                    if let Ended::StoppedForTerminal(signal) = how {
                         terminal = Some(signal);
                     }
-                    // Whatever the command left behind goes with it, so its pipes close;
-                    // killed before the command is reaped, while its group id is its own.
-                    group.signal(Signal::SIGKILL);
-                    group.disarm();
-                    status = Some(child.wait().await.map_err(CommandError::Io)?);
-                    kill_at = None;
-                    drain_until = Some(Box::pin(tokio::time::sleep(PIPE_GRACE)));
+                    reap = !stopped || killed || terminal.is_some();
                 }
                 bytes = &mut reading, if read.is_none() => {
                     if matches!(bytes, Err(CommandError::TooLarge { .. })) {
@@ -164,7 +166,7 @@ pub(crate) async fn run(
                 }
                 () = &mut logging, if !logged => logged = true,
                 // A command that already exited is not stopped: its result stands.
-                () = &mut cancelled, if !stopped && status.is_none() => {
+                () = &mut cancelled, if !stopped && !ended => {
                     stopped = true;
                     // Standard error is still read while the command stops.
                     group.signal(Signal::SIGTERM);
@@ -173,8 +175,19 @@ pub(crate) async fn run(
                 () = until(&mut kill_at) => {
                     group.signal(Signal::SIGKILL);
                     kill_at = None;
+                    killed = true;
+                    reap = ended;
                 }
                 () = until(&mut drain_until) => break,
+            }
+            if (reap || (ended && read.is_some() && logged)) && status.is_none() {
+                // Whatever the command left behind goes with it, so its pipes close;
+                // killed before the command is reaped, while its group id is its own.
+                group.signal(Signal::SIGKILL);
+                group.disarm();
+                status = Some(child.wait().await.map_err(CommandError::Io)?);
+                kill_at = None;
+                drain_until = Some(Box::pin(tokio::time::sleep(PIPE_GRACE)));
             }
         }
     }

@@ -86,6 +86,28 @@ tasks:
     assert!(error.ends_with("cleaning up | bye"), "{error}");
 }
 
+/// A cancelled command's other processes get the grace period too, even when the one
+/// orch started (here a shell, which SIGTERM ends at once) exits first.
+#[test]
+fn a_cancelled_commands_other_processes_get_their_grace() {
+    let dir = Dir::new();
+    let (child, _) = start_run(
+        &dir,
+        r#"workflow_id: w
+tasks:
+  x: { task_type: command, config: { shell: true, script: "sh -c 'trap \"sleep 0.3; echo cleaned > cleaned; exit 0\" TERM; echo $$ > x.pid; while :; do sleep 0.05; done'; true" } }
+"#,
+        "x.pid",
+        &["-o", "r.json"],
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
+    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(code, Some(130), "{stdout}{stderr}");
+    assert_eq!(dir.json("r.json")["tasks"]["x"]["status"], "cancelled");
+    let cleaned = std::fs::read_to_string(dir.join("cleaned"));
+    assert_eq!(cleaned.ok().as_deref(), Some("cleaned\n"), "{stderr}");
+}
+
 /// A run interrupted while a command that already exited waits for pipes held by a
 /// process that left its group: the command's result stands.
 #[test]
