@@ -60,23 +60,31 @@ tasks:
     assert_eq!(result["tasks"]["y"]["status"], "completed");
 }
 
-#[test]
-fn what_a_stopping_command_writes_to_stderr_is_in_its_error() {
-    let dir = Dir::new();
-    let (child, _) = start_run(
-        &dir,
-        r#"workflow_id: w
-tasks:
-  x: { task_type: command, config: { shell: true, script: "trap 'echo cleaning up >&2; echo bye >&2; exit 1' TERM; echo $$ > x.pid; while :; do sleep 0.05; done" } }
-"#,
-        "x.pid",
-        &["-o", "r.json"],
+/// Runs one command task `x` with `script`, interrupts the run once `x.pid` is written,
+/// checks that orch exits with 130 and `x` was cancelled, and gives the run's result and
+/// orch's standard error.
+fn interrupted(dir: &Dir, script: &str) -> (serde_json::Value, String) {
+    let workflow = format!(
+        "workflow_id: w\ntasks:\n  x: {{ task_type: command, config: {{ shell: true, script: {} }} }}\n",
+        serde_json::Value::from(script)
     );
+    let (child, _) = start_run(dir, &workflow, "x.pid", &["-o", "r.json"]);
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
     let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
     assert_eq!(code, Some(130), "{stdout}{stderr}");
     let result = dir.json("r.json");
-    assert_eq!(result["tasks"]["x"]["status"], "cancelled");
+    assert_eq!(result["tasks"]["x"]["status"], "cancelled", "{result}");
+    (result, stderr)
+}
+
+#[test]
+fn what_a_stopping_command_writes_to_stderr_is_in_its_error() {
+    let dir = Dir::new();
+    let (result, _) = interrupted(
+        &dir,
+        "trap 'echo cleaning up >&2; echo bye >&2; exit 1' TERM; echo $$ > x.pid; \
+         while :; do sleep 0.05; done",
+    );
     // What it wrote after SIGTERM, during its grace period, ends the message.
     let error = error(&result, "x");
     assert!(
@@ -91,19 +99,11 @@ tasks:
 #[test]
 fn a_cancelled_commands_other_processes_get_their_grace() {
     let dir = Dir::new();
-    let (child, _) = start_run(
+    let (_, stderr) = interrupted(
         &dir,
-        r#"workflow_id: w
-tasks:
-  x: { task_type: command, config: { shell: true, script: "sh -c 'trap \"sleep 0.3; echo cleaned > cleaned; exit 0\" TERM; echo $$ > x.pid; while :; do sleep 0.05; done'; true" } }
-"#,
-        "x.pid",
-        &["-o", "r.json"],
+        "sh -c 'trap \"sleep 0.3; echo cleaned > cleaned; exit 0\" TERM; echo $$ > x.pid; \
+         while :; do sleep 0.05; done'; true",
     );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT sent");
-    let (code, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
-    assert_eq!(code, Some(130), "{stdout}{stderr}");
-    assert_eq!(dir.json("r.json")["tasks"]["x"]["status"], "cancelled");
     let cleaned = std::fs::read_to_string(dir.join("cleaned"));
     assert_eq!(cleaned.ok().as_deref(), Some("cleaned\n"), "{stderr}");
 }
