@@ -16,12 +16,17 @@
 //! stored only if its key is the same when it completes (no dependency it could read
 //! ended meanwhile).
 //!
+//! A result returned once the run was cancelled is not stored either: a handler that
+//! stops early on [`TaskContext::cancellation`] may return what it had so far.
+//!
 //! The key is a stable 128-bit hash of the task's type, its configuration and its
-//! dependencies' results (in the order of its dependencies), each written as canonical
-//! JSON (object keys sorted, no spaces). A key function registered for a task type with
+//! dependencies' ids and results (in the order of its dependencies), each result written
+//! as canonical JSON (object keys sorted, no spaces). It does not cover the handler's code
+//! (see [`CacheStore`]). A key function registered for a task type with
 //! [`EngineBuilder::cache_key`](crate::EngineBuilder::cache_key) replaces the
 //! configuration and results with a value of its own. The hash is the same in every
-//! process and version of orch, so a store may outlive its process: with the `journal`
+//! process (a version of orch that changes what the key covers makes an older store's
+//! results missed, not served), so a store may outlive its process: with the `journal`
 //! feature, a `ResultFile` beside a journal is such a store. The hash is not
 //! cryptographic: do not share a store with parties who could craft colliding inputs.
 
@@ -58,6 +63,13 @@ impl fmt::Display for CacheKey {
 
 /// Where cached results are kept. The engine calls it from the task that runs the
 /// workflow, so both calls should return quickly (an in-memory map, a local file index).
+///
+/// A result is kept under a key made from the task's type, configuration and map, and
+/// its direct dependencies' ids and results (or from the value of the type's key
+/// function, [`EngineBuilder::cache_key`](crate::EngineBuilder::cache_key)). The key does
+/// not cover the handler's code: when a new version of a handler returns something else,
+/// change the tasks' configuration, give a version in the key function, or use a new
+/// store.
 /// A call that panics is taken as a store without the result (`get`), or one that did
 /// not keep it (`put`), with a warning logged: the task runs, and the run goes on.
 ///
@@ -190,6 +202,7 @@ pub(crate) fn key_of(
             return None;
         }
         hasher.write(b"\x00");
+        hasher.write_str(id.as_str());
         match ctx.input_json(id) {
             Ok(value) => canonical(value, &mut hasher),
             Err(_) => hasher.write(b"-"),

@@ -172,7 +172,9 @@ impl WorkflowEngine {
 
     /// Registers the handler for a task type. Registering a type again replaces its
     /// handler for runs that start afterwards (runs in progress keep the one they began
-    /// with); the replaced handler is returned.
+    /// with); the replaced handler is returned. Results cached for the type stay: a
+    /// cached task is served the old handler's result for the same inputs (see
+    /// [`CacheStore`](crate::CacheStore) for how to tell them apart).
     pub fn register_handler(
         &self,
         task_type: impl Into<String>,

@@ -240,7 +240,9 @@ impl Scheduler<'_> {
             self.instance_over(index - n, outcome);
             return None;
         }
-        if let Ok(Output(Stored::Json(result))) = &outcome {
+        // A handler stopping early for a cancellation may return what it had so far.
+        let cancelled = self.shared.cancel.is_cancelled();
+        if let (Ok(Output(Stored::Json(result))), false) = (&outcome, cancelled) {
             // A hit gives back the result only: a branch choice would be lost with it.
             let attempt = self.records[index].attempts;
             let chose = self.shared.branches.chose(index as u32, attempt);
