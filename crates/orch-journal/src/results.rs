@@ -86,8 +86,9 @@ impl ResultFile {
     }
 
     /// Opens the results file at `path`, creating it if it does not exist, and reads
-    /// every result in it, a line at a time (a line of 1 GiB or more is refused as
-    /// corrupt, naming it, unless it is a torn last line).
+    /// every result in it, a line at a time. A line of 1 GiB or more (a torn line and
+    /// the result appended after it, say) is left out; any other line that cannot be
+    /// read is refused, naming the file and the line.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let path = path.into();
         let file = crate::file::options()

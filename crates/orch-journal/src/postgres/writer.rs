@@ -212,10 +212,13 @@ impl RunWriter for PgRunWriter {
         // One query of two statements: the server runs it as one transaction, whose
         // commit waits for the disk (`SET LOCAL` lasts until that commit), and which,
         // if it fails, leaves the session outside any transaction for the next one.
-        // A run id has only letters, digits, `_` and `-`: safe inside quotes.
+        // A run id has only letters, digits, `_` and `-`: safe inside quotes. The update
+        // writes the row either way (so the commit waits), but keeps an ended run's end.
         let flush = format!(
             "SET LOCAL synchronous_commit = on; \
-             UPDATE orch_journal_runs SET updated = now() WHERE run_id = '{}'",
+             UPDATE orch_journal_runs \
+             SET updated = CASE WHEN status = 'unfinished' THEN now() ELSE updated END \
+             WHERE run_id = '{}'",
             self.run
         );
         self.on_session("sync", move |session| async move {

@@ -451,6 +451,10 @@ pub async fn a_run_ends_once(
         .finish(WorkflowStatus::Completed)
         .await
         .unwrap();
+    let finished = std::time::SystemTime::now();
+    // A sync after the end (as `Durability::Power` makes) does not move the end time.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    opened.writer.sync().await.unwrap();
     let again = opened.writer.finish(WorkflowStatus::Failed).await;
     assert!(
         matches!(again, Err(orch_journal::JournalError::Finished { .. })),
@@ -464,6 +468,8 @@ pub async fn a_run_ends_once(
     drop(opened);
     let loaded = journal.load(run).await.unwrap().unwrap();
     assert_eq!(loaded.status(), orch_journal::RunStatus::Completed);
+    let ended = loaded.end_time().expect("an end time");
+    assert!(ended <= finished, "ended {ended:?}, finish returned {finished:?}");
 }
 
 /// A record of no task of the workflow the run goes on with (nor an instance, `task[i]`,
