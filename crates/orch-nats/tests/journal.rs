@@ -160,6 +160,16 @@ async fn a_record_of_no_task_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_ends_once() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("ends-1").expect("a run id");
+    let journal = journal(&server).await;
+    journal_checks::a_run_ends_once(&journal, &run, "w").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_definition_is_taken_with_the_first_record() {
     let Some(server) = NatsServer::start() else {
         return;

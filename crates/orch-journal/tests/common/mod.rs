@@ -469,7 +469,10 @@ pub async fn a_run_ends_once(
     let loaded = journal.load(run).await.unwrap().unwrap();
     assert_eq!(loaded.status(), orch_journal::RunStatus::Completed);
     let ended = loaded.end_time().expect("an end time");
-    assert!(ended <= finished, "ended {ended:?}, finish returned {finished:?}");
+    assert!(
+        ended <= finished,
+        "ended {ended:?}, finish returned {finished:?}"
+    );
 }
 
 /// A record of no task of the workflow the run goes on with (nor an instance, `task[i]`,
