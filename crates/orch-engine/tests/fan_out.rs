@@ -479,39 +479,52 @@ fn a_cancelled_run_cancels_the_instances_that_had_not_ended() {
 }
 
 /// An instance that cancels the run in its first poll: its siblings, started in the same
-/// pass, do not start after it.
+/// pass, do not start after it. In a pool, a sibling dropped so once gave back a pool
+/// slot under its own index, past the plan's tasks, and the run panicked.
 #[test]
 fn an_instance_cancelling_the_run_stops_its_siblings_from_starting() {
-    runtime().block_on(async {
-        let calls = Arc::new(AtomicUsize::new(0));
-        // Two slots, both the map's: no task of the plan could start to notice.
-        let engine = engine_with(2, Arc::new(AtomicUsize::new(0)));
-        let seen = Arc::clone(&calls);
-        engine.register_handler("square", move |ctx: TaskContext| {
-            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
-            async move {
-                if first {
-                    ctx.cancellation().cancel();
-                    // Still running, so its slot stays taken.
-                    tokio::task::yield_now().await;
-                }
-                Ok::<_, TaskError>(())
+    for pool in [false, true] {
+        runtime().block_on(async {
+            let calls = Arc::new(AtomicUsize::new(0));
+            // Two slots, both the map's: no task of the plan could start to notice.
+            let mut builder = WorkflowEngine::builder().max_concurrent(2);
+            if pool {
+                builder = builder.pool("p", 2);
             }
+            let engine = builder.build().expect("valid");
+            register(&engine, Arc::new(AtomicUsize::new(0)));
+            let seen = Arc::clone(&calls);
+            engine.register_handler("square", move |ctx: TaskContext| {
+                let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        ctx.cancellation().cancel();
+                        // Still running, so its slot stays taken.
+                        tokio::task::yield_now().await;
+                    }
+                    Ok::<_, TaskError>(())
+                }
+            });
+            let mut square = Task::new("square", "square").map_over("list");
+            if pool {
+                square = square.pool("p");
+            }
+            let workflow = Workflow::new("w", "W")
+                .task(Task::new("list", "list").config(json!({ "items": [1, 2, 3, 4] })))
+                .task(square)
+                .task(Task::new("sum", "sum").depends_on(["square"]));
+            let runner = tokio::spawn(async move { engine.execute_workflow(&workflow).await });
+            let result = runner.await.expect("no panic").expect("valid");
+            assert_eq!(result.status, WorkflowStatus::Cancelled, "pool: {pool}");
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "one instance started");
+            let statuses = instance_statuses(&result, 4);
+            assert_eq!(statuses[1..], [TaskStatus::Cancelled; 3], "pool: {pool}");
         });
-        let result = engine
-            .execute_workflow(&pipeline(json!([1, 2, 3, 4])))
-            .await
-            .expect("valid");
-        assert_eq!(result.status, WorkflowStatus::Cancelled);
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one instance started");
-        let statuses = instance_statuses(&result, 4);
-        assert_eq!(statuses[1..], [TaskStatus::Cancelled; 3]);
-    });
+    }
 }
 
-/// An instance waiting out its retry's backoff when the run is cancelled: once the
-/// backoff ends, the stopping run drops it. With pools this once gave back a pool slot
-/// under the instance's own index, past the plan's tasks, and the run panicked.
+/// An instance waiting out its retry's backoff when the run is cancelled, in a pool: the
+/// pause ends with the cancellation, and the instance is cancelled after one attempt.
 #[test]
 fn a_cancelled_run_with_pools_drops_an_instance_waiting_to_retry() {
     runtime().block_on(async {
