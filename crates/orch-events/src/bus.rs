@@ -243,7 +243,10 @@ impl<T> EventBus<T> {
     /// everything published before and ends.
     ///
     /// Under [`Block`](crate::Overflow::Block) a publish under way waits for its slow
-    /// subscribers, so this does too. Calling it again is harmless.
+    /// subscribers, so this does too. Calling it again is harmless. So a subscriber
+    /// must not wait for `close` in the code that receives its events (a callback, or
+    /// its receive loop) while a publish may be waiting for room in its queue: neither
+    /// would go on. Spawn the `close` instead.
     pub async fn close(&self) {
         let inner = &*self.inner;
         inner.write().closed = true;

@@ -38,7 +38,8 @@
 //!
 //! # Delivery
 //! Routing goes through a subject trie: a publish costs a few look-ups per subject
-//! token, however many subscriptions there are. The answer is cached from a subject's
+//! token and per pattern prefix it matches, not one per subscription (patterns with
+//! `*` in many places can match many prefixes of one subject). The answer is cached from a subject's
 //! second publish until the next subscribe or unsubscribe (within the bounds under
 //! Limits), and a batch ([`EventBus::try_publish_batch`]) reuses one answer for
 //! consecutive events whose subjects share the leading tokens that decided it. Each event is allocated once and shared

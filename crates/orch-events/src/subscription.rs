@@ -52,7 +52,11 @@ impl SubscribeOptions {
         Self::default()
     }
 
-    /// The most events the queue holds (0 is taken as 1).
+    /// The most events the queue holds (0 is taken as 1). The subscription takes the
+    /// queued events in one go as it receives, so up to this many more, taken and not
+    /// yet received, may be held besides: a [`Overflow::Block`] publisher waits once
+    /// the queue is full again, and [`Overflow::DropOldest`] drops from the queue, not
+    /// from those already taken.
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);

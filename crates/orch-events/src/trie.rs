@@ -1,5 +1,6 @@
 //! The subject trie: patterns stored token by token, so matching a subject costs a few
-//! map look-ups per subject token, however many subscriptions there are.
+//! map look-ups per subject token and per stored pattern prefix that matches it, not
+//! one per subscription.
 
 use std::collections::HashMap;
 
