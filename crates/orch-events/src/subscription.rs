@@ -143,6 +143,17 @@ impl<T> Subscription<T> {
 
     /// Polls for the next delivery (what the [`futures_core::Stream`] impl does).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Delivery<T>>> {
+        // Like tokio's own channels: a subscriber that always finds events waiting still
+        // yields to the scheduler now and then, so that the runtime's other tasks run.
+        let budget = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let delivered = self.poll_delivery(cx);
+        if delivered.is_ready() {
+            budget.made_progress();
+        }
+        delivered
+    }
+
+    fn poll_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Delivery<T>>> {
         loop {
             if let Some(event) = self.batch.pop_front() {
                 return Poll::Ready(Some(Delivery::Event(event)));

@@ -709,3 +709,40 @@ fn a_close_given_up_on_still_ends_the_subscriptions() {
         publisher.await.expect("publisher").expect("published");
     });
 }
+
+/// A subscriber that always finds events waiting still lets the other tasks of its
+/// runtime run now and then, as tokio's own channels do: here a task that sets a flag
+/// runs before the subscriber has received everything.
+#[test]
+fn a_busy_subscriber_lets_other_tasks_run() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let bus: EventBus<u32> = EventBus::new();
+        let events = 10_000;
+        let mut sub = subscribe_to(&bus, "n", events, Overflow::Block);
+        for n in 0..events as u32 {
+            bus.try_publish("n", n).expect("room");
+        }
+        let flag = Arc::new(AtomicU64::new(0));
+        let setter = Arc::clone(&flag);
+        // Spawned first, so it runs first.
+        let receiver = tokio::spawn(async move {
+            let mut seen_at = None;
+            for received in 0..events {
+                sub.recv_event().await.expect("an event");
+                if seen_at.is_none() && flag.load(Ordering::SeqCst) == 1 {
+                    seen_at = Some(received);
+                }
+            }
+            seen_at
+        });
+        tokio::spawn(async move { setter.store(1, Ordering::SeqCst) });
+        let seen_at = receiver.await.expect("receiver");
+        assert!(
+            seen_at.is_some_and(|at| at < events / 2),
+            "the flag was first seen after {seen_at:?} of {events} events"
+        );
+    });
+}
