@@ -160,11 +160,13 @@ fn dir_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Writes `text` to `file`, then renames it to `path`. A rename that fails (a name too
+/// Writes `text` to `file` and syncs it to disk, then renames it to `path`, so that not
+/// even a power loss leaves `path` naming an empty file. A rename that fails (a name too
 /// long for the file system, a file of another user's in its place) keeps the file
 /// written, and the error says where: what took a whole run to make is not lost.
 fn fill(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> std::io::Result<()> {
     std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.as_file().sync_all()?;
     let refused = match file.persist(path) {
         Ok(_) => return Ok(()),
         Err(refused) => refused,
