@@ -275,7 +275,8 @@ impl Backoff {
             // (Zero times an overflowed growth would be NaN, which the cap turns into it.)
             return Duration::ZERO;
         }
-        let exponent = retry.saturating_sub(1).min(1024) as i32;
+        // The whole exponent: a growth that overflows to infinity is capped just below.
+        let exponent = retry.saturating_sub(1).min(i32::MAX as u32) as i32;
         let raw = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
         let capped = raw.min(self.max.as_secs_f64());
         let secs = if self.jitter {

@@ -24,7 +24,7 @@ fn model(backoff: &Backoff, retry: u32) -> f64 {
 fn backoff() -> impl Strategy<Value = Backoff> {
     (
         prop_oneof![Just(0u64), 0u64..5_000],
-        prop_oneof![Just(1.0f64), 1.0f64..4.0, Just(1e200)],
+        prop_oneof![Just(1.0f64), 1.0f64..1.01, 1.0f64..4.0, Just(1e200)],
         0u64..100_000,
     )
         .prop_map(|(initial_ms, multiplier, extra_ms)| Backoff {
@@ -59,4 +59,22 @@ fn no_initial_delay_stays_none_however_many_retries() {
         jitter: false,
     };
     assert_eq!(backoff.delay(2000, 0.5), Duration::ZERO);
+}
+
+/// A multiplier close to 1 grows the delay over thousands of retries too.
+#[test]
+fn a_slow_growth_goes_on_past_a_thousand_retries() {
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        multiplier: 1.001,
+        max: Duration::from_secs(30),
+        jitter: false,
+    };
+    let delay = backoff.delay(5000, 0.0).as_secs_f64();
+    let expected = 0.1 * 1.001f64.powi(4999);
+    assert!(
+        (delay - expected).abs() < 1e-6 * expected,
+        "{delay} vs {expected}"
+    );
+    assert_eq!(backoff.delay(u32::MAX, 0.0), backoff.max);
 }
