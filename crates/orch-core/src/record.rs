@@ -252,7 +252,10 @@ impl WorkflowResult {
             .collect()
     }
 
-    /// The result as a JSON value (the original Python module's `to_dict()`).
+    /// The result as a JSON value (the original Python module's `to_dict()`). A JSON
+    /// value's objects are kept sorted by key, so `tasks` lists the tasks by id there;
+    /// [`Self::to_json`] keeps them in insertion order, and reading its text back does
+    /// too.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or_else(|e| Value::String(e.to_string()))
     }

@@ -134,3 +134,21 @@ fn a_result_read_back_works_its_metrics_out_again_from_its_records() {
     assert_eq!(back, result);
     assert_eq!(back.metrics_with(&workflow()), result.metrics());
 }
+
+/// Text keeps the tasks in insertion order, read back too; a JSON value sorts them by id.
+#[test]
+fn json_text_keeps_the_tasks_order_and_a_value_sorts_them() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("b", "t"))
+        .task(Task::new("a", "t").depends_on(["b"]));
+    let records = vec![TaskRecord::default(), TaskRecord::default()];
+    let mut result = self::result();
+    result.tasks = TaskRecords::for_workflow(&workflow, records).expect("one per task");
+    let back: WorkflowResult = serde_json::from_str(&result.to_json()).expect("reads");
+    assert_eq!(back, result);
+    let ids: Vec<&str> = back.tasks.ids().map(|id| id.as_str()).collect();
+    assert_eq!(ids, ["b", "a"]);
+    let value = result.to_value();
+    let keys: Vec<&String> = value["tasks"].as_object().expect("tasks").keys().collect();
+    assert_eq!(keys, ["a", "b"]);
+}

@@ -138,11 +138,13 @@ fn task(id: String) -> impl Strategy<Value = Task> {
             prop::sample::select(TriggerRule::ALL.to_vec()),
             prop::option::of(any::<String>()),
             any::<i32>(),
+            any::<bool>(),
+            prop::option::of((any::<String>(), prop::option::of(any::<u32>()))),
         ),
     )
         .prop_map(
             move |(name, task_type, config, dependencies, retries, backoff, timeout, rules)| {
-                let (rule, pool, priority) = rules;
+                let (rule, pool, priority, cache, map) = rules;
                 let mut task = Task::new(id.clone(), task_type)
                     .name(name)
                     .config(config)
@@ -155,6 +157,13 @@ fn task(id: String) -> impl Strategy<Value = Task> {
                 task.trigger_rule = rule;
                 task.pool = pool;
                 task.priority = priority;
+                task = task.cache(cache);
+                if let Some((over, max_instances)) = map {
+                    task = task.map_over(over);
+                    if let Some(max) = max_instances {
+                        task = task.max_instances(max);
+                    }
+                }
                 task
             },
         )
@@ -164,9 +173,13 @@ fn workflow() -> impl Strategy<Value = Workflow> {
     (
         any::<String>(),
         any::<String>(),
-        prop::collection::btree_set(any::<String>(), 0..5),
+        // In the order drawn (not sorted), so that a writer or reader that sorts the
+        // tasks is caught.
+        prop::collection::vec(any::<String>(), 0..5),
     )
-        .prop_flat_map(|(id, name, task_ids)| {
+        .prop_flat_map(|(id, name, mut task_ids)| {
+            let mut seen = std::collections::HashSet::new();
+            task_ids.retain(|task_id| seen.insert(task_id.clone()));
             let tasks: Vec<_> = task_ids.into_iter().map(task).collect();
             (Just(id), Just(name), tasks)
         })
@@ -185,6 +198,9 @@ proptest! {
             for (read, written) in back.tasks().zip(workflow.tasks()) {
                 prop_assert_eq!(read, written, "{}:\n{}", format, text);
             }
+            // In the same order (the workflow's equality does not look at it).
+            let ids = |w: &Workflow| w.tasks().map(|t| t.task_id.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(ids(&back), ids(&workflow), "{}:\n{}", format, text);
             prop_assert_eq!(&back, &workflow, "{}:\n{}", format, text);
         }
     }
