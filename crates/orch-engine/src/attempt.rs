@@ -101,14 +101,32 @@ fn conclude_panicked(
                 Some(dropped) => Err(error.with_note(&dropped)),
             }
         }
-        Poll::Ready(outcome) => {
-            let dropped = drop_panic_message(panic.as_ref());
-            match outcome {
-                Ok(_) => Err(TaskError::new(dropped)),
-                Err(error) => Err(error.with_note(&dropped)),
-            }
-        }
+        Poll::Ready(outcome) => dropped_after(outcome, panic.as_ref()),
     });
+}
+
+/// The outcome of an attempt whose finished future panicked when dropped: a success
+/// fails, and a failure gets the panic as a note.
+fn dropped_after(
+    outcome: Result<Output, TaskError>,
+    panic: &(dyn std::any::Any + Send),
+) -> Result<Output, TaskError> {
+    let dropped = drop_panic_message(panic);
+    match outcome {
+        Ok(_) => Err(TaskError::new(dropped)),
+        Err(error) => Err(error.with_note(&dropped)),
+    }
+}
+
+/// Calls `handler` and awaits its future, which is then dropped inside a guard, as on
+/// the run's own task: for a spawned attempt, whose future must own its handler.
+async fn call_owned(handler: Arc<dyn Handler>, ctx: TaskContext) -> Result<Output, TaskError> {
+    let mut future = handler.call(ctx);
+    let outcome = future.as_mut().await;
+    match catch_unwind(AssertUnwindSafe(move || drop(future))) {
+        Ok(()) => outcome,
+        Err(panic) => dropped_after(outcome, panic.as_ref()),
+    }
 }
 
 /// Polls `future`, writing what it gives to `polled`; once it is ready, drops it (a panic
@@ -144,6 +162,35 @@ impl Future for SpawnedAttempt {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.get_mut().0.poll_outcome(cx)
+    }
+}
+
+/// Runs `handler` on `ctx` outside a run ([`crate::run_attempt`]): spawned at once as a
+/// tokio task of its own, or, for a handler that runs inline, in the returned future;
+/// either way under the guards a run's attempts have.
+pub(crate) fn run_alone(
+    handler: Arc<dyn Handler>,
+    ctx: TaskContext,
+) -> impl Future<Output = Result<Output, TaskError>> + Send + 'static {
+    let inline = handler.runs_inline();
+    let mut guarded = Guarded {
+        // Called on the first poll, inside its guard: a panic in the call fails it too.
+        future: Some(Box::pin(call_owned(handler, ctx))),
+        span: tracing::Span::current(),
+    };
+    let spawned = (!inline).then(|| {
+        let future = guarded.future.take();
+        let task = tokio::spawn(SpawnedAttempt(Guarded {
+            future,
+            span: guarded.span.clone(),
+        }));
+        AbortOnDropHandle::new(task)
+    });
+    async move {
+        match spawned {
+            Some(task) => joined(task.await),
+            None => std::future::poll_fn(|cx| guarded.poll_outcome(cx)).await,
+        }
     }
 }
 
@@ -204,7 +251,7 @@ impl<'h> Attempt<'h> {
         if spawn {
             let handler = Arc::clone(handler);
             let guarded = Guarded {
-                future: Some(Box::pin(async move { handler.call(ctx).await })),
+                future: Some(Box::pin(call_owned(handler, ctx))),
                 span,
             };
             let task = tokio::spawn(SpawnedAttempt(guarded));

@@ -7,17 +7,13 @@
 use std::any::Any;
 use std::collections::HashSet;
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 
-use futures_util::FutureExt;
 use orch_core::{RunId, Task, TaskId, ValidationErrors, Workflow};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::context::RunShared;
-use crate::handler::{joined, panic_message};
 use crate::output::Stored;
 use crate::state::States;
 use crate::{Handler, Output, TaskContext, TaskError};
@@ -289,35 +285,15 @@ impl TaskContext {
 /// Runs `handler` on `ctx` the way an engine on a multi-threaded runtime runs an
 /// attempt: as a tokio task of its own, or, for a handler that
 /// [runs inline](Handler::runs_inline), in the returned future. Either way a panic in the
-/// handler fails the attempt with the panic's message (`handler panicked: ...`), and
-/// dropping the returned future stops the handler (its task is aborted). Call it inside a
-/// tokio runtime.
+/// handler fails the attempt with the panic's message (`handler panicked: ...`), and so
+/// does one when its finished future is dropped (`handler panicked when dropped: ...`);
+/// dropping the returned future stops the handler (its task is aborted), and a panic
+/// then is logged, not passed on. Call it inside a tokio runtime.
 pub fn run_attempt(
     handler: Arc<dyn Handler>,
     ctx: TaskContext,
 ) -> impl Future<Output = Result<Output, TaskError>> + Send + 'static {
-    // Spawned at once, so that the handler starts even before the future is polled.
-    let spawned = match handler.runs_inline() {
-        true => Err((handler, ctx)),
-        false => Ok(AbortOnDropHandle::new(tokio::spawn(async move {
-            handler.call(ctx).await
-        }))),
-    };
-    async move {
-        match spawned {
-            Ok(task) => joined(task.await),
-            // The call too: an inline handler may panic before it returns its future.
-            Err((handler, ctx)) => {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(ctx))) {
-                    Ok(future) => AssertUnwindSafe(future)
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|panic| Err(TaskError::new(panic_message(panic.as_ref())))),
-                    Err(panic) => Err(TaskError::new(panic_message(panic.as_ref()))),
-                }
-            }
-        }
-    }
+    crate::attempt::run_alone(handler, ctx)
 }
 
 /// The error for reading an output that was not sent with a task run elsewhere.

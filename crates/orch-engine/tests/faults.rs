@@ -215,9 +215,16 @@ impl Handler for Late {
     }
 }
 
+/// On the run's own task (one thread) and spawned (two) alike.
 #[test]
 fn a_finished_future_that_panics_when_dropped_fails_its_task() {
-    paused_runtime().block_on(async {
+    for runtime in [paused_runtime(), common::two_workers()] {
+        a_finished_future_that_panics_when_dropped_fails_its_task_on(runtime);
+    }
+}
+
+fn a_finished_future_that_panics_when_dropped_fails_its_task_on(runtime: tokio::runtime::Runtime) {
+    runtime.block_on(async {
         let engine = WorkflowEngine::new();
         let drops = Arc::new(AtomicUsize::new(0));
         engine.register_handler("late", Late(Arc::clone(&drops)));
@@ -421,5 +428,41 @@ fn a_handler_that_panics_before_its_future_exists_fails_its_attempt_locally_and_
             error_of(&result, "a"),
             (TaskStatus::Failed, Some("handler panicked: at call"))
         );
+    });
+}
+
+/// `run_attempt` contains a panic in dropping a handler's future as a run does: one that
+/// finished fails its attempt, inline or spawned, and one dropped unfinished is logged.
+#[test]
+fn run_attempt_contains_a_panic_when_the_handlers_future_is_dropped() {
+    common::two_workers().block_on(async {
+        let context = || {
+            let task = RemoteTask::new(RunId::new(), "w", Task::new("a", "t"), 1);
+            task.context().expect("a valid task")
+        };
+        let drops = Arc::new(AtomicUsize::new(0));
+        let handlers: [Arc<dyn Handler>; 2] = [
+            Arc::new(Late(Arc::clone(&drops))),
+            Arc::new(orch_engine::inline(Late(Arc::clone(&drops)))),
+        ];
+        for handler in handlers {
+            let inline = handler.runs_inline();
+            let outcome = tokio::spawn(run_attempt(handler, context())).await;
+            let error = outcome.expect("no panic").expect_err("the panic fails it");
+            assert_eq!(
+                error.to_string(),
+                "handler panicked when dropped: late",
+                "inline: {inline}"
+            );
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+
+        let (bomb, drops) = bomb_handler("boom");
+        let mut running = Box::pin(run_attempt(Arc::new(orch_engine::inline(bomb)), context()));
+        let waited = tokio::time::timeout(Duration::from_millis(10), &mut running).await;
+        assert!(waited.is_err(), "the handler never finishes");
+        let dropped = catch_unwind(AssertUnwindSafe(move || drop(running)));
+        assert!(dropped.is_ok(), "the handler's panic left run_attempt");
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
     });
 }
