@@ -131,7 +131,8 @@ pub struct EngineEvent {
     pub attempt: u32,
     /// When it happened.
     pub timestamp: SystemTime,
-    /// How long the task (from its first start) or the run took, for events that end one.
+    /// How long the task (from its first start) or the run took, for events that end one;
+    /// for `retrying`, the pause before the next attempt.
     pub duration: Option<Duration>,
     /// The error, for failed, retrying, skipped and cancelled tasks.
     pub error: Option<String>,

@@ -636,6 +636,14 @@ fn each_instance_has_its_own_events() {
             .collect::<Vec<_>>(),
         [(TaskStarted, 1), (TaskRetrying, 1), (TaskCompleted, 2)]
     );
+    // Its retrying event gives the pause before the next attempt, as a task's does.
+    let initial = orch_core::Backoff::default().initial;
+    let retrying = events.iter().find(|(_, e)| e.kind == TaskRetrying);
+    let pause = retrying.and_then(|(_, e)| e.duration);
+    assert!(
+        pause.is_some_and(|p| p <= initial && p >= initial / 2),
+        "{pause:?}"
+    );
     let square: Vec<EngineEventKind> = of("square").into_iter().map(|(_, k, _)| k).collect();
     assert_eq!(square, [TaskStarted, TaskCompleted]);
     for (_, event) in &events {

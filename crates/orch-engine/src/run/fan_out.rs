@@ -320,7 +320,7 @@ impl Scheduler<'_> {
                         .backoff
                         .delay(tries, super::settle::jitter_unit(n + k, attempts));
                     record.error = Some(error.record_text());
-                    self.announce_instance(EngineEventKind::TaskRetrying, k);
+                    self.announce_instance_with(EngineEventKind::TaskRetrying, k, Some(delay));
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
                     self.in_flight.push(InFlight::Backoff {
                         index: (n + k) as u32,
@@ -442,6 +442,16 @@ impl Scheduler<'_> {
 
     /// Announces an event of instance `k`, from its record.
     pub(super) fn announce_instance(&mut self, kind: EngineEventKind, k: usize) {
+        self.announce_instance_with(kind, k, None);
+    }
+
+    /// [`Self::announce_instance`], with the pause before its next attempt for a retry.
+    fn announce_instance_with(
+        &mut self,
+        kind: EngineEventKind,
+        k: usize,
+        pause: Option<std::time::Duration>,
+    ) {
         let Some(announcer) = &self.announcer else {
             return;
         };
@@ -456,10 +466,13 @@ impl Scheduler<'_> {
             (_, None, Some(result)) if wants_outputs => Some(Detail::Output(result.clone())),
             _ => None,
         };
-        let ended = kind != EngineEventKind::TaskStarted && kind != EngineEventKind::TaskRetrying;
         self.announce_task(kind, map, |note| {
             note.attempt = attempt;
-            note.duration = if ended { duration } else { None };
+            note.duration = match kind {
+                EngineEventKind::TaskStarted => None,
+                EngineEventKind::TaskRetrying => pause,
+                _ => duration,
+            };
             note.detail = Some(Box::new(Detail::Instance {
                 item,
                 detail: detail.map(Box::new),
