@@ -959,10 +959,17 @@ fn registering_a_type_again_replaces_its_handler() {
 }
 
 /// A timeout too long for the clock to reach is no limit: the run neither panics nor
-/// times the task out (inline, spawned, or as a map's instances).
+/// times the task out (inline, spawned, or as a map's instances). On one thread every
+/// handler runs on the run's task; on two, `wait` is spawned.
 #[test]
 fn a_timeout_beyond_the_clock_is_no_limit() {
-    runtime().block_on(async {
+    for runtime in [runtime(), common::two_workers()] {
+        a_timeout_beyond_the_clock_is_no_limit_on(runtime);
+    }
+}
+
+fn a_timeout_beyond_the_clock_is_no_limit_on(runtime: tokio::runtime::Runtime) {
+    runtime.block_on(async {
         let engine = WorkflowEngine::new();
         let wait = |_ctx: TaskContext| async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
