@@ -1,0 +1,117 @@
+//! What the engine really publishes and what its results say give a `Recorder` the same
+//! figures, for random workflows with failures, retries and maps.
+
+use std::time::Duration;
+
+use orch_core::{Backoff, EngineEvent, Task, Workflow};
+use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+use orch_events::{EventBus, SubscribeOptions};
+use orch_metrics::Recorder;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// What a task does: 0 completes (with a list of two items), 1 fails, 2 fails its first
+/// attempt only; and whether it is a map over its first dependency.
+#[derive(Clone, Debug)]
+struct Spec {
+    dependencies: Vec<usize>,
+    kind: u8,
+    retries: u32,
+    map: bool,
+    task_type: usize,
+}
+
+fn specs() -> impl Strategy<Value = Vec<Spec>> {
+    (1usize..12).prop_flat_map(|n| {
+        (0..n)
+            .map(|i| {
+                let dependencies =
+                    proptest::sample::subsequence((0..i).collect::<Vec<_>>(), 0..=i.min(2));
+                (
+                    dependencies,
+                    0u8..3,
+                    0u32..3,
+                    proptest::bool::weighted(0.3),
+                    0usize..3,
+                )
+                    .prop_map(|(dependencies, kind, retries, map, task_type)| {
+                        Spec {
+                            dependencies,
+                            kind,
+                            retries,
+                            map,
+                            task_type,
+                        }
+                    })
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+fn workflow(specs: &[Spec]) -> Workflow {
+    let no_pause = Backoff {
+        initial: Duration::ZERO,
+        ..Backoff::default()
+    };
+    Workflow::from_tasks(
+        "w",
+        "W",
+        specs.iter().enumerate().map(|(i, spec)| {
+            let mut task = Task::new(format!("t{i}"), format!("type{}", spec.task_type))
+                .config(json!({ "kind": spec.kind }))
+                .depends_on(spec.dependencies.iter().map(|d| format!("t{d}")))
+                .retries(spec.retries)
+                .backoff(no_pause);
+            if let (true, Some(over)) = (spec.map, spec.dependencies.first()) {
+                task = task.map_over(format!("t{over}"));
+            }
+            task
+        }),
+    )
+}
+
+async fn work(ctx: TaskContext) -> Result<Value, TaskError> {
+    tokio::task::yield_now().await;
+    match ctx.config()["kind"].as_u64() {
+        Some(1) => Err(TaskError::new("fails")),
+        Some(2) if ctx.attempt() == 1 => Err(TaskError::new("fails once")),
+        _ => Ok(json!([1, 2])),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn events_and_results_give_the_same_figures(specs in specs()) {
+        let workflow = workflow(&specs);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        let (from_events, from_result) = runtime.block_on(async {
+            let bus: EventBus<EngineEvent> = EventBus::new();
+            let mut subscription = bus
+                .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1 << 16))
+                .expect("a valid pattern");
+            let engine = WorkflowEngine::builder()
+                .event_bus(bus.clone())
+                .build()
+                .expect("valid");
+            for task_type in 0..3 {
+                engine.register_handler(format!("type{task_type}"), work);
+            }
+            let result = engine.execute_workflow(&workflow).await.expect("valid");
+            bus.close().await;
+            let from_events = Recorder::new();
+            while let Some(event) = subscription.recv_event().await {
+                from_events.observe(event.payload());
+            }
+            let from_result = Recorder::new();
+            from_result.record_result(&result);
+            (from_events.snapshot(), from_result.snapshot())
+        });
+        prop_assert_eq!(from_events, from_result);
+    }
+}
