@@ -74,6 +74,9 @@ pub struct TaskTypeStats {
 /// `orch_tasks_total{task_type, outcome}` (outcome: `started`, `completed`, `failed`,
 /// `retried`, `skipped`, `cancelled`) and `orch_task_duration_seconds{task_type}`.
 ///
+/// What it keeps grows with the task types it sees, not with the runs: of runs under
+/// way it notes only which maps had instances, for at most 1,024 runs at once.
+///
 /// ```
 /// use orch_core::{EngineEvent, EngineEventKind};
 /// use orch_metrics::Recorder;
@@ -93,7 +96,7 @@ pub struct Recorder {
     by_type: Mutex<HashMap<String, TaskTypeStats>>,
     /// Map tasks of runs under way whose instances were seen: their own end brings no
     /// duration. A run's entries go with its last such map's end, or with its
-    /// `WorkflowFinished` event.
+    /// `WorkflowFinished` event, or to make room past [`RUNS_NOTED`] runs.
     mapped: Mutex<HashMap<RunId, HashSet<TaskId>>>,
 }
 
@@ -124,6 +127,13 @@ impl Recorder {
                     maps.insert(TaskId::from(map));
                 }
                 None => {
+                    // Notes left by runs whose ends never came (a run dropped during its
+                    // map, a lossy subscription) must not pile up: past the limit one
+                    // goes, and that map's end, if it comes, records its duration.
+                    if mapped.len() >= RUNS_NOTED {
+                        let dropped = mapped.keys().next().cloned();
+                        dropped.map(|run| mapped.remove(&run));
+                    }
                     mapped.insert(event.run_id.clone(), HashSet::from([map.into()]));
                 }
             }
@@ -279,6 +289,9 @@ impl Recorder {
     }
 }
 
+/// The most runs whose maps' instances a recorder keeps notes of at once.
+const RUNS_NOTED: usize = 1024;
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -321,6 +334,27 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs whose ends never come (dropped during a map) leave a bounded number of notes.
+    #[test]
+    fn notes_of_runs_whose_ends_never_come_are_bounded() {
+        let recorder = Recorder::new();
+        for _ in 0..3 * RUNS_NOTED {
+            let mut event = EngineEvent::new(
+                EngineEventKind::TaskStarted,
+                "w".into(),
+                RunId::new(),
+                std::time::SystemTime::now(),
+            );
+            event.task_id = Some("sq[0]".into());
+            event.task_type = Some("square".into());
+            event.map_item = Some(0);
+            recorder.observe(&event);
+        }
+        assert_eq!(lock(&recorder.mapped).len(), RUNS_NOTED);
+        let started = recorder.task_type("square").map(|s| s.started);
+        assert_eq!(started, Some(3 * RUNS_NOTED as u64));
+    }
 
     /// A map's note goes with its end, and its run's entry with it, though the run's
     /// own end is not observed (a recorder fed from task events only).
