@@ -101,32 +101,25 @@ fn conclude_panicked(
                 Some(dropped) => Err(error.with_note(&dropped)),
             }
         }
-        Poll::Ready(outcome) => dropped_after(outcome, panic.as_ref()),
+        Poll::Ready(outcome) => {
+            let dropped = drop_panic_message(panic.as_ref());
+            match outcome {
+                Ok(_) => Err(TaskError::new(dropped)),
+                Err(error) => Err(error.with_note(&dropped)),
+            }
+        }
     });
 }
 
-/// The outcome of an attempt whose finished future panicked when dropped: a success
-/// fails, and a failure gets the panic as a note.
-fn dropped_after(
-    outcome: Result<Output, TaskError>,
-    panic: &(dyn std::any::Any + Send),
-) -> Result<Output, TaskError> {
-    let dropped = drop_panic_message(panic);
-    match outcome {
-        Ok(_) => Err(TaskError::new(dropped)),
-        Err(error) => Err(error.with_note(&dropped)),
-    }
-}
-
-/// Calls `handler` and awaits its future, which is then dropped inside a guard, as on
-/// the run's own task: for a spawned attempt, whose future must own its handler.
+/// Calls `handler` and polls and drops its future inside the guards of the run's own
+/// task: for an attempt whose future must own its handler (a spawned one). Its poll
+/// never unwinds through the future, which a second panic in its drop would abort.
 async fn call_owned(handler: Arc<dyn Handler>, ctx: TaskContext) -> Result<Output, TaskError> {
-    let mut future = handler.call(ctx);
-    let outcome = future.as_mut().await;
-    match catch_unwind(AssertUnwindSafe(move || drop(future))) {
-        Ok(()) => outcome,
-        Err(panic) => dropped_after(outcome, panic.as_ref()),
-    }
+    let mut guarded = Guarded {
+        future: Some(handler.call(ctx)),
+        span: tracing::Span::none(),
+    };
+    std::future::poll_fn(|cx| guarded.poll_outcome(cx)).await
 }
 
 /// Polls `future`, writing what it gives to `polled`; once it is ready, drops it (a panic

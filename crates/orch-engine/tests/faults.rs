@@ -466,3 +466,60 @@ fn run_attempt_contains_a_panic_when_the_handlers_future_is_dropped() {
         assert_eq!(drops.load(Ordering::SeqCst), 1);
     });
 }
+
+/// Panics when polled, and again when dropped, even while a panic unwinds.
+struct PanicTwice;
+
+impl Drop for PanicTwice {
+    fn drop(&mut self) {
+        panic!("again when dropped");
+    }
+}
+
+struct PollsPanicking(PanicTwice);
+
+impl Future for PollsPanicking {
+    type Output = Result<Output, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        panic!("when polled")
+    }
+}
+
+struct TwicePanicking;
+
+impl Handler for TwicePanicking {
+    fn call<'a, 'b>(&'a self, _ctx: TaskContext) -> HandlerFuture<'b>
+    where
+        'a: 'b,
+    {
+        Box::pin(PollsPanicking(PanicTwice))
+    }
+}
+
+/// A future that panics when polled and again when dropped fails its attempt with both
+/// messages, spawned or inline, through `run_attempt` or a run: the second panic never
+/// happens during the first's unwinding, which would abort the process.
+#[test]
+fn a_future_panicking_when_polled_and_when_dropped_fails_its_attempt() {
+    let expected =
+        "handler panicked: when polled; handler panicked when dropped: again when dropped";
+    common::two_workers().block_on(async {
+        let handlers: [Arc<dyn Handler>; 2] = [
+            Arc::new(TwicePanicking),
+            Arc::new(orch_engine::inline(TwicePanicking)),
+        ];
+        for handler in handlers {
+            let task = RemoteTask::new(RunId::new(), "w", Task::new("a", "t"), 1);
+            let ctx = task.context().expect("a valid task");
+            let inline = handler.runs_inline();
+            let error = run_attempt(handler, ctx).await.expect_err("it fails");
+            assert_eq!(error.to_string(), expected, "inline: {inline}");
+        }
+        let engine = WorkflowEngine::new();
+        engine.register_handler("t", TwicePanicking);
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(error_of(&result, "a"), (TaskStatus::Failed, Some(expected)));
+    });
+}
