@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use orch_core::{
     EngineEvent, EngineEventKind, MapSpec, RunId, TaskId, TaskStatus, Workflow, WorkflowResult,
@@ -97,7 +97,14 @@ pub struct Recorder {
     /// Map tasks of runs under way whose instances were seen: their own end brings no
     /// duration. A run's entries go with its last such map's end, or with its
     /// `WorkflowFinished` event, or to make room past [`RUNS_NOTED`] runs.
-    mapped: Mutex<HashMap<RunId, HashSet<TaskId>>>,
+    mapped: Mutex<HashMap<RunId, MapNote>>,
+}
+
+/// The maps of one run whose instances were seen, and when one of them was last seen.
+#[derive(Debug)]
+struct MapNote {
+    maps: HashSet<TaskId>,
+    seen: SystemTime,
 }
 
 impl Recorder {
@@ -122,19 +129,27 @@ impl Recorder {
             // Looked up first: a map's instances are many, its note is made once.
             let mut mapped = lock(&self.mapped);
             match mapped.get_mut(&event.run_id) {
-                Some(maps) if maps.contains(map) => {}
-                Some(maps) => {
-                    maps.insert(TaskId::from(map));
+                Some(note) => {
+                    note.seen = note.seen.max(event.timestamp);
+                    if !note.maps.contains(map) {
+                        note.maps.insert(TaskId::from(map));
+                    }
                 }
                 None => {
                     // Notes left by runs whose ends never came (a run dropped during its
-                    // map, a lossy subscription) must not pile up: past the limit one
-                    // goes, and that map's end, if it comes, records its duration.
+                    // map, a lossy subscription) must not pile up: past the limit the
+                    // one seen longest ago goes (that map's end, if it comes, records
+                    // its duration).
                     if mapped.len() >= RUNS_NOTED {
-                        let dropped = mapped.keys().next().cloned();
-                        dropped.map(|run| mapped.remove(&run));
+                        let oldest = (mapped.iter().min_by_key(|(_, note)| note.seen))
+                            .map(|(run, _)| run.clone());
+                        oldest.map(|run| mapped.remove(&run));
                     }
-                    mapped.insert(event.run_id.clone(), HashSet::from([map.into()]));
+                    let note = MapNote {
+                        maps: HashSet::from([map.into()]),
+                        seen: event.timestamp,
+                    };
+                    mapped.insert(event.run_id.clone(), note);
                 }
             }
         }
@@ -153,13 +168,13 @@ impl Recorder {
             && event.map_item.is_none()
             && task_id.is_some_and(|id| {
                 let mut mapped = lock(&self.mapped);
-                let Some(maps) = mapped.get_mut(&event.run_id) else {
+                let Some(note) = mapped.get_mut(&event.run_id) else {
                     return false;
                 };
-                let noted = maps.remove(id.as_str());
+                let noted = note.maps.remove(id.as_str());
                 // Gone with its last map too: a recorder fed only task events (or one
                 // that lost a run's end) would keep it for ever.
-                if maps.is_empty() {
+                if note.maps.is_empty() {
                     mapped.remove(&event.run_id);
                 }
                 noted
@@ -335,25 +350,36 @@ impl Outcome {
 mod tests {
     use super::*;
 
-    /// Runs whose ends never come (dropped during a map) leave a bounded number of notes.
+    /// Runs whose ends never come (dropped during a map) leave a bounded number of
+    /// notes, and a run whose instances are still seen keeps its note among them.
     #[test]
     fn notes_of_runs_whose_ends_never_come_are_bounded() {
         let recorder = Recorder::new();
-        for _ in 0..3 * RUNS_NOTED {
-            let mut event = EngineEvent::new(
-                EngineEventKind::TaskStarted,
-                "w".into(),
-                RunId::new(),
-                std::time::SystemTime::now(),
-            );
+        let instance_started = |run: &RunId, second: u64| {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(second);
+            let mut event =
+                EngineEvent::new(EngineEventKind::TaskStarted, "w".into(), run.clone(), at);
             event.task_id = Some("sq[0]".into());
             event.task_type = Some("square".into());
             event.map_item = Some(0);
-            recorder.observe(&event);
+            event
+        };
+        let live = RunId::new();
+        let mut stale = Vec::new();
+        for second in 0..3 * RUNS_NOTED as u64 {
+            stale.push(RunId::new());
+            recorder.observe(&instance_started(&stale[stale.len() - 1], second));
+            recorder.observe(&instance_started(&live, second));
         }
-        assert_eq!(lock(&recorder.mapped).len(), RUNS_NOTED);
+        // The notes kept: the live run's, and those of the latest stale runs.
+        let mapped = lock(&recorder.mapped);
+        assert_eq!(mapped.len(), RUNS_NOTED);
+        assert!(mapped.contains_key(&live));
+        let latest = &stale[stale.len() - (RUNS_NOTED - 1)..];
+        assert!(latest.iter().all(|run| mapped.contains_key(run)));
+        drop(mapped);
         let started = recorder.task_type("square").map(|s| s.started);
-        assert_eq!(started, Some(3 * RUNS_NOTED as u64));
+        assert_eq!(started, Some(6 * RUNS_NOTED as u64));
     }
 
     /// A map's note goes with its end, and its run's entry with it, though the run's
