@@ -12,34 +12,46 @@ use serde_json::Value;
 mod common;
 use common::current_thread;
 
-/// The task ids of `workflow`'s run, in the order their end was announced, with the run's
-/// records. `fail` fails; `route` chooses no branch; every other type completes.
-fn ends_announced(workflow: &Workflow) -> (Vec<String>, HashMap<String, TaskStatus>) {
+/// An engine (publishing on `bus`, if given) whose `fail` tasks fail, whose `route`
+/// tasks choose no branch, and whose other types complete.
+fn engine(bus: Option<EventBus<EngineEvent>>) -> WorkflowEngine {
+    let mut builder = WorkflowEngine::builder();
+    if let Some(bus) = bus {
+        builder = builder.event_bus(bus);
+    }
+    let engine = builder.build().expect("valid");
+    engine.register_handler("ok", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Value::Null)
+    });
+    engine.register_handler("fail", |_ctx: TaskContext| async move {
+        Err::<Value, _>(TaskError::new("broken"))
+    });
+    engine.register_handler("route", |ctx: TaskContext| async move {
+        ctx.choose_branches(Vec::<String>::new())?;
+        Ok::<_, TaskError>(Value::Null)
+    });
+    engine
+}
+
+/// The task ids of the run `start` starts on an engine with a bus, in the order their
+/// end was announced, with the run's records' statuses.
+fn ends_announced(
+    start: impl FnOnce(&WorkflowEngine) -> orch_engine::RunHandle,
+) -> (Vec<String>, HashMap<String, TaskStatus>) {
     current_thread().block_on(async {
         let bus: EventBus<EngineEvent> = EventBus::new();
         let mut subscription = bus.subscribe("workflow.>").expect("a valid pattern");
-        let engine = WorkflowEngine::builder()
-            .event_bus(bus.clone())
-            .build()
-            .expect("valid");
-        engine.register_handler("ok", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>(Value::Null)
-        });
-        engine.register_handler("fail", |_ctx: TaskContext| async move {
-            Err::<Value, _>(TaskError::new("broken"))
-        });
-        engine.register_handler("route", |ctx: TaskContext| async move {
-            ctx.choose_branches(Vec::<String>::new())?;
-            Ok::<_, TaskError>(Value::Null)
-        });
-        let result = engine.execute_workflow(workflow).await.expect("valid");
+        let engine = engine(Some(bus.clone()));
+        let result = start(&engine).await.expect("valid");
         bus.close().await;
         let mut ended = Vec::new();
         while let Some(event) = subscription.recv_event().await {
             let event = event.payload();
             let ends = !matches!(
                 event.kind,
-                EngineEventKind::TaskStarted | EngineEventKind::TaskRetrying
+                EngineEventKind::TaskStarted
+                    | EngineEventKind::TaskRetrying
+                    | EngineEventKind::TaskRestored
             );
             if let (Some(id), true) = (&event.task_id, ends) {
                 ended.push(id.to_string());
@@ -52,11 +64,23 @@ fn ends_announced(workflow: &Workflow) -> (Vec<String>, HashMap<String, TaskStat
     })
 }
 
-/// Asserts that every skipped task of `workflow` was announced after each of its
-/// dependencies that did not complete.
+/// Asserts that every task of `workflow`'s run was announced ended once, in order (see
+/// [`assert_in_order`]).
 fn assert_dependencies_first(workflow: &Workflow) {
-    let (ended, statuses) = ends_announced(workflow);
-    let at = |id: &str| ended.iter().position(|e| e == id);
+    let (ended, statuses) = ends_announced(|engine| engine.run(workflow));
+    assert_eq!(ended.len(), workflow.len(), "{ended:?}");
+    assert_in_order(workflow, &ended, &statuses);
+}
+
+/// Asserts that no task was announced ended twice, and every skipped one after each of
+/// its dependencies that did not complete.
+fn assert_in_order(workflow: &Workflow, ended: &[String], statuses: &HashMap<String, TaskStatus>) {
+    let at = |id: &str| {
+        let found = ended.iter().position(|e| e == id);
+        found.unwrap_or_else(|| panic!("`{id}` was not announced: {ended:?}"))
+    };
+    let unique: std::collections::HashSet<&String> = ended.iter().collect();
+    assert_eq!(unique.len(), ended.len(), "announced twice: {ended:?}");
     for task in workflow.tasks() {
         let id = task.task_id.as_str();
         if statuses[id] != TaskStatus::Skipped {
@@ -71,7 +95,6 @@ fn assert_dependencies_first(workflow: &Workflow) {
             }
         }
     }
-    assert_eq!(ended.len(), workflow.len(), "{ended:?}");
 }
 
 /// `d` depends on `b` and `c`, both of which a failure of `a` skips.
@@ -113,4 +136,27 @@ fn a_branch_skips_in_order() {
         }
         assert_dependencies_first(&workflow);
     }
+}
+
+/// A resumed run announces the skips it keeps and those they cause in one order: `y`,
+/// added since and skipped after the kept `p`, comes before the kept `x` that depends
+/// on it.
+#[test]
+fn a_resumed_run_announces_kept_and_new_skips_in_order() {
+    let first = Workflow::new("w", "W")
+        .task(Task::new("route", "route"))
+        .task(Task::new("p", "ok").depends_on(["route"]))
+        .task(Task::new("x", "ok").depends_on(["p"]));
+    let earlier = current_thread()
+        .block_on(engine(None).execute_workflow(&first))
+        .expect("valid");
+    assert_eq!(earlier.tasks["x"].status, TaskStatus::Skipped);
+    let second = Workflow::new("w", "W")
+        .task(Task::new("route", "route"))
+        .task(Task::new("p", "ok").depends_on(["route"]))
+        .task(Task::new("y", "ok").depends_on(["p"]))
+        .task(Task::new("x", "ok").depends_on(["p", "y"]));
+    let (ended, statuses) = ends_announced(|engine| engine.resume(&second, &earlier));
+    assert_eq!(statuses["x"], TaskStatus::Skipped);
+    assert_in_order(&second, &ended, &statuses);
 }

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use orch_core::{
-    EngineEventKind, MapSpec, Plan, RunId, TaskId, TaskStatus, Workflow, WorkflowResult,
-};
+use orch_core::{MapSpec, Plan, RunId, TaskId, TaskStatus, Workflow, WorkflowResult};
 use serde_json::Value;
 
 use super::Scheduler;
@@ -303,17 +301,16 @@ impl Scheduler<'_> {
         restored
     }
 
-    /// Announces the skips kept from the earlier run, once the run's start is announced;
-    /// without trigger rules, also skips their descendants that were not kept (with
-    /// rules, the kept skips count in their dependents' outcomes instead).
+    /// Announces (and logs) the skips kept from the earlier run, once the run's start is
+    /// announced; without trigger rules, also skips their descendants that were not kept
+    /// (with rules, the kept skips count in their dependents' outcomes instead), all in
+    /// plan order.
     pub(super) fn skip_after_kept_skips(&mut self) {
-        let skips: Vec<usize> = (self.plan.order().iter())
-            .map(|&index| index as usize)
+        let skips: Vec<usize> = (0..self.records.len())
             .filter(|&index| self.records[index].status == TaskStatus::Skipped)
             .collect();
-        for &index in &skips {
-            self.announce_ended(EngineEventKind::TaskSkipped, index);
-        }
+        // Announced with the skips they cause, in plan order.
+        self.skips.extend(skips.iter().map(|&index| index as u32));
         for index in skips {
             if self.rules.is_none() {
                 self.skip_descendants(index, "was skipped");
