@@ -184,58 +184,6 @@ async fn a_credentials_file_that_cannot_be_read_is_a_settings_error_naming_it() 
     );
 }
 
-/// Everything written to it, for a log subscriber.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Credentials written into a server URL sign in, and the URL is never logged with
-/// them (the NATS client logs the addresses it connects to, at debug level).
-#[test]
-fn credentials_in_a_url_sign_in_and_are_not_logged() {
-    let config = r#"authorization { user: someone, password: "pw-in-url" }"#;
-    let Some(server) = NatsServer::start_with_config(Some(config)) else {
-        return;
-    };
-    let url = server.url().replacen("://", "://someone:pw-in-url@", 1);
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
-    // One thread, so that every task logs through the subscriber set here.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime
-        .block_on(worker(&NatsConfig::new(url)))
-        .expect("the URL's credentials sign in");
-    let logged = String::from_utf8_lossy(&captured.0.lock().expect("the log")).into_owned();
-    assert!(
-        logged.contains("127.0.0.1"),
-        "the client logged nothing: {logged}"
-    );
-    assert!(!logged.contains("pw-in-url"), "{logged}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_whose_streams_another_prefix_made_is_refused_naming_them() {
     let Some(server) = NatsServer::start() else {
