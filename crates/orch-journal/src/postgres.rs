@@ -81,7 +81,10 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// Rows are keyed by id, so a workflow id or task id may be at most 2000 bytes, and a
 /// workflow's name may not hold a NUL character: `open` refuses such a workflow before
-/// anything runs (the file journal takes them).
+/// anything runs (the file journal takes them). An append whose records add up to more
+/// than 512 MiB is refused with [`JournalError::InvalidRecord`] for the result of its
+/// largest record (the server takes no value of 1 GiB or more), which the engine then
+/// keeps out of the journal, as an output too large for one record.
 ///
 /// A run's writer sends each statement when its future is first polled, not when the
 /// future is made (the file journal writes at once): poll a run's futures in the order

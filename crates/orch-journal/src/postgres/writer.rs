@@ -179,6 +179,9 @@ impl RunWriter for PgRunWriter {
             // A journal line is JSON: UTF-8 already.
             lines.push(String::from_utf8(buf).unwrap_or_default());
         }
+        if let Some(error) = too_large(&ids, &lines, BATCH_BYTES) {
+            return Box::pin(async move { Err(error) });
+        }
         let run = self.run.to_string();
         let pending = Arc::clone(&self.reopened);
         self.on_session("record tasks", move |session| async move {
@@ -249,5 +252,54 @@ impl RunWriter for PgRunWriter {
             }
             done.map(drop)
         })
+    }
+}
+
+/// The most bytes of records one append sends. PostgreSQL takes no value (here the
+/// array of records) of 1 GiB or more, and may close the connection, shared by every
+/// run of the journal, on a message that large.
+const BATCH_BYTES: usize = 512 << 20;
+
+/// A batch whose records (`lines`, of tasks `ids`) add up to more than `limit` bytes:
+/// refused for its largest record's result, which the engine then keeps out of the
+/// journal, as it does an output too large for a record of its own.
+fn too_large(ids: &[String], lines: &[String], limit: usize) -> Option<JournalError> {
+    let total: usize = lines.iter().map(String::len).sum();
+    if total <= limit {
+        return None;
+    }
+    let largest = (0..lines.len()).max_by_key(|&i| lines[i].len())?;
+    Some(JournalError::InvalidRecord {
+        task: ids[largest].as_str().into(),
+        field: "result",
+        reason: format!(
+            "the batch's records take {total} bytes, more than the {limit} PostgreSQL is \
+             sent at once; this one takes {}",
+            lines[largest].len()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_past_the_limit_is_refused_for_its_largest_record() {
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let lines: Vec<String> = [10, 30, 20].map(|n| "x".repeat(n)).to_vec();
+        assert!(too_large(&ids, &lines, 60).is_none());
+        let refused = too_large(&ids, &lines, 59).expect("refused");
+        let JournalError::InvalidRecord {
+            task,
+            field,
+            reason,
+        } = &refused
+        else {
+            panic!("{refused:?}");
+        };
+        assert_eq!((task.as_str(), *field), ("b", "result"));
+        assert!(reason.contains("60 bytes"), "{reason}");
+        assert!(too_large(&[], &[], 0).is_none());
     }
 }
