@@ -105,7 +105,8 @@
 //!
 //! Every subject starts with the layout's prefix (`orch` below; [`Layout::prefix`]).
 //! Every message is a JSON object with `"v": 1`, but the task message of a map instance,
-//! which is `"v": 2`; a reader refuses a higher version than it knows. (Version 2 only
+//! which is `"v": 2`; a reader refuses a higher version than it knows for that kind of
+//! message (results and cancellations have only version 1). (Version 2 only
 //! adds `item`, so a worker of a build that reads version 1 still runs every other
 //! task, and fails a map instance's attempt saying to upgrade.)
 //!

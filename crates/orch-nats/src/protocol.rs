@@ -8,6 +8,9 @@ use orch_core::{MapSpec, RunId, Task, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+mod version;
+pub(crate) use version::{ReadError, read};
+
 /// The version of every message this crate writes but a task message with an item.
 pub(crate) const VERSION: u32 = 1;
 
@@ -198,56 +201,6 @@ impl ResultMessage {
             attempt: head.attempt,
             worker: head.worker,
         })
-    }
-}
-
-/// A message that could not be read, with why.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadError {
-    #[error("not a valid message: {0}")]
-    Malformed(#[from] serde_json::Error),
-    #[error(
-        "protocol version {found} is newer than this build reads ({NEWEST}); upgrade orch-nats"
-    )]
-    Newer { found: u32 },
-}
-
-/// A message that names the protocol version it was written in.
-pub(crate) trait Versioned {
-    fn version(&self) -> u32;
-}
-
-macro_rules! versioned {
-    ($($message:ty),*) => {
-        $(impl Versioned for $message {
-            fn version(&self) -> u32 {
-                self.v
-            }
-        })*
-    };
-}
-
-versioned!(TaskMessage, ResultMessage, CancelMessage);
-
-/// Reads a message of any kind, refusing a newer version whatever its shape. The
-/// payload is parsed once when it reads as `T`; only a message that does not is looked
-/// at again for its version.
-pub(crate) fn read<T: for<'de> Deserialize<'de> + Versioned>(
-    payload: &[u8],
-) -> Result<T, ReadError> {
-    #[derive(Deserialize)]
-    struct Version {
-        v: u32,
-    }
-    match serde_json::from_slice::<T>(payload) {
-        Ok(message) if message.version() > NEWEST => Err(ReadError::Newer {
-            found: message.version(),
-        }),
-        Ok(message) => Ok(message),
-        Err(error) => match serde_json::from_slice::<Version>(payload) {
-            Ok(Version { v }) if v > NEWEST => Err(ReadError::Newer { found: v }),
-            _ => Err(ReadError::Malformed(error)),
-        },
     }
 }
 
@@ -568,8 +521,25 @@ mod tests {
         let newer = br#"{"v": 3, "something": "else"}"#;
         assert!(matches!(
             read::<CancelMessage>(newer),
-            Err(ReadError::Newer { found: 3 })
+            Err(ReadError::Newer { found: 3, .. })
         ));
+        // Only task messages have a version 2: a cancellation or a result of version 2,
+        // however well it reads as version 1, is refused.
+        let cancel = br#"{"v": 2, "run_id": "r1"}"#;
+        assert!(matches!(
+            read::<CancelMessage>(cancel),
+            Err(ReadError::Newer {
+                found: 2,
+                newest: 1
+            })
+        ));
+        let result = br#"{"v": 2, "run_id": "r1", "task_id": "a", "attempt": 1,
+            "worker": "w1", "outcome": {"status": "completed", "output": 1}}"#;
+        let refused = ResultMessage::read_or_failure(result).expect("its attempt is named");
+        let Outcome::Failed { error, .. } = &refused.outcome else {
+            panic!("{refused:?}");
+        };
+        assert!(error.contains("protocol version 2 is newer"), "{error}");
         assert!(matches!(
             read::<CancelMessage>(b"{"),
             Err(ReadError::Malformed(_))
