@@ -331,7 +331,8 @@ fn toml_tasks(text: &str) -> Vec<(String, usize)> {
         let Some(value) = rest.trim_start().strip_prefix('=').map(str::trim_start) else {
             continue;
         };
-        if table == "tasks" && value.starts_with('{') {
+        // In map form an inline table is a task; in list form it is a field of one.
+        if table == "tasks" && !list_form && value.starts_with('{') {
             found.push((name, column));
         } else if table == "tasks" && name == "task_id" {
             found.extend(key(value, &['#', ' ']).map(|(id, _)| (id, column)));
@@ -413,6 +414,17 @@ mod tests {
         let places = Places::new(list, Format::Yaml);
         assert_eq!(places.task("a"), at(6, 5));
         assert_eq!(places.task("b"), at(11, 3));
+    }
+
+    /// In list form, an inline table (`config = { ... }`) is inside the task, and the
+    /// lines after it are the task's too.
+    #[test]
+    fn a_toml_inline_table_in_list_form_starts_no_task() {
+        let text = "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"a\"\ntask_type = \"command\"\nconfig = { progam = \"ls\" }\ndependencies = [\"ghost\"]\n";
+        let places = Places::new(text, Format::Toml);
+        assert_eq!(places.task("a"), at(3, 1));
+        assert_eq!(places.within_task("a", "progam"), at(5, 12));
+        assert_eq!(places.within_task("a", "ghost"), at(6, 17));
     }
 
     #[test]
