@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use indicatif::ProgressBar;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Directive;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::display::printable;
@@ -22,13 +23,29 @@ pub(crate) fn set_bar(bar: Option<ProgressBar>) {
     *BAR.lock().unwrap_or_else(PoisonError::into_inner) = bar;
 }
 
+/// The filter `RUST_LOG` asks for, its invalid directives left out and named on standard
+/// error as orch writes errors (tracing-subscriber's own report of them would panic on a
+/// closed standard error).
+fn filter_from(spec: &str) -> EnvFilter {
+    let (valid, invalid): (Vec<&str>, Vec<&str>) = (spec.split(','))
+        .filter(|directive| !directive.trim().is_empty())
+        .partition(|directive| directive.parse::<Directive>().is_ok());
+    for directive in invalid {
+        errln!(
+            "orch: ignoring `{}` in RUST_LOG: not a log directive",
+            printable(directive)
+        );
+    }
+    EnvFilter::new(valid.join(","))
+}
+
 /// Installs the global subscriber. Without `RUST_LOG`, orch's own messages (among them
 /// every command's standard error) show at `info`, the engine's only at `error` (the
 /// command reports failures, skips and the run's end itself), others at `warn`; each
 /// `-v` shows more.
 pub(crate) fn init(verbose: u8, json: bool) {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
+        Ok(spec) if !spec.is_empty() => filter_from(&spec),
         _ => EnvFilter::new(match verbose {
             0 => "warn,orch=info,orch_engine=error",
             1 => "info",

@@ -223,6 +223,28 @@ fn a_closed_standard_error_does_not_panic() {
         assert_eq!(closed.status.code(), shown.status.code(), "{args:?}");
         assert_ne!(closed.status.code(), Some(101), "{args:?}");
     }
+    // Nor does an invalid `RUST_LOG`, which is reported before any command runs.
+    let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+    drop(reader);
+    let closed = orch()
+        .args(["validate", "bad.yaml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "orch=loud")
+        .stderr(writer)
+        .output()
+        .expect("orch runs");
+    assert_eq!(closed.status.code(), Some(1));
+    let shown = orch()
+        .args(["validate", "bad.yaml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "orch=loud,info")
+        .output()
+        .expect("orch runs");
+    let stderr = String::from_utf8_lossy(&shown.stderr);
+    assert!(
+        stderr.contains("ignoring `orch=loud` in RUST_LOG"),
+        "{stderr}"
+    );
 }
 
 /// orch killed outright during a run (SIGKILL, or a signal during its set-up) leaves no
