@@ -34,7 +34,9 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
                     out.push('\n');
                 }
                 if let (Some(tasks), true) = (file.tasks, file.problems.is_empty()) {
-                    out.push_str(&format!("{}: ok ({tasks} tasks)\n", file.file.display()));
+                    let name = file.file.display().to_string();
+                    let name = crate::display::printable(&name);
+                    out.push_str(&format!("{name}: ok ({tasks} tasks)\n"));
                 }
             }
             let bad = checked.iter().filter(|c| !c.problems.is_empty()).count();
@@ -199,7 +201,8 @@ pub(crate) fn report(result: &Path, output: &Path) -> ExitCode {
     // Owner-only, as the result file it comes from: it holds what the commands printed.
     match page.map(|page| result_file::write_private(output, &page)) {
         Ok(Ok(())) => {
-            outln!("report written to {}", output.display());
+            let name = output.display().to_string();
+            outln!("report written to {}", crate::display::printable(&name));
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => fail(

@@ -146,6 +146,15 @@ fn problems_show_terminal_escapes_in_the_file_escaped() {
         stdout.contains(r"has unknown task type `x\u{1b}]0;owned\u{7}`"),
         "{stdout}"
     );
+    // A valid file's name on its `ok` line too.
+    let name = "w\u{1b}]0;owned\u{7}.yaml";
+    dir.write(name, "workflow_id: w\ntasks:\n  a: { task_type: echo }\n");
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", name]));
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && stdout.contains(r"w\u{1b}]0;owned\u{7}.yaml: ok"),
+        "{stdout:?}"
+    );
 }
 
 #[test]
