@@ -82,7 +82,7 @@ impl Display {
             bar.set_message(self.status_line());
         } else if let Some(out) = self.lines.as_mut().filter(|_| event.kind.is_task_event()) {
             let at = event.timestamp.duration_since(start).unwrap_or_default();
-            let _ = writeln!(out, "{}", event_line(event, at));
+            crate::note_stdout(writeln!(out, "{}", event_line(event, at)));
         }
     }
 
@@ -90,9 +90,7 @@ impl Display {
     pub(crate) fn say(&mut self, line: &str) {
         match (&self.bar, &mut self.lines) {
             (Some(bar), _) => bar.suspend(|| outln!("{line}")),
-            (None, Some(out)) => {
-                let _ = writeln!(out, "{line}");
-            }
+            (None, Some(out)) => crate::note_stdout(writeln!(out, "{line}")),
             (None, None) => outln!("{line}"),
         }
     }
@@ -110,7 +108,7 @@ impl Display {
     /// Writes out the event lines shown so far.
     pub(crate) fn flush(&mut self) {
         if let Some(out) = &mut self.lines {
-            let _ = out.flush();
+            crate::note_stdout(out.flush());
         }
     }
 
@@ -139,9 +137,8 @@ impl Display {
         interrupted: bool,
     ) {
         self.clear();
-        let _ = std::io::stdout()
-            .lock()
-            .write_all(summary(workflow, result, interrupted).as_bytes());
+        let summary = summary(workflow, result, interrupted);
+        crate::note_stdout(std::io::stdout().lock().write_all(summary.as_bytes()));
     }
 }
 

@@ -131,7 +131,9 @@
 //! was never completely written, or of something else), or `runs list` or `runs show`
 //! found a run it cannot read; 2 bad usage or a run that could not be set up (an address in use, an unwritable
 //! output, no NATS server, an unknown run to resume, a run another `orch` is writing, a
-//! `--journal` that is a URL, a pool without its `--pool`); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
+//! `--journal` that is a URL, a pool without its `--pool`), or a command that otherwise
+//! succeeded but could not write to standard output (a full disk; a reader that went
+//! away, as `| head -1`, is not an error); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
 //! SIGQUIT (131), even when the result file could then not be written (the error is
 //! printed) (`orch worker` exits with 0 after a clean stop).
 //!
@@ -202,20 +204,21 @@
 //! is never seen half-written, and is readable by its owner only (it holds what the
 //! commands printed).
 
-/// `print!` to standard output, ignoring a write that fails: a reader that went away
-/// (`orch ... | head -1`) is no reason to panic or to stop a run.
+/// `print!` to standard output, never panicking: a reader that went away (`orch ... |
+/// head -1`) is no reason to panic or to stop a run; any other failure (a full disk) is
+/// noted, and fails the command at its end (see `stdout_failure`).
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($arg)*);
+        crate::note_stdout(write!(std::io::stdout().lock(), $($arg)*));
     }};
 }
 
-/// `println!` to standard output, ignoring a write that fails (see `out!`).
+/// `println!` to standard output, never panicking (see `out!`).
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        crate::note_stdout(writeln!(std::io::stdout().lock(), $($arg)*));
     }};
 }
 
@@ -382,10 +385,44 @@ enum RunsCommand {
     },
 }
 
+/// The first failure to write to standard output other than its reader going away.
+static STDOUT_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Notes `written`'s failure, if it is one that loses output (not a closed pipe).
+fn note_stdout(written: std::io::Result<()>) {
+    if let Err(error) = written
+        && error.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        let mut failure = STDOUT_FAILURE.lock().unwrap_or_else(|e| e.into_inner());
+        failure.get_or_insert_with(|| error.to_string());
+    }
+}
+
+/// Exit status 2, with the error, for a command that succeeded but lost output it wrote
+/// to standard output; `code` otherwise.
+fn stdout_failure(code: ExitCode) -> ExitCode {
+    note_stdout(std::io::Write::flush(&mut std::io::stdout().lock()));
+    let failure = STDOUT_FAILURE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    match failure {
+        Some(error) => {
+            errln!("orch: cannot write to standard output: {error}");
+            if code == ExitCode::SUCCESS {
+                ExitCode::from(2)
+            } else {
+                code
+            }
+        }
+        None => code,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.log_format == LogFormat::Json);
-    match cli.command {
+    let code = match cli.command {
         Command::Validate {
             files,
             format,
@@ -408,5 +445,6 @@ fn main() -> ExitCode {
         }) => runs::show(&dir, &run_id, format),
         Command::Report { result, output } => commands::report(&result, &output),
         Command::Gantt { result, width } => commands::gantt(&result, width.map(usize::from)),
-    }
+    };
+    stdout_failure(code)
 }

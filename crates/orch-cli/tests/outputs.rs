@@ -382,3 +382,30 @@ fn report_to_a_name_ending_in_a_slash_is_refused_and_leaves_nothing_behind() {
         assert_eq!(left, ["r.json"], "{output}: {stderr}");
     }
 }
+
+/// Output lost to a full disk fails a command that otherwise succeeded, saying why; a
+/// reader that went away does not (see `a_closed_standard_error_does_not_panic`).
+#[test]
+fn standard_output_that_cannot_be_written_fails_the_command() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo }\n",
+    );
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let shown = orch()
+        .args(["plan", "w.yaml"])
+        .current_dir(dir.path())
+        .stdout(full)
+        .output()
+        .expect("orch runs");
+    let stderr = String::from_utf8_lossy(&shown.stderr);
+    assert_eq!(shown.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write to standard output: No space left on device"),
+        "{stderr}"
+    );
+}
