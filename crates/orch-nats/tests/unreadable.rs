@@ -257,7 +257,7 @@ async fn a_result_the_coordinator_cannot_read_fails_its_attempt_with_the_reason(
     assert!(
         error.contains(
             "the result from worker `from-the-future` cannot be read: protocol version 9 is \
-             newer than this build reads (2); upgrade orch-nats"
+             newer than this build reads (1); upgrade orch-nats"
         ),
         "{error}"
     );
