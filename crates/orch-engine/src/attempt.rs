@@ -112,12 +112,24 @@ fn conclude_panicked(
 }
 
 /// Calls `handler` and polls and drops its future inside the guards of the run's own
-/// task: for an attempt whose future must own its handler (a spawned one). Its poll
-/// never unwinds through the future, which a second panic in its drop would abort.
-async fn call_owned(handler: Arc<dyn Handler>, ctx: TaskContext) -> Result<Output, TaskError> {
-    let mut guarded = Guarded {
-        future: Some(handler.call(ctx)),
-        span: tracing::Span::none(),
+/// task, under `span`: for an attempt whose future must own its handler (a spawned one,
+/// or one outside a run). Nothing unwinds through the future, which a second panic in
+/// its drop would abort; dropped unfinished, it is released by its guard.
+async fn call_owned(
+    handler: Arc<dyn Handler>,
+    ctx: TaskContext,
+    span: tracing::Span,
+) -> Result<Output, TaskError> {
+    let called = {
+        let _entered = span.enter();
+        catch_unwind(AssertUnwindSafe(|| handler.call(ctx)))
+    };
+    let mut guarded = match called {
+        Ok(future) => Guarded {
+            future: Some(future),
+            span,
+        },
+        Err(panic) => return Err(TaskError::new(panic_message(panic.as_ref()))),
     };
     std::future::poll_fn(|cx| guarded.poll_outcome(cx)).await
 }
@@ -147,17 +159,6 @@ impl Drop for Guarded<'_> {
     }
 }
 
-/// The guarded attempt that a spawned tokio task runs.
-struct SpawnedAttempt(Guarded<'static>);
-
-impl Future for SpawnedAttempt {
-    type Output = Result<Output, TaskError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().0.poll_outcome(cx)
-    }
-}
-
 /// Runs `handler` on `ctx` outside a run ([`crate::run_attempt`]): spawned at once as a
 /// tokio task of its own, or, for a handler that runs inline, in the returned future;
 /// either way under the guards a run's attempts have.
@@ -166,23 +167,15 @@ pub(crate) fn run_alone(
     ctx: TaskContext,
 ) -> impl Future<Output = Result<Output, TaskError>> + Send + 'static {
     let inline = handler.runs_inline();
-    let mut guarded = Guarded {
-        // Called on the first poll, inside its guard: a panic in the call fails it too.
-        future: Some(Box::pin(call_owned(handler, ctx))),
-        span: tracing::Span::current(),
+    let call = call_owned(handler, ctx, tracing::Span::current());
+    let running = match inline {
+        true => Err(call),
+        false => Ok(AbortOnDropHandle::new(tokio::spawn(call))),
     };
-    let spawned = (!inline).then(|| {
-        let future = guarded.future.take();
-        let task = tokio::spawn(SpawnedAttempt(Guarded {
-            future,
-            span: guarded.span.clone(),
-        }));
-        AbortOnDropHandle::new(task)
-    });
     async move {
-        match spawned {
-            Some(task) => joined(task.await),
-            None => std::future::poll_fn(|cx| guarded.poll_outcome(cx)).await,
+        match running {
+            Ok(task) => joined(task.await),
+            Err(call) => call.await,
         }
     }
 }
@@ -242,12 +235,7 @@ impl<'h> Attempt<'h> {
             Some((Box::pin(tokio::time::sleep_until(at)), limit))
         };
         if spawn {
-            let handler = Arc::clone(handler);
-            let guarded = Guarded {
-                future: Some(Box::pin(call_owned(handler, ctx))),
-                span,
-            };
-            let task = tokio::spawn(SpawnedAttempt(guarded));
+            let task = tokio::spawn(call_owned(Arc::clone(handler), ctx, span));
             let mut attempt = Self {
                 index,
                 running: Running::Spawned(AbortOnDropHandle::new(task)),
