@@ -129,8 +129,6 @@ pub(crate) async fn run(
     let mut status = None;
     let mut read = None;
     let mut stopped = false;
-    // Whether the group had SIGKILL after the grace a stop gives it.
-    let mut killed = false;
     // Whether the command's own process ended (it is reaped with what it left behind).
     let mut ended = false;
     let mut terminal = None;
@@ -147,16 +145,12 @@ pub(crate) async fn run(
         // How long pipes held open by processes that left the group may keep the task.
         let mut drain_until = None;
         while status.is_none() || read.is_none() || !logged {
-            // Reaped at once, unless the command is stopping: then the rest of its group
-            // keeps its grace, until it closed the output or the grace is over.
-            let mut reap = false;
             tokio::select! {
                 how = &mut exit, if !ended => {
                     ended = true;
                     if let Ended::StoppedForTerminal(signal) = how {
                         terminal = Some(signal);
                     }
-                    reap = !stopped || killed || terminal.is_some();
                 }
                 bytes = &mut reading, if read.is_none() => {
                     if matches!(bytes, Err(CommandError::TooLarge { .. })) {
@@ -175,12 +169,14 @@ pub(crate) async fn run(
                 () = until(&mut kill_at) => {
                     group.signal(Signal::SIGKILL);
                     kill_at = None;
-                    killed = true;
-                    reap = ended;
                 }
                 () = until(&mut drain_until) => break,
             }
-            if (reap || (ended && read.is_some() && logged)) && status.is_none() {
+            // The command is reaped once it ended; but while it stops, the rest of its
+            // group keeps its grace, until it closed the output or the grace is over.
+            let grace_over =
+                !stopped || kill_at.is_none() || terminal.is_some() || (read.is_some() && logged);
+            if ended && status.is_none() && grace_over {
                 // Whatever the command left behind goes with it, so its pipes close;
                 // killed before the command is reaped, while its group id is its own.
                 group.signal(Signal::SIGKILL);
