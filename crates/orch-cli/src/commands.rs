@@ -201,8 +201,7 @@ pub(crate) fn report(result: &Path, output: &Path) -> ExitCode {
     // Owner-only, as the result file it comes from: it holds what the commands printed.
     match page.map(|page| result_file::write_private(output, &page)) {
         Ok(Ok(())) => {
-            let name = output.display().to_string();
-            outln!("report written to {}", crate::display::printable(&name));
+            outln!("report written to {}", output.display());
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => fail(

@@ -90,7 +90,7 @@ impl Display {
     pub(crate) fn say(&mut self, line: &str) {
         match (&self.bar, &mut self.lines) {
             (Some(bar), _) => bar.suspend(|| outln!("{line}")),
-            (None, Some(out)) => crate::note_stdout(writeln!(out, "{line}")),
+            (None, Some(out)) => crate::note_stdout(writeln!(out, "{}", printable(line))),
             (None, None) => outln!("{line}"),
         }
     }

@@ -214,11 +214,15 @@ macro_rules! out {
     }};
 }
 
-/// `println!` to standard output, never panicking (see `out!`).
+/// `println!` to standard output, never panicking (see `out!`), with control characters
+/// escaped as `errln!` escapes them: a line may quote a path or a run's names. (`out!`
+/// writes text its maker escaped already, which may colour it.)
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        crate::note_stdout(writeln!(std::io::stdout().lock(), $($arg)*));
+        let line = format!($($arg)*);
+        let line = crate::display::printable(&line);
+        crate::note_stdout(writeln!(std::io::stdout().lock(), "{line}"));
     }};
 }
 

@@ -160,7 +160,7 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
             );
             outln!("started   {}", time_text(Some(loaded.created())));
             outln!("ended     {}", time_text(loaded.end_time()));
-            outln!();
+            outln!("");
             let mut rows = vec![row_strings(&[
                 "TASK", "STATUS", "ATTEMPTS", "STARTED", "ENDED", "ERROR",
             ])];

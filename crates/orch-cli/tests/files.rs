@@ -155,6 +155,15 @@ fn problems_show_terminal_escapes_in_the_file_escaped() {
         !stdout.contains('\u{1b}') && stdout.contains(r"w\u{1b}]0;owned\u{7}.yaml: ok"),
         "{stdout:?}"
     );
+    // And on any line that quotes a path (here an empty journal's).
+    let journal = "j\u{1b}]0;owned\u{7}";
+    std::fs::create_dir(dir.join(journal)).expect("a directory");
+    let (code, stdout, _) = parts(&run_in(&dir, &["runs", "list", journal]));
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}') && stdout.contains(r"no runs in j\u{1b}]0;owned\u{7}"),
+        "{stdout:?}"
+    );
 }
 
 #[test]
