@@ -31,10 +31,7 @@ fn filter_from(spec: &str) -> EnvFilter {
         .filter(|directive| !directive.trim().is_empty())
         .partition(|directive| directive.parse::<Directive>().is_ok());
     for directive in invalid {
-        errln!(
-            "orch: ignoring `{}` in RUST_LOG: not a log directive",
-            printable(directive)
-        );
+        errln!("orch: ignoring `{directive}` in RUST_LOG: not a log directive");
     }
     EnvFilter::new(valid.join(","))
 }
