@@ -257,8 +257,9 @@ impl Inner {
             );
         let subject = self.names.task_subject(&task.task_type);
         let (mut resend, mut send) = (0, !stored_before);
+        let mut message = None;
         let outcome = loop {
-            let mut watched = None;
+            let mut earlier = false;
             if send {
                 let sent = self
                     .dispatch(
@@ -270,11 +271,16 @@ impl Inner {
                         &mut pending.sequence,
                     )
                     .await?;
-                watched = sent.queued_before.then_some(sent.sequence);
+                earlier = sent.queued_before;
                 resend = sent.next_resend;
+                message = Some(sent.message);
             }
+            let watch = Watch {
+                message: message.as_ref(),
+                earlier,
+            };
             let waited = self
-                .await_settled(&ctx, &pending.key, pending.sequence, &mut settled, watched)
+                .await_settled(&ctx, &pending.key, pending.sequence, &mut settled, watch)
                 .await;
             match waited {
                 Ok(Waited::Settled(settled)) => break Ok(settled),
@@ -338,17 +344,19 @@ impl Inner {
     }
 
     /// Waits for the attempt's result, forwarding a cancellation of the run to the
-    /// workers and failing when no worker serves the task's type. `watched`: the stream
-    /// sequence of a message an earlier coordinator sent, which a worker may remove
-    /// without a result (it heard that coordinator cancel it): checked on each tick, and
-    /// if it is gone with no result stored, the wait ends as [`Waited::Removed`].
+    /// workers and failing when no worker serves the task's type. The attempt's message
+    /// (`watch`) is looked at once per ack wait: one that left the stream with no result
+    /// stored (purged, removed by a limit of the stream, lost with the stream made anew)
+    /// will never be answered, and the wait ends as [`Waited::Removed`]. A message an
+    /// earlier coordinator sent is looked at on each tick: a worker that heard that
+    /// coordinator cancel it removes it without a result.
     async fn await_settled(
         &self,
         ctx: &TaskContext,
         key: &AttemptKey,
         sequence: Option<u64>,
         settled: &mut tokio::sync::oneshot::Receiver<Settled>,
-        watched: Option<u64>,
+        watch: Watch<'_>,
     ) -> Result<Waited, TaskError> {
         let task_type = &ctx.task_definition().task_type;
         let check_every = (self.missing_worker_timeout / 4)
@@ -358,6 +366,7 @@ impl Inner {
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut cancel_forwarded = false;
+        let mut looked_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 // A result that arrived is taken before a tick could fail the attempt.
@@ -374,17 +383,20 @@ impl Inner {
                     let _ = Box::pin(self.publish_cancel(&key.run, attempt, sequence)).await;
                 }
                 _ = ticks.tick() => {
-                    // Once the cancellation went out, the attempt's own message is watched:
-                    // a worker that ended the attempt without a result removed it, and no
-                    // result will come (the wait ends then, not with the engine's grace
-                    // period). Before, only a message an earlier coordinator sent is, and
-                    // one removed without a result is sent again.
-                    let watch = match cancel_forwarded {
-                        true => sequence,
-                        false => watched.filter(|_| !ctx.cancellation().is_cancelled()),
+                    // Once the cancellation went out, the message is looked at on each
+                    // tick: a worker that ended the attempt without a result removed it,
+                    // and no result will come (the wait ends then, not with the engine's
+                    // grace period). Before, a message removed without a result is sent
+                    // again.
+                    let due = watch.earlier || looked_at.elapsed() >= self.layout.ack_wait;
+                    let look = match cancel_forwarded {
+                        true => watch.message,
+                        false => watch.message.filter(|_| due && !ctx.cancellation().is_cancelled()),
                     };
-                    if let Some(sequence) = watch {
-                        match Box::pin(self.fate(key, sequence)).await {
+                    if let Some(message) = look {
+                        looked_at = tokio::time::Instant::now();
+                        let sequence = message.sequence;
+                        match Box::pin(self.fate(key, message)).await {
                             dispatch::Fate::Removed if cancel_forwarded => {
                                 return Err(TaskError::new("cancelled: the worker stopped the attempt"));
                             }
@@ -439,6 +451,15 @@ impl Inner {
         }
         Box::pin(self.consumers.ensure(&self.js, &self.layout, task_type)).await
     }
+}
+
+/// The attempt's task message, as the wait for its result looks at it.
+#[derive(Clone, Copy)]
+struct Watch<'a> {
+    /// Where it went, once sent.
+    message: Option<&'a dispatch::OnStream>,
+    /// An earlier coordinator sent it, and it was still queued when sent again.
+    earlier: bool,
 }
 
 /// How the wait for an attempt ended.

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use async_nats::header;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream::RawMessageErrorKind};
 use bytes::Bytes;
 use orch_engine::{TaskContext, TaskError};
@@ -42,14 +43,31 @@ pub(super) enum Fate {
     Unknown,
 }
 
+/// Where an attempt's task message went: its stream sequence and message id.
+#[derive(Clone)]
+pub(super) struct OnStream {
+    pub(super) sequence: u64,
+    pub(super) id: String,
+}
+
 /// An attempt's task message, on the stream.
 pub(super) struct Sent {
-    pub(super) sequence: u64,
+    pub(super) message: OnStream,
     /// The server had it already (sent by a coordinator that stopped) and it is still
     /// queued: it may yet be removed without a result (a worker that heard the earlier
     /// coordinator's cancellation drops it), and is then sent again from `next_resend`.
     pub(super) queued_before: bool,
     pub(super) next_resend: u32,
+}
+
+impl Sent {
+    fn new(message: OnStream, queued_before: bool, resend: u32) -> Self {
+        Sent {
+            message,
+            queued_before,
+            next_resend: resend + 1,
+        }
+    }
 }
 
 impl Inner {
@@ -82,15 +100,13 @@ impl Inner {
             let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
             self.routes.published(key, sequence, duplicate);
             *sequence_slot = Some(sequence);
-            let sent = |queued_before| Sent {
-                sequence,
-                queued_before,
-                next_resend: resend + 1,
-            };
+            let message = OnStream { sequence, id };
             if !duplicate {
-                return Ok(sent(false));
+                return Ok(Sent::new(message, false, resend));
             }
-            match Box::pin(self.fate(key, sequence)).await {
+            let fate = Box::pin(self.fate(key, &message)).await;
+            let sent = |queued_before| Sent::new(message, queued_before, resend);
+            match fate {
                 Fate::Answered => return Ok(sent(false)),
                 Fate::Unknown => return Ok(sent(true)),
                 Fate::Queued { stored } => {
@@ -110,14 +126,15 @@ impl Inner {
         )))
     }
 
-    /// What became of task message `sequence` of attempt `key`: a stored result settles
-    /// the attempt ([`Fate::Answered`]); a message removed without one will never be
+    /// What became of task `message` of attempt `key`: a stored result settles the
+    /// attempt ([`Fate::Answered`]); a message removed without one will never be
     /// answered ([`Fate::Removed`]: a worker ended the attempt without a result, as it
-    /// does a cancelled attempt, or the message was an earlier coordinator's).
-    pub(super) async fn fate(&self, key: &AttemptKey, sequence: u64) -> Fate {
+    /// does a cancelled attempt, or the message was purged, removed by a limit of the
+    /// stream, or lost with the stream made anew).
+    pub(super) async fn fate(&self, key: &AttemptKey, message: &OnStream) -> Fate {
         // Queued first, then stored: a worker stores the result before it removes the
         // message, so a message gone with no result stored had none.
-        let queued = self.still_queued(sequence).await;
+        let queued = self.still_queued(message).await;
         match (self.settle_from_store(key).await, queued) {
             (Ok(true), _) => Fate::Answered,
             (Err(stored::NotAnswered), _) => Fate::Unknown,
@@ -134,15 +151,19 @@ impl Inner {
             "the attempt's message was removed without a result; sending it again");
     }
 
-    /// Whether stream message `sequence` of the tasks stream is still there (queued, or
-    /// held by a worker), and when it was stored; there when the server cannot tell.
-    async fn still_queued(&self, sequence: u64) -> Queued {
+    /// Whether task `message` is still on the tasks stream (queued, or held by a
+    /// worker), and when it was stored; there when the server cannot tell. Another
+    /// message at its sequence (the stream was made anew) means it is gone.
+    async fn still_queued(&self, message: &OnStream) -> Queued {
         let Ok(stream) = self.js.get_stream_no_info(self.names.tasks_stream()).await else {
             return Queued::Yes { stored: None };
         };
-        match stream.get_raw_message(sequence).await {
-            Ok(message) => Queued::Yes {
-                stored: Some(SystemTime::from(message.time)),
+        match stream.get_raw_message(message.sequence).await {
+            Ok(found) => match found.headers.get(header::NATS_MESSAGE_ID) {
+                Some(id) if id.as_str() == message.id => Queued::Yes {
+                    stored: Some(SystemTime::from(found.time)),
+                },
+                _ => Queued::No,
             },
             Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => Queued::No,
             Err(_) => Queued::Yes { stored: None },

@@ -138,8 +138,12 @@ pub(crate) async fn serve(
             break;
         }
         // The server answers within its expiry; past that (a lost connection), ask again.
+        // A request that gets no answer at all went to a consumer that is not there (it
+        // was deleted with its stream while no request was open, and the server answers
+        // none then), or was lost with the connection.
         let give_up = tokio::time::sleep(expires + Duration::from_secs(1));
         tokio::pin!(give_up);
+        let mut answered = false;
         while delivered < asked_for {
             let message = tokio::select! {
                 message = deliveries.next() => match message {
@@ -149,10 +153,20 @@ pub(crate) async fn serve(
                         break 'requests;
                     }
                 },
-                () = &mut give_up => break,
+                () = &mut give_up => {
+                    if answered {
+                        break;
+                    }
+                    outstanding = None;
+                    held.clear();
+                    // Without a pause: this request waited already.
+                    set_up_again(&shared, &queue, &stop).await;
+                    continue 'requests;
+                }
                 // The request stays open: what it still delivers is handed back below.
                 () = stop.cancelled() => break 'requests,
             };
+            answered = true;
             match delivery(&message) {
                 Delivery::Task => {
                     refusals.reset();
@@ -192,28 +206,10 @@ pub(crate) async fn serve(
                     break;
                 }
                 Delivery::Refused => {
-                    // The consumer is missing (deleted, or its stream was re-created) or
-                    // the server is not ready: wait, then set the consumer up again.
                     outstanding = None;
                     held.clear();
                     refusals.pause(&stop).await;
-                    // With the settings the worker goes by (its progress comes every
-                    // quarter of that `ack_wait`), not its layout's.
-                    let layout = crate::Layout {
-                        ack_wait: queue.ack_wait,
-                        max_deliver: (queue.deliveries_to_run)
-                            .and_then(|n| u32::try_from(n).ok())
-                            .unwrap_or(shared.layout.max_deliver),
-                        ..shared.layout.clone()
-                    };
-                    let ensured = stop.run_until_cancelled(setup::ensure_consumer(
-                        &shared.js,
-                        &layout,
-                        &queue.task_type,
-                    ));
-                    if let Some(Err(error)) = ensured.await {
-                        tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
-                    }
+                    set_up_again(&shared, &queue, &stop).await;
                     continue 'requests;
                 }
             }
@@ -226,6 +222,29 @@ pub(crate) async fn serve(
     queue.requests_over.cancel();
     // Runners finish, or hand their tasks back once `hand_back` fires.
     super::all_ended(&mut running).await;
+}
+
+/// Sets up the consumer of `queue`'s type again, for a pull request that was refused or
+/// got no answer: the consumer is missing (deleted, or its stream was made anew) or the
+/// server is not ready.
+async fn set_up_again(shared: &Shared, queue: &TypeQueue, stop: &CancellationToken) {
+    // With the settings the worker goes by (its progress comes every quarter of that
+    // `ack_wait`), not its layout's.
+    let layout = crate::Layout {
+        ack_wait: queue.ack_wait,
+        max_deliver: (queue.deliveries_to_run)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(shared.layout.max_deliver),
+        ..shared.layout.clone()
+    };
+    let ensured = stop.run_until_cancelled(setup::ensure_consumer(
+        &shared.js,
+        &layout,
+        &queue.task_type,
+    ));
+    if let Some(Err(error)) = ensured.await {
+        tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
+    }
 }
 
 /// What came of waiting for a slot for a task that came to a request holding none.

@@ -1,0 +1,151 @@
+//! A task message that leaves the tasks stream with no result while its attempt waits
+//! (someone purged the stream, or made it anew): the attempt, with no timeout to end it,
+//! sends the message again instead of waiting for ever.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::{NatsServer, wait_for, wait_for_async};
+use orch_core::{Task, TaskStatus, Workflow, WorkflowResult};
+use orch_engine::{RunError, TaskContext, TaskError, WorkflowEngine};
+use orch_nats::{Layout, RemoteHandler, Worker};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The first attempt a worker starts, which holds its only slot until released.
+#[derive(Default)]
+struct Gate {
+    started: AtomicU32,
+    release: Notify,
+}
+
+/// A run of two tasks on a worker that runs one at a time, paused with one task held by
+/// the worker and the other's message queued on the stream.
+struct Paused {
+    gate: Arc<Gate>,
+    run: JoinHandle<Result<WorkflowResult, RunError>>,
+    js: jetstream::Context,
+    stop: CancellationToken,
+}
+
+async fn pause_a_run(server: &NatsServer) -> Paused {
+    // The short ack wait makes the coordinator look at its messages often.
+    let layout = Layout {
+        ack_wait: Duration::from_millis(300),
+        ..Layout::default()
+    };
+    let gate = Arc::new(Gate::default());
+    let worker = Worker::builder()
+        .layout(layout.clone())
+        .concurrency(1)
+        .state(Arc::clone(&gate))
+        .handler("hold", |ctx: TaskContext| async move {
+            let gate = ctx.state::<Arc<Gate>>()?;
+            if gate.started.fetch_add(1, Ordering::SeqCst) == 0 {
+                gate.release.notified().await;
+            }
+            Ok::<_, TaskError>(ctx.task_id().to_string())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let remote = RemoteHandler::builder()
+        .layout(layout)
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+    engine.register_handler("hold", remote);
+    let workflow = Workflow::from_tasks(
+        "vanished",
+        "Vanished",
+        [Task::new("a", "hold"), Task::new("b", "hold")],
+    );
+    let run = tokio::spawn(async move { engine.execute_workflow(&workflow).await });
+    wait_for(|| gate.started.load(Ordering::SeqCst) == 1).await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    wait_for_async(|| {
+        let js = js.clone();
+        async move { tasks_on_stream(&js).await == 2 }
+    })
+    .await;
+    Paused {
+        gate,
+        run,
+        js,
+        stop,
+    }
+}
+
+async fn tasks_on_stream(js: &jetstream::Context) -> u64 {
+    let mut stream = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    stream.info().await.expect("its state").state.messages
+}
+
+/// Lets the held task finish; both tasks must complete.
+async fn finish(paused: Paused) {
+    paused.gate.release.notify_one();
+    // A guard against waiting for ever, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(30), paused.run)
+        .await
+        .expect("the waiting attempt sent its message again")
+        .expect("the run's task")
+        .expect("a valid workflow");
+    for id in ["a", "b"] {
+        let task = result.task(id).expect("a task");
+        assert_eq!(
+            (task.status, task.result.as_ref().and_then(|r| r.as_str())),
+            (TaskStatus::Completed, Some(id)),
+            "{id}"
+        );
+    }
+    paused.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_queued_message_was_purged_sends_it_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let paused = pause_a_run(&server).await;
+    let stream = paused.js.get_stream("ORCH_TASKS").await.expect("found");
+    stream.purge().await.expect("purged");
+    assert_eq!(tasks_on_stream(&paused.js).await, 0);
+    finish(paused).await;
+}
+
+/// The stream made anew holds other messages at the sequences the lost ones had; the
+/// worker, busy when its consumer went with the stream, sets the consumer up again when
+/// its next pull request gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_message_went_with_its_stream_sends_it_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let paused = pause_a_run(&server).await;
+    let js = &paused.js;
+    let mut stream = js.get_stream("ORCH_TASKS").await.expect("found");
+    let config = stream.info().await.expect("its settings").config.clone();
+    js.delete_stream("ORCH_TASKS").await.expect("deleted");
+    js.create_stream(config).await.expect("made anew");
+    for n in 1..=2 {
+        let message = jetstream::message::PublishMessage::build()
+            .payload("not a task for `hold`".into())
+            .message_id(format!("elsewhere.other.{n}"));
+        let ack = js.send_publish("orch.task.other", message).await;
+        let stored = ack.expect("sent").await.expect("stored");
+        assert_eq!(stored.sequence, n);
+    }
+    finish(paused).await;
+}
