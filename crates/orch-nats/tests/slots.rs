@@ -132,3 +132,55 @@ async fn a_full_worker_leaves_an_idle_types_tasks_to_a_worker_with_room() {
     assert_eq!(long.status, WorkflowStatus::Completed);
     stop.cancel();
 }
+
+/// A type whose task came while the worker's only slot was taken (the task went back to
+/// the queue after waiting for it) gets the next slot in its turn. It used to ask again
+/// holding none, drop the slot it was given to the type that held it, and have its task
+/// come back once more each time, until the task ran out of deliveries ("worker lost")
+/// with no worker lost. Long tasks here last longer than a task waits for a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_whose_task_found_no_free_slot_takes_the_next_one_in_turn() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let layout = orch_nats::Layout {
+        max_deliver: 2,
+        ..orch_nats::Layout::default()
+    };
+    let long_started = Arc::new(Notify::new());
+    let worker = Worker::builder()
+        .layout(layout.clone())
+        .concurrency(1)
+        .handler("long", {
+            let started = Arc::clone(&long_started);
+            move |_ctx: TaskContext| {
+                let started = Arc::clone(&started);
+                async move {
+                    started.notify_one();
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
+                    Ok::<_, TaskError>("long")
+                }
+            }
+        })
+        .handler("short", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("short")
+        });
+    let stop = common::run_worker(&server, worker).await;
+    let engine = common::remote_engine(&server, layout, &["long", "short"], 8).await;
+    let longs = orch_core::Workflow::from_tasks(
+        "longs",
+        "Longs",
+        (0..8).map(|i| orch_core::Task::new(format!("l{i}"), "long")),
+    );
+    let _long_run = common::run_in_background(&engine, &longs);
+    long_started.notified().await;
+    let short = common::run_in_background(&engine, &common::chain(1, "short"))
+        .await
+        .expect("the short run ends");
+    let task = short.task("t0").expect("a task");
+    assert_eq!(
+        (task.status, task.error.as_deref()),
+        (orch_core::TaskStatus::Completed, None)
+    );
+    stop.cancel();
+}

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::{NatsServer, wait_for, wait_for_async};
 use orch_core::{Task, TaskStatus, Workflow, WorkflowResult};
-use orch_engine::{RunError, TaskContext, TaskError, WorkflowEngine};
-use orch_nats::{Layout, RemoteHandler, Worker};
+use orch_engine::{RunError, TaskContext, TaskError};
+use orch_nats::{Layout, Worker};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -50,19 +50,9 @@ async fn pause_a_run(server: &NatsServer) -> Paused {
                 gate.release.notified().await;
             }
             Ok::<_, TaskError>(ctx.task_id().to_string())
-        })
-        .connect(&server.config())
-        .await
-        .expect("the worker connects");
-    let stop = CancellationToken::new();
-    tokio::spawn(worker.run(stop.clone()));
-    let remote = RemoteHandler::builder()
-        .layout(layout)
-        .connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
-    engine.register_handler("hold", remote);
+        });
+    let stop = common::run_worker(server, worker).await;
+    let engine = common::remote_engine(server, layout, &["hold"], 2).await;
     let workflow = Workflow::from_tasks(
         "vanished",
         "Vanished",

@@ -5,7 +5,8 @@
 //! its request waits on the server for up to [`PULL_EXPIRES`], and slots held by idle
 //! types for that long would be kept from the busy ones. It asks only while the worker
 //! has a free slot; if the slot is gone when its task comes, the task waits for one for
-//! as long as a request waits, then goes back for another worker ([`slot_for`]). A
+//! as long as a request waits, then goes back for another worker ([`slot_for`]), and the
+//! type asks again as a busy one, holding a slot. A
 //! request holding slots ends sooner ([`HOLDING_EXPIRES`]): a type whose tasks ran out
 //! soon gives its slots back.
 
@@ -178,10 +179,12 @@ pub(crate) async fn serve(
                         None => match slot_for(&shared, &queue, permits, &message, &stop).await {
                             Slot::Free(permit) => permit,
                             Slot::NoneFree => {
-                                // Back at once, for a worker with room; this type asks
-                                // again once this worker has some.
+                                // Back at once, for a worker with room. This type has
+                                // tasks: it asks again holding the next slot that comes
+                                // free here, in turn with the other types. Asking holding
+                                // none, its tasks could come back after each slot was
+                                // taken again, one delivery each, until they ran out.
                                 acks::hand_back(&shared, &message, Duration::ZERO).await;
-                                busy = false;
                                 break;
                             }
                             Slot::Stopping => {

@@ -177,3 +177,38 @@ pub async fn fill_connection(client: async_nats::Client) -> tokio::task::JoinHan
     assert!(!filler.is_finished(), "the connection is full");
     filler
 }
+
+/// Connects the worker `builder` makes to `server` and runs it until the token returned
+/// is cancelled.
+pub async fn run_worker(
+    server: &NatsServer,
+    builder: orch_nats::WorkerBuilder,
+) -> tokio_util::sync::CancellationToken {
+    let worker = builder
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    stop
+}
+
+/// An engine running up to `max_concurrent` tasks at once, whose task `types` run on
+/// workers through a coordinator connected to `server` with `layout`.
+pub async fn remote_engine(
+    server: &NatsServer,
+    layout: orch_nats::Layout,
+    types: &[&str],
+    max_concurrent: usize,
+) -> orch_engine::WorkflowEngine {
+    let remote = orch_nats::RemoteHandler::builder()
+        .layout(layout)
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = orch_engine::WorkflowEngine::with_max_concurrent(max_concurrent).expect("valid");
+    for task_type in types {
+        engine.register_handler(*task_type, remote.clone());
+    }
+    engine
+}
