@@ -30,21 +30,68 @@ const MAX_SUBJECT: usize = 2048;
 /// remembers (an export that lags further behind sends an imported event out again).
 const IMPORTED_REMEMBERED: usize = 65_536;
 
-/// The sequence numbers of the events a bridge's imports published on one bus, so that
-/// its exports of that bus do not send them back out (the most recent
-/// [`IMPORTED_REMEMBERED`]). Locked while an import publishes, so that an export never
-/// sees an imported event before its number is here.
-type Imported = tokio::sync::Mutex<ImportedSeqs>;
+/// The events a bridge's imports published on one bus, so that its exports of that bus
+/// do not send them back out.
+#[derive(Debug, Default)]
+struct Imported {
+    /// Held by an import while it publishes, so that an export that sees an event on
+    /// the subject being published waits for its number to be here.
+    publishing: tokio::sync::Mutex<()>,
+    seqs: std::sync::Mutex<ImportedSeqs>,
+}
+
+impl Imported {
+    fn seqs(&self) -> std::sync::MutexGuard<'_, ImportedSeqs> {
+        self.seqs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the event numbered `seq`, on bus subject `subject`, was imported. Waits
+    /// only for an import publishing on that subject: events on others go on while a
+    /// full lossless subscriber holds an import up.
+    async fn contains(&self, seq: u64, subject: &str) -> bool {
+        {
+            let seqs = self.seqs();
+            if seqs.set.contains(&seq) || seqs.in_flight.as_deref() != Some(subject) {
+                return seqs.set.contains(&seq);
+            }
+        }
+        let _published = self.publishing.lock().await;
+        self.seqs().set.contains(&seq)
+    }
+
+    /// Publishes `payload` on `bus` under `subject`, as imported.
+    async fn publish<T: Send + Sync + 'static>(
+        &self,
+        bus: &EventBus<T>,
+        subject: &str,
+        payload: T,
+    ) -> Result<u64, orch_events::PublishError> {
+        let _publishing = self.publishing.lock().await;
+        self.seqs().in_flight = Some(subject.to_owned());
+        let published = bus.publish(subject, payload).await;
+        let mut seqs = self.seqs();
+        seqs.in_flight = None;
+        if let Ok(seq) = published {
+            seqs.insert(seq);
+        }
+        published
+    }
+}
 
 /// Each bus a bridge imports to or exports from, with the events its imports published
 /// there (while an import or export of that bus runs).
 type ImportedByBus = std::sync::Mutex<HashMap<BusId, Weak<Imported>>>;
 
+/// The sequence numbers of the events imported (the most recent
+/// [`IMPORTED_REMEMBERED`]), and the subject an import is publishing on.
 #[derive(Debug, Default)]
 struct ImportedSeqs {
     set: std::collections::HashSet<u64>,
     /// Oldest first, to forget the oldest.
     order: std::collections::VecDeque<u64>,
+    in_flight: Option<String>,
 }
 
 impl ImportedSeqs {
@@ -56,11 +103,6 @@ impl ImportedSeqs {
         }
         self.order.push_back(seq);
         self.set.insert(seq);
-    }
-
-    /// Whether `seq` was imported.
-    fn contains(&self, seq: u64) -> bool {
-        self.set.contains(&seq)
     }
 }
 
@@ -176,7 +218,10 @@ impl Bridge {
                         continue;
                     }
                 };
-                if imported.lock().await.contains(event.seq()) {
+                if imported
+                    .contains(event.seq(), event.subject().as_str())
+                    .await
+                {
                     continue;
                 }
                 let Some(subject) = bridge.nats_subject(event.subject().as_str()) else {
@@ -339,9 +384,8 @@ impl Bridge {
                         continue;
                     }
                 };
-                let mut imported = imported.lock().await;
-                match bus.publish(subject, payload).await {
-                    Ok(seq) => imported.insert(seq),
+                match imported.publish(&bus, subject, payload).await {
+                    Ok(_) => {}
                     Err(orch_events::PublishError::Closed) => break,
                     Err(error) => {
                         tracing::warn!(subject, %error, "skipping a NATS message the bus refused")

@@ -8,7 +8,7 @@ use common::NatsServer;
 use futures_util::StreamExt;
 use orch_core::{EngineEvent, Task, Workflow};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
-use orch_events::EventBus;
+use orch_events::{EventBus, Overflow, SubscribeOptions};
 use orch_nats::Bridge;
 use serde_json::{Value, json};
 
@@ -256,6 +256,59 @@ async fn what_a_bridge_imported_to_one_bus_does_not_hold_back_another_bus_or_exp
         ["shared.remote.x", "shared.local.y", "shared.local.y"],
         "each export of bus B sends its event"
     );
+}
+
+/// An import waits, publishing, while a lossless subscriber of its subject is full; the
+/// bus's other events still go out. The export used to wait for that import to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_held_up_by_a_full_subscriber_does_not_hold_up_an_export() {
+    const EVENTS: usize = 100;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    let mut watched = watcher
+        .subscribe("shared.local.>")
+        .await
+        .expect("subscribes");
+    common::subscriptions_in_place(&watcher).await;
+    let bridge = Bridge::connect(&server.config(), "shared")
+        .await
+        .expect("connects");
+    let bus: EventBus = EventBus::new();
+    // Room for one event, and never read: the import's second event waits for room.
+    let options = SubscribeOptions::new()
+        .capacity(1)
+        .overflow(Overflow::Block);
+    let _full = bus.subscribe_with("remote.>", options).expect("subscribes");
+    let mut imported = bus.subscribe("remote.>").expect("subscribes");
+    let _import = bridge.import("remote.>", &bus).await.expect("subscribes");
+    let _export = bridge.export(&bus, "local.>").expect("subscribes");
+    for n in 0..2 {
+        let payload = json!(n).to_string().into();
+        watcher
+            .publish("shared.remote.x", payload)
+            .await
+            .expect("published");
+    }
+    imported.recv_event().await.expect("the first is imported");
+    imported
+        .recv_event()
+        .await
+        .expect("the second is published, waiting for room");
+
+    for n in 0..EVENTS {
+        bus.publish("local.y", json!(n)).await.expect("published");
+    }
+    for n in 0..EVENTS {
+        // A guard against waiting for ever, not a measure.
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), watched.next())
+            .await
+            .expect("the export goes on")
+            .expect("a message");
+        let payload: Value = serde_json::from_slice(&message.payload).expect("json");
+        assert_eq!(payload, json!(n));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
