@@ -245,7 +245,9 @@ impl WorkflowEngine {
     /// Continues the run that produced `previous`: runs again only what did not complete
     /// there, and what ran on the outcome of such a task (an `all_done` task that ran
     /// after a failure runs again after the failed task's new attempt; a `one_success`
-    /// task that completed before the failure did not run on it, and is kept). A task skipped
+    /// task that completed before the failure did not run on it, and is kept, as is one
+    /// that completed before a dependency of it was skipped on the failure, or cancelled
+    /// before it started). A task skipped
     /// without running keeps its skip while its dependencies' outcomes stand (a branch
     /// task's choice holds); otherwise its rule decides it again. Completed tasks keep their records,
     /// and their stored results are fed to their dependents. A completed task is kept even if the workflow has since given it

@@ -686,6 +686,76 @@ fn a_resumed_run_keeps_a_task_that_completed_before_a_failed_dependency_ended() 
     }
 }
 
+/// A task whose rule let it start early (`one_success`) completed before a dependency of
+/// it was skipped without running (`d`, skipped when its own dependency failed, later):
+/// it did not run on that skip, so a resumed run keeps it. It used to run again, as a
+/// skipped task has no end time to tell when it was skipped.
+#[test]
+fn a_resumed_run_keeps_a_task_that_completed_before_a_dependency_was_skipped() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4));
+    let workflow = |f: &str| {
+        Workflow::new("w", "W")
+            .task(Task::new("a", "ok"))
+            .task(Task::new("f", f).config(json!({"ms": 50})))
+            .task(Task::new("d", "ok").depends_on(["f"]))
+            .task(
+                Task::new("early", "ok")
+                    .depends_on(["a", "d"])
+                    .trigger_rule(TriggerRule::OneSuccess),
+            )
+    };
+    let first = run(&engine, &workflow("fail"));
+    assert_eq!(status(&first, "d"), TaskStatus::Skipped);
+    assert_eq!(status(&first, "early"), TaskStatus::Completed);
+    log.lock().expect("lock").clear();
+    let resumed = resume(&engine, &workflow("ok"), &first);
+    assert_eq!(*log.lock().expect("lock"), ["f", "d"]);
+    assert_eq!(status(&resumed, "early"), TaskStatus::Completed);
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+}
+
+/// The same for a dependency cancelled before it started: a task whose rule let it
+/// start without it (`always`) and that completed before the run was cancelled is kept.
+#[test]
+fn a_resumed_run_keeps_a_task_that_completed_before_a_dependency_was_cancelled() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4));
+    let workflow = |b_ms: u64| {
+        Workflow::new("w", "W")
+            .task(Task::new("b", "ok").config(json!({"ms": b_ms})))
+            .task(Task::new("d", "ok").depends_on(["b"]))
+            .task(
+                Task::new("notify", "ok")
+                    .depends_on(["d"])
+                    .trigger_rule(TriggerRule::Always),
+            )
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    let first = runtime.block_on(async {
+        let handle = engine.run(&workflow(10_000));
+        let token = handle.cancellation_token();
+        let seen = Arc::clone(&log);
+        tokio::spawn(async move {
+            while !seen.lock().expect("lock").iter().any(|t| t == "notify") {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            token.cancel();
+        });
+        handle.await.expect("the run starts")
+    });
+    assert_eq!(status(&first, "notify"), TaskStatus::Completed);
+    assert_eq!(status(&first, "d"), TaskStatus::Cancelled);
+    log.lock().expect("lock").clear();
+    let resumed = resume(&engine, &workflow(0), &first);
+    assert_eq!(*log.lock().expect("lock"), ["b", "d"]);
+    assert_eq!(status(&resumed, "notify"), TaskStatus::Completed);
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+}
+
 /// A task below one whose rule starts it early (`always`) may start before an ancestor
 /// above that task ended: reading the ancestor then is an error saying it may still be
 /// running, and a direct dependency waits for it.

@@ -19,7 +19,9 @@ use crate::{RunError, journaling, timer};
 /// recorded) runs again, and so does every task that ran on its outcome (say, an
 /// `all_done` cleanup after a failure): what ran after it is redone after it. A task
 /// that started before it ended (its rule, such as `one_success`, let it start early)
-/// did not run on its outcome, and is kept. A task
+/// did not run on its outcome, and is kept: a dependency skipped without running ended
+/// no earlier than the first of its own dependencies, and one cancelled before it
+/// started had not ended. A task
 /// skipped without running (by a trigger rule, a branch, or a failure upstream) keeps its
 /// skip while its dependencies' outcomes stand and its definition is not among `changed`;
 /// otherwise its rule decides it again. A
@@ -51,17 +53,23 @@ pub(super) fn kept(
     // with no outcome there, which the workflow may have gained since, does not unsettle
     // it: see `WorkflowEngine::resume`).
     let ended = |d: u32| records[d as usize].is_some_and(|r| r.status != TaskStatus::Pending);
+    let ended_at = earliest_ends(plan, &records);
     // Whether the task ran on dependency `d`'s outcome: `d` ended, and not after the task
-    // started (a rule such as `one_success` may start a task before all of them end; a
-    // task skipped without running has no end time, and counts as ended first).
+    // started (a rule such as `one_success` may start a task before all of them end). A
+    // dependency still running, or cancelled before it started, had not ended when the
+    // task started; one whose end is unknown counts as ended first.
     let ran_after = |index: usize, d: u32| {
         let Some(dependency) = records[d as usize].filter(|_| ended(d)) else {
             return false;
         };
         let started = records[index].and_then(|r| r.start_time);
-        let started_first = match (started, dependency.end_time) {
+        let started_first = match (started, ended_at[d as usize]) {
             (Some(started), Some(d_ended)) => started < d_ended,
-            (Some(_), None) => dependency.status == TaskStatus::Running,
+            (Some(_), None) => {
+                dependency.status == TaskStatus::Running
+                    || (dependency.status == TaskStatus::Cancelled
+                        && dependency.start_time.is_none())
+            }
             (None, _) => false,
         };
         !started_first
@@ -102,6 +110,31 @@ pub(super) fn kept(
         }
     }
     kept
+}
+
+/// Per task (by plan index), when its recorded outcome came, or the earliest it can have
+/// come: a task skipped without running has no end time, and was skipped once one of its
+/// dependencies ended (or was skipped), so not before the first of them; unknown when one
+/// of them has no such time.
+fn earliest_ends(
+    plan: &Plan,
+    records: &[Option<&orch_core::TaskRecord>],
+) -> Vec<Option<std::time::SystemTime>> {
+    let mut ends = vec![None; plan.len()];
+    for &index in plan.order() {
+        let index = index as usize;
+        ends[index] = match records[index] {
+            Some(record) if record.end_time.is_some() => record.end_time,
+            Some(record) if record.status == TaskStatus::Skipped && record.start_time.is_none() => {
+                let dependencies = plan.dependencies(index).iter();
+                (dependencies.map(|&d| ends[d as usize]))
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|ends| ends.into_iter().min())
+            }
+            _ => None,
+        };
+    }
+    ends
 }
 
 /// Refuses to resume from `previous` if it is a result of another workflow.
