@@ -876,6 +876,40 @@ fn a_branch_choice_is_journaled_and_holds_when_the_run_resumes() {
     assert_eq!(resumed.status, WorkflowStatus::Completed);
 }
 
+/// Without trigger rules too, a dependent a branch task did not choose is journaled as
+/// skipped at once, before tasks that start later end; its descendants' skips come with
+/// the run's end, as those after a failure do. It used to be written at the run's end
+/// only: a crash before then left no record of it.
+#[test]
+fn a_branch_skip_is_journaled_at_once_without_trigger_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("route", "route"))
+        .task(Task::new("small", "step").depends_on(["route"]))
+        .task(Task::new("large", "step").depends_on(["route"]))
+        .task(Task::new("below_large", "step").depends_on(["large"]))
+        .task(Task::new("last", "step").depends_on(["small"]));
+    let engine = engine(dir.path(), &calls, true, None);
+    engine.register_handler("route", |ctx: TaskContext| async move {
+        ctx.choose_branches(["small"])?;
+        Ok::<_, TaskError>(json!("small"))
+    });
+    let result = runtime()
+        .block_on(engine.run_durable(&workflow, RunId::parse("branch").unwrap()))
+        .unwrap();
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    let below = result.task("below_large").unwrap();
+    assert_eq!(
+        (below.status, below.error.as_deref()),
+        (TaskStatus::Skipped, Some("dependency `large` was skipped"))
+    );
+    assert_eq!(
+        journaled_ids(dir.path(), "branch"),
+        ["route", "large", "small", "last", "below_large"]
+    );
+}
+
 /// A run stopped during `b`'s first attempt (nothing recorded of it), then resumed and
 /// cancelled before `b` started: the attempt may still have been under way, so the
 /// next resume takes it up as resumed, under the same number.

@@ -196,7 +196,12 @@ impl Scheduler<'_> {
                 }
             } else if self.records[di].status == TaskStatus::Pending {
                 self.skip_pending(di, reason.clone());
-                self.skip_descendants(di, "was skipped");
+                // In a durable run, its descendants are skipped once the journal holds
+                // its skip, as with rules.
+                match &mut self.journal {
+                    Some(journal) => journal.push(di),
+                    None => self.skip_descendants(di, "was skipped"),
+                }
             }
         }
         self.propagate(&mut ended);
