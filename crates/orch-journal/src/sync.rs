@@ -326,11 +326,12 @@ impl Future for SyncWait {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = lock(&self.file.state);
-        if let Some(message) = &state.failed {
-            return Poll::Ready(Err(self.file.sync_failed(message)));
-        }
+        // Lines synced before the file failed stay synced.
         if state.synced >= self.target {
             return Poll::Ready(Ok(()));
+        }
+        if let Some(message) = &state.failed {
+            return Poll::Ready(Err(self.file.sync_failed(message)));
         }
         if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             state.wakers.push(cx.waker().clone());
@@ -482,6 +483,27 @@ mod tests {
             panic!("the waiter hears the failure");
         };
         assert!(error.to_string().contains("a write failed"), "{error}");
+    }
+
+    /// Lines synced before the file failed stay synced: their waiter is told so, not of
+    /// the later failure.
+    #[test]
+    fn a_waiter_whose_lines_were_synced_before_a_failure_hears_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Arc::new(Syncer::default());
+        let file = file_with_lines(dir.path(), 2);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut first = syncer.wait(&file);
+        let mut second = syncer.wait(&file);
+        wait_ready(&mut second, &mut cx);
+        lock(&file.state).failed = Some("disk gone".to_owned());
+        assert!(matches!(
+            Pin::new(&mut first).poll(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        syncer.shut_down();
     }
 
     #[test]
