@@ -16,6 +16,11 @@ use crate::{JournalError, LoadedRun, OpenRun, RunWriter, WorkflowChanges, line};
 /// The lines of one run's journal, numbered in order: a backend stores each batch this
 /// returns (in the order it returns them, each whole or not at all) and hands their
 /// concatenation to [`RunLines::read`] to load the run again.
+///
+/// Each batch numbers its lines on from the one before, as soon as it is made: a batch
+/// the backend could not store leaves a gap in the numbers, and a run with a gap reads
+/// back as corrupt. After a store that failed, the backend sends that batch again, or
+/// fails its writer for good; it does not go on with the next batch.
 #[derive(Debug)]
 pub struct RunLines {
     next_seq: u64,
