@@ -31,8 +31,8 @@ pub enum JournalError {
         /// The file.
         path: PathBuf,
     },
-    /// The file where a run's journal would be holds something else (no complete line,
-    /// and not the start of a journal's first line): it is left as it is.
+    /// The file where a run's journal would be holds something else (its first line, whole
+    /// or cut short, does not begin as a journal's does): it is left as it is.
     #[error("`{}` is not a journal: it does not begin as a run's file does", path.display())]
     NotAJournal {
         /// The file.

@@ -54,6 +54,12 @@ fn read_lines_within(
         let len = buf.len();
         let text = &buf[..];
         number += 1;
+        // A first line that does not begin as a run's: a file of something else.
+        if number == 1 && !could_start_a_line(text) {
+            return Err(JournalError::NotAJournal {
+                path: path.to_owned(),
+            });
+        }
         let (seq, parsed) = line::parse(text).map_err(|e| match e {
             LineError::Newer(found) => JournalError::NewerFormat {
                 at: at(number),

@@ -164,6 +164,22 @@ fn a_file_that_is_not_a_journal_is_refused_and_left_as_it_is() {
             .unwrap()
             .is_empty()
     );
+    // Whole lines of something else too: they are not a journal's unreadable lines.
+    for other in [&b"{\"a\":1}\n"[..], b"hello\nworld\n"] {
+        fs::write(&path, other).unwrap();
+        assert!(
+            matches!(
+                block_on(journal.load(&run)),
+                Err(JournalError::NotAJournal { .. })
+            ),
+            "{:?}",
+            String::from_utf8_lossy(other)
+        );
+        assert!(block_on(journal.open(&run, &workflow)).is_err());
+        assert_eq!(fs::read(&path).unwrap(), other);
+        let listed = block_on(journal.list(&RunFilter::default()));
+        assert!(listed.unwrap().is_empty());
+    }
     // A head cut short, or lost to zeros, still reads as a run never recorded.
     for torn in [&br#"{"v":1,"seq":0,"ki"#[..], &[0; 40]] {
         fs::write(&path, torn).unwrap();
