@@ -48,6 +48,21 @@ fn run_remote(dir: &Dir, url: &str, extra: &[&str]) -> (Option<i32>, String, Str
     parts(&output(run))
 }
 
+/// A worker named by default goes by the machine's host name, which shells do not export
+/// as `HOSTNAME` (and which may say something else): it used to be named `worker-<pid>`
+/// when `HOSTNAME` was not exported.
+#[test]
+fn a_worker_is_named_after_its_host_by_default() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let host = nix::unistd::gethostname().expect("the host name");
+    let host = host.to_str().expect("text");
+    let worker = WorkerProcess::start(&server.url(), &[], &[("HOSTNAME", "not-the-host")]);
+    let expected = format!("worker {host}-{} serving", worker.pid());
+    assert!(worker.banner.starts_with(&expected), "{}", worker.banner);
+}
+
 #[test]
 fn a_run_with_nats_executes_every_task_on_the_worker() {
     let Some(server) = NatsServer::start() else {

@@ -310,10 +310,21 @@ async fn subscribe(
     Ok(Subscriptions { cancels, presence })
 }
 
-/// The host name (from the environment) and process id.
+/// The host name and process id.
 fn default_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
-    format!("{host}-{}", std::process::id())
+    format!("{}-{}", host_name(), std::process::id())
+}
+
+/// The system's host name; else `$HOSTNAME` (which shells do not export), else `worker`.
+fn host_name() -> String {
+    #[cfg(unix)]
+    if let Some(name) = (nix::unistd::gethostname().ok())
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+    {
+        return name;
+    }
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned())
 }
 
 /// How a worker stops, and how many handlers it runs at once.
