@@ -95,6 +95,8 @@ fn a_run_with_nats_executes_every_task_on_the_worker() {
         &["--max-concurrent", "4", "--progress", "lines"],
     );
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Closing the connection at the end is no cause for a warning.
+    assert!(!stderr.contains("WARN"), "{stderr}");
 
     let result = dir.json("r.json");
     assert_eq!(result["status"], "completed");

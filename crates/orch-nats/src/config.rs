@@ -385,6 +385,8 @@ fn log_event(event: &async_nats::Event) {
         Event::Connected => tracing::info!("connected to NATS"),
         Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
         Event::ServerError(error) => tracing::error!(%error, "the NATS server reported an error"),
+        // The client was dropped or closed: the normal end.
+        Event::Closed => tracing::debug!("the NATS connection is closed"),
         other => tracing::warn!(event = %other, "NATS connection event"),
     }
 }
