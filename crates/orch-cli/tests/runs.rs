@@ -200,9 +200,11 @@ fn an_unreadable_run_is_listed_with_its_error_beside_the_others() {
     let dir = Dir::new();
     let path = journal(&dir);
     std::fs::write(path.join("empty.jsonl"), "").expect("written");
-    std::fs::write(path.join("corrupt.jsonl"), "{ not json\n").expect("written");
-    // Something else named like a run's file: no complete line, not a run's beginning.
+    // Begins as a run's file does, and is not one.
+    std::fs::write(path.join("corrupt.jsonl"), "{\"v\":1, not json\n").expect("written");
+    // Something else named like a run's file: not a run's beginning, whole or not.
     std::fs::write(path.join("notes.jsonl"), "hello").expect("written");
+    std::fs::write(path.join("data.jsonl"), "{\"a\":1}\n").expect("written");
     let path = path.to_str().expect("utf-8");
     let (code, stdout, stderr) = parts(&run_in(&dir, &["runs", "list", path, "--format", "json"]));
     assert_eq!(code, Some(1), "{stdout}{stderr}");

@@ -54,8 +54,9 @@ fn read_lines_within(
         let len = buf.len();
         let text = &buf[..];
         number += 1;
-        // A first line that does not begin as a run's: a file of something else.
-        if number == 1 && !could_start_a_line(text) {
+        // A first line that does not begin as a run's: a file of something else (a line
+        // of zeros is a head lost to a crash, read as corrupt).
+        if number == 1 && !(text.starts_with(HEAD_START) || (!text.is_empty() && zeros(text))) {
             return Err(JournalError::NotAJournal {
                 path: path.to_owned(),
             });
@@ -212,8 +213,15 @@ fn take_line(
 /// begins with its format version) cut short, or the zeros a file system may leave where
 /// a write was lost.
 fn could_start_a_line(torn: &[u8]) -> bool {
-    const START: &[u8] = br#"{"v":"#;
-    torn.starts_with(START) || START.starts_with(torn) || torn.iter().all(|&b| b == 0)
+    torn.starts_with(HEAD_START) || HEAD_START.starts_with(torn) || zeros(torn)
+}
+
+/// How every line of a journal begins.
+const HEAD_START: &[u8] = br#"{"v":"#;
+
+/// Whether `bytes` are all zeros (what a file system may leave of a write a crash cut).
+fn zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 /// Reads the next complete line of `lines` into `buf`, without its newline; `false` at

@@ -165,7 +165,7 @@ fn a_file_that_is_not_a_journal_is_refused_and_left_as_it_is() {
             .is_empty()
     );
     // Whole lines of something else too: they are not a journal's unreadable lines.
-    for other in [&b"{\"a\":1}\n"[..], b"hello\nworld\n"] {
+    for other in [&b"{\"a\":1}\n"[..], b"hello\nworld\n", b"\n", b"{\n"] {
         fs::write(&path, other).unwrap();
         assert!(
             matches!(
