@@ -119,10 +119,6 @@ async fn an_attempt_whose_message_went_with_its_stream_sends_it_again() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(std::io::stderr)
-        .try_init();
     let paused = pause_a_run(&server).await;
     let js = &paused.js;
     let mut stream = js.get_stream("ORCH_TASKS").await.expect("found");
