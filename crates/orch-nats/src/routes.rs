@@ -77,16 +77,26 @@ impl Routes {
         }
     }
 
-    /// Forgets task message `sequence` (removed, and sent again under another one).
-    pub(crate) fn unpublished(&self, sequence: u64) {
-        lock(&self.by_sequence).remove(&sequence);
+    /// Forgets task message `sequence` of attempt `key` (removed, and sent again under
+    /// another one).
+    pub(crate) fn unpublished(&self, key: &AttemptKey, sequence: u64) {
+        self.unmap(key, sequence);
     }
 
     /// Ends the wait for `key` (settled, abandoned or dropped).
     pub(crate) fn forget(&self, key: &AttemptKey, sequence: Option<u64>) {
         lock(&self.waiting).remove(key);
         if let Some(sequence) = sequence {
-            lock(&self.by_sequence).remove(&sequence);
+            self.unmap(key, sequence);
+        }
+    }
+
+    /// Forgets that stream sequence `sequence` is `key`'s message, if it still is: in a
+    /// tasks stream made anew, another attempt's message may have that sequence now.
+    fn unmap(&self, key: &AttemptKey, sequence: u64) {
+        let mut by_sequence = lock(&self.by_sequence);
+        if by_sequence.get(&sequence) == Some(key) {
+            by_sequence.remove(&sequence);
         }
     }
 
@@ -319,5 +329,22 @@ mod tests {
         assert!(waits[1].try_recv().is_err(), "sent after the cancellation");
         assert!(waits[2].try_recv().is_err(), "another run");
         assert!(waits[3].try_recv().is_err(), "sent again by a resumed run");
+    }
+
+    /// In a tasks stream made anew, an attempt's message can take the sequence an older
+    /// attempt's lost message had: forgetting the old one leaves the new one's.
+    #[test]
+    fn forgetting_a_lost_message_leaves_another_attempts_at_its_sequence() {
+        let routes = Routes::default();
+        let (old, new) = (key("r", "old"), key("r", "new"));
+        let _old_wait = routes.wait(old.clone());
+        let mut new_wait = routes.wait(new.clone());
+        routes.published(&old, 3, false);
+        routes.published(&new, 3, false);
+        routes.unpublished(&old, 3);
+        routes.forget(&old, Some(3));
+        // A cancellation covering sequence 3 still reaches the new attempt.
+        routes.cancel_run(&new.run, Some(3));
+        assert!(matches!(new_wait.try_recv(), Ok(Settled::RunCancelled)));
     }
 }

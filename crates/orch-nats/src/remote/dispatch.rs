@@ -146,7 +146,7 @@ impl Inner {
     /// Forgets message `sequence` of attempt `key`, removed without a result, which is to
     /// be sent again.
     pub(super) fn removed(&self, key: &AttemptKey, sequence: u64) {
-        self.routes.unpublished(sequence);
+        self.routes.unpublished(key, sequence);
         tracing::info!(task = %key.task, attempt = key.attempt,
             "the attempt's message was removed without a result; sending it again");
     }
