@@ -82,6 +82,12 @@
 //!   fails, and is retried if the task has retries left). So are journal appends, for up
 //!   to a minute; past that the append fails, and with it
 //!   the run, which can be opened again from what was stored.
+//! - **Task messages leave the stream with no result** (the tasks stream is purged, a
+//!   limit set on it removes its oldest messages, or it is deleted and made anew): the
+//!   coordinator, reading the stream's state, sends each waiting attempt's lost message
+//!   again, and workers set their consumers up again. A message purged while a worker
+//!   ran it may run twice. A tasks stream deleted and not made again leaves its
+//!   attempts waiting (they end at their tasks' timeouts, if set).
 //! - **NATS is unreachable at start**: connecting fails with
 //!   [`ConnectError::Unreachable`].
 //! - **Sizes**: a task message over the server's `max_payload` (or

@@ -14,11 +14,13 @@ mod cancel;
 mod consumers;
 mod dispatch;
 mod message;
+mod stream_watch;
 
 pub use message::Inputs;
 
 use cancel::Pending;
 use consumers::Consumers;
+use stream_watch::StreamWatch;
 
 use crate::lost::LostMessages;
 use crate::presence::Presence;
@@ -70,6 +72,7 @@ struct Inner {
     lost: Arc<LostMessages>,
     presence: Presence,
     consumers: Consumers,
+    stream_watch: StreamWatch,
     listeners: Vec<JoinHandle<()>>,
 }
 
@@ -166,6 +169,8 @@ impl RemoteBuilder {
         let server_limit = client.server_info().max_payload;
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let stream_watch = StreamWatch::new(check_every);
+        stream_watch.start(&js, names.tasks_stream()).await;
         Ok(RemoteHandler {
             inner: Arc::new(Inner {
                 presence: Presence::new(client, names.clone(), check_every),
@@ -182,6 +187,7 @@ impl RemoteBuilder {
                 routes,
                 lost,
                 consumers: Consumers::default(),
+                stream_watch,
                 listeners,
             }),
         })
@@ -345,11 +351,11 @@ impl Inner {
 
     /// Waits for the attempt's result, forwarding a cancellation of the run to the
     /// workers and failing when no worker serves the task's type. The attempt's message
-    /// (`watch`) is looked at once per ack wait: one that left the stream with no result
-    /// stored (purged, removed by a limit of the stream, lost with the stream made anew)
-    /// will never be answered, and the wait ends as [`Waited::Removed`]. A message an
-    /// earlier coordinator sent is looked at on each tick: a worker that heard that
-    /// coordinator cancel it removes it without a result.
+    /// (`watch`) is looked up when the tasks stream's state says it may have left it (the
+    /// stream purged, its oldest messages removed by a limit, or the stream made anew):
+    /// one gone with no result stored will never be answered, and the wait ends as
+    /// [`Waited::Removed`]. A message an earlier coordinator sent is looked up on each
+    /// tick: a worker that heard that coordinator cancel it removes it without a result.
     async fn await_settled(
         &self,
         ctx: &TaskContext,
@@ -366,7 +372,6 @@ impl Inner {
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut cancel_forwarded = false;
-        let mut looked_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 // A result that arrived is taken before a tick could fail the attempt.
@@ -388,13 +393,18 @@ impl Inner {
                     // and no result will come (the wait ends then, not with the engine's
                     // grace period). Before, a message removed without a result is sent
                     // again.
-                    let due = watch.earlier || looked_at.elapsed() >= self.layout.ack_wait;
-                    let look = match cancel_forwarded {
-                        true => watch.message,
-                        false => watch.message.filter(|_| due && !ctx.cancellation().is_cancelled()),
+                    let look = match (cancel_forwarded, watch.message) {
+                        (true, message) => message,
+                        (false, _) if ctx.cancellation().is_cancelled() => None,
+                        (false, Some(message)) if watch.earlier => Some(message),
+                        (false, Some(message)) => {
+                            let stream = self.names.tasks_stream();
+                            let lost = self.stream_watch.may_have_lost(&self.js, stream, message);
+                            Box::pin(lost).await.then_some(message)
+                        }
+                        (false, None) => None,
                     };
                     if let Some(message) = look {
-                        looked_at = tokio::time::Instant::now();
                         let sequence = message.sequence;
                         match Box::pin(self.fate(key, message)).await {
                             dispatch::Fate::Removed if cancel_forwarded => {

@@ -48,6 +48,8 @@ pub(super) enum Fate {
 pub(super) struct OnStream {
     pub(super) sequence: u64,
     pub(super) id: String,
+    /// When the server said it had it.
+    pub(super) sent_at: tokio::time::Instant,
 }
 
 /// An attempt's task message, on the stream.
@@ -100,7 +102,11 @@ impl Inner {
             let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
             self.routes.published(key, sequence, duplicate);
             *sequence_slot = Some(sequence);
-            let message = OnStream { sequence, id };
+            let message = OnStream {
+                sequence,
+                id,
+                sent_at: tokio::time::Instant::now(),
+            };
             if !duplicate {
                 return Ok(Sent::new(message, false, resend));
             }
