@@ -160,8 +160,13 @@ pub(crate) async fn serve(
                     }
                     outstanding = None;
                     held.clear();
-                    // Without a pause: this request waited already.
-                    set_up_again(&shared, &queue, &stop).await;
+                    // Without a pause: this request waited already. While the connection
+                    // is down, it only asks again (there is nothing to set up then).
+                    let connected = shared.client.connection_state()
+                        == async_nats::connection::State::Connected;
+                    if connected {
+                        set_up_again(&shared, &queue, &stop).await;
+                    }
                     continue 'requests;
                 }
                 // The request stays open: what it still delivers is handed back below.
