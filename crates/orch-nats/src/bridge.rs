@@ -34,10 +34,12 @@ const IMPORTED_REMEMBERED: usize = 65_536;
 /// do not send them back out.
 #[derive(Debug, Default)]
 struct Imported {
-    /// Held by an import while it publishes, so that an export that sees an event on
-    /// the subject being published waits for its number to be here.
+    /// Held by an import while it publishes: one at a time.
     publishing: tokio::sync::Mutex<()>,
     seqs: std::sync::Mutex<ImportedSeqs>,
+    /// Told when an import's publish ended, so that an export that saw an event on the
+    /// subject being published learns whether that event was the import's.
+    published: tokio::sync::Notify,
 }
 
 impl Imported {
@@ -48,17 +50,24 @@ impl Imported {
     }
 
     /// Whether the event numbered `seq`, on bus subject `subject`, was imported. Waits
-    /// only for an import publishing on that subject: events on others go on while a
+    /// only while an import publishes on that subject: events on others go on while a
     /// full lossless subscriber holds an import up.
     async fn contains(&self, seq: u64, subject: &str) -> bool {
-        {
-            let seqs = self.seqs();
-            if seqs.set.contains(&seq) || seqs.in_flight.as_deref() != Some(subject) {
-                return seqs.set.contains(&seq);
+        loop {
+            let published = self.published.notified();
+            tokio::pin!(published);
+            published.as_mut().enable();
+            {
+                let seqs = self.seqs();
+                if seqs.set.contains(&seq) {
+                    return true;
+                }
+                if seqs.in_flight.as_deref() != Some(subject) {
+                    return false;
+                }
             }
+            published.await;
         }
-        let _published = self.publishing.lock().await;
-        self.seqs().set.contains(&seq)
     }
 
     /// Publishes `payload` on `bus` under `subject`, as imported.
@@ -70,13 +79,24 @@ impl Imported {
     ) -> Result<u64, orch_events::PublishError> {
         let _publishing = self.publishing.lock().await;
         self.seqs().in_flight = Some(subject.to_owned());
+        // Cleared however the publish ends, the import's task aborted included.
+        let _in_flight = InFlight(self);
         let published = bus.publish(subject, payload).await;
-        let mut seqs = self.seqs();
-        seqs.in_flight = None;
         if let Ok(seq) = published {
-            seqs.insert(seq);
+            self.seqs().insert(seq);
         }
         published
+    }
+}
+
+/// An import's publish under way: when it ends, no subject is being published, and the
+/// exports waiting to know are told.
+struct InFlight<'a>(&'a Imported);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.seqs().in_flight = None;
+        self.0.published.notify_waiters();
     }
 }
 
