@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use orch_core::{EngineEventKind, Plan, RunId, Task, TaskRecord, Workflow, WorkflowResult};
+use orch_core::{Plan, RunId, Task, TaskRecord, Workflow, WorkflowResult};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -416,10 +416,10 @@ impl<'p> Scheduler<'p> {
         // pending writes.
         let run = Arc::clone(&self.shared);
         self.active += 1;
-        let attempt = self.attempt_base(index) + 1;
-        self.announce_task(EngineEventKind::TaskStarted, index, |note| {
-            note.attempt = attempt
-        });
+        // A task the cache or a map may claim is announced once that is decided.
+        if !self.extras.as_ref().is_some_and(|e| e.claims(index)) {
+            self.announce_started(index, self.attempt_base(index) + 1);
+        }
         let started = self.clock.last();
         self.start_attempt_with(index, Some(started), run, cx);
     }
@@ -450,7 +450,7 @@ impl<'p> Scheduler<'p> {
             if let Some(at) = first_start {
                 self.mark_running(index, at);
             }
-            if self.start_special(index, cx) {
+            if self.start_special(index, first_start.is_some(), cx) {
                 return;
             }
         }

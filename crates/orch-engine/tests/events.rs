@@ -214,6 +214,52 @@ fn failures_retries_and_skips_are_announced() {
     assert_eq!(events[7].1.status, Some(WorkflowStatus::Failed));
 }
 
+/// A task served from the cache runs no attempt of its own: its events say attempt 0,
+/// as its record does. Its start used to say attempt 1 and its completion 0.
+#[test]
+fn a_cached_task_is_announced_with_no_attempt_of_its_own() {
+    let store: Arc<dyn orch_engine::CacheStore> = Arc::new(orch_engine::MemoryCache::default());
+    let engine_for = |store: Arc<dyn orch_engine::CacheStore>| {
+        move |bus: EventBus<EngineEvent>| {
+            let engine = WorkflowEngine::builder()
+                .event_bus(bus)
+                .cache_store(store)
+                .build()
+                .expect("valid");
+            engine.register_handler("instant", |_ctx: TaskContext| async move {
+                Ok::<_, TaskError>(Value::Null)
+            });
+            engine
+        }
+    };
+    let workflow = Workflow::new("w", "W").task(Task::new("t", "instant").cache(true));
+    let attempts = |seen: &[(String, EngineEvent)]| -> Vec<(EngineEventKind, u32)> {
+        seen.iter()
+            .filter(|(_, e)| e.task_id.as_ref().is_some_and(|id| id.as_str() == "t"))
+            .map(|(_, e)| (e.kind, e.attempt))
+            .collect()
+    };
+    let (first, seen) = run_and_collect(engine_for(Arc::clone(&store)), &workflow, 64);
+    assert!(!first.task("t").expect("a task").cached);
+    assert_eq!(
+        attempts(&seen),
+        [
+            (EngineEventKind::TaskStarted, 1),
+            (EngineEventKind::TaskCompleted, 1)
+        ]
+    );
+    let (again, seen) = run_and_collect(engine_for(store), &workflow, 64);
+    let record = again.task("t").expect("a task");
+    assert_eq!((record.cached, record.attempts), (true, 0));
+    assert_eq!(
+        attempts(&seen),
+        [
+            (EngineEventKind::TaskStarted, 0),
+            (EngineEventKind::TaskCompleted, 0)
+        ]
+    );
+}
+
 #[test]
 fn cancelled_tasks_are_announced() {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -66,6 +66,14 @@ impl Scheduler<'_> {
         });
     }
 
+    /// Announces that task `index` started, its first attempt numbered `attempt` (the
+    /// attempts of the earlier run it continues, when no attempt of its own runs).
+    pub(super) fn announce_started(&mut self, index: usize, attempt: u32) {
+        self.announce_task(EngineEventKind::TaskStarted, index, |note| {
+            note.attempt = attempt
+        });
+    }
+
     /// Announces a task event; `fill` sets the fields particular to it.
     pub(super) fn announce_task(
         &mut self,

@@ -166,20 +166,42 @@ impl Scheduler<'_> {
     }
 
     /// Starts what [`Extras::claims`]: returns whether it took the attempt over (an
-    /// instance, a cache hit, a map task); `false` lets the handler run as usual.
-    pub(super) fn start_special(&mut self, index: usize, cx: &mut Context<'_>) -> bool {
+    /// instance, a cache hit, a map task); `false` lets the handler run as usual. A task's
+    /// first start is announced here when `announce_start`, once the cache has said
+    /// whether an attempt runs.
+    pub(super) fn start_special(
+        &mut self,
+        index: usize,
+        announce_start: bool,
+        cx: &mut Context<'_>,
+    ) -> bool {
         let n = self.records.len();
         if index >= n {
             self.start_instance(index - n, cx);
             return true;
         }
         // A retry runs the handler; only a first attempt looks in the cache or maps.
-        if self.records[index].attempts > self.attempt_base(index) {
+        let base = self.attempt_base(index);
+        if self.records[index].attempts > base {
+            if announce_start {
+                self.announce_started(index, base + 1);
+            }
             return false;
         }
         let shared = Arc::clone(&self.shared);
         let task = shared.task(index);
-        if task.cache && self.look_up(index, task) {
+        let cached = if task.cache {
+            self.look_up(index, task)
+        } else {
+            None
+        };
+        // A task served from the cache (or failed by its key function) starts no attempt.
+        let attempt = if cached.is_some() { base } else { base + 1 };
+        if announce_start {
+            self.announce_started(index, attempt);
+        }
+        if let Some(outcome) = cached {
+            self.attempt_over(index, outcome);
             return true;
         }
         match &task.map {
@@ -191,19 +213,19 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Completes a cached task from the store if it has its result; else notes its key.
-    fn look_up(&mut self, index: usize, task: &Task) -> bool {
+    /// The outcome of a cached task from the store, if it has its result (or the failure
+    /// of the task's key function); else notes its key.
+    fn look_up(&mut self, index: usize, task: &Task) -> Option<Result<Output, TaskError>> {
         let key = match self.key_now(index) {
             Ok(Some(key)) => key,
-            Ok(None) => return false,
+            Ok(None) => return None,
             Err(panic) => {
                 let message = format!(
                     "the cache key function of task type `{}` panicked: {}",
                     task.task_type,
                     panic_text(panic.as_ref())
                 );
-                self.attempt_over(index, Err(TaskError::permanent(message)));
-                return true;
+                return Some(Err(TaskError::permanent(message)));
             }
         };
         let extras = self.extras();
@@ -218,12 +240,11 @@ impl Scheduler<'_> {
         match found {
             Some(result) => {
                 self.records[index].cached = true;
-                self.attempt_over(index, Ok(result.into()));
-                true
+                Some(Ok(result.into()))
             }
             None => {
                 extras.keys.insert(index as u32, key);
-                false
+                None
             }
         }
     }
