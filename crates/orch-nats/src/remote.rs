@@ -169,8 +169,7 @@ impl RemoteBuilder {
         let server_limit = client.server_info().max_payload;
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let stream_watch = StreamWatch::new(check_every);
-        stream_watch.start(&js, names.tasks_stream()).await;
+        let stream_watch = StreamWatch::start(&js, names.tasks_stream(), check_every).await;
         Ok(RemoteHandler {
             inner: Arc::new(Inner {
                 presence: Presence::new(client, names.clone(), check_every),

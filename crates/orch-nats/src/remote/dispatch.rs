@@ -44,7 +44,6 @@ pub(super) enum Fate {
 }
 
 /// Where an attempt's task message went: its stream sequence and message id.
-#[derive(Clone)]
 pub(super) struct OnStream {
     pub(super) sequence: u64,
     pub(super) id: String,

@@ -12,14 +12,21 @@ use super::dispatch::OnStream;
 
 /// The coordinator's latest reading of the tasks stream's state.
 pub(super) struct StreamWatch {
-    /// How long a reading stands before an attempt that asks reads the stream again.
+    /// How long a reading (or a failure to read) stands before an attempt that asks
+    /// reads the stream again.
     fresh_for: Duration,
-    read: tokio::sync::Mutex<Option<Reading>>,
+    read: tokio::sync::Mutex<Read>,
+}
+
+struct Read {
+    /// When the stream was last read, or tried.
+    tried: Instant,
+    /// The last reading that succeeded.
+    reading: Option<Reading>,
 }
 
 #[derive(Clone, Copy)]
 struct Reading {
-    at: Instant,
     first: u64,
     last: u64,
     created: async_nats::datetime::DateTime,
@@ -28,10 +35,15 @@ struct Reading {
 }
 
 impl StreamWatch {
-    pub(super) fn new(fresh_for: Duration) -> Self {
+    /// Reads stream `name` once, so that a stream made anew after this is told apart.
+    pub(super) async fn start(js: &jetstream::Context, name: &str, fresh_for: Duration) -> Self {
+        let reading = read_stream(js, name, None).await;
         Self {
             fresh_for,
-            read: tokio::sync::Mutex::new(None),
+            read: tokio::sync::Mutex::new(Read {
+                tried: Instant::now(),
+                reading,
+            }),
         }
     }
 
@@ -47,21 +59,15 @@ impl StreamWatch {
     ) -> bool {
         let (sequence, sent_at) = (message.sequence, message.sent_at);
         let mut read = self.read.lock().await;
-        let stale = read.is_none_or(|r| r.at.elapsed() >= self.fresh_for);
-        if stale && let Some(now) = read_stream(js, name, read.as_ref()).await {
-            *read = Some(now);
+        if read.tried.elapsed() >= self.fresh_for {
+            if let Some(now) = read_stream(js, name, read.reading.as_ref()).await {
+                read.reading = Some(now);
+            }
+            read.tried = Instant::now();
         }
-        read.is_some_and(|r| {
+        read.reading.is_some_and(|r| {
             sequence < r.first || sequence > r.last || r.made_anew_at.is_some_and(|at| at > sent_at)
         })
-    }
-
-    /// Reads the stream once, so that a stream made anew after this is told apart.
-    pub(super) async fn start(&self, js: &jetstream::Context, name: &str) {
-        let mut read = self.read.lock().await;
-        if read.is_none() {
-            *read = read_stream(js, name, None).await;
-        }
     }
 }
 
@@ -78,7 +84,6 @@ async fn read_stream(
     let info = info.cached_info();
     let made_anew = before.is_some_and(|b| b.created != info.created);
     Some(Reading {
-        at: Instant::now(),
         first: info.state.first_sequence,
         last: info.state.last_sequence,
         created: info.created,
