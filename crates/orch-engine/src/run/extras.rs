@@ -182,34 +182,27 @@ impl Scheduler<'_> {
         }
         // A retry runs the handler; only a first attempt looks in the cache or maps.
         let base = self.attempt_base(index);
-        if self.records[index].attempts > base {
-            if announce_start {
-                self.announce_started(index, base + 1);
-            }
-            return false;
-        }
+        let first = self.records[index].attempts <= base;
         let shared = Arc::clone(&self.shared);
         let task = shared.task(index);
-        let cached = if task.cache {
-            self.look_up(index, task)
-        } else {
-            None
+        let cached = match first && task.cache {
+            true => self.look_up(index, task),
+            false => None,
         };
         // A task served from the cache (or failed by its key function) starts no attempt.
-        let attempt = if cached.is_some() { base } else { base + 1 };
         if announce_start {
-            self.announce_started(index, attempt);
+            self.announce_started(index, base + u32::from(cached.is_none()));
         }
         if let Some(outcome) = cached {
             self.attempt_over(index, outcome);
             return true;
         }
-        match &task.map {
-            Some(spec) => {
+        match (&task.map, first) {
+            (Some(spec), true) => {
                 self.start_map(index, spec);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
