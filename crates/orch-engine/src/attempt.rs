@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -169,13 +169,13 @@ pub(crate) fn run_alone(
     let inline = handler.runs_inline();
     let call = call_owned(handler, ctx, tracing::Span::current());
     let running = match inline {
-        true => Err(call),
-        false => Ok(AbortOnDropHandle::new(tokio::spawn(call))),
+        true => Either::Left(call),
+        false => Either::Right(AbortOnDropHandle::new(tokio::spawn(call))),
     };
     async move {
         match running {
-            Ok(task) => joined(task.await),
-            Err(call) => call.await,
+            Either::Left(call) => call.await,
+            Either::Right(task) => joined(task.await),
         }
     }
 }
