@@ -66,6 +66,9 @@ struct Inner {
     layout: Layout,
     inputs: Inputs,
     missing_worker_timeout: Duration,
+    /// How often a waiting attempt checks for workers and for its message: a quarter
+    /// of `missing_worker_timeout`, from 10 ms to 1 s.
+    check_every: Duration,
     max_message_bytes: usize,
     max_output_bytes: u64,
     routes: Arc<Routes>,
@@ -178,6 +181,7 @@ impl RemoteBuilder {
                 layout: self.layout,
                 inputs: self.inputs,
                 missing_worker_timeout: self.missing_worker_timeout,
+                check_every,
                 max_message_bytes: self
                     .max_message_bytes
                     .unwrap_or(server_limit)
@@ -364,8 +368,7 @@ impl Inner {
         watch: Watch<'_>,
     ) -> Result<Waited, TaskError> {
         let task_type = &ctx.task_definition().task_type;
-        let check_every = (self.missing_worker_timeout / 4)
-            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let check_every = self.check_every;
         // The first check is one period away. (An interval's immediate first tick would
         // wait for the timer's next millisecond, on every attempt.)
         let mut ticks =

@@ -147,6 +147,9 @@ pub(crate) async fn serve(
         let mut answered = false;
         while delivered < asked_for {
             let message = tokio::select! {
+                // A task already here is taken before the request is given up on: dropped
+                // with its subscription, it would wait out `ack_wait` on the server.
+                biased;
                 message = deliveries.next() => match message {
                     Some(message) => message,
                     None => {
