@@ -188,7 +188,8 @@ impl Recorder {
 
     /// Takes a whole run into account (for runs whose events were not observed). The
     /// result of a resumed run holds the runs it continues too: the tasks it kept, and
-    /// the attempts its tasks made there.
+    /// the attempts its tasks made there (not those of the instances of a map task that
+    /// ran again: their records count this run's attempts only).
     ///
     /// The task types come from the workflow the result was run from: a result read back
     /// from JSON knows only its tasks' ids, and needs [`Recorder::record_result_with`].

@@ -293,3 +293,62 @@ fn a_result_from_the_cache_counts_as_started_from_events_and_from_its_result() {
     assert_eq!(from_events.snapshot(), from_result.snapshot());
     assert_eq!(from_result.task_type("t").map(|t| t.started), Some(1));
 }
+
+/// A map run again in a resumed run: its instances' records count their attempts in
+/// that run, so its result tells of the retries that run made, as its events do.
+#[test]
+fn a_resumed_maps_instances_count_the_retries_of_their_run() {
+    use orch_engine::{TaskContext, TaskError, WorkflowEngine};
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "load"))
+        .task(Task::new("sq", "square").map_over("list").retries(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    let run = |fail: bool, previous: Option<WorkflowResult>| {
+        let bus: orch_events::EventBus<EngineEvent> = orch_events::EventBus::new();
+        let mut subscription = bus
+            .subscribe_with(
+                "workflow.>",
+                orch_events::SubscribeOptions::new().capacity(1 << 10),
+            )
+            .expect("a valid pattern");
+        let engine = WorkflowEngine::builder()
+            .event_bus(bus.clone())
+            .build()
+            .expect("valid");
+        engine.register_handler("load", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(serde_json::json!([1, 2, 3]))
+        });
+        engine.register_handler("square", move |ctx: TaskContext| async move {
+            match fail && ctx.item_index() == Some(0) {
+                true => Err(TaskError::new("down")),
+                false => Ok(ctx.map_item::<u32>()?.pow(2)),
+            }
+        });
+        runtime.block_on(async {
+            let result = match &previous {
+                None => engine.execute_workflow(&workflow).await,
+                Some(previous) => engine.resume(&workflow, previous).await,
+            };
+            bus.close().await;
+            let from_events = Recorder::new();
+            while let Some(event) = subscription.recv_event().await {
+                from_events.observe(event.payload());
+            }
+            (result.expect("valid"), from_events)
+        })
+    };
+    let (first, _) = run(true, None);
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    let (second, from_events) = run(false, Some(first));
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    let from_result = Recorder::new();
+    from_result.record_result(&second);
+    let retried = |recorder: &Recorder| recorder.task_type("square").map(|t| t.retried);
+    // Every instance completed at its first attempt of the resumed run.
+    assert_eq!(retried(&from_events), Some(0));
+    assert_eq!(retried(&from_result), Some(0));
+}

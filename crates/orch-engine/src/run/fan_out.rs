@@ -230,12 +230,12 @@ impl Scheduler<'_> {
             self.announce_instance(EngineEventKind::TaskFailed, k);
             return self.instance_ended(map);
         }
+        // Its record counts the attempts it makes in this run (the list was made anew:
+        // it may stand for another item than an earlier run's instance of its id); their
+        // numbers go on after the map's earlier attempts.
         let first = instance.record.attempts == 0;
-        instance.record.attempts = match first {
-            true => base + 1,
-            false => instance.record.attempts + 1,
-        };
-        let attempt = instance.record.attempts;
+        instance.record.attempts += 1;
+        let attempt = base + instance.record.attempts;
         let item = Arc::clone(&instance.item);
         let record = &mut self.records[map];
         record.attempts = record.attempts.max(attempt);
@@ -313,12 +313,11 @@ impl Scheduler<'_> {
             }
             Err(error) => {
                 let task = shared.task(map);
-                let attempts = record.attempts;
-                let tries = attempts - base;
+                let tries = record.attempts;
                 if !error.is_permanent() && tries <= task.retries {
                     let delay = task
                         .backoff
-                        .delay(tries, super::settle::jitter_unit(n + k, attempts));
+                        .delay(tries, super::settle::jitter_unit(n + k, base + tries));
                     record.error = Some(error.record_text());
                     self.announce_instance_with(EngineEventKind::TaskRetrying, k, Some(delay));
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
@@ -452,14 +451,21 @@ impl Scheduler<'_> {
         k: usize,
         pause: Option<std::time::Duration>,
     ) {
+        let map = self.extras().instances[k].map as usize;
+        let base = self.attempt_base(map);
         let Some(announcer) = &self.announcer else {
             return;
         };
         let wants_outputs = announcer.wants_outputs();
         let instance = &self.extras().instances[k];
         let record = &instance.record;
-        let (map, item) = (instance.map as usize, instance.item.index as u32);
-        let (attempt, duration) = (record.attempts, record.duration());
+        let item = instance.item.index as u32;
+        // Its attempt's number (none for an instance that never started).
+        let attempt = match record.attempts {
+            0 => 0,
+            made => base + made,
+        };
+        let duration = record.duration();
         let detail = match (kind, &record.error, &record.result) {
             (EngineEventKind::TaskStarted, _, _) => None,
             (_, Some(error), _) => Some(Detail::Error(error.clone())),
