@@ -74,7 +74,8 @@
 //! - **A message cannot be read** (malformed, or written by a newer version): the worker
 //!   logs an error, stores its attempt's failure when the message names the attempt,
 //!   then terminates it; a failure it cannot store gives the message back (to run out of
-//!   deliveries as above). A result the coordinator cannot read fails the attempt it
+//!   deliveries as above). An attempt cancelled or past its deadline gets no failure
+//!   stored: its message is terminated. A result the coordinator cannot read fails the attempt it
 //!   names, with the reason.
 //! - **The connection drops**: clients reconnect by themselves; task and result
 //!   publishes are retried under the same message id, so the server keeps one copy (a

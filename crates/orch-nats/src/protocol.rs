@@ -353,7 +353,8 @@ pub(crate) fn worker_lost(
     format!(
         "worker lost: task `{task}` (type `{task_type}`) was delivered {times} and no worker \
          finished it (each one died, stopped acknowledging it within {ack_wait:?}, could not \
-         store its result, or was stopping and handed it back)"
+         store its result or find out whether one was stored (may it read the results \
+         stream?), had no free slot, or was stopping and handed it back)"
     )
 }
 

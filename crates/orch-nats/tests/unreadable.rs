@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream::{self, consumer::PullConsumer, stream::LastRawMessageErrorKind};
 use common::NatsServer;
 use common::permissions::{SERVER_CONFIG, as_user};
 use futures_util::StreamExt as _;
@@ -357,6 +357,81 @@ async fn a_refused_task_message_past_its_deadline_is_terminated_unreported() {
     stop.cancel();
 }
 
+/// A worker that heard of a run's cancellation terminates a task message of that run it
+/// cannot run with no failure stored: a coordinator that comes back on the run sends
+/// the attempt again, and took the stored failure for its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_task_message_of_a_cancelled_run_is_terminated_unreported() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let (js, stop) = embed_worker_at(&server).await;
+    let publish = |subject: &'static str, message: Value| {
+        let js = js.clone();
+        async move {
+            (js.publish(subject, message.to_string().into()).await)
+                .expect("published")
+                .await
+                .expect("stored");
+        }
+    };
+    publish("orch.cancel.r5", json!({"v": 1, "run_id": "r5"})).await;
+    let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
+    let unreported = |subject: String| {
+        let results = results.clone();
+        async move {
+            (results.get_last_raw_message_by_subject(&subject).await)
+                .is_err_and(|e| e.kind() == LastRawMessageErrorKind::NoMessageFound)
+        }
+    };
+    // A runnable task of the run, terminated unrun, shows the worker heard of the
+    // cancellation (one it ran before that has its result stored).
+    let mut heard = false;
+    for attempt in 1..=50 {
+        publish(
+            "orch.task.embed",
+            json!({
+                "v": 1, "run_id": "r5", "workflow_id": "w",
+                "task": {"task_id": "probe", "task_type": "embed"}, "attempt": attempt,
+            }),
+        )
+        .await;
+        tasks_removed(&js).await;
+        if unreported(format!("orch.result.r5.probe.{attempt}")).await {
+            heard = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(heard, "the worker never heard of the cancellation");
+
+    let unrunnable = json!({"v": 1, "run_id": "r5", "task": {"task_id": "t"}, "attempt": 1});
+    publish("orch.task.embed", unrunnable).await;
+    tasks_removed(&js).await;
+    assert!(unreported("orch.result.r5.t.1".to_owned()).await);
+    stop.cancel();
+}
+
+/// A worker of `embed` tasks that may do anything, running on `server` (whose streams
+/// a coordinator set up) until the token returned is cancelled; with a JetStream context.
+async fn embed_worker_at(server: &NatsServer) -> (jetstream::Context, CancellationToken) {
+    let _streams = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let worker = Worker::builder()
+        .name("reader")
+        .handler("embed", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("embedded")
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    (js, stop)
+}
+
 /// A task message refused with an error that quotes most of it (a long string where an
 /// object belongs) gets its failure stored cut to fit a result message, and is
 /// terminated; uncut, every publish of the failure was refused by the client, and the
@@ -366,20 +441,7 @@ async fn a_refusal_quoting_a_long_message_is_stored_cut_to_fit() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let _streams = RemoteHandler::connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let stop = CancellationToken::new();
-    let worker = Worker::builder()
-        .name("reader")
-        .handler("embed", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>("embedded")
-        })
-        .connect(&server.config())
-        .await
-        .expect("the worker connects");
-    tokio::spawn(worker.run(stop.clone()));
-    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let (js, stop) = embed_worker_at(&server).await;
     // Quotes: escaped once in the task message, twice once quoted in the failure's.
     let long = "\"".repeat(300 * 1024);
     let message = json!({

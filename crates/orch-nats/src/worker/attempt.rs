@@ -212,6 +212,9 @@ async fn execute(
     let mut dropped = None;
     loop {
         tokio::select! {
+            // A result the handler gave is reported, though the deadline or the hand-back
+            // came in the same wake-up: dropped or handed back, the task would run again.
+            biased;
             result = &mut running => return ending(result, &token),
             _ = progress.tick() => ack(message, AckKind::Progress).await,
             () = elapsed(&mut past_deadline) => {
@@ -234,7 +237,10 @@ async fn execute(
                 // given it back might not hear of that cancellation (it ends as such).
                 // Asked of the token, not of `dropped`: both may be ready in one wake-up.
                 let cancelled_before = token.is_cancelled();
-                tracing::info!("the worker is stopping; cancelling the task to hand it back");
+                match cancelled_before {
+                    true => tracing::info!("the worker is stopping; ending a cancelled task"),
+                    false => tracing::info!("the worker is stopping; cancelling the task to hand it back"),
+                }
                 token.cancel();
                 // Given the cancel grace to stop (a command its polite stop); one that
                 // completes meanwhile reports its output instead.
@@ -402,8 +408,10 @@ fn outcome(result: Result<Output, TaskError>) -> Outcome {
 /// error, once its attempt's failure is stored when the message says which attempt it
 /// is. A failure that cannot be stored hands the message back instead, to be refused
 /// again: its coordinator waits for the attempt, and finds out only from a stored result
-/// (or from the message running out of deliveries); past the attempt's deadline, when
-/// nobody waits, the message is terminated all the same.
+/// (or from the message running out of deliveries). An attempt nobody waits for (past
+/// its deadline, or cancelled) is terminated with no failure stored: a coordinator that
+/// comes back on a cancelled run sends the attempt again, and would take the failure
+/// for its outcome.
 async fn refuse(
     shared: &Shared,
     queue: &TypeQueue,
@@ -413,15 +421,21 @@ async fn refuse(
     hand_back: &CancellationToken,
 ) {
     let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok();
-    tracing::error!(
-        stream_sequence = sequence,
-        subject = %message.subject,
-        run_id = envelope.as_ref().map(|e| e.run_id.to_string()),
-        task_id = envelope.as_ref().map(|e| e.task.task_id.to_string()),
-        %error,
-        "terminating a task message this worker cannot run"
-    );
+    let (run_id, task_id) = (envelope.as_ref())
+        .map(|e| (e.run_id.to_string(), e.task.task_id.to_string()))
+        .unzip();
+    let refused = |action: &str| {
+        tracing::error!(
+            stream_sequence = sequence,
+            subject = %message.subject,
+            run_id = run_id.as_deref(),
+            task_id = task_id.as_deref(),
+            %error,
+            "{action} a task message this worker cannot run"
+        );
+    };
     let Some(envelope) = envelope else {
+        refused("terminating");
         return ack(message, AckKind::Term).await;
     };
     let key = AttemptKey {
@@ -429,6 +443,13 @@ async fn refuse(
         task: envelope.task.task_id,
         attempt: envelope.attempt,
     };
+    let past_deadline = || (envelope.deadline_ms).is_some_and(|d| protocol::until(d).is_zero());
+    if past_deadline() || shared.cancels.covers(&key, sequence) {
+        refused(
+            "terminating (with no failure stored: its attempt was cancelled or is past its deadline)",
+        );
+        return ack(message, AckKind::Term).await;
+    }
     let failed = Outcome::Failed {
         error: format!(
             "worker `{}` cannot run the task message: {error}",
@@ -440,14 +461,13 @@ async fn refuse(
     // as a message can be.
     let publish = store_result(shared, &key, failed, envelope.deadline_ms, hand_back);
     let stored = with_progress(message, queue.progress_every, publish).await;
-    // Past its deadline, nobody waits for the attempt: given back, it would only be
+    // Past its deadline now, nobody waits for the attempt: given back, it would only be
     // refused again.
-    let past_deadline = envelope
-        .deadline_ms
-        .is_some_and(|d| protocol::until(d).is_zero());
-    if stored || past_deadline {
+    if stored || past_deadline() {
+        refused("terminating");
         ack(message, AckKind::Term).await;
     } else {
+        refused("handing back (its failure could not be stored)");
         ack(message, AckKind::Nak(None)).await;
     }
 }

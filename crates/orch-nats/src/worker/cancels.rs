@@ -56,6 +56,21 @@ enum Cancelled {
     Attempt(AttemptKey),
 }
 
+impl State {
+    fn covers(&self, key: &AttemptKey, sequence: u64) -> bool {
+        [
+            Cancelled::Run(key.run.clone()),
+            Cancelled::Attempt(key.clone()),
+        ]
+        .iter()
+        .any(|c| {
+            self.covers
+                .get(c)
+                .is_some_and(|up_to| covered(*up_to, sequence))
+        })
+    }
+}
+
 impl Cancelled {
     /// The bytes its ids take.
     fn size(&self) -> usize {
@@ -76,18 +91,7 @@ impl Cancels {
     /// token; `None` when it was cancelled already.
     pub(crate) fn start(&self, key: &AttemptKey, sequence: u64) -> Option<Running> {
         let mut state = self.lock();
-        let cancelled = [
-            Cancelled::Run(key.run.clone()),
-            Cancelled::Attempt(key.clone()),
-        ]
-        .iter()
-        .any(|c| {
-            state
-                .covers
-                .get(c)
-                .is_some_and(|up_to| covered(*up_to, sequence))
-        });
-        if cancelled {
+        if state.covers(key, sequence) {
             return None;
         }
         let token = CancellationToken::new();
@@ -97,6 +101,12 @@ impl Cancels {
             .running
             .insert(id, (key.clone(), token.clone(), sequence));
         Some(Running { id, token })
+    }
+
+    /// Whether a cancellation heard of covers `key`'s attempt, whose message is stream
+    /// message `sequence`.
+    pub(crate) fn covers(&self, key: &AttemptKey, sequence: u64) -> bool {
+        self.lock().covers(key, sequence)
     }
 
     /// Forgets a running attempt.
