@@ -160,7 +160,7 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         }) => {
             let text = format!(
                 "invalid YAML: at `{field}`: aliases expand the document past its limit of \
-                 {limit} units (8 per value, 1 per byte of text)"
+                 {limit} units (8 per value, 1 per byte of text, 32 per map with entries)"
             );
             (text, line, column)
         }

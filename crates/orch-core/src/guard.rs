@@ -221,6 +221,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
                 inner: map,
                 first: None,
                 ended: false,
+                any_entry: false,
                 rules: self.rules,
             });
         }
@@ -244,6 +245,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
                     ended: first.is_none(),
                     inner: map,
                     first,
+                    any_entry: false,
                     rules: self.rules,
                 })
             }
@@ -301,6 +303,8 @@ struct Map<'r, 'de, A> {
     first: Option<Key<'de>>,
     /// The inner map said it had no more keys.
     ended: bool,
+    /// Whether an entry was read.
+    any_entry: bool,
     rules: &'r Rules,
 }
 
@@ -315,6 +319,31 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, 'de, A> {
             inner: seed,
             rules: self.rules,
         };
+        let key = self.next_key(seed)?;
+        if key.is_some() && !self.any_entry {
+            self.rules.charge_first_entry()?;
+            self.any_entry = true;
+        }
+        Ok(key)
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        self.inner.next_value_seed(Seed {
+            inner: seed,
+            rules: self.rules,
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'de, A: MapAccess<'de>> Map<'_, 'de, A> {
+    fn next_key<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: Seed<'_, K>,
+    ) -> Result<Option<K::Value>, A::Error> {
         match self.first.take() {
             Some(key) => {
                 let Key { text, span } = key;
@@ -333,17 +362,6 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, 'de, A> {
             None if self.ended => Ok(None),
             None => self.inner.next_key_seed(seed),
         }
-    }
-
-    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
-        self.inner.next_value_seed(Seed {
-            inner: seed,
-            rules: self.rules,
-        })
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        self.inner.size_hint()
     }
 }
 

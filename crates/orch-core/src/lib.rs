@@ -44,7 +44,9 @@
 //!   (`1.5`) or text (`30s`, `1m 30s`, `250ms`); a `timeout` of `null` means none. They
 //!   are written back exactly: as a number when it states the duration to the
 //!   nanosecond, otherwise as text (`123456789.123456789s`). A workflow written to JSON
-//!   or YAML and read back is equal to the original; so is one written to TOML, when
+//!   or YAML and read back is equal to the original (in YAML, but for a key `<<`: YAML
+//!   writers leave it unquoted, and it then reads as a merge key, which is refused;
+//!   quoted, `"<<"`, it reads back); so is one written to TOML, when
 //!   TOML can hold its configs (it has no `null`, and no integers above `i64::MAX`:
 //!   writing such a config fails). Writing a workflow that repeats a task id fails, in
 //!   every format: it kept only the first task with that id.
@@ -62,11 +64,12 @@
 //! Untrusted input cannot make reading a workflow or a result take unbounded memory:
 //!
 //! - **YAML expansion**: aliases are expanded as a document is read, so each value read
-//!   counts 8 units, plus 1 per byte of its text (strings and map keys): units that
-//!   follow the memory the values take. A document may expand to 16 units per byte of
-//!   its own size, or 16,384 if that is more; past that, reading stops with
-//!   [`LoadError::ExpansionLimit`], which gives the limit. A document without aliases
-//!   uses at most about 5 per byte.
+//!   counts 8 units, plus 1 per byte of its text (strings and map keys), and a map with
+//!   entries 32 more (it takes room for several): units that follow the memory the
+//!   values take. A document may expand to 16 units per byte of its own size, or 16,384
+//!   if that is more; past that, reading stops with [`LoadError::ExpansionLimit`], which
+//!   gives the limit. A document without aliases uses at most about 15 per byte (a list
+//!   of maps of one entry each, `[{a},{a}]`), so only aliases reach the limit.
 //! - **Claimed lengths**: a format that announces how many entries follow (CBOR,
 //!   MessagePack, bincode) gets room for at most 1 MiB of them up front, whatever it
 //!   claims; the rest is allocated only as entries actually arrive.

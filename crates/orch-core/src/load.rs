@@ -22,7 +22,8 @@ use crate::{Task, TaskId, Workflow};
 #[cfg(feature = "yaml")]
 /// What a YAML document may expand to through its aliases, per byte of the document: each
 /// value read counts 8 (`guard::rules::VALUE_UNITS`), plus 1 per byte of its text (map keys
-/// included). A document without aliases takes at most about 5 per byte.
+/// included), and a map with entries 32 more. A document without aliases takes at most
+/// about 15 per byte (`[{a},{a}]`).
 const YAML_EXPANSION_PER_BYTE: u64 = 16;
 /// The expansion allowed however small the document.
 #[cfg(feature = "yaml")]
@@ -116,9 +117,12 @@ impl Workflow {
     #[cfg(feature = "yaml")]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
-        // Refused before the YAML parser reads the text: what it would make of it.
+        // The checks read the text with another parser: with libyaml's line breaks.
+        let checked = crate::yaml_depth::with_libyaml_line_breaks(text);
+        // Refused before the YAML parser reads the text: what it would make of it, at
+        // the line it would name.
         let refused = |offset: usize, message: String| {
-            let (line, column) = line_and_column(text, offset);
+            let (line, column) = yaml_line_and_column(&checked, offset);
             LoadError::Parse {
                 format: Format::Yaml,
                 file: None,
@@ -129,8 +133,6 @@ impl Workflow {
             }
         };
         let limit = crate::yaml_depth::MAX_DEPTH;
-        // The checks read the text with another parser: with libyaml's line breaks.
-        let checked = crate::yaml_depth::with_libyaml_line_breaks(text);
         match crate::yaml_depth::too_deep(&checked) {
             Some(Found::At(offset)) => {
                 let message = format!("collections nested deeper than {limit} levels");
@@ -169,7 +171,8 @@ impl Workflow {
             match rules.exceeded() {
                 Some(limit) => LoadError::ExpansionLimit {
                     file: None,
-                    field: field_text(&e.path().iter().collect::<Vec<_>>()),
+                    field: crate::error::shown(&field_text(&e.path().iter().collect::<Vec<_>>()))
+                        .into_owned(),
                     line,
                     column,
                     limit,
@@ -337,13 +340,34 @@ fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// The line and column (in characters, from 1) of byte `offset` of `text`, which may
-/// fall inside a character.
+/// fall inside a character; lines end at `\n`.
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    line_and_column_by(text, offset, |_| false)
+}
+
+/// [`line_and_column`] as the YAML reader counts lines: a `\r` not followed by `\n`
+/// ends one too. (NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR do as well: `text` is to
+/// have them made `\n` by `yaml_depth::with_libyaml_line_breaks`, which keeps offsets.)
+#[cfg(feature = "yaml")]
+fn yaml_line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    line_and_column_by(text, offset, |i| {
+        bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n')
+    })
+}
+
+/// [`line_and_column`] where a line also ends at each byte `i` for which `ends_line(i)`.
+fn line_and_column_by(
+    text: &str,
+    offset: usize,
+    ends_line: impl Fn(usize) -> bool,
+) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
+    let is_break = |i: usize| before[i] == b'\n' || ends_line(i);
+    let line = (0..before.len()).filter(|&i| is_break(i)).count() + 1;
+    let line_start = (0..before.len())
+        .rev()
+        .find(|&i| is_break(i))
         .map_or(0, |i| i + 1);
     // A character starts at every byte but a UTF-8 continuation byte (`0b10xx_xxxx`).
     let column = (before[line_start..].iter())

@@ -203,7 +203,8 @@ impl fmt::Display for TriggerRule {
 /// A name that is not a [`TriggerRule`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown trigger rule `{0}`; expected one of all_success, all_done, all_failed, one_success, one_failed, none_failed, none_failed_min_one_success, always"
+    "unknown trigger rule `{}`; expected one of all_success, all_done, all_failed, one_success, one_failed, none_failed, none_failed_min_one_success, always",
+    crate::error::shown(.0)
 )]
 pub struct UnknownTriggerRule(pub String);
 
@@ -231,6 +232,17 @@ mod tests {
             failed,
             skipped,
         }
+    }
+
+    /// The name in the error is shown with its control characters escaped.
+    #[test]
+    fn an_unknown_rule_is_named_with_control_characters_escaped() {
+        let error = "all\u{1b}[2J".parse::<TriggerRule>().expect_err("unknown");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("unknown trigger rule `all\\u{1b}[2J`"),
+            "{message}"
+        );
     }
 
     /// Counts built by hand may add up past `u32::MAX`: every rule still decides.

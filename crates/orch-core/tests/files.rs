@@ -120,11 +120,44 @@ fn yaml_merge_key_after_a_line_break_only_the_yaml_reader_knows_is_refused() {
             "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config: # defaults{line_break}      <<: {{region: eu}}\n"
         );
         let (_, line, message) = parse_error(Workflow::from_yaml(&text));
-        assert_eq!(line, Some(5), "{line_break:?}");
+        // The line after the break, as the YAML reader counts.
+        assert_eq!(line, Some(6), "{line_break:?}");
         assert!(
             message.contains("merge keys (`<<`) are not supported"),
             "{line_break:?}: {message}"
         );
+    }
+}
+
+/// A refusal made before the YAML reader reads the text (a merge key) counts lines as
+/// that reader does, whatever ends them: it names the line its other errors would.
+#[test]
+fn yaml_refusals_count_lines_as_the_yaml_reader_does() {
+    for line_break in ["\n", "\r\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+        let text = |config_line: &str| {
+            [
+                "workflow_id: w",
+                "tasks:",
+                "  a:",
+                "    task_type: t",
+                "    config:",
+            ]
+            .iter()
+            .chain([config_line, ""].iter())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(line_break)
+        };
+        let (_, line, message) = parse_error(Workflow::from_yaml(&text("      <<: {k: 1}")));
+        assert!(message.contains("merge keys"), "{line_break:?}: {message}");
+        // The YAML reader's own error on that line: a task field that does not exist.
+        let unknown = text("      k: 1").replace("    config:", "    confi:");
+        let (_, reader_line, reader_message) = parse_error(Workflow::from_yaml(&unknown));
+        assert!(
+            reader_message.contains("confi"),
+            "{line_break:?}: {reader_message}"
+        );
+        assert_eq!((line, reader_line), (Some(6), Some(5)), "{line_break:?}");
     }
 }
 

@@ -91,6 +91,22 @@ fn yaml_aliases_that_expand_past_the_limit_are_refused_with_the_limit_named() {
     assert!(message.contains(&format!("limit of {limit}")), "{message}");
 }
 
+/// The field an expansion error names is shown with its control characters escaped, as
+/// in every other error: a key may hold a terminal's escape sequences.
+#[test]
+fn an_expansion_error_names_its_field_with_control_characters_escaped() {
+    let text = alias_bomb(1_000, 1_000).replace("copies:", "\"\\e[2J\\a\":");
+    let error = Workflow::from_yaml(&text).expect_err("past the limit");
+    let LoadError::ExpansionLimit { field, .. } = &error else {
+        panic!("expected the expansion limit, got {error:?}");
+    };
+    assert!(
+        field.starts_with("tasks.a.config.\\u{1b}[2J\\u{7}["),
+        "{field}"
+    );
+    assert!(!error.to_string().chars().any(char::is_control), "{error}");
+}
+
 #[test]
 fn yaml_aliases_within_the_limit_are_expanded() {
     // Ten tasks share one config through an alias.
@@ -146,8 +162,9 @@ fn yaml_nesting_after_a_line_break_only_the_yaml_reader_knows_is_refused_before_
         "[".repeat(200),
         "]".repeat(200)
     );
-    let (line, _, message) = parse_error(Workflow::from_yaml(&text));
-    assert_eq!(line, Some(2));
+    let (line, column, message) = parse_error(Workflow::from_yaml(&text));
+    // Where the YAML reader would say: after the break, at the 128th `[`.
+    assert_eq!((line, column), (Some(3), Some(6 + 127)));
     assert!(
         message.contains("collections nested deeper than 127 levels"),
         "{message}"
@@ -291,4 +308,25 @@ fn yaml_nests_as_deep_as_json_block_collections_included() {
     let (line, _, message) = parse_error(Workflow::from_yaml(&nested_config("yaml", 128)));
     assert_eq!(line, Some(5), "{message}");
     assert!(message.contains("nested deeper than 127"), "{message}");
+}
+/// The budget is for what aliases add: a document without them reads whole, even one of
+/// nothing but maps of one entry (the most memory per byte of text).
+#[test]
+fn a_file_without_aliases_never_reaches_the_expansion_limit() {
+    for (list, item) in [("[", "{a},"), ("[", "{a: },"), ("\n", "        - a:\n")] {
+        let mut text =
+            format!("workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      c: {list}");
+        text.push_str(&item.repeat(20_000));
+        if list == "[" {
+            text.push(']');
+        }
+        text.push('\n');
+        let workflow = Workflow::from_yaml(&text).unwrap_or_else(|e| panic!("{item:?}: {e}"));
+        let config = &workflow.get("a").expect("the task").config;
+        assert_eq!(
+            config["c"].as_array().map(Vec::len),
+            Some(20_000),
+            "{item:?}"
+        );
+    }
 }

@@ -12,6 +12,12 @@ use serde::de;
 /// bounds memory rather than a count.
 pub(crate) const VALUE_UNITS: u64 = 8;
 
+/// What a map's first entry costs beyond its key and value: a map of one entry takes
+/// room for eleven (a node of serde_json's map). Charged in full, a document of nothing
+/// but maps of one entry, `[{a},{a}]`, would reach the limit with no alias in it; as it
+/// is, memory per unit is about what it is for a list of numbers.
+const FIRST_ENTRY_UNITS: u64 = 32;
+
 /// The deepest a workflow file may nest lists and maps (tables and arrays), the workflow
 /// itself counting as the first level: as deep as the JSON reader reads, so that a
 /// workflow read from YAML or TOML can be written as JSON and read back. In TOML each
@@ -73,16 +79,24 @@ impl Rules {
         (self.spent.get() > self.limit).then_some(self.limit)
     }
 
+    /// Charges a value with `text_bytes` bytes of text.
     pub(super) fn charge<E: de::Error>(&self, text_bytes: usize) -> Result<(), E> {
-        let spent = self
-            .spent
-            .get()
-            .saturating_add(VALUE_UNITS)
-            .saturating_add(text_bytes as u64);
+        self.spend(VALUE_UNITS.saturating_add(text_bytes as u64))
+    }
+
+    /// Charges a map's first entry beyond its key and value, which are charged as
+    /// values.
+    pub(super) fn charge_first_entry<E: de::Error>(&self) -> Result<(), E> {
+        self.spend(FIRST_ENTRY_UNITS)
+    }
+
+    fn spend<E: de::Error>(&self, units: u64) -> Result<(), E> {
+        let spent = self.spent.get().saturating_add(units);
         self.spent.set(spent);
         if spent > self.limit {
             return Err(E::custom(format!(
-                "aliases expand the document past its limit of {} units ({VALUE_UNITS} per value, 1 per byte of text)",
+                "aliases expand the document past its limit of {} units ({VALUE_UNITS} per \
+                 value, 1 per byte of text, {FIRST_ENTRY_UNITS} more for a map's first entry)",
                 self.limit
             )));
         }

@@ -133,12 +133,13 @@ pub enum LoadError {
     /// Reading a YAML document expands each alias into a copy of its anchor, so a small
     /// file could otherwise take gigabytes. The expansion is counted as each value is
     /// read, in units that follow the memory it takes: 8 per value (a number, a string,
-    /// a list, a map, a map key, ...) plus 1 per byte of text (strings and map keys),
-    /// aliases expanded. A document may expand to 16 units per byte of its own size,
-    /// and to 16,384 however small it is; a document without aliases stays far below
-    /// that (about 5 per byte at most).
+    /// a list, a map, a map key, ...) plus 1 per byte of text (strings and map keys) and
+    /// 32 per map with entries, aliases expanded. A document may expand to 16 units per
+    /// byte of its own size, and to 16,384 however small it is; a document without
+    /// aliases stays below that (at most about 15 per byte, for a list of maps of one
+    /// entry each, `[{a},{a}]`).
     #[error(
-        "YAML workflow{}: aliases expand the document past its limit of {limit} units (8 per value, 1 per byte of text)",
+        "YAML workflow{}: aliases expand the document past its limit of {limit} units (8 per value, 1 per byte of text, 32 per map with entries)",
         place(file.as_deref(), *line, *column, field)
     )]
     ExpansionLimit {
@@ -150,7 +151,8 @@ pub enum LoadError {
         line: Option<usize>,
         /// 1-based column where the limit was reached, when the parser knows it.
         column: Option<usize>,
-        /// The limit for this document, in units (8 per value, 1 per byte of text).
+        /// The limit for this document, in units (8 per value, 1 per byte of text, 32
+        /// per map with entries).
         limit: u64,
     },
 }
