@@ -312,59 +312,67 @@ fn each_instance_retries_on_its_own() {
     );
 }
 
-/// An instance waiting to retry when a sibling fails its map is not tried again, and
-/// its map does not wait out the pause: the map fails at once.
+/// An instance that fails, with retries left, once a sibling has failed its map, or
+/// while it waits to retry when one does, is not tried again, and its map does not wait
+/// out the pause: the map fails at once, whichever instance fails first.
 #[test]
-fn an_instance_waiting_to_retry_stops_when_a_sibling_fails_the_map() {
-    let engine = engine_with(2, Arc::new(AtomicUsize::new(0)));
-    // `square[1]` fails at once (and may retry, after an hour); `square[0]` fails for
-    // good a moment later.
-    engine.register_handler("square", |ctx: TaskContext| async move {
-        let x: i64 = ctx.map_item()?;
-        if x == 1 {
-            return Err::<i64, _>(TaskError::new("flaky"));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        Err(TaskError::permanent("broken"))
-    });
-    let an_hour = Duration::from_secs(3600);
-    let workflow = Workflow::new("w", "W")
-        .task(Task::new("list", "list").config(json!({"items": [0, 1]})))
-        .task(
-            Task::new("square", "square")
-                .map_over("list")
-                .retries(1)
-                .backoff(orch_core::Backoff {
-                    initial: an_hour,
-                    max: an_hour,
-                    jitter: false,
-                    ..orch_core::Backoff::default()
-                }),
+fn an_instance_with_retries_left_stops_when_a_sibling_fails_the_map() {
+    // The flaky instance fails (and may retry, after an hour) before or after the broken
+    // one fails for good.
+    for (flaky_after, broken_after) in [(0, 10), (20, 10)] {
+        let engine = engine_with(2, Arc::new(AtomicUsize::new(0)));
+        engine.register_handler("square", move |ctx: TaskContext| async move {
+            let x: i64 = ctx.map_item()?;
+            let after = if x == 1 { flaky_after } else { broken_after };
+            tokio::time::sleep(Duration::from_millis(after)).await;
+            match x {
+                1 => Err::<i64, _>(TaskError::new("flaky")),
+                _ => Err(TaskError::permanent("broken")),
+            }
+        });
+        let an_hour = Duration::from_secs(3600);
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("list", "list").config(json!({"items": [0, 1]})))
+            .task(
+                Task::new("square", "square")
+                    .map_over("list")
+                    .retries(1)
+                    .backoff(orch_core::Backoff {
+                        initial: an_hour,
+                        max: an_hour,
+                        jitter: false,
+                        ..orch_core::Backoff::default()
+                    }),
+            );
+        let (result, waited) = runtime().block_on(async {
+            let started = tokio::time::Instant::now();
+            let result = engine.execute_workflow(&workflow).await.expect("valid");
+            (result, started.elapsed())
+        });
+        let order = format!("flaky after {flaky_after} ms, broken after {broken_after} ms");
+        // The runtime's clock is paused: it moves only as far as the run waited.
+        assert!(
+            waited < an_hour,
+            "{order}: the map waited out the pause: {waited:?}"
         );
-    let (result, waited) = runtime().block_on(async {
-        let started = tokio::time::Instant::now();
-        let result = engine.execute_workflow(&workflow).await.expect("valid");
-        (result, started.elapsed())
-    });
-    // The runtime's clock is paused: it moves only as far as the run waited.
-    assert!(waited < an_hour, "the map waited out the pause: {waited:?}");
-    let retried = result.task("square[1]").expect("a record");
-    assert_eq!(retried.attempts, 1, "not tried again");
-    assert_eq!(retried.status, TaskStatus::Failed);
-    assert!(
-        retried
-            .error
-            .as_deref()
-            .unwrap_or_default()
-            .contains("flaky"),
-        "{retried:?}"
-    );
-    let map = result.task("square").expect("a record");
-    assert_eq!(map.status, TaskStatus::Failed);
-    assert!(
-        map.error.as_deref().unwrap_or_default().contains("broken"),
-        "{map:?}"
-    );
+        let retried = result.task("square[1]").expect("a record");
+        assert_eq!(retried.attempts, 1, "{order}: not tried again");
+        assert_eq!(retried.status, TaskStatus::Failed, "{order}");
+        assert!(
+            retried
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .ends_with("flaky (not tried again: a sibling failed the map)"),
+            "{order}: {retried:?}"
+        );
+        let map = result.task("square").expect("a record");
+        assert_eq!(map.status, TaskStatus::Failed, "{order}");
+        assert!(
+            map.error.as_deref().unwrap_or_default().contains("broken"),
+            "{order}: {map:?}"
+        );
+    }
 }
 
 #[test]

@@ -314,11 +314,15 @@ impl Scheduler<'_> {
             Err(error) => {
                 let task = shared.task(map);
                 let tries = record.attempts;
-                if !error.is_permanent() && tries <= task.retries {
+                let retryable = !error.is_permanent() && tries <= task.retries;
+                record.error = Some(error.record_text());
+                // A sibling failed the map while this one ran: it is not tried again.
+                let map_failed =
+                    (extras.maps.get(&instance.map)).is_some_and(|r| r.failed.is_some());
+                if retryable && !map_failed {
                     let delay = task
                         .backoff
                         .delay(tries, super::settle::jitter_unit(n + k, base + tries));
-                    record.error = Some(error.record_text());
                     self.announce_instance_with(EngineEventKind::TaskRetrying, k, Some(delay));
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
                     self.in_flight.push(InFlight::Backoff {
@@ -327,7 +331,9 @@ impl Scheduler<'_> {
                     });
                     return;
                 }
-                record.error = Some(error.record_text());
+                if let Some(error) = record.error.as_mut().filter(|_| retryable) {
+                    error.push_str(" (not tried again: a sibling failed the map)");
+                }
                 TaskStatus::Failed
             }
         };
