@@ -61,7 +61,7 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
                 })
                 .collect();
             let report = json!({"valid": problems == 0, "problems": problems, "files": files});
-            print_text(&format!("{report:#}\n"))
+            print_text(&format!("{}\n", crate::display::json_text(&report)))
         }
     };
     if problems == 0 {
@@ -122,7 +122,10 @@ pub(crate) fn plan(file: &Path, format: Format) -> ExitCode {
     };
     match format {
         Format::Text => print_text(&plan::table(&dag)),
-        Format::Json => print_text(&format!("{:#}\n", plan::json(&dag))),
+        Format::Json => print_text(&format!(
+            "{}\n",
+            crate::display::json_text(&plan::json(&dag))
+        )),
     }
     ExitCode::SUCCESS
 }

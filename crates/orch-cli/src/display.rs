@@ -182,8 +182,19 @@ fn event_line(event: &EngineEvent, at: Duration) -> String {
 /// (`\u{1b}`): an error may end with what a command wrote to standard error, whose
 /// terminal escape sequences must not reach the terminal as such.
 pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.contains(escaped) {
+    escaped_where(text, |c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// `text` with every control character written as an escape, line breaks and tabs too:
+/// for what must stay on its line (an id, a name, a table's cell), where a line break
+/// could pass for a line of output.
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped_where(text, char::is_control)
+}
+
+/// `text` with each character `escaped` picks written as `\u{..}`.
+fn escaped_where(text: &str, escaped: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.contains(&escaped) {
         return text.into();
     }
     let mut printable = String::with_capacity(text.len() + 8);
@@ -194,6 +205,31 @@ pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     printable.into()
+}
+
+/// `value` as indented JSON, with DEL and the C1 controls written as JSON escapes
+/// (`\u009b`) as well: serde_json escapes the other control characters itself, and the
+/// text stays JSON that reads back to `value`.
+pub(crate) fn json_text(value: &serde_json::Value) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    c1_escaped(&text).into_owned()
+}
+
+/// JSON text with DEL and the C1 controls written as JSON escapes (`\u009b`): in JSON
+/// they can only be inside strings, where such an escape stands for them.
+pub(crate) fn c1_escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    if !text.contains(c1) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c1(c) {
+            true => out.push_str(&format!("\\u{:04x}", c as u32)),
+            false => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// The run's outcome in a few lines: status, the counts of the workflow's tasks (then of

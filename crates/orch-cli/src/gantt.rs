@@ -57,7 +57,7 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
             Row {
                 // A result file's keys are any text: no control character reaches the
                 // terminal.
-                id: crate::display::printable(id.as_str()).into_owned(),
+                id: crate::display::one_line(id.as_str()).into_owned(),
                 status: record.status,
                 span: (record.start_time.zip(record.end_time))
                     .filter(|_| !earlier)

@@ -165,18 +165,10 @@ fn colour_length(text: &str) -> Option<usize> {
 
 /// A JSON log line with DEL and the C1 controls written as JSON escapes (`\u009b`).
 fn escaped_json(line: &[u8]) -> Cow<'_, str> {
-    let text = String::from_utf8_lossy(line);
-    if !text.contains(|c| ('\u{7f}'..='\u{9f}').contains(&c)) {
-        return text;
+    match String::from_utf8_lossy(line) {
+        Cow::Borrowed(text) => crate::display::c1_escaped(text),
+        Cow::Owned(text) => Cow::Owned(crate::display::c1_escaped(&text).into_owned()),
     }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\u{7f}'..='\u{9f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            _ => out.push(c),
-        }
-    }
-    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -143,8 +143,8 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
         Format::Text => {
             let counts = Counts::of(&loaded);
             outln!("run       {}", loaded.run_id());
-            let id = crate::display::printable(loaded.workflow_id());
-            match crate::display::printable(loaded.workflow_name()) {
+            let id = crate::display::one_line(loaded.workflow_id());
+            match crate::display::one_line(loaded.workflow_name()) {
                 name if name.is_empty() => outln!("workflow  {id}"),
                 name => outln!("workflow  {id} ({name})"),
             }
@@ -330,11 +330,10 @@ fn fail(message: String) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Writes `value` as JSON, escaped by [`crate::display::json_text`] (not as `outln!`
+/// escapes, which would not be JSON).
 fn print_json(value: &Value) {
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+    out!("{}\n", crate::display::json_text(value));
 }
 
 fn row_strings(cells: &[&str]) -> Vec<String> {
@@ -342,14 +341,14 @@ fn row_strings(cells: &[&str]) -> Vec<String> {
 }
 
 /// Prints rows as columns padded to their widest cell (the last column unpadded), with
-/// the control characters of each cell escaped (an error may hold a command's terminal
-/// escape sequences).
+/// the control characters of each cell escaped, line breaks too (an error may hold a
+/// command's terminal escape sequences, and a row must stay one line).
 fn print_table(rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
             row.iter()
-                .map(|cell| crate::display::printable(cell).into_owned())
+                .map(|cell| crate::display::one_line(cell).into_owned())
                 .collect()
         })
         .collect();

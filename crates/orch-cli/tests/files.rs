@@ -364,6 +364,27 @@ fn plan_prints_order_and_levels() {
     );
 }
 
+/// A name holding DEL or a C1 control (CSI) reaches the terminal escaped in JSON output,
+/// as JSON that reads back to the name.
+#[test]
+fn json_output_escapes_del_and_c1_controls() {
+    let dir = Dir::new();
+    let name = "x\u{7f}\u{9b}2J";
+    dir.write(
+        "w.json",
+        &json!({"workflow_id": "w", "tasks": [{"task_id": "a", "name": name, "task_type": "echo"}]})
+            .to_string(),
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["plan", "w.json", "--format", "json"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{stdout:?}"
+    );
+    let plan: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(plan["tasks"][0]["name"], name);
+}
+
 /// Ids wider than the formatter pads (65535 columns) are padded all the same, in the
 /// plan and in the journal's listing.
 #[test]

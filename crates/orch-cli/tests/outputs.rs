@@ -119,12 +119,17 @@ fn gantt_escapes_the_control_characters_of_a_result_files_task_ids() {
     let mut result = dir.json("r.json");
     let tasks = result["tasks"].as_object_mut().expect("the tasks");
     let record = tasks.remove("a").expect("task a");
-    tasks.insert("a\u{1b}]0;title\u{7}".to_owned(), record);
+    // A line break in a key would start a row of its own.
+    tasks.insert("a\u{1b}]0;title\u{7}\n* forged".to_owned(), record);
     dir.write("crafted.json", &result.to_string());
     let (code, stdout, stderr) = parts(&run_in(&dir, &["gantt", "crafted.json", "--width", "80"]));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(!stdout.contains(['\u{1b}', '\u{7}']), "{stdout:?}");
-    assert!(stdout.contains("a\\u{1b}]0;title\\u{7}"), "{stdout}");
+    assert!(stdout.contains("a\\u{1b}]0;title\\u{7}\\u{a}*"), "{stdout}");
+    assert!(
+        !stdout.lines().any(|line| line.starts_with("* forged")),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -264,16 +264,13 @@ fn terminal_escapes_in_errors_and_names_are_shown_escaped() {
         .expect("a runtime");
     runtime.block_on(async {
         let journal = FileJournal::new(&path).expect("a journal");
-        let workflow =
-            Workflow::new("esc", "named \u{1b}[31mred").task(Task::new("extract", "echo"));
+        let workflow = Workflow::new("esc", "named \u{1b}[31mred\nstatus    completed")
+            .task(Task::new("extract", "echo"));
         let run = journal
             .open(&RunId::parse("esc-1").expect("id"), &workflow)
             .await
             .expect("opened");
-        let failed = record(
-            TaskStatus::Failed,
-            Some("`sh` exited with status 1; stderr ends: 10%\r20%\u{1b}[2J\u{1b}]0;pwned\u{7}"),
-        );
+        let failed = record(TaskStatus::Failed, Some(ERROR_WITH_ESCAPES));
         run.writer
             .commit(&[(&"extract".into(), &failed)], Durability::Process)
             .await
@@ -292,6 +289,36 @@ fn terminal_escapes_in_errors_and_names_are_shown_escaped() {
         );
     }
     let (_, stdout, _) = parts(&run_in(&dir, &["runs", "show", path, "esc-1"]));
-    assert!(stdout.contains(r"named \u{1b}[31mred"), "{stdout}");
+    assert!(
+        stdout.contains(r"named \u{1b}[31mred\u{a}status"),
+        "{stdout}"
+    );
     assert!(stdout.contains(r"10%\u{d}20%\u{1b}[2J"), "{stdout}");
+    assert!(stdout.contains(r"\u{7f}\u{9b}"), "{stdout}");
+    // As JSON: no control character raw, and the texts as they were.
+    for args in [
+        ["runs", "show", path, "esc-1", "--format", "json"].as_slice(),
+        &["runs", "list", path, "--format", "json"],
+    ] {
+        let (code, stdout, stderr) = parts(&run_in(&dir, args));
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(
+            !stdout.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: {stdout:?}"
+        );
+        let shown: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}"));
+        assert!(
+            shown.to_string().contains("red\\nstatus    completed"),
+            "{args:?}: {shown}"
+        );
+        if args[1] == "show" {
+            assert_eq!(shown["tasks"][0]["error"], ERROR_WITH_ESCAPES, "{shown}");
+        }
+    }
 }
+
+/// A command's error that ends with what it wrote to standard error: terminal escapes,
+/// DEL and a C1 control (CSI).
+const ERROR_WITH_ESCAPES: &str =
+    "`sh` exited with status 1; stderr ends: 10%\r20%\u{1b}[2J\u{1b}]0;pwned\u{7}\u{7f}\u{9b}2J";
