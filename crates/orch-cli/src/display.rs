@@ -232,19 +232,41 @@ pub(crate) fn c1_escaped(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// The records of `result`: those of `workflow`'s tasks, and those of its map tasks'
+/// instances (the ids it does not have).
+pub(crate) type Records<'a> = Vec<(&'a TaskId, &'a TaskRecord)>;
+
+pub(crate) fn tasks_and_instances<'a>(
+    workflow: &Workflow,
+    result: &'a WorkflowResult,
+) -> (Records<'a>, Records<'a>) {
+    (result.tasks.iter()).partition(|(id, _)| workflow.index_of(id).is_some())
+}
+
+/// How many of `records` ended as `status`.
+pub(crate) fn count_of(records: &[(&TaskId, &TaskRecord)], status: TaskStatus) -> usize {
+    records.iter().filter(|(_, r)| r.status == status).count()
+}
+
+/// The statuses of `records` that some have, with how many: `2 completed, 1 failed`.
+pub(crate) fn status_counts(records: &[(&TaskId, &TaskRecord)]) -> String {
+    let counts: Vec<String> = STATUSES
+        .into_iter()
+        .map(|s| (count_of(records, s), s))
+        .filter(|&(n, _)| n > 0)
+        .map(|(n, s)| format!("{n} {}", s.as_str()))
+        .collect();
+    counts.join(", ")
+}
+
 /// The run's outcome in a few lines: status, the counts of the workflow's tasks (then of
 /// its map instances, when it had any), and the tasks that failed or were skipped, each
 /// with its reason. A failed instance is listed with its own error, and so is one its
 /// handler skipped; one skipped because its map stopped is not (its map task's line
 /// says why).
 pub(crate) fn summary(workflow: &Workflow, result: &WorkflowResult, interrupted: bool) -> String {
-    let (tasks, instances): (Vec<_>, Vec<_>) = result
-        .tasks
-        .iter()
-        .partition(|(id, _)| workflow.index_of(id).is_some());
-    let count = |records: &[(&TaskId, &TaskRecord)], s| {
-        records.iter().filter(|(_, r)| r.status == s).count()
-    };
+    let (tasks, instances) = tasks_and_instances(workflow, result);
+    let count = |records: &[(&TaskId, &TaskRecord)], s| count_of(records, s);
     let verb = match (result.status, interrupted) {
         (WorkflowStatus::Cancelled, true) => "was interrupted",
         (status, _) => status.as_str(),
@@ -260,16 +282,10 @@ pub(crate) fn summary(workflow: &Workflow, result: &WorkflowResult, interrupted:
         count(&tasks, TaskStatus::Cancelled),
     );
     if !instances.is_empty() {
-        let counts: Vec<String> = STATUSES
-            .into_iter()
-            .map(|s| (count(&instances, s), s))
-            .filter(|&(n, _)| n > 0)
-            .map(|(n, s)| format!("{n} {}", s.as_str()))
-            .collect();
         text.push_str(&format!(
             "; {} map instances: {}",
             instances.len(),
-            counts.join(", ")
+            status_counts(&instances)
         ));
     }
     text.push('\n');

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use orch::core::RunMetrics;
+use orch::core::{RunMetrics, TaskStatus};
 
-use crate::gantt;
 use crate::result_file::RunFile;
 use crate::svg::{self, escape};
+use crate::{display, gantt};
 
 const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
@@ -83,7 +83,7 @@ pub(crate) fn html(run: &RunFile, source: &Path) -> Result<String, String> {
         svg::gantt(&timeline)
     );
     page.push_str("<h2>Metrics</h2>");
-    page.push_str(&metrics_table(&metrics));
+    page.push_str(&metrics_table(&metrics, run));
     page.push_str("<h2>Tasks</h2><table id=\"tasks\"><tr><th>task</th><th>type</th><th>status</th><th>attempts</th><th>duration</th><th>error</th></tr>");
     // Each task, then the instances of a map task (`task[0]`, ...), each with its record.
     // Only a map task has instances: `a[0]` may be a task of its own when `a` is not one.
@@ -128,15 +128,22 @@ fn path_text(metrics: &RunMetrics) -> String {
     )
 }
 
-fn metrics_table(m: &RunMetrics) -> String {
+/// The run's figures. Its tasks are counted apart from its map instances, as in the
+/// run's summary, when the file holds the workflow that tells them apart.
+fn metrics_table(m: &RunMetrics, run: &RunFile) -> String {
     let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}s"));
-    let rows = [
+    let (tasks, instances) = match &run.workflow {
+        Some(workflow) => display::tasks_and_instances(workflow, &run.result),
+        None => (run.result.tasks.iter().collect(), Vec::new()),
+    };
+    let count = |status| display::count_of(&tasks, status).to_string();
+    let mut rows = vec![
         ("total duration", format!("{:.3}s", m.total_duration)),
-        ("tasks", m.total_tasks.to_string()),
-        ("completed", m.completed_tasks.to_string()),
-        ("failed", m.failed_tasks.to_string()),
-        ("skipped", m.skipped_tasks.to_string()),
-        ("cancelled", m.cancelled_tasks.to_string()),
+        ("tasks", tasks.len().to_string()),
+        ("completed", count(TaskStatus::Completed)),
+        ("failed", count(TaskStatus::Failed)),
+        ("skipped", count(TaskStatus::Skipped)),
+        ("cancelled", count(TaskStatus::Cancelled)),
         ("mean task duration", secs(m.avg_task_duration)),
         ("shortest", secs(m.min_task_duration)),
         ("median (p50)", secs(m.p50_task_duration)),
@@ -150,6 +157,13 @@ fn metrics_table(m: &RunMetrics) -> String {
                 .map_or("-".to_owned(), |e| format!("{:.1} %", e * 100.0)),
         ),
     ];
+    if !instances.is_empty() {
+        let counts = display::status_counts(&instances);
+        rows.insert(
+            6,
+            ("map instances", format!("{}: {counts}", instances.len())),
+        );
+    }
     let mut table = String::from("<table id=\"metrics\">");
     for (name, value) in rows {
         let _ = write!(

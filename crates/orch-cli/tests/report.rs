@@ -86,6 +86,24 @@ fn the_report_lists_the_instances_of_a_map_task() {
     assert!(
         table.contains("<tr data-task=\"each[1]\"><td>each[1]</td><td>command</td><td>failed</td>")
     );
+    // The figures count the workflow's two tasks apart from the map's instances, as the
+    // run's summary does.
+    let figures = &page[page.find("<table id=\"metrics\">").expect("the figures")..];
+    for row in [("tasks", "2"), ("completed", "1"), ("failed", "1")] {
+        let shown = format!(
+            "<tr><th>{}</th><td class=\"num\">{}</td></tr>",
+            row.0, row.1
+        );
+        assert!(figures.contains(&shown), "{shown} in {figures}");
+    }
+    // The third instance completes, or is skipped once the second fails: both may be.
+    let instances = "<tr><th>map instances</th><td class=\"num\">3: ";
+    let counts = &figures[figures.find(instances).expect("the instances' row") + instances.len()..];
+    let counts = &counts[..counts.find('<').expect("the cell's end")];
+    assert!(
+        ["2 completed, 1 failed", "1 completed, 1 failed, 1 skipped"].contains(&counts),
+        "{counts}"
+    );
 }
 
 /// A plain task whose name reads like an instance id (`a[0]`, where `a` is no map task) is
