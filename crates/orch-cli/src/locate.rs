@@ -30,12 +30,17 @@ pub(crate) struct Places<'t> {
     tasks: HashMap<String, usize>,
     /// Every definition start, sorted: a task's stretch ends where the next begins.
     starts: Vec<usize>,
-    /// The offset where each line starts.
-    line_starts: Vec<usize>,
+    /// How many lines end before each block of [`BLOCK`] bytes: a line number is found
+    /// by counting the line breaks of one block, and a file of line breaks takes no
+    /// memory per line.
+    lines_before_block: Vec<usize>,
     /// How many more bytes placing may read: thousands of problems in one large task
     /// would otherwise each read its whole stretch.
     budget: Cell<usize>,
 }
+
+/// The bytes of a block of the text, whose line breaks are counted ahead.
+const BLOCK: usize = 1 << 16;
 
 /// The bytes placing may read, besides eight times the text's length.
 const BASE_BUDGET: usize = 64 << 20;
@@ -55,14 +60,18 @@ impl<'t> Places<'t> {
             tasks.entry(id).or_insert(offset);
         }
         starts.sort_unstable();
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        let mut lines = 0;
+        let lines_before_block = std::iter::once(0)
+            .chain(text.as_bytes().chunks(BLOCK).map(|block| {
+                lines += line_breaks(block);
+                lines
+            }))
             .collect();
         Self {
             text,
             tasks,
             starts,
-            line_starts,
+            lines_before_block,
             budget: Cell::new(BASE_BUDGET.saturating_add(text.len().saturating_mul(8))),
         }
     }
@@ -99,14 +108,29 @@ impl<'t> Places<'t> {
     }
 
     fn place(&self, offset: usize) -> Option<Place> {
-        let line = self.line_starts.partition_point(|&s| s <= offset);
-        let start = self.line_starts[line - 1];
+        let before = &self.text.as_bytes()[..offset];
+        let block_start = offset / BLOCK * BLOCK;
+        let line = self.lines_before_block[offset / BLOCK] + line_breaks(&before[block_start..]);
+        // The line's start, looked for back no further than the budget reaches.
+        let reach = offset.saturating_sub(self.budget.get());
+        let start = match before[reach..].iter().rposition(|&b| b == b'\n') {
+            Some(at) => reach + at + 1,
+            None if reach == 0 => 0,
+            None => return None,
+        };
         if !self.spend(offset - start) {
             return None;
         }
         let column = self.text[start..offset].chars().count() + 1;
-        Some(Place { line, column })
+        Some(Place {
+            line: line + 1,
+            column,
+        })
     }
+}
+
+fn line_breaks(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// The first occurrence of `word` not inside a longer identifier.
@@ -347,6 +371,42 @@ mod tests {
 
     fn at(line: usize, column: usize) -> Option<Place> {
         Some(Place { line, column })
+    }
+
+    proptest::proptest! {
+        /// Lines and columns are those counted from the start of the text, for texts of
+        /// several blocks.
+        #[test]
+        fn a_place_is_its_line_and_column_counted_from_the_start(
+            lines in proptest::collection::vec(("[a-zé]{0,40}", 0usize..3_000), 1..200),
+            pick in 0usize..1_000,
+        ) {
+            // Lines of a few letters, some padded long, so that blocks hold many or few.
+            let text: String = (lines.iter())
+                .map(|(word, pad)| format!("{word}{}\n", " ".repeat(*pad)))
+                .collect();
+            let places = Places::new(&text, Format::Json);
+            let offsets: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+            let offset = offsets[pick % offsets.len()];
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            proptest::prop_assert_eq!(places.place(offset), Some(Place { line, column }));
+        }
+    }
+
+    #[test]
+    fn a_text_of_line_breaks_takes_no_memory_per_line() {
+        let text = "\n".repeat(4 * BLOCK);
+        let places = Places::new(&text, Format::Json);
+        assert_eq!(places.lines_before_block.len(), 5);
+        assert_eq!(
+            places.place(text.len()),
+            Some(Place {
+                line: 4 * BLOCK + 1,
+                column: 1
+            })
+        );
     }
 
     #[test]
