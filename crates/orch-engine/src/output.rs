@@ -44,6 +44,25 @@ pub(crate) struct SharedValue {
     pub(crate) summary: Value,
 }
 
+impl Drop for SharedValue {
+    /// Lets the value go where a panic of its `Drop` is caught (and logged): the run
+    /// drops it in its own code (once a map instance's record is written, at the end for
+    /// a task), where a panic would take the run down.
+    fn drop(&mut self) {
+        static NOTHING: std::sync::OnceLock<Arc<dyn Any + Send + Sync>> =
+            std::sync::OnceLock::new();
+        let nothing = NOTHING.get_or_init(|| Arc::new(()));
+        let value = std::mem::replace(&mut self.value, Arc::clone(nothing));
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+        if dropped.is_err() {
+            tracing::error!(
+                type_name = self.type_name,
+                "a task's shared output panicked when it was dropped"
+            );
+        }
+    }
+}
+
 const _: () = assert!(
     std::mem::size_of::<Stored>() == std::mem::size_of::<Value>(),
     "an output kept as JSON takes no more room than the JSON"
@@ -64,7 +83,7 @@ impl Stored {
     pub(crate) fn into_record(self) -> (Value, bool) {
         match self {
             Stored::Json(value) => (value, false),
-            Stored::Shared(shared) => (shared.summary, true),
+            Stored::Shared(mut shared) => (std::mem::take(&mut shared.summary), true),
             Stored::Unjournaled(kept) => (kept.0, false),
         }
     }

@@ -523,3 +523,36 @@ fn a_future_panicking_when_polled_and_when_dropped_fails_its_attempt() {
         assert_eq!(error_of(&result, "a"), (TaskStatus::Failed, Some(expected)));
     });
 }
+
+/// A shared output whose value panics when the run lets it go (a map instance's once
+/// its record is written, a task's at the run's end) leaves the run and its result whole.
+#[test]
+fn a_shared_output_that_panics_when_dropped_does_not_take_the_run_down() {
+    let engine = engine(2);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&drops);
+    engine.register_handler("share", move |_ctx: TaskContext| {
+        let bomb = Bomb {
+            message: "a shared value dropped",
+            drops: Arc::clone(&counter),
+        };
+        async move { Ok::<_, TaskError>(orch_engine::Shared::new(bomb)) }
+    });
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(serde_json::json!([1, 2]))
+    });
+    ok_handler(&engine);
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("each", "share").map_over("list"))
+        .task(Task::new("one", "share"))
+        .task(Task::new("after", "ok").depends_on(["one", "each"]));
+    let result = paused_runtime()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    for id in ["each[0]", "each[1]", "one", "after"] {
+        assert_eq!(record(&result, id).status, TaskStatus::Completed, "{id}");
+    }
+    assert_eq!(drops.load(Ordering::SeqCst), 3, "every shared value let go");
+}
