@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use orch_core::{RunId, Workflow};
 use orch_journal::backend::{OpenRuns, RunLines};
 use orch_journal::{Journal, JournalError, LoadedRun, OpenRun, RunFilter, RunSummary};
@@ -59,6 +59,7 @@ pub struct NatsJournal {
     stream: Arc<str>,
     prefix: Arc<str>,
     open_runs: Arc<OpenRuns>,
+    read_patience: Duration,
 }
 
 /// The header of a batch's message that tells how many more messages of the batch
@@ -68,8 +69,9 @@ const BATCH_REST: &str = "Orch-Batch-Rest";
 /// The header of a batch's later messages: the stream sequence of its first one.
 const BATCH_START: &str = "Orch-Batch-Start";
 
-/// How long reading a run may take before it fails (a server that went away mid-read).
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long reading a run waits for each answer of the server by default (see
+/// [`NatsJournal::read_patience`]).
+const READ_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long one page of the listing of runs may take.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -149,7 +151,33 @@ impl NatsJournal {
             stream: stream.into(),
             prefix: layout.prefix.as_str().into(),
             open_runs: Arc::default(),
+            read_patience: READ_PATIENCE,
         })
+    }
+
+    /// How long reading a run (to open or load it) waits for each answer of the server,
+    /// its next stored message say, before it fails: 60 s unless set. The read as a
+    /// whole may take longer, as long as the server keeps sending: a run with much
+    /// output read over a slow link.
+    pub fn read_patience(mut self, patience: Duration) -> Self {
+        self.read_patience = patience;
+        self
+    }
+
+    /// `step`'s outcome, or a failure of `action` when the server did not answer within
+    /// the read patience.
+    async fn patiently<T, E: fmt::Display>(
+        &self,
+        action: &(dyn Fn() -> String + Sync),
+        step: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, JournalError> {
+        match tokio::time::timeout(self.read_patience, step).await {
+            Ok(done) => done.map_err(|e| failed(action(), e)),
+            Err(_) => Err(failed(
+                action(),
+                format!("the server did not answer within {:?}", self.read_patience),
+            )),
+        }
     }
 
     fn subject(&self, run: &RunId) -> String {
@@ -159,13 +187,7 @@ impl NatsJournal {
     /// What is stored for `run`; `None` when nothing is.
     async fn read_stored(&self, run: &RunId) -> Result<Option<Stored>, JournalError> {
         let action = || format!("read run `{run}` from stream `{}`", self.stream);
-        match tokio::time::timeout(READ_TIMEOUT, self.read_messages(run, &action)).await {
-            Ok(read) => read,
-            Err(_) => Err(failed(
-                action(),
-                format!("the server did not send the run's messages within {READ_TIMEOUT:?}"),
-            )),
-        }
+        self.read_messages(run, &action).await
     }
 
     async fn read_messages(
@@ -175,30 +197,36 @@ impl NatsJournal {
     ) -> Result<Option<Stored>, JournalError> {
         let subject = self.subject(run);
         let stream = self.stream(&action()).await?;
-        let last = match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(message) => message.sequence,
-            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                return Ok(None);
+        // Each answer is waited for as long as the read patience, not the whole read.
+        let last = self.patiently(action, async {
+            match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => Ok(Some(message.sequence)),
+                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    Ok(None)
+                }
+                Err(error) => Err(error),
             }
-            Err(error) => return Err(failed(action(), error)),
+        });
+        let Some(last) = last.await? else {
+            return Ok(None);
         };
-        let mut messages = stream
-            .create_consumer(consumer::push::OrderedConfig {
-                deliver_subject: self.js.client().new_inbox(),
-                filter_subject: subject.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| failed(action(), e))?
-            .messages()
-            .await
-            .map_err(|e| failed(action(), e))?;
+        let consumer = stream.create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: self.js.client().new_inbox(),
+            filter_subject: subject.clone(),
+            ..Default::default()
+        });
+        let consumer = self.patiently(action, consumer).await?;
+        let mut messages = self.patiently(action, consumer.messages()).await?;
         let mut stored = Stored {
             bytes: Vec::new(),
             last: 0,
         };
         let mut batch = Batch::default();
-        while let Some(message) = messages.next().await {
+        loop {
+            let next = messages.next().map(Ok::<_, std::convert::Infallible>);
+            let Some(message) = self.patiently(action, next).await? else {
+                break;
+            };
             let message = message.map_err(|e| failed(action(), e))?;
             let info = message.info().map_err(|e| failed(action(), e))?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
@@ -241,10 +269,8 @@ impl NatsJournal {
             // The consumer says nothing more is coming: so does the stream, unless the
             // run's last message is one this read has not had.
             if pending == 0 {
-                let now_last = match stream.get_last_raw_message_by_subject(&subject).await {
-                    Ok(message) => message.sequence,
-                    Err(error) => return Err(failed(action(), error)),
-                };
+                let now_last = stream.get_last_raw_message_by_subject(&subject);
+                let now_last = self.patiently(action, now_last).await?.sequence;
                 if now_last <= sequence {
                     return Ok(Some(stored));
                 }

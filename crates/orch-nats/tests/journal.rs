@@ -576,3 +576,43 @@ async fn listing_runs_with_the_server_gone_and_the_connection_full_is_an_error()
     assert!(error.to_string().contains("did not answer"), "{error}");
     filler.abort();
 }
+
+/// Reading a run waits for each answer of the server as long as the read patience, not
+/// for the whole read: over a slow link a read longer than the patience succeeds, and a
+/// server that stops answering fails it after the patience, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_over_a_slow_link_waits_answer_by_answer() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let (run, _opened) = opened_with_extract(&journal(&server).await, "slow-1").await;
+    let link = common::Outage::relay_to(server.port());
+    let patience = std::time::Duration::from_millis(600);
+    let slow = NatsJournal::connect(&orch_nats::NatsConfig::new(link.url()), &Layout::default())
+        .await
+        .expect("connects")
+        .read_patience(patience);
+    // Each answer held back 300 ms (the read has one request out at a time): within the
+    // patience, while the read's three answers take longer than it.
+    link.slow_replies(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let loaded = slow.load(&run).await.expect("read").expect("the run");
+    let took = started.elapsed();
+    assert!(
+        took > patience,
+        "the read took only {took:?}: not longer than its patience"
+    );
+    assert_eq!(
+        loaded.task("extract").map(|r| r.status),
+        Some(TaskStatus::Completed)
+    );
+
+    link.slow_replies(std::time::Duration::from_secs(3));
+    let error = slow.load(&run).await.expect_err("no answer in time");
+    assert!(
+        error
+            .to_string()
+            .contains("the server did not answer within 600ms"),
+        "{error}"
+    );
+}

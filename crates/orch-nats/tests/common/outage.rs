@@ -1,11 +1,12 @@
 //! A network outage for one client: a loopback TCP relay in front of a server, whose
-//! connections a test cuts and refuses until it lets them through again, while the
-//! server and every other client go on.
+//! connections a test cuts and refuses until it lets them through again, or slows down,
+//! while the server and every other client go on.
 
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The relay. Its thread takes connections until the test process ends.
 pub struct Outage {
@@ -16,6 +17,8 @@ pub struct Outage {
 #[derive(Default)]
 struct Shared {
     down: AtomicBool,
+    /// How long, in milliseconds, each piece of what the server sends is held back.
+    reply_delay_ms: AtomicU64,
     /// Both ends of every connection relayed so far.
     streams: Mutex<Vec<TcpStream>>,
 }
@@ -62,10 +65,18 @@ impl Outage {
     pub fn end(&self) {
         self.shared.down.store(false, Ordering::SeqCst);
     }
+
+    /// Holds back each piece of what the server sends (what it has sent by the time the
+    /// relay reads again) for `delay`: a slow link.
+    #[allow(dead_code)] // not every test binary slows its link down
+    pub fn slow_replies(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).expect("a delay in milliseconds");
+        self.shared.reply_delay_ms.store(millis, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
-    fn relay(&self, client: TcpStream, server: TcpStream) -> io::Result<()> {
+    fn relay(self: &Arc<Self>, client: TcpStream, server: TcpStream) -> io::Result<()> {
         let copy = |mut from: TcpStream, mut to: TcpStream| {
             std::thread::spawn(move || {
                 let _ = io::copy(&mut from, &mut to);
@@ -78,7 +89,19 @@ impl Shared {
             streams.push(server.try_clone()?);
         }
         copy(client.try_clone()?, server.try_clone()?);
-        copy(server, client);
+        let (mut from, mut to) = (server, client);
+        let shared = Arc::clone(self);
+        std::thread::spawn(move || {
+            let mut piece = vec![0; 1 << 20];
+            while let Ok(read) = from.read(&mut piece) {
+                let delay = shared.reply_delay_ms.load(Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(delay));
+                if read == 0 || to.write_all(&piece[..read]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Both);
+        });
         Ok(())
     }
 }
