@@ -180,7 +180,7 @@
 //! the task's `retries` allow.
 //!
 //! Every command gets `ORCH_TASK_ID`, `ORCH_WORKFLOW_ID` and `ORCH_ATTEMPT`. An instance of
-//! a map task (`map: {over: list}`) gets its own id (`task[i]`) as `ORCH_TASK_ID`, its
+//! a map task (`dependencies: [list]`, `map: {over: list}`) gets its own id (`task[i]`) as `ORCH_TASK_ID`, its
 //! element's position as `ORCH_ITEM_INDEX`, and the element as JSON in the file
 //! `ORCH_ITEM_FILE` and, when at most 64 KiB, in `ORCH_ITEM`. A
 //! command with dependencies also gets `ORCH_INPUTS_DIR`: a directory holding one file per
