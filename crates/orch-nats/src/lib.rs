@@ -241,7 +241,9 @@
 //! up again within seconds, and its worker hears cancellations live meanwhile), and no
 //! stream: start a
 //! coordinator first (it creates the streams, `ORCH_LOST` and `ORCH_CANCELS` among them), or create them as
-//! an administrator.
+//! an administrator, with the retention the table above gives (work queue for
+//! `ORCH_TASKS`, limits for the others): a stream found with another is refused with
+//! [`ConnectError::Setup`].
 //! A request the server refuses for want of permission goes unanswered; it fails as
 //! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is
 //! logged (with `tracing`, as every connection event is).

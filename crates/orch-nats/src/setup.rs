@@ -212,12 +212,8 @@ async fn ensure_stream(
     use jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
     let name = config.name.clone();
     let what = || format!("stream `{name}`");
-    let wanted = config.subjects.first().cloned().unwrap_or_default();
     match js.get_stream(&name).await {
-        Ok(stream) => {
-            let found = &stream.cached_info().config;
-            return holds_subjects(&name, found, &wanted).map(|()| found.duplicate_window);
-        }
+        Ok(stream) => return usable(&config, &stream.cached_info().config),
         Err(error) => match error.kind() {
             GetStreamErrorKind::JetStream(e)
                 if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {}
@@ -225,7 +221,7 @@ async fn ensure_stream(
             _ => return Err(setup(what(), &error)),
         },
     }
-    match js.create_stream(config).await {
+    match js.create_stream(config.clone()).await {
         Ok(created) => Ok(created.cached_info().config.duplicate_window),
         Err(error) => match error.kind() {
             CreateStreamErrorKind::JetStreamUnavailable => Err(ConnectError::NoJetStream {
@@ -237,12 +233,31 @@ async fn ensure_stream(
             {
                 let stream = js.get_stream(&name).await;
                 let stream = stream.map_err(|error| setup(what(), &error))?;
-                let found = &stream.cached_info().config;
-                holds_subjects(&name, found, &wanted).map(|()| found.duplicate_window)
+                usable(&config, &stream.cached_info().config)
             }
             _ => Err(setup(what(), &error)),
         },
     }
+}
+
+/// The duplicate window of stream `found`, found where one made with `wanted` was to be:
+/// refused when it takes none of the subjects `wanted` takes, or keeps its messages
+/// otherwise (a tasks stream made with other than work-queue retention keeps every task
+/// acknowledged or refused, and its attempts would wait on them for ever).
+fn usable(wanted: &stream::Config, found: &stream::Config) -> Result<Duration, ConnectError> {
+    let subjects = wanted.subjects.first().map_or("", String::as_str);
+    holds_subjects(&wanted.name, found, subjects)?;
+    if found.retention != wanted.retention {
+        return Err(ConnectError::Setup {
+            what: format!("stream `{}`", wanted.name),
+            reason: format!(
+                "its retention is {:?}, and orch needs {:?}: delete the stream and let orch \
+                 make it, or make it with that retention",
+                found.retention, wanted.retention
+            ),
+        });
+    }
+    Ok(found.duplicate_window)
 }
 
 /// Refuses stream `name`, found with `config`, unless it takes some of the subjects of

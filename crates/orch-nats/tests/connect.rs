@@ -264,3 +264,32 @@ async fn streams_made_by_hand_that_take_the_prefixs_subjects_are_used() {
         .await
         .expect("the streams take its subjects");
 }
+
+/// A tasks stream made by hand with the default retention (limits) keeps every task
+/// acknowledged or refused, and attempts sent again would wait on those for ever:
+/// connecting is refused, naming the stream and the retention it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_stream_made_by_hand_without_work_queue_retention_is_refused() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ORCH_TASKS".to_owned(),
+        subjects: vec!["orch.task.*".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .expect("created");
+    let refused = worker(&server.config()).await.expect_err("refused");
+    assert!(matches!(refused, ConnectError::Setup { .. }), "{refused:?}");
+    let message = refused.to_string();
+    assert!(
+        message.contains("ORCH_TASKS")
+            && message.contains("its retention is Limits, and orch needs WorkQueue"),
+        "{message}"
+    );
+    let coordinator = orch_nats::RemoteHandler::connect(&server.config()).await;
+    assert!(matches!(coordinator, Err(ConnectError::Setup { .. })));
+}
