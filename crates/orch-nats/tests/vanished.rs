@@ -135,3 +135,64 @@ async fn an_attempt_whose_message_went_with_its_stream_sends_it_again() {
     }
     finish(paused).await;
 }
+
+/// A cancelled attempt whose message went with its stream does not remove, when its wait
+/// ends, another message stored at the sequence its own had (the stream made anew
+/// numbers from 1 again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_attempt_removes_only_its_own_message() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // No worker serves `nobody`: its message stays queued.
+    let remote = orch_nats::RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = orch_engine::WorkflowEngine::builder()
+        .cancel_grace_period(Duration::from_secs(30))
+        .build()
+        .expect("valid");
+    engine.register_handler("nobody", remote);
+    let workflow = Workflow::from_tasks("w", "W", [Task::new("a", "nobody")]);
+    let run = engine.run(&workflow);
+    let cancel = run.cancellation_token();
+    let run = tokio::spawn(run);
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    wait_for_async(|| async { tasks_on_stream(&js).await == 1 }).await;
+
+    cancel.cancel();
+    let mut stream = js.get_stream("ORCH_TASKS").await.expect("found");
+    let config = stream.info().await.expect("its settings").config.clone();
+    js.delete_stream("ORCH_TASKS").await.expect("deleted");
+    js.create_stream(config).await.expect("made anew");
+    let other = jetstream::message::PublishMessage::build()
+        .payload("another attempt's task".into())
+        .message_id("elsewhere.other.1");
+    let stored = (js.send_publish("orch.task.other", other).await)
+        .expect("sent")
+        .await
+        .expect("stored");
+    assert_eq!(
+        stored.sequence, 1,
+        "at the sequence the cancelled attempt's had"
+    );
+
+    // A guard against waiting for ever, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the cancelled run ends")
+        .expect("the run's task")
+        .expect("a valid workflow");
+    assert_eq!(
+        result.task("a").map(|t| t.status),
+        Some(TaskStatus::Cancelled)
+    );
+    // The attempt's removal, if any, is sent as its wait ends: give it time to land.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stream = js.get_stream("ORCH_TASKS").await.expect("found");
+    let kept = stream
+        .get_raw_message(1)
+        .await
+        .expect("the other message is kept");
+    assert_eq!(kept.payload.as_ref(), b"another attempt's task");
+}

@@ -127,10 +127,30 @@ impl Drop for Pending {
                     .js
                     .get_stream_no_info(inner.names.tasks_stream())
                     .await
+                && holds_attempt(&stream, sequence, &key).await
             {
                 let removed = stream.delete_message(sequence);
                 let _ = tokio::time::timeout(ROOM_WAIT, removed).await;
             }
         });
     }
+}
+
+/// Whether the message at `sequence` on `stream` is one of attempt `key`'s: a stream made
+/// anew numbers from 1 again, and another attempt's message may be there now.
+async fn holds_attempt(
+    stream: &async_nats::jetstream::stream::Stream<()>,
+    sequence: u64,
+    key: &AttemptKey,
+) -> bool {
+    let id = protocol::message_id(&key.run, &key.task, key.attempt);
+    let found = tokio::time::timeout(ROOM_WAIT, stream.get_raw_message(sequence)).await;
+    let Ok(Ok(found)) = found else {
+        return false;
+    };
+    // The attempt's id, or the id of its message sent again (`<id>.<n>`).
+    (found.headers.get(async_nats::header::NATS_MESSAGE_ID)).is_some_and(|found| {
+        let found = found.as_str();
+        found == id || found.strip_prefix(&id).is_some_and(|n| n.starts_with('.'))
+    })
 }
