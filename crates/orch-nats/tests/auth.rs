@@ -233,4 +233,8 @@ authorization {
         error.starts_with("the server did not store the message of task `doc1` within 1s"),
         "{error}"
     );
+    assert!(
+        error.ends_with("may this user publish on `orch.task.parse`? the server leaves a publish it refuses for want of permission unanswered)"),
+        "{error}"
+    );
 }

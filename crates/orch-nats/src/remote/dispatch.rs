@@ -193,6 +193,9 @@ impl Inner {
         let mut no_stream_since: Option<tokio::time::Instant> = None;
         let started = tokio::time::Instant::now();
         let patience = self.layout.duplicate_window / 2;
+        // Whether every try went unanswered, as a publish the server refuses for want of
+        // permission does.
+        let mut unanswered = true;
         loop {
             let publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
@@ -210,6 +213,7 @@ impl Inner {
                     )));
                 }
                 Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
+                    unanswered = false;
                     let since = *no_stream_since.get_or_insert_with(tokio::time::Instant::now);
                     // No worker can get the task meanwhile: it waits as long as for one,
                     // and at least as long as a restarted server may take to recover.
@@ -223,15 +227,25 @@ impl Inner {
                     tracing::warn!(task = %ctx.task_id(), %error, "no stream takes the task; trying again");
                 }
                 Err(error) if started.elapsed() >= patience => {
+                    unanswered &= error.kind() == PublishErrorKind::TimedOut;
+                    let hint = match unanswered {
+                        true => format!(
+                            " (it never answered: is it reachable, and may this user publish \
+                             on `{subject}`? the server leaves a publish it refuses for want \
+                             of permission unanswered)"
+                        ),
+                        false => String::new(),
+                    };
                     return Err(TaskError::new(format!(
                         "the server did not store the message of task `{}` within {:?} \
                          (half the duplicate window; sent again later, it could run twice): \
-                         {error}",
+                         {error}{hint}",
                         ctx.task_id(),
                         patience
                     )));
                 }
                 Err(error) => {
+                    unanswered &= error.kind() == PublishErrorKind::TimedOut;
                     no_stream_since = None;
                     tracing::warn!(task = %ctx.task_id(), %error, "publishing a task failed; trying again");
                 }
