@@ -347,7 +347,8 @@ impl Inner {
                 &pending.key.task,
                 &task.task_type,
                 deliveries,
-                self.layout.ack_wait,
+                // The consumer's, which the workers went by.
+                (self.consumers.ack_wait(&task.task_type)).unwrap_or(self.layout.ack_wait),
             ))),
         }
     }

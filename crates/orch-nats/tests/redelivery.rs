@@ -726,10 +726,15 @@ async fn a_task_out_of_deliveries_with_no_worker_to_say_so_while_its_coordinator
     run_out_of_deliveries(&js, &mut advisories).await;
 
     // The coordinator comes back on the run, with a worker to serve it: the attempt ends
-    // as "worker lost", and nothing runs it.
+    // as "worker lost", and nothing runs it. (The coordinator's layout has another
+    // `ack_wait` than the consumer's: the error gives the consumer's, which workers go by.)
     let calls = Arc::new(AtomicU32::new(0));
     let stop = start_counting_worker(&server, layout(), &calls).await;
-    let engine = coordinator(&server, layout()).await;
+    let other_ack_wait = Layout {
+        ack_wait: layout().ack_wait * 3,
+        ..layout()
+    };
+    let engine = coordinator(&server, other_ack_wait).await;
     let result = run_again(&engine, "r-gone").await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran");
     stop.cancel();
@@ -798,4 +803,6 @@ fn assert_lost_after_two_deliveries(result: &orch_core::WorkflowResult) {
         error.starts_with("worker lost: task `a` (type `count`) was delivered 2 times"),
         "{error}"
     );
+    let ack_wait = format!("stopped acknowledging it within {:?}", layout().ack_wait);
+    assert!(error.contains(&ack_wait), "{error}");
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use futures_util::FutureExt;
@@ -12,11 +13,14 @@ use orch_engine::TaskError;
 
 use crate::setup::{self, Layout};
 
-/// A look-up under way, shared by the attempts waiting on it (its error as text).
-type LookUp = Shared<BoxFuture<'static, Result<(), Arc<str>>>>;
+/// A look-up under way, shared by the attempts waiting on it: the consumer's
+/// `ack_wait`, or its error as text.
+type LookUp = Shared<BoxFuture<'static, Result<Duration, Arc<str>>>>;
 
 enum Consumer {
-    Known,
+    /// There, with this `ack_wait` (which workers go by: the consumer may have been made
+    /// with another layout than this coordinator's).
+    Known(Duration),
     LookingUp(LookUp),
 }
 
@@ -29,7 +33,15 @@ pub(super) struct Consumers {
 impl Consumers {
     /// Whether `task_type`'s consumer is known to exist.
     pub(super) fn known(&self, task_type: &str) -> bool {
-        matches!(self.lock().get(task_type), Some(Consumer::Known))
+        self.ack_wait(task_type).is_some()
+    }
+
+    /// The `ack_wait` of `task_type`'s consumer, when it is known to exist.
+    pub(super) fn ack_wait(&self, task_type: &str) -> Option<Duration> {
+        match self.lock().get(task_type) {
+            Some(Consumer::Known(ack_wait)) => Some(*ack_wait),
+            _ => None,
+        }
     }
 
     /// Finds or creates `task_type`'s consumer, or waits for the look-up under way.
@@ -42,14 +54,14 @@ impl Consumers {
         let look_up = {
             let mut types = self.lock();
             match types.get(task_type) {
-                Some(Consumer::Known) => return Ok(()),
+                Some(Consumer::Known(_)) => return Ok(()),
                 Some(Consumer::LookingUp(look_up)) => look_up.clone(),
                 None => {
                     let (js, layout, name) = (js.clone(), layout.clone(), task_type.to_owned());
                     let look_up = async move {
                         setup::ensure_consumer(&js, &layout, &name)
                             .await
-                            .map(drop)
+                            .map(|config| config.ack_wait)
                             .map_err(|error| Arc::from(error.to_string()))
                     }
                     .boxed()
@@ -67,11 +79,13 @@ impl Consumers {
             && current.ptr_eq(&look_up)
         {
             match outcome {
-                Ok(()) => types.insert(task_type.to_owned(), Consumer::Known),
+                Ok(ack_wait) => types.insert(task_type.to_owned(), Consumer::Known(ack_wait)),
                 Err(_) => types.remove(task_type),
             };
         }
-        outcome.map_err(|reason| TaskError::new(reason.to_string()))
+        outcome
+            .map(drop)
+            .map_err(|reason| TaskError::new(reason.to_string()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Consumer>> {
