@@ -66,10 +66,10 @@
 //! - **YAML expansion**: aliases are expanded as a document is read, so each value read
 //!   counts 8 units, plus 1 per byte of its text (strings and map keys), and a map with
 //!   entries 32 more (it takes room for several): units that follow the memory the
-//!   values take. A document may expand to 16 units per byte of its own size, or 16,384
+//!   values take. A document may expand to 20 units per byte of its own size, or 16,384
 //!   if that is more; past that, reading stops with [`LoadError::ExpansionLimit`], which
-//!   gives the limit. A document without aliases uses at most about 15 per byte (a list
-//!   of maps of one entry each, `[{a},{a}]`), so only aliases reach the limit.
+//!   gives the limit. A document without aliases uses at most about 19 per byte (a list
+//!   of maps of one empty entry each, `[?:,?:]`), so only aliases reach the limit.
 //! - **Claimed lengths**: a format that announces how many entries follow (CBOR,
 //!   MessagePack, bincode) gets room for at most 1 MiB of them up front, whatever it
 //!   claims; the rest is allocated only as entries actually arrive.

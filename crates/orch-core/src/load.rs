@@ -23,8 +23,8 @@ use crate::{Task, TaskId, Workflow};
 /// What a YAML document may expand to through its aliases, per byte of the document: each
 /// value read counts 8 (`guard::rules::VALUE_UNITS`), plus 1 per byte of its text (map keys
 /// included), and a map with entries 32 more. A document without aliases takes at most
-/// about 15 per byte (`[{a},{a}]`).
-const YAML_EXPANSION_PER_BYTE: u64 = 16;
+/// about 19 per byte (`[?:,?:]`: 56 units in 3 bytes).
+const YAML_EXPANSION_PER_BYTE: u64 = 20;
 /// The expansion allowed however small the document.
 #[cfg(feature = "yaml")]
 const YAML_EXPANSION_MIN: u64 = 16_384;

@@ -134,10 +134,10 @@ pub enum LoadError {
     /// file could otherwise take gigabytes. The expansion is counted as each value is
     /// read, in units that follow the memory it takes: 8 per value (a number, a string,
     /// a list, a map, a map key, ...) plus 1 per byte of text (strings and map keys) and
-    /// 32 per map with entries, aliases expanded. A document may expand to 16 units per
+    /// 32 per map with entries, aliases expanded. A document may expand to 20 units per
     /// byte of its own size, and to 16,384 however small it is; a document without
-    /// aliases stays below that (at most about 15 per byte, for a list of maps of one
-    /// entry each, `[{a},{a}]`).
+    /// aliases stays below that (at most about 19 per byte, for a list of maps of one
+    /// empty entry each, `[?:,?:]`).
     #[error(
         "YAML workflow{}: aliases expand the document past its limit of {limit} units (8 per value, 1 per byte of text, 32 per map with entries)",
         place(file.as_deref(), *line, *column, field)
