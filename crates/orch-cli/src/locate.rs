@@ -30,10 +30,10 @@ pub(crate) struct Places<'t> {
     tasks: HashMap<String, usize>,
     /// Every definition start, sorted: a task's stretch ends where the next begins.
     starts: Vec<usize>,
-    /// How many lines end before each block of [`BLOCK`] bytes: a line number is found
-    /// by counting the line breaks of one block, and a file of line breaks takes no
-    /// memory per line.
-    lines_before_block: Vec<usize>,
+    /// For each block of [`BLOCK`] bytes, how many lines end before it and where the line
+    /// it begins in starts: a place is found reading one block, and a file of line
+    /// breaks takes no memory per line.
+    blocks: Vec<(usize, usize)>,
     /// How many more bytes placing may read: thousands of problems in one large task
     /// would otherwise each read its whole stretch.
     budget: Cell<usize>,
@@ -60,18 +60,21 @@ impl<'t> Places<'t> {
             tasks.entry(id).or_insert(offset);
         }
         starts.sort_unstable();
-        let mut lines = 0;
-        let lines_before_block = std::iter::once(0)
-            .chain(text.as_bytes().chunks(BLOCK).map(|block| {
+        let (mut lines, mut line_start) = (0, 0);
+        let blocks = std::iter::once((0, 0))
+            .chain(text.as_bytes().chunks(BLOCK).enumerate().map(|(i, block)| {
                 lines += line_breaks(block);
-                lines
+                if let Some(at) = block.iter().rposition(|&b| b == b'\n') {
+                    line_start = i * BLOCK + at + 1;
+                }
+                (lines, line_start)
             }))
             .collect();
         Self {
             text,
             tasks,
             starts,
-            lines_before_block,
+            blocks,
             budget: Cell::new(BASE_BUDGET.saturating_add(text.len().saturating_mul(8))),
         }
     }
@@ -108,16 +111,16 @@ impl<'t> Places<'t> {
     }
 
     fn place(&self, offset: usize) -> Option<Place> {
-        let before = &self.text.as_bytes()[..offset];
         let block_start = offset / BLOCK * BLOCK;
-        let line = self.lines_before_block[offset / BLOCK] + line_breaks(&before[block_start..]);
-        // The line's start, looked for back no further than the budget reaches.
-        let reach = offset.saturating_sub(self.budget.get());
-        let start = match before[reach..].iter().rposition(|&b| b == b'\n') {
-            Some(at) => reach + at + 1,
-            None if reach == 0 => 0,
-            None => return None,
-        };
+        let (lines_before, line_start) = self.blocks[offset / BLOCK];
+        // What is read is charged, whether the place is found or not.
+        let in_block = &self.text.as_bytes()[block_start..offset];
+        if !self.spend(in_block.len()) {
+            return None;
+        }
+        let line = lines_before + line_breaks(in_block);
+        let start = (in_block.iter().rposition(|&b| b == b'\n'))
+            .map_or(line_start, |at| block_start + at + 1);
         if !self.spend(offset - start) {
             return None;
         }
@@ -399,7 +402,7 @@ mod tests {
     fn a_text_of_line_breaks_takes_no_memory_per_line() {
         let text = "\n".repeat(4 * BLOCK);
         let places = Places::new(&text, Format::Json);
-        assert_eq!(places.lines_before_block.len(), 5);
+        assert_eq!(places.blocks.len(), 5);
         assert_eq!(
             places.place(text.len()),
             Some(Place {
@@ -407,6 +410,24 @@ mod tests {
                 column: 1
             })
         );
+    }
+
+    /// A place on a line longer than the budget left is not found, and the block read
+    /// looking for it is charged: many such problems read no more than the budget.
+    #[test]
+    fn a_place_not_found_is_charged_what_it_read() {
+        let text = format!("{}x", " ".repeat(BASE_BUDGET + 4 * BLOCK + BLOCK / 2));
+        let places = Places::new(&text, Format::Json);
+        places.budget.set(BASE_BUDGET);
+        let offset = text.len() - 1;
+        assert_eq!(places.place(offset), None);
+        let mut left = places.budget.get();
+        assert!(left < BASE_BUDGET, "charged");
+        while left > 0 {
+            assert_eq!(places.place(offset), None);
+            assert!(places.budget.get() < left, "each try is charged");
+            left = places.budget.get();
+        }
     }
 
     #[test]
