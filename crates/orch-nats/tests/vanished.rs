@@ -144,8 +144,11 @@ async fn a_cancelled_attempt_removes_only_its_own_message() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    // No worker serves `nobody`: its message stays queued.
-    let remote = orch_nats::RemoteHandler::connect(&server.config())
+    // No worker serves `nobody`: its message stays queued. The coordinator's link is cut
+    // while the stream is made anew, so that it looks at the stream again only once the
+    // other message is there.
+    let link = common::Outage::relay_to(server.port());
+    let remote = orch_nats::RemoteHandler::connect(&orch_nats::NatsConfig::new(link.url()))
         .await
         .expect("the coordinator connects");
     let engine = orch_engine::WorkflowEngine::builder()
@@ -161,6 +164,7 @@ async fn a_cancelled_attempt_removes_only_its_own_message() {
     wait_for_async(|| async { tasks_on_stream(&js).await == 1 }).await;
 
     cancel.cancel();
+    link.begin();
     let mut stream = js.get_stream("ORCH_TASKS").await.expect("found");
     let config = stream.info().await.expect("its settings").config.clone();
     js.delete_stream("ORCH_TASKS").await.expect("deleted");
@@ -176,6 +180,7 @@ async fn a_cancelled_attempt_removes_only_its_own_message() {
         stored.sequence, 1,
         "at the sequence the cancelled attempt's had"
     );
+    link.end();
 
     // A guard against waiting for ever, not a measure.
     let result = tokio::time::timeout(Duration::from_secs(30), run)
