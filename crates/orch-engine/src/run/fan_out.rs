@@ -457,12 +457,12 @@ impl Scheduler<'_> {
         k: usize,
         pause: Option<std::time::Duration>,
     ) {
+        let wants_outputs = match &self.announcer {
+            Some(announcer) => announcer.wants_outputs(),
+            None => return,
+        };
         let map = self.extras().instances[k].map as usize;
         let base = self.attempt_base(map);
-        let Some(announcer) = &self.announcer else {
-            return;
-        };
-        let wants_outputs = announcer.wants_outputs();
         let instance = &self.extras().instances[k];
         let record = &instance.record;
         let item = instance.item.index as u32;
