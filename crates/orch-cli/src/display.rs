@@ -194,17 +194,27 @@ pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// `text` with each character `escaped` picks written as `\u{..}`.
 fn escaped_where(text: &str, escaped: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
-    if !text.contains(&escaped) {
+    replaced(text, escaped, |out, c| out.extend(c.escape_unicode()))
+}
+
+/// `text` with each character `picked` picks written by `write` instead; borrowed when
+/// none is.
+fn replaced(
+    text: &str,
+    picked: impl Fn(char) -> bool,
+    write: impl Fn(&mut String, char),
+) -> std::borrow::Cow<'_, str> {
+    if !text.contains(&picked) {
         return text.into();
     }
-    let mut printable = String::with_capacity(text.len() + 8);
+    let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        match escaped(c) {
-            true => printable.extend(c.escape_unicode()),
-            false => printable.push(c),
+        match picked(c) {
+            true => write(&mut out, c),
+            false => out.push(c),
         }
     }
-    printable.into()
+    out.into()
 }
 
 /// `value` as indented JSON, with DEL and the C1 controls written as JSON escapes
@@ -218,18 +228,14 @@ pub(crate) fn json_text(value: &serde_json::Value) -> String {
 /// JSON text with DEL and the C1 controls written as JSON escapes (`\u009b`): in JSON
 /// they can only be inside strings, where such an escape stands for them.
 pub(crate) fn c1_escaped(text: &str) -> std::borrow::Cow<'_, str> {
-    let c1 = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
-    if !text.contains(c1) {
-        return text.into();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c1(c) {
-            true => out.push_str(&format!("\\u{:04x}", c as u32)),
-            false => out.push(c),
-        }
-    }
-    out.into()
+    use std::fmt::Write as _;
+    replaced(
+        text,
+        |c| ('\u{7f}'..='\u{9f}').contains(&c),
+        |out, c| {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        },
+    )
 }
 
 /// The records of `result`: those of `workflow`'s tasks, and those of its map tasks'
@@ -266,7 +272,6 @@ pub(crate) fn status_counts(records: &[(&TaskId, &TaskRecord)]) -> String {
 /// says why).
 pub(crate) fn summary(workflow: &Workflow, result: &WorkflowResult, interrupted: bool) -> String {
     let (tasks, instances) = tasks_and_instances(workflow, result);
-    let count = |records: &[(&TaskId, &TaskRecord)], s| count_of(records, s);
     let verb = match (result.status, interrupted) {
         (WorkflowStatus::Cancelled, true) => "was interrupted",
         (status, _) => status.as_str(),
@@ -276,10 +281,10 @@ pub(crate) fn summary(workflow: &Workflow, result: &WorkflowResult, interrupted:
         result.workflow_id,
         result.total_duration().as_secs_f64(),
         tasks.len(),
-        count(&tasks, TaskStatus::Completed),
-        count(&tasks, TaskStatus::Failed),
-        count(&tasks, TaskStatus::Skipped),
-        count(&tasks, TaskStatus::Cancelled),
+        count_of(&tasks, TaskStatus::Completed),
+        count_of(&tasks, TaskStatus::Failed),
+        count_of(&tasks, TaskStatus::Skipped),
+        count_of(&tasks, TaskStatus::Cancelled),
     );
     if !instances.is_empty() {
         text.push_str(&format!(

@@ -144,6 +144,12 @@ fn metrics_table(m: &RunMetrics, run: &RunFile) -> String {
         ("failed", count(TaskStatus::Failed)),
         ("skipped", count(TaskStatus::Skipped)),
         ("cancelled", count(TaskStatus::Cancelled)),
+    ];
+    if !instances.is_empty() {
+        let counts = display::status_counts(&instances);
+        rows.push(("map instances", format!("{}: {counts}", instances.len())));
+    }
+    rows.extend([
         ("mean task duration", secs(m.avg_task_duration)),
         ("shortest", secs(m.min_task_duration)),
         ("median (p50)", secs(m.p50_task_duration)),
@@ -156,14 +162,7 @@ fn metrics_table(m: &RunMetrics, run: &RunFile) -> String {
             m.parallel_efficiency
                 .map_or("-".to_owned(), |e| format!("{:.1} %", e * 100.0)),
         ),
-    ];
-    if !instances.is_empty() {
-        let counts = display::status_counts(&instances);
-        rows.insert(
-            6,
-            ("map instances", format!("{}: {counts}", instances.len())),
-        );
-    }
+    ]);
     let mut table = String::from("<table id=\"metrics\">");
     for (name, value) in rows {
         let _ = write!(
