@@ -338,6 +338,24 @@ pub(crate) fn message_id(run: &RunId, task: &str, attempt: u32) -> String {
     format!("{run}.{}.{attempt}", token(task))
 }
 
+/// The id of an attempt's message sent again for the `resend`th time (its first is
+/// [`message_id`]'s): `run.task.attempt.n`.
+pub(crate) fn resent_id(first: &str, resend: u32) -> String {
+    match resend {
+        0 => first.to_owned(),
+        n => format!("{first}.{n}"),
+    }
+}
+
+/// Whether message id `found` is one of an attempt's whose first id is `first`: it, or
+/// one of [`resent_id`]'s (tokens and run ids hold no `.`, so no other attempt's id
+/// begins so).
+pub(crate) fn sent_as(found: &str, first: &str) -> bool {
+    found
+        .strip_prefix(first)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// The error of an attempt whose task message was delivered `deliveries` times and
 /// never finished.
 pub(crate) fn worker_lost(
@@ -457,6 +475,23 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// An attempt's message ids, first and sent again, are told from another attempt's.
+    #[test]
+    fn an_attempts_message_ids_are_told_from_anothers() {
+        let run = RunId::parse("r1").expect("a run id");
+        let first = message_id(&run, "t", 1);
+        assert!(sent_as(&first, &first));
+        assert!(sent_as(&resent_id(&first, 3), &first));
+        assert_eq!(resent_id(&first, 0), first);
+        for other in [
+            message_id(&run, "t", 11),
+            message_id(&run, "t", 2),
+            message_id(&run, "t.1", 1),
+        ] {
+            assert!(!sent_as(&other, &first), "{other}");
+        }
+    }
 
     #[test]
     fn deadlines_far_away_neither_overflow_nor_panic() {

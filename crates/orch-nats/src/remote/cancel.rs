@@ -148,9 +148,6 @@ async fn holds_attempt(
     let Ok(Ok(found)) = found else {
         return false;
     };
-    // The attempt's id, or the id of its message sent again (`<id>.<n>`).
-    (found.headers.get(async_nats::header::NATS_MESSAGE_ID)).is_some_and(|found| {
-        let found = found.as_str();
-        found == id || found.strip_prefix(&id).is_some_and(|n| n.starts_with('.'))
-    })
+    (found.headers.get(async_nats::header::NATS_MESSAGE_ID))
+        .is_some_and(|found| protocol::sent_as(found.as_str(), &id))
 }

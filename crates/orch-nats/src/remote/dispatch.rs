@@ -94,10 +94,7 @@ impl Inner {
     ) -> Result<Sent, TaskError> {
         let first_id = protocol::message_id(&key.run, &key.task, key.attempt);
         for resend in first_resend..=MAX_RESENDS {
-            let id = match resend {
-                0 => first_id.clone(),
-                n => format!("{first_id}.{n}"),
-            };
+            let id = protocol::resent_id(&first_id, resend);
             let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
             self.routes.published(key, sequence, duplicate);
             *sequence_slot = Some(sequence);
