@@ -6,16 +6,30 @@
 
 use std::time::Duration;
 
+use async_nats::datetime::DateTime;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 
-/// The sequence the next message stored on stream `stream` will get.
-pub(crate) async fn next_sequence(
+/// Where a reader of a stream stands: the sequence of the next message it takes, in the
+/// stream made at `made` (a stream deleted and made again under the same name numbers
+/// its messages from 1 again).
+#[derive(Clone, Copy)]
+pub(crate) struct Place {
+    pub(crate) next: u64,
+    made: DateTime,
+}
+
+/// Where the next message stored on stream `stream` will be.
+pub(crate) async fn place_now(
     js: &jetstream::Context,
     stream: &str,
-) -> Result<u64, async_nats::Error> {
+) -> Result<Place, async_nats::Error> {
     let mut stream = js.get_stream(stream).await?;
-    Ok(stream.info().await?.state.last_sequence + 1)
+    let info = stream.info().await?;
+    Ok(Place {
+        next: info.state.last_sequence + 1,
+        made: info.created,
+    })
 }
 
 /// The messages of stream `stream` on subject `filter` from sequence `start` on, in order.
@@ -39,18 +53,18 @@ pub(crate) async fn from_sequence(
     Ok(consumer.messages().await?)
 }
 
-/// The messages `followed` keeps from now on, and the sequence of the first of them;
+/// The messages `followed` keeps from now on, and where the first of them is;
 /// none (with a warning) when the stream cannot be followed, and its messages are to be
 /// heard live instead.
 pub(crate) async fn from_now(
     js: &jetstream::Context,
     followed: &Followed,
-) -> Option<(consumer::push::Ordered, u64)> {
+) -> Option<(consumer::push::Ordered, Place)> {
     let stream = &followed.stream;
     let messages = async {
-        let next = next_sequence(js, stream).await?;
-        let messages = from_sequence(js, stream, &followed.filter, next).await?;
-        Ok::<_, async_nats::Error>((messages, next))
+        let place = place_now(js, stream).await?;
+        let messages = from_sequence(js, stream, &followed.filter, place.next).await?;
+        Ok::<_, async_nats::Error>((messages, place))
     };
     match messages.await {
         Ok(messages) => Some(messages),
@@ -70,42 +84,56 @@ pub(crate) struct Followed {
     pub(crate) what: &'static str,
 }
 
-/// Hands each message of `messages` (`followed`'s from sequence `next` on) to `handle`,
-/// for ever. After an interruption (a reconnect, a consumer the server dropped) it goes
-/// on from the message after the last one it saw.
+/// Hands each message of `messages` (`followed`'s from `place` on) to `handle`, for
+/// ever. After an interruption (a reconnect, a consumer the server dropped) it goes on
+/// from the message after the last one it saw; from the first message when the stream
+/// was made anew meanwhile, which it also looks for every [`LONGEST_PAUSE`] (the client
+/// may rebuild its consumer on the new stream by itself, from the old stream's place).
 pub(crate) async fn follow(
     js: jetstream::Context,
     followed: Followed,
     mut messages: consumer::push::Ordered,
-    mut next: u64,
+    mut place: Place,
     mut handle: impl FnMut(&jetstream::Message) + Send,
 ) {
     let what = followed.what;
+    let mut look = tokio::time::interval(LONGEST_PAUSE);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        while let Some(message) = messages.next().await {
+        look.reset();
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                // A stream that cannot be read now is left to the next look.
+                _ = look.tick() => match made_anew(&js, &followed, &mut place).await {
+                    Ok(true) => break,
+                    Ok(false) | Err(_) => continue,
+                },
+            };
             let message = match message {
-                Ok(message) => message,
-                Err(error) => {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
                     tracing::warn!(%error, "reading {what} was interrupted");
                     break;
                 }
+                None => break,
             };
             if let Ok(info) = message.info() {
-                if info.stream_sequence < next {
+                if info.stream_sequence < place.next {
                     // The client rebuilds its consumer by itself after a reconnect, from
                     // the stream's first message when it has seen none: read from
                     // `next` again instead of taking old messages as new.
                     tracing::debug!("{what} started over; following it again");
                     break;
                 }
-                next = info.stream_sequence + 1;
+                place.next = info.stream_sequence + 1;
             }
             handle(&message);
         }
         let mut pause = FIRST_PAUSE;
         messages = loop {
             tokio::time::sleep(pause).await;
-            match read_again(&js, &followed, &mut next).await {
+            match read_again(&js, &followed, &mut place).await {
                 Ok(messages) => break messages,
                 Err(error) => {
                     pause = (pause * 2).min(LONGEST_PAUSE);
@@ -122,19 +150,34 @@ pub(crate) async fn follow(
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const LONGEST_PAUSE: Duration = Duration::from_secs(5);
 
-/// The messages of `followed` from `next` on, or from its first message if the stream
-/// was created anew since (its next sequence is lower than `next`, so waiting for `next`
-/// would skip every message until the new stream reached it).
+/// Whether `followed` was made anew since `place` was taken (then `place` is its first
+/// message).
+async fn made_anew(
+    js: &jetstream::Context,
+    followed: &Followed,
+    place: &mut Place,
+) -> Result<bool, async_nats::Error> {
+    let now = place_now(js, &followed.stream).await?;
+    let anew = now.made != place.made || now.next < place.next;
+    if anew {
+        let what = followed.what;
+        tracing::warn!("{what} was made anew; reading it from its first message");
+        *place = Place {
+            next: 1,
+            made: now.made,
+        };
+    }
+    Ok(anew)
+}
+
+/// The messages of `followed` from `place` on, or from its first message if the stream
+/// was made anew since (waiting for `place` in the new stream would skip every message
+/// before it).
 async fn read_again(
     js: &jetstream::Context,
     followed: &Followed,
-    next: &mut u64,
+    place: &mut Place,
 ) -> Result<consumer::push::Ordered, async_nats::Error> {
-    let stream_next = next_sequence(js, &followed.stream).await?;
-    if stream_next < *next {
-        let what = followed.what;
-        tracing::warn!("{what} was created anew; reading it from its first message");
-        *next = 1;
-    }
-    from_sequence(js, &followed.stream, &followed.filter, *next).await
+    made_anew(js, followed, place).await?;
+    from_sequence(js, &followed.stream, &followed.filter, place.next).await
 }

@@ -227,12 +227,13 @@ pub(crate) async fn listen(
         filter: names.all_results(),
         what: "the results stream",
     };
-    let next_result = follow::next_sequence(js, &results.stream)
+    let results_from = follow::place_now(js, &results.stream)
         .await
         .map_err(|e| failed("the results stream", e))?;
-    let result_messages = follow::from_sequence(js, &results.stream, &results.filter, next_result)
-        .await
-        .map_err(|e| failed("a consumer of the results stream", e))?;
+    let result_messages =
+        follow::from_sequence(js, &results.stream, &results.filter, results_from.next)
+            .await
+            .map_err(|e| failed("a consumer of the results stream", e))?;
     let advisories = Followed {
         stream: names.lost_stream(),
         filter: names.max_deliveries_advisory(),
@@ -263,24 +264,24 @@ pub(crate) async fn listen(
         js.clone(),
         results,
         result_messages,
-        next_result,
+        results_from,
         move |message| take_result(&settles, message),
     ))];
     let recall_up_to = match (kept_from, live) {
-        (Some((messages, next)), _) => {
+        (Some((messages, place)), _) => {
             let (settles, notes) = (Arc::clone(routes), Arc::clone(lost));
             listeners.push(tokio::spawn(follow::follow(
                 js.clone(),
                 advisories,
                 messages,
-                next,
+                place,
                 move |message| {
                     let at = message.info().ok().map(|i| SystemTime::from(i.published));
                     take_advisory(&settles, &notes, &message.payload, at);
                 },
             )));
             // Followed from `next` on; before it, kept on the stream.
-            Some(next - 1)
+            Some(place.next - 1)
         }
         (None, Some(live)) => {
             listeners.push(tokio::spawn(listen_lost(

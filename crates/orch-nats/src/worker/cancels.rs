@@ -174,7 +174,7 @@ impl Cancels {
 /// heard both ways is applied twice, which changes nothing.
 pub(crate) struct Heard {
     live: async_nats::Subscriber,
-    kept: Option<(Box<jetstream::consumer::push::Ordered>, u64)>,
+    kept: Option<(Box<jetstream::consumer::push::Ordered>, follow::Place)>,
 }
 
 /// Starts hearing cancellations: live, and on the stream that keeps them when it is
@@ -191,7 +191,7 @@ pub(crate) async fn hear(
         true => follow::from_now(js, &followed(names)).await,
         false => None,
     };
-    let kept = kept.map(|(messages, next)| (Box::new(messages), next));
+    let kept = kept.map(|(messages, place)| (Box::new(messages), place));
     Ok(Heard { live, kept })
 }
 
@@ -212,9 +212,9 @@ pub(crate) async fn listen(shared: Arc<Shared>, heard: Heard) {
         }
     };
     let kept = async {
-        if let Some((messages, next)) = kept {
+        if let Some((messages, place)) = kept {
             let (js, followed) = (shared.js.clone(), followed(&shared.names));
-            follow::follow(js, followed, *messages, next, |message| {
+            follow::follow(js, followed, *messages, place, |message| {
                 apply(&shared, &message.subject, &message.payload);
             })
             .await;
