@@ -83,6 +83,7 @@ mod claim;
 mod definition;
 mod error;
 mod file;
+mod in_force;
 mod line;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -1,7 +1,6 @@
 //! A run read back from a journal ([`LoadedRun`]), and what listing runs returns
 //! ([`RunSummary`], [`RunStatus`], [`RunFilter`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -13,6 +12,7 @@ use orch_core::{
 use crate::JournalError;
 use crate::WorkflowChanges;
 use crate::definition::Definition;
+use crate::in_force::InForce;
 
 /// Where a run stands, as its journal tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,8 +139,8 @@ pub struct LoadedRun {
     pub(crate) definition: Definition,
     pub(crate) created: SystemTime,
     pub(crate) records: Vec<(TaskId, TaskRecord)>,
-    /// For each task, the index in `records` of the record in force.
-    pub(crate) current: HashMap<TaskId, usize>,
+    /// For each task (and map instance), the index in `records` of the record in force.
+    pub(crate) current: InForce,
     /// The last end recorded, and whether a task record came after it.
     pub(crate) end: Option<(WorkflowStatus, SystemTime)>,
     pub(crate) last_time: SystemTime,
@@ -159,7 +159,7 @@ impl LoadedRun {
             definition,
             created,
             records: Vec::new(),
-            current: HashMap::new(),
+            current: InForce::default(),
             end: None,
             last_time: created,
         }
@@ -179,7 +179,7 @@ impl LoadedRun {
             self.last_time = self.last_time.max(t);
         }
         let index = self.records.len();
-        let completed = |i: &usize| self.records[*i].1.status == TaskStatus::Completed;
+        let completed = |i: usize| self.records[i].1.status == TaskStatus::Completed;
         let instance = !self.definition.tasks.contains_key(&task_id);
         let reset = record.status == TaskStatus::Pending;
         let in_force = instance || reset || !self.current.get(&task_id).is_some_and(completed);
@@ -235,9 +235,14 @@ impl LoadedRun {
         let definition = &self.definition;
         // A task added under the id of an earlier map task's instance (`m[0]`) does not
         // inherit the instance's record either.
-        let added = |id: &TaskId| definition.tasks.contains_key(id) && !before.contains_key(id);
-        self.current
-            .retain(|id, _| definition.has_record_for(id) && !added(id));
+        let tasks = &definition.tasks;
+        for added in tasks.keys().filter(|id| !before.contains_key(*id)) {
+            self.current.remove(added);
+        }
+        for removed in before.keys().filter(|id| !tasks.contains_key(*id)) {
+            let kept = |id: &str| definition.has_record_for(id);
+            self.current.remove_task(removed, kept);
+        }
         self.end = None;
     }
 
@@ -296,7 +301,7 @@ impl LoadedRun {
     /// for a task, its first completed one after its last pending one (see
     /// [`LoadedRun::records`]).
     pub fn task(&self, id: &str) -> Option<&TaskRecord> {
-        self.current.get(id).map(|&i| &self.records[i].1)
+        self.current.get(id).map(|i| &self.records[i].1)
     }
 
     /// How many tasks have a record other than a pending one, and how many of those
@@ -307,7 +312,7 @@ impl LoadedRun {
             .iter()
             .filter(|(id, _)| self.definition.tasks.contains_key(*id));
         let (mut recorded, mut completed) = (0, 0);
-        for (_, &i) in tasks {
+        for (_, i) in tasks {
             let status = self.records[i].1.status;
             recorded += usize::from(status != TaskStatus::Pending);
             completed += usize::from(status == TaskStatus::Completed);
@@ -380,7 +385,7 @@ impl LoadedRun {
             .records
             .iter()
             .enumerate()
-            .filter(|(i, (id, _))| self.current.get(id) == Some(i))
+            .filter(|(i, (id, _))| self.current.get(id) == Some(*i))
             .filter(|(_, (id, _))| {
                 MapSpec::parse_instance_id(id).is_some_and(|(map, _)| completed_map(map))
             })

@@ -467,6 +467,56 @@ fn a_definition_counting_more_lines_than_were_written_with_it_is_refused() {
     assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 4);
 }
 
+/// Reading a run takes time in proportion to its file, however its definitions change:
+/// each definition line that adds or removes a task does not look through every record
+/// in force (a file of 50,000 of each was not read in two minutes that way).
+#[test]
+fn many_definitions_over_many_records_read_in_linear_time() {
+    const RECORDS: usize = 50_000;
+    const DEFINITIONS: usize = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let time = "2026-01-01T00:00:00Z";
+    let print = "9bf575697125f0f1";
+    let mut text = format!(
+        r#"{{"v":1,"seq":0,"kind":"head","run_id":"r","workflow_id":"w","name":"W","time":"{time}","tasks":{{"m":"{print}","x":"{print}"}}}}"#
+    );
+    text.push('\n');
+    for item in 0..RECORDS {
+        let seq = item + 1;
+        text += &format!(
+            r#"{{"v":1,"seq":{seq},"kind":"task","task_id":"m[{item}]","attempt":1,"status":"completed","result":1}}"#
+        );
+        text.push('\n');
+    }
+    for n in 0..DEFINITIONS {
+        let seq = RECORDS + 1 + n;
+        // `x` goes and comes back, line after line.
+        let x = match n % 2 {
+            0 => String::new(),
+            _ => format!(r#","x":"{print}""#),
+        };
+        text += &format!(
+            r#"{{"v":1,"seq":{seq},"kind":"definition","time":"{time}","tasks":{{"m":"{print}"{x}}},"followed_by":0}}"#
+        );
+        text.push('\n');
+    }
+    fs::write(journal.path_of(&run_id("r")), text).unwrap();
+    let (sender, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let loaded = block_on(journal.load(&run_id("r")));
+        let _ = sender.send(loaded);
+    });
+    // A guard against a read that would take hours, not a measure.
+    let loaded = read
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the run is read in time")
+        .unwrap()
+        .unwrap();
+    let last = format!("m[{}]", RECORDS - 1);
+    assert_eq!(loaded.task(&last).unwrap().result, Some(json!(1)));
+}
+
 #[test]
 fn changes_to_unfinished_tasks_are_accepted_and_recorded() {
     let (_dir, journal) = recorded_run();
