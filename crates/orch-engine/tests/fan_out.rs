@@ -531,6 +531,40 @@ fn an_instance_cancelling_the_run_stops_its_siblings_from_starting() {
     }
 }
 
+/// An instance that cancels the run as it fails its map, while the map still has
+/// instances to start, with nothing else left to run: the run ends with its tasks'
+/// status. It once found the map's leftover turn to start more instances and, the run
+/// being cancelled, waited for it without ever waking: the run's poll never returned.
+#[test]
+fn an_instance_failing_its_map_as_it_cancels_the_run_ends_the_run() {
+    let (sender, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = runtime().block_on(async {
+            // One slot: the map's second instance waits for it.
+            let engine = engine_with(1, Arc::new(AtomicUsize::new(0)));
+            engine.register_handler("square", |ctx: TaskContext| async move {
+                ctx.cancellation().cancel();
+                Err::<(), _>(TaskError::new("fatal"))
+            });
+            let workflow = Workflow::new("w", "W")
+                .task(Task::new("list", "list").config(json!({ "items": [1, 2] })))
+                .task(Task::new("square", "square").map_over("list"));
+            engine.execute_workflow(&workflow).await
+        });
+        let _ = sender.send(result);
+    });
+    // A guard against a poll that never returns, not a measure.
+    let result = ended
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the run ended")
+        .expect("valid");
+    let status = |id: &str| result.task(id).map(|t| t.status);
+    assert_eq!(status("list"), Some(TaskStatus::Completed));
+    assert_eq!(status("square"), Some(TaskStatus::Failed));
+    assert_eq!(status("square[0]"), Some(TaskStatus::Failed));
+    assert_eq!(result.status, WorkflowStatus::Failed);
+}
+
 /// An instance waiting out its retry's backoff when the run is cancelled, in a pool: the
 /// pause ends with the cancellation, and the instance is cancelled after one attempt.
 #[test]

@@ -21,6 +21,9 @@ impl Scheduler<'_> {
         let unfinished =
             |r: &TaskRecord| matches!(r.status, TaskStatus::Pending | TaskStatus::Running);
         if self.in_flight.is_empty() && !recording && !self.records.iter().any(unfinished) {
+            // What is left queued is a map task's turn to start more instances, the map
+            // having failed since: it must not keep the run waiting to start it.
+            self.ready.clear();
             return;
         }
         self.stopping = true;
