@@ -79,7 +79,8 @@ impl RunLines {
             false => write(&mut buf, seq)?,
         };
         self.next_seq = seq + lines;
-        self.redefined = false;
+        // No lines, no definition either: it waits for the next ones.
+        self.redefined &= lines == 0;
         Ok(buf)
     }
 

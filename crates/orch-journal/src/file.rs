@@ -310,12 +310,16 @@ impl FileRunWriter {
         build: impl FnOnce(&mut Vec<u8>, u64) -> Result<u64, JournalError>,
     ) -> Result<(), JournalError> {
         let mut redefined = crate::sync::lock(&self.redefined);
-        self.file
-            .append(self.claim.run(), finish, |buf, seq| match *redefined {
-                true => line::write_redefined(buf, seq, &self.definition, build),
-                false => build(buf, seq),
-            })?;
-        *redefined = false;
+        let mut lines = 0;
+        self.file.append(self.claim.run(), finish, |buf, seq| {
+            lines = match *redefined {
+                true => line::write_redefined(buf, seq, &self.definition, build)?,
+                false => build(buf, seq)?,
+            };
+            Ok(lines)
+        })?;
+        // No lines, no definition either: it waits for the next ones.
+        *redefined &= lines == 0;
         Ok(())
     }
 }

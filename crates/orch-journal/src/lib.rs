@@ -161,7 +161,8 @@ pub trait RunWriter: Send + Sync + fmt::Debug {
     /// A record of a task the run's workflow (the one it was last opened with) does not
     /// have, nor a map instance (`task[i]`) of one, is refused with
     /// [`JournalError::InvalidRecord`], and nothing of the batch is recorded: the run
-    /// could not be read back with it.
+    /// could not be read back with it. An empty batch records nothing, not even the
+    /// workflow's changed definition, which goes in with the first records after it.
     fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture;
 
     /// Resolves once everything appended before the call survives a power loss.

@@ -145,7 +145,9 @@ pub(crate) fn write_head(
 
 /// Appends to `buf` a definition line, then the lines `write` makes (given the sequence
 /// number of the first; it returns how many it wrote), which the definition line counts.
-/// Returns how many lines it appended, the definition's included.
+/// Returns how many lines it appended, the definition's included: none when `write`
+/// makes none (a definition stands only with the lines that go with it, such as the
+/// resets its changes make, so it waits for the next lines).
 pub(crate) fn write_redefined(
     buf: &mut Vec<u8>,
     seq: u64,
@@ -154,6 +156,9 @@ pub(crate) fn write_redefined(
 ) -> Result<u64, JournalError> {
     let mut rest = Vec::new();
     let followed_by = write(&mut rest, seq + 1)?;
+    if followed_by == 0 {
+        return Ok(0);
+    }
     let line = DefinitionOut {
         v: FORMAT,
         seq,

@@ -127,6 +127,10 @@ impl RunWriter for PgRunWriter {
         if let Err(refused) = refused {
             return Box::pin(std::future::ready(Err(refused)));
         }
+        if records.is_empty() {
+            // Nothing to record, and a changed definition waits for the first records.
+            return Box::pin(std::future::ready(Ok(())));
+        }
         // One row per task (a statement may not touch a row twice): the record in force.
         let mut rows: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(records.len());
         let mut index: HashMap<&TaskId, usize> = HashMap::new();
