@@ -34,10 +34,13 @@ use crate::{
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already
 /// open, in this process or another one ([`JournalError::InUse`]; the run's file is locked
 /// while it is open, and the lock ends with the process however it ends). On a file
-/// system without file locks (some network file systems) only opens in this process are
-/// refused: keep a journal there to one process.
+/// system that does not support locks only opens in this process are refused; on one
+/// that locks for this machine only (NFS mounted with `nolock`) other machines are not
+/// kept out: keep a journal there to one process. One whose locks fail (NFS without its
+/// lock service) makes every open fail with an error naming the file.
 /// [`Journal::list`] reads every run's file: one that cannot be trusted fails the listing
-/// with its error, and a run whose first line is not yet written is left out. Reading
+/// with its error. A run whose first line is not yet written is left out, and so is a
+/// file of a run's name whose first line is not a journal's head at all. Reading
 /// and writing happen on the calling thread (short writes to the operating system);
 /// syncs for [`Durability::Power`](crate::Durability) run on a thread of the journal's
 /// own.

@@ -97,6 +97,15 @@ impl ResultFile {
             .append(true)
             .open(&path)
             .map_err(|e| JournalError::io("open", &path, e))?;
+        // Reading a pipe would wait for a writer (this one) for ever, and a device may
+        // never end.
+        let meta = file
+            .metadata()
+            .map_err(|e| JournalError::io("open", &path, e))?;
+        if !meta.is_file() {
+            let error = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+            return Err(JournalError::io("open", &path, error));
+        }
         let lines = std::fs::File::open(&path).map_err(|e| JournalError::io("read", &path, e))?;
         let results = read(&path, std::io::BufReader::new(lines), crate::read::MAX_LINE)?;
         Ok(Self {
@@ -293,6 +302,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_pipe_or_a_device_is_refused_rather_than_read_for_ever() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pipe = dir.path().join("r.cache");
+        let made = std::process::Command::new("mkfifo").arg(&pipe).status();
+        assert!(made.expect("mkfifo runs").success());
+        for path in [pipe.as_path(), Path::new("/dev/zero")] {
+            let error = ResultFile::open(path).expect_err("not a regular file");
+            assert!(error.to_string().contains("not a regular file"), "{error}");
+            assert!(error.to_string().contains(&path.display().to_string()));
+        }
+    }
 
     #[test]
     fn a_result_too_deep_to_read_back_is_not_stored() {
