@@ -130,10 +130,11 @@ pub(crate) fn plan(file: &Path, format: Format) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Writes `text` to `output`, or to standard output.
+/// Writes `text` to `output` (through a temporary file renamed into place), or to
+/// standard output.
 fn emit(command: &str, text: &str, output: Option<&Path>) -> ExitCode {
     match output {
-        Some(path) => match std::fs::write(path, text) {
+        Some(path) => match result_file::write_private(path, text) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(command, format!("cannot write {}: {e}", path.display()), 2),
         },

@@ -38,8 +38,9 @@
 //! - `orch graph FILE --format dot|mermaid|svg [--result R.json] [-o OUT]` draws the DAG:
 //!   task names and types, and with a result file each task coloured by its status. The SVG
 //!   is laid out by orch itself (no Graphviz needed); the Mermaid output keeps to a small,
-//!   documented subset of the flowchart syntax. An `OUT` that is the workflow or result
-//!   file is refused (exit 2).
+//!   documented subset of the flowchart syntax. `OUT` is written as the report's page is
+//!   (below): through a temporary file renamed into place, readable by its owner only. An
+//!   `OUT` that is the workflow or result file, or that is not a file, is refused (exit 2).
 //! - `orch run FILE` runs the workflow with the built-in task types, `--max-concurrent N`
 //!   tasks at once (default 1). Trigger rules, branches and priorities in the file apply as
 //!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
@@ -173,7 +174,10 @@
 //! each command that leaves a process behind leaves a zombie.
 //! A non-zero exit fails the task (with the last lines of its standard error in the
 //! message); output that is not UTF-8 fails it unless
-//! `capture` is `base64` or `none`. Each line of standard error is logged at `info` as it
+//! `capture` is `base64` or `none`. Output that cannot be read as `capture` asks (not
+//! JSON, not UTF-8, too deep, too large) fails the attempt as a non-zero exit does, and
+//! is retried as the task's `retries` allow: a command's output may differ from one
+//! attempt to the next (a model's, say), so a command with side effects runs again. Each line of standard error is logged at `info` as it
 //! arrives, in a span naming the task (`task{id=build}: ...`). A program that cannot be
 //! started (not found, not executable) fails its task at once, without retries; one the
 //! system could not start for want of processes, open files or memory is retried as

@@ -69,6 +69,25 @@ fn ran_one_task() -> Dir {
     dir
 }
 
+/// `graph -o` writes through a temporary file renamed into place, as `report -o` and
+/// `run -o` do: a file it replaces is not written into, so a hard link to it keeps
+/// its text (and a write cut short would leave the old file whole).
+#[test]
+fn graph_replaces_its_output_file_rather_than_writing_into_it() {
+    let dir = ran_one_task();
+    dir.write("g.dot", "the old graph\n");
+    std::fs::hard_link(dir.join("g.dot"), dir.join("kept.dot")).expect("a hard link");
+    let (code, stdout, stderr) = parts(&run_in(
+        &dir,
+        &["graph", "w.yaml", "--format", "dot", "-o", "g.dot"],
+    ));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let graph = std::fs::read_to_string(dir.join("g.dot")).expect("the graph");
+    assert!(graph.starts_with("digraph"), "{graph}");
+    let kept = std::fs::read_to_string(dir.join("kept.dot")).expect("the link");
+    assert_eq!(kept, "the old graph\n");
+}
+
 /// `orch report r.json -o r.json` once replaced the run's only record with the page.
 #[test]
 fn report_and_graph_refuse_to_write_over_the_files_they_read() {
