@@ -73,8 +73,10 @@ enum Ended {
 
 /// Resolves once process `pid` (a child of orch) has exited, without reaping it (until
 /// it is reaped its pid, and so its process group's id, cannot be reused), or has
-/// stopped to use the terminal. (Only the command's own process is watched: one it
-/// started that stops so keeps it waiting until its timeout.)
+/// stopped to use the terminal. (Only the command's own process is watched. A process
+/// it started that reads the terminal stops its whole process group, the command's
+/// own process with it, unless it made a group of its own: then it keeps the task
+/// waiting until its timeout.)
 ///
 /// The wait holds a blocking thread of the runtime while the command runs: build the
 /// runtime with `runtime::for_commands`.

@@ -138,9 +138,10 @@ tasks:
     assert_eq!(result["tasks"]["x"]["result"], "done");
 }
 
-/// Under a terminal (`script` gives orch one), a command that reads from it stops, as a
-/// process outside the terminal's foreground group does: its task fails saying so,
-/// rather than waiting for ever.
+/// Under a terminal (`script` gives orch one), a command that reads from it, itself or
+/// through a program it starts, stops, as a process outside the terminal's foreground
+/// group does (the whole group stops with the program that read): its task fails
+/// saying so, rather than waiting for ever.
 #[test]
 fn a_command_that_reads_the_terminal_fails_instead_of_waiting() {
     if !common::installed("script") {
@@ -154,26 +155,31 @@ fn a_command_that_reads_the_terminal_fails_instead_of_waiting() {
     let dir = Dir::new();
     dir.write(
         "w.yaml",
-        "workflow_id: tty\ntasks:\n  ask: { task_type: command, config: { shell: true, script: 'read x < /dev/tty; echo $x' } }\n",
+        "workflow_id: tty\ntasks:\n  \
+           ask: { task_type: command, config: { shell: true, script: 'read x < /dev/tty; echo $x' } }\n  \
+           child: { task_type: command, config: { shell: true, script: 'head -c 1 /dev/tty; echo' } }\n",
     );
     let orch = env!("CARGO_BIN_EXE_orch");
     let mut under_terminal = std::process::Command::new("script");
     under_terminal
         .args([
             "-qec",
-            &format!("'{orch}' run w.yaml --output r.json"),
+            &format!("'{orch}' run w.yaml --max-concurrent 2 --output r.json"),
             "/dev/null",
         ])
         .env_remove("RUST_LOG")
         .current_dir(dir.path());
+    // Killed, failing the test, if it hangs.
     let (code, stdout, stderr) = parts(&common::output(under_terminal));
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     let result: Value = dir.json("r.json");
-    let error = error(&result, "ask");
-    assert!(
-        error.starts_with("`sh` stopped (SIGTTIN) to read from the terminal"),
-        "{error}"
-    );
+    for task in ["ask", "child"] {
+        let error = error(&result, task);
+        assert!(
+            error.starts_with("`sh` stopped (SIGTTIN) to read from the terminal"),
+            "{task}: {error}"
+        );
+    }
 }
 
 /// A signal while `orch run --nats` is still reaching its server (here one that accepts
