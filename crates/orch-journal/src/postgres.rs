@@ -72,7 +72,12 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// process whose machine died (power, network) cannot say so: the journal asks the
 /// server to probe its quiet connection after 30 s, every 10 s, 3 times, so such runs
 /// are let go within about a minute (unless the connection string's `options` set
-/// `tcp_keepalives_idle`, `_interval` or `_count` themselves).
+/// `tcp_keepalives_idle`, `_interval` or `_count` themselves). This process probes the
+/// connection alike, and gives up on a statement the server has not received for 60 s
+/// (unless the string sets `keepalives_idle`, `keepalives_interval`,
+/// `keepalives_retries` or `tcp_user_timeout`): cut off from the server, its open runs
+/// fail within about a minute, not hours. A statement the server received but does not
+/// answer (it waits for a lock someone else holds) is waited for.
 ///
 /// When the connection ends (the server restarted, or ended the session), the runs open
 /// on it fail at their next write with an error naming the run, since their locks went
@@ -156,6 +161,7 @@ impl PgJournal {
         if parsed.get_connect_timeout().is_none() {
             parsed.connect_timeout(CONNECT_TIMEOUT);
         }
+        session::probe_quiet_connection(&mut parsed);
         let session = Session::open(&parsed, &target, secret).await?;
         Ok(Self {
             shared: Arc::new(Shared {

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use orch_core::RunId;
 use tokio_postgres::error::Severity;
@@ -117,6 +118,28 @@ fn session_settings(config: &tokio_postgres::Config) -> String {
         );
     }
     settings
+}
+
+/// The client's side of the same: unless the connection string sets them, this process
+/// probes the connection after 30 s of quiet, every 10 s, 3 times, and gives up on a
+/// statement the server has not acknowledged receiving for 60 s. A process cut off from
+/// the server (its network, or the server's machine, gone) then learns so, and fails
+/// the runs it has open, within about a minute, where the system's defaults wait two
+/// hours for an answer, or 15 minutes for a statement to be received.
+pub(super) fn probe_quiet_connection(config: &mut tokio_postgres::Config) {
+    let system_default_idle = Duration::from_secs(2 * 60 * 60);
+    let untouched = config.get_keepalives_idle() == system_default_idle
+        && config.get_keepalives_interval().is_none()
+        && config.get_keepalives_retries().is_none();
+    if config.get_keepalives() && untouched {
+        config
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(60));
+    }
 }
 
 /// Refuses a journal written in a newer format than this version reads.
@@ -309,6 +332,31 @@ mod tests {
             values.push(row.get(0));
         }
         values
+    }
+
+    /// This process probes a quiet connection too, and gives up on a statement the
+    /// server does not receive, unless the connection string says otherwise.
+    #[test]
+    fn the_client_probes_a_quiet_connection() {
+        let probed = |text: &str| {
+            let mut config: tokio_postgres::Config = text.parse().unwrap();
+            probe_quiet_connection(&mut config);
+            (
+                config.get_keepalives_idle().as_secs(),
+                config.get_keepalives_interval().map(|d| d.as_secs()),
+                config.get_keepalives_retries(),
+                config.get_tcp_user_timeout().map(Duration::as_secs),
+            )
+        };
+        assert_eq!(probed("host=h"), (30, Some(10), Some(3), Some(60)));
+        assert_eq!(
+            probed("host=h keepalives_idle=45 tcp_user_timeout=5"),
+            (45, None, None, Some(5))
+        );
+        assert_eq!(
+            probed("host=h keepalives_interval=20"),
+            (7200, Some(20), None, Some(60))
+        );
     }
 
     /// A process whose machine dies holds its runs' locks until the server notices the
