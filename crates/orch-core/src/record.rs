@@ -66,10 +66,12 @@ impl fmt::Display for TaskStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkflowStatus {
-    /// Every task completed, or was skipped because a handler chose to skip it or one of
-    /// its ancestors.
+    /// Every task completed or was skipped (by its handler, a branch, a trigger rule, or
+    /// after a failure upstream), and every task that failed had its failure handled: a
+    /// direct dependent with trigger rule `one_failed` or `all_failed` completed.
     Completed,
-    /// At least one task failed (and so others may have been skipped).
+    /// At least one task failed and no direct dependent with trigger rule `one_failed`
+    /// or `all_failed` completed to handle the failure.
     Failed,
     /// The run was cancelled before every task had ended.
     Cancelled,

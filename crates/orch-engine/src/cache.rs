@@ -14,7 +14,7 @@
 //! A task whose trigger rule starts it before all of its dependencies end (`one_success`,
 //! `one_failed`, `always`) is keyed on the results there at its start; its result is
 //! stored only if its key is the same when it completes (no dependency it could read
-//! ended meanwhile).
+//! completed meanwhile; one that failed or was skipped leaves the key as it was).
 //!
 //! A result returned once the run was cancelled is not stored either: a handler that
 //! stops early on [`TaskContext::cancellation`] may return what it had so far.

@@ -200,8 +200,10 @@ impl WorkflowEngine {
     ///
     /// Validation comes first: a workflow with problems ([`RunError::Invalid`]) or with
     /// task types that have no handler ([`RunError::MissingHandlers`]) does not run at
-    /// all. A task's `Err`, panic or timeout (after its retries) marks it failed and every
-    /// task that depends on it, directly or not, skipped; independent branches run on.
+    /// all. A task's `Err`, panic or timeout (after its retries) marks it failed; with the
+    /// default trigger rule (`all_success`) every task that depends on it, directly or
+    /// not, is skipped, while tasks whose rule runs past a failure (`all_done`,
+    /// `one_failed`, ...) run (see the crate docs). Independent branches run on.
     ///
     /// A task with a timeout or a pause before its retries needs tokio's timer: on a
     /// runtime without one the run returns [`RunError::NoTimer`], naming each such task
@@ -271,10 +273,10 @@ impl WorkflowEngine {
     /// earlier run stopped unexpectedly, unrecorded, are taken up under their numbers
     /// (see [`TaskContext::resumed`](crate::TaskContext::resumed)).
     ///
-    /// On the bus, the resumed run's start event gives the number of tasks kept
-    /// ([`EngineEvent::restored_tasks`](orch_core::EngineEvent::restored_tasks)), each
-    /// kept task gets a `TaskRestored` event right after it, and the tasks that run get
-    /// their usual events.
+    /// On the bus, the resumed run's start event gives the number of kept tasks that
+    /// completed ([`EngineEvent::restored_tasks`](orch_core::EngineEvent::restored_tasks)),
+    /// each of those gets a `TaskRestored` event right after it, kept skips are announced
+    /// as `TaskSkipped` events, and the tasks that run get their usual events.
     pub fn resume(&self, workflow: &Workflow, previous: &WorkflowResult) -> RunHandle {
         self.start(workflow, Some(previous.clone()), previous.run_id.clone())
     }

@@ -56,8 +56,9 @@
 //! runs a synchronous function on tokio's blocking threads.
 //!
 //! A run's status is `completed` when every task completed or was skipped by a handler's
-//! choice (with the tasks that depend on it), `failed` when a task failed (its dependents
-//! are then skipped), and `cancelled` when the run was cancelled.
+//! choice (with the tasks that depend on it), `failed` when a task failed and its failure
+//! was not handled (see "The run's status past failures" below; with the default trigger
+//! rule its dependents are skipped), and `cancelled` when the run was cancelled.
 //!
 //! # Rules, branches, pools and priorities
 //!
@@ -180,13 +181,15 @@
 //! |---|---|---|
 //! | `warn` | `task failed` | a task failed for good (its retries used up, or a permanent error) |
 //! | `info` | `task skipped` | a task was skipped (by its handler, a branch, a rule, or a failure upstream) |
-//! | `debug` | `task cancelled` | a running task was cancelled with its run |
+//! | `debug` | `task cancelled` | a task that had not ended (running, or not started: attempt 0) was cancelled with its run |
 //! | `debug` | `retrying` | an attempt failed and the task will run again (with `delay`) |
 //! | `info` | `workflow run finished` | the run ended: `workflow_id`, `run_id`, `status` and the count of tasks per status (`completed`, `failed`, `skipped`, `cancelled`) |
 //!
 //! A completed task is not logged, so a large run logs only what did not go to plan.
-//! Besides these, the engine warns when a cached result cannot be stored, when a handler
-//! dropped at a timeout or cancellation panics, and when a workflow id makes no event
+//! Besides these, the engine warns when a cached result cannot be stored, when a spawned
+//! handler's future, aborted at a timeout or cancellation, panics as it is dropped (a
+//! handler on the run's own task has that panic added to its task's error instead), and
+//! when a workflow id makes no event
 //! subject (its lifecycle events are then not published).
 //!
 //! # Durable runs

@@ -98,8 +98,8 @@ impl EngineBuilder {
 
     /// Among ready tasks of equal [priority](orch_core::Task::priority), starts first the
     /// one with the longest chain of tasks still behind it (its critical path), rather
-    /// than the one first in the workflow's order (default `false`). Ties still go in
-    /// the workflow's order.
+    /// than the one first in the plan's execution order (default `false`). Ties still go
+    /// in that order.
     pub fn critical_path_first(mut self, on: bool) -> Self {
         self.critical_path_first = on;
         self
