@@ -98,7 +98,10 @@
 //!   under the attempt's message id, and the result message names it; the coordinator
 //!   reads it from there, refusing (failing the attempt) an object that is not the
 //!   attempt's own or is over [`RemoteBuilder::max_output_bytes`] (default 1 GiB), and
-//!   reads none whole before it knows its size. A task message's limit keeps 1 KiB for
+//!   reads none whole before it knows its size. One whose description or next part
+//!   does not come within 10 s (its parts gone from the bucket while its description
+//!   stays) fails the attempt, retried if the task has retries left. A task message's
+//!   limit keeps 1 KiB for
 //!   its headers. A dependent's task message still carries its inputs, so a
 //!   large output read by a remote dependent fails that dependent's attempt as above.
 //!   An error or skip reason too long for a result message keeps its start and ends

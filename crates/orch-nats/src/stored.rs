@@ -15,6 +15,11 @@ use crate::routes::AttemptKey;
 /// The largest chunk of an object (the object store's usual size).
 const CHUNK: usize = 128 * 1024;
 
+/// How long reading a stored output waits for its description, and then for each next
+/// part: parts gone from the bucket (expired, purged) while the description stays never
+/// come, and the attempt then fails rather than waiting for ever.
+const PART_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Stores `output` (its JSON bytes) as object `name`, in chunks that fit in a message
 /// of `max_message_bytes`, creating the bucket if it is missing; the object is kept as
 /// long as results are. Returns the size of the object stored under `name`: an object
@@ -97,7 +102,14 @@ pub(crate) async fn get(
     let unreadable = |e: &dyn std::fmt::Display| {
         TaskError::new(format!("cannot read the stored output `{name}`: {e}"))
     };
-    let mut object = bucket.get(name).await.map_err(|e| unreadable(&e))?;
+    let waited = |what: &str| {
+        let after = PART_PATIENCE.as_secs();
+        unreadable(&format!(
+            "no {what} came within {after} s (gone from the bucket?)"
+        ))
+    };
+    let object = tokio::time::timeout(PART_PATIENCE, bucket.get(name)).await;
+    let mut object = (object.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
     let too_large = |bytes: u64| {
         TaskError::permanent(format!(
             "the stored output `{name}` is {bytes} bytes, over this coordinator's limit of \
@@ -110,11 +122,15 @@ pub(crate) async fn get(
     }
     // Read one byte past the limit at most, whatever the object's description says.
     let mut bytes = Vec::with_capacity(size.min(1 << 26) as usize);
-    (&mut object)
-        .take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| unreadable(&e))?;
+    let mut reader = (&mut object).take(max_bytes.saturating_add(1));
+    let mut part = vec![0; CHUNK];
+    loop {
+        let read = tokio::time::timeout(PART_PATIENCE, reader.read(&mut part)).await;
+        match (read.map_err(|_| waited("part"))?).map_err(|e| unreadable(&e))? {
+            0 => break,
+            n => bytes.extend_from_slice(&part[..n]),
+        }
+    }
     if bytes.len() as u64 > max_bytes {
         return Err(too_large(bytes.len() as u64));
     }

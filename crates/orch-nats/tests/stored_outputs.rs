@@ -94,15 +94,15 @@ async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room
     stop.cancel();
 }
 
-/// An output already stored for the attempt (by a delivery that died before reporting
-/// it) is kept, not stored again: replacing it would upload it all again, and need a
-/// right to purge the bucket that workers are not given.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_output_already_stored_for_the_attempt_is_kept() {
-    let Some(server) = small_messages_server() else {
-        return;
-    };
-    let engine = coordinator(&server, None).await;
+/// Runs task `big` on a worker whose handler first stores `earlier` (as JSON) as its own
+/// attempt's output, as a delivery that died before reporting it would have, removes
+/// the stored parts if `parts_gone`, then returns an output too large for a message.
+async fn run_after_an_earlier_store(
+    server: &NatsServer,
+    earlier: serde_json::Value,
+    parts_gone: bool,
+) -> orch_core::TaskRecord {
+    let engine = coordinator(server, None).await;
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     let bucket = js
         .get_object_store("ORCH_RESULTS")
@@ -111,16 +111,21 @@ async fn an_output_already_stored_for_the_attempt_is_kept() {
     let stop = CancellationToken::new();
     let worker = Worker::builder()
         .handler("remote", move |ctx: TaskContext| {
-            let bucket = bucket.clone();
+            let (bucket, js, earlier) = (bucket.clone(), js.clone(), earlier.clone());
             async move {
-                // What an earlier delivery of this attempt stored before it died.
                 let name = format!("{}.{}.{}", ctx.run_id(), ctx.task_id(), ctx.attempt());
-                let earlier = serde_json::to_vec(&json!("earlier")).expect("JSON");
+                let earlier = serde_json::to_vec(&earlier).expect("JSON");
                 let meta = object_store::ObjectMetadata {
                     name,
+                    chunk_size: Some(16 << 10),
                     ..Default::default()
                 };
-                (bucket.put(meta, &mut earlier.as_slice()).await).expect("stored");
+                let info = (bucket.put(meta, &mut earlier.as_slice()).await).expect("stored");
+                if parts_gone {
+                    let objects = js.get_stream("OBJ_ORCH_RESULTS").await.expect("found");
+                    let parts = format!("$O.ORCH_RESULTS.C.{}", info.nuid);
+                    (objects.purge().filter(parts).await).expect("its parts removed");
+                }
                 Ok::<_, TaskError>("x".repeat(1 << 17))
             }
         })
@@ -134,10 +139,38 @@ async fn an_output_already_stored_for_the_attempt_is_kept() {
         .await
         .expect("the run ends")
         .expect("valid");
-    let big = result.task("big").expect("a task");
+    stop.cancel();
+    result.task("big").expect("a task").clone()
+}
+
+/// An output already stored for the attempt (by a delivery that died before reporting
+/// it) is kept, not stored again: replacing it would upload it all again, and need a
+/// right to purge the bucket that workers are not given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_already_stored_for_the_attempt_is_kept() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let big = run_after_an_earlier_store(&server, json!("earlier"), false).await;
     assert_eq!(big.status, TaskStatus::Completed, "{:?}", big.error);
     assert_eq!(big.result, Some(json!("earlier")));
-    stop.cancel();
+}
+
+/// A stored output whose parts are gone (expired, purged) while its description stays
+/// fails its attempt once no part comes for a while, rather than keeping the run
+/// waiting for ever for parts that will not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_output_whose_parts_are_gone_fails_its_attempt() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let big = run_after_an_earlier_store(&server, json!("y".repeat(1 << 17)), true).await;
+    assert_eq!(big.status, TaskStatus::Failed);
+    let error = big.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("cannot read the stored output") && error.contains("no part"),
+        "{error}"
+    );
 }
 
 /// A reason for leaving an output out of the journal too long for a result message is
