@@ -97,7 +97,7 @@
 //!   store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
 //!   under the attempt's message id, and the result message names it; the coordinator
 //!   reads it from there, refusing (failing the attempt) an object that is not the
-//!   attempt's own or is over [`RemoteBuilder::max_output_bytes`] (default 1 GiB), and
+//!   attempt's own (a link to another object included) or is over [`RemoteBuilder::max_output_bytes`] (default 1 GiB), and
 //!   reads none whole before it knows its size. One whose description or next part
 //!   does not come within 10 s (its parts gone from the bucket while its description
 //!   stays) fails the attempt, retried if the task has retries left. A task message's

@@ -110,6 +110,15 @@ pub(crate) async fn get(
     };
     let object = tokio::time::timeout(PART_PATIENCE, bucket.get(name)).await;
     let mut object = (object.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
+    // The client follows a link to the object it names: that is not this attempt's own.
+    let info = object.info();
+    if (info.bucket.as_str(), info.name.as_str()) != (names.results_bucket(), name) {
+        let (bucket, linked) = (&info.bucket, &info.name);
+        return Err(TaskError::permanent(format!(
+            "the stored output `{name}` is a link to `{linked}` in bucket `{bucket}`, not \
+             this attempt's own output"
+        )));
+    }
     let too_large = |bytes: u64| {
         TaskError::permanent(format!(
             "the stored output `{name}` is {bytes} bytes, over this coordinator's limit of \

@@ -94,13 +94,24 @@ async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room
     stop.cancel();
 }
 
+/// What a worker's handler leaves under its own attempt's name in the bucket.
+#[derive(Clone, Copy)]
+enum Earlier {
+    /// The output, whole.
+    Whole,
+    /// The output's description, its parts removed.
+    PartsGone,
+    /// A link to another object holding the output.
+    Link,
+}
+
 /// Runs task `big` on a worker whose handler first stores `earlier` (as JSON) as its own
-/// attempt's output, as a delivery that died before reporting it would have, removes
-/// the stored parts if `parts_gone`, then returns an output too large for a message.
+/// attempt's output (as a delivery that died before reporting it would have), in the
+/// way `how` says, then returns an output too large for a message.
 async fn run_after_an_earlier_store(
     server: &NatsServer,
     earlier: serde_json::Value,
-    parts_gone: bool,
+    how: Earlier,
 ) -> orch_core::TaskRecord {
     let engine = coordinator(server, None).await;
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
@@ -116,15 +127,22 @@ async fn run_after_an_earlier_store(
                 let name = format!("{}.{}.{}", ctx.run_id(), ctx.task_id(), ctx.attempt());
                 let earlier = serde_json::to_vec(&earlier).expect("JSON");
                 let meta = object_store::ObjectMetadata {
-                    name,
+                    name: match how {
+                        Earlier::Link => "another".to_owned(),
+                        _ => name.clone(),
+                    },
                     chunk_size: Some(16 << 10),
                     ..Default::default()
                 };
                 let info = (bucket.put(meta, &mut earlier.as_slice()).await).expect("stored");
-                if parts_gone {
-                    let objects = js.get_stream("OBJ_ORCH_RESULTS").await.expect("found");
-                    let parts = format!("$O.ORCH_RESULTS.C.{}", info.nuid);
-                    (objects.purge().filter(parts).await).expect("its parts removed");
+                match how {
+                    Earlier::Whole => {}
+                    Earlier::PartsGone => {
+                        let objects = js.get_stream("OBJ_ORCH_RESULTS").await.expect("found");
+                        let parts = format!("$O.ORCH_RESULTS.C.{}", info.nuid);
+                        (objects.purge().filter(parts).await).expect("its parts removed");
+                    }
+                    Earlier::Link => drop(bucket.add_link(name, &info).await.expect("linked")),
                 }
                 Ok::<_, TaskError>("x".repeat(1 << 17))
             }
@@ -151,7 +169,7 @@ async fn an_output_already_stored_for_the_attempt_is_kept() {
     let Some(server) = small_messages_server() else {
         return;
     };
-    let big = run_after_an_earlier_store(&server, json!("earlier"), false).await;
+    let big = run_after_an_earlier_store(&server, json!("earlier"), Earlier::Whole).await;
     assert_eq!(big.status, TaskStatus::Completed, "{:?}", big.error);
     assert_eq!(big.result, Some(json!("earlier")));
 }
@@ -164,13 +182,27 @@ async fn a_stored_output_whose_parts_are_gone_fails_its_attempt() {
     let Some(server) = small_messages_server() else {
         return;
     };
-    let big = run_after_an_earlier_store(&server, json!("y".repeat(1 << 17)), true).await;
+    let big =
+        run_after_an_earlier_store(&server, json!("y".repeat(1 << 17)), Earlier::PartsGone).await;
     assert_eq!(big.status, TaskStatus::Failed);
     let error = big.error.as_deref().unwrap_or_default();
     assert!(
         error.starts_with("cannot read the stored output") && error.contains("no part"),
         "{error}"
     );
+}
+
+/// A link under the attempt's name is not the attempt's own output: the object it
+/// names (another attempt's, another bucket's) is not taken as this attempt's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_in_place_of_a_stored_output_fails_its_attempt() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let big = run_after_an_earlier_store(&server, json!("someone else's"), Earlier::Link).await;
+    assert_eq!(big.status, TaskStatus::Failed);
+    let error = big.error.as_deref().unwrap_or_default();
+    assert!(error.contains("is a link to `another`"), "{error}");
 }
 
 /// A reason for leaving an output out of the journal too long for a result message is
