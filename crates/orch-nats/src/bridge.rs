@@ -1,6 +1,8 @@
 //! [`Bridge`]: events between orch [`EventBus`]es and NATS subjects, so that other
 //! services watch runs live, and events from elsewhere reach a bus.
 
+mod import_queue;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
@@ -13,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::setup::{self, Layout};
 use crate::{ConnectError, NatsConfig, ROOM_WAIT};
+use import_queue::ImportQueue;
 
 /// The header that names the bridge an event left through, so that the same bridge
 /// does not bring it back in.
@@ -20,6 +23,11 @@ const ORIGIN: &str = "Orch-Bridge";
 
 /// How many events an export holds for NATS before it drops the oldest.
 const EXPORT_CAPACITY: usize = 16_384;
+
+/// How many NATS messages an import holds for its bus, and how many bytes of them at
+/// most, before it drops the oldest.
+const IMPORT_CAPACITY: usize = 16_384;
+const IMPORT_BYTES: usize = 64 << 20;
 
 /// The longest NATS subject an export publishes: a longer one (past the server's limit
 /// on a protocol line, 4 KiB by default, the server would close the connection) is
@@ -330,6 +338,11 @@ impl Bridge {
     /// pattern longer than 64 bytes is shortened as [`Bridge::export`] shortens it, so
     /// that importing a bus subject takes what exporting it sends.
     ///
+    /// The import takes messages from NATS as they come and holds up to 16,384 of them
+    /// (64 MiB) that the bus has not taken yet; when the bus falls further behind (a
+    /// full lossless subscriber holds it up), the oldest are dropped, and how many is
+    /// logged.
+    ///
     /// # Errors
     /// [`ConnectError::Config`] for a pattern the bus would not take, or one that, with
     /// the prefix, is longer than 2,048 bytes (the server would refuse it too, and
@@ -373,44 +386,63 @@ impl Bridge {
         let imported = self.imported_on(bus);
         let bus = bus.clone();
         let bridge = self.clone();
+        let queue = ImportQueue::new(IMPORT_CAPACITY, IMPORT_BYTES);
         Ok(BridgeTask(tokio::spawn(async move {
             let skip = bridge.prefix.len() + 1;
             let closed = bus.closed();
             tokio::pin!(closed);
-            loop {
-                let message = tokio::select! {
-                    message = messages.next() => match message {
-                        Some(message) => message,
-                        None => break,
-                    },
-                    // Nothing would be published any more.
-                    () = &mut closed => break,
-                };
-                let mine = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(ORIGIN))
-                    .is_some_and(|origin| origin.as_str() == &*bridge.origin);
-                if mine {
-                    continue;
-                }
-                let Some(subject) = message.subject.get(skip..) else {
-                    continue;
-                };
-                let payload: T = match serde_json::from_slice(&message.payload) {
-                    Ok(payload) => payload,
-                    Err(error) => {
-                        tracing::warn!(subject, %error, "skipping a NATS message that is not the bus's payload");
-                        continue;
-                    }
-                };
-                match imported.publish(&bus, subject, payload).await {
-                    Ok(_) => {}
-                    Err(orch_events::PublishError::Closed) => break,
-                    Err(error) => {
-                        tracing::warn!(subject, %error, "skipping a NATS message the bus refused")
+            let read = async {
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => match message {
+                            Some(message) => message,
+                            None => break,
+                        },
+                        // Nothing would be published any more.
+                        () = &mut closed => break,
+                    };
+                    let mine = message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(ORIGIN))
+                        .is_some_and(|origin| origin.as_str() == &*bridge.origin);
+                    if let (false, Some(subject)) = (mine, message.subject.get(skip..)) {
+                        queue.push((subject.to_owned(), message.payload));
                     }
                 }
+                queue.close();
+            };
+            let publish = async {
+                while let Some(((subject, payload), dropped)) = queue.next().await {
+                    if dropped > 0 {
+                        tracing::warn!(
+                            dropped,
+                            "the bus fell behind; NATS messages were not imported"
+                        );
+                    }
+                    let payload: T = match serde_json::from_slice(&payload) {
+                        Ok(payload) => payload,
+                        Err(error) => {
+                            tracing::warn!(subject, %error, "skipping a NATS message that is not the bus's payload");
+                            continue;
+                        }
+                    };
+                    match imported.publish(&bus, &subject, payload).await {
+                        Ok(_) => {}
+                        Err(orch_events::PublishError::Closed) => break,
+                        Err(error) => {
+                            tracing::warn!(subject, %error, "skipping a NATS message the bus refused")
+                        }
+                    }
+                }
+            };
+            tokio::join!(read, publish);
+            let dropped = queue.dropped();
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    "the bus fell behind; NATS messages were not imported"
+                );
             }
         })))
     }
