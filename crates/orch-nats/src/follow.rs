@@ -24,8 +24,8 @@ pub(crate) async fn place_now(
     js: &jetstream::Context,
     stream: &str,
 ) -> Result<Place, async_nats::Error> {
-    let mut stream = js.get_stream(stream).await?;
-    let info = stream.info().await?;
+    let stream = js.get_stream(stream).await?;
+    let info = stream.cached_info();
     Ok(Place {
         next: info.state.last_sequence + 1,
         made: info.created,
