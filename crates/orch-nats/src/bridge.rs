@@ -24,6 +24,14 @@ const ORIGIN: &str = "Orch-Bridge";
 /// How many events an export holds for NATS before it drops the oldest.
 const EXPORT_CAPACITY: usize = 16_384;
 
+/// Logs that `dropped` messages an import took were not published on its bus.
+fn report_dropped(dropped: u64) {
+    tracing::warn!(
+        dropped,
+        "NATS messages were not imported: the bus fell behind"
+    );
+}
+
 /// How many NATS messages an import holds for its bus, and how many bytes of them at
 /// most, before it drops the oldest.
 const IMPORT_CAPACITY: usize = 16_384;
@@ -407,18 +415,24 @@ impl Bridge {
                         .and_then(|h| h.get(ORIGIN))
                         .is_some_and(|origin| origin.as_str() == &*bridge.origin);
                     if let (false, Some(subject)) = (mine, message.subject.get(skip..)) {
-                        queue.push((subject.to_owned(), message.payload));
+                        // A copy: the payload shares the client's read buffer, which it
+                        // would hold whole for as long as the message waits.
+                        let payload = bytes::Bytes::copy_from_slice(&message.payload);
+                        queue.push((subject.to_owned(), payload));
                     }
                 }
                 queue.close();
             };
             let publish = async {
+                // Messages dropped since the bus fell behind, reported once it keeps up.
+                let mut behind = 0;
                 while let Some(((subject, payload), dropped)) = queue.next().await {
-                    if dropped > 0 {
-                        tracing::warn!(
-                            dropped,
-                            "the bus fell behind; NATS messages were not imported"
-                        );
+                    if dropped > 0 && behind == 0 {
+                        tracing::warn!("the bus fell behind; dropping the oldest NATS messages");
+                    }
+                    behind += dropped;
+                    if dropped == 0 && behind > 0 {
+                        report_dropped(std::mem::take(&mut behind));
                     }
                     let payload: T = match serde_json::from_slice(&payload) {
                         Ok(payload) => payload,
@@ -435,14 +449,12 @@ impl Bridge {
                         }
                     }
                 }
+                behind
             };
-            tokio::join!(read, publish);
-            let dropped = queue.dropped();
+            let ((), behind) = tokio::join!(read, publish);
+            let dropped = behind + queue.dropped();
             if dropped > 0 {
-                tracing::warn!(
-                    dropped,
-                    "the bus fell behind; NATS messages were not imported"
-                );
+                report_dropped(dropped);
             }
         })))
     }

@@ -87,8 +87,8 @@ pub(crate) struct Followed {
 /// Hands each message of `messages` (`followed`'s from `place` on) to `handle`, for
 /// ever. After an interruption (a reconnect, a consumer the server dropped) it goes on
 /// from the message after the last one it saw; from the first message when the stream
-/// was made anew meanwhile, which it also looks for every [`LONGEST_PAUSE`] (the client
-/// may rebuild its consumer on the new stream by itself, from the old stream's place).
+/// was made anew meanwhile, which it also looks for (see [`Looks`]): the client may set
+/// its consumer up again by itself on the new stream, from the old stream's place.
 pub(crate) async fn follow(
     js: jetstream::Context,
     followed: Followed,
@@ -97,18 +97,27 @@ pub(crate) async fn follow(
     mut handle: impl FnMut(&jetstream::Message) + Send,
 ) {
     let what = followed.what;
-    let mut look = tokio::time::interval(LONGEST_PAUSE);
-    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut looks = Looks::new(&js.client());
+    let mut check = tokio::time::interval(Looks::CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        look.reset();
         loop {
             let message = tokio::select! {
                 message = messages.next() => message,
-                // A stream that cannot be read now is left to the next look.
-                _ = look.tick() => match made_anew(&js, &followed, &mut place).await {
-                    Ok(true) => break,
-                    Ok(false) | Err(_) => continue,
-                },
+                _ = check.tick() => {
+                    if !looks.due() {
+                        continue;
+                    }
+                    match made_anew(&js, &followed, &mut place).await {
+                        Ok(true) => break,
+                        Ok(false) => continue,
+                        Err(error) => {
+                            tracing::debug!(%error, "cannot look at {what}; looking again soon");
+                            looks.again_soon();
+                            continue;
+                        }
+                    }
+                }
             };
             let message = match message {
                 Some(Ok(message)) => message,
@@ -144,6 +153,57 @@ pub(crate) async fn follow(
     }
 }
 
+/// When a follower looks whether its stream was made anew: soon after its connection
+/// came back (the client then sets its consumer up again by itself, on whatever stream
+/// has the name), and otherwise about every half minute (a stream deleted and made
+/// again while the connection stayed up), each follower at a moment of its own, so that
+/// a fleet's followers do not all ask the server at once.
+struct Looks {
+    client: async_nats::Client,
+    connects_seen: u64,
+    every: Duration,
+    next_look: tokio::time::Instant,
+}
+
+impl Looks {
+    /// How often a follower checks (locally) whether a look is due.
+    const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+    fn new(client: &async_nats::Client) -> Self {
+        // 30 to 40 s, differing from one follower to the next.
+        let jitter = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
+        let every = Duration::from_secs(30) + Duration::from_millis(jitter % 10_000);
+        Self {
+            client: client.clone(),
+            connects_seen: Self::connects(client),
+            every,
+            next_look: tokio::time::Instant::now() + every,
+        }
+    }
+
+    fn connects(client: &async_nats::Client) -> u64 {
+        (client.statistics().connects).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether to look now: the connection came back since the last check, or the
+    /// follower's period is over.
+    fn due(&mut self) -> bool {
+        let connects = Self::connects(&self.client);
+        let reconnected = std::mem::replace(&mut self.connects_seen, connects) != connects;
+        let now = tokio::time::Instant::now();
+        let due = reconnected || now >= self.next_look;
+        if due {
+            self.next_look = now + self.every;
+        }
+        due
+    }
+
+    /// A look that could not be made is made again after [`LONGEST_PAUSE`].
+    fn again_soon(&mut self) {
+        self.next_look = tokio::time::Instant::now() + LONGEST_PAUSE;
+    }
+}
+
 /// The pause before following a stream again after an interruption; it doubles after
 /// each failure, up to [`LONGEST_PAUSE`] (a stream deleted while followed is looked up
 /// that often).
@@ -151,7 +211,11 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const LONGEST_PAUSE: Duration = Duration::from_secs(5);
 
 /// Whether `followed` was made anew since `place` was taken (then `place` is its first
-/// message).
+/// message): it holds fewer messages than were read, or it was created at another time.
+/// (A server that reported another creation time for the same stream would have it read
+/// again from its first message: results and cancellations read twice change nothing.
+/// The messages read from a stream made anew cannot tell it apart: the client may
+/// already have read the new stream from the old one's place.)
 async fn made_anew(
     js: &jetstream::Context,
     followed: &Followed,

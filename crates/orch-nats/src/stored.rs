@@ -114,7 +114,8 @@ pub(crate) async fn get(
     let info = object.info();
     if (info.bucket.as_str(), info.name.as_str()) != (names.results_bucket(), name) {
         let (bucket, linked) = (&info.bucket, &info.name);
-        return Err(TaskError::permanent(format!(
+        // Not permanent: the next attempt stores its output under a name of its own.
+        return Err(TaskError::new(format!(
             "the stored output `{name}` is a link to `{linked}` in bucket `{bucket}`, not \
              this attempt's own output"
         )));
