@@ -73,10 +73,11 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// server to probe its quiet connection after 30 s, every 10 s, 3 times, so such runs
 /// are let go within about a minute (unless the connection string's `options` set
 /// `tcp_keepalives_idle`, `_interval` or `_count` themselves). This process probes the
-/// connection alike, and gives up on a statement the server has not received for 60 s
-/// (unless the string sets `keepalives_idle`, `keepalives_interval`,
-/// `keepalives_retries` or `tcp_user_timeout`): cut off from the server, its open runs
-/// fail within about a minute, not hours. A statement the server received but does not
+/// connection alike, and (on Linux) gives up on a statement the server has not received
+/// for 60 s, unless the string sets any of `keepalives_idle`, `keepalives_interval`,
+/// `keepalives_retries` and `tcp_user_timeout` (then the others keep the client
+/// library's defaults): cut off from the server, its open runs fail within about a
+/// minute, not hours. A statement the server received but does not
 /// answer (it waits for a lock someone else holds) is waited for.
 ///
 /// When the connection ends (the server restarted, or ended the session), the runs open

@@ -106,7 +106,10 @@ impl ResultFile {
             let error = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
             return Err(JournalError::io("open", &path, error));
         }
-        let lines = std::fs::File::open(&path).map_err(|e| JournalError::io("read", &path, e))?;
+        // Read through the handle just checked, not the path opened again.
+        let lines = file
+            .try_clone()
+            .map_err(|e| JournalError::io("read", &path, e))?;
         let results = read(&path, std::io::BufReader::new(lines), crate::read::MAX_LINE)?;
         Ok(Self {
             path,
@@ -310,8 +313,15 @@ mod tests {
         let pipe = dir.path().join("r.cache");
         let made = std::process::Command::new("mkfifo").arg(&pipe).status();
         assert!(made.expect("mkfifo runs").success());
-        for path in [pipe.as_path(), Path::new("/dev/zero")] {
-            let error = ResultFile::open(path).expect_err("not a regular file");
+        for path in [pipe, PathBuf::from("/dev/zero")] {
+            let (sender, opened) = std::sync::mpsc::channel();
+            let opening = path.clone();
+            std::thread::spawn(move || sender.send(ResultFile::open(opening).err()));
+            // A guard against reading for ever, not a measure.
+            let error = opened
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("refused at once")
+                .expect("not a regular file");
             assert!(error.to_string().contains("not a regular file"), "{error}");
             assert!(error.to_string().contains(&path.display().to_string()));
         }

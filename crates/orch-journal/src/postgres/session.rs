@@ -120,25 +120,27 @@ fn session_settings(config: &tokio_postgres::Config) -> String {
     settings
 }
 
-/// The client's side of the same: unless the connection string sets them, this process
-/// probes the connection after 30 s of quiet, every 10 s, 3 times, and gives up on a
-/// statement the server has not acknowledged receiving for 60 s. A process cut off from
-/// the server (its network, or the server's machine, gone) then learns so, and fails
-/// the runs it has open, within about a minute, where the system's defaults wait two
-/// hours for an answer, or 15 minutes for a statement to be received.
+/// The client's side of the same: unless the connection string sets any of these, this
+/// process probes the connection after 30 s of quiet, every 10 s, 3 times, and (on
+/// Linux) gives up on a statement the server has not acknowledged receiving for 60 s. A
+/// process cut off from the server (its network, or the server's machine, gone) then
+/// learns so, and fails the runs it has open, within about a minute, where the system's
+/// defaults wait two hours for an answer, or 15 minutes for a statement to be received.
+/// (Whatever of these the string sets, the others keep the client library's defaults:
+/// a `tcp_user_timeout` would also cut short the probing the string asks for.)
 pub(super) fn probe_quiet_connection(config: &mut tokio_postgres::Config) {
-    let system_default_idle = Duration::from_secs(2 * 60 * 60);
-    let untouched = config.get_keepalives_idle() == system_default_idle
+    let library_default_idle = Duration::from_secs(2 * 60 * 60);
+    let untouched = config.get_keepalives()
+        && config.get_keepalives_idle() == library_default_idle
         && config.get_keepalives_interval().is_none()
-        && config.get_keepalives_retries().is_none();
-    if config.get_keepalives() && untouched {
+        && config.get_keepalives_retries().is_none()
+        && config.get_tcp_user_timeout().is_none();
+    if untouched {
         config
             .keepalives_idle(Duration::from_secs(30))
             .keepalives_interval(Duration::from_secs(10))
-            .keepalives_retries(3);
-    }
-    if config.get_tcp_user_timeout().is_none() {
-        config.tcp_user_timeout(Duration::from_secs(60));
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(60));
     }
 }
 
@@ -355,7 +357,11 @@ mod tests {
         );
         assert_eq!(
             probed("host=h keepalives_interval=20"),
-            (7200, Some(20), None, Some(60))
+            (7200, Some(20), None, None)
+        );
+        assert_eq!(
+            probed("host=h tcp_user_timeout=5"),
+            (7200, None, None, Some(5))
         );
     }
 
