@@ -22,8 +22,25 @@ struct Gate {
     release: Notify,
 }
 
+/// The coordinator's link is down while the stream is made anew: the client sets its
+/// consumer up again by itself once back, at the old stream's place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_stored_in_a_results_stream_made_anew_reaches_its_coordinator() {
+    made_anew(true).await;
+}
+
+/// The coordinator's link stays up: its consumer goes with the old stream, and is set up
+/// again on the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_results_stream_made_anew_while_connected_is_read_from_its_start() {
+    made_anew(false).await;
+}
+
+/// Runs a held task, makes the results stream anew while it runs (with the
+/// coordinator's link cut meanwhile if `cut`), and checks that its result, stored first
+/// in the new stream, reaches the coordinator once the new stream holds more messages
+/// than the old one had.
+async fn made_anew(cut: bool) {
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -41,7 +58,10 @@ async fn a_result_stored_in_a_results_stream_made_anew_reaches_its_coordinator()
         });
     let stop = common::run_worker(&server, worker).await;
     let link = common::Outage::relay_to(server.port());
-    let remote = RemoteHandler::connect(&NatsConfig::new(link.url()))
+    // No worker serves `nobody`: its task waits, and is not failed for that meanwhile.
+    let remote = RemoteHandler::builder()
+        .missing_worker_timeout(Duration::from_secs(3600))
+        .connect(&NatsConfig::new(link.url()))
         .await
         .expect("the coordinator connects");
     let engine = WorkflowEngine::new();
@@ -56,7 +76,8 @@ async fn a_result_stored_in_a_results_stream_made_anew_reaches_its_coordinator()
     let warm_up = engine.execute_workflow(&warm_up).await.expect("valid");
     assert_eq!(warm_up.status, WorkflowStatus::Completed);
     // A task no worker serves keeps the tasks stream's first message where it is, so
-    // that the coordinator cannot tell from that stream that the held task left it.
+    // that the coordinator cannot tell from that stream that the held task left it (and
+    // look its result up on its own).
     let queued = Workflow::from_tasks("queued", "Queued", [Task::new("n", "nobody")]);
     let queued = tokio::spawn(engine.run(&queued));
     wait_for_async(|| async { stream_messages(&js, "ORCH_TASKS").await == 1 }).await;
@@ -64,7 +85,9 @@ async fn a_result_stored_in_a_results_stream_made_anew_reaches_its_coordinator()
     let held = tokio::spawn(engine.run(&held));
     wait_for(|| gate.started.load(Ordering::SeqCst)).await;
 
-    link.begin();
+    if cut {
+        link.begin();
+    }
     let mut results = js.get_stream("ORCH_RESULTS").await.expect("found");
     let config = results.info().await.expect("its settings").config.clone();
     js.delete_stream("ORCH_RESULTS").await.expect("deleted");
@@ -76,10 +99,13 @@ async fn a_result_stored_in_a_results_stream_made_anew_reaches_its_coordinator()
         let ack = js.publish(subject, "another run's result".into()).await;
         ack.expect("sent").await.expect("stored");
     }
-    link.end();
+    if cut {
+        link.end();
+    }
 
-    // A guard against waiting for ever, not a measure.
-    let result = tokio::time::timeout(Duration::from_secs(30), held)
+    // A guard against waiting for ever, not a measure (a follower looks at its stream
+    // at least every 40 s).
+    let result = tokio::time::timeout(Duration::from_secs(90), held)
         .await
         .expect("the held task's result was read from the new stream")
         .expect("the run's task")
