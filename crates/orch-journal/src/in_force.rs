@@ -13,8 +13,8 @@ pub(crate) struct InForce {
     /// For each task or instance, the index of its record in force.
     by_id: HashMap<TaskId, usize>,
     /// For each map task (any id `task[i]` in `by_id` is read as one of its instances),
-    /// its instances in `by_id`.
-    instances: HashMap<TaskId, HashSet<TaskId>>,
+    /// the positions `i` of its instances in `by_id`.
+    instances: HashMap<TaskId, HashSet<usize>>,
 }
 
 impl InForce {
@@ -23,20 +23,24 @@ impl InForce {
     }
 
     pub(crate) fn insert(&mut self, id: TaskId, index: usize) {
-        if let Some((task, _)) = MapSpec::parse_instance_id(&id) {
-            let instances = self.instances.entry(TaskId::from(task)).or_default();
-            instances.insert(id.clone());
+        if let Some((task, item)) = MapSpec::parse_instance_id(&id) {
+            // The map task's id is made only for its first instance.
+            if let Some(items) = self.instances.get_mut(task) {
+                items.insert(item);
+            } else {
+                self.instances.insert(task.into(), HashSet::from([item]));
+            }
         }
         self.by_id.insert(id, index);
     }
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<usize> {
         let index = self.by_id.remove(id)?;
-        if let Some((task, _)) = MapSpec::parse_instance_id(id)
-            && let Some(instances) = self.instances.get_mut(task)
+        if let Some((task, item)) = MapSpec::parse_instance_id(id)
+            && let Some(items) = self.instances.get_mut(task)
         {
-            instances.remove(id);
-            if instances.is_empty() {
+            items.remove(&item);
+            if items.is_empty() {
                 self.instances.remove(task);
             }
         }
@@ -46,11 +50,11 @@ impl InForce {
     /// Takes task `task`'s record, and its instances', out of force, but for those
     /// `keep` names.
     pub(crate) fn remove_task(&mut self, task: &str, keep: impl Fn(&str) -> bool) {
-        let instances = self.instances.get(task).into_iter().flatten();
-        let gone: Vec<TaskId> = std::iter::once(&TaskId::from(task))
+        let items = self.instances.get(task).into_iter().flatten();
+        let instances = items.map(|&item| MapSpec::instance_id(task, item));
+        let gone: Vec<TaskId> = std::iter::once(TaskId::from(task))
             .chain(instances)
             .filter(|id| !keep(id))
-            .cloned()
             .collect();
         for id in gone {
             self.remove(&id);
