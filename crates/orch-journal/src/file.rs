@@ -115,8 +115,7 @@ impl FileJournal {
     fn run_path(&self, run: &RunId, doing: &'static str) -> Result<PathBuf, JournalError> {
         let path = self.path_of(run);
         if fs::metadata(&path).is_ok_and(|meta| !meta.is_file()) {
-            let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(JournalError::io(doing, path, error));
+            return Err(not_a_regular_file(doing, path));
         }
         Ok(path)
     }
@@ -247,6 +246,13 @@ impl FileJournal {
         runs.sort_by(|a, b| (a.created, &a.run_id).cmp(&(b.created, &b.run_id)));
         Ok(runs)
     }
+}
+
+/// The error for `path`, which is not a regular file (a pipe, a device, a directory):
+/// refused before it is read, since reading it may wait or go on for ever.
+pub(crate) fn not_a_regular_file(doing: &'static str, path: PathBuf) -> JournalError {
+    let error = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+    JournalError::io(doing, path, error)
 }
 
 /// Open options whose new files are readable and writable by their owner only.

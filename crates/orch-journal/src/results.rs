@@ -103,8 +103,7 @@ impl ResultFile {
             .metadata()
             .map_err(|e| JournalError::io("open", &path, e))?;
         if !meta.is_file() {
-            let error = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
-            return Err(JournalError::io("open", &path, error));
+            return Err(crate::file::not_a_regular_file("open", path));
         }
         // Read through the handle just checked, not the path opened again.
         let lines = file
