@@ -24,6 +24,11 @@ const ORIGIN: &str = "Orch-Bridge";
 /// How many events an export holds for NATS before it drops the oldest.
 const EXPORT_CAPACITY: usize = 16_384;
 
+/// How many NATS messages an import holds for its bus, and how many bytes of them at
+/// most, before it drops the oldest.
+const IMPORT_CAPACITY: usize = 16_384;
+const IMPORT_BYTES: usize = 64 << 20;
+
 /// Logs that `dropped` messages an import took were not published on its bus.
 fn report_dropped(dropped: u64) {
     tracing::warn!(
@@ -31,11 +36,6 @@ fn report_dropped(dropped: u64) {
         "NATS messages were not imported: the bus fell behind"
     );
 }
-
-/// How many NATS messages an import holds for its bus, and how many bytes of them at
-/// most, before it drops the oldest.
-const IMPORT_CAPACITY: usize = 16_384;
-const IMPORT_BYTES: usize = 64 << 20;
 
 /// The longest NATS subject an export publishes: a longer one (past the server's limit
 /// on a protocol line, 4 KiB by default, the server would close the connection) is

@@ -133,12 +133,10 @@ pub(crate) async fn get(
     // Read one byte past the limit at most, whatever the object's description says.
     let mut bytes = Vec::with_capacity(size.min(1 << 26) as usize);
     let mut reader = (&mut object).take(max_bytes.saturating_add(1));
-    let mut part = vec![0; CHUNK];
     loop {
-        let read = tokio::time::timeout(PART_PATIENCE, reader.read(&mut part)).await;
-        match (read.map_err(|_| waited("part"))?).map_err(|e| unreadable(&e))? {
-            0 => break,
-            n => bytes.extend_from_slice(&part[..n]),
+        let read = tokio::time::timeout(PART_PATIENCE, reader.read_buf(&mut bytes)).await;
+        if (read.map_err(|_| waited("part"))?).map_err(|e| unreadable(&e))? == 0 {
+            break;
         }
     }
     if bytes.len() as u64 > max_bytes {
