@@ -123,7 +123,7 @@ impl Live {
             ));
             line(format!(
                 "orch_task_duration_seconds_sum{{task_type=\"{task_type}\"}} {}",
-                h.sum
+                h.sum.as_secs_f64()
             ));
             line(format!(
                 "orch_task_duration_seconds_count{{task_type=\"{task_type}\"}} {}",

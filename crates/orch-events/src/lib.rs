@@ -1,5 +1,6 @@
-//! The orch event bus: a lossless, fast pub/sub bus. Publish events on dotted subjects,
-//! subscribe with NATS-style wildcard patterns. It knows nothing of workflows.
+//! The orch event bus: a fast pub/sub bus, lossless by default ([`Overflow::Block`]).
+//! Publish events on dotted subjects, subscribe with NATS-style wildcard patterns. It
+//! knows nothing of workflows.
 //!
 //! ```
 //! use orch_events::{Delivery, EventBus};

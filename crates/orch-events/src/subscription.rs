@@ -74,6 +74,9 @@ impl SubscribeOptions {
     /// [`EventBusBuilder::history`](crate::EventBusBuilder::history)) matching the
     /// pattern with sequence numbers from `seq` on, then live events, with no gap and no
     /// repeat. Subscribing fails if events from `seq` on are no longer all kept.
+    ///
+    /// The replayed events are taken into the subscription at once, whatever its
+    /// [`capacity`](Self::capacity): it holds up to the bus's history size besides.
     #[must_use]
     pub fn replay_from(mut self, seq: u64) -> Self {
         self.replay_from = Some(seq);

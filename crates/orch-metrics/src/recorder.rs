@@ -23,8 +23,8 @@ pub struct DurationHistogram {
     pub counts: [u64; DURATION_BUCKETS.len() + 1],
     /// How many durations were recorded.
     pub count: u64,
-    /// Their sum, in seconds.
-    pub sum: f64,
+    /// Their sum, kept exactly: the same whatever order the durations came in.
+    pub sum: Duration,
 }
 
 impl DurationHistogram {
@@ -34,7 +34,7 @@ impl DurationHistogram {
         let bucket = DURATION_BUCKETS.partition_point(|&bound| bound < secs);
         self.counts[bucket] += 1;
         self.count += 1;
-        self.sum += secs;
+        self.sum = self.sum.saturating_add(duration);
     }
 }
 

@@ -49,8 +49,8 @@ fn specs() -> impl Strategy<Value = Vec<Spec>> {
 }
 
 fn workflow(specs: &[Spec]) -> Workflow {
-    let no_pause = Backoff {
-        initial: Duration::ZERO,
+    let short_pause = Backoff {
+        initial: Duration::from_millis(3),
         ..Backoff::default()
     };
     Workflow::from_tasks(
@@ -61,7 +61,7 @@ fn workflow(specs: &[Spec]) -> Workflow {
                 .config(json!({ "kind": spec.kind }))
                 .depends_on(spec.dependencies.iter().map(|d| format!("t{d}")))
                 .retries(spec.retries)
-                .backoff(no_pause);
+                .backoff(short_pause);
             if let (true, Some(over)) = (spec.map, spec.dependencies.first()) {
                 task = task.map_over(format!("t{over}"));
             }
@@ -70,8 +70,11 @@ fn workflow(specs: &[Spec]) -> Workflow {
     )
 }
 
+/// Each attempt takes a time of its own (the clock is paused, so no real wait), so that
+/// the figures tell apart a whole task's duration from its last attempt's.
 async fn work(ctx: TaskContext) -> Result<Value, TaskError> {
-    tokio::task::yield_now().await;
+    let kind = ctx.config()["kind"].as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(7 * u64::from(ctx.attempt()) + kind)).await;
     match ctx.config()["kind"].as_u64() {
         Some(1) => Err(TaskError::new("fails")),
         Some(2) if ctx.attempt() == 1 => Err(TaskError::new("fails once")),

@@ -51,7 +51,7 @@ fn events_are_counted_per_task_type() {
         load.durations.count, 2,
         "retry pauses are not task durations"
     );
-    assert!((load.durations.sum - 2.03).abs() < 1e-9);
+    assert_eq!(load.durations.sum, Duration::from_millis(2030));
     let store = recorder.task_type("store").expect("seen");
     assert_eq!((store.skipped, store.cancelled, store.started), (1, 1, 0));
     assert_eq!(

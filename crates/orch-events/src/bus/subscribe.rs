@@ -73,8 +73,10 @@ impl<T: Send + Sync + 'static> EventBus<T> {
     ///
     /// The callback is what empties its own queue: with the lossless `Block` policy, a
     /// callback that publishes, and awaits publishing, on a subject its own pattern
-    /// matches waits for itself once that queue is full. Such a callback should use a
-    /// lossy policy, or hand the publish to a task of its own.
+    /// matches waits for itself once that queue is full. So do two callbacks that
+    /// publish, and await publishing, on each other's patterns, once both queues are
+    /// full. Such a callback should use a lossy policy, or hand the publish to a task of
+    /// its own.
     ///
     /// A callback that holds a clone of the bus (to publish, say) keeps the bus alive as
     /// long as the callback lives: dropping every other clone does not close it then.
