@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, Either};
+use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -382,6 +383,58 @@ pub(crate) enum InFlight<'h> {
     },
     /// A durable run's journal records tasks that ended.
     Commit(PendingCommit),
+}
+
+/// What a run waits for, all together. Dropped with attempts still among them (the run
+/// itself was dropped before its end, its caller no longer awaiting it), it tells their
+/// handlers through the tokens they watch: dropping a handler's future stops it, not a
+/// [`blocking`](crate::blocking) function or work it handed to a task of its own.
+pub(crate) struct InFlightSet<'h> {
+    futures: FuturesUnordered<InFlight<'h>>,
+    run_cancel: CancellationToken,
+}
+
+impl<'h> InFlightSet<'h> {
+    pub(crate) fn new(run_cancel: CancellationToken) -> Self {
+        Self {
+            futures: FuturesUnordered::new(),
+            run_cancel,
+        }
+    }
+
+    /// Takes every future out, leaving the set empty.
+    pub(crate) fn take(&mut self) -> FuturesUnordered<InFlight<'h>> {
+        std::mem::take(&mut self.futures)
+    }
+}
+
+impl<'h> std::ops::Deref for InFlightSet<'h> {
+    type Target = FuturesUnordered<InFlight<'h>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.futures
+    }
+}
+
+impl std::ops::DerefMut for InFlightSet<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.futures
+    }
+}
+
+impl Drop for InFlightSet<'_> {
+    fn drop(&mut self) {
+        let mut left_running = false;
+        for flight in self.futures.iter() {
+            if let InFlight::Attempt(attempt) = flight {
+                attempt.cancel();
+                left_running = true;
+            }
+        }
+        if left_running {
+            self.run_cancel.cancel();
+        }
+    }
 }
 
 /// What finished.

@@ -8,13 +8,13 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::StreamExt;
 use orch_core::{Plan, RunId, Task, TaskRecord, Workflow, WorkflowResult};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::announce::Announcer;
-use crate::attempt::{Attempt, InFlight, Landed};
+use crate::attempt::{Attempt, InFlight, InFlightSet, Landed};
 use crate::clock::Clock;
 use crate::context::RunShared;
 use crate::journaling::{self, RunJournal};
@@ -217,7 +217,7 @@ struct Scheduler<'p> {
     start_order: &'p [u32],
     /// Per-task trigger rules, when some task has a rule other than the default.
     rules: Option<rules::Rules>,
-    in_flight: FuturesUnordered<InFlight<'p>>,
+    in_flight: InFlightSet<'p>,
     /// Tasks started and not yet finished (running, or a map instance pausing before a
     /// retry; a task of the plan gives its slots back for the pause).
     active: usize,
@@ -254,6 +254,7 @@ impl<'p> Scheduler<'p> {
         announcer: Option<Announcer>,
     ) -> Self {
         let n = plan.len();
+        let in_flight = InFlightSet::new(shared.cancel.clone());
         let features = plan.features();
         // Without priorities or the critical-path policy, tasks start in plan order.
         let cpf = limits.critical_path_first;
@@ -297,7 +298,7 @@ impl<'p> Scheduler<'p> {
             ready,
             start_order,
             rules,
-            in_flight: FuturesUnordered::new(),
+            in_flight,
             active: 0,
             retrying: HashSet::new(),
             held: Vec::new(),

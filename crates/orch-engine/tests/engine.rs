@@ -742,6 +742,25 @@ fn spawned_and_blocking_handlers_run_on_other_threads() {
     });
 }
 
+/// A blocking handler that runs until its token is cancelled, then counts itself in
+/// `told` and fails; or, once `give_up` is set, ends at once (a way out at a test's end).
+fn watching_its_token(
+    told: &Arc<AtomicUsize>,
+    give_up: &Arc<AtomicBool>,
+) -> impl orch_engine::Handler {
+    let (told, give_up) = (Arc::clone(told), Arc::clone(give_up));
+    blocking(move |ctx: TaskContext| {
+        while !ctx.cancellation().is_cancelled() {
+            if give_up.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        told.fetch_add(1, Ordering::SeqCst);
+        Err(TaskError::new("stopped"))
+    })
+}
+
 /// A timed-out attempt's token is cancelled: a blocking handler (which the engine cannot
 /// interrupt) that watches it stops, rather than running on beside the retries.
 #[test]
@@ -752,20 +771,7 @@ fn a_timed_out_attempt_is_told_through_its_cancellation_token() {
     let give_up = Arc::new(AtomicBool::new(false));
     runtime.block_on(async {
         let engine = WorkflowEngine::new();
-        let (t, g) = (Arc::clone(&told), Arc::clone(&give_up));
-        engine.register_handler(
-            "poll",
-            blocking(move |ctx: TaskContext| {
-                while !ctx.cancellation().is_cancelled() {
-                    if g.load(Ordering::SeqCst) {
-                        return Ok(());
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                t.fetch_add(1, Ordering::SeqCst);
-                Err(TaskError::new("stopped"))
-            }),
-        );
+        engine.register_handler("poll", watching_its_token(&told, &give_up));
         let workflow = Workflow::new("w", "W").task(
             Task::new("a", "poll")
                 .timeout(Duration::from_millis(50))
@@ -786,6 +792,44 @@ fn a_timed_out_attempt_is_told_through_its_cancellation_token() {
         assert!(
             waited.is_ok(),
             "{} of 3 attempts heard of their timeout",
+            told.load(Ordering::SeqCst)
+        );
+    });
+}
+
+/// A run dropped before its end (a caller's `timeout` or `select!` gave up on it) tells
+/// the handlers it leaves behind through their tokens, the run's and an attempt's own
+/// (a task with a timeout): a blocking handler, which dropping cannot stop, hears of it.
+#[test]
+fn a_run_dropped_unfinished_cancels_the_tokens_its_handlers_watch() {
+    let runtime = common::two_workers();
+    let told = Arc::new(AtomicUsize::new(0));
+    let give_up = Arc::new(AtomicBool::new(false));
+    runtime.block_on(async {
+        let engine = WorkflowEngine::builder()
+            .max_concurrent(2)
+            .build()
+            .expect("valid");
+        engine.register_handler("poll", watching_its_token(&told, &give_up));
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("plain", "poll"))
+            .task(Task::new("timed", "poll").timeout(Duration::from_secs(3600)));
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            engine.execute_workflow(&workflow),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the run cannot end on its own");
+        let both_told = async {
+            while told.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(30), both_told).await;
+        give_up.store(true, Ordering::SeqCst);
+        assert!(
+            waited.is_ok(),
+            "{} of 2 handlers heard that their run was dropped",
             told.load(Ordering::SeqCst)
         );
     });

@@ -367,7 +367,7 @@ impl Scheduler<'_> {
     /// in-flight set), whose map failed: they are not tried again (see
     /// [`Scheduler::start_instance`]), and the map need not wait for the pauses to end.
     fn end_pauses(&mut self, indices: std::ops::Range<usize>) {
-        let in_flight = std::mem::take(&mut self.in_flight);
+        let in_flight = self.in_flight.take();
         for mut waiting in in_flight {
             if let InFlight::Backoff { index, sleep } = &mut waiting
                 && indices.contains(&(*index as usize))

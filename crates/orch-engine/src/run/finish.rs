@@ -33,7 +33,7 @@ impl Scheduler<'_> {
         self.active -= self.held.len();
         self.held.clear();
         // A pause before a retry that will not start: over now, not when it would end.
-        let in_flight = std::mem::take(&mut self.in_flight);
+        let in_flight = self.in_flight.take();
         for waiting in in_flight {
             match waiting {
                 // A map instance's pause holds its map's slot (see `start_attempt_with`).
