@@ -120,10 +120,10 @@ impl CacheStore for orch_journal::ResultFile {
 
 impl crate::EngineBuilder {
     /// Sets where cached results are kept (see [`CacheStore`]); the default is a
-    /// [`MemoryCache`] of the engine's own. Tasks ask for caching
-    /// with `Task::cache(true)`.
+    /// [`MemoryCache`] of the engine's own (each engine built has its own, also engines
+    /// built from clones of one builder). Tasks ask for caching with `Task::cache(true)`.
     pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
-        self.cache.store = store;
+        self.cache.store = Some(store);
         self
     }
 
@@ -144,30 +144,42 @@ impl crate::EngineBuilder {
 /// A user's key function for one task type: what identifies a task's result.
 pub(crate) type KeyFn = Arc<dyn Fn(&TaskContext) -> Value + Send + Sync>;
 
-/// The caching a run does: its store and the key functions by task type.
-#[derive(Clone)]
-pub(crate) struct CacheSettings {
-    pub(crate) store: Arc<dyn CacheStore>,
+/// What a builder was told of caching: the store, if one was set, and the key functions
+/// by task type.
+#[derive(Clone, Default)]
+pub(crate) struct CacheChoice {
+    pub(crate) store: Option<Arc<dyn CacheStore>>,
     pub(crate) keys: HashMap<String, KeyFn>,
 }
 
-impl fmt::Debug for CacheSettings {
+impl CacheChoice {
+    /// The caching of an engine built now: without a store set, a [`MemoryCache`] of its
+    /// own, not one shared with engines built from clones of the same builder.
+    pub(crate) fn settings(self) -> CacheSettings {
+        CacheSettings {
+            store: self
+                .store
+                .unwrap_or_else(|| Arc::new(MemoryCache::default())),
+            keys: self.keys,
+        }
+    }
+}
+
+impl fmt::Debug for CacheChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut types: Vec<&String> = self.keys.keys().collect();
         types.sort();
-        f.debug_struct("CacheSettings")
+        f.debug_struct("CacheChoice")
             .field("key_functions", &types)
             .finish_non_exhaustive()
     }
 }
 
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            store: Arc::new(MemoryCache::default()),
-            keys: HashMap::new(),
-        }
-    }
+/// The caching a run does: its store and the key functions by task type.
+#[derive(Clone)]
+pub(crate) struct CacheSettings {
+    pub(crate) store: Arc<dyn CacheStore>,
+    pub(crate) keys: HashMap<String, KeyFn>,
 }
 
 /// The key of the task `ctx` runs: from its key function's value if its type has one,

@@ -312,6 +312,26 @@ fn a_store_given_to_two_engines_serves_both() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// Without a store set, each engine has a cache of its own, also engines built from
+/// clones of one builder: one engine's handler results are not served to another, whose
+/// handler of the same type may do something else.
+#[test]
+fn engines_built_from_one_builder_do_not_share_the_default_cache() {
+    let builder = WorkflowEngine::builder();
+    let engines = [builder.clone().build(), builder.build()].map(|e| e.expect("valid"));
+    for (value, engine) in [1, 2].into_iter().zip(&engines) {
+        engine.register_handler("t", move |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(value)
+        });
+    }
+    let workflow = Workflow::new("w", "W").task(Task::new("x", "t").cache(true));
+    let results = engines.each_ref().map(|engine| run(engine, &workflow));
+    for (expected, result) in [1, 2].into_iter().zip(&results) {
+        let x = result.task("x").expect("a record");
+        assert_eq!((x.result.clone(), x.cached), (Some(json!(expected)), false));
+    }
+}
+
 #[test]
 fn a_map_task_can_be_cached_as_a_whole() {
     let (store, calls) = (Arc::new(MemoryCache::default()), calls());

@@ -10,7 +10,7 @@ use orch_core::EngineEvent;
 use orch_events::EventBus;
 
 use super::{DEFAULT_MAX_INSTANCES, EngineInner, WorkflowEngine};
-use crate::cache::CacheSettings;
+use crate::cache::CacheChoice;
 #[cfg(feature = "journal")]
 use crate::journaling::JournalSettings;
 use crate::state::States;
@@ -36,7 +36,7 @@ pub struct EngineBuilder {
     pools: HashMap<String, usize>,
     critical_path_first: bool,
     states: States,
-    pub(crate) cache: CacheSettings,
+    pub(crate) cache: CacheChoice,
     max_instances: u32,
     #[cfg(feature = "events")]
     bus: Option<EventBus<EngineEvent>>,
@@ -54,7 +54,7 @@ impl Default for EngineBuilder {
             pools: HashMap::new(),
             critical_path_first: false,
             states: States::default(),
-            cache: CacheSettings::default(),
+            cache: CacheChoice::default(),
             max_instances: DEFAULT_MAX_INSTANCES,
             #[cfg(feature = "events")]
             bus: None,
@@ -216,7 +216,7 @@ impl EngineBuilder {
                 grace_period: self.grace_period,
                 pools: Arc::new(self.pools),
                 critical_path_first: self.critical_path_first,
-                cache: self.cache,
+                cache: self.cache.settings(),
                 max_instances: self.max_instances,
                 #[cfg(feature = "events")]
                 bus: self.bus,

@@ -319,7 +319,7 @@ mod tests {
     use orch_core::{Features, Task, Workflow};
 
     use super::Extras;
-    use crate::cache::CacheSettings;
+    use crate::cache::CacheChoice;
 
     fn features(workflow: &Workflow) -> Features {
         workflow.validate().expect("valid").plan().features()
@@ -329,19 +329,19 @@ mod tests {
     /// scheduler never enters this file.
     #[test]
     fn only_workflows_that_map_or_cache_get_extras() {
+        let cache = CacheChoice::default().settings();
         let plain = Workflow::new("w", "W")
             .task(Task::new("a", "t"))
             .task(Task::new("b", "t").depends_on(["a"]));
-        assert!(Extras::new(&plain, features(&plain), 10, &CacheSettings::default()).is_none());
+        assert!(Extras::new(&plain, features(&plain), 10, &cache).is_none());
         let mapped = plain.clone().task(Task::new("c", "t").map_over("a"));
-        let extras =
-            Extras::new(&mapped, features(&mapped), 10, &CacheSettings::default()).expect("extras");
+        let extras = Extras::new(&mapped, features(&mapped), 10, &cache).expect("extras");
         assert_eq!(
             (0..4).map(|i| extras.claims(i)).collect::<Vec<_>>(),
             [false, false, true, true],
             "the map task, and indices past the plan (instances)"
         );
         let cached = plain.task(Task::new("c", "t").cache(true));
-        assert!(Extras::new(&cached, features(&cached), 10, &CacheSettings::default()).is_some());
+        assert!(Extras::new(&cached, features(&cached), 10, &cache).is_some());
     }
 }
