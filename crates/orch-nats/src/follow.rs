@@ -66,7 +66,37 @@ pub(crate) async fn from_now(
         let messages = from_sequence(js, stream, &followed.filter, place.next).await?;
         Ok::<_, async_nats::Error>((messages, place))
     };
-    match messages.await {
+    heard_live_unless(messages.await, followed)
+}
+
+/// The messages `followed` keeps, from its first on; where the reader stands (before
+/// its first message), and the sequence of the last message kept now (0 when it keeps
+/// none); none (with a warning) when the stream cannot be followed.
+pub(crate) async fn from_first(
+    js: &jetstream::Context,
+    followed: &Followed,
+) -> Option<(consumer::push::Ordered, Place, u64)> {
+    let stream = &followed.stream;
+    let messages = async {
+        let info = js.get_stream(stream).await?.cached_info().clone();
+        let last = match info.state.messages {
+            0 => 0,
+            _ => info.state.last_sequence,
+        };
+        let messages = from_sequence(js, stream, &followed.filter, 1).await?;
+        let place = Place {
+            next: 1,
+            made: info.created,
+        };
+        Ok::<_, async_nats::Error>((messages, place, last))
+    };
+    heard_live_unless(messages.await, followed)
+}
+
+/// The messages to follow, or none (with a warning) when `followed` cannot be followed
+/// and its messages are to be heard live instead.
+fn heard_live_unless<T>(messages: Result<T, async_nats::Error>, followed: &Followed) -> Option<T> {
+    match messages {
         Ok(messages) => Some(messages),
         Err(error) => {
             let what = followed.what;

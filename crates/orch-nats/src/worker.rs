@@ -353,13 +353,17 @@ impl Worker {
         &self.shared.name
     }
 
-    /// Takes and runs tasks until `stop` is cancelled. Then it takes no more, lets
-    /// running handlers finish for the shutdown grace period, cancels those still
-    /// running and hands their tasks back to the queue (another worker gets them once
-    /// this worker's last requests for tasks have ended, within 3 s of `stop`: handed
-    /// back sooner, a task could go straight back to such a request; a task the server
-    /// delivers after `stop`, it hands back the same way), and returns, waiting at most
-    /// 5 s more for the server to take its last acknowledgements.
+    /// Takes and runs tasks until `stop` is cancelled. Before its first task, it reads
+    /// the cancellations the server kept from before it started (waiting at most 5 s for
+    /// each), so that it does not run a task of a run cancelled meanwhile.
+    ///
+    /// Once `stop` is cancelled, it takes no more tasks, lets running handlers finish
+    /// for the shutdown grace period, cancels those still running and hands their tasks
+    /// back to the queue (another worker gets them once this worker's last requests for
+    /// tasks have ended, within 3 s of `stop`: handed back sooner, a task could go
+    /// straight back to such a request; a task the server delivers after `stop`, it
+    /// hands back the same way), and returns, waiting at most 5 s more for the server to
+    /// take its last acknowledgements.
     ///
     /// It also returns, without `stop`, once its connection is closed for good (say,
     /// drained by the application that lent it with [`WorkerBuilder::start`]), logging
@@ -381,8 +385,9 @@ impl Worker {
             shared,
             types,
             limits,
-            subscriptions,
+            mut subscriptions,
         } = self;
+        cancels::catch_up(&shared, &mut subscriptions.cancels).await;
         let slots = Arc::new(pull::Slots {
             permits: Arc::new(Semaphore::new(limits.concurrency)),
             types: types.len(),

@@ -260,6 +260,68 @@ async fn cancel_run_sends_nothing_when_the_tasks_stream_cannot_be_read() {
     assert_eq!(first.subject.as_str(), "orch.cancel.marker");
 }
 
+/// A run cancelled with `cancel_run` while no worker was up (its coordinator gone, its
+/// attempts still queued): a worker that starts later does not run them. Before, it heard
+/// cancellations from its start on only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_after_cancel_run_does_not_run_the_cancelled_runs_queued_tasks() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let coordinator_user = as_user(&server, "coordinator", "coordinator-pw");
+    let remote = RemoteHandler::builder()
+        .connect(&coordinator_user)
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("embed", remote.clone());
+    // An attempt of run `r-gone`, queued by a coordinator that is gone.
+    let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
+    let task = r#"{"v": 1, "run_id": "r-gone", "workflow_id": "w", "attempt": 1,
+        "task": {"task_id": "a", "task_type": "embed"}}"#;
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(task.into())
+        .message_id("r-gone.a.1");
+    let stored = js.send_publish("orch.task.embed", publish).await;
+    stored.expect("published").await.expect("stored");
+    let gone = RunId::parse("r-gone").expect("an id");
+    remote.cancel_run(&gone).await.expect("cancelled");
+
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ran);
+    let worker = Worker::builder()
+        .handler("embed", move |ctx: TaskContext| {
+            seen.lock()
+                .expect("not poisoned")
+                .push(ctx.run_id().to_string());
+            async move { Ok::<_, TaskError>("embedded") }
+        })
+        .connect(&as_user(&server, "embedder", "embedder-pw"))
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+
+    // A later run's task, queued behind the cancelled one, runs; the queue then empties.
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "embed"));
+    let later = tokio::time::timeout(Duration::from_secs(20), engine.execute_workflow(&workflow));
+    let later = later.await.expect("the later run ends").expect("valid");
+    assert_eq!(later.status, WorkflowStatus::Completed);
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    common::wait_for_async(|| {
+        let mut tasks = tasks.clone();
+        async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
+    })
+    .await;
+    let ran = ran.lock().expect("not poisoned").clone();
+    assert_eq!(
+        ran,
+        [later.run_id.to_string()],
+        "only the later run's task ran"
+    );
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_back_after_a_server_restart_does_not_take_earlier_cancellations_as_new() {
     let Some(mut server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {

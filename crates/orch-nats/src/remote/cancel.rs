@@ -12,7 +12,8 @@ use crate::{CancelRunError, ROOM_WAIT};
 impl RemoteHandler {
     /// Tells the workers running attempts of run `run` to cancel them (their handlers
     /// see their cancellation token fire), for a run whose coordinator is gone: its
-    /// attempts on workers stop instead of running to their end.
+    /// attempts on workers stop instead of running to their end, and its attempts still
+    /// queued are dropped by whichever worker takes them, also one that starts later.
     ///
     /// To cancel a run that is still running, use its
     /// [`RunHandle::cancel`](orch_engine::RunHandle::cancel): the engine tells the
