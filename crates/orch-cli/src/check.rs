@@ -87,8 +87,9 @@ impl Problem {
         {
             text.push_str(&format!(" (did you mean `{suggestion}`?)"));
         }
-        // Whatever the file holds, no terminal control sequence reaches the terminal.
-        crate::display::printable(&text).into_owned()
+        // Whatever the file holds, no terminal control sequence reaches the terminal, and
+        // a problem is one line: a line break in a key or a name cannot pass for another.
+        crate::display::one_line(&text).into_owned()
     }
 }
 

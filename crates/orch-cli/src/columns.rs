@@ -30,20 +30,31 @@ pub(crate) fn pad(text: &str, width: usize) -> String {
     padded
 }
 
-/// The longest start of `text` at most `width` columns wide.
+/// The longest start of `text` at most `width` columns wide, measured as [`pad`] and
+/// [`width`] measure it: as a whole, where a sequence may be wider than its characters
+/// (an emoji with its presentation selector takes two columns, its characters one).
 pub(crate) fn cut(text: &str, width: usize) -> &str {
     let mut taken = 0;
+    let mut end = text.len();
     for (at, c) in text.char_indices() {
         taken += c.width().unwrap_or(0);
         if taken > width {
-            return &text[..at];
+            end = at;
+            break;
         }
     }
-    text
+    let mut cut = &text[..end];
+    while cut.width() > width {
+        let last = cut.char_indices().next_back().map_or(0, |(at, _)| at);
+        cut = &cut[..last];
+    }
+    cut
 }
 
 #[cfg(test)]
 mod tests {
+    use unicode_width::UnicodeWidthStr;
+
     use super::{MAX_WIDTH, cut, pad, width};
 
     #[test]
@@ -70,5 +81,16 @@ mod tests {
         assert_eq!(cut("読込み", 5), "読込");
         assert_eq!(cut("読込み", 6), "読込み");
         assert_eq!(cut("abc", 0), "");
+    }
+
+    #[test]
+    fn a_cut_is_no_wider_than_asked_where_a_sequence_is_wider_than_its_characters() {
+        // The gear with its emoji presentation selector: two columns, its characters one.
+        let gear = "\u{2699}\u{FE0F}";
+        assert_eq!(pad(gear, 2), gear);
+        assert_eq!(cut(&format!("{gear}abc"), 2), gear);
+        assert_eq!(cut(&format!("{gear}abc"), 3), format!("{gear}a"));
+        let many = gear.repeat(40);
+        assert!(cut(&many, 30).width() <= 30);
     }
 }

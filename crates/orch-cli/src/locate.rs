@@ -104,9 +104,22 @@ impl<'t> Places<'t> {
         if !self.spend(stretch.len()) {
             return None;
         }
-        let found = stretch
-            .find(&format!("\"{word}\""))
-            .or_else(|| find_word(stretch, word));
+        let quoted = format!("\"{word}\"");
+        let find = |from: usize| {
+            let rest = &stretch[from..];
+            let at = rest.find(&quoted).or_else(|| find_word(rest, word));
+            at.map(|at| from + at)
+        };
+        // A task that names itself: looked for past its own id, which starts its stretch.
+        let past_its_id = match word == id && self.spend(stretch.len()) {
+            true => [stretch.find(&quoted), find_word(stretch, word)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(0, |at| at + word.len()),
+            false => 0,
+        };
+        let found = find(past_its_id).or_else(|| find(0));
         self.place(start + found.unwrap_or(0))
     }
 
@@ -253,6 +266,25 @@ fn key<'t>(text: &'t str, ends: &[char]) -> Option<(String, &'t str)> {
     Some((text[..end].trim_end().to_owned(), &text[end..]))
 }
 
+/// Reads one YAML key or scalar at the start of `text`: quoted, as [`key`] reads it, or
+/// plain, up to a `:` followed by a space or the line's end (a key's end: `build:linux`
+/// is one key), or a `#` after a space (a comment). Returns it and the text after it.
+fn yaml_key(text: &str) -> Option<(String, &str)> {
+    let text = text.trim_start();
+    if text.starts_with(['"', '\'']) {
+        return key(text, &[]);
+    }
+    let bytes = text.as_bytes();
+    let end = (0..bytes.len())
+        .find(|&i| match bytes[i] {
+            b':' => bytes.get(i + 1).is_none_or(u8::is_ascii_whitespace),
+            b'#' => i > 0 && bytes[i - 1].is_ascii_whitespace(),
+            _ => false,
+        })
+        .unwrap_or(bytes.len());
+    Some((text[..end].trim_end().to_owned(), &text[end..]))
+}
+
 /// A `task_id: ID` (YAML) value after its key.
 fn yaml_task_id(text: &str) -> Option<String> {
     let rest = text
@@ -260,7 +292,7 @@ fn yaml_task_id(text: &str) -> Option<String> {
         .strip_prefix("task_id")?
         .trim_start()
         .strip_prefix(':')?;
-    key(rest, &['#']).map(|(id, _)| id)
+    yaml_key(rest).map(|(id, _)| id)
 }
 
 /// YAML, block style: the keys one level under `tasks:` (map form), or the `task_id`
@@ -311,7 +343,7 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
                 found.extend(yaml_task_id(trimmed).map(|id| (id, column)));
             }
         } else if indent == indent_here
-            && let Some((id, rest)) = key(trimmed, &[':'])
+            && let Some((id, rest)) = yaml_key(trimmed)
             && rest.starts_with(':')
         {
             found.push((id, column));
@@ -476,6 +508,35 @@ mod tests {
         let places = Places::new(list, Format::Yaml);
         assert_eq!(places.task("a"), at(3, 1));
         assert_eq!(places.task("b"), at(6, 3));
+    }
+
+    /// A plain YAML key ends at a colon followed by a space or the line's end: a colon
+    /// inside it (`test:unit`) is part of the id, as a `#` not after a space is.
+    #[test]
+    fn a_yaml_id_may_hold_a_colon_or_a_hash() {
+        let map = "workflow_id: w\ntasks:\n  test:unit:\n    task_type: echo\n  test:\n    task_type: echo\n    dependencies: [ghost]\n  c#1: # a comment\n    task_type: echo\n";
+        let places = Places::new(map, Format::Yaml);
+        assert_eq!(places.task("test:unit"), at(3, 3));
+        assert_eq!(places.task("test"), at(5, 3));
+        assert_eq!(places.within_task("test", "ghost"), at(7, 20));
+        assert_eq!(places.task("c#1"), at(8, 3));
+        let list = "workflow_id: w\ntasks:\n- task_id: build:linux # a comment\n  task_type: t\n";
+        let places = Places::new(list, Format::Yaml);
+        assert_eq!(places.task("build:linux"), at(3, 1));
+    }
+
+    /// A task that depends on itself is placed at the dependency, not at its own id.
+    #[test]
+    fn a_task_naming_itself_is_placed_past_its_own_id() {
+        let json = "{\"workflow_id\":\"w\",\"tasks\":{\n  \"a\":{\"task_type\":\"echo\",\n       \"dependencies\":[\"a\"]}}}";
+        let places = Places::new(json, Format::Json);
+        assert_eq!(places.within_task("a", "a"), at(3, 24));
+        let yaml = "workflow_id: w\ntasks:\n  a:\n    task_type: echo\n    dependencies: [a]\n";
+        let places = Places::new(yaml, Format::Yaml);
+        assert_eq!(places.within_task("a", "a"), at(5, 20));
+        let toml = "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"echo\"\ndependencies = [\"a\"]\n";
+        let places = Places::new(toml, Format::Toml);
+        assert_eq!(places.within_task("a", "a"), at(4, 17));
     }
 
     #[test]

@@ -182,7 +182,7 @@ fn known_keys(config: &Value, known: &[&str]) -> Result<(), Vec<ConfigProblem>> 
             key: Some(key.clone()),
             message: format!(
                 "unknown config key `{}` (known keys: {})",
-                crate::display::printable(key),
+                crate::display::one_line(key),
                 known.join(", ")
             ),
             suggestion: suggest::closest(key, known.iter().copied()).map(str::to_owned),
@@ -311,7 +311,10 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
             };
             problems.push(ConfigProblem::new(
                 Some(key),
-                format!("`{name}` is not a valid environment variable name"),
+                format!(
+                    "`{}` is not a valid environment variable name",
+                    crate::display::one_line(name)
+                ),
             ));
         }
     }

@@ -8,11 +8,22 @@ pub(crate) fn closest<'c>(
 ) -> Option<&'c str> {
     candidates
         .into_iter()
-        .filter(|c| *c != wrong)
+        .filter(|c| *c != wrong && within_three_in_length(wrong, c))
         .map(|c| (distance(wrong, c), c))
         .filter(|&(d, c)| d <= 3 && d * 3 <= wrong.chars().count().max(c.chars().count()))
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
+}
+
+/// Whether `a` and `b` differ in length by at most 3 characters, which a distance of at
+/// most 3 needs: checked first, so that a long name is not compared at all. (Looked at
+/// in bytes first: a character takes at most 4.)
+fn within_three_in_length(a: &str, b: &str) -> bool {
+    let (shorter, longer) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if longer.len() > 4 * (shorter.len() + 3) {
+        return false;
+    }
+    a.chars().count().abs_diff(b.chars().count()) <= 3
 }
 
 /// Edit distance in characters, a swap of two neighbours counting as one edit (optimal
@@ -51,6 +62,20 @@ mod tests {
         assert_eq!(closest("ecoh", types), Some("echo"));
         assert_eq!(closest("python", types), None);
         assert_eq!(closest("command", types), None);
+    }
+
+    /// A name far longer than every candidate is not compared with them: the edit
+    /// distance of a name of millions of characters would take seconds.
+    #[test]
+    fn lengths_too_far_apart_are_not_compared() {
+        let long = "x".repeat(20_000_000);
+        assert!(!within_three_in_length(&long, "program"));
+        assert!(!within_three_in_length("program", &long));
+        assert!(within_three_in_length("naïve", "naive"));
+        assert!(within_three_in_length("ab", "abcde"));
+        assert!(!within_three_in_length("ab", "abcdef"));
+        assert!(!within_three_in_length("読読読読読読", "読"));
+        assert_eq!(closest(&long, ["program"]), None);
     }
 
     #[test]

@@ -129,6 +129,34 @@ fn validate_json_problems_have_every_documented_key() {
     assert_eq!(problems[0]["task"], Value::Null, "{stdout}");
 }
 
+/// A line break in a config key or an environment variable's name is escaped: each
+/// problem stays on its line, and none passes for another.
+#[test]
+fn a_line_break_in_a_key_or_a_name_does_not_make_a_problem_of_its_own() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  t: {task_type: echo, config: {\"x\\nw.yaml:1:1: forged\": 1}}\n  c:\n    task_type: command\n    config: {program: ls, env: {\"A\\nw.yaml:2:2: forged=\": b}}\n",
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "w.yaml"]));
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|line| line.starts_with("w.yaml:1:1: forged")
+                || line.starts_with("w.yaml:2:2: forged")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r"unknown config key `x\u{a}w.yaml:1:1: forged`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r"`A\u{a}w.yaml:2:2: forged=` is not a valid environment variable name"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn problems_show_terminal_escapes_in_the_file_escaped() {
     let dir = Dir::new();
