@@ -234,6 +234,21 @@ impl<'de> Visitor<'de> for DurationVisitor {
         }
     }
 
+    /// A whole number past 64 bits (YAML reads one as such).
+    fn visit_u128<E: de::Error>(self, secs: u128) -> Result<Duration, E> {
+        match u64::try_from(secs) {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => Err(E::custom(DurationError::TooLarge(secs.to_string()))),
+        }
+    }
+
+    fn visit_i128<E: de::Error>(self, secs: i128) -> Result<Duration, E> {
+        match u128::try_from(secs) {
+            Ok(secs) => self.visit_u128(secs),
+            Err(_) => Err(negative(secs)),
+        }
+    }
+
     fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Duration, E> {
         Duration::try_from_secs_f64(secs).map_err(|_| {
             if secs.is_finite() && secs > 0.0 {

@@ -221,6 +221,27 @@ fn durations_past_the_longest_are_an_error_naming_the_field_in_every_format() {
     );
 }
 
+/// YAML reads a whole number past 64 bits as a 128-bit one: a duration of that many
+/// seconds is too long, and a negative one negative, not a number of the wrong type.
+#[test]
+fn yaml_whole_numbers_past_64_bits_are_durations_too_long_or_negative() {
+    for (value, expected) in [
+        ("99999999999999999999", "longer than the longest duration"),
+        (
+            "-99999999999999999999",
+            "expected a non-negative, finite number of seconds",
+        ),
+    ] {
+        for field in ["timeout: ", "backoff:\n      initial: "] {
+            let text =
+                format!("workflow_id: w\ntasks:\n  a:\n    task_type: t\n    {field}{value}\n");
+            let (field, _, message) = parse_error(Workflow::from_yaml(&text));
+            assert!(field.starts_with("tasks.a."), "{value}: {field}");
+            assert!(message.contains(expected), "{value}: {message}");
+        }
+    }
+}
+
 #[test]
 fn a_key_repeated_in_a_config_object_is_an_error_in_every_format() {
     for (loaded, field) in [
