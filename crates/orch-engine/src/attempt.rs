@@ -106,6 +106,10 @@ fn conclude_panicked(
             let dropped = drop_panic_message(panic.as_ref());
             match outcome {
                 Ok(_) => Err(TaskError::new(dropped)),
+                // A skip asked for is not taken: the attempt failed.
+                Err(error) if error.is_skip() => {
+                    Err(TaskError::new(error.record_text()).with_note(&dropped))
+                }
                 Err(error) => Err(error.with_note(&dropped)),
             }
         }

@@ -184,8 +184,10 @@ fn dropping_a_run_contains_the_panic_of_a_handler_dropped_with_it() {
     });
 }
 
-/// Finishes at once with a value, and panics when dropped afterwards.
+/// Finishes at once with a value (or, when `skips`, by asking to be skipped), and panics
+/// when dropped afterwards.
 struct DoneThenBomb {
+    skips: bool,
     _bomb: Bomb,
 }
 
@@ -193,13 +195,19 @@ impl Future for DoneThenBomb {
     type Output = Result<Output, TaskError>;
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(Value::from("done").into()))
+        Poll::Ready(match self.skips {
+            true => Err(TaskError::skip("not needed")),
+            false => Ok(Value::from("done").into()),
+        })
     }
 }
 
 /// A handler written by hand (not with `async fn`), whose future panics when dropped
-/// after it finished.
-struct Late(Arc<AtomicUsize>);
+/// after it finished (having asked to be skipped when `skips`).
+struct Late {
+    drops: Arc<AtomicUsize>,
+    skips: bool,
+}
 
 impl Handler for Late {
     fn call<'a, 'b>(&'a self, _ctx: TaskContext) -> HandlerFuture<'b>
@@ -207,9 +215,10 @@ impl Handler for Late {
         'a: 'b,
     {
         Box::pin(DoneThenBomb {
+            skips: self.skips,
             _bomb: Bomb {
                 message: "late",
-                drops: Arc::clone(&self.0),
+                drops: Arc::clone(&self.drops),
             },
         })
     }
@@ -227,12 +236,18 @@ fn a_finished_future_that_panics_when_dropped_fails_its_task_on(runtime: tokio::
     runtime.block_on(async {
         let engine = WorkflowEngine::new();
         let drops = Arc::new(AtomicUsize::new(0));
-        engine.register_handler("late", Late(Arc::clone(&drops)));
+        let late = |skips| Late {
+            drops: Arc::clone(&drops),
+            skips,
+        };
+        engine.register_handler("late", late(false));
+        engine.register_handler("late_skip", late(true));
         ok_handler(&engine);
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "late"))
             .task(Task::new("b", "ok").depends_on(["a"]))
-            .task(Task::new("c", "ok"));
+            .task(Task::new("c", "ok"))
+            .task(Task::new("s", "late_skip"));
         let result = engine.execute_workflow(&workflow).await.expect("valid");
         assert_eq!(result.status, WorkflowStatus::Failed);
         assert_eq!(
@@ -245,7 +260,15 @@ fn a_finished_future_that_panics_when_dropped_fails_its_task_on(runtime: tokio::
         assert_eq!(record(&result, "a").result, None);
         assert_eq!(record(&result, "b").status, TaskStatus::Skipped);
         assert_eq!(record(&result, "c").status, TaskStatus::Completed);
-        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        // A skip asked for by a future that then panics when dropped is a failure too.
+        assert_eq!(
+            error_of(&result, "s"),
+            (
+                TaskStatus::Failed,
+                Some("not needed; handler panicked when dropped: late")
+            )
+        );
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
     });
 }
 
@@ -441,10 +464,12 @@ fn run_attempt_contains_a_panic_when_the_handlers_future_is_dropped() {
             task.context().expect("a valid task")
         };
         let drops = Arc::new(AtomicUsize::new(0));
-        let handlers: [Arc<dyn Handler>; 2] = [
-            Arc::new(Late(Arc::clone(&drops))),
-            Arc::new(orch_engine::inline(Late(Arc::clone(&drops)))),
-        ];
+        let late = || Late {
+            drops: Arc::clone(&drops),
+            skips: false,
+        };
+        let handlers: [Arc<dyn Handler>; 2] =
+            [Arc::new(late()), Arc::new(orch_engine::inline(late()))];
         for handler in handlers {
             let inline = handler.runs_inline();
             let outcome = tokio::spawn(run_attempt(handler, context())).await;
