@@ -307,6 +307,19 @@ pub(crate) async fn ensure_consumer(
     layout: &Layout,
     task_type: &str,
 ) -> Result<consumer::Config, ConnectError> {
+    // One delivery more, which a worker answers with the "worker lost" result.
+    let max_deliver = i64::from(layout.max_deliver) + 1;
+    ensure_consumer_delivering(js, layout, task_type, max_deliver).await
+}
+
+/// As [`ensure_consumer`], creating it (if missing) with this `max_deliver`, as the
+/// server counts it (-1 for any number).
+pub(crate) async fn ensure_consumer_delivering(
+    js: &jetstream::Context,
+    layout: &Layout,
+    task_type: &str,
+    max_deliver: i64,
+) -> Result<consumer::Config, ConnectError> {
     use jetstream::stream::ConsumerErrorKind;
     let names = layout.names();
     let name = Names::consumer(task_type);
@@ -336,8 +349,7 @@ pub(crate) async fn ensure_consumer(
         filter_subject: names.task_subject(task_type),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: layout.ack_wait,
-        // One delivery more, which a worker answers with the "worker lost" result.
-        max_deliver: i64::from(layout.max_deliver) + 1,
+        max_deliver,
         max_ack_pending: i64::from(layout.max_in_flight),
         deliver_policy: consumer::DeliverPolicy::All,
         ..Default::default()

@@ -110,6 +110,8 @@ pub(crate) struct TypeQueue {
     /// `max_deliver`, whose last delivery stores the "worker lost" verdict instead
     /// (`None` when the consumer allows a single delivery, or any number).
     pub(crate) deliveries_to_run: Option<i64>,
+    /// The consumer's `max_deliver`, to set it up again with if it goes missing.
+    pub(crate) max_deliver: i64,
     /// Cancelled once this type's puller has no pull request open any more (the worker
     /// stopped taking tasks): a task handed back before then could be delivered straight
     /// back to that request.
@@ -242,6 +244,7 @@ impl WorkerBuilder {
                 progress_every: (config.ack_wait / 4).max(Duration::from_millis(10)),
                 ack_wait: config.ack_wait,
                 deliveries_to_run: (config.max_deliver > 1).then(|| config.max_deliver - 1),
+                max_deliver: config.max_deliver,
                 requests_over: CancellationToken::new(),
             });
         }

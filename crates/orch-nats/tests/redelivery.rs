@@ -615,6 +615,44 @@ async fn a_consumer_set_up_again_by_a_worker_keeps_the_settings_the_worker_goes_
     stop.cancel();
 }
 
+/// A consumer made by hand to deliver once, or any number of times: set up again by a
+/// worker, it still does (before, it got the worker's layout's count plus one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_set_up_again_keeps_a_single_or_unlimited_delivery() {
+    let max_deliver =
+        |consumer: jetstream::consumer::PullConsumer| consumer.cached_info().config.max_deliver;
+    for by_hand in [1, -1] {
+        // A server each: the first worker, stopping, could still set its consumer up.
+        let Some(server) = NatsServer::start() else {
+            return;
+        };
+        set_up_as_a_run_before(&server, layout()).await;
+        let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+        js.delete_consumer_from_stream("count", "ORCH_TASKS")
+            .await
+            .expect("deleted");
+        let config = jetstream::consumer::pull::Config {
+            durable_name: Some("count".to_owned()),
+            filter_subject: "orch.task.count".to_owned(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(2),
+            max_deliver: by_hand,
+            ..Default::default()
+        };
+        js.create_consumer_on_stream(config, "ORCH_TASKS")
+            .await
+            .expect("made by hand");
+        let calls = Arc::new(AtomicU32::new(0));
+        let stop = start_counting_worker(&server, layout(), &calls).await;
+        js.delete_consumer_from_stream("count", "ORCH_TASKS")
+            .await
+            .expect("deleted");
+        // The worker's pull request is refused, and it sets the consumer up again.
+        assert_eq!(max_deliver(count_consumer(&js).await), by_hand);
+        stop.cancel();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_cancelled_before_its_coordinator_stopped_runs_when_the_run_comes_back() {
     let Some(server) = NatsServer::start() else {

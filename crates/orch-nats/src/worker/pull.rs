@@ -240,18 +240,17 @@ pub(crate) async fn serve(
 /// server is not ready.
 async fn set_up_again(shared: &Shared, queue: &TypeQueue, stop: &CancellationToken) {
     // With the settings the worker goes by (its progress comes every quarter of that
-    // `ack_wait`), not its layout's.
+    // `ack_wait`; it stores the "worker lost" verdict by that `max_deliver`), not its
+    // layout's.
     let layout = crate::Layout {
         ack_wait: queue.ack_wait,
-        max_deliver: (queue.deliveries_to_run)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(shared.layout.max_deliver),
         ..shared.layout.clone()
     };
-    let ensured = stop.run_until_cancelled(setup::ensure_consumer(
+    let ensured = stop.run_until_cancelled(setup::ensure_consumer_delivering(
         &shared.js,
         &layout,
         &queue.task_type,
+        queue.max_deliver,
     ));
     if let Some(Err(error)) = ensured.await {
         tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
