@@ -1,6 +1,8 @@
 //! A layered drawing of a DAG, left to right: one column per level, tasks in a column
 //! ordered to keep edges short (a few barycentre sweeps), and boxes sized to their labels.
 
+use unicode_width::UnicodeWidthStr;
+
 use crate::dag::Dag;
 use crate::graph;
 
@@ -25,9 +27,10 @@ pub(crate) const BOX_HEIGHT: f64 = 40.0;
 const ROW_GAP: f64 = 16.0;
 const COLUMN_GAP: f64 = 60.0;
 const MARGIN: f64 = 12.0;
-/// Width of one character of a label, roughly, at the drawing's font size.
+/// Width of one column of a label (a terminal's column: a CJK character takes two),
+/// roughly, at the drawing's font size.
 const CHAR_WIDTH: f64 = 7.0;
-/// Labels longer than this are cut with an ellipsis.
+/// Labels wider than this many columns are cut with an ellipsis.
 pub(crate) const MAX_LABEL: usize = 32;
 const SWEEPS: usize = 4;
 
@@ -67,12 +70,12 @@ pub(crate) fn layout(dag: &Dag) -> Layout {
 
 fn box_width(dag: &Dag, i: usize) -> f64 {
     let node = &dag.nodes[i];
-    let chars = graph::title(node)
-        .chars()
-        .count()
-        .max(node.task_type.chars().count())
-        .min(MAX_LABEL + 1);
-    chars as f64 * CHAR_WIDTH + 20.0
+    let columns = [graph::title(node), &node.task_type]
+        .map(|label| cut(label).width())
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    columns as f64 * CHAR_WIDTH + 20.0
 }
 
 /// Reorders each column by the mean row of each task's neighbours, sweeping forward
@@ -126,12 +129,17 @@ fn order_columns(dag: &Dag, columns: &mut [Vec<usize>]) {
     }
 }
 
-/// `text` cut to [`MAX_LABEL`] characters, with an ellipsis when cut.
+/// `text` cut to [`MAX_LABEL`] columns, with an ellipsis when cut.
 pub(crate) fn cut(text: &str) -> String {
-    if text.chars().count() <= MAX_LABEL {
+    cut_to(text, MAX_LABEL)
+}
+
+/// `text` cut to `columns` columns (at least 1), with an ellipsis when cut.
+pub(crate) fn cut_to(text: &str, columns: usize) -> String {
+    if text.width() <= columns {
         return text.to_owned();
     }
-    let mut cut: String = text.chars().take(MAX_LABEL - 1).collect();
+    let mut cut = crate::columns::cut(text, columns.saturating_sub(1)).to_owned();
     cut.push('…');
     cut
 }
@@ -211,5 +219,23 @@ mod tests {
         let long = "x".repeat(40);
         assert_eq!(cut(&long).chars().count(), MAX_LABEL);
         assert!(cut(&long).ends_with('…'));
+        // By columns: a CJK character takes two.
+        let wide = "長".repeat(20);
+        assert_eq!(cut(&wide), format!("{}…", "長".repeat(15)));
+    }
+
+    /// A box is as wide as its label's columns: wide characters get room for their
+    /// glyphs, which take about twice a Latin letter's width.
+    #[test]
+    fn a_box_holds_a_label_of_wide_characters() {
+        let name = "長".repeat(12);
+        let workflow = Workflow::new("w", "W").task(Task::new(name.as_str(), "t"));
+        let dag = Dag::new(&workflow).expect("valid");
+        let layout = layout(&dag);
+        assert!(
+            layout.boxes[0].width >= 12.0 * 12.0 + 20.0,
+            "{:?}",
+            layout.boxes[0]
+        );
     }
 }

@@ -79,6 +79,9 @@ pub(crate) fn dag(dag: &Dag) -> String {
 }
 
 const GANTT_NAME_WIDTH: f64 = 180.0;
+/// The columns of a name that fit in [`GANTT_NAME_WIDTH`] at the drawing's font size,
+/// with the critical path's star before it.
+const GANTT_NAME_COLUMNS: usize = 26;
 const GANTT_BAR_WIDTH: f64 = 760.0;
 const GANTT_ROW: f64 = 20.0;
 const GANTT_TOP: f64 = 28.0;
@@ -112,7 +115,7 @@ pub(crate) fn gantt(gantt: &Gantt) -> String {
     for (r, row) in gantt.rows.iter().enumerate() {
         let y = GANTT_TOP + r as f64 * GANTT_ROW;
         let id = escape(&row.id);
-        let name = escape(&layout::cut(&row.id));
+        let name = escape(&layout::cut_to(&row.id, GANTT_NAME_COLUMNS));
         let _ = write!(
             svg,
             r#"<text x="4" y="{:.1}" data-task="{id}">{}{name}</text>"#,
@@ -158,6 +161,31 @@ pub(crate) fn gantt(gantt: &Gantt) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name is cut to the columns its column holds, a wide character counting two.
+    #[test]
+    fn gantt_names_are_cut_to_fit_their_column() {
+        let row = |id: String| crate::gantt::Row {
+            id,
+            status: orch::core::TaskStatus::Completed,
+            span: Some((0.0, 1.0)),
+            critical: false,
+            earlier: false,
+        };
+        let timeline = crate::gantt::Gantt {
+            rows: vec![row("長".repeat(20)), row("x".repeat(40))],
+            total: 1.0,
+        };
+        let svg = gantt(&timeline);
+        assert!(
+            svg.contains(&format!(">{}…</text>", "長".repeat(12))),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(&format!(">{}…</text>", "x".repeat(25))),
+            "{svg}"
+        );
+    }
 
     #[test]
     fn escaping_leaves_no_markup() {
