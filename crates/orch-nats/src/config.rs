@@ -116,7 +116,7 @@ impl fmt::Debug for Secret {
 pub mod env {
     /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`).
     pub const URL: &str = "ORCH_NATS_URL";
-    /// A user name (with [`PASSWORD`]).
+    /// A user name, with [`PASSWORD`] (alone, the user signs in with an empty password).
     pub const USER: &str = "ORCH_NATS_USER";
     /// The user's password.
     pub const PASSWORD: &str = "ORCH_NATS_PASSWORD";
@@ -193,7 +193,14 @@ impl NatsConfig {
         let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
         let mut config = NatsConfig::default();
         if let Some(urls) = get(env::URL) {
-            config.servers = urls.split(',').map(|u| u.trim().to_owned()).collect();
+            // An empty entry (`a,`, `a,,b`) names no server.
+            config.servers = (urls.split(',').map(str::trim))
+                .filter(|url| !url.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if config.servers.is_empty() {
+                return Err(invalid(format!("{} names no server: `{urls}`", env::URL)));
+            }
         }
         let mut sources = Vec::new();
         match (get(env::USER), get(env::PASSWORD)) {
@@ -434,6 +441,14 @@ mod tests {
             matches!(&config.auth, Auth::UserPassword { user, password } if user == "worker" && password.expose() == "pw")
         );
         assert!(config.tls_required);
+        // An empty entry is left out; a list of nothing but commas names no server.
+        let trailing = from(&[(env::URL, "nats://a:4222,")]).expect("valid");
+        assert_eq!(trailing.servers, ["nats://a:4222"]);
+        let none = from(&[(env::URL, " , ")]).expect_err("no server");
+        assert!(
+            none.to_string().contains("ORCH_NATS_URL names no server"),
+            "{none}"
+        );
         let token = from(&[(env::TOKEN, "t0k3n")]).expect("valid");
         assert!(matches!(&token.auth, Auth::Token(t) if t.expose() == "t0k3n"));
     }

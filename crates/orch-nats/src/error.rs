@@ -41,10 +41,11 @@ pub enum ConnectError {
         /// What the server answered.
         reason: String,
     },
-    /// A stream or consumer could not be found, created or used as this crate needs.
+    /// A stream, consumer, object store bucket or subscription could not be found,
+    /// created or used as this crate needs.
     #[error("cannot set up {what}: {reason}")]
     Setup {
-        /// The stream, consumer or subscription.
+        /// What could not be set up: the stream, consumer, bucket or subscription.
         what: String,
         /// What the server answered.
         reason: String,

@@ -113,7 +113,8 @@
 //!
 //! # Protocol (version 2)
 //!
-//! Every subject starts with the layout's prefix (`orch` below; [`Layout::prefix`]).
+//! Every subject of orch-nats' own starts with the layout's prefix (`orch` below;
+//! [`Layout::prefix`]); the server's advisories and the object store keep their own.
 //! Every message is a JSON object with `"v": 1`, but the task message of a map instance,
 //! which is `"v": 2`; a reader refuses a higher version than it knows for that kind of
 //! message (results and cancellations have only version 1). (Version 2 only
@@ -124,7 +125,7 @@
 //! | --- | --- | --- |
 //! | tasks | stream `ORCH_TASKS`, subjects `orch.task.<type>`, work-queue retention | one durable pull consumer per task type, named `<type>`, explicit acks, `ack_wait`, `max_deliver` |
 //! | results | stream `ORCH_RESULTS`, subjects `orch.result.<run>.<task>.<attempt>`, kept for [`Layout::result_retention`] | read by each coordinator from the time it starts (an ordered consumer) |
-//! | cancellations | subjects `orch.cancel.<run>`, kept on stream `ORCH_CANCELS` for [`Layout::result_retention`] (at most 64 MiB) | heard by every worker live, and read from the stream from the time it starts (an ordered consumer, so none sent while its connection is down is missed; a worker that may not read the stream hears them live only, with a warning) |
+//! | cancellations | subjects `orch.cancel.<run>`, kept on stream `ORCH_CANCELS` for [`Layout::result_retention`] (at most 64 MiB) | heard by every worker live, and read from the stream (an ordered consumer, so none sent while its connection is down is missed; a worker that may not read the stream hears them live only, with a warning): from its first message, before the worker takes a task, those kept from before it started applying only if they name `up_to_sequence` |
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
 //! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by each coordinator from the time it starts (an ordered consumer, so none given while its connection is down is missed), and the ones kept before when it comes back on a run |
 //! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
@@ -156,13 +157,17 @@
 //!
 //! `deadline_ms` (present when the task has a timeout) is when the coordinator stops
 //! waiting, in milliseconds since the Unix epoch; a worker does not start a task past
-//! it and drops its handler when it passes. `traceparent` is a W3C trace context that
+//! it, and when it passes cancels the handler's token and drops the handler after
+//! [`WorkerBuilder::cancel_grace`]. A worker reads it by its own clock: keep the
+//! clocks of coordinators and workers in step (NTP), or a worker whose clock runs
+//! ahead by more than a task's timeout ends the task unrun. `traceparent` is a W3C trace context that
 //! names the attempt alike in every process's logs. `"resumed": true` (absent when
 //! false) marks an attempt a resumed run takes up: `ctx.resumed()` on the worker, as on
 //! the coordinator.
 //!
-//! A **result message** (`Nats-Msg-Id: <run>.<task>.<attempt>`, so the first result of
-//! an attempt is the one kept):
+//! A **result message** (`Nats-Msg-Id: <run>.<task>.<attempt>`, so the server keeps only
+//! the first result of an attempt within [`Layout::duplicate_window`]; past it, the
+//! first one stored is the one read):
 //!
 //! ```json
 //! {"v": 1, "run_id": "nightly-1", "task_id": "load", "attempt": 1, "worker": "host-42",
@@ -201,17 +206,20 @@
 //!
 //! A server configuration in which a worker may take only the tasks of its types and
 //! publish only results (user `embedder` serves type `embed`; the test `tests/auth.rs`
-//! runs against this configuration, with a second worker user):
+//! runs against these permissions, with more worker users). The passwords are read from
+//! nats-server's environment: a `$NAME` is replaced only when it is not in quotes (in
+//! quotes, it is the password as written). A bcrypt hash (`nats server passwd`) keeps
+//! them out of the file and its environment alike:
 //!
 //! ```text
 //! jetstream { store_dir: "/var/lib/nats" }
 //! authorization {
 //!   users: [
-//!     { user: coordinator, password: "$COORDINATOR_PASSWORD",
+//!     { user: coordinator, password: $COORDINATOR_PASSWORD,
 //!       permissions: {
 //!         publish: ["orch.>", "$JS.API.>", "$JS.FC.>"],
 //!         subscribe: ["orch.>", "_INBOX.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*"] } },
-//!     { user: embedder, password: "$EMBEDDER_PASSWORD",
+//!     { user: embedder, password: $EMBEDDER_PASSWORD,
 //!       permissions: {
 //!         publish: ["orch.result.>", "$JS.ACK.ORCH_TASKS.embed.>",
 //!                   "$JS.API.CONSUMER.MSG.NEXT.ORCH_TASKS.embed", "$JS.API.CONSUMER.INFO.ORCH_TASKS.embed",
@@ -245,8 +253,11 @@
 //! stream: start a
 //! coordinator first (it creates the streams, `ORCH_LOST` and `ORCH_CANCELS` among them), or create them as
 //! an administrator, with the retention the table above gives (work queue for
-//! `ORCH_TASKS`, limits for the others): a stream found with another is refused with
-//! [`ConnectError::Setup`].
+//! `ORCH_TASKS`, limits for the others): `ORCH_TASKS` or `ORCH_RESULTS` found with
+//! another is refused with [`ConnectError::Setup`]; `ORCH_LOST`, `ORCH_CANCELS`, the
+//! journal's stream and the object store bucket are taken as they are found (a process
+//! that cannot set up `ORCH_LOST` or `ORCH_CANCELS` goes on without it, with a
+//! warning).
 //! A request the server refuses for want of permission goes unanswered; it fails as
 //! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is
 //! logged (with `tracing`, as every connection event is).

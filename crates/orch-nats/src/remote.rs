@@ -137,6 +137,10 @@ impl RemoteBuilder {
     }
 
     /// Connects with `config` and sets up the streams.
+    ///
+    /// # Errors
+    /// A [`ConnectError`] for settings that cannot be used, a failed connection, a server
+    /// without JetStream, or a stream or bucket that could not be set up (`Setup`).
     pub async fn connect(self, config: &NatsConfig) -> Result<RemoteHandler, ConnectError> {
         self.layout.check()?;
         let client = config.connect().await?;
@@ -144,6 +148,9 @@ impl RemoteBuilder {
     }
 
     /// Uses a connection made elsewhere, and sets up the streams.
+    ///
+    /// # Errors
+    /// As [`RemoteBuilder::connect`], but for connecting.
     pub async fn start(
         mut self,
         client: async_nats::Client,

@@ -53,7 +53,8 @@ use cancels::Cancels;
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let worker = Worker::builder()
 ///     .handler("embed", |ctx: TaskContext| async move {
-///         let text: String = ctx.config_as()?;
+///         // The task's config is an object, such as `{"text": "..."}`.
+///         let text = ctx.config()["text"].as_str().unwrap_or_default();
 ///         Ok::<_, TaskError>(text.len())
 ///     })
 ///     .concurrency(8)
@@ -217,6 +218,14 @@ impl WorkerBuilder {
 
     /// Connects with `config`, and finds or creates the streams and each task type's
     /// consumer.
+    ///
+    /// # Errors
+    /// [`ConnectError::Config`] for settings that cannot be used (the layout's, the
+    /// connection's, or a worker with no handler); [`ConnectError::Unreachable`],
+    /// [`ConnectError::Refused`] or [`ConnectError::Tls`] when connecting fails;
+    /// [`ConnectError::NoJetStream`]; and [`ConnectError::Setup`] naming a stream,
+    /// consumer or subscription that could not be found or created as needed (for want
+    /// of permission, say).
     pub async fn connect(self, config: &NatsConfig) -> Result<Worker, ConnectError> {
         self.layout.check()?;
         let client = config.connect().await?;
@@ -224,6 +233,9 @@ impl WorkerBuilder {
     }
 
     /// Uses a connection made elsewhere; see [`WorkerBuilder::connect`].
+    ///
+    /// # Errors
+    /// As [`WorkerBuilder::connect`], but for connecting.
     pub async fn start(self, client: async_nats::Client) -> Result<Worker, ConnectError> {
         self.layout.check()?;
         if self.handlers.is_empty() {
