@@ -78,7 +78,12 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// `keepalives_retries` and `tcp_user_timeout` (then the others keep the client
 /// library's defaults): cut off from the server, its open runs fail within about a
 /// minute, not hours. A statement the server received but does not
-/// answer (it waits for a lock someone else holds) is waited for.
+/// answer (it waits for a lock someone else holds) is waited for. A quiet session is
+/// kept however long it stays quiet (`idle_session_timeout` is turned off for it, unless
+/// the string's `options` set it): a coordinator running a long task writes nothing for
+/// a while. The run's lock needs a session of its own: a pooler that hands a session to
+/// other clients between statements (PgBouncer in transaction mode) is not supported.
+/// A write made after its writer was dropped still holds the run until it is done.
 ///
 /// When the connection ends (the server restarted, or ended the session), the runs open
 /// on it fail at their next write with an error naming the run, since their locks went

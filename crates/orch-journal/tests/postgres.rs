@@ -449,6 +449,51 @@ mod checks {
         assert!(loaded.task("c").is_none());
     }
 
+    /// A run's lock lasts however long its writer stays quiet (a coordinator running a
+    /// long task writes nothing for a while), also on a server that ends quiet sessions
+    /// (`idle_session_timeout`, here set for every session of the user).
+    fn a_quiet_writer_keeps_its_run(env: &Env) {
+        env.sql("ALTER ROLE orch SET idle_session_timeout = '1s'");
+        let id = fresh_run();
+        let first = env.journal();
+        let opened = env.rt.block_on(first.open(&id, &three_tasks()));
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let second = env.journal();
+        let again = env.rt.block_on(second.open(&id, &three_tasks()));
+        env.sql("ALTER ROLE orch RESET idle_session_timeout");
+        let opened = opened.unwrap();
+        let err = again.unwrap_err();
+        assert!(matches!(err, JournalError::InUse { .. }), "{err}");
+        let c = TaskId::from("c");
+        let done = record(TaskStatus::Completed, json!(3));
+        env.rt
+            .block_on(opened.writer.append(&[(&c, &done)]))
+            .unwrap();
+        env.rt.block_on(async { drop(opened) });
+    }
+
+    /// A write made after its writer was dropped still holds the run: no other process
+    /// opens it until that write is done, so the write cannot land in its run.
+    fn a_write_outliving_its_writer_holds_the_run(env: &Env) {
+        let id = fresh_run();
+        let (first, second) = (env.journal(), env.journal());
+        let opened = env.rt.block_on(first.open(&id, &three_tasks())).unwrap();
+        let c = TaskId::from("c");
+        let done = record(TaskStatus::Completed, json!(3));
+        let write = opened.writer.append(&[(&c, &done)]);
+        env.rt.block_on(async { drop(opened) });
+        let err = env
+            .rt
+            .block_on(second.open(&id, &three_tasks()))
+            .unwrap_err();
+        assert!(matches!(err, JournalError::InUse { .. }), "{err}");
+        env.rt.block_on(write).unwrap();
+        let reopened = env.rt.block_on(second.open(&id, &three_tasks())).unwrap();
+        let c_record = reopened.previous.as_ref().and_then(|p| p.task("c"));
+        assert_eq!(c_record.map(|r| r.status), Some(TaskStatus::Completed));
+        env.rt.block_on(async { drop(reopened) });
+    }
+
     /// An open given up while the server's answer to its lock request is on its way
     /// (the run's handle dropped in a `select!`, say) lets go of the lock the server
     /// granted: another process opens the run.
@@ -679,8 +724,13 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 18] = [
+        let checks: [Check; 20] = [
             ("records_read_back_as_written", records_read_back_as_written),
+            ("a_quiet_writer_keeps_its_run", a_quiet_writer_keeps_its_run),
+            (
+                "a_write_outliving_its_writer_holds_the_run",
+                a_write_outliving_its_writer_holds_the_run,
+            ),
             ("a_run_ends_once", a_run_ends_once),
             (
                 "a_record_of_no_task_is_refused",

@@ -108,9 +108,18 @@ WHERE run_id = $1"
 /// the connection after 30 s of quiet, every 10 s, 3 times: a process whose machine died
 /// (power, network) then loses its session, and the locks of the runs it had open,
 /// within about a minute, where the system's defaults take about two hours.
+///
+/// Unless the `options` set it, the session is also kept however long it stays quiet
+/// (`idle_session_timeout` off, on servers that have it): a run's lock lives as long as
+/// its session, and a coordinator running a long task writes nothing for a while.
 fn session_settings(config: &tokio_postgres::Config) -> String {
     let mut settings = "SET synchronous_commit = off;".to_owned();
     let options = config.get_options().unwrap_or_default();
+    if !options.contains("idle_session_timeout") {
+        settings.push_str(
+            " SELECT set_config('idle_session_timeout', '0', false)              WHERE current_setting('idle_session_timeout', true) IS NOT NULL;",
+        );
+    }
     if !options.contains("tcp_keepalives") {
         settings.push_str(
             " SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; \

@@ -51,7 +51,11 @@ pub(super) struct PgRunWriter {
     /// Set by `finish` (taking no more records from then), cleared again if recording
     /// the end failed, as the file journal takes records after a failed end.
     finished: Arc<AtomicBool>,
-    _hold: (Claim, RunLock),
+    /// The run's claim in this process and its lock on the server, held by the writer
+    /// and by each of its writes until that write is done: a write made after the
+    /// writer was dropped still holds the run, so that no other process opens it
+    /// meanwhile.
+    hold: Arc<(Claim, RunLock)>,
 }
 
 impl PgRunWriter {
@@ -70,7 +74,7 @@ impl PgRunWriter {
             tasks,
             reopened: Arc::new(Mutex::new(reopened)),
             finished: Arc::new(AtomicBool::new(false)),
-            _hold: hold,
+            hold: Arc::new(hold),
         }
     }
 
@@ -86,7 +90,9 @@ impl PgRunWriter {
             Arc::clone(&self.session),
             self.run.clone(),
         );
+        let hold = Arc::clone(&self.hold);
         Box::pin(async move {
+            let _hold = hold;
             let Err(error) = statement(Arc::clone(&session)).await else {
                 return Ok(());
             };
