@@ -101,7 +101,9 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// future is made (the file journal writes at once): poll a run's futures in the order
 /// they were made, as the engine does, since a `sync` covers the appends polled before
 /// it, and an append or `finish` dropped unpolled records nothing (a dropped `finish`
-/// still closes the writer).
+/// still closes the writer). On a run reopened with a changed workflow, the first write
+/// also records the new definition; the writes polled meanwhile wait for its outcome,
+/// and if it fails, the next carries the change.
 ///
 /// Needs a tokio runtime: the connection runs as a task spawned on it.
 #[derive(Clone)]

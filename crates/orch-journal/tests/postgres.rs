@@ -449,6 +449,58 @@ mod checks {
         assert!(loaded.task("c").is_none());
     }
 
+    /// The first write to a reopened run with a changed workflow also records the new
+    /// definition. When it fails, a write sent meanwhile waits for it and carries the
+    /// change itself, rather than going in under the old definition.
+    fn a_write_sent_beside_a_failed_first_write_carries_the_change(env: &Env) {
+        let id = fresh_run();
+        let journal = env.journal();
+        let workflow = |x: i64| {
+            Workflow::new(format!("beside-{id}"), "W")
+                .task(Task::new("boom", "t"))
+                .task(Task::new("x", "t").config(json!({ "x": x })))
+        };
+        let first = env.rt.block_on(journal.open(&id, &workflow(1))).unwrap();
+        let boom = TaskId::from("boom");
+        let failed = record(TaskStatus::Failed, json!(null));
+        env.rt
+            .block_on(first.writer.append(&[(&boom, &failed)]))
+            .unwrap();
+        env.rt
+            .block_on(first.writer.finish(WorkflowStatus::Failed))
+            .unwrap();
+        env.rt.block_on(async { drop(first) });
+        env.sql(
+            "CREATE FUNCTION orch_test_refuse_boom() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF NEW.task_id = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER orch_test_refuse_boom BEFORE INSERT OR UPDATE ON orch_journal_tasks \
+             FOR EACH ROW EXECUTE FUNCTION orch_test_refuse_boom();",
+        );
+        let changed = workflow(2);
+        let reopened = env.rt.block_on(journal.open(&id, &changed)).unwrap();
+        let (x, done) = (TaskId::from("x"), record(TaskStatus::Completed, json!(2)));
+        let running = record(TaskStatus::Running, json!(null));
+        let (refused, written) = env.rt.block_on(async {
+            tokio::join!(
+                reopened.writer.append(&[(&boom, &running)]),
+                reopened.writer.append(&[(&x, &done)]),
+            )
+        });
+        env.sql("DROP TRIGGER orch_test_refuse_boom ON orch_journal_tasks; DROP FUNCTION orch_test_refuse_boom();");
+        assert!(refused.is_err(), "the trigger refuses task `boom`");
+        written.unwrap();
+        env.rt.block_on(async { drop(reopened) });
+        let again = env.rt.block_on(journal.open(&id, &changed)).unwrap();
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+        let previous = again.previous.as_ref().expect("a recorded run");
+        assert_eq!(
+            previous.task("x").map(|r| r.status),
+            Some(TaskStatus::Completed)
+        );
+        env.rt.block_on(async { drop(again) });
+    }
+
     /// A run's lock lasts however long its writer stays quiet (a coordinator running a
     /// long task writes nothing for a while), also on a server that ends quiet sessions
     /// (`idle_session_timeout`, here set for every session of the user).
@@ -724,8 +776,12 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 20] = [
+        let checks: [Check; 21] = [
             ("records_read_back_as_written", records_read_back_as_written),
+            (
+                "a_write_sent_beside_a_failed_first_write_carries_the_change",
+                a_write_sent_beside_a_failed_first_write_carries_the_change,
+            ),
             ("a_quiet_writer_keeps_its_run", a_quiet_writer_keeps_its_run),
             (
                 "a_write_outliving_its_writer_holds_the_run",

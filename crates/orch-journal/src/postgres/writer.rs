@@ -26,15 +26,48 @@ pub(super) struct Reopened {
     pub(super) removed: Vec<String>,
 }
 
-impl Reopened {
-    /// Takes what is still to do from `pending` for one statement, which gives it back
-    /// if it fails.
-    fn take(pending: &Mutex<Option<Reopened>>) -> Option<Reopened> {
-        lock(pending).take()
+/// The [`Reopened`] of a run that was there before, shared by its writer's statements:
+/// one statement at a time carries it, and the others wait for that statement's outcome
+/// (it may fail, and give it back for the next), so that none is written as if the run
+/// were already marked and redefined when it is not.
+struct FirstWrite {
+    reopened: Mutex<Option<Reopened>>,
+    /// Held by each statement while the first write may still be to do.
+    turn: tokio::sync::Mutex<()>,
+    /// Whether a statement carrying `reopened` has not yet succeeded.
+    unsettled: AtomicBool,
+}
+
+impl FirstWrite {
+    fn new(reopened: Option<Reopened>) -> Self {
+        Self {
+            unsettled: AtomicBool::new(reopened.is_some()),
+            reopened: Mutex::new(reopened),
+            turn: tokio::sync::Mutex::new(()),
+        }
     }
 
-    fn give_back(self, pending: &Mutex<Option<Reopened>>) {
-        lock(pending).get_or_insert(self);
+    /// Waits for its turn while the first write may still be to do; then what this
+    /// statement carries of it (to hand to [`FirstWrite::after`]) and the turn, held
+    /// until the statement is done.
+    async fn take(&self) -> (Option<Reopened>, Option<tokio::sync::MutexGuard<'_, ()>>) {
+        if !self.unsettled.load(Ordering::Acquire) {
+            return (None, None);
+        }
+        let turn = self.turn.lock().await;
+        (lock(&self.reopened).take(), Some(turn))
+    }
+
+    /// After a statement: the first write is done once one succeeded; one that failed
+    /// gives back what it carried, for the next.
+    fn after(&self, succeeded: bool, reopened: Option<Reopened>) {
+        match (succeeded, reopened) {
+            (true, _) => self.unsettled.store(false, Ordering::Release),
+            (false, Some(reopened)) => {
+                lock(&self.reopened).get_or_insert(reopened);
+            }
+            (false, None) => {}
+        }
     }
 }
 
@@ -46,8 +79,8 @@ pub(super) struct PgRunWriter {
     /// The workflow's task ids: a record of another id is a map instance's.
     tasks: Arc<HashSet<TaskId>>,
     /// For a run that was there before, what its first write does too, in the same
-    /// statement; taken by that write.
-    reopened: Arc<Mutex<Option<Reopened>>>,
+    /// statement.
+    first_write: Arc<FirstWrite>,
     /// Set by `finish` (taking no more records from then), cleared again if recording
     /// the end failed, as the file journal takes records after a failed end.
     finished: Arc<AtomicBool>,
@@ -72,7 +105,7 @@ impl PgRunWriter {
             shared,
             session,
             tasks,
-            reopened: Arc::new(Mutex::new(reopened)),
+            first_write: Arc::new(FirstWrite::new(reopened)),
             finished: Arc::new(AtomicBool::new(false)),
             hold: Arc::new(hold),
         }
@@ -110,7 +143,7 @@ impl PgRunWriter {
 
     /// The tasks the reopened workflow dropped, while their rows are still to go.
     fn dropped(&self) -> Vec<String> {
-        (lock(&self.reopened).as_ref()).map_or_else(Vec::new, |r| r.removed.clone())
+        (lock(&self.first_write.reopened).as_ref()).map_or_else(Vec::new, |r| r.removed.clone())
     }
 }
 
@@ -193,9 +226,9 @@ impl RunWriter for PgRunWriter {
             return Box::pin(async move { Err(error) });
         }
         let run = self.run.to_string();
-        let pending = Arc::clone(&self.reopened);
+        let first_write = Arc::clone(&self.first_write);
         self.on_session("record tasks", move |session| async move {
-            let reopened = Reopened::take(&pending);
+            let (reopened, _turn) = first_write.take().await;
             let first = reopened.is_some();
             let definition = reopened.as_ref().and_then(|r| r.definition.as_deref());
             let removed: &[String] = reopened.as_ref().map_or(&[], |r| &r.removed);
@@ -212,11 +245,7 @@ impl RunWriter for PgRunWriter {
                 &removed,
             ];
             let done = session.client.execute(&session.insert, &values).await;
-            if done.is_err()
-                && let Some(reopened) = reopened
-            {
-                reopened.give_back(&pending);
-            }
+            first_write.after(done.is_ok(), reopened);
             done.map(drop)
         })
     }
@@ -245,10 +274,10 @@ impl RunWriter for PgRunWriter {
             return Box::pin(async move { Err(JournalError::Finished { run }) });
         }
         let run = self.run.to_string();
-        let pending = Arc::clone(&self.reopened);
+        let first_write = Arc::clone(&self.first_write);
         let finished = Arc::clone(&self.finished);
         self.on_session("record a run's end", move |session| async move {
-            let reopened = Reopened::take(&pending);
+            let (reopened, _turn) = first_write.take().await;
             let definition = reopened.as_ref().and_then(|r| r.definition.as_deref());
             let removed: &[String] = reopened.as_ref().map_or(&[], |r| &r.removed);
             let done = (session.client)
@@ -256,10 +285,8 @@ impl RunWriter for PgRunWriter {
                 .await;
             if done.is_err() {
                 finished.store(false, Ordering::Release);
-                if let Some(reopened) = reopened {
-                    reopened.give_back(&pending);
-                }
             }
+            first_write.after(done.is_ok(), reopened);
             done.map(drop)
         })
     }
