@@ -30,7 +30,13 @@ fn main() -> ExitCode {
         // Started by `fuzz` itself: one target's inputs, run in this process.
         Some(fuzz::WORKER_COMMAND) => return fuzz::worker_main(rest),
         Some("tidy") => tidy::run(rest),
-        Some("bench") => bench::run(args.iter().any(|a| a == "--quick")),
+        Some("bench") => match rest {
+            [] => bench::run(false),
+            [quick] if quick == "--quick" => bench::run(true),
+            _ => Err(format!(
+                "cargo xtask bench takes `--quick` or nothing, not {rest:?}"
+            )),
+        },
         _ => {
             eprintln!(
                 "usage: cargo xtask ci\n       \

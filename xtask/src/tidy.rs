@@ -2,7 +2,8 @@
 //! file of the workspace (or of `DIR`):
 //!
 //! - every file starts with a `//!` module doc;
-//! - no file is over [`MAX_LINES`] lines, not counting a trailing `#[cfg(test)]` module;
+//! - no file is over [`MAX_LINES`] lines, not counting its `#[cfg(test)] mod ... { }`
+//!   test module and what follows it;
 //!   files under a `tests` directory (and `tests.rs` files) are exempt;
 //! - doc comments (`///`, `//!`) hold no benchmark figures and none of the [`JARGON`]
 //!   words. A figure is a rate (`tasks/s`), a factor (`3x`), or a time (`ns`, `µs`, `ms`)
@@ -101,6 +102,23 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+/// The lines of `text` before its test module (a `#[cfg(test)]` followed by an inline
+/// `mod ... {`): all of them when it has none. A `#[cfg(test)]` on anything else (a
+/// helper, an out-of-line `mod tests;`) counts with the rest.
+fn lines_before_tests(text: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let test_module = |at: usize| {
+        // Past blank lines and other attributes.
+        let next = (lines[at + 1..].iter().map(|l| l.trim()))
+            .find(|l| !l.is_empty() && !l.starts_with("#["));
+        lines[at].trim() == "#[cfg(test)]"
+            && next.is_some_and(|l| l.split_whitespace().any(|w| w == "mod") && l.ends_with('{'))
+    };
+    (0..lines.len())
+        .find(|&at| test_module(at))
+        .unwrap_or(lines.len())
+}
+
 fn check_source(shown: &str, text: &str, problems: &mut Vec<String>) {
     let first = text.lines().find(|line| !line.trim().is_empty());
     if !first.is_some_and(|line| line.starts_with("//!")) {
@@ -108,10 +126,7 @@ fn check_source(shown: &str, text: &str, problems: &mut Vec<String>) {
     }
     let is_test =
         shown.split(['/', '\\']).any(|part| part == "tests") || shown.ends_with("tests.rs");
-    let lines = text
-        .lines()
-        .take_while(|line| line.trim() != "#[cfg(test)]")
-        .count();
+    let lines = lines_before_tests(text);
     let allowed = LONG_FILES_ALLOWED
         .iter()
         .any(|(file, _)| shown.replace('\\', "/") == *file);
@@ -228,9 +243,11 @@ fn check_crate(manifest: &Path, shown: &str, text: &str, problems: &mut Vec<Stri
             break;
         }
         if let Some(info) = line.strip_prefix("```") {
-            let runnable = !["ignore", "text", "compile_fail", "sh", "toml"]
-                .iter()
-                .any(|tag| info.contains(tag));
+            // Rust that is compiled: no language or `rust`, with no attribute that keeps
+            // it from compiling (`no_run` and `should_panic` compile).
+            let runnable = info.split(',').map(str::trim).all(|tag| {
+                matches!(tag, "" | "rust" | "no_run" | "should_panic") || tag.starts_with("edition")
+            });
             if runnable {
                 return;
             }

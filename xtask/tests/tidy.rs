@@ -74,10 +74,18 @@ fn a_long_file_fails_but_its_test_module_does_not_count() {
         "crates/tiny/src/long.rs: 502 lines outside tests",
     );
     let dir = clean_tree();
-    let text = format!("//! Short, with long tests.\n#[cfg(test)]\nmod tests {{\n{body}}}\n");
+    let text = format!(
+        "//! Short, with long tests.\n#[cfg(test)]\n#[allow(dead_code)]\nmod tests {{\n{body}}}\n"
+    );
     write(dir.path(), "crates/tiny/src/short.rs", &text);
     let (passed, report) = tidy(dir.path());
     assert!(passed, "{report}");
+    // A `#[cfg(test)]` on a helper early in the file does not exempt the rest.
+    assert_fails(
+        "crates/tiny/src/early.rs",
+        &format!("//! Long.\n#[cfg(test)]\nfn helper() {{}}\n{body}"),
+        "crates/tiny/src/early.rs: 504 lines outside tests",
+    );
 }
 
 #[test]
@@ -122,9 +130,21 @@ fn a_lib_doc_without_a_leading_example_fails() {
         "//! A small crate.\n//!\n//! # Details\n//!\n//! ```\n//! assert!(true);\n//! ```\n",
         "crates/tiny/src/lib.rs: the lib doc does not start with a runnable example",
     );
-    assert_fails(
-        "crates/tiny/src/lib.rs",
-        "//! A small crate.\n//!\n//! ```ignore\n//! tiny::one();\n//! ```\n",
-        "crates/tiny/src/lib.rs: the lib doc does not start with a runnable example",
-    );
+    for info in ["ignore", "yaml", "json", "bash", "rust,ignore"] {
+        assert_fails(
+            "crates/tiny/src/lib.rs",
+            &format!("//! A small crate.\n//!\n//! ```{info}\n//! tiny::one();\n//! ```\n"),
+            "crates/tiny/src/lib.rs: the lib doc does not start with a runnable example",
+        );
+    }
+    // Compiled examples pass, whatever else they say.
+    for info in ["rust", "no_run", "rust,should_panic", "should_panic"] {
+        let dir = clean_tree();
+        let lib = format!(
+            "//! A small crate.\n//!\n//! ```{info}\n//! assert_eq!(tiny::one(), 1);\n//! ```\n\n/// One.\npub fn one() -> u32 {{\n    1\n}}\n"
+        );
+        write(dir.path(), "crates/tiny/src/lib.rs", &lib);
+        let (passed, report) = tidy(dir.path());
+        assert!(passed, "{info}: {report}");
+    }
 }

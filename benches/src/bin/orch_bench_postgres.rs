@@ -9,8 +9,11 @@ use std::process::ExitCode;
 use benches::engine_case::{engine_case, report};
 use orch_engine::{Durability, EngineBuilder};
 use orch_journal::PgJournal;
-use orch_journal::postgres::TempServer;
+use orch_journal::postgres::{TempServer, TempServerError};
 use tokio::runtime::Runtime;
+
+/// The exit code of a case that could not run here for want of PostgreSQL.
+const SKIPPED: i32 = 3;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,7 +41,15 @@ fn postgres_journal(
             "unknown journal `{kind}` (this binary offers `postgres`)"
         ));
     }
-    let server = TempServer::start().map_err(|e| e.to_string())?;
+    let server = match TempServer::start() {
+        Ok(server) => server,
+        Err(TempServerError::NotInstalled(reason)) => {
+            // `cargo xtask bench` leaves the row out, saying why.
+            eprintln!("skipped: no PostgreSQL server programs: {reason}");
+            std::process::exit(SKIPPED);
+        }
+        Err(error) => return Err(error.to_string()),
+    };
     let journal = runtime
         .block_on(PgJournal::connect(&server.connection_string()))
         .map_err(|e| e.to_string())?;

@@ -80,7 +80,9 @@ fn tokio_loop(runtime: &tokio::runtime::Runtime) {
                 drop(permit);
             });
         }
-        while spawned.join_next().await.is_some() {}
+        while let Some(joined) = spawned.join_next().await {
+            joined.expect("each spawn of `true` succeeds");
+        }
     });
 }
 
@@ -92,10 +94,7 @@ fn orch(args: &[&str], dir: &Path) {
         .stderr(Stdio::null())
         .status()
         .expect("orch runs");
-    assert!(
-        status.code().is_some_and(|c| c <= 1),
-        "orch {args:?}: {status}"
-    );
+    assert!(status.success(), "orch {args:?}: {status}");
 }
 
 /// `orch run` of the `TASKS` `true` commands, `CONCURRENCY` at a time.

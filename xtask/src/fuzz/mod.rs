@@ -196,8 +196,16 @@ impl Session {
                     })?;
                     session.targets = vec![known];
                 }
+                // Every argument after it is a path: `--replay` comes last.
                 "--replay" => {
                     let paths: Vec<PathBuf> = args.by_ref().map(PathBuf::from).collect();
+                    if let Some(flag) = paths.iter().find(|p| p.to_string_lossy().starts_with("--"))
+                    {
+                        return Err(format!(
+                            "`{}` after --replay: --replay takes paths only, and comes last",
+                            flag.display()
+                        ));
+                    }
                     session.replay = Some(paths);
                 }
                 other => return Err(format!("unknown fuzz argument `{other}`")),

@@ -129,13 +129,31 @@ fn shrink_crash(target: &str, case: Input, kind: &str) -> Input {
 }
 
 /// Runs every case under `paths` (files, or directories holding `<target>/<case>`; by
-/// default `fuzz/cases`) through its target's checks; an error naming each failing one.
+/// default `fuzz/cases`) through its target's checks; an error naming each failing one,
+/// or each path that is missing or holds no case (a mistyped path replays nothing).
 pub(crate) fn replay(paths: &[PathBuf]) -> Result<(), String> {
     let roots = if paths.is_empty() {
         vec![super::cases_dir()]
     } else {
         paths.to_vec()
     };
+    let empty: Vec<String> = (roots.iter())
+        .filter(|root| {
+            let mut found = Vec::new();
+            for target in super::TARGETS {
+                collect_cases(root, target, &mut found);
+            }
+            found.is_empty()
+        })
+        .map(|root| shown(root.as_path()))
+        .collect();
+    if !empty.is_empty() {
+        return Err(format!(
+            "no saved fuzz case (a file in a `<target>/` directory, target one of {:?}) in: {}",
+            super::TARGETS,
+            empty.join(", ")
+        ));
+    }
     let mut failures = Vec::new();
     let mut total = 0;
     for target in super::TARGETS {
