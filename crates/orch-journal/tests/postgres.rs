@@ -505,14 +505,22 @@ mod checks {
     /// long task writes nothing for a while), also on a server that ends quiet sessions
     /// (`idle_session_timeout`, here set for every session of the user).
     fn a_quiet_writer_keeps_its_run(env: &Env) {
+        /// Takes the setting away again however the check ends, for the checks after it.
+        struct Reset<'e>(&'e Env);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                self.0.sql("ALTER ROLE orch RESET idle_session_timeout");
+            }
+        }
         env.sql("ALTER ROLE orch SET idle_session_timeout = '1s'");
+        let reset = Reset(env);
         let id = fresh_run();
         let first = env.journal();
         let opened = env.rt.block_on(first.open(&id, &three_tasks()));
         std::thread::sleep(std::time::Duration::from_millis(2500));
         let second = env.journal();
         let again = env.rt.block_on(second.open(&id, &three_tasks()));
-        env.sql("ALTER ROLE orch RESET idle_session_timeout");
+        drop(reset);
         let opened = opened.unwrap();
         let err = again.unwrap_err();
         assert!(matches!(err, JournalError::InUse { .. }), "{err}");

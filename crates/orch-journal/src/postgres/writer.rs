@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
@@ -27,15 +27,18 @@ pub(super) struct Reopened {
 }
 
 /// The [`Reopened`] of a run that was there before, shared by its writer's statements:
-/// one statement at a time carries it, and the others wait for that statement's outcome
-/// (it may fail, and give it back for the next), so that none is written as if the run
-/// were already marked and redefined when it is not.
+/// one statement at a time carries it, and while it may still be to do the statements
+/// take turns, each waiting for the one before to be done (that one may fail, or be
+/// dropped, and give it back for the next), so that none is written as if the run were
+/// already marked and redefined when it is not, and none overtakes another.
 struct FirstWrite {
     reopened: Mutex<Option<Reopened>>,
-    /// Held by each statement while the first write may still be to do.
+    /// Held by each statement, while turns are taken, until it is done.
     turn: tokio::sync::Mutex<()>,
-    /// Whether a statement carrying `reopened` has not yet succeeded.
+    /// Whether no statement that could carry `reopened` has succeeded yet.
     unsettled: AtomicBool,
+    /// The statements waiting for their turn or holding it.
+    queued: AtomicUsize,
 }
 
 impl FirstWrite {
@@ -44,29 +47,62 @@ impl FirstWrite {
             unsettled: AtomicBool::new(reopened.is_some()),
             reopened: Mutex::new(reopened),
             turn: tokio::sync::Mutex::new(()),
+            queued: AtomicUsize::new(0),
         }
     }
 
-    /// Waits for its turn while the first write may still be to do; then what this
-    /// statement carries of it (to hand to [`FirstWrite::after`]) and the turn, held
-    /// until the statement is done.
-    async fn take(&self) -> (Option<Reopened>, Option<tokio::sync::MutexGuard<'_, ()>>) {
-        if !self.unsettled.load(Ordering::Acquire) {
-            return (None, None);
+    /// This statement's turn, waited for while the first write may still be to do or
+    /// statements wait before this one; with what it carries of the first write when it
+    /// `can_carry` it (a `sync` cannot).
+    async fn turn(&self, can_carry: bool) -> Turn<'_> {
+        let mut turn = Turn {
+            first_write: self,
+            can_carry,
+            carried: None,
+            queued: false,
+            _held: None,
+        };
+        if !self.unsettled.load(Ordering::Acquire) && self.queued.load(Ordering::Acquire) == 0 {
+            return turn;
         }
-        let turn = self.turn.lock().await;
-        (lock(&self.reopened).take(), Some(turn))
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        turn.queued = true;
+        turn._held = Some(self.turn.lock().await);
+        if can_carry {
+            turn.carried = lock(&self.reopened).take();
+        }
+        turn
     }
+}
 
-    /// After a statement: the first write is done once one succeeded; one that failed
-    /// gives back what it carried, for the next.
-    fn after(&self, succeeded: bool, reopened: Option<Reopened>) {
-        match (succeeded, reopened) {
-            (true, _) => self.unsettled.store(false, Ordering::Release),
-            (false, Some(reopened)) => {
-                lock(&self.reopened).get_or_insert(reopened);
-            }
-            (false, None) => {}
+/// A statement's turn: what it carries of the first write, given back unless the
+/// statement succeeded (it failed, or was dropped before it was done).
+struct Turn<'f> {
+    first_write: &'f FirstWrite,
+    can_carry: bool,
+    carried: Option<Reopened>,
+    queued: bool,
+    _held: Option<tokio::sync::MutexGuard<'f, ()>>,
+}
+
+impl Turn<'_> {
+    /// The statement is done: once one that could carry the first write succeeded, the
+    /// first write is done.
+    fn done(mut self, succeeded: bool) {
+        if succeeded && self.can_carry {
+            self.carried = None;
+            self.first_write.unsettled.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(carried) = self.carried.take() {
+            lock(&self.first_write.reopened).get_or_insert(carried);
+        }
+        if self.queued {
+            self.first_write.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -140,11 +176,6 @@ impl PgRunWriter {
             Err(reported)
         })
     }
-
-    /// The tasks the reopened workflow dropped, while their rows are still to go.
-    fn dropped(&self) -> Vec<String> {
-        (lock(&self.first_write.reopened).as_ref()).map_or_else(Vec::new, |r| r.removed.clone())
-    }
 }
 
 impl fmt::Debug for PgRunWriter {
@@ -194,15 +225,8 @@ impl RunWriter for PgRunWriter {
                 || orch_core::MapSpec::parse_instance_id(id)
                     .is_some_and(|(map, _)| resets.contains(map))
         };
-        // So do the rows of tasks of the batch whose ids a dropped task's rows held (a
-        // plain task `m[0]` that replaced map task `m`).
-        let dropped = self.dropped();
-        let dropped_by = |id: &TaskId| {
-            let map = orch_core::MapSpec::parse_instance_id(id).map(|(map, _)| map);
-            (dropped.iter()).any(|d| d == id.as_str() || map == Some(d.as_str()))
-        };
-        let forced: Vec<String> = (rows.iter())
-            .filter(|(id, _)| (!resets.is_empty() && reset_by(id)) || dropped_by(id))
+        let forced_by_resets: Vec<String> = (rows.iter())
+            .filter(|(id, _)| !resets.is_empty() && reset_by(id))
             .map(|(id, _)| id.to_string())
             .collect();
         let resets: Vec<String> = resets.iter().map(|id| (*id).to_owned()).collect();
@@ -228,10 +252,23 @@ impl RunWriter for PgRunWriter {
         let run = self.run.to_string();
         let first_write = Arc::clone(&self.first_write);
         self.on_session("record tasks", move |session| async move {
-            let (reopened, _turn) = first_write.take().await;
+            let turn = first_write.turn(true).await;
+            let reopened = turn.carried.as_ref();
             let first = reopened.is_some();
-            let definition = reopened.as_ref().and_then(|r| r.definition.as_deref());
-            let removed: &[String] = reopened.as_ref().map_or(&[], |r| &r.removed);
+            let definition = reopened.and_then(|r| r.definition.as_deref());
+            let removed: &[String] = reopened.map_or(&[], |r| &r.removed);
+            // So do the rows of tasks of the batch whose ids a dropped task's rows held
+            // (a plain task `m[0]` that replaced map task `m`), gone with this statement.
+            let dropped_by = |id: &String| {
+                let map = orch_core::MapSpec::parse_instance_id(id).map(|(map, _)| map);
+                (removed.iter()).any(|d| d == id || map == Some(d.as_str()))
+            };
+            let mut forced = forced_by_resets;
+            let by_drops: Vec<String> = (ids.iter())
+                .filter(|id| !forced.contains(id) && dropped_by(id))
+                .cloned()
+                .collect();
+            forced.extend(by_drops);
             let values: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
                 &run,
                 &ids,
@@ -245,7 +282,7 @@ impl RunWriter for PgRunWriter {
                 &removed,
             ];
             let done = session.client.execute(&session.insert, &values).await;
-            first_write.after(done.is_ok(), reopened);
+            turn.done(done.is_ok());
             done.map(drop)
         })
     }
@@ -263,8 +300,13 @@ impl RunWriter for PgRunWriter {
              WHERE run_id = '{}'",
             self.run
         );
+        let first_write = Arc::clone(&self.first_write);
         self.on_session("sync", move |session| async move {
-            session.client.batch_execute(&flush).await
+            // In its turn: it covers the appends polled before it.
+            let turn = first_write.turn(false).await;
+            let done = session.client.batch_execute(&flush).await;
+            turn.done(done.is_ok());
+            done
         })
     }
 
@@ -277,16 +319,17 @@ impl RunWriter for PgRunWriter {
         let first_write = Arc::clone(&self.first_write);
         let finished = Arc::clone(&self.finished);
         self.on_session("record a run's end", move |session| async move {
-            let (reopened, _turn) = first_write.take().await;
-            let definition = reopened.as_ref().and_then(|r| r.definition.as_deref());
-            let removed: &[String] = reopened.as_ref().map_or(&[], |r| &r.removed);
+            let turn = first_write.turn(true).await;
+            let reopened = turn.carried.as_ref();
+            let definition = reopened.and_then(|r| r.definition.as_deref());
+            let removed: &[String] = reopened.map_or(&[], |r| &r.removed);
             let done = (session.client)
                 .execute(FINISH, &[&run, &status.as_str(), &definition, &removed])
                 .await;
             if done.is_err() {
                 finished.store(false, Ordering::Release);
             }
-            first_write.after(done.is_ok(), reopened);
+            turn.done(done.is_ok());
             done.map(drop)
         })
     }
