@@ -19,6 +19,13 @@ pub(crate) struct Place {
     made: DateTime,
 }
 
+impl Place {
+    /// Whether `other` is a place in the same stream, not one made anew since.
+    pub(crate) fn same_stream(&self, other: &Place) -> bool {
+        self.made == other.made
+    }
+}
+
 /// Where the next message stored on stream `stream` will be.
 pub(crate) async fn place_now(
     js: &jetstream::Context,
@@ -114,8 +121,8 @@ pub(crate) struct Followed {
     pub(crate) what: &'static str,
 }
 
-/// Hands each message of `messages` (`followed`'s from `place` on) to `handle`, for
-/// ever. After an interruption (a reconnect, a consumer the server dropped) it goes on
+/// Hands each message of `messages` (`followed`'s from `place` on) to `handle`, with
+/// the place after it, for ever. After an interruption (a reconnect, a consumer the server dropped) it goes on
 /// from the message after the last one it saw; from the first message when the stream
 /// was made anew meanwhile, which it also looks for (see [`Looks`]): the client may set
 /// its consumer up again by itself on the new stream, from the old stream's place.
@@ -124,7 +131,7 @@ pub(crate) async fn follow(
     followed: Followed,
     mut messages: consumer::push::Ordered,
     mut place: Place,
-    mut handle: impl FnMut(&jetstream::Message) + Send,
+    mut handle: impl FnMut(&jetstream::Message, &Place) + Send,
 ) {
     let what = followed.what;
     let mut looks = Looks::new(&js.client());
@@ -167,7 +174,7 @@ pub(crate) async fn follow(
                 }
                 place.next = info.stream_sequence + 1;
             }
-            handle(&message);
+            handle(&message, &place);
         }
         let mut pause = FIRST_PAUSE;
         messages = loop {

@@ -265,7 +265,7 @@ pub(crate) async fn listen(
         results,
         result_messages,
         results_from,
-        move |message| take_result(&settles, message),
+        move |message, _| take_result(&settles, message),
     ))];
     let recall_up_to = match (kept_from, live) {
         (Some((messages, place)), _) => {
@@ -275,7 +275,7 @@ pub(crate) async fn listen(
                 advisories,
                 messages,
                 place,
-                move |message| {
+                move |message, _| {
                     let at = message.info().ok().map(|i| SystemTime::from(i.published));
                     take_advisory(&settles, &notes, &message.payload, at);
                 },

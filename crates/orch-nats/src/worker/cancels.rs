@@ -293,7 +293,14 @@ pub(crate) async fn listen(shared: Arc<Shared>, heard: Heard) {
         }) = kept
         {
             let (js, followed) = (shared.js.clone(), followed(&shared.names));
-            follow::follow(js, followed, *messages, place, |message| {
+            // Once the stream was made anew, none of its messages is from before.
+            let started_in = place;
+            follow::follow(js, followed, *messages, place, |message, now| {
+                let earlier = if now.same_stream(&started_in) {
+                    earlier
+                } else {
+                    0
+                };
                 apply_kept(&shared, message, earlier);
             })
             .await;
