@@ -43,12 +43,28 @@ pub(crate) fn cut(text: &str, width: usize) -> &str {
             break;
         }
     }
-    let mut cut = &text[..end];
-    while cut.width() > width {
-        let last = cut.char_indices().next_back().map_or(0, |(at, _)| at);
-        cut = &cut[..last];
+    if text[..end].width() <= width {
+        return &text[..end];
     }
-    cut
+    // A sequence made it wider than its characters: the longest start that fits, found
+    // by halving (one measure per step, however many zero-width characters it holds).
+    let (mut fits, mut too_wide) = (0, end);
+    while let Some(middle) = boundary_between(text, fits, too_wide) {
+        match text[..middle].width() <= width {
+            true => fits = middle,
+            false => too_wide = middle,
+        }
+    }
+    &text[..fits]
+}
+
+/// A character boundary of `text` strictly between `low` and `high`, near their middle.
+fn boundary_between(text: &str, low: usize, high: usize) -> Option<usize> {
+    let middle = low + (high - low) / 2;
+    let below = (low + 1..=middle)
+        .rev()
+        .find(|&at| text.is_char_boundary(at));
+    below.or_else(|| (middle + 1..high).find(|&at| text.is_char_boundary(at)))
 }
 
 #[cfg(test)]
@@ -92,5 +108,9 @@ mod tests {
         assert_eq!(cut(&format!("{gear}abc"), 3), format!("{gear}a"));
         let many = gear.repeat(40);
         assert!(cut(&many, 30).width() <= 30);
+        // Many zero-width characters after the sequences: the cut is still exact.
+        let spaced = format!("{}{}", gear.repeat(16), "\u{200B}".repeat(100_000));
+        assert_eq!(cut(&spaced, 30), gear.repeat(15));
+        assert_eq!(cut(&spaced, 31), format!("{}\u{2699}", gear.repeat(15)));
     }
 }

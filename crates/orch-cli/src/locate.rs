@@ -105,21 +105,12 @@ impl<'t> Places<'t> {
             return None;
         }
         let quoted = format!("\"{word}\"");
-        let find = |from: usize| {
-            let rest = &stretch[from..];
-            let at = rest.find(&quoted).or_else(|| find_word(rest, word));
-            at.map(|at| from + at)
-        };
-        // A task that names itself: looked for past its own id, which starts its stretch.
-        let past_its_id = match word == id && self.spend(stretch.len()) {
-            true => [stretch.find(&quoted), find_word(stretch, word)]
-                .into_iter()
-                .flatten()
-                .min()
-                .map_or(0, |at| at + word.len()),
-            false => 0,
-        };
-        let found = find(past_its_id).or_else(|| find(0));
+        // A task that names itself: not at its own id (its map-form key, its `task_id`
+        // value or its TOML table's name), which its stretch holds too.
+        let own_id = |at: usize| word == id && is_own_id(&stretch[..at]);
+        let found = (stretch.match_indices(&quoted).map(|(at, _)| at))
+            .find(|&at| !own_id(at))
+            .or_else(|| words(stretch, word).find(|&at| !own_id(at)));
         self.place(start + found.unwrap_or(0))
     }
 
@@ -149,17 +140,26 @@ fn line_breaks(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
-/// The first occurrence of `word` not inside a longer identifier.
-fn find_word(text: &str, word: &str) -> Option<usize> {
-    if word.is_empty() {
-        return None;
-    }
+/// Whether an id found after `before` (a task's stretch up to it) is the task's own: at
+/// the stretch's start (a map-form key), the value of a `task_id` key, or a TOML table's
+/// name (`[tasks.ID]`).
+fn is_own_id(before: &str) -> bool {
+    let key = before.trim_end_matches([' ', '\t', '"', '\'', ':', '=']);
+    key.trim().is_empty() || key.ends_with("task_id") || key.ends_with("[tasks.")
+}
+
+/// The occurrences of `word` not inside a longer identifier.
+fn words<'t>(text: &'t str, word: &'t str) -> impl Iterator<Item = usize> + 't {
     let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
-    text.match_indices(word).map(|(i, _)| i).find(|&i| {
-        let before = text[..i].chars().next_back();
-        let after = text[i + word.len()..].chars().next();
-        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
-    })
+    (!word.is_empty())
+        .then(|| text.match_indices(word).map(|(i, _)| i))
+        .into_iter()
+        .flatten()
+        .filter(move |&i| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + word.len()..].chars().next();
+            !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+        })
 }
 
 /// JSON: keys at depth 2 under a top-level `tasks` object (map form), or, when `tasks` is
@@ -537,6 +537,14 @@ mod tests {
         let toml = "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"echo\"\ndependencies = [\"a\"]\n";
         let places = Places::new(toml, Format::Toml);
         assert_eq!(places.within_task("a", "a"), at(4, 17));
+        // A quoted key, and a list-form task naming itself before its `task_id`.
+        let quoted = "workflow_id: w\ntasks:\n  \"a\":\n    dependencies: [a]\n";
+        let places = Places::new(quoted, Format::Yaml);
+        assert_eq!(places.within_task("a", "a"), at(4, 20));
+        let list =
+            "{\"workflow_id\":\"w\",\"tasks\":[\n{\"dependencies\":[\"a\"],\"task_id\":\"a\"}]}";
+        let places = Places::new(list, Format::Json);
+        assert_eq!(places.within_task("a", "a"), at(2, 18));
     }
 
     #[test]

@@ -368,8 +368,9 @@ impl TaskContext {
         (self.run.ended_before.as_deref()).is_some_and(|flags| !ended(flags))
     }
 
-    /// The attempt's cancellation token: cancelled when the run is cancelled, and when the
-    /// attempt passes its task's timeout, so long handlers can stop early
+    /// The attempt's cancellation token: cancelled when the run is cancelled (or dropped
+    /// before its end), and when the attempt passes its task's timeout, so long handlers
+    /// can stop early
     /// (`token.cancelled().await` or `token.is_cancelled()`). A [`blocking`] handler, which
     /// the engine cannot interrupt, should watch it.
     ///
