@@ -107,12 +107,18 @@ fn fetch(ctx: TaskContext) -> anyhow::Result<Vec<Order>> {
             .collect::<Vec<_>>()
             .try_into()
             .map_err(|_| bad())?;
-        let price: f64 = price.parse().map_err(|_| bad())?;
+        // A price in cents a u64 holds: not negative, not NaN, not past about 1.8e17.
+        let cents = price
+            .parse::<f64>()
+            .ok()
+            .map(|price| (price * 100.0).round())
+            .filter(|cents| (0.0..1.8e19).contains(cents))
+            .ok_or_else(bad)?;
         orders.push(Order {
             region: region.to_owned(),
             product: product.to_owned(),
             units: units.parse().map_err(|_| bad())?,
-            unit_price_cents: (price * 100.0).round() as u64,
+            unit_price_cents: cents as u64,
         });
     }
     Ok(orders)
@@ -154,11 +160,20 @@ fn process(ctx: &TaskContext) -> Result<Summary, TaskError> {
     let orders: Vec<Order> = ctx.input("fetch_task")?;
     let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
     let mut total = Totals::default();
+    let too_large = || TaskError::permanent("the totals are too large to count");
     for order in &orders {
+        let revenue = (u64::from(order.units))
+            .checked_mul(order.unit_price_cents)
+            .ok_or_else(too_large)?;
         for totals in [groups.entry(key(order).to_owned()).or_default(), &mut total] {
-            totals.orders += 1;
-            totals.units += order.units;
-            totals.revenue_cents += u64::from(order.units) * order.unit_price_cents;
+            totals.orders = totals.orders.checked_add(1).ok_or_else(too_large)?;
+            totals.units = totals
+                .units
+                .checked_add(order.units)
+                .ok_or_else(too_large)?;
+            totals.revenue_cents = (totals.revenue_cents)
+                .checked_add(revenue)
+                .ok_or_else(too_large)?;
         }
     }
     Ok(Summary {

@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Options: `--journal DIR` (default: `orch-durable-example` in the temporary
-//! directory), `--run ID` (default `pipeline-1`), `--step-ms MS` (default 500).
+//! directory), `--run ID` (default `pipeline-1`), `--step-ms MS` (default 500),
+//! `--abort-after N` (1 to 5). Once a run has completed, running it again restores every
+//! step: to see the demonstration again, give another `--run` id (or remove the
+//! journal directory).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +38,14 @@ fn options() -> Result<Options, BoxError> {
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--abort-after" => options.abort_after = Some(value.parse()?),
+            "--abort-after" => {
+                let after: usize = value.parse()?;
+                // Stopping after 0 or all 6 steps would leave nothing to resume.
+                if !(1..=5).contains(&after) {
+                    return Err(format!("--abort-after takes 1 to 5 steps, not {after}").into());
+                }
+                options.abort_after = Some(after);
+            }
             "--journal" => options.journal_dir = value.into(),
             "--run" => options.run_id = RunId::parse(&value)?,
             "--step-ms" => options.step = Duration::from_millis(value.parse()?),

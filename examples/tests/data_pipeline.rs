@@ -70,18 +70,23 @@ async fn bad_input_fails_the_task_not_the_program() {
     );
 }
 
-#[tokio::test]
-async fn a_malformed_line_fails_fetch_naming_the_line() {
+/// The pipeline's run on an orders file holding `text`.
+async fn run_on(text: &str) -> WorkflowResult {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("orders.csv");
-    let text = "order_id,region,product,units,unit_price\n1,north,widget,2,1.50\n2,south,gadget,two,3.00\n";
     std::fs::write(&file, text).expect("written");
     let engine = WorkflowEngine::new();
     data_pipeline::register_handlers(&engine);
-    let result = engine
+    engine
         .execute_workflow(&data_pipeline::workflow(&file, "region"))
         .await
-        .expect("valid workflow");
+        .expect("valid workflow")
+}
+
+#[tokio::test]
+async fn a_malformed_line_fails_fetch_naming_the_line() {
+    let text = "order_id,region,product,units,unit_price\n1,north,widget,2,1.50\n2,south,gadget,two,3.00\n";
+    let result = run_on(text).await;
     let fetch = result.task("fetch_task").expect("recorded");
     assert_eq!(fetch.status, TaskStatus::Failed);
     assert_eq!(fetch.attempts, 1, "a permanent error is not retried");
@@ -91,4 +96,24 @@ async fn a_malformed_line_fails_fetch_naming_the_line() {
         result.task("process_task").map(|t| t.status),
         Some(TaskStatus::Skipped)
     );
+}
+
+/// A price that is negative, not a number, or too large to count in cents fails `fetch`
+/// naming its line; totals too large to count fail `process`, rather than overflowing.
+#[tokio::test]
+async fn prices_and_totals_out_of_range_fail_their_task() {
+    for (price, line) in [("-1.00", 2), ("NaN", 2), ("inf", 2), ("1e30", 2)] {
+        let text = format!("order_id,region,product,units,unit_price\n1,north,widget,2,{price}\n");
+        let result = run_on(&text).await;
+        let fetch = result.task("fetch_task").expect("recorded");
+        assert_eq!(fetch.status, TaskStatus::Failed, "{price}");
+        let error = fetch.error.as_deref().unwrap_or_default();
+        assert!(error.contains(&format!("line {line}")), "{price}: {error}");
+    }
+    let text = "order_id,region,product,units,unit_price\n1,north,widget,4000000000,1e15\n";
+    let result = run_on(text).await;
+    let process = result.task("process_task").expect("recorded");
+    assert_eq!(process.status, TaskStatus::Failed);
+    let error = process.error.as_deref().unwrap_or_default();
+    assert!(error.contains("too large to count"), "{error}");
 }

@@ -105,7 +105,17 @@ fn postgres() -> Result<(), String> {
         .into_iter()
         .flatten()
         .flatten()
-        .any(|version| version.path().join("bin/pg_ctl").exists());
+        // As the tests look for it: a numbered version's `initdb` and `pg_ctl`.
+        .filter(|version| {
+            version
+                .file_name()
+                .to_str()
+                .is_some_and(|v| v.parse::<u32>().is_ok())
+        })
+        .any(|version| {
+            let bin = version.path().join("bin");
+            bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()
+        });
     if installed {
         return Ok(());
     }
