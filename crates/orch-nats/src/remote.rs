@@ -24,7 +24,7 @@ use stream_watch::StreamWatch;
 
 use crate::lost::LostMessages;
 use crate::presence::Presence;
-use crate::protocol::{self, Names, Outcome, ResultMessage};
+use crate::protocol::{self, Names, Outcome};
 use crate::routes::{self, AttemptKey, Routes, Settled};
 use crate::setup::{self, Layout};
 use crate::stored;
@@ -43,6 +43,13 @@ use crate::{ConnectError, NatsConfig};
 /// fails permanently when no worker has served its task type for
 /// [`RemoteBuilder::missing_worker_timeout`], or when its message is over the size the
 /// server accepts.
+///
+/// A run id names its attempts' messages and results on the server: give each new run
+/// an id of its own ([`RunId::new`](orch_core::RunId::new), as
+/// [`WorkflowEngine::run`](orch_engine::WorkflowEngine::run) does). A run started again
+/// under an id used before, other than to resume that run, takes the results stored for
+/// the earlier run's attempts (kept for [`Layout::result_retention`](crate::Layout)) as
+/// its own.
 ///
 /// ```no_run
 /// use orch_engine::WorkflowEngine;
@@ -448,20 +455,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    /// Settles `key` from the results stream if a result for it is stored; whether one
-    /// was (one that cannot be read whole settles the attempt as failed; one that does
-    /// not even name its attempt counts as none).
-    async fn settle_from_store(&self, key: &AttemptKey) -> Result<bool, stored::NotAnswered> {
-        let Some(payload) = stored::find_result(&self.js, &self.names, key).await? else {
-            return Ok(false);
-        };
-        let Ok(result) = ResultMessage::read_or_failure(&payload) else {
-            return Ok(false);
-        };
-        self.routes.settle(key, Settled::Result(result));
-        Ok(true)
     }
 
     /// Makes sure the durable consumer of `task_type` exists, once per handler.

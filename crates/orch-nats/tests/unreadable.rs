@@ -244,6 +244,48 @@ async fn answer(by_hand: ByHand, v: u32, worker: &str, outcome: Value) -> Workfl
     running.await.expect("the run's task")
 }
 
+/// A result stored on an attempt's result subject that names another attempt (as one of
+/// a task whose shortened name is the same would) is not taken for this attempt when the
+/// coordinator looks its result up: it sends the task again, and takes its own result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_result_naming_another_attempt_is_not_taken_for_this_one() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let ByHand {
+        js,
+        task,
+        sent,
+        running,
+    } = run_by_hand(&server).await;
+    let run = sent["run_id"].as_str().expect("a run id").to_owned();
+    let subject = format!("orch.result.{run}.answered.1");
+    let result = |task_id: &str, output: &str| {
+        json!({"v": 1, "run_id": run, "task_id": task_id, "attempt": 1, "worker": "w",
+            "outcome": {"status": "completed", "output": output}})
+        .to_string()
+    };
+    let stored = js.publish(subject.clone(), result("someone-else", "not yours").into());
+    stored.await.expect("published").await.expect("stored");
+    // The message is removed without a result of its own: the coordinator looks for one.
+    task.ack_with(jetstream::AckKind::Term)
+        .await
+        .expect("terminated");
+    let consumer = consumer_of(&js, "manual").await;
+    let mut messages = consumer.messages().await.expect("pulls");
+    let again = tokio::time::timeout(Duration::from_secs(30), messages.next()).await;
+    let again = again
+        .expect("the task sent again")
+        .expect("a message")
+        .expect("read");
+    let own = js.publish(subject, result("answered", "mine").into());
+    own.await.expect("published").await.expect("stored");
+    again.ack().await.expect("acknowledged");
+    let result = running.await.expect("the run's task");
+    let answered = result.task("answered").expect("a record");
+    assert_eq!(answered.result, Some(json!("mine")), "{:?}", answered.error);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_the_coordinator_cannot_read_fails_its_attempt_with_the_reason() {
     let Some(server) = NatsServer::start() else {

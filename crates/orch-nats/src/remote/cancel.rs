@@ -20,8 +20,9 @@ impl RemoteHandler {
     /// workers itself, and the whole run stops. Called on a running run, this fails,
     /// permanently, the attempts this handler is waiting for whose task messages went
     /// out before the cancellation (their dependents are skipped; other tasks go on, and
-    /// their attempts sent later run). An attempt waiting in another process for the
-    /// run gets no result: it ends at its task's timeout, if the task has one.
+    /// their attempts sent later run). A coordinator in another process that waits for
+    /// an attempt of the run sees its message removed without a result, and sends it
+    /// again: there, the run goes on.
     ///
     /// # Errors
     /// [`CancelRunError`] when the tasks stream cannot be read (the server cannot be

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use orch_engine::{TaskContext, TaskError};
 
 use super::Inner;
-use crate::protocol;
+use crate::protocol::{self, ResultMessage};
 use crate::routes::{AttemptKey, Settled};
 use crate::stored;
 
@@ -95,7 +95,8 @@ impl Inner {
         let first_id = protocol::message_id(&key.run, &key.task, key.attempt);
         for resend in first_resend..=MAX_RESENDS {
             let id = protocol::resent_id(&first_id, resend);
-            let (sequence, duplicate) = self.publish(subject, &id, payload.clone(), ctx).await?;
+            let (sequence, duplicate, retried) =
+                self.publish(subject, &id, payload.clone(), ctx).await?;
             self.routes.published(key, sequence, duplicate);
             *sequence_slot = Some(sequence);
             let message = OnStream {
@@ -107,7 +108,10 @@ impl Inner {
                 return Ok(Sent::new(message, false, resend));
             }
             let fate = Box::pin(self.fate(key, &message)).await;
-            let sent = |queued_before| Sent::new(message, queued_before, resend);
+            // A duplicate of this process's own earlier try (its answer was lost) was not
+            // queued by a coordinator before: it needs no watching as one.
+            let own_try = retried && resend == first_resend && !ctx.resumed();
+            let sent = |queued_before: bool| Sent::new(message, queued_before && !own_try, resend);
             match fate {
                 Fate::Answered => return Ok(sent(false)),
                 Fate::Unknown => return Ok(sent(true)),
@@ -119,7 +123,11 @@ impl Inner {
                     }
                     return Ok(sent(true));
                 }
-                Fate::Removed => self.removed(key, sequence),
+                Fate::Removed => {
+                    self.removed(key, sequence);
+                    // Not this message's any more: a cancellation covers the next one's.
+                    *sequence_slot = None;
+                }
             }
         }
         Err(TaskError::new(format!(
@@ -143,6 +151,27 @@ impl Inner {
             (Ok(false), Queued::Yes { stored }) => Fate::Queued { stored },
             (Ok(false), Queued::No) => Fate::Removed,
         }
+    }
+
+    /// Settles `key` from the results stream if a result for it is stored; whether one
+    /// was (one that cannot be read whole settles the attempt as failed; one that does
+    /// not even name its attempt counts as none).
+    pub(super) async fn settle_from_store(
+        &self,
+        key: &AttemptKey,
+    ) -> Result<bool, stored::NotAnswered> {
+        let Some(payload) = stored::find_result(&self.js, &self.names, key).await? else {
+            return Ok(false);
+        };
+        let Ok(result) = ResultMessage::read_or_failure(&payload) else {
+            return Ok(false);
+        };
+        // One naming another attempt (whose shortened name is the same) is not this one's.
+        if AttemptKey::of(&result) != *key {
+            return Ok(false);
+        }
+        self.routes.settle(key, Settled::Result(result));
+        Ok(true)
     }
 
     /// Forgets message `sequence` of attempt `key`, removed without a result, which is to
@@ -173,7 +202,8 @@ impl Inner {
     }
 
     /// Publishes a task message until the server stores it (or the run is cancelled);
-    /// returns its stream sequence and whether the server had it already. A message the
+    /// returns its stream sequence, whether the server had it already, and whether it
+    /// took more than one try (a duplicate may then be the earlier try's). A message the
     /// server does not store within half the duplicate window fails its attempt (not
     /// permanently): sent again past the window, a message the server stored before its
     /// answer was lost would be stored twice, and could run twice.
@@ -183,7 +213,7 @@ impl Inner {
         id: &str,
         payload: Bytes,
         ctx: &TaskContext,
-    ) -> Result<(u64, bool), TaskError> {
+    ) -> Result<(u64, bool, bool), TaskError> {
         let mut pause = Duration::from_millis(50);
         // Since when no stream has taken the task's subject (the tasks stream is gone,
         // or briefly missing while a restarted server recovers it).
@@ -193,7 +223,11 @@ impl Inner {
         // Whether every try went unanswered, as a publish the server refuses for want of
         // permission does.
         let mut unanswered = true;
+        // Whether a try may have been stored though its answer was lost.
+        let mut maybe_stored = false;
+        let mut tries = 0u32;
         loop {
+            tries = tries.saturating_add(1);
             let publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
                 .message_id(id);
@@ -202,14 +236,19 @@ impl Inner {
                 ack.await
             };
             match sent.await {
-                Ok(ack) => return Ok((ack.sequence, ack.duplicate)),
+                Ok(ack) => return Ok((ack.sequence, ack.duplicate, tries > 1)),
                 Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     return Err(TaskError::permanent(format!(
                         "the server refused the message of task `{}`: {error}",
                         ctx.task_id()
                     )));
                 }
-                Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
+                // Past half the window after a try that may have been stored, the next
+                // could be stored again: the attempt fails, as in the arm below.
+                Err(error)
+                    if error.kind() == PublishErrorKind::StreamNotFound
+                        && !(maybe_stored && started.elapsed() >= patience) =>
+                {
                     unanswered = false;
                     let since = *no_stream_since.get_or_insert_with(tokio::time::Instant::now);
                     // No worker can get the task meanwhile: it waits as long as for one,
@@ -243,6 +282,7 @@ impl Inner {
                 }
                 Err(error) => {
                     unanswered &= error.kind() == PublishErrorKind::TimedOut;
+                    maybe_stored = true;
                     no_stream_since = None;
                     tracing::warn!(task = %ctx.task_id(), %error, "publishing a task failed; trying again");
                 }
