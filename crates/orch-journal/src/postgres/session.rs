@@ -117,7 +117,8 @@ fn session_settings(config: &tokio_postgres::Config) -> String {
     let options = config.get_options().unwrap_or_default();
     if !options.contains("idle_session_timeout") {
         settings.push_str(
-            " SELECT set_config('idle_session_timeout', '0', false)              WHERE current_setting('idle_session_timeout', true) IS NOT NULL;",
+            " SELECT set_config('idle_session_timeout', '0', false) \
+             WHERE current_setting('idle_session_timeout', true) IS NOT NULL;",
         );
     }
     if !options.contains("tcp_keepalives") {

@@ -225,9 +225,9 @@ impl RunWriter for PgRunWriter {
                 || orch_core::MapSpec::parse_instance_id(id)
                     .is_some_and(|(map, _)| resets.contains(map))
         };
-        let forced_by_resets: Vec<String> = (rows.iter())
-            .filter(|(id, _)| !resets.is_empty() && reset_by(id))
-            .map(|(id, _)| id.to_string())
+        // Per row, in `ids`'s order.
+        let forced_by_resets: Vec<bool> = (rows.iter())
+            .map(|(id, _)| !resets.is_empty() && reset_by(id))
             .collect();
         let resets: Vec<String> = resets.iter().map(|id| (*id).to_owned()).collect();
         let mut ids = Vec::with_capacity(rows.len());
@@ -263,12 +263,10 @@ impl RunWriter for PgRunWriter {
                 let map = orch_core::MapSpec::parse_instance_id(id).map(|(map, _)| map);
                 (removed.iter()).any(|d| d == id || map == Some(d.as_str()))
             };
-            let mut forced = forced_by_resets;
-            let by_drops: Vec<String> = (ids.iter())
-                .filter(|id| !forced.contains(id) && dropped_by(id))
-                .cloned()
+            let forced: Vec<&String> = (ids.iter().zip(&forced_by_resets))
+                .filter(|&(id, &by_reset)| by_reset || dropped_by(id))
+                .map(|(id, _)| id)
                 .collect();
-            forced.extend(by_drops);
             let values: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
                 &run,
                 &ids,
