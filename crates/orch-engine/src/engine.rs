@@ -350,9 +350,10 @@ impl WorkflowEngine {
 ///
 /// Dropping the handle (or the future of [`WorkflowEngine::execute_workflow`]) before the
 /// run ends, say under a `timeout`, drops the handlers' futures at once and cancels the
-/// tokens they watch ([`TaskContext::cancellation`](crate::TaskContext::cancellation)), so that a `blocking` function or a
-/// helper task that watches its token stops too. Unlike [`RunHandle::cancel`], it
-/// produces no result, and no events or journal records of the run's end.
+/// tokens they watch ([`TaskContext::cancellation`](crate::TaskContext::cancellation)),
+/// so that a `blocking` function or a helper task that watches its token stops too.
+/// Unlike [`RunHandle::cancel`], it produces no result, and no events or journal records
+/// of the run's end.
 ///
 /// ```
 /// use orch_engine::{TaskContext, TaskError, WorkflowEngine};

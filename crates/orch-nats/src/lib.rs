@@ -160,8 +160,8 @@
 //! it, and when it passes cancels the handler's token and drops the handler after
 //! [`WorkerBuilder::cancel_grace`]. A worker reads it by its own clock: keep the
 //! clocks of coordinators and workers in step (NTP), or a worker whose clock runs
-//! ahead by more than a task's timeout ends the task unrun. `traceparent` is a W3C trace context that
-//! names the attempt alike in every process's logs. `"resumed": true` (absent when
+//! ahead by more than a task's timeout ends the task unrun. `traceparent` is a W3C
+//! trace context that names the attempt alike in every process's logs. `"resumed": true` (absent when
 //! false) marks an attempt a resumed run takes up: `ctx.resumed()` on the worker, as on
 //! the coordinator.
 //!
