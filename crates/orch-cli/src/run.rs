@@ -84,10 +84,11 @@ impl From<JournalDurability> for Durability {
     }
 }
 
-/// A `--pool NAME=LIMIT` argument: a non-empty name and a limit of at least 1.
+/// A `--pool NAME=LIMIT` argument: a non-empty name and a limit of at least 1. The
+/// limit follows the last `=`, since a pool's name may hold one (`gpu=a100=2`).
 fn parse_pool(text: &str) -> Result<(String, usize), String> {
     let (name, limit) = text
-        .split_once('=')
+        .rsplit_once('=')
         .ok_or_else(|| format!("`{text}` is not NAME=LIMIT"))?;
     if name.is_empty() {
         return Err(format!("`{text}` has no pool name before `=`"));

@@ -73,3 +73,14 @@ fn an_undeclared_pool_or_a_bad_limit_stops_the_run_before_anything_starts() {
     }
     assert!(!dir.join("gpu.log").exists(), "nothing ran");
 }
+
+#[test]
+fn a_pool_whose_name_holds_an_equals_sign_is_declared_with_its_whole_name() {
+    let dir = Dir::new();
+    let workflow = "workflow_id: w\ntasks:\n  a: { task_type: echo, pool: 'gpu=a100', config: { message: hi } }\n";
+    dir.write("w.yaml", workflow);
+    let args = ["run", "w.yaml", "--pool", "gpu=a100=1", "-o", "r.json"];
+    let (code, stdout, stderr) = parts(&run_in(&dir, &args));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(dir.json("r.json")["status"], "completed");
+}
