@@ -77,8 +77,9 @@
 //!   completed. A run whose every failure was handled is `completed`.
 //! - **Branches.** A handler calls [`TaskContext::choose_branches`] with the direct
 //!   dependents that may run; when its task completes, the others are skipped with the
-//!   reason `not chosen by branch task `x``, and that skip travels on through the rules
-//!   of their dependents. A branch skip never fails the run.
+//!   reason `not chosen by branch task `x`` (unless their rule had already decided to
+//!   run them, as `always` does), and that skip travels on through the rules of their
+//!   dependents. A branch skip never fails the run.
 //! - **Pools.** [`EngineBuilder::pool`] declares a named limit beside `max_concurrent`;
 //!   a task joins one with [`Task::pool`](orch_core::Task::pool). A ready task whose pool
 //!   is full waits without holding a global slot, so other tasks start meanwhile, and its

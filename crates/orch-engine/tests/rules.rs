@@ -640,6 +640,72 @@ fn a_resumed_run_runs_again_an_early_started_dependent_the_branch_did_not_choose
     assert_eq!(resumed.status, WorkflowStatus::Completed);
 }
 
+/// A dependent whose rule had decided to run it before its branch task ended is not
+/// skipped by the choice on resume, also when its record does not show it started (it
+/// was running, or waiting for a slot, when the run stopped): `always`, and
+/// `one_success` after another dependency completed first. One whose other dependency
+/// completed only after the branch task ended was skipped by the choice, and stays so.
+#[test]
+fn a_resumed_run_runs_a_dependent_decided_before_its_branch_task_ended_though_unrecorded() {
+    let (engine, log) = engine(WorkflowEngine::builder().max_concurrent(4));
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("early", "ok"))
+        .task(Task::new("late", "ok").config(json!({"ms": 60})))
+        .task(Task::new("wait", "ok").config(json!({"ms": 20})))
+        .task(
+            Task::new("route", "route")
+                .depends_on(["wait"])
+                .config(json!({"choose": ["small"]})),
+        )
+        .task(Task::new("small", "ok").depends_on(["route"]))
+        .task(
+            Task::new("notify", "ok")
+                .depends_on(["route"])
+                .trigger_rule(TriggerRule::Always),
+        )
+        .task(
+            Task::new("either", "ok")
+                .depends_on(["early", "route"])
+                .trigger_rule(TriggerRule::OneSuccess),
+        )
+        .task(
+            Task::new("after", "ok")
+                .depends_on(["late", "route"])
+                .trigger_rule(TriggerRule::OneSuccess),
+        );
+    let first = run(&engine, &workflow);
+    for (id, expected) in [
+        ("notify", TaskStatus::Completed),
+        ("either", TaskStatus::Completed),
+        ("after", TaskStatus::Skipped),
+    ] {
+        assert_eq!(status(&first, id), expected, "`{id}` in the first run");
+    }
+    // As a journal holds it after a crash while `notify` and `either` ran.
+    let mut records = first.tasks.records().to_vec();
+    let at = |id: &str| first.tasks.index_of(id).expect("a task");
+    for id in ["notify", "either", "after"] {
+        records[at(id)] = orch_core::TaskRecord::default();
+    }
+    let crashed = orch_core::WorkflowResult {
+        tasks: orch_core::TaskRecords::for_workflow(&workflow, records).expect("records"),
+        ..first.clone()
+    };
+    log.lock().expect("lock").clear();
+    let resumed = resume(&engine, &workflow, &crashed);
+    for id in ["notify", "either", "after"] {
+        assert_eq!(status(&resumed, id), status(&first, id), "`{id}` resumed");
+    }
+    assert_eq!(
+        reason(&resumed, "after"),
+        "not chosen by branch task `route`"
+    );
+    let mut ran = log.lock().expect("lock").clone();
+    ran.sort();
+    assert_eq!(ran, ["either", "notify"]);
+    assert_eq!(resumed.status, first.status);
+}
+
 /// A task whose rule let it start before a dependency ended (`one_success`) did not run
 /// on that dependency's outcome. It completed, so a resumed run keeps it, though that
 /// dependency failed and runs again; a task that ran after the failure runs again.

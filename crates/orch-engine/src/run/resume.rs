@@ -26,7 +26,8 @@ use crate::{RunError, journaling, timer};
 /// skip while its dependencies' outcomes stand and its definition is not among `changed`;
 /// otherwise its rule decides it again. A
 /// kept branch task keeps its choice (its record's `chosen_branches`): a dependent it did
-/// not choose is skipped again, whatever its other dependencies do.
+/// not choose is skipped again, whatever its other dependencies do, unless its rule had
+/// decided to run it before the branch task ended.
 ///
 /// A task whose output was a shared in-process value kept only its summary, so it runs
 /// again when a task that runs depends on it, directly or not (its dependents read the
@@ -38,10 +39,7 @@ pub(super) fn kept(
     previous: &WorkflowResult,
     changed: &[TaskId],
 ) -> Vec<bool> {
-    let records: Vec<Option<&orch_core::TaskRecord>> = workflow
-        .tasks()
-        .map(|task| previous.task(&task.task_id))
-        .collect();
+    let records = records_of(workflow, previous);
     // A task whose definition changed since its outcome was recorded (the journal refuses
     // a changed task that completed) is decided again: its skip was its old rule's.
     let mut is_changed = vec![false; plan.len()];
@@ -110,6 +108,16 @@ pub(super) fn kept(
         }
     }
     kept
+}
+
+/// Per task (by plan index), its record in `previous`, if it has one.
+fn records_of<'a>(
+    workflow: &Workflow,
+    previous: &'a WorkflowResult,
+) -> Vec<Option<&'a orch_core::TaskRecord>> {
+    (workflow.tasks())
+        .map(|task| previous.task(&task.task_id))
+        .collect()
 }
 
 /// Per task (by plan index), when its recorded outcome came, or the earliest it can have
@@ -303,13 +311,21 @@ impl Scheduler<'_> {
                 );
             }
         }
+        let ends = match unchosen.is_empty() {
+            true => Vec::new(),
+            false => earliest_ends(self.plan, &records_of(&shared.workflow, &previous)),
+        };
         for (d, branch) in unchosen {
-            // A dependent that started in the earlier run (its rule let it start before
-            // the branch task ended) was not skipped by the choice: its rule decides.
+            // A dependent whose rule let it run before the branch task ended (`always`,
+            // or `one_success` after another dependency completed) was not skipped by
+            // the choice: its rule decides again. Its record may not show that it
+            // started: it may have been running, or waiting for a slot, when the run
+            // stopped.
             let started_before = previous
                 .task(&shared.task(d).task_id)
                 .is_some_and(|record| record.start_time.is_some());
-            if kept[d] || started_before || self.records[d].status != TaskStatus::Pending {
+            let decided_before = started_before || self.ran_before(d, branch, &previous, &ends);
+            if kept[d] || decided_before || self.records[d].status != TaskStatus::Pending {
                 continue;
             }
             // Skipped as the branch chose in the earlier run, like a kept skip.
@@ -332,6 +348,37 @@ impl Scheduler<'_> {
             }
         }
         restored
+    }
+
+    /// Whether task `d`'s trigger rule had decided to run it, in `previous`, before its
+    /// dependency `branch` ended: on the outcomes of its other dependencies that ended
+    /// before then (by `ends`, see [`earliest_ends`]).
+    fn ran_before(
+        &self,
+        d: usize,
+        branch: usize,
+        previous: &WorkflowResult,
+        ends: &[Option<std::time::SystemTime>],
+    ) -> bool {
+        let Some(branch_ended) = ends[branch] else {
+            return false;
+        };
+        let dependencies = self.plan.dependencies(d);
+        let mut outcomes = orch_core::DependencyOutcomes {
+            total: dependencies.len() as u32,
+            ..Default::default()
+        };
+        for &dependency in dependencies {
+            let ended_first = ends[dependency as usize].is_some_and(|end| end < branch_ended);
+            let record = previous.task(&self.task(dependency as usize).task_id);
+            match record.map(|r| r.status).filter(|_| ended_first) {
+                Some(TaskStatus::Completed) => outcomes.completed += 1,
+                Some(TaskStatus::Failed) => outcomes.failed += 1,
+                Some(TaskStatus::Skipped) => outcomes.skipped += 1,
+                _ => {}
+            }
+        }
+        self.task(d).trigger_rule.decide(outcomes) == orch_core::Decision::Run
     }
 
     /// Announces (and logs) the skips kept from the earlier run, once the run's start is
