@@ -57,7 +57,8 @@ impl WorkflowEngine {
     ///
     /// While the run goes on, every task's end (its completion, its failure, or its skip
     /// by its handler or its trigger rule) is committed to the journal before any task
-    /// that depends on it starts; tasks cancelled, and (in a workflow whose tasks all keep
+    /// that depends on it starts (but for one whose trigger rule starts it early:
+    /// `one_success`, `one_failed`, `always`); tasks cancelled, and (in a workflow whose tasks all keep
     /// the default rule `all_success`) tasks skipped after a failure upstream, are
     /// recorded when the run ends, with the run's status. A process killed at any
     /// moment leaves a journal this method continues from, running again only tasks

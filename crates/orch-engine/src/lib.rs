@@ -204,9 +204,12 @@
 //! `postgres`), or any [`Journal`]; the [`journal`] module reads and lists its runs.
 //!
 //! The rule the engine keeps: a task's end (its completion, failure, or a skip) is
-//! committed to the journal before any task that depends on it starts. Tasks that complete in one scheduling pass share
-//! one commit; independent tasks go on while it is under way. So whatever the journal
-//! holds has its dependencies in it too, and a process killed at any moment loses at
+//! committed to the journal before any task that depends on it starts, unless the
+//! dependent's trigger rule starts it early (`one_success`, `one_failed`, `always`: it
+//! may start, and be recorded, before some of its dependencies end). Tasks that complete
+//! in one scheduling pass share one commit; independent tasks go on while it is under
+//! way. So whatever the journal holds has the dependencies it ran on in it too, and a
+//! process killed at any moment loses at
 //! most the completions not committed yet; those tasks run again. What a commit
 //! survives is the [`Durability`]: `Process` (a write, which survives the process
 //! crashing) or `Power` (also synced to stable storage, in groups of up to 64 records

@@ -32,9 +32,10 @@ use crate::{
 /// [`JournalError::InvalidRecord`].
 ///
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already
-/// open, in this process or another one ([`JournalError::InUse`]; the run's file is locked
-/// while it is open, and the lock ends with the process however it ends). On a file
-/// system that does not support locks only opens in this process are refused; on one
+/// open, through this journal or its clones ([`JournalError::AlreadyOpen`]) or in another
+/// process ([`JournalError::InUse`]; the run's file is locked while it is open, and the
+/// lock ends with the process however it ends). On a file system that does not support
+/// locks only opens through this journal and its clones are refused; on one
 /// that locks for this machine only (NFS mounted with `nolock`) other machines are not
 /// kept out: keep a journal there to one process. One whose locks fail (NFS without its
 /// lock service) makes every open fail with an error naming the file.
