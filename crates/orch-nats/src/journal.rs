@@ -43,7 +43,10 @@ const BACKEND: &str = "NATS JetStream";
 /// the one that appends second is refused then, which may be the one that opened it
 /// first, and both may have started the same tasks by then. Run one coordinator per
 /// run. After a failed append a writer takes no more (its run ends with the error);
-/// opening the run again goes on from what was stored.
+/// opening the run again goes on from what was stored. Something else published under a
+/// run's subject that does not end its last line, which the next batch would run into,
+/// makes opening the run fail with [`JournalError::Corrupt`] naming the message (remove
+/// it to go on); reading and listing the run leave it out.
 ///
 /// ```no_run
 /// use orch_nats::{Layout, NatsConfig, NatsJournal};
@@ -83,6 +86,8 @@ struct Stored {
     bytes: Vec<u8>,
     /// The stream sequence of the run's last message.
     last: u64,
+    /// The stream sequence of the last message of its last whole batch.
+    last_whole: u64,
 }
 
 /// The batch being read: its first message's sequence, the parts read, and how many
@@ -220,6 +225,7 @@ impl NatsJournal {
         let mut stored = Stored {
             bytes: Vec::new(),
             last: 0,
+            last_whole: 0,
         };
         let mut batch = Batch::default();
         loop {
@@ -261,6 +267,7 @@ impl NatsJournal {
                 for part in batch.parts.drain(..) {
                     stored.bytes.extend_from_slice(&part);
                 }
+                stored.last_whole = sequence;
             }
             stored.last = sequence;
             if sequence >= last {
@@ -334,6 +341,15 @@ impl Journal for NatsJournal {
                 writer.append_batch(head).await?;
                 Ok(OpenRun::new(None, Default::default(), Box::new(writer)))
             }
+            // What a journal writes ends its last line. Something else published under
+            // the run's subject that does not would run into the next batch's first
+            // line, and make the run unreadable: refused, for it to be removed.
+            Some(stored) if !stored.bytes.ends_with(b"\n") => Err(JournalError::Corrupt {
+                at: format!("{}, message {}", self.at(run), stored.last_whole),
+                reason: "the message does not end its last line: it was not written by a \
+                         journal, and the run cannot be written on after it (remove it)"
+                    .into(),
+            }),
             Some(stored) => {
                 let (loaded, mut lines) = RunLines::read(run, &self.at(run), &stored.bytes)?;
                 let previous = loaded.to_result(workflow)?;

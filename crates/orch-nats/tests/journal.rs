@@ -458,6 +458,42 @@ async fn a_batch_stored_in_part_is_left_out_and_the_run_goes_on_after_it_even_it
     );
 }
 
+/// Something published under a run's subject that does not end its line (not a
+/// journal's) would run into the next batch's first line: reopening the run is refused,
+/// naming the message, and the run stays readable and listed as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_after_a_stray_message_that_ends_no_line_is_refused_on_reopening() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let journal = journal(&server).await;
+    let (run, opened) = opened_with_extract(&journal, "strayed").await;
+    drop(opened);
+    let js = raw_jetstream(&server).await;
+    let stray = js
+        .publish("orch.journal.strayed", "oops".into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored")
+        .sequence;
+    let reopened = journal.open(&run, &workflow()).await;
+    let Err(JournalError::Corrupt { at, reason }) = &reopened else {
+        panic!("refused as corrupt: {:?}", reopened.map(|_| ()));
+    };
+    assert!(at.ends_with(&format!("message {stray}")), "{at}");
+    assert!(reason.contains("does not end its last line"), "{reason}");
+    assert_eq!(
+        recorded_status(&journal, &run, "extract").await,
+        Some(TaskStatus::Completed)
+    );
+    let listed = journal.list(&RunFilter::default()).await.expect("lists");
+    assert!(
+        listed.iter().any(|summary| summary.run_id == run),
+        "{listed:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_stream_is_named_after_the_prefix_and_headless_or_stray_runs_are_not_listed() {
     let Some(server) = NatsServer::start() else {
