@@ -144,7 +144,7 @@ mod tests {
     fn an_attempt_that_times_out_removes_its_inputs_directory() {
         let runtime = crate::runtime::for_commands(2).expect("a runtime");
         let inputs = InputsRoot::create().expect("an inputs root");
-        let root = inputs.path().to_owned();
+        let root = inputs.path().expect("made").to_owned();
         let engine = WorkflowEngine::new();
         let handler = handler(std::env::temp_dir(), inputs);
         for task_type in spec::TYPES {

@@ -5,27 +5,49 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
 /// A run's private directory (mode 0700) under the system's temporary directory, removed
 /// with everything in it when dropped.
 pub(crate) struct InputsRoot {
-    dir: tempfile::TempDir,
+    dir: OnceLock<tempfile::TempDir>,
 }
 
 impl InputsRoot {
-    /// Creates the directory.
-    pub(crate) fn create() -> io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("orch-run-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()?;
-        Ok(Self { dir })
+    /// A root whose directory is created when it is first written to: a run with no
+    /// command that reads dependencies' results needs none, and runs where none can be
+    /// made (a temporary directory that is not there, or not writable).
+    pub(crate) fn when_needed() -> Self {
+        Self {
+            dir: OnceLock::new(),
+        }
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+    /// Creates the directory now.
+    pub(crate) fn create() -> io::Result<Self> {
+        let root = Self::when_needed();
+        root.path()?;
+        Ok(root)
+    }
+
+    /// The directory, created if it is not there yet.
+    pub(crate) fn path(&self) -> io::Result<&Path> {
+        if let Some(dir) = self.dir.get() {
+            return Ok(dir.path());
+        }
+        let made = tempfile::Builder::new()
+            .prefix("orch-run-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| {
+                let problem = format!("cannot create a private temporary directory: {e}");
+                io::Error::new(e.kind(), problem)
+            })?;
+        // Of two attempts that made one at once, the other's is removed as it is dropped.
+        let _ = self.dir.set(made);
+        self.path()
     }
 
     /// Writes each dependency's result as `<dependency id>.json` (mode 0600) in the
@@ -40,7 +62,7 @@ impl InputsRoot {
         inputs: &[(String, &Value)],
         item: Option<&str>,
     ) -> io::Result<PathBuf> {
-        let dir = self.path().join(file_name(key));
+        let dir = self.path()?.join(file_name(key));
         match DirBuilder::new().mode(0o700).create(&dir) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
@@ -134,7 +156,7 @@ mod tests {
         let root = InputsRoot::create().expect("temp dir");
         let value = json!(1);
         // The second file cannot be written: a directory has its name.
-        let dir = root.path().join(file_name("run/1/t"));
+        let dir = root.path().expect("made").join(file_name("run/1/t"));
         std::fs::create_dir_all(dir.join("b.json")).expect("in the way");
         let inputs = [("a".into(), &value), ("b".into(), &value)];
         root.write("run/1/t", &inputs, None)
@@ -150,7 +172,7 @@ mod tests {
             .write("load/v2", &[("fetch".into(), &value)], None)
             .expect("written");
         let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
-        assert_eq!(mode(root.path()), 0o700);
+        assert_eq!(mode(root.path().expect("made")), 0o700);
         assert_eq!(mode(&dir), 0o700);
         let file = dir.join("fetch.json");
         assert_eq!(mode(&file), 0o600);
@@ -158,7 +180,7 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
         assert_eq!(read, value);
         assert!(dir.ends_with("load%2Fv2"));
-        let path = root.path().to_owned();
+        let path = root.path().expect("made").to_owned();
         drop(root);
         assert!(!path.exists());
     }

@@ -198,7 +198,9 @@
 //! 64-bit FNV-1a hash of the id). Each attempt (and each instance of a map task) has a
 //! directory of its own. The files are readable by their owner only (0600, in 0700
 //! directories) and are removed when the attempt ends (and whatever is left, with the
-//! run's temporary directory, when `orch run` ends).
+//! run's temporary directory, when `orch run` ends). That directory is made under
+//! `TMPDIR` when the first such command starts; when it cannot be, that task fails
+//! saying why (a worker makes its own when it starts, and exits with 2 when it cannot).
 //!
 //! # The result file
 //!

@@ -184,10 +184,8 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Some(Err(e)) => return setup_error(e),
         None => None,
     };
-    let inputs = match InputsRoot::create() {
-        Ok(inputs) => inputs,
-        Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
-    };
+    // Made when a command first reads dependencies' results: with `--nats` none does.
+    let inputs = InputsRoot::when_needed();
     // Watched before anything waits (a journal to open, a NATS server to reach), so that
     // no signal finds the default action (exit, leaving the temporary directory behind).
     let Ok(mut signals) = crate::signals::watch_stopping() else {

@@ -117,12 +117,15 @@ fn setup_error(message: String) -> ExitCode {
 }
 
 async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> ExitCode {
-    let inputs = match InputsRoot::create() {
-        Ok(inputs) => inputs,
-        Err(e) => return setup_error(format!("cannot create a private temporary directory: {e}")),
-    };
     // Removed by hand when a third signal ends the worker without running destructors.
-    let inputs_dir = inputs.path().to_owned();
+    let made = InputsRoot::create().and_then(|inputs| {
+        let dir = inputs.path()?.to_owned();
+        Ok((inputs, dir))
+    });
+    let (inputs, inputs_dir) = match made {
+        Ok(made) => made,
+        Err(e) => return setup_error(e.to_string()),
+    };
     let handler = builtin::handler(base_dir.to_owned(), inputs);
     let mut builder = Worker::builder()
         .concurrency(args.concurrency as usize)

@@ -241,6 +241,38 @@ tasks:
     assert!(!inputs.parent().expect("the run's directory").exists());
 }
 
+/// The run's temporary directory is made only for a command that reads its dependencies'
+/// results: with none to be made there (`TMPDIR` is not there), the other tasks run, and
+/// that one fails saying why.
+#[test]
+fn a_run_without_a_temporary_directory_fails_only_the_commands_that_need_one() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  fetch: { task_type: echo, config: { message: 1 } }
+  alone: { task_type: command, config: { program: echo, args: ['2'] } }
+  use: { task_type: command, dependencies: [fetch], config: { program: echo, args: ['3'] } }
+"#,
+    );
+    let mut command = orch();
+    (command.args(["run", "w.yaml", "-o", "r.json"]))
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.join("not-there"));
+    let (code, stdout, stderr) = parts(&common::output(command));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["fetch"]["result"], json!(1), "{result:#}");
+    assert_eq!(result["tasks"]["alone"]["result"], json!(2), "{result:#}");
+    assert_eq!(result["tasks"]["use"]["status"], "failed");
+    let error = result["tasks"]["use"]["error"].as_str().expect("an error");
+    assert!(
+        error.contains("cannot create a private temporary directory"),
+        "{error}"
+    );
+}
+
 /// A command with dependencies gets its inputs directory even when none of them
 /// completed (a clean-up that runs after failures): it holds a file for each one that
 /// did, and none for the others.
