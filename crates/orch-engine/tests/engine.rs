@@ -958,9 +958,20 @@ fn one_engine_runs_workflows_concurrently() {
     let runtime = common::two_workers();
     runtime.block_on(async {
         let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
-        engine.register_handler("nap", |ctx: TaskContext| async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            Ok::<_, TaskError>(json!(ctx.task_id().as_str()))
+        // Each run's `t0` waits until all four runs' are running: runs taken one after
+        // another would never get there.
+        let all_running = Arc::new(tokio::sync::Barrier::new(4));
+        engine.register_handler("nap", move |ctx: TaskContext| {
+            let all_running = Arc::clone(&all_running);
+            async move {
+                if ctx.task_id().as_str() == "t0" {
+                    tokio::time::timeout(Duration::from_secs(30), all_running.wait())
+                        .await
+                        .map_err(|_| TaskError::permanent("the four runs did not overlap"))?;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<_, TaskError>(json!(ctx.task_id().as_str()))
+            }
         });
         let workflow =
             Workflow::from_tasks("w", "W", (0..20).map(|i| Task::new(format!("t{i}"), "nap")));

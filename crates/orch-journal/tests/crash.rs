@@ -75,7 +75,7 @@ fn kill_at_random_moments(durability: &str, trials: usize, max_delay_ms: u64, pa
         seed ^= seed << 17;
         seed % below
     };
-    let mut killed_midway = 0;
+    let (mut killed_midway, mut acked_before_kill) = (0, 0);
     let mut progress = Vec::new();
     for trial in 0..trials {
         let mut child = writer(&journal_dir, durability, pause_us).spawn().unwrap();
@@ -94,6 +94,7 @@ fn kill_at_random_moments(durability: &str, trials: usize, max_delay_ms: u64, pa
                 acked < tasks.len(),
                 "trial {trial}: task {acked} was committed but is not in the journal"
             );
+            acked_before_kill += usize::from(acked + 1 < TASKS);
         }
         killed_midway += usize::from(!status.success() && tasks.len() < TASKS);
         progress.push(tasks.len());
@@ -102,6 +103,10 @@ fn kill_at_random_moments(durability: &str, trials: usize, max_delay_ms: u64, pa
     assert!(
         killed_midway > 0,
         "no trial was killed while writing: the test proved nothing"
+    );
+    assert!(
+        acked_before_kill > 0,
+        "no trial saw a commit before it was killed midway: what was committed went unchecked"
     );
     // Left alone, the writer completes the run.
     let status = writer(&journal_dir, durability, 0).status().unwrap();

@@ -48,7 +48,9 @@ async fn a_worker_missing_long_ago_does_not_count_against_a_later_attempt() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let engine = engine(&server, Duration::from_secs(1)).await;
+    // Long enough for a worker started 400 ms into the attempt to serve it on a busy
+    // machine.
+    let engine = engine(&server, Duration::from_secs(2)).await;
     // No worker: the attempt fails once none answered for the timeout.
     let result = engine.execute_workflow(&nap(0)).await.expect("valid");
     let first = result.task("nap").expect("a task");
@@ -56,7 +58,7 @@ async fn a_worker_missing_long_ago_does_not_count_against_a_later_attempt() {
 
     // Well after, a new attempt finds no worker at first, and one starts soon after:
     // the absence before is not counted, so the attempt waits for it.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let stop = CancellationToken::new();
     let start_late = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
