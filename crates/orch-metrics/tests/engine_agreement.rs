@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orch_core::{Backoff, EngineEvent, Task, Workflow};
+use orch_core::{Backoff, EngineEvent, Task, TaskStatus, Workflow};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions};
 use orch_metrics::Recorder;
@@ -93,7 +93,7 @@ proptest! {
             .start_paused(true)
             .build()
             .expect("a runtime");
-        let (from_events, from_result) = runtime.block_on(async {
+        let (from_events, from_result, tally) = runtime.block_on(async {
             let bus: EventBus<EngineEvent> = EventBus::new();
             let mut subscription = bus
                 .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1 << 16))
@@ -113,8 +113,23 @@ proptest! {
             }
             let from_result = Recorder::new();
             from_result.record_result(&result);
-            (from_events.snapshot(), from_result.snapshot())
+            // Each record's status, tallied here: the figures count every task and
+            // map instance once, by how it ended.
+            let mut tally = [0u64; 3];
+            for (_, record) in result.tasks.iter() {
+                match record.status {
+                    TaskStatus::Completed => tally[0] += 1,
+                    TaskStatus::Failed => tally[1] += 1,
+                    TaskStatus::Skipped => tally[2] += 1,
+                    _ => {}
+                }
+            }
+            (from_events.snapshot(), from_result.snapshot(), tally)
         });
+        let counted = from_result.values().fold([0u64; 3], |sums, stats| {
+            [sums[0] + stats.completed, sums[1] + stats.failed, sums[2] + stats.skipped]
+        });
+        prop_assert_eq!(counted, tally);
         prop_assert_eq!(from_events, from_result);
     }
 }
