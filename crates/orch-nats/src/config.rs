@@ -33,7 +33,8 @@ pub struct NatsConfig {
     /// A CA certificate (PEM) to trust for the servers' TLS certificates; setting it
     /// requires TLS.
     pub tls_ca: Option<PathBuf>,
-    /// A client certificate and its key (PEM), for servers that verify clients.
+    /// A client certificate and its key (PEM), for servers that verify clients; setting
+    /// it requires TLS.
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// Whether TLS is required even without a CA of our own (the system's roots).
     pub tls_required: bool,
@@ -311,7 +312,10 @@ impl NatsConfig {
         if let Some((cert, key)) = &self.tls_client {
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
-        if self.tls_required {
+        // Set through the fields as through the builder, a CA or client certificate of
+        // our own means TLS: never a plain connection to a server that does not ask.
+        let tls = self.tls_required || self.tls_ca.is_some() || self.tls_client.is_some();
+        if tls {
             options = options.require_tls(true);
         }
         let servers: Vec<String> = self.servers.iter().map(|url| redact_url(url)).collect();
@@ -340,6 +344,12 @@ impl NatsConfig {
                 Kind::Io if reason.contains("certificate") || reason.contains("tls") => {
                     ConnectError::Tls { servers, reason }
                 }
+                // A server that speaks no TLS answers the handshake with what TLS cannot
+                // read.
+                Kind::Io if tls && reason.contains("corrupt message") => ConnectError::Tls {
+                    servers,
+                    reason: format!("{reason} (TLS is required: does the server offer it?)"),
+                },
                 Kind::ServerParse => invalid(reason),
                 _ => ConnectError::Unreachable { servers, reason },
             }

@@ -83,6 +83,26 @@ async fn tls_with_our_ca_connects_and_without_it_fails_as_a_tls_error() {
     assert!(matches!(error, ConnectError::Tls { .. }), "{error:?}");
 }
 
+/// A CA set on the field, as through `tls_ca`, requires TLS: a server without it is
+/// refused rather than sent the credentials in plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_set_on_the_field_refuses_a_server_without_tls() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    if !make_certificates(dir.path()) {
+        return;
+    }
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut config = server.config();
+    worker(&config)
+        .await
+        .expect("a plain connection when none is asked for");
+    config.tls_ca = Some(dir.path().join("ca.pem"));
+    let error = worker(&config).await.expect_err("no TLS on the server");
+    assert!(matches!(error, ConnectError::Tls { .. }), "{error:?}");
+}
+
 /// A CA, and a certificate for 127.0.0.1 it signed, made with the openssl command; false
 /// (with the reason printed) when there is no openssl.
 fn make_certificates(dir: &Path) -> bool {
