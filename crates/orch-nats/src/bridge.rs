@@ -50,13 +50,14 @@ const IMPORTED_REMEMBERED: usize = 65_536;
 /// do not send them back out.
 #[derive(Debug, Default)]
 struct Imported {
-    /// Held by an import while it publishes: one at a time.
-    publishing: tokio::sync::Mutex<()>,
+    /// Held while an import publishes and records what it published, so that an export
+    /// that receives the event meanwhile finds it recorded once it may look.
     seqs: std::sync::Mutex<ImportedSeqs>,
-    /// Told when an import's publish ended, so that an export that saw an event on the
-    /// subject being published learns whether that event was the import's.
-    published: tokio::sync::Notify,
 }
+
+/// How long an import waits, at most, before it looks again for room in a full lossless
+/// subscription of its bus.
+const ROOM_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Imported {
     fn seqs(&self) -> std::sync::MutexGuard<'_, ImportedSeqs> {
@@ -65,54 +66,46 @@ impl Imported {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether the event numbered `seq`, on bus subject `subject`, was imported. Waits
-    /// only while an import publishes on that subject: events on others go on while a
-    /// full lossless subscriber holds an import up.
-    async fn contains(&self, seq: u64, subject: &str) -> bool {
-        loop {
-            let published = self.published.notified();
-            tokio::pin!(published);
-            published.as_mut().enable();
-            {
-                let seqs = self.seqs();
-                if seqs.set.contains(&seq) {
-                    return true;
-                }
-                if seqs.in_flight.as_deref() != Some(subject) {
-                    return false;
-                }
-            }
-            published.await;
-        }
+    /// Whether the event numbered `seq` was imported.
+    fn contains(&self, seq: u64) -> bool {
+        self.seqs().set.contains(&seq)
     }
 
-    /// Publishes `payload` on `bus` under `subject`, as imported.
+    /// Publishes `payload` on `bus` under `subject`, as imported. While a lossless
+    /// subscription of the bus is full, it looks for room again and again (at first
+    /// after 1 ms, at most every [`ROOM_POLL_MAX`]), publishing nothing meanwhile: an
+    /// event published and waiting for room would hold up every export of the bus,
+    /// which cannot tell whether it is the import's until the publish returns.
     async fn publish<T: Send + Sync + 'static>(
         &self,
         bus: &EventBus<T>,
         subject: &str,
         payload: T,
     ) -> Result<u64, orch_events::PublishError> {
-        let _publishing = self.publishing.lock().await;
-        self.seqs().in_flight = Some(subject.to_owned());
-        // Cleared however the publish ends, the import's task aborted included.
-        let _in_flight = InFlight(self);
-        let published = bus.publish(subject, payload).await;
-        if let Ok(seq) = published {
-            self.seqs().insert(seq);
+        let mut payload = payload;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            let refused = {
+                let mut seqs = self.seqs();
+                match bus.try_publish(subject, payload) {
+                    Ok(seq) => {
+                        seqs.insert(seq);
+                        return Ok(seq);
+                    }
+                    Err(refused) => refused,
+                }
+            };
+            let (kind, returned) = refused.into_parts();
+            match kind {
+                orch_events::TryPublishErrorKind::Full { .. } => payload = returned,
+                orch_events::TryPublishErrorKind::InvalidSubject(error) => {
+                    return Err(error.into());
+                }
+                _ => return Err(orch_events::PublishError::Closed),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(ROOM_POLL_MAX);
         }
-        published
-    }
-}
-
-/// An import's publish under way: when it ends, no subject is being published, and the
-/// exports waiting to know are told.
-struct InFlight<'a>(&'a Imported);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.seqs().in_flight = None;
-        self.0.published.notify_waiters();
     }
 }
 
@@ -121,13 +114,12 @@ impl Drop for InFlight<'_> {
 type ImportedByBus = std::sync::Mutex<HashMap<BusId, Weak<Imported>>>;
 
 /// The sequence numbers of the events imported (the most recent
-/// [`IMPORTED_REMEMBERED`]), and the subject an import is publishing on.
+/// [`IMPORTED_REMEMBERED`]).
 #[derive(Debug, Default)]
 struct ImportedSeqs {
     set: std::collections::HashSet<u64>,
     /// Oldest first, to forget the oldest.
     order: std::collections::VecDeque<u64>,
-    in_flight: Option<String>,
 }
 
 impl ImportedSeqs {
@@ -254,10 +246,7 @@ impl Bridge {
                         continue;
                     }
                 };
-                if imported
-                    .contains(event.seq(), event.subject().as_str())
-                    .await
-                {
+                if imported.contains(event.seq()) {
                     continue;
                 }
                 let Some(subject) = bridge.nats_subject(event.subject().as_str()) else {
@@ -349,7 +338,9 @@ impl Bridge {
     /// The import takes messages from NATS as they come and holds up to 16,384 of them
     /// (64 MiB) that the bus has not taken yet; when the bus falls further behind (a
     /// full lossless subscriber holds it up), the oldest are dropped, and how many is
-    /// logged.
+    /// logged. While such a subscriber is full, the import looks for room again every
+    /// few milliseconds (at most 50 ms apart) and publishes nothing meanwhile, so the
+    /// bus's other events, and its exports, go on.
     ///
     /// # Errors
     /// [`ConnectError::Config`] for a pattern the bus would not take, or one that, with
