@@ -346,7 +346,10 @@ impl Bridge {
     /// [`ConnectError::Config`] for a pattern the bus would not take, or one that, with
     /// the prefix, is longer than 2,048 bytes (the server would refuse it too, and
     /// nothing would ever arrive); [`ConnectError::Setup`] when the subscription cannot
-    /// be made.
+    /// be made, or is not confirmed: the import sends a request to a fresh inbox, which
+    /// the server answers only once it has the subscription, so the bridge's user needs
+    /// to publish on `_INBOX.>` as well as subscribe on `<prefix>.>` (without it, the
+    /// error comes after the client's 10 s request timeout).
     pub async fn import<T>(
         &self,
         pattern: &str,

@@ -115,7 +115,8 @@ impl fmt::Debug for Secret {
 
 /// The environment variables [`NatsConfig::from_env`] reads.
 pub mod env {
-    /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`).
+    /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). A password
+    /// written into one cannot hold a `,`: give it in [`PASSWORD`] instead.
     pub const URL: &str = "ORCH_NATS_URL";
     /// A user name, with [`PASSWORD`] (alone, the user signs in with an empty password).
     pub const USER: &str = "ORCH_NATS_USER";
@@ -201,6 +202,19 @@ impl NatsConfig {
                 .collect();
             if config.servers.is_empty() {
                 return Err(invalid(format!("{} names no server: `{urls}`", env::URL)));
+            }
+            // Credentials after a `,` with no scheme before them: a password with a `,`
+            // in it, split. Refused without showing any part of it.
+            let split = (config.servers.iter().enumerate().skip(1))
+                .find(|(_, url)| url.contains('@') && !url.contains("://"));
+            if let Some((entry, _)) = split {
+                return Err(invalid(format!(
+                    "{}: entry {} has credentials but no scheme (a `,` in a password splits \
+                     its URL); give the password in {} instead",
+                    env::URL,
+                    entry + 1,
+                    env::PASSWORD
+                )));
             }
         }
         let mut sources = Vec::new();
@@ -461,6 +475,19 @@ mod tests {
         );
         let token = from(&[(env::TOKEN, "t0k3n")]).expect("valid");
         assert!(matches!(&token.auth, Auth::Token(t) if t.expose() == "t0k3n"));
+        // A password with a `,` in a URL is split: refused, showing none of it.
+        let split = from(&[(env::URL, "nats://u:pa55,w0rd@127.0.0.1:4222")]).expect_err("split");
+        let shown = format!("{split} {split:?}");
+        assert!(
+            shown.contains("entry 2 has credentials but no scheme"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("pa55") && !shown.contains("w0rd"),
+            "{shown}"
+        );
+        let two = "nats://u:p@a:4222,tls://v:q@b:4222";
+        assert_eq!(from(&[(env::URL, two)]).expect("valid").servers.len(), 2);
     }
 
     #[test]
