@@ -108,17 +108,26 @@ pub(crate) async fn get(
             "no {what} came within {after} s (gone from the bucket?)"
         ))
     };
-    let object = tokio::time::timeout(PART_PATIENCE, bucket.get(name)).await;
-    let mut object = (object.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
-    // The client follows a link to the object it names: that is not this attempt's own.
-    let info = object.info();
-    if (info.bucket.as_str(), info.name.as_str()) != (names.results_bucket(), name) {
-        let (bucket, linked) = (&info.bucket, &info.name);
-        // Not permanent: the next attempt stores its output under a name of its own.
-        return Err(TaskError::new(format!(
+    // Not permanent: the next attempt stores its output under a name of its own.
+    let a_link = |bucket: &str, linked: &str| {
+        TaskError::new(format!(
             "the stored output `{name}` is a link to `{linked}` in bucket `{bucket}`, not \
              this attempt's own output"
-        )));
+        ))
+    };
+    // The client follows a link to the object it names, and links that lead back to
+    // themselves for as long as it is let: a link is refused before it is followed.
+    let info = tokio::time::timeout(PART_PATIENCE, bucket.info(name)).await;
+    let info = (info.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
+    if let Some(link) = info.options.and_then(|options| options.link) {
+        return Err(a_link(&link.bucket, link.name.as_deref().unwrap_or("")));
+    }
+    let object = tokio::time::timeout(PART_PATIENCE, bucket.get(name)).await;
+    let mut object = (object.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
+    // Made a link since: the object it names is not this attempt's own either.
+    let info = object.info();
+    if (info.bucket.as_str(), info.name.as_str()) != (names.results_bucket(), name) {
+        return Err(a_link(&info.bucket, &info.name));
     }
     let too_large = |bytes: u64| {
         TaskError::permanent(format!(

@@ -103,6 +103,8 @@ enum Earlier {
     PartsGone,
     /// A link to another object holding the output.
     Link,
+    /// A link to itself.
+    SelfLink,
 }
 
 /// Runs task `big` on a worker whose handler first stores `earlier` (as JSON) as its own
@@ -128,7 +130,7 @@ async fn run_after_an_earlier_store(
                 let earlier = serde_json::to_vec(&earlier).expect("JSON");
                 let meta = object_store::ObjectMetadata {
                     name: match how {
-                        Earlier::Link => "another".to_owned(),
+                        Earlier::Link | Earlier::SelfLink => "another".to_owned(),
                         _ => name.clone(),
                     },
                     chunk_size: Some(16 << 10),
@@ -143,6 +145,12 @@ async fn run_after_an_earlier_store(
                         (objects.purge().filter(parts).await).expect("its parts removed");
                     }
                     Earlier::Link => drop(bucket.add_link(name, &info).await.expect("linked")),
+                    Earlier::SelfLink => {
+                        let itself = json!({"name": name, "bucket": "ORCH_RESULTS"});
+                        let itself: object_store::ObjectInfo =
+                            serde_json::from_value(itself).expect("an object's description");
+                        drop(bucket.add_link(name, &itself).await.expect("linked"));
+                    }
                 }
                 Ok::<_, TaskError>("x".repeat(1 << 17))
             }
@@ -203,6 +211,15 @@ async fn a_link_in_place_of_a_stored_output_fails_its_attempt() {
     assert_eq!(big.status, TaskStatus::Failed);
     let error = big.error.as_deref().unwrap_or_default();
     assert!(error.contains("is a link to `another`"), "{error}");
+    // A link to itself is refused before it is followed (and followed again, for as long
+    // as the coordinator waits).
+    let big = run_after_an_earlier_store(&server, json!("unused"), Earlier::SelfLink).await;
+    assert_eq!(big.status, TaskStatus::Failed);
+    let error = big.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(".big.1` in bucket `ORCH_RESULTS`"),
+        "{error}"
+    );
 }
 
 /// A reason for leaving an output out of the journal too long for a result message is
