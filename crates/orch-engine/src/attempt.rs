@@ -1,4 +1,4 @@
-//! The futures a run keeps in flight: one attempt of a task, or the pause before a retry.
+//! One attempt of a task, which a run keeps in flight (see [`crate::in_flight`]).
 //!
 //! A handler's future is polled and dropped only inside a panic guard: a panic while it
 //! runs fails the attempt, and so does a panic while it is dropped (after it finished,
@@ -15,13 +15,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, Either};
-use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::handler::{drop_panic_message, joined, panic_message};
-use crate::journaling::{Commit, PendingCommit};
 use crate::{Handler, Output, TaskContext, TaskError};
 
 /// A handler's future, polled and dropped inside panic guards.
@@ -171,7 +169,7 @@ pub(crate) fn run_alone(
     handler: Arc<dyn Handler>,
     ctx: TaskContext,
 ) -> impl Future<Output = Result<Output, TaskError>> + Send + 'static {
-    let inline = handler.runs_inline();
+    let inline = crate::handler::runs_inline(handler.as_ref());
     let call = call_owned(handler, ctx, tracing::Span::current());
     let running = match inline {
         true => Either::Left(call),
@@ -188,7 +186,23 @@ pub(crate) fn run_alone(
 /// Where an attempt's handler runs.
 enum Running<'h> {
     Inline(Guarded<'h>),
-    Spawned(AbortOnDropHandle<Result<Output, TaskError>>),
+    Spawned(AbortOnDropHandle<Finished>),
+}
+
+/// A spawned handler's outcome, and when it came for an attempt with a deadline: the
+/// run may get to it late (busy on its own thread), and must not take an outcome that
+/// came after the deadline.
+type Finished = (Result<Output, TaskError>, Option<Instant>);
+
+/// [`call_owned`], noting when it finished if `timed`.
+async fn call_timed(
+    handler: Arc<dyn Handler>,
+    ctx: TaskContext,
+    span: tracing::Span,
+    timed: bool,
+) -> Finished {
+    let outcome = call_owned(handler, ctx, span).await;
+    (outcome, timed.then(Instant::now))
 }
 
 /// One attempt of one task: the handler's future (or its spawned task) and its deadline.
@@ -240,7 +254,8 @@ impl<'h> Attempt<'h> {
             Some((Box::pin(tokio::time::sleep_until(at)), limit))
         };
         if spawn {
-            let task = tokio::spawn(call_owned(Arc::clone(handler), ctx, span));
+            let timed = timeout.is_some();
+            let task = tokio::spawn(call_timed(Arc::clone(handler), ctx, span, timed));
             let mut attempt = Self {
                 index,
                 running: Running::Spawned(AbortOnDropHandle::new(task)),
@@ -269,6 +284,10 @@ impl<'h> Attempt<'h> {
                 && started.elapsed() >= limit
                 && let Poll::Ready(outcome) = std::mem::replace(polled, Poll::Pending)
             {
+                // Told, as at a deadline: helpers watching the token stop too.
+                if let Some(token) = &cancel {
+                    token.cancel();
+                }
                 *polled = Poll::Ready(Err(overran(limit, outcome)));
             }
             return None;
@@ -340,6 +359,9 @@ impl Future for Attempt<'_> {
                 Some((sleep, limit)) if Instant::now() < sleep.deadline() => {
                     match guarded.poll_outcome(cx) {
                         Poll::Ready(outcome) if Instant::now() >= sleep.deadline() => {
+                            if let Some(token) = &this.cancel {
+                                token.cancel();
+                            }
                             Poll::Ready(Err(overran(*limit, outcome)))
                         }
                         polled => polled,
@@ -347,7 +369,23 @@ impl Future for Attempt<'_> {
                 }
                 _ => guarded.poll_outcome(cx),
             },
-            Running::Spawned(task) => Pin::new(task).poll(cx).map(joined),
+            // A spawned handler that finished past its deadline timed out, however late
+            // the run gets to it (its token is cancelled as at the deadline).
+            Running::Spawned(task) => Pin::new(task).poll(cx).map(|joined_task| {
+                let (outcome, finished) = match joined_task {
+                    Ok(finished) => finished,
+                    Err(error) => (joined(Err(error)), None),
+                };
+                match (&this.deadline, finished) {
+                    (Some((sleep, limit)), Some(at)) if at >= sleep.deadline() => {
+                        if let Some(token) = &this.cancel {
+                            token.cancel();
+                        }
+                        Err(overran(*limit, outcome))
+                    }
+                    _ => outcome,
+                }
+            }),
         };
         if polled.is_ready() {
             return polled;
@@ -374,97 +412,4 @@ fn overran(limit: Duration, outcome: Result<Output, TaskError>) -> TaskError {
 
 fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
-}
-
-/// What a run waits for.
-pub(crate) enum InFlight<'h> {
-    /// A handler is running.
-    Attempt(Attempt<'h>),
-    /// A failed task waits before its next attempt (no time at all without a sleep).
-    Backoff {
-        index: u32,
-        sleep: Option<Pin<Box<Sleep>>>,
-    },
-    /// A durable run's journal records tasks that ended.
-    Commit(PendingCommit),
-}
-
-/// What a run waits for, all together. Dropped with attempts still among them (the run
-/// itself was dropped before its end, its caller no longer awaiting it), it tells their
-/// handlers through the tokens they watch: dropping a handler's future stops it, not a
-/// [`blocking`](crate::blocking) function or work it handed to a task of its own.
-pub(crate) struct InFlightSet<'h> {
-    futures: FuturesUnordered<InFlight<'h>>,
-    run_cancel: CancellationToken,
-}
-
-impl<'h> InFlightSet<'h> {
-    pub(crate) fn new(run_cancel: CancellationToken) -> Self {
-        Self {
-            futures: FuturesUnordered::new(),
-            run_cancel,
-        }
-    }
-
-    /// Takes every future out, leaving the set empty.
-    pub(crate) fn take(&mut self) -> FuturesUnordered<InFlight<'h>> {
-        std::mem::take(&mut self.futures)
-    }
-}
-
-impl<'h> std::ops::Deref for InFlightSet<'h> {
-    type Target = FuturesUnordered<InFlight<'h>>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.futures
-    }
-}
-
-impl std::ops::DerefMut for InFlightSet<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.futures
-    }
-}
-
-impl Drop for InFlightSet<'_> {
-    fn drop(&mut self) {
-        let mut left_running = false;
-        for flight in self.futures.iter() {
-            if let InFlight::Attempt(attempt) = flight {
-                attempt.cancel();
-                left_running = true;
-            }
-        }
-        if left_running {
-            self.run_cancel.cancel();
-        }
-    }
-}
-
-/// What finished.
-pub(crate) enum Landed {
-    Attempt(u32, Result<Output, TaskError>),
-    BackoffOver(u32),
-    Committed(Commit),
-}
-
-impl Future for InFlight<'_> {
-    type Output = Landed;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Landed> {
-        match self.get_mut() {
-            InFlight::Attempt(attempt) => {
-                let index = attempt.index;
-                Pin::new(attempt)
-                    .poll(cx)
-                    .map(|outcome| Landed::Attempt(index, outcome))
-            }
-            InFlight::Backoff { index, sleep } => match sleep {
-                Some(sleep) => sleep.as_mut().poll(cx),
-                None => Poll::Ready(()),
-            }
-            .map(|()| Landed::BackoffOver(*index)),
-            InFlight::Commit(commit) => Pin::new(commit).poll(cx).map(Landed::Committed),
-        }
-    }
 }

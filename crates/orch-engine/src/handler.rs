@@ -188,6 +188,17 @@ where
     }
 }
 
+/// [`Handler::runs_inline`], with a panic there contained: logged, and taken as `false`
+/// (the handler's attempts are spawned, where a panic in its call fails the attempt).
+pub(crate) fn runs_inline(handler: &dyn Handler) -> bool {
+    let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.runs_inline()));
+    asked.unwrap_or_else(|panic| {
+        let panic = panic_text(panic.as_ref());
+        tracing::warn!(%panic, "a handler's runs_inline panicked; its attempts are spawned");
+        false
+    })
+}
+
 /// The outcome of a spawned attempt, from what its join handle gave: a panic in it fails
 /// the attempt with the panic's message.
 pub(crate) fn joined(

@@ -303,6 +303,7 @@ mod durable;
 mod engine;
 mod error;
 mod handler;
+mod in_flight;
 #[cfg(feature = "journal")]
 mod journaling;
 #[cfg(not(feature = "journal"))]

@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::announce::Announcer;
-use crate::attempt::{Attempt, InFlight, InFlightSet, Landed};
+use crate::attempt::Attempt;
 use crate::clock::Clock;
 use crate::context::RunShared;
+use crate::in_flight::{InFlight, InFlightSet, Landed};
 use crate::journaling::{self, RunJournal};
-
 use crate::pools::Queue;
 use crate::timer::Deadline;
 use crate::{Handler, RunError, TaskContext};
@@ -78,7 +78,7 @@ pub(crate) async fn execute(
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     let spawn: Vec<bool> = by_type
         .iter()
-        .map(|h| multi_threaded && !h.runs_inline())
+        .map(|h| multi_threaded && !crate::handler::runs_inline(h.as_ref()))
         .collect();
     let span = tracing::info_span!("workflow_run", workflow_id = %workflow.workflow_id(), %run_id, tasks = plan.len());
     let announcer = (engine.events.clone())

@@ -454,6 +454,38 @@ fn a_handler_that_panics_before_its_future_exists_fails_its_attempt_locally_and_
     });
 }
 
+/// A handler written by hand whose `runs_inline` panics: its attempts are spawned.
+struct PanicsWhenAsked;
+
+impl Handler for PanicsWhenAsked {
+    fn call<'a, 'b>(&'a self, _ctx: TaskContext) -> HandlerFuture<'b>
+    where
+        'a: 'b,
+    {
+        Box::pin(async { Ok(Output::from(Value::from("ran"))) })
+    }
+
+    fn runs_inline(&self) -> bool {
+        panic!("asked")
+    }
+}
+
+#[test]
+fn a_handler_whose_runs_inline_panics_runs_spawned_in_a_run_and_alone() {
+    common::two_workers().block_on(async {
+        let task = RemoteTask::new(RunId::new(), "w", Task::new("a", "t"), 1);
+        let ctx = task.context().expect("a valid task");
+        let outcome = run_attempt(Arc::new(PanicsWhenAsked), ctx).await;
+        assert!(outcome.is_ok(), "{:?}", outcome.err());
+
+        let engine = WorkflowEngine::new();
+        engine.register_handler("t", PanicsWhenAsked);
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(record(&result, "a").result, Some(Value::from("ran")));
+    });
+}
+
 /// `run_attempt` contains a panic in dropping a handler's future as a run does: one that
 /// finished fails its attempt, inline or spawned, and one dropped unfinished is logged.
 #[test]

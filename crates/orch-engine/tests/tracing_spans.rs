@@ -189,3 +189,38 @@ fn failures_skips_retries_and_the_end_of_a_run_are_logged_at_their_levels() {
         )]
     );
 }
+
+/// A map instance that will run again is logged as a task's retry is, under its own id.
+#[test]
+fn a_map_instance_that_will_run_again_is_logged_as_retrying() {
+    let engine = WorkflowEngine::new();
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(serde_json::json!([1, 2]))
+    });
+    engine.register_handler("flaky", |ctx: TaskContext| async move {
+        match ctx.attempt() {
+            1 => Err(TaskError::new("busy")),
+            _ => Ok(Value::Null),
+        }
+    });
+    let workflow = Workflow::new("etl", "ETL")
+        .task(Task::new("list", "list"))
+        .task(Task::new("each", "flaky").map_over("list").retries(1));
+    let (log, result) = run_logged(&engine, &workflow);
+    assert_eq!(result.status, orch_core::WorkflowStatus::Completed);
+    let events = log.1.lock().expect("lock").clone();
+    let mut retried: Vec<Vec<String>> = (events.iter())
+        .filter(|(level, fields)| *level == Level::DEBUG && fields[0] == "message=retrying")
+        .map(|(_, fields)| fields[1..5].to_vec())
+        .collect();
+    retried.sort();
+    let fields = |item: usize| {
+        [
+            format!("task_id=each[{item}]"),
+            "task_type=flaky".to_owned(),
+            "attempt=1".to_owned(),
+            "error=busy".to_owned(),
+        ]
+    };
+    assert_eq!(retried, [fields(0), fields(1)]);
+}

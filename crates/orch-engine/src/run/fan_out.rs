@@ -31,8 +31,9 @@ use serde_json::Value;
 
 use super::Scheduler;
 use crate::Output;
-use crate::attempt::{Attempt, InFlight};
+use crate::attempt::Attempt;
 use crate::context::MapItem;
+use crate::in_flight::InFlight;
 use crate::note::Detail;
 use crate::output::Stored;
 use crate::{TaskContext, TaskError};
@@ -323,6 +324,11 @@ impl Scheduler<'_> {
                     let delay = task
                         .backoff
                         .delay(tries, super::settle::jitter_unit(n + k, base + tries));
+                    let (id, error) = (
+                        MapSpec::instance_id(&task.task_id, instance.item.index),
+                        &record.error,
+                    );
+                    tracing::debug!(task_id = %id, task_type = %task.task_type, attempt = base + tries, error = error.as_deref().unwrap_or(""), ?delay, "retrying");
                     self.announce_instance_with(EngineEventKind::TaskRetrying, k, Some(delay));
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
                     self.in_flight.push(InFlight::Backoff {

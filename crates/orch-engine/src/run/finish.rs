@@ -9,7 +9,7 @@ use orch_core::{
 
 use super::Scheduler;
 use crate::announce::Announcer;
-use crate::attempt::InFlight;
+use crate::in_flight::InFlight;
 use crate::output::Stored;
 
 impl Scheduler<'_> {

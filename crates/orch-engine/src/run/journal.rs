@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{RunSettings, Scheduler, resume};
 use crate::RunError;
-use crate::attempt::InFlight;
+use crate::in_flight::InFlight;
 use crate::journaling::{self, Commit, RunJournal};
 
 /// Opens run `run_id` of `workflow` in the engine's journal, if it has one: what to

@@ -10,7 +10,7 @@ use orch_core::{EngineEventKind, TaskStatus};
 use super::Scheduler;
 use crate::Output;
 use crate::TaskError;
-use crate::attempt::InFlight;
+use crate::in_flight::InFlight;
 use crate::note::Detail;
 
 /// What a task's record is missing about an attempt that began: its number, and for a
