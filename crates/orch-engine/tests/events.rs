@@ -214,6 +214,55 @@ fn failures_retries_and_skips_are_announced() {
     assert_eq!(events[7].1.status, Some(WorkflowStatus::Failed));
 }
 
+/// Events carry the times the result records: a task's start and end, its duration,
+/// and the run's start, end and duration.
+#[test]
+fn events_carry_the_times_and_durations_the_result_records() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "nap"))
+        .task(Task::new("b", "broken").depends_on(["a"]));
+    let (result, events) = run_and_collect(
+        |bus| {
+            let engine = WorkflowEngine::builder()
+                .event_bus(bus)
+                .build()
+                .expect("valid");
+            engine.register_handler("nap", |_ctx: TaskContext| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, TaskError>(Value::Null)
+            });
+            engine.register_handler("broken", |_ctx: TaskContext| async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Err::<Value, _>(TaskError::new("broken"))
+            });
+            engine
+        },
+        &workflow,
+        64,
+    );
+    use EngineEventKind::*;
+    for (_, event) in &events {
+        let Some(id) = &event.task_id else {
+            let (at, duration) = match event.kind {
+                WorkflowStarted => (result.start_time, None),
+                _ => (result.end_time, Some(result.total_duration())),
+            };
+            assert_eq!((event.timestamp, event.duration), (at, duration));
+            continue;
+        };
+        let record = result.task(id).expect("a task");
+        match event.kind {
+            TaskStarted => assert_eq!(Some(event.timestamp), record.start_time, "{id}"),
+            _ => {
+                assert_eq!(Some(event.timestamp), record.end_time, "{id}");
+                assert_eq!(event.duration, record.duration(), "{id}");
+                assert!(event.duration >= Some(Duration::from_millis(10)), "{id}");
+            }
+        }
+    }
+    assert_eq!(events.len(), 6);
+}
+
 /// A task served from the cache runs no attempt of its own: its events say attempt 0,
 /// as its record does. Its start used to say attempt 1 and its completion 0.
 #[test]

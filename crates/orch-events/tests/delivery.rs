@@ -52,6 +52,27 @@ async fn drain<T: Clone>(sub: &mut Subscription<T>) -> Vec<Result<T, u64>> {
     out
 }
 
+/// An event carries the time it was published, and a sequence number that goes up.
+#[tokio::test]
+async fn an_event_carries_the_time_it_was_published_and_its_number() {
+    let bus: EventBus<u32> = EventBus::new();
+    let mut sub = subscribe_to(&bus, "tick", 8, Overflow::Block);
+    let mut times = Vec::new();
+    for n in 0..3 {
+        let before = std::time::SystemTime::now();
+        let seq = bus.publish("tick", n).await.expect("published");
+        times.push((before, std::time::SystemTime::now(), seq));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    for (n, (before, after, seq)) in times.into_iter().enumerate() {
+        let Some(Delivery::Event(event)) = sub.recv().await else {
+            panic!("an event");
+        };
+        assert_eq!((*event.payload(), event.seq()), (n as u32, seq));
+        assert!(before <= event.timestamp() && event.timestamp() <= after);
+    }
+}
+
 #[test]
 fn block_loses_nothing_and_keeps_per_publisher_order() {
     const PUBLISHERS: usize = 4;
