@@ -179,6 +179,7 @@ impl RemoteBuilder {
                 what: "the object store bucket of large outputs".to_owned(),
                 reason,
             })?;
+        stored::refuse_another_prefixs(&js, &self.layout.names()).await?;
         let names = self.layout.names();
         let routes = Arc::new(Routes::default());
         let listeners =

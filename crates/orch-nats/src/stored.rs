@@ -81,6 +81,27 @@ pub(crate) async fn open_bucket(
     })
 }
 
+/// Refuses a bucket whose stream was made for another prefix: the bucket's stream is
+/// named `OBJ_<results stream>`, which is also the results stream of a prefix that
+/// starts with `obj` (prefix `obj.orch`'s results stream is prefix `orch`'s bucket's).
+pub(crate) async fn refuse_another_prefixs(
+    js: &jetstream::Context,
+    names: &Names,
+) -> Result<(), crate::ConnectError> {
+    let name = format!("OBJ_{}", names.results_bucket());
+    let setup = |reason: String| crate::ConnectError::Setup {
+        what: format!("stream `{name}`"),
+        reason,
+    };
+    let mut stream = js
+        .get_stream(&name)
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    let info = stream.info().await.map_err(|e| setup(e.to_string()))?;
+    let chunks = format!("$O.{}.C.>", names.results_bucket());
+    crate::setup::holds_subjects(&name, &info.config, &chunks)
+}
+
 /// Reads object `name` back as the output it holds. One over `max_bytes` fails its
 /// attempt for good (the handler would give as much again); one that cannot be read,
 /// for this attempt.

@@ -249,6 +249,26 @@ async fn a_prefix_whose_streams_another_prefix_made_is_refused_naming_them() {
     let journal = orch_nats::NatsJournal::connect(&with_prefix("a-b"), &layout("a-b")).await;
     let refused = journal.expect_err("the journal stream of another prefix");
     assert!(refused.to_string().contains("a-b.journal.*"), "{refused}");
+
+    // Prefix `obj.tools`'s results stream is named as prefix `tools`'s bucket of large
+    // outputs (`OBJ_TOOLS_RESULTS`).
+    let coordinator = |prefix: &'static str| {
+        let (config, layout) = (with_prefix(prefix), layout(prefix));
+        async move {
+            orch_nats::RemoteHandler::builder()
+                .layout(layout)
+                .connect(&config)
+                .await
+        }
+    };
+    coordinator("obj.tools")
+        .await
+        .expect("the first prefix sets up");
+    let refused = coordinator("tools")
+        .await
+        .expect_err("a bucket of another prefix");
+    let message = refused.to_string();
+    assert!(message.contains("OBJ_TOOLS_RESULTS"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
