@@ -73,6 +73,33 @@ async fn an_event_carries_the_time_it_was_published_and_its_number() {
     }
 }
 
+/// `publish_numbered` gives the event's number before a subscription can receive it,
+/// also while the publish waits for room in a full one; an invalid subject is numbered
+/// never.
+#[tokio::test]
+async fn a_numbered_publish_gives_the_number_before_the_event_arrives() {
+    let bus: EventBus<u32> = EventBus::new();
+    let _full = subscribe_to(&bus, "tick", 1, Overflow::Block);
+    let mut open = subscribe_to(&bus, "tick", 8, Overflow::Block);
+    bus.publish("tick", 0).await.expect("published");
+    let noted = Arc::new(AtomicU64::new(u64::MAX));
+    let publishing = tokio::spawn({
+        let (bus, noted) = (bus.clone(), Arc::clone(&noted));
+        async move {
+            let note = |seq| noted.store(seq, Ordering::SeqCst);
+            bus.publish_numbered("tick", 1, note).await
+        }
+    });
+    let _ = open.recv().await; // the first event
+    let Some(Delivery::Event(second)) = open.recv().await else {
+        panic!("the second event, while its publish waits for room");
+    };
+    assert_eq!(noted.load(Ordering::SeqCst), second.seq());
+    assert!(!publishing.is_finished(), "still waiting for room");
+    let invalid = bus.publish_numbered("a..b", 2, |_| panic!("not numbered"));
+    assert!(invalid.await.is_err());
+}
+
 #[test]
 fn block_loses_nothing_and_keeps_per_publisher_order() {
     const PUBLISHERS: usize = 4;

@@ -50,14 +50,8 @@ const IMPORTED_REMEMBERED: usize = 65_536;
 /// do not send them back out.
 #[derive(Debug, Default)]
 struct Imported {
-    /// Held while an import publishes and records what it published, so that an export
-    /// that receives the event meanwhile finds it recorded once it may look.
     seqs: std::sync::Mutex<ImportedSeqs>,
 }
-
-/// How long an import waits, at most, before it looks again for room in a full lossless
-/// subscription of its bus.
-const ROOM_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Imported {
     fn seqs(&self) -> std::sync::MutexGuard<'_, ImportedSeqs> {
@@ -71,41 +65,17 @@ impl Imported {
         self.seqs().set.contains(&seq)
     }
 
-    /// Publishes `payload` on `bus` under `subject`, as imported. While a lossless
-    /// subscription of the bus is full, it looks for room again and again (at first
-    /// after 1 ms, at most every [`ROOM_POLL_MAX`]), publishing nothing meanwhile: an
-    /// event published and waiting for room would hold up every export of the bus,
-    /// which cannot tell whether it is the import's until the publish returns.
+    /// Publishes `payload` on `bus` under `subject`, as imported: its number is noted
+    /// before any subscription receives it, so an export never waits to tell (also while
+    /// a full lossless subscriber holds this publish up).
     async fn publish<T: Send + Sync + 'static>(
         &self,
         bus: &EventBus<T>,
         subject: &str,
         payload: T,
     ) -> Result<u64, orch_events::PublishError> {
-        let mut payload = payload;
-        let mut pause = std::time::Duration::from_millis(1);
-        loop {
-            let refused = {
-                let mut seqs = self.seqs();
-                match bus.try_publish(subject, payload) {
-                    Ok(seq) => {
-                        seqs.insert(seq);
-                        return Ok(seq);
-                    }
-                    Err(refused) => refused,
-                }
-            };
-            let (kind, returned) = refused.into_parts();
-            match kind {
-                orch_events::TryPublishErrorKind::Full { .. } => payload = returned,
-                orch_events::TryPublishErrorKind::InvalidSubject(error) => {
-                    return Err(error.into());
-                }
-                _ => return Err(orch_events::PublishError::Closed),
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(ROOM_POLL_MAX);
-        }
+        bus.publish_numbered(subject, payload, |seq| self.seqs().insert(seq))
+            .await
     }
 }
 
@@ -338,9 +308,7 @@ impl Bridge {
     /// The import takes messages from NATS as they come and holds up to 16,384 of them
     /// (64 MiB) that the bus has not taken yet; when the bus falls further behind (a
     /// full lossless subscriber holds it up), the oldest are dropped, and how many is
-    /// logged. While such a subscriber is full, the import looks for room again every
-    /// few milliseconds (at most 50 ms apart) and publishes nothing meanwhile, so the
-    /// bus's other events, and its exports, go on.
+    /// logged. The bus's other events, and its exports, go on meanwhile.
     ///
     /// # Errors
     /// [`ConnectError::Config`] for a pattern the bus would not take, or one that, with

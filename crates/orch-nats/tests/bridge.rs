@@ -258,10 +258,10 @@ async fn what_a_bridge_imported_to_one_bus_does_not_hold_back_another_bus_or_exp
     );
 }
 
-/// An import waits while a lossless subscriber of its subject is full, and publishes
-/// once there is room; the bus's other events still go out meanwhile, also through an
-/// export of every subject (which used to wait for the import's publish to end, to learn
-/// whether the event it saw was imported).
+/// An import waits, publishing, while a lossless subscriber of its subject is full; the
+/// bus's other events still go out meanwhile, also through an export of every subject
+/// (which used to wait for the import's publish to end, to learn whether the event it
+/// saw was imported).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_held_up_by_a_full_subscriber_does_not_hold_up_an_export() {
     const EVENTS: usize = 100;
@@ -282,7 +282,7 @@ async fn an_import_held_up_by_a_full_subscriber_does_not_hold_up_an_export() {
     let options = SubscribeOptions::new()
         .capacity(1)
         .overflow(Overflow::Block);
-    let mut full = bus.subscribe_with("remote.>", options).expect("subscribes");
+    let _full = bus.subscribe_with("remote.>", options).expect("subscribes");
     let mut imported = bus.subscribe("remote.>").expect("subscribes");
     let _import = bridge.import("remote.>", &bus).await.expect("subscribes");
     let _export = bridge.export(&bus, ">").expect("subscribes");
@@ -294,6 +294,10 @@ async fn an_import_held_up_by_a_full_subscriber_does_not_hold_up_an_export() {
             .expect("published");
     }
     imported.recv_event().await.expect("the first is imported");
+    imported
+        .recv_event()
+        .await
+        .expect("the second is published, waiting for room");
 
     for n in 0..EVENTS {
         bus.publish("local.y", json!(n)).await.expect("published");
@@ -307,13 +311,6 @@ async fn an_import_held_up_by_a_full_subscriber_does_not_hold_up_an_export() {
         let payload: Value = serde_json::from_slice(&message.payload).expect("json");
         assert_eq!(payload, json!(n));
     }
-    // Room again: the second goes in.
-    full.recv_event().await.expect("the first");
-    let second = tokio::time::timeout(std::time::Duration::from_secs(10), imported.recv_event())
-        .await
-        .expect("the second is imported once there is room")
-        .expect("an event");
-    assert_eq!(*second.payload(), json!(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,25 @@ impl<T> EventBus<T> {
         subject: impl IntoSubject,
         payload: T,
     ) -> Result<u64, PublishError> {
+        self.publish_numbered(subject, payload, |_| {}).await
+    }
+
+    /// As [`EventBus::publish`], and calls `numbered` with the event's sequence number
+    /// before any subscription can receive the event: a subscriber of the same bus can
+    /// then tell the events this publisher sent (say, so as not to pass them back where
+    /// they came from), even while the publish still waits for room elsewhere.
+    ///
+    /// `numbered` runs while the bus's subscriptions are locked for reading: it must
+    /// not publish, subscribe or unsubscribe on this bus.
+    ///
+    /// # Errors
+    /// As [`EventBus::publish`]; `numbered` is then not called.
+    pub async fn publish_numbered(
+        &self,
+        subject: impl IntoSubject,
+        payload: T,
+        numbered: impl FnOnce(u64),
+    ) -> Result<u64, PublishError> {
         let subject = subject.into_subject()?;
         // Like tokio's own channels: a publisher that never has to wait still yields to
         // the scheduler now and then, so the subscribers it wakes get to run.
@@ -73,6 +92,7 @@ impl<T> EventBus<T> {
             }
             let matches = routes.matches(&subject);
             let event = inner.stamp(subject, payload, SystemTime::now(), &mut evicted);
+            numbered(event.seq());
             for queue in matches.iter() {
                 if let Push::Full = queue.push(&event, &mut evicted) {
                     waiting.push(Arc::clone(queue));
