@@ -156,9 +156,10 @@ impl TaskContext {
     /// The choice of the attempt that completes counts (a later call replaces an earlier
     /// one); an attempt that fails leaves no choice behind. Naming a task that is not a
     /// direct dependent is a permanent error, and so is choosing on a remote worker or in
-    /// an instance of a map task. A dependent whose trigger rule let it start before this
-    /// task completed (`one_success`, `one_failed`, `always`) is not skipped by the
-    /// choice. A cached task's result is not stored when it chose branches, so such a
+    /// an instance of a map task. A dependent whose trigger rule had decided to run it
+    /// before this task completed (`always`; `one_success` or `one_failed` after another
+    /// dependency completed or failed) is not skipped by the choice, also when it still
+    /// waits for a slot. A cached task's result is not stored when it chose branches, so such a
     /// task always runs.
     ///
     /// ```

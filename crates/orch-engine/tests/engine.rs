@@ -525,9 +525,17 @@ fn a_handler_polled_late_by_a_busy_run_is_not_timed_out() {
 fn a_spawned_handler_that_finished_past_its_limit_times_out_however_late_the_run_looks() {
     let runtime = common::two_workers();
     let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
-    engine.register_handler("waits", |_ctx: TaskContext| async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok::<_, TaskError>(json!("late"))
+    let (told, heard) = std::sync::mpsc::channel();
+    engine.register_handler("waits", move |ctx: TaskContext| {
+        let (token, told) = (ctx.cancellation().clone(), told.clone());
+        async move {
+            tokio::spawn(async move {
+                token.cancelled().await;
+                let _ = told.send(());
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, TaskError>(json!("late"))
+        }
     });
     engine.register_handler(
         "hogs",
@@ -545,39 +553,46 @@ fn a_spawned_handler_that_finished_past_its_limit_times_out_however_late_the_run
     let a = record(&result, "a");
     assert_eq!(a.status, TaskStatus::Failed, "{:?}", a.result);
     assert_eq!(a.error.as_deref(), Some("timed out after 0.03s"));
+    let told = heard.recv_timeout(Duration::from_secs(10));
+    assert_eq!(told, Ok(()), "the helper heard of the timeout");
 }
 
-/// A handler on the run's own thread that overran its limit within one poll has its
-/// token cancelled, as at a deadline: a helper watching it stops.
+/// A handler on the run's own thread that overran its limit within one poll (its first,
+/// or a later one) has its token cancelled, as at a deadline: a helper watching it stops.
 #[test]
 fn a_handler_that_overran_its_limit_within_one_poll_has_its_token_cancelled() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let engine = WorkflowEngine::with_max_concurrent(1).expect("valid");
-    let (told, heard) = std::sync::mpsc::channel();
-    engine.register_handler("hogs", move |ctx: TaskContext| {
-        let (token, told) = (ctx.cancellation().clone(), told.clone());
-        async move {
-            tokio::spawn(async move {
-                token.cancelled().await;
-                let _ = told.send(());
-            });
-            std::thread::sleep(Duration::from_millis(60));
-            Ok::<_, TaskError>(json!(null))
-        }
-    });
-    let workflow =
-        Workflow::new("w", "W").task(Task::new("a", "hogs").timeout(Duration::from_millis(20)));
-    let result = runtime.block_on(async {
-        let result = engine.execute_workflow(&workflow).await.expect("valid");
-        // Time for the helper to run, on this thread.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        result
-    });
-    assert_eq!(record(&result, "a").status, TaskStatus::Failed);
-    assert_eq!(heard.try_recv(), Ok(()), "the helper heard of the timeout");
+    for waits_first in [false, true] {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let engine = WorkflowEngine::with_max_concurrent(1).expect("valid");
+        let (told, heard) = std::sync::mpsc::channel();
+        engine.register_handler("hogs", move |ctx: TaskContext| {
+            let (token, told) = (ctx.cancellation().clone(), told.clone());
+            async move {
+                tokio::spawn(async move {
+                    token.cancelled().await;
+                    let _ = told.send(());
+                });
+                if waits_first {
+                    tokio::task::yield_now().await;
+                }
+                std::thread::sleep(Duration::from_millis(60));
+                Ok::<_, TaskError>(json!(null))
+            }
+        });
+        let workflow =
+            Workflow::new("w", "W").task(Task::new("a", "hogs").timeout(Duration::from_millis(20)));
+        let result = runtime.block_on(async {
+            let result = engine.execute_workflow(&workflow).await.expect("valid");
+            // Time for the helper to run, on this thread.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            result
+        });
+        assert_eq!(record(&result, "a").status, TaskStatus::Failed);
+        assert_eq!(heard.try_recv(), Ok(()), "waits first: {waits_first}");
+    }
 }
 
 /// Runs task `a` (with `first`, its handler on the run's own task, and `retries`) beside

@@ -706,6 +706,36 @@ fn a_resumed_run_runs_a_dependent_decided_before_its_branch_task_ended_though_un
     assert_eq!(resumed.status, first.status);
 }
 
+/// On a clock that does not move (paused), a dependency that ended when the branch task
+/// started counts as ended first, as it was in the run: the resumed run agrees with it.
+#[test]
+fn a_resumed_run_agrees_with_the_run_when_the_clock_did_not_move() {
+    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(1));
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("early", "ok"))
+        .task(
+            Task::new("route", "route")
+                .depends_on(["early"])
+                .config(json!({"choose": ["small"]})),
+        )
+        .task(Task::new("small", "ok").depends_on(["route"]))
+        .task(
+            Task::new("either", "ok")
+                .depends_on(["early", "route"])
+                .trigger_rule(TriggerRule::OneSuccess),
+        );
+    let first = run(&engine, &workflow);
+    assert_eq!(status(&first, "either"), TaskStatus::Completed);
+    let mut records = first.tasks.records().to_vec();
+    records[first.tasks.index_of("either").expect("a task")] = orch_core::TaskRecord::default();
+    let crashed = orch_core::WorkflowResult {
+        tasks: orch_core::TaskRecords::for_workflow(&workflow, records).expect("records"),
+        ..first.clone()
+    };
+    let resumed = resume(&engine, &workflow, &crashed);
+    assert_eq!(status(&resumed, "either"), TaskStatus::Completed);
+}
+
 /// A task whose rule let it start before a dependency ended (`one_success`) did not run
 /// on that dependency's outcome. It completed, so a resumed run keeps it, though that
 /// dependency failed and runs again; a task that ran after the failure runs again.

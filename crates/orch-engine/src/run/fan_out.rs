@@ -328,7 +328,7 @@ impl Scheduler<'_> {
                         MapSpec::instance_id(&task.task_id, instance.item.index),
                         &record.error,
                     );
-                    tracing::debug!(task_id = %id, task_type = %task.task_type, attempt = base + tries, error = error.as_deref().unwrap_or(""), ?delay, "retrying");
+                    tracing::debug!(task_id = %id, task_type = %task.task_type, attempt = base + tries, error = %error.as_deref().unwrap_or(""), ?delay, "retrying");
                     self.announce_instance_with(EngineEventKind::TaskRetrying, k, Some(delay));
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
                     self.in_flight.push(InFlight::Backoff {

@@ -316,8 +316,9 @@ impl Scheduler<'_> {
             false => earliest_ends(self.plan, &records_of(&shared.workflow, &previous)),
         };
         for (d, branch) in unchosen {
-            // A dependent whose rule let it run before the branch task ended (`always`,
-            // or `one_success` after another dependency completed) was not skipped by
+            // A dependent whose rule let it run before the branch task ended (`always`;
+            // `one_success` or `one_failed` after another dependency completed or
+            // failed) was not skipped by
             // the choice: its rule decides again. Its record may not show that it
             // started: it may have been running, or waiting for a slot, when the run
             // stopped.
@@ -363,13 +364,18 @@ impl Scheduler<'_> {
         let Some(branch_ended) = ends[branch] else {
             return false;
         };
+        // Ended by the time the branch task started: first, also when the clock did not
+        // move meanwhile.
+        let branch_started = (previous.task(&self.task(branch).task_id)).and_then(|r| r.start_time);
         let dependencies = self.plan.dependencies(d);
         let mut outcomes = orch_core::DependencyOutcomes {
             total: dependencies.len() as u32,
             ..Default::default()
         };
         for &dependency in dependencies {
-            let ended_first = ends[dependency as usize].is_some_and(|end| end < branch_ended);
+            let ended_first = ends[dependency as usize].is_some_and(|end| {
+                end < branch_ended || branch_started.is_some_and(|started| end <= started)
+            });
             let record = previous.task(&self.task(dependency as usize).task_id);
             match record.map(|r| r.status).filter(|_| ended_first) {
                 Some(TaskStatus::Completed) => outcomes.completed += 1,
