@@ -115,8 +115,9 @@ impl fmt::Debug for Secret {
 
 /// The environment variables [`NatsConfig::from_env`] reads.
 pub mod env {
-    /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). A password
-    /// written into one cannot hold a `,`: give it in [`PASSWORD`] instead.
+    /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). One with
+    /// credentials in it needs its scheme (`nats://user:password@host`), and its
+    /// password cannot hold a `,`: give such a password in [`PASSWORD`] instead.
     pub const URL: &str = "ORCH_NATS_URL";
     /// A user name, with [`PASSWORD`] (alone, the user signs in with an empty password).
     pub const USER: &str = "ORCH_NATS_USER";
@@ -203,14 +204,15 @@ impl NatsConfig {
             if config.servers.is_empty() {
                 return Err(invalid(format!("{} names no server: `{urls}`", env::URL)));
             }
-            // Credentials after a `,` with no scheme before them: a password with a `,`
-            // in it, split. Refused without showing any part of it.
-            let split = (config.servers.iter().enumerate().skip(1))
+            // Credentials with no scheme before them, which is also what a password with
+            // a `,` in it looks like once split: refused without showing any of it.
+            let unschemed = (config.servers.iter().enumerate())
                 .find(|(_, url)| url.contains('@') && !url.contains("://"));
-            if let Some((entry, _)) = split {
+            if let Some((entry, _)) = unschemed {
                 return Err(invalid(format!(
-                    "{}: entry {} has credentials but no scheme (a `,` in a password splits \
-                     its URL); give the password in {} instead",
+                    "{}: entry {} has credentials but no scheme: write it \
+                     nats://user:password@host:port (a password cannot hold a `,` there: \
+                     give it in {})",
                     env::URL,
                     entry + 1,
                     env::PASSWORD
@@ -481,6 +483,12 @@ mod tests {
         assert!(
             shown.contains("entry 2 has credentials but no scheme"),
             "{shown}"
+        );
+        let first = from(&[(env::URL, "u:p@127.0.0.1:4222")]).expect_err("no scheme");
+        assert!(
+            first
+                .to_string()
+                .contains("entry 1 has credentials but no scheme")
         );
         assert!(
             !shown.contains("pa55") && !shown.contains("w0rd"),

@@ -254,10 +254,12 @@
 //! coordinator first (it creates the streams, `ORCH_LOST` and `ORCH_CANCELS` among them), or create them as
 //! an administrator, with the retention the table above gives (work queue for
 //! `ORCH_TASKS`, limits for the others): `ORCH_TASKS` or `ORCH_RESULTS` found with
-//! another is refused with [`ConnectError::Setup`]; `ORCH_LOST`, `ORCH_CANCELS`, the
-//! journal's stream and the object store bucket are taken as they are found (a process
-//! that cannot set up `ORCH_LOST` or `ORCH_CANCELS` goes on without it, with a
-//! warning).
+//! another is refused with [`ConnectError::Setup`], and so is a bucket of large outputs
+//! whose stream is another prefix's results stream (prefix `obj.orch`'s results stream
+//! has the name of prefix `orch`'s bucket, `OBJ_ORCH_RESULTS`); `ORCH_LOST`,
+//! `ORCH_CANCELS`, the journal's stream and the bucket are otherwise taken as they are
+//! found (a process that cannot set up `ORCH_LOST` or `ORCH_CANCELS` goes on without
+//! it, with a warning).
 //! A request the server refuses for want of permission goes unanswered; it fails as
 //! [`ConnectError::Setup`] naming what could not be set up, and the server's refusal is
 //! logged (with `tracing`, as every connection event is).

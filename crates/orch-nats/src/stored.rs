@@ -138,6 +138,8 @@ pub(crate) async fn get(
     };
     // The client follows a link to the object it names, and links that lead back to
     // themselves for as long as it is let: a link is refused before it is followed.
+    // (One written between this look and the read is still followed: a worker that
+    // may write the bucket could time that.)
     let info = tokio::time::timeout(PART_PATIENCE, bucket.info(name)).await;
     let info = (info.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
     if let Some(link) = info.options.and_then(|options| options.link) {
