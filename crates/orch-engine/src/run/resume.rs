@@ -372,7 +372,10 @@ impl Scheduler<'_> {
             total: dependencies.len() as u32,
             ..Default::default()
         };
-        for &dependency in dependencies {
+        for &dependency in dependencies
+            .iter()
+            .filter(|&&other| other as usize != branch)
+        {
             let ended_first = ends[dependency as usize].is_some_and(|end| {
                 end < branch_ended || branch_started.is_some_and(|started| end <= started)
             });
