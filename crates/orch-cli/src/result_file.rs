@@ -73,8 +73,10 @@ impl Target {
     /// Writes `result` and `workflow` as indented JSON through a temporary file renamed
     /// into place, so a reader never sees half a file.
     pub(crate) fn write(self, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
-        let mut text = serde_json::to_string_pretty(&Written { result, workflow })
+        let text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
+        // As the other JSON orch writes: no raw C1 control for a terminal to act on.
+        let mut text = crate::display::c1_escaped(&text).into_owned();
         text.push('\n');
         let written = match file_beside(&self.path) {
             Ok(file) => fill(file, &self.path, &text),

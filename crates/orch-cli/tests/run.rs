@@ -241,6 +241,29 @@ tasks:
     assert!(!inputs.parent().expect("the run's directory").exists());
 }
 
+/// A command's output holding DEL or a C1 control (an 8-bit escape sequence) is written
+/// to the result file as JSON escapes, which read back as the same text.
+#[test]
+fn control_characters_a_command_printed_are_escaped_in_the_result_file() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  noisy: { task_type: command, config: { shell: true, script: 'printf "a\302\2332Jb\177"' } }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let bytes = std::fs::read(dir.join("r.json")).expect("the result file");
+    let raw = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!raw(&[0xc2, 0x9b]) && !raw(&[0x7f]), "no raw control");
+    assert_eq!(
+        dir.json("r.json")["tasks"]["noisy"]["result"],
+        "a\u{9b}2Jb\u{7f}"
+    );
+}
+
 /// The run's temporary directory is made only for a command that reads its dependencies'
 /// results: with none to be made there (`TMPDIR` is not there), the other tasks run, and
 /// that one fails saying why.

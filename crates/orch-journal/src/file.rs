@@ -21,6 +21,9 @@ use crate::{
 
 /// A journal in a directory: one file per run, `<run id>.jsonl`, one JSON object per line
 /// (the format is described in the crate's `line` module and versioned on every line).
+/// Control characters in a record, DEL and the C1 range included, are written as JSON
+/// escapes (`\u009b`), so a terminal showing a file (`tail -f`) runs no escape sequence
+/// a task's output held.
 ///
 /// The directory and files it creates are readable and writable by their owner only.
 /// A line is written whole or, when the process dies in the middle of it, left torn at

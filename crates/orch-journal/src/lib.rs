@@ -80,6 +80,7 @@
 
 pub mod backend;
 mod claim;
+mod controls;
 mod definition;
 mod error;
 mod file;

@@ -267,11 +267,13 @@ pub(crate) fn write_end(
 }
 
 fn finish_line(buf: &mut Vec<u8>, line: &impl Serialize) -> Result<(), JournalError> {
+    let start = buf.len();
     serde_json::to_writer(&mut *buf, line).map_err(|e| JournalError::InvalidRecord {
         task: TaskId::from(""),
         field: "line",
         reason: e.to_string(),
     })?;
+    crate::controls::escape_c1(buf, start);
     buf.push(b'\n');
     Ok(())
 }

@@ -237,6 +237,32 @@ fn the_line_format_is_versioned_and_numbered() {
     );
 }
 
+/// DEL and the C1 controls in a record (a command's output) are written as JSON
+/// escapes, so a terminal showing the file runs no escape sequence; they read back as
+/// they were.
+#[test]
+fn control_characters_in_a_record_are_escaped_in_the_file_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let opened = block_on(journal.open(&run_id("r"), &three_tasks())).unwrap();
+    let text = "clear\u{9b}2J then\u{7f} and \u{85}é";
+    append(
+        &*opened.writer,
+        &[("a", completed(json!({ text: text }))), ("b", failed(text))],
+    );
+    let bytes = fs::read(journal.path_of(&run_id("r"))).unwrap();
+    let raw = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!raw(&[0xc2, 0x9b]) && !raw(&[0x7f]) && !raw(&[0xc2, 0x85]));
+    assert!(raw(b"\\u009b2J") && raw("é".as_bytes()));
+    let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+    let result = loaded.to_result(&three_tasks()).unwrap();
+    assert_eq!(
+        result.task("a").unwrap().result,
+        Some(json!({ text: text }))
+    );
+    assert_eq!(result.task("b").unwrap().error.as_deref(), Some(text));
+}
+
 #[test]
 fn a_reopened_run_gives_its_records_as_the_previous_result() {
     let (_dir, journal) = recorded_run();
