@@ -178,18 +178,25 @@ fn event_line(event: &EngineEvent, at: Duration) -> String {
     line
 }
 
-/// `text` with its control characters but line breaks and tabs written as escapes
-/// (`\u{1b}`): an error may end with what a command wrote to standard error, whose
-/// terminal escape sequences must not reach the terminal as such.
+/// Whether `c` is a control character, or one of Unicode's bidirectional controls (which
+/// reorder how the rest of a line is shown, so that text can pass for other text).
+pub(crate) fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with its control characters (bidirectional ones too) but line breaks and tabs
+/// written as escapes (`\u{1b}`): an error may end with what a command wrote to standard
+/// error, whose terminal escape sequences must not reach the terminal as such.
 pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    escaped_where(text, |c| c.is_control() && c != '\n' && c != '\t')
+    escaped_where(text, |c| is_hidden_control(c) && c != '\n' && c != '\t')
 }
 
 /// `text` with every control character written as an escape, line breaks and tabs too:
 /// for what must stay on its line (an id, a name, a table's cell), where a line break
 /// could pass for a line of output.
 pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    escaped_where(text, char::is_control)
+    escaped_where(text, is_hidden_control)
 }
 
 /// `text` with each character `escaped` picks written as `\u{..}`.
@@ -350,7 +357,15 @@ pub(crate) const STATUSES: [TaskStatus; 6] = [
 mod tests {
     use orch::core::{RunId, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult};
 
-    use super::summary;
+    use super::{one_line, printable, summary};
+
+    /// Bidirectional controls, which reorder how the rest of a line is shown, are
+    /// written as escapes as control characters are.
+    #[test]
+    fn bidirectional_controls_are_written_as_escapes() {
+        assert_eq!(printable("a\u{202E}b\nc"), "a\\u{202e}b\nc");
+        assert_eq!(one_line("x\u{2067}y"), "x\\u{2067}y");
+    }
 
     fn record(status: TaskStatus, error: Option<&str>) -> TaskRecord {
         TaskRecord {

@@ -83,7 +83,7 @@ fn dot_id(text: &str) -> String {
             '"' => quoted.push_str("\\\""),
             '\\' => quoted.push_str("\\\\"),
             '\n' => quoted.push_str("\\n"),
-            c if c.is_control() => quoted.push(' '),
+            c if crate::display::is_hidden_control(c) => quoted.push(' '),
             c => quoted.push(c),
         }
     }
@@ -131,7 +131,7 @@ fn mermaid_text(text: &str) -> String {
             '<' => escaped.push_str("#lt;"),
             '>' => escaped.push_str("#gt;"),
             '`' => escaped.push_str("#96;"),
-            c if c.is_control() => escaped.push(' '),
+            c if crate::display::is_hidden_control(c) => escaped.push(' '),
             c => escaped.push(c),
         }
     }

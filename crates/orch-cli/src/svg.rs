@@ -21,7 +21,9 @@ pub(crate) fn escape(text: &str) -> String {
             '"' => escaped.push_str("&quot;"),
             '\'' => escaped.push_str("&#39;"),
             '\t' | '\n' => escaped.push(c),
-            c if c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}') => escaped.push(' '),
+            c if crate::display::is_hidden_control(c) || matches!(c, '\u{FFFE}' | '\u{FFFF}') => {
+                escaped.push(' ')
+            }
             c => escaped.push(c),
         }
     }
@@ -161,6 +163,12 @@ pub(crate) fn gantt(gantt: &Gantt) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bidirectional control in a label becomes a space, as a control character does.
+    #[test]
+    fn bidirectional_controls_in_labels_become_spaces() {
+        assert_eq!(escape("a\u{202E}<b>"), "a &lt;b&gt;");
+    }
 
     /// A name is cut to the columns its column holds, a wide character counting two.
     #[test]

@@ -311,14 +311,19 @@ fn check_instance_ids(tasks: &TaskTable, errors: &mut Vec<ValidationError>) {
 }
 
 /// Ids, task types and pool names are printed as they are (in logs, errors, a
-/// terminal): none may hold a control character (a line break, an escape sequence).
+/// terminal): none may hold a control character (a line break, an escape sequence), nor
+/// a bidirectional control (which reorders how the rest of a line is shown).
 fn check_control_characters(
     workflow_id: &str,
     tasks: &TaskTable,
     errors: &mut Vec<ValidationError>,
 ) {
     let mut check = |what: &'static str, text: &str, task: Option<&TaskId>| {
-        if let Some(found) = text.chars().find(|c| c.is_control()) {
+        let hidden = |c: &char| {
+            c.is_control()
+                || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        };
+        if let Some(found) = text.chars().find(hidden) {
             errors.push(ValidationError::ControlCharacter {
                 what,
                 task: task.cloned(),

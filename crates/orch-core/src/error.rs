@@ -76,7 +76,9 @@ pub enum ValidationError {
         path: Vec<TaskId>,
     },
     /// An id, a task type or a pool name holds a control character (a line break, a
-    /// terminal escape sequence), which would reach logs and terminals as it is.
+    /// terminal escape sequence), which would reach logs and terminals as it is, or a
+    /// bidirectional control (U+202E and the like), which reorders how the rest of a
+    /// line is shown.
     #[error("{what} \"{text}\"{of} holds the control character {found:?}: ids, task types and pool names may not", of = of_task(.task.as_ref(), what))]
     ControlCharacter {
         /// What holds it: `workflow id`, `task id`, `task type` or `pool`.

@@ -408,6 +408,29 @@ fn control_characters_in_ids_task_types_and_pools_are_refused_and_shown_escaped(
     );
 }
 
+/// A bidirectional control (which reorders how the rest of a line is shown, so that an
+/// id can pass for another) is refused as a control character is, and shown escaped.
+#[test]
+fn bidirectional_controls_in_ids_task_types_and_pools_are_refused() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("load\u{202E}txt.exe", "t"))
+        .task(Task::new("b", "t\u{2066}"))
+        .task(Task::new("c", "t").pool("gpu\u{200F}"))
+        .task(Task::new("d\u{61C}", "t"));
+    let found: Vec<char> = (errors_of(&workflow).iter())
+        .map(|e| match e {
+            orch_core::ValidationError::ControlCharacter { found, .. } => *found,
+            _ => panic!("another error: {e}"),
+        })
+        .collect();
+    assert_eq!(found, ['\u{202E}', '\u{2066}', '\u{200F}', '\u{61C}']);
+    let text = errors_of(&workflow)[0].to_string();
+    assert!(
+        text.contains("\\u{202e}") && !text.contains('\u{202E}'),
+        "{text}"
+    );
+}
+
 #[test]
 fn errors_print_control_characters_in_ids_escaped() {
     let escape = "\u{1b}]0;pwned\u{7}\u{1b}[2J";

@@ -242,7 +242,7 @@ impl RunPlan {
     }
 
     /// Whether validation must accept the workflow: tasks, unique ids without control
-    /// characters, known and distinct dependencies that are not the task itself, no
+    /// characters (bidirectional controls too), known and distinct dependencies that are not the task itself, no
     /// cycle, no zero timeout.
     pub(crate) fn valid(&self) -> bool {
         let index = self.index();
@@ -253,7 +253,7 @@ impl RunPlan {
                     .iter()
                     .all(|d| *d != t.id && index.contains_key(d.as_str()))
                 && t.timeout_ms != Some(0)
-                && !t.id.chars().any(char::is_control)
+                && !t.id.chars().any(hidden)
         };
         !self.tasks.is_empty()
             && index.len() == self.tasks.len()
@@ -334,6 +334,12 @@ impl RunPlan {
             None => (self.timer && endless).then_some(FORCED_CANCEL_MS),
         }
     }
+}
+
+/// What validation refuses in an id: control characters and bidirectional controls.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn task(id: &str, kind: &str, options: &[&str]) -> Option<TaskPlan> {
