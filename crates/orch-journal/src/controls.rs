@@ -12,6 +12,10 @@ pub(crate) fn escape_c1(buf: &mut Vec<u8>, start: usize) {
         (0xc2, Some(&next)) if (0x80..=0x9f).contains(&next) => Some((next, 2)),
         _ => None,
     };
+    // A plain scan for the two lead bytes first: most lines hold neither.
+    if !buf[start..].iter().any(|&b| b == 0x7f || b == 0xc2) {
+        return;
+    }
     let Some(first) = (start..buf.len()).find(|&i| control_at(buf, i).is_some()) else {
         return;
     };
