@@ -284,11 +284,7 @@ impl<'h> Attempt<'h> {
                 && started.elapsed() >= limit
                 && let Poll::Ready(outcome) = std::mem::replace(polled, Poll::Pending)
             {
-                // Told, as at a deadline: helpers watching the token stop too.
-                if let Some(token) = &cancel {
-                    token.cancel();
-                }
-                *polled = Poll::Ready(Err(overran(limit, outcome)));
+                *polled = Poll::Ready(Err(overran(limit, outcome, cancel.as_ref())));
             }
             return None;
         }
@@ -359,10 +355,7 @@ impl Future for Attempt<'_> {
                 Some((sleep, limit)) if Instant::now() < sleep.deadline() => {
                     match guarded.poll_outcome(cx) {
                         Poll::Ready(outcome) if Instant::now() >= sleep.deadline() => {
-                            if let Some(token) = &this.cancel {
-                                token.cancel();
-                            }
-                            Poll::Ready(Err(overran(*limit, outcome)))
+                            Poll::Ready(Err(overran(*limit, outcome, this.cancel.as_ref())))
                         }
                         polled => polled,
                     }
@@ -370,7 +363,7 @@ impl Future for Attempt<'_> {
                 _ => guarded.poll_outcome(cx),
             },
             // A spawned handler that finished past its deadline timed out, however late
-            // the run gets to it (its token is cancelled as at the deadline).
+            // the run gets to it.
             Running::Spawned(task) => Pin::new(task).poll(cx).map(|joined_task| {
                 let (outcome, finished) = match joined_task {
                     Ok(finished) => finished,
@@ -378,10 +371,7 @@ impl Future for Attempt<'_> {
                 };
                 match (&this.deadline, finished) {
                     (Some((sleep, limit)), Some(at)) if at >= sleep.deadline() => {
-                        if let Some(token) = &this.cancel {
-                            token.cancel();
-                        }
-                        Err(overran(*limit, outcome))
+                        Err(overran(*limit, outcome, this.cancel.as_ref()))
                     }
                     _ => outcome,
                 }
@@ -401,9 +391,18 @@ fn timed_out(limit: Duration) -> TaskError {
     TaskError::new(format!("timed out after {}", seconds(limit)))
 }
 
-/// The timeout error of an attempt on the run's own task that overran `limit` within one
-/// poll, which brought `outcome`: an error (a panic's, say) is kept as a note.
-fn overran(limit: Duration, outcome: Result<Output, TaskError>) -> TaskError {
+/// The timeout error of an attempt whose `outcome` came past `limit` (on the run's own
+/// task within one poll, or spawned and found late): an error (a panic's, say) is kept
+/// as a note, and the attempt's token, `cancel`, is cancelled as at a deadline.
+fn overran(
+    limit: Duration,
+    outcome: Result<Output, TaskError>,
+    cancel: Option<&CancellationToken>,
+) -> TaskError {
+    // Told, as at a deadline: helpers watching the attempt's token stop too.
+    if let Some(token) = cancel {
+        token.cancel();
+    }
     match outcome {
         Ok(_) => timed_out(limit),
         Err(error) => timed_out(limit).with_note(&error.record_text()),
