@@ -178,12 +178,7 @@ fn event_line(event: &EngineEvent, at: Duration) -> String {
     line
 }
 
-/// Whether `c` is a control character, or one of Unicode's bidirectional controls (which
-/// reorder how the rest of a line is shown, so that text can pass for other text).
-pub(crate) fn is_hidden_control(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
+pub(crate) use orch::core::is_hidden_control;
 
 /// `text` with its control characters (bidirectional ones too) but line breaks and tabs
 /// written as escapes (`\u{1b}`): an error may end with what a command wrote to standard

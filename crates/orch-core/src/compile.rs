@@ -310,6 +310,16 @@ fn check_instance_ids(tasks: &TaskTable, errors: &mut Vec<ValidationError>) {
     }
 }
 
+/// Whether `c` is a character that ids, task types and pool names may not hold: a
+/// control character (a line break, the start of a terminal escape sequence), or a
+/// bidirectional control (U+202E and the like), which reorders how the rest of a line is
+/// shown so that text can pass for other text. Tools that print other text can write
+/// these as escapes.
+pub fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Ids, task types and pool names are printed as they are (in logs, errors, a
 /// terminal): none may hold a control character (a line break, an escape sequence), nor
 /// a bidirectional control (which reorders how the rest of a line is shown).
@@ -319,11 +329,7 @@ fn check_control_characters(
     errors: &mut Vec<ValidationError>,
 ) {
     let mut check = |what: &'static str, text: &str, task: Option<&TaskId>| {
-        let hidden = |c: &char| {
-            c.is_control()
-                || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-        };
-        if let Some(found) = text.chars().find(hidden) {
+        if let Some(found) = text.chars().find(|&c| is_hidden_control(c)) {
             errors.push(ValidationError::ControlCharacter {
                 what,
                 task: task.cloned(),

@@ -106,6 +106,7 @@ mod yaml_depth;
 #[cfg(feature = "yaml")]
 mod yaml_merge;
 
+pub use compile::is_hidden_control;
 pub use duration::{DurationError, parse_duration};
 pub use error::{MissingHandler, ValidationError, ValidationErrors};
 pub use event::{EngineEvent, EngineEventKind};

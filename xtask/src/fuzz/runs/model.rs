@@ -337,6 +337,8 @@ impl RunPlan {
 }
 
 /// What validation refuses in an id: control characters and bidirectional controls.
+/// Written out here rather than taken from `orch_core::is_hidden_control`, so that the
+/// model does not share the code it checks.
 fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
