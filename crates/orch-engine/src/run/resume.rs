@@ -311,9 +311,14 @@ impl Scheduler<'_> {
                 );
             }
         }
-        let ends = match unchosen.is_empty() {
-            true => Vec::new(),
-            false => earliest_ends(self.plan, &records_of(&shared.workflow, &previous)),
+        // Only read when a kept branch task left dependents unchosen.
+        let (records, ends) = match unchosen.is_empty() {
+            true => (Vec::new(), Vec::new()),
+            false => {
+                let records = records_of(&shared.workflow, &previous);
+                let ends = earliest_ends(self.plan, &records);
+                (records, ends)
+            }
         };
         for (d, branch) in unchosen {
             // A dependent whose rule let it run before the branch task ended (`always`;
@@ -322,10 +327,8 @@ impl Scheduler<'_> {
             // the choice: its rule decides again. Its record may not show that it
             // started: it may have been running, or waiting for a slot, when the run
             // stopped.
-            let started_before = previous
-                .task(&shared.task(d).task_id)
-                .is_some_and(|record| record.start_time.is_some());
-            let decided_before = started_before || self.ran_before(d, branch, &previous, &ends);
+            let started_before = records[d].is_some_and(|record| record.start_time.is_some());
+            let decided_before = started_before || self.ran_before(d, branch, &records, &ends);
             if kept[d] || decided_before || self.records[d].status != TaskStatus::Pending {
                 continue;
             }
@@ -353,12 +356,12 @@ impl Scheduler<'_> {
 
     /// Whether task `d`'s trigger rule had decided to run it, in `previous`, before its
     /// dependency `branch` ended: on the outcomes of its other dependencies that ended
-    /// before then (by `ends`, see [`earliest_ends`]).
+    /// before then (by `records` and `ends`, see [`earliest_ends`]).
     fn ran_before(
         &self,
         d: usize,
         branch: usize,
-        previous: &WorkflowResult,
+        records: &[Option<&orch_core::TaskRecord>],
         ends: &[Option<std::time::SystemTime>],
     ) -> bool {
         let Some(branch_ended) = ends[branch] else {
@@ -366,7 +369,7 @@ impl Scheduler<'_> {
         };
         // Ended by the time the branch task started: first, also when the clock did not
         // move meanwhile.
-        let branch_started = (previous.task(&self.task(branch).task_id)).and_then(|r| r.start_time);
+        let branch_started = records[branch].and_then(|r| r.start_time);
         let dependencies = self.plan.dependencies(d);
         let mut outcomes = orch_core::DependencyOutcomes {
             total: dependencies.len() as u32,
@@ -379,8 +382,10 @@ impl Scheduler<'_> {
             let ended_first = ends[dependency as usize].is_some_and(|end| {
                 end < branch_ended || branch_started.is_some_and(|started| end <= started)
             });
-            let record = previous.task(&self.task(dependency as usize).task_id);
-            match record.map(|r| r.status).filter(|_| ended_first) {
+            match records[dependency as usize]
+                .map(|r| r.status)
+                .filter(|_| ended_first)
+            {
                 Some(TaskStatus::Completed) => outcomes.completed += 1,
                 Some(TaskStatus::Failed) => outcomes.failed += 1,
                 Some(TaskStatus::Skipped) => outcomes.skipped += 1,
