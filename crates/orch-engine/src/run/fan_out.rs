@@ -324,11 +324,8 @@ impl Scheduler<'_> {
                     let delay = task
                         .backoff
                         .delay(tries, super::settle::jitter_unit(n + k, base + tries));
-                    let (id, error) = (
-                        MapSpec::instance_id(&task.task_id, instance.item.index),
-                        &record.error,
-                    );
-                    tracing::debug!(task_id = %id, task_type = %task.task_type, attempt = base + tries, error = %error.as_deref().unwrap_or(""), ?delay, "retrying");
+                    // The instance's id is written only when the log is enabled.
+                    tracing::debug!(task_id = %MapSpec::instance_id(&task.task_id, instance.item.index), task_type = %task.task_type, attempt = base + tries, error = %record.error.as_deref().unwrap_or(""), ?delay, "retrying");
                     self.announce_instance_with(EngineEventKind::TaskRetrying, k, Some(delay));
                     let sleep = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
                     self.in_flight.push(InFlight::Backoff {
