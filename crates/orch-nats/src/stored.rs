@@ -4,9 +4,11 @@
 
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, object_store};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE;
+use futures_util::StreamExt as _;
 use orch_engine::TaskError;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
 use crate::ROOM_WAIT;
 use crate::protocol::Names;
@@ -136,21 +138,21 @@ pub(crate) async fn get(
              this attempt's own output"
         ))
     };
-    // The client follows a link to the object it names, and links that lead back to
-    // themselves for as long as it is let: a link is refused before it is followed.
-    // (One written between this look and the read is still followed: a worker that
-    // may write the bucket could time that.)
+    // The client's own read follows a link to the object it names, and links that
+    // lead back to themselves for as long as it is let (a worker that may write the
+    // bucket could make one between a look and the read): the parts of the object
+    // described here are read directly, and a link is refused.
     let info = tokio::time::timeout(PART_PATIENCE, bucket.info(name)).await;
     let info = (info.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
-    if let Some(link) = info.options.and_then(|options| options.link) {
+    if let Some(link) = info
+        .options
+        .as_ref()
+        .and_then(|options| options.link.as_ref())
+    {
         return Err(a_link(&link.bucket, link.name.as_deref().unwrap_or("")));
     }
-    let object = tokio::time::timeout(PART_PATIENCE, bucket.get(name)).await;
-    let mut object = (object.map_err(|_| waited("description"))?).map_err(|e| unreadable(&e))?;
-    // Made a link since: the object it names is not this attempt's own either.
-    let info = object.info();
-    if (info.bucket.as_str(), info.name.as_str()) != (names.results_bucket(), name) {
-        return Err(a_link(&info.bucket, &info.name));
+    if info.deleted {
+        return Err(unreadable(&"it was deleted"));
     }
     let too_large = |bytes: u64| {
         TaskError::permanent(format!(
@@ -158,24 +160,73 @@ pub(crate) async fn get(
              {max_bytes} bytes (RemoteBuilder::max_output_bytes)"
         ))
     };
-    let size = object.info().size as u64;
-    if size > max_bytes {
-        return Err(too_large(size));
+    if info.size as u64 > max_bytes {
+        return Err(too_large(info.size as u64));
     }
-    // Read one byte past the limit at most, whatever the object's description says.
-    let mut bytes = Vec::with_capacity(size.min(1 << 26) as usize);
-    let mut reader = (&mut object).take(max_bytes.saturating_add(1));
-    loop {
-        let read = tokio::time::timeout(PART_PATIENCE, reader.read_buf(&mut bytes)).await;
-        if (read.map_err(|_| waited("part"))?).map_err(|e| unreadable(&e))? == 0 {
-            break;
-        }
-    }
+    let bytes = read_parts(
+        js,
+        names.results_bucket(),
+        &info,
+        max_bytes,
+        waited,
+        unreadable,
+    )
+    .await?;
     if bytes.len() as u64 > max_bytes {
         return Err(too_large(bytes.len() as u64));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| TaskError::new(format!("the stored output `{name}` is not JSON: {e}")))
+}
+
+/// Reads the parts of the object `info` describes in `bucket`, in order, stopping one
+/// byte past `max_bytes` at most, and checks them against its digest.
+async fn read_parts(
+    js: &jetstream::Context,
+    bucket: &str,
+    info: &object_store::ObjectInfo,
+    max_bytes: u64,
+    waited: impl Fn(&str) -> TaskError,
+    unreadable: impl Fn(&dyn std::fmt::Display) -> TaskError,
+) -> Result<Vec<u8>, TaskError> {
+    let mut bytes = Vec::with_capacity(info.size.min(1 << 26));
+    if info.chunks == 0 {
+        return Ok(bytes);
+    }
+    let stream = js.get_stream_no_info(format!("OBJ_{bucket}"));
+    let stream = (tokio::time::timeout(PART_PATIENCE, stream).await)
+        .map_err(|_| waited("part"))?
+        .map_err(|e| unreadable(&e))?;
+    let parts = stream.create_consumer(jetstream::consumer::push::OrderedConfig {
+        deliver_subject: js.client().new_inbox(),
+        filter_subject: format!("$O.{bucket}.C.{}", info.nuid),
+        ..Default::default()
+    });
+    let parts = (tokio::time::timeout(PART_PATIENCE, parts).await)
+        .map_err(|_| waited("part"))?
+        .map_err(|e| unreadable(&e))?;
+    let mut parts = (parts.messages().await).map_err(|e| unreadable(&e))?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    loop {
+        let part = tokio::time::timeout(PART_PATIENCE, parts.next()).await;
+        let part = (part.map_err(|_| waited("part"))?)
+            .ok_or_else(|| waited("part"))?
+            .map_err(|e| unreadable(&e))?;
+        bytes.extend_from_slice(&part.payload);
+        digest.update(&part.payload);
+        let pending = part.info().map_err(|e| unreadable(&e))?.pending;
+        if pending == 0 || bytes.len() as u64 > max_bytes {
+            break;
+        }
+    }
+    if bytes.len() as u64 > max_bytes {
+        return Ok(bytes);
+    }
+    let read = format!("SHA-256={}", URL_SAFE.encode(digest.finish()));
+    match &info.digest {
+        Some(stored) if *stored != read => Err(unreadable(&"its parts do not match its digest")),
+        _ => Ok(bytes),
+    }
 }
 
 /// The server could not say whether a result is stored.

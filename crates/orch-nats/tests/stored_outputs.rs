@@ -101,6 +101,9 @@ enum Earlier {
     Whole,
     /// The output's description, its parts removed.
     PartsGone,
+    /// The output, and one more part that its digest does not cover (a space: the
+    /// JSON read whole is still valid).
+    ExtraPart,
     /// A link to another object holding the output.
     Link,
     /// A link to itself.
@@ -143,6 +146,11 @@ async fn run_after_an_earlier_store(
                         let objects = js.get_stream("OBJ_ORCH_RESULTS").await.expect("found");
                         let parts = format!("$O.ORCH_RESULTS.C.{}", info.nuid);
                         (objects.purge().filter(parts).await).expect("its parts removed");
+                    }
+                    Earlier::ExtraPart => {
+                        let parts = format!("$O.ORCH_RESULTS.C.{}", info.nuid);
+                        let sent = js.publish(parts, " ".into()).await.expect("sent");
+                        sent.await.expect("stored");
                     }
                     Earlier::Link => drop(bucket.add_link(name, &info).await.expect("linked")),
                     Earlier::SelfLink => {
@@ -198,6 +206,20 @@ async fn a_stored_output_whose_parts_are_gone_fails_its_attempt() {
         error.starts_with("cannot read the stored output") && error.contains("no part"),
         "{error}"
     );
+}
+
+/// A stored output whose parts do not match its digest (one part more than stored)
+/// fails its attempt rather than being taken as its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_output_whose_parts_do_not_match_its_digest_fails_its_attempt() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let earlier = json!("z".repeat(1 << 17));
+    let big = run_after_an_earlier_store(&server, earlier, Earlier::ExtraPart).await;
+    assert_eq!(big.status, TaskStatus::Failed);
+    let error = big.error.as_deref().unwrap_or_default();
+    assert!(error.contains("do not match its digest"), "{error}");
 }
 
 /// A link under the attempt's name is not the attempt's own output: the object it
