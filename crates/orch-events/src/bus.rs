@@ -203,7 +203,10 @@ impl<T> EventBus<T> {
         BusId(self.inner.id)
     }
 
-    /// How many subscriptions are active.
+    /// How many subscriptions new events are routed to: those not yet unsubscribed or
+    /// dropped, none once the bus is closed (a closed bus's subscriptions still hand
+    /// out what they had queued). A callback subscription that unsubscribes from inside
+    /// its callback counts until that call returns.
     pub fn subscription_count(&self) -> usize {
         self.inner.read().len()
     }
