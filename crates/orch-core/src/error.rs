@@ -103,15 +103,16 @@ pub enum ValidationError {
 }
 
 /// `text` as an error prints it: with its control characters (a line break, a terminal
-/// escape sequence) escaped, so that an error names a hostile id without acting on it.
+/// escape sequence) and bidirectional controls (which reorder how the rest of a line is
+/// shown) escaped, so that an error names a hostile id without acting on it.
 pub(crate) fn shown(text: &(impl AsRef<str> + ?Sized)) -> std::borrow::Cow<'_, str> {
     let text = text.as_ref();
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(crate::is_hidden_control) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        match c.is_control() {
+        match crate::is_hidden_control(c) {
             true => out.extend(c.escape_debug()),
             false => out.push(c),
         }

@@ -300,7 +300,14 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
 }
 
 fn parse_time<E: serde::de::Error>(text: &str) -> Result<SystemTime, E> {
-    crate::time::parse(text).map_err(|e| E::custom(format!("invalid time `{text}`: {e}")))
+    crate::time::parse(text).map_err(|e| {
+        // Shown escaped and cut short: the text comes from a file, whatever it holds.
+        const SHOWN_CHARS: usize = 40;
+        let cut = text.char_indices().nth(SHOWN_CHARS).map(|(at, _)| at);
+        let (start, more) = cut.map_or((text, ""), |at| (&text[..at], "…"));
+        let start = crate::error::shown(start);
+        E::custom(format!("invalid time `{start}{more}`: {e}"))
+    })
 }
 
 mod rfc3339_opt {

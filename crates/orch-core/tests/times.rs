@@ -152,3 +152,22 @@ proptest! {
         prop_assert_eq!(value["start_time"].as_str(), Some(expected.as_str()));
     }
 }
+
+/// An invalid time is named in the error escaped and cut short: the file holding it may
+/// hold anything, a terminal's escape sequences or a megabyte of text.
+#[test]
+fn an_invalid_time_is_named_escaped_and_cut_short() {
+    let text = |time: &str| format!(r#"{{"status": "completed", "start_time": "{time}"}}"#);
+    let hostile = format!("\\u001b[2J\\u202e{}", "9".repeat(10_000));
+    let error = serde_json::from_str::<TaskRecord>(&text(&hostile)).expect_err("not a time");
+    let message = error.to_string();
+    assert!(
+        !message.chars().any(orch_core::is_hidden_control),
+        "{message}"
+    );
+    assert!(
+        message.contains("invalid time `\\u{1b}[2J\\u{202e}999"),
+        "{message}"
+    );
+    assert!(message.len() < 300, "{message}");
+}

@@ -462,3 +462,15 @@ fn errors_print_control_characters_in_ids_escaped() {
     assert!(error.contains(r"\u{1b}"), "{error}");
     assert!(!error.chars().any(char::is_control), "{error:?}");
 }
+
+/// An error naming text from the workflow (here an unknown dependency) shows its
+/// bidirectional controls escaped, as it does control characters.
+#[test]
+fn errors_show_bidirectional_controls_in_names_escaped() {
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "t").depends_on(["b\u{202E}c"]));
+    let text = errors_of(&workflow)[0].to_string();
+    assert!(
+        text.contains("b\\u{202e}c") && !text.contains('\u{202E}'),
+        "{text}"
+    );
+}
