@@ -14,8 +14,8 @@ use crate::{MissingHandler, Task, TaskId, TaskTable, ValidationErrors};
 /// A named set of tasks with dependencies between them: the definition of a DAG workflow.
 ///
 /// Tasks keep their insertion order, which breaks ties in the execution order
-/// ([`Workflow::execution_order`]); tasks ready at the same time start in execution
-/// order. A
+/// ([`Workflow::execution_order`]); tasks ready at the same time start by priority
+/// ([`Task::priority`], higher first), then in execution order. A
 /// workflow is never changed by running it, so the same definition can run again. Its
 /// validation and compiled [`Plan`] are computed once, on first use, and cached.
 /// Cloning is cheap: clones share one definition (and its cache) until one of them is
