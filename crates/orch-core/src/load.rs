@@ -7,10 +7,10 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 mod error;
 
-#[cfg(feature = "yaml")]
-use error::field_text;
 pub use error::{Format, LoadError};
 use error::{Problem, parse_error};
+#[cfg(feature = "yaml")]
+use error::{field_text, named_segments};
 
 #[cfg(any(feature = "yaml", feature = "toml"))]
 use crate::guard::{Guarded, Rules};
@@ -171,8 +171,7 @@ impl Workflow {
             match rules.exceeded() {
                 Some(limit) => LoadError::ExpansionLimit {
                     file: None,
-                    field: crate::error::shown(&field_text(&e.path().iter().collect::<Vec<_>>()))
-                        .into_owned(),
+                    field: crate::error::shown(&field_text(&named_segments(e.path()))).into_owned(),
                     line,
                     column,
                     limit,

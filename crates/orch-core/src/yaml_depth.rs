@@ -10,8 +10,9 @@
 //! nested deeper than [`MAX_DEPTH`] (or where saphyr-parser's own limit stopped it). Two
 //! other cases:
 //! - a document with no quote, comment or block scalar character has its brackets
-//!   counted instead: each is then structure, or text in a plain scalar outside any flow
-//!   collection (where counting it can only make the check stricter);
+//!   counted first: each is then structure, or text in a plain scalar outside any flow
+//!   collection (where counting it can only make the count higher), so a count within
+//!   the limit settles it, and only a count past it has the events read;
 //! - saphyr-parser stops at a syntax error, and libyaml accepts some of them (a comment
 //!   with no space before it, `{k: 1}#c`): past the error, no guess at what is quoted
 //!   can be trusted (`Bob's` would hide what follows it, a `]` in a string would undo a
@@ -52,10 +53,18 @@ pub(crate) fn too_deep(text: &str) -> Option<Found> {
     let plain = !text
         .bytes()
         .any(|b| matches!(b, b'"' | b'\'' | b'#' | b'|' | b'>'));
-    if plain {
-        return counted(text).map(Found::At);
+    if !plain {
+        return by_events(text);
     }
-    by_events(text)
+    // Plain text in a block (`pattern: x[[[`) is counted too: past the limit, only the
+    // events tell. The count never runs behind the nesting, so where it first goes past
+    // the limit is where the nesting does when every bracket is structure; the events
+    // can tell only later (where saphyr-parser's own limit stopped it).
+    let counted_at = counted(text)?;
+    match by_events(text) {
+        Some(Found::At(at)) => Some(Found::At(at.min(counted_at))),
+        found => found,
+    }
 }
 
 /// The first flow collection nested too deeply, read from the document's events, or the

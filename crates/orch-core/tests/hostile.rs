@@ -107,6 +107,23 @@ fn an_expansion_error_names_its_field_with_control_characters_escaped() {
     assert!(!error.to_string().chars().any(char::is_control), "{error}");
 }
 
+/// The budget running out while a map's key is read names the map the key is in, not
+/// a field no one can find (`config.c3.?`).
+#[test]
+fn an_expansion_error_met_in_a_key_names_the_map_the_key_is_in() {
+    let mut text = String::from("workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n");
+    text.push_str(&format!("      base: &k {}\n", "x".repeat(10_000)));
+    for i in 0..100 {
+        text.push_str(&format!("      c{i}: {{*k : 1}}\n"));
+    }
+    let error = Workflow::from_yaml(&text).expect_err("past the limit");
+    let LoadError::ExpansionLimit { field, .. } = &error else {
+        panic!("expected the expansion limit, got {error:?}");
+    };
+    assert!(field.starts_with("tasks.a.config.c"), "{field}");
+    assert!(!field.contains('?'), "{field}");
+}
+
 #[test]
 fn yaml_aliases_within_the_limit_are_expanded() {
     // Ten tasks share one config through an alias.
@@ -169,6 +186,19 @@ fn yaml_nesting_after_a_line_break_only_the_yaml_reader_knows_is_refused_before_
         message.contains("collections nested deeper than 127 levels"),
         "{message}"
     );
+}
+
+/// Brackets in plain text outside any flow collection are text, however many: a
+/// workflow written out with such a config value reads back.
+#[test]
+fn yaml_brackets_in_plain_text_are_not_nesting() {
+    let pattern = format!("x{}", "[".repeat(200));
+    let text = format!(
+        "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config:\n      pattern: {pattern}\n"
+    );
+    let workflow = Workflow::from_yaml(&text).expect("plain text");
+    let config = &workflow.get("a").expect("task a").config;
+    assert_eq!(config["pattern"], serde_json::json!(pattern));
 }
 
 /// The line, column and message of `read`'s error, which must be a parse error.

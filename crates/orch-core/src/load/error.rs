@@ -240,6 +240,20 @@ pub(super) fn parse_error(problem: Problem<'_>) -> LoadError {
     }
 }
 
+/// The segments of `path` that name something: without the last one when it is a key
+/// that could not be read yet.
+#[cfg(feature = "yaml")]
+pub(super) fn named_segments(path: &serde_path_to_error::Path) -> Vec<&Segment> {
+    let mut segments: Vec<&Segment> = path.iter().collect();
+    if segments
+        .last()
+        .is_some_and(|s| matches!(s, Segment::Unknown))
+    {
+        segments.pop();
+    }
+    segments
+}
+
 /// A field path as text: `tasks.load.backoff`, `tasks[3].dependencies`, `.` for the top.
 pub(super) fn field_text(segments: &[&Segment]) -> String {
     if segments.is_empty() {
