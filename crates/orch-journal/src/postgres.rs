@@ -461,9 +461,19 @@ impl Journal for PgJournal {
         };
         let rows = self.shared.on_session(query).await?;
         let get = |e: tokio_postgres::Error| pg_error("list runs", &e, self.shared.secret());
-        let bad = |reason: String| JournalError::Corrupt {
-            at: format!("PostgreSQL {}, table orch_journal_runs", self.shared.target),
-            reason,
+        // Names the run whose row it is, as read (escaped, and cut short: the row may
+        // hold anything).
+        let bad = |run: &str, reason: String| {
+            let shown: String = run.chars().take(80).collect();
+            let more = if shown.len() < run.len() { "…" } else { "" };
+            JournalError::Corrupt {
+                at: format!(
+                    "PostgreSQL {}, table orch_journal_runs, run `{}{more}`",
+                    self.shared.target,
+                    shown.escape_debug()
+                ),
+                reason,
+            }
         };
         rows.iter()
             .map(|row| {
@@ -471,11 +481,12 @@ impl Journal for PgJournal {
                 let status: String = row.try_get(2).map_err(get)?;
                 let recorded: i64 = row.try_get(4).map_err(get)?;
                 let completed: i64 = row.try_get(5).map_err(get)?;
+                let status = RunStatus::parse(&status)
+                    .ok_or_else(|| bad(&run, format!("unknown status {status:?}")))?;
                 Ok(RunSummary {
-                    run_id: RunId::try_from(run).map_err(|e| bad(e.to_string()))?,
+                    run_id: RunId::try_from(run.clone()).map_err(|e| bad(&run, e.to_string()))?,
                     workflow_id: row.try_get(1).map_err(get)?,
-                    status: RunStatus::parse(&status)
-                        .ok_or_else(|| bad(format!("unknown status {status:?}")))?,
+                    status,
                     created: row.try_get(3).map_err(get)?,
                     recorded_tasks: recorded as usize,
                     completed_tasks: completed as usize,

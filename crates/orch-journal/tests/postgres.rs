@@ -366,6 +366,24 @@ mod checks {
             )),
             "{err}"
         );
+        // A run's row the listing cannot read is named in its error.
+        let set_status = |status: &'static str| {
+            env.rt.block_on(async {
+                let sql = "UPDATE orch_journal_runs SET status = $2 WHERE run_id = $1";
+                let client = client(&client_config).await;
+                client.execute(sql, &[&id.as_str(), &status]).await.unwrap();
+            })
+        };
+        set_status("bogus");
+        let err = env.rt.block_on(journal.list(&RunFilter::default()));
+        set_status("unfinished");
+        let err = err.unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "table orch_journal_runs, run `{id}`: unknown status \"bogus\""
+            )),
+            "{err}"
+        );
     }
 
     /// Tables left by a newer version are refused before anything in them changes: a
@@ -405,6 +423,23 @@ mod checks {
             "{err}"
         );
         assert!(err.to_string().contains("table orch_journal_meta"), "{err}");
+        assert!(!tables(""), "no table of this version's was made");
+        // A format orch never wrote, or none, is refused as such.
+        tables("UPDATE orch_journal_meta SET value = 0");
+        let err = env.rt.block_on(PgJournal::connect(&newer)).unwrap_err();
+        assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("journal format 0 is no format"),
+            "{err}"
+        );
+        tables("DELETE FROM orch_journal_meta");
+        let err = env.rt.block_on(PgJournal::connect(&newer)).unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "table orch_journal_meta: it has no `format` row: the journal's format is unknown"
+            ),
+            "{err}"
+        );
         assert!(!tables(""), "no table of this version's was made");
     }
 
@@ -614,6 +649,31 @@ mod checks {
         assert_eq!(loaded.task("a").unwrap().result, Some(json!(1)));
     }
 
+    /// A `sync` polled after a `finish` covers the run's end, as it covers the appends
+    /// polled before it: once it returns, another connection reads the run as ended.
+    fn a_sync_polled_after_a_finish_covers_it(env: &Env) {
+        use std::task::Poll;
+
+        let id = fresh_run();
+        let opened = env
+            .rt
+            .block_on(env.journal().open(&id, &three_tasks()))
+            .unwrap();
+        let status = env.rt.block_on(async {
+            let mut finish = opened.writer.finish(WorkflowStatus::Completed);
+            // Polled once: its statement goes out.
+            let first = std::future::poll_fn(|cx| Poll::Ready(finish.as_mut().poll(cx))).await;
+            assert!(first.is_pending(), "no answer from the server yet");
+            opened.writer.sync().await.unwrap();
+            let client = client(&env.server.connection_string()).await;
+            let sql = "SELECT status FROM orch_journal_runs WHERE run_id = $1";
+            let row = client.query_one(sql, &[&id.to_string()]).await.unwrap();
+            finish.await.unwrap();
+            row.get::<_, String>(0)
+        });
+        assert_eq!(status, "completed");
+    }
+
     /// When the server ends the journal's connection, the open run's writer fails naming
     /// the run, and the journal connects again for the next open, which resumes the run.
     fn a_lost_connection_fails_the_run_by_name_and_the_journal_connects_again(env: &Env) {
@@ -784,8 +844,12 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 21] = [
+        let checks: [Check; 22] = [
             ("records_read_back_as_written", records_read_back_as_written),
+            (
+                "a_sync_polled_after_a_finish_covers_it",
+                a_sync_polled_after_a_finish_covers_it,
+            ),
             (
                 "a_write_sent_beside_a_failed_first_write_carries_the_change",
                 a_write_sent_beside_a_failed_first_write_carries_the_change,

@@ -1,5 +1,5 @@
 //! One connection to the server: the journal's tables checked (and created when
-//! missing) through it, its prepared insert, and why it ended once it has.
+//! missing) through it, its prepared insert and end, and why it ended once it has.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -90,7 +90,7 @@ ON CONFLICT (run_id, task_id) DO UPDATE
 
 /// A run's end, `$2`: with the definition `$3` when not null, and without the rows of
 /// tasks `$4` and of their map instances (see [`INSERT`] for a first write).
-pub(super) const FINISH: &str = concat!(
+const FINISH: &str = concat!(
     "
 WITH dropped AS (
     DELETE FROM orch_journal_tasks d
@@ -160,20 +160,32 @@ async fn check_format(
     target: &str,
     secret: Option<&str>,
 ) -> Result<(), JournalError> {
-    let format: i64 = client
-        .query_one(
+    let unreadable = |e: tokio_postgres::Error| pg_error("read the journal's format", &e, secret);
+    let row = client
+        .query_opt(
             "SELECT value FROM orch_journal_meta WHERE key = 'format'",
             &[],
         )
         .await
-        .and_then(|row| row.try_get(0))
-        .map_err(|e| pg_error("read the journal's format", &e, secret))?;
+        .map_err(unreadable)?;
+    let at = format!("PostgreSQL {target}, table orch_journal_meta");
+    let format: i64 = match row {
+        Some(row) => row.try_get(0).map_err(unreadable)?,
+        None => {
+            let reason = "it has no `format` row: the journal's format is unknown".to_owned();
+            return Err(JournalError::Corrupt { at, reason });
+        }
+    };
     if format > FORMAT as i64 {
         return Err(JournalError::NewerFormat {
-            at: format!("PostgreSQL {target}, table orch_journal_meta"),
+            at,
             found: format as u64,
             supported: FORMAT,
         });
+    }
+    if format < 1 {
+        let reason = format!("journal format {format} is no format orch writes");
+        return Err(JournalError::Corrupt { at, reason });
     }
     Ok(())
 }
@@ -182,6 +194,10 @@ async fn check_format(
 pub(super) struct Session {
     pub(super) client: Client,
     pub(super) insert: Statement,
+    /// Prepared, like the insert, so that it goes out in one message when first polled:
+    /// a plain statement would wait for the server's answer to its preparation, and a
+    /// `sync` polled after it would overtake it.
+    pub(super) finish: Statement,
     /// Why the connection ended, once it has.
     ended: Arc<OnceLock<String>>,
     /// Set once a request failed with an error that ends the session (before the
@@ -261,9 +277,14 @@ impl Session {
             .prepare(INSERT)
             .await
             .map_err(|e| pg_error("prepare the insert", &e, secret))?;
+        let finish = client
+            .prepare(FINISH)
+            .await
+            .map_err(|e| pg_error("prepare the run's end", &e, secret))?;
         Ok(Self {
             client,
             insert,
+            finish,
             ended,
             fatal: AtomicBool::new(false),
         })

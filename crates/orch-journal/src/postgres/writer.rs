@@ -10,7 +10,7 @@ use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
 
 use super::Shared;
 use super::lock::RunLock;
-use super::session::{FINISH, Session};
+use super::session::Session;
 use crate::claim::Claim;
 use crate::definition::refuse_foreign_records;
 use crate::line;
@@ -322,7 +322,10 @@ impl RunWriter for PgRunWriter {
             let definition = reopened.and_then(|r| r.definition.as_deref());
             let removed: &[String] = reopened.map_or(&[], |r| &r.removed);
             let done = (session.client)
-                .execute(FINISH, &[&run, &status.as_str(), &definition, &removed])
+                .execute(
+                    &session.finish,
+                    &[&run, &status.as_str(), &definition, &removed],
+                )
                 .await;
             if done.is_err() {
                 finished.store(false, Ordering::Release);
