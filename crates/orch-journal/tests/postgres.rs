@@ -649,6 +649,43 @@ mod checks {
         assert_eq!(loaded.task("a").unwrap().result, Some(json!(1)));
     }
 
+    /// With two hosts in the connection string, one that does not answer (its socket's
+    /// connection waits) is given its `connect_timeout`, and the next host is tried,
+    /// as libpq does: the time limit is each host's, not the whole attempt's.
+    fn a_host_that_does_not_answer_is_passed_over_for_the_next(env: &Env) {
+        let journal = env.rt.block_on(async {
+            // A listener whose queue of connections to accept is full: the system drops
+            // what more comes, and the client's connection waits.
+            let full = tokio::net::TcpSocket::new_v4().unwrap();
+            full.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let full = full.listen(0).unwrap();
+            let port = full.local_addr().unwrap().port();
+            let mut queued = Vec::new();
+            for _ in 0..4 {
+                let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+                if let Ok(Ok(stream)) =
+                    tokio::time::timeout(std::time::Duration::from_millis(300), connect).await
+                {
+                    queued.push(stream);
+                }
+            }
+            let config = env
+                .server
+                .connection_string()
+                .replace("host=127.0.0.1", "host=127.0.0.1,127.0.0.1")
+                .replace(
+                    &format!("port={}", env.server.port()),
+                    &format!("port={port},{} connect_timeout=2", env.server.port()),
+                );
+            let journal = PgJournal::connect(&config).await;
+            drop((full, queued));
+            journal
+        });
+        let journal = journal.expect("the second host answers");
+        let id = fresh_run();
+        env.rt.block_on(journal.open(&id, &three_tasks())).unwrap();
+    }
+
     /// A `sync` polled after a `finish` covers the run's end, as it covers the appends
     /// polled before it: once it returns, another connection reads the run as ended.
     fn a_sync_polled_after_a_finish_covers_it(env: &Env) {
@@ -844,8 +881,12 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 22] = [
+        let checks: [Check; 23] = [
             ("records_read_back_as_written", records_read_back_as_written),
+            (
+                "a_host_that_does_not_answer_is_passed_over_for_the_next",
+                a_host_that_does_not_answer_is_passed_over_for_the_next,
+            ),
             (
                 "a_sync_polled_after_a_finish_covers_it",
                 a_sync_polled_after_a_finish_covers_it,

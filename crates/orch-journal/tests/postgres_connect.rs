@@ -45,7 +45,10 @@ async fn a_server_that_never_answers_is_a_connect_error_within_the_timeout() {
         "{error:?}"
     );
     assert!(
-        error.to_string().contains("no session within 2s"),
+        error
+            .to_string()
+            .contains("no session with orch@127.0.0.1:")
+            && error.to_string().contains(" within 2s"),
         "{error}"
     );
     held.abort();

@@ -208,25 +208,28 @@ pub(super) struct Session {
 impl Session {
     /// Connects, makes sure the journal's tables are there in a format this version
     /// reads, and prepares the session for the journal's statements; all of it within
-    /// the connection's `connect_timeout` (which by itself bounds only the opening of the
-    /// socket: a server that takes the connection and never answers would keep this
-    /// waiting, and every use of the journal behind it).
+    /// the connection's `connect_timeout` for each host the connection string names
+    /// (the timeout by itself bounds only the opening of each socket: a server that
+    /// takes the connection and never answers would keep this waiting, and every use of
+    /// the journal behind it).
     pub(super) async fn open(
         config: &tokio_postgres::Config,
         target: &str,
         secret: Option<&str>,
     ) -> Result<Self, JournalError> {
-        let limit = config
+        let each = config
             .get_connect_timeout()
             .copied()
             .unwrap_or(super::CONNECT_TIMEOUT);
+        let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
+        let limit = each.saturating_mul(u32::try_from(hosts.max(1)).unwrap_or(u32::MAX));
         match tokio::time::timeout(limit, Self::set_up(config, target, secret)).await {
             Ok(opened) => opened,
             Err(_) => Err(JournalError::Postgres {
                 action: "connect",
                 message: format!(
-                    "no session within {}s (the server took the connection but did not set \
-                     it up)",
+                    "no session with {target} within {}s (no server answered in time: it \
+                     could not be reached, or took the connection and did not set it up)",
                     limit.as_secs_f64()
                 ),
             }),
