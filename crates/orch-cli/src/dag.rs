@@ -1,7 +1,10 @@
 //! [`Dag`]: a validated workflow as the commands draw and print it (ids, names, types,
 //! dependencies, levels and order), read once from the definition.
 
-use orch::core::{TaskStatus, ValidationErrors, Workflow, WorkflowResult};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use orch::core::{Plan, TaskStatus, ValidationErrors, Workflow, WorkflowResult};
 
 /// One task as the commands show it.
 #[derive(Clone, Debug)]
@@ -20,14 +23,43 @@ pub(crate) struct Node {
     pub(crate) status: Option<TaskStatus>,
 }
 
-/// A validated workflow: nodes in insertion order and the execution order.
+/// A validated workflow: nodes in insertion order, and the order they run in.
 #[derive(Clone, Debug)]
 pub(crate) struct Dag {
     pub(crate) workflow_id: String,
     pub(crate) name: String,
     pub(crate) nodes: Vec<Node>,
-    /// Node indices in execution order.
+    /// Node indices in the order `orch run --max-concurrent 1` starts them when each
+    /// completes (see [`run_order`]).
     pub(crate) order: Vec<usize>,
+}
+
+/// Task indices in the order a run one task at a time starts them when each completes:
+/// each time, of the tasks whose dependencies are all done, the one an engine starts
+/// first (higher priority, then the plan's execution order). A trigger rule that starts
+/// a task before all its dependencies end (`one_success`) is not followed.
+fn run_order(plan: &Plan) -> Vec<usize> {
+    let (ranks, by_rank) = (plan.start_ranks(false), plan.start_order(false));
+    let mut waiting: Vec<usize> = (0..plan.len())
+        .map(|i| plan.dependencies(i).len())
+        .collect();
+    let mut ready: BinaryHeap<Reverse<u32>> = (0..plan.len())
+        .filter(|&i| waiting[i] == 0)
+        .map(|i| Reverse(ranks[i]))
+        .collect();
+    let mut order = Vec::with_capacity(plan.len());
+    while let Some(Reverse(rank)) = ready.pop() {
+        let task = by_rank[rank as usize] as usize;
+        order.push(task);
+        for &dependent in plan.dependents(task) {
+            let dependent = dependent as usize;
+            waiting[dependent] -= 1;
+            if waiting[dependent] == 0 {
+                ready.push(Reverse(ranks[dependent]));
+            }
+        }
+    }
+    order
 }
 
 impl Dag {
@@ -52,7 +84,7 @@ impl Dag {
             workflow_id: workflow.workflow_id().to_owned(),
             name: workflow.name().to_owned(),
             nodes,
-            order: plan.order().iter().map(|&i| i as usize).collect(),
+            order: run_order(plan),
         })
     }
 
@@ -77,7 +109,7 @@ impl Dag {
             .flat_map(|(i, n)| n.dependencies.iter().map(move |&d| (d, i)))
     }
 
-    /// Node indices per level, each level in execution order.
+    /// Node indices per level, each level in the order they run in.
     pub(crate) fn levels(&self) -> Vec<Vec<usize>> {
         let mut levels = vec![Vec::new(); self.depth()];
         for &i in &self.order {

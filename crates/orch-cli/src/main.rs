@@ -33,8 +33,10 @@
 //!   (`null` when not known: no task, no place, nothing to suggest). Task types and their
 //!   configurations are checked against the built-in types unless `--any-task-type` is given
 //!   (for workflows run by a Rust program with handlers of its own).
-//! - `orch plan FILE` prints the execution order and levels, as a table or (`--format
-//!   json`) as `{"order", "levels", "tasks"}`.
+//! - `orch plan FILE` prints the order tasks run in and their levels, as a table or
+//!   (`--format json`) as `{"order", "levels", "tasks"}`. The order is the one a run one
+//!   task at a time follows when each task completes: among the tasks whose dependencies
+//!   are done, higher priority first, then file order.
 //! - `orch graph FILE --format dot|mermaid|svg [--result R.json] [-o OUT]` draws the DAG:
 //!   task names and types, and with a result file each task coloured by its status. The SVG
 //!   is laid out by orch itself (no Graphviz needed); the Mermaid output keeps to a small,
@@ -331,7 +333,8 @@ enum Command {
         #[arg(long)]
         any_task_type: bool,
     },
-    /// Print the execution order and the level of each task.
+    /// Print the order tasks run in (one at a time, each completing; priorities
+    /// applied) and the level of each task.
     Plan {
         /// The workflow file (.json, .yaml, .yml or .toml).
         file: PathBuf,

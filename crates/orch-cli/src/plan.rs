@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use crate::columns::{pad, width};
 use crate::dag::Dag;
 
-/// The plan as a table: one row per task in execution order.
+/// The plan as a table: one row per task in the order they run in.
 pub(crate) fn table(dag: &Dag) -> String {
     let id_width = width(dag.nodes.iter().map(|n| n.id.as_str()), 4);
     let type_width = width(dag.nodes.iter().map(|n| n.task_type.as_str()), 4);

@@ -392,6 +392,39 @@ fn plan_prints_order_and_levels() {
     );
 }
 
+/// The plan's order is the order a run one task at a time starts the tasks in:
+/// priorities included, as the engine applies them to the tasks that are ready.
+#[test]
+fn plan_orders_tasks_as_a_run_starts_them_priorities_included() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  \
+           a: {task_type: echo}\n  \
+           b: {task_type: echo, priority: 5}\n  \
+           c: {task_type: echo, priority: 10, dependencies: [a]}\n  \
+           d: {task_type: echo, dependencies: [b]}\n",
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["plan", "w.yaml", "--format", "json"]));
+    assert_eq!(code, Some(0));
+    let plan: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(plan["order"], json!(["b", "a", "c", "d"]));
+    let run = ["run", "w.yaml", "--max-concurrent", "1", "-o", "r.json"];
+    let (code, _, stderr) = parts(&run_in(&dir, &run));
+    assert_eq!(code, Some(0), "{stderr}");
+    let result = dir.json("r.json");
+    let mut started: Vec<(String, &str)> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|id| {
+            let time = result["tasks"][id]["start_time"].as_str().expect("started");
+            (time.to_owned(), id)
+        })
+        .collect();
+    started.sort();
+    let started: Vec<&str> = started.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(json!(started), plan["order"]);
+}
+
 /// A name holding DEL or a C1 control (CSI) reaches the terminal escaped in JSON output,
 /// as JSON that reads back to the name.
 #[test]
