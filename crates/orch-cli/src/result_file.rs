@@ -59,7 +59,8 @@ impl Target {
                 &"it is the workflow file, which the result would replace",
             ));
         }
-        drop(tempfile::NamedTempFile::new_in(dir_of(path)).map_err(|e| fail(&e))?);
+        let beside = dir_of(&through_links(path)).to_owned();
+        drop(tempfile::NamedTempFile::new_in(beside).map_err(|e| fail(&e))?);
         Ok(Self {
             path: path.to_owned(),
         })
@@ -79,7 +80,7 @@ impl Target {
         let mut text = crate::display::c1_escaped(&text).into_owned();
         text.push('\n');
         let written = match file_beside(&self.path) {
-            Ok(file) => fill(file, &self.path, &text),
+            Ok((file, target)) => fill(file, &target, &text),
             // A task took the name, or removed its directory, during the run.
             Err(error) => keep_elsewhere(&text, error),
         };
@@ -118,16 +119,36 @@ fn kept_in(error: &std::io::Error, kept: &Path) -> std::io::Error {
 /// its owner only, renamed into place: a reader never sees half a file. A path that names
 /// something other than a file is refused before anything is written (see
 /// [`refuse_non_file`]): a directory (`out/` too), which the rename could not replace, or
-/// a device such as `/dev/null`, a pipe, a socket, which it would replace with a file.
+/// a device such as `/dev/null`, a pipe, a socket, which it would replace with a file. A
+/// symbolic link stays: the file it leads to is the one written.
 pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    fill(file_beside(path)?, path, text)
+    let (file, target) = file_beside(path)?;
+    fill(file, &target, text)
 }
 
-/// A temporary file beside `path` (private to its owner), once [`refuse_non_file`] let
-/// `path` through.
-fn file_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+/// A temporary file (private to its owner) beside the file `path` leads to, and that
+/// file's path, once [`refuse_non_file`] let `path` through.
+fn file_beside(path: &Path) -> std::io::Result<(tempfile::NamedTempFile, PathBuf)> {
     refuse_non_file(path)?;
-    tempfile::NamedTempFile::new_in(dir_of(path))
+    let target = through_links(path);
+    Ok((tempfile::NamedTempFile::new_in(dir_of(&target))?, target))
+}
+
+/// Where `path` leads when it is a symbolic link (to a link, and so on), else `path`:
+/// the file to replace is the one the link names, as a shell's `>` writes it, while the
+/// rename would replace the link itself. A link's target that does not exist yet is
+/// where the file goes.
+fn through_links(path: &Path) -> PathBuf {
+    /// Linux's own bound on links followed in one lookup.
+    const MOST_LINKS: usize = 40;
+    let mut path = path.to_owned();
+    for _ in 0..MOST_LINKS {
+        match std::fs::read_link(&path) {
+            Ok(target) => path = dir_of(&path).join(target),
+            Err(_) => break,
+        }
+    }
+    path
 }
 
 /// Refuses a `path` that is there and is not a file (symbolic links followed): a
