@@ -35,7 +35,8 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
                 }
                 if let (Some(tasks), true) = (file.tasks, file.problems.is_empty()) {
                     let name = file.file.display().to_string();
-                    let name = crate::display::printable(&name);
+                    // One line, as each problem is: a name cannot pass for another file's.
+                    let name = crate::display::one_line(&name);
                     out.push_str(&format!("{name}: ok ({tasks} tasks)\n"));
                 }
             }

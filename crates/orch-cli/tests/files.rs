@@ -425,6 +425,46 @@ fn plan_orders_tasks_as_a_run_starts_them_priorities_included() {
     assert_eq!(json!(started), plan["order"]);
 }
 
+/// A file name holding a line break shows on one line in `orch validate`'s output, so
+/// that it cannot pass for another file's "ok".
+#[test]
+fn validate_shows_a_file_name_on_one_line() {
+    let dir = Dir::new();
+    let name = "a.yaml\nother.yaml: ok (3 tasks)\nb.yaml";
+    dir.write(name, GOOD);
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["validate", name]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "a.yaml\\u{a}other.yaml: ok (3 tasks)\\u{a}b.yaml: ok (4 tasks)\n"
+    );
+}
+
+/// An output path that is a symbolic link stays one: the file it leads to is written
+/// (made when it is not there yet), as a shell's `>` would.
+#[test]
+fn an_output_through_a_symbolic_link_writes_the_file_it_leads_to() {
+    let dir = Dir::new();
+    dir.write("w.yaml", GOOD);
+    std::fs::create_dir(dir.join("site")).expect("a directory");
+    dir.write("site/graph.dot", "old");
+    std::os::unix::fs::symlink("site/graph.dot", dir.join("latest.dot")).expect("a link");
+    std::os::unix::fs::symlink("site/r.json", dir.join("latest.json")).expect("a link");
+    let graph = ["graph", "w.yaml", "--format", "dot", "-o", "latest.dot"];
+    let (code, _, stderr) = parts(&run_in(&dir, &graph));
+    assert_eq!(code, Some(0), "{stderr}");
+    let run = ["run", "w.yaml", "-o", "latest.json"];
+    let (code, _, stderr) = parts(&run_in(&dir, &run));
+    assert_eq!(code, Some(0), "{stderr}");
+    for link in ["latest.dot", "latest.json"] {
+        let meta = std::fs::symlink_metadata(dir.join(link)).expect("there");
+        assert!(meta.file_type().is_symlink(), "{link} is still a link");
+    }
+    let dot = std::fs::read_to_string(dir.join("site/graph.dot")).expect("written");
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert_eq!(dir.json("site/r.json")["status"], "completed");
+}
+
 /// A name holding DEL or a C1 control (CSI) reaches the terminal escaped in JSON output,
 /// as JSON that reads back to the name.
 #[test]
