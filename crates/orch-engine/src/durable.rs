@@ -109,7 +109,8 @@ pub struct JournalFailure {
 }
 
 impl JournalFailure {
-    /// The journal refused the run, or could not be opened: no task ran.
+    /// The journal refused the run, could not be opened, or failed before the run
+    /// started (recording what a resumed run resets): no task ran.
     pub(crate) fn new(error: JournalError) -> Self {
         Self {
             error: Arc::new(error),
@@ -131,8 +132,8 @@ impl JournalFailure {
     }
 
     /// Whether the journal failed once the run had started (its tasks may have run, and
-    /// what it recorded until then stays, to resume from), rather than when the run was
-    /// opened in it (refused or unreachable: no task ran).
+    /// what it recorded until then stays, to resume from), rather than before (refused,
+    /// unreachable, or failing to record what a resumed run resets: no task ran).
     pub fn while_running(&self) -> bool {
         self.while_running
     }

@@ -134,7 +134,7 @@ impl RunJournal {
         let commit = self.writer.commit(&pairs, self.durability);
         commit
             .await
-            .map_err(|error| RunError::Journal(JournalFailure::in_run(error)))
+            .map_err(|error| RunError::Journal(JournalFailure::new(error)))
     }
 
     /// The tasks that ended since the last commit.

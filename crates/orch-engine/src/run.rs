@@ -122,7 +122,7 @@ pub(crate) async fn execute(
             engine.grace_period,
             "record the resets of the continued run",
         );
-        journaling::unless_silent_once_cancelled(resets, &cancel, grace, action, true).await?;
+        journaling::unless_silent_once_cancelled(resets, &cancel, grace, action, false).await?;
     }
     run.announce_start(restored);
     if kept.is_some() {

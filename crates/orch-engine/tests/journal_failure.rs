@@ -431,3 +431,40 @@ fn a_run_cancelled_while_its_last_task_is_recorded_is_cancelled() {
     );
     assert_eq!(result.status, WorkflowStatus::Cancelled);
 }
+
+/// A resumed run whose first commit (resetting the outcomes it does not keep) fails
+/// stops before any task ran, and says so: the journal did not fail while running.
+#[test]
+fn a_journal_failing_on_a_resumed_runs_resets_stops_it_before_any_task_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = common::current_thread();
+    // `b` is skipped when `a` fails: the resumed run resets that skip.
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "fails"))
+        .task(Task::new("b", "step").depends_on(["a"]));
+    let run_id = RunId::parse("r").unwrap();
+    let calls = Arc::new(Mutex::new(HashMap::new()));
+    let first = engine(FileJournal::new(dir.path()).unwrap(), &calls);
+    first.register_handler("fails", |_ctx: TaskContext| async move {
+        Err::<(), _>(orch_engine::TaskError::new("down"))
+    });
+    let result = runtime.block_on(first.run_durable(&workflow, run_id.clone()));
+    assert_eq!(result.unwrap().status, WorkflowStatus::Failed);
+
+    let calls = Arc::new(Mutex::new(HashMap::new()));
+    let resumed = engine(failing(dir.path(), 1), &calls);
+    resumed.register_handler("fails", |_ctx: TaskContext| async move {
+        Ok::<_, orch_engine::TaskError>(())
+    });
+    let error = runtime
+        .block_on(resumed.run_durable(&workflow, run_id))
+        .unwrap_err();
+    let RunError::Journal(failure) = &error else {
+        panic!("a journal failure, not {error:?}");
+    };
+    assert!(
+        !failure.while_running(),
+        "failed before any task ran: {failure:?}"
+    );
+    assert!(calls.lock().unwrap().is_empty(), "nothing ran");
+}
