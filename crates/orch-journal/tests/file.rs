@@ -307,6 +307,16 @@ fn a_plain_task_in_place_of_a_maps_instance_keeps_its_records() {
 }
 
 #[test]
+fn a_reset_in_a_batch_applies_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let run = run_id("reset-in-place");
+    block_on(common::a_reset_in_a_batch_applies_in_its_place(
+        &journal, &run, "w",
+    ));
+}
+
+#[test]
 fn a_run_ends_once() {
     let dir = tempfile::tempdir().unwrap();
     let journal = FileJournal::new(dir.path()).unwrap();

@@ -220,6 +220,16 @@ mod checks {
         );
     }
 
+    fn a_reset_in_a_batch_applies_in_its_place(env: &Env) {
+        let run = fresh_run();
+        env.rt
+            .block_on(super::common::a_reset_in_a_batch_applies_in_its_place(
+                &env.journal(),
+                &run,
+                &format!("reset-{run}"),
+            ));
+    }
+
     fn map_instance_records_come_back_with_their_completed_map(env: &Env) {
         let journal = env.journal();
         let run = fresh_run();
@@ -881,8 +891,12 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 23] = [
+        let checks: [Check; 24] = [
             ("records_read_back_as_written", records_read_back_as_written),
+            (
+                "a_reset_in_a_batch_applies_in_its_place",
+                a_reset_in_a_batch_applies_in_its_place,
+            ),
             (
                 "a_host_that_does_not_answer_is_passed_over_for_the_next",
                 a_host_that_does_not_answer_is_passed_over_for_the_next,

@@ -202,28 +202,42 @@ impl RunWriter for PgRunWriter {
             return Box::pin(std::future::ready(Ok(())));
         }
         // One row per task (a statement may not touch a row twice): the record in force.
-        let mut rows: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(records.len());
+        // A reset applies in its place: it forgets its map's instances recorded before it.
+        let mut rows: Vec<Option<(&TaskId, &TaskRecord)>> = Vec::with_capacity(records.len());
         let mut index: HashMap<&TaskId, usize> = HashMap::new();
         let mut resets: HashSet<&str> = HashSet::new();
+        let mut instances_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        let map_of = |id| map_of_instance(self.tasks.contains(id), id);
         for &(id, record) in records {
             let reset = record.status == TaskStatus::Pending;
             if reset && self.tasks.contains(id) {
                 resets.insert(id.as_str());
+                for i in instances_of.remove(id.as_str()).unwrap_or_default() {
+                    if let Some((instance, _)) = rows[i].take() {
+                        index.remove(instance);
+                    }
+                }
             }
             match index.get(id) {
-                Some(&i) if rows[i].1.status == TaskStatus::Completed && !reset => {}
-                Some(&i) => rows[i] = (id, record),
+                Some(&i)
+                    if rows[i].is_some_and(|(_, r)| r.status == TaskStatus::Completed)
+                        && !reset => {}
+                Some(&i) => rows[i] = Some((id, record)),
                 None => {
                     index.insert(id, rows.len());
-                    rows.push((id, record));
+                    if let Some(map) = map_of(id) {
+                        instances_of.entry(map).or_default().push(rows.len());
+                    }
+                    rows.push(Some((id, record)));
                 }
             }
         }
-        // A reset task's row, and its instances' rows, replace whatever the table holds.
+        let rows: Vec<(&TaskId, &TaskRecord)> = rows.into_iter().flatten().collect();
+        // A reset task's row, and its instances' rows (not those of tasks whose ids look
+        // like its instances'), replace whatever the table holds.
         let reset_by = |id: &TaskId| {
-            resets.contains(id.as_str())
-                || orch_core::MapSpec::parse_instance_id(id)
-                    .is_some_and(|(map, _)| resets.contains(map))
+            let map = map_of_instance(self.tasks.contains(id), id);
+            resets.contains(id.as_str()) || map.is_some_and(|map| resets.contains(map))
         };
         // Per row, in `ids`'s order.
         let forced_by_resets: Vec<bool> = (rows.iter())
@@ -333,6 +347,15 @@ impl RunWriter for PgRunWriter {
             turn.done(done.is_ok());
             done.map(drop)
         })
+    }
+}
+
+/// The map task whose instance `id` is, unless it `is_a_task` of the workflow (a plain
+/// task may have an id like an instance's).
+fn map_of_instance(is_a_task: bool, id: &TaskId) -> Option<&str> {
+    match is_a_task {
+        true => None,
+        false => orch_core::MapSpec::parse_instance_id(id).map(|(map, _)| map),
     }
 }
 

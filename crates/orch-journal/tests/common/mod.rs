@@ -437,6 +437,54 @@ pub async fn a_plain_task_in_place_of_a_maps_instance_keeps_its_records(
     assert_eq!(loaded.task("m[0]"), Some(&done));
 }
 
+/// A pending record (a reset) in a batch applies in its place among the batch's
+/// records: a map's reset forgets the instances recorded before it in the same batch,
+/// and a task's reset touches no other task's record, even one whose id looks like an
+/// instance of it (`x[0]` beside `x`).
+pub async fn a_reset_in_a_batch_applies_in_its_place(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    let workflow = Workflow::new(workflow_id, "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m", "t").map_over("list"))
+        .task(Task::new("x", "t"))
+        .task(Task::new("x[0]", "t"));
+    let [list, m, m0, m1, x, x0] = ["list", "m", "m[0]", "m[1]", "x", "x[0]"].map(TaskId::from);
+    let pending = TaskRecord::default();
+    let first_x0 = completed(Value::from("first"));
+    let opened = journal.open(run, &workflow).await.unwrap();
+    let first = [
+        (&list, &completed(serde_json::json!([1, 2]))),
+        (&m0, &completed(Value::from("a"))),
+        (&m1, &completed(Value::from("b"))),
+        (&m, &completed(serde_json::json!(["a", "b"]))),
+        (&x0, &first_x0),
+    ];
+    opened.writer.append(&first).await.unwrap();
+    let again = completed(Value::from("again"));
+    let batch = [(&m0, &again), (&m, &pending), (&x, &pending), (&x0, &again)];
+    opened.writer.append(&batch).await.unwrap();
+    // `m` completes again with no instance recorded (say, from a cache).
+    let m_again = completed(serde_json::json!(["z"]));
+    opened.writer.append(&[(&m, &m_again)]).await.unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("m"), Some(&m_again));
+    assert_eq!(
+        (loaded.task("m[0]"), loaded.task("m[1]")),
+        (None, None),
+        "the reset of `m` forgets the instances recorded before it"
+    );
+    assert_eq!(loaded.task("x"), Some(&pending));
+    assert_eq!(
+        loaded.task("x[0]"),
+        Some(&first_x0),
+        "task `x[0]` is not `x`'s"
+    );
+}
+
 /// A run's end is recorded once: a second `finish`, and any record after the first,
 /// are refused with `JournalError::Finished`, and the end recorded first stays.
 pub async fn a_run_ends_once(
