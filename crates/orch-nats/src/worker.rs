@@ -382,7 +382,8 @@ impl Worker {
     ///
     /// It also returns, without `stop`, once its connection is closed for good (say,
     /// drained by the application that lent it with [`WorkerBuilder::start`]), logging
-    /// an error: it can take no more tasks.
+    /// an error: it can take no more tasks, nor send the results of those it runs, whose
+    /// handlers it cancels at once (each given the cancel grace to stop).
     ///
     /// Cut off from its server for long (its connection full of what it could not
     /// send), it stops all the same: an acknowledgement or hand-back that finds no room

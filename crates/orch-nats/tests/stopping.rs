@@ -11,6 +11,7 @@ mod common;
 
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use common::NatsServer;
+use futures_util::future::BoxFuture;
 use orch_core::{Task, TaskStatus, Workflow};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_nats::{RemoteHandler, Worker};
@@ -37,6 +38,20 @@ async fn echo_worker(server: &NatsServer, name: &str) -> Worker {
         .connect(&server.config())
         .await
         .expect("the worker connects")
+}
+
+/// A handler that says it started (`started`), then waits for its cancellation and
+/// fails.
+fn waits_for_cancellation(
+    started: impl Fn() + Send + Sync + 'static,
+) -> impl Fn(TaskContext) -> BoxFuture<'static, Result<(), TaskError>> + Send + Sync + 'static {
+    move |ctx: TaskContext| {
+        started();
+        Box::pin(async move {
+            ctx.cancellation().cancelled().await;
+            Err(TaskError::new("cancelled"))
+        })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,13 +180,7 @@ async fn a_worker_stops_with_its_server_gone_and_its_connection_full() {
         .shutdown_grace(Duration::from_secs(1))
         .handler("wait", {
             let started = Arc::clone(&started);
-            move |ctx: TaskContext| {
-                started.store(true, Ordering::SeqCst);
-                async move {
-                    ctx.cancellation().cancelled().await;
-                    Err::<(), _>(TaskError::new("cancelled"))
-                }
-            }
+            waits_for_cancellation(move || started.store(true, Ordering::SeqCst))
         })
         .start(client.clone())
         .await
@@ -223,6 +232,41 @@ async fn a_worker_whose_connection_closes_returns_from_run() {
         .await
         .expect("run returned without a stop")
         .expect("no panic");
+}
+
+/// A worker whose connection closes while a handler runs, one that waits for its
+/// cancellation (no timeout), still returns from `run`: the handler's result could not
+/// be sent, so it is cancelled and its task handed back rather than waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_connection_closes_while_a_handler_runs_returns_from_run() {
+    use std::sync::Arc;
+
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = coordinator(&server, "wait").await;
+    let client = server.config().connect().await.expect("connects");
+    let started = Arc::new(tokio::sync::Notify::new());
+    let worker = Worker::builder()
+        .cancel_grace(std::time::Duration::from_secs(1))
+        .handler("wait", {
+            let started = Arc::clone(&started);
+            waits_for_cancellation(move || started.notify_one())
+        })
+        .start(client.clone())
+        .await
+        .expect("the worker starts");
+    let stopped = tokio::spawn(worker.run(CancellationToken::new()));
+    let workflow = Workflow::new("w", "W").task(Task::new("t", "wait"));
+    let run = common::run_in_background(&engine, &workflow);
+    started.notified().await;
+    client.drain().await.expect("drained");
+    // A guard, not a measure: the handler is cancelled at once.
+    tokio::time::timeout(std::time::Duration::from_secs(30), stopped)
+        .await
+        .expect("run returned without a stop")
+        .expect("no panic");
+    run.abort();
 }
 
 /// A task that a worker told to stop at once hands back goes back only once the worker's

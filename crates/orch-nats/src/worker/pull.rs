@@ -114,7 +114,7 @@ pub(crate) async fn serve(
         let deliveries = match subscribed {
             Ok(subscriber) => outstanding.insert(subscriber),
             Err(error) => {
-                closed(&queue, &error);
+                closed(&queue, &hand_back, &error);
                 break;
             }
         };
@@ -134,7 +134,7 @@ pub(crate) async fn serve(
         };
         // The same for the request: its subject is valid and it is small.
         if let Err(error) = asked {
-            closed(&queue, &error);
+            closed(&queue, &hand_back, &error);
             outstanding = None;
             break;
         }
@@ -153,7 +153,7 @@ pub(crate) async fn serve(
                 message = deliveries.next() => match message {
                     Some(message) => message,
                     None => {
-                        closed(&queue, &"the subscription ended");
+                        closed(&queue, &hand_back, &"the subscription ended");
                         break 'requests;
                     }
                 },
@@ -296,12 +296,17 @@ async fn slot_for(
 
 /// Logs that the worker's connection is closed for good: this task type's tasks are
 /// taken no more.
-fn closed(queue: &TypeQueue, error: &dyn std::fmt::Display) {
+/// The worker's connection is closed for good: no task comes, and no result a running
+/// handler gives can be sent, so the worker's running attempts are handed back at once
+/// (`hand_back`) rather than waited for (a handler that waits for its cancellation would
+/// keep the worker from returning for ever).
+fn closed(queue: &TypeQueue, hand_back: &CancellationToken, error: &dyn std::fmt::Display) {
     tracing::error!(
         task_type = %queue.task_type,
         %error,
-        "the worker's connection is closed; it takes no more tasks of this type"
+        "the worker's connection is closed; it takes no more tasks, and hands back those running"
     );
+    hand_back.cancel();
 }
 
 /// Starts `attempt` here, up to its first wait, and spawns what is left of it.
