@@ -62,12 +62,12 @@ impl Routes {
 
     /// Notes that `key`'s task message is stream message `sequence`; ends its wait as
     /// [`Settled::RunCancelled`] if a cancellation of its run already covered it. A
-    /// `duplicate` (the server had the message from a coordinator that stopped) is left
-    /// to the look-up of what became of it: sent again after the cancellation, by a
-    /// resumed run, it is sent anew once found removed.
-    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64, duplicate: bool) {
+    /// duplicate `sent_before` (the server had the message from a coordinator that
+    /// stopped) is left to the look-up of what became of it: sent again after the
+    /// cancellation, by a resumed run, it is sent anew once found removed.
+    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64, sent_before: bool) {
         lock(&self.by_sequence).insert(sequence, key.clone());
-        if duplicate {
+        if sent_before {
             return;
         }
         let covered = (lock(&self.cancelled).iter())

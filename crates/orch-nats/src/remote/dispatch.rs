@@ -97,7 +97,11 @@ impl Inner {
             let id = protocol::resent_id(&first_id, resend);
             let (sequence, duplicate, retried) =
                 self.publish(subject, &id, payload.clone(), ctx).await?;
-            self.routes.published(key, sequence, duplicate);
+            // A duplicate of this process's own earlier try (its answer was lost) was not
+            // queued by a coordinator before: it is this attempt's fresh message, which a
+            // cancellation made meanwhile covers as any other.
+            let own_try = retried && resend == first_resend && !ctx.resumed();
+            self.routes.published(key, sequence, duplicate && !own_try);
             *sequence_slot = Some(sequence);
             let message = OnStream {
                 sequence,
@@ -108,9 +112,7 @@ impl Inner {
                 return Ok(Sent::new(message, false, resend));
             }
             let fate = Box::pin(self.fate(key, &message)).await;
-            // A duplicate of this process's own earlier try (its answer was lost) was not
-            // queued by a coordinator before: it needs no watching as one.
-            let own_try = retried && resend == first_resend && !ctx.resumed();
+            // Nor does it need watching as one.
             let sent = |queued_before: bool| Sent::new(message, queued_before && !own_try, resend);
             match fate {
                 Fate::Answered => return Ok(sent(false)),
