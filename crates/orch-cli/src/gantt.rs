@@ -125,7 +125,13 @@ pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
         };
         text.push_str(&format!("{marker} {name}|{bar}| {tail}\n"));
     }
-    text.push_str("* on the critical path (█); ▒ off it\n");
+    match gantt.rows.iter().any(|row| row.critical) {
+        true => text.push_str("* on the critical path (█); ▒ off it\n"),
+        false => text.push_str(
+            "▒ each task's run; no critical path known (no task completed, or the result \
+             file holds no workflow)\n",
+        ),
+    }
     text
 }
 
@@ -193,6 +199,24 @@ mod tests {
         assert_eq!(
             lines[4],
             format!("  d   |{}| completed in an earlier run", " ".repeat(30))
+        );
+    }
+
+    #[test]
+    fn the_legend_names_the_critical_path_only_when_there_is_one() {
+        let legend = |critical| {
+            let gantt = Gantt {
+                rows: vec![row("a", Some((0.0, 1.0)), critical)],
+                total: 1.0,
+            };
+            let text = terminal(&gantt, 60, false);
+            text.lines().last().unwrap_or_default().to_owned()
+        };
+        assert_eq!(legend(true), "* on the critical path (█); ▒ off it");
+        assert!(
+            legend(false).contains("no critical path known"),
+            "{}",
+            legend(false)
         );
     }
 
