@@ -138,9 +138,10 @@ impl PgJournal {
     /// Once the tables exist, connecting only reads them: a user who may read and write
     /// their rows, without owning them, can use the journal. A connection attempt (with
     /// setting up its session) gives up after 10 s, or the string's `connect_timeout`,
-    /// for each host the string names: as with libpq, a host that cannot be reached in
-    /// that time is passed over for the next (one that takes the connection and then
-    /// says nothing is not: the attempt fails once its time is up).
+    /// for each address it may try (each host's, as it resolves): as with libpq, an
+    /// address that cannot be reached in that time is passed over for the next (one that
+    /// takes the connection and then says nothing is not: the attempt fails once its
+    /// time is up).
     pub async fn connect(config: &str) -> Result<Self, JournalError> {
         let secret = secret_in(config);
         let secret = secret.as_deref();

@@ -154,7 +154,8 @@ pub(super) fn probe_quiet_connection(config: &mut tokio_postgres::Config) {
     }
 }
 
-/// Refuses a journal written in a newer format than this version reads.
+/// Refuses a journal written in a newer format than this version reads, and as corrupt
+/// one whose format is missing or is no format orch writes.
 async fn check_format(
     client: &Client,
     target: &str,
@@ -190,6 +191,33 @@ async fn check_format(
     Ok(())
 }
 
+/// How many addresses a connection attempt may try, each with its `connect_timeout` (as
+/// the client, like libpq, gives them): the `hostaddr`s given, or the addresses each host
+/// name resolves to (looked up within `each`; one when the look-up fails). At least one.
+async fn addresses(config: &tokio_postgres::Config, each: Duration) -> usize {
+    if !config.get_hostaddrs().is_empty() {
+        return config.get_hostaddrs().len();
+    }
+    let ports = config.get_ports();
+    let mut count = 0usize;
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        count += match host {
+            tokio_postgres::config::Host::Tcp(name) => {
+                let found =
+                    tokio::time::timeout(each, tokio::net::lookup_host((name.as_str(), port)));
+                match found.await {
+                    Ok(Ok(found)) => found.count().max(1),
+                    _ => 1,
+                }
+            }
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => 1,
+        };
+    }
+    count.max(1)
+}
+
 /// A connection to the server, and what the journal prepared on it.
 pub(super) struct Session {
     pub(super) client: Client,
@@ -208,8 +236,7 @@ pub(super) struct Session {
 impl Session {
     /// Connects, makes sure the journal's tables are there in a format this version
     /// reads, and prepares the session for the journal's statements; all of it within
-    /// the connection's `connect_timeout` for each host the connection string names
-    /// (the timeout by itself bounds only the opening of each socket: a server that
+    /// the connection's `connect_timeout` for each address it may try (the timeout by itself bounds only the opening of each socket: a server that
     /// takes the connection and never answers would keep this waiting, and every use of
     /// the journal behind it).
     pub(super) async fn open(
@@ -221,8 +248,8 @@ impl Session {
             .get_connect_timeout()
             .copied()
             .unwrap_or(super::CONNECT_TIMEOUT);
-        let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
-        let limit = each.saturating_mul(u32::try_from(hosts.max(1)).unwrap_or(u32::MAX));
+        let addresses = addresses(config, each).await;
+        let limit = each.saturating_mul(u32::try_from(addresses).unwrap_or(u32::MAX));
         match tokio::time::timeout(limit, Self::set_up(config, target, secret)).await {
             Ok(opened) => opened,
             Err(_) => Err(JournalError::Postgres {
