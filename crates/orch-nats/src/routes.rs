@@ -64,17 +64,19 @@ impl Routes {
     /// [`Settled::RunCancelled`] if a cancellation of its run already covered it. A
     /// duplicate `sent_before` (the server had the message from a coordinator that
     /// stopped) is left to the look-up of what became of it: sent again after the
-    /// cancellation, by a resumed run, it is sent anew once found removed.
-    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64, sent_before: bool) {
+    /// cancellation, by a resumed run, it is sent anew once found removed. Returns
+    /// whether a cancellation covered it.
+    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64, sent_before: bool) -> bool {
         lock(&self.by_sequence).insert(sequence, key.clone());
         if sent_before {
-            return;
+            return false;
         }
         let covered = (lock(&self.cancelled).iter())
             .any(|(run, up_to)| *run == key.run && sequence <= *up_to);
         if covered {
             self.settle(key, Settled::RunCancelled);
         }
+        covered
     }
 
     /// Forgets task message `sequence` of attempt `key` (removed, and sent again under
@@ -320,12 +322,12 @@ mod tests {
         let mut waits = [&early, &late, &other, &again].map(|k| routes.wait(k.clone()));
         routes.cancel_run(&early.run, Some(10));
         // Sequences learnt after the cancellation: 5, 6 and 7 were stored before it.
-        routes.published(&early, 5, false);
-        routes.published(&other, 7, false);
-        routes.published(&late, 11, false);
+        assert!(routes.published(&early, 5, false), "covered");
+        assert!(!routes.published(&other, 7, false));
+        assert!(!routes.published(&late, 11, false));
         // The server had this one already: a resumed run sends it again, and it is sent
         // anew if the cancellation removed it.
-        routes.published(&again, 6, true);
+        assert!(!routes.published(&again, 6, true));
         assert!(matches!(waits[0].try_recv(), Ok(Settled::RunCancelled)));
         assert!(waits[1].try_recv().is_err(), "sent after the cancellation");
         assert!(waits[2].try_recv().is_err(), "another run");

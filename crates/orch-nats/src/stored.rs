@@ -212,8 +212,14 @@ async fn read_parts(
         let part = (part.map_err(|_| waited("part"))?)
             .ok_or_else(|| waited("part"))?
             .map_err(|e| unreadable(&e))?;
-        bytes.extend_from_slice(&part.payload);
-        digest.update(&part.payload);
+        // One byte past the limit at most, whatever the size of a part.
+        let room = (max_bytes.saturating_add(1)).saturating_sub(bytes.len() as u64);
+        let kept = &part.payload[..part
+            .payload
+            .len()
+            .min(usize::try_from(room).unwrap_or(usize::MAX))];
+        bytes.extend_from_slice(kept);
+        digest.update(kept);
         let pending = part.info().map_err(|e| unreadable(&e))?.pending;
         if pending == 0 || bytes.len() as u64 > max_bytes {
             break;

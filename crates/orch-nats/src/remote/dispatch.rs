@@ -101,14 +101,15 @@ impl Inner {
             // queued by a coordinator before: it is this attempt's fresh message, which a
             // cancellation made meanwhile covers as any other.
             let own_try = retried && resend == first_resend && !ctx.resumed();
-            self.routes.published(key, sequence, duplicate && !own_try);
+            let cancelled = self.routes.published(key, sequence, duplicate && !own_try);
             *sequence_slot = Some(sequence);
             let message = OnStream {
                 sequence,
                 id,
                 sent_at: tokio::time::Instant::now(),
             };
-            if !duplicate {
+            // A cancelled one is settled: it is not looked for, nor sent again once removed.
+            if !duplicate || cancelled {
                 return Ok(Sent::new(message, false, resend));
             }
             let fate = Box::pin(self.fate(key, &message)).await;

@@ -294,11 +294,9 @@ async fn slot_for(
     }
 }
 
-/// Logs that the worker's connection is closed for good: this task type's tasks are
-/// taken no more.
 /// The worker's connection is closed for good: no task comes, and no result a running
-/// handler gives can be sent, so the worker's running attempts are handed back at once
-/// (`hand_back`) rather than waited for (a handler that waits for its cancellation would
+/// handler gives can be sent, so the worker's running attempts (of every task type) are
+/// handed back at once (`hand_back`) rather than waited for (a handler that waits for its cancellation would
 /// keep the worker from returning for ever).
 fn closed(queue: &TypeQueue, hand_back: &CancellationToken, error: &dyn std::fmt::Display) {
     tracing::error!(
