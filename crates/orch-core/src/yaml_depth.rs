@@ -54,22 +54,20 @@ pub(crate) fn too_deep(text: &str) -> Option<Found> {
         .bytes()
         .any(|b| matches!(b, b'"' | b'\'' | b'#' | b'|' | b'>'));
     if !plain {
-        return by_events(text);
+        return by_events(text, None);
     }
     // Plain text in a block (`pattern: x[[[`) is counted too: past the limit, only the
-    // events tell. The count never runs behind the nesting, so where it first goes past
-    // the limit is where the nesting does when every bracket is structure; the events
-    // can tell only later (where saphyr-parser's own limit stopped it).
+    // events tell.
     let counted_at = counted(text)?;
-    match by_events(text) {
-        Some(Found::At(at)) => Some(Found::At(at.min(counted_at))),
-        found => found,
-    }
+    by_events(text, Some(counted_at))
 }
 
 /// The first flow collection nested too deeply, read from the document's events, or the
-/// syntax error before which none was and past which one could be.
-fn by_events(text: &str) -> Option<Found> {
+/// syntax error before which none was and past which one could be. `counted_at`, where
+/// the count of a plain document's brackets went past the limit, places what
+/// saphyr-parser's own limit stops (further on): the count never runs behind the
+/// nesting, and is exact when every bracket is structure.
+fn by_events(text: &str, counted_at: Option<usize>) -> Option<Found> {
     let mut chars = Chars::new(text);
     // For each open collection, where it starts and whether it is a flow one; how many of
     // them are flow ones.
@@ -81,7 +79,8 @@ fn by_events(text: &str) -> Option<Found> {
             Ok(event) => event,
             // Its own limit on flow nesting (somewhere past ours).
             Err(error) if error.info() == "recursion limit exceeded" => {
-                return Some(Found::At(chars.byte_offset(error.marker().index())));
+                let stopped = chars.byte_offset(error.marker().index());
+                return Some(Found::At(counted_at.map_or(stopped, |at| at.min(stopped))));
             }
             Err(error) => {
                 let (from, unreadable) = unread_past(&mut chars, last, &error);
