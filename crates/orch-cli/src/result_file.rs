@@ -59,8 +59,8 @@ impl Target {
                 &"it is the workflow file, which the result would replace",
             ));
         }
-        let beside = dir_of(&through_links(path)).to_owned();
-        drop(tempfile::NamedTempFile::new_in(beside).map_err(|e| fail(&e))?);
+        let target = through_links(path).map_err(|e| fail(&e))?;
+        drop(tempfile::NamedTempFile::new_in(dir_of(&target)).map_err(|e| fail(&e))?);
         Ok(Self {
             path: path.to_owned(),
         })
@@ -130,25 +130,28 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 /// file's path, once [`refuse_non_file`] let `path` through.
 fn file_beside(path: &Path) -> std::io::Result<(tempfile::NamedTempFile, PathBuf)> {
     refuse_non_file(path)?;
-    let target = through_links(path);
+    let target = through_links(path)?;
     Ok((tempfile::NamedTempFile::new_in(dir_of(&target))?, target))
 }
 
 /// Where `path` leads when it is a symbolic link (to a link, and so on), else `path`:
 /// the file to replace is the one the link names, as a shell's `>` writes it, while the
 /// rename would replace the link itself. A link's target that does not exist yet is
-/// where the file goes.
-fn through_links(path: &Path) -> PathBuf {
+/// where the file goes. Links that go on past Linux's bound (a loop) are refused.
+fn through_links(path: &Path) -> std::io::Result<PathBuf> {
     /// Linux's own bound on links followed in one lookup.
     const MOST_LINKS: usize = 40;
     let mut path = path.to_owned();
-    for _ in 0..MOST_LINKS {
+    for _ in 0..=MOST_LINKS {
         match std::fs::read_link(&path) {
             Ok(target) => path = dir_of(&path).join(target),
-            Err(_) => break,
+            Err(_) => return Ok(path),
         }
     }
-    path
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "too many levels of symbolic links (a loop?)",
+    ))
 }
 
 /// Refuses a `path` that is there and is not a file (symbolic links followed): a

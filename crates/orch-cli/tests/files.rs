@@ -399,11 +399,12 @@ fn plan_orders_tasks_as_a_run_starts_them_priorities_included() {
     let dir = Dir::new();
     dir.write(
         "w.yaml",
+        // Each takes a few milliseconds: their start times differ.
         "workflow_id: w\ntasks:\n  \
-           a: {task_type: echo}\n  \
-           b: {task_type: echo, priority: 5}\n  \
-           c: {task_type: echo, priority: 10, dependencies: [a]}\n  \
-           d: {task_type: echo, dependencies: [b]}\n",
+           a: {task_type: sleep, config: {seconds: 0.002}}\n  \
+           b: {task_type: sleep, config: {seconds: 0.002}, priority: 5}\n  \
+           c: {task_type: sleep, config: {seconds: 0.002}, priority: 10, dependencies: [a]}\n  \
+           d: {task_type: sleep, config: {seconds: 0.002}, dependencies: [b]}\n",
     );
     let (code, stdout, _) = parts(&run_in(&dir, &["plan", "w.yaml", "--format", "json"]));
     assert_eq!(code, Some(0));
@@ -463,6 +464,17 @@ fn an_output_through_a_symbolic_link_writes_the_file_it_leads_to() {
     let dot = std::fs::read_to_string(dir.join("site/graph.dot")).expect("written");
     assert!(dot.starts_with("digraph"), "{dot}");
     assert_eq!(dir.json("site/r.json")["status"], "completed");
+    // Links in a loop lead to no file: refused, and left as they are.
+    std::os::unix::fs::symlink("loop-b", dir.join("loop-a")).expect("a link");
+    std::os::unix::fs::symlink("loop-a", dir.join("loop-b")).expect("a link");
+    let graph = ["graph", "w.yaml", "--format", "dot", "-o", "loop-a"];
+    let (code, _, stderr) = parts(&run_in(&dir, &graph));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("symbolic links"), "{stderr}");
+    for link in ["loop-a", "loop-b"] {
+        let meta = std::fs::symlink_metadata(dir.join(link)).expect("there");
+        assert!(meta.file_type().is_symlink(), "{link} is still a link");
+    }
 }
 
 /// A name holding DEL or a C1 control (CSI) reaches the terminal escaped in JSON output,
