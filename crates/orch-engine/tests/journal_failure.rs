@@ -453,8 +453,11 @@ fn a_journal_failing_on_a_resumed_runs_resets_stops_it_before_any_task_ran() {
 
     let calls = Arc::new(Mutex::new(HashMap::new()));
     let resumed = engine(failing(dir.path(), 1), &calls);
-    resumed.register_handler("fails", |_ctx: TaskContext| async move {
-        Ok::<_, orch_engine::TaskError>(())
+    let counted = Arc::clone(&calls);
+    resumed.register_handler("fails", move |ctx: TaskContext| {
+        let id = ctx.task_id().to_string();
+        *counted.lock().unwrap().entry(id).or_default() += 1;
+        async move { Ok::<_, orch_engine::TaskError>(()) }
     });
     let error = runtime
         .block_on(resumed.run_durable(&workflow, run_id))
