@@ -122,15 +122,16 @@ fn not_utf8(input: &Input, offset: usize, scratch: &Path) -> Result<(), Violatio
     {
         return Ok(());
     }
-    let message = match Workflow::from_path(&file) {
+    let read = Workflow::from_path(&file);
+    let names_offset = matches!(
+        &read,
+        Err(orch_core::LoadError::InvalidUtf8 { offset: at, .. }) if *at == offset
+    );
+    let message = match read {
         Ok(_) => "loads".to_owned(),
         Err(e) => e.to_string(),
     };
-    let names_offset = message
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse::<usize>().ok())
-        .any(|n| n == offset || n == offset + 1);
-    if names_offset {
+    if names_offset && message.contains(&format!("byte offset {offset}")) {
         Ok(())
     } else {
         Err(Violation::new(

@@ -243,7 +243,7 @@ impl RunPlan {
 
     /// Whether validation must accept the workflow: tasks, unique ids without control
     /// characters (bidirectional controls too), known and distinct dependencies that are not the task itself, no
-    /// cycle, no zero timeout.
+    /// cycle, no zero timeout, no more retries than the cap.
     pub(crate) fn valid(&self) -> bool {
         let index = self.index();
         let sound = |t: &TaskPlan| {
@@ -253,6 +253,7 @@ impl RunPlan {
                     .iter()
                     .all(|d| *d != t.id && index.contains_key(d.as_str()))
                 && t.timeout_ms != Some(0)
+                && t.retries <= orch_core::Task::MAX_RETRIES
                 && !t.id.chars().any(hidden)
         };
         !self.tasks.is_empty()
@@ -295,13 +296,16 @@ impl RunPlan {
         (order.len() == self.tasks.len()).then_some(order)
     }
 
-    /// Whether the engine needs a time driver for this run.
+    /// Whether the engine needs a time driver for this run: by the engine's documented
+    /// rule, a timeout or a pause before retries does (retries without one do not), and
+    /// so do the harness's own waits (a delayed cancellation, sleeping handlers).
     pub(crate) fn needs_timer(&self) -> bool {
         self.cancel_ms.is_some_and(|c| c > 0)
-            || self
-                .tasks
-                .iter()
-                .any(|t| t.timeout_ms.is_some() || t.retries > 0 || t.kind.needs_timer())
+            || self.tasks.iter().any(|t| {
+                t.timeout_ms.is_some()
+                    || (t.retries > 0 && t.backoff_ms > 0)
+                    || t.kind.needs_timer()
+            })
     }
 
     /// An upper bound on how long the run takes uncancelled (virtual ms), if it ends.
