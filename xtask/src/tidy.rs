@@ -6,7 +6,7 @@
 //!   test module and what follows it;
 //!   files under a `tests` directory (and `tests.rs` files) are exempt;
 //! - doc comments (`///`, `//!`) hold no benchmark figures and none of the [`JARGON`]
-//!   words. A figure is a rate (`tasks/s`), a factor (`3x`), or a time (`ns`, `µs`, `ms`)
+//!   words. A figure is a rate (`tasks/s`, `1.2M tasks/s`), a factor (`3x`), or a time (`ns`, `µs`, `ms`, `s`)
 //!   on a line that says it was measured ([`MEASURE_WORDS`]); code spans are not read;
 //! - every published library crate's lib doc starts with a runnable example: its first
 //!   code block comes before its first heading and is Rust that is compiled (`no_run` is
@@ -25,13 +25,15 @@ const LONG_FILES_ALLOWED: &[(&str, &str)] = &[];
 const JARGON: &[&str] = &["the seed", "seed's", "the brief", "helper session"];
 
 /// Units that make a number a benchmark figure (times only with [`MEASURE_WORDS`]).
-const UNITS: &[&str] = &["ns", "µs", "us", "ms", "x"];
+const UNITS: &[&str] = &["ns", "µs", "us", "ms", "s", "x"];
 
 /// Words that make a time on the same line a measured figure rather than a setting (a
 /// timeout of `50 ms` is fine; `~0.25 ms per task` is not).
 const MEASURE_WORDS: &[&str] = &[
     "per task",
     "per event",
+    "/task",
+    "/event",
     "per call",
     "per run",
     "median",
@@ -202,6 +204,18 @@ fn benchmark_figure(prose: &str) -> Option<String> {
             j += 1;
         }
         let rest: String = chars[j..].iter().collect();
+        // A multiplier before a rate (`1.2M tasks/s`).
+        let multiplied = rest
+            .chars()
+            .next()
+            .filter(|c| matches!(c, 'k' | 'K' | 'M' | 'G'));
+        if let Some(multiplier) = multiplied {
+            let after = rest[1..].trim_start();
+            if let Some(rate) = RATES.iter().find(|rate| after.starts_with(**rate)) {
+                let number: String = chars[start..i].iter().collect();
+                return Some(format!("{number}{multiplier} {rate}"));
+            }
+        }
         let unit = UNITS.iter().chain(RATES).find(|unit| {
             let counts = measured || RATES.contains(unit) || **unit == "x";
             counts
@@ -257,4 +271,36 @@ fn check_crate(manifest: &Path, shown: &str, text: &str, problems: &mut Vec<Stri
     problems.push(format!(
         "{shown_lib}: the lib doc does not start with a runnable example (a code block before its first heading)"
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::benchmark_figure;
+
+    #[test]
+    fn figures_are_found_in_their_common_forms() {
+        for (prose, figure) in [
+            ("runs at 12,000 tasks/s here", "12,000 tasks/s"),
+            ("about 1.2M tasks/s", "1.2M tasks/s"),
+            ("150 ns/task", "150 ns"),
+            ("~0.25 ms per task", "0.25 ms"),
+            ("0.3 s per task", "0.3 s"),
+            ("3x faster", "3 x"),
+        ] {
+            assert_eq!(benchmark_figure(prose).as_deref(), Some(figure), "{prose}");
+        }
+    }
+
+    #[test]
+    fn settings_are_not_figures() {
+        for prose in [
+            "a timeout of 50 ms",
+            "waits 5 s for the server",
+            "retries 3 times",
+            "at most 2 s per message",
+            "2 Mb of memory",
+        ] {
+            assert_eq!(benchmark_figure(prose), None, "{prose}");
+        }
+    }
 }
