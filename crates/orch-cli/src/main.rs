@@ -211,7 +211,8 @@
 //! `workflow` field with the definition that ran, which `report`, `gantt` and `graph
 //! --result` use to draw the graph. It is written to a temporary file and renamed, so it
 //! is never seen half-written, and is readable by its owner only (it holds what the
-//! commands printed).
+//! commands printed). Through a symbolic link, as every `-o` file, it replaces the file
+//! the link leads to, and the link stays.
 
 /// `print!` to standard output, never panicking: a reader that went away (`orch ... |
 /// head -1`) is no reason to panic or to stop a run; any other failure (a full disk) is

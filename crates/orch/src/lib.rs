@@ -153,9 +153,9 @@ pub mod prelude {
     };
     pub use orch_core::{RunId, RunIdError};
     pub use orch_engine::{
-        CacheStore, CancellationToken, EngineBuilder, Handler, IntoOutput, MemoryCache, Output,
-        RunError, RunHandle, Shared, TaskContext, TaskError, WorkflowEngine, async_trait, blocking,
-        inline,
+        CacheKey, CacheStore, CancellationToken, EngineBuilder, Handler, IntoOutput, MemoryCache,
+        Output, RunError, RunHandle, Shared, TaskContext, TaskError, WorkflowEngine, async_trait,
+        blocking, inline,
     };
     #[cfg(feature = "journal")]
     pub use orch_engine::{Durability, FileJournal, Journal, ResultFile};
