@@ -92,16 +92,26 @@ struct FetchConfig {
     source: String,
 }
 
-/// Reads the file: a header line `order_id,region,product,units,unit_price`, then one
-/// order per line. A line that does not fit fails the task (for good) with its line
-/// number; a file that cannot be read fails this attempt, with the reason.
+/// The header line the file starts with.
+const HEADER: &str = "order_id,region,product,units,unit_price";
+
+/// Reads the file: the header line [`HEADER`], then one order per line (blank lines are
+/// passed over). A line that does not fit, the header included, fails the task (for
+/// good) with its line number; a file that cannot be read fails this attempt, with the
+/// reason.
 fn fetch(ctx: TaskContext) -> anyhow::Result<Vec<Order>> {
     let config: FetchConfig = ctx.config_as()?;
     let text = std::fs::read_to_string(&config.source)
         .with_context(|| format!("cannot read {}", config.source))?;
     let mut orders = Vec::new();
-    for (line, text) in (1..).zip(text.lines()).skip(1) {
+    for (line, text) in (1..).zip(text.lines()) {
         let bad = || TaskError::permanent(format!("{} line {line}: `{text}`", config.source));
+        match line {
+            1 if text.trim() != HEADER => return Err(bad().into()),
+            1 => continue,
+            _ if text.trim().is_empty() => continue,
+            _ => {}
+        }
         let [_id, region, product, units, price] = text
             .split(',')
             .collect::<Vec<_>>()

@@ -98,6 +98,21 @@ async fn a_malformed_line_fails_fetch_naming_the_line() {
     );
 }
 
+/// A file without its header fails `fetch` naming line 1, rather than taking the first
+/// order for the header; blank lines are passed over.
+#[tokio::test]
+async fn a_missing_header_fails_fetch_and_blank_lines_are_passed_over() {
+    let result = run_on("1,north,widget,2,1.50\n2,south,gadget,1,3.00\n").await;
+    let fetch = result.task("fetch_task").expect("recorded");
+    assert_eq!(fetch.status, TaskStatus::Failed);
+    let error = fetch.error.as_deref().unwrap_or_default();
+    assert!(error.contains("line 1"), "{error}");
+    let text = "order_id,region,product,units,unit_price\n\n1,north,widget,2,1.50\n\n";
+    let result = run_on(text).await;
+    let fetch = result.task("fetch_task").expect("recorded");
+    assert_eq!(fetch.status, TaskStatus::Completed, "{:?}", fetch.error);
+}
+
 /// A price that is negative, not a number, or too large to count in cents fails `fetch`
 /// naming its line; totals too large to count fail `process`, rather than overflowing.
 #[tokio::test]
