@@ -90,7 +90,7 @@ pub(crate) async fn refuse_another_prefixs(
     js: &jetstream::Context,
     names: &Names,
 ) -> Result<(), crate::ConnectError> {
-    let name = format!("OBJ_{}", names.results_bucket());
+    let name = bucket_stream(names.results_bucket());
     let setup = |reason: String| crate::ConnectError::Setup {
         what: format!("stream `{name}`"),
         reason,
@@ -100,8 +100,18 @@ pub(crate) async fn refuse_another_prefixs(
         .await
         .map_err(|e| setup(e.to_string()))?;
     let info = stream.info().await.map_err(|e| setup(e.to_string()))?;
-    let chunks = format!("$O.{}.C.>", names.results_bucket());
+    let chunks = parts_subject(names.results_bucket(), ">");
     crate::setup::holds_subjects(&name, &info.config, &chunks)
+}
+
+/// The stream that holds object store bucket `bucket`.
+fn bucket_stream(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
+}
+
+/// The subject of the parts of object `nuid` (`>`: of every object) in `bucket`.
+fn parts_subject(bucket: &str, nuid: &str) -> String {
+    format!("$O.{bucket}.C.{nuid}")
 }
 
 /// Reads object `name` back as the output it holds. One over `max_bytes` fails its
@@ -193,13 +203,13 @@ async fn read_parts(
     if info.chunks == 0 {
         return Ok(bytes);
     }
-    let stream = js.get_stream_no_info(format!("OBJ_{bucket}"));
+    let stream = js.get_stream_no_info(bucket_stream(bucket));
     let stream = (tokio::time::timeout(PART_PATIENCE, stream).await)
         .map_err(|_| waited("part"))?
         .map_err(|e| unreadable(&e))?;
     let parts = stream.create_consumer(jetstream::consumer::push::OrderedConfig {
         deliver_subject: js.client().new_inbox(),
-        filter_subject: format!("$O.{bucket}.C.{}", info.nuid),
+        filter_subject: parts_subject(bucket, &info.nuid),
         ..Default::default()
     });
     let parts = (tokio::time::timeout(PART_PATIENCE, parts).await)
