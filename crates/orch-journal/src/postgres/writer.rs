@@ -207,7 +207,6 @@ impl RunWriter for PgRunWriter {
         let mut index: HashMap<&TaskId, usize> = HashMap::new();
         let mut resets: HashSet<&str> = HashSet::new();
         let mut instances_of: HashMap<&str, Vec<usize>> = HashMap::new();
-        let map_of = |id| map_of_instance(self.tasks.contains(id), id);
         for &(id, record) in records {
             let reset = record.status == TaskStatus::Pending;
             if reset && self.tasks.contains(id) {
@@ -225,7 +224,7 @@ impl RunWriter for PgRunWriter {
                 Some(&i) => rows[i] = Some((id, record)),
                 None => {
                     index.insert(id, rows.len());
-                    if let Some(map) = map_of(id) {
+                    if let Some(map) = map_of_instance(&self.tasks, id) {
                         instances_of.entry(map).or_default().push(rows.len());
                     }
                     rows.push(Some((id, record)));
@@ -236,7 +235,7 @@ impl RunWriter for PgRunWriter {
         // A reset task's row, and its instances' rows (not those of tasks whose ids look
         // like its instances'), replace whatever the table holds.
         let reset_by = |id: &TaskId| {
-            let map = map_of_instance(self.tasks.contains(id), id);
+            let map = map_of_instance(&self.tasks, id);
             resets.contains(id.as_str()) || map.is_some_and(|map| resets.contains(map))
         };
         // Per row, in `ids`'s order.
@@ -350,10 +349,10 @@ impl RunWriter for PgRunWriter {
     }
 }
 
-/// The map task whose instance `id` is, unless it `is_a_task` of the workflow (a plain
-/// task may have an id like an instance's).
-fn map_of_instance(is_a_task: bool, id: &TaskId) -> Option<&str> {
-    match is_a_task {
+/// The map task whose instance `id` is, unless `id` is one of the workflow's `tasks` (a
+/// plain task may have an id like an instance's).
+fn map_of_instance<'a>(tasks: &HashSet<TaskId>, id: &'a TaskId) -> Option<&'a str> {
+    match tasks.contains(id) {
         true => None,
         false => orch_core::MapSpec::parse_instance_id(id).map(|(map, _)| map),
     }
