@@ -30,8 +30,10 @@ pub struct Layout {
     /// (The consumer is set up with one delivery more: the worker that gets it stores
     /// the "worker lost" result instead of running the task, so that the verdict waits on
     /// the results stream for a coordinator that was away when it was reached. Workers
-    /// go by the setting of the consumer as it is on the server, and by its `ack_wait`;
-    /// a worker that sets up again a consumer deleted under it does so with those.)
+    /// go by the setting of the consumer as it is on the server, and by its `ack_wait`,
+    /// which they read again every 5 s, so that a consumer edited on the server, or
+    /// made again by another with other settings, is taken up; a worker that sets up
+    /// again a consumer deleted under it does so with those.)
     pub max_deliver: u32,
     /// How long results are kept on the results stream, and cancellations on theirs.
     /// Default one day.

@@ -6,6 +6,7 @@ mod attempt;
 mod cancels;
 mod publish;
 mod pull;
+mod queue;
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::setup::{self, Layout};
 use crate::{ConnectError, NatsConfig};
 
 use cancels::Cancels;
+use queue::TypeQueue;
 
 /// Runs tasks published by coordinators ([`RemoteHandler`](crate::RemoteHandler)s) with
 /// ordinary orch [`Handler`]s, one registered per task type it serves.
@@ -33,7 +35,8 @@ use cancels::Cancels;
 /// While a handler runs, and until its result is stored, the worker tells the server
 /// it is still working every quarter of the consumer's `ack_wait`, so a live task is
 /// never delivered to a second worker; if the worker dies, the server delivers the task
-/// to another one after `ack_wait`. A task delivered again whose result is already
+/// to another one after `ack_wait`. (It reads the consumer's settings again every 5 s:
+/// an `ack_wait` edited on the server is taken up, by running tasks too.) A task delivered again whose result is already
 /// stored is acknowledged without running (and runs only once the server said none is
 /// stored). A result that cannot be stored within [`WorkerBuilder::result_patience`]
 /// gives its task back to the queue. A handler sees its task's configuration, the
@@ -97,26 +100,6 @@ pub(crate) struct Shared {
     /// The streams and consumers (to set a consumer up again if it goes missing), and how
     /// long stored outputs are kept.
     pub(crate) layout: Layout,
-}
-
-/// One task type a worker serves: its handler, consumer and progress interval.
-pub(crate) struct TypeQueue {
-    pub(crate) task_type: String,
-    pub(crate) handler: Arc<dyn Handler>,
-    pub(crate) consumer: String,
-    pub(crate) progress_every: Duration,
-    /// How long the server waits for a sign of life before delivering a task again.
-    pub(crate) ack_wait: Duration,
-    /// How many deliveries of a task may run it: one less than the consumer's
-    /// `max_deliver`, whose last delivery stores the "worker lost" verdict instead
-    /// (`None` when the consumer allows a single delivery, or any number).
-    pub(crate) deliveries_to_run: Option<i64>,
-    /// The consumer's `max_deliver`, to set it up again with if it goes missing.
-    pub(crate) max_deliver: i64,
-    /// Cancelled once this type's puller has no pull request open any more (the worker
-    /// stopped taking tasks): a task handed back before then could be delivered straight
-    /// back to that request.
-    pub(crate) requests_over: CancellationToken,
 }
 
 /// Settings of a [`Worker`]; start with [`Worker::builder`].
@@ -249,16 +232,8 @@ impl WorkerBuilder {
         let mut types = Vec::with_capacity(self.handlers.len());
         for (task_type, handler) in self.handlers {
             let config = setup::ensure_consumer(&js, &self.layout, &task_type).await?;
-            types.push(TypeQueue {
-                consumer: Names::consumer(&task_type),
-                task_type,
-                handler,
-                progress_every: (config.ack_wait / 4).max(Duration::from_millis(10)),
-                ack_wait: config.ack_wait,
-                deliveries_to_run: (config.max_deliver > 1).then(|| config.max_deliver - 1),
-                max_deliver: config.max_deliver,
-                requests_over: CancellationToken::new(),
-            });
+            let consumer = Names::consumer(&task_type);
+            types.push(TypeQueue::new(task_type, handler, consumer, &config));
         }
         let names = self.layout.names();
         let subscriptions = subscribe(&client, &js, &names, &types, cancels_kept).await?;
@@ -416,9 +391,14 @@ impl Worker {
         }
         let mut pullers = JoinSet::new();
         for queue in types {
+            let queue = Arc::new(queue);
+            services.spawn(queue::follow_settings(
+                Arc::clone(&shared),
+                Arc::clone(&queue),
+            ));
             pullers.spawn(pull::serve(
                 Arc::clone(&shared),
-                Arc::new(queue),
+                queue,
                 Arc::clone(&slots),
                 stop.clone(),
                 hand_back.clone(),

@@ -844,3 +844,77 @@ fn assert_lost_after_two_deliveries(result: &orch_core::WorkflowResult) {
     let ack_wait = format!("stopped acknowledging it within {:?}", layout().ack_wait);
     assert!(error.contains(&ack_wait), "{error}");
 }
+
+/// A worker reads its consumer's settings again while it runs: an `ack_wait` edited on
+/// the server is taken up, its progress acknowledgements coming every quarter of the
+/// new one, so that a task running for five times the new `ack_wait` is not delivered
+/// again (it would be, acknowledged every quarter of the old one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_takes_up_an_ack_wait_edited_on_the_server() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let made_with = Layout {
+        ack_wait: Duration::from_secs(4),
+        ..layout()
+    };
+    set_up_as_a_run_before(&server, made_with.clone()).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let worker = Worker::builder()
+        .layout(made_with.clone())
+        .state(Arc::clone(&calls))
+        .handler("count", |ctx: TaskContext| async move {
+            let calls = ctx.state::<Arc<AtomicU32>>()?;
+            let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, TaskError>(call)
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = jetstream::new(client.clone());
+    let mut config = count_consumer(&js).await.cached_info().config.clone();
+    let mut looks = client
+        .subscribe("$JS.API.CONSUMER.INFO.ORCH_TASKS.count")
+        .await
+        .expect("subscribed");
+    client.flush().await.expect("the subscription is in place");
+    config.ack_wait = Duration::from_millis(400);
+    js.create_consumer_on_stream(config, "ORCH_TASKS")
+        .await
+        .expect("the consumer is edited");
+    // The worker's first look after the edit read the new `ack_wait`; it was taken up
+    // before the next look was made.
+    for look in ["first", "second"] {
+        let seen = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::StreamExt::next(&mut looks),
+        )
+        .await;
+        assert!(
+            matches!(seen, Ok(Some(_))),
+            "the worker made no {look} look at its consumer within 30 s"
+        );
+    }
+
+    let engine = coordinator(&server, made_with).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "count"));
+    let result = common::run_in_background(&engine, &workflow)
+        .await
+        .expect("the run ends");
+    assert_eq!(
+        result.task("a").map(|t| (t.status, t.result.clone())),
+        Some((TaskStatus::Completed, Some(json!(1))))
+    );
+    wait_for_task_messages(&js, 0).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the task was delivered again"
+    );
+    stop.cancel();
+}

@@ -5,22 +5,24 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 
+use super::queue::ProgressDue;
 use super::{Shared, TypeQueue};
 use crate::ROOM_WAIT;
 
-/// Runs `work`, acknowledging progress on `message` every `every` until it ends.
+/// Runs `work`, acknowledging progress on `message` as `queue`'s consumer needs until
+/// it ends.
 pub(super) async fn with_progress<T>(
     message: &jetstream::Message,
-    every: Duration,
+    queue: &TypeQueue,
     work: impl Future<Output = T>,
 ) -> T {
     tokio::pin!(work);
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut progress = ProgressDue::new(queue);
     loop {
         tokio::select! {
             biased;
             done = &mut work => return done,
-            _ = progress.tick() => ack(message, AckKind::Progress).await,
+            () = progress.tick() => ack(message, AckKind::Progress).await,
         }
     }
 }
@@ -30,7 +32,7 @@ pub(super) async fn with_progress<T>(
 /// that request is open, the server may deliver it straight back to it.
 pub(super) async fn give_back(queue: &TypeQueue, message: &jetstream::Message) {
     let requests_over = queue.requests_over.cancelled();
-    with_progress(message, queue.progress_every, requests_over).await;
+    with_progress(message, queue, requests_over).await;
     ack(message, AckKind::Nak(None)).await;
 }
 

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::acks::{ack, give_back, with_progress};
 use super::publish::store_result;
+use super::queue::ProgressDue;
 use super::{Shared, TypeQueue};
 use crate::protocol::{self, Envelope, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
@@ -84,7 +85,7 @@ pub(crate) async fn run(
         // again, as a new message: either way the stored result stands.
         if delivered > 1 || task.resumed {
             let look_up = look_up_result(&shared, &key, task.deadline_ms, &hand_back);
-            match Box::pin(with_progress(&message, queue.progress_every, look_up)).await {
+            match Box::pin(with_progress(&message, &queue, look_up)).await {
                 LookUp::NotStored => {}
                 LookUp::Stored => {
                     tracing::info!(delivered, "not running again a task whose result is stored");
@@ -109,9 +110,10 @@ pub(crate) async fn run(
         // The consumer delivers once more than `max_deliver`, for this: the verdict is
         // stored as the attempt's result, where a coordinator that was away or
         // disconnected finds it.
+        let settings = queue.settings();
         if delivered > 1
-            && queue
-                .deliveries_to_run
+            && settings
+                .deliveries_to_run()
                 .is_some_and(|allowed| delivered > allowed)
         {
             shared.cancels.finish(&running);
@@ -119,7 +121,7 @@ pub(crate) async fn run(
                 &key.task,
                 &queue.task_type,
                 delivered.saturating_sub(1).unsigned_abs(),
-                queue.ack_wait,
+                settings.ack_wait,
             );
             tracing::warn!(delivered, "the task ran out of deliveries: {error}");
             let lost = Outcome::Failed {
@@ -202,10 +204,8 @@ async fn execute(
     if let std::task::Poll::Ready(result) = first.await {
         return ending(result, &token);
     }
-    // The first progress acknowledgement is one period away. (An interval's immediate
-    // first tick would wait for the timer's next millisecond, on every task.)
-    let every = queue.progress_every;
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // The first progress acknowledgement is one period away.
+    let mut progress = ProgressDue::new(queue);
     // Timers only for what can happen: a deadline when the task has one, the cancel
     // grace once the attempt is cancelled.
     let mut past_deadline = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
@@ -216,7 +216,7 @@ async fn execute(
             // came in the same wake-up: dropped or handed back, the task would run again.
             biased;
             result = &mut running => return ending(result, &token),
-            _ = progress.tick() => ack(message, AckKind::Progress).await,
+            () = progress.tick() => ack(message, AckKind::Progress).await,
             () = elapsed(&mut past_deadline) => {
                 tracing::info!("the task passed its deadline; cancelling its handler");
                 token.cancel();
@@ -261,7 +261,7 @@ async fn execute(
 async fn wind_down<F: std::future::Future>(
     mut running: std::pin::Pin<&mut F>,
     grace: std::time::Duration,
-    progress: &mut tokio::time::Interval,
+    progress: &mut ProgressDue,
     message: &jetstream::Message,
 ) -> Option<F::Output> {
     let stop = tokio::time::sleep(grace);
@@ -269,7 +269,7 @@ async fn wind_down<F: std::future::Future>(
     loop {
         tokio::select! {
             result = running.as_mut() => return Some(result),
-            _ = progress.tick() => ack(message, AckKind::Progress).await,
+            () = progress.tick() => ack(message, AckKind::Progress).await,
             () = &mut stop => return None,
         }
     }
@@ -291,7 +291,7 @@ async fn report(
     hand_back: &CancellationToken,
 ) {
     let publish = async { store_result(shared, key, outcome, deadline_ms, hand_back).await };
-    if with_progress(message, queue.progress_every, publish).await {
+    if with_progress(message, queue, publish).await {
         ack(message, AckKind::Ack).await;
     } else if hand_back.is_cancelled() {
         give_back(queue, message).await;
@@ -460,7 +460,7 @@ async fn refuse(
     // Cut to fit like any result: the error quotes the message, which may be as long
     // as a message can be.
     let publish = store_result(shared, &key, failed, envelope.deadline_ms, hand_back);
-    let stored = with_progress(message, queue.progress_every, publish).await;
+    let stored = with_progress(message, queue, publish).await;
     // Past its deadline now, nobody waits for the attempt: given back, it would only be
     // refused again.
     if stored || past_deadline() {

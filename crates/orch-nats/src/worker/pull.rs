@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::queue::ProgressDue;
 use super::{Shared, TypeQueue, acks, attempt};
 use crate::setup;
 
@@ -242,18 +243,24 @@ async fn set_up_again(shared: &Shared, queue: &TypeQueue, stop: &CancellationTok
     // With the settings the worker goes by (its progress comes every quarter of that
     // `ack_wait`; it stores the "worker lost" verdict by that `max_deliver`), not its
     // layout's.
+    let settings = queue.settings();
     let layout = crate::Layout {
-        ack_wait: queue.ack_wait,
+        ack_wait: settings.ack_wait,
         ..shared.layout.clone()
     };
     let ensured = stop.run_until_cancelled(setup::ensure_consumer_delivering(
         &shared.js,
         &layout,
         &queue.task_type,
-        queue.max_deliver,
+        settings.max_deliver,
     ));
-    if let Some(Err(error)) = ensured.await {
-        tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
+    match ensured.await {
+        // Made again by another (a coordinator, say), perhaps with other settings.
+        Some(Ok(config)) => queue.take_up(&config),
+        Some(Err(error)) => {
+            tracing::warn!(task_type = %queue.task_type, %error, "cannot set up the consumer again");
+        }
+        None => {}
     }
 }
 
@@ -282,13 +289,12 @@ async fn slot_for(
     let acquired = Arc::clone(permits).acquire_owned();
     let none_free = tokio::time::sleep(PULL_EXPIRES);
     tokio::pin!(acquired, none_free);
-    let every = queue.progress_every;
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut progress = ProgressDue::new(queue);
     loop {
         tokio::select! {
             permit = &mut acquired => return permit.map_or(Slot::Stopping, Slot::Free),
             () = &mut none_free => return Slot::NoneFree,
-            _ = progress.tick() => acks::in_progress(shared, message).await,
+            () = progress.tick() => acks::in_progress(shared, message).await,
             () = stop.cancelled() => return Slot::Stopping,
         }
     }
