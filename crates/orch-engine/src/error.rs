@@ -145,15 +145,9 @@ impl TaskError {
             Ok(task_error) => return *task_error,
             Err(error) => error,
         };
-        let mut kind = Kind::Retry;
-        let mut cause: Option<&(dyn Error + 'static)> = Some(&*error);
-        while let Some(current) = cause {
-            if let Some(inner) = current.downcast_ref::<TaskError>() {
-                kind = inner.kind;
-                break;
-            }
-            cause = current.source();
-        }
+        let kind = causes(&*error)
+            .find_map(|cause| cause.downcast_ref::<TaskError>())
+            .map_or(Kind::Retry, |inner| inner.kind);
         Self { error, kind }
     }
 
@@ -188,7 +182,8 @@ impl TaskError {
     }
 
     /// The text a task's record keeps: the message and every source's, joined by `: `
-    /// (a source whose message the text already ends with adds nothing). An error whose
+    /// (a source whose message the text already ends with adds nothing; a chain is
+    /// followed for 64 errors at most, and not round a loop). An error whose
     /// `Display` (or `source`) panics gets a text that says so: the panic does not reach
     /// the run.
     pub fn record_text(&self) -> String {
@@ -201,18 +196,34 @@ impl TaskError {
 
     fn chain_text(&self) -> String {
         let mut text = self.error.to_string();
-        let mut cause = self.error.source();
-        while let Some(current) = cause {
-            let next = current.to_string();
+        for cause in causes(&*self.error).skip(1) {
+            let next = cause.to_string();
             // A wrapper that repeats its source's message adds nothing to the text.
             if !text.ends_with(&next) {
                 text.push_str(": ");
                 text.push_str(&next);
             }
-            cause = current.source();
         }
         text
     }
+}
+
+/// The most errors of a chain (the error and its sources) that are looked at.
+const MOST_CAUSES: usize = 64;
+
+/// `error` and its sources, in order: at most [`MOST_CAUSES`], and none twice. A chain
+/// that leads back to an error in it (a `source` that returns `self`, say) ends there,
+/// instead of going round for ever.
+fn causes<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    // Told apart by address and type: a wrapper's first field is at its own address.
+    let mut seen: Vec<&'a (dyn Error + 'static)> = Vec::new();
+    std::iter::successors(Some(error), |&current| current.source())
+        .take(MOST_CAUSES)
+        .take_while(move |&cause| {
+            let first_time = !seen.iter().any(|&earlier| std::ptr::eq(earlier, cause));
+            seen.push(cause);
+            first_time
+        })
 }
 
 impl fmt::Display for TaskError {

@@ -417,6 +417,85 @@ fn an_error_whose_display_panics_fails_its_task_and_the_run_goes_on() {
     });
 }
 
+/// An error that is its own source.
+#[derive(Debug)]
+struct OwnSource;
+
+impl std::fmt::Display for OwnSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("its own source")
+    }
+}
+
+impl std::error::Error for OwnSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
+    }
+}
+
+/// One of two errors that are each other's source.
+#[derive(Debug)]
+struct Ring(u8);
+
+static RING_0: Ring = Ring(0);
+static RING_1: Ring = Ring(1);
+
+impl std::fmt::Display for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ring {}", self.0)
+    }
+}
+
+impl std::error::Error for Ring {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(if self.0 == 0 { &RING_1 } else { &RING_0 })
+    }
+}
+
+/// Errors whose chain of sources goes round a loop: each fails its task with the chain's
+/// text up to where it comes back, and the run ends (before, the engine followed the
+/// loop for ever). Returned as they are, and wrapped in a `TaskError`.
+#[test]
+fn an_error_whose_sources_loop_fails_its_task_and_the_run_ends() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = paused_runtime().block_on(async {
+            let engine = engine(4);
+            engine.register_handler("own", |_ctx: TaskContext| async move {
+                Err::<Value, _>(OwnSource)
+            });
+            engine.register_handler("ring", |_ctx: TaskContext| async move {
+                Err::<Value, _>(Ring(0))
+            });
+            engine.register_handler("wrapped", |_ctx: TaskContext| async move {
+                Err::<Value, _>(TaskError::permanent(Ring(1)))
+            });
+            let workflow = Workflow::new("w", "W")
+                .task(Task::new("own", "own").retries(0))
+                .task(Task::new("ring", "ring").retries(0))
+                .task(Task::new("wrapped", "wrapped"));
+            engine.run(&workflow).await.expect("valid")
+        });
+        let _ = done.send(result);
+    });
+    let result = finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the run ends");
+    assert_eq!(
+        error_of(&result, "own"),
+        (TaskStatus::Failed, Some("its own source"))
+    );
+    assert_eq!(
+        error_of(&result, "ring"),
+        (TaskStatus::Failed, Some("ring 0: ring 1: ring 0"))
+    );
+    assert_eq!(
+        error_of(&result, "wrapped"),
+        (TaskStatus::Failed, Some("ring 1: ring 0: ring 1"))
+    );
+    assert_eq!(record(&result, "wrapped").attempts, 1, "it stays permanent");
+}
+
 /// A handler written by hand that runs inline and panics in `call` itself, before it
 /// returns a future.
 struct PanicsAtCall;
