@@ -116,9 +116,8 @@ pub(crate) async fn run(
 ) -> Result<Value, CommandError> {
     let spec = launch.spec;
     let mut command = command(&launch)?;
-    let mut child = command.spawn().map_err(|error| CommandError::Start {
-        program: spec.program.clone(),
-        error,
+    let mut child = command.spawn().map_err(|error| {
+        CommandError::starting(&spec.program, command.as_std().get_program(), error)
     })?;
     let Some(pid) = child.id() else {
         return Err(CommandError::Io(io::Error::other(

@@ -681,6 +681,49 @@ tasks:
     assert_eq!(result["tasks"]["exact_limit"]["result"], 12345);
 }
 
+/// A program that is there but whose interpreter is not (a script whose `#!` line ends
+/// with a carriage return, as written on Windows) fails with an error that says so, not
+/// "program not found", and is not retried.
+#[test]
+fn a_script_whose_interpreter_is_missing_says_so() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = Dir::new();
+    for (name, text) in [
+        ("crlf.sh", "#!/bin/sh\r\necho hi\r\n"),
+        ("gone.sh", "#!  /orch-test/no-such-shell -e\necho hi\n"),
+    ] {
+        let script = dir.write(name, text);
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .expect("made executable");
+    }
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  crlf: { task_type: command, retries: 2, config: { program: ./crlf.sh } }\n  \
+         gone: { task_type: command, config: { program: ./gone.sh } }\n",
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    let file = |name: &str| dir.path().join(".").join(name).display().to_string();
+    assert_eq!(
+        error(&result, "crlf"),
+        format!(
+            "cannot start `./crlf.sh` ({}): the interpreter its first line names, `/bin/sh\\r`, \
+             was not found",
+            file("crlf.sh")
+        )
+    );
+    assert_eq!(
+        error(&result, "gone"),
+        format!(
+            "cannot start `./gone.sh` ({}): the interpreter its first line names, \
+             `/orch-test/no-such-shell -e`, was not found",
+            file("gone.sh")
+        )
+    );
+    assert_eq!(result["tasks"]["crlf"]["attempts"], 1);
+}
+
 #[test]
 fn files_that_cannot_run_exit_1_before_anything_starts() {
     let dir = Dir::new();

@@ -1,7 +1,8 @@
 //! [`CommandError`]: why an attempt of a `command` task failed, as its error reads.
 
+use std::ffi::OsStr;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use nix::sys::signal::Signal;
@@ -11,6 +12,14 @@ use nix::sys::signal::Signal;
 pub(crate) enum CommandError {
     /// The program could not be started.
     Start { program: String, error: io::Error },
+    /// The program's file is there, but the system found no file it needs to start it:
+    /// the interpreter its `#!` line names (`shebang`, as read), or the loader of a
+    /// binary.
+    NoInterpreter {
+        program: String,
+        file: PathBuf,
+        shebang: Option<String>,
+    },
     /// The working directory does not exist, or is not a directory.
     Cwd {
         /// As written in `cwd`, or the full path when `cwd` is not set.
@@ -49,6 +58,26 @@ pub(crate) enum CommandError {
 }
 
 impl CommandError {
+    /// Why `program`, found at `file`, did not start. The system says a file was not
+    /// found also when `file` is there but the interpreter its `#!` line names (a script
+    /// written on Windows ends that line with a carriage return) or a binary's loader is
+    /// not: that is told apart, so that the error does not send the user looking for a
+    /// file that is there.
+    pub(crate) fn starting(program: &str, file: &OsStr, error: io::Error) -> Self {
+        let file = Path::new(file);
+        if error.kind() != io::ErrorKind::NotFound || !file.is_file() {
+            return Self::Start {
+                program: program.to_owned(),
+                error,
+            };
+        }
+        Self::NoInterpreter {
+            program: program.to_owned(),
+            file: file.to_owned(),
+            shebang: shebang(file),
+        }
+    }
+
     /// Whether retrying cannot help. A program that could not start for want of a
     /// resource the system may have again soon (processes, open files, memory, or the
     /// program's file being written) can start on a later attempt.
@@ -58,9 +87,33 @@ impl CommandError {
         }
         matches!(
             self,
-            Self::Cwd { .. } | Self::MissingEnv(_) | Self::Cancelled { .. } | Self::Terminal { .. }
+            Self::Cwd { .. }
+                | Self::NoInterpreter { .. }
+                | Self::MissingEnv(_)
+                | Self::Cancelled { .. }
+                | Self::Terminal { .. }
         )
     }
+}
+
+/// The interpreter line at the top of `file` (without `#!`), escaped and cut to 200
+/// characters; `None` when the file does not start with `#!`.
+fn shebang(file: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(256);
+    std::fs::File::open(file)
+        .ok()?
+        .take(256)
+        .read_to_end(&mut head)
+        .ok()?;
+    let line = head.strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let text: String = String::from_utf8_lossy(line)
+        .trim_start()
+        .escape_debug()
+        .take(200)
+        .collect();
+    Some(text)
 }
 
 /// Whether a program failed to start with an error that passes: too many processes or
@@ -85,6 +138,22 @@ impl std::fmt::Display for CommandError {
                 write!(f, "cannot start `{program}`: program not found")
             }
             Self::Start { program, error } => write!(f, "cannot start `{program}`: {error}"),
+            Self::NoInterpreter {
+                program,
+                file,
+                shebang: Some(line),
+            } => write!(
+                f,
+                "cannot start `{program}` ({}): the interpreter its first line names, \
+                 `{line}`, was not found",
+                file.display()
+            ),
+            Self::NoInterpreter { program, file, .. } => write!(
+                f,
+                "cannot start `{program}` ({}): the file is there, but the loader it needs \
+                 was not found (a program built for another system?)",
+                file.display()
+            ),
             Self::Cwd {
                 dir,
                 task_id,
