@@ -191,7 +191,8 @@ impl NatsConfig {
     }
 
     /// The settings that `lookup` gives for the variables of [`env`](mod@env): one source of
-    /// credentials at most; a password needs a user; a client certificate needs its key.
+    /// credentials at most (credentials in [`env::URL`] count as one, and must be the
+    /// same in every URL); a password needs a user; a client certificate needs its key.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConnectError> {
         let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
         let mut config = NatsConfig::default();
@@ -220,6 +221,18 @@ impl NatsConfig {
             }
         }
         let mut sources = Vec::new();
+        let mut in_urls = config.servers.iter().filter_map(|url| user_info(url));
+        if let Some((_, first)) = in_urls.next() {
+            // One connection signs in one way: the first URL's would be used for all.
+            if in_urls.any(|(_, info)| info != first) {
+                return Err(invalid(format!(
+                    "{} holds different credentials in different URLs; a connection signs \
+                     in one way: give them once",
+                    env::URL
+                )));
+            }
+            sources.push(URL_CREDENTIALS);
+        }
         match (get(env::USER), get(env::PASSWORD)) {
             (Some(user), Some(password)) => {
                 sources.push(env::USER);
@@ -435,6 +448,9 @@ fn redact_all(text: &str, servers: &[String]) -> String {
     text
 }
 
+/// How credentials in [`env::URL`] are named among the sources of credentials.
+const URL_CREDENTIALS: &str = "credentials in ORCH_NATS_URL";
+
 fn invalid(reason: String) -> ConnectError {
     ConnectError::Config(reason)
 }
@@ -494,8 +510,8 @@ mod tests {
             !shown.contains("pa55") && !shown.contains("w0rd"),
             "{shown}"
         );
-        let two = "nats://u:p@a:4222,tls://v:q@b:4222";
-        assert_eq!(from(&[(env::URL, two)]).expect("valid").servers.len(), 2);
+        let two = "nats://u:p@a:4222,tls://u:p@b:4222,nats://c:4222";
+        assert_eq!(from(&[(env::URL, two)]).expect("valid").servers.len(), 3);
     }
 
     #[test]
@@ -511,6 +527,23 @@ mod tests {
             password.to_string().contains("ORCH_NATS_USER"),
             "{password}"
         );
+        // Credentials in a URL are one source: with a token, one would be dropped.
+        let url_and_token = from(&[(env::URL, "nats://u:hunter2@h:4222"), (env::TOKEN, "t")])
+            .expect_err("two sources");
+        let shown = format!("{url_and_token} {url_and_token:?}");
+        assert!(
+            shown.contains("(credentials in ORCH_NATS_URL, ORCH_NATS_TOKEN)"),
+            "{shown}"
+        );
+        // Different ones in two URLs: only the first would be used.
+        let different = from(&[(env::URL, "nats://u:hunter2@a:4222,nats://v:hunter3@b:4222")])
+            .expect_err("different credentials");
+        let shown = format!("{different} {different:?}");
+        assert!(
+            shown.contains("ORCH_NATS_URL holds different credentials in different URLs"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter"), "{shown}");
         let cert = from(&[(env::TLS_CERT, "/c.pem")]).expect_err("no key");
         assert!(cert.to_string().contains("ORCH_NATS_TLS_KEY"), "{cert}");
     }
