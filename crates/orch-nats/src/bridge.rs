@@ -110,8 +110,10 @@ impl ImportedSeqs {
 /// [`Bridge::export`] publishes a bus's events (an engine's lifecycle events, or any
 /// application events) to NATS; [`Bridge::import`] publishes NATS messages on a bus. An
 /// event exported by a bridge is not imported again by the same bridge, and an event it
-/// imported is not exported again, so bridges of several processes that import and
-/// export the same subjects do not send events back and forth. In one process, use one
+/// imported is not exported again (it remembers the latest 65,536 events it imported on
+/// each bus: an export lagging further behind than that sends one out again), so
+/// bridges of several processes that import and export the same subjects do not send
+/// events back and forth. In one process, use one
 /// bridge (or its clones) for both directions of a bus and prefix: two separate bridges
 /// do not know each other's events, and would pass an event between them for ever. A
 /// subject token longer
@@ -140,7 +142,7 @@ pub struct Bridge {
     imported: Arc<ImportedByBus>,
 }
 
-/// How long an export that ends waits for the server to take the events it published.
+/// How long an export that ends waits for its connection to send the events it published.
 const LAST_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An export or import running on the tokio runtime; it stops when dropped, or with
@@ -152,9 +154,10 @@ impl BridgeTask {
     /// Stops carrying events.
     pub fn stop(self) {}
 
-    /// Waits until it ends by itself: an export when its bus closes (and the server took
-    /// what it published, or at most 5 s more), an import when the connection closes or
-    /// the bus does.
+    /// Waits until it ends by itself: an export when its bus closes (and its connection
+    /// has sent what it published, or at most 5 s more: the server may not have read
+    /// the last of it yet, and a connection lost just then loses it), an import when the
+    /// connection closes or the bus does.
     pub async fn finished(mut self) {
         let _ = (&mut self.0).await;
     }
@@ -265,7 +268,7 @@ impl Bridge {
             let flushed = tokio::time::timeout(LAST_FLUSH_WAIT, bridge.client.flush()).await;
             if !matches!(flushed, Ok(Ok(()))) {
                 tracing::warn!(
-                    "the server did not take the last exported events within {LAST_FLUSH_WAIT:?}; \
+                    "the connection did not send the last exported events within {LAST_FLUSH_WAIT:?}; \
                      they may be lost"
                 );
             }

@@ -393,6 +393,21 @@ fn no_jetstream_or(what: String, error: &dyn std::fmt::Display) -> ConnectError 
     }
 }
 
+/// Returns once the server has read everything this connection sent before: a request
+/// on `probe` (a subject this connection may publish to) answered by the server, with a
+/// reply or its "no responders" status, was read after it.
+pub(crate) async fn all_read(
+    client: &async_nats::Client,
+    probe: String,
+) -> Result<(), async_nats::RequestError> {
+    use async_nats::client::RequestErrorKind;
+    match client.request(probe, bytes::Bytes::new()).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Returns once the server has processed everything this connection sent before, its
 /// subscriptions included, so that a message anyone publishes afterwards reaches them.
 ///
@@ -406,10 +421,8 @@ pub(crate) async fn subscriptions_in_place(
     probe: String,
     what: &str,
 ) -> Result<(), ConnectError> {
-    use async_nats::client::RequestErrorKind;
-    match client.request(probe.clone(), bytes::Bytes::new()).await {
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(()),
+    match all_read(client, probe.clone()).await {
+        Ok(()) => Ok(()),
         Err(error) => Err(ConnectError::Setup {
             what: what.to_owned(),
             reason: format!(

@@ -419,11 +419,13 @@ impl Worker {
             all_ended(&mut pullers).await;
         }
         services.abort_all();
-        // A server that is gone would keep the flush waiting for as long as it stays
-        // gone: what the server does not get, it delivers again after its ack wait.
-        match tokio::time::timeout(LAST_FLUSH_WAIT, shared.client.flush()).await {
+        // Answered once the server has read the acknowledgements sent before. A server
+        // that is gone would keep it waiting for as long as it stays gone: what the
+        // server does not get, it delivers again after its ack wait.
+        let probe = shared.names.tasks_stream_info();
+        match tokio::time::timeout(LAST_FLUSH_WAIT, setup::all_read(&shared.client, probe)).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "could not flush the last acknowledgements"),
+            Ok(Err(error)) => tracing::warn!(%error, "could not send the last acknowledgements"),
             Err(_) => tracing::warn!(
                 "the server did not take the last acknowledgements within {LAST_FLUSH_WAIT:?}; \
                  it delivers their tasks again"
