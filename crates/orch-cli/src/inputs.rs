@@ -5,14 +5,15 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
 /// A run's private directory (mode 0700) under the system's temporary directory, removed
-/// with everything in it when dropped.
+/// with everything in it when the last clone is dropped.
+#[derive(Clone)]
 pub(crate) struct InputsRoot {
-    dir: OnceLock<tempfile::TempDir>,
+    dir: Arc<OnceLock<tempfile::TempDir>>,
 }
 
 impl InputsRoot {
@@ -21,7 +22,7 @@ impl InputsRoot {
     /// made (a temporary directory that is not there, or not writable).
     pub(crate) fn when_needed() -> Self {
         Self {
-            dir: OnceLock::new(),
+            dir: Arc::new(OnceLock::new()),
         }
     }
 
@@ -30,6 +31,11 @@ impl InputsRoot {
         let root = Self::when_needed();
         root.path()?;
         Ok(root)
+    }
+
+    /// The directory, if it was created.
+    pub(crate) fn created(&self) -> Option<&Path> {
+        self.dir.get().map(tempfile::TempDir::path)
     }
 
     /// The directory, created if it is not there yet.

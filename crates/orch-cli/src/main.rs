@@ -54,7 +54,10 @@
 //!   prints the summary, writes the result file and exits with 128 + the signal's number
 //!   (130 for Ctrl-C, 143, 129, 131); one that comes while orch is still opening its
 //!   journal or reaching its NATS server stops it with the same status, saying that
-//!   nothing ran. A signal ignored when orch starts stays ignored, so
+//!   nothing ran, and one that comes once the run ended (while the summary or the result
+//!   file is written) still gives that status. A second signal ends orch at once with
+//!   its number: the commands still running are killed, and no summary or result file
+//!   is written (a journal keeps what it recorded, to `--resume` from). A signal ignored when orch starts stays ignored, so
 //!   `nohup orch run ...` keeps running when the terminal closes.
 //!   `--output R.json` writes the result (checked before the run starts: a directory, a
 //!   path whose directory is missing or not writable, or a workflow with a task `config`

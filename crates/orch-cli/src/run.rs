@@ -253,7 +253,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         Err(e) => return setup_error(e.to_string()),
     };
     match remote {
-        None => builtin::register(&engine, base_dir, inputs),
+        None => builtin::register(&engine, base_dir, inputs.clone()),
         Some(remote) => {
             for task_type in crate::spec::TYPES {
                 engine.register_handler(task_type, remote.clone());
@@ -317,9 +317,17 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let interrupted = Arc::new(AtomicU8::new(0));
     let token = run.cancellation_token();
     let cancel = move || token.cancel();
-    let signals = tokio::spawn(cancel_on_signal(signals, cancel, Arc::clone(&interrupted)));
+    let at_once = ExitAtOnce {
+        inputs,
+        resume: durable.clone(),
+    };
+    // Heard until orch returns (dropping the set stops it): a signal that comes while
+    // the summary or the result file is written still counts, and a second one still
+    // ends orch.
+    let mut watching_signals = tokio::task::JoinSet::new();
+    let interrupting = Arc::clone(&interrupted);
+    watching_signals.spawn(cancel_on_signal(signals, cancel, interrupting, at_once));
     let outcome = run.await;
-    signals.abort();
     if let Some(bus) = &bus {
         bus.close().await;
     }
@@ -392,23 +400,39 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     }
 }
 
-/// Cancels the run at the first of `signals`, noting which signal it was.
+/// What ending orch at once leaves to clean up, and to say.
+struct ExitAtOnce {
+    /// The directory of dependency results handed to commands.
+    inputs: InputsRoot,
+    /// A durable run's id, to go on from.
+    resume: Option<RunId>,
+}
+
+/// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
+/// once at the second, killing the commands still running (nothing more is written).
 async fn cancel_on_signal(
     mut signals: Vec<(Signal, u8)>,
     cancel: impl FnOnce(),
     interrupted: Arc<AtomicU8>,
+    at_once: ExitAtOnce,
 ) {
     let number = crate::signals::next(&mut signals).await;
     interrupted.store(number, Ordering::SeqCst);
     tracing::warn!(
-        "interrupted: stopping the running tasks (up to {}s)",
+        "interrupted: stopping the running tasks (up to {}s; again to exit at once)",
         GRACE.as_secs()
     );
     cancel();
-    // Later signals change nothing: the run is already stopping, within the grace period.
-    loop {
-        crate::signals::next(&mut signals).await;
+    let number = crate::signals::next(&mut signals).await;
+    crate::process::kill_running_commands();
+    if let Some(dir) = at_once.inputs.created() {
+        let _ = std::fs::remove_dir_all(dir);
     }
+    errln!("orch run: exiting at once: running commands killed; no result file written");
+    if let Some(run_id) = &at_once.resume {
+        errln!("what the journal recorded stays: --resume {run_id} goes on from there");
+    }
+    std::process::exit(128 + i32::from(number));
 }
 
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or

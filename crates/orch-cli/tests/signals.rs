@@ -47,3 +47,29 @@ fn a_run_started_ignoring_sighup_keeps_running_through_one() {
     assert_eq!(exit, Some(0), "{stdout}{stderr}");
     assert_eq!(dir.json("r.json")["tasks"]["a"]["status"], "completed");
 }
+
+/// A second signal ends `orch run` at once: the command, which outlives SIGTERM and so
+/// would have its 2 s before SIGKILL, is killed, and no result file is written.
+#[test]
+fn a_second_signal_ends_a_run_at_once() {
+    let dir = Dir::new();
+    let (child, pid) = common::start_run(
+        &dir,
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'trap \"echo > term.txt\" TERM; echo $$ > a.pid; while :; do sleep 1; done' } }\n",
+        "a.pid",
+        &["--output", "r.json"],
+    );
+    let orch = Pid::from_raw(child.id() as i32);
+    kill(orch, Signal::SIGINT).expect("signal sent");
+    // orch heard it: it asked the command to stop.
+    wait_for("the command's SIGTERM", || dir.join("term.txt").exists());
+    kill(orch, Signal::SIGTERM).expect("second signal sent");
+    let (exit, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(exit, Some(143), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("exiting at once: running commands killed; no result file written"),
+        "{stderr}"
+    );
+    wait_for("the command to be killed", || !alive(pid));
+    assert!(!dir.join("r.json").exists(), "a result file was written");
+}
