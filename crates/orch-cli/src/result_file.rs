@@ -80,7 +80,12 @@ impl Target {
         let mut text = crate::display::c1_escaped(&text).into_owned();
         text.push('\n');
         let written = match file_beside(&self.path) {
-            Ok((file, target)) => fill(file, &target, &text),
+            Ok((mut file, target)) => match write_synced(&mut file, &text) {
+                Ok(()) => put_in_place(file, &target),
+                // Its disk or quota full: the temporary file goes (dropped), and the
+                // text is kept where there may be room.
+                Err(error) => keep_elsewhere(&text, error),
+            },
             // A task took the name, or removed its directory, during the run.
             Err(error) => keep_elsewhere(&text, error),
         };
@@ -122,8 +127,9 @@ fn kept_in(error: &std::io::Error, kept: &Path) -> std::io::Error {
 /// a device such as `/dev/null`, a pipe, a socket, which it would replace with a file. A
 /// symbolic link stays: the file it leads to is the one written.
 pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let (file, target) = file_beside(path)?;
-    fill(file, &target, text)
+    let (mut file, target) = file_beside(path)?;
+    write_synced(&mut file, text)?;
+    put_in_place(file, &target)
 }
 
 /// A temporary file (private to its owner) beside the file `path` leads to, and that
@@ -186,13 +192,17 @@ fn dir_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Writes `text` to `file` and syncs it to disk, then renames it to `path`, so that not
-/// even a power loss leaves `path` naming an empty file. A rename that fails (a name too
-/// long for the file system, a file of another user's in its place) keeps the file
-/// written, and the error says where: what took a whole run to make is not lost.
-fn fill(mut file: tempfile::NamedTempFile, path: &Path, text: &str) -> std::io::Result<()> {
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.as_file().sync_all()?;
+/// Writes `text` to `file` and syncs it to disk, so that once renamed, not even a power
+/// loss leaves its name naming an empty file.
+fn write_synced(file: &mut tempfile::NamedTempFile, text: &str) -> std::io::Result<()> {
+    std::io::Write::write_all(file, text.as_bytes())?;
+    file.as_file().sync_all()
+}
+
+/// Renames `file`, written, to `path`. A rename that fails (a name too long for the file
+/// system, a file of another user's in its place) keeps the file written, and the error
+/// says where: what took a whole run to make is not lost.
+fn put_in_place(file: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
     let refused = match file.persist(path) {
         Ok(_) => return Ok(()),
         Err(refused) => refused,

@@ -1,6 +1,7 @@
 //! Where `orch` writes: an unwritable result file (or one that would replace a pipe, a
 //! device or the workflow file) found before the run starts, an
-//! interrupted run whose result cannot be written still reporting the interruption, no
+//! interrupted run whose result cannot be written still reporting the interruption, a
+//! result whose name was taken or whose disk filled up kept elsewhere, no
 //! temporary file left by a killed run, `report` and `graph` refusing to write over the
 //! files they read, errors and timelines that escape the control characters they quote,
 //! and a standard output nobody reads.
@@ -317,6 +318,51 @@ fn a_config_too_deep_for_a_result_file_is_refused_before_the_run() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// The result file that orch's error (`stderr`) says it kept elsewhere, read, and its
+/// path.
+fn kept_result(dir: &Dir, stderr: &str) -> (serde_json::Value, std::path::PathBuf) {
+    let (_, kept) = stderr
+        .split_once("what was written is kept in ")
+        .unwrap_or_else(|| panic!("no file kept: {stderr}"));
+    let kept = dir.path().join(kept.lines().next().unwrap_or_default());
+    let text = std::fs::read_to_string(&kept).expect("kept");
+    (serde_json::from_str(&text).expect("JSON"), kept)
+}
+
+/// A result file whose disk fills up during the run (here a 64 KiB file system, mounted
+/// for orch alone, and a 200 KB result) is kept in the working directory, and the error
+/// says where.
+#[test]
+fn a_result_whose_disk_filled_up_is_kept_elsewhere_and_found() {
+    if !common::as_root() {
+        eprintln!("skipped: mounting a small file system for orch needs root");
+        return;
+    }
+    let dir = Dir::new();
+    std::fs::create_dir(dir.join("small")).expect("a directory");
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  big: { task_type: command, config: { shell: true, script: 'head -c 200000 /dev/zero | tr \"\\\\0\" a' } }\n",
+    );
+    // A mount namespace of its own: the file system goes when orch ends.
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=64k orch-test small && exec \"$0\" run w.yaml -o small/r.json")
+        .arg(env!("CARGO_BIN_EXE_orch"))
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG");
+    let (code, stdout, stderr) = parts(&common::output(command));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let (written, kept) = kept_result(&dir, &stderr);
+    assert_eq!(kept.parent(), Some(dir.path()), "{stderr}");
+    let result = written["tasks"]["big"]["result"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(result.len(), 200_000);
+}
+
 /// A result file that cannot take its name once the run is over (here, a name longer
 /// than the file system allows, which the check before the run does not try) is kept
 /// under the name it was written with, and the error says where.
@@ -330,13 +376,7 @@ fn a_result_that_cannot_take_its_name_is_kept_and_found() {
     let long = format!("{}.json", "r".repeat(300));
     let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", &long]));
     assert_eq!(code, Some(2), "{stdout}{stderr}");
-    let (_, kept) = stderr
-        .split_once("what was written is kept in ")
-        .unwrap_or_else(|| panic!("{stderr}"));
-    let kept = std::path::Path::new(kept.lines().next().unwrap_or_default());
-    let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(kept)).expect("kept"))
-            .expect("JSON");
+    let (written, _) = kept_result(&dir, &stderr);
     assert_eq!(written["tasks"]["a"]["result"], "kept");
 }
 
@@ -353,15 +393,9 @@ fn a_result_whose_place_a_task_took_is_kept_and_found() {
     for output in ["r.json", "out/r.json"] {
         let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", output]));
         assert_eq!(code, Some(2), "{output}: {stdout}{stderr}");
-        let (_, kept) = stderr
-            .split_once("what was written is kept in ")
-            .unwrap_or_else(|| panic!("{output}: {stderr}"));
-        let kept = std::path::Path::new(kept.lines().next().unwrap_or_default());
-        let written: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join(kept)).expect("kept"))
-                .expect("JSON");
+        let (written, kept) = kept_result(&dir, &stderr);
         assert_eq!(written["tasks"]["a"]["status"], "completed", "{output}");
-        std::fs::remove_file(dir.path().join(kept)).expect("removed");
+        std::fs::remove_file(kept).expect("removed");
         let _ = std::fs::remove_dir(dir.join("r.json"));
         std::fs::create_dir_all(dir.join("out")).expect("a directory");
     }
