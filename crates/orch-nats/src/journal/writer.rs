@@ -261,14 +261,30 @@ async fn publish_until_stored(
                 // Sent again after its acknowledgement was lost, a stored message is
                 // refused so by servers that check the subject's last message before
                 // the message id (2.12 on): it is the subject's last message then.
-                if sent_before && let Some(sequence) = stored_last(js, subject, id).await {
-                    return Ok(sequence);
+                let another = || {
+                    "another writer stored messages of this run since this one opened it \
+                     (is the run open in another coordinator?)"
+                        .to_owned()
+                };
+                if !sent_before {
+                    return Err(another());
                 }
-                return Err(
-                    "another writer stored messages of this run since this one opened \
-                            it (is the run open in another coordinator?)"
-                        .to_owned(),
-                );
+                match stored_last(js, subject, id).await {
+                    Ok(Some(sequence)) => return Ok(sequence),
+                    Ok(None) => return Err(another()),
+                    // Not known yet (the server as slow as when it lost the answer): sent
+                    // again, the message is refused again, and looked for again.
+                    Err(error) if started.elapsed() < RETRY_FOR => {
+                        tracing::warn!(subject, %error, "cannot look for a journal append sent again; looking again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    Err(error) => {
+                        return Err(format!(
+                            "cannot tell whether a journal append sent again was stored: {error}"
+                        ));
+                    }
+                }
             }
             // No stream found: also what the server answers while a restarted server
             // is still recovering its streams.
@@ -288,13 +304,29 @@ async fn publish_until_stored(
     }
 }
 
-/// The stream sequence of `subject`'s last message, if that is the message of id `id`.
-async fn stored_last(js: &jetstream::Context, subject: &str, id: &str) -> Option<u64> {
-    let stream = js.stream_by_subject(subject).await.ok()?;
-    let stream = js.get_stream_no_info(stream).await.ok()?;
-    let last = stream.get_last_raw_message_by_subject(subject).await.ok()?;
-    let last_id = last.headers.get(async_nats::header::NATS_MESSAGE_ID)?;
-    (last_id.as_str() == id).then_some(last.sequence)
+/// The stream sequence of `subject`'s last message if that is the message of id `id`,
+/// `None` if it is another; an error when the server could not say.
+async fn stored_last(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+) -> Result<Option<u64>, String> {
+    let stream = js
+        .stream_by_subject(subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let last = stream
+        .get_last_raw_message_by_subject(subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    let last_id = last.headers.get(async_nats::header::NATS_MESSAGE_ID);
+    Ok(last_id
+        .is_some_and(|last_id| last_id.as_str() == id)
+        .then_some(last.sequence))
 }
 
 impl RunWriter for NatsRunWriter {
