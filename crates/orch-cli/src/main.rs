@@ -53,7 +53,8 @@
 //!   commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish as cancelled,
 //!   prints the summary, writes the result file and exits with 128 + the signal's number
 //!   (130 for Ctrl-C, 143, 129, 131); one that comes while orch is still opening its
-//!   journal or reaching its NATS server stops it with the same status, saying that
+//!   journal, reaching its NATS server or looking up its `--metrics-addr` stops it with
+//!   the same status, saying that
 //!   nothing ran, and one that comes once the run ended (while the summary or the result
 //!   file is written) still gives that status. A second signal ends orch at once with
 //!   its number: the commands still running are killed, and no summary or result file

@@ -196,17 +196,21 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         .as_ref()
         .map(|_| Arc::new(Live::new(workflow.workflow_id(), workflow.len())));
     let server = match (&args.metrics_addr, &live) {
-        (Some(addr), Some(live)) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                if let Ok(local) = listener.local_addr() {
-                    tracing::info!("serving metrics on http://{local}/metrics");
+        // A host name is looked up first, which may take a while.
+        (Some(addr), Some(live)) => {
+            match until_signal(&mut signals, tokio::net::TcpListener::bind(addr)).await {
+                Err(code) => return code,
+                Ok(Ok(listener)) => {
+                    if let Ok(local) = listener.local_addr() {
+                        tracing::info!("serving metrics on http://{local}/metrics");
+                    }
+                    Some(prometheus::serve(listener, Arc::clone(live)))
                 }
-                Some(prometheus::serve(listener, Arc::clone(live)))
+                Ok(Err(e)) => {
+                    return setup_error(format!("cannot listen on {addr} for --metrics-addr: {e}"));
+                }
             }
-            Err(e) => {
-                return setup_error(format!("cannot listen on {addr} for --metrics-addr: {e}"));
-            }
-        },
+        }
         _ => None,
     };
     // A durable run's id is told once the run started (its journal opened): watched.
