@@ -8,8 +8,6 @@ use orch::prelude::*;
 #[allow(dead_code)]
 mod events;
 
-use events::progress_line;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_progress_feed_shows_every_task_in_causal_order() {
     let printed: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -29,8 +27,21 @@ async fn the_progress_feed_shows_every_task_in_causal_order() {
         events.last().map(|e| e.kind),
         Some(EngineEventKind::WorkflowFinished)
     );
-    // The printer saw every event, in arrival order.
-    assert_eq!(lines, events.iter().map(progress_line).collect::<Vec<_>>());
+    // The printer saw every event, in arrival order, each as its own line.
+    assert_eq!(lines.len(), events.len());
+    let line_of = |event: &EngineEvent| {
+        let at = events.iter().position(|e| std::ptr::eq(e, event));
+        at.map(|at| lines[at].as_str())
+    };
+    assert_eq!(
+        events.first().and_then(line_of),
+        Some("workflow events      started   ")
+    );
+    let last = events.last().and_then(line_of).unwrap_or_default();
+    assert!(
+        last.starts_with("workflow events      finished   after ") && last.ends_with(" ms: failed"),
+        "{last}"
+    );
     // Each task: one terminal event; every task that ran also a start, before it.
     for (id, record) in outcome.result.tasks.iter() {
         let of_task = |kind: EngineEventKind| {
@@ -49,14 +60,24 @@ async fn the_progress_feed_shows_every_task_in_causal_order() {
             assert!(Some(started) < ended, "{id}");
         }
     }
+    // What went wrong, and the retry, each with its reason (durations vary).
+    for exact in [
+        "  fetch_rates        retrying   retry in 20.0 ms (rate service unavailable)",
+        "  apply_settings     skipped    (dependency `read_settings` failed)",
+    ] {
+        assert!(lines.iter().any(|l| l == exact), "{exact}: {lines:#?}");
+    }
+    let failed = lines
+        .iter()
+        .find(|l| l.starts_with("  read_settings      failed     after "));
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("fetch_rates") && l.contains("retrying"))
+        failed.is_some_and(|l| l.ends_with(" ms (line 2: `batch_size` is not a number)")),
+        "{lines:#?}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("apply_settings") && l.contains("skipped"))
+            .any(|l| l.starts_with("  fetch_rates        completed  attempt 2 after ")),
+        "{lines:#?}"
     );
 }
