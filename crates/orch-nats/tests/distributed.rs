@@ -20,11 +20,38 @@ fn the_distributed_example_counts_every_document_on_its_workers() {
         .and_then(|deps| deps.parent())
         .map(|dir| dir.join("examples").join("distributed"))
         .expect("the target directory");
-    assert!(
-        example.exists(),
-        "{} is not built (cargo test builds examples)",
-        example.display()
-    );
+    // Run alone (`--test distributed`), cargo builds no example: one built before would
+    // be run as it was then.
+    let built = std::fs::metadata(&example)
+        .and_then(|meta| meta.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is not built (cargo test builds examples)",
+                example.display()
+            )
+        });
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The example's source, and the code of orch-nats and the crates it is built on.
+    let sources = [
+        "orch-nats/examples",
+        "orch-nats/src",
+        "orch-core/src",
+        "orch-engine/src",
+        "orch-events/src",
+        "orch-journal/src",
+    ];
+    let newer = (sources.iter())
+        .filter_map(|dir| newest_source(&crates.join(dir)))
+        .max()
+        .filter(|(changed, _)| *changed > built);
+    if let Some((_, source)) = newer {
+        panic!(
+            "{} is older than {}: run the whole suite (`cargo test -p orch-nats`), which \
+             builds examples, or `cargo build -p orch-nats --examples` first",
+            example.display(),
+            source.display()
+        );
+    }
     let output = Command::new(&example)
         .args(["--workers", "3"])
         .env("ORCH_NATS_URL", server.url())
@@ -57,4 +84,28 @@ fn the_distributed_example_counts_every_document_on_its_workers() {
         by_worker.values().filter_map(Value::as_u64).sum::<u64>(),
         40
     );
+}
+
+/// The most recently changed Rust source under `dir`, and when it changed.
+fn newest_source(dir: &std::path::Path) -> Option<(std::time::SystemTime, std::path::PathBuf)> {
+    let mut newest: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && let Ok(changed) = meta.modified()
+                && newest.as_ref().is_none_or(|(when, _)| changed > *when)
+            {
+                newest = Some((changed, path));
+            }
+        }
+    }
+    newest
 }
