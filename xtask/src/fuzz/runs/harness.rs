@@ -9,6 +9,7 @@ use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions};
 use serde_json::{Value, json};
 
+use super::limits::Limits;
 use super::model::RunPlan;
 
 /// What a `droppanic` handler panics with.
@@ -21,6 +22,8 @@ pub(super) struct Observed {
     pub(super) returned_ms: u64,
     pub(super) cancelled_ms: Option<u64>,
     pub(super) events: Option<Vec<EngineEvent>>,
+    /// The first handler start that went past a limit, if any.
+    pub(super) past_a_limit: Option<String>,
 }
 
 fn workflow(plan: &RunPlan) -> Workflow {
@@ -62,37 +65,57 @@ fn millis(ctx: &TaskContext) -> Option<Duration> {
     ctx.config()["n"].as_u64().map(Duration::from_millis)
 }
 
-fn register(engine: &WorkflowEngine) {
-    engine.register_handler("ok", |_ctx: TaskContext| async move {
+/// Registers `handler` as `name`, its starts and ends noted in `limits`.
+fn add<F, Fut>(engine: &WorkflowEngine, limits: &Arc<Limits>, name: &str, handler: F)
+where
+    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
+{
+    let limits = Arc::clone(limits);
+    engine.register_handler(name, move |ctx: TaskContext| {
+        let started = limits.enter(&ctx);
+        let attempt = handler(ctx);
+        async move {
+            let _started = started;
+            attempt.await
+        }
+    });
+}
+
+fn register(engine: &WorkflowEngine, limits: &Arc<Limits>) {
+    add(engine, limits, "ok", |_ctx: TaskContext| async move {
         Ok::<_, TaskError>(Value::Null)
     });
-    engine.register_handler("fail", |_ctx: TaskContext| async move {
+    add(engine, limits, "fail", |_ctx: TaskContext| async move {
         Err::<Value, _>(TaskError::new("fails"))
     });
-    engine.register_handler("permanent", |_ctx: TaskContext| async move {
-        Err::<Value, _>(TaskError::permanent("fails for good"))
-    });
-    engine.register_handler("panic", |_ctx: TaskContext| async move {
+    add(
+        engine,
+        limits,
+        "permanent",
+        |_ctx: TaskContext| async move { Err::<Value, _>(TaskError::permanent("fails for good")) },
+    );
+    add(engine, limits, "panic", |_ctx: TaskContext| async move {
         if true {
             panic!("the handler panics");
         }
         Ok::<_, TaskError>(Value::Null)
     });
-    engine.register_handler("hang", |_ctx: TaskContext| async move {
+    add(engine, limits, "hang", |_ctx: TaskContext| async move {
         std::future::pending::<()>().await;
         Ok::<_, TaskError>(Value::Null)
     });
-    engine.register_handler("sleep", |ctx: TaskContext| async move {
+    add(engine, limits, "sleep", |ctx: TaskContext| async move {
         tokio::time::sleep(millis(&ctx).unwrap_or_default()).await;
         Ok::<_, TaskError>(Value::Null)
     });
-    engine.register_handler("flaky", |ctx: TaskContext| async move {
+    add(engine, limits, "flaky", |ctx: TaskContext| async move {
         match u64::from(ctx.attempt()) <= ctx.config()["n"].as_u64().unwrap_or(0) {
             true => Err(TaskError::new("not yet")),
             false => Ok::<_, TaskError>(Value::Null),
         }
     });
-    engine.register_handler("droppanic", |ctx: TaskContext| async move {
+    add(engine, limits, "droppanic", |ctx: TaskContext| async move {
         let mut guard = PanicOnDrop(true);
         match millis(&ctx) {
             Some(d) => tokio::time::sleep(d).await,
@@ -101,11 +124,16 @@ fn register(engine: &WorkflowEngine) {
         guard.0 = false;
         Ok::<_, TaskError>(Value::Null)
     });
-    engine.register_handler("slowcancel", |ctx: TaskContext| async move {
-        ctx.cancellation().cancelled().await;
-        tokio::time::sleep(millis(&ctx).unwrap_or_default()).await;
-        Ok::<_, TaskError>(Value::Null)
-    });
+    add(
+        engine,
+        limits,
+        "slowcancel",
+        |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            tokio::time::sleep(millis(&ctx).unwrap_or_default()).await;
+            Ok::<_, TaskError>(Value::Null)
+        },
+    );
 }
 
 /// Runs `plan` on a fresh runtime and records what happened.
@@ -124,6 +152,7 @@ pub(super) fn observe(plan: &RunPlan) -> Observed {
             returned_ms: 0,
             cancelled_ms: None,
             events: None,
+            past_a_limit: None,
         };
     };
     runtime.block_on(run(plan))
@@ -164,9 +193,11 @@ async fn run(plan: &RunPlan) -> Observed {
             returned_ms: 0,
             cancelled_ms: None,
             events: None,
+            past_a_limit: None,
         };
     };
-    register(&engine);
+    let limits = Limits::new(plan.concurrency, plan.pool_limit);
+    register(&engine, &limits);
     let workflow = workflow(plan);
     let handle = engine.run(&workflow);
     let token = handle.cancellation_token();
@@ -224,5 +255,6 @@ async fn run(plan: &RunPlan) -> Observed {
         returned_ms,
         cancelled_ms,
         events,
+        past_a_limit: limits.broken(),
     }
 }

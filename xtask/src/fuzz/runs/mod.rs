@@ -13,9 +13,12 @@
 //! dependencies all completed; uncancelled, every status and attempt count is the
 //! reference model's and the run's status follows from them; a cancelled run returns
 //! within its grace period; a subscriber that reads gets one final event per task,
-//! matching its record; and the run leaves no heap behind.
+//! matching its record; no handler starts while `max_concurrent` handlers run, or its
+//! pool's limit (a handler past its timeout counting as ended); and the run leaves no
+//! heap behind.
 
 mod harness;
+mod limits;
 mod model;
 mod verify;
 

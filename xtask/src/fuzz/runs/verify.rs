@@ -158,6 +158,9 @@ pub(super) fn verify(plan: &RunPlan, observed: &Observed) -> Result<(), Violatio
     if let Some(events) = &observed.events {
         check_events(result, events)?;
     }
+    if let Some(start) = &observed.past_a_limit {
+        return fail("limits", start.clone());
+    }
     Ok(())
 }
 
