@@ -311,13 +311,26 @@ fn check_instance_ids(tasks: &TaskTable, errors: &mut Vec<ValidationError>) {
 }
 
 /// Whether `c` is a character that ids, task types and pool names may not hold: a
-/// control character (a line break, the start of a terminal escape sequence), or a
-/// bidirectional control (U+202E and the like), which reorders how the rest of a line is
-/// shown so that text can pass for other text. Tools that print other text can write
-/// these as escapes.
+/// control character (a line break, the start of a terminal escape sequence), a line or
+/// paragraph separator (U+2028, U+2029: line breaks too), a bidirectional control
+/// (U+202E and the like), which reorders how the rest of a line is shown so that text
+/// can pass for other text, or an invisible formatting character (a zero-width space or
+/// joiner, a soft hyphen, a byte order mark), with which two ids that differ look the
+/// same. Tools that print other text can write these as escapes.
 pub fn is_hidden_control(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
 }
 
 /// Ids, task types and pool names are printed as they are (in logs, errors, a

@@ -431,6 +431,42 @@ fn bidirectional_controls_in_ids_task_types_and_pools_are_refused() {
     );
 }
 
+/// Line and paragraph separators (line breaks), and invisible characters (with which
+/// two different ids look the same), are refused as control characters are, and shown
+/// escaped.
+#[test]
+fn separators_and_invisible_characters_in_ids_are_refused() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a\u{2028}x", "t"))
+        .task(Task::new("load\u{200B}", "t"))
+        .task(Task::new("c", "t\u{FEFF}"))
+        .task(Task::new("d", "t").pool("gpu\u{AD}"))
+        .task(Task::new("e\u{2029}", "t\u{2060}"));
+    let errors = errors_of(&workflow);
+    let found: Vec<char> = (errors.iter())
+        .map(|e| match e {
+            orch_core::ValidationError::ControlCharacter { found, .. } => *found,
+            _ => panic!("another error: {e}"),
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            '\u{2028}', '\u{200B}', '\u{FEFF}', '\u{AD}', '\u{2029}', '\u{2060}'
+        ]
+    );
+    for error in &errors {
+        let text = error.to_string();
+        assert!(!text.chars().any(orch_core::is_hidden_control), "{text:?}");
+    }
+    // A dependency that looks like a task's id, but is not.
+    let lookalike = Workflow::new("w", "W")
+        .task(Task::new("load", "t"))
+        .task(Task::new("b", "t").depends_on(["load\u{200B}"]));
+    let text = errors_of(&lookalike)[0].to_string();
+    assert!(text.contains("`load\\u{200b}`"), "{text}");
+}
+
 #[test]
 fn errors_print_control_characters_in_ids_escaped() {
     let escape = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
