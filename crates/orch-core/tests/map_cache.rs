@@ -141,6 +141,23 @@ fn validation_rejects_a_limit_of_zero_instances() {
     );
 }
 
+/// `all_failed` runs a task only when every dependency failed, the list a map task
+/// maps over included, and a map task cannot run without that list: refused.
+#[test]
+fn validation_rejects_a_map_task_that_runs_only_when_its_list_failed() {
+    let workflow = Workflow::new("w", "W").task(Task::new("list", "t")).task(
+        Task::new("square", "t")
+            .map_over("list")
+            .trigger_rule(orch_core::TriggerRule::AllFailed),
+    );
+    let errors = workflow.validate().expect_err("a map that cannot run");
+    assert_eq!(
+        errors.to_string(),
+        "task `square`: invalid `trigger_rule`: `all_failed` runs a task only when `list`, \
+         the list it maps over, failed too, and a map task needs that list: it could never run"
+    );
+}
+
 #[test]
 fn validation_rejects_a_task_id_that_names_an_instance_of_a_map_task() {
     let workflow = Workflow::new("w", "W")

@@ -467,6 +467,22 @@ fn separators_and_invisible_characters_in_ids_are_refused() {
     assert!(text.contains("`load\\u{200b}`"), "{text}");
 }
 
+/// An empty task id is refused: it cannot be told apart in errors.
+#[test]
+fn empty_task_ids_are_refused() {
+    let workflow = Workflow::new("w", "W").task(Task::new("", "t"));
+    assert_eq!(
+        texts_of(&workflow),
+        ["task ``: invalid `task_id`: must not be empty"]
+    );
+    let yaml =
+        Workflow::from_yaml("workflow_id: w\ntasks:\n  \"\": {task_type: t}\n").expect("read");
+    assert_eq!(
+        texts_of(&yaml),
+        ["task ``: invalid `task_id`: must not be empty"]
+    );
+}
+
 #[test]
 fn errors_print_control_characters_in_ids_escaped() {
     let escape = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
