@@ -47,7 +47,8 @@ use crate::{
 /// file of a run's name whose first line is not a journal's head at all. Reading
 /// and writing happen on the calling thread (short writes to the operating system);
 /// syncs for [`Durability::Power`](crate::Durability) run on a thread of the journal's
-/// own.
+/// own. Opening a run that exists syncs its file first (one `fdatasync` per resume), so
+/// that a resume never acts on lines that its dead writer had not synced yet.
 #[derive(Clone)]
 pub struct FileJournal {
     shared: Arc<Shared>,
@@ -198,10 +199,16 @@ impl FileJournal {
                 locked
                     .set_len(read.valid_len)
                     .map_err(|e| JournalError::io("truncate", &path, e))?;
-                // Its directory entry may never have been synced (a run first opened
-                // with `Durability::Process`): the first sync does it.
-                let file = RunFile::new(path, locked, read.valid_len, read.next_seq)
-                    .sync_directory_first(self.shared.dir.clone());
+                // What the resume goes on from, on stable storage before anything runs
+                // on it: the process that wrote it may have died before its sync, with
+                // the lines only in the system's cache, which a power loss would take
+                // after this run's tasks had acted on them.
+                locked
+                    .sync_data()
+                    .map_err(|e| JournalError::io("sync", &path, e))?;
+                crate::sync::sync_directory(&self.shared.dir)
+                    .map_err(|e| JournalError::io("sync", &self.shared.dir, e))?;
+                let file = RunFile::new(path, locked, read.valid_len, read.next_seq);
                 (file, Some(previous), changes)
             }
         };
