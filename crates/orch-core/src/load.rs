@@ -441,7 +441,7 @@ impl<'de> Visitor<'de> for TaskListVisitor {
         let mut tasks =
             Vec::with_capacity(cautious_capacity::<(Option<TaskId>, Task)>(map.size_hint()));
         while let Some(key) = map.next_key::<TaskId>()? {
-            let spec: TaskSpec = map.next_value()?;
+            let spec: TaskSpec<Option<TaskId>> = map.next_value()?;
             tasks.push((Some(key.clone()), spec.into_task(key)));
         }
         Ok(TaskList(tasks))

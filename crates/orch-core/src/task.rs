@@ -34,7 +34,7 @@ use crate::{MapSpec, TaskId, TriggerRule};
 /// assert_eq!(task.backoff, Backoff { jitter: false, ..Backoff::default() });
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "TaskSpec")]
+#[serde(from = "TaskSpec<TaskId>")]
 pub struct Task {
     /// Unique identifier of the task inside its workflow.
     pub task_id: TaskId,
@@ -288,15 +288,16 @@ impl Backoff {
     }
 }
 
-/// What a task looks like in a file: the id may be left out in map form.
+/// What a task looks like in a file, its id an `Id`: an `Option<TaskId>` in map form,
+/// where the id may be left out, a `TaskId` in a list (missing, it is an error raised
+/// while the task's own map is read, so that it names the task's place).
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
     expecting = "a task: a map with at least `task_type`"
 )]
-pub(crate) struct TaskSpec {
-    #[serde(default)]
-    pub(crate) task_id: Option<TaskId>,
+pub(crate) struct TaskSpec<Id> {
+    pub(crate) task_id: Id,
     #[serde(default)]
     name: String,
     task_type: String,
@@ -333,11 +334,18 @@ fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
 }
 
-impl TaskSpec {
+impl TaskSpec<Option<TaskId>> {
     /// Turns the spec into a task, taking `fallback_id` when the spec names none.
     pub(crate) fn into_task(self, fallback_id: TaskId) -> Task {
+        self.into_task_with(|id| id.unwrap_or(fallback_id))
+    }
+}
+
+impl<Id> TaskSpec<Id> {
+    /// Turns the spec into a task whose id `id_of` makes of the spec's.
+    fn into_task_with(self, id_of: impl FnOnce(Id) -> TaskId) -> Task {
         Task {
-            task_id: self.task_id.unwrap_or(fallback_id),
+            task_id: id_of(self.task_id),
             name: self.name,
             task_type: self.task_type,
             config: self.config,
@@ -354,14 +362,9 @@ impl TaskSpec {
     }
 }
 
-impl TryFrom<TaskSpec> for Task {
-    type Error = String;
-
-    fn try_from(spec: TaskSpec) -> Result<Self, String> {
-        match spec.task_id.clone() {
-            Some(id) => Ok(spec.into_task(id)),
-            None => Err("missing field `task_id`".to_owned()),
-        }
+impl From<TaskSpec<TaskId>> for Task {
+    fn from(spec: TaskSpec<TaskId>) -> Self {
+        spec.into_task_with(|id| id)
     }
 }
 

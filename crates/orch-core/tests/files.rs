@@ -322,6 +322,31 @@ fn json_list_form_needs_task_ids() {
     assert!(message.contains("missing field `task_id`"), "{message}");
 }
 
+/// A task of a list without its id is named by its place, at its own line, in every
+/// format (YAML and TOML once named the list's first line).
+#[test]
+fn a_listed_task_without_an_id_is_named_at_its_own_line() {
+    let yaml = "workflow_id: w\ntasks:\n  - {task_id: a, task_type: t}\n  - {task_id: b, task_type: t}\n  - {task_type: t}\n";
+    let toml = "workflow_id = \"w\"\n\n[[tasks]]\ntask_id = \"a\"\ntask_type = \"t\"\n\n[[tasks]]\ntask_type = \"t\"\n";
+    let json = "{\"workflow_id\": \"w\", \"tasks\": [\n{\"task_id\": \"a\", \"task_type\": \"t\"},\n{\"task_type\": \"t\"}]}";
+    for (format, read, field, line) in [
+        ("yaml", Workflow::from_yaml(yaml), "tasks[2]", 5),
+        ("toml", Workflow::from_toml(toml), "tasks[1]", 7),
+        ("json", Workflow::from_json(json), "tasks[1]", 3),
+    ] {
+        let (at, at_line, message) = parse_error(read);
+        assert_eq!(
+            (at.as_str(), at_line),
+            (field, Some(line)),
+            "{format}: {message}"
+        );
+        assert!(
+            message.contains("missing field `task_id`"),
+            "{format}: {message}"
+        );
+    }
+}
+
 #[test]
 fn json_wrong_type_names_the_field_path() {
     let (field, line, message) = parse_error(Workflow::from_json(
