@@ -345,7 +345,8 @@ impl Worker {
 
     /// Takes and runs tasks until `stop` is cancelled. Before its first task, it reads
     /// the cancellations the server kept from before it started (waiting at most 5 s for
-    /// each), so that it does not run a task of a run cancelled meanwhile.
+    /// each, or until `stop`), so that it does not run a task of a run cancelled
+    /// meanwhile.
     ///
     /// Once `stop` is cancelled, it takes no more tasks, lets running handlers finish
     /// for the shutdown grace period, cancels those still running and hands their tasks
@@ -378,7 +379,11 @@ impl Worker {
             limits,
             mut subscriptions,
         } = self;
-        cancels::catch_up(&shared, &mut subscriptions.cancels).await;
+        // A worker stopped meanwhile takes no task: it need not wait for the rest.
+        tokio::select! {
+            () = cancels::catch_up(&shared, &mut subscriptions.cancels) => {}
+            () = stop.cancelled() => {}
+        }
         let slots = Arc::new(pull::Slots {
             permits: Arc::new(Semaphore::new(limits.concurrency)),
             types: types.len(),
