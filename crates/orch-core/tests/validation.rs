@@ -459,6 +459,15 @@ fn separators_and_invisible_characters_in_ids_are_refused() {
         let text = error.to_string();
         assert!(!text.chars().any(orch_core::is_hidden_control), "{text:?}");
     }
+    // The zero-width joiner and non-joiner (emoji sequences, Persian and Indic text)
+    // pass.
+    let joined = Workflow::new("w", "W")
+        .task(Task::new("family\u{1F468}\u{200D}\u{1F469}", "t"))
+        .task(Task::new(
+            "\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}\u{645}",
+            "t",
+        ));
+    assert!(joined.validate().is_ok());
     // A dependency that looks like a task's id, but is not.
     let lookalike = Workflow::new("w", "W")
         .task(Task::new("load", "t"))

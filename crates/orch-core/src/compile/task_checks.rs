@@ -8,9 +8,10 @@ use crate::{Task, TaskId, TaskTable, TriggerRule, ValidationError};
 /// control character (a line break, the start of a terminal escape sequence), a line or
 /// paragraph separator (U+2028, U+2029: line breaks too), a bidirectional control
 /// (U+202E and the like), which reorders how the rest of a line is shown so that text
-/// can pass for other text, or an invisible formatting character (a zero-width space or
-/// joiner, a soft hyphen, a byte order mark), with which two ids that differ look the
-/// same. Tools that print other text can write these as escapes.
+/// can pass for other text, or an invisible formatting character (a zero-width space,
+/// a word joiner, a soft hyphen, a byte order mark), with which two ids that differ look
+/// the same. (The zero-width joiner and non-joiner, which emoji sequences and some
+/// scripts need, pass.) Tools that print other text can write these as escapes.
 pub fn is_hidden_control(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -18,7 +19,9 @@ pub fn is_hidden_control(c: char) -> bool {
             '\u{00AD}'
                 | '\u{061C}'
                 | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
                 | '\u{2028}'..='\u{202E}'
                 | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{206F}'
@@ -28,8 +31,8 @@ pub fn is_hidden_control(c: char) -> bool {
 }
 
 /// Ids, task types and pool names are printed as they are (in logs, errors, a
-/// terminal): none may hold a control character (a line break, an escape sequence), nor
-/// a bidirectional control (which reorders how the rest of a line is shown).
+/// terminal): none may hold a character [`is_hidden_control`] names (a line break, an
+/// escape sequence, a bidirectional control, an invisible character).
 pub(super) fn check_control_characters(
     workflow_id: &str,
     tasks: &TaskTable,
