@@ -58,7 +58,9 @@
 //!   nothing ran, and one that comes once the run ended (while the summary or the result
 //!   file is written) still gives that status. A second signal ends orch at once with
 //!   its number: the commands still running are killed, and no summary or result file
-//!   is written (a journal keeps what it recorded, to `--resume` from). A signal ignored when orch starts stays ignored, so
+//!   is written, though one already being written is finished first (a journal keeps
+//!   what it recorded, to `--resume` from). A signal ignored when orch starts stays
+//!   ignored, so
 //!   `nohup orch run ...` keeps running when the terminal closes.
 //!   `--output R.json` writes the result (checked before the run starts: a directory, a
 //!   path whose directory is missing or not writable, or a workflow with a task `config`

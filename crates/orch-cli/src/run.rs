@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -15,12 +15,15 @@ use orch::core::{EngineEvent, EngineEventKind, RunId, Workflow, WorkflowStatus};
 use orch::engine::{RunError, WorkflowEngine};
 use orch::events::{Delivery, EventBus};
 use orch::journal::{Durability, FileJournal, Journal, JournalError};
-use tokio::signal::unix::Signal;
 
 use crate::display::{Display, ProgressMode};
 use crate::inputs::InputsRoot;
 use crate::prometheus::{self, Live};
 use crate::{builtin, check, result_file};
+
+mod interrupt;
+
+use interrupt::{ExitAtOnce, cancel_on_signal, until_signal};
 
 /// How long running tasks have to stop after Ctrl-C before they are dropped; a command
 /// gets SIGTERM at once and SIGKILL 2 s later, within this.
@@ -154,20 +157,6 @@ fn pools_declared(pools: &[(String, usize)], workflow: &Workflow) -> Result<(), 
         )),
         None => Ok(()),
     }
-}
-
-/// `step`'s output, or, if a stopping signal comes first, the exit code that says so
-/// (said on stderr: nothing ran).
-async fn until_signal<T>(
-    signals: &mut [(Signal, u8)],
-    step: impl Future<Output = T>,
-) -> Result<T, ExitCode> {
-    crate::signals::unless_signalled(signals, step)
-        .await
-        .map_err(|number| {
-            errln!("orch run: stopped before the run started");
-            ExitCode::from(128 + number)
-        })
 }
 
 fn setup_error(message: String) -> ExitCode {
@@ -321,16 +310,21 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let interrupted = Arc::new(AtomicU8::new(0));
     let token = run.cancellation_token();
     let cancel = move || token.cancel();
-    let at_once = ExitAtOnce {
+    let at_once = Arc::new(ExitAtOnce {
         inputs,
         resume: durable.clone(),
-    };
+        remote: args.nats.is_some(),
+        result_file: target.is_some(),
+        writing: tokio::sync::Mutex::new(()),
+        written: AtomicBool::new(false),
+    });
     // Heard until orch returns (dropping the set stops it): a signal that comes while
     // the summary or the result file is written still counts, and a second one still
     // ends orch.
     let mut watching_signals = tokio::task::JoinSet::new();
     let interrupting = Arc::clone(&interrupted);
-    watching_signals.spawn(cancel_on_signal(signals, cancel, interrupting, at_once));
+    let ending = Arc::clone(&at_once);
+    watching_signals.spawn(cancel_on_signal(signals, cancel, interrupting, ending));
     let outcome = run.await;
     if let Some(bus) = &bus {
         bus.close().await;
@@ -387,14 +381,23 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let mut written = true;
     if let Some(target) = target {
         let path = target.path().to_owned();
+        // A second signal waits for the write: cut short, it would leave a temporary
+        // file beside the result's place.
+        let writing = at_once.writing.lock().await;
         match target.write(&result, &workflow) {
-            Ok(()) => outln!("result written to {}", path.display()),
+            Ok(()) => {
+                at_once.written.store(true, Ordering::SeqCst);
+                outln!("result written to {}", path.display());
+            }
             Err(e) => {
                 errln!("orch run: {e}");
                 written = false;
             }
         }
+        drop(writing);
     }
+    // A signal that came while the summary or the result was written counts too.
+    let signal = interrupted.load(Ordering::SeqCst);
     // An interruption is reported even when the result could not be written.
     match (signal, result.status, written) {
         (0, WorkflowStatus::Completed, true) => ExitCode::SUCCESS,
@@ -402,41 +405,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         (0, _, true) => ExitCode::from(1),
         (signal, _, _) => ExitCode::from(128 + signal),
     }
-}
-
-/// What ending orch at once leaves to clean up, and to say.
-struct ExitAtOnce {
-    /// The directory of dependency results handed to commands.
-    inputs: InputsRoot,
-    /// A durable run's id, to go on from.
-    resume: Option<RunId>,
-}
-
-/// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
-/// once at the second, killing the commands still running (nothing more is written).
-async fn cancel_on_signal(
-    mut signals: Vec<(Signal, u8)>,
-    cancel: impl FnOnce(),
-    interrupted: Arc<AtomicU8>,
-    at_once: ExitAtOnce,
-) {
-    let number = crate::signals::next(&mut signals).await;
-    interrupted.store(number, Ordering::SeqCst);
-    tracing::warn!(
-        "interrupted: stopping the running tasks (up to {}s; again to exit at once)",
-        GRACE.as_secs()
-    );
-    cancel();
-    let number = crate::signals::next(&mut signals).await;
-    crate::process::kill_running_commands();
-    if let Some(dir) = at_once.inputs.created() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    errln!("orch run: exiting at once: running commands killed; no result file written");
-    if let Some(run_id) = &at_once.resume {
-        errln!("what the journal recorded stays: --resume {run_id} goes on from there");
-    }
-    std::process::exit(128 + i32::from(number));
 }
 
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or

@@ -1,0 +1,78 @@
+//! How `orch run` hears stopping signals: one while it sets up stops it before anything
+//! runs; the first during the run cancels it; a second ends orch at once.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use orch::core::RunId;
+use tokio::signal::unix::Signal;
+
+use super::GRACE;
+use crate::inputs::InputsRoot;
+
+/// `step`'s output, or, if a stopping signal comes first, the exit code that says so
+/// (said on stderr: nothing ran).
+pub(super) async fn until_signal<T>(
+    signals: &mut [(Signal, u8)],
+    step: impl Future<Output = T>,
+) -> Result<T, ExitCode> {
+    crate::signals::unless_signalled(signals, step)
+        .await
+        .map_err(|number| {
+            errln!("orch run: stopped before the run started");
+            ExitCode::from(128 + number)
+        })
+}
+
+/// What ending orch at once (at a second signal) must clean up, wait for, and say.
+pub(super) struct ExitAtOnce {
+    /// The directory of dependency results handed to commands.
+    pub(super) inputs: InputsRoot,
+    /// A durable run's id, to go on from.
+    pub(super) resume: Option<RunId>,
+    /// Whether the commands run on NATS workers, not here.
+    pub(super) remote: bool,
+    /// Whether a result file was asked for.
+    pub(super) result_file: bool,
+    /// Held while the result file is written.
+    pub(super) writing: tokio::sync::Mutex<()>,
+    /// Whether the result file is in place.
+    pub(super) written: AtomicBool,
+}
+
+/// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
+/// once at the second, killing the commands still running (a result file being written
+/// is finished first; none is written after).
+pub(super) async fn cancel_on_signal(
+    mut signals: Vec<(Signal, u8)>,
+    cancel: impl FnOnce(),
+    interrupted: Arc<AtomicU8>,
+    at_once: Arc<ExitAtOnce>,
+) {
+    let number = crate::signals::next(&mut signals).await;
+    interrupted.store(number, Ordering::SeqCst);
+    tracing::warn!(
+        "interrupted: stopping the running tasks (up to {}s; again to exit at once)",
+        GRACE.as_secs()
+    );
+    cancel();
+    let number = crate::signals::next(&mut signals).await;
+    let _writing = at_once.writing.lock().await;
+    crate::process::kill_running_commands();
+    if let Some(dir) = at_once.inputs.created() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let mut said = String::from("orch run: exiting at once");
+    if !at_once.remote {
+        said.push_str(": running commands killed");
+    }
+    if at_once.result_file && !at_once.written.load(Ordering::SeqCst) {
+        said.push_str("; no result file written");
+    }
+    errln!("{said}");
+    if let Some(run_id) = &at_once.resume {
+        errln!("what the journal recorded stays: --resume {run_id} goes on from there");
+    }
+    std::process::exit(128 + i32::from(number));
+}
