@@ -396,7 +396,7 @@ fn no_jetstream_or(what: String, error: &dyn std::fmt::Display) -> ConnectError 
 /// Returns once the server has read everything this connection sent before: a request
 /// on `probe` (a subject this connection may publish to) answered by the server, with a
 /// reply or its "no responders" status, was read after it.
-pub(crate) async fn all_read(
+pub(crate) async fn round_trip(
     client: &async_nats::Client,
     probe: String,
 ) -> Result<(), async_nats::RequestError> {
@@ -421,7 +421,7 @@ pub(crate) async fn subscriptions_in_place(
     probe: String,
     what: &str,
 ) -> Result<(), ConnectError> {
-    match all_read(client, probe.clone()).await {
+    match round_trip(client, probe.clone()).await {
         Ok(()) => Ok(()),
         Err(error) => Err(ConnectError::Setup {
             what: what.to_owned(),

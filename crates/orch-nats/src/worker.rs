@@ -428,7 +428,8 @@ impl Worker {
         // that is gone would keep it waiting for as long as it stays gone: what the
         // server does not get, it delivers again after its ack wait.
         let probe = shared.names.tasks_stream_info();
-        match tokio::time::timeout(LAST_FLUSH_WAIT, setup::all_read(&shared.client, probe)).await {
+        match tokio::time::timeout(LAST_FLUSH_WAIT, setup::round_trip(&shared.client, probe)).await
+        {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "could not send the last acknowledgements"),
             Err(_) => tracing::warn!(

@@ -56,19 +56,19 @@ impl TypeQueue {
     /// attempts included), saying so when they changed.
     pub(crate) fn take_up(&self, config: &consumer::Config) {
         let read = ConsumerSettings::of(config);
-        self.settings.send_if_modified(|settings| {
-            if *settings == read {
-                return false;
-            }
+        let changed = self.settings.send_if_modified(|settings| {
+            let changed = *settings != read;
+            *settings = read;
+            changed
+        });
+        if changed {
             tracing::info!(
                 task_type = %self.task_type,
                 ack_wait = ?read.ack_wait,
                 max_deliver = read.max_deliver,
                 "the consumer's settings changed; the worker goes by them now"
             );
-            *settings = read;
-            true
-        });
+        }
     }
 }
 

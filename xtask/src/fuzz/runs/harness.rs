@@ -9,7 +9,7 @@ use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_events::{EventBus, SubscribeOptions};
 use serde_json::{Value, json};
 
-use super::limits::Limits;
+use super::limits::LimitCheck;
 use super::model::RunPlan;
 
 /// What a `droppanic` handler panics with.
@@ -66,7 +66,7 @@ fn millis(ctx: &TaskContext) -> Option<Duration> {
 }
 
 /// Registers `handler` as `name`, its starts and ends noted in `limits`.
-fn add<F, Fut>(engine: &WorkflowEngine, limits: &Arc<Limits>, name: &str, handler: F)
+fn add<F, Fut>(engine: &WorkflowEngine, limits: &Arc<LimitCheck>, name: &str, handler: F)
 where
     F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
@@ -82,7 +82,7 @@ where
     });
 }
 
-fn register(engine: &WorkflowEngine, limits: &Arc<Limits>) {
+fn register(engine: &WorkflowEngine, limits: &Arc<LimitCheck>) {
     add(engine, limits, "ok", |_ctx: TaskContext| async move {
         Ok::<_, TaskError>(Value::Null)
     });
@@ -196,7 +196,7 @@ async fn run(plan: &RunPlan) -> Observed {
             past_a_limit: None,
         };
     };
-    let limits = Limits::new(plan.concurrency, plan.pool_limit);
+    let limits = LimitCheck::new(plan.concurrency, plan.pool_limit);
     register(&engine, &limits);
     let workflow = workflow(plan);
     let handle = engine.run(&workflow);
@@ -255,6 +255,6 @@ async fn run(plan: &RunPlan) -> Observed {
         returned_ms,
         cancelled_ms,
         events,
-        past_a_limit: limits.broken(),
+        past_a_limit: limits.first_past_a_limit(),
     }
 }

@@ -12,7 +12,7 @@ use orch_engine::TaskContext;
 use tokio::time::Instant;
 
 /// The handlers running, and the first start the limits had no room for.
-pub(super) struct Limits {
+pub(super) struct LimitCheck {
     max_concurrent: usize,
     pool_limit: usize,
     state: Mutex<State>,
@@ -22,7 +22,7 @@ pub(super) struct Limits {
 struct State {
     next_key: u64,
     running: Vec<Running>,
-    broken: Option<String>,
+    first_past_a_limit: Option<String>,
 }
 
 struct Running {
@@ -33,7 +33,7 @@ struct Running {
     given_up_at: Option<Instant>,
 }
 
-impl Limits {
+impl LimitCheck {
     pub(super) fn new(max_concurrent: usize, pool_limit: usize) -> Arc<Self> {
         Arc::new(Self {
             max_concurrent,
@@ -44,7 +44,7 @@ impl Limits {
 
     /// Notes that the handler of `ctx`'s task starts, checking the limits; it ends when
     /// the guard returned is dropped.
-    pub(super) fn enter(self: &Arc<Self>, ctx: &TaskContext) -> Started {
+    pub(super) fn enter(self: &Arc<Self>, ctx: &TaskContext) -> RunningHandler {
         let task = ctx.task_definition();
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -66,10 +66,10 @@ impl Limits {
                 .map(|pool| format!("pool {pool}'s limit {}", self.pool_limit))
         };
         if let Some(limit) = over
-            && state.broken.is_none()
+            && state.first_past_a_limit.is_none()
         {
             let others: Vec<&str> = live.iter().map(|r| r.task.as_str()).collect();
-            state.broken = Some(format!(
+            state.first_past_a_limit = Some(format!(
                 "task {} started while {others:?} ran, past {limit}",
                 task.task_id
             ));
@@ -82,26 +82,26 @@ impl Limits {
             pool: task.pool.clone(),
             given_up_at: task.timeout.map(|timeout| now + timeout),
         });
-        Started {
+        RunningHandler {
             limits: Arc::clone(self),
             key,
         }
     }
 
     /// The first start that went past a limit, if any.
-    pub(super) fn broken(&self) -> Option<String> {
+    pub(super) fn first_past_a_limit(&self) -> Option<String> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.broken.clone()
+        state.first_past_a_limit.clone()
     }
 }
 
 /// A handler running; it ends when this is dropped.
-pub(super) struct Started {
-    limits: Arc<Limits>,
+pub(super) struct RunningHandler {
+    limits: Arc<LimitCheck>,
     key: u64,
 }
 
-impl Drop for Started {
+impl Drop for RunningHandler {
     fn drop(&mut self) {
         let mut state = (self.limits.state.lock()).unwrap_or_else(PoisonError::into_inner);
         state.running.retain(|r| r.key != self.key);
