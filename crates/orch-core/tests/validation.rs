@@ -484,10 +484,10 @@ fn empty_task_ids_are_refused() {
         texts_of(&workflow),
         ["task ``: invalid `task_id`: must not be empty"]
     );
-    let yaml =
-        Workflow::from_yaml("workflow_id: w\ntasks:\n  \"\": {task_type: t}\n").expect("read");
+    let read = Workflow::from_json(r#"{"workflow_id": "w", "tasks": {"": {"task_type": "t"}}}"#)
+        .expect("read");
     assert_eq!(
-        texts_of(&yaml),
+        texts_of(&read),
         ["task ``: invalid `task_id`: must not be empty"]
     );
 }
