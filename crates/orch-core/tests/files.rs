@@ -347,6 +347,21 @@ fn a_listed_task_without_an_id_is_named_at_its_own_line() {
     }
 }
 
+/// A task id with a `.` (or a bracket) is quoted in a field path, which would otherwise
+/// read as a key inside task `a`.
+#[test]
+fn a_field_path_quotes_an_id_that_holds_a_dot() {
+    let json = r#"{"workflow_id": "w", "tasks": {"a.b": {"task_type": "t", "retries": "x"}}}"#;
+    let yaml = "workflow_id: w\ntasks:\n  a[0]:\n    task_type: t\n    retries: x\n";
+    for (read, field) in [
+        (Workflow::from_json(json), r#"tasks."a.b".retries"#),
+        (Workflow::from_yaml(yaml), r#"tasks."a[0]".retries"#),
+    ] {
+        let (at, _, message) = parse_error(read);
+        assert_eq!(at, field, "{message}");
+    }
+}
+
 #[test]
 fn json_wrong_type_names_the_field_path() {
     let (field, line, message) = parse_error(Workflow::from_json(

@@ -101,7 +101,7 @@ fn an_expansion_error_names_its_field_with_control_characters_escaped() {
         panic!("expected the expansion limit, got {error:?}");
     };
     assert!(
-        field.starts_with("tasks.a.config.\\u{1b}[2J\\u{7}["),
+        field.starts_with("tasks.a.config.\"\\u{1b}[2J\\u{7}\"["),
         "{field}"
     );
     assert!(!error.to_string().chars().any(char::is_control), "{error}");

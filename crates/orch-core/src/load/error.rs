@@ -255,6 +255,8 @@ pub(super) fn named_segments(path: &serde_path_to_error::Path) -> Vec<&Segment> 
 }
 
 /// A field path as text: `tasks.load.backoff`, `tasks[3].dependencies`, `.` for the top.
+/// A key that would read as more than one step (it holds a `.`, a bracket or a quote,
+/// or is empty) is quoted: `tasks."a.b".retries`.
 pub(super) fn field_text(segments: &[&Segment]) -> String {
     if segments.is_empty() {
         return ".".to_owned();
@@ -267,7 +269,11 @@ pub(super) fn field_text(segments: &[&Segment]) -> String {
                 if i > 0 {
                     text.push('.');
                 }
-                text.push_str(key);
+                let plain = !key.is_empty() && !key.contains(['.', '[', ']', '"']);
+                match plain {
+                    true => text.push_str(key),
+                    false => text.push_str(&format!("{key:?}")),
+                }
             }
             Segment::Unknown => text.push_str(if i > 0 { ".?" } else { "?" }),
         }
