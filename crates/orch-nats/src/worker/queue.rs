@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 
 /// How often a worker looks at its consumers' settings.
-pub(super) const SETTINGS_LOOK_EVERY: Duration = Duration::from_secs(5);
+const SETTINGS_LOOK_EVERY: Duration = Duration::from_secs(5);
 
 /// One task type a worker serves: its handler, consumer and the consumer's settings.
 pub(crate) struct TypeQueue {
@@ -172,15 +172,11 @@ mod tests {
     use super::*;
     use orch_engine::{TaskContext, TaskError};
 
+    /// A queue whose consumer waits `ack_wait` and delivers a task 6 times.
     fn queue(ack_wait: Duration) -> TypeQueue {
         let handler: Arc<dyn Handler> =
             Arc::new(|_ctx: TaskContext| async move { Ok::<_, TaskError>(()) });
-        let config = consumer::Config {
-            ack_wait,
-            max_deliver: 6,
-            ..Default::default()
-        };
-        TypeQueue::new("t".into(), handler, "t".into(), &config)
+        TypeQueue::new("t".into(), handler, "t".into(), &config(ack_wait, 6))
     }
 
     fn config(ack_wait: Duration, max_deliver: i64) -> consumer::Config {
