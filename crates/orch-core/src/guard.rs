@@ -40,11 +40,17 @@ fn finite<E: de::Error>(value: f64) -> Result<(), E> {
 pub(crate) struct Guarded<'r, D> {
     inner: D,
     rules: &'r Rules,
+    /// Whether a map's key is read: YAML keys are text as written, `~` included.
+    key: bool,
 }
 
 impl<'r, D> Guarded<'r, D> {
     pub(crate) fn new(inner: D, rules: &'r Rules) -> Self {
-        Self { inner, rules }
+        Self {
+            inner,
+            rules,
+            key: false,
+        }
     }
 }
 
@@ -64,8 +70,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
         deserialize_i32(); deserialize_i64(); deserialize_i128(); deserialize_u8();
         deserialize_u16(); deserialize_u32(); deserialize_u64(); deserialize_u128();
-        deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str();
-        deserialize_string(); deserialize_bytes(); deserialize_byte_buf();
+        deserialize_f32(); deserialize_f64(); deserialize_char();
+        deserialize_bytes(); deserialize_byte_buf();
         deserialize_option(); deserialize_unit(); deserialize_seq(); deserialize_map();
         deserialize_identifier(); deserialize_ignored_any();
         deserialize_unit_struct(name: &'static str);
@@ -76,8 +82,50 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
     }
 
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = Visit {
+            inner: visitor,
+            rules: self.rules,
+        };
+        if self.rules.yaml_nulls && !self.key {
+            self.inner.deserialize_option(NotNull(visitor))
+        } else {
+            self.inner.deserialize_str(visitor)
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.deserialize_str(visitor)
+    }
+
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
+    }
+}
+
+/// Text read from YAML: the YAML reader hands a plain `~`, `null` or empty value to a
+/// text field as that text, so it is asked for an optional value first, which tells
+/// null (refused, as JSON refuses it) from the same text quoted.
+struct NotNull<'r, V>(Visit<'r, V>);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for NotNull<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.0.rules.refuse_null();
+        Err(E::invalid_type(de::Unexpected::Other("null"), &self.0))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.visit_none()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        d.deserialize_str(self.0)
     }
 }
 
@@ -264,13 +312,19 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
 struct Seed<'r, S> {
     inner: S,
     rules: &'r Rules,
+    /// Whether it reads a map's key.
+    key: bool,
 }
 
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
-        self.inner.deserialize(Guarded::new(d, self.rules))
+        self.inner.deserialize(Guarded {
+            inner: d,
+            rules: self.rules,
+            key: self.key,
+        })
     }
 }
 
@@ -289,6 +343,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
         self.inner.next_element_seed(Seed {
             inner: seed,
             rules: self.rules,
+            key: false,
         })
     }
 
@@ -318,6 +373,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, 'de, A> {
         let seed = Seed {
             inner: seed,
             rules: self.rules,
+            key: true,
         };
         let key = self.next_key(seed)?;
         if key.is_some() && !self.any_entry {
@@ -331,6 +387,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, 'de, A> {
         self.inner.next_value_seed(Seed {
             inner: seed,
             rules: self.rules,
+            key: false,
         })
     }
 
@@ -379,7 +436,12 @@ impl<'r, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Enum<'r, A> {
         seed: S,
     ) -> Result<(S::Value, Self::Variant), A::Error> {
         let rules = self.rules;
-        let (value, variant) = self.inner.variant_seed(Seed { inner: seed, rules })?;
+        let (value, variant) = self.inner.variant_seed(Seed {
+            inner: seed,
+            rules,
+            // A variant's name, read as written, as a key is.
+            key: true,
+        })?;
         Ok((
             value,
             Enum {
@@ -401,6 +463,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Enum<'_, A> {
         self.inner.newtype_variant_seed(Seed {
             inner: seed,
             rules: self.rules,
+            key: false,
         })
     }
 

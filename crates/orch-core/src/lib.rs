@@ -105,6 +105,8 @@ mod workflow;
 mod yaml_depth;
 #[cfg(feature = "yaml")]
 mod yaml_merge;
+#[cfg(feature = "yaml")]
+mod yaml_place;
 
 pub use compile::is_hidden_control;
 pub use duration::{DurationError, parse_duration};

@@ -103,6 +103,10 @@ impl Workflow {
     /// Reads a workflow from YAML text; the shape is the same as for
     /// [`Workflow::from_json`].
     ///
+    /// A null (`~`, `null` or nothing, unquoted) where text belongs, an id, a type or a
+    /// name, is an error, as in JSON; quoted (`"~"`), it is that text. Keys are text as
+    /// written.
+    ///
     /// Anchors and aliases may be used, within a limit on what the document expands to
     /// (see [`LoadError::ExpansionLimit`]). Numbers must be finite: `.nan` and `.inf`
     /// are errors. Collections may nest at most 127 deep, the workflow itself counting
@@ -166,8 +170,20 @@ impl Workflow {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(Guarded::new(de, &rules)).map_err(|e| {
             let location = e.inner().location();
-            let line = location.as_ref().map(|l| l.line());
-            let column = location.as_ref().map(|l| l.column());
+            let (mut line, mut column) = (
+                location.as_ref().map(|l| l.line()),
+                location.map(|l| l.column()),
+            );
+            let mut text = e.inner().to_string();
+            if rules.null_refused() {
+                // Placed at the map holding the null: placed again, at the null.
+                if let (Some(line), Some(column)) = (line, column) {
+                    text = text.replacen(&format!(" at line {line} column {column}"), "", 1);
+                }
+                let place = crate::yaml_place::value_at(&checked, e.path());
+                let place = place.map(|offset| yaml_line_and_column(&checked, offset));
+                (line, column) = (place.map(|p| p.0), place.map(|p| p.1));
+            }
             match rules.exceeded() {
                 Some(limit) => LoadError::ExpansionLimit {
                     file: None,
@@ -179,7 +195,7 @@ impl Workflow {
                 None => parse_error(Problem {
                     format: Format::Yaml,
                     path: e.path(),
-                    text: e.inner().to_string(),
+                    text,
                     line,
                     column,
                 }),

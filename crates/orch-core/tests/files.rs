@@ -520,6 +520,54 @@ fn yaml_missing_field_names_the_task() {
 }
 
 #[test]
+fn yaml_null_is_not_text() {
+    // `~`, `null` and an empty value are YAML's null, which JSON's reader refuses for
+    // text too; read as the text "~" or "", a typo passed as an id or a type.
+    for (text, field, line) in [
+        ("workflow_id: ~\ntasks: {}\n", "workflow_id", 1),
+        ("workflow_id: w\nname: null\ntasks: {}\n", "name", 2),
+        (
+            "workflow_id: w\ntasks:\n  a:\n    task_type:\n",
+            "tasks.a.task_type",
+            4,
+        ),
+        (
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    dependencies: [b, ~]\n",
+            "tasks.a.dependencies[1]",
+            5,
+        ),
+        (
+            "workflow_id: w\ntasks:\n  - task_id: Null\n    task_type: t\n",
+            "tasks[0].task_id",
+            3,
+        ),
+    ] {
+        let (found, found_line, message) = parse_error(Workflow::from_yaml(text));
+        assert_eq!(found, field, "{text}");
+        assert_eq!(found_line, Some(line), "{text}");
+        assert!(
+            message.starts_with("invalid type: null"),
+            "{text}: {message}"
+        );
+        assert!(!message.contains(" at line"), "{text}: {message}");
+    }
+    // Quoted, they are text like any other.
+    let workflow = Workflow::from_yaml(
+        "workflow_id: \"~\"\nname: 'null'\ntasks:\n  a:\n    task_type: \"\"\n",
+    )
+    .expect("quoted text");
+    assert_eq!(workflow.workflow_id(), "~");
+    assert_eq!(workflow.name(), "null");
+    assert_eq!(workflow.get("a").expect("task a").task_type, "");
+    // Keys are text as written, in the tasks map and in a config.
+    let workflow = Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  ~:\n    task_type: t\n    config: {null: 1}\n",
+    )
+    .expect("keys are text");
+    assert_eq!(workflow.get("~").expect("task ~").config["null"], 1);
+}
+
+#[test]
 fn yaml_wrong_type_names_the_field_path() {
     let (field, line, message) = parse_error(Workflow::from_yaml(
         "workflow_id: w\ntasks:\n  - task_id: a\n    task_type: t\n  - task_id: b\n    task_type: t\n    retries: many\n",

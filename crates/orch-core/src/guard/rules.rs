@@ -33,6 +33,10 @@ pub(crate) struct Rules {
     limit: u64,
     spent: Cell<u64>,
     pub(super) toml_datetimes: bool,
+    /// Whether a plain `~`, `null` or empty value is null (YAML), which text refuses.
+    pub(super) yaml_nulls: bool,
+    /// Whether a null was refused where text belongs.
+    null_refused: Cell<bool>,
     /// The most tables and arrays open at once.
     max_depth: usize,
     /// How many are open now.
@@ -51,6 +55,8 @@ impl Rules {
             limit,
             spent: Cell::new(0),
             toml_datetimes: false,
+            yaml_nulls: true,
+            null_refused: Cell::new(false),
             // Flow collections are bounded before the YAML parser reads them too
             // (`yaml_depth::too_deep`); the parser's own limit is one level deeper.
             max_depth: MAX_NESTING,
@@ -67,10 +73,24 @@ impl Rules {
             limit: u64::MAX,
             spent: Cell::new(0),
             toml_datetimes: true,
+            yaml_nulls: false,
+            null_refused: Cell::new(false),
             max_depth: MAX_NESTING,
             depth: Cell::new(0),
             refused_key: RefCell::new(None),
         }
+    }
+
+    /// Notes that a null was refused where text belongs.
+    pub(super) fn refuse_null(&self) {
+        self.null_refused.set(true);
+    }
+
+    /// Whether a null was refused where text belongs: the YAML parser places that
+    /// error at the map holding the null, not at the null.
+    #[cfg(feature = "yaml")]
+    pub(crate) fn null_refused(&self) -> bool {
+        self.null_refused.get()
     }
 
     /// The budget, when reading stopped because it was spent.
