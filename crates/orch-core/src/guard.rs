@@ -1,7 +1,8 @@
-//! [`Guarded`]: a deserializer that passes a YAML or TOML document through unchanged,
-//! except that it refuses numbers that are not finite, hands TOML datetimes on as RFC 3339
-//! text, puts a budget on what YAML aliases expand to, and bounds how deeply a TOML
-//! document nests.
+//! [`Guarded`]: a deserializer that passes a JSON, YAML or TOML document through
+//! unchanged, except that it refuses numbers that are not finite, a list where a struct's
+//! fields belong, and YAML's null where text belongs, hands TOML datetimes on as RFC 3339
+//! text, puts a budget on what YAML aliases expand to, and bounds how deeply a YAML or
+//! TOML document nests.
 //!
 //! It wraps every deserializer, visitor, sequence, map and enum the document goes
 //! through, so that each rule holds at any depth and for any type being read.
@@ -17,11 +18,13 @@ use serde::de::{
 
 mod first_key;
 mod rules;
+mod shapes;
 
 use first_key::{FirstKey, Key};
 #[cfg(feature = "yaml")]
 pub(crate) use rules::MAX_NESTING;
 pub(crate) use rules::Rules;
+use shapes::{FieldsByName, NotNull};
 
 /// The key under which the `toml` crate hands a datetime to a visitor, as a one-entry map.
 const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
@@ -78,7 +81,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         deserialize_newtype_struct(name: &'static str);
         deserialize_tuple(len: usize);
         deserialize_tuple_struct(name: &'static str, len: usize);
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
     }
 
@@ -98,34 +100,22 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.deserialize_str(visitor)
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        let visitor = Visit {
+            inner: visitor,
+            rules: self.rules,
+        };
+        self.inner
+            .deserialize_struct(name, fields, FieldsByName(visitor))
+    }
+
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
-    }
-}
-
-/// Text read from YAML: the YAML reader hands a plain `~`, `null` or empty value to a
-/// text field as that text, so it is asked for an optional value first, which tells
-/// null (refused, as JSON refuses it) from the same text quoted.
-struct NotNull<'r, V>(Visit<'r, V>);
-
-impl<'de, V: Visitor<'de>> Visitor<'de> for NotNull<'_, V> {
-    type Value = V::Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.expecting(f)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
-        self.0.rules.refuse_null();
-        Err(E::invalid_type(de::Unexpected::Other("null"), &self.0))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
-        self.visit_none()
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
-        d.deserialize_str(self.0)
     }
 }
 

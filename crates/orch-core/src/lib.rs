@@ -85,7 +85,6 @@ mod config_value;
 mod duration;
 mod error;
 mod event;
-#[cfg(any(feature = "yaml", feature = "toml"))]
 mod guard;
 mod id;
 mod load;

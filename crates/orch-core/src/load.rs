@@ -12,7 +12,6 @@ use error::{Problem, parse_error};
 #[cfg(feature = "yaml")]
 use error::{field_text, named_segments};
 
-#[cfg(any(feature = "yaml", feature = "toml"))]
 use crate::guard::{Guarded, Rules};
 use crate::task::TaskSpec;
 #[cfg(feature = "yaml")]
@@ -56,7 +55,8 @@ impl Workflow {
     ///
     /// Tasks may be a map from id to task (the `task_id` inside may then be left out) or a
     /// list of tasks, each with its `task_id`. Unknown keys are errors, and so is anything
-    /// but white space after the workflow.
+    /// but white space after the workflow. The workflow, each task and each `backoff` are
+    /// maps of named fields: a list in their place is an error (as in YAML and TOML).
     ///
     /// ```
     /// use orch_core::Workflow;
@@ -78,7 +78,9 @@ impl Workflow {
     pub fn from_json(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
         let mut de = serde_json::Deserializer::from_str(text);
-        let workflow = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let rules = Rules::json();
+        let workflow = serde_path_to_error::deserialize(Guarded::new(&mut de, &rules));
+        let workflow = workflow.map_err(|e| {
             let line = e.inner().line();
             parse_error(Problem {
                 format: Format::Json,

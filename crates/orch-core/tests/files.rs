@@ -568,6 +568,49 @@ fn yaml_null_is_not_text() {
 }
 
 #[test]
+fn a_list_where_a_map_of_fields_belongs_is_refused_in_every_format() {
+    // Read as the fields in their order, `[1, 4]` would silently be a backoff starting
+    // at 1 s with multiplier 4; a task or a workflow written as a list likewise.
+    let backoff = "expected struct Backoff";
+    for (result, field, expected) in [
+        (
+            Workflow::from_json(
+                r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t", "backoff": [1, 4]}}}"#,
+            ),
+            "tasks.a.backoff",
+            backoff,
+        ),
+        (
+            Workflow::from_yaml(
+                "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    backoff: [1, 4]\n",
+            ),
+            "tasks.a.backoff",
+            backoff,
+        ),
+        (
+            Workflow::from_toml(
+                "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nbackoff = [1, 4]\n",
+            ),
+            "tasks.a.backoff",
+            backoff,
+        ),
+        (
+            Workflow::from_json(r#"{"workflow_id": "w", "tasks": {"a": ["t"]}}"#),
+            "tasks.a",
+            "expected",
+        ),
+        (Workflow::from_json(r#"["w", "W", {}]"#), ".", "expected"),
+        (Workflow::from_yaml("[w, W, {}]\n"), ".", "expected"),
+    ] {
+        let (found, line, message) = parse_error(result);
+        assert_eq!(found, field, "{message}");
+        assert!(line.is_some(), "{message}");
+        assert!(message.starts_with("invalid type: sequence"), "{message}");
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+#[test]
 fn yaml_wrong_type_names_the_field_path() {
     let (field, line, message) = parse_error(Workflow::from_yaml(
         "workflow_id: w\ntasks:\n  - task_id: a\n    task_type: t\n  - task_id: b\n    task_type: t\n    retries: many\n",

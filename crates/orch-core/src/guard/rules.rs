@@ -65,6 +65,21 @@ impl Rules {
         }
     }
 
+    /// JSON: no budget (JSON has no aliases); nested at most [`MAX_NESTING`] deep, which
+    /// the JSON reader's own limit refuses first.
+    pub(crate) fn json() -> Self {
+        Self {
+            limit: u64::MAX,
+            spent: Cell::new(0),
+            toml_datetimes: false,
+            yaml_nulls: false,
+            null_refused: Cell::new(false),
+            max_depth: MAX_NESTING,
+            depth: Cell::new(0),
+            refused_key: RefCell::new(None),
+        }
+    }
+
     /// TOML: datetimes become text; no budget (TOML has no aliases); tables and arrays
     /// nested at most [`MAX_NESTING`] deep.
     #[cfg(feature = "toml")]
