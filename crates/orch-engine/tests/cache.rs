@@ -458,6 +458,49 @@ fn a_map_and_a_plain_task_do_not_share_a_result(key_function: bool) {
     assert_eq!(result.tasks["double"].result, Some(json!(200)));
 }
 
+/// A key function's key does not tell whether the list came: a cached map whose rule
+/// runs it without its list is skipped, not served the list of an earlier run.
+#[test]
+fn a_cached_map_whose_list_did_not_come_is_skipped_with_a_key_function() {
+    let engine = WorkflowEngine::builder()
+        .cache_store(Arc::new(MemoryCache::default()))
+        .cache_key("double", |ctx: &TaskContext| {
+            ctx.config()["dataset"].clone()
+        })
+        .build()
+        .expect("valid");
+    engine.register_handler("source", |ctx: TaskContext| async move {
+        match ctx.config()["fail"].as_bool() {
+            Some(true) => Err(TaskError::permanent("the source is down")),
+            _ => Ok(json!([1, 2])),
+        }
+    });
+    engine.register_handler("double", |ctx: TaskContext| {
+        let x = ctx.map_item::<i64>().unwrap_or(0);
+        async move { Ok::<_, TaskError>(x * 2) }
+    });
+    let workflow = |fail: bool| {
+        Workflow::new("w", "W")
+            .task(Task::new("source", "source").config(json!({ "fail": fail })))
+            .task(
+                Task::new("double", "double")
+                    .map_over("source")
+                    .config(json!({"dataset": "d1"}))
+                    .trigger_rule(orch_core::TriggerRule::AllDone)
+                    .cache(true),
+            )
+    };
+    assert_eq!(
+        run(&engine, &workflow(false)).tasks["double"].result,
+        Some(json!([2, 4]))
+    );
+    let result = run(&engine, &workflow(true));
+    let double = &result.tasks["double"];
+    assert_eq!(double.status, TaskStatus::Skipped);
+    assert!(!double.cached);
+    assert_eq!(double.result, None);
+}
+
 /// A process restart: a new engine on a new `ResultFile` over the same journal directory
 /// finds what the first one stored, beside a durable run's journal that still lists.
 #[cfg(feature = "journal")]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::Context;
 
-use orch_core::{Features, MapSpec, Task, TaskRecord, Workflow};
+use orch_core::{Features, MapSpec, Task, TaskRecord, TaskStatus, Workflow};
 
 use super::Scheduler;
 use super::fan_out::{Instance, MapRun};
@@ -185,7 +185,12 @@ impl Scheduler<'_> {
         let first = self.records[index].attempts <= base;
         let shared = Arc::clone(&self.shared);
         let task = shared.task(index);
-        let cached = match first && task.cache {
+        // A map without its list is skipped: a key function's key does not tell.
+        let listed = task
+            .map
+            .as_ref()
+            .is_none_or(|spec| self.no_list(spec).is_none());
+        let cached = match first && task.cache && listed {
             true => self.look_up(index, task),
             false => None,
         };
@@ -204,6 +209,20 @@ impl Scheduler<'_> {
             }
             _ => false,
         }
+    }
+
+    /// Why a map task has no list, when a rule such as `all_done` runs it although the
+    /// task it maps over did not complete.
+    pub(super) fn no_list(&self, spec: &MapSpec) -> Option<String> {
+        let over = self.shared.workflow.index_of(&spec.over)?;
+        let status = self.records[over].status;
+        (status != TaskStatus::Completed).then(|| {
+            format!(
+                "no list to map over: `{}` did not complete ({})",
+                spec.over,
+                status.as_str()
+            )
+        })
     }
 
     /// The outcome of a cached task from the store, if it has its result (or the failure

@@ -77,17 +77,7 @@ impl Scheduler<'_> {
         // highest of the runs this one continues.
         let base = self.attempt_base(index);
         self.records[index].attempts = base + 1;
-        // A rule such as `all_done` may run the map when its list did not come.
-        let over = self.shared.workflow.index_of(&spec.over);
-        if let Some(status) = over
-            .map(|over| self.records[over].status)
-            .filter(|&status| status != TaskStatus::Completed)
-        {
-            let reason = format!(
-                "no list to map over: `{}` did not complete ({})",
-                spec.over,
-                status.as_str()
-            );
+        if let Some(reason) = self.no_list(spec) {
             return self.attempt_over(index, Err(TaskError::skip(reason)));
         }
         let limit = self.extras().max_instances;
