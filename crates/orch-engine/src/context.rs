@@ -340,7 +340,8 @@ impl TaskContext {
     /// recorded ([`WorkflowEngine::resume`](crate::WorkflowEngine::resume)), so no number
     /// of an attempt that ended is given again; attempts a run made but did not record
     /// (its process stopped during them) are taken up under their numbers, and are
-    /// [resumed](TaskContext::resumed). An instance of a map task that runs again goes on
+    /// [resumed](TaskContext::resumed), unless an input they read is made again (then
+    /// the number after is given). An instance of a map task that runs again goes on
     /// from the highest attempt of the map's instances.
     pub fn attempt(&self) -> u32 {
         self.attempt
@@ -356,7 +357,10 @@ impl TaskContext {
     /// ended (completed, failed, skipped or cancelled) and that runs again is not resumed:
     /// its attempt numbers go on after the earlier ones (see [`TaskContext::attempt`]);
     /// but one it cancelled before any attempt of it was recorded is (a run before it may
-    /// have stopped during its first attempt).
+    /// have stopped during its first attempt). Nor is a task one of whose dependencies
+    /// (for a map, the list) ended in the earlier run and runs again in this one (its
+    /// output was not journaled, or its outcome does not stand): the attempt under way
+    /// read an output that may now differ, so this one takes the number after it.
     /// (One case is left: if a resume that ran such a task again was itself stopped
     /// without recording the attempt, the next resume gives that attempt's number again,
     /// not resumed; a system that keeps the first outcome per attempt then gives that

@@ -87,7 +87,7 @@ pub(crate) async fn execute(
         run_id: run_id.clone(),
         workflow: workflow.clone(),
         partial: false,
-        ended_before: resume::ended_before(&workflow, previous.as_ref()),
+        ended_before: resume::ended_before(&workflow, plan, previous.as_ref(), kept.as_deref()),
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
         states: Arc::clone(&engine.states),
         cancel: cancel.clone(),
@@ -106,7 +106,7 @@ pub(crate) async fn execute(
     };
     let mut run = Scheduler::new(shared, plan, handlers, limits, announcer);
     run.journal = journal;
-    run.attempt_bases = resume::attempt_bases(&workflow, previous.as_ref());
+    run.attempt_bases = resume::attempt_bases(&workflow, plan, previous.as_ref(), kept.as_deref());
     run.carry_attempts();
     run.extras = extras::Extras::new(&workflow, features, engine.max_instances, &engine.cache);
     let restored = match (previous, &kept) {

@@ -955,6 +955,58 @@ fn an_attempt_under_way_at_a_crash_stays_resumed_through_a_cancelled_resume() {
     assert_eq!(third.task("b").unwrap().result, Some(json!([1, true])));
 }
 
+/// A run stopped during `b`'s first attempt, where `b` read `a`'s output (or maps over
+/// it) and the journal did not keep that output: the resume makes `a` again, so `b`'s
+/// attempt is not the one under way at the crash, which read the old output. It is not
+/// resumed and takes a new number, so that a system that keeps the first outcome per
+/// attempt (orch-nats) does not give it the old attempt's.
+#[test]
+fn an_attempt_whose_input_is_made_again_is_not_resumed() {
+    for map in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let run_id = RunId::parse("r").unwrap();
+        let b = match map {
+            true => Task::new("b", "slow").map_over("a"),
+            false => Task::new("b", "slow").depends_on(["a"]),
+        };
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "list")).task(b);
+        let engine_with = |slow: bool| {
+            let engine = WorkflowEngine::builder()
+                .journal(FileJournal::new(dir.path()).unwrap(), Durability::Process)
+                .build()
+                .unwrap();
+            engine.register_handler("list", |_ctx: TaskContext| async move {
+                Ok::<_, TaskError>(Output::new(json!([1]))?.not_journaled("made again"))
+            });
+            engine.register_handler("slow", move |ctx: TaskContext| async move {
+                if slow {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, TaskError>(json!([ctx.attempt(), ctx.resumed()]))
+            });
+            engine
+        };
+        let first = engine_with(true);
+        let stopped = runtime().block_on(async {
+            let run = first.run_durable(&workflow, run_id.clone());
+            tokio::time::timeout(std::time::Duration::from_millis(200), run).await
+        });
+        assert!(stopped.is_err(), "`b` never ends by itself");
+        let resumed = runtime()
+            .block_on(engine_with(false).run_durable(&workflow, run_id))
+            .unwrap();
+        let expected = match map {
+            true => json!([[2, false]]),
+            false => json!([2, false]),
+        };
+        assert_eq!(
+            resumed.task("b").unwrap().result,
+            Some(expected),
+            "map: {map}"
+        );
+    }
+}
+
 /// A value nested `depth` arrays deep.
 fn nested(depth: usize) -> serde_json::Value {
     (0..depth).fold(json!(1), |inner, _| json!([inner]))
