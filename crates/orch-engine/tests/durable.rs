@@ -910,6 +910,40 @@ fn a_branch_skip_is_journaled_at_once_without_trigger_rules() {
     );
 }
 
+/// An engine journaling into `dir`, whose `slow` handler never ends when `slow` (else
+/// gives its attempt number and whether it was resumed), with a `quick` handler and a
+/// `list` one whose list the journal does not keep.
+fn crash_engine(dir: &Path, slow: bool) -> WorkflowEngine {
+    let engine = WorkflowEngine::builder()
+        .journal(FileJournal::new(dir).unwrap(), Durability::Process)
+        .build()
+        .unwrap();
+    engine.register_handler("quick", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(())
+    });
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(Output::new(json!([1]))?.not_journaled("made again"))
+    });
+    engine.register_handler("slow", move |ctx: TaskContext| async move {
+        if slow {
+            std::future::pending::<()>().await;
+        }
+        Ok::<_, TaskError>(json!([ctx.attempt(), ctx.resumed()]))
+    });
+    engine
+}
+
+/// Runs `workflow` as `run_id` on a [`crash_engine`] whose `slow` tasks never end, and
+/// stops it (its future dropped, as in a crash) while they run.
+fn stopped_while_slow(dir: &Path, workflow: &Workflow, run_id: &RunId) {
+    let first = crash_engine(dir, true);
+    let stopped = runtime().block_on(async {
+        let run = first.run_durable(workflow, run_id.clone());
+        tokio::time::timeout(std::time::Duration::from_millis(200), run).await
+    });
+    assert!(stopped.is_err(), "`slow` never ends by itself");
+}
+
 /// A run stopped during `b`'s first attempt (nothing recorded of it), then resumed and
 /// cancelled before `b` started: the attempt may still have been under way, so the
 /// next resume takes it up as resumed, under the same number.
@@ -920,37 +954,15 @@ fn an_attempt_under_way_at_a_crash_stays_resumed_through_a_cancelled_resume() {
     let workflow = Workflow::new("w", "W")
         .task(Task::new("a", "quick"))
         .task(Task::new("b", "slow").depends_on(["a"]));
-    let engine_with = |slow: bool| {
-        let engine = WorkflowEngine::builder()
-            .journal(FileJournal::new(dir.path()).unwrap(), Durability::Process)
-            .build()
-            .unwrap();
-        engine.register_handler("quick", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>(())
-        });
-        engine.register_handler("slow", move |ctx: TaskContext| async move {
-            if slow {
-                std::future::pending::<()>().await;
-            }
-            Ok::<_, TaskError>(json!([ctx.attempt(), ctx.resumed()]))
-        });
-        engine
-    };
-    // The first run stops (its future dropped, as in a crash) while `b` runs.
-    let first = engine_with(true);
-    let stopped = runtime().block_on(async {
-        let run = first.run_durable(&workflow, run_id.clone());
-        tokio::time::timeout(std::time::Duration::from_millis(200), run).await
-    });
-    assert!(stopped.is_err(), "`b` never ends by itself");
+    stopped_while_slow(dir.path(), &workflow, &run_id);
     // The second is cancelled before `b` starts.
-    let second = engine_with(false).run_durable(&workflow, run_id.clone());
+    let second = crash_engine(dir.path(), false).run_durable(&workflow, run_id.clone());
     second.cancel();
     let cancelled = runtime().block_on(second).unwrap();
     let b = cancelled.task("b").unwrap();
     assert_eq!((b.status, b.attempts), (TaskStatus::Cancelled, 0));
     let third = runtime()
-        .block_on(engine_with(false).run_durable(&workflow, run_id))
+        .block_on(crash_engine(dir.path(), false).run_durable(&workflow, run_id))
         .unwrap();
     assert_eq!(third.task("b").unwrap().result, Some(json!([1, true])));
 }
@@ -970,30 +982,9 @@ fn an_attempt_whose_input_is_made_again_is_not_resumed() {
             false => Task::new("b", "slow").depends_on(["a"]),
         };
         let workflow = Workflow::new("w", "W").task(Task::new("a", "list")).task(b);
-        let engine_with = |slow: bool| {
-            let engine = WorkflowEngine::builder()
-                .journal(FileJournal::new(dir.path()).unwrap(), Durability::Process)
-                .build()
-                .unwrap();
-            engine.register_handler("list", |_ctx: TaskContext| async move {
-                Ok::<_, TaskError>(Output::new(json!([1]))?.not_journaled("made again"))
-            });
-            engine.register_handler("slow", move |ctx: TaskContext| async move {
-                if slow {
-                    std::future::pending::<()>().await;
-                }
-                Ok::<_, TaskError>(json!([ctx.attempt(), ctx.resumed()]))
-            });
-            engine
-        };
-        let first = engine_with(true);
-        let stopped = runtime().block_on(async {
-            let run = first.run_durable(&workflow, run_id.clone());
-            tokio::time::timeout(std::time::Duration::from_millis(200), run).await
-        });
-        assert!(stopped.is_err(), "`b` never ends by itself");
+        stopped_while_slow(dir.path(), &workflow, &run_id);
         let resumed = runtime()
-            .block_on(engine_with(false).run_durable(&workflow, run_id))
+            .block_on(crash_engine(dir.path(), false).run_durable(&workflow, run_id))
             .unwrap();
         let expected = match map {
             true => json!([[2, false]]),
