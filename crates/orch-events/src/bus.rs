@@ -208,7 +208,9 @@ impl<T> EventBus<T> {
     /// out what they had queued). A callback subscription that unsubscribes from inside
     /// its callback counts until that call returns.
     pub fn subscription_count(&self) -> usize {
-        self.inner.read().len()
+        let routes = self.inner.read();
+        // Closed, the routes go once publishes under way finish.
+        if routes.closed { 0 } else { routes.len() }
     }
 
     /// Whether [`EventBus::close`] was called.
@@ -218,6 +220,10 @@ impl<T> EventBus<T> {
 
     /// Waits until [`EventBus::close`] is called (returns at once if it was): for a task
     /// that feeds the bus from elsewhere and should stop with it.
+    ///
+    /// The clone this is called on keeps the bus open: a task that waits here for the
+    /// bus to close by its last clone being dropped waits for ever. Close it with
+    /// [`EventBus::close`] instead.
     ///
     /// ```
     /// use orch_events::EventBus;

@@ -25,6 +25,18 @@ struct Node<V> {
     here: Vec<V>,
 }
 
+/// How many times what a node holds its room may be before the room is given back: a
+/// node that once held a million short-lived subscriptions keeps no room for them, and
+/// room is given back once per so many removals.
+const MOST_SPARE: usize = 4;
+
+/// Gives back `values`' room when it holds far fewer than it has room for.
+fn shrink_vec<V>(values: &mut Vec<V>) {
+    if values.capacity() > MOST_SPARE * (values.len() + 8) {
+        values.shrink_to_fit();
+    }
+}
+
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Self {
@@ -195,6 +207,7 @@ impl<V> Trie<V> {
         let node = self.root.find_mut(&path)?;
         let values = if rest { &mut node.rest } else { &mut node.here };
         let removed = values.remove(values.iter().position(is_it)?);
+        shrink_vec(values);
         self.len -= 1;
         if node.is_empty() {
             self.prune(&path);
@@ -226,7 +239,13 @@ impl<V> Trie<V> {
         // Dropped here, level by level (see `Drop for Node`).
         match cut {
             "*" => drop(parent.star.take()),
-            _ => drop(parent.literal.remove(cut)),
+            _ => {
+                drop(parent.literal.remove(cut));
+                let children = &mut parent.literal;
+                if children.capacity() > MOST_SPARE * (children.len() + 8) {
+                    children.shrink_to_fit();
+                }
+            }
         }
     }
 
@@ -316,6 +335,29 @@ mod tests {
         trie.for_each_match(subject, |v| out.push(*v));
         out.sort_unstable();
         out
+    }
+
+    /// A node that keeps one subscription after many others under it went keeps no
+    /// room for them.
+    #[test]
+    fn a_node_gives_back_the_room_of_removed_branches_and_values() {
+        let mut trie = Trie::default();
+        trie.insert(&pattern("run.>"), u32::MAX);
+        for n in 0..10_000 {
+            trie.insert(&pattern(&format!("run.{n}.>")), n);
+            trie.insert(&pattern("run"), n);
+        }
+        for n in 0..10_000 {
+            assert_eq!(
+                trie.remove(&pattern(&format!("run.{n}.>")), |&v| v == n),
+                Some(n)
+            );
+            assert_eq!(trie.remove(&pattern("run"), |&v| v == n), Some(n));
+        }
+        let run = trie.root.child("run").expect("kept for `run.>`");
+        assert!(run.literal.capacity() < 64, "{}", run.literal.capacity());
+        assert!(run.here.capacity() < 64, "{}", run.here.capacity());
+        assert_eq!(matches(&trie, "run.1.x"), [u32::MAX]);
     }
 
     #[test]

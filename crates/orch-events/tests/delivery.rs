@@ -364,6 +364,38 @@ fn nothing_is_delivered_after_unsubscribe_returns() {
     });
 }
 
+/// While `close` waits for a publish still under way (here one blocked on a full
+/// queue), the bus is closed already and routes new events nowhere: it counts no
+/// subscription, as its documentation says.
+#[tokio::test]
+async fn a_closing_bus_counts_no_subscription() {
+    let bus: EventBus<u32> = EventBus::new();
+    let mut full = subscribe_to(&bus, "s", 1, Overflow::Block);
+    bus.publish("s", 1).await.expect("published");
+    let blocked = tokio::spawn({
+        let bus = bus.clone();
+        async move { bus.publish("s", 2).await }
+    });
+    while bus.next_seq() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let closing = tokio::spawn({
+        let bus = bus.clone();
+        async move { bus.close().await }
+    });
+    while !bus.is_closed() {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !closing.is_finished(),
+        "close waits for the blocked publish"
+    );
+    assert_eq!(bus.subscription_count(), 0);
+    assert_eq!(drain(&mut full).await, [Ok(1), Ok(2)]);
+    blocked.await.expect("publisher").expect("published");
+    closing.await.expect("closed");
+}
+
 #[tokio::test]
 async fn dropping_a_stream_unsubscribes() {
     let bus: EventBus<u32> = EventBus::new();

@@ -67,7 +67,9 @@ impl<T> EventBus<T> {
     /// they came from), even while the publish still waits for room elsewhere.
     ///
     /// `numbered` runs while the bus's subscriptions are locked for reading: it must
-    /// not publish, subscribe or unsubscribe on this bus.
+    /// not call the bus at all (not even [`EventBus::is_closed`] or
+    /// [`EventBus::subscription_count`], which read the same lock: a subscribe waiting
+    /// in between would leave both waiting for ever).
     ///
     /// # Errors
     /// As [`EventBus::publish`]; `numbered` is then not called.
