@@ -92,8 +92,8 @@
 //! - **NATS is unreachable at start**: connecting fails with
 //!   [`ConnectError::Unreachable`].
 //! - **Sizes**: a task message over the server's `max_payload` (or
-//!   [`RemoteBuilder::max_message_bytes`]) fails its attempt permanently, naming its
-//!   largest input. An output too large for a result message is stored in the object
+//!   [`RemoteBuilder::max_message_bytes`], or the tasks stream's own largest message)
+//!   fails its attempt permanently, naming its largest part (an input, or its config). An output too large for a result message is stored in the object
 //!   store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
 //!   under the attempt's message id, and the result message names it; the coordinator
 //!   reads it from there, refusing (failing the attempt) an object that is not the

@@ -1,11 +1,15 @@
 //! Whether any worker serves a task type: workers answer requests on
 //! `<prefix>.worker.<type>`, and the server tells a requester at once when nobody
-//! listens. Answers are shared by every attempt waiting on a type for a short while.
+//! listens. A request that times out was heard by something that did not answer: a slow
+//! worker, or another subscriber to the subject (`nats sub '>'`); the type's consumer
+//! then tells, by whether anyone waits for its tasks or holds one. Answers are shared by
+//! every attempt waiting on a type for a short while.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::{self, consumer};
 use async_nats::{Client, RequestErrorKind};
 
 use crate::protocol::Names;
@@ -13,6 +17,7 @@ use crate::protocol::Names;
 /// What a coordinator last learnt about each task type's workers.
 pub(crate) struct Presence {
     client: Client,
+    js: jetstream::Context,
     names: Names,
     /// How long an answer stands before the next attempt that asks sends a request.
     fresh_for: Duration,
@@ -45,9 +50,15 @@ impl Seen {
 }
 
 impl Presence {
-    pub(crate) fn new(client: Client, names: Names, fresh_for: Duration) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        js: jetstream::Context,
+        names: Names,
+        fresh_for: Duration,
+    ) -> Self {
         Self {
             client,
+            js,
             names,
             fresh_for,
             seen: Mutex::new(HashMap::new()),
@@ -63,16 +74,11 @@ impl Presence {
                 let subject = self.names.presence_subject(task_type);
                 let asked = Instant::now();
                 let request = self.client.request(subject, bytes_empty());
-                let answered = match tokio::time::timeout(
-                    self.fresh_for.max(Duration::from_millis(200)),
-                    request,
-                )
-                .await
-                {
+                let patience = self.fresh_for.max(Duration::from_millis(200));
+                let answered = match tokio::time::timeout(patience, request).await {
                     Ok(Ok(_)) => true,
                     Ok(Err(error)) => error.kind() != RequestErrorKind::NoResponders,
-                    // A worker that listens but is slow to answer still serves the type.
-                    Err(_) => true,
+                    Err(_) => self.consumer_in_use(task_type, patience).await,
                 };
                 let mut seen = self.lock();
                 let now = Seen::after(seen.get(task_type), asked, answered, self.fresh_for);
@@ -82,6 +88,27 @@ impl Presence {
         };
         seen.missing_since
             .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Whether a worker waits for `task_type`'s tasks or holds one, by its consumer (no
+    /// worker made one: no); when that cannot be told (the look-up fails or takes longer
+    /// than `patience`), yes, as a worker slow to answer still serves the type.
+    async fn consumer_in_use(&self, task_type: &str, patience: Duration) -> bool {
+        use jetstream::stream::ConsumerErrorKind;
+        let consumer = Names::consumer(task_type);
+        let stream = self.names.tasks_stream();
+        let look_up = self
+            .js
+            .get_consumer_from_stream::<consumer::pull::Config, _, _>(consumer, stream);
+        match tokio::time::timeout(patience, look_up).await {
+            Ok(Ok(found)) => {
+                let info = found.cached_info();
+                info.num_waiting > 0 || info.num_ack_pending > 0
+            }
+            Ok(Err(error)) => !matches!(error.kind(),
+                ConsumerErrorKind::JetStream(e) if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND),
+            Err(_) => true,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {

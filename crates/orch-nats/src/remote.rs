@@ -129,7 +129,7 @@ impl RemoteBuilder {
 
     /// The largest task message, in bytes, its headers included (default and at most: the
     /// server's `max_payload`; 1 KiB of it is kept for the headers). A larger attempt
-    /// fails permanently, naming its largest input.
+    /// fails permanently, naming its largest part (an input, or its config).
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = Some(bytes);
         self
@@ -190,7 +190,7 @@ impl RemoteBuilder {
         let stream_watch = StreamWatch::start(&js, names.tasks_stream(), check_every).await;
         Ok(RemoteHandler {
             inner: Arc::new(Inner {
-                presence: Presence::new(client, names.clone(), check_every),
+                presence: Presence::new(client, js.clone(), names.clone(), check_every),
                 js,
                 names,
                 layout: self.layout,

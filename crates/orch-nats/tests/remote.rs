@@ -346,6 +346,40 @@ async fn a_task_type_that_no_worker_serves_fails_with_an_error_naming_it() {
     );
 }
 
+/// Something else subscribed to the workers' subjects (`nats sub '>'`) hears the
+/// presence requests and never answers: they time out instead of being told nobody
+/// listens. That once counted as a worker, so the task waited for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_is_not_a_worker_does_not_count_as_one() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let listener = async_nats::connect(server.url()).await.expect("connects");
+    let _heard = listener
+        .subscribe("orch.worker.>")
+        .await
+        .expect("subscribed");
+    listener
+        .flush()
+        .await
+        .expect("the subscription reached the server");
+    let engine = remote_engine(&server, &["gpu_infer"]).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("infer", "gpu_infer"));
+    let run = engine.execute_workflow(&workflow);
+    let result = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the missing worker is noticed")
+        .expect("valid");
+    let error = result
+        .task("infer")
+        .and_then(|t| t.error.clone())
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("no worker serves task type `gpu_infer`"),
+        "{error}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_over_the_size_limit_fail_with_their_sizes() {
     let Some(server) = NatsServer::start() else {
@@ -364,9 +398,15 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
     engine.register_handler("local", |_ctx: TaskContext| async move {
         Ok::<_, TaskError>("y".repeat(10_000))
     });
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(json!(["z".repeat(6_000)]))
+    });
     let workflow = Workflow::new("sizes", "Sizes")
         .task(Task::new("local_big", "local"))
-        .task(Task::new("big_input", "echo").depends_on(["local_big"]));
+        .task(Task::new("big_input", "echo").depends_on(["local_big"]))
+        .task(Task::new("list", "list"))
+        .task(Task::new("big_item", "echo").map_over("list"))
+        .task(Task::new("big_config", "echo").config(json!({"text": "c".repeat(5_000)})));
     let result = engine.execute_workflow(&workflow).await.expect("valid");
     let error = |id: &str| {
         result
@@ -380,7 +420,54 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
         input.contains("its largest input is the output of `local_big`, 10002 bytes"),
         "{input}"
     );
+    // A map instance is named as itself (it is sent the list it maps over too); the
+    // config, when it is the large part.
+    let item = error("big_item");
+    assert!(item.contains("task `big_item[0]`"), "{item}");
+    let config = error("big_config");
+    assert!(
+        config.ends_with("its task's config is 5011 bytes"),
+        "{config}"
+    );
     stop.cancel();
+}
+
+/// The tasks stream's own limit on a message's size (an administrator may set one below
+/// the server's) refuses a message for good: the attempt fails at once, permanently,
+/// saying so, rather than sending it again for half the duplicate window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_tasks_streams_own_limit_fails_at_once() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = remote_engine(&server, &["echo"]).await;
+    let admin = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(admin);
+    let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    let mut config = tasks.info().await.expect("its settings").config.clone();
+    config.max_message_size = 2048;
+    js.update_stream(config).await.expect("updated");
+    let workflow = Workflow::new("w", "W").task(
+        Task::new("big", "echo")
+            .config(json!({"text": "c".repeat(4_000)}))
+            .retries(3),
+    );
+    let run = engine.execute_workflow(&workflow);
+    let result = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("fails without waiting half the duplicate window")
+        .expect("valid");
+    let big = result.task("big").expect("a task");
+    let error = big.error.as_deref().unwrap_or_default();
+    assert_eq!(
+        (big.status, big.attempts),
+        (TaskStatus::Failed, 1),
+        "{error}"
+    );
+    assert!(
+        error.starts_with("the server refused the message of task `big` as too large"),
+        "{error}"
+    );
 }
 
 /// A message just under the server's `max_payload` once went out and was refused for its

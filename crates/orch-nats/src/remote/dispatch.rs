@@ -229,6 +229,8 @@ impl Inner {
         // Whether a try may have been stored though its answer was lost.
         let mut maybe_stored = false;
         let mut tries = 0u32;
+        // For a map instance, its own id (`square[2]`), not the map's.
+        let task = super::message::attempt_id(ctx);
         loop {
             tries = tries.saturating_add(1);
             let publish = jetstream::message::PublishMessage::build()
@@ -240,10 +242,9 @@ impl Inner {
             };
             match sent.await {
                 Ok(ack) => return Ok((ack.sequence, ack.duplicate, tries > 1)),
-                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                Err(error) if too_large(&error) => {
                     return Err(TaskError::permanent(format!(
-                        "the server refused the message of task `{}`: {error}",
-                        ctx.task_id()
+                        "the server refused the message of task `{task}` as too large: {error}"
                     )));
                 }
                 // Past half the window after a try that may have been stored, the next
@@ -263,7 +264,7 @@ impl Inner {
                             self.names.tasks_stream()
                         )));
                     }
-                    tracing::warn!(task = %ctx.task_id(), %error, "no stream takes the task; trying again");
+                    tracing::warn!(%task, %error, "no stream takes the task; trying again");
                 }
                 Err(error) if started.elapsed() >= patience => {
                     unanswered &= error.kind() == PublishErrorKind::TimedOut;
@@ -276,18 +277,16 @@ impl Inner {
                         false => String::new(),
                     };
                     return Err(TaskError::new(format!(
-                        "the server did not store the message of task `{}` within {:?} \
-                         (half the duplicate window; sent again later, it could run twice): \
-                         {error}{hint}",
-                        ctx.task_id(),
-                        patience
+                        "the server did not store the message of task `{task}` within \
+                         {patience:?} (half the duplicate window; sent again later, it could \
+                         run twice): {error}{hint}"
                     )));
                 }
                 Err(error) => {
                     unanswered &= error.kind() == PublishErrorKind::TimedOut;
                     maybe_stored = true;
                     no_stream_since = None;
-                    tracing::warn!(task = %ctx.task_id(), %error, "publishing a task failed; trying again");
+                    tracing::warn!(%task, %error, "publishing a task failed; trying again");
                 }
             }
             tokio::select! {
@@ -299,4 +298,14 @@ impl Inner {
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
+}
+
+/// Whether the server refused a task message for its size: over the connection's
+/// largest payload, or over the tasks stream's own largest message (which an
+/// administrator may set lower). Sent again, it is refused again.
+fn too_large(error: &jetstream::context::PublishError) -> bool {
+    let stream_refused = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|e| e.error_code() == jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM);
+    error.kind() == PublishErrorKind::MaxPayloadExceeded || stream_refused
 }

@@ -94,17 +94,7 @@ pub(super) fn task_message(
     let payload = protocol::write(&message);
     // The message id goes with it, in a header.
     if payload.len() + HEADER_ROOM > max_bytes {
-        let largest = message
-            .inputs
-            .iter()
-            .map(|(id, value)| (serde_json::to_vec(value).map_or(0, |v| v.len()), id))
-            .max();
-        let largest = match largest {
-            Some((bytes, id)) => {
-                format!("; its largest input is the output of `{id}`, {bytes} bytes")
-            }
-            None => String::new(),
-        };
+        let largest = largest_part(&message.inputs, message.item.as_ref(), &task.config);
         return Err(TaskError::permanent(format!(
             "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes \
              ({HEADER_ROOM} of them kept for its headers){largest}",
@@ -125,6 +115,25 @@ pub(super) fn task_message(
         )));
     }
     Ok(Bytes::from(payload))
+}
+
+/// What is largest in a task message too large to send: one of its inputs, its item or
+/// its task's config.
+fn largest_part(
+    inputs: &BTreeMap<&str, &serde_json::Value>,
+    item: Option<&MessageItem>,
+    config: &serde_json::Value,
+) -> String {
+    let bytes = |value: &serde_json::Value| protocol::write(value).len();
+    let input = inputs.iter().map(|(id, value)| (bytes(value), id)).max();
+    let (item, config) = (item.map_or(0, |item| bytes(&item.value)), bytes(config));
+    match input {
+        Some((size, id)) if size >= item && size >= config => {
+            format!("; its largest input is the output of `{id}`, {size} bytes")
+        }
+        _ if item >= config => format!("; its item is {item} bytes"),
+        _ => format!("; its task's config is {config} bytes"),
+    }
 }
 
 /// What nests deepest in a task message too deep to send: one of its inputs, its item or
