@@ -12,15 +12,6 @@
 //! are recorded in the statement that records their map task's completion, and belong
 //! to it).
 
-/// SQL that holds when row `d` is the record of a map instance (`task[i]`) of the task
-/// `r.task_id`: written once for the statements that drop a task's instances.
-macro_rules! instance_of_r {
-    () => {
-        "(d.map_instance AND left(d.task_id, length(r.task_id) + 1) = r.task_id || '['
-            AND substr(d.task_id, length(r.task_id) + 2) ~ '^(0|[1-9][0-9]*)\\]$')"
-    };
-}
-
 mod lock;
 mod secret;
 mod server;
@@ -57,18 +48,19 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// survive a crash of this process, not yet a crash of the server.
 /// [`RunWriter::sync`](crate::RunWriter::sync) commits a small transaction that waits
 /// for the server's write-ahead log to reach disk, which covers every append before it:
-/// then they survive a power loss too. A
-/// task's completed record is final: a later record for it, from this process or
-/// another, is ignored, except a pending one (written by a resumed run for a task it
-/// runs again, whose new records then replace it, and which removes the instance records
-/// of its last completion if it is a map task); so is a map instance's first record
-/// (`task[i]`, recorded with its map task's completion). The connection string's password never appears in
-/// `Debug` output or errors.
+/// then they survive a power loss too; so does opening a run that is there already,
+/// before a resume acts on it. A task's completed record is final: a later record for
+/// it, from this process or another, is ignored, except a pending one (written by a
+/// resumed run for a task it runs again, whose new records then replace it, and which
+/// removes the instance records of its last completion if it is a map task); so is a
+/// map instance's first record (`task[i]`, recorded with its map task's completion).
+/// The connection string's password never appears in `Debug` output or errors.
 ///
 /// A run is open for writing in one process at a time (the server's advisory lock on it,
 /// held by the journal's connection; another connection's open waits up to 5 s, then
-/// fails with [`JournalError::InUse`], as the file journal's does). A process that dies lets go when the server ends its session:
-/// what it sent is committed, or not, before another process can continue the run. A
+/// fails with [`JournalError::InUse`], as the file journal's does). A process that dies
+/// lets go when the server ends its session: what it sent is committed, or not, before
+/// another process can continue the run. A
 /// process whose machine died (power, network) cannot say so: the journal asks the
 /// server to probe its quiet connection after 30 s, every 10 s, 3 times, so such runs
 /// are let go within about a minute (unless the connection string's `options` set
@@ -141,7 +133,9 @@ impl PgJournal {
     /// for each address it may try (each host's, as it resolves): as with libpq, an
     /// address that cannot be reached in that time is passed over for the next (one that
     /// takes the connection and then says nothing is not: the attempt fails once its
-    /// time is up).
+    /// time is up). A database whose encoding is not UTF8 (or SQL_ASCII) is refused: it
+    /// would refuse, in the middle of a run, an output holding a character it has none
+    /// for.
     pub async fn connect(config: &str) -> Result<Self, JournalError> {
         let secret = secret_in(config);
         let secret = secret.as_deref();
@@ -408,6 +402,7 @@ impl Journal for PgJournal {
             None => (None, WorkflowChanges::default()),
             Some(loaded) => {
                 let changes = loaded.check(workflow)?;
+                session.sync_run(run, shared.secret()).await?;
                 (Some(loaded.result_for(workflow)), changes)
             }
         };

@@ -396,6 +396,35 @@ mod checks {
         );
     }
 
+    /// A database whose encoding cannot hold every character is refused when the
+    /// journal connects: a task's output or error holding one it has none for (`€` in
+    /// LATIN1) would fail its record in the middle of the run, and at every resume.
+    fn a_database_that_cannot_hold_every_character_is_refused(env: &Env) {
+        env.sql("DROP DATABASE IF EXISTS orch_latin1");
+        env.sql(
+            "CREATE DATABASE orch_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' \
+             TEMPLATE template0",
+        );
+        let latin1 = env
+            .server
+            .connection_string()
+            .replace("dbname=postgres", "dbname=orch_latin1");
+        let err = env.rt.block_on(PgJournal::connect(&latin1)).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, JournalError::Postgres { .. }), "{message}");
+        assert!(message.contains("stores text as LATIN1"), "{message}");
+        assert!(message.contains("ENCODING 'UTF8'"), "{message}");
+        let tables = env.rt.block_on(async {
+            let client = client(&latin1).await;
+            let row = client
+                .query_one("SELECT to_regclass('orch_journal_runs') IS NOT NULL", &[])
+                .await
+                .expect("the query runs");
+            row.get::<_, bool>(0)
+        });
+        assert!(!tables, "no table was made");
+    }
+
     /// Tables left by a newer version are refused before anything in them changes: a
     /// database holding only a newer format's marker gets no tables of this version's.
     fn a_newer_format_is_refused_before_any_table_is_made(env: &Env) {
@@ -891,7 +920,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 24] = [
+        let checks: [Check; 25] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reset_in_a_batch_applies_in_its_place",
@@ -950,6 +979,10 @@ mod checks {
             (
                 "a_newer_format_is_refused_before_any_table_is_made",
                 a_newer_format_is_refused_before_any_table_is_made,
+            ),
+            (
+                "a_database_that_cannot_hold_every_character_is_refused",
+                a_database_that_cannot_hold_every_character_is_refused,
             ),
             ("the_password_never_shows", the_password_never_shows),
             (

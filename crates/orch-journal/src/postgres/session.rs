@@ -13,12 +13,22 @@ use super::secret::{describe, pg_error, scrub};
 use crate::JournalError;
 use crate::line::FORMAT;
 
-/// Whether the journal's format table exists, and whether every table is in place with
-/// every column this version writes (then connecting changes nothing on the server, and
-/// needs no right to change tables). Tables are found as the journal's statements find
+/// SQL that holds when row `d` is the record of a map instance (`task[i]`) of the task
+/// `r.task_id`: written once for the statements that drop a task's instances.
+macro_rules! instance_of_r {
+    () => {
+        "(d.map_instance AND left(d.task_id, length(r.task_id) + 1) = r.task_id || '['
+            AND substr(d.task_id, length(r.task_id) + 2) ~ '^(0|[1-9][0-9]*)\\]$')"
+    };
+}
+
+/// The database's encoding, whether the journal's format table exists, and whether
+/// every table is in place with every column this version writes (then connecting
+/// changes nothing on the server, and needs no right to change tables). Tables are found as the journal's statements find
 /// them, through the `search_path`, whatever the user's rights on them.
 const SCHEMA_IN_PLACE: &str = "
-SELECT to_regclass('orch_journal_meta') IS NOT NULL,
+SELECT current_setting('server_encoding'),
+       to_regclass('orch_journal_meta') IS NOT NULL,
        to_regclass('orch_journal_runs') IS NOT NULL
        AND EXISTS (SELECT 1 FROM pg_attribute
                    WHERE attrelid = to_regclass('orch_journal_tasks')
@@ -281,11 +291,24 @@ impl Session {
             };
             let _ = reason.set(why);
         });
-        let (has_format, in_place): (bool, bool) = client
+        let (encoding, has_format, in_place): (String, bool, bool) = client
             .query_one(SCHEMA_IN_PLACE, &[])
             .await
-            .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
             .map_err(|e| pg_error("look for the journal's tables", &e, secret))?;
+        // Text is sent as UTF-8: a database in another encoding refuses an output or an
+        // error holding a character it has none for, in the middle of a run (and again
+        // at each resume). SQL_ASCII keeps the bytes as they come.
+        if !matches!(encoding.as_str(), "UTF8" | "SQL_ASCII") {
+            return Err(JournalError::Postgres {
+                action: "use the database",
+                message: format!(
+                    "{target} stores text as {encoding}, which cannot hold every character \
+                     a run's outputs and errors may have: use a database made with \
+                     ENCODING 'UTF8'"
+                ),
+            });
+        }
         // A newer version's tables are refused before anything in them changes.
         if has_format {
             check_format(&client, target, secret).await?;
@@ -353,6 +376,24 @@ impl Session {
             *message = format!("run `{run}`: {message}");
         }
         reported
+    }
+
+    /// Makes run `run`'s rows durable on the server before a resume acts on them: its
+    /// last writer's records were committed without waiting for the disk, and one may
+    /// have died before its next sync. A commit that waits covers every one before it;
+    /// this one writes the run's row as it is.
+    pub(super) async fn sync_run(
+        &self,
+        run: &RunId,
+        secret: Option<&str>,
+    ) -> Result<(), JournalError> {
+        // A run id has only letters, digits, `_` and `-`: safe inside quotes.
+        let sync = format!(
+            "SET LOCAL synchronous_commit = on; \
+             UPDATE orch_journal_runs SET updated = updated WHERE run_id = '{run}'"
+        );
+        (self.client.batch_execute(&sync).await)
+            .map_err(|e| self.run_error(run, "sync the run before resuming it", &e, secret))
     }
 
     /// `error` as the journal reports it; a request that failed because the connection
