@@ -379,6 +379,12 @@ impl TaskContext {
     /// (`token.cancelled().await` or `token.is_cancelled()`). A [`blocking`] handler, which
     /// the engine cannot interrupt, should watch it.
     ///
+    /// A handler that stops early should return an error (such as
+    /// [`TaskError::new`]`("stopped")`): what it returns as `Ok` is its task's output, a
+    /// completion like any other, which a journal records and a resume keeps. (Only the
+    /// result cache, which serves other runs, leaves out results returned once the run
+    /// was cancelled.)
+    ///
     /// It is for watching. For a task without a timeout it is the run's own token, so
     /// cancelling it cancels the whole run; to stop helper tasks of the handler's own,
     /// give them a child token (`ctx.cancellation().child_token()`) and cancel that.
