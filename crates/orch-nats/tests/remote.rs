@@ -380,6 +380,21 @@ async fn a_listener_that_is_not_a_worker_does_not_count_as_one() {
     );
 }
 
+/// An engine whose `types` go to workers through a coordinator that sends task
+/// messages of at most 4 KiB.
+async fn small_message_engine(server: &NatsServer, types: &[&str]) -> WorkflowEngine {
+    let remote = RemoteHandler::builder()
+        .max_message_bytes(4096)
+        .connect(&server.config())
+        .await
+        .expect("connects");
+    let engine = WorkflowEngine::new();
+    for task_type in types {
+        engine.register_handler(*task_type, remote.clone());
+    }
+    engine
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_over_the_size_limit_fail_with_their_sizes() {
     let Some(server) = NatsServer::start() else {
@@ -387,14 +402,7 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
     };
     let stop = CancellationToken::new();
     start_worker(&server, Arc::default(), &stop).await;
-    let remote = RemoteHandler::builder()
-        .max_message_bytes(4096)
-        .connect(&server.config())
-        .await
-        .expect("connects");
-    let engine = WorkflowEngine::new();
-    engine.register_handler("huge", remote.clone());
-    engine.register_handler("echo", remote);
+    let engine = small_message_engine(&server, &["huge", "echo"]).await;
     engine.register_handler("local", |_ctx: TaskContext| async move {
         Ok::<_, TaskError>("y".repeat(10_000))
     });
@@ -420,10 +428,11 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
         input.contains("its largest input is the output of `local_big`, 10002 bytes"),
         "{input}"
     );
-    // A map instance is named as itself (it is sent the list it maps over too); the
-    // config, when it is the large part.
+    // A map instance is named as itself; its item, or the config, when it is the large
+    // part.
     let item = error("big_item");
     assert!(item.contains("task `big_item[0]`"), "{item}");
+    assert!(item.ends_with("its item is 6002 bytes"), "{item}");
     let config = error("big_config");
     assert!(
         config.ends_with("its task's config is 5011 bytes"),
@@ -776,6 +785,46 @@ async fn each_instance_of_a_map_reads_its_own_element_on_the_worker() {
     assert_eq!(
         result.task("m[2]").and_then(|t| t.result.clone()),
         Some(seen(2))
+    );
+    stop.cancel();
+}
+
+/// An instance is sent its element, not the whole list: a map over a list larger than
+/// a task message may be runs, each message small (sent the list, every instance
+/// failed for its size, and a list of n elements took n times its size to send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_over_a_list_larger_than_a_message_runs_on_workers() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    start_worker(&server, Arc::default(), &stop).await;
+    let engine = small_message_engine(&server, &["element", "echo"]).await;
+    engine.register_handler("list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>((0..1_000).collect::<Vec<i64>>())
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("m", "element").map_over("list"))
+        .task(Task::new("inputs", "echo").map_over("list"));
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.status,
+        WorkflowStatus::Completed,
+        "{:?}",
+        result.task("m")
+    );
+    let m = result
+        .task("m")
+        .and_then(|t| t.result.clone())
+        .unwrap_or_default();
+    assert_eq!(m.as_array().map(Vec::len), Some(1_000));
+    assert_eq!(m[999]["x"], 999);
+    // No input came with an instance: the list stayed on the coordinator.
+    let inputs = result.task("inputs[3]").and_then(|t| t.result.clone());
+    assert_eq!(
+        inputs.map(|echoed| echoed["inputs"].clone()),
+        Some(json!([]))
     );
     stop.cancel();
 }

@@ -10,7 +10,8 @@ use orch_engine::{TaskContext, TaskError};
 use crate::nesting::{MAX_NESTING, nesting};
 use crate::protocol::{self, HEADER_ROOM, MessageItem, TaskMessage};
 
-/// Which ancestors' outputs travel with a task to its worker.
+/// Which ancestors' outputs travel with a task to its worker. Either way, an instance of
+/// a map task travels with its element, not with the list it maps over.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Inputs {
@@ -41,9 +42,15 @@ pub(super) fn task_message(
     let task = ctx.task_definition();
     // Written from borrowed parts: nothing of the task or its inputs is copied.
     let mut inputs = BTreeMap::new();
+    // A map instance is sent its element, not the list: n instances would carry it n
+    // times, and a list larger than a message would fail every one.
+    let mapped = (ctx.item_index().is_some())
+        .then(|| task.map.as_ref().map(|spec| &spec.over))
+        .flatten();
+    let sent = |id: &TaskId| Some(id) != mapped;
     match inputs_sent {
         Inputs::Direct => {
-            for (id, output) in ctx.dependency_results() {
+            for (id, output) in ctx.dependency_results().filter(|(id, _)| sent(id)) {
                 inputs.insert(id.as_str(), output);
             }
         }
@@ -54,7 +61,7 @@ pub(super) fn task_message(
                 .ok()
                 .and_then(|valid| valid.ancestors(&task.task_id))
                 .unwrap_or_default();
-            for id in ancestors {
+            for id in ancestors.iter().filter(|id| sent(id)) {
                 if let Ok(output) = ctx.input_json(id) {
                     inputs.insert(id.as_str(), output);
                 }
