@@ -184,3 +184,57 @@ async fn a_type_whose_task_found_no_free_slot_takes_the_next_one_in_turn() {
     );
     stop.cancel();
 }
+
+/// A consumer that caps what one pull request may ask for (`max_batch`, set by an
+/// operator here; newer servers cap it at `max_ack_pending` too): a busy type's
+/// requests ask for no more. The server refuses a larger batch, and the worker, asking
+/// for the same batch again and again, ran no further task of the type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_whose_consumer_caps_its_requests_keeps_taking_tasks() {
+    const TASKS: usize = 12;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let worker = Worker::builder()
+        .concurrency(8)
+        .handler("step", |_ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, TaskError>(())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let admin = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(admin);
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("step", "ORCH_TASKS")
+        .await
+        .expect("the worker made its consumer");
+    let mut config = consumer.info().await.expect("its settings").config.clone();
+    config.max_batch = 2;
+    js.create_consumer_on_stream(config, "ORCH_TASKS")
+        .await
+        .expect("updated");
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let remote = RemoteHandler::builder()
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(TASKS)
+        .build()
+        .expect("valid settings");
+    engine.register_handler("step", remote);
+    let mut workflow = orch_core::Workflow::new("capped", "Capped requests");
+    for n in 0..TASKS {
+        workflow = workflow.task(orch_core::Task::new(format!("t{n}"), "step"));
+    }
+    let run = engine.execute_workflow(&workflow);
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("every task ran")
+        .expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Completed, "{result:?}");
+    stop.cancel();
+}

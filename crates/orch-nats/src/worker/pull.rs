@@ -80,7 +80,9 @@ pub(crate) async fn serve(
         match busy {
             true => {
                 held.push(first);
-                let share = ((permits.available_permits() + 1) / slots.types).min(MAX_REQUEST);
+                let share = ((permits.available_permits() + 1) / slots.types)
+                    .min(MAX_REQUEST)
+                    .min(queue.settings().max_batch);
                 while held.len() < share.max(1) {
                     match Arc::clone(permits).try_acquire_owned() {
                         Ok(permit) => held.push(permit),

@@ -66,6 +66,7 @@ impl TypeQueue {
                 task_type = %self.task_type,
                 ack_wait = ?read.ack_wait,
                 max_deliver = read.max_deliver,
+                max_batch = read.max_batch,
                 "the consumer's settings changed; the worker goes by them now"
             );
         }
@@ -79,13 +80,20 @@ pub(crate) struct ConsumerSettings {
     pub(crate) ack_wait: Duration,
     /// How many times the server delivers a task (-1: any number).
     pub(crate) max_deliver: i64,
+    /// The most tasks one pull request may ask for: the server refuses a request for
+    /// more than the consumer's `max_ack_pending` or `max_batch` (`usize::MAX`: no
+    /// limit).
+    pub(crate) max_batch: usize,
 }
 
 impl ConsumerSettings {
     fn of(config: &consumer::Config) -> Self {
+        let limit = |n: i64| usize::try_from(n).ok().filter(|&n| n > 0);
+        let limits = [limit(config.max_ack_pending), limit(config.max_batch)];
         Self {
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
+            max_batch: limits.into_iter().flatten().min().unwrap_or(usize::MAX),
         }
     }
 
@@ -235,5 +243,29 @@ mod tests {
         assert_eq!(queue.settings().deliveries_to_run(), None);
         queue.take_up(&config(Duration::from_secs(1), 3));
         assert_eq!(queue.settings().deliveries_to_run(), Some(2));
+    }
+
+    #[test]
+    fn a_request_asks_for_no_more_than_the_consumer_allows() {
+        let queue = queue(Duration::from_secs(4));
+        assert_eq!(queue.settings().max_batch, usize::MAX);
+        for (max_ack_pending, max_batch, expected) in [
+            (1000, 0, 1000),
+            (2, 0, 2),
+            (1000, 16, 16),
+            (8, 16, 8),
+            (-1, -1, usize::MAX),
+        ] {
+            queue.take_up(&consumer::Config {
+                max_ack_pending,
+                max_batch,
+                ..config(Duration::from_secs(4), 6)
+            });
+            assert_eq!(
+                queue.settings().max_batch,
+                expected,
+                "{max_ack_pending} {max_batch}"
+            );
+        }
     }
 }
