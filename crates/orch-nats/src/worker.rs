@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     /// The streams and consumers (to set a consumer up again if it goes missing), and how
     /// long stored outputs are kept.
     pub(crate) layout: Layout,
+    /// Cancelled once the connection is closed for good (its subscriptions ended).
+    pub(crate) closed: CancellationToken,
 }
 
 /// Settings of a [`Worker`]; start with [`Worker::builder`].
@@ -251,6 +253,7 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 result_patience: self.result_patience,
                 layout: self.layout,
+                closed: CancellationToken::new(),
             }),
             types,
             limits: Limits {
@@ -460,7 +463,9 @@ impl fmt::Debug for Worker {
     }
 }
 
-/// Answers coordinators asking whether a worker serves a task type (`requests`).
+/// Answers coordinators asking whether a worker serves a task type (`requests`); once
+/// the subscription ends (the connection was closed for good), says so to the rest of
+/// the worker: a puller waiting for a slot asks the connection nothing to find out.
 async fn answer_presence(shared: Arc<Shared>, mut requests: async_nats::Subscriber) {
     while let Some(request) = requests.next().await {
         if let Some(reply) = request.reply {
@@ -470,4 +475,5 @@ async fn answer_presence(shared: Arc<Shared>, mut requests: async_nats::Subscrib
                 .await;
         }
     }
+    shared.closed.cancel();
 }

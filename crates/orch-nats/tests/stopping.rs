@@ -236,9 +236,17 @@ async fn a_worker_whose_connection_closes_returns_from_run() {
 
 /// A worker whose connection closes while a handler runs, one that waits for its
 /// cancellation (no timeout), still returns from `run`: the handler's result could not
-/// be sent, so it is cancelled and its task handed back rather than waited for.
+/// be sent, so it is cancelled and its task handed back rather than waited for. Also
+/// when that handler holds the worker's only slot: nothing then asked the closed
+/// connection for anything, and `run` waited for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_connection_closes_while_a_handler_runs_returns_from_run() {
+    for concurrency in [16, 1] {
+        returns_when_the_connection_closes_under_a_handler(concurrency).await;
+    }
+}
+
+async fn returns_when_the_connection_closes_under_a_handler(concurrency: usize) {
     use std::sync::Arc;
 
     let Some(server) = NatsServer::start() else {
@@ -248,6 +256,7 @@ async fn a_worker_whose_connection_closes_while_a_handler_runs_returns_from_run(
     let client = server.config().connect().await.expect("connects");
     let started = Arc::new(tokio::sync::Notify::new());
     let worker = Worker::builder()
+        .concurrency(concurrency)
         .cancel_grace(std::time::Duration::from_secs(1))
         .handler("wait", {
             let started = Arc::clone(&started);
@@ -264,7 +273,7 @@ async fn a_worker_whose_connection_closes_while_a_handler_runs_returns_from_run(
     // A guard, not a measure: the handler is cancelled at once.
     tokio::time::timeout(std::time::Duration::from_secs(30), stopped)
         .await
-        .expect("run returned without a stop")
+        .unwrap_or_else(|_| panic!("run returned without a stop ({concurrency} slots)"))
         .expect("no panic");
     run.abort();
 }

@@ -76,6 +76,10 @@ pub(crate) async fn serve(
                 Err(_) => break,
             },
             () = stop.cancelled() => break,
+            () = shared.closed.cancelled() => {
+                closed(&queue, &hand_back, &"the worker's subscriptions ended");
+                break;
+            }
         };
         match busy {
             true => {
