@@ -92,6 +92,7 @@ pub(crate) async fn run(
                     return ack(&message, AckKind::Ack).await;
                 }
                 LookUp::Unanswered(kind) => return ack(&message, kind).await,
+                LookUp::HandBack => return give_back(&queue, &message).await,
             }
         }
         // Nobody waits for an attempt past its deadline or cancelled: it gets no result,
@@ -309,6 +310,8 @@ enum LookUp {
     NotStored,
     /// The server did not answer: the message is acknowledged as this says, unrun.
     Unanswered(AckKind),
+    /// The worker hands its tasks back: given back once its own requests are over.
+    HandBack,
 }
 
 /// How long a worker keeps asking whether a task delivered again (or a resumed run's
@@ -334,7 +337,7 @@ async fn look_up_result(
         let asked = stored::find_result(&shared.js, &shared.names, key);
         let answer = tokio::select! {
             answer = asked => answer,
-            () = hand_back.cancelled() => return LookUp::Unanswered(AckKind::Nak(None)),
+            () = hand_back.cancelled() => return LookUp::HandBack,
         };
         match answer {
             Ok(Some(_)) => return LookUp::Stored,
@@ -360,7 +363,7 @@ async fn look_up_result(
         );
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = hand_back.cancelled() => return LookUp::Unanswered(AckKind::Nak(None)),
+            () = hand_back.cancelled() => return LookUp::HandBack,
         }
         pause = (pause * 2).min(Duration::from_secs(2));
     }
@@ -469,6 +472,9 @@ async fn refuse(
         ack(message, AckKind::Term).await;
     } else {
         refused("handing back (its failure could not be stored)");
-        ack(message, AckKind::Nak(None)).await;
+        match hand_back.is_cancelled() {
+            true => give_back(queue, message).await,
+            false => ack(message, AckKind::Nak(None)).await,
+        }
     }
 }
