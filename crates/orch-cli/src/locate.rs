@@ -26,8 +26,10 @@ pub(crate) struct Place {
 /// Where each task's definition starts in one file's text.
 pub(crate) struct Places<'t> {
     text: &'t str,
-    /// Task id to the byte offset where its definition starts (the first one, if twice).
-    tasks: HashMap<String, usize>,
+    /// Task id to the byte offsets of its place (where its id is given) and of the start
+    /// of its definition (in list form, its item's, where keys before `task_id` are);
+    /// the first, if twice.
+    tasks: HashMap<String, (usize, usize)>,
     /// Every definition start, sorted: a task's stretch ends where the next begins.
     starts: Vec<usize>,
     /// For each block of [`BLOCK`] bytes, how many lines end before it and where the line
@@ -55,9 +57,9 @@ impl<'t> Places<'t> {
         };
         let mut tasks = HashMap::with_capacity(found.len());
         let mut starts = Vec::with_capacity(found.len());
-        for (id, offset) in found {
-            starts.push(offset);
-            tasks.entry(id).or_insert(offset);
+        for (id, at, from) in found {
+            starts.push(from);
+            tasks.entry(id).or_insert((at, from));
         }
         starts.sort_unstable();
         let (mut lines, mut line_start) = (0, 0);
@@ -91,13 +93,13 @@ impl<'t> Places<'t> {
 
     /// Where task `id` is defined.
     pub(crate) fn task(&self, id: &str) -> Option<Place> {
-        self.place(*self.tasks.get(id)?)
+        self.place(self.tasks.get(id)?.0)
     }
 
     /// Where `word` first appears inside task `id`'s definition (quoted, or as a whole
     /// word), else where the task is defined.
     pub(crate) fn within_task(&self, id: &str, word: &str) -> Option<Place> {
-        let start = *self.tasks.get(id)?;
+        let (at, start) = *self.tasks.get(id)?;
         let next = self.starts.partition_point(|&s| s <= start);
         let end = self.starts.get(next).copied().unwrap_or(self.text.len());
         let stretch = &self.text[start..end];
@@ -111,7 +113,7 @@ impl<'t> Places<'t> {
         let found = (stretch.match_indices(&quoted).map(|(at, _)| at))
             .find(|&at| !own_id(at))
             .or_else(|| words(stretch, word).find(|&at| !own_id(at)));
-        self.place(start + found.unwrap_or(0))
+        self.place(found.map_or(at, |found| start + found))
     }
 
     fn place(&self, offset: usize) -> Option<Place> {
@@ -162,9 +164,14 @@ fn words<'t>(text: &'t str, word: &'t str) -> impl Iterator<Item = usize> + 't {
         })
 }
 
+/// A task found in the text: its id, the byte offset where the id is given, and the one
+/// where its definition starts (they differ for a list-form task whose `task_id` is not
+/// its first key).
+type Found = (String, usize, usize);
+
 /// JSON: keys at depth 2 under a top-level `tasks` object (map form), or, when `tasks` is
 /// an array (list form), the elements' `task_id` values, placed at the element's `{`.
-fn json_tasks(text: &str) -> Vec<(String, usize)> {
+fn json_tasks(text: &str) -> Vec<Found> {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
     let mut depth = 0usize;
@@ -181,7 +188,7 @@ fn json_tasks(text: &str) -> Vec<(String, usize)> {
             b'"' => {
                 let (value, end) = json_string(text, i);
                 if std::mem::take(&mut task_id_next) {
-                    found.push((value, element));
+                    found.push((value, element, element));
                 } else {
                     last = Some((value, i));
                 }
@@ -190,7 +197,9 @@ fn json_tasks(text: &str) -> Vec<(String, usize)> {
             }
             b':' => match last.take() {
                 Some((key, _)) if depth == 1 => in_tasks = key == "tasks",
-                Some((key, start)) if in_tasks && !list && depth == 2 => found.push((key, start)),
+                Some((key, start)) if in_tasks && !list && depth == 2 => {
+                    found.push((key, start, start));
+                }
                 Some((key, _)) if in_tasks && list && depth == 3 => task_id_next = key == "task_id",
                 _ => {}
             },
@@ -298,13 +307,15 @@ fn yaml_task_id(text: &str) -> Option<String> {
 /// YAML, block style: the keys one level under `tasks:` (map form), or the `task_id`
 /// lines of its items (list form), whether on an item's `- ` line or among the item's own
 /// keys. A `task_id` deeper in a task, or anywhere in a map-form task, starts no task.
-fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
+fn yaml_tasks(text: &str) -> Vec<Found> {
     let mut found = Vec::new();
     let mut in_tasks = false;
     let mut task_indent: Option<usize> = None;
     // In list form, the indent of the current item's own keys; `None` after a bare `-`
     // until the item's first key sets it.
     let mut item_keys: Option<Option<usize>> = None;
+    // Where the current item starts (its `- `).
+    let mut item_start = 0;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let start = offset;
@@ -337,28 +348,31 @@ fn yaml_tasks(text: &str) -> Vec<(String, usize)> {
                 true => None,
                 false => Some(indent + trimmed.len() - first_key.len()),
             });
-            found.extend(yaml_task_id(first_key).map(|id| (id, column)));
+            item_start = column;
+            found.extend(yaml_task_id(first_key).map(|id| (id, column, column)));
         } else if let Some(keys) = &mut item_keys {
             if *keys.get_or_insert(indent) == indent {
-                found.extend(yaml_task_id(trimmed).map(|id| (id, column)));
+                found.extend(yaml_task_id(trimmed).map(|id| (id, column, item_start)));
             }
         } else if indent == indent_here
             && let Some((id, rest)) = yaml_key(trimmed)
             && rest.starts_with(':')
         {
-            found.push((id, column));
+            found.push((id, column, column));
         }
     }
     found
 }
 
 /// TOML: `[tasks.ID]`, `ID = {` under `[tasks]`, and `task_id = "ID"` after `[[tasks]]`.
-fn toml_tasks(text: &str) -> Vec<(String, usize)> {
+fn toml_tasks(text: &str) -> Vec<Found> {
     let mut found = Vec::new();
     let mut table = String::new();
     // Whether tasks are `[[tasks]]` elements: then a `[tasks.x]` header is a table of
     // the last element, not a task.
     let mut list_form = false;
+    // Where the last `[[tasks]]` element starts.
+    let mut element_start = 0;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let start = offset;
@@ -374,11 +388,12 @@ fn toml_tasks(text: &str) -> Vec<(String, usize)> {
                     // `[tasks.ID]` starts task ID; `[tasks.ID.config]` is inside it.
                     let task = key(&rest[1..], &['.', ']'])
                         .filter(|(_, after)| !list_form && after.trim_start().starts_with(']'));
-                    found.extend(task.map(|(id, _)| (id, column)));
+                    found.extend(task.map(|(id, _)| (id, column, column)));
                 }
                 Some(rest) if rest.starts_with(']') => {
                     table = "tasks".to_owned();
                     list_form |= element;
+                    element_start = column;
                 }
                 _ => table = "other".to_owned(),
             }
@@ -392,9 +407,9 @@ fn toml_tasks(text: &str) -> Vec<(String, usize)> {
         };
         // In map form an inline table is a task; in list form it is a field of one.
         if table == "tasks" && !list_form && value.starts_with('{') {
-            found.push((name, column));
+            found.push((name, column, column));
         } else if table == "tasks" && name == "task_id" {
-            found.extend(key(value, &['#', ' ']).map(|(id, _)| (id, column)));
+            found.extend(key(value, &['#', ' ']).map(|(id, _)| (id, column, element_start)));
         }
     }
     found
@@ -508,6 +523,23 @@ mod tests {
         let places = Places::new(list, Format::Yaml);
         assert_eq!(places.task("a"), at(3, 1));
         assert_eq!(places.task("b"), at(6, 3));
+    }
+
+    /// A list-form task's keys before its `task_id` are its own: a problem there is
+    /// placed there, not in the task before it (nor at the id).
+    #[test]
+    fn keys_before_a_list_form_task_id_are_the_tasks_own() {
+        let yaml = "workflow_id: w\ntasks:\n- dependencies: [ghost]\n  task_type: echo\n  task_id: a\n- dependencies: [ghost]\n  task_type: echo\n  task_id: b\n";
+        let places = Places::new(yaml, Format::Yaml);
+        assert_eq!(places.within_task("a", "ghost"), at(3, 18));
+        assert_eq!(places.within_task("b", "ghost"), at(6, 18));
+        assert_eq!(places.task("b"), at(8, 3));
+        assert_eq!(places.within_task("b", "nowhere"), at(8, 3));
+        let toml = "workflow_id = \"w\"\n[[tasks]]\ndependencies = [\"ghost\"]\ntask_id = \"a\"\n[[tasks]]\ndependencies = [\"ghost\"]\ntask_id = \"b\"\n";
+        let places = Places::new(toml, Format::Toml);
+        assert_eq!(places.within_task("a", "ghost"), at(3, 17));
+        assert_eq!(places.within_task("b", "ghost"), at(6, 17));
+        assert_eq!(places.task("b"), at(7, 1));
     }
 
     /// A plain YAML key ends at a colon followed by a space or the line's end: a colon
