@@ -75,8 +75,12 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
                 }
                 None => ctx.task_id().to_string(),
             };
+            // An instance has its element: the list it maps over is not written again for
+            // each of them (n instances would write it n times).
+            let mapped = item.as_ref().and(ctx.task_definition().map.as_ref());
             let inputs: Vec<(String, &Value)> = ctx
                 .dependency_results()
+                .filter(|(id, _)| mapped.is_none_or(|spec| spec.over != **id))
                 .map(|(id, value)| (id.to_string(), value))
                 .collect();
             // Even when none of its dependencies completed (a clean-up after failures):

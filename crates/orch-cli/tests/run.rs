@@ -362,11 +362,12 @@ fn each_instance_of_a_mapped_command_gets_its_own_id_element_and_inputs() {
         r#"workflow_id: w
 tasks:
   list: { task_type: echo, config: { message: [10, {"k": "v"}, "s"] } }
+  other: { task_type: echo, config: { message: "o" } }
   each:
     task_type: command
-    dependencies: [list]
+    dependencies: [list, other]
     map: { over: list }
-    config: { shell: true, script: 'echo "{\"id\": \"$ORCH_TASK_ID\", \"index\": $ORCH_ITEM_INDEX, \"item\": $ORCH_ITEM, \"list\": $(cat "$ORCH_INPUTS_DIR/list.json"), \"dir\": \"$(basename "$ORCH_INPUTS_DIR")\"}"' }
+    config: { shell: true, script: 'echo "{\"id\": \"$ORCH_TASK_ID\", \"index\": $ORCH_ITEM_INDEX, \"item\": $ORCH_ITEM, \"list\": $(test -e "$ORCH_INPUTS_DIR/list.json" && echo true || echo false), \"other\": $(cat "$ORCH_INPUTS_DIR/other.json"), \"dir\": \"$(basename "$ORCH_INPUTS_DIR")\"}"' }
 "#,
     );
     let (code, stdout, stderr) = run_file(&dir, "w.yaml", &["--max-concurrent", "3"]);
@@ -378,7 +379,9 @@ tasks:
         assert_eq!(seen["id"], format!("each[{i}]"), "{result:#}");
         assert_eq!(seen["index"], json!(i));
         assert_eq!(&seen["item"], item);
-        assert_eq!(seen["list"], json!(items));
+        // The element, not the list again: n instances would write it n times.
+        assert_eq!(seen["list"], json!(false));
+        assert_eq!(seen["other"], json!("o"));
         // Named after the run, the attempt and the instance.
         let name = seen["dir"].as_str().expect("a name");
         assert!(name.ends_with(&format!("%2F1%2Feach%5B{i}%5D")), "{name}");
