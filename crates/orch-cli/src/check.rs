@@ -268,6 +268,9 @@ fn builtin(workflow: &Workflow) -> Vec<Problem> {
                     suggest::closest(&task.task_type, spec::TYPES).map(str::to_owned);
                 problems.push(problem);
             }
+            // A config that is not an object is the workflow's own problem, reported
+            // with the others (once, not again here).
+            Some(Err(_)) if !task.config.is_object() => {}
             Some(Err(found)) => problems.extend(found.into_iter().map(|p| {
                 let mut problem =
                     Problem::new("invalid_config", format!("task `{id}`: {}", p.message)).task(id);

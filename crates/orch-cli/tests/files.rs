@@ -53,6 +53,26 @@ fn validate_reports_every_problem_of_every_file_with_its_place() {
     );
 }
 
+/// A built-in task's config that is not an object is one problem, not also the built-in
+/// type's own complaint about it.
+#[test]
+fn a_config_that_is_not_an_object_is_one_problem() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  b:\n    task_type: echo\n    config: null\n",
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "w.yaml"]));
+    assert_eq!(code, Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].contains("must be a JSON object, not null"),
+        "{stdout}"
+    );
+    assert_eq!(lines[1], "1 problem(s) in 1 of 1 file(s)");
+}
+
 #[test]
 fn validate_json_names_kinds_places_and_suggestions() {
     let dir = Dir::new();
