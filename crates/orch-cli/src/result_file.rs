@@ -125,11 +125,16 @@ fn kept_in(error: &std::io::Error, kept: &Path) -> std::io::Error {
 /// something other than a file is refused before anything is written (see
 /// [`refuse_non_file`]): a directory (`out/` too), which the rename could not replace, or
 /// a device such as `/dev/null`, a pipe, a socket, which it would replace with a file. A
-/// symbolic link stays: the file it leads to is the one written.
+/// symbolic link stays: the file it leads to is the one written. What is written here (a
+/// drawing, a report) is quick to make again: when the rename fails, the temporary file
+/// is removed, not kept as a run's result is.
 pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let (mut file, target) = file_beside(path)?;
     write_synced(&mut file, text)?;
-    put_in_place(file, &target)
+    // Refused, the temporary file is dropped, which removes it.
+    file.persist(&target)
+        .map(drop)
+        .map_err(|refused| refused.error)
 }
 
 /// A temporary file (private to its owner) beside the file `path` leads to, and that

@@ -73,6 +73,26 @@ fn a_config_that_is_not_an_object_is_one_problem() {
     assert_eq!(lines[1], "1 problem(s) in 1 of 1 file(s)");
 }
 
+/// A drawing that cannot take its name (too long for the file system) fails, leaving no
+/// temporary file behind: it is quick to draw again, unlike a run's result.
+#[test]
+fn a_drawing_that_cannot_take_its_name_leaves_nothing_behind() {
+    let dir = Dir::new();
+    dir.write("w.yaml", GOOD);
+    std::fs::create_dir(dir.path().join("out")).expect("a directory");
+    let name = format!("out/{}.dot", "x".repeat(300));
+    let (code, _, stderr) = parts(&run_in(
+        &dir,
+        &["graph", "w.yaml", "--format", "dot", "-o", &name],
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .expect("readable")
+        .map(|entry| entry.expect("an entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn validate_json_names_kinds_places_and_suggestions() {
     let dir = Dir::new();
