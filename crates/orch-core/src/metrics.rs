@@ -1,6 +1,8 @@
 //! [`RunMetrics`]: the summary figures of one run, and how they are worked out from the
 //! run's records ([`WorkflowResult::metrics`]).
 
+use std::time::SystemTime;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{MapSpec, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
@@ -45,8 +47,11 @@ pub struct RunMetrics {
     pub p95_task_duration: Option<f64>,
     /// 99th percentile of task durations (nearest rank).
     pub p99_task_duration: Option<f64>,
-    /// The chain of dependent tasks with the greatest total duration, first task first.
-    /// Empty when the dependencies were not known to the computation.
+    /// The chain of dependent tasks with the greatest total duration, first task first:
+    /// each task's time within this run (a task restored from an earlier run adds
+    /// nothing), through the dependencies each task waited for (a rule such as
+    /// `one_success` starts a task before its others end). Empty when the dependencies
+    /// were not known to the computation.
     pub critical_path: Vec<TaskId>,
     /// The summed durations along the critical path.
     pub critical_path_duration: f64,
@@ -146,13 +151,6 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
     // Busy time counts what each task ran within this run: a task restored from an
     // earlier run keeps that run's times.
     let mut busy = 0.0;
-    let within_run = |record: &TaskRecord| match (record.start_time, record.end_time) {
-        (Some(start), Some(end)) => end
-            .min(result.end_time)
-            .duration_since(start.max(result.start_time))
-            .map_or(0.0, |d| d.as_secs_f64()),
-        _ => 0.0,
-    };
     for (record, mapped) in result.tasks.records().iter().zip(mapped) {
         match record.status {
             TaskStatus::Completed => metrics.completed_tasks += 1,
@@ -165,7 +163,7 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         seconds.push(duration);
         if !mapped {
             durations.extend(duration);
-            busy += within_run(record);
+            busy += within_run(result, record);
         }
     }
     if !durations.is_empty() {
@@ -185,6 +183,18 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         critical_path(result, workflow, &seconds, &mut metrics);
     }
     metrics
+}
+
+/// How long `record` ran within `result`'s run, in seconds: a task restored from an
+/// earlier run keeps that run's times.
+fn within_run(result: &WorkflowResult, record: &TaskRecord) -> f64 {
+    match (record.start_time, record.end_time) {
+        (Some(start), Some(end)) => end
+            .min(result.end_time)
+            .duration_since(start.max(result.start_time))
+            .map_or(0.0, |d| d.as_secs_f64()),
+        _ => 0.0,
+    }
 }
 
 /// Nearest-rank percentiles, `ps` in increasing order: for each, the smallest value with
@@ -208,9 +218,11 @@ fn percentiles<const N: usize>(values: &mut [f64], ps: [f64; N]) -> [Option<f64>
     found
 }
 
-/// The chain of dependencies with the greatest summed duration, ending at a task that ran
-/// (tasks that did not run weigh nothing and end no path). Among dependencies that tie,
-/// the one listed first is on the path.
+/// The chain of dependencies with the greatest summed duration within the run, ending at
+/// a task that ran (tasks that did not run weigh nothing and end no path). A task's
+/// chain goes only through the dependencies it waited for, those that ended before it
+/// started: a rule such as `one_success` starts it before the others end. Among
+/// dependencies that tie, the one listed first is on the path.
 fn critical_path(
     result: &WorkflowResult,
     workflow: &Workflow,
@@ -233,12 +245,27 @@ fn critical_path(
                 .eq(workflow.tasks().map(|t| &t.task_id))
     };
     let same_order = result.tasks.workflow().is_some_and(in_order);
-    let weight = |i: usize| -> Option<f64> {
-        if same_order {
-            return seconds[i];
+    // The record of the task at plan index `i`.
+    let record_of = |i: usize| -> Option<usize> {
+        match same_order {
+            true => Some(i),
+            false => result.tasks.index_of(id(i)?),
         }
-        seconds[result.tasks.index_of(id(i)?)?]
     };
+    let records = result.tasks.records();
+    // What the task ran within this run, for a task that ran.
+    let weight = |i: usize| -> Option<f64> {
+        let r = record_of(i)?;
+        seconds[r].map(|_| within_run(result, &records[r]))
+    };
+    // Each task's start and end, by plan index.
+    let times: Vec<(Option<SystemTime>, Option<SystemTime>)> = (0..plan.len())
+        .map(|i| {
+            record_of(i).map_or((None, None), |r| {
+                (records[r].start_time, records[r].end_time)
+            })
+        })
+        .collect();
     let n = plan.len();
     let mut finish = vec![0.0f64; n];
     let mut via = vec![u32::MAX; n];
@@ -247,9 +274,14 @@ fn critical_path(
         // Selects rather than branches on the loaded values, so that on a large random
         // graph the cache misses of one task's dependencies overlap.
         let (mut best, mut through) = (0.0, u32::MAX);
+        let started = times[i].0;
         for &d in plan.dependencies(i) {
             let f = finish[d as usize];
-            let better = through == u32::MAX || f > best;
+            // Unknown times count as waiting.
+            let waited = started
+                .zip(times[d as usize].1)
+                .is_none_or(|(started, ended)| ended <= started);
+            let better = waited && (through == u32::MAX || f > best);
             best = if better { f } else { best };
             through = if better { d } else { through };
         }

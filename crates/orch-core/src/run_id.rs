@@ -11,7 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The identifier of one run of a workflow.
 ///
 /// A run id is 1 to 128 bytes of ASCII letters, digits, `_` and `-`, so it can be used
-/// as it is for a file name, a database key or a message subject. [`RunId::new`] makes a
+/// as it is for a file name, a database key or a message subject. Ids differ by case
+/// (`Nightly` is not `nightly`), which a file system that ignores case (macOS's and
+/// Windows's, as they come) does not: there, two such runs would share one journal file,
+/// so give runs ids that differ otherwise. [`RunId::new`] makes a
 /// fresh one; [`RunId::parse`] (or `str::parse`) checks one given by a user. Cloning is
 /// cheap.
 ///

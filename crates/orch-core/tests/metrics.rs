@@ -249,6 +249,35 @@ fn a_task_restored_from_an_earlier_run_is_busy_only_within_this_run() {
     let metrics = result.metrics();
     assert_eq!(metrics.total_duration, 1.0);
     assert_eq!(metrics.parallel_efficiency, Some(1.0));
+    // Its earlier run's time is not on this run's critical path either, which would
+    // then be longer than the run.
+    assert_eq!(metrics.critical_path, ["t0", "t1"]);
+    assert_eq!(metrics.critical_path_duration, 1.0);
+}
+
+/// A task whose rule starts it early (`one_success`) did not wait for its slower
+/// dependency: the critical path does not add that one's time to its own (it once
+/// came out longer than the run), and goes through the dependency it waited for.
+#[test]
+fn the_critical_path_follows_only_the_dependencies_a_task_waited_for() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("fast", "t"))
+        .task(Task::new("slow", "t"))
+        .task(
+            Task::new("join", "t")
+                .depends_on(["fast", "slow"])
+                .trigger_rule(orch_core::TriggerRule::OneSuccess),
+        )
+        .task(Task::new("after", "t").depends_on(["join"]));
+    let records = vec![
+        ran(TaskStatus::Completed, 0, 1_000),
+        ran(TaskStatus::Completed, 0, 10_000),
+        ran(TaskStatus::Completed, 1_000, 2_000),
+        ran(TaskStatus::Completed, 2_000, 3_000),
+    ];
+    let metrics = result_of(&workflow, records, 10_000, 2).metrics();
+    assert_eq!(metrics.critical_path, ["slow"]);
+    assert_eq!(metrics.critical_path_duration, 10.0);
 }
 
 /// `x[0]` names an instance only of a map task `x`: beside a plain `x`, it is a task of
