@@ -357,10 +357,11 @@ impl TaskContext {
     /// ended (completed, failed, skipped or cancelled) and that runs again is not resumed:
     /// its attempt numbers go on after the earlier ones (see [`TaskContext::attempt`]);
     /// but one it cancelled before any attempt of it was recorded is (a run before it may
-    /// have stopped during its first attempt). Nor is a task one of whose dependencies
-    /// (for a map, the list) ended in the earlier run and runs again in this one (its
-    /// output was not journaled, or its outcome does not stand): the attempt under way
-    /// read an output that may now differ, so this one takes the number after it.
+    /// have stopped during its first attempt). Nor is a task whose rule could have
+    /// started it on how its dependencies (for a map, the list) ended in the earlier run,
+    /// one of which runs again in this one (its output was not journaled, or its outcome
+    /// does not stand): the attempt under way read an output that may now differ, so this
+    /// one takes the number after it.
     /// (One case is left: if a resume that ran such a task again was itself stopped
     /// without recording the attempt, the next resume gives that attempt's number again,
     /// not resumed; a system that keeps the first outcome per attempt then gives that

@@ -188,6 +188,39 @@ fn journaled(dir: &std::path::Path) -> WorkflowEngine {
         .unwrap()
 }
 
+/// A run cancelled while `x` ran: `y`, which waits for `x`, never started, so a resume
+/// that runs `x` again takes `y`'s first attempt up as usual (number 1, resumed), not
+/// as one that read an output of `x` made before: nothing could have started it.
+#[test]
+fn a_task_that_could_not_have_started_keeps_its_first_number_when_its_dependency_runs_again() {
+    let seen = Seen::default();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("x", "flaky").retries(5))
+        .task(Task::new("y", "wait").depends_on(["x"]));
+    let blocking = WorkflowEngine::new();
+    let started = Arc::new(Notify::new());
+    register(&blocking, &seen, false, Some(&started));
+    let first = runtime().block_on(async {
+        let run = blocking.run(&workflow);
+        let token = run.cancellation_token();
+        let cancel = async {
+            started.notified().await;
+            token.cancel();
+        };
+        let (first, ()) = tokio::join!(run, cancel);
+        first.unwrap()
+    });
+    let y = first.task("y").unwrap();
+    assert_eq!((y.status, y.attempts), (TaskStatus::Cancelled, 0));
+    let engine = WorkflowEngine::new();
+    register(&engine, &seen, false, None);
+    let resumed = runtime()
+        .block_on(engine.resume(&workflow, &first))
+        .unwrap();
+    assert_eq!(resumed.status, WorkflowStatus::Completed);
+    assert_eq!(attempts_of(&seen, "y"), [(1, true)]);
+}
+
 /// The runs' events name the attempts too: a resumed task's start names its number, and
 /// a task that did not start in its run (`y`, cancelled in the second) names none.
 #[test]
