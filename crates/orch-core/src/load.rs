@@ -16,6 +16,8 @@ use crate::guard::{Guarded, Rules};
 use crate::task::TaskSpec;
 #[cfg(feature = "yaml")]
 use crate::yaml_depth::Found;
+#[cfg(feature = "yaml")]
+use crate::yaml_place::value_at;
 use crate::{Task, TaskId, Workflow};
 
 #[cfg(feature = "yaml")]
@@ -177,14 +179,19 @@ impl Workflow {
                 location.map(|l| l.column()),
             );
             let mut text = e.inner().to_string();
-            if rules.null_refused() {
-                // Placed at the map holding the null: placed again, at the null.
+            // Placed at the map holding the null: placed again, at the null (when its
+            // path leads there without an alias).
+            let null_at = rules
+                .null_refused()
+                .then(|| value_at(&checked, e.path()))
+                .flatten();
+            if let Some((null_line, null_column)) =
+                null_at.map(|o| yaml_line_and_column(&checked, o))
+            {
                 if let (Some(line), Some(column)) = (line, column) {
                     text = text.replacen(&format!(" at line {line} column {column}"), "", 1);
                 }
-                let place = crate::yaml_place::value_at(&checked, e.path());
-                let place = place.map(|offset| yaml_line_and_column(&checked, offset));
-                (line, column) = (place.map(|p| p.0), place.map(|p| p.1));
+                (line, column) = (Some(null_line), Some(null_column));
             }
             match rules.exceeded() {
                 Some(limit) => LoadError::ExpansionLimit {

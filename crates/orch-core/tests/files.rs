@@ -551,6 +551,16 @@ fn yaml_null_is_not_text() {
         );
         assert!(!message.contains(" at line"), "{text}: {message}");
     }
+    // Through an alias, the null is placed where the YAML reader places it (the map
+    // holding it), not nowhere.
+    let (field, line, message) = parse_error(Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    config: {tmpl: &t {task_type: ~}}\n  b: *t\n",
+    ));
+    assert_eq!(
+        (field.as_str(), line.is_some()),
+        ("tasks.b.task_type", true),
+        "{message}"
+    );
     // Quoted, they are text like any other.
     let workflow = Workflow::from_yaml(
         "workflow_id: \"~\"\nname: 'null'\ntasks:\n  a:\n    task_type: \"\"\n",
