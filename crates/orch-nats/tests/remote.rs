@@ -414,7 +414,8 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
         .task(Task::new("big_input", "echo").depends_on(["local_big"]))
         .task(Task::new("list", "list"))
         .task(Task::new("big_item", "echo").map_over("list"))
-        .task(Task::new("big_config", "echo").config(json!({"text": "c".repeat(5_000)})));
+        .task(Task::new("big_config", "echo").config(json!({"text": "c".repeat(5_000)})))
+        .task(Task::new("n".repeat(5_000), "echo"));
     let result = engine.execute_workflow(&workflow).await.expect("valid");
     let error = |id: &str| {
         result
@@ -438,6 +439,9 @@ async fn messages_over_the_size_limit_fail_with_their_sizes() {
         config.ends_with("its task's config is 5011 bytes"),
         "{config}"
     );
+    // Large for its id, no part of it is named.
+    let named = error(&"n".repeat(5_000));
+    assert!(named.ends_with("kept for its headers)"), "{named}");
     stop.cancel();
 }
 

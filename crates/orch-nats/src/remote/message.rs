@@ -101,7 +101,12 @@ pub(super) fn task_message(
     let payload = protocol::write(&message);
     // The message id goes with it, in a header.
     if payload.len() + HEADER_ROOM > max_bytes {
-        let largest = largest_part(&message.inputs, message.item.as_ref(), &task.config);
+        let largest = largest_part(
+            &message.inputs,
+            message.item.as_ref(),
+            &task.config,
+            payload.len(),
+        );
         return Err(TaskError::permanent(format!(
             "the message for attempt {} of task `{}` is {} bytes, over the limit of {} bytes \
              ({HEADER_ROOM} of them kept for its headers){largest}",
@@ -124,16 +129,22 @@ pub(super) fn task_message(
     Ok(Bytes::from(payload))
 }
 
-/// What is largest in a task message too large to send: one of its inputs, its item or
-/// its task's config.
+/// What is largest in a task message of `total` bytes, too large to send: one of its
+/// inputs, its item or its task's config; nothing when none of them is half the message
+/// (its ids and names make it large).
 fn largest_part(
     inputs: &BTreeMap<&str, &serde_json::Value>,
     item: Option<&MessageItem>,
     config: &serde_json::Value,
+    total: usize,
 ) -> String {
     let bytes = |value: &serde_json::Value| protocol::write(value).len();
     let input = inputs.iter().map(|(id, value)| (bytes(value), id)).max();
     let (item, config) = (item.map_or(0, |item| bytes(&item.value)), bytes(config));
+    let largest = input.map_or(0, |(size, _)| size).max(item).max(config);
+    if largest * 2 < total {
+        return String::new();
+    }
     match input {
         Some((size, id)) if size >= item && size >= config => {
             format!("; its largest input is the output of `{id}`, {size} bytes")
