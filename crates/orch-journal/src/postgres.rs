@@ -133,9 +133,9 @@ impl PgJournal {
     /// for each address it may try (each host's, as it resolves): as with libpq, an
     /// address that cannot be reached in that time is passed over for the next (one that
     /// takes the connection and then says nothing is not: the attempt fails once its
-    /// time is up). A database whose encoding is not UTF8 (or SQL_ASCII) is refused: it
-    /// would refuse, in the middle of a run, an output holding a character it has none
-    /// for.
+    /// time is up). In a database whose encoding is not UTF8 (or SQL_ASCII), runs can be
+    /// listed and read but not opened: it would refuse, in the middle of a run, an output
+    /// holding a character it has none for.
     pub async fn connect(config: &str) -> Result<Self, JournalError> {
         let secret = secret_in(config);
         let secret = secret.as_deref();
@@ -390,6 +390,7 @@ impl Journal for PgJournal {
                 Ok((session, lock))
             })
             .await?;
+        session.may_write(&shared.target)?;
         let definition = Definition::of(workflow);
         let tasks = Arc::new(definition.tasks.keys().cloned().collect());
         let loaded = match shared.load(&session, run).await? {

@@ -241,6 +241,9 @@ pub(super) struct Session {
     /// Set once a request failed with an error that ends the session (before the
     /// connection itself may have seen its end).
     fatal: AtomicBool,
+    /// The database's encoding, when it cannot hold every character (see
+    /// [`Session::may_write`]).
+    unfit_encoding: Option<String>,
 }
 
 impl Session {
@@ -297,18 +300,10 @@ impl Session {
             .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
             .map_err(|e| pg_error("look for the journal's tables", &e, secret))?;
         // Text is sent as UTF-8: a database in another encoding refuses an output or an
-        // error holding a character it has none for, in the middle of a run (and again
-        // at each resume). SQL_ASCII keeps the bytes as they come.
-        if !matches!(encoding.as_str(), "UTF8" | "SQL_ASCII") {
-            return Err(JournalError::Postgres {
-                action: "use the database",
-                message: format!(
-                    "{target} stores text as {encoding}, which cannot hold every character \
-                     a run's outputs and errors may have: use a database made with \
-                     ENCODING 'UTF8'"
-                ),
-            });
-        }
+        // error holding a character it has none for. SQL_ASCII keeps the bytes as they
+        // come.
+        let unfit_encoding =
+            (!matches!(encoding.as_str(), "UTF8" | "SQL_ASCII")).then_some(encoding);
         // A newer version's tables are refused before anything in them changes.
         if has_format {
             check_format(&client, target, secret).await?;
@@ -340,7 +335,26 @@ impl Session {
             finish,
             ended,
             fatal: AtomicBool::new(false),
+            unfit_encoding,
         })
+    }
+
+    /// Refuses to write runs into a database whose encoding cannot hold every character:
+    /// it would refuse an output or an error holding one it has none for in the middle
+    /// of a run, and again at each resume. Runs already there can still be listed and
+    /// read.
+    pub(super) fn may_write(&self, target: &str) -> Result<(), JournalError> {
+        match &self.unfit_encoding {
+            None => Ok(()),
+            Some(encoding) => Err(JournalError::Postgres {
+                action: "open a run",
+                message: format!(
+                    "{target} stores text as {encoding}, which cannot hold every character \
+                     a run's outputs and errors may have: use a database made with \
+                     ENCODING 'UTF8'"
+                ),
+            }),
+        }
     }
 
     /// Whether the connection ended (the server went away, or ended the session).
