@@ -417,7 +417,9 @@ mod checks {
         assert_eq!(listed.expect("lists").len(), 0);
         let run = fresh_run();
         let opened = env.rt.block_on(journal.open(&run, &three_tasks()));
-        let err = opened.err().expect("no run is opened");
+        let Err(err) = opened else {
+            panic!("a run was opened");
+        };
         let message = err.to_string();
         assert!(matches!(err, JournalError::Postgres { .. }), "{message}");
         assert!(message.contains("stores text as LATIN1"), "{message}");
