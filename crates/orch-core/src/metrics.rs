@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MapSpec, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
+use crate::{MapSpec, TaskId, TaskRecord, TaskStatus, TriggerRule, Workflow, WorkflowResult};
 
 /// Summary figures of one run. Durations are in seconds; the duration statistics cover
 /// the tasks that ran (those with both a start and an end time) and are `None` when no
@@ -132,7 +132,7 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
         total_tasks: result.tasks.len(),
         ..RunMetrics::default()
     };
-    // Each task's duration in seconds; `None` for a task that did not run.
+    // Each task's time within this run in seconds; `None` for a task that did not run.
     let mut seconds = Vec::with_capacity(result.tasks.len());
     let mut durations = Vec::with_capacity(result.tasks.len());
     // The map tasks whose instances have records of their own, by position. With the
@@ -160,10 +160,11 @@ fn summarise(result: &WorkflowResult, workflow: Option<&Workflow>) -> RunMetrics
             TaskStatus::Pending | TaskStatus::Running => {}
         }
         let duration = record.duration().map(|d| d.as_secs_f64());
-        seconds.push(duration);
+        let in_run = duration.map(|_| within_run(result, record));
+        seconds.push(in_run);
         if !mapped {
             durations.extend(duration);
-            busy += within_run(result, record);
+            busy += in_run.unwrap_or(0.0);
         }
     }
     if !durations.is_empty() {
@@ -252,20 +253,16 @@ fn critical_path(
             false => result.tasks.index_of(id(i)?),
         }
     };
+    let weight = |i: usize| seconds[record_of(i)?];
     let records = result.tasks.records();
-    // What the task ran within this run, for a task that ran.
-    let weight = |i: usize| -> Option<f64> {
-        let r = record_of(i)?;
-        seconds[r].map(|_| within_run(result, &records[r]))
+    let time = |i: usize, of: fn(&TaskRecord) -> Option<SystemTime>| of(&records[record_of(i)?]);
+    // A task whose rule waits for every dependency waited for each; one that may start
+    // early (`one_success`, `one_failed`, `always`) waited for those that ended before
+    // it started (unknown times count as waiting).
+    let starts_early = |i: usize| {
+        let rule = tasks.get_index(i).map(|(_, task)| task.trigger_rule);
+        rule.is_some_and(TriggerRule::may_start_early)
     };
-    // Each task's start and end, by plan index.
-    let times: Vec<(Option<SystemTime>, Option<SystemTime>)> = (0..plan.len())
-        .map(|i| {
-            record_of(i).map_or((None, None), |r| {
-                (records[r].start_time, records[r].end_time)
-            })
-        })
-        .collect();
     let n = plan.len();
     let mut finish = vec![0.0f64; n];
     let mut via = vec![u32::MAX; n];
@@ -274,14 +271,15 @@ fn critical_path(
         // Selects rather than branches on the loaded values, so that on a large random
         // graph the cache misses of one task's dependencies overlap.
         let (mut best, mut through) = (0.0, u32::MAX);
-        let started = times[i].0;
+        let started = starts_early(i).then(|| time(i, |r| r.start_time));
+        let waited = |d: usize| {
+            started.is_none_or(|started| {
+                (started.zip(time(d, |r| r.end_time))).is_none_or(|(s, e)| e <= s)
+            })
+        };
         for &d in plan.dependencies(i) {
             let f = finish[d as usize];
-            // Unknown times count as waiting.
-            let waited = started
-                .zip(times[d as usize].1)
-                .is_none_or(|(started, ended)| ended <= started);
-            let better = waited && (through == u32::MAX || f > best);
+            let better = (through == u32::MAX || f > best) && waited(d as usize);
             best = if better { f } else { best };
             through = if better { d } else { through };
         }

@@ -149,6 +149,15 @@ impl TriggerRule {
         *self == TriggerRule::AllSuccess
     }
 
+    /// Whether a task with this rule may start before all its dependencies ended
+    /// (`one_success`, `one_failed`, `always`).
+    pub(crate) fn may_start_early(self) -> bool {
+        matches!(
+            self,
+            TriggerRule::OneSuccess | TriggerRule::OneFailed | TriggerRule::Always
+        )
+    }
+
     /// Whether a task with this rule runs to react to failures (`all_failed`,
     /// `one_failed`): when it completes, the failures of its dependencies are handled and
     /// do not fail the workflow, including those that came after it started (the
