@@ -113,7 +113,8 @@
 //!   ignored): then it takes no more tasks, lets running ones finish for
 //!   `--shutdown-grace` (default 30 s, cut short by a second signal), stops the rest as
 //!   a cancel does (SIGTERM, then SIGKILL after 2 s), hands them back to the queue for
-//!   another worker, and exits with 0 (with 128 + the signal's number
+//!   another worker, and exits with 0 (1 if its connection was closed for good, which
+//!   reconnecting does not end; with 128 + the signal's number
 //!   when stopped before it was connected, or by a third signal, which ends it at once
 //!   whatever it still waits for; tasks it held go to other workers after the server's
 //!   ack wait). A server that is gone holds it up past the grace period only while a

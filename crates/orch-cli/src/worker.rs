@@ -73,10 +73,11 @@ pub(crate) fn nats_config(url: Option<&str>, name: Option<&str>) -> Result<NatsC
     Ok(config)
 }
 
-/// Serves tasks until Ctrl-C or SIGTERM; exit 0 after a clean stop, 2 when the worker
-/// cannot start (no server, refused credentials, a `--dir` it cannot work in, no private
-/// temporary directory), and 128 + the signal's number when a signal comes while it is
-/// still connecting.
+/// Serves tasks until Ctrl-C or SIGTERM; exit 0 after a clean stop, 1 when its connection
+/// was closed for good (it reconnects otherwise), 2 when the worker cannot start (no
+/// server, refused credentials, a `--dir` it cannot work in, no private temporary
+/// directory), and 128 + the signal's number when a signal comes while it is still
+/// connecting.
 pub(crate) fn serve(args: WorkerArgs) -> ExitCode {
     let config = match nats_config(args.nats.as_deref(), args.name.as_deref()) {
         Ok(config) => config,
@@ -179,7 +180,14 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         let _ = std::fs::remove_dir_all(&inputs_dir);
         std::process::exit(128 + i32::from(number));
     });
-    worker.run_until(stop, stop_now).await;
+    worker.run_until(stop.clone(), stop_now).await;
+    // Not asked to stop: its connection was closed for good.
+    if !stop.is_cancelled() {
+        errln!(
+            "orch worker: the connection to NATS was closed for good; running tasks were handed back"
+        );
+        return ExitCode::FAILURE;
+    }
     let _ = writeln!(std::io::stdout(), "worker stopped");
     ExitCode::SUCCESS
 }
