@@ -156,6 +156,26 @@ struct CommandConfig {
     max_output_bytes: Option<usize>,
 }
 
+/// `config` read as a command's, with a problem for each key of a type it cannot be:
+/// a key that cannot be read is noted and left out, and the rest read again, so that
+/// every such key is named at once (each at most once).
+fn read_command_config(config: &Value, problems: &mut Vec<ConfigProblem>) -> Option<CommandConfig> {
+    let mut config = config.clone();
+    loop {
+        let error = match serde_path_to_error::deserialize(&config) {
+            Ok(parsed) => return Some(parsed),
+            Err(error) => error,
+        };
+        let key = error.path().iter().next().map(|s| s.to_string());
+        problems.push(ConfigProblem::new(
+            key.as_deref(),
+            format!("invalid config at `{}`: {}", error.path(), error.inner()),
+        ));
+        let removed = key.and_then(|key| config.as_object_mut()?.remove(&key));
+        removed.as_ref()?;
+    }
+}
+
 /// Checks the configuration of a task of a built-in type; `None` for another type.
 pub(crate) fn parse(
     task_type: &str,
@@ -220,15 +240,14 @@ fn sleep(config: &Value) -> Result<Builtin, Vec<ConfigProblem>> {
 }
 
 fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
-    known_keys(config, &COMMAND_KEYS)?;
-    let parsed: CommandConfig = serde_path_to_error::deserialize(config).map_err(|e| {
-        let key = e.path().iter().next().map(|s| s.to_string());
-        vec![ConfigProblem::new(
-            key.as_deref(),
-            format!("invalid config at `{}`: {}", e.path(), e.inner()),
-        )]
-    })?;
-    let mut problems = Vec::new();
+    let mut problems = known_keys(config, &COMMAND_KEYS).err().unwrap_or_default();
+    if !config.is_object() {
+        return Err(problems);
+    }
+    let parsed = match read_command_config(config, &mut problems) {
+        Some(parsed) if problems.is_empty() => parsed,
+        _ => return Err(problems),
+    };
     let (program, args) = match (parsed.shell, parsed.program, parsed.script) {
         (false, Some(program), None) => (program, parsed.args.into_iter().map(|a| a.0).collect()),
         (true, None, Some(script)) => {

@@ -53,6 +53,38 @@ fn validate_reports_every_problem_of_every_file_with_its_place() {
     );
 }
 
+/// Every key of a command's config that is wrong is named at once: unknown keys and
+/// keys of the wrong type alike (it stopped at the unknown keys, or at the first type).
+#[test]
+fn validate_names_every_wrong_key_of_a_commands_config() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: {task_type: command, config: {progam: ls, capture: weird, max_output_bytes: -1}}\n  b: {task_type: command, config: {program: [ls], capture: weird, env: 5}}\n",
+    );
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "w.yaml"]));
+    assert_eq!(code, Some(1), "{stdout}");
+    let named = |task: &str, key: &str| {
+        stdout.lines().any(|line| {
+            line.contains(&format!("task `{task}`")) && line.contains(&format!("`{key}`"))
+        })
+    };
+    for (task, key) in [
+        ("a", "progam"),
+        ("a", "capture"),
+        ("a", "max_output_bytes"),
+        ("b", "program"),
+        ("b", "capture"),
+        ("b", "env"),
+    ] {
+        assert!(named(task, key), "{task} {key}: {stdout}");
+    }
+    assert!(
+        stdout.ends_with("6 problem(s) in 1 of 1 file(s)\n"),
+        "{stdout}"
+    );
+}
+
 /// A built-in task's config that is not an object is one problem, not also the built-in
 /// type's own complaint about it.
 #[test]
