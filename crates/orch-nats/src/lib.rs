@@ -93,8 +93,9 @@
 //!   [`ConnectError::Unreachable`].
 //! - **Sizes**: a task message over the server's `max_payload` (or
 //!   [`RemoteBuilder::max_message_bytes`], or the tasks stream's own largest message)
-//!   fails its attempt permanently, naming its largest part (an input, or its config). An output too large for a result message is stored in the object
-//!   store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
+//!   fails its attempt permanently, naming its largest part (an input, its item or its
+//!   config). An output too large for a result message is stored in the object store
+//!   bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
 //!   under the attempt's message id, and the result message names it; the coordinator
 //!   reads it from there, refusing (failing the attempt) an object that is not the
 //!   attempt's own (a link to another object included) or is over [`RemoteBuilder::max_output_bytes`] (default 1 GiB), and

@@ -129,7 +129,7 @@ impl RemoteBuilder {
 
     /// The largest task message, in bytes, its headers included (default and at most: the
     /// server's `max_payload`; 1 KiB of it is kept for the headers). A larger attempt
-    /// fails permanently, naming its largest part (an input, or its config).
+    /// fails permanently, naming its largest part (an input, its item or its config).
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = Some(bytes);
         self

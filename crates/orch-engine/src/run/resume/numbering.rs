@@ -8,10 +8,10 @@ use orch_core::{Decision, DependencyOutcomes, Plan, TaskStatus, Workflow, Workfl
 /// there: the next attempt's number is a new one (see [`attempt_bases`]). A task it did
 /// not record, or recorded as pending or running, may have had an attempt under way when
 /// it stopped, which this run takes up; so may one it cancelled before any attempt of it
-/// was recorded (a run before it may have stopped during its first attempt). But an
-/// attempt under way on a dependency's output that this run makes again (not journaled,
-/// or the dependency's outcome does not stand) read what may now differ: it is not taken
-/// up.
+/// was recorded (a run before it may have stopped during its first attempt). But one
+/// whose rule could have started it on how its dependencies ended there, one of which
+/// this run makes again (not journaled, or its outcome does not stand), may have been
+/// under way on an output that now differs: its attempt is not taken up.
 pub(in crate::run) fn ended_before(
     workflow: &Workflow,
     plan: &Plan,
