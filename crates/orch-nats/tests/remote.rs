@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::NatsServer;
 use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
 use orch_engine::{Durability, Output, TaskContext, TaskError, WorkflowEngine, inline};
-use orch_nats::{ConnectError, Inputs, Layout, NatsConfig, RemoteHandler, Worker};
+use orch_nats::{ConnectError, Inputs, Layout, NatsConfig, RemoteBuilder, RemoteHandler, Worker};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -127,8 +127,17 @@ async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &Cancellatio
 }
 
 async fn remote_engine(server: &NatsServer, types: &[&str]) -> WorkflowEngine {
-    let remote = RemoteHandler::builder()
-        .missing_worker_timeout(Duration::from_millis(400))
+    let remote = RemoteHandler::builder().missing_worker_timeout(Duration::from_millis(400));
+    engine_through(remote, server, types).await
+}
+
+/// An engine whose `types` go to workers through a coordinator built by `remote`.
+async fn engine_through(
+    remote: RemoteBuilder,
+    server: &NatsServer,
+    types: &[&str],
+) -> WorkflowEngine {
+    let remote = remote
         .connect(&server.config())
         .await
         .expect("the coordinator connects");
@@ -383,16 +392,12 @@ async fn a_listener_that_is_not_a_worker_does_not_count_as_one() {
 /// An engine whose `types` go to workers through a coordinator that sends task
 /// messages of at most 4 KiB.
 async fn small_message_engine(server: &NatsServer, types: &[&str]) -> WorkflowEngine {
-    let remote = RemoteHandler::builder()
-        .max_message_bytes(4096)
-        .connect(&server.config())
-        .await
-        .expect("connects");
-    let engine = WorkflowEngine::new();
-    for task_type in types {
-        engine.register_handler(*task_type, remote.clone());
-    }
-    engine
+    engine_through(
+        RemoteHandler::builder().max_message_bytes(4096),
+        server,
+        types,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
