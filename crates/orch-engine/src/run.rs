@@ -65,9 +65,7 @@ pub(crate) async fn execute(
     let opened = journal::open_for(&engine, &workflow, plan, previous, &run_id, &cancel);
     let (previous, changed, journal) = opened.await?;
     resume::refuse_foreign(previous.as_ref(), &workflow)?;
-    let kept = previous
-        .as_ref()
-        .map(|previous| resume::kept(&workflow, plan, previous, &changed));
+    let continued = resume::continued(&workflow, plan, previous.as_ref(), &changed);
     let by_type: Vec<Arc<dyn Handler>> = plan
         .task_types()
         .iter()
@@ -87,7 +85,7 @@ pub(crate) async fn execute(
         run_id: run_id.clone(),
         workflow: workflow.clone(),
         partial: false,
-        ended_before: resume::ended_before(&workflow, plan, previous.as_ref(), kept.as_deref()),
+        ended_before: continued.ended_before,
         results: (0..plan.len()).map(|_| OnceLock::new()).collect(),
         states: Arc::clone(&engine.states),
         cancel: cancel.clone(),
@@ -106,10 +104,10 @@ pub(crate) async fn execute(
     };
     let mut run = Scheduler::new(shared, plan, handlers, limits, announcer);
     run.journal = journal;
-    run.attempt_bases = resume::attempt_bases(&workflow, plan, previous.as_ref(), kept.as_deref());
+    run.attempt_bases = continued.attempt_bases;
     run.carry_attempts();
     run.extras = extras::Extras::new(&workflow, features, engine.max_instances, &engine.cache);
-    let restored = match (previous, &kept) {
+    let restored = match (previous, &continued.kept) {
         (Some(previous), Some(kept)) => {
             run.restore_instances(&previous, kept);
             run.restore_kept(previous, kept)
@@ -125,7 +123,7 @@ pub(crate) async fn execute(
         journaling::unless_silent_once_cancelled(resets, &cancel, grace, action, false).await?;
     }
     run.announce_start(restored);
-    if kept.is_some() {
+    if continued.kept.is_some() {
         run.skip_after_kept_skips();
     }
     run.begin();

@@ -13,7 +13,37 @@ use crate::{RunError, journaling, timer};
 
 mod numbering;
 
-pub(super) use numbering::{attempt_bases, ended_before};
+/// What a run takes from the earlier run it continues, if any.
+#[derive(Default)]
+pub(super) struct Continued {
+    /// Per task, whether the earlier outcome is kept (see [`kept`]).
+    pub(super) kept: Option<Vec<bool>>,
+    /// Per task, whether the earlier run ended it or this one makes an input of it
+    /// again: its attempt is not taken up (see [`numbering::numbering`]).
+    pub(super) ended_before: Option<Box<[bool]>>,
+    /// Per task, the attempt count this run's numbers go on from.
+    pub(super) attempt_bases: Option<Box<[u32]>>,
+}
+
+/// What a run of `workflow` takes from `previous`, the run it continues (`changed`: its
+/// tasks whose definitions changed since).
+pub(super) fn continued(
+    workflow: &Workflow,
+    plan: &Plan,
+    previous: Option<&WorkflowResult>,
+    changed: &[TaskId],
+) -> Continued {
+    let Some(previous) = previous else {
+        return Continued::default();
+    };
+    let kept = kept(workflow, plan, previous, changed);
+    let (ended_before, attempt_bases) = numbering::numbering(workflow, plan, previous, &kept);
+    Continued {
+        kept: Some(kept),
+        ended_before: Some(ended_before),
+        attempt_bases,
+    }
+}
 
 /// Per task (by plan index), whether `previous` keeps it from running again: it completed
 /// there and its output survives in the record, or it was skipped without running, and
@@ -207,7 +237,7 @@ pub(super) fn may_stand(record: &orch_core::TaskRecord) -> bool {
 
 impl Scheduler<'_> {
     /// How many attempts of task `index` earlier runs made that this run's attempt
-    /// numbers go on from (see [`attempt_bases`]).
+    /// numbers go on from (see [`numbering::numbering`]).
     #[inline]
     pub(super) fn attempt_base(&self, index: usize) -> u32 {
         match &self.attempt_bases {
