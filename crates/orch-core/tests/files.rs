@@ -359,6 +359,8 @@ fn a_field_path_quotes_an_id_that_holds_a_dot() {
     ] {
         let (at, _, message) = parse_error(read);
         assert_eq!(at, field, "{message}");
+        // The path is given once, as the field: not again in the message.
+        assert!(message.starts_with("invalid type"), "{message}");
     }
 }
 

@@ -2,6 +2,7 @@
 //! person can act on.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_path_to_error::Segment;
@@ -210,7 +211,7 @@ pub(super) fn parse_error(problem: Problem<'_>) -> LoadError {
         // YAML starts its message with the path it had reached: a leading part of ours.
         let prefix = (1..=segments.len())
             .rev()
-            .map(|n| format!("{}: ", field_text(&segments[..n])))
+            .map(|n| format!("{}: ", path_text(&segments[..n], false)))
             .find(|prefix| message.starts_with(prefix.as_str()));
         if let Some(prefix) = prefix {
             message = &message[prefix.len()..];
@@ -258,21 +259,32 @@ pub(super) fn named_segments(path: &serde_path_to_error::Path) -> Vec<&Segment> 
 /// A key that would read as more than one step (it holds a `.`, a bracket or a quote,
 /// or is empty) is quoted: `tasks."a.b".retries`.
 pub(super) fn field_text(segments: &[&Segment]) -> String {
+    path_text(segments, true)
+}
+
+/// `segments` as text, keys quoted where they must be when `quote`; unquoted, as the
+/// YAML reader writes the path it starts its messages with.
+fn path_text(segments: &[&Segment], quote: bool) -> String {
     if segments.is_empty() {
         return ".".to_owned();
     }
     let mut text = String::new();
     for (i, segment) in segments.iter().enumerate() {
         match segment {
-            Segment::Seq { index } => text.push_str(&format!("[{index}]")),
+            Segment::Seq { index } => {
+                let _ = write!(text, "[{index}]");
+            }
             Segment::Map { key } | Segment::Enum { variant: key } => {
                 if i > 0 {
                     text.push('.');
                 }
                 let plain = !key.is_empty() && !key.contains(['.', '[', ']', '"']);
-                match plain {
+                match plain || !quote {
                     true => text.push_str(key),
-                    false => text.push_str(&format!("{key:?}")),
+                    false => {
+                        let escaped = key.replace('\\', "\\\\").replace('"', "\\\"");
+                        let _ = write!(text, "\"{escaped}\"");
+                    }
                 }
             }
             Segment::Unknown => text.push_str(if i > 0 { ".?" } else { "?" }),
