@@ -111,13 +111,8 @@ pub(crate) async fn run(
         // The consumer delivers once more than `max_deliver`, for this: the verdict is
         // stored as the attempt's result, where a coordinator that was away or
         // disconnected finds it.
-        // Read only for a task delivered again: a first delivery always runs.
-        let settings = (delivered > 1).then(|| queue.settings());
-        if let Some(settings) = settings
-            && settings
-                .deliveries_to_run()
-                .is_some_and(|allowed| delivered > allowed)
-        {
+        let settings = queue.settings();
+        if (settings.deliveries_to_run()).is_some_and(|allowed| delivered > allowed) {
             shared.cancels.finish(&running);
             let error = protocol::worker_lost(
                 &key.task,
