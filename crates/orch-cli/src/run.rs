@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -315,8 +315,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         resume: durable.clone(),
         remote: args.nats.is_some(),
         result_file: target.is_some(),
-        writing: tokio::sync::Mutex::new(()),
-        written: AtomicBool::new(false),
+        result_written: tokio::sync::Mutex::new(false),
     });
     // Heard until orch returns (dropping the set stops it): a signal that comes while
     // the summary or the result file is written still counts, and a second one still
@@ -383,10 +382,10 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         let path = target.path().to_owned();
         // A second signal waits for the write: cut short, it would leave a temporary
         // file beside the result's place.
-        let writing = at_once.writing.lock().await;
+        let mut result_written = at_once.result_written.lock().await;
         match target.write(&result, &workflow) {
             Ok(()) => {
-                at_once.written.store(true, Ordering::SeqCst);
+                *result_written = true;
                 outln!("result written to {}", path.display());
             }
             Err(e) => {
@@ -394,7 +393,7 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
                 written = false;
             }
         }
-        drop(writing);
+        drop(result_written);
     }
     // A signal that came while the summary or the result was written counts too.
     let signal = interrupted.load(Ordering::SeqCst);

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use orch::core::RunId;
 use tokio::signal::unix::Signal;
@@ -35,10 +35,8 @@ pub(super) struct ExitAtOnce {
     pub(super) remote: bool,
     /// Whether a result file was asked for.
     pub(super) result_file: bool,
-    /// Held while the result file is written.
-    pub(super) writing: tokio::sync::Mutex<()>,
-    /// Whether the result file is in place.
-    pub(super) written: AtomicBool,
+    /// Whether the result file is in place; held while it is written.
+    pub(super) result_written: tokio::sync::Mutex<bool>,
 }
 
 /// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
@@ -58,7 +56,7 @@ pub(super) async fn cancel_on_signal(
     );
     cancel();
     let number = crate::signals::next(&mut signals).await;
-    let _writing = at_once.writing.lock().await;
+    let result_written = at_once.result_written.lock().await;
     crate::process::kill_running_commands();
     if let Some(dir) = at_once.inputs.created() {
         let _ = std::fs::remove_dir_all(dir);
@@ -67,7 +65,7 @@ pub(super) async fn cancel_on_signal(
     if !at_once.remote {
         said.push_str(": running commands killed");
     }
-    if at_once.result_file && !at_once.written.load(Ordering::SeqCst) {
+    if at_once.result_file && !*result_written {
         said.push_str("; no result file written");
     }
     errln!("{said}");
