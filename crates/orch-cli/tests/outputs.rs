@@ -336,21 +336,16 @@ fn kept_result(dir: &Dir, stderr: &str) -> (serde_json::Value, std::path::PathBu
 fn a_result_whose_disk_filled_up_is_kept_elsewhere_and_found() {
     let dir = Dir::new();
     std::fs::create_dir(dir.join("small")).expect("a directory");
+    // In a mount namespace of its own: the file system goes when the shell ends.
+    const MOUNT: &str = "mount -t tmpfs -o size=64k orch-test small";
+    let in_namespace = |script: &str| {
+        let mut command = std::process::Command::new("unshare");
+        (command.args(["--mount", "--propagation", "private", "sh", "-c", script]))
+            .current_dir(dir.path());
+        command
+    };
     // Root may not mount either (a container without the right to): tried first.
-    let mount = [
-        "--mount",
-        "--propagation",
-        "private",
-        "mount",
-        "-t",
-        "tmpfs",
-    ];
-    let may_mount = std::process::Command::new("unshare")
-        .args(mount)
-        .args(["-o", "size=64k", "orch-test", "small"])
-        .current_dir(dir.path())
-        .output()
-        .is_ok_and(|done| done.status.success());
+    let may_mount = (in_namespace(MOUNT).output()).is_ok_and(|done| done.status.success());
     if !may_mount {
         eprintln!("skipped: this user cannot mount a file system in a mount namespace");
         return;
@@ -359,13 +354,11 @@ fn a_result_whose_disk_filled_up_is_kept_elsewhere_and_found() {
         "w.yaml",
         "workflow_id: w\ntasks:\n  big: { task_type: command, config: { shell: true, script: 'head -c 200000 /dev/zero | tr \"\\\\0\" a' } }\n",
     );
-    // A mount namespace of its own: the file system goes when orch ends.
-    let mut command = std::process::Command::new("unshare");
+    let mut command = in_namespace(&format!(
+        "{MOUNT} && exec \"$0\" run w.yaml -o small/r.json"
+    ));
     command
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs -o size=64k orch-test small && exec \"$0\" run w.yaml -o small/r.json")
         .arg(env!("CARGO_BIN_EXE_orch"))
-        .current_dir(dir.path())
         .env_remove("RUST_LOG");
     let (code, stdout, stderr) = parts(&common::output(command));
     assert_eq!(code, Some(2), "{stdout}{stderr}");
