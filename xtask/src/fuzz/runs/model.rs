@@ -345,18 +345,21 @@ impl RunPlan {
 /// here rather than taken from `orch_core::is_hidden_control`, so that the model does
 /// not share the code it checks.
 fn hidden(c: char) -> bool {
-    const SINGLE: [char; 7] = [
-        '\u{AD}', '\u{61C}', '\u{180E}', '\u{200B}', '\u{200E}', '\u{200F}', '\u{FEFF}',
-    ];
-    const RANGES: [(char, char); 4] = [
-        ('\u{2028}', '\u{202E}'),
-        ('\u{2060}', '\u{2064}'),
-        ('\u{2066}', '\u{206F}'),
-        ('\u{FFF9}', '\u{FFFB}'),
-    ];
     c.is_control()
-        || SINGLE.contains(&c)
-        || RANGES.iter().any(|&(from, to)| (from..=to).contains(&c))
+        || matches!(
+            c,
+            '\u{AD}'
+                | '\u{61C}'
+                | '\u{180E}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{FEFF}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
 }
 
 fn task(id: &str, kind: &str, options: &[&str]) -> Option<TaskPlan> {
