@@ -186,11 +186,8 @@ impl Scheduler<'_> {
         let shared = Arc::clone(&self.shared);
         let task = shared.task(index);
         // A map without its list is skipped: a key function's key does not tell.
-        let listed = task
-            .map
-            .as_ref()
-            .is_none_or(|spec| self.no_list(spec).is_none());
-        let cached = match first && task.cache && listed {
+        let listed = |spec: &MapSpec| self.no_list(spec).is_none();
+        let cached = match first && task.cache && task.map.as_ref().is_none_or(listed) {
             true => self.look_up(index, task),
             false => None,
         };
