@@ -28,7 +28,10 @@ use crate::{
 /// The directory and files it creates are readable and writable by their owner only.
 /// A line is written whole or, when the process dies in the middle of it, left torn at
 /// the end of the file: reading ignores a torn last line, and reopening the run cuts it
-/// off. Any other line that cannot be read (or is 1 GiB or longer), a file whose head
+/// off. Zeros after the first line (a write the file system lost in a power cut, when
+/// later ones reached the disk) end the run's journal in the same way: it is read up to
+/// the line they fall in, and reopening cuts the file there, with the lines after them,
+/// whose tasks then run again. Any other line that cannot be read (or is 1 GiB or longer), a file whose head
 /// names another run, or a line of a newer format is refused with an error naming the
 /// file and line. A file is read a line at a time, never whole. A record whose line
 /// would be that long (a task's output of about 1 GiB) is refused when written, with

@@ -53,6 +53,12 @@ fn read_lines_within(
     while next_line(&mut lines, &mut buf, max_line, path, || at(number + 1))? {
         let len = buf.len();
         let text = &buf[..];
+        // Zeros after the head are a write the file system lost in a power cut while
+        // later ones reached the disk: the journal is read up to them, as up to a torn
+        // last line, and reopening cuts it there.
+        if number > 0 && text.contains(&0) {
+            break;
+        }
         number += 1;
         // A first line that does not begin as a run's: a file of something else (a line
         // of zeros is a head lost to a crash, read as corrupt).

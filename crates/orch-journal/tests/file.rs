@@ -138,6 +138,37 @@ proptest! {
             prop_assert_eq!(loaded.status() == RunStatus::Failed, ended, "cut at {}", cut);
         }
     }
+
+    #[test]
+    fn zeros_a_power_cut_left_inside_a_file_read_as_the_end_of_the_run(
+        (ids, batches) in common::run(4),
+        gap in (any::<prop::sample::Index>(), 1usize..5000),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::new(dir.path()).unwrap();
+        let written = write_run(&journal, &ids, &batches, None, Durability::Process);
+        let path = journal.path_of(&run_id("r"));
+        let mut bytes = fs::read(&path).unwrap();
+        let head_len = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        // A lost write: zeros from anywhere after the head, with lines after them kept.
+        let start = head_len + gap.0.index(bytes.len() - head_len + 1);
+        let end = (start + gap.1).min(bytes.len());
+        bytes[start..end].fill(0);
+        fs::write(&path, &bytes).unwrap();
+        let tasks = bytes[..start].iter().filter(|&&b| b == b'\n').count() - 1;
+        let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+        prop_assert_eq!(loaded.records(), &written[..tasks]);
+        // Reopened, the run goes on from there.
+        let opened = block_on(journal.open(&run_id("r"), &workflow_of("w", &ids))).unwrap();
+        let id = TaskId::from(ids[0].as_str());
+        let after = completed(json!("after the gap"));
+        block_on(opened.writer.commit(&[(&id, &after)], Durability::Process)).unwrap();
+        drop(opened);
+        let loaded = block_on(journal.load(&run_id("r"))).unwrap().unwrap();
+        let mut expected = written[..tasks].to_vec();
+        expected.push((id, after));
+        prop_assert_eq!(loaded.records(), expected.as_slice());
+    }
 }
 
 #[test]
