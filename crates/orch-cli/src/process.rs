@@ -269,7 +269,18 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .current_dir(cwd);
-    if !spec.inherit_env {
+    if spec.inherit_env {
+        // Those orch sets only for some tasks, which an orch run inside a command would
+        // otherwise hand on from its own task.
+        for name in [
+            "ORCH_INPUTS_DIR",
+            "ORCH_ITEM_INDEX",
+            "ORCH_ITEM_FILE",
+            "ORCH_ITEM",
+        ] {
+            command.env_remove(name);
+        }
+    } else {
         command.env_clear();
         for name in BASE_ENV {
             if let Some(value) = std::env::var_os(name) {
