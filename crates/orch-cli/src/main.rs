@@ -61,7 +61,10 @@
 //!   is written, though one already being written is finished first (a journal keeps
 //!   what it recorded, to `--resume` from). A signal ignored when orch starts stays
 //!   ignored, so
-//!   `nohup orch run ...` keeps running when the terminal closes.
+//!   `nohup orch run ...` keeps running when the terminal closes. (orch learns what it
+//!   ignores from Linux's `/proc/self/status`; where that cannot be read, on another
+//!   Unix or without `/proc`, it stops on every one of these signals: start it with
+//!   `setsid` instead, so that no terminal sends it SIGHUP.)
 //!   `--output R.json` writes the result (checked before the run starts: a directory, a
 //!   path whose directory is missing or not writable, or a workflow with a task `config`
 //!   nested more than 123 levels deep, which the file could not hold, is refused with
