@@ -1163,5 +1163,13 @@ fn a_cancelled_run_does_not_wait_for_a_pause_before_a_retry() {
         assert_eq!(result.status, WorkflowStatus::Cancelled);
         assert_eq!(record(&result, "a").status, TaskStatus::Cancelled);
         assert_eq!(record(&result, "a").attempts, 1);
+        // What the paused attempt failed with is kept.
+        for task in ["a", "each[0]"] {
+            assert_eq!(
+                record(&result, task).error.as_deref(),
+                Some("the run was cancelled; its last failed attempt ended with: not yet"),
+                "{task}"
+            );
+        }
     });
 }

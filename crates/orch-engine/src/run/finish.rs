@@ -212,11 +212,17 @@ impl Scheduler<'_> {
 }
 
 /// Marks the unfinished `record` cancelled with the run, which ended at `end_time` (its
-/// end time too if it was running); returns its error text, for more to be added.
+/// end time too if it was running); returns its error text, for more to be added. A
+/// running task that failed an attempt (pausing before a retry, or retrying) keeps what
+/// that attempt failed with.
 pub(super) fn cancel(record: &mut TaskRecord, end_time: SystemTime) -> &mut String {
+    let mut text = "the run was cancelled".to_owned();
     if record.status == TaskStatus::Running {
         record.end_time = Some(end_time);
+        if let Some(failed) = record.error.take() {
+            text = format!("{text}; its last failed attempt ended with: {failed}");
+        }
     }
     record.status = TaskStatus::Cancelled;
-    record.error.insert("the run was cancelled".to_owned())
+    record.error.insert(text)
 }
