@@ -26,10 +26,11 @@ pub(crate) enum InFlight<'h> {
     Commit(PendingCommit),
 }
 
-/// What a run waits for, all together. Dropped with attempts still among them (the run
-/// itself was dropped before its end, its caller no longer awaiting it), it tells their
-/// handlers through the tokens they watch: dropping a handler's future stops it, not a
-/// [`blocking`](crate::blocking) function or work it handed to a task of its own.
+/// What a run waits for, all together. Dropped with anything still among them (the run
+/// itself was dropped before its end, its caller no longer awaiting it), it cancels the
+/// run's token, which running handlers, and what ended ones left behind, watch: dropping
+/// a handler's future stops it, not a [`blocking`](crate::blocking) function or work it
+/// handed to a task of its own.
 pub(crate) struct InFlightSet<'h> {
     futures: FuturesUnordered<InFlight<'h>>,
     run_cancel: CancellationToken,
@@ -65,16 +66,15 @@ impl std::ops::DerefMut for InFlightSet<'_> {
 
 impl Drop for InFlightSet<'_> {
     fn drop(&mut self) {
-        let mut left_running = false;
+        if self.futures.is_empty() {
+            return;
+        }
         for flight in self.futures.iter() {
             if let InFlight::Attempt(attempt) = flight {
                 attempt.cancel();
-                left_running = true;
             }
         }
-        if left_running {
-            self.run_cancel.cancel();
-        }
+        self.run_cancel.cancel();
     }
 }
 

@@ -911,6 +911,56 @@ fn a_run_dropped_unfinished_cancels_the_tokens_its_handlers_watch() {
     });
 }
 
+/// A run dropped while only a pause before a retry is under way still tells what the
+/// handlers that ended left watching their token.
+#[test]
+fn a_run_dropped_during_a_pause_cancels_the_token_its_handlers_left_watched() {
+    let runtime = common::two_workers();
+    let told = Arc::new(tokio::sync::Notify::new());
+    runtime.block_on(async {
+        let engine = WorkflowEngine::new();
+        let watcher = Arc::clone(&told);
+        engine.register_handler("leaves_a_watcher", move |ctx: TaskContext| {
+            let told = Arc::clone(&watcher);
+            async move {
+                let token = ctx.cancellation().clone();
+                tokio::spawn(async move {
+                    token.cancelled().await;
+                    told.notify_one();
+                });
+                Ok::<_, TaskError>(Value::Null)
+            }
+        });
+        engine.register_handler("fail", |_ctx: TaskContext| async move {
+            Err::<Value, _>(TaskError::new("not yet"))
+        });
+        let pause = orch_core::Backoff {
+            initial: Duration::from_secs(3600),
+            max: Duration::from_secs(3600),
+            ..orch_core::Backoff::default()
+        };
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("watch", "leaves_a_watcher"))
+            .task(
+                Task::new("pausing", "fail")
+                    .depends_on(["watch"])
+                    .retries(1)
+                    .backoff(pause),
+            );
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(200),
+            engine.execute_workflow(&workflow),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the run cannot end on its own");
+        let heard = tokio::time::timeout(Duration::from_secs(30), told.notified()).await;
+        assert!(
+            heard.is_ok(),
+            "the watcher never heard that its run was dropped"
+        );
+    });
+}
+
 /// An attempt with a timeout has a token of its own: a cancellation of the run reaches it
 /// there too, whether the attempt started before the cancellation or not.
 #[test]
