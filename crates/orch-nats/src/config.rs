@@ -117,7 +117,9 @@ impl fmt::Debug for Secret {
 pub mod env {
     /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). One with
     /// credentials in it needs its scheme (`nats://user:password@host`), and its
-    /// password cannot hold a `,`: give such a password in [`PASSWORD`] instead.
+    /// password cannot hold a `,`: give such a password in [`PASSWORD`] instead. Read
+    /// by [`NatsConfig::from_env`](super::NatsConfig::from_env), such credentials become its [`auth`](super::NatsConfig::auth), so
+    /// they stay when the servers are replaced afterwards.
     pub const URL: &str = "ORCH_NATS_URL";
     /// A user name, with [`PASSWORD`] (alone, the user signs in with an empty password).
     pub const USER: &str = "ORCH_NATS_USER";
@@ -232,6 +234,9 @@ impl NatsConfig {
                 )));
             }
             sources.push(URL_CREDENTIALS);
+            // Kept as the connection's own, so that they stay when the servers are
+            // replaced (`orch worker --nats`).
+            config.auth = auth_in_url(first);
         }
         match (get(env::USER), get(env::PASSWORD)) {
             (Some(user), Some(password)) => {
@@ -315,10 +320,7 @@ impl NatsConfig {
             .iter()
             .find_map(|url| user_info(url).map(|(_, info)| info));
         let from_url = match (&self.auth, in_url) {
-            (Auth::None, Some(info)) => Some(match info.split_once(':') {
-                Some((user, password)) => Auth::user_password(user, password),
-                None => Auth::token(info),
-            }),
+            (Auth::None, Some(info)) => Some(auth_in_url(info)),
             _ => None,
         };
         options = match from_url.as_ref().unwrap_or(&self.auth) {
@@ -421,6 +423,14 @@ fn user_info(url: &str) -> Option<(usize, &str)> {
     let start = url.find("://").map_or(0, |i| i + 3);
     let at = url[start..].rfind('@')?;
     Some((start, &url[start..start + at]))
+}
+
+/// How a URL's user information (`user:password` or a token) signs in.
+fn auth_in_url(info: &str) -> Auth {
+    match info.split_once(':') {
+        Some((user, password)) => Auth::user_password(user, password),
+        None => Auth::token(info),
+    }
 }
 
 /// Logs what the connection reports: lost and restored connections, and the server's

@@ -38,6 +38,24 @@ async fn a_token_is_accepted_and_a_wrong_one_refused_without_showing_it() {
     assert!(!format!("{error} {error:?}").contains("t0ken-wrong"));
 }
 
+/// Credentials in `ORCH_NATS_URL` stay the connection's when its servers are given
+/// anew (as `orch worker --nats URL` does), as a password in `ORCH_NATS_PASSWORD` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_url_variable_outlive_new_servers() {
+    let config = r#"authorization { user: someone, password: "pw-in-env" }"#;
+    let Some(server) = NatsServer::start_with_config(Some(config)) else {
+        return;
+    };
+    let in_url = server.url().replacen("://", "://someone:pw-in-env@", 1);
+    let mut config =
+        NatsConfig::from_lookup(|name| (name == orch_nats::env::URL).then(|| in_url.clone()))
+            .expect("valid settings");
+    config.servers = vec![server.url()];
+    worker(&config)
+        .await
+        .expect("the URL's credentials sign in");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_nkey_seed_signs_in_and_another_key_is_refused() {
     let user = nkeys::KeyPair::new_user();
