@@ -118,8 +118,9 @@ pub mod env {
     /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). One with
     /// credentials in it needs its scheme (`nats://user:password@host`), and its
     /// password cannot hold a `,`: give such a password in [`PASSWORD`] instead. Read
-    /// by [`NatsConfig::from_env`](super::NatsConfig::from_env), such credentials become its [`auth`](super::NatsConfig::auth), so
-    /// they stay when the servers are replaced afterwards.
+    /// by [`NatsConfig::from_env`](super::NatsConfig::from_env), such credentials
+    /// become its [`auth`](super::NatsConfig::auth), so they stay when the servers are
+    /// replaced afterwards.
     pub const URL: &str = "ORCH_NATS_URL";
     /// A user name, with [`PASSWORD`] (alone, the user signs in with an empty password).
     pub const USER: &str = "ORCH_NATS_USER";
