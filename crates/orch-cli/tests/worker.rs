@@ -132,6 +132,41 @@ fn a_run_with_nats_executes_every_task_on_the_worker() {
     assert!(!alive(worker.pid()));
 }
 
+/// A task that fails on a worker is logged there, with its id and error: the
+/// coordinator's record does not say which worker it failed on.
+#[test]
+fn a_task_that_fails_on_a_worker_is_logged_by_that_worker() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  needs_a_secret: { task_type: command, config: \
+         { program: 'true', forward_env: [ORCH_TEST_NEVER_SET] } }\n",
+    );
+    let log_path = dir.join("worker.log");
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let mut worker = WorkerProcess::start_logging(
+        &server.url(),
+        &[],
+        &[("RUST_LOG", "info")],
+        Stdio::from(log),
+    );
+    let (code, stdout, stderr) = run_remote(&dir, &server.url(), &[]);
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+    worker.child.wait().expect("the worker exits");
+    let logged = std::fs::read_to_string(&log_path).expect("the worker's log");
+    let line = logged
+        .lines()
+        .find(|line| line.contains("the task failed"))
+        .unwrap_or_else(|| panic!("no failure in the worker's log:\n{logged}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("needs_a_secret"), "{line}");
+    assert!(line.contains("`ORCH_TEST_NEVER_SET`"), "{line}");
+}
+
 /// Starts a worker with `worker_args` (and `--dir` the test's directory) and a
 /// coordinator running one long command on it; returns both once the command runs, with
 /// the command's pid.

@@ -42,6 +42,9 @@ use queue::TypeQueue;
 /// gives its task back to the queue. A handler sees its task's configuration, the
 /// outputs of its dependencies that were sent with it, its attempt number and a
 /// cancellation token that fires when the coordinator cancels the run or the attempt.
+/// A handler's failure is logged by the worker (a warning in the `remote_task` span,
+/// which names the run, task and attempt), since the coordinator's record of it does
+/// not say which worker it failed on.
 ///
 /// A task message the worker cannot read (malformed, or from a newer protocol version) is
 /// never run: the worker logs an error and, when the message names its attempt, stores

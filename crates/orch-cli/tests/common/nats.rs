@@ -25,13 +25,18 @@ impl WorkerProcess {
     /// Starts `orch worker --nats URL ARGS...` with `env` added, and waits for the line it
     /// prints once it serves.
     pub fn start(url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_logging(url, args, env, Stdio::inherit())
+    }
+
+    /// [`WorkerProcess::start`], with its log (its standard error) going to `log`.
+    pub fn start_logging(url: &str, args: &[&str], env: &[(&str, &str)], log: Stdio) -> Self {
         let mut command = orch();
         command
             .args(["worker", "--nats", url])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         let mut child = command.spawn().expect("orch worker starts");
         let mut banner = String::new();
         let mut out = BufReader::new(child.stdout.take().expect("its output"));

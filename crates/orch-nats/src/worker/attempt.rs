@@ -137,6 +137,10 @@ pub(crate) async fn run(
         shared.cancels.finish(&running);
         match ending {
             Ending::Report(outcome) => {
+                // Said here too: the coordinator's record does not tell where it failed.
+                if let Outcome::Failed { error, permanent } = &outcome {
+                    tracing::warn!(permanent, "the task failed: {error}");
+                }
                 let ending = (outcome, deadline_ms);
                 report(&shared, &queue, &message, &key, ending, &hand_back).await;
             }
