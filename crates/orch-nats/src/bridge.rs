@@ -197,6 +197,9 @@ impl Bridge {
     /// keeps what it is given until it is full; once an event has waited 5 s for room,
     /// events are dropped (and counted in the log) until the client takes one again, so
     /// that an export whose bus closes ends all the same.
+    ///
+    /// An event whose payload nests arrays and objects more than 127 levels deep is not
+    /// exported (an error is logged): no bridge could read it.
     pub fn export<T>(&self, bus: &EventBus<T>, pattern: &str) -> Result<BridgeTask, SubscribeError>
     where
         T: Serialize + Send + Sync + 'static,
@@ -233,6 +236,13 @@ impl Bridge {
                         continue;
                     }
                 };
+                // No bridge could read it: refused here, where it is written.
+                let depth = crate::nesting::nesting(&payload);
+                if depth > crate::nesting::MAX_NESTING {
+                    tracing::error!(subject = %event.subject(), depth, max = crate::nesting::MAX_NESTING,
+                        "an event nests too deep for a bridge to read; not exported");
+                    continue;
+                }
                 let mut headers = HeaderMap::new();
                 headers.insert(ORIGIN, &*bridge.origin);
                 let publish = bridge
@@ -241,10 +251,10 @@ impl Bridge {
                 // Stalled, an event goes only if the client takes it at once.
                 let wait = stalled.map_or(ROOM_WAIT, |_| std::time::Duration::ZERO);
                 match tokio::time::timeout(wait, publish).await {
-                    Ok(result) => {
-                        if let Err(error) = result {
-                            tracing::warn!(%error, "an event could not be exported");
-                        }
+                    // Refused by the client before it took it (too large): says nothing
+                    // of whether NATS takes events again.
+                    Ok(Err(error)) => tracing::warn!(%error, "an event could not be exported"),
+                    Ok(Ok(())) => {
                         if let Some(dropped) = stalled.take() {
                             tracing::warn!(
                                 dropped,

@@ -435,3 +435,31 @@ async fn bus_and_bridge() -> Option<(NatsServer, EventBus, Bridge)> {
         .expect("connects");
     Some((server, EventBus::new(), bridge))
 }
+
+/// An event nested deeper than any bridge reads is not exported (it would be lost where it
+/// is read, with the error logged there); the events after it are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_deep_to_read_is_not_exported() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let bus: EventBus = EventBus::new();
+    let bridge = Bridge::connect(&server.config(), "shared")
+        .await
+        .expect("connects");
+    let _export = bridge.export(&bus, "app.>").expect("subscribes to the bus");
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    let mut outside = watcher.subscribe("shared.app.>").await.expect("subscribes");
+    common::subscriptions_in_place(&watcher).await;
+    let nested = |levels: usize| (0..levels).fold(json!(0), |inner, _| json!([inner]));
+    bus.publish("app.deep", nested(128))
+        .await
+        .expect("published");
+    bus.publish("app.deepest_readable", nested(127))
+        .await
+        .expect("published");
+    let first = outside.next().await.expect("an export");
+    assert_eq!(first.subject.as_str(), "shared.app.deepest_readable");
+    let read: Value = serde_json::from_slice(&first.payload).expect("a bridge reads it");
+    assert_eq!(read, nested(127));
+}
