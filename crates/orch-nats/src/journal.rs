@@ -29,7 +29,9 @@ const BACKEND: &str = "NATS JetStream";
 /// An append returns once the server has stored the batch (it survives a crash of the
 /// coordinator); while the server cannot be reached, or has no stream for the run's
 /// subject (as while a restarted server recovers its streams), the batch is sent again
-/// for up to a minute. [`RunWriter::sync`](orch_journal::RunWriter::sync) waits for the
+/// for up to a minute. One the stream refuses for a limit (its largest message, a
+/// limit that discards new messages, or storage the account or server lacks) fails at
+/// once, with the server's reason. [`RunWriter::sync`](orch_journal::RunWriter::sync) waits for the
 /// appends before it and adds nothing else: whether a batch survives the
 /// server losing power is the server's `sync_interval` (set `always` for that) or its
 /// replicas. A batch larger than a message may be goes out as several messages, read

@@ -227,6 +227,38 @@ async fn recorded_status(journal: &NatsJournal, run: &RunId, task: &str) -> Opti
     loaded.task(task).map(|r| r.status)
 }
 
+/// A limit of the journal's stream that the append is over (here an administrator's
+/// largest message) fails the commit at once, naming it, instead of sending the append
+/// again for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_over_a_limit_of_the_stream_fails_at_once() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let journal = journal(&server).await;
+    let (_, opened) = opened_with_extract(&journal, "limited").await;
+    let js = raw_jetstream(&server).await;
+    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
+    let mut config = stream.info().await.expect("its settings").config.clone();
+    config.max_message_size = 2048;
+    js.update_stream(config).await.expect("updated");
+    let record = TaskRecord {
+        status: TaskStatus::Completed,
+        attempts: 1,
+        result: Some(serde_json::json!("t".repeat(4_000))),
+        ..TaskRecord::default()
+    };
+    let task = orch_core::TaskId::from("transform");
+    let big = opened
+        .writer
+        .commit(&[(&task, &record)], Durability::Process);
+    let error = tokio::time::timeout(std::time::Duration::from_secs(20), big)
+        .await
+        .expect("refused without sending it again for a minute")
+        .expect_err("over the stream's largest message");
+    assert!(error.to_string().contains("maximum"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_larger_than_a_message_is_stored_in_parts_and_read_back_whole() {
     let Some(server) = NatsServer::start() else {

@@ -292,7 +292,7 @@ async fn publish_until_stored(
             | PublishErrorKind::BrokenPipe
             | PublishErrorKind::Other
             | PublishErrorKind::StreamNotFound
-                if started.elapsed() < RETRY_FOR =>
+                if started.elapsed() < RETRY_FOR && !refused_for_good(&error) =>
             {
                 tracing::warn!(subject, %error, "a journal append was not acknowledged; sending it again");
                 sent_before = true;
@@ -302,6 +302,27 @@ async fn publish_until_stored(
             _ => return Err(error.to_string()),
         }
     }
+}
+
+/// Whether the server refused the append for a limit that sending it again does not
+/// change: the stream's largest message or its limits with new messages discarded, or
+/// the account's or server's storage.
+fn refused_for_good(error: &jetstream::context::PublishError) -> bool {
+    use jetstream::ErrorCode;
+    let code = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .map(jetstream::Error::error_code);
+    code.is_some_and(|code| {
+        [
+            ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM,
+            ErrorCode::STREAM_STORE_FAILED,
+            ErrorCode::STORAGE_RESOURCES_EXCEEDED,
+            ErrorCode::MEMORY_RESOURCES_EXCEEDED,
+            ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
+            ErrorCode::INSUFFICIENT_RESOURCES,
+        ]
+        .contains(&code)
+    })
 }
 
 /// The stream sequence of `subject`'s last message if that is the message of id `id`,
