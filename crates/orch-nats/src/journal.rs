@@ -24,7 +24,11 @@ const BACKEND: &str = "NATS JetStream";
 
 /// A journal of orch runs on a JetStream stream: stream `<STEM>_JOURNAL` (`ORCH_JOURNAL`
 /// for prefix `orch`), one subject per run, `<prefix>.journal.<run id>`, each message a
-/// batch of records in the file journal's line format.
+/// batch of records in the file journal's line format. A stream that already takes
+/// those subjects is used as it is, unless its retention is other than limits (it would
+/// remove records as they are read): that is refused. Limits it has that remove old
+/// messages (`max_age`, `max_msgs`, `max_bytes`, `max_msgs_per_subject`) are logged as
+/// a warning: a run they reach can no longer be read or resumed.
 ///
 /// An append returns once the server has stored the batch (it survives a crash of the
 /// coordinator); while the server cannot be reached, or has no stream for the run's
@@ -109,6 +113,40 @@ impl fmt::Debug for NatsJournal {
     }
 }
 
+/// Refuses journal stream `name`, found with `config`, when it removes messages once
+/// they are acknowledged or have no consumer (retention other than limits): it would
+/// keep no run. Limits that remove old messages (an age, a count, a size) are the
+/// administrator's choice, logged as a warning: a run they reach loses its first lines
+/// and cannot be read, and one they removed whole starts again from nothing.
+fn keeps_runs(name: &str, config: &stream::Config) -> Result<(), ConnectError> {
+    if config.retention != stream::RetentionPolicy::Limits {
+        return Err(ConnectError::Setup {
+            what: format!("the journal stream `{name}`"),
+            reason: format!(
+                "its retention is {:?}, which removes runs' records: a journal needs                  Limits retention (delete the stream and let orch make it)",
+                config.retention
+            ),
+        });
+    }
+    let limited = [
+        (!config.max_age.is_zero(), "max_age"),
+        (config.max_messages > 0, "max_msgs"),
+        (config.max_bytes > 0, "max_bytes"),
+        (config.max_messages_per_subject > 0, "max_msgs_per_subject"),
+    ];
+    let limits: Vec<&str> = (limited.iter().filter(|(set, _)| *set))
+        .map(|(_, limit)| *limit)
+        .collect();
+    if !limits.is_empty() {
+        tracing::warn!(
+            stream = name,
+            ?limits,
+            "the journal stream removes old records: a run they reach cannot be read or resumed"
+        );
+    }
+    Ok(())
+}
+
 fn failed(action: impl Into<String>, error: impl fmt::Display) -> JournalError {
     JournalError::Backend {
         backend: BACKEND,
@@ -134,7 +172,17 @@ impl NatsJournal {
         // The stream that already holds the journal's subjects, whatever its name (an
         // earlier build named it otherwise for prefixes with `tasks` in them).
         let stream = match js.stream_by_subject(&subjects).await {
-            Ok(name) => name,
+            Ok(name) => {
+                let found = js
+                    .get_stream(&name)
+                    .await
+                    .map_err(|e| ConnectError::Setup {
+                        what: format!("the journal stream `{name}`"),
+                        reason: e.to_string(),
+                    })?;
+                keeps_runs(&name, &found.cached_info().config)?;
+                name
+            }
             Err(_) => {
                 let stream = names.journal_stream();
                 let found = js

@@ -227,6 +227,48 @@ async fn recorded_status(journal: &NatsJournal, run: &RunId, task: &str) -> Opti
     loaded.task(task).map(|r| r.status)
 }
 
+/// A journal stream made by hand that removes messages once consumed (interest or
+/// work-queue retention) is refused: it would keep no run. One with limits is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_stream_that_keeps_no_record_is_refused() {
+    use async_nats::jetstream::stream;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = raw_jetstream(&server).await;
+    let made = |retention| stream::Config {
+        name: "ORCH_JOURNAL".to_owned(),
+        subjects: vec!["orch.journal.*".to_owned()],
+        retention,
+        max_age: std::time::Duration::from_secs(86_400),
+        ..Default::default()
+    };
+    for retention in [
+        stream::RetentionPolicy::Interest,
+        stream::RetentionPolicy::WorkQueue,
+    ] {
+        js.create_stream(made(retention)).await.expect("made");
+        let error = NatsJournal::connect(&server.config(), &Layout::default())
+            .await
+            .expect_err("refused");
+        let text = error.to_string();
+        assert!(
+            text.contains("ORCH_JOURNAL") && text.contains("Limits retention"),
+            "{text}"
+        );
+        js.delete_stream("ORCH_JOURNAL").await.expect("deleted");
+    }
+    js.create_stream(made(stream::RetentionPolicy::Limits))
+        .await
+        .expect("made");
+    let journal = journal(&server).await;
+    let (run, _opened) = opened_with_extract(&journal, "kept").await;
+    assert_eq!(
+        recorded_status(&journal, &run, "extract").await,
+        Some(TaskStatus::Completed)
+    );
+}
+
 /// A limit of the journal's stream that the append is over (here an administrator's
 /// largest message) fails the commit at once, naming it, instead of sending the append
 /// again for a minute.
