@@ -175,6 +175,8 @@ impl TempServer {
                     "scram-sha-256",
                     "-E",
                     "UTF8",
+                    // Not the caller's locale, which may not be installed here.
+                    "--locale=C",
                     "--no-sync",
                 ])
                 .arg(format!("--pwfile={}", pwfile.display()))
