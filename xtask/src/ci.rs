@@ -99,7 +99,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 }
 
 /// PostgreSQL for orch-journal's tests (they start a throwaway server on loopback):
-/// installed from Debian's package when no `pg_ctl` is found.
+/// installed from Debian's package when no `pg_ctl` is found, without the system
+/// server the package starts.
 fn postgres() -> Result<(), String> {
     let installed = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -119,7 +120,22 @@ fn postgres() -> Result<(), String> {
     if installed {
         return Ok(());
     }
-    apt_install(&["postgresql"])
+    apt_install(&["postgresql"])?;
+    // The package makes a cluster `main` and starts it where services may start: the
+    // tests need no server of the system's, so it is stopped and removed.
+    let versions =
+        std::fs::read_dir("/etc/postgresql").map_err(|e| format!("/etc/postgresql: {e}"))?;
+    for version in versions.flatten() {
+        if version.path().join("main").is_dir() {
+            run_command(
+                Command::new("pg_dropcluster")
+                    .arg("--stop")
+                    .arg(version.file_name())
+                    .arg("main"),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// For orch-cli's tests: Chromium renders the HTML report headless, Graphviz's `dot`
