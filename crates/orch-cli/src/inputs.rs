@@ -68,8 +68,15 @@ impl InputsRoot {
         inputs: &[(String, &Value)],
         item: Option<&str>,
     ) -> io::Result<PathBuf> {
-        let dir = self.path()?.join(file_name(key));
+        let root = self.path()?;
+        let dir = root.join(file_name(key));
         match DirBuilder::new().mode(0o700).create(&dir) {
+            // Removed under a long-lived process (`orch worker`) by a cleaner of old
+            // temporary files: made again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                make_private_again(root)?;
+                DirBuilder::new().mode(0o700).create(&dir)?;
+            }
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
@@ -90,6 +97,33 @@ impl InputsRoot {
             return Err(error);
         }
         Ok(dir)
+    }
+}
+
+/// Makes the removed directory `root` again (mode 0700). Another attempt of this process
+/// may have made it meanwhile; a directory someone else made at that name, or one others
+/// may open, is refused.
+fn make_private_again(root: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match DirBuilder::new().mode(0o700).create(root) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let found = std::fs::symlink_metadata(root)?;
+            let ours = found.is_dir()
+                && found.uid() == nix::unistd::geteuid().as_raw()
+                && found.permissions().mode() & 0o077 == 0;
+            if ours {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "the private temporary directory {} was removed, and something                          else took its name",
+                        root.display()
+                    ),
+                ))
+            }
+        }
+        made => made,
     }
 }
 
@@ -187,6 +221,25 @@ mod tests {
         assert_eq!(read, value);
         assert!(dir.ends_with("load%2Fv2"));
         let path = root.path().expect("made").to_owned();
+        drop(root);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_directory_removed_by_a_cleaner_of_temporary_files_is_made_again() {
+        let root = InputsRoot::create().expect("temp dir");
+        let path = root.path().expect("made").to_owned();
+        std::fs::remove_dir_all(&path).expect("removed");
+        let value = json!(1);
+        let dir = root
+            .write("t", &[("a".into(), &value)], None)
+            .expect("written");
+        assert!(dir.join("a.json").is_file());
+        let mode = std::fs::metadata(&path)
+            .expect("made again")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
         drop(root);
         assert!(!path.exists());
     }
