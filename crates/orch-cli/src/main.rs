@@ -125,11 +125,17 @@
 //!   last acknowledgements (at most 5 s more). Commands run in the worker's environment (`forward_env`
 //!   reads the worker's variables), relative `cwd`s start from `--dir` (default: the
 //!   worker's current directory), and dependency files (`ORCH_INPUTS_DIR`) are removed
-//!   when each attempt ends. It prints one line once it serves.
+//!   when each attempt ends. It prints one line once it serves, and logs each task that
+//!   fails on it (a warning naming run, task and attempt). Under systemd, give its unit
+//!   `KillMode=mixed`: the default sends SIGTERM to its commands too, which then fail
+//!   as killed instead of finishing in the grace period or being handed back.
 //! - `orch run FILE --nats URL` is the coordinator: every task is sent to a worker; the
 //!   run is scheduled, retried, timed out, cancelled, displayed and recorded here as a
 //!   local one. A task whose type no worker serves fails after `--worker-timeout`
 //!   (default 30 s). A worker that dies mid-task has its task delivered to another.
+//!   Unlike a local run, the results a task reads from its dependencies travel in its
+//!   task message, which the server caps (`max_payload`, 1 MiB by default): a task
+//!   whose message passes that fails, naming its largest part (an input, say).
 //!
 //! NATS settings come from the `ORCH_NATS_*` environment variables (`ORCH_NATS_URL`,
 //! `ORCH_NATS_USER` with `ORCH_NATS_PASSWORD`, or `ORCH_NATS_TOKEN`, `ORCH_NATS_NKEY_SEED`
