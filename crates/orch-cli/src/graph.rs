@@ -4,10 +4,12 @@
 //! The Mermaid output keeps to a small subset of the flowchart syntax, which the tests
 //! parse back: a `flowchart LR` header; one node per line, `nN["label"]` (N the task's
 //! position in the file; the label is the name and the type on two lines, joined by
-//! `<br/>`, with `"`, `#`, `%`, `<`, `>` and `` ` `` as `#quot;`, `#35;`, `#37;`, `#lt;`,
-//! `#gt;` and `#96;`, and any control character, a line break too, as a space; `%` so
-//! that no name reads as a `%%{...}%%` directive, `` ` `` so that none starts a Markdown
-//! label); one edge per line, `nA --> nB`; and,
+//! `<br/>`, with `"`, `#`, `%`, `<`, `>`, `` ` ``, `:` and `&` as `#quot;`, `#35;`,
+//! `#37;`, `#lt;`, `#gt;`, `#96;`, `#58;` and `#amp;`, and any control character, a line
+//! break too, as a space; `%` so that no name reads as a `%%{...}%%` directive, `` ` ``
+//! so that none starts a Markdown label, `:` because Mermaid drops the last `;` of a line
+//! holding `style` or `classDef`, a `:` and a `#` (undoing an escape), `&` so that
+//! none reads as an HTML entity); one edge per line, `nA --> nB`; and,
 //! with statuses, `classDef STATUS fill:#RRGGBB,stroke:#RRGGBB` and `class nA,nB STATUS`.
 
 use orch::core::TaskStatus;
@@ -73,8 +75,8 @@ pub(crate) fn dot(dag: &Dag) -> String {
     text
 }
 
-/// A DOT quoted string: `"` and `\` escaped, line breaks as `\n`, other control
-/// characters as spaces.
+/// A DOT quoted string: `"` and `\` escaped, `&` as `&amp;` (Graphviz reads entities
+/// in labels), line breaks as `\n`, other control characters as spaces.
 fn dot_id(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
@@ -82,6 +84,7 @@ fn dot_id(text: &str) -> String {
         match c {
             '"' => quoted.push_str("\\\""),
             '\\' => quoted.push_str("\\\\"),
+            '&' => quoted.push_str("&amp;"),
             '\n' => quoted.push_str("\\n"),
             c if crate::display::is_hidden_control(c) => quoted.push(' '),
             c => quoted.push(c),
@@ -131,6 +134,8 @@ fn mermaid_text(text: &str) -> String {
             '<' => escaped.push_str("#lt;"),
             '>' => escaped.push_str("#gt;"),
             '`' => escaped.push_str("#96;"),
+            ':' => escaped.push_str("#58;"),
+            '&' => escaped.push_str("#amp;"),
             c if crate::display::is_hidden_control(c) => escaped.push(' '),
             c => escaped.push(c),
         }
@@ -146,6 +151,7 @@ mod tests {
     fn dot_strings_escape_quotes_backslashes_and_breaks() {
         assert_eq!(dot_id(r#"a "b" \c"#), r#""a \"b\" \\c""#);
         assert_eq!(dot_id("x\ny\tz"), "\"x\\ny z\"");
+        assert_eq!(dot_id("R&amp;D"), "\"R&amp;amp;D\"");
     }
 
     #[test]
@@ -153,6 +159,11 @@ mod tests {
         assert_eq!(
             mermaid_text("a \"b\" #1 <x>"),
             "a #quot;b#quot; #35;1 #lt;x#gt;"
+        );
+        // Mermaid drops the `;` of `#quot;` on a line holding `style`, `:` and `#`.
+        assert_eq!(
+            mermaid_text("style=\"color:red\" R&amp;D"),
+            "style=#quot;color#58;red#quot; R#amp;amp;D"
         );
     }
 }

@@ -26,9 +26,10 @@ fn node_id(text: &str) -> Result<&str, String> {
     }
 }
 
-/// Decodes a label: `#quot;`, `#35;`, `#37;`, `#lt;`, `#gt;`, `#96;` and `<br/>`; any
-/// other `#`, `%`, `<`, `>`, `"` or `` ` `` is outside the subset (a label starting with
-/// a backtick is Markdown to Mermaid).
+/// Decodes a label: `#quot;`, `#35;`, `#37;`, `#lt;`, `#gt;`, `#96;`, `#58;`, `#amp;`
+/// and `<br/>`; any other `#`, `%`, `<`, `>`, `"`, `` ` ``, `:` or `&` is outside the
+/// subset (a label starting with a backtick is Markdown to Mermaid; a `:` on a line with
+/// `style` or `classDef` makes Mermaid drop an escape's `;`; `&` starts an HTML entity).
 fn label(text: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
@@ -40,6 +41,8 @@ fn label(text: &str) -> Result<String, String> {
             ("#lt;", '<'),
             ("#gt;", '>'),
             ("#96;", '`'),
+            ("#58;", ':'),
+            ("#amp;", '&'),
             ("<br/>", '\n'),
         ]
         .into_iter()
@@ -47,7 +50,7 @@ fn label(text: &str) -> Result<String, String> {
         if let Some((code, decoded)) = entity {
             out.push(decoded);
             rest = &rest[code.len()..];
-        } else if matches!(c, '#' | '%' | '<' | '>' | '"' | '`') || c.is_control() {
+        } else if matches!(c, '#' | '%' | '<' | '>' | '"' | '`' | ':' | '&') || c.is_control() {
             return Err(format!("raw {c:?} in label {text:?}"));
         } else {
             out.push(c);
