@@ -219,21 +219,24 @@ fn replaced(
     out.into()
 }
 
-/// `value` as indented JSON, with DEL and the C1 controls written as JSON escapes
-/// (`\u009b`) as well: serde_json escapes the other control characters itself, and the
-/// text stays JSON that reads back to `value`.
+/// `value` as indented JSON, with DEL, the C1 controls and the bidirectional and
+/// invisible characters written as JSON escapes (`\u009b`, `\u202e`) as well: serde_json
+/// escapes the other control characters itself, and the text stays JSON that reads back
+/// to `value`.
 pub(crate) fn json_text(value: &serde_json::Value) -> String {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
-    c1_escaped(&text).into_owned()
+    json_controls_escaped(&text).into_owned()
 }
 
-/// JSON text with DEL and the C1 controls written as JSON escapes (`\u009b`): in JSON
-/// they can only be inside strings, where such an escape stands for them.
-pub(crate) fn c1_escaped(text: &str) -> std::borrow::Cow<'_, str> {
+/// JSON text with the control characters serde_json leaves (DEL, the C1 controls, the
+/// bidirectional and invisible ones) written as JSON escapes (`\u009b`): in JSON they can
+/// only be inside strings, where such an escape stands for them. (Each is in the Basic
+/// Multilingual Plane, so one `\uXXXX` writes it.)
+pub(crate) fn json_controls_escaped(text: &str) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
     replaced(
         text,
-        |c| ('\u{7f}'..='\u{9f}').contains(&c),
+        |c| c >= '\u{7f}' && is_hidden_control(c),
         |out, c| {
             let _ = write!(out, "\\u{:04x}", c as u32);
         },

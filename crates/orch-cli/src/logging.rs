@@ -77,7 +77,8 @@ enum Escape {
     /// A text line: newlines and tabs, and colour sequences when `colours` (the formatter
     /// writes them on a terminal only).
     Text { colours: bool },
-    /// A JSON line: serde_json escapes the first 32 itself, not DEL or the C1 range.
+    /// A JSON line: serde_json escapes the first 32 itself, not DEL, the C1 range or the
+    /// bidirectional and invisible characters.
     Json,
 }
 
@@ -163,11 +164,12 @@ fn colour_length(text: &str) -> Option<usize> {
     after[digits..].starts_with('m').then_some(2 + digits + 1)
 }
 
-/// A JSON log line with DEL and the C1 controls written as JSON escapes (`\u009b`).
+/// A JSON log line with DEL, the C1 controls and the bidirectional and invisible
+/// characters written as JSON escapes (`\u009b`).
 fn escaped_json(line: &[u8]) -> Cow<'_, str> {
     match String::from_utf8_lossy(line) {
-        Cow::Borrowed(text) => crate::display::c1_escaped(text),
-        Cow::Owned(text) => Cow::Owned(crate::display::c1_escaped(&text).into_owned()),
+        Cow::Borrowed(text) => crate::display::json_controls_escaped(text),
+        Cow::Owned(text) => Cow::Owned(crate::display::json_controls_escaped(&text).into_owned()),
     }
 }
 

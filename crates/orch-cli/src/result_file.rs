@@ -76,8 +76,9 @@ impl Target {
     pub(crate) fn write(self, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
-        // As the other JSON orch writes: no raw C1 control for a terminal to act on.
-        let mut text = crate::display::c1_escaped(&text).into_owned();
+        // As the other JSON orch writes: no raw C1 or bidirectional control for a terminal
+        // to act on.
+        let mut text = crate::display::json_controls_escaped(&text).into_owned();
         text.push('\n');
         let written = match file_beside(&self.path) {
             Ok((mut file, target)) => match write_synced(&mut file, &text) {

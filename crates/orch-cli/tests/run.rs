@@ -274,8 +274,9 @@ tasks:
     assert!(!inputs.parent().expect("the run's directory").exists());
 }
 
-/// A command's output holding DEL or a C1 control (an 8-bit escape sequence) is written
-/// to the result file as JSON escapes, which read back as the same text.
+/// A command's output holding DEL, a C1 control (an 8-bit escape sequence) or a
+/// bidirectional control (which reorders what a terminal shows) is written to the result
+/// file as JSON escapes, which read back as the same text.
 #[test]
 fn control_characters_a_command_printed_are_escaped_in_the_result_file() {
     let dir = Dir::new();
@@ -283,17 +284,20 @@ fn control_characters_a_command_printed_are_escaped_in_the_result_file() {
         "w.yaml",
         r#"workflow_id: w
 tasks:
-  noisy: { task_type: command, config: { shell: true, script: 'printf "a\302\2332Jb\177"' } }
+  noisy: { task_type: command, config: { shell: true, script: 'printf "a\302\2332Jb\177c\342\200\256d"' } }
 "#,
     );
     let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let bytes = std::fs::read(dir.join("r.json")).expect("the result file");
     let raw = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    assert!(!raw(&[0xc2, 0x9b]) && !raw(&[0x7f]), "no raw control");
+    assert!(
+        !raw(&[0xc2, 0x9b]) && !raw(&[0x7f]) && !raw("\u{202e}".as_bytes()),
+        "no raw control"
+    );
     assert_eq!(
         dir.json("r.json")["tasks"]["noisy"]["result"],
-        "a\u{9b}2Jb\u{7f}"
+        "a\u{9b}2Jb\u{7f}c\u{202e}d"
     );
 }
 
