@@ -12,7 +12,9 @@
 //! out, and the file is never cut, since other processes may be appending to it: a torn
 //! line stays in the file, and the next result appended after it (by any process) is
 //! read back whole, unless the two make a line of 1 GiB or more: that line is left out
-//! too. Any other line that cannot be read is refused with the file and line.
+//! too. So is any other line that cannot be read (damaged, say by a power loss, or of a
+//! newer format a later version of orch wrote): its result is computed again, and
+//! [`ResultFile::left_out`] names each such line with its file and line number.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -57,6 +59,7 @@ pub struct ResultFile {
     path: PathBuf,
     file: Mutex<File>,
     results: Mutex<HashMap<u128, Value>>,
+    left_out: Vec<JournalError>,
 }
 
 /// One line of the file.
@@ -86,9 +89,10 @@ impl ResultFile {
     }
 
     /// Opens the results file at `path`, creating it if it does not exist, and reads
-    /// every result in it, a line at a time. A line of 1 GiB or more (a torn line and
-    /// the result appended after it, say) is left out; any other line that cannot be
-    /// read is refused, naming the file and the line.
+    /// every result in it, a line at a time. A line that cannot be read is left out
+    /// (see [`ResultFile::left_out`]): the file holds results that can be computed
+    /// again, and refusing it would refuse every later one. Fails only when the file
+    /// cannot be opened or read, or is not a regular file.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, JournalError> {
         let path = path.into();
         let file = crate::file::options()
@@ -109,12 +113,23 @@ impl ResultFile {
         let lines = file
             .try_clone()
             .map_err(|e| JournalError::io("read", &path, e))?;
-        let results = read(&path, std::io::BufReader::new(lines), crate::read::MAX_LINE)?;
+        let (results, left_out) =
+            read(&path, std::io::BufReader::new(lines), crate::read::MAX_LINE)?;
         Ok(Self {
             path,
             file: Mutex::new(file),
             results: Mutex::new(results),
+            left_out,
         })
+    }
+
+    /// The lines that could not be read when the file was opened, each as the error
+    /// naming its file and line ([`JournalError::Corrupt`], or
+    /// [`JournalError::NewerFormat`] for a line a later version of orch wrote): their
+    /// results are not served, and are computed again. A torn last line, which a
+    /// process still writing it leaves, is not among them.
+    pub fn left_out(&self) -> &[JournalError] {
+        &self.left_out
     }
 
     /// Where the file is.
@@ -187,17 +202,17 @@ impl ResultFile {
     }
 }
 
-/// The results in `lines`, kept at `path`, a line (of at most `max_line` bytes) at a time.
-/// A last line without its newline is a write still going on or cut short by a crash,
-/// and is left out; so is a line longer than `max_line`, which only a torn line with a
-/// long result appended after it makes (the file holds results that can be made again,
-/// and refusing it would refuse every later one).
+/// The results in `lines`, kept at `path`, a line (of at most `max_line` bytes) at a time,
+/// and the errors of the lines left out. A last line without its newline is a write
+/// still going on or cut short by a crash, and is left out silently; so is a line longer
+/// than `max_line`, which only a torn line with a long result appended after it makes.
 fn read(
     path: &Path,
     mut lines: impl std::io::BufRead,
     max_line: u64,
-) -> Result<HashMap<u128, Value>, JournalError> {
+) -> Result<(HashMap<u128, Value>, Vec<JournalError>), JournalError> {
     let mut results = HashMap::new();
+    let mut left_out = Vec::new();
     let mut number = 0;
     let mut buf = Vec::new();
     let at = |number: u64| format!("{}, line {number}", path.display());
@@ -216,23 +231,32 @@ fn read(
             Err(error) => return Err(error),
         }
         number += 1;
-        let at = || at(number);
-        let corrupt = |reason: String| JournalError::Corrupt { at: at(), reason };
-        let line = parse_line(&buf).map_err(|e| corrupt(format!("not a result line: {e}")))?;
-        if line.v > FORMAT {
-            return Err(JournalError::NewerFormat {
-                at: at(),
-                found: line.v,
-                supported: FORMAT,
-            });
+        match result_line(&buf, || at(number)) {
+            Ok((key, result)) => {
+                results.insert(key, result);
+            }
+            Err(error) => left_out.push(error),
         }
-        let key = u128::from_str_radix(&line.key, 16)
-            .ok()
-            .filter(|_| line.key.len() == 32)
-            .ok_or_else(|| corrupt(format!("key `{}` is not 32 hexadecimal digits", line.key)))?;
-        results.insert(key, line.result);
     }
-    Ok(results)
+    Ok((results, left_out))
+}
+
+/// The key and result of line `bytes`, found at `at()`; why it cannot be read if not.
+fn result_line(bytes: &[u8], at: impl Fn() -> String) -> Result<(u128, Value), JournalError> {
+    let corrupt = |reason: String| JournalError::Corrupt { at: at(), reason };
+    let line = parse_line(bytes).map_err(|e| corrupt(format!("not a result line: {e}")))?;
+    if line.v > FORMAT {
+        return Err(JournalError::NewerFormat {
+            at: at(),
+            found: line.v,
+            supported: FORMAT,
+        });
+    }
+    let key = u128::from_str_radix(&line.key, 16)
+        .ok()
+        .filter(|_| line.key.len() == 32)
+        .ok_or_else(|| corrupt(format!("key `{}` is not 32 hexadecimal digits", line.key)))?;
+    Ok((key, line.result))
 }
 
 /// Where a line starts: every line is written starting with these bytes.
@@ -361,8 +385,8 @@ mod tests {
         assert_eq!((file.get(3), file.get(4)), (None, Some(json!("four"))));
         // What was written reads back with the same limit.
         let written = std::fs::read(&path).expect("readable");
-        let results = read(&path, written.as_slice(), 64).expect("every line fits");
-        assert_eq!(results.len(), 1);
+        let (results, left_out) = read(&path, written.as_slice(), 64).expect("read");
+        assert_eq!((results.len(), left_out.len()), (1, 0));
     }
 
     #[test]
@@ -373,26 +397,28 @@ mod tests {
         // A torn line with a whole one appended after it, past the longest together.
         let long = format!("{}{}", &good[..good.len() - 3], line(8));
         let text = format!("{good}\n{long}\n{}\n", line(9));
-        let results = read(path, text.as_bytes(), good.len() as u64).expect("read");
+        let (results, left_out) = read(path, text.as_bytes(), good.len() as u64).expect("read");
+        assert!(left_out.is_empty(), "{left_out:?}");
         assert_eq!(
             (results.get(&7), results.get(&8), results.get(&9)),
             (Some(&json!(7)), None, Some(&json!(9)))
         );
-        // A bad line after it is refused with its place, counted past the long one.
+        // A bad line after it is left out with its place, counted past the long one.
         let text = format!("{good}\n{long}\nnot a line\n");
-        match read(path, text.as_bytes(), good.len() as u64) {
-            Err(JournalError::Corrupt { at, .. }) => assert_eq!(at, "r.cache, line 3"),
-            other => panic!("expected a corrupt line, got {:?}", other.map(|r| r.len())),
+        let (_, left_out) = read(path, text.as_bytes(), good.len() as u64).expect("read");
+        match &left_out[..] {
+            [JournalError::Corrupt { at, .. }] => assert_eq!(at, "r.cache, line 3"),
+            other => panic!("expected a corrupt line, got {other:?}"),
         }
         let long = "x".repeat(2 * good.len());
         let torn = format!("{good}\n{long}");
-        let results =
+        let (results, left_out) =
             read(path, torn.as_bytes(), good.len() as u64).expect("the torn line is left out");
-        assert_eq!(results.get(&7), Some(&json!(7)));
+        assert_eq!((results.get(&7), left_out.len()), (Some(&json!(7)), 0));
     }
 
     #[test]
-    fn a_torn_last_line_is_left_out_and_a_bad_line_is_refused_with_its_place() {
+    fn a_torn_last_line_is_left_out_silently_and_a_bad_line_with_its_place() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("r.cache");
         let first = ResultFile::open(&path).expect("created");
@@ -418,20 +444,25 @@ mod tests {
             (Some(json!("uno")), Some(json!(2)))
         );
 
-        std::fs::write(&path, "{\"v\":1,\"key\":\"xyz\",\"result\":1}\n").expect("bad");
-        let error = ResultFile::open(&path).expect_err("a bad key");
+        // Lines that cannot be read are left out, named, and the lines after them read.
+        let good = format!("{{\"v\":1,\"key\":\"{:032x}\",\"result\":\"kept\"}}\n", 4);
+        let newer = format!("{{\"v\":2,\"key\":\"{:032x}\",\"result\":1}}\n", 3);
+        let text = format!("{{\"v\":1,\"key\":\"xyz\",\"result\":1}}\n{newer}{good}");
+        std::fs::write(&path, text).expect("bad lines");
+        let opened = ResultFile::open(&path).expect("opens without the bad lines");
+        assert_eq!((opened.len(), opened.get(4)), (1, Some(json!("kept"))));
+        let left_out = opened.left_out();
+        assert_eq!(left_out.len(), 2);
         assert_eq!(
-            error.to_string(),
+            left_out[0].to_string(),
             format!(
                 "{}, line 1: key `xyz` is not 32 hexadecimal digits",
                 path.display()
             )
         );
-        let newer = format!("{{\"v\":2,\"key\":\"{:032x}\",\"result\":1}}\n", 3);
-        std::fs::write(&path, newer).expect("newer");
         assert!(matches!(
-            ResultFile::open(&path),
-            Err(JournalError::NewerFormat { found: 2, .. })
+            left_out[1],
+            JournalError::NewerFormat { found: 2, .. }
         ));
     }
 
@@ -470,7 +501,8 @@ mod tests {
                 let long = piece.repeat(2_000_000 / piece.len()) + end;
                 let bad = dir.path().join("long.cache");
                 std::fs::write(&bad, long).expect("written");
-                let error = ResultFile::open(&bad).expect_err("not a line");
+                let opened = ResultFile::open(&bad).expect("opens");
+                let error = &opened.left_out()[0];
                 assert!(
                     error.to_string().contains("line 1: not a result line"),
                     "{error}"
@@ -478,13 +510,29 @@ mod tests {
             }
         }
 
-        let mut garbage = std::fs::read(&path).expect("readable");
-        garbage.extend_from_slice(b"not a line {\"v\":1}\n");
-        std::fs::write(&path, garbage).expect("written");
-        let error = ResultFile::open(&path).expect_err("a line no torn write explains");
-        assert!(
-            error.to_string().contains("line 4: not a result line"),
-            "{error}"
+        // A line no torn write explains, and one a power loss zeroed the start of.
+        let mut damaged = std::fs::read(&path).expect("readable");
+        damaged.extend_from_slice(b"not a line {\"v\":1}\n");
+        let zeroed = format!("{{\"v\":1,\"key\":\"{:032x}\",\"result\":6}}\n", 6);
+        damaged.extend(
+            zeroed
+                .bytes()
+                .enumerate()
+                .map(|(i, b)| if i < 20 { 0 } else { b }),
         );
+        damaged.extend_from_slice(zeroed.replace("6}", "\"six\"}").as_bytes());
+        std::fs::write(&path, damaged).expect("written");
+        let opened = ResultFile::open(&path).expect("opens without the damaged lines");
+        let errors: Vec<String> = opened.left_out().iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("line 4: not a result line"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("line 5: not a result line"),
+            "{errors:?}"
+        );
+        assert_eq!((opened.len(), opened.get(6)), (4, Some(json!("six"))));
     }
 }
