@@ -28,6 +28,9 @@ pub(crate) struct Problem {
     /// A word to look for inside the task's definition, to place the problem there.
     #[serde(skip)]
     word: Option<String>,
+    /// Whether the problem is placed at the task's second definition (its id repeated).
+    #[serde(skip)]
+    at_repeat: bool,
 }
 
 impl Problem {
@@ -40,6 +43,7 @@ impl Problem {
             column: None,
             suggestion: None,
             word: None,
+            at_repeat: false,
         }
     }
 
@@ -62,6 +66,7 @@ impl Problem {
         };
         let place: Option<Place> = match &self.word {
             Some(word) => places.within_task(task, word),
+            None if self.at_repeat => places.repeat(task).or_else(|| places.task(task)),
             None => places.task(task),
         };
         if let Some(place) = place {
@@ -223,7 +228,9 @@ fn structural(error: &ValidationError) -> Problem {
                 .within(dependency)
         }
         ValidationError::DuplicateTaskId { task } => {
-            Problem::new("duplicate_task_id", message).task(task)
+            let mut problem = Problem::new("duplicate_task_id", message).task(task);
+            problem.at_repeat = true;
+            problem
         }
         ValidationError::KeyMismatch { key, .. } => Problem::new("key_mismatch", message).task(key),
         ValidationError::Cycle { path } => {

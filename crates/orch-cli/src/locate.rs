@@ -30,6 +30,8 @@ pub(crate) struct Places<'t> {
     /// of its definition (in list form, its item's, where keys before `task_id` are);
     /// the first, if twice.
     tasks: HashMap<String, (usize, usize)>,
+    /// Task id to the byte offset of its place the second time, for an id given twice.
+    repeats: HashMap<String, usize>,
     /// Every definition start, sorted: a task's stretch ends where the next begins.
     starts: Vec<usize>,
     /// For each block of [`BLOCK`] bytes, how many lines end before it and where the line
@@ -56,10 +58,18 @@ impl<'t> Places<'t> {
             _ => toml_tasks(text),
         };
         let mut tasks = HashMap::with_capacity(found.len());
+        let mut repeats = HashMap::new();
         let mut starts = Vec::with_capacity(found.len());
         for (id, at, from) in found {
             starts.push(from);
-            tasks.entry(id).or_insert((at, from));
+            match tasks.entry(id) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    repeats.entry(first.key().clone()).or_insert(at);
+                }
+                std::collections::hash_map::Entry::Vacant(first) => {
+                    first.insert((at, from));
+                }
+            }
         }
         starts.sort_unstable();
         let (mut lines, mut line_start) = (0, 0);
@@ -75,6 +85,7 @@ impl<'t> Places<'t> {
         Self {
             text,
             tasks,
+            repeats,
             starts,
             blocks,
             budget: Cell::new(BASE_BUDGET.saturating_add(text.len().saturating_mul(8))),
@@ -94,6 +105,11 @@ impl<'t> Places<'t> {
     /// Where task `id` is defined.
     pub(crate) fn task(&self, id: &str) -> Option<Place> {
         self.place(self.tasks.get(id)?.0)
+    }
+
+    /// Where task `id` is defined a second time, for an id given twice.
+    pub(crate) fn repeat(&self, id: &str) -> Option<Place> {
+        self.place(*self.repeats.get(id)?)
     }
 
     /// Where `word` first appears inside task `id`'s definition (quoted, or as a whole

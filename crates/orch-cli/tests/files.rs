@@ -85,6 +85,46 @@ fn validate_names_every_wrong_key_of_a_commands_config() {
     );
 }
 
+/// A task id given twice is placed where it is given the second time, in each format
+/// and form: the first definition is not the mistake.
+#[test]
+fn a_repeated_task_id_is_placed_at_its_repeat() {
+    let dir = Dir::new();
+    let files = [
+        (
+            "w.yaml",
+            "workflow_id: w\ntasks:\n  a: { task_type: echo }\n  b: { task_type: echo }\n  a: { task_type: echo }\n",
+            "w.yaml:5:3:",
+        ),
+        (
+            "l.yaml",
+            "workflow_id: w\ntasks:\n  - task_id: a\n    task_type: echo\n  - task_id: a\n    task_type: echo\n",
+            "l.yaml:5:",
+        ),
+        (
+            "w.toml",
+            "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"a\"\ntask_type = \"echo\"\n[[tasks]]\ntask_id = \"a\"\ntask_type = \"echo\"\n",
+            "w.toml:6:",
+        ),
+        (
+            "w.json",
+            "{\"workflow_id\": \"w\", \"tasks\": [\n {\"task_id\": \"a\", \"task_type\": \"echo\"},\n {\"task_id\": \"a\", \"task_type\": \"echo\"}]}\n",
+            "w.json:3:",
+        ),
+    ];
+    for (name, text, place) in files {
+        dir.write(name, text);
+        let (code, stdout, _) = parts(&run_in(&dir, &["validate", name]));
+        assert_eq!(code, Some(1), "{stdout}");
+        let line = stdout.lines().next().unwrap_or_default();
+        assert!(line.starts_with(place), "{name}: {stdout}");
+        assert!(
+            line.contains("task id `a` is used by more than one task"),
+            "{line}"
+        );
+    }
+}
+
 /// A built-in task's config that is not an object is one problem, not also the built-in
 /// type's own complaint about it.
 #[test]
