@@ -12,7 +12,7 @@ use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowStatus};
 
 use crate::claim::{Claim, OpenRuns};
 use crate::definition::Definition;
-use crate::read::{ReadRun, read_lines};
+use crate::read::{ReadRun, read_file_lines};
 use crate::sync::{RunFile, Syncer, sync_directory};
 use crate::{
     Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
@@ -26,14 +26,15 @@ use crate::{
 /// a task's output held.
 ///
 /// The directory and files it creates are readable and writable by their owner only.
-/// A line is written whole or, when the process dies in the middle of it, left torn at
-/// the end of the file: reading ignores a torn last line, and reopening the run cuts it
-/// off. Zeros after the first line (a write the file system lost in a power cut, when
-/// later ones reached the disk) end the run's journal in the same way: it is read up to
-/// the line they fall in, and reopening cuts the file there, with the lines after them,
-/// whose tasks then run again. Any other line that cannot be read (or is 1 GiB or longer), a file whose head
-/// names another run, or a line of a newer format is refused with an error naming the
-/// file and line. A file is read a line at a time, never whole. A record whose line
+/// A line is written whole or, when the process dies in the middle of it, left torn at the
+/// end of the file: reading ignores a torn last line, and reopening the run cuts it off. A
+/// sector (512 bytes) or more of zeros after the first line (a write the file system lost
+/// in a power cut, when later ones reached the disk) ends the run's journal in the same
+/// way: it is read up to the line they fall in, and reopening cuts the file there, with the
+/// lines after them, whose tasks then run again. Any other line that cannot be read (or is
+/// 1 GiB or longer), a file whose head names another run, or a line of a newer format is
+/// refused with an error naming the file and line. A file is read a line at a time, never
+/// whole. A record whose line
 /// would be that long (a task's output of about 1 GiB) is refused when written, with
 /// [`JournalError::InvalidRecord`].
 ///
@@ -131,7 +132,7 @@ impl FileJournal {
     fn read(&self, run: &RunId) -> Result<Option<ReadRun>, JournalError> {
         let path = self.run_path(run, "read")?;
         match File::open(&path) {
-            Ok(file) => read_lines(&path, run, io::BufReader::new(file)).map(Some),
+            Ok(file) => read_file_lines(&path, run, io::BufReader::new(file)).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(JournalError::io("read", path, e)),
         }

@@ -27,22 +27,33 @@ pub(crate) struct ReadRun {
 /// records are all held once read.)
 pub(crate) const MAX_LINE: u64 = (1 << 30) - 1;
 
-/// Reads the journal of `run` from `lines`, kept at `path` (a file, or another backend's
-/// name for where the run is), a line at a time.
+/// Reads the journal of `run` from `lines`, kept at `path` (another backend's name for
+/// where the run is), a line at a time.
 pub(crate) fn read_lines(
     path: &Path,
     run: &RunId,
     lines: impl BufRead,
 ) -> Result<ReadRun, JournalError> {
-    read_lines_within(path, run, lines, MAX_LINE)
+    read_lines_within(path, run, lines, MAX_LINE, false)
 }
 
-/// [`read_lines`], with lines of at most `max_line` bytes.
+/// [`read_lines`] for a journal file: a write the file system lost ends the journal.
+pub(crate) fn read_file_lines(
+    path: &Path,
+    run: &RunId,
+    lines: impl BufRead,
+) -> Result<ReadRun, JournalError> {
+    read_lines_within(path, run, lines, MAX_LINE, true)
+}
+
+/// [`read_lines`], with lines of at most `max_line` bytes; `in_a_file`: the journal is a
+/// file, where zeros may stand for a lost write.
 fn read_lines_within(
     path: &Path,
     run: &RunId,
     mut lines: impl BufRead,
     max_line: u64,
+    in_a_file: bool,
 ) -> Result<ReadRun, JournalError> {
     let at = |line: u64| format!("{}, line {line}", path.display());
     let mut loaded: Option<LoadedRun> = None;
@@ -53,10 +64,11 @@ fn read_lines_within(
     while next_line(&mut lines, &mut buf, max_line, path, || at(number + 1))? {
         let len = buf.len();
         let text = &buf[..];
-        // Zeros after the head are a write the file system lost in a power cut while
-        // later ones reached the disk: the journal is read up to them, as up to a torn
-        // last line, and reopening cuts it there.
-        if number > 0 && text.contains(&0) {
+        // A sector or more of zeros after the head is a write the file system lost in a
+        // power cut while later ones reached the disk: the journal is read up to them, as
+        // up to a torn last line, and reopening cuts it there. (A line as written holds
+        // no zero byte: JSON escapes it. A stray one is refused below, as corrupt.)
+        if in_a_file && number > 0 && text.contains(&0) && lost_write(text) {
             break;
         }
         number += 1;
@@ -225,6 +237,17 @@ fn could_start_a_line(torn: &[u8]) -> bool {
 /// How every line of a journal begins.
 const HEAD_START: &[u8] = br#"{"v":"#;
 
+/// The fewest zero bytes in a row that a lost write leaves: a disk sector. A file
+/// system loses whole blocks of at least this many, and a line that runs into such a
+/// block reads on through all of it (its line break was lost too).
+const LOST_WRITE: usize = 512;
+
+/// Whether `line` holds [`LOST_WRITE`] zero bytes in a row.
+fn lost_write(line: &[u8]) -> bool {
+    line.split(|&b| b != 0)
+        .any(|zeros| zeros.len() >= LOST_WRITE)
+}
+
 /// Whether `bytes` are all zeros (what a file system may leave of a write a crash cut).
 fn zeros(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| b == 0)
@@ -298,6 +321,33 @@ mod tests {
     }
 
     #[test]
+    fn only_a_sector_of_zeros_in_a_file_ends_the_journal() {
+        let run = RunId::parse("r").expect("a run id");
+        let path = Path::new("r.jsonl");
+        let head = journal(&run, b"").len() as u64;
+        let with = |zeros: usize| {
+            let mut rest = vec![b'{'; 3];
+            rest.extend(std::iter::repeat_n(0, zeros));
+            rest.extend_from_slice(b"}\n");
+            journal(&run, &rest)
+        };
+        let lost = with(LOST_WRITE);
+        let read = read_lines_within(path, &run, &lost[..], MAX_LINE, true).expect("read");
+        assert_eq!((read.valid_len, read.next_seq), (head, 1));
+        // A stray zero byte, or zeros kept somewhere other than a file, are corrupt.
+        let corrupt = |read: Result<ReadRun, JournalError>| matches!(read, Err(JournalError::Corrupt { at, .. }) if at == "r.jsonl, line 2");
+        let stray = with(1);
+        assert!(corrupt(read_lines_within(
+            path,
+            &run,
+            &stray[..],
+            MAX_LINE,
+            true
+        )));
+        assert!(corrupt(read_lines(path, &run, &lost[..])));
+    }
+
+    #[test]
     fn a_line_past_the_longest_is_corrupt_and_a_torn_one_that_long_is_left_out() {
         let run = RunId::parse("r").expect("a run id");
         let path = Path::new("r.jsonl");
@@ -308,7 +358,7 @@ mod tests {
 
         let mut complete = long.clone();
         complete.push(b'\n');
-        let read = read_lines_within(path, &run, &journal(&run, &complete)[..], max);
+        let read = read_lines_within(path, &run, &journal(&run, &complete)[..], max, true);
         match read {
             Err(JournalError::Corrupt { at, reason }) => {
                 assert_eq!(at, "r.jsonl, line 2");
@@ -318,7 +368,7 @@ mod tests {
             Ok(_) => panic!("expected a corrupt line, got a run"),
         }
 
-        let read = read_lines_within(path, &run, &journal(&run, &long)[..], max);
+        let read = read_lines_within(path, &run, &journal(&run, &long)[..], max, true);
         let read = read.unwrap_or_else(|e| panic!("a torn tail is left out: {e}"));
         assert_eq!(read.valid_len, head);
         assert_eq!(read.next_seq, 1);

@@ -125,9 +125,9 @@ impl ResultFile {
 
     /// The lines that could not be read when the file was opened, each as the error
     /// naming its file and line ([`JournalError::Corrupt`], or
-    /// [`JournalError::NewerFormat`] for a line a later version of orch wrote): their
-    /// results are not served, and are computed again. A torn last line, which a
-    /// process still writing it leaves, is not among them.
+    /// [`JournalError::NewerFormat`] for a line a later version of orch wrote), the
+    /// first 64 of them: their results are not served, and are computed again. A torn
+    /// last line, which a process still writing it leaves, is not among them.
     pub fn left_out(&self) -> &[JournalError] {
         &self.left_out
     }
@@ -154,7 +154,7 @@ impl ResultFile {
     }
 
     /// [`ResultFile::put`], refusing a line longer than `max_line` bytes (its newline not
-    /// counted), which [`ResultFile::open`] would refuse.
+    /// counted), which [`ResultFile::open`] would leave out.
     fn put_within(&self, key: u128, result: Value, max_line: u64) -> Result<(), JournalError> {
         let invalid = |reason| JournalError::InvalidResult {
             path: self.path.clone(),
@@ -235,7 +235,8 @@ fn read(
             Ok((key, result)) => {
                 results.insert(key, result);
             }
-            Err(error) => left_out.push(error),
+            Err(error) if left_out.len() < MOST_LEFT_OUT => left_out.push(error),
+            Err(_) => {}
         }
     }
     Ok((results, left_out))
@@ -258,6 +259,10 @@ fn result_line(bytes: &[u8], at: impl Fn() -> String) -> Result<(u128, Value), J
         .ok_or_else(|| corrupt(format!("key `{}` is not 32 hexadecimal digits", line.key)))?;
     Ok((key, line.result))
 }
+
+/// The most lines left out that [`ResultFile::left_out`] names: a file damaged all
+/// through would otherwise hold an error per line in memory.
+const MOST_LEFT_OUT: usize = 64;
 
 /// Where a line starts: every line is written starting with these bytes.
 const LINE_START: &[u8] = b"{\"v\":";
@@ -390,6 +395,18 @@ mod tests {
     }
 
     #[test]
+    fn a_file_damaged_all_through_names_only_the_first_lines_left_out() {
+        let text = "not a line\n".repeat(MOST_LEFT_OUT + 100);
+        let (results, left_out) = read(Path::new("r.cache"), text.as_bytes(), 64).expect("read");
+        assert_eq!((results.len(), left_out.len()), (0, MOST_LEFT_OUT));
+        assert!(
+            left_out[0].to_string().contains("line 1:"),
+            "{}",
+            left_out[0]
+        );
+    }
+
+    #[test]
     fn a_line_past_the_longest_is_left_out_and_the_lines_after_it_read() {
         let path = Path::new("r.cache");
         let line = |key: u128| format!(r#"{{"v":1,"key":"{key:032x}","result":{key}}}"#);
@@ -491,7 +508,7 @@ mod tests {
         assert_eq!(reopened.get(3), Some(json!("three")));
         assert_eq!(reopened.get(5), None);
 
-        // Long bad lines are refused in time in proportion to their length (trying
+        // Long bad lines are left out in time in proportion to their length (trying
         // every place that starts like a line took time in their square).
         for piece in [
             r#"{"v":1,"x":"#.to_owned(),

@@ -142,7 +142,7 @@ proptest! {
     #[test]
     fn zeros_a_power_cut_left_inside_a_file_read_as_the_end_of_the_run(
         (ids, batches) in common::run(4),
-        gap in (any::<prop::sample::Index>(), 1usize..5000),
+        gap in (any::<prop::sample::Index>(), 512usize..5000),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let journal = FileJournal::new(dir.path()).unwrap();
@@ -150,7 +150,8 @@ proptest! {
         let path = journal.path_of(&run_id("r"));
         let mut bytes = fs::read(&path).unwrap();
         let head_len = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
-        // A lost write: zeros from anywhere after the head, with lines after them kept.
+        // A lost write: a sector or more of zeros from anywhere after the head, with
+        // lines after them kept.
         let start = head_len + gap.0.index(bytes.len() - head_len + 1);
         let end = (start + gap.1).min(bytes.len());
         bytes[start..end].fill(0);
