@@ -120,7 +120,8 @@ pub mod env {
     /// password cannot hold a `,`: give such a password in [`PASSWORD`] instead. Read
     /// by [`NatsConfig::from_env`](super::NatsConfig::from_env), such credentials
     /// become its [`auth`](super::NatsConfig::auth), so they stay when the servers are
-    /// replaced afterwards.
+    /// replaced afterwards (and credentials in URLs set then are not used: a set `auth`
+    /// comes first).
     pub const URL: &str = "ORCH_NATS_URL";
     /// A user name, with [`PASSWORD`] (alone, the user signs in with an empty password).
     pub const USER: &str = "ORCH_NATS_USER";

@@ -31,13 +31,13 @@ const BACKEND: &str = "NATS JetStream";
 /// a warning: a run they reach can no longer be read or resumed.
 ///
 /// An append returns once the server has stored the batch (it survives a crash of the
-/// coordinator); while the server cannot be reached, or has no stream for the run's
-/// subject (as while a restarted server recovers its streams), the batch is sent again
-/// for up to a minute. One the stream refuses for a limit (its largest message, a
-/// limit that discards new messages, or storage the account or server lacks) fails at
-/// once, with the server's reason. [`RunWriter::sync`](orch_journal::RunWriter::sync) waits for the
-/// appends before it and adds nothing else: whether a batch survives the
-/// server losing power is the server's `sync_interval` (set `always` for that) or its
+/// coordinator); while the server cannot be reached, or has no stream for the run's subject
+/// (as while a restarted server recovers its streams), the batch is sent again for up to a
+/// minute. One the stream refuses for a limit (its largest message, a limit that discards
+/// new messages, or storage the account or server lacks) fails at once, with the server's
+/// reason. [`RunWriter::sync`](orch_journal::RunWriter::sync) waits for the appends before
+/// it and adds nothing else: whether a batch survives the server losing power is the
+/// server's `sync_interval` (set `always` for that) or its
 /// replicas. A batch larger than a message may be goes out as several messages, read
 /// back whole or not at all.
 ///
@@ -123,7 +123,8 @@ fn keeps_runs(name: &str, config: &stream::Config) -> Result<(), ConnectError> {
         return Err(ConnectError::Setup {
             what: format!("the journal stream `{name}`"),
             reason: format!(
-                "its retention is {:?}, which removes runs' records: a journal needs                  Limits retention (delete the stream and let orch make it)",
+                "its retention is {:?}, which removes runs' records: a journal needs \
+                 Limits retention (delete the stream and let orch make it)",
                 config.retention
             ),
         });
@@ -198,6 +199,7 @@ impl NatsJournal {
                         reason: e.to_string(),
                     })?;
                 crate::setup::holds_subjects(&stream, &found.cached_info().config, &subjects)?;
+                keeps_runs(&stream, &found.cached_info().config)?;
                 stream
             }
         };

@@ -309,20 +309,22 @@ async fn publish_until_stored(
 /// the account's or server's storage.
 fn refused_for_good(error: &jetstream::context::PublishError) -> bool {
     use jetstream::ErrorCode;
-    let code = std::error::Error::source(error)
+    let Some(refusal) = std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<jetstream::Error>())
-        .map(jetstream::Error::error_code);
-    code.is_some_and(|code| {
-        [
-            ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM,
-            ErrorCode::STREAM_STORE_FAILED,
-            ErrorCode::STORAGE_RESOURCES_EXCEEDED,
-            ErrorCode::MEMORY_RESOURCES_EXCEEDED,
-            ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
-            ErrorCode::INSUFFICIENT_RESOURCES,
-        ]
-        .contains(&code)
-    })
+    else {
+        return false;
+    };
+    match refusal.error_code() {
+        ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+        | ErrorCode::STORAGE_RESOURCES_EXCEEDED
+        | ErrorCode::MEMORY_RESOURCES_EXCEEDED
+        | ErrorCode::ACCOUNT_RESOURCES_EXCEEDED
+        | ErrorCode::INSUFFICIENT_RESOURCES => true,
+        // Any failure to store, a stream closing for a moment too: only its limits
+        // (`maximum messages exceeded`, `maximum bytes ...`) are for good.
+        ErrorCode::STREAM_STORE_FAILED => refusal.to_string().contains("maximum"),
+        _ => false,
+    }
 }
 
 /// The stream sequence of `subject`'s last message if that is the message of id `id`,
