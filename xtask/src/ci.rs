@@ -123,8 +123,8 @@ fn postgres() -> Result<(), String> {
     apt_install(&["postgresql"])?;
     // The package makes a cluster `main` and starts it where services may start: the
     // tests need no server of the system's, so it is stopped and removed.
-    let versions =
-        std::fs::read_dir("/etc/postgresql").map_err(|e| format!("/etc/postgresql: {e}"))?;
+    // No such directory: the package made no cluster.
+    let versions = std::fs::read_dir("/etc/postgresql").into_iter().flatten();
     for version in versions.flatten() {
         if version.path().join("main").is_dir() {
             run_command(

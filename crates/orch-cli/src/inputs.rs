@@ -117,7 +117,8 @@ fn make_private_again(root: &Path) -> io::Result<()> {
                 Err(io::Error::new(
                     e.kind(),
                     format!(
-                        "the private temporary directory {} was removed, and something                          else took its name",
+                        "the private temporary directory {} was removed, and something \
+                         else took its name",
                         root.display()
                     ),
                 ))
