@@ -190,8 +190,8 @@ impl Task {
     /// Makes the task a map over the output list of its dependency `over`, which it
     /// also comes to depend on if it did not already: one instance runs per element.
     /// Its trigger rule must wait for every dependency, and may not be `all_failed`
-    /// (validation refuses `one_success`, `one_failed`, `always` and `all_failed`); if the rule runs it although `over` did not complete,
-    /// the map task is skipped.
+    /// (validation refuses `one_success`, `one_failed`, `always` and `all_failed`); if the
+    /// rule runs it although `over` did not complete, the map task is skipped.
     pub fn map_over(mut self, over: impl Into<TaskId>) -> Self {
         let over = over.into();
         if !self.dependencies.contains(&over) {

@@ -70,7 +70,9 @@
 //!   (`dependency `a` failed (trigger rule `all_success`)`, `dependency `b` was skipped
 //!   after `a` failed (trigger rule `all_success`)`, or `trigger rule `one_failed` not
 //!   met: `x` completed, `b` was skipped after `a` failed`). A skip counts as a skip,
-//!   not a failure, for the rules of the dependents.
+//!   not a failure, for the rules of the dependents. (In a workflow where no task sets
+//!   a rule other than `all_success`, a failure's descendants are skipped naming only the failed task:
+//!   `dependency `a` failed`.)
 //! - **The run's status past failures.** A failed task fails the run, whatever ran after
 //!   it (an `all_done` cleanup task does not hide it), unless the failure was *handled*:
 //!   a direct dependent whose rule reacts to failures (`one_failed` or `all_failed`)
