@@ -1179,6 +1179,32 @@ fn a_timeout_beyond_the_clock_is_no_limit_on(runtime: tokio::runtime::Runtime) {
 
 /// A run cancelled while a failed task pauses before its retry (no handler running)
 /// ends at once, not when the pause or the grace period would have ended.
+/// A retry still running when the run is cancelled, past the grace period, keeps what
+/// the attempt before it failed with.
+#[test]
+fn a_retry_dropped_at_cancellation_keeps_the_failure_before_it() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::builder()
+            .cancel_grace_period(Duration::from_millis(10))
+            .build()
+            .expect("valid");
+        engine.register_handler("fails_then_hangs", |ctx: TaskContext| async move {
+            if ctx.attempt() == 1 {
+                return Err::<Value, _>(TaskError::new("first try failed"));
+            }
+            std::future::pending().await
+        });
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "fails_then_hangs").retries(1));
+        let result = cancelled_after(&engine, &workflow, Duration::from_millis(100)).await;
+        let a = record(&result, "a");
+        assert_eq!((a.status, a.attempts), (TaskStatus::Cancelled, 2));
+        assert_eq!(
+            a.error.as_deref(),
+            Some("the run was cancelled; its last failed attempt ended with: first try failed")
+        );
+    });
+}
+
 #[test]
 fn a_cancelled_run_does_not_wait_for_a_pause_before_a_retry() {
     runtime().block_on(async {
