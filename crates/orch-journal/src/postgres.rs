@@ -136,6 +136,9 @@ impl PgJournal {
     /// time is up). In a database whose encoding is not UTF8 (or SQL_ASCII), runs can be
     /// listed and read but not opened: it would refuse, in the middle of a run, an output
     /// holding a character it has none for.
+    ///
+    /// Its time limits need a Tokio runtime with timers (`enable_time`, or `enable_all`):
+    /// on one without them, Tokio panics saying so.
     pub async fn connect(config: &str) -> Result<Self, JournalError> {
         let secret = secret_in(config);
         let secret = secret.as_deref();
