@@ -271,7 +271,8 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         .current_dir(cwd);
     if spec.inherit_env {
         // Those orch sets only for some tasks, which an orch run inside a command would
-        // otherwise hand on from its own task.
+        // otherwise hand on from its own task; and orch's own NATS settings, which may
+        // hold its credentials (a command that prints its environment would show them).
         for name in [
             "ORCH_INPUTS_DIR",
             "ORCH_ITEM_INDEX",
@@ -279,6 +280,11 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
             "ORCH_ITEM",
         ] {
             command.env_remove(name);
+        }
+        for (name, _) in std::env::vars_os() {
+            if name.as_encoded_bytes().starts_with(b"ORCH_NATS_") {
+                command.env_remove(name);
+            }
         }
     } else {
         command.env_clear();

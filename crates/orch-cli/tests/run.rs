@@ -214,14 +214,15 @@ tasks:
 }
 
 #[test]
-fn a_command_given_orchs_environment_gets_no_stale_task_variables() {
-    // As inside a mapped command that runs orch again: the variables of that instance.
+fn a_command_given_orchs_environment_gets_no_stale_task_variables_nor_nats_settings() {
+    // As inside a mapped command that runs orch again: the variables of that instance;
+    // and orch's NATS credentials, which a command printing its environment would show.
     let dir = Dir::new();
     dir.write(
         "w.yaml",
         r#"workflow_id: w
 tasks:
-  t: { task_type: command, config: { shell: true, inherit_env: true, script: 'echo "${ORCH_INPUTS_DIR-unset} ${ORCH_ITEM-unset} ${ORCH_ITEM_INDEX-unset} ${ORCH_ITEM_FILE-unset} $ORCH_TASK_ID $OUTER"' } }
+  t: { task_type: command, config: { shell: true, inherit_env: true, script: 'echo "${ORCH_INPUTS_DIR-unset} ${ORCH_ITEM-unset} ${ORCH_ITEM_INDEX-unset} ${ORCH_ITEM_FILE-unset} ${ORCH_NATS_PASSWORD-unset} $ORCH_TASK_ID $OUTER"' } }
   kept: { task_type: command, config: { shell: true, inherit_env: true, forward_env: [ORCH_ITEM], script: 'echo "$ORCH_ITEM"' } }
 "#,
     );
@@ -234,13 +235,14 @@ tasks:
         .env("ORCH_ITEM_INDEX", "7")
         .env("ORCH_ITEM_FILE", "/outer/item.json")
         .env("ORCH_TASK_ID", "outer[7]")
+        .env("ORCH_NATS_PASSWORD", "hunter2")
         .env("OUTER", "kept");
     let (code, stdout, stderr) = parts(&common::output(command));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let result = dir.json("r.json");
     assert_eq!(
         result["tasks"]["t"]["result"],
-        "unset unset unset unset t kept"
+        "unset unset unset unset unset t kept"
     );
     // Named in `forward_env`, a variable is handed on as asked.
     assert_eq!(result["tasks"]["kept"]["result"], "outer-item");
