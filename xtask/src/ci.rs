@@ -250,8 +250,9 @@ fn test() -> Result<(), String> {
 /// The crates whose optional features change what is built, tested without them (the
 /// workspace's test command builds them with every feature another crate asks for):
 /// orch-core without YAML and TOML (the tests that need neither pass, and a YAML or TOML
-/// file gets an error naming the feature; the doc examples read YAML and TOML), and
-/// orch-engine without its bus, metrics and journal.
+/// file gets an error naming the feature; the doc examples read YAML and TOML),
+/// orch-engine without its bus, metrics and journal, and the facade's docs without any
+/// of its features (its doctests, and its links built).
 fn test_without_optional_features() -> Result<(), String> {
     cargo(&[
         "test",
@@ -261,7 +262,11 @@ fn test_without_optional_features() -> Result<(), String> {
         "--lib",
         "--tests",
     ])?;
-    cargo(&["test", "-p", "orch-engine", "--no-default-features"])
+    cargo(&["test", "-p", "orch-engine", "--no-default-features"])?;
+    // The facade's docs, built and run with none of its features.
+    cargo(&["test", "-p", "orch", "--no-default-features", "--doc"])?;
+    let args = ["doc", "-p", "orch", "--no-deps", "--no-default-features"];
+    crate::cargo_with(&args, &[("RUSTDOCFLAGS", "-D warnings")])
 }
 
 /// Every fuzz target for [`FUZZ_SECS_PER_TARGET`] seconds, seeded by today's date, so a

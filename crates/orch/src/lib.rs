@@ -43,7 +43,7 @@
 //! | `events` | `orch-events` | the pub/sub bus; the engine's lifecycle events on it | `events` (default) |
 //! | `metrics` | `orch-metrics` | the cross-run `Recorder` (each run's own metrics are `result.metrics()`, always there) | `metrics` (default) |
 //! | | | the `Recorder` reporting through the `metrics` crate | `metrics-facade` |
-//! | `journal` | `orch-journal` | durable runs: a journal of task completions, to continue a run after a crash ([`WorkflowEngine::run_durable`](engine::WorkflowEngine::run_durable)) | `journal` (default) |
+//! | `journal` | `orch-journal` | durable runs: a journal of task completions, to continue a run after a crash (`WorkflowEngine::run_durable`) | `journal` (default) |
 //! | | | the PostgreSQL journal (`journal::PgJournal`) | `postgres` |
 //!
 //! Two more default features read workflow files: `yaml` (`Workflow::from_yaml`, `.yaml`
@@ -106,9 +106,17 @@ pub use orch_engine::{
     async_trait,
 };
 
-/// The README's examples, compiled and run as doctests.
+/// The README's examples, compiled and run as doctests (with the default features, which
+/// they use).
 #[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
+#[cfg(all(
+    doctest,
+    feature = "events",
+    feature = "metrics",
+    feature = "journal",
+    feature = "yaml",
+    feature = "toml"
+))]
 pub struct ReadmeDoctests;
 
 /// The names most programs need: `use orch::prelude::*;`. That includes everything a
