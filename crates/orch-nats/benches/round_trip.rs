@@ -43,7 +43,8 @@ use tokio_util::sync::CancellationToken;
 const TASKS: usize = 10_000;
 const CHAIN: usize = 1_000;
 const WORKERS: usize = 4;
-/// Tasks each worker may hold at once, in both harnesses.
+/// Tasks each orch-nats worker may run at once, and the pull batch of every worker. (The
+/// raw harnesses are not held to it: see `raw.rs` and BENCHMARKS.md.)
 const PER_WORKER: usize = 64;
 
 /// An engine whose `noop` tasks run on 4 orch-nats workers.
