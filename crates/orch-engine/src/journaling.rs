@@ -201,7 +201,8 @@ impl RunJournal {
     /// large) stored nothing: its tasks wait for the next commit, where that output's
     /// record holds the journal's reason instead, as if the handler had marked the output
     /// not to be journaled. The run goes on with the output in this process; a resumed
-    /// run runs the task again if a task that runs needs it.
+    /// run runs the task again if a task that runs needs it. An error text too long for
+    /// the journal is cut short in the same way.
     pub(crate) fn committed(&mut self, commit: Commit) -> Option<Vec<u32>> {
         match commit.result {
             Ok(()) => {
@@ -212,7 +213,7 @@ impl RunJournal {
             }
             Err(JournalError::InvalidRecord {
                 task,
-                field: "result",
+                field: "result" | "error",
                 reason,
             }) if !self.unjournalable.contains_key(&task) => {
                 tracing::warn!(task_id = %task, %reason,
@@ -344,6 +345,8 @@ fn journal_record(record: &TaskRecord, shared: &RunShared, index: u32) -> TaskRe
 }
 
 /// In place of an output the journal cannot hold: why, marked as not the output itself.
+/// An error text too long for it (a failure that quotes gigabytes of a program's output)
+/// is cut to its first [`KEPT_ERROR`] bytes, saying so.
 fn leave_out(line: &mut TaskRecord, reason: &str) {
     if line.status == TaskStatus::Completed {
         line.result = Some(json!({
@@ -351,7 +354,20 @@ fn leave_out(line: &mut TaskRecord, reason: &str) {
         }));
         line.shared_output = true;
     }
+    if let Some(error) = line.error.as_mut().filter(|e| e.len() > KEPT_ERROR) {
+        let mut end = KEPT_ERROR;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+        error.push_str(&format!(
+            " ... (cut short: the journal cannot hold the whole text: {reason})"
+        ));
+    }
 }
+
+/// The bytes of an error text the journal keeps when it cannot hold all of it.
+const KEPT_ERROR: usize = 64 << 10;
 
 /// A commit on its way: resolves with the batch it records.
 pub(crate) struct PendingCommit {
@@ -377,5 +393,37 @@ impl Future for PendingCommit {
             batch: this.batch.take().unwrap_or_default(),
             instances: std::mem::take(&mut this.instances),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_too_long_for_the_journal_is_cut_at_a_character() {
+        // Two bytes a character, so that the cut falls inside one unless it looks.
+        let long = "é".repeat(KEPT_ERROR);
+        let mut line = TaskRecord {
+            status: TaskStatus::Failed,
+            error: Some(format!("x{long}")),
+            ..TaskRecord::default()
+        };
+        leave_out(&mut line, "too long");
+        let error = line.error.expect("an error");
+        let (kept, said) = error.split_once(" ... ").expect("cut short");
+        assert_eq!(kept, format!("x{}", "é".repeat((KEPT_ERROR - 1) / 2)));
+        assert_eq!(
+            said,
+            "(cut short: the journal cannot hold the whole text: too long)"
+        );
+        // A short error stays as it is.
+        let mut short = TaskRecord {
+            status: TaskStatus::Failed,
+            error: Some("db down".to_owned()),
+            ..TaskRecord::default()
+        };
+        leave_out(&mut short, "too long");
+        assert_eq!(short.error.as_deref(), Some("db down"));
     }
 }

@@ -230,7 +230,8 @@
 //! - an output the journal cannot hold (nested deeper than 126 arrays and objects, or a
 //!   record of 1 GiB or more): it is kept as if the handler had marked
 //!   it so, with the journal's reason ("the journal cannot hold this output: ..."), and a
-//!   warning is logged. The run goes on with the output.
+//!   warning is logged. The run goes on with the output. A failure's error text too
+//!   long for a record is cut to its first 64 KiB in the journal, saying so.
 //!
 //! Such a task runs again when a task that runs on resume depends on it, directly or
 //! not (its dependents need the value), and so do the completed tasks between the two;

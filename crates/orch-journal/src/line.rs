@@ -237,9 +237,15 @@ fn write_task_within(
     let written = (buf.len() - len - 1) as u64;
     if written > max_line {
         buf.truncate(len);
+        // The error text, when it is most of the line; else the result.
+        let error_len = record.error.as_ref().map_or(0, String::len) as u64;
         return Err(JournalError::InvalidRecord {
             task: task_id.clone(),
-            field: "result",
+            field: if error_len > written / 2 {
+                "error"
+            } else {
+                "result"
+            },
             reason: format!(
                 "its journal line would be {written} bytes, and a journal line holds at most \
                  {max_line}"
@@ -598,5 +604,20 @@ mod tests {
         assert_eq!(buf, b"before\n");
         write_task_within(&mut buf, 1, &id, &record, 1000).expect("it fits");
         assert!(buf.len() > 107 && buf.ends_with(b"\n"));
+        // A failure whose error is most of the line names its error.
+        let failed = TaskRecord {
+            status: TaskStatus::Failed,
+            error: Some("e".repeat(100)),
+            attempts: 1,
+            ..TaskRecord::default()
+        };
+        let refused = write_task_within(&mut buf, 2, &id, &failed, 100);
+        assert!(
+            matches!(
+                refused,
+                Err(JournalError::InvalidRecord { field: "error", .. })
+            ),
+            "{refused:?}"
+        );
     }
 }
