@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orch_core::{
-    Decision, DependencyOutcomes, Task, TaskStatus, TriggerRule, Workflow, WorkflowResult,
-    WorkflowStatus,
+    Decision, Task, TaskStatus, TriggerRule, Workflow, WorkflowResult, WorkflowStatus,
 };
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use proptest::prelude::*;
@@ -161,6 +160,43 @@ fn reference(case: &Case) -> (Vec<TaskStatus>, WorkflowStatus) {
     (status, workflow)
 }
 
+/// What the README says rule `rule` decides, given how each dependency ended so far
+/// (`None`: not yet), written apart from `TriggerRule::decide` so that the two check
+/// each other: a start the engine allows too early shows as a start before `Run`.
+fn rule_model(rule: TriggerRule, ends: &[Option<TaskStatus>]) -> Decision {
+    use TaskStatus::{Completed, Failed};
+    let all_ended = ends.iter().all(Option::is_some);
+    let any = |status: TaskStatus| ends.contains(&Some(status));
+    let any_skipped = ends
+        .iter()
+        .any(|e| e.is_some_and(|s| s != Completed && s != Failed));
+    // Run once every dependency ended if `run`, else skip; wait until then.
+    let at_the_end = |run: bool| match (all_ended, run) {
+        (false, _) => Decision::Wait,
+        (true, true) => Decision::Run,
+        (true, false) => Decision::Skip,
+    };
+    if ends.is_empty() {
+        return Decision::Run;
+    }
+    match rule {
+        TriggerRule::Always => Decision::Run,
+        TriggerRule::AllDone => at_the_end(true),
+        TriggerRule::AllSuccess if any(Failed) || any_skipped => Decision::Skip,
+        TriggerRule::AllSuccess => at_the_end(true),
+        TriggerRule::AllFailed if any(Completed) || any_skipped => Decision::Skip,
+        TriggerRule::AllFailed => at_the_end(true),
+        TriggerRule::OneSuccess if any(Completed) => Decision::Run,
+        TriggerRule::OneSuccess => at_the_end(false),
+        TriggerRule::OneFailed if any(Failed) => Decision::Run,
+        TriggerRule::OneFailed => at_the_end(false),
+        TriggerRule::NoneFailed if any(Failed) => Decision::Skip,
+        TriggerRule::NoneFailed => at_the_end(true),
+        TriggerRule::NoneFailedMinOneSuccess if any(Failed) => Decision::Skip,
+        TriggerRule::NoneFailedMinOneSuccess => at_the_end(any(Completed)),
+    }
+}
+
 /// Replays the log: what the rules decided after each end, and which tasks run.
 struct Replay<'c> {
     case: &'c Case,
@@ -194,19 +230,9 @@ impl<'c> Replay<'c> {
                 if self.ready[t] || self.started[t] || self.ended[t].is_some() {
                     continue;
                 }
-                let mut outcomes = DependencyOutcomes {
-                    total: self.case.deps[t].len() as u32,
-                    ..DependencyOutcomes::default()
-                };
-                for &d in &self.case.deps[t] {
-                    match self.ended[d] {
-                        Some(TaskStatus::Completed) => outcomes.completed += 1,
-                        Some(TaskStatus::Failed) => outcomes.failed += 1,
-                        Some(_) => outcomes.skipped += 1,
-                        None => {}
-                    }
-                }
-                match self.case.rules[t].decide(outcomes) {
+                let ends: Vec<Option<TaskStatus>> =
+                    self.case.deps[t].iter().map(|&d| self.ended[d]).collect();
+                match rule_model(self.case.rules[t], &ends) {
                     Decision::Wait => continue,
                     Decision::Run => self.ready[t] = true,
                     Decision::Skip => self.ended[t] = Some(TaskStatus::Skipped),
