@@ -264,10 +264,13 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
     let terminal = std::io::stdout().is_terminal();
     let mut display = Display::new(args.progress, workflow.len(), terminal);
+    // Told when the watcher has shown the run's end.
+    let finished_seen = Arc::new(tokio::sync::Notify::new());
     let watcher = match &bus {
         Some(bus) => match bus.subscribe("workflow.>") {
             Ok(mut events) => {
                 let live = live.clone();
+                let finished = Arc::clone(&finished_seen);
                 Some(tokio::spawn(async move {
                     loop {
                         // Event lines are written out whenever no event is waiting.
@@ -290,6 +293,9 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
                                     live.observe(event.payload());
                                 }
                                 display.event(event.payload());
+                                if event.payload().kind == EngineEventKind::WorkflowFinished {
+                                    finished.notify_one();
+                                }
                             }
                             Some(_) => {}
                             None => break,
@@ -326,6 +332,12 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     watching_signals.spawn(cancel_on_signal(signals, cancel, interrupting, ending));
     let outcome = run.await;
     if let Some(bus) = &bus {
+        // A cancelled run may return while its last events are still on their way: they
+        // are shown before the bus closes (a run that failed to run announces no end).
+        if outcome.is_ok() && watcher.is_some() {
+            let shown = finished_seen.notified();
+            let _ = tokio::time::timeout(Duration::from_secs(2), shown).await;
+        }
         bus.close().await;
     }
     let mut display = match watcher {
