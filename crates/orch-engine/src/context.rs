@@ -401,6 +401,10 @@ impl TaskContext {
     /// your own, put an `EventBus<YourEvent>` in the engine's state
     /// ([`EngineBuilder::state`]) and read it with [`TaskContext::state`].
     ///
+    /// What a handler publishes goes out at once, while the engine's own events go out
+    /// in order behind it: a subscriber of both may see a handler's event before its
+    /// task's `started`.
+    ///
     /// ```
     /// use std::sync::Arc;
     /// use std::time::SystemTime;
