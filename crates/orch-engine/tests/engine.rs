@@ -1194,7 +1194,16 @@ fn a_retry_dropped_at_cancellation_keeps_the_failure_before_it() {
             }
             std::future::pending().await
         });
-        let workflow = Workflow::new("w", "W").task(Task::new("a", "fails_then_hangs").retries(1));
+        // No pause before the retry, so that it runs when the cancellation comes.
+        let at_once = orch_core::Backoff {
+            initial: Duration::ZERO,
+            ..orch_core::Backoff::default()
+        };
+        let workflow = Workflow::new("w", "W").task(
+            Task::new("a", "fails_then_hangs")
+                .retries(1)
+                .backoff(at_once),
+        );
         let result = cancelled_after(&engine, &workflow, Duration::from_millis(100)).await;
         let a = record(&result, "a");
         assert_eq!((a.status, a.attempts), (TaskStatus::Cancelled, 2));
