@@ -181,10 +181,19 @@ async fn a_changed_definition_is_taken_with_the_first_record() {
 
 /// Commits that `task` completed (its id as its result) to `opened`'s writer.
 async fn commit_completed(opened: &orch_journal::OpenRun, task: &str) -> Result<(), JournalError> {
+    commit_result(opened, task, serde_json::json!(task)).await
+}
+
+/// Commits that `task` completed with `result` to `opened`'s writer.
+async fn commit_result(
+    opened: &orch_journal::OpenRun,
+    task: &str,
+    result: serde_json::Value,
+) -> Result<(), JournalError> {
     let record = TaskRecord {
         status: TaskStatus::Completed,
         attempts: 1,
-        result: Some(serde_json::json!(task)),
+        result: Some(result),
         ..TaskRecord::default()
     };
     let task = orch_core::TaskId::from(task);
@@ -284,16 +293,7 @@ async fn an_append_over_a_limit_of_the_stream_fails_at_once() {
     let mut config = stream.info().await.expect("its settings").config.clone();
     config.max_message_size = 2048;
     js.update_stream(config).await.expect("updated");
-    let record = TaskRecord {
-        status: TaskStatus::Completed,
-        attempts: 1,
-        result: Some(serde_json::json!("t".repeat(4_000))),
-        ..TaskRecord::default()
-    };
-    let task = orch_core::TaskId::from("transform");
-    let big = opened
-        .writer
-        .commit(&[(&task, &record)], Durability::Process);
+    let big = commit_result(&opened, "transform", serde_json::json!("t".repeat(4_000)));
     let error = tokio::time::timeout(std::time::Duration::from_secs(20), big)
         .await
         .expect("refused without sending it again for a minute")
