@@ -172,17 +172,14 @@ impl NatsJournal {
         let js = jetstream::new(client);
         // The stream that already holds the journal's subjects, whatever its name (an
         // earlier build named it otherwise for prefixes with `tasks` in them).
-        let stream = match js.stream_by_subject(&subjects).await {
+        let setup = |stream: &str, e: &dyn fmt::Display| ConnectError::Setup {
+            what: format!("the journal stream `{stream}`"),
+            reason: e.to_string(),
+        };
+        let (stream, found) = match js.stream_by_subject(&subjects).await {
             Ok(name) => {
-                let found = js
-                    .get_stream(&name)
-                    .await
-                    .map_err(|e| ConnectError::Setup {
-                        what: format!("the journal stream `{name}`"),
-                        reason: e.to_string(),
-                    })?;
-                keeps_runs(&name, &found.cached_info().config)?;
-                name
+                let found = js.get_stream(&name).await.map_err(|e| setup(&name, &e))?;
+                (name, found)
             }
             Err(_) => {
                 let stream = names.journal_stream();
@@ -194,15 +191,12 @@ impl NatsJournal {
                         ..Default::default()
                     })
                     .await
-                    .map_err(|e| ConnectError::Setup {
-                        what: format!("the journal stream `{stream}`"),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| setup(&stream, &e))?;
                 crate::setup::holds_subjects(&stream, &found.cached_info().config, &subjects)?;
-                keeps_runs(&stream, &found.cached_info().config)?;
-                stream
+                (stream, found)
             }
         };
+        keeps_runs(&stream, &found.cached_info().config)?;
         Ok(Self {
             js,
             stream: stream.into(),
