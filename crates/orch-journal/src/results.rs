@@ -9,36 +9,57 @@
 //!
 //! A later line for the same key replaces an earlier one. Like a journal file, it is
 //! created readable by its owner only. A line a process was writing when it died is left
-//! out, and the file is never cut, since other processes may be appending to it: a torn
-//! line stays in the file, and the next result appended after it (by any process) is
-//! read back whole, unless the two make a line of 1 GiB or more: that line is left out
-//! too. So is any other line that cannot be read (damaged, say by a power loss, or of a
-//! newer format a later version of orch wrote): its result is computed again, and
-//! [`ResultFile::left_out`] names each such line with its file and line number.
+//! out, and the file is never cut in place, since other processes may be appending to
+//! it: a torn line stays in the file, and the next result appended after it (by any
+//! process) is read back whole, unless the two make a line of 1 GiB or more: that line
+//! is left out too. So is any other line that cannot be read (damaged, say by a power
+//! loss, or of a newer format a later version of orch wrote): its result is computed
+//! again, and [`ResultFile::left_out`] names each such line with its file and line
+//! number.
+//!
+//! So that the file does not grow for ever, a store that has appended past twice its
+//! capacity of lines (and at least 64) writes the results it keeps to a new file,
+//! `<name>.new` beside it, and renames that over the old one. Every store appends under
+//! a shared lock on the file (`flock`) and rewrites under an exclusive one, and a store
+//! that finds the file it holds replaced opens the new one before appending; so no
+//! result appended by any store is lost to a rewrite. Lines it could not read, torn or
+//! not, are left out of the new file.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::sync::lock;
 use crate::{FileJournal, JournalError};
+
+mod appender;
+mod kept;
+use appender::{Appender, open_for_append};
+use kept::Kept;
 
 /// The format of the lines this version writes, and the newest it reads.
 const FORMAT: u64 = 1;
 
-/// Task results in a file, by key, all of them also held in memory: `orch-engine`
+/// Task results in a file, by key, the ones it keeps also held in memory: `orch-engine`
 /// implements its `CacheStore` for it, so that an engine given one
 /// (`EngineBuilder::cache_store`) serves cached tasks from results that earlier
 /// processes stored. Reads never touch the disk; each new result is one appended line,
 /// written before [`ResultFile::put`] returns (it survives the process crashing, not a
 /// power loss).
 ///
+/// It keeps at most its capacity of results (10,000 unless opened
+/// [`with a capacity`](ResultFile::open_with_capacity)), the most recently stored:
+/// storing one more forgets the one stored longest ago. Once a store has appended
+/// twice its capacity of lines (and at least 64), it writes the results it keeps to
+/// `<file name>.new` and renames that over the file, under a lock that makes other
+/// stores' appends wait and then go to the new file, so no store's result is lost to
+/// it. Stores sharing a file should be given the same capacity: a rewrite keeps the
+/// rewriting store's number of results.
+///
 /// Several stores may append to one file, in one process or several; each reads what
-/// the others wrote only when it is opened.
+/// the others wrote when it is opened and when it rewrites the file.
 ///
 /// ```
 /// use orch_journal::{FileJournal, ResultFile};
@@ -52,13 +73,20 @@ const FORMAT: u64 = 1;
 /// let reopened = ResultFile::beside(&journal)?;
 /// assert_eq!(reopened.get(42), Some(json!([1, 2])));
 /// assert_eq!(reopened.path(), dir.path().join("results.cache"));
+///
+/// // A store that keeps fewer results.
+/// let small = ResultFile::open_with_capacity(dir.path().join("small.cache"), 1)?;
+/// small.put(1, json!("one"))?;
+/// small.put(2, json!("two"))?;
+/// assert_eq!((small.get(1), small.get(2)), (None, Some(json!("two"))));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct ResultFile {
     path: PathBuf,
-    file: Mutex<File>,
-    results: Mutex<HashMap<u128, Value>>,
+    capacity: usize,
+    appender: Mutex<Appender>,
+    results: Mutex<Kept>,
     left_out: Vec<JournalError>,
 }
 
@@ -83,24 +111,35 @@ impl ResultFile {
     /// `.jsonl`), so listing the journal's runs passes it by.
     pub const FILE_NAME: &'static str = "results.cache";
 
-    /// Opens (or creates) the results file in the directory of `journal`.
+    /// How many results a store keeps unless opened with another capacity.
+    pub const DEFAULT_CAPACITY: usize = 10_000;
+
+    /// Opens (or creates) the results file in the directory of `journal`, keeping
+    /// [`ResultFile::DEFAULT_CAPACITY`] results. For another capacity, open
+    /// `journal.dir().join(ResultFile::FILE_NAME)` with
+    /// [`ResultFile::open_with_capacity`].
     pub fn beside(journal: &FileJournal) -> Result<Self, JournalError> {
         Self::open(journal.dir().join(Self::FILE_NAME))
     }
 
+    /// Opens the results file at `path`, keeping [`ResultFile::DEFAULT_CAPACITY`]
+    /// results: see [`ResultFile::open_with_capacity`].
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, JournalError> {
+        Self::open_with_capacity(path, Self::DEFAULT_CAPACITY)
+    }
+
     /// Opens the results file at `path`, creating it if it does not exist, and reads
-    /// every result in it, a line at a time. A line that cannot be read is left out
-    /// (see [`ResultFile::left_out`]): the file holds results that can be computed
+    /// the results in it, a line at a time, keeping the `results` stored last (none for
+    /// 0: such a store keeps and writes nothing). A line that cannot be read is left
+    /// out (see [`ResultFile::left_out`]): the file holds results that can be computed
     /// again, and refusing it would refuse every later one. Fails only when the file
     /// cannot be opened or read, or is not a regular file.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, JournalError> {
+    pub fn open_with_capacity(
+        path: impl Into<PathBuf>,
+        results: usize,
+    ) -> Result<Self, JournalError> {
         let path = path.into();
-        let file = crate::file::options()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| JournalError::io("open", &path, e))?;
+        let file = open_for_append(&path)?;
         // Reading a pipe would wait for a writer (this one) for ever, and a device may
         // never end.
         let meta = file
@@ -113,13 +152,22 @@ impl ResultFile {
         let lines = file
             .try_clone()
             .map_err(|e| JournalError::io("read", &path, e))?;
-        let (results, left_out) =
-            read(&path, std::io::BufReader::new(lines), crate::read::MAX_LINE)?;
+        let read = read(
+            &path,
+            std::io::BufReader::new(lines),
+            crate::read::MAX_LINE,
+            results,
+        )?;
         Ok(Self {
+            appender: Mutex::new(Appender {
+                file,
+                lines: read.lines,
+                rewrite_past: rewrite_past(results),
+            }),
             path,
-            file: Mutex::new(file),
-            results: Mutex::new(results),
-            left_out,
+            capacity: results,
+            results: Mutex::new(read.kept),
+            left_out: read.left_out,
         })
     }
 
@@ -137,18 +185,25 @@ impl ResultFile {
         &self.path
     }
 
-    /// The result stored under `key`, if any.
-    pub fn get(&self, key: u128) -> Option<Value> {
-        self.results().get(&key).cloned()
+    /// How many results it keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
-    /// Stores `result` under `key`: appends it to the file, then keeps it in memory.
+    /// The result stored under `key`, if any.
+    pub fn get(&self, key: u128) -> Option<Value> {
+        self.results().get(key).cloned()
+    }
+
+    /// Stores `result` under `key`: appends it to the file, then keeps it in memory
+    /// (forgetting the result stored longest ago if it keeps its capacity already).
     ///
     /// # Errors
     /// [`JournalError::InvalidResult`] for a result the file could not read back (nested
     /// deeper than 126 levels of arrays and objects, or a line of 1 GiB or more), and
     /// [`JournalError::Io`] when the file cannot be written; the result is not stored
-    /// either way.
+    /// either way. A rewrite of the file that fails (a full disk, say) is no error: the
+    /// file keeps growing until a later rewrite succeeds.
     pub fn put(&self, key: u128, result: Value) -> Result<(), JournalError> {
         self.put_within(key, result, crate::read::MAX_LINE)
     }
@@ -162,28 +217,26 @@ impl ResultFile {
             reason,
         };
         crate::line::check_depth(&result).map_err(invalid)?;
-        let line = StoredLine {
-            v: FORMAT,
-            key: format!("{key:032x}"),
-            result: &result,
-        };
-        // A JSON value always prints.
-        let mut text = serde_json::to_vec(&line).unwrap_or_default();
+        let mut text = line_text(key, &result);
         if text.len() as u64 > max_line {
             return Err(invalid(format!(
                 "its line would be {} bytes, and a results file's line holds at most {max_line}",
                 text.len()
             )));
         }
+        if self.capacity == 0 {
+            return Ok(());
+        }
         text.push(b'\n');
         // Kept in memory while the file is still held: two results stored at once under
         // one key end in the same order in the file and here, so this process serves the
         // one later processes read back.
-        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        file.write_all(&text)
-            .map_err(|e| JournalError::io("append to", &self.path, e))?;
+        let mut appender = lock(&self.appender);
+        appender.append(&self.path, &text)?;
         self.results().insert(key, result);
-        drop(file);
+        if appender.lines > appender.rewrite_past {
+            self.rewrite(&mut appender);
+        }
         Ok(())
     }
 
@@ -194,24 +247,63 @@ impl ResultFile {
 
     /// Whether no result is stored.
     pub fn is_empty(&self) -> bool {
-        self.results().is_empty()
+        self.results().len() == 0
     }
 
-    fn results(&self) -> MutexGuard<'_, HashMap<u128, Value>> {
-        self.results.lock().unwrap_or_else(PoisonError::into_inner)
+    fn results(&self) -> MutexGuard<'_, Kept> {
+        lock(&self.results)
+    }
+
+    /// Rewrites the file with the results it keeps, reading what other stores appended
+    /// too, and keeps those results in memory. If that fails, tries again once as many
+    /// lines are appended again.
+    fn rewrite(&self, appender: &mut Appender) {
+        appender.rewrite_past = appender.lines + rewrite_past(self.capacity);
+        if let Ok(kept) = appender.rewrite(&self.path, self.capacity) {
+            *self.results() = kept;
+            appender.rewrite_past = rewrite_past(self.capacity);
+        }
     }
 }
 
-/// The results in `lines`, kept at `path`, a line (of at most `max_line` bytes) at a time,
-/// and the errors of the lines left out. A last line without its newline is a write
-/// still going on or cut short by a crash, and is left out silently; so is a line longer
-/// than `max_line`, which only a torn line with a long result appended after it makes.
+/// How many lines a store's file may hold before it rewrites it.
+fn rewrite_past(capacity: usize) -> u64 {
+    (capacity as u64).saturating_mul(2).max(64)
+}
+
+/// The line (without its newline) that stores `result` under `key`.
+fn line_text(key: u128, result: &Value) -> Vec<u8> {
+    let line = StoredLine {
+        v: FORMAT,
+        key: format!("{key:032x}"),
+        result,
+    };
+    // A JSON value always prints.
+    serde_json::to_vec(&line).unwrap_or_default()
+}
+
+/// What reading a results file found.
+struct FileRead {
+    /// The results stored last, as many as were asked for.
+    kept: Kept,
+    /// The lines read, whether they could be read or not.
+    lines: u64,
+    /// The lines left out, the first [`MOST_LEFT_OUT`] of them.
+    left_out: Vec<JournalError>,
+}
+
+/// The `capacity` results stored last in `lines`, kept at `path`, a line (of at most
+/// `max_line` bytes) at a time, and the errors of the lines left out. A last line
+/// without its newline is a write still going on or cut short by a crash, and is left
+/// out silently; so is a line longer than `max_line`, which only a torn line with a long
+/// result appended after it makes.
 fn read(
     path: &Path,
     mut lines: impl std::io::BufRead,
     max_line: u64,
-) -> Result<(HashMap<u128, Value>, Vec<JournalError>), JournalError> {
-    let mut results = HashMap::new();
+    capacity: usize,
+) -> Result<FileRead, JournalError> {
+    let mut kept = Kept::new(capacity);
     let mut left_out = Vec::new();
     let mut number = 0;
     let mut buf = Vec::new();
@@ -232,14 +324,16 @@ fn read(
         }
         number += 1;
         match result_line(&buf, || at(number)) {
-            Ok((key, result)) => {
-                results.insert(key, result);
-            }
+            Ok((key, result)) => kept.insert(key, result),
             Err(error) if left_out.len() < MOST_LEFT_OUT => left_out.push(error),
             Err(_) => {}
         }
     }
-    Ok((results, left_out))
+    Ok(FileRead {
+        kept,
+        lines: number,
+        left_out,
+    })
 }
 
 /// The key and result of line `bytes`, found at `at()`; why it cannot be read if not.
@@ -330,9 +424,21 @@ fn starts_a_line(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use serde_json::json;
 
     use super::*;
+
+    /// The results `read` keeps (as many as a default store) and the lines it left out.
+    fn read_all(
+        path: &Path,
+        bytes: &[u8],
+        max_line: u64,
+    ) -> Result<(Kept, Vec<JournalError>), JournalError> {
+        let read = read(path, bytes, max_line, ResultFile::DEFAULT_CAPACITY)?;
+        Ok((read.kept, read.left_out))
+    }
 
     #[cfg(unix)]
     #[test]
@@ -390,14 +496,15 @@ mod tests {
         assert_eq!((file.get(3), file.get(4)), (None, Some(json!("four"))));
         // What was written reads back with the same limit.
         let written = std::fs::read(&path).expect("readable");
-        let (results, left_out) = read(&path, written.as_slice(), 64).expect("read");
+        let (results, left_out) = read_all(&path, written.as_slice(), 64).expect("read");
         assert_eq!((results.len(), left_out.len()), (1, 0));
     }
 
     #[test]
     fn a_file_damaged_all_through_names_only_the_first_lines_left_out() {
         let text = "not a line\n".repeat(MOST_LEFT_OUT + 100);
-        let (results, left_out) = read(Path::new("r.cache"), text.as_bytes(), 64).expect("read");
+        let (results, left_out) =
+            read_all(Path::new("r.cache"), text.as_bytes(), 64).expect("read");
         assert_eq!((results.len(), left_out.len()), (0, MOST_LEFT_OUT));
         assert!(
             left_out[0].to_string().contains("line 1:"),
@@ -414,15 +521,15 @@ mod tests {
         // A torn line with a whole one appended after it, past the longest together.
         let long = format!("{}{}", &good[..good.len() - 3], line(8));
         let text = format!("{good}\n{long}\n{}\n", line(9));
-        let (results, left_out) = read(path, text.as_bytes(), good.len() as u64).expect("read");
+        let (results, left_out) = read_all(path, text.as_bytes(), good.len() as u64).expect("read");
         assert!(left_out.is_empty(), "{left_out:?}");
         assert_eq!(
-            (results.get(&7), results.get(&8), results.get(&9)),
+            (results.get(7), results.get(8), results.get(9)),
             (Some(&json!(7)), None, Some(&json!(9)))
         );
         // A bad line after it is left out with its place, counted past the long one.
         let text = format!("{good}\n{long}\nnot a line\n");
-        let (_, left_out) = read(path, text.as_bytes(), good.len() as u64).expect("read");
+        let (_, left_out) = read_all(path, text.as_bytes(), good.len() as u64).expect("read");
         match &left_out[..] {
             [JournalError::Corrupt { at, .. }] => assert_eq!(at, "r.cache, line 3"),
             other => panic!("expected a corrupt line, got {other:?}"),
@@ -430,8 +537,8 @@ mod tests {
         let long = "x".repeat(2 * good.len());
         let torn = format!("{good}\n{long}");
         let (results, left_out) =
-            read(path, torn.as_bytes(), good.len() as u64).expect("the torn line is left out");
-        assert_eq!((results.get(&7), left_out.len()), (Some(&json!(7)), 0));
+            read_all(path, torn.as_bytes(), good.len() as u64).expect("the torn line is left out");
+        assert_eq!((results.get(7), left_out.len()), (Some(&json!(7)), 0));
     }
 
     #[test]

@@ -1,0 +1,184 @@
+//! The results file: stores sharing one file keep the results stored last, the file is
+//! rewritten before it grows past a bound, and no store's result is lost to another's
+//! rewrite.
+
+#![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
+
+use std::path::Path;
+
+use orch_journal::ResultFile;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// What a store does next.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Store `value` under `key` through store `store`.
+    Put { store: usize, key: u128, value: u32 },
+    /// Drop store `store` and open the file again in its place.
+    Reopen { store: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (0..2usize, 0..12u128, any::<u32>())
+            .prop_map(|(store, key, value)| Step::Put { store, key, value }),
+        1 => (0..2usize).prop_map(|store| Step::Reopen { store }),
+    ]
+}
+
+/// The results a file keeps, written from the docs: the `capacity` keys stored last, each
+/// with the value stored last under it, in the order they were stored.
+fn model(puts: &[(u128, Value)], capacity: usize) -> Vec<(u128, Value)> {
+    let mut kept: Vec<(u128, Value)> = Vec::new();
+    for (key, value) in puts {
+        kept.retain(|(k, _)| k != key);
+        kept.push((*key, value.clone()));
+    }
+    let forget = kept.len().saturating_sub(capacity);
+    kept.drain(..forget);
+    kept
+}
+
+fn lines_in(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Two stores on one file, put and reopened in any order: a store opened at any
+    /// moment holds exactly what the model keeps; a store never holds more than its
+    /// capacity, nor a value nobody stored under that key; and the file never holds more
+    /// than twice the lines each store may let it hold.
+    #[test]
+    fn stores_sharing_a_file_keep_the_results_stored_last(
+        capacity in 1..8usize,
+        steps in prop::collection::vec(step(), 1..400),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.cache");
+        let open = || ResultFile::open_with_capacity(&path, capacity).unwrap();
+        let mut stores = [open(), open()];
+        let mut puts: Vec<(u128, Value)> = Vec::new();
+        // A store may let the file hold twice its capacity of lines, and at least 64.
+        let most_lines = 2 * (2 * capacity).max(64);
+        for step in steps {
+            match step {
+                Step::Put { store, key, value } => {
+                    stores[store].put(key, json!(value)).unwrap();
+                    puts.push((key, json!(value)));
+                    prop_assert_eq!(stores[store].get(key), Some(json!(value)));
+                }
+                Step::Reopen { store } => stores[store] = open(),
+            }
+            let fresh = open();
+            let kept = model(&puts, capacity);
+            prop_assert_eq!(fresh.len(), kept.len());
+            for (key, value) in &kept {
+                prop_assert_eq!(fresh.get(*key), Some(value.clone()), "key {}", key);
+            }
+            for store in &stores {
+                prop_assert!(store.len() <= capacity);
+                for key in 0..12 {
+                    if let Some(value) = store.get(key) {
+                        prop_assert!(puts.contains(&(key, value)), "key {} never held that", key);
+                    }
+                }
+            }
+            prop_assert!(lines_in(&path) <= most_lines, "{} lines", lines_in(&path));
+        }
+    }
+}
+
+/// One store alone: the file is rewritten down to the results kept once it passes its
+/// bound, the rewrite is readable by its owner only, and no file is left beside it.
+#[test]
+fn a_file_past_its_bound_is_rewritten_with_the_results_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.cache");
+    let store = ResultFile::open_with_capacity(&path, 40).unwrap();
+    assert_eq!(store.capacity(), 40);
+    for key in 0..80 {
+        store.put(key, json!(key as u64)).unwrap();
+    }
+    assert_eq!(lines_in(&path), 80, "not rewritten before its bound");
+    store.put(80, json!(80)).unwrap();
+    assert_eq!(lines_in(&path), 40, "rewritten once past 80 lines");
+    assert_eq!((store.get(40), store.get(41)), (None, Some(json!(41))));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["r.cache"]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let reopened = ResultFile::open_with_capacity(&path, 40).unwrap();
+    assert_eq!((reopened.len(), reopened.get(80)), (40, Some(json!(80))));
+}
+
+/// A store of capacity 0 keeps nothing and writes nothing, but still refuses what no
+/// store could read back.
+#[test]
+fn a_store_of_no_capacity_keeps_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.cache");
+    let store = ResultFile::open_with_capacity(&path, 0).unwrap();
+    store.put(1, json!(1)).unwrap();
+    assert_eq!((store.get(1), store.len()), (None, 0));
+    assert_eq!(std::fs::read(&path).unwrap(), b"");
+    let deep = (0..200).fold(json!(1), |inner, _| json!([inner]));
+    assert!(store.put(2, deep).is_err());
+}
+
+/// Someone removes the file while a store holds it: the store's next result goes to a
+/// new file at the path, not to the removed one.
+#[test]
+fn a_removed_file_is_made_again_by_the_next_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.cache");
+    let store = ResultFile::open(&path).unwrap();
+    store.put(1, json!(1)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    store.put(2, json!(2)).unwrap();
+    let reopened = ResultFile::open(&path).unwrap();
+    assert_eq!((reopened.get(1), reopened.get(2)), (None, Some(json!(2))));
+}
+
+/// A store appends under a lock that a rewrite's excludes, and rewrites under one that
+/// excludes appends: each waits while another process holds the other.
+#[test]
+fn appends_and_rewrites_wait_for_the_lock_another_process_holds() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.cache");
+    let store = std::sync::Arc::new(ResultFile::open_with_capacity(&path, 1).unwrap());
+    let other = std::fs::File::open(&path).unwrap();
+    let put_waits = |lock: fn(&std::fs::File) -> std::io::Result<()>, key: u128| {
+        lock(&other).unwrap();
+        let (done, put) = mpsc::channel();
+        let putting = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || done.send(putting.put(key, json!(key as u64))));
+        // A put that took no lock would be done long before this.
+        assert!(
+            put.recv_timeout(Duration::from_millis(300)).is_err(),
+            "{key}"
+        );
+        other.unlock().unwrap();
+        put.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    };
+    // Another process rewriting: an append waits.
+    put_waits(std::fs::File::lock, 0);
+    for key in 1..64 {
+        store.put(key, json!(key as u64)).unwrap();
+    }
+    // Another process appending: the 65th line's rewrite waits.
+    put_waits(std::fs::File::lock_shared, 64);
+    assert_eq!(lines_in(&path), 1);
+}
