@@ -229,16 +229,18 @@ pub(crate) fn json_text(value: &serde_json::Value) -> String {
 }
 
 /// JSON text with the control characters serde_json leaves (DEL, the C1 controls, the
-/// bidirectional and invisible ones) written as JSON escapes (`\u009b`): in JSON they can
-/// only be inside strings, where such an escape stands for them. (Each is in the Basic
-/// Multilingual Plane, so one `\uXXXX` writes it.)
+/// bidirectional and invisible ones) written as JSON escapes (`\u009b`; a pair of them,
+/// `\udb40\udc41`, for one past the Basic Multilingual Plane): in JSON they can only be
+/// inside strings, where such an escape stands for them.
 pub(crate) fn json_controls_escaped(text: &str) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
     replaced(
         text,
         |c| c >= '\u{7f}' && is_hidden_control(c),
         |out, c| {
-            let _ = write!(out, "\\u{:04x}", c as u32);
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
         },
     )
 }
@@ -363,6 +365,18 @@ mod tests {
     fn bidirectional_controls_are_written_as_escapes() {
         assert_eq!(printable("a\u{202E}b\nc"), "a\\u{202e}b\nc");
         assert_eq!(one_line("x\u{2067}y"), "x\\u{2067}y");
+    }
+
+    /// An invisible character past the Basic Multilingual Plane (a tag character) is
+    /// written in JSON as the pair of escapes that stands for it, and reads back.
+    #[test]
+    fn an_invisible_character_past_the_first_plane_is_a_pair_of_json_escapes() {
+        let value = serde_json::json!({"id": "load\u{E0041}\u{3164}"});
+        let text = super::json_text(&value);
+        assert!(text.contains(r"load\udb40\udc41\u3164"), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(back, value);
+        assert_eq!(printable("a\u{E0041}"), "a\\u{e0041}");
     }
 
     fn record(status: TaskStatus, error: Option<&str>) -> TaskRecord {

@@ -107,7 +107,7 @@ impl<'de> Visitor<'de> for ConfigVisitor {
             if object.contains_key(&key) {
                 return Err(de::Error::custom(format!(
                     "duplicate key `{}`",
-                    key.escape_debug()
+                    crate::error::quoted(&key)
                 )));
             }
             let value = map.next_value_seed(Config)?;

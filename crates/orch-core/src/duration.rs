@@ -205,7 +205,11 @@ impl fmt::Display for DurationError {
                 "longer than the longest duration (about 584 billion years)",
             ),
         };
-        write!(f, "invalid duration `{}`: {problem}", text.escape_debug())
+        write!(
+            f,
+            "invalid duration `{}`: {problem}",
+            crate::error::quoted(text)
+        )
     }
 }
 

@@ -79,7 +79,7 @@ pub enum ValidationError {
     /// terminal escape sequence), which would reach logs and terminals as it is, or a
     /// bidirectional control (U+202E and the like), which reorders how the rest of a
     /// line is shown.
-    #[error("{what} \"{text}\"{of} holds the control character {found:?}: ids, task types and pool names may not", of = of_task(.task.as_ref(), what))]
+    #[error("{what} \"{text}\"{of} holds the control character '{}': ids, task types and pool names may not", shown(&.found.to_string()), of = of_task(.task.as_ref(), what))]
     ControlCharacter {
         /// What holds it: `workflow id`, `task id`, `task type` or `pool`.
         what: &'static str,
@@ -113,11 +113,34 @@ pub(crate) fn shown(text: &(impl AsRef<str> + ?Sized)) -> std::borrow::Cow<'_, s
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match crate::is_hidden_control(c) {
-            true => out.extend(c.escape_debug()),
+            true => push_escaped(&mut out, c),
             false => out.push(c),
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// `text` escaped as Rust's `escape_debug` does (quotes, backslashes, control
+/// characters), and with the characters [`crate::is_hidden_control`] names that it
+/// leaves as they are (a Hangul filler) escaped too: for text quoted in an error.
+pub(crate) fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.escape_debug() {
+        match crate::is_hidden_control(c) {
+            true => push_escaped(&mut out, c),
+            false => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes `c` as an escape: `\n` or `\u{202e}` as `escape_debug` writes it, or
+/// `\u{3164}` for one that `escape_debug` leaves as it is.
+pub(crate) fn push_escaped(out: &mut String, c: char) {
+    match c.escape_debug().next() {
+        Some('\\') => out.extend(c.escape_debug()),
+        _ => out.extend(c.escape_unicode()),
+    }
 }
 
 fn path_text(path: &[TaskId]) -> String {
@@ -271,7 +294,7 @@ impl<'a> IntoIterator for &'a ValidationErrors {
 fn of_task(task: Option<&TaskId>, what: &str) -> String {
     match task {
         Some(task) if what != "task id" => {
-            format!(" of task \"{}\"", task.as_str().escape_debug())
+            format!(" of task \"{}\"", quoted(task.as_str()))
         }
         _ => String::new(),
     }

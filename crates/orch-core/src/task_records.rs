@@ -250,7 +250,7 @@ impl<'de> Deserialize<'de> for TaskRecords {
                     if !seen.insert(id.clone()) {
                         return Err(serde::de::Error::custom(format_args!(
                             "task `{}` has two records",
-                            id.as_str().escape_debug()
+                            crate::error::quoted(id.as_str())
                         )));
                     }
                     pairs.push((id, record));

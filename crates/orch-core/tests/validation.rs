@@ -441,7 +441,10 @@ fn separators_and_invisible_characters_in_ids_are_refused() {
         .task(Task::new("load\u{200B}", "t"))
         .task(Task::new("c", "t\u{FEFF}"))
         .task(Task::new("d", "t").pool("gpu\u{AD}"))
-        .task(Task::new("e\u{2029}", "t\u{2060}"));
+        .task(Task::new("e\u{2029}", "t\u{2060}"))
+        .task(Task::new("load\u{E0041}", "t"))
+        .task(Task::new("f", "\u{3164}"))
+        .task(Task::new("g\u{34F}", "t"));
     let errors = errors_of(&workflow);
     let found: Vec<char> = (errors.iter())
         .map(|e| match e {
@@ -452,7 +455,15 @@ fn separators_and_invisible_characters_in_ids_are_refused() {
     assert_eq!(
         found,
         [
-            '\u{2028}', '\u{200B}', '\u{FEFF}', '\u{AD}', '\u{2029}', '\u{2060}'
+            '\u{2028}',
+            '\u{200B}',
+            '\u{FEFF}',
+            '\u{AD}',
+            '\u{2029}',
+            '\u{2060}',
+            '\u{E0041}',
+            '\u{3164}',
+            '\u{34F}'
         ]
     );
     for error in &errors {
@@ -460,8 +471,12 @@ fn separators_and_invisible_characters_in_ids_are_refused() {
         assert!(!text.chars().any(orch_core::is_hidden_control), "{text:?}");
     }
     // The zero-width joiner and non-joiner (emoji sequences, Persian and Indic text)
-    // pass.
+    // and variation selectors (an emoji's presentation, a Han character's variant,
+    // Mongolian) pass.
     let joined = Workflow::new("w", "W")
+        .task(Task::new("love\u{2764}\u{FE0F}", "t"))
+        .task(Task::new("\u{845B}\u{E0100}", "t"))
+        .task(Task::new("\u{1820}\u{180B}", "t"))
         .task(Task::new("family\u{1F468}\u{200D}\u{1F469}", "t"))
         .task(Task::new(
             "\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}\u{645}",

@@ -8,25 +8,37 @@ use crate::{Task, TaskId, TaskTable, TriggerRule, ValidationError};
 /// control character (a line break, the start of a terminal escape sequence), a line or
 /// paragraph separator (U+2028, U+2029: line breaks too), a bidirectional control
 /// (U+202E and the like), which reorders how the rest of a line is shown so that text
-/// can pass for other text, or an invisible formatting character (a zero-width space,
-/// a word joiner, a soft hyphen, a byte order mark), with which two ids that differ look
-/// the same. (The zero-width joiner and non-joiner, which emoji sequences and some
-/// scripts need, pass.) Tools that print other text can write these as escapes.
+/// can pass for other text, or an invisible character (a zero-width space, a word
+/// joiner, a soft hyphen, a byte order mark, a Hangul filler, a tag character, and the
+/// other characters Unicode says to show as nothing), with which two ids that differ
+/// look the same. The zero-width joiner and non-joiner and the variation selectors,
+/// which emoji sequences and some scripts (Persian, Mongolian, Han variants) need,
+/// pass. Tools that print other text can write these as escapes.
 pub fn is_hidden_control(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
             '\u{00AD}'
+                | '\u{034F}'
                 | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
                 | '\u{180E}'
                 | '\u{200B}'
                 | '\u{200E}'
                 | '\u{200F}'
                 | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
                 | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E00FF}'
+                | '\u{E01F0}'..='\u{E0FFF}'
         )
 }
 
@@ -43,7 +55,7 @@ pub(super) fn check_control_characters(
             errors.push(ValidationError::ControlCharacter {
                 what,
                 task: task.cloned(),
-                text: text.escape_debug().to_string(),
+                text: crate::error::quoted(text),
                 found,
             });
         }

@@ -341,25 +341,38 @@ impl RunPlan {
 }
 
 /// What validation refuses in an id: control characters, line and paragraph
-/// separators, bidirectional controls and invisible formatting characters. Written out
-/// here rather than taken from `orch_core::is_hidden_control`, so that the model does
-/// not share the code it checks.
+/// separators, bidirectional controls and the characters Unicode says to show as
+/// nothing (Default_Ignorable_Code_Point), except the joiners and variation selectors.
+/// Written out here rather than taken from `orch_core::is_hidden_control`, so that the
+/// model does not share the code it checks.
 fn hidden(c: char) -> bool {
+    let ignorable = matches!(
+        c,
+        '\u{AD}'
+            | '\u{34F}'
+            | '\u{61C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    );
+    let needed = matches!(
+        c,
+        '\u{200C}' | '\u{200D}' | '\u{180B}'..='\u{180D}' | '\u{180F}'
+    ) || matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}');
     c.is_control()
-        || matches!(
-            c,
-            '\u{AD}'
-                | '\u{61C}'
-                | '\u{180E}'
-                | '\u{200B}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{FEFF}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206F}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{FFF9}'..='\u{FFFB}')
+        || (ignorable && !needed)
 }
 
 fn task(id: &str, kind: &str, options: &[&str]) -> Option<TaskPlan> {
