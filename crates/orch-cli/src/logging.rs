@@ -36,19 +36,28 @@ fn filter_from(spec: &str) -> EnvFilter {
     EnvFilter::new(valid.join(","))
 }
 
+/// What shows without `RUST_LOG`: see [`init`]. A directive's target matches every
+/// target it starts (`orch` matches `orch_journal`), so orch's other crates are named.
+fn default_filter(verbose: u8) -> &'static str {
+    match verbose {
+        0 => {
+            "warn,orch=info,orch_nats=info,orch_engine=error,orch_core=warn,\
+             orch_events=warn,orch_journal=warn,orch_metrics=warn"
+        }
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    }
+}
+
 /// Installs the global subscriber. Without `RUST_LOG`, orch's own messages (among them
-/// every command's standard error) show at `info`, the engine's only at `error` (the
-/// command reports failures, skips and the run's end itself), others at `warn`; each
-/// `-v` shows more.
+/// every command's standard error) and its NATS connection's (connected again, a task
+/// delivered again) show at `info`, the engine's only at `error` (the command reports
+/// failures, skips and the run's end itself), others at `warn`; each `-v` shows more.
 pub(crate) fn init(verbose: u8, json: bool) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => filter_from(&spec),
-        _ => EnvFilter::new(match verbose {
-            0 => "warn,orch=info,orch_engine=error",
-            1 => "info",
-            2 => "debug",
-            _ => "trace",
-        }),
+        _ => EnvFilter::new(default_filter(verbose)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -176,6 +185,28 @@ fn escaped_json(line: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::{escaped, escaped_json};
+
+    /// Which of orch's crates show `info` without `-v`: the command's own and the NATS
+    /// connection's, not the others (which `orch=info` alone would take in).
+    #[test]
+    fn without_v_only_the_commands_and_the_nats_connections_info_shows() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let filter = tracing_subscriber::EnvFilter::new(super::default_filter(0));
+        let subscriber = tracing_subscriber::registry().with(filter);
+        let shown = tracing::subscriber::with_default(subscriber, || {
+            [
+                tracing::enabled!(target: "orch::run", tracing::Level::INFO),
+                tracing::enabled!(target: "orch_nats::worker", tracing::Level::INFO),
+                tracing::enabled!(target: "orch_journal::file", tracing::Level::INFO),
+                tracing::enabled!(target: "orch_events", tracing::Level::INFO),
+                tracing::enabled!(target: "orch_engine::run", tracing::Level::WARN),
+                tracing::enabled!(target: "orch_engine::run", tracing::Level::ERROR),
+                tracing::enabled!(target: "orch_journal::file", tracing::Level::WARN),
+                tracing::enabled!(target: "tokio", tracing::Level::INFO),
+            ]
+        });
+        assert_eq!(shown, [true, true, false, false, false, true, true, false]);
+    }
 
     #[test]
     fn control_characters_are_escaped_and_colours_kept() {
