@@ -463,18 +463,28 @@ fn to_result(bytes: Vec<u8>, capture: Capture, max_depth: usize) -> Result<Value
 /// list).
 const MAX_DEPTH: usize = 124;
 
-/// How deep `value` nests (a number 0, `[1]` 1), without recursion.
+/// How deep `value` nests (a number 0, `[1]` 1), without recursion, holding one
+/// iterator per level (an entry per element would double a large capture's memory).
 pub(crate) fn depth(value: &Value) -> usize {
-    let mut deepest = 0;
-    let mut pending = vec![(value, 0)];
-    while let Some((value, depth)) = pending.pop() {
-        let inner: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(fields) => Box::new(fields.values()),
-            _ => continue,
-        };
-        deepest = deepest.max(depth + 1);
-        pending.extend(inner.map(|item| (item, depth + 1)));
+    fn inner(value: &Value) -> Option<Box<dyn Iterator<Item = &Value> + '_>> {
+        match value {
+            Value::Array(items) => Some(Box::new(items.iter())),
+            Value::Object(fields) => Some(Box::new(fields.values())),
+            _ => None,
+        }
+    }
+    let mut path: Vec<_> = inner(value).into_iter().collect();
+    let mut deepest = path.len();
+    while let Some(level) = path.last_mut() {
+        match level.next() {
+            Some(item) => {
+                if let Some(items) = inner(item) {
+                    path.push(items);
+                    deepest = deepest.max(path.len());
+                }
+            }
+            None => drop(path.pop()),
+        }
     }
     deepest
 }
@@ -495,6 +505,37 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// How deep `value` nests, by recursion: the definition `depth` must agree with.
+    fn recursive_depth(value: &Value) -> usize {
+        let deepest = |items: &mut dyn Iterator<Item = &Value>| {
+            1 + items.map(recursive_depth).max().unwrap_or(0)
+        };
+        match value {
+            Value::Array(items) => deepest(&mut items.iter()),
+            Value::Object(fields) => deepest(&mut fields.values()),
+            _ => 0,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn depth_agrees_with_its_recursive_definition(value in json_value()) {
+            proptest::prop_assert_eq!(depth(&value), recursive_depth(&value));
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![Just(Value::Null), any::<i8>().prop_map(|n| json!(n))];
+        leaf.prop_recursive(8, 64, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-c]", inner), 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
 
     #[test]
     fn programs_are_found_on_the_commands_path() {
