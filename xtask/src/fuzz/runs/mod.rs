@@ -11,7 +11,8 @@
 //! a record, in order, with a final status (none pending or running); the skipped tasks
 //! are exactly those with a failed or skipped dependency; a completed or failed task's
 //! dependencies all completed; uncancelled, every status and attempt count is the
-//! reference model's and the run's status follows from them; a cancelled run returns
+//! reference model's and the run's status follows from them; a run cancelled before it
+//! is polled starts no task (each is cancelled, with no attempt); a cancelled run returns
 //! within its grace period; a subscriber that reads gets one final event per task,
 //! matching its record; no handler starts while `max_concurrent` handlers run, or its
 //! pool's limit (a handler past its timeout counting as ended); and the run leaves no

@@ -73,6 +73,19 @@ pub(super) fn verify(plan: &RunPlan, observed: &Observed) -> Result<(), Violatio
             format!("the result's records are {ids:?}, not one per task in order"),
         );
     }
+    // Cancelled before its first poll: nothing may start.
+    if plan.cancel_at() == Some(0)
+        && let Some((id, record)) = (result.tasks.iter())
+            .find(|(_, r)| r.status != TaskStatus::Cancelled || r.attempts != 0)
+    {
+        return fail(
+            "cancelled before it started",
+            format!(
+                "task {id} is {} after {} attempt(s), though the run was cancelled before it started",
+                record.status, record.attempts
+            ),
+        );
+    }
     let status = |id: &str| result.tasks.get(id).map(|r| r.status);
     let cancelled = observed.cancelled_ms.is_some();
     let unknown = !plan.timer && plan.needs_timer();
