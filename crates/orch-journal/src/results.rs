@@ -18,12 +18,18 @@
 //! number.
 //!
 //! So that the file does not grow for ever, a store that has appended past twice its
-//! capacity of lines (and at least 64) writes the results it keeps to a new file,
-//! `<name>.new` beside it, and renames that over the old one. Every store appends under
-//! a shared lock on the file (`flock`) and rewrites under an exclusive one, and a store
-//! that finds the file it holds replaced opens the new one before appending; so no
-//! result appended by any store is lost to a rewrite. Lines it could not read, torn or
-//! not, are left out of the new file.
+//! capacity of lines (and at least 64) since it last read the file writes the results it
+//! keeps to a new file, `<name>.new` beside it, and renames that over the old one (a
+//! symbolic link is followed: the file it names is rewritten, with the same
+//! permissions). So the file holds at most about that many lines per store appending to
+//! it. Every store appends under a shared lock on the file (`flock`) and rewrites under
+//! an exclusive one, and a store that finds the file it holds replaced opens the new one
+//! before appending; so no result appended by any store is lost to a rewrite. Lines it
+//! could not read (torn, damaged, or of a newer format) are left out of the new file,
+//! and so are results older than the rewriting store's capacity. A version of orch that
+//! did not lock the file appends to the old file after a rewrite: do not share a file
+//! with one. Where files have no identity to compare (not Unix), stores neither lock
+//! nor rewrite the file.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -201,9 +207,12 @@ impl ResultFile {
     /// # Errors
     /// [`JournalError::InvalidResult`] for a result the file could not read back (nested
     /// deeper than 126 levels of arrays and objects, or a line of 1 GiB or more), and
-    /// [`JournalError::Io`] when the file cannot be written; the result is not stored
-    /// either way. A rewrite of the file that fails (a full disk, say) is no error: the
-    /// file keeps growing until a later rewrite succeeds.
+    /// [`JournalError::Io`] when the file cannot be written, or stays locked by another
+    /// process for more than 5 s (one stopped while it rewrote the file, say: a rewrite
+    /// takes far less); the result is not stored either way. It waits for another
+    /// store's rewrite, and may rewrite the file itself (see the type's docs). A
+    /// rewrite that fails (a full disk, say) is no error: the file keeps growing, and
+    /// the rewrite is tried again once it holds twice as many lines.
     pub fn put(&self, key: u128, result: Value) -> Result<(), JournalError> {
         self.put_within(key, result, crate::read::MAX_LINE)
     }
@@ -255,10 +264,12 @@ impl ResultFile {
     }
 
     /// Rewrites the file with the results it keeps, reading what other stores appended
-    /// too, and keeps those results in memory. If that fails, tries again once as many
-    /// lines are appended again.
+    /// too, and keeps those results in memory. If that fails, tries again once the file
+    /// holds twice as many lines (so that a rewrite that keeps failing reads the growing
+    /// file a number of times that grows only with the logarithm of its length).
     fn rewrite(&self, appender: &mut Appender) {
-        appender.rewrite_past = appender.lines + rewrite_past(self.capacity);
+        appender.rewrite_past = (appender.lines.saturating_mul(2))
+            .max(appender.lines.saturating_add(rewrite_past(self.capacity)));
         if let Ok(kept) = appender.rewrite(&self.path, self.capacity) {
             *self.results() = kept;
             appender.rewrite_past = rewrite_past(self.capacity);
@@ -266,9 +277,13 @@ impl ResultFile {
     }
 }
 
-/// How many lines a store's file may hold before it rewrites it.
+/// How many lines a store appends to a file it has read before it rewrites it: never
+/// where stores cannot lock the file and tell it from its replacement.
 fn rewrite_past(capacity: usize) -> u64 {
-    (capacity as u64).saturating_mul(2).max(64)
+    match cfg!(unix) {
+        true => (capacity as u64).saturating_mul(2).max(64),
+        false => u64::MAX,
+    }
 }
 
 /// The line (without its newline) that stores `result` under `key`.

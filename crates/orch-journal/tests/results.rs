@@ -2,8 +2,10 @@
 //! rewritten before it grows past a bound, and no store's result is lost to another's
 //! rewrite.
 
+#![cfg(unix)] // stores lock and rewrite the file only where files have an identity
 #![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use orch_journal::ResultFile;
@@ -111,14 +113,64 @@ fn a_file_past_its_bound_is_rewritten_with_the_results_kept() {
         .map(|entry| entry.unwrap().file_name())
         .collect();
     assert_eq!(names, ["r.cache"]);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
     let reopened = ResultFile::open_with_capacity(&path, 40).unwrap();
     assert_eq!((reopened.len(), reopened.get(80)), (40, Some(json!(80))));
+
+    // A file its owner made readable by a group stays so once rewritten.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    for key in 81..=121 {
+        store.put(key, json!(key as u64)).unwrap();
+    }
+    assert_eq!((lines_in(&path), mode(&path)), (40, 0o640));
+}
+
+/// A symbolic link at the path stays one: the file it names is rewritten, and a store
+/// opened through either name finds every result kept.
+#[test]
+fn a_symbolic_link_to_the_file_stays_a_link_through_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("shared.cache");
+    let link = dir.path().join("r.cache");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let store = ResultFile::open_with_capacity(&link, 40).unwrap();
+    for key in 0..=80 {
+        store.put(key, json!(key as u64)).unwrap();
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(
+        lines_in(&target),
+        40,
+        "the file the link names is rewritten"
+    );
+    store.put(81, json!(81)).unwrap();
+    let through_target = ResultFile::open_with_capacity(&target, 40).unwrap();
+    assert_eq!(through_target.get(81), Some(json!(81)));
+}
+
+/// Stores in four threads (each its own store, as processes have) append and rewrite
+/// the file at once: after each result a store stores, a store opened then finds it.
+#[test]
+fn no_result_is_lost_to_a_rewrite_another_store_makes_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.cache");
+    std::thread::scope(|scope| {
+        for thread in 0..4u128 {
+            let path = &path;
+            scope.spawn(move || {
+                // 32 keys in all, each thread's own 8: every rewrite keeps them all.
+                let store = ResultFile::open_with_capacity(path, 32).unwrap();
+                for round in 0..500u64 {
+                    let key = thread * 8 + u128::from(round % 8);
+                    store.put(key, json!(round)).unwrap();
+                    let opened = ResultFile::open_with_capacity(path, 32).unwrap();
+                    assert_eq!(opened.get(key), Some(json!(round)), "key {key}");
+                }
+            });
+        }
+    });
+    assert!(lines_in(&path) <= 4 * 64, "{} lines", lines_in(&path));
 }
 
 /// A store of capacity 0 keeps nothing and writes nothing, but still refuses what no
@@ -147,6 +199,25 @@ fn a_removed_file_is_made_again_by_the_next_result() {
     store.put(2, json!(2)).unwrap();
     let reopened = ResultFile::open(&path).unwrap();
     assert_eq!((reopened.get(1), reopened.get(2)), (None, Some(json!(2))));
+}
+
+/// Another process holding the file's lock for longer than a rewrite takes (stopped,
+/// say) makes a result fail to be stored, with an error naming the file, rather than
+/// the engine wait for ever.
+#[test]
+fn a_lock_held_past_five_seconds_fails_the_result_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.cache");
+    let store = ResultFile::open(&path).unwrap();
+    let other = std::fs::File::open(&path).unwrap();
+    other.lock().unwrap();
+    let error = store.put(1, json!(1)).expect_err("the lock is held");
+    assert!(error.to_string().contains("r.cache"), "{error}");
+    assert!(error.to_string().contains("more than 5 s"), "{error}");
+    assert_eq!(store.get(1), None);
+    other.unlock().unwrap();
+    store.put(1, json!(1)).unwrap();
+    assert_eq!(ResultFile::open(&path).unwrap().get(1), Some(json!(1)));
 }
 
 /// A store appends under a lock that a rewrite's excludes, and rewrites under one that

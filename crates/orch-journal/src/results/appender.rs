@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{Kept, line_text, read};
 use crate::JournalError;
@@ -29,51 +30,72 @@ pub(super) fn open_for_append(path: &Path) -> Result<File, JournalError> {
         .map_err(|e| JournalError::io("open", path, e))
 }
 
+/// How long a store waits for a lock another store holds (while it rewrites the file,
+/// or appends) before it gives up: a rewrite takes far less, so a longer wait is a
+/// process stopped while holding it.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// How many times in a row a store opens the file again because it found it replaced,
+/// before it gives up: once is the rule, and only a file system that reports another
+/// identity for the same file each time would need more.
+const MOST_REOPENS: usize = 8;
+
+/// Which lock a store takes on the file.
+#[derive(Clone, Copy)]
+enum Lock {
+    /// To append: any number of stores at once.
+    Shared,
+    /// To rewrite: no other store appends or rewrites meanwhile.
+    Exclusive,
+}
+
 impl Appender {
     /// Appends `line` under a shared lock on the file at `path`.
     pub(super) fn append(&mut self, path: &Path, line: &[u8]) -> Result<(), JournalError> {
-        self.lock_current(path, File::lock_shared)?;
+        self.lock_current(path, Lock::Shared)?;
         let written = self.file.write_all(line);
-        // Closing the file would also release the lock; unlocking an open file does not
-        // fail.
-        let _ = self.file.unlock();
+        unlock(&self.file);
         written.map_err(|e| JournalError::io("append to", path, e))?;
         self.lines += 1;
         Ok(())
     }
 
-    /// Takes a lock (`how`) on the file at `path`, first opening it again if another
-    /// store replaced it (or someone removed it) since this one opened it.
-    fn lock_current(
-        &mut self,
-        path: &Path,
-        how: fn(&File) -> std::io::Result<()>,
-    ) -> Result<(), JournalError> {
-        loop {
-            how(&self.file).map_err(|e| JournalError::io("lock", path, e))?;
-            match same_file(&self.file, path) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {
-                    self.file = open_for_append(path)?;
-                    // What the file holds is counted when this store rewrites it.
-                    self.lines = 0;
-                }
-                Err(e) => {
-                    let _ = self.file.unlock();
-                    return Err(JournalError::io("lock", path, e));
-                }
+    /// Takes `lock` on the file at `path`, first opening it again if another store
+    /// replaced it (or someone removed it) since this one opened it.
+    fn lock_current(&mut self, path: &Path, lock: Lock) -> Result<(), JournalError> {
+        for _ in 0..MOST_REOPENS {
+            take(&self.file, path, lock)?;
+            let same = same_file(&self.file, path).map_err(|e| {
+                unlock(&self.file);
+                JournalError::io("lock", path, e)
+            })?;
+            if same {
+                return Ok(());
             }
+            unlock(&self.file);
+            self.file = open_for_append(path)?;
+            // What the file holds is counted when this store rewrites it.
+            self.lines = 0;
         }
+        Err(JournalError::io(
+            "lock",
+            path,
+            std::io::Error::other(format!(
+                "the file was another one each of {MOST_REOPENS} times it was opened"
+            )),
+        ))
     }
 
     /// Writes the `capacity` results stored last in the file at `path` to a new file
     /// and renames it over the old one, under an exclusive lock; the results written.
+    /// A symbolic link at `path` is followed: the file it names is rewritten.
     pub(super) fn rewrite(&mut self, path: &Path, capacity: usize) -> Result<Kept, JournalError> {
-        self.lock_current(path, File::lock)?;
-        let mut new_path = path.as_os_str().to_owned();
+        self.lock_current(path, Lock::Exclusive)?;
+        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let mut new_path = target.as_os_str().to_owned();
         new_path.push(".new");
         let new_path = PathBuf::from(new_path);
-        let rewritten = write_kept(path, &new_path, capacity);
+        let rewritten = write_kept(&target, &new_path, capacity);
         match rewritten {
             Ok((file, kept)) => {
                 // Dropping the old file releases its lock, for stores waiting on it to
@@ -84,11 +106,59 @@ impl Appender {
             }
             Err(error) => {
                 let _ = std::fs::remove_file(&new_path);
-                let _ = self.file.unlock();
+                unlock(&self.file);
                 Err(error)
             }
         }
     }
+}
+
+/// Takes `lock` on `file` (at `path`), waiting at most [`LOCK_WAIT`] for a store that
+/// holds another.
+#[cfg(unix)]
+fn take(file: &File, path: &Path, lock: Lock) -> Result<(), JournalError> {
+    let gave_up = std::time::Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let taken = match lock {
+            Lock::Shared => file.try_lock_shared(),
+            Lock::Exclusive => file.try_lock(),
+        };
+        match taken {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < gave_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::io(
+                    "lock",
+                    path,
+                    std::io::Error::other(format!(
+                        "another process held it for more than {} s",
+                        LOCK_WAIT.as_secs()
+                    )),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(JournalError::io("lock", path, e)),
+        }
+    }
+}
+
+/// Where files cannot be told apart by their identity, stores neither lock nor rewrite
+/// the file.
+#[cfg(not(unix))]
+fn take(_file: &File, _path: &Path, _lock: Lock) -> Result<(), JournalError> {
+    Ok(())
+}
+
+/// Releases the lock a store holds on `file`. Closing it would release it too; unlocking
+/// an open file does not fail.
+fn unlock(file: &File) {
+    #[cfg(unix)]
+    let _ = file.unlock();
+    #[cfg(not(unix))]
+    let _ = file;
 }
 
 /// Reads the `capacity` results stored last in the file at `path`, writes them (the
@@ -96,6 +166,9 @@ impl Appender {
 /// append to, and the results.
 fn write_kept(path: &Path, new_path: &Path, capacity: usize) -> Result<(File, Kept), JournalError> {
     let reading = File::open(path).map_err(|e| JournalError::io("read", path, e))?;
+    let reading_meta = reading
+        .metadata()
+        .map_err(|e| JournalError::io("read", path, e))?;
     let read = read(
         path,
         std::io::BufReader::new(reading),
@@ -107,6 +180,9 @@ fn write_kept(path: &Path, new_path: &Path, capacity: usize) -> Result<(File, Ke
         .write(true)
         .truncate(true)
         .open(new_path)
+        .map_err(|e| JournalError::io("create", new_path, e))?;
+    // The new file is readable by whom the old one was (a file shared by a group, say).
+    new.set_permissions(reading_meta.permissions())
         .map_err(|e| JournalError::io("create", new_path, e))?;
     let mut writer = std::io::BufWriter::new(&new);
     for (key, result) in read.kept.oldest_first() {
@@ -141,7 +217,7 @@ fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
 }
 
 /// Whether `file` is the file at `path` now: assumed, where files have no identity to
-/// compare (a rewrite's rename fails there while another store holds the file).
+/// compare (and stores never rewrite the file).
 #[cfg(not(unix))]
 fn same_file(_file: &File, _path: &Path) -> std::io::Result<bool> {
     Ok(true)
