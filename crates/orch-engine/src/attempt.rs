@@ -393,7 +393,8 @@ fn timed_out(limit: Duration) -> TaskError {
 
 /// The timeout error of an attempt whose `outcome` came past `limit` (on the run's own
 /// task within one poll, or spawned and found late): an error (a panic's, say) is kept
-/// as a note, and the attempt's token, `cancel`, is cancelled as at a deadline.
+/// as a note, a permanent one stays permanent (no retry would help), and the attempt's
+/// token, `cancel`, is cancelled as at a deadline.
 fn overran(
     limit: Duration,
     outcome: Result<Output, TaskError>,
@@ -405,7 +406,13 @@ fn overran(
     }
     match outcome {
         Ok(_) => timed_out(limit),
-        Err(error) => timed_out(limit).with_note(&error.record_text()),
+        Err(error) => {
+            let late = timed_out(limit).with_note(&error.record_text());
+            match error.is_permanent() {
+                true => TaskError::permanent(late.record_text()),
+                false => late,
+            }
+        }
     }
 }
 

@@ -388,7 +388,10 @@ impl TaskContext {
     ///
     /// It is for watching. For a task without a timeout it is the run's own token, so
     /// cancelling it cancels the whole run; to stop helper tasks of the handler's own,
-    /// give them a child token (`ctx.cancellation().child_token()`) and cancel that.
+    /// give them a child token (`ctx.cancellation().child_token()`) and cancel that. For
+    /// a task with a timeout it is the attempt's own: the run's cancellation reaches it
+    /// only while the attempt runs, so a helper left running after its handler returned
+    /// does not hear of a later one.
     ///
     /// [`blocking`]: crate::blocking
     pub fn cancellation(&self) -> &CancellationToken {
@@ -427,7 +430,10 @@ impl TaskContext {
     ///             ctx.run_id().clone(),
     ///             SystemTime::now(),
     ///         );
+    ///         note.task_id = Some(ctx.task_id().clone());
     ///         note.output = Some(Arc::new(json!({"rows_loaded": 3})));
+    ///         // Under a subject of its own, which no `workflow.>` subscriber (watching
+    ///         // the engine's events) sees.
     ///         bus.publish("app.progress", note).await?;
     ///     }
     ///     Ok::<_, TaskError>(())

@@ -260,7 +260,12 @@
 //!
 //! An attempt that passes its task's timeout is dropped (a spawned one aborted) and its
 //! token ([`TaskContext::cancellation`]) cancelled: a [`blocking`] handler, which cannot
-//! be stopped from outside, ends early only if it watches that token.
+//! be stopped from outside, ends early only if it watches that token. Its failure says
+//! it timed out, with what the handler returned, if it returned an error past the
+//! limit, as a note: a permanent error keeps the task from retrying, and a skip returned
+//! past the limit is a timeout all the same. A handler on the run's own task that the
+//! run, busy with another handler holding the thread, polls only after the limit is not
+//! timed out if it is done by then: the run cannot tell when it finished.
 //!
 //! A run also waits for its events to be published, and a lossless subscriber that does
 //! not read holds it up: once cancelled, a run waits for that only until the same grace

@@ -12,9 +12,10 @@ use crate::TaskError;
 
 /// A task's output, as the engine keeps it for dependents and the record.
 ///
-/// Handlers written as closures or `async fn`s return any [`IntoOutput`] value and never
-/// name this type; a type that implements [`Handler`](crate::Handler) returns it, made
-/// with [`Output::new`] or `.into()` from a `serde_json::Value` or a [`Shared`] value.
+/// Handlers written as closures or `async fn`s return any [`IntoOutput`] value, and name
+/// this type only to mark an output with [`Output::not_journaled`]; a type that
+/// implements [`Handler`](crate::Handler) returns it, made with [`Output::new`] or
+/// `.into()` from a `serde_json::Value` or a [`Shared`] value.
 ///
 /// What survives where:
 /// - A serialisable output is kept as JSON: dependents read it (typed or as JSON), the

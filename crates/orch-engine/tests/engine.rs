@@ -488,6 +488,25 @@ fn a_handler_that_overruns_its_limit_within_one_poll_times_out() {
         record(&result, "a").error.as_deref(),
         Some("timed out after 0.05s; disk full")
     );
+    // A permanent failure, late, stays permanent: the handler said a retry cannot help.
+    let engine = WorkflowEngine::new();
+    engine.register_handler("refuses_late", |_ctx: TaskContext| async move {
+        std::thread::sleep(Duration::from_millis(200));
+        Err::<Value, _>(TaskError::permanent("bad input"))
+    });
+    let workflow = Workflow::new("w", "W").task(
+        Task::new("a", "refuses_late")
+            .timeout(Duration::from_millis(50))
+            .retries(3),
+    );
+    let result = current_thread()
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("valid");
+    let a = record(&result, "a");
+    assert_eq!(
+        (a.attempts, a.error.as_deref()),
+        (1, Some("timed out after 0.05s; bad input"))
+    );
 }
 
 /// A handler whose wait ended within its limit is not timed out because the run, kept
