@@ -321,13 +321,10 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
             format!("`{key}` holds a NUL byte (`\\u0000`), which no program can be given"),
         ));
     }
-    for name in parsed.env.keys().chain(&parsed.forward_env) {
+    let names = (parsed.env.keys().map(|name| ("env", name)))
+        .chain(parsed.forward_env.iter().map(|name| ("forward_env", name)));
+    for (key, name) in names {
         if name.is_empty() || name.contains(['=', '\0']) {
-            let key = if parsed.env.contains_key(name) {
-                "env"
-            } else {
-                "forward_env"
-            };
             problems.push(ConfigProblem::new(
                 Some(key),
                 format!(
@@ -445,6 +442,12 @@ mod tests {
                 .as_deref(),
             Some("env")
         );
+        // A bad name in both lists is a problem of each.
+        let both = json!({"program": "x", "env": {"A=B": "c"}, "forward_env": ["A=B"]});
+        let keys: Vec<_> = (problems("command", both).into_iter())
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, [Some("env".into()), Some("forward_env".into())]);
         assert_eq!(
             problems("sleep", json!({"seconds": -1}))[0].key.as_deref(),
             Some("seconds")
