@@ -341,6 +341,55 @@ fn resuming_runs_a_shared_output_again_only_for_a_task_that_runs_and_needs_it() 
     });
 }
 
+/// A dependent that a kept skip skips at once (its rule waits for every dependency to
+/// complete) runs nothing, so the shared output it would have read is not made again.
+#[test]
+fn resuming_makes_no_shared_output_again_for_a_task_a_kept_skip_skips() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let (loads, _) = load_and_use_shared(&engine, Duration::ZERO, "t");
+        engine.register_handler("route", |ctx: TaskContext| async move {
+            ctx.choose_branches(["x"])?;
+            Ok::<_, TaskError>(json!("x"))
+        });
+        engine.register_handler("ok", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!(1))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("route", "route"))
+            .task(Task::new("x", "ok").depends_on(["route"]))
+            .task(Task::new("k", "ok").depends_on(["route"]))
+            .task(Task::new("load", "load"))
+            .task(Task::new("t", "use").depends_on(["load"]))
+            .task(Task::new("r", "ok").depends_on(["k", "t"]));
+        let mut previous = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(record(&previous, "r").status, TaskStatus::Skipped);
+        // As a journal has it when the process died while `x` ran: `k`'s skip was
+        // written at once, `r`'s was to be written at the run's end.
+        let mut records = previous.tasks.records().to_vec();
+        for id in ["x", "r"] {
+            let index = workflow.index_of(id).expect("a task");
+            records[index] = orch_core::TaskRecord::default();
+        }
+        previous.tasks =
+            orch_core::TaskRecords::for_workflow(&workflow, records).expect("same tasks");
+        let resumed = engine.resume(&workflow, &previous).await.expect("valid");
+        assert_eq!(resumed.status, WorkflowStatus::Completed);
+        assert_eq!(record(&resumed, "r").status, TaskStatus::Skipped);
+        assert_eq!(record(&resumed, "x").status, TaskStatus::Completed);
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "`load` ran again for nothing"
+        );
+        assert_eq!(
+            record(&resumed, "t").attempts,
+            1,
+            "`t` ran again for nothing"
+        );
+    });
+}
+
 /// A task run again on resume for its shared output runs before any task that reads it,
 /// even through a task whose record was kept between them.
 #[test]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use orch_core::{MapSpec, Plan, RunId, TaskId, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{MapSpec, Plan, RunId, TaskId, TaskStatus, TriggerRule, Workflow, WorkflowResult};
 use serde_json::Value;
 
 use super::Scheduler;
@@ -65,7 +65,8 @@ pub(super) fn continued(
 ///
 /// A task whose output was a shared in-process value kept only its summary, so it runs
 /// again when a task that runs depends on it, directly or not (its dependents read the
-/// value); otherwise it is kept too. The tasks between the two run again as well, so that
+/// value); otherwise it is kept too. (A task that a kept skip skips at once does not
+/// run.) The tasks between the two run again as well, so that
 /// the one that runs starts after the value is there.
 pub(super) fn kept(
     workflow: &Workflow,
@@ -114,15 +115,17 @@ pub(super) fn kept(
             && (plan.dependencies(index).iter())
                 .all(|&d| stands[d as usize] || !ran_after(index, d));
     }
+    let skipped_at_once = skipped_at_once(workflow, plan, &records, &stands);
     let mut kept = vec![false; plan.len()];
     // Whether some task that runs depends on the task, directly or not.
     let mut needed = vec![false; plan.len()];
     for &index in plan.order().iter().rev() {
         let index = index as usize;
+        let runs = |d: usize| !kept[d] && !skipped_at_once[d];
         needed[index] = plan
             .dependents(index)
             .iter()
-            .any(|&d| !kept[d as usize] || needed[d as usize]);
+            .any(|&d| runs(d as usize) || needed[d as usize]);
         kept[index] = stands[index]
             && records[index].is_some_and(|record| {
                 record.status == TaskStatus::Skipped || !(record.shared_output && needed[index])
@@ -142,6 +145,29 @@ pub(super) fn kept(
         }
     }
     kept
+}
+
+/// Per task (by plan index), whether the resume skips it without running it, whatever
+/// else happens: it is not kept, and waits for every dependency to complete
+/// (`all_success`), one of which is a kept skip or skipped so itself.
+fn skipped_at_once(
+    workflow: &Workflow,
+    plan: &Plan,
+    records: &[Option<&orch_core::TaskRecord>],
+    stands: &[bool],
+) -> Vec<bool> {
+    let rules: Vec<TriggerRule> = workflow.tasks().map(|task| task.trigger_rule).collect();
+    let kept_skip =
+        |d: usize| stands[d] && records[d].is_some_and(|r| r.status == TaskStatus::Skipped);
+    let mut skipped = vec![false; plan.len()];
+    for &index in plan.order() {
+        let index = index as usize;
+        skipped[index] = !stands[index]
+            && rules[index] == TriggerRule::AllSuccess
+            && (plan.dependencies(index).iter())
+                .any(|&d| kept_skip(d as usize) || skipped[d as usize]);
+    }
+    skipped
 }
 
 /// Per task (by plan index), its record in `previous`, if it has one.
