@@ -9,8 +9,10 @@
 //! `tokio-loop`, `run-none`, `run-lines`, `validate`), which prints that case as one row
 //! of its table: a JSON object with `case`, `tasks`, `ns_per_task`, `tasks_per_s` (from
 //! the median wall time) and `peak_rss_bytes` (of this process for the loop, else of the
-//! largest child, `orch`).
+//! largest child, `orch`, which counts this process's peak as it started `orch` too: the
+//! files are written a task at a time to keep that small).
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -104,35 +106,46 @@ fn orch_run(progress: &str, dir: &Path) {
     orch(&[&args[..], &["--progress", progress]].concat(), dir);
 }
 
+/// Writes `trues.json` (the `TASKS` `true` commands) and `big.json` (`VALIDATE_TASKS`
+/// tasks, a chain with a second, earlier dependency for every task), a task at a time:
+/// this process's peak memory when it starts `orch` counts in `orch`'s peak (the kernel
+/// carries it over into a child), so it stays small.
 fn write_workflows(dir: &Path) {
-    let tasks: Vec<String> = (0..TASKS)
-        .map(|i| {
-            format!(
-                "\"t{i}\": {{\"task_type\": \"command\", \"config\": {{\"program\": \"true\"}}}}"
+    let write = |name: &str, id: &str, tasks: usize, dependencies: fn(usize) -> String| {
+        let file = std::fs::File::create(dir.join(name)).expect("created");
+        let mut out = std::io::BufWriter::new(file);
+        write!(out, "{{\"workflow_id\": \"{id}\", \"tasks\": {{").expect("written");
+        for i in 0..tasks {
+            let comma = if i == 0 { "" } else { ",\n" };
+            write!(
+                out,
+                "{comma}\"t{i}\": {{\"task_type\": \"command\", \"config\": {{\"program\": \"true\"}}{}}}",
+                dependencies(i)
             )
-        })
-        .collect();
-    let text = format!(
-        "{{\"workflow_id\": \"trues\", \"tasks\": {{{}}}}}",
-        tasks.join(",\n")
-    );
-    std::fs::write(dir.join("trues.json"), text).expect("written");
-    // A chain with a second, earlier dependency for every task.
-    let tasks: Vec<String> = (0..VALIDATE_TASKS)
-        .map(|i| {
-            let dependencies = match i {
-                0 => String::new(),
-                1 => "\"t0\"".to_owned(),
-                _ => format!("\"t{}\", \"t{}\"", i - 1, (i * 7919) % (i - 1)),
-            };
-            format!("\"t{i}\": {{\"task_type\": \"command\", \"config\": {{\"program\": \"true\"}}, \"dependencies\": [{dependencies}]}}")
-        })
-        .collect();
-    let text = format!(
-        "{{\"workflow_id\": \"big\", \"tasks\": {{{}}}}}",
-        tasks.join(",\n")
-    );
-    std::fs::write(dir.join("big.json"), text).expect("written");
+            .expect("written");
+        }
+        write!(out, "}}}}").expect("written");
+        out.flush().expect("written");
+    };
+    write("trues.json", "trues", TASKS, |_| String::new());
+    write("big.json", "big", VALIDATE_TASKS, |i| match i {
+        0 => String::new(),
+        1 => ", \"dependencies\": [\"t0\"]".to_owned(),
+        _ => format!(
+            ", \"dependencies\": [\"t{}\", \"t{}\"]",
+            i - 1,
+            (i * 7919) % (i - 1)
+        ),
+    });
+}
+
+/// This process's peak resident set since it started (`VmHWM`: `getrusage` would also
+/// count the process it was started from, `cargo`).
+fn own_peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = (status.lines().find_map(|l| l.strip_prefix("VmHWM:")))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
 }
 
 /// Runs case `name` `REPEATS` times and prints it as a row of `cargo xtask bench`.
@@ -166,29 +179,30 @@ fn row(name: &str, dir: &Path, runtime: &tokio::runtime::Runtime) {
         other => panic!("unknown case `{other}`: tokio-loop, run-none, run-lines or validate"),
     };
     let ns = cost.wall.as_secs_f64() * 1e9;
-    let peak_kib = getrusage(who).map_or(0, |u| u.max_rss().max(0) as u64);
+    let peak_bytes = match who {
+        UsageWho::RUSAGE_SELF => own_peak_rss_bytes(),
+        _ => getrusage(who).map_or(0, |u| u.max_rss().max(0) as u64) * 1024,
+    };
     println!(
         "{{\"case\": \"{case}\", \"tasks\": {tasks}, \"ns_per_task\": {:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}, \"cpu_ns_per_task\": {:.1}}}",
         ns / tasks as f64,
         tasks as f64 * 1e9 / ns,
-        peak_kib * 1024,
+        peak_bytes,
         cost.cpu.as_secs_f64() * 1e9 / tasks as f64,
     );
 }
 
 fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    write_workflows(dir.path());
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--row") {
+        let name = args.get(i + 1).map_or("", String::as_str);
+        write_workflows(dir.path());
         let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-        row(
-            args.get(i + 1).map_or("", String::as_str),
-            dir.path(),
-            &runtime,
-        );
+        row(name, dir.path(), &runtime);
         return;
     }
+    write_workflows(dir.path());
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let run = |progress: &'static str| {
         let dir = dir.path().to_owned();
