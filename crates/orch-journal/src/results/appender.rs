@@ -35,11 +35,6 @@ pub(super) fn open_for_append(path: &Path) -> Result<File, JournalError> {
 /// process stopped while holding it.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// How many times in a row a store opens the file again because it found it replaced,
-/// before it gives up: once is the rule, and only a file system that reports another
-/// identity for the same file each time would need more.
-const MOST_REOPENS: usize = 8;
-
 /// Which lock a store takes on the file.
 #[derive(Clone, Copy)]
 enum Lock {
@@ -62,9 +57,13 @@ impl Appender {
 
     /// Takes `lock` on the file at `path`, first opening it again if another store
     /// replaced it (or someone removed it) since this one opened it.
+    /// Gives up once [`LOCK_WAIT`] has passed, waiting or opening again: other stores
+    /// rewriting the file over and over take it from under it only so long, and a file
+    /// system that reports another identity for the same file each time, for ever.
     fn lock_current(&mut self, path: &Path, lock: Lock) -> Result<(), JournalError> {
-        for _ in 0..MOST_REOPENS {
-            take(&self.file, path, lock)?;
+        let gave_up = std::time::Instant::now() + LOCK_WAIT;
+        while std::time::Instant::now() < gave_up {
+            take(&self.file, path, lock, gave_up)?;
             let same = same_file(&self.file, path).map_err(|e| {
                 unlock(&self.file);
                 JournalError::io("lock", path, e)
@@ -81,7 +80,8 @@ impl Appender {
             "lock",
             path,
             std::io::Error::other(format!(
-                "the file was another one each of {MOST_REOPENS} times it was opened"
+                "the file was replaced each time it was opened, for {} s",
+                LOCK_WAIT.as_secs()
             )),
         ))
     }
@@ -113,11 +113,15 @@ impl Appender {
     }
 }
 
-/// Takes `lock` on `file` (at `path`), waiting at most [`LOCK_WAIT`] for a store that
+/// Takes `lock` on `file` (at `path`), waiting until `gave_up` at most for a store that
 /// holds another.
 #[cfg(unix)]
-fn take(file: &File, path: &Path, lock: Lock) -> Result<(), JournalError> {
-    let gave_up = std::time::Instant::now() + LOCK_WAIT;
+fn take(
+    file: &File,
+    path: &Path,
+    lock: Lock,
+    gave_up: std::time::Instant,
+) -> Result<(), JournalError> {
     let mut pause = Duration::from_millis(1);
     loop {
         let taken = match lock {
@@ -148,7 +152,12 @@ fn take(file: &File, path: &Path, lock: Lock) -> Result<(), JournalError> {
 /// Where files cannot be told apart by their identity, stores neither lock nor rewrite
 /// the file.
 #[cfg(not(unix))]
-fn take(_file: &File, _path: &Path, _lock: Lock) -> Result<(), JournalError> {
+fn take(
+    _file: &File,
+    _path: &Path,
+    _lock: Lock,
+    _gave_up: std::time::Instant,
+) -> Result<(), JournalError> {
     Ok(())
 }
 
