@@ -52,7 +52,12 @@ use crate::{
 /// and writing happen on the calling thread (short writes to the operating system);
 /// syncs for [`Durability::Power`](crate::Durability) run on a thread of the journal's
 /// own. Opening a run that exists syncs its file first (one `fdatasync` per resume), so
-/// that a resume never acts on lines that its dead writer had not synced yet.
+/// that a resume never acts on lines that its dead writer had not synced yet. A sync that
+/// fails (an I/O error) fails the run for good; the lines it did not write may still read
+/// back (the system may keep them in its cache, and report the error only once), so the
+/// next open of that run in the same process first cuts its file back to what was synced,
+/// and their tasks run again. A process started after one whose sync failed cannot know
+/// of the failure.
 #[derive(Clone)]
 pub struct FileJournal {
     shared: Arc<Shared>,
@@ -185,6 +190,7 @@ impl FileJournal {
         let definition = Definition::of(workflow);
         // Locked before it is read, so that what is read is what this process goes on.
         let locked = self.open_locked(run)?;
+        crate::sync::cut_after_failure(&locked, &self.path_of(run))?;
         let existing = match self.read(run) {
             Err(JournalError::HeadMissing { .. }) => None,
             other => other?,
@@ -375,5 +381,67 @@ impl RunWriter for FileRunWriter {
             Ok(1)
         });
         Box::pin(std::future::ready(result))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use orch_core::{Task, TaskId, TaskRecord, TaskStatus};
+
+    use super::*;
+    use crate::Durability;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        runtime.unwrap().block_on(future)
+    }
+
+    /// After a failed `fdatasync` the lines it did not write may still read back (the
+    /// kernel keeps them as clean pages) though a power loss would take them: this
+    /// process's next open of the run cuts them off, so that their tasks run again.
+    #[test]
+    fn a_run_opened_again_after_a_failed_sync_keeps_only_what_was_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::new(dir.path()).unwrap();
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "t"))
+            .task(Task::new("b", "t"));
+        let run = RunId::parse("r1").unwrap();
+        let done = TaskRecord {
+            status: TaskStatus::Completed,
+            attempts: 1,
+            ..TaskRecord::default()
+        };
+        let (a, b) = (TaskId::from("a"), TaskId::from("b"));
+        block_on(async {
+            let open = journal.open(&run, &workflow).await.unwrap();
+            open.writer
+                .commit(&[(&a, &done)], Durability::Power)
+                .await
+                .unwrap();
+            let path = journal.path_of(&run);
+            let synced_len = fs::metadata(&path).unwrap().len();
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
+            let failed = open.writer.commit(&[(&b, &done)], Durability::Power).await;
+            assert!(
+                failed
+                    .unwrap_err()
+                    .to_string()
+                    .contains("Input/output error")
+            );
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            drop(open);
+            // `b`'s line is in the file, as the kernel may still show it.
+            assert!(fs::metadata(&path).unwrap().len() > synced_len);
+
+            let again = journal.open(&run, &workflow).await.unwrap();
+            let previous = again.previous.unwrap();
+            assert_eq!(previous.task("a").unwrap().status, TaskStatus::Completed);
+            assert_eq!(previous.task("b").unwrap().status, TaskStatus::Pending);
+            assert_eq!(fs::metadata(&path).unwrap().len(), synced_len);
+        });
     }
 }

@@ -5,6 +5,7 @@
 //! every file with waiters once 64 records wait or the first request has waited 2 ms,
 //! then wakes every waiter that sync covered.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
 use std::io::Write;
@@ -36,8 +37,9 @@ pub(crate) struct RunFile {
 #[derive(Debug)]
 struct State {
     next_seq: u64,
-    /// Bytes of complete lines in the file.
+    /// Bytes of complete lines in the file, and of those known to be on stable storage.
     len: u64,
+    synced_len: u64,
     /// Lines written, and lines known to be on stable storage.
     written: u64,
     synced: u64,
@@ -66,6 +68,7 @@ impl RunFile {
             state: Mutex::new(State {
                 next_seq,
                 len,
+                synced_len: len,
                 written: 0,
                 synced: 0,
                 wanted: 0,
@@ -83,15 +86,25 @@ impl RunFile {
     }
 
     /// Lets other processes open the run: its writer is gone, though this file may still
-    /// wait in the sync thread's queue.
+    /// wait in the sync thread's queue. If the file failed, notes how much of it was on
+    /// stable storage, for this process's next open of the run ([`cut_after_failure`]).
     pub(crate) fn unlock(&self) {
+        let state = lock(&self.state);
+        if state.failed.is_some() {
+            let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+            lock(&SYNCED_BEFORE_FAILURE).insert(path, state.synced_len);
+        }
         // Closing the file would unlock it too; an error here leaves that to do it.
         let _ = self.file.unlock();
     }
 
-    /// Makes the first sync also sync directory `dir`, where the file was just created.
+    /// Makes the first sync also sync directory `dir`, where the file was just created
+    /// (so none of it is on stable storage yet).
     pub(crate) fn sync_directory_first(self, dir: PathBuf) -> Self {
-        lock(&self.state).unsynced_dir = Some(dir);
+        let mut state = lock(&self.state);
+        state.unsynced_dir = Some(dir);
+        state.synced_len = 0;
+        drop(state);
         self
     }
 
@@ -149,12 +162,16 @@ impl RunFile {
 
     /// Runs one `fdatasync` covering every line written so far, and wakes the waiters.
     fn sync_now(&self) {
-        let (target, dir) = {
+        let (target, target_len, dir) = {
             let mut state = lock(&self.state);
             state.syncing = true;
-            (state.written, state.unsynced_dir.take())
+            (state.written, state.len, state.unsynced_dir.take())
         };
         let mut result = self.file.sync_data();
+        #[cfg(test)]
+        if lock(&tests::FAILING_SYNCS).contains(&self.path) {
+            result = Err(std::io::Error::from_raw_os_error(5));
+        }
         if let (Ok(()), Some(dir)) = (&result, &dir) {
             result = sync_directory(dir).map_err(|e| {
                 std::io::Error::new(
@@ -167,7 +184,10 @@ impl RunFile {
         state.syncing = false;
         state.syncs += 1;
         match result {
-            Ok(()) => state.synced = state.synced.max(target),
+            Ok(()) => {
+                state.synced = state.synced.max(target);
+                state.synced_len = state.synced_len.max(target_len);
+            }
             // After a failed fdatasync the kernel may have dropped the unsynced pages:
             // retrying could report success for data that is gone.
             Err(e) => state.failed = Some(e.to_string()),
@@ -187,6 +207,26 @@ impl RunFile {
     pub(crate) fn syncs(&self) -> u64 {
         lock(&self.state).syncs
     }
+}
+
+/// Per run file (by its canonical path) that failed in this process, how many of its
+/// bytes were on stable storage then. After a failed `fdatasync` the kernel may keep
+/// the lines it could not write as clean pages: a later read shows them, and a later
+/// sync (through another handle) reports no error, though a power loss would take them.
+static SYNCED_BEFORE_FAILURE: Mutex<BTreeMap<PathBuf, u64>> = Mutex::new(BTreeMap::new());
+
+/// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
+/// storage when it last failed in this process, if it did: a resume then runs again
+/// the tasks whose lines may be lost, rather than act on them.
+pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut failed = lock(&SYNCED_BEFORE_FAILURE);
+    if let Some(&len) = failed.get(&key) {
+        file.set_len(len)
+            .map_err(|e| JournalError::io("truncate", path, e))?;
+        failed.remove(&key);
+    }
+    Ok(())
 }
 
 /// The thread that syncs a journal's files, and its queue of files with waiters.
@@ -372,10 +412,13 @@ pub(crate) fn sync_directory(dir: &std::path::Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
+
+    /// Files whose `fdatasync` fails (as a disk's I/O error makes it), for tests.
+    pub(crate) static FAILING_SYNCS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
     struct Count(AtomicUsize);
 
