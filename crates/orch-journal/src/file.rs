@@ -28,8 +28,10 @@ use crate::{
 /// The directory and files it creates are readable and writable by their owner only.
 /// A line is written whole or, when the process dies in the middle of it, left torn at the
 /// end of the file: reading ignores a torn last line, and reopening the run cuts it off. A
-/// sector (512 bytes) or more of zeros after the first line (a write the file system lost
-/// in a power cut, when later ones reached the disk) ends the run's journal in the same
+/// sector (512 bytes) or more of zeros after the first line, or zeros from a line's start
+/// to a sector's end (a write the file system lost in a power cut, when later ones reached
+/// the disk: whole blocks, or the rest of one whose rewrite was lost) ends the run's
+/// journal in the same
 /// way: it is read up to the line they fall in, and reopening cuts the file there, with the
 /// lines after them, whose tasks then run again. Any other line that cannot be read (or is
 /// 1 GiB or longer), a file whose head names another run, or a line of a newer format is

@@ -64,11 +64,12 @@ fn read_lines_within(
     while next_line(&mut lines, &mut buf, max_line, path, || at(number + 1))? {
         let len = buf.len();
         let text = &buf[..];
-        // A sector or more of zeros after the head is a write the file system lost in a
-        // power cut while later ones reached the disk: the journal is read up to them, as
-        // up to a torn last line, and reopening cuts it there. (A line as written holds
-        // no zero byte: JSON escapes it. A stray one is refused below, as corrupt.)
-        if in_a_file && number > 0 && text.contains(&0) && lost_write(text) {
+        // A sector or more of zeros after the head, or zeros from a line's start to a
+        // sector's end, is a write the file system lost in a power cut while later ones
+        // reached the disk: the journal is read up to them, as up to a torn last line,
+        // and reopening cuts it there. (A line as written holds no zero byte: JSON
+        // escapes it. A stray one is refused below, as corrupt.)
+        if in_a_file && number > 0 && text.contains(&0) && lost_write(text, pos) {
             break;
         }
         number += 1;
@@ -237,15 +238,19 @@ fn could_start_a_line(torn: &[u8]) -> bool {
 /// How every line of a journal begins.
 const HEAD_START: &[u8] = br#"{"v":"#;
 
-/// The fewest zero bytes in a row that a lost write leaves: a disk sector. A file
-/// system loses whole blocks of at least this many, and a line that runs into such a
-/// block reads on through all of it (its line break was lost too).
+/// A disk sector: the fewest zero bytes in a row that a lost write of whole blocks
+/// leaves. A line that runs into such a block reads on through all of it (its line break
+/// was lost too).
 const LOST_WRITE: usize = 512;
 
-/// Whether `line` holds [`LOST_WRITE`] zero bytes in a row.
-fn lost_write(line: &[u8]) -> bool {
-    line.split(|&b| b != 0)
-        .any(|zeros| zeros.len() >= LOST_WRITE)
+/// Whether `line`, starting at byte `at` of its file, holds what a lost write leaves:
+/// [`LOST_WRITE`] zero bytes in a row, or zeros from its start to the end of a sector
+/// (the rest of a block whose rewrite was lost: the lines appended into it after the
+/// last one it held on disk, of which any length may be left).
+fn lost_write(line: &[u8], at: u64) -> bool {
+    let leading = line.iter().take_while(|&&b| b == 0).count() as u64;
+    (leading > 0 && (at + leading).is_multiple_of(LOST_WRITE as u64))
+        || (line.split(|&b| b != 0)).any(|zeros| zeros.len() >= LOST_WRITE)
 }
 
 /// Whether `bytes` are all zeros (what a file system may leave of a write a crash cut).
@@ -345,6 +350,23 @@ mod tests {
             true
         )));
         assert!(corrupt(read_lines(path, &run, &lost[..])));
+        // Fewer zeros, from a line's start to a sector's end, then what later writes left
+        // in the next block: the rest of a block whose rewrite was lost.
+        let rest_of_block = 512 - (head as usize % 512);
+        let mut lost_tail = vec![0; rest_of_block];
+        lost_tail.extend_from_slice(b"k\":1}\n");
+        let lost = journal(&run, &lost_tail);
+        let read = read_lines_within(path, &run, &lost[..], MAX_LINE, true).expect("read");
+        assert_eq!((read.valid_len, read.next_seq), (head, 1));
+        // One zero fewer ends short of the sector: a stray run of zeros, corrupt.
+        let short = journal(&run, &lost_tail[1..]);
+        assert!(corrupt(read_lines_within(
+            path,
+            &run,
+            &short[..],
+            MAX_LINE,
+            true
+        )));
     }
 
     #[test]
