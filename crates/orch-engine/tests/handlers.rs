@@ -390,6 +390,72 @@ fn resuming_makes_no_shared_output_again_for_a_task_a_kept_skip_skips() {
     });
 }
 
+/// A skip that a shared value run again may undo is no reason to think its dependents
+/// skipped: `k` (`one_failed` on shared `s`) runs this time, as `s` fails, and so does
+/// `r` after it, which reads shared `s2`: made again for it, not left missing.
+#[test]
+fn a_kept_skip_a_shared_value_may_undo_leaves_its_dependents_their_shared_values() {
+    use orch_core::TriggerRule;
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let second_run = Arc::new(AtomicUsize::new(0));
+        let flag = Arc::clone(&second_run);
+        engine.register_handler("flaky_share", move |_ctx: TaskContext| {
+            let failing = flag.load(Ordering::SeqCst) > 0;
+            async move {
+                if failing {
+                    return Err(TaskError::permanent("broken now"));
+                }
+                Ok::<_, TaskError>(Shared::new(1u32))
+            }
+        });
+        engine.register_handler("share", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(Shared::new(5u32))
+        });
+        engine.register_handler("read", |ctx: TaskContext| async move {
+            Ok::<_, TaskError>(*ctx.shared::<u32>("s2")?)
+        });
+        engine.register_handler("ok", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!(1))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("s", "flaky_share"))
+            .task(
+                Task::new("k", "ok")
+                    .depends_on(["s"])
+                    .trigger_rule(TriggerRule::OneFailed),
+            )
+            .task(
+                Task::new("z", "ok")
+                    .depends_on(["k"])
+                    .trigger_rule(TriggerRule::AllDone),
+            )
+            .task(Task::new("s2", "share"))
+            .task(Task::new("t", "read").depends_on(["s2"]))
+            .task(Task::new("r", "read").depends_on(["k", "t"]));
+        let mut previous = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(record(&previous, "k").status, TaskStatus::Skipped);
+        // As a journal has it when the process died before `z` ended and `r`'s skip
+        // was written.
+        let mut records = previous.tasks.records().to_vec();
+        for id in ["z", "r"] {
+            records[workflow.index_of(id).expect("a task")] = orch_core::TaskRecord::default();
+        }
+        previous.tasks =
+            orch_core::TaskRecords::for_workflow(&workflow, records).expect("same tasks");
+        second_run.store(1, Ordering::SeqCst);
+        let resumed = engine.resume(&workflow, &previous).await.expect("valid");
+        assert_eq!(record(&resumed, "k").status, TaskStatus::Completed);
+        let r = record(&resumed, "r");
+        assert_eq!(
+            (r.status, &r.result),
+            (TaskStatus::Completed, &Some(json!(5))),
+            "{:?}",
+            r.error
+        );
+    });
+}
+
 /// A task run again on resume for its shared output runs before any task that reads it,
 /// even through a task whose record was kept between them.
 #[test]

@@ -115,7 +115,17 @@ pub(super) fn kept(
             && (plan.dependencies(index).iter())
                 .all(|&d| stands[d as usize] || !ran_after(index, d));
     }
-    let skipped_at_once = skipped_at_once(workflow, plan, &records, &stands);
+    // Whether the task's outcome stands and is kept whatever runs again: none of what it
+    // was decided on is a shared value, which a task that needs it makes run again (and
+    // the tasks between them with it, below).
+    let mut firm = vec![false; plan.len()];
+    for &index in plan.order() {
+        let index = index as usize;
+        firm[index] = stands[index]
+            && records[index].is_some_and(|r| !r.shared_output)
+            && (plan.dependencies(index).iter()).all(|&d| firm[d as usize] || !ran_after(index, d));
+    }
+    let skipped_at_once = skipped_at_once(workflow, plan, &records, &firm);
     let mut kept = vec![false; plan.len()];
     // Whether some task that runs depends on the task, directly or not.
     let mut needed = vec![false; plan.len()];
@@ -148,21 +158,22 @@ pub(super) fn kept(
 }
 
 /// Per task (by plan index), whether the resume skips it without running it, whatever
-/// else happens: it is not kept, and waits for every dependency to complete
-/// (`all_success`), one of which is a kept skip or skipped so itself.
+/// else happens: its outcome is not kept whatever runs again (`firm`), and it waits for
+/// every dependency to complete (`all_success`), one of which is a skip so kept, or
+/// skipped so itself.
 fn skipped_at_once(
     workflow: &Workflow,
     plan: &Plan,
     records: &[Option<&orch_core::TaskRecord>],
-    stands: &[bool],
+    firm: &[bool],
 ) -> Vec<bool> {
     let rules: Vec<TriggerRule> = workflow.tasks().map(|task| task.trigger_rule).collect();
     let kept_skip =
-        |d: usize| stands[d] && records[d].is_some_and(|r| r.status == TaskStatus::Skipped);
+        |d: usize| firm[d] && records[d].is_some_and(|r| r.status == TaskStatus::Skipped);
     let mut skipped = vec![false; plan.len()];
     for &index in plan.order() {
         let index = index as usize;
-        skipped[index] = !stands[index]
+        skipped[index] = !firm[index]
             && rules[index] == TriggerRule::AllSuccess
             && (plan.dependencies(index).iter())
                 .any(|&d| kept_skip(d as usize) || skipped[d as usize]);
