@@ -428,22 +428,30 @@ mod tests {
             let synced_len = fs::metadata(&path).unwrap().len();
             crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
             let failed = open.writer.commit(&[(&b, &done)], Durability::Power).await;
-            assert!(
-                failed
-                    .unwrap_err()
-                    .to_string()
-                    .contains("Input/output error")
-            );
+            assert!(matches!(failed, Err(JournalError::SyncFailed { .. })));
             crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
             drop(open);
             // `b`'s line is in the file, as the kernel may still show it.
             assert!(fs::metadata(&path).unwrap().len() > synced_len);
 
             let again = journal.open(&run, &workflow).await.unwrap();
-            let previous = again.previous.unwrap();
+            let previous = again.previous.as_ref().unwrap();
             assert_eq!(previous.task("a").unwrap().status, TaskStatus::Completed);
             assert_eq!(previous.task("b").unwrap().status, TaskStatus::Pending);
             assert_eq!(fs::metadata(&path).unwrap().len(), synced_len);
+
+            // A file changed since the failure (another process opened the run and
+            // wrote to it, here the start of a line) is not cut: its lines are its own.
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
+            let failed = again.writer.commit(&[(&b, &done)], Durability::Power).await;
+            assert!(matches!(failed, Err(JournalError::SyncFailed { .. })));
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            drop(again.writer);
+            let mut file = options().append(true).open(&path).unwrap();
+            file.write_all(br#"{"v":"#).unwrap();
+            let third = journal.open(&run, &workflow).await.unwrap();
+            let previous = third.previous.unwrap();
+            assert_eq!(previous.task("b").unwrap().status, TaskStatus::Completed);
         });
     }
 }

@@ -86,14 +86,8 @@ impl RunFile {
     }
 
     /// Lets other processes open the run: its writer is gone, though this file may still
-    /// wait in the sync thread's queue. If the file failed, notes how much of it was on
-    /// stable storage, for this process's next open of the run ([`cut_after_failure`]).
+    /// wait in the sync thread's queue.
     pub(crate) fn unlock(&self) {
-        let state = lock(&self.state);
-        if state.failed.is_some() {
-            let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
-            lock(&SYNCED_BEFORE_FAILURE).insert(path, state.synced_len);
-        }
         // Closing the file would unlock it too; an error here leaves that to do it.
         let _ = self.file.unlock();
     }
@@ -190,7 +184,12 @@ impl RunFile {
             }
             // After a failed fdatasync the kernel may have dropped the unsynced pages:
             // retrying could report success for data that is gone.
-            Err(e) => state.failed = Some(e.to_string()),
+            Err(e) => {
+                state.failed = Some(e.to_string());
+                let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+                let failure = (state.synced_len, state.len);
+                lock(&FAILED_SYNCS).insert(path, failure);
+            }
         }
         state.requested_at = if state.wanted > state.synced {
             state.next_requested_at.or(Some(Instant::now()))
@@ -209,22 +208,33 @@ impl RunFile {
     }
 }
 
-/// Per run file (by its canonical path) that failed in this process, how many of its
-/// bytes were on stable storage then. After a failed `fdatasync` the kernel may keep
-/// the lines it could not write as clean pages: a later read shows them, and a later
-/// sync (through another handle) reports no error, though a power loss would take them.
-static SYNCED_BEFORE_FAILURE: Mutex<BTreeMap<PathBuf, u64>> = Mutex::new(BTreeMap::new());
+/// Per run file (by its canonical path) whose sync failed in this process, how many of
+/// its bytes were on stable storage then, and how many it had. After a failed
+/// `fdatasync` the kernel may keep the lines it could not write as clean pages: a later
+/// read shows them, and a later sync (through another handle) reports no error, though
+/// a power loss would take them.
+static FAILED_SYNCS: Mutex<BTreeMap<PathBuf, (u64, u64)>> = Mutex::new(BTreeMap::new());
 
 /// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
-/// storage when it last failed in this process, if it did: a resume then runs again
-/// the tasks whose lines may be lost, rather than act on them.
+/// storage when a sync of it failed in this process, if one did and the file is still
+/// as that failure left it (another process may have opened the run since and added
+/// lines of its own): a resume then runs again the tasks whose lines may be lost, rather
+/// than act on them.
 pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let mut failed = lock(&SYNCED_BEFORE_FAILURE);
-    if let Some(&len) = failed.get(&key) {
-        file.set_len(len)
-            .map_err(|e| JournalError::io("truncate", path, e))?;
-        failed.remove(&key);
+    let mut failed = lock(&FAILED_SYNCS);
+    let Some((synced, len)) = failed.remove(&key) else {
+        return Ok(());
+    };
+    let now = (file.metadata())
+        .map_err(|e| JournalError::io("read", path, e))?
+        .len();
+    if now == len
+        && synced < len
+        && let Err(e) = file.set_len(synced)
+    {
+        failed.insert(key, (synced, len));
+        return Err(JournalError::io("truncate", path, e));
     }
     Ok(())
 }
