@@ -92,7 +92,10 @@ pub trait CacheStore: Send + Sync + 'static {
 /// With the `journal` feature: a results file beside a [`FileJournal`](crate::FileJournal)
 /// (`ResultFile::beside(&journal)?`) is a store that outlives the process, so that a
 /// restarted process reuses the results earlier ones stored. A result that cannot be
-/// written to the file is not stored (a warning is logged) and the run goes on.
+/// written to the file is not stored (a warning is logged) and the run goes on. Storing
+/// one appends a line on the run's own task, and now and then rewrites the file with the
+/// results it keeps (see `ResultFile`), waiting up to 5 s for another process's rewrite:
+/// the run's other tasks wait meanwhile.
 ///
 /// ```
 /// use std::sync::Arc;

@@ -17,9 +17,10 @@
 //! again, and [`ResultFile::left_out`] names each such line with its file and line
 //! number.
 //!
-//! So that the file does not grow for ever, a store that has appended past twice its
-//! capacity of lines (and at least 64) since it last read the file writes the results it
-//! keeps to a new file, `<name>.new` beside it, and renames that over the old one (a
+//! So that the file does not grow for ever, a store whose file holds, as far as it knows
+//! (the lines it read when it opened or last rewrote the file, and those it appended
+//! since), more than twice its capacity of lines (and more than 64) writes the results
+//! it keeps to a new file, `<name>.new` beside it, and renames that over the old one (a
 //! symbolic link is followed: the file it names is rewritten, with the same
 //! permissions). So the file holds at most about that many lines per store appending to
 //! it. Every store appends under a shared lock on the file (`flock`) and rewrites under
@@ -29,7 +30,8 @@
 //! and so are results older than the rewriting store's capacity. A version of orch that
 //! did not lock the file appends to the old file after a rewrite: do not share a file
 //! with one. Where files have no identity to compare (not Unix), stores neither lock
-//! nor rewrite the file.
+//! nor rewrite the file, and on a file system without locks they append unlocked and
+//! cannot rewrite it: there it keeps growing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -57,9 +59,9 @@ const FORMAT: u64 = 1;
 ///
 /// It keeps at most its capacity of results (10,000 unless opened
 /// [`with a capacity`](ResultFile::open_with_capacity)), the most recently stored:
-/// storing one more forgets the one stored longest ago. Once a store has appended
-/// twice its capacity of lines (and at least 64), it writes the results it keeps to
-/// `<file name>.new` and renames that over the file, under a lock that makes other
+/// storing one more forgets the one stored longest ago. Once its file holds, as far as
+/// it knows, more than twice its capacity of lines (and more than 64), it writes the
+/// results it keeps to `<file name>.new` and renames that over the file, under a lock that makes other
 /// stores' appends wait and then go to the new file, so no store's result is lost to
 /// it. Stores sharing a file should be given the same capacity: a rewrite keeps the
 /// rewriting store's number of results.

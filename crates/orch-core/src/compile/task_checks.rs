@@ -10,8 +10,9 @@ use crate::{Task, TaskId, TaskTable, TriggerRule, ValidationError};
 /// (U+202E and the like), which reorders how the rest of a line is shown so that text
 /// can pass for other text, or an invisible character (a zero-width space, a word
 /// joiner, a soft hyphen, a byte order mark, a Hangul filler, a tag character, and the
-/// other characters Unicode says to show as nothing), with which two ids that differ
-/// look the same. The zero-width joiner and non-joiner and the variation selectors,
+/// other characters Unicode says to show as nothing; so the flags made of tag
+/// characters, England's, Scotland's and Wales's, are refused too), with which two ids
+/// that differ look the same. The zero-width joiner and non-joiner and the variation selectors,
 /// which emoji sequences and some scripts (Persian, Mongolian, Han variants) need,
 /// pass. Tools that print other text can write these as escapes.
 pub fn is_hidden_control(c: char) -> bool {

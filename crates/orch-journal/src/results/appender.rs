@@ -144,6 +144,13 @@ fn take(
                     )),
                 ));
             }
+            // A file system without locks: appends go on unlocked, and a rewrite, which
+            // needs the lock, fails (see `Appender::rewrite`).
+            Err(std::fs::TryLockError::Error(e))
+                if e.kind() == std::io::ErrorKind::Unsupported && matches!(lock, Lock::Shared) =>
+            {
+                return Ok(());
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(JournalError::io("lock", path, e)),
         }
     }
