@@ -140,12 +140,16 @@ fn write_workflows(dir: &Path) {
 }
 
 /// This process's peak resident set since it started (`VmHWM`: `getrusage` would also
-/// count the process it was started from, `cargo`).
+/// count the process it was started from, `cargo`), or `getrusage`'s where the system
+/// has no `/proc`.
 fn own_peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib = (status.lines().find_map(|l| l.strip_prefix("VmHWM:")))
         .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
-    kib.unwrap_or(0) * 1024
+    let kib = kib.unwrap_or_else(|| {
+        getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss().max(0) as u64)
+    });
+    kib * 1024
 }
 
 /// Runs case `name` `REPEATS` times and prints it as a row of `cargo xtask bench`.
