@@ -341,6 +341,16 @@ fn resuming_runs_a_shared_output_again_only_for_a_task_that_runs_and_needs_it() 
     });
 }
 
+/// `previous` without the outcomes of tasks `ids` (pending again), as a journal has a run
+/// whose process died before it recorded them.
+fn forget<const N: usize>(workflow: &Workflow, previous: &mut WorkflowResult, ids: [&str; N]) {
+    let mut records = previous.tasks.records().to_vec();
+    for id in ids {
+        records[workflow.index_of(id).expect("a task")] = orch_core::TaskRecord::default();
+    }
+    previous.tasks = orch_core::TaskRecords::for_workflow(workflow, records).expect("same tasks");
+}
+
 /// A dependent that a kept skip skips at once (its rule waits for every dependency to
 /// complete) runs nothing, so the shared output it would have read is not made again.
 #[test]
@@ -366,13 +376,7 @@ fn resuming_makes_no_shared_output_again_for_a_task_a_kept_skip_skips() {
         assert_eq!(record(&previous, "r").status, TaskStatus::Skipped);
         // As a journal has it when the process died while `x` ran: `k`'s skip was
         // written at once, `r`'s was to be written at the run's end.
-        let mut records = previous.tasks.records().to_vec();
-        for id in ["x", "r"] {
-            let index = workflow.index_of(id).expect("a task");
-            records[index] = orch_core::TaskRecord::default();
-        }
-        previous.tasks =
-            orch_core::TaskRecords::for_workflow(&workflow, records).expect("same tasks");
+        forget(&workflow, &mut previous, ["x", "r"]);
         let resumed = engine.resume(&workflow, &previous).await.expect("valid");
         assert_eq!(resumed.status, WorkflowStatus::Completed);
         assert_eq!(record(&resumed, "r").status, TaskStatus::Skipped);
@@ -437,12 +441,7 @@ fn a_kept_skip_a_shared_value_may_undo_leaves_its_dependents_their_shared_values
         assert_eq!(record(&previous, "k").status, TaskStatus::Skipped);
         // As a journal has it when the process died before `z` ended and `r`'s skip
         // was written.
-        let mut records = previous.tasks.records().to_vec();
-        for id in ["z", "r"] {
-            records[workflow.index_of(id).expect("a task")] = orch_core::TaskRecord::default();
-        }
-        previous.tasks =
-            orch_core::TaskRecords::for_workflow(&workflow, records).expect("same tasks");
+        forget(&workflow, &mut previous, ["z", "r"]);
         second_run.store(1, Ordering::SeqCst);
         let resumed = engine.resume(&workflow, &previous).await.expect("valid");
         assert_eq!(record(&resumed, "k").status, TaskStatus::Completed);
