@@ -76,10 +76,12 @@ pub enum ValidationError {
         path: Vec<TaskId>,
     },
     /// An id, a task type or a pool name holds a control character (a line break, a
-    /// terminal escape sequence), which would reach logs and terminals as it is, or a
-    /// bidirectional control (U+202E and the like), which reorders how the rest of a
-    /// line is shown.
-    #[error("{what} \"{text}\"{of} holds the control character '{}': ids, task types and pool names may not", shown(&.found.to_string()), of = of_task(.task.as_ref(), what))]
+    /// terminal escape sequence), which would reach logs and terminals as it is, a line
+    /// separator, a bidirectional control (U+202E and the like), which reorders how the
+    /// rest of a line is shown, or an invisible character (see
+    /// [`is_hidden_control`](crate::is_hidden_control)), which makes two ids look alike.
+    /// The error names which.
+    #[error("{what} \"{text}\"{of} holds the {} '{}': ids, task types and pool names may not", hidden_kind(*.found), shown(&.found.to_string()), of = of_task(.task.as_ref(), what))]
     ControlCharacter {
         /// What holds it: `workflow id`, `task id`, `task type` or `pool`.
         what: &'static str,
@@ -118,6 +120,20 @@ pub(crate) fn shown(text: &(impl AsRef<str> + ?Sized)) -> std::borrow::Cow<'_, s
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// What kind of character [`crate::is_hidden_control`] refused `c` as, for its error.
+fn hidden_kind(c: char) -> &'static str {
+    match c {
+        c if c.is_control() => "control character",
+        '\u{2028}' | '\u{2029}' => "line separator",
+        '\u{061C}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => "bidirectional control",
+        _ => "invisible character",
+    }
 }
 
 /// `text` escaped as Rust's `escape_debug` does (quotes, backslashes, control

@@ -426,7 +426,7 @@ fn bidirectional_controls_in_ids_task_types_and_pools_are_refused() {
     assert_eq!(found, ['\u{202E}', '\u{2066}', '\u{200F}', '\u{61C}']);
     let text = errors_of(&workflow)[0].to_string();
     assert!(
-        text.contains("\\u{202e}") && !text.contains('\u{202E}'),
+        text.contains("bidirectional control '\\u{202e}'") && !text.contains('\u{202E}'),
         "{text}"
     );
 }
@@ -470,6 +470,12 @@ fn separators_and_invisible_characters_in_ids_are_refused() {
         let text = error.to_string();
         assert!(!text.chars().any(orch_core::is_hidden_control), "{text:?}");
     }
+    assert!(errors[0].to_string().contains("line separator '\\u{2028}'"));
+    assert!(
+        errors[1]
+            .to_string()
+            .contains("invisible character '\\u{200b}'")
+    );
     // The zero-width joiner and non-joiner (emoji sequences, Persian and Indic text)
     // and variation selectors (an emoji's presentation, a Han character's variant,
     // Mongolian) pass.
