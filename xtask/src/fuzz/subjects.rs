@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! sub a.*.c 16          subscribe to a pattern (queue capacity 16, default 64)
+//! sub a.> 4 oldest      ... whose queue drops its oldest event when full (`newest`:
+//!                       the new one; the default waits)
 //! pub a.b.c             publish on a subject
+//! burst 40 a.b.c        publish on a subject 40 times before anyone reads
 //! drop 2                drop live subscription number 2 (modulo their count)
 //! twice 500 big.[x~65536]   publish on big.<x...>.0 to .499, each twice
 //! ```
@@ -18,6 +21,8 @@
 //! subjects and patterns, over [`LONG_TOKENS`] tokens or [`LONG_BYTES`] bytes, may be
 //! refused with a typed error); after each publish every subscription has received the
 //! event exactly when a reference matcher (`*` one token, `>` the rest) says it matches;
+//! after a burst, each subscription holds what a model of its queue holds (see
+//! [`burst`]);
 //! once every event is received, the bus holds at most [`RETAINED`] bytes beyond what
 //! its live patterns and queues need (1 kB per token and 64 bytes per byte of pattern,
 //! 32 bytes per queue slot, 4 kB per subscription); dropping the bus frees everything.
@@ -26,11 +31,13 @@ use std::task::{Context, Poll, Waker};
 
 use fastrand::Rng;
 use orch_events::{
-    Delivery, EventBus, Pattern, Subject, SubscribeError, SubscribeOptions, Subscription,
+    Delivery, EventBus, Overflow, Pattern, Subject, SubscribeError, SubscribeOptions, Subscription,
     TryPublishErrorKind,
 };
 
 use super::{Input, Target, Violation, live_heap, mutate};
+
+mod burst;
 
 /// Subjects and patterns with more tokens than this may be refused.
 pub(crate) const LONG_TOKENS: usize = 64;
@@ -54,8 +61,9 @@ const MAX_SUBSCRIPTIONS: usize = 64;
 
 #[derive(Debug, PartialEq)]
 enum Op {
-    Sub(String, usize),
+    Sub(String, usize, Overflow),
     Pub(String),
+    Burst(usize, String),
     Drop(usize),
     Twice(usize, String),
 }
@@ -67,6 +75,9 @@ const WORDS: &[&str] = &[
     "pub ",
     "drop ",
     "twice ",
+    "burst ",
+    " oldest",
+    " newest",
     ".*",
     ".>",
     "[a^100000]",
@@ -81,11 +92,16 @@ impl Target for Subjects {
         let mut text = String::new();
         for _ in 0..rng.usize(1..16) {
             let line = match rng.u8(..20) {
-                0..=7 => match rng.u8(..4) {
+                0..=7 => match rng.u8(..6) {
                     0 => format!("sub {} {}", pattern(rng, true), rng.usize(1..256)),
+                    1 => {
+                        let how = rng.choice(["block", "oldest", "newest"]).unwrap_or("block");
+                        format!("sub {} {} {how}", pattern(rng, true), rng.usize(1..16))
+                    }
                     _ => format!("sub {}", pattern(rng, true)),
                 },
-                8..=15 => format!("pub {}", pattern(rng, false)),
+                8..=13 => format!("pub {}", pattern(rng, false)),
+                14 | 15 => format!("burst {} {}", rng.usize(1..40), pattern(rng, false)),
                 16..=18 => format!("drop {}", rng.usize(..8)),
                 // Many distinct long subjects, each published twice: what a route cache
                 // would keep.
@@ -165,8 +181,17 @@ fn parse(text: &str) -> Vec<Op> {
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(64usize)
                     .clamp(1, 4096);
-                expand(p).map(|p| Op::Sub(p, capacity))
+                let overflow = match words.next() {
+                    Some("oldest") => Overflow::DropOldest,
+                    Some("newest") => Overflow::DropNewest,
+                    _ => Overflow::Block,
+                };
+                expand(p).map(|p| Op::Sub(p, capacity, overflow))
             }
+            (Some("burst"), Some(n), Some(s)) => match (n.parse::<usize>(), expand(s)) {
+                (Ok(n), Some(s)) => Some(Op::Burst(n.min(MAX_EVENTS), s)),
+                _ => None,
+            },
             (Some("pub"), Some(s), None) => expand(s).map(Op::Pub),
             (Some("drop"), Some(n), None) => n.parse().ok().map(Op::Drop),
             (Some("twice"), Some(n), Some(s)) => match (n.parse::<usize>(), expand(s)) {
@@ -177,8 +202,9 @@ fn parse(text: &str) -> Vec<Op> {
         };
         if let Some(op) = op {
             let (cost, published, subscribed) = match &op {
-                Op::Sub(p, _) => (p.len(), 0, 1),
+                Op::Sub(p, ..) => (p.len(), 0, 1),
                 Op::Pub(p) => (p.len(), 1, 0),
+                Op::Burst(n, s) => (s.len(), *n, 0),
                 Op::Twice(n, s) => (n * s.len(), 2 * n, 0),
                 Op::Drop(_) => (0, 0, 0),
             };
@@ -281,6 +307,7 @@ struct Live {
     tokens: Vec<String>,
     parsed: Option<Pattern>,
     capacity: usize,
+    overflow: Overflow,
     subscription: Subscription<u64>,
 }
 
@@ -291,6 +318,7 @@ impl Live {
             tokens: pattern.split('.').map(str::to_owned).collect(),
             parsed: Pattern::new(pattern).ok(),
             capacity,
+            overflow: Overflow::Block,
             subscription,
         }
     }
@@ -303,12 +331,16 @@ fn run(ops: &[Op]) -> Result<(), Violation> {
     let mut seq = 0;
     for op in ops {
         match op {
-            Op::Sub(pattern, capacity) => {
-                let options = SubscribeOptions::new().capacity(*capacity);
+            Op::Sub(pattern, capacity, overflow) => {
+                let options = SubscribeOptions::new()
+                    .capacity(*capacity)
+                    .overflow(*overflow);
                 let reference = valid(pattern, true);
                 match bus.subscribe_with(pattern, options) {
                     Ok(subscription) if reference => {
-                        live.push(Live::new(pattern, *capacity, subscription))
+                        let mut entry = Live::new(pattern, *capacity, subscription);
+                        entry.overflow = *overflow;
+                        live.push(entry);
                     }
                     Ok(_) => return Err(violation("accepts an invalid pattern", pattern)),
                     Err(SubscribeError::InvalidPattern(_)) if !reference || long(pattern) => {}
@@ -321,6 +353,10 @@ fn run(ops: &[Op]) -> Result<(), Violation> {
                 }
             }
             Op::Pub(subject) => publish(&bus, &mut live, subject, valid(subject, false), &mut seq)?,
+            Op::Burst(count, subject) if valid(subject, false) && !long(subject) => {
+                burst::burst(&bus, &mut live, subject, *count, &mut seq)?;
+            }
+            Op::Burst(..) => {}
             Op::Drop(n) if !live.is_empty() => drop(live.remove(n % live.len())),
             Op::Drop(_) => {}
             Op::Twice(count, prefix) => {
@@ -429,7 +465,8 @@ fn publish(
     Ok(())
 }
 
-/// Everything a subscription has received so far, without waiting.
+/// Everything a subscription has received so far, without waiting: a queue is drained
+/// after every publish, so none is ever full and none may lag.
 fn drain(subscription: &mut Subscription<u64>) -> Result<Vec<u64>, Violation> {
     let mut context = Context::from_waker(Waker::noop());
     let mut got = Vec::new();
@@ -466,7 +503,7 @@ mod tests {
         assert_eq!(
             ops,
             [
-                Op::Sub("a.a.a.>".into(), 8),
+                Op::Sub("a.a.a.>".into(), 8, Overflow::Block),
                 Op::Pub("x.bbbb".into()),
                 Op::Drop(1),
                 Op::Twice(2, "p".into())
