@@ -455,6 +455,56 @@ fn a_kept_skip_a_shared_value_may_undo_leaves_its_dependents_their_shared_values
     });
 }
 
+/// A completion that stands is no skip, even when a dependency the workflow gained since
+/// is a kept skip: `j`, made to run again for `i` that reads its shared value, is then
+/// skipped, and `i` with it (not left to read a value that is not there).
+#[test]
+fn a_shared_completion_that_gained_a_skipped_dependency_is_made_again_for_its_reader() {
+    use orch_core::TriggerRule;
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        let healthy = Arc::new(AtomicUsize::new(0));
+        let flag = Arc::clone(&healthy);
+        engine.register_handler("share", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(Shared::new(7u32))
+        });
+        engine.register_handler("read", move |ctx: TaskContext| {
+            let ok = flag.load(Ordering::SeqCst) > 0;
+            async move {
+                if !ok {
+                    return Err(TaskError::new("not yet"));
+                }
+                Ok::<_, TaskError>(*ctx.shared::<u32>("j")?)
+            }
+        });
+        engine.register_handler("ok", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>(json!(1))
+        });
+        let with_j_after = |j_after: &[&str]| {
+            Workflow::new("w", "W")
+                .task(Task::new("a", "ok"))
+                .task(
+                    Task::new("d", "ok")
+                        .depends_on(["a"])
+                        .trigger_rule(TriggerRule::AllFailed),
+                )
+                .task(Task::new("j", "share").depends_on(j_after.to_vec()))
+                .task(Task::new("i", "read").depends_on(["j"]))
+        };
+        let first = engine
+            .execute_workflow(&with_j_after(&["a"]))
+            .await
+            .expect("valid");
+        assert_eq!(record(&first, "d").status, TaskStatus::Skipped);
+        healthy.store(1, Ordering::SeqCst);
+        let changed = with_j_after(&["a", "d"]);
+        let resumed = engine.resume(&changed, &first).await.expect("valid");
+        let i = record(&resumed, "i");
+        assert_eq!(i.status, TaskStatus::Skipped, "{:?}", i.error);
+        assert_eq!(record(&resumed, "j").status, TaskStatus::Skipped);
+    });
+}
+
 /// A task run again on resume for its shared output runs before any task that reads it,
 /// even through a task whose record was kept between them.
 #[test]

@@ -125,7 +125,7 @@ pub(super) fn kept(
             && records[index].is_some_and(|r| !r.shared_output)
             && (plan.dependencies(index).iter()).all(|&d| firm[d as usize] || !ran_after(index, d));
     }
-    let skipped_at_once = skipped_at_once(workflow, plan, &records, &firm);
+    let skipped_at_once = skipped_at_once(workflow, plan, &records, &stands, &firm);
     let mut kept = vec![false; plan.len()];
     // Whether some task that runs depends on the task, directly or not.
     let mut needed = vec![false; plan.len()];
@@ -158,13 +158,14 @@ pub(super) fn kept(
 }
 
 /// Per task (by plan index), whether the resume skips it without running it, whatever
-/// else happens: its outcome is not kept whatever runs again (`firm`), and it waits for
-/// every dependency to complete (`all_success`), one of which is a skip so kept, or
-/// skipped so itself.
+/// else happens: its outcome is not kept whatever runs again (`firm`), nor a completion
+/// that may be kept, and it waits for every dependency to complete (`all_success`), one
+/// of which is a skip kept whatever runs again, or skipped so itself.
 fn skipped_at_once(
     workflow: &Workflow,
     plan: &Plan,
     records: &[Option<&orch_core::TaskRecord>],
+    stands: &[bool],
     firm: &[bool],
 ) -> Vec<bool> {
     let rules: Vec<TriggerRule> = workflow.tasks().map(|task| task.trigger_rule).collect();
@@ -173,7 +174,12 @@ fn skipped_at_once(
     let mut skipped = vec![false; plan.len()];
     for &index in plan.order() {
         let index = index as usize;
+        // A completion that stands may be kept (a dependency the workflow gained since
+        // does not unsettle it), and then its dependents read it.
+        let kept_completion =
+            stands[index] && records[index].is_some_and(|r| r.status == TaskStatus::Completed);
         skipped[index] = !firm[index]
+            && !kept_completion
             && rules[index] == TriggerRule::AllSuccess
             && (plan.dependencies(index).iter())
                 .any(|&d| kept_skip(d as usize) || skipped[d as usize]);
