@@ -57,8 +57,8 @@ use crate::{
 /// that a resume never acts on lines that its dead writer had not synced yet. A sync that
 /// fails (an I/O error) fails the run for good; the lines it did not write may still read
 /// back (the system may keep them in its cache, and report the error only once), so the
-/// next open of that run in the same process first cuts its file back to what was synced,
-/// and their tasks run again. A process started after one whose sync failed cannot know
+/// next open of that run in the same process first cuts its file back to what was synced
+/// (if the file is as the failure left it), and their tasks run again. A process started after one whose sync failed cannot know
 /// of the failure.
 #[derive(Clone)]
 pub struct FileJournal {

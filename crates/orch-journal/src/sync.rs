@@ -30,6 +30,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct RunFile {
     pub(crate) path: PathBuf,
+    /// Where a failed sync of it is noted ([`FAILED_SYNCS`]).
+    failure_key: PathBuf,
     file: File,
     state: Mutex<State>,
 }
@@ -63,6 +65,7 @@ struct State {
 impl RunFile {
     pub(crate) fn new(path: PathBuf, file: File, len: u64, next_seq: u64) -> Self {
         Self {
+            failure_key: failure_key(&path),
             path,
             file,
             state: Mutex::new(State {
@@ -186,9 +189,8 @@ impl RunFile {
             // retrying could report success for data that is gone.
             Err(e) => {
                 state.failed = Some(e.to_string());
-                let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
                 let failure = (state.synced_len, state.len);
-                lock(&FAILED_SYNCS).insert(path, failure);
+                lock(&FAILED_SYNCS).insert(self.failure_key.clone(), failure);
             }
         }
         state.requested_at = if state.wanted > state.synced {
@@ -215,27 +217,32 @@ impl RunFile {
 /// a power loss would take them.
 static FAILED_SYNCS: Mutex<BTreeMap<PathBuf, (u64, u64)>> = Mutex::new(BTreeMap::new());
 
+/// The key of the file at `path` in [`FAILED_SYNCS`]: its canonical path, or `path`
+/// where it cannot be made (worked out when the file is opened, while it surely is
+/// there).
+fn failure_key(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
 /// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
 /// storage when a sync of it failed in this process, if one did and the file is still
 /// as that failure left it (another process may have opened the run since and added
 /// lines of its own): a resume then runs again the tasks whose lines may be lost, rather
 /// than act on them.
 pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
-    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let key = failure_key(path);
     let mut failed = lock(&FAILED_SYNCS);
-    let Some((synced, len)) = failed.remove(&key) else {
+    let Some(&(synced, len)) = failed.get(&key) else {
         return Ok(());
     };
     let now = (file.metadata())
         .map_err(|e| JournalError::io("read", path, e))?
         .len();
-    if now == len
-        && synced < len
-        && let Err(e) = file.set_len(synced)
-    {
-        failed.insert(key, (synced, len));
-        return Err(JournalError::io("truncate", path, e));
+    if now == len && synced < len {
+        file.set_len(synced)
+            .map_err(|e| JournalError::io("truncate", path, e))?;
     }
+    failed.remove(&key);
     Ok(())
 }
 
