@@ -187,7 +187,7 @@ fn latency(c: &mut Criterion) {
     const ROUNDS: usize = 5;
     for subscribers in [1, 100] {
         group.throughput(Throughput::Elements(PINGS as u64));
-        // Whether criterion ran the case (a filter or `--test` may leave it out).
+        // Whether criterion ran the case (a filter may leave it out).
         let mut measured = false;
         group.bench_function(BenchmarkId::new("ping", subscribers), |b| {
             measured = true;

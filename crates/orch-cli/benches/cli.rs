@@ -139,6 +139,16 @@ fn write_workflows(dir: &Path) {
     });
 }
 
+/// `getrusage`'s peak resident set in KiB (macOS gives it in bytes).
+fn max_rss_kib(usage: &nix::sys::resource::Usage) -> u64 {
+    let max_rss = usage.max_rss().max(0) as u64;
+    if cfg!(target_os = "macos") {
+        max_rss / 1024
+    } else {
+        max_rss
+    }
+}
+
 /// This process's peak resident set since it started (`VmHWM`: `getrusage` would also
 /// count the process it was started from, `cargo`), or `getrusage`'s where the system
 /// has no `/proc`.
@@ -146,9 +156,8 @@ fn own_peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib = (status.lines().find_map(|l| l.strip_prefix("VmHWM:")))
         .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
-    let kib = kib.unwrap_or_else(|| {
-        getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss().max(0) as u64)
-    });
+    let kib =
+        kib.unwrap_or_else(|| getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| max_rss_kib(&u)));
     kib * 1024
 }
 
@@ -185,7 +194,7 @@ fn row(name: &str, dir: &Path, runtime: &tokio::runtime::Runtime) {
     let ns = cost.wall.as_secs_f64() * 1e9;
     let peak_bytes = match who {
         UsageWho::RUSAGE_SELF => own_peak_rss_bytes(),
-        _ => getrusage(who).map_or(0, |u| u.max_rss().max(0) as u64) * 1024,
+        _ => getrusage(who).map_or(0, |u| max_rss_kib(&u)) * 1024,
     };
     println!(
         "{{\"case\": \"{case}\", \"tasks\": {tasks}, \"ns_per_task\": {:.1}, \"tasks_per_s\": {:.0}, \"peak_rss_bytes\": {}, \"cpu_ns_per_task\": {:.1}}}",

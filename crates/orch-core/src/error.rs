@@ -126,7 +126,7 @@ pub(crate) fn shown(text: &(impl AsRef<str> + ?Sized)) -> std::borrow::Cow<'_, s
 fn hidden_kind(c: char) -> &'static str {
     match c {
         c if c.is_control() => "control character",
-        '\u{2028}' | '\u{2029}' => "line separator",
+        '\u{2028}' | '\u{2029}' => "line or paragraph separator",
         '\u{061C}'
         | '\u{200E}'
         | '\u{200F}'

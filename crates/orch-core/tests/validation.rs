@@ -470,7 +470,13 @@ fn separators_and_invisible_characters_in_ids_are_refused() {
         let text = error.to_string();
         assert!(!text.chars().any(orch_core::is_hidden_control), "{text:?}");
     }
-    assert!(errors[0].to_string().contains("line separator '\\u{2028}'"));
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("line or paragraph separator '\\u{2028}'")
+    );
+    let filler = errors.iter().find(|e| e.to_string().contains("\\u{3164}"));
+    assert!(filler.is_some_and(|e| e.to_string().contains("invisible character")));
     assert!(
         errors[1]
             .to_string()
