@@ -12,6 +12,7 @@ use crate::plan::{Adjacency, Features, NO_POOL, Plan};
 use crate::suggest::{Budget, closest};
 use crate::{TaskId, TaskTable, ValidationError, ValidationErrors};
 
+pub(crate) use task_checks::hidden_kind;
 pub use task_checks::is_hidden_control;
 use task_checks::{check_control_characters, check_options};
 

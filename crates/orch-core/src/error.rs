@@ -81,7 +81,7 @@ pub enum ValidationError {
     /// rest of a line is shown, or an invisible character (see
     /// [`is_hidden_control`](crate::is_hidden_control)), which makes two ids look alike.
     /// The error names which.
-    #[error("{what} \"{text}\"{of} holds the {} '{}': ids, task types and pool names may not", hidden_kind(*.found), shown(&.found.to_string()), of = of_task(.task.as_ref(), what))]
+    #[error("{what} \"{text}\"{of} holds the {} '{}': ids, task types and pool names may not", crate::compile::hidden_kind(*.found).unwrap_or("character"), shown(&.found.to_string()), of = of_task(.task.as_ref(), what))]
     ControlCharacter {
         /// What holds it: `workflow id`, `task id`, `task type` or `pool`.
         what: &'static str,
@@ -122,37 +122,16 @@ pub(crate) fn shown(text: &(impl AsRef<str> + ?Sized)) -> std::borrow::Cow<'_, s
     std::borrow::Cow::Owned(out)
 }
 
-/// What kind of character [`crate::is_hidden_control`] refused `c` as, for its error.
-fn hidden_kind(c: char) -> &'static str {
-    match c {
-        c if c.is_control() => "control character",
-        '\u{2028}' | '\u{2029}' => "line or paragraph separator",
-        '\u{061C}'
-        | '\u{200E}'
-        | '\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2066}'..='\u{2069}' => "bidirectional control",
-        _ => "invisible character",
-    }
-}
-
 /// `text` escaped as Rust's `escape_debug` does (quotes, backslashes, control
 /// characters), and with the characters [`crate::is_hidden_control`] names that it
 /// leaves as they are (a Hangul filler) escaped too: for text quoted in an error.
 pub(crate) fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.escape_debug() {
-        match crate::is_hidden_control(c) {
-            true => push_escaped(&mut out, c),
-            false => out.push(c),
-        }
-    }
-    out
+    shown(&text.escape_debug().to_string()).into_owned()
 }
 
 /// Writes `c` as an escape: `\n` or `\u{202e}` as `escape_debug` writes it, or
 /// `\u{3164}` for one that `escape_debug` leaves as it is.
-pub(crate) fn push_escaped(out: &mut String, c: char) {
+fn push_escaped(out: &mut String, c: char) {
     match c.escape_debug().next() {
         Some('\\') => out.extend(c.escape_debug()),
         _ => out.extend(c.escape_unicode()),

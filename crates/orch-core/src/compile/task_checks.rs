@@ -16,31 +16,40 @@ use crate::{Task, TaskId, TaskTable, TriggerRule, ValidationError};
 /// which emoji sequences and some scripts (Persian, Mongolian, Han variants) need,
 /// pass. Tools that print other text can write these as escapes.
 pub fn is_hidden_control(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{034F}'
-                | '\u{061C}'
-                | '\u{115F}'
-                | '\u{1160}'
-                | '\u{17B4}'
-                | '\u{17B5}'
-                | '\u{180E}'
-                | '\u{200B}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
-                | '\u{3164}'
-                | '\u{FEFF}'
-                | '\u{FFA0}'
-                | '\u{FFF0}'..='\u{FFFB}'
-                | '\u{1BCA0}'..='\u{1BCA3}'
-                | '\u{1D173}'..='\u{1D17A}'
-                | '\u{E0000}'..='\u{E00FF}'
-                | '\u{E01F0}'..='\u{E0FFF}'
-        )
+    hidden_kind(c).is_some()
+}
+
+/// What kind of character [`is_hidden_control`] refuses `c` as, for its error; `None`
+/// for one it allows.
+pub(crate) fn hidden_kind(c: char) -> Option<&'static str> {
+    match c {
+        c if c.is_control() => Some("control character"),
+        '\u{2028}' | '\u{2029}' => Some("line or paragraph separator"),
+        '\u{061C}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => Some("bidirectional control"),
+        '\u{00AD}'
+        | '\u{034F}'
+        | '\u{115F}'
+        | '\u{1160}'
+        | '\u{17B4}'
+        | '\u{17B5}'
+        | '\u{180E}'
+        | '\u{200B}'
+        | '\u{2060}'..='\u{2065}'
+        | '\u{206A}'..='\u{206F}'
+        | '\u{3164}'
+        | '\u{FEFF}'
+        | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E00FF}'
+        | '\u{E01F0}'..='\u{E0FFF}' => Some("invisible character"),
+        _ => None,
+    }
 }
 
 /// Ids, task types and pool names are printed as they are (in logs, errors, a
