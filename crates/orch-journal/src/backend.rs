@@ -48,7 +48,7 @@ impl RunLines {
     /// Reads back run `run` from `bytes`, every batch stored for it in order; `at` says
     /// where it is kept, for errors. Returns the run and the lines that continue it.
     pub fn read(run: &RunId, at: &str, bytes: &[u8]) -> Result<(LoadedRun, Self), JournalError> {
-        let read = read_lines(Path::new(at), run, bytes)?;
+        let read = read_lines(Path::new(at), run, bytes, false)?;
         let lines = Self {
             next_seq: read.next_seq,
             definition: read.run.definition.clone(),

@@ -12,7 +12,7 @@ use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowStatus};
 
 use crate::claim::{Claim, OpenRuns};
 use crate::definition::Definition;
-use crate::read::{ReadRun, read_file_lines};
+use crate::read::{ReadRun, read_lines};
 use crate::sync::{RunFile, Syncer, sync_directory};
 use crate::{
     Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
@@ -139,7 +139,7 @@ impl FileJournal {
     fn read(&self, run: &RunId) -> Result<Option<ReadRun>, JournalError> {
         let path = self.run_path(run, "read")?;
         match File::open(&path) {
-            Ok(file) => read_file_lines(&path, run, io::BufReader::new(file)).map(Some),
+            Ok(file) => read_lines(&path, run, io::BufReader::new(file), true).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(JournalError::io("read", path, e)),
         }

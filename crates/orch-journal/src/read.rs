@@ -28,22 +28,15 @@ pub(crate) struct ReadRun {
 pub(crate) const MAX_LINE: u64 = (1 << 30) - 1;
 
 /// Reads the journal of `run` from `lines`, kept at `path` (another backend's name for
-/// where the run is), a line at a time.
+/// where the run is), a line at a time; `in_a_file`: the journal is a file, where a write
+/// the file system lost ends the journal.
 pub(crate) fn read_lines(
     path: &Path,
     run: &RunId,
     lines: impl BufRead,
+    in_a_file: bool,
 ) -> Result<ReadRun, JournalError> {
-    read_lines_within(path, run, lines, MAX_LINE, false)
-}
-
-/// [`read_lines`] for a journal file: a write the file system lost ends the journal.
-pub(crate) fn read_file_lines(
-    path: &Path,
-    run: &RunId,
-    lines: impl BufRead,
-) -> Result<ReadRun, JournalError> {
-    read_lines_within(path, run, lines, MAX_LINE, true)
+    read_lines_within(path, run, lines, MAX_LINE, in_a_file)
 }
 
 /// [`read_lines`], with lines of at most `max_line` bytes; `in_a_file`: the journal is a
@@ -349,7 +342,7 @@ mod tests {
             MAX_LINE,
             true
         )));
-        assert!(corrupt(read_lines(path, &run, &lost[..])));
+        assert!(corrupt(read_lines(path, &run, &lost[..], false)));
         // Fewer zeros, from a line's start to a sector's end, then what later writes left
         // in the next block: the rest of a block whose rewrite was lost.
         let rest_of_block = 512 - (head as usize % 512);
