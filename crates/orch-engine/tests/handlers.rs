@@ -341,6 +341,13 @@ fn resuming_runs_a_shared_output_again_only_for_a_task_that_runs_and_needs_it() 
     });
 }
 
+/// Registers `ok`, which completes with `1`.
+fn register_ok(engine: &WorkflowEngine) {
+    engine.register_handler("ok", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(json!(1))
+    });
+}
+
 /// `previous` without the outcomes of tasks `ids` (pending again), as a journal has a run
 /// whose process died before it recorded them.
 fn forget<const N: usize>(workflow: &Workflow, previous: &mut WorkflowResult, ids: [&str; N]) {
@@ -362,9 +369,7 @@ fn resuming_makes_no_shared_output_again_for_a_task_a_kept_skip_skips() {
             ctx.choose_branches(["x"])?;
             Ok::<_, TaskError>(json!("x"))
         });
-        engine.register_handler("ok", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>(json!(1))
-        });
+        register_ok(&engine);
         let workflow = Workflow::new("w", "W")
             .task(Task::new("route", "route"))
             .task(Task::new("x", "ok").depends_on(["route"]))
@@ -419,9 +424,7 @@ fn a_kept_skip_a_shared_value_may_undo_leaves_its_dependents_their_shared_values
         engine.register_handler("read", |ctx: TaskContext| async move {
             Ok::<_, TaskError>(*ctx.shared::<u32>("s2")?)
         });
-        engine.register_handler("ok", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>(json!(1))
-        });
+        register_ok(&engine);
         let workflow = Workflow::new("w", "W")
             .task(Task::new("s", "flaky_share"))
             .task(
@@ -477,9 +480,7 @@ fn a_shared_completion_that_gained_a_skipped_dependency_is_made_again_for_its_re
                 Ok::<_, TaskError>(*ctx.shared::<u32>("j")?)
             }
         });
-        engine.register_handler("ok", |_ctx: TaskContext| async move {
-            Ok::<_, TaskError>(json!(1))
-        });
+        register_ok(&engine);
         let with_j_after = |j_after: &[&str]| {
             Workflow::new("w", "W")
                 .task(Task::new("a", "ok"))
