@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use orch_core::{Task, TaskStatus, Workflow, WorkflowResult, WorkflowStatus};
+use orch_core::{Task, TaskStatus, TriggerRule, Workflow, WorkflowResult, WorkflowStatus};
 use orch_engine::{Shared, TaskContext, TaskError, WorkflowEngine, inline};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -362,41 +362,45 @@ fn forget<const N: usize>(workflow: &Workflow, previous: &mut WorkflowResult, id
 /// complete) runs nothing, so the shared output it would have read is not made again.
 #[test]
 fn resuming_makes_no_shared_output_again_for_a_task_a_kept_skip_skips() {
-    runtime().block_on(async {
-        let engine = WorkflowEngine::new();
-        let (loads, _) = load_and_use_shared(&engine, Duration::ZERO, "t");
-        engine.register_handler("route", |ctx: TaskContext| async move {
-            ctx.choose_branches(["x"])?;
-            Ok::<_, TaskError>(json!("x"))
+    // `r` skips on one skipped dependency either way; with `all_failed` the workflow has
+    // rules, which decide skips another way.
+    for rule in [TriggerRule::AllSuccess, TriggerRule::AllFailed] {
+        runtime().block_on(async {
+            let engine = WorkflowEngine::new();
+            let (loads, _) = load_and_use_shared(&engine, Duration::ZERO, "t");
+            engine.register_handler("route", |ctx: TaskContext| async move {
+                ctx.choose_branches(["x"])?;
+                Ok::<_, TaskError>(json!("x"))
+            });
+            register_ok(&engine);
+            let workflow = Workflow::new("w", "W")
+                .task(Task::new("route", "route"))
+                .task(Task::new("x", "ok").depends_on(["route"]))
+                .task(Task::new("k", "ok").depends_on(["route"]))
+                .task(Task::new("load", "load"))
+                .task(Task::new("t", "use").depends_on(["load"]))
+                .task(
+                    Task::new("r", "ok")
+                        .depends_on(["k", "t"])
+                        .trigger_rule(rule),
+                );
+            let mut previous = engine.execute_workflow(&workflow).await.expect("valid");
+            assert_eq!(record(&previous, "r").status, TaskStatus::Skipped);
+            // As a journal has it when the process died while `x` ran: `k`'s skip was
+            // written at once, `r`'s was to be written at the run's end.
+            forget(&workflow, &mut previous, ["x", "r"]);
+            let resumed = engine.resume(&workflow, &previous).await.expect("valid");
+            assert_eq!(resumed.status, WorkflowStatus::Completed, "{rule:?}");
+            assert_eq!(record(&resumed, "r").status, TaskStatus::Skipped);
+            assert_eq!(record(&resumed, "x").status, TaskStatus::Completed);
+            assert_eq!(
+                loads.load(Ordering::SeqCst),
+                1,
+                "`load` ran again: {rule:?}"
+            );
+            assert_eq!(record(&resumed, "t").attempts, 1, "`t` ran again: {rule:?}");
         });
-        register_ok(&engine);
-        let workflow = Workflow::new("w", "W")
-            .task(Task::new("route", "route"))
-            .task(Task::new("x", "ok").depends_on(["route"]))
-            .task(Task::new("k", "ok").depends_on(["route"]))
-            .task(Task::new("load", "load"))
-            .task(Task::new("t", "use").depends_on(["load"]))
-            .task(Task::new("r", "ok").depends_on(["k", "t"]));
-        let mut previous = engine.execute_workflow(&workflow).await.expect("valid");
-        assert_eq!(record(&previous, "r").status, TaskStatus::Skipped);
-        // As a journal has it when the process died while `x` ran: `k`'s skip was
-        // written at once, `r`'s was to be written at the run's end.
-        forget(&workflow, &mut previous, ["x", "r"]);
-        let resumed = engine.resume(&workflow, &previous).await.expect("valid");
-        assert_eq!(resumed.status, WorkflowStatus::Completed);
-        assert_eq!(record(&resumed, "r").status, TaskStatus::Skipped);
-        assert_eq!(record(&resumed, "x").status, TaskStatus::Completed);
-        assert_eq!(
-            loads.load(Ordering::SeqCst),
-            1,
-            "`load` ran again for nothing"
-        );
-        assert_eq!(
-            record(&resumed, "t").attempts,
-            1,
-            "`t` ran again for nothing"
-        );
-    });
+    }
 }
 
 /// A skip that a shared value run again may undo is no reason to think its dependents
@@ -404,7 +408,6 @@ fn resuming_makes_no_shared_output_again_for_a_task_a_kept_skip_skips() {
 /// `r` after it, which reads shared `s2`: made again for it, not left missing.
 #[test]
 fn a_kept_skip_a_shared_value_may_undo_leaves_its_dependents_their_shared_values() {
-    use orch_core::TriggerRule;
     runtime().block_on(async {
         let engine = WorkflowEngine::new();
         let second_run = Arc::new(AtomicUsize::new(0));
@@ -463,7 +466,6 @@ fn a_kept_skip_a_shared_value_may_undo_leaves_its_dependents_their_shared_values
 /// skipped, and `i` with it (not left to read a value that is not there).
 #[test]
 fn a_shared_completion_that_gained_a_skipped_dependency_is_made_again_for_its_reader() {
-    use orch_core::TriggerRule;
     runtime().block_on(async {
         let engine = WorkflowEngine::new();
         let healthy = Arc::new(AtomicUsize::new(0));

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use orch_core::{MapSpec, Plan, RunId, TaskId, TaskStatus, TriggerRule, Workflow, WorkflowResult};
+use orch_core::{
+    Decision, DependencyOutcomes, MapSpec, Plan, RunId, TaskId, TaskStatus, Workflow,
+    WorkflowResult,
+};
 use serde_json::Value;
 
 use super::Scheduler;
@@ -108,22 +111,21 @@ pub(super) fn kept(
         !started_first
     };
     let mut stands = vec![false; plan.len()];
-    for &index in plan.order() {
-        let index = index as usize;
-        stands[index] = !is_changed[index]
-            && records[index].is_some_and(may_stand)
-            && (plan.dependencies(index).iter())
-                .all(|&d| stands[d as usize] || !ran_after(index, d));
-    }
     // Whether the task's outcome stands and is kept whatever runs again: none of what it
     // was decided on is a shared value, which a task that needs it makes run again (and
     // the tasks between them with it, below).
     let mut firm = vec![false; plan.len()];
     for &index in plan.order() {
         let index = index as usize;
-        firm[index] = stands[index]
-            && records[index].is_some_and(|r| !r.shared_output)
-            && (plan.dependencies(index).iter()).all(|&d| firm[d as usize] || !ran_after(index, d));
+        let (mut on_standing, mut on_firm) = (true, true);
+        for &d in plan.dependencies(index) {
+            if ran_after(index, d) {
+                on_standing &= stands[d as usize];
+                on_firm &= firm[d as usize];
+            }
+        }
+        stands[index] = on_standing && !is_changed[index] && records[index].is_some_and(may_stand);
+        firm[index] = on_firm && stands[index] && records[index].is_some_and(|r| !r.shared_output);
     }
     let skipped_at_once = skipped_at_once(workflow, plan, &records, &stands, &firm);
     let mut kept = vec![false; plan.len()];
@@ -159,8 +161,8 @@ pub(super) fn kept(
 
 /// Per task (by plan index), whether the resume skips it without running it, whatever
 /// else happens: its outcome is not kept whatever runs again (`firm`), nor a completion
-/// that may be kept, and it waits for every dependency to complete (`all_success`), one
-/// of which is a skip kept whatever runs again, or skipped so itself.
+/// that may be kept, and its rule skips it on one skipped dependency (`all_success`,
+/// `all_failed`), which it has: a skip kept whatever runs again, or skipped so itself.
 fn skipped_at_once(
     workflow: &Workflow,
     plan: &Plan,
@@ -168,7 +170,16 @@ fn skipped_at_once(
     stands: &[bool],
     firm: &[bool],
 ) -> Vec<bool> {
-    let rules: Vec<TriggerRule> = workflow.tasks().map(|task| task.trigger_rule).collect();
+    // Whether the task's rule skips it once one dependency is skipped, whatever the others do.
+    let skips_on_a_skip = |index: usize| {
+        let one_skipped = DependencyOutcomes {
+            total: plan.dependencies(index).len() as u32,
+            skipped: 1,
+            ..DependencyOutcomes::default()
+        };
+        (workflow.get_index(index))
+            .is_some_and(|task| task.trigger_rule.decide(one_skipped) == Decision::Skip)
+    };
     let kept_skip =
         |d: usize| firm[d] && records[d].is_some_and(|r| r.status == TaskStatus::Skipped);
     let mut skipped = vec![false; plan.len()];
@@ -180,7 +191,7 @@ fn skipped_at_once(
             stands[index] && records[index].is_some_and(|r| r.status == TaskStatus::Completed);
         skipped[index] = !firm[index]
             && !kept_completion
-            && rules[index] == TriggerRule::AllSuccess
+            && skips_on_a_skip(index)
             && (plan.dependencies(index).iter())
                 .any(|&d| kept_skip(d as usize) || skipped[d as usize]);
     }
