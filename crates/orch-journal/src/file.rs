@@ -57,9 +57,9 @@ use crate::{
 /// that a resume never acts on lines that its dead writer had not synced yet. A sync that
 /// fails (an I/O error) fails the run for good; the lines it did not write may still read
 /// back (the system may keep them in its cache, and report the error only once), so the
-/// next open of that run in the same process first cuts its file back to what was synced
-/// (if the file is as the failure left it), and their tasks run again. A process started after one whose sync failed cannot know
-/// of the failure.
+/// next open of that run in the same process (on Unix) first cuts its file back to what
+/// was synced (if the file is as the failure left it), and their tasks run again. A
+/// process started after one whose sync failed cannot know of the failure.
 #[derive(Clone)]
 pub struct FileJournal {
     shared: Arc<Shared>,
@@ -279,6 +279,21 @@ pub(crate) fn not_a_regular_file(doing: &'static str, path: PathBuf) -> JournalE
 }
 
 /// Open options whose new files are readable and writable by their owner only.
+/// What tells a file apart from every other on the machine, where the system says:
+/// its device and inode on Unix; `None` elsewhere.
+pub(crate) fn file_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
 pub(crate) fn options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]

@@ -30,8 +30,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct RunFile {
     pub(crate) path: PathBuf,
-    /// Where a failed sync of it is noted ([`FAILED_SYNCS`]).
-    failure_key: PathBuf,
     file: File,
     state: Mutex<State>,
 }
@@ -65,7 +63,6 @@ struct State {
 impl RunFile {
     pub(crate) fn new(path: PathBuf, file: File, len: u64, next_seq: u64) -> Self {
         Self {
-            failure_key: failure_key(&path),
             path,
             file,
             state: Mutex::new(State {
@@ -189,8 +186,15 @@ impl RunFile {
             // retrying could report success for data that is gone.
             Err(e) => {
                 state.failed = Some(e.to_string());
-                let failure = (state.synced_len, state.len);
-                lock(&FAILED_SYNCS).insert(self.failure_key.clone(), failure);
+                let id = self
+                    .file
+                    .metadata()
+                    .ok()
+                    .as_ref()
+                    .and_then(crate::file::file_id);
+                if let Some(id) = id {
+                    lock(&FAILED_SYNCS).insert(id, (state.synced_len, state.len));
+                }
             }
         }
         state.requested_at = if state.wanted > state.synced {
@@ -210,19 +214,13 @@ impl RunFile {
     }
 }
 
-/// Per run file (by its canonical path) whose sync failed in this process, how many of
-/// its bytes were on stable storage then, and how many it had. After a failed
+/// Per run file (by [`file_id`](crate::file::file_id): on Unix only) whose sync failed
+/// in this process, how many of its bytes were on stable storage then, and how many it
+/// had. After a failed
 /// `fdatasync` the kernel may keep the lines it could not write as clean pages: a later
 /// read shows them, and a later sync (through another handle) reports no error, though
 /// a power loss would take them.
-static FAILED_SYNCS: Mutex<BTreeMap<PathBuf, (u64, u64)>> = Mutex::new(BTreeMap::new());
-
-/// The key of the file at `path` in [`FAILED_SYNCS`]: its canonical path, or `path`
-/// where it cannot be made (worked out when the file is opened, while it surely is
-/// there).
-fn failure_key(path: &std::path::Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
-}
+static FAILED_SYNCS: Mutex<BTreeMap<(u64, u64), (u64, u64)>> = Mutex::new(BTreeMap::new());
 
 /// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
 /// storage when a sync of it failed in this process, if one did and the file is still
@@ -230,15 +228,18 @@ fn failure_key(path: &std::path::Path) -> PathBuf {
 /// lines of its own): a resume then runs again the tasks whose lines may be lost, rather
 /// than act on them.
 pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
-    let key = failure_key(path);
     let mut failed = lock(&FAILED_SYNCS);
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let meta = (file.metadata()).map_err(|e| JournalError::io("read", path, e))?;
+    let Some(key) = crate::file::file_id(&meta) else {
+        return Ok(());
+    };
     let Some(&(synced, len)) = failed.get(&key) else {
         return Ok(());
     };
-    let now = (file.metadata())
-        .map_err(|e| JournalError::io("read", path, e))?
-        .len();
-    if now == len && synced < len {
+    if meta.len() == len && synced < len {
         file.set_len(synced)
             .map_err(|e| JournalError::io("truncate", path, e))?;
     }

@@ -220,21 +220,15 @@ fn write_kept(path: &Path, new_path: &Path, capacity: usize) -> Result<(File, Ke
     Ok((open_for_append(path)?, read.kept))
 }
 
-/// Whether `file` is the file at `path` now.
-#[cfg(unix)]
+/// Whether `file` is the file at `path` now: assumed where files have no identity to
+/// compare (and stores never rewrite the file).
 fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
-    use std::os::unix::fs::MetadataExt as _;
-    let held = file.metadata()?;
+    let Some(held) = crate::file::file_id(&file.metadata()?) else {
+        return Ok(true);
+    };
     match std::fs::metadata(path) {
-        Ok(now) => Ok((held.dev(), held.ino()) == (now.dev(), now.ino())),
+        Ok(now) => Ok(crate::file::file_id(&now) == Some(held)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// Whether `file` is the file at `path` now: assumed, where files have no identity to
-/// compare (and stores never rewrite the file).
-#[cfg(not(unix))]
-fn same_file(_file: &File, _path: &Path) -> std::io::Result<bool> {
-    Ok(true)
 }
