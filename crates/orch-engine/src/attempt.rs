@@ -407,11 +407,11 @@ fn overran(
     match outcome {
         Ok(_) => timed_out(limit),
         Err(error) => {
-            let late = timed_out(limit).with_note(&error.record_text());
-            match error.is_permanent() {
-                true => TaskError::permanent(late.record_text()),
-                false => late,
-            }
+            let late = match error.is_permanent() {
+                true => TaskError::permanent(timed_out(limit).into_inner()),
+                false => timed_out(limit),
+            };
+            late.with_note(&error.record_text())
         }
     }
 }
