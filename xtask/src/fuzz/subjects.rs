@@ -27,11 +27,9 @@
 //! its live patterns and queues need (1 kB per token and 64 bytes per byte of pattern,
 //! 32 bytes per queue slot, 4 kB per subscription); dropping the bus frees everything.
 
-use std::task::{Context, Poll, Waker};
-
 use fastrand::Rng;
 use orch_events::{
-    Delivery, EventBus, Overflow, Pattern, Subject, SubscribeError, SubscribeOptions, Subscription,
+    EventBus, Overflow, Pattern, Subject, SubscribeError, SubscribeOptions, Subscription,
     TryPublishErrorKind,
 };
 
@@ -312,13 +310,18 @@ struct Live {
 }
 
 impl Live {
-    fn new(pattern: &str, capacity: usize, subscription: Subscription<u64>) -> Self {
+    fn new(
+        pattern: &str,
+        capacity: usize,
+        overflow: Overflow,
+        subscription: Subscription<u64>,
+    ) -> Self {
         Self {
             pattern: pattern.to_owned(),
             tokens: pattern.split('.').map(str::to_owned).collect(),
             parsed: Pattern::new(pattern).ok(),
             capacity,
-            overflow: Overflow::Block,
+            overflow,
             subscription,
         }
     }
@@ -338,9 +341,7 @@ fn run(ops: &[Op]) -> Result<(), Violation> {
                 let reference = valid(pattern, true);
                 match bus.subscribe_with(pattern, options) {
                     Ok(subscription) if reference => {
-                        let mut entry = Live::new(pattern, *capacity, subscription);
-                        entry.overflow = *overflow;
-                        live.push(entry);
+                        live.push(Live::new(pattern, *capacity, *overflow, subscription));
                     }
                     Ok(_) => return Err(violation("accepts an invalid pattern", pattern)),
                     Err(SubscribeError::InvalidPattern(_)) if !reference || long(pattern) => {}
@@ -468,21 +469,16 @@ fn publish(
 /// Everything a subscription has received so far, without waiting: a queue is drained
 /// after every publish, so none is ever full and none may lag.
 fn drain(subscription: &mut Subscription<u64>) -> Result<Vec<u64>, Violation> {
-    let mut context = Context::from_waker(Waker::noop());
-    let mut got = Vec::new();
-    loop {
-        match subscription.poll_recv(&mut context) {
-            Poll::Ready(Some(Delivery::Event(event))) => got.push(*event.payload()),
-            Poll::Ready(Some(Delivery::Lagged(n))) => {
-                return Err(Violation::new(
-                    "lagged",
-                    format!("a lossless subscription lagged by {n}"),
-                    None,
-                ));
-            }
-            Poll::Ready(None) | Poll::Pending => return Ok(got),
-        }
-    }
+    (burst::drain_all(subscription).into_iter())
+        .map(|got| match got {
+            burst::Got::Event(payload) => Ok(payload),
+            burst::Got::Lagged(n) => Err(Violation::new(
+                "lagged",
+                format!("a subscription drained after every publish lagged by {n}"),
+                None,
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -523,6 +519,7 @@ mod tests {
         let mut live = vec![Live::new(
             "a.b.c",
             4,
+            Overflow::Block,
             bus.subscribe("a.*.c").expect("valid"),
         )];
         let err = publish(&bus, &mut live, "a.x.c", true, &mut 0).expect_err("reference says no");

@@ -99,7 +99,7 @@ fn held(overflow: Overflow, capacity: usize, events: std::ops::Range<u64>) -> Ve
 }
 
 /// Everything a subscription holds, lag counts included, without waiting.
-fn drain_all(subscription: &mut Subscription<u64>) -> Vec<Got> {
+pub(super) fn drain_all(subscription: &mut Subscription<u64>) -> Vec<Got> {
     let mut context = Context::from_waker(Waker::noop());
     let mut got = Vec::new();
     while let Poll::Ready(Some(delivery)) = subscription.poll_recv(&mut context) {
