@@ -55,7 +55,8 @@ proptest! {
     /// than twice the lines each store may let it hold.
     #[test]
     fn stores_sharing_a_file_keep_the_results_stored_last(
-        capacity in 1..8usize,
+        // Past 32, a store's bound on the file's lines is twice its capacity, not 64.
+        capacity in 1..48usize,
         steps in prop::collection::vec(step(), 1..400),
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -171,6 +172,33 @@ fn no_result_is_lost_to_a_rewrite_another_store_makes_meanwhile() {
         }
     });
     assert!(lines_in(&path) <= 4 * 64, "{} lines", lines_in(&path));
+}
+
+/// A rewrite that fails (here its new file cannot be made) is no error: the file keeps
+/// growing, and the rewrite is tried again once it holds twice as many lines.
+#[test]
+fn a_rewrite_that_fails_is_tried_again_at_twice_the_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.cache");
+    let blocker = dir.path().join("r.cache.new");
+    std::fs::create_dir(&blocker).unwrap();
+    let store = ResultFile::open_with_capacity(&path, 40).unwrap();
+    for key in 0..=80 {
+        store.put(key, json!(key as u64)).unwrap();
+    }
+    assert_eq!(lines_in(&path), 81, "the rewrite past 80 lines failed");
+    std::fs::remove_dir(&blocker).unwrap();
+    for key in 81..162 {
+        store.put(key, json!(key as u64)).unwrap();
+    }
+    assert_eq!(
+        lines_in(&path),
+        162,
+        "not tried again before twice the lines"
+    );
+    store.put(162, json!(162)).unwrap();
+    assert_eq!(lines_in(&path), 40, "tried again past 162 lines");
+    assert_eq!(store.get(162), Some(json!(162)));
 }
 
 /// A store of capacity 0 keeps nothing and writes nothing, but still refuses what no
