@@ -301,6 +301,32 @@ async fn an_append_over_a_limit_of_the_stream_fails_at_once() {
     assert!(error.to_string().contains("maximum"), "{error}");
 }
 
+/// A stream that keeps new messages out once full (an administrator's message limit
+/// with new ones discarded) refuses the append as a failure to store; that refusal
+/// names a maximum and fails the commit at once too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_to_a_full_stream_that_discards_new_messages_fails_at_once() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let journal = journal(&server).await;
+    let (_, opened) = opened_with_extract(&journal, "full").await;
+    let js = raw_jetstream(&server).await;
+    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
+    let info = stream.info().await.expect("its settings").clone();
+    let mut config = info.config.clone();
+    config.max_messages = i64::try_from(info.state.messages).expect("a few messages");
+    config.discard = DiscardPolicy::New;
+    js.update_stream(config).await.expect("updated");
+    let refused = commit_result(&opened, "transform", serde_json::json!("t"));
+    let error = tokio::time::timeout(std::time::Duration::from_secs(20), refused)
+        .await
+        .expect("refused without sending it again for a minute")
+        .expect_err("the stream is full");
+    assert!(error.to_string().contains("maximum messages"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_larger_than_a_message_is_stored_in_parts_and_read_back_whole() {
     let Some(server) = NatsServer::start() else {
