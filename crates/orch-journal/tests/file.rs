@@ -437,6 +437,23 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
     );
 }
 
+/// An open refused after the run's file was locked (here for a changed workflow) lets
+/// the run go: this journal and another process's open it at once after.
+#[test]
+fn a_refused_open_leaves_the_run_free_for_the_next() {
+    let (dir, journal) = recorded_run();
+    let other = FileJournal::new(dir.path()).unwrap();
+    let changed = Workflow::new("w", "W").task(Task::new("a", "t").config(json!(1)));
+    for refused_by in [&journal, &other] {
+        let err = block_on(refused_by.open(&run_id("r"), &changed)).unwrap_err();
+        assert!(matches!(err, JournalError::WorkflowChanged { .. }), "{err}");
+        for opener in [&journal, &other] {
+            let opened = block_on(opener.open(&run_id("r"), &three_tasks())).unwrap();
+            assert!(opened.previous.is_some());
+        }
+    }
+}
+
 /// A resumed run writes its changed definition with the resets it makes, in one write.
 /// Cut short (the process killed during it, power lost before its sync), the write is
 /// read as not made: the new definition never stands without its resets, which the next
