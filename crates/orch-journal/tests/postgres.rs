@@ -357,6 +357,10 @@ mod checks {
             err.to_string().contains("tasks that completed in it have changed since (`a`); all changes: removed `b`, `c`; changed `a`"),
             "{err}"
         );
+        // Neither refusal kept the run: another process opens it.
+        let other_process = env.journal();
+        let reopened = env.rt.block_on(other_process.open(&id, &three_tasks()));
+        env.rt.block_on(async { drop(reopened.unwrap()) });
         // A record written by a newer format is refused, naming the run and task.
         let client_config = env.server.connection_string();
         env.rt.block_on(async {
