@@ -166,12 +166,12 @@ fn event_line(event: &EngineEvent, at: Duration) -> String {
             line.push_str(&format!(
                 " after attempt {}: {}",
                 event.attempt,
-                printable(event.error.as_deref().unwrap_or_default())
+                error_text(event.error.as_deref().unwrap_or_default())
             ));
         }
         _ => {
             if let Some(error) = &event.error {
-                line.push_str(&format!(": {}", printable(error)));
+                line.push_str(&format!(": {}", error_text(error)));
             }
         }
     }
@@ -185,6 +185,16 @@ pub(crate) use orch::core::is_hidden_control;
 /// error, whose terminal escape sequences must not reach the terminal as such.
 pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     escaped_where(text, |c| is_hidden_control(c) && c != '\n' && c != '\t')
+}
+
+/// A handler's error text as `printable` writes it, each line after the first indented:
+/// a line of it cannot pass for one of orch's own (an event or a summary line).
+fn error_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let shown = printable(text);
+    match shown.contains('\n') {
+        true => shown.replace('\n', "\n      ").into(),
+        false => shown,
+    }
 }
 
 /// `text` with every control character written as an escape, line breaks and tabs too:
@@ -331,7 +341,7 @@ fn list<'r>(
 ) {
     let records: Vec<_> = records.filter(|(_, r)| r.status == status).collect();
     for (id, record) in records.iter().take(LISTED) {
-        let error = printable(record.error.as_deref().unwrap_or_default());
+        let error = error_text(record.error.as_deref().unwrap_or_default());
         text.push_str(&format!("  {:<9} {id}: {error}\n", status.as_str()));
     }
     if records.len() > LISTED {
@@ -357,7 +367,7 @@ pub(crate) const STATUSES: [TaskStatus; 6] = [
 mod tests {
     use orch::core::{RunId, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult};
 
-    use super::{one_line, printable, summary};
+    use super::{error_text, one_line, printable, summary};
 
     /// Bidirectional controls, which reorder how the rest of a line is shown, are
     /// written as escapes as control characters are.
@@ -377,6 +387,36 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(back, value);
         assert_eq!(printable("a\u{E0041}"), "a\\u{e0041}");
+    }
+
+    /// An error's later lines are indented, so that a handler cannot print what looks
+    /// like an event or a summary line of orch's.
+    #[test]
+    fn an_errors_later_lines_are_indented() {
+        let forged = "boom\n[   0.500s] completed  deploy\n  failed    other: x";
+        assert_eq!(
+            error_text(forged),
+            "boom\n      [   0.500s] completed  deploy\n        failed    other: x"
+        );
+        assert_eq!(error_text("a\u{1b}b"), "a\\u{1b}b");
+        let workflow = Workflow::new("w", "W").task(Task::new("build", "t"));
+        let records = vec![record(TaskStatus::Failed, Some(forged))];
+        let now = std::time::SystemTime::now();
+        let result = WorkflowResult {
+            workflow_id: "w".into(),
+            run_id: RunId::parse("r").expect("a run id"),
+            name: "W".into(),
+            status: orch::core::WorkflowStatus::Failed,
+            start_time: now,
+            end_time: now,
+            max_concurrent: 1,
+            tasks: TaskRecords::for_workflow(&workflow, records).expect("records"),
+        };
+        let text = summary(&workflow, &result, false);
+        assert!(
+            text.contains(&format!("build: {}\n", error_text(forged))),
+            "{text}"
+        );
     }
 
     fn record(status: TaskStatus, error: Option<&str>) -> TaskRecord {
