@@ -401,8 +401,18 @@ mod tests {
         assert_eq!(error_text("a\u{1b}b"), "a\\u{1b}b");
         let workflow = Workflow::new("w", "W").task(Task::new("build", "t"));
         let records = vec![record(TaskStatus::Failed, Some(forged))];
+        let tasks = TaskRecords::for_workflow(&workflow, records).expect("records");
+        let text = summary(&workflow, &failed_run(tasks), false);
+        assert!(
+            text.contains(&format!("build: {}\n", error_text(forged))),
+            "{text}"
+        );
+    }
+
+    /// A failed run `r` of workflow `w` whose tasks ended as `tasks` say.
+    fn failed_run(tasks: TaskRecords) -> WorkflowResult {
         let now = std::time::SystemTime::now();
-        let result = WorkflowResult {
+        WorkflowResult {
             workflow_id: "w".into(),
             run_id: RunId::parse("r").expect("a run id"),
             name: "W".into(),
@@ -410,13 +420,8 @@ mod tests {
             start_time: now,
             end_time: now,
             max_concurrent: 1,
-            tasks: TaskRecords::for_workflow(&workflow, records).expect("records"),
-        };
-        let text = summary(&workflow, &result, false);
-        assert!(
-            text.contains(&format!("build: {}\n", error_text(forged))),
-            "{text}"
-        );
+            tasks,
+        }
     }
 
     fn record(status: TaskStatus, error: Option<&str>) -> TaskRecord {
@@ -450,19 +455,9 @@ mod tests {
             ),
         ]
         .map(|(id, r)| (id.into(), r));
-        let now = std::time::SystemTime::now();
-        let result = WorkflowResult {
-            workflow_id: "w".into(),
-            run_id: RunId::parse("r").expect("a run id"),
-            name: "W".into(),
-            status: orch::core::WorkflowStatus::Failed,
-            start_time: now,
-            end_time: now,
-            max_concurrent: 1,
-            tasks: TaskRecords::for_workflow_with_extra(&workflow, records, instances)
-                .expect("records"),
-        };
-        let text = summary(&workflow, &result, false);
+        let tasks =
+            TaskRecords::for_workflow_with_extra(&workflow, records, instances).expect("records");
+        let text = summary(&workflow, &failed_run(tasks), false);
         assert!(
             text.contains("2 tasks: 1 completed, 1 failed, 0 skipped, 0 cancelled; 3 map instances: 1 failed, 2 skipped"),
             "{text}"
