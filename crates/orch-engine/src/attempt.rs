@@ -213,6 +213,9 @@ pub(crate) struct Attempt<'h> {
     /// The token its handler sees, for an attempt with a timeout: cancelled when it
     /// times out, and when the run is cancelled ([`Attempt::cancel`]).
     cancel: Option<CancellationToken>,
+    /// The run's token, given once the run waits for the attempt
+    /// ([`Attempt::watched_by`]).
+    run_cancel: Option<CancellationToken>,
 }
 
 impl<'h> Attempt<'h> {
@@ -261,6 +264,7 @@ impl<'h> Attempt<'h> {
                 running: Running::Spawned(AbortOnDropHandle::new(task)),
                 deadline: deadline(Instant::now()),
                 cancel,
+                run_cancel: None,
             };
             *polled = Pin::new(&mut attempt).poll(cx);
             return polled.is_pending().then_some(attempt);
@@ -293,6 +297,7 @@ impl<'h> Attempt<'h> {
             running: Running::Inline(Guarded { future, span }),
             deadline: started.and_then(deadline),
             cancel,
+            run_cancel: None,
         };
         match attempt.poll_deadline(cx) {
             Poll::Ready(timed_out) => {
@@ -314,6 +319,20 @@ impl<'h> Attempt<'h> {
                 None
             }
         }
+    }
+
+    /// The attempt, watched by the run whose token is `run_cancel`: from now on, its
+    /// outcome comes with whether the run was cancelled before the poll it ended on.
+    pub(crate) fn watched_by(mut self, run_cancel: &CancellationToken) -> Self {
+        self.run_cancel = Some(run_cancel.clone());
+        self
+    }
+
+    /// Whether the run that watches the attempt is cancelled.
+    pub(crate) fn run_cancelled(&self) -> bool {
+        self.run_cancel
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// Tells the handler, through its own token if it has one, that the run is cancelled

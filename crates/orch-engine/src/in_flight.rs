@@ -80,7 +80,9 @@ impl Drop for InFlightSet<'_> {
 
 /// What finished.
 pub(crate) enum Landed {
-    Attempt(u32, Result<Output, TaskError>),
+    /// An attempt's outcome, and whether the run was cancelled before the poll the
+    /// attempt ended on (another handler cancelled it in this pass of the run, say).
+    Attempt(u32, Result<Output, TaskError>, bool),
     BackoffOver(u32),
     Committed(Commit),
 }
@@ -92,9 +94,10 @@ impl Future for InFlight<'_> {
         match self.get_mut() {
             InFlight::Attempt(attempt) => {
                 let index = attempt.index;
+                let run_cancelled = attempt.run_cancelled();
                 Pin::new(attempt)
                     .poll(cx)
-                    .map(|outcome| Landed::Attempt(index, outcome))
+                    .map(|outcome| Landed::Attempt(index, outcome, run_cancelled))
             }
             InFlight::Backoff { index, sleep } => match sleep {
                 Some(sleep) => sleep.as_mut().poll(cx),

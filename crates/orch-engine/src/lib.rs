@@ -246,9 +246,12 @@
 //! token every running handler sees. The run then waits up to the engine's grace period
 //! ([`EngineBuilder::cancel_grace_period`]) for running handlers, drops those still
 //! running, and records every unfinished task `Cancelled`. A handler that ends within
-//! the grace period is recorded as it ended (`Completed`, or `Skipped` if it skipped),
-//! but nothing is decided from it any more: the tasks after it, whatever their trigger
-//! rules, end `Cancelled` too, and the run is `cancelled`. A cancellation the run sees
+//! the grace period is recorded as it ended (`Completed`, or `Skipped` if it skipped;
+//! one that fails is `Cancelled`, with its error in the record's text), but nothing is
+//! decided from it any more: the tasks after it, whatever their trigger rules, end
+//! `Cancelled` too, and the run is `cancelled`. That holds for a handler that ends after
+//! another cancelled the run, before the run itself has seen it; a handler that cancels
+//! the run itself as it fails is recorded `Failed`. A cancellation the run sees
 //! only once every task has ended and is recorded (a handler polled on the run's own task
 //! that cancels the run as it completes, say) cuts nothing short: the run's status is
 //! then its tasks'. A durable run then records its end in its journal, and

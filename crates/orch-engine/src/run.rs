@@ -388,8 +388,8 @@ impl<'p> Scheduler<'p> {
                 };
             }
             match self.in_flight.poll_next_unpin(cx) {
-                Poll::Ready(Some(Landed::Attempt(index, outcome))) => {
-                    self.attempt_over(index as usize, outcome)
+                Poll::Ready(Some(Landed::Attempt(index, outcome, run_cancelled))) => {
+                    self.attempt_landed(index as usize, outcome, run_cancelled)
                 }
                 Poll::Ready(Some(Landed::BackoffOver(index))) => {
                     self.backoff_over(index as usize, cx);
@@ -486,7 +486,8 @@ impl<'p> Scheduler<'p> {
                     self.clock.now();
                 }
                 self.note_begun(index, Some(begun));
-                self.in_flight.push(InFlight::Attempt(running));
+                let watched = running.watched_by(&self.shared.cancel);
+                self.in_flight.push(InFlight::Attempt(watched));
             }
             None => {
                 if let Poll::Ready(outcome) = polled {

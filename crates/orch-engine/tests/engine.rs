@@ -388,6 +388,42 @@ fn handlers_that_honour_cancellation_finish_within_the_grace_period() {
     });
 }
 
+/// A handler that fails on hearing of a cancellation another handler made, both on the
+/// run's task and so in one pass of the run, ends cancelled, and its dependents with it:
+/// the run did not see the cancellation before the failure came in.
+#[test]
+fn a_handler_failing_on_a_cancellation_another_made_in_the_same_pass_ends_cancelled() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::with_max_concurrent(2).expect("valid");
+        engine.register_handler("cancels", |ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            ctx.cancellation().cancel();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, TaskError>(Value::Null)
+        });
+        engine.register_handler("quits", |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            Err::<Value, _>(TaskError::new("interrupted"))
+        });
+        echo(&engine, "ok");
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("x", "cancels"))
+            .task(Task::new("y", "quits"))
+            .task(Task::new("z", "ok").depends_on(["y"]));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        let y = record(&result, "y");
+        assert_eq!(
+            (y.status, y.error.as_deref()),
+            (
+                TaskStatus::Cancelled,
+                Some("the run was cancelled; the handler ended with: interrupted")
+            )
+        );
+        assert_eq!(record(&result, "z").status, TaskStatus::Cancelled);
+    });
+}
+
 #[test]
 fn tasks_decided_after_a_cancellation_end_cancelled_not_skipped() {
     runtime().block_on(async {

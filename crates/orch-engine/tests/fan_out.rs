@@ -565,6 +565,38 @@ fn an_instance_failing_its_map_as_it_cancels_the_run_ends_the_run() {
     assert_eq!(result.status, WorkflowStatus::Failed);
 }
 
+/// An instance that fails on hearing of a cancellation its sibling made in the same pass
+/// of the run ends cancelled, as a task does.
+#[test]
+fn an_instance_failing_on_a_cancellation_its_sibling_made_ends_cancelled() {
+    runtime().block_on(async {
+        let engine = engine_with(2, Arc::new(AtomicUsize::new(0)));
+        engine.register_handler("square", |ctx: TaskContext| async move {
+            let x: i64 = ctx.map_item()?;
+            if x == 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ctx.cancellation().cancel();
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            ctx.cancellation().cancelled().await;
+            Err::<i64, _>(TaskError::new("interrupted"))
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("list", "list").config(json!({ "items": [1, 2] })))
+            .task(Task::new("square", "square").map_over("list"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        let second = result.task("square[1]").expect("the second instance");
+        assert_eq!(
+            (second.status, second.error.as_deref()),
+            (
+                TaskStatus::Cancelled,
+                Some("the run was cancelled; the handler ended with: interrupted")
+            )
+        );
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+    });
+}
+
 /// An instance waiting out its retry's backoff when the run is cancelled, in a pool: the
 /// pause ends with the cancellation, and the instance is cancelled after one attempt.
 #[test]

@@ -252,6 +252,7 @@ impl Scheduler<'_> {
                 }
                 // The in-flight set knows an instance by its place after the plan's tasks.
                 attempt.index = (self.records.len() + k) as u32;
+                let attempt = attempt.watched_by(&self.shared.cancel);
                 self.in_flight.push(InFlight::Attempt(attempt));
             }
             None => {

@@ -33,6 +33,21 @@ impl Scheduler<'_> {
         self.attempt_ended(index, None, outcome);
     }
 
+    /// Handles the outcome of an attempt the run waited for; `run_cancelled` when the run
+    /// was cancelled before the poll it ended on, when it ends as the run's other
+    /// unfinished tasks do.
+    pub(super) fn attempt_landed(
+        &mut self,
+        index: usize,
+        outcome: Result<Output, TaskError>,
+        run_cancelled: bool,
+    ) {
+        if run_cancelled {
+            self.cancelled_mid_pass();
+        }
+        self.attempt_over(index, outcome);
+    }
+
     /// Writes `begun` (if any) to task `index`'s record.
     pub(super) fn note_begun(&mut self, index: usize, begun: Option<Begun>) {
         let Some(begun) = begun else { return };
