@@ -89,6 +89,72 @@ async fn a_task_delivered_to_a_stopping_worker_runs_on_the_next_one() {
     stop_next.cancel();
 }
 
+/// Tasks that reached a worker while it was busy (here, a handler holding its thread in
+/// its first poll) and that it takes up after `stop` are handed back, not run: they run
+/// on the next worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let remote = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    // The four after `warm` are sent at once.
+    let engine = WorkflowEngine::with_max_concurrent(4).expect("valid");
+    engine.register_handler("echo", remote);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let busy = Arc::new(AtomicBool::new(false));
+    let (counted, busy_now) = (Arc::clone(&calls), Arc::clone(&busy));
+    let handler = move |ctx: TaskContext| {
+        // The first of the four after `warm` keeps the worker's thread while the others
+        // come in.
+        if counted.fetch_add(1, Ordering::SeqCst) == 1 {
+            busy_now.store(true, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(800));
+        }
+        async move { Ok::<_, TaskError>(ctx.task_id().to_string()) }
+    };
+    let stopping = Worker::builder()
+        .name("stopping")
+        .concurrency(4)
+        .handler("echo", orch_engine::inline(handler))
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    let stopped = tokio::spawn(stopping.run(stop.clone()));
+    let mut workflow = Workflow::new("w", "W").task(Task::new("warm", "echo"));
+    for id in ["a", "b", "c", "d"] {
+        workflow = workflow.task(Task::new(id, "echo").depends_on(["warm"]));
+    }
+    let run = common::run_in_background(&engine, &workflow);
+    common::wait_for_async(|| {
+        let busy = Arc::clone(&busy);
+        async move { busy.load(Ordering::SeqCst) }
+    })
+    .await;
+    stop.cancel();
+    stopped.await.expect("the worker stops");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "only `warm` and the one it held ran"
+    );
+
+    let next = echo_worker(&server, "next").await;
+    let stop_next = CancellationToken::new();
+    tokio::spawn(next.run(stop_next.clone()));
+    let result = run.await.expect("the run's task");
+    for id in ["warm", "a", "b", "c", "d"] {
+        let task = result.task(id).expect("a task");
+        assert_eq!(task.status, TaskStatus::Completed, "{id}: {task:?}");
+    }
+    stop_next.cancel();
+}
+
 /// A handler the stopping worker cancelled that completes within the cancel grace
 /// reports its output instead of handing its task back (progress is acknowledged while
 /// it winds down): the task runs once.

@@ -30,6 +30,10 @@ const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// How long a pull request holding slots waits on the server for tasks.
 const HOLDING_EXPIRES: Duration = Duration::from_millis(250);
 
+/// When a stopping worker's last request for tasks has surely ended: what it hands back
+/// is delivered again after that, never to that request.
+const REQUEST_ENDED: Duration = Duration::from_secs(PULL_EXPIRES.as_secs() + 1);
+
 /// The most tasks one pull request asks for: a worker with room for more asks again, and
 /// the slots a request holds are kept in a list as long as it.
 const MAX_REQUEST: usize = 4096;
@@ -184,6 +188,12 @@ pub(crate) async fn serve(
             };
             answered = true;
             match delivery(&message) {
+                // Taken up after `stop` (it waited while the worker was busy): handed back
+                // as what the request delivers after it.
+                Delivery::Task if stop.is_cancelled() => {
+                    acks::hand_back(&shared, &message, REQUEST_ENDED).await;
+                    break 'requests;
+                }
                 Delivery::Task => {
                     refusals.reset();
                     delivered += 1;
@@ -203,8 +213,7 @@ pub(crate) async fn serve(
                                 break;
                             }
                             Slot::Stopping => {
-                                acks::hand_back(&shared, &message, Duration::ZERO).await;
-                                outstanding = None;
+                                acks::hand_back(&shared, &message, REQUEST_ENDED).await;
                                 break 'requests;
                             }
                         },
@@ -339,8 +348,7 @@ fn start(running: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + '
 /// has ended: handed back at once, it would go straight back to the same request (the
 /// server's only one waiting, maybe), delivery after delivery, until it ran out of them.
 async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subscriber) {
-    let request_ends = PULL_EXPIRES + Duration::from_secs(1);
-    let until = tokio::time::sleep(request_ends);
+    let until = tokio::time::sleep(REQUEST_ENDED);
     tokio::pin!(until);
     loop {
         let message = tokio::select! {
@@ -351,7 +359,7 @@ async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subs
             () = &mut until => return,
         };
         match delivery(&message) {
-            Delivery::Task => acks::hand_back(shared, &message, request_ends).await,
+            Delivery::Task => acks::hand_back(shared, &message, REQUEST_ENDED).await,
             Delivery::Heartbeat => {}
             Delivery::Ended | Delivery::Refused => return,
         }
