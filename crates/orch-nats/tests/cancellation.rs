@@ -566,3 +566,74 @@ async fn a_worker_stopping_during_a_cancelled_attempt_removes_its_task_message()
         "the cancelled attempt's task message was handed back"
     );
 }
+
+/// A handler that ignores its cancellation is dropped once the cancel grace from that
+/// cancellation has passed, even when the worker stops during it: stopping does not
+/// start the grace again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_ignoring_its_cancellation_gets_one_cancel_grace_though_the_worker_stops() {
+    const GRACE: Duration = Duration::from_secs(3);
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let coordinator_config = as_user(&server, "coordinator", "coordinator-pw");
+    let remote = RemoteHandler::connect(&coordinator_config)
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("embed", remote.clone());
+    let signals = Arc::new(Signals::default());
+    let started = Arc::clone(&signals);
+    let (dropped_at, dropped) = std::sync::mpsc::channel();
+    /// Says when the handler's future was dropped.
+    struct SaysWhenDropped(std::sync::mpsc::Sender<std::time::Instant>);
+    impl Drop for SaysWhenDropped {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::time::Instant::now());
+        }
+    }
+    let worker = Worker::builder()
+        .cancel_grace(GRACE)
+        .handler("embed", move |ctx: TaskContext| {
+            let signals = Arc::clone(&started);
+            let guard = SaysWhenDropped(dropped_at.clone());
+            async move {
+                let _guard = guard;
+                signals.started.notify_one();
+                ctx.cancellation().cancelled().await;
+                signals.cancelled.notify_one();
+                std::future::pending::<Result<(), TaskError>>().await
+            }
+        })
+        .connect(&as_user(&server, "embedder", "embedder-pw"))
+        .await
+        .expect("the worker connects");
+    let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
+    let worker = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
+
+    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
+    let run_id = run.run_id().clone();
+    let run = tokio::spawn(run);
+    signalled(&signals.started, "the task reaches the worker").await;
+    run.abort();
+    remote
+        .cancel_run(&run_id)
+        .await
+        .expect("the tasks stream can be read");
+    signalled(&signals.cancelled, "the handler hears the cancellation").await;
+    let heard = std::time::Instant::now();
+    // Two thirds into the grace, the worker stops at once.
+    tokio::time::sleep(GRACE * 2 / 3).await;
+    stop.cancel();
+    stop_now.cancel();
+    tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the worker stops")
+        .expect("the worker's task");
+    let dropped_after = dropped.try_recv().expect("the handler was dropped") - heard;
+    // Given the grace again at the stop, it would have run until 5/3 of it.
+    assert!(
+        dropped_after < GRACE + GRACE / 3,
+        "dropped {dropped_after:?} after its cancellation"
+    );
+}

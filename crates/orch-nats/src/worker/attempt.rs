@@ -210,7 +210,14 @@ async fn execute(
     // Timers only for what can happen: a deadline when the task has one, the cancel
     // grace once the attempt is cancelled.
     let mut past_deadline = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
-    let mut dropped = None;
+    let mut dropped: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // The end of the cancel grace: the one a cancelled handler already has, if any.
+    let grace_end = |dropped: &Option<std::pin::Pin<Box<tokio::time::Sleep>>>| {
+        dropped.as_ref().map_or_else(
+            || tokio::time::Instant::now() + shared.cancel_grace,
+            |sleep| sleep.deadline(),
+        )
+    };
     loop {
         tokio::select! {
             // A result the handler gave is reported, though the deadline or the hand-back
@@ -223,7 +230,7 @@ async fn execute(
                 token.cancel();
                 // Given the cancel grace to stop (a command its polite stop), as when
                 // the run is cancelled; nobody waits for its result any more.
-                let _ = wind_down(running.as_mut(), shared.cancel_grace, &mut progress, message).await;
+                let _ = wind_down(running.as_mut(), grace_end(&dropped), &mut progress, message).await;
                 return Ending::Drop;
             }
             () = token.cancelled(), if dropped.is_none() => {
@@ -245,7 +252,7 @@ async fn execute(
                 token.cancel();
                 // Given the cancel grace to stop (a command its polite stop); one that
                 // completes meanwhile reports its output instead.
-                let wound = wind_down(running.as_mut(), shared.cancel_grace, &mut progress, message);
+                let wound = wind_down(running.as_mut(), grace_end(&dropped), &mut progress, message);
                 return match wound.await {
                     Some(Ok(output)) => Ending::Report(outcome(Ok(output))),
                     _ if cancelled_before => Ending::Drop,
@@ -256,16 +263,16 @@ async fn execute(
     }
 }
 
-/// Lets a cancelled handler, `running`, finish for `grace`, acknowledging progress all
-/// the while (no other worker may get the task while its handler may still run); its
+/// Lets a cancelled handler, `running`, finish until `grace_end`, acknowledging progress
+/// all the while (no other worker may get the task while its handler may still run); its
 /// result, if it finished.
 async fn wind_down<F: std::future::Future>(
     mut running: std::pin::Pin<&mut F>,
-    grace: std::time::Duration,
+    grace_end: tokio::time::Instant,
     progress: &mut ProgressDue,
     message: &jetstream::Message,
 ) -> Option<F::Output> {
-    let stop = tokio::time::sleep(grace);
+    let stop = tokio::time::sleep_until(grace_end);
     tokio::pin!(stop);
     loop {
         tokio::select! {
