@@ -540,17 +540,7 @@ async fn a_worker_stopping_during_a_cancelled_attempt_removes_its_task_message()
     let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
     let worker = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
 
-    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
-    let run_id = run.run_id().clone();
-    let run = tokio::spawn(run);
-    signalled(&signals.started, "the task reaches the worker").await;
-    // The coordinator goes; the run is cancelled from elsewhere.
-    run.abort();
-    remote
-        .cancel_run(&run_id)
-        .await
-        .expect("the tasks stream can be read");
-    signalled(&signals.cancelled, "the handler hears the cancellation").await;
+    cancelled_from_elsewhere(&engine, &remote, &signals).await;
     stop.cancel();
     stop_now.cancel();
     tokio::time::timeout(Duration::from_secs(20), worker)
@@ -611,16 +601,7 @@ async fn a_handler_ignoring_its_cancellation_gets_one_cancel_grace_though_the_wo
     let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
     let worker = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
 
-    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
-    let run_id = run.run_id().clone();
-    let run = tokio::spawn(run);
-    signalled(&signals.started, "the task reaches the worker").await;
-    run.abort();
-    remote
-        .cancel_run(&run_id)
-        .await
-        .expect("the tasks stream can be read");
-    signalled(&signals.cancelled, "the handler hears the cancellation").await;
+    cancelled_from_elsewhere(&engine, &remote, &signals).await;
     let heard = std::time::Instant::now();
     // Two thirds into the grace, the worker stops at once.
     tokio::time::sleep(GRACE * 2 / 3).await;
@@ -636,4 +617,24 @@ async fn a_handler_ignoring_its_cancellation_gets_one_cancel_grace_though_the_wo
         dropped_after < GRACE + GRACE / 3,
         "dropped {dropped_after:?} after its cancellation"
     );
+}
+
+/// Runs a workflow of one `embed` task on `engine` until its handler starts, then lets
+/// the coordinator go and cancels the run from elsewhere (`remote`), returning once the
+/// handler heard of it.
+async fn cancelled_from_elsewhere(
+    engine: &WorkflowEngine,
+    remote: &RemoteHandler,
+    signals: &Signals,
+) {
+    let run = engine.run(&Workflow::new("w", "W").task(Task::new("a", "embed")));
+    let run_id = run.run_id().clone();
+    let run = tokio::spawn(run);
+    signalled(&signals.started, "the task reaches the worker").await;
+    run.abort();
+    remote
+        .cancel_run(&run_id)
+        .await
+        .expect("the tasks stream can be read");
+    signalled(&signals.cancelled, "the handler hears the cancellation").await;
 }
