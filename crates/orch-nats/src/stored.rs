@@ -245,8 +245,8 @@ async fn read_parts(
     }
 }
 
-/// The server could not say whether a result is stored.
-pub(crate) struct NotAnswered;
+/// The server could not say whether a result is stored, and why.
+pub(crate) struct NotAnswered(pub(crate) String);
 
 /// The first result message stored on the results stream for `key` (the one that
 /// counts, however many deliveries stored one): `Ok(None)` when the server says there
@@ -259,11 +259,14 @@ pub(crate) async fn find_result(
     key: &AttemptKey,
 ) -> Result<Option<bytes::Bytes>, NotAnswered> {
     let subject = names.result_subject(&key.run, &key.task, key.attempt);
-    let stream = (js.get_stream_no_info(names.results_stream()).await).map_err(|_| NotAnswered)?;
+    let stream = (js.get_stream_no_info(names.results_stream()).await)
+        .map_err(|error| NotAnswered(error.to_string()))?;
     let asked = stream.get_first_raw_message_by_subject(&subject, 1);
-    match tokio::time::timeout(ROOM_WAIT.saturating_mul(2), asked).await {
+    let waited = ROOM_WAIT.saturating_mul(2);
+    match tokio::time::timeout(waited, asked).await {
         Ok(Ok(message)) => Ok(Some(message.payload)),
         Ok(Err(error)) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        Ok(Err(_)) | Err(_) => Err(NotAnswered),
+        Ok(Err(error)) => Err(NotAnswered(error.to_string())),
+        Err(_) => Err(NotAnswered(format!("no answer within {waited:?}"))),
     }
 }

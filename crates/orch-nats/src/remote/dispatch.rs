@@ -150,7 +150,7 @@ impl Inner {
         let queued = self.still_queued(message).await;
         match (self.settle_from_store(key).await, queued) {
             (Ok(true), _) => Fate::Answered,
-            (Err(stored::NotAnswered), _) => Fate::Unknown,
+            (Err(stored::NotAnswered(_)), _) => Fate::Unknown,
             (Ok(false), Queued::Yes { stored }) => Fate::Queued { stored },
             (Ok(false), Queued::No) => Fate::Removed,
         }

@@ -59,12 +59,13 @@ pub(super) async fn in_progress(shared: &Shared, message: &async_nats::Message) 
 /// cut off from its server still stops: one the server never gets, it acts on as if
 /// the worker were gone (it delivers the task again after its ack wait).
 pub(super) async fn ack(message: &jetstream::Message, kind: AckKind) {
-    match tokio::time::timeout(ROOM_WAIT, message.ack_with(kind)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "could not acknowledge a task message"),
-        Err(_) => tracing::warn!(
-            "could not acknowledge a task message: the connection took nothing for \
-             {ROOM_WAIT:?}"
-        ),
-    }
+    let error = match tokio::time::timeout(ROOM_WAIT, message.ack_with(kind)).await {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("the connection took nothing for {ROOM_WAIT:?}"),
+    };
+    // Which acknowledgement of which message was lost matters: the task is delivered
+    // again after a lost `Ack`, and may be after a lost `Progress`.
+    let stream_sequence = message.info().map(|info| info.stream_sequence).ok();
+    tracing::warn!(%error, ?kind, ?stream_sequence, "could not acknowledge a task message");
 }

@@ -345,11 +345,11 @@ async fn look_up_result(
             answer = asked => answer,
             () = hand_back.cancelled() => return LookUp::HandBack,
         };
-        match answer {
+        let unanswered = match answer {
             Ok(Some(_)) => return LookUp::Stored,
             Ok(None) => return LookUp::NotStored,
-            Err(stored::NotAnswered) => {}
-        }
+            Err(stored::NotAnswered(why)) => why,
+        };
         if deadline_ms.is_some_and(|d| protocol::until(d).is_zero()) {
             tracing::info!("not running a task whose deadline passed");
             return LookUp::Unanswered(AckKind::Term);
@@ -357,6 +357,7 @@ async fn look_up_result(
         if started.elapsed() >= LOOK_UP_PATIENCE {
             tracing::error!(
                 results_stream = shared.names.results_stream(),
+                last_error = %unanswered,
                 "the server did not say within {LOOK_UP_PATIENCE:?} whether this attempt's \
                  result is stored already (may this worker read the results stream?); \
                  handing the task back rather than risk running it twice"
@@ -364,6 +365,7 @@ async fn look_up_result(
             return LookUp::Unanswered(AckKind::Nak(None));
         }
         tracing::warn!(
+            error = %unanswered,
             "cannot ask the server whether this attempt's result is stored already; asking \
              again before running it"
         );

@@ -187,7 +187,7 @@ pub(crate) async fn serve(
                 () = stop.cancelled() => break 'requests,
             };
             answered = true;
-            match delivery(&message) {
+            match delivery(&message, &queue.task_type) {
                 // Taken up after `stop` (it waited while the worker was busy): handed back
                 // as what the request delivers after it.
                 Delivery::Task if stop.is_cancelled() => {
@@ -244,7 +244,7 @@ pub(crate) async fn serve(
         outstanding = None;
     }
     if let Some(mut deliveries) = outstanding {
-        hand_back_late_tasks(&shared, &mut deliveries).await;
+        hand_back_late_tasks(&shared, &queue, &mut deliveries).await;
     }
     queue.requests_over.cancel();
     // Runners finish, or hand their tasks back once `hand_back` fires.
@@ -347,7 +347,11 @@ fn start(running: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + '
 /// taking tasks, until the request ends. Each is delivered again only once the request
 /// has ended: handed back at once, it would go straight back to the same request (the
 /// server's only one waiting, maybe), delivery after delivery, until it ran out of them.
-async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subscriber) {
+async fn hand_back_late_tasks(
+    shared: &Shared,
+    queue: &TypeQueue,
+    deliveries: &mut async_nats::Subscriber,
+) {
     let until = tokio::time::sleep(REQUEST_ENDED);
     tokio::pin!(until);
     loop {
@@ -358,7 +362,7 @@ async fn hand_back_late_tasks(shared: &Shared, deliveries: &mut async_nats::Subs
             },
             () = &mut until => return,
         };
-        match delivery(&message) {
+        match delivery(&message, &queue.task_type) {
             Delivery::Task => acks::hand_back(shared, &message, REQUEST_ENDED).await,
             Delivery::Heartbeat => {}
             Delivery::Ended | Delivery::Refused => return,
@@ -400,13 +404,13 @@ enum Delivery {
     Refused,
 }
 
-fn delivery(message: &Message) -> Delivery {
+fn delivery(message: &Message, task_type: &str) -> Delivery {
     match message.status {
         None | Some(StatusCode::OK) => Delivery::Task,
         Some(StatusCode::IDLE_HEARTBEAT) => Delivery::Heartbeat,
         Some(StatusCode::TIMEOUT | StatusCode::NOT_FOUND) => Delivery::Ended,
         Some(status) => {
-            tracing::warn!(%status, description = ?message.description, "the server refused a pull request");
+            tracing::warn!(%status, description = ?message.description, task_type, "the server refused a pull request");
             Delivery::Refused
         }
     }
