@@ -104,8 +104,10 @@ pub(crate) fn gantt(gantt: &Gantt) -> String {
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="gantt" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
     );
-    for k in 0..=5 {
-        let t = gantt.total * k as f64 / 5.0;
+    // A run that took no measurable time has one tick, at its start.
+    let ticks = if gantt.total > 0.0 { 5 } else { 0 };
+    for k in 0..=ticks {
+        let t = gantt.total * f64::from(k) / 5.0;
         let x = GANTT_NAME_WIDTH + t * scale;
         let _ = write!(
             svg,
@@ -193,6 +195,28 @@ mod tests {
             svg.contains(&format!(">{}…</text>", "x".repeat(25))),
             "{svg}"
         );
+    }
+
+    /// A run that took no measurable time has one tick on its axis, not six on top of
+    /// each other.
+    #[test]
+    fn a_run_of_no_length_has_one_tick() {
+        let row = crate::gantt::Row {
+            id: "a".to_owned(),
+            status: orch::core::TaskStatus::Completed,
+            span: Some((0.0, 0.0)),
+            critical: false,
+            earlier: false,
+        };
+        for (total, ticks) in [(0.0, 1), (2.0, 6)] {
+            let timeline = crate::gantt::Gantt {
+                rows: vec![row.clone()],
+                total,
+            };
+            let svg = gantt(&timeline);
+            let on_axis = svg.matches(r#"text-anchor="middle""#).count();
+            assert_eq!(on_axis, ticks, "{svg}");
+        }
     }
 
     #[test]
