@@ -232,6 +232,15 @@ pub(crate) fn gantt(result: &Path, width: Option<usize>) -> ExitCode {
                 .map(|(_, columns)| columns.into())
         })
         .unwrap_or(100);
-    print_text(&gantt::terminal(&gantt::gantt(&run), width, terminal));
+    use std::io::Write as _;
+    let timeline = gantt::gantt(&run);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in gantt::terminal_lines(&timeline, width, terminal) {
+        if let Err(error) = out.write_all(line.as_bytes()) {
+            crate::note_stdout(Err(error));
+            return ExitCode::SUCCESS;
+        }
+    }
+    crate::note_stdout(out.flush());
     ExitCode::SUCCESS
 }

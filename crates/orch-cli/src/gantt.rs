@@ -89,7 +89,18 @@ pub(crate) const MAX_WIDTH: u16 = 10_000;
 
 /// The timeline as text `width` columns wide (at most [`MAX_WIDTH`]); with `colour`, bars
 /// in ANSI colours by status. A `*` before a name marks the critical path.
+#[cfg(test)]
 pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
+    terminal_lines(gantt, width, colour).collect()
+}
+
+/// [`terminal`]'s text a line at a time (each ending in a line break), so that a wide
+/// timeline of many tasks is written out as it is drawn, never held whole.
+pub(crate) fn terminal_lines(
+    gantt: &Gantt,
+    width: usize,
+    colour: bool,
+) -> impl Iterator<Item = String> + '_ {
     let width = width.min(usize::from(MAX_WIDTH));
     let name_width = crate::columns::width(gantt.rows.iter().map(|r| r.id.as_str()), 4).min(30);
     // "* name |bar| 12.345s"
@@ -100,14 +111,14 @@ pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
         0.0
     };
     // `0s` over the bar's first column, the total ending over its last.
-    let mut text = format!(
+    let axis = format!(
         "{:>w$}0s{:>b$}\n",
         "",
         format!("{:.3}s", gantt.total),
         w = name_width + 3,
         b = bar_width.saturating_sub(2)
     );
-    for row in &gantt.rows {
+    let rows = gantt.rows.iter().map(move |row| {
         let marker = if row.critical { '*' } else { ' ' };
         let name = crate::columns::pad(crate::columns::cut(&row.id, name_width), name_width);
         let (bar, tail) = match row.span {
@@ -123,16 +134,18 @@ pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
             }
             None => (" ".repeat(bar_width), row.without_bar()),
         };
-        text.push_str(&format!("{marker} {name}|{bar}| {tail}\n"));
-    }
-    match gantt.rows.iter().any(|row| row.critical) {
-        true => text.push_str("* on the critical path (█); ▒ off it\n"),
-        false => text.push_str(
+        format!("{marker} {name}|{bar}| {tail}\n")
+    });
+    let key = match gantt.rows.iter().any(|row| row.critical) {
+        true => "* on the critical path (█); ▒ off it\n",
+        false => {
             "▒ each task's run; no critical path known (no task completed, or the result \
-             file holds no workflow)\n",
-        ),
-    }
-    text
+             file holds no workflow)\n"
+        }
+    };
+    std::iter::once(axis)
+        .chain(rows)
+        .chain(std::iter::once(key.to_owned()))
 }
 
 fn paint(text: &str, status: TaskStatus, colour: bool) -> String {
