@@ -120,6 +120,11 @@ impl ImportedSeqs {
 /// than 64 bytes (an event of a task with a very long id) goes out shortened to its
 /// start and a hash of the whole token.
 ///
+/// Give a bridge a prefix apart from that of the distributed layout's subjects
+/// ([`Layout`], `orch` by default): under the same prefix, bus events on `task.…`,
+/// `result.…`, `cancel.…` or `worker.…` would be taken as tasks, results and
+/// cancellations, and an import of `>` would take those in.
+///
 /// ```no_run
 /// use orch_core::EngineEvent;
 /// use orch_engine::WorkflowEngine;
@@ -322,6 +327,11 @@ impl Bridge {
     /// (64 MiB) that the bus has not taken yet; when the bus falls further behind (a
     /// full lossless subscriber holds it up), the oldest are dropped, and how many is
     /// logged. The bus's other events, and its exports, go on meanwhile.
+    ///
+    /// The import holds a clone of `bus`, so the bus does not close when the
+    /// application drops its own clones: it stays open until the import stops (its
+    /// [`BridgeTask`] dropped or stopped, or its connection closed) or until
+    /// [`EventBus::close`].
     ///
     /// # Errors
     /// [`ConnectError::Config`] for a pattern the bus would not take, or one that, with

@@ -12,6 +12,12 @@ use tokio::sync::Notify;
 /// A message taken from the subscription: its subject (less the prefix) and payload.
 pub(super) type Taken = (String, Bytes);
 
+/// The bytes `taken` holds: its subject's as well as its payload's (a flood of empty
+/// messages on long subjects is bounded as well).
+fn size_of(taken: &Taken) -> usize {
+    taken.0.len() + taken.1.len()
+}
+
 pub(super) struct ImportQueue {
     most_messages: usize,
     most_bytes: usize,
@@ -48,7 +54,7 @@ impl ImportQueue {
     /// Queues `taken`, dropping the oldest messages while there would be too many, or
     /// too many bytes (a message larger than the whole room is dropped itself).
     pub(super) fn push(&self, taken: Taken) {
-        let size = taken.1.len();
+        let size = size_of(&taken);
         {
             let mut state = self.state();
             if size > self.most_bytes {
@@ -57,10 +63,10 @@ impl ImportQueue {
             }
             while state.messages.len() >= self.most_messages || state.bytes + size > self.most_bytes
             {
-                let Some((_, oldest)) = state.messages.pop_front() else {
+                let Some(oldest) = state.messages.pop_front() else {
                     break;
                 };
-                state.bytes -= oldest.len();
+                state.bytes -= size_of(&oldest);
                 state.dropped += 1;
             }
             state.bytes += size;
@@ -83,7 +89,7 @@ impl ImportQueue {
             {
                 let mut state = self.state();
                 if let Some(taken) = state.messages.pop_front() {
-                    state.bytes -= taken.1.len();
+                    state.bytes -= size_of(&taken);
                     let dropped = std::mem::take(&mut state.dropped);
                     return Some((taken, dropped));
                 }
@@ -123,17 +129,27 @@ mod tests {
         // Three kept of five: 0 and 1 dropped.
         let (first, dropped) = block_on(queue.next()).expect("one");
         assert_eq!((first.0.as_str(), dropped), ("s2", 2));
-        queue.push(taken(5, 90));
-        // 10 + 10 + 90 is past 100 bytes: s3 goes.
+        // Each holds its subject's 2 bytes too: 12 + 12 + 88 is past 100 bytes: s3 goes.
+        queue.push(taken(5, 86));
         let rest: Vec<_> = [queue.next(), queue.next()]
             .into_iter()
             .map(|next| block_on(next).expect("one"))
             .map(|((subject, _), dropped)| (subject, dropped))
             .collect();
         assert_eq!(rest, [("s4".to_owned(), 1), ("s5".to_owned(), 0)]);
-        queue.push(taken(6, 101));
-        assert_eq!(queue.dropped(), 1, "larger than the whole room");
+        queue.push(taken(6, 99));
+        assert_eq!(
+            queue.dropped(),
+            1,
+            "larger than the whole room with its subject"
+        );
         assert_eq!(queue.state().bytes, 0);
+        // Empty messages on long subjects fill the room too.
+        for n in 0..3 {
+            queue.push((format!("{n}{}", "s".repeat(39)), Bytes::new()));
+        }
+        assert_eq!(queue.dropped(), 1);
+        assert_eq!(queue.state().bytes, 80);
     }
 
     #[test]
