@@ -208,8 +208,10 @@
 //! `ORCH_ITEM_FILE` and, when at most 64 KiB, in `ORCH_ITEM`. A
 //! command with dependencies also gets `ORCH_INPUTS_DIR`: a directory holding one file per
 //! direct dependency that completed (none for one that failed or was skipped, which a
-//! task with a trigger rule such as `all_done` may run after; for a map instance, none
-//! for the list it maps over, whose element it has), `<dependency id>.json`,
+//! task with a trigger rule such as `all_done` may run after, but for a map task that
+//! failed because an instance failed: its file holds the instances' results, `null`
+//! where one did not complete; for a map instance, none for the list it maps over, whose
+//! element it has), `<dependency id>.json`,
 //! with that dependency's result as JSON (ids
 //! written with `%XX` escapes for any byte but letters, digits, `-`, `_` and a non-leading
 //! `.`; a name over 200 bytes keeps at most its first 183 (never cutting an escape) and

@@ -363,6 +363,39 @@ tasks:
     );
 }
 
+/// A map task that failed because an instance failed still gives a task after it (here
+/// by `all_done`) a file: the instances' results, `null` where one did not complete.
+#[test]
+fn a_failed_map_tasks_file_holds_what_its_instances_gave() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  list: { task_type: echo, config: { message: [1, 2] } }
+  each:
+    task_type: command
+    dependencies: [list]
+    map: { over: list }
+    config: { shell: true, script: 'test "$ORCH_ITEM" = 2 && exit 1; echo "\"ok\""' }
+  report:
+    task_type: command
+    dependencies: [each]
+    trigger_rule: all_done
+    config: { shell: true, script: 'cat "$ORCH_INPUTS_DIR/each.json"' }
+"#,
+    );
+    let (code, stdout, stderr) = run_file(&dir, "w.yaml", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(status(&result, "each"), "failed");
+    assert_eq!(
+        result["tasks"]["report"]["result"],
+        json!(["ok", null]),
+        "{result:#}"
+    );
+}
+
 /// A command's dependency files are removed when it ends, not kept to the end of the run:
 /// the instances of a map over a long list each get the whole list.
 #[test]
