@@ -89,9 +89,7 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             let inputs_dir = if !has_dependencies && item.is_none() {
                 None
             } else {
-                // Run ids hold no `/`, so the key names one attempt of one run (an
-                // attempt that timed out may still be dropped while the next one runs).
-                let key = format!("{}/{}/{task_id}", ctx.run_id(), ctx.attempt());
+                let key = directory_key(ctx.run_id(), ctx.attempt(), &task_id);
                 let item_text = item.as_ref().map(|(_, text)| text.as_str());
                 let written = shared.inputs.write(&key, &inputs, item_text);
                 let dir = written.map_err(|e| {
@@ -131,6 +129,16 @@ impl Drop for RemoveOnDrop {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// The key of the directory of one delivery of attempt `attempt` of task `task_id`: run
+/// ids hold no `/`, so it names one attempt of one run (an attempt that timed out may
+/// still be dropped while the next one runs), and a number of its own (an attempt a
+/// worker is given twice, its message delivered again while it runs, has two).
+fn directory_key(run_id: &orch::core::RunId, attempt: u32, task_id: &str) -> String {
+    static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{run_id}/{attempt}/{task_id}/{n}")
 }
 
 #[cfg(test)]
@@ -175,6 +183,21 @@ mod tests {
         let left = walk(&root);
         assert!(left.is_empty(), "left behind: {left:?}");
         crate::runtime::shut_down(runtime);
+    }
+
+    /// Two deliveries of one attempt (a worker given its message again while it runs)
+    /// get directories of their own: one ending removes only its own.
+    #[test]
+    fn each_delivery_of_an_attempt_has_a_directory_of_its_own() {
+        let run = orch::core::RunId::parse("r").expect("a run id");
+        let (first, second) = (
+            directory_key(&run, 2, "t[0]"),
+            directory_key(&run, 2, "t[0]"),
+        );
+        assert_ne!(first, second);
+        for key in [&first, &second] {
+            assert!(key.starts_with("r/2/t[0]/"), "{key}");
+        }
     }
 
     /// The files under `dir`, at any depth.

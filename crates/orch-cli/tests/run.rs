@@ -454,9 +454,11 @@ tasks:
         // The element, not the list again: n instances would write it n times.
         assert_eq!(seen["list"], json!(false));
         assert_eq!(seen["other"], json!("o"));
-        // Named after the run, the attempt and the instance.
+        // Named after the run, the attempt and the instance, and numbered.
         let name = seen["dir"].as_str().expect("a name");
-        assert!(name.ends_with(&format!("%2F1%2Feach%5B{i}%5D")), "{name}");
+        let (named, number) = name.rsplit_once("%2F").expect("numbered");
+        assert!(named.ends_with(&format!("%2F1%2Feach%5B{i}%5D")), "{name}");
+        assert!(number.bytes().all(|b| b.is_ascii_digit()), "{name}");
     }
 }
 
