@@ -274,16 +274,20 @@ impl Inner {
         // In a resumed run, the attempt may have finished before the coordinator stopped,
         // after the server's window for duplicate message ids: its stored result counts,
         // and the task is not sent again.
-        let stored_before = ctx.resumed()
-            && matches!(
-                Box::pin(self.settle_from_store(&pending.key)).await,
-                Ok(true)
-            );
+        // Unanswered, the message sent is looked up on each tick: a worker that finds the
+        // result stored removes it and stores none that this run's reader would see.
+        let (stored_before, mut unsure) = match ctx.resumed() {
+            true => match Box::pin(self.settle_from_store(&pending.key)).await {
+                Ok(stored) => (stored, false),
+                Err(_) => (false, true),
+            },
+            false => (false, false),
+        };
         let subject = self.names.task_subject(&task.task_type);
         let (mut resend, mut send) = (0, !stored_before);
         let mut message = None;
         let outcome = loop {
-            let mut earlier = false;
+            let mut earlier = std::mem::take(&mut unsure);
             if send {
                 let sent = self
                     .dispatch(
@@ -295,7 +299,7 @@ impl Inner {
                         &mut pending.sequence,
                     )
                     .await?;
-                earlier = sent.queued_before;
+                earlier |= sent.queued_before;
                 resend = sent.next_resend;
                 message = Some(sent.message);
             }
@@ -472,7 +476,9 @@ impl Inner {
 struct Watch<'a> {
     /// Where it went, once sent.
     message: Option<&'a dispatch::OnStream>,
-    /// An earlier coordinator sent it, and it was still queued when sent again.
+    /// An earlier coordinator sent it, and it was still queued when sent again; or the
+    /// server did not say whether a resumed attempt's result was stored before it was
+    /// sent.
     earlier: bool,
 }
 
