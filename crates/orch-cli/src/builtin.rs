@@ -91,7 +91,15 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             } else {
                 let key = directory_key(ctx.run_id(), ctx.attempt(), &task_id);
                 let item_text = item.as_ref().map(|(_, text)| text.as_str());
-                let written = shared.inputs.write(&key, &inputs, item_text);
+                // Files of large results take a while: the runtime's other tasks (the
+                // display, the signal watcher) move to another thread meanwhile.
+                let write = || shared.inputs.write(&key, &inputs, item_text);
+                let written = match tokio::runtime::Handle::current().runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(write)
+                    }
+                    _ => write(),
+                };
                 let dir = written.map_err(|e| {
                     TaskError::permanent(format!("cannot write the dependencies' results: {e}"))
                 })?;

@@ -82,11 +82,14 @@ impl InputsRoot {
         }
         let written = (|| {
             for (id, value) in inputs {
-                let text = serde_json::to_string(value)?;
-                write_private(&dir.join(format!("{}.json", file_name(id))), &text)?;
+                let path = dir.join(format!("{}.json", file_name(id)));
+                // Streamed: a result of hundreds of megabytes is not copied into a text.
+                write_private(&path, |out| Ok(serde_json::to_writer(out, value)?))?;
             }
             match item {
-                Some(item) => write_private(&dir.join(ITEM_FILE), item),
+                Some(item) => {
+                    write_private(&dir.join(ITEM_FILE), |out| out.write_all(item.as_bytes()))
+                }
                 None => Ok(()),
             }
         })();
@@ -128,16 +131,22 @@ fn make_private_again(root: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `text` and a newline to the file at `path`, readable by its owner only.
-fn write_private(path: &Path, text: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new()
+/// Writes what `write` writes and a newline to the file at `path`, readable by its owner
+/// only.
+fn write_private(
+    path: &Path,
+    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")
+    let mut out = io::BufWriter::new(file);
+    write(&mut out)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// The longest file name [`file_name`] gives, leaving room for `.json` within the 255
