@@ -165,6 +165,12 @@ fn setup_error(message: String) -> ExitCode {
 }
 
 async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
+    // Watched before anything is made or waited for (the result file's trial, a journal
+    // to open, a NATS server to reach), so that no signal finds the default action
+    // (exit, leaving a temporary file or directory behind).
+    let Ok(mut signals) = crate::signals::watch_stopping() else {
+        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
+    };
     let base_dir = base_dir(&args.file);
     // Checked before anything runs: an unwritable result file would lose every result.
     let prepare = |path| result_file::Target::prepare(path, &workflow, &args.file);
@@ -175,11 +181,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
     // Made when a command first reads dependencies' results: with `--nats` none does.
     let inputs = InputsRoot::when_needed();
-    // Watched before anything waits (a journal to open, a NATS server to reach), so that
-    // no signal finds the default action (exit, leaving the temporary directory behind).
-    let Ok(mut signals) = crate::signals::watch_stopping() else {
-        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
-    };
     let live = args
         .metrics_addr
         .as_ref()

@@ -118,6 +118,11 @@ fn setup_error(message: String) -> ExitCode {
 }
 
 async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> ExitCode {
+    // Watched before the temporary directory is made and before connecting, so that no
+    // signal finds the default action (exit), which would leave the directory behind.
+    let Ok(mut signals) = crate::signals::watch_stopping() else {
+        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
+    };
     // Removed by hand when a third signal ends the worker without running destructors.
     let made = InputsRoot::create().and_then(|inputs| {
         let dir = inputs.path()?.to_owned();
@@ -137,10 +142,6 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     for task_type in spec::TYPES {
         builder = builder.handler(task_type, handler.clone());
     }
-    // Watched before connecting, so that no signal finds the default action (exit).
-    let Ok(mut signals) = crate::signals::watch_stopping() else {
-        return setup_error("cannot watch for Ctrl-C, SIGTERM, SIGHUP and SIGQUIT".into());
-    };
     let worker =
         match crate::signals::unless_signalled(&mut signals, builder.connect(&config)).await {
             Ok(Ok(worker)) => worker,
