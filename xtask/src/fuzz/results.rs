@@ -8,7 +8,8 @@
 //! result (`to_json`, `to_json_pretty`, `to_value`, and an event at its start time) never
 //! panics; a result read, written and read again is equal to the first read with its
 //! times cut to microseconds, toward the past (the precision results are written with),
-//! whatever their year.
+//! whatever their year; its figures (`metrics`) never panic, count the records by status
+//! as they are, and give finite, non-negative durations in order.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -124,13 +125,79 @@ impl Target for Results {
                 ));
             }
         };
-        round_trip(&result, &json)
+        round_trip(&result, &json)?;
+        figures_hold(&result)
     }
 
     fn known_panic(&self, message: &str) -> Option<u8> {
         (message.contains("after the epoch") || message.contains("Display implementation"))
             .then_some(8)
     }
+}
+
+/// The run's figures never panic, count the records by status as they are, and give
+/// durations that are finite, not negative and in order (shortest, median, 95th and
+/// 99th percentiles, longest; the mean between the shortest and the longest).
+fn figures_hold(result: &WorkflowResult) -> Result<(), Violation> {
+    let violation = |what: String| Err(Violation::new("figures", what, None));
+    let metrics = match catch_unwind(AssertUnwindSafe(|| result.metrics())) {
+        Ok(metrics) => metrics,
+        Err(payload) => {
+            let text = panic_text(payload.as_ref());
+            return violation(format!("working out a result's figures panicked: {text}"));
+        }
+    };
+    let count = |status| {
+        result
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.status == status)
+            .count()
+    };
+    let counted = [
+        metrics.total_tasks,
+        metrics.completed_tasks,
+        metrics.failed_tasks,
+        metrics.skipped_tasks,
+        metrics.cancelled_tasks,
+    ];
+    let expected = [
+        result.tasks.len(),
+        count(TaskStatus::Completed),
+        count(TaskStatus::Failed),
+        count(TaskStatus::Skipped),
+        count(TaskStatus::Cancelled),
+    ];
+    if counted != expected {
+        return violation(format!("counts {counted:?}, records say {expected:?}"));
+    }
+    let ordered = [
+        metrics.min_task_duration,
+        metrics.p50_task_duration,
+        metrics.p95_task_duration,
+        metrics.p99_task_duration,
+        metrics.max_task_duration,
+    ];
+    let durations = ordered.iter().chain([&metrics.avg_task_duration]).flatten();
+    let plain = [metrics.total_duration, metrics.critical_path_duration];
+    let all = durations.chain(&plain).chain(&metrics.parallel_efficiency);
+    if let Some(bad) = all.copied().find(|d| !d.is_finite() || *d < 0.0) {
+        return violation(format!("a figure of {bad} in {metrics:?}"));
+    }
+    let known: Vec<f64> = ordered.iter().flatten().copied().collect();
+    let in_order = known.windows(2).all(|pair| pair[0] <= pair[1]);
+    let mean_within = match (metrics.avg_task_duration, known.first(), known.last()) {
+        // Summing can round the mean past the ends by a few units in the last place.
+        (Some(mean), Some(min), Some(max)) => {
+            let slack = max.abs() * 1e-9;
+            *min - slack <= mean && mean <= *max + slack
+        }
+        _ => known.is_empty() && metrics.avg_task_duration.is_none(),
+    };
+    if !in_order || !mean_within {
+        return violation(format!("durations out of order: {metrics:?}"));
+    }
+    Ok(())
 }
 
 fn round_trip(result: &WorkflowResult, json: &str) -> Result<(), Violation> {
