@@ -301,6 +301,79 @@ async fn an_append_over_a_limit_of_the_stream_fails_at_once() {
     assert!(error.to_string().contains("maximum"), "{error}");
 }
 
+/// A sync hears how the appends before it went: an append queued after it, stored with
+/// it in one write and refused, does not fail it.
+#[tokio::test]
+async fn a_sync_is_not_failed_by_an_append_queued_after_it() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let journal = journal(&server).await;
+    let (_, opened) = opened_with_extract(&journal, "synced").await;
+    let js = raw_jetstream(&server).await;
+    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
+    let mut config = stream.info().await.expect("its settings").config.clone();
+    config.max_message_size = 2048;
+    js.update_stream(config).await.expect("updated");
+    let record = TaskRecord {
+        status: TaskStatus::Completed,
+        attempts: 1,
+        result: Some(serde_json::json!("t".repeat(4_000))),
+        ..TaskRecord::default()
+    };
+    let task = orch_core::TaskId::from("transform");
+    // Queued one after the other before either is written: this runtime runs nothing
+    // else until they are awaited.
+    let sync = opened.writer.sync();
+    let refused = opened.writer.append(&[(&task, &record)]);
+    let (synced, refused) = tokio::join!(sync, refused);
+    synced.expect("what came before the sync is stored");
+    refused.expect_err("over the stream's largest message");
+}
+
+/// An append queued after the run's end, stored with it in one write, is refused as after
+/// the end only if the end was stored: if the write failed, it says why.
+#[tokio::test]
+async fn an_append_after_an_end_that_failed_is_not_told_the_run_ended() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let journal = journal(&server).await;
+    let record = TaskRecord {
+        status: TaskStatus::Completed,
+        attempts: 1,
+        ..TaskRecord::default()
+    };
+    let task = orch_core::TaskId::from("transform");
+    for full in [false, true] {
+        let (_, opened) = opened_with_extract(&journal, &format!("ended-{full}")).await;
+        let js = raw_jetstream(&server).await;
+        let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
+        let info = stream.info().await.expect("its settings").clone();
+        let mut config = info.config.clone();
+        (config.max_messages, config.discard) = match full {
+            true => (
+                i64::try_from(info.state.messages).expect("a few"),
+                DiscardPolicy::New,
+            ),
+            false => (-1, DiscardPolicy::Old),
+        };
+        js.update_stream(config).await.expect("updated");
+        // Queued together: this runtime runs nothing else until they are awaited.
+        let end = opened.writer.finish(WorkflowStatus::Completed);
+        let after = opened.writer.append(&[(&task, &record)]);
+        let (ended, after) = tokio::join!(end, after);
+        let after = after.expect_err("not taken");
+        assert_eq!(ended.is_err(), full);
+        assert_eq!(
+            matches!(after, JournalError::Finished { .. }),
+            !full,
+            "{after}"
+        );
+    }
+}
+
 /// A stream that keeps new messages out once full (an administrator's message limit
 /// with new ones discarded) refuses the append as a failure to store; that refusal
 /// names a maximum and fails the commit at once too.

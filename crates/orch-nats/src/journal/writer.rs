@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use orch_core::{TaskId, TaskRecord, WorkflowStatus};
+use orch_core::{RunId, TaskId, TaskRecord, WorkflowStatus};
 use orch_journal::backend::{Claim, RunLines};
 use orch_journal::{JournalError, JournalFuture, RunWriter};
 
@@ -132,33 +132,35 @@ async fn flush(
     let mut answers = Vec::with_capacity(waiting.len());
     let mut claims = Vec::with_capacity(waiting.len());
     let mut ends = state.finished;
+    let failure = |why: &String| failed(format!("append to `{subject}`"), why);
     for item in waiting {
+        let run = || item.claim.run().clone();
         let answer = match item.make {
-            // A sync hears how the batches before it went (none after the run's end).
-            None => None,
-            Some(_) if ends => Some(Err(JournalError::Finished {
-                run: item.claim.run().clone(),
-            })),
+            // A sync before any batch of this write hears how the earlier writes went
+            // (none after the run's end); one after a batch, how this write goes.
+            None if batch.is_empty() => Answer::Known(usable(&state).map_err(|why| failure(&why))),
+            None => Answer::AsStored,
+            Some(_) if state.finished => Answer::Known(Err(JournalError::Finished { run: run() })),
+            // After the end this write stores: refused if it is stored.
+            Some(_) if ends => Answer::FinishedIfStored(run()),
             // A writer that failed makes no more lines: `store` refuses, saying why.
-            Some(_) if state.broken.is_some() => None,
+            Some(_) if state.broken.is_some() => Answer::AsStored,
             Some(make) => match make(&mut state.lines) {
                 Ok(lines) => {
                     batch.extend_from_slice(&lines);
                     ends = item.ends;
-                    None
+                    Answer::AsStored
                 }
-                Err(error) => Some(Err(error)),
+                Err(error) => Answer::Known(Err(error)),
             },
         };
         answers.push((item.done, answer));
         claims.push(item.claim);
     }
-    let to_store = answers.iter().any(|(_, answer)| answer.is_none());
-    let stored = match to_store {
-        false => Ok(()),
-        // Only syncs wait: nothing to store, and they hear of an earlier failure.
-        true if batch.is_empty() => usable(&state),
-        true => store(&js, &subject, part_bytes, &mut state, batch).await,
+    let stored = match batch.is_empty() {
+        // Nothing to store: whoever waits has heard, or hears of an earlier failure.
+        true => usable(&state),
+        false => store(&js, &subject, part_bytes, &mut state, batch).await,
     };
     if stored.is_ok() {
         state.finished = ends;
@@ -168,12 +170,25 @@ async fn flush(
     // given is still being stored: before anyone hears back.
     drop(claims);
     for (done, answer) in answers {
-        let answer = answer.unwrap_or_else(|| match &stored {
-            Ok(()) => Ok(()),
-            Err(why) => Err(failed(format!("append to `{subject}`"), why)),
-        });
+        let answer = match (answer, &stored) {
+            (Answer::Known(known), _) => known,
+            (Answer::AsStored, Ok(())) => Ok(()),
+            (Answer::FinishedIfStored(run), Ok(())) => Err(JournalError::Finished { run }),
+            (Answer::AsStored | Answer::FinishedIfStored(_), Err(why)) => Err(failure(why)),
+        };
         let _ = done.send(answer);
     }
+}
+
+/// What one who waits on a write hears.
+enum Answer {
+    /// This, whatever the write does.
+    Known(Result<(), JournalError>),
+    /// How the write goes.
+    AsStored,
+    /// An append after the end of the run that the write stores: refused as after the
+    /// run's end if the write is stored, failed with it if not.
+    FinishedIfStored(RunId),
 }
 
 /// Refuses a writer whose earlier append failed, saying why.
