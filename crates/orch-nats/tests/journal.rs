@@ -10,6 +10,7 @@ mod journal_checks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use async_nats::jetstream::stream::{self, DiscardPolicy};
 use common::NatsServer;
 use orch_core::{RunId, Task, TaskRecord, TaskStatus, Workflow, WorkflowStatus};
 use orch_engine::{Durability, TaskContext, TaskError, WorkflowEngine};
@@ -217,6 +218,26 @@ async fn raw_jetstream(server: &NatsServer) -> async_nats::jetstream::Context {
     async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("connects"))
 }
 
+/// Changes the settings of the journal's stream on `server` with `change`, given its
+/// state as well.
+async fn change_stream(
+    server: &NatsServer,
+    change: impl FnOnce(&mut stream::Config, &stream::State),
+) {
+    let js = raw_jetstream(server).await;
+    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
+    let info = stream.info().await.expect("its settings");
+    let mut config = info.config.clone();
+    change(&mut config, &info.state);
+    js.update_stream(config).await.expect("updated");
+}
+
+/// Settings that keep new messages out of the stream: full as it is, discarding new ones.
+fn keep_out_new_messages(config: &mut stream::Config, state: &stream::State) {
+    config.max_messages = i64::try_from(state.messages).expect("a few messages");
+    config.discard = DiscardPolicy::New;
+}
+
 /// Stores `part` on `subject` directly, as a writer that died after it would have.
 async fn store_part(
     js: &async_nats::jetstream::Context,
@@ -288,11 +309,7 @@ async fn an_append_over_a_limit_of_the_stream_fails_at_once() {
     };
     let journal = journal(&server).await;
     let (_, opened) = opened_with_extract(&journal, "limited").await;
-    let js = raw_jetstream(&server).await;
-    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
-    let mut config = stream.info().await.expect("its settings").config.clone();
-    config.max_message_size = 2048;
-    js.update_stream(config).await.expect("updated");
+    change_stream(&server, |config, _| config.max_message_size = 2048).await;
     let big = commit_result(&opened, "transform", serde_json::json!("t".repeat(4_000)));
     let error = tokio::time::timeout(std::time::Duration::from_secs(20), big)
         .await
@@ -310,11 +327,7 @@ async fn a_sync_is_not_failed_by_an_append_queued_after_it() {
     };
     let journal = journal(&server).await;
     let (_, opened) = opened_with_extract(&journal, "synced").await;
-    let js = raw_jetstream(&server).await;
-    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
-    let mut config = stream.info().await.expect("its settings").config.clone();
-    config.max_message_size = 2048;
-    js.update_stream(config).await.expect("updated");
+    change_stream(&server, |config, _| config.max_message_size = 2048).await;
     let record = TaskRecord {
         status: TaskStatus::Completed,
         attempts: 1,
@@ -335,7 +348,6 @@ async fn a_sync_is_not_failed_by_an_append_queued_after_it() {
 /// the end only if the end was stored: if the write failed, it says why.
 #[tokio::test]
 async fn an_append_after_an_end_that_failed_is_not_told_the_run_ended() {
-    use async_nats::jetstream::stream::DiscardPolicy;
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -348,18 +360,11 @@ async fn an_append_after_an_end_that_failed_is_not_told_the_run_ended() {
     let task = orch_core::TaskId::from("transform");
     for full in [false, true] {
         let (_, opened) = opened_with_extract(&journal, &format!("ended-{full}")).await;
-        let js = raw_jetstream(&server).await;
-        let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
-        let info = stream.info().await.expect("its settings").clone();
-        let mut config = info.config.clone();
-        (config.max_messages, config.discard) = match full {
-            true => (
-                i64::try_from(info.state.messages).expect("a few"),
-                DiscardPolicy::New,
-            ),
-            false => (-1, DiscardPolicy::Old),
-        };
-        js.update_stream(config).await.expect("updated");
+        change_stream(&server, |config, state| match full {
+            true => keep_out_new_messages(config, state),
+            false => (config.max_messages, config.discard) = (-1, DiscardPolicy::Old),
+        })
+        .await;
         // Queued together: this runtime runs nothing else until they are awaited.
         let end = opened.writer.finish(WorkflowStatus::Completed);
         let after = opened.writer.append(&[(&task, &record)]);
@@ -379,19 +384,12 @@ async fn an_append_after_an_end_that_failed_is_not_told_the_run_ended() {
 /// names a maximum and fails the commit at once too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_to_a_full_stream_that_discards_new_messages_fails_at_once() {
-    use async_nats::jetstream::stream::DiscardPolicy;
     let Some(server) = NatsServer::start() else {
         return;
     };
     let journal = journal(&server).await;
     let (_, opened) = opened_with_extract(&journal, "full").await;
-    let js = raw_jetstream(&server).await;
-    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
-    let info = stream.info().await.expect("its settings").clone();
-    let mut config = info.config.clone();
-    config.max_messages = i64::try_from(info.state.messages).expect("a few messages");
-    config.discard = DiscardPolicy::New;
-    js.update_stream(config).await.expect("updated");
+    change_stream(&server, keep_out_new_messages).await;
     let refused = commit_result(&opened, "transform", serde_json::json!("t"));
     let error = tokio::time::timeout(std::time::Duration::from_secs(20), refused)
         .await
