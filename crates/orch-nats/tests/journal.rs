@@ -261,7 +261,6 @@ async fn recorded_status(journal: &NatsJournal, run: &RunId, task: &str) -> Opti
 /// work-queue retention) is refused: it would keep no run. One with limits is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_stream_that_keeps_no_record_is_refused() {
-    use async_nats::jetstream::stream;
     let Some(server) = NatsServer::start() else {
         return;
     };
