@@ -309,7 +309,8 @@ impl NatsJournal {
                 // A part of a batch whose beginning is not here: left out with it.
                 Some(_) => batch = Batch::default(),
             }
-            if batch.rest == 0 {
+            // (A part left out adds nothing: the last whole batch is still the one before.)
+            if batch.rest == 0 && !batch.parts.is_empty() {
                 for part in batch.parts.drain(..) {
                     stored.bytes.extend_from_slice(&part);
                 }

@@ -647,6 +647,11 @@ async fn a_run_after_a_stray_message_that_ends_no_line_is_refused_on_reopening()
         .await
         .expect("stored")
         .sequence;
+    // A part of no batch after it adds nothing: the stray is still the one named.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Orch-Batch-Start", "not a number");
+    let part = js.publish_with_headers("orch.journal.strayed", headers, "x".into());
+    part.await.expect("published").await.expect("stored");
     let reopened = journal.open(&run, &workflow()).await;
     let Err(JournalError::Corrupt { at, reason }) = &reopened else {
         panic!("refused as corrupt: {:?}", reopened.map(|_| ()));
