@@ -78,11 +78,19 @@ impl Drop for InFlightSet<'_> {
     }
 }
 
+/// An attempt that ended.
+pub(crate) struct AttemptEnded {
+    /// Its task's (or map instance's) place in the run.
+    pub(crate) index: u32,
+    pub(crate) outcome: Result<Output, TaskError>,
+    /// Whether the run was cancelled before the poll the attempt ended on (another
+    /// handler cancelled it in this pass of the run, say).
+    pub(crate) cancelled_before: bool,
+}
+
 /// What finished.
 pub(crate) enum Landed {
-    /// An attempt's outcome, and whether the run was cancelled before the poll the
-    /// attempt ended on (another handler cancelled it in this pass of the run, say).
-    Attempt(u32, Result<Output, TaskError>, bool),
+    Attempt(AttemptEnded),
     BackoffOver(u32),
     Committed(Commit),
 }
@@ -94,10 +102,14 @@ impl Future for InFlight<'_> {
         match self.get_mut() {
             InFlight::Attempt(attempt) => {
                 let index = attempt.index;
-                let run_cancelled = attempt.run_cancelled();
-                Pin::new(attempt)
-                    .poll(cx)
-                    .map(|outcome| Landed::Attempt(index, outcome, run_cancelled))
+                let cancelled_before = attempt.run_cancelled();
+                Pin::new(attempt).poll(cx).map(|outcome| {
+                    Landed::Attempt(AttemptEnded {
+                        index,
+                        outcome,
+                        cancelled_before,
+                    })
+                })
             }
             InFlight::Backoff { index, sleep } => match sleep {
                 Some(sleep) => sleep.as_mut().poll(cx),

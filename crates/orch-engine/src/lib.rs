@@ -250,8 +250,10 @@
 //! one that fails is `Cancelled`, with its error in the record's text), but nothing is
 //! decided from it any more: the tasks after it, whatever their trigger rules, end
 //! `Cancelled` too, and the run is `cancelled`. That holds for a handler that ends after
-//! another cancelled the run, before the run itself has seen it; a handler that cancels
-//! the run itself as it fails is recorded `Failed`. A cancellation the run sees
+//! another cancelled the run, before the run itself has seen it. A handler polled on the
+//! run's own task that cancels the run itself as it fails is recorded `Failed`; one
+//! running as a task of its own usually ends after the run saw the cancellation, and is
+//! then recorded `Cancelled`. A cancellation the run sees
 //! only once every task has ended and is recorded (a handler polled on the run's own task
 //! that cancels the run as it completes, say) cuts nothing short: the run's status is
 //! then its tasks'. A durable run then records its end in its journal, and

@@ -388,9 +388,7 @@ impl<'p> Scheduler<'p> {
                 };
             }
             match self.in_flight.poll_next_unpin(cx) {
-                Poll::Ready(Some(Landed::Attempt(index, outcome, run_cancelled))) => {
-                    self.attempt_landed(index as usize, outcome, run_cancelled)
-                }
+                Poll::Ready(Some(Landed::Attempt(ended))) => self.attempt_landed(ended),
                 Poll::Ready(Some(Landed::BackoffOver(index))) => {
                     self.backoff_over(index as usize, cx);
                     // Retries with no pause spend the budget too, so that a handler that

@@ -10,7 +10,7 @@ use orch_core::{EngineEventKind, TaskStatus};
 use super::Scheduler;
 use crate::Output;
 use crate::TaskError;
-use crate::in_flight::InFlight;
+use crate::in_flight::{AttemptEnded, InFlight};
 use crate::note::Detail;
 
 /// What a task's record is missing about an attempt that began: its number, and for a
@@ -33,19 +33,13 @@ impl Scheduler<'_> {
         self.attempt_ended(index, None, outcome);
     }
 
-    /// Handles the outcome of an attempt the run waited for; `run_cancelled` when the run
-    /// was cancelled before the poll it ended on, when it ends as the run's other
-    /// unfinished tasks do.
-    pub(super) fn attempt_landed(
-        &mut self,
-        index: usize,
-        outcome: Result<Output, TaskError>,
-        run_cancelled: bool,
-    ) {
-        if run_cancelled {
+    /// Handles the outcome of an attempt the run waited for; one that ended after the run
+    /// was cancelled ends as the run's other unfinished tasks do.
+    pub(super) fn attempt_landed(&mut self, ended: AttemptEnded) {
+        if ended.cancelled_before {
             self.cancelled_mid_pass();
         }
-        self.attempt_over(index, outcome);
+        self.attempt_over(ended.index as usize, ended.outcome);
     }
 
     /// Writes `begun` (if any) to task `index`'s record.
