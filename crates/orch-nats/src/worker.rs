@@ -181,7 +181,9 @@ impl WorkerBuilder {
     }
 
     /// How long a handler whose attempt was cancelled (by its coordinator, its deadline
-    /// or the worker's shutdown) may go on before the worker drops it. Default 10 s.
+    /// or the worker's shutdown) may go on before the worker drops it. Default 10 s. It
+    /// is given once per attempt: a deadline or a shutdown after the cancellation does
+    /// not start it again.
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
         self

@@ -113,7 +113,9 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
         // come in.
         if counted.fetch_add(1, Ordering::SeqCst) == 1 {
             busy_now.store(true, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(800));
+            // Long enough for the test, polling every 100 ms on a loaded machine, to
+            // stop the worker meanwhile.
+            std::thread::sleep(std::time::Duration::from_secs(2));
         }
         async move { Ok::<_, TaskError>(ctx.task_id().to_string()) }
     };

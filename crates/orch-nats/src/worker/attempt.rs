@@ -210,9 +210,9 @@ async fn execute(
     // Timers only for what can happen: a deadline when the task has one, the cancel
     // grace once the attempt is cancelled.
     let mut past_deadline = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
-    let mut dropped: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut dropped: Timer = None;
     // The end of the cancel grace: the one a cancelled handler already has, if any.
-    let grace_end = |dropped: &Option<std::pin::Pin<Box<tokio::time::Sleep>>>| {
+    let grace_end = |dropped: &Timer| {
         dropped.as_ref().map_or_else(
             || tokio::time::Instant::now() + shared.cancel_grace,
             |sleep| sleep.deadline(),
@@ -234,7 +234,7 @@ async fn execute(
                 return Ending::Drop;
             }
             () = token.cancelled(), if dropped.is_none() => {
-                dropped = Some(Box::pin(tokio::time::sleep(shared.cancel_grace)));
+                dropped = Some(Box::pin(tokio::time::sleep_until(grace_end(&dropped))));
             }
             () = elapsed(&mut dropped) => {
                 tracing::info!("the cancelled task's handler did not stop in time; dropping it");
@@ -377,8 +377,11 @@ async fn look_up_result(
     }
 }
 
+/// A timer that may not be set.
+type Timer = Option<std::pin::Pin<Box<tokio::time::Sleep>>>;
+
 /// Ends when `timer` is set and elapses; never while it is not set.
-async fn elapsed(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+async fn elapsed(timer: &mut Timer) {
     match timer {
         Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,

@@ -189,9 +189,15 @@ pub(crate) async fn serve(
             answered = true;
             match delivery(&message, &queue.task_type) {
                 // Taken up after `stop` (it waited while the worker was busy): handed back
-                // as what the request delivers after it.
+                // as what the request delivers after it, or at once if it filled the
+                // request (no request of this worker is left to take it).
                 Delivery::Task if stop.is_cancelled() => {
-                    acks::hand_back(&shared, &message, REQUEST_ENDED).await;
+                    if delivered + 1 == asked_for {
+                        acks::hand_back(&shared, &message, Duration::ZERO).await;
+                        outstanding = None;
+                    } else {
+                        acks::hand_back(&shared, &message, REQUEST_ENDED).await;
+                    }
                     break 'requests;
                 }
                 Delivery::Task => {
@@ -212,8 +218,10 @@ pub(crate) async fn serve(
                                 acks::hand_back(&shared, &message, Duration::ZERO).await;
                                 break;
                             }
+                            // The request asked for this task alone: it is over.
                             Slot::Stopping => {
-                                acks::hand_back(&shared, &message, REQUEST_ENDED).await;
+                                acks::hand_back(&shared, &message, Duration::ZERO).await;
+                                outstanding = None;
                                 break 'requests;
                             }
                         },
