@@ -286,6 +286,10 @@ mod worker;
 /// a send wait at all.
 const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a look-up on a stream waits for its answer: [`ROOM_WAIT`] for room to send
+/// the question and as long for the answer.
+const LOOK_UP_WAIT: std::time::Duration = ROOM_WAIT.saturating_mul(2);
+
 pub use bridge::{Bridge, BridgeTask};
 pub use config::{Auth, NatsConfig, Secret, env};
 pub use error::{CancelRunError, ConnectError};

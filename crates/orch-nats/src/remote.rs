@@ -377,8 +377,9 @@ impl Inner {
     /// (`watch`) is looked up when the tasks stream's state says it may have left it (the
     /// stream purged, its oldest messages removed by a limit, or the stream made anew):
     /// one gone with no result stored will never be answered, and the wait ends as
-    /// [`Waited::Removed`]. A message an earlier coordinator sent is looked up on each
-    /// tick: a worker that heard that coordinator cancel it removes it without a result.
+    /// [`Waited::Removed`]. A message an earlier coordinator sent, or one a resumed attempt
+    /// sent when the server did not say whether its result was stored, is looked up on
+    /// each tick (a worker that heard that coordinator cancel it removes it).
     async fn await_settled(
         &self,
         ctx: &TaskContext,

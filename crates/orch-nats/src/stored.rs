@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use orch_engine::TaskError;
 use serde_json::Value;
 
-use crate::ROOM_WAIT;
+use crate::LOOK_UP_WAIT;
 use crate::protocol::Names;
 use crate::routes::AttemptKey;
 
@@ -250,9 +250,8 @@ pub(crate) struct NotAnswered(pub(crate) String);
 
 /// The first result message stored on the results stream for `key` (the one that
 /// counts, however many deliveries stored one): `Ok(None)` when the server says there
-/// is none. Not answered after [`ROOM_WAIT`] for room to send the
-/// question plus as long for the answer (on a connection full while the server is
-/// away, the question would wait for room as long as the server stays away).
+/// is none. Not answered after [`LOOK_UP_WAIT`] (on a connection full while the server
+/// is away, the question would wait for room as long as the server stays away).
 pub(crate) async fn find_result(
     js: &jetstream::Context,
     names: &Names,
@@ -262,11 +261,10 @@ pub(crate) async fn find_result(
     let stream = (js.get_stream_no_info(names.results_stream()).await)
         .map_err(|error| NotAnswered(error.to_string()))?;
     let asked = stream.get_first_raw_message_by_subject(&subject, 1);
-    let waited = ROOM_WAIT.saturating_mul(2);
-    match tokio::time::timeout(waited, asked).await {
+    match tokio::time::timeout(LOOK_UP_WAIT, asked).await {
         Ok(Ok(message)) => Ok(Some(message.payload)),
         Ok(Err(error)) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Ok(Err(error)) => Err(NotAnswered(error.to_string())),
-        Err(_) => Err(NotAnswered(format!("no answer within {waited:?}"))),
+        Err(_) => Err(NotAnswered(format!("no answer within {LOOK_UP_WAIT:?}"))),
     }
 }

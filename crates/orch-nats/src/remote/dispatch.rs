@@ -11,7 +11,7 @@ use bytes::Bytes;
 use orch_engine::{TaskContext, TaskError};
 
 use super::Inner;
-use crate::ROOM_WAIT;
+use crate::LOOK_UP_WAIT;
 use crate::protocol::{self, ResultMessage};
 use crate::routes::{AttemptKey, Settled};
 use crate::stored;
@@ -188,15 +188,15 @@ impl Inner {
 
     /// Whether task `message` is still on the tasks stream (queued, or held by a
     /// worker), and when it was stored; there when the server cannot tell (within
-    /// [`ROOM_WAIT`] for room to ask and as long for the answer: on a connection full
-    /// while the server is away, the question would wait as long as the outage).
+    /// [`LOOK_UP_WAIT`]: on a connection full while the server is away, the question
+    /// would wait as long as the outage).
     /// Another message at its sequence (the stream was made anew) means it is gone.
     async fn still_queued(&self, message: &OnStream) -> Queued {
         let Ok(stream) = self.js.get_stream_no_info(self.names.tasks_stream()).await else {
             return Queued::Yes { stored: None };
         };
         let asked = stream.get_raw_message(message.sequence);
-        let Ok(answer) = tokio::time::timeout(ROOM_WAIT.saturating_mul(2), asked).await else {
+        let Ok(answer) = tokio::time::timeout(LOOK_UP_WAIT, asked).await else {
             return Queued::Yes { stored: None };
         };
         match answer {
