@@ -1,6 +1,6 @@
 //! The commands that read files and print: `validate`, `plan`, `graph`, `report`, `gantt`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -232,7 +232,6 @@ pub(crate) fn gantt(result: &Path, width: Option<usize>) -> ExitCode {
                 .map(|(_, columns)| columns.into())
         })
         .unwrap_or(100);
-    use std::io::Write as _;
     let timeline = gantt::gantt(&run);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in gantt::terminal_lines(&timeline, width, terminal) {

@@ -87,15 +87,16 @@ pub(crate) fn gantt(run: &RunFile) -> Gantt {
 /// The widest timeline drawn, in columns; `orch gantt --width` refuses more.
 pub(crate) const MAX_WIDTH: u16 = 10_000;
 
-/// The timeline as text `width` columns wide (at most [`MAX_WIDTH`]); with `colour`, bars
-/// in ANSI colours by status. A `*` before a name marks the critical path.
+/// [`terminal_lines`] as one text.
 #[cfg(test)]
 pub(crate) fn terminal(gantt: &Gantt, width: usize, colour: bool) -> String {
     terminal_lines(gantt, width, colour).collect()
 }
 
-/// [`terminal`]'s text a line at a time (each ending in a line break), so that a wide
-/// timeline of many tasks is written out as it is drawn, never held whole.
+/// The timeline as text `width` columns wide (at most [`MAX_WIDTH`]), a line at a time
+/// (each ending in a line break), so that a wide timeline of many tasks is written out
+/// as it is drawn, never held whole; with `colour`, bars in ANSI colours by status. A
+/// `*` before a name marks the critical path.
 pub(crate) fn terminal_lines(
     gantt: &Gantt,
     width: usize,

@@ -57,7 +57,7 @@ impl InputsRoot {
     }
 
     /// Writes each dependency's result as `<dependency id>.json` (mode 0600) in the
-    /// directory of `key` (mode 0700; the key names one attempt), and returns that
+    /// directory of `key` (mode 0700; the key names one delivery of an attempt), and returns that
     /// directory. Ids are written
     /// with `%XX` escapes for anything but letters, digits, `-`, `_` and `.` (and a
     /// leading `.`), so every id is one plain file name. A map instance's element (as
