@@ -134,6 +134,21 @@ fn register(engine: &WorkflowEngine, limits: &Arc<LimitCheck>) {
             Ok::<_, TaskError>(Value::Null)
         },
     );
+    add(engine, limits, "quitfail", |ctx: TaskContext| async move {
+        ctx.cancellation().cancelled().await;
+        // With no pause, in the poll that hears of the cancellation.
+        if let Some(pause) = millis(&ctx).filter(|pause| !pause.is_zero()) {
+            tokio::time::sleep(pause).await;
+        }
+        Err::<Value, _>(TaskError::new("stopped on the cancellation"))
+    });
+    add(engine, limits, "cancels", |ctx: TaskContext| async move {
+        tokio::time::sleep(millis(&ctx).unwrap_or_default()).await;
+        ctx.cancellation().cancel();
+        // Pending once: the handlers the cancellation woke run in the same pass.
+        tokio::task::yield_now().await;
+        Ok::<_, TaskError>(Value::Null)
+    });
 }
 
 /// Runs `plan` on a fresh runtime and records what happened.

@@ -1,7 +1,8 @@
 //! The `runs` target: random workflows run by the engine, under tokio's paused clock.
 //!
 //! Inputs are runs in the format of [`model`]: a DAG whose handlers succeed,
-//! fail, panic, hang, sleep past their timeout or panic when dropped, with random
+//! fail, panic, hang, sleep past their timeout, panic when dropped, fail on hearing of
+//! their cancellation or cancel the run themselves, with random
 //! concurrency, pools, priorities, retries, cancellation, event subscribers that read or never read, and
 //! sometimes a runtime without a time driver. Each run gets a fresh current-thread runtime
 //! (paused clock, so hours of timeouts take no real time).
@@ -11,7 +12,8 @@
 //! a record, in order, with a final status (none pending or running); the skipped tasks
 //! are exactly those with a failed or skipped dependency; a completed or failed task's
 //! dependencies all completed; uncancelled, every status and attempt count is the
-//! reference model's and the run's status follows from them; a run cancelled before it
+//! reference model's and the run's status follows from them; cancelled, no task is
+//! failed that could only fail on hearing of the cancellation; a run cancelled before it
 //! is polled starts no task (each is cancelled, with no attempt); a cancelled run returns
 //! within its grace period; a subscriber that reads gets one final event per task,
 //! matching its record; no handler starts while `max_concurrent` handlers run, or its
@@ -42,13 +44,15 @@ impl Runs {
     /// The target, after one run of every handler kind (so lazily built statics are not
     /// counted as a leak of the first input).
     pub(crate) fn new() -> Self {
-        let warm_up = "concurrency 4\ncancel 30ms\nbus reader\ntask a ok\ntask b fail retries=1 backoff=1ms\ntask c sleep=5 timeout=1ms\ntask d panic\ntask e flaky=1 retries=1\ntask f slowcancel=1\ntask g permanent after=a\n";
+        let warm_up = "concurrency 4\ncancel 30ms\nbus reader\ntask a ok\ntask b fail retries=1 backoff=1ms\ntask c sleep=5 timeout=1ms\ntask d panic\ntask e flaky=1 retries=1\ntask f slowcancel=1\ntask g permanent after=a\ntask h quitfail\ntask i cancels=40\n";
         let _ = catch_unwind(|| observe(&RunPlan::parse(warm_up)));
         Self
     }
 }
 
 const WORDS: &[&str] = &[
+    "quitfail",
+    "cancels=0",
     "task x ok\n",
     " after=t0",
     " retries=4294967295",
@@ -151,7 +155,7 @@ fn generate(rng: &mut Rng) -> RunPlan {
     };
     let tasks = (0..count)
         .map(|i| {
-            let kind = match rng.u8(..20) {
+            let kind = match rng.u8(..22) {
                 0..=6 => Kind::Ok,
                 7 | 8 => Kind::Fail,
                 9 => Kind::Permanent,
@@ -160,6 +164,8 @@ fn generate(rng: &mut Rng) -> RunPlan {
                 14 | 15 => Kind::Flaky(rng.u32(..4)),
                 16 => Kind::Hang,
                 17 => Kind::DropPanic(rng.bool().then(|| rng.u64(..300))),
+                18 => Kind::QuitFail(rng.u64(..50) * u64::from(rng.bool())),
+                19 => Kind::Cancels(rng.u64(..300)),
                 _ => Kind::SlowCancel(rng.u64(..300)),
             };
             let waits = kind.needs_timer() && !matches!(kind, Kind::Sleep(_));

@@ -37,6 +37,11 @@ pub(crate) enum Kind {
     Flaky(u32),
     DropPanic(Option<u64>),
     SlowCancel(u64),
+    /// Waits for its cancellation, sleeps this long, then fails.
+    QuitFail(u64),
+    /// Sleeps this long, cancels the run itself, lets the handlers that woke run, and
+    /// completes.
+    Cancels(u64),
 }
 
 impl Kind {
@@ -52,13 +57,19 @@ impl Kind {
             Kind::Flaky(_) => "flaky",
             Kind::DropPanic(_) => "droppanic",
             Kind::SlowCancel(_) => "slowcancel",
+            Kind::QuitFail(_) => "quitfail",
+            Kind::Cancels(_) => "cancels",
         }
     }
 
     /// The number the handler reads from its config (milliseconds, or failures).
     pub(crate) fn param(self) -> Option<u64> {
         match self {
-            Kind::Sleep(n) | Kind::SlowCancel(n) | Kind::DropPanic(Some(n)) => Some(n),
+            Kind::Sleep(n)
+            | Kind::SlowCancel(n)
+            | Kind::QuitFail(n)
+            | Kind::Cancels(n)
+            | Kind::DropPanic(Some(n)) => Some(n),
             Kind::Flaky(k) => Some(u64::from(k)),
             _ => None,
         }
@@ -67,7 +78,12 @@ impl Kind {
     pub(crate) fn needs_timer(self) -> bool {
         matches!(
             self,
-            Kind::Hang | Kind::Sleep(_) | Kind::DropPanic(_) | Kind::SlowCancel(_)
+            Kind::Hang
+                | Kind::Sleep(_)
+                | Kind::DropPanic(_)
+                | Kind::SlowCancel(_)
+                | Kind::QuitFail(_)
+                | Kind::Cancels(_)
         )
     }
 }
@@ -314,10 +330,12 @@ impl RunPlan {
         for t in &self.tasks {
             let handler = match t.kind {
                 Kind::Ok | Kind::Fail | Kind::Permanent | Kind::Panic | Kind::Flaky(_) => Some(0),
-                Kind::Sleep(d) | Kind::DropPanic(Some(d)) => {
+                Kind::Sleep(d) | Kind::Cancels(d) | Kind::DropPanic(Some(d)) => {
                     Some(t.timeout_ms.map_or(d, |limit| limit.min(d)))
                 }
-                Kind::Hang | Kind::SlowCancel(_) | Kind::DropPanic(None) => t.timeout_ms,
+                Kind::Hang | Kind::SlowCancel(_) | Kind::QuitFail(_) | Kind::DropPanic(None) => {
+                    t.timeout_ms
+                }
             }?;
             let attempts = u64::from(t.retries) + 1;
             total = total.saturating_add(attempts.saturating_mul(handler + t.backoff_ms));
@@ -391,6 +409,8 @@ fn task(id: &str, kind: &str, options: &[&str]) -> Option<TaskPlan> {
         "flaky" => Kind::Flaky(param.unwrap_or(1).min(1000) as u32),
         "droppanic" => Kind::DropPanic(param),
         "slowcancel" => Kind::SlowCancel(param.unwrap_or(10)),
+        "quitfail" => Kind::QuitFail(param.unwrap_or(0)),
+        "cancels" => Kind::Cancels(param.unwrap_or(10)),
         _ => return None,
     };
     let mut task = TaskPlan {
@@ -437,8 +457,8 @@ pub(crate) fn own(task: &TaskPlan) -> Own {
             attempts: Some(all),
         },
         Kind::Permanent => Own::Fails { attempts: Some(1) },
-        Kind::Hang | Kind::SlowCancel(_) => by_timeout(task.timeout_ms),
-        Kind::Sleep(d) => match task.timeout_ms {
+        Kind::Hang | Kind::SlowCancel(_) | Kind::QuitFail(_) => by_timeout(task.timeout_ms),
+        Kind::Sleep(d) | Kind::Cancels(d) => match task.timeout_ms {
             Some(limit) if limit < d => Own::Fails {
                 attempts: Some(all),
             },

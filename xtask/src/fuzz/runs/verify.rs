@@ -87,7 +87,11 @@ pub(super) fn verify(plan: &RunPlan, observed: &Observed) -> Result<(), Violatio
         );
     }
     let status = |id: &str| result.tasks.get(id).map(|r| r.status);
-    let cancelled = observed.cancelled_ms.is_some();
+    // By the harness, or by a `cancels` handler (one that completed cancelled the run).
+    let cancelled = observed.cancelled_ms.is_some()
+        || plan.tasks.iter().any(|t| {
+            matches!(t.kind, Kind::Cancels(_)) && status(&t.id) == Some(TaskStatus::Completed)
+        });
     let unknown = !plan.timer && plan.needs_timer();
     let expected = expectations(plan);
     for (t, expect) in plan.tasks.iter().zip(&expected) {
