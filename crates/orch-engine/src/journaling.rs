@@ -238,6 +238,7 @@ impl RunJournal {
     /// durable as the engine's setting asks. A completion whose commit the end of a
     /// cancelled run cut short is not recorded again: no dependent of it ran; if its
     /// write reached the journal before the cut, a resume keeps it, else it runs again.
+    /// An error text the journal cannot hold is cut short, as in a commit.
     ///
     /// Once the run is cancelled (`cancel`, before or meanwhile), the journal is waited
     /// for `grace` more (at least [`LEAST_WAIT`]): one that has not answered by then
@@ -254,7 +255,7 @@ impl RunJournal {
         unless_silent_once_cancelled(closing, cancel, grace, action, true).await
     }
 
-    async fn close_now(self, result: &WorkflowResult) -> Result<(), RunError> {
+    async fn close_now(mut self, result: &WorkflowResult) -> Result<(), RunError> {
         let failed = |error| RunError::Journal(JournalFailure::in_run(error));
         if let Some(error) = self.failure {
             return Err(failed(error));
@@ -266,10 +267,31 @@ impl RunJournal {
             .filter(|((_, record), recorded)| {
                 !**recorded && !matches!(record.status, TaskStatus::Pending | TaskStatus::Completed)
             })
-            .map(|((id, record), _)| (id, record));
-        let rest: Vec<_> = ended.collect();
-        if !rest.is_empty() {
-            self.writer.append(&rest).await.map_err(failed)?;
+            .map(|((id, record), _)| (id, record.clone()));
+        let mut rest: Vec<(&TaskId, TaskRecord)> = ended.collect();
+        // An error text the journal refused before, or refuses now, is cut short as in
+        // a commit (a cancelled task's text quotes its last attempt's).
+        for (id, line) in &mut rest {
+            if let Some(reason) = self.unjournalable.get(*id) {
+                leave_out(line, reason);
+            }
+        }
+        while !rest.is_empty() {
+            let pairs: Vec<(&TaskId, &TaskRecord)> = rest.iter().map(|(i, r)| (*i, r)).collect();
+            match self.writer.append(&pairs).await {
+                Ok(()) => break,
+                Err(JournalError::InvalidRecord {
+                    task,
+                    field: "result" | "error",
+                    reason,
+                }) if !self.unjournalable.contains_key(&task) => {
+                    if let Some((_, line)) = rest.iter_mut().find(|(id, _)| **id == task) {
+                        leave_out(line, &reason);
+                    }
+                    self.unjournalable.insert(task, reason);
+                }
+                Err(error) => return Err(failed(error)),
+            }
         }
         self.writer.finish(result.status).await.map_err(failed)?;
         if self.durability == Durability::Power {

@@ -471,3 +471,97 @@ fn a_journal_failing_on_a_resumed_runs_resets_stops_it_before_any_task_ran() {
     );
     assert!(calls.lock().unwrap().is_empty(), "nothing ran");
 }
+
+/// A file journal in `dir` whose writers refuse, as a journal with a limit on records
+/// does, any record whose error text is longer than `longest` bytes.
+fn refusing_long_errors(dir: &std::path::Path, longest: usize) -> common::WrappedJournal {
+    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
+        Box::new(RefusingLongErrors { inner, longest })
+    })
+}
+
+#[derive(Debug)]
+struct RefusingLongErrors {
+    inner: Box<dyn RunWriter>,
+    longest: usize,
+}
+
+impl RunWriter for RefusingLongErrors {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        let long = records.iter().find(|(_, record)| {
+            record
+                .error
+                .as_ref()
+                .is_some_and(|e| e.len() > self.longest)
+        });
+        if let Some((task, _)) = long {
+            let task = (*task).clone();
+            return Box::pin(async move {
+                Err(JournalError::InvalidRecord {
+                    task,
+                    field: "error",
+                    reason: "too long for the test's journal".into(),
+                })
+            });
+        }
+        self.inner.append(records)
+    }
+
+    fn sync(&self) -> JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
+        self.inner.finish(status)
+    }
+}
+
+/// A task cancelled with the run whose error text (what its handler ended with) is too
+/// long for the journal is recorded with that text cut short, as in a commit: the run
+/// ends cancelled, its end recorded, rather than failing on its journal.
+#[test]
+fn an_error_text_too_long_for_the_journal_at_the_runs_end_is_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = refusing_long_errors(dir.path(), 100 << 10);
+    let engine = WorkflowEngine::builder()
+        .journal(journal, Durability::Process)
+        .build()
+        .unwrap();
+    engine.register_handler("quits", |ctx: TaskContext| async move {
+        ctx.cancellation().cancelled().await;
+        Err::<(), _>(orch_engine::TaskError::new("x".repeat(200 << 10)))
+    });
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "quits"));
+    let runtime = common::current_thread();
+    let run_id = RunId::parse("r").unwrap();
+    let result = runtime.block_on(async {
+        let run = engine.run_durable(&workflow, run_id.clone());
+        let cancel = run.cancellation_token();
+        let run = tokio::spawn(run);
+        tokio::task::yield_now().await;
+        cancel.cancel();
+        run.await.unwrap()
+    });
+    let result = result.expect("recorded, cut short");
+    assert_eq!(result.status, WorkflowStatus::Cancelled);
+    let loaded = runtime
+        .block_on(FileJournal::new(dir.path()).unwrap().load(&run_id))
+        .unwrap()
+        .expect("the run");
+    let error = loaded
+        .task("a")
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(error.len() < 100 << 10, "{} bytes", error.len());
+    assert!(
+        error.ends_with(
+            "(cut short: the journal cannot hold the whole text: too long for the test's journal)"
+        ),
+        "{}",
+        &error[error.len() - 120..]
+    );
+    assert_eq!(
+        loaded.summary().status,
+        orch_engine::journal::RunStatus::Cancelled
+    );
+}
