@@ -261,7 +261,9 @@
 //! answered by then (a PostgreSQL table another session holds locked) ends the run with
 //! [`RunError::Journal`] ([`JournalError::NoAnswer`](journal::JournalError::NoAnswer)).
 //! So does one that does not answer when the run, cancelled before any task started,
-//! is still opening (or continuing) its record: nothing ran then.
+//! is still opening (or continuing) its record: nothing ran then. A run that is not
+//! cancelled waits for its journal as long as the journal takes (its own time limits,
+//! such as PostgreSQL's, apply): cancel it to stop waiting.
 //!
 //! An attempt that passes its task's timeout is dropped (a spawned one aborted) and its
 //! token ([`TaskContext::cancellation`]) cancelled: a [`blocking`] handler, which cannot
