@@ -513,12 +513,7 @@ async fn a_worker_stopping_during_a_cancelled_attempt_removes_its_task_message()
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
         return;
     };
-    let coordinator_config = as_user(&server, "coordinator", "coordinator-pw");
-    let remote = RemoteHandler::connect(&coordinator_config)
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::new();
-    engine.register_handler("embed", remote.clone());
+    let (remote, engine) = remote_coordinator(&server).await;
     let signals = Arc::new(Signals::default());
     let started = Arc::clone(&signals);
     // Stops a moment after it hears the cancellation, well inside the worker's grace.
@@ -533,21 +528,13 @@ async fn a_worker_stopping_during_a_cancelled_attempt_removes_its_task_message()
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 Err::<(), _>(TaskError::new("stopped"))
             }
-        })
-        .connect(&as_user(&server, "embedder", "embedder-pw"))
-        .await
-        .expect("the worker connects");
-    let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
-    let worker = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
+        });
+    let worker = StoppableWorker::start(worker, &server).await;
 
     cancelled_from_elsewhere(&engine, &remote, &signals).await;
-    stop.cancel();
-    stop_now.cancel();
-    tokio::time::timeout(Duration::from_secs(20), worker)
-        .await
-        .expect("the worker stops")
-        .expect("the worker's task");
+    worker.stopped_at_once().await;
 
+    let coordinator_config = as_user(&server, "coordinator", "coordinator-pw");
     let js = jetstream::new(coordinator_config.connect().await.expect("connects"));
     let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
     let left = tasks.info().await.expect("its state").state.messages;
@@ -566,12 +553,7 @@ async fn a_handler_ignoring_its_cancellation_gets_one_cancel_grace_though_the_wo
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
         return;
     };
-    let coordinator_config = as_user(&server, "coordinator", "coordinator-pw");
-    let remote = RemoteHandler::connect(&coordinator_config)
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::new();
-    engine.register_handler("embed", remote.clone());
+    let (remote, engine) = remote_coordinator(&server).await;
     let signals = Arc::new(Signals::default());
     let started = Arc::clone(&signals);
     let (dropped_at, dropped) = std::sync::mpsc::channel();
@@ -594,23 +576,14 @@ async fn a_handler_ignoring_its_cancellation_gets_one_cancel_grace_though_the_wo
                 signals.cancelled.notify_one();
                 std::future::pending::<Result<(), TaskError>>().await
             }
-        })
-        .connect(&as_user(&server, "embedder", "embedder-pw"))
-        .await
-        .expect("the worker connects");
-    let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
-    let worker = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
+        });
+    let worker = StoppableWorker::start(worker, &server).await;
 
     cancelled_from_elsewhere(&engine, &remote, &signals).await;
     let heard = std::time::Instant::now();
     // Two thirds into the grace, the worker stops at once.
     tokio::time::sleep(GRACE * 2 / 3).await;
-    stop.cancel();
-    stop_now.cancel();
-    tokio::time::timeout(Duration::from_secs(20), worker)
-        .await
-        .expect("the worker stops")
-        .expect("the worker's task");
+    worker.stopped_at_once().await;
     // Dropped on a runtime thread once its task is aborted: maybe just after the worker
     // returned (the time is taken at the drop).
     let dropped_at = dropped.recv_timeout(Duration::from_secs(5));
@@ -640,4 +613,49 @@ async fn cancelled_from_elsewhere(
         .await
         .expect("the tasks stream can be read");
     signalled(&signals.cancelled, "the handler hears the cancellation").await;
+}
+
+/// The coordinator user's remote handler, and a default engine that runs `embed` tasks
+/// with it.
+async fn remote_coordinator(server: &NatsServer) -> (RemoteHandler, WorkflowEngine) {
+    let remote = RemoteHandler::connect(&as_user(server, "coordinator", "coordinator-pw"))
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    engine.register_handler("embed", remote.clone());
+    (remote, engine)
+}
+
+/// An embedder's worker running until told to stop.
+struct StoppableWorker {
+    stop: CancellationToken,
+    stop_now: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StoppableWorker {
+    /// Connects `worker` as the embedder user and runs it.
+    async fn start(worker: orch_nats::WorkerBuilder, server: &NatsServer) -> Self {
+        let worker = (worker
+            .connect(&as_user(server, "embedder", "embedder-pw"))
+            .await)
+            .expect("the worker connects");
+        let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
+        let task = tokio::spawn(worker.run_until(stop.clone(), stop_now.clone()));
+        Self {
+            stop,
+            stop_now,
+            task,
+        }
+    }
+
+    /// Tells it to stop at once, and waits for it to return.
+    async fn stopped_at_once(self) {
+        self.stop.cancel();
+        self.stop_now.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the worker stops")
+            .expect("the worker's task");
+    }
 }
