@@ -211,24 +211,38 @@ impl RunJournal {
                 }
                 Some(commit.batch)
             }
-            Err(JournalError::InvalidRecord {
+            Err(error) => match self.left_out(error) {
+                Ok(_) => {
+                    let mut batch = commit.batch;
+                    batch.append(&mut self.batch);
+                    self.batch = batch;
+                    self.retried_instances.extend(commit.instances);
+                    Some(Vec::new())
+                }
+                Err(error) => {
+                    self.failure.get_or_insert(error);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Takes in a journal's refusal of a task's output or error text it cannot hold, the
+    /// first for that task: from now on, the task's record leaves it out (or cuts it
+    /// short). The task and the journal's reason; any other failure as it is.
+    fn left_out(&mut self, error: JournalError) -> Result<(TaskId, &str), JournalError> {
+        match error {
+            JournalError::InvalidRecord {
                 task,
                 field: "result" | "error",
                 reason,
-            }) if !self.unjournalable.contains_key(&task) => {
+            } if !self.unjournalable.contains_key(&task) => {
                 tracing::warn!(task_id = %task, %reason,
                     "the journal cannot hold the task's output: it is kept in this process only");
-                self.unjournalable.insert(task, reason);
-                let mut batch = commit.batch;
-                batch.append(&mut self.batch);
-                self.batch = batch;
-                self.retried_instances.extend(commit.instances);
-                Some(Vec::new())
+                let reason = self.unjournalable.entry(task.clone()).or_insert(reason);
+                Ok((task, reason.as_str()))
             }
-            Err(error) => {
-                self.failure.get_or_insert(error);
-                None
-            }
+            error => Err(error),
         }
     }
 
@@ -280,17 +294,12 @@ impl RunJournal {
             let pairs: Vec<(&TaskId, &TaskRecord)> = rest.iter().map(|(i, r)| (*i, r)).collect();
             match self.writer.append(&pairs).await {
                 Ok(()) => break,
-                Err(JournalError::InvalidRecord {
-                    task,
-                    field: "result" | "error",
-                    reason,
-                }) if !self.unjournalable.contains_key(&task) => {
+                Err(error) => {
+                    let (task, reason) = self.left_out(error).map_err(failed)?;
                     if let Some((_, line)) = rest.iter_mut().find(|(id, _)| **id == task) {
-                        leave_out(line, &reason);
+                        leave_out(line, reason);
                     }
-                    self.unjournalable.insert(task, reason);
                 }
-                Err(error) => return Err(failed(error)),
             }
         }
         self.writer.finish(result.status).await.map_err(failed)?;
