@@ -12,6 +12,7 @@
 //! are recorded in the statement that records their map task's completion, and belong
 //! to it).
 
+mod batch;
 mod lock;
 mod secret;
 mod server;
@@ -84,10 +85,10 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// Rows are keyed by id, so a workflow id or task id may be at most 2000 bytes, and a
 /// workflow's name may not hold a NUL character: `open` refuses such a workflow before
-/// anything runs (the file journal takes them). An append whose records add up to more
-/// than 512 MiB is refused with [`JournalError::InvalidRecord`] for the result of its
-/// largest record (the server takes no value of 1 GiB or more), which the engine then
-/// keeps out of the journal, as an output too large for one record.
+/// anything runs (the file journal takes them). An append of more than 512 MiB goes in
+/// one transaction of several statements on a connection of its own; a record of more
+/// than 512 MiB is refused ([`JournalError::InvalidRecord`]), and the engine keeps its
+/// output out of the journal, as one too large for the file journal's records.
 ///
 /// A run's writer sends each statement when its future is first polled, not when the
 /// future is made (the file journal writes at once): poll a run's futures in the order

@@ -64,7 +64,9 @@ COMMIT;";
 /// One batch of records: `$2`..`$5` the rows (one per task: the record in force from
 /// the batch), `$6` the tasks the batch resets (a pending record), whose map instances'
 /// rows from an earlier completion go, and `$7` the rows that replace what the table
-/// holds whatever it is (those of reset tasks and their instances). With `$9`, the first
+/// holds whatever it is (those of reset tasks and their instances). A row that takes
+/// a record moves to the end of the run's order, as read back: after the rows the
+/// batch wrote before it. With `$9`, the first
 /// write to a run that was there before: the run is marked unfinished, takes definition
 /// `$8` when not null, and the rows of tasks `$10` (dropped by the workflow) and of their
 /// map instances go, except those the batch writes.
@@ -93,7 +95,8 @@ INSERT INTO orch_journal_tasks (run_id, task_id, status, record, map_instance)
 SELECT $1, t.task_id, t.status, t.record, t.map_instance
 FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[]) AS t (task_id, status, record, map_instance)
 ON CONFLICT (run_id, task_id) DO UPDATE
-    SET status = EXCLUDED.status, record = EXCLUDED.record, map_instance = EXCLUDED.map_instance
+    SET status = EXCLUDED.status, record = EXCLUDED.record,
+        map_instance = EXCLUDED.map_instance, position = DEFAULT
     WHERE EXCLUDED.task_id = ANY ($7::text[])
         OR (orch_journal_tasks.status <> 'completed' AND NOT orch_journal_tasks.map_instance)"
 );

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, WorkflowStatus};
 
 use super::Shared;
+use super::batch::{Batch, batch_bytes, statements};
 use super::lock::RunLock;
 use super::session::Session;
 use crate::claim::Claim;
@@ -52,9 +53,10 @@ impl FirstWrite {
     }
 
     /// This statement's turn, waited for while the first write may still be to do or
-    /// statements wait before this one; with what it carries of the first write when it
-    /// `can_carry` it (a `sync` cannot).
-    async fn turn(&self, can_carry: bool) -> Turn<'_> {
+    /// statements wait before this one, or always when it is `several` statements (the
+    /// turn is held until the last is done, so that none overtakes them); with what it
+    /// carries of the first write when it `can_carry` it (a `sync` cannot).
+    async fn turn(&self, can_carry: bool, several: bool) -> Turn<'_> {
         let mut turn = Turn {
             first_write: self,
             can_carry,
@@ -62,7 +64,9 @@ impl FirstWrite {
             queued: false,
             _held: None,
         };
-        if !self.unsettled.load(Ordering::Acquire) && self.queued.load(Ordering::Acquire) == 0 {
+        let quiet =
+            !self.unsettled.load(Ordering::Acquire) && self.queued.load(Ordering::Acquire) == 0;
+        if quiet && !several {
             return turn;
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
@@ -152,7 +156,7 @@ impl PgRunWriter {
     fn on_session<F, T>(&self, action: &'static str, statement: F) -> JournalFuture
     where
         F: FnOnce(Arc<Session>) -> T + Send + 'static,
-        T: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+        T: Future<Output = Result<(), Failure>> + Send + 'static,
     {
         let (shared, session, run) = (
             Arc::clone(&self.shared),
@@ -162,8 +166,10 @@ impl PgRunWriter {
         let hold = Arc::clone(&self.hold);
         Box::pin(async move {
             let _hold = hold;
-            let Err(error) = statement(Arc::clone(&session)).await else {
-                return Ok(());
+            let error = match statement(Arc::clone(&session)).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Reported(error)) => return Err(error),
+                Err(Failure::Statement(error)) => error,
             };
             let mut reported = session.run_error(&run, action, &error, shared.secret());
             if let JournalError::Postgres { message, .. } = &mut reported
@@ -242,7 +248,9 @@ impl RunWriter for PgRunWriter {
         let forced_by_resets: Vec<bool> = (rows.iter())
             .map(|(id, _)| !resets.is_empty() && reset_by(id))
             .collect();
-        let resets: Vec<String> = resets.iter().map(|id| (*id).to_owned()).collect();
+        let reset_rows: Vec<bool> = (rows.iter())
+            .map(|(id, _)| resets.contains(id.as_str()))
+            .collect();
         let mut ids = Vec::with_capacity(rows.len());
         let mut statuses = Vec::with_capacity(rows.len());
         let mut lines = Vec::with_capacity(rows.len());
@@ -259,15 +267,17 @@ impl RunWriter for PgRunWriter {
             // A journal line is JSON: UTF-8 already.
             lines.push(String::from_utf8(buf).unwrap_or_default());
         }
-        if let Some(error) = too_large(&ids, &lines, BATCH_BYTES) {
-            return Box::pin(async move { Err(error) });
-        }
-        let run = self.run.to_string();
+        let parts = match statements(&ids, &lines, batch_bytes()) {
+            Ok(parts) => parts,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        let (run_id, run) = (self.run.clone(), self.run.to_string());
         let first_write = Arc::clone(&self.first_write);
+        let shared = Arc::clone(&self.shared);
         self.on_session("record tasks", move |session| async move {
-            let turn = first_write.turn(true).await;
+            let several = parts.len() > 1;
+            let turn = first_write.turn(true, several).await;
             let reopened = turn.carried.as_ref();
-            let first = reopened.is_some();
             let definition = reopened.and_then(|r| r.definition.as_deref());
             let removed: &[String] = reopened.map_or(&[], |r| &r.removed);
             // So do the rows of tasks of the batch whose ids a dropped task's rows held
@@ -276,25 +286,39 @@ impl RunWriter for PgRunWriter {
                 let map = orch_core::MapSpec::parse_instance_id(id).map(|(map, _)| map);
                 (removed.iter()).any(|d| d == id || map == Some(d.as_str()))
             };
-            let forced: Vec<&String> = (ids.iter().zip(&forced_by_resets))
-                .filter(|&(id, &by_reset)| by_reset || dropped_by(id))
-                .map(|(id, _)| id)
+            let forced: Vec<bool> = (ids.iter().zip(&forced_by_resets))
+                .map(|(id, &by_reset)| by_reset || dropped_by(id))
                 .collect();
-            let values: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-                &run,
-                &ids,
-                &statuses,
-                &lines,
-                &instances,
-                &resets,
-                &forced,
-                &definition,
-                &first,
-                &removed,
-            ];
-            let done = session.client.execute(&session.insert, &values).await;
-            turn.done(done.is_ok());
-            done.map(drop)
+            let batch = Batch {
+                run: &run,
+                ids: &ids,
+                statuses: &statuses,
+                lines: &lines,
+                instances: &instances,
+                resets: &reset_rows,
+                forced: &forced,
+                reopened: reopened.is_some().then_some((definition, removed)),
+            };
+            if !several {
+                batch.write(&session, parts).await?;
+                turn.done(true);
+                return Ok(());
+            }
+            // Too much for one statement: the parts go in one transaction, on a
+            // connection of its own (the run's is shared by other runs), once the
+            // statements this run sent before it are done.
+            session.client.batch_execute("").await?;
+            let action = "record tasks";
+            let side = Session::open(&shared.config, &shared.target, shared.secret()).await;
+            let side = side.map_err(Failure::Reported)?;
+            let on_side = |e: tokio_postgres::Error| {
+                Failure::Reported(side.run_error(&run_id, action, &e, shared.secret()))
+            };
+            side.client.batch_execute("BEGIN").await.map_err(on_side)?;
+            batch.write(&side, parts).await.map_err(on_side)?;
+            side.client.batch_execute("COMMIT").await.map_err(on_side)?;
+            turn.done(true);
+            Ok(())
         })
     }
 
@@ -314,10 +338,10 @@ impl RunWriter for PgRunWriter {
         let first_write = Arc::clone(&self.first_write);
         self.on_session("sync", move |session| async move {
             // In its turn: it covers the appends polled before it.
-            let turn = first_write.turn(false).await;
+            let turn = first_write.turn(false, false).await;
             let done = session.client.batch_execute(&flush).await;
             turn.done(done.is_ok());
-            done
+            Ok(done?)
         })
     }
 
@@ -330,7 +354,7 @@ impl RunWriter for PgRunWriter {
         let first_write = Arc::clone(&self.first_write);
         let finished = Arc::clone(&self.finished);
         self.on_session("record a run's end", move |session| async move {
-            let turn = first_write.turn(true).await;
+            let turn = first_write.turn(true, false).await;
             let reopened = turn.carried.as_ref();
             let definition = reopened.and_then(|r| r.definition.as_deref());
             let removed: &[String] = reopened.map_or(&[], |r| &r.removed);
@@ -344,8 +368,20 @@ impl RunWriter for PgRunWriter {
                 finished.store(false, Ordering::Release);
             }
             turn.done(done.is_ok());
-            done.map(drop)
+            Ok(done.map(drop)?)
         })
+    }
+}
+
+/// How a write failed: a statement on the run's connection, or as reported already.
+enum Failure {
+    Statement(tokio_postgres::Error),
+    Reported(JournalError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Statement(error)
     }
 }
 
@@ -358,51 +394,164 @@ fn map_of_instance<'a>(tasks: &HashSet<TaskId>, id: &'a TaskId) -> Option<&'a st
     }
 }
 
-/// The most bytes of records one append sends. PostgreSQL takes no value (here the
-/// array of records) of 1 GiB or more, and may close the connection, shared by every
-/// run of the journal, on a message that large.
-const BATCH_BYTES: usize = 512 << 20;
-
-/// A batch whose records (`lines`, of tasks `ids`) add up to more than `limit` bytes:
-/// refused for its largest record's result, which the engine then keeps out of the
-/// journal, as it does an output too large for a record of its own.
-fn too_large(ids: &[String], lines: &[String], limit: usize) -> Option<JournalError> {
-    let total: usize = lines.iter().map(String::len).sum();
-    if total <= limit {
-        return None;
-    }
-    let largest = (0..lines.len()).max_by_key(|&i| lines[i].len())?;
-    Some(JournalError::InvalidRecord {
-        task: ids[largest].as_str().into(),
-        field: "result",
-        reason: format!(
-            "the batch's records take {total} bytes, more than the {limit} PostgreSQL is \
-             sent at once; this one takes {}",
-            lines[largest].len()
-        ),
-    })
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
+    use orch_core::{Task, Workflow};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
 
+    use super::*;
+    use crate::Journal;
+    use crate::postgres::batch::BATCH_BYTES;
+    use crate::postgres::batch::tests::BATCH_BYTES_HERE;
+    use crate::postgres::{PgJournal, TempServer, TempServerError};
+
+    /// The ids the batches name: the tasks of [`workflow`] and instances of its map.
+    const IDS: [&str; 7] = ["list", "m", "a", "b", "m[0]", "m[1]", "m[2]"];
+
+    /// Map `m` over `list`, and plain tasks `a` and, unless `dropped`, `b`.
+    fn workflow(dropped: bool) -> Workflow {
+        let w = Workflow::new("split", "W")
+            .task(Task::new("list", "t"))
+            .task(Task::new("m", "t").map_over("list"))
+            .task(Task::new("a", "t"));
+        match dropped {
+            true => w,
+            false => w.task(Task::new("b", "t")),
+        }
+    }
+
+    fn batches() -> impl Strategy<Value = Vec<Vec<(usize, TaskRecord)>>> {
+        let status = prop_oneof![
+            Just(TaskStatus::Pending),
+            Just(TaskStatus::Completed),
+            Just(TaskStatus::Failed),
+        ];
+        let record = (0..IDS.len(), status, "[a-z]{0,40}").prop_map(|(id, status, text)| {
+            // A map's completion holds its list of outputs, one per instance.
+            let result = match (IDS[id], status) {
+                ("m", TaskStatus::Completed) => serde_json::json!(vec![0; text.len() % 4]),
+                _ => serde_json::Value::String(text),
+            };
+            let record = TaskRecord {
+                status,
+                result: Some(result),
+                attempts: 1,
+                ..TaskRecord::default()
+            };
+            (id, record)
+        });
+        prop::collection::vec(prop::collection::vec(record, 1..8), 1..5)
+    }
+
+    /// Writes `before` to a fresh run of [`workflow`], then `after` once the run is
+    /// opened again without task `b`, each append split into statements of at most
+    /// `limit` bytes; what the journal then holds for each id.
+    async fn written(
+        journal: &PgJournal,
+        run: &RunId,
+        limit: usize,
+        [before, after]: [&[Vec<(usize, TaskRecord)>]; 2],
+    ) -> Vec<Option<TaskRecord>> {
+        BATCH_BYTES_HERE.with(|here| here.set(limit));
+        for (dropped, batches) in [(false, before), (true, after)] {
+            let workflow = workflow(dropped);
+            let opened = journal.open(run, &workflow).await.unwrap();
+            for batch in batches {
+                let ids: Vec<TaskId> = batch.iter().map(|(i, _)| TaskId::from(IDS[*i])).collect();
+                let pairs: Vec<_> = ids.iter().zip(batch.iter().map(|(_, r)| r)).collect();
+                // A batch naming `b` once it is dropped is refused, whole, either way.
+                let _ = opened.writer.append(&pairs).await;
+            }
+        }
+        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+        let loaded = journal.load(run).await.unwrap().unwrap();
+        IDS.iter().map(|id| loaded.task(id).cloned()).collect()
+    }
+
+    /// An append split into several statements leaves the journal as one statement
+    /// does: resets, map instances and a reopened run's dropped task included.
     #[test]
-    fn a_batch_past_the_limit_is_refused_for_its_largest_record() {
-        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
-        let lines: Vec<String> = [10, 30, 20].map(|n| "x".repeat(n)).to_vec();
-        assert!(too_large(&ids, &lines, 60).is_none());
-        let refused = too_large(&ids, &lines, 59).expect("refused");
-        let JournalError::InvalidRecord {
-            task,
-            field,
-            reason,
-        } = &refused
-        else {
-            panic!("{refused:?}");
+    fn an_append_in_several_statements_records_what_one_statement_does() {
+        let server = match TempServer::start() {
+            Ok(server) => server,
+            Err(TempServerError::NotInstalled(why))
+                if std::env::var("CI").map_or(true, |v| v != "true") =>
+            {
+                println!("skipped: {why}");
+                return;
+            }
+            Err(error) => panic!("{error}"),
         };
-        assert_eq!((task.as_str(), *field), ("b", "result"));
-        assert!(reason.contains("60 bytes"), "{reason}");
-        assert!(too_large(&[], &[], 0).is_none());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let journal = rt
+            .block_on(PgJournal::connect(&server.connection_string()))
+            .unwrap();
+
+        let mut runner = TestRunner::new(Config {
+            failure_persistence: None,
+            ..Config::with_cases(100)
+        });
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        runner
+            .run(&(batches(), batches()), |(before, after)| {
+                let n = n.fetch_add(1, Ordering::Relaxed);
+                let [whole, split] = [format!("whole-{n}"), format!("split-{n}")]
+                    .map(|id| RunId::parse(&id).unwrap());
+                let phases = [&before[..], &after[..]];
+                let expected = rt.block_on(written(&journal, &whole, usize::MAX, phases));
+                // Records here take 85 to 135 bytes: two or three rows per statement.
+                let got = rt.block_on(written(&journal, &split, 300, phases));
+                prop_assert_eq!(got, expected);
+                Ok(())
+            })
+            .unwrap();
+        rt.block_on(a_split_append_is_written_whole_or_not_at_all(
+            &journal,
+            &server.connection_string(),
+        ));
+    }
+
+    /// A server that refuses the last row of an append split over several statements:
+    /// none of the append is written, and the error says why.
+    async fn a_split_append_is_written_whole_or_not_at_all(journal: &PgJournal, config: &str) {
+        let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(
+                "CREATE FUNCTION refuse_b() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.task_id = 'b' THEN RAISE EXCEPTION 'no rows for b'; END IF;
+                     RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER refuse_b BEFORE INSERT ON orch_journal_tasks
+                 FOR EACH ROW EXECUTE FUNCTION refuse_b();",
+            )
+            .await
+            .unwrap();
+        let run = RunId::parse("refused").unwrap();
+        let opened = journal.open(&run, &workflow(false)).await.unwrap();
+        let done = TaskRecord {
+            status: TaskStatus::Completed,
+            result: Some(serde_json::json!("x".repeat(100))),
+            ..TaskRecord::default()
+        };
+        let ids = ["list", "a", "b"].map(TaskId::from);
+        let batch: Vec<_> = ids.iter().map(|id| (id, &done)).collect();
+        BATCH_BYTES_HERE.with(|here| here.set(300));
+        let refused = opened.writer.append(&batch).await.expect_err("refused");
+        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+        assert!(refused.to_string().contains("no rows for b"), "{refused}");
+        let loaded = journal.load(&run).await.unwrap().unwrap();
+        assert_eq!((loaded.task("list"), loaded.task("a")), (None, None));
+        opened.writer.append(&batch[..2]).await.unwrap();
+        let loaded = journal.load(&run).await.unwrap().unwrap();
+        assert_eq!(loaded.task("a"), Some(&done));
     }
 }
