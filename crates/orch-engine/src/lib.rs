@@ -125,6 +125,9 @@
 //! `always` even before they start). Tasks that one end skips (a failure's descendants,
 //! a branch's unchosen dependents and what their rules skip in turn) are announced in
 //! the workflow's execution order, so none comes before a dependency skipped with it.
+//! A durable run's `finished` comes once its end is recorded in the journal (or
+//! recording it failed), so a subscriber that reads the journal on hearing it finds the
+//! end there.
 //!
 //! Every event carries its run's id ([`RunHandle::run_id`], also in the run's
 //! `WorkflowResult`), which tells concurrent runs of one workflow apart. The run's

@@ -146,7 +146,14 @@ pub(crate) async fn execute(
     .await;
     let journal = run.journal.take();
     let (result, announcer) = run.finish(run_id);
-    if let Some(announcer) = announcer {
+    // Cancelled, it waits for its journal only a grace period, as for its handlers; its
+    // `WorkflowFinished` follows the record of its end, for those reading the journal.
+    let recorded = match journal {
+        Some(journal) => journal.close(&result, &cancel, engine.grace_period).await,
+        None => Ok(()),
+    };
+    if let Some((mut announcer, finished)) = announcer {
+        announcer.note(finished);
         let cancelled_and_grace_passed = async {
             let grace = match &mut grace {
                 Some(grace) => grace,
@@ -159,11 +166,7 @@ pub(crate) async fn execute(
         };
         announcer.finish_or_leave(cancelled_and_grace_passed).await;
     }
-    if let Some(journal) = journal {
-        // A cancelled run waits for its journal as long as for its handlers: one that
-        // does not answer must not hold the cancellation up for ever.
-        journal.close(&result, &cancel, engine.grace_period).await?;
-    }
+    recorded?;
     Ok(result)
 }
 

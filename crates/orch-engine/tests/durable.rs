@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use orch_core::{
@@ -1067,4 +1068,73 @@ fn an_output_the_journal_cannot_hold_stays_in_the_run_and_the_journal_says_why()
         .unwrap();
     assert_eq!(again.status, WorkflowStatus::Completed);
     assert_eq!((calls.of("deep"), calls.of("small")), (1, 1));
+}
+
+/// A file journal in `dir` whose writers note how many events `watching` held when the
+/// run's end was recorded.
+fn noting_events_at_the_end(
+    dir: &std::path::Path,
+    watching: &Arc<Mutex<orch_events::Subscription<EngineEvent>>>,
+    held_at_end: &Arc<AtomicUsize>,
+) -> common::WrappedJournal {
+    let (watching, held_at_end) = (Arc::clone(watching), Arc::clone(held_at_end));
+    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
+        Box::new(NotingEventsAtTheEnd {
+            inner,
+            watching: Arc::clone(&watching),
+            held_at_end: Arc::clone(&held_at_end),
+        })
+    })
+}
+
+#[derive(Debug)]
+struct NotingEventsAtTheEnd {
+    inner: Box<dyn RunWriter>,
+    watching: Arc<Mutex<orch_events::Subscription<EngineEvent>>>,
+    held_at_end: Arc<AtomicUsize>,
+}
+
+impl RunWriter for NotingEventsAtTheEnd {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        self.inner.append(records)
+    }
+
+    fn sync(&self) -> JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, status: WorkflowStatus) -> JournalFuture {
+        let held = self.watching.lock().unwrap().stats().queued;
+        self.held_at_end.store(held, Ordering::SeqCst);
+        self.inner.finish(status)
+    }
+}
+
+/// A subscriber that reads the journal on hearing that a run finished finds its end
+/// recorded there: `WorkflowFinished` is published after the record.
+#[test]
+fn workflow_finished_is_published_once_the_runs_end_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EventBus::new();
+    let watching = Arc::new(Mutex::new(bus.subscribe("workflow.*.finished").unwrap()));
+    let held_at_end = Arc::new(AtomicUsize::new(usize::MAX));
+    let journal = noting_events_at_the_end(dir.path(), &watching, &held_at_end);
+    let engine = WorkflowEngine::builder()
+        .journal(journal, Durability::Process)
+        .event_bus(bus)
+        .build()
+        .unwrap();
+    engine.register_handler("step", |_ctx: TaskContext| async { Ok::<_, TaskError>(1) });
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "step"));
+    let run = RunId::parse("r").unwrap();
+    let result = common::current_thread()
+        .block_on(engine.run_durable(&workflow, run))
+        .unwrap();
+    assert_eq!(result.status, WorkflowStatus::Completed);
+    assert_eq!(held_at_end.load(Ordering::SeqCst), 0, "published before");
+    assert_eq!(
+        watching.lock().unwrap().stats().queued,
+        1,
+        "published after"
+    );
 }

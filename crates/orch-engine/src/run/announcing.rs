@@ -90,18 +90,12 @@ impl Scheduler<'_> {
         }
     }
 
-    pub(super) fn announce_workflow(
-        &mut self,
-        kind: EngineEventKind,
-        status: Option<WorkflowStatus>,
-    ) {
-        if let Some(announcer) = &mut self.announcer {
-            let mut note = Note::new(kind, self.clock.last());
-            note.status = status;
-            note.duration =
-                status.map(|_| note.at.duration_since(self.clock.wall).unwrap_or_default());
-            announcer.note(note);
-        }
+    /// The note of `WorkflowFinished`, for a run that ended as `status`.
+    pub(super) fn finished_note(&self, status: WorkflowStatus) -> Note {
+        let mut note = Note::new(EngineEventKind::WorkflowFinished, self.clock.last());
+        note.status = Some(status);
+        note.duration = Some(note.at.duration_since(self.clock.wall).unwrap_or_default());
+        note
     }
 
     /// Hands queued events to the publisher; pending (with the waker registered) while it

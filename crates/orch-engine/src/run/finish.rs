@@ -10,6 +10,7 @@ use orch_core::{
 use super::Scheduler;
 use crate::announce::Announcer;
 use crate::in_flight::InFlight;
+use crate::note::Note;
 use crate::output::Stored;
 
 impl Scheduler<'_> {
@@ -63,8 +64,10 @@ impl Scheduler<'_> {
         cancelled
     }
 
-    /// Cancels what is unfinished and assembles the result of run `run_id`.
-    pub(super) fn finish(mut self, run_id: RunId) -> (WorkflowResult, Option<Announcer>) {
+    /// Cancels what is unfinished and assembles the result of run `run_id`; with the
+    /// announcer, if any, and the note of `WorkflowFinished`, which it is left to the
+    /// caller to queue once the run's end is recorded.
+    pub(super) fn finish(mut self, run_id: RunId) -> (WorkflowResult, Option<(Announcer, Note)>) {
         let end_time = self.clock.now();
         let mut dropped = self.drop_in_flight();
         // Instances end before their map, as in a run that was not stopped.
@@ -103,7 +106,7 @@ impl Scheduler<'_> {
         } else {
             WorkflowStatus::Completed
         };
-        self.announce_workflow(EngineEventKind::WorkflowFinished, Some(status));
+        let finished = self.finished_note(status);
         let workflow = self.shared.workflow.clone();
         let count = |status| self.records.iter().filter(|r| r.status == status).count();
         tracing::info!(
@@ -165,7 +168,10 @@ impl Scheduler<'_> {
             max_concurrent: self.max_concurrent,
             tasks,
         };
-        (result, self.announcer)
+        (
+            result,
+            self.announcer.map(|announcer| (announcer, finished)),
+        )
     }
 
     /// Cancels the instances that had not ended when the run stopped, each with its
