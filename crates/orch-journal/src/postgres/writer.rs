@@ -309,13 +309,22 @@ impl RunWriter for PgRunWriter {
             // statements this run sent before it are done.
             session.client.batch_execute("").await?;
             let action = "record tasks";
-            let side = Session::open(&shared.config, &shared.target, shared.secret()).await;
-            let side = side.map_err(Failure::Reported)?;
+            let side = match Session::open(&shared.config, &shared.target, shared.secret()).await {
+                Ok(side) => side,
+                Err(mut error) => {
+                    if let JournalError::Postgres { message, .. } = &mut error {
+                        *message = format!("run `{run}`: {message}");
+                    }
+                    return Err(Failure::Reported(error));
+                }
+            };
             let on_side = |e: tokio_postgres::Error| {
                 Failure::Reported(side.run_error(&run_id, action, &e, shared.secret()))
             };
             side.client.batch_execute("BEGIN").await.map_err(on_side)?;
             batch.write(&side, parts).await.map_err(on_side)?;
+            // The run's lock lives with its connection: still there, or nothing is kept.
+            session.client.batch_execute("").await?;
             side.client.batch_execute("COMMIT").await.map_err(on_side)?;
             turn.done(true);
             Ok(())
@@ -517,7 +526,8 @@ mod tests {
     }
 
     /// A server that refuses the last row of an append split over several statements:
-    /// none of the append is written, and the error says why.
+    /// none of the append is written, and the error says why. Nor is it written when
+    /// the run's connection, which holds its lock, ends meanwhile.
     async fn a_split_append_is_written_whole_or_not_at_all(journal: &PgJournal, config: &str) {
         let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
             .await
@@ -553,5 +563,31 @@ mod tests {
         opened.writer.append(&batch[..2]).await.unwrap();
         let loaded = journal.load(&run).await.unwrap().unwrap();
         assert_eq!(loaded.task("a"), Some(&done));
+
+        // The run's own connection, and its lock, end while the parts are written.
+        client
+            .batch_execute(
+                "CREATE OR REPLACE FUNCTION refuse_b() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.task_id = 'b' THEN
+                         PERFORM pg_terminate_backend(pid, 10000) FROM pg_locks
+                         WHERE locktype = 'advisory' AND pid <> pg_backend_pid();
+                     END IF;
+                     RETURN NEW;
+                 END $$;",
+            )
+            .await
+            .unwrap();
+        let run = RunId::parse("lock-lost").unwrap();
+        let opened = journal.open(&run, &workflow(false)).await.unwrap();
+        BATCH_BYTES_HERE.with(|here| here.set(300));
+        let refused = opened.writer.append(&batch).await.expect_err("refused");
+        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+        assert!(
+            refused.to_string().contains("open the run again"),
+            "{refused}"
+        );
+        let loaded = journal.load(&run).await.unwrap().unwrap();
+        assert_eq!((loaded.task("list"), loaded.task("b")), (None, None));
     }
 }
