@@ -146,27 +146,8 @@ pub(crate) async fn execute(
     .await;
     let journal = run.journal.take();
     let (result, announcer) = run.finish(run_id);
-    // Cancelled, it waits for its journal only a grace period, as for its handlers; its
-    // `WorkflowFinished` follows the record of its end, for those reading the journal.
-    let recorded = match journal {
-        Some(journal) => journal.close(&result, &cancel, engine.grace_period).await,
-        None => Ok(()),
-    };
-    if let Some((mut announcer, finished)) = announcer {
-        announcer.note(finished);
-        let cancelled_and_grace_passed = async {
-            let grace = match &mut grace {
-                Some(grace) => grace,
-                None => {
-                    cancelled.as_mut().await;
-                    grace.insert(Deadline::after(engine.grace_period))
-                }
-            };
-            grace.passed().await;
-        };
-        announcer.finish_or_leave(cancelled_and_grace_passed).await;
-    }
-    recorded?;
+    let grace_period = engine.grace_period;
+    finish::record_and_announce(&result, journal, announcer, &cancel, grace_period, grace).await?;
     Ok(result)
 }
 

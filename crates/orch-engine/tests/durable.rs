@@ -1138,3 +1138,85 @@ fn workflow_finished_is_published_once_the_runs_end_is_recorded() {
         "published after"
     );
 }
+
+/// A file journal in `dir` whose writers never answer when asked to record a run's
+/// end, and tell `asked` when they are.
+fn silent_at_the_end(
+    dir: &std::path::Path,
+    asked: &Arc<tokio::sync::Notify>,
+) -> common::WrappedJournal {
+    let asked = Arc::clone(asked);
+    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
+        Box::new(SilentAtTheEnd {
+            inner,
+            asked: Arc::clone(&asked),
+        })
+    })
+}
+
+#[derive(Debug)]
+struct SilentAtTheEnd {
+    inner: Box<dyn RunWriter>,
+    asked: Arc<tokio::sync::Notify>,
+}
+
+impl RunWriter for SilentAtTheEnd {
+    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
+        self.inner.append(records)
+    }
+
+    fn sync(&self) -> JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, _status: WorkflowStatus) -> JournalFuture {
+        self.asked.notify_one();
+        Box::pin(std::future::pending())
+    }
+}
+
+/// While a cancelled run waits for its journal to record its end, the events of the
+/// tasks it cancelled are published: only `WorkflowFinished` waits for the record.
+#[test]
+fn cancelled_tasks_are_announced_while_the_runs_end_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let asked = Arc::new(tokio::sync::Notify::new());
+    let bus = EventBus::new();
+    let mut watching = bus.subscribe("workflow.>").unwrap();
+    let engine = WorkflowEngine::builder()
+        .journal(silent_at_the_end(dir.path(), &asked), Durability::Process)
+        .event_bus(bus)
+        .cancel_grace_period(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    // Deaf to its cancellation: the run cancels it as it ends.
+    engine.register_handler("hang", |_ctx: TaskContext| async {
+        std::future::pending::<Result<i64, TaskError>>().await
+    });
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "hang"));
+    common::current_thread().block_on(async {
+        let run = engine.run_durable(&workflow, RunId::parse("r").unwrap());
+        let cancel = run.cancellation_token();
+        let mut run = std::pin::pin!(run);
+        let started = async {
+            while watching.recv_event().await.unwrap().payload().kind
+                != EngineEventKind::TaskStarted
+            {}
+        };
+        tokio::select! {
+            _ = &mut run => panic!("the run ended before its task started"),
+            () = started => {}
+        }
+        cancel.cancel();
+        tokio::select! {
+            _ = &mut run => panic!("the run ended before its end was asked to be recorded"),
+            () = asked.notified() => {}
+        }
+        // The journal keeps the run waiting for 5 s more; the events come meanwhile.
+        let next = async { watching.recv_event().await.unwrap().payload().kind };
+        tokio::select! {
+            _ = &mut run => panic!("the run ended before its cancelled task was announced"),
+            kind = next => assert_eq!(kind, EngineEventKind::TaskCancelled),
+        }
+    });
+}

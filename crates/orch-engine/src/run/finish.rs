@@ -1,17 +1,64 @@
-//! The end of a run: cancel what is unfinished, assemble the result.
+//! The end of a run: cancel what is unfinished, assemble the result, record and
+//! announce the end.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use orch_core::{
     EngineEventKind, RunId, TaskRecord, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus,
 };
+use tokio_util::sync::CancellationToken;
 
 use super::Scheduler;
+use crate::RunError;
 use crate::announce::Announcer;
 use crate::in_flight::InFlight;
+use crate::journaling::RunJournal;
 use crate::note::Note;
 use crate::output::Stored;
+use crate::timer::Deadline;
+
+/// Records the end of the run that gave `result` in its `journal`, handing the run's
+/// events to the publisher meanwhile; then announces `WorkflowFinished` (after the
+/// record, for those reading the journal) and waits until the publisher is done. A
+/// cancelled run waits for either only a grace period, from its cancellation (`grace`
+/// once set) on.
+pub(super) async fn record_and_announce(
+    result: &WorkflowResult,
+    journal: Option<RunJournal>,
+    mut announcer: Option<(Announcer, Note)>,
+    cancel: &CancellationToken,
+    grace_period: Duration,
+    mut grace: Option<Deadline>,
+) -> Result<(), RunError> {
+    let handing_over = async {
+        if let Some((announcer, _)) = &mut announcer {
+            std::future::poll_fn(|cx| announcer.flush(cx)).await;
+        }
+    };
+    let closing = async {
+        match journal {
+            Some(journal) => journal.close(result, cancel, grace_period).await,
+            None => Ok(()),
+        }
+    };
+    let ((), recorded) = futures_util::future::join(handing_over, closing).await;
+    if let Some((mut announcer, finished)) = announcer {
+        announcer.note(finished);
+        let cancelled_and_grace_passed = async {
+            let grace = match &mut grace {
+                Some(grace) => grace,
+                None => {
+                    cancel.cancelled().await;
+                    grace.insert(Deadline::after(grace_period))
+                }
+            };
+            grace.passed().await;
+        };
+        announcer.finish_or_leave(cancelled_and_grace_passed).await;
+    }
+    recorded
+}
 
 impl Scheduler<'_> {
     /// The run stops: nothing more starts, and retry pauses end now. Once every task has
