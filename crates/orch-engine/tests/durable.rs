@@ -1139,42 +1139,6 @@ fn workflow_finished_is_published_once_the_runs_end_is_recorded() {
     );
 }
 
-/// A file journal in `dir` whose writers never answer when asked to record a run's
-/// end, and tell `asked` when they are.
-fn silent_at_the_end(
-    dir: &std::path::Path,
-    asked: &Arc<tokio::sync::Notify>,
-) -> common::WrappedJournal {
-    let asked = Arc::clone(asked);
-    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
-        Box::new(SilentAtTheEnd {
-            inner,
-            asked: Arc::clone(&asked),
-        })
-    })
-}
-
-#[derive(Debug)]
-struct SilentAtTheEnd {
-    inner: Box<dyn RunWriter>,
-    asked: Arc<tokio::sync::Notify>,
-}
-
-impl RunWriter for SilentAtTheEnd {
-    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
-        self.inner.append(records)
-    }
-
-    fn sync(&self) -> JournalFuture {
-        self.inner.sync()
-    }
-
-    fn finish(&self, _status: WorkflowStatus) -> JournalFuture {
-        self.asked.notify_one();
-        Box::pin(std::future::pending())
-    }
-}
-
 /// While a cancelled run waits for its journal to record its end, the events of the
 /// tasks it cancelled are published: only `WorkflowFinished` waits for the record.
 #[test]
@@ -1184,7 +1148,10 @@ fn cancelled_tasks_are_announced_while_the_runs_end_is_recorded() {
     let bus = EventBus::new();
     let mut watching = bus.subscribe("workflow.>").unwrap();
     let engine = WorkflowEngine::builder()
-        .journal(silent_at_the_end(dir.path(), &asked), Durability::Process)
+        .journal(
+            common::silent_at_the_end(dir.path(), &asked),
+            Durability::Process,
+        )
         .event_bus(bus)
         .cancel_grace_period(std::time::Duration::from_millis(100))
         .build()

@@ -58,42 +58,6 @@ impl RunWriter for FailingWriter {
     }
 }
 
-/// A file journal in `dir` whose writers never answer when asked to record a run's end,
-/// and tell `asked` when they are.
-fn silent_at_the_end(
-    dir: &std::path::Path,
-    asked: &Arc<tokio::sync::Notify>,
-) -> common::WrappedJournal {
-    let asked = Arc::clone(asked);
-    common::WrappedJournal::new(FileJournal::new(dir).unwrap(), move |inner| {
-        Box::new(SilentEnd {
-            inner,
-            asked: Arc::clone(&asked),
-        })
-    })
-}
-
-#[derive(Debug)]
-struct SilentEnd {
-    inner: Box<dyn RunWriter>,
-    asked: Arc<tokio::sync::Notify>,
-}
-
-impl RunWriter for SilentEnd {
-    fn append(&self, records: &[(&TaskId, &TaskRecord)]) -> JournalFuture {
-        self.inner.append(records)
-    }
-
-    fn sync(&self) -> JournalFuture {
-        self.inner.sync()
-    }
-
-    fn finish(&self, _status: WorkflowStatus) -> JournalFuture {
-        self.asked.notify_one();
-        Box::pin(std::future::pending())
-    }
-}
-
 /// An engine on `journal` whose `step` handler counts its calls per task.
 fn engine(
     journal: impl Journal + 'static,
@@ -254,7 +218,7 @@ fn a_cancelled_run_does_not_wait_for_ever_for_a_postgres_journal_that_does_not_a
 fn a_run_cancelled_while_its_journal_records_its_end_returns() {
     let dir = tempfile::tempdir().unwrap();
     let asked = Arc::new(tokio::sync::Notify::new());
-    let journal = silent_at_the_end(dir.path(), &asked);
+    let journal = common::silent_at_the_end(dir.path(), &asked);
     let workflow = Workflow::new("w", "W").task(Task::new("a", "instant"));
     cancelled_once_asked(journal, &asked, &workflow);
 }

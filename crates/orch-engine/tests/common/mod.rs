@@ -128,3 +128,45 @@ pub(crate) fn postgres_server() -> Option<orch_engine::journal::postgres::TempSe
         Err(e) => panic!("{e}"),
     }
 }
+
+/// A file journal in `dir` whose writers never answer when asked to record a run's end,
+/// and tell `asked` when they are.
+#[cfg(feature = "journal")]
+pub(crate) fn silent_at_the_end(
+    dir: &std::path::Path,
+    asked: &std::sync::Arc<tokio::sync::Notify>,
+) -> WrappedJournal {
+    let asked = std::sync::Arc::clone(asked);
+    WrappedJournal::new(orch_engine::FileJournal::new(dir).unwrap(), move |inner| {
+        Box::new(SilentEnd {
+            inner,
+            asked: std::sync::Arc::clone(&asked),
+        })
+    })
+}
+
+#[cfg(feature = "journal")]
+#[derive(Debug)]
+struct SilentEnd {
+    inner: Box<dyn orch_engine::journal::RunWriter>,
+    asked: std::sync::Arc<tokio::sync::Notify>,
+}
+
+#[cfg(feature = "journal")]
+impl orch_engine::journal::RunWriter for SilentEnd {
+    fn append(
+        &self,
+        records: &[(&orch_core::TaskId, &orch_core::TaskRecord)],
+    ) -> orch_engine::journal::JournalFuture {
+        self.inner.append(records)
+    }
+
+    fn sync(&self) -> orch_engine::journal::JournalFuture {
+        self.inner.sync()
+    }
+
+    fn finish(&self, _status: orch_core::WorkflowStatus) -> orch_engine::journal::JournalFuture {
+        self.asked.notify_one();
+        Box::pin(std::future::pending())
+    }
+}
