@@ -137,12 +137,15 @@ pub(crate) fn silent_at_the_end(
     asked: &std::sync::Arc<tokio::sync::Notify>,
 ) -> WrappedJournal {
     let asked = std::sync::Arc::clone(asked);
-    WrappedJournal::new(orch_engine::FileJournal::new(dir).unwrap(), move |inner| {
-        Box::new(SilentEnd {
-            inner,
-            asked: std::sync::Arc::clone(&asked),
-        })
-    })
+    WrappedJournal::new(
+        orch_engine::FileJournal::new(dir).expect("a file journal"),
+        move |inner| {
+            Box::new(SilentEnd {
+                inner,
+                asked: std::sync::Arc::clone(&asked),
+            })
+        },
+    )
 }
 
 #[cfg(feature = "journal")]
