@@ -1,9 +1,11 @@
 //! The end of a run: cancel what is unfinished, assemble the result, record and
 //! announce the end.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::future::{self, Either};
 use orch_core::{
     EngineEventKind, RunId, TaskRecord, TaskRecords, TaskStatus, WorkflowResult, WorkflowStatus,
 };
@@ -31,18 +33,23 @@ pub(super) async fn record_and_announce(
     grace_period: Duration,
     mut grace: Option<Deadline>,
 ) -> Result<(), RunError> {
-    let handing_over = async {
+    // Handed over only while the journal is at work: a publisher held up by a full
+    // subscriber is waited for below, within the grace of a cancelled run.
+    let handing_over = pin!(async {
         if let Some((announcer, _)) = &mut announcer {
             std::future::poll_fn(|cx| announcer.flush(cx)).await;
         }
-    };
-    let closing = async {
+    });
+    let closing = pin!(async {
         match journal {
             Some(journal) => journal.close(result, cancel, grace_period).await,
             None => Ok(()),
         }
+    });
+    let recorded = match future::select(closing, handing_over).await {
+        Either::Left((recorded, _)) => recorded,
+        Either::Right(((), closing)) => closing.await,
     };
-    let ((), recorded) = futures_util::future::join(handing_over, closing).await;
     if let Some((mut announcer, finished)) = announcer {
         announcer.note(finished);
         let cancelled_and_grace_passed = async {
