@@ -126,7 +126,11 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         return checked;
     };
     let text = match crate::read::text(file, crate::read::WORKFLOW_LIMIT) {
-        Ok(text) => text,
+        // Without a byte-order mark, as the reader takes it: places are counted past it.
+        Ok(text) => match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        },
         Err(e) => {
             checked
                 .problems

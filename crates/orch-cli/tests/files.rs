@@ -125,6 +125,38 @@ fn a_repeated_task_id_is_placed_at_its_repeat() {
     }
 }
 
+/// A file that starts with a byte-order mark has its problems placed as without it:
+/// editors do not count the mark as a column.
+#[test]
+fn a_byte_order_mark_does_not_move_a_problems_place() {
+    let dir = Dir::new();
+    let files = [
+        (
+            "w.yaml",
+            "\u{feff}tasks:\n  a:\n    task_type: echo\n    dependencies: [ghost]\nworkflow_id: w\n",
+            "w.yaml:4:",
+        ),
+        (
+            "w.toml",
+            "\u{feff}workflow_id = \"w\"\n[tasks.a]\ntask_type = \"echo\"\ndependencies = [\"ghost\"]\n",
+            "w.toml:4:",
+        ),
+        (
+            "w.json",
+            "\u{feff}{\"workflow_id\": \"w\", \"tasks\": {\"a\": {\"task_type\": \"echo\", \"dependencies\": [\"ghost\"]}}}",
+            "w.json:1:76:",
+        ),
+    ];
+    for (name, text, place) in files {
+        dir.write(name, text);
+        let (code, stdout, _) = parts(&run_in(&dir, &["validate", name]));
+        assert_eq!(code, Some(1), "{stdout}");
+        let line = stdout.lines().next().unwrap_or_default();
+        assert!(line.starts_with(place), "{name}: {stdout}");
+        assert!(line.contains("ghost"), "{line}");
+    }
+}
+
 /// A built-in task's config that is not an object is one problem, not also the built-in
 /// type's own complaint about it.
 #[test]
