@@ -89,7 +89,6 @@ fn validate_names_every_wrong_key_of_a_commands_config() {
 /// and form: the first definition is not the mistake.
 #[test]
 fn a_repeated_task_id_is_placed_at_its_repeat() {
-    let dir = Dir::new();
     let files = [
         (
             "w.yaml",
@@ -112,16 +111,20 @@ fn a_repeated_task_id_is_placed_at_its_repeat() {
             "w.json:3:",
         ),
     ];
+    first_problem_is_placed(&files, "task id `a` is used by more than one task");
+}
+
+/// Each of `files` (name, text, place), validated alone, fails with a first problem
+/// that starts with its place and `says` so.
+fn first_problem_is_placed(files: &[(&str, &str, &str)], says: &str) {
+    let dir = Dir::new();
     for (name, text, place) in files {
         dir.write(name, text);
         let (code, stdout, _) = parts(&run_in(&dir, &["validate", name]));
         assert_eq!(code, Some(1), "{stdout}");
         let line = stdout.lines().next().unwrap_or_default();
         assert!(line.starts_with(place), "{name}: {stdout}");
-        assert!(
-            line.contains("task id `a` is used by more than one task"),
-            "{line}"
-        );
+        assert!(line.contains(says), "{line}");
     }
 }
 
@@ -129,7 +132,6 @@ fn a_repeated_task_id_is_placed_at_its_repeat() {
 /// editors do not count the mark as a column.
 #[test]
 fn a_byte_order_mark_does_not_move_a_problems_place() {
-    let dir = Dir::new();
     let files = [
         (
             "w.yaml",
@@ -147,14 +149,7 @@ fn a_byte_order_mark_does_not_move_a_problems_place() {
             "w.json:1:76:",
         ),
     ];
-    for (name, text, place) in files {
-        dir.write(name, text);
-        let (code, stdout, _) = parts(&run_in(&dir, &["validate", name]));
-        assert_eq!(code, Some(1), "{stdout}");
-        let line = stdout.lines().next().unwrap_or_default();
-        assert!(line.starts_with(place), "{name}: {stdout}");
-        assert!(line.contains("ghost"), "{line}");
-    }
+    first_problem_is_placed(&files, "unknown task `ghost`");
 }
 
 /// A built-in task's config that is not an object is one problem, not also the built-in
