@@ -255,7 +255,9 @@ impl<T> EventBus<T> {
     /// subscribers, so this does too. Calling it again is harmless. So a subscriber
     /// must not wait for `close` in the code that receives its events (a callback, or
     /// its receive loop) while a publish may be waiting for room in its queue: neither
-    /// would go on. Spawn the `close` instead.
+    /// would go on. Spawn the `close` instead. A publish future that waits for room is
+    /// under way until it finishes or is dropped: drop one you gave up on (after a
+    /// timeout on `&mut publish`, say) before closing, or `close` waits for it.
     pub async fn close(&self) {
         let inner = &*self.inner;
         inner.write().closed = true;
