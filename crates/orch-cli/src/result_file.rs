@@ -243,23 +243,53 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
             place(&e)
         )
     })?;
+    // The workflow is read as a workflow file is, with the same checks.
     #[derive(serde::Deserialize)]
-    struct Definition {
-        workflow: Option<Workflow>,
+    struct Definition<'a> {
+        #[serde(borrow)]
+        workflow: Option<&'a serde_json::value::RawValue>,
     }
-    let mut de = serde_json::Deserializer::from_str(&text);
-    let definition: Definition = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        format!(
-            "{}: invalid workflow: at `{}`: {}",
-            place(e.inner()),
-            e.path(),
-            e.inner()
-        )
-    })?;
-    Ok(RunFile {
-        result,
-        workflow: definition.workflow,
-    })
+    let definition: Definition<'_> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: invalid workflow: {e}", place(&e)))?;
+    let workflow = match definition.workflow {
+        None => None,
+        Some(raw) => Some(Workflow::from_json(raw.get()).map_err(|e| {
+            let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+            embedded_error(path, text.get(..start).unwrap_or_default(), e)
+        })?),
+    };
+    Ok(RunFile { result, workflow })
+}
+
+/// `error`, of a workflow embedded in the result file at `path` after text `before`,
+/// placed in the file.
+fn embedded_error(path: &Path, before: &str, error: orch::core::LoadError) -> String {
+    let orch::core::LoadError::Parse {
+        field,
+        line: Some(line),
+        column,
+        message,
+        ..
+    } = &error
+    else {
+        return format!("{}: invalid workflow: {error}", path.display());
+    };
+    let lines_before = before.matches('\n').count();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = match (line, column) {
+        (1, Some(column)) => format!(":{}", before[line_start..].chars().count() + column),
+        (_, Some(column)) => format!(":{column}"),
+        (_, None) => String::new(),
+    };
+    let at = match field.as_str() {
+        "." => "`workflow`".to_owned(),
+        field => format!("`workflow.{field}`"),
+    };
+    let line = lines_before + line;
+    format!(
+        "{}:{line}{column}: invalid workflow: at {at}: {message}",
+        path.display()
+    )
 }
 
 impl RunFile {

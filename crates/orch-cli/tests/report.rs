@@ -155,6 +155,22 @@ fn a_result_without_its_workflow_cannot_be_reported() {
         stderr.contains("bad.json:1:17: not a run result: at `workflow_id`"),
         "{stderr}"
     );
+    // The workflow in a result is read as a workflow file is: `orch validate` refuses a
+    // backoff given as a list, and so does this.
+    let plain = PLAIN.strip_suffix('}').expect("an object");
+    let workflow = "{\"workflow_id\": \"w\", \"name\": \"\", \"tasks\": [\n  \
+         {\"task_id\": \"a\", \"task_type\": \"echo\", \"backoff\": [0.1, 2, 30, true]}]}";
+    dir.write(
+        "listed.json",
+        &format!("{plain},\n\"workflow\": {workflow}}}"),
+    );
+    let (code, _, stderr) = parts(&run_in(&dir, &["gantt", "listed.json"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("listed.json:3:")
+            && stderr.contains("invalid workflow: at `workflow.tasks[0].backoff`"),
+        "{stderr}"
+    );
     dir.write("two.json", &format!("{PLAIN}\n{PLAIN}\n"));
     let (code, _, stderr) = parts(&run_in(&dir, &["gantt", "two.json"]));
     assert_eq!(code, Some(1));
