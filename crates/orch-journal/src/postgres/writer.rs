@@ -318,6 +318,7 @@ impl RunWriter for PgRunWriter {
                     return Err(Failure::Reported(error));
                 }
             };
+            let mut undone = CancelOnDrop(Some(side.client.cancel_token()));
             let on_side = |e: tokio_postgres::Error| {
                 Failure::Reported(side.run_error(&run_id, action, &e, shared.secret()))
             };
@@ -326,6 +327,7 @@ impl RunWriter for PgRunWriter {
             // The run's lock lives with its connection: still there, or nothing is kept.
             session.client.batch_execute("").await?;
             side.client.batch_execute("COMMIT").await.map_err(on_side)?;
+            undone.0 = None;
             turn.done(true);
             Ok(())
         })
@@ -391,6 +393,20 @@ enum Failure {
 impl From<tokio_postgres::Error> for Failure {
     fn from(error: tokio_postgres::Error) -> Self {
         Self::Statement(error)
+    }
+}
+
+/// A split append's transaction, cancelled on the server when its write is dropped
+/// before the commit (a cancelled run stopped waiting for it): the server would
+/// otherwise finish the statement under way, holding up the run's next statements on
+/// the rows it wrote.
+struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let (Some(token), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { token.cancel_query(tokio_postgres::NoTls).await });
+        }
     }
 }
 
@@ -527,7 +543,8 @@ mod tests {
 
     /// A server that refuses the last row of an append split over several statements:
     /// none of the append is written, and the error says why. Nor is it written when
-    /// the run's connection, which holds its lock, ends meanwhile.
+    /// the run's connection, which holds its lock, ends meanwhile; and dropped before
+    /// its end, it keeps nothing waiting.
     async fn a_split_append_is_written_whole_or_not_at_all(journal: &PgJournal, config: &str) {
         let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
             .await
@@ -589,5 +606,30 @@ mod tests {
         );
         let loaded = journal.load(&run).await.unwrap().unwrap();
         assert_eq!((loaded.task("list"), loaded.task("b")), (None, None));
+
+        // A split append dropped while the server is at work on it holds nothing up.
+        client
+            .batch_execute(
+                "CREATE OR REPLACE FUNCTION refuse_b() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.task_id = 'b' THEN PERFORM pg_sleep(60); END IF;
+                     RETURN NEW;
+                 END $$;",
+            )
+            .await
+            .unwrap();
+        let run = RunId::parse("dropped").unwrap();
+        let opened = journal.open(&run, &workflow(false)).await.unwrap();
+        BATCH_BYTES_HERE.with(|here| here.set(300));
+        let split = opened.writer.append(&batch);
+        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+        let wait = std::time::Duration::from_secs(1);
+        assert!(tokio::time::timeout(wait, split).await.is_err(), "dropped");
+        // `a`'s row, written by the dropped transaction, is not held until its end.
+        let wait = std::time::Duration::from_secs(20);
+        let next = tokio::time::timeout(wait, opened.writer.append(&batch[1..2])).await;
+        next.expect("not held up").unwrap();
+        let loaded = journal.load(&run).await.unwrap().unwrap();
+        assert_eq!((loaded.task("list"), loaded.task("a")), (None, Some(&done)));
     }
 }
