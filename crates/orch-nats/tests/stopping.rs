@@ -102,15 +102,27 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     let remote = RemoteHandler::connect(&server.config())
         .await
         .expect("the coordinator connects");
-    // The four after `warm` are sent at once.
     let engine = WorkflowEngine::with_max_concurrent(4).expect("valid");
     engine.register_handler("echo", remote);
     let calls = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicBool::new(false));
+    // Here in the coordinator: done once the worker is busy, so that the tasks after it
+    // reach the worker only while it is (sent with the first, they would be taken up
+    // before the stop, and run).
+    let held = Arc::clone(&busy);
+    engine.register_handler("gate", move |_ctx: TaskContext| {
+        let held = Arc::clone(&held);
+        async move {
+            while !held.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Ok::<_, TaskError>(())
+        }
+    });
     let (counted, busy_now) = (Arc::clone(&calls), Arc::clone(&busy));
     let handler = move |ctx: TaskContext| {
-        // The first of the four after `warm` keeps the worker's thread while the others
-        // come in.
+        // `a`, the first after `warm`, keeps the worker's thread while the others come
+        // in.
         if counted.fetch_add(1, Ordering::SeqCst) == 1 {
             busy_now.store(true, Ordering::SeqCst);
             // Long enough for the test, polling every 100 ms on a loaded machine, to
@@ -128,9 +140,12 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
         .expect("the worker connects");
     let stop = CancellationToken::new();
     let stopped = tokio::spawn(stopping.run(stop.clone()));
-    let mut workflow = Workflow::new("w", "W").task(Task::new("warm", "echo"));
-    for id in ["a", "b", "c", "d"] {
-        workflow = workflow.task(Task::new(id, "echo").depends_on(["warm"]));
+    let mut workflow = Workflow::new("w", "W")
+        .task(Task::new("warm", "echo"))
+        .task(Task::new("a", "echo").depends_on(["warm"]))
+        .task(Task::new("gate", "gate").depends_on(["warm"]));
+    for id in ["b", "c", "d"] {
+        workflow = workflow.task(Task::new(id, "echo").depends_on(["gate"]));
     }
     let run = common::run_in_background(&engine, &workflow);
     common::wait_for_async(|| {
