@@ -550,20 +550,6 @@ mod tests {
             .await
             .unwrap();
         tokio::spawn(connection);
-        client
-            .batch_execute(
-                "CREATE FUNCTION refuse_b() RETURNS trigger LANGUAGE plpgsql AS $$
-                 BEGIN
-                     IF NEW.task_id = 'b' THEN RAISE EXCEPTION 'no rows for b'; END IF;
-                     RETURN NEW;
-                 END $$;
-                 CREATE TRIGGER refuse_b BEFORE INSERT ON orch_journal_tasks
-                 FOR EACH ROW EXECUTE FUNCTION refuse_b();",
-            )
-            .await
-            .unwrap();
-        let run = RunId::parse("refused").unwrap();
-        let opened = journal.open(&run, &workflow(false)).await.unwrap();
         let done = TaskRecord {
             status: TaskStatus::Completed,
             result: Some(serde_json::json!("x".repeat(100))),
@@ -571,9 +557,12 @@ mod tests {
         };
         let ids = ["list", "a", "b"].map(TaskId::from);
         let batch: Vec<_> = ids.iter().map(|id| (id, &done)).collect();
-        BATCH_BYTES_HERE.with(|here| here.set(300));
-        let refused = opened.writer.append(&batch).await.expect_err("refused");
-        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+
+        on_writing_b(&client, "RAISE EXCEPTION 'no rows for b';").await;
+        let run = RunId::parse("refused").unwrap();
+        let opened = journal.open(&run, &workflow(false)).await.unwrap();
+        let refused = split(|| opened.writer.append(&batch)).await;
+        let refused = refused.expect_err("refused");
         assert!(refused.to_string().contains("no rows for b"), "{refused}");
         let loaded = journal.load(&run).await.unwrap().unwrap();
         assert_eq!((loaded.task("list"), loaded.task("a")), (None, None));
@@ -582,24 +571,16 @@ mod tests {
         assert_eq!(loaded.task("a"), Some(&done));
 
         // The run's own connection, and its lock, end while the parts are written.
-        client
-            .batch_execute(
-                "CREATE OR REPLACE FUNCTION refuse_b() RETURNS trigger LANGUAGE plpgsql AS $$
-                 BEGIN
-                     IF NEW.task_id = 'b' THEN
-                         PERFORM pg_terminate_backend(pid, 10000) FROM pg_locks
-                         WHERE locktype = 'advisory' AND pid <> pg_backend_pid();
-                     END IF;
-                     RETURN NEW;
-                 END $$;",
-            )
-            .await
-            .unwrap();
+        on_writing_b(
+            &client,
+            "PERFORM pg_terminate_backend(pid, 10000) FROM pg_locks
+             WHERE locktype = 'advisory' AND pid <> pg_backend_pid();",
+        )
+        .await;
         let run = RunId::parse("lock-lost").unwrap();
         let opened = journal.open(&run, &workflow(false)).await.unwrap();
-        BATCH_BYTES_HERE.with(|here| here.set(300));
-        let refused = opened.writer.append(&batch).await.expect_err("refused");
-        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+        let refused = split(|| opened.writer.append(&batch)).await;
+        let refused = refused.expect_err("refused");
         assert!(
             refused.to_string().contains("open the run again"),
             "{refused}"
@@ -608,28 +589,44 @@ mod tests {
         assert_eq!((loaded.task("list"), loaded.task("b")), (None, None));
 
         // A split append dropped while the server is at work on it holds nothing up.
-        client
-            .batch_execute(
-                "CREATE OR REPLACE FUNCTION refuse_b() RETURNS trigger LANGUAGE plpgsql AS $$
-                 BEGIN
-                     IF NEW.task_id = 'b' THEN PERFORM pg_sleep(60); END IF;
-                     RETURN NEW;
-                 END $$;",
-            )
-            .await
-            .unwrap();
+        on_writing_b(&client, "PERFORM pg_sleep(60);").await;
         let run = RunId::parse("dropped").unwrap();
         let opened = journal.open(&run, &workflow(false)).await.unwrap();
-        BATCH_BYTES_HERE.with(|here| here.set(300));
-        let split = opened.writer.append(&batch);
-        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+        let dropped = split(|| opened.writer.append(&batch));
         let wait = std::time::Duration::from_secs(1);
-        assert!(tokio::time::timeout(wait, split).await.is_err(), "dropped");
+        assert!(
+            tokio::time::timeout(wait, dropped).await.is_err(),
+            "dropped"
+        );
         // `a`'s row, written by the dropped transaction, is not held until its end.
         let wait = std::time::Duration::from_secs(20);
         let next = tokio::time::timeout(wait, opened.writer.append(&batch[1..2])).await;
         next.expect("not held up").unwrap();
         let loaded = journal.load(&run).await.unwrap().unwrap();
         assert_eq!((loaded.task("list"), loaded.task("a")), (None, Some(&done)));
+    }
+
+    /// What `append` makes with at most 300 bytes of records per statement (the records
+    /// of these tests take about 150): the append is split.
+    fn split<T>(append: impl FnOnce() -> T) -> T {
+        BATCH_BYTES_HERE.with(|here| here.set(300));
+        let made = append();
+        BATCH_BYTES_HERE.with(|here| here.set(BATCH_BYTES));
+        made
+    }
+
+    /// From now on the server runs `action` (PL/pgSQL) as it writes a row of task `b`,
+    /// before writing it.
+    async fn on_writing_b(client: &tokio_postgres::Client, action: &str) {
+        let function = format!(
+            "CREATE OR REPLACE FUNCTION on_b() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.task_id = 'b' THEN {action} END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE OR REPLACE TRIGGER on_b BEFORE INSERT ON orch_journal_tasks
+             FOR EACH ROW EXECUTE FUNCTION on_b();"
+        );
+        client.batch_execute(&function).await.unwrap();
     }
 }
