@@ -160,7 +160,8 @@ impl Scheduler<'_> {
         } else {
             WorkflowStatus::Completed
         };
-        let finished = self.finished_note(status);
+        // Only for a bus: a run without one has no one to tell.
+        let finished = self.announcer.is_some().then(|| self.finished_note(status));
         let workflow = self.shared.workflow.clone();
         let count = |status| self.records.iter().filter(|r| r.status == status).count();
         tracing::info!(
@@ -222,10 +223,7 @@ impl Scheduler<'_> {
             max_concurrent: self.max_concurrent,
             tasks,
         };
-        (
-            result,
-            self.announcer.map(|announcer| (announcer, finished)),
-        )
+        (result, self.announcer.zip(finished))
     }
 
     /// Cancels the instances that had not ended when the run stopped, each with its
