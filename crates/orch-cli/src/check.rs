@@ -127,10 +127,12 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
     };
     let text = match crate::read::text(file, crate::read::WORKFLOW_LIMIT) {
         // Without a byte-order mark, as the reader takes it: places are counted past it.
-        Ok(text) => match text.strip_prefix('\u{feff}') {
-            Some(rest) => rest.to_owned(),
-            None => text,
-        },
+        Ok(mut text) => {
+            if text.starts_with('\u{feff}') {
+                text.drain(..'\u{feff}'.len_utf8());
+            }
+            text
+        }
         Err(e) => {
             checked
                 .problems
