@@ -28,6 +28,9 @@ pub(crate) struct Problem {
     /// A word to look for inside the task's definition, to place the problem there.
     #[serde(skip)]
     word: Option<String>,
+    /// The task's key under which the word is looked for first.
+    #[serde(skip)]
+    under: Option<&'static str>,
     /// Whether the problem is placed at the task's second definition (its id repeated).
     #[serde(skip)]
     at_repeat: bool,
@@ -43,6 +46,7 @@ impl Problem {
             column: None,
             suggestion: None,
             word: None,
+            under: None,
             at_repeat: false,
         }
     }
@@ -59,13 +63,20 @@ impl Problem {
         self
     }
 
+    /// The problem is placed where `word` appears under the task's key `key`, or if not
+    /// there, anywhere in its definition.
+    fn within_key(mut self, key: &'static str, word: &str) -> Self {
+        self.under = Some(key);
+        self.within(word)
+    }
+
     /// Sets the line and column from where its task is written.
     fn place(&mut self, places: &Places<'_>) {
         let Some(task) = &self.task else {
             return;
         };
         let place: Option<Place> = match &self.word {
-            Some(word) => places.within_task(task, word),
+            Some(word) => places.within_task(task, word, self.under),
             None if self.at_repeat => places.repeat(task).or_else(|| places.task(task)),
             None => places.task(task),
         };
@@ -221,17 +232,17 @@ fn structural(error: &ValidationError) -> Problem {
         } => {
             let mut problem = Problem::new("unknown_dependency", message)
                 .task(task)
-                .within(dependency);
+                .within_key("dependencies", dependency);
             problem.suggestion = suggestion.as_ref().map(|id| id.to_string());
             problem
         }
         ValidationError::SelfDependency { task } => Problem::new("self_dependency", message)
             .task(task)
-            .within(task),
+            .within_key("dependencies", task),
         ValidationError::DuplicateDependency { task, dependency } => {
             Problem::new("duplicate_dependency", message)
                 .task(task)
-                .within(dependency)
+                .within_key("dependencies", dependency)
         }
         ValidationError::DuplicateTaskId { task } => {
             let mut problem = Problem::new("duplicate_task_id", message).task(task);
@@ -276,7 +287,7 @@ fn builtin(workflow: &Workflow) -> Vec<Problem> {
                     ),
                 )
                 .task(id)
-                .within(&task.task_type);
+                .within_key("task_type", &task.task_type);
                 problem.suggestion =
                     suggest::closest(&task.task_type, spec::TYPES).map(str::to_owned);
                 problems.push(problem);
@@ -288,7 +299,7 @@ fn builtin(workflow: &Workflow) -> Vec<Problem> {
                 let mut problem =
                     Problem::new("invalid_config", format!("task `{id}`: {}", p.message)).task(id);
                 if let Some(key) = &p.key {
-                    problem = problem.within(key);
+                    problem = problem.within_key("config", key);
                 }
                 problem.suggestion = p.suggestion;
                 problem

@@ -113,22 +113,38 @@ impl<'t> Places<'t> {
     }
 
     /// Where `word` first appears inside task `id`'s definition (quoted, or as a whole
-    /// word), else where the task is defined.
-    pub(crate) fn within_task(&self, id: &str, word: &str) -> Option<Place> {
+    /// word), else where the task is defined. With `under`, a key of the task (as
+    /// `dependencies`), `word` is looked for after that key first, so that the same word
+    /// in a value before it (a configuration's argument, say) is passed over.
+    pub(crate) fn within_task(&self, id: &str, word: &str, under: Option<&str>) -> Option<Place> {
         let (at, start) = *self.tasks.get(id)?;
         let next = self.starts.partition_point(|&s| s <= start);
         let end = self.starts.get(next).copied().unwrap_or(self.text.len());
         let stretch = &self.text[start..end];
-        if !self.spend(stretch.len()) {
+        // Looking after a key first may read the stretch twice.
+        if !self.spend(
+            stretch
+                .len()
+                .saturating_mul(1 + usize::from(under.is_some())),
+        ) {
             return None;
         }
-        let quoted = format!("\"{word}\"");
         // A task that names itself: not at its own id (its map-form key, its `task_id`
         // value or its TOML table's name), which its stretch holds too.
         let own_id = |at: usize| word == id && is_own_id(&stretch[..at]);
-        let found = (stretch.match_indices(&quoted).map(|(at, _)| at))
-            .find(|&at| !own_id(at))
-            .or_else(|| words(stretch, word).find(|&at| !own_id(at)));
+        let find = |from: usize| {
+            let rest = &stretch[from..];
+            let quoted = format!("\"{word}\"");
+            (rest.match_indices(&quoted).map(|(at, _)| from + at))
+                .find(|&at| !own_id(at))
+                .or_else(|| {
+                    words(rest, word)
+                        .map(|at| from + at)
+                        .find(|&at| !own_id(at))
+                })
+        };
+        let key = under.and_then(|key| first_word(stretch, key));
+        let found = key.and_then(&find).or_else(|| find(0));
         self.place(found.map_or(at, |found| start + found))
     }
 
@@ -164,6 +180,13 @@ fn line_breaks(bytes: &[u8]) -> usize {
 fn is_own_id(before: &str) -> bool {
     let key = before.trim_end_matches([' ', '\t', '"', '\'', ':', '=']);
     key.trim().is_empty() || key.ends_with("task_id") || key.ends_with("[tasks.")
+}
+
+/// Where `word` first appears in `text`, quoted or as a whole word.
+fn first_word(text: &str, word: &str) -> Option<usize> {
+    let quoted = text.find(&format!("\"{word}\""));
+    let plain = words(text, word).next();
+    quoted.into_iter().chain(plain).min()
 }
 
 /// The occurrences of `word` not inside a longer identifier.
@@ -502,7 +525,11 @@ mod tests {
         );
         let places = Places::new(&text, Format::Json);
         let placed: Vec<bool> = (0..40_000)
-            .map(|i| places.within_task("a", &format!("missing-{i}")).is_some())
+            .map(|i| {
+                places
+                    .within_task("a", &format!("missing-{i}"), None)
+                    .is_some()
+            })
             .collect();
         assert!(placed[0] && placed[1], "the first problems are placed");
         let count = placed.iter().filter(|&&p| p).count();
@@ -519,12 +546,12 @@ mod tests {
         let places = Places::new(map, Format::Json);
         assert_eq!(places.task("a"), at(4, 5));
         assert_eq!(places.task("b"), at(5, 5));
-        assert_eq!(places.within_task("b", "ghost"), at(5, 46));
+        assert_eq!(places.within_task("b", "ghost", None), at(5, 46));
         let list = r#"{"workflow_id": "w", "tasks": [{"task_id": "a", "task_type": "t"}, {"task_type": "t", "task_id": "b"}]}"#;
         let places = Places::new(list, Format::Json);
         assert_eq!(places.task("a"), at(1, 32));
         assert_eq!(places.task("b"), at(1, 68));
-        assert_eq!(places.within_task("a", "task_type"), at(1, 49));
+        assert_eq!(places.within_task("a", "task_type", None), at(1, 49));
     }
 
     #[test]
@@ -533,8 +560,8 @@ mod tests {
         let places = Places::new(map, Format::Yaml);
         assert_eq!(places.task("a"), at(3, 3));
         assert_eq!(places.task("b"), at(5, 3));
-        assert_eq!(places.within_task("b", "ghost"), at(7, 23));
-        assert_eq!(places.within_task("b", "a"), at(7, 20));
+        assert_eq!(places.within_task("b", "ghost", None), at(7, 23));
+        assert_eq!(places.within_task("b", "a", None), at(7, 20));
         let list = "workflow_id: w\ntasks:\n- task_id: a\n  task_type: t\n- task_type: t\n  task_id: \"b\"\n";
         let places = Places::new(list, Format::Yaml);
         assert_eq!(places.task("a"), at(3, 1));
@@ -547,14 +574,14 @@ mod tests {
     fn keys_before_a_list_form_task_id_are_the_tasks_own() {
         let yaml = "workflow_id: w\ntasks:\n- dependencies: [ghost]\n  task_type: echo\n  task_id: a\n- dependencies: [ghost]\n  task_type: echo\n  task_id: b\n";
         let places = Places::new(yaml, Format::Yaml);
-        assert_eq!(places.within_task("a", "ghost"), at(3, 18));
-        assert_eq!(places.within_task("b", "ghost"), at(6, 18));
+        assert_eq!(places.within_task("a", "ghost", None), at(3, 18));
+        assert_eq!(places.within_task("b", "ghost", None), at(6, 18));
         assert_eq!(places.task("b"), at(8, 3));
-        assert_eq!(places.within_task("b", "nowhere"), at(8, 3));
+        assert_eq!(places.within_task("b", "nowhere", None), at(8, 3));
         let toml = "workflow_id = \"w\"\n[[tasks]]\ndependencies = [\"ghost\"]\ntask_id = \"a\"\n[[tasks]]\ndependencies = [\"ghost\"]\ntask_id = \"b\"\n";
         let places = Places::new(toml, Format::Toml);
-        assert_eq!(places.within_task("a", "ghost"), at(3, 17));
-        assert_eq!(places.within_task("b", "ghost"), at(6, 17));
+        assert_eq!(places.within_task("a", "ghost", None), at(3, 17));
+        assert_eq!(places.within_task("b", "ghost", None), at(6, 17));
         assert_eq!(places.task("b"), at(7, 1));
     }
 
@@ -566,7 +593,7 @@ mod tests {
         let places = Places::new(map, Format::Yaml);
         assert_eq!(places.task("test:unit"), at(3, 3));
         assert_eq!(places.task("test"), at(5, 3));
-        assert_eq!(places.within_task("test", "ghost"), at(7, 20));
+        assert_eq!(places.within_task("test", "ghost", None), at(7, 20));
         assert_eq!(places.task("c#1"), at(8, 3));
         let list = "workflow_id: w\ntasks:\n- task_id: build:linux # a comment\n  task_type: t\n";
         let places = Places::new(list, Format::Yaml);
@@ -578,21 +605,50 @@ mod tests {
     fn a_task_naming_itself_is_placed_past_its_own_id() {
         let json = "{\"workflow_id\":\"w\",\"tasks\":{\n  \"a\":{\"task_type\":\"echo\",\n       \"dependencies\":[\"a\"]}}}";
         let places = Places::new(json, Format::Json);
-        assert_eq!(places.within_task("a", "a"), at(3, 24));
+        assert_eq!(places.within_task("a", "a", None), at(3, 24));
         let yaml = "workflow_id: w\ntasks:\n  a:\n    task_type: echo\n    dependencies: [a]\n";
         let places = Places::new(yaml, Format::Yaml);
-        assert_eq!(places.within_task("a", "a"), at(5, 20));
+        assert_eq!(places.within_task("a", "a", None), at(5, 20));
         let toml = "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"echo\"\ndependencies = [\"a\"]\n";
         let places = Places::new(toml, Format::Toml);
-        assert_eq!(places.within_task("a", "a"), at(4, 17));
+        assert_eq!(places.within_task("a", "a", None), at(4, 17));
         // A quoted key, and a list-form task naming itself before its `task_id`.
         let quoted = "workflow_id: w\ntasks:\n  \"a\":\n    dependencies: [a]\n";
         let places = Places::new(quoted, Format::Yaml);
-        assert_eq!(places.within_task("a", "a"), at(4, 20));
+        assert_eq!(places.within_task("a", "a", None), at(4, 20));
         let list =
             "{\"workflow_id\":\"w\",\"tasks\":[\n{\"dependencies\":[\"a\"],\"task_id\":\"a\"}]}";
         let places = Places::new(list, Format::Json);
-        assert_eq!(places.within_task("a", "a"), at(2, 18));
+        assert_eq!(places.within_task("a", "a", None), at(2, 18));
+    }
+
+    /// A word looked for under a key is placed there, past the same word in a value
+    /// before the key; where the key does not hold it, the first one is taken.
+    #[test]
+    fn a_word_under_a_key_is_placed_past_the_same_word_before_it() {
+        let yaml = "workflow_id: w\ntasks:\n  a:\n    task_type: command\n    config: {args: [lint]}\n    dependencies: [lint]\n";
+        let places = Places::new(yaml, Format::Yaml);
+        assert_eq!(
+            places.within_task("a", "lint", Some("dependencies")),
+            at(6, 20)
+        );
+        assert_eq!(places.within_task("a", "lint", None), at(5, 21));
+        assert_eq!(
+            places.within_task("a", "lint", Some("task_type")),
+            at(5, 21)
+        );
+        let json = "{\"workflow_id\": \"w\", \"tasks\": {\"a\": {\"config\": {\"args\": [\"lint\"]},\n  \"dependencies\": [\"lint\"]}}}";
+        let places = Places::new(json, Format::Json);
+        assert_eq!(
+            places.within_task("a", "lint", Some("dependencies")),
+            at(2, 20)
+        );
+        let toml = "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"command\"\nconfig = { args = [\"lint\"] }\ndependencies = [\"lint\"]\n";
+        let places = Places::new(toml, Format::Toml);
+        assert_eq!(
+            places.within_task("a", "lint", Some("dependencies")),
+            at(5, 17)
+        );
     }
 
     #[test]
@@ -600,12 +656,12 @@ mod tests {
         let text = "workflow_id: q\ntasks:\n  notify:\n    task_type: echo\n    config:\n      message:\n        task_id: deploy\n  deploy:\n    task_type: command\n    config: { progam: make }\n    dependencies: [biuld]\n";
         let places = Places::new(text, Format::Yaml);
         assert_eq!(places.task("deploy"), at(8, 3));
-        assert_eq!(places.within_task("deploy", "biuld"), at(11, 20));
-        assert_eq!(places.within_task("deploy", "progam"), at(10, 15));
+        assert_eq!(places.within_task("deploy", "biuld", None), at(11, 20));
+        assert_eq!(places.within_task("deploy", "progam", None), at(10, 15));
         // A map-form task may repeat its id; its stretch goes on past that line.
         let again = "workflow_id: w\ntasks:\n  a:\n    task_id: a\n    dependencies: [ghost]\n  task_id:\n    task_type: t\n";
         let places = Places::new(again, Format::Yaml);
-        assert_eq!(places.within_task("a", "ghost"), at(5, 20));
+        assert_eq!(places.within_task("a", "ghost", None), at(5, 20));
         assert_eq!(places.task("task_id"), at(6, 3));
         // In list form, only an item's own `task_id` starts it.
         let list = "workflow_id: w\ntasks:\n-   task_type: t\n    config:\n      task_id: b\n    task_id: a\n-\n  task_type: t\n  steps:\n  - task_id: a\n  task_id: b\n";
@@ -621,8 +677,8 @@ mod tests {
         let text = "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"a\"\ntask_type = \"command\"\nconfig = { progam = \"ls\" }\ndependencies = [\"ghost\"]\n";
         let places = Places::new(text, Format::Toml);
         assert_eq!(places.task("a"), at(3, 1));
-        assert_eq!(places.within_task("a", "progam"), at(5, 12));
-        assert_eq!(places.within_task("a", "ghost"), at(6, 17));
+        assert_eq!(places.within_task("a", "progam", None), at(5, 12));
+        assert_eq!(places.within_task("a", "ghost", None), at(6, 17));
     }
 
     #[test]
@@ -641,12 +697,12 @@ mod tests {
     fn a_toml_tasks_own_tables_are_inside_it() {
         let text = "workflow_id = \"w\"\n[tasks.build]\ntask_type = \"command\"\n[tasks.build.config]\nprogam = \"make\"\n[tasks.test]\ntask_type = \"t\"\n";
         let places = Places::new(text, Format::Toml);
-        assert_eq!(places.within_task("build", "progam"), at(5, 1));
+        assert_eq!(places.within_task("build", "progam", None), at(5, 1));
         assert_eq!(places.task("test"), at(6, 1));
         assert_eq!(places.task("config"), None);
         let list = "workflow_id = \"w\"\n[[tasks]]\ntask_id = \"z\"\n[tasks.config]\nprogam = 1\n";
         let places = Places::new(list, Format::Toml);
-        assert_eq!(places.within_task("z", "progam"), at(5, 1));
+        assert_eq!(places.within_task("z", "progam", None), at(5, 1));
         assert_eq!(places.task("config"), None);
     }
 
@@ -702,6 +758,6 @@ mod tests {
     fn a_task_not_found_has_no_place() {
         let places = Places::new("workflow_id: w\ntasks: {a: {task_type: t}}\n", Format::Yaml);
         assert_eq!(places.task("a"), None);
-        assert_eq!(places.within_task("a", "x"), None);
+        assert_eq!(places.within_task("a", "x", None), None);
     }
 }

@@ -114,6 +114,25 @@ fn a_repeated_task_id_is_placed_at_its_repeat() {
     first_problem_is_placed(&files, "task id `a` is used by more than one task");
 }
 
+/// A dependency is placed in the task's `dependencies`, not at the same word in its
+/// configuration written before them.
+#[test]
+fn a_dependency_is_placed_in_the_dependencies_not_the_config() {
+    let files = [
+        (
+            "w.yaml",
+            "workflow_id: w\ntasks:\n  a:\n    task_type: echo\n    config: {message: lint}\n    dependencies: [lint]\n",
+            "w.yaml:6:20:",
+        ),
+        (
+            "w.toml",
+            "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"echo\"\nconfig = { message = \"lint\" }\ndependencies = [\"lint\"]\n",
+            "w.toml:5:17:",
+        ),
+    ];
+    first_problem_is_placed(&files, "unknown task `lint`");
+}
+
 /// Each of `files` (name, text, place), validated alone, fails with a first problem
 /// that starts with its place and `says` so.
 fn first_problem_is_placed(files: &[(&str, &str, &str)], says: &str) {
