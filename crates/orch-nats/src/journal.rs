@@ -1,6 +1,7 @@
 //! [`NatsJournal`] (feature `journal`): an orch journal on a JetStream stream, so that a
 //! coordinator keeps its durable runs on the NATS server and needs no local disk.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -434,17 +435,14 @@ impl Journal for NatsJournal {
             .map_err(|_| unanswered())?
             .map_err(|e| failed(action(), e))?;
         let mut runs = Vec::new();
+        let mut listed = ListedRuns::default();
         loop {
             let next = tokio::time::timeout(PAGE_TIMEOUT, subjects.next());
             let Some(entry) = next.await.map_err(|_| unanswered())? else {
                 break;
             };
             let (subject, _) = entry.map_err(|e| failed(action(), e))?;
-            let Some(run) = subject
-                .rsplit('.')
-                .next()
-                .and_then(|id| RunId::parse(id).ok())
-            else {
+            let Some(run) = listed.first_sight(&subject) else {
                 continue;
             };
             let loaded = match self.load(&run).await {
@@ -463,5 +461,42 @@ impl Journal for NatsJournal {
         }
         runs.sort_by(|a, b| (a.created, &a.run_id).cmp(&(b.created, &b.run_id)));
         Ok(runs)
+    }
+}
+
+/// The runs met so far in a listing of the journal's subjects.
+///
+/// The server pages the subjects by offset in their sorted order: a run created while
+/// they are listed, sorting before the page read, moves the next page's start back by
+/// one, so that its first subject is one already read.
+#[derive(Default)]
+struct ListedRuns {
+    seen: HashSet<RunId>,
+}
+
+impl ListedRuns {
+    /// The run whose journal `subject` holds, unless it is not a run's subject or its
+    /// run was met before.
+    fn first_sight(&mut self, subject: &str) -> Option<RunId> {
+        let id = subject.rsplit('.').next()?;
+        let run = RunId::parse(id).ok()?;
+        self.seen.insert(run.clone()).then_some(run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListedRuns;
+
+    #[test]
+    fn a_run_whose_subject_comes_again_on_the_next_page_is_listed_once() {
+        let mut listed = ListedRuns::default();
+        let runs: Vec<String> = ["orch.journal.a", "orch.journal.b", "orch.journal.b"]
+            .into_iter()
+            .chain(["orch.journal.not a run", "orch.journal.c", "orch.journal.a"])
+            .filter_map(|subject| listed.first_sight(subject))
+            .map(|run| run.as_str().to_owned())
+            .collect();
+        assert_eq!(runs, ["a", "b", "c"]);
     }
 }
