@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use base64::Engine as _;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
@@ -21,9 +20,12 @@ use crate::spec::{Capture, CommandSpec};
 
 mod error;
 mod groups;
+mod result;
 
 use groups::GroupGuard;
 pub(crate) use groups::kill_running_commands;
+pub(crate) use result::depth;
+use result::{MAX_DEPTH, to_result};
 
 pub(crate) use error::CommandError;
 
@@ -101,6 +103,15 @@ async fn exited(pid: Pid) -> Ended {
     ended.await.unwrap_or(Ended::Exited)
 }
 
+/// Whether process `pid` (a child of orch) has exited, without reaping it.
+fn has_exited(pid: Pid) -> bool {
+    let look = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(
+        waitid(Id::Pid(pid), look),
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+    )
+}
+
 /// Resolves when `deadline` passes; never when there is none.
 async fn until(deadline: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
     match deadline {
@@ -115,6 +126,18 @@ pub(crate) async fn run(
     cancelled: impl Future<Output = ()>,
 ) -> Result<Value, CommandError> {
     let spec = launch.spec;
+    let mut cancelled = std::pin::pin!(cancelled);
+    // A run cancelled before the command starts (while its inputs were written, say)
+    // does not start it.
+    let already = {
+        let mut not_waiting = std::task::Context::from_waker(std::task::Waker::noop());
+        cancelled.as_mut().poll(&mut not_waiting).is_ready()
+    };
+    if already {
+        return Err(CommandError::Cancelled {
+            stderr_tail: String::new(),
+        });
+    }
     let mut command = command(&launch)?;
     let mut child = command.spawn().map_err(|error| {
         CommandError::starting(&spec.program, command.as_std().get_program(), error)
@@ -139,7 +162,7 @@ pub(crate) async fn run(
         let reading = read_bounded(stdout, spec.max_output_bytes, &mut output);
         let logging = log_lines(stderr, launch.task_id, &mut tail);
         let exit = exited(group.pid);
-        tokio::pin!(reading, logging, cancelled, exit);
+        tokio::pin!(reading, logging, exit);
         let mut logged = false;
         // SIGKILL for a cancelled command that has not stopped by then.
         let mut kill_at = None;
@@ -161,11 +184,16 @@ pub(crate) async fn run(
                 }
                 () = &mut logging, if !logged => logged = true,
                 // A command that already exited is not stopped: its result stands.
+                // (Its exit may be there, not yet taken note of.)
                 () = &mut cancelled, if !stopped && !ended => {
-                    stopped = true;
-                    // Standard error is still read while the command stops.
-                    group.signal(Signal::SIGTERM);
-                    kill_at = Some(Box::pin(tokio::time::sleep(TERM_GRACE)));
+                    if has_exited(group.pid) {
+                        ended = true;
+                    } else {
+                        stopped = true;
+                        // Standard error is still read while the command stops.
+                        group.signal(Signal::SIGTERM);
+                        kill_at = Some(Box::pin(tokio::time::sleep(TERM_GRACE)));
+                    }
                 }
                 () = until(&mut kill_at) => {
                     group.signal(Signal::SIGKILL);
@@ -413,91 +441,6 @@ async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str, tail: 
     }
 }
 
-/// The task's result from its standard output, JSON nested at most `max_depth` levels.
-fn to_result(bytes: Vec<u8>, capture: Capture, max_depth: usize) -> Result<Value, CommandError> {
-    let text = |bytes: Vec<u8>| {
-        String::from_utf8(bytes).map_err(|e| CommandError::NotUtf8 {
-            offset: e.utf8_error().valid_up_to(),
-        })
-    };
-    match capture {
-        Capture::None => Ok(Value::Null),
-        Capture::Base64 => Ok(Value::String(
-            base64::engine::general_purpose::STANDARD.encode(bytes),
-        )),
-        Capture::Json => {
-            let value = serde_json::from_slice(&bytes).map_err(CommandError::NotJson)?;
-            match depth(&value) {
-                depth if depth > max_depth => Err(CommandError::TooDeep {
-                    depth,
-                    limit: max_depth,
-                }),
-                _ => Ok(value),
-            }
-        }
-        Capture::Text => {
-            let mut text = text(bytes)?;
-            strip_newline(&mut text);
-            Ok(Value::String(text))
-        }
-        Capture::Auto => {
-            let mut text = text(bytes)?;
-            if text.trim().is_empty() {
-                return Ok(Value::Null);
-            }
-            if let Ok(value) = serde_json::from_str(&text)
-                && depth(&value) <= max_depth
-                && crate::exact_numbers::numbers_read_exactly(&text)
-            {
-                return Ok(value);
-            }
-            strip_newline(&mut text);
-            Ok(Value::String(text))
-        }
-    }
-}
-
-/// The deepest a command's JSON output may nest (arrays and objects within each other):
-/// a result file is read back with serde_json, which reads at most 127 levels of
-/// nesting, and holds each result 3 levels down (a map instance's, 4: in its map task's
-/// list).
-const MAX_DEPTH: usize = 124;
-
-/// How deep `value` nests (a number 0, `[1]` 1), without recursion, holding one
-/// iterator per level (an entry per element would double a large capture's memory).
-pub(crate) fn depth(value: &Value) -> usize {
-    fn inner(value: &Value) -> Option<Box<dyn Iterator<Item = &Value> + '_>> {
-        match value {
-            Value::Array(items) => Some(Box::new(items.iter())),
-            Value::Object(fields) => Some(Box::new(fields.values())),
-            _ => None,
-        }
-    }
-    let mut path: Vec<_> = inner(value).into_iter().collect();
-    let mut deepest = path.len();
-    while let Some(level) = path.last_mut() {
-        match level.next() {
-            Some(item) => {
-                if let Some(items) = inner(item) {
-                    path.push(items);
-                    deepest = deepest.max(path.len());
-                }
-            }
-            None => drop(path.pop()),
-        }
-    }
-    deepest
-}
-
-fn strip_newline(text: &mut String) {
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -506,35 +449,67 @@ mod tests {
 
     use super::*;
 
-    /// How deep `value` nests, by recursion: the definition `depth` must agree with.
-    fn recursive_depth(value: &Value) -> usize {
-        let deepest = |items: &mut dyn Iterator<Item = &Value>| {
-            1 + items.map(recursive_depth).max().unwrap_or(0)
-        };
-        match value {
-            Value::Array(items) => deepest(&mut items.iter()),
-            Value::Object(fields) => deepest(&mut fields.values()),
-            _ => 0,
+    fn command_spec(config: Value) -> CommandSpec {
+        match crate::spec::parse("command", &config) {
+            Some(Ok(crate::spec::Builtin::Command(spec))) => spec,
+            _ => panic!("a valid command: {config}"),
         }
     }
 
-    proptest::proptest! {
-        #[test]
-        fn depth_agrees_with_its_recursive_definition(value in json_value()) {
-            proptest::prop_assert_eq!(depth(&value), recursive_depth(&value));
+    /// An attempt of task `t` running `spec` in `dir`.
+    fn launch_in<'a>(spec: &'a CommandSpec, dir: &'a Path) -> Launch<'a> {
+        Launch {
+            spec,
+            task_id: "t",
+            workflow_id: "w",
+            item: None,
+            attempt: 1,
+            base_dir: dir,
+            inputs_dir: None,
         }
     }
 
-    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
-        use proptest::prelude::*;
-        let leaf = prop_oneof![Just(Value::Null), any::<i8>().prop_map(|n| json!(n))];
-        leaf.prop_recursive(8, 64, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::vec(("[a-c]", inner), 0..4)
-                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
-            ]
-        })
+    /// A run cancelled before its command starts (as while the dependencies' results
+    /// were written to files) does not start it.
+    #[tokio::test]
+    async fn a_command_is_not_started_once_its_run_is_cancelled() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let spec = command_spec(json!({"program": "touch", "args": ["started"]}));
+        let launch = || launch_in(&spec, dir.path());
+        let outcome = run(launch(), std::future::ready(())).await;
+        assert!(
+            matches!(outcome, Err(CommandError::Cancelled { .. })),
+            "{outcome:?}"
+        );
+        assert!(!dir.path().join("started").exists());
+        // Not cancelled, it starts.
+        run(launch(), std::future::pending()).await.expect("ran");
+        assert!(dir.path().join("started").exists());
+    }
+
+    /// A command that exited as the run was cancelled, before its exit was taken note
+    /// of, keeps its result.
+    #[tokio::test]
+    async fn a_command_that_exited_as_its_run_was_cancelled_keeps_its_result() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let spec = command_spec(json!({"shell": true, "script": "echo $$ > pid; exec true"}));
+        for _ in 0..50 {
+            let pid_file = dir.path().join("pid");
+            let _ = std::fs::remove_file(&pid_file);
+            // Cancelled once the command's process is a zombie: exited, not reaped.
+            let exited_then_cancelled = async {
+                loop {
+                    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+                    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+                    if pid.ends_with('\n') && stat.is_ok_and(|stat| stat.contains(") Z ")) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            let outcome = run(launch_in(&spec, dir.path()), exited_then_cancelled).await;
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
     }
 
     #[test]
@@ -561,48 +536,6 @@ mod tests {
         assert_eq!(
             locate("sh", dir.path(), None),
             Some(PathBuf::from("/bin/sh"))
-        );
-    }
-
-    #[test]
-    fn output_becomes_json_text_or_an_error_by_capture_mode() {
-        let auto =
-            |s: &[u8]| to_result(s.to_vec(), Capture::Auto, MAX_DEPTH).map_err(|e| e.to_string());
-        assert_eq!(auto(b"{\"rows\": 3}\n"), Ok(json!({"rows": 3})));
-        assert_eq!(auto(b"hello\n"), Ok(json!("hello")));
-        assert_eq!(auto(b"  \n"), Ok(Value::Null));
-        assert_eq!(auto(b"42"), Ok(json!(42)));
-        let error = auto(b"ok\xff\n").expect_err("not UTF-8");
-        assert!(error.contains("offset 2"), "{error}");
-        assert_eq!(
-            to_result(b"42\n".to_vec(), Capture::Text, MAX_DEPTH).ok(),
-            Some(json!("42"))
-        );
-        assert_eq!(
-            to_result(b"\xff".to_vec(), Capture::Base64, MAX_DEPTH).ok(),
-            Some(json!("/w=="))
-        );
-        // Numbers that JSON would round keep the output as text.
-        assert_eq!(
-            auto(b"123456789012345678901234567890\n"),
-            Ok(json!("123456789012345678901234567890"))
-        );
-        assert_eq!(
-            auto(b"[\"\\\"1\", {\"e\": -18446744073709551616}]"),
-            Ok(json!("[\"\\\"1\", {\"e\": -18446744073709551616}]"))
-        );
-        assert_eq!(
-            auto(b"0.12345678901234567890"),
-            Ok(json!("0.12345678901234567890"))
-        );
-        assert_eq!(
-            auto(b"[18446744073709551615, -1.50e1, 0.1, 0e99999999999999999999, -0]"),
-            Ok(json!([18446744073709551615_u64, -15.0, 0.1, 0.0, -0.0]))
-        );
-        assert!(to_result(b"x".to_vec(), Capture::Json, MAX_DEPTH).is_err());
-        assert_eq!(
-            to_result(b"x".to_vec(), Capture::None, MAX_DEPTH).ok(),
-            Some(Value::Null)
         );
     }
 }
