@@ -253,6 +253,62 @@ fn wide_fan_in_inputs(c: &mut Criterion) {
     group.finish();
 }
 
+/// A task waiting for all of 5,000 dependencies, each of which skipped: what making its
+/// cache key from the outputs it cannot read costs (`cache_key`), and what reading each
+/// of them with `TaskContext::input`, an error each, costs (`input_each`).
+fn wide_fan_in_after_skips(c: &mut Criterion) {
+    const SOURCES: usize = 5_000;
+    let runtime = runtime();
+    let engine = WorkflowEngine::new();
+    engine.register_handler(
+        "source",
+        inline(|_ctx: TaskContext| async move { Err::<(), _>(TaskError::skip("nothing new")) }),
+    );
+    engine.register_handler(
+        "report",
+        inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(0) }),
+    );
+    engine.register_handler(
+        "count",
+        inline(|ctx: TaskContext| async move {
+            let dependencies = &ctx.task_definition().dependencies;
+            let missing = dependencies
+                .iter()
+                .filter(|id| ctx.input::<i64>(id).is_err());
+            Ok::<_, TaskError>(missing.count())
+        }),
+    );
+    let ids: Vec<String> = (0..SOURCES).map(|i| format!("s{i}")).collect();
+    let workflow = |last: Task| {
+        let last = last
+            .depends_on(ids.iter().map(String::as_str))
+            .trigger_rule(TriggerRule::AllDone);
+        Workflow::from_tasks(
+            "fan_in",
+            "Fan-in",
+            (ids.iter().map(|id| Task::new(id.as_str(), "source"))).chain([last]),
+        )
+    };
+    let mut group = c.benchmark_group("engine_run/wide_fan_in_after_skips");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(SOURCES as u64));
+    for (name, last) in [
+        ("cache_key", Task::new("last", "report").cache(true)),
+        ("input_each", Task::new("last", "count")),
+    ] {
+        let workflow = workflow(last);
+        group.bench_function(BenchmarkId::new(name, SOURCES), |b| {
+            b.iter(|| {
+                let result = runtime.block_on(engine.execute_workflow(&workflow));
+                result.map(|r| r.tasks["last"].result.clone())
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Storing new results in a full `MemoryCache`: each pass that forgets the least
 /// recently used reads every result, so it forgets an eighth of them at once; the cost
 /// per stored result stays flat as the capacity grows.
@@ -292,6 +348,7 @@ criterion_group!(
     handler_placement,
     pools_and_priorities,
     wide_fan_in_inputs,
+    wide_fan_in_after_skips,
     memory_cache_when_full
 );
 criterion_main!(benches);

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::TaskContext;
+use crate::output::Stored;
 
 mod memory;
 pub use memory::MemoryCache;
@@ -213,14 +214,15 @@ pub(crate) fn key_of(
     hasher.write(b"\x00");
     canonical(&task.config, &mut hasher);
     for id in &task.dependencies {
-        if ctx.dependency_is_shared(id) {
+        let output = ctx.dependency_output(id);
+        if let Some(Stored::Shared(_)) = output {
             return None;
         }
         hasher.write(b"\x00");
         hasher.write_str(id.as_str());
-        match ctx.input_json(id) {
-            Ok(value) => canonical(value, &mut hasher),
-            Err(_) => hasher.write(b"-"),
+        match output {
+            Some(stored) => canonical(stored.json(), &mut hasher),
+            None => hasher.write(b"-"),
         }
     }
     Some(hasher.finish())

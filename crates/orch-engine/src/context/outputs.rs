@@ -10,11 +10,11 @@ use crate::TaskError;
 use crate::output::Stored;
 
 impl TaskContext {
-    /// Whether the dependency `id` returned a shared (in-process) value.
-    pub(crate) fn dependency_is_shared(&self, id: &str) -> bool {
-        let index = self.run.workflow.index_of(id);
-        let output = index.and_then(|i| self.run.results.get(i)?.get());
-        matches!(output, Some(Stored::Shared(_)))
+    /// The stored output of the dependency `id`, if it completed; no error is made for
+    /// one that did not (an error names why, which takes a search of the plan).
+    pub(crate) fn dependency_output(&self, id: &str) -> Option<&Stored> {
+        let index = self.run.workflow.index_of(id)?;
+        self.run.results.get(index)?.get()
     }
 
     /// The stored output of `id`, if it is an ancestor that completed.
@@ -56,6 +56,9 @@ fn no_output(run: &RunShared, me: usize, target: usize) -> TaskError {
              of its dependencies end)",
             run.task(me).trigger_rule
         )
+    } else if depends_directly(plan, me, target) {
+        // `me` started once `target` ended.
+        String::new()
     } else {
         // A task between the two (an ancestor of `me` that `target` is an ancestor of)
         // whose rule started it early.
