@@ -31,10 +31,7 @@ fn sizes() -> Vec<usize> {
 fn noop(c: &mut Criterion) {
     let runtime = runtime();
     for (group_name, max_concurrent) in [("noop_c8", 8), ("noop_c1", 1)] {
-        let mut group = c.benchmark_group(format!("engine_run/{group_name}"));
-        group.sample_size(10);
-        group.warm_up_time(Duration::from_millis(500));
-        group.measurement_time(Duration::from_secs(3));
+        let mut group = short_group(c, format!("engine_run/{group_name}"));
         let engine = noop_engine(max_concurrent);
         for size in sizes() {
             for shape in Shape::ALL {
@@ -55,10 +52,7 @@ fn noop(c: &mut Criterion) {
 }
 
 fn floor(c: &mut Criterion) {
-    let mut group = c.benchmark_group("engine_run/inline_floor");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "engine_run/inline_floor");
     for size in sizes() {
         for shape in Shape::ALL {
             let workflow = shape.build(size);
@@ -79,10 +73,7 @@ fn floor(c: &mut Criterion) {
 fn metrics_on_request(c: &mut Criterion) {
     let runtime = runtime();
     let engine = noop_engine(8);
-    let mut group = c.benchmark_group("engine_run/metrics_on_request");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "engine_run/metrics_on_request");
     for size in sizes() {
         for shape in [Shape::Chain, Shape::Random] {
             let workflow = shape.build(size);
@@ -148,10 +139,7 @@ fn sleeping_fan_out(c: &mut Criterion) {
 /// 10^4 tasks of the random shape, 8 at a time.
 fn handler_placement(c: &mut Criterion) {
     let runtime = runtime();
-    let mut group = c.benchmark_group("engine_run/handler_placement");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "engine_run/handler_placement");
     let workflow = Shape::Random.build(10_000);
     group.throughput(Throughput::Elements(workflow.len() as u64));
     for (name, engine) in [
@@ -174,10 +162,7 @@ fn handler_placement(c: &mut Criterion) {
 /// `i % 4` (limit 2 each) and has priority `i % 7 - 3`; each option alone has a row too.
 fn pools_and_priorities(c: &mut Criterion) {
     let runtime = runtime();
-    let mut group = c.benchmark_group("engine_run/pools_priorities");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "engine_run/pools_priorities");
     let size = 100_000.min(sizes().into_iter().max().unwrap_or(10_000));
     let plain = Shape::Random.build(size);
     let mut builder = WorkflowEngine::builder().max_concurrent(8);
@@ -239,10 +224,7 @@ fn wide_fan_in_inputs(c: &mut Criterion) {
         (ids.iter().map(|id| Task::new(id.as_str(), "source")))
             .chain([Task::new("merge", "merge").depends_on(ids.iter().map(String::as_str))]),
     );
-    let mut group = c.benchmark_group("engine_run/wide_fan_in_inputs");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "engine_run/wide_fan_in_inputs");
     group.throughput(Throughput::Elements(SOURCES as u64));
     group.bench_function(BenchmarkId::new("input_each", SOURCES), |b| {
         b.iter(|| {
@@ -289,10 +271,7 @@ fn wide_fan_in_after_skips(c: &mut Criterion) {
             (ids.iter().map(|id| Task::new(id.as_str(), "source"))).chain([last]),
         )
     };
-    let mut group = c.benchmark_group("engine_run/wide_fan_in_after_skips");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
+    let mut group = short_group(c, "engine_run/wide_fan_in_after_skips");
     group.throughput(Throughput::Elements(SOURCES as u64));
     for (name, last) in [
         ("cache_key", Task::new("last", "report").cache(true)),
@@ -337,6 +316,19 @@ fn memory_cache_when_full(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// A group of ten samples measured over three seconds, after half a second of warming
+/// up.
+fn short_group(
+    c: &mut Criterion,
+    name: impl Into<String>,
+) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group
 }
 
 criterion_group!(
