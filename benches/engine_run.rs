@@ -288,6 +288,59 @@ fn wide_fan_in_after_skips(c: &mut Criterion) {
     group.finish();
 }
 
+/// A branch task choosing half of its 20,000 dependents (`live`), and the run resumed
+/// from its result, which keeps the choice (`resume`).
+fn wide_branch(c: &mut Criterion) {
+    const DEPENDENTS: usize = 20_000;
+    let runtime = runtime();
+    let engine = WorkflowEngine::new();
+    let ids: Vec<String> = (0..DEPENDENTS).map(|i| format!("d{i}")).collect();
+    let chosen: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(ids.iter().step_by(2).cloned().collect());
+    engine.register_handler(
+        "route",
+        inline(move |ctx: TaskContext| {
+            let chosen = std::sync::Arc::clone(&chosen);
+            async move {
+                ctx.choose_branches(chosen.iter())?;
+                Ok::<_, TaskError>(())
+            }
+        }),
+    );
+    engine.register_handler(
+        "work",
+        inline(|_ctx: TaskContext| async move { Ok::<_, TaskError>(()) }),
+    );
+    let workflow = Workflow::from_tasks(
+        "branch",
+        "Branch",
+        [Task::new("route", "route")].into_iter().chain(
+            ids.iter()
+                .map(|id| Task::new(id.as_str(), "work").depends_on(["route"])),
+        ),
+    );
+    let first = runtime
+        .block_on(engine.execute_workflow(&workflow))
+        .expect("runs");
+    let mut group = short_group(c, "engine_run/wide_branch");
+    group.throughput(Throughput::Elements(DEPENDENTS as u64));
+    group.bench_function(BenchmarkId::new("live", DEPENDENTS), |b| {
+        b.iter(|| {
+            runtime
+                .block_on(engine.execute_workflow(&workflow))
+                .map(|r| r.status)
+        })
+    });
+    group.bench_function(BenchmarkId::new("resume", DEPENDENTS), |b| {
+        b.iter(|| {
+            runtime
+                .block_on(engine.resume(&workflow, &first))
+                .map(|r| r.status)
+        })
+    });
+    group.finish();
+}
+
 /// Storing new results in a full `MemoryCache`: each pass that forgets the least
 /// recently used reads every result, so it forgets an eighth of them at once; the cost
 /// per stored result stays flat as the capacity grows.
@@ -341,6 +394,7 @@ criterion_group!(
     pools_and_priorities,
     wide_fan_in_inputs,
     wide_fan_in_after_skips,
+    wide_branch,
     memory_cache_when_full
 );
 criterion_main!(benches);

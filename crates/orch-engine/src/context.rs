@@ -154,7 +154,8 @@ impl TaskContext {
     /// after the chosen branch).
     ///
     /// The choice of the attempt that completes counts (a later call replaces an earlier
-    /// one); an attempt that fails leaves no choice behind. Naming a task that is not a
+    /// one); an attempt that fails leaves no choice behind. The task's record lists the
+    /// chosen dependents once each, in the workflow's order. Naming a task that is not a
     /// direct dependent is a permanent error, and so is choosing on a remote worker or in
     /// an instance of a map task. A dependent whose trigger rule had decided to run it
     /// before this task completed (`always`; `one_success` or `one_failed` after another
@@ -206,12 +207,15 @@ impl TaskContext {
             )));
         }
         let me = self.index as usize;
+        // In the workflow's order, as the choice is kept: each is found by halving.
         let direct = self.run.plan().dependents(me);
         let mut chosen = Vec::new();
         for id in dependents {
             let id = id.as_ref();
             match self.run.workflow.index_of(id) {
-                Some(index) if direct.contains(&(index as u32)) => chosen.push(index as u32),
+                Some(index) if direct.binary_search(&(index as u32)).is_ok() => {
+                    chosen.push(index as u32);
+                }
                 _ => {
                     return Err(TaskError::permanent(format!(
                         "task `{}` chose `{id}` as a branch, which is not one of its direct \
@@ -221,6 +225,8 @@ impl TaskContext {
                 }
             }
         }
+        chosen.sort_unstable();
+        chosen.dedup();
         self.run.branches.choose(self.index, self.attempt, chosen);
         Ok(())
     }

@@ -302,6 +302,25 @@ fn the_choice_of_the_attempt_that_completes_counts() {
     assert_eq!(status(&result, "large"), TaskStatus::Skipped);
 }
 
+/// A dependent chosen twice, or chosen after another one defined before it, is recorded
+/// once, in the workflow's order; the choice holds as it would have.
+#[test]
+fn the_chosen_dependents_are_recorded_once_each_in_the_workflows_order() {
+    let (engine, _) = engine(WorkflowEngine::builder());
+    let route = json!({"choose": ["large", "small", "large"]});
+    let workflow = branch_workflow(TriggerRule::AllSuccess, route)
+        .task(Task::new("other", "ok").depends_on(["route"]));
+    let result = run(&engine, &workflow);
+    assert_eq!(
+        result.task("route").and_then(|r| r.chosen_branches.clone()),
+        Some(vec!["small".into(), "large".into()])
+    );
+    assert_eq!(status(&result, "small"), TaskStatus::Completed);
+    assert_eq!(status(&result, "large"), TaskStatus::Completed);
+    assert_eq!(status(&result, "other"), TaskStatus::Skipped);
+    assert_eq!(status(&result, "join"), TaskStatus::Completed);
+}
+
 #[test]
 fn choosing_a_task_that_is_not_a_direct_dependent_fails_the_branch_task() {
     let (engine, _) = engine(WorkflowEngine::builder());

@@ -1,5 +1,6 @@
 //! Resuming: which tasks of an earlier run are kept, and taking over their records.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use orch_core::{
@@ -343,11 +344,8 @@ impl Scheduler<'_> {
                 self.waiting[d as usize].dependencies -= 1;
             }
             if let Some(chosen) = &record.chosen_branches {
-                let is_chosen = |d: u32| {
-                    chosen
-                        .iter()
-                        .any(|id| shared.task(d as usize).task_id == *id)
-                };
+                let chosen: HashSet<&str> = chosen.iter().map(TaskId::as_str).collect();
+                let is_chosen = |d: u32| chosen.contains(shared.task(d as usize).task_id.as_str());
                 unchosen.extend(
                     (self.plan.dependents(index).iter())
                         .filter(|&&d| !is_chosen(d))

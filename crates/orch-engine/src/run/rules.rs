@@ -171,14 +171,14 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Branch task `index` completed and chose `chosen` among its direct dependents: the
-    /// others are skipped, the chosen ones see it completed.
+    /// Branch task `index` completed and chose `chosen` (sorted) among its direct
+    /// dependents: the others are skipped, the chosen ones see it completed.
     fn branch_chosen(&mut self, index: usize, chosen: &[u32]) {
         let reason = format!("not chosen by branch task `{}`", self.task(index).task_id);
         let mut ended = Vec::new();
         for &d in self.plan.dependents(index) {
             let di = d as usize;
-            if chosen.contains(&d) {
+            if chosen.binary_search(&d).is_ok() {
                 if let Some(rules) = &mut self.rules {
                     rules.outcomes[di].completed += 1;
                     self.decide(di, Some((index, TaskStatus::Completed)), &mut ended);
