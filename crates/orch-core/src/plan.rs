@@ -200,7 +200,8 @@ impl Plan {
         self.dependencies.of(index)
     }
 
-    /// The tasks that depend directly on task `index`, in insertion order.
+    /// The tasks that depend directly on task `index`, in the workflow's order (their
+    /// indices ascending).
     #[inline]
     pub fn dependents(&self, index: usize) -> &[u32] {
         self.dependents.of(index)

@@ -111,6 +111,22 @@ proptest! {
         prop_assert_eq!(found, expected);
     }
 
+    /// A task's dependents are the tasks that list it, in the workflow's order (which
+    /// callers search by halving).
+    #[test]
+    fn dependents_are_the_tasks_that_list_it_in_the_workflows_order(dag in random_dag()) {
+        let workflow = dag.workflow();
+        let valid = workflow.validate().expect("a DAG");
+        let plan = valid.plan();
+        for (position, &task) in dag.insertion.iter().enumerate() {
+            let expected: Vec<u32> = (dag.insertion.iter().enumerate())
+                .filter(|&(_, &t)| dag.deps[t].contains(&task))
+                .map(|(at, _)| at as u32)
+                .collect();
+            prop_assert_eq!(plan.dependents(position), &expected[..]);
+        }
+    }
+
     #[test]
     fn a_back_edge_is_reported_as_a_real_cycle(
         dag in random_dag(),
