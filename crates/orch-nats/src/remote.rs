@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use orch_engine::{Handler, Output, TaskContext, TaskError, async_trait};
-use tokio::task::JoinHandle;
 
 mod cancel;
 mod consumers;
@@ -25,7 +24,7 @@ use stream_watch::StreamWatch;
 use crate::lost::LostMessages;
 use crate::presence::Presence;
 use crate::protocol::{self, Names, Outcome};
-use crate::routes::{self, AttemptKey, Routes, Settled};
+use crate::routes::{self, AttemptKey, Listeners, Routes, Settled};
 use crate::setup::{self, Layout};
 use crate::stored;
 use crate::{ConnectError, NatsConfig};
@@ -83,15 +82,8 @@ struct Inner {
     presence: Presence,
     consumers: Consumers,
     stream_watch: StreamWatch,
-    listeners: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for listener in &self.listeners {
-            listener.abort();
-        }
-    }
+    /// Stopped with the last handle.
+    _listeners: Listeners,
 }
 
 /// Settings of a [`RemoteHandler`]; start with [`RemoteHandler::builder`].
@@ -206,7 +198,7 @@ impl RemoteBuilder {
                 lost,
                 consumers: Consumers::default(),
                 stream_watch,
-                listeners,
+                _listeners: listeners,
             }),
         })
     }

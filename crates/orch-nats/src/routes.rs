@@ -210,6 +210,19 @@ pub(crate) async fn listen_lost(
     }
 }
 
+/// A coordinator's listeners, stopped when this is dropped: also when the start that
+/// began them is itself dropped before it ends (given up after a time limit, say).
+#[derive(Default)]
+pub(crate) struct Listeners(Vec<JoinHandle<()>>);
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for listener in &self.0 {
+            listener.abort();
+        }
+    }
+}
+
 /// Starts a coordinator's listeners: on the results stream, and on the advisories about
 /// task messages that ran out of deliveries (followed on the lost-tasks stream when it
 /// is `kept`, so that none stored while the connection was down is missed; heard live
@@ -222,7 +235,7 @@ pub(crate) async fn listen(
     kept: bool,
     routes: &Arc<Routes>,
     lost: &Arc<LostMessages>,
-) -> Result<Vec<JoinHandle<()>>, ConnectError> {
+) -> Result<Listeners, ConnectError> {
     let failed = |what: &str, error: async_nats::Error| setup::setup(what.to_owned(), &error);
     let results = Followed {
         stream: names.results_stream().to_owned(),
@@ -262,17 +275,18 @@ pub(crate) async fn listen(
     )
     .await?;
     let settles = Arc::clone(routes);
-    let mut listeners = vec![tokio::spawn(follow::follow(
+    let mut listeners = Listeners::default();
+    listeners.0.push(tokio::spawn(follow::follow(
         js.clone(),
         results,
         result_messages,
         results_from,
         move |message, _| take_result(&settles, message),
-    ))];
+    )));
     let recall_up_to = match (kept_from, live) {
         (Some((messages, place)), _) => {
             let (settles, notes) = (Arc::clone(routes), Arc::clone(lost));
-            listeners.push(tokio::spawn(follow::follow(
+            listeners.0.push(tokio::spawn(follow::follow(
                 js.clone(),
                 advisories,
                 messages,
@@ -286,7 +300,7 @@ pub(crate) async fn listen(
             Some(place.next - 1)
         }
         (None, Some(live)) => {
-            listeners.push(tokio::spawn(listen_lost(
+            listeners.0.push(tokio::spawn(listen_lost(
                 live,
                 Arc::clone(routes),
                 Arc::clone(lost),

@@ -739,6 +739,52 @@ async fn nats_unreachable_at_start_is_a_typed_error() {
     );
 }
 
+/// A coordinator's start given up part way (after a time limit) leaves nothing running:
+/// the listeners it had begun stop with it, and its connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_given_up_part_way_leaves_nothing_running() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    drop(
+        RemoteHandler::connect(&server.config())
+            .await
+            .expect("streams made"),
+    );
+    // Two tasks that ran out of deliveries before the start, the last one deleted: the
+    // start reads the first, then waits two seconds for the last.
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let advisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.x";
+    let mut last = 0;
+    for _ in 0..2 {
+        let stored = js.publish(advisory, "{}".into()).await.expect("sent");
+        last = stored.await.expect("stored").sequence;
+    }
+    let lost = js
+        .get_stream("ORCH_LOST")
+        .await
+        .expect("the lost-tasks stream");
+    lost.delete_message(last).await.expect("deleted");
+    drop((lost, js));
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = alive();
+    let config = server.config();
+    tokio::time::timeout(Duration::from_millis(1500), RemoteHandler::connect(&config))
+        .await
+        .expect_err("still reading the tasks that ran out of deliveries");
+    // A guard, not a measure: what the start began ends at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while alive() > before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(alive() <= before, "{} tasks, {before} before", alive());
+}
+
 #[tokio::test]
 async fn an_invalid_prefix_is_refused_before_connecting() {
     let error = RemoteHandler::builder()
