@@ -3,10 +3,11 @@
 //! listens. A request that times out was heard by something that did not answer: a slow
 //! worker, or another subscriber to the subject (`nats sub '>'`); the type's consumer
 //! then tells, by whether anyone waits for its tasks or holds one. Answers are shared by
-//! every attempt waiting on a type for a short while.
+//! every attempt waiting on a type for a short while, and while one request is out for a
+//! type, the attempts that would ask too wait for its answer.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
@@ -21,12 +22,17 @@ pub(crate) struct Presence {
     names: Names,
     /// How long an answer stands before the next attempt that asks sends a request.
     fresh_for: Duration,
-    seen: Mutex<HashMap<String, Seen>>,
+    seen: Mutex<HashMap<String, LastSeen>>,
 }
+
+/// What was last learnt about one task type, held while a request is out for it.
+type LastSeen = Arc<tokio::sync::Mutex<Option<Seen>>>;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Seen {
     asked: Instant,
+    /// When the answer came (or the request was given up): it stands from then on.
+    learnt: Instant,
     /// Since when no worker has answered; none if one answered at the last request.
     missing_since: Option<Instant>,
 }
@@ -44,6 +50,7 @@ impl Seen {
             .and_then(|s| s.missing_since);
         Seen {
             asked,
+            learnt: Instant::now(),
             missing_since: (!answered).then(|| before.unwrap_or(asked)),
         }
     }
@@ -67,10 +74,11 @@ impl Presence {
 
     /// How long no worker has served `task_type` (zero while one does).
     pub(crate) async fn missing_for(&self, task_type: &str) -> Duration {
-        let known = self.lock().get(task_type).copied();
-        let seen = match known {
-            Some(seen) if seen.asked.elapsed() < self.fresh_for => seen,
-            _ => {
+        let entry = Arc::clone(self.lock().entry(task_type.to_owned()).or_default());
+        let mut known = entry.lock().await;
+        let seen = match *known {
+            Some(seen) if seen.learnt.elapsed() < self.fresh_for => seen,
+            previous => {
                 let subject = self.names.presence_subject(task_type);
                 let asked = Instant::now();
                 let request = self.client.request(subject, bytes_empty());
@@ -80,9 +88,8 @@ impl Presence {
                     Ok(Err(error)) => error.kind() != RequestErrorKind::NoResponders,
                     Err(_) => self.consumer_in_use(task_type, patience).await,
                 };
-                let mut seen = self.lock();
-                let now = Seen::after(seen.get(task_type), asked, answered, self.fresh_for);
-                seen.insert(task_type.to_owned(), now);
+                let now = Seen::after(previous.as_ref(), asked, answered, self.fresh_for);
+                *known = Some(now);
                 now
             }
         };
@@ -111,7 +118,7 @@ impl Presence {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LastSeen>> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

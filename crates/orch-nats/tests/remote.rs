@@ -389,6 +389,56 @@ async fn a_listener_that_is_not_a_worker_does_not_count_as_one() {
     );
 }
 
+/// Attempts waiting on a type that no worker answers for share one presence request at a
+/// time, however many they are: at most about one a check period (a second here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_attempts_share_their_requests_for_workers() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let listener = async_nats::connect(server.url()).await.expect("connects");
+    let mut heard = listener
+        .subscribe("orch.worker.slow")
+        .await
+        .expect("subscribed");
+    listener
+        .flush()
+        .await
+        .expect("the subscription reached the server");
+    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = Arc::clone(&requests);
+    let counting = tokio::spawn(async move {
+        while futures_util::StreamExt::next(&mut heard).await.is_some() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let remote = RemoteHandler::builder()
+        .missing_worker_timeout(Duration::from_secs(4))
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::builder()
+        .max_concurrent(20)
+        .build()
+        .expect("valid settings");
+    engine.register_handler("slow", remote);
+    let workflow = Workflow::from_tasks(
+        "w",
+        "W",
+        (0..20).map(|i| Task::new(format!("t{i}"), "slow")),
+    );
+    let started = std::time::Instant::now();
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    let seconds = started.elapsed().as_secs_f64().ceil() as u32;
+    assert_eq!(result.status, WorkflowStatus::Failed);
+    counting.abort();
+    let requests = requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        requests <= seconds + 2,
+        "{requests} requests in {seconds} s"
+    );
+}
+
 /// An engine whose `types` go to workers through a coordinator that sends task
 /// messages of at most 4 KiB.
 async fn small_message_engine(server: &NatsServer, types: &[&str]) -> WorkflowEngine {
