@@ -355,6 +355,20 @@ async fn a_task_type_that_no_worker_serves_fails_with_an_error_naming_it() {
     );
 }
 
+/// A subscriber to `subject` that answers nothing, in place on the server.
+async fn not_answering(server: &NatsServer, subject: &str) -> async_nats::Subscriber {
+    let listener = async_nats::connect(server.url()).await.expect("connects");
+    let heard = listener
+        .subscribe(subject.to_owned())
+        .await
+        .expect("subscribed");
+    listener
+        .flush()
+        .await
+        .expect("the subscription reached the server");
+    heard
+}
+
 /// Something else subscribed to the workers' subjects (`nats sub '>'`) hears the
 /// presence requests and never answers: they time out instead of being told nobody
 /// listens. That once counted as a worker, so the task waited for ever.
@@ -363,15 +377,7 @@ async fn a_listener_that_is_not_a_worker_does_not_count_as_one() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let listener = async_nats::connect(server.url()).await.expect("connects");
-    let _heard = listener
-        .subscribe("orch.worker.>")
-        .await
-        .expect("subscribed");
-    listener
-        .flush()
-        .await
-        .expect("the subscription reached the server");
+    let _heard = not_answering(&server, "orch.worker.>").await;
     let engine = remote_engine(&server, &["gpu_infer"]).await;
     let workflow = Workflow::new("w", "W").task(Task::new("infer", "gpu_infer"));
     let run = engine.execute_workflow(&workflow);
@@ -396,15 +402,7 @@ async fn waiting_attempts_share_their_requests_for_workers() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let listener = async_nats::connect(server.url()).await.expect("connects");
-    let mut heard = listener
-        .subscribe("orch.worker.slow")
-        .await
-        .expect("subscribed");
-    listener
-        .flush()
-        .await
-        .expect("the subscription reached the server");
+    let mut heard = not_answering(&server, "orch.worker.slow").await;
     let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counted = Arc::clone(&requests);
     let counting = tokio::spawn(async move {
