@@ -124,14 +124,14 @@ impl TaskError {
     }
 
     /// The original error, owned.
-    pub fn into_inner(self) -> Box<dyn Error + Send + Sync> {
-        self.error
+    pub fn into_inner(mut self) -> Box<dyn Error + Send + Sync> {
+        std::mem::replace(&mut self.error, Box::new(Taken))
     }
 
     fn with_kind(error: BoxError, kind: Kind) -> Self {
         match error.downcast::<TaskError>() {
             Ok(task_error) => Self {
-                error: task_error.error,
+                error: task_error.into_inner(),
                 kind,
             },
             Err(error) => Self { error, kind },
@@ -225,6 +225,28 @@ fn causes<'a>(error: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn
             first_time
         })
 }
+
+impl Drop for TaskError {
+    /// The run drops a handler's error in its own code, where a panic would take the run
+    /// down (an error owning a tokio runtime panics when dropped in async code): such a
+    /// panic is caught here.
+    fn drop(&mut self) {
+        let error = std::mem::replace(&mut self.error, Box::new(Taken));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(error)));
+    }
+}
+
+/// What a `TaskError` holds once its error was taken out.
+#[derive(Debug)]
+struct Taken;
+
+impl fmt::Display for Taken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(taken)")
+    }
+}
+
+impl Error for Taken {}
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -417,6 +417,50 @@ fn an_error_whose_display_panics_fails_its_task_and_the_run_goes_on() {
     });
 }
 
+/// An error that panics when dropped (as one owning a tokio runtime does, dropped in
+/// async code).
+#[derive(Debug)]
+struct PanicsWhenDropped;
+
+impl std::fmt::Display for PanicsWhenDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("it will not go quietly")
+    }
+}
+
+impl std::error::Error for PanicsWhenDropped {}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("an error dropped");
+        }
+    }
+}
+
+#[test]
+fn an_error_that_panics_when_dropped_fails_its_task_and_the_run_goes_on() {
+    paused_runtime().block_on(async {
+        let engine = engine(1);
+        ok_handler(&engine);
+        engine.register_handler("bomb", |_ctx: TaskContext| async move {
+            Err::<Value, _>(PanicsWhenDropped)
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("bad", "bomb").retries(1))
+            .task(Task::new("independent", "ok"));
+        let run = tokio::spawn(engine.run(&workflow));
+        let result = run
+            .await
+            .expect("the panic stays out of the run")
+            .expect("valid");
+        let bad = record(&result, "bad");
+        assert_eq!((bad.status, bad.attempts), (TaskStatus::Failed, 2));
+        assert_eq!(bad.error.as_deref(), Some("it will not go quietly"));
+        assert_eq!(record(&result, "independent").status, TaskStatus::Completed);
+    });
+}
+
 /// An error that is its own source.
 #[derive(Debug)]
 struct OwnSource;
