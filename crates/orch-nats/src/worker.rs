@@ -183,9 +183,11 @@ impl WorkerBuilder {
     /// How long a handler whose attempt was cancelled (by its coordinator, its deadline
     /// or the worker's shutdown) may go on before the worker drops it. Default 10 s. It
     /// is given once per attempt: a deadline or a shutdown after the cancellation does
-    /// not start it again.
+    /// not start it again. `Duration::MAX` never drops a handler (any grace is taken as
+    /// at most 30 years).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
-        self.cancel_grace = grace;
+        // Added to the clock's time, it must not overflow it.
+        self.cancel_grace = grace.min(GRACE_WITHOUT_END);
         self
     }
 
@@ -456,6 +458,9 @@ async fn all_ended(set: &mut JoinSet<()>) {
 
 /// How long a stopping worker waits to send its last acknowledgements.
 const LAST_FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest cancel grace: 30 years, a grace without end in practice.
+const GRACE_WITHOUT_END: Duration = Duration::from_secs(30 * 365 * 86_400);
 
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -89,6 +89,54 @@ async fn a_task_delivered_to_a_stopping_worker_runs_on_the_next_one() {
     stop_next.cancel();
 }
 
+/// A cancel grace too long to add to the clock (`Duration::MAX`, meaning "never drop a
+/// handler") still lets a stopping worker hand back the task of a handler that ends
+/// when asked: it used to overflow the clock, so the task stayed held until its ack wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_grace_too_long_for_the_clock_still_hands_tasks_back() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let engine = coordinator(&server, "hold").await;
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noted = std::sync::Arc::clone(&started);
+    let worker = Worker::builder()
+        .cancel_grace(std::time::Duration::MAX)
+        .shutdown_grace(std::time::Duration::ZERO)
+        .handler(
+            "hold",
+            waits_for_cancellation(move || noted.store(true, std::sync::atomic::Ordering::SeqCst)),
+        )
+        .connect(&server.config())
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    let stopped = tokio::spawn(worker.run(stop.clone()));
+    let workflow = Workflow::new("w", "W").task(Task::new("held", "hold"));
+    let run = common::run_in_background(&engine, &workflow);
+    common::wait_for_async(|| async { started.load(std::sync::atomic::Ordering::SeqCst) }).await;
+    stop.cancel();
+    stopped.await.expect("the worker stops");
+    let next = Worker::builder()
+        .handler("hold", |_ctx: TaskContext| async move {
+            Ok::<_, TaskError>("done")
+        })
+        .connect(&server.config())
+        .await
+        .expect("the next worker connects");
+    let stop_next = CancellationToken::new();
+    tokio::spawn(next.run(stop_next.clone()));
+    // Handed back, the task runs on the next worker at once; held, it would come back
+    // only after its ack wait (30 s).
+    let result = tokio::time::timeout(std::time::Duration::from_secs(20), run)
+        .await
+        .expect("handed back, not held until its ack wait")
+        .expect("the run's task");
+    let held = result.task("held").expect("a task");
+    assert_eq!(held.status, TaskStatus::Completed, "{held:?}");
+    stop_next.cancel();
+}
+
 /// Tasks that reached a worker while it was busy (here, a handler holding its thread in
 /// its first poll) and that it takes up after `stop` are handed back, not run: they run
 /// on the next worker.
