@@ -191,6 +191,24 @@ async fn a_type_whose_task_found_no_free_slot_takes_the_next_one_in_turn() {
 /// for the same batch again and again, ran no further task of the type.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_type_whose_consumer_caps_its_requests_keeps_taking_tasks() {
+    takes_tasks_from_a_consumer_changed_by(|config| config.max_batch = 2).await;
+}
+
+/// A consumer whose requests may wait on the server less than the worker's own (edited
+/// by an operator: `max_expires`, 1 s and 100 ms here) still gives the worker its tasks:
+/// they are no longer all refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_whose_consumer_caps_request_waits_keeps_taking_tasks() {
+    for limit in [Duration::from_secs(1), Duration::from_millis(100)] {
+        takes_tasks_from_a_consumer_changed_by(|config| config.max_expires = limit).await;
+    }
+}
+
+/// A worker runs a workflow's tasks of one type after its consumer's settings were
+/// changed by `change` before it started.
+async fn takes_tasks_from_a_consumer_changed_by(
+    change: impl FnOnce(&mut async_nats::jetstream::consumer::Config),
+) {
     const TASKS: usize = 12;
     let Some(server) = NatsServer::start() else {
         return;
@@ -211,7 +229,7 @@ async fn a_type_whose_consumer_caps_its_requests_keeps_taking_tasks() {
         .await
         .expect("the worker made its consumer");
     let mut config = consumer.info().await.expect("its settings").config.clone();
-    config.max_batch = 2;
+    change(&mut config);
     js.create_consumer_on_stream(config, "ORCH_TASKS")
         .await
         .expect("updated");

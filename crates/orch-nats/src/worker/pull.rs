@@ -106,6 +106,7 @@ pub(crate) async fn serve(
             true => PULL_EXPIRES,
             false => HOLDING_EXPIRES,
         };
+        let expires = expires.min(queue.settings().max_expires.unwrap_or(expires));
         let mut delivered = 0;
         // Each request has an inbox of its own: what an earlier request delivers late
         // (after the worker gave up on it) finds no subscriber, and the server delivers

@@ -67,6 +67,7 @@ impl TypeQueue {
                 ack_wait = ?read.ack_wait,
                 max_deliver = read.max_deliver,
                 max_batch = read.max_batch,
+                max_expires = ?read.max_expires,
                 "the consumer's settings changed; the worker goes by them now"
             );
         }
@@ -84,6 +85,9 @@ pub(crate) struct ConsumerSettings {
     /// more than the consumer's `max_ack_pending` or `max_batch` (`usize::MAX`: no
     /// limit).
     pub(crate) max_batch: usize,
+    /// The longest a pull request may wait on the server: it refuses a request that
+    /// would wait longer than the consumer's `max_expires` (`None`: no limit).
+    pub(crate) max_expires: Option<Duration>,
 }
 
 impl ConsumerSettings {
@@ -94,6 +98,7 @@ impl ConsumerSettings {
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
             max_batch: limits.into_iter().flatten().min().unwrap_or(usize::MAX),
+            max_expires: Some(config.max_expires).filter(|limit| !limit.is_zero()),
         }
     }
 
