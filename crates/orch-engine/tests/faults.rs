@@ -390,31 +390,40 @@ impl std::fmt::Display for Unprintable {
 
 impl std::error::Error for Unprintable {}
 
-#[test]
-fn an_error_whose_display_panics_fails_its_task_and_the_run_goes_on() {
+/// Runs task `bad` (with `retries`), whose handler fails with `error()`, beside an
+/// independent task, the run in a task of its own: a panic out of the run would end it.
+fn run_failing_beside_another(
+    error: impl Fn() -> TaskError + Send + Sync + Copy + 'static,
+    retries: u32,
+) -> WorkflowResult {
     paused_runtime().block_on(async {
         let engine = engine(1);
         ok_handler(&engine);
-        engine.register_handler("unprintable", |_ctx: TaskContext| async move {
-            Err::<Value, _>(TaskError::new(Unprintable))
+        engine.register_handler("bad", move |_ctx: TaskContext| async move {
+            Err::<Value, _>(error())
         });
         let workflow = Workflow::new("w", "W")
-            .task(Task::new("bad", "unprintable"))
+            .task(Task::new("bad", "bad").retries(retries))
             .task(Task::new("independent", "ok"));
-        let run = tokio::spawn(engine.run(&workflow));
-        let result = run
+        let result = tokio::spawn(engine.run(&workflow))
             .await
             .expect("the panic stays out of the run")
             .expect("valid");
-        assert_eq!(
-            error_of(&result, "bad"),
-            (
-                TaskStatus::Failed,
-                Some("the handler's error could not be written as text (its Display panicked)")
-            )
-        );
         assert_eq!(record(&result, "independent").status, TaskStatus::Completed);
-    });
+        result
+    })
+}
+
+#[test]
+fn an_error_whose_display_panics_fails_its_task_and_the_run_goes_on() {
+    let result = run_failing_beside_another(|| TaskError::new(Unprintable), 0);
+    assert_eq!(
+        error_of(&result, "bad"),
+        (
+            TaskStatus::Failed,
+            Some("the handler's error could not be written as text (its Display panicked)")
+        )
+    );
 }
 
 /// An error that panics when dropped (as one owning a tokio runtime does, dropped in
@@ -440,25 +449,10 @@ impl Drop for PanicsWhenDropped {
 
 #[test]
 fn an_error_that_panics_when_dropped_fails_its_task_and_the_run_goes_on() {
-    paused_runtime().block_on(async {
-        let engine = engine(1);
-        ok_handler(&engine);
-        engine.register_handler("bomb", |_ctx: TaskContext| async move {
-            Err::<Value, _>(PanicsWhenDropped)
-        });
-        let workflow = Workflow::new("w", "W")
-            .task(Task::new("bad", "bomb").retries(1))
-            .task(Task::new("independent", "ok"));
-        let run = tokio::spawn(engine.run(&workflow));
-        let result = run
-            .await
-            .expect("the panic stays out of the run")
-            .expect("valid");
-        let bad = record(&result, "bad");
-        assert_eq!((bad.status, bad.attempts), (TaskStatus::Failed, 2));
-        assert_eq!(bad.error.as_deref(), Some("it will not go quietly"));
-        assert_eq!(record(&result, "independent").status, TaskStatus::Completed);
-    });
+    let result = run_failing_beside_another(|| TaskError::new(PanicsWhenDropped), 1);
+    let bad = record(&result, "bad");
+    assert_eq!((bad.status, bad.attempts), (TaskStatus::Failed, 2));
+    assert_eq!(bad.error.as_deref(), Some("it will not go quietly"));
 }
 
 /// An error that is its own source.
