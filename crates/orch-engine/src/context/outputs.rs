@@ -31,7 +31,8 @@ impl TaskContext {
             )));
         };
         let plan = self.run.plan();
-        if !depends_directly(plan, me, target) && !is_ancestor(plan, target, me) {
+        let direct = depends_directly(plan, me, target);
+        if !direct && !is_ancestor(plan, target, me) {
             return Err(TaskError::permanent(format!(
                 "task `{}` read the output of `{id}`, which it does not depend on, directly or \
                  not; a task reads only the outputs of its ancestors",
@@ -39,14 +40,14 @@ impl TaskContext {
             )));
         }
         let output = self.run.results[target].get();
-        output.ok_or_else(|| no_output(&self.run, me, target))
+        output.ok_or_else(|| no_output(&self.run, me, target, direct))
     }
 }
 
-/// Why `target`, an ancestor of `me`, has no output: it did not complete, or, when a
-/// trigger rule let `me` (or a task between the two) start before `target` ended, it may
-/// still be running.
-fn no_output(run: &RunShared, me: usize, target: usize) -> TaskError {
+/// Why `target`, an ancestor of `me` (a `direct` dependency or not), has no output: it
+/// did not complete, or, when a trigger rule let `me` (or a task between the two) start
+/// before `target` ended, it may still be running.
+fn no_output(run: &RunShared, me: usize, target: usize, direct: bool) -> TaskError {
     let plan = run.plan();
     let id = &run.task(target).task_id;
     let early = |t: usize| !run.task(t).trigger_rule.waits_for_all();
@@ -56,7 +57,7 @@ fn no_output(run: &RunShared, me: usize, target: usize) -> TaskError {
              of its dependencies end)",
             run.task(me).trigger_rule
         )
-    } else if depends_directly(plan, me, target) {
+    } else if direct {
         // `me` started once `target` ended.
         String::new()
     } else {
