@@ -74,7 +74,14 @@ impl Presence {
 
     /// How long no worker has served `task_type` (zero while one does).
     pub(crate) async fn missing_for(&self, task_type: &str) -> Duration {
-        let entry = Arc::clone(self.lock().entry(task_type.to_owned()).or_default());
+        let entry = {
+            let mut seen = self.lock();
+            // The type's name is copied once, not on every look.
+            match seen.get(task_type) {
+                Some(entry) => Arc::clone(entry),
+                None => Arc::clone(seen.entry(task_type.to_owned()).or_default()),
+            }
+        };
         let mut known = entry.lock().await;
         let seen = match *known {
             Some(seen) if seen.learnt.elapsed() < self.fresh_for => seen,

@@ -85,12 +85,13 @@ pub(crate) async fn serve(
                 break;
             }
         };
+        let settings = queue.settings();
         match busy {
             true => {
                 held.push(first);
                 let share = ((permits.available_permits() + 1) / slots.types)
                     .min(MAX_REQUEST)
-                    .min(queue.settings().max_batch);
+                    .min(settings.max_batch);
                 while held.len() < share.max(1) {
                     match Arc::clone(permits).try_acquire_owned() {
                         Ok(permit) => held.push(permit),
@@ -106,7 +107,7 @@ pub(crate) async fn serve(
             true => PULL_EXPIRES,
             false => HOLDING_EXPIRES,
         };
-        let expires = expires.min(queue.settings().max_expires.unwrap_or(expires));
+        let expires = expires.min(settings.max_expires.unwrap_or(expires));
         let mut delivered = 0;
         // Each request has an inbox of its own: what an earlier request delivers late
         // (after the worker gave up on it) finds no subscriber, and the server delivers
