@@ -432,7 +432,7 @@ async fn waiting_attempts_share_their_requests_for_workers() {
     counting.abort();
     let requests = requests.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
-        requests <= seconds + 2,
+        (1..=seconds + 2).contains(&requests),
         "{requests} requests in {seconds} s"
     );
 }
