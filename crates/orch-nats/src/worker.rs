@@ -4,6 +4,7 @@
 mod acks;
 mod attempt;
 mod cancels;
+mod grace;
 mod publish;
 mod pull;
 mod queue;

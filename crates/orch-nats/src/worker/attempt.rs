@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::acks::{ack, give_back, with_progress};
+use super::grace::wind_down;
 use super::publish::store_result;
 use super::queue::ProgressDue;
 use super::{Shared, TypeQueue};
@@ -259,26 +260,6 @@ async fn execute(
                     _ => Ending::HandBack,
                 };
             }
-        }
-    }
-}
-
-/// Lets a cancelled handler, `running`, finish until `grace_end`, acknowledging progress
-/// all the while (no other worker may get the task while its handler may still run); its
-/// result, if it finished.
-async fn wind_down<F: std::future::Future>(
-    mut running: std::pin::Pin<&mut F>,
-    grace_end: tokio::time::Instant,
-    progress: &mut ProgressDue,
-    message: &jetstream::Message,
-) -> Option<F::Output> {
-    let stop = tokio::time::sleep_until(grace_end);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            result = running.as_mut() => return Some(result),
-            () = progress.tick() => ack(message, AckKind::Progress).await,
-            () = &mut stop => return None,
         }
     }
 }
