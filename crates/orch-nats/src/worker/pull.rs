@@ -189,7 +189,9 @@ pub(crate) async fn serve(
                 () = stop.cancelled() => break 'requests,
             };
             answered = true;
-            match delivery(&message, &queue.task_type) {
+            let delivery = delivery(&message, &queue.task_type);
+            refusals.heard(&delivery);
+            match delivery {
                 // Taken up after `stop` (it waited while the worker was busy): handed back
                 // as what the request delivers after it, or at once if it filled the
                 // request (no request of this worker is left to take it).
@@ -203,7 +205,6 @@ pub(crate) async fn serve(
                     break 'requests;
                 }
                 Delivery::Task => {
-                    refusals.reset();
                     delivered += 1;
                     busy = true;
                     let permit = match held.pop() {
@@ -381,7 +382,8 @@ async fn hand_back_late_tasks(
 }
 
 /// The pause before asking again after the server refused a pull request: 100 ms,
-/// doubling up to 5 s while refusals go on.
+/// doubling up to 5 s while refusals go on, back to 100 ms once the server answers a
+/// request otherwise (a task, a heartbeat or its end).
 #[derive(Default)]
 struct Refusals {
     in_a_row: u32,
@@ -397,8 +399,11 @@ impl Refusals {
         }
     }
 
-    fn reset(&mut self) {
-        self.in_a_row = 0;
+    /// Takes note of what the server answered to a request.
+    fn heard(&mut self, delivery: &Delivery) {
+        if !matches!(delivery, Delivery::Refused) {
+            self.in_a_row = 0;
+        }
     }
 }
 
@@ -422,6 +427,37 @@ fn delivery(message: &Message, task_type: &str) -> Delivery {
         Some(status) => {
             tracing::warn!(%status, description = ?message.description, task_type, "the server refused a pull request");
             Delivery::Refused
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How long `refusals` pauses now.
+    async fn pause_of(refusals: &mut Refusals) -> Duration {
+        let start = tokio::time::Instant::now();
+        refusals.pause(&CancellationToken::new()).await;
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_after_refusals_grows_and_starts_again_once_a_request_is_answered() {
+        let mut refusals = Refusals::default();
+        let mut pauses = Vec::new();
+        for _ in 0..8 {
+            refusals.heard(&Delivery::Refused);
+            pauses.push(pause_of(&mut refusals).await.as_millis());
+        }
+        assert_eq!(pauses, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        for answer in [Delivery::Heartbeat, Delivery::Ended, Delivery::Task] {
+            refusals.heard(&Delivery::Refused);
+            pause_of(&mut refusals).await;
+            pause_of(&mut refusals).await;
+            refusals.heard(&answer);
+            let pause = pause_of(&mut refusals).await;
+            assert_eq!(pause, Duration::from_millis(100));
         }
     }
 }
