@@ -14,7 +14,8 @@
 //! A task whose trigger rule starts it before all of its dependencies end (`one_success`,
 //! `one_failed`, `always`) is keyed on the results there at its start; its result is
 //! stored only if its key is the same when it completes (no dependency it could read
-//! completed meanwhile; one that failed or was skipped leaves the key as it was).
+//! completed meanwhile; one that was skipped, or failed without a result, leaves the key
+//! as it was, but a map task that failed has the part of its list it made).
 //!
 //! A result returned once the run was cancelled is not stored either: a handler that
 //! stops early on [`TaskContext::cancellation`] may return what it had so far.
@@ -135,7 +136,9 @@ impl crate::EngineBuilder {
     /// for a task (with its type) identifies the task's result, in place of its
     /// configuration and its direct dependencies' results (set one for a handler that
     /// reads an ancestor further up, which the default key leaves out). A panic in it
-    /// fails the task.
+    /// fails the task; for a task started before all of its dependencies ended, whose
+    /// key is worked out again as it completes, a panic then leaves its result unstored
+    /// (with a warning).
     pub fn cache_key<F>(mut self, task_type: impl Into<String>, key: F) -> Self
     where
         F: Fn(&crate::TaskContext) -> serde_json::Value + Send + Sync + 'static,

@@ -1,6 +1,8 @@
 //! A tracing span per run and per task, carrying their ids; and tracing events, at their
-//! levels, for retries, failures, skips and the end of a run.
+//! levels, for retries, failures, skips, the end of a run, and a cache key function that
+//! panics as its task completes.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use orch_core::{Task, Workflow, WorkflowResult};
@@ -223,4 +225,59 @@ fn a_map_instance_that_will_run_again_is_logged_as_retrying() {
         ]
     };
     assert_eq!(retried, [fields(0), fields(1)]);
+}
+
+/// A cached task started before all of its dependencies ended has its key worked out
+/// again as it completes; a key function that panics then leaves the result unstored,
+/// with a warning that names the task.
+#[test]
+fn a_key_function_that_panics_as_its_task_completes_is_warned_of() {
+    let store = Arc::new(orch_engine::MemoryCache::default());
+    let engine = WorkflowEngine::builder()
+        .cache_store(Arc::clone(&store) as Arc<dyn orch_engine::CacheStore>)
+        .cache_key("gather", {
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            move |_ctx: &TaskContext| match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Value::from("at its start"),
+                _ => panic!("no key as it completes"),
+            }
+        })
+        .build()
+        .expect("valid");
+    engine.register_handler("source", |ctx: TaskContext| async move {
+        let ms = ctx.config()["ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        Ok::<_, TaskError>(Value::Null)
+    });
+    engine.register_handler("gather", |_ctx: TaskContext| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Ok::<_, TaskError>(Value::from("gathered"))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("fast", "source"))
+        .task(Task::new("slow", "source").config(serde_json::json!({"ms": 30})))
+        .task(
+            Task::new("gather", "gather")
+                .depends_on(["fast", "slow"])
+                .trigger_rule(orch_core::TriggerRule::OneSuccess)
+                .cache(true),
+        );
+    let (log, result) = run_logged(&engine, &workflow);
+    assert_eq!(
+        result.tasks["gather"].status,
+        orch_core::TaskStatus::Completed
+    );
+    assert!(store.is_empty());
+    let events = log.1.lock().expect("lock").clone();
+    let warned: Vec<&EventEntry> = events
+        .iter()
+        .filter(|(level, fields)| {
+            *level == Level::WARN && fields.iter().any(|f| f.contains("no key as it completes"))
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{events:?}");
+    assert!(
+        warned[0].1.contains(&"task=gather".to_owned()),
+        "{warned:?}"
+    );
 }

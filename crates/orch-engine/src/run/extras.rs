@@ -300,7 +300,17 @@ impl Scheduler<'_> {
         if self.shared.task(index).trigger_rule.waits_for_all() {
             return true;
         }
-        matches!(self.key_now(index), Ok(Some(now)) if now == key)
+        match self.key_now(index) {
+            Ok(now) => now == Some(key),
+            Err(panic) => {
+                tracing::warn!(
+                    task = %self.shared.task(index).task_id,
+                    "the cache key function panicked as the task completed (its result is not stored): {}",
+                    panic_text(panic.as_ref())
+                );
+                false
+            }
+        }
     }
 
     /// The key of cached task `index` from what it can read now (`None` if it reads a
