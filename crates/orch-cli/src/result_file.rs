@@ -227,14 +227,14 @@ fn put_in_place(file: tempfile::NamedTempFile, path: &Path) -> std::io::Result<(
 pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
     let text = crate::read::text(path, crate::read::RESULT_LIMIT)
         .map_err(|e| format!("cannot read result file {}: {e}", path.display()))?;
-    let place = |e: &serde_json::Error| format!("{}:{}:{}", path.display(), e.line(), e.column());
+    let place = |e: &serde_json::Error| json_place(path, &text, e);
     let mut de = serde_json::Deserializer::from_str(&text);
     let result: WorkflowResult = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         format!(
             "{}: not a run result: at `{}`: {}",
             place(e.inner()),
             e.path(),
-            e.inner()
+            json_message(e.inner())
         )
     })?;
     de.end().map_err(|e| {
@@ -249,8 +249,8 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
         #[serde(borrow)]
         workflow: Option<&'a serde_json::value::RawValue>,
     }
-    let definition: Definition<'_> =
-        serde_json::from_str(&text).map_err(|e| format!("{}: invalid workflow: {e}", place(&e)))?;
+    let definition: Definition<'_> = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: invalid workflow: {}", place(&e), json_message(&e)))?;
     let workflow = match definition.workflow {
         None => None,
         Some(raw) => Some(Workflow::from_json(raw.get()).map_err(|e| {
@@ -259,6 +259,30 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
         })?),
     };
     Ok(RunFile { result, workflow })
+}
+
+/// Where JSON `error` is in `text`, the file at `path`: `path:line:column`, with the
+/// column in characters (serde_json counts bytes).
+fn json_place(path: &Path, text: &str, error: &serde_json::Error) -> String {
+    let line = text.split('\n').nth(error.line().saturating_sub(1));
+    // The characters that begin within the bytes serde_json counted.
+    let column = line.map_or(error.column(), |line| {
+        (line.char_indices())
+            .take_while(|&(at, _)| at < error.column())
+            .count()
+    });
+    format!("{}:{}:{column}", path.display(), error.line())
+}
+
+/// JSON `error`'s message without the place serde_json ends it with (given once, by
+/// [`json_place`]).
+fn json_message(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let place = format!(" at line {} column {}", error.line(), error.column());
+    match message.strip_suffix(&place) {
+        Some(message) => message.to_owned(),
+        None => message,
+    }
 }
 
 /// `error`, of a workflow embedded in the result file at `path` after text `before`,

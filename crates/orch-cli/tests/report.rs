@@ -155,6 +155,19 @@ fn a_result_without_its_workflow_cannot_be_reported() {
         stderr.contains("bad.json:1:17: not a run result: at `workflow_id`"),
         "{stderr}"
     );
+    // Placed once, in characters: `é` is two bytes.
+    dir.write(
+        "accented.json",
+        "{\"workflow_id\": \"é\", \"status\": \"terminé\"}",
+    );
+    let (code, _, stderr) = parts(&run_in(&dir, &["gantt", "accented.json"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(
+            "accented.json:1:40: not a run result: at `status`: unknown variant `terminé`"
+        ) && !stderr.contains("at line"),
+        "{stderr}"
+    );
     // The workflow in a result is read as a workflow file is: `orch validate` refuses a
     // backoff given as a list, and so does this.
     let plain = PLAIN.strip_suffix('}').expect("an object");
