@@ -32,8 +32,16 @@ pub(crate) fn numbers_read_exactly(json: &str) -> bool {
                 // Most numbers are integers that fit in 64 bits: read exactly, with nothing
                 // to compare.
                 let digits = literal.strip_prefix('-').unwrap_or(literal);
-                if digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                    continue;
+                if digits.bytes().all(|b| b.is_ascii_digit()) {
+                    // An integer past 64 bits is read as a float, even one that keeps
+                    // its value (`100000000000000000000` as `1e20`).
+                    let fits = digits.len() <= 18
+                        || literal.parse::<i64>().is_ok()
+                        || literal.parse::<u64>().is_ok();
+                    match fits {
+                        true => continue,
+                        false => return false,
+                    }
                 }
                 let read = serde_json::from_str::<serde_json::Number>(literal);
                 let read = read.ok().and_then(|number| decimal(&number.to_string()));
@@ -75,7 +83,22 @@ fn decimal(text: &str) -> Option<(bool, String, i64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::decimal;
+    use super::{decimal, numbers_read_exactly};
+
+    #[test]
+    fn an_integer_past_64_bits_is_not_read_exactly_even_when_a_float_holds_it() {
+        for past in [
+            "100000000000000000000",
+            "-9223372036854775809",
+            "18446744073709551616",
+        ] {
+            assert!(!numbers_read_exactly(past), "{past}");
+            assert!(!numbers_read_exactly(&format!("[1, {past}]")), "{past}");
+        }
+        for within in ["18446744073709551615", "-9223372036854775808", "1e20", "-0"] {
+            assert!(numbers_read_exactly(within), "{within}");
+        }
+    }
 
     #[test]
     fn decimals_are_read_to_their_value() {
