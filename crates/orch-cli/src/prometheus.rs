@@ -2,8 +2,8 @@
 //! plain HTTP on `GET /metrics` while the run lasts.
 //!
 //! A minimal HTTP/1.1 responder: it reads a request head (at most 8 KiB, within 5 s),
-//! answers `/metrics` (and `/`) with the metrics, anything else with 404, and closes the
-//! connection. Enough for a Prometheus scraper or `curl`; no keep-alive, no TLS.
+//! answers `GET /metrics` (and `GET /`) with the metrics, another path with 404 and
+//! another method with 405, and closes the connection. Enough for a Prometheus scraper or `curl`; no keep-alive, no TLS.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};

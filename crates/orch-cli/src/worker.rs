@@ -163,8 +163,7 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     tokio::spawn(async move {
         crate::signals::next(&mut signals).await;
         tracing::warn!(
-            "stopping: no new tasks; running ones have {}s to finish (again to stop them now)",
-            grace.as_secs()
+            "stopping: no new tasks; running ones have {grace:?} to finish (again to stop them now)"
         );
         on_signal.cancel();
         crate::signals::next(&mut signals).await;

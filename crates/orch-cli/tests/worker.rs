@@ -478,7 +478,11 @@ fn a_worker_whose_server_is_gone_still_stops() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let mut worker = WorkerProcess::start(&server.url(), &[], &[]);
+    let dir = Dir::new();
+    let log_path = dir.join("worker.log");
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let grace = ["--shutdown-grace", "500ms"];
+    let mut worker = WorkerProcess::start_logging(&server.url(), &grace, &[], Stdio::from(log));
     drop(server);
     kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
     wait_for("the worker to exit", || {
@@ -486,6 +490,9 @@ fn a_worker_whose_server_is_gone_still_stops() {
     });
     let status = worker.child.wait().expect("the worker exits");
     assert!(status.success(), "{status:?}");
+    // The grace as given, not cut to whole seconds.
+    let log = std::fs::read_to_string(&log_path).expect("the worker's log");
+    assert!(log.contains("running ones have 500ms to finish"), "{log}");
 }
 
 /// A third Ctrl-C ends a stopping worker at once, whatever it still waits for (here the
