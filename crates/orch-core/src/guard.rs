@@ -269,7 +269,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
         match first {
             Some(Key { text, .. }) if text == TOML_DATETIME_KEY => {
                 let text: String = map.next_value()?;
-                if map.next_key::<IgnoredAny>()?.is_some() {
+                // A table written with that key is not a datetime.
+                if map.next_key::<IgnoredAny>()?.is_some() || !is_toml_datetime(&text) {
                     return Err(de::Error::custom(format!(
                         "the key `{TOML_DATETIME_KEY}` is kept for TOML datetimes"
                     )));
@@ -296,6 +297,18 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
             rules: self.rules,
         })
     }
+}
+
+/// Whether `text` is a TOML datetime, as TOML's reader writes one under its private key.
+fn is_toml_datetime(text: &str) -> bool {
+    #[cfg(feature = "toml")]
+    return text.parse::<toml::value::Datetime>().is_ok();
+    // Only TOML's rules take that key for a datetime.
+    #[cfg(not(feature = "toml"))]
+    return {
+        let _ = text;
+        false
+    };
 }
 
 /// A seed under [`Rules`].

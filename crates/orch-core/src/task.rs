@@ -46,7 +46,7 @@ pub struct Task {
     /// Configuration handed to the handler; a JSON object. Read from a file, an object
     /// in it that repeats a key is an error (rather than keeping one of the values), and
     /// so is an integer past 64 bits in YAML (up to 128 bits: the YAML reader reads longer
-    /// ones as floats) or TOML (whose reader refuses them itself). A JSON file's long
+    /// ones as floats) or in TOML. A JSON file's long
     /// integer is read as the number it denotes, a float, as JSON has one kind of number.
     pub config: Value,
     /// Ids of the tasks this one depends on: by default they must all complete before it

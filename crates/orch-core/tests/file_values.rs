@@ -57,6 +57,33 @@ fn toml_datetimes_reach_the_config_as_rfc3339_text() {
     );
 }
 
+/// The key under which TOML's reader hands over a datetime, written by hand, does not
+/// make its table text.
+#[test]
+fn a_table_written_with_the_datetime_key_is_not_taken_for_a_datetime() {
+    for (value, field) in [
+        (
+            "{ \"$__toml_private_datetime\" = \"not a date\" }",
+            "tasks.a.config.when",
+        ),
+        (
+            "{ \"$__toml_private_datetime\" = \"1979-05-27\", more = 1 }",
+            "tasks.a.config.when",
+        ),
+    ] {
+        let (at, _, message) = parse_error(Workflow::from_toml(&format!(
+            "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nconfig = {{ when = {value} }}\n"
+        )));
+        assert_eq!(at, field, "{value}");
+        assert!(message.contains("kept for TOML datetimes"), "{message}");
+    }
+    let (at, _, message) = parse_error(Workflow::from_toml(
+        "workflow_id = { \"$__toml_private_datetime\" = \"w\" }\n[tasks.a]\ntask_type = \"t\"\n",
+    ));
+    assert_eq!(at, "workflow_id");
+    assert!(message.contains("kept for TOML datetimes"), "{message}");
+}
+
 #[test]
 fn toml_non_finite_numbers_are_a_load_error_naming_the_field() {
     for (value, shown) in [
