@@ -80,7 +80,9 @@
 //! - **The connection drops**: clients reconnect by themselves; task and result
 //!   publishes are retried under the same message id, so the server keeps one copy (a
 //!   task message for at most half of [`Layout::duplicate_window`]: then its attempt
-//!   fails, and is retried if the task has retries left). So are journal appends, for up
+//!   fails, and is retried if the task has retries left; no try is made while the
+//!   connection is down, as the client would send it once back, however late). So are
+//!   journal appends, for up
 //!   to a minute; past that the append fails, and with it
 //!   the run, which can be opened again from what was stored.
 //! - **Task messages leave the stream with no result** (the tasks stream is purged, a

@@ -1403,6 +1403,9 @@ async fn a_task_message_is_sent_again_only_within_the_streams_own_duplicate_wind
     let first = engine.execute_workflow(&workflow).await.expect("valid");
     assert_eq!(first.status, WorkflowStatus::Failed);
     outage.begin();
+    // The coordinator's client sees its connection cut at once: no try is under way
+    // then (one would be sent once the connection is back, as the client holds it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The layout's window (2 minutes) would have it try for a minute.
     let result = tokio::time::timeout(Duration::from_secs(40), engine.execute_workflow(&workflow))
         .await
@@ -1416,4 +1419,45 @@ async fn a_task_message_is_sent_again_only_within_the_streams_own_duplicate_wind
         error.contains("did not store the message") && error.contains("1s"),
         "{error}"
     );
+    // The client sends what it holds as soon as it is back: once a later run's message
+    // is stored, any try of the attempt that gave up would be too.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let later = engine.execute_workflow(&workflow).await.expect("valid");
+            let error = later.task("a").and_then(|a| a.error.clone());
+            if !error
+                .unwrap_or_default()
+                .contains("did not store the message")
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the coordinator is back");
+    assert_eq!(
+        messages_of_run(&tasks, result.run_id.as_str()).await,
+        0,
+        "a try of the attempt that gave up was stored once the connection was back"
+    );
+}
+
+/// How many messages `stream` holds of the run `run_id` (by their message ids).
+async fn messages_of_run(stream: &async_nats::jetstream::stream::Stream, run_id: &str) -> usize {
+    let mut stream = stream.clone();
+    let state = stream
+        .info()
+        .await
+        .expect("the stream's state")
+        .state
+        .clone();
+    let mut found = 0;
+    for sequence in state.first_sequence..=state.last_sequence {
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue; // removed
+        };
+        let id = message.headers.get("Nats-Msg-Id").map(|id| id.to_string());
+        found += usize::from(id.is_some_and(|id| id.starts_with(&format!("{run_id}."))));
+    }
+    found
 }

@@ -239,6 +239,17 @@ impl Inner {
         // For a map instance, its own id (`square[2]`), not the map's.
         let task = super::message::attempt_id(ctx);
         loop {
+            // Sent while the connection is down, a try waits in the client until it is
+            // back, however late: stored after its attempt gave up, it would run with
+            // nobody waiting. None is sent until then, and the patience still runs.
+            if self.js.client().connection_state() != async_nats::connection::State::Connected {
+                if started.elapsed() >= patience {
+                    let reason = "the connection to the server is down";
+                    return Err(not_stored_in_time(&task, patience, reason));
+                }
+                wait_or_cancelled(pause, ctx).await?;
+                continue;
+            }
             tries = tries.saturating_add(1);
             let publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
@@ -283,11 +294,11 @@ impl Inner {
                         ),
                         false => String::new(),
                     };
-                    return Err(TaskError::new(format!(
-                        "the server did not store the message of task `{task}` within \
-                         {patience:?} (half the duplicate window; sent again later, it could \
-                         run twice): {error}{hint}"
-                    )));
+                    return Err(not_stored_in_time(
+                        &task,
+                        patience,
+                        &format!("{error}{hint}"),
+                    ));
                 }
                 Err(error) => {
                     unanswered &= error.kind() == PublishErrorKind::TimedOut;
@@ -296,13 +307,26 @@ impl Inner {
                     tracing::warn!(%task, %error, "publishing a task failed; trying again");
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = ctx.cancellation().cancelled() => {
-                    return Err(TaskError::new("cancelled before the task reached the server"));
-                }
-            }
+            wait_or_cancelled(pause, ctx).await?;
             pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// The error of an attempt whose message the server did not store within `patience`.
+fn not_stored_in_time(task: &str, patience: Duration, reason: &str) -> TaskError {
+    TaskError::new(format!(
+        "the server did not store the message of task `{task}` within {patience:?} (half \
+         the duplicate window; sent again later, it could run twice): {reason}"
+    ))
+}
+
+/// Waits `pause` before a task message is sent again, unless its run is cancelled first.
+async fn wait_or_cancelled(pause: Duration, ctx: &TaskContext) -> Result<(), TaskError> {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => Ok(()),
+        () = ctx.cancellation().cancelled() => {
+            Err(TaskError::new("cancelled before the task reached the server"))
         }
     }
 }
