@@ -431,9 +431,13 @@ impl Inner {
                             }
                             // Out of deliveries while no coordinator listened (the look-up
                             // when it was sent again may have failed): nobody will answer.
+                            // A result that came in meanwhile stands, as it does anywhere
+                            // else it races the verdict.
                             dispatch::Fate::Queued { stored } => {
                                 if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
-                                    return Ok(Waited::Settled(Settled::Lost { deliveries }));
+                                    let result = settled.try_recv();
+                                    let result = result.unwrap_or(Settled::Lost { deliveries });
+                                    return Ok(Waited::Settled(result));
                                 }
                             }
                             dispatch::Fate::Answered | dispatch::Fate::Unknown => {}
