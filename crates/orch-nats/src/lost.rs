@@ -41,6 +41,8 @@ struct Lost {
     deliveries: u64,
     /// When the server kept the advisory; unknown for one heard live.
     at: Option<SystemTime>,
+    /// When this coordinator noted it last.
+    noted: Instant,
 }
 
 impl LostMessages {
@@ -61,10 +63,22 @@ impl LostMessages {
                 break;
             }
             noted.order.pop_front();
-            noted.by_sequence.remove(&old);
+            // Unless noted again since (read both live and from the stream, say).
+            if noted
+                .by_sequence
+                .get(&old)
+                .is_some_and(|lost| lost.noted == when)
+            {
+                noted.by_sequence.remove(&old);
+            }
         }
         noted.order.push_back((now, sequence));
-        noted.by_sequence.insert(sequence, Lost { deliveries, at });
+        let lost = Lost {
+            deliveries,
+            at,
+            noted: now,
+        };
+        noted.by_sequence.insert(sequence, lost);
     }
 
     /// How many times task message `sequence` (stored at `stored`, if known) was
@@ -162,5 +176,17 @@ mod tests {
         lost.note(2, 2, None);
         assert_eq!(lost.deliveries(1, None), None);
         assert_eq!(lost.deliveries(2, None), Some(2));
+    }
+
+    #[test]
+    fn an_advisory_noted_again_is_kept_for_the_window_from_then() {
+        let lost = LostMessages::new(Duration::from_secs(1));
+        lost.note(5, 3, None);
+        std::thread::sleep(Duration::from_millis(600));
+        lost.note(5, 3, None);
+        std::thread::sleep(Duration::from_millis(600));
+        // The first note is past the window, the second is not.
+        lost.note(6, 2, None);
+        assert_eq!(lost.deliveries(5, None), Some(3));
     }
 }
