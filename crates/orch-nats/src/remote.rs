@@ -387,6 +387,8 @@ impl Inner {
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut cancel_forwarded = false;
+        // When a look-up last found the message still in the stream, if it did.
+        let mut found_at = None;
         loop {
             tokio::select! {
                 // A result that arrived is taken before a tick could fail the attempt.
@@ -414,7 +416,9 @@ impl Inner {
                         (false, Some(message)) if watch.earlier => Some(message),
                         (false, Some(message)) => {
                             let stream = self.names.tasks_stream();
-                            let lost = self.stream_watch.may_have_lost(&self.js, stream, message);
+                            let there_at = found_at.unwrap_or(message.sent_at);
+                            let lost = (self.stream_watch)
+                                .may_have_lost(&self.js, stream, message.sequence, there_at);
                             Box::pin(lost).await.then_some(message)
                         }
                         (false, None) => None,
@@ -431,14 +435,14 @@ impl Inner {
                             }
                             // Out of deliveries while no coordinator listened (the look-up
                             // when it was sent again may have failed): nobody will answer.
-                            // A result that came in meanwhile stands, as it does anywhere
-                            // else it races the verdict.
+                            // A result that came in meanwhile stands, as wherever it races.
                             dispatch::Fate::Queued { stored } => {
                                 if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
                                     let result = settled.try_recv();
                                     let result = result.unwrap_or(Settled::Lost { deliveries });
                                     return Ok(Waited::Settled(result));
                                 }
+                                found_at = Some(tokio::time::Instant::now());
                             }
                             dispatch::Fate::Answered | dispatch::Fate::Unknown => {}
                         }

@@ -1,6 +1,7 @@
 //! A task message that leaves the tasks stream with no result while its attempt waits
 //! (someone purged the stream, or made it anew): the attempt, with no timeout to end it,
-//! sends the message again instead of waiting for ever.
+//! sends the message again instead of waiting for ever; and one that did not leave it is
+//! not looked up over and over.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{NatsServer, wait_for, wait_for_async};
+use futures_util::StreamExt;
 use orch_core::{Task, TaskStatus, Workflow, WorkflowResult};
 use orch_engine::{RunError, TaskContext, TaskError};
 use orch_nats::{Layout, Worker};
@@ -200,4 +202,50 @@ async fn a_cancelled_attempt_removes_only_its_own_message() {
         .await
         .expect("the other message is kept");
     assert_eq!(kept.payload.as_ref(), b"another attempt's task");
+}
+
+/// A stream made anew while the coordinator was idle: an attempt whose message went to
+/// the new stream before the coordinator noticed is looked up once (found still there),
+/// not on every tick for as long as it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_to_a_stream_made_anew_is_looked_up_once() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    // Ticks every 100 ms.
+    let remote = orch_nats::RemoteHandler::builder()
+        .missing_worker_timeout(Duration::from_millis(400))
+        .connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let mut stream = js.get_stream("ORCH_TASKS").await.expect("found");
+    let config = stream.info().await.expect("its settings").config.clone();
+    js.delete_stream("ORCH_TASKS").await.expect("deleted");
+    js.create_stream(config).await.expect("made anew");
+    let worker = Worker::builder().handler("nap", |_ctx: TaskContext| async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok::<_, TaskError>(serde_json::Value::Null)
+    });
+    let stop = common::run_worker(&server, worker).await;
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let mut look_ups = client
+        .subscribe("$JS.API.STREAM.MSG.GET.ORCH_TASKS")
+        .await
+        .expect("subscribed");
+    let engine = orch_engine::WorkflowEngine::new();
+    engine.register_handler("nap", remote);
+    let workflow = Workflow::from_tasks("w", "W", [Task::new("a", "nap")]);
+    let result = engine.execute_workflow(&workflow).await.expect("valid");
+    assert_eq!(
+        result.task("a").map(|t| t.status),
+        Some(TaskStatus::Completed)
+    );
+    let mut seen = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), look_ups.next()).await
+    {
+        seen += 1;
+    }
+    assert_eq!(seen, 1, "the message is looked up once, found still queued");
+    stop.cancel();
 }

@@ -8,8 +8,6 @@ use std::time::Duration;
 use async_nats::jetstream;
 use tokio::time::Instant;
 
-use super::dispatch::OnStream;
-
 /// The coordinator's latest reading of the tasks stream's state.
 pub(super) struct StreamWatch {
     /// How long a reading (or a failure to read) stands before an attempt that asks
@@ -47,17 +45,18 @@ impl StreamWatch {
         }
     }
 
-    /// Whether `message` may have left the stream `name`: its sequence is below the
-    /// stream's first message or past its last, or the stream was made anew since it
-    /// was sent. No when the stream cannot be read (a message removed while others before
-    /// it remain is not seen here either).
+    /// Whether the message at `sequence` may have left the stream `name`: its sequence
+    /// is below the stream's first message or past its last, or the stream was found
+    /// made anew after `there_at`, when the message was last known to be in it (sent, or
+    /// found there). No when the stream cannot be read (a message removed while others
+    /// before it remain is not seen here either).
     pub(super) async fn may_have_lost(
         &self,
         js: &jetstream::Context,
         name: &str,
-        message: &OnStream,
+        sequence: u64,
+        there_at: Instant,
     ) -> bool {
-        let (sequence, sent_at) = (message.sequence, message.sent_at);
         let mut read = self.read.lock().await;
         if read.tried.elapsed() >= self.fresh_for {
             if let Some(now) = read_stream(js, name, read.reading.as_ref()).await {
@@ -66,7 +65,9 @@ impl StreamWatch {
             read.tried = Instant::now();
         }
         read.reading.is_some_and(|r| {
-            sequence < r.first || sequence > r.last || r.made_anew_at.is_some_and(|at| at > sent_at)
+            sequence < r.first
+                || sequence > r.last
+                || r.made_anew_at.is_some_and(|at| at > there_at)
         })
     }
 }
