@@ -97,7 +97,7 @@ fn by_events(text: &str, counted_at: Option<usize>) -> Option<Found> {
         match event {
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 let at = chars.byte_offset(span.start.index());
-                let flow = matches!(text.as_bytes().get(at), Some(b'[' | b'{'));
+                let flow = opens_flow(&text[at..]);
                 open.push((at, flow));
                 depth += usize::from(flow);
                 if depth > MAX_DEPTH {
@@ -112,6 +112,31 @@ fn by_events(text: &str, counted_at: Option<usize>) -> Option<Found> {
         }
     }
     None
+}
+
+/// Whether the collection whose event starts `text` is a flow one: it opens with `[` or
+/// `{`, after its tag and anchor if it has them (its event starts at those, `!t [`).
+fn opens_flow(mut text: &str) -> bool {
+    loop {
+        text = text.trim_start_matches([' ', '\t', '\r', '\n']);
+        let property_end = match text.as_bytes().first() {
+            Some(b'[' | b'{') => return true,
+            // A verbatim tag, `!<tag:example.com,2024:x>`, ends at its `>`.
+            Some(b'!') if text.as_bytes().get(1) == Some(&b'<') => text.find('>').map(|at| at + 1),
+            // A tag or anchor name ends at white space or at a flow indicator.
+            Some(b'!' | b'&') => Some(
+                text.find([' ', '\t', '\r', '\n', '[', ']', '{', '}', ','])
+                    .unwrap_or(text.len()),
+            ),
+            // A comment between the properties and the collection runs to the line's end.
+            Some(b'#') => Some(text.find(['\n', '\r']).unwrap_or(text.len())),
+            _ => return false,
+        };
+        match property_end {
+            Some(end) => text = &text[end..],
+            None => return false,
+        }
+    }
 }
 
 /// Where saphyr-parser's `error` leaves a check blind, `last` being the character index
@@ -210,6 +235,32 @@ mod tests {
             let at = Some(Found::At(prefix.len() + MAX_DEPTH));
             assert_eq!(too_deep(&deep), at, "{prefix}");
         }
+    }
+
+    #[test]
+    fn a_flow_collection_with_a_tag_or_an_anchor_counts_as_one() {
+        for (open, with) in [
+            ("!t [", "a tag"),
+            ("&x [", "an anchor"),
+            ("!t &x {", "both"),
+        ] {
+            let close = if open.ends_with('{') { "}" } else { "]" };
+            let nested =
+                |levels: usize| format!("a: {}1{}", open.repeat(levels), close.repeat(levels));
+            // A `{` needs a key: `{1}` is a mapping of `1` to null, so both kinds nest.
+            assert_eq!(too_deep(&nested(MAX_DEPTH)), None, "{with}");
+            let at = Some(Found::At(3 + open.len() * MAX_DEPTH));
+            assert_eq!(too_deep(&nested(MAX_DEPTH + 1)), at, "{with}");
+        }
+        let verbatim = format!(
+            "a: {}1{}",
+            "!<tag:x,2024:y> [".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert!(too_deep(&verbatim).is_some());
+        // Properties on a block collection: not a flow one.
+        assert!(!opens_flow("&x\n  - [1]"));
+        assert!(opens_flow("!t # a comment\n  [1]"));
     }
 
     #[test]
