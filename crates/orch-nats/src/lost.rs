@@ -56,8 +56,12 @@ impl LostMessages {
     /// Notes that task message `sequence` ran out after `deliveries` (the advisory kept at
     /// `at`, if known).
     pub(crate) fn note(&self, sequence: u64, deliveries: u64, at: Option<SystemTime>) {
+        self.note_at(Instant::now(), sequence, deliveries, at);
+    }
+
+    /// [`Self::note`], noted at `now`.
+    fn note_at(&self, now: Instant, sequence: u64, deliveries: u64, at: Option<SystemTime>) {
         let mut noted = self.noted.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
         while let Some(&(when, old)) = noted.order.front() {
             if now.duration_since(when) < self.window {
                 break;
@@ -181,12 +185,15 @@ mod tests {
     #[test]
     fn an_advisory_noted_again_is_kept_for_the_window_from_then() {
         let lost = LostMessages::new(Duration::from_secs(1));
-        lost.note(5, 3, None);
-        std::thread::sleep(Duration::from_millis(600));
-        lost.note(5, 3, None);
-        std::thread::sleep(Duration::from_millis(600));
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        lost.note_at(at(0), 5, 3, None);
+        lost.note_at(at(600), 5, 3, None);
         // The first note is past the window, the second is not.
-        lost.note(6, 2, None);
+        lost.note_at(at(1200), 6, 2, None);
         assert_eq!(lost.deliveries(5, None), Some(3));
+        // Nor is it once its own window is over.
+        lost.note_at(at(1600), 7, 2, None);
+        assert_eq!(lost.deliveries(5, None), None);
     }
 }
