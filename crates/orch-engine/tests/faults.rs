@@ -39,11 +39,13 @@ impl Drop for Bomb {
 }
 
 /// A handler that never finishes by itself (it ignores its cancellation token) and panics
-/// when its future is dropped; returns the count of such drops.
-fn bomb_handler(message: &'static str) -> (impl Handler, Arc<AtomicUsize>) {
+/// when its future is dropped; returns the count of such drops, and of its calls.
+fn bomb_handler(message: &'static str) -> (impl Handler, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let drops = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&drops);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (counter, called) = (Arc::clone(&drops), Arc::clone(&calls));
     let handler = move |_ctx: TaskContext| {
+        called.fetch_add(1, Ordering::SeqCst);
         let bomb = Bomb {
             message,
             drops: Arc::clone(&counter),
@@ -54,7 +56,7 @@ fn bomb_handler(message: &'static str) -> (impl Handler, Arc<AtomicUsize>) {
             Ok::<_, TaskError>(Value::Null)
         }
     };
-    (handler, drops)
+    (handler, drops, calls)
 }
 
 /// An engine running `max_concurrent` tasks at once, with a 1 s grace period.
@@ -66,13 +68,19 @@ fn engine(max_concurrent: usize) -> WorkflowEngine {
         .expect("valid")
 }
 
-/// Runs `workflow` on a task of its own, cancels it once its first tasks have started, and
-/// returns its result.
-async fn cancel_once_started(engine: &WorkflowEngine, workflow: &Workflow) -> WorkflowResult {
+/// Runs `workflow` on a task of its own, cancels it once `calls` counts `started` handler
+/// calls, and returns its result.
+async fn cancel_once_started(
+    engine: &WorkflowEngine,
+    workflow: &Workflow,
+    (calls, started): (&AtomicUsize, usize),
+) -> WorkflowResult {
     let run = engine.run(workflow);
     let token = run.cancellation_token();
     let runner = tokio::spawn(run);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    while calls.load(Ordering::SeqCst) < started {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     token.cancel();
     runner.await.expect("no panic").expect("valid")
 }
@@ -87,7 +95,7 @@ fn ok_handler(engine: &WorkflowEngine) {
 fn a_handler_that_panics_when_dropped_after_its_timeout_fails_with_both_messages() {
     paused_runtime().block_on(async {
         let engine = engine(2);
-        let (bomb, drops) = bomb_handler("boom");
+        let (bomb, drops, _) = bomb_handler("boom");
         engine.register_handler("bomb", bomb);
         ok_handler(&engine);
         let workflow = Workflow::new("w", "W")
@@ -113,14 +121,14 @@ fn a_handler_that_panics_when_dropped_after_its_timeout_fails_with_both_messages
 fn a_handler_that_panics_when_dropped_at_cancellation_is_cancelled_with_the_message() {
     paused_runtime().block_on(async {
         let engine = engine(3);
-        let (bomb, drops) = bomb_handler("boom");
+        let (bomb, drops, calls) = bomb_handler("boom");
         engine.register_handler("bomb", bomb);
         ok_handler(&engine);
         let workflow = Workflow::new("w", "W")
             .task(Task::new("a", "bomb"))
             .task(Task::new("b", "bomb"))
             .task(Task::new("c", "ok").depends_on(["a"]));
-        let result = cancel_once_started(&engine, &workflow).await;
+        let result = cancel_once_started(&engine, &workflow, (&calls, 2)).await;
         assert_eq!(result.status, WorkflowStatus::Cancelled);
         for id in ["a", "b"] {
             assert_eq!(
@@ -143,7 +151,7 @@ fn a_handler_that_panics_when_dropped_at_cancellation_is_cancelled_with_the_mess
 fn a_map_instance_that_panics_when_dropped_at_cancellation_keeps_the_message() {
     paused_runtime().block_on(async {
         let engine = engine(4);
-        let (bomb, drops) = bomb_handler("boom");
+        let (bomb, drops, calls) = bomb_handler("boom");
         engine.register_handler("bomb", bomb);
         engine.register_handler("list", |_ctx: TaskContext| async move {
             Ok::<_, TaskError>(serde_json::json!([1, 2]))
@@ -152,7 +160,7 @@ fn a_map_instance_that_panics_when_dropped_at_cancellation_keeps_the_message() {
             .task(Task::new("a", "bomb"))
             .task(Task::new("list", "list"))
             .task(Task::new("m", "bomb").map_over("list"));
-        let result = cancel_once_started(&engine, &workflow).await;
+        let result = cancel_once_started(&engine, &workflow, (&calls, 3)).await;
         assert_eq!(result.status, WorkflowStatus::Cancelled);
         for id in ["a", "m[0]", "m[1]"] {
             assert_eq!(
@@ -172,7 +180,7 @@ fn a_map_instance_that_panics_when_dropped_at_cancellation_keeps_the_message() {
 fn dropping_a_run_contains_the_panic_of_a_handler_dropped_with_it() {
     paused_runtime().block_on(async {
         let engine = WorkflowEngine::new();
-        let (bomb, drops) = bomb_handler("boom");
+        let (bomb, drops, _) = bomb_handler("boom");
         engine.register_handler("bomb", bomb);
         let workflow = Workflow::new("w", "W").task(Task::new("a", "bomb"));
         let mut run = engine.run(&workflow);
@@ -279,7 +287,7 @@ fn a_spawned_handler_that_panics_when_dropped_is_contained_on_timeout_and_cancel
     let runtime = common::two_workers();
     runtime.block_on(async {
         let engine = engine(2);
-        let (bomb, drops) = bomb_handler("boom");
+        let (bomb, drops, calls) = bomb_handler("boom");
         engine.register_handler("bomb", bomb);
         ok_handler(&engine);
         let timed = Workflow::new("w", "W")
@@ -297,7 +305,8 @@ fn a_spawned_handler_that_panics_when_dropped_is_contained_on_timeout_and_cancel
         let cancelled = Workflow::new("w", "W")
             .task(Task::new("a", "bomb"))
             .task(Task::new("b", "ok").depends_on(["a"]));
-        let result = cancel_once_started(&engine, &cancelled).await;
+        // Its second call, the first being the timed run's.
+        let result = cancel_once_started(&engine, &cancelled, (&calls, 2)).await;
         assert_eq!(result.status, WorkflowStatus::Cancelled);
         assert_eq!(record(&result, "a").status, TaskStatus::Cancelled);
         assert_eq!(record(&result, "b").status, TaskStatus::Cancelled);
@@ -631,7 +640,7 @@ fn run_attempt_contains_a_panic_when_the_handlers_future_is_dropped() {
         }
         assert_eq!(drops.load(Ordering::SeqCst), 2);
 
-        let (bomb, drops) = bomb_handler("boom");
+        let (bomb, drops, _) = bomb_handler("boom");
         let mut running = Box::pin(run_attempt(Arc::new(orch_engine::inline(bomb)), context()));
         let waited = tokio::time::timeout(Duration::from_millis(10), &mut running).await;
         assert!(waited.is_err(), "the handler never finishes");
