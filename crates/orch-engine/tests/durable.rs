@@ -851,15 +851,23 @@ fn a_branch_choice_is_journaled_and_holds_when_the_run_resumes() {
     // Cut the journal right after the branch task's line.
     let path = FileJournal::new(dir.path()).unwrap().path_of(&run_id);
     let text = std::fs::read_to_string(&path).unwrap();
-    let mut kept = String::new();
-    for line in text.lines() {
-        kept.push_str(line);
-        kept.push('\n');
-        if line.contains(r#""task_id":"route""#) {
-            assert!(line.contains(r#""chosen_branches":["small"]"#), "{line}");
-            break;
-        }
-    }
+    let lines: Vec<&str> = text.lines().collect();
+    let route = (lines.iter())
+        .position(|line| line.contains(r#""task_id":"route""#))
+        .expect("the branch task's line");
+    assert!(
+        lines[route].contains(r#""chosen_branches":["small"]"#),
+        "{}",
+        lines[route]
+    );
+    assert!(
+        route + 1 < lines.len(),
+        "lines to cut after the branch task's"
+    );
+    let kept: String = lines[..=route]
+        .iter()
+        .map(|line| format!("{line}\n"))
+        .collect();
     std::fs::write(&path, kept).unwrap();
 
     let resumed = runtime()
