@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::NatsServer;
+use common::{NatsServer, wait_for_async};
 use orch_core::{Task, TaskStatus, Workflow, WorkflowStatus};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_nats::{Layout, RemoteHandler, Worker};
@@ -260,6 +260,16 @@ async fn a_task_delivered_again_waits_while_the_server_cannot_say_whether_its_re
         .ack_with(jetstream::AckKind::Nak(None))
         .await
         .expect("handed back");
+    // Delivered again (to the counting worker), and given time to run if it would.
+    wait_for_async(|| {
+        let js = js.clone();
+        async move {
+            let mut consumer = count_consumer(&js).await;
+            let info = consumer.info().await.expect("its state");
+            info.delivered.consumer_sequence >= 2
+        }
+    })
+    .await;
     tokio::time::sleep(layout().ack_wait * 4).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran unasked");
 
