@@ -210,10 +210,12 @@ fn start_workflow(
     env: &[(&str, &str)],
 ) -> (WorkerProcess, std::process::Child, i32) {
     let place = dir.path().display().to_string();
-    let worker = WorkerProcess::start(
+    let log = std::fs::File::create(dir.join("worker.log")).expect("a log file");
+    let worker = WorkerProcess::start_logging(
         &server.url(),
         &[&["--dir", &place][..], worker_args].concat(),
         env,
+        Stdio::from(log),
     );
     let coordinator = orch()
         .args([
@@ -502,15 +504,28 @@ fn a_third_ctrl_c_ends_a_stopping_worker_at_once() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let mut worker = WorkerProcess::start(&server.url(), &[], &[]);
+    let dir = Dir::new();
+    let log = std::fs::File::create(dir.join("worker.log")).expect("a log file");
+    let mut worker = WorkerProcess::start_logging(&server.url(), &[], &[], Stdio::from(log));
     drop(server);
-    for _ in 0..3 {
-        kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
-        // Signals sent together may arrive as one.
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let status = worker.child.wait().expect("the worker exits");
+    let status = ctrl_c_three_times(&mut worker, &dir);
     assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+/// Sends the worker, which logs to `worker.log` in `dir`, three SIGINTs, each once it
+/// took the one before (signals sent together may arrive as one); its exit status.
+fn ctrl_c_three_times(worker: &mut WorkerProcess, dir: &Dir) -> std::process::ExitStatus {
+    let log = || std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
+    for took in ["stopping: no new tasks", "stopping now", ""] {
+        kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
+        wait_for(&format!("the worker to log `{took}`"), || {
+            log().contains(took)
+        });
+    }
+    wait_for("the worker to exit", || {
+        worker.child.try_wait().expect("its status").is_some()
+    });
+    worker.child.wait().expect("the worker exits")
 }
 
 /// A third signal ends the worker at once, and no command it ran outlives it, not even
@@ -525,11 +540,7 @@ fn a_third_ctrl_c_kills_the_commands_still_running() {
     let script = "trap \"\" TERM; echo $$ > long.pid; exec sleep 300";
     let (mut worker, mut coordinator, command) =
         start_command(&server, &dir, &["--shutdown-grace", "10m"], script);
-    for _ in 0..3 {
-        kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let status = worker.child.wait().expect("the worker exits");
+    let status = ctrl_c_three_times(&mut worker, &dir);
     assert_eq!(status.code(), Some(130), "{status:?}");
     wait_for("the command to be killed", || !alive(command));
     kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
@@ -557,11 +568,7 @@ fn a_third_ctrl_c_leaves_no_dependency_results_behind() {
         entries() > 0,
         "the worker keeps its dependency results there"
     );
-    for _ in 0..3 {
-        kill(Pid::from_raw(worker.pid()), Signal::SIGINT).expect("signal the worker");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let status = worker.child.wait().expect("the worker exits");
+    let status = ctrl_c_three_times(&mut worker, &dir);
     assert_eq!(status.code(), Some(130), "{status:?}");
     assert_eq!(entries(), 0, "nothing left in the worker's TMPDIR");
     kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
