@@ -138,7 +138,7 @@ impl<'de> Deserialize<'de> for Arg {
 
 #[derive(Deserialize)]
 struct CommandConfig {
-    program: Option<String>,
+    program: Option<Arg>,
     #[serde(default)]
     args: Vec<Arg>,
     #[serde(default)]
@@ -249,7 +249,7 @@ fn command(config: &Value) -> Result<CommandSpec, Vec<ConfigProblem>> {
         _ => return Err(problems),
     };
     let (program, args) = match (parsed.shell, parsed.program, parsed.script) {
-        (false, Some(program), None) => (program, parsed.args.into_iter().map(|a| a.0).collect()),
+        (false, Some(program), None) => (program.0, parsed.args.into_iter().map(|a| a.0).collect()),
         (true, None, Some(script)) => {
             // `sh -c SCRIPT orch ARGS...`: the arguments are $1, $2, ... in the script.
             let mut args = vec!["-c".to_owned(), script, "orch".to_owned()];
@@ -390,6 +390,17 @@ mod tests {
         };
         assert_eq!(spec.program, "sh");
         assert_eq!(spec.args, ["-c", "echo $1", "orch", "x"]);
+    }
+
+    #[test]
+    fn a_program_may_be_written_as_a_number_as_its_arguments_may() {
+        let Some(Ok(Builtin::Command(spec))) =
+            parse("command", &json!({"program": 2048, "args": [1.5, true]}))
+        else {
+            panic!("valid")
+        };
+        assert_eq!(spec.program, "2048");
+        assert_eq!(spec.args, ["1.5", "true"]);
     }
 
     #[test]
