@@ -138,7 +138,8 @@ pub enum JournalError {
     },
     /// An earlier sync of this run's file failed (or a failed write could not be cut
     /// back): what was written since the last successful sync may be lost, so the
-    /// journal refuses to go on.
+    /// journal refuses to go on. Also for a run whose sync failed as this process opened
+    /// it: what it read then may not be on the disk.
     #[error("`{}`: an earlier write or sync failed ({message}); the run's journal can no longer be trusted", path.display())]
     SyncFailed {
         /// The file.

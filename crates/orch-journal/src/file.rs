@@ -58,8 +58,11 @@ use crate::{
 /// fails (an I/O error) fails the run for good; the lines it did not write may still read
 /// back (the system may keep them in its cache, and report the error only once), so the
 /// next open of that run in the same process (on Unix) first cuts its file back to what
-/// was synced (if the file is as the failure left it), and their tasks run again. A
-/// process started after one whose sync failed cannot know of the failure.
+/// was synced (if the file is as the failure left it), and their tasks run again. If
+/// the sync made as a run is opened fails, which of the lines read are on the disk
+/// cannot be told: that open fails, and later opens of the run in the same process fail
+/// with [`JournalError::SyncFailed`]. A process started after one whose sync failed
+/// cannot know of the failure.
 #[derive(Clone)]
 pub struct FileJournal {
     shared: Arc<Shared>,
@@ -215,9 +218,7 @@ impl FileJournal {
                 // on it: the process that wrote it may have died before its sync, with
                 // the lines only in the system's cache, which a power loss would take
                 // after this run's tasks had acted on them.
-                locked
-                    .sync_data()
-                    .map_err(|e| JournalError::io("sync", &path, e))?;
+                crate::sync::sync_opened(&locked, &path)?;
                 crate::sync::sync_directory(&self.shared.dir)
                     .map_err(|e| JournalError::io("sync", &self.shared.dir, e))?;
                 let file = RunFile::new(path, locked, read.valid_len, read.next_seq);
@@ -414,6 +415,44 @@ mod tests {
             .enable_all()
             .build();
         runtime.unwrap().block_on(future)
+    }
+
+    /// A sync that fails as a run is opened leaves the lines read unvouched for (written
+    /// by another process, they may never reach the disk): later opens in this process
+    /// refuse the run rather than go on from them.
+    #[test]
+    fn a_run_whose_sync_failed_as_it_was_opened_is_refused_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::new(dir.path()).unwrap();
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+        let run = RunId::parse("r1").unwrap();
+        let done = TaskRecord {
+            status: TaskStatus::Completed,
+            attempts: 1,
+            ..TaskRecord::default()
+        };
+        block_on(async {
+            let open = journal.open(&run, &workflow).await.unwrap();
+            let a = TaskId::from("a");
+            (open
+                .writer
+                .commit(&[(&a, &done)], Durability::Process)
+                .await)
+                .unwrap();
+            drop(open);
+            let path = journal.path_of(&run);
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
+            let failed = journal.open(&run, &workflow).await;
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            assert!(matches!(failed, Err(JournalError::Io { .. })));
+            // The next sync would report no error, though the lines may still be lost.
+            let again = journal.open(&run, &workflow).await;
+            assert!(
+                matches!(&again, Err(JournalError::SyncFailed { message, .. }) if message.contains("opened")),
+                "{:?}",
+                again.err()
+            );
+        });
     }
 
     /// After a failed `fdatasync` the lines it did not write may still read back (the

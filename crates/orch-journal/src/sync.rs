@@ -222,20 +222,57 @@ impl RunFile {
 /// a power loss would take them.
 static FAILED_SYNCS: Mutex<BTreeMap<(u64, u64), (u64, u64)>> = Mutex::new(BTreeMap::new());
 
+/// Per run file (by [`file_id`](crate::file::file_id), with its path: a file made later
+/// elsewhere may be given the same id), the error of a sync that failed when this process
+/// opened the run: what it read then, written by another process, may not be on stable
+/// storage, and which part is not cannot be told. Later opens in this process refuse
+/// the run.
+static FAILED_OPENING_SYNCS: Mutex<BTreeMap<(u64, u64), (PathBuf, String)>> =
+    Mutex::new(BTreeMap::new());
+
+/// Syncs `file`, a run's file at `path` just opened and read, before the run goes on from
+/// what it holds; a failure is remembered (see [`FAILED_OPENING_SYNCS`]).
+pub(crate) fn sync_opened(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
+    #[allow(unused_mut)]
+    let mut result = file.sync_data();
+    #[cfg(test)]
+    if lock(&tests::FAILING_SYNCS)
+        .iter()
+        .any(|failing| failing == path)
+    {
+        result = Err(std::io::Error::from_raw_os_error(5));
+    }
+    result.map_err(|error| {
+        let id = file.metadata().ok().as_ref().and_then(crate::file::file_id);
+        if let Some(id) = id {
+            let failure = (path.to_owned(), error.to_string());
+            lock(&FAILED_OPENING_SYNCS).insert(id, failure);
+        }
+        JournalError::io("sync", path, error)
+    })
+}
+
 /// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
 /// storage when a sync of it failed in this process, if one did and the file is still
 /// as that failure left it (another process may have opened the run since and added
 /// lines of its own): a resume then runs again the tasks whose lines may be lost, rather
-/// than act on them.
+/// than act on them. A run whose sync failed as it was opened is refused.
 pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
+    let opening_failed = lock(&FAILED_OPENING_SYNCS);
     let mut failed = lock(&FAILED_SYNCS);
-    if failed.is_empty() {
+    if failed.is_empty() && opening_failed.is_empty() {
         return Ok(());
     }
     let meta = (file.metadata()).map_err(|e| JournalError::io("read", path, e))?;
     let Some(key) = crate::file::file_id(&meta) else {
         return Ok(());
     };
+    if let Some((_, message)) = (opening_failed.get(&key)).filter(|(at, _)| at == path) {
+        return Err(JournalError::SyncFailed {
+            path: path.to_owned(),
+            message: format!("syncing it when the run was opened: {message}"),
+        });
+    }
     let Some(&(synced, len)) = failed.get(&key) else {
         return Ok(());
     };
