@@ -85,7 +85,8 @@ pub enum JournalError {
         list(.stale)
     )]
     WorkflowChanged {
-        /// Where the run's head is.
+        /// Where the definition the run goes by is recorded: its head, or a later line
+        /// that recorded the workflow as changed when the run was resumed.
         at: String,
         /// The run.
         run: RunId,

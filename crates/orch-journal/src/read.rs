@@ -207,7 +207,7 @@ fn take_line(
         (Some(_), Line::Head { .. }) => {
             return Err(corrupt("a second head line".to_owned()));
         }
-        (Some(run), Line::Definition { tasks, .. }) => run.redefine(tasks),
+        (Some(run), Line::Definition { tasks, .. }) => run.redefine(tasks, at()),
         (Some(run), Line::Task { task_id, record }) => {
             if !run.definition.has_record_for(&task_id) {
                 return Err(corrupt(format!(

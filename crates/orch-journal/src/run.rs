@@ -137,6 +137,8 @@ pub struct LoadedRun {
     /// Where the run's head is, for errors: a file, or the PostgreSQL table.
     pub(crate) at: String,
     pub(crate) definition: Definition,
+    /// Where `definition` is recorded: the head, or the definition line after it.
+    pub(crate) defined_at: String,
     pub(crate) created: SystemTime,
     pub(crate) records: Vec<(TaskId, TaskRecord)>,
     /// For each task (and map instance), the index in `records` of the record in force.
@@ -155,6 +157,7 @@ impl LoadedRun {
     ) -> Self {
         Self {
             run_id,
+            defined_at: at.clone(),
             at,
             definition,
             created,
@@ -227,10 +230,11 @@ impl LoadedRun {
         }
     }
 
-    /// Takes in the definition of the workflow the run was opened with again: the
-    /// records of tasks it no longer has go out of force (a task of that id added back
-    /// later starts afresh), and the run is unfinished again.
-    pub(crate) fn redefine(&mut self, tasks: indexmap::IndexMap<TaskId, String>) {
+    /// Takes in the definition of the workflow the run was opened with again, recorded
+    /// at `at`: the records of tasks it no longer has go out of force (a task of that id
+    /// added back later starts afresh), and the run is unfinished again.
+    pub(crate) fn redefine(&mut self, tasks: indexmap::IndexMap<TaskId, String>, at: String) {
+        self.defined_at = at;
         let before = std::mem::replace(&mut self.definition.tasks, tasks);
         let definition = &self.definition;
         // A task added under the id of an earlier map task's instance (`m[0]`) does not
@@ -428,7 +432,7 @@ impl LoadedRun {
             .collect();
         if !stale.is_empty() {
             return Err(JournalError::WorkflowChanged {
-                at: self.at.clone(),
+                at: self.defined_at.clone(),
                 run: self.run_id.clone(),
                 stale,
                 changes: Box::new(changes),

@@ -437,6 +437,33 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
     );
 }
 
+/// A run resumed with a changed workflow goes by the definition recorded then: a later
+/// refusal names that line, not the head's.
+#[test]
+fn a_changed_task_is_placed_at_the_definition_the_run_goes_by() {
+    let (_dir, journal) = recorded_run();
+    let with_d = three_tasks().task(Task::new("d", "t"));
+    let opened = block_on(journal.open(&run_id("r"), &with_d)).unwrap();
+    append(&*opened.writer, &[("d", completed(json!(1)))]);
+    drop(opened);
+    let path = journal.path_of(&run_id("r"));
+    let lines = lines_of(&path);
+    let defined = 1
+        + (lines.iter())
+            .position(|line| line.contains(r#""kind":"definition""#))
+            .expect("the changed workflow's definition");
+    assert!(defined > 1);
+    let d_changed = three_tasks().task(Task::new("d", "t").config(json!({"x": 1})));
+    let err = block_on(journal.open(&run_id("r"), &d_changed)).unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}, line {defined}: cannot resume run `r`: tasks that completed in it have changed since (`d`)",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
 /// An open refused after the run's file was locked (here for a changed workflow) lets
 /// the run go: this journal and another process's open it at once after.
 #[test]
