@@ -237,11 +237,12 @@ fn write_task_within(
     let written = (buf.len() - len - 1) as u64;
     if written > max_line {
         buf.truncate(len);
-        // The error text, when it is most of the line; else the result.
+        // The error text, when there is no result or it is most of the line (before
+        // escaping, which may grow it: `\u0001` for a control character); else the result.
         let error_len = record.error.as_ref().map_or(0, String::len) as u64;
         return Err(JournalError::InvalidRecord {
             task: task_id.clone(),
-            field: if error_len > written / 2 {
+            field: if record.result.is_none() || error_len > written / 2 {
                 "error"
             } else {
                 "result"
@@ -612,6 +613,19 @@ mod tests {
             ..TaskRecord::default()
         };
         let refused = write_task_within(&mut buf, 2, &id, &failed, 100);
+        assert!(
+            matches!(
+                refused,
+                Err(JournalError::InvalidRecord { field: "error", .. })
+            ),
+            "{refused:?}"
+        );
+        // So does one whose error, of control characters, grows six times escaped.
+        let escaped = TaskRecord {
+            error: Some("\u{1}".repeat(40)),
+            ..failed
+        };
+        let refused = write_task_within(&mut buf, 3, &id, &escaped, 200);
         assert!(
             matches!(
                 refused,
