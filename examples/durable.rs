@@ -36,20 +36,31 @@ fn options() -> Result<Options, BoxError> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        let known = ["--abort-after", "--journal", "--run", "--step-ms"];
+        if !known.contains(&flag.as_str()) {
+            return Err(
+                format!("unknown option {flag} (the options: {})", known.join(", ")).into(),
+            );
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |value: &str| {
+            (value.parse::<u64>())
+                .map_err(|e| format!("{flag} takes a whole number, not {value:?}: {e}"))
+        };
         match flag.as_str() {
             "--abort-after" => {
-                let after: usize = value.parse()?;
+                let after = number(&value)?;
                 // Stopping after 0 or all 6 steps would leave nothing to resume.
                 if !(1..=5).contains(&after) {
                     return Err(format!("--abort-after takes 1 to 5 steps, not {after}").into());
                 }
-                options.abort_after = Some(after);
+                options.abort_after = Some(after as usize);
             }
             "--journal" => options.journal_dir = value.into(),
-            "--run" => options.run_id = RunId::parse(&value)?,
-            "--step-ms" => options.step = Duration::from_millis(value.parse()?),
-            other => return Err(format!("unknown option {other}").into()),
+            "--run" => {
+                options.run_id = RunId::parse(&value).map_err(|e| format!("--run: {e}"))?;
+            }
+            _ => options.step = Duration::from_millis(number(&value)?),
         }
     }
     Ok(options)

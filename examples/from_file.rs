@@ -33,6 +33,10 @@ async fn main() -> Result<(), BoxError> {
 /// the ML pipeline's handlers.
 pub(crate) async fn run(path: &Path) -> Result<ml_pipeline::Outcome, BoxError> {
     let workflow = Workflow::from_path(path)?;
+    // Checked as read: the copy made below keeps one task of each id.
+    workflow
+        .validate()
+        .map_err(|errors| format!("{}: {errors}", path.display()))?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let tasks = workflow.tasks().cloned().map(|mut task| {
         if let (true, Some(Value::String(data))) =

@@ -8,8 +8,28 @@ use std::path::{Path, PathBuf};
 use orch::prelude::WorkflowResult;
 use serde_json::Value;
 
-/// The error the examples' functions return.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The error the examples' functions return: any error, shown by its message. (`main`
+/// returns it too, and Rust prints a `main`'s error with `{:?}`: as its message here,
+/// not as the error's fields.)
+pub(crate) struct BoxError(Box<dyn std::error::Error + Send + Sync>);
+
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for BoxError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl std::fmt::Display for BoxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Debug for BoxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// What task `id` returned, or an error saying why it has no result (its status and
 /// error, or that the workflow has no such task).
@@ -19,7 +39,15 @@ pub(crate) fn task_output<'r>(result: &'r WorkflowResult, id: &str) -> Result<&'
         .ok_or_else(|| format!("the workflow has no `{id}` task"))?;
     record.result.as_ref().ok_or_else(|| {
         let error = record.error.as_deref().unwrap_or("no error recorded");
-        format!("`{id}` did not complete ({}): {error}", record.status).into()
+        let mut text = format!("`{id}` did not complete ({}): {error}", record.status);
+        // The failure that started it, when it was another task's.
+        let failed = result.tasks_with(orch::prelude::TaskStatus::Failed);
+        if let Some(first) = failed.first().filter(|first| first.as_str() != id) {
+            let error = result.task(first).and_then(|r| r.error.as_deref());
+            let error = error.unwrap_or("no error recorded");
+            text.push_str(&format!("; the run's first failure: `{first}`: {error}"));
+        }
+        text.into()
     })
 }
 

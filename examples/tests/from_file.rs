@@ -42,3 +42,43 @@ async fn a_relative_data_path_is_read_from_the_files_directory() {
     let outcome = from_file::run(&file).await.expect("runs");
     assert_eq!(outcome.reports["validate"]["row_count"], 100);
 }
+
+/// A file the engine would refuse is refused as read, though the example copies its
+/// tasks: a repeated id is not dropped with the copy.
+#[tokio::test]
+async fn a_file_with_a_repeated_task_id_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("twice.yaml");
+    let task = "{ task_id: load, task_type: load, config: { path: x.csv } }";
+    std::fs::write(
+        &file,
+        format!("workflow_id: w\ntasks:\n  - {task}\n  - {task}\n"),
+    )
+    .expect("written");
+    let error = from_file::run(&file).await.err().expect("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("task id `load` is used by more than one task"),
+        "{error}"
+    );
+}
+
+/// A stage that did not run because an earlier one failed is reported with the failure
+/// that started it.
+#[tokio::test]
+async fn a_missing_data_file_is_named_in_the_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = std::fs::read_to_string(support::workflow_file("ml_pipeline.yaml"))
+        .expect("read")
+        .replace("../data/ml_samples.csv", "data/missing.csv");
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("written");
+    let error = from_file::run(&file)
+        .await
+        .err()
+        .expect("fails")
+        .to_string();
+    assert!(error.contains("the run's first failure: `load`"), "{error}");
+    assert!(error.contains("missing.csv"), "{error}");
+}
