@@ -172,9 +172,12 @@ fn store(ctx: TaskContext) -> Result<Stored, TaskError> {
         return Err(TaskError::permanent("`file` must be a plain file name"));
     }
     let compressed: Compressed = ctx.input("compress")?;
-    std::fs::create_dir_all(&config.dir)?;
-    let path = config.dir.join(&config.file);
-    std::fs::write(&path, &compressed.data)?;
+    let dir = &config.dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| TaskError::new(format!("cannot make directory {}: {e}", dir.display())))?;
+    let path = dir.join(&config.file);
+    std::fs::write(&path, &compressed.data)
+        .map_err(|e| TaskError::new(format!("cannot write {}: {e}", path.display())))?;
     Ok(Stored {
         path,
         bytes: compressed.data.len(),

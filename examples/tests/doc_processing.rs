@@ -107,3 +107,23 @@ fn the_text_keeps_the_body_without_tags_scripts_or_head() {
     assert_eq!(title, "A & B");
     assert_eq!(text, "Hi\none two <3>\nend\n");
 }
+
+/// An output directory that cannot be made (a file is in its way) fails the run with an
+/// error that names it.
+#[tokio::test]
+async fn an_output_directory_that_cannot_be_made_is_named() {
+    let dir = out_dir("doc_processing_blocked");
+    std::fs::create_dir_all(&dir).expect("made");
+    let blocked = dir.join("a-file");
+    std::fs::write(&blocked, "in the way").expect("written");
+    let out = blocked.join("out");
+    let error = doc_processing::run(&support::data_file("document.html"), &out)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains(&format!("cannot make directory {}", out.display())),
+        "{error}"
+    );
+}

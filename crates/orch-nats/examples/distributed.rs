@@ -179,11 +179,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [flag, name] if flag == "--worker" => runtime.block_on(run_worker(config, name.clone())),
         rest => {
             let workers = match rest {
-                [flag, n] if flag == "--workers" => n.parse()?,
+                [flag, n] if flag == "--workers" => match n.parse() {
+                    Ok(workers) if workers > 0 => workers,
+                    _ => {
+                        return Err(
+                            format!("--workers takes a count of 1 or more, not {n:?}").into()
+                        );
+                    }
+                },
                 [] => 3,
                 _ => return Err("usage: distributed [--workers N] | --worker NAME".into()),
             };
-            let _server = if std::env::var_os("ORCH_NATS_URL").is_none() {
+            // Unset or empty, as `NatsConfig::from_env` takes it.
+            let url_given = std::env::var_os("ORCH_NATS_URL").is_some_and(|url| !url.is_empty());
+            let _server = if !url_given {
                 let (server, url) = LocalServer::start()?;
                 config.servers = vec![url];
                 Some(server)
