@@ -2,11 +2,11 @@
 //!
 //! Tasks with dependencies, run asynchronously by handlers registered per task type, with
 //! a pub/sub event bus for lifecycle events and metrics of every run. This facade
-//! re-exports the layers; `use orch::prelude::*;` is all a program needs.
+//! re-exports the layers; `use orch::prelude::*;` is all a program needs (with JSON's
+//! `json!` and `Value` from `serde_json`, in which configurations and outputs are written).
 //!
 //! ```
 //! use orch::prelude::*;
-//! use serde_json::json;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let engine = WorkflowEngine::new();
@@ -171,4 +171,5 @@ pub mod prelude {
     pub use orch_events::{Delivery, EventBus, Overflow, SubscribeOptions};
     #[cfg(feature = "metrics")]
     pub use orch_metrics::Recorder;
+    pub use serde_json::{Value, json};
 }
