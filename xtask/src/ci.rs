@@ -120,17 +120,25 @@ fn postgres() -> Result<(), String> {
     if installed {
         return Ok(());
     }
+    // Clusters there before (a server removed but not purged) are left alone.
+    let clusters = || -> Vec<std::ffi::OsString> {
+        // No such directory: no cluster.
+        let versions = std::fs::read_dir("/etc/postgresql").into_iter().flatten();
+        (versions.flatten())
+            .filter(|version| version.path().join("main").is_dir())
+            .map(|version| version.file_name())
+            .collect()
+    };
+    let before = clusters();
     apt_install(&["postgresql"])?;
     // The package makes a cluster `main` and starts it where services may start: the
     // tests need no server of the system's, so it is stopped and removed.
-    // No such directory: the package made no cluster.
-    let versions = std::fs::read_dir("/etc/postgresql").into_iter().flatten();
-    for version in versions.flatten() {
-        if version.path().join("main").is_dir() {
+    for version in clusters() {
+        if !before.contains(&version) {
             run_command(
                 Command::new("pg_dropcluster")
                     .arg("--stop")
-                    .arg(version.file_name())
+                    .arg(&version)
                     .arg("main"),
             )?;
         }
@@ -244,7 +252,13 @@ fn clippy_core_minimal() -> Result<(), String> {
 
 /// The README's test command; it includes replaying every saved fuzz case.
 fn test() -> Result<(), String> {
-    cargo(&["test", "--workspace"])
+    tests(&["test", "--workspace", "--no-fail-fast"])
+}
+
+/// Runs cargo's tests with `args` as CI: `CI=true`, so that a test whose server is
+/// missing fails rather than skips, also when `cargo xtask ci` is run by hand.
+fn tests(args: &[&str]) -> Result<(), String> {
+    crate::cargo_with(args, &[("CI", "true")])
 }
 
 /// The crates whose optional features change what is built, tested without them (the
@@ -254,19 +268,24 @@ fn test() -> Result<(), String> {
 /// orch-engine without its bus, metrics and journal, and the facade's docs without any
 /// of its features (its doctests, and its links built).
 fn test_without_optional_features() -> Result<(), String> {
-    cargo(&[
-        "test",
-        "-p",
-        "orch-core",
-        "--no-default-features",
-        "--lib",
-        "--tests",
-    ])?;
-    cargo(&["test", "-p", "orch-engine", "--no-default-features"])?;
+    let core = ["-p", "orch-core", "--lib", "--tests"];
+    let engine = ["-p", "orch-engine"];
     // The facade's docs, built and run with none of its features.
-    cargo(&["test", "-p", "orch", "--no-default-features", "--doc"])?;
-    let args = ["doc", "-p", "orch", "--no-deps", "--no-default-features"];
-    crate::cargo_with(&args, &[("RUSTDOCFLAGS", "-D warnings")])
+    let facade = ["-p", "orch", "--doc"];
+    // Each run, whatever the one before did, so that every failure is told.
+    let failures: Vec<String> = [&core[..], &engine[..], &facade[..]]
+        .into_iter()
+        .map(|which| tests(&[&["test", "--no-fail-fast", "--no-default-features"], which].concat()))
+        .chain(std::iter::once_with(|| {
+            let args = ["doc", "-p", "orch", "--no-deps", "--no-default-features"];
+            crate::cargo_with(&args, &[("RUSTDOCFLAGS", "-D warnings")])
+        }))
+        .filter_map(Result::err)
+        .collect();
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(failures.join("; ")),
+    }
 }
 
 /// Every fuzz target for [`FUZZ_SECS_PER_TARGET`] seconds, seeded by today's date, so a

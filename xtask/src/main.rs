@@ -63,11 +63,21 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     cargo_with(args, &[])
 }
 
-/// [`cargo`], with the environment variables `env` set too.
+/// [`cargo`], with the environment variables `env` set too. The caller's `ORCH_NATS_*`
+/// settings are left out: the tests and benchmarks start servers of their own, which
+/// another server's credentials or TLS settings would not fit.
 fn cargo_with(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    let callers_nats = std::env::vars_os().map(|(key, _)| key).filter(|key| {
+        key.to_str()
+            .is_some_and(|key| key.starts_with("ORCH_NATS_"))
+    });
+    for key in callers_nats {
+        command.env_remove(key);
+    }
     run_command(
-        Command::new(cargo)
+        command
             .args(args)
             .current_dir(workspace_root())
             .env("CARGO_TERM_COLOR", "never")
