@@ -64,6 +64,29 @@ impl std::ops::DerefMut for InFlightSet<'_> {
     }
 }
 
+/// Cancels its token when dropped, unless disarmed first: a run's future dropped before
+/// it returns tells the helpers its handlers left watching the run's token.
+pub(crate) struct CancelOnDrop(Option<CancellationToken>);
+
+impl CancelOnDrop {
+    pub(crate) fn new(token: CancellationToken) -> Self {
+        Self(Some(token))
+    }
+
+    /// The run returned: nothing to tell.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take() {
+            token.cancel();
+        }
+    }
+}
+
 impl Drop for InFlightSet<'_> {
     fn drop(&mut self) {
         if self.futures.is_empty() {

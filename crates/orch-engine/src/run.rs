@@ -41,8 +41,24 @@ pub(crate) use settings::RunSettings;
 const YIELD_EVERY: u32 = 256;
 
 /// Validates, then runs `workflow` as run `run_id`; with `previous`, tasks that completed
-/// there keep their records and results and are not run again.
+/// there keep their records and results and are not run again. Dropped before it returns
+/// (whatever it waits for then), it cancels `cancel`, which handlers may have left
+/// helpers watching.
 pub(crate) async fn execute(
+    engine: RunSettings,
+    workflow: Workflow,
+    previous: Option<WorkflowResult>,
+    run_id: RunId,
+    cancel: CancellationToken,
+) -> Result<WorkflowResult, RunError> {
+    let dropped = crate::in_flight::CancelOnDrop::new(cancel.clone());
+    let result = run_workflow(engine, workflow, previous, run_id, cancel).await;
+    dropped.disarm();
+    result
+}
+
+/// [`execute`], but for telling a drop.
+async fn run_workflow(
     engine: RunSettings,
     workflow: Workflow,
     previous: Option<WorkflowResult>,

@@ -1,6 +1,7 @@
 //! A cancelled run returns within its grace period even when a lossless subscriber never
 //! reads; the events it could not publish by then are published later, in the
-//! background, and none is lost.
+//! background, and none is lost. A run dropped while it waits for such a subscriber
+//! still cancels its token.
 //!
 //! The waits below that carry a limit only turn a hang into a failure (on the paused clock
 //! they pass in no real time); nothing asserts how long anything took.
@@ -248,5 +249,38 @@ fn outside_a_tokio_runtime_a_thread_delivers_the_rest() {
         let events = read_until_finished(&mut stuck).await;
         assert_events_match(&result, &events);
         assert_nothing_more(&bus, &mut stuck).await;
+    });
+}
+
+/// A run dropped while it waits for a subscriber that never reads (nothing else under
+/// way) still tells what its handlers left watching its token.
+#[test]
+fn a_run_dropped_while_it_waits_for_a_subscriber_cancels_its_token() {
+    paused_runtime().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let _stuck = bus
+            .subscribe_with("workflow.>", SubscribeOptions::new().capacity(1))
+            .expect("a valid pattern");
+        let engine = engine(&bus, Duration::from_secs(1));
+        let told = std::sync::Arc::new(tokio::sync::Notify::new());
+        let watcher = std::sync::Arc::clone(&told);
+        engine.register_handler("leaves_a_watcher", move |ctx: TaskContext| {
+            let (told, token) = (std::sync::Arc::clone(&watcher), ctx.cancellation().clone());
+            async move {
+                tokio::spawn(async move {
+                    token.cancelled().await;
+                    told.notify_one();
+                });
+                Ok::<_, TaskError>(Value::Null)
+            }
+        });
+        let workflow = Workflow::new("w", "W").task(Task::new("watch", "leaves_a_watcher"));
+        let run = tokio::time::timeout(HANG, engine.execute_workflow(&workflow));
+        assert!(run.await.is_err(), "the run cannot end: its events wait");
+        let heard = tokio::time::timeout(HANG, told.notified()).await;
+        assert!(
+            heard.is_ok(),
+            "the watcher never heard that its run was dropped"
+        );
     });
 }
