@@ -779,3 +779,51 @@ fn an_instance_held_for_the_publisher_that_cancels_the_run_stops_the_others() {
         );
     });
 }
+
+/// A handler polled on the run's own task that cancels the run as it fails is recorded
+/// `Failed`, retries left or not: the run (here with another task running) is cancelled,
+/// and no retry is announced.
+#[test]
+fn a_handler_that_cancels_the_run_as_it_fails_is_not_retried() {
+    two_workers().block_on(async {
+        let bus: EventBus<EngineEvent> = EventBus::new();
+        let mut events = bus.subscribe("workflow.>").expect("a valid pattern");
+        let engine = WorkflowEngine::builder()
+            .max_concurrent(2)
+            .event_bus(bus.clone())
+            .build()
+            .expect("valid");
+        engine.register_handler("polite", |ctx: TaskContext| async move {
+            ctx.cancellation().cancelled().await;
+            Ok::<_, TaskError>(Value::Null)
+        });
+        engine.register_handler(
+            "stop",
+            inline(|ctx: TaskContext| async move {
+                ctx.cancellation().cancel();
+                Err::<Value, _>(TaskError::new("boom"))
+            }),
+        );
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "stop").retries(2))
+            .task(Task::new("b", "polite"));
+        let result = engine.execute_workflow(&workflow).await.expect("valid");
+        assert_eq!(result.status, WorkflowStatus::Cancelled);
+        let a = &result.tasks["a"];
+        assert_eq!(
+            (a.status, a.attempts),
+            (orch_core::TaskStatus::Failed, 1),
+            "{a:?}"
+        );
+        assert_eq!(a.error.as_deref(), Some("boom"));
+        assert_eq!(result.tasks["b"].status, orch_core::TaskStatus::Cancelled);
+        bus.close().await;
+        let mut kinds = Vec::new();
+        while let Some(delivery) = events.recv().await {
+            kinds.extend(delivery.event().map(|event| event.payload().kind));
+        }
+        assert!(kinds.contains(&EngineEventKind::TaskFailed), "{kinds:?}");
+        let retrying = EngineEventKind::TaskRetrying;
+        assert!(!kinds.contains(&retrying), "{kinds:?}");
+    });
+}

@@ -23,8 +23,9 @@ use crate::timer::Deadline;
 /// Records the end of the run that gave `result` in its `journal`, handing the run's
 /// events to the publisher meanwhile; then announces `WorkflowFinished` (after the
 /// record, for those reading the journal) and waits until the publisher is done. A
-/// cancelled run waits for either only a grace period, from its cancellation (`grace`
-/// once set) on.
+/// cancelled run waits for its publisher only until the grace period that began at its
+/// cancellation (`grace`, once set) ends, and for its journal at most the grace period
+/// again, and at least 5 s, from when the record begins.
 pub(super) async fn record_and_announce(
     result: &WorkflowResult,
     journal: Option<RunJournal>,

@@ -141,7 +141,10 @@ impl Scheduler<'_> {
                 let attempts = self.records[index].attempts;
                 // Retries are counted in this run: a resumed run grants them anew.
                 let tries = attempts - self.attempt_base(index);
-                if !error.is_permanent() && tries <= task.retries {
+                // Not once the run is cancelled (its handler, polled here, cancelled it
+                // as it failed): the run would only drop the pause.
+                let cancelled = self.shared.cancel.is_cancelled();
+                if !error.is_permanent() && tries <= task.retries && !cancelled {
                     let delay = task.backoff.delay(tries, jitter_unit(index, attempts));
                     let message = error.record_text();
                     tracing::debug!(task_id = %task.task_id, task_type = %task.task_type, attempt = attempts, error = %message, ?delay, "retrying");
