@@ -387,7 +387,7 @@ impl Inner {
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut cancel_forwarded = false;
-        // When a look-up last found the message still in the stream, if it did.
+        // When the last look-up that found the message in the stream (with its time) began.
         let mut found_at = None;
         loop {
             tokio::select! {
@@ -424,7 +424,7 @@ impl Inner {
                         (false, None) => None,
                     };
                     if let Some(message) = look {
-                        let sequence = message.sequence;
+                        let (sequence, looked_at) = (message.sequence, tokio::time::Instant::now());
                         match Box::pin(self.fate(key, message)).await {
                             dispatch::Fate::Removed if cancel_forwarded => {
                                 return Err(TaskError::new("cancelled: the worker stopped the attempt"));
@@ -442,7 +442,7 @@ impl Inner {
                                     let result = result.unwrap_or(Settled::Lost { deliveries });
                                     return Ok(Waited::Settled(result));
                                 }
-                                found_at = Some(tokio::time::Instant::now());
+                                found_at = stored.map(|_| looked_at).or(found_at);
                             }
                             dispatch::Fate::Answered | dispatch::Fate::Unknown => {}
                         }
