@@ -781,49 +781,52 @@ fn an_instance_held_for_the_publisher_that_cancels_the_run_stops_the_others() {
 }
 
 /// A handler polled on the run's own task that cancels the run as it fails is recorded
-/// `Failed`, retries left or not: the run (here with another task running) is cancelled,
-/// and no retry is announced.
+/// `Failed`, retries left or not, a task's or a map instance's: the run (here with
+/// another task running) is cancelled, and no retry is announced.
 #[test]
 fn a_handler_that_cancels_the_run_as_it_fails_is_not_retried() {
-    two_workers().block_on(async {
-        let bus: EventBus<EngineEvent> = EventBus::new();
-        let mut events = bus.subscribe("workflow.>").expect("a valid pattern");
-        let engine = WorkflowEngine::builder()
-            .max_concurrent(2)
-            .event_bus(bus.clone())
-            .build()
-            .expect("valid");
-        engine.register_handler("polite", |ctx: TaskContext| async move {
-            ctx.cancellation().cancelled().await;
-            Ok::<_, TaskError>(Value::Null)
+    let plain = Workflow::new("w", "W").task(Task::new("a", "stop").retries(2));
+    let map = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(Task::new("a", "stop").retries(2).map_over("list"));
+    for (workflow, failed) in [(plain, "a"), (map, "a[0]")] {
+        let workflow = workflow.task(Task::new("b", "polite"));
+        two_workers().block_on(async {
+            let bus: EventBus<EngineEvent> = EventBus::new();
+            let mut events = bus.subscribe("workflow.>").expect("a valid pattern");
+            let engine = WorkflowEngine::builder()
+                .max_concurrent(2)
+                .event_bus(bus.clone())
+                .build()
+                .expect("valid");
+            engine.register_handler("polite", |ctx: TaskContext| async move {
+                ctx.cancellation().cancelled().await;
+                Ok::<_, TaskError>(Value::Null)
+            });
+            engine.register_handler("list", |_ctx: TaskContext| async move {
+                Ok::<_, TaskError>(serde_json::json!([1]))
+            });
+            engine.register_handler(
+                "stop",
+                inline(|ctx: TaskContext| async move {
+                    ctx.cancellation().cancel();
+                    Err::<Value, _>(TaskError::new("boom"))
+                }),
+            );
+            let result = engine.execute_workflow(&workflow).await.expect("valid");
+            assert_eq!(result.status, WorkflowStatus::Cancelled);
+            let record = &result.tasks[failed];
+            let failed_once = (orch_core::TaskStatus::Failed, 1);
+            assert_eq!((record.status, record.attempts), failed_once, "{record:?}");
+            assert_eq!(record.error.as_deref(), Some("boom"));
+            bus.close().await;
+            let mut kinds = Vec::new();
+            while let Some(delivery) = events.recv().await {
+                kinds.extend(delivery.event().map(|event| event.payload().kind));
+            }
+            assert!(kinds.contains(&EngineEventKind::TaskFailed), "{kinds:?}");
+            let retrying = EngineEventKind::TaskRetrying;
+            assert!(!kinds.contains(&retrying), "{failed}: {kinds:?}");
         });
-        engine.register_handler(
-            "stop",
-            inline(|ctx: TaskContext| async move {
-                ctx.cancellation().cancel();
-                Err::<Value, _>(TaskError::new("boom"))
-            }),
-        );
-        let workflow = Workflow::new("w", "W")
-            .task(Task::new("a", "stop").retries(2))
-            .task(Task::new("b", "polite"));
-        let result = engine.execute_workflow(&workflow).await.expect("valid");
-        assert_eq!(result.status, WorkflowStatus::Cancelled);
-        let a = &result.tasks["a"];
-        assert_eq!(
-            (a.status, a.attempts),
-            (orch_core::TaskStatus::Failed, 1),
-            "{a:?}"
-        );
-        assert_eq!(a.error.as_deref(), Some("boom"));
-        assert_eq!(result.tasks["b"].status, orch_core::TaskStatus::Cancelled);
-        bus.close().await;
-        let mut kinds = Vec::new();
-        while let Some(delivery) = events.recv().await {
-            kinds.extend(delivery.event().map(|event| event.payload().kind));
-        }
-        assert!(kinds.contains(&EngineEventKind::TaskFailed), "{kinds:?}");
-        let retrying = EngineEventKind::TaskRetrying;
-        assert!(!kinds.contains(&retrying), "{kinds:?}");
-    });
+    }
 }

@@ -306,7 +306,9 @@ impl Scheduler<'_> {
             Err(error) => {
                 let task = shared.task(map);
                 let tries = record.attempts;
-                let retryable = !error.is_permanent() && tries <= task.retries;
+                // Not once the run is cancelled (see `Scheduler::failed`).
+                let cancelled = shared.cancel.is_cancelled();
+                let retryable = !error.is_permanent() && tries <= task.retries && !cancelled;
                 record.error = Some(error.record_text());
                 // A sibling failed the map while this one ran: it is not tried again.
                 let map_failed =
