@@ -452,6 +452,11 @@ mod tests {
                 "{:?}",
                 again.err()
             );
+            // A run begun afresh in a new file is not that file (though the system may
+            // give the new file the old one's number).
+            fs::remove_file(&path).unwrap();
+            let fresh = journal.open(&run, &workflow).await.unwrap();
+            assert!(fresh.previous.is_none());
         });
     }
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::JournalError;
 
@@ -222,13 +222,16 @@ impl RunFile {
 /// a power loss would take them.
 static FAILED_SYNCS: Mutex<BTreeMap<(u64, u64), (u64, u64)>> = Mutex::new(BTreeMap::new());
 
-/// Per run file (by [`file_id`](crate::file::file_id), with its path: a file made later
-/// elsewhere may be given the same id), the error of a sync that failed when this process
-/// opened the run: what it read then, written by another process, may not be on stable
-/// storage, and which part is not cannot be told. Later opens in this process refuse
-/// the run.
-static FAILED_OPENING_SYNCS: Mutex<BTreeMap<(u64, u64), (PathBuf, String)>> =
+/// Per run file (by [`file_id`](crate::file::file_id), with its creation time where the
+/// system tells it: a file made after this one was deleted may be given its id), the
+/// error of a sync that failed when this process opened the run: what it read then,
+/// written by another process, may not be on stable storage, and which part is not
+/// cannot be told. Later opens in this process refuse the run.
+static FAILED_OPENING_SYNCS: Mutex<BTreeMap<(u64, u64), OpeningFailure>> =
     Mutex::new(BTreeMap::new());
+
+/// A run file's creation time, if the system tells it, and the error of its sync.
+type OpeningFailure = (Option<SystemTime>, String);
 
 /// Syncs `file`, a run's file at `path` just opened and read, before the run goes on from
 /// what it holds; a failure is remembered (see [`FAILED_OPENING_SYNCS`]).
@@ -243,9 +246,10 @@ pub(crate) fn sync_opened(file: &File, path: &std::path::Path) -> Result<(), Jou
         result = Err(std::io::Error::from_raw_os_error(5));
     }
     result.map_err(|error| {
-        let id = file.metadata().ok().as_ref().and_then(crate::file::file_id);
-        if let Some(id) = id {
-            let failure = (path.to_owned(), error.to_string());
+        if let Ok(meta) = file.metadata()
+            && let Some(id) = crate::file::file_id(&meta)
+        {
+            let failure = (meta.created().ok(), error.to_string());
             lock(&FAILED_OPENING_SYNCS).insert(id, failure);
         }
         JournalError::io("sync", path, error)
@@ -267,7 +271,12 @@ pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(
     let Some(key) = crate::file::file_id(&meta) else {
         return Ok(());
     };
-    if let Some((_, message)) = (opening_failed.get(&key)).filter(|(at, _)| at == path) {
+    // The same file, unless both creation times are known and differ.
+    let same_file = |created: &Option<SystemTime>| match (created, meta.created().ok()) {
+        (Some(then), Some(now)) => *then == now,
+        _ => true,
+    };
+    if let Some((_, message)) = (opening_failed.get(&key)).filter(|(made, _)| same_file(made)) {
         return Err(JournalError::SyncFailed {
             path: path.to_owned(),
             message: format!("syncing it when the run was opened: {message}"),
