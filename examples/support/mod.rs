@@ -40,11 +40,13 @@ pub(crate) fn task_output<'r>(result: &'r WorkflowResult, id: &str) -> Result<&'
     record.result.as_ref().ok_or_else(|| {
         let error = record.error.as_deref().unwrap_or("no error recorded");
         let mut text = format!("`{id}` did not complete ({}): {error}", record.status);
-        // The failure that started it, when it was another task's.
-        let failed = result.tasks_with(orch::prelude::TaskStatus::Failed);
-        if let Some(first) = failed.first().filter(|first| first.as_str() != id) {
-            let error = result.task(first).and_then(|r| r.error.as_deref());
-            let error = error.unwrap_or("no error recorded");
+        // When it did not fail itself, the failure that came first (in time).
+        let failed = orch::prelude::TaskStatus::Failed;
+        let first = (result.tasks.iter())
+            .filter(|(_, task)| task.status == failed)
+            .min_by_key(|(_, task)| task.end_time);
+        if let Some((first, task)) = first.filter(|_| record.status != failed) {
+            let error = task.error.as_deref().unwrap_or("no error recorded");
             text.push_str(&format!("; the run's first failure: `{first}`: {error}"));
         }
         text.into()
