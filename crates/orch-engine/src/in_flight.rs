@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 
 use futures_util::stream::FuturesUnordered;
 use tokio::time::Sleep;
-use tokio_util::sync::CancellationToken;
 
 use crate::attempt::Attempt;
 use crate::journaling::{Commit, PendingCommit};
@@ -26,21 +25,20 @@ pub(crate) enum InFlight<'h> {
     Commit(PendingCommit),
 }
 
-/// What a run waits for, all together. Dropped with anything still among them (the run
+/// What a run waits for, all together. Dropped with attempts still among them (the run
 /// itself was dropped before its end, its caller no longer awaiting it), it cancels the
-/// run's token, which running handlers, and what ended ones left behind, watch: dropping
-/// a handler's future stops it, not a [`blocking`](crate::blocking) function or work it
-/// handed to a task of its own.
+/// tokens of their own that timed attempts watch (the run's token, which the others
+/// watch, is cancelled by [`execute`](crate::run::execute)): dropping a handler's future
+/// stops it, not a [`blocking`](crate::blocking) function or work it handed to a task of
+/// its own.
 pub(crate) struct InFlightSet<'h> {
     futures: FuturesUnordered<InFlight<'h>>,
-    run_cancel: CancellationToken,
 }
 
 impl<'h> InFlightSet<'h> {
-    pub(crate) fn new(run_cancel: CancellationToken) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             futures: FuturesUnordered::new(),
-            run_cancel,
         }
     }
 
@@ -64,40 +62,13 @@ impl std::ops::DerefMut for InFlightSet<'_> {
     }
 }
 
-/// Cancels its token when dropped, unless disarmed first: a run's future dropped before
-/// it returns tells the helpers its handlers left watching the run's token.
-pub(crate) struct CancelOnDrop(Option<CancellationToken>);
-
-impl CancelOnDrop {
-    pub(crate) fn new(token: CancellationToken) -> Self {
-        Self(Some(token))
-    }
-
-    /// The run returned: nothing to tell.
-    pub(crate) fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(token) = self.0.take() {
-            token.cancel();
-        }
-    }
-}
-
 impl Drop for InFlightSet<'_> {
     fn drop(&mut self) {
-        if self.futures.is_empty() {
-            return;
-        }
         for flight in self.futures.iter() {
             if let InFlight::Attempt(attempt) = flight {
                 attempt.cancel();
             }
         }
-        self.run_cancel.cancel();
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) async fn execute(
     run_id: RunId,
     cancel: CancellationToken,
 ) -> Result<WorkflowResult, RunError> {
-    let dropped = crate::in_flight::CancelOnDrop::new(cancel.clone());
+    let dropped = cancel.clone().drop_guard();
     let result = run_workflow(engine, workflow, previous, run_id, cancel).await;
     dropped.disarm();
     result
@@ -252,7 +252,7 @@ impl<'p> Scheduler<'p> {
         announcer: Option<Announcer>,
     ) -> Self {
         let n = plan.len();
-        let in_flight = InFlightSet::new(shared.cancel.clone());
+        let in_flight = InFlightSet::new();
         let features = plan.features();
         // Without priorities or the critical-path policy, tasks start in plan order.
         let cpf = limits.critical_path_first;
