@@ -67,13 +67,14 @@ pub struct RemoteHandler {
 }
 
 struct Inner {
+    client: async_nats::Client,
     js: jetstream::Context,
     names: Names,
     layout: Layout,
     inputs: Inputs,
     missing_worker_timeout: Duration,
-    /// How often a waiting attempt checks for workers and for its message: a quarter
-    /// of `missing_worker_timeout`, from 10 ms to 1 s.
+    /// How often a waiting attempt checks for workers and its message (a quarter of
+    /// `missing_worker_timeout`, from 10 ms to 1 s).
     check_every: Duration,
     max_message_bytes: usize,
     max_output_bytes: u64,
@@ -159,8 +160,7 @@ impl RemoteBuilder {
         let window = setup::ensure_streams(&js, &self.layout).await?;
         let lost_stream = setup::ensure_lost_stream(&js, &self.layout).await;
         setup::ensure_cancels_stream(&js, &self.layout).await;
-        // A tasks stream found with a shorter duplicate window than the layout's: a task
-        // message is sent again only within that one.
+        // A tasks stream's shorter duplicate window bounds when a message is sent again.
         if !window.is_zero() {
             self.layout.duplicate_window = self.layout.duplicate_window.min(window);
         }
@@ -177,22 +177,23 @@ impl RemoteBuilder {
         let listeners =
             routes::listen(&client, &js, &names, lost_stream.kept, &routes, &lost).await?;
         let server_limit = client.server_info().max_payload;
+        let max_message_bytes = self
+            .max_message_bytes
+            .map_or(server_limit, |m| m.min(server_limit));
         let check_every = (self.missing_worker_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
         let stream_watch = StreamWatch::start(&js, names.tasks_stream(), check_every).await;
         Ok(RemoteHandler {
             inner: Arc::new(Inner {
-                presence: Presence::new(client, js.clone(), names.clone(), check_every),
+                presence: Presence::new(client.clone(), js.clone(), names.clone(), check_every),
+                client,
                 js,
                 names,
                 layout: self.layout,
                 inputs: self.inputs,
                 missing_worker_timeout: self.missing_worker_timeout,
                 check_every,
-                max_message_bytes: self
-                    .max_message_bytes
-                    .unwrap_or(server_limit)
-                    .min(server_limit),
+                max_message_bytes,
                 max_output_bytes: self.max_output_bytes,
                 routes,
                 lost,
@@ -433,9 +434,8 @@ impl Inner {
                                 self.removed(key, sequence);
                                 return Ok(Waited::Removed);
                             }
-                            // Out of deliveries while no coordinator listened (the look-up
-                            // when it was sent again may have failed): nobody will answer.
-                            // A result that came in meanwhile stands, as wherever it races.
+                            // Out of deliveries unheard (its look-up on sending may have failed):
+                            // none will answer, but a result that came meanwhile stands.
                             dispatch::Fate::Queued { stored } => {
                                 if let Some(deliveries) = self.lost.deliveries(sequence, stored) {
                                     let result = settled.try_recv();

@@ -242,7 +242,7 @@ impl Inner {
             // Sent while the connection is down, a try waits in the client until it is
             // back, however late: stored after its attempt gave up, it would run with
             // nobody waiting. None is sent until then, and the patience still runs.
-            if self.js.client().connection_state() != async_nats::connection::State::Connected {
+            if self.client.connection_state() != async_nats::connection::State::Connected {
                 if started.elapsed() >= patience {
                     let reason = "the connection to the server is down";
                     return Err(not_stored_in_time(&task, patience, reason));
