@@ -16,8 +16,16 @@ pub(super) async fn with_progress<T>(
     queue: &TypeQueue,
     work: impl Future<Output = T>,
 ) -> T {
+    progress_while(&mut ProgressDue::new(queue), message, work).await
+}
+
+/// [`with_progress`], the acknowledgements due as `progress` says (one already running).
+pub(super) async fn progress_while<T>(
+    progress: &mut ProgressDue,
+    message: &jetstream::Message,
+    work: impl Future<Output = T>,
+) -> T {
     tokio::pin!(work);
-    let mut progress = ProgressDue::new(queue);
     loop {
         tokio::select! {
             biased;

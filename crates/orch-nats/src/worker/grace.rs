@@ -1,8 +1,8 @@
 //! The cancel grace of a handler on a worker: the time a cancelled handler has to stop.
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 
-use super::acks::ack;
+use super::acks::progress_while;
 use super::queue::ProgressDue;
 
 /// Lets a cancelled handler, `running`, finish until `grace_end`, acknowledging progress
@@ -14,15 +14,7 @@ pub(super) async fn wind_down<F: std::future::Future>(
     progress: &mut ProgressDue,
     message: &jetstream::Message,
 ) -> Option<F::Output> {
-    let finishing = finish_by(running, grace_end);
-    tokio::pin!(finishing);
-    loop {
-        tokio::select! {
-            biased;
-            finished = &mut finishing => return finished,
-            () = progress.tick() => ack(message, AckKind::Progress).await,
-        }
-    }
+    progress_while(progress, message, finish_by(running, grace_end)).await
 }
 
 /// The output of `running` if it finishes by `end`. One that finishes in the same
