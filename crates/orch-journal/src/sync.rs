@@ -161,11 +161,7 @@ impl RunFile {
             state.syncing = true;
             (state.written, state.len, state.unsynced_dir.take())
         };
-        let mut result = self.file.sync_data();
-        #[cfg(test)]
-        if lock(&tests::FAILING_SYNCS).contains(&self.path) {
-            result = Err(std::io::Error::from_raw_os_error(5));
-        }
+        let mut result = sync_data(&self.file, &self.path);
         if let (Ok(()), Some(dir)) = (&result, &dir) {
             result = sync_directory(dir).map_err(|e| {
                 std::io::Error::new(
@@ -236,16 +232,7 @@ type OpeningFailure = (Option<SystemTime>, String);
 /// Syncs `file`, a run's file at `path` just opened and read, before the run goes on from
 /// what it holds; a failure is remembered (see [`FAILED_OPENING_SYNCS`]).
 pub(crate) fn sync_opened(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
-    #[allow(unused_mut)]
-    let mut result = file.sync_data();
-    #[cfg(test)]
-    if lock(&tests::FAILING_SYNCS)
-        .iter()
-        .any(|failing| failing == path)
-    {
-        result = Err(std::io::Error::from_raw_os_error(5));
-    }
-    result.map_err(|error| {
+    sync_data(file, path).map_err(|error| {
         if let Ok(meta) = file.metadata()
             && let Some(id) = crate::file::file_id(&meta)
         {
@@ -254,6 +241,21 @@ pub(crate) fn sync_opened(file: &File, path: &std::path::Path) -> Result<(), Jou
         }
         JournalError::io("sync", path, error)
     })
+}
+
+/// `fdatasync` of `file`, the run file at `path` (failing, in tests, for the files in
+/// `FAILING_SYNCS`, as a disk's I/O error makes it).
+fn sync_data(file: &File, path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if lock(&tests::FAILING_SYNCS)
+        .iter()
+        .any(|failing| failing == path)
+    {
+        return Err(std::io::Error::from_raw_os_error(5));
+    }
+    #[cfg(not(test))]
+    let _ = path;
+    file.sync_data()
 }
 
 /// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
