@@ -420,12 +420,21 @@ fn a_second_ctrl_c_stops_a_worker_without_waiting_for_the_grace() {
         return;
     };
     let dir = Dir::new();
+    // A command that shows it runs: a line in `beats` every 20 ms.
+    let script = "echo $$ > long.pid; while true; do echo . >> beats; sleep 0.02; done";
     let (mut worker, mut coordinator, command) =
-        start_long_command(&server, &dir, &["--shutdown-grace", "10m"]);
+        start_command(&server, &dir, &["--shutdown-grace", "10m"], script);
     let worker_pid = Pid::from_raw(worker.pid());
     kill(worker_pid, Signal::SIGINT).expect("signal the worker");
-    // The first asks the command to finish, within the grace: it goes on.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The first asks the command to finish, within the grace: it goes on, seen by its
+    // beats after the worker took the signal.
+    let log = || std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
+    wait_for("the worker to take the signal", || {
+        log().contains("stopping: no new tasks")
+    });
+    let beats = || std::fs::read_to_string(dir.join("beats")).map_or(0, |b| b.len());
+    let taken = beats();
+    wait_for("the command to run on", || beats() >= taken + 10);
     assert!(alive(command));
     kill(worker_pid, Signal::SIGINT).expect("signal the worker again");
     wait_for("the worker to stop the command", || !alive(command));
