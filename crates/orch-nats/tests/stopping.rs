@@ -40,6 +40,21 @@ async fn echo_worker(server: &NatsServer, name: &str) -> Worker {
         .expect("the worker connects")
 }
 
+/// How many deliveries the consumer of `task_type` made so far.
+async fn delivered(server: &NatsServer, task_type: &str) -> u64 {
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let mut consumer: PullConsumer = js
+        .get_consumer_from_stream(task_type, "ORCH_TASKS")
+        .await
+        .expect("the consumer");
+    consumer
+        .info()
+        .await
+        .expect("its state")
+        .delivered
+        .consumer_sequence
+}
+
 /// A handler that says it started (`started`), then waits for its cancellation and
 /// fails.
 fn waits_for_cancellation(
@@ -79,6 +94,11 @@ async fn a_task_delivered_to_a_stopping_worker_runs_on_the_next_one() {
     let workflow = Workflow::new("w", "W").task(Task::new("late", "echo"));
     let run = common::run_in_background(&engine, &workflow);
     stopped.await.expect("the worker stops");
+    assert_eq!(
+        delivered(&server, "echo").await,
+        1,
+        "the task reached the stopping worker (else this test proves nothing)"
+    );
 
     let next = echo_worker(&server, "next").await;
     let stop_next = CancellationToken::new();
@@ -154,28 +174,17 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     engine.register_handler("echo", remote);
     let calls = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicBool::new(false));
-    // Here in the coordinator: done once the worker is busy, so that the tasks after it
-    // reach the worker only while it is (sent with the first, they would be taken up
-    // before the stop, and run).
-    let held = Arc::clone(&busy);
-    engine.register_handler("gate", move |_ctx: TaskContext| {
-        let held = Arc::clone(&held);
-        async move {
-            while !held.load(Ordering::SeqCst) {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Ok::<_, TaskError>(())
-        }
-    });
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
     let (counted, busy_now) = (Arc::clone(&calls), Arc::clone(&busy));
     let handler = move |ctx: TaskContext| {
-        // `a`, the first after `warm`, keeps the worker's thread while the others come
-        // in.
+        // The first after `warm` keeps the worker's thread, which takes up tasks, until
+        // the test has stopped the worker; the others come in meanwhile.
         if counted.fetch_add(1, Ordering::SeqCst) == 1 {
             busy_now.store(true, Ordering::SeqCst);
-            // Long enough for the test, polling every 100 ms on a loaded machine, to
-            // stop the worker meanwhile.
-            std::thread::sleep(std::time::Duration::from_secs(2));
+            let released = released.lock().expect("not poisoned");
+            // A bound only so that a broken test ends.
+            let _ = released.recv_timeout(std::time::Duration::from_secs(60));
         }
         async move { Ok::<_, TaskError>(ctx.task_id().to_string()) }
     };
@@ -188,20 +197,16 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
         .expect("the worker connects");
     let stop = CancellationToken::new();
     let stopped = tokio::spawn(stopping.run(stop.clone()));
-    let mut workflow = Workflow::new("w", "W")
-        .task(Task::new("warm", "echo"))
-        .task(Task::new("a", "echo").depends_on(["warm"]))
-        .task(Task::new("gate", "gate").depends_on(["warm"]));
-    for id in ["b", "c", "d"] {
-        workflow = workflow.task(Task::new(id, "echo").depends_on(["gate"]));
+    let mut workflow = Workflow::new("w", "W").task(Task::new("warm", "echo"));
+    for id in ["a", "b", "c", "d"] {
+        workflow = workflow.task(Task::new(id, "echo").depends_on(["warm"]));
     }
     let run = common::run_in_background(&engine, &workflow);
-    common::wait_for_async(|| {
-        let busy = Arc::clone(&busy);
-        async move { busy.load(Ordering::SeqCst) }
-    })
-    .await;
+    common::wait_for(|| busy.load(Ordering::SeqCst)).await;
+    // Some of the other three reached the worker while it is held.
+    common::wait_for_async(|| async { delivered(&server, "echo").await > 2 }).await;
     stop.cancel();
+    release.send(()).expect("the held handler waits");
     stopped.await.expect("the worker stops");
     assert_eq!(
         calls.load(Ordering::SeqCst),
