@@ -10,7 +10,6 @@ use std::sync::{Mutex, PoisonError};
 
 use indicatif::ProgressBar;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::Directive;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::display::printable;
@@ -26,14 +25,18 @@ pub(crate) fn set_bar(bar: Option<ProgressBar>) {
 /// The filter `RUST_LOG` asks for, its invalid directives left out and named on standard
 /// error as orch writes errors (tracing-subscriber's own report of them would panic on a
 /// closed standard error).
+///
+/// A field's value in a directive is matched as the field's text, whole, not as a
+/// regular expression (building the matcher of a pattern may take any memory).
 fn filter_from(spec: &str) -> EnvFilter {
+    let builder = EnvFilter::builder().with_regex(false);
     let (valid, invalid): (Vec<&str>, Vec<&str>) = (spec.split(','))
         .filter(|directive| !directive.trim().is_empty())
-        .partition(|directive| directive.parse::<Directive>().is_ok());
+        .partition(|directive| builder.parse(directive).is_ok());
     for directive in invalid {
         errln!("orch: ignoring `{directive}` in RUST_LOG: not a log directive");
     }
-    EnvFilter::new(valid.join(","))
+    builder.parse_lossy(valid.join(","))
 }
 
 /// What shows without `RUST_LOG`: see [`init`]. A directive's target matches every
@@ -206,6 +209,23 @@ mod tests {
             ]
         });
         assert_eq!(shown, [true, true, false, false, false, true, true, false]);
+    }
+
+    /// A field's value in `RUST_LOG` is text (orch's spans record theirs as text):
+    /// `a.c` matches `a.c` only, not `abc` as the pattern would (a pattern like
+    /// `[ab]*a[ab]…` could take any memory to build).
+    #[test]
+    fn a_field_value_in_rust_log_is_matched_as_text() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let filter = super::filter_from("[{x=a.c}]=debug");
+        let subscriber = tracing_subscriber::registry().with(filter);
+        let shown = tracing::subscriber::with_default(subscriber, || {
+            ["a.c", "abc"].map(|x| {
+                tracing::info_span!("s", x = %x)
+                    .in_scope(|| tracing::enabled!(tracing::Level::DEBUG))
+            })
+        });
+        assert_eq!(shown, [true, false]);
     }
 
     #[test]
