@@ -1,11 +1,14 @@
 //! [`NatsConfig`]: where the NATS servers are and how to authenticate to them, from code
 //! or the environment; secrets never appear in `Debug` output or errors.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ConnectError;
+
+mod key_files;
 
 /// How to reach and authenticate to NATS: the settings every connection of this crate
 /// (coordinator, worker, bridge) takes.
@@ -141,6 +144,11 @@ pub mod env {
     pub const TLS_KEY: &str = "ORCH_NATS_TLS_KEY";
     /// The connection's name.
     pub const NAME: &str = "ORCH_NATS_NAME";
+
+    /// Every variable above.
+    pub(super) const ALL: [&str; 10] = [
+        URL, USER, PASSWORD, TOKEN, NKEY_SEED, CREDS, TLS_CA, TLS_CERT, TLS_KEY, NAME,
+    ];
 }
 
 impl Default for NatsConfig {
@@ -190,8 +198,22 @@ impl NatsConfig {
     }
 
     /// The settings in the process's environment (see [`env`](mod@env) for the variables).
+    ///
+    /// A variable whose value is not UTF-8 is refused, naming it, rather than taken for
+    /// unset (a CA taken for unset would mean no TLS).
     pub fn from_env() -> Result<Self, ConnectError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_os_lookup(|name| std::env::var_os(name))
+    }
+
+    /// [`NatsConfig::from_lookup`] from values as the system gives them.
+    fn from_os_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConnectError> {
+        if let Some(name) = env::ALL
+            .iter()
+            .find(|name| lookup(name).is_some_and(|value| value.to_str().is_none()))
+        {
+            return Err(invalid(format!("{name} is not valid UTF-8")));
+        }
+        Self::from_lookup(|name| lookup(name).and_then(|value| value.into_string().ok()))
     }
 
     /// The settings that `lookup` gives for the variables of [`env`](mod@env): one source of
@@ -332,17 +354,21 @@ impl NatsConfig {
             }
             Auth::Token(token) => options.token(token.expose().to_owned()),
             Auth::NKey(seed) => options.nkey(seed.expose().to_owned()),
-            Auth::CredentialsFile(path) => options.credentials_file(path).await.map_err(|e| {
-                invalid(format!(
-                    "cannot read the credentials file {}: {e}",
-                    path.display()
-                ))
-            })?,
+            Auth::CredentialsFile(path) => {
+                const WHAT: &str = "the credentials file";
+                let text = key_files::read(WHAT, path)?;
+                options
+                    .credentials(&text)
+                    .map_err(|e| invalid(format!("cannot read {WHAT} {}: {e}", path.display())))?
+            }
         };
         if let Some(ca) = &self.tls_ca {
+            key_files::check("the TLS CA certificate", ca)?;
             options = options.add_root_certificates(ca.clone());
         }
         if let Some((cert, key)) = &self.tls_client {
+            key_files::check("the TLS client certificate", cert)?;
+            key_files::check("the TLS client key", key)?;
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
         // Set through the fields as through the builder, a CA or client certificate of
@@ -479,6 +505,27 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         NatsConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// A value that is not UTF-8 is refused naming its variable, not taken for unset
+    /// (which for the CA would mean no TLS).
+    #[test]
+    fn a_variable_that_is_not_utf8_is_refused_naming_it() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let lookup = |name: &str| match name {
+            env::URL => Some(OsString::from("nats://a:4222")),
+            env::TLS_CA => Some(OsString::from_vec(b"/etc/ca-\xe9.pem".to_vec())),
+            _ => None,
+        };
+        let error = NatsConfig::from_os_lookup(lookup).expect_err("refused");
+        assert!(matches!(&error, ConnectError::Config(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            invalid("ORCH_NATS_TLS_CA is not valid UTF-8".to_owned()).to_string()
+        );
+        let valid = |name: &str| (name == env::TLS_CA).then(|| OsString::from("/ca.pem"));
+        let config = NatsConfig::from_os_lookup(valid).expect("valid");
+        assert_eq!(config.tls_ca, Some(PathBuf::from("/ca.pem")));
     }
 
     #[test]

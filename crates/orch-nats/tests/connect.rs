@@ -222,6 +222,60 @@ async fn a_credentials_file_that_cannot_be_read_is_a_settings_error_naming_it() 
     );
 }
 
+/// A credentials, certificate or key file that is a pipe or a device, or too large to
+/// be one, is refused naming it: a device would be read for ever, a pipe would wait for
+/// a writer.
+#[tokio::test]
+async fn a_key_file_that_is_no_regular_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pipe = dir.path().join("orch.creds");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo: {made:?}");
+    let large = dir.path().join("large.pem");
+    std::fs::write(&large, vec![b'-'; 2 << 20]).expect("written");
+    let zero = std::path::PathBuf::from("/dev/zero");
+    let creds = |path: &std::path::Path| NatsConfig::default().auth(Auth::credentials_file(path));
+    let cases = [
+        (creds(&pipe), &pipe, "is not a regular file"),
+        (creds(&zero), &zero, "is not a regular file"),
+        (creds(&large), &large, "more than such a file does"),
+        (
+            NatsConfig::default().tls_ca(&pipe),
+            &pipe,
+            "is not a regular file",
+        ),
+        (
+            NatsConfig::default().tls_ca(&large),
+            &large,
+            "more than such a file does",
+        ),
+        (
+            NatsConfig::default().tls_client(&zero, &large),
+            &zero,
+            "is not a regular file",
+        ),
+        (
+            NatsConfig::default().tls_client(&large, &zero),
+            &large,
+            "more than such a file does",
+        ),
+    ];
+    for (config, path, problem) in cases {
+        // A guard against waiting for ever, not a measure.
+        let error = tokio::time::timeout(std::time::Duration::from_secs(30), worker(&config))
+            .await
+            .expect("refused, not read")
+            .expect_err("refused");
+        assert!(matches!(error, ConnectError::Config(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains(problem), "{message}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_whose_streams_another_prefix_made_is_refused_naming_them() {
     let Some(server) = NatsServer::start() else {
