@@ -60,6 +60,10 @@ fn default_filter(verbose: u8) -> &'static str {
 pub(crate) fn init(verbose: u8, json: bool) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => filter_from(&spec),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            errln!("orch: ignoring RUST_LOG: not valid UTF-8");
+            EnvFilter::new(default_filter(verbose))
+        }
         _ => EnvFilter::new(default_filter(verbose)),
     };
     let builder = tracing_subscriber::fmt()

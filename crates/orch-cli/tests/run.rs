@@ -874,6 +874,19 @@ fn logs_can_be_json_and_rust_log_chooses_what_shows() {
         .env("RUST_LOG", "error");
     let (code, _, stderr) = parts(&common::output(command));
     assert_eq!((code, stderr.as_str()), (Some(0), ""));
+
+    // A RUST_LOG that is not UTF-8 is said to be ignored, not silently.
+    let mut command = orch();
+    command.args(["run", "w.yaml"]).current_dir(dir.path()).env(
+        "RUST_LOG",
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"error\xff"),
+    );
+    let (code, _, stderr) = parts(&common::output(command));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.starts_with("orch: ignoring RUST_LOG: not valid UTF-8\n"),
+        "{stderr}"
+    );
 }
 
 #[test]
