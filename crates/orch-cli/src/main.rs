@@ -71,7 +71,10 @@
 //!   exit 2 before any task runs; a result that still cannot take its name after the
 //!   run is kept beside it under a temporary name, or in the working directory (or the
 //!   temporary directory) as `orch-result-*.json` when a task took its place during the
-//!   run or its disk filled up, which the error gives, with exit 2); `--metrics-addr HOST:PORT` serves Prometheus
+//!   run or its disk filled up, which the error gives, with exit 2; a result orch could
+//!   not read back, a task's result from a worker nested more than 124 levels deep or a
+//!   file over 1 GiB, is written all the same, and the error says so, with exit 2);
+//!   `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged; 64 connections are answered at once, more wait, and one that
 //!   sends no request within 5 s is closed).

@@ -28,6 +28,11 @@ struct Written<'a> {
 /// holds each configuration 4 levels down (`workflow`, `tasks`, the task, `config`).
 const MAX_CONFIG_DEPTH: usize = 123;
 
+/// The deepest a task's result may nest for a result file to be read back: the file holds
+/// each result 3 levels down (the file, `tasks`, the task). A command's captured output
+/// is held to this; a result from a worker elsewhere may nest deeper.
+const MAX_RESULT_DEPTH: usize = 124;
+
 /// A result file checked before the run: a path that cannot be written is found before
 /// any task runs.
 pub(crate) struct Target {
@@ -72,7 +77,9 @@ impl Target {
     }
 
     /// Writes `result` and `workflow` as indented JSON through a temporary file renamed
-    /// into place, so a reader never sees half a file.
+    /// into place, so a reader never sees half a file. A result written that [`read`]
+    /// could not read back (a task's result nested too deep, the whole too large) is
+    /// still written, and the error says why it cannot be read back.
     pub(crate) fn write(self, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
@@ -90,8 +97,34 @@ impl Target {
             // A task took the name, or removed its directory, during the run.
             Err(error) => keep_elsewhere(&text, error),
         };
-        written.map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))
+        written.map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))?;
+        match unreadable(result, text.len() as u64) {
+            Some(why) => Err(format!(
+                "result file {} written, but orch cannot read it back: {why}",
+                self.path.display()
+            )),
+            None => Ok(()),
+        }
     }
+}
+
+/// Why a result file of `size` bytes holding `result` could not be [`read`] back, if so.
+fn unreadable(result: &WorkflowResult, size: u64) -> Option<String> {
+    let too_deep = (result.tasks.iter())
+        .filter_map(|(id, record)| Some((id, crate::process::depth(record.result.as_ref()?))))
+        .find(|(_, depth)| *depth > MAX_RESULT_DEPTH);
+    if let Some((id, depth)) = too_deep {
+        return Some(format!(
+            "the result of task `{id}` nests {depth} levels deep, and a result file is read \
+             with at most {MAX_RESULT_DEPTH}"
+        ));
+    }
+    (size > crate::read::RESULT_LIMIT).then(|| {
+        format!(
+            "it holds {size} bytes, and a result file is read up to {} MiB",
+            crate::read::RESULT_LIMIT >> 20
+        )
+    })
 }
 
 /// Keeps `text`, which could not be written where it was to go for `error`, in a file of
@@ -347,5 +380,76 @@ pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::metadata(a), std::fs::metadata(b)) {
         (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orch::core::WorkflowResult;
+    use serde_json::{Value, json};
+
+    /// A run whose task `t` has `result`.
+    fn run_with(result: Value) -> WorkflowResult {
+        let time = "2026-01-01T00:00:00.000000Z";
+        serde_json::from_value(json!({
+            "workflow_id": "w", "name": "W", "status": "completed", "start_time": time,
+            "end_time": time, "max_concurrent": 1,
+            "tasks": { "t": {
+                "task_id": "t", "status": "completed", "result": result, "error": null,
+                "start_time": time, "end_time": time, "attempts": 1,
+            } },
+        }))
+        .expect("a run's result")
+    }
+
+    /// `depth` arrays within each other.
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(Value::Null, |inner, _| Value::Array(vec![inner]))
+    }
+
+    /// What is written is read back, or the writer says why not (and keeps it all the
+    /// same): a result from a worker elsewhere may nest deeper than a command's output.
+    #[test]
+    fn a_result_too_deep_or_too_large_to_read_back_is_written_and_said_so() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let workflow = orch::core::Workflow::new("w", "W").task(orch::core::Task::new("t", "echo"));
+        for depth in [super::MAX_RESULT_DEPTH, super::MAX_RESULT_DEPTH + 1] {
+            let path = dir.path().join(format!("r{depth}.json"));
+            let target = super::Target::prepare(&path, &workflow, dir.path()).expect("writable");
+            let written = target.write(&run_with(nested(depth)), &workflow);
+            let read = super::read(&path);
+            match depth > super::MAX_RESULT_DEPTH {
+                false => {
+                    assert_eq!(written, Ok(()));
+                    let result = read.expect("read back").result;
+                    let t = result.tasks.get("t").expect("the task");
+                    assert_eq!(t.result, Some(nested(depth)));
+                }
+                true => {
+                    assert_eq!(
+                        written,
+                        Err(format!(
+                            "result file {} written, but orch cannot read it back: the result \
+                             of task `t` nests 125 levels deep, and a result file is read \
+                             with at most 124",
+                            path.display()
+                        ))
+                    );
+                    assert!(path.exists(), "kept all the same");
+                    let error = read.err().expect("not read back");
+                    assert!(error.contains("recursion limit exceeded"), "{error}");
+                }
+            }
+        }
+        let shallow = run_with(json!("x"));
+        let limit = crate::read::RESULT_LIMIT;
+        assert_eq!(super::unreadable(&shallow, limit), None);
+        assert_eq!(
+            super::unreadable(&shallow, limit + 1),
+            Some(format!(
+                "it holds {} bytes, and a result file is read up to 1024 MiB",
+                limit + 1
+            ))
+        );
     }
 }
