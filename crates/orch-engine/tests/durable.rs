@@ -502,15 +502,19 @@ fn a_changed_tasks_reset_is_journaled_before_anything_runs() {
     // Resumed with `x` changed, the run stops (as a process dies) while `x` runs.
     let changed = workflow(TriggerRule::AllSuccess, "wait");
     let stopped = engine();
-    stopped.register_handler("wait", |_ctx: TaskContext| async move {
-        std::future::pending::<()>().await;
-        Ok::<_, TaskError>(())
+    let started = Arc::new(tokio::sync::Notify::new());
+    let starts = Arc::clone(&started);
+    stopped.register_handler("wait", move |_ctx: TaskContext| {
+        starts.notify_one();
+        async move {
+            std::future::pending::<()>().await;
+            Ok::<_, TaskError>(())
+        }
     });
-    let ended = runtime().block_on(async {
-        let run = stopped.run_durable(&changed, run_id.clone());
-        tokio::time::timeout(std::time::Duration::from_millis(300), run).await
-    });
-    assert!(ended.is_err(), "the run was still going");
+    runtime().block_on(stopped_once(
+        stopped.run_durable(&changed, run_id.clone()),
+        &started,
+    ));
 
     let again = engine();
     let c = calls.clone();
@@ -919,10 +923,10 @@ fn a_branch_skip_is_journaled_at_once_without_trigger_rules() {
     );
 }
 
-/// An engine journaling into `dir`, whose `slow` handler never ends when `slow` (else
-/// gives its attempt number and whether it was resumed), with a `quick` handler and a
-/// `list` one whose list the journal does not keep.
-fn crash_engine(dir: &Path, slow: bool) -> WorkflowEngine {
+/// An engine journaling into `dir`, whose `slow` handler, given `started`, tells it and
+/// never ends (else gives its attempt number and whether it was resumed), with a `quick`
+/// handler and a `list` one whose list the journal does not keep.
+fn crash_engine(dir: &Path, started: Option<Arc<tokio::sync::Notify>>) -> WorkflowEngine {
     let engine = WorkflowEngine::builder()
         .journal(FileJournal::new(dir).unwrap(), Durability::Process)
         .build()
@@ -933,24 +937,39 @@ fn crash_engine(dir: &Path, slow: bool) -> WorkflowEngine {
     engine.register_handler("list", |_ctx: TaskContext| async move {
         Ok::<_, TaskError>(Output::new(json!([1]))?.not_journaled("made again"))
     });
-    engine.register_handler("slow", move |ctx: TaskContext| async move {
-        if slow {
-            std::future::pending::<()>().await;
+    engine.register_handler("slow", move |ctx: TaskContext| {
+        let started = started.clone();
+        async move {
+            if let Some(started) = started {
+                started.notify_one();
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, TaskError>(json!([ctx.attempt(), ctx.resumed()]))
         }
-        Ok::<_, TaskError>(json!([ctx.attempt(), ctx.resumed()]))
     });
     engine
 }
 
 /// Runs `workflow` as `run_id` on a [`crash_engine`] whose `slow` tasks never end, and
-/// stops it (its future dropped, as in a crash) while they run.
+/// stops it (its future dropped, as in a crash) once one runs.
 fn stopped_while_slow(dir: &Path, workflow: &Workflow, run_id: &RunId) {
-    let first = crash_engine(dir, true);
-    let stopped = runtime().block_on(async {
-        let run = first.run_durable(workflow, run_id.clone());
-        tokio::time::timeout(std::time::Duration::from_millis(200), run).await
-    });
-    assert!(stopped.is_err(), "`slow` never ends by itself");
+    let started = Arc::new(tokio::sync::Notify::new());
+    let first = crash_engine(dir, Some(Arc::clone(&started)));
+    runtime().block_on(stopped_once(
+        first.run_durable(workflow, run_id.clone()),
+        &started,
+    ));
+}
+
+/// Drops `run` (as a process dies) once `started` is told, which it must be first.
+async fn stopped_once<T: std::fmt::Debug>(
+    run: impl std::future::Future<Output = T>,
+    started: &tokio::sync::Notify,
+) {
+    tokio::select! {
+        ended = run => panic!("the run ended by itself: {ended:?}"),
+        () = started.notified() => {}
+    }
 }
 
 /// A run stopped during `b`'s first attempt (nothing recorded of it), then resumed and
@@ -965,13 +984,13 @@ fn an_attempt_under_way_at_a_crash_stays_resumed_through_a_cancelled_resume() {
         .task(Task::new("b", "slow").depends_on(["a"]));
     stopped_while_slow(dir.path(), &workflow, &run_id);
     // The second is cancelled before `b` starts.
-    let second = crash_engine(dir.path(), false).run_durable(&workflow, run_id.clone());
+    let second = crash_engine(dir.path(), None).run_durable(&workflow, run_id.clone());
     second.cancel();
     let cancelled = runtime().block_on(second).unwrap();
     let b = cancelled.task("b").unwrap();
     assert_eq!((b.status, b.attempts), (TaskStatus::Cancelled, 0));
     let third = runtime()
-        .block_on(crash_engine(dir.path(), false).run_durable(&workflow, run_id))
+        .block_on(crash_engine(dir.path(), None).run_durable(&workflow, run_id))
         .unwrap();
     assert_eq!(third.task("b").unwrap().result, Some(json!([1, true])));
 }
@@ -993,7 +1012,7 @@ fn an_attempt_whose_input_is_made_again_is_not_resumed() {
         let workflow = Workflow::new("w", "W").task(Task::new("a", "list")).task(b);
         stopped_while_slow(dir.path(), &workflow, &run_id);
         let resumed = runtime()
-            .block_on(crash_engine(dir.path(), false).run_durable(&workflow, run_id))
+            .block_on(crash_engine(dir.path(), None).run_durable(&workflow, run_id))
             .unwrap();
         let expected = match map {
             true => json!([[2, false]]),

@@ -394,11 +394,19 @@ fn dropping_a_run_stops_its_publisher() {
             "W",
             (0..100).map(|i| Task::new(format!("t{i}"), "instant")),
         );
-        let run = tokio::time::timeout(
-            Duration::from_millis(50),
-            engine.execute_workflow(&workflow),
-        );
-        assert!(run.await.is_err(), "the run waits for the stuck subscriber");
+        // Dropped once the subscriber's queue is full, the run's publisher waiting for
+        // room for the next of its many events.
+        let full = async {
+            while stuck.stats().queued == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::select! {
+            ended = engine.execute_workflow(&workflow) => {
+                panic!("the run waits for the stuck subscriber, yet ended: {ended:?}")
+            }
+            () = full => {}
+        }
         // `close` waits for publishes under way: the dropped run's publisher must be gone.
         let closed = tokio::time::timeout(Duration::from_secs(10), bus.close()).await;
         assert!(closed.is_ok(), "close waited for a dropped run's publisher");
