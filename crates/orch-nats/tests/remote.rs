@@ -87,6 +87,7 @@ async fn start_worker(server: &NatsServer, calls: Arc<Calls>, stop: &Cancellatio
         )
         .handler("wait", |ctx: TaskContext| async move {
             let calls = ctx.state::<Arc<Calls>>()?;
+            calls.count(&format!("{}:started", ctx.task_id()));
             let _ended = Ended(Arc::clone(calls), format!("{}:ended", ctx.task_id()));
             ctx.cancellation().cancelled().await;
             calls.count(&format!("{}:cancelled", ctx.task_id()));
@@ -292,8 +293,8 @@ async fn cancelling_a_run_and_timing_out_an_attempt_reach_the_handler_on_the_wor
     let run = engine.run(&workflow);
     let cancel = run.cancellation_token();
     let running = tokio::spawn(run);
-    // Cancel once the worker runs the handler: its presence proves the task arrived.
-    wait_for_task_taken(&server).await;
+    // Cancel once the worker runs the handler (cancelled before, the task is not run).
+    common::wait_for(|| calls.get("held:started") == 1).await;
     cancel.cancel();
     let result = running.await.expect("the run ends").expect("valid");
     assert_eq!(result.status, WorkflowStatus::Cancelled);
@@ -844,24 +845,6 @@ async fn an_invalid_prefix_is_refused_before_connecting() {
     assert!(error.to_string().contains("`orch.*`"), "{error}");
 }
 
-/// Waits until a worker holds a task (the tasks stream is a work queue: a taken task is
-/// pending acknowledgement).
-async fn wait_for_task_taken(server: &NatsServer) {
-    let client = async_nats::connect(server.url()).await.expect("connects");
-    let js = async_nats::jetstream::new(client);
-    for _ in 0..2000 {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-            .get_consumer_from_stream("wait", "ORCH_TASKS")
-            .await
-            .expect("the consumer exists");
-        if consumer.info().await.expect("info").num_ack_pending > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no worker took the task within 20 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_instance_of_a_map_reads_its_own_element_on_the_worker() {
     let Some(server) = NatsServer::start() else {
@@ -1229,9 +1212,16 @@ async fn waiting_on_queued(server: &NatsServer) -> WaitingOnQueued {
     // The first coordinator sends the task while no worker is up (patient enough not to
     // give up on it while it is polled).
     let first = patient_engine(server).await;
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    // A coordinator asks for workers of a type only once it waits for an attempt's
+    // result, after sending its message.
+    let mut sent = (watcher.subscribe("orch.worker.echo").await).expect("subscribes");
+    common::subscriptions_in_place(&watcher).await;
     let mut stalled = Box::pin(first.run_with_id(&workflow, run_id.clone()));
-    let waited = tokio::time::timeout(Duration::from_millis(500), &mut stalled).await;
-    assert!(waited.is_err(), "no worker answered");
+    tokio::select! {
+        ended = &mut stalled => panic!("no worker answered, yet the run ended: {ended:?}"),
+        asked = futures_util::StreamExt::next(&mut sent) => drop(asked.expect("a request")),
+    }
     // The second comes back on the run, which recorded nothing of its task: it takes up
     // attempt 1 again and finds its message queued.
     let now = std::time::SystemTime::now();
@@ -1247,8 +1237,7 @@ async fn waiting_on_queued(server: &NatsServer) -> WaitingOnQueued {
             .expect("one record per task"),
     };
     let second = patient_engine(server).await;
-    // A coordinator asks for workers of a type only once it waits for an attempt's
-    // result, after sending its message (here, finding it queued).
+    // Here, after finding its message queued.
     let admin = async_nats::connect(server.url()).await.expect("connects");
     let mut asked = (admin.subscribe("orch.worker.echo").await).expect("subscribes");
     let run = second.resume(&workflow, &previous);
@@ -1403,9 +1392,10 @@ async fn a_task_message_is_sent_again_only_within_the_streams_own_duplicate_wind
     let first = engine.execute_workflow(&workflow).await.expect("valid");
     assert_eq!(first.status, WorkflowStatus::Failed);
     outage.begin();
-    // The coordinator's client sees its connection cut at once: no try is under way
-    // then (one would be sent once the connection is back, as the client holds it).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the coordinator's client tries to connect again, it has seen its connection
+    // cut: no try is under way then (one would be sent once the connection is back, as
+    // the client holds it).
+    common::wait_for(|| outage.refused() > 0).await;
     // The layout's window (2 minutes) would have it try for a minute.
     let result = tokio::time::timeout(Duration::from_secs(40), engine.execute_workflow(&workflow))
         .await

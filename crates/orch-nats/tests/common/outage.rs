@@ -17,6 +17,8 @@ pub struct Outage {
 #[derive(Default)]
 struct Shared {
     down: AtomicBool,
+    /// How many connections were refused while down.
+    refused: AtomicU64,
     /// How long, in milliseconds, each piece of what the server sends is held back.
     reply_delay_ms: AtomicU64,
     /// Both ends of every connection relayed so far.
@@ -34,6 +36,7 @@ impl Outage {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 if relay.down.load(Ordering::SeqCst) {
+                    relay.refused.fetch_add(1, Ordering::SeqCst);
                     continue; // dropped: refused while the outage lasts
                 }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
@@ -59,6 +62,13 @@ impl Outage {
         for stream in streams {
             let _ = stream.shutdown(Shutdown::Both);
         }
+    }
+
+    /// How many connections were refused while the outage lasted: once one was, its
+    /// client has seen its connection cut.
+    #[allow(dead_code)] // not every test binary asks
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::SeqCst)
     }
 
     /// Lets connections through again.
