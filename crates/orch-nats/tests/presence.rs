@@ -48,8 +48,8 @@ async fn a_worker_missing_long_ago_does_not_count_against_a_later_attempt() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    // Long enough for a worker started 400 ms into the attempt to serve it on a busy
-    // machine.
+    // Long enough for a worker started after the attempt's first check to serve it on a
+    // busy machine.
     let engine = engine(&server, Duration::from_secs(2)).await;
     // No worker: the attempt fails once none answered for the timeout.
     let result = engine.execute_workflow(&nap(0)).await.expect("valid");
@@ -60,8 +60,27 @@ async fn a_worker_missing_long_ago_does_not_count_against_a_later_attempt() {
     // the absence before is not counted, so the attempt waits for it.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let stop = CancellationToken::new();
+    // Everything sent, in order. Listening, it also keeps the attempt's first ask for a
+    // worker unanswered, so that the attempt looks at the type's consumer next.
+    let watcher = async_nats::connect(server.url()).await.expect("connects");
+    let mut sent = watcher.subscribe(">").await.expect("subscribes");
+    async fn until(sent: &mut async_nats::Subscriber, subject: &str) {
+        while let Some(message) = futures_util::StreamExt::next(sent).await {
+            if message.subject.as_str() == subject {
+                return;
+            }
+        }
+        panic!("the subscription ended");
+    }
+    // In place once it hears itself.
+    watcher.publish("ready", "".into()).await.expect("sent");
+    until(&mut sent, "ready").await;
     let start_late = async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The worker starts once the attempt's first check found none: it asked, then
+        // looked at the consumer, which no worker had used.
+        until(&mut sent, "orch.worker.nap").await;
+        until(&mut sent, "$JS.API.CONSUMER.INFO.ORCH_TASKS.nap").await;
+        drop(sent);
         start_worker(&server, &stop).await;
     };
     let workflow = nap(0);
