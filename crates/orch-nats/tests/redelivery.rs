@@ -538,7 +538,7 @@ async fn an_attempt_sent_again_past_the_duplicate_window_does_not_run_twice() {
     set_up_as_a_run_before(&server, layout()).await;
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     publish_task_of_a_gone_coordinator(&js, "r-away", None).await;
-    tokio::time::sleep(layout().duplicate_window * 3).await;
+    common::past_duplicate_window(&server.url()).await;
 
     // The coordinator resumes the run, whose task had not ended, and sends it again.
     let engine = coordinator(&server, layout()).await;

@@ -1094,7 +1094,7 @@ async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again()
         Some(json!(1))
     );
     // The coordinator stopped before it recorded `a`, and comes back after the window.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    common::past_duplicate_window(&server.url()).await;
     let not_recorded = orch_core::WorkflowResult {
         tasks: orch_core::TaskRecords::for_workflow(
             &workflow,
@@ -1125,7 +1125,7 @@ async fn a_resumed_run_takes_a_stored_result_instead_of_running_the_task_again()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_run_runs_a_task_that_failed_again() {
     // Resumed after the server's window for duplicate messages.
-    resume_a_failed_task(HALF_A_SECOND, Duration::from_millis(1500)).await;
+    resume_a_failed_task(HALF_A_SECOND, true).await;
 }
 
 /// The same, resumed at once: within the server's window for duplicate message ids, the
@@ -1133,14 +1133,15 @@ async fn a_resumed_run_runs_a_task_that_failed_again() {
 /// one is attempt 2), so neither its message nor its result is taken for the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_resumed_at_once_runs_a_task_that_failed_again() {
-    resume_a_failed_task(Duration::from_secs(120), Duration::ZERO).await;
+    resume_a_failed_task(Duration::from_secs(120), false).await;
 }
 
 const HALF_A_SECOND: Duration = Duration::from_millis(500);
 
-/// Runs a task that fails the first time, then resumes the run after `pause`, on a
-/// layout whose duplicate window is `window`: the task runs again, as attempt 2.
-async fn resume_a_failed_task(window: Duration, pause: Duration) {
+/// Runs a task that fails the first time, then resumes the run (once the window has
+/// passed, if `after_window`), on a layout whose duplicate window is `window`: the task
+/// runs again, as attempt 2.
+async fn resume_a_failed_task(window: Duration, after_window: bool) {
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -1155,7 +1156,9 @@ async fn resume_a_failed_task(window: Duration, pause: Duration) {
     let workflow = Workflow::new("w", "W").task(Task::new("a", "second_time"));
     let first = engine.execute_workflow(&workflow).await.expect("runs");
     assert_eq!(first.task("a").map(|r| r.status), Some(TaskStatus::Failed));
-    tokio::time::sleep(pause).await;
+    if after_window {
+        common::past_duplicate_window(&server.url()).await;
+    }
     let resumed = tokio::time::timeout(Duration::from_secs(30), engine.resume(&workflow, &first))
         .await
         .expect("the resumed run ends")

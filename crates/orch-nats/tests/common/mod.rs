@@ -164,6 +164,40 @@ pub async fn subscriptions_in_place(client: &async_nats::Client) {
     );
 }
 
+/// Returns once the server `url`'s tasks stream (the default layout's) has forgotten the
+/// message ids sent to it before: its window for repeated ids has passed for them, and
+/// the server has acted on it (it forgets ids on a timer of its own). A probe sent now is
+/// sent again until the stream takes it as new, which it does only once it forgot the
+/// probe's id, and with it every older one. The probes are then removed.
+#[allow(dead_code)] // not every test binary waits for the window
+pub async fn past_duplicate_window(url: &str) {
+    use async_nats::jetstream;
+    const SUBJECT: &str = "orch.task.duplicate-window-probe";
+    let js = jetstream::new(async_nats::connect(url).await.expect("connects"));
+    let probe = || {
+        jetstream::message::PublishMessage::build()
+            .payload("probe".into())
+            .message_id("duplicate-window-probe")
+    };
+    let mut sends = 0;
+    loop {
+        let sent = js.send_publish(SUBJECT, probe()).await.expect("sent");
+        let stored = sent.await.expect("taken by the tasks stream");
+        sends += 1;
+        if sends > 1 && !stored.duplicate {
+            break;
+        }
+        assert!(sends < 1200, "the stream kept a message id for a minute");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stream = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    stream
+        .purge()
+        .filter(SUBJECT)
+        .await
+        .expect("the probes removed");
+}
+
 /// Publishes more on `client`, whose server is gone, than it holds (about 2,048
 /// commands), and checks a second later that the connection is full: the returned task
 /// waits for room, for the server to come back; abort it at the end of the test.
