@@ -26,17 +26,41 @@ pub(crate) fn set_bar(bar: Option<ProgressBar>) {
 /// error as orch writes errors (tracing-subscriber's own report of them would panic on a
 /// closed standard error).
 ///
-/// A field's value in a directive is matched as the field's text, whole, not as a
-/// regular expression (building the matcher of a pattern may take any memory).
+/// A span field's value in a directive is matched as the field's whole text, not as a
+/// regular expression: building the matcher of a pattern may take any memory.
 fn filter_from(spec: &str) -> EnvFilter {
-    let builder = EnvFilter::builder().with_regex(false);
-    let (valid, invalid): (Vec<&str>, Vec<&str>) = (spec.split(','))
+    let builder = EnvFilter::builder();
+    let (valid, invalid): (Vec<String>, Vec<String>) = (spec.split(','))
         .filter(|directive| !directive.trim().is_empty())
+        .map(literal_field_values)
         .partition(|directive| builder.parse(directive).is_ok());
     for directive in invalid {
         errln!("orch: ignoring `{directive}` in RUST_LOG: not a log directive");
     }
     builder.parse_lossy(valid.join(","))
+}
+
+/// `directive` with the characters of its span fields' values (`[span{field=value}]`)
+/// that mean something in a regular expression escaped: each value matches its own
+/// text only, and its matcher grows with its length only.
+fn literal_field_values(directive: &str) -> String {
+    // Those that mean something outside a class (`[` is escaped, so none is opened):
+    // `-1` stays a number.
+    const META: &str = "\\.+*?()|[]{}^$";
+    let mut literal = String::with_capacity(directive.len());
+    let (mut in_fields, mut in_value) = (false, false);
+    for c in directive.chars() {
+        match c {
+            '}' if in_fields => (in_fields, in_value) = (false, false),
+            ',' if in_fields => in_value = false,
+            _ if in_value && META.contains(c) => literal.push('\\'),
+            '{' => in_fields = true,
+            '=' if in_fields => in_value = true,
+            _ => {}
+        }
+        literal.push(c);
+    }
+    literal
 }
 
 /// What shows without `RUST_LOG`: see [`init`]. A directive's target matches every
@@ -215,21 +239,39 @@ mod tests {
         assert_eq!(shown, [true, true, false, false, false, true, true, false]);
     }
 
-    /// A field's value in `RUST_LOG` is text (orch's spans record theirs as text):
-    /// `a.c` matches `a.c` only, not `abc` as the pattern would (a pattern like
-    /// `[ab]*a[ab]…` could take any memory to build).
+    /// A span field's value in `RUST_LOG` is matched as the field's whole text, whether
+    /// the field is recorded as text or shown (`%`): `a.c*` matches `a.c*` only, not
+    /// `abc`, `a.cc` or `a` as a pattern or a prefix would (a pattern like `[ab]*a[ab]…`
+    /// could take any memory to build).
     #[test]
     fn a_field_value_in_rust_log_is_matched_as_text() {
         use tracing_subscriber::layer::SubscriberExt as _;
-        let filter = super::filter_from("[{x=a.c}]=debug");
+        let filter = super::filter_from("[{x=a.c*}]=debug");
         let subscriber = tracing_subscriber::registry().with(filter);
         let shown = tracing::subscriber::with_default(subscriber, || {
-            ["a.c", "abc"].map(|x| {
-                tracing::info_span!("s", x = %x)
-                    .in_scope(|| tracing::enabled!(tracing::Level::DEBUG))
+            let debug = || tracing::enabled!(tracing::Level::DEBUG);
+            ["a.c*", "abc", "a.cc", "a"].map(|x| {
+                let shown = tracing::info_span!("s", x = %x).in_scope(debug);
+                let text = tracing::info_span!("s", x).in_scope(debug);
+                [shown, text]
             })
         });
-        assert_eq!(shown, [true, false]);
+        assert_eq!(
+            shown,
+            [[true, true], [false, false], [false, false], [false, false]]
+        );
+        // Only values change; numbers stay numbers.
+        for (directive, literal) in [
+            (
+                "orch[task{task_id=a.b*}]=debug",
+                r"orch[task{task_id=a\.b\*}]=debug",
+            ),
+            ("[s{x=(a|b){9}}]", r"[s{x=\(a\|b\)\{9}}]"),
+            ("[{x=1,y=-2,z}]=trace", "[{x=1,y=-2,z}]=trace"),
+            ("orch_engine=debug", "orch_engine=debug"),
+        ] {
+            assert_eq!(super::literal_field_values(directive), literal);
+        }
     }
 
     #[test]
