@@ -28,10 +28,11 @@ struct Written<'a> {
 /// holds each configuration 4 levels down (`workflow`, `tasks`, the task, `config`).
 const MAX_CONFIG_DEPTH: usize = 123;
 
-/// The deepest a task's result may nest for a result file to be read back: the file holds
-/// each result 3 levels down (the file, `tasks`, the task). A command's captured output
-/// is held to this; a result from a worker elsewhere may nest deeper.
-const MAX_RESULT_DEPTH: usize = 124;
+/// The deepest a task's result may nest for a result file to be read back: it is read
+/// with serde_json, which reads at most 127 levels of nesting, and holds each result 3
+/// levels down (the file, `tasks`, the task). A command's captured output is held to
+/// this; a result from a worker elsewhere may nest deeper.
+pub(crate) const MAX_RESULT_DEPTH: usize = 124;
 
 /// A result file checked before the run: a path that cannot be written is found before
 /// any task runs.
@@ -77,10 +78,14 @@ impl Target {
     }
 
     /// Writes `result` and `workflow` as indented JSON through a temporary file renamed
-    /// into place, so a reader never sees half a file. A result written that [`read`]
-    /// could not read back (a task's result nested too deep, the whole too large) is
-    /// still written, and the error says why it cannot be read back.
-    pub(crate) fn write(self, result: &WorkflowResult, workflow: &Workflow) -> Result<(), String> {
+    /// into place, so a reader never sees half a file. A result that [`read`] could not
+    /// read back (a task's result nested too deep, the whole too large) is written all
+    /// the same; what is returned then says why it cannot be read back.
+    pub(crate) fn write(
+        self,
+        result: &WorkflowResult,
+        workflow: &Workflow,
+    ) -> Result<Option<String>, String> {
         let text = serde_json::to_string_pretty(&Written { result, workflow })
             .map_err(|e| format!("cannot write the result as JSON: {e}"))?;
         // As the other JSON orch writes: no raw C1 or bidirectional control for a terminal
@@ -98,13 +103,12 @@ impl Target {
             Err(error) => keep_elsewhere(&text, error),
         };
         written.map_err(|e| format!("cannot write result file {}: {e}", self.path.display()))?;
-        match unreadable(result, text.len() as u64) {
-            Some(why) => Err(format!(
-                "result file {} written, but orch cannot read it back: {why}",
+        Ok(unreadable(result, text.len() as u64).map(|why| {
+            format!(
+                "orch cannot read result file {} back: {why}",
                 self.path.display()
-            )),
-            None => Ok(()),
-        }
+            )
+        }))
     }
 }
 
@@ -420,7 +424,7 @@ mod tests {
             let read = super::read(&path);
             match depth > super::MAX_RESULT_DEPTH {
                 false => {
-                    assert_eq!(written, Ok(()));
+                    assert_eq!(written, Ok(None));
                     let result = read.expect("read back").result;
                     let t = result.tasks.get("t").expect("the task");
                     assert_eq!(t.result, Some(nested(depth)));
@@ -428,12 +432,11 @@ mod tests {
                 true => {
                     assert_eq!(
                         written,
-                        Err(format!(
-                            "result file {} written, but orch cannot read it back: the result \
-                             of task `t` nests 125 levels deep, and a result file is read \
-                             with at most 124",
+                        Ok(Some(format!(
+                            "orch cannot read result file {} back: the result of task `t` \
+                             nests 125 levels deep, and a result file is read with at most 124",
                             path.display()
-                        ))
+                        )))
                     );
                     assert!(path.exists(), "kept all the same");
                     let error = read.err().expect("not read back");

@@ -397,9 +397,14 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         // file beside the result's place.
         let mut result_written = at_once.result_written.lock().await;
         match target.write(&result, &workflow) {
-            Ok(()) => {
+            Ok(unreadable) => {
                 *result_written = true;
                 outln!("result written to {}", path.display());
+                // Kept, but of no use to orch's other commands: exit 2 all the same.
+                if let Some(why) = unreadable {
+                    errln!("orch run: {why}");
+                    written = false;
+                }
             }
             Err(e) => {
                 errln!("orch run: {e}");

@@ -55,10 +55,9 @@ pub(super) fn to_result(
 }
 
 /// The deepest a command's JSON output may nest (arrays and objects within each other):
-/// a result file is read back with serde_json, which reads at most 127 levels of
-/// nesting, and holds each result 3 levels down (a map instance's, 4: in its map task's
-/// list).
-pub(super) const MAX_DEPTH: usize = 124;
+/// as deep as a result file holds a task's result (a map instance's, one level less: it
+/// is in its map task's list).
+pub(super) const MAX_DEPTH: usize = crate::result_file::MAX_RESULT_DEPTH;
 
 /// How deep `value` nests (a number 0, `[1]` 1), without recursion, holding one
 /// iterator per level (an entry per element would double a large capture's memory).
