@@ -9,6 +9,10 @@ use std::time::Duration;
 use crate::ConnectError;
 
 mod key_files;
+mod url_info;
+
+pub(crate) use url_info::redact_url;
+use url_info::{auth_in_url, redact_all, replace_user_info, user_info};
 
 /// How to reach and authenticate to NATS: the settings every connection of this crate
 /// (coordinator, worker, bridge) takes.
@@ -65,7 +69,8 @@ pub enum Auth {
     Token(Secret),
     /// An NKey seed (`SU...`): the client signs the server's challenge with it.
     NKey(Secret),
-    /// A credentials file (`.creds`: a user JWT and its NKey seed).
+    /// A credentials file (`.creds`: a user JWT and its NKey seed), read as the
+    /// connection is made: a regular file or a pipe of at most 1 MiB.
     CredentialsFile(PathBuf),
 }
 
@@ -88,7 +93,9 @@ impl Auth {
         Auth::NKey(Secret::new(seed))
     }
 
-    /// A credentials file.
+    /// A credentials file, read as the connection is made: a regular file or a pipe
+    /// (`<(command)`) of at most 1 MiB, else [`NatsConfig::connect`] refuses it as
+    /// [`ConnectError::Config`].
     pub fn credentials_file(path: impl Into<PathBuf>) -> Self {
         Auth::CredentialsFile(path.into())
     }
@@ -144,11 +151,6 @@ pub mod env {
     pub const TLS_KEY: &str = "ORCH_NATS_TLS_KEY";
     /// The connection's name.
     pub const NAME: &str = "ORCH_NATS_NAME";
-
-    /// Every variable above.
-    pub(super) const ALL: [&str; 10] = [
-        URL, USER, PASSWORD, TOKEN, NKEY_SEED, CREDS, TLS_CA, TLS_CERT, TLS_KEY, NAME,
-    ];
 }
 
 impl Default for NatsConfig {
@@ -177,14 +179,17 @@ impl NatsConfig {
         self
     }
 
-    /// Trusts the CA certificate (PEM) at `path`, and requires TLS.
+    /// Trusts the CA certificate (PEM) at `path`, and requires TLS. The client reads the
+    /// file at every connection: it must be a regular file of at most 1 MiB, else
+    /// [`NatsConfig::connect`] refuses it as [`ConnectError::Config`].
     pub fn tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
         self.tls_ca = Some(path.into());
         self.tls_required = true;
         self
     }
 
-    /// Presents a client certificate and its key (PEM), and requires TLS.
+    /// Presents a client certificate and its key (PEM), and requires TLS. Both must be
+    /// regular files of at most 1 MiB, as for [`NatsConfig::tls_ca`].
     pub fn tls_client(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.tls_client = Some((cert.into(), key.into()));
         self.tls_required = true;
@@ -207,13 +212,20 @@ impl NatsConfig {
 
     /// [`NatsConfig::from_lookup`] from values as the system gives them.
     fn from_os_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Self, ConnectError> {
-        if let Some(name) = env::ALL
-            .iter()
-            .find(|name| lookup(name).is_some_and(|value| value.to_str().is_none()))
-        {
-            return Err(invalid(format!("{name} is not valid UTF-8")));
+        // The first variable read whose value is not UTF-8.
+        let not_utf8 = std::cell::Cell::new(None);
+        let config = Self::from_lookup(|name| match lookup(name)?.into_string() {
+            Ok(value) => Some(value),
+            Err(_) => {
+                let first = not_utf8.take().unwrap_or_else(|| name.to_owned());
+                not_utf8.set(Some(first));
+                None
+            }
+        });
+        match not_utf8.take() {
+            Some(name) => Err(invalid(format!("{name} is not valid UTF-8"))),
+            None => config,
         }
-        Self::from_lookup(|name| lookup(name).and_then(|value| value.into_string().ok()))
     }
 
     /// The settings that `lookup` gives for the variables of [`env`](mod@env): one source of
@@ -355,20 +367,22 @@ impl NatsConfig {
             Auth::Token(token) => options.token(token.expose().to_owned()),
             Auth::NKey(seed) => options.nkey(seed.expose().to_owned()),
             Auth::CredentialsFile(path) => {
-                const WHAT: &str = "the credentials file";
-                let text = key_files::read(WHAT, path)?;
-                options
-                    .credentials(&text)
-                    .map_err(|e| invalid(format!("cannot read {WHAT} {}: {e}", path.display())))?
+                let text = key_files::read_credentials(path).await?;
+                options.credentials(&text).map_err(|e| {
+                    invalid(format!(
+                        "cannot read the credentials file {}: {e}",
+                        path.display()
+                    ))
+                })?
             }
         };
         if let Some(ca) = &self.tls_ca {
-            key_files::check("the TLS CA certificate", ca)?;
+            key_files::check_tls("the TLS CA certificate", ca)?;
             options = options.add_root_certificates(ca.clone());
         }
         if let Some((cert, key)) = &self.tls_client {
-            key_files::check("the TLS client certificate", cert)?;
-            key_files::check("the TLS client key", key)?;
+            key_files::check_tls("the TLS client certificate", cert)?;
+            key_files::check_tls("the TLS client key", key)?;
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
         // Set through the fields as through the builder, a CA or client certificate of
@@ -431,36 +445,6 @@ impl fmt::Debug for NatsConfig {
     }
 }
 
-/// `url` with any user information (`user:password@`) replaced by `<redacted>@`. The
-/// user information ends at the last `@`: a password may hold a `/` or an `@` that was
-/// not escaped.
-pub(crate) fn redact_url(url: &str) -> String {
-    replace_user_info(url, "<redacted>@")
-}
-
-/// `url` with its user information and the `@` after it replaced by `with`.
-fn replace_user_info(url: &str, with: &str) -> String {
-    match user_info(url) {
-        Some((start, info)) => format!("{}{with}{}", &url[..start], &url[start + info.len() + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-/// Where `url`'s user information starts, and the user information (up to the last `@`).
-fn user_info(url: &str) -> Option<(usize, &str)> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let at = url[start..].rfind('@')?;
-    Some((start, &url[start..start + at]))
-}
-
-/// How a URL's user information (`user:password` or a token) signs in.
-fn auth_in_url(info: &str) -> Auth {
-    match info.split_once(':') {
-        Some((user, password)) => Auth::user_password(user, password),
-        None => Auth::token(info),
-    }
-}
-
 /// Logs what the connection reports: lost and restored connections, and the server's
 /// errors (a permissions violation names the subject it refused).
 fn log_event(event: &async_nats::Event) {
@@ -473,17 +457,6 @@ fn log_event(event: &async_nats::Event) {
         Event::Closed => tracing::debug!("the NATS connection is closed"),
         other => tracing::warn!(event = %other, "NATS connection event"),
     }
-}
-
-/// `text` with every server URL's user information redacted.
-fn redact_all(text: &str, servers: &[String]) -> String {
-    let mut text = text.to_owned();
-    for (_, info) in servers.iter().filter_map(|url| user_info(url)) {
-        if !info.is_empty() {
-            text = text.replace(info, "<redacted>");
-        }
-    }
-    text
 }
 
 /// How credentials in [`env::URL`] are named among the sources of credentials.

@@ -222,52 +222,67 @@ async fn a_credentials_file_that_cannot_be_read_is_a_settings_error_naming_it() 
     );
 }
 
-/// A credentials, certificate or key file that is a pipe or a device, or too large to
-/// be one, is refused naming it: a device would be read for ever, a pipe would wait for
-/// a writer.
+/// A credentials, certificate or key file that is a device, a directory or too large to
+/// be one is refused naming it (a device would be read for ever), as is a TLS file that
+/// is a pipe (the client reads it again at every connection); a credentials file may be
+/// a pipe, which is read.
 #[tokio::test]
 async fn a_key_file_that_is_no_regular_file_is_refused_naming_it() {
+    use std::path::{Path, PathBuf};
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let pipe = dir.path().join("orch.creds");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&pipe)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success(), "mkfifo: {made:?}");
+    let pipe = |name: &str| {
+        let pipe = dir.path().join(name);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo: {made:?}");
+        pipe
+    };
+    // Pipes with a writer: one that writes what is no credentials, one that writes more
+    // than a credentials file holds.
+    let (small, big) = (pipe("small.creds"), pipe("big.creds"));
+    for (pipe, bytes) in [(small.clone(), 100), (big.clone(), 2 << 20)] {
+        std::thread::spawn(move || {
+            // Refused part way, the write fails: the reader has gone.
+            let _ = std::fs::write(pipe, vec![b'x'; bytes]);
+        });
+    }
+    let unread = pipe("unread.pem");
     let large = dir.path().join("large.pem");
     std::fs::write(&large, vec![b'-'; 2 << 20]).expect("written");
-    let zero = std::path::PathBuf::from("/dev/zero");
-    let creds = |path: &std::path::Path| NatsConfig::default().auth(Auth::credentials_file(path));
+    let zero = PathBuf::from("/dev/zero");
+    let folder = dir.path().to_owned();
+    let creds = |path: &Path| NatsConfig::default().auth(Auth::credentials_file(path));
+    let tls_ca = |path: &Path| NatsConfig::default().tls_ca(path);
     let cases = [
-        (creds(&pipe), &pipe, "is not a regular file"),
-        (creds(&zero), &zero, "is not a regular file"),
-        (creds(&large), &large, "more than such a file does"),
+        (creds(&zero), &zero, "is a device, not a file or a pipe"),
         (
-            NatsConfig::default().tls_ca(&pipe),
-            &pipe,
-            "is not a regular file",
+            creds(&folder),
+            &folder,
+            "is a directory, not a file or a pipe",
         ),
-        (
-            NatsConfig::default().tls_ca(&large),
-            &large,
-            "more than such a file does",
-        ),
+        (creds(&large), &large, "holds more than such a file does"),
+        (creds(&big), &big, "holds more than such a file does"),
+        (creds(&small), &small, "cannot read the credentials file"),
+        (tls_ca(&unread), &unread, "is a pipe, not a regular file"),
+        (tls_ca(&large), &large, "holds more than such a file does"),
         (
             NatsConfig::default().tls_client(&zero, &large),
             &zero,
-            "is not a regular file",
+            "is a device, not a regular file",
         ),
         (
             NatsConfig::default().tls_client(&large, &zero),
             &large,
-            "more than such a file does",
+            "holds more than such a file does",
         ),
     ];
     for (config, path, problem) in cases {
         // A guard against waiting for ever, not a measure.
         let error = tokio::time::timeout(std::time::Duration::from_secs(30), worker(&config))
             .await
-            .expect("refused, not read")
+            .expect("refused, not read for ever")
             .expect_err("refused");
         assert!(matches!(error, ConnectError::Config(_)), "{error:?}");
         let message = error.to_string();
