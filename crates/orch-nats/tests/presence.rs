@@ -65,12 +65,17 @@ async fn a_worker_missing_long_ago_does_not_count_against_a_later_attempt() {
     let watcher = async_nats::connect(server.url()).await.expect("connects");
     let mut sent = watcher.subscribe(">").await.expect("subscribes");
     async fn until(sent: &mut async_nats::Subscriber, subject: &str) {
-        while let Some(message) = futures_util::StreamExt::next(sent).await {
-            if message.subject.as_str() == subject {
-                return;
+        let seen = async {
+            while let Some(message) = futures_util::StreamExt::next(sent).await {
+                if message.subject.as_str() == subject {
+                    return;
+                }
             }
-        }
-        panic!("the subscription ended");
+            panic!("the subscription ended");
+        };
+        // A guard against waiting for ever, not a measure.
+        (tokio::time::timeout(Duration::from_secs(30), seen).await)
+            .unwrap_or_else(|_| panic!("nothing sent on {subject} within 30 s"));
     }
     // In place once it hears itself.
     watcher.publish("ready", "".into()).await.expect("sent");

@@ -170,7 +170,7 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     let remote = RemoteHandler::connect(&server.config())
         .await
         .expect("the coordinator connects");
-    let engine = WorkflowEngine::with_max_concurrent(4).expect("valid");
+    let engine = WorkflowEngine::with_max_concurrent(5).expect("valid");
     engine.register_handler("echo", remote);
     let calls = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicBool::new(false));
@@ -178,8 +178,8 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     let released = std::sync::Mutex::new(released);
     let (counted, busy_now) = (Arc::clone(&calls), Arc::clone(&busy));
     let handler = move |ctx: TaskContext| {
-        // The first after `warm` keeps the worker's thread, which takes up tasks, until
-        // the test has stopped the worker; the others come in meanwhile.
+        // The second task keeps the worker's thread, which takes up tasks, until the
+        // test has stopped the worker; the others come with it.
         if counted.fetch_add(1, Ordering::SeqCst) == 1 {
             busy_now.store(true, Ordering::SeqCst);
             let released = released.lock().expect("not poisoned");
@@ -195,13 +195,22 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
         .connect(&server.config())
         .await
         .expect("the worker connects");
+    let ids = ["a", "b", "c", "d", "e"];
+    let workflow = Workflow::from_tasks("w", "W", ids.map(|id| Task::new(id, "echo")));
+    let run = common::run_in_background(&engine, &workflow);
+    // All queued before the worker asks: its first request takes one task, which makes
+    // it ask for several, which all come at once.
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    common::wait_for_async(|| {
+        let js = js.clone();
+        async move {
+            let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+            tasks.info().await.expect("its state").state.messages == 5
+        }
+    })
+    .await;
     let stop = CancellationToken::new();
     let stopped = tokio::spawn(stopping.run(stop.clone()));
-    let mut workflow = Workflow::new("w", "W").task(Task::new("warm", "echo"));
-    for id in ["a", "b", "c", "d"] {
-        workflow = workflow.task(Task::new(id, "echo").depends_on(["warm"]));
-    }
-    let run = common::run_in_background(&engine, &workflow);
     common::wait_for(|| busy.load(Ordering::SeqCst)).await;
     // Some of the other three reached the worker while it is held.
     common::wait_for_async(|| async { delivered(&server, "echo").await > 2 }).await;
@@ -211,14 +220,14 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
-        "only `warm` and the one it held ran"
+        "only the first and the one it held ran"
     );
 
     let next = echo_worker(&server, "next").await;
     let stop_next = CancellationToken::new();
     tokio::spawn(next.run(stop_next.clone()));
     let result = run.await.expect("the run's task");
-    for id in ["warm", "a", "b", "c", "d"] {
+    for id in ids {
         let task = result.task(id).expect("a task");
         assert_eq!(task.status, TaskStatus::Completed, "{id}: {task:?}");
     }
