@@ -87,19 +87,6 @@ async fn limit_results(js: &jetstream::Context, max_msg_size: i32) {
     js.update_stream(config).await.expect("updated");
 }
 
-/// Waits until the tasks stream holds `count` messages (0: every task message
-/// acknowledged).
-async fn wait_for_task_messages(js: &jetstream::Context, count: u64) {
-    let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
-    for _ in 0..3000 {
-        if tasks.info().await.expect("info").state.messages == count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the tasks stream did not hold {count} messages within 30 s");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_slow_to_store_keeps_its_task_from_going_to_another_worker() {
     let Some(server) = NatsServer::start() else {
@@ -224,7 +211,7 @@ async fn a_task_delivered_again_after_its_result_was_stored_does_not_run_again()
     // Another worker gets the task message again, and acknowledges it without running it.
     let calls = Arc::new(AtomicU32::new(0));
     let stop = start_counting_worker(&server, layout(), &calls).await;
-    wait_for_task_messages(&js, 0).await;
+    common::wait_for_task_messages(&js, 0).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
     stop.cancel();
 }
@@ -282,7 +269,7 @@ async fn a_task_delivered_again_waits_while_the_server_cannot_say_whether_its_re
         .expect("published")
         .await
         .expect("stored");
-    wait_for_task_messages(&js, 0).await;
+    common::wait_for_task_messages(&js, 0).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the task ran again");
     stop.cancel();
 }
@@ -441,7 +428,7 @@ async fn a_task_out_of_deliveries_while_its_coordinator_was_away_fails_as_worker
     // Another worker gets the task once more than `max_deliver`: it does not run it.
     let calls = Arc::new(AtomicU32::new(0));
     let stop = start_counting_worker(&server, layout(), &calls).await;
-    wait_for_task_messages(&js, 0).await;
+    common::wait_for_task_messages(&js, 0).await;
 
     // The coordinator comes back on the run: the attempt ends as "worker lost".
     let engine = coordinator(&server, layout()).await;
@@ -484,7 +471,7 @@ async fn a_cancelled_attempt_out_of_deliveries_gets_no_verdict() {
         .expect("connects");
     let run = orch_core::RunId::parse("r-cancelled-lost").expect("an id");
     remote.cancel_run(&run).await.expect("cancelled");
-    wait_for_task_messages(&js, 0).await;
+    common::wait_for_task_messages(&js, 0).await;
 
     let results = js.get_stream("ORCH_RESULTS").await.expect("the stream");
     let stored = results
@@ -510,7 +497,7 @@ async fn a_task_removed_without_a_result_while_its_coordinator_was_away_is_sent_
     let stop = start_counting_worker(&server, layout(), &calls).await;
     // The message's deadline has passed: the worker removes it without running it.
     publish_task_of_a_gone_coordinator(&js, "r-gone", Some(1)).await;
-    wait_for_task_messages(&js, 0).await;
+    common::wait_for_task_messages(&js, 0).await;
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
     let result = run_again(&engine, "r-gone").await;
@@ -549,7 +536,7 @@ async fn an_attempt_sent_again_past_the_duplicate_window_does_not_run_twice() {
     let earlier = earlier.await.expect("valid");
     let run = engine.resume(&workflow, &earlier);
     let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(60), run));
-    wait_for_task_messages(&js, 2).await;
+    common::wait_for_task_messages(&js, 2).await;
 
     // One worker, one task at a time: the first message runs, then the second.
     let calls = Arc::new(AtomicU32::new(0));
@@ -558,7 +545,7 @@ async fn an_attempt_sent_again_past_the_duplicate_window_does_not_run_twice() {
         .expect("the run ended within a minute")
         .expect("valid");
     assert_eq!(result.status, WorkflowStatus::Completed);
-    wait_for_task_messages(&js, 0).await;
+    common::wait_for_task_messages(&js, 0).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the attempt ran twice");
     stop.cancel();
 }
@@ -817,7 +804,7 @@ async fn a_task_out_of_deliveries_while_its_coordinators_connection_was_down_fai
         // Well before a missing worker would fail the task (30 s).
         tokio::time::timeout(Duration::from_secs(20), run).await
     });
-    wait_for_task_messages(&js, 1).await;
+    common::wait_for_task_messages(&js, 1).await;
     outage.begin();
     run_out_of_deliveries(&js, &mut advisories).await;
     outage.end();
@@ -920,7 +907,7 @@ async fn a_worker_takes_up_an_ack_wait_edited_on_the_server() {
         result.task("a").map(|t| (t.status, t.result.clone())),
         Some((TaskStatus::Completed, Some(json!(1))))
     );
-    wait_for_task_messages(&js, 0).await;
+    common::wait_for_task_messages(&js, 0).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,

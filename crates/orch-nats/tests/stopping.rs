@@ -201,14 +201,7 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     // All queued before the worker asks: its first request takes one task, which makes
     // it ask for several, which all come at once.
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
-    common::wait_for_async(|| {
-        let js = js.clone();
-        async move {
-            let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
-            tasks.info().await.expect("its state").state.messages == 5
-        }
-    })
-    .await;
+    common::wait_for_task_messages(&js, 5).await;
     let stop = CancellationToken::new();
     let stopped = tokio::spawn(stopping.run(stop.clone()));
     common::wait_for(|| busy.load(Ordering::SeqCst)).await;

@@ -33,12 +33,11 @@ pub(super) fn check_tls(what: &str, path: &Path) -> Result<(), ConnectError> {
 /// The text of the credentials file `path`: a regular file or a pipe, of at most 1 MiB.
 pub(super) async fn read_credentials(path: &Path) -> Result<String, ConnectError> {
     const WHAT: &str = "the credentials file";
-    let cannot = |path: &Path, e: std::io::Error| {
-        invalid(format!("cannot read {WHAT} {}: {e}", path.display()))
-    };
-    let metadata = std::fs::metadata(path).map_err(|e| cannot(path, e))?;
+    use std::os::unix::fs::FileTypeExt;
+    let cannot = |e: std::io::Error| invalid(format!("cannot read {WHAT} {}: {e}", path.display()));
+    let metadata = std::fs::metadata(path).map_err(cannot)?;
     let kind = metadata.file_type();
-    if !kind.is_file() && !is_fifo(&kind) {
+    if !kind.is_file() && !kind.is_fifo() {
         return Err(invalid(format!(
             "{WHAT} {} is {}, not a file or a pipe",
             path.display(),
@@ -56,8 +55,8 @@ pub(super) async fn read_credentials(path: &Path) -> Result<String, ConnectError
     });
     let bytes = read
         .await
-        .map_err(|e| cannot(path, std::io::Error::other(e)))?
-        .map_err(|e| cannot(path, e))?;
+        .map_err(|e| cannot(std::io::Error::other(e)))?
+        .map_err(cannot)?;
     within_limit(WHAT, path, bytes.len() as u64)?;
     String::from_utf8(bytes)
         .map_err(|_| invalid(format!("{WHAT} {} is not UTF-8 text", path.display())))
@@ -71,11 +70,6 @@ fn within_limit(what: &str, path: &Path, size: u64) -> Result<(), ConnectError> 
         )));
     }
     Ok(())
-}
-
-fn is_fifo(kind: &std::fs::FileType) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    kind.is_fifo()
 }
 
 /// What a file of `kind` is, for an error.

@@ -164,6 +164,20 @@ pub async fn subscriptions_in_place(client: &async_nats::Client) {
     );
 }
 
+/// Waits until the tasks stream holds `count` messages (0: every task message
+/// acknowledged); the bound only keeps a broken test from hanging.
+#[allow(dead_code)] // not every test binary counts task messages
+pub async fn wait_for_task_messages(js: &async_nats::jetstream::Context, count: u64) {
+    let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+    for _ in 0..3000 {
+        if tasks.info().await.expect("info").state.messages == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the tasks stream did not hold {count} messages within 30 s");
+}
+
 /// Returns once the server `url`'s tasks stream (the default layout's) has forgotten the
 /// message ids sent to it before: its window for repeated ids has passed for them, and
 /// the server has acted on it (it forgets ids on a timer of its own). A probe sent now is
