@@ -157,9 +157,9 @@ async fn a_cancel_grace_too_long_for_the_clock_still_hands_tasks_back() {
     stop_next.cancel();
 }
 
-/// Tasks that reached a worker while it was busy (here, a handler holding its thread in
-/// its first poll) and that it takes up after `stop` are handed back, not run: they run
-/// on the next worker.
+/// Tasks that reached a worker while it was busy (here, a handler holding its only
+/// thread in its first poll) and that it takes up after `stop` are handed back, not run:
+/// they run on the next worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     use std::sync::Arc;
@@ -191,10 +191,7 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     let stopping = Worker::builder()
         .name("stopping")
         .concurrency(4)
-        .handler("echo", orch_engine::inline(handler))
-        .connect(&server.config())
-        .await
-        .expect("the worker connects");
+        .handler("echo", orch_engine::inline(handler));
     let ids = ["a", "b", "c", "d", "e"];
     let workflow = Workflow::from_tasks("w", "W", ids.map(|id| Task::new(id, "echo")));
     let run = common::run_in_background(&engine, &workflow);
@@ -203,13 +200,29 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     common::wait_for_task_messages(&js, 5).await;
     let stop = CancellationToken::new();
-    let stopped = tokio::spawn(stopping.run(stop.clone()));
+    // The worker on a thread and runtime of its own, which the held handler holds
+    // whole: the coordinator and the test's own connections go on meanwhile.
+    let (config, stop_worker) = (server.config(), stop.clone());
+    let stopped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let stopping = stopping
+                .connect(&config)
+                .await
+                .expect("the worker connects");
+            stopping.run(stop_worker).await;
+        });
+    });
     common::wait_for(|| busy.load(Ordering::SeqCst)).await;
     // Some of the other three reached the worker while it is held.
     common::wait_for_async(|| async { delivered(&server, "echo").await > 2 }).await;
     stop.cancel();
     release.send(()).expect("the held handler waits");
-    stopped.await.expect("the worker stops");
+    let stopped = tokio::task::spawn_blocking(move || stopped.join());
+    (stopped.await.expect("joined")).expect("the worker stops");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
