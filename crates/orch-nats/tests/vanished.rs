@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{NatsServer, wait_for, wait_for_async};
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use orch_core::{Task, TaskStatus, Workflow, WorkflowResult};
 use orch_engine::{RunError, TaskContext, TaskError};
 use orch_nats::{Layout, Worker};
@@ -164,6 +164,11 @@ async fn a_cancelled_attempt_removes_only_its_own_message() {
     let run = tokio::spawn(run);
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     wait_for_async(|| async { tasks_on_stream(&js).await == 1 }).await;
+    let mut removals = (js.client())
+        .subscribe("$JS.API.STREAM.MSG.DELETE.ORCH_TASKS")
+        .await
+        .expect("subscribed");
+    common::subscriptions_in_place(&js.client()).await;
 
     cancel.cancel();
     link.begin();
@@ -194,8 +199,16 @@ async fn a_cancelled_attempt_removes_only_its_own_message() {
         result.task("a").map(|t| t.status),
         Some(TaskStatus::Cancelled)
     );
-    // The attempt's removal, if any, is sent as its wait ends: give it time to land.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The attempt's removal, if any, is sent after its wait ended, while the coordinator
+    // is still connected. Once the server closed the coordinator's connection, it has
+    // passed on every request the coordinator sent.
+    drop(engine);
+    wait_for(|| link.open_connections() == 0).await;
+    common::subscriptions_in_place(&js.client()).await;
+    assert!(
+        removals.next().now_or_never().is_none(),
+        "no message was asked to be removed"
+    );
     let stream = js.get_stream("ORCH_TASKS").await.expect("found");
     let kept = stream
         .get_raw_message(1)
@@ -213,9 +226,10 @@ async fn a_message_sent_to_a_stream_made_anew_is_looked_up_once() {
         return;
     };
     // Ticks every 100 ms.
+    let link = common::Outage::relay_to(server.port());
     let remote = orch_nats::RemoteHandler::builder()
         .missing_worker_timeout(Duration::from_millis(400))
-        .connect(&server.config())
+        .connect(&orch_nats::NatsConfig::new(link.url()))
         .await
         .expect("the coordinator connects");
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
@@ -241,9 +255,13 @@ async fn a_message_sent_to_a_stream_made_anew_is_looked_up_once() {
         result.task("a").map(|t| t.status),
         Some(TaskStatus::Completed)
     );
+    // Once the server closed the coordinator's connection, it has passed on every
+    // look-up the coordinator sent.
+    drop(engine);
+    wait_for(|| link.open_connections() == 0).await;
+    common::subscriptions_in_place(&client).await;
     let mut seen = 0;
-    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), look_ups.next()).await
-    {
+    while let Some(Some(_)) = look_ups.next().now_or_never() {
         seen += 1;
     }
     assert_eq!(seen, 1, "the message is looked up once, found still queued");

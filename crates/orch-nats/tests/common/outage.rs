@@ -23,6 +23,8 @@ struct Shared {
     reply_delay_ms: AtomicU64,
     /// Both ends of every connection relayed so far.
     streams: Mutex<Vec<TcpStream>>,
+    /// How many relayed connections the server has not closed yet.
+    open: AtomicU64,
 }
 
 impl Outage {
@@ -71,6 +73,14 @@ impl Outage {
         self.shared.refused.load(Ordering::SeqCst)
     }
 
+    /// How many connections through the relay the server has not closed yet. The server
+    /// closes one once its client closed it and it has acted on everything the client
+    /// sent, or when the outage cuts it.
+    #[allow(dead_code)] // not every test binary asks
+    pub fn open_connections(&self) -> u64 {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
     /// Lets connections through again.
     pub fn end(&self) {
         self.shared.down.store(false, Ordering::SeqCst);
@@ -90,7 +100,8 @@ impl Shared {
         let copy = |mut from: TcpStream, mut to: TcpStream| {
             std::thread::spawn(move || {
                 let _ = io::copy(&mut from, &mut to);
-                let _ = to.shutdown(Shutdown::Both);
+                // The server reads on to the end of what was sent, then closes.
+                let _ = to.shutdown(Shutdown::Write);
             });
         };
         {
@@ -98,6 +109,7 @@ impl Shared {
             streams.push(client.try_clone()?);
             streams.push(server.try_clone()?);
         }
+        self.open.fetch_add(1, Ordering::SeqCst);
         copy(client.try_clone()?, server.try_clone()?);
         let (mut from, mut to) = (server, client);
         let shared = Arc::clone(self);
@@ -111,6 +123,7 @@ impl Shared {
                 }
             }
             let _ = to.shutdown(Shutdown::Both);
+            shared.open.fetch_sub(1, Ordering::SeqCst);
         });
         Ok(())
     }
