@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store};
@@ -14,6 +15,7 @@ use orch_engine::{
 };
 use orch_nats::{RemoteHandler, Worker};
 use serde_json::json;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A server whose messages are at most 64 KiB, so that outputs over that go to the
@@ -36,9 +38,29 @@ async fn coordinator(server: &NatsServer, journal: Option<FileJournal>) -> Workf
     engine
 }
 
+/// A log writer that wakes its waiter once a line holds `text`: a worker's log, watched.
+#[derive(Clone)]
+struct LogWatch {
+    text: &'static str,
+    seen: Arc<Notify>,
+}
+
+impl std::io::Write for LogWatch {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        if String::from_utf8_lossy(line).contains(self.text) {
+            self.seen.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A worker tries storing a large output again while its patience lasts: here the
-/// bucket is full until the test deletes an object from it, a second after the handler
-/// returned (the first try fails at once).
+/// bucket is full until the test deletes an object from it, once the worker logged that
+/// its first try failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room() {
     let Some(server) = small_messages_server() else {
@@ -62,24 +84,37 @@ async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room
     };
     (bucket.put(filler_meta, &mut filler.as_slice()).await).expect("stored");
     let stop = CancellationToken::new();
-    let worker = Worker::builder()
-        .handler("remote", move |_ctx: TaskContext| {
-            let bucket = bucket.clone();
-            async move {
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    bucket.delete("filler").await.expect("deleted");
-                });
-                Ok::<_, TaskError>("x".repeat(1 << 20))
-            }
-        })
-        .connect(&server.config())
-        .await
-        .expect("the worker connects");
-    tokio::spawn(worker.run(stop.clone()));
+    let worker = Worker::builder().handler("remote", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>("x".repeat(1 << 20))
+    });
+    // The worker on a thread and runtime of its own, whose log is watched.
+    let failed = LogWatch {
+        text: "storing an output failed; trying again",
+        seen: Arc::new(Notify::new()),
+    };
+    let (config, stop_worker, watch) = (server.config(), stop.clone(), failed.clone());
+    std::thread::spawn(move || {
+        let log = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || watch.clone())
+            .finish();
+        let _log = tracing::subscriber::set_default(log);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let worker = worker.connect(&config).await.expect("the worker connects");
+            worker.run(stop_worker).await;
+        });
+    });
+    let deleted = async {
+        failed.seen.notified().await;
+        bucket.delete("filler").await.expect("deleted");
+    };
     let engine = coordinator(&server, None).await;
     let workflow = Workflow::new("w", "W").task(Task::new("big", "remote"));
-    let run = engine.execute_workflow(&workflow);
+    let run = async { tokio::join!(engine.execute_workflow(&workflow), deleted).0 };
     // A guard against waiting for ever, not a measure.
     let result = tokio::time::timeout(Duration::from_secs(60), run)
         .await
