@@ -647,9 +647,13 @@ mod checks {
                 &format!("port={}", relay.port),
             );
             let first = PgJournal::connect(&through_relay).await.expect("connect");
-            let waited = std::time::Duration::from_millis(500);
-            let given_up = tokio::time::timeout(waited, first.open(&id, &three_tasks())).await;
-            assert!(given_up.is_err(), "the lock's answer was held back");
+            let definition = three_tasks();
+            tokio::select! {
+                opened = first.open(&id, &definition) => {
+                    panic!("opened with the lock's answer held back: {:?}", opened.err())
+                }
+                () = relay.holding() => {}
+            }
             let second = env.journal_async().await;
             let opened = second.open(&id, &three_tasks()).await;
             relay.release();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Nothing seen yet; the lock's statement was prepared; its run was sent (answers held).
 const WATCHING: u8 = 0;
@@ -19,6 +19,8 @@ pub(crate) struct HeldReplies {
     /// The relay's port on 127.0.0.1.
     pub(crate) port: u16,
     release: watch::Sender<bool>,
+    /// Woken once an answer is held back.
+    holding: Arc<Notify>,
 }
 
 impl HeldReplies {
@@ -27,6 +29,8 @@ impl HeldReplies {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let port = listener.local_addr().expect("an address").port();
         let (release, released) = watch::channel(false);
+        let holding = Arc::new(Notify::new());
+        let held = Arc::clone(&holding);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(("127.0.0.1", server_port))
@@ -53,10 +57,12 @@ impl HeldReplies {
                     }
                 });
                 let mut released = released.clone();
+                let held = Arc::clone(&held);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     while let Ok(n @ 1..) = from_server.read(&mut buf).await {
                         if state.load(Ordering::SeqCst) == HOLDING {
+                            held.notify_one();
                             let _ = released.wait_for(|released| *released).await;
                         }
                         if to_client.write_all(&buf[..n]).await.is_err() {
@@ -66,7 +72,16 @@ impl HeldReplies {
                 });
             }
         });
-        Self { port, release }
+        Self {
+            port,
+            release,
+            holding,
+        }
+    }
+
+    /// Returns once an answer from the server is held back.
+    pub(crate) async fn holding(&self) {
+        self.holding.notified().await;
     }
 
     /// Lets the held answers through.
