@@ -112,7 +112,7 @@ impl<T> CallbackSubscription<T> {
     /// before.
     pub async fn finished(&mut self) {
         if !self.task.is_finished() {
-            // The task catches every panic of the callback, so it can only end normally.
+            // The task catches every panic of a call, so it can only end normally.
             let _ = (&mut self.task).await;
         }
     }
@@ -140,22 +140,29 @@ impl<T> std::fmt::Debug for CallbackSubscription<T> {
     }
 }
 
-/// Runs one callback call, catching a panic in making or polling its future.
+/// Runs one callback call, catching a panic in making, polling or dropping its future
+/// (the first, if more than one).
 async fn call<T, F, Fut>(callback: &F, delivery: Delivery<T>) -> Result<(), Box<dyn Any + Send>>
 where
     F: Fn(Delivery<T>) -> Fut,
     Fut: Future<Output = ()>,
 {
     let future = catch_unwind(AssertUnwindSafe(|| callback(delivery)))?;
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(
-        |cx| match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+    let mut future = std::pin::pin!(Some(future));
+    let called = std::future::poll_fn(|cx| {
+        let Some(call) = future.as_mut().as_pin_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        match catch_unwind(AssertUnwindSafe(|| call.poll(cx))) {
             Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
             Ok(Poll::Pending) => Poll::Pending,
             Err(panic) => Poll::Ready(Err(panic)),
-        },
-    )
-    .await
+        }
+    })
+    .await;
+    // What the future holds is dropped here, where a panic in a destructor is caught.
+    let dropped = catch_unwind(AssertUnwindSafe(|| future.as_mut().set(None)));
+    called.and(dropped)
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

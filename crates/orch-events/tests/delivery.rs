@@ -291,6 +291,59 @@ fn panicking_callback_is_isolated() {
     });
 }
 
+/// A panic as a callback's future is dropped (something it holds panics in its
+/// destructor) is caught and counted as one in its call: the next delivery proceeds.
+#[test]
+fn a_callback_whose_future_panics_as_it_is_dropped_is_isolated() {
+    /// Panics when dropped.
+    struct PanicsOnDrop(u64);
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("dropping the future of call {}", self.0);
+        }
+    }
+    /// A future done at once that holds its guard until it is dropped.
+    struct Holding(#[allow(dead_code)] PanicsOnDrop);
+    impl std::future::Future for Holding {
+        type Output = ();
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            std::task::Poll::Ready(())
+        }
+    }
+    multi_thread().block_on(async {
+        let bus: EventBus<u64> = EventBus::new();
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut callback = bus
+            .subscribe_fn(">", SubscribeOptions::new(), {
+                let calls = Arc::clone(&calls);
+                move |delivery: Delivery<u64>| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    let event = delivery.into_event().expect("Block never drops");
+                    Holding(PanicsOnDrop(*event.payload()))
+                }
+            })
+            .expect("subscribed");
+        for i in 0..3 {
+            bus.publish("x", i).await.expect("published");
+        }
+        bus.close().await;
+        callback.finished().await;
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            3,
+            "every delivery made a call"
+        );
+        assert_eq!(callback.stats().panics, 3);
+        assert_eq!(
+            callback.last_panic().as_deref(),
+            Some("dropping the future of call 2")
+        );
+    });
+}
+
 #[tokio::test]
 async fn unsubscribing_after_waiting_for_the_callback_to_finish_returns() {
     let bus: EventBus<u64> = EventBus::new();
