@@ -100,6 +100,27 @@ async fn a_numbered_publish_gives_the_number_before_the_event_arrives() {
     assert!(invalid.await.is_err());
 }
 
+/// A panic in `publish_numbered`'s `numbered` reaches its caller once the event is
+/// published: the event, numbered already, is not lost to the subscriptions.
+#[tokio::test]
+async fn a_numbered_publish_whose_numbering_panics_still_publishes() {
+    let bus: EventBus<u32> = EventBus::new();
+    let mut open = subscribe_to(&bus, "tick", 8, Overflow::Block);
+    let publishing = tokio::spawn({
+        let bus = bus.clone();
+        async move {
+            bus.publish_numbered("tick", 7, |_| panic!("numbering fails"))
+                .await
+        }
+    });
+    let panic = publishing.await.expect_err("the panic reaches the caller");
+    let message = panic.into_panic();
+    assert_eq!(message.downcast_ref::<&str>(), Some(&"numbering fails"));
+    assert_eq!(drain_now(&mut open), [7], "the event was published");
+    bus.publish("tick", 8).await.expect("the bus goes on");
+    assert_eq!(drain_now(&mut open), [8]);
+}
+
 #[test]
 fn block_loses_nothing_and_keeps_per_publisher_order() {
     const PUBLISHERS: usize = 4;

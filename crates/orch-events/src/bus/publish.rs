@@ -2,6 +2,7 @@
 //! [`EventBus::try_publish`], which goes to every subscription or to none.
 
 use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, atomic::Ordering},
     time::SystemTime,
 };
@@ -71,6 +72,8 @@ impl<T> EventBus<T> {
     /// [`EventBus::subscription_count`], which read the same lock: a subscribe waiting
     /// in between would leave both waiting for ever).
     ///
+    /// A panic in `numbered` is passed on once the event is published.
+    ///
     /// # Errors
     /// As [`EventBus::publish`]; `numbered` is then not called.
     pub async fn publish_numbered(
@@ -87,6 +90,7 @@ impl<T> EventBus<T> {
         let mut waiting = Vec::new();
         // Payload destructors run once no lock is held: they may use the bus.
         let mut evicted = Vec::new();
+        let numbering;
         let (event, _in_flight) = {
             let routes = inner.read();
             if routes.closed {
@@ -94,7 +98,8 @@ impl<T> EventBus<T> {
             }
             let matches = routes.matches(&subject);
             let event = inner.stamp(subject, payload, SystemTime::now(), &mut evicted);
-            numbered(event.seq());
+            // Its panic is passed on once the event, numbered already, is published.
+            numbering = catch_unwind(AssertUnwindSafe(|| numbered(event.seq())));
             for queue in matches.iter() {
                 if let Push::Full = queue.push(&event, &mut evicted) {
                     waiting.push(Arc::clone(queue));
@@ -112,6 +117,9 @@ impl<T> EventBus<T> {
         // After the waits: a destructor that panics must not keep the event from the
         // subscriptions that had no room yet.
         drop(evicted);
+        if let Err(panic) = numbering {
+            std::panic::resume_unwind(panic);
+        }
         Ok(event.seq())
     }
 
