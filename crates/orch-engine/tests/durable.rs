@@ -587,14 +587,10 @@ fn journaled(dir: &Path, run_id: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released() {
+/// `after` is skipped by its rule when `work` fails; `cleanup` and `report` run anyway.
+fn cleanup_workflow() -> Workflow {
     use orch_core::TriggerRule::AllDone;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = Calls::default();
-    let run_id = RunId::parse("cleanup").unwrap();
-    // `after` is skipped by its rule (`work` failed); `cleanup` and `report` run anyway.
-    let workflow = Workflow::new("w", "W")
+    Workflow::new("w", "W")
         .task(Task::new("work", "flaky"))
         .task(
             Task::new("cleanup", "step")
@@ -607,7 +603,15 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
                 .depends_on(["after"])
                 .trigger_rule(AllDone),
         )
-        .task(Task::new("other", "step"));
+        .task(Task::new("other", "step"))
+}
+
+#[test]
+fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("cleanup").unwrap();
+    let workflow = cleanup_workflow();
     let first = runtime()
         .block_on(engine(dir.path(), &calls, false, None).run_durable(&workflow, run_id.clone()))
         .unwrap();
@@ -632,9 +636,10 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
     assert_eq!(runs, [2, 2, 1, 2, 1]);
     assert_eq!(second.task("after").unwrap().status, TaskStatus::Completed);
     // The outcomes decided on `work`'s failure were reset ahead of `work`'s new record,
-    // so that a resume cut short after it would not keep them.
+    // so that a resume cut short after it would not keep them; dependents first (see
+    // the next test).
     let ids = journaled_ids(dir.path(), "cleanup");
-    assert_eq!(ids[5..9], ["cleanup", "after", "report", "work"], "{ids:?}");
+    assert_eq!(ids[5..9], ["report", "after", "cleanup", "work"], "{ids:?}");
     let statuses = journaled_statuses(dir.path(), "cleanup");
     assert_eq!(statuses[5..8], ["pending"; 3], "{statuses:?}");
     // `report` read a skip the first time and `after`'s output the second: the journal
@@ -657,6 +662,48 @@ fn a_failure_and_a_rule_skip_are_journaled_before_the_dependents_they_released()
         .map(|id| calls.of(id))
         .to_vec();
     assert_eq!(runs, [2, 2, 1, 2, 1], "nothing runs a third time");
+}
+
+/// A resume's resets cut short (the process died while writing them, or the machine
+/// lost power before they reached the disk) keep no outcome decided on one that was
+/// reset: here `report`, which ran on `after`'s skip, is not kept once `after` is reset.
+#[test]
+fn resets_cut_short_keep_no_outcome_decided_on_a_reset_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = RunId::parse("cleanup").unwrap();
+    let workflow = cleanup_workflow();
+    let run = |dir: &Path, calls: &Calls, flaky_succeeds: bool| {
+        let engine = engine(dir, calls, flaky_succeeds, None);
+        runtime()
+            .block_on(engine.run_durable(&workflow, run_id.clone()))
+            .unwrap()
+    };
+    run(dir.path(), &Calls::default(), false);
+    run(dir.path(), &Calls::default(), true);
+    let text = std::fs::read_to_string(dir.path().join("cleanup.jsonl")).unwrap();
+    let is_task = |line: &&str| {
+        serde_json::from_str::<serde_json::Value>(line).is_ok_and(|line| line["kind"] == "task")
+    };
+    // The first run's lines, and the first `resets` of the three the resume wrote.
+    for resets in 1..=3 {
+        let mut tasks = 0;
+        let cut: Vec<&str> = (text.lines())
+            .take_while(|line| {
+                tasks += usize::from(is_task(line));
+                tasks <= 5 + resets
+            })
+            .collect();
+        let cut_dir = tempfile::tempdir().unwrap();
+        std::fs::write(cut_dir.path().join("cleanup.jsonl"), cut.join("\n") + "\n").unwrap();
+        let calls = Calls::default();
+        let resumed = run(cut_dir.path(), &calls, true);
+        let report = resumed.task("report").unwrap();
+        assert_eq!(
+            (calls.of("report"), &report.result),
+            (1, &Some(json!(2))),
+            "with {resets} of the resets: `report` runs on `after`'s new output"
+        );
+    }
 }
 
 #[test]

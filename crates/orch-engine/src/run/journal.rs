@@ -103,18 +103,19 @@ impl Scheduler<'_> {
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
         if let Some(journal) = &mut self.journal {
             // The reset keeps the count of attempts made, which a later resume's attempt
-            // numbers go on from.
-            let resets = (self.shared.workflow.tasks())
-                .zip(kept)
-                .enumerate()
-                .filter(|&(_, (_, &kept))| !kept)
-                .filter_map(|(index, (task, _))| {
+            // numbers go on from. Dependents go first: resets cut short (by a crash while
+            // writing them) then never leave a reset task's dependent standing, which a
+            // later resume would keep, decided on the outcome that was reset.
+            let resets = (self.plan.order().iter().rev())
+                .filter(|&&index| !kept[index as usize])
+                .filter_map(|&index| {
+                    let task = self.shared.task(index as usize);
                     let before = previous.task(&task.task_id)?;
                     let pending = TaskRecord {
                         attempts: before.attempts,
                         ..TaskRecord::default()
                     };
-                    super::resume::may_stand(before).then_some((index as u32, pending))
+                    super::resume::may_stand(before).then_some((index, pending))
                 })
                 .collect();
             journal.restored(kept, resets);
