@@ -798,14 +798,14 @@ async fn a_read_over_a_slow_link_waits_answer_by_answer() {
     };
     let (run, _opened) = opened_with_extract(&journal(&server).await, "slow-1").await;
     let link = common::Outage::relay_to(server.port());
-    let patience = std::time::Duration::from_millis(600);
+    let patience = std::time::Duration::from_millis(1500);
     let slow = NatsJournal::connect(&orch_nats::NatsConfig::new(link.url()), &Layout::default())
         .await
         .expect("connects")
         .read_patience(patience);
-    // Each answer held back 300 ms (the read has one request out at a time): within the
-    // patience, while the read's three answers take longer than it.
-    link.slow_replies(std::time::Duration::from_millis(300));
+    // Each answer held back 600 ms (the read has one request out at a time): well within
+    // the patience, while the read's three answers take longer than it.
+    link.slow_replies(std::time::Duration::from_millis(600));
     let started = std::time::Instant::now();
     let loaded = slow.load(&run).await.expect("read").expect("the run");
     let took = started.elapsed();
@@ -823,7 +823,7 @@ async fn a_read_over_a_slow_link_waits_answer_by_answer() {
     assert!(
         error
             .to_string()
-            .contains("the server did not answer within 600ms"),
+            .contains("the server did not answer within 1.5s"),
         "{error}"
     );
 }
