@@ -24,11 +24,12 @@ pub(crate) fn set_bar(bar: Option<ProgressBar>) {
 
 /// The filter `RUST_LOG` asks for, its invalid directives left out and named on standard
 /// error as orch writes errors (tracing-subscriber's own report of them would panic on a
-/// closed standard error).
+/// closed standard error); the defaults for `verbose` if none is left (a filter without
+/// directives would show nothing at all, errors included).
 ///
 /// A span field's value in a directive is matched as the field's whole text, not as a
 /// regular expression: building the matcher of a pattern may take any memory.
-fn filter_from(spec: &str) -> EnvFilter {
+fn filter_from(spec: &str, verbose: u8) -> EnvFilter {
     let builder = EnvFilter::builder();
     let (valid, invalid): (Vec<String>, Vec<String>) = (spec.split(','))
         .filter(|directive| !directive.trim().is_empty())
@@ -36,6 +37,9 @@ fn filter_from(spec: &str) -> EnvFilter {
         .partition(|directive| builder.parse(directive).is_ok());
     for directive in invalid {
         errln!("orch: ignoring `{directive}` in RUST_LOG: not a log directive");
+    }
+    if valid.is_empty() {
+        return EnvFilter::new(default_filter(verbose));
     }
     builder.parse_lossy(valid.join(","))
 }
@@ -83,7 +87,7 @@ fn default_filter(verbose: u8) -> &'static str {
 /// failures, skips and the run's end itself), others at `warn`; each `-v` shows more.
 pub(crate) fn init(verbose: u8, json: bool) {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => filter_from(&spec),
+        Ok(spec) => filter_from(&spec, verbose),
         Err(std::env::VarError::NotUnicode(_)) => {
             errln!("orch: ignoring RUST_LOG: not valid UTF-8");
             EnvFilter::new(default_filter(verbose))
@@ -217,14 +221,11 @@ fn escaped_json(line: &[u8]) -> Cow<'_, str> {
 mod tests {
     use super::{escaped, escaped_json};
 
-    /// Which of orch's crates show `info` without `-v`: the command's own and the NATS
-    /// connection's, not the others (which `orch=info` alone would take in).
-    #[test]
-    fn without_v_only_the_commands_and_the_nats_connections_info_shows() {
+    /// Whether `filter` shows each of a few targets' events at a few levels.
+    fn shown_by(filter: tracing_subscriber::EnvFilter) -> [bool; 8] {
         use tracing_subscriber::layer::SubscriberExt as _;
-        let filter = tracing_subscriber::EnvFilter::new(super::default_filter(0));
         let subscriber = tracing_subscriber::registry().with(filter);
-        let shown = tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, || {
             [
                 tracing::enabled!(target: "orch::run", tracing::Level::INFO),
                 tracing::enabled!(target: "orch_nats::worker", tracing::Level::INFO),
@@ -235,8 +236,27 @@ mod tests {
                 tracing::enabled!(target: "orch_journal::file", tracing::Level::WARN),
                 tracing::enabled!(target: "tokio", tracing::Level::INFO),
             ]
-        });
+        })
+    }
+
+    /// Which of orch's crates show `info` without `-v`: the command's own and the NATS
+    /// connection's, not the others (which `orch=info` alone would take in).
+    #[test]
+    fn without_v_only_the_commands_and_the_nats_connections_info_shows() {
+        let filter = tracing_subscriber::EnvFilter::new(super::default_filter(0));
+        let shown = shown_by(filter);
         assert_eq!(shown, [true, true, false, false, false, true, true, false]);
+    }
+
+    /// A `RUST_LOG` with no directive orch can use (blank, or each one invalid) leaves
+    /// the defaults of `-v` in force; it does not silence every log line.
+    #[test]
+    fn a_rust_log_with_no_valid_directive_leaves_the_defaults() {
+        for (spec, verbose) in [(" ", 0), ("orch=loud", 0), (" , ", 1), ("x=y=z", 1)] {
+            let default = tracing_subscriber::EnvFilter::new(super::default_filter(verbose));
+            let filter = super::filter_from(spec, verbose);
+            assert_eq!(shown_by(filter), shown_by(default), "RUST_LOG={spec:?}");
+        }
     }
 
     /// A span field's value in `RUST_LOG` is matched as the field's whole text, whether
@@ -246,7 +266,7 @@ mod tests {
     #[test]
     fn a_field_value_in_rust_log_is_matched_as_text() {
         use tracing_subscriber::layer::SubscriberExt as _;
-        let filter = super::filter_from("[{x=a.c*}]=debug");
+        let filter = super::filter_from("[{x=a.c*}]=debug", 0);
         let subscriber = tracing_subscriber::registry().with(filter);
         let shown = tracing::subscriber::with_default(subscriber, || {
             let debug = || tracing::enabled!(tracing::Level::DEBUG);

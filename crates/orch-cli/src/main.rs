@@ -161,9 +161,10 @@
 //! printed) (`orch worker` exits with 0 after a clean stop).
 //!
 //! Logs go to standard error: `-v`/`-vv`/`-vvv` for more, `RUST_LOG` to choose exactly
-//! (it wins over `-v`; a span field's value in it is matched as the field's whole text,
-//! not as a pattern: `RUST_LOG='[task{task_id=fetch}]=debug'`), `--log-format json` for
-//! one JSON object per line.
+//! (it wins over `-v`; a directive orch cannot read is named and left out, and one with
+//! none it can leaves `-v`'s choice; a span field's value in it is matched as the
+//! field's whole text, not as a pattern: `RUST_LOG='[task{task_id=fetch}]=debug'`),
+//! `--log-format json` for one JSON object per line.
 //!
 //! # Built-in task types
 //!
