@@ -130,10 +130,14 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         .and_then(|e| e.to_str())
         .and_then(Format::from_extension)
     else {
-        checked.problems.push(Problem::new(
-            "unknown_format",
-            "cannot tell the format: expected extension .json, .yaml, .yml or .toml",
-        ));
+        // A path that cannot be read is said so first (missing, a directory).
+        checked.problems.push(match crate::read::readable(file) {
+            Err(e) => Problem::new("unreadable", format!("cannot read: {e}")),
+            Ok(()) => Problem::new(
+                "unknown_format",
+                "cannot tell the format: expected extension .json, .yaml, .yml or .toml",
+            ),
+        });
         return checked;
     };
     let text = match crate::read::text(file, crate::read::WORKFLOW_LIMIT) {

@@ -9,9 +9,8 @@ pub(crate) const WORKFLOW_LIMIT: u64 = 256 << 20;
 /// The largest result file read (results hold what the commands printed).
 pub(crate) const RESULT_LIMIT: u64 = 1 << 30;
 
-/// The text of `path`, a file or a pipe (`<(command)`), not a directory or a device
-/// (`/dev/zero` never ends), of at most `limit` bytes, in UTF-8.
-pub(crate) fn text(path: &Path, limit: u64) -> std::io::Result<String> {
+/// Whether `path` is there and is a file or a pipe, which [`text`] reads.
+pub(crate) fn readable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let kind = std::fs::metadata(path)?.file_type();
     if !kind.is_file() && !kind.is_fifo() {
@@ -20,6 +19,13 @@ pub(crate) fn text(path: &Path, limit: u64) -> std::io::Result<String> {
             "not a file or a pipe (a directory or a device)",
         ));
     }
+    Ok(())
+}
+
+/// The text of `path`, a file or a pipe (`<(command)`), not a directory or a device
+/// (`/dev/zero` never ends), of at most `limit` bytes, in UTF-8.
+pub(crate) fn text(path: &Path, limit: u64) -> std::io::Result<String> {
+    readable(path)?;
     let mut bytes = Vec::new();
     std::fs::File::open(path)?
         .take(limit + 1)

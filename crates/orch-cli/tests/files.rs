@@ -451,6 +451,29 @@ fn validate_refuses_devices_and_endless_pipes_and_names_any_path() {
     assert_eq!(files[2]["problems"][0]["kind"], "unreadable");
 }
 
+/// A path with no workflow file's extension that cannot be read (missing, a directory)
+/// is said so first: the extension is not the problem to fix.
+#[test]
+fn an_unreadable_path_without_an_extension_is_said_unreadable() {
+    let dir = Dir::new();
+    std::fs::create_dir(dir.join("flows")).expect("a directory");
+    std::fs::write(dir.join("notes"), "text").expect("written");
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["validate", "flows", "build", "notes"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stdout.contains("flows: cannot read: not a file or a pipe"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("build: cannot read: No such file or directory"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notes: cannot tell the format: expected extension"),
+        "{stdout}"
+    );
+}
+
 /// A workflow file that is not UTF-8 is refused with the line of its first bad bytes.
 #[test]
 fn a_workflow_file_that_is_not_utf8_is_refused_naming_the_line() {
