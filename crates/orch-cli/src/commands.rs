@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::check::{self, Checked};
 use crate::dag::Dag;
+use crate::display::printable;
 use crate::{Format, GraphFormat, gantt, graph, plan, report, result_file, svg};
 
 /// Prints `message` as an error of `command` and returns exit code `code`.
@@ -184,10 +185,44 @@ pub(crate) fn graph(
         Err(code) => return code,
     };
     if let Some(path) = result {
-        match result_file::read(path) {
-            Ok(run) => dag = dag.with_statuses(&run.result),
+        let run = match result_file::read(path) {
+            Ok(run) => run,
             Err(e) => return fail("graph", e, 1),
+        };
+        if run.result.workflow_id != dag.workflow_id {
+            let message = format!(
+                "{} is a run of workflow `{}`, not of `{}`, which {} defines",
+                path.display(),
+                printable(&run.result.workflow_id),
+                printable(&dag.workflow_id),
+                file.display()
+            );
+            return fail("graph", message, 1);
         }
+        let missing = dag.tasks_not_in(&run);
+        if !missing.is_empty() {
+            let shown: Vec<String> = (missing.iter().take(10))
+                .map(|id| format!("`{}`", printable(id)))
+                .collect();
+            let more = missing.len().saturating_sub(shown.len());
+            let (tasks, are) = match missing.len() {
+                1 => ("task", "is"),
+                _ => ("tasks", "are"),
+            };
+            errln!(
+                "orch graph: {} {tasks} of {} {are} not in {}: {}{}",
+                missing.len(),
+                path.display(),
+                file.display(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        dag = dag.with_statuses(&run.result);
     }
     let text = match format {
         GraphFormat::Dot => graph::dot(&dag),

@@ -88,6 +88,33 @@ impl Dag {
         })
     }
 
+    /// The tasks of `run` this graph does not have, in the run's order: those of its
+    /// workflow when the result file holds it, else of its records (a map task's
+    /// instances aside).
+    pub(crate) fn tasks_not_in(&self, run: &crate::result_file::RunFile) -> Vec<String> {
+        let has = |id: &str| self.nodes.iter().any(|node| node.id == id);
+        let is_instance = |id: &str| {
+            (self.nodes.iter().filter(|node| node.map)).any(|node| {
+                (id.strip_prefix(node.id.as_str()))
+                    .and_then(|rest| rest.strip_prefix('['))
+                    .and_then(|rest| rest.strip_suffix(']'))
+                    .is_some_and(|index| index.parse::<u64>().is_ok())
+            })
+        };
+        match &run.workflow {
+            Some(workflow) => (workflow.tasks())
+                .map(|task| task.task_id.as_str())
+                .filter(|id| !has(id))
+                .map(str::to_owned)
+                .collect(),
+            None => (run.result.tasks.ids())
+                .map(|id| id.as_str())
+                .filter(|id| !has(id) && !is_instance(id))
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
     /// Takes each task's status from a run's result (matched by id).
     pub(crate) fn with_statuses(mut self, result: &WorkflowResult) -> Self {
         for node in &mut self.nodes {

@@ -38,7 +38,9 @@
 //!   task at a time follows when each task completes: among the tasks whose dependencies
 //!   are done, higher priority first, then file order.
 //! - `orch graph FILE --format dot|mermaid|svg [--result R.json] [-o OUT]` draws the DAG:
-//!   task names and types, and with a result file each task coloured by its status. The SVG
+//!   task names and types, and with a result file each task coloured by its status (a
+//!   run of another workflow id is refused; tasks of the run that FILE no longer has are
+//!   named on standard error). The SVG
 //!   is laid out by orch itself (no Graphviz needed); the Mermaid output keeps to a small,
 //!   documented subset of the flowchart syntax. `OUT` is written as the report's page is
 //!   (below): through a temporary file renamed into place, readable by its owner only. An

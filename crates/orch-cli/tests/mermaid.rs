@@ -174,4 +174,37 @@ fn mermaid_output_reads_back_as_the_workflow() {
         classes,
         [("n0", "completed"), ("n1", "failed"), ("n2", "skipped")]
     );
+
+    // A run of another workflow is refused; one of another version of this workflow
+    // colours the tasks they share, and names those the file no longer has.
+    dir.write(
+        "other.json",
+        r#"{"workflow_id": "other", "tasks": [{"task_id": "two", "task_type": "echo"}]}"#,
+    );
+    let (code, stdout, stderr) = parts(&run_in(
+        &dir,
+        &["graph", "other.json", "--result", "r.json"],
+    ));
+    assert_eq!((code, stdout.as_str()), (Some(1), ""));
+    assert!(
+        stderr.contains("r.json is a run of workflow `w`, not of `other`"),
+        "{stderr}"
+    );
+    dir.write(
+        "w2.json",
+        r#"{"workflow_id": "w", "tasks": [{"task_id": "two", "task_type": "echo"}]}"#,
+    );
+    let (code, stdout, stderr) = parts(&run_in(
+        &dir,
+        &[
+            "graph", "w2.json", "--format", "mermaid", "--result", "r.json",
+        ],
+    ));
+    assert_eq!(code, Some(0));
+    let chart = parse(&stdout).unwrap_or_else(|e| panic!("{e}\n{stdout}"));
+    assert_eq!(chart.classes.get("n0").map(String::as_str), Some("failed"));
+    assert!(
+        stderr.contains("2 tasks of r.json are not in w2.json: `say \"hi\"`, `three`"),
+        "{stderr}"
+    );
 }
