@@ -207,4 +207,36 @@ fn mermaid_output_reads_back_as_the_workflow() {
         stderr.contains("2 tasks of r.json are not in w2.json: `say \"hi\"`, `three`"),
         "{stderr}"
     );
+    // A result file without the definition that ran: its records are compared.
+    let mut bare = dir.json("r.json");
+    bare.as_object_mut().expect("an object").remove("workflow");
+    dir.write("bare.json", &bare.to_string());
+    let (code, _, stderr) = parts(&run_in(
+        &dir,
+        &["graph", "w2.json", "--result", "bare.json"],
+    ));
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("2 tasks of bare.json are not in w2.json: `say \"hi\"`, `three`"),
+        "{stderr}"
+    );
+}
+
+/// A map task's instances in a result file without its definition are not taken for
+/// tasks the workflow lacks.
+#[test]
+fn a_maps_instances_are_not_tasks_the_workflow_lacks() {
+    let dir = Dir::new();
+    dir.write(
+        "m.yaml",
+        "workflow_id: m\ntasks:\n  list: { task_type: echo, config: { message: [1, 2] } }\n  each: { task_type: echo, dependencies: [list], map: { over: list } }\n",
+    );
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "m.yaml", "--output", "r.json"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut bare = dir.json("r.json");
+    assert!(bare["tasks"].get("each[1]").is_some(), "{bare}");
+    bare.as_object_mut().expect("an object").remove("workflow");
+    dir.write("bare.json", &bare.to_string());
+    let (code, _, stderr) = parts(&run_in(&dir, &["graph", "m.yaml", "--result", "bare.json"]));
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
