@@ -208,9 +208,7 @@ fn mermaid_output_reads_back_as_the_workflow() {
         "{stderr}"
     );
     // A result file without the definition that ran: its records are compared.
-    let mut bare = dir.json("r.json");
-    bare.as_object_mut().expect("an object").remove("workflow");
-    dir.write("bare.json", &bare.to_string());
+    without_definition(&dir, "r.json", "bare.json");
     let (code, _, stderr) = parts(&run_in(
         &dir,
         &["graph", "w2.json", "--result", "bare.json"],
@@ -220,6 +218,14 @@ fn mermaid_output_reads_back_as_the_workflow() {
         stderr.contains("2 tasks of bare.json are not in w2.json: `say \"hi\"`, `three`"),
         "{stderr}"
     );
+}
+
+/// Writes result file `from` as `to` without the definition that ran, as a result file
+/// from an earlier version of orch may be.
+fn without_definition(dir: &Dir, from: &str, to: &str) {
+    let mut run = dir.json(from);
+    run.as_object_mut().expect("an object").remove("workflow");
+    dir.write(to, &run.to_string());
 }
 
 /// A map task's instances in a result file without its definition are not taken for
@@ -233,10 +239,9 @@ fn a_maps_instances_are_not_tasks_the_workflow_lacks() {
     );
     let (code, _, stderr) = parts(&run_in(&dir, &["run", "m.yaml", "--output", "r.json"]));
     assert_eq!(code, Some(0), "{stderr}");
-    let mut bare = dir.json("r.json");
-    assert!(bare["tasks"].get("each[1]").is_some(), "{bare}");
-    bare.as_object_mut().expect("an object").remove("workflow");
-    dir.write("bare.json", &bare.to_string());
+    let run = dir.json("r.json");
+    assert!(run["tasks"].get("each[1]").is_some(), "{run}");
+    without_definition(&dir, "r.json", "bare.json");
     let (code, _, stderr) = parts(&run_in(&dir, &["graph", "m.yaml", "--result", "bare.json"]));
     assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
