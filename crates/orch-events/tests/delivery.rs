@@ -101,7 +101,7 @@ async fn a_numbered_publish_gives_the_number_before_the_event_arrives() {
 }
 
 /// A panic in `publish_numbered`'s `numbered` reaches its caller once the event is
-/// published: the event, numbered already, is not lost to the subscriptions.
+/// queued: the event, numbered already, is not lost to the subscriptions with room.
 #[tokio::test]
 async fn a_numbered_publish_whose_numbering_panics_still_publishes() {
     let bus: EventBus<u32> = EventBus::new();

@@ -72,7 +72,9 @@ impl<T> EventBus<T> {
     /// [`EventBus::subscription_count`], which read the same lock: a subscribe waiting
     /// in between would leave both waiting for ever).
     ///
-    /// A panic in `numbered` is passed on once the event is published.
+    /// A panic in `numbered` is passed on once the bus is unlocked, without waiting: the
+    /// event, numbered already, then reaches only the subscriptions that had room for it
+    /// (a payload's destructor that panics on the way is passed on instead).
     ///
     /// # Errors
     /// As [`EventBus::publish`]; `numbered` is then not called.
@@ -98,7 +100,7 @@ impl<T> EventBus<T> {
             }
             let matches = routes.matches(&subject);
             let event = inner.stamp(subject, payload, SystemTime::now(), &mut evicted);
-            // Its panic is passed on once the event, numbered already, is published.
+            // Its panic is passed on once the bus is unlocked, after the event is queued.
             numbering = catch_unwind(AssertUnwindSafe(|| numbered(event.seq())));
             for queue in matches.iter() {
                 if let Push::Full = queue.push(&event, &mut evicted) {
@@ -111,15 +113,16 @@ impl<T> EventBus<T> {
             });
             (event, in_flight)
         };
+        if let Err(panic) = numbering {
+            drop((waiting, _in_flight, event, evicted));
+            std::panic::resume_unwind(panic);
+        }
         for queue in waiting {
             queue.push_wait(&event).await;
         }
         // After the waits: a destructor that panics must not keep the event from the
         // subscriptions that had no room yet.
         drop(evicted);
-        if let Err(panic) = numbering {
-            std::panic::resume_unwind(panic);
-        }
         Ok(event.seq())
     }
 
