@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::check::{self, Checked};
 use crate::dag::Dag;
-use crate::display::printable;
+use crate::display::one_line;
 use crate::{Format, GraphFormat, gantt, graph, plan, report, result_file, svg};
 
 /// Prints `message` as an error of `command` and returns exit code `code`.
@@ -193,8 +193,8 @@ pub(crate) fn graph(
             let message = format!(
                 "{} is a run of workflow `{}`, not of `{}`, which {} defines",
                 path.display(),
-                printable(&run.result.workflow_id),
-                printable(&dag.workflow_id),
+                one_line(&run.result.workflow_id),
+                one_line(&dag.workflow_id),
                 file.display()
             );
             return fail("graph", message, 1);
@@ -202,7 +202,7 @@ pub(crate) fn graph(
         let missing = dag.tasks_not_in(&run);
         if !missing.is_empty() {
             let shown: Vec<String> = (missing.iter().take(10))
-                .map(|id| format!("`{}`", printable(id)))
+                .map(|id| format!("`{}`", one_line(id)))
                 .collect();
             let more = missing.len().saturating_sub(shown.len());
             let (tasks, are) = match missing.len() {

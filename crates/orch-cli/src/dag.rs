@@ -2,9 +2,9 @@
 //! dependencies, levels and order), read once from the definition.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 
-use orch::core::{Plan, TaskStatus, ValidationErrors, Workflow, WorkflowResult};
+use orch::core::{MapSpec, Plan, TaskStatus, ValidationErrors, Workflow, WorkflowResult};
 
 /// One task as the commands show it.
 #[derive(Clone, Debug)]
@@ -88,31 +88,27 @@ impl Dag {
         })
     }
 
-    /// The tasks of `run` this graph does not have, in the run's order: those of its
-    /// workflow when the result file holds it, else of its records (a map task's
-    /// instances aside).
+    /// The tasks of `run` this graph does not have: those of its workflow when the
+    /// result file holds it, else of its records (a map task's instances aside), in the
+    /// order the file lists them.
     pub(crate) fn tasks_not_in(&self, run: &crate::result_file::RunFile) -> Vec<String> {
-        let has = |id: &str| self.nodes.iter().any(|node| node.id == id);
-        let is_instance = |id: &str| {
-            (self.nodes.iter().filter(|node| node.map)).any(|node| {
-                (id.strip_prefix(node.id.as_str()))
-                    .and_then(|rest| rest.strip_prefix('['))
-                    .and_then(|rest| rest.strip_suffix(']'))
-                    .is_some_and(|index| index.parse::<u64>().is_ok())
-            })
-        };
-        match &run.workflow {
+        let ids: HashSet<&str> = self.nodes.iter().map(|node| node.id.as_str()).collect();
+        let maps: HashSet<&str> = (self.nodes.iter().filter(|node| node.map))
+            .map(|node| node.id.as_str())
+            .collect();
+        let is_instance =
+            |id: &str| MapSpec::parse_instance_id(id).is_some_and(|(map, _)| maps.contains(map));
+        let missing: Vec<&str> = match &run.workflow {
             Some(workflow) => (workflow.tasks())
                 .map(|task| task.task_id.as_str())
-                .filter(|id| !has(id))
-                .map(str::to_owned)
+                .filter(|id| !ids.contains(id))
                 .collect(),
             None => (run.result.tasks.ids())
                 .map(|id| id.as_str())
-                .filter(|id| !has(id) && !is_instance(id))
-                .map(str::to_owned)
+                .filter(|id| !ids.contains(id) && !is_instance(id))
                 .collect(),
-        }
+        };
+        missing.into_iter().map(str::to_owned).collect()
     }
 
     /// Takes each task's status from a run's result (matched by id).

@@ -220,8 +220,8 @@ fn mermaid_output_reads_back_as_the_workflow() {
     );
 }
 
-/// Writes result file `from` as `to` without the definition that ran, as a result file
-/// from an earlier version of orch may be.
+/// Writes result file `from` as `to` without the definition that ran (its records then
+/// sorted by id).
 fn without_definition(dir: &Dir, from: &str, to: &str) {
     let mut run = dir.json(from);
     run.as_object_mut().expect("an object").remove("workflow");
