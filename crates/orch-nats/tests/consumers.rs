@@ -47,6 +47,7 @@ async fn run_watching_look_ups(
     let result = engine.execute_workflow(workflow).await.expect("valid");
     // Every attempt waited for its look-up's answer, so the server had passed each
     // look-up on to the watcher before it answered: they arrive before this round trip.
+    // (A look-up sent after the run ended, which no attempt waited for, is not counted.)
     common::subscriptions_in_place(&watcher).await;
     let mut look_ups = Vec::new();
     while let Some(Some(request)) = requests.next().now_or_never() {

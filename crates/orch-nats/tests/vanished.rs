@@ -225,8 +225,8 @@ async fn a_message_sent_to_a_stream_made_anew_is_looked_up_once() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    // Ticks every 100 ms.
     let link = common::Outage::relay_to(server.port());
+    // Ticks every 100 ms.
     let remote = orch_nats::RemoteHandler::builder()
         .missing_worker_timeout(Duration::from_millis(400))
         .connect(&orch_nats::NatsConfig::new(link.url()))

@@ -23,7 +23,8 @@ struct Shared {
     reply_delay_ms: AtomicU64,
     /// Both ends of every connection relayed so far.
     streams: Mutex<Vec<TcpStream>>,
-    /// How many relayed connections the server has not closed yet.
+    /// How many relayed connections are still relaying what the server sends: until
+    /// the server closes one (or its client can no longer be written to).
     open: AtomicU64,
 }
 
@@ -109,8 +110,9 @@ impl Shared {
             streams.push(client.try_clone()?);
             streams.push(server.try_clone()?);
         }
+        let (client_reader, server_writer) = (client.try_clone()?, server.try_clone()?);
         self.open.fetch_add(1, Ordering::SeqCst);
-        copy(client.try_clone()?, server.try_clone()?);
+        copy(client_reader, server_writer);
         let (mut from, mut to) = (server, client);
         let shared = Arc::clone(self);
         std::thread::spawn(move || {
