@@ -91,14 +91,14 @@ impl Dag {
     /// The tasks of `run` this graph does not have: those of its workflow when the
     /// result file holds it, else of its records (a map task's instances aside), in the
     /// order the file lists them.
-    pub(crate) fn tasks_not_in(&self, run: &crate::result_file::RunFile) -> Vec<String> {
+    pub(crate) fn tasks_not_in<'r>(&self, run: &'r crate::result_file::RunFile) -> Vec<&'r str> {
         let ids: HashSet<&str> = self.nodes.iter().map(|node| node.id.as_str()).collect();
         let maps: HashSet<&str> = (self.nodes.iter().filter(|node| node.map))
             .map(|node| node.id.as_str())
             .collect();
         let is_instance =
             |id: &str| MapSpec::parse_instance_id(id).is_some_and(|(map, _)| maps.contains(map));
-        let missing: Vec<&str> = match &run.workflow {
+        match &run.workflow {
             Some(workflow) => (workflow.tasks())
                 .map(|task| task.task_id.as_str())
                 .filter(|id| !ids.contains(id))
@@ -107,8 +107,7 @@ impl Dag {
                 .map(|id| id.as_str())
                 .filter(|id| !ids.contains(id) && !is_instance(id))
                 .collect(),
-        };
-        missing.into_iter().map(str::to_owned).collect()
+        }
     }
 
     /// Takes each task's status from a run's result (matched by id).
