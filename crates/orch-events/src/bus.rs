@@ -122,17 +122,24 @@ impl<T> Inner<T> {
     /// only while the bus is open, so a count of 0 here stays 0. (A publish that finished
     /// just before another counted itself in may call this late, and must not end the
     /// subscriptions the other is still delivering to.)
+    ///
+    /// The subscriptions end under the lock too: a `close` that finds none left to end
+    /// returns only once whoever took them has ended them all.
     fn close_queues(&self) {
         let queues = {
             let mut routes = self.write();
             if !routes.closed || self.in_flight.load(Ordering::Acquire) != 0 {
                 return;
             }
-            routes.take_all()
+            let queues = routes.take_all();
+            for queue in &queues {
+                queue.close();
+            }
+            queues
         };
-        for queue in queues {
-            queue.close();
-        }
+        // Dropped unlocked: the last hold on a queue drops its events, whose payloads'
+        // destructors may use the bus.
+        drop(queues);
     }
 }
 

@@ -86,3 +86,46 @@ async fn closed_waits_for_close_and_then_returns_at_once() {
         .await
         .expect("returns at once on a closed bus");
 }
+
+/// Whether `subscription` has ended: nothing queued and nothing more to come.
+fn has_ended(subscription: &mut crate::Subscription<u32>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(
+        subscription.poll_recv(&mut cx),
+        std::task::Poll::Ready(None)
+    )
+}
+
+/// A `close` returns only once every subscription has ended, even when another party
+/// (a second `close`, or the last publish under way) is the one ending them.
+#[test]
+fn close_returns_only_once_every_subscription_has_ended() {
+    let close = |bus: &EventBus<u32>| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(bus.close());
+    };
+    let bus: EventBus<u32> = EventBus::new();
+    // One pattern: the subscriptions end in the order they were made, and ending this
+    // many takes the first `close` a while.
+    let mut subscriptions: Vec<_> = (0..100_000)
+        .map(|_| bus.subscribe("jobs.done").expect("subscribes"))
+        .collect();
+    let second = std::thread::spawn({
+        let bus = bus.clone();
+        move || {
+            while !has_ended(&mut subscriptions[0]) {
+                std::hint::spin_loop();
+            }
+            close(&bus);
+            let last = subscriptions.last_mut().expect("subscriptions");
+            has_ended(last)
+        }
+    });
+    close(&bus);
+    assert!(
+        second.join().expect("no panic"),
+        "the second close returned before the last subscription ended"
+    );
+}
