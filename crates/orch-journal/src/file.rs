@@ -31,13 +31,14 @@ use crate::{
 /// sector (512 bytes) or more of zeros after the first line, or zeros from a line's start
 /// to a sector's end (a write the file system lost in a power cut, when later ones reached
 /// the disk: whole blocks, or the rest of one whose rewrite was lost) ends the run's
-/// journal in the same
-/// way: it is read up to the line they fall in, and reopening cuts the file there, with the
-/// lines after them, whose tasks then run again. Any other line that cannot be read (or is
-/// 1 GiB or longer), a file whose head names another run, or a line of a newer format is
-/// refused with an error naming the file and line. A file is read a line at a time, never
-/// whole. A record whose line
-/// would be that long (a task's output of about 1 GiB) is refused when written, with
+/// journal in the same way: it is read up to the line they fall in, and reopening cuts
+/// the file there, with the lines after them, whose tasks then run again. Zeros at the
+/// file's very start (its first block lost that way) leave no run to go on with: the file
+/// is refused as [`JournalError::Corrupt`] at line 1, saying the head was lost. Any other
+/// line that cannot be read (or is 1 GiB or longer), a file whose head names another
+/// run, or a line of a newer format is refused with an error naming the file and line. A
+/// file is read a line at a time, never whole. A record whose line would be that long (a
+/// task's output of about 1 GiB) is refused when written, with
 /// [`JournalError::InvalidRecord`].
 ///
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already

@@ -66,8 +66,19 @@ fn read_lines_within(
             break;
         }
         number += 1;
+        // A first line that begins with zeros: the write of the file's first block was
+        // lost in a power cut (whether later ones reached the disk or not). The run's
+        // head is gone: the file is damaged, not something else.
+        if number == 1 && in_a_file && text.first() == Some(&0) {
+            return Err(JournalError::Corrupt {
+                at: at(number),
+                reason: "the run's head line was lost (zeros stand in its place, left by \
+                         a power cut): the lines after it belong to no known run"
+                    .to_owned(),
+            });
+        }
         // A first line that does not begin as a run's: a file of something else (a line
-        // of zeros is a head lost to a crash, read as corrupt).
+        // of zeros kept elsewhere than in a file is read as corrupt).
         if number == 1 && !(text.starts_with(HEAD_START) || (!text.is_empty() && zeros(text))) {
             return Err(JournalError::NotAJournal {
                 path: path.to_owned(),

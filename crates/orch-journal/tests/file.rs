@@ -222,6 +222,41 @@ fn a_file_that_is_not_a_journal_is_refused_and_left_as_it_is() {
     }
 }
 
+/// A power cut that loses the file's first block while later ones reached the disk
+/// leaves zeros where the head was: the file is said damaged there, not "not a journal",
+/// and is left as it is.
+#[test]
+fn a_head_lost_to_zeros_with_lines_after_it_is_corrupt_at_line_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let run = run_id("r");
+    let opened = block_on(journal.open(&run, &three_tasks())).unwrap();
+    for n in 0..40 {
+        let error = format!("try {n}: {}", "out of memory ".repeat(20));
+        append(&*opened.writer, &[("c", failed(&error))]);
+    }
+    drop(opened);
+    let path = journal.path_of(&run);
+    let mut bytes = fs::read(&path).unwrap();
+    assert!(
+        bytes.len() > 8192,
+        "the run's file spans more than one block"
+    );
+    bytes[..4096].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let lost = |error: &JournalError| {
+        matches!(error, JournalError::Corrupt { at, reason }
+            if at.ends_with(", line 1") && reason.contains("head") && reason.contains("lost"))
+    };
+    let loaded = block_on(journal.load(&run));
+    assert!(matches!(&loaded, Err(e) if lost(e)), "{loaded:?}");
+    let opened = block_on(journal.open(&run, &three_tasks()));
+    assert!(matches!(&opened, Err(e) if lost(e)), "opened a damaged run");
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    let listed = block_on(journal.list(&RunFilter::default()));
+    assert!(matches!(&listed, Err(e) if lost(e)), "{listed:?}");
+}
+
 fn lines_of(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .unwrap()
