@@ -111,20 +111,17 @@ impl fmt::Display for WorkflowStatus {
 /// };
 /// assert_eq!(record.duration(), Some(Duration::from_millis(1500)));
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TaskRecord {
     /// The task's final (or current) status.
     pub status: TaskStatus,
-    /// The handler's output, when it completed.
+    /// The handler's output, when it completed (null, if the handler returned null).
     pub result: Option<Value>,
     /// Why it failed, was skipped or was cancelled.
     pub error: Option<String>,
     /// When the first attempt started.
-    #[serde(with = "rfc3339_opt")]
     pub start_time: Option<SystemTime>,
     /// When the last attempt ended.
-    #[serde(with = "rfc3339_opt")]
     pub end_time: Option<SystemTime>,
     /// How many attempts ran (0 for a task that never started, in its run or one it
     /// continues). A run that continues another counts that run's attempts too: a task
@@ -159,17 +156,75 @@ impl TaskRecord {
     }
 }
 
+/// A [`TaskRecord`] as written, its `result` told present (null included) from missing.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct WrittenRecord {
+    status: TaskStatus,
+    #[serde(deserialize_with = "present")]
+    result: Option<Value>,
+    error: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    start_time: Option<SystemTime>,
+    #[serde(with = "rfc3339_opt")]
+    end_time: Option<SystemTime>,
+    attempts: u32,
+    shared_output: bool,
+    cached: bool,
+    chosen_branches: Option<Vec<TaskId>>,
+}
+
+/// A value that is there, null included (a missing one is `None` by default).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl<'de> Deserialize<'de> for TaskRecord {
+    /// Reads what [`Serialize`] writes, a missing field taken as its default. A `result`
+    /// of null is the output null for a completed task, and no output for any other
+    /// (one is written for every task that did not complete).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let written = WrittenRecord::deserialize(d)?;
+        let result = match written.result {
+            Some(Value::Null) if written.status != TaskStatus::Completed => None,
+            result => result,
+        };
+        Ok(Self {
+            status: written.status,
+            result,
+            error: written.error,
+            start_time: written.start_time,
+            end_time: written.end_time,
+            attempts: written.attempts,
+            shared_output: written.shared_output,
+            cached: written.cached,
+            chosen_branches: written.chosen_branches,
+        })
+    }
+}
+
 impl Serialize for TaskRecord {
-    /// Writes every field plus `duration` in seconds; times in RFC 3339.
+    /// Writes every field plus `duration` in seconds; times in RFC 3339. `result` is
+    /// left out only for a completed task without one (the output null is written as
+    /// null), so that each reads back as it was.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A completed task's output is written as it is, null included; one without
+        // (built so by hand) is written without the field, which then reads back as
+        // none. Every other task's is written, null when it has none.
+        let no_output = self.status == TaskStatus::Completed && self.result.is_none();
         let mut s = serializer.serialize_struct(
             "TaskRecord",
-            7 + usize::from(self.shared_output)
+            6 + usize::from(!no_output)
+                + usize::from(self.shared_output)
                 + usize::from(self.cached)
                 + usize::from(self.chosen_branches.is_some()),
         )?;
         s.serialize_field("status", &self.status)?;
-        s.serialize_field("result", &self.result)?;
+        if no_output {
+            s.skip_field("result")?;
+        } else {
+            s.serialize_field("result", &self.result)?;
+        }
         s.serialize_field("error", &self.error)?;
         s.serialize_field("start_time", &self.start_time.map(rfc3339))?;
         s.serialize_field("end_time", &self.end_time.map(rfc3339))?;

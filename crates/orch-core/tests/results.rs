@@ -82,6 +82,24 @@ fn a_result_reads_back_from_its_json() {
     assert!(back.tasks.workflow().is_none());
 }
 
+/// A handler may return null: its completed task reads back with that output, not with
+/// none; a task that did not complete (its `result` written as null too) reads back
+/// with none.
+#[test]
+fn a_null_output_reads_back_as_an_output() {
+    let mut original = result();
+    let mut records = original.tasks.records().to_vec();
+    records[0].result = Some(serde_json::Value::Null);
+    original.tasks = TaskRecords::for_workflow(&workflow(), records).expect("one per task");
+    let back: WorkflowResult = serde_json::from_str(&original.to_json()).expect("reads");
+    assert_eq!(
+        back.task("a").expect("a").result,
+        Some(serde_json::Value::Null)
+    );
+    assert_eq!(back.task("b").expect("b").result, None);
+    assert_eq!(back, original);
+}
+
 #[test]
 fn metrics_follow_the_result_as_it_is_when_asked() {
     let mut result = result();
