@@ -349,6 +349,12 @@ impl TaskContext {
     /// [resumed](TaskContext::resumed), unless an input they read is made again (then
     /// the number after is given). An instance of a map task that runs again goes on
     /// from the highest attempt of the map's instances.
+    ///
+    /// A run records a task's attempts when the task ends, not at each retry: if its
+    /// process stopped while the task was retrying, a resumed run goes on from what the
+    /// run before that recorded, and so gives again, resumed, the number of an attempt
+    /// that failed (a system that keeps the first outcome per attempt gives that failure
+    /// again, and the retries follow as before).
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

@@ -249,12 +249,12 @@ impl WorkflowEngine {
     /// after a failure runs again after the failed task's new attempt; a `one_success`
     /// task that completed before the failure did not run on it, and is kept, as is one
     /// that completed before a dependency of it was skipped on the failure, or cancelled
-    /// before it started). A task skipped
-    /// without running keeps its skip while its dependencies' outcomes stand (a branch
-    /// task's choice holds); otherwise its rule decides it again. Completed tasks keep their records,
-    /// and their stored results are fed to their dependents. A completed task is kept even if the workflow has since given it
-    /// a dependency that did not complete: that dependency runs, and the task does not run
-    /// again. A task whose output was a [`Shared`](crate::Shared) value kept only its
+    /// before it started). A task skipped without running keeps its skip while its
+    /// dependencies' outcomes stand (a branch task's choice holds); otherwise its rule
+    /// decides it again. Completed tasks keep their records, and their stored results are
+    /// fed to their dependents. A completed task is kept even if the workflow has since
+    /// given it a dependency that did not complete: that dependency runs, and the task
+    /// does not run again. A task whose output was a [`Shared`](crate::Shared) value kept only its
     /// summary, so it runs again when a task that runs depends on it, directly or not
     /// (and so do the tasks between the two, so that the one that runs starts after the
     /// value is there).
@@ -271,7 +271,9 @@ impl WorkflowEngine {
     /// ended is never named again (a system the attempts are handed to can use the
     /// number to tell them apart). Only attempts that may have been under way when the
     /// earlier run stopped unexpectedly, unrecorded, are taken up under their numbers
-    /// (see [`TaskContext::resumed`](crate::TaskContext::resumed)).
+    /// (see [`TaskContext::resumed`](crate::TaskContext::resumed)); attempts of a task
+    /// still retrying then are not recorded, so its failed ones are among them (see
+    /// [`TaskContext::attempt`](crate::TaskContext::attempt)).
     ///
     /// On the bus, the resumed run's start event gives the number of kept tasks that
     /// completed ([`EngineEvent::restored_tasks`](orch_core::EngineEvent::restored_tasks)),
