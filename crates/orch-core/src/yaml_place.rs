@@ -8,31 +8,70 @@ use serde_path_to_error::{Path, Segment};
 use crate::yaml_depth::Chars;
 
 /// The byte offset where the value at `path` starts in `text`, read with saphyr-parser;
-/// `None` when the path goes through an alias, a key that is not plain text, or past a
-/// syntax error.
+/// `None` when the path goes through an alias, a key that is not plain text or is
+/// written twice in its mapping (the error may be in either copy), or past a syntax
+/// error.
 pub(crate) fn value_at(text: &str, path: &Path) -> Option<usize> {
-    let mut events = Parser::new_from_str(text).map_while(Result::ok);
-    let mut node = events.find(|(event, _)| {
-        !matches!(
-            event,
+    let segments: Vec<&Segment> = path.iter().collect();
+    for (depth, segment) in segments.iter().enumerate() {
+        if let Segment::Map { key } = segment {
+            let mut events = events_of(text);
+            let mapping = descend(&mut events, &segments[..depth])?;
+            if occurrences(&mut events, &mapping.0, key)? > 1 {
+                return None;
+            }
+        }
+    }
+    let node = descend(&mut events_of(text), &segments)?;
+    Some(Chars::new(text).byte_offset(node.1.start.index()))
+}
+
+/// The events of `text`'s first document, up to the first syntax error.
+fn events_of(text: &str) -> impl Iterator<Item = (Event<'_>, Span)> {
+    Parser::new_from_str(text).map_while(Result::ok)
+}
+
+/// The first event of the value at `segments` (the first copy of a repeated key).
+fn descend<'t>(events: &mut Events<'t>, segments: &[&Segment]) -> Option<(Event<'t>, Span)> {
+    let mut node = loop {
+        let next = events.next()?;
+        if !matches!(
+            next.0,
             Event::Nothing | Event::StreamStart | Event::DocumentStart(_)
-        )
-    })?;
-    for segment in path.iter() {
+        ) {
+            break next;
+        }
+    };
+    for &segment in segments {
         node = match (segment, &node.0) {
-            (Segment::Map { key }, Event::MappingStart(..)) => entry(&mut events, key)?,
+            (Segment::Map { key }, Event::MappingStart(..)) => entry(events, key)?,
             (Segment::Seq { index }, Event::SequenceStart(..)) => {
                 for _ in 0..*index {
-                    let element = node_start(&mut events)?;
-                    skip_rest(&mut events, &element.0)?;
+                    let element = node_start(events)?;
+                    skip_rest(events, &element.0)?;
                 }
-                node_start(&mut events)?
+                node_start(events)?
             }
             (Segment::Enum { .. }, _) => node,
             _ => return None,
         };
     }
-    Some(Chars::new(text).byte_offset(node.1.start.index()))
+    Some(node)
+}
+
+/// How many times `key` is a key of the mapping that `first` starts, if it is one.
+fn occurrences(events: &mut Events<'_>, first: &Event<'_>, key: &str) -> Option<usize> {
+    if !matches!(first, Event::MappingStart(..)) {
+        return None;
+    }
+    let mut count = 0;
+    while let Some(found) = node_start(events) {
+        count += usize::from(matches!(&found.0, Event::Scalar(text, ..) if text == key));
+        skip_rest(events, &found.0)?;
+        let value = node_start(events)?;
+        skip_rest(events, &value.0)?;
+    }
+    Some(count)
 }
 
 type Events<'t> = dyn Iterator<Item = (Event<'t>, Span)> + 't;

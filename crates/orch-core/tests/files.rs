@@ -553,6 +553,25 @@ fn yaml_null_is_not_text() {
         );
         assert!(!message.contains(" at line"), "{text}: {message}");
     }
+    // A key written twice (here a task): the null may be in either copy, so it is placed
+    // where the YAML reader places it, not in the first copy.
+    for (text, field, line) in [
+        (
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n  a:\n    task_type: ~\n",
+            "tasks.a.task_type",
+            6,
+        ),
+        (
+            "workflow_id: w\ntasks:\n  a:\n    task_type: t\n    dependencies: [x, y]\n  a:\n    \
+             task_type: t\n    dependencies: [x, ~]\n",
+            "tasks.a.dependencies[1]",
+            8,
+        ),
+    ] {
+        let (found, found_line, message) = parse_error(Workflow::from_yaml(text));
+        assert_eq!(found, field, "{text}");
+        assert_eq!(found_line, Some(line), "{text}: {message}");
+    }
     // Through an alias, the null is placed where the YAML reader places it (the map
     // holding it), not nowhere.
     let (field, line, message) = parse_error(Workflow::from_yaml(
