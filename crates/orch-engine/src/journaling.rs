@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use orch_core::{MapSpec, RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
 use orch_journal::{Durability, Journal, JournalError, JournalFuture, RunWriter};
 use serde_json::json;
 
@@ -248,9 +248,7 @@ impl RunJournal {
 
     /// Records the tasks that ended without completing and are not recorded yet
     /// (cancellations, tasks skipped after a failure upstream, and failures whose
-    /// commit a cancelled run cut short), and the instances of maps whose completion is
-    /// not recorded (so the journal holds what the run's result holds), then the run's
-    /// end, and waits until that is as
+    /// commit a cancelled run cut short), then the run's end, and waits until that is as
     /// durable as the engine's setting asks. A completion whose commit the end of a
     /// cancelled run cut short is not recorded again: no dependent of it ran; if its
     /// write reached the journal before the cut, a resume keeps it, else it runs again.
@@ -271,28 +269,6 @@ impl RunJournal {
         unless_silent_once_cancelled(closing, cancel, grace, action, true).await
     }
 
-    /// The records of the instances that started of each map task the journal holds no
-    /// completion of (it failed, or was cancelled): a completed map's went with it.
-    fn instances_not_recorded<'a>(
-        &self,
-        result: &'a WorkflowResult,
-    ) -> impl Iterator<Item = (&'a TaskId, TaskRecord)> {
-        let completion_recorded = |map: &str| {
-            let index = result.tasks.index_of(map);
-            index.is_some_and(|i| {
-                self.recorded.get(i) == Some(&true)
-                    && result.tasks.records()[i].status == TaskStatus::Completed
-            })
-        };
-        (result.tasks.iter().skip(self.recorded.len()))
-            .filter(move |(id, record)| {
-                record.status != TaskStatus::Pending
-                    && MapSpec::parse_instance_id(id)
-                        .is_some_and(|(map, _)| !completion_recorded(map))
-            })
-            .map(|(id, record)| (id, record.clone()))
-    }
-
     async fn close_now(mut self, result: &WorkflowResult) -> Result<(), RunError> {
         let failed = |error| RunError::Journal(JournalFailure::in_run(error));
         if let Some(error) = self.failure {
@@ -307,7 +283,6 @@ impl RunJournal {
             })
             .map(|((id, record), _)| (id, record.clone()));
         let mut rest: Vec<(&TaskId, TaskRecord)> = ended.collect();
-        rest.extend(self.instances_not_recorded(result));
         // An error text the journal refused before, or refuses now, is cut short as in
         // a commit (a cancelled task's text quotes its last attempt's).
         for (id, line) in &mut rest {
