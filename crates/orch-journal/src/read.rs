@@ -70,12 +70,7 @@ fn read_lines_within(
         // lost in a power cut (whether later ones reached the disk or not). The run's
         // head is gone: the file is damaged, not something else.
         if number == 1 && in_a_file && text.first() == Some(&0) {
-            return Err(JournalError::Corrupt {
-                at: at(number),
-                reason: "the run's head line was lost (zeros stand in its place, left by \
-                         a power cut): the lines after it belong to no known run"
-                    .to_owned(),
-            });
+            return Err(head_lost(at(number)));
         }
         // A first line that does not begin as a run's: a file of something else (a line
         // of zeros kept elsewhere than in a file is read as corrupt).
@@ -158,10 +153,23 @@ fn read_lines_within(
         None if could_start_a_line(&buf) => Err(JournalError::HeadMissing {
             path: path.to_owned(),
         }),
+        // Zeros, then more of a line cut short: a head lost as above.
+        None if in_a_file && buf.first() == Some(&0) => Err(head_lost(at(1))),
         // Something else, which opening the run would have emptied.
         None => Err(JournalError::NotAJournal {
             path: path.to_owned(),
         }),
+    }
+}
+
+/// The error for a run file whose first line, at `at`, begins with zeros: the write of
+/// its first block was lost in a power cut (whether later ones reached the disk or not).
+fn head_lost(at: String) -> JournalError {
+    JournalError::Corrupt {
+        at,
+        reason: "the run's head line was lost (zeros stand in its place, left by a power \
+                 cut): the lines after it belong to no known run"
+            .to_owned(),
     }
 }
 

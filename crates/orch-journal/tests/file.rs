@@ -255,6 +255,18 @@ fn a_head_lost_to_zeros_with_lines_after_it_is_corrupt_at_line_1() {
     assert_eq!(fs::read(&path).unwrap(), bytes);
     let listed = block_on(journal.list(&RunFilter::default()));
     assert!(matches!(&listed, Err(e) if lost(e)), "{listed:?}");
+    // The same with no complete line after the zeros; zeros alone are a head cut short.
+    let mut torn = vec![0; 4096];
+    torn.extend_from_slice(br#"{"v":1,"seq":9,"ki"#);
+    fs::write(&path, &torn).unwrap();
+    let loaded = block_on(journal.load(&run));
+    assert!(matches!(&loaded, Err(e) if lost(e)), "{loaded:?}");
+    fs::write(&path, [0; 4096]).unwrap();
+    let loaded = block_on(journal.load(&run));
+    assert!(
+        matches!(loaded, Err(JournalError::HeadMissing { .. })),
+        "{loaded:?}"
+    );
 }
 
 fn lines_of(path: &Path) -> Vec<String> {
