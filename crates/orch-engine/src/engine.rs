@@ -254,10 +254,10 @@ impl WorkflowEngine {
     /// decides it again. Completed tasks keep their records, and their stored results are
     /// fed to their dependents. A completed task is kept even if the workflow has since
     /// given it a dependency that did not complete: that dependency runs, and the task
-    /// does not run again. A task whose output was a [`Shared`](crate::Shared) value kept only its
-    /// summary, so it runs again when a task that runs depends on it, directly or not
-    /// (and so do the tasks between the two, so that the one that runs starts after the
-    /// value is there).
+    /// does not run again. A task whose output was a [`Shared`](crate::Shared) value
+    /// kept only its summary, so it runs again when a task that runs depends on it,
+    /// directly or not (and so do the tasks between the two, so that the one that runs
+    /// starts after the value is there).
     /// A result does not say which of its records were a map task's instances (`sq[0]`
     /// of map `sq`): a task that the workflow has since gained under such an id takes
     /// that record as its own (the journal knows the difference, and keeps them apart).

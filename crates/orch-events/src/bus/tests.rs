@@ -109,8 +109,9 @@ fn close_returns_only_once_every_subscription_has_ended() {
     let bus: EventBus<u32> = EventBus::new();
     // One pattern: the subscriptions end in the order they were made, and ending this
     // many takes the first `close` a while.
+    let one_event = crate::SubscribeOptions::new().capacity(1);
     let mut subscriptions: Vec<_> = (0..100_000)
-        .map(|_| bus.subscribe("jobs.done").expect("subscribes"))
+        .map(|_| (bus.subscribe_with("jobs.done", one_event.clone())).expect("subscribes"))
         .collect();
     let second = std::thread::spawn({
         let bus = bus.clone();
