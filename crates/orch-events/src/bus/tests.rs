@@ -96,8 +96,9 @@ fn has_ended(subscription: &mut crate::Subscription<u32>) -> bool {
     )
 }
 
-/// A `close` returns only once every subscription has ended, even when another party
-/// (a second `close`, or the last publish under way) is the one ending them.
+/// A `close` returns only once every subscription has ended, even when another `close`
+/// is the one ending them (the last publish under way on a closed bus ends them through
+/// the same step, `close_queues`).
 #[test]
 fn close_returns_only_once_every_subscription_has_ended() {
     let close = |bus: &EventBus<u32>| {
