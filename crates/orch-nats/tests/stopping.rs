@@ -3,9 +3,8 @@
 //! worker (handed back at once, it went straight back to the same open request, delivery
 //! after delivery, until it failed as "worker lost" without ever running), and so is one
 //! it stops running; a handler it cancels that completes within the cancel grace reports
-//! its output; a worker cut off
-//! from its server, its connection full, still stops; one whose connection closes
-//! returns from `run` by itself.
+//! its output; a worker cut off from its server, its connection full, still stops, also
+//! with many tasks come late; one whose connection closes returns from `run` by itself.
 
 mod common;
 
@@ -15,6 +14,8 @@ use futures_util::future::BoxFuture;
 use orch_core::{Task, TaskStatus, Workflow};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
 use orch_nats::{RemoteHandler, Worker};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// An engine whose tasks of type `task_type` run on workers.
@@ -66,6 +67,45 @@ fn waits_for_cancellation(
             ctx.cancellation().cancelled().await;
             Err(TaskError::new("cancelled"))
         })
+    }
+}
+
+/// An echo handler whose second call holds the thread it runs on (a worker's only one,
+/// which takes up tasks) until the test lets it go.
+struct HoldsSecondCall {
+    /// How many times it was called.
+    calls: Arc<AtomicUsize>,
+    /// Whether the second call holds its thread.
+    busy: Arc<AtomicBool>,
+    /// Lets the second call go.
+    release: mpsc::Sender<()>,
+}
+
+impl HoldsSecondCall {
+    /// The handler, and what the test watches it by.
+    fn new() -> (Self, impl orch_engine::Handler) {
+        let (calls, busy) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let (counted, busy_now) = (Arc::clone(&calls), Arc::clone(&busy));
+        let handler = move |ctx: TaskContext| {
+            if counted.fetch_add(1, Ordering::SeqCst) == 1 {
+                busy_now.store(true, Ordering::SeqCst);
+                let released = released.lock().expect("not poisoned");
+                // A bound only so that a broken test ends.
+                let _ = released.recv_timeout(std::time::Duration::from_secs(60));
+            }
+            async move { Ok::<_, TaskError>(ctx.task_id().to_string()) }
+        };
+        let held = Self {
+            calls,
+            busy,
+            release,
+        };
+        (held, orch_engine::inline(handler))
     }
 }
 
@@ -162,8 +202,6 @@ async fn a_cancel_grace_too_long_for_the_clock_still_hands_tasks_back() {
 /// they run on the next worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let Some(server) = NatsServer::start() else {
         return;
     };
@@ -172,26 +210,13 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
         .expect("the coordinator connects");
     let engine = WorkflowEngine::with_max_concurrent(5).expect("valid");
     engine.register_handler("echo", remote);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let busy = Arc::new(AtomicBool::new(false));
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let released = std::sync::Mutex::new(released);
-    let (counted, busy_now) = (Arc::clone(&calls), Arc::clone(&busy));
-    let handler = move |ctx: TaskContext| {
-        // The second task keeps the worker's thread, which takes up tasks, until the
-        // test has stopped the worker; the others come with it.
-        if counted.fetch_add(1, Ordering::SeqCst) == 1 {
-            busy_now.store(true, Ordering::SeqCst);
-            let released = released.lock().expect("not poisoned");
-            // A bound only so that a broken test ends.
-            let _ = released.recv_timeout(std::time::Duration::from_secs(60));
-        }
-        async move { Ok::<_, TaskError>(ctx.task_id().to_string()) }
-    };
+    // The second task keeps the worker's thread until the test has stopped the worker;
+    // the others come with it.
+    let (held, handler) = HoldsSecondCall::new();
     let stopping = Worker::builder()
         .name("stopping")
         .concurrency(4)
-        .handler("echo", orch_engine::inline(handler));
+        .handler("echo", handler);
     let ids = ["a", "b", "c", "d", "e"];
     let workflow = Workflow::from_tasks("w", "W", ids.map(|id| Task::new(id, "echo")));
     let run = common::run_in_background(&engine, &workflow);
@@ -216,15 +241,15 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
             stopping.run(stop_worker).await;
         });
     });
-    common::wait_for(|| busy.load(Ordering::SeqCst)).await;
+    common::wait_for(|| held.busy.load(Ordering::SeqCst)).await;
     // Some of the other three reached the worker while it is held.
     common::wait_for_async(|| async { delivered(&server, "echo").await > 2 }).await;
     stop.cancel();
-    release.send(()).expect("the held handler waits");
+    held.release.send(()).expect("the held handler waits");
     let stopped = tokio::task::spawn_blocking(move || stopped.join());
     (stopped.await.expect("joined")).expect("the worker stops");
     assert_eq!(
-        calls.load(Ordering::SeqCst),
+        held.calls.load(Ordering::SeqCst),
         2,
         "only the first and the one it held ran"
     );
@@ -245,8 +270,7 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
 /// it winds down): the task runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_winding_down_keeps_its_task_from_other_workers() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
     use std::time::Duration;
 
     let Some(server) = NatsServer::start() else {
@@ -314,8 +338,6 @@ async fn a_handler_winding_down_keeps_its_task_from_other_workers() {
 /// hand-back of the task it was running waits for room on the connection for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stops_with_its_server_gone_and_its_connection_full() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     let Some(server) = NatsServer::start() else {
@@ -355,6 +377,82 @@ async fn a_worker_stops_with_its_server_gone_and_its_connection_full() {
         .expect("no panic");
     filler.abort();
     // The run waits for a server that is gone.
+    run.abort();
+}
+
+/// A stopping worker cut off from its server while another part of the application keeps
+/// filling its connection hands back the many tasks its open request delivered late (29
+/// here), and stops soon all the same. (Here the client takes the hand-backs in at once;
+/// on a connection that stays full, each would wait a few seconds, and the request's
+/// time bounds them as a whole.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_late_tasks_on_a_full_connection_do_not_hold_up_the_stop() {
+    use std::time::Duration;
+
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let remote = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::with_max_concurrent(64).expect("valid");
+    engine.register_handler("echo", remote);
+    // The second task holds the worker's only thread while the others come.
+    let (held, handler) = HoldsSecondCall::new();
+    let worker = Worker::builder()
+        .name("cut-off")
+        .concurrency(32)
+        .shutdown_grace(Duration::from_secs(1))
+        .handler("echo", handler);
+    let ids: Vec<String> = (0..40).map(|n| format!("t{n}")).collect();
+    let tasks = ids.iter().map(|id| Task::new(id.as_str(), "echo"));
+    let workflow = Workflow::from_tasks("w", "W", tasks);
+    let run = common::run_in_background(&engine, &workflow);
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    common::wait_for_task_messages(&js, 40).await;
+    let stop = CancellationToken::new();
+    let (config, stop_worker) = (server.config(), stop.clone());
+    let (lend, lent) = mpsc::channel();
+    let stopped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let client = config.connect().await.expect("the worker connects");
+            lend.send(client.clone()).expect("the test waits");
+            let worker = worker.start(client).await.expect("the worker starts");
+            worker.run(stop_worker).await;
+        });
+    });
+    common::wait_for(|| held.busy.load(Ordering::SeqCst)).await;
+    common::wait_for_async(|| async { delivered(&server, "echo").await > 20 }).await;
+    // The worker's thread is held: its connection is read and written again only once
+    // the server is gone and the filler has taken all room on it.
+    let client = lent.recv().expect("the worker's client");
+    drop(server);
+    // Keeps taking the room the worker's connection makes once its thread is let go,
+    // until the connection is gone with the worker's runtime.
+    let filler = tokio::spawn(async move {
+        let mut n = 0u64;
+        while client.publish("filler", n.to_string().into()).await.is_ok() {
+            n += 1;
+        }
+    });
+    stop.cancel();
+    held.release.send(()).expect("the held handler waits");
+    let stopped = tokio::task::spawn_blocking(move || stopped.join());
+    // A guard, not a measure: grace, hand-backs and last flush take about 20 s at most.
+    tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("the worker stopped")
+        .expect("joined")
+        .expect("no panic");
+    assert!(
+        held.calls.load(Ordering::SeqCst) < 40,
+        "some tasks came late"
+    );
+    filler.abort();
     run.abort();
 }
 
@@ -398,8 +496,6 @@ async fn a_worker_whose_connection_closes_while_a_handler_runs_returns_from_run(
 }
 
 async fn returns_when_the_connection_closes_under_a_handler(concurrency: usize) {
-    use std::sync::Arc;
-
     let Some(server) = NatsServer::start() else {
         return;
     };

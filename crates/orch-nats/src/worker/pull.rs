@@ -355,7 +355,7 @@ fn start(running: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + '
 }
 
 /// Hands back the tasks that an open pull request still delivers once the worker stopped
-/// taking tasks, until the request ends. Each is delivered again only once the request
+/// taking tasks, until the request ends (however long each hand-back waits). Each is delivered again only once the request
 /// has ended: handed back at once, it would go straight back to the same request (the
 /// server's only one waiting, maybe), delivery after delivery, until it ran out of them.
 async fn hand_back_late_tasks(
@@ -374,7 +374,13 @@ async fn hand_back_late_tasks(
             () = &mut until => return,
         };
         match delivery(&message, &queue.task_type) {
-            Delivery::Task => acks::hand_back(shared, &message, REQUEST_ENDED).await,
+            // Bounded as a whole, not each: on a connection with no room, each hand-back
+            // could wait a few seconds. A task not handed back comes again after its ack
+            // wait, as one of a worker gone.
+            Delivery::Task => tokio::select! {
+                () = acks::hand_back(shared, &message, REQUEST_ENDED) => {}
+                () = &mut until => return,
+            },
             Delivery::Heartbeat => {}
             Delivery::Ended | Delivery::Refused => return,
         }
