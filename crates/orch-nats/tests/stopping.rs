@@ -13,7 +13,7 @@ use common::NatsServer;
 use futures_util::future::BoxFuture;
 use orch_core::{Task, TaskStatus, Workflow};
 use orch_engine::{TaskContext, TaskError, WorkflowEngine};
-use orch_nats::{RemoteHandler, Worker};
+use orch_nats::{Layout, NatsConfig, RemoteHandler, Worker, WorkerBuilder};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -107,6 +107,34 @@ impl HoldsSecondCall {
         };
         (held, orch_engine::inline(handler))
     }
+}
+
+/// Runs the worker `builder` makes on a thread and runtime of its own, which a held
+/// handler holds whole (the coordinator and the test's own connections go on
+/// meanwhile), until `stop`; the worker's client comes on the channel returned.
+fn on_its_own_thread(
+    builder: WorkerBuilder,
+    config: NatsConfig,
+    stop: CancellationToken,
+) -> (
+    std::thread::JoinHandle<()>,
+    mpsc::Receiver<async_nats::Client>,
+) {
+    let (lend, lent) = mpsc::channel();
+    let stopped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let client = config.connect().await.expect("the worker connects");
+            // The test may not want it.
+            let _ = lend.send(client.clone());
+            let worker = builder.start(client).await.expect("the worker starts");
+            worker.run(stop).await;
+        });
+    });
+    (stopped, lent)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,11 +233,7 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let remote = RemoteHandler::connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::with_max_concurrent(5).expect("valid");
-    engine.register_handler("echo", remote);
+    let engine = common::remote_engine(&server, Layout::default(), &["echo"], 5).await;
     // The second task keeps the worker's thread until the test has stopped the worker;
     // the others come with it.
     let (held, handler) = HoldsSecondCall::new();
@@ -225,22 +249,7 @@ async fn tasks_taken_up_after_stop_are_handed_back_not_run() {
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     common::wait_for_task_messages(&js, 5).await;
     let stop = CancellationToken::new();
-    // The worker on a thread and runtime of its own, which the held handler holds
-    // whole: the coordinator and the test's own connections go on meanwhile.
-    let (config, stop_worker) = (server.config(), stop.clone());
-    let stopped = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let stopping = stopping
-                .connect(&config)
-                .await
-                .expect("the worker connects");
-            stopping.run(stop_worker).await;
-        });
-    });
+    let (stopped, _) = on_its_own_thread(stopping, server.config(), stop.clone());
     common::wait_for(|| held.busy.load(Ordering::SeqCst)).await;
     // Some of the other three reached the worker while it is held.
     common::wait_for_async(|| async { delivered(&server, "echo").await > 2 }).await;
@@ -392,11 +401,7 @@ async fn many_late_tasks_on_a_full_connection_do_not_hold_up_the_stop() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let remote = RemoteHandler::connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let engine = WorkflowEngine::with_max_concurrent(64).expect("valid");
-    engine.register_handler("echo", remote);
+    let engine = common::remote_engine(&server, Layout::default(), &["echo"], 64).await;
     // The second task holds the worker's only thread while the others come.
     let (held, handler) = HoldsSecondCall::new();
     let worker = Worker::builder()
@@ -411,20 +416,7 @@ async fn many_late_tasks_on_a_full_connection_do_not_hold_up_the_stop() {
     let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
     common::wait_for_task_messages(&js, 40).await;
     let stop = CancellationToken::new();
-    let (config, stop_worker) = (server.config(), stop.clone());
-    let (lend, lent) = mpsc::channel();
-    let stopped = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let client = config.connect().await.expect("the worker connects");
-            lend.send(client.clone()).expect("the test waits");
-            let worker = worker.start(client).await.expect("the worker starts");
-            worker.run(stop_worker).await;
-        });
-    });
+    let (stopped, lent) = on_its_own_thread(worker, server.config(), stop.clone());
     common::wait_for(|| held.busy.load(Ordering::SeqCst)).await;
     common::wait_for_async(|| async { delivered(&server, "echo").await > 20 }).await;
     // The worker's thread is held: its connection is read and written again only once
