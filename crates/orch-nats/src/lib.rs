@@ -186,10 +186,14 @@
 //! `{"status": "skipped", "reason": "..."}`.
 //!
 //! A **cancel message**: `{"v": 1, "run_id": "...", "task_id": "...", "attempt": 1,
-//! "up_to_sequence": 812}` cancels one attempt; without `task_id` and `attempt` it
-//! cancels every attempt of the run. It covers the task messages up to stream sequence
-//! `up_to_sequence` of the tasks stream (every one when absent), so the same attempt sent
-//! again later, by a coordinator that came back on the run, still runs. A handler that
+//! "up_to_sequence": 812, "up_to_stored_ns": 1796591283476957972}` cancels one attempt;
+//! without `task_id` and `attempt` it cancels every attempt of the run. It covers the
+//! task messages up to stream sequence `up_to_sequence` of the tasks stream (every one
+//! when absent) stored by `up_to_stored_ns` (when the stream stored its last message, as
+//! the coordinator read it with that sequence, in nanoseconds since the Unix epoch; for
+//! a cancellation kept on the stream without it, when it was kept), so the same attempt
+//! sent again later, by a coordinator that came back on the run, still runs, also on a
+//! tasks stream made anew (which numbers its messages from 1 again). A handler that
 //! fails after its attempt was cancelled reports nothing (its message is removed): a
 //! coordinator that comes back on the run sends the attempt again instead of taking
 //! that failure.

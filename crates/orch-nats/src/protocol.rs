@@ -161,6 +161,19 @@ pub(crate) struct CancelMessage {
     /// back on the run, still runs. Absent: every message of the run or attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) up_to_sequence: Option<u64>,
+    /// When the tasks stream stored its last message, read with `up_to_sequence`
+    /// (nanoseconds since the Unix epoch, by the server's clock): a message stored later
+    /// is not covered, though its sequence is lower (the stream was made anew since).
+    /// Absent: no bound by time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) up_to_stored_ns: Option<i64>,
+}
+
+/// `at` in nanoseconds since the Unix epoch, as close as an `i64` holds (an empty
+/// stream's last message time, the year 1, is below it).
+pub(crate) fn nanos(at: async_nats::datetime::DateTime) -> i64 {
+    let nanos = at.unix_timestamp_nanos();
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// What a coordinator reads of a result message it cannot read whole: which attempt the

@@ -35,23 +35,42 @@ impl RemoteHandler {
             run: run.clone(),
             reason,
         };
-        let up_to = (self.inner.last_task_sequence(3).await).map_err(refused)?;
-        (self.inner.publish_cancel(run, None, Some(up_to)).await).map_err(refused)?;
-        self.inner.routes.cancel_run(run, Some(up_to));
+        let last = (self.inner.last_task_message(3).await).map_err(refused)?;
+        let up_to = Some(last.sequence);
+        (self
+            .inner
+            .send_cancel(run, None, up_to, Some(last.stored_ns))
+            .await)
+            .map_err(refused)?;
+        self.inner.routes.cancel_run(run, up_to);
         Ok(())
     }
 }
 
+/// The tasks stream's last message, as a cancellation covers the messages up to it.
+struct LastMessage {
+    /// Its stream sequence.
+    sequence: u64,
+    /// When it was stored, in nanoseconds since the Unix epoch.
+    stored_ns: i64,
+}
+
 impl Inner {
-    /// The stream sequence of the tasks stream's last message, asked for `tries` times
-    /// at most (half a second apart); why it could not be read.
-    async fn last_task_sequence(&self, tries: u32) -> Result<u64, String> {
+    /// The tasks stream's last message, asked for `tries` times at most (half a second
+    /// apart); why it could not be read.
+    async fn last_task_message(&self, tries: u32) -> Result<LastMessage, String> {
         let mut tried = 0;
         loop {
             tried += 1;
             let asked = self.js.get_stream(self.names.tasks_stream());
             let error = match tokio::time::timeout(ROOM_WAIT, asked).await {
-                Ok(Ok(stream)) => return Ok(stream.cached_info().state.last_sequence),
+                Ok(Ok(stream)) => {
+                    let state = &stream.cached_info().state;
+                    return Ok(LastMessage {
+                        sequence: state.last_sequence,
+                        stored_ns: protocol::nanos(state.last_timestamp),
+                    });
+                }
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => format!("no answer within {ROOM_WAIT:?}"),
             };
@@ -66,24 +85,37 @@ impl Inner {
     /// Tells the workers to cancel run `run`'s attempts, or one attempt (its task, its
     /// number and its message's stream sequence if known). The cancellation covers the
     /// messages sent so far, not the attempt sent again later by a coordinator that
-    /// comes back on the run. Why it could not be sent, if it could not.
+    /// comes back on the run, also to a tasks stream made anew. Why it could not be
+    /// sent, if it could not.
     pub(super) async fn publish_cancel(
         &self,
         run: &orch_core::RunId,
         attempt: Option<(&orch_core::TaskId, u32)>,
         sequence: Option<u64>,
     ) -> Result<(), String> {
-        let up_to_sequence = match sequence {
-            Some(sequence) => Some(sequence),
-            // Asked once: this runs while a cancelled attempt's wait goes on.
-            None => self.last_task_sequence(1).await.ok(),
-        };
+        // Asked once: this runs while a cancelled attempt's wait goes on.
+        let last = self.last_task_message(1).await.ok();
+        let up_to = sequence.or(last.as_ref().map(|last| last.sequence));
+        let stored_by = last.map(|last| last.stored_ns);
+        self.send_cancel(run, attempt, up_to, stored_by).await
+    }
+
+    /// Sends a cancellation that covers the task messages up to stream sequence `up_to`
+    /// stored by `stored_by` (each `None`: no bound).
+    async fn send_cancel(
+        &self,
+        run: &orch_core::RunId,
+        attempt: Option<(&orch_core::TaskId, u32)>,
+        up_to: Option<u64>,
+        stored_by: Option<i64>,
+    ) -> Result<(), String> {
         let message = CancelMessage {
             v: protocol::VERSION,
             run_id: run.clone(),
             task_id: attempt.map(|(task, _)| task.clone()),
             attempt: attempt.map(|(_, number)| number),
-            up_to_sequence,
+            up_to_sequence: up_to,
+            up_to_stored_ns: stored_by,
         };
         let subject = self.names.cancel_subject(run);
         let client = self.js.client();

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::acks::{ack, give_back, with_progress};
+use super::cancels::Place;
 use super::grace::wind_down;
 use super::publish::store_result;
 use super::queue::ProgressDue;
@@ -46,15 +47,15 @@ pub(crate) async fn run(
         message,
         context: shared.js.clone(),
     };
-    let (sequence, delivered) = match message.info() {
-        Ok(info) => (info.stream_sequence, info.delivered),
-        Err(_) => (0, 0),
+    let (place, delivered) = match message.info() {
+        Ok(info) => (Place::of(&info), info.delivered),
+        Err(_) => (Place::default(), 0),
     };
     let task: TaskMessage = match protocol::read(&message.payload) {
         Ok(task) => task,
         Err(error) => {
             let error = error.to_string();
-            let refused = refuse(&shared, &queue, &message, sequence, &error, &hand_back);
+            let refused = refuse(&shared, &queue, &message, place, &error, &hand_back);
             return Box::pin(refused).await;
         }
     };
@@ -63,7 +64,7 @@ pub(crate) async fn run(
             "the message is of task type `{}` but came through the queue of `{}`",
             task.task.task_type, queue.task_type
         );
-        let refused = refuse(&shared, &queue, &message, sequence, &error, &hand_back);
+        let refused = refuse(&shared, &queue, &message, place, &error, &hand_back);
         return Box::pin(refused).await;
     }
     let key = AttemptKey {
@@ -105,7 +106,7 @@ pub(crate) async fn run(
             tracing::info!("not running a task whose deadline passed");
             return ack(&message, AckKind::Term).await;
         }
-        let Some(running) = shared.cancels.start(&key, sequence) else {
+        let Some(running) = shared.cancels.start(&key, place) else {
             tracing::info!("not running a cancelled task");
             return ack(&message, AckKind::Term).await;
         };
@@ -412,10 +413,11 @@ async fn refuse(
     shared: &Shared,
     queue: &TypeQueue,
     message: &jetstream::Message,
-    sequence: u64,
+    place: Place,
     error: &str,
     hand_back: &CancellationToken,
 ) {
+    let sequence = place.sequence;
     let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok();
     let (run_id, task_id) = (envelope.as_ref())
         .map(|e| (e.run_id.to_string(), e.task.task_id.to_string()))
@@ -440,7 +442,7 @@ async fn refuse(
         attempt: envelope.attempt,
     };
     let past_deadline = || (envelope.deadline_ms).is_some_and(|d| protocol::until(d).is_zero());
-    if past_deadline() || shared.cancels.covers(&key, sequence) {
+    if past_deadline() || shared.cancels.covers(&key, place) {
         refused(
             "terminating (with no failure stored: its attempt was cancelled or is past its deadline)",
         );

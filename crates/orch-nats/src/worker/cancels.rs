@@ -1,8 +1,9 @@
 //! The attempts a worker runs, by key, so that a cancellation from a coordinator reaches
 //! their handlers; and the cancellations it heard of recently, so that a cancelled
 //! attempt taken later does not run. A cancellation that names the last task message it
-//! covers (its stream sequence) leaves alone a message sent after it: the same attempt
-//! sent again by a coordinator that came back on the run.
+//! covers (its stream sequence, and when the stream stored it) leaves alone a message
+//! sent after it: the same attempt sent again by a coordinator that came back on the run,
+//! also to a tasks stream made anew, which numbers its messages from 1 again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -40,10 +41,55 @@ pub(crate) struct Running {
     pub(crate) token: CancellationToken,
 }
 
+/// Where a task message is on the tasks stream: its sequence, and when it was stored (in
+/// nanoseconds since the Unix epoch, by the server's clock).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Place {
+    pub(crate) sequence: u64,
+    stored_ns: i64,
+}
+
+impl Place {
+    /// The place of a delivered message.
+    pub(crate) fn of(info: &jetstream::message::Info<'_>) -> Self {
+        Self {
+            sequence: info.stream_sequence,
+            stored_ns: protocol::nanos(info.published),
+        }
+    }
+}
+
+/// The task messages a cancellation covers: those up to stream sequence `up_to` stored
+/// by `stored_by` (each `None`: no bound).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Bound {
+    up_to: Option<u64>,
+    stored_by: Option<i64>,
+}
+
+impl Bound {
+    fn covers(self, place: Place) -> bool {
+        self.up_to.is_none_or(|last| place.sequence <= last)
+            && self.stored_by.is_none_or(|by| place.stored_ns <= by)
+    }
+
+    /// The least bound that covers what either covers. It covers no message that
+    /// neither does: in one stream, sequences and times grow together, and a stream made
+    /// anew stores its messages after the one before it.
+    fn or(self, other: Self) -> Self {
+        fn wider<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+            a.zip(b).map(|(a, b)| a.max(b))
+        }
+        Self {
+            up_to: wider(self.up_to, other.up_to),
+            stored_by: wider(self.stored_by, other.stored_by),
+        }
+    }
+}
+
 struct State {
-    /// Running attempts, by registration: their keys, tokens and the stream sequences of
-    /// their messages.
-    running: HashMap<u64, (AttemptKey, CancellationToken, u64)>,
+    /// Running attempts, by registration: their keys, tokens and their messages' places.
+    running: HashMap<u64, (AttemptKey, CancellationToken, Place)>,
     /// The id of the next registration.
     next_id: u64,
     /// Cancelled runs, and the last task message each cancellation covers.
@@ -66,16 +112,16 @@ impl Default for State {
 }
 
 impl State {
-    fn covers(&self, key: &AttemptKey, sequence: u64) -> bool {
-        self.runs.covers(&key.run, sequence) || self.attempts.covers(key, sequence)
+    fn covers(&self, key: &AttemptKey, place: Place) -> bool {
+        self.runs.covers(&key.run, place) || self.attempts.covers(key, place)
     }
 }
 
-/// Recent cancellations of one kind, oldest first, each with the last task message it
-/// covers (`None`: every message); at most `most` of them and [`REMEMBERED_BYTES`] of ids.
+/// Recent cancellations of one kind, oldest first, each with the task messages it
+/// covers; at most `most` of them and [`REMEMBERED_BYTES`] of ids.
 struct Remembered<K> {
     recent: VecDeque<K>,
-    covers: HashMap<K, Option<u64>>,
+    covers: HashMap<K, Bound>,
     bytes: usize,
     most: usize,
     size: fn(&K) -> usize,
@@ -92,17 +138,17 @@ impl<K: Clone + Eq + std::hash::Hash> Remembered<K> {
         }
     }
 
-    fn covers(&self, key: &K, sequence: u64) -> bool {
-        (self.covers.get(key)).is_some_and(|up_to| covered(*up_to, sequence))
+    fn covers(&self, key: &K, place: Place) -> bool {
+        (self.covers.get(key)).is_some_and(|bound| bound.covers(place))
     }
 
-    fn remember(&mut self, key: K, up_to: Option<u64>) {
+    fn remember(&mut self, key: K, bound: Bound) {
         match self.covers.get_mut(&key) {
             // Heard before: it now covers what either cancellation covers.
-            Some(known) => *known = known.zip(up_to).map(|(a, b)| a.max(b)),
+            Some(known) => *known = known.or(bound),
             None => {
                 self.bytes += (self.size)(&key);
-                self.covers.insert(key.clone(), up_to);
+                self.covers.insert(key.clone(), bound);
                 self.recent.push_back(key);
                 while self.recent.len() > self.most || self.bytes > REMEMBERED_BYTES {
                     let Some(oldest) = self.recent.pop_front() else {
@@ -116,17 +162,12 @@ impl<K: Clone + Eq + std::hash::Hash> Remembered<K> {
     }
 }
 
-/// Whether a cancellation that covers messages up to `up_to` covers message `sequence`.
-fn covered(up_to: Option<u64>, sequence: u64) -> bool {
-    up_to.is_none_or(|last| sequence <= last)
-}
-
 impl Cancels {
-    /// Registers a running attempt, whose message is stream message `sequence`, with its
-    /// token; `None` when it was cancelled already.
-    pub(crate) fn start(&self, key: &AttemptKey, sequence: u64) -> Option<Running> {
+    /// Registers a running attempt, whose message is at `place`, with its token; `None`
+    /// when it was cancelled already.
+    pub(crate) fn start(&self, key: &AttemptKey, place: Place) -> Option<Running> {
         let mut state = self.lock();
-        if state.covers(key, sequence) {
+        if state.covers(key, place) {
             return None;
         }
         let token = CancellationToken::new();
@@ -134,14 +175,14 @@ impl Cancels {
         state.next_id += 1;
         state
             .running
-            .insert(id, (key.clone(), token.clone(), sequence));
+            .insert(id, (key.clone(), token.clone(), place));
         Some(Running { id, token })
     }
 
-    /// Whether a cancellation heard of covers `key`'s attempt, whose message is stream
-    /// message `sequence`.
-    pub(crate) fn covers(&self, key: &AttemptKey, sequence: u64) -> bool {
-        self.lock().covers(key, sequence)
+    /// Whether a cancellation heard of covers `key`'s attempt, whose message is at
+    /// `place`.
+    pub(crate) fn covers(&self, key: &AttemptKey, place: Place) -> bool {
+        self.lock().covers(key, place)
     }
 
     /// Forgets a running attempt.
@@ -149,7 +190,10 @@ impl Cancels {
         self.lock().running.remove(&running.id);
     }
 
-    fn cancel(&self, message: &CancelMessage) {
+    /// Applies `message`; `kept_at`, for one read from the stream that keeps them, is
+    /// when it was kept: it covers no task message stored later, even when it does not
+    /// say when the last one it covers was stored.
+    fn cancel(&self, message: &CancelMessage, kept_at: Option<i64>) {
         let attempt = match (&message.task_id, message.attempt) {
             (Some(task), Some(attempt)) => Some(AttemptKey {
                 run: message.run_id.clone(),
@@ -170,19 +214,22 @@ impl Cancels {
             }
         };
         let mut state = self.lock();
-        let up_to = message.up_to_sequence;
-        for (key, token, sequence) in state.running.values() {
+        let bound = Bound {
+            up_to: message.up_to_sequence,
+            stored_by: message.up_to_stored_ns.or(kept_at),
+        };
+        for (key, token, place) in state.running.values() {
             let hit = match &attempt {
                 None => key.run == message.run_id,
                 Some(attempt) => key == attempt,
             };
-            if hit && covered(up_to, *sequence) {
+            if hit && bound.covers(*place) {
                 token.cancel();
             }
         }
         match attempt {
-            None => state.runs.remember(message.run_id.clone(), up_to),
-            Some(attempt) => state.attempts.remember(attempt, up_to),
+            None => state.runs.remember(message.run_id.clone(), bound),
+            Some(attempt) => state.attempts.remember(attempt, bound),
         }
     }
 
@@ -282,7 +329,7 @@ pub(crate) async fn listen(shared: Arc<Shared>, heard: Heard) {
     let Heard { mut live, kept } = heard;
     let live = async {
         while let Some(message) = live.next().await {
-            apply(&shared, &message.subject, &message.payload, true);
+            apply(&shared, &message.subject, &message.payload, true, None);
         }
     };
     let kept = async {
@@ -312,17 +359,22 @@ pub(crate) async fn listen(shared: Arc<Shared>, heard: Heard) {
 /// Applies a cancellation read from the stream that keeps them, whose messages up to
 /// `earlier` were kept before this worker started.
 fn apply_kept(shared: &Shared, message: &jetstream::Message, earlier: u64) {
-    let new = message
-        .info()
-        .is_ok_and(|info| info.stream_sequence > earlier);
-    apply(shared, &message.subject, &message.payload, new);
+    let info = message.info().ok();
+    let new = info
+        .as_ref()
+        .is_some_and(|info| info.stream_sequence > earlier);
+    let kept_at = info.map(|info| protocol::nanos(info.published));
+    apply(shared, &message.subject, &message.payload, new, kept_at);
 }
 
-/// Applies a cancellation; one sent before this worker started (not `new`) only if it
-/// names the last task message it covers.
-fn apply(shared: &Shared, subject: &str, payload: &[u8], new: bool) {
+/// Applies a cancellation (kept on the stream at `kept_at`, if read there); one sent
+/// before this worker started (not `new`) only if it names the last task message it
+/// covers.
+fn apply(shared: &Shared, subject: &str, payload: &[u8], new: bool, kept_at: Option<i64>) {
     match protocol::read::<CancelMessage>(payload) {
-        Ok(cancel) if new || cancel.up_to_sequence.is_some() => shared.cancels.cancel(&cancel),
+        Ok(cancel) if new || cancel.up_to_sequence.is_some() => {
+            shared.cancels.cancel(&cancel, kept_at);
+        }
         Ok(_) => {}
         Err(error) => {
             tracing::error!(%subject, %error, "ignoring a cancellation that cannot be read")
@@ -341,6 +393,15 @@ mod tests {
             task_id: Some(task.into()),
             attempt: Some(1),
             up_to_sequence: None,
+            up_to_stored_ns: None,
+        }
+    }
+
+    /// Stream message `sequence`, stored at time 0.
+    fn at(sequence: u64) -> Place {
+        Place {
+            sequence,
+            stored_ns: 0,
         }
     }
 
@@ -349,7 +410,7 @@ mod tests {
         let cancels = Cancels::default();
         // Long task ids: the bytes bound keeps about 16 of these 1 MiB ones.
         for i in 0..40 {
-            cancels.cancel(&cancel_of("r", format!("{i}{}", "t".repeat(1 << 20))));
+            cancels.cancel(&cancel_of("r", format!("{i}{}", "t".repeat(1 << 20))), None);
         }
         let state = cancels.lock();
         assert!(state.attempts.bytes <= REMEMBERED_BYTES);
@@ -358,7 +419,7 @@ mod tests {
         assert_eq!(state.attempts.covers.len(), recent);
         drop(state);
         for i in 0..REMEMBERED + 10 {
-            cancels.cancel(&cancel_of("r", format!("t{i}")));
+            cancels.cancel(&cancel_of("r", format!("t{i}")), None);
         }
         let state = cancels.lock();
         assert_eq!(state.attempts.recent.len(), REMEMBERED);
@@ -371,7 +432,7 @@ mod tests {
         };
         drop(state);
         assert!(
-            cancels.start(&newest, 1).is_none(),
+            cancels.start(&newest, at(1)).is_none(),
             "a cancelled attempt does not start"
         );
     }
@@ -381,14 +442,17 @@ mod tests {
     #[test]
     fn a_cancelled_run_outlasts_many_cancelled_attempts() {
         let cancels = Cancels::default();
-        cancels.cancel(&CancelMessage {
-            task_id: None,
-            attempt: None,
-            up_to_sequence: Some(10),
-            ..cancel_of("gone", String::new())
-        });
+        cancels.cancel(
+            &CancelMessage {
+                task_id: None,
+                attempt: None,
+                up_to_sequence: Some(10),
+                ..cancel_of("gone", String::new())
+            },
+            None,
+        );
         for i in 0..2 * REMEMBERED {
-            cancels.cancel(&cancel_of("other", format!("t{i}")));
+            cancels.cancel(&cancel_of("other", format!("t{i}")), None);
         }
         let key = |sequence| {
             let key = AttemptKey {
@@ -396,7 +460,7 @@ mod tests {
                 task: "t".into(),
                 attempt: 1,
             };
-            cancels.start(&key, sequence)
+            cancels.start(&key, at(sequence))
         };
         assert!(
             key(10).is_none(),
@@ -413,7 +477,7 @@ mod tests {
             task: "t".into(),
             attempt: 1,
         };
-        let Some(running) = cancels.start(&key, 7) else {
+        let Some(running) = cancels.start(&key, at(7)) else {
             panic!("not cancelled yet: it runs");
         };
         let task_alone = CancelMessage {
@@ -425,13 +489,13 @@ mod tests {
             ..cancel_of("r", "t".to_owned())
         };
         for half in [task_alone, attempt_alone] {
-            cancels.cancel(&half);
+            cancels.cancel(&half, None);
             assert!(!running.token.is_cancelled(), "{half:?} cancelled the run");
             let later = AttemptKey {
                 task: "u".into(),
                 ..key.clone()
             };
-            assert!(cancels.start(&later, 8).is_some(), "{half:?} was kept");
+            assert!(cancels.start(&later, at(8)).is_some(), "{half:?} was kept");
         }
     }
 
@@ -443,11 +507,16 @@ mod tests {
             task: task.into(),
             attempt: 1,
         };
-        let both = |task| (cancels.start(&key(task), 7), cancels.start(&key(task), 7));
+        let both = |task| {
+            (
+                cancels.start(&key(task), at(7)),
+                cancels.start(&key(task), at(7)),
+            )
+        };
         let (Some(first), Some(second)) = both("t") else {
             panic!("not cancelled yet: both run");
         };
-        cancels.cancel(&cancel_of("r", "t".to_owned()));
+        cancels.cancel(&cancel_of("r", "t".to_owned()), None);
         assert!(first.token.is_cancelled() && second.token.is_cancelled());
 
         // One ending does not unregister the other.
@@ -455,10 +524,78 @@ mod tests {
             panic!("not cancelled yet: both run");
         };
         cancels.finish(&first);
-        cancels.cancel(&cancel_of("r", "u".to_owned()));
+        cancels.cancel(&cancel_of("r", "u".to_owned()), None);
         assert!(
             second.token.is_cancelled(),
             "the one still running is cancelled"
+        );
+    }
+
+    /// A tasks stream made anew numbers its messages from 1 again: a cancellation that
+    /// says when the last message it covers was stored leaves alone one stored later at
+    /// a lower sequence, the same attempt sent again to the new stream; one kept on the
+    /// stream without saying so is bounded by when it was kept.
+    #[test]
+    fn a_cancellation_covers_no_message_stored_after_it_on_a_stream_made_anew() {
+        let key = AttemptKey {
+            run: RunId::parse("r").expect("a run id"),
+            task: "t".into(),
+            attempt: 1,
+        };
+        let stored = |sequence, stored_ns| Place {
+            sequence,
+            stored_ns,
+        };
+        let run_cancel = |stored_by| CancelMessage {
+            task_id: None,
+            attempt: None,
+            up_to_sequence: Some(500),
+            up_to_stored_ns: stored_by,
+            ..cancel_of("r", String::new())
+        };
+        for (cancel, kept_at) in [
+            (run_cancel(Some(1_000)), None),
+            (run_cancel(None), Some(1_000)),
+        ] {
+            let cancels = Cancels::default();
+            cancels.cancel(&cancel, kept_at);
+            assert!(
+                cancels.start(&key, stored(400, 900)).is_none(),
+                "in the old stream"
+            );
+            assert!(
+                cancels.start(&key, stored(400, 1_000)).is_none(),
+                "its last message"
+            );
+            assert!(
+                cancels.start(&key, stored(3, 1_001)).is_some(),
+                "in the new stream"
+            );
+            assert!(
+                cancels.start(&key, stored(501, 900)).is_some(),
+                "past its sequence"
+            );
+        }
+        // Without either, by sequence alone, as before.
+        let cancels = Cancels::default();
+        cancels.cancel(&run_cancel(None), None);
+        assert!(cancels.start(&key, stored(3, 1_001)).is_none());
+
+        // Heard twice, it covers what either covers.
+        let cancels = Cancels::default();
+        cancels.cancel(&run_cancel(Some(1_000)), None);
+        cancels.cancel(
+            &CancelMessage {
+                up_to_sequence: Some(10),
+                ..run_cancel(Some(2_000))
+            },
+            None,
+        );
+        assert!(cancels.start(&key, stored(10, 1_500)).is_none());
+        assert!(cancels.start(&key, stored(400, 900)).is_none());
+        assert!(
+            cancels.start(&key, stored(11, 2_001)).is_some(),
+            "in neither"
         );
     }
 }
