@@ -223,7 +223,9 @@
 //! A map task's instance records (`task[0]`, `task[1]`, ...) are committed with its
 //! completion, and restored with it: a continued run's result has them, and no instance
 //! of a completed map runs again (the instances of a map that did not complete run
-//! again with it).
+//! again with it). A map that failed or was cancelled has only its own record in the
+//! journal: the run's result has its instances' records, a result read back from the
+//! journal does not.
 //!
 //! What the journal does not hold, and what that means on resume:
 //! - a [`Shared`] output (an in-process value): the journal keeps its summary;
