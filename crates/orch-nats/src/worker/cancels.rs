@@ -60,17 +60,24 @@ impl Place {
 }
 
 /// The task messages a cancellation covers: those up to stream sequence `up_to` stored
-/// by `stored_by` (each `None`: no bound).
+/// by `stored_by`, give or take [`CLOCK_SLACK_NS`] (each `None`: no bound).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Bound {
     up_to: Option<u64>,
     stored_by: Option<i64>,
 }
 
+/// How much later than a cancellation's time a message it covers may say it was stored:
+/// in a cluster, the server that stored the message may not be the one whose clock the
+/// cancellation went by. A stream made anew this soon after a cancellation, and the
+/// same attempt sent to it, is covered by sequence alone.
+const CLOCK_SLACK_NS: i64 = 1_000_000_000;
+
 impl Bound {
     fn covers(self, place: Place) -> bool {
         self.up_to.is_none_or(|last| place.sequence <= last)
-            && self.stored_by.is_none_or(|by| place.stored_ns <= by)
+            && (self.stored_by)
+                .is_none_or(|by| place.stored_ns <= by.saturating_add(CLOCK_SLACK_NS))
     }
 
     /// The least bound that covers what either covers. It covers no message that
@@ -542,20 +549,21 @@ mod tests {
             task: "t".into(),
             attempt: 1,
         };
-        let stored = |sequence, stored_ns| Place {
+        // Times in seconds, the slack a second.
+        let stored = |sequence, seconds: i64| Place {
             sequence,
-            stored_ns,
+            stored_ns: seconds * 1_000_000_000,
         };
-        let run_cancel = |stored_by| CancelMessage {
+        let run_cancel = |seconds: Option<i64>| CancelMessage {
             task_id: None,
             attempt: None,
             up_to_sequence: Some(500),
-            up_to_stored_ns: stored_by,
+            up_to_stored_ns: seconds.map(|s| s * 1_000_000_000),
             ..cancel_of("r", String::new())
         };
         for (cancel, kept_at) in [
             (run_cancel(Some(1_000)), None),
-            (run_cancel(None), Some(1_000)),
+            (run_cancel(None), Some(1_000 * 1_000_000_000)),
         ] {
             let cancels = Cancels::default();
             cancels.cancel(&cancel, kept_at);
@@ -564,11 +572,11 @@ mod tests {
                 "in the old stream"
             );
             assert!(
-                cancels.start(&key, stored(400, 1_000)).is_none(),
-                "its last message"
+                cancels.start(&key, stored(400, 1_001)).is_none(),
+                "its last message, stored by another server's clock"
             );
             assert!(
-                cancels.start(&key, stored(3, 1_001)).is_some(),
+                cancels.start(&key, stored(3, 1_002)).is_some(),
                 "in the new stream"
             );
             assert!(
@@ -579,7 +587,7 @@ mod tests {
         // Without either, by sequence alone, as before.
         let cancels = Cancels::default();
         cancels.cancel(&run_cancel(None), None);
-        assert!(cancels.start(&key, stored(3, 1_001)).is_none());
+        assert!(cancels.start(&key, stored(3, 1_002)).is_none());
 
         // Heard twice, it covers what either covers.
         let cancels = Cancels::default();
@@ -594,7 +602,7 @@ mod tests {
         assert!(cancels.start(&key, stored(10, 1_500)).is_none());
         assert!(cancels.start(&key, stored(400, 900)).is_none());
         assert!(
-            cancels.start(&key, stored(11, 2_001)).is_some(),
+            cancels.start(&key, stored(11, 2_002)).is_some(),
             "in neither"
         );
     }

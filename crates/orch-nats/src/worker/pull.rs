@@ -355,9 +355,10 @@ fn start(running: &mut JoinSet<()>, attempt: impl Future<Output = ()> + Send + '
 }
 
 /// Hands back the tasks that an open pull request still delivers once the worker stopped
-/// taking tasks, until the request ends (however long each hand-back waits). Each is delivered again only once the request
-/// has ended: handed back at once, it would go straight back to the same request (the
-/// server's only one waiting, maybe), delivery after delivery, until it ran out of them.
+/// taking tasks, until the request ends (however long each hand-back waits). Each is
+/// delivered again only once the request has ended: handed back at once, it would go
+/// straight back to the same request (the server's only one waiting, maybe), delivery
+/// after delivery, until it ran out of them.
 async fn hand_back_late_tasks(
     shared: &Shared,
     queue: &TypeQueue,
