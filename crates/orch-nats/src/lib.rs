@@ -189,10 +189,10 @@
 //! "up_to_sequence": 812, "up_to_stored_ns": 1796591283476957972}` cancels one attempt;
 //! without `task_id` and `attempt` it cancels every attempt of the run. It covers the
 //! task messages up to stream sequence `up_to_sequence` of the tasks stream (every one
-//! when absent) stored by `up_to_stored_ns` (when the stream stored its last message, as
-//! the coordinator read it with that sequence, in nanoseconds since the Unix epoch; for
-//! a cancellation kept on the stream without it, when it was kept; a worker allows a
-//! second for the clocks of a cluster's servers to differ), so the same attempt
+//! when absent) stored by `up_to_stored_ns` (when the stream stored its last message, or
+//! was made if later, read as the cancellation was sent, in nanoseconds since the Unix
+//! epoch; for a cancellation kept on the stream without it, when it was kept; a worker
+//! allows a second for the clocks of a cluster's servers to differ), so the same attempt
 //! sent again later, by a coordinator that came back on the run, still runs, also on a
 //! tasks stream made anew (which numbers its messages from 1 again). A handler that
 //! fails after its attempt was cancelled reports nothing (its message is removed): a

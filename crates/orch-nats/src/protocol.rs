@@ -161,10 +161,11 @@ pub(crate) struct CancelMessage {
     /// back on the run, still runs. Absent: every message of the run or attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) up_to_sequence: Option<u64>,
-    /// When the tasks stream stored its last message, read with `up_to_sequence`
-    /// (nanoseconds since the Unix epoch, by the server's clock): a message stored later
-    /// is not covered, though its sequence is lower (the stream was made anew since).
-    /// Absent: no bound by time.
+    /// A time by which every message the cancellation covers was stored: when the tasks
+    /// stream stored its last message (or was made, if later), read as the cancellation
+    /// was sent (nanoseconds since the Unix epoch, by the server's clock). A message
+    /// stored later is not covered, though its sequence is lower (the stream was made
+    /// anew since). Absent: no bound by time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) up_to_stored_ns: Option<i64>,
 }

@@ -67,6 +67,13 @@ async fn a_kept_run_cancellation_covers_no_attempt_sent_to_the_tasks_stream_made
     }
     let after = RunId::parse("r-after").expect("an id");
     remote.cancel_run(&after).await.expect("cancelled");
+    // All three kept before the worker starts, which reads them before it takes a task.
+    let cancels = js.get_stream("ORCH_CANCELS").await.expect("found");
+    common::wait_for_async(|| {
+        let mut cancels = cancels.clone();
+        async move { cancels.info().await.is_ok_and(|i| i.state.messages == 3) }
+    })
+    .await;
 
     let ran = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&ran);

@@ -51,7 +51,8 @@ impl RemoteHandler {
 struct LastMessage {
     /// Its stream sequence.
     sequence: u64,
-    /// When it was stored, in nanoseconds since the Unix epoch.
+    /// When it was stored (or the stream made, if later), in nanoseconds since the Unix
+    /// epoch: every message the stream holds was stored by then.
     stored_ns: i64,
 }
 
@@ -65,10 +66,13 @@ impl Inner {
             let asked = self.js.get_stream(self.names.tasks_stream());
             let error = match tokio::time::timeout(ROOM_WAIT, asked).await {
                 Ok(Ok(stream)) => {
-                    let state = &stream.cached_info().state;
+                    let info = stream.cached_info();
+                    // A stream made anew holds no message from before it was made, even
+                    // while it is empty (its last message's time then is the year 1).
+                    let made = protocol::nanos(info.created);
                     return Ok(LastMessage {
-                        sequence: state.last_sequence,
-                        stored_ns: protocol::nanos(state.last_timestamp),
+                        sequence: info.state.last_sequence,
+                        stored_ns: protocol::nanos(info.state.last_timestamp).max(made),
                     });
                 }
                 Ok(Err(error)) => error.to_string(),

@@ -80,16 +80,22 @@ impl Bound {
                 .is_none_or(|by| place.stored_ns <= by.saturating_add(CLOCK_SLACK_NS))
     }
 
-    /// The least bound that covers what either covers. It covers no message that
-    /// neither does: in one stream, sequences and times grow together, and a stream made
-    /// anew stores its messages after the one before it.
+    /// The least single bound that covers what either covers (it may cover more: a
+    /// message of a stream made anew between the two, say). Of two with the same
+    /// sequence, one without a time is the same cancellation heard live from an older
+    /// coordinator and read back from the stream that keeps it, with the time it was
+    /// kept: that time bounds it.
     fn or(self, other: Self) -> Self {
         fn wider<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
             a.zip(b).map(|(a, b)| a.max(b))
         }
+        let stored_by = match (self.stored_by, other.stored_by) {
+            (Some(by), None) | (None, Some(by)) if self.up_to == other.up_to => Some(by),
+            (a, b) => wider(a, b),
+        };
         Self {
             up_to: wider(self.up_to, other.up_to),
-            stored_by: wider(self.stored_by, other.stored_by),
+            stored_by,
         }
     }
 }
@@ -550,20 +556,21 @@ mod tests {
             attempt: 1,
         };
         // Times in seconds, the slack a second.
+        const SECOND: i64 = 1_000_000_000;
         let stored = |sequence, seconds: i64| Place {
             sequence,
-            stored_ns: seconds * 1_000_000_000,
+            stored_ns: seconds * SECOND,
         };
         let run_cancel = |seconds: Option<i64>| CancelMessage {
             task_id: None,
             attempt: None,
             up_to_sequence: Some(500),
-            up_to_stored_ns: seconds.map(|s| s * 1_000_000_000),
+            up_to_stored_ns: seconds.map(|s| s * SECOND),
             ..cancel_of("r", String::new())
         };
         for (cancel, kept_at) in [
             (run_cancel(Some(1_000)), None),
-            (run_cancel(None), Some(1_000 * 1_000_000_000)),
+            (run_cancel(None), Some(1_000 * SECOND)),
         ] {
             let cancels = Cancels::default();
             cancels.cancel(&cancel, kept_at);
@@ -605,5 +612,26 @@ mod tests {
             cancels.start(&key, stored(11, 2_002)).is_some(),
             "in neither"
         );
+
+        // Heard live from an older coordinator, without a time, then read back from the
+        // stream that keeps it: bounded by when it was kept, in either order.
+        for kept_first in [false, true] {
+            let cancels = Cancels::default();
+            let mut heard = [
+                (run_cancel(None), None),
+                (run_cancel(None), Some(1_000 * SECOND)),
+            ];
+            if kept_first {
+                heard.reverse();
+            }
+            for (cancel, kept_at) in heard {
+                cancels.cancel(&cancel, kept_at);
+            }
+            assert!(cancels.start(&key, stored(400, 900)).is_none());
+            assert!(
+                cancels.start(&key, stored(3, 1_002)).is_some(),
+                "kept first: {kept_first}"
+            );
+        }
     }
 }
