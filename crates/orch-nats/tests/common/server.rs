@@ -109,6 +109,14 @@ impl NatsServer {
         self.child.id()
     }
 
+    /// Pauses the server's process (SIGSTOP), its connections left open: what a client
+    /// sends piles up on its connection until that is full. Dropping the server ends it.
+    #[allow(dead_code)] // not every test binary pauses its server
+    pub fn pause(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("a pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("paused");
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
