@@ -258,12 +258,7 @@ impl Inner {
         };
         let payload = message::task_message(&ctx, self.inputs, self.max_message_bytes)?;
         let mut settled = self.routes.wait(key.clone());
-        let mut pending = Pending {
-            inner: Arc::clone(&self),
-            key,
-            sequence: None,
-            settled: false,
-        };
+        let mut pending = Pending::new(Arc::clone(&self), key);
         // In a resumed run, the attempt may have finished before the coordinator stopped,
         // after the server's window for duplicate message ids: its stored result counts,
         // and the task is not sent again.
@@ -301,7 +296,7 @@ impl Inner {
                 earlier,
             };
             let waited = self
-                .await_settled(&ctx, &pending.key, pending.sequence, &mut settled, watch)
+                .await_settled(&ctx, &mut pending, &mut settled, watch)
                 .await;
             match waited {
                 Ok(Waited::Settled(settled)) => break Ok(settled),
@@ -376,8 +371,7 @@ impl Inner {
     async fn await_settled(
         &self,
         ctx: &TaskContext,
-        key: &AttemptKey,
-        sequence: Option<u64>,
+        pending: &mut Pending,
         settled: &mut tokio::sync::oneshot::Receiver<Settled>,
         watch: Watch<'_>,
     ) -> Result<Waited, TaskError> {
@@ -401,9 +395,8 @@ impl Inner {
                 }
                 () = ctx.cancellation().cancelled(), if !cancel_forwarded => {
                     cancel_forwarded = true;
-                    // Logged inside; the wait goes on for the result all the same.
-                    let attempt = Some((&key.task, key.attempt));
-                    let _ = Box::pin(self.publish_cancel(&key.run, attempt, sequence)).await;
+                    // The wait goes on for the result all the same.
+                    Box::pin(pending.forward_cancel()).await;
                 }
                 _ = ticks.tick() => {
                     // Once the cancellation went out, the message is looked at on each
@@ -426,12 +419,12 @@ impl Inner {
                     };
                     if let Some(message) = look {
                         let (sequence, looked_at) = (message.sequence, tokio::time::Instant::now());
-                        match Box::pin(self.fate(key, message)).await {
+                        match Box::pin(self.fate(&pending.key, message)).await {
                             dispatch::Fate::Removed if cancel_forwarded => {
                                 return Err(TaskError::new("cancelled: the worker stopped the attempt"));
                             }
                             dispatch::Fate::Removed => {
-                                self.removed(key, sequence);
+                                self.removed(&pending.key, sequence);
                                 return Ok(Waited::Removed);
                             }
                             // Out of deliveries unheard (its look-up on sending may have failed):

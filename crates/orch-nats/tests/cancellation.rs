@@ -185,7 +185,8 @@ async fn cancel_run_on_a_running_run_stops_its_remote_attempts_and_fails_them() 
 
 /// A cancelled run whose remote handler stops when told ends as soon as the worker ended
 /// the attempt (its message gone, no result stored), not when the engine's grace period
-/// for handlers runs out.
+/// for handlers runs out. The attempt's cancellation is sent once (it was sent again as
+/// the wait ended, taking twice the room on the stream that keeps cancellations).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_run_ends_once_the_worker_stopped_its_attempt() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
@@ -220,6 +221,12 @@ async fn a_cancelled_run_ends_once_the_worker_stopped_its_attempt() {
         result.task("a").map(|a| a.status),
         Some(TaskStatus::Cancelled)
     );
+    // A second cancellation would be on its way by now: the attempt's wait has ended.
+    // A second is ample for it to be kept; none comes when the fault is not there.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut cancels = cancels_stream(&server).await;
+    let kept = cancels.info().await.expect("its state").state.messages;
+    assert_eq!(kept, 1, "the attempt's cancellation is sent once");
     stop.cancel();
 }
 

@@ -135,13 +135,40 @@ impl Inner {
 }
 
 /// An attempt published and not yet settled: if its wait ends another way (the engine
-/// timed it out or dropped it, or it failed here), the workers are told to cancel it and
-/// its message is removed from the queue if no worker took it yet.
+/// timed it out or dropped it, or it failed here), the workers are told to cancel it
+/// (unless they already were) and its message is removed from the queue if no worker
+/// took it yet.
 pub(super) struct Pending {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
     pub(super) key: AttemptKey,
+    /// Its task message's stream sequence, once known.
     pub(super) sequence: Option<u64>,
+    /// Its result came: nothing is to be cancelled.
     pub(super) settled: bool,
+    /// Its cancellation went out while its wait went on: sending it again would only
+    /// take room on the stream that keeps cancellations.
+    cancel_sent: bool,
+}
+
+impl Pending {
+    /// Attempt `key`, about to be published by `inner`.
+    pub(super) fn new(inner: Arc<Inner>, key: AttemptKey) -> Self {
+        Pending {
+            inner,
+            key,
+            sequence: None,
+            settled: false,
+            cancel_sent: false,
+        }
+    }
+
+    /// Tells the workers to cancel the attempt, covering its message if sent. A failure
+    /// is logged, and the cancellation is sent again when the wait ends.
+    pub(super) async fn forward_cancel(&mut self) {
+        let attempt = Some((&self.key.task, self.key.attempt));
+        let sent = (self.inner).publish_cancel(&self.key.run, attempt, self.sequence);
+        self.cancel_sent = sent.await.is_ok();
+    }
 }
 
 impl Drop for Pending {
@@ -155,11 +182,13 @@ impl Drop for Pending {
         };
         let inner = Arc::clone(&self.inner);
         let key = self.key.clone();
-        let sequence = self.sequence;
+        let (sequence, cancel_sent) = (self.sequence, self.cancel_sent);
         runtime.spawn(async move {
             let attempt = Some((&key.task, key.attempt));
-            // Logged inside: nothing more can be done about it from here.
-            let _ = inner.publish_cancel(&key.run, attempt, sequence).await;
+            if !cancel_sent {
+                // Logged inside: nothing more can be done about it from here.
+                let _ = inner.publish_cancel(&key.run, attempt, sequence).await;
+            }
             if let Some(sequence) = sequence
                 && let Ok(stream) = inner
                     .js
