@@ -44,8 +44,11 @@ pub(crate) async fn recorded(
     run_id: &RunId,
 ) -> Result<(Option<WorkflowResult>, Vec<TaskId>), RunError> {
     let failed = |error| RunError::Journal(JournalFailure::new(error));
-    let Some(loaded) = settings.journal.load(run_id).await.map_err(failed)? else {
-        return Ok((None, Vec::new()));
+    let loaded = match settings.journal.load(run_id).await {
+        Ok(Some(loaded)) => loaded,
+        // Its start never made it whole: opening the run begins it afresh.
+        Ok(None) | Err(JournalError::HeadMissing { .. }) => return Ok((None, Vec::new())),
+        Err(error) => return Err(failed(error)),
     };
     let previous = loaded.to_result(workflow).map_err(failed)?;
     Ok((Some(previous), loaded.changes(workflow).changed))

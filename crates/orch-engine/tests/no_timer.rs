@@ -226,3 +226,29 @@ fn a_durable_run_refused_for_want_of_a_timer_is_not_recorded() {
     assert_eq!(resumed.status, WorkflowStatus::Completed);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "only c ran");
 }
+
+/// A run whose journal file holds only the start of its first line (its process was
+/// killed as it began the run) is begun afresh when opened: without a timer, it is
+/// refused for want of one, as a new run is, not for the torn line.
+#[cfg(feature = "journal")]
+#[test]
+fn a_run_whose_first_line_was_torn_is_refused_for_want_of_a_timer() {
+    use orch_core::RunId;
+    use orch_journal::{Durability, FileJournal};
+
+    let dir = tempfile::tempdir().expect("a directory");
+    let journal = FileJournal::new(dir.path()).expect("a journal");
+    let run_id = RunId::parse("torn").expect("an id");
+    std::fs::write(journal.path_of(&run_id), br#"{"v":1,"#).expect("written");
+    let engine = WorkflowEngine::builder()
+        .journal(journal, Durability::Process)
+        .build()
+        .expect("valid");
+    counting_handler(&engine, "t", 0);
+    let workflow =
+        Workflow::new("w", "W").task(Task::new("a", "t").timeout(Duration::from_secs(5)));
+    let errors = timerless_runtime()
+        .block_on(engine.run_durable(&workflow, run_id))
+        .expect_err("no timer for a");
+    assert_needs_timer(&errors, &[("a", "timeout")]);
+}
