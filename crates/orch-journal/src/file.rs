@@ -33,8 +33,8 @@ use crate::{
 /// the disk: whole blocks, or the rest of one whose rewrite was lost) ends the run's
 /// journal in the same way: it is read up to the line they fall in, and reopening cuts
 /// the file there, with the lines after them, whose tasks then run again. Zeros at the
-/// file's very start followed by anything else (its first block lost that way, later ones
-/// kept) leave no run to go on with: the file is refused as [`JournalError::Corrupt`] at
+/// file's very start followed by anything else, or within its first line (a block of the
+/// head lost that way, later ones kept), leave no run to go on with: the file is refused as [`JournalError::Corrupt`] at
 /// line 1, saying the head was lost (zeros alone are a run never recorded, as a torn head
 /// is). Any other line that cannot be read (or is 1 GiB or longer), a file whose head
 /// names another run, or a line of a newer format is refused with an error naming the
@@ -513,6 +513,44 @@ mod tests {
             let third = journal.open(&run, &workflow).await.unwrap();
             let previous = third.previous.unwrap();
             assert_eq!(previous.task("b").unwrap().status, TaskStatus::Completed);
+        });
+    }
+
+    /// A run file made anew after the one whose sync failed was deleted is not cut, even
+    /// when the system gives it the deleted file's number and it has that file's length
+    /// (another process ran the run again, with the same lines): its lines are its own.
+    #[test]
+    fn a_run_file_made_anew_with_a_failed_files_number_is_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::new(dir.path()).unwrap();
+        let workflow = Workflow::new("w", "W").task(Task::new("a", "t"));
+        let run = RunId::parse("r1").unwrap();
+        let a = TaskId::from("a");
+        let done = TaskRecord {
+            status: TaskStatus::Completed,
+            attempts: 1,
+            ..TaskRecord::default()
+        };
+        let path = journal.path_of(&run);
+        let id = |path: &std::path::Path| file_id(&fs::metadata(path).unwrap()).unwrap();
+        block_on(async {
+            let open = journal.open(&run, &workflow).await.unwrap();
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
+            let failed = open.writer.commit(&[(&a, &done)], Durability::Power).await;
+            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            assert!(matches!(failed, Err(JournalError::SyncFailed { .. })));
+            drop(open);
+            let (old_id, lines) = (id(&path), fs::read(&path).unwrap());
+            fs::remove_file(&path).unwrap();
+            // Made a little later, so that its creation time differs where it is kept.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            fs::write(&path, &lines).unwrap();
+            // The system may give the new file the old one's number: here it is made to.
+            crate::sync::tests::move_sync_failure(old_id, id(&path));
+            let again = journal.open(&run, &workflow).await.unwrap();
+            let previous = again.previous.unwrap();
+            assert_eq!(previous.task("a").unwrap().status, TaskStatus::Completed);
+            assert_eq!(fs::read(&path).unwrap(), lines);
         });
     }
 }

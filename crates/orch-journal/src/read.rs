@@ -66,10 +66,11 @@ fn read_lines_within(
             break;
         }
         number += 1;
-        // A first line that begins with zeros: the write of the file's first block was
-        // lost in a power cut (whether later ones reached the disk or not). The run's
-        // head is gone: the file is damaged, not something else.
-        if number == 1 && in_a_file && text.first() == Some(&0) {
+        // A first line that begins with zeros, or holds some: the write of the file's
+        // first block, or of one the head spans, was lost in a power cut while later ones
+        // reached the disk. The run's head is gone: the file is damaged, not something
+        // else.
+        if number == 1 && in_a_file && text.contains(&0) {
             return Err(head_lost(at(number)));
         }
         // A first line that does not begin as a run's: a file of something else (a line

@@ -182,14 +182,11 @@ impl RunFile {
             // retrying could report success for data that is gone.
             Err(e) => {
                 state.failed = Some(e.to_string());
-                let id = self
-                    .file
-                    .metadata()
-                    .ok()
-                    .as_ref()
-                    .and_then(crate::file::file_id);
-                if let Some(id) = id {
-                    lock(&FAILED_SYNCS).insert(id, (state.synced_len, state.len));
+                if let Ok(meta) = self.file.metadata()
+                    && let Some(id) = crate::file::file_id(&meta)
+                {
+                    let failure = (meta.created().ok(), state.synced_len, state.len);
+                    lock(&FAILED_SYNCS).insert(id, failure);
                 }
             }
         }
@@ -211,12 +208,16 @@ impl RunFile {
 }
 
 /// Per run file (by [`file_id`](crate::file::file_id): on Unix only) whose sync failed
-/// in this process, how many of its bytes were on stable storage then, and how many it
-/// had. After a failed
-/// `fdatasync` the kernel may keep the lines it could not write as clean pages: a later
-/// read shows them, and a later sync (through another handle) reports no error, though
-/// a power loss would take them.
-static FAILED_SYNCS: Mutex<BTreeMap<(u64, u64), (u64, u64)>> = Mutex::new(BTreeMap::new());
+/// in this process, its creation time where the system tells it (a file made after this
+/// one was deleted may be given its id), how many of its bytes were on stable storage
+/// then, and how many it had. After a failed `fdatasync` the kernel may keep the lines
+/// it could not write as clean pages: a later read shows them, and a later sync (through
+/// another handle) reports no error, though a power loss would take them.
+static FAILED_SYNCS: Mutex<BTreeMap<(u64, u64), SyncFailure>> = Mutex::new(BTreeMap::new());
+
+/// A run file's creation time, if the system tells it, and its lengths synced and
+/// written when its sync failed.
+type SyncFailure = (Option<SystemTime>, u64, u64);
 
 /// Per run file (by [`file_id`](crate::file::file_id), with its creation time where the
 /// system tells it: a file made after this one was deleted may be given its id), the
@@ -261,7 +262,7 @@ fn sync_data(file: &File, path: &std::path::Path) -> std::io::Result<()> {
 /// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
 /// storage when a sync of it failed in this process, if one did and the file is still
 /// as that failure left it (another process may have opened the run since and added
-/// lines of its own): a resume then runs again the tasks whose lines may be lost, rather
+/// lines of its own, or made the file anew): a resume then runs again the tasks whose lines may be lost, rather
 /// than act on them. A run whose sync failed as it was opened is refused.
 pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
     let opening_failed = lock(&FAILED_OPENING_SYNCS);
@@ -284,10 +285,10 @@ pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(
             message: format!("syncing it when the run was opened: {message}"),
         });
     }
-    let Some(&(synced, len)) = failed.get(&key) else {
+    let Some(&(made, synced, len)) = failed.get(&key) else {
         return Ok(());
     };
-    if meta.len() == len && synced < len {
+    if same_file(&made) && meta.len() == len && synced < len {
         file.set_len(synced)
             .map_err(|e| JournalError::io("truncate", path, e))?;
     }
@@ -485,6 +486,14 @@ pub(crate) mod tests {
 
     /// Files whose `fdatasync` fails (as a disk's I/O error makes it), for tests.
     pub(crate) static FAILING_SYNCS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    /// Files the failed sync of file `from` as that of file `to` (a file made after
+    /// `from` was deleted, which the system may give its number).
+    pub(crate) fn move_sync_failure(from: (u64, u64), to: (u64, u64)) {
+        let mut failed = lock(&FAILED_SYNCS);
+        let failure = failed.remove(&from).expect("a sync of the file failed");
+        failed.insert(to, failure);
+    }
 
     struct Count(AtomicUsize);
 
