@@ -63,7 +63,7 @@ fn release(
     let _entered = span.enter();
     catch_unwind(AssertUnwindSafe(move || drop(future)))
         .err()
-        .map(|panic| drop_panic_message(panic.as_ref()))
+        .map(drop_panic_message)
 }
 
 /// Makes `polled`, what a poll of `future` gave, the attempt's outcome so far, given the
@@ -94,14 +94,14 @@ fn conclude_panicked(
     *polled = Poll::Ready(match std::mem::replace(polled, Poll::Pending) {
         Poll::Pending => {
             // The poll panicked: the future is dropped under a guard of its own.
-            let error = TaskError::new(panic_message(panic.as_ref()));
+            let error = TaskError::new(panic_message(panic));
             match release(future, span) {
                 None => Err(error),
                 Some(dropped) => Err(error.with_note(&dropped)),
             }
         }
         Poll::Ready(outcome) => {
-            let dropped = drop_panic_message(panic.as_ref());
+            let dropped = drop_panic_message(panic);
             match outcome {
                 Ok(_) => Err(TaskError::new(dropped)),
                 // A skip asked for is not taken: the attempt failed.
@@ -132,7 +132,7 @@ async fn call_owned(
             future: Some(future),
             span,
         },
-        Err(panic) => return Err(TaskError::new(panic_message(panic.as_ref()))),
+        Err(panic) => return Err(TaskError::new(panic_message(panic))),
     };
     std::future::poll_fn(|cx| guarded.poll_outcome(cx)).await
 }

@@ -232,7 +232,11 @@ impl Drop for TaskError {
     /// panic is caught here.
     fn drop(&mut self) {
         let error = std::mem::replace(&mut self.error, Box::new(Taken));
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(error)));
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(error)));
+        // The payload of that panic may panic when dropped too: it is leaked.
+        if let Err(again) = dropped {
+            std::mem::forget(again);
+        }
     }
 }
 

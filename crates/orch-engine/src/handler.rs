@@ -193,7 +193,7 @@ where
 pub(crate) fn runs_inline(handler: &dyn Handler) -> bool {
     let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.runs_inline()));
     asked.unwrap_or_else(|panic| {
-        let panic = panic_text(panic.as_ref());
+        let panic = panic_text(panic);
         tracing::warn!(%panic, "a handler's runs_inline panicked; its attempts are spawned");
         false
     })
@@ -206,30 +206,35 @@ pub(crate) fn joined(
 ) -> Result<Output, TaskError> {
     match outcome {
         Ok(outcome) => outcome,
-        Err(error) if error.is_panic() => {
-            Err(TaskError::new(panic_message(error.into_panic().as_ref())))
-        }
+        Err(error) if error.is_panic() => Err(TaskError::new(panic_message(error.into_panic()))),
         Err(error) => Err(TaskError::new(format!(
             "the handler's task did not finish: {error}"
         ))),
     }
 }
 
-/// The text of a panic payload: the message of `panic!("...")`, or a placeholder.
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
+/// The text of a panic payload: the message of `panic!("...")`, or a placeholder. The
+/// payload is dropped inside a panic guard: one given to `std::panic::panic_any` may
+/// panic when dropped, which would otherwise unwind into the run (the payload of that
+/// second panic is leaked, not dropped).
+pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = (payload.downcast_ref::<&str>().copied())
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(a panic payload that is not a string)")
+        .to_owned();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
+    if let Err(again) = dropped {
+        std::mem::forget(again);
+    }
+    text
 }
 
 /// The error of a handler that panicked while it ran.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("handler panicked: {}", panic_text(payload))
 }
 
 /// The note for a handler whose future panicked while it was dropped.
-pub(crate) fn drop_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn drop_panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("handler panicked when dropped: {}", panic_text(payload))
 }

@@ -739,3 +739,35 @@ fn a_shared_output_that_panics_when_dropped_does_not_take_the_run_down() {
     }
     assert_eq!(drops.load(Ordering::SeqCst), 3, "every shared value let go");
 }
+
+/// A handler that panics with a payload that itself panics when dropped (given to
+/// `std::panic::panic_any`) fails its task, and the run goes on: the payload was once
+/// dropped in the run's own code, and that second panic ended the run.
+#[test]
+fn a_panic_whose_payload_panics_when_dropped_fails_its_task_and_the_run_goes_on() {
+    let result = paused_runtime().block_on(async {
+        let engine = engine(1);
+        ok_handler(&engine);
+        engine.register_handler("bad", |_ctx: TaskContext| async move {
+            if true {
+                std::panic::panic_any(PanicsWhenDropped);
+            }
+            Ok::<Value, TaskError>(Value::Null)
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("bad", "bad"))
+            .task(Task::new("independent", "ok"));
+        tokio::spawn(engine.run(&workflow))
+            .await
+            .expect("the panic stays out of the run")
+            .expect("valid")
+    });
+    assert_eq!(record(&result, "independent").status, TaskStatus::Completed);
+    assert_eq!(
+        error_of(&result, "bad"),
+        (
+            TaskStatus::Failed,
+            Some("handler panicked: (a panic payload that is not a string)")
+        )
+    );
+}

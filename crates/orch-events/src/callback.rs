@@ -54,7 +54,7 @@ impl<T: Send + Sync + 'static> CallbackSubscription<T> {
                         break;
                     }
                     if let Err(panic) = call(&callback, delivery).await {
-                        let message = panic_message(&*panic);
+                        let message = panic_message(panic);
                         let queue = subscription.queue();
                         queue.panics.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(
@@ -162,15 +162,33 @@ where
     .await;
     // What the future holds is dropped here, where a panic in a destructor is caught.
     let dropped = catch_unwind(AssertUnwindSafe(|| future.as_mut().set(None)));
-    called.and(dropped)
+    match (called, dropped) {
+        (Err(panic), Err(later)) => {
+            release(later);
+            Err(panic)
+        }
+        (called, dropped) => called.and(dropped),
+    }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
+/// The message of a callback's panic. Its payload is dropped inside a panic guard: one
+/// given to `std::panic::panic_any` may panic when dropped, which would otherwise end
+/// the subscription's task.
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    let message = if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
+    };
+    release(panic);
+    message
+}
+
+/// Drops a panic's payload inside a panic guard; the payload of a panic there is leaked.
+fn release(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
     }
 }

@@ -365,6 +365,50 @@ fn a_callback_whose_future_panics_as_it_is_dropped_is_isolated() {
     });
 }
 
+/// A callback that panics with a payload that itself panics when dropped (given to
+/// `std::panic::panic_any`) is isolated too: dropping that payload once ended the
+/// subscription's task, and no later event reached the callback.
+#[test]
+fn a_callback_whose_panic_payload_panics_when_dropped_is_isolated() {
+    /// Panics when dropped, unless the thread is already unwinding.
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("dropping a panic's payload");
+            }
+        }
+    }
+    multi_thread().block_on(async {
+        let bus: EventBus<u64> = EventBus::new();
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut callback = bus
+            .subscribe_fn(">", SubscribeOptions::new(), {
+                let calls = Arc::clone(&calls);
+                move |_: Delivery<u64>| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    async { std::panic::panic_any(PanicsOnDrop) }
+                }
+            })
+            .expect("subscribed");
+        for i in 0..3 {
+            bus.publish("x", i).await.expect("published");
+        }
+        bus.close().await;
+        callback.finished().await;
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            3,
+            "every event was handed over"
+        );
+        assert_eq!(callback.stats().panics, 3);
+        assert_eq!(
+            callback.last_panic().as_deref(),
+            Some("non-string panic payload")
+        );
+    });
+}
+
 #[tokio::test]
 async fn unsubscribing_after_waiting_for_the_callback_to_finish_returns() {
     let bus: EventBus<u64> = EventBus::new();

@@ -232,7 +232,7 @@ impl Scheduler<'_> {
                 let message = format!(
                     "the cache key function of task type `{}` panicked: {}",
                     task.task_type,
-                    panic_text(panic.as_ref())
+                    panic_text(panic)
                 );
                 return Some(Err(TaskError::permanent(message)));
             }
@@ -243,7 +243,7 @@ impl Scheduler<'_> {
         let found = found.unwrap_or_else(|panic| {
             tracing::warn!(task = %task.task_id,
                 "the cache store panicked when asked for a result (taken as none): {}",
-                panic_text(panic.as_ref()));
+                panic_text(panic));
             None
         });
         match found {
@@ -285,7 +285,7 @@ impl Scheduler<'_> {
                     tracing::warn!(
                         task = %self.shared.task(index).task_id,
                         "the cache store panicked when given a result (not stored): {}",
-                        panic_text(panic.as_ref())
+                        panic_text(panic)
                     );
                 }
             }
@@ -306,7 +306,7 @@ impl Scheduler<'_> {
                 tracing::warn!(
                     task = %self.shared.task(index).task_id,
                     "the cache key function panicked as the task completed (its result is not stored): {}",
-                    panic_text(panic.as_ref())
+                    panic_text(panic)
                 );
                 false
             }
