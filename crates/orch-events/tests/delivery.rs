@@ -347,17 +347,7 @@ fn a_callback_whose_future_panics_as_it_is_dropped_is_isolated() {
                 }
             })
             .expect("subscribed");
-        for i in 0..3 {
-            bus.publish("x", i).await.expect("published");
-        }
-        bus.close().await;
-        callback.finished().await;
-        assert_eq!(
-            calls.load(Ordering::Relaxed),
-            3,
-            "every delivery made a call"
-        );
-        assert_eq!(callback.stats().panics, 3);
+        three_panicking_calls(&bus, &mut callback, &calls).await;
         assert_eq!(
             callback.last_panic().as_deref(),
             Some("dropping the future of call 2")
@@ -391,22 +381,32 @@ fn a_callback_whose_panic_payload_panics_when_dropped_is_isolated() {
                 }
             })
             .expect("subscribed");
-        for i in 0..3 {
-            bus.publish("x", i).await.expect("published");
-        }
-        bus.close().await;
-        callback.finished().await;
-        assert_eq!(
-            calls.load(Ordering::Relaxed),
-            3,
-            "every event was handed over"
-        );
-        assert_eq!(callback.stats().panics, 3);
+        three_panicking_calls(&bus, &mut callback, &calls).await;
         assert_eq!(
             callback.last_panic().as_deref(),
             Some("non-string panic payload")
         );
     });
+}
+
+/// Publishes three events to `callback`, whose every call panics, and closes `bus`;
+/// checks that each made a call (counted in `calls`) and each panic was counted.
+async fn three_panicking_calls(
+    bus: &EventBus<u64>,
+    callback: &mut orch_events::CallbackSubscription<u64>,
+    calls: &AtomicU64,
+) {
+    for i in 0..3 {
+        bus.publish("x", i).await.expect("published");
+    }
+    bus.close().await;
+    callback.finished().await;
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        3,
+        "every delivery made a call"
+    );
+    assert_eq!(callback.stats().panics, 3);
 }
 
 #[tokio::test]
