@@ -12,7 +12,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 const STOPPING: [(SignalKind, u8); 4] = [
     (SignalKind::interrupt(), 2),
     (SignalKind::terminate(), 15),
-    (SignalKind::hangup(), 1),
+    (SignalKind::hangup(), HANGUP),
     (SignalKind::quit(), 3),
 ];
 
@@ -51,6 +51,23 @@ pub(crate) async fn next(signals: &mut [(Signal, u8)]) -> u8 {
     })
     .await
 }
+
+/// The number of the next of `signals` to arrive that asks for more than the first
+/// did: any but SIGHUP. A closed terminal may send SIGHUP twice (the shell passes it on
+/// to its foreground job, and the system sends it again as the shell exits), which is
+/// not someone asking again.
+pub(crate) async fn next_again(signals: &mut [(Signal, u8)]) -> u8 {
+    loop {
+        let number = next(signals).await;
+        if number != HANGUP {
+            return number;
+        }
+        tracing::info!("SIGHUP again: taken as the terminal closing, not as a second signal");
+    }
+}
+
+/// SIGHUP's number.
+const HANGUP: u8 = 1;
 
 /// The signals this process ignores, as a mask (bit `n - 1` for signal `n`), read from
 /// `/proc/self/status`; none where that cannot be read (asking the system directly

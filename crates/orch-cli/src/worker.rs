@@ -166,7 +166,7 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
             "stopping: no new tasks; running ones have {grace:?} to finish (again to stop them now)"
         );
         on_signal.cancel();
-        crate::signals::next(&mut signals).await;
+        crate::signals::next_again(&mut signals).await;
         tracing::warn!(
             "stopping now: running tasks are cancelled and handed back (again to exit at once)"
         );
@@ -174,7 +174,7 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         // Whatever the worker still waits for (a server that is gone), a third signal
         // ends it, and the commands still running with it: its tasks go to other workers
         // after the server's ack wait.
-        let number = crate::signals::next(&mut signals).await;
+        let number = crate::signals::next_again(&mut signals).await;
         crate::process::kill_running_commands();
         // The dependency results handed to commands go too, as when attempts end.
         let _ = std::fs::remove_dir_all(&inputs_dir);

@@ -73,3 +73,27 @@ fn a_second_signal_ends_a_run_at_once() {
     wait_for("the command to be killed", || !alive(pid));
     assert!(!dir.join("r.json").exists(), "a result file was written");
 }
+
+/// A closed terminal may send SIGHUP twice (the shell passes it on, and the system sends
+/// it again as the shell exits): the second is not taken as a second signal, and the run
+/// stops as after one, writing its result.
+#[test]
+fn a_second_sighup_does_not_end_a_run_at_once() {
+    let dir = Dir::new();
+    let (child, pid) = common::start_run(
+        &dir,
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'trap \"echo > term.txt\" TERM; echo $$ > a.pid; while :; do sleep 1; done' } }\n",
+        "a.pid",
+        &["--output", "r.json"],
+    );
+    let orch = Pid::from_raw(child.id() as i32);
+    kill(orch, Signal::SIGHUP).expect("signal sent");
+    // orch heard it: it asked the command to stop.
+    wait_for("the command's SIGTERM", || dir.join("term.txt").exists());
+    kill(orch, Signal::SIGHUP).expect("second SIGHUP sent");
+    let (exit, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(exit, Some(129), "{stdout}{stderr}");
+    assert!(!stderr.contains("exiting at once"), "{stderr}");
+    wait_for("the command to be killed", || !alive(pid));
+    assert_eq!(dir.json("r.json")["tasks"]["a"]["status"], "cancelled");
+}

@@ -40,7 +40,7 @@ pub(super) struct ExitAtOnce {
 }
 
 /// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
-/// once at the second, killing the commands still running (a result file being written
+/// once at the second (SIGHUP again does not count), killing the commands still running (a result file being written
 /// is finished first; none is written after).
 pub(super) async fn cancel_on_signal(
     mut signals: Vec<(Signal, u8)>,
@@ -55,7 +55,7 @@ pub(super) async fn cancel_on_signal(
         GRACE.as_secs()
     );
     cancel();
-    let number = crate::signals::next(&mut signals).await;
+    let number = crate::signals::next_again(&mut signals).await;
     let result_written = at_once.result_written.lock().await;
     crate::process::kill_running_commands();
     if let Some(dir) = at_once.inputs.created() {
