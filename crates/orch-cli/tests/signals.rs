@@ -53,16 +53,8 @@ fn a_run_started_ignoring_sighup_keeps_running_through_one() {
 #[test]
 fn a_second_signal_ends_a_run_at_once() {
     let dir = Dir::new();
-    let (child, pid) = common::start_run(
-        &dir,
-        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'trap \"echo > term.txt\" TERM; echo $$ > a.pid; while :; do sleep 1; done' } }\n",
-        "a.pid",
-        &["--output", "r.json"],
-    );
+    let (child, pid) = stopping_run(&dir, Signal::SIGINT);
     let orch = Pid::from_raw(child.id() as i32);
-    kill(orch, Signal::SIGINT).expect("signal sent");
-    // orch heard it: it asked the command to stop.
-    wait_for("the command's SIGTERM", || dir.join("term.txt").exists());
     kill(orch, Signal::SIGTERM).expect("second signal sent");
     let (exit, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
     assert_eq!(exit, Some(143), "{stdout}{stderr}");
@@ -80,20 +72,27 @@ fn a_second_signal_ends_a_run_at_once() {
 #[test]
 fn a_second_sighup_does_not_end_a_run_at_once() {
     let dir = Dir::new();
-    let (child, pid) = common::start_run(
-        &dir,
-        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'trap \"echo > term.txt\" TERM; echo $$ > a.pid; while :; do sleep 1; done' } }\n",
-        "a.pid",
-        &["--output", "r.json"],
-    );
+    let (child, pid) = stopping_run(&dir, Signal::SIGHUP);
     let orch = Pid::from_raw(child.id() as i32);
-    kill(orch, Signal::SIGHUP).expect("signal sent");
-    // orch heard it: it asked the command to stop.
-    wait_for("the command's SIGTERM", || dir.join("term.txt").exists());
     kill(orch, Signal::SIGHUP).expect("second SIGHUP sent");
     let (exit, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
     assert_eq!(exit, Some(129), "{stdout}{stderr}");
     assert!(!stderr.contains("exiting at once"), "{stderr}");
     wait_for("the command to be killed", || !alive(pid));
     assert_eq!(dir.json("r.json")["tasks"]["a"]["status"], "cancelled");
+}
+
+/// Starts a run whose command outlives SIGTERM (and so has its 2 s before SIGKILL),
+/// sends orch `first` and waits until orch asked the command to stop; orch and the
+/// command's pid.
+fn stopping_run(dir: &Dir, first: Signal) -> (std::process::Child, i32) {
+    let (child, pid) = common::start_run(
+        dir,
+        "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: 'trap \"echo > term.txt\" TERM; echo $$ > a.pid; while :; do sleep 1; done' } }\n",
+        "a.pid",
+        &["--output", "r.json"],
+    );
+    kill(Pid::from_raw(child.id() as i32), first).expect("signal sent");
+    wait_for("the command's SIGTERM", || dir.join("term.txt").exists());
+    (child, pid)
 }
