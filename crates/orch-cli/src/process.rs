@@ -280,9 +280,9 @@ fn command(launch: &Launch<'_>) -> Result<Command, CommandError> {
         None => std::env::var_os("PATH"),
     };
     let program =
-        locate(&spec.program, &cwd, path.as_deref()).ok_or_else(|| CommandError::Start {
+        locate(&spec.program, &cwd, path.as_deref()).map_err(|error| CommandError::Start {
             program: spec.program.clone(),
-            error: io::ErrorKind::NotFound.into(),
+            error,
         })?;
     let mut command = Command::new(program);
     command
@@ -354,17 +354,33 @@ const DEFAULT_PATH: &str = "/bin:/usr/bin";
 /// The file `program` names: with a `/`, relative to the command's working directory;
 /// otherwise the first file of that name in `path`'s directories ([`DEFAULT_PATH`]'s
 /// without one) that this process may execute, as `execvp` finds it (one with an
-/// execute bit for others only is passed over).
-fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
+/// execute bit for others only is passed over). When there is none: not found, or, as
+/// `execvp` says, permission denied if a file of that name was passed over (naming it).
+fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> io::Result<PathBuf> {
     if program.contains('/') {
-        return Some(cwd.join(program));
+        return Ok(cwd.join(program));
     }
     let path = path.unwrap_or(OsStr::new(DEFAULT_PATH));
-    std::env::split_paths(path).find_map(|dir| {
+    let mut passed_over = None;
+    for dir in std::env::split_paths(path) {
         let candidate = cwd.join(dir).join(program);
-        let executable = std::fs::metadata(&candidate).is_ok_and(|m| m.is_file())
-            && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok();
-        executable.then_some(candidate)
+        if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+        passed_over.get_or_insert(candidate);
+    }
+    Err(match passed_over {
+        Some(file) => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` may not be executed (permission denied)",
+                file.display()
+            ),
+        ),
+        None => io::ErrorKind::NotFound.into(),
     })
 }
 
@@ -525,17 +541,28 @@ mod tests {
         write("tool", 0o755);
         write("plain", 0o644);
         let path = std::env::join_paths(["/nonexistent", "bin"]).expect("a PATH");
-        let found = |program: &str| locate(program, dir.path(), Some(&path));
+        let found = |program: &str| locate(program, dir.path(), Some(&path)).ok();
         assert_eq!(found("tool"), Some(bin.join("tool")));
-        assert_eq!(found("plain"), None, "not executable");
-        assert_eq!(found("missing"), None);
+        let plain = locate("plain", dir.path(), Some(&path)).expect_err("not executable");
+        assert_eq!(plain.kind(), io::ErrorKind::PermissionDenied);
+        let named = format!("`{}` may not be executed", bin.join("plain").display());
+        assert!(plain.to_string().contains(&named), "{plain}");
+        let missing = locate("missing", dir.path(), Some(&path)).expect_err("not there");
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
         assert_eq!(found("./x/y"), Some(dir.path().join("./x/y")));
         assert_eq!(found("/bin/sh"), Some(PathBuf::from("/bin/sh")));
         // Without a PATH, the C library's default directories.
-        assert_eq!(locate("tool", dir.path(), None), None);
+        assert_eq!(locate("tool", dir.path(), None).ok(), None);
         assert_eq!(
-            locate("sh", dir.path(), None),
+            locate("sh", dir.path(), None).ok(),
             Some(PathBuf::from("/bin/sh"))
         );
+        // One that is executable further on is found, as `execvp` finds it.
+        let later = bin.join("later");
+        std::fs::create_dir(&later).expect("later");
+        std::fs::copy(bin.join("tool"), later.join("plain")).expect("copied");
+        let path = std::env::join_paths(["bin", "bin/later"]).expect("a PATH");
+        let found = locate("plain", dir.path(), Some(&path)).expect("found");
+        assert_eq!(found, later.join("plain"));
     }
 }
