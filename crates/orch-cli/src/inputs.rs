@@ -48,7 +48,10 @@ impl InputsRoot {
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| {
-                let problem = format!("cannot create a private temporary directory: {e}");
+                let problem = format!(
+                    "cannot create a private temporary directory in {}: {e}",
+                    std::env::temp_dir().display()
+                );
                 io::Error::new(e.kind(), problem)
             })?;
         // Of two attempts that made one at once, the other's is removed as it is dropped.
@@ -70,12 +73,13 @@ impl InputsRoot {
     ) -> io::Result<PathBuf> {
         let root = self.path()?;
         let dir = root.join(file_name(key));
-        match DirBuilder::new().mode(0o700).create(&dir) {
+        let make_dir = || (DirBuilder::new().mode(0o700).create(&dir)).map_err(at(&dir));
+        match make_dir() {
             // Removed under a long-lived process (`orch worker`) by a cleaner of old
             // temporary files: made again.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 make_private_again(root)?;
-                DirBuilder::new().mode(0o700).create(&dir)?;
+                make_dir()?;
             }
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
@@ -108,9 +112,9 @@ impl InputsRoot {
 /// may open, is refused.
 fn make_private_again(root: &Path) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    match DirBuilder::new().mode(0o700).create(root) {
+    match DirBuilder::new().mode(0o700).create(root).map_err(at(root)) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let found = std::fs::symlink_metadata(root)?;
+            let found = std::fs::symlink_metadata(root).map_err(at(root))?;
             let ours = found.is_dir()
                 && found.uid() == nix::unistd::geteuid().as_raw()
                 && found.permissions().mode() & 0o077 == 0;
@@ -132,21 +136,29 @@ fn make_private_again(root: &Path) -> io::Result<()> {
 }
 
 /// Writes what `write` writes and a newline to the file at `path`, readable by its owner
-/// only.
+/// only; an error names the file.
 fn write_private(
     path: &Path,
     write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    let mut out = io::BufWriter::new(file);
-    write(&mut out)?;
-    out.write_all(b"\n")?;
-    out.flush()
+    let written = (|| {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        let mut out = io::BufWriter::new(file);
+        write(&mut out)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    })();
+    written.map_err(at(path))
+}
+
+/// Makes an error about `path` name it.
+fn at(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// The longest file name [`file_name`] gives, leaving room for `.json` within the 255
@@ -209,9 +221,10 @@ mod tests {
         let dir = root.path().expect("made").join(file_name("run/1/t"));
         std::fs::create_dir_all(dir.join("b.json")).expect("in the way");
         let inputs = [("a".into(), &value), ("b".into(), &value)];
-        root.write("run/1/t", &inputs, None)
-            .expect_err("b.json is a directory");
+        let error = (root.write("run/1/t", &inputs, None)).expect_err("b.json is a directory");
         assert!(!dir.exists(), "the attempt's files were left behind");
+        let named = dir.join("b.json").display().to_string();
+        assert!(error.to_string().starts_with(&named), "{error}");
     }
 
     #[test]

@@ -329,10 +329,11 @@ tasks:
     assert_eq!(result["tasks"]["alone"]["result"], json!(2), "{result:#}");
     assert_eq!(result["tasks"]["use"]["status"], "failed");
     let error = result["tasks"]["use"]["error"].as_str().expect("an error");
-    assert!(
-        error.contains("cannot create a private temporary directory"),
-        "{error}"
+    let named = format!(
+        "cannot create a private temporary directory in {}",
+        dir.join("not-there").display()
     );
+    assert!(error.contains(&named), "{error}");
 }
 
 /// A command with dependencies gets its inputs directory even when none of them
