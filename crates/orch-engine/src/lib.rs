@@ -124,7 +124,8 @@
 //! `one_failed` and `always` may start a task before every dependency ended, and
 //! `always` even before they start). Tasks that one end skips (a failure's descendants,
 //! a branch's unchosen dependents and what their rules skip in turn) are announced in
-//! the workflow's execution order, so none comes before a dependency skipped with it.
+//! the workflow's execution order, so none comes before a dependency skipped with it; so
+//! are the tasks a cancelled run cancels as it ends.
 //! A durable run's `finished` comes once its end is recorded in the journal (or
 //! recording it failed), so a subscriber that reads the journal on hearing it finds the
 //! end there.

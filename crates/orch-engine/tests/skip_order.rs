@@ -1,6 +1,6 @@
 //! Skips are announced in the workflow's order: a task skipped in the same step as one of
 //! its dependencies is announced after it, whichever path (a failure, a trigger rule, a
-//! branch) skipped them.
+//! branch) skipped them. So are the tasks a cancelled run cancels as it ends.
 
 use std::collections::HashMap;
 
@@ -72,8 +72,8 @@ fn assert_dependencies_first(workflow: &Workflow) {
     assert_in_order(workflow, &ended, &statuses);
 }
 
-/// Asserts that no task was announced ended twice, and every skipped one after each of
-/// its dependencies that did not complete.
+/// Asserts that no task was announced ended twice, and every skipped or cancelled one
+/// after each of its dependencies that did not complete.
 fn assert_in_order(workflow: &Workflow, ended: &[String], statuses: &HashMap<String, TaskStatus>) {
     let at = |id: &str| {
         let found = ended.iter().position(|e| e == id);
@@ -83,7 +83,7 @@ fn assert_in_order(workflow: &Workflow, ended: &[String], statuses: &HashMap<Str
     assert_eq!(unique.len(), ended.len(), "announced twice: {ended:?}");
     for task in workflow.tasks() {
         let id = task.task_id.as_str();
-        if statuses[id] != TaskStatus::Skipped {
+        if !matches!(statuses[id], TaskStatus::Skipped | TaskStatus::Cancelled) {
             continue;
         }
         for dependency in &task.dependencies {
@@ -159,4 +159,21 @@ fn a_resumed_run_announces_kept_and_new_skips_in_order() {
     let (ended, statuses) = ends_announced(|engine| engine.resume(&second, &earlier));
     assert_eq!(statuses["x"], TaskStatus::Skipped);
     assert_in_order(&second, &ended, &statuses);
+}
+
+/// A run cancelled before any task started cancels them all as it ends: `b`, listed
+/// before `a` on which it depends, is announced after it.
+#[test]
+fn a_cancelled_run_announces_its_cancelled_tasks_in_order() {
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("b", "ok").depends_on(["a"]))
+        .task(Task::new("a", "ok"));
+    let (ended, statuses) = ends_announced(|engine| {
+        let run = engine.run(&workflow);
+        run.cancellation_token().cancel();
+        run
+    });
+    assert_eq!(statuses["b"], TaskStatus::Cancelled);
+    assert_eq!(ended.len(), workflow.len(), "{ended:?}");
+    assert_in_order(&workflow, &ended, &statuses);
 }

@@ -131,16 +131,17 @@ impl Scheduler<'_> {
         }
         let mut failed = false;
         let mut cancelled = false;
-        for index in 0..self.records.len() {
+        // In execution order, as skips are announced: none comes before a dependency.
+        let plan = self.plan;
+        for &index in plan.order() {
+            let index = index as usize;
             let record = &mut self.records[index];
             match record.status {
                 TaskStatus::Pending | TaskStatus::Running => {
                     let error = cancel(record, end_time);
-                    if dropped.last().is_some_and(|(i, _)| *i == index)
-                        && let Some((_, panic)) = dropped.pop()
-                    {
+                    if let Some(at) = dropped.iter().position(|(i, _)| *i == index) {
                         error.push_str("; ");
-                        error.push_str(&panic);
+                        error.push_str(&dropped.swap_remove(at).1);
                     }
                     cancelled = true;
                     self.log_ended(index);
@@ -254,7 +255,7 @@ impl Scheduler<'_> {
     }
 
     /// Drops every handler future still running, each inside a panic guard, and returns
-    /// the panics that happened, by task index, the highest first.
+    /// the panics that happened, by attempt index (an instance's past the tasks').
     fn drop_in_flight(&mut self) -> Vec<(usize, String)> {
         let mut dropped = Vec::new();
         for flight in self.in_flight.iter_mut() {
@@ -265,7 +266,6 @@ impl Scheduler<'_> {
             }
         }
         self.in_flight.clear();
-        dropped.sort_unstable_by_key(|&(index, _)| std::cmp::Reverse(index));
         dropped
     }
 }
