@@ -43,9 +43,18 @@ pub(crate) struct Routes {
     waiting: Mutex<HashMap<AttemptKey, oneshot::Sender<Settled>>>,
     by_sequence: Mutex<HashMap<u64, AttemptKey>>,
     /// The latest runs cancelled by [`Routes::cancel_run`], each with the last stream
-    /// message the cancellation covers: a message of theirs stored before that, whose
-    /// sequence is learnt only after the cancellation, is cancelled then.
-    cancelled: Mutex<VecDeque<(RunId, u64)>>,
+    /// message the cancellation covers and when it began: a message of theirs sent
+    /// before then and stored up to that one, whose sequence is learnt only after the
+    /// cancellation, is cancelled then.
+    cancelled: Mutex<VecDeque<Cancelled>>,
+}
+
+/// A run cancelled through [`Routes::cancel_run`]: the last stream message it covers,
+/// and when the cancellation began.
+struct Cancelled {
+    run: RunId,
+    up_to: u64,
+    began: tokio::time::Instant,
 }
 
 /// How many cancellations [`Routes`] remembers for messages whose sequence comes late
@@ -60,19 +69,28 @@ impl Routes {
         receiver
     }
 
-    /// Notes that `key`'s task message is stream message `sequence`; ends its wait as
-    /// [`Settled::RunCancelled`] if a cancellation of its run already covered it. A
-    /// duplicate `sent_before` (the server had the message from a coordinator that
-    /// stopped) is left to the look-up of what became of it: sent again after the
+    /// Notes that `key`'s task message, whose publish began at `began`, is stream message
+    /// `sequence`; ends its wait as [`Settled::RunCancelled`] if a cancellation of its run
+    /// already covered it: one that began after the publish did and covers the stream up
+    /// to `sequence` or past it. (A message sent after the cancellation began is not
+    /// covered, also when a tasks stream made anew gave it a sequence the cancellation's
+    /// reaches.) A duplicate `sent_before` (the server had the message from a coordinator
+    /// that stopped) is left to the look-up of what became of it: sent again after the
     /// cancellation, by a resumed run, it is sent anew once found removed. Returns
     /// whether a cancellation covered it.
-    pub(crate) fn published(&self, key: &AttemptKey, sequence: u64, sent_before: bool) -> bool {
+    pub(crate) fn published(
+        &self,
+        key: &AttemptKey,
+        sequence: u64,
+        sent_before: bool,
+        began: tokio::time::Instant,
+    ) -> bool {
         lock(&self.by_sequence).insert(sequence, key.clone());
         if sent_before {
             return false;
         }
         let covered = (lock(&self.cancelled).iter())
-            .any(|(run, up_to)| *run == key.run && sequence <= *up_to);
+            .any(|c| c.run == key.run && sequence <= c.up_to && began <= c.began);
         if covered {
             self.settle(key, Settled::RunCancelled);
         }
@@ -112,15 +130,16 @@ impl Routes {
 
     /// Ends as [`Settled::RunCancelled`] the wait of every attempt of run `run` whose task
     /// message is stream message `up_to` or an earlier one (every attempt of the run when
-    /// `up_to` is unknown): those a cancellation covering the stream up to `up_to`
-    /// reaches. An attempt sent later waits for its result as usual.
-    pub(crate) fn cancel_run(&self, run: &RunId, up_to: Option<u64>) {
+    /// `up_to` is unknown): those a cancellation covering the stream up to `up_to`, which
+    /// began at `began`, reaches. An attempt sent later waits for its result as usual.
+    pub(crate) fn cancel_run(&self, run: &RunId, up_to: Option<u64>, began: tokio::time::Instant) {
         if let Some(up_to) = up_to {
             let mut cancelled = lock(&self.cancelled);
             if cancelled.len() == REMEMBERED_CANCELLATIONS {
                 cancelled.pop_front();
             }
-            cancelled.push_back((run.clone(), up_to));
+            let run = run.clone();
+            cancelled.push_back(Cancelled { run, up_to, began });
         }
         let covered: Vec<AttemptKey> = match up_to {
             Some(up_to) => lock(&self.by_sequence)
@@ -333,19 +352,28 @@ mod tests {
         let routes = Routes::default();
         let (early, late, other) = (key("r", "early"), key("r", "late"), key("s", "early"));
         let again = key("r", "again");
-        let mut waits = [&early, &late, &other, &again].map(|k| routes.wait(k.clone()));
-        routes.cancel_run(&early.run, Some(10));
+        let anew = key("r", "anew");
+        let keys = [&early, &late, &other, &again, &anew];
+        let mut waits = keys.map(|k| routes.wait(k.clone()));
+        let before = tokio::time::Instant::now();
+        let cancelled_at = before + Duration::from_millis(1);
+        let after = cancelled_at + Duration::from_millis(1);
+        routes.cancel_run(&early.run, Some(10), cancelled_at);
         // Sequences learnt after the cancellation: 5, 6 and 7 were stored before it.
-        assert!(routes.published(&early, 5, false), "covered");
-        assert!(!routes.published(&other, 7, false));
-        assert!(!routes.published(&late, 11, false));
+        assert!(routes.published(&early, 5, false, before), "covered");
+        assert!(!routes.published(&other, 7, false, before));
+        assert!(!routes.published(&late, 11, false, before));
         // The server had this one already: a resumed run sends it again, and it is sent
         // anew if the cancellation removed it.
-        assert!(!routes.published(&again, 6, true));
+        assert!(!routes.published(&again, 6, true, before));
+        // Sent after the cancellation began, to a tasks stream made anew since: its
+        // sequence is one the cancellation reaches, but not its message.
+        assert!(!routes.published(&anew, 4, false, after));
         assert!(matches!(waits[0].try_recv(), Ok(Settled::RunCancelled)));
         assert!(waits[1].try_recv().is_err(), "sent after the cancellation");
         assert!(waits[2].try_recv().is_err(), "another run");
         assert!(waits[3].try_recv().is_err(), "sent again by a resumed run");
+        assert!(waits[4].try_recv().is_err(), "sent after the cancellation");
     }
 
     /// In a tasks stream made anew, an attempt's message can take the sequence an older
@@ -356,12 +384,13 @@ mod tests {
         let (old, new) = (key("r", "old"), key("r", "new"));
         let _old_wait = routes.wait(old.clone());
         let mut new_wait = routes.wait(new.clone());
-        routes.published(&old, 3, false);
-        routes.published(&new, 3, false);
+        let sent = tokio::time::Instant::now();
+        routes.published(&old, 3, false, sent);
+        routes.published(&new, 3, false, sent);
         routes.unpublished(&old, 3);
         routes.forget(&old, Some(3));
         // A cancellation covering sequence 3 still reaches the new attempt.
-        routes.cancel_run(&new.run, Some(3));
+        routes.cancel_run(&new.run, Some(3), tokio::time::Instant::now());
         assert!(matches!(new_wait.try_recv(), Ok(Settled::RunCancelled)));
     }
 }

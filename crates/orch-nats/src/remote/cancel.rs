@@ -35,6 +35,7 @@ impl RemoteHandler {
             run: run.clone(),
             reason,
         };
+        let began = tokio::time::Instant::now();
         let last = (self.inner.last_task_message(3).await).map_err(refused)?;
         let up_to = Some(last.sequence);
         (self
@@ -42,7 +43,7 @@ impl RemoteHandler {
             .send_cancel(run, None, up_to, Some(last.stored_ns))
             .await)
             .map_err(refused)?;
-        self.inner.routes.cancel_run(run, up_to);
+        self.inner.routes.cancel_run(run, up_to, began);
         Ok(())
     }
 }

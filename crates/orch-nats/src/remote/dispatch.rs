@@ -96,13 +96,15 @@ impl Inner {
         let first_id = protocol::message_id(&key.run, &key.task, key.attempt);
         for resend in first_resend..=MAX_RESENDS {
             let id = protocol::resent_id(&first_id, resend);
+            let began = tokio::time::Instant::now();
             let (sequence, duplicate, retried) =
                 self.publish(subject, &id, payload.clone(), ctx).await?;
             // A duplicate of this process's own earlier try (its answer was lost) was not
             // queued by a coordinator before: it is this attempt's fresh message, which a
             // cancellation made meanwhile covers as any other.
             let own_try = retried && resend == first_resend && !ctx.resumed();
-            let cancelled = self.routes.published(key, sequence, duplicate && !own_try);
+            let sent_before = duplicate && !own_try;
+            let cancelled = self.routes.published(key, sequence, sent_before, began);
             *sequence_slot = Some(sequence);
             let message = OnStream {
                 sequence,
