@@ -100,6 +100,24 @@ pub(crate) async fn from_first(
     heard_live_unless(messages.await, followed)
 }
 
+/// The sequence of the last message `stream` keeps now (0 when it keeps none), if it is
+/// still the stream `place` is in (not one made anew since) and can be read within
+/// `patience`.
+pub(crate) async fn last_kept(
+    js: &jetstream::Context,
+    stream: &str,
+    place: &Place,
+    patience: std::time::Duration,
+) -> Option<u64> {
+    let found = tokio::time::timeout(patience, js.get_stream(stream)).await;
+    let info = found.ok()?.ok()?.cached_info().clone();
+    let last = match info.state.messages {
+        0 => 0,
+        _ => info.state.last_sequence,
+    };
+    (info.created == place.made).then_some(last)
+}
+
 /// The messages to follow, or none (with a warning) when `followed` cannot be followed
 /// and its messages are to be heard live instead.
 fn heard_live_unless<T>(messages: Result<T, async_nats::Error>, followed: &Followed) -> Option<T> {

@@ -355,9 +355,9 @@ impl Worker {
     }
 
     /// Takes and runs tasks until `stop` is cancelled. Before its first task, it reads
-    /// the cancellations the server kept from before it started (waiting at most 5 s for
-    /// each, or until `stop`), so that it does not run a task of a run cancelled
-    /// meanwhile.
+    /// the cancellations the server kept until now (waiting at most 5 s for each, or
+    /// until `stop`), so that it does not run a task of a run cancelled while it was not
+    /// running, also since it connected.
     ///
     /// Once `stop` is cancelled, it takes no more tasks, lets running handlers finish
     /// for the shutdown grace period, cancels those still running and hands their tasks

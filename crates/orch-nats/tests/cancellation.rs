@@ -672,3 +672,60 @@ impl StoppableWorker {
             .expect("the worker's task");
     }
 }
+
+/// A run cancelled after the worker connected but before it was run (its attempt queued
+/// before): the worker does not run the attempt, though the cancellation came live, with
+/// thousands of others before it, and not from the stream that keeps them. Before, the
+/// worker took tasks while it still worked through what it had heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let coordinator_user = as_user(&server, "coordinator", "coordinator-pw");
+    let remote = RemoteHandler::builder()
+        .connect(&coordinator_user)
+        .await
+        .expect("the coordinator connects");
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ran);
+    let worker = Worker::builder()
+        .handler("embed", move |ctx: TaskContext| {
+            seen.lock()
+                .expect("not poisoned")
+                .push(ctx.run_id().to_string());
+            async move { Ok::<_, TaskError>("embedded") }
+        })
+        .connect(&as_user(&server, "embedder", "embedder-pw"))
+        .await
+        .expect("the worker connects");
+    let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
+    let task = r#"{"v": 1, "run_id": "r-gone", "workflow_id": "w", "attempt": 1,
+        "task": {"task_id": "a", "task_type": "embed"}}"#;
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(task.into())
+        .message_id("r-gone.a.1");
+    let stored = js.send_publish("orch.task.embed", publish).await;
+    stored.expect("published").await.expect("stored");
+    for n in 0..5000 {
+        let other = RunId::parse(&format!("other-{n}")).expect("an id");
+        remote.cancel_run(&other).await.expect("cancelled");
+    }
+    let gone = RunId::parse("r-gone").expect("an id");
+    remote.cancel_run(&gone).await.expect("cancelled");
+    // The worker hears them as they are sent: this only lets the last reach it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    // The attempt is dropped (its message removed) rather than run.
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    common::wait_for_async(|| {
+        let mut tasks = tasks.clone();
+        async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
+    })
+    .await;
+    let ran = ran.lock().expect("not poisoned").clone();
+    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
+    stop.cancel();
+}

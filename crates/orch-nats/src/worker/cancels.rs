@@ -306,12 +306,35 @@ const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 /// Applies the cancellations kept from before this worker started, before it takes any
 /// task: a queued attempt of a run cancelled while no worker was up, or whose
 /// cancellation this worker forgot, does not run. One that does not come within
-/// [`CATCH_UP_PATIENCE`] is left to [`listen`] (with a warning).
+/// [`CATCH_UP_PATIENCE`] is left to [`listen`] (with a warning). So are those heard
+/// live since it connected, already here (sent before [`Worker::run`](super::Worker::run)
+/// was called): [`listen`] would apply them while the first tasks start.
 pub(crate) async fn catch_up(shared: &Shared, heard: &mut Heard) {
+    catch_up_kept(shared, heard).await;
+    let mut here = 0;
+    while here < MOST_HEARD_AT_START
+        && let Some(Some(message)) = futures_util::FutureExt::now_or_never(heard.live.next())
+    {
+        apply(shared, &message.subject, &message.payload, true, None);
+        here += 1;
+    }
+}
+
+/// How many cancellations heard live [`catch_up`] applies at most: a flood of them
+/// does not hold the worker's start up (the rest are applied by [`listen`]).
+const MOST_HEARD_AT_START: usize = 100_000;
+
+/// The part of [`catch_up`] that reads the stream that keeps cancellations: up to what
+/// it keeps now (those sent since the worker connected were heard live, but a flood of
+/// them may have overflowed what its subscription holds).
+async fn catch_up_kept(shared: &Shared, heard: &mut Heard) {
     let Some(kept) = &mut heard.kept else {
         return;
     };
-    while kept.place.next <= kept.earlier {
+    let stream = shared.names.cancels_stream();
+    let now = follow::last_kept(&shared.js, &stream, &kept.place, CATCH_UP_PATIENCE).await;
+    let until = now.unwrap_or(0).max(kept.earlier);
+    while kept.place.next <= until {
         let next = tokio::time::timeout(CATCH_UP_PATIENCE, kept.messages.next()).await;
         let message = match next {
             Ok(Some(Ok(message))) => message,
@@ -331,9 +354,8 @@ pub(crate) async fn catch_up(shared: &Shared, heard: &mut Heard) {
         };
         kept.place.next = info.stream_sequence + 1;
         apply_kept(shared, &message, kept.earlier);
-        if info.pending == 0 {
-            return;
-        }
+        // (What a message says is pending is as of when it came: one kept after the
+        // worker connected came at once, with none after it then.)
     }
 }
 
