@@ -270,11 +270,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
             Some(Key { text, .. }) if text == TOML_DATETIME_KEY => {
                 let text: String = map.next_value()?;
                 // A table written with that key is not a datetime.
-                if map.next_key::<IgnoredAny>()?.is_some() || !is_toml_datetime(&text) {
-                    return Err(de::Error::custom(format!(
-                        "the key `{TOML_DATETIME_KEY}` is kept for TOML datetimes"
-                    )));
-                }
+                let more = map.next_key::<IgnoredAny>()?.is_some();
+                let Some(text) = toml_datetime(&text).filter(|_| !more) else {
+                    let kept = format!("the key `{TOML_DATETIME_KEY}` is kept for TOML datetimes");
+                    return Err(de::Error::custom(kept));
+                };
                 self.inner.visit_string(text)
             }
             // A datetime is a value, not a level of nesting; a table is one.
@@ -299,15 +299,21 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
     }
 }
 
-/// Whether `text` is a TOML datetime, as TOML's reader writes one under its private key.
-fn is_toml_datetime(text: &str) -> bool {
+/// `text` as the config takes it, if it is a TOML datetime as TOML's reader writes one
+/// under its private key: a time written without its seconds (`07:32`) gets them.
+fn toml_datetime(text: &str) -> Option<String> {
     #[cfg(feature = "toml")]
-    return text.parse::<toml::value::Datetime>().is_ok();
+    return (text.parse::<toml::value::Datetime>().ok()).map(|mut datetime| {
+        if let Some(time) = &mut datetime.time {
+            time.second.get_or_insert(0);
+        }
+        datetime.to_string()
+    });
     // Only TOML's rules take that key for a datetime.
     #[cfg(not(feature = "toml"))]
     return {
         let _ = text;
-        false
+        None
     };
 }
 

@@ -52,7 +52,8 @@
 //!   every format: it kept only the first task with that id.
 //! - Numbers must be finite: YAML's `.nan` and `.inf` and TOML's `nan` and `inf` are
 //!   errors naming the field.
-//! - TOML datetimes reach a task's `config` as RFC 3339 text (`1979-05-27T07:32:00Z`).
+//! - TOML datetimes reach a task's `config` as RFC 3339 text (`1979-05-27T07:32:00Z`;
+//!   a time written without its seconds, as TOML 1.1 allows, gets `:00`).
 //! - A UTF-8 byte-order mark at the start of a file is ignored.
 //! - Times in run records and events are RFC 3339 in UTC, to the microsecond; a time
 //!   outside the years 0000 to 9999 gets a signed year of four or more digits

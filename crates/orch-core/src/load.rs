@@ -193,6 +193,15 @@ impl Workflow {
                 }
                 (line, column) = (Some(null_line), Some(null_column));
             }
+            // Said without a place: the second document's start is it.
+            let second = (text.contains("more than one document") && line.is_none())
+                .then(|| crate::yaml_depth::second_document(&checked))
+                .flatten();
+            if let Some(at) = second {
+                text = "more than one YAML document: a workflow file holds one".into();
+                let (at_line, at_column) = yaml_line_and_column(&checked, at);
+                (line, column) = (Some(at_line), Some(at_column));
+            }
             match rules.exceeded() {
                 Some(limit) => LoadError::ExpansionLimit {
                     file: None,

@@ -114,6 +114,23 @@ fn by_events(text: &str, counted_at: Option<usize>) -> Option<Found> {
     None
 }
 
+/// Where the second document of `text` starts (a byte offset), if it has one and is
+/// readable up to there.
+pub(crate) fn second_document(text: &str) -> Option<usize> {
+    let mut chars = Chars::new(text);
+    let mut documents = 0;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.ok()?;
+        if let Event::DocumentStart(..) = event {
+            documents += 1;
+            if documents == 2 {
+                return Some(chars.byte_offset(span.start.index()));
+            }
+        }
+    }
+    None
+}
+
 /// Whether the collection whose event starts `text` is a flow one: it opens with `[` or
 /// `{`, after its tag and anchor if it has them (its event starts at those, `!t [`).
 fn opens_flow(mut text: &str) -> bool {

@@ -42,7 +42,8 @@ fn toml_datetimes_reach_the_config_as_rfc3339_text() {
          offset = 1979-05-27T00:32:00.999999-07:00\n\
          local = 1979-05-27T07:32:00\n\
          day = 1979-05-27\n\
-         times = [07:32:00, { nested = 2024-02-29T12:00:00Z }]\n",
+         times = [07:32:00, { nested = 2024-02-29T12:00:00Z }]\n\
+         short = [1979-05-27T07:32Z, 1979-05-27 07:32, 07:32]\n",
     )
     .expect("valid TOML");
     assert_eq!(
@@ -53,6 +54,8 @@ fn toml_datetimes_reach_the_config_as_rfc3339_text() {
             "local": "1979-05-27T07:32:00",
             "day": "1979-05-27",
             "times": ["07:32:00", {"nested": "2024-02-29T12:00:00Z"}],
+            // TOML 1.1 lets the seconds out; RFC 3339 does not.
+            "short": ["1979-05-27T07:32:00Z", "1979-05-27T07:32:00", "07:32:00"],
         })
     );
 }

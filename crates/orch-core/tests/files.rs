@@ -275,6 +275,34 @@ fn json_errors_just_after_a_line_break_are_at_the_next_lines_first_column() {
     }
 }
 
+/// A YAML file with a second document (a `---` after the workflow, with or without
+/// anything after it) is refused at that document's start.
+#[test]
+fn a_second_yaml_document_is_an_error_at_its_start() {
+    let one = "workflow_id: w\ntasks:\n  a: { task_type: t }\n";
+    for (text, line) in [
+        (format!("{one}---\nworkflow_id: v\n"), 4),
+        (format!("{one}\n--- \n"), 5),
+        (format!("---\n{one}...\n---\n"), 6),
+    ] {
+        let error = Workflow::from_yaml(&text).expect_err(&text);
+        let LoadError::Parse {
+            line: at_line,
+            column,
+            message,
+            ..
+        } = error
+        else {
+            panic!("{text}: {error:?}");
+        };
+        assert_eq!((at_line, column), (Some(line), Some(1)), "{text}");
+        assert_eq!(
+            message,
+            "more than one YAML document: a workflow file holds one"
+        );
+    }
+}
+
 #[test]
 fn json_text_after_the_workflow_is_an_error_at_its_place() {
     let one = r#"{"workflow_id": "w", "tasks": {"a": {"task_type": "t"}}}"#;
