@@ -284,28 +284,11 @@ async fn a_worker_started_after_cancel_run_does_not_run_the_cancelled_runs_queue
     engine.register_handler("embed", remote.clone());
     // An attempt of run `r-gone`, queued by a coordinator that is gone.
     let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
-    let task = r#"{"v": 1, "run_id": "r-gone", "workflow_id": "w", "attempt": 1,
-        "task": {"task_id": "a", "task_type": "embed"}}"#;
-    let publish = jetstream::message::PublishMessage::build()
-        .payload(task.into())
-        .message_id("r-gone.a.1");
-    let stored = js.send_publish("orch.task.embed", publish).await;
-    stored.expect("published").await.expect("stored");
+    queue_gone_attempt(&js).await;
     let gone = RunId::parse("r-gone").expect("an id");
     remote.cancel_run(&gone).await.expect("cancelled");
 
-    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = Arc::clone(&ran);
-    let worker = Worker::builder()
-        .handler("embed", move |ctx: TaskContext| {
-            seen.lock()
-                .expect("not poisoned")
-                .push(ctx.run_id().to_string());
-            async move { Ok::<_, TaskError>("embedded") }
-        })
-        .connect(&as_user(&server, "embedder", "embedder-pw"))
-        .await
-        .expect("the worker connects");
+    let (worker, ran) = recording_worker(&server).await;
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
 
@@ -687,26 +670,9 @@ async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() 
         .connect(&coordinator_user)
         .await
         .expect("the coordinator connects");
-    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = Arc::clone(&ran);
-    let worker = Worker::builder()
-        .handler("embed", move |ctx: TaskContext| {
-            seen.lock()
-                .expect("not poisoned")
-                .push(ctx.run_id().to_string());
-            async move { Ok::<_, TaskError>("embedded") }
-        })
-        .connect(&as_user(&server, "embedder", "embedder-pw"))
-        .await
-        .expect("the worker connects");
+    let (worker, ran) = recording_worker(&server).await;
     let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
-    let task = r#"{"v": 1, "run_id": "r-gone", "workflow_id": "w", "attempt": 1,
-        "task": {"task_id": "a", "task_type": "embed"}}"#;
-    let publish = jetstream::message::PublishMessage::build()
-        .payload(task.into())
-        .message_id("r-gone.a.1");
-    let stored = js.send_publish("orch.task.embed", publish).await;
-    stored.expect("published").await.expect("stored");
+    queue_gone_attempt(&js).await;
     for n in 0..5000 {
         let other = RunId::parse(&format!("other-{n}")).expect("an id");
         remote.cancel_run(&other).await.expect("cancelled");
@@ -728,4 +694,32 @@ async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() 
     let ran = ran.lock().expect("not poisoned").clone();
     assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
     stop.cancel();
+}
+
+/// A worker whose `embed` handler notes the run of each attempt it runs, and those runs.
+async fn recording_worker(server: &NatsServer) -> (Worker, Arc<std::sync::Mutex<Vec<String>>>) {
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ran);
+    let worker = Worker::builder()
+        .handler("embed", move |ctx: TaskContext| {
+            seen.lock()
+                .expect("not poisoned")
+                .push(ctx.run_id().to_string());
+            async move { Ok::<_, TaskError>("embedded") }
+        })
+        .connect(&as_user(server, "embedder", "embedder-pw"))
+        .await
+        .expect("the worker connects");
+    (worker, ran)
+}
+
+/// Queues an attempt of run `r-gone`, as a coordinator that is gone left it.
+async fn queue_gone_attempt(js: &jetstream::Context) {
+    let task = r#"{"v": 1, "run_id": "r-gone", "workflow_id": "w", "attempt": 1,
+        "task": {"task_id": "a", "task_type": "embed"}}"#;
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(task.into())
+        .message_id("r-gone.a.1");
+    let stored = js.send_publish("orch.task.embed", publish).await;
+    stored.expect("published").await.expect("stored");
 }
