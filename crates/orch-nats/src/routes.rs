@@ -43,18 +43,18 @@ pub(crate) struct Routes {
     waiting: Mutex<HashMap<AttemptKey, oneshot::Sender<Settled>>>,
     by_sequence: Mutex<HashMap<u64, AttemptKey>>,
     /// The latest runs cancelled by [`Routes::cancel_run`], each with the last stream
-    /// message the cancellation covers and when it began: a message of theirs sent
-    /// before then and stored up to that one, whose sequence is learnt only after the
-    /// cancellation, is cancelled then.
+    /// message the cancellation covers and when the stream was read for it: a message of
+    /// theirs sent before then and stored up to that one, whose sequence is learnt only
+    /// after the cancellation, is cancelled then.
     cancelled: Mutex<VecDeque<Cancelled>>,
 }
 
 /// A run cancelled through [`Routes::cancel_run`]: the last stream message it covers,
-/// and when the cancellation began.
+/// and when the stream was read for it.
 struct Cancelled {
     run: RunId,
     up_to: u64,
-    began: tokio::time::Instant,
+    read_at: tokio::time::Instant,
 }
 
 /// How many cancellations [`Routes`] remembers for messages whose sequence comes late
@@ -71,10 +71,10 @@ impl Routes {
 
     /// Notes that `key`'s task message, whose publish began at `began`, is stream message
     /// `sequence`; ends its wait as [`Settled::RunCancelled`] if a cancellation of its run
-    /// already covered it: one that began after the publish did and covers the stream up
-    /// to `sequence` or past it. (A message sent after the cancellation began is not
-    /// covered, also when a tasks stream made anew gave it a sequence the cancellation's
-    /// reaches.) A duplicate `sent_before` (the server had the message from a coordinator
+    /// already covered it: one whose read of the stream came after the publish began and
+    /// covers the stream up to `sequence` or past it. (A message sent after that read is
+    /// not covered, also when a tasks stream made anew gave it a sequence the
+    /// cancellation's reaches.) A duplicate `sent_before` (the server had the message from a coordinator
     /// that stopped) is left to the look-up of what became of it: sent again after the
     /// cancellation, by a resumed run, it is sent anew once found removed. Returns
     /// whether a cancellation covered it.
@@ -90,7 +90,7 @@ impl Routes {
             return false;
         }
         let covered = (lock(&self.cancelled).iter())
-            .any(|c| c.run == key.run && sequence <= c.up_to && began <= c.began);
+            .any(|c| c.run == key.run && sequence <= c.up_to && began <= c.read_at);
         if covered {
             self.settle(key, Settled::RunCancelled);
         }
@@ -130,16 +130,25 @@ impl Routes {
 
     /// Ends as [`Settled::RunCancelled`] the wait of every attempt of run `run` whose task
     /// message is stream message `up_to` or an earlier one (every attempt of the run when
-    /// `up_to` is unknown): those a cancellation covering the stream up to `up_to`, which
-    /// began at `began`, reaches. An attempt sent later waits for its result as usual.
-    pub(crate) fn cancel_run(&self, run: &RunId, up_to: Option<u64>, began: tokio::time::Instant) {
+    /// `up_to` is unknown): those a cancellation covering the stream up to `up_to`, read
+    /// at `read_at`, reaches. An attempt sent later waits for its result as usual.
+    pub(crate) fn cancel_run(
+        &self,
+        run: &RunId,
+        up_to: Option<u64>,
+        read_at: tokio::time::Instant,
+    ) {
         if let Some(up_to) = up_to {
             let mut cancelled = lock(&self.cancelled);
             if cancelled.len() == REMEMBERED_CANCELLATIONS {
                 cancelled.pop_front();
             }
             let run = run.clone();
-            cancelled.push_back(Cancelled { run, up_to, began });
+            cancelled.push_back(Cancelled {
+                run,
+                up_to,
+                read_at,
+            });
         }
         let covered: Vec<AttemptKey> = match up_to {
             Some(up_to) => lock(&self.by_sequence)

@@ -288,7 +288,7 @@ async fn a_worker_started_after_cancel_run_does_not_run_the_cancelled_runs_queue
     let gone = RunId::parse("r-gone").expect("an id");
     remote.cancel_run(&gone).await.expect("cancelled");
 
-    let (worker, ran) = recording_worker(&server).await;
+    let (worker, ran) = recording_worker(&as_user(&server, "embedder", "embedder-pw")).await;
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
 
@@ -658,8 +658,8 @@ impl StoppableWorker {
 
 /// A run cancelled after the worker connected but before it was run (its attempt queued
 /// before): the worker does not run the attempt, though the cancellation came live, with
-/// thousands of others before it, and not from the stream that keeps them. Before, the
-/// worker took tasks while it still worked through what it had heard.
+/// thousands of others before it. Before, the worker took tasks while it still worked
+/// through what it had heard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
@@ -670,7 +670,7 @@ async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() 
         .connect(&coordinator_user)
         .await
         .expect("the coordinator connects");
-    let (worker, ran) = recording_worker(&server).await;
+    let (worker, ran) = recording_worker(&as_user(&server, "embedder", "embedder-pw")).await;
     let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
     queue_gone_attempt(&js).await;
     for n in 0..5000 {
@@ -696,8 +696,52 @@ async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() 
     stop.cancel();
 }
 
-/// A worker whose `embed` handler notes the run of each attempt it runs, and those runs.
-async fn recording_worker(server: &NatsServer) -> (Worker, Arc<std::sync::Mutex<Vec<String>>>) {
+/// A run cancelled, with thousands of others, while a connected worker's connection was
+/// down (so it heard none of them live), before it was run: the worker reads them from
+/// the stream that keeps them before it takes a task, and does not run the run's queued
+/// attempt. Before, it read only those kept when it connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_while_a_connected_workers_link_was_down_does_not_run_there() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let outage = common::Outage::relay_to(server.port());
+    let coordinator_user = as_user(&server, "coordinator", "coordinator-pw");
+    let remote = RemoteHandler::builder()
+        .connect(&coordinator_user)
+        .await
+        .expect("the coordinator connects");
+    let (worker, ran) = recording_worker(&embedder_through(outage.url())).await;
+    let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
+    queue_gone_attempt(&js).await;
+    outage.begin();
+    for n in 0..5000 {
+        let other = RunId::parse(&format!("other-{n}")).expect("an id");
+        remote.cancel_run(&other).await.expect("cancelled");
+    }
+    let gone = RunId::parse("r-gone").expect("an id");
+    remote.cancel_run(&gone).await.expect("cancelled");
+    // The worker is back once its cut connection closed and a new one opened.
+    common::wait_for(|| outage.open_connections() == 0).await;
+    outage.end();
+    common::wait_for(|| outage.open_connections() > 0).await;
+
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    common::wait_for_async(|| {
+        let mut tasks = tasks.clone();
+        async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
+    })
+    .await;
+    let ran = ran.lock().expect("not poisoned").clone();
+    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
+    stop.cancel();
+}
+
+/// A worker connected with `config` whose `embed` handler notes the run of each attempt
+/// it runs, and those runs.
+async fn recording_worker(config: &NatsConfig) -> (Worker, Arc<std::sync::Mutex<Vec<String>>>) {
     let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = Arc::clone(&ran);
     let worker = Worker::builder()
@@ -707,7 +751,7 @@ async fn recording_worker(server: &NatsServer) -> (Worker, Arc<std::sync::Mutex<
                 .push(ctx.run_id().to_string());
             async move { Ok::<_, TaskError>("embedded") }
         })
-        .connect(&as_user(server, "embedder", "embedder-pw"))
+        .connect(config)
         .await
         .expect("the worker connects");
     (worker, ran)

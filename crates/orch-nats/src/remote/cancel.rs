@@ -35,15 +35,16 @@ impl RemoteHandler {
             run: run.clone(),
             reason,
         };
-        let began = tokio::time::Instant::now();
         let last = (self.inner.last_task_message(3).await).map_err(refused)?;
+        // A message whose publish began by now may be stored before the stream was read.
+        let read_at = tokio::time::Instant::now();
         let up_to = Some(last.sequence);
         (self
             .inner
             .send_cancel(run, None, up_to, Some(last.stored_ns))
             .await)
             .map_err(refused)?;
-        self.inner.routes.cancel_run(run, up_to, began);
+        self.inner.routes.cancel_run(run, up_to, read_at);
         Ok(())
     }
 }

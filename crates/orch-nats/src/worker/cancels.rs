@@ -303,17 +303,23 @@ fn followed(names: &Names) -> Followed {
 /// How long a worker waits for each cancellation kept from before it started.
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 
-/// Applies the cancellations kept from before this worker started, before it takes any
-/// task: a queued attempt of a run cancelled while no worker was up, or whose
-/// cancellation this worker forgot, does not run. One that does not come within
-/// [`CATCH_UP_PATIENCE`] is left to [`listen`] (with a warning). So are those heard
-/// live since it connected, already here (sent before [`Worker::run`](super::Worker::run)
-/// was called): [`listen`] would apply them while the first tasks start.
+/// Applies the cancellations kept until the worker is run ([`Worker::run`]), before it
+/// takes any task: a queued attempt of a run cancelled while no worker was up, or whose
+/// cancellation this worker forgot, or cancelled since it connected, does not run. One
+/// that does not come within [`CATCH_UP_PATIENCE`] is left to [`listen`] (with a
+/// warning). Then it applies the cancellations heard live that are already here, which
+/// [`listen`] would apply while the first tasks start.
+///
+/// [`Worker::run`]: super::Worker::run
 pub(crate) async fn catch_up(shared: &Shared, heard: &mut Heard) {
     catch_up_kept(shared, heard).await;
     let mut here = 0;
+    // Unconstrained: tokio's budget would make a ready message look not yet there.
+    let next_here = |live: &mut async_nats::Subscriber| {
+        futures_util::FutureExt::now_or_never(tokio::task::coop::unconstrained(live.next()))
+    };
     while here < MOST_HEARD_AT_START
-        && let Some(Some(message)) = futures_util::FutureExt::now_or_never(heard.live.next())
+        && let Some(Some(message)) = next_here(&mut heard.live)
     {
         apply(shared, &message.subject, &message.payload, true, None);
         here += 1;
