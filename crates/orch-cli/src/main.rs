@@ -59,7 +59,7 @@
 //!   the same status, saying that
 //!   nothing ran, and one that comes once the run ended (while the summary or the result
 //!   file is written) still gives that status. A second signal ends orch at once with
-//!   its number (SIGHUP again does not count: a closed terminal may send it twice): the commands still running are killed, and no summary or result file
+//!   its number (a SIGHUP after the first signal does not count: a closed terminal may send it twice): the commands still running are killed, and no summary or result file
 //!   is written, though one already being written is finished first (a journal keeps
 //!   what it recorded, to `--resume` from). A signal ignored when orch starts stays
 //!   ignored, so
@@ -119,8 +119,8 @@
 //!   JetStream (`nats-server -js`), `--concurrency N` tasks at once (default 4), until
 //!   Ctrl-C, SIGTERM, SIGHUP or SIGQUIT (one ignored at start, as under `nohup`, stays
 //!   ignored): then it takes no more tasks, lets running ones finish for
-//!   `--shutdown-grace` (default 30 s, cut short by a second signal; SIGHUP again does
-//!   not count), stops the rest as
+//!   `--shutdown-grace` (default 30 s, cut short by a second signal; a SIGHUP after
+//!   the first signal does not count, nor as the third below), stops the rest as
 //!   a cancel does (SIGTERM, then SIGKILL after 2 s), hands them back to the queue for
 //!   another worker, and exits with 0 (1 if its connection was closed for good, which
 //!   reconnecting does not end; with 128 + the signal's number

@@ -62,7 +62,9 @@ pub(crate) async fn next_again(signals: &mut [(Signal, u8)]) -> u8 {
         if number != HANGUP {
             return number;
         }
-        tracing::info!("SIGHUP again: taken as the terminal closing, not as a second signal");
+        tracing::info!(
+            "SIGHUP after the first signal: taken as the terminal closing, not as asking again"
+        );
     }
 }
 

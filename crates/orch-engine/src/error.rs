@@ -188,7 +188,9 @@ impl TaskError {
     /// the run.
     pub fn record_text(&self) -> String {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.chain_text())).unwrap_or_else(
-            |_| {
+            |panic| {
+                // Its payload may panic when dropped too.
+                std::mem::forget(panic);
                 "the handler's error could not be written as text (its Display panicked)".to_owned()
             },
         )

@@ -771,3 +771,27 @@ fn a_panic_whose_payload_panics_when_dropped_fails_its_task_and_the_run_goes_on(
         )
     );
 }
+
+/// An error whose `Display` panics with a payload that itself panics when dropped.
+#[derive(Debug)]
+struct UnprintableToTheEnd;
+
+impl std::fmt::Display for UnprintableToTheEnd {
+    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::panic::panic_any(PanicsWhenDropped)
+    }
+}
+
+impl std::error::Error for UnprintableToTheEnd {}
+
+#[test]
+fn an_error_whose_display_panics_with_a_payload_that_panics_when_dropped_is_contained() {
+    let result = run_failing_beside_another(|| TaskError::new(UnprintableToTheEnd), 0);
+    assert_eq!(
+        error_of(&result, "bad"),
+        (
+            TaskStatus::Failed,
+            Some("the handler's error could not be written as text (its Display panicked)")
+        )
+    );
+}

@@ -40,7 +40,7 @@ pub(super) struct ExitAtOnce {
 }
 
 /// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
-/// once at the second (SIGHUP again does not count), killing the commands still running (a result file being written
+/// once at the second (a SIGHUP after the first signal does not count), killing the commands still running (a result file being written
 /// is finished first; none is written after).
 pub(super) async fn cancel_on_signal(
     mut signals: Vec<(Signal, u8)>,
