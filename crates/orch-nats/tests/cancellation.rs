@@ -673,26 +673,14 @@ async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() 
     let (worker, ran) = recording_worker(&as_user(&server, "embedder", "embedder-pw")).await;
     let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
     queue_gone_attempt(&js).await;
-    for n in 0..5000 {
-        let other = RunId::parse(&format!("other-{n}")).expect("an id");
-        remote.cancel_run(&other).await.expect("cancelled");
-    }
-    let gone = RunId::parse("r-gone").expect("an id");
-    remote.cancel_run(&gone).await.expect("cancelled");
+    cancel_thousands_then_the_gone_run(&remote).await;
     // The worker hears them as they are sent: this only lets the last reach it.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
     // The attempt is dropped (its message removed) rather than run.
-    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
-    common::wait_for_async(|| {
-        let mut tasks = tasks.clone();
-        async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
-    })
-    .await;
-    let ran = ran.lock().expect("not poisoned").clone();
-    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
+    assert_dropped_unrun(&js, &ran).await;
     stop.cancel();
 }
 
@@ -715,12 +703,7 @@ async fn a_run_cancelled_while_a_connected_workers_link_was_down_does_not_run_th
     let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
     queue_gone_attempt(&js).await;
     outage.begin();
-    for n in 0..5000 {
-        let other = RunId::parse(&format!("other-{n}")).expect("an id");
-        remote.cancel_run(&other).await.expect("cancelled");
-    }
-    let gone = RunId::parse("r-gone").expect("an id");
-    remote.cancel_run(&gone).await.expect("cancelled");
+    cancel_thousands_then_the_gone_run(&remote).await;
     // The worker is back once its cut connection closed and a new one opened.
     common::wait_for(|| outage.open_connections() == 0).await;
     outage.end();
@@ -728,14 +711,7 @@ async fn a_run_cancelled_while_a_connected_workers_link_was_down_does_not_run_th
 
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
-    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
-    common::wait_for_async(|| {
-        let mut tasks = tasks.clone();
-        async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
-    })
-    .await;
-    let ran = ran.lock().expect("not poisoned").clone();
-    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
+    assert_dropped_unrun(&js, &ran).await;
     stop.cancel();
 }
 
@@ -766,4 +742,26 @@ async fn queue_gone_attempt(js: &jetstream::Context) {
         .message_id("r-gone.a.1");
     let stored = js.send_publish("orch.task.embed", publish).await;
     stored.expect("published").await.expect("stored");
+}
+
+/// Cancels 5,000 other runs, then run `r-gone`.
+async fn cancel_thousands_then_the_gone_run(remote: &RemoteHandler) {
+    for n in 0..5000 {
+        let other = RunId::parse(&format!("other-{n}")).expect("an id");
+        remote.cancel_run(&other).await.expect("cancelled");
+    }
+    let gone = RunId::parse("r-gone").expect("an id");
+    remote.cancel_run(&gone).await.expect("cancelled");
+}
+
+/// Waits until the tasks stream is empty, and asserts that no attempt ran (in `ran`).
+async fn assert_dropped_unrun(js: &jetstream::Context, ran: &std::sync::Mutex<Vec<String>>) {
+    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
+    common::wait_for_async(|| {
+        let mut tasks = tasks.clone();
+        async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
+    })
+    .await;
+    let ran = ran.lock().expect("not poisoned").clone();
+    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
 }
