@@ -297,12 +297,7 @@ async fn a_worker_started_after_cancel_run_does_not_run_the_cancelled_runs_queue
     let later = tokio::time::timeout(Duration::from_secs(20), engine.execute_workflow(&workflow));
     let later = later.await.expect("the later run ends").expect("valid");
     assert_eq!(later.status, WorkflowStatus::Completed);
-    let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
-    common::wait_for_async(|| {
-        let mut tasks = tasks.clone();
-        async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
-    })
-    .await;
+    tasks_stream_emptied(&js).await;
     let ran = ran.lock().expect("not poisoned").clone();
     assert_eq!(
         ran,
@@ -756,12 +751,17 @@ async fn cancel_thousands_then_the_gone_run(remote: &RemoteHandler) {
 
 /// Waits until the tasks stream is empty, and asserts that no attempt ran (in `ran`).
 async fn assert_dropped_unrun(js: &jetstream::Context, ran: &std::sync::Mutex<Vec<String>>) {
+    tasks_stream_emptied(js).await;
+    let ran = ran.lock().expect("not poisoned").clone();
+    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
+}
+
+/// Waits until the tasks stream holds no message.
+async fn tasks_stream_emptied(js: &jetstream::Context) {
     let tasks = js.get_stream("ORCH_TASKS").await.expect("the tasks stream");
     common::wait_for_async(|| {
         let mut tasks = tasks.clone();
         async move { tasks.info().await.is_ok_and(|i| i.state.messages == 0) }
     })
     .await;
-    let ran = ran.lock().expect("not poisoned").clone();
-    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
 }
