@@ -445,7 +445,7 @@ mod tests {
             let path = journal.path_of(&run);
             crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
             let failed = journal.open(&run, &workflow).await;
-            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            crate::sync::tests::syncs_succeed_again(&path);
             assert!(matches!(failed, Err(JournalError::Io { .. })));
             // The next sync would report no error, though the lines may still be lost.
             let again = journal.open(&run, &workflow).await;
@@ -490,7 +490,7 @@ mod tests {
             crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
             let failed = open.writer.commit(&[(&b, &done)], Durability::Power).await;
             assert!(matches!(failed, Err(JournalError::SyncFailed { .. })));
-            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            crate::sync::tests::syncs_succeed_again(&path);
             drop(open);
             // `b`'s line is in the file, as the kernel may still show it.
             assert!(fs::metadata(&path).unwrap().len() > synced_len);
@@ -506,7 +506,7 @@ mod tests {
             crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
             let failed = again.writer.commit(&[(&b, &done)], Durability::Power).await;
             assert!(matches!(failed, Err(JournalError::SyncFailed { .. })));
-            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            crate::sync::tests::syncs_succeed_again(&path);
             drop(again.writer);
             let mut file = options().append(true).open(&path).unwrap();
             file.write_all(br#"{"v":"#).unwrap();
@@ -537,16 +537,17 @@ mod tests {
             let open = journal.open(&run, &workflow).await.unwrap();
             crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).push(path.clone());
             let failed = open.writer.commit(&[(&a, &done)], Durability::Power).await;
-            crate::sync::lock(&crate::sync::tests::FAILING_SYNCS).clear();
+            crate::sync::tests::syncs_succeed_again(&path);
             assert!(matches!(failed, Err(JournalError::SyncFailed { .. })));
             drop(open);
-            let (old_id, lines) = (id(&path), fs::read(&path).unwrap());
+            let failure = crate::sync::tests::take_sync_failure(id(&path));
+            let lines = fs::read(&path).unwrap();
             fs::remove_file(&path).unwrap();
             // Made a little later, so that its creation time differs where it is kept.
             std::thread::sleep(std::time::Duration::from_millis(20));
             fs::write(&path, &lines).unwrap();
             // The system may give the new file the old one's number: here it is made to.
-            crate::sync::tests::move_sync_failure(old_id, id(&path));
+            crate::sync::tests::put_sync_failure(id(&path), failure);
             let again = journal.open(&run, &workflow).await.unwrap();
             let previous = again.previous.unwrap();
             assert_eq!(previous.task("a").unwrap().status, TaskStatus::Completed);

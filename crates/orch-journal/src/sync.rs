@@ -217,7 +217,7 @@ static FAILED_SYNCS: Mutex<BTreeMap<(u64, u64), SyncFailure>> = Mutex::new(BTree
 
 /// A run file's creation time, if the system tells it, and its lengths synced and
 /// written when its sync failed.
-type SyncFailure = (Option<SystemTime>, u64, u64);
+pub(crate) type SyncFailure = (Option<SystemTime>, u64, u64);
 
 /// Per run file (by [`file_id`](crate::file::file_id), with its creation time where the
 /// system tells it: a file made after this one was deleted may be given its id), the
@@ -487,12 +487,24 @@ pub(crate) mod tests {
     /// Files whose `fdatasync` fails (as a disk's I/O error makes it), for tests.
     pub(crate) static FAILING_SYNCS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-    /// Files the failed sync of file `from` as that of file `to` (a file made after
-    /// `from` was deleted, which the system may give its number).
-    pub(crate) fn move_sync_failure(from: (u64, u64), to: (u64, u64)) {
-        let mut failed = lock(&FAILED_SYNCS);
-        let failure = failed.remove(&from).expect("a sync of the file failed");
-        failed.insert(to, failure);
+    /// Lets the syncs of the file at `path` succeed again (those of other tests' files,
+    /// which run at the same time, still fail).
+    pub(crate) fn syncs_succeed_again(path: &std::path::Path) {
+        lock(&FAILING_SYNCS).retain(|failing| failing != path);
+    }
+
+    /// Takes the failed sync of file `id` out of the table (no open of another file
+    /// given its number can use it up meanwhile), to be put back with
+    /// [`put_sync_failure`].
+    pub(crate) fn take_sync_failure(id: (u64, u64)) -> SyncFailure {
+        lock(&FAILED_SYNCS)
+            .remove(&id)
+            .expect("a sync of the file failed")
+    }
+
+    /// Files `failure` as the failed sync of file `id`.
+    pub(crate) fn put_sync_failure(id: (u64, u64), failure: SyncFailure) {
+        lock(&FAILED_SYNCS).insert(id, failure);
     }
 
     struct Count(AtomicUsize);
