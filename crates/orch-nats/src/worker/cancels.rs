@@ -331,8 +331,8 @@ pub(crate) async fn catch_up(shared: &Shared, heard: &mut Heard) {
 const MOST_HEARD_AT_START: usize = 100_000;
 
 /// The part of [`catch_up`] that reads the stream that keeps cancellations: up to what
-/// it keeps now (those sent since the worker connected were heard live, but a flood of
-/// them may have overflowed what its subscription holds).
+/// it keeps now (those sent since the worker connected were heard live, unless its
+/// connection was down meanwhile).
 async fn catch_up_kept(shared: &Shared, heard: &mut Heard) {
     let Some(kept) = &mut heard.kept else {
         return;
