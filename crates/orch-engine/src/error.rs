@@ -189,8 +189,7 @@ impl TaskError {
     pub fn record_text(&self) -> String {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.chain_text())).unwrap_or_else(
             |panic| {
-                // Its payload may panic when dropped too.
-                std::mem::forget(panic);
+                crate::handler::drop_contained(panic);
                 "the handler's error could not be written as text (its Display panicked)".to_owned()
             },
         )
@@ -234,11 +233,7 @@ impl Drop for TaskError {
     /// panic is caught here.
     fn drop(&mut self) {
         let error = std::mem::replace(&mut self.error, Box::new(Taken));
-        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(error)));
-        // The payload of that panic may panic when dropped too: it is leaked.
-        if let Err(again) = dropped {
-            std::mem::forget(again);
-        }
+        crate::handler::drop_contained(error);
     }
 }
 

@@ -222,11 +222,16 @@ pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(a panic payload that is not a string)")
         .to_owned();
-    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
-    if let Err(again) = dropped {
-        std::mem::forget(again);
-    }
+    drop_contained(payload);
     text
+}
+
+/// Drops `value` inside a panic guard, where the run's own code drops what a handler
+/// made (a panic there would take the run down); whether its drop panicked. The payload
+/// of that panic is leaked: it may panic when dropped too.
+pub(crate) fn drop_contained<T>(value: T) -> bool {
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+    dropped.map_err(std::mem::forget).is_err()
 }
 
 /// The error of a handler that panicked while it ran.

@@ -54,10 +54,7 @@ impl Drop for SharedValue {
             std::sync::OnceLock::new();
         let nothing = NOTHING.get_or_init(|| Arc::new(()));
         let value = std::mem::replace(&mut self.value, Arc::clone(nothing));
-        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
-        if let Err(panic) = dropped {
-            // Its payload may panic when dropped too.
-            std::mem::forget(panic);
+        if crate::handler::drop_contained(value) {
             tracing::error!(
                 type_name = self.type_name,
                 "a task's shared output panicked when it was dropped"
