@@ -86,10 +86,7 @@ pub(crate) async fn from_first(
     let stream = &followed.stream;
     let messages = async {
         let info = js.get_stream(stream).await?.cached_info().clone();
-        let last = match info.state.messages {
-            0 => 0,
-            _ => info.state.last_sequence,
-        };
+        let last = last_kept_in(&info);
         let messages = from_sequence(js, stream, &followed.filter, 1).await?;
         let place = Place {
             next: 1,
@@ -110,12 +107,17 @@ pub(crate) async fn last_kept(
     patience: std::time::Duration,
 ) -> Option<u64> {
     let found = tokio::time::timeout(patience, js.get_stream(stream)).await;
-    let info = found.ok()?.ok()?.cached_info().clone();
-    let last = match info.state.messages {
+    let found = found.ok()?.ok()?;
+    let info = found.cached_info();
+    (info.created == place.made).then(|| last_kept_in(info))
+}
+
+/// The sequence of the last message a stream (its `info`) keeps; 0 when it keeps none.
+fn last_kept_in(info: &jetstream::stream::Info) -> u64 {
+    match info.state.messages {
         0 => 0,
         _ => info.state.last_sequence,
-    };
-    (info.created == place.made).then_some(last)
+    }
 }
 
 /// The messages to follow, or none (with a warning) when `followed` cannot be followed

@@ -652,31 +652,21 @@ impl StoppableWorker {
 }
 
 /// A run cancelled after the worker connected but before it was run (its attempt queued
-/// before): the worker does not run the attempt, though the cancellation came live, with
-/// thousands of others before it. Before, the worker took tasks while it still worked
-/// through what it had heard.
+/// before): the worker does not run the attempt, though the cancellation came live only
+/// (the stream that keeps cancellations is missing), with thousands of others before it.
+/// Before, the worker took tasks while it still worked through what it had heard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cancelled_between_a_workers_connect_and_run_does_not_run_there() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
         return;
     };
-    let coordinator_user = as_user(&server, "coordinator", "coordinator-pw");
-    let remote = RemoteHandler::builder()
-        .connect(&coordinator_user)
-        .await
-        .expect("the coordinator connects");
+    let (remote, js) = gone_runs_attempt_queued(&server).await;
+    delete_cancels_stream(&server).await;
     let (worker, ran) = recording_worker(&as_user(&server, "embedder", "embedder-pw")).await;
-    let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
-    queue_gone_attempt(&js).await;
     cancel_thousands_then_the_gone_run(&remote).await;
     // The worker hears them as they are sent: this only lets the last reach it.
     tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let stop = CancellationToken::new();
-    tokio::spawn(worker.run(stop.clone()));
-    // The attempt is dropped (its message removed) rather than run.
-    assert_dropped_unrun(&js, &ran).await;
-    stop.cancel();
+    run_and_assert_dropped_unrun(worker, &js, &ran).await;
 }
 
 /// A run cancelled, with thousands of others, while a connected worker's connection was
@@ -689,24 +679,42 @@ async fn a_run_cancelled_while_a_connected_workers_link_was_down_does_not_run_th
         return;
     };
     let outage = common::Outage::relay_to(server.port());
-    let coordinator_user = as_user(&server, "coordinator", "coordinator-pw");
-    let remote = RemoteHandler::builder()
-        .connect(&coordinator_user)
-        .await
-        .expect("the coordinator connects");
+    let (remote, js) = gone_runs_attempt_queued(&server).await;
     let (worker, ran) = recording_worker(&embedder_through(outage.url())).await;
-    let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
-    queue_gone_attempt(&js).await;
     outage.begin();
     cancel_thousands_then_the_gone_run(&remote).await;
     // The worker is back once its cut connection closed and a new one opened.
     common::wait_for(|| outage.open_connections() == 0).await;
     outage.end();
     common::wait_for(|| outage.open_connections() > 0).await;
+    run_and_assert_dropped_unrun(worker, &js, &ran).await;
+}
 
+/// A coordinator (which sets up the streams), and run `r-gone`'s attempt queued as a
+/// coordinator that is gone left it; with the coordinator user's JetStream context.
+async fn gone_runs_attempt_queued(server: &NatsServer) -> (RemoteHandler, jetstream::Context) {
+    let coordinator_user = as_user(server, "coordinator", "coordinator-pw");
+    let remote = RemoteHandler::builder()
+        .connect(&coordinator_user)
+        .await
+        .expect("the coordinator connects");
+    let js = jetstream::new(coordinator_user.connect().await.expect("connects"));
+    queue_gone_attempt(&js).await;
+    (remote, js)
+}
+
+/// Runs `worker` until the tasks stream is empty, and asserts that no attempt ran on it
+/// (in `ran`): the cancelled run's attempt was dropped, its message removed.
+async fn run_and_assert_dropped_unrun(
+    worker: Worker,
+    js: &jetstream::Context,
+    ran: &std::sync::Mutex<Vec<String>>,
+) {
     let stop = CancellationToken::new();
     tokio::spawn(worker.run(stop.clone()));
-    assert_dropped_unrun(&js, &ran).await;
+    tasks_stream_emptied(js).await;
+    let ran = ran.lock().expect("not poisoned").clone();
+    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
     stop.cancel();
 }
 
@@ -747,13 +755,6 @@ async fn cancel_thousands_then_the_gone_run(remote: &RemoteHandler) {
     }
     let gone = RunId::parse("r-gone").expect("an id");
     remote.cancel_run(&gone).await.expect("cancelled");
-}
-
-/// Waits until the tasks stream is empty, and asserts that no attempt ran (in `ran`).
-async fn assert_dropped_unrun(js: &jetstream::Context, ran: &std::sync::Mutex<Vec<String>>) {
-    tasks_stream_emptied(js).await;
-    let ran = ran.lock().expect("not poisoned").clone();
-    assert!(ran.is_empty(), "the cancelled run's attempt ran: {ran:?}");
 }
 
 /// Waits until the tasks stream holds no message.
