@@ -1,6 +1,7 @@
 //! Outputs too large for a result message, which a worker stores in the object store:
 //! stored once the bucket has room again, and sent with a reason for leaving them out
-//! of the journal that is itself too long for a message.
+//! of the journal that is itself too long for a message; and a handler's error too long
+//! for a log line.
 
 mod common;
 
@@ -127,6 +128,79 @@ async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room
     );
     assert_eq!(big.result, Some(json!("x".repeat(1 << 20))));
     stop.cancel();
+}
+
+/// A worker's log, kept whole.
+#[derive(Clone, Default)]
+struct LogCopy(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCopy {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A handler's error of megabytes reaches the coordinator cut to fit a result message,
+/// and the worker's log holds only its start, saying how much it left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_handler_error_is_logged_by_its_start() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let long = "é".repeat(1 << 20);
+    let error = long.clone();
+    let worker = Worker::builder().handler("remote", move |_ctx: TaskContext| {
+        let error = error.clone();
+        async move { Err::<(), _>(TaskError::permanent(error)) }
+    });
+    let (config, stop, log) = (
+        server.config(),
+        CancellationToken::new(),
+        LogCopy::default(),
+    );
+    let (stop_worker, writer) = (stop.clone(), log.clone());
+    let worker_thread = std::thread::spawn(move || {
+        let log = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _log = tracing::subscriber::set_default(log);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let worker = worker.connect(&config).await.expect("the worker connects");
+            worker.run(stop_worker).await;
+        });
+    });
+    let engine = coordinator(&server, None).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("loud", "remote"));
+    // A guard against waiting for ever, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(60), engine.execute_workflow(&workflow))
+        .await
+        .expect("the run ends")
+        .expect("valid");
+    stop.cancel();
+    worker_thread.join().expect("the worker's thread ends");
+    let loud = result.task("loud").expect("a task");
+    assert_eq!(loud.status, TaskStatus::Failed);
+    let recorded = loud.error.as_deref().expect("an error");
+    assert!(recorded.starts_with(&long[..1000]), "{}", &recorded[..100]);
+    let log = String::from_utf8(log.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+    let line = (log.lines().find(|line| line.contains("the task failed")))
+        .unwrap_or_else(|| panic!("no failure logged in {log}"));
+    assert!(line.len() < 8 << 10, "a log line of {} bytes", line.len());
+    let left_out = long.len() - 4096;
+    assert!(line.contains(&format!(
+        "{}… [{left_out} more bytes not logged]",
+        &long[..4096]
+    )));
 }
 
 /// What a worker's handler leaves under its own attempt's name in the bucket.

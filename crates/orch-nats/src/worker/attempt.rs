@@ -141,6 +141,7 @@ pub(crate) async fn run(
             Ending::Report(outcome) => {
                 // Said here too: the coordinator's record does not tell where it failed.
                 if let Outcome::Failed { error, permanent } = &outcome {
+                    let error = log_start(error);
                     tracing::warn!(permanent, "the task failed: {error}");
                 }
                 let ending = (outcome, deadline_ms);
@@ -152,6 +153,23 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await;
+}
+
+/// At most this many bytes of a handler's error are logged (the result carries more).
+const LOGGED_ERROR_BYTES: usize = 4096;
+
+/// `error`'s start for the log, saying how much of it was left out: a handler's error
+/// may be of any length, and a log line of megabytes helps no one reading the log.
+fn log_start(error: &str) -> std::borrow::Cow<'_, str> {
+    if error.len() <= LOGGED_ERROR_BYTES {
+        return error.into();
+    }
+    let mut end = LOGGED_ERROR_BYTES;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    let left_out = error.len() - end;
+    format!("{}… [{left_out} more bytes not logged]", &error[..end]).into()
 }
 
 /// Runs the handler until it ends, acknowledging progress meanwhile.
