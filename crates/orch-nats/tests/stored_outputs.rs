@@ -39,15 +39,31 @@ async fn coordinator(server: &NatsServer, journal: Option<FileJournal>) -> Workf
     engine
 }
 
-/// A log writer that wakes its waiter once a line holds `text`: a worker's log, watched.
+/// A worker's log, kept whole, whose waiters wake once a line holds `text`.
 #[derive(Clone)]
-struct LogWatch {
+struct WorkerLog {
     text: &'static str,
     seen: Arc<Notify>,
+    kept: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
-impl std::io::Write for LogWatch {
+impl WorkerLog {
+    fn watching(text: &'static str) -> Self {
+        let (seen, kept) = (Arc::default(), Arc::default());
+        Self { text, seen, kept }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.kept.lock().expect("not poisoned").clone()).expect("UTF-8")
+    }
+}
+
+impl std::io::Write for WorkerLog {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.kept
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(line);
         if String::from_utf8_lossy(line).contains(self.text) {
             self.seen.notify_one();
         }
@@ -57,6 +73,31 @@ impl std::io::Write for LogWatch {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Runs `worker` on a thread and runtime of its own, logging to `log`, until `stop`.
+fn run_logged(
+    worker: orch_nats::WorkerBuilder,
+    server: &NatsServer,
+    log: &WorkerLog,
+    stop: &CancellationToken,
+) -> std::thread::JoinHandle<()> {
+    let (config, stop, log) = (server.config(), stop.clone(), log.clone());
+    std::thread::spawn(move || {
+        let log = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || log.clone())
+            .finish();
+        let _log = tracing::subscriber::set_default(log);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let worker = worker.connect(&config).await.expect("the worker connects");
+            worker.run(stop).await;
+        });
+    })
 }
 
 /// A worker tries storing a large output again while its patience lasts: here the
@@ -88,27 +129,8 @@ async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room
     let worker = Worker::builder().handler("remote", |_ctx: TaskContext| async move {
         Ok::<_, TaskError>("x".repeat(1 << 20))
     });
-    // The worker on a thread and runtime of its own, whose log is watched.
-    let failed = LogWatch {
-        text: "storing an output failed; trying again",
-        seen: Arc::new(Notify::new()),
-    };
-    let (config, stop_worker, watch) = (server.config(), stop.clone(), failed.clone());
-    std::thread::spawn(move || {
-        let log = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || watch.clone())
-            .finish();
-        let _log = tracing::subscriber::set_default(log);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let worker = worker.connect(&config).await.expect("the worker connects");
-            worker.run(stop_worker).await;
-        });
-    });
+    let failed = WorkerLog::watching("storing an output failed; trying again");
+    run_logged(worker, &server, &failed, &stop);
     let deleted = async {
         failed.seen.notified().await;
         bucket.delete("filler").await.expect("deleted");
@@ -130,21 +152,6 @@ async fn an_output_the_full_bucket_refuses_at_first_is_stored_once_there_is_room
     stop.cancel();
 }
 
-/// A worker's log, kept whole.
-#[derive(Clone, Default)]
-struct LogCopy(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogCopy {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(line);
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A handler's error of megabytes reaches the coordinator cut to fit a result message,
 /// and the worker's log holds only its start, saying how much it left out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,27 +165,11 @@ async fn a_long_handler_error_is_logged_by_its_start() {
         let error = error.clone();
         async move { Err::<(), _>(TaskError::permanent(error)) }
     });
-    let (config, stop, log) = (
-        server.config(),
+    let (log, stop) = (
+        WorkerLog::watching("the task failed"),
         CancellationToken::new(),
-        LogCopy::default(),
     );
-    let (stop_worker, writer) = (stop.clone(), log.clone());
-    let worker_thread = std::thread::spawn(move || {
-        let log = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _log = tracing::subscriber::set_default(log);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let worker = worker.connect(&config).await.expect("the worker connects");
-            worker.run(stop_worker).await;
-        });
-    });
+    let worker_thread = run_logged(worker, &server, &log, &stop);
     let engine = coordinator(&server, None).await;
     let workflow = Workflow::new("w", "W").task(Task::new("loud", "remote"));
     // A guard against waiting for ever, not a measure.
@@ -192,7 +183,7 @@ async fn a_long_handler_error_is_logged_by_its_start() {
     assert_eq!(loud.status, TaskStatus::Failed);
     let recorded = loud.error.as_deref().expect("an error");
     assert!(recorded.starts_with(&long[..1000]), "{}", &recorded[..100]);
-    let log = String::from_utf8(log.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+    let log = log.text();
     let line = (log.lines().find(|line| line.contains("the task failed")))
         .unwrap_or_else(|| panic!("no failure logged in {log}"));
     assert!(line.len() < 8 << 10, "a log line of {} bytes", line.len());
