@@ -360,8 +360,8 @@ impl Worker {
     /// running, also since it connected.
     ///
     /// Once `stop` is cancelled, it takes no more tasks, lets running handlers finish
-    /// for the shutdown grace period, cancels those still running and hands their tasks
-    /// back to the queue (another worker gets them once this worker's last requests for
+    /// for the shutdown grace period, cancels those still running (and gives up storing
+    /// outputs too large for a message) and hands their tasks back to the queue (another worker gets them once this worker's last requests for
     /// tasks have ended, within 3 s of `stop`: handed back sooner, a task could go
     /// straight back to such a request; a task the server delivers after `stop`, it
     /// hands back the same way), and returns, waiting at most 5 s more for the server to

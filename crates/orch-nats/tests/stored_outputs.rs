@@ -100,6 +100,66 @@ fn run_logged(
     })
 }
 
+/// A worker told to stop while it uploads a large output over a slow link gives the
+/// upload up at the end of its grace period and hands the task back, which another
+/// worker then runs: it once finished the upload first, stopping up to its result
+/// patience (a minute here) late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_hands_back_a_task_whose_output_it_is_still_uploading() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let engine = coordinator(&server, None).await;
+    let link = Arc::new(common::Outage::relay_to(server.port()));
+    let output = "x".repeat(4 << 20);
+    let (uploading, ran_again) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (link_slowed, told, big) = (Arc::clone(&link), Arc::clone(&uploading), output.clone());
+    let slowed = Worker::builder()
+        .shutdown_grace(Duration::from_millis(200))
+        .handler("remote", move |_ctx: TaskContext| {
+            // Each of the output's 65 parts then waits a second for the server's word.
+            link_slowed.slow_replies(Duration::from_secs(1));
+            told.notify_one();
+            let big = big.clone();
+            async move { Ok::<_, TaskError>(big) }
+        })
+        .connect(&orch_nats::NatsConfig::new(link.url()))
+        .await
+        .expect("the worker connects");
+    let stop = CancellationToken::new();
+    let slowed = tokio::spawn(slowed.run(stop.clone()));
+    let workflow = Workflow::new("w", "W").task(Task::new("big", "remote"));
+    let run = tokio::spawn(async move { engine.execute_workflow(&workflow).await });
+    uploading.notified().await;
+    stop.cancel();
+    // A guard against waiting for ever, not a measure.
+    let stopped = tokio::time::timeout(Duration::from_secs(20), slowed).await;
+    stopped
+        .expect("the worker stops without finishing the upload")
+        .expect("no panic");
+
+    let (told, big) = (Arc::clone(&ran_again), output.clone());
+    let second = Worker::builder().handler("remote", move |_ctx: TaskContext| {
+        told.notify_one();
+        let big = big.clone();
+        async move { Ok::<_, TaskError>(big) }
+    });
+    let stop = common::run_worker(&server, second).await;
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run ends")
+        .expect("no panic")
+        .expect("valid");
+    let big = result.task("big").expect("a task");
+    assert_eq!((big.status, big.attempts), (TaskStatus::Completed, 1));
+    assert_eq!(big.result, Some(json!(output)));
+    // The second worker ran the task handed back.
+    tokio::time::timeout(Duration::ZERO, ran_again.notified())
+        .await
+        .expect("the task ran on the second worker");
+    stop.cancel();
+}
+
 /// A worker tries storing a large output again while its patience lasts: here the
 /// bucket is full until the test deletes an object from it, once the worker logged that
 /// its first try failed.

@@ -128,11 +128,19 @@ async fn store(
         );
         // One try takes no longer than the time left (but at least the least a try is
         // given).
-        let put = match tries.left() {
-            Some(left) => tokio::time::timeout(left.max(LEAST_TRY), put)
-                .await
-                .unwrap_or_else(|_| Err("the server did not store it in time".to_owned())),
-            None => put.await,
+        let put = async {
+            match tries.left() {
+                Some(left) => tokio::time::timeout(left.max(LEAST_TRY), put)
+                    .await
+                    .unwrap_or_else(|_| Err("the server did not store it in time".to_owned())),
+                None => put.await,
+            }
+        };
+        // A worker that stops hands the task back rather than finish a long upload
+        // (the parts sent are left to expire): it stops within its grace period.
+        let put = tokio::select! {
+            put = put => put,
+            () = tries.hand_back.cancelled() => return None,
         };
         let error = match put {
             Ok(size) => {
