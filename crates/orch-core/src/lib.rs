@@ -78,6 +78,8 @@
 //!   workflow itself counting as the first level (in TOML each part of a dotted key,
 //!   `a.b.c = 1`, is a level), so that any workflow read can be written as JSON and read
 //!   back; deeper ones are a [`LoadError::Parse`] with their place, not a stack overflow.
+//!   The TOML reader itself also takes at most 80 nested arrays and inline tables, and
+//!   keys of at most 80 dotted parts (a TOML file reaches 127 through dotted keys only).
 //! - **Retries**: a task may ask for at most [`Task::MAX_RETRIES`] (1,000,000) retries;
 //!   validation reports more as an invalid `retries` option.
 
@@ -99,6 +101,8 @@ mod task;
 mod task_records;
 mod task_table;
 mod time;
+#[cfg(feature = "toml")]
+mod toml_limits;
 mod trigger;
 mod workflow;
 #[cfg(feature = "yaml")]

@@ -228,13 +228,16 @@ impl Workflow {
     /// local date or time as written). Numbers must be finite: `nan` and `inf` are errors.
     /// Tables and arrays may nest at most 127 deep, the workflow itself counting as one
     /// (each part of a dotted key, `a.b.c = 1`, opens a table): deeper ones are an error
-    /// naming their place. Needs the `toml` feature (on by default).
+    /// naming their place. The TOML reader has limits of its own, also errors naming
+    /// their place: arrays and inline tables nest at most 80 deep, and a key has at most
+    /// 80 dotted parts. Needs the `toml` feature (on by default).
     #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
         let text = without_bom(text);
         let position = |e: &toml::de::Error| {
-            e.span()
-                .map(|span| line_and_column(text, span.start))
+            (e.span().map(|span| span.start))
+                .or_else(|| crate::toml_limits::long_key_at(text, e.message()))
+                .map(|at| line_and_column(text, at))
                 .unzip()
         };
         let de = toml::Deserializer::parse(text).map_err(|e| {
@@ -262,7 +265,7 @@ impl Workflow {
             parse_error(Problem {
                 format: Format::Toml,
                 path: e.path(),
-                text: e.inner().message().to_owned(),
+                text: toml_message(text, e.inner()),
                 line,
                 column,
             })
@@ -411,7 +414,8 @@ fn line_and_column_by(
 }
 
 /// The TOML parser's message for `error` in `text`, naming the key a "duplicate key"
-/// error is about (the parser says only that).
+/// error is about (the parser says only that), and the limit of the reader's own that
+/// a "recursion" error is about.
 #[cfg(feature = "toml")]
 fn toml_message(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim_end();
@@ -423,7 +427,7 @@ fn toml_message(text: &str, error: &toml::de::Error) -> String {
         Some(key) if message == "duplicate key" => {
             format!("duplicate key `{}`", crate::error::shown(key))
         }
-        _ => message.to_owned(),
+        _ => crate::toml_limits::explained(message).unwrap_or_else(|| message.to_owned()),
     }
 }
 

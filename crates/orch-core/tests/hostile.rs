@@ -297,6 +297,47 @@ fn toml_nested_to_the_limit_is_read_and_one_level_more_is_refused() {
     );
 }
 
+/// The TOML reader's own limits, 80 nested arrays and inline tables and 80 parts of a
+/// key, are refused saying which, at their place (the reader gives none for a key).
+#[test]
+#[cfg(feature = "toml")]
+fn toml_past_the_readers_own_limits_is_refused_at_its_place_saying_which() {
+    let file = |config: &str| {
+        format!("workflow_id = \"w\"\n\n[tasks.a]\ntask_type = \"t\"\nconfig = {config}\n")
+    };
+    let arrays = |n: usize| format!("{{k = {}{}}}", "[".repeat(n), "]".repeat(n));
+    let key = |n: usize| vec!["k"; n].join(" . ");
+    let refused = |text: String| match Workflow::from_toml(&text) {
+        Err(LoadError::Parse {
+            line,
+            column,
+            message,
+            ..
+        }) => (line, column, message),
+        other => panic!("expected a parse error, got {other:?}"),
+    };
+    // The inline table and 79 arrays in it: 80.
+    let workflow = Workflow::from_toml(&file(&arrays(79))).expect("80 deep");
+    assert_eq!(workflow.len(), 1);
+    let (line, column, message) = refused(file(&arrays(80)));
+    assert_eq!((line, column), (Some(5), Some(94)), "{message}");
+    assert!(message.contains("nested more than 80 deep"), "{message}");
+
+    let within = format!("{{\"a\".'b'.{} = 1}}", key(78));
+    let workflow = Workflow::from_toml(&file(&within)).expect("80 parts");
+    assert_eq!(workflow.len(), 1);
+    let (line, column, message) = refused(file(&format!("{{{} = 1}}", key(81))));
+    assert_eq!((line, column), (Some(5), Some(11)), "{message}");
+    assert!(message.contains("more than 80 dotted parts"), "{message}");
+    let headers = format!(
+        "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\n[tasks.a.config.x]\n[tasks.a.config.{}]\n",
+        key(79)
+    );
+    let (line, column, message) = refused(headers);
+    assert_eq!((line, column), (Some(5), Some(2)), "{message}");
+    assert!(message.contains("more than 80 dotted parts"), "{message}");
+}
+
 /// A workflow whose task `a` has config `{"k": [[...]]}`, `levels` deep in all (the
 /// workflow, `tasks`, `a`, `config` and its arrays), in `format`.
 fn nested_config(format: &str, levels: usize) -> String {
