@@ -307,15 +307,7 @@ fn toml_past_the_readers_own_limits_is_refused_at_its_place_saying_which() {
     };
     let arrays = |n: usize| format!("{{k = {}{}}}", "[".repeat(n), "]".repeat(n));
     let key = |n: usize| vec!["k"; n].join(" . ");
-    let refused = |text: String| match Workflow::from_toml(&text) {
-        Err(LoadError::Parse {
-            line,
-            column,
-            message,
-            ..
-        }) => (line, column, message),
-        other => panic!("expected a parse error, got {other:?}"),
-    };
+    let refused = |text: String| parse_error(Workflow::from_toml(&text));
     // The inline table and 79 arrays in it: 80.
     let workflow = Workflow::from_toml(&file(&arrays(79))).expect("80 deep");
     assert_eq!(workflow.len(), 1);
