@@ -275,12 +275,24 @@ impl NatsJournal {
             last_whole: 0,
         };
         let mut batch = Batch::default();
+        let mut heard_at = tokio::time::Instant::now();
         loop {
             let next = messages.next().map(Ok::<_, std::convert::Infallible>);
             let Some(message) = self.patiently(action, next).await? else {
                 break;
             };
-            let message = message.map_err(|e| failed(action(), e))?;
+            let message = match message {
+                // The consumer heard nothing for 10 s (a server stalled, say), and sets
+                // itself up again from where it was: only the patience ends the read.
+                Err(error)
+                    if error.kind() == consumer::push::OrderedErrorKind::MissingHeartbeat
+                        && heard_at.elapsed() < self.read_patience =>
+                {
+                    continue;
+                }
+                message => message.map_err(|e| failed(action(), e))?,
+            };
+            heard_at = tokio::time::Instant::now();
             let info = message.info().map_err(|e| failed(action(), e))?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
             let header = |name: &str| -> Option<u64> {

@@ -827,3 +827,32 @@ async fn a_read_over_a_slow_link_waits_answer_by_answer() {
         "{error}"
     );
 }
+
+/// A server that stalls for longer than the journal's reader waits for a sign of life
+/// (10 s) midway through a run's read is waited for, as long as the read patience: the
+/// read once failed with "missed idle heartbeat".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_goes_on_after_the_server_stalls_midway() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let (run, opened) = opened_with_extract(&journal(&server).await, "stall-1").await;
+    // About 6 MB, in parts of at most 1 MiB (the server's largest message).
+    let big = serde_json::json!("t".repeat(3 << 20));
+    for task in ["transform", "load"] {
+        commit_result(&opened, task, big.clone())
+            .await
+            .expect("commits");
+    }
+    let link = common::Outage::relay_to(server.port());
+    let slow = NatsJournal::connect(&orch_nats::NatsConfig::new(link.url()), &Layout::default())
+        .await
+        .expect("connects")
+        .read_patience(std::time::Duration::from_secs(30));
+    link.stall_once_after(2 << 20, std::time::Duration::from_secs(12));
+    let loaded = slow.load(&run).await.expect("read").expect("the run");
+    for task in ["transform", "load"] {
+        let result = loaded.task(task).and_then(|r| r.result.clone());
+        assert_eq!(result.as_ref(), Some(&big), "{task}");
+    }
+}

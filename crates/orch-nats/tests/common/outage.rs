@@ -21,6 +21,12 @@ struct Shared {
     refused: AtomicU64,
     /// How long, in milliseconds, each piece of what the server sends is held back.
     reply_delay_ms: AtomicU64,
+    /// Once the server has sent this many bytes (over all connections), the piece after
+    /// is held back for `stall_ms`, once; 0: no stall to come.
+    stall_after: AtomicU64,
+    stall_ms: AtomicU64,
+    /// How many bytes the server has sent through the relay.
+    replied: AtomicU64,
     /// Both ends of every connection relayed so far.
     streams: Mutex<Vec<TcpStream>>,
     /// How many relayed connections are still relaying what the server sends: until
@@ -94,9 +100,38 @@ impl Outage {
         let millis = u64::try_from(delay.as_millis()).expect("a delay in milliseconds");
         self.shared.reply_delay_ms.store(millis, Ordering::SeqCst);
     }
+
+    /// Holds back what the server sends for `hold`, once, as soon as it has sent more
+    /// than `bytes` through the relay: a server that stalls midway through an answer.
+    #[allow(dead_code)] // not every test binary stalls its link
+    pub fn stall_once_after(&self, bytes: u64, hold: Duration) {
+        let millis = u64::try_from(hold.as_millis()).expect("a hold in milliseconds");
+        self.shared.stall_ms.store(millis, Ordering::SeqCst);
+        self.shared.stall_after.store(bytes, Ordering::SeqCst);
+    }
 }
 
 impl Shared {
+    /// How long to hold back a piece the server sent, `read` bytes long.
+    fn hold_for(&self, read: usize) -> Duration {
+        let replied = self.replied.fetch_add(read as u64, Ordering::SeqCst);
+        let stall_after = self.stall_after.load(Ordering::SeqCst);
+        let stall = stall_after > 0
+            && replied > stall_after
+            && (self.stall_after.compare_exchange(
+                stall_after,
+                0,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ))
+            .is_ok();
+        let millis = match stall {
+            true => self.stall_ms.load(Ordering::SeqCst),
+            false => self.reply_delay_ms.load(Ordering::SeqCst),
+        };
+        Duration::from_millis(millis)
+    }
+
     fn relay(self: &Arc<Self>, client: TcpStream, server: TcpStream) -> io::Result<()> {
         let copy = |mut from: TcpStream, mut to: TcpStream| {
             std::thread::spawn(move || {
@@ -118,8 +153,7 @@ impl Shared {
         std::thread::spawn(move || {
             let mut piece = vec![0; 1 << 20];
             while let Ok(read) = from.read(&mut piece) {
-                let delay = shared.reply_delay_ms.load(Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(delay));
+                std::thread::sleep(shared.hold_for(read));
                 if read == 0 || to.write_all(&piece[..read]).is_err() {
                     break;
                 }
