@@ -23,6 +23,14 @@ pub(crate) struct Row {
 
 impl Row {
     /// What stands in place of a bar for a task with none.
+    /// What is written after the row's bar: how long the task ran, or what it did.
+    fn tail(&self) -> String {
+        match self.span {
+            Some((start, end)) => format!("{:.3}s", end - start),
+            None => self.without_bar(),
+        }
+    }
+
     pub(crate) fn without_bar(&self) -> String {
         match self.earlier {
             true => format!("{} in an earlier run", self.status),
@@ -104,8 +112,12 @@ pub(crate) fn terminal_lines(
 ) -> impl Iterator<Item = String> + '_ {
     let width = width.min(usize::from(MAX_WIDTH));
     let name_width = crate::columns::width(gantt.rows.iter().map(|r| r.id.as_str()), 4).min(30);
-    // "* name |bar| 12.345s"
-    let bar_width = width.saturating_sub(name_width + 14).max(10);
+    // "* name |bar| 12.345s": the bar takes what the widest tail leaves.
+    let tail_width = (gantt.rows.iter())
+        .map(|row| row.tail().chars().count())
+        .max()
+        .unwrap_or(0);
+    let bar_width = width.saturating_sub(name_width + 5 + tail_width).max(10);
     let scale = if gantt.total > 0.0 {
         bar_width as f64 / gantt.total
     } else {
@@ -122,7 +134,7 @@ pub(crate) fn terminal_lines(
     let rows = gantt.rows.iter().map(move |row| {
         let marker = if row.critical { '*' } else { ' ' };
         let name = crate::columns::pad(crate::columns::cut(&row.id, name_width), name_width);
-        let (bar, tail) = match row.span {
+        let bar = match row.span {
             Some((start, end)) => {
                 let from = ((start * scale).floor() as usize).min(bar_width - 1);
                 let to = ((end * scale).ceil() as usize).clamp(from + 1, bar_width);
@@ -131,11 +143,11 @@ pub(crate) fn terminal_lines(
                 let body: String = std::iter::repeat_n(fill, to - from).collect();
                 bar.push_str(&paint(&body, row.status, colour));
                 bar.push_str(&" ".repeat(bar_width - to));
-                (bar, format!("{:.3}s", end - start))
+                bar
             }
-            None => (" ".repeat(bar_width), row.without_bar()),
+            None => " ".repeat(bar_width),
         };
-        format!("{marker} {name}|{bar}| {tail}\n")
+        format!("{marker} {name}|{bar}| {}\n", row.tail())
     });
     let key = match gantt.rows.iter().any(|row| row.critical) {
         true => "* on the critical path (█); ▒ off it\n",

@@ -87,7 +87,7 @@
 //!   is readable by its owner only (it holds the tasks' errors). An `-o` that is the
 //!   result file itself, or that names a directory (`out/` too), is refused before
 //!   anything is written (exit 2).
-//! - `orch gantt R.json [--width N]` draws the timeline in the terminal, about `N` columns
+//! - `orch gantt R.json [--width N]` draws the timeline in the terminal, at most `N` columns
 //!   wide (1 to 10000; default: the terminal's width, else 100; names take at least 4
 //!   columns and bars at least 10, so a narrow `N` gives wider lines).
 //! - `orch run FILE --journal DIR` makes the run durable: each completed task is recorded

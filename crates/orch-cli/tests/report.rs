@@ -214,6 +214,9 @@ fn a_task_from_an_earlier_run_has_no_bar_and_says_so() {
         .unwrap_or_else(|| panic!("a's row: {stdout}"));
     assert!(line.ends_with("| completed in an earlier run"), "{line}");
     assert!(!line.contains(['█', '▒']), "{line}");
+    // The bars make room for that text: no line is wider than asked.
+    let widest = stdout.lines().map(|l| l.chars().count()).max();
+    assert_eq!(widest, Some(80), "{stdout}");
 }
 
 #[test]
