@@ -311,8 +311,18 @@ fn load_all(dir: &Path) -> Result<Listing, String> {
 
 /// The journal in `dir`, which must exist (opening a journal creates a missing one).
 fn open(dir: &Path) -> Result<FileJournal, String> {
-    if !dir.is_dir() {
-        return Err(format!("{}: no such journal directory", dir.display()));
+    match std::fs::metadata(dir) {
+        Ok(found) if found.is_dir() => {}
+        Ok(_) => {
+            let shown = dir.display();
+            return Err(format!(
+                "{shown}: not a directory (a journal is a directory)"
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: no such journal directory", dir.display()));
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
     }
     FileJournal::new(dir).map_err(|e| e.to_string())
 }

@@ -184,6 +184,14 @@ fn missing_runs_and_directories_are_clear_errors() {
         !dir.join("nowhere").exists(),
         "listing created the directory"
     );
+    // A file is not a directory, nor missing.
+    dir.write("notes.txt", "not a journal");
+    let (code, _, stderr) = parts(&run_in(&dir, &["runs", "list", "notes.txt"]));
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("notes.txt: not a directory (a journal is a directory)"),
+        "{stderr}"
+    );
     // An empty journal lists no runs.
     std::fs::create_dir(dir.join("empty")).expect("created");
     let (code, stdout, _) = parts(&run_in(&dir, &["runs", "list", "empty"]));
