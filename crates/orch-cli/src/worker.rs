@@ -150,13 +150,14 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
             Err(number) => return ExitCode::from(128 + number),
         };
     // Written with errors ignored: whoever started the worker may have closed its output.
-    let _ = writeln!(
-        std::io::stdout(),
+    // The name as given may hold control characters: written escaped, as all output is.
+    let banner = format!(
         "worker {} serving {} (up to {} at once); Ctrl-C stops it",
         worker.name(),
         spec::TYPES.join(", "),
         args.concurrency
     );
+    let _ = writeln!(std::io::stdout(), "{}", crate::display::printable(&banner));
     let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
     let (on_signal, now_on_signal) = (stop.clone(), stop_now.clone());
     let grace = args.shutdown_grace;

@@ -63,6 +63,21 @@ fn a_worker_is_named_after_its_host_by_default() {
     assert!(worker.banner.starts_with(&expected), "{}", worker.banner);
 }
 
+/// A worker's name is written escaped, as all of orch's output is: one given with a
+/// terminal escape sequence does not reach the terminal as one.
+#[test]
+fn a_workers_name_is_written_escaped() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let worker = WorkerProcess::start(&server.url(), &["--name", "w\u{1b}]0;x\u{7}"], &[]);
+    assert!(
+        (worker.banner).starts_with("worker w\\u{1b}]0;x\\u{7} serving"),
+        "{}",
+        worker.banner
+    );
+}
+
 #[test]
 fn a_run_with_nats_executes_every_task_on_the_worker() {
     let Some(server) = NatsServer::start() else {
