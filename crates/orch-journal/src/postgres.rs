@@ -61,11 +61,11 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// held by the journal's connection; another connection's open waits up to 5 s, then
 /// fails with [`JournalError::InUse`], as the file journal's does). A process that dies
 /// lets go when the server ends its session: what it sent is committed, or not, before
-/// another process can continue the run. A
-/// process whose machine died (power, network) cannot say so: the journal asks the
-/// server to probe its quiet connection after 30 s, every 10 s, 3 times, so such runs
-/// are let go within about a minute (unless the connection string's `options` set
-/// `tcp_keepalives_idle`, `_interval` or `_count` themselves). This process probes the
+/// another process can continue the run. A process whose machine died (power, network)
+/// cannot say so: the journal asks the server to probe its quiet connection after 30 s,
+/// every 10 s, 3 times, and to give up on an answer not acknowledged for 60 s, so such
+/// runs are let go within about a minute (unless the connection string's `options` set
+/// `tcp_keepalives_idle`, `_interval`, `_count` or `tcp_user_timeout` themselves). This process probes the
 /// connection alike, and (on Linux) gives up on a statement the server has not received
 /// for 60 s, unless the string sets any of `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_retries` and `tcp_user_timeout` (then the others keep the client

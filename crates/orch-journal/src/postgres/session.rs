@@ -120,7 +120,9 @@ WHERE run_id = $1"
 /// asked), and, unless the connection string's `options` set them, the server probing
 /// the connection after 30 s of quiet, every 10 s, 3 times: a process whose machine died
 /// (power, network) then loses its session, and the locks of the runs it had open,
-/// within about a minute, where the system's defaults take about two hours.
+/// within about a minute, where the system's defaults take about two hours; and (on
+/// servers that have it) the server giving up after 60 s on an answer the process does
+/// not acknowledge, unless the `options` set that or any probing.
 ///
 /// Unless the `options` set it, the session is also kept however long it stays quiet
 /// (`idle_session_timeout` off, on servers that have it): a run's lock lives as long as
@@ -138,6 +140,14 @@ fn session_settings(config: &tokio_postgres::Config) -> String {
         settings.push_str(
             " SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; \
              SET tcp_keepalives_count = 3;",
+        );
+    }
+    // Probes wait while what the server sent is not acknowledged: a machine that died
+    // while an answer was on its way would keep its session for some 15 minutes.
+    if !options.contains("tcp_keepalives") && !options.contains("tcp_user_timeout") {
+        settings.push_str(
+            " SELECT set_config('tcp_user_timeout', '60000', false) \
+             WHERE current_setting('tcp_user_timeout', true) IS NOT NULL;",
         );
     }
     settings
@@ -504,6 +514,7 @@ mod tests {
             "tcp_keepalives_idle",
             "tcp_keepalives_interval",
             "tcp_keepalives_count",
+            "tcp_user_timeout",
         ];
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -512,14 +523,18 @@ mod tests {
         rt.block_on(async {
             let config: tokio_postgres::Config = server.connection_string().parse().unwrap();
             let session = Session::open(&config, "test", None).await.unwrap();
-            assert_eq!(shown(&session, &keepalives).await, ["30", "10", "3"]);
+            assert_eq!(
+                shown(&session, &keepalives).await,
+                ["30", "10", "3", "60000"]
+            );
             let given = format!(
                 "{} options='-c tcp_keepalives_idle=45'",
                 server.connection_string()
             );
             let config: tokio_postgres::Config = given.parse().unwrap();
             let session = Session::open(&config, "test", None).await.unwrap();
-            assert_eq!(shown(&session, &keepalives[..1]).await, ["45"]);
+            let given_and_user_timeout = [keepalives[0], keepalives[3]];
+            assert_eq!(shown(&session, &given_and_user_timeout).await, ["45", "0"]);
         });
     }
 }
