@@ -128,6 +128,12 @@ impl PgJournal {
     /// or `postgresql://user:password@host/db`), creates the journal's tables if missing
     /// and checks that their format is one this version reads.
     ///
+    /// It connects without TLS: `sslmode=require` fails ("no TLS implementation
+    /// configured") and the default, `prefer`, connects unencrypted; reach a server
+    /// across a network you do not trust through a tunnel. Two options read differently
+    /// from libpq: `tcp_user_timeout` is in seconds, and `connect_timeout=0` means the
+    /// 10 s default, not waiting for ever.
+    ///
     /// Once the tables exist, connecting only reads them: a user who may read and write
     /// their rows, without owning them, can use the journal. A connection attempt (with
     /// setting up its session) gives up after 10 s, or the string's `connect_timeout`,
@@ -146,27 +152,7 @@ impl PgJournal {
         let mut parsed: tokio_postgres::Config = config
             .parse()
             .map_err(|e| pg_error("read the connection string", &e, secret))?;
-        let target = format!(
-            "{}@{}:{}/{}",
-            parsed.get_user().unwrap_or(""),
-            parsed
-                .get_hosts()
-                .iter()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                    #[cfg(unix)]
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            parsed
-                .get_ports()
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            parsed.get_dbname().unwrap_or(""),
-        );
+        let target = session::target(&parsed);
         if parsed.get_connect_timeout().is_none() {
             parsed.connect_timeout(CONNECT_TIMEOUT);
         }

@@ -448,6 +448,32 @@ impl Session {
     }
 }
 
+/// Where `config` connects, for messages: `user@hosts:ports/database`, without the
+/// password.
+pub(super) fn target(config: &tokio_postgres::Config) -> String {
+    format!(
+        "{}@{}:{}/{}",
+        config.get_user().unwrap_or(""),
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        config
+            .get_ports()
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        config.get_dbname().unwrap_or(""),
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
