@@ -175,7 +175,8 @@ impl WorkerBuilder {
     /// A task handed back counts as delivered once, as one whose worker died does: a
     /// task that one stopping worker after another hands back fails as "worker lost"
     /// after [`Layout::max_deliver`] deliveries. A rolling restart should let running
-    /// tasks finish (a grace above the longest task) or allow more deliveries.
+    /// tasks finish (a grace above the longest task, with the time to upload its output
+    /// if that is too large for a message) or allow more deliveries.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
@@ -203,7 +204,8 @@ impl WorkerBuilder {
     ///
     /// An output too large for a result message goes to the object store first, tried
     /// again within the same time (the bucket may be full for a while); if it cannot be
-    /// stored by then, the attempt's result is a failure that says why.
+    /// stored by then, the attempt's result is a failure that says why. A stop cuts
+    /// such an upload short at the end of the shutdown grace (the task is handed back).
     pub fn result_patience(mut self, patience: Duration) -> Self {
         self.result_patience = patience;
         self
@@ -361,11 +363,12 @@ impl Worker {
     ///
     /// Once `stop` is cancelled, it takes no more tasks, lets running handlers finish
     /// for the shutdown grace period, cancels those still running (and gives up storing
-    /// outputs too large for a message) and hands their tasks back to the queue (another worker gets them once this worker's last requests for
-    /// tasks have ended, within 3 s of `stop`: handed back sooner, a task could go
-    /// straight back to such a request; a task the server delivers after `stop`, it
-    /// hands back the same way), and returns, waiting at most 5 s more for the server to
-    /// take its last acknowledgements.
+    /// outputs too large for a message) and hands their tasks back to the queue
+    /// (another worker gets them once this worker's last requests for tasks have ended,
+    /// within 3 s of `stop`: handed back sooner, a task could go straight back to such a
+    /// request; a task the server delivers after `stop`, it hands back the same way),
+    /// and returns, waiting at most 5 s more for the server to take its last
+    /// acknowledgements.
     ///
     /// It also returns, without `stop`, once its connection is closed for good (say,
     /// drained by the application that lent it with [`WorkerBuilder::start`]), logging

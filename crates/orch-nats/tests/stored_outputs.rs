@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store};
@@ -158,6 +159,46 @@ async fn a_stopping_worker_hands_back_a_task_whose_output_it_is_still_uploading(
         .await
         .expect("the task ran on the second worker");
     stop.cancel();
+}
+
+/// A handler that ends in its cancel grace, once its stopping worker cancelled it, has
+/// its large output stored, not handed back to run again: the stop came before the
+/// upload, which it does not cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_made_after_the_stop_is_stored_all_the_same() {
+    let Some(server) = small_messages_server() else {
+        return;
+    };
+    let engine = coordinator(&server, None).await;
+    let output = "x".repeat(4 << 20);
+    let (started, calls) = (Arc::new(Notify::new()), Arc::new(AtomicU32::new(0)));
+    let (told, counted, big) = (Arc::clone(&started), Arc::clone(&calls), output.clone());
+    let worker = Worker::builder()
+        .shutdown_grace(Duration::from_millis(100))
+        .handler("remote", move |ctx: TaskContext| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            told.notify_one();
+            let big = big.clone();
+            async move {
+                ctx.cancellation().cancelled().await;
+                Ok::<_, TaskError>(big)
+            }
+        });
+    let stop = common::run_worker(&server, worker).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("big", "remote"));
+    let run = tokio::spawn(async move { engine.execute_workflow(&workflow).await });
+    started.notified().await;
+    stop.cancel();
+    // A guard against waiting for ever, not a measure.
+    let result = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the run ends on the stopped worker's output")
+        .expect("no panic")
+        .expect("valid");
+    let big = result.task("big").expect("a task");
+    assert_eq!((big.status, big.attempts), (TaskStatus::Completed, 1));
+    assert_eq!(big.result, Some(json!(output)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 /// A worker tries storing a large output again while its patience lasts: here the

@@ -136,11 +136,17 @@ async fn store(
                 None => put.await,
             }
         };
-        // A worker that stops hands the task back rather than finish a long upload
-        // (the parts sent are left to expire): it stops within its grace period.
-        let put = tokio::select! {
-            put = put => put,
-            () = tries.hand_back.cancelled() => return None,
+        // A worker told to stop during the upload hands the task back rather than finish
+        // a long upload (the parts sent are left to expire): it stops within its grace
+        // period. An output made after that (a handler that ended in its cancel grace)
+        // is stored all the same: its task would otherwise run again.
+        let put = match tries.stop_cuts_uploads {
+            true => tokio::select! {
+                biased;
+                put = put => put,
+                () = tries.hand_back.cancelled() => return None,
+            },
+            false => put.await,
         };
         let error = match put {
             Ok(size) => {
@@ -214,6 +220,8 @@ struct Tries<'a> {
     patience: Duration,
     pause: Duration,
     hand_back: &'a CancellationToken,
+    /// The worker had not stopped when the result was ready: a stop ends its upload.
+    stop_cuts_uploads: bool,
 }
 
 impl<'a> Tries<'a> {
@@ -226,6 +234,7 @@ impl<'a> Tries<'a> {
             patience,
             pause: Duration::from_millis(50),
             hand_back,
+            stop_cuts_uploads: !hand_back.is_cancelled(),
         }
     }
 
