@@ -22,7 +22,6 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    /// What stands in place of a bar for a task with none.
     /// What is written after the row's bar: how long the task ran, or what it did.
     fn tail(&self) -> String {
         match self.span {
@@ -31,6 +30,7 @@ impl Row {
         }
     }
 
+    /// What stands in place of a bar for a task with none.
     pub(crate) fn without_bar(&self) -> String {
         match self.earlier {
             true => format!("{} in an earlier run", self.status),
@@ -152,7 +152,7 @@ pub(crate) fn terminal_lines(
     let key = match gantt.rows.iter().any(|row| row.critical) {
         true => "* on the critical path (█); ▒ off it\n",
         false => {
-            "▒ each task's run; no critical path known (no task completed, or the result \
+            "▒ each task's run; no critical path known\n  (no task completed, or the result \
              file holds no workflow)\n"
         }
     };
@@ -206,9 +206,10 @@ mod tests {
             ],
             total: 2.0,
         };
-        let text = terminal(&gantt, 48, false);
+        let text = terminal(&gantt, 66, false);
         let lines: Vec<&str> = text.lines().collect();
-        // 48 columns: name 4, bar 30; the scale's ends over the bar's.
+        // 66 columns: name 4, bar 30, and 27 for the widest text after a bar (d's); the
+        // scale's ends over the bar's.
         assert_eq!(
             lines[0],
             format!("{}0s{}2.000s", " ".repeat(7), " ".repeat(22))
@@ -226,6 +227,7 @@ mod tests {
             lines[4],
             format!("  d   |{}| completed in an earlier run", " ".repeat(30))
         );
+        assert!(lines[..5].iter().all(|l| l.chars().count() <= 66), "{text}");
     }
 
     #[test]
@@ -236,7 +238,8 @@ mod tests {
                 total: 1.0,
             };
             let text = terminal(&gantt, 60, false);
-            text.lines().last().unwrap_or_default().to_owned()
+            // After the scale and the row.
+            text.lines().skip(2).collect::<Vec<_>>().join("\n")
         };
         assert_eq!(legend(true), "* on the critical path (█); ▒ off it");
         assert!(

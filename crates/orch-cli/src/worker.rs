@@ -150,14 +150,14 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
             Err(number) => return ExitCode::from(128 + number),
         };
     // Written with errors ignored: whoever started the worker may have closed its output.
-    // The name as given may hold control characters: written escaped, as all output is.
-    let banner = format!(
+    // The name as given may hold control characters and line breaks: written escaped.
+    let _ = writeln!(
+        std::io::stdout(),
         "worker {} serving {} (up to {} at once); Ctrl-C stops it",
-        worker.name(),
+        crate::display::one_line(worker.name()),
         spec::TYPES.join(", "),
         args.concurrency
     );
-    let _ = writeln!(std::io::stdout(), "{}", crate::display::printable(&banner));
     let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
     let (on_signal, now_on_signal) = (stop.clone(), stop_now.clone());
     let grace = args.shutdown_grace;

@@ -64,15 +64,16 @@ fn a_worker_is_named_after_its_host_by_default() {
 }
 
 /// A worker's name is written escaped, as all of orch's output is: one given with a
-/// terminal escape sequence does not reach the terminal as one.
+/// terminal escape sequence or a line break does not reach the terminal as such.
 #[test]
 fn a_workers_name_is_written_escaped() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let worker = WorkerProcess::start(&server.url(), &["--name", "w\u{1b}]0;x\u{7}"], &[]);
+    let name = "w\u{1b}]0;x\u{7}\nworker y";
+    let worker = WorkerProcess::start(&server.url(), &["--name", name], &[]);
     assert!(
-        (worker.banner).starts_with("worker w\\u{1b}]0;x\\u{7} serving"),
+        (worker.banner).starts_with("worker w\\u{1b}]0;x\\u{7}\\u{a}worker y serving"),
         "{}",
         worker.banner
     );
