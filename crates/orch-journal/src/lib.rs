@@ -35,7 +35,7 @@
 //! - [`FileJournal`] (always there): one append-only JSON Lines file per run in a
 //!   directory, readable by its owner only. No server, no dependency.
 //! - `PgJournal` (feature `postgres`): a PostgreSQL database, for several coordinators
-//!   that share runs.
+//!   that share runs. It connects without TLS (a tunnel across untrusted networks).
 //! - Elsewhere: [`backend::RunLines`] writes and reads a run's journal as batches of
 //!   lines for a backend in another crate (orch-nats keeps runs on a JetStream stream).
 //!

@@ -65,12 +65,12 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// cannot say so: the journal asks the server to probe its quiet connection after 30 s,
 /// every 10 s, 3 times, and to give up on an answer not acknowledged for 60 s, so such
 /// runs are let go within about a minute (unless the connection string's `options` set
-/// `tcp_keepalives_idle`, `_interval`, `_count` or `tcp_user_timeout` themselves). This process probes the
-/// connection alike, and (on Linux) gives up on a statement the server has not received
-/// for 60 s, unless the string sets any of `keepalives_idle`, `keepalives_interval`,
-/// `keepalives_retries` and `tcp_user_timeout` (then the others keep the client
-/// library's defaults): cut off from the server, its open runs fail within about a
-/// minute, not hours. A statement the server received but does not
+/// `tcp_keepalives_idle`, `_interval`, `_count` or `tcp_user_timeout` themselves).
+/// This process probes the connection alike, and (on Linux) gives up on a statement the
+/// server has not received for 60 s, unless the string sets any of `keepalives_idle`,
+/// `keepalives_interval`, `keepalives_retries` and `tcp_user_timeout` (then the others
+/// keep the client library's defaults): cut off from the server, its open runs fail
+/// within about a minute, not hours. A statement the server received but does not
 /// answer (it waits for a lock someone else holds) is waited for. A quiet session is
 /// kept however long it stays quiet (`idle_session_timeout` is turned off for it, unless
 /// the string's `options` set it): a coordinator running a long task writes nothing for
