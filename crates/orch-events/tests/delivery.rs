@@ -335,19 +335,11 @@ fn a_callback_whose_future_panics_as_it_is_dropped_is_isolated() {
         }
     }
     multi_thread().block_on(async {
-        let bus: EventBus<u64> = EventBus::new();
-        let calls = Arc::new(AtomicU64::new(0));
-        let mut callback = bus
-            .subscribe_fn(">", SubscribeOptions::new(), {
-                let calls = Arc::clone(&calls);
-                move |delivery: Delivery<u64>| {
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    let event = delivery.into_event().expect("Block never drops");
-                    Holding(PanicsOnDrop(*event.payload()))
-                }
-            })
-            .expect("subscribed");
-        three_panicking_calls(&bus, &mut callback, &calls).await;
+        let callback = three_panicking_calls(|delivery: Delivery<u64>| {
+            let event = delivery.into_event().expect("Block never drops");
+            Holding(PanicsOnDrop(*event.payload()))
+        })
+        .await;
         assert_eq!(
             callback.last_panic().as_deref(),
             Some("dropping the future of call 2")
@@ -370,18 +362,9 @@ fn a_callback_whose_panic_payload_panics_when_dropped_is_isolated() {
         }
     }
     multi_thread().block_on(async {
-        let bus: EventBus<u64> = EventBus::new();
-        let calls = Arc::new(AtomicU64::new(0));
-        let mut callback = bus
-            .subscribe_fn(">", SubscribeOptions::new(), {
-                let calls = Arc::clone(&calls);
-                move |_: Delivery<u64>| {
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    async { std::panic::panic_any(PanicsOnDrop) }
-                }
-            })
-            .expect("subscribed");
-        three_panicking_calls(&bus, &mut callback, &calls).await;
+        let callback =
+            three_panicking_calls(|_: Delivery<u64>| async { std::panic::panic_any(PanicsOnDrop) })
+                .await;
         assert_eq!(
             callback.last_panic().as_deref(),
             Some("non-string panic payload")
@@ -389,13 +372,24 @@ fn a_callback_whose_panic_payload_panics_when_dropped_is_isolated() {
     });
 }
 
-/// Publishes three events to `callback`, whose every call panics, and closes `bus`;
-/// checks that each made a call (counted in `calls`) and each panic was counted.
-async fn three_panicking_calls(
-    bus: &EventBus<u64>,
-    callback: &mut orch_events::CallbackSubscription<u64>,
-    calls: &AtomicU64,
-) {
+/// Subscribes `call`, whose every call panics, publishes three events and closes the
+/// bus; checks that each made a call and each panic was counted. The subscription, for
+/// more checks.
+async fn three_panicking_calls<Fut>(
+    call: impl Fn(Delivery<u64>) -> Fut + Send + Sync + 'static,
+) -> orch_events::CallbackSubscription<u64>
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let bus: EventBus<u64> = EventBus::new();
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&calls);
+    let counted_call = move |delivery: Delivery<u64>| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        call(delivery)
+    };
+    let mut callback =
+        (bus.subscribe_fn(">", SubscribeOptions::new(), counted_call)).expect("subscribed");
     for i in 0..3 {
         bus.publish("x", i).await.expect("published");
     }
@@ -407,6 +401,7 @@ async fn three_panicking_calls(
         "every delivery made a call"
     );
     assert_eq!(callback.stats().panics, 3);
+    callback
 }
 
 #[tokio::test]
