@@ -59,9 +59,10 @@
 //!   the same status, saying that
 //!   nothing ran, and one that comes once the run ended (while the summary or the result
 //!   file is written) still gives that status. A second signal ends orch at once with
-//!   its number (a SIGHUP after the first signal does not count: a closed terminal may send it twice): the commands still running are killed, and no summary or result file
-//!   is written, though one already being written is finished first (a journal keeps
-//!   what it recorded, to `--resume` from). A signal ignored when orch starts stays
+//!   its number (a SIGHUP after the first signal does not count: a closed terminal may
+//!   send it twice): the commands still running are killed, and no summary or result
+//!   file is written, though one already being written is finished first (a journal
+//!   keeps what it recorded, to `--resume` from). A signal ignored when orch starts stays
 //!   ignored, so
 //!   `nohup orch run ...` keeps running when the terminal closes. (orch learns what it
 //!   ignores from Linux's `/proc/self/status`; where that cannot be read, on another

@@ -34,12 +34,12 @@ use crate::{
 /// journal in the same way: it is read up to the line they fall in, and reopening cuts
 /// the file there, with the lines after them, whose tasks then run again. Zeros at the
 /// file's very start followed by anything else, or within its first line (a block of the
-/// head lost that way, later ones kept), leave no run to go on with: the file is refused as [`JournalError::Corrupt`] at
-/// line 1, saying the head was lost (zeros alone are a run never recorded, as a torn head
-/// is). Any other line that cannot be read (or is 1 GiB or longer), a file whose head
-/// names another run, or a line of a newer format is refused with an error naming the
-/// file and line. A file is read a line at a time, never whole. A record whose line would
-/// be that long (a task's output of about 1 GiB) is refused when written, with
+/// head lost that way, later ones kept), leave no run to go on with: the file is
+/// refused as [`JournalError::Corrupt`] at line 1, saying the head was lost (zeros alone
+/// are a run never recorded, as a torn head is). Any other line that cannot be read (or
+/// is 1 GiB or longer), a file whose head names another run, or a line of a newer format
+/// is refused with an error naming the file and line. A file is read a line at a time,
+/// never whole. A record whose line would be that long (a task's output of about 1 GiB) is refused when written, with
 /// [`JournalError::InvalidRecord`].
 ///
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already

@@ -262,8 +262,9 @@ fn sync_data(file: &File, path: &std::path::Path) -> std::io::Result<()> {
 /// Cuts `file`, a run's file at `path` just opened and locked, back to what was on stable
 /// storage when a sync of it failed in this process, if one did and the file is still
 /// as that failure left it (another process may have opened the run since and added
-/// lines of its own, or made the file anew): a resume then runs again the tasks whose lines may be lost, rather
-/// than act on them. A run whose sync failed as it was opened is refused.
+/// lines of its own, or made the file anew): a resume then runs again the tasks whose
+/// lines may be lost, rather than act on them. A run whose sync failed as it was opened
+/// is refused.
 pub(crate) fn cut_after_failure(file: &File, path: &std::path::Path) -> Result<(), JournalError> {
     let opening_failed = lock(&FAILED_OPENING_SYNCS);
     let mut failed = lock(&FAILED_SYNCS);

@@ -74,10 +74,10 @@ impl Routes {
     /// already covered it: one whose read of the stream came after the publish began and
     /// covers the stream up to `sequence` or past it. (A message sent after that read is
     /// not covered, also when a tasks stream made anew gave it a sequence the
-    /// cancellation's reaches.) A duplicate `sent_before` (the server had the message from a coordinator
-    /// that stopped) is left to the look-up of what became of it: sent again after the
-    /// cancellation, by a resumed run, it is sent anew once found removed. Returns
-    /// whether a cancellation covered it.
+    /// cancellation's reaches.) A duplicate `sent_before` (the server had the message
+    /// from a coordinator that stopped) is left to the look-up of what became of it: sent
+    /// again after the cancellation, by a resumed run, it is sent anew once found
+    /// removed. Returns whether a cancellation covered it.
     pub(crate) fn published(
         &self,
         key: &AttemptKey,

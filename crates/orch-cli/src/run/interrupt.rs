@@ -40,8 +40,9 @@ pub(super) struct ExitAtOnce {
 }
 
 /// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
-/// once at the second (a SIGHUP after the first signal does not count), killing the commands still running (a result file being written
-/// is finished first; none is written after).
+/// once at the second (a SIGHUP after the first signal does not count), killing the
+/// commands still running (a result file being written is finished first; none is
+/// written after).
 pub(super) async fn cancel_on_signal(
     mut signals: Vec<(Signal, u8)>,
     cancel: impl FnOnce(),
