@@ -39,8 +39,8 @@ use crate::{
 /// are a run never recorded, as a torn head is). Any other line that cannot be read (or
 /// is 1 GiB or longer), a file whose head names another run, or a line of a newer format
 /// is refused with an error naming the file and line. A file is read a line at a time,
-/// never whole. A record whose line would be that long (a task's output of about 1 GiB) is refused when written, with
-/// [`JournalError::InvalidRecord`].
+/// never whole. A record whose line would be that long (a task's output of about 1 GiB)
+/// is refused when written, with [`JournalError::InvalidRecord`].
 ///
 /// One process at a time may write a run: [`Journal::open`] refuses a run that is already
 /// open, through this journal or its clones ([`JournalError::AlreadyOpen`]) or in another
