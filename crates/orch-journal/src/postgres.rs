@@ -383,6 +383,9 @@ impl Journal for PgJournal {
         session.may_write(&shared.target)?;
         let definition = Definition::of(workflow);
         let tasks = Arc::new(definition.tasks.keys().cloned().collect());
+        // Before it is read: this also waits for an append its last writer may still be
+        // committing on a connection of its own after it lost the run's lock.
+        session.sync_run(run, shared.secret()).await?;
         let loaded = match shared.load(&session, run).await? {
             Some(loaded) => Some(loaded),
             None if shared.create(&session, run, &definition).await? => None,
@@ -393,7 +396,6 @@ impl Journal for PgJournal {
             None => (None, WorkflowChanges::default()),
             Some(loaded) => {
                 let changes = loaded.check(workflow)?;
-                session.sync_run(run, shared.secret()).await?;
                 (Some(loaded.result_for(workflow)), changes)
             }
         };

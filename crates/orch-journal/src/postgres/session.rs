@@ -408,7 +408,8 @@ impl Session {
     /// Makes run `run`'s rows durable on the server before a resume acts on them: its
     /// last writer's records were committed without waiting for the disk, and one may
     /// have died before its next sync. A commit that waits covers every one before it;
-    /// this one writes the run's row as it is.
+    /// this one writes the run's row as it is, once no transaction holds that row (an
+    /// append of the last writer's still being committed).
     pub(super) async fn sync_run(
         &self,
         run: &RunId,
@@ -420,7 +421,7 @@ impl Session {
              UPDATE orch_journal_runs SET updated = updated WHERE run_id = '{run}'"
         );
         (self.client.batch_execute(&sync).await)
-            .map_err(|e| self.run_error(run, "sync the run before resuming it", &e, secret))
+            .map_err(|e| self.run_error(run, "sync the run before reading it", &e, secret))
     }
 
     /// `error` as the journal reports it; a request that failed because the connection

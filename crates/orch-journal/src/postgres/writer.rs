@@ -322,7 +322,13 @@ impl RunWriter for PgRunWriter {
             let on_side = |e: tokio_postgres::Error| {
                 Failure::Reported(side.run_error(&run_id, action, &e, shared.secret()))
             };
-            side.client.batch_execute("BEGIN").await.map_err(on_side)?;
+            // The run's row stays locked until the commit: a process that takes the run
+            // over meanwhile (this one's connection ended) waits for it before it loads
+            // the run (see `PgJournal::open`), and so reads these rows or none of them.
+            // A run id has only letters, digits, `_` and `-`: safe inside quotes.
+            let begin =
+                format!("BEGIN; SELECT FROM orch_journal_runs WHERE run_id = '{run}' FOR UPDATE");
+            side.client.batch_execute(&begin).await.map_err(on_side)?;
             batch.write(&side, parts).await.map_err(on_side)?;
             // The run's lock lives with its connection: still there, or nothing is kept.
             session.client.batch_execute("").await?;
@@ -544,7 +550,8 @@ mod tests {
     /// A server that refuses the last row of an append split over several statements:
     /// none of the append is written, and the error says why. Nor is it written when
     /// the run's connection, which holds its lock, ends meanwhile; and dropped before
-    /// its end, it keeps nothing waiting.
+    /// its end, it keeps nothing waiting. A process that takes the run over while one
+    /// is committed reads what it wrote.
     async fn a_split_append_is_written_whole_or_not_at_all(journal: &PgJournal, config: &str) {
         let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls)
             .await
@@ -604,6 +611,52 @@ mod tests {
         next.expect("not held up").unwrap();
         let loaded = journal.load(&run).await.unwrap().unwrap();
         assert_eq!((loaded.task("list"), loaded.task("a")), (None, Some(&done)));
+
+        // The run's connection ends while a split append commits (slowly: its `b` row
+        // takes 3 s to check) and another process takes the run over: that process
+        // reads the append's rows, committed before it reads the run.
+        on_writing_b(&client, "NULL;").await;
+        client
+            .batch_execute(
+                "CREATE FUNCTION on_b_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.task_id = 'b' THEN PERFORM pg_sleep(3); END IF;
+                     RETURN NULL;
+                 END $$;
+                 CREATE CONSTRAINT TRIGGER on_b_committed AFTER INSERT ON orch_journal_tasks
+                 DEFERRABLE INITIALLY DEFERRED
+                 FOR EACH ROW EXECUTE FUNCTION on_b_committed();",
+            )
+            .await
+            .unwrap();
+        let run = RunId::parse("taken-over").unwrap();
+        let opened = journal.open(&run, &workflow(false)).await.unwrap();
+        let appended = split(|| opened.writer.append(&batch));
+        let taken_over = async {
+            let committing = "SELECT count(*) FROM pg_stat_activity
+                              WHERE wait_event = 'PgSleep' AND query = 'COMMIT'";
+            while client
+                .query_one(committing, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                == 0
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            (client.batch_execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks
+                 WHERE locktype = 'advisory' AND pid <> pg_backend_pid();",
+            ))
+            .await
+            .unwrap();
+            let other = PgJournal::connect(config).await.unwrap();
+            other.open(&run, &workflow(false)).await.unwrap()
+        };
+        let (appended, taken_over) = tokio::join!(appended, taken_over);
+        appended.unwrap();
+        let previous = taken_over.previous.expect("the run was there");
+        assert_eq!(previous.tasks.get("b"), Some(&done));
     }
 
     /// What `append` makes with at most 300 bytes of records per statement (the records
