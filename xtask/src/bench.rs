@@ -45,10 +45,11 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
         "--bin",
         "orch_bench_postgres",
     ])?;
-    let binary = target_dir().join("release").join("orch_bench");
+    let release = target_dir()?.join("release");
+    let binary = release.join("orch_bench");
     // The PostgreSQL journal's case has a binary of its own, so that the PostgreSQL
     // client's code is no part of the other rows' memory.
-    let postgres_binary = target_dir().join("release").join("orch_bench_postgres");
+    let postgres_binary = release.join("orch_bench_postgres");
     let sizes: &[&str] = if quick {
         &["10000", "100000"]
     } else {
@@ -92,7 +93,7 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
     match output.status.code() {
         Some(POSTGRES_SKIPPED) => eprintln!(
             "engine/random/c8+journal-postgres skipped: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            stderr(&output).trim()
         ),
         _ => rows.push(row_of(output, &postgres.join(" "))?),
     }
@@ -114,7 +115,7 @@ pub(crate) fn run(quick: bool) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(",\n  ")
     );
-    let out = target_dir().join("bench.json");
+    let out = release.with_file_name("bench.json");
     std::fs::write(&out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     println!("\nwritten to {}", out.display());
     let doc_path = crate::workspace_root().join("BENCHMARKS.md");
@@ -184,22 +185,23 @@ fn nats_rows() -> Result<Option<Vec<Row>>, String> {
         .output()
         .map_err(|e| format!("cannot run the orch-nats bench: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let rows = row_lines(&stdout);
+    let rows = row_lines(&stdout)?;
     if !output.status.success() || rows.is_empty() {
         return Err(format!(
             "the orch-nats bench printed no rows: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            stderr(&output).trim()
         ));
     }
     Ok(Some(rows))
 }
 
-/// The rows among a case's output lines.
-fn row_lines(stdout: &str) -> Vec<Row> {
+/// The rows among a case's output lines; a row line that does not read as one is an
+/// error, not a row left out of the table.
+fn row_lines(stdout: &str) -> Result<Vec<Row>, String> {
     stdout
         .lines()
         .filter(|l| l.starts_with("{\"case\""))
-        .filter_map(parse_row)
+        .map(|line| parse_row(line).ok_or_else(|| format!("a row that does not read: {line}")))
         .collect()
 }
 
@@ -257,10 +259,7 @@ fn case_row(mut command: std::process::Command, case: &str) -> Result<Row, Strin
 /// The row a case's process printed last, if it succeeded.
 fn row_of(output: std::process::Output, case: &str) -> Result<Row, String> {
     if !output.status.success() {
-        return Err(format!(
-            "case {case} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(format!("case {case} failed: {}", stderr(&output)));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.trim().lines().last().unwrap_or_default().to_owned();
@@ -286,13 +285,26 @@ fn parse_row(line: &str) -> Option<Row> {
     })
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            xtask.parent().unwrap_or(xtask).join("target")
-        })
+/// Where cargo builds the workspace, as cargo itself reads it (`CARGO_TARGET_DIR`,
+/// `CARGO_BUILD_TARGET_DIR`, `build.target-dir`, relative to the workspace): the bench
+/// binaries just built are there, not an older build elsewhere.
+fn target_dir() -> Result<PathBuf, String> {
+    let cargo_bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo_bin)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(crate::workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("cargo metadata gave no metadata ({e}): {}", stderr(&output)))?;
+    match metadata["target_directory"].as_str() {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Err("cargo metadata names no target directory".to_owned()),
+    }
+}
+
+fn stderr(output: &std::process::Output) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&output.stderr)
 }
 
 #[cfg(test)]
@@ -347,14 +359,16 @@ mod tests {
     }
 
     #[test]
-    fn every_row_line_of_a_case_is_read_and_other_lines_are_not() {
+    fn every_row_line_of_a_case_is_read_other_lines_are_not_and_a_broken_row_is_an_error() {
         let stdout = "skipping nothing\n\
             {\"case\": \"nats/a\", \"tasks\": 10, \"ns_per_task\": 5.0, \"tasks_per_s\": 200000000, \"peak_rss_bytes\": 0, \"cpu_ns_per_task\": 7.0}\n\
             nats/chain per hop: p50 1ms\n\
             {\"case\": \"nats/b\", \"tasks\": 20, \"ns_per_task\": 6.0, \"tasks_per_s\": 1, \"peak_rss_bytes\": 0}\n";
-        let rows = row_lines(stdout);
+        let rows = row_lines(stdout).expect("rows");
         let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
         assert_eq!(cases, ["nats/a", "nats/b"]);
-        assert!(row_lines("nothing here\n").is_empty());
+        assert!(row_lines("nothing here\n").expect("no rows").is_empty());
+        let broken = row_lines("{\"case\": \"nats/c\", \"tasks\": \"many\"}\n");
+        assert!(broken.err().expect("an error").contains("nats/c"));
     }
 }
