@@ -1,7 +1,8 @@
 //! Pools: named limits on how many tasks of a kind run at once, beside the engine's global
 //! limit, and [`Queue`], the ready tasks of a run in the order they start.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use orch_core::{Plan, TaskId, Workflow};
 
@@ -38,8 +39,10 @@ struct Group {
     /// Ready tasks of the group that came up for a start while it was full. Each task of
     /// the group that finishes moves the smallest one back to `open`, so a held task
     /// waits only while tasks of its own group ranked before it fill the group's room
-    /// (the pools proptest checks pops against a list model).
-    held: ReadySet,
+    /// (the pools proptest checks pops against a list model). A heap of the ranks held,
+    /// smallest on top: its memory follows the tasks held, where a set over every rank
+    /// per group would take memory of pools times tasks.
+    held: BinaryHeap<Reverse<u32>>,
 }
 
 /// The task and pool name of every task that names a pool the engine does not declare.
@@ -66,7 +69,7 @@ impl Queue {
         let mut groups = vec![Group {
             limit: usize::MAX,
             active: 0,
-            held: ReadySet::new(n),
+            held: BinaryHeap::new(),
         }];
         let mut undeclared = Vec::new();
         for (p, name) in plan.pools().iter().enumerate() {
@@ -74,7 +77,7 @@ impl Queue {
                 Some(&limit) => groups.push(Group {
                     limit,
                     active: 0,
-                    held: ReadySet::new(n),
+                    held: BinaryHeap::new(),
                 }),
                 None => undeclared.push(p),
             }
@@ -82,8 +85,9 @@ impl Queue {
         if !undeclared.is_empty() {
             let unknown = workflow.tasks().enumerate().filter_map(|(i, task)| {
                 let p = plan.pool_of(i)?;
-                undeclared
-                    .contains(&p)
+                // In ascending order: a search, where a scan per task would cost tasks
+                // times undeclared pools.
+                (undeclared.binary_search(&p).is_ok())
                     .then(|| (task.task_id.clone(), plan.pools()[p].clone()))
             });
             return Err(unknown.collect());
@@ -163,7 +167,7 @@ impl Queue {
         if let Queue::Pooled(pooled) = self {
             let group = &mut pooled.groups[pooled.group_of[index] as usize];
             group.active -= 1;
-            if let Some(rank) = group.held.pop_min() {
+            if let Some(Reverse(rank)) = group.held.pop() {
                 pooled.open.insert(rank);
             }
         }
@@ -208,7 +212,7 @@ impl Pooled {
                 return Some((rank, group));
             }
             self.open.pop_min();
-            pool.held.insert(rank);
+            pool.held.push(Reverse(rank));
         }
     }
 }
