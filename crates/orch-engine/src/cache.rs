@@ -18,7 +18,10 @@
 //! as it was, but a map task that failed has the part of its list it made).
 //!
 //! A result returned once the run was cancelled is not stored either: a handler that
-//! stops early on [`TaskContext::cancellation`] may return what it had so far.
+//! stops early on [`TaskContext::cancellation`] may return what it had so far. Nor is a
+//! map task's list when a handler skipped one of its instances: a skipped task runs
+//! again in the next run, and so does the map with that element, where a stored list
+//! would give `null` for it from then on.
 //!
 //! The key is a stable 128-bit hash of the task's type, its configuration and its
 //! dependencies' ids and results (in the order of its dependencies), each result written

@@ -354,6 +354,38 @@ fn a_map_task_can_be_cached_as_a_whole() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+/// A map whose handler skipped an element is not stored: as a skipped task, the element
+/// is tried again in the next run, where a stored list would give `null` for it for good.
+#[test]
+fn a_map_with_a_skipped_instance_is_not_cached() {
+    let (store, calls) = (Arc::new(MemoryCache::default()), calls());
+    let engine = engine(store, &calls);
+    let counted = Arc::clone(&calls);
+    engine.register_handler("double", move |ctx: TaskContext| {
+        let first_call_of_2 =
+            ctx.map_item::<i64>().ok() == Some(2) && counted.fetch_add(1, Ordering::SeqCst) == 0;
+        let x: Result<i64, _> = ctx.map_item();
+        async move {
+            match first_call_of_2 {
+                true => Err(TaskError::skip("not yet")),
+                false => Ok(x? * 2),
+            }
+        }
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("source", "source").config(json!({"value": [1, 2, 3]})))
+        .task(Task::new("double", "double").map_over("source").cache(true));
+    let first = run(&engine, &workflow);
+    assert_eq!(first.tasks["double"].result, Some(json!([2, null, 6])));
+    let second = run(&engine, &workflow);
+    assert!(!second.tasks["double"].cached);
+    assert_eq!(second.tasks["double"].result, Some(json!([2, 4, 6])));
+    // Stored now that no instance skipped.
+    let third = run(&engine, &workflow);
+    assert!(third.tasks["double"].cached);
+    assert_eq!(third.tasks["double"].result, Some(json!([2, 4, 6])));
+}
+
 /// An engine built from `builder` whose `items` tasks return their config's `items` and
 /// whose `double` map instances double their element.
 fn map_engine(builder: orch_engine::EngineBuilder) -> WorkflowEngine {

@@ -69,6 +69,11 @@ impl Extras {
         was
     }
 
+    /// Keeps cached task `index`'s result of this run out of the store.
+    pub(super) fn store_no_result(&mut self, index: usize) {
+        self.keys.remove(&(index as u32));
+    }
+
     /// The extras of a run of `workflow`, or `None` if no task maps or caches (its
     /// plan's `features` say whether one does).
     pub(super) fn new(

@@ -50,6 +50,9 @@ pub(super) struct MapRun {
     /// Why the first instance output marked [`Output::not_journaled`] was: the map's list
     /// is then not journaled either.
     pub(super) not_journaled: Option<String>,
+    /// Whether a handler skipped an instance: the map's list is then not cached (its
+    /// `null` would stand for that element in later runs; a skipped task runs again).
+    pub(super) skipped: bool,
     /// Slots of the map task's pool its instances hold beside the map task's own.
     pool_slots: usize,
 }
@@ -123,6 +126,7 @@ impl Scheduler<'_> {
                 failed: None,
                 results: vec![Value::Null; count],
                 not_journaled: None,
+                skipped: false,
                 pool_slots: 0,
             },
         );
@@ -294,6 +298,9 @@ impl Scheduler<'_> {
             }
             Err(error) if error.is_skip() => {
                 record.error = Some(error.record_text());
+                if let Some(run) = extras.maps.get_mut(&instance.map) {
+                    run.skipped = true;
+                }
                 TaskStatus::Skipped
             }
             Err(error) if stopping => {
@@ -416,6 +423,9 @@ impl Scheduler<'_> {
             None => {
                 if self.journal.is_some() {
                     (self.extras().to_journal).insert(map as u32, (run.first, run.count));
+                }
+                if run.skipped {
+                    self.extras().store_no_result(map);
                 }
                 let list = Output::from(Value::Array(run.results));
                 let list = match run.not_journaled {
