@@ -132,7 +132,7 @@
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
 //! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by each coordinator from the time it starts (an ordered consumer, so none given while its connection is down is missed), and the ones kept before when it comes back on a run |
 //! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
-//! | journal (feature `journal`) | stream `ORCH_JOURNAL`, subjects `orch.journal.<run>`; a batch over `max_payload` goes as several messages (headers `Orch-Batch-Rest`, the count of parts after this one, and `Orch-Batch-Start`, the first part's stream sequence), each stored only after the writer's previous one (`Nats-Expected-Last-Subject-Sequence`) | appended and replayed by coordinators |
+//! | journal (feature `journal`) | stream `ORCH_JOURNAL`, subjects `orch.journal.<run>`; a batch over `max_payload` goes as several messages (headers `Orch-Batch-Rest`, the count of parts after this one, and `Orch-Batch-Start`, the first part's stream sequence), each stored only after the writer's previous one (`Nats-Expected-Last-Subject-Sequence`) | appended and replayed by coordinators (an ordered consumer per read, named `orch_read_<token>` and deleted when the read ends) |
 //!
 //! Names inside subjects and consumer names (`<type>`, `<task>`) keep ASCII letters,
 //! digits, `-` and `_`, and write every other byte as `~XX` (hex): type `ml.embed` is

@@ -855,4 +855,43 @@ async fn a_read_goes_on_after_the_server_stalls_midway() {
         let result = loaded.task(task).and_then(|r| r.result.clone());
         assert_eq!(result.as_ref(), Some(&big), "{task}");
     }
+    // The consumer that set itself up again after the stall is gone with the read too.
+    no_consumer_is_left(&server).await;
+}
+
+/// Reading runs (opening, loading, listing them) leaves no consumer on the server,
+/// where each read's would count against the account's consumer limit for 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_leave_no_consumer_behind() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let journal = journal(&server).await;
+    for id in ["read-1", "read-2", "read-3"] {
+        let (run, opened) = opened_with_extract(&journal, id).await;
+        drop(opened);
+        assert_eq!(
+            recorded_status(&journal, &run, "extract").await,
+            Some(TaskStatus::Completed)
+        );
+        drop(journal.open(&run, &workflow()).await.expect("opens again"));
+    }
+    let listed = journal.list(&RunFilter::default()).await.expect("listed");
+    assert_eq!(listed.len(), 3);
+    no_consumer_is_left(&server).await;
+}
+
+/// Waits up to 10 s for the journal's stream on `server` to have no consumer left.
+async fn no_consumer_is_left(server: &NatsServer) {
+    let js = raw_jetstream(server).await;
+    let mut stream = js.get_stream("ORCH_JOURNAL").await.expect("the stream");
+    let mut left = 0;
+    for _ in 0..100 {
+        left = stream.info().await.expect("its state").state.consumer_count;
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{left} consumers left on the journal's stream");
 }

@@ -22,6 +22,36 @@ pub(super) struct Stored {
     pub(super) last_whole: u64,
 }
 
+/// A read's consumer, deleted on the server in the background when the read ends. The
+/// consumer sets itself up again under the names `{name}_1`, `{name}_2`… after a lost
+/// connection or heartbeat, each deleting the one before: when `name` is gone, the
+/// one left is found among the stream's consumers.
+struct DeleteWhenRead {
+    stream: stream::Stream<()>,
+    name: String,
+}
+
+impl Drop for DeleteWhenRead {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (stream, name) = (self.stream.clone(), std::mem::take(&mut self.name));
+        runtime.spawn(async move {
+            if stream.delete_consumer(&name).await.is_ok() {
+                return;
+            }
+            let again = format!("{name}_");
+            let names: Vec<_> = stream.consumer_names().collect().await;
+            for name in names.into_iter().flatten() {
+                if name.starts_with(&again) {
+                    let _ = stream.delete_consumer(&name).await;
+                }
+            }
+        });
+    }
+}
+
 /// The batch being read: its first message's sequence, the parts read, and how many
 /// more its last part said would follow.
 #[derive(Default)]
@@ -84,11 +114,20 @@ impl NatsJournal {
         let Some(last) = last.await? else {
             return Ok(None);
         };
+        let inbox = self.js.client().new_inbox();
+        // Named after its inbox (a unique token): it is deleted when the read ends,
+        // where the server would keep it 30 s (against the account's consumer limit).
+        let name = format!("orch_read_{}", inbox.rsplit('.').next().unwrap_or_default());
         let consumer = stream.create_consumer(consumer::push::OrderedConfig {
-            deliver_subject: self.js.client().new_inbox(),
+            deliver_subject: inbox,
             filter_subject: subject.clone(),
+            name: Some(name.clone()),
             ..Default::default()
         });
+        let _delete = DeleteWhenRead {
+            stream: stream.clone(),
+            name,
+        };
         let consumer = self.patiently(action, consumer).await?;
         let mut messages = self.patiently(action, consumer.messages()).await?;
         let mut stored = Stored {
