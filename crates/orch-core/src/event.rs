@@ -134,7 +134,9 @@ pub struct EngineEvent {
     /// How long the task (from its first start) or the run took, for events that end one;
     /// for `retrying`, the pause before the next attempt.
     pub duration: Option<Duration>,
-    /// The error, for failed, retrying, skipped and cancelled tasks.
+    /// The error, for failed, retrying, skipped and cancelled tasks; for
+    /// `WorkflowFinished`, why the run's journal did not record its end (the run then
+    /// returned that error, and stays unfinished in the journal, to be resumed).
     pub error: Option<String>,
     /// How the run ended, for `WorkflowFinished`.
     pub status: Option<WorkflowStatus>,

@@ -124,6 +124,41 @@ fn a_journal_failing_mid_run_stops_it_and_a_resume_continues_from_what_was_recor
     assert_eq!([of("a"), of("b"), of("c"), of("d")], [1, 2, 1, 1]);
 }
 
+/// The run's end is announced all the same, with the journal's error: a watcher of the
+/// bus learns that the journal did not record it.
+#[cfg(feature = "events")]
+#[test]
+fn the_end_of_a_run_whose_journal_failed_is_announced_with_the_failure() {
+    use orch_core::{EngineEvent, EngineEventKind};
+    use orch_events::EventBus;
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = common::current_thread();
+    let bus: EventBus<EngineEvent> = EventBus::new();
+    let mut finished = bus.subscribe("workflow.w.finished").unwrap();
+    let engine = WorkflowEngine::builder()
+        .journal(failing(dir.path(), 1), Durability::Process)
+        .event_bus(bus.clone())
+        .build()
+        .unwrap();
+    engine.register_handler("step", |_: TaskContext| async {
+        Ok::<_, orch_engine::TaskError>(1)
+    });
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "step"));
+    let run = engine.run_durable(&workflow, RunId::parse("r").unwrap());
+    let error = runtime.block_on(run).unwrap_err();
+    assert!(matches!(error, RunError::Journal(_)), "{error:?}");
+
+    let event = runtime.block_on(async {
+        bus.close().await;
+        finished.recv_event().await.expect("the end announced")
+    });
+    let event = event.payload();
+    assert_eq!(event.kind, EngineEventKind::WorkflowFinished);
+    let told = event.error.as_deref().unwrap_or_default();
+    assert!(told.contains("no space left"), "{told:?}");
+}
+
 /// A journal that fails while a long handler runs stops the run at once: the handler is
 /// told through its cancellation token, and the run returns the journal's error instead
 /// of waiting for the handler to end by itself.

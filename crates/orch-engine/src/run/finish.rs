@@ -22,7 +22,8 @@ use crate::timer::Deadline;
 
 /// Records the end of the run that gave `result` in its `journal`, handing the run's
 /// events to the publisher meanwhile; then announces `WorkflowFinished` (after the
-/// record, for those reading the journal) and waits until the publisher is done. A
+/// record, for those reading the journal; with the journal's error when the record
+/// failed) and waits until the publisher is done. A
 /// cancelled run waits for its publisher only until the grace period that began at its
 /// cancellation (`grace`, once set) ends, and for its journal at most the grace period
 /// again, and at least 5 s, from when the record begins.
@@ -51,7 +52,11 @@ pub(super) async fn record_and_announce(
         Either::Left((recorded, _)) => recorded,
         Either::Right(((), closing)) => closing.await,
     };
-    if let Some((mut announcer, finished)) = announcer {
+    if let Some((mut announcer, mut finished)) = announcer {
+        // Watchers hear of the end either way, and of a journal that did not record it.
+        if let Err(error) = &recorded {
+            finished = finished.with_detail(crate::note::Detail::Error(error.to_string()));
+        }
         announcer.note(finished);
         let cancelled_and_grace_passed = async {
             let grace = match &mut grace {
