@@ -88,7 +88,10 @@
 //! - **Task messages leave the stream with no result** (the tasks stream is purged, a
 //!   limit set on it removes its oldest messages, or it is deleted and made anew): the
 //!   coordinator, reading the stream's state, sends each waiting attempt's lost message
-//!   again, and workers set their consumers up again. A message purged while a worker
+//!   again, and workers set their consumers up again. A message removed on its own (a
+//!   purge of its subject, a worker that heard another process cancel its run) leaves
+//!   the stream's state as it was: the coordinator finds it gone when it looks each
+//!   waiting attempt's message up, once per `ack_wait`. A message purged while a worker
 //!   ran it may run twice. A tasks stream deleted and not made again leaves its
 //!   attempts waiting (they end at their tasks' timeouts, if set).
 //! - **NATS is unreachable at start**: connecting fails with

@@ -363,8 +363,9 @@ impl Inner {
     /// Waits for the attempt's result, forwarding a cancellation of the run to the
     /// workers and failing when no worker serves the task's type. The attempt's message
     /// (`watch`) is looked up when the tasks stream's state says it may have left it (the
-    /// stream purged, its oldest messages removed by a limit, or the stream made anew):
-    /// one gone with no result stored will never be answered, and the wait ends as
+    /// stream purged, its oldest messages removed by a limit, or the stream made anew),
+    /// and at least once per `ack_wait`: one gone with no result stored will never be
+    /// answered, and the wait ends as
     /// [`Waited::Removed`]. A message an earlier coordinator sent, or one a resumed attempt
     /// sent when the server did not say whether its result was stored, is looked up on
     /// each tick (a worker that heard that coordinator cancel it removes it).
@@ -382,8 +383,10 @@ impl Inner {
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut cancel_forwarded = false;
-        // When the last look-up that found the message in the stream (with its time) began.
-        let mut found_at = None;
+        // When the last look-up that found the message in the stream (with its time) began;
+        // when the last look-up began, or the wait.
+        let (mut found_at, mut last_look) = (None, tokio::time::Instant::now());
+        let look_again = (self.consumers.ack_wait(task_type)).unwrap_or(self.layout.ack_wait);
         loop {
             tokio::select! {
                 // A result that arrived is taken before a tick could fail the attempt.
@@ -408,6 +411,9 @@ impl Inner {
                         (true, message) => message,
                         (false, _) if ctx.cancellation().is_cancelled() => None,
                         (false, Some(message)) if watch.earlier => Some(message),
+                        // A message removed from the middle of the stream (by a subject's
+                        // purge, another process's `cancel_run`) moves none of its bounds.
+                        (false, Some(message)) if last_look.elapsed() >= look_again => Some(message),
                         (false, Some(message)) => {
                             let stream = self.names.tasks_stream();
                             let there_at = found_at.unwrap_or(message.sent_at);
@@ -419,6 +425,7 @@ impl Inner {
                     };
                     if let Some(message) = look {
                         let (sequence, looked_at) = (message.sequence, tokio::time::Instant::now());
+                        last_look = looked_at;
                         match Box::pin(self.fate(&pending.key, message)).await {
                             dispatch::Fate::Removed if cancel_forwarded => {
                                 return Err(TaskError::new("cancelled: the worker stopped the attempt"));

@@ -1,5 +1,5 @@
 //! A task message that leaves the tasks stream with no result while its attempt waits
-//! (someone purged the stream, or made it anew): the attempt, with no timeout to end it,
+//! (someone purged the stream or its subject, or made it anew): the attempt, with no timeout to end it,
 //! sends the message again instead of waiting for ever; and one that did not leave it is
 //! not looked up over and over.
 
@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Default)]
 struct Gate {
     started: AtomicU32,
+    /// The id of the task held.
+    held: std::sync::Mutex<Option<String>>,
     release: Notify,
 }
 
@@ -49,6 +51,7 @@ async fn pause_a_run(server: &NatsServer) -> Paused {
         .handler("hold", |ctx: TaskContext| async move {
             let gate = ctx.state::<Arc<Gate>>()?;
             if gate.started.fetch_add(1, Ordering::SeqCst) == 0 {
+                *gate.held.lock().expect("not poisoned") = Some(ctx.task_id().to_string());
                 gate.release.notified().await;
             }
             Ok::<_, TaskError>(ctx.task_id().to_string())
@@ -111,6 +114,61 @@ async fn an_attempt_whose_queued_message_was_purged_sends_it_again() {
     stream.purge().await.expect("purged");
     assert_eq!(tasks_on_stream(&paused.js).await, 0);
     finish(paused).await;
+}
+
+/// A queued message removed from the stream while the one sent before it stays (by a
+/// purge of its subject, say, or a worker that heard another process cancel the run):
+/// the stream's first and last sequences do not move, and the attempt sends it again
+/// once an ack wait has passed since it last looked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_message_was_removed_behind_another_sends_it_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let paused = pause_a_run(&server).await;
+    let held = paused.gate.held.lock().expect("not poisoned").clone();
+    let queued = if held.as_deref() == Some("a") {
+        "b"
+    } else {
+        "a"
+    };
+    let stream = paused.js.get_stream("ORCH_TASKS").await.expect("found");
+    let state = stream.cached_info().state.clone();
+    for sequence in state.first_sequence..=state.last_sequence {
+        let message = stream.get_raw_message(sequence).await.expect("stored");
+        let id = message.headers.get("Nats-Msg-Id").expect("an id").as_str();
+        // `<run>.<task>.<attempt>`
+        if id.split('.').nth(1) == Some(queued) {
+            assert_eq!(sequence, state.last_sequence, "queued behind the held one");
+            stream.delete_message(sequence).await.expect("removed");
+        }
+    }
+    let mut stream = paused.js.get_stream("ORCH_TASKS").await.expect("found");
+    let state = stream.info().await.expect("its state").state.clone();
+    assert_eq!(state.messages, 1);
+    assert_eq!(
+        (state.first_sequence, state.last_sequence),
+        (state.last_sequence - 1, state.last_sequence),
+        "the stream's bounds stay where they were"
+    );
+    // A second worker runs the message sent again while the held task still holds the
+    // first worker (and with it the stream's first message).
+    let worker = Worker::builder()
+        .layout(Layout {
+            ack_wait: Duration::from_millis(300),
+            ..Layout::default()
+        })
+        .state(Arc::clone(&paused.gate))
+        .handler("hold", |ctx: TaskContext| async move {
+            ctx.state::<Arc<Gate>>()?
+                .started
+                .fetch_add(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(ctx.task_id().to_string())
+        });
+    let second = common::run_worker(&server, worker).await;
+    wait_for(|| paused.gate.started.load(Ordering::SeqCst) == 2).await;
+    finish(paused).await;
+    second.cancel();
 }
 
 /// The stream made anew holds other messages at the sequences the lost ones had; the

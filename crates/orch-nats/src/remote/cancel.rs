@@ -21,8 +21,8 @@ impl RemoteHandler {
     /// permanently, the attempts this handler is waiting for whose task messages went
     /// out before the cancellation (their dependents are skipped; other tasks go on, and
     /// their attempts sent later run). A coordinator in another process that waits for
-    /// an attempt of the run sees its message removed without a result, and sends it
-    /// again: there, the run goes on.
+    /// an attempt of the run sees its message removed without a result (within the
+    /// task type's `ack_wait`), and sends it again: there, the run goes on.
     ///
     /// # Errors
     /// [`CancelRunError`] when the tasks stream cannot be read (the server cannot be
