@@ -122,10 +122,12 @@
 //! Every subject of orch-nats' own starts with the layout's prefix (`orch` below;
 //! [`Layout::prefix`]); the server's advisories and the object store keep their own.
 //! Every message is a JSON object with `"v": 1`, but the task message of a map instance,
-//! which is `"v": 2`; a reader refuses a higher version than it knows for that kind of
-//! message (results and cancellations have only version 1). (Version 2 only
-//! adds `item`, so a worker of a build that reads version 1 still runs every other
-//! task, and fails a map instance's attempt saying to upgrade.)
+//! or of a task that sets a field version 1 did not have (`trigger_rule`, `pool`,
+//! `priority`, `map`, `cache`), which is `"v": 2`; a reader refuses a higher version
+//! than it knows for that kind of message (results and cancellations have only version
+//! 1). (Version 2 adds `item` and those task fields, so a worker of a build that reads
+//! version 1 still runs every other task, and fails the attempts of these saying to
+//! upgrade.)
 //!
 //! | what | where | how |
 //! | --- | --- | --- |

@@ -82,7 +82,7 @@ pub(super) fn task_message(
         None => std::borrow::Cow::Borrowed(task),
     };
     let message = TaskMessage {
-        v: TaskMessage::version_for(item.as_ref()),
+        v: TaskMessage::version_for(task, item.as_ref()),
         run_id: ctx.run_id().clone(),
         workflow_id: ctx.workflow().workflow_id().to_owned(),
         workflow_name: ctx.workflow().name().to_owned(),
