@@ -16,7 +16,10 @@ use super::{CacheKey, CacheStore};
 /// lives as long as its service does not grow without end: storing one more forgets the
 /// least recently used eighth of them, or the least recently used one when it keeps
 /// fewer than 8 (a result is used when it is stored or found).
-/// [`MemoryCache::clear`] forgets them all.
+/// [`MemoryCache::clear`] forgets them all. The bound counts results, not bytes: a
+/// result is as large as its task's output (a cached map's, the list of its instances'
+/// outputs), so an engine whose cached tasks return large outputs wants a smaller
+/// capacity, or a store of its own that counts their size.
 ///
 /// ```
 /// use orch_engine::{CacheKey, CacheStore, MemoryCache};
