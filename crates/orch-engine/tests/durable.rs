@@ -936,6 +936,62 @@ fn a_branch_choice_is_journaled_and_holds_when_the_run_resumes() {
     assert_eq!(resumed.status, WorkflowStatus::Completed);
 }
 
+/// A dependent that a kept branch task did not choose, and that is skipped again as the
+/// run resumes (its first skip followed a failure, which runs again), is journaled as
+/// skipped before the dependents its skip lets run end: the journal never holds an
+/// outcome without the outcomes it was decided on.
+#[test]
+fn a_branch_skip_made_again_on_resume_is_journaled_before_what_it_lets_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls::default();
+    let run_id = RunId::parse("branch-again").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("route", "route"))
+        .task(Task::new("fetch", "flaky"))
+        .task(Task::new("small", "step").depends_on(["route"]))
+        .task(Task::new("large", "step").depends_on(["route", "fetch"]))
+        .task(
+            Task::new("report", "step")
+                .depends_on(["large"])
+                .trigger_rule(orch_core::TriggerRule::AllDone),
+        );
+    let with_route = |flaky_succeeds: bool| {
+        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
+        engine.register_handler("route", |ctx: TaskContext| async move {
+            ctx.choose_branches(["small"])?;
+            Ok::<_, TaskError>(json!("small"))
+        });
+        engine
+    };
+    let first = runtime().block_on(with_route(false).run_durable(&workflow, run_id.clone()));
+    assert_eq!(
+        first.unwrap().task("fetch").unwrap().status,
+        TaskStatus::Failed
+    );
+    let before = journaled_ids(dir.path(), "branch-again").len();
+
+    let resumed = runtime()
+        .block_on(with_route(true).run_durable(&workflow, run_id))
+        .unwrap();
+    let large = resumed.task("large").unwrap();
+    assert_eq!(large.status, TaskStatus::Skipped);
+    assert_eq!(calls.of("report"), 2, "ran again after the skip made again");
+    let lines: Vec<(String, String)> = journaled_ids(dir.path(), "branch-again")
+        .into_iter()
+        .zip(journaled_statuses(dir.path(), "branch-again"))
+        .skip(before)
+        .collect();
+    let at = |id: &str, status: &str| {
+        (lines.iter())
+            .rposition(|(i, s)| i == id && s == status)
+            .unwrap_or_else(|| panic!("no {status} line of `{id}` in {lines:?}"))
+    };
+    assert!(
+        at("large", "skipped") < at("report", "completed"),
+        "{lines:?}"
+    );
+}
+
 /// Without trigger rules too, a dependent a branch task did not choose is journaled as
 /// skipped at once, before tasks that start later end; its descendants' skips come with
 /// the run's end, as those after a failure do. It used to be written at the run's end

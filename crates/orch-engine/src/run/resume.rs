@@ -380,8 +380,14 @@ impl Scheduler<'_> {
             record.status = TaskStatus::Skipped;
             record.error = Some(reason);
             self.waiting[d].dependencies = u32::MAX;
-            if let Some(rules) = &mut self.rules {
-                rules.kept(d, self.plan.dependents(d), TaskStatus::Skipped);
+            // Unlike a kept skip, its dependents hear of it once the journal holds it.
+            match (&mut self.rules, &mut self.journal) {
+                (Some(rules), Some(journal)) => {
+                    rules.decided_before_told(d);
+                    journal.push(d);
+                }
+                (Some(rules), None) => rules.kept(d, self.plan.dependents(d), TaskStatus::Skipped),
+                (None, _) => {}
             }
         }
         // With rules, `begin` decides what runs; otherwise the counts say.

@@ -52,6 +52,12 @@ impl Rules {
         })
     }
 
+    /// Task `index` is decided (skipped) before its dependents are told: they are once
+    /// the journal holds its skip.
+    pub(super) fn decided_before_told(&mut self, index: usize) {
+        self.decided[index] = true;
+    }
+
     /// Task `index` was kept from an earlier run, where it ended as `status` (completed,
     /// or skipped without running): it is decided, and ended so for its dependents.
     pub(super) fn kept(&mut self, index: usize, dependents: &[u32], status: TaskStatus) {
