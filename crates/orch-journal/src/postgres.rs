@@ -59,7 +59,9 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// A run is open for writing in one process at a time (the server's advisory lock on it,
 /// held by the journal's connection; another connection's open waits up to 5 s, then
-/// fails with [`JournalError::InUse`], as the file journal's does). A process that dies
+/// fails with [`JournalError::InUse`], as the file journal's does; so it does, after
+/// 5 s more, while the last writer's append of over 512 MiB, sent on a connection of its
+/// own, is still being committed). A process that dies
 /// lets go when the server ends its session: what it sent is committed, or not, before
 /// another process can continue the run. A process whose machine died (power, network)
 /// cannot say so: the journal asks the server to probe its quiet connection after 30 s,
@@ -385,7 +387,9 @@ impl Journal for PgJournal {
         let tasks = Arc::new(definition.tasks.keys().cloned().collect());
         // Before it is read: this also waits for an append its last writer may still be
         // committing on a connection of its own after it lost the run's lock.
-        session.sync_run(run, shared.secret()).await?;
+        session
+            .sync_run(run, &shared.target, shared.secret())
+            .await?;
         let loaded = match shared.load(&session, run).await? {
             Some(loaded) => Some(loaded),
             None if shared.create(&session, run, &definition).await? => None,

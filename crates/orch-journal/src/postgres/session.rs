@@ -409,19 +409,30 @@ impl Session {
     /// last writer's records were committed without waiting for the disk, and one may
     /// have died before its next sync. A commit that waits covers every one before it;
     /// this one writes the run's row as it is, once no transaction holds that row (an
-    /// append of the last writer's still being committed).
+    /// append of the last writer's still being committed on a connection of its own,
+    /// waited for up to 5 s, as for the run's lock: every run's statements on this
+    /// connection wait meanwhile; then [`JournalError::InUse`]).
     pub(super) async fn sync_run(
         &self,
         run: &RunId,
+        target: &str,
         secret: Option<&str>,
     ) -> Result<(), JournalError> {
         // A run id has only letters, digits, `_` and `-`: safe inside quotes.
         let sync = format!(
-            "SET LOCAL synchronous_commit = on; \
+            "SET LOCAL synchronous_commit = on; SET LOCAL lock_timeout = '5s'; \
              UPDATE orch_journal_runs SET updated = updated WHERE run_id = '{run}'"
         );
-        (self.client.batch_execute(&sync).await)
-            .map_err(|e| self.run_error(run, "sync the run before reading it", &e, secret))
+        match self.client.batch_execute(&sync).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                Err(JournalError::InUse {
+                    run: run.clone(),
+                    lock: format!("whose last writer still commits to PostgreSQL {target}"),
+                })
+            }
+            Err(e) => Err(self.run_error(run, "sync the run before reading it", &e, secret)),
+        }
     }
 
     /// `error` as the journal reports it; a request that failed because the connection

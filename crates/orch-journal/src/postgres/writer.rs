@@ -433,10 +433,10 @@ mod tests {
     use proptest::test_runner::{Config, TestRunner};
 
     use super::*;
-    use crate::Journal;
     use crate::postgres::batch::BATCH_BYTES;
     use crate::postgres::batch::tests::BATCH_BYTES_HERE;
     use crate::postgres::{PgJournal, TempServer, TempServerError};
+    use crate::{Journal, OpenRun};
 
     /// The ids the batches name: the tasks of [`workflow`] and instances of its map.
     const IDS: [&str; 7] = ["list", "m", "a", "b", "m[0]", "m[1]", "m[2]"];
@@ -616,32 +616,56 @@ mod tests {
         // takes 3 s to check) and another process takes the run over: that process
         // reads the append's rows, committed before it reads the run.
         on_writing_b(&client, "NULL;").await;
-        client
-            .batch_execute(
-                "CREATE FUNCTION on_b_committed() RETURNS trigger LANGUAGE plpgsql AS $$
-                 BEGIN
-                     IF NEW.task_id = 'b' THEN PERFORM pg_sleep(3); END IF;
-                     RETURN NULL;
-                 END $$;
-                 CREATE CONSTRAINT TRIGGER on_b_committed AFTER INSERT ON orch_journal_tasks
-                 DEFERRABLE INITIALLY DEFERRED
-                 FOR EACH ROW EXECUTE FUNCTION on_b_committed();",
-            )
-            .await
-            .unwrap();
-        let run = RunId::parse("taken-over").unwrap();
+        let (appended, taken_over) =
+            taken_over_while_committing(journal, config, &client, &batch, "taken-over", 3).await;
+        appended.unwrap();
+        let previous = taken_over.unwrap().previous.expect("the run was there");
+        assert_eq!(previous.tasks.get("b"), Some(&done));
+        // A commit that takes longer than the 5 s an open waits: the open is refused
+        // (with every other run's statements on its connection held up for 5 s only).
+        let (appended, taken_over) =
+            taken_over_while_committing(journal, config, &client, &batch, "in-use", 8).await;
+        appended.unwrap();
+        let Err(refused) = taken_over else {
+            panic!("opened while the append commits");
+        };
+        assert!(
+            matches!(&refused, JournalError::InUse { lock, .. } if lock.contains("still commits")),
+            "{refused}"
+        );
+    }
+
+    /// Opens run `run` on `journal` and appends `batch` to it in several statements
+    /// whose commit takes `secs` seconds, while the run's connection is ended and another
+    /// journal on `config` opens the run: what the append and that open gave.
+    async fn taken_over_while_committing(
+        journal: &PgJournal,
+        config: &str,
+        client: &tokio_postgres::Client,
+        batch: &[(&TaskId, &TaskRecord)],
+        run: &str,
+        secs: u32,
+    ) -> (Result<(), JournalError>, Result<OpenRun, JournalError>) {
+        let check_b = format!(
+            "CREATE OR REPLACE FUNCTION on_b_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.task_id = 'b' THEN PERFORM pg_sleep({secs}); END IF;
+                 RETURN NULL;
+             END $$;
+             DROP TRIGGER IF EXISTS on_b_committed ON orch_journal_tasks;
+             CREATE CONSTRAINT TRIGGER on_b_committed AFTER INSERT ON orch_journal_tasks
+             DEFERRABLE INITIALLY DEFERRED
+             FOR EACH ROW EXECUTE FUNCTION on_b_committed();"
+        );
+        client.batch_execute(&check_b).await.unwrap();
+        let other = PgJournal::connect(config).await.unwrap();
+        let run = RunId::parse(run).unwrap();
         let opened = journal.open(&run, &workflow(false)).await.unwrap();
-        let appended = split(|| opened.writer.append(&batch));
+        let appended = split(|| opened.writer.append(batch));
         let taken_over = async {
             let committing = "SELECT count(*) FROM pg_stat_activity
                               WHERE wait_event = 'PgSleep' AND query = 'COMMIT'";
-            while client
-                .query_one(committing, &[])
-                .await
-                .unwrap()
-                .get::<_, i64>(0)
-                == 0
-            {
+            while (client.query_one(committing, &[]).await.unwrap()).get::<_, i64>(0) == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             (client.batch_execute(
@@ -650,13 +674,9 @@ mod tests {
             ))
             .await
             .unwrap();
-            let other = PgJournal::connect(config).await.unwrap();
-            other.open(&run, &workflow(false)).await.unwrap()
+            other.open(&run, &workflow(false)).await
         };
-        let (appended, taken_over) = tokio::join!(appended, taken_over);
-        appended.unwrap();
-        let previous = taken_over.previous.expect("the run was there");
-        assert_eq!(previous.tasks.get("b"), Some(&done));
+        tokio::join!(appended, taken_over)
     }
 
     /// What `append` makes with at most 300 bytes of records per statement (the records
