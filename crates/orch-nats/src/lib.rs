@@ -122,12 +122,10 @@
 //! Every subject of orch-nats' own starts with the layout's prefix (`orch` below;
 //! [`Layout::prefix`]); the server's advisories and the object store keep their own.
 //! Every message is a JSON object with `"v": 1`, but the task message of a map instance,
-//! or of a task that sets a field version 1 did not have (`trigger_rule`, `pool`,
-//! `priority`, `map`, `cache`), which is `"v": 2`; a reader refuses a higher version
-//! than it knows for that kind of message (results and cancellations have only version
-//! 1). (Version 2 adds `item` and those task fields, so a worker of a build that reads
-//! version 1 still runs every other task, and fails the attempts of these saying to
-//! upgrade.)
+//! which is `"v": 2`; a reader refuses a higher version than it knows for that kind of
+//! message (results and cancellations have only version 1). (Version 2 only
+//! adds `item`, so a worker of a build that reads version 1 still runs every other
+//! task, and fails a map instance's attempt saying to upgrade.)
 //!
 //! | what | where | how |
 //! | --- | --- | --- |
@@ -162,6 +160,11 @@
 //! `"item": {"index": 2, "value": ...}` holds its element; the worker gives its handler
 //! the map task's own id (`count`) and the element, which it reads with
 //! `ctx.map_item()`, as in the engine.
+//!
+//! `task` leaves out the fields only the coordinator acts on (`trigger_rule`, `pool`,
+//! `priority`, `cache`: when and whether an attempt is sent), so a worker's handler sees
+//! them at their defaults in `ctx.task_definition()`, and a worker of any build that
+//! reads version 1 runs the task.
 //!
 //! `deadline_ms` (present when the task has a timeout) is when the coordinator stops
 //! waiting, in milliseconds since the Unix epoch; a worker does not start a task past

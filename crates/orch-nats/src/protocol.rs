@@ -11,15 +11,13 @@ use serde_json::{Map, Value};
 mod version;
 pub(crate) use version::{ReadError, read};
 
-/// The version of every message this crate writes but a task message of version 2.
+/// The version of every message this crate writes but a task message with an item.
 pub(crate) const VERSION: u32 = 1;
 
-/// The version of a task message that carries an item ([`TaskMessage::item`]) or a task
-/// with a field version 1 did not have, and the newest a reader accepts. Only such
-/// messages are written as version 2, so that workers of an older build still run the
-/// tasks they can read and refuse the others saying to upgrade (a version-1 worker
-/// refuses a task field it does not know as malformed), an error the coordinator
-/// reports.
+/// The version of a task message that carries an item ([`TaskMessage::item`]), and the
+/// newest a reader accepts. Only such messages are written as version 2, so that workers
+/// of an older build still run plain tasks and refuse only map instances, with an error
+/// the coordinator reports.
 pub(crate) const NEWEST: u32 = 2;
 
 /// One attempt of one task, published on the tasks stream. For an instance of a map task,
@@ -34,7 +32,9 @@ pub(crate) struct TaskMessage<T = Task, I = Map<String, Value>> {
     pub(crate) workflow_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) workflow_name: String,
-    /// The task's whole definition: id, type, config, dependencies, retries, timeout.
+    /// The task's definition as a worker reads it (see `remote::message`): id, name,
+    /// type, config, dependencies, retries, backoff, timeout and, for a map instance,
+    /// its map.
     pub(crate) task: T,
     pub(crate) attempt: u32,
     /// The outputs of the ancestors the task may read, by task id.
@@ -64,20 +64,9 @@ pub(crate) struct MessageItem {
 }
 
 impl TaskMessage {
-    /// The version to write a message of `task` as: 2 with an item, or when the task
-    /// sets a field that version 1 did not have (its trigger rule, pool, priority, map,
-    /// cache); else 1.
-    pub(crate) fn version_for(task: &Task, item: Option<&MessageItem>) -> u32 {
-        let newer_fields = !task.trigger_rule.is_default()
-            || task.pool.is_some()
-            || task.priority != 0
-            || task.map.is_some()
-            || task.cache;
-        if item.is_some() || newer_fields {
-            NEWEST
-        } else {
-            VERSION
-        }
+    /// The version to write this message as: 2 with an item, 1 without.
+    pub(crate) fn version_for(item: Option<&MessageItem>) -> u32 {
+        if item.is_some() { NEWEST } else { VERSION }
     }
 
     /// Takes the item out, giving the map task back its own id (the message names the
@@ -576,50 +565,7 @@ mod tests {
             error.contains("task `square[3]` carries element 2"),
             "{error}"
         );
-        assert_eq!(TaskMessage::version_for(&Task::new("a", "t"), None), 1);
-    }
-
-    /// A task message is version 1 only when a version-1 worker can read its task, which
-    /// refuses fields it does not know: those of a task as version 1 had them.
-    #[test]
-    fn a_task_with_a_field_newer_than_version_1_goes_as_version_2() {
-        const VERSION_1_FIELDS: [&str; 8] = [
-            "task_id",
-            "name",
-            "task_type",
-            "config",
-            "dependencies",
-            "retries",
-            "backoff",
-            "timeout",
-        ];
-        let plain = Task::new("a", "t")
-            .name("A")
-            .config(json!({"k": 1}))
-            .depends_on(["b"])
-            .retries(2)
-            .timeout(std::time::Duration::from_secs(3));
-        let newer = [
-            plain.clone().trigger_rule(orch_core::TriggerRule::AllDone),
-            plain.clone().pool("gpu"),
-            plain.clone().priority(-1),
-            plain.clone().map_over("b"),
-            plain.clone().cache(true),
-        ];
-        for task in std::iter::once(&plain).chain(&newer) {
-            let written = serde_json::to_value(task).expect("a task writes");
-            let fields = written.as_object().expect("an object").keys();
-            let only_version_1 = fields
-                .clone()
-                .all(|f| VERSION_1_FIELDS.contains(&f.as_str()));
-            let version = TaskMessage::version_for(task, None);
-            assert_eq!(
-                version == 1,
-                only_version_1,
-                "{fields:?}: version {version}"
-            );
-        }
-        assert_eq!(TaskMessage::version_for(&plain, None), 1);
+        assert_eq!(TaskMessage::version_for(None), 1);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The task message of one attempt: its task, attempt and the outputs it may read,
 //! within the size limit.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use orch_core::{MapSpec, TaskId};
+use orch_core::{MapSpec, Task, TaskId, TriggerRule};
 use orch_engine::{TaskContext, TaskError};
 
 use crate::nesting::{MAX_NESTING, nesting};
@@ -22,6 +23,25 @@ pub enum Inputs {
     Direct,
     /// Every ancestor, direct or not. Messages grow with the depth of the workflow.
     Ancestors,
+}
+
+/// Task `task` as a task message carries it, under the id `instance` for an instance of
+/// a map task: without the fields only the coordinator acts on (its trigger rule, pool,
+/// priority and cache say when and whether an attempt is sent, and mean nothing to a
+/// worker), which a worker of the build that first read version 1 refuses as unknown.
+fn task_for_workers(task: &Task, instance: Option<TaskId>) -> Cow<'_, Task> {
+    let scheduling =
+        !task.trigger_rule.is_default() || task.pool.is_some() || task.priority != 0 || task.cache;
+    if !scheduling && instance.is_none() {
+        return Cow::Borrowed(task);
+    }
+    let mut sent = task.clone();
+    (sent.trigger_rule, sent.pool, sent.priority, sent.cache) =
+        (TriggerRule::default(), None, 0, false);
+    if let Some(instance) = instance {
+        sent.task_id = instance;
+    }
+    Cow::Owned(sent)
 }
 
 /// The id that names `ctx`'s attempt on the wire: the task's, or for an instance of a map
@@ -72,17 +92,10 @@ pub(super) fn task_message(
         index,
         value: ctx.item().cloned().unwrap_or_default(),
     });
-    // An instance of a map task travels under its own id; any other task as it is.
-    let sent = match &item {
-        Some(_) => {
-            let mut instance = task.clone();
-            instance.task_id = attempt_id(ctx);
-            std::borrow::Cow::Owned(instance)
-        }
-        None => std::borrow::Cow::Borrowed(task),
-    };
+    // An instance of a map task travels under its own id.
+    let sent = task_for_workers(task, item.as_ref().map(|_| attempt_id(ctx)));
     let message = TaskMessage {
-        v: TaskMessage::version_for(task, item.as_ref()),
+        v: TaskMessage::version_for(item.as_ref()),
         run_id: ctx.run_id().clone(),
         workflow_id: ctx.workflow().workflow_id().to_owned(),
         workflow_name: ctx.workflow().name().to_owned(),
@@ -167,5 +180,62 @@ fn deepest_part(inputs: &BTreeMap<&str, &serde_json::Value>, item: Option<&Messa
         }
         _ if item + 2 > MAX_NESTING => format!("; its item is {item} levels deep"),
         _ => "; its task's config nests deepest".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orch_core::{Task, TaskId, TriggerRule};
+    use serde_json::json;
+
+    use super::task_for_workers;
+
+    /// A task message is version 1 but for a map instance, so its task must read as a
+    /// version-1 worker reads one, refusing fields it does not know: those of a task as
+    /// version 1 had them. An instance (version 2) keeps its map.
+    #[test]
+    fn a_task_goes_to_workers_with_the_fields_version_1_had() {
+        const VERSION_1_FIELDS: [&str; 8] = [
+            "task_id",
+            "name",
+            "task_type",
+            "config",
+            "dependencies",
+            "retries",
+            "backoff",
+            "timeout",
+        ];
+        let plain = Task::new("a", "t")
+            .name("A")
+            .config(json!({"k": 1}))
+            .depends_on(["b"])
+            .retries(2)
+            .timeout(std::time::Duration::from_secs(3));
+        let scheduled = [
+            plain.clone().trigger_rule(TriggerRule::AllDone),
+            plain.clone().pool("gpu"),
+            plain.clone().priority(-1),
+            plain.clone().cache(true),
+        ];
+        for task in std::iter::once(&plain).chain(&scheduled) {
+            let sent = task_for_workers(task, None);
+            let written = serde_json::to_value(&sent).expect("a task writes");
+            let fields = written.as_object().expect("an object").keys();
+            let unknown: Vec<_> = fields
+                .filter(|f| !VERSION_1_FIELDS.contains(&f.as_str()))
+                .collect();
+            assert!(unknown.is_empty(), "{unknown:?}");
+            assert_eq!(
+                (&sent.task_id, &sent.config, sent.retries, sent.timeout),
+                (&plain.task_id, &plain.config, plain.retries, plain.timeout)
+            );
+        }
+        let map = plain.clone().map_over("b").cache(true);
+        let instance = task_for_workers(&map, Some(TaskId::from("a[3]")));
+        assert_eq!(
+            (instance.task_id.as_str(), &instance.map),
+            ("a[3]", &map.map)
+        );
+        assert!(!instance.cache);
     }
 }
