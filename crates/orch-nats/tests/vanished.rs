@@ -50,8 +50,9 @@ async fn pause_a_run(server: &NatsServer) -> Paused {
         .state(Arc::clone(&gate))
         .handler("hold", |ctx: TaskContext| async move {
             let gate = ctx.state::<Arc<Gate>>()?;
+            (gate.held.lock().expect("not poisoned"))
+                .get_or_insert_with(|| ctx.task_id().to_string());
             if gate.started.fetch_add(1, Ordering::SeqCst) == 0 {
-                *gate.held.lock().expect("not poisoned") = Some(ctx.task_id().to_string());
                 gate.release.notified().await;
             }
             Ok::<_, TaskError>(ctx.task_id().to_string())

@@ -41,11 +41,12 @@ impl Drop for DeleteWhenRead {
             if stream.delete_consumer(&name).await.is_ok() {
                 return;
             }
+            // (With `name` itself, should its deletion have failed on the way.)
             let again = format!("{name}_");
             let names: Vec<_> = stream.consumer_names().collect().await;
-            for name in names.into_iter().flatten() {
-                if name.starts_with(&again) {
-                    let _ = stream.delete_consumer(&name).await;
+            for found in names.into_iter().flatten() {
+                if found == name || found.starts_with(&again) {
+                    let _ = stream.delete_consumer(&found).await;
                 }
             }
         });
