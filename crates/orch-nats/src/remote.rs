@@ -385,8 +385,8 @@ impl Inner {
         let mut cancel_forwarded = false;
         // When the last look-up that found the message in the stream (with its time) began;
         // when the last look-up began, or the wait.
-        let (mut found_at, mut last_look) = (None, tokio::time::Instant::now());
-        let look_again = (self.consumers.ack_wait(task_type)).unwrap_or(self.layout.ack_wait);
+        let (mut found_at, mut looked) = (None, tokio::time::Instant::now());
+        let look_every = (self.consumers.ack_wait(task_type)).unwrap_or(self.layout.ack_wait);
         loop {
             tokio::select! {
                 // A result that arrived is taken before a tick could fail the attempt.
@@ -413,7 +413,7 @@ impl Inner {
                         (false, Some(message)) if watch.earlier => Some(message),
                         // A message removed from the middle of the stream (by a subject's
                         // purge, another process's `cancel_run`) moves none of its bounds.
-                        (false, Some(message)) if last_look.elapsed() >= look_again => Some(message),
+                        (false, Some(message)) if looked.elapsed() >= look_every => Some(message),
                         (false, Some(message)) => {
                             let stream = self.names.tasks_stream();
                             let there_at = found_at.unwrap_or(message.sent_at);
@@ -425,7 +425,7 @@ impl Inner {
                     };
                     if let Some(message) = look {
                         let (sequence, looked_at) = (message.sequence, tokio::time::Instant::now());
-                        last_look = looked_at;
+                        looked = looked_at;
                         match Box::pin(self.fate(&pending.key, message)).await {
                             dispatch::Fate::Removed if cancel_forwarded => {
                                 return Err(TaskError::new("cancelled: the worker stopped the attempt"));

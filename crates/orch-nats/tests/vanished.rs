@@ -1,7 +1,7 @@
 //! A task message that leaves the tasks stream with no result while its attempt waits
-//! (someone purged the stream or its subject, or made it anew): the attempt, with no timeout to end it,
-//! sends the message again instead of waiting for ever; and one that did not leave it is
-//! not looked up over and over.
+//! (someone purged the stream or its subject, or made it anew): the attempt, with no
+//! timeout to end it, sends the message again instead of waiting for ever; and one that
+//! did not leave it is not looked up over and over.
 
 mod common;
 
