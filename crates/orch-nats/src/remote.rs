@@ -354,8 +354,8 @@ impl Inner {
                 &pending.key.task,
                 &task.task_type,
                 deliveries,
-                // The consumer's, which the workers went by.
-                (self.consumers.ack_wait(&task.task_type)).unwrap_or(self.layout.ack_wait),
+                self.consumers
+                    .ack_wait_or(&task.task_type, self.layout.ack_wait),
             ))),
         }
     }
@@ -386,7 +386,6 @@ impl Inner {
         // When the last look-up that found the message in the stream (with its time) began;
         // when the last look-up began, or the wait.
         let (mut found_at, mut looked) = (None, tokio::time::Instant::now());
-        let look_every = (self.consumers.ack_wait(task_type)).unwrap_or(self.layout.ack_wait);
         loop {
             tokio::select! {
                 // A result that arrived is taken before a tick could fail the attempt.
@@ -407,13 +406,14 @@ impl Inner {
                     // and no result will come (the wait ends then, not with the engine's
                     // grace period). Before, a message removed without a result is sent
                     // again.
+                    let ack_wait = self.consumers.ack_wait_or(task_type, self.layout.ack_wait);
                     let look = match (cancel_forwarded, watch.message) {
                         (true, message) => message,
                         (false, _) if ctx.cancellation().is_cancelled() => None,
                         (false, Some(message)) if watch.earlier => Some(message),
                         // A message removed from the middle of the stream (by a subject's
                         // purge, another process's `cancel_run`) moves none of its bounds.
-                        (false, Some(message)) if looked.elapsed() >= look_every => Some(message),
+                        (false, Some(message)) if looked.elapsed() >= ack_wait => Some(message),
                         (false, Some(message)) => {
                             let stream = self.names.tasks_stream();
                             let there_at = found_at.unwrap_or(message.sent_at);

@@ -44,6 +44,12 @@ impl Consumers {
         }
     }
 
+    /// The `ack_wait` the workers of `task_type` go by: its consumer's, or `layout`'s
+    /// until the consumer is known.
+    pub(super) fn ack_wait_or(&self, task_type: &str, layout: Duration) -> Duration {
+        self.ack_wait(task_type).unwrap_or(layout)
+    }
+
     /// Finds or creates `task_type`'s consumer, or waits for the look-up under way.
     pub(super) async fn ensure(
         &self,

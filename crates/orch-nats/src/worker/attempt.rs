@@ -161,15 +161,12 @@ const LOGGED_ERROR_BYTES: usize = 4096;
 /// `error`'s start for the log, saying how much of it was left out: a handler's error
 /// may be of any length, and a log line of megabytes helps no one reading the log.
 fn log_start(error: &str) -> std::borrow::Cow<'_, str> {
-    if error.len() <= LOGGED_ERROR_BYTES {
+    let logged = super::publish::start_of(error, LOGGED_ERROR_BYTES);
+    if logged.len() == error.len() {
         return error.into();
     }
-    let mut end = LOGGED_ERROR_BYTES;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    let left_out = error.len() - end;
-    format!("{}… [{left_out} more bytes not logged]", &error[..end]).into()
+    let left_out = error.len() - logged.len();
+    format!("{logged}… [{left_out} more bytes not logged]").into()
 }
 
 /// Runs the handler until it ends, acknowledging progress meanwhile.
