@@ -50,8 +50,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// An engine journaling in `dir` (a fresh journal each time, as a restarted process
-/// would have), whose `step` handlers count their calls and whose `flaky` handler
-/// fails unless `flaky_succeeds`.
+/// would have), whose `step` handlers count their calls, whose `flaky` handler fails
+/// unless `flaky_succeeds` and whose `route` branch task chooses `small`.
 fn engine(
     dir: &Path,
     calls: &Calls,
@@ -84,6 +84,15 @@ fn engine(
             } else {
                 Err(TaskError::permanent("not yet"))
             }
+        }
+    });
+    // A branch task that chooses its dependent `small` only.
+    let c = calls.clone();
+    engine.register_handler("route", move |ctx: TaskContext| {
+        c.note(&ctx);
+        async move {
+            ctx.choose_branches(["small"])?;
+            Ok::<_, TaskError>(json!("small"))
         }
     });
     engine
@@ -883,20 +892,8 @@ fn a_branch_choice_is_journaled_and_holds_when_the_run_resumes() {
         .task(Task::new("fetch", "flaky"))
         .task(Task::new("small", "step").depends_on(["route"]))
         .task(Task::new("large", "step").depends_on(["route", "fetch"]));
-    let with_route = |flaky_succeeds: bool| {
-        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
-        let c = calls.clone();
-        engine.register_handler("route", move |ctx: TaskContext| {
-            c.note(&ctx);
-            async move {
-                ctx.choose_branches(["small"])?;
-                Ok::<_, TaskError>(json!("small"))
-            }
-        });
-        engine
-    };
     let first = runtime()
-        .block_on(with_route(false).run_durable(&workflow, run_id.clone()))
+        .block_on(engine(dir.path(), &calls, false, None).run_durable(&workflow, run_id.clone()))
         .unwrap();
     assert_eq!(first.task("large").unwrap().status, TaskStatus::Skipped);
     // Cut the journal right after the branch task's line.
@@ -922,7 +919,7 @@ fn a_branch_choice_is_journaled_and_holds_when_the_run_resumes() {
     std::fs::write(&path, kept).unwrap();
 
     let resumed = runtime()
-        .block_on(with_route(true).run_durable(&workflow, run_id))
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id))
         .unwrap();
     assert_eq!(calls.of("route"), 1, "the branch task is not asked again");
     assert_eq!(resumed.task("fetch").unwrap().status, TaskStatus::Completed);
@@ -955,15 +952,8 @@ fn a_branch_skip_made_again_on_resume_is_journaled_before_what_it_lets_run() {
                 .depends_on(["large"])
                 .trigger_rule(orch_core::TriggerRule::AllDone),
         );
-    let with_route = |flaky_succeeds: bool| {
-        let engine = engine(dir.path(), &calls, flaky_succeeds, None);
-        engine.register_handler("route", |ctx: TaskContext| async move {
-            ctx.choose_branches(["small"])?;
-            Ok::<_, TaskError>(json!("small"))
-        });
-        engine
-    };
-    let first = runtime().block_on(with_route(false).run_durable(&workflow, run_id.clone()));
+    let first = runtime()
+        .block_on(engine(dir.path(), &calls, false, None).run_durable(&workflow, run_id.clone()));
     assert_eq!(
         first.unwrap().task("fetch").unwrap().status,
         TaskStatus::Failed
@@ -971,7 +961,7 @@ fn a_branch_skip_made_again_on_resume_is_journaled_before_what_it_lets_run() {
     let before = journaled_ids(dir.path(), "branch-again").len();
 
     let resumed = runtime()
-        .block_on(with_route(true).run_durable(&workflow, run_id))
+        .block_on(engine(dir.path(), &calls, true, None).run_durable(&workflow, run_id))
         .unwrap();
     let large = resumed.task("large").unwrap();
     assert_eq!(large.status, TaskStatus::Skipped);
@@ -1007,10 +997,6 @@ fn a_branch_skip_is_journaled_at_once_without_trigger_rules() {
         .task(Task::new("below_large", "step").depends_on(["large"]))
         .task(Task::new("last", "step").depends_on(["small"]));
     let engine = engine(dir.path(), &calls, true, None);
-    engine.register_handler("route", |ctx: TaskContext| async move {
-        ctx.choose_branches(["small"])?;
-        Ok::<_, TaskError>(json!("small"))
-    });
     let result = runtime()
         .block_on(engine.run_durable(&workflow, RunId::parse("branch").unwrap()))
         .unwrap();

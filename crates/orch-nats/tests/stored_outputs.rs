@@ -146,14 +146,7 @@ async fn a_stopping_worker_hands_back_a_task_whose_output_it_is_still_uploading(
         async move { Ok::<_, TaskError>(big) }
     });
     let stop = common::run_worker(&server, second).await;
-    let result = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the run ends")
-        .expect("no panic")
-        .expect("valid");
-    let big = result.task("big").expect("a task");
-    assert_eq!((big.status, big.attempts), (TaskStatus::Completed, 1));
-    assert_eq!(big.result, Some(json!(output)));
+    big_completed_once(run, Duration::from_secs(60), &output).await;
     // The second worker ran the task handed back.
     tokio::time::timeout(Duration::ZERO, ran_again.notified())
         .await
@@ -189,16 +182,25 @@ async fn an_output_made_after_the_stop_is_stored_all_the_same() {
     let run = tokio::spawn(async move { engine.execute_workflow(&workflow).await });
     started.notified().await;
     stop.cancel();
-    // A guard against waiting for ever, not a measure.
-    let result = tokio::time::timeout(Duration::from_secs(30), run)
+    big_completed_once(run, Duration::from_secs(30), &output).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// Waits for `run` (`guard` at most, against waiting for ever, not as a measure), whose
+/// task `big` must have completed in one attempt with `output`.
+async fn big_completed_once(
+    run: tokio::task::JoinHandle<Result<orch_core::WorkflowResult, orch_engine::RunError>>,
+    guard: Duration,
+    output: &str,
+) {
+    let result = tokio::time::timeout(guard, run)
         .await
-        .expect("the run ends on the stopped worker's output")
+        .expect("the run ends")
         .expect("no panic")
         .expect("valid");
     let big = result.task("big").expect("a task");
     assert_eq!((big.status, big.attempts), (TaskStatus::Completed, 1));
     assert_eq!(big.result, Some(json!(output)));
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 /// A worker tries storing a large output again while its patience lasts: here the
