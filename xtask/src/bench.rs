@@ -358,6 +358,19 @@ mod tests {
         assert!(parse_row(r#"{"case": "x"}"#).is_none());
     }
 
+    /// The target directory is the one cargo built this very test binary in.
+    #[test]
+    fn the_target_directory_is_where_cargo_builds() {
+        let dir = super::target_dir().expect("cargo metadata names it");
+        let this = std::env::current_exe().expect("this test's binary");
+        assert!(
+            this.starts_with(&dir),
+            "{} is not in {}",
+            this.display(),
+            dir.display()
+        );
+    }
+
     #[test]
     fn every_row_line_of_a_case_is_read_other_lines_are_not_and_a_broken_row_is_an_error() {
         let stdout = "skipping nothing\n\
