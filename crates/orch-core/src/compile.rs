@@ -284,8 +284,8 @@ fn suggest_dependencies(tasks: &TaskTable, errors: &mut [ValidationError]) {
         } = error
         {
             // Never the task itself: that would be a dependency on itself.
-            let ids = tasks.keys().filter(|id| *id != task).map(TaskId::as_str);
-            *suggestion = closest(dependency, ids, &mut budget)
+            let ids = tasks.keys().map(TaskId::as_str);
+            *suggestion = closest(dependency, Some(task), ids, &mut budget)
                 .and_then(|id| tasks.get_key_value(id))
                 .map(|(id, _)| id.clone());
         }

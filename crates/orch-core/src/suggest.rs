@@ -34,10 +34,12 @@ impl Budget {
 /// The candidate closest to `name`, if one is close enough to be a likely typo: at most one
 /// edit (insert, delete, replace or swap two neighbours) per three characters of `name`
 /// (so none for a name shorter than three: one edit makes `c` any other letter). Among
-/// equally close candidates, the first wins. Stops, with the best found so far, when
-/// `budget` runs out.
+/// equally close candidates, the first wins. `itself`, the name of what the search is
+/// for when it is among the candidates, is never suggested (telling it apart is paid for
+/// as reading the candidate). Stops, with the best found so far, when `budget` runs out.
 pub(crate) fn closest<'c>(
     name: &str,
+    itself: Option<&str>,
     candidates: impl IntoIterator<Item = &'c str>,
     budget: &mut Budget,
 ) -> Option<&'c str> {
@@ -57,6 +59,9 @@ pub(crate) fn closest<'c>(
         // Counting its characters reads the whole candidate.
         if !budget.spend(candidate.len()) {
             break;
+        }
+        if itself == Some(candidate) {
+            continue;
         }
         let length = candidate.chars().count();
         if length.abs_diff(name.len()) > limit {
@@ -161,12 +166,16 @@ mod tests {
         let known = ["extract_order", "extract_orders", "load"];
         let mut budget = Budget::new();
         assert_eq!(
-            closest("extract_ordr", known, &mut budget),
+            closest("extract_ordr", None, known, &mut budget),
             Some("extract_order")
         );
-        assert_eq!(closest("laod", known, &mut budget), Some("load"));
-        assert_eq!(closest("zzzz", known, &mut budget), None);
-        assert_eq!(closest("load", known, &mut budget), None, "not itself");
+        assert_eq!(closest("laod", None, known, &mut budget), Some("load"));
+        assert_eq!(closest("zzzz", None, known, &mut budget), None);
+        assert_eq!(
+            closest("load", None, known, &mut budget),
+            None,
+            "not itself"
+        );
     }
 
     #[test]
@@ -174,16 +183,16 @@ mod tests {
         let long = "a".repeat(40);
         let mut budget = Budget(1000);
         assert_eq!(
-            closest(&long, [long.replace('a', "b").as_str()], &mut budget),
+            closest(&long, None, [long.replace('a', "b").as_str()], &mut budget),
             None
         );
-        assert_eq!(closest("laod", ["load"], &mut budget), Some("load"));
+        assert_eq!(closest("laod", None, ["load"], &mut budget), Some("load"));
     }
 
-    /// The steps `closest("abcd", [candidate])` takes from a full budget.
+    /// The steps `closest("abcd", None, [candidate])` takes from a full budget.
     fn steps_to_look_at(candidate: &str) -> usize {
         let mut budget = Budget::new();
-        assert_eq!(closest("abcd", [candidate], &mut budget), None);
+        assert_eq!(closest("abcd", None, [candidate], &mut budget), None);
         BUDGET - budget.0
     }
 
@@ -202,9 +211,42 @@ mod tests {
     }
 
     #[test]
+    fn passing_over_the_searcher_itself_is_paid_for_by_the_byte() {
+        // Telling a candidate from `itself` reads both: with long ids that differ only
+        // at the end, a search per unknown name would otherwise read them for free.
+        let itself = format!("{}a", "x".repeat(MAX_CANDIDATE_BYTES - 1));
+        let other = format!("{}b", "x".repeat(MAX_CANDIDATE_BYTES - 1));
+        let mut budget = Budget::new();
+        let found = closest(
+            "abcd",
+            Some(&itself),
+            [itself.as_str(), &other],
+            &mut budget,
+        );
+        assert_eq!(found, None);
+        assert!(BUDGET - budget.0 > 2 * MAX_CANDIDATE_BYTES);
+        // Once the budget is spent, a search reads no candidate at all.
+        let mut budget = Budget(MAX_CANDIDATE_BYTES);
+        let found = closest(
+            "abcd",
+            Some(&itself),
+            [itself.as_str(), &other],
+            &mut budget,
+        );
+        assert_eq!((found, budget.0), (None, MAX_CANDIDATE_BYTES - 1));
+    }
+
+    #[test]
+    fn itself_is_never_suggested() {
+        let known = ["load", "laod2"];
+        let found = closest("laod", Some("load"), known, &mut Budget::new());
+        assert_eq!(found, Some("laod2"));
+    }
+
+    #[test]
     fn an_empty_budget_suggests_nothing() {
         let mut budget = Budget(0);
-        assert_eq!(closest("laod", ["load"], &mut budget), None);
+        assert_eq!(closest("laod", None, ["load"], &mut budget), None);
     }
 
     proptest! {

@@ -425,7 +425,7 @@ impl<'w> ValidWorkflow<'w> {
             .map(|t| MissingHandler {
                 task_type: types[t].clone(),
                 tasks: std::mem::take(&mut tasks[t]),
-                suggestion: closest(&types[t], names.iter().copied(), &mut budget)
+                suggestion: closest(&types[t], None, names.iter().copied(), &mut budget)
                     .map(str::to_owned),
             })
             .collect()

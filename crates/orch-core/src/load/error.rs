@@ -330,7 +330,7 @@ fn unknown_key(segments: &[&Segment], message: &str) -> Option<String> {
         ] if tasks == "tasks" && backoff == "backoff" => format!(" in the backoff of task `{id}`"),
         _ => format!(" in `{}`", field_text(parent)),
     };
-    let hint = match closest(key, expected.iter().copied(), &mut Budget::new()) {
+    let hint = match closest(key, None, expected.iter().copied(), &mut Budget::new()) {
         Some(meant) => did_you_mean(Some(meant)),
         None if expected.is_empty() => String::new(),
         None => format!(
