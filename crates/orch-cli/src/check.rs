@@ -114,7 +114,33 @@ pub(crate) struct Checked {
     pub(crate) file: PathBuf,
     /// The workflow, when the file could be read (it may still have problems).
     pub(crate) workflow: Option<Workflow>,
+    /// Its problems, the first [`LISTED_PROBLEMS`] of them.
     pub(crate) problems: Vec<Problem>,
+    /// How many more it has, not listed.
+    pub(crate) unlisted: usize,
+}
+
+/// The most problems of one file that are listed; the others are counted. A generated
+/// workflow may have millions, each naming its task: all listed, they could take far
+/// more memory and time than the file (as compilers stop listing errors at a limit).
+pub(crate) const LISTED_PROBLEMS: usize = 100;
+
+impl Checked {
+    /// How many problems the file has, listed or not.
+    pub(crate) fn problem_count(&self) -> usize {
+        self.problems.len() + self.unlisted
+    }
+
+    /// The file's listed problems as compilers print them, one per line, then a line
+    /// that counts those not listed.
+    pub(crate) fn rendered(&self) -> impl Iterator<Item = String> + '_ {
+        let rendered = self.problems.iter().map(|p| p.render(&self.file));
+        let unlisted = (self.unlisted > 0).then(|| {
+            let file = crate::display::one_line(&self.file.display().to_string()).into_owned();
+            format!("{file}: and {} more problem(s), not listed", self.unlisted)
+        });
+        rendered.chain(unlisted)
+    }
 }
 
 /// Reads `file` and checks it: its syntax, the workflow's structure and options, and,
@@ -124,6 +150,7 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         file: file.to_owned(),
         workflow: None,
         problems: Vec::new(),
+        unlisted: 0,
     };
     let Some(format) = file
         .extension()
@@ -208,10 +235,19 @@ fn checked_workflow(
     builtin_types: bool,
 ) -> Checked {
     if let Err(errors) = workflow.validate() {
-        checked.problems.extend(errors.iter().map(structural));
+        // Only those listed are made into messages.
+        let listed = errors.len().min(LISTED_PROBLEMS);
+        checked
+            .problems
+            .extend(errors.iter().take(listed).map(structural));
+        checked.unlisted = errors.len() - listed;
     }
     if builtin_types {
-        checked.problems.extend(builtin(&workflow));
+        let mut found = builtin(&workflow);
+        let listed = found.len().min(LISTED_PROBLEMS - checked.problems.len());
+        checked.unlisted += found.len() - listed;
+        found.truncate(listed);
+        checked.problems.extend(found);
     }
     // Finding places reads the text again: only when there is something to place.
     if !checked.problems.is_empty() {

@@ -25,23 +25,26 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
         .iter()
         .map(|f| Validated::from(check::check(f, builtin_types)))
         .collect();
-    let problems: usize = checked.iter().map(|c| c.problems.len()).sum();
+    let problems: usize = checked.iter().map(|c| c.checked.problem_count()).sum();
     match format {
         Format::Text => {
             let mut out = String::new();
             for file in &checked {
-                for problem in &file.problems {
-                    out.push_str(&problem.render(&file.file));
+                for line in file.checked.rendered() {
+                    out.push_str(&line);
                     out.push('\n');
                 }
-                if let (Some(tasks), true) = (file.tasks, file.problems.is_empty()) {
-                    let name = file.file.display().to_string();
+                if let (Some(tasks), 0) = (file.tasks, file.checked.problem_count()) {
+                    let name = file.checked.file.display().to_string();
                     // One line, as each problem is: a name cannot pass for another file's.
                     let name = crate::display::one_line(&name);
                     out.push_str(&format!("{name}: ok ({tasks} tasks)\n"));
                 }
             }
-            let bad = checked.iter().filter(|c| !c.problems.is_empty()).count();
+            let bad = checked
+                .iter()
+                .filter(|c| c.checked.problem_count() > 0)
+                .count();
             if problems > 0 {
                 out.push_str(&format!(
                     "{problems} problem(s) in {bad} of {} file(s)\n",
@@ -55,10 +58,11 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
                 .iter()
                 .map(|c| {
                     json!({
-                        "file": c.file.to_string_lossy(),
-                        "valid": c.problems.is_empty(),
+                        "file": c.checked.file.to_string_lossy(),
+                        "valid": c.checked.problem_count() == 0,
                         "tasks": c.tasks,
-                        "problems": c.problems,
+                        "problems": c.checked.problems,
+                        "unlisted_problems": c.checked.unlisted,
                     })
                 })
                 .collect();
@@ -73,21 +77,18 @@ pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -
     }
 }
 
-/// What `orch validate` prints of a checked file.
+/// What `orch validate` prints of a checked file: its problems, and its size.
 struct Validated {
-    file: PathBuf,
+    /// Without its workflow.
+    checked: Checked,
     /// How many tasks its workflow has, when it could be read.
     tasks: Option<usize>,
-    problems: Vec<check::Problem>,
 }
 
 impl From<Checked> for Validated {
-    fn from(checked: Checked) -> Self {
-        Self {
-            file: checked.file,
-            tasks: checked.workflow.map(|workflow| workflow.len()),
-            problems: checked.problems,
-        }
+    fn from(mut checked: Checked) -> Self {
+        let tasks = checked.workflow.take().map(|workflow| workflow.len());
+        Self { checked, tasks }
     }
 }
 
@@ -105,8 +106,8 @@ fn load_dag(command: &str, file: &Path) -> Result<Dag, ExitCode> {
         .filter(|_| checked.problems.is_empty())
         .and_then(|w| Dag::new(w).ok());
     dag.ok_or_else(|| {
-        for problem in &checked.problems {
-            errln!("{}", problem.render(file));
+        for line in checked.rendered() {
+            errln!("{line}");
         }
         fail(
             command,

@@ -27,10 +27,12 @@
 //!
 //! - `orch validate FILE...` reads every file and prints every problem at once, as
 //!   `file:line:column: message (did you mean ...?)` where the place is known; exit 0 when
-//!   all are valid, 1 otherwise. `--format json` prints
+//!   all are valid, 1 otherwise. It lists the first 100 problems of a file and counts the
+//!   others (`FILE: and N more problem(s), not listed`). `--format json` prints
 //!   `{"valid": bool, "problems": N, "files": [{"file", "valid", "tasks", "problems": [{"kind",
-//!   "message", "task", "line", "column", "suggestion"}]}]}`, every key in every problem
-//!   (`null` when not known: no task, no place, nothing to suggest). Task types and their
+//!   "message", "task", "line", "column", "suggestion"}], "unlisted_problems": N}]}`, every
+//!   key in every problem (`null` when not known: no task, no place, nothing to suggest);
+//!   `problems` at the top counts the unlisted ones too. Task types and their
 //!   configurations are checked against the built-in types unless `--any-task-type` is given
 //!   (for workflows run by a Rust program with handlers of its own).
 //! - `orch plan FILE` prints the order tasks run in and their levels, as a table or

@@ -111,13 +111,13 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     let workflow = match checked.workflow {
         Some(workflow) if checked.problems.is_empty() => workflow,
         _ => {
-            for problem in &checked.problems {
-                errln!("{}", problem.render(&args.file));
+            for line in checked.rendered() {
+                errln!("{line}");
             }
             errln!(
                 "{}: not run: {} problem(s)",
                 args.file.display(),
-                checked.problems.len()
+                checked.problem_count()
             );
             return ExitCode::from(1);
         }

@@ -241,7 +241,8 @@ fn validate_json_names_kinds_places_and_suggestions() {
     let files = report["files"].as_array().expect("files");
     assert_eq!(
         files[0],
-        json!({"file": "good.yaml", "valid": true, "tasks": 4, "problems": []})
+        json!({"file": "good.yaml", "valid": true, "tasks": 4, "problems": [],
+               "unlisted_problems": 0})
     );
     assert_eq!(
         files[1]["problems"][0],
@@ -256,6 +257,42 @@ fn validate_json_names_kinds_places_and_suggestions() {
     assert_eq!(
         (syntax["kind"].as_str(), syntax["line"].as_u64()),
         (Some("parse"), Some(3))
+    );
+}
+
+/// A file with many problems has the first hundred listed and the others counted, in
+/// text and in JSON: listing millions, each naming its task, could take far more than
+/// the file.
+#[test]
+fn validate_lists_a_hundred_problems_of_a_file_and_counts_the_rest() {
+    let dir = Dir::new();
+    let ghosts: Vec<String> = (0..150).map(|i| format!("ghost{i}")).collect();
+    let workflow = format!(
+        "workflow_id: w\ntasks:\n  a:\n    task_type: echo\n    dependencies: [{}]\n",
+        ghosts.join(", ")
+    );
+    dir.write("w.yaml", &workflow);
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "w.yaml"]));
+    assert_eq!(code, Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 102, "{stdout}");
+    assert!(lines[99].ends_with("unknown task `ghost99`"), "{stdout}");
+    assert_eq!(lines[100], "w.yaml: and 50 more problem(s), not listed");
+    assert_eq!(lines[101], "150 problem(s) in 1 of 1 file(s)");
+    let json = run_in(&dir, &["validate", "--format", "json", "w.yaml"]);
+    let report: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(report["problems"], 150);
+    let file = &report["files"][0];
+    assert_eq!(file["problems"].as_array().map(Vec::len), Some(100));
+    assert_eq!(file["unlisted_problems"], 50);
+    // A run refused for its problems says how many it has.
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "w.yaml: and 50 more problem(s), not listed\nw.yaml: not run: 150 problem(s)\n"
+        ),
+        "{stderr}"
     );
 }
 

@@ -19,8 +19,8 @@ pub enum ValidationError {
     /// A task depends on an id that no task has.
     #[error(
         "task `{}` depends on unknown task `{}`{}",
-        shown(task),
-        shown(dependency),
+        shown_id(task),
+        shown_id(dependency),
         did_you_mean(suggestion.as_deref())
     )]
     UnknownDependency {
@@ -33,7 +33,7 @@ pub enum ValidationError {
         suggestion: Option<TaskId>,
     },
     /// A task lists itself as a dependency.
-    #[error("task `{}` depends on itself", shown(task))]
+    #[error("task `{}` depends on itself", shown_id(task))]
     SelfDependency {
         /// The task.
         task: TaskId,
@@ -41,8 +41,8 @@ pub enum ValidationError {
     /// A task lists the same dependency more than once.
     #[error(
         "task `{}` lists dependency `{}` more than once",
-        shown(task),
-        shown(dependency)
+        shown_id(task),
+        shown_id(dependency)
     )]
     DuplicateDependency {
         /// The task.
@@ -51,7 +51,7 @@ pub enum ValidationError {
         dependency: TaskId,
     },
     /// Two tasks share an id (list form, or tasks added twice).
-    #[error("task id `{}` is used by more than one task", shown(task))]
+    #[error("task id `{}` is used by more than one task", shown_id(task))]
     DuplicateTaskId {
         /// The repeated id.
         task: TaskId,
@@ -59,8 +59,8 @@ pub enum ValidationError {
     /// In map form, a task's key differs from the `task_id` inside it.
     #[error(
         "task stored under key `{}` has task_id `{}`",
-        shown(key),
-        shown(task_id)
+        shown_id(key),
+        shown_id(task_id)
     )]
     KeyMismatch {
         /// The map key.
@@ -81,7 +81,7 @@ pub enum ValidationError {
     /// rest of a line is shown, or an invisible character (see
     /// [`is_hidden_control`](crate::is_hidden_control)), which makes two ids look alike.
     /// The error names which.
-    #[error("{what} \"{text}\"{of} holds the {} '{}': ids, task types and pool names may not", crate::compile::hidden_kind(*.found).unwrap_or("character"), shown(&.found.to_string()), of = of_task(.task.as_ref(), what))]
+    #[error("{what} \"{}\"{of} holds the {} '{}': ids, task types and pool names may not", shown_cut(text), crate::compile::hidden_kind(*.found).unwrap_or("character"), shown(&.found.to_string()), of = of_task(.task.as_ref(), what))]
     ControlCharacter {
         /// What holds it: `workflow id`, `task id`, `task type` or `pool`.
         what: &'static str,
@@ -93,7 +93,7 @@ pub enum ValidationError {
         found: char,
     },
     /// A task option has a value that cannot work.
-    #[error("task `{}`: invalid `{option}`: {}", shown(task), shown(reason))]
+    #[error("task `{}`: invalid `{option}`: {}", shown_id(task), shown(reason))]
     InvalidOption {
         /// The task.
         task: TaskId,
@@ -102,6 +102,39 @@ pub enum ValidationError {
         /// What is wrong with the value.
         reason: String,
     },
+}
+
+/// The longest id, in bytes, that an error shows whole: a longer one is shown by its start
+/// and its length, so that the many problems one long id may have stay short to print.
+const SHOWN_ID_BYTES: usize = 200;
+
+/// Id `id` as an error prints it: escaped as [`shown`] escapes text, and past
+/// [`SHOWN_ID_BYTES`] cut, with its length in bytes (the error's fields hold it whole).
+pub(crate) fn shown_id(id: &str) -> std::borrow::Cow<'_, str> {
+    match start_of(id) {
+        None => shown(id),
+        Some(start) => std::borrow::Cow::Owned(format!("{}… ({} bytes)", shown(start), id.len())),
+    }
+}
+
+/// Text escaped already, cut as [`shown_id`] cuts an id.
+fn shown_cut(text: &str) -> std::borrow::Cow<'_, str> {
+    match start_of(text) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(start) => std::borrow::Cow::Owned(format!("{start}… ({} bytes)", text.len())),
+    }
+}
+
+/// The first [`SHOWN_ID_BYTES`] (or fewer, to end on a character) of a longer `text`.
+fn start_of(text: &str) -> Option<&str> {
+    if text.len() <= SHOWN_ID_BYTES {
+        return None;
+    }
+    let mut end = SHOWN_ID_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&text[..end])
 }
 
 /// `text` as an error prints it: with its control characters (a line break, a terminal
@@ -139,7 +172,10 @@ fn push_escaped(out: &mut String, c: char) {
 }
 
 fn path_text(path: &[TaskId]) -> String {
-    path.iter().map(shown).collect::<Vec<_>>().join(" -> ")
+    path.iter()
+        .map(|t| shown_id(t))
+        .collect::<Vec<_>>()
+        .join(" -> ")
 }
 
 fn path_list(tasks: &[TaskId]) -> String {
@@ -147,7 +183,7 @@ fn path_list(tasks: &[TaskId]) -> String {
     let mut text = tasks
         .iter()
         .take(SHOWN)
-        .map(|t| format!("`{}`", shown(t)))
+        .map(|t| format!("`{}`", shown_id(t)))
         .collect::<Vec<_>>()
         .join(", ");
     if tasks.len() > SHOWN {
@@ -175,7 +211,7 @@ fn path_list(tasks: &[TaskId]) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "no handler for task type `{}` (used by {}){}",
-    shown(task_type),
+    shown_id(task_type),
     path_list(.tasks),
     did_you_mean(suggestion.as_deref())
 )]
@@ -192,7 +228,8 @@ pub struct MissingHandler {
 
 /// Every problem found in a workflow; never empty.
 ///
-/// `Display` prints one problem per line.
+/// `Display` prints one problem per line, the first 100 of them, then a line that counts
+/// the others (a generated workflow may have millions); iterate for every one.
 ///
 /// ```
 /// use orch_core::{Task, Workflow};
@@ -247,15 +284,21 @@ impl Extend<ValidationError> for ValidationErrors {
     }
 }
 
+/// The most problems the text of [`ValidationErrors`] lists.
+const LISTED: usize = 100;
+
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
+        for (i, error) in self.0.iter().take(LISTED).enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
             }
             write!(f, "{error}")?;
         }
-        Ok(())
+        match self.0.len().checked_sub(LISTED) {
+            Some(unlisted) if unlisted > 0 => write!(f, "\nand {unlisted} more problem(s)"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -289,7 +332,11 @@ impl<'a> IntoIterator for &'a ValidationErrors {
 fn of_task(task: Option<&TaskId>, what: &str) -> String {
     match task {
         Some(task) if what != "task id" => {
-            format!(" of task \"{}\"", quoted(task.as_str()))
+            let id = task.as_str();
+            match start_of(id) {
+                None => format!(" of task \"{}\"", quoted(id)),
+                Some(start) => format!(" of task \"{}… ({} bytes)\"", quoted(start), id.len()),
+            }
         }
         _ => String::new(),
     }

@@ -562,3 +562,42 @@ fn errors_show_bidirectional_controls_in_names_escaped() {
         "{text}"
     );
 }
+
+/// A long id is shown by its start and its length, however many problems name it; the
+/// error's fields hold it whole.
+#[test]
+fn a_long_id_is_shown_cut_in_the_text_and_kept_whole_in_the_fields() {
+    let long = format!("{}é", "x".repeat(10_000));
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new(long.as_str(), "t").depends_on(["ghost", "b", "b"]))
+        .task(Task::new("b", "t"));
+    let errors = errors_of(&workflow);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for error in &errors {
+        let text = error.to_string();
+        assert!(text.len() < 300, "{text}");
+        assert!(
+            text.contains(&format!("… ({} bytes)", long.len())),
+            "{text}"
+        );
+    }
+    assert!(matches!(
+        &errors[0],
+        ValidationError::UnknownDependency { task, .. } if task.as_str() == long
+    ));
+}
+
+/// The text of many problems lists the first hundred and counts the others, which
+/// iterating the errors gives.
+#[test]
+fn the_text_of_many_problems_lists_a_hundred_and_counts_the_rest() {
+    let ghosts: Vec<String> = (0..150).map(|i| format!("ghost{i}")).collect();
+    let workflow = Workflow::new("w", "W").task(Task::new("a", "t").depends_on(ghosts));
+    let errors = workflow.validate().expect_err("unknown dependencies");
+    assert_eq!(errors.iter().count(), 150);
+    let text = errors.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 101, "{text}");
+    assert_eq!(lines[99], "task `a` depends on unknown task `ghost99`");
+    assert_eq!(lines[100], "and 50 more problem(s)");
+}
