@@ -1,6 +1,7 @@
 //! [`Plan`]: a workflow's DAG compiled once into dense indices.
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use daggy::{Dag, NodeIndex};
@@ -338,14 +339,16 @@ impl Plan {
     }
 
     fn reach(&self, start: usize, edges: &Adjacency) -> Vec<usize> {
-        let mut seen = vec![false; self.len()];
+        // A set of the tasks found, not a flag per task of the workflow: a task with few
+        // ancestors in a wide workflow (asked once per task of a wide fan-out) costs as
+        // little as its answer.
+        let mut seen: HashSet<u32, foldhash::fast::RandomState> = HashSet::default();
         let mut found = Vec::new();
         let mut stack: Vec<u32> = edges.of(start).to_vec();
         while let Some(i) = stack.pop() {
-            let i = i as usize;
-            if !std::mem::replace(&mut seen[i], true) {
-                found.push(i);
-                stack.extend_from_slice(edges.of(i));
+            if seen.insert(i) {
+                found.push(i as usize);
+                stack.extend_from_slice(edges.of(i as usize));
             }
         }
         found.sort_unstable_by_key(|&i| self.position[i]);
