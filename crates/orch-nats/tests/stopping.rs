@@ -2,8 +2,8 @@
 //! delivers late is handed back without using up its deliveries, and runs on the next
 //! worker (handed back at once, it went straight back to the same open request, delivery
 //! after delivery, until it failed as "worker lost" without ever running), and so is one
-//! it stops running; a handler it cancels that completes within the cancel grace reports
-//! its output; a worker cut off from its server, its connection full, still stops, also
+//! it stops running, or was still looking up (not started); a handler it cancels that
+//! completes within the cancel grace reports its output; a worker cut off from its server, its connection full, still stops, also
 //! with many tasks come late; one whose connection closes returns from `run` by itself.
 
 mod common;
@@ -575,4 +575,69 @@ async fn a_task_handed_back_does_not_go_to_the_stopping_workers_own_request() {
         .consumer_sequence;
     assert_eq!(delivered, 1, "the task went back to the stopping worker");
     run.abort();
+}
+
+/// A worker that counts its calls in `calls`.
+async fn counting_worker(server: &NatsServer, calls: &Arc<AtomicUsize>) -> Worker {
+    Worker::builder()
+        .state(Arc::clone(calls))
+        .handler("count", |ctx: TaskContext| async move {
+            ctx.state::<Arc<AtomicUsize>>()?
+                .fetch_add(1, Ordering::SeqCst);
+            Ok::<_, TaskError>(())
+        })
+        .connect(&server.config())
+        .await
+        .expect("the worker connects")
+}
+
+/// A task delivered again, or of a resumed run, is looked up on the results stream before
+/// it runs. A worker that stops while it waits for that answer hands the task back: it
+/// was not running when the worker stopped (started once answered, it ran while the
+/// worker was stopping, and would have been cut off at the end of the shutdown grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_still_looked_up_when_its_worker_stops_is_handed_back_not_run() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let _streams_made = coordinator(&server, "count").await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let stopping = counting_worker(&server, &calls).await;
+    // Until the results stream is back, no worker can tell whether a result is stored.
+    let mut results = js
+        .get_stream("ORCH_RESULTS")
+        .await
+        .expect("the results stream");
+    let config = results.info().await.expect("its state").config.clone();
+    js.delete_stream("ORCH_RESULTS").await.expect("deleted");
+    let task = r#"{"v": 1, "run_id": "r-stopping", "workflow_id": "w", "attempt": 1,
+        "resumed": true, "task": {"task_id": "a", "task_type": "count"}}"#;
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(task.into())
+        .message_id("r-stopping.a.1");
+    let sent = js.send_publish("orch.task.count", publish).await;
+    sent.expect("published").await.expect("stored");
+
+    let stop = CancellationToken::new();
+    let stopped = tokio::spawn(stopping.run(stop.clone()));
+    common::wait_for_async(|| async { delivered(&server, "count").await == 1 }).await;
+    // Time to take the task up and ask about it (the answer waits for the stream).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.cancel();
+    js.create_stream(config)
+        .await
+        .expect("the results stream made anew");
+    stopped.await.expect("the worker stops");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the stopping worker ran the task"
+    );
+
+    let next = counting_worker(&server, &calls).await;
+    let stop_next = CancellationToken::new();
+    tokio::spawn(next.run(stop_next.clone()));
+    common::wait_for(|| calls.load(Ordering::SeqCst) == 1).await;
+    stop_next.cancel();
 }

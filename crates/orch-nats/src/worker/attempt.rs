@@ -40,6 +40,7 @@ pub(crate) async fn run(
     queue: Arc<TypeQueue>,
     message: async_nats::Message,
     permit: Option<OwnedSemaphorePermit>,
+    stop: CancellationToken,
     hand_back: CancellationToken,
 ) {
     let _permit = permit;
@@ -86,7 +87,14 @@ pub(crate) async fn run(
         // the server's window for repeated message ids sends an attempt still queued
         // again, as a new message: either way the stored result stands.
         if delivered > 1 || task.resumed {
-            let look_up = look_up_result(&shared, &key, task.deadline_ms, &hand_back);
+            // A worker that stops meanwhile hands the task back: it is not running yet.
+            let stopped = async {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = hand_back.cancelled() => {}
+                }
+            };
+            let look_up = look_up_result(&shared, &key, task.deadline_ms, stopped);
             match Box::pin(with_progress(&message, &queue, look_up)).await {
                 LookUp::NotStored => {}
                 LookUp::Stored => {
@@ -323,8 +331,8 @@ const LOOK_UP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Asks the results stream whether attempt `key` has a stored result, again and again
 /// while the server does not answer: a task whose result is stored must not run twice,
-/// so it never runs on a question left unanswered. Given up when the worker stops (the
-/// task is handed back), when the attempt's deadline passes (nobody waits for it any
+/// so it never runs on a question left unanswered. Given up when `stopped` ends (the
+/// worker stops: the task is handed back), when the attempt's deadline passes (nobody waits for it any
 /// more) or after [`LOOK_UP_PATIENCE`] (handed back, which counts as a delivery: a
 /// worker that is never answered, for want of the right to read results, ends in the
 /// "worker lost" verdict rather than in a task run twice).
@@ -332,15 +340,16 @@ async fn look_up_result(
     shared: &Shared,
     key: &AttemptKey,
     deadline_ms: Option<u64>,
-    hand_back: &CancellationToken,
+    stopped: impl Future<Output = ()>,
 ) -> LookUp {
+    tokio::pin!(stopped);
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
         let asked = stored::find_result(&shared.js, &shared.names, key);
         let answer = tokio::select! {
             answer = asked => answer,
-            () = hand_back.cancelled() => return LookUp::HandBack,
+            () = &mut stopped => return LookUp::HandBack,
         };
         let unanswered = match answer {
             Ok(Some(_)) => return LookUp::Stored,
@@ -368,7 +377,7 @@ async fn look_up_result(
         );
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = hand_back.cancelled() => return LookUp::HandBack,
+            () = &mut stopped => return LookUp::HandBack,
         }
         pause = (pause * 2).min(Duration::from_secs(2));
     }

@@ -234,6 +234,7 @@ pub(crate) async fn serve(
                         Arc::clone(&queue),
                         message,
                         Some(permit),
+                        stop.clone(),
                         hand_back.clone(),
                     );
                     start(&mut running, attempt);
@@ -317,11 +318,13 @@ async fn slot_for(
     tokio::pin!(acquired, none_free);
     let mut progress = ProgressDue::new(queue);
     loop {
+        // A slot freed as the worker stops is not taken: the task has not started.
         tokio::select! {
+            biased;
+            () = stop.cancelled() => return Slot::Stopping,
             permit = &mut acquired => return permit.map_or(Slot::Stopping, Slot::Free),
             () = &mut none_free => return Slot::NoneFree,
             () = progress.tick() => acks::in_progress(shared, message).await,
-            () = stop.cancelled() => return Slot::Stopping,
         }
     }
 }
