@@ -235,11 +235,13 @@ impl TaskContext {
     /// a task it depends on, directly or not. Reading another task, or an output of
     /// another shape, is a permanent error.
     ///
-    /// Ancestors finish before a task starts, unless a task between them has a trigger
-    /// rule that starts it before all of its dependencies ended (`one_success`,
-    /// `one_failed`, `always`): an ancestor above that task may still be running, and
-    /// reading it then is an error that says so. Depend on such an ancestor directly to
-    /// wait for it.
+    /// Ancestors finish before a task starts, unless a task between them ended first: one
+    /// with a trigger rule that starts it before all of its dependencies ended
+    /// (`one_success`, `one_failed`, `always`), or one skipped as soon as another of its
+    /// dependencies failed (or a branch left it out), below which a rule that runs after
+    /// a skipped dependency (`all_done`, `none_failed`, ...) let this task start. An
+    /// ancestor above such a task may still be running, and reading it then is an error
+    /// that says so. Depend on such an ancestor directly to wait for it.
     ///
     /// A map task that failed because one of its instances failed still has an output for
     /// the tasks its failure lets run (say, an `all_done` report): the list of its

@@ -871,6 +871,36 @@ fn a_resumed_run_keeps_a_task_that_completed_before_a_dependency_was_cancelled()
     assert_eq!(resumed.status, WorkflowStatus::Completed);
 }
 
+/// A task skipped as soon as another of its dependencies failed ends before its other
+/// dependencies do: a task below it that runs after a skipped dependency (`all_done`)
+/// may start before an ancestor above it ended. Reading that ancestor is an error that
+/// says it may still be running (it said only that the ancestor did not complete).
+#[test]
+fn an_ancestor_above_a_task_skipped_early_may_still_be_running() {
+    let (engine, _) = engine(WorkflowEngine::builder().max_concurrent(4));
+    engine.register_handler("read_a", |ctx: TaskContext| async move {
+        ctx.input::<String>("a")
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "ok").config(json!({"ms": 300})))
+        .task(Task::new("r", "fail"))
+        .task(Task::new("b", "ok").depends_on(["a", "r"]))
+        .task(
+            Task::new("t", "read_a")
+                .depends_on(["b"])
+                .trigger_rule(TriggerRule::AllDone),
+        );
+    let result = run(&engine, &workflow);
+    assert_eq!(status(&result, "b"), TaskStatus::Skipped);
+    assert_eq!(status(&result, "a"), TaskStatus::Completed);
+    let t = result.task("t").expect("a record");
+    let error = t.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("has not finished yet (a task between the two may have been skipped"),
+        "{t:?}"
+    );
+}
+
 /// A task below one whose rule starts it early (`always`) may start before an ancestor
 /// above that task ended: reading the ancestor then is an error saying it may still be
 /// running, and a direct dependency waits for it.

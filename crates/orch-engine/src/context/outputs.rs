@@ -45,8 +45,8 @@ impl TaskContext {
 }
 
 /// Why `target`, an ancestor of `me` (a `direct` dependency or not), has no output: it
-/// did not complete, or, when a trigger rule let `me` (or a task between the two) start
-/// before `target` ended, it may still be running.
+/// did not complete, or, when a task between the two may have ended before `target` did
+/// (see [`TaskContext::input`]), it may still be running.
 fn no_output(run: &RunShared, me: usize, target: usize, direct: bool) -> TaskError {
     let plan = run.plan();
     let id = &run.task(target).task_id;
@@ -61,19 +61,29 @@ fn no_output(run: &RunShared, me: usize, target: usize, direct: bool) -> TaskErr
         // `me` started once `target` ended.
         String::new()
     } else {
-        // A task between the two (an ancestor of `me` that `target` is an ancestor of)
-        // whose rule started it early.
-        let between =
-            (plan.ancestors(me).into_iter()).find(|&t| early(t) && is_ancestor(plan, target, t));
-        between.map_or_else(String::new, |t| {
-            let task = run.task(t);
-            format!(
+        // The tasks between the two (ancestors of `me` that `target` is an ancestor of).
+        let between: Vec<usize> = (plan.ancestors(me).into_iter())
+            .filter(|&t| is_ancestor(plan, target, t))
+            .collect();
+        // One whose rule started it early; or one skipped as soon as another of its
+        // dependencies failed (or a branch left it out), past which a rule that runs
+        // after a skipped dependency let `me` start.
+        let skip_passed = |t: usize| !run.task(t).trigger_rule.is_default();
+        match between.iter().find(|&&t| early(t)) {
+            Some(&t) => format!(
                 ", or it has not finished yet (`{}`, between the two, has trigger rule `{}`, \
                  which starts it before all of its dependencies end; depend on `{id}` \
                  directly to wait for it)",
-                task.task_id, task.trigger_rule
-            )
-        })
+                run.task(t).task_id,
+                run.task(t).trigger_rule
+            ),
+            None if skip_passed(me) || between.iter().any(|&t| skip_passed(t)) => format!(
+                ", or it has not finished yet (a task between the two may have been skipped \
+                 before it ended, when another of its dependencies failed or a branch left \
+                 it out; depend on `{id}` directly to wait for it)"
+            ),
+            None => String::new(),
+        }
     };
     TaskError::permanent(format!(
         "`{id}` has no output: it did not complete in this run or the one resumed{still_running}"
