@@ -257,7 +257,8 @@ impl Serialize for TaskRecord {
 /// records and ignores `total_duration` and `metrics`, which follow from them: the metrics
 /// of a result read back are worked out again from its records.
 ///
-/// Times are written in UTC to the microsecond: `2023-11-14T22:13:20.000000Z`. Every time
+/// Times are written in UTC to the microsecond: `2023-11-14T22:13:20.000000Z` (orch's
+/// engine stamps whole microseconds, so its results read back equal). Every time
 /// can be written and read back, whatever its year: outside the years 0000 to 9999, which
 /// RFC 3339 covers, the year has a sign and four or more digits, as in ISO 8601's
 /// expanded years (`+10000-01-01T00:00:00.000000Z`; `-0001-12-31T23:59:59.000000Z` is the

@@ -307,6 +307,29 @@ fn load_and_use_shared(
     (loads, healthy)
 }
 
+/// A result read back from its JSON is the result the run returned: its times are whole
+/// microseconds, as JSON writes them (they were nanoseconds, so the durations it wrote
+/// disagreed with its times, and reading it back gave another result).
+#[test]
+fn a_result_reads_back_from_its_json_as_it_was_returned() {
+    runtime().block_on(async {
+        let engine = WorkflowEngine::new();
+        engine.register_handler("work", |ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, TaskError>(ctx.task_id().to_string())
+        });
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("a", "work"))
+            .task(Task::new("b", "work").depends_on(["a"]));
+        for _ in 0..20 {
+            let result = engine.execute_workflow(&workflow).await.expect("valid");
+            let read: WorkflowResult = serde_json::from_str(&result.to_json()).expect("JSON");
+            assert_eq!(read, result);
+            assert_eq!(read.metrics_with(&workflow), result.metrics());
+        }
+    });
+}
+
 #[test]
 fn resuming_runs_a_shared_output_again_only_for_a_task_that_runs_and_needs_it() {
     runtime().block_on(async {
