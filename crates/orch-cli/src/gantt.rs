@@ -111,12 +111,16 @@ pub(crate) fn terminal_lines(
     colour: bool,
 ) -> impl Iterator<Item = String> + '_ {
     let width = width.min(usize::from(MAX_WIDTH));
-    let name_width = crate::columns::width(gantt.rows.iter().map(|r| r.id.as_str()), 4).min(30);
-    // "* name |bar| 12.345s": the bar takes what the widest tail leaves.
+    // "* name |bar| 12.345s": the bar takes what the names and the widest tail leave,
+    // and names give up columns (down to 4) before the bar goes under 10.
     let tail_width = (gantt.rows.iter())
         .map(|row| row.tail().chars().count())
         .max()
         .unwrap_or(0);
+    let names_room = width.saturating_sub(5 + tail_width + 10).max(4);
+    let name_width = crate::columns::width(gantt.rows.iter().map(|r| r.id.as_str()), 4)
+        .min(30)
+        .min(names_room);
     let bar_width = width.saturating_sub(name_width + 5 + tail_width).max(10);
     let scale = if gantt.total > 0.0 {
         bar_width as f64 / gantt.total
@@ -247,6 +251,28 @@ mod tests {
             "{}",
             legend(false)
         );
+    }
+
+    #[test]
+    fn names_are_cut_to_fit_before_bars_go_under_ten_columns() {
+        let gantt = Gantt {
+            rows: vec![row(
+                "extract_customer_orders_daily1",
+                Some((0.0, 1.0)),
+                true,
+            )],
+            total: 1.0,
+        };
+        // The name is 30 columns wide, the tail 6 (`1.000s`): at 45, the name gives up
+        // 6 columns so that the bar keeps 10. (It stayed 30 wide: the row took 51.)
+        let text = terminal(&gantt, 45, false);
+        let row = text.lines().nth(1).expect("a row");
+        assert_eq!(row.chars().count(), 45, "{text}");
+        assert_eq!(row.matches('█').count(), 10, "{text}");
+        // Names keep 4 columns, bars 10: narrower than that, lines are wider.
+        let text = terminal(&gantt, 10, false);
+        let row = text.lines().nth(1).expect("a row");
+        assert_eq!(row.chars().count(), 2 + 4 + 1 + 10 + 2 + 6, "{text}");
     }
 
     #[test]

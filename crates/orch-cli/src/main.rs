@@ -38,7 +38,8 @@
 //! - `orch plan FILE` prints the order tasks run in and their levels, as a table or
 //!   (`--format json`) as `{"order", "levels", "tasks"}`. The order is the one a run one
 //!   task at a time follows when each task completes: among the tasks whose dependencies
-//!   are done, higher priority first, then file order.
+//!   are done, higher priority first, then the plan's execution order (file order where
+//!   dependencies allow).
 //! - `orch graph FILE --format dot|mermaid|svg [--result R.json] [-o OUT]` draws the DAG:
 //!   task names and types, and with a result file each task coloured by its status (a
 //!   run of another workflow id is refused; tasks of the run that FILE no longer has are
