@@ -61,23 +61,31 @@ fn no_output(run: &RunShared, me: usize, target: usize, direct: bool) -> TaskErr
         // `me` started once `target` ended.
         String::new()
     } else {
-        // The tasks between the two (ancestors of `me` that `target` is an ancestor of).
-        let between: Vec<usize> = (plan.ancestors(me).into_iter())
-            .filter(|&t| is_ancestor(plan, target, t))
-            .collect();
-        // One whose rule started it early; or one skipped as soon as another of its
+        // A task between the two (an ancestor of `me` that `target` is an ancestor of)
+        // whose rule started it early; or one skipped as soon as another of its
         // dependencies failed (or a branch left it out), past which a rule that runs
-        // after a skipped dependency let `me` start.
-        let skip_passed = |t: usize| !run.task(t).trigger_rule.is_default();
-        match between.iter().find(|&&t| early(t)) {
-            Some(&t) => format!(
+        // after a skipped dependency let `me` start. Only tasks with such rules are
+        // walked from: a long chain of default ones costs no walk each.
+        let skip_passed = |t: usize| {
+            use orch_core::TriggerRule::{AllDone, NoneFailed, NoneFailedMinOneSuccess};
+            matches!(
+                run.task(t).trigger_rule,
+                AllDone | NoneFailed | NoneFailedMinOneSuccess
+            )
+        };
+        let ancestors = plan.ancestors(me);
+        let between = |rule: &dyn Fn(usize) -> bool| {
+            (ancestors.iter().copied()).find(|&t| rule(t) && is_ancestor(plan, target, t))
+        };
+        match between(&early) {
+            Some(t) => format!(
                 ", or it has not finished yet (`{}`, between the two, has trigger rule `{}`, \
                  which starts it before all of its dependencies end; depend on `{id}` \
                  directly to wait for it)",
                 run.task(t).task_id,
                 run.task(t).trigger_rule
             ),
-            None if skip_passed(me) || between.iter().any(|&t| skip_passed(t)) => format!(
+            None if skip_passed(me) || between(&skip_passed).is_some() => format!(
                 ", or it has not finished yet (a task between the two may have been skipped \
                  before it ended, when another of its dependencies failed or a branch left \
                  it out; depend on `{id}` directly to wait for it)"
