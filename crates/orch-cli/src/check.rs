@@ -243,11 +243,10 @@ fn checked_workflow(
         checked.unlisted = errors.len() - listed;
     }
     if builtin_types {
-        let mut found = builtin(&workflow);
-        let listed = found.len().min(LISTED_PROBLEMS - checked.problems.len());
-        checked.unlisted += found.len() - listed;
-        found.truncate(listed);
+        let room = LISTED_PROBLEMS - checked.problems.len();
+        let (found, unlisted) = builtin(&workflow, room);
         checked.problems.extend(found);
+        checked.unlisted += unlisted;
     }
     // Finding places reads the text again: only when there is something to place.
     if !checked.problems.is_empty() {
@@ -311,12 +310,25 @@ fn structural(error: &ValidationError) -> Problem {
     }
 }
 
-/// Tasks whose type is not built in, and configurations of built-in types that cannot run.
-fn builtin(workflow: &Workflow) -> Vec<Problem> {
+/// Tasks whose type is not built in, and configurations of built-in types that cannot run:
+/// the first of them, as long as a task's all fit in `room`, and how many more there are
+/// (counted, not made into messages).
+fn builtin(workflow: &Workflow, room: usize) -> (Vec<Problem>, usize) {
     let mut problems = Vec::new();
+    let mut unlisted = 0;
     for task in workflow.tasks() {
         let id = &task.task_id;
-        match spec::parse(&task.task_type, &task.config) {
+        let parsed = spec::parse(&task.task_type, &task.config);
+        let count = match &parsed {
+            None => 1,
+            Some(Err(found)) if task.config.is_object() => found.len(),
+            Some(_) => 0,
+        };
+        if unlisted > 0 || problems.len() + count > room {
+            unlisted += count;
+            continue;
+        }
+        match parsed {
             None => {
                 let mut problem = Problem::new(
                     "unknown_task_type",
@@ -347,5 +359,5 @@ fn builtin(workflow: &Workflow) -> Vec<Problem> {
             Some(Ok(_)) => {}
         }
     }
-    problems
+    (problems, unlisted)
 }

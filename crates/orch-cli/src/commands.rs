@@ -17,7 +17,8 @@ fn fail(command: &str, message: impl std::fmt::Display, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `orch validate`: every problem of every file.
+/// `orch validate`: the problems of every file (the first [`check::LISTED_PROBLEMS`] of
+/// each, the others counted).
 pub(crate) fn validate(files: &[PathBuf], format: Format, builtin_types: bool) -> ExitCode {
     // Each workflow is let go once checked: only its size is printed, and the files may
     // be many and large.

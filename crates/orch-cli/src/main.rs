@@ -10,7 +10,7 @@
 //!     task_type: command
 //!     dependencies: [version, test]
 //!     config: { program: tar, args: [czf, app.tgz, src] }
-//! $ orch validate build.yaml              # every problem, with file:line:column
+//! $ orch validate build.yaml              # its problems, with file:line:column
 //! $ orch plan build.yaml                  # order and levels
 //! $ orch graph build.yaml --format svg -o build.svg
 //! $ orch run build.yaml --max-concurrent 4 --output result.json
@@ -25,7 +25,7 @@
 //!
 //! # Commands
 //!
-//! - `orch validate FILE...` reads every file and prints every problem at once, as
+//! - `orch validate FILE...` reads every file and prints their problems at once, as
 //!   `file:line:column: message (did you mean ...?)` where the place is known; exit 0 when
 //!   all are valid, 1 otherwise. It lists the first 100 problems of a file and counts the
 //!   others (`FILE: and N more problem(s), not listed`). `--format json` prints
@@ -355,7 +355,8 @@ pub(crate) enum GraphFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check workflow files and print every problem with its place.
+    /// Check workflow files and print their problems with their places (the first 100 of
+    /// each file, the others counted).
     Validate {
         /// The workflow files (.json, .yaml, .yml, .toml).
         #[arg(required = true)]

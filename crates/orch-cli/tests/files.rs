@@ -294,6 +294,21 @@ fn validate_lists_a_hundred_problems_of_a_file_and_counts_the_rest() {
         ),
         "{stderr}"
     );
+
+    // Built-in type problems after the workflow's own share the hundred: 150 unknown
+    // dependencies and 60 unknown task types are 210 problems.
+    let tasks: String = (0..60)
+        .map(|i| format!("  t{i}:\n    task_type: nope\n"))
+        .collect();
+    dir.write("types.yaml", &format!("{workflow}{tasks}"));
+    let (code, stdout, _) = parts(&run_in(&dir, &["validate", "types.yaml"]));
+    assert_eq!(code, Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 102, "{stdout}");
+    assert_eq!(
+        lines[100],
+        "types.yaml: and 110 more problem(s), not listed"
+    );
 }
 
 /// Every problem object has the six documented keys, `null` when not known: `task` and

@@ -303,6 +303,7 @@ fn check_instance_ids(tasks: &TaskTable, errors: &mut Vec<ValidationError>) {
             continue;
         };
         if tasks.get(map).is_some_and(|task| task.map.is_some()) {
+            let map = crate::error::shown_id(map);
             errors.push(ValidationError::InvalidOption {
                 task: id.clone(),
                 option: "task_id",

@@ -104,37 +104,52 @@ pub enum ValidationError {
     },
 }
 
-/// The longest id, in bytes, that an error shows whole: a longer one is shown by its start
-/// and its length, so that the many problems one long id may have stay short to print.
+/// The longest id, in bytes, that an error shows whole: a longer one is shown by its two
+/// ends and its length, so that the many problems one long id may have stay short to
+/// print. (Both ends: generated ids often differ only at their end.)
 const SHOWN_ID_BYTES: usize = 200;
 
 /// Id `id` as an error prints it: escaped as [`shown`] escapes text, and past
-/// [`SHOWN_ID_BYTES`] cut, with its length in bytes (the error's fields hold it whole).
+/// [`SHOWN_ID_BYTES`] cut to its two ends, with its length in bytes (the error's fields
+/// hold it whole).
 pub(crate) fn shown_id(id: &str) -> std::borrow::Cow<'_, str> {
-    match start_of(id) {
+    match ends_of(id) {
         None => shown(id),
-        Some(start) => std::borrow::Cow::Owned(format!("{}… ({} bytes)", shown(start), id.len())),
+        Some((start, end)) => std::borrow::Cow::Owned(format!(
+            "{}…{} ({} bytes)",
+            shown(start),
+            shown(end),
+            id.len()
+        )),
     }
 }
 
-/// Text escaped already, cut as [`shown_id`] cuts an id.
+/// Text escaped already, cut as [`shown_id`] cuts an id; the length named is the
+/// escaped text's.
 fn shown_cut(text: &str) -> std::borrow::Cow<'_, str> {
-    match start_of(text) {
+    match ends_of(text) {
         None => std::borrow::Cow::Borrowed(text),
-        Some(start) => std::borrow::Cow::Owned(format!("{start}… ({} bytes)", text.len())),
+        Some((start, end)) => {
+            std::borrow::Cow::Owned(format!("{start}…{end} ({} bytes escaped)", text.len()))
+        }
     }
 }
 
-/// The first [`SHOWN_ID_BYTES`] (or fewer, to end on a character) of a longer `text`.
-fn start_of(text: &str) -> Option<&str> {
+/// The first two thirds of [`SHOWN_ID_BYTES`] and the last third (or less, to cut
+/// between characters) of a longer `text`.
+fn ends_of(text: &str) -> Option<(&str, &str)> {
     if text.len() <= SHOWN_ID_BYTES {
         return None;
     }
-    let mut end = SHOWN_ID_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let mut start = SHOWN_ID_BYTES * 2 / 3;
+    while !text.is_char_boundary(start) {
+        start -= 1;
     }
-    Some(&text[..end])
+    let mut end = text.len() - SHOWN_ID_BYTES / 3;
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    Some((&text[..start], &text[end..]))
 }
 
 /// `text` as an error prints it: with its control characters (a line break, a terminal
@@ -333,9 +348,12 @@ fn of_task(task: Option<&TaskId>, what: &str) -> String {
     match task {
         Some(task) if what != "task id" => {
             let id = task.as_str();
-            match start_of(id) {
+            match ends_of(id) {
                 None => format!(" of task \"{}\"", quoted(id)),
-                Some(start) => format!(" of task \"{}… ({} bytes)\"", quoted(start), id.len()),
+                Some((start, end)) => {
+                    let (start, end) = (quoted(start), quoted(end));
+                    format!(" of task \"{start}…{end} ({} bytes)\"", id.len())
+                }
             }
         }
         _ => String::new(),

@@ -139,7 +139,7 @@ impl MapSpec {
                 "map.over",
                 format!(
                     "must name one of the task's dependencies, not `{}`",
-                    self.over
+                    crate::error::shown_id(&self.over)
                 ),
             ));
         }

@@ -108,7 +108,7 @@ pub(crate) fn edit_distance(a: &[char], b: &[char]) -> usize {
 /// `; did you mean `x`?` for a suggestion, nothing without one.
 pub(crate) fn did_you_mean(suggestion: Option<&str>) -> String {
     suggestion
-        .map(|s| format!("; did you mean `{}`?", crate::error::shown(s)))
+        .map(|s| format!("; did you mean `{}`?", crate::error::shown_id(s)))
         .unwrap_or_default()
 }
 

@@ -563,27 +563,35 @@ fn errors_show_bidirectional_controls_in_names_escaped() {
     );
 }
 
-/// A long id is shown by its start and its length, however many problems name it; the
-/// error's fields hold it whole.
+/// A long id is shown by its two ends and its length, however many problems name it (cut
+/// between characters); the error's fields hold it whole.
 #[test]
 fn a_long_id_is_shown_cut_in_the_text_and_kept_whole_in_the_fields() {
-    let long = format!("{}é", "x".repeat(10_000));
+    // Two-byte characters from byte 132 on: no cut falls on a character's boundary.
+    let long = |last: &str| format!("{}{}{last}", "x".repeat(133), "é".repeat(5_000));
+    let (task, dependency) = (long("1"), long("2"));
     let workflow = Workflow::new("w", "W")
-        .task(Task::new(long.as_str(), "t").depends_on(["ghost", "b", "b"]))
+        .task(Task::new(task.as_str(), "t").depends_on([dependency.as_str(), "b", "b"]))
         .task(Task::new("b", "t"));
     let errors = errors_of(&workflow);
     assert_eq!(errors.len(), 2, "{errors:?}");
     for error in &errors {
         let text = error.to_string();
-        assert!(text.len() < 300, "{text}");
+        assert!(text.len() < 600, "{text}");
         assert!(
-            text.contains(&format!("… ({} bytes)", long.len())),
+            text.contains(&format!("é1 ({} bytes)", task.len())),
             "{text}"
         );
     }
+    // Ids that differ only at their end still read apart.
+    assert!(
+        errors[0]
+            .to_string()
+            .contains(&format!("é2 ({} bytes)", task.len()))
+    );
     assert!(matches!(
         &errors[0],
-        ValidationError::UnknownDependency { task, .. } if task.as_str() == long
+        ValidationError::UnknownDependency { task: t, .. } if *t.as_str() == task
     ));
 }
 

@@ -87,15 +87,15 @@ pub(crate) async fn run(
         // the server's window for repeated message ids sends an attempt still queued
         // again, as a new message: either way the stored result stands.
         if delivered > 1 || task.resumed {
-            // A worker that stops meanwhile hands the task back: it is not running yet.
+            // A worker that stops meanwhile (or as answered) hands back the task, not run.
             let stopped = async {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = hand_back.cancelled() => {}
-                }
+                tokio::select! { () = stop.cancelled() => {}, () = hand_back.cancelled() => {} }
             };
             let look_up = look_up_result(&shared, &key, task.deadline_ms, stopped);
             match Box::pin(with_progress(&message, &queue, look_up)).await {
+                LookUp::NotStored if stop.is_cancelled() => {
+                    return give_back(&queue, &message).await;
+                }
                 LookUp::NotStored => {}
                 LookUp::Stored => {
                     tracing::info!(delivered, "not running again a task whose result is stored");
@@ -348,8 +348,9 @@ async fn look_up_result(
     loop {
         let asked = stored::find_result(&shared.js, &shared.names, key);
         let answer = tokio::select! {
-            answer = asked => answer,
+            biased;
             () = &mut stopped => return LookUp::HandBack,
+            answer = asked => answer,
         };
         let unanswered = match answer {
             Ok(Some(_)) => return LookUp::Stored,
@@ -376,8 +377,9 @@ async fn look_up_result(
              again before running it"
         );
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            biased;
             () = &mut stopped => return LookUp::HandBack,
+            () = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(Duration::from_secs(2));
     }
