@@ -420,6 +420,15 @@ pub(crate) fn token(name: &str) -> String {
     }
 }
 
+/// The longest start of `text` of at most `bytes` bytes that ends between characters.
+pub(crate) fn start_of(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// `token` (a valid subject token) as it is when it has at most 64 bytes, else its
 /// first 30 bytes or so (cut between characters, and not inside a `~XX` escape) and `~~`
 /// and 32 hex digits of a 128-bit hash of the whole token: subjects stay far below the
@@ -429,10 +438,7 @@ pub(crate) fn fit_token(token: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(token);
     }
     let bytes = token.as_bytes();
-    let mut keep = LONG_TOKEN_KEEPS;
-    while !token.is_char_boundary(keep) {
-        keep -= 1;
-    }
+    let mut keep = start_of(token, LONG_TOKEN_KEEPS).len();
     if bytes[keep - 1] == b'~' {
         keep -= 1;
     } else if bytes[keep - 2] == b'~' {

@@ -169,7 +169,7 @@ const LOGGED_ERROR_BYTES: usize = 4096;
 /// `error`'s start for the log, saying how much of it was left out: a handler's error
 /// may be of any length, and a log line of megabytes helps no one reading the log.
 fn log_start(error: &str) -> std::borrow::Cow<'_, str> {
-    let logged = super::publish::start_of(error, LOGGED_ERROR_BYTES);
+    let logged = protocol::start_of(error, LOGGED_ERROR_BYTES);
     if logged.len() == error.len() {
         return error.into();
     }

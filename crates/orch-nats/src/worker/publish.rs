@@ -95,21 +95,12 @@ const CUT_NOTE_ROOM: usize = 128;
 /// Shortens `text` by at least `excess` bytes of its message (each byte of text takes
 /// at least one in the message), keeping its start and saying how much was cut.
 fn cut_to_fit(text: &mut String, excess: usize) {
-    let keep = start_of(text, text.len().saturating_sub(excess + CUT_NOTE_ROOM)).len();
+    let keep = protocol::start_of(text, text.len().saturating_sub(excess + CUT_NOTE_ROOM)).len();
     let cut = text.len() - keep;
     text.truncate(keep);
     text.push_str(&format!(
         " [{cut} more bytes cut: the text was longer than a result message may be]"
     ));
-}
-
-/// The longest start of `text` of at most `bytes` bytes that ends between characters.
-pub(super) fn start_of(text: &str, bytes: usize) -> &str {
-    let mut end = bytes.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Stores an output (`bytes` of JSON) in the object store, trying again while `tries`
