@@ -102,7 +102,8 @@ struct Resolved {
 fn resolve(tasks: &TaskTable, threads: usize) -> Resolved {
     let n = tasks.len();
     // Many more threads than cores would only wait on each other, each with a stack of
-    // its own, and could run out of what the system allows (spawning would panic).
+    // its own, and could run out of what the system allows (a range whose thread is
+    // refused is resolved on this one).
     // (Asked only then: the answer reads the cgroup files, a cost every small
     // workflow, and every task a remote worker receives, would pay.)
     let threads = if threads > 1 {
@@ -118,13 +119,21 @@ fn resolve(tasks: &TaskTable, threads: usize) -> Resolved {
     } else {
         std::thread::scope(|scope| {
             let handles: Vec<_> = ranges
-                .map(|range| scope.spawn(move || resolve_range(tasks, range)))
+                .map(|range| {
+                    let mine = range.clone();
+                    std::thread::Builder::new()
+                        .spawn_scoped(scope, move || resolve_range(tasks, mine))
+                        .map_err(|_refused| range)
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .map(|handle| match handle {
+                    Ok(h) => h
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    // The system refused a thread: this range is resolved here instead.
+                    Err(range) => resolve_range(tasks, range),
                 })
                 .collect()
         })

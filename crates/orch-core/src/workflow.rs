@@ -199,7 +199,7 @@ impl Workflow {
     /// with fewer; scoped: all of them have finished when this returns). The
     /// result is the same as `validate`'s and is cached the same way, so a workflow
     /// already validated returns at once. A `threads` of 0 or 1 uses the calling thread
-    /// only.
+    /// only, and so does the work of any thread the system refuses to start.
     ///
     /// ```
     /// use orch_core::{Task, Workflow};
