@@ -98,11 +98,15 @@
 //!   in the journal directory `DIR` (one file per run, readable by its owner only) before
 //!   the tasks that depend on it start, and the run's id is printed first, once the
 //!   journal took the run (a run refused or not started prints none). `DIR` is created
-//!   when missing, but not by a run refused first for a `--resume` that is no run id or
-//!   a NATS server it cannot reach. After a crash,
+//!   when missing, but not by a run refused first for a `--resume` (that is no run id,
+//!   or of a directory that does not exist) or a NATS server it cannot reach. After a crash,
 //!   a kill or Ctrl-C, `orch run FILE --journal DIR --resume RUN_ID` continues that run:
 //!   the tasks that completed keep their results and are not run again (their commands
-//!   are not started), the rest run. A resume is refused when the journal has no such
+//!   are not started), the rest run, and a task that ran on the outcome of one of those
+//!   is decided again after it (an `all_done` task that ran after a failure runs again
+//!   after the failed task's new attempt; a `one_failed` one runs again or is skipped as
+//!   that attempt ends; the library README's "What a resume runs" has the whole rule).
+//!   A resume is refused when the journal has no such
 //!   run, or when a task that completed has changed since (its type, configuration,
 //!   dependencies, trigger rule or map), naming it. `--durability power` also syncs each
 //!   record to disk (it then survives a power loss; the default, `process`, survives orch
@@ -248,7 +252,7 @@
 
 /// `print!` to standard output, never panicking: a reader that went away (`orch ... |
 /// head -1`) is no reason to panic or to stop a run; any other failure (a full disk) is
-/// noted, and fails the command at its end (see `stdout_failure`).
+/// noted, and fails the command at its end (see `standard_output`).
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -304,6 +308,7 @@ mod runs;
 mod runtime;
 mod signals;
 mod spec;
+mod standard_output;
 mod suggest;
 mod svg;
 mod tally;
@@ -314,6 +319,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use standard_output::{note_stdout, stdout_failure};
 
 #[derive(Parser)]
 #[command(
@@ -431,40 +437,6 @@ enum RunsCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-}
-
-/// The first failure to write to standard output other than its reader going away.
-static STDOUT_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-/// Notes `written`'s failure, if it is one that loses output (not a closed pipe).
-fn note_stdout(written: std::io::Result<()>) {
-    if let Err(error) = written
-        && error.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        let mut failure = STDOUT_FAILURE.lock().unwrap_or_else(|e| e.into_inner());
-        failure.get_or_insert_with(|| error.to_string());
-    }
-}
-
-/// Exit status 2, with the error, for a command that succeeded but lost output it wrote
-/// to standard output; `code` otherwise.
-fn stdout_failure(code: ExitCode) -> ExitCode {
-    note_stdout(std::io::Write::flush(&mut std::io::stdout().lock()));
-    let failure = STDOUT_FAILURE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    match failure {
-        Some(error) => {
-            errln!("orch: cannot write to standard output: {error}");
-            if code == ExitCode::SUCCESS {
-                ExitCode::from(2)
-            } else {
-                code
-            }
-        }
-        None => code,
-    }
 }
 
 fn main() -> ExitCode {

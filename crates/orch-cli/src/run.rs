@@ -62,7 +62,8 @@ pub(crate) struct RunArgs {
     /// after a crash or Ctrl-C (`orch runs list DIR` lists the runs).
     #[arg(long, value_name = "DIR")]
     journal: Option<PathBuf>,
-    /// Continue this run of the journal: its completed tasks are not run again.
+    /// Continue this run of the journal: its completed tasks are not run again, unless
+    /// they ran after a task that failed (an `all_done` task, say), which runs again.
     #[arg(long, value_name = "RUN_ID", requires = "journal")]
     resume: Option<String>,
     /// With --journal: `process` (a completed task survives orch crashing) or `power`
@@ -426,7 +427,8 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
 
 /// The journal in `dir` (created if missing) and the run to record in it: a new one, or
 /// run `resume`, which the journal must hold. A `dir` or `resume` refused without
-/// looking in the journal creates no directory.
+/// looking in the journal (a resume of a `dir` that does not exist) creates no
+/// directory.
 async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, RunId), String> {
     if let Some((scheme, _)) = dir.to_str().and_then(|d| d.split_once("://")) {
         // Only the scheme: the rest may hold a password.
@@ -438,6 +440,14 @@ async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, 
     let resume = resume
         .map(|id| RunId::parse(id).map_err(|e| format!("--resume: `{id}` is not a run id: {e}")))
         .transpose()?;
+    if let Some(run_id) = &resume
+        && !dir.is_dir()
+    {
+        return Err(format!(
+            "--resume: no run `{run_id}` in {}: there is no such directory",
+            dir.display()
+        ));
+    }
     let journal = FileJournal::new(dir).map_err(|e| format!("--journal: {e}"))?;
     let Some(run_id) = resume else {
         return Ok((journal, RunId::new()));

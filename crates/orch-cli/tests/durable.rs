@@ -194,8 +194,8 @@ fn bad_resumes_are_clear_errors() {
 }
 
 /// A run refused for what can be checked without a journal (a `--resume` that is no run
-/// id, a NATS server that cannot be reached) creates no journal directory: it once
-/// created it, and its parents, first.
+/// id, or of a journal directory that does not exist, a NATS server that cannot be
+/// reached) creates no journal directory: it once created it, and its parents, first.
 #[test]
 fn a_refused_run_creates_no_journal_directory() {
     let dir = Dir::new();
@@ -230,6 +230,20 @@ fn a_refused_run_creates_no_journal_directory() {
     assert!(stderr.contains("--nats"), "{stderr}");
     assert!(!dir.join("typo2").exists(), "created: {stderr}");
     assert_eq!(runs_of(&dir, "a"), 0, "nothing ran");
+    // A run id that is one, in a journal directory that does not exist: there is no run
+    // to go on from, and nothing to create.
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--journal", "journal"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let run_id = listed(&dir)[0]["run_id"].as_str().expect("id").to_owned();
+    let typo = ["run", "w.yaml", "--journal", "typo3/x", "--resume", &run_id];
+    let (code, _, stderr) = parts(&run_in(&dir, &typo));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no run `{run_id}` in typo3/x")),
+        "{stderr}"
+    );
+    assert!(!dir.join("typo3").exists(), "created: {stderr}");
+    assert_eq!(runs_of(&dir, "a"), 1, "only the first run ran");
 }
 
 #[test]
