@@ -57,6 +57,20 @@ impl RunLines {
         Ok((read.run, lines))
     }
 
+    /// The batch that marks run `loaded` (as [`RunLines::read`] returned it) as going on
+    /// again, when it had ended: store it first when opening a run that was there before
+    /// (before [`RunLines::redefine`]), so that the run reads as unfinished while it goes
+    /// on; `None` for a run that is unfinished already.
+    pub fn reopen(&mut self, loaded: &LoadedRun) -> Result<Option<Vec<u8>>, JournalError> {
+        if loaded.status() == crate::RunStatus::Unfinished {
+            return Ok(None);
+        }
+        let mut buf = Vec::new();
+        line::write_definition(&mut buf, self.next_seq, &self.definition, 0)?;
+        self.next_seq += 1;
+        Ok(Some(buf))
+    }
+
     /// Takes note that the run goes on with `workflow`, changed since: the next batch
     /// records it first, so that a run stopped before that batch keeps its definition
     /// (and reopening it reports the same changes).

@@ -15,8 +15,8 @@ use crate::definition::Definition;
 use crate::read::{ReadRun, read_lines};
 use crate::sync::{RunFile, Syncer, sync_directory};
 use crate::{
-    Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
-    WorkflowChanges, line,
+    Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunStatus, RunSummary,
+    RunWriter, WorkflowChanges, line,
 };
 
 /// A journal in a directory: one file per run, `<run id>.jsonl`, one JSON object per line
@@ -216,6 +216,17 @@ impl FileJournal {
                 locked
                     .set_len(read.valid_len)
                     .map_err(|e| JournalError::io("truncate", &path, e))?;
+                let (mut len, mut next_seq) = (read.valid_len, read.next_seq);
+                if read.run.status() != RunStatus::Unfinished {
+                    // It goes on: no longer ended (see `Journal::open`).
+                    let mut reopened = Vec::new();
+                    line::write_definition(&mut reopened, next_seq, &read.run.definition, 0)?;
+                    (&locked)
+                        .write_all(&reopened)
+                        .map_err(|e| JournalError::io("write", &path, e))?;
+                    len += reopened.len() as u64;
+                    next_seq += 1;
+                }
                 // What the resume goes on from, on stable storage before anything runs
                 // on it: the process that wrote it may have died before its sync, with
                 // the lines only in the system's cache, which a power loss would take
@@ -223,7 +234,7 @@ impl FileJournal {
                 crate::sync::sync_opened(&locked, &path)?;
                 crate::sync::sync_directory(&self.shared.dir)
                     .map_err(|e| JournalError::io("sync", &self.shared.dir, e))?;
-                let file = RunFile::new(path, locked, read.valid_len, read.next_seq);
+                let file = RunFile::new(path, locked, len, next_seq);
                 (file, Some(previous), changes)
             }
         };

@@ -134,8 +134,10 @@ pub trait Journal: Send + Sync + fmt::Debug {
     ///
     /// For a run that exists, [`OpenRun::previous`] is its records as
     /// [`LoadedRun::to_result`] gives them; the same refusals apply (another workflow, or
-    /// a completed task that changed). A run can be open through one journal only once
-    /// at a time; dropping its writer closes it.
+    /// a completed task that changed). A run that had ended is unfinished again once
+    /// opened ([`RunStatus::Unfinished`], with no end time), until its writer records an
+    /// end. A run can be open through one journal only once at a time; dropping its
+    /// writer closes it.
     ///
     /// When `workflow` changed since the run was recorded, the run takes its definition
     /// with the writer's first records (or its end), in the same write, taken whole or

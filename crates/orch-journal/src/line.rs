@@ -15,7 +15,9 @@
 //! how many lines follow it there (`followed_by`): a write cut short (the process killed
 //! during it, or power lost before its sync) is read as not made at all, so the new
 //! definition never stands without the resets written with it. (Definition lines
-//! written before this count existed are taken as they are.)
+//! written before this count existed are taken as they are.) A run that had ended and
+//! is opened again gets a definition line of the definition it has, followed by no
+//! lines, at once: it is going on, no longer ended.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -159,6 +161,19 @@ pub(crate) fn write_redefined(
     if followed_by == 0 {
         return Ok(0);
     }
+    write_definition(buf, seq, definition, followed_by)?;
+    buf.extend_from_slice(&rest);
+    Ok(1 + followed_by)
+}
+
+/// Appends to `buf` a definition line that `followed_by` lines follow in the same write
+/// (none for the line that marks a run that had ended going on again).
+pub(crate) fn write_definition(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    definition: &Definition,
+    followed_by: u64,
+) -> Result<(), JournalError> {
     let line = DefinitionOut {
         v: FORMAT,
         seq,
@@ -167,9 +182,7 @@ pub(crate) fn write_redefined(
         tasks: &definition.tasks,
         followed_by,
     };
-    finish_line(buf, &line)?;
-    buf.extend_from_slice(&rest);
-    Ok(1 + followed_by)
+    finish_line(buf, &line)
 }
 
 /// Appends a task line to `buf`; on error, `buf` is left as it was.

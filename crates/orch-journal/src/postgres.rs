@@ -400,11 +400,14 @@ impl Journal for PgJournal {
             None => (None, WorkflowChanges::default()),
             Some(loaded) => {
                 let changes = loaded.check(workflow)?;
+                if loaded.status() != RunStatus::Unfinished {
+                    writer::mark_reopened(&session, run, shared.secret()).await?;
+                }
                 (Some(loaded.result_for(workflow)), changes)
             }
         };
-        // A run that was there before takes up its reopening with its next write (see
-        // `Journal::open`): as the file journal, it stays as it was until then.
+        // A run that was there before takes up its changes with its next write (see
+        // `Journal::open`): as the file journal, it keeps its definition until then.
         let reopened = match previous {
             None => None,
             Some(_) => Some(Reopened {

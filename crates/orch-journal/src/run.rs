@@ -18,7 +18,7 @@ use crate::in_force::InForce;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RunStatus {
-    /// No end was recorded after the last task record: the run is going on, or its
+    /// No end was recorded since the run was last opened: it is going on, or its
     /// process stopped before it ended (it can be resumed).
     Unfinished,
     /// The run ended with every task completed.
@@ -296,7 +296,7 @@ impl LoadedRun {
         self.definition.tasks.keys()
     }
 
-    /// When the run ended, if its end is recorded and no task record came after it.
+    /// When the run ended, if its end is recorded and it was not opened again since.
     pub fn end_time(&self) -> Option<SystemTime> {
         self.end.map(|(_, time)| time)
     }

@@ -412,6 +412,16 @@ fn a_run_ends_once() {
 }
 
 #[test]
+fn a_reopened_run_is_unfinished_until_it_ends_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    let run = run_id("reopened");
+    block_on(common::a_reopened_run_is_unfinished_until_it_ends_again(
+        &journal, &run, "w",
+    ));
+}
+
+#[test]
 fn a_changed_definition_is_taken_with_the_first_record() {
     let dir = tempfile::tempdir().unwrap();
     let journal = FileJournal::new(dir.path()).unwrap();

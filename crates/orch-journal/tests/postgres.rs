@@ -188,6 +188,17 @@ mod checks {
         ));
     }
 
+    fn a_reopened_run_is_unfinished_until_it_ends_again(env: &Env) {
+        let run = fresh_run();
+        env.rt.block_on(
+            super::common::a_reopened_run_is_unfinished_until_it_ends_again(
+                &env.journal(),
+                &run,
+                &format!("reopened-{run}"),
+            ),
+        );
+    }
+
     fn a_record_of_no_task_is_refused(env: &Env) {
         let run = fresh_run();
         env.rt
@@ -931,7 +942,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 25] = [
+        let checks: [Check; 26] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reset_in_a_batch_applies_in_its_place",
@@ -955,6 +966,10 @@ mod checks {
                 a_write_outliving_its_writer_holds_the_run,
             ),
             ("a_run_ends_once", a_run_ends_once),
+            (
+                "a_reopened_run_is_unfinished_until_it_ends_again",
+                a_reopened_run_is_unfinished_until_it_ends_again,
+            ),
             (
                 "a_record_of_no_task_is_refused",
                 a_record_of_no_task_is_refused,

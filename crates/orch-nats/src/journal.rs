@@ -266,10 +266,14 @@ impl Journal for NatsJournal {
                 let (loaded, mut lines) = RunLines::read(run, &self.at(run), &stored.bytes)?;
                 let previous = loaded.to_result(workflow)?;
                 let changes = loaded.changes(workflow);
+                let reopened = lines.reopen(&loaded)?;
                 if !changes.is_empty() {
                     lines.redefine(workflow);
                 }
                 let writer = writer(lines, stored.last);
+                if let Some(reopened) = reopened {
+                    writer.append_batch(reopened).await?;
+                }
                 Ok(OpenRun::new(Some(previous), changes, Box::new(writer)))
             }
         }

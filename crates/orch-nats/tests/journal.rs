@@ -171,6 +171,16 @@ async fn a_run_ends_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_run_is_unfinished_until_it_ends_again() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let run = RunId::parse("reopened-1").expect("a run id");
+    let journal = journal(&server).await;
+    journal_checks::a_reopened_run_is_unfinished_until_it_ends_again(&journal, &run, "w").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_definition_is_taken_with_the_first_record() {
     let Some(server) = NatsServer::start() else {
         return;

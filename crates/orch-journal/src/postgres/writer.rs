@@ -27,6 +27,24 @@ pub(super) struct Reopened {
     pub(super) removed: Vec<String>,
 }
 
+/// Marks run `run`, which had ended, as going on again as it is opened (its definition
+/// and rows change with its first write, see [`Reopened`]).
+pub(super) async fn mark_reopened(
+    session: &Session,
+    run: &RunId,
+    secret: Option<&str>,
+) -> Result<(), JournalError> {
+    (session.client)
+        .execute(
+            "UPDATE orch_journal_runs SET status = 'unfinished', updated = now() \
+             WHERE run_id = $1",
+            &[&run.as_str()],
+        )
+        .await
+        .map(drop)
+        .map_err(|e| session.run_error(run, "mark the run going on", &e, secret))
+}
+
 /// The [`Reopened`] of a run that was there before, shared by its writer's statements:
 /// one statement at a time carries it, and while it may still be to do the statements
 /// take turns, each waiting for the one before to be done (that one may fail, or be

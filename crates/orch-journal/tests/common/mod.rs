@@ -317,8 +317,8 @@ pub async fn a_task_dropped_and_added_back_starts_afresh(
 
 /// Run `run` (workflow id `workflow_id`) is reopened with a changed task whose skip it
 /// recorded and without a task it completed, and closed before it records anything: it
-/// stays as it was (its definition, the dropped task's record, its end), so opening it
-/// again reports the same changes (a scheduler resets the skip in its first commit). The
+/// keeps its definition and the dropped task's record (it is unfinished, no longer
+/// ended), so opening it again reports the same changes (a scheduler resets the skip in its first commit). The
 /// first records after a change, or the run's end, take the new definition with them.
 pub async fn a_changed_definition_is_taken_with_the_first_record(
     journal: &dyn orch_journal::Journal,
@@ -368,7 +368,7 @@ pub async fn a_changed_definition_is_taken_with_the_first_record(
         Some(&done),
         "the dropped task's record stays"
     );
-    assert_eq!(loaded.status(), orch_journal::RunStatus::Completed);
+    assert_eq!(loaded.status(), orch_journal::RunStatus::Unfinished);
 
     let opened = journal.open(run, &changed).await.unwrap();
     let reset = TaskRecord::default();
@@ -523,6 +523,70 @@ pub async fn a_run_ends_once(
     assert_eq!(loaded.status(), orch_journal::RunStatus::Completed);
     let ended = loaded.end_time().expect("an end time");
     assert_eq!(ended, finished, "the end time moved with the sync");
+}
+
+/// A run that ended and is opened again is unfinished while it is open, and after, until
+/// it ends again: what lists the runs shows it going on, not with its old end.
+pub async fn a_reopened_run_is_unfinished_until_it_ends_again(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    use orch_journal::{RunFilter, RunStatus};
+    let workflow = Workflow::new(workflow_id, "W").task(Task::new("a", "t"));
+    let a = TaskId::from("a");
+    let opened = journal.open(run, &workflow).await.unwrap();
+    opened
+        .writer
+        .append(&[(&a, &ran_once(TaskStatus::Failed, Value::Null))])
+        .await
+        .unwrap();
+    opened.writer.finish(WorkflowStatus::Failed).await.unwrap();
+    drop(opened);
+    let unfinished = RunFilter::default()
+        .workflow(workflow_id)
+        .status(RunStatus::Unfinished);
+    let listed = |runs: Vec<orch_journal::RunSummary>| -> Vec<orch_core::RunId> {
+        runs.into_iter().map(|r| r.run_id).collect()
+    };
+    assert_eq!(
+        listed(journal.list(&unfinished).await.unwrap()),
+        Vec::<orch_core::RunId>::new()
+    );
+
+    let opened = journal.open(run, &workflow).await.unwrap();
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.status(), RunStatus::Unfinished, "while it is open");
+    assert_eq!(loaded.end_time(), None);
+    assert_eq!(
+        listed(journal.list(&unfinished).await.unwrap()),
+        std::slice::from_ref(run)
+    );
+    // Its records stand as they were.
+    assert_eq!(loaded.task("a").map(|r| r.status), Some(TaskStatus::Failed));
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.status(),
+        RunStatus::Unfinished,
+        "closed without an end"
+    );
+
+    let opened = journal.open(run, &workflow).await.unwrap();
+    opened
+        .writer
+        .append(&[(&a, &completed(Value::from(1)))])
+        .await
+        .unwrap();
+    opened
+        .writer
+        .finish(WorkflowStatus::Completed)
+        .await
+        .unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.status(), RunStatus::Completed);
+    assert_eq!(loaded.task("a"), Some(&completed(Value::from(1))));
 }
 
 /// A record of no task of the workflow the run goes on with (nor an instance, `task[i]`,
