@@ -245,8 +245,9 @@
 //! `--output` writes the run's result as the library serialises it (`workflow_id`,
 //! `status`, times, every task's record with its result or error, `metrics`) plus a
 //! `workflow` field with the definition that ran, which `report`, `gantt` and `graph
-//! --result` use to draw the graph. It is written to a temporary file and renamed, so it
-//! is never seen half-written, and is readable by its owner only (it holds what the
+//! --result` use to draw the graph. It is written to a temporary file, synced and
+//! renamed (the rename synced too), so it is never seen half-written, nor lost to a power
+//! cut once `orch` has exited, and is readable by its owner only (it holds what the
 //! commands printed). Through a symbolic link, as every `-o` file, it replaces the file
 //! the link leads to, and the link stays.
 

@@ -159,7 +159,8 @@ fn kept_in(error: &std::io::Error, kept: &Path) -> std::io::Error {
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory, readable by
-/// its owner only, renamed into place: a reader never sees half a file. A path that names
+/// its owner only, renamed into place (the rename synced): a reader never sees half a
+/// file. A path that names
 /// something other than a file is refused before anything is written (see
 /// [`refuse_non_file`]): a directory (`out/` too), which the rename could not replace, or
 /// a device such as `/dev/null`, a pipe, a socket, which it would replace with a file. A
@@ -170,9 +171,16 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let (mut file, target) = file_beside(path)?;
     write_synced(&mut file, text)?;
     // Refused, the temporary file is dropped, which removes it.
-    file.persist(&target)
-        .map(drop)
-        .map_err(|refused| refused.error)
+    file.persist(&target).map_err(|refused| refused.error)?;
+    sync_directory_of(&target);
+    Ok(())
+}
+
+/// Syncs the directory `path` is in, so that a file just renamed there keeps its name
+/// through a power loss. At best: a file system that cannot sync a directory leaves the
+/// rename to its own schedule, and the file is in place either way.
+fn sync_directory_of(path: &Path) {
+    let _ = std::fs::File::open(dir_of(path)).and_then(|dir| dir.sync_all());
 }
 
 /// A temporary file (private to its owner) beside the file `path` leads to, and that
@@ -247,7 +255,10 @@ fn write_synced(file: &mut tempfile::NamedTempFile, text: &str) -> std::io::Resu
 /// says where: what took a whole run to make is not lost.
 fn put_in_place(file: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
     let refused = match file.persist(path) {
-        Ok(_) => return Ok(()),
+        Ok(_) => {
+            sync_directory_of(path);
+            return Ok(());
+        }
         Err(refused) => refused,
     };
     let error = refused.error;
