@@ -1,6 +1,7 @@
 //! The orch-events bus: lossless fan-out throughput, publish-to-receive latency, routing
 //! through 10^4 wildcard subscriptions, batches of subjects that never repeat (as the
-//! engine publishes them), and making such subjects. Tokio baselines for comparison.
+//! engine publishes them), making such subjects, and ending many subscriptions to one
+//! pattern. Tokio baselines for comparison.
 //!
 //! `cargo bench -p benches --bench events_bus`
 //!
@@ -331,5 +332,47 @@ fn unique_subject_batches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout, latency, routing, unique_subject_batches);
+/// Ending `SUBSCRIPTIONS` subscriptions to one pattern one by one (each dropped), in the
+/// order they were made and in reverse, as a service with many listeners shuts down.
+fn unsubscribing(c: &mut Criterion) {
+    const SUBSCRIPTIONS: usize = 20_000;
+    let mut group = c.benchmark_group("unsubscribe_one_pattern");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(SUBSCRIPTIONS as u64));
+    for (name, reverse) in [("in_order", false), ("reversed", true)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let bus: EventBus<u64> = EventBus::new();
+                    let mut subscriptions: Vec<_> = (0..SUBSCRIPTIONS)
+                        .map(|_| bus.subscribe("jobs.done").expect("subscribes"))
+                        .collect();
+                    if reverse {
+                        subscriptions.reverse();
+                    }
+                    (bus, subscriptions)
+                },
+                |(bus, subscriptions)| {
+                    for subscription in subscriptions {
+                        drop(subscription);
+                    }
+                    bus
+                },
+                criterion::BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    fanout,
+    latency,
+    routing,
+    unique_subject_batches,
+    unsubscribing
+);
 criterion_main!(benches);

@@ -139,12 +139,12 @@ impl<T> RouteCache<T> {
         Some(shared)
     }
 
-    /// Forgets every route and every subject seen.
+    /// Forgets every route. The subjects seen stay seen: which subjects come again does
+    /// not change with the subscriptions (and forgetting them would cost clearing the
+    /// filter on every subscribe and unsubscribe).
     pub(crate) fn clear(&mut self) {
         self.routes.clear();
         self.bytes = 0;
-        self.seen.fill(0);
-        self.seen_insertions = 0;
     }
 
     /// Whether a subject with this hash was seen since the last reset; notes it if not.

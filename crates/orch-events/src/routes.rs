@@ -6,8 +6,14 @@ use crate::{
     Pattern, Subject,
     queue::Queue,
     route_cache::{Queues, RouteCache},
-    trie::{Reach, Trie},
+    trie::{Keyed, Reach, Trie},
 };
+
+impl<T> Keyed for Arc<Queue<T>> {
+    fn key(&self) -> u64 {
+        self.id
+    }
+}
 
 /// Who gets what: guarded by the bus's `RwLock` (publishers read, subscribe and
 /// unsubscribe write).
@@ -129,7 +135,7 @@ impl<T> Routes<T> {
 
     /// Removes the route of `pattern` to the queue with this `id`, if there is one.
     pub(crate) fn remove(&mut self, pattern: &Pattern, id: u64) {
-        if self.trie.remove(pattern, |q| q.id == id).is_some() {
+        if self.trie.remove(pattern, id).is_some() {
             self.invalidate();
         }
     }

@@ -2,9 +2,14 @@
 //! map look-ups per subject token and per stored pattern prefix that matches it, not
 //! one per subscription.
 
+mod values;
+
 use std::collections::HashMap;
 
 use arrayvec::ArrayVec;
+
+pub(crate) use values::Keyed;
+use values::Values;
 
 use crate::Pattern;
 
@@ -20,9 +25,9 @@ struct Node<V> {
     /// Child for `*`.
     star: Option<Box<Node<V>>>,
     /// Values whose pattern ends with `>` right after this node.
-    rest: Vec<V>,
+    rest: Values<V>,
     /// Values whose pattern ends at this node.
-    here: Vec<V>,
+    here: Values<V>,
 }
 
 /// How many times what a node holds its room may be before the room is given back: a
@@ -30,20 +35,13 @@ struct Node<V> {
 /// room is given back once per so many removals.
 const MOST_SPARE: usize = 4;
 
-/// Gives back `values`' room when it holds far fewer than it has room for.
-fn shrink_vec<V>(values: &mut Vec<V>) {
-    if values.capacity() > MOST_SPARE * (values.len() + 8) {
-        values.shrink_to_fit();
-    }
-}
-
 impl<V> Default for Node<V> {
     fn default() -> Self {
         Self {
             literal: HashMap::default(),
             star: None,
-            rest: Vec::new(),
-            here: Vec::new(),
+            rest: Values::default(),
+            here: Values::default(),
         }
     }
 }
@@ -172,7 +170,7 @@ impl<V> Default for Trie<V> {
     }
 }
 
-impl<V> Trie<V> {
+impl<V: Keyed> Trie<V> {
     /// How many values are stored.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -184,7 +182,7 @@ impl<V> Trie<V> {
         for token in pattern.tokens() {
             match token {
                 ">" => {
-                    node.rest.push(value);
+                    node.rest.insert(value);
                     self.len += 1;
                     return;
                 }
@@ -192,13 +190,13 @@ impl<V> Trie<V> {
                 _ => node = node.literal.entry(token.into()).or_default(),
             }
         }
-        node.here.push(value);
+        node.here.insert(value);
         self.len += 1;
     }
 
-    /// Removes the first value under `pattern` for which `is_it` holds, pruning
-    /// branches left empty. Returns it, if any.
-    pub(crate) fn remove(&mut self, pattern: &Pattern, is_it: impl Fn(&V) -> bool) -> Option<V> {
+    /// Removes the value with `key` under `pattern`, pruning branches left empty.
+    /// Returns it, if any. (The values that share its pattern may change order.)
+    pub(crate) fn remove(&mut self, pattern: &Pattern, key: u64) -> Option<V> {
         let mut path: Vec<&str> = pattern.tokens().collect();
         let rest = path.last() == Some(&">");
         if rest {
@@ -206,8 +204,7 @@ impl<V> Trie<V> {
         }
         let node = self.root.find_mut(&path)?;
         let values = if rest { &mut node.rest } else { &mut node.here };
-        let removed = values.remove(values.iter().position(is_it)?);
-        shrink_vec(values);
+        let removed = values.remove(key)?;
         self.len -= 1;
         if node.is_empty() {
             self.prune(&path);
@@ -300,8 +297,8 @@ impl<V> Trie<V> {
         let mut out = Vec::with_capacity(self.len);
         let mut stack = vec![std::mem::take(&mut self.root)];
         while let Some(mut node) = stack.pop() {
-            out.append(&mut node.here);
-            out.append(&mut node.rest);
+            out.append(&mut node.here.take());
+            out.append(&mut node.rest.take());
             node.give_children(&mut stack);
         }
         self.len = 0;
@@ -313,6 +310,12 @@ impl<V> Trie<V> {
 mod tests {
     use super::*;
     use crate::Subject;
+
+    impl Keyed for usize {
+        fn key(&self) -> u64 {
+            *self as u64
+        }
+    }
 
     /// How many nodes the trie has, the root included.
     fn nodes<V>(trie: &Trie<V>) -> usize {
@@ -349,10 +352,10 @@ mod tests {
         }
         for n in 0..10_000 {
             assert_eq!(
-                trie.remove(&pattern(&format!("run.{n}.>")), |&v| v == n),
+                trie.remove(&pattern(&format!("run.{n}.>")), n.into()),
                 Some(n)
             );
-            assert_eq!(trie.remove(&pattern("run"), |&v| v == n), Some(n));
+            assert_eq!(trie.remove(&pattern("run"), n.into()), Some(n));
         }
         let run = trie.root.child("run").expect("kept for `run.>`");
         assert!(run.literal.capacity() < 64, "{}", run.literal.capacity());
@@ -375,17 +378,17 @@ mod tests {
             matches(&trie, "a.a-token-longer-than-twenty-three-byte"),
             [2, 3, 4]
         );
-        assert_eq!(trie.remove(&pattern(long), |v| *v == 6), Some(6));
+        assert_eq!(trie.remove(&pattern(long), 6), Some(6));
         assert_eq!(trie.len(), 5);
         assert_eq!(matches(&trie, "a.b"), [1, 2, 3, 4]);
         assert_eq!(matches(&trie, "a.b.c"), [3, 4, 5]);
         assert_eq!(matches(&trie, "a"), [4]);
-        assert_eq!(trie.remove(&pattern("a.*"), |v| *v == 2), Some(2));
-        assert_eq!(trie.remove(&pattern("a.*"), |v| *v == 2), None);
-        assert_eq!(trie.remove(&pattern("x.y"), |_| true), None);
+        assert_eq!(trie.remove(&pattern("a.*"), 2), Some(2));
+        assert_eq!(trie.remove(&pattern("a.*"), 2), None);
+        assert_eq!(trie.remove(&pattern("x.y"), 1), None);
         assert_eq!(matches(&trie, "a.b"), [1, 3, 4]);
         for (p, v) in [("a.b", 1), ("a.>", 3), (">", 4), ("*.b.c", 5)] {
-            assert_eq!(trie.remove(&pattern(p), |x| *x == v), Some(v));
+            assert_eq!(trie.remove(&pattern(p), v.into()), Some(v));
         }
         assert_eq!(trie.len(), 0);
         assert!(trie.root.is_empty());
@@ -393,7 +396,7 @@ mod tests {
 
     #[test]
     fn the_reach_is_the_leading_tokens_that_decide() {
-        let mut trie = Trie::default();
+        let mut trie: Trie<u32> = Trie::default();
         trie.insert(&pattern("workflow.>"), 1);
         let reach = trie.for_each_match_reach("workflow.etl.task.a.started", |_| {});
         assert_eq!(
@@ -462,9 +465,11 @@ mod tests {
                     trie.insert(&p, value);
                     list.push((p, value));
                 } else {
+                    // The value first added under `p`, or one never added.
                     let first = list.iter().position(|(q, _)| *q == p);
+                    let key = first.map_or(u32::MAX, |i| list[i].1);
                     let expected = first.map(|i| list.remove(i).1);
-                    proptest::prop_assert_eq!(trie.remove(&p, |_| true), expected);
+                    proptest::prop_assert_eq!(trie.remove(&p, key.into()), expected);
                 }
             }
             proptest::prop_assert_eq!(trie.len(), list.len());
@@ -476,7 +481,7 @@ mod tests {
                 proptest::prop_assert_eq!(matches(&trie, subject), expected);
             }
             for (p, value) in list {
-                proptest::prop_assert_eq!(trie.remove(&p, |v| *v == value), Some(value));
+                proptest::prop_assert_eq!(trie.remove(&p, value.into()), Some(value));
             }
             proptest::prop_assert!(trie.root.is_empty());
         }
@@ -497,11 +502,11 @@ mod tests {
             trie.insert(&Pattern::unlimited(&forked), 4);
             assert_eq!(matches(&trie, &deep), [1, 3]);
             assert_eq!(matches(&trie, &format!("{deep}.b.c")), [2]);
-            assert_eq!(trie.remove(&Pattern::unlimited(&deep), |_| true), Some(1));
+            assert_eq!(trie.remove(&Pattern::unlimited(&deep), 1), Some(1));
             assert_eq!(matches(&trie, &deep), [3]);
             let rest = Pattern::unlimited(&format!("{deep}.>"));
             // Cuts the chain from where the fork to `b` was, 50,000 tokens down.
-            assert_eq!(trie.remove(&rest, |_| true), Some(2));
+            assert_eq!(trie.remove(&rest, 2), Some(2));
             assert_eq!(matches(&trie, &deep), [3]);
             assert_eq!(matches(&trie, &forked), [4]);
             assert_eq!(trie.len(), 2);
