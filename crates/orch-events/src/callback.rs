@@ -110,8 +110,12 @@ impl<T> CallbackSubscription<T> {
 
     /// Waits until the bus is closed and the callback has handled everything published
     /// before.
+    ///
+    /// Called from inside the callback itself, it returns at once: the callback cannot
+    /// wait for its own end.
     pub async fn finished(&mut self) {
-        if !self.task.is_finished() {
+        let own_task = tokio::task::try_id() == Some(self.task.id());
+        if !own_task && !self.task.is_finished() {
             // The task catches every panic of a call, so it can only end normally.
             let _ = (&mut self.task).await;
         }

@@ -66,7 +66,9 @@
 //!   have a handful of tokens; the limit bounds the routing work of each publish. Routing
 //!   never recurses per token, so no subject or pattern can exhaust a thread's stack.
 //! - The route cache (see Delivery) holds at most 8,192 subjects, and at most 1 MiB in
-//!   their text and their lists of subscriptions; a route that would take more than
+//!   the text of those longer than 56 bytes and in their lists of subscriptions (besides
+//!   its table: some 100 bytes per subject, a short subject's text included); a route
+//!   that would take more than
 //!   16 KiB by itself (a subject longer than that, or one matched by about 2,000
 //!   subscriptions or more) is never cached, and is looked up in the trie each time. So
 //!   once their events are consumed, the subjects published on a bus keep no more than

@@ -40,7 +40,10 @@ pub enum Overflow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[non_exhaustive]
 pub struct SubscriptionStats {
-    /// Events handed to the subscriber (taken out of its queue, or replayed).
+    /// Events taken out of the subscription's queue, and events replayed to it. A
+    /// stream takes everything queued at once and hands it out one by one, so this may
+    /// run ahead of what it has yielded; a callback's events are counted as they are
+    /// taken for it, including any it is not called for because it unsubscribed.
     pub delivered: u64,
     /// Events its overflow policy dropped.
     pub dropped: u64,

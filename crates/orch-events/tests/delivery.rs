@@ -425,6 +425,44 @@ async fn unsubscribing_after_waiting_for_the_callback_to_finish_returns() {
     callback.unsubscribe().await;
 }
 
+/// A callback that waits for its own subscription to finish is not left waiting on
+/// itself: `finished`, called from inside, returns at once (as `unsubscribe` does).
+#[tokio::test]
+async fn a_callback_waiting_for_its_own_end_goes_on() {
+    let bus: EventBus<u64> = EventBus::new();
+    let own: Arc<tokio::sync::Mutex<Option<orch_events::CallbackSubscription<u64>>>> =
+        Arc::default();
+    let calls = Arc::new(AtomicU64::new(0));
+    let callback = bus
+        .subscribe_fn(">", SubscribeOptions::new(), {
+            let (own, calls) = (Arc::clone(&own), Arc::clone(&calls));
+            move |_| {
+                let (own, calls) = (Arc::clone(&own), Arc::clone(&calls));
+                async move {
+                    if let Some(itself) = own.lock().await.as_mut() {
+                        itself.finished().await;
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .expect("subscribed");
+    *own.lock().await = Some(callback);
+    bus.publish("a", 1).await.expect("published");
+    bus.publish("b", 2).await.expect("published");
+    let both_handled = async {
+        while calls.load(Ordering::Relaxed) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), both_handled)
+        .await
+        .expect("the callback was stuck waiting for its own end");
+    bus.close().await;
+    let callback = own.lock().await.take().expect("kept");
+    callback.unsubscribe().await;
+}
+
 #[test]
 fn nothing_is_delivered_after_unsubscribe_returns() {
     multi_thread().block_on(async {
