@@ -278,7 +278,9 @@
 //! limit, as a note: a permanent error keeps the task from retrying, and a skip returned
 //! past the limit is a timeout all the same. A handler on the run's own task that the
 //! run, busy with another handler holding the thread, polls only after the limit is not
-//! timed out if it is done by then: the run cannot tell when it finished.
+//! timed out if it completes in that first late poll, however long the poll takes: the
+//! run cannot tell which of its work was done by the limit (a handler that holds the
+//! thread, as [`inline`] ones must not, makes its own timeout unreliable).
 //!
 //! A run also waits for its events to be published, and a lossless subscriber that does
 //! not read holds it up: once cancelled, a run waits for that only until the same grace
