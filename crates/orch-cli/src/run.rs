@@ -231,11 +231,18 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     };
     let durable = match &args.journal {
         Some(dir) => {
-            let opening = open_journal(dir, args.resume.as_deref());
+            // On a thread of its own: reading a long run is the file system's work, and
+            // a signal meanwhile must be heard (the run does not start then).
+            let (dir, resume) = (dir.clone(), args.resume.clone());
+            let runtime = tokio::runtime::Handle::current();
+            let opening = tokio::task::spawn_blocking(move || {
+                runtime.block_on(open_journal(&dir, resume.as_deref()))
+            });
             match until_signal(&mut signals, opening).await {
                 Err(stopped) => return stopped,
-                Ok(Err(e)) => return setup_error(e),
-                Ok(Ok((journal, run_id))) => {
+                Ok(Err(panicked)) => return setup_error(format!("--journal: {panicked}")),
+                Ok(Ok(Err(e))) => return setup_error(e),
+                Ok(Ok(Ok((journal, run_id)))) => {
                     builder = builder.journal(journal, args.durability.into());
                     Some(run_id)
                 }

@@ -319,3 +319,47 @@ fn a_journal_that_fails_while_tasks_run_stops_the_run_and_keeps_what_it_recorded
         .unwrap_or_default();
     assert_eq!(large.len(), 200_000);
 }
+
+/// Ctrl-C while `--resume` still reads a long journal stops orch before the run starts:
+/// nothing runs and no run is begun (the read once held the signal off until it ended,
+/// and the run then started, to be interrupted).
+#[test]
+fn ctrl_c_while_a_resume_reads_its_journal_stops_orch_before_the_run_starts() {
+    let dir = Dir::new();
+    let failing = "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, \
+                   script: 'echo a >> ran.txt; exit 3' } }\n";
+    dir.write("w.yaml", failing);
+    let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--journal", "journal"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    let run_id = listed(&dir)[0]["run_id"].as_str().expect("id").to_owned();
+    // Many more failed attempts of `a`, so that reading the run takes a while.
+    let path = dir.join(&format!("journal/{run_id}.jsonl"));
+    let recorded = std::fs::read_to_string(&path).expect("the run's file");
+    let last: Value = serde_json::from_str(recorded.lines().last().expect("lines")).expect("JSON");
+    let first_seq = last["seq"].as_u64().expect("seq") + 1;
+    let mut more = String::new();
+    for seq in first_seq..first_seq + 1_000_000 {
+        more.push_str(&format!(
+            "{{\"v\":1,\"seq\":{seq},\"kind\":\"task\",\"task_id\":\"a\",\"attempt\":1,\
+             \"status\":\"failed\",\"error\":\"exit 3\"}}\n"
+        ));
+    }
+    std::fs::write(&path, recorded + &more).expect("written");
+
+    let resume = orch()
+        .current_dir(dir.path())
+        .args(["run", "w.yaml", "--journal", "journal", "--resume", &run_id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("orch starts");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    kill(Pid::from_raw(resume.id() as i32), Signal::SIGINT).expect("signal orch");
+    let (code, stdout, stderr) = parts(&resume.wait_with_output().expect("orch ends"));
+    assert_eq!(code, Some(130), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("stopped before the run started"),
+        "{stderr}"
+    );
+    assert_eq!(runs_of(&dir, "a"), 1, "nothing ran again");
+}
