@@ -83,7 +83,7 @@
 //!   `--metrics-addr HOST:PORT` serves Prometheus
 //!   metrics on `http://HOST:PORT/metrics` while the run lasts (port 0 picks a free port;
 //!   the address is logged; 64 connections are answered at once, more wait, and one that
-//!   sends no request within 5 s is closed).
+//!   sends no request within 5 s, or does not read its reply within 10 s, is closed).
 //! - `orch report R.json -o run.html` writes one self-contained HTML page: the DAG coloured
 //!   by status, a timeline with the critical path highlighted, the metrics and every task
 //!   (each instance of a map task too) with its status, attempts, duration and error.

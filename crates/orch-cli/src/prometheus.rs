@@ -20,6 +20,9 @@ use crate::tally::Tally;
 const MAX_HEAD: usize = 8 << 10;
 /// How long a client has to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client has to take its reply: one that does not read it gives its place
+/// up to others then.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the metrics are made of, updated from the run's events.
 pub(crate) struct Live {
@@ -236,8 +239,24 @@ async fn respond(mut stream: TcpStream, live: &Live) -> std::io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    reply(&mut stream, response.as_bytes()).await
+}
+
+/// Writes `response` to `stream` and closes it, unless the client takes longer than
+/// [`WRITE_TIMEOUT`] to read it.
+async fn reply(stream: &mut TcpStream, response: &[u8]) -> std::io::Result<()> {
+    let write = async {
+        stream.write_all(response).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read its reply",
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -247,6 +266,25 @@ mod tests {
     use orch::core::EngineEventKind;
 
     use super::*;
+
+    /// A client that sends its request and never reads the reply holds its connection
+    /// (one of a few) only until the write times out.
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_the_client_does_not_read_is_given_up() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let client = TcpStream::connect(listener.local_addr().expect("an address"));
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, (mut server_side, _)) =
+            (client.expect("connects"), accepted.expect("accepts"));
+        // More than the two ends' socket buffers hold.
+        let response = vec![b'x'; 64 << 20];
+        let replying = reply(&mut server_side, &response);
+        let replied = tokio::time::timeout(WRITE_TIMEOUT * 2, replying).await;
+        let error = replied
+            .expect("given up by then")
+            .expect_err("the client read nothing");
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut, "{error}");
+    }
 
     #[test]
     fn every_sample_line_is_well_formed() {
