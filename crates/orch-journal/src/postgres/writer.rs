@@ -19,9 +19,10 @@ use crate::sync::lock;
 use crate::{JournalError, JournalFuture, RunWriter};
 
 /// What the first write to a run that was there before does too, in the same statement
-/// (until then the run stays as it was, as in the file journal): marks the run unfinished,
-/// records the definition of the workflow it goes on with when that changed, and deletes
-/// the rows of the tasks the workflow dropped, and of their map instances.
+/// (until then the run keeps its definition and rows, as in the file journal; it was
+/// marked unfinished as it was opened, see [`mark_reopened`], and is again here): records
+/// the definition of the workflow it goes on with when that changed, and deletes the rows
+/// of the tasks the workflow dropped, and of their map instances.
 pub(super) struct Reopened {
     pub(super) definition: Option<String>,
     pub(super) removed: Vec<String>,
