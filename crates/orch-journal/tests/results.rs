@@ -5,7 +5,7 @@
 #![cfg(unix)] // stores lock and rewrite the file only where files have an identity
 #![allow(clippy::unwrap_used)] // in tests, a failed unwrap is a failed test
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use orch_journal::ResultFile;
@@ -119,12 +119,24 @@ fn a_file_past_its_bound_is_rewritten_with_the_results_kept() {
     let reopened = ResultFile::open_with_capacity(&path, 40).unwrap();
     assert_eq!((reopened.len(), reopened.get(80)), (40, Some(json!(80))));
 
-    // A file its owner made readable by a group stays so once rewritten.
+    // A file its owner made readable by a group stays so once rewritten: its mode, and
+    // its owner and group (as root, a user and group of its own; otherwise those of this
+    // process, which can give no other).
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let as_root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    if as_root {
+        std::os::unix::fs::chown(&path, Some(12_345), Some(12_346)).unwrap();
+    }
+    let owners = |path: &Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    let before = owners(&path);
     for key in 81..=121 {
         store.put(key, json!(key as u64)).unwrap();
     }
     assert_eq!((lines_in(&path), mode(&path)), (40, 0o640));
+    assert_eq!(owners(&path), before, "as root: {as_root}");
 }
 
 /// A symbolic link at the path stays one: the file it names is rewritten, and a store
