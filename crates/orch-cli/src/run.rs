@@ -448,7 +448,7 @@ async fn open_journal(dir: &Path, resume: Option<&str>) -> Result<(FileJournal, 
         .map(|id| RunId::parse(id).map_err(|e| format!("--resume: `{id}` is not a run id: {e}")))
         .transpose()?;
     if let Some(run_id) = &resume
-        && !dir.is_dir()
+        && std::fs::metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     {
         return Err(format!(
             "--resume: no run `{run_id}` in {}: there is no such directory",

@@ -333,13 +333,15 @@ fn ctrl_c_while_a_resume_reads_its_journal_stops_orch_before_the_run_starts() {
     let (code, _, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "--journal", "journal"]));
     assert_eq!(code, Some(1), "{stderr}");
     let run_id = listed(&dir)[0]["run_id"].as_str().expect("id").to_owned();
-    // Many more failed attempts of `a`, so that reading the run takes a while.
+    // Many more failed attempts of `a`, so that reading the run takes a while (some
+    // seconds in a debug build here; the signal must come while orch reads it, before
+    // the engine opens the run and reads it again).
     let path = dir.join(&format!("journal/{run_id}.jsonl"));
     let recorded = std::fs::read_to_string(&path).expect("the run's file");
     let last: Value = serde_json::from_str(recorded.lines().last().expect("lines")).expect("JSON");
     let first_seq = last["seq"].as_u64().expect("seq") + 1;
     let mut more = String::new();
-    for seq in first_seq..first_seq + 1_000_000 {
+    for seq in first_seq..first_seq + 2_000_000 {
         more.push_str(&format!(
             "{{\"v\":1,\"seq\":{seq},\"kind\":\"task\",\"task_id\":\"a\",\"attempt\":1,\
              \"status\":\"failed\",\"error\":\"exit 3\"}}\n"
@@ -354,7 +356,7 @@ fn ctrl_c_while_a_resume_reads_its_journal_stops_orch_before_the_run_starts() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("orch starts");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(150));
     kill(Pid::from_raw(resume.id() as i32), Signal::SIGINT).expect("signal orch");
     let (code, stdout, stderr) = parts(&resume.wait_with_output().expect("orch ends"));
     assert_eq!(code, Some(130), "{stdout}\n{stderr}");

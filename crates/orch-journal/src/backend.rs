@@ -58,15 +58,16 @@ impl RunLines {
     }
 
     /// The batch that marks run `loaded` (as [`RunLines::read`] returned it) as going on
-    /// again, when it had ended: store it first when opening a run that was there before
-    /// (before [`RunLines::redefine`]), so that the run reads as unfinished while it goes
-    /// on; `None` for a run that is unfinished already.
+    /// again, when it had ended: store it first when opening a run that was there before,
+    /// so that the run reads as unfinished while it goes on; `None` for a run that is
+    /// unfinished already. (It records the definition the run has, followed by no lines;
+    /// a changed one still goes in with the next batch, see [`RunLines::redefine`].)
     pub fn reopen(&mut self, loaded: &LoadedRun) -> Result<Option<Vec<u8>>, JournalError> {
         if loaded.status() == crate::RunStatus::Unfinished {
             return Ok(None);
         }
         let mut buf = Vec::new();
-        line::write_definition(&mut buf, self.next_seq, &self.definition, 0)?;
+        line::write_definition(&mut buf, self.next_seq, &loaded.definition, 0)?;
         self.next_seq += 1;
         Ok(Some(buf))
     }

@@ -213,9 +213,15 @@ impl FileJournal {
                 let previous = read.run.result_for(workflow);
                 // Cuts off a torn last line.
                 let path = self.path_of(run);
-                locked
-                    .set_len(read.valid_len)
-                    .map_err(|e| JournalError::io("truncate", &path, e))?;
+                // Only when there is something to cut: a cut of nothing still marks the
+                // file written, which tells it from the file a failed sync left (where
+                // the system tells no creation time, see `sync::cut_after_failure`).
+                let file_len = locked.metadata().map(|m| m.len());
+                if file_len.map_err(|e| JournalError::io("read", &path, e))? != read.valid_len {
+                    locked
+                        .set_len(read.valid_len)
+                        .map_err(|e| JournalError::io("truncate", &path, e))?;
+                }
                 let (mut len, mut next_seq) = (read.valid_len, read.next_seq);
                 if read.run.status() != RunStatus::Unfinished {
                     // It goes on: no longer ended (see `Journal::open`).
@@ -505,6 +511,17 @@ mod tests {
             drop(open);
             // `b`'s line is in the file, as the kernel may still show it.
             assert!(fs::metadata(&path).unwrap().len() > synced_len);
+
+            // Another process that opens the run and writes nothing leaves the file as
+            // the failure left it, also where the system tells no creation time (a cut
+            // of nothing would mark the file written).
+            let id = file_id(&fs::metadata(&path).unwrap()).unwrap();
+            let mut failure = crate::sync::tests::take_sync_failure(id);
+            failure.0.created = None;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let other = FileJournal::new(dir.path()).unwrap();
+            drop(other.open(&run, &workflow).await.unwrap());
+            crate::sync::tests::put_sync_failure(id, failure);
 
             let again = journal.open(&run, &workflow).await.unwrap();
             let previous = again.previous.as_ref().unwrap();

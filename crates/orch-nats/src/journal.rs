@@ -47,9 +47,10 @@ const BACKEND: &str = "NATS JetStream";
 /// is refused with [`JournalError::AlreadyOpen`], and each message is stored only if the
 /// run's last stored message is still the one its writer wrote last, so neither of two
 /// writers can leave a gap or a repeat in the run's lines. Another process's open is not
-/// refused (the journal takes no lock on the server): of two coordinators on one run,
-/// the one that appends second is refused then, which may be the one that opened it
-/// first, and both may have started the same tasks by then. Run one coordinator per
+/// refused (the journal takes no lock on the server), unless the run had ended (opening
+/// it then stores a line that marks it going on, checked as any append is): of two
+/// coordinators on one run, the one that appends second is refused then, which may be
+/// the one that opened it first, and both may have started the same tasks by then. Run one coordinator per
 /// run. After a failed append a writer takes no more (its run ends with the error);
 /// opening the run again goes on from what was stored. Something else published under a
 /// run's subject that does not end its last line, which the next batch would run into,

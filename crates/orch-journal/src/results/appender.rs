@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -201,9 +200,13 @@ fn write_kept(path: &Path, new_path: &Path, capacity: usize) -> Result<(File, Ke
     // The new file is readable by whom the old one was (a file shared by a group, say):
     // its owner and group, as far as this process may give them (another user's file
     // keeps its group when this process is in that group), and its mode.
-    let (owner, group) = (reading_meta.uid(), reading_meta.gid());
-    if std::os::unix::fs::fchown(&new, Some(owner), Some(group)).is_err() {
-        let _ = std::os::unix::fs::fchown(&new, None, Some(group));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt as _, fchown};
+        let (owner, group) = (reading_meta.uid(), reading_meta.gid());
+        if fchown(&new, Some(owner), Some(group)).is_err() {
+            let _ = fchown(&new, None, Some(group));
+        }
     }
     new.set_permissions(reading_meta.permissions())
         .map_err(|e| JournalError::io("create", new_path, e))?;
