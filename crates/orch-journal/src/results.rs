@@ -23,8 +23,8 @@
 //! it keeps to a new file, `<name>.new` beside it, and renames that over the old one (a
 //! symbolic link is followed: the file it names is rewritten, with the same
 //! permissions, owner and group, as far as the rewriting process may give them: a
-//! process cannot give a file to another user, nor to a group it is not in). So the file holds at most about that many lines per store appending to
-//! it. Every store appends under a shared lock on the file (`flock`) and rewrites under
+//! process cannot give a file to another user, nor to a group it is not in). So the
+//! file holds at most about that many lines per store appending to it. Every store appends under a shared lock on the file (`flock`) and rewrites under
 //! an exclusive one, and a store that finds the file it holds replaced opens the new one
 //! before appending; so no result appended by any store is lost to a rewrite. Lines it
 //! could not read (torn, damaged, or of a newer format) are left out of the new file,
