@@ -115,13 +115,17 @@ const SHOWN_ID_BYTES: usize = 200;
 pub(crate) fn shown_id(id: &str) -> std::borrow::Cow<'_, str> {
     match ends_of(id) {
         None => shown(id),
-        Some((start, end)) => std::borrow::Cow::Owned(format!(
-            "{}…{} ({} bytes)",
-            shown(start),
-            shown(end),
-            id.len()
-        )),
+        Some(ends) => std::borrow::Cow::Owned(cut_text(ends, id.len(), |t| shown(t))),
     }
+}
+
+/// A long id's two `ends`, each written by `write`, and its length.
+fn cut_text<'t, S: fmt::Display>(
+    (start, end): (&'t str, &'t str),
+    len: usize,
+    write: impl Fn(&'t str) -> S,
+) -> String {
+    format!("{}…{} ({len} bytes)", write(start), write(end))
 }
 
 /// Text escaped already, cut as [`shown_id`] cuts an id; the length named is the
@@ -348,13 +352,11 @@ fn of_task(task: Option<&TaskId>, what: &str) -> String {
     match task {
         Some(task) if what != "task id" => {
             let id = task.as_str();
-            match ends_of(id) {
-                None => format!(" of task \"{}\"", quoted(id)),
-                Some((start, end)) => {
-                    let (start, end) = (quoted(start), quoted(end));
-                    format!(" of task \"{start}…{end} ({} bytes)\"", id.len())
-                }
-            }
+            let text = match ends_of(id) {
+                None => quoted(id),
+                Some(ends) => cut_text(ends, id.len(), quoted),
+            };
+            format!(" of task \"{text}\"")
         }
         _ => String::new(),
     }
