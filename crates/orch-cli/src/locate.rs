@@ -135,13 +135,10 @@ impl<'t> Places<'t> {
         let find = |from: usize| {
             let rest = &stretch[from..];
             let quoted = format!("\"{word}\"");
-            (rest.match_indices(&quoted).map(|(at, _)| from + at))
-                .find(|&at| !own_id(at))
-                .or_else(|| {
-                    words(rest, word)
-                        .map(|at| from + at)
-                        .find(|&at| !own_id(at))
-                })
+            let quoted =
+                (rest.match_indices(&quoted).map(|(at, _)| from + at)).find(|&at| !own_id(at));
+            let plain = (words(rest, word).map(|at| from + at)).find(|&at| !own_id(at));
+            quoted.into_iter().chain(plain).min()
         };
         let key = under.and_then(|key| first_word(stretch, key));
         let found = key.and_then(&find).or_else(|| find(0));
@@ -189,17 +186,28 @@ fn first_word(text: &str, word: &str) -> Option<usize> {
     quoted.into_iter().chain(plain).min()
 }
 
-/// The occurrences of `word` not inside a longer identifier.
+/// The occurrences of `word` not inside a longer identifier. A `:`, `.` or `/` between
+/// two identifier characters joins them (`test:unit`, `lib.core`), while one before a
+/// space or a line's end ends a key (`test: ...`).
 fn words<'t>(text: &'t str, word: &'t str) -> impl Iterator<Item = usize> + 't {
     let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let joins = |c: char| matches!(c, ':' | '.' | '/');
+    let goes_on = move |mut chars: std::str::Chars<'_>, forwards: bool| {
+        let mut next = || match forwards {
+            true => chars.next(),
+            false => chars.next_back(),
+        };
+        match next() {
+            Some(c) if joins(c) => next().is_some_and(is_ident),
+            c => c.is_some_and(is_ident),
+        }
+    };
     (!word.is_empty())
         .then(|| text.match_indices(word).map(|(i, _)| i))
         .into_iter()
         .flatten()
         .filter(move |&i| {
-            let before = text[..i].chars().next_back();
-            let after = text[i + word.len()..].chars().next();
-            !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+            !goes_on(text[..i].chars(), false) && !goes_on(text[i + word.len()..].chars(), true)
         })
 }
 
@@ -648,6 +656,27 @@ mod tests {
         assert_eq!(
             places.within_task("a", "lint", Some("dependencies")),
             at(5, 17)
+        );
+    }
+
+    /// The first occurrence is taken, quoted or not; an id inside a longer one
+    /// (`test` in `test:unit`, `lib` in `lib.core`) is not an occurrence.
+    #[test]
+    fn a_word_is_placed_at_its_first_whole_occurrence() {
+        let yaml = "workflow_id: w\ntasks:\n  b:\n    dependencies: [lnt]\n    config: {args: [\"lnt\"]}\n";
+        let places = Places::new(yaml, Format::Yaml);
+        assert_eq!(places.within_task("b", "lnt", None), at(4, 20));
+        let yaml = "workflow_id: w\ntasks:\n  b:\n    dependencies:\n      - test:unit\n      - lib.core\n      - a/test\n      - test\n      - lib\n";
+        let places = Places::new(yaml, Format::Yaml);
+        assert_eq!(places.within_task("b", "test", None), at(8, 9));
+        assert_eq!(places.within_task("b", "lib", None), at(9, 9));
+        assert_eq!(places.within_task("b", "unit", None), at(3, 3));
+        let toml =
+            "workflow_id = \"w\"\n[tasks.b]\nconfig = { args = ['lnt'] }\ndependencies = ['lnt']\n";
+        let places = Places::new(toml, Format::Toml);
+        assert_eq!(
+            places.within_task("b", "lnt", Some("dependencies")),
+            at(4, 18)
         );
     }
 
