@@ -39,8 +39,8 @@ struct Noted {
 #[derive(Clone, Copy)]
 struct Lost {
     deliveries: u64,
-    /// When the server kept the advisory; unknown for one heard live.
-    at: Option<SystemTime>,
+    /// When the server kept the advisory (for one heard live, when it was heard).
+    at: SystemTime,
     /// When this coordinator noted it last.
     noted: Instant,
 }
@@ -54,13 +54,13 @@ impl LostMessages {
     }
 
     /// Notes that task message `sequence` ran out after `deliveries` (the advisory kept at
-    /// `at`, if known).
-    pub(crate) fn note(&self, sequence: u64, deliveries: u64, at: Option<SystemTime>) {
+    /// `at`).
+    pub(crate) fn note(&self, sequence: u64, deliveries: u64, at: SystemTime) {
         self.note_at(Instant::now(), sequence, deliveries, at);
     }
 
     /// [`Self::note`], noted at `now`.
-    fn note_at(&self, now: Instant, sequence: u64, deliveries: u64, at: Option<SystemTime>) {
+    fn note_at(&self, now: Instant, sequence: u64, deliveries: u64, at: SystemTime) {
         let mut noted = self.noted.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(&(when, old)) = noted.order.front() {
             if now.duration_since(when) < self.window {
@@ -88,12 +88,15 @@ impl LostMessages {
     /// How many times task message `sequence` (stored at `stored`, if known) was
     /// delivered, if it ran out of deliveries. An advisory kept before the message was
     /// stored is about an earlier message of that sequence (the tasks stream was made
-    /// anew), and is not taken.
+    /// anew), and is not taken; nor is one noted longer ago than the window.
     pub(crate) fn deliveries(&self, sequence: u64, stored: Option<SystemTime>) -> Option<u64> {
         let noted = self.noted.lock().unwrap_or_else(PoisonError::into_inner);
         let lost = noted.by_sequence.get(&sequence)?;
-        match (lost.at, stored) {
-            (Some(at), Some(stored)) if at < stored => None,
+        if lost.noted.elapsed() >= self.window {
+            return None;
+        }
+        match stored {
+            Some(stored) if lost.at < stored => None,
             _ => Some(lost.deliveries),
         }
     }
@@ -131,7 +134,7 @@ pub(crate) async fn recall(
             }
             if let Ok(message) = serde_json::from_slice::<MaxDeliveries>(&advisory.payload) {
                 let at = SystemTime::from(info.published);
-                lost.note(message.stream_seq, message.deliveries, Some(at));
+                lost.note(message.stream_seq, message.deliveries, at);
             }
             if info.stream_sequence == up_to {
                 break;
@@ -160,8 +163,8 @@ mod tests {
     fn an_advisory_is_taken_for_its_message_and_not_for_a_later_one_of_its_sequence() {
         let lost = LostMessages::new(Duration::from_secs(60));
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        lost.note(7, 3, Some(t));
-        lost.note(8, 2, None);
+        lost.note(7, 3, t);
+        lost.note(8, 2, t);
         assert_eq!(
             lost.deliveries(7, Some(t - Duration::from_secs(1))),
             Some(3)
@@ -169,16 +172,24 @@ mod tests {
         assert_eq!(lost.deliveries(7, None), Some(3));
         // Stored after the advisory: a message of a tasks stream made anew.
         assert_eq!(lost.deliveries(7, Some(t + Duration::from_secs(1))), None);
-        assert_eq!(lost.deliveries(8, Some(t)), Some(2));
+        assert_eq!(
+            lost.deliveries(8, Some(t)),
+            Some(2),
+            "stored as it was kept"
+        );
         assert_eq!(lost.deliveries(9, None), None);
     }
 
     #[test]
     fn advisories_are_forgotten_after_the_window() {
-        let lost = LostMessages::new(Duration::ZERO);
-        lost.note(1, 2, None);
-        lost.note(2, 2, None);
+        let lost = LostMessages::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let long_ago = now.checked_sub(Duration::from_secs(61));
+        let long_ago = long_ago.expect("this test needs a clock past a minute");
+        lost.note_at(long_ago, 1, 2, SystemTime::UNIX_EPOCH);
+        // Forgotten when asked, though no later note cleared it.
         assert_eq!(lost.deliveries(1, None), None);
+        lost.note_at(now, 2, 2, SystemTime::UNIX_EPOCH);
         assert_eq!(lost.deliveries(2, None), Some(2));
     }
 
@@ -187,13 +198,13 @@ mod tests {
         let lost = LostMessages::new(Duration::from_secs(1));
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
-        lost.note_at(at(0), 5, 3, None);
-        lost.note_at(at(600), 5, 3, None);
+        lost.note_at(at(0), 5, 3, SystemTime::UNIX_EPOCH);
+        lost.note_at(at(600), 5, 3, SystemTime::UNIX_EPOCH);
         // The first note is past the window, the second is not.
-        lost.note_at(at(1200), 6, 2, None);
+        lost.note_at(at(1200), 6, 2, SystemTime::UNIX_EPOCH);
         assert_eq!(lost.deliveries(5, None), Some(3));
         // Nor is it once its own window is over.
-        lost.note_at(at(1600), 7, 2, None);
+        lost.note_at(at(1600), 7, 2, SystemTime::UNIX_EPOCH);
         assert_eq!(lost.deliveries(5, None), None);
     }
 }

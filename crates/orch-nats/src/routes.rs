@@ -209,8 +209,8 @@ pub(crate) fn take_result(routes: &Routes, message: &jetstream::Message) {
 }
 
 /// Takes the server's advisory that a task message ran out of deliveries (kept on the
-/// lost-tasks stream at `at`, or heard live): notes it in `lost` and settles the attempt
-/// as lost.
+/// lost-tasks stream at `at`, or heard live: as if kept now): notes it in `lost` and
+/// settles the attempt as lost.
 pub(crate) fn take_advisory(
     routes: &Routes,
     lost: &LostMessages,
@@ -219,6 +219,7 @@ pub(crate) fn take_advisory(
 ) {
     match serde_json::from_slice::<MaxDeliveries>(payload) {
         Ok(advisory) => {
+            let at = at.unwrap_or_else(SystemTime::now);
             lost.note(advisory.stream_seq, advisory.deliveries, at);
             routes.settle_sequence(advisory.stream_seq, advisory.deliveries);
         }
@@ -383,6 +384,22 @@ mod tests {
         assert!(waits[2].try_recv().is_err(), "another run");
         assert!(waits[3].try_recv().is_err(), "sent again by a resumed run");
         assert!(waits[4].try_recv().is_err(), "sent after the cancellation");
+    }
+
+    /// An advisory heard live is about a message stored before it was heard: not about
+    /// one given its sequence later, in a tasks stream made anew.
+    #[test]
+    fn an_advisory_heard_live_is_not_taken_for_a_message_stored_after_it() {
+        let (routes, lost) = (
+            Routes::default(),
+            LostMessages::new(Duration::from_secs(60)),
+        );
+        let advisory = br#"{"stream_seq": 7, "deliveries": 3}"#;
+        take_advisory(&routes, &lost, advisory, None);
+        let before = SystemTime::now() - Duration::from_secs(5);
+        assert_eq!(lost.deliveries(7, Some(before)), Some(3));
+        let after = SystemTime::now() + Duration::from_secs(5);
+        assert_eq!(lost.deliveries(7, Some(after)), None);
     }
 
     /// In a tasks stream made anew, an attempt's message can take the sequence an older
