@@ -267,11 +267,13 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
         // the first key, and hand the rest on as a map if it is not that one.
         let first = map.next_key_seed(FirstKey)?;
         match first {
-            Some(Key { text, .. }) if text == TOML_DATETIME_KEY => {
+            Some(Key { text, span }) if text == TOML_DATETIME_KEY => {
                 let text: String = map.next_value()?;
-                // A table written with that key is not a datetime.
+                // A table written with that key is not a datetime: its key has a place
+                // in the file (a datetime's has none), or it has more keys.
                 let more = map.next_key::<IgnoredAny>()?.is_some();
-                let Some(text) = toml_datetime(&text).filter(|_| !more) else {
+                let written = span.is_some() || more;
+                let Some(text) = toml_datetime(&text).filter(|_| !written) else {
                     let kept = format!("the key `{TOML_DATETIME_KEY}` is kept for TOML datetimes");
                     return Err(de::Error::custom(kept));
                 };

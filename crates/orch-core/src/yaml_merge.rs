@@ -3,12 +3,15 @@
 //! `config` would silently become a key named `<<` instead of the keys it merges.
 //!
 //! A merge key is a plain (unquoted) `<<` in a mapping's key position, untagged or
-//! tagged `!!merge`; a quoted `"<<"` (or one tagged `!!str`) is an ordinary key and
-//! passes.
+//! tagged as a merge (`!!merge`, or the same tag spelled in full or through a `%TAG`
+//! handle); a quoted `"<<"` (or one tagged `!!str`) is an ordinary key and passes.
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
 use crate::yaml_depth::{Chars, Found, unread_past};
+
+/// The merge key's tag in full.
+const MERGE_TAG: &str = "tag:yaml.org,2002:merge";
 
 /// Where the first merge key of `text` is ([`Found::At`], a byte offset), or the syntax
 /// error saphyr-parser stops at before one when `<<` is written past it: saphyr-parser
@@ -36,10 +39,11 @@ pub(crate) fn merge_key(text: &str) -> Option<Found> {
         match event {
             Event::Scalar(value, style, _, tag) => {
                 let key = open.last() == Some(&Some(true));
-                // Untagged, or tagged as the merge it is (`!!merge <<`).
-                let merge_tag = tag
-                    .as_ref()
-                    .is_none_or(|t| t.is_yaml_core_schema() && t.suffix == "merge");
+                // Untagged, or tagged as the merge it is, however the tag is spelled
+                // (`!!merge`, `!<tag:yaml.org,2002:merge>`, a `%TAG` handle).
+                let merge_tag = tag.as_ref().is_none_or(|t| {
+                    MERGE_TAG.strip_prefix(t.handle.as_str()) == Some(t.suffix.as_str())
+                });
                 if key && style == ScalarStyle::Plain && merge_tag && value == "<<" {
                     return Some(Found::At(chars.byte_offset(span.start.index())));
                 }
@@ -83,6 +87,21 @@ mod tests {
         assert_eq!(merge_key(flow), at_first_merge(flow));
         let listed = "- &t {k: 1}\n- <<: *t\n  j: 2\n";
         assert_eq!(merge_key(listed), at_first_merge(listed));
+    }
+
+    #[test]
+    fn a_merge_key_tagged_in_any_spelling_of_the_merge_tag_is_found() {
+        for text in [
+            "a: &x {k: 1}\nb:\n  !!merge <<: *x\n",
+            "a: &x {k: 1}\nb:\n  !<tag:yaml.org,2002:merge> <<: *x\n",
+            "%TAG !e! tag:yaml.org,2002:mer\n---\na: &x {k: 1}\nb:\n  !e!ge <<: *x\n",
+        ] {
+            let key_line = text.rfind("\n  ").map(|at| Found::At(at + 3));
+            assert_eq!(merge_key(text), key_line, "{text}");
+        }
+        for text in ["a: {!!str <<: 1}", "a: {!<tag:yaml.org,2002:str> <<: 1}"] {
+            assert_eq!(merge_key(text), None, "{text}");
+        }
     }
 
     #[test]

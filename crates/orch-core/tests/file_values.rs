@@ -73,6 +73,11 @@ fn a_table_written_with_the_datetime_key_is_not_taken_for_a_datetime() {
             "{ \"$__toml_private_datetime\" = \"1979-05-27\", more = 1 }",
             "tasks.a.config.when",
         ),
+        // A valid datetime's text, but written by hand.
+        (
+            "{ \"$__toml_private_datetime\" = \"1979-05-27T07:32\" }",
+            "tasks.a.config.when",
+        ),
     ] {
         let (at, _, message) = parse_error(Workflow::from_toml(&format!(
             "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"t\"\nconfig = {{ when = {value} }}\n"
