@@ -8,6 +8,7 @@ mod grace;
 mod publish;
 mod pull;
 mod queue;
+mod refuse;
 
 use std::fmt;
 use std::sync::Arc;

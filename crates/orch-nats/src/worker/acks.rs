@@ -4,19 +4,25 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
+use tokio::time::Instant;
 
 use super::queue::ProgressDue;
 use super::{Shared, TypeQueue};
 use crate::ROOM_WAIT;
 
 /// Runs `work`, acknowledging progress on `message` as `queue`'s consumer needs until
-/// it ends.
+/// it ends: the first a period after `last_ack` (when the message was last acknowledged
+/// or received), which is moved on to the last one sent.
 pub(super) async fn with_progress<T>(
     message: &jetstream::Message,
     queue: &TypeQueue,
+    last_ack: &mut Instant,
     work: impl Future<Output = T>,
 ) -> T {
-    progress_while(&mut ProgressDue::new(queue), message, work).await
+    let mut progress = ProgressDue::since(queue, *last_ack);
+    let done = progress_while(&mut progress, message, work).await;
+    *last_ack = progress.last();
+    done
 }
 
 /// [`with_progress`], the acknowledgements due as `progress` says (one already running).
@@ -38,9 +44,13 @@ pub(super) async fn progress_while<T>(
 /// Gives the task of a stopping worker back to the queue, once the worker's request for
 /// tasks of its type has ended (acknowledging progress until then): given back while
 /// that request is open, the server may deliver it straight back to it.
-pub(super) async fn give_back(queue: &TypeQueue, message: &jetstream::Message) {
+pub(super) async fn give_back(
+    queue: &TypeQueue,
+    message: &jetstream::Message,
+    last_ack: &mut Instant,
+) {
     let requests_over = queue.requests_over.cancelled();
-    with_progress(message, queue, requests_over).await;
+    with_progress(message, queue, last_ack, requests_over).await;
     ack(message, AckKind::Nak(None)).await;
 }
 

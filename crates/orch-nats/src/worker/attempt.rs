@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind};
 use orch_engine::{Output, RemoteTask, TaskError};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -15,8 +16,9 @@ use super::cancels::Place;
 use super::grace::wind_down;
 use super::publish::store_result;
 use super::queue::ProgressDue;
+use super::refuse::refuse;
 use super::{Shared, TypeQueue};
-use crate::protocol::{self, Envelope, Outcome, TaskMessage};
+use crate::protocol::{self, Outcome, TaskMessage};
 use crate::routes::AttemptKey;
 use crate::stored;
 
@@ -31,7 +33,9 @@ enum Ending {
     HandBack,
 }
 
-/// Runs the task in `message` with `queue`'s handler, holding `permit` until done.
+/// Runs the task in `message` with `queue`'s handler, holding `permit` until done. The
+/// message was last acknowledged (or received) at `last_ack`: the progress it is due
+/// goes on from there through every step (the server counts the time from it).
 ///
 /// Rare steps (refusing a message, storing a large output) are boxed with `Box::pin`:
 /// inline, they doubled the size of the future that each task's spawn copies.
@@ -40,10 +44,12 @@ pub(crate) async fn run(
     queue: Arc<TypeQueue>,
     message: async_nats::Message,
     permit: Option<OwnedSemaphorePermit>,
+    mut last_ack: Instant,
     stop: CancellationToken,
     hand_back: CancellationToken,
 ) {
     let _permit = permit;
+    let last_ack = &mut last_ack;
     let message = jetstream::Message {
         message,
         context: shared.js.clone(),
@@ -56,7 +62,9 @@ pub(crate) async fn run(
         Ok(task) => task,
         Err(error) => {
             let error = error.to_string();
-            let refused = refuse(&shared, &queue, &message, place, &error, &hand_back);
+            let refused = refuse(
+                &shared, &queue, &message, place, &error, &hand_back, last_ack,
+            );
             return Box::pin(refused).await;
         }
     };
@@ -65,7 +73,9 @@ pub(crate) async fn run(
             "the message is of task type `{}` but came through the queue of `{}`",
             task.task.task_type, queue.task_type
         );
-        let refused = refuse(&shared, &queue, &message, place, &error, &hand_back);
+        let refused = refuse(
+            &shared, &queue, &message, place, &error, &hand_back, last_ack,
+        );
         return Box::pin(refused).await;
     }
     let key = AttemptKey {
@@ -92,9 +102,9 @@ pub(crate) async fn run(
                 tokio::select! { () = stop.cancelled() => {}, () = hand_back.cancelled() => {} }
             };
             let look_up = look_up_result(&shared, &key, task.deadline_ms, stopped);
-            match Box::pin(with_progress(&message, &queue, look_up)).await {
+            match Box::pin(with_progress(&message, &queue, last_ack, look_up)).await {
                 LookUp::NotStored if stop.is_cancelled() => {
-                    return give_back(&queue, &message).await;
+                    return give_back(&queue, &message, last_ack).await;
                 }
                 LookUp::NotStored => {}
                 LookUp::Stored => {
@@ -102,7 +112,7 @@ pub(crate) async fn run(
                     return ack(&message, AckKind::Ack).await;
                 }
                 LookUp::Unanswered(kind) => return ack(&message, kind).await,
-                LookUp::HandBack => return give_back(&queue, &message).await,
+                LookUp::HandBack => return give_back(&queue, &message, last_ack).await,
             }
         }
         // Nobody waits for an attempt past its deadline or cancelled: it gets no result,
@@ -136,14 +146,25 @@ pub(crate) async fn run(
                 permanent: false,
             };
             let ending = (lost, task.deadline_ms);
-            return Box::pin(report(&shared, &queue, &message, &key, ending, &hand_back)).await;
+            let reported = report(
+                &shared, &queue, &message, &key, ending, &hand_back, last_ack,
+            );
+            return Box::pin(reported).await;
         }
         if delivered > 1 {
             tracing::info!(delivered, "running a task delivered again");
         }
         let deadline_ms = task.deadline_ms;
         let token = running.token.clone();
-        let ending = execute(&shared, &queue, &message, task, token, &hand_back).await;
+        let ending = execute(
+            &shared,
+            &queue,
+            &message,
+            task,
+            (token, &hand_back),
+            last_ack,
+        )
+        .await;
         shared.cancels.finish(&running);
         match ending {
             Ending::Report(outcome) => {
@@ -153,10 +174,13 @@ pub(crate) async fn run(
                     tracing::warn!(permanent, "the task failed: {error}");
                 }
                 let ending = (outcome, deadline_ms);
-                report(&shared, &queue, &message, &key, ending, &hand_back).await;
+                report(
+                    &shared, &queue, &message, &key, ending, &hand_back, last_ack,
+                )
+                .await;
             }
             Ending::Drop => ack(&message, AckKind::Term).await,
-            Ending::HandBack => give_back(&queue, &message).await,
+            Ending::HandBack => give_back(&queue, &message, last_ack).await,
         }
     }
     .instrument(span)
@@ -177,14 +201,15 @@ fn log_start(error: &str) -> std::borrow::Cow<'_, str> {
     format!("{logged}… [{left_out} more bytes not logged]").into()
 }
 
-/// Runs the handler until it ends, acknowledging progress meanwhile.
+/// Runs the handler until it ends, acknowledging progress meanwhile (from `last_ack`,
+/// moved on to the last one sent).
 async fn execute(
     shared: &Shared,
     queue: &TypeQueue,
     message: &jetstream::Message,
     mut task: TaskMessage,
-    token: CancellationToken,
-    hand_back: &CancellationToken,
+    (token, hand_back): (CancellationToken, &CancellationToken),
+    last_ack: &mut Instant,
 ) -> Ending {
     let deadline = task.deadline_ms.map(protocol::until);
     let item = match task.take_item() {
@@ -230,8 +255,8 @@ async fn execute(
     if let std::task::Poll::Ready(result) = first.await {
         return ending(result, &token);
     }
-    // The first progress acknowledgement is one period away.
-    let mut progress = ProgressDue::new(queue);
+    // The first progress acknowledgement is one period after the last one.
+    let mut progress = ProgressDue::since(queue, *last_ack);
     // Timers only for what can happen: a deadline when the task has one, the cancel
     // grace once the attempt is cancelled.
     let mut past_deadline = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
@@ -243,12 +268,12 @@ async fn execute(
             |sleep| sleep.deadline(),
         )
     };
-    loop {
+    let ended = loop {
         tokio::select! {
             // A result the handler gave is reported, though the deadline or the hand-back
             // came in the same wake-up: dropped or handed back, the task would run again.
             biased;
-            result = &mut running => return ending(result, &token),
+            result = &mut running => break ending(result, &token),
             () = progress.tick() => ack(message, AckKind::Progress).await,
             () = elapsed(&mut past_deadline) => {
                 tracing::info!("the task passed its deadline; cancelling its handler");
@@ -256,14 +281,14 @@ async fn execute(
                 // Given the cancel grace to stop (a command its polite stop), as when
                 // the run is cancelled; nobody waits for its result any more.
                 let _ = wind_down(running.as_mut(), grace_end(&dropped), &mut progress, message).await;
-                return Ending::Drop;
+                break Ending::Drop;
             }
             () = token.cancelled(), if dropped.is_none() => {
                 dropped = Some(Box::pin(tokio::time::sleep_until(grace_end(&dropped))));
             }
             () = elapsed(&mut dropped) => {
                 tracing::info!("the cancelled task's handler did not stop in time; dropping it");
-                return Ending::Drop;
+                break Ending::Drop;
             }
             () = hand_back.cancelled() => {
                 // Cancelled by its coordinator before: nobody waits for it, and a worker
@@ -278,14 +303,16 @@ async fn execute(
                 // Given the cancel grace to stop (a command its polite stop); one that
                 // completes meanwhile reports its output instead.
                 let wound = wind_down(running.as_mut(), grace_end(&dropped), &mut progress, message);
-                return match wound.await {
+                break match wound.await {
                     Some(Ok(output)) => Ending::Report(outcome(Ok(output))),
                     _ if cancelled_before => Ending::Drop,
                     _ => Ending::HandBack,
                 };
             }
         }
-    }
+    };
+    *last_ack = progress.last();
+    ended
 }
 
 /// Publishes `outcome` as the attempt's result, then acknowledges the message; hands it
@@ -302,12 +329,13 @@ async fn report(
     key: &AttemptKey,
     (outcome, deadline_ms): (Outcome, Option<u64>),
     hand_back: &CancellationToken,
+    last_ack: &mut Instant,
 ) {
     let publish = async { store_result(shared, key, outcome, deadline_ms, hand_back).await };
-    if with_progress(message, queue, publish).await {
+    if with_progress(message, queue, last_ack, publish).await {
         ack(message, AckKind::Ack).await;
     } else if hand_back.is_cancelled() {
-        give_back(queue, message).await;
+        give_back(queue, message, last_ack).await;
     } else {
         ack(message, AckKind::Nak(None)).await;
     }
@@ -424,77 +452,5 @@ fn outcome(result: Result<Output, TaskError>) -> Outcome {
             permanent: error.is_permanent(),
             error: error.record_text(),
         },
-    }
-}
-
-/// A message that cannot be run: terminated (never delivered again) with a logged
-/// error, once its attempt's failure is stored when the message says which attempt it
-/// is. A failure that cannot be stored hands the message back instead, to be refused
-/// again: its coordinator waits for the attempt, and finds out only from a stored result
-/// (or from the message running out of deliveries). An attempt nobody waits for (past
-/// its deadline, or cancelled) is terminated with no failure stored: a coordinator that
-/// comes back on a cancelled run sends the attempt again, and would take the failure
-/// for its outcome.
-async fn refuse(
-    shared: &Shared,
-    queue: &TypeQueue,
-    message: &jetstream::Message,
-    place: Place,
-    error: &str,
-    hand_back: &CancellationToken,
-) {
-    let sequence = place.sequence;
-    let envelope = serde_json::from_slice::<Envelope>(&message.payload).ok();
-    let (run_id, task_id) = (envelope.as_ref())
-        .map(|e| (e.run_id.to_string(), e.task.task_id.to_string()))
-        .unzip();
-    let refused = |action: &str| {
-        tracing::error!(
-            stream_sequence = sequence,
-            subject = %message.subject,
-            run_id = run_id.as_deref(),
-            task_id = task_id.as_deref(),
-            %error,
-            "{action} a task message this worker cannot run"
-        );
-    };
-    let Some(envelope) = envelope else {
-        refused("terminating");
-        return ack(message, AckKind::Term).await;
-    };
-    let key = AttemptKey {
-        run: envelope.run_id,
-        task: envelope.task.task_id,
-        attempt: envelope.attempt,
-    };
-    let past_deadline = || (envelope.deadline_ms).is_some_and(|d| protocol::until(d).is_zero());
-    if past_deadline() || shared.cancels.covers(&key, place) {
-        refused(
-            "terminating (with no failure stored: its attempt was cancelled or is past its deadline)",
-        );
-        return ack(message, AckKind::Term).await;
-    }
-    let failed = Outcome::Failed {
-        error: format!(
-            "worker `{}` cannot run the task message: {error}",
-            shared.name
-        ),
-        permanent: true,
-    };
-    // Cut to fit like any result: the error quotes the message, which may be as long
-    // as a message can be.
-    let publish = store_result(shared, &key, failed, envelope.deadline_ms, hand_back);
-    let stored = with_progress(message, queue, publish).await;
-    // Past its deadline now, nobody waits for the attempt: given back, it would only be
-    // refused again.
-    if stored || past_deadline() {
-        refused("terminating");
-        ack(message, AckKind::Term).await;
-    } else {
-        refused("handing back (its failure could not be stored)");
-        match hand_back.is_cancelled() {
-            true => give_back(queue, message).await,
-            false => ack(message, AckKind::Nak(None)).await,
-        }
     }
 }

@@ -18,6 +18,7 @@ use async_nats::{Message, StatusCode};
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::ProgressDue;
@@ -207,11 +208,12 @@ pub(crate) async fn serve(
                 Delivery::Task => {
                     delivered += 1;
                     busy = true;
-                    let permit = match held.pop() {
-                        Some(permit) => permit,
+                    let received = Instant::now();
+                    let (permit, last_ack) = match held.pop() {
+                        Some(permit) => (permit, received),
                         // Asked for holding no slot: the request is filled and over.
                         None => match slot_for(&shared, &queue, permits, &message, &stop).await {
-                            Slot::Free(permit) => permit,
+                            Slot::Free(permit, last_ack) => (permit, last_ack),
                             Slot::NoneFree => {
                                 // Back at once, for a worker with room. This type has
                                 // tasks: it asks again holding the next slot that comes
@@ -234,6 +236,7 @@ pub(crate) async fn serve(
                         Arc::clone(&queue),
                         message,
                         Some(permit),
+                        last_ack,
                         stop.clone(),
                         hand_back.clone(),
                     );
@@ -293,7 +296,8 @@ async fn set_up_again(shared: &Shared, queue: &TypeQueue, stop: &CancellationTok
 
 /// What came of waiting for a slot for a task that came to a request holding none.
 enum Slot {
-    Free(OwnedSemaphorePermit),
+    /// A slot, and when the task was last acknowledged as in progress (or received).
+    Free(OwnedSemaphorePermit, Instant),
     /// None came free within [`PULL_EXPIRES`].
     NoneFree,
     /// The worker is stopping.
@@ -310,19 +314,22 @@ async fn slot_for(
     message: &Message,
     stop: &CancellationToken,
 ) -> Slot {
+    let received = Instant::now();
     if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
-        return Slot::Free(permit);
+        return Slot::Free(permit, received);
     }
     let acquired = Arc::clone(permits).acquire_owned();
     let none_free = tokio::time::sleep(PULL_EXPIRES);
     tokio::pin!(acquired, none_free);
-    let mut progress = ProgressDue::new(queue);
+    let mut progress = ProgressDue::since(queue, received);
     loop {
         // A slot freed as the worker stops is not taken: the task has not started.
         tokio::select! {
             biased;
             () = stop.cancelled() => return Slot::Stopping,
-            permit = &mut acquired => return permit.map_or(Slot::Stopping, Slot::Free),
+            permit = &mut acquired => {
+                return permit.map_or(Slot::Stopping, |permit| Slot::Free(permit, progress.last()));
+            }
             () = &mut none_free => return Slot::NoneFree,
             () = progress.tick() => acks::in_progress(shared, message).await,
         }

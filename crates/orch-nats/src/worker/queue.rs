@@ -126,9 +126,15 @@ pub(super) struct ProgressDue {
 
 impl ProgressDue {
     /// The first acknowledgement is one period away.
+    #[cfg(test)]
     pub(super) fn new(queue: &TypeQueue) -> Self {
+        Self::since(queue, Instant::now())
+    }
+
+    /// The first acknowledgement is one period after `last`, when the message was last
+    /// acknowledged (or received): at once if that is past.
+    pub(super) fn since(queue: &TypeQueue, last: Instant) -> Self {
         let settings = queue.settings.subscribe();
-        let last = Instant::now();
         let next = Box::pin(tokio::time::sleep_until(
             last + settings.borrow().progress_every(),
         ));
@@ -137,6 +143,11 @@ impl ProgressDue {
             last,
             next,
         }
+    }
+
+    /// When the last acknowledgement was due (or the one [`Self::since`] was given).
+    pub(super) fn last(&self) -> Instant {
+        self.last
     }
 
     /// Waits until an acknowledgement is due (cancel-safe).
@@ -209,6 +220,27 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         due.tick().await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    /// A message handled in steps is acknowledged a period after its last
+    /// acknowledgement, not a period after each step began.
+    #[tokio::test(start_paused = true)]
+    async fn progress_goes_on_from_the_last_acknowledgement() {
+        let queue = queue(Duration::from_secs(4));
+        let start = Instant::now();
+        let mut step = ProgressDue::new(&queue);
+        step.tick().await;
+        // The step ends 900 ms after that acknowledgement; the next step goes on.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let mut step = ProgressDue::since(&queue, step.last());
+        step.tick().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // A step that begins long after the last one is due at once.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut step = ProgressDue::since(&queue, step.last());
+        step.tick().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(step.last(), start + Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
