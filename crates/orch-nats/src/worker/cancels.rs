@@ -5,7 +5,9 @@
 //! sent after it: the same attempt sent again by a coordinator that came back on the run,
 //! also to a tasks stream made anew, which numbers its messages from 1 again.
 
-use std::collections::{HashMap, VecDeque};
+mod remembered;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use super::Shared;
 use crate::follow::{self, Followed};
 use crate::protocol::{self, CancelMessage, Names};
 use crate::routes::AttemptKey;
+use remembered::Remembered;
 
 /// How many recent cancellations of attempts a worker remembers (one is sent for each
 /// attempt that timed out or was lost), and how many of runs
@@ -80,6 +83,11 @@ impl Bound {
                 .is_none_or(|by| place.stored_ns <= by.saturating_add(CLOCK_SLACK_NS))
     }
 
+    /// Widens this bound to [`Self::or`] `other`.
+    fn merge(&mut self, other: Self) {
+        *self = self.or(other);
+    }
+
     /// The least single bound that covers what either covers (it may cover more: a
     /// message of a stream made anew between the two, say). Of two with the same
     /// sequence, one without a time is the same cancellation heard live from an older
@@ -106,9 +114,9 @@ struct State {
     /// The id of the next registration.
     next_id: u64,
     /// Cancelled runs, and the last task message each cancellation covers.
-    runs: Remembered<RunId>,
+    runs: Remembered<RunId, Bound>,
     /// Cancelled attempts, and the last task message each cancellation covers.
-    attempts: Remembered<AttemptKey>,
+    attempts: Remembered<AttemptKey, Bound>,
 }
 
 impl Default for State {
@@ -116,8 +124,8 @@ impl Default for State {
         Self {
             running: HashMap::new(),
             next_id: 0,
-            runs: Remembered::new(REMEMBERED_RUNS, |run| run.as_str().len()),
-            attempts: Remembered::new(REMEMBERED, |key| {
+            runs: Remembered::new(REMEMBERED_RUNS, REMEMBERED_BYTES, |run| run.as_str().len()),
+            attempts: Remembered::new(REMEMBERED, REMEMBERED_BYTES, |key| {
                 key.run.as_str().len() + key.task.as_str().len()
             }),
         }
@@ -126,52 +134,8 @@ impl Default for State {
 
 impl State {
     fn covers(&self, key: &AttemptKey, place: Place) -> bool {
-        self.runs.covers(&key.run, place) || self.attempts.covers(key, place)
-    }
-}
-
-/// Recent cancellations of one kind, oldest first, each with the task messages it
-/// covers; at most `most` of them and [`REMEMBERED_BYTES`] of ids.
-struct Remembered<K> {
-    recent: VecDeque<K>,
-    covers: HashMap<K, Bound>,
-    bytes: usize,
-    most: usize,
-    size: fn(&K) -> usize,
-}
-
-impl<K: Clone + Eq + std::hash::Hash> Remembered<K> {
-    fn new(most: usize, size: fn(&K) -> usize) -> Self {
-        Self {
-            recent: VecDeque::new(),
-            covers: HashMap::new(),
-            bytes: 0,
-            most,
-            size,
-        }
-    }
-
-    fn covers(&self, key: &K, place: Place) -> bool {
-        (self.covers.get(key)).is_some_and(|bound| bound.covers(place))
-    }
-
-    fn remember(&mut self, key: K, bound: Bound) {
-        match self.covers.get_mut(&key) {
-            // Heard before: it now covers what either cancellation covers.
-            Some(known) => *known = known.or(bound),
-            None => {
-                self.bytes += (self.size)(&key);
-                self.covers.insert(key.clone(), bound);
-                self.recent.push_back(key);
-                while self.recent.len() > self.most || self.bytes > REMEMBERED_BYTES {
-                    let Some(oldest) = self.recent.pop_front() else {
-                        break;
-                    };
-                    self.bytes -= (self.size)(&oldest);
-                    self.covers.remove(&oldest);
-                }
-            }
-        }
+        let covers = |bound: &Bound| bound.covers(place);
+        self.runs.get(&key.run).is_some_and(covers) || self.attempts.get(key).is_some_and(covers)
     }
 }
 
@@ -241,8 +205,11 @@ impl Cancels {
             }
         }
         match attempt {
-            None => state.runs.remember(message.run_id.clone(), bound),
-            Some(attempt) => state.attempts.remember(attempt, bound),
+            // Heard before: it now covers what either cancellation covers.
+            None => state
+                .runs
+                .remember(message.run_id.clone(), bound, Bound::merge),
+            Some(attempt) => state.attempts.remember(attempt, bound, Bound::merge),
         }
     }
 
@@ -454,17 +421,15 @@ mod tests {
             cancels.cancel(&cancel_of("r", format!("{i}{}", "t".repeat(1 << 20))), None);
         }
         let state = cancels.lock();
-        assert!(state.attempts.bytes <= REMEMBERED_BYTES);
-        let recent = state.attempts.recent.len();
+        assert!(state.attempts.bytes().0 <= REMEMBERED_BYTES);
+        let recent = state.attempts.len();
         assert!(recent < 20, "{recent}");
-        assert_eq!(state.attempts.covers.len(), recent);
         drop(state);
         for i in 0..REMEMBERED + 10 {
             cancels.cancel(&cancel_of("r", format!("t{i}")), None);
         }
         let state = cancels.lock();
-        assert_eq!(state.attempts.recent.len(), REMEMBERED);
-        assert_eq!(state.attempts.covers.len(), REMEMBERED);
+        assert_eq!(state.attempts.len(), REMEMBERED);
         // The newest are the ones kept.
         let newest = AttemptKey {
             run: RunId::parse("r").expect("a run id"),
