@@ -646,6 +646,23 @@ mod checks {
         env.rt.block_on(async { drop(reopened) });
     }
 
+    /// A run opened on a runtime of its own, shut down before the run's writer is
+    /// dropped, is let go all the same: its journal's connection runs on another.
+    fn a_run_opened_on_a_runtime_since_shut_down_is_let_go(env: &Env) {
+        let id = fresh_run();
+        let (first, second) = (env.journal(), env.journal());
+        let short = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let opened = short.block_on(first.open(&id, &three_tasks())).unwrap();
+        drop(short);
+        drop(opened);
+        let reopened = env.rt.block_on(second.open(&id, &three_tasks()));
+        assert!(reopened.is_ok(), "{:?}", reopened.err());
+        env.rt.block_on(async { drop(reopened) });
+    }
+
     /// An open given up while the server's answer to its lock request is on its way
     /// (the run's handle dropped in a `select!`, say) lets go of the lock the server
     /// granted: another process opens the run.
@@ -942,7 +959,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 26] = [
+        let checks: [Check; 27] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reset_in_a_batch_applies_in_its_place",
@@ -1023,6 +1040,10 @@ mod checks {
             (
                 "an_open_given_up_while_asking_for_the_lock_lets_go_of_it",
                 an_open_given_up_while_asking_for_the_lock_lets_go_of_it,
+            ),
+            (
+                "a_run_opened_on_a_runtime_since_shut_down_is_let_go",
+                a_run_opened_on_a_runtime_since_shut_down_is_let_go,
             ),
             (
                 "a_user_who_does_not_own_the_tables_uses_the_journal",

@@ -20,9 +20,6 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) struct RunLock {
     session: Arc<Session>,
     run: RunId,
-    /// The runtime it was taken on, which lets go of it even when the lock is dropped
-    /// outside any runtime (synchronous code that drove the journal with `block_on`).
-    runtime: tokio::runtime::Handle,
 }
 
 impl RunLock {
@@ -55,7 +52,6 @@ impl RunLock {
                 return Ok(Self {
                     session: Arc::clone(session),
                     run: run.clone(),
-                    runtime: tokio::runtime::Handle::current(),
                 });
             }
             // A process that just let go of it may not have closed its session yet.
@@ -72,7 +68,7 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let_go(&self.session, &self.run, &self.runtime);
+        let_go(&self.session, &self.run);
     }
 }
 
@@ -88,17 +84,16 @@ impl Drop for Asking<'_> {
         if self.out {
             // Sent after the request on the same connection, so answered after it; if the
             // request never went out, the server only notes that the lock was not held.
-            // (Dropped by the open that is cancelled, on its runtime.)
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let_go(self.session, self.run, &runtime);
-            }
+            let_go(self.session, self.run);
         }
     }
 }
 
-/// Lets go of run `run`'s lock on `session`'s connection, in the background on `runtime`.
-fn let_go(session: &Arc<Session>, run: &RunId, runtime: &tokio::runtime::Handle) {
-    let session = Arc::clone(session);
+/// Lets go of run `run`'s lock on `session`'s connection: the request is handed to the
+/// connection before this returns, so it goes out before any request made after (a
+/// later open of the run asking for its lock again), and needs no runtime here (the
+/// connection runs on its own, wherever it was made). Its answer is not waited for.
+fn let_go(session: &Session, run: &RunId) {
     // One message (the simple query protocol), with nothing to wait for before it goes
     // out: a prepared statement would first wait for the server's answers to what was
     // sent before. A run id holds only `A-Z a-z 0-9 _ -`, so it is a literal as it is.
@@ -106,7 +101,8 @@ fn let_go(session: &Arc<Session>, run: &RunId, runtime: &tokio::runtime::Handle)
         "SELECT pg_advisory_unlock({})",
         KEY.replace("$1", &format!("'{}'", run.as_str()))
     );
-    runtime.spawn(async move {
-        let _ = session.client.batch_execute(&unlock).await;
-    });
+    // The first poll hands the request to the connection; what is left only reads its
+    // answer, which the connection drops once nobody waits for it.
+    let unlocking = std::pin::pin!(session.client.batch_execute(&unlock));
+    let _ = unlocking.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
 }
