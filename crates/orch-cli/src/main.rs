@@ -201,7 +201,8 @@
 //! a `--resume` of that run, or another worker given the task, starts them again beside
 //! them. A process that left the group (`setsid`) is not
 //! killed; if it holds the command's output open, the task ends about 1 s after the
-//! command, with the output read by then. A cancelled command's group gets SIGTERM, then
+//! command (a cancelled one's, 1 s after the 2 s grace below), with the output read by
+//! then. A cancelled command's group gets SIGTERM, then
 //! SIGKILL after 2 s; what the command started keeps that grace when the command itself
 //! exits first (it is killed once the group closed the command's output, or at 2 s). The
 //! last lines written to standard error meanwhile end the task's error.

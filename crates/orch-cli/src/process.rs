@@ -21,11 +21,13 @@ use crate::spec::{Capture, CommandSpec};
 mod error;
 mod groups;
 mod result;
+mod stderr;
 
 use groups::GroupGuard;
 pub(crate) use groups::kill_running_commands;
 pub(crate) use result::depth;
 use result::{MAX_DEPTH, to_result};
+use stderr::StderrLog;
 
 pub(crate) use error::CommandError;
 
@@ -40,10 +42,6 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 /// open (held by a process that left the group, with `setsid`) before the task ends
 /// without waiting for them.
 const PIPE_GRACE: Duration = Duration::from_secs(1);
-/// Longest stderr line logged as one; longer ones are logged in pieces.
-const MAX_LOG_LINE: usize = 8 << 10;
-/// How many of the last stderr lines a failure's message quotes.
-const TAIL_LINES: usize = 5;
 
 /// Where and as what one attempt runs.
 pub(crate) struct Launch<'a> {
@@ -149,7 +147,7 @@ pub(crate) async fn run(
     };
     let mut group = GroupGuard::new(Pid::from_raw(pid as i32));
     let mut output = Vec::new();
-    let mut tail = Tail::default();
+    let mut stderr_log = StderrLog::new(launch.task_id);
     let mut status = None;
     let mut read = None;
     let mut stopped = false;
@@ -160,7 +158,7 @@ pub(crate) async fn run(
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let reading = read_bounded(stdout, spec.max_output_bytes, &mut output);
-        let logging = log_lines(stderr, launch.task_id, &mut tail);
+        let logging = stderr::read(stderr, &mut stderr_log);
         let exit = exited(group.pid);
         tokio::pin!(reading, logging, exit);
         let mut logged = false;
@@ -216,7 +214,8 @@ pub(crate) async fn run(
             }
         }
     }
-    let tail = tail.joined();
+    // With a line not ended, if its pipe was still open.
+    let tail = stderr_log.finish();
     if stopped {
         return Err(CommandError::Cancelled { stderr_tail: tail });
     }
@@ -403,58 +402,6 @@ async fn read_bounded(
         return Err(CommandError::TooLarge { limit });
     }
     Ok(())
-}
-
-/// The last few lines of standard error, for a failure's message.
-#[derive(Default)]
-struct Tail(std::collections::VecDeque<String>);
-
-impl Tail {
-    fn push(&mut self, line: &str) {
-        if self.0.len() == TAIL_LINES {
-            self.0.pop_front();
-        }
-        self.0.push_back(line.chars().take(200).collect());
-    }
-
-    fn joined(self) -> String {
-        Vec::from(self.0).join(" | ")
-    }
-}
-
-/// Logs every line of standard error in the span of task `task_id`, keeping the last
-/// few in `tail`.
-async fn log_lines(stream: Option<impl AsyncRead + Unpin>, task_id: &str, tail: &mut Tail) {
-    let Some(mut stream) = stream else {
-        return;
-    };
-    let span = tracing::info_span!("task", id = %task_id);
-    let mut pending = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let mut log = |line: &[u8]| {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        span.in_scope(|| tracing::info!(target: "orch::stderr", "{text}"));
-        tail.push(text);
-    };
-    loop {
-        let n = match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&chunk[..n]);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            log(&pending[..=end]);
-            pending.drain(..=end);
-        }
-        while pending.len() >= MAX_LOG_LINE {
-            log(&pending[..MAX_LOG_LINE]);
-            pending.drain(..MAX_LOG_LINE);
-        }
-    }
-    if !pending.is_empty() {
-        log(&pending);
-    }
 }
 
 #[cfg(test)]

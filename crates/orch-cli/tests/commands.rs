@@ -60,6 +60,30 @@ tasks:
     assert_eq!(result["tasks"]["y"]["status"], "completed");
 }
 
+/// A last line of standard error with no line break is logged and quoted, though a
+/// process that left the group keeps the pipe open past the command's end.
+#[test]
+fn an_unended_last_line_of_stderr_is_kept_when_its_pipe_stays_open() {
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        r#"workflow_id: w
+tasks:
+  x: { task_type: command, config: { shell: true, script: "setsid sh -c 'echo $$ > bg.pid; exec sleep 300' & while [ ! -s bg.pid ]; do sleep 0.01; done; echo line1 >&2; printf 'fatal: disk full' >&2; exit 4" } }
+"#,
+    );
+    let (code, stdout, stderr) = parts(&run_in(&dir, &["run", "w.yaml", "-o", "r.json"]));
+    let escaped = pid_in(&dir.join("bg.pid"));
+    let _ = kill(Pid::from_raw(escaped), Signal::SIGKILL);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let error = error(&dir.json("r.json"), "x");
+    assert!(
+        error.ends_with("stderr ends: line1 | fatal: disk full"),
+        "{error}"
+    );
+    assert!(stderr.contains("fatal: disk full"), "logged: {stderr}");
+}
+
 /// Runs one command task `x` with `script`, interrupts the run once `x.pid` is written,
 /// checks that orch exits with 130 and `x` was cancelled, and gives the run's result and
 /// orch's standard error.
