@@ -338,6 +338,58 @@ fn a_resume_after_a_crash_goes_on_from_the_count_a_reset_kept() {
     assert_eq!(third.task("y").unwrap().attempts, 3);
 }
 
+/// Cuts the journal at `path` after its last line for which `keep_to` holds, as a
+/// crash there would leave it.
+fn cut_after(path: &std::path::Path, keep_to: impl Fn(&serde_json::Value) -> bool) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let last = (lines.iter())
+        .rposition(|line| keep_to(&serde_json::from_str(line).unwrap()))
+        .unwrap();
+    let cut: String = lines[..=last].iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, cut).unwrap();
+}
+
+/// Two crashes in a row. The first run stops while `t` runs on `d`'s output (no record
+/// of `t`); the first resume makes `d` again (it ran on the failure of `c`), so it
+/// numbers `t` past that attempt, and stops right after writing its resets. The second
+/// resume must not take up `t`'s first attempt, which read the `d` of the first run.
+#[test]
+fn a_second_resume_does_not_take_up_an_attempt_the_first_numbered_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twice.jsonl");
+    let run_id = RunId::parse("twice").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("c", "flaky"))
+        .task(
+            Task::new("d", "wait")
+                .depends_on(["c"])
+                .trigger_rule(TriggerRule::AllDone),
+        )
+        .task(Task::new("t", "wait").depends_on(["d"]));
+    let seen = Seen::default();
+    let run = || {
+        let engine = journaled(dir.path());
+        register(&engine, &seen, true, None);
+        let result = runtime().block_on(engine.run_durable(&workflow, run_id.clone()));
+        assert_eq!(
+            result.unwrap().task("t").unwrap().status,
+            TaskStatus::Completed
+        );
+    };
+    run();
+    cut_after(&path, |line| line["task_id"] == "d");
+    run();
+    cut_after(&path, |line| {
+        line["task_id"] == "d" && line["status"] == "pending"
+    });
+    run();
+    let t = attempts_of(&seen, "t");
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert_eq!(t[..2], [(1, false), (2, false)]);
+    assert!(t[2].0 >= 2, "the first run's attempt taken up: {t:?}");
+}
+
 #[test]
 fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
     let seen = Seen::default();

@@ -98,10 +98,12 @@ impl Scheduler<'_> {
     /// Takes over the tasks `kept` from `previous`, which the journal already holds
     /// when the run is durable; the outcomes it does not keep that could have stood (a
     /// completion, a skip without a run) are reset in the journal, so that they neither
-    /// block the tasks' new outcomes nor come back on a later resume. Returns how many
-    /// tasks it kept.
+    /// block the tasks' new outcomes nor come back on a later resume. So is the count of
+    /// a task this run numbers past an attempt that may have been under way on an input
+    /// it makes again, so that a later resume does not take that attempt up. Returns how
+    /// many tasks it kept.
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
-        if let Some(journal) = &mut self.journal {
+        if self.journal.is_some() {
             // The reset keeps the count of attempts made, which a later resume's attempt
             // numbers go on from. Dependents go first: resets cut short (by a crash while
             // writing them) then never leave a reset task's dependent standing, which a
@@ -110,15 +112,20 @@ impl Scheduler<'_> {
                 .filter(|&&index| !kept[index as usize])
                 .filter_map(|&index| {
                     let task = self.shared.task(index as usize);
-                    let before = previous.task(&task.task_id)?;
+                    let before = previous.task(&task.task_id);
+                    let recorded = before.map_or(0, |before| before.attempts);
+                    let base = self.attempt_base(index as usize);
                     let pending = TaskRecord {
-                        attempts: before.attempts,
+                        attempts: recorded.max(base),
                         ..TaskRecord::default()
                     };
-                    super::resume::may_stand(before).then_some((index, pending))
+                    let stands = before.is_some_and(super::resume::may_stand);
+                    (stands || base > recorded).then_some((index, pending))
                 })
                 .collect();
-            journal.restored(kept, resets);
+            if let Some(journal) = &mut self.journal {
+                journal.restored(kept, resets);
+            }
         }
         self.restore(previous, kept)
     }
