@@ -349,7 +349,8 @@ impl TaskContext {
     /// of an attempt that ended is given again; attempts a run made but did not record
     /// (its process stopped during them) are taken up under their numbers, and are
     /// [resumed](TaskContext::resumed), unless an input they read is made again (then
-    /// the number after is given). An instance of a map task that runs again goes on
+    /// the numbers go on past every attempt that run may have made, its retries
+    /// included). An instance of a map task that runs again goes on
     /// from the highest attempt of the map's instances.
     ///
     /// A run records a task's attempts when the task ends, not at each retry: if its

@@ -390,6 +390,49 @@ fn a_second_resume_does_not_take_up_an_attempt_the_first_numbered_past() {
     assert!(t[2].0 >= 2, "the first run's attempt taken up: {t:?}");
 }
 
+/// A run stops while `t` retries on `d`'s output (retries are not recorded); the resume
+/// makes `d` again, so `t`'s attempts are new ones, numbered past every attempt the
+/// run may have made, not only past its first.
+#[test]
+fn a_task_whose_input_is_made_again_is_numbered_past_its_unrecorded_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = RunId::parse("retried").unwrap();
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("c", "flaky"))
+        .task(
+            Task::new("d", "wait")
+                .depends_on(["c"])
+                .trigger_rule(TriggerRule::AllDone),
+        )
+        .task(Task::new("t", "flaky").depends_on(["d"]).retries(2));
+    let seen = Seen::default();
+    let run = || {
+        let engine = journaled(dir.path());
+        register(&engine, &seen, true, None);
+        let result = runtime().block_on(engine.run_durable(&workflow, run_id.clone()));
+        assert_eq!(
+            result.unwrap().task("t").unwrap().status,
+            TaskStatus::Failed
+        );
+    };
+    run();
+    cut_after(&dir.path().join("retried.jsonl"), |line| {
+        line["task_id"] == "d"
+    });
+    run();
+    assert_eq!(
+        attempts_of(&seen, "t"),
+        [
+            (1, false),
+            (2, false),
+            (3, false),
+            (4, false),
+            (5, false),
+            (6, false)
+        ]
+    );
+}
+
 #[test]
 fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
     let seen = Seen::default();

@@ -18,8 +18,8 @@ use orch_core::{TriggerRule, WorkflowResult};
 ///   way on an output that now differs: its attempt is not taken up;
 /// - how many attempts the earlier runs recorded, which this run's attempt numbers go on
 ///   from, so that a system the attempts were handed to never takes a new attempt for an
-///   old one; past the one that may have been under way, for a task whose input is made
-///   again (`None` when every count is 0).
+///   old one; past every one that may have been under way (its retries too, which are
+///   not recorded), for a task whose input is made again (`None` when every count is 0).
 pub(in crate::run) fn numbering(
     workflow: &Workflow,
     plan: &Plan,
@@ -65,7 +65,12 @@ pub(in crate::run) fn numbering(
             && could_start(index, task.trigger_rule);
         ended_before.push(ended || inputs_remade);
         let recorded = records[index].map_or(0, |r| r.attempts);
-        bases.push(recorded.min(MOST_EARLIER_ATTEMPTS) + u32::from(inputs_remade && !ended));
+        // Past every attempt the run may have made: its retries are not recorded.
+        let may_have_made = match inputs_remade && !ended {
+            true => task.retries.min(MOST_EARLIER_ATTEMPTS) + 1,
+            false => 0,
+        };
+        bases.push(recorded.min(MOST_EARLIER_ATTEMPTS) + may_have_made);
     }
     let bases = bases
         .iter()
