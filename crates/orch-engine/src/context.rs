@@ -376,11 +376,8 @@ impl TaskContext {
     /// started it on how its dependencies (for a map, the list) ended in the earlier run,
     /// one of which runs again in this one (its output was not journaled, or its outcome
     /// does not stand): the attempt under way read an output that may now differ, so this
-    /// one takes the number after it.
-    /// (One case is left: if a resume that ran such a task again was itself stopped
-    /// without recording the attempt, the next resume gives that attempt's number again,
-    /// not resumed; a system that keeps the first outcome per attempt then gives that
-    /// attempt's.)
+    /// one takes a number past it (the resume notes that count in the journal before any
+    /// task runs, so a resume after it, if it is stopped too, goes on from there).
     ///
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable

@@ -338,16 +338,53 @@ fn a_resume_after_a_crash_goes_on_from_the_count_a_reset_kept() {
     assert_eq!(third.task("y").unwrap().attempts, 3);
 }
 
-/// Cuts the journal at `path` after its last line for which `keep_to` holds, as a
-/// crash there would leave it.
-fn cut_after(path: &std::path::Path, keep_to: impl Fn(&serde_json::Value) -> bool) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let last = (lines.iter())
-        .rposition(|line| keep_to(&serde_json::from_str(line).unwrap()))
-        .unwrap();
-    let cut: String = lines[..=last].iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, cut).unwrap();
+/// Task `t` after `d`, which runs on any outcome of `c`, a `flaky` task that fails: a
+/// resume makes `d` again. Runs durably in a directory of its own, as run `id`.
+struct AfterAFailure {
+    dir: tempfile::TempDir,
+    run_id: RunId,
+    workflow: Workflow,
+    seen: Seen,
+}
+
+impl AfterAFailure {
+    fn new(id: &str, t: Task) -> Self {
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("c", "flaky"))
+            .task(
+                Task::new("d", "wait")
+                    .depends_on(["c"])
+                    .trigger_rule(TriggerRule::AllDone),
+            )
+            .task(t.depends_on(["d"]));
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            run_id: RunId::parse(id).unwrap(),
+            workflow,
+            seen: Seen::default(),
+        }
+    }
+
+    /// Runs (or resumes) the run to its end, as a process started anew: `t`'s status.
+    fn run(&self) -> TaskStatus {
+        let engine = journaled(self.dir.path());
+        register(&engine, &self.seen, true, None);
+        let run = engine.run_durable(&self.workflow, self.run_id.clone());
+        runtime().block_on(run).unwrap().task("t").unwrap().status
+    }
+
+    /// Cuts the journal after its last line for which `keep_to` holds, as a crash
+    /// there would leave it.
+    fn cut_after(&self, keep_to: impl Fn(&serde_json::Value) -> bool) {
+        let path = self.dir.path().join(format!("{}.jsonl", self.run_id));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let last = (lines.iter())
+            .rposition(|line| keep_to(&serde_json::from_str(line).unwrap()))
+            .unwrap();
+        let cut: String = lines[..=last].iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(path, cut).unwrap();
+    }
 }
 
 /// Two crashes in a row. The first run stops while `t` runs on `d`'s output (no record
@@ -356,35 +393,13 @@ fn cut_after(path: &std::path::Path, keep_to: impl Fn(&serde_json::Value) -> boo
 /// resume must not take up `t`'s first attempt, which read the `d` of the first run.
 #[test]
 fn a_second_resume_does_not_take_up_an_attempt_the_first_numbered_past() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("twice.jsonl");
-    let run_id = RunId::parse("twice").unwrap();
-    let workflow = Workflow::new("w", "W")
-        .task(Task::new("c", "flaky"))
-        .task(
-            Task::new("d", "wait")
-                .depends_on(["c"])
-                .trigger_rule(TriggerRule::AllDone),
-        )
-        .task(Task::new("t", "wait").depends_on(["d"]));
-    let seen = Seen::default();
-    let run = || {
-        let engine = journaled(dir.path());
-        register(&engine, &seen, true, None);
-        let result = runtime().block_on(engine.run_durable(&workflow, run_id.clone()));
-        assert_eq!(
-            result.unwrap().task("t").unwrap().status,
-            TaskStatus::Completed
-        );
-    };
-    run();
-    cut_after(&path, |line| line["task_id"] == "d");
-    run();
-    cut_after(&path, |line| {
-        line["task_id"] == "d" && line["status"] == "pending"
-    });
-    run();
-    let t = attempts_of(&seen, "t");
+    let run = AfterAFailure::new("twice", Task::new("t", "wait"));
+    assert_eq!(run.run(), TaskStatus::Completed);
+    run.cut_after(|line| line["task_id"] == "d");
+    assert_eq!(run.run(), TaskStatus::Completed);
+    run.cut_after(|line| line["task_id"] == "d" && line["status"] == "pending");
+    assert_eq!(run.run(), TaskStatus::Completed);
+    let t = attempts_of(&run.seen, "t");
     assert_eq!(t.len(), 3, "{t:?}");
     assert_eq!(t[..2], [(1, false), (2, false)]);
     assert!(t[2].0 >= 2, "the first run's attempt taken up: {t:?}");
@@ -395,33 +410,12 @@ fn a_second_resume_does_not_take_up_an_attempt_the_first_numbered_past() {
 /// run may have made, not only past its first.
 #[test]
 fn a_task_whose_input_is_made_again_is_numbered_past_its_unrecorded_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let run_id = RunId::parse("retried").unwrap();
-    let workflow = Workflow::new("w", "W")
-        .task(Task::new("c", "flaky"))
-        .task(
-            Task::new("d", "wait")
-                .depends_on(["c"])
-                .trigger_rule(TriggerRule::AllDone),
-        )
-        .task(Task::new("t", "flaky").depends_on(["d"]).retries(2));
-    let seen = Seen::default();
-    let run = || {
-        let engine = journaled(dir.path());
-        register(&engine, &seen, true, None);
-        let result = runtime().block_on(engine.run_durable(&workflow, run_id.clone()));
-        assert_eq!(
-            result.unwrap().task("t").unwrap().status,
-            TaskStatus::Failed
-        );
-    };
-    run();
-    cut_after(&dir.path().join("retried.jsonl"), |line| {
-        line["task_id"] == "d"
-    });
-    run();
+    let run = AfterAFailure::new("retried", Task::new("t", "flaky").retries(2));
+    assert_eq!(run.run(), TaskStatus::Failed);
+    run.cut_after(|line| line["task_id"] == "d");
+    assert_eq!(run.run(), TaskStatus::Failed);
     assert_eq!(
-        attempts_of(&seen, "t"),
+        attempts_of(&run.seen, "t"),
         [
             (1, false),
             (2, false),
