@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use orch::core::EngineEvent;
+use orch::core::{EngineEvent, EngineEventKind};
 use orch::metrics::{DURATION_BUCKETS, Recorder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,7 +27,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the metrics are made of, updated from the run's events.
 pub(crate) struct Live {
     workflow_id: String,
-    started: Instant,
+    /// When the run started (its `WorkflowStarted` event): not when orch did, which
+    /// may have read a long journal first.
+    started: std::sync::OnceLock<Instant>,
     tally: Mutex<Tally>,
     recorder: Recorder,
 }
@@ -36,7 +38,7 @@ impl Live {
     pub(crate) fn new(workflow_id: &str, total: usize) -> Self {
         Self {
             workflow_id: workflow_id.to_owned(),
-            started: Instant::now(),
+            started: std::sync::OnceLock::new(),
             tally: Mutex::new(Tally::new(total)),
             recorder: Recorder::new(),
         }
@@ -45,6 +47,9 @@ impl Live {
     /// Takes one lifecycle event into account.
     pub(crate) fn observe(&self, event: &EngineEvent) {
         self.recorder.observe(event);
+        if event.kind == EngineEventKind::WorkflowStarted {
+            let _ = self.started.set(Instant::now());
+        }
         // The task counts are of the workflow's tasks, not of a map's instances.
         if event.map_item.is_none() {
             self.tally
@@ -81,11 +86,14 @@ impl Live {
                 "orch_run_tasks{{workflow_id=\"{workflow}\",state=\"{state}\"}} {count}"
             ));
         }
-        line("# HELP orch_run_elapsed_seconds Time since the run started.".into());
+        line("# HELP orch_run_elapsed_seconds Time since the run started (0 before).".into());
         line("# TYPE orch_run_elapsed_seconds gauge".into());
+        let elapsed = self
+            .started
+            .get()
+            .map_or(0.0, |at| at.elapsed().as_secs_f64());
         line(format!(
-            "orch_run_elapsed_seconds{{workflow_id=\"{workflow}\"}} {}",
-            self.started.elapsed().as_secs_f64()
+            "orch_run_elapsed_seconds{{workflow_id=\"{workflow}\"}} {elapsed}"
         ));
         let stats = self.recorder.snapshot();
         line("# HELP orch_tasks_total Tasks of the run by task type and outcome.".into());
@@ -321,6 +329,33 @@ mod tests {
             let (_, value) = line.rsplit_once(' ').expect("name and value");
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    /// The run's time counts from its start, not from orch's (which may have read a
+    /// long journal first).
+    #[test]
+    fn the_elapsed_time_counts_from_the_runs_start() {
+        let live = Live::new("w", 1);
+        std::thread::sleep(Duration::from_millis(2));
+        let elapsed = |live: &Live| {
+            let text = live.render();
+            let line = (text.lines())
+                .find(|l| l.starts_with("orch_run_elapsed_seconds{"))
+                .expect("the elapsed time")
+                .to_owned();
+            let (_, value) = line.rsplit_once(' ').expect("name and value");
+            value.parse::<f64>().expect("a number")
+        };
+        assert_eq!(elapsed(&live), 0.0, "not started");
+        let start = EngineEvent::new(
+            EngineEventKind::WorkflowStarted,
+            "w".into(),
+            orch::core::RunId::new(),
+            SystemTime::now(),
+        );
+        live.observe(&start);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(elapsed(&live) >= 0.002);
     }
 
     #[test]
