@@ -169,7 +169,9 @@ fn an_all_done_dependent_of_a_map_with_a_failed_instance_runs_and_sees_which_fai
 }
 
 /// A map task whose rule runs it although the list it maps over did not come is skipped,
-/// saying why: it neither fails the run nor waits.
+/// saying why: it neither fails the run nor waits. It is skipped without running (no
+/// start, no attempt), as a rule's skip is: a resume keeps it while its list's outcome
+/// stands.
 #[test]
 fn a_map_whose_list_did_not_come_is_skipped_not_failed() {
     for (list_ends, rule, run_status) in [
@@ -195,12 +197,65 @@ fn a_map_whose_list_did_not_come_is_skipped_not_failed() {
             _ => "no list to map over: `list` did not complete (failed)",
         };
         assert_eq!(m.error.as_deref(), Some(expected));
+        assert_eq!((m.start_time, m.attempts), (None, 0), "{list_ends}");
         assert_eq!(
             result.task("after").map(|r| r.status),
             Some(TaskStatus::Skipped)
         );
         assert_eq!(result.status, run_status, "{list_ends}");
     }
+}
+
+/// A resume keeps a map skipped for want of its list, and what ran on that skip, while
+/// the list's outcome stands: only the failed task runs again.
+#[test]
+fn a_resume_keeps_a_map_skipped_for_want_of_its_list() {
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let engine = |fail: bool| {
+        let engine = WorkflowEngine::new();
+        let noted = Arc::clone(&ran);
+        engine.register_handler("note", move |ctx: TaskContext| {
+            noted.lock().expect("lock").push(ctx.task_id().to_string());
+            let failed = fail && ctx.task_id().as_str() == "other";
+            async move {
+                match failed {
+                    true => Err(TaskError::new("down")),
+                    false => Ok(Value::Null),
+                }
+            }
+        });
+        engine
+    };
+    let workflow = Workflow::new("w", "")
+        .task(Task::new("check", "note"))
+        .task(
+            Task::new("alerts", "note")
+                .depends_on(["check"])
+                .trigger_rule(TriggerRule::OneFailed),
+        )
+        .task(
+            Task::new("notify", "note")
+                .map_over("alerts")
+                .trigger_rule(TriggerRule::NoneFailed),
+        )
+        .task(
+            Task::new("report", "note")
+                .depends_on(["notify"])
+                .trigger_rule(TriggerRule::NoneFailed),
+        )
+        .task(Task::new("other", "note"));
+    let first = run(&engine(true), &workflow);
+    assert_eq!(first.status, WorkflowStatus::Failed);
+    let runtime = common::paused_runtime();
+    let resumed = runtime.block_on(engine(false).resume(&workflow, &first));
+    assert_eq!(resumed.expect("resumed").status, WorkflowStatus::Completed);
+    let ran = ran.lock().expect("lock").clone();
+    assert_eq!(
+        ran.iter().filter(|id| *id == "report").count(),
+        1,
+        "{ran:?}"
+    );
+    assert_eq!(ran.iter().filter(|id| *id == "other").count(), 2, "{ran:?}");
 }
 
 /// A rule that may start a task before all its dependencies ended cannot be a map task's.

@@ -257,6 +257,21 @@ impl Scheduler<'_> {
             Decision::Wait => {}
             Decision::Run => {
                 rules.decided[index] = true;
+                // A map whose list did not come has nothing to run: skipped as a rule's
+                // skip is, without a start (its rule alone could not tell).
+                let map = self.shared.task(index).map.as_ref();
+                if let Some((spec, reason)) = map.and_then(|m| Some((m, self.no_list(m)?))) {
+                    if let (Some(rules), Some(list)) =
+                        (&mut self.rules, self.shared.workflow.index_of(&spec.over))
+                    {
+                        rules.failed_upstream[index] = match self.records[list].status {
+                            TaskStatus::Failed => list as u32,
+                            _ => rules.failed_upstream[list],
+                        };
+                    }
+                    self.skip_pending(index, reason);
+                    return self.skipped(index, ended);
+                }
                 if !self.stopping {
                     self.make_ready(index);
                 }
