@@ -127,7 +127,9 @@ impl fmt::Debug for Secret {
 pub mod env {
     /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). One with
     /// credentials in it needs its scheme (`nats://user:password@host`), and its
-    /// password cannot hold a `,`: give such a password in [`PASSWORD`] instead. Read
+    /// password cannot hold a `,`: give such a password in [`PASSWORD`] instead. The
+    /// user and password are taken as written, `%` escapes included (`p%40ss` is those
+    /// six characters, not `p@ss`): a `/` or `@` in them needs no escape. Read
     /// by [`NatsConfig::from_env`](super::NatsConfig::from_env), such credentials
     /// become its [`auth`](super::NatsConfig::auth), so they stay when the servers are
     /// replaced afterwards (and credentials in URLs set then are not used: a set `auth`
