@@ -322,6 +322,10 @@ impl WorkflowResult {
     }
 
     /// The result as compact JSON text, fields in the order documented above.
+    ///
+    /// A task's output sits three levels down in it (the result, `tasks`, the task's
+    /// record): an output nested more than 124 levels deep is written, but `serde_json`
+    /// (which reads at most 127 levels unless told otherwise) cannot read the text back.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
