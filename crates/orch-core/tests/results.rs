@@ -170,3 +170,21 @@ fn json_text_keeps_the_tasks_order_and_a_value_sorts_them() {
     let keys: Vec<&String> = value["tasks"].as_object().expect("tasks").keys().collect();
     assert_eq!(keys, ["a", "b"]);
 }
+
+/// As `to_json` says: an output nested 124 levels deep reads back, one level more does
+/// not (the text is written either way).
+#[test]
+fn an_output_nested_up_to_124_levels_reads_back() {
+    for (depth, reads) in [(124, true), (125, false)] {
+        let mut output = json!(0);
+        for _ in 0..depth {
+            output = json!([output]);
+        }
+        let mut result = result();
+        let mut records = result.tasks.records().to_vec();
+        records[0].result = Some(output);
+        result.tasks = TaskRecords::for_workflow(&workflow(), records).expect("one per task");
+        let read = serde_json::from_str::<WorkflowResult>(&result.to_json());
+        assert_eq!(read.is_ok(), reads, "{depth}: {:?}", read.err());
+    }
+}
