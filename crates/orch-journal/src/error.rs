@@ -101,9 +101,12 @@ pub enum JournalError {
         /// The run.
         run: RunId,
     },
-    /// The run is open for writing in another process, which holds its lock (the lock
-    /// on the run's file, or the PostgreSQL server's lock on the run).
-    #[error("run `{run}` is open for writing in another process ({lock}); wait for it to end")]
+    /// The run is open for writing in another process (or through another journal of
+    /// this one, made apart from this journal), which holds its lock (the lock on the
+    /// run's file, or the PostgreSQL server's lock on the run).
+    #[error(
+        "run `{run}` is open for writing by another process or journal ({lock}); wait for it to end"
+    )]
     InUse {
         /// The run.
         run: RunId,

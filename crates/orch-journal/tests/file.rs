@@ -917,7 +917,7 @@ fn a_run_open_through_another_journal_on_the_directory_is_refused() {
     assert_eq!(
         err.to_string(),
         format!(
-            "run `r` is open for writing in another process (`{}` is locked); wait for it to end",
+            "run `r` is open for writing by another process or journal (`{}` is locked); wait for it to end",
             first.path_of(&run_id("r")).display()
         )
     );

@@ -518,7 +518,7 @@ mod checks {
         assert!(matches!(err, JournalError::InUse { .. }), "{err}");
         assert!(
             err.to_string().contains(
-                "is open for writing in another process (which holds its lock on PostgreSQL"
+                "is open for writing by another process or journal (which holds its lock on PostgreSQL"
             ),
             "{err}"
         );
