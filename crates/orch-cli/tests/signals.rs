@@ -49,7 +49,8 @@ fn a_run_started_ignoring_sighup_keeps_running_through_one() {
 }
 
 /// A second signal ends `orch run` at once: the command, which outlives SIGTERM and so
-/// would have its 2 s before SIGKILL, is killed, and no result file is written.
+/// would have its 2 s before SIGKILL, is killed, and no summary or result file is
+/// written.
 #[test]
 fn a_second_signal_ends_a_run_at_once() {
     let dir = Dir::new();
@@ -62,6 +63,26 @@ fn a_second_signal_ends_a_run_at_once() {
         stderr.contains("exiting at once: running commands killed; no result file written"),
         "{stderr}"
     );
+    assert!(!stdout.contains("was interrupted"), "a summary: {stdout}");
+    wait_for("the command to be killed", || !alive(pid));
+    assert!(!dir.join("r.json").exists(), "a result file was written");
+}
+
+/// A second signal half a second after the first, while a command that ignores SIGTERM
+/// keeps the run going: orch ends at once, with no summary on its standard output.
+#[test]
+fn a_run_ended_at_once_prints_no_summary() {
+    let dir = Dir::new();
+    let workflow = "workflow_id: t\ntasks:\n  a: { task_type: command, config: { program: sh, args: [-c, 'echo 1'] } }\n  b: { task_type: command, dependencies: [a], config: { shell: true, script: \"trap '' TERM; echo $$ > b.pid; sleep 30\" } }\n";
+    let args = ["--output", "r.json", "--progress", "lines"];
+    let (child, pid) = common::start_run(&dir, workflow, "b.pid", &args);
+    let orch = Pid::from_raw(child.id() as i32);
+    kill(orch, Signal::SIGTERM).expect("first signal sent");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    kill(orch, Signal::SIGTERM).expect("second signal sent");
+    let (exit, stdout, stderr) = parts(&child.wait_with_output().expect("orch ends"));
+    assert_eq!(exit, Some(143), "{stdout}{stderr}");
+    assert!(!stdout.contains("was interrupted"), "a summary: {stdout}");
     wait_for("the command to be killed", || !alive(pid));
     assert!(!dir.join("r.json").exists(), "a result file was written");
 }
