@@ -9,10 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `orch` binary under test, with a clean log filter.
+/// The `orch` binary under test, with a clean log filter and its temporary files kept
+/// under the build directory.
 pub fn orch() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orch"));
     command.env_remove("RUST_LOG");
+    // The directories of dependency results that a run killed outright leaves behind
+    // (as a test means it to) go to the build's own temporary directory, not to /tmp.
+    command.env("TMPDIR", env!("CARGO_TARGET_TMPDIR"));
     command
 }
 
