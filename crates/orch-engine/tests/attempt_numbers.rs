@@ -288,15 +288,19 @@ fn a_journal_keeps_the_attempt_count_of_tasks_it_resets() {
         .unwrap();
     assert_eq!(loaded.task("y").unwrap().attempts, 2);
     assert_eq!(loaded.task("x").unwrap().attempts, 5);
-    // The second run reset `y`'s completion with a pending record that keeps its count,
-    // which a resume after a crash (no cancelled record after it) would go on from.
+    // Each resume reset the outcomes it did not keep (`y`'s completion, then its
+    // cancellation; `x`'s failure, then its cancellation) with pending records that keep
+    // their counts, which a resume after a crash (no record after them) would go on from.
     let text = std::fs::read_to_string(dir.path().join("numbers.jsonl")).unwrap();
-    let resets: Vec<serde_json::Value> = (text.lines())
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|line| line["task_id"] == "y" && line["status"] == "pending")
-        .collect();
-    assert_eq!(resets.len(), 1, "{text}");
-    assert_eq!(resets[0]["attempt"], 1, "{text}");
+    let resets = |id: &str| -> Vec<serde_json::Value> {
+        (text.lines())
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|line| line["task_id"] == id && line["status"] == "pending")
+            .map(|line| line["attempt"].clone())
+            .collect()
+    };
+    assert_eq!(resets("y"), [1, 1], "{text}");
+    assert_eq!(resets("x"), [3, 4], "{text}");
 }
 
 /// A run that resets a task's completion and then stops before recording anything else
@@ -403,6 +407,23 @@ fn a_second_resume_does_not_take_up_an_attempt_the_first_numbered_past() {
     assert_eq!(t.len(), 3, "{t:?}");
     assert_eq!(t[..2], [(1, false), (2, false)]);
     assert!(t[2].0 >= 2, "the first run's attempt taken up: {t:?}");
+}
+
+/// Two crashes in a row, `t` failed before: the first resume runs `t` again on a `d`
+/// made again, and stops during that attempt (its failure before still the record in
+/// force, unless the resume noted its count); the second resume, making `d` again once
+/// more, must number `t` past that attempt too.
+#[test]
+fn a_second_resume_numbers_a_failed_task_past_the_first_resumes_attempt() {
+    let run = AfterAFailure::new("failed", Task::new("t", "flaky"));
+    assert_eq!(run.run(), TaskStatus::Failed);
+    assert_eq!(run.run(), TaskStatus::Failed);
+    run.cut_after(|line| line["task_id"] == "d");
+    assert_eq!(run.run(), TaskStatus::Failed);
+    assert_eq!(
+        attempts_of(&run.seen, "t"),
+        [(1, false), (2, false), (3, false)]
+    );
 }
 
 /// A run stops while `t` retries on `d`'s output (retries are not recorded); the resume

@@ -96,12 +96,13 @@ impl Scheduler<'_> {
     }
 
     /// Takes over the tasks `kept` from `previous`, which the journal already holds
-    /// when the run is durable; the outcomes it does not keep that could have stood (a
-    /// completion, a skip without a run) are reset in the journal, so that they neither
-    /// block the tasks' new outcomes nor come back on a later resume. So is the count of
-    /// a task this run numbers past an attempt that may have been under way on an input
-    /// it makes again, so that a later resume does not take that attempt up. Returns how
-    /// many tasks it kept.
+    /// when the run is durable; the outcomes it does not keep are reset in the journal
+    /// (to pending, with the count this run's attempt numbers go on from), so that an
+    /// outcome that could have stood (a completion, a skip without a run) neither blocks
+    /// the task's new outcome nor comes back on a later resume, and a later resume
+    /// numbers the task's attempts on from this run's, not from an earlier one's (it
+    /// takes up an attempt of this run that may have been under way, or numbers past it
+    /// when it makes its input again). Returns how many tasks it kept.
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
         if self.journal.is_some() {
             // The reset keeps the count of attempts made, which a later resume's attempt
@@ -119,8 +120,8 @@ impl Scheduler<'_> {
                         attempts: recorded.max(base),
                         ..TaskRecord::default()
                     };
-                    let stands = before.is_some_and(super::resume::may_stand);
-                    (stands || base > recorded).then_some((index, pending))
+                    let ended = before.is_some_and(|before| before.status != TaskStatus::Pending);
+                    (ended || base > recorded).then_some((index, pending))
                 })
                 .collect();
             if let Some(journal) = &mut self.journal {
