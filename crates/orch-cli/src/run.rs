@@ -391,11 +391,13 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // A second signal that came as the run ended ends orch with no summary (the exit at
-    // once holds this as it ends orch), and one that comes from here on waits for the
-    // summary and the result file: cut short, the write would leave a temporary file
-    // beside the result's place.
-    let mut result_written = at_once.result_written.lock().await;
+    // A second signal that came as the run ended ends orch with no summary: the exit at
+    // once holds this lock from before it kills the commands until orch ends. (Not held
+    // while the summary is written: a second signal still ends orch when its output
+    // blocks.)
+    if at_once.result_written.try_lock().is_err() {
+        std::future::pending::<()>().await;
+    }
     match display {
         Some(display) => display.finish(&workflow, &result, signal != 0),
         None => out!(
@@ -406,6 +408,9 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let mut written = true;
     if let Some(target) = target {
         let path = target.path().to_owned();
+        // A second signal waits for the write: cut short, it would leave a temporary
+        // file beside the result's place.
+        let mut result_written = at_once.result_written.lock().await;
         match target.write(&result, &workflow) {
             Ok(unreadable) => {
                 *result_written = true;
