@@ -41,6 +41,8 @@ pub(crate) struct Places<'t> {
     /// How many more bytes placing may read: thousands of problems in one large task
     /// would otherwise each read its whole stretch.
     budget: Cell<usize>,
+    /// The text's format, which tells how a word is looked for in it.
+    format: Format,
 }
 
 /// The bytes of a block of the text, whose line breaks are counted ahead.
@@ -89,6 +91,7 @@ impl<'t> Places<'t> {
             starts,
             blocks,
             budget: Cell::new(BASE_BUDGET.saturating_add(text.len().saturating_mul(8))),
+            format,
         }
     }
 
@@ -132,15 +135,16 @@ impl<'t> Places<'t> {
         // A task that names itself: not at its own id (its map-form key, its `task_id`
         // value or its TOML table's name), which its stretch holds too.
         let own_id = |at: usize| word == id && is_own_id(&stretch[..at]);
+        let format = self.format;
         let find = |from: usize| {
             let rest = &stretch[from..];
             let quoted = format!("\"{word}\"");
             let quoted =
                 (rest.match_indices(&quoted).map(|(at, _)| from + at)).find(|&at| !own_id(at));
-            let plain = (words(rest, word).map(|at| from + at)).find(|&at| !own_id(at));
-            quoted.into_iter().chain(plain).min()
+            let plain = (words(rest, word, format).map(|at| from + at)).find(|&at| !own_id(at));
+            first_of(quoted, plain, format)
         };
-        let key = under.and_then(|key| first_word(stretch, key));
+        let key = under.and_then(|key| first_word(stretch, key, format));
         let found = key.and_then(&find).or_else(|| find(0));
         self.place(found.map_or(at, |found| start + found))
     }
@@ -179,19 +183,31 @@ fn is_own_id(before: &str) -> bool {
     key.trim().is_empty() || key.ends_with("task_id") || key.ends_with("[tasks.")
 }
 
-/// Where `word` first appears in `text`, quoted or as a whole word.
-fn first_word(text: &str, word: &str) -> Option<usize> {
+/// Where `word` first appears in `text` (in `format`), quoted or as a whole word.
+fn first_word(text: &str, word: &str, format: Format) -> Option<usize> {
     let quoted = text.find(&format!("\"{word}\""));
-    let plain = words(text, word).next();
-    quoted.into_iter().chain(plain).min()
+    let plain = words(text, word, format).next();
+    first_of(quoted, plain, format)
 }
 
-/// The occurrences of `word` not inside a longer identifier. A `:`, `.` or `/` between
-/// two identifier characters joins them (`test:unit`, `lib.core`), while one before a
-/// space or a line's end ends a key (`test: ...`).
-fn words<'t>(text: &'t str, word: &'t str) -> impl Iterator<Item = usize> + 't {
+/// Of a word found `quoted` and found `plain` (as a whole word), the one taken: in
+/// JSON, where keys and ids are quoted, a quoted one (a plain one is inside some text);
+/// elsewhere the first.
+fn first_of(quoted: Option<usize>, plain: Option<usize>, format: Format) -> Option<usize> {
+    match format {
+        Format::Json => quoted.or(plain),
+        _ => quoted.into_iter().chain(plain).min(),
+    }
+}
+
+/// The occurrences of `word` not inside a longer identifier (in `format`). A `:`, `.`
+/// or `/` between two identifier characters joins them (`test:unit`, `lib.core`), while
+/// one before a space or a line's end ends a key (`test: ...`); in TOML a `.` always
+/// parts the keys of a dotted key (`config.progam`).
+fn words<'t>(text: &'t str, word: &'t str, format: Format) -> impl Iterator<Item = usize> + 't {
     let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
-    let joins = |c: char| matches!(c, ':' | '.' | '/');
+    let dot_joins = format != Format::Toml;
+    let joins = move |c: char| matches!(c, ':' | '/') || (c == '.' && dot_joins);
     let goes_on = move |mut chars: std::str::Chars<'_>, forwards: bool| {
         let mut next = || match forwards {
             true => chars.next(),
@@ -678,6 +694,19 @@ mod tests {
             places.within_task("b", "lnt", Some("dependencies")),
             at(4, 18)
         );
+    }
+
+    /// In JSON a quoted key is taken over the same word in an earlier text; in TOML a
+    /// dotted key's parts are keys of their own.
+    #[test]
+    fn a_key_is_placed_as_its_format_writes_keys() {
+        let json = "{\"workflow_id\": \"w\", \"tasks\": {\"a\": {\"config\": {\"message\": \"timeout hit\",\n  \"timeout\": 1}}}}";
+        let places = Places::new(json, Format::Json);
+        assert_eq!(places.within_task("a", "timeout", None), at(2, 3));
+        let toml =
+            "workflow_id = \"w\"\n[tasks.a]\ntask_type = \"command\"\nconfig.progam = \"make\"\n";
+        let places = Places::new(toml, Format::Toml);
+        assert_eq!(places.within_task("a", "progam", None), at(4, 8));
     }
 
     #[test]
