@@ -23,6 +23,10 @@ pub(crate) struct MaxDeliveries {
     pub(crate) deliveries: u64,
 }
 
+/// How much earlier than the message it is about an advisory may say it was kept: one
+/// heard live is dated by this process's clock, the message by the server's.
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
 /// The task messages known to have run out of deliveries within the duplicate window.
 pub(crate) struct LostMessages {
     window: Duration,
@@ -87,8 +91,9 @@ impl LostMessages {
 
     /// How many times task message `sequence` (stored at `stored`, if known) was
     /// delivered, if it ran out of deliveries. An advisory kept before the message was
-    /// stored is about an earlier message of that sequence (the tasks stream was made
-    /// anew), and is not taken; nor is one noted longer ago than the window.
+    /// stored (by more than [`CLOCK_SLACK`]) is about an earlier message of that sequence
+    /// (the tasks stream was made anew), and is not taken; nor is one noted longer ago
+    /// than the window.
     pub(crate) fn deliveries(&self, sequence: u64, stored: Option<SystemTime>) -> Option<u64> {
         let noted = self.noted.lock().unwrap_or_else(PoisonError::into_inner);
         let lost = noted.by_sequence.get(&sequence)?;
@@ -96,7 +101,7 @@ impl LostMessages {
             return None;
         }
         match stored {
-            Some(stored) if lost.at < stored => None,
+            Some(stored) if lost.at + CLOCK_SLACK < stored => None,
             _ => Some(lost.deliveries),
         }
     }
@@ -170,8 +175,10 @@ mod tests {
             Some(3)
         );
         assert_eq!(lost.deliveries(7, None), Some(3));
-        // Stored after the advisory: a message of a tasks stream made anew.
-        assert_eq!(lost.deliveries(7, Some(t + Duration::from_secs(1))), None);
+        // Stored after the advisory: a message of a tasks stream made anew; but not
+        // within the clocks' slack.
+        assert_eq!(lost.deliveries(7, Some(t + Duration::from_secs(2))), None);
+        assert_eq!(lost.deliveries(7, Some(t + CLOCK_SLACK)), Some(3));
         assert_eq!(
             lost.deliveries(8, Some(t)),
             Some(2),

@@ -212,7 +212,9 @@ pub(crate) async fn serve(
                     let (permit, last_ack) = match held.pop() {
                         Some(permit) => (permit, received),
                         // Asked for holding no slot: the request is filled and over.
-                        None => match slot_for(&shared, &queue, permits, &message, &stop).await {
+                        None => match slot_for(&shared, &queue, permits, &message, received, &stop)
+                            .await
+                        {
                             Slot::Free(permit, last_ack) => (permit, last_ack),
                             Slot::NoneFree => {
                                 // Back at once, for a worker with room. This type has
@@ -304,17 +306,17 @@ enum Slot {
     Stopping,
 }
 
-/// A slot for `message`, a task that came to a request holding none: waits for one for
-/// as long as a request waits, telling the server meanwhile that the task is in progress
-/// (so that it is not delivered again while it waits here).
+/// A slot for `message`, a task that came (at `received`) to a request holding none:
+/// waits for one for as long as a request waits, telling the server meanwhile that the
+/// task is in progress (so that it is not delivered again while it waits here).
 async fn slot_for(
     shared: &Shared,
     queue: &TypeQueue,
     permits: &Arc<Semaphore>,
     message: &Message,
+    received: Instant,
     stop: &CancellationToken,
 ) -> Slot {
-    let received = Instant::now();
     if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
         return Slot::Free(permit, received);
     }
