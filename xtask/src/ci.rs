@@ -223,9 +223,10 @@ fn clippy() -> Result<(), String> {
     ])
 }
 
-/// The facade without the optional bus and metrics; orch-journal without PostgreSQL,
-/// orch-metrics without the `metrics` facade and orch-nats without its journal, as a
-/// user gets them (in the workspace, other crates turn those features on).
+/// The facade without the optional bus and metrics; orch-journal without PostgreSQL and
+/// orch-metrics without the `metrics` facade (their defaults, as a user gets them: in
+/// the workspace, other crates turn those features on), and orch-nats without its
+/// default journal.
 fn clippy_minimal() -> Result<(), String> {
     let deny = ["--", "-D", "warnings"];
     let facade = ["clippy", "-p", "orch", "--no-default-features"];

@@ -101,8 +101,8 @@ pub enum JournalError {
         /// The run.
         run: RunId,
     },
-    /// The run is open for writing in another process (or through another journal of
-    /// this one, made apart from this journal), which holds its lock (the lock on the
+    /// The run is open for writing in another process, or through another journal in
+    /// this process (not a clone of this one), which holds its lock (the lock on the
     /// run's file, or the PostgreSQL server's lock on the run).
     #[error(
         "run `{run}` is open for writing by another process or journal ({lock}); wait for it to end"
