@@ -228,22 +228,18 @@ fn clippy() -> Result<(), String> {
 /// the workspace, other crates turn those features on), and orch-nats without its
 /// default journal.
 fn clippy_minimal() -> Result<(), String> {
-    let deny = ["--", "-D", "warnings"];
-    let facade = ["clippy", "-p", "orch", "--no-default-features"];
-    let journal_and_metrics = ["clippy", "-p", "orch-journal", "-p", "orch-metrics"];
-    let journal_and_metrics = [&journal_and_metrics[..], &["--all-targets"]].concat();
-    let nats = [
-        "clippy",
-        "-p",
-        "orch-nats",
-        "--no-default-features",
-        "--lib",
+    let packages: [&[&str]; 3] = [
+        &["-p", "orch", "--no-default-features"],
+        &["-p", "orch-journal", "-p", "orch-metrics", "--all-targets"],
+        &["-p", "orch-nats", "--no-default-features", "--lib"],
     ];
-    let failures: Vec<String> = [&facade[..], &journal_and_metrics, &nats[..]]
-        .into_iter()
-        .map(|args| cargo(&[args, &deny[..]].concat()))
-        .filter_map(Result::err)
-        .collect();
+    every(packages.map(|which| cargo(&[&["clippy"], which, &["--", "-D", "warnings"]].concat())))
+}
+
+/// Ok when every one of `outcomes` is (each run, whatever the one before did, so that
+/// every failure is told); else their errors together.
+fn every(outcomes: impl IntoIterator<Item = Result<(), String>>) -> Result<(), String> {
+    let failures: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
     match failures.is_empty() {
         true => Ok(()),
         false => Err(failures.join("; ")),
@@ -290,34 +286,36 @@ fn tests(args: &[&str]) -> Result<(), String> {
 /// (its file journal's tests), and the facade's docs without any of its features (its
 /// doctests, and its links built).
 fn test_without_optional_features() -> Result<(), String> {
-    let core = ["-p", "orch-core", "--lib", "--tests"];
-    let engine = ["-p", "orch-engine"];
-    let journal = [
-        "-p",
-        "orch-journal",
-        "--lib",
-        "--test",
-        "file",
-        "--test",
-        "crash",
+    let packages: [&[&str]; 4] = [
+        &["-p", "orch-core", "--lib", "--tests"],
+        &["-p", "orch-engine"],
+        &[
+            "-p",
+            "orch-journal",
+            "--lib",
+            "--test",
+            "file",
+            "--test",
+            "crash",
+            "--test",
+            "results",
+        ],
+        // The facade's docs, built and run with none of its features.
+        &["-p", "orch", "--doc"],
     ];
-    let journal = [&journal[..], &["--test", "results"]].concat();
-    // The facade's docs, built and run with none of its features.
-    let facade = ["-p", "orch", "--doc"];
-    // Each run, whatever the one before did, so that every failure is told.
-    let failures: Vec<String> = [&core[..], &engine[..], &journal, &facade[..]]
-        .into_iter()
-        .map(|which| tests(&[&["test", "--no-fail-fast", "--no-default-features"], which].concat()))
-        .chain(std::iter::once_with(|| {
-            let args = ["doc", "-p", "orch", "--no-deps", "--no-default-features"];
-            crate::cargo_with(&args, &[("RUSTDOCFLAGS", "-D warnings")])
-        }))
-        .filter_map(Result::err)
-        .collect();
-    match failures.is_empty() {
-        true => Ok(()),
-        false => Err(failures.join("; ")),
-    }
+    let test = |which: &[&str]| {
+        tests(&[&["test", "--no-fail-fast", "--no-default-features"], which].concat())
+    };
+    let facade_docs = || {
+        let args = ["doc", "-p", "orch", "--no-deps", "--no-default-features"];
+        crate::cargo_with(&args, &[("RUSTDOCFLAGS", "-D warnings")])
+    };
+    every(
+        packages
+            .into_iter()
+            .map(test)
+            .chain(std::iter::once_with(facade_docs)),
+    )
 }
 
 /// Every fuzz target for [`FUZZ_SECS_PER_TARGET`] seconds, seeded by today's date, so a
