@@ -104,11 +104,12 @@ impl Scheduler<'_> {
     /// takes up an attempt of this run that may have been under way, or numbers past it
     /// when it makes its input again). Returns how many tasks it kept.
     pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
-        if self.journal.is_some() {
-            // The reset keeps the count of attempts made, which a later resume's attempt
-            // numbers go on from. Dependents go first: resets cut short (by a crash while
-            // writing them) then never leave a reset task's dependent standing, which a
-            // later resume would keep, decided on the outcome that was reset.
+        // Taken out while the resets are worked out from the run's attempt numbers.
+        if let Some(mut journal) = self.journal.take() {
+            // The reset keeps the count this run's attempt numbers go on from. Dependents
+            // go first: resets cut short (by a crash while writing them) then never leave
+            // a reset task's dependent standing, which a later resume would keep, decided
+            // on the outcome that was reset.
             let resets = (self.plan.order().iter().rev())
                 .filter(|&&index| !kept[index as usize])
                 .filter_map(|&index| {
@@ -120,13 +121,13 @@ impl Scheduler<'_> {
                         attempts: recorded.max(base),
                         ..TaskRecord::default()
                     };
-                    let ended = before.is_some_and(|before| before.status != TaskStatus::Pending);
-                    (ended || base > recorded).then_some((index, pending))
+                    // Already pending with that count: nothing to reset.
+                    let has_outcome = before.is_some_and(|b| b.status != TaskStatus::Pending);
+                    (has_outcome || base > recorded).then_some((index, pending))
                 })
                 .collect();
-            if let Some(journal) = &mut self.journal {
-                journal.restored(kept, resets);
-            }
+            journal.restored(kept, resets);
+            self.journal = Some(journal);
         }
         self.restore(previous, kept)
     }

@@ -284,7 +284,7 @@ fn needs_timer(workflow: &Workflow, kept: Option<&[bool]>) -> Option<RunError> {
 
 /// Whether a recorded outcome can be kept by a resume (when what it was decided on
 /// stands too): a completion, or a skip without a run.
-pub(super) fn may_stand(record: &orch_core::TaskRecord) -> bool {
+fn may_stand(record: &orch_core::TaskRecord) -> bool {
     // A task that ran has a start time; its attempt count may be an earlier run's.
     record.status == TaskStatus::Completed
         || (record.status == TaskStatus::Skipped && record.start_time.is_none())
