@@ -245,33 +245,27 @@ impl Scheduler<'_> {
         last: Option<(usize, TaskStatus)>,
         ended: &mut Vec<(u32, TaskStatus)>,
     ) {
+        let (rule, outcomes) = match &self.rules {
+            Some(rules) if !rules.decided[index] => (rules.rule[index], rules.outcomes[index]),
+            _ => return,
+        };
+        let mut decision = rule.decide(outcomes);
+        // A map whose list did not come has nothing to run: skipped as a rule's skip is,
+        // without a start (its rule alone could not tell), for that reason.
+        let no_list = match decision {
+            Decision::Run => (self.shared.task(index).map.as_ref()).and_then(|m| self.no_list(m)),
+            _ => None,
+        };
+        if no_list.is_some() {
+            decision = Decision::Skip;
+        }
         let Some(rules) = &mut self.rules else {
             return;
         };
-        if rules.decided[index] {
-            return;
-        }
-        let rule = rules.rule[index];
-        let outcomes = rules.outcomes[index];
-        match rule.decide(outcomes) {
+        match decision {
             Decision::Wait => {}
             Decision::Run => {
                 rules.decided[index] = true;
-                // A map whose list did not come has nothing to run: skipped as a rule's
-                // skip is, without a start (its rule alone could not tell).
-                let map = self.shared.task(index).map.as_ref();
-                if let Some((spec, reason)) = map.and_then(|m| Some((m, self.no_list(m)?))) {
-                    if let (Some(rules), Some(list)) =
-                        (&mut self.rules, self.shared.workflow.index_of(&spec.over))
-                    {
-                        rules.failed_upstream[index] = match self.records[list].status {
-                            TaskStatus::Failed => list as u32,
-                            _ => rules.failed_upstream[list],
-                        };
-                    }
-                    self.skip_pending(index, reason);
-                    return self.skipped(index, ended);
-                }
                 if !self.stopping {
                     self.make_ready(index);
                 }
@@ -296,7 +290,7 @@ impl Scheduler<'_> {
                         .unwrap_or(NO_FAILURE),
                     failed => failed,
                 };
-                let reason = match last {
+                let reason = no_list.unwrap_or_else(|| match last {
                     // One dependency decided it: it is named alone, with the failure
                     // upstream that its skip goes back to.
                     Some((dependency, TaskStatus::Skipped))
@@ -317,7 +311,7 @@ impl Scheduler<'_> {
                         )
                     }
                     _ => self.unmet(index, rule),
-                };
+                });
                 self.skip_pending(index, reason);
                 self.skipped(index, ended);
             }
