@@ -63,13 +63,9 @@ impl RunLines {
     /// unfinished already. (It records the definition the run has, followed by no lines;
     /// a changed one still goes in with the next batch, see [`RunLines::redefine`].)
     pub fn reopen(&mut self, loaded: &LoadedRun) -> Result<Option<Vec<u8>>, JournalError> {
-        if loaded.status() == crate::RunStatus::Unfinished {
-            return Ok(None);
-        }
-        let mut buf = Vec::new();
-        line::write_definition(&mut buf, self.next_seq, &loaded.definition, 0)?;
-        self.next_seq += 1;
-        Ok(Some(buf))
+        let batch = reopening(self.next_seq, loaded)?;
+        self.next_seq += u64::from(batch.is_some());
+        Ok(batch)
     }
 
     /// Takes note that the run goes on with `workflow`, changed since: the next batch
@@ -134,4 +130,15 @@ impl OpenRun {
             writer,
         }
     }
+}
+
+/// The line, numbered `seq`, that marks run `loaded` as going on again when it had ended
+/// (its own definition, followed by no lines); `None` for a run unfinished already.
+pub(crate) fn reopening(seq: u64, loaded: &LoadedRun) -> Result<Option<Vec<u8>>, JournalError> {
+    if loaded.status() == crate::RunStatus::Unfinished {
+        return Ok(None);
+    }
+    let mut buf = Vec::new();
+    line::write_definition(&mut buf, seq, &loaded.definition, 0)?;
+    Ok(Some(buf))
 }

@@ -15,8 +15,8 @@ use crate::definition::Definition;
 use crate::read::{ReadRun, read_lines};
 use crate::sync::{RunFile, Syncer, sync_directory};
 use crate::{
-    Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunStatus, RunSummary,
-    RunWriter, WorkflowChanges, line,
+    Journal, JournalError, JournalFuture, LoadedRun, OpenRun, RunFilter, RunSummary, RunWriter,
+    WorkflowChanges, line,
 };
 
 /// A journal in a directory: one file per run, `<run id>.jsonl`, one JSON object per line
@@ -223,10 +223,8 @@ impl FileJournal {
                         .map_err(|e| JournalError::io("truncate", &path, e))?;
                 }
                 let (mut len, mut next_seq) = (read.valid_len, read.next_seq);
-                if read.run.status() != RunStatus::Unfinished {
-                    // It goes on: no longer ended (see `Journal::open`).
-                    let mut reopened = Vec::new();
-                    line::write_definition(&mut reopened, next_seq, &read.run.definition, 0)?;
+                // It goes on: no longer ended (see `Journal::open`).
+                if let Some(reopened) = crate::backend::reopening(next_seq, &read.run)? {
                     (&locked)
                         .write_all(&reopened)
                         .map_err(|e| JournalError::io("write", &path, e))?;
