@@ -114,8 +114,7 @@ impl<T> CallbackSubscription<T> {
     /// Called from inside the callback itself, it returns at once: the callback cannot
     /// wait for its own end.
     pub async fn finished(&mut self) {
-        let own_task = tokio::task::try_id() == Some(self.task.id());
-        if !own_task && !self.task.is_finished() {
+        if self.may_wait() {
             // The task catches every panic of a call, so it can only end normally.
             let _ = (&mut self.task).await;
         }
@@ -127,11 +126,17 @@ impl<T> CallbackSubscription<T> {
     /// Called from inside the callback itself, it stops further calls without waiting.
     pub async fn unsubscribe(self) {
         drop(self.queue.detach());
-        let own_task = tokio::task::try_id() == Some(self.task.id());
-        // A task that ended may have been awaited already (by `finished`).
-        if !own_task && !self.task.is_finished() {
+        if self.may_wait() {
             let _ = self.task.await;
         }
+    }
+
+    /// Whether the callback task may be awaited from here: not from inside it (it
+    /// cannot wait for its own end), and not once it ended (it may have been awaited
+    /// already, by `finished`).
+    fn may_wait(&self) -> bool {
+        let own_task = tokio::task::try_id() == Some(self.task.id());
+        !own_task && !self.task.is_finished()
     }
 }
 
