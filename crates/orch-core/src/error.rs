@@ -115,17 +115,13 @@ const SHOWN_ID_BYTES: usize = 200;
 pub(crate) fn shown_id(id: &str) -> std::borrow::Cow<'_, str> {
     match ends_of(id) {
         None => shown(id),
-        Some(ends) => std::borrow::Cow::Owned(cut_text(ends, id.len(), |t| shown(t))),
+        Some((start, end)) => std::borrow::Cow::Owned(cut_text(shown(start), shown(end), id.len())),
     }
 }
 
-/// A long id's two `ends`, each written by `write`, and its length.
-fn cut_text<'t, S: fmt::Display>(
-    (start, end): (&'t str, &'t str),
-    len: usize,
-    write: impl Fn(&'t str) -> S,
-) -> String {
-    format!("{}…{} ({len} bytes)", write(start), write(end))
+/// A long id shown by its two ends, `start` and `end`, and its length `len`.
+fn cut_text(start: impl fmt::Display, end: impl fmt::Display, len: usize) -> String {
+    format!("{start}…{end} ({len} bytes)")
 }
 
 /// Text escaped already, cut as [`shown_id`] cuts an id; the length named is the
@@ -354,7 +350,7 @@ fn of_task(task: Option<&TaskId>, what: &str) -> String {
             let id = task.as_str();
             let text = match ends_of(id) {
                 None => quoted(id),
-                Some(ends) => cut_text(ends, id.len(), quoted),
+                Some((start, end)) => cut_text(quoted(start), quoted(end), id.len()),
             };
             format!(" of task \"{text}\"")
         }
