@@ -25,7 +25,7 @@ pub(crate) struct MaxDeliveries {
 
 /// How much earlier than the message it is about an advisory may say it was kept: one
 /// heard live is dated by this process's clock, the message by the server's.
-const CLOCK_SLACK: Duration = Duration::from_secs(1);
+pub(crate) const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 /// The task messages known to have run out of deliveries within the duplicate window.
 pub(crate) struct LostMessages {

@@ -41,7 +41,9 @@ pub(crate) enum Settled {
 #[derive(Default)]
 pub(crate) struct Routes {
     waiting: Mutex<HashMap<AttemptKey, oneshot::Sender<Settled>>>,
-    by_sequence: Mutex<HashMap<u64, AttemptKey>>,
+    /// Each task message's attempt, and when its publish began (unknown for a message the
+    /// server had before it was sent again).
+    by_sequence: Mutex<HashMap<u64, (AttemptKey, Option<SystemTime>)>>,
     /// The latest runs cancelled by [`Routes::cancel_run`], each with the last stream
     /// message the cancellation covers and when the stream was read for it: a message of
     /// theirs sent before then and stored up to that one, whose sequence is learnt only
@@ -85,7 +87,11 @@ impl Routes {
         sent_before: bool,
         began: tokio::time::Instant,
     ) -> bool {
-        lock(&self.by_sequence).insert(sequence, key.clone());
+        // The message was stored after its publish began, unless the server had it before.
+        let sent_at = (!sent_before)
+            .then(|| SystemTime::now().checked_sub(began.elapsed()))
+            .flatten();
+        lock(&self.by_sequence).insert(sequence, (key.clone(), sent_at));
         if sent_before {
             return false;
         }
@@ -115,7 +121,10 @@ impl Routes {
     /// tasks stream made anew, another attempt's message may have that sequence now.
     fn unmap(&self, key: &AttemptKey, sequence: u64) {
         let mut by_sequence = lock(&self.by_sequence);
-        if by_sequence.get(&sequence) == Some(key) {
+        if by_sequence
+            .get(&sequence)
+            .is_some_and(|(mapped, _)| mapped == key)
+        {
             by_sequence.remove(&sequence);
         }
     }
@@ -153,8 +162,8 @@ impl Routes {
         let covered: Vec<AttemptKey> = match up_to {
             Some(up_to) => lock(&self.by_sequence)
                 .iter()
-                .filter(|(sequence, key)| **sequence <= up_to && key.run == *run)
-                .map(|(_, key)| key.clone())
+                .filter(|(sequence, (key, _))| **sequence <= up_to && key.run == *run)
+                .map(|(_, (key, _))| key.clone())
                 .collect(),
             None => (lock(&self.waiting).keys())
                 .filter(|key| key.run == *run)
@@ -173,8 +182,19 @@ impl Routes {
         }
     }
 
-    fn settle_sequence(&self, sequence: u64, deliveries: u64) {
-        let key = lock(&self.by_sequence).remove(&sequence);
+    /// Settles as lost the attempt whose task message is `sequence`, told by an advisory
+    /// kept at `at`. An advisory kept before the message was sent (by more than the clocks'
+    /// slack) is about an earlier message of that sequence, in a tasks stream since made
+    /// anew, and is not taken.
+    fn settle_sequence(&self, sequence: u64, deliveries: u64, at: SystemTime) {
+        let key = {
+            let mut by_sequence = lock(&self.by_sequence);
+            match by_sequence.get(&sequence) {
+                Some((_, Some(sent_at))) if at + lost::CLOCK_SLACK < *sent_at => return,
+                Some(_) => by_sequence.remove(&sequence).map(|(key, _)| key),
+                None => None,
+            }
+        };
         if let Some(key) = key {
             self.settle(&key, Settled::Lost { deliveries });
         }
@@ -221,7 +241,7 @@ pub(crate) fn take_advisory(
         Ok(advisory) => {
             let at = at.unwrap_or_else(SystemTime::now);
             lost.note(advisory.stream_seq, advisory.deliveries, at);
-            routes.settle_sequence(advisory.stream_seq, advisory.deliveries);
+            routes.settle_sequence(advisory.stream_seq, advisory.deliveries, at);
         }
         Err(error) => tracing::warn!(%error, "ignoring an advisory that cannot be read"),
     }
@@ -400,6 +420,55 @@ mod tests {
         assert_eq!(lost.deliveries(7, Some(before)), Some(3));
         let after = SystemTime::now() + Duration::from_secs(5);
         assert_eq!(lost.deliveries(7, Some(after)), None);
+    }
+
+    /// An advisory kept before an attempt's message was sent is about an earlier message
+    /// of its sequence (a tasks stream made anew), and does not settle the attempt; one
+    /// about a message the server had before it was sent again (a resumed run's) does.
+    #[test]
+    fn an_advisory_kept_before_a_message_was_sent_does_not_settle_it() {
+        let (routes, lost) = (
+            Routes::default(),
+            LostMessages::new(Duration::from_secs(60)),
+        );
+        let (fresh, again) = (key("r", "fresh"), key("r", "again"));
+        let (mut fresh_wait, mut again_wait) =
+            (routes.wait(fresh.clone()), routes.wait(again.clone()));
+        let sent = tokio::time::Instant::now();
+        routes.published(&fresh, 7, false, sent);
+        routes.published(&again, 8, true, sent);
+        let long_before = SystemTime::now() - Duration::from_secs(10);
+        take_advisory(
+            &routes,
+            &lost,
+            br#"{"stream_seq": 7, "deliveries": 3}"#,
+            Some(long_before),
+        );
+        assert!(
+            fresh_wait.try_recv().is_err(),
+            "an advisory about an earlier message"
+        );
+        take_advisory(
+            &routes,
+            &lost,
+            br#"{"stream_seq": 8, "deliveries": 3}"#,
+            Some(long_before),
+        );
+        assert!(matches!(
+            again_wait.try_recv(),
+            Ok(Settled::Lost { deliveries: 3 })
+        ));
+        // Its own advisory, kept after it was sent, still settles it.
+        take_advisory(
+            &routes,
+            &lost,
+            br#"{"stream_seq": 7, "deliveries": 4}"#,
+            None,
+        );
+        assert!(matches!(
+            fresh_wait.try_recv(),
+            Ok(Settled::Lost { deliveries: 4 })
+        ));
     }
 
     /// In a tasks stream made anew, an attempt's message can take the sequence an older
