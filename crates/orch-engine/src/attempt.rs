@@ -283,9 +283,10 @@ impl<'h> Attempt<'h> {
             .err()
         };
         conclude(&mut future, &span, polled, panic);
+        // The limit, if this poll held the thread past it.
+        let overran_limit = timeout.filter(|limit| started.is_some_and(|s| s.elapsed() >= *limit));
         if polled.is_ready() {
-            if let (Some(started), Some(limit)) = (started, timeout)
-                && started.elapsed() >= limit
+            if let Some(limit) = overran_limit
                 && let Poll::Ready(outcome) = std::mem::replace(polled, Poll::Pending)
             {
                 *polled = Poll::Ready(Err(overran(limit, outcome, cancel.as_ref())));
@@ -299,6 +300,12 @@ impl<'h> Attempt<'h> {
             cancel,
             run_cancel: None,
         };
+        // Held the thread past its limit, and waits: stopped now, as a spawned one would
+        // have been at the limit (the timer, not yet told the time, may not see it).
+        if let Some(limit) = overran_limit {
+            *polled = Poll::Ready(Err(attempt.stop_at_deadline(limit)));
+            return None;
+        }
         match attempt.poll_deadline(cx) {
             Poll::Ready(timed_out) => {
                 *polled = Poll::Ready(Err(timed_out));
@@ -351,13 +358,19 @@ impl<'h> Attempt<'h> {
         if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let error = timed_out(*limit);
+        let limit = *limit;
+        Poll::Ready(self.stop_at_deadline(limit))
+    }
+
+    /// Stops the attempt, past its deadline `limit` after it started: the timeout error.
+    fn stop_at_deadline(&mut self, limit: Duration) -> TaskError {
+        let error = timed_out(limit);
         // Told first: a blocking handler, which nothing can stop, runs on until it looks.
         self.cancel();
-        Poll::Ready(match self.release() {
+        match self.release() {
             Some(panic) => error.with_note(&panic),
             None => error,
-        })
+        }
     }
 }
 
@@ -371,12 +384,16 @@ impl Future for Attempt<'_> {
                 // A handler on the run's own task that holds it across its deadline in
                 // this poll: spawned, it would have been stopped there, so it times out.
                 // (One merely polled late, the run being busy, is not.)
+                // Nor is one that waits after such a poll: it is stopped at once (the
+                // timer, not yet told the time, may not see the deadline passed).
                 Some((sleep, limit)) if Instant::now() < sleep.deadline() => {
-                    match guarded.poll_outcome(cx) {
-                        Poll::Ready(outcome) if Instant::now() >= sleep.deadline() => {
-                            Poll::Ready(Err(overran(*limit, outcome, this.cancel.as_ref())))
-                        }
-                        polled => polled,
+                    let (limit, polled) = (*limit, guarded.poll_outcome(cx));
+                    if Instant::now() < sleep.deadline() {
+                        polled
+                    } else if let Poll::Ready(outcome) = polled {
+                        Poll::Ready(Err(overran(limit, outcome, this.cancel.as_ref())))
+                    } else {
+                        return Poll::Ready(Err(this.stop_at_deadline(limit)));
                     }
                 }
                 _ => guarded.poll_outcome(cx),

@@ -106,7 +106,7 @@ type CallFuture<'b> = Pin<Box<dyn Future<Output = Result<Output, TaskError>> + S
 /// between awaits: each attempt then costs no task spawn. A handler that computes for
 /// long holds up the whole run while it does, so leave such handlers un-wrapped. (Nor
 /// can the run stop it at its task's timeout while it computes: it times out once it
-/// returns, whatever it returned.)
+/// returns or next waits, whatever it returned.)
 ///
 /// ```
 /// use orch_engine::{TaskContext, TaskError, WorkflowEngine, inline};

@@ -488,14 +488,20 @@ fn a_handler_that_overruns_its_limit_within_one_poll_times_out() {
             .expect("a runtime")
     };
     for (runtime, name) in [(current_thread(), "one thread"), (two_workers(), "two")] {
-        // Blocks on its first poll, or after one wait.
-        for waits_first in [false, true] {
+        // Blocks on its first poll or after one wait, and then returns or waits once more
+        // (the poll that held the thread past the limit ends waiting).
+        for (waits_first, waits_after) in
+            [(false, false), (true, false), (false, true), (true, true)]
+        {
             let engine = WorkflowEngine::new();
             engine.register_handler("blocks", move |_ctx: TaskContext| async move {
                 if waits_first {
                     tokio::task::yield_now().await;
                 }
                 std::thread::sleep(Duration::from_millis(200));
+                if waits_after {
+                    tokio::task::yield_now().await;
+                }
                 Ok::<_, TaskError>(json!("late"))
             });
             let workflow = Workflow::new("w", "W")
@@ -504,7 +510,7 @@ fn a_handler_that_overruns_its_limit_within_one_poll_times_out() {
                 .block_on(engine.execute_workflow(&workflow))
                 .expect("valid");
             let a = record(&result, "a");
-            let case = format!("{name}, waits first: {waits_first}");
+            let case = format!("{name}, waits first: {waits_first}, after: {waits_after}");
             assert_eq!(a.status, TaskStatus::Failed, "{case}");
             assert_eq!(a.error.as_deref(), Some("timed out after 0.05s"), "{case}");
         }
