@@ -1,7 +1,7 @@
 //! [`Recorder`]: counts and duration histograms per task type, across runs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use orch_core::{
@@ -65,7 +65,9 @@ pub struct TaskTypeStats {
 /// Feed it the engine's lifecycle events ([`Recorder::observe`], e.g. from a bus
 /// subscription on `workflow.>`) or whole results ([`Recorder::record_result`]): both
 /// give the same figures for a run that resumes none (the events of a resumed run tell
-/// of the work done in it, its result of the runs it continues too), but for `retried`
+/// of the work done in it, and of the skips it keeps, which it announces again so that
+/// its watchers see them, so those count again; its result tells of the runs it
+/// continues too), but for `retried`
 /// when a retry announced never ran (see [`TaskTypeStats::retried`]). A map task's
 /// instances count as tasks of its type;
 /// the map task counts too, but its duration, which spans its instances', is not
@@ -97,7 +99,16 @@ pub struct Recorder {
     /// Map tasks of runs under way whose instances were seen: their own end brings no
     /// duration. A run's entries go with its last such map's end, or with its
     /// `WorkflowFinished` event, or to make room past [`RUNS_NOTED`] runs.
-    mapped: Mutex<HashMap<RunId, MapNote>>,
+    mapped: Mutex<HashMap<RunKey, MapNote>>,
+}
+
+/// A run, by its id and its workflow's: runs of two workflows may share an id (each
+/// journal has its own).
+type RunKey = (RunId, Arc<str>);
+
+/// The run `event` belongs to.
+fn run_key(event: &EngineEvent) -> RunKey {
+    (event.run_id.clone(), Arc::clone(&event.workflow_id))
 }
 
 /// The maps of one run whose instances were seen, and when one of them was last seen.
@@ -116,7 +127,7 @@ impl Recorder {
     /// Takes one lifecycle event into account; workflow events are not counted.
     pub fn observe(&self, event: &EngineEvent) {
         if event.kind == EngineEventKind::WorkflowFinished {
-            lock(&self.mapped).remove(&event.run_id);
+            lock(&self.mapped).remove(&run_key(event));
             return;
         }
         let Some(task_type) = event.task_type.as_deref() else {
@@ -128,7 +139,7 @@ impl Recorder {
         {
             // Looked up first: a map's instances are many, its note is made once.
             let mut mapped = lock(&self.mapped);
-            match mapped.get_mut(&event.run_id) {
+            match mapped.get_mut(&run_key(event)) {
                 Some(note) => {
                     note.seen = note.seen.max(event.timestamp);
                     if !note.maps.contains(map) {
@@ -149,7 +160,7 @@ impl Recorder {
                         maps: HashSet::from([map.into()]),
                         seen: event.timestamp,
                     };
-                    mapped.insert(event.run_id.clone(), note);
+                    mapped.insert(run_key(event), note);
                 }
             }
         }
@@ -168,14 +179,15 @@ impl Recorder {
             && event.map_item.is_none()
             && task_id.is_some_and(|id| {
                 let mut mapped = lock(&self.mapped);
-                let Some(note) = mapped.get_mut(&event.run_id) else {
+                let key = run_key(event);
+                let Some(note) = mapped.get_mut(&key) else {
                     return false;
                 };
                 let noted = note.maps.remove(id.as_str());
                 // Gone with its last map too: a recorder fed only task events (or one
                 // that lost a run's end) would keep it for ever.
                 if note.maps.is_empty() {
-                    mapped.remove(&event.run_id);
+                    mapped.remove(&key);
                 }
                 noted
             });
@@ -375,9 +387,10 @@ mod tests {
         // The notes kept: the live run's, and those of the latest stale runs.
         let mapped = lock(&recorder.mapped);
         assert_eq!(mapped.len(), RUNS_NOTED);
-        assert!(mapped.contains_key(&live));
+        let noted = |run: &RunId| mapped.contains_key(&(run.clone(), "w".into()));
+        assert!(noted(&live));
         let latest = &stale[stale.len() - (RUNS_NOTED - 1)..];
-        assert!(latest.iter().all(|run| mapped.contains_key(run)));
+        assert!(latest.iter().all(noted));
         drop(mapped);
         let started = recorder.task_type("square").map(|s| s.started);
         assert_eq!(started, Some(6 * RUNS_NOTED as u64));
@@ -406,5 +419,43 @@ mod tests {
         assert_eq!(lock(&recorder.mapped).len(), 1);
         recorder.observe(&event(EngineEventKind::TaskCompleted, "sq", None));
         assert!(lock(&recorder.mapped).is_empty());
+    }
+
+    /// Two workflows' runs may share a run id (each journal has its own): the end of
+    /// one does not take the other's note of its map, whose end then records no span.
+    #[test]
+    fn runs_of_two_workflows_under_one_run_id_keep_their_own_notes() {
+        let recorder = Recorder::new();
+        let run = RunId::new();
+        let event = |kind, workflow: &str, id: Option<&str>, item: Option<u32>| {
+            let at = SystemTime::UNIX_EPOCH;
+            let mut event = EngineEvent::new(kind, workflow.into(), run.clone(), at);
+            event.task_id = id.map(TaskId::from);
+            event.task_type = id.map(|_| "square".into());
+            event.map_item = item;
+            event.duration = Some(Duration::from_secs(600));
+            event
+        };
+        let instance = Some("sq[0]");
+        recorder.observe(&event(
+            EngineEventKind::TaskCompleted,
+            "etl",
+            instance,
+            Some(0),
+        ));
+        recorder.observe(&event(
+            EngineEventKind::WorkflowFinished,
+            "reports",
+            None,
+            None,
+        ));
+        recorder.observe(&event(
+            EngineEventKind::TaskCompleted,
+            "etl",
+            Some("sq"),
+            None,
+        ));
+        let square = recorder.task_type("square").expect("seen");
+        assert_eq!((square.completed, square.durations.count), (2, 1));
     }
 }
