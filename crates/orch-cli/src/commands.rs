@@ -149,24 +149,27 @@ fn emit(command: &str, text: &str, output: Option<&Path>) -> ExitCode {
     }
 }
 
-/// Refuses an `-o` that names one of the command's own input files, which writing would
-/// replace (the run's only record, say).
+/// Refuses, before the inputs are read, an `-o` that names one of the command's own input
+/// files, which writing would replace (the run's only record, say), or one that is not a
+/// file (a directory), which writing could not replace.
 fn refuse_replacing(command: &str, output: &Path, inputs: &[&Path]) -> Result<(), ExitCode> {
-    match inputs
+    let refused = |why: String| {
+        fail(
+            command,
+            format!("cannot write {}: {why}", output.display()),
+            2,
+        )
+    };
+    if let Some(input) = inputs
         .iter()
         .find(|input| result_file::same_file(output, input))
     {
-        Some(input) => Err(fail(
-            command,
-            format!(
-                "cannot write {}: it is {}, which this command reads",
-                output.display(),
-                input.display()
-            ),
-            2,
-        )),
-        None => Ok(()),
+        return Err(refused(format!(
+            "it is {}, which this command reads",
+            input.display()
+        )));
     }
+    result_file::refuse_non_file(output).map_err(|e| refused(e.to_string()))
 }
 
 /// `orch graph`.

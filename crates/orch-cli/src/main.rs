@@ -121,8 +121,10 @@
 //!   prints one run and each task's status, attempts, times and error. With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
-//!   for `show` the same object with `"tasks": [{"task_id", "status", "result", "error",
-//!   "start_time", "end_time", "attempts"}]` (times RFC 3339, `null` when unknown).
+//!   for `show` the same object with `"tasks"`, each task as in a result file (`"task_id"`,
+//!   `"status"`, `"result"`, `"error"`, `"start_time"`, `"end_time"`, `"duration"`,
+//!   `"attempts"`, and the keys a result file adds when they apply; times RFC 3339, `null`
+//!   when unknown).
 //! - `orch worker --nats URL` serves the built-in task types to coordinators through NATS
 //!   JetStream (`nats-server -js`), `--concurrency N` tasks at once (default 4), until
 //!   Ctrl-C, SIGTERM, SIGHUP or SIGQUIT (one ignored at start, as under `nohup`, stays

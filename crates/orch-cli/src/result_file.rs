@@ -216,7 +216,7 @@ fn through_links(path: &Path) -> std::io::Result<PathBuf> {
 /// anything else, which it would. Refuses too a path that can only name a directory,
 /// there or not: `out/` (and `file.json/`, which names nothing), `out/.`, `..`, `/`; the rename
 /// would fail only after writing, leaving the file under its temporary name.
-fn refuse_non_file(path: &Path) -> std::io::Result<()> {
+pub(crate) fn refuse_non_file(path: &Path) -> std::io::Result<()> {
     let refused = |why| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, why));
     // The last part as written (`Path::file_name` reads past a final `.`): empty, `.`
     // or `..` names a directory.

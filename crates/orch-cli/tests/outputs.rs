@@ -459,6 +459,29 @@ fn report_to_a_name_ending_in_a_slash_is_refused_and_leaves_nothing_behind() {
     }
 }
 
+/// An `-o` that names a directory is refused (exit 2) before the inputs are read: also
+/// when they would fail too (exit 1), as the manual says.
+#[test]
+fn an_output_that_names_a_directory_is_refused_before_the_inputs_are_read() {
+    let dir = Dir::new();
+    dir.write("r.json", "not a result");
+    dir.write(
+        "w.yaml",
+        "workflow_id: w\ntasks:\n  a: { task_type: echo, dependencies: [gone] }\n",
+    );
+    std::fs::create_dir(dir.join("out")).expect("a directory");
+    let commands: [&[&str]; 3] = [
+        &["report", "r.json", "-o", "out"],
+        &["graph", "w.yaml", "-o", "out"],
+        &["graph", "w.yaml", "-o", "page/"],
+    ];
+    for args in commands {
+        let (code, _, stderr) = parts(&run_in(&dir, args));
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("directory"), "{args:?}: {stderr}");
+    }
+}
+
 /// Output lost to a full disk fails a command that otherwise succeeded, saying why; a
 /// reader that went away does not (see `a_closed_standard_error_does_not_panic`).
 #[test]

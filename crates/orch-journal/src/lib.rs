@@ -52,8 +52,8 @@
 //! needs its output). A
 //! completed record is final: later records of the same task do not replace it, unless
 //! a later pending record puts it out of force. A resumed run writes one for each task whose recorded
-//! outcome no longer stands (a dependency it was decided on runs again) ahead of its
-//! first commit, so that the task's new outcome replaces the old one, and a later resume
+//! outcome it does not keep (a failure or cancellation it runs again, or an outcome a
+//! dependency it was decided on runs again) ahead of its first commit, so that the task's new outcome replaces the old one, and a later resume
 //! does not bring back an outcome decided on what has since changed.
 //!
 //! # Durability
