@@ -71,8 +71,8 @@
 //!   ignores from Linux's `/proc/self/status`; where that cannot be read, on another
 //!   Unix or without `/proc`, it stops on every one of these signals: start it with
 //!   `setsid` instead, so that no terminal sends it SIGHUP.)
-//!   `--output R.json` writes the result (checked before the run starts: a directory, a
-//!   path whose directory is missing or not writable, or a workflow with a task `config`
+//!   `--output R.json` writes the result (checked before the run starts: a directory, the
+//!   workflow file itself, a path whose directory is missing or not writable, or a workflow with a task `config`
 //!   nested more than 123 levels deep, which the file could not hold, is refused with
 //!   exit 2 before any task runs; a result that still cannot take its name after the
 //!   run is kept beside it under a temporary name, or in the working directory (or the
