@@ -348,9 +348,9 @@ impl TaskContext {
     /// recorded ([`WorkflowEngine::resume`](crate::WorkflowEngine::resume)), so no number
     /// of an attempt that ended is given again; attempts a run made but did not record
     /// (its process stopped during them) are taken up under their numbers, and are
-    /// [resumed](TaskContext::resumed), unless an input they read is made again (then
-    /// the numbers go on past every attempt that run may have made, its retries
-    /// included). An instance of a map task that runs again goes on
+    /// [resumed](TaskContext::resumed), unless an input they read is made again or the
+    /// task's definition changed since (then the numbers go on past every attempt that
+    /// run may have made, its retries included, as many as the task has now). An instance of a map task that runs again goes on
     /// from the highest attempt of the map's instances.
     ///
     /// A run records a task's attempts when the task ends, not at each retry: if its
@@ -377,7 +377,10 @@ impl TaskContext {
     /// one of which runs again in this one (its output was not journaled, or its outcome
     /// does not stand): the attempt under way read an output that may now differ, so this
     /// one takes a number past it (the resume notes that count in the journal before any
-    /// task runs, so a resume after it, if it is stopped too, goes on from there).
+    /// task runs, so a resume after it, if it is stopped too, goes on from there). The
+    /// same goes for a task whose definition changed since (the attempt under way was
+    /// the old definition's); and a task the workflow gained since is not resumed (its
+    /// id may be that of a task removed before, whose attempts are forgotten).
     ///
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable

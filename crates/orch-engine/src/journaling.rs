@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use orch_core::{RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
-use orch_journal::{Durability, Journal, JournalError, JournalFuture, RunWriter};
+use orch_journal::{Durability, Journal, JournalError, JournalFuture, RunWriter, WorkflowChanges};
 use serde_json::json;
 
 use crate::RunError;
 use crate::context::RunShared;
 use crate::durable::JournalFailure;
 use crate::output::Stored;
+use crate::redefined::Redefined;
 
 /// The journal an engine records its durable runs in, and how durably.
 #[derive(Clone, Debug)]
@@ -29,29 +30,42 @@ pub(crate) struct JournalSettings {
 }
 
 /// A durable run opened in the journal: what it recorded before (to resume from), the
-/// tasks whose definition changed since, and the run's journal for the scheduler.
+/// tasks whose definition changed or that were added since, and the run's journal for
+/// the scheduler.
 pub(crate) struct Opened {
     pub(crate) previous: Option<WorkflowResult>,
-    pub(crate) changed: Vec<TaskId>,
+    pub(crate) redefined: Redefined,
     pub(crate) journal: RunJournal,
 }
 
 /// What the journal recorded of run `run_id`, read without opening it (nothing is
-/// written): the result to resume from and the tasks whose definition changed since.
+/// written): the result to resume from and the tasks whose definition changed or that
+/// were added since.
 pub(crate) async fn recorded(
     settings: &JournalSettings,
     workflow: &Workflow,
     run_id: &RunId,
-) -> Result<(Option<WorkflowResult>, Vec<TaskId>), RunError> {
+) -> Result<(Option<WorkflowResult>, Redefined), RunError> {
     let failed = |error| RunError::Journal(JournalFailure::new(error));
     let loaded = match settings.journal.load(run_id).await {
         Ok(Some(loaded)) => loaded,
         // Its start never made it whole: opening the run begins it afresh.
-        Ok(None) | Err(JournalError::HeadMissing { .. }) => return Ok((None, Vec::new())),
+        Ok(None) | Err(JournalError::HeadMissing { .. }) => {
+            return Ok((None, Redefined::default()));
+        }
         Err(error) => return Err(failed(error)),
     };
     let previous = loaded.to_result(workflow).map_err(failed)?;
-    Ok((Some(previous), loaded.changes(workflow).changed))
+    Ok((Some(previous), loaded.changes(workflow).into()))
+}
+
+impl From<WorkflowChanges> for Redefined {
+    fn from(changes: WorkflowChanges) -> Self {
+        Self {
+            changed: changes.changed,
+            added: changes.added,
+        }
+    }
 }
 
 /// Opens run `run_id` of `workflow` in the journal.
@@ -75,7 +89,7 @@ pub(crate) async fn open(
     };
     Ok(Opened {
         previous: opened.previous,
-        changed: opened.changes.changed,
+        redefined: opened.changes.into(),
         journal,
     })
 }

@@ -9,6 +9,7 @@ use orch_core::{RunId, TaskId, TaskRecord, Workflow, WorkflowResult};
 
 use crate::RunError;
 use crate::context::RunShared;
+use crate::redefined::Redefined;
 
 /// No journal settings exist without the feature.
 #[derive(Clone, Debug)]
@@ -17,7 +18,7 @@ pub(crate) enum JournalSettings {}
 /// Never made without the feature (the fields keep the scheduler's code the same).
 pub(crate) struct Opened {
     pub(crate) previous: Option<WorkflowResult>,
-    pub(crate) changed: Vec<TaskId>,
+    pub(crate) redefined: Redefined,
     pub(crate) journal: RunJournal,
 }
 
@@ -25,7 +26,7 @@ pub(crate) async fn recorded(
     settings: &JournalSettings,
     _workflow: &Workflow,
     _run_id: &RunId,
-) -> Result<(Option<WorkflowResult>, Vec<TaskId>), RunError> {
+) -> Result<(Option<WorkflowResult>, Redefined), RunError> {
     match *settings {}
 }
 

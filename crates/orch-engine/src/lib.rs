@@ -336,6 +336,7 @@ mod note;
 mod output;
 mod pools;
 mod ready;
+mod redefined;
 mod remote;
 mod run;
 mod run_error;

@@ -79,9 +79,9 @@ async fn run_workflow(
     let queue = Queue::new(&workflow, plan, &engine.pools)
         .map_err(|tasks| RunError::UnknownPools { tasks })?;
     let opened = journal::open_for(&engine, &workflow, plan, previous, &run_id, &cancel);
-    let (previous, changed, journal) = opened.await?;
+    let (previous, redefined, journal) = opened.await?;
     resume::refuse_foreign(previous.as_ref(), &workflow)?;
-    let continued = resume::continued(&workflow, plan, previous.as_ref(), &changed);
+    let continued = resume::continued(&workflow, plan, previous.as_ref(), &redefined);
     let by_type: Vec<Arc<dyn Handler>> = plan
         .task_types()
         .iter()

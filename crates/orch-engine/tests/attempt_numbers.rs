@@ -426,6 +426,29 @@ fn a_second_resume_numbers_a_failed_task_past_the_first_resumes_attempt() {
     );
 }
 
+/// A run stops while `t` runs (no record of it); the resume runs `t` with its
+/// configuration changed, so the attempt that was under way, on the old one, is not
+/// taken up: `t`'s attempt is a new one, numbered past every attempt the run may have
+/// made. A task the resume adds has no attempt to take up either.
+#[test]
+fn a_task_whose_definition_changed_does_not_take_up_the_attempt_under_way() {
+    let t = |version: u32| {
+        Task::new("t", "wait")
+            .retries(1)
+            .config(json!({ "v": version }))
+    };
+    let mut run = AfterAFailure::new("redefined", t(1));
+    run.workflow = Workflow::new("w", "W").task(t(1));
+    assert_eq!(run.run(), TaskStatus::Completed);
+    run.cut_after(|line| line["kind"] == "head");
+    run.workflow = Workflow::new("w", "W")
+        .task(t(2))
+        .task(Task::new("n", "wait"));
+    assert_eq!(run.run(), TaskStatus::Completed);
+    assert_eq!(attempts_of(&run.seen, "t"), [(1, false), (3, false)]);
+    assert_eq!(attempts_of(&run.seen, "n"), [(1, false)]);
+}
+
 /// A run stops while `t` retries on `d`'s output (retries are not recorded); the resume
 /// makes `d` again, so `t`'s attempts are new ones, numbered past every attempt the
 /// run may have made, not only past its first.

@@ -3,17 +3,18 @@
 //! their dependents are told once the commit resolves, so a dependent that runs on a
 //! failure or a skip is journaled after it.
 
-use orch_core::{Plan, RunId, TaskId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
+use orch_core::{Plan, RunId, TaskRecord, TaskStatus, Workflow, WorkflowResult};
 use tokio_util::sync::CancellationToken;
 
 use super::{RunSettings, Scheduler, resume};
 use crate::RunError;
 use crate::in_flight::InFlight;
 use crate::journaling::{self, Commit, RunJournal};
+use crate::redefined::Redefined;
 
 /// Opens run `run_id` of `workflow` in the engine's journal, if it has one: what to
 /// continue from (the journal's record, else `previous`), the tasks whose definition
-/// changed since, and the run's journal. A cancelled run waits for its journal as long
+/// changed or that were added since, and the run's journal. A cancelled run waits for its journal as long
 /// as for its handlers, from the start: one that does not answer must not hold the
 /// cancellation up for ever.
 pub(super) async fn open_for(
@@ -23,7 +24,7 @@ pub(super) async fn open_for(
     previous: Option<WorkflowResult>,
     run_id: &RunId,
     cancel: &CancellationToken,
-) -> Result<(Option<WorkflowResult>, Vec<TaskId>, Option<RunJournal>), RunError> {
+) -> Result<(Option<WorkflowResult>, Redefined, Option<RunJournal>), RunError> {
     let (grace, in_run) = (engine.grace_period, false);
     let features = plan.features();
     if features.timeouts || features.retries {
@@ -34,14 +35,14 @@ pub(super) async fn open_for(
         journaling::unless_silent_once_cancelled(refused, cancel, grace, action, in_run).await?;
     }
     let Some(settings) = &engine.journal else {
-        return Ok((previous, Vec::new(), None));
+        return Ok((previous, Redefined::default(), None));
     };
     let opening = journaling::open(settings, workflow, run_id);
     let action = "open the run";
     let opened =
         journaling::unless_silent_once_cancelled(opening, cancel, grace, action, in_run).await?;
     let previous = opened.previous.or(previous);
-    Ok((previous, opened.changed, Some(opened.journal)))
+    Ok((previous, opened.redefined, Some(opened.journal)))
 }
 
 impl Scheduler<'_> {

@@ -13,6 +13,7 @@ use super::Scheduler;
 use super::fan_out::Instance;
 use crate::context::MapItem;
 use crate::output::Stored;
+use crate::redefined::{Redefined, marked};
 use crate::{RunError, journaling, timer};
 
 mod numbering;
@@ -29,19 +30,20 @@ pub(super) struct Continued {
     pub(super) attempt_bases: Option<Box<[u32]>>,
 }
 
-/// What a run of `workflow` takes from `previous`, the run it continues (`changed`: its
-/// tasks whose definitions changed since).
+/// What a run of `workflow` takes from `previous`, the run it continues (`redefined`:
+/// its tasks whose definitions changed, or that were added, since).
 pub(super) fn continued(
     workflow: &Workflow,
     plan: &Plan,
     previous: Option<&WorkflowResult>,
-    changed: &[TaskId],
+    redefined: &Redefined,
 ) -> Continued {
     let Some(previous) = previous else {
         return Continued::default();
     };
-    let kept = kept(workflow, plan, previous, changed);
-    let (ended_before, attempt_bases) = numbering::numbering(workflow, plan, previous, &kept);
+    let kept = kept(workflow, plan, previous, &redefined.changed);
+    let (ended_before, attempt_bases) =
+        numbering::numbering(workflow, plan, previous, &kept, redefined);
     Continued {
         kept: Some(kept),
         ended_before: Some(ended_before),
@@ -81,10 +83,7 @@ pub(super) fn kept(
     let records = records_of(workflow, previous);
     // A task whose definition changed since its outcome was recorded (the journal refuses
     // a changed task that completed) is decided again: its skip was its old rule's.
-    let mut is_changed = vec![false; plan.len()];
-    for index in changed.iter().filter_map(|id| workflow.index_of(id)) {
-        is_changed[index] = true;
-    }
+    let is_changed = marked(workflow, changed);
     // Whether the task's recorded outcome stands: it completed or was skipped without
     // running, and so did each of its dependencies that ended in the earlier run (one
     // with no outcome there, which the workflow may have gained since, does not unsettle
@@ -262,12 +261,13 @@ pub(super) async fn refuse_without_a_timer(
     if timer::missing(workflow.tasks()).is_none() {
         return Ok(());
     }
-    let (recorded, changed) = match journal {
+    let (recorded, redefined) = match journal {
         Some(settings) => journaling::recorded(settings, workflow, run_id).await?,
-        None => (None, Vec::new()),
+        None => (None, Redefined::default()),
     };
+    let changed = &redefined.changed;
     let kept =
-        (recorded.as_ref().or(previous)).map(|previous| kept(workflow, plan, previous, &changed));
+        (recorded.as_ref().or(previous)).map(|previous| kept(workflow, plan, previous, changed));
     match needs_timer(workflow, kept.as_deref()) {
         Some(errors) => Err(errors),
         None => Ok(()),

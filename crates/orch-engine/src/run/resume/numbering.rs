@@ -4,6 +4,8 @@
 use orch_core::{Decision, DependencyOutcomes, Plan, TaskRecord, TaskStatus, Workflow};
 use orch_core::{TriggerRule, WorkflowResult};
 
+use crate::redefined::{Redefined, marked};
+
 /// How a run that continues `previous` numbers its attempts, per task:
 ///
 /// - whether `previous` ended the task (completed, failed, skipped or cancelled it), or
@@ -15,17 +17,25 @@ use orch_core::{TriggerRule, WorkflowResult};
 ///   first attempt). But one whose rule could have started it on how its dependencies
 ///   (for a map, the list too) ended there, one of which this run makes again (`kept`
 ///   does not keep it: not journaled, or its outcome does not stand), may have been under
-///   way on an output that now differs: its attempt is not taken up;
+///   way on an output that now differs: its attempt is not taken up; nor is one whose
+///   definition changed since (`redefined`: it was under way on the old one), nor one
+///   added since (its id may be a removed task's);
 /// - how many attempts the earlier runs recorded, which this run's attempt numbers go on
 ///   from, so that a system the attempts were handed to never takes a new attempt for an
 ///   old one; past every one that may have been under way (its retries too, which are
-///   not recorded), for a task whose input is made again (`None` when every count is 0).
+///   not recorded, as many as it has now), for a task whose input is made again or
+///   whose definition changed (`None` when every count is 0).
 pub(in crate::run) fn numbering(
     workflow: &Workflow,
     plan: &Plan,
     previous: &WorkflowResult,
     kept: &[bool],
+    redefined: &Redefined,
 ) -> (Box<[bool]>, Option<Box<[u32]>>) {
+    let (changed, added) = (
+        marked(workflow, &redefined.changed),
+        marked(workflow, &redefined.added),
+    );
     let records: Vec<Option<&TaskRecord>> = workflow
         .tasks()
         .map(|task| previous.task(&task.task_id))
@@ -63,10 +73,12 @@ pub(in crate::run) fn numbering(
         });
         let inputs_remade = plan.dependencies(index).iter().any(|&d| remade(d))
             && could_start(index, task.trigger_rule);
-        ended_before.push(ended || inputs_remade);
+        // What may have been under way is not this task's attempt any more.
+        let new_work = inputs_remade || changed[index];
+        ended_before.push(ended || new_work || added[index]);
         let recorded = records[index].map_or(0, |r| r.attempts);
         // Past every attempt the run may have made: its retries are not recorded.
-        let may_have_made = match inputs_remade && !ended {
+        let may_have_made = match new_work && !ended {
             true => task.retries.min(MOST_EARLIER_ATTEMPTS) + 1,
             false => 0,
         };
