@@ -36,15 +36,18 @@ pub struct Layout {
     /// again a consumer deleted under it does so with those.)
     pub max_deliver: u32,
     /// How long results are kept on the results stream, and cancellations on theirs.
-    /// Default one day.
+    /// Default one day; more than zero.
     pub result_retention: Duration,
     /// The window in which the server recognises a task or result published again under
     /// the same message id. A coordinator sends a task message again (the server did not
     /// answer, or refused it) for at most half this time, or half the tasks stream's own
     /// window if the stream it found has a shorter one; then the attempt fails, and is
-    /// retried if the task has retries left. Default 2 minutes.
+    /// retried if the task has retries left. Default 2 minutes. (The server may take up
+    /// to 5 s to answer a publish: a window under 10 s fails an attempt on one answer
+    /// that does not come.) More than zero, and at most `result_retention`.
     pub duplicate_window: Duration,
-    /// How many tasks of one type may be held by workers at once. Default 20,000.
+    /// How many tasks of one type may be held by workers at once. Default 20,000; at
+    /// least 1.
     pub max_in_flight: u32,
 }
 
@@ -92,6 +95,25 @@ impl Layout {
                 "ack_wait must be at least 100ms and max_deliver at least 1 (got {:?} and {})",
                 self.ack_wait, self.max_deliver
             )));
+        }
+        // Zero is the server's own default window, or keeping results for ever.
+        if self.duplicate_window.is_zero() || self.result_retention.is_zero() {
+            return Err(ConnectError::Config(format!(
+                "duplicate_window and result_retention must be more than zero (got {:?} and {:?})",
+                self.duplicate_window, self.result_retention
+            )));
+        }
+        if self.result_retention < self.duplicate_window {
+            return Err(ConnectError::Config(format!(
+                "result_retention ({:?}) must be at least duplicate_window ({:?}): results are \
+                 recognised again within that window",
+                self.result_retention, self.duplicate_window
+            )));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConnectError::Config(
+                "max_in_flight must be at least 1 (zero is the server's default, 1,000)".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -430,5 +452,59 @@ pub(crate) async fn subscriptions_in_place(
                  (may this user publish there?)"
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings the server would take for something else (a zero is its default, or
+    /// for ever) or refuse later are refused at once, naming the setting.
+    #[test]
+    fn a_layout_refuses_settings_the_server_would_take_otherwise() {
+        let cases = [
+            (
+                Layout {
+                    duplicate_window: Duration::ZERO,
+                    ..Layout::default()
+                },
+                "duplicate_window",
+            ),
+            (
+                Layout {
+                    result_retention: Duration::ZERO,
+                    ..Layout::default()
+                },
+                "result_retention",
+            ),
+            (
+                Layout {
+                    result_retention: Duration::from_secs(60),
+                    ..Layout::default()
+                },
+                "result_retention",
+            ),
+            (
+                Layout {
+                    max_in_flight: 0,
+                    ..Layout::default()
+                },
+                "max_in_flight",
+            ),
+        ];
+        for (layout, setting) in cases {
+            let refused = layout.check().expect_err(setting);
+            assert!(
+                matches!(&refused, ConnectError::Config(m) if m.contains(setting)),
+                "{refused}"
+            );
+        }
+        let short = Layout {
+            duplicate_window: Duration::from_millis(500),
+            result_retention: Duration::from_millis(500),
+            ..Layout::default()
+        };
+        assert!(short.check().is_ok());
     }
 }
