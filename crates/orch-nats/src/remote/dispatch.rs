@@ -129,6 +129,10 @@ impl Inner {
                     }
                     return Ok(sent(true));
                 }
+                // Cancelled during the look-up: nothing is sent again (a worker could take
+                // it before the cancellation); the wait ends with the run's, as after any
+                // removed message of a cancelled run.
+                Fate::Removed if ctx.cancellation().is_cancelled() => return Ok(sent(false)),
                 Fate::Removed => {
                     self.removed(key, sequence);
                     // Not this message's any more: a cancellation covers the next one's.
