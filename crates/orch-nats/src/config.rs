@@ -248,7 +248,7 @@ impl NatsConfig {
             // Credentials with no scheme before them, which is also what a password with
             // a `,` in it looks like once split: refused without showing any of it.
             let unschemed = (config.servers.iter().enumerate())
-                .find(|(_, url)| url.contains('@') && !url.contains("://"));
+                .find(|(_, url)| user_info(url).is_some_and(|(start, _)| start == 0));
             if let Some((entry, _)) = unschemed {
                 return Err(invalid(format!(
                     "{}: entry {} has credentials but no scheme: write it \
@@ -540,6 +540,14 @@ mod tests {
                 .to_string()
                 .contains("entry 1 has credentials but no scheme")
         );
+        // Credentials written before the scheme: not a URL with credentials either.
+        let before = from(&[(env::URL, "u:s3cr3t@nats://127.0.0.1:4222")]).expect_err("before");
+        let before = format!("{before} {before:?}");
+        assert!(
+            before.contains("entry 1 has credentials but no scheme"),
+            "{before}"
+        );
+        assert!(!before.contains("s3cr3t"), "{before}");
         assert!(
             !shown.contains("pa55") && !shown.contains("w0rd"),
             "{shown}"
@@ -596,6 +604,9 @@ mod tests {
         assert!(!NatsConfig::url_has_credentials("host"));
         assert_eq!(replace_user_info("nats://u:p@ss@host", ""), "nats://host");
         assert_eq!(redact_url("u:p@host"), "<redacted>@host");
+        assert_eq!(redact_url("u:p@nats://host"), "<redacted>@nats://host");
+        let shown = format!("{:?}", NatsConfig::new("u:hunter2@nats://h:1"));
+        assert!(!shown.contains("hunter2"), "{shown}");
         // Passwords with a `/` or an `@` not escaped.
         assert_eq!(
             redact_url("nats://u:ab/cd@host:4222"),

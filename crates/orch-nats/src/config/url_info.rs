@@ -19,10 +19,15 @@ pub(super) fn replace_user_info(url: &str, with: &str) -> String {
 }
 
 /// Where `url`'s user information starts, and the user information (up to the last `@`).
+/// An `@` only before the scheme (`user:password@nats://host`, written the wrong way
+/// round) makes everything before it user information, with no scheme before it: so
+/// that it is never shown.
 pub(super) fn user_info(url: &str) -> Option<(usize, &str)> {
     let start = url.find("://").map_or(0, |i| i + 3);
-    let at = url[start..].rfind('@')?;
-    Some((start, &url[start..start + at]))
+    match url[start..].rfind('@') {
+        Some(at) => Some((start, &url[start..start + at])),
+        None => url[..start].rfind('@').map(|at| (0, &url[..at])),
+    }
 }
 
 /// How a URL's user information (`user:password` or a token) signs in.
