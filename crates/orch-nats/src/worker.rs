@@ -187,7 +187,10 @@ impl WorkerBuilder {
     /// or the worker's shutdown) may go on before the worker drops it. Default 10 s. It
     /// is given once per attempt: a deadline or a shutdown after the cancellation does
     /// not start it again. `Duration::MAX` never drops a handler (any grace is taken as
-    /// at most 30 years).
+    /// at most 30 years). A dropped handler's room goes to the next task; work the drop
+    /// cannot stop (a computation that does not await, a [`orch_engine::blocking`]
+    /// function) goes on outside the [concurrency](Self::concurrency) limit until it
+    /// ends: such a handler should watch its task's cancellation.
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         // Added to the clock's time, it must not overflow it.
         self.cancel_grace = grace.min(GRACE_WITHOUT_END);
