@@ -18,7 +18,6 @@ mod writer;
 
 use writer::{NatsRunWriter, WriterState};
 
-use crate::protocol::HEADER_ROOM;
 use crate::setup::Layout;
 use crate::{ConnectError, NatsConfig};
 
@@ -222,13 +221,6 @@ impl Journal for NatsJournal {
         let writer = |lines, last| NatsRunWriter {
             js: self.js.clone(),
             subject: self.subject(run),
-            part_bytes: self
-                .js
-                .client()
-                .server_info()
-                .max_payload
-                .saturating_sub(HEADER_ROOM)
-                .max(1),
             state: Arc::new(tokio::sync::Mutex::new(WriterState {
                 lines,
                 last,

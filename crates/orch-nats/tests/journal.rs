@@ -444,6 +444,33 @@ async fn a_batch_larger_than_a_message_is_stored_in_parts_and_read_back_whole() 
     );
 }
 
+/// The server a coordinator reconnects to may take smaller messages than the one it
+/// opened the run on: a batch is stored in parts that fit the server it goes to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_stored_in_parts_that_fit_the_server_reconnected_to() {
+    let Some(mut server) = NatsServer::start_with_config(Some("max_payload: 1048576")) else {
+        return;
+    };
+    let nats_journal = journal(&server).await;
+    let (run, opened) = opened_with_extract(&nats_journal, "smaller-1").await;
+    server.restart_with_config("max_payload: 65536");
+    let big = serde_json::json!("x".repeat(200_000));
+    let stored = commit_result(&opened, "transform", big.clone());
+    // Sent again while the server is away; refused as too large, for a minute.
+    tokio::time::timeout(std::time::Duration::from_secs(30), stored)
+        .await
+        .expect("stored within the time a reconnection takes")
+        .expect("stored");
+    drop(opened);
+    let loaded = (journal(&server).await.load(&run).await)
+        .expect("reads")
+        .expect("the run");
+    assert_eq!(
+        loaded.task("transform").and_then(|r| r.result.clone()),
+        Some(big)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_of_a_run_is_refused_and_the_run_stays_readable() {
     let Some(server) = NatsServer::start() else {

@@ -11,13 +11,12 @@ use orch_journal::backend::{Claim, RunLines};
 use orch_journal::{JournalError, JournalFuture, RunWriter};
 
 use super::{BATCH_REST, BATCH_START, failed};
+use crate::protocol::HEADER_ROOM;
 
 /// Appends one run's batches to its subject, in order, one at a time.
 pub(super) struct NatsRunWriter {
     pub(super) js: jetstream::Context,
     pub(super) subject: String,
-    /// The largest part of a batch one message carries.
-    pub(super) part_bytes: usize,
     /// Held while a batch is numbered and stored, so that batches are stored in the
     /// order of their numbers, each after the one before.
     pub(super) state: Arc<tokio::sync::Mutex<WriterState>>,
@@ -53,7 +52,7 @@ impl fmt::Debug for NatsRunWriter {
 impl NatsRunWriter {
     pub(super) async fn append_batch(&self, batch: Vec<u8>) -> Result<(), JournalError> {
         let mut state = self.state.lock().await;
-        store(&self.js, &self.subject, self.part_bytes, &mut state, batch)
+        store(&self.js, &self.subject, &mut state, batch)
             .await
             .map_err(|why| failed(format!("append to `{}`", self.subject), why))
     }
@@ -84,7 +83,6 @@ impl NatsRunWriter {
         tokio::spawn(flush(
             self.js.clone(),
             self.subject.clone(),
-            self.part_bytes,
             Arc::clone(&self.state),
             Arc::clone(&self.waiting),
         ));
@@ -121,7 +119,6 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn flush(
     js: jetstream::Context,
     subject: String,
-    part_bytes: usize,
     state: Arc<tokio::sync::Mutex<WriterState>>,
     waiting: Arc<std::sync::Mutex<Vec<Waiting>>>,
 ) {
@@ -160,7 +157,7 @@ async fn flush(
     let stored = match batch.is_empty() {
         // Nothing to store: whoever waits has heard, or hears of an earlier failure.
         true => usable(&state),
-        false => store(&js, &subject, part_bytes, &mut state, batch).await,
+        false => store(&js, &subject, &mut state, batch).await,
     };
     if stored.is_ok() {
         state.finished = ends;
@@ -202,15 +199,17 @@ fn usable(state: &WriterState) -> Result<(), String> {
 }
 
 /// Stores `batch` as the next message(s) of `subject`, each only if the subject's last
-/// message is still the one this writer stored last.
+/// message is still the one this writer stored last. The parts fit the largest message
+/// of the server connected to now (one reconnected to may take smaller ones).
 async fn store(
     js: &jetstream::Context,
     subject: &str,
-    part_bytes: usize,
     state: &mut WriterState,
     batch: Vec<u8>,
 ) -> Result<(), String> {
     usable(state)?;
+    let max_payload = js.client().server_info().max_payload;
+    let part_bytes = max_payload.saturating_sub(HEADER_ROOM).max(1);
     let batch = bytes::Bytes::from(batch);
     let parts = batch.len().div_ceil(part_bytes).max(1);
     // The stream sequence of the batch's first message, which its later ones name.

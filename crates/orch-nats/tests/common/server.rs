@@ -17,7 +17,7 @@ pub struct NatsServer {
     child: Child,
     args: Vec<std::ffi::OsString>,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -71,7 +71,7 @@ impl NatsServer {
                     child,
                     args,
                     port,
-                    _dir: dir,
+                    dir,
                 });
             }
         }
@@ -94,6 +94,18 @@ impl NatsServer {
             "nats-server exited when started again on port {}",
             self.port
         );
+    }
+
+    /// [`NatsServer::restart`] with the configuration text `config` in place of the one
+    /// it was started with (it must have been started with one).
+    pub fn restart_with_config(&mut self, config: &str) {
+        let path = self.dir.path().join("server.conf");
+        assert!(
+            self.args.iter().any(|arg| arg == path.as_os_str()),
+            "the server was started without a configuration"
+        );
+        std::fs::write(&path, config).expect("write the server config");
+        self.restart();
     }
 
     pub fn url(&self) -> String {
@@ -122,7 +134,7 @@ impl NatsServer {
     }
 
     pub fn store(&self) -> PathBuf {
-        self._dir.path().join("store")
+        self.dir.path().join("store")
     }
 }
 
