@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::TaskError;
 
+mod finite;
+
 /// A task's output, as the engine keeps it for dependents and the record.
 ///
 /// Handlers written as closures or `async fn`s return any [`IntoOutput`] value, and name
@@ -161,7 +163,9 @@ mod sealed {
 /// is kept as it is, without serialising it again), a [`Shared`] in-process value, or an
 /// [`Output`]. See [`Output`] for what survives a record, `to_json` and resuming.
 pub trait IntoOutput: sealed::Sealed {
-    /// Converts into an output; fails (permanently) when a value cannot be serialised.
+    /// Converts into an output; fails (permanently) when a value cannot be serialised,
+    /// or holds a number JSON cannot (NaN or an infinity, which serde_json would write
+    /// as `null`).
     fn into_output(self) -> Result<Output, TaskError>;
 }
 
@@ -177,14 +181,39 @@ impl<T: Serialize + 'static> IntoOutput for T {
             std::mem::forget(slot);
             return Ok(Output::from(value));
         }
-        match serde_json::to_value(slot) {
-            Ok(value) => Ok(Output::from(value)),
-            Err(error) => Err(TaskError::permanent(format!(
-                "the output of type `{}` cannot be written as JSON: {error}",
+        let not_json = |why: &dyn fmt::Display| {
+            TaskError::permanent(format!(
+                "the output of type `{}` cannot be written as JSON: {why}",
                 std::any::type_name::<T>()
-            ))),
+            ))
+        };
+        match serde_json::to_value(&slot) {
+            // serde_json writes a NaN or an infinity as `null`: looked for only where a
+            // null was written.
+            Ok(value) if holds_null(&value) && finite::holds_non_finite(&slot) => Err(not_json(
+                &"it holds a number that is not finite (NaN or an infinity), which JSON cannot",
+            )),
+            Ok(value) => Ok(Output::from(value)),
+            Err(error) => Err(not_json(&error)),
         }
     }
+}
+
+/// Whether `value` is or holds a null.
+fn holds_null(value: &Value) -> bool {
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return value.is_null();
+    }
+    let mut left = vec![value];
+    while let Some(value) = left.pop() {
+        match value {
+            Value::Null => return true,
+            Value::Array(items) => left.extend(items),
+            Value::Object(fields) => left.extend(fields.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 impl<T: Any + Send + Sync> sealed::Sealed for Shared<T> {}
@@ -303,5 +332,45 @@ mod tests {
         let error = map.into_output().expect_err("tuple keys are not JSON");
         assert!(error.is_permanent());
         assert!(error.to_string().contains("HashMap"), "{error}");
+    }
+
+    /// JSON has no NaN or infinity: serde_json would write `null` in its place, and the
+    /// task would complete with its number lost. It fails instead, naming the type.
+    #[test]
+    fn a_number_that_is_not_finite_is_a_permanent_error_not_a_null() {
+        #[derive(Serialize)]
+        struct Loss {
+            epoch: u32,
+            value: Option<f64>,
+        }
+        let outputs: [Result<Output, TaskError>; 5] = [
+            f64::NAN.into_output(),
+            vec![1.0, f64::INFINITY].into_output(),
+            f32::NEG_INFINITY.into_output(),
+            Loss {
+                epoch: 3,
+                value: Some(f64::NAN),
+            }
+            .into_output(),
+            std::collections::BTreeMap::from([("loss", [0.5, f64::NAN])]).into_output(),
+        ];
+        for output in outputs {
+            let error = output.expect_err("not JSON");
+            assert!(error.is_permanent());
+            assert!(error.to_string().contains("not finite"), "{error}");
+        }
+        // A null of its own, beside finite numbers, is kept.
+        let kept = Loss {
+            epoch: 3,
+            value: None,
+        }
+        .into_output()
+        .expect("JSON");
+        let Output(Stored::Json(kept)) = kept else {
+            panic!("JSON");
+        };
+        assert_eq!(kept, serde_json::json!({"epoch": 3, "value": null}));
+        let error = f64::NAN.into_output().expect_err("not JSON");
+        assert!(error.to_string().contains("f64"), "{error}");
     }
 }
