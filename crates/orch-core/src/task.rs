@@ -133,7 +133,8 @@ impl Task {
         self
     }
 
-    /// Adds dependencies: tasks that must complete before this one starts.
+    /// Adds dependencies: tasks that must complete before this one starts. (The list a
+    /// map task goes over, which [`Task::map_over`] added already, is not added again.)
     pub fn depends_on<I>(mut self, dependencies: I) -> Self
     where
         I: IntoIterator,
@@ -145,7 +146,9 @@ impl Task {
         if self.dependencies.is_empty() {
             self.dependencies = dependencies.collect();
         } else {
-            self.dependencies.extend(dependencies);
+            let over = self.map.as_ref().map(|map| map.over.clone());
+            self.dependencies
+                .extend(dependencies.filter(|id| over.as_ref() != Some(id)));
         }
         self
     }
@@ -202,7 +205,8 @@ impl Task {
     }
 
     /// Sets the most instances this map task may run (see [`MapSpec::max_instances`]);
-    /// has no effect on a task that is not a map.
+    /// has no effect on a task that is not a map (yet): call it after
+    /// [`Task::map_over`].
     pub fn max_instances(mut self, max: u32) -> Self {
         if let Some(map) = &mut self.map {
             map.max_instances = Some(max);

@@ -251,3 +251,29 @@ fn instance_records_follow_the_workflows_and_keep_it() {
         "{refused}"
     );
 }
+
+/// Naming the list a map goes over among its dependencies too, before or after
+/// `map_over`, lists it once: a workflow file lists it itself, and code may as well.
+#[test]
+fn a_map_source_named_among_the_dependencies_too_is_listed_once() {
+    for task in [
+        Task::new("m", "t")
+            .map_over("list")
+            .depends_on(["list", "other"]),
+        Task::new("m", "t")
+            .depends_on(["list", "other"])
+            .map_over("list"),
+    ] {
+        assert_eq!(task.dependencies, ["list", "other"], "{task:?}");
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("list", "t"))
+            .task(Task::new("other", "t"))
+            .task(task);
+        assert!(workflow.validate().is_ok(), "{:?}", workflow.validate());
+    }
+    // Another dependency named twice is still a mistake validation names.
+    let twice = Workflow::new("w", "W")
+        .task(Task::new("a", "t"))
+        .task(Task::new("m", "t").depends_on(["a", "a"]));
+    assert!(twice.validate().is_err());
+}
