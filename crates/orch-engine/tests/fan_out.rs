@@ -199,6 +199,26 @@ fn an_empty_list_gives_an_empty_result_without_running_the_handler() {
     assert_eq!(result.tasks.len(), 3);
 }
 
+/// A list returned as a `Shared` value is not JSON (only its summary is): the map fails
+/// saying so, not that the summary is not a list.
+#[test]
+fn a_shared_source_fails_the_map_saying_it_is_shared() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine_with(2, Arc::clone(&calls));
+    engine.register_handler("shared_list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(orch_engine::Shared::new(vec![1, 2, 3]).summary(json!({"n": 3})))
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("list", "shared_list"))
+        .task(Task::new("square", "square").map_over("list"));
+    let result = run(&engine, &workflow);
+    let error = result.task("square").and_then(|r| r.error.clone());
+    let error = error.expect("failed");
+    assert!(error.contains("a shared `alloc::vec::Vec<i32>`"), "{error}");
+    assert!(error.contains("return the list itself"), "{error}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
 #[test]
 fn a_source_that_is_not_a_list_fails_the_map_naming_the_task_and_the_type() {
     let calls = Arc::new(AtomicUsize::new(0));

@@ -31,12 +31,15 @@ use serde_json::Value;
 
 use super::Scheduler;
 use crate::Output;
+use crate::TaskError;
 use crate::attempt::Attempt;
 use crate::context::MapItem;
 use crate::in_flight::InFlight;
 use crate::note::Detail;
 use crate::output::Stored;
-use crate::{TaskContext, TaskError};
+use items::map_items;
+
+mod items;
 
 /// A map task whose instances run.
 pub(super) struct MapRun {
@@ -63,15 +66,6 @@ pub(super) struct Instance {
     pub(super) record: TaskRecord,
     /// Why its output is not journaled, if the handler marked it so.
     pub(super) not_journaled: Option<String>,
-}
-
-/// The elements of the list `task` maps over, or why there are none to run.
-fn map_items(ctx: &TaskContext, spec: &MapSpec, limit: u32) -> Result<Vec<Value>, String> {
-    let list = ctx.input_json(&spec.over).map_err(|e| e.to_string())?;
-    match spec.items(ctx.task_id(), list, limit) {
-        Ok(items) => Ok(items.to_vec()),
-        Err(error) => Err(error.to_string()),
-    }
 }
 
 impl Scheduler<'_> {
