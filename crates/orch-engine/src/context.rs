@@ -380,7 +380,9 @@ impl TaskContext {
     /// task runs, so a resume after it, if it is stopped too, goes on from there). The
     /// same goes for a task whose definition changed since (the attempt under way was
     /// the old definition's); and a task the workflow gained since is not resumed (its
-    /// id may be that of a task removed before, whose attempts are forgotten).
+    /// id may be that of a task removed before, whose attempts are forgotten), nor one
+    /// whose rule the recorded ends of its dependencies could not have started (a
+    /// durable run starts a task only once those are recorded).
     ///
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable

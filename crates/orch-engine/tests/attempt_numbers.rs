@@ -189,8 +189,9 @@ fn journaled(dir: &std::path::Path) -> WorkflowEngine {
 }
 
 /// A run cancelled while `x` ran: `y`, which waits for `x`, never started, so a resume
-/// that runs `x` again takes `y`'s first attempt up as usual (number 1, resumed), not
-/// as one that read an output of `x` made before: nothing could have started it.
+/// that runs `x` again gives `y` its first attempt, number 1, and not as one that may
+/// have run before (nor as one that read an output of `x` made before): nothing could
+/// have started it.
 #[test]
 fn a_task_that_could_not_have_started_keeps_its_first_number_when_its_dependency_runs_again() {
     let seen = Seen::default();
@@ -218,7 +219,7 @@ fn a_task_that_could_not_have_started_keeps_its_first_number_when_its_dependency
         .block_on(engine.resume(&workflow, &first))
         .unwrap();
     assert_eq!(resumed.status, WorkflowStatus::Completed);
-    assert_eq!(attempts_of(&seen, "y"), [(1, true)]);
+    assert_eq!(attempts_of(&seen, "y"), [(1, false)]);
 }
 
 /// The runs' events name the attempts too: a resumed task's start names its number, and
@@ -447,6 +448,22 @@ fn a_task_whose_definition_changed_does_not_take_up_the_attempt_under_way() {
     assert_eq!(run.run(), TaskStatus::Completed);
     assert_eq!(attempts_of(&run.seen, "t"), [(1, false), (3, false)]);
     assert_eq!(attempts_of(&run.seen, "n"), [(1, false)]);
+}
+
+/// A run stops while `a` runs (no record of it): `a`'s attempt may have been under way
+/// and is taken up, but `t`, which waits for `a`, cannot have started, so its attempt is
+/// not resumed.
+#[test]
+fn a_task_that_could_not_have_started_is_not_resumed() {
+    let mut run = AfterAFailure::new("not-started", Task::new("t", "wait"));
+    run.workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "wait"))
+        .task(Task::new("t", "wait").depends_on(["a"]));
+    assert_eq!(run.run(), TaskStatus::Completed);
+    run.cut_after(|line| line["kind"] == "head");
+    assert_eq!(run.run(), TaskStatus::Completed);
+    assert_eq!(attempts_of(&run.seen, "a"), [(1, false), (1, true)]);
+    assert_eq!(attempts_of(&run.seen, "t"), [(1, false), (1, false)]);
 }
 
 /// A run stops while `t` retries on `d`'s output (retries are not recorded); the resume

@@ -19,7 +19,8 @@ use crate::redefined::{Redefined, marked};
 ///   does not keep it: not journaled, or its outcome does not stand), may have been under
 ///   way on an output that now differs: its attempt is not taken up; nor is one whose
 ///   definition changed since (`redefined`: it was under way on the old one), nor one
-///   added since (its id may be a removed task's);
+///   added since (its id may be a removed task's), nor one whose rule the recorded
+///   ends of its dependencies could not have started (none was under way);
 /// - how many attempts the earlier runs recorded, which this run's attempt numbers go on
 ///   from, so that a system the attempts were handed to never takes a new attempt for an
 ///   old one; past every one that may have been under way (its retries too, which are
@@ -75,7 +76,11 @@ pub(in crate::run) fn numbering(
             && could_start(index, task.trigger_rule);
         // What may have been under way is not this task's attempt any more.
         let new_work = inputs_remade || changed[index];
-        ended_before.push(ended || new_work || added[index]);
+        // Its dependencies' recorded ends cannot have started it: no attempt was under
+        // way (a durable run starts a dependent only once its dependencies' ends are
+        // recorded).
+        let never_started = !could_start(index, task.trigger_rule);
+        ended_before.push(ended || new_work || added[index] || never_started);
         let recorded = records[index].map_or(0, |r| r.attempts);
         // Past every attempt the run may have made: its retries are not recorded.
         let may_have_made = match new_work && !ended {
