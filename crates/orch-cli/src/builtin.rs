@@ -69,12 +69,7 @@ async fn call(shared: &Shared, ctx: TaskContext) -> Result<Value, TaskError> {
             // An instance of a map task goes by its own id, `task[i]`, and gets its
             // element (as JSON).
             let item = (ctx.item_index().zip(ctx.item())).map(|(i, value)| (i, value.to_string()));
-            let task_id = match &item {
-                Some((index, _)) => {
-                    orch::core::MapSpec::instance_id(ctx.task_id(), *index).to_string()
-                }
-                None => ctx.task_id().to_string(),
-            };
+            let task_id = ctx.record_id().to_string();
             // An instance has its element: the list it maps over is not written again for
             // each of them (n instances would write it n times).
             let mapped = item.as_ref().and(ctx.task_definition().map.as_ref());

@@ -8,7 +8,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+mod map_item;
 mod outputs;
+
+pub(crate) use map_item::MapItem;
 
 use crate::TaskError;
 use crate::branch::Branches;
@@ -104,18 +107,13 @@ pub struct TaskContext {
     pub(crate) attempt_cancel: Option<CancellationToken>,
 }
 
-/// The element one instance of a map task runs for.
-pub(crate) struct MapItem {
-    pub(crate) index: usize,
-    pub(crate) value: Value,
-}
-
 impl TaskContext {
     fn task(&self) -> &Task {
         self.run.task(self.index as usize)
     }
 
-    /// The task's id.
+    /// The task's id; for an instance of a map task, the map task's (the instance's own
+    /// is [`TaskContext::record_id`]).
     pub fn task_id(&self) -> &TaskId {
         &self.task().task_id
     }
@@ -308,37 +306,6 @@ impl TaskContext {
             TaskError::permanent(format!(
                 "the engine has no state of type `{}` (give it with `EngineBuilder::state`)",
                 std::any::type_name::<S>()
-            ))
-        })
-    }
-
-    /// For an instance of a map task (see `Task::map_over`), the list element it runs
-    /// for; `None` for any other task.
-    pub fn item(&self) -> Option<&Value> {
-        self.item.as_deref().map(|item| &item.value)
-    }
-
-    /// For an instance of a map task, the position of its element in the list (the `i`
-    /// of its id `task[i]`); `None` for any other task.
-    pub fn item_index(&self) -> Option<usize> {
-        self.item.as_deref().map(|item| item.index)
-    }
-
-    /// The list element of a map task's instance, read as a `T`. A task that is not a
-    /// map, or an element that is not a `T`, gives a permanent error naming the task.
-    pub fn map_item<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
-        let Some(item) = self.item.as_deref() else {
-            return Err(TaskError::permanent(format!(
-                "task `{}` read a map element, but it is not a map task (see `Task::map_over`)",
-                self.task_id()
-            )));
-        };
-        T::deserialize(&item.value).map_err(|e| {
-            TaskError::permanent(format!(
-                "element {} of the list that task `{}` maps over is not a `{}`: {e}",
-                item.index,
-                self.task_id(),
-                std::any::type_name::<T>()
             ))
         })
     }

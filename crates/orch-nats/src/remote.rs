@@ -253,7 +253,7 @@ impl Inner {
         self.ensure_consumer(&task.task_type).await?;
         let key = AttemptKey {
             run: ctx.run_id().clone(),
-            task: message::attempt_id(&ctx),
+            task: ctx.record_id(),
             attempt: ctx.attempt(),
         };
         let payload = message::task_message(&ctx, self.inputs, self.max_message_bytes)?;

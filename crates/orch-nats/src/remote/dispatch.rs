@@ -243,7 +243,7 @@ impl Inner {
         let mut maybe_stored = false;
         let mut tries = 0u32;
         // For a map instance, its own id (`square[2]`), not the map's.
-        let task = super::message::attempt_id(ctx);
+        let task = ctx.record_id();
         loop {
             // Sent while the connection is down, a try waits in the client until it is
             // back, however late: stored after its attempt gave up, it would run with

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use orch_core::{MapSpec, Task, TaskId, TriggerRule};
+use orch_core::{Task, TaskId, TriggerRule};
 use orch_engine::{TaskContext, TaskError};
 
 use crate::nesting::{MAX_NESTING, nesting};
@@ -42,15 +42,6 @@ fn task_for_workers(task: &Task, instance: Option<TaskId>) -> Cow<'_, Task> {
         sent.task_id = instance;
     }
     Cow::Owned(sent)
-}
-
-/// The id that names `ctx`'s attempt on the wire: the task's, or for an instance of a map
-/// task, the instance's (`square[2]`).
-pub(super) fn attempt_id(ctx: &TaskContext) -> TaskId {
-    match ctx.item_index() {
-        Some(index) => MapSpec::instance_id(ctx.task_id(), index),
-        None => ctx.task_id().clone(),
-    }
 }
 
 /// The task message of `ctx`'s attempt, refused when over the size limit.
@@ -93,7 +84,7 @@ pub(super) fn task_message(
         value: ctx.item().cloned().unwrap_or_default(),
     });
     // An instance of a map task travels under its own id.
-    let sent = task_for_workers(task, item.as_ref().map(|_| attempt_id(ctx)));
+    let sent = task_for_workers(task, item.as_ref().map(|_| ctx.record_id()));
     let message = TaskMessage {
         v: TaskMessage::version_for(item.as_ref()),
         run_id: ctx.run_id().clone(),
@@ -105,7 +96,7 @@ pub(super) fn task_message(
         deadline_ms: task.timeout.map(protocol::deadline_after),
         traceparent: Some(protocol::traceparent(
             ctx.run_id(),
-            &attempt_id(ctx),
+            &ctx.record_id(),
             ctx.attempt(),
         )),
         item,
