@@ -119,6 +119,7 @@
 //! `retrying`, `skipped`, `cancelled` and `restored`. Ids are written into subjects with
 //! percent-escapes for what a subject token cannot hold (`.`, `*`, `>`, `%`, white space,
 //! control characters): task `load.v2` publishes on `workflow.etl.task.load%2Ev2.started`.
+//! [`subject_token`] writes an id the same way, to build a pattern from it.
 //! Events of one run arrive in the order they happened, so a task's `started` follows
 //! its dependencies' `completed` (for a rule that waits for all of them: `one_success`,
 //! `one_failed` and `always` may start a task before every dependency ended, and
@@ -341,6 +342,7 @@ mod remote;
 mod run;
 mod run_error;
 mod state;
+mod subject;
 mod timer;
 
 pub use async_trait::async_trait;
@@ -360,4 +362,5 @@ pub use orch_journal::{Durability, FileJournal, Journal, ResultFile};
 pub use output::{IntoOutput, Output, Shared};
 pub use remote::{HandlerState, RemoteTask, run_attempt};
 pub use run_error::RunError;
+pub use subject::subject_token;
 pub use tokio_util::sync::CancellationToken;

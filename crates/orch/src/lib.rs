@@ -163,7 +163,7 @@ pub mod prelude {
     pub use orch_engine::{
         CacheKey, CacheStore, CancellationToken, EngineBuilder, Handler, IntoOutput, MemoryCache,
         Output, RunError, RunHandle, Shared, TaskContext, TaskError, WorkflowEngine, async_trait,
-        blocking, inline,
+        blocking, inline, subject_token,
     };
     #[cfg(feature = "journal")]
     pub use orch_engine::{Durability, FileJournal, Journal, ResultFile};
