@@ -445,7 +445,8 @@ async fn a_batch_larger_than_a_message_is_stored_in_parts_and_read_back_whole() 
 }
 
 /// The server a coordinator reconnects to may take smaller messages than the one it
-/// opened the run on: a batch is stored in parts that fit the server it goes to.
+/// opened the run on: a batch is stored in parts that fit the server it goes to, also
+/// one committed while the connection was down (parted for the server it had).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_stored_in_parts_that_fit_the_server_reconnected_to() {
     let Some(mut server) = NatsServer::start_with_config(Some("max_payload: 1048576")) else {
@@ -453,14 +454,20 @@ async fn a_batch_is_stored_in_parts_that_fit_the_server_reconnected_to() {
     };
     let nats_journal = journal(&server).await;
     let (run, opened) = opened_with_extract(&nats_journal, "smaller-1").await;
-    server.restart_with_config("max_payload: 65536");
+    server.stop();
     let big = serde_json::json!("x".repeat(200_000));
     let stored = commit_result(&opened, "transform", big.clone());
-    // Sent again while the server is away; refused as too large, for a minute.
-    tokio::time::timeout(std::time::Duration::from_secs(30), stored)
-        .await
-        .expect("stored within the time a reconnection takes")
-        .expect("stored");
+    let back = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        server.restart_with_config("max_payload: 65536");
+    };
+    // Sent again while the server is away, then refused as too large.
+    let (stored, ()) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        tokio::join!(stored, back)
+    })
+    .await
+    .expect("stored within the time a reconnection takes");
+    stored.expect("stored");
     drop(opened);
     let loaded = (journal(&server).await.load(&run).await)
         .expect("reads")

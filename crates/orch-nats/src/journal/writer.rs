@@ -200,7 +200,9 @@ fn usable(state: &WriterState) -> Result<(), String> {
 
 /// Stores `batch` as the next message(s) of `subject`, each only if the subject's last
 /// message is still the one this writer stored last. The parts fit the largest message
-/// of the server connected to now (one reconnected to may take smaller ones).
+/// of the server connected to (one reconnected to may take smaller ones: a batch none
+/// of which is stored yet is parted again when that server refuses a part as too
+/// large).
 async fn store(
     js: &jetstream::Context,
     subject: &str,
@@ -208,9 +210,49 @@ async fn store(
     batch: Vec<u8>,
 ) -> Result<(), String> {
     usable(state)?;
-    let max_payload = js.client().server_info().max_payload;
-    let part_bytes = max_payload.saturating_sub(HEADER_ROOM).max(1);
     let batch = bytes::Bytes::from(batch);
+    let mut part_bytes = part_size(js);
+    let stored = loop {
+        match store_parts(js, subject, part_bytes, state, &batch).await {
+            Err((
+                0,
+                Unstored {
+                    too_large: true, ..
+                },
+            )) if part_size(js) < part_bytes => {
+                part_bytes = part_size(js);
+            }
+            stored => break stored,
+        }
+    };
+    stored.map_err(|(_, unstored)| {
+        state.broken = Some(unstored.why.clone());
+        unstored.why
+    })
+}
+
+/// The largest part of a batch one message to the server connected to now carries.
+fn part_size(js: &jetstream::Context) -> usize {
+    let max_payload = js.client().server_info().max_payload;
+    max_payload.saturating_sub(HEADER_ROOM).max(1)
+}
+
+/// Why a message was not stored.
+struct Unstored {
+    why: String,
+    /// Refused as larger than the server connected to takes.
+    too_large: bool,
+}
+
+/// Stores `batch` in messages of at most `part_bytes`; the part that was not stored
+/// (counted from 0), and why.
+async fn store_parts(
+    js: &jetstream::Context,
+    subject: &str,
+    part_bytes: usize,
+    state: &mut WriterState,
+    batch: &bytes::Bytes,
+) -> Result<(), (usize, Unstored)> {
     let parts = batch.len().div_ceil(part_bytes).max(1);
     // The stream sequence of the batch's first message, which its later ones name.
     let mut first = 0;
@@ -229,18 +271,12 @@ async fn store(
         if part > 0 {
             publish = publish.header(BATCH_START, first.to_string());
         }
-        match publish_until_stored(js, subject, &id, publish).await {
-            Ok(sequence) => {
-                if part == 0 {
-                    first = sequence;
-                }
-                state.last = sequence;
-            }
-            Err(why) => {
-                state.broken = Some(why.clone());
-                return Err(why);
-            }
+        let sequence = (publish_until_stored(js, subject, &id, publish).await)
+            .map_err(|unstored| (part, unstored))?;
+        if part == 0 {
+            first = sequence;
         }
+        state.last = sequence;
     }
     Ok(())
 }
@@ -256,7 +292,11 @@ async fn publish_until_stored(
     subject: &str,
     id: &str,
     publish: jetstream::message::PublishMessage,
-) -> Result<u64, String> {
+) -> Result<u64, Unstored> {
+    let refused = |why: String| Unstored {
+        why,
+        too_large: false,
+    };
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(100);
     let mut sent_before = false;
@@ -281,11 +321,11 @@ async fn publish_until_stored(
                         .to_owned()
                 };
                 if !sent_before {
-                    return Err(another());
+                    return Err(refused(another()));
                 }
                 match stored_last(js, subject, id).await {
                     Ok(Some(sequence)) => return Ok(sequence),
-                    Ok(None) => return Err(another()),
+                    Ok(None) => return Err(refused(another())),
                     // Not known yet (the server as slow as when it lost the answer): sent
                     // again, the message is refused again, and looked for again.
                     Err(error) if started.elapsed() < RETRY_FOR => {
@@ -294,9 +334,9 @@ async fn publish_until_stored(
                         pause = (pause * 2).min(Duration::from_secs(2));
                     }
                     Err(error) => {
-                        return Err(format!(
+                        return Err(refused(format!(
                             "cannot tell whether a journal append sent again was stored: {error}"
-                        ));
+                        )));
                     }
                 }
             }
@@ -313,7 +353,12 @@ async fn publish_until_stored(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
-            _ => return Err(error.to_string()),
+            kind => {
+                return Err(Unstored {
+                    why: error.to_string(),
+                    too_large: kind == PublishErrorKind::MaxPayloadExceeded,
+                });
+            }
         }
     }
 }

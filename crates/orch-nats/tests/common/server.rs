@@ -81,8 +81,7 @@ impl NatsServer {
     /// Stops the server (SIGKILL) and starts it again on the same port and store, as a
     /// crash and restart would.
     pub fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let mut command = Command::new("nats-server");
         command
             .args(&self.args)
@@ -94,6 +93,12 @@ impl NatsServer {
             "nats-server exited when started again on port {}",
             self.port
         );
+    }
+
+    /// Stops the server (SIGKILL), until [`NatsServer::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// [`NatsServer::restart`] with the configuration text `config` in place of the one
