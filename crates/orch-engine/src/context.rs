@@ -349,7 +349,8 @@ impl TaskContext {
     /// the old definition's); and a task the workflow gained since is not resumed (its
     /// id may be that of a task removed before, whose attempts are forgotten), nor one
     /// whose rule the recorded ends of its dependencies could not have started (a
-    /// durable run starts a task only once those are recorded).
+    /// durable run starts a task only once those are recorded; a record that a power cut
+    /// took, under `Durability::Process`, is not known of).
     ///
     /// [`WorkflowEngine::resume`]: crate::WorkflowEngine::resume
     /// [`WorkflowEngine::run_durable`]: crate::WorkflowEngine::run_durable

@@ -239,8 +239,8 @@ impl IntoOutput for Output {
 /// The engine keeps the value until the run ends. It does not survive `to_json` or
 /// resuming (see [`Output`]). A map task's instances that return one share nothing: the
 /// map's output is the JSON list of their results, so it holds their summaries, and
-/// [`TaskContext::shared`](crate::TaskContext::shared) on the map task is an error. Nor
-/// can a map task go over a shared list: return the list as JSON.
+/// [`TaskContext::shared`](crate::TaskContext::shared) on the map task is an error. A map
+/// task over a shared value goes over its summary.
 ///
 /// ```
 /// use orch_engine::{Shared, TaskContext, TaskError, WorkflowEngine};

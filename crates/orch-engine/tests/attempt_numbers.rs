@@ -430,23 +430,28 @@ fn a_second_resume_numbers_a_failed_task_past_the_first_resumes_attempt() {
 /// A run stops while `t` runs (no record of it); the resume runs `t` with its
 /// configuration changed, so the attempt that was under way, on the old one, is not
 /// taken up: `t`'s attempt is a new one, numbered past every attempt the run may have
-/// made. A task the resume adds has no attempt to take up either.
+/// made. A task the resume adds has no attempt to take up either. `u`, changed too but
+/// waiting for `t`, cannot have started: its first attempt is number 1.
 #[test]
 fn a_task_whose_definition_changed_does_not_take_up_the_attempt_under_way() {
-    let t = |version: u32| {
-        Task::new("t", "wait")
+    let task = |id: &str, version: u32| {
+        Task::new(id, "wait")
             .retries(1)
             .config(json!({ "v": version }))
     };
-    let mut run = AfterAFailure::new("redefined", t(1));
-    run.workflow = Workflow::new("w", "W").task(t(1));
+    let workflow = |version: u32| {
+        Workflow::new("w", "W")
+            .task(task("t", version))
+            .task(task("u", version).depends_on(["t"]))
+    };
+    let mut run = AfterAFailure::new("redefined", task("t", 1));
+    run.workflow = workflow(1);
     assert_eq!(run.run(), TaskStatus::Completed);
     run.cut_after(|line| line["kind"] == "head");
-    run.workflow = Workflow::new("w", "W")
-        .task(t(2))
-        .task(Task::new("n", "wait"));
+    run.workflow = workflow(2).task(Task::new("n", "wait"));
     assert_eq!(run.run(), TaskStatus::Completed);
     assert_eq!(attempts_of(&run.seen, "t"), [(1, false), (3, false)]);
+    assert_eq!(attempts_of(&run.seen, "u"), [(1, false), (1, false)]);
     assert_eq!(attempts_of(&run.seen, "n"), [(1, false)]);
 }
 

@@ -199,8 +199,9 @@ fn an_empty_list_gives_an_empty_result_without_running_the_handler() {
     assert_eq!(result.tasks.len(), 3);
 }
 
-/// A list returned as a `Shared` value is not JSON (only its summary is): the map fails
-/// saying so, not that the summary is not a list.
+/// A map over a `Shared` value goes over its summary: one that is not a list fails the
+/// map, saying the value is shared (not that the handler returned some other JSON), and
+/// one that is a list is mapped over.
 #[test]
 fn a_shared_source_fails_the_map_saying_it_is_shared() {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -215,8 +216,14 @@ fn a_shared_source_fails_the_map_saying_it_is_shared() {
     let error = result.task("square").and_then(|r| r.error.clone());
     let error = error.expect("failed");
     assert!(error.contains("a shared `alloc::vec::Vec<i32>`"), "{error}");
-    assert!(error.contains("return the list itself"), "{error}");
+    assert!(error.contains("summary is not a list"), "{error}");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+    engine.register_handler("shared_list", |_ctx: TaskContext| async move {
+        Ok::<_, TaskError>(orch_engine::Shared::new(vec![1, 2, 3]).summary(json!([1, 2, 3])))
+    });
+    let result = run(&engine, &workflow);
+    let square = result.task("square").and_then(|r| r.result.clone());
+    assert_eq!(square, Some(json!([1, 4, 9])));
 }
 
 #[test]

@@ -72,15 +72,14 @@ pub(in crate::run) fn numbering(
             let none_recorded = r.status == TaskStatus::Cancelled && r.attempts == 0;
             r.status.is_finished() && !none_recorded
         });
-        let inputs_remade = plan.dependencies(index).iter().any(|&d| remade(d))
-            && could_start(index, task.trigger_rule);
+        // Its dependencies' recorded ends could have started it: otherwise no attempt was
+        // under way (a durable run starts a dependent only once its dependencies' ends
+        // are recorded).
+        let may_have_started = could_start(index, task.trigger_rule);
+        let inputs_remade = plan.dependencies(index).iter().any(|&d| remade(d));
         // What may have been under way is not this task's attempt any more.
-        let new_work = inputs_remade || changed[index];
-        // Its dependencies' recorded ends cannot have started it: no attempt was under
-        // way (a durable run starts a dependent only once its dependencies' ends are
-        // recorded).
-        let never_started = !could_start(index, task.trigger_rule);
-        ended_before.push(ended || new_work || added[index] || never_started);
+        let new_work = may_have_started && (inputs_remade || changed[index]);
+        ended_before.push(ended || new_work || added[index] || !may_have_started);
         let recorded = records[index].map_or(0, |r| r.attempts);
         // Past every attempt the run may have made: its retries are not recorded.
         let may_have_made = match new_work && !ended {
