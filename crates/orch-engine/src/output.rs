@@ -373,5 +373,18 @@ mod tests {
         assert_eq!(kept, serde_json::json!({"epoch": 3, "value": null}));
         let error = f64::NAN.into_output().expect_err("not JSON");
         assert!(error.to_string().contains("f64"), "{error}");
+        // A value that writes a null and fails when serialised again is not taken for
+        // one holding such a number.
+        struct NullOnce(std::cell::Cell<bool>);
+        impl Serialize for NullOnce {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self.0.replace(true) {
+                    true => Err(serde::ser::Error::custom("serialised twice")),
+                    false => serializer.serialize_none(),
+                }
+            }
+        }
+        let once = NullOnce(std::cell::Cell::new(false)).into_output();
+        assert!(once.is_ok(), "{once:?}");
     }
 }

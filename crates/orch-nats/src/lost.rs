@@ -24,7 +24,10 @@ pub(crate) struct MaxDeliveries {
 }
 
 /// How much earlier than the message it is about an advisory may say it was kept: one
-/// heard live is dated by this process's clock, the message by the server's.
+/// heard live is dated by this process's clock, the message by the server's (and a
+/// message whose sending this process dates, by its clock, against an advisory the
+/// server kept). A clock further ahead of the server's delays an attempt's settling as
+/// lost until its next look-up of its message.
 pub(crate) const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 /// The task messages known to have run out of deliveries within the duplicate window.

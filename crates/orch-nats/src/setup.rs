@@ -97,11 +97,19 @@ impl Layout {
             )));
         }
         // Zero is the server's own default window, or keeping results for ever.
-        if self.duplicate_window.is_zero() || self.result_retention.is_zero() {
-            return Err(ConnectError::Config(format!(
-                "duplicate_window and result_retention must be more than zero (got {:?} and {:?})",
-                self.duplicate_window, self.result_retention
-            )));
+        if self.duplicate_window.is_zero() {
+            return Err(ConnectError::Config(
+                "duplicate_window must be more than zero (the server would take zero for its \
+                 own default)"
+                    .to_owned(),
+            ));
+        }
+        if self.result_retention.is_zero() {
+            return Err(ConnectError::Config(
+                "result_retention must be more than zero (the server would keep results for \
+                 ever: give a long time instead)"
+                    .to_owned(),
+            ));
         }
         if self.result_retention < self.duplicate_window {
             return Err(ConnectError::Config(format!(

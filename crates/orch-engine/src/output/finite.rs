@@ -8,38 +8,46 @@ use serde::ser;
 
 /// Whether `value`, serialised, holds a floating-point number that is not finite.
 pub(super) fn holds_non_finite<T: Serialize + ?Sized>(value: &T) -> bool {
-    value.serialize(FloatCheck).is_err()
+    matches!(value.serialize(FloatCheck), Err(Stopped::NotFinite))
 }
 
 /// A serialiser that writes nothing and fails at the first number that is not finite.
 /// (Any other failure of the value's own is the JSON serialiser's to report.)
 struct FloatCheck;
 
-/// Found a number that is not finite (or the value failed in its own way).
+/// Why the check stopped.
 #[derive(Debug)]
-struct NotFinite;
+enum Stopped {
+    /// At a number that is not finite.
+    NotFinite,
+    /// The value failed to serialise in its own way (this time).
+    Failed,
+}
 
-impl fmt::Display for NotFinite {
+impl fmt::Display for Stopped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a number that is not finite")
+        f.write_str(match self {
+            Self::NotFinite => "a number that is not finite",
+            Self::Failed => "the value failed to serialise",
+        })
     }
 }
 
-impl std::error::Error for NotFinite {}
+impl std::error::Error for Stopped {}
 
-impl ser::Error for NotFinite {
+impl ser::Error for Stopped {
     fn custom<M: fmt::Display>(_message: M) -> Self {
-        NotFinite
+        Stopped::Failed
     }
 }
 
-type Checked = Result<(), NotFinite>;
+type Checked = Result<(), Stopped>;
 
 fn finite(value: f64) -> Checked {
     if value.is_finite() {
         Ok(())
     } else {
-        Err(NotFinite)
+        Err(Stopped::NotFinite)
     }
 }
 
@@ -47,7 +55,7 @@ fn finite(value: f64) -> Checked {
 /// yet.
 macro_rules! nothing_to_check {
     ($($method:ident($($arg:ty),*) -> $ok:ty, $value:expr;)*) => {$(
-        fn $method(self, $(_: $arg),*) -> Result<$ok, NotFinite> {
+        fn $method(self, $(_: $arg),*) -> Result<$ok, Stopped> {
             Ok($value(self))
         }
     )*};
@@ -63,7 +71,7 @@ fn nothing(_: FloatCheck) {}
 
 impl ser::Serializer for FloatCheck {
     type Ok = ();
-    type Error = NotFinite;
+    type Error = Stopped;
     type SerializeSeq = Self;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
@@ -131,7 +139,7 @@ macro_rules! check_each {
     ($($trait:ident :: $method:ident ( $($name:ident),* );)*) => {$(
         impl ser::$trait for FloatCheck {
             type Ok = ();
-            type Error = NotFinite;
+            type Error = Stopped;
             fn $method<T: Serialize + ?Sized>(&mut self, $($name: &'static str,)* value: &T) -> Checked {
                 value.serialize(FloatCheck)
             }
@@ -153,7 +161,7 @@ check_each! {
 
 impl ser::SerializeMap for FloatCheck {
     type Ok = ();
-    type Error = NotFinite;
+    type Error = Stopped;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Checked {
         key.serialize(FloatCheck)
     }
