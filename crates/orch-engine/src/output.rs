@@ -199,21 +199,15 @@ impl<T: Serialize + 'static> IntoOutput for T {
     }
 }
 
-/// Whether `value` is or holds a null.
+/// Whether `value` is or holds a null. Recursive, without a list to allocate: the value
+/// was built by recursing as deep.
 fn holds_null(value: &Value) -> bool {
-    if !matches!(value, Value::Array(_) | Value::Object(_)) {
-        return value.is_null();
+    match value {
+        Value::Null => true,
+        Value::Array(items) => items.iter().any(holds_null),
+        Value::Object(fields) => fields.values().any(holds_null),
+        _ => false,
     }
-    let mut left = vec![value];
-    while let Some(value) = left.pop() {
-        match value {
-            Value::Null => return true,
-            Value::Array(items) => left.extend(items),
-            Value::Object(fields) => left.extend(fields.values()),
-            _ => {}
-        }
-    }
-    false
 }
 
 impl<T: Any + Send + Sync> sealed::Sealed for Shared<T> {}
