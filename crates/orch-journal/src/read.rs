@@ -118,10 +118,10 @@ fn read_lines_within(
             // A batch holds task lines, and the run's end last: anything else is not one
             // (a count gone wrong would otherwise cut good lines off on reopen).
             (Some(open), parsed) if !batch_may_hold(&parsed, open.to_come) => {
-                // Placed at the definition, whose count is what is wrong.
-                let definition = open.lines.first().map_or(number, |(n, _)| *n);
+                // Placed at the definition (its line follows its sequence number), whose
+                // count is what is wrong.
                 return Err(JournalError::Corrupt {
-                    at: at(definition),
+                    at: at(open.seq + 1),
                     reason: format!(
                         "this changed definition's count of the lines written with it, \
                          `followed_by`, is wrong: line {number} cannot be one of them"

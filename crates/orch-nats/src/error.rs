@@ -1,5 +1,6 @@
 //! [`ConnectError`]: why a coordinator, worker or bridge could not start on NATS; and
-//! [`CancelRunError`]: why a run could not be cancelled on the workers.
+//! [`CancelRunError`]: why a run could not be cancelled on the workers; and whether the
+//! server refused a message for its size.
 
 /// Why connecting to NATS, or setting up the streams this crate uses, failed.
 ///
@@ -65,4 +66,17 @@ pub struct CancelRunError {
     pub run: orch_core::RunId,
     /// Why the tasks stream could not be read, or the cancellation not sent.
     pub reason: String,
+}
+
+/// Whether the server refused a message for its size: over the connection's largest
+/// payload, or over the stream's own largest message (which an administrator may set
+/// lower). Sent again as it is, it is refused again.
+pub(crate) fn too_large(error: &async_nats::jetstream::context::PublishError) -> bool {
+    let stream_refused = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|e| {
+            e.error_code() == async_nats::jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM
+        });
+    error.kind() == async_nats::jetstream::context::PublishErrorKind::MaxPayloadExceeded
+        || stream_refused
 }

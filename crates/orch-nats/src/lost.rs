@@ -28,7 +28,14 @@ pub(crate) struct MaxDeliveries {
 /// message whose sending this process dates, by its clock, against an advisory the
 /// server kept). A clock further ahead of the server's delays an attempt's settling as
 /// lost until its next look-up of its message.
-pub(crate) const CLOCK_SLACK: Duration = Duration::from_secs(1);
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
+
+/// Whether an advisory kept at `at` was kept before a message stored (or sent) at
+/// `stored`, by more than [`CLOCK_SLACK`]: then it is about an earlier message of the
+/// same sequence (the tasks stream was made anew since).
+pub(crate) fn kept_before(at: SystemTime, stored: SystemTime) -> bool {
+    at + CLOCK_SLACK < stored
+}
 
 /// The task messages known to have run out of deliveries within the duplicate window.
 pub(crate) struct LostMessages {
@@ -104,7 +111,7 @@ impl LostMessages {
             return None;
         }
         match stored {
-            Some(stored) if lost.at + CLOCK_SLACK < stored => None,
+            Some(stored) if kept_before(lost.at, stored) => None,
             _ => Some(lost.deliveries),
         }
     }

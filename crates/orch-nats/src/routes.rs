@@ -43,7 +43,7 @@ pub(crate) struct Routes {
     waiting: Mutex<HashMap<AttemptKey, oneshot::Sender<Settled>>>,
     /// Each task message's attempt, and when its publish began (unknown for a message the
     /// server had before it was sent again).
-    by_sequence: Mutex<HashMap<u64, (AttemptKey, Option<SystemTime>)>>,
+    by_sequence: Mutex<HashMap<u64, (AttemptKey, Option<tokio::time::Instant>)>>,
     /// The latest runs cancelled by [`Routes::cancel_run`], each with the last stream
     /// message the cancellation covers and when the stream was read for it: a message of
     /// theirs sent before then and stored up to that one, whose sequence is learnt only
@@ -88,10 +88,8 @@ impl Routes {
         began: tokio::time::Instant,
     ) -> bool {
         // The message was stored after its publish began, unless the server had it before.
-        let sent_at = (!sent_before)
-            .then(|| SystemTime::now().checked_sub(began.elapsed()))
-            .flatten();
-        lock(&self.by_sequence).insert(sequence, (key.clone(), sent_at));
+        let stored_after = (!sent_before).then_some(began);
+        lock(&self.by_sequence).insert(sequence, (key.clone(), stored_after));
         if sent_before {
             return false;
         }
@@ -189,8 +187,15 @@ impl Routes {
     fn settle_sequence(&self, sequence: u64, deliveries: u64, at: SystemTime) {
         let key = {
             let mut by_sequence = lock(&self.by_sequence);
+            // On the wall clock only now: advisories are rare, messages are not.
+            let sent_at =
+                |began: &tokio::time::Instant| SystemTime::now().checked_sub(began.elapsed());
             match by_sequence.get(&sequence) {
-                Some((_, Some(sent_at))) if at + lost::CLOCK_SLACK < *sent_at => return,
+                Some((_, Some(began)))
+                    if sent_at(began).is_some_and(|sent| lost::kept_before(at, sent)) =>
+                {
+                    return;
+                }
                 Some(_) => by_sequence.remove(&sequence).map(|(key, _)| key),
                 None => None,
             }

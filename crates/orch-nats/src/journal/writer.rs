@@ -11,6 +11,7 @@ use orch_journal::backend::{Claim, RunLines};
 use orch_journal::{JournalError, JournalFuture, RunWriter};
 
 use super::{BATCH_REST, BATCH_START, failed};
+use crate::error::too_large;
 use crate::protocol::HEADER_ROOM;
 
 /// Appends one run's batches to its subject, in order, one at a time.
@@ -213,15 +214,15 @@ async fn store(
     let batch = bytes::Bytes::from(batch);
     let mut part_bytes = part_size(js);
     let stored = loop {
-        match store_parts(js, subject, part_bytes, state, &batch).await {
+        let stored = store_parts(js, subject, part_bytes, state, &batch).await;
+        let now = part_size(js);
+        match stored {
             Err((
                 0,
                 Unstored {
                     too_large: true, ..
                 },
-            )) if part_size(js) < part_bytes => {
-                part_bytes = part_size(js);
-            }
+            )) if now < part_bytes => part_bytes = now,
             stored => break stored,
         }
     };
@@ -233,8 +234,7 @@ async fn store(
 
 /// The largest part of a batch one message to the server connected to now carries.
 fn part_size(js: &jetstream::Context) -> usize {
-    let max_payload = js.client().server_info().max_payload;
-    max_payload.saturating_sub(HEADER_ROOM).max(1)
+    js.client().max_payload().saturating_sub(HEADER_ROOM).max(1)
 }
 
 /// Why a message was not stored.
@@ -353,10 +353,10 @@ async fn publish_until_stored(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
-            kind => {
+            _ => {
                 return Err(Unstored {
                     why: error.to_string(),
-                    too_large: kind == PublishErrorKind::MaxPayloadExceeded,
+                    too_large: too_large(&error),
                 });
             }
         }

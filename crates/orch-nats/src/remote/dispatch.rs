@@ -266,7 +266,7 @@ impl Inner {
             };
             match sent.await {
                 Ok(ack) => return Ok((ack.sequence, ack.duplicate, tries > 1)),
-                Err(error) if too_large(&error) => {
+                Err(error) if crate::error::too_large(&error) => {
                     return Err(TaskError::permanent(format!(
                         "the server refused the message of task `{task}` as too large: {error}"
                     )));
@@ -335,14 +335,4 @@ async fn wait_or_cancelled(pause: Duration, ctx: &TaskContext) -> Result<(), Tas
             Err(TaskError::new("cancelled before the task reached the server"))
         }
     }
-}
-
-/// Whether the server refused a task message for its size: over the connection's
-/// largest payload, or over the tasks stream's own largest message (which an
-/// administrator may set lower). Sent again, it is refused again.
-fn too_large(error: &jetstream::context::PublishError) -> bool {
-    let stream_refused = std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<jetstream::Error>())
-        .is_some_and(|e| e.error_code() == jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM);
-    error.kind() == PublishErrorKind::MaxPayloadExceeded || stream_refused
 }
