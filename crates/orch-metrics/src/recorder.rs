@@ -139,7 +139,8 @@ impl Recorder {
         {
             // Looked up first: a map's instances are many, its note is made once.
             let mut mapped = lock(&self.mapped);
-            match mapped.get_mut(&run_key(event)) {
+            let key = run_key(event);
+            match mapped.get_mut(&key) {
                 Some(note) => {
                     note.seen = note.seen.max(event.timestamp);
                     if !note.maps.contains(map) {
@@ -160,7 +161,7 @@ impl Recorder {
                         maps: HashSet::from([map.into()]),
                         seen: event.timestamp,
                     };
-                    mapped.insert(run_key(event), note);
+                    mapped.insert(key, note);
                 }
             }
         }

@@ -190,9 +190,7 @@ impl Scheduler<'_> {
         let first = self.records[index].attempts <= base;
         let shared = Arc::clone(&self.shared);
         let task = shared.task(index);
-        // A map without its list is skipped: a key function's key does not tell.
-        let listed = |spec: &MapSpec| self.no_list(spec).is_none();
-        let cached = match first && task.cache && task.map.as_ref().is_none_or(listed) {
+        let cached = match first && task.cache {
             true => self.look_up(index, task),
             false => None,
         };

@@ -74,9 +74,11 @@ impl Scheduler<'_> {
         // highest of the runs this one continues.
         let base = self.attempt_base(index);
         self.records[index].attempts = base + 1;
-        if let Some(reason) = self.no_list(spec) {
-            return self.attempt_over(index, Err(TaskError::skip(reason)));
-        }
+        // A rule that runs a map without its list skips it instead (see `decide`).
+        debug_assert!(
+            self.no_list(spec).is_none(),
+            "a map started without its list"
+        );
         let limit = self.extras().max_instances;
         let ctx = self.context(index, base + 1, None);
         let n = self.records.len();
