@@ -84,7 +84,8 @@ pub(super) fn task_message(
         value: ctx.item().cloned().unwrap_or_default(),
     });
     // An instance of a map task travels under its own id.
-    let sent = task_for_workers(task, item.as_ref().map(|_| ctx.record_id()));
+    let id = ctx.record_id();
+    let sent = task_for_workers(task, item.as_ref().map(|_| id.clone()));
     let message = TaskMessage {
         v: TaskMessage::version_for(item.as_ref()),
         run_id: ctx.run_id().clone(),
@@ -94,11 +95,7 @@ pub(super) fn task_message(
         attempt: ctx.attempt(),
         inputs,
         deadline_ms: task.timeout.map(protocol::deadline_after),
-        traceparent: Some(protocol::traceparent(
-            ctx.run_id(),
-            &ctx.record_id(),
-            ctx.attempt(),
-        )),
+        traceparent: Some(protocol::traceparent(ctx.run_id(), &id, ctx.attempt())),
         item,
         resumed: ctx.resumed(),
     };
