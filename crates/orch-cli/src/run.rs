@@ -332,13 +332,13 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
         result_file: target.is_some(),
         result_written: tokio::sync::Mutex::new(false),
     });
-    // Heard until orch returns (dropping the set stops it): a signal that comes while
+    // Heard until orch returns (dropping the guard stops it): a signal that comes while
     // the summary or the result file is written still counts, and a second one still
     // ends orch.
-    let mut watching_signals = tokio::task::JoinSet::new();
-    let interrupting = Arc::clone(&interrupted);
-    let ending = Arc::clone(&at_once);
-    watching_signals.spawn(cancel_on_signal(signals, cancel, interrupting, ending));
+    let _watching = match cancel_on_signal(signals, cancel, &interrupted, &at_once) {
+        Ok(watching) => watching,
+        Err(e) => return setup_error(format!("cannot watch for signals: {e}")),
+    };
     let outcome = run.await;
     if let Some(bus) = &bus {
         // A cancelled run may return while its last events are still on their way: they

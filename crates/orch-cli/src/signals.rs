@@ -82,3 +82,56 @@ fn ignored_signals() -> u64 {
         .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
         .unwrap_or(0)
 }
+
+/// Runs `watch`, what orch does on stopping signals, on a thread of its own until the
+/// returned guard is dropped: a signal still works when every thread of orch's runtime
+/// is stuck writing to an output nobody reads (a pager that stopped reading).
+pub(crate) fn watch_apart(
+    watch: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<WatchingApart> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stop = orch::engine::CancellationToken::new();
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("orch-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                tokio::select! {
+                    () = watch => {}
+                    () = stopped.cancelled() => {}
+                }
+            });
+        })?;
+    Ok(WatchingApart(stop))
+}
+
+/// Watching signals apart ([`watch_apart`]); dropping it stops that.
+pub(crate) struct WatchingApart(orch::engine::CancellationToken);
+
+impl Drop for WatchingApart {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Logs `message` as a warning from a thread of its own, so that what a signal does
+/// next does not wait for an output that is stuck.
+pub(crate) fn warn_apart(message: String) {
+    let _ = std::thread::Builder::new().spawn(move || tracing::warn!("{message}"));
+}
+
+/// Ends orch with exit code `code`, after writing `lines` to standard error if that takes
+/// at most a moment (standard error may be stuck: orch ends regardless).
+pub(crate) fn exit_saying(lines: Vec<String>, code: i32) -> ! {
+    let (written, wait) = std::sync::mpsc::channel();
+    let _ = std::thread::Builder::new().spawn(move || {
+        for line in lines {
+            errln!("{line}");
+        }
+        let _ = written.send(());
+    });
+    let _ = wait.recv_timeout(std::time::Duration::from_millis(500));
+    std::process::exit(code)
+}

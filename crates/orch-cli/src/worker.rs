@@ -161,17 +161,20 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());
     let (on_signal, now_on_signal) = (stop.clone(), stop_now.clone());
     let grace = args.shutdown_grace;
-    tokio::spawn(async move {
+    // Watched apart, and each step taken before it is logged: a signal still works when
+    // the worker's output is stuck.
+    let watching = async move {
         crate::signals::next(&mut signals).await;
-        tracing::warn!(
-            "stopping: no new tasks; running ones have {grace:?} to finish (again to stop them now)"
-        );
         on_signal.cancel();
+        crate::signals::warn_apart(format!(
+            "stopping: no new tasks; running ones have {grace:?} to finish (again to stop them now)"
+        ));
         crate::signals::next_again(&mut signals).await;
-        tracing::warn!(
-            "stopping now: running tasks are cancelled and handed back (again to exit at once)"
-        );
         now_on_signal.cancel();
+        crate::signals::warn_apart(
+            "stopping now: running tasks are cancelled and handed back (again to exit at once)"
+                .to_owned(),
+        );
         // Whatever the worker still waits for (a server that is gone), a third signal
         // ends it, and the commands still running with it: its tasks go to other workers
         // after the server's ack wait.
@@ -180,7 +183,11 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         // The dependency results handed to commands go too, as when attempts end.
         let _ = std::fs::remove_dir_all(&inputs_dir);
         std::process::exit(128 + i32::from(number));
-    });
+    };
+    let _watching_signals = match crate::signals::watch_apart(watching) {
+        Ok(watching) => watching,
+        Err(e) => return setup_error(format!("cannot watch for signals: {e}")),
+    };
     worker.run_until(stop.clone(), stop_now).await;
     // Not asked to stop: its connection was closed for good.
     if !stop.is_cancelled() {

@@ -117,3 +117,38 @@ fn stopping_run(dir: &Dir, first: Signal) -> (std::process::Child, i32) {
     wait_for("the command's SIGTERM", || dir.join("term.txt").exists());
     (child, pid)
 }
+
+/// Orch's standard error may be a pipe nobody reads (a pager that stopped reading, with
+/// every line orch logs stuck): a first signal still cancels the run and a second still
+/// ends orch at once, killing the command.
+#[test]
+fn a_second_signal_ends_orch_while_its_standard_error_is_stuck() {
+    let dir = Dir::new();
+    let workflow = "workflow_id: w\ntasks:\n  a: { task_type: command, config: { shell: true, script: \"trap '' TERM; echo $$ > a.pid; yes 'a line for the log' >&2\" } }\n";
+    let (mut child, pid) = common::start_run(&dir, workflow, "a.pid", &[]);
+    // Time for the pipes between the command, orch and this test to fill.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let orch = Pid::from_raw(child.id() as i32);
+    kill(orch, Signal::SIGINT).expect("first signal sent");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    kill(orch, Signal::SIGTERM).expect("second signal sent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ended = loop {
+        match child.try_wait().expect("orch waited for") {
+            Some(status) => break Some(status),
+            None if std::time::Instant::now() > deadline => break None,
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    if ended.is_none() {
+        // Clean up what this test started: orch, and the command's process group.
+        let _ = child.kill();
+        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+    }
+    assert_eq!(
+        ended.and_then(|status| status.code()),
+        Some(143),
+        "orch did not end"
+    );
+    wait_for("the command to be killed", || !alive(pid));
+}

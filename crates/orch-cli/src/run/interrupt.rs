@@ -42,8 +42,24 @@ pub(super) struct ExitAtOnce {
 /// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
 /// once at the second (a SIGHUP after the first signal does not count), killing the
 /// commands still running (a result file being written is finished first; none is
-/// written after).
-pub(super) async fn cancel_on_signal(
+/// written after). Watched apart (see [`crate::signals::watch_apart`]) until the guard
+/// returned is dropped.
+pub(super) fn cancel_on_signal(
+    signals: Vec<(Signal, u8)>,
+    cancel: impl FnOnce() + Send + 'static,
+    interrupted: &Arc<AtomicU8>,
+    at_once: &Arc<ExitAtOnce>,
+) -> std::io::Result<crate::signals::WatchingApart> {
+    let watching = watch(
+        signals,
+        cancel,
+        Arc::clone(interrupted),
+        Arc::clone(at_once),
+    );
+    crate::signals::watch_apart(watching)
+}
+
+async fn watch(
     mut signals: Vec<(Signal, u8)>,
     cancel: impl FnOnce(),
     interrupted: Arc<AtomicU8>,
@@ -51,11 +67,11 @@ pub(super) async fn cancel_on_signal(
 ) {
     let number = crate::signals::next(&mut signals).await;
     interrupted.store(number, Ordering::SeqCst);
-    tracing::warn!(
+    cancel();
+    crate::signals::warn_apart(format!(
         "interrupted: stopping the running tasks (up to {}s; again to exit at once)",
         GRACE.as_secs()
-    );
-    cancel();
+    ));
     let number = crate::signals::next_again(&mut signals).await;
     let result_written = at_once.result_written.lock().await;
     crate::process::kill_running_commands();
@@ -69,9 +85,11 @@ pub(super) async fn cancel_on_signal(
     if at_once.result_file && !*result_written {
         said.push_str("; no result file written");
     }
-    errln!("{said}");
+    let mut lines = vec![said];
     if let Some(run_id) = &at_once.resume {
-        errln!("what the journal recorded stays: --resume {run_id} goes on from there");
+        lines.push(format!(
+            "what the journal recorded stays: --resume {run_id} goes on from there"
+        ));
     }
-    std::process::exit(128 + i32::from(number));
+    crate::signals::exit_saying(lines, 128 + i32::from(number));
 }
