@@ -69,8 +69,9 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// runs are let go within about a minute (unless the connection string's `options` set
 /// `tcp_keepalives_idle`, `_interval`, `_count` or `tcp_user_timeout` themselves).
 /// This process probes the connection alike, and (on Linux) gives up on a statement the
-/// server has not received for 60 s, unless the string sets any of `keepalives_idle`,
-/// `keepalives_interval`, `keepalives_retries` and `tcp_user_timeout` (then the others
+/// server has not received for 60 s, unless the string sets any of `keepalives_idle`
+/// (to other than the client library's default, 2 hours, which cannot be told from
+/// none), `keepalives_interval`, `keepalives_retries` and `tcp_user_timeout` (then the others
 /// keep the client library's defaults): cut off from the server, its open runs fail
 /// within about a minute, not hours. A statement the server received but does not
 /// answer (it waits for a lock someone else holds) is waited for. A quiet session is
@@ -441,6 +442,10 @@ impl Journal for PgJournal {
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, JournalError> {
         let workflow = filter.workflow_id.as_deref();
+        // PostgreSQL's text holds no NUL, so no run's workflow id does: none matches.
+        if workflow.is_some_and(|w| w.contains('\0')) {
+            return Ok(Vec::new());
+        }
         let status = filter.status.map(RunStatus::as_str);
         let query = |session: Arc<Session>| async move {
             let values: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&workflow, &status];

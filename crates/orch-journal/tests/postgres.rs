@@ -341,6 +341,9 @@ mod checks {
             )
             .is_empty()
         );
+        // No workflow id holds a NUL: such a filter matches nothing, as with the file
+        // journal, rather than failing.
+        assert!(list(RunFilter::default().workflow(format!("{w}\0"))).is_empty());
     }
 
     fn untrustworthy_runs_are_refused(env: &Env) {

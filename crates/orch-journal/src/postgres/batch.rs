@@ -62,9 +62,10 @@ impl Batch<'_> {
     }
 }
 
-/// The most bytes of records one statement sends. PostgreSQL takes no value (here the
-/// array of records) of 1 GiB or more, and may close the connection, shared by every
-/// run of the journal, on a message that large.
+/// The most bytes of rows one statement sends (each row's record, and its task id once in
+/// each of the three arrays that may name it). PostgreSQL takes no value (here the array
+/// of records) of 1 GiB or more, and may close the connection, shared by every run of
+/// the journal, on a message that large.
 pub(super) const BATCH_BYTES: usize = 512 << 20;
 
 /// [`BATCH_BYTES`], or in this crate's tests the limit a test set on its thread.
@@ -79,8 +80,8 @@ pub(super) fn batch_bytes() -> usize {
 }
 
 /// The batch's rows (records `lines` of tasks `ids`) in order, split into statements of
-/// at most `limit` bytes of records each; or the refusal of a record that alone takes
-/// more, for its result, which the engine then keeps out of the journal, as it does an
+/// at most `limit` bytes each (see [`BATCH_BYTES`]); or the refusal of a record that
+/// alone takes more, for its result, which the engine then keeps out of the journal, as it does an
 /// output too large for a record.
 pub(super) fn statements(
     ids: &[String],
@@ -90,6 +91,8 @@ pub(super) fn statements(
     let mut parts: Vec<Range<usize>> = Vec::new();
     let mut bytes = 0;
     for (i, line) in lines.iter().enumerate() {
+        // A reset row names its task in the ids, the resets and the rows it forces.
+        let row = line.len() + 3 * ids[i].len();
         if line.len() > limit {
             return Err(JournalError::InvalidRecord {
                 task: ids[i].as_str().into(),
@@ -102,13 +105,13 @@ pub(super) fn statements(
             });
         }
         match parts.last_mut() {
-            Some(part) if bytes + line.len() <= limit => {
+            Some(part) if bytes + row <= limit => {
                 part.end = i + 1;
-                bytes += line.len();
+                bytes += row;
             }
             _ => {
                 parts.push(i..i + 1);
-                bytes = line.len();
+                bytes = row;
             }
         }
     }
@@ -132,9 +135,10 @@ pub(crate) mod tests {
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let lines: Vec<String> = [10, 30, 20].map(|n| "x".repeat(n)).to_vec();
         let split = |limit| statements(&ids, &lines, limit).unwrap();
-        assert_eq!(split(60), vec![0..3]);
-        assert_eq!(split(40), [0..2, 2..3]);
-        assert_eq!(split(30), [0..1, 1..2, 2..3]);
+        // Each row takes its record and three times its id: 13, 33 and 23 bytes.
+        assert_eq!(split(69), vec![0..3]);
+        assert_eq!(split(68), [0..2, 2..3]);
+        assert_eq!(split(45), [0..1, 1..2, 2..3]);
         let refused = statements(&ids, &lines, 29).expect_err("refused");
         let JournalError::InvalidRecord {
             task,
@@ -147,5 +151,14 @@ pub(crate) mod tests {
         assert_eq!((task.as_str(), *field), ("b", "result"));
         assert!(reason.contains("30 bytes"), "{reason}");
         assert!(statements(&[], &[], 0).unwrap().is_empty());
+    }
+
+    /// Long task ids count: a statement of short records naming long ids is split too.
+    #[test]
+    fn the_ids_a_statement_sends_count_toward_its_limit() {
+        let ids: Vec<String> = ["a", "b"].map(|c| c.repeat(100)).to_vec();
+        let lines: Vec<String> = vec!["x".repeat(10); 2];
+        assert_eq!(statements(&ids, &lines, 620).unwrap(), vec![0..2]);
+        assert_eq!(statements(&ids, &lines, 619).unwrap(), [0..1, 1..2]);
     }
 }
