@@ -147,8 +147,10 @@
 //!   as killed instead of finishing in the grace period or being handed back.
 //! - `orch run FILE --nats URL` is the coordinator: every task is sent to a worker; the
 //!   run is scheduled, retried, timed out, cancelled, displayed and recorded here as a
-//!   local one. A task whose type no worker serves fails after `--worker-timeout`
-//!   (default 30 s). A worker that dies mid-task has its task delivered to another.
+//!   local one: a task starts when it is sent, so its duration and its `timeout` count
+//!   the time it waits in the queue for a free worker. A task whose type no worker serves
+//!   fails after `--worker-timeout` (default 30 s), and is taken off the queue: a worker
+//!   started later does not run it. A worker that dies mid-task has its task delivered to another.
 //!   Unlike a local run, the results a task reads from its dependencies travel in its
 //!   task message, which the server caps (`max_payload`, 1 MiB by default): a task
 //!   whose message passes that fails, naming its largest part (an input, say).

@@ -54,6 +54,10 @@
 //! output does not travel: its dependents on workers read its summary. Its output comes
 //! back as JSON.
 //!
+//! For the engine, an attempt starts when it is sent: its duration and its task's
+//! timeout count the time it waits in the queue for a free worker, so give a task's
+//! timeout room for that, or enough workers.
+//!
 //! # Faults
 //!
 //! - **A worker dies** (or hangs without acknowledging): while a handler runs, its worker
@@ -70,7 +74,9 @@
 //! - **A worker dies after storing a result**, before acknowledging the task: the worker
 //!   that gets the task next finds the stored result and does not run the task again.
 //! - **No worker serves a task type**: the attempt fails permanently after
-//!   [`RemoteBuilder::missing_worker_timeout`], with an error naming the type.
+//!   [`RemoteBuilder::missing_worker_timeout`], with an error naming the type, and its
+//!   message is taken off the queue before the attempt ends: a worker started later
+//!   does not run it.
 //! - **A message cannot be read** (malformed, or written by a newer version): the worker
 //!   logs an error, stores its attempt's failure when the message names the attempt,
 //!   then terminates it; a failure it cannot store gives the message back (to run out of

@@ -308,7 +308,7 @@ impl Inner {
                 Err(error) => break Err(error),
             }
         };
-        pending.settled = matches!(outcome, Ok(Settled::Result(_)));
+        Box::pin(pending.end(matches!(outcome, Ok(Settled::Result(_))))).await;
         match outcome? {
             Settled::Result(result) => match result.outcome {
                 Outcome::Completed {

@@ -175,3 +175,32 @@ async fn with_a_timeout_of_seconds_an_attempt_no_worker_serves_fails() {
         "{error}"
     );
 }
+
+/// Attempts that fail because no worker serves their type leave nothing queued, even
+/// when the coordinator's process ends as the run does (its runtime dropped at once): a
+/// worker started later runs none of them.
+#[test]
+fn attempts_no_worker_serves_leave_nothing_queued_when_the_coordinator_ends_at_once() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let workflow = (1..=6).fold(Workflow::new("w", "W"), |workflow, n| {
+        workflow.task(Task::new(format!("nap{n}"), "nap"))
+    });
+    let result = runtime.block_on(async {
+        let engine = engine(&server, Duration::ZERO).await;
+        engine.execute_workflow(&workflow).await.expect("valid")
+    });
+    drop(runtime);
+    assert_eq!(result.tasks_with(TaskStatus::Failed).len(), 6, "{result:?}");
+    let left = tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(async {
+            let client = async_nats::connect(server.url()).await.expect("connects");
+            let js = async_nats::jetstream::new(client);
+            let mut tasks = js.get_stream("ORCH_TASKS").await.expect("the stream");
+            tasks.info().await.expect("info").state.messages
+        });
+    assert_eq!(left, 0, "task messages of the failed run are still queued");
+}

@@ -146,7 +146,7 @@ pub(super) struct Pending {
     /// Its task message's stream sequence, once known.
     pub(super) sequence: Option<u64>,
     /// Its result came: nothing is to be cancelled.
-    pub(super) settled: bool,
+    settled: bool,
     /// Its cancellation went out while its wait went on: sending it again would only
     /// take room on the stream that keeps cancellations.
     cancel_sent: bool,
@@ -185,24 +185,43 @@ impl Drop for Pending {
         let inner = Arc::clone(&self.inner);
         let key = self.key.clone();
         let (sequence, cancel_sent) = (self.sequence, self.cancel_sent);
-        runtime.spawn(async move {
-            let attempt = Some((&key.task, key.attempt));
-            if !cancel_sent {
-                // Logged inside: nothing more can be done about it from here.
-                let _ = inner.publish_cancel(&key.run, attempt, sequence).await;
-            }
-            if let Some(sequence) = sequence
-                && let Ok(stream) = inner
-                    .js
-                    .get_stream_no_info(inner.names.tasks_stream())
-                    .await
-                && holds_attempt(&stream, sequence, &key).await
-            {
-                let removed = stream.delete_message(sequence);
-                let _ = tokio::time::timeout(ROOM_WAIT, removed).await;
-            }
-        });
+        runtime.spawn(async move { withdraw(&inner, &key, sequence, cancel_sent).await });
     }
+}
+
+impl Pending {
+    /// Ends the wait, `settled` when a result came. Otherwise the attempt is withdrawn
+    /// now, as dropping it would in the background: one that ends here with no result
+    /// (no worker serves its type, say) leaves nothing queued, also when the process
+    /// ends with the run.
+    pub(super) async fn end(&mut self, settled: bool) {
+        if !settled && !self.settled {
+            withdraw(&self.inner, &self.key, self.sequence, self.cancel_sent).await;
+        }
+        self.settled = true;
+    }
+}
+
+/// Tells the workers to cancel attempt `key` (unless `cancel_sent`) and removes its
+/// message, at `sequence`, from the queue if no worker took it yet.
+async fn withdraw(inner: &Inner, key: &AttemptKey, sequence: Option<u64>, cancel_sent: bool) {
+    let attempt = Some((&key.task, key.attempt));
+    if !cancel_sent {
+        // Logged inside: nothing more can be done about it from here.
+        let _ = inner.publish_cancel(&key.run, attempt, sequence).await;
+    }
+    if let Some(sequence) = sequence
+        && let Ok(stream) = inner
+            .js
+            .get_stream_no_info(inner.names.tasks_stream())
+            .await
+        && holds_attempt(&stream, sequence, key).await
+    {
+        let removed = stream.delete_message(sequence);
+        let _ = tokio::time::timeout(ROOM_WAIT, removed).await;
+    }
+    // The cancellation is on its way before the attempt ends.
+    let _ = tokio::time::timeout(ROOM_WAIT, inner.js.client().flush()).await;
 }
 
 /// Whether the message at `sequence` on `stream` is one of attempt `key`'s: a stream made
