@@ -99,9 +99,10 @@ async fn a_failed_consumer_look_up_fails_every_attempt_that_waited_on_it() {
     }
     // Attempts that start while a look-up is under way share its failure; one that
     // starts after it failed asks again. Each asking for itself would make 64; how many
-    // waves of attempts there are depends on how busy the machine is (CI once saw 19).
+    // waves of attempts there are depends on how busy the machine is (CI once saw 19, a
+    // busy machine 36): fewer than one per attempt is what sharing guarantees.
     assert!(
-        !look_ups.is_empty() && look_ups.len() < 32,
+        !look_ups.is_empty() && look_ups.len() < 64,
         "{} look-ups for 64 attempts: {look_ups:?}",
         look_ups.len()
     );
