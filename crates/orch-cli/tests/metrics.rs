@@ -177,6 +177,11 @@ fn idle_metrics_connections_hold_a_bounded_number_of_file_descriptors() {
             .expect("orch's descriptors")
             .count()
     };
+    // Counted once the run is under way, with everything it holds throughout open.
+    let running = "orch_run_tasks{workflow_id=\"m\",state=\"running\"}";
+    wait_for("the held task to be running", || {
+        sample(&get(&addr, "/metrics").1, running) == Some(1.0)
+    });
     let before = open_fds();
     let idle: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(&addr).expect("connected"))
