@@ -200,8 +200,8 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
         }) => {
             // `.` is the whole document: no field to name.
             let text = match field.as_str() {
-                "." => format!("invalid {format}: {message}"),
-                _ => format!("invalid {format}: at `{field}`: {message}"),
+                "." => format!("invalid {format} workflow: {message}"),
+                _ => format!("invalid {format} workflow: at `{field}`: {message}"),
             };
             (text, line, column)
         }
@@ -213,7 +213,7 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
             ..
         }) => {
             let text = format!(
-                "invalid YAML: at `{field}`: aliases expand the document past its limit of \
+                "invalid YAML workflow: at `{field}`: aliases expand the document past its limit of \
                  {limit} units (8 per value, 1 per byte of text, 32 per map with entries)"
             );
             (text, line, column)

@@ -5,16 +5,21 @@
 //! module reads the text once more, without a full parser, and notes where each task's
 //! definition starts: in JSON the keys of the `tasks` object (map form) or the `task_id`
 //! values of its elements (list form); in YAML the keys one level under a top-level
-//! `tasks:` or the `task_id` lines of its items; in TOML `[tasks.ID]` headers, `ID = {` lines under
-//! `[tasks]`, and `task_id = "ID"` lines after `[[tasks]]`. Inside a task, a word (a
-//! dependency's id, a configuration key) is found by searching that task's stretch of
-//! text. A task written another way (YAML flow style, say) simply gets no place, and so
-//! does a problem found after placing others has read the text many times over.
+//! `tasks:` or the `task_id` lines of its items (also `- { task_id: ID, ... }`); in TOML
+//! `[tasks.ID]` headers, `ID = {` lines under `[tasks]`, and `task_id = "ID"` lines after
+//! `[[tasks]]`. Inside a task, a word (a dependency's id, a configuration key) is found
+//! by searching that task's stretch of text. A task written another way (a YAML flow
+//! mapping over several lines, say, or a whole `tasks` list in flow style) simply gets
+//! no place, and so does a problem found after placing others has read the text many
+//! times over.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use orch::core::Format;
+use yaml::yaml_tasks;
+
+mod yaml;
 
 /// A 1-based line and column (in characters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,7 +235,7 @@ fn words<'t>(text: &'t str, word: &'t str, format: Format) -> impl Iterator<Item
 /// A task found in the text: its id, the byte offset where the id is given, and the one
 /// where its definition starts (they differ for a list-form task whose `task_id` is not
 /// its first key).
-type Found = (String, usize, usize);
+pub(super) type Found = (String, usize, usize);
 
 /// JSON: keys at depth 2 under a top-level `tasks` object (map form), or, when `tasks` is
 /// an array (list form), the elements' `task_id` values, placed at the element's `{`.
@@ -306,7 +311,7 @@ fn json_string(text: &str, start: usize) -> (String, usize) {
 /// Reads one key (or scalar) at the start of `text`: a quoted string (`"..."` with
 /// JSON-style escapes, or `'...'` with `''` for a quote) or bare text up to one of `ends`.
 /// Returns it and the text after it.
-fn key<'t>(text: &'t str, ends: &[char]) -> Option<(String, &'t str)> {
+pub(super) fn key<'t>(text: &'t str, ends: &[char]) -> Option<(String, &'t str)> {
     let text = text.trim_start();
     if let Some(body) = text.strip_prefix('"') {
         let bytes = body.as_bytes();
@@ -336,95 +341,6 @@ fn key<'t>(text: &'t str, ends: &[char]) -> Option<(String, &'t str)> {
     }
     let end = text.find(ends).unwrap_or(text.len());
     Some((text[..end].trim_end().to_owned(), &text[end..]))
-}
-
-/// Reads one YAML key or scalar at the start of `text`: quoted, as [`key`] reads it, or
-/// plain, up to a `:` followed by a space or the line's end (a key's end: `build:linux`
-/// is one key), or a `#` after a space (a comment). Returns it and the text after it.
-fn yaml_key(text: &str) -> Option<(String, &str)> {
-    let text = text.trim_start();
-    if text.starts_with(['"', '\'']) {
-        return key(text, &[]);
-    }
-    let bytes = text.as_bytes();
-    let end = (0..bytes.len())
-        .find(|&i| match bytes[i] {
-            b':' => bytes.get(i + 1).is_none_or(u8::is_ascii_whitespace),
-            b'#' => i > 0 && bytes[i - 1].is_ascii_whitespace(),
-            _ => false,
-        })
-        .unwrap_or(bytes.len());
-    Some((text[..end].trim_end().to_owned(), &text[end..]))
-}
-
-/// A `task_id: ID` (YAML) value after its key.
-fn yaml_task_id(text: &str) -> Option<String> {
-    let rest = text
-        .trim_start()
-        .strip_prefix("task_id")?
-        .trim_start()
-        .strip_prefix(':')?;
-    yaml_key(rest).map(|(id, _)| id)
-}
-
-/// YAML, block style: the keys one level under `tasks:` (map form), or the `task_id`
-/// lines of its items (list form), whether on an item's `- ` line or among the item's own
-/// keys. A `task_id` deeper in a task, or anywhere in a map-form task, starts no task.
-fn yaml_tasks(text: &str) -> Vec<Found> {
-    let mut found = Vec::new();
-    let mut in_tasks = false;
-    let mut task_indent: Option<usize> = None;
-    // In list form, the indent of the current item's own keys; `None` after a bare `-`
-    // until the item's first key sets it.
-    let mut item_keys: Option<Option<usize>> = None;
-    // Where the current item starts (its `- `).
-    let mut item_start = 0;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let content = line.trim_end();
-        let trimmed = content.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let indent = content.len() - trimmed.len();
-        if indent == 0 && !trimmed.starts_with('-') {
-            in_tasks = trimmed.starts_with("tasks:");
-            task_indent = None;
-            item_keys = None;
-            continue;
-        }
-        if !in_tasks {
-            continue;
-        }
-        let indent_here = *task_indent.get_or_insert(indent);
-        let column = start + indent;
-        let item = (trimmed == "-")
-            .then_some("")
-            .or_else(|| trimmed.strip_prefix("- "));
-        if let Some(item) = item
-            && indent == indent_here
-        {
-            let first_key = item.trim_start();
-            item_keys = Some(match first_key.is_empty() || first_key.starts_with('#') {
-                true => None,
-                false => Some(indent + trimmed.len() - first_key.len()),
-            });
-            item_start = column;
-            found.extend(yaml_task_id(first_key).map(|id| (id, column, column)));
-        } else if let Some(keys) = &mut item_keys {
-            if *keys.get_or_insert(indent) == indent {
-                found.extend(yaml_task_id(trimmed).map(|id| (id, column, item_start)));
-            }
-        } else if indent == indent_here
-            && let Some((id, rest)) = yaml_key(trimmed)
-            && rest.starts_with(':')
-        {
-            found.push((id, column, column));
-        }
-    }
-    found
 }
 
 /// TOML: `[tasks.ID]`, `ID = {` under `[tasks]`, and `task_id = "ID"` after `[[tasks]]`.
@@ -590,6 +506,12 @@ mod tests {
         let places = Places::new(list, Format::Yaml);
         assert_eq!(places.task("a"), at(3, 1));
         assert_eq!(places.task("b"), at(6, 3));
+        // An item written as a flow mapping on its line.
+        let flow = "workflow_id: w\ntasks:\n  - { task_type: t, config: { k: [1, '}'] }, task_id: a, dependencies: [ghost] }\n  - {task_id: \"b\", task_type: t}\n";
+        let places = Places::new(flow, Format::Yaml);
+        assert_eq!(places.task("a"), at(3, 3));
+        assert_eq!(places.task("b"), at(4, 3));
+        assert_eq!(places.within_task("a", "ghost", None), at(3, 73));
     }
 
     /// A list-form task's keys before its `task_id` are its own: a problem there is

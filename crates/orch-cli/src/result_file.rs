@@ -65,8 +65,7 @@ impl Target {
                 &"it is the workflow file, which the result would replace",
             ));
         }
-        let target = through_links(path).map_err(|e| fail(&e))?;
-        drop(tempfile::NamedTempFile::new_in(dir_of(&target)).map_err(|e| fail(&e))?);
+        drop(file_beside(path).map_err(|e| fail(&e))?);
         Ok(Self {
             path: path.to_owned(),
         })
@@ -188,7 +187,16 @@ fn sync_directory_of(path: &Path) {
 fn file_beside(path: &Path) -> std::io::Result<(tempfile::NamedTempFile, PathBuf)> {
     refuse_non_file(path)?;
     let target = through_links(path)?;
-    Ok((tempfile::NamedTempFile::new_in(dir_of(&target))?, target))
+    let dir = dir_of(&target);
+    match tempfile::NamedTempFile::new_in(dir) {
+        Ok(file) => Ok((file, target)),
+        // Its error names the temporary file it could not make, which the user never
+        // asked for: said instead as the directory's problem, or by its kind alone.
+        Err(e) => Err(match std::fs::metadata(dir) {
+            Err(about_dir) => about_dir,
+            Ok(_) => std::io::Error::from(e.kind()),
+        }),
+    }
 }
 
 /// Where `path` leads when it is a symbolic link (to a link, and so on), else `path`:
@@ -278,8 +286,14 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
     let place = |e: &serde_json::Error| json_place(path, &text, e);
     let mut de = serde_json::Deserializer::from_str(&text);
     let result: WorkflowResult = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // Not JSON from its start (a workflow file given by mistake, say).
+        let not_json = e.path().to_string() == "." && e.inner().is_syntax();
+        let hint = match not_json {
+            true => " (a run result is the JSON file `orch run --output` writes)",
+            false => "",
+        };
         format!(
-            "{}: not a run result: at `{}`: {}",
+            "{}: not a run result: at `{}`: {}{hint}",
             place(e.inner()),
             e.path(),
             json_message(e.inner())

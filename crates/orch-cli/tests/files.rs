@@ -448,8 +448,8 @@ fn a_problem_of_the_whole_document_names_no_field() {
     assert_eq!(
         lines,
         [
-            "twice.toml:5:1: invalid TOML: duplicate key `task_type`",
-            "cut.json:1:20: invalid JSON: invalid key: EOF while parsing a value",
+            "twice.toml:5:1: invalid TOML workflow: duplicate key `task_type`",
+            "cut.json:1:20: invalid JSON workflow: invalid key: EOF while parsing a value",
             "2 problem(s) in 2 of 2 file(s)",
         ]
     );

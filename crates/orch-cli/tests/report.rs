@@ -155,6 +155,16 @@ fn a_result_without_its_workflow_cannot_be_reported() {
         stderr.contains("bad.json:1:17: not a run result: at `workflow_id`"),
         "{stderr}"
     );
+    // A workflow file given by mistake is told apart.
+    dir.write("w.yaml", "workflow_id: w\ntasks: {}\n");
+    let (code, _, stderr) = parts(&run_in(&dir, &["gantt", "w.yaml"]));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(
+            "w.yaml:1:1: not a run result: at `.`: expected value (a run result is the JSON file `orch run --output` writes)"
+        ),
+        "{stderr}"
+    );
     // Placed once, in characters: `é` is two bytes.
     dir.write(
         "accented.json",

@@ -836,10 +836,14 @@ fn a_result_file_that_cannot_be_written_exits_2() {
         &["run", "w.yaml", "--output", "no/such/dir/r.json"],
     ));
     assert_eq!(code, Some(2));
+    // The system's words, not the name of a temporary file orch tried to make there.
     assert!(
-        stderr.contains("cannot write result file no/such/dir/r.json"),
+        stderr.contains(
+            "cannot write result file no/such/dir/r.json: No such file or directory (os error 2)"
+        ),
         "{stderr}"
     );
+    assert!(!stderr.contains(".tmp"), "{stderr}");
 }
 
 #[test]
