@@ -408,12 +408,11 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
     let mut written = true;
     if let Some(target) = target {
         let path = target.path().to_owned();
-        // A second signal waits for the write: cut short, it would leave a temporary
-        // file beside the result's place.
-        let mut result_written = at_once.result_written.lock().await;
-        match target.write(&result, &workflow) {
+        let wrote = at_once
+            .writing_result(|| target.write(&result, &workflow))
+            .await;
+        match wrote {
             Ok(unreadable) => {
-                *result_written = true;
                 outln!("result written to {}", path.display());
                 // Kept, but of no use to orch's other commands: exit 2 all the same.
                 if let Some(why) = unreadable {
@@ -426,7 +425,6 @@ async fn execute(args: &RunArgs, workflow: Workflow) -> ExitCode {
                 written = false;
             }
         }
-        drop(result_written);
     }
     // A signal that came while the summary or the result was written counts too.
     let signal = interrupted.load(Ordering::SeqCst);

@@ -62,9 +62,11 @@ pub(crate) async fn next_again(signals: &mut [(Signal, u8)]) -> u8 {
         if number != HANGUP {
             return number;
         }
-        tracing::info!(
-            "SIGHUP after the first signal: taken as the terminal closing, not as asking again"
-        );
+        log_apart(|| {
+            tracing::info!(
+                "SIGHUP after the first signal: taken as the terminal closing, not as asking again"
+            );
+        });
     }
 }
 
@@ -89,14 +91,25 @@ fn ignored_signals() -> u64 {
 pub(crate) fn watch_apart(
     watch: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<WatchingApart> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let stop = orch::engine::CancellationToken::new();
     let stopped = stop.clone();
+    let (started, start) = std::sync::mpsc::channel();
+    // The runtime is made on the thread: one dropped where orch's runtime runs (if the
+    // thread could not start) would panic.
     std::thread::Builder::new()
         .name("orch-signals".into())
         .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let runtime = match runtime {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    return;
+                }
+            };
+            let _ = started.send(Ok(()));
             runtime.block_on(async {
                 tokio::select! {
                     () = watch => {}
@@ -104,6 +117,7 @@ pub(crate) fn watch_apart(
                 }
             });
         })?;
+    start.recv().map_err(io::Error::other)??;
     Ok(WatchingApart(stop))
 }
 
@@ -116,10 +130,11 @@ impl Drop for WatchingApart {
     }
 }
 
-/// Logs `message` as a warning from a thread of its own, so that what a signal does
-/// next does not wait for an output that is stuck.
-pub(crate) fn warn_apart(message: String) {
-    let _ = std::thread::Builder::new().spawn(move || tracing::warn!("{message}"));
+/// Runs `log` (a log line) on a thread of its own, so that what a signal does next does
+/// not wait for an output that is stuck. (The line may come after later ones, or not at
+/// all if orch ends first.)
+pub(crate) fn log_apart(log: impl FnOnce() + Send + 'static) {
+    let _ = std::thread::Builder::new().spawn(log);
 }
 
 /// Ends orch with exit code `code`, after writing `lines` to standard error if that takes

@@ -166,15 +166,18 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     let watching = async move {
         crate::signals::next(&mut signals).await;
         on_signal.cancel();
-        crate::signals::warn_apart(format!(
-            "stopping: no new tasks; running ones have {grace:?} to finish (again to stop them now)"
-        ));
+        crate::signals::log_apart(move || {
+            tracing::warn!(
+                "stopping: no new tasks; running ones have {grace:?} to finish (again to stop them now)"
+            );
+        });
         crate::signals::next_again(&mut signals).await;
         now_on_signal.cancel();
-        crate::signals::warn_apart(
-            "stopping now: running tasks are cancelled and handed back (again to exit at once)"
-                .to_owned(),
-        );
+        crate::signals::log_apart(|| {
+            tracing::warn!(
+                "stopping now: running tasks are cancelled and handed back (again to exit at once)"
+            );
+        });
         // Whatever the worker still waits for (a server that is gone), a third signal
         // ends it, and the commands still running with it: its tasks go to other workers
         // after the server's ack wait.

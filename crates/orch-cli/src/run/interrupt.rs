@@ -39,6 +39,22 @@ pub(super) struct ExitAtOnce {
     pub(super) result_written: tokio::sync::Mutex<bool>,
 }
 
+impl ExitAtOnce {
+    /// Runs `write`, which writes the result file, holding the lock a second signal takes:
+    /// cut short, the write would leave a temporary file beside the result's place. What
+    /// is said of it is said after, the lock let go: an output that blocks must not hold
+    /// it.
+    pub(super) async fn writing_result<T, E>(
+        &self,
+        write: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut written = self.result_written.lock().await;
+        let wrote = write();
+        *written = wrote.is_ok();
+        wrote
+    }
+}
+
 /// Cancels the run at the first of `signals`, noting which signal it was; ends orch at
 /// once at the second (a SIGHUP after the first signal does not count), killing the
 /// commands still running (a result file being written is finished first; none is
@@ -68,10 +84,12 @@ async fn watch(
     let number = crate::signals::next(&mut signals).await;
     interrupted.store(number, Ordering::SeqCst);
     cancel();
-    crate::signals::warn_apart(format!(
-        "interrupted: stopping the running tasks (up to {}s; again to exit at once)",
-        GRACE.as_secs()
-    ));
+    crate::signals::log_apart(|| {
+        tracing::warn!(
+            "interrupted: stopping the running tasks (up to {}s; again to exit at once)",
+            GRACE.as_secs()
+        );
+    });
     let number = crate::signals::next_again(&mut signals).await;
     let result_written = at_once.result_written.lock().await;
     crate::process::kill_running_commands();
