@@ -512,6 +512,13 @@ mod tests {
         assert_eq!(places.task("a"), at(3, 3));
         assert_eq!(places.task("b"), at(4, 3));
         assert_eq!(places.within_task("a", "ghost", None), at(3, 73));
+        // Quotes inside plain text, escaped quotes, and a quoted scalar that holds what
+        // looks like an entry.
+        let quotes = "workflow_id: w\ntasks:\n  - { script: don't, task_id: a }\n  - { k: \"x\\\", task_id: c, \\\"\", s: 'it''s, task_id: d', task_id: b }\n";
+        let places = Places::new(quotes, Format::Yaml);
+        assert_eq!(places.task("a"), at(3, 3));
+        assert_eq!(places.task("b"), at(4, 3));
+        assert_eq!((places.task("c"), places.task("d")), (None, None));
     }
 
     /// A list-form task's keys before its `task_id` are its own: a problem there is

@@ -190,12 +190,15 @@ fn file_beside(path: &Path) -> std::io::Result<(tempfile::NamedTempFile, PathBuf
     let dir = dir_of(&target);
     match tempfile::NamedTempFile::new_in(dir) {
         Ok(file) => Ok((file, target)),
-        // Its error names the temporary file it could not make, which the user never
-        // asked for: said instead as the directory's problem, or by its kind alone.
-        Err(e) => Err(match std::fs::metadata(dir) {
-            Err(about_dir) => about_dir,
-            Ok(_) => std::io::Error::from(e.kind()),
-        }),
+        // Its error ends naming the temporary file it could not make, which the user
+        // never asked for: left out.
+        Err(e) => {
+            let said = e.to_string();
+            let cause = said
+                .rsplit_once(" at path \"")
+                .map_or(&*said, |(cause, _)| cause);
+            Err(std::io::Error::new(e.kind(), cause.to_owned()))
+        }
     }
 }
 
@@ -287,7 +290,7 @@ pub(crate) fn read(path: &Path) -> Result<RunFile, String> {
     let mut de = serde_json::Deserializer::from_str(&text);
     let result: WorkflowResult = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         // Not JSON from its start (a workflow file given by mistake, say).
-        let not_json = e.path().to_string() == "." && e.inner().is_syntax();
+        let not_json = e.inner().is_syntax() && !text.trim_start().starts_with(['{', '[']);
         let hint = match not_json {
             true => " (a run result is the JSON file `orch run --output` writes)",
             false => "",

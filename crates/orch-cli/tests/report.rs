@@ -165,6 +165,14 @@ fn a_result_without_its_workflow_cannot_be_reported() {
         ),
         "{stderr}"
     );
+    // A JSON file damaged further on is not told that.
+    dir.write("cut.json", "{\"workflow_id\": \"w\",,");
+    let (_, _, stderr) = parts(&run_in(&dir, &["gantt", "cut.json"]));
+    assert!(
+        stderr.contains("cut.json:1:21: not a run result"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("(a run result is"), "{stderr}");
     // Placed once, in characters: `é` is two bytes.
     dir.write(
         "accented.json",

@@ -47,25 +47,37 @@ fn yaml_flow_task_id(text: &str) -> Option<String> {
 }
 
 /// The text from the `,` or `}` that ends the YAML flow value `text` starts with (one
-/// outside the brackets and quotes of the value); `None` if the line ends first.
+/// outside the brackets and quoted scalars of the value); `None` if the line ends first.
+/// A quote opens a quoted scalar only where one can start (a quote inside plain text,
+/// `don't`, is text); `\"` and `''` are the quotes' escapes.
 fn after_flow_value(text: &str) -> Option<&str> {
-    let (mut depth, mut quote) = (0usize, None);
-    for (i, c) in text.char_indices() {
+    let (mut depth, mut quote, mut can_start) = (0usize, None, true);
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match (quote, c) {
-            (Some(open), c) => quote = (c != open).then_some(open),
-            (None, '"' | '\'') => quote = Some(c),
+            (Some('"'), '\\') => {
+                chars.next();
+            }
+            (Some('\''), '\'') if chars.peek().is_some_and(|&(_, c)| c == '\'') => {
+                chars.next();
+            }
+            (Some(open), c) if c == open => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if can_start => quote = Some(c),
             (None, '[' | '{') => depth += 1,
             (None, ']' | '}') if depth > 0 => depth -= 1,
             (None, ',' | '}' | '\n') if depth == 0 => return Some(&text[i..]),
             _ => {}
         }
+        can_start = quote.is_none() && matches!(c, ' ' | '\t' | '[' | '{' | ',' | ':');
     }
     None
 }
 
 /// YAML, block style: the keys one level under `tasks:` (map form), or the `task_id`
 /// lines of its items (list form), whether on an item's `- ` line (also in a flow
-/// mapping there) or among the item's own keys. A `task_id` deeper in a task, or anywhere in a map-form task, starts no task.
+/// mapping there) or among the item's own keys. A `task_id` deeper in a task, or
+/// anywhere in a map-form task, starts no task.
 pub(super) fn yaml_tasks(text: &str) -> Vec<Found> {
     let mut found = Vec::new();
     let mut in_tasks = false;
