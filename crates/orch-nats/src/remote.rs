@@ -428,7 +428,7 @@ impl Inner {
                         looked = looked_at;
                         match Box::pin(self.fate(&pending.key, message)).await {
                             dispatch::Fate::Removed if cancel_forwarded => {
-                                return Err(TaskError::new("cancelled: the worker stopped the attempt"));
+                                return Err(TaskError::new("cancelled: stopped by its worker or taken off the queue"));
                             }
                             dispatch::Fate::Removed => {
                                 self.removed(&pending.key, sequence);

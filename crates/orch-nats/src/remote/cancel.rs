@@ -196,6 +196,11 @@ impl Pending {
     /// ends with the run.
     pub(super) async fn end(&mut self, settled: bool) {
         if !settled && !self.settled {
+            // Sent first, and noted: dropped before the rest is done, this is not sent
+            // again.
+            if !self.cancel_sent {
+                self.forward_cancel().await;
+            }
             withdraw(&self.inner, &self.key, self.sequence, self.cancel_sent).await;
         }
         self.settled = true;
