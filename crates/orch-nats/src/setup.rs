@@ -236,6 +236,9 @@ async fn ensure_kept_stream(js: &jetstream::Context, config: stream::Config, mis
     }
 }
 
+const NAME_TAKEN: jetstream::ErrorCode = jetstream::ErrorCode::STREAM_NAME_EXIST;
+const SUBJECTS_TAKEN: jetstream::ErrorCode = jetstream::ErrorCode::STREAM_SUBJECT_OVERLAP;
+
 /// Finds or creates stream `config.name`; returns its duplicate window as it is.
 async fn ensure_stream(
     js: &jetstream::Context,
@@ -259,12 +262,13 @@ async fn ensure_stream(
             CreateStreamErrorKind::JetStreamUnavailable => Err(ConnectError::NoJetStream {
                 reason: error.to_string(),
             }),
-            // Another process created it meanwhile.
+            // Another process created it meanwhile (a server may say so as its subjects
+            // being taken); if none has its name, another stream holds its subjects.
             CreateStreamErrorKind::JetStream(e)
-                if e.error_code() == jetstream::ErrorCode::STREAM_NAME_EXIST =>
+                if [NAME_TAKEN, SUBJECTS_TAKEN].contains(&e.error_code()) =>
             {
                 let stream = js.get_stream(&name).await;
-                let stream = stream.map_err(|error| setup(what(), &error))?;
+                let stream = stream.map_err(|_| setup(what(), &error))?;
                 usable(&config, &stream.cached_info().config)
             }
             _ => Err(setup(what(), &error)),

@@ -5,6 +5,8 @@
 mod common;
 
 use std::path::Path;
+
+use futures_util::TryStreamExt;
 use std::process::Command;
 
 use common::NatsServer;
@@ -419,4 +421,32 @@ async fn a_tasks_stream_made_by_hand_without_work_queue_retention_is_refused() {
     );
     let coordinator = orch_nats::RemoteHandler::connect(&server.config()).await;
     assert!(matches!(coordinator, Err(ConnectError::Setup { .. })));
+}
+
+/// Processes that start together on a new server (workers and a coordinator) all make
+/// the streams: each takes the streams another made meanwhile, however the server words
+/// that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_and_a_coordinator_starting_together_all_set_up() {
+    // Its messages smaller than the streams' default largest.
+    let Some(server) = NatsServer::start_with_config(Some("max_payload: 65536")) else {
+        return;
+    };
+    let config = server.config();
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    // The race is lost only now and then: tried several times, from no streams each time.
+    for round in 0..6 {
+        let workers = (0..8).map(|_| worker(&config));
+        let coordinator = orch_nats::RemoteHandler::connect(&config);
+        let (workers, coordinator) =
+            tokio::join!(futures_util::future::join_all(workers), coordinator);
+        for (n, connected) in workers.into_iter().enumerate() {
+            connected.unwrap_or_else(|e| panic!("round {round}, worker {n}: {e}"));
+        }
+        coordinator.unwrap_or_else(|e| panic!("round {round}, the coordinator: {e}"));
+        let names: Vec<String> = js.stream_names().try_collect().await.expect("listed");
+        for name in names {
+            js.delete_stream(&name).await.expect("deleted");
+        }
+    }
 }
