@@ -203,7 +203,14 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
                 "." => format!("invalid {format} workflow: {message}"),
                 _ => format!("invalid {format} workflow: at `{field}`: {message}"),
             };
-            (text, line, column)
+            let mut problem = Problem::new("parse", text);
+            (problem.line, problem.column) = (line, column);
+            problem.task = task_of_field(&field);
+            problem.suggestion = (message.rsplit_once("did you mean `"))
+                .and_then(|(_, meant)| meant.strip_suffix("`?"))
+                .map(str::to_owned);
+            checked.problems.push(problem);
+            return checked;
         }
         Err(LoadError::ExpansionLimit {
             field,
@@ -224,6 +231,19 @@ pub(crate) fn check(file: &Path, builtin_types: bool) -> Checked {
     (problem.line, problem.column) = (line, column);
     checked.problems.push(problem);
     checked
+}
+
+/// The task a problem at `field` (`tasks.a.retries`, `tasks."a.b".retries`) is in, when
+/// the tasks are written as a map; none for a list (`tasks[3]`) or outside the tasks.
+fn task_of_field(field: &str) -> Option<String> {
+    let rest = field.strip_prefix("tasks.")?;
+    if rest.starts_with('"') {
+        // Quoted as JSON quotes a string.
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+        return values.next()?.ok();
+    }
+    let id = rest.split(['.', '[']).next()?;
+    (!id.is_empty()).then(|| id.to_owned())
 }
 
 /// `checked` with the problems of `workflow`, read from `text`.

@@ -150,10 +150,11 @@
 //!   local one: a task starts when it is sent, so its duration and its `timeout` count
 //!   the time it waits in the queue for a free worker. A task whose type no worker serves
 //!   fails after `--worker-timeout` (default 30 s), and is taken off the queue: a worker
-//!   started later does not run it. A worker that dies mid-task has its task delivered to another.
-//!   Unlike a local run, the results a task reads from its dependencies travel in its
-//!   task message, which the server caps (`max_payload`, 1 MiB by default): a task
-//!   whose message passes that fails, naming its largest part (an input, say).
+//!   started later does not run it. A worker that dies mid-task has its task delivered
+//!   to another. Unlike a local run, the results a task reads from its dependencies
+//!   travel in its task message, which the server caps (`max_payload`, 1 MiB by
+//!   default): a task whose message passes that fails, naming its largest part (an
+//!   input, say).
 //!
 //! NATS settings come from the `ORCH_NATS_*` environment variables (`ORCH_NATS_URL`,
 //! `ORCH_NATS_USER` with `ORCH_NATS_PASSWORD`, or `ORCH_NATS_TOKEN`, `ORCH_NATS_NKEY_SEED`
@@ -163,11 +164,12 @@
 //! read them: a `--nats` URL with credentials in it (`nats://user:password@host`) is
 //! refused. They are never logged.
 //!
-//! Exit status: 0 success; 1 a workflow failed, a file has problems, a resume was refused
-//! for a changed task, the journal failed while tasks ran (what it recorded stays, to
-//! resume from), `runs show` found no such run (or only a file of one whose first line
-//! was never completely written, or of something else), or `runs list` or `runs show`
-//! found a run it cannot read; 2 bad usage or a run that could not be set up (an address in use, an unwritable
+//! Exit status: 0 success; 1 a workflow failed, a file has problems (or cannot be read:
+//! `orch run missing.yaml` too), a resume was refused for a changed task, the journal
+//! failed while tasks ran (what it recorded stays, to resume from), `runs show` found no
+//! such run (or only a file of one whose first line was never completely written, or of
+//! something else), or `runs list` or `runs show` found a run it cannot read; 2 bad usage
+//! or a run that could not be set up (an address in use, an unwritable
 //! output, no NATS server, an unknown run to resume, a run another `orch` is writing, a
 //! `--journal` that is a URL, a pool without its `--pool`), or a command that otherwise
 //! succeeded but could not write to standard output (a full disk; a reader that went

@@ -282,6 +282,17 @@ fn validate_lists_a_hundred_problems_of_a_file_and_counts_the_rest() {
     let json = run_in(&dir, &["validate", "--format", "json", "w.yaml"]);
     let report: Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(report["problems"], 150);
+    // A problem the file's reader finds names its task and the key meant, as others do.
+    dir.write(
+        "typo.yaml",
+        "workflow_id: w\ntasks:\n  \"b.1\":\n    task_type: echo\n    dependencis: [a]\n",
+    );
+    let typo = run_in(&dir, &["validate", "--format", "json", "typo.yaml"]);
+    let typo: Value = serde_json::from_slice(&typo.stdout).expect("JSON");
+    let typo = &typo["files"][0]["problems"][0];
+    assert_eq!(typo["kind"], "parse", "{typo}");
+    assert_eq!(typo["task"], "b.1", "{typo}");
+    assert_eq!(typo["suggestion"], "dependencies", "{typo}");
     let file = &report["files"][0];
     assert_eq!(file["problems"].as_array().map(Vec::len), Some(100));
     assert_eq!(file["unlisted_problems"], 50);

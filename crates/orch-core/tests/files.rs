@@ -428,6 +428,41 @@ fn json_unknown_key_is_an_error() {
     );
 }
 
+/// An unknown trigger rule is told the rule meant when one is close, and a number out of
+/// its type's range names the range in words, not the Rust type.
+#[test]
+fn an_unknown_value_suggests_the_value_meant_and_number_types_are_said_in_words() {
+    let (field, _, message) = parse_error(Workflow::from_yaml(
+        "workflow_id: w\ntasks:\n  x:\n    task_type: t\n    trigger_rule: all_dun\n",
+    ));
+    assert_eq!(field, "tasks.x.trigger_rule");
+    assert!(message.starts_with("unknown variant `all_dun`, expected one of `all_success`"));
+    assert!(message.ends_with("; did you mean `all_done`?"), "{message}");
+    let (_, _, message) = parse_error(Workflow::from_json(
+        r#"{"workflow_id": "w", "tasks": {"x": {"task_type": "t", "trigger_rule": "whenever"}}}"#,
+    ));
+    assert!(!message.contains("did you mean"), "{message}");
+    for (format, read) in [
+        (
+            "YAML",
+            Workflow::from_yaml("workflow_id: w\ntasks:\n  x: {task_type: t, retries: -1}\n"),
+        ),
+        (
+            "JSON",
+            Workflow::from_json(
+                r#"{"workflow_id": "w", "tasks": {"x": {"task_type": "t", "retries": -1}}}"#,
+            ),
+        ),
+    ] {
+        let (field, _, message) = parse_error(read);
+        assert_eq!(field, "tasks.x.retries", "{format}");
+        assert!(
+            message.ends_with("expected a whole number from 0 to 4294967295"),
+            "{format}: {message}"
+        );
+    }
+}
+
 #[test]
 fn an_unknown_key_suggests_the_key_meant_in_every_format() {
     let yaml = "workflow_id: w\ntasks:\n  x:\n    task_type: t\n    dependencis: [b]\n";

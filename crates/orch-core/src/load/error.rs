@@ -229,6 +229,10 @@ pub(super) fn parse_error(problem: Problem<'_>) -> LoadError {
         }
     } else if let Some(rewritten) = unknown_key(&segments, &message) {
         message = rewritten;
+    } else if let Some(rewritten) = unknown_value(&message) {
+        message = rewritten;
+    } else {
+        message = plain_number_types(message);
     }
     // Keys and values from the document, printed as they are, may hold control characters.
     LoadError::Parse {
@@ -296,6 +300,44 @@ fn path_text(segments: &[&Segment], quote: bool) -> String {
 /// For serde's "unknown field `x`, expected one of `a`, `b`" at the path that ends with
 /// `x`: "unknown key `x` in task `t`; did you mean `a`?" (or the keys expected, when none
 /// is close).
+/// An unknown value of a fixed set (a trigger rule, say), with the closest of the
+/// values expected when one is close: `unknown variant `all_dun`, expected one of ...;
+/// did you mean `all_done`?`.
+fn unknown_value(message: &str) -> Option<String> {
+    let (value, rest) = message.strip_prefix("unknown variant `")?.split_once('`')?;
+    let expected = rest
+        .split_once("expected ")?
+        .1
+        .split('`')
+        .skip(1)
+        .step_by(2);
+    let meant = closest(value, None, expected, &mut Budget::new())?;
+    Some(format!("{message}{}", did_you_mean(Some(meant))))
+}
+
+/// `message` with the Rust name of the number type it expected (`expected u32`, for a
+/// `retries: -1`) said in words.
+fn plain_number_types(message: String) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "expected i32",
+            "expected a whole number from -2147483648 to 2147483647",
+        ),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ];
+    match WORDS.iter().find(|(rust, _)| message.ends_with(rust)) {
+        Some((rust, words)) => format!("{}{words}", &message[..message.len() - rust.len()]),
+        None => message,
+    }
+}
+
 fn unknown_key(segments: &[&Segment], message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     // The key may hold a backtick itself: it is the path's last key when the message
