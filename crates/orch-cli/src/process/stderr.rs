@@ -40,7 +40,7 @@ impl StderrLog {
         }
         // A line of exactly the longest length waits for its line break.
         while self.pending.len() - start > MAX_LOG_LINE {
-            let end = start + MAX_LOG_LINE;
+            let end = piece_end(&self.pending, start + MAX_LOG_LINE);
             log(&self.span, &mut self.tail, &self.pending[start..end]);
             start = end;
         }
@@ -54,6 +54,17 @@ impl StderrLog {
         }
         Vec::from(self.tail).join(" | ")
     }
+}
+
+/// Where a piece of a long line that would end at `end` ends: up to three bytes before,
+/// where a UTF-8 character starts, so that no character is cut in two; at `end` when
+/// none starts there (the text is not UTF-8).
+fn piece_end(bytes: &[u8], end: usize) -> usize {
+    let continues = |i: usize| bytes.get(i).is_some_and(|b| b & 0xC0 == 0x80);
+    (end - 3..=end)
+        .rev()
+        .find(|&i| !continues(i))
+        .unwrap_or(end)
 }
 
 fn log(span: &tracing::Span, tail: &mut VecDeque<String>, line: &[u8]) {
@@ -117,5 +128,21 @@ mod tests {
         let lines = lines_of(&[&long, b"\nfir", b"st\r\nsecond\n"]);
         assert_eq!(lines[1], "a");
         assert_eq!(&lines[2..], ["first", "second", ""]);
+    }
+
+    /// A piece of a long line ends where a character starts: none is cut in two.
+    #[test]
+    fn a_long_line_is_cut_between_characters() {
+        for before in 0..4 {
+            let mut long = vec![b'a'; before];
+            while long.len() < MAX_LOG_LINE + 8 {
+                long.extend("é€😀".as_bytes());
+            }
+            let lines = lines_of(&[&long, b"\n"]);
+            assert!(
+                lines.iter().all(|line| !line.contains('\u{FFFD}')),
+                "{before}: {lines:?}"
+            );
+        }
     }
 }
