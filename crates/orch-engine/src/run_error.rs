@@ -90,7 +90,8 @@ fn no_timer(options: &[(TaskId, &'static str)], in_runtime: bool) -> String {
     } else {
         "run the workflow inside a tokio runtime built with `enable_time` or `enable_all`"
     };
-    format!("{} need tokio's timer; {fix}", what.join(", "))
+    let need = if what.len() == 1 { "needs" } else { "need" };
+    format!("{} {need} tokio's timer; {fix}", what.join(", "))
 }
 
 fn unknown_pools(tasks: &[(TaskId, String)]) -> String {

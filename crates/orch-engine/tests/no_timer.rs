@@ -30,6 +30,12 @@ fn assert_needs_timer(error: &RunError, expected: &[(&str, &str)]) {
         error.to_string().contains("enable_time"),
         "says what to do: {error}"
     );
+    let need = if expected.len() == 1 {
+        "` needs"
+    } else {
+        "` need"
+    };
+    assert!(error.to_string().contains(need), "{error}");
     let found: Vec<(&str, &str)> = options.iter().map(|(t, o)| (t.as_str(), *o)).collect();
     assert_eq!(found, expected);
 }
