@@ -81,8 +81,9 @@ pub enum JournalError {
     /// The workflow changed since the run was recorded, in tasks that had already
     /// completed: their recorded results came from another definition.
     #[error(
-        "{at}: cannot resume run `{run}`: tasks that completed in it have changed since ({}); all changes: {changes}",
-        list(.stale)
+        "{at}: cannot resume run `{run}`: tasks that completed in it have changed since ({}){}",
+        list(.stale),
+        other_changes(.stale, .changes)
     )]
     WorkflowChanged {
         /// Where the definition the run goes by is recorded: its head, or a later line
@@ -186,6 +187,15 @@ pub enum JournalError {
         /// The server's or the client's error.
         message: String,
     },
+}
+
+/// `; all changes: ...`, unless the changed tasks that completed are all there is.
+fn other_changes(stale: &[TaskId], changes: &WorkflowChanges) -> String {
+    let only_stale = changes.added.is_empty() && changes.removed.is_empty();
+    match only_stale && changes.changed == stale {
+        true => String::new(),
+        false => format!("; all changes: {changes}"),
+    }
 }
 
 fn list(ids: &[TaskId]) -> String {

@@ -501,6 +501,17 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
         ),
         "{err}"
     );
+    // When the completed tasks that changed are all that changed, they are named once.
+    let only_a = Workflow::new("w", "W")
+        .task(Task::new("a", "t").config(serde_json::json!({"v": 2})))
+        .task(Task::new("b", "t").depends_on(["a"]))
+        .task(Task::new("c", "t"));
+    let err = block_on(journal.open(&run_id("r"), &only_a)).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("tasks that completed in it have changed since (`a`)"),
+        "{err}"
+    );
 }
 
 /// A run resumed with a changed workflow goes by the definition recorded then: a later
