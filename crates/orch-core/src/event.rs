@@ -22,7 +22,8 @@ pub enum EngineEventKind {
     WorkflowStarted,
     /// A run ended (see [`EngineEvent::status`]).
     WorkflowFinished,
-    /// A task's first attempt began.
+    /// A task's first attempt began; for a task whose result came from the cache, that
+    /// it started (with attempt 0, followed at once by its completion).
     TaskStarted,
     /// A task completed.
     TaskCompleted,
