@@ -443,6 +443,28 @@ fn reading_an_element_outside_a_map_is_a_clear_error() {
     );
 }
 
+/// An instance's id is no task of the workflow: reading it says how to read the map.
+#[test]
+fn reading_an_instance_by_its_id_says_to_read_the_map() {
+    let engine = engine_with(4, Arc::new(AtomicUsize::new(0)));
+    engine.register_handler("first", |ctx: TaskContext| async move {
+        ctx.input::<i64>("square[0]")
+    });
+    let workflow = pipeline(json!([1, 2])).task(Task::new("first", "first").depends_on(["square"]));
+    let result = run(&engine, &workflow);
+    assert_eq!(
+        result
+            .task("first")
+            .and_then(|r| r.error.clone())
+            .as_deref(),
+        Some(
+            "task `first` read the output of `square[0]`, which is not a task of workflow `w` \
+             but an instance of map task `square`: read `square`, whose output lists its \
+             instances' outputs in order"
+        )
+    );
+}
+
 #[test]
 fn handlers_see_their_element_and_its_position() {
     let engine = WorkflowEngine::builder()

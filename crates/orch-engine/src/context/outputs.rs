@@ -25,9 +25,10 @@ impl TaskContext {
                 return Err(crate::remote::not_sent(self.task_id(), id));
             }
             return Err(TaskError::permanent(format!(
-                "task `{}` read the output of `{id}`, which is not a task of workflow `{}`",
+                "task `{}` read the output of `{id}`, which is not a task of workflow `{}`{}",
                 self.task_id(),
-                self.run.workflow.workflow_id()
+                self.run.workflow.workflow_id(),
+                instance_hint(&self.run, id)
             )));
         };
         let plan = self.run.plan();
@@ -41,6 +42,22 @@ impl TaskContext {
         }
         let output = self.run.results[target].get();
         output.ok_or_else(|| no_output(&self.run, me, target, direct))
+    }
+}
+
+/// For an id written as an instance of a map task (`embed[3]`), how to read it.
+fn instance_hint(run: &RunShared, id: &str) -> String {
+    let instance = id.strip_suffix(']').and_then(|id| id.rsplit_once('['));
+    let Some((map, index)) = instance else {
+        return String::new();
+    };
+    let is_map = (run.workflow.index_of(map)).is_some_and(|i| run.task(i).map.is_some());
+    match is_map && index.parse::<usize>().is_ok() {
+        true => format!(
+            " but an instance of map task `{map}`: read `{map}`, whose output lists its \
+             instances' outputs in order"
+        ),
+        false => String::new(),
     }
 }
 
