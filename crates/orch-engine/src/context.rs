@@ -214,13 +214,7 @@ impl TaskContext {
                 Some(index) if direct.binary_search(&(index as u32)).is_ok() => {
                     chosen.push(index as u32);
                 }
-                _ => {
-                    return Err(TaskError::permanent(format!(
-                        "task `{}` chose `{id}` as a branch, which is not one of its direct \
-                         dependents",
-                        self.task_id()
-                    )));
-                }
+                found => return Err(self.not_a_branch(id, found.is_some(), direct)),
             }
         }
         chosen.sort_unstable();
@@ -438,5 +432,32 @@ impl TaskContext {
     #[cfg(feature = "events")]
     pub fn event_bus(&self) -> Option<&orch_events::EventBus<orch_core::EngineEvent>> {
         self.run.bus.as_ref()
+    }
+}
+
+impl TaskContext {
+    /// The error for choosing `id` as a branch: a task of the workflow (`exists`) that is
+    /// not among this task's `direct` dependents, or no task at all; the dependents it
+    /// may choose are named (the first ten).
+    fn not_a_branch(&self, id: &str, exists: bool, direct: &[u32]) -> TaskError {
+        const NAMED: usize = 10;
+        let what = match exists {
+            true => "not one of its direct dependents",
+            false => "no task of the workflow",
+        };
+        let mut names: Vec<String> = (direct.iter().take(NAMED))
+            .map(|&d| format!("`{}`", self.run.task(d as usize).task_id))
+            .collect();
+        if direct.len() > NAMED {
+            names.push(format!("and {} more", direct.len() - NAMED));
+        }
+        let choices = match names.is_empty() {
+            true => "it has no dependents to choose".to_owned(),
+            false => format!("it may choose {}", names.join(", ")),
+        };
+        TaskError::permanent(format!(
+            "task `{}` chose `{id}` as a branch, which is {what}; {choices}",
+            self.task_id()
+        ))
     }
 }

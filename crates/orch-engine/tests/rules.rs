@@ -328,8 +328,21 @@ fn choosing_a_task_that_is_not_a_direct_dependent_fails_the_branch_task() {
     let result = run(&engine, &workflow);
     assert_eq!(status(&result, "route"), TaskStatus::Failed);
     assert!(
+        reason(&result, "route").contains(
+            "chose `join` as a branch, which is not one of its direct dependents; it may \
+             choose `small`, `large`"
+        ),
+        "{}",
         reason(&result, "route")
-            .contains("chose `join` as a branch, which is not one of its direct dependents"),
+    );
+    // A name that is no task at all is told apart.
+    let workflow = branch_workflow(TriggerRule::AllSuccess, json!({"choose": ["smal"]}));
+    let result = run(&engine, &workflow);
+    assert!(
+        reason(&result, "route").ends_with(
+            "chose `smal` as a branch, which is no task of the workflow; it may choose \
+             `small`, `large`"
+        ),
         "{}",
         reason(&result, "route")
     );
