@@ -184,7 +184,10 @@ fn a_workflow_changed_in_completed_tasks_is_refused_saying_what_changed() {
         "{error}"
     );
     assert!(!failure.while_running(), "refused when opened");
-    assert!(error.to_string().contains("changed `a`"), "{error}");
+    assert!(
+        error.to_string().contains("have changed since (`a`)"),
+        "{error}"
+    );
     assert_eq!(calls.of("a"), 1, "nothing ran");
     assert_eq!(calls.of("c"), 1, "nothing ran");
 }
@@ -206,7 +209,10 @@ fn a_changed_trigger_rule_of_a_completed_task_is_refused_but_a_new_priority_is_n
     let error = runtime()
         .block_on(engine(dir.path(), &calls, true, None).run_durable(&ruled, run_id.clone()))
         .unwrap_err();
-    assert!(error.to_string().contains("changed `b`"), "{error}");
+    assert!(
+        error.to_string().contains("have changed since (`b`)"),
+        "{error}"
+    );
     assert_eq!(calls.of("c"), 1, "nothing ran");
     let prioritised = Workflow::new("w", "W")
         .task(Task::new("a", "step").priority(3))
