@@ -23,7 +23,8 @@ pub enum EngineEventKind {
     /// A run ended (see [`EngineEvent::status`]).
     WorkflowFinished,
     /// A task's first attempt began; for a task whose result came from the cache, that
-    /// it started (with attempt 0, followed at once by its completion).
+    /// it started (with attempt 0, or in a resumed run the attempts of the run it
+    /// continues; followed at once by its completion).
     TaskStarted,
     /// A task completed.
     TaskCompleted,

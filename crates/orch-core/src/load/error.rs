@@ -297,9 +297,6 @@ fn path_text(segments: &[&Segment], quote: bool) -> String {
     text
 }
 
-/// For serde's "unknown field `x`, expected one of `a`, `b`" at the path that ends with
-/// `x`: "unknown key `x` in task `t`; did you mean `a`?" (or the keys expected, when none
-/// is close).
 /// An unknown value of a fixed set (a trigger rule, say), with the closest of the
 /// values expected when one is close: `unknown variant `all_dun`, expected one of ...;
 /// did you mean `all_done`?`.
@@ -319,16 +316,10 @@ fn unknown_value(message: &str) -> Option<String> {
 /// `retries: -1`) said in words.
 fn plain_number_types(message: String) -> String {
     const WORDS: [(&str, &str); 6] = [
-        (
-            "expected u32",
-            "expected a whole number from 0 to 4294967295",
-        ),
-        (
-            "expected i32",
-            "expected a whole number from -2147483648 to 2147483647",
-        ),
+        ("expected u32", "expected a whole number of 0 or more"),
         ("expected u64", "expected a whole number of 0 or more"),
         ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i32", "expected a whole number"),
         ("expected i64", "expected a whole number"),
         ("expected f64", "expected a number"),
     ];
@@ -338,6 +329,9 @@ fn plain_number_types(message: String) -> String {
     }
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`" at the path that ends with
+/// `x`: "unknown key `x` in task `t`; did you mean `a`?" (or the keys expected, when none
+/// is close).
 fn unknown_key(segments: &[&Segment], message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     // The key may hold a backtick itself: it is the path's last key when the message
