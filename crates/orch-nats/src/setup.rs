@@ -267,8 +267,15 @@ async fn ensure_stream(
             CreateStreamErrorKind::JetStream(e)
                 if [NAME_TAKEN, SUBJECTS_TAKEN].contains(&e.error_code()) =>
             {
-                let stream = js.get_stream(&name).await;
-                let stream = stream.map_err(|_| setup(what(), &error))?;
+                // The look-up's own error, unless another stream holds the subjects.
+                let name_taken = e.error_code() == NAME_TAKEN;
+                let stream = js
+                    .get_stream(&name)
+                    .await
+                    .map_err(|found| match name_taken {
+                        true => setup(what(), &found),
+                        false => setup(what(), &error),
+                    })?;
                 usable(&config, &stream.cached_info().config)
             }
             _ => Err(setup(what(), &error)),
