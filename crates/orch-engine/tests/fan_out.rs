@@ -450,7 +450,9 @@ fn reading_an_instance_by_its_id_says_to_read_the_map() {
     engine.register_handler("first", |ctx: TaskContext| async move {
         ctx.input::<i64>("square[0]")
     });
-    let workflow = pipeline(json!([1, 2])).task(Task::new("first", "first").depends_on(["square"]));
+    let workflow = pipeline(json!([1, 2]))
+        .task(Task::new("first", "first").depends_on(["square"]))
+        .task(Task::new("apart", "first"));
     let result = run(&engine, &workflow);
     assert_eq!(
         result
@@ -462,6 +464,12 @@ fn reading_an_instance_by_its_id_says_to_read_the_map() {
              but an instance of map task `square`: read `square`, whose output lists its \
              instances' outputs in order"
         )
+    );
+    // One that does not depend on the map is not sent to read it.
+    assert!(
+        (result.task("apart").and_then(|r| r.error.clone())).is_some_and(
+            |e| e.ends_with("instance of map task `square`, which it does not depend on")
+        ),
     );
 }
 

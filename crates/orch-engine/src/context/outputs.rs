@@ -28,7 +28,7 @@ impl TaskContext {
                 "task `{}` read the output of `{id}`, which is not a task of workflow `{}`{}",
                 self.task_id(),
                 self.run.workflow.workflow_id(),
-                instance_hint(&self.run, id)
+                instance_hint(&self.run, me, id)
             )));
         };
         let plan = self.run.plan();
@@ -45,19 +45,27 @@ impl TaskContext {
     }
 }
 
-/// For an id written as an instance of a map task (`embed[3]`), how to read it.
-fn instance_hint(run: &RunShared, id: &str) -> String {
+/// For an id written as an instance of a map task (`embed[3]`), how to read it: through
+/// the map task, if task `me` depends on it.
+fn instance_hint(run: &RunShared, me: usize, id: &str) -> String {
     let instance = id.strip_suffix(']').and_then(|id| id.rsplit_once('['));
     let Some((map, index)) = instance else {
         return String::new();
     };
-    let is_map = (run.workflow.index_of(map)).is_some_and(|i| run.task(i).map.is_some());
-    match is_map && index.parse::<usize>().is_ok() {
+    let found = run
+        .workflow
+        .index_of(map)
+        .filter(|&i| run.task(i).map.is_some());
+    let Some(map_index) = found.filter(|_| index.bytes().all(|b| b.is_ascii_digit())) else {
+        return String::new();
+    };
+    let plan = run.plan();
+    match depends_directly(plan, me, map_index) || is_ancestor(plan, map_index, me) {
         true => format!(
             " but an instance of map task `{map}`: read `{map}`, whose output lists its \
              instances' outputs in order"
         ),
-        false => String::new(),
+        false => format!(" but an instance of map task `{map}`, which it does not depend on"),
     }
 }
 
