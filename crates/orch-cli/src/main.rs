@@ -169,9 +169,9 @@
 //! failed while tasks ran (what it recorded stays, to resume from), `runs show` found no
 //! such run (or only a file of one whose first line was never completely written, or of
 //! something else), or `runs list` or `runs show` found a run it cannot read; 2 bad usage
-//! or a run that could not be set up (an address in use, an unwritable
-//! output, no NATS server, an unknown run to resume, a run another `orch` is writing, a
-//! `--journal` that is a URL, a pool without its `--pool`), or a command that otherwise
+//! or a run that could not be set up (an address in use, an unwritable output, no NATS
+//! server, an unknown run to resume, a run another `orch` is writing, a `--journal` that
+//! is a URL, a pool without its `--pool`), or a command that otherwise
 //! succeeded but could not write to standard output (a full disk; a reader that went
 //! away, as `| head -1`, is not an error); 128 + the signal number after Ctrl-C (130), SIGTERM (143), SIGHUP (129) or
 //! SIGQUIT (131), even when the result file could then not be written (the error is

@@ -71,8 +71,8 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// This process probes the connection alike, and (on Linux) gives up on a statement the
 /// server has not received for 60 s, unless the string sets any of `keepalives_idle`
 /// (to other than the client library's default, 2 hours, which cannot be told from
-/// none), `keepalives_interval`, `keepalives_retries` and `tcp_user_timeout` (then the others
-/// keep the client library's defaults): cut off from the server, its open runs fail
+/// none), `keepalives_interval`, `keepalives_retries` and `tcp_user_timeout` (then the
+/// others keep the client library's defaults): cut off from the server, its open runs fail
 /// within about a minute, not hours. A statement the server received but does not
 /// answer (it waits for a lock someone else holds) is waited for. A quiet session is
 /// kept however long it stays quiet (`idle_session_timeout` is turned off for it, unless

@@ -5,11 +5,10 @@
 mod common;
 
 use std::path::Path;
-
-use futures_util::TryStreamExt;
 use std::process::Command;
 
 use common::NatsServer;
+use futures_util::TryStreamExt;
 use orch_engine::{TaskContext, TaskError};
 use orch_nats::{Auth, ConnectError, NatsConfig, Worker};
 

@@ -81,8 +81,8 @@ pub(super) fn batch_bytes() -> usize {
 
 /// The batch's rows (records `lines` of tasks `ids`) in order, split into statements of
 /// at most `limit` bytes each (see [`BATCH_BYTES`]); or the refusal of a record that
-/// alone takes more, for its result, which the engine then keeps out of the journal, as it does an
-/// output too large for a record.
+/// alone takes more, for its result, which the engine then keeps out of the journal, as
+/// it does an output too large for a record.
 pub(super) fn statements(
     ids: &[String],
     lines: &[String],
