@@ -59,7 +59,6 @@ impl Target {
                 task.task_id
             )));
         }
-        refuse_non_file(path).map_err(|e| fail(&e))?;
         if same_file(path, source) {
             return Err(fail(
                 &"it is the workflow file, which the result would replace",

@@ -66,7 +66,7 @@ fn after_flow_value(text: &str) -> Option<&str> {
             (None, '"' | '\'') if can_start => quote = Some(c),
             (None, '[' | '{') => depth += 1,
             (None, ']' | '}') if depth > 0 => depth -= 1,
-            (None, ',' | '}' | '\n') if depth == 0 => return Some(&text[i..]),
+            (None, ',' | '}') if depth == 0 => return Some(&text[i..]),
             _ => {}
         }
         can_start = quote.is_none() && matches!(c, ' ' | '\t' | '[' | '{' | ',' | ':');
