@@ -131,7 +131,8 @@ impl<T> EventBus<T> {
     /// or nothing is published and the payload comes back in the error.
     ///
     /// Nothing is published if a matching [`Block`](crate::Overflow::Block) subscription
-    /// is full ([`TryPublishErrorKind::Full`] lists the full ones): that policy promises
+    /// has no room: it is full, or publishers that came first wait for its room
+    /// ([`TryPublishErrorKind::Full`] lists them). That policy promises
     /// no loss, so the event goes to all or to none. Room is reserved in every such queue
     /// before anything is queued, so racing publishers cannot make it partial.
     ///
@@ -156,7 +157,7 @@ impl<T> EventBus<T> {
         }
         let matches = routes.matches(&subject);
         if let Err(first_full) = reserve_all(&matches) {
-            // List the queues that are full now.
+            // List the queues with no room now.
             let blocked = matches
                 .iter()
                 .skip(first_full)
