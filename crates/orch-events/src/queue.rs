@@ -364,6 +364,11 @@ impl<T> Queue<T> {
         self.detached.load(Ordering::Acquire)
     }
 
+    /// The most events the queue holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub(crate) fn stats(&self) -> SubscriptionStats {
         let s = lock(&self.state);
         SubscriptionStats {

@@ -76,7 +76,8 @@ impl SubscribeOptions {
     /// repeat. Subscribing fails if events from `seq` on are no longer all kept.
     ///
     /// The replayed events are taken into the subscription at once, whatever its
-    /// [`capacity`](Self::capacity): it holds up to the bus's history size besides.
+    /// [`capacity`](Self::capacity): until they are read, it holds up to the bus's
+    /// history size besides.
     #[must_use]
     pub fn replay_from(mut self, seq: u64) -> Self {
         self.replay_from = Some(seq);
@@ -166,6 +167,12 @@ impl<T> Subscription<T> {
             }
             if self.ended {
                 return Poll::Ready(None);
+            }
+            // A replayed history may have made this buffer far larger than the queue
+            // it is swapped with ever needs; that room is given back once it is read.
+            let room = self.queue.capacity();
+            if self.batch.capacity() > room.max(8).saturating_mul(2) {
+                self.batch.shrink_to(room);
             }
             match self.queue.take_batch(&mut self.batch, cx) {
                 Batch::Got { lagged: 0 } => {}
