@@ -86,6 +86,11 @@ pub struct Task {
     /// Whether the engine may reuse a result stored for the same task type, configuration
     /// and inputs instead of running the handler (see the engine's `CacheStore`). Off by
     /// default; in files `cache: true`, written only when on.
+    ///
+    /// The task's id and name are not part of what identifies a result: two cached tasks
+    /// of one type with the same configuration and inputs share it, in one run or
+    /// across runs. A handler whose work depends on its task's id should find what
+    /// differs in its configuration instead (or its type should have a key function).
     #[serde(default, skip_serializing_if = "is_false")]
     pub cache: bool,
 }

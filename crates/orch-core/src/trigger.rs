@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 ///
 /// A task whose rule can no longer be met is skipped, with a reason naming the rule and
 /// the dependencies that decided it. A skipped dependency counts as skipped, not as
-/// failed: the skip travels on through the rules of the task's own dependents. A task
-/// with no dependencies runs whatever its rule.
+/// failed: the skip travels on through the rules of the task's own dependents. That
+/// holds also for a task skipped because its own dependency failed: in
+/// `extract` (fails) → `transform` (skipped) → `publish` (`none_failed`), `publish` runs,
+/// and a `one_failed` task after `transform` alone is skipped. (Airflow would mark
+/// `transform` "upstream failed" and count it as a failure; to react to a failure, depend
+/// on the task that can fail.) A task with no dependencies runs whatever its rule.
 ///
 /// In files the rule is written in snake case: `trigger_rule: one_failed`.
 ///

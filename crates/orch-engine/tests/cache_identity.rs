@@ -55,6 +55,32 @@ fn the_same_values_from_other_dependencies_miss() {
     assert_eq!(store.len(), 2);
 }
 
+/// What identifies a result is the task's type, configuration and inputs, not its id:
+/// another task with the same ones is served the stored result (as the docs of
+/// `Task::cache` warn), while a different configuration runs.
+#[test]
+fn another_task_with_the_same_type_configuration_and_inputs_shares_the_result() {
+    let store = Arc::new(MemoryCache::default());
+    let engine = engine(&store);
+    let workflow = |id: &str, value: i64| {
+        Workflow::new("w", "W").task(
+            Task::new(id, "source")
+                .config(json!({ "value": value }))
+                .cache(true),
+        )
+    };
+    let first = run(&engine, &workflow("notify_ops", 1));
+    assert!(!first.tasks["notify_ops"].cached);
+    let shared = run(&engine, &workflow("notify_dev", 1));
+    assert!(
+        shared.tasks["notify_dev"].cached,
+        "the same type, configuration and inputs"
+    );
+    assert_eq!(shared.tasks["notify_dev"].result, Some(json!(1)));
+    let other = run(&engine, &workflow("notify_dev", 2));
+    assert!(!other.tasks["notify_dev"].cached, "another configuration");
+}
+
 /// A handler that stops early when its run is cancelled may answer with what it had so
 /// far: that answer is the task's result in the cancelled run, and is not stored.
 #[test]
