@@ -272,7 +272,8 @@ impl RunJournal {
     /// An error text the journal cannot hold is cut short, as in a commit.
     ///
     /// Once the run is cancelled (`cancel`, before or meanwhile), the journal is waited
-    /// for `grace` more (at least [`LEAST_WAIT`]): one that has not answered by then
+    /// for `grace` more (what is left of the run's grace period; at least
+    /// [`LEAST_WAIT`]): one that has not answered by then
     /// fails with [`JournalError::NoAnswer`]. With no timer to wait with, it is waited
     /// for.
     pub(crate) async fn close(

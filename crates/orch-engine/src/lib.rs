@@ -264,7 +264,7 @@
 //! only once every task has ended and is recorded (a handler polled on the run's own task
 //! that cancels the run as it completes, say) cuts nothing short: the run's status is
 //! then its tasks'. A durable run then records its end in its journal, and
-//! waits for that as long as the grace period too (at least 5 s): a journal that has not
+//! waits for that until its grace period ends, but at least 5 s: a journal that has not
 //! answered by then (a PostgreSQL table another session holds locked) ends the run with
 //! [`RunError::Journal`] ([`JournalError::NoAnswer`](journal::JournalError::NoAnswer)).
 //! So does one that does not answer when the run, cancelled before any task started,

@@ -101,6 +101,16 @@ impl Deadline {
         }
     }
 
+    /// The time left until the deadline (zero once it has passed).
+    pub(crate) fn left(&self) -> Duration {
+        match self {
+            Self::At(sleep) => sleep
+                .deadline()
+                .saturating_duration_since(tokio::time::Instant::now()),
+            Self::Now => Duration::ZERO,
+        }
+    }
+
     /// Waits until the deadline has passed.
     pub(crate) async fn passed(&mut self) {
         poll_fn(|cx| {

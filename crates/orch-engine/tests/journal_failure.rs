@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use orch_core::{RunId, Task, TaskId, TaskRecord, Workflow, WorkflowStatus};
 use orch_engine::journal::{JournalError, JournalFuture, RunWriter};
@@ -429,6 +430,48 @@ fn a_run_cancelled_while_its_last_task_is_recorded_is_cancelled() {
         Some(orch_core::TaskStatus::Completed)
     );
     assert_eq!(result.status, WorkflowStatus::Cancelled);
+}
+
+/// A cancelled run whose journal stops answering while it commits a task waits for it
+/// within its grace period, and then for the record of its end only as long as is left
+/// of that period (at least 5 s): not a second grace period.
+#[test]
+fn a_cancelled_run_waits_for_a_silent_journal_one_grace_period_and_the_least_wait_at_most() {
+    const GRACE: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().unwrap();
+    let (asked, never) = (Arc::default(), Arc::new(tokio::sync::Notify::new()));
+    let engine = WorkflowEngine::builder()
+        .cancel_grace_period(GRACE)
+        .journal(
+            held_appends(dir.path(), &asked, &never),
+            Durability::Process,
+        )
+        .build()
+        .unwrap();
+    engine.register_handler("instant", |_ctx: TaskContext| async move {
+        Ok::<_, orch_engine::TaskError>(())
+    });
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("a", "instant"))
+        .task(Task::new("b", "instant").depends_on(["a"]));
+    common::paused_runtime().block_on(async {
+        let run = engine.run_durable(&workflow, RunId::parse("r").unwrap());
+        let cancel = run.cancellation_token();
+        let run = tokio::spawn(run);
+        asked.notified().await; // `a` is being committed, and stays so
+        let cancelled_at = tokio::time::Instant::now();
+        cancel.cancel();
+        let failure = gave_up_on_its_journal(run).await;
+        let waited = cancelled_at.elapsed();
+        assert!(
+            waited <= GRACE + Duration::from_secs(5),
+            "returned {waited:?} after its cancellation: {failure}"
+        );
+        assert!(
+            matches!(failure.error(), JournalError::NoAnswer { waited, .. } if *waited == Duration::from_secs(5)),
+            "{failure}"
+        );
+    });
 }
 
 /// A resumed run whose first commit (resetting the outcomes it does not keep) fails

@@ -152,14 +152,17 @@ pub enum JournalError {
         /// The error of the failed sync.
         message: String,
     },
-    /// The journal did not answer within the grace period of a cancelled run (a table
-    /// locked by another session, a server that stopped answering), when asked to record
-    /// the run's end or, before any task ran, to open the run: the run returned without
-    /// waiting longer. The end of its record may be missing (a resume then runs
+    /// The journal did not answer within what was left of a cancelled run's grace
+    /// period, or 5 s if that was less (a table locked by another session, a server that
+    /// stopped answering), when asked to record the run's end or, before any task ran, to
+    /// open the run: the run returned without waiting longer. The end of its record may be missing (a resume then runs
     /// its unrecorded tasks again), or be written later, once the journal answers: a
     /// PostgreSQL journal's connection stays busy with that statement until then, and
     /// what other runs ask of the same journal waits behind it.
-    #[error("cannot {action}: no answer within {}s of the run's cancellation", waited.as_secs_f64())]
+    #[error(
+        "cannot {action}: no answer within {}s, as long as a cancelled run waits for its journal",
+        waited.as_secs_f64()
+    )]
     NoAnswer {
         /// What was being done.
         action: &'static str,

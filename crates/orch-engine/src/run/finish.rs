@@ -25,8 +25,8 @@ use crate::timer::Deadline;
 /// record, for those reading the journal; with the journal's error when the record
 /// failed) and waits until the publisher is done. A
 /// cancelled run waits for its publisher only until the grace period that began at its
-/// cancellation (`grace`, once set) ends, and for its journal at most the grace period
-/// again, and at least 5 s, from when the record begins.
+/// cancellation (`grace`, once set) ends, and for its journal until then too, but at
+/// least 5 s from when the record begins.
 pub(super) async fn record_and_announce(
     result: &WorkflowResult,
     journal: Option<RunJournal>,
@@ -42,9 +42,15 @@ pub(super) async fn record_and_announce(
             std::future::poll_fn(|cx| announcer.flush(cx)).await;
         }
     });
+    // What is left of the grace period, for a run cancelled already; a run cancelled
+    // while it records its end has all of it from then.
+    let journal_grace = match &grace {
+        Some(deadline) => deadline.left(),
+        None => grace_period,
+    };
     let closing = pin!(async {
         match journal {
-            Some(journal) => journal.close(result, cancel, grace_period).await,
+            Some(journal) => journal.close(result, cancel, journal_grace).await,
             None => Ok(()),
         }
     });
