@@ -942,6 +942,27 @@ mod checks {
         );
     }
 
+    /// A connection held up by another session's lock on the journal's tables says so,
+    /// rather than blame the network.
+    fn a_connect_held_up_by_a_lock_on_the_tables_says_so(env: &Env) {
+        let config = env.server.connection_string();
+        drop(env.journal()); // the tables are there
+        env.rt.block_on(async {
+            let mut locker = client(&config).await;
+            let lock = locker.transaction().await.unwrap();
+            lock.batch_execute("LOCK TABLE orch_journal_tasks IN ACCESS EXCLUSIVE MODE")
+                .await
+                .unwrap();
+            let impatient = format!("{config} connect_timeout=1");
+            let err = PgJournal::connect(&impatient).await.unwrap_err();
+            lock.rollback().await.unwrap();
+            let text = err.to_string();
+            assert!(text.contains("connected to orch@127.0.0.1:"), "{err}");
+            assert!(text.contains("lock on the journal's tables"), "{err}");
+        });
+        env.journal(); // and connects once the lock is gone
+    }
+
     pub(super) fn main() -> ExitCode {
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
         let server = match TempServer::start() {
@@ -962,7 +983,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 27] = [
+        let checks: [Check; 28] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reset_in_a_batch_applies_in_its_place",
@@ -1031,6 +1052,10 @@ mod checks {
                 a_database_that_cannot_hold_every_character_takes_no_run,
             ),
             ("the_password_never_shows", the_password_never_shows),
+            (
+                "a_connect_held_up_by_a_lock_on_the_tables_says_so",
+                a_connect_held_up_by_a_lock_on_the_tables_says_so,
+            ),
             (
                 "ids_and_names_the_tables_cannot_hold_are_refused_at_open",
                 ids_and_names_the_tables_cannot_hold_are_refused_at_open,

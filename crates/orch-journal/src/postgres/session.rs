@@ -13,6 +13,9 @@ use super::secret::{describe, pg_error, scrub};
 use crate::JournalError;
 use crate::line::FORMAT;
 
+mod set_up;
+use set_up::{Progress, Step, addresses};
+
 /// SQL that holds when row `d` is the record of a map instance (`task[i]`) of the task
 /// `r.task_id`: written once for the statements that drop a task's instances.
 macro_rules! instance_of_r {
@@ -214,33 +217,6 @@ async fn check_format(
     Ok(())
 }
 
-/// How many addresses a connection attempt may try, each with its `connect_timeout` (as
-/// the client, like libpq, gives them): the `hostaddr`s given, or the addresses each host
-/// name resolves to (looked up within `each`; one when the look-up fails). At least one.
-async fn addresses(config: &tokio_postgres::Config, each: Duration) -> usize {
-    if !config.get_hostaddrs().is_empty() {
-        return config.get_hostaddrs().len();
-    }
-    let ports = config.get_ports();
-    let mut count = 0usize;
-    for (i, host) in config.get_hosts().iter().enumerate() {
-        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        count += match host {
-            tokio_postgres::config::Host::Tcp(name) => {
-                let found =
-                    tokio::time::timeout(each, tokio::net::lookup_host((name.as_str(), port)));
-                match found.await {
-                    Ok(Ok(found)) => found.count().max(1),
-                    _ => 1,
-                }
-            }
-            #[cfg(unix)]
-            tokio_postgres::config::Host::Unix(_) => 1,
-        };
-    }
-    count.max(1)
-}
-
 /// A connection to the server, and what the journal prepared on it.
 pub(super) struct Session {
     pub(super) client: Client,
@@ -276,15 +252,13 @@ impl Session {
             .unwrap_or(super::CONNECT_TIMEOUT);
         let addresses = addresses(config, each).await;
         let limit = each.saturating_mul(u32::try_from(addresses).unwrap_or(u32::MAX));
-        match tokio::time::timeout(limit, Self::set_up(config, target, secret)).await {
+        let progress = Progress::default();
+        let setting_up = Self::set_up(config, target, secret, &progress);
+        match tokio::time::timeout(limit, setting_up).await {
             Ok(opened) => opened,
             Err(_) => Err(JournalError::Postgres {
                 action: "connect",
-                message: format!(
-                    "no session with {target} within {}s (no server answered in time: it \
-                     could not be reached, or took the connection and did not set it up)",
-                    limit.as_secs_f64()
-                ),
+                message: progress.timed_out(target, limit),
             }),
         }
     }
@@ -293,6 +267,7 @@ impl Session {
         config: &tokio_postgres::Config,
         target: &str,
         secret: Option<&str>,
+        progress: &Progress,
     ) -> Result<Self, JournalError> {
         let (client, connection) = config
             .connect(NoTls)
@@ -307,6 +282,7 @@ impl Session {
             };
             let _ = reason.set(why);
         });
+        progress.reached(Step::LookForTables);
         let (encoding, has_format, in_place): (String, bool, bool) = client
             .query_one(SCHEMA_IN_PLACE, &[])
             .await
@@ -317,6 +293,7 @@ impl Session {
         // come.
         let unfit_encoding =
             (!matches!(encoding.as_str(), "UTF8" | "SQL_ASCII")).then_some(encoding);
+        progress.reached(Step::CheckTables);
         // A newer version's tables are refused before anything in them changes.
         if has_format {
             check_format(&client, target, secret).await?;
@@ -330,10 +307,12 @@ impl Session {
                 check_format(&client, target, secret).await?;
             }
         }
+        progress.reached(Step::SetUpSession);
         client
             .batch_execute(&session_settings(config))
             .await
             .map_err(|e| pg_error("set up the session", &e, secret))?;
+        progress.reached(Step::Prepare);
         let insert = client
             .prepare(INSERT)
             .await
