@@ -13,6 +13,11 @@ use crate::{MapSpec, TaskId, TaskRecord, TaskStatus, TriggerRule, Workflow, Work
 /// statistics and the busy time they stand for their map task, whose record spans them
 /// all (on the critical path the map task stands for them).
 ///
+/// For a resumed run, the counts and the duration statistics cover the tasks it kept
+/// from the runs it continues too, with their durations there: the longest may then
+/// pass the run's own `total_duration`. The critical path and the parallel efficiency
+/// count only the time within this run.
+///
 /// ```
 /// use orch_core::RunMetrics;
 ///

@@ -132,10 +132,10 @@ impl PgJournal {
     /// and checks that their format is one this version reads.
     ///
     /// It connects without TLS: `sslmode=require` fails ("no TLS implementation
-    /// configured") and the default, `prefer`, connects unencrypted; reach a server
-    /// across a network you do not trust through a tunnel. Two options read differently
-    /// from libpq: `tcp_user_timeout` is in seconds, and `connect_timeout=0` means the
-    /// 10 s default, not waiting for ever.
+    /// configured", or "server does not support TLS"); the default, `prefer`, connects
+    /// unencrypted; reach a server across a network you do not trust through a tunnel.
+    /// Two options read differently from libpq: `tcp_user_timeout` is in seconds, and
+    /// `connect_timeout=0` means the 10 s default, not waiting for ever.
     ///
     /// Once the tables exist, connecting only reads them: a user who may read and write
     /// their rows, without owning them, can use the journal. A connection attempt (with

@@ -50,6 +50,9 @@ pub struct TaskTypeStats {
     /// Failed attempts followed by a retry: counted from events when the retry is
     /// announced (its pause begins), from a result when it ran. The two differ for a
     /// retry that never ran (its run cancelled, or its map stopped, during the pause).
+    /// A result counts each attempt after a task's first, as its record does not say
+    /// why it came: in a resumed run, a task that ran again (one whose earlier attempt
+    /// was cut short by the crash, or whose definition changed) counts as retried too.
     pub retried: u64,
     /// Tasks skipped (after a failure upstream, by a handler's choice, a branch not
     /// taken or a trigger rule that could not be met).
@@ -75,6 +78,9 @@ pub struct TaskTypeStats {
 /// `metrics-facade` feature it also reports through the `metrics` crate:
 /// `orch_tasks_total{task_type, outcome}` (outcome: `started`, `completed`, `failed`,
 /// `retried`, `skipped`, `cancelled`) and `orch_task_duration_seconds{task_type}`.
+/// Those go to the process's one `metrics` recorder, whichever `Recorder` counts them:
+/// two `Recorder`s fed the same runs (one from events, one from results, say) report
+/// every figure twice.
 ///
 /// What it keeps grows with the task types it sees, not with the runs: of runs under
 /// way it notes only which maps had instances, for at most 1,024 runs at once.
