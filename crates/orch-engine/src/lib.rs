@@ -129,7 +129,10 @@
 //! are the tasks a cancelled run cancels as it ends.
 //! A durable run's `finished` comes once its end is recorded in the journal (or
 //! recording it failed), so a subscriber that reads the journal on hearing it finds the
-//! end there.
+//! end there. A task's end, though, is announced as it ends, before the journal has
+//! recorded it: when the journal then fails (the run returns [`RunError::Journal`], and
+//! `finished` carries the error), an announced completion may be missing from it, and a
+//! resume runs that task again, announcing it again.
 //!
 //! Every event carries its run's id ([`RunHandle::run_id`], also in the run's
 //! `WorkflowResult`), which tells concurrent runs of one workflow apart. The run's
