@@ -81,7 +81,8 @@ pub enum JournalError {
     /// The workflow changed since the run was recorded, in tasks that had already
     /// completed: their recorded results came from another definition.
     #[error(
-        "{at}: cannot resume run `{run}`: tasks that completed in it have changed since ({}){}",
+        "{at}: cannot resume run `{run}`: tasks that completed in it have changed since ({}){} \
+         ({COMPLETED_KEEPS})",
         list(.stale),
         other_changes(.stale, .changes)
     )]
@@ -193,6 +194,10 @@ pub enum JournalError {
 }
 
 /// `; all changes: ...`, unless the changed tasks that completed are all there is.
+/// What a resume needs of a task that completed, said when one changed.
+const COMPLETED_KEEPS: &str = "a task that completed keeps its type, configuration, \
+                               dependencies, trigger rule and map: its result came from them";
+
 fn other_changes(stale: &[TaskId], changes: &WorkflowChanges) -> String {
     let only_stale = changes.added.is_empty() && changes.removed.is_empty();
     match only_stale && changes.changed == stale {

@@ -497,7 +497,8 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
     assert!(
         err.to_string().ends_with(
             "line 1: cannot resume run `r`: tasks that completed in it have changed since (`a`); \
-             all changes: added `d`; removed `c`; changed `a`"
+             all changes: added `d`; removed `c`; changed `a` (a task that completed keeps its \
+             type, configuration, dependencies, trigger rule and map: its result came from them)"
         ),
         "{err}"
     );
@@ -509,7 +510,7 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
     let err = block_on(journal.open(&run_id("r"), &only_a)).unwrap_err();
     assert!(
         err.to_string()
-            .ends_with("tasks that completed in it have changed since (`a`)"),
+            .contains("tasks that completed in it have changed since (`a`) (a task that"),
         "{err}"
     );
 }
