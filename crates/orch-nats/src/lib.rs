@@ -112,7 +112,11 @@
 //!   attempt's own (a link to another object included) or is over [`RemoteBuilder::max_output_bytes`] (default 1 GiB), and
 //!   reads none whole before it knows its size. One whose description or next part
 //!   does not come within 10 s (its parts gone from the bucket while its description
-//!   stays) fails the attempt, retried if the task has retries left. A task message's
+//!   stays) fails the attempt, retried if the task has retries left. An upload that
+//!   fails part way (the worker tries it again whole, or is told to stop) leaves the
+//!   parts it sent in the bucket until they expire with the results; the bucket has no
+//!   byte limit of its own, so large outputs that fail often use the account's
+//!   JetStream storage up to then. A task message's
 //!   limit keeps 1 KiB for
 //!   its headers. A dependent's task message still carries its inputs, so a
 //!   large output read by a remote dependent fails that dependent's attempt as above.
@@ -139,7 +143,7 @@
 //! | results | stream `ORCH_RESULTS`, subjects `orch.result.<run>.<task>.<attempt>`, kept for [`Layout::result_retention`] | read by each coordinator from the time it starts (an ordered consumer) |
 //! | cancellations | subjects `orch.cancel.<run>`, kept on stream `ORCH_CANCELS` for [`Layout::result_retention`] (at most 64 MiB) | heard by every worker live, and read from the stream (an ordered consumer, so none sent while its connection is down is missed; a worker that may not read the stream hears them live only, with a warning): from its first message, before the worker takes a task, those kept from before it started applying only if they name `up_to_sequence` |
 //! | presence | core request on `orch.worker.<type>` | workers serving the type answer (queue group `workers`) |
-//! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by each coordinator from the time it starts (an ordered consumer, so none given while its connection is down is missed), and the ones kept before when it comes back on a run |
+//! | lost tasks | the server's `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.ORCH_TASKS.*`, kept on stream `ORCH_LOST` for [`Layout::duplicate_window`] | read by each coordinator from the time it starts (an ordered consumer, so none given while its connection is down is missed, if it is down for less than `duplicate_window`: older ones are gone by then, and an attempt whose task was lost meanwhile waits for its timeout), and the ones kept before when it comes back on a run |
 //! | large outputs | object store bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`), objects named `<run>.<task>.<attempt>` | written by workers, read by coordinators |
 //! | journal (feature `journal`) | stream `ORCH_JOURNAL`, subjects `orch.journal.<run>`; a batch over `max_payload` goes as several messages (headers `Orch-Batch-Rest`, the count of parts after this one, and `Orch-Batch-Start`, the first part's stream sequence), each stored only after the writer's previous one (`Nats-Expected-Last-Subject-Sequence`) | appended and replayed by coordinators (an ordered consumer per read, named `orch_read_<token>` and deleted when the read ends) |
 //!
