@@ -1,5 +1,7 @@
 //! A layered drawing of a DAG, left to right: one column per level, tasks in a column
 //! ordered to keep edges short (a few barycentre sweeps), and boxes sized to their labels.
+//! An edge that skips levels passes each column between its ends in a lane of its own,
+//! between that column's boxes, so that it never runs under a box it does not touch.
 
 use unicode_width::UnicodeWidthStr;
 
@@ -14,10 +16,22 @@ pub(crate) struct BoxAt {
     pub(crate) width: f64,
 }
 
-/// A laid-out DAG: one box per task (in the DAG's node order) and the drawing's size.
+/// Where an edge crosses a column between its ends: straight across, at height `y`,
+/// from `x` to `x + width`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Lane {
+    pub(crate) x: f64,
+    pub(crate) y: f64,
+    pub(crate) width: f64,
+}
+
+/// A laid-out DAG: one box per task (in the DAG's node order), the lanes of each edge
+/// (in [`Dag::edges`] order; none for an edge between neighbouring columns) and the
+/// drawing's size.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
     pub(crate) boxes: Vec<BoxAt>,
+    pub(crate) lanes: Vec<Vec<Lane>>,
     pub(crate) width: f64,
     pub(crate) height: f64,
 }
@@ -34,35 +48,103 @@ const CHAR_WIDTH: f64 = 7.0;
 pub(crate) const MAX_LABEL: usize = 32;
 const SWEEPS: usize = 4;
 
+/// What takes a place in a column: a task's box, or a lane of a long edge.
+#[derive(Clone, Copy, PartialEq)]
+enum Item {
+    Task(usize),
+    /// Edge number `edge` (in [`Dag::edges`] order) crossing the column.
+    Lane {
+        edge: usize,
+    },
+}
+
+/// The items of the drawing and how they connect: each long edge becomes a chain through
+/// one lane per column it crosses.
+struct Items {
+    items: Vec<Item>,
+    /// Per item, the items it comes from and goes to.
+    before: Vec<Vec<usize>>,
+    after: Vec<Vec<usize>>,
+    columns: Vec<Vec<usize>>,
+    /// Per edge, its lanes' items, first column first.
+    chains: Vec<Vec<usize>>,
+}
+
+impl Items {
+    fn of(dag: &Dag) -> Self {
+        let n = dag.nodes.len();
+        let mut this = Self {
+            items: (0..n).map(Item::Task).collect(),
+            before: vec![Vec::new(); n],
+            after: vec![Vec::new(); n],
+            columns: dag.levels(),
+            chains: Vec::new(),
+        };
+        for (edge, (from, to)) in dag.edges().enumerate() {
+            let mut chain = Vec::new();
+            let mut last = from;
+            for level in dag.nodes[from].level + 1..dag.nodes[to].level {
+                let lane = this.items.len();
+                this.items.push(Item::Lane { edge });
+                this.before.push(vec![last]);
+                this.after.push(Vec::new());
+                this.after[last].push(lane);
+                this.columns[level].push(lane);
+                chain.push(lane);
+                last = lane;
+            }
+            this.after[last].push(to);
+            this.before[to].push(last);
+            this.chains.push(chain);
+        }
+        this
+    }
+}
+
 /// Lays `dag` out.
 pub(crate) fn layout(dag: &Dag) -> Layout {
-    let mut columns = dag.levels();
-    order_columns(dag, &mut columns);
-    let n = dag.nodes.len();
+    let mut items = Items::of(dag);
+    order_columns(&mut items);
     let mut boxes = vec![
         BoxAt {
             x: 0.0,
             y: 0.0,
             width: 0.0
         };
-        n
+        dag.nodes.len()
     ];
+    let mut lanes = vec![None; items.items.len()];
     let mut x = MARGIN;
     let mut height: f64 = 0.0;
-    for column in &columns {
-        let width = column
-            .iter()
-            .map(|&i| box_width(dag, i))
+    for column in &items.columns {
+        let width = (column.iter())
+            .filter_map(|&item| match items.items[item] {
+                Item::Task(i) => Some(box_width(dag, i)),
+                Item::Lane { .. } => None,
+            })
             .fold(80.0, f64::max);
-        for (row, &i) in column.iter().enumerate() {
-            let y = MARGIN + row as f64 * (BOX_HEIGHT + ROW_GAP);
-            boxes[i] = BoxAt { x, y, width };
-            height = height.max(y + BOX_HEIGHT + MARGIN);
+        let mut y = MARGIN;
+        for &item in column {
+            match items.items[item] {
+                Item::Task(i) => {
+                    boxes[i] = BoxAt { x, y, width };
+                    y += BOX_HEIGHT + ROW_GAP;
+                }
+                Item::Lane { .. } => {
+                    lanes[item] = Some(Lane { x, y, width });
+                    y += ROW_GAP;
+                }
+            }
         }
+        height = height.max(y - ROW_GAP + MARGIN);
         x += width + COLUMN_GAP;
     }
+    let lanes = (items.chains.iter())
+        .map(|chain| chain.iter().filter_map(|&item| lanes[item]).collect())
+        .collect();
     Layout {
         boxes,
+        lanes,
         width: (x - COLUMN_GAP + MARGIN).max(2.0 * MARGIN),
         height: height.max(2.0 * MARGIN),
     }
@@ -78,39 +160,30 @@ fn box_width(dag: &Dag, i: usize) -> f64 {
     columns as f64 * CHAR_WIDTH + 20.0
 }
 
-/// Reorders each column by the mean row of each task's neighbours, sweeping forward
-/// (by dependencies) and back (by dependents) a few times; ties keep execution order.
-fn order_columns(dag: &Dag, columns: &mut [Vec<usize>]) {
-    let n = dag.nodes.len();
-    let mut dependents = vec![Vec::new(); n];
-    for (from, to) in dag.edges() {
-        dependents[from].push(to);
-    }
-    let mut row = vec![0.0f64; n];
-    let place = |columns: &[Vec<usize>], row: &mut Vec<f64>| {
-        for column in columns {
-            for (r, &i) in column.iter().enumerate() {
-                row[i] = r as f64;
-            }
+/// Reorders each column by the mean row of each item's neighbours, sweeping forward
+/// (by what it comes from) and back (by what it goes to) a few times; ties keep the
+/// order they had (tasks first, in execution order).
+fn order_columns(items: &mut Items) {
+    let mut row = vec![0.0f64; items.items.len()];
+    for column in &items.columns {
+        for (r, &i) in column.iter().enumerate() {
+            row[i] = r as f64;
         }
-    };
-    place(columns, &mut row);
+    }
     for sweep in 0..SWEEPS {
         let forward = sweep % 2 == 0;
         let indices: Vec<usize> = if forward {
-            (1..columns.len()).collect()
+            (1..items.columns.len()).collect()
         } else {
-            (0..columns.len().saturating_sub(1)).rev().collect()
+            (0..items.columns.len().saturating_sub(1)).rev().collect()
         };
         for c in indices {
-            let mut keyed: Vec<(f64, usize, usize)> = columns[c]
-                .iter()
+            let mut keyed: Vec<(f64, usize, usize)> = (items.columns[c].iter())
                 .enumerate()
                 .map(|(r, &i)| {
-                    let neighbours = if forward {
-                        &dag.nodes[i].dependencies
-                    } else {
-                        &dependents[i]
+                    let neighbours = match forward {
+                        true => &items.before[i],
+                        false => &items.after[i],
                     };
                     let key = if neighbours.is_empty() {
                         r as f64
@@ -121,8 +194,8 @@ fn order_columns(dag: &Dag, columns: &mut [Vec<usize>]) {
                 })
                 .collect();
             keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            columns[c] = keyed.into_iter().map(|(_, _, i)| i).collect();
-            for (r, &i) in columns[c].iter().enumerate() {
+            items.columns[c] = keyed.into_iter().map(|(_, _, i)| i).collect();
+            for (r, &i) in items.columns[c].iter().enumerate() {
                 row[i] = r as f64;
             }
         }
@@ -201,6 +274,7 @@ mod tests {
                 let (a, b) = (layout.boxes[from], layout.boxes[to]);
                 proptest::prop_assert!(a.x + a.width < b.x);
             }
+            proptest::prop_assert!(lanes_pass_no_box(&dag, &layout).is_ok(), "{:?}", lanes_pass_no_box(&dag, &layout));
             for (i, a) in layout.boxes.iter().enumerate() {
                 proptest::prop_assert!(a.x >= 0.0 && a.y >= 0.0);
                 proptest::prop_assert!(a.x + a.width <= layout.width && a.y + BOX_HEIGHT <= layout.height);
@@ -211,6 +285,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Whether every edge crosses each column between its ends in a lane of its own, in
+    /// the drawing and clear of that column's boxes (by half a row gap at least).
+    fn lanes_pass_no_box(dag: &Dag, layout: &Layout) -> Result<(), String> {
+        let mut taken = Vec::new();
+        for ((from, to), lanes) in dag.edges().zip(&layout.lanes) {
+            let span = dag.nodes[to].level - dag.nodes[from].level;
+            if lanes.len() != span - 1 {
+                return Err(format!(
+                    "{from} -> {to}: {} lanes over {span} levels",
+                    lanes.len()
+                ));
+            }
+            for lane in lanes {
+                let inside = lane.x >= 0.0 && lane.x + lane.width <= layout.width;
+                if !inside || lane.y < 0.0 || lane.y > layout.height {
+                    return Err(format!("{from} -> {to}: {lane:?} outside the drawing"));
+                }
+                let in_column = layout.boxes.iter().filter(|b| b.x == lane.x);
+                if let Some(hit) = in_column.into_iter().find(|b| {
+                    lane.y > b.y - ROW_GAP / 2.0 && lane.y < b.y + BOX_HEIGHT + ROW_GAP / 2.0
+                }) {
+                    return Err(format!("{from} -> {to}: {lane:?} passes {hit:?}"));
+                }
+                if taken.contains(&(lane.x, lane.y)) {
+                    return Err(format!("{from} -> {to}: {lane:?} shared"));
+                }
+                taken.push((lane.x, lane.y));
+            }
+        }
+        Ok(())
+    }
+
+    /// An edge that skips a level goes round the boxes of the column it crosses: here
+    /// `e -> f` crosses the column of `g` and `h`, and must not look like `e -> g -> f`.
+    #[test]
+    fn an_edge_skipping_a_level_passes_between_the_boxes_there() {
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("e", "t"))
+            .task(Task::new("g", "t").depends_on(["e"]))
+            .task(Task::new("h", "t").depends_on(["e"]))
+            .task(Task::new("f", "t").depends_on(["e", "h"]));
+        let dag = Dag::new(&workflow).expect("valid");
+        let layout = layout(&dag);
+        let lanes: Vec<usize> = layout.lanes.iter().map(Vec::len).collect();
+        assert_eq!(lanes.iter().sum::<usize>(), 1, "{:?}", layout.lanes);
+        assert_eq!(lanes_pass_no_box(&dag, &layout), Ok(()));
     }
 
     #[test]

@@ -43,17 +43,28 @@ pub(crate) fn dag(dag: &Dag) -> String {
     );
     svg.push_str(r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>"##);
     svg.push_str(r##"<g class="edges" fill="none" stroke="#999" stroke-width="1.2">"##);
-    for (from, to) in dag.edges() {
+    for ((from, to), lanes) in dag.edges().zip(&layout.lanes) {
         let (a, b) = (layout.boxes[from], layout.boxes[to]);
-        let (x1, y1) = (a.x + a.width, a.y + BOX_HEIGHT / 2.0);
-        let (x2, y2) = (b.x, b.y + BOX_HEIGHT / 2.0);
-        let bend = (x2 - x1) / 2.0;
-        let _ = write!(
-            svg,
-            r#"<path d="M{x1:.1},{y1:.1} C{:.1},{y1:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}" marker-end="url(#arrow)"/>"#,
-            x1 + bend,
-            x2 - bend
-        );
+        let (mut x1, mut y1) = (a.x + a.width, a.y + BOX_HEIGHT / 2.0);
+        let _ = write!(svg, r#"<path d="M{x1:.1},{y1:.1}"#);
+        // A curve across each gap between columns, a straight line along each lane.
+        let ends = lanes
+            .iter()
+            .map(|lane| (lane.x, lane.y, lane.x + lane.width));
+        for (x2, y2, across) in ends.chain([(b.x, b.y + BOX_HEIGHT / 2.0, b.x)]) {
+            let bend = (x2 - x1) / 2.0;
+            let _ = write!(
+                svg,
+                " C{:.1},{y1:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}",
+                x1 + bend,
+                x2 - bend
+            );
+            if across > x2 {
+                let _ = write!(svg, " L{across:.1},{y2:.1}");
+            }
+            (x1, y1) = (across, y2);
+        }
+        svg.push_str(r#"" marker-end="url(#arrow)"/>"#);
     }
     svg.push_str("</g><g class=\"nodes\">");
     for (i, node) in dag.nodes.iter().enumerate() {
@@ -170,6 +181,34 @@ mod tests {
     #[test]
     fn bidirectional_controls_in_labels_become_spaces() {
         assert_eq!(escape("a\u{202E}<b>"), "a &lt;b&gt;");
+    }
+
+    /// An edge that skips a level is drawn through its lane, between the boxes of the
+    /// column it crosses: across the gap to it, along it, and across to its end.
+    #[test]
+    fn an_edge_skipping_a_level_is_drawn_along_its_lane() {
+        use orch::core::{Task, Workflow};
+        let workflow = Workflow::new("w", "W")
+            .task(Task::new("e", "t"))
+            .task(Task::new("g", "t").depends_on(["e"]))
+            .task(Task::new("h", "t").depends_on(["e"]))
+            .task(Task::new("f", "t").depends_on(["e", "h"]));
+        let dag = Dag::new(&workflow).expect("valid");
+        let lane = layout::layout(&dag).lanes.concat()[0];
+        let svg = super::dag(&dag);
+        let along = format!(" L{:.1},{:.1} C", lane.x + lane.width, lane.y);
+        let paths: Vec<&str> = svg.split("<path d=\"M").skip(2).collect();
+        assert_eq!(paths.len(), 4, "{svg}");
+        assert_eq!(
+            paths.iter().filter(|p| p.contains(&along)).count(),
+            1,
+            "{svg}"
+        );
+        assert_eq!(
+            paths.iter().filter(|p| p.contains(" L")).count(),
+            1,
+            "{svg}"
+        );
     }
 
     /// A name is cut to the columns its column holds, a wide character counting two.
