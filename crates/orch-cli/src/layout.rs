@@ -217,6 +217,18 @@ pub(crate) fn cut_to(text: &str, columns: usize) -> String {
     cut
 }
 
+/// `e -> g`, `e -> h -> f` and `e -> f`, which skips the level of `g` and `h`.
+#[cfg(test)]
+pub(crate) fn a_level_skipped() -> Dag {
+    use orch::core::{Task, Workflow};
+    let workflow = Workflow::new("w", "W")
+        .task(Task::new("e", "t"))
+        .task(Task::new("g", "t").depends_on(["e"]))
+        .task(Task::new("h", "t").depends_on(["e"]))
+        .task(Task::new("f", "t").depends_on(["e", "h"]));
+    Dag::new(&workflow).expect("valid")
+}
+
 #[cfg(test)]
 mod tests {
     use orch::core::{Task, Workflow};
@@ -323,12 +335,7 @@ mod tests {
     /// `e -> f` crosses the column of `g` and `h`, and must not look like `e -> g -> f`.
     #[test]
     fn an_edge_skipping_a_level_passes_between_the_boxes_there() {
-        let workflow = Workflow::new("w", "W")
-            .task(Task::new("e", "t"))
-            .task(Task::new("g", "t").depends_on(["e"]))
-            .task(Task::new("h", "t").depends_on(["e"]))
-            .task(Task::new("f", "t").depends_on(["e", "h"]));
-        let dag = Dag::new(&workflow).expect("valid");
+        let dag = a_level_skipped();
         let layout = layout(&dag);
         let lanes: Vec<usize> = layout.lanes.iter().map(Vec::len).collect();
         assert_eq!(lanes.iter().sum::<usize>(), 1, "{:?}", layout.lanes);

@@ -187,13 +187,7 @@ mod tests {
     /// column it crosses: across the gap to it, along it, and across to its end.
     #[test]
     fn an_edge_skipping_a_level_is_drawn_along_its_lane() {
-        use orch::core::{Task, Workflow};
-        let workflow = Workflow::new("w", "W")
-            .task(Task::new("e", "t"))
-            .task(Task::new("g", "t").depends_on(["e"]))
-            .task(Task::new("h", "t").depends_on(["e"]))
-            .task(Task::new("f", "t").depends_on(["e", "h"]));
-        let dag = Dag::new(&workflow).expect("valid");
+        let dag = layout::a_level_skipped();
         let lane = layout::layout(&dag).lanes.concat()[0];
         let svg = super::dag(&dag);
         let along = format!(" L{:.1},{:.1} C", lane.x + lane.width, lane.y);
