@@ -385,7 +385,8 @@ fn time_text(time: Option<SystemTime>) -> String {
 }
 
 fn time_json(time: Option<SystemTime>) -> Value {
-    time.map_or(Value::Null, |t| Value::String(crate::times::rfc3339(t, 3)))
+    // Microseconds, as a task record's times have.
+    time.map_or(Value::Null, |t| Value::String(crate::times::rfc3339(t, 6)))
 }
 
 fn first_line(text: &str) -> &str {

@@ -104,7 +104,13 @@ fn list_gives_each_run_with_its_workflow_status_counts_and_times() {
         ),
         (&json!(3), &json!(1), &json!(1), &json!(1))
     );
-    assert!(first["started"].is_string() && first["ended"].is_string());
+    // To the microsecond, as the tasks' times are: a run's end is never shown before
+    // its last task's.
+    for time in [&first["started"], &first["ended"]] {
+        let time = time.as_str().expect("a time");
+        let fraction = time.rsplit_once('.').map(|(_, f)| f);
+        assert_eq!(fraction.map(str::len), Some("123456Z".len()), "{time}");
+    }
     let second = &runs[1];
     assert_eq!(second["run_id"], "etl-2");
     assert_eq!(second["workflow_id"], "other");
