@@ -123,7 +123,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The environment variables [`NatsConfig::from_env`] reads.
+/// The environment variables [`NatsConfig::from_env`] reads. A credential or TLS
+/// variable set to nothing is refused, not taken for unset; [`URL`](env::URL) and
+/// [`NAME`](env::NAME) set to nothing are unset.
 pub mod env {
     /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). One with
     /// credentials in it needs its scheme (`nats://user:password@host`), and its
@@ -235,6 +237,14 @@ impl NatsConfig {
     /// same in every URL); a password needs a user; a client certificate needs its key.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConnectError> {
         let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        // A credential or TLS setting set empty (`${CA}` with CA unset) is refused, not
+        // taken for unset: an empty CA would mean no TLS.
+        let set = |name: &str| match lookup(name) {
+            Some(value) if value.is_empty() => Err(invalid(format!(
+                "{name} is set but empty: give it a value, or unset it"
+            ))),
+            value => Ok(value),
+        };
         let mut config = NatsConfig::default();
         if let Some(urls) = get(env::URL) {
             // An empty entry (`a,`, `a,,b`) names no server.
@@ -276,7 +286,7 @@ impl NatsConfig {
             // replaced (`orch worker --nats`).
             config.auth = auth_in_url(first);
         }
-        match (get(env::USER), get(env::PASSWORD)) {
+        match (set(env::USER)?, set(env::PASSWORD)?) {
             (Some(user), Some(password)) => {
                 sources.push(env::USER);
                 config.auth = Auth::user_password(user, password);
@@ -294,15 +304,15 @@ impl NatsConfig {
             }
             (None, None) => {}
         }
-        if let Some(token) = get(env::TOKEN) {
+        if let Some(token) = set(env::TOKEN)? {
             sources.push(env::TOKEN);
             config.auth = Auth::token(token);
         }
-        if let Some(seed) = get(env::NKEY_SEED) {
+        if let Some(seed) = set(env::NKEY_SEED)? {
             sources.push(env::NKEY_SEED);
             config.auth = Auth::nkey(seed);
         }
-        if let Some(path) = get(env::CREDS) {
+        if let Some(path) = set(env::CREDS)? {
             sources.push(env::CREDS);
             config.auth = Auth::credentials_file(path);
         }
@@ -312,10 +322,10 @@ impl NatsConfig {
                 sources.join(", ")
             )));
         }
-        if let Some(ca) = get(env::TLS_CA) {
+        if let Some(ca) = set(env::TLS_CA)? {
             config = config.tls_ca(ca);
         }
-        match (get(env::TLS_CERT), get(env::TLS_KEY)) {
+        match (set(env::TLS_CERT)?, set(env::TLS_KEY)?) {
             (Some(cert), Some(key)) => config = config.tls_client(cert, key),
             (None, None) => {}
             _ => {
@@ -367,7 +377,7 @@ impl NatsConfig {
                 options.user_and_password(user.clone(), password.expose().to_owned())
             }
             Auth::Token(token) => options.token(token.expose().to_owned()),
-            Auth::NKey(seed) => options.nkey(seed.expose().to_owned()),
+            Auth::NKey(seed) => options.nkey(key_files::nkey_seed(seed.expose())?),
             Auth::CredentialsFile(path) => {
                 let text = key_files::read_credentials(path).await?;
                 options.credentials(&text).map_err(|e| {
@@ -379,12 +389,12 @@ impl NatsConfig {
             }
         };
         if let Some(ca) = &self.tls_ca {
-            key_files::check_tls("the TLS CA certificate", ca)?;
+            key_files::check_tls("the TLS CA certificate", ca, key_files::CERTIFICATE)?;
             options = options.add_root_certificates(ca.clone());
         }
         if let Some((cert, key)) = &self.tls_client {
-            key_files::check_tls("the TLS client certificate", cert)?;
-            key_files::check_tls("the TLS client key", key)?;
+            key_files::check_tls("the TLS client certificate", cert, key_files::CERTIFICATE)?;
+            key_files::check_tls("the TLS client key", key, key_files::PRIVATE_KEY)?;
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
         // Set through the fields as through the builder, a CA or client certificate of
@@ -501,6 +511,34 @@ mod tests {
         let valid = |name: &str| (name == env::TLS_CA).then(|| OsString::from("/ca.pem"));
         let config = NatsConfig::from_os_lookup(valid).expect("valid");
         assert_eq!(config.tls_ca, Some(PathBuf::from("/ca.pem")));
+    }
+
+    /// A credential or TLS variable set to nothing is refused, naming it: taken for
+    /// unset, an empty CA would connect without TLS, sending the password in clear.
+    #[test]
+    fn a_credential_or_tls_variable_set_empty_is_refused_naming_it() {
+        for name in [
+            env::TLS_CA,
+            env::TLS_CERT,
+            env::TLS_KEY,
+            env::USER,
+            env::PASSWORD,
+            env::TOKEN,
+            env::NKEY_SEED,
+            env::CREDS,
+        ] {
+            let error = from(&[(env::URL, "nats://a:4222"), (name, "")]).expect_err(name);
+            assert!(matches!(&error, ConnectError::Config(_)), "{error:?}");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("{name} is set but empty")),
+                "{error}"
+            );
+        }
+        // The servers and the name may be left empty: the defaults apply.
+        let config = from(&[(env::URL, ""), (env::NAME, "")]).expect("valid");
+        assert_eq!(config.servers, NatsConfig::default().servers);
     }
 
     #[test]
