@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::ConnectError;
 
+mod failure;
 mod key_files;
 mod url_info;
 
@@ -418,26 +419,8 @@ impl NatsConfig {
             })
             .collect::<Result<_, _>>()?;
         options.connect(urls).await.map_err(|source| {
-            use async_nats::ConnectErrorKind as Kind;
             let reason = redact_all(&source.to_string(), &self.servers);
-            match source.kind() {
-                Kind::Authentication | Kind::AuthorizationViolation => {
-                    ConnectError::Refused { servers, reason }
-                }
-                Kind::Tls => ConnectError::Tls { servers, reason },
-                // A certificate the client rejects surfaces as an I/O error.
-                Kind::Io if reason.contains("certificate") || reason.contains("tls") => {
-                    ConnectError::Tls { servers, reason }
-                }
-                // A server that speaks no TLS answers the handshake with what TLS cannot
-                // read.
-                Kind::Io if tls && reason.contains("corrupt message") => ConnectError::Tls {
-                    servers,
-                    reason: format!("{reason} (TLS is required: does the server offer it?)"),
-                },
-                Kind::ServerParse => invalid(reason),
-                _ => ConnectError::Unreachable { servers, reason },
-            }
+            failure::connect_error(self, &source, servers, reason)
         })
     }
 }

@@ -37,6 +37,10 @@ async fn a_token_is_accepted_and_a_wrong_one_refused_without_showing_it() {
         .expect_err("a wrong token");
     assert!(matches!(error, ConnectError::Refused { .. }), "{error:?}");
     assert!(!format!("{error} {error:?}").contains("t0ken-wrong"));
+    // With none given, the refusal says so, and how to give them.
+    let error = worker(&server.config()).await.expect_err("no token");
+    assert!(matches!(error, ConnectError::Refused { .. }), "{error:?}");
+    assert!(error.to_string().contains("none were given"), "{error}");
 }
 
 /// Credentials in `ORCH_NATS_URL` stay the connection's when its servers are given
@@ -100,6 +104,30 @@ async fn tls_with_our_ca_connects_and_without_it_fails_as_a_tls_error() {
     system_roots.tls_required = true;
     let error = worker(&system_roots).await.expect_err("an unknown CA");
     assert!(matches!(error, ConnectError::Tls { .. }), "{error:?}");
+}
+
+/// A server that asks for a client certificate refuses a client without one: a TLS
+/// error that says what the server wants, not a server that cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_asking_for_a_client_certificate_says_so_to_a_client_without_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    if !make_certificates(dir.path()) {
+        return;
+    }
+    let config = format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true }}",
+        dir.path().join("server.pem").display(),
+        dir.path().join("server-key.pem").display(),
+        dir.path().join("ca.pem").display()
+    );
+    let Some(server) = NatsServer::start_with_config(Some(&config)) else {
+        return;
+    };
+    let error = worker(&server.config().tls_ca(dir.path().join("ca.pem")))
+        .await
+        .expect_err("no client certificate");
+    assert!(matches!(error, ConnectError::Tls { .. }), "{error:?}");
+    assert!(error.to_string().contains("ORCH_NATS_TLS_CERT"), "{error}");
 }
 
 /// A CA set on the field, as through `tls_ca`, requires TLS: a server without it is
