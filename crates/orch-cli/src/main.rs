@@ -367,6 +367,13 @@ pub(crate) enum GraphFormat {
     Svg,
 }
 
+/// The NATS settings from the environment, for `orch run --nats` and `orch worker`.
+const NATS_VARIABLES: &str = "NATS settings (orch worker, and orch run with --nats): \
+ORCH_NATS_URL (orch worker's default server; orch run goes by --nats only), \
+ORCH_NATS_USER with ORCH_NATS_PASSWORD, ORCH_NATS_TOKEN, ORCH_NATS_NKEY_SEED or \
+ORCH_NATS_CREDS (one way to sign in), ORCH_NATS_TLS_CA, ORCH_NATS_TLS_CERT with \
+ORCH_NATS_TLS_KEY, ORCH_NATS_NAME.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Check workflow files and print their problems with their places (the first 100 of
@@ -403,8 +410,10 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Run a workflow with the built-in task types (command, sleep, echo).
+    #[command(after_help = NATS_VARIABLES)]
     Run(run::RunArgs),
     /// Serve the built-in task types to `orch run --nats` coordinators through NATS.
+    #[command(after_help = NATS_VARIABLES)]
     Worker(worker::WorkerArgs),
     /// Look at the runs recorded in a journal directory (`orch run --journal DIR`).
     #[command(subcommand)]
