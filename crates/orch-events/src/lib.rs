@@ -52,9 +52,8 @@
 //! publish order.
 //!
 //! [`EventBus::publish`] waits for room under `Block`; [`EventBus::try_publish`] never
-//! waits: it delivers to all matching subscriptions or, if a `Block` one has no room
-//! (it is full, or other publishers wait for its room), to none, and hands the payload
-//! back with those subscriptions' ids.
+//! waits: it delivers to all matching subscriptions or, if a `Block` one is full, to
+//! none, and hands the payload back with the full ones' ids.
 //!
 //! Subscribe as a [`Subscription`] ([`futures_core::Stream`]; dropping it unsubscribes) or
 //! with a callback ([`EventBus::subscribe_fn`], panics caught and counted). With

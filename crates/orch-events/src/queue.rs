@@ -23,12 +23,9 @@ use crate::Event;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[non_exhaustive]
 pub enum Overflow {
-    /// The publisher waits for room: nothing is ever lost. The default. Publishers
-    /// waiting for room get it in the order they began to wait, and before any
-    /// publisher that comes after them.
+    /// The publisher waits for room: nothing is ever lost. The default.
     /// ([`EventBus::try_publish`](crate::EventBus::try_publish) never waits: it
-    /// publishes nothing and says which subscriptions are full, or have publishers
-    /// waiting.)
+    /// publishes nothing and says which subscriptions are full.)
     #[default]
     Block,
     /// The oldest queued event is dropped to make room; the subscriber is told how many
@@ -58,18 +55,6 @@ pub struct SubscriptionStats {
     pub panics: u64,
 }
 
-/// Who queues events, in [`Queue::push_all`].
-#[derive(Clone, Copy, PartialEq)]
-enum Pusher {
-    /// A publisher with slots reserved by [`Queue::try_reserve_up_to`].
-    Reserved,
-    /// A publisher that has not waited: under [`Overflow::Block`] it gets room only
-    /// when no publisher is waiting for it.
-    Newcomer,
-    /// The publisher waiting at this place in the line: it gets room when it is first.
-    InLine(u64),
-}
-
 pub(crate) enum Push {
     /// Queued (or dropped by the policy, and counted).
     Done,
@@ -88,10 +73,6 @@ struct State<T> {
     lagged: u64,
     rx_waker: Option<Waker>,
     tx_waiting: bool,
-    /// The places of the publishers waiting in [`Queue::push_wait`], first come first:
-    /// room that frees up goes to the first of them, and to no newcomer while any waits.
-    line: VecDeque<u64>,
-    next_place: u64,
     /// The bus closed: deliver what is queued, then end.
     closed: bool,
     /// Unsubscribed: deliver nothing more.
@@ -141,8 +122,6 @@ impl<T> Queue<T> {
                 lagged: 0,
                 rx_waker: None,
                 tx_waiting: false,
-                line: VecDeque::new(),
-                next_place: 0,
                 closed: false,
                 detached: false,
                 delivered: 0,
@@ -159,9 +138,7 @@ impl<T> Queue<T> {
     /// `Full` rather than wait. What the [`Overflow::DropOldest`] policy pushes out goes to
     /// `evicted`, to be dropped once the caller holds no lock.
     pub(crate) fn push(&self, event: &Arc<Event<T>>, evicted: &mut Vec<Arc<Event<T>>>) -> Push {
-        self.push_all(std::slice::from_ref(event), Pusher::Newcomer, |old| {
-            evicted.push(old);
-        })
+        self.push_all(std::slice::from_ref(event), false, |old| evicted.push(old))
     }
 
     /// Queues `events` in order, under one lock and with at most one wake. Under
@@ -174,7 +151,7 @@ impl<T> Queue<T> {
         events: &[Arc<Event<T>>],
         evicted: &mut Vec<Arc<Event<T>>>,
     ) -> Push {
-        self.push_all(events, Pusher::Reserved, |old| evicted.push(old))
+        self.push_all(events, true, |old| evicted.push(old))
     }
 
     /// Queues `events`; `evict` takes what the [`Overflow::DropOldest`] policy pushes out,
@@ -182,31 +159,21 @@ impl<T> Queue<T> {
     fn push_all(
         &self,
         events: &[Arc<Event<T>>],
-        pusher: Pusher,
+        reserved: bool,
         mut evict: impl FnMut(Arc<Event<T>>),
     ) -> Push {
         let lossless = self.policy == Overflow::Block;
         let waker = {
             let mut s = lock(&self.state);
-            if pusher == Pusher::Reserved && lossless {
+            if reserved && lossless {
                 s.reserved -= events.len();
             }
             if s.detached || s.closed {
                 return Push::Gone;
             }
-            if lossless && pusher != Pusher::Reserved {
-                let no_room = s.buf.len() + s.reserved + events.len() > self.capacity;
-                let not_its_turn = match pusher {
-                    Pusher::InLine(place) => s.line.front() != Some(&place),
-                    _ => !s.line.is_empty(),
-                };
-                if no_room || not_its_turn {
-                    s.tx_waiting = true;
-                    return Push::Full;
-                }
-                if let Pusher::InLine(_) = pusher {
-                    s.line.pop_front();
-                }
+            if !reserved && lossless && s.buf.len() + s.reserved + events.len() > self.capacity {
+                s.tx_waiting = true;
+                return Push::Full;
             }
             for event in events {
                 if !lossless && s.buf.len() >= self.capacity {
@@ -230,16 +197,15 @@ impl<T> Queue<T> {
         Push::Done
     }
 
-    /// Queues `event`, waiting for room under [`Overflow::Block`] behind the publishers
-    /// that waited before. Returns whether it was queued.
+    /// Queues `event`, waiting for room under [`Overflow::Block`]. Returns whether it
+    /// was queued.
     pub(crate) async fn push_wait(&self, event: &Arc<Event<T>>) -> bool {
-        let place = PlaceInLine::take(self);
         loop {
             let notified = self.space.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
             // Only `Block` waits, and it evicts nothing.
-            match self.push_all(std::slice::from_ref(event), Pusher::InLine(place.0), |_| {}) {
+            match self.push(event, &mut Vec::new()) {
                 Push::Done => return true,
                 Push::Gone => return false,
                 Push::Full => notified.await,
@@ -258,8 +224,6 @@ impl<T> Queue<T> {
         let mut s = lock(&self.state);
         let granted = if s.detached || s.closed {
             wanted
-        } else if !s.line.is_empty() {
-            0
         } else {
             wanted.min(self.capacity.saturating_sub(s.buf.len() + s.reserved))
         };
@@ -283,12 +247,10 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Whether a [`Overflow::Block`] queue has no room now for a publisher that does
-    /// not wait (it is full, or publishers wait for its room).
+    /// Whether a [`Overflow::Block`] queue is full now.
     pub(crate) fn is_full(&self) -> bool {
         let s = lock(&self.state);
-        self.policy == Overflow::Block
-            && (s.buf.len() + s.reserved >= self.capacity || !s.line.is_empty())
+        self.policy == Overflow::Block && s.buf.len() + s.reserved >= self.capacity
     }
 
     /// Swaps the queued events into `batch` (which must be empty).
@@ -381,36 +343,6 @@ impl<T> Queue<T> {
     }
 }
 
-/// A publisher's place in the line of those waiting for room in one queue; leaving
-/// it (queued, gone, or given up) lets the next one try.
-struct PlaceInLine<'a, T>(u64, &'a Queue<T>);
-
-impl<'a, T> PlaceInLine<'a, T> {
-    fn take(queue: &'a Queue<T>) -> Self {
-        let mut s = lock(&queue.state);
-        let place = s.next_place;
-        s.next_place += 1;
-        s.line.push_back(place);
-        Self(place, queue)
-    }
-}
-
-impl<T> Drop for PlaceInLine<'_, T> {
-    fn drop(&mut self) {
-        let queue = self.1;
-        let next_may_go = {
-            let mut s = lock(&queue.state);
-            if let Some(at) = s.line.iter().position(|&place| place == self.0) {
-                s.line.remove(at);
-            }
-            !s.line.is_empty() && s.buf.len() + s.reserved < queue.capacity
-        };
-        if next_may_go {
-            queue.space.notify_waiters();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::future::Future;
@@ -456,51 +388,5 @@ mod tests {
         );
         assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(true));
         assert_eq!(queue.stats().queued, 1);
-    }
-
-    /// Room goes to the waiting publishers in the order they came; one that gives up
-    /// waiting (its future dropped) lets the next one have it.
-    #[test]
-    fn waiting_publishers_get_room_in_turn_and_one_that_gives_up_leaves_the_line() {
-        let queue: Queue<u32> = Queue::new(1, Overflow::Block, 1);
-        let event = |n| {
-            Arc::new(Event::new(
-                n,
-                SystemTime::now(),
-                Subject::new("a").expect("valid"),
-                0,
-            ))
-        };
-        let (zero, one, two, three) = (event(0), event(1), event(2), event(3));
-        let cx = &mut Context::from_waker(Waker::noop());
-        let mut taken = std::collections::VecDeque::new();
-        let mut take = |queue: &Queue<u32>| {
-            let _ = queue.take_batch(&mut taken, &mut Context::from_waker(Waker::noop()));
-            taken.drain(..).map(|e| e.seq()).collect::<Vec<_>>()
-        };
-        assert!(matches!(
-            queue.push(&zero, &mut Vec::new()),
-            super::Push::Done
-        ));
-        let mut first = Box::pin(queue.push_wait(&one));
-        let mut second = Box::pin(queue.push_wait(&two));
-        let mut third = Box::pin(queue.push_wait(&three));
-        for waiting in [&mut first, &mut second, &mut third] {
-            assert!(waiting.as_mut().poll(cx).is_pending(), "no room");
-        }
-        assert_eq!(take(&queue), [0]);
-        assert!(third.as_mut().poll(cx).is_pending(), "not its turn");
-        assert!(second.as_mut().poll(cx).is_pending(), "not its turn");
-        assert_eq!(
-            queue.try_reserve_up_to(1),
-            0,
-            "a newcomer waits its turn too"
-        );
-        assert_eq!(first.as_mut().poll(cx), Poll::Ready(true));
-        assert_eq!(take(&queue), [1]);
-        drop(second);
-        assert_eq!(third.as_mut().poll(cx), Poll::Ready(true));
-        assert_eq!(take(&queue), [3]);
-        assert_eq!(queue.try_reserve_up_to(1), 1, "no one waits any more");
     }
 }

@@ -131,8 +131,7 @@ impl<T> EventBus<T> {
     /// or nothing is published and the payload comes back in the error.
     ///
     /// Nothing is published if a matching [`Block`](crate::Overflow::Block) subscription
-    /// has no room: it is full, or publishers that came first wait for its room
-    /// ([`TryPublishErrorKind::Full`] lists them). That policy promises
+    /// is full ([`TryPublishErrorKind::Full`] lists the full ones): that policy promises
     /// no loss, so the event goes to all or to none. Room is reserved in every such queue
     /// before anything is queued, so racing publishers cannot make it partial.
     ///
@@ -157,7 +156,7 @@ impl<T> EventBus<T> {
         }
         let matches = routes.matches(&subject);
         if let Err(first_full) = reserve_all(&matches) {
-            // List the queues with no room now.
+            // List the queues that are full now.
             let blocked = matches
                 .iter()
                 .skip(first_full)
