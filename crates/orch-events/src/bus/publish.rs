@@ -52,6 +52,11 @@ impl<T> EventBus<T> {
     /// every matching subscription (or dropped and counted by its policy). If the future
     /// is dropped while waiting, the event reaches only some subscriptions.
     ///
+    /// Waiting publishers are not served in order: room that frees up goes to whichever
+    /// publisher pushes first, a waiting one or one that just came (a `try_publish`
+    /// retried in a loop, say). Under steady contention for a slow subscriber's room, a
+    /// waiting publish may wait long; give such a subscriber more capacity.
+    ///
     /// # Errors
     /// [`PublishError::InvalidSubject`] or [`PublishError::Closed`]; nothing is published.
     pub async fn publish(
