@@ -98,11 +98,8 @@
 //!   purge of its subject, a worker that heard another process cancel its run) leaves
 //!   the stream's state as it was: the coordinator finds it gone when it looks each
 //!   waiting attempt's message up, once per `ack_wait`. A message purged while a worker
-//!   ran it may run twice. A tasks stream deleted and not made again (a server that
-//!   lost its JetStream data, say) is found so when a waiting attempt looks its message
-//!   up: the attempt sends it again, and fails once no stream has taken it for
-//!   [`RemoteBuilder::missing_worker_timeout`] (at least 5 s). The coordinator does not
-//!   make the streams again: a new one (`orch run --nats` run again) does.
+//!   ran it may run twice. A tasks stream deleted and not made again leaves its
+//!   attempts waiting (they end at their tasks' timeouts, if set).
 //! - **NATS is unreachable at start**: connecting fails with
 //!   [`ConnectError::Unreachable`].
 //! - **Sizes**: a task message over the server's `max_payload` (or

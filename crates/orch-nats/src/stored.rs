@@ -104,12 +104,6 @@ pub(crate) async fn refuse_another_prefixs(
     crate::setup::holds_subjects(&name, &info.config, &chunks)
 }
 
-/// Whether a look-up on a stream failed because the server has no such stream.
-pub(crate) fn stream_gone(kind: &LastRawMessageErrorKind) -> bool {
-    matches!(kind, LastRawMessageErrorKind::JetStream(error)
-        if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
-}
-
 /// The stream that holds object store bucket `bucket`.
 fn bucket_stream(bucket: &str) -> String {
     format!("OBJ_{bucket}")
@@ -270,8 +264,6 @@ pub(crate) async fn find_result(
     match tokio::time::timeout(LOOK_UP_WAIT, asked).await {
         Ok(Ok(message)) => Ok(Some(message.payload)),
         Ok(Err(error)) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-        // No results stream (a server that lost its JetStream data): nothing stored.
-        Ok(Err(error)) if stream_gone(&error.kind()) => Ok(None),
         Ok(Err(error)) => Err(NotAnswered(error.to_string())),
         Err(_) => Err(NotAnswered(format!("no answer within {LOOK_UP_WAIT:?}"))),
     }

@@ -58,16 +58,7 @@ async fn pause_a_run(server: &NatsServer) -> Paused {
             Ok::<_, TaskError>(ctx.task_id().to_string())
         });
     let stop = common::run_worker(server, worker).await;
-    // The worker is there all along: the short timeout only bounds the wait for a
-    // stream that is gone.
-    let remote = orch_nats::RemoteHandler::builder()
-        .layout(layout)
-        .missing_worker_timeout(Duration::from_secs(1))
-        .connect(&server.config())
-        .await
-        .expect("the coordinator connects");
-    let engine = orch_engine::WorkflowEngine::with_max_concurrent(2).expect("valid");
-    engine.register_handler("hold", remote);
+    let engine = common::remote_engine(server, layout, &["hold"], 2).await;
     let workflow = Workflow::from_tasks(
         "vanished",
         "Vanished",
@@ -204,37 +195,6 @@ async fn an_attempt_whose_message_went_with_its_stream_sends_it_again() {
         assert_eq!(stored.sequence, n);
     }
     finish(paused).await;
-}
-
-/// The tasks and results streams gone and not made again (a server that lost its
-/// JetStream data): the attempts, their worker still answering, do not wait for ever
-/// for messages that went with the stream; sent again, they fail saying no stream takes
-/// them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempts_whose_streams_are_gone_for_good_fail_saying_so() {
-    let Some(server) = NatsServer::start() else {
-        return;
-    };
-    let paused = pause_a_run(&server).await;
-    for stream in ["ORCH_TASKS", "ORCH_RESULTS"] {
-        paused.js.delete_stream(stream).await.expect("deleted");
-    }
-    // A guard against waiting for ever, not a measure.
-    let result = tokio::time::timeout(Duration::from_secs(60), paused.run)
-        .await
-        .expect("the attempts ended")
-        .expect("the run's task")
-        .expect("a valid workflow");
-    for id in ["a", "b"] {
-        let task = result.task(id).expect("a task");
-        let error = task.error.as_deref().unwrap_or_default();
-        assert_eq!(task.status, TaskStatus::Failed, "{id}: {error}");
-        assert!(
-            error.contains("no stream takes task messages"),
-            "{id}: {error}"
-        );
-    }
-    paused.stop.cancel();
 }
 
 /// A cancelled attempt whose message went with its stream does not remove, when its wait

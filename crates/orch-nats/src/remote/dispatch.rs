@@ -213,9 +213,6 @@ impl Inner {
                 _ => Queued::No,
             },
             Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => Queued::No,
-            // The stream is gone (a server that lost its JetStream data), and the message
-            // with it: sent again, the attempt waits for the stream, then fails.
-            Err(error) if stored::stream_gone(&error.kind()) => Queued::No,
             Err(_) => Queued::Yes { stored: None },
         }
     }
