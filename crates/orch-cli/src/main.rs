@@ -369,7 +369,8 @@ pub(crate) enum GraphFormat {
 
 /// The NATS settings from the environment, for `orch run --nats` and `orch worker`.
 const NATS_VARIABLES: &str = "NATS settings (orch worker, and orch run with --nats): \
-ORCH_NATS_URL (orch worker's default server; orch run goes by --nats only), \
+ORCH_NATS_URL (orch worker's default server; orch run sends tasks to workers only \
+with --nats, which replaces its servers but keeps credentials written in it), \
 ORCH_NATS_USER with ORCH_NATS_PASSWORD, ORCH_NATS_TOKEN, ORCH_NATS_NKEY_SEED or \
 ORCH_NATS_CREDS (one way to sign in), ORCH_NATS_TLS_CA, ORCH_NATS_TLS_CERT with \
 ORCH_NATS_TLS_KEY, ORCH_NATS_NAME.";

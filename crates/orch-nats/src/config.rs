@@ -124,9 +124,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The environment variables [`NatsConfig::from_env`] reads. A credential or TLS
-/// variable set to nothing is refused, not taken for unset; [`URL`](env::URL) and
-/// [`NAME`](env::NAME) set to nothing are unset.
+/// The environment variables [`NatsConfig::from_env`] reads. A TLS variable set to
+/// nothing is refused, not taken for unset (that would mean no TLS); another one set to
+/// nothing is unset (a user's empty password is the same as none).
 pub mod env {
     /// Server URLs, separated by commas (default `nats://127.0.0.1:4222`). One with
     /// credentials in it needs its scheme (`nats://user:password@host`), and its
@@ -238,8 +238,8 @@ impl NatsConfig {
     /// same in every URL); a password needs a user; a client certificate needs its key.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConnectError> {
         let get = |name: &str| lookup(name).filter(|value| !value.is_empty());
-        // A credential or TLS setting set empty (`${CA}` with CA unset) is refused, not
-        // taken for unset: an empty CA would mean no TLS.
+        // A TLS setting set empty (`${CA}` with CA unset) is refused, not taken for
+        // unset: an empty CA would mean no TLS, and credentials sent in clear.
         let set = |name: &str| match lookup(name) {
             Some(value) if value.is_empty() => Err(invalid(format!(
                 "{name} is set but empty: give it a value, or unset it"
@@ -287,7 +287,7 @@ impl NatsConfig {
             // replaced (`orch worker --nats`).
             config.auth = auth_in_url(first);
         }
-        match (set(env::USER)?, set(env::PASSWORD)?) {
+        match (get(env::USER), get(env::PASSWORD)) {
             (Some(user), Some(password)) => {
                 sources.push(env::USER);
                 config.auth = Auth::user_password(user, password);
@@ -305,15 +305,15 @@ impl NatsConfig {
             }
             (None, None) => {}
         }
-        if let Some(token) = set(env::TOKEN)? {
+        if let Some(token) = get(env::TOKEN) {
             sources.push(env::TOKEN);
             config.auth = Auth::token(token);
         }
-        if let Some(seed) = set(env::NKEY_SEED)? {
+        if let Some(seed) = get(env::NKEY_SEED) {
             sources.push(env::NKEY_SEED);
             config.auth = Auth::nkey(seed);
         }
-        if let Some(path) = set(env::CREDS)? {
+        if let Some(path) = get(env::CREDS) {
             sources.push(env::CREDS);
             config.auth = Auth::credentials_file(path);
         }
@@ -496,20 +496,11 @@ mod tests {
         assert_eq!(config.tls_ca, Some(PathBuf::from("/ca.pem")));
     }
 
-    /// A credential or TLS variable set to nothing is refused, naming it: taken for
-    /// unset, an empty CA would connect without TLS, sending the password in clear.
+    /// A TLS variable set to nothing is refused, naming it: taken for unset, an empty CA
+    /// would connect without TLS, sending the password in clear.
     #[test]
-    fn a_credential_or_tls_variable_set_empty_is_refused_naming_it() {
-        for name in [
-            env::TLS_CA,
-            env::TLS_CERT,
-            env::TLS_KEY,
-            env::USER,
-            env::PASSWORD,
-            env::TOKEN,
-            env::NKEY_SEED,
-            env::CREDS,
-        ] {
+    fn a_tls_variable_set_empty_is_refused_naming_it() {
+        for name in [env::TLS_CA, env::TLS_CERT, env::TLS_KEY] {
             let error = from(&[(env::URL, "nats://a:4222"), (name, "")]).expect_err(name);
             assert!(matches!(&error, ConnectError::Config(_)), "{error:?}");
             assert!(
@@ -522,6 +513,11 @@ mod tests {
         // The servers and the name may be left empty: the defaults apply.
         let config = from(&[(env::URL, ""), (env::NAME, "")]).expect("valid");
         assert_eq!(config.servers, NatsConfig::default().servers);
+        // A password may be empty.
+        let config = from(&[(env::USER, "u"), (env::PASSWORD, "")]).expect("valid");
+        assert!(
+            matches!(&config.auth, Auth::UserPassword { user, password } if user == "u" && password.expose().is_empty())
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub(super) fn connect_error(
         || config.tls_ca.is_some()
         || config.tls_client.is_some()
         || config.servers.iter().any(|url| url.starts_with("tls://"));
+    // A client certificate may be what signs in (a server that maps certificates to
+    // users).
     let no_credentials = matches!(config.auth, Auth::None)
+        && config.tls_client.is_none()
         && !config.servers.iter().any(|u| super::user_info(u).is_some());
     let tls = |reason| ConnectError::Tls {
         servers: servers.clone(),

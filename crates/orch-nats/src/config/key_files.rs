@@ -121,10 +121,10 @@ pub(super) fn nkey_seed(seed: &str) -> Result<String, ConnectError> {
         return Ok(seed.to_owned());
     }
     let why = match seed.chars().next() {
-        Some('U' | 'A' | 'O' | 'N') => {
+        Some('U' | 'A' | 'O' | 'N' | 'C' | 'X' | 'P') => {
             "it looks like a public key; give the seed, which starts with S"
         }
-        _ => "an NKey seed starts with S (SU for a user) and has 58 characters",
+        _ => "a seed starts with S (SU for a user) and has 58 characters; look for a typo",
     };
     Err(invalid(format!("the NKey seed is not a valid seed: {why}")))
 }
@@ -142,7 +142,7 @@ mod tests {
         let public = nkeys::KeyPair::new_user().public_key();
         for (wrong, why) in [
             (public.as_str(), "public key"),
-            ("SUAGARBAGE", "58 characters"),
+            ("SUAGARBAGE", "look for a typo"),
         ] {
             let error = nkey_seed(wrong).expect_err(wrong).to_string();
             assert!(
