@@ -1,7 +1,10 @@
 //! A layered drawing of a DAG, left to right: one column per level, tasks in a column
 //! ordered to keep edges short (a few barycentre sweeps), and boxes sized to their labels.
 //! An edge that skips levels passes each column between its ends in a lane of its own,
-//! between that column's boxes, so that it never runs under a box it does not touch.
+//! between that column's boxes, so that it never runs under a box it does not touch;
+//! past [`MOST_LANES`] such crossings in all (a long chain whose every task also depends
+//! on one first task has about half the square of its length), edges are drawn straight
+//! across, so that the drawing stays of a size to open.
 
 use unicode_width::UnicodeWidthStr;
 
@@ -47,6 +50,8 @@ const CHAR_WIDTH: f64 = 7.0;
 /// Labels wider than this many columns are cut with an ellipsis.
 pub(crate) const MAX_LABEL: usize = 32;
 const SWEEPS: usize = 4;
+/// The most lanes a drawing has.
+pub(crate) const MOST_LANES: usize = 20_000;
 
 /// What takes a place in a column: a task's box, or a lane of a long edge.
 #[derive(Clone, Copy, PartialEq)]
@@ -80,10 +85,15 @@ impl Items {
             columns: dag.levels(),
             chains: Vec::new(),
         };
+        let crossings: usize = (dag.edges())
+            .map(|(from, to)| dag.nodes[to].level - dag.nodes[from].level - 1)
+            .sum();
+        let laned = crossings <= MOST_LANES;
         for (edge, (from, to)) in dag.edges().enumerate() {
             let mut chain = Vec::new();
             let mut last = from;
-            for level in dag.nodes[from].level + 1..dag.nodes[to].level {
+            let crossed = dag.nodes[from].level + 1..dag.nodes[to].level;
+            for level in crossed.filter(|_| laned) {
                 let lane = this.items.len();
                 this.items.push(Item::Lane { edge });
                 this.before.push(vec![last]);
@@ -340,6 +350,27 @@ mod tests {
         let lanes: Vec<usize> = layout.lanes.iter().map(Vec::len).collect();
         assert_eq!(lanes.iter().sum::<usize>(), 1, "{:?}", layout.lanes);
         assert_eq!(lanes_pass_no_box(&dag, &layout), Ok(()));
+    }
+
+    /// A drawing that would need more than [`MOST_LANES`] lanes has none: its edges go
+    /// straight across, and its columns hold only boxes.
+    #[test]
+    fn past_the_most_lanes_edges_go_straight_across() {
+        let mut workflow = Workflow::new("w", "W")
+            .task(Task::new("t0", "t"))
+            .task(Task::new("t1", "t").depends_on(["t0"]));
+        for i in 2..300 {
+            let deps = [format!("t{}", i - 1), "t0".to_owned()];
+            workflow.add_task(Task::new(format!("t{i}"), "t").depends_on(deps));
+        }
+        let dag = Dag::new(&workflow).expect("valid");
+        let layout = layout(&dag);
+        assert!(layout.lanes.iter().all(Vec::is_empty));
+        assert!(
+            layout.height <= 2.0 * MARGIN + BOX_HEIGHT,
+            "{}",
+            layout.height
+        );
     }
 
     #[test]
