@@ -161,7 +161,8 @@ pub enum JournalError {
     /// PostgreSQL journal's connection stays busy with that statement until then, and
     /// what other runs ask of the same journal waits behind it.
     #[error(
-        "cannot {action}: no answer within {}s, as long as a cancelled run waits for its journal",
+        "cannot {action}: no answer within {}s (a cancelled run waits for its journal until \
+         its grace period ends, and at least 5 s)",
         waited.as_secs_f64()
     )]
     NoAnswer {
@@ -193,11 +194,12 @@ pub enum JournalError {
     },
 }
 
-/// `; all changes: ...`, unless the changed tasks that completed are all there is.
 /// What a resume needs of a task that completed, said when one changed.
-const COMPLETED_KEEPS: &str = "a task that completed keeps its type, configuration, \
-                               dependencies, trigger rule and map: its result came from them";
+const COMPLETED_KEEPS: &str = "a resume needs each task that completed to keep its type, \
+                               configuration, dependencies, trigger rule and map: its result \
+                               came from them";
 
+/// `; all changes: ...`, unless the changed tasks that completed are all there is.
 fn other_changes(stale: &[TaskId], changes: &WorkflowChanges) -> String {
     let only_stale = changes.added.is_empty() && changes.removed.is_empty();
     match only_stale && changes.changed == stale {

@@ -497,8 +497,9 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
     assert!(
         err.to_string().ends_with(
             "line 1: cannot resume run `r`: tasks that completed in it have changed since (`a`); \
-             all changes: added `d`; removed `c`; changed `a` (a task that completed keeps its \
-             type, configuration, dependencies, trigger rule and map: its result came from them)"
+             all changes: added `d`; removed `c`; changed `a` (a resume needs each task that \
+             completed to keep its type, configuration, dependencies, trigger rule and map: its \
+             result came from them)"
         ),
         "{err}"
     );
@@ -510,7 +511,7 @@ fn a_changed_completed_task_is_refused_saying_what_changed() {
     let err = block_on(journal.open(&run_id("r"), &only_a)).unwrap_err();
     assert!(
         err.to_string()
-            .contains("tasks that completed in it have changed since (`a`) (a task that"),
+            .contains("tasks that completed in it have changed since (`a`) (a resume needs"),
         "{err}"
     );
 }

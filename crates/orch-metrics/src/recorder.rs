@@ -51,8 +51,8 @@ pub struct TaskTypeStats {
     /// announced (its pause begins), from a result when it ran. The two differ for a
     /// retry that never ran (its run cancelled, or its map stopped, during the pause).
     /// A result counts each attempt after a task's first, as its record does not say
-    /// why it came: in a resumed run, a task that ran again (one whose earlier attempt
-    /// was cut short by the crash, or whose definition changed) counts as retried too.
+    /// why it came: in a resumed run, a task that ran again (one that had failed, been
+    /// cut short or cancelled, or whose definition changed) counts as retried too.
     pub retried: u64,
     /// Tasks skipped (after a failure upstream, by a handler's choice, a branch not
     /// taken or a trigger rule that could not be met).

@@ -45,7 +45,8 @@ pub(super) async fn record_and_announce(
     // What is left of the grace period, for a run cancelled already; a run cancelled
     // while it records its end has all of it from then.
     let journal_grace = match &grace {
-        Some(deadline) => deadline.left(),
+        // To the millisecond: the wait is said in an error.
+        Some(deadline) => Duration::from_millis(deadline.left().as_millis() as u64),
         None => grace_period,
     };
     let closing = pin!(async {

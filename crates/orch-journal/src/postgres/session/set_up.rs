@@ -53,10 +53,16 @@ impl Progress {
                 "no session with {target} within {secs}s (no server answered in time: it \
                  could not be reached, or took the connection and did not set it up)"
             ),
-            step => format!(
+            // These read or change the journal's tables, which a lock holds up.
+            step @ (Step::CheckTables | Step::Prepare) => format!(
                 "connected to {target}, but no answer within {secs}s when asked to {}: \
                  another session may hold a lock on the journal's tables (a migration, a \
                  VACUUM FULL; pg_locks shows it)",
+                step.asked()
+            ),
+            step => format!(
+                "connected to {target}, but no answer within {secs}s when asked to {}: \
+                 the server is busy or stopped answering",
                 step.asked()
             ),
         }
