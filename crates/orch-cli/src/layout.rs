@@ -296,7 +296,8 @@ mod tests {
                 let (a, b) = (layout.boxes[from], layout.boxes[to]);
                 proptest::prop_assert!(a.x + a.width < b.x);
             }
-            proptest::prop_assert!(lanes_pass_no_box(&dag, &layout).is_ok(), "{:?}", lanes_pass_no_box(&dag, &layout));
+            let lanes = lanes_pass_no_box(&dag, &layout);
+            proptest::prop_assert!(lanes.is_ok(), "{:?}", lanes);
             for (i, a) in layout.boxes.iter().enumerate() {
                 proptest::prop_assert!(a.x >= 0.0 && a.y >= 0.0);
                 proptest::prop_assert!(a.x + a.width <= layout.width && a.y + BOX_HEIGHT <= layout.height);

@@ -27,8 +27,8 @@
 //! dependencies' ids and results (in the order of its dependencies), each result written
 //! as canonical JSON (object keys sorted, no spaces). It does not cover the handler's code
 //! (see [`CacheStore`]), nor the task's id or name: two cached tasks of one type with the
-//! same configuration and inputs share one result. A key function registered for a task type with
-//! [`EngineBuilder::cache_key`](crate::EngineBuilder::cache_key) replaces the
+//! same configuration and inputs share one result. A key function registered for a task
+//! type with [`EngineBuilder::cache_key`](crate::EngineBuilder::cache_key) replaces the
 //! configuration and results with a value of its own. The hash is the same in every
 //! process (a version of orch that changes what the key covers makes an older store's
 //! results missed, not served), so a store may outlive its process: with the `journal`

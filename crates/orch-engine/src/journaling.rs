@@ -273,9 +273,8 @@ impl RunJournal {
     ///
     /// Once the run is cancelled (`cancel`, before or meanwhile), the journal is waited
     /// for `grace` more (what is left of the run's grace period; at least
-    /// [`LEAST_WAIT`]): one that has not answered by then
-    /// fails with [`JournalError::NoAnswer`]. With no timer to wait with, it is waited
-    /// for.
+    /// [`LEAST_WAIT`]): one that has not answered by then fails with
+    /// [`JournalError::NoAnswer`]. With no timer to wait with, it is waited for.
     pub(crate) async fn close(
         self,
         result: &WorkflowResult,

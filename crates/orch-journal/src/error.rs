@@ -156,10 +156,10 @@ pub enum JournalError {
     /// The journal did not answer within what was left of a cancelled run's grace
     /// period, or 5 s if that was less (a table locked by another session, a server that
     /// stopped answering), when asked to record the run's end or, before any task ran, to
-    /// open the run: the run returned without waiting longer. The end of its record may be missing (a resume then runs
-    /// its unrecorded tasks again), or be written later, once the journal answers: a
-    /// PostgreSQL journal's connection stays busy with that statement until then, and
-    /// what other runs ask of the same journal waits behind it.
+    /// open the run: the run returned without waiting longer. The end of its record may
+    /// be missing (a resume then runs its unrecorded tasks again), or be written later,
+    /// once the journal answers: a PostgreSQL journal's connection stays busy with that
+    /// statement until then, and what other runs ask of the same journal waits behind it.
     #[error(
         "cannot {action}: no answer within {}s (a cancelled run waits for its journal until \
          its grace period ends, and at least 5 s)",
