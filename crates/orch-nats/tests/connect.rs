@@ -86,15 +86,7 @@ async fn an_nkey_seed_signs_in_and_another_key_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_our_ca_connects_and_without_it_fails_as_a_tls_error() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    if !make_certificates(dir.path()) {
-        return;
-    }
-    let config = format!(
-        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
-        dir.path().join("server.pem").display(),
-        dir.path().join("server-key.pem").display()
-    );
-    let Some(server) = NatsServer::start_with_config(Some(&config)) else {
+    let Some(server) = tls_server(dir.path(), "") else {
         return;
     };
     worker(&server.config().tls_ca(dir.path().join("ca.pem")))
@@ -111,16 +103,9 @@ async fn tls_with_our_ca_connects_and_without_it_fails_as_a_tls_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_asking_for_a_client_certificate_says_so_to_a_client_without_one() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    if !make_certificates(dir.path()) {
-        return;
-    }
-    let config = format!(
-        "tls {{ cert_file: \"{}\", key_file: \"{}\", ca_file: \"{}\", verify: true }}",
-        dir.path().join("server.pem").display(),
-        dir.path().join("server-key.pem").display(),
-        dir.path().join("ca.pem").display()
-    );
-    let Some(server) = NatsServer::start_with_config(Some(&config)) else {
+    let ca = dir.path().join("ca.pem");
+    let asks = format!(", ca_file: \"{}\", verify: true", ca.display());
+    let Some(server) = tls_server(dir.path(), &asks) else {
         return;
     };
     let error = worker(&server.config().tls_ca(dir.path().join("ca.pem")))
@@ -148,6 +133,20 @@ async fn a_ca_set_on_the_field_refuses_a_server_without_tls() {
     config.tls_ca = Some(dir.path().join("ca.pem"));
     let error = worker(&config).await.expect_err("no TLS on the server");
     assert!(matches!(error, ConnectError::Tls { .. }), "{error:?}");
+}
+
+/// A server with TLS, its certificates made in `dir` (see [`make_certificates`]), with
+/// `more` settings in its `tls` block; none without openssl or nats-server.
+fn tls_server(dir: &Path, more: &str) -> Option<NatsServer> {
+    if !make_certificates(dir) {
+        return None;
+    }
+    let config = format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\"{more} }}",
+        dir.join("server.pem").display(),
+        dir.join("server-key.pem").display()
+    );
+    NatsServer::start_with_config(Some(&config))
 }
 
 /// A CA, and a certificate for 127.0.0.1 it signed, made with the openssl command; false

@@ -122,7 +122,7 @@ pub(super) fn nkey_seed(seed: &str) -> Result<String, ConnectError> {
     }
     let why = match seed.chars().next() {
         Some('U' | 'A' | 'O' | 'N' | 'C' | 'X' | 'P') => {
-            "it looks like a public key; give the seed, which starts with S"
+            "it looks like a public key; give the NKey seed (it starts with S)"
         }
         _ => "a seed starts with S (SU for a user) and has 58 characters; look for a typo",
     };

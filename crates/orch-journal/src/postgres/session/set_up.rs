@@ -2,12 +2,13 @@
 //! says where it waited, so that a lock held on the journal's tables is not taken for a
 //! server that cannot be reached.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// A step of a session's set-up, in the order they come.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(super) enum Step {
+    #[default]
     Connect,
     LookForTables,
     CheckTables,
@@ -16,14 +17,6 @@ pub(super) enum Step {
 }
 
 impl Step {
-    const IN_ORDER: [Step; 5] = [
-        Step::Connect,
-        Step::LookForTables,
-        Step::CheckTables,
-        Step::SetUpSession,
-        Step::Prepare,
-    ];
-
     /// What the server was asked, for an error message.
     fn asked(self) -> &'static str {
         match self {
@@ -38,17 +31,17 @@ impl Step {
 
 /// The step a set-up has reached.
 #[derive(Default)]
-pub(super) struct Progress(AtomicUsize);
+pub(super) struct Progress(Mutex<Step>);
 
 impl Progress {
     pub(super) fn reached(&self, step: Step) {
-        self.0.store(step as usize, Ordering::Relaxed);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = step;
     }
 
     /// Why a set-up that reached this far gave up after `limit`, with `target`.
     pub(super) fn timed_out(&self, target: &str, limit: Duration) -> String {
         let secs = limit.as_secs_f64();
-        match Step::IN_ORDER[self.0.load(Ordering::Relaxed)] {
+        match *self.0.lock().unwrap_or_else(PoisonError::into_inner) {
             Step::Connect => format!(
                 "no session with {target} within {secs}s (no server answered in time: it \
                  could not be reached, or took the connection and did not set it up)"
