@@ -599,3 +599,32 @@ fn a_third_ctrl_c_leaves_no_dependency_results_behind() {
     kill(Pid::from_raw(coordinator.id() as i32), Signal::SIGKILL).expect("stop orch run");
     let _ = coordinator.wait();
 }
+
+/// `orch run --help` and `orch worker --help` name every NATS variable, and say that
+/// `orch run` sends tasks to workers only with `--nats`.
+#[test]
+fn the_help_of_run_and_worker_names_the_nats_variables() {
+    let dir = Dir::new();
+    for command in ["run", "worker"] {
+        let (code, help, _) = parts(&common::run_in(&dir, &[command, "--help"]));
+        assert_eq!(code, Some(0), "{command}");
+        for variable in [
+            "URL",
+            "USER",
+            "PASSWORD",
+            "TOKEN",
+            "NKEY_SEED",
+            "CREDS",
+            "TLS_CA",
+            "TLS_CERT",
+            "TLS_KEY",
+            "NAME",
+        ] {
+            assert!(
+                help.contains(&format!("ORCH_NATS_{variable}")),
+                "{command}: {help}"
+            );
+        }
+        assert!(help.contains("only with --nats"), "{command}: {help}");
+    }
+}
