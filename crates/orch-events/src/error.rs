@@ -94,11 +94,11 @@ pub enum TryPublishErrorKind {
     #[error("the event bus is closed")]
     Closed,
     /// At least one matching subscription with the [`Block`](crate::Overflow::Block)
-    /// policy had a full queue, so publishing would have had to wait. `blocked` lists
-    /// the full ones seen (at least one).
-    #[error("{} blocking subscription(s) are full: {blocked:?}", blocked.len())]
+    /// policy had a full queue, or other publishers waiting for its room, so publishing
+    /// would have had to wait. `blocked` lists those seen (at least one).
+    #[error("{} blocking subscription(s) have no room now: {blocked:?}", blocked.len())]
     Full {
-        /// The full [`Block`](crate::Overflow::Block) subscriptions.
+        /// The [`Block`](crate::Overflow::Block) subscriptions with no room for it.
         blocked: Vec<SubscriptionId>,
     },
 }

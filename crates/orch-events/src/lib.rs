@@ -52,8 +52,10 @@
 //! publish order.
 //!
 //! [`EventBus::publish`] waits for room under `Block`; [`EventBus::try_publish`] never
-//! waits: it delivers to all matching subscriptions or, if a `Block` one is full, to
-//! none, and hands the payload back with the full ones' ids.
+//! waits: it delivers to all matching subscriptions or, if a `Block` one has no room
+//! (it is full, or publishers that came first wait for its room), to none, and hands the
+//! payload back with those subscriptions' ids. Publishers waiting for room get it in the
+//! order they came.
 //!
 //! Subscribe as a [`Subscription`] ([`futures_core::Stream`]; dropping it unsubscribes) or
 //! with a callback ([`EventBus::subscribe_fn`], panics caught and counted). With

@@ -3,7 +3,14 @@
 //! One mutex guards the queue. The publisher pushes a batch of events per lock; the subscriber
 //! takes the whole queue per lock (it swaps in its empty batch buffer, so neither side
 //! allocates once both buffers have grown). A subscriber's waker is stored only when it
-//! found the queue empty, and a waiting publisher is notified only when one is waiting.
+//! found the queue empty.
+//!
+//! A publisher that finds a [`Overflow::Block`] queue full leaves its event in the
+//! queue's line of waiting events. Whoever frees room (the subscriber taking its events,
+//! or a publisher giving back reserved slots) moves events from the front of the line
+//! into the queue, so waiting publishers are served in the order they came, and a
+//! publisher whose waiting future is not being polled holds up no one. While the line is
+//! not empty, every newcomer joins it or is refused.
 
 use std::{
     collections::VecDeque,
@@ -25,7 +32,7 @@ use crate::Event;
 pub enum Overflow {
     /// The publisher waits for room: nothing is ever lost. The default.
     /// ([`EventBus::try_publish`](crate::EventBus::try_publish) never waits: it
-    /// publishes nothing and says which subscriptions are full.)
+    /// publishes nothing and says which subscriptions have no room.)
     #[default]
     Block,
     /// The oldest queued event is dropped to make room; the subscriber is told how many
@@ -58,8 +65,9 @@ pub struct SubscriptionStats {
 pub(crate) enum Push {
     /// Queued (or dropped by the policy, and counted).
     Done,
-    /// Full under [`Overflow::Block`]: wait for room.
-    Full,
+    /// No room under [`Overflow::Block`]: the event joined the line with this ticket;
+    /// wait for it with a [`Waiting`].
+    InLine(u64),
     /// The subscription is gone or closed.
     Gone,
 }
@@ -72,7 +80,12 @@ struct State<T> {
     /// Dropped events not yet reported to the subscriber.
     lagged: u64,
     rx_waker: Option<Waker>,
-    tx_waiting: bool,
+    /// Events of publishers waiting for room, oldest first, with their tickets.
+    line: VecDeque<(u64, Arc<Event<T>>)>,
+    /// The ticket the next publisher to join the line gets.
+    next_ticket: u64,
+    /// Tickets below this were served (their events queued) or withdrawn.
+    served_below: u64,
     /// The bus closed: deliver what is queued, then end.
     closed: bool,
     /// Unsubscribed: deliver nothing more.
@@ -109,6 +122,83 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl<T> State<T> {
+    /// Whether `events` more fit now, with none of them overtaking the line.
+    fn has_room_for(&self, events: usize, capacity: usize) -> bool {
+        self.line.is_empty() && self.buf.len() + self.reserved + events <= capacity
+    }
+
+    /// Moves events from the front of the line into the room there is; says whether it
+    /// moved any.
+    fn serve_line(&mut self, capacity: usize) -> bool {
+        let mut served = false;
+        while self.buf.len() + self.reserved < capacity {
+            let Some((ticket, event)) = self.line.pop_front() else {
+                break;
+            };
+            self.served_below = ticket + 1;
+            self.buf.push_back(event);
+            served = true;
+        }
+        self.high_water = self.high_water.max(self.buf.len());
+        served
+    }
+}
+
+/// A publisher's place in a queue's line ([`Push::InLine`]). Dropping it before its
+/// event is queued takes the event out of the line.
+pub(crate) struct Waiting<T> {
+    queue: Arc<Queue<T>>,
+    ticket: u64,
+    finished: bool,
+}
+
+impl<T> Waiting<T> {
+    pub(crate) fn new(queue: Arc<Queue<T>>, ticket: u64) -> Self {
+        Self {
+            queue,
+            ticket,
+            finished: false,
+        }
+    }
+
+    /// Waits until the event is queued (true) or the subscription is gone (false).
+    pub(crate) async fn queued(mut self) -> bool {
+        loop {
+            let notified = self.queue.space.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let s = lock(&self.queue.state);
+                if self.ticket < s.served_below {
+                    self.finished = true;
+                    return true;
+                }
+                if s.closed || s.detached {
+                    self.finished = true;
+                    return false;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+impl<T> Drop for Waiting<T> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let withdrawn = {
+            let mut s = lock(&self.queue.state);
+            let place = s.line.iter().position(|(ticket, _)| *ticket == self.ticket);
+            place.and_then(|i| s.line.remove(i))
+        };
+        // Dropped unlocked: a payload's destructor may use the bus.
+        drop(withdrawn);
+    }
+}
+
 impl<T> Queue<T> {
     pub(crate) fn new(id: u64, policy: Overflow, capacity: usize) -> Self {
         let capacity = capacity.max(1);
@@ -121,7 +211,9 @@ impl<T> Queue<T> {
                 reserved: 0,
                 lagged: 0,
                 rx_waker: None,
-                tx_waiting: false,
+                line: VecDeque::new(),
+                next_ticket: 0,
+                served_below: 0,
                 closed: false,
                 detached: false,
                 delivered: 0,
@@ -171,9 +263,14 @@ impl<T> Queue<T> {
             if s.detached || s.closed {
                 return Push::Gone;
             }
-            if !reserved && lossless && s.buf.len() + s.reserved + events.len() > self.capacity {
-                s.tx_waiting = true;
-                return Push::Full;
+            if !reserved && lossless && !s.has_room_for(events.len(), self.capacity) {
+                // Only `push` comes here, with one event.
+                debug_assert_eq!(events.len(), 1, "only one event joins the line at once");
+                let ticket = s.next_ticket;
+                s.next_ticket += 1;
+                s.line
+                    .extend(events.iter().map(|event| (ticket, Arc::clone(event))));
+                return Push::InLine(ticket);
             }
             for event in events {
                 if !lossless && s.buf.len() >= self.capacity {
@@ -197,22 +294,6 @@ impl<T> Queue<T> {
         Push::Done
     }
 
-    /// Queues `event`, waiting for room under [`Overflow::Block`]. Returns whether it
-    /// was queued.
-    pub(crate) async fn push_wait(&self, event: &Arc<Event<T>>) -> bool {
-        loop {
-            let notified = self.space.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            // Only `Block` waits, and it evicts nothing.
-            match self.push(event, &mut Vec::new()) {
-                Push::Done => return true,
-                Push::Gone => return false,
-                Push::Full => notified.await,
-            }
-        }
-    }
-
     /// Reserves up to `wanted` slots for [`Queue::push_reserved`] and returns how many
     /// it got: all of them under the drop policies (they make room themselves) and in a
     /// queue that is gone (nothing will be queued), else as many as there is room for.
@@ -224,6 +305,9 @@ impl<T> Queue<T> {
         let mut s = lock(&self.state);
         let granted = if s.detached || s.closed {
             wanted
+        } else if !s.line.is_empty() {
+            // Publishers that came first wait for the room.
+            0
         } else {
             wanted.min(self.capacity.saturating_sub(s.buf.len() + s.reserved))
         };
@@ -231,26 +315,30 @@ impl<T> Queue<T> {
         granted
     }
 
-    /// Gives back `slots` from [`Queue::try_reserve_up_to`].
-    /// A publisher waiting for room is told: the slots may be all the room there is.
+    /// Gives back `slots` from [`Queue::try_reserve_up_to`]: they go to the publishers
+    /// waiting in the line, if any.
     pub(crate) fn unreserve(&self, slots: usize) {
         if self.policy != Overflow::Block || slots == 0 {
             return;
         }
-        let notify = {
+        let waker = {
             let mut s = lock(&self.state);
             s.reserved -= slots;
-            std::mem::take(&mut s.tx_waiting)
+            if !s.serve_line(self.capacity) {
+                return;
+            }
+            s.rx_waker.take()
         };
-        if notify {
-            self.space.notify_waiters();
+        self.space.notify_waiters();
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 
     /// Whether a [`Overflow::Block`] queue is full now.
     pub(crate) fn is_full(&self) -> bool {
         let s = lock(&self.state);
-        self.policy == Overflow::Block && s.buf.len() + s.reserved >= self.capacity
+        self.policy == Overflow::Block && !s.has_room_for(1, self.capacity)
     }
 
     /// Swaps the queued events into `batch` (which must be empty).
@@ -263,7 +351,11 @@ impl<T> Queue<T> {
             let mut s = lock(&self.state);
             std::mem::swap(&mut s.buf, batch);
             let lagged = std::mem::take(&mut s.lagged);
-            let notify = std::mem::take(&mut s.tx_waiting);
+            let notify = s.serve_line(self.capacity);
+            if batch.is_empty() {
+                // Nothing was queued but reserved slots held the room.
+                std::mem::swap(&mut s.buf, batch);
+            }
             let result = if !batch.is_empty() || lagged > 0 {
                 s.delivered += batch.len() as u64;
                 Batch::Got { lagged }
@@ -290,17 +382,20 @@ impl<T> Queue<T> {
     }
 
     /// The bus closed: the subscriber gets what is queued, then the end.
+    /// Events still in the line are not queued: their publishers are told the
+    /// subscription is gone.
     pub(crate) fn close(&self) {
-        let waker = {
+        let (waker, line) = {
             let mut s = lock(&self.state);
             s.closed = true;
-            s.tx_waiting = false;
-            s.rx_waker.take()
+            (s.rx_waker.take(), std::mem::take(&mut s.line))
         };
         self.space.notify_waiters();
         if let Some(waker) = waker {
             waker.wake();
         }
+        // Dropped unlocked: a payload's destructor may use the bus.
+        drop(line);
     }
 
     /// Unsubscribed: nothing more is queued or handed over. Returns the events that were
@@ -312,8 +407,9 @@ impl<T> Queue<T> {
             let mut s = lock(&self.state);
             s.detached = true;
             self.detached.store(true, Ordering::Release);
-            s.tx_waiting = false;
-            (std::mem::take(&mut s.buf), s.rx_waker.take())
+            let mut unread = std::mem::take(&mut s.buf);
+            unread.extend(s.line.drain(..).map(|(_, event)| event));
+            (unread, s.rx_waker.take())
         };
         self.space.notify_waiters();
         if let Some(waker) = waker {
@@ -350,7 +446,7 @@ mod tests {
     use std::task::{Context, Poll, Wake, Waker};
     use std::time::SystemTime;
 
-    use super::{Overflow, Queue};
+    use super::{Batch, Overflow, Push, Queue, Waiting};
     use crate::{Event, Subject};
 
     /// Counts its wakes.
@@ -363,30 +459,70 @@ mod tests {
         }
     }
 
-    #[test]
-    fn giving_back_a_reservation_wakes_a_publisher_waiting_for_room() {
-        let queue: Queue<u32> = Queue::new(1, Overflow::Block, 1);
-        let event = Arc::new(Event::new(
+    fn event(payload: u32) -> Arc<Event<u32>> {
+        Arc::new(Event::new(
             0,
             SystemTime::now(),
             Subject::new("a").expect("valid"),
-            7,
-        ));
+            payload,
+        ))
+    }
+
+    #[test]
+    fn giving_back_a_reservation_serves_the_line_and_wakes_its_publisher() {
+        let queue = Arc::new(Queue::new(1, Overflow::Block, 1));
         assert_eq!(queue.try_reserve_up_to(1), 1, "the only slot, reserved");
+        let Push::InLine(ticket) = queue.push(&event(7), &mut Vec::new()) else {
+            panic!("no room: the event joins the line");
+        };
 
         let counter = Arc::new(CountingWaker::default());
         let waker = Waker::from(Arc::clone(&counter));
         let mut cx = Context::from_waker(&waker);
-        let mut waiting = Box::pin(queue.push_wait(&event));
+        let mut waiting = Box::pin(Waiting::new(Arc::clone(&queue), ticket).queued());
         assert!(waiting.as_mut().poll(&mut cx).is_pending(), "no room");
 
         queue.unreserve(1);
+        assert_eq!(queue.stats().queued, 1, "queued by whoever freed the room");
         assert_eq!(
             counter.0.load(std::sync::atomic::Ordering::SeqCst),
             1,
             "told"
         );
         assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(true));
-        assert_eq!(queue.stats().queued, 1);
+    }
+
+    #[test]
+    fn a_withdrawn_place_leaves_the_line_and_its_event_is_never_queued() {
+        let queue = Arc::new(Queue::new(1, Overflow::Block, 1));
+        assert!(matches!(queue.push(&event(1), &mut Vec::new()), Push::Done));
+        let Push::InLine(first) = queue.push(&event(2), &mut Vec::new()) else {
+            panic!("full");
+        };
+        let Push::InLine(second) = queue.push(&event(3), &mut Vec::new()) else {
+            panic!("the line is not empty");
+        };
+        drop(Waiting::new(Arc::clone(&queue), first));
+        assert_eq!(queue.try_reserve_up_to(1), 0, "the line holds the room");
+
+        let mut batch = std::collections::VecDeque::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(
+            queue.take_batch(&mut batch, &mut cx),
+            Batch::Got { .. }
+        ));
+        assert_eq!(batch.iter().map(|e| *e.payload()).collect::<Vec<_>>(), [1]);
+        batch.clear();
+        assert!(matches!(
+            queue.take_batch(&mut batch, &mut cx),
+            Batch::Got { .. }
+        ));
+        assert_eq!(
+            batch.iter().map(|e| *e.payload()).collect::<Vec<_>>(),
+            [3],
+            "the withdrawn event is skipped"
+        );
+        let mut waiting = Box::pin(Waiting::new(Arc::clone(&queue), second).queued());
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(true));
     }
 }

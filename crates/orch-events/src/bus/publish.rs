@@ -10,7 +10,9 @@ use std::{
 use super::{EventBus, Inner};
 use crate::{
     Event, IntoSubject, PublishError, Subject, SubscriptionId, TryPublishError,
-    TryPublishErrorKind, queue::Push, routes::Matches,
+    TryPublishErrorKind,
+    queue::{Push, Waiting},
+    routes::Matches,
 };
 
 impl<T> Inner<T> {
@@ -49,13 +51,15 @@ impl<T> EventBus<T> {
     ///
     /// Waits while a matching [`Block`](crate::Overflow::Block) subscription's queue is
     /// full; never waits for the drop policies. When it returns, the event is queued for
-    /// every matching subscription (or dropped and counted by its policy). If the future
-    /// is dropped while waiting, the event reaches only some subscriptions.
+    /// every matching subscription (or dropped and counted by its policy).
     ///
-    /// Waiting publishers are not served in order: room that frees up goes to whichever
-    /// publisher pushes first, a waiting one or one that just came (a `try_publish`
-    /// retried in a loop, say). Under steady contention for a slow subscriber's room, a
-    /// waiting publish may wait long; give such a subscriber more capacity.
+    /// Publishers waiting for a subscription's room get it in the order they came, and
+    /// before any publisher that comes after them (a [`EventBus::try_publish`] is
+    /// refused meanwhile). The room goes to the waiting event itself: a publish future
+    /// that is kept but not polled (left behind by a `select!`, say) still has its event
+    /// queued when the subscriber makes room, and holds up no one. If the future is
+    /// dropped while waiting, its event reaches the subscriptions that had room for it
+    /// by then, and no others.
     ///
     /// # Errors
     /// [`PublishError::InvalidSubject`] or [`PublishError::Closed`]; nothing is published.
@@ -108,8 +112,8 @@ impl<T> EventBus<T> {
             // Its panic is passed on once the bus is unlocked, after the event is queued.
             numbering = catch_unwind(AssertUnwindSafe(|| numbered(event.seq())));
             for queue in matches.iter() {
-                if let Push::Full = queue.push(&event, &mut evicted) {
-                    waiting.push(Arc::clone(queue));
+                if let Push::InLine(ticket) = queue.push(&event, &mut evicted) {
+                    waiting.push(Waiting::new(Arc::clone(queue), ticket));
                 }
             }
             let in_flight = (!waiting.is_empty()).then(|| {
@@ -122,8 +126,9 @@ impl<T> EventBus<T> {
             drop((waiting, _in_flight, event, evicted));
             std::panic::resume_unwind(panic);
         }
-        for queue in waiting {
-            queue.push_wait(&event).await;
+        // Every queue's line holds the event already; each queues it when it has room.
+        for place in waiting {
+            place.queued().await;
         }
         // After the waits: a destructor that panics must not keep the event from the
         // subscriptions that had no room yet.
@@ -136,8 +141,9 @@ impl<T> EventBus<T> {
     /// or nothing is published and the payload comes back in the error.
     ///
     /// Nothing is published if a matching [`Block`](crate::Overflow::Block) subscription
-    /// is full ([`TryPublishErrorKind::Full`] lists the full ones): that policy promises
-    /// no loss, so the event goes to all or to none. Room is reserved in every such queue
+    /// has no room: it is full, or publishers that came first wait for its room
+    /// ([`TryPublishErrorKind::Full`] lists such subscriptions). That policy promises no
+    /// loss, so the event goes to all or to none. Room is reserved in every such queue
     /// before anything is queued, so racing publishers cannot make it partial.
     ///
     /// # Errors
@@ -161,7 +167,7 @@ impl<T> EventBus<T> {
         }
         let matches = routes.matches(&subject);
         if let Err(first_full) = reserve_all(&matches) {
-            // List the queues that are full now.
+            // List the queues with no room now.
             let blocked = matches
                 .iter()
                 .skip(first_full)
