@@ -125,8 +125,10 @@
 //!   `"status"`, `"result"`, `"error"`, `"start_time"`, `"end_time"`, `"duration"`,
 //!   `"attempts"`, and the keys a result file adds when they apply; times RFC 3339, `null`
 //!   when unknown).
-//! - `orch worker --nats URL` serves the built-in task types to coordinators through NATS
-//!   JetStream (`nats-server -js`), `--concurrency N` tasks at once (default 4), until
+//! - `orch worker --nats URL` serves the built-in task types (`--types echo,sleep` for
+//!   some of them; a worker whose NATS user may take only some types' tasks serves
+//!   those) to coordinators through NATS JetStream (`nats-server -js`), `--concurrency
+//!   N` tasks at once (default 4), until
 //!   Ctrl-C, SIGTERM, SIGHUP or SIGQUIT (one ignored at start, as under `nohup`, stays
 //!   ignored): then it takes no more tasks, lets running ones finish for
 //!   `--shutdown-grace` (default 30 s, cut short by a second signal; a SIGHUP after

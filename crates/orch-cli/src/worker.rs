@@ -1,4 +1,5 @@
-//! `orch worker`: serves the built-in task types (`command`, `sleep`, `echo`) to
+//! `orch worker`: serves the built-in task types (`command`, `sleep`, `echo`, or those
+//! `--types` names) to
 //! coordinators elsewhere (`orch run --nats`, or any program with orch-nats's remote
 //! handler) through NATS JetStream, until Ctrl-C or SIGTERM. Also the NATS settings that
 //! `orch run --nats` shares.
@@ -23,6 +24,15 @@ pub(crate) struct WorkerArgs {
     /// variables.
     #[arg(long, value_name = "URL")]
     nats: Option<String>,
+    /// The task types to serve, comma-separated (default: all of command, sleep and
+    /// echo). A worker whose NATS user may take only some types' tasks serves those.
+    #[arg(
+        long,
+        value_name = "TYPES",
+        value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(spec::TYPES)
+    )]
+    types: Vec<String>,
     /// The most tasks running at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: u32,
@@ -112,6 +122,15 @@ fn base_dir(dir: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
+/// The types `--types` names, each once, in the order of [`spec::TYPES`]; all of them
+/// when it names none.
+fn served_types(asked: &[String]) -> Vec<&'static str> {
+    spec::TYPES
+        .into_iter()
+        .filter(|t| asked.is_empty() || asked.iter().any(|a| a == t))
+        .collect()
+}
+
 fn setup_error(message: String) -> ExitCode {
     errln!("orch worker: {message}");
     ExitCode::from(2)
@@ -139,7 +158,8 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
     if let Some(name) = &args.name {
         builder = builder.name(name.clone());
     }
-    for task_type in spec::TYPES {
+    let types = served_types(&args.types);
+    for &task_type in &types {
         builder = builder.handler(task_type, handler.clone());
     }
     let worker =
@@ -155,7 +175,7 @@ async fn run_worker(args: &WorkerArgs, config: NatsConfig, base_dir: &Path) -> E
         std::io::stdout(),
         "worker {} serving {} (up to {} at once); Ctrl-C stops it",
         crate::display::one_line(worker.name()),
-        spec::TYPES.join(", "),
+        types.join(", "),
         args.concurrency
     );
     let (stop, stop_now) = (CancellationToken::new(), CancellationToken::new());

@@ -290,6 +290,56 @@ fn a_task_type_no_worker_serves_fails_after_the_worker_timeout() {
     assert!(error.contains("echo"), "{error}");
 }
 
+/// A worker given `--types` serves those types only: a task of another type is left to
+/// other workers (here there are none, so it fails after the worker timeout).
+#[test]
+fn a_worker_serves_only_the_types_it_is_given() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let dir = Dir::new();
+    dir.write(
+        "w.yaml",
+        "workflow_id: picky\ntasks:\n  a: { task_type: echo, config: { message: 1 } }\n  \
+         b: { task_type: command, config: { program: 'true' } }\n",
+    );
+    let worker = WorkerProcess::start(&server.url(), &["--types", "echo,sleep,echo"], &[]);
+    assert!(
+        worker.banner.contains(" serving sleep, echo (up to"),
+        "{}",
+        worker.banner
+    );
+    let (code, stdout, stderr) = run_remote(
+        &dir,
+        &server.url(),
+        &["--worker-timeout", "1s", "--progress", "none"],
+    );
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let result = dir.json("r.json");
+    assert_eq!(result["tasks"]["a"]["status"], "completed");
+    assert_eq!(result["tasks"]["b"]["status"], "failed");
+    let error = result["tasks"]["b"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("command"), "{error}");
+}
+
+#[test]
+fn a_type_the_worker_cannot_serve_is_refused_naming_it() {
+    let mut command = orch();
+    command.args([
+        "worker",
+        "--types",
+        "echo,shell",
+        "--nats",
+        "nats://127.0.0.1:1",
+    ]);
+    let (code, stdout, stderr) = parts(&output(command));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("'shell'") && stderr.contains("command, sleep, echo"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn credentials_in_a_url_on_the_command_line_are_refused_without_being_shown() {
     for args in [
