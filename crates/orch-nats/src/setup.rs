@@ -278,9 +278,24 @@ async fn ensure_stream(
                     })?;
                 usable(&config, &stream.cached_info().config)
             }
-            _ => Err(setup(what(), &error)),
+            _ => Err(not_made(what(), &error)),
         },
     }
+}
+
+/// The error for a stream that was not there and could not be created. A worker's user
+/// usually may not create streams, and the server leaves a refused request unanswered:
+/// such a worker was started before any coordinator made the streams.
+fn not_made(what: String, error: &dyn std::fmt::Display) -> ConnectError {
+    let mut reason = error.to_string();
+    if reason.contains("timed out") {
+        reason.push_str(
+            " (it does not exist yet, and the server did not answer the request to create it: \
+             a user that may not create streams, as a worker's usually may not, needs a \
+             coordinator started first, which creates them, or an administrator to create them)",
+        );
+    }
+    ConnectError::Setup { what, reason }
 }
 
 /// The duplicate window of stream `found`, found where one made with `wanted` was to be:

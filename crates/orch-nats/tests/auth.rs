@@ -145,6 +145,26 @@ async fn only_the_worker_permitted_for_a_task_type_takes_its_tasks() {
     stop.cancel();
 }
 
+/// The embedder may create no stream: started before any coordinator made them, it
+/// says to start one first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_may_not_create_streams_started_first_says_to_start_a_coordinator() {
+    let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
+        return;
+    };
+    let error = embed_worker(&as_user(&server, "embedder", "embedder-pw"))
+        .await
+        .expect_err("no stream to take tasks from");
+    let ConnectError::Setup { what, reason } = &error else {
+        panic!("a set-up error: {error:?}");
+    };
+    assert_eq!(what, "stream `ORCH_TASKS`");
+    assert!(
+        reason.contains("does not exist yet") && reason.contains("coordinator started first"),
+        "{error}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_may_not_store_results_gives_its_tasks_back_until_they_are_lost() {
     let Some(server) = NatsServer::start_with_config(Some(SERVER_CONFIG)) else {
