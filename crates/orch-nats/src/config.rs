@@ -448,7 +448,8 @@ fn log_event(event: &async_nats::Event) {
         Event::Connected => tracing::info!("connected to NATS"),
         Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
         Event::ServerError(error) => tracing::error!(%error, "the NATS server reported an error"),
-        // The client was dropped or closed: the normal end.
+        // The client was drained, dropped or closed: the normal end.
+        Event::Draining => tracing::debug!("the NATS connection is draining"),
         Event::Closed => tracing::debug!("the NATS connection is closed"),
         other => tracing::warn!(event = %other, "NATS connection event"),
     }

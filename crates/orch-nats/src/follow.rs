@@ -178,6 +178,10 @@ pub(crate) async fn follow(
             };
             let message = match message {
                 Some(Ok(message)) => message,
+                _ if closed_for_good(&js.client()).await => {
+                    tracing::debug!("the connection is closed: no more following {what}");
+                    return;
+                }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "reading {what} was interrupted");
                     break;
@@ -201,6 +205,10 @@ pub(crate) async fn follow(
             tokio::time::sleep(pause).await;
             match read_again(&js, &followed, &mut place).await {
                 Ok(messages) => break messages,
+                Err(_) if closed_for_good(&js.client()).await => {
+                    tracing::debug!("the connection is closed: no more following {what}");
+                    return;
+                }
                 Err(error) => {
                     pause = (pause * 2).min(LONGEST_PAUSE);
                     tracing::warn!(%error, "cannot read {what}; trying again in {pause:?}");
@@ -208,6 +216,15 @@ pub(crate) async fn follow(
             }
         };
     }
+}
+
+/// Whether `client`'s connection was closed for good (drained, or closed with the
+/// process's runtime): nothing sent through it reaches a connection any more. A
+/// connection that is only down takes the flush and holds it until it is back.
+async fn closed_for_good(client: &async_nats::Client) -> bool {
+    use async_nats::client::FlushErrorKind;
+    let flushed = tokio::time::timeout(Duration::from_millis(100), client.flush()).await;
+    matches!(flushed, Ok(Err(error)) if error.kind() == FlushErrorKind::SendError)
 }
 
 /// When a follower looks whether its stream was made anew: soon after its connection

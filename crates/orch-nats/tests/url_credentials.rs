@@ -5,27 +5,9 @@
 
 mod common;
 
-use common::NatsServer;
+use common::{NatsServer, capture_log};
 use orch_engine::{TaskContext, TaskError};
 use orch_nats::{NatsConfig, Worker};
-
-/// Everything written to it, for a log subscriber.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Credentials written into a server URL sign in, and the URL is never logged with
 /// them (the NATS client logs the addresses it connects to, at debug level).
@@ -36,15 +18,7 @@ fn credentials_in_a_url_sign_in_and_are_not_logged() {
         return;
     };
     let url = server.url().replacen("://", "://someone:pw-in-url@", 1);
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (captured, _logging) = capture_log(tracing::Level::TRACE);
     // One thread, so that every task logs through the subscriber set here.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -57,7 +31,7 @@ fn credentials_in_a_url_sign_in_and_are_not_logged() {
             connected.connect(&NatsConfig::new(url)).await.map(drop)
         })
         .expect("the URL's credentials sign in");
-    let logged = String::from_utf8_lossy(&captured.0.lock().expect("the log")).into_owned();
+    let logged = captured.text();
     assert!(
         logged.contains("127.0.0.1"),
         "the client logged nothing: {logged}"

@@ -5,11 +5,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+mod captured_log;
 mod outage;
 pub mod permissions;
 mod server;
 
 #[allow(unused_imports)] // not every test file uses each
+pub use captured_log::{CapturedLog, capture_log};
+#[allow(unused_imports)]
 pub use outage::Outage;
 #[allow(unused_imports)]
 pub use server::{NatsServer, free_port};
