@@ -226,8 +226,8 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Queues `event` (or applies the overflow policy); under [`Overflow::Block`], says
-    /// `Full` rather than wait. What the [`Overflow::DropOldest`] policy pushes out goes to
+    /// Queues `event` (or applies the overflow policy); under [`Overflow::Block`] with no
+    /// room, puts it in the line ([`Push::InLine`]) rather than wait. What the [`Overflow::DropOldest`] policy pushes out goes to
     /// `evicted`, to be dropped once the caller holds no lock.
     pub(crate) fn push(&self, event: &Arc<Event<T>>, evicted: &mut Vec<Arc<Event<T>>>) -> Push {
         self.push_all(std::slice::from_ref(event), false, |old| evicted.push(old))
@@ -297,7 +297,8 @@ impl<T> Queue<T> {
     /// Reserves up to `wanted` slots for [`Queue::push_reserved`] and returns how many
     /// it got: all of them under the drop policies (they make room themselves) and in a
     /// queue that is gone (nothing will be queued), else as many as there is room for.
-    /// A publisher that then waits for room does so through [`Queue::push_wait`].
+    /// None while publishers wait in the line: they came first. A publisher that then
+    /// waits for room does so in the line ([`Queue::push`]).
     pub(crate) fn try_reserve_up_to(&self, wanted: usize) -> usize {
         if self.policy != Overflow::Block {
             return wanted;
@@ -335,7 +336,8 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Whether a [`Overflow::Block`] queue is full now.
+    /// Whether a [`Overflow::Block`] queue has no room now (it is full, or publishers
+    /// wait in its line).
     pub(crate) fn is_full(&self) -> bool {
         let s = lock(&self.state);
         self.policy == Overflow::Block && !s.has_room_for(1, self.capacity)
@@ -382,8 +384,10 @@ impl<T> Queue<T> {
     }
 
     /// The bus closed: the subscriber gets what is queued, then the end.
-    /// Events still in the line are not queued: their publishers are told the
-    /// subscription is gone.
+    ///
+    /// The bus closes its queues once no publish is under way, so the line is empty by
+    /// then; were it not, its events would not be queued, and their publishers would be
+    /// told the subscription is gone.
     pub(crate) fn close(&self) {
         let (waker, line) = {
             let mut s = lock(&self.state);
@@ -469,8 +473,13 @@ mod tests {
     }
 
     #[test]
-    fn giving_back_a_reservation_serves_the_line_and_wakes_its_publisher() {
+    fn giving_back_a_reservation_serves_the_line_and_wakes_its_publisher_and_reader() {
         let queue = Arc::new(Queue::new(1, Overflow::Block, 1));
+        let reader = Arc::new(CountingWaker::default());
+        let reader_waker = Waker::from(Arc::clone(&reader));
+        let mut batch = std::collections::VecDeque::new();
+        let empty = queue.take_batch(&mut batch, &mut Context::from_waker(&reader_waker));
+        assert!(matches!(empty, Batch::Empty), "the reader waits");
         assert_eq!(queue.try_reserve_up_to(1), 1, "the only slot, reserved");
         let Push::InLine(ticket) = queue.push(&event(7), &mut Vec::new()) else {
             panic!("no room: the event joins the line");
@@ -484,6 +493,11 @@ mod tests {
 
         queue.unreserve(1);
         assert_eq!(queue.stats().queued, 1, "queued by whoever freed the room");
+        assert_eq!(
+            reader.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the reader is told"
+        );
         assert_eq!(
             counter.0.load(std::sync::atomic::Ordering::SeqCst),
             1,

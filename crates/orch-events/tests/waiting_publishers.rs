@@ -31,6 +31,18 @@ fn next_now(sub: &mut Subscription<u32>) -> Option<u32> {
     }
 }
 
+/// `publisher`'s outcome, or a failure (not a hang) if it is not told its event was
+/// queued.
+async fn finished(
+    publisher: tokio::task::JoinHandle<Result<u64, orch_events::PublishError>>,
+) -> u64 {
+    tokio::time::timeout(std::time::Duration::from_secs(10), publisher)
+        .await
+        .expect("the publisher is told its event was queued")
+        .expect("joined")
+        .expect("published")
+}
+
 fn is_full(result: &Result<u64, orch_events::TryPublishError<u32>>) -> bool {
     matches!(
         result.as_ref().map_err(|e| e.kind()),
@@ -58,7 +70,7 @@ async fn a_waiting_publisher_gets_freed_room_before_a_newcomer() {
         is_full(&newcomer),
         "the freed room went to the waiting publisher: {newcomer:?}"
     );
-    waiting.await.expect("joined").expect("published");
+    finished(waiting).await;
     assert_eq!(next_now(&mut small), Some(1));
 }
 
@@ -101,7 +113,8 @@ async fn waiting_publishers_are_served_in_the_order_they_came() {
     }
     let mut seen = Vec::new();
     while seen.len() < 6 {
-        match small.recv().await {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), small.recv());
+        match next.await.expect("the reader is told of the next event") {
             Some(Delivery::Event(event)) => seen.push(*event.payload()),
             other => panic!("only events: {other:?}"),
         }
@@ -112,7 +125,7 @@ async fn waiting_publishers_are_served_in_the_order_they_came() {
     }
     assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
     for publisher in publishers {
-        publisher.await.expect("joined").expect("published");
+        finished(publisher).await;
     }
 }
 
@@ -132,7 +145,7 @@ async fn a_waiting_publish_given_up_on_leaves_the_line_and_its_event_never_arriv
         tokio::task::yield_now().await;
     }
     assert_eq!(next_now(&mut small), Some(0));
-    later.await.expect("joined").expect("published");
+    finished(later).await;
     assert_eq!(next_now(&mut small), Some(2), "1 was withdrawn");
     assert_eq!(next_now(&mut small), None);
 }
@@ -256,4 +269,32 @@ mod against_a_model {
             }
         }
     }
+}
+
+/// A publish waiting in two subscriptions' lines, dropped once one of them queued its
+/// event: that one keeps it, the other never gets it, and neither is held up.
+#[tokio::test]
+async fn a_publish_dropped_after_one_of_its_lines_served_it_reaches_that_one_only() {
+    let bus = EventBus::new();
+    let (mut first, mut second) = (room_for_one(&bus), room_for_one(&bus));
+    bus.publish("tick", 0).await.expect("published");
+    {
+        let mut dropped = pin!(bus.publish("tick", 1));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(dropped.as_mut().poll(&mut cx).is_pending(), "both are full");
+        assert_eq!(next_now(&mut first), Some(0));
+    }
+    assert_eq!(next_now(&mut second), Some(0));
+    assert!(
+        bus.try_publish("tick", 2).is_err(),
+        "the first still holds 1"
+    );
+    assert_eq!(next_now(&mut first), Some(1));
+    bus.publish("tick", 2).await.expect("published");
+    assert_eq!(next_now(&mut first), Some(2));
+    assert_eq!(
+        next_now(&mut second),
+        Some(2),
+        "1 was withdrawn from its line"
+    );
 }

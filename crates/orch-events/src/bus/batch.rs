@@ -17,8 +17,9 @@ const RUN: usize = 1024;
 
 impl<T> EventBus<T> {
     /// Publishes events from the front of `events`, in order, without ever waiting, and
-    /// returns how many it published. It stops at the first event that a full
-    /// [`Block`](crate::Overflow::Block) subscription cannot take yet; that event and the
+    /// returns how many it published. It stops at the first event that a
+    /// [`Block`](crate::Overflow::Block) subscription has no room for yet (it is full, or
+    /// publishers that came first wait for its room); that event and the
     /// rest stay in `events`. Each event goes to all its subscriptions or to none, as with
     /// [`EventBus::try_publish`], but the routing lock is taken once for the whole batch,
     /// and consecutive events bound for the same subscriptions are queued together. The

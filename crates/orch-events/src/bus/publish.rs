@@ -57,7 +57,8 @@ impl<T> EventBus<T> {
     /// before any publisher that comes after them (a [`EventBus::try_publish`] is
     /// refused meanwhile). The room goes to the waiting event itself: a publish future
     /// that is kept but not polled (left behind by a `select!`, say) still has its event
-    /// queued when the subscriber makes room, and holds up no one. If the future is
+    /// queued when the subscriber makes room, and holds up no other publisher (but
+    /// [`EventBus::close`] waits for the future to finish or be dropped). If the future is
     /// dropped while waiting, its event reaches the subscriptions that had room for it
     /// by then, and no others.
     ///
@@ -189,8 +190,8 @@ impl<T> EventBus<T> {
 }
 
 /// Reserves a slot in every matching [`Block`](crate::Overflow::Block) queue, so an event
-/// goes to all of them or to none. On the first full one, gives the reservations back and
-/// returns its index in `matches`.
+/// goes to all of them or to none. On the first one with no room, gives the reservations
+/// back and returns its index in `matches`.
 fn reserve_all<T>(matches: &Matches<'_, T>) -> Result<(), usize> {
     let reserved = matches
         .iter()
