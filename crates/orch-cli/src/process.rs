@@ -384,24 +384,38 @@ fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> io::Result<PathBuf
 }
 
 /// Reads everything into `bytes`, failing as soon as more than `limit` bytes arrive.
+/// `bytes` grows by doubling, as a `Vec` does, but never past `limit + 1` bytes: a
+/// command writing up to its limit takes that much memory, not up to twice as much.
 async fn read_bounded(
     stream: Option<impl AsyncRead + Unpin>,
     limit: usize,
     bytes: &mut Vec<u8>,
 ) -> Result<(), CommandError> {
-    let Some(stream) = stream else {
+    let Some(mut stream) = stream else {
         return Ok(());
     };
     // One byte past the limit tells "exactly at the limit" from "over it".
-    stream
-        .take(limit as u64 + 1)
-        .read_to_end(bytes)
-        .await
-        .map_err(CommandError::Io)?;
-    if bytes.len() > limit {
-        return Err(CommandError::TooLarge { limit });
+    let most = limit.saturating_add(1);
+    let mut chunk = vec![0; most.min(64 * 1024)];
+    loop {
+        let room = (most - bytes.len()).min(chunk.len());
+        let read = stream
+            .read(&mut chunk[..room])
+            .await
+            .map_err(CommandError::Io)?;
+        if read == 0 {
+            return Ok(());
+        }
+        let needed = bytes.len() + read;
+        if needed > bytes.capacity() {
+            let grown = needed.max(bytes.capacity() * 2).min(most);
+            bytes.reserve_exact(grown - bytes.len());
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+        if bytes.len() > limit {
+            return Err(CommandError::TooLarge { limit });
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -411,6 +425,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[tokio::test]
+    async fn output_read_up_to_its_limit_takes_no_more_room_than_the_limit() {
+        let limit = 3_000_000;
+        let written = vec![7u8; limit];
+        let mut bytes = Vec::new();
+        let read = read_bounded(Some(&written[..]), limit, &mut bytes).await;
+        assert!(read.is_ok(), "{read:?}");
+        assert_eq!(bytes, written);
+        assert!(bytes.capacity() <= limit + 1, "{}", bytes.capacity());
+
+        let over = vec![7u8; limit + 10];
+        let mut bytes = Vec::new();
+        let read = read_bounded(Some(&over[..]), limit, &mut bytes).await;
+        assert!(
+            matches!(read, Err(CommandError::TooLarge { limit: 3_000_000 })),
+            "{read:?}"
+        );
+        assert!(bytes.capacity() <= limit + 1, "{}", bytes.capacity());
+    }
 
     fn command_spec(config: Value) -> CommandSpec {
         match crate::spec::parse("command", &config) {
