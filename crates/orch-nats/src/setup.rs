@@ -283,16 +283,16 @@ async fn ensure_stream(
     }
 }
 
-/// The error for a stream that was not there and could not be created. A worker's user
-/// usually may not create streams, and the server leaves a refused request unanswered:
-/// such a worker was started before any coordinator made the streams.
+/// The error for a stream that was not there and could not be created. The server
+/// leaves a request this user may not make unanswered: a worker's user usually may not
+/// create streams, so a worker started before any coordinator ends here.
 fn not_made(what: String, error: &dyn std::fmt::Display) -> ConnectError {
     let mut reason = error.to_string();
     if reason.contains("timed out") {
         reason.push_str(
-            " (it does not exist yet, and the server did not answer the request to create it: \
-             a user that may not create streams, as a worker's usually may not, needs a \
-             coordinator started first, which creates them, or an administrator to create them)",
+            " (it does not exist yet, and the server did not answer the request to create it, \
+             as it does when this user may not create streams: start first a process whose \
+             user may, usually a coordinator, or have an administrator create the streams)",
         );
     }
     ConnectError::Setup { what, reason }

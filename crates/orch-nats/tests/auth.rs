@@ -160,7 +160,7 @@ async fn a_worker_that_may_not_create_streams_started_first_says_to_start_a_coor
     };
     assert_eq!(what, "stream `ORCH_TASKS`");
     assert!(
-        reason.contains("does not exist yet") && reason.contains("coordinator started first"),
+        reason.contains("does not exist yet") && reason.contains("usually a coordinator"),
         "{error}"
     );
 }
