@@ -766,3 +766,49 @@ async fn tasks_stream_emptied(js: &jetstream::Context) {
     })
     .await;
 }
+
+/// Cancels the run, then hands the attempt to the remote handler: as when the run is
+/// cancelled while the attempt gets ready.
+struct CancelledFirst {
+    remote: RemoteHandler,
+    run: Arc<std::sync::OnceLock<CancellationToken>>,
+}
+
+#[orch_engine::async_trait]
+impl orch_engine::Handler for CancelledFirst {
+    async fn call(&self, ctx: TaskContext) -> Result<orch_engine::Output, TaskError> {
+        self.run.get().expect("the run started").cancel();
+        self.remote.call(ctx).await
+    }
+}
+
+/// An attempt whose run is cancelled before its message is sent sends none: no worker
+/// can start the task of a run that was cancelled already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_of_a_run_cancelled_before_it_was_sent_sends_nothing() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let remote = RemoteHandler::connect(&server.config())
+        .await
+        .expect("the coordinator connects");
+    let engine = WorkflowEngine::new();
+    let token = Arc::new(std::sync::OnceLock::new());
+    let cancelled_first = CancelledFirst {
+        remote,
+        run: Arc::clone(&token),
+    };
+    engine.register_handler("embed", cancelled_first);
+    let workflow = Workflow::new("w", "W").task(Task::new("doc", "embed"));
+    let run = engine.run(&workflow);
+    token.get_or_init(|| run.cancellation_token());
+    let result = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the cancelled run ends")
+        .expect("valid");
+    assert_eq!(result.status, WorkflowStatus::Cancelled);
+    let admin = jetstream::new(server.config().connect().await.expect("connects"));
+    let mut tasks = admin.get_stream("ORCH_TASKS").await.expect("the stream");
+    let info = tasks.info().await.expect("its state");
+    assert_eq!(info.state.last_sequence, 0, "no task message was ever sent");
+}

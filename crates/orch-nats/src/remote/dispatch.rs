@@ -93,6 +93,13 @@ impl Inner {
         first_resend: u32,
         sequence_slot: &mut Option<u64>,
     ) -> Result<Sent, TaskError> {
+        // A run cancelled while the attempt got ready (its type's consumer made, its
+        // stored result looked for) sends nothing a worker could start.
+        if ctx.cancellation().is_cancelled() {
+            return Err(TaskError::new(
+                "cancelled before the task was sent to a worker",
+            ));
+        }
         let first_id = protocol::message_id(&key.run, &key.task, key.attempt);
         for resend in first_resend..=MAX_RESENDS {
             let id = protocol::resent_id(&first_id, resend);
