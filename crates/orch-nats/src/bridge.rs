@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use crate::setup::{self, Layout};
+use crate::layout::Layout;
+use crate::setup;
 use crate::{ConnectError, NatsConfig, ROOM_WAIT};
 use import_queue::ImportQueue;
 

@@ -18,7 +18,7 @@ mod writer;
 
 use writer::{NatsRunWriter, WriterState};
 
-use crate::setup::Layout;
+use crate::layout::Layout;
 use crate::{ConnectError, NatsConfig};
 
 const BACKEND: &str = "NATS JetStream";

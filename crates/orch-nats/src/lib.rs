@@ -105,7 +105,9 @@
 //! - **Sizes**: a task message over the server's `max_payload` (or
 //!   [`RemoteBuilder::max_message_bytes`], or the tasks stream's own largest message)
 //!   fails its attempt permanently, naming its largest part (an input, its item or its
-//!   config). An output too large for a result message is stored in the object store
+//!   config). An output too large for a result message (over the server's `max_payload`,
+//!   or the results stream's own largest message, read when the worker starts) is
+//!   stored in the object store
 //!   bucket `ORCH_RESULTS` (stream `OBJ_ORCH_RESULTS`, kept as long as results)
 //!   under the attempt's message id, and the result message names it; the coordinator
 //!   reads it from there, refusing (failing the attempt) an object that is not the
@@ -296,6 +298,7 @@ mod error;
 mod follow;
 #[cfg(feature = "journal")]
 mod journal;
+mod layout;
 mod lost;
 mod nesting;
 mod presence;
@@ -320,6 +323,6 @@ pub use config::{Auth, NatsConfig, Secret, env};
 pub use error::{CancelRunError, ConnectError};
 #[cfg(feature = "journal")]
 pub use journal::NatsJournal;
+pub use layout::Layout;
 pub use remote::{Inputs, RemoteBuilder, RemoteHandler};
-pub use setup::Layout;
 pub use worker::{Worker, WorkerBuilder};

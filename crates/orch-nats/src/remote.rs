@@ -21,13 +21,12 @@ use cancel::Pending;
 use consumers::Consumers;
 use stream_watch::StreamWatch;
 
+use crate::layout::Layout;
 use crate::lost::LostMessages;
 use crate::presence::Presence;
 use crate::protocol::{self, Names, Outcome};
 use crate::routes::{self, AttemptKey, Listeners, Routes, Settled};
-use crate::setup::{self, Layout};
-use crate::stored;
-use crate::{ConnectError, NatsConfig};
+use crate::{ConnectError, NatsConfig, setup, stored};
 
 /// A [`Handler`] that runs each attempt of its tasks on a [`Worker`](crate::Worker)
 /// that serves the task's type, wherever that worker runs.
@@ -157,7 +156,7 @@ impl RemoteBuilder {
     ) -> Result<RemoteHandler, ConnectError> {
         self.layout.check()?;
         let js = jetstream::new(client.clone());
-        let window = setup::ensure_streams(&js, &self.layout).await?;
+        let window = setup::ensure_streams(&js, &self.layout).await?.window;
         let lost_stream = setup::ensure_lost_stream(&js, &self.layout).await;
         setup::ensure_cancels_stream(&js, &self.layout).await;
         // A tasks stream's shorter duplicate window bounds when a message is sent again.

@@ -21,8 +21,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::layout::Layout;
 use crate::protocol::Names;
-use crate::setup::{self, Layout};
+use crate::setup;
 use crate::{ConnectError, NatsConfig};
 
 use cancels::Cancels;
@@ -243,7 +244,7 @@ impl WorkerBuilder {
             ));
         }
         let js = jetstream::new(client.clone());
-        setup::ensure_streams(&js, &self.layout).await?;
+        let streams = setup::ensure_streams(&js, &self.layout).await?;
         let cancels_kept = setup::ensure_cancels_stream(&js, &self.layout).await;
         let mut types = Vec::with_capacity(self.handlers.len());
         for (task_type, handler) in self.handlers {
@@ -254,7 +255,7 @@ impl WorkerBuilder {
         let names = self.layout.names();
         let subscriptions = subscribe(&client, &js, &names, &types, cancels_kept).await?;
         let name = self.name.unwrap_or_else(default_name);
-        let max_message_bytes = client.server_info().max_payload;
+        let max_message_bytes = streams.result_limit(client.server_info().max_payload);
         Ok(Worker {
             shared: Arc::new(Shared {
                 client,

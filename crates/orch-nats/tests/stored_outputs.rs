@@ -498,3 +498,39 @@ async fn a_not_journaled_reason_too_long_for_a_message_is_cut_to_fit() {
     );
     stop.cancel();
 }
+
+/// A results stream an administrator made with a largest message below the server's
+/// `max_payload`: an output over it goes to the object store, as one over `max_payload`
+/// does. Before, the worker's result was refused, and the task ran again until it was
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_over_the_results_streams_own_limit_is_stored() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connects"));
+    js.create_stream(jetstream::stream::Config {
+        name: "ORCH_RESULTS".to_owned(),
+        subjects: vec!["orch.result.>".to_owned()],
+        max_message_size: 8 << 10,
+        ..Default::default()
+    })
+    .await
+    .expect("the results stream, made by hand");
+    let stop = CancellationToken::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let worker = Worker::builder().handler("remote", {
+        let calls = Arc::clone(&calls);
+        move |_ctx: TaskContext| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, TaskError>("x".repeat(64 << 10)) }
+        }
+    });
+    run_logged(worker, &server, &WorkerLog::watching("-"), &stop);
+    let engine = coordinator(&server, None).await;
+    let workflow = Workflow::new("w", "W").task(Task::new("big", "remote"));
+    let run = tokio::spawn(async move { engine.execute_workflow(&workflow).await });
+    big_completed_once(run, Duration::from_secs(30), &"x".repeat(64 << 10)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the handler ran once");
+    stop.cancel();
+}

@@ -11,7 +11,8 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use orch_engine::TaskError;
 
-use crate::setup::{self, Layout};
+use crate::layout::Layout;
+use crate::setup;
 
 /// A look-up under way, shared by the attempts waiting on it: the consumer's
 /// `ack_wait`, or its error as text.
