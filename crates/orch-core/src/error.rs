@@ -186,11 +186,26 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
+/// The cycle's tasks joined by arrows; a long one shows its first and last few, with the
+/// count of those left out between (the whole path is in the error's `path`).
 fn path_text(path: &[TaskId]) -> String {
-    path.iter()
-        .map(|t| shown_id(t))
-        .collect::<Vec<_>>()
-        .join(" -> ")
+    const AT_EACH_END: usize = 10;
+    let shown = |tasks: &[TaskId]| {
+        tasks
+            .iter()
+            .map(|t| shown_id(t))
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    };
+    if path.len() <= 2 * AT_EACH_END + 1 {
+        return shown(path);
+    }
+    let left_out = path.len() - 2 * AT_EACH_END;
+    format!(
+        "{} -> ({left_out} more tasks) -> {}",
+        shown(&path[..AT_EACH_END]),
+        shown(&path[path.len() - AT_EACH_END..])
+    )
 }
 
 fn path_list(tasks: &[TaskId]) -> String {

@@ -197,6 +197,42 @@ fn a_cycle_is_reported_with_its_path() {
     );
 }
 
+/// A long cycle's message shows its first and last tasks and counts the rest, so that it
+/// stays a line of a log; the error still holds the whole path.
+#[test]
+fn a_long_cycle_is_shown_by_its_ends() {
+    let n = 1000;
+    let workflow = (0..n).fold(Workflow::new("w", "W"), |workflow, i| {
+        workflow.task(Task::new(format!("t{i}"), "t").depends_on([format!("t{}", (i + 1) % n)]))
+    });
+    let errors = errors_of(&workflow);
+    let [ValidationError::Cycle { path }] = &errors[..] else {
+        panic!("one cycle: {errors:?}");
+    };
+    assert_eq!(path.len(), n + 1);
+    let first: Vec<&str> = path[..10].iter().map(|t| t.as_str()).collect();
+    let last: Vec<&str> = path[n - 9..].iter().map(|t| t.as_str()).collect();
+    assert_eq!(
+        errors[0].to_string(),
+        format!(
+            "dependency cycle: {} -> (981 more tasks) -> {} (each task depends on the next)",
+            first.join(" -> "),
+            last.join(" -> ")
+        )
+    );
+}
+
+#[test]
+fn a_cycle_of_twenty_one_is_shown_whole() {
+    let n = 20;
+    let workflow = (0..n).fold(Workflow::new("w", "W"), |workflow, i| {
+        workflow.task(Task::new(format!("t{i}"), "t").depends_on([format!("t{}", (i + 1) % n)]))
+    });
+    let text = errors_of(&workflow)[0].to_string();
+    assert!(!text.contains("more tasks"), "{text}");
+    assert_eq!(text.matches(" -> ").count(), n, "{text}");
+}
+
 #[test]
 fn separate_cycles_are_each_reported() {
     let workflow = Workflow::new("w", "W")
