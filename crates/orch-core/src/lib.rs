@@ -33,8 +33,10 @@
 //! Workflows can also be read from files: [`Workflow::from_path`] takes JSON, YAML or
 //! TOML (YAML and TOML behind the default-on features `yaml` and `toml`; a program that
 //! builds its workflows in code can turn them off and compile neither parser), in map form (as the original Python module writes them) or list form. Errors
-//! name the file, the field (`tasks[3].dependencies`) and the line and column, or the
-//! byte offset for a file that is not UTF-8. An unknown key, an unknown dependency and
+//! reading a file name the file, the field (`tasks[3].dependencies`) and the line and
+//! column, or the byte offset for a file that is not UTF-8. A workflow read from a file
+//! no longer knows the file: its validation errors name the task and the field, not the
+//! line (`orch validate FILE` gives the line too). An unknown key, an unknown dependency and
 //! (in the engine) a task type with no handler are reported with the name most likely
 //! meant: "unknown key `dependencis` in task `load`; did you mean `dependencies`?".
 //!

@@ -9,9 +9,10 @@ use crate::{MapSpec, TaskId, TaskRecord, TaskStatus, TriggerRule, Workflow, Work
 
 /// Summary figures of one run. Durations are in seconds; the duration statistics cover
 /// the tasks that ran (those with both a start and an end time) and are `None` when no
-/// task ran. A map task's instances count as tasks of their own; in the duration
-/// statistics and the busy time they stand for their map task, whose record spans them
-/// all (on the critical path the map task stands for them).
+/// task ran. A map task's instances count as tasks of their own: the duration
+/// statistics and the busy time count each instance that ran, and not the map task's
+/// own record, which spans them all. On the critical path, the map task stands for its
+/// instances.
 ///
 /// For a resumed run, the counts and the duration statistics cover the tasks it kept
 /// from the runs it continues too, with their durations there: the longest may then

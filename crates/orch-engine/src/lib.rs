@@ -53,7 +53,11 @@
 //! handlers that compute use all the runtime's workers; a handler wrapped in [`inline`]
 //! runs on the run's own task instead, which saves the spawn for handlers that only
 //! await. On a current-thread runtime every handler runs on the run's task. [`blocking`]
-//! runs a synchronous function on tokio's blocking threads.
+//! runs a synchronous function on tokio's blocking threads. A handler that holds its
+//! thread without being wrapped in [`blocking`] (a `std::thread::sleep`, a long
+//! computation with no `.await`) takes a runtime worker: once such handlers hold every
+//! worker, nothing else runs, and every timeout, retry pause and cancellation grace
+//! period waits until one lets go.
 //!
 //! A run's status is `completed` when every task completed or was skipped by a handler's
 //! choice (with the tasks that depend on it), `failed` when a task failed and its failure

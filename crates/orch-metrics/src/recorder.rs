@@ -41,7 +41,7 @@ impl DurationHistogram {
 /// What happened to the tasks of one type, across every run observed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TaskTypeStats {
-    /// Tasks started.
+    /// Tasks started (a map task, and each of its instances).
     pub started: u64,
     /// Tasks completed.
     pub completed: u64,
