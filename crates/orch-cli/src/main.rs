@@ -25,7 +25,9 @@
 //!
 //! # Commands
 //!
-//! - `orch validate FILE...` reads every file and prints their problems at once, as
+//! - `orch validate FILE...` reads every file and prints their problems at once (but a
+//!   file that cannot be read as a workflow, for an unknown key or a value of the wrong
+//!   type, stops at the first such problem: mend it to see the others), as
 //!   `file:line:column: message (did you mean ...?)` where the place is known; exit 0 when
 //!   all are valid, 1 otherwise. It lists the first 100 problems of a file and counts the
 //!   others (`FILE: and N more problem(s), not listed`). `--format json` prints
@@ -106,6 +108,8 @@
 //!   is decided again after it (an `all_done` task that ran after a failure runs again
 //!   after the failed task's new attempt; a `one_failed` one runs again or is skipped as
 //!   that attempt ends; the library README's "What a resume runs" has the whole rule).
+//!   A map task is recorded when it ends, with its instances: the instances of a map
+//!   cut short by the crash or Ctrl-C all run again, those that had completed too.
 //!   A resume is refused when the journal has no such
 //!   run, or when a task that completed has changed since (its type, configuration,
 //!   dependencies, trigger rule or map), naming it. `--durability power` also syncs each
@@ -118,7 +122,8 @@
 //!   error, and as `"error"` in JSON), and the exit code is then 1; a file with no
 //!   complete first line yet (a run being started), or with no complete line that
 //!   begins as a run's does (a file of something else named like a run's), is left out. `orch runs show DIR RUN_ID`
-//!   prints one run and each task's status, attempts, times and error. With `--format
+//!   prints one run and each task's status, attempts, times and error (a map task's,
+//!   not each of its instances'; a result file lists those). With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
 //!   for `show` the same object with `"tasks"`, each task as in a result file (`"task_id"`,
