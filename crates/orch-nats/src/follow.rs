@@ -142,7 +142,7 @@ pub(crate) struct Followed {
 }
 
 /// Hands each message of `messages` (`followed`'s from `place` on) to `handle`, with
-/// the place after it, for ever. After an interruption (a reconnect, a consumer the
+/// the place after it, until the connection is closed for good. After an interruption (a reconnect, a consumer the
 /// server dropped) it goes on from the message after the last one it saw; from the first message when the stream
 /// was made anew meanwhile, which it also looks for (see [`Looks`]): the client may set
 /// its consumer up again by itself on the new stream, from the old stream's place.
@@ -224,7 +224,10 @@ pub(crate) async fn follow(
 async fn closed_for_good(client: &async_nats::Client) -> bool {
     use async_nats::client::FlushErrorKind;
     let flushed = tokio::time::timeout(Duration::from_millis(100), client.flush()).await;
-    matches!(flushed, Ok(Err(error)) if error.kind() == FlushErrorKind::SendError)
+    // Both errors say the connection's handler is gone: it keeps a flush across
+    // reconnects, and drops it only when it ends.
+    matches!(flushed, Ok(Err(error))
+        if matches!(error.kind(), FlushErrorKind::SendError | FlushErrorKind::FlushError))
 }
 
 /// When a follower looks whether its stream was made anew: soon after its connection

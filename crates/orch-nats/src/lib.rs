@@ -270,7 +270,8 @@
 //! `ORCH_CANCELS` subjects let it follow the stream of cancellations, and hear those
 //! sent while its connection was down.)
 //!
-//! A worker whose outputs may be over the server's `max_payload` also stores them in
+//! A worker whose outputs may be over the server's `max_payload` (or the results
+//! stream's own largest message, if one is set) also stores them in
 //! the object store bucket (which the coordinator creates): add
 //! `"$O.ORCH_RESULTS.>"`, `"$JS.API.STREAM.INFO.OBJ_ORCH_RESULTS"` and
 //! `"$JS.API.DIRECT.GET.OBJ_ORCH_RESULTS.>"` to its `publish` list.

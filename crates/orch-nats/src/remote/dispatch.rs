@@ -93,9 +93,10 @@ impl Inner {
         first_resend: u32,
         sequence_slot: &mut Option<u64>,
     ) -> Result<Sent, TaskError> {
-        // A run cancelled while the attempt got ready (its type's consumer made, its
-        // stored result looked for) sends nothing a worker could start.
-        if ctx.cancellation().is_cancelled() {
+        // A run cancelled while the attempt got ready (its type's consumer made) sends
+        // nothing a worker could start. A resumed attempt goes on: an earlier
+        // coordinator's message may be queued, and sending finds it, to cancel it.
+        if ctx.cancellation().is_cancelled() && !ctx.resumed() {
             return Err(TaskError::new(
                 "cancelled before the task was sent to a worker",
             ));

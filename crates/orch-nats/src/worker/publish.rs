@@ -119,7 +119,8 @@ async fn store(
             &shared.js,
             &shared.names,
             shared.layout.result_retention,
-            shared.max_message_bytes,
+            // The parts go to the bucket's own stream, which only the server's limit binds.
+            shared.client.server_info().max_payload,
             &object,
             bytes,
         );
