@@ -26,8 +26,9 @@
 //! # Commands
 //!
 //! - `orch validate FILE...` reads every file and prints their problems at once (but a
-//!   file that cannot be read as a workflow, for an unknown key or a value of the wrong
-//!   type, stops at the first such problem: mend it to see the others), as
+//!   file that cannot be read as a workflow, for an unknown key of the workflow or of a
+//!   task, or a field of the wrong type, stops at the first such problem: mend it to
+//!   see the others), as
 //!   `file:line:column: message (did you mean ...?)` where the place is known; exit 0 when
 //!   all are valid, 1 otherwise. It lists the first 100 problems of a file and counts the
 //!   others (`FILE: and N more problem(s), not listed`). `--format json` prints

@@ -69,7 +69,8 @@ pub enum ValidationError {
         task_id: TaskId,
     },
     /// The dependencies form a cycle. Each task in `path` depends on the next one; the
-    /// last element repeats the first.
+    /// last element repeats the first. The message shows a cycle of more than 20 tasks
+    /// by its first and last ten, with the count of those between.
     #[error("dependency cycle: {} (each task depends on the next)", path_text(.path))]
     Cycle {
         /// The cycle, first task repeated at the end: `[a, b, c, a]`.

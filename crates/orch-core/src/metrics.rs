@@ -79,7 +79,8 @@ impl WorkflowResult {
     /// engine knows its workflow; a result read back from JSON does not, and gets an empty
     /// critical path here (use [`WorkflowResult::metrics_with`]). Without the workflow, a
     /// record `x[2]` beside a record `x` is also taken for an instance of a map task `x`
-    /// (the map counts once in the duration figures), which a plain task may be named too.
+    /// (its instances count in the duration figures, and its own record does not), which
+    /// a plain task may be named too.
     ///
     /// ```
     /// use orch_core::{Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult,

@@ -202,10 +202,7 @@ fn a_cycle_is_reported_with_its_path() {
 #[test]
 fn a_long_cycle_is_shown_by_its_ends() {
     let n = 1000;
-    let workflow = (0..n).fold(Workflow::new("w", "W"), |workflow, i| {
-        workflow.task(Task::new(format!("t{i}"), "t").depends_on([format!("t{}", (i + 1) % n)]))
-    });
-    let errors = errors_of(&workflow);
+    let errors = errors_of(&ring(n));
     let [ValidationError::Cycle { path }] = &errors[..] else {
         panic!("one cycle: {errors:?}");
     };
@@ -222,15 +219,20 @@ fn a_long_cycle_is_shown_by_its_ends() {
     );
 }
 
-#[test]
-fn a_cycle_of_twenty_one_is_shown_whole() {
-    let n = 20;
-    let workflow = (0..n).fold(Workflow::new("w", "W"), |workflow, i| {
+fn ring(n: usize) -> Workflow {
+    (0..n).fold(Workflow::new("w", "W"), |workflow, i| {
         workflow.task(Task::new(format!("t{i}"), "t").depends_on([format!("t{}", (i + 1) % n)]))
-    });
-    let text = errors_of(&workflow)[0].to_string();
+    })
+}
+
+#[test]
+fn a_cycle_of_twenty_tasks_is_shown_whole_and_one_of_twenty_one_by_its_ends() {
+    let text = errors_of(&ring(20))[0].to_string();
     assert!(!text.contains("more tasks"), "{text}");
-    assert_eq!(text.matches(" -> ").count(), n, "{text}");
+    assert_eq!(text.matches(" -> ").count(), 20, "{text}");
+    let text = errors_of(&ring(21))[0].to_string();
+    assert!(text.contains(" -> (2 more tasks) -> "), "{text}");
+    assert_eq!(text.matches(" -> ").count(), 20, "{text}");
 }
 
 #[test]

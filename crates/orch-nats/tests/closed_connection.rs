@@ -16,7 +16,7 @@ fn a_drained_connection_ends_the_followers_without_a_warning() {
     let Some(server) = NatsServer::start() else {
         return;
     };
-    let (captured, _logging) = capture_log(tracing::Level::WARN);
+    let (captured, _logging) = capture_log(tracing::Level::DEBUG);
     // One thread, so that every task logs through the subscriber set here.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -36,4 +36,12 @@ fn a_drained_connection_ends_the_followers_without_a_warning() {
     });
     let logged = captured.text();
     assert!(!logged.contains("WARN"), "{logged}");
+    assert!(
+        !logged.contains("cannot read"),
+        "no try to read again: {logged}"
+    );
+    for stream in ["the results stream", "the lost-tasks stream"] {
+        let ended = format!("the connection is closed: no more following {stream}");
+        assert!(logged.contains(&ended), "{stream} ended: {logged}");
+    }
 }

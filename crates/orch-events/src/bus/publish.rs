@@ -49,8 +49,9 @@ impl<T> EventBus<T> {
     /// Publishes `payload` on `subject` to every matching subscription and returns its
     /// sequence number.
     ///
-    /// Waits while a matching [`Block`](crate::Overflow::Block) subscription's queue is
-    /// full; never waits for the drop policies. When it returns, the event is queued for
+    /// Waits while a matching [`Block`](crate::Overflow::Block) subscription has no room
+    /// (its queue is full, or publishers that came first wait for its room); never waits
+    /// for the drop policies. When it returns, the event is queued for
     /// every matching subscription (or dropped and counted by its policy).
     ///
     /// Publishers waiting for a subscription's room get it in the order they came, and
