@@ -386,6 +386,7 @@ fn locate(program: &str, cwd: &Path, path: Option<&OsStr>) -> io::Result<PathBuf
 /// Reads everything into `bytes`, failing as soon as more than `limit` bytes arrive.
 /// `bytes` grows by doubling, as a `Vec` does, but never past `limit + 1` bytes: a
 /// command writing up to its limit takes that much memory, not up to twice as much.
+/// The stream is read straight into `bytes`' spare room.
 async fn read_bounded(
     stream: Option<impl AsyncRead + Unpin>,
     limit: usize,
@@ -396,22 +397,21 @@ async fn read_bounded(
     };
     // One byte past the limit tells "exactly at the limit" from "over it".
     let most = limit.saturating_add(1);
-    let mut chunk = vec![0; most.min(64 * 1024)];
     loop {
-        let room = (most - bytes.len()).min(chunk.len());
-        let read = stream
-            .read(&mut chunk[..room])
+        if bytes.len() == bytes.capacity() {
+            let grown = (bytes.capacity() * 2).max(8 * 1024).min(most);
+            bytes.reserve_exact(grown.saturating_sub(bytes.len()));
+        }
+        // At most the spare room: the read never makes `bytes` grow by itself.
+        let room = (bytes.capacity() - bytes.len()).min(most - bytes.len());
+        let read = (&mut stream)
+            .take(room as u64)
+            .read_buf(bytes)
             .await
             .map_err(CommandError::Io)?;
         if read == 0 {
             return Ok(());
         }
-        let needed = bytes.len() + read;
-        if needed > bytes.capacity() {
-            let grown = needed.max(bytes.capacity() * 2).min(most);
-            bytes.reserve_exact(grown - bytes.len());
-        }
-        bytes.extend_from_slice(&chunk[..read]);
         if bytes.len() > limit {
             return Err(CommandError::TooLarge { limit });
         }
@@ -444,6 +444,13 @@ mod tests {
             "{read:?}"
         );
         assert!(bytes.capacity() <= limit + 1, "{}", bytes.capacity());
+
+        for (written, fits) in [(&b"12345"[..], true), (&b"123456"[..], false)] {
+            let mut bytes = Vec::new();
+            let read = read_bounded(Some(written), 5, &mut bytes).await;
+            assert_eq!(read.is_ok(), fits, "{read:?}");
+            assert!(bytes.capacity() <= 6, "{}", bytes.capacity());
+        }
     }
 
     fn command_spec(config: Value) -> CommandSpec {
