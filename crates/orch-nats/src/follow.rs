@@ -142,10 +142,11 @@ pub(crate) struct Followed {
 }
 
 /// Hands each message of `messages` (`followed`'s from `place` on) to `handle`, with
-/// the place after it, until the connection is closed for good. After an interruption (a reconnect, a consumer the
-/// server dropped) it goes on from the message after the last one it saw; from the first message when the stream
-/// was made anew meanwhile, which it also looks for (see [`Looks`]): the client may set
-/// its consumer up again by itself on the new stream, from the old stream's place.
+/// the place after it, until the connection is closed for good. After an interruption
+/// (a reconnect, a consumer the server dropped) it goes on from the message after the
+/// last one it saw; from the first message when the stream was made anew meanwhile,
+/// which it also looks for (see [`Looks`]): the client may set its consumer up again by
+/// itself on the new stream, from the old stream's place.
 pub(crate) async fn follow(
     js: jetstream::Context,
     followed: Followed,

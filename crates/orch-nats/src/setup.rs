@@ -186,23 +186,21 @@ async fn ensure_stream(
     }
 }
 
-/// The error for a stream that was not there and could not be created. The server
-/// leaves a request this user may not make unanswered: a worker's user usually may not
-/// create streams, so a worker started before any coordinator ends here.
+/// The error for a stream that was not there and could not be created: a worker's user
+/// usually may not create streams, so a worker started before any coordinator ends here.
 fn not_made(what: String, error: &dyn std::fmt::Display) -> ConnectError {
-    let mut reason = error.to_string();
-    if reason.contains("timed out") {
-        reason.push_str(
-            " (it does not exist yet, and the server did not answer the request to create it, \
-             as it does when this user may not create streams: start first a process whose \
-             user may, usually a coordinator, or have an administrator create the streams)",
-        );
-    }
-    ConnectError::Setup { what, reason }
+    unanswered(
+        what,
+        error,
+        " (it does not exist yet, and the server did not answer the request to create it, \
+         as it does when this user may not create streams: start first a process whose \
+         user may, usually a coordinator, or have an administrator create the streams)",
+    )
 }
 
-/// Stream `found`'s settings, found where one made with `wanted` was to be: refused when it takes none of the subjects `wanted` takes, or keeps its messages
-/// otherwise (a tasks stream made with other than work-queue retention keeps every task
+/// Stream `found`'s settings, found where one made with `wanted` was to be: refused
+/// when it takes none of the subjects `wanted` takes, or keeps its messages otherwise
+/// (a tasks stream made with other than work-queue retention keeps every task
 /// acknowledged or refused, and its attempts would wait on them for ever).
 fn usable(wanted: &stream::Config, found: stream::Config) -> Result<stream::Config, ConnectError> {
     let subjects = wanted.subjects.first().map_or("", String::as_str);
@@ -328,12 +326,19 @@ pub(crate) async fn ensure_consumer_delivering(
 /// The error for `what` that could not be set up, with a hint when the server did not
 /// answer (a request refused for want of permission goes unanswered).
 pub(crate) fn setup(what: String, error: &dyn std::fmt::Display) -> ConnectError {
+    unanswered(
+        what,
+        error,
+        " (the server did not answer: may this user use it? see the permissions in the orch-nats docs)",
+    )
+}
+
+/// The error for `what` that could not be set up, with `hint` added when the request
+/// timed out: the server leaves a request this user may not make unanswered.
+fn unanswered(what: String, error: &dyn std::fmt::Display, hint: &str) -> ConnectError {
     let mut reason = error.to_string();
     if reason.contains("timed out") {
-        // A request the server refuses for want of permission goes unanswered.
-        reason.push_str(
-            " (the server did not answer: may this user use it? see the permissions in the orch-nats docs)",
-        );
+        reason.push_str(hint);
     }
     ConnectError::Setup { what, reason }
 }
