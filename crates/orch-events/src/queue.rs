@@ -164,17 +164,20 @@ impl<T> State<T> {
         let Some(line) = self.line.as_mut() else {
             return false;
         };
-        let mut served = false;
+        let mut last_served = None;
         while self.buf.len() + self.reserved < capacity {
             let Some((ticket, event)) = line.places.pop_front() else {
                 break;
             };
-            served_below.store(ticket + 1, Ordering::SeqCst);
             self.buf.push_back(event);
-            served = true;
+            last_served = Some(ticket);
         }
+        let Some(ticket) = last_served else {
+            return false;
+        };
+        served_below.store(ticket + 1, Ordering::SeqCst);
         self.high_water = self.high_water.max(self.buf.len());
-        served
+        true
     }
 
     /// Takes the event with `ticket` out of the line, if it is still there.
@@ -269,8 +272,9 @@ impl<T> Queue<T> {
     }
 
     /// Queues `event` (or applies the overflow policy); under [`Overflow::Block`] with no
-    /// room, puts it in the line ([`Push::InLine`]) rather than wait. What the [`Overflow::DropOldest`] policy pushes out goes to
-    /// `evicted`, to be dropped once the caller holds no lock.
+    /// room, puts it in the line ([`Push::InLine`]) rather than wait. What the
+    /// [`Overflow::DropOldest`] policy pushes out goes to `evicted`, to be dropped once
+    /// the caller holds no lock.
     pub(crate) fn push(&self, event: &Arc<Event<T>>, evicted: &mut Vec<Arc<Event<T>>>) -> Push {
         self.push_all(std::slice::from_ref(event), false, |old| evicted.push(old))
     }
