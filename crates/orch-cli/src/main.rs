@@ -109,8 +109,9 @@
 //!   is decided again after it (an `all_done` task that ran after a failure runs again
 //!   after the failed task's new attempt; a `one_failed` one runs again or is skipped as
 //!   that attempt ends; the library README's "What a resume runs" has the whole rule).
-//!   A map task is recorded when it ends, with its instances: the instances of a map
-//!   cut short by the crash or Ctrl-C all run again, those that had completed too.
+//!   A map task's instances are recorded as they complete: a map cut short by the crash,
+//!   Ctrl-C or a failed instance runs again only the instances that did not complete
+//!   (unless a task it depends on runs again, or its definition changed).
 //!   A resume is refused when the journal has no such
 //!   run, or when a task that completed has changed since (its type, configuration,
 //!   dependencies, trigger rule or map), naming it. `--durability power` also syncs each

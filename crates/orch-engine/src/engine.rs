@@ -252,7 +252,10 @@ impl WorkflowEngine {
     /// before it started). A task skipped without running keeps its skip while its
     /// dependencies' outcomes stand (a branch task's choice holds); otherwise its rule
     /// decides it again. Completed tasks keep their records, and their stored results are
-    /// fed to their dependents. A completed task is kept even if the workflow has since
+    /// fed to their dependents. A map task that runs again keeps its instances that
+    /// completed there (their outputs go into its list, and only the others run), when
+    /// its definition is unchanged and every task it depends on is kept; otherwise every
+    /// instance runs again. A completed task is kept even if the workflow has since
     /// given it a dependency that did not complete: that dependency runs, and the task
     /// does not run again. A task whose output was a [`Shared`](crate::Shared) value
     /// kept only its summary, so it runs again when a task that runs depends on it,

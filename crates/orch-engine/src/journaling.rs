@@ -83,8 +83,9 @@ pub(crate) async fn open(
         batch: Vec::new(),
         recorded: vec![false; workflow.len()],
         resets: Vec::new(),
+        reused: Vec::new(),
         unjournalable: HashMap::new(),
-        retried_instances: Vec::new(),
+        retried_instances: InstanceRecords::default(),
         failure: None,
     };
     Ok(Opened {
@@ -107,17 +108,38 @@ pub(crate) struct RunJournal {
     /// record that resets it (pending, with the attempts made so far): committed by
     /// [`RunJournal::commit_resets`] before any task runs.
     resets: Vec<(u32, TaskRecord)>,
+    /// The records of map instances a resumed run keeps, written again after `resets`.
+    reused: Vec<(TaskId, TaskRecord)>,
     /// Tasks (and map instances) whose output the journal refused, with its reason: their
     /// records hold the reason instead, as for an output marked not to be journaled.
     unjournalable: HashMap<TaskId, String>,
     /// The instance records of a commit the journal refused, for the commit that takes
     /// its batch again.
-    retried_instances: Instances,
+    retried_instances: InstanceRecords,
     failure: Option<JournalError>,
 }
 
-/// The instance records of the map tasks of a commit, each map's with its index.
-type Instances = Vec<(u32, Vec<(TaskId, TaskRecord)>)>;
+/// The map instances' records a commit holds.
+#[derive(Default)]
+pub(crate) struct InstanceRecords {
+    /// Those of instances that completed, each recorded as it did: a resume keeps them
+    /// even when their map does not complete.
+    pub(crate) completed: Vec<(TaskId, TaskRecord)>,
+    /// For map tasks of the commit that completed, each with its index, the rest of
+    /// their instances' records: each map's go just before its own.
+    pub(crate) of_maps: Vec<(u32, Vec<(TaskId, TaskRecord)>)>,
+}
+
+impl InstanceRecords {
+    fn is_empty(&self) -> bool {
+        self.completed.is_empty() && self.of_maps.is_empty()
+    }
+
+    fn append(&mut self, other: &mut Self) {
+        self.completed.append(&mut other.completed);
+        self.of_maps.append(&mut other.of_maps);
+    }
+}
 
 impl RunJournal {
     /// Takes note that task `index` ended (completed, failed or skipped): its dependents
@@ -128,12 +150,19 @@ impl RunJournal {
 
     /// Marks the tasks a resumed run kept from the journal as recorded, and `resets`,
     /// whose recorded outcomes the run does not keep, to be reset in the journal before
-    /// anything else is recorded.
-    pub(crate) fn restored(&mut self, kept: &[bool], resets: Vec<(u32, TaskRecord)>) {
+    /// anything else is recorded, followed by `reused`: the records of map instances the
+    /// run keeps, which the resets of their maps take out of force.
+    pub(crate) fn restored(
+        &mut self,
+        kept: &[bool],
+        resets: Vec<(u32, TaskRecord)>,
+        reused: Vec<(TaskId, TaskRecord)>,
+    ) {
         for (recorded, &kept) in self.recorded.iter_mut().zip(kept) {
             *recorded |= kept;
         }
         self.resets = resets;
+        self.reused = reused;
     }
 
     /// Commits the resets of a resumed run at once, before any task runs. The journal
@@ -145,8 +174,10 @@ impl RunJournal {
             return Ok(());
         }
         let resets = std::mem::take(&mut self.resets);
+        let reused = std::mem::take(&mut self.reused);
         let pairs: Vec<(&TaskId, &TaskRecord)> = (resets.iter())
             .map(|(index, record)| (&shared.task(*index as usize).task_id, record))
+            .chain(reused.iter().map(|(id, record)| (id, record)))
             .collect();
         let commit = self.writer.commit(&pairs, self.durability);
         commit
@@ -159,21 +190,21 @@ impl RunJournal {
         &self.batch
     }
 
-    /// Commits the tasks that ended since the last commit, if any. `instances` holds,
-    /// for map tasks of the batch that completed, their instances' records: each map's
-    /// go just before its own, in the same commit, so that the journal never holds a
+    /// Commits the tasks that ended since the last commit, and `instances`, if any: the
+    /// instances that completed go first; each completed map's other instances go just
+    /// before its own record, in the same commit, so that the journal never holds a
     /// map's completion without them.
     pub(crate) fn commit(
         &mut self,
         records: &[TaskRecord],
         shared: &RunShared,
-        mut instances: Instances,
+        mut instances: InstanceRecords,
     ) -> Option<PendingCommit> {
-        if self.batch.is_empty() {
+        instances.append(&mut self.retried_instances);
+        if self.batch.is_empty() && instances.is_empty() {
             return None;
         }
         let batch = std::mem::take(&mut self.batch);
-        instances.append(&mut self.retried_instances);
         let ids = batch
             .iter()
             .map(|&index| &shared.task(index as usize).task_id);
@@ -187,16 +218,19 @@ impl RunJournal {
                     leave_out(line, reason);
                 }
             };
-            for (id, line) in instances.iter_mut().flat_map(|(_, them)| them.iter_mut()) {
+            let of_maps = instances.of_maps.iter_mut().flat_map(|(_, them)| them);
+            for (id, line) in instances.completed.iter_mut().chain(of_maps) {
                 mark(id, line);
             }
             for (id, line) in ids.clone().zip(lines.iter_mut()) {
                 mark(id, line);
             }
         }
-        let mut pairs: Vec<(&TaskId, &TaskRecord)> = Vec::with_capacity(batch.len());
+        let mut pairs: Vec<(&TaskId, &TaskRecord)> =
+            Vec::with_capacity(batch.len() + instances.completed.len());
+        pairs.extend(instances.completed.iter().map(|(i, r)| (i, r)));
         for ((&index, id), line) in batch.iter().zip(ids).zip(&lines) {
-            let map = instances.iter().find(|(map, _)| *map == index);
+            let map = instances.of_maps.iter().find(|(map, _)| *map == index);
             pairs.extend(
                 map.into_iter()
                     .flat_map(|(_, them)| them.iter().map(|(i, r)| (i, r))),
@@ -233,7 +267,8 @@ impl RunJournal {
                     let mut batch = commit.batch;
                     batch.append(&mut self.batch);
                     self.batch = batch;
-                    self.retried_instances.extend(commit.instances);
+                    let mut instances = commit.instances;
+                    self.retried_instances.append(&mut instances);
                     Some(Vec::new())
                 }
                 Err(error) => {
@@ -421,14 +456,14 @@ const KEPT_ERROR: usize = 64 << 10;
 pub(crate) struct PendingCommit {
     future: JournalFuture,
     batch: Option<Vec<u32>>,
-    instances: Instances,
+    instances: InstanceRecords,
 }
 
 /// A commit that resolved.
 pub(crate) struct Commit {
     result: Result<(), JournalError>,
     batch: Vec<u32>,
-    instances: Instances,
+    instances: InstanceRecords,
 }
 
 impl Future for PendingCommit {

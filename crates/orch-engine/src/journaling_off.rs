@@ -51,12 +51,25 @@ pub(crate) async fn unless_silent_once_cancelled<T>(
 
 pub(crate) enum RunJournal {}
 
+/// The map instances' records a commit would hold (the fields keep the scheduler's code
+/// the same).
+#[derive(Default)]
+pub(crate) struct InstanceRecords {
+    pub(crate) completed: Vec<(TaskId, TaskRecord)>,
+    pub(crate) of_maps: Vec<(u32, Vec<(TaskId, TaskRecord)>)>,
+}
+
 impl RunJournal {
     pub(crate) fn push(&mut self, _index: usize) {
         match *self {}
     }
 
-    pub(crate) fn restored(&mut self, _kept: &[bool], _resets: Vec<(u32, orch_core::TaskRecord)>) {
+    pub(crate) fn restored(
+        &mut self,
+        _kept: &[bool],
+        _resets: Vec<(u32, TaskRecord)>,
+        _reused: Vec<(TaskId, TaskRecord)>,
+    ) {
         match *self {}
     }
 
@@ -75,7 +88,7 @@ impl RunJournal {
         &mut self,
         _records: &[TaskRecord],
         _shared: &RunShared,
-        _instances: Vec<(u32, Vec<(TaskId, TaskRecord)>)>,
+        _instances: InstanceRecords,
     ) -> Option<PendingCommit> {
         match *self {}
     }

@@ -229,12 +229,15 @@
 //! crashing) or `Power` (also synced to stable storage, in groups of up to 64 records
 //! or 2 ms). Cancellations are recorded when the run ends, with its status; failed tasks
 //! run again when the run is continued, and so do the tasks that ran on their failure.
-//! A map task's instance records (`task[0]`, `task[1]`, ...) are committed with its
-//! completion, and restored with it: a continued run's result has them, and no instance
-//! of a completed map runs again (the instances of a map that did not complete run
-//! again with it). A map that failed or was cancelled has only its own record in the
-//! journal: the run's result has its instances' records, a result read back from the
-//! journal does not.
+//! A map task's instance records (`task[0]`, `task[1]`, ...) are committed as the
+//! instances complete (the rest with the map's end), and restored with the map: a
+//! continued run's result has them, and no instance of a completed map runs again. A
+//! map that did not complete (a crash, a cancellation, a failed instance) runs again
+//! only its instances that did not complete, when its definition is unchanged and every
+//! task it depends on is kept (so its list and inputs are those the instances completed
+//! on); otherwise all of them run again. A restored instance gets a `TaskRestored`
+//! event with its item. [`WorkflowEngine::resume`] from a run's result keeps completed
+//! instances the same way.
 //!
 //! What the journal does not hold, and what that means on resume:
 //! - a [`Shared`] output (an in-process value): the journal keeps its summary;

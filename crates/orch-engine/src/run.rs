@@ -123,10 +123,10 @@ async fn run_workflow(
     run.attempt_bases = continued.attempt_bases;
     run.carry_attempts();
     run.extras = extras::Extras::new(&workflow, features, engine.max_instances, &engine.cache);
-    let restored = match (previous, &continued.kept) {
-        (Some(previous), Some(kept)) => {
-            run.restore_instances(&previous, kept);
-            run.restore_kept(previous, kept)
+    let restored = match (previous, &continued.kept, &continued.reusing) {
+        (Some(previous), Some(kept), Some(reusing)) => {
+            let stale = run.restore_instances(&previous, kept, reusing);
+            run.restore_kept(previous, kept, &stale)
         }
         _ => 0,
     };

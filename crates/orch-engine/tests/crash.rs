@@ -1,5 +1,6 @@
 //! Crash test with real processes: a helper process runs a 1,000-task durable workflow
-//! and is killed with SIGKILL at random moments, then started again on the same run id,
+//! (and a map task of 200 instances beside it) and is killed with SIGKILL at random
+//! moments, then started again on the same run id,
 //! until a last start runs it to its end. After every kill the journal must load; across
 //! all starts, no task whose completion the journal held ever runs again, every task
 //! completes exactly once as far as the journal knows, and the final statuses are those
@@ -64,7 +65,11 @@ fn uninterrupted() -> (BTreeMap<String, String>, Duration, Duration) {
     let started = Instant::now();
     let statuses = run_to_end(start());
     let took = started.elapsed();
-    assert_eq!(statuses.len(), 1000);
+    assert_eq!(
+        statuses.len(),
+        1000 + 2 + 200,
+        "the tasks, and the map's instances"
+    );
     let started = Instant::now();
     assert_eq!(run_to_end(start()), statuses);
     (statuses, took, started.elapsed())
@@ -182,7 +187,8 @@ fn kill_and_restart(
         }
     }
     for (task, status) in &statuses {
-        let expected = usize::from(status == "completed");
+        // The map task runs no handler of its own: its instances do.
+        let expected = usize::from(status == "completed" && task != "m");
         assert_eq!(
             journaled_runs.get(task.as_str()).copied().unwrap_or(0),
             expected,
@@ -191,6 +197,12 @@ fn kill_and_restart(
     }
     // Completions whose commit was under way at the kill: they ran again later.
     println!("completions lost to each kill: {lost:?}");
+    if backend == "file" {
+        // The helper writes each pass's completions as the pass ends, map instances
+        // included: a kill loses at most those of its running handlers (8 at a time).
+        let most = lost.iter().max().copied().unwrap_or(0);
+        assert!(most <= 8, "a kill lost {most} completions: {lost:?}");
+    }
     assert_eq!(lost[last], 0, "the start that ran to the end lost nothing");
 }
 

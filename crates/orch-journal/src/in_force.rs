@@ -61,6 +61,24 @@ impl InForce {
         }
     }
 
+    /// Takes the records of map task `task`'s instances numbered `from` on out of force,
+    /// but for those `keep` names.
+    pub(crate) fn remove_instances(
+        &mut self,
+        task: &str,
+        from: usize,
+        keep: impl Fn(&str) -> bool,
+    ) {
+        let items = self.instances.get(task).into_iter().flatten();
+        let gone: Vec<TaskId> = (items.filter(|&&item| item >= from))
+            .map(|&item| MapSpec::instance_id(task, item))
+            .filter(|id| !keep(id))
+            .collect();
+        for id in gone {
+            self.remove(&id);
+        }
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&TaskId, usize)> {
         self.by_id.iter().map(|(id, &index)| (id, index))
     }

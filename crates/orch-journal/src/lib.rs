@@ -56,6 +56,11 @@
 //! dependency it was decided on runs again) ahead of its first commit, so that the task's new outcome replaces the old one, and a later resume
 //! does not bring back an outcome decided on what has since changed.
 //!
+//! A map task's instances (`task[i]`) are recorded under their own ids, as they complete
+//! and with their map's end; an instance's last record is in force. A pending record of
+//! the map takes its instances' records out of force with its own, and its completion
+//! takes out those numbered past its list (they were of an earlier list).
+//!
 //! # Durability
 //!
 //! [`RunWriter::append`] returns once the records are written (they survive the process

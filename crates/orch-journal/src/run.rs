@@ -172,10 +172,9 @@ impl LoadedRun {
     /// it are kept in [`LoadedRun::records`] but do not replace it, except a pending one,
     /// which a resumed run writes for a task it runs again (its outcome no longer stands,
     /// since a dependency's changed), and which takes a map task's instances' records
-    /// out of force too. A map instance's records come with its map task's
-    /// completion, so its last one is in force (one written with a completion cut short
-    /// is replaced when the map completes again, or taken out of force if that
-    /// completion has fewer instances).
+    /// out of force too. A map instance's last record is in force: instances are
+    /// recorded as they complete, and with their map task's completion, which takes
+    /// those numbered past its list out of force (records of an earlier list).
     pub(crate) fn push(&mut self, task_id: TaskId, record: TaskRecord) {
         self.end = None;
         for t in [record.start_time, record.end_time].into_iter().flatten() {
@@ -187,9 +186,9 @@ impl LoadedRun {
         let reset = record.status == TaskStatus::Pending;
         let in_force = instance || reset || !self.current.get(&task_id).is_some_and(completed);
         if in_force && !instance && record.status == TaskStatus::Completed {
-            // A map's completion holds its list of outputs, one per instance, and comes
-            // right after the instances' records, numbered from 0: any instance numbered
-            // past those is of a completion cut short, not this one.
+            // A map's completion holds its list of outputs, one per instance (or, when
+            // the list is not journaled, comes right after its last instance's record):
+            // any instance numbered past those is of an earlier list, not this one.
             // (No instance can be numbered past the highest number.)
             let written = match &record.result {
                 Some(serde_json::Value::Array(outputs)) => Some(outputs.len()),
@@ -206,8 +205,7 @@ impl LoadedRun {
             self.current.insert(task_id.clone(), index);
         }
         if reset && !instance {
-            // A map task's instances were recorded together, numbered from 0: they go
-            // with the completion the reset undoes.
+            // A map task's instances go with the outcome the reset undoes.
             self.forget_instances(&task_id, 0);
         }
         self.records.push((task_id, record));
@@ -217,17 +215,9 @@ impl LoadedRun {
     /// A task of the workflow named like one (`x[0]` beside a plain task `x`) is no
     /// instance: a map task cannot have it beside it, so `x` is then no map task.
     fn forget_instances(&mut self, task: &TaskId, from: usize) {
-        let mut item = from;
-        loop {
-            let id = MapSpec::instance_id(task, item);
-            if self.definition.tasks.contains_key(&id) || self.current.remove(&id).is_none() {
-                break;
-            }
-            let Some(next) = item.checked_add(1) else {
-                break;
-            };
-            item = next;
-        }
+        let tasks = &self.definition.tasks;
+        self.current
+            .remove_instances(task, from, |id| tasks.contains_key(id));
     }
 
     /// Takes in the definition of the workflow the run was opened with again, recorded
@@ -344,8 +334,9 @@ impl LoadedRun {
 
     /// The run as the previous result that `WorkflowEngine::resume` takes for
     /// `workflow`: every task of `workflow` with its record in force (tasks without one
-    /// are pending), then the instance records of each map task of `workflow` that
-    /// completed, as a run's result has them. The result's status is `completed` when every task completed,
+    /// are pending), then the instance records in force of each map task of `workflow`
+    /// (those a map that did not complete recorded as they completed, for a resume to
+    /// keep). The result's status is `completed` when every task completed,
     /// `failed` when one failed, `cancelled` otherwise; it starts when the run was
     /// created and ends at the last time recorded; its `max_concurrent` is 1 (a journal
     /// does not record the engine's settings).
@@ -378,20 +369,20 @@ impl LoadedRun {
         } else {
             WorkflowStatus::Cancelled
         };
-        let completed_map = |id: &str| {
-            workflow.get(id).is_some_and(|task| task.map.is_some())
-                && self
-                    .task(id)
-                    .is_some_and(|r| r.status == TaskStatus::Completed)
+        // A map's instances are recorded as they complete, and with its completion (those
+        // that did not complete): a map that did not complete has those that did.
+        let map_of_workflow = |id: &str| {
+            self.definition.tasks.contains_key(id)
+                && workflow.get(id).is_some_and(|task| task.map.is_some())
         };
-        // In the order recorded: a map's instances are recorded together, in order.
+        // In the order recorded.
         let instances = self
             .records
             .iter()
             .enumerate()
             .filter(|(i, (id, _))| self.current.get(id) == Some(*i))
             .filter(|(_, (id, _))| {
-                MapSpec::parse_instance_id(id).is_some_and(|(map, _)| completed_map(map))
+                MapSpec::parse_instance_id(id).is_some_and(|(map, _)| map_of_workflow(map))
             })
             .filter(|(_, (id, _))| workflow.get(id).is_none())
             .map(|(_, (id, record))| (id.clone(), record.clone()));

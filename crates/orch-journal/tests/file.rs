@@ -1015,6 +1015,17 @@ fn runs_are_listed_by_workflow_and_status() {
 }
 
 #[test]
+fn instances_recorded_apart_come_back_and_go_with_a_reset_of_their_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(dir.path()).unwrap();
+    block_on(common::instances_recorded_apart_go_with_a_reset(
+        &journal,
+        &run_id("apart"),
+        "w",
+    ));
+}
+
+#[test]
 fn map_instance_records_come_back_with_their_completed_map() {
     let dir = tempfile::tempdir().unwrap();
     let journal = FileJournal::new(dir.path()).unwrap();

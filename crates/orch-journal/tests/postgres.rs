@@ -241,6 +241,17 @@ mod checks {
             ));
     }
 
+    fn instances_recorded_apart_go_with_a_reset_of_their_map(env: &Env) {
+        let run = fresh_run();
+        let workflow_id = format!("apart-{run}");
+        env.rt
+            .block_on(super::common::instances_recorded_apart_go_with_a_reset(
+                &env.journal(),
+                &run,
+                &workflow_id,
+            ));
+    }
+
     fn map_instance_records_come_back_with_their_completed_map(env: &Env) {
         let journal = env.journal();
         let run = fresh_run();
@@ -983,7 +994,7 @@ mod checks {
             .expect("a runtime");
         let env = Env { server, rt };
         type Check = (&'static str, fn(&Env));
-        let checks: [Check; 28] = [
+        let checks: [Check; 29] = [
             ("records_read_back_as_written", records_read_back_as_written),
             (
                 "a_reset_in_a_batch_applies_in_its_place",
@@ -1030,6 +1041,10 @@ mod checks {
             (
                 "a_plain_task_in_place_of_a_maps_instance_keeps_its_records",
                 a_plain_task_in_place_of_a_maps_instance_keeps_its_records,
+            ),
+            (
+                "instances_recorded_apart_go_with_a_reset_of_their_map",
+                instances_recorded_apart_go_with_a_reset_of_their_map,
             ),
             (
                 "map_instance_records_come_back_with_their_completed_map",

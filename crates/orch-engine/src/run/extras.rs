@@ -18,6 +18,7 @@ use super::fan_out::{Instance, MapRun};
 use crate::cache::{CacheKey, CacheSettings};
 use crate::context::MapItem;
 use crate::handler::panic_text;
+use crate::journaling::InstanceRecords;
 use crate::output::Stored;
 use crate::{Output, TaskContext, TaskError};
 
@@ -36,6 +37,12 @@ pub(super) struct Extras {
     /// In a durable run, the map tasks that completed and whose instances' records are
     /// still to be committed with them: their first instance and how many.
     pub(super) to_journal: HashMap<u32, (usize, usize)>,
+    /// In a durable run, the instances that completed since the last commit: each is
+    /// recorded at once, so that a resume keeps it even when its map does not complete.
+    pub(super) completed_to_journal: Vec<usize>,
+    /// In a resumed run, per map task that runs again on the same list, the instances
+    /// that completed in the earlier run: they are restored, not run again.
+    pub(super) reused: HashMap<u32, HashMap<usize, TaskRecord>>,
 }
 
 /// The map tasks waiting in the ready queue to start one more instance, by task index.
@@ -98,6 +105,8 @@ impl Extras {
                 queued_maps,
                 instances: Vec::new(),
                 to_journal: HashMap::new(),
+                completed_to_journal: Vec::new(),
+                reused: HashMap::new(),
             })
         })
     }
@@ -107,42 +116,60 @@ impl Extras {
         self.special.get(index).copied().unwrap_or(true)
     }
 
-    /// The instance records of the map tasks in the journal's next commit that
-    /// completed, unless the journal already held their completion.
+    /// The instance records the journal's next commit holds: those of instances that
+    /// completed since the last commit, and for each map task of the commit that
+    /// completed, those of its instances not recorded yet (its last one again, so that a
+    /// completion whose list is not journaled comes right after it, see
+    /// `LoadedRun::push`).
     pub(super) fn instances_to_journal(
         &mut self,
         journal: &crate::journaling::RunJournal,
         workflow: &Workflow,
-    ) -> Vec<(u32, Vec<(orch_core::TaskId, TaskRecord)>)> {
-        if self.to_journal.is_empty() {
-            return Vec::new();
+    ) -> InstanceRecords {
+        let mut out = InstanceRecords::default();
+        if self.to_journal.is_empty() && self.completed_to_journal.is_empty() {
+            return out;
         }
-        let mut out = Vec::new();
         for &map in journal.batch() {
             let Some((first, count)) = self.to_journal.remove(&map) else {
                 continue;
             };
-            let Some(task) = workflow.get_index(map as usize) else {
-                continue;
-            };
-            let records = self.instances[first..first + count]
-                .iter()
-                .map(|instance| {
-                    let id = MapSpec::instance_id(&task.task_id, instance.item.index);
-                    let mut record = instance.record.clone();
-                    // As a task's own output marked so: the reason in its place.
-                    if let Some(reason) = &instance.not_journaled
-                        && record.status == orch_core::TaskStatus::Completed
-                    {
-                        record.result = Some(serde_json::json!({ "not_journaled": reason }));
-                        record.shared_output = true;
-                    }
-                    (id, record)
-                })
+            let last = (first + count).checked_sub(1);
+            let unrecorded: Vec<usize> = (first..first + count)
+                .filter(|&k| !self.instances[k].journaled || Some(k) == last)
                 .collect();
-            out.push((map, records));
+            let records = (unrecorded.into_iter())
+                .filter_map(|k| self.record_to_journal(k, workflow))
+                .collect();
+            out.of_maps.push((map, records));
+        }
+        for k in std::mem::take(&mut self.completed_to_journal) {
+            if !self.instances[k].journaled {
+                out.completed.extend(self.record_to_journal(k, workflow));
+            }
         }
         out
+    }
+
+    /// Instance `k`'s record as the journal takes it, under its id; marks it recorded.
+    fn record_to_journal(
+        &mut self,
+        k: usize,
+        workflow: &Workflow,
+    ) -> Option<(orch_core::TaskId, TaskRecord)> {
+        let instance = &mut self.instances[k];
+        instance.journaled = true;
+        let task = workflow.get_index(instance.map as usize)?;
+        let id = MapSpec::instance_id(&task.task_id, instance.item.index);
+        let mut record = instance.record.clone();
+        // As a task's own output marked so: the reason in its place.
+        if let Some(reason) = &instance.not_journaled
+            && record.status == orch_core::TaskStatus::Completed
+        {
+            record.result = Some(serde_json::json!({ "not_journaled": reason }));
+            record.shared_output = true;
+        }
+        Some((id, record))
     }
 
     /// The instances' records, under their ids, in the order they were created (the run

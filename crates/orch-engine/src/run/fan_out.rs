@@ -35,10 +35,10 @@ use crate::TaskError;
 use crate::attempt::Attempt;
 use crate::context::MapItem;
 use crate::in_flight::InFlight;
-use crate::note::Detail;
 use crate::output::Stored;
 use items::map_items;
 
+mod events;
 mod items;
 
 /// A map task whose instances run.
@@ -66,6 +66,9 @@ pub(super) struct Instance {
     pub(super) record: TaskRecord,
     /// Why its output is not journaled, if the handler marked it so.
     pub(super) not_journaled: Option<String>,
+    /// Whether the journal holds its record (ended): a map's completion does not record
+    /// it again.
+    pub(super) journaled: bool,
 }
 
 impl Scheduler<'_> {
@@ -104,13 +107,19 @@ impl Scheduler<'_> {
         };
         let count = items.len();
         let extras = self.extras();
+        // The instances that completed in the run this one resumes, on the same list.
+        let mut reused = extras.reused.remove(&(index as u32)).unwrap_or_default();
         extras
             .instances
-            .extend(items.into_iter().enumerate().map(|(i, value)| Instance {
-                map: index as u32,
-                item: Arc::new(MapItem { index: i, value }),
-                record: TaskRecord::default(),
-                not_journaled: None,
+            .extend(items.into_iter().enumerate().map(|(i, value)| {
+                let record = reused.remove(&i);
+                Instance {
+                    map: index as u32,
+                    item: Arc::new(MapItem { index: i, value }),
+                    journaled: record.is_some(),
+                    record: record.unwrap_or_default(),
+                    not_journaled: None,
+                }
             }));
         extras.maps.insert(
             index as u32,
@@ -206,6 +215,15 @@ impl Scheduler<'_> {
         let base = self.attempt_base(map);
         let extras = self.extras();
         let instance = &mut extras.instances[k];
+        if instance.record.status == TaskStatus::Completed {
+            // Restored from the run this one resumes: its output goes in the list as is.
+            let result = instance.record.result.clone().unwrap_or_default();
+            if let Some(run) = extras.maps.get_mut(&(map as u32)) {
+                run.results[instance.item.index] = result;
+            }
+            self.announce_instance(EngineEventKind::TaskRestored, k);
+            return self.instance_ended(map);
+        }
         let map_failed = (extras.maps.get(&(map as u32))).is_some_and(|r| r.failed.is_some());
         if map_failed && instance.record.attempts == 0 {
             // A sibling failed while this one waited for its turn.
@@ -268,6 +286,7 @@ impl Scheduler<'_> {
         let map = self.extras().instances[k].map as usize;
         let base = self.attempt_base(map);
         let stopping = self.stopping;
+        let durable = self.journal.is_some();
         let n = self.records.len();
         let shared = Arc::clone(&self.shared);
         let extras = self.extras();
@@ -338,6 +357,9 @@ impl Scheduler<'_> {
         };
         record.status = kind;
         record.end_time = Some(now);
+        if kind == TaskStatus::Completed && durable {
+            extras.completed_to_journal.push(k);
+        }
         if matches!(kind, TaskStatus::Failed | TaskStatus::Cancelled) {
             let id = MapSpec::instance_id(&shared.task(map).task_id, instance.item.index);
             let why = record.error.as_deref().unwrap_or_default();
@@ -445,52 +467,5 @@ impl Scheduler<'_> {
                 self.attempt_over(map, Err(TaskError::permanent(message)));
             }
         }
-    }
-
-    /// Announces an event of instance `k`, from its record.
-    pub(super) fn announce_instance(&mut self, kind: EngineEventKind, k: usize) {
-        self.announce_instance_with(kind, k, None);
-    }
-
-    /// [`Self::announce_instance`], with the pause before its next attempt for a retry.
-    fn announce_instance_with(
-        &mut self,
-        kind: EngineEventKind,
-        k: usize,
-        pause: Option<std::time::Duration>,
-    ) {
-        let wants_outputs = match &self.announcer {
-            Some(announcer) => announcer.wants_outputs(),
-            None => return,
-        };
-        let map = self.extras().instances[k].map as usize;
-        let base = self.attempt_base(map);
-        let instance = &self.extras().instances[k];
-        let record = &instance.record;
-        let item = instance.item.index as u32;
-        // Its attempt's number (none for an instance that never started).
-        let attempt = match record.attempts {
-            0 => 0,
-            made => base + made,
-        };
-        let duration = record.duration();
-        let detail = match (kind, &record.error, &record.result) {
-            (EngineEventKind::TaskStarted, _, _) => None,
-            (_, Some(error), _) => Some(Detail::Error(error.clone())),
-            (_, None, Some(result)) if wants_outputs => Some(Detail::Output(result.clone())),
-            _ => None,
-        };
-        self.announce_task(kind, map, |note| {
-            note.attempt = attempt;
-            note.duration = match kind {
-                EngineEventKind::TaskStarted => None,
-                EngineEventKind::TaskRetrying => pause,
-                _ => duration,
-            };
-            note.detail = Some(Box::new(Detail::Instance {
-                item,
-                detail: detail.map(Box::new),
-            }));
-        });
     }
 }

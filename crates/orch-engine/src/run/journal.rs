@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::{RunSettings, Scheduler, resume};
 use crate::RunError;
 use crate::in_flight::InFlight;
-use crate::journaling::{self, Commit, RunJournal};
+use crate::journaling::{self, Commit, InstanceRecords, RunJournal};
 use crate::redefined::Redefined;
 
 /// Opens run `run_id` of `workflow` in the engine's journal, if it has one: what to
@@ -63,7 +63,7 @@ impl Scheduler<'_> {
         };
         let instances = match self.extras.as_deref_mut() {
             Some(extras) => extras.instances_to_journal(journal, &self.shared.workflow),
-            None => Vec::new(),
+            None => InstanceRecords::default(),
         };
         match journal.commit(&self.records, &self.shared, instances) {
             Some(pending) => {
@@ -104,7 +104,16 @@ impl Scheduler<'_> {
     /// numbers the task's attempts on from this run's, not from an earlier one's (it
     /// takes up an attempt of this run that may have been under way, or numbers past it
     /// when it makes its input again). Returns how many tasks it kept.
-    pub(super) fn restore_kept(&mut self, previous: WorkflowResult, kept: &[bool]) -> usize {
+    ///
+    /// A map task that runs again is reset too when the journal holds records of its
+    /// instances that this run does not keep (`stale`); one that keeps its completed
+    /// instances has their records written again after its reset.
+    pub(super) fn restore_kept(
+        &mut self,
+        previous: WorkflowResult,
+        kept: &[bool],
+        stale: &[bool],
+    ) -> usize {
         // Taken out while the resets are worked out from the run's attempt numbers.
         if let Some(mut journal) = self.journal.take() {
             // The reset keeps the count this run's attempt numbers go on from. Dependents
@@ -124,10 +133,14 @@ impl Scheduler<'_> {
                     };
                     // Already pending with that count: nothing to reset.
                     let has_outcome = before.is_some_and(|b| b.status != TaskStatus::Pending);
-                    (has_outcome || base > recorded).then_some((index, pending))
+                    let reset = has_outcome || base > recorded || stale[index as usize];
+                    reset.then_some((index, pending))
                 })
+                .collect::<Vec<_>>();
+            let reused = (resets.iter())
+                .flat_map(|&(index, _)| self.reused_records(index as usize))
                 .collect();
-            journal.restored(kept, resets);
+            journal.restored(kept, resets, reused);
             self.journal = Some(journal);
         }
         self.restore(previous, kept)

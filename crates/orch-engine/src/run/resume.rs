@@ -1,21 +1,17 @@
 //! Resuming: which tasks of an earlier run are kept, and taking over their records.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use orch_core::{
-    Decision, DependencyOutcomes, MapSpec, Plan, RunId, TaskId, TaskStatus, Workflow,
-    WorkflowResult,
+    Decision, DependencyOutcomes, Plan, RunId, TaskId, TaskStatus, Workflow, WorkflowResult,
 };
-use serde_json::Value;
 
 use super::Scheduler;
-use super::fan_out::Instance;
-use crate::context::MapItem;
 use crate::output::Stored;
 use crate::redefined::{Redefined, marked};
 use crate::{RunError, journaling, timer};
 
+mod instances;
 mod numbering;
 
 /// What a run takes from the earlier run it continues, if any.
@@ -28,6 +24,9 @@ pub(super) struct Continued {
     pub(super) ended_before: Option<Box<[bool]>>,
     /// Per task, the attempt count this run's numbers go on from.
     pub(super) attempt_bases: Option<Box<[u32]>>,
+    /// Per task, whether it is a map task that runs again on the same list and inputs,
+    /// and so keeps its instances that completed (see [`instances::reusing`]).
+    pub(super) reusing: Option<Box<[bool]>>,
 }
 
 /// What a run of `workflow` takes from `previous`, the run it continues (`redefined`:
@@ -44,10 +43,12 @@ pub(super) fn continued(
     let kept = kept(workflow, plan, previous, &redefined.changed);
     let (ended_before, attempt_bases) =
         numbering::numbering(workflow, plan, previous, &kept, redefined);
+    let reusing = instances::reusing(workflow, plan, &kept, &redefined.changed);
     Continued {
         kept: Some(kept),
         ended_before: Some(ended_before),
         attempt_bases,
+        reusing: Some(reusing),
     }
 }
 
@@ -459,42 +460,5 @@ impl Scheduler<'_> {
             }
         }
         self.announce_skips();
-    }
-}
-
-impl Scheduler<'_> {
-    /// Takes over, from the run this one resumes, the instance records of the map tasks
-    /// that are kept (they do not run again).
-    pub(super) fn restore_instances(
-        &mut self,
-        previous: &orch_core::WorkflowResult,
-        kept: &[bool],
-    ) {
-        let shared = Arc::clone(&self.shared);
-        let Some(extras) = self.extras.as_deref_mut() else {
-            return;
-        };
-        for (id, record) in previous.tasks.iter() {
-            if shared.workflow.index_of(id).is_some() {
-                continue;
-            }
-            let Some((task, item)) = MapSpec::parse_instance_id(id) else {
-                continue;
-            };
-            let Some(map) = shared.workflow.index_of(task) else {
-                continue;
-            };
-            if kept[map] && shared.task(map).map.is_some() {
-                extras.instances.push(Instance {
-                    map: map as u32,
-                    item: Arc::new(MapItem {
-                        index: item,
-                        value: Value::Null,
-                    }),
-                    record: record.clone(),
-                    not_journaled: None,
-                });
-            }
-        }
     }
 }

@@ -185,6 +185,8 @@ pub async fn map_instances_come_back_with_their_map(
         ("list", &records[0]),
         ("m", &records[5]),
         ("n", &records[2]),
+        // A map that did not complete keeps the instances that did, for a resume.
+        ("n[0]", &records[1]),
         ("m[0]", &records[3]),
         ("m[1]", &records[4]),
     ];
@@ -194,6 +196,52 @@ pub async fn map_instances_come_back_with_their_map(
     let counts = (listed[0].recorded_tasks, listed[0].completed_tasks);
     assert_eq!(counts, (3, 2), "tasks, not instances");
     workflow
+}
+
+/// Instances recorded as they completed, not all of them and not in order, for a map
+/// that did not complete: they come back with the run, and a reset of the map takes
+/// every one of them out of force.
+pub async fn instances_recorded_apart_go_with_a_reset(
+    journal: &dyn orch_journal::Journal,
+    run: &orch_core::RunId,
+    workflow_id: &str,
+) {
+    use orch_core::TaskId;
+    let workflow = Workflow::new(workflow_id, "W")
+        .task(Task::new("list", "t"))
+        .task(Task::new("m", "t").map_over("list"));
+    let opened = journal.open(run, &workflow).await.unwrap();
+    let ids = ["list", "m[5]", "m[0]", "m[2]", "m"].map(TaskId::from);
+    let (list, six, one, three) = (
+        completed(serde_json::json!([1, 2, 3, 4, 5, 6])),
+        completed(serde_json::json!(6)),
+        completed(serde_json::json!(1)),
+        completed(serde_json::json!(3)),
+    );
+    let batches: [&[(&TaskId, &TaskRecord)]; 3] = [
+        &[(&ids[0], &list)],
+        &[(&ids[1], &six)],
+        &[(&ids[2], &one), (&ids[3], &three)],
+    ];
+    for batch in batches {
+        opened.writer.append(batch).await.unwrap();
+    }
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    let result = loaded.to_result(&workflow).unwrap();
+    let instances: Vec<&str> = (result.tasks.iter())
+        .map(|(id, _)| id.as_str())
+        .filter(|id| id.starts_with("m["))
+        .collect();
+    assert_eq!(instances, ["m[5]", "m[0]", "m[2]"], "in the order recorded");
+    assert_eq!(result.task("m").unwrap().status, TaskStatus::Pending);
+
+    let reset = TaskRecord::default();
+    opened.writer.append(&[(&ids[4], &reset)]).await.unwrap();
+    drop(opened);
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    for id in ["m[0]", "m[2]", "m[5]"] {
+        assert_eq!(loaded.task(id), None, "{id} after the reset");
+    }
 }
 
 /// On the run [`map_instances_come_back_with_their_map`] recorded: pending records (a
