@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{Dir, alive, orch, parts, pid_in, run_in, wait_for};
+use common::{Dir, alive, orch, parts, pid_in, run_in, start_run, wait_for};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -124,6 +124,75 @@ fn a_run_stopped_by_ctrl_c_resumes_without_running_completed_commands_again() {
 #[test]
 fn a_killed_run_resumes_without_running_completed_commands_again() {
     interrupt_and_resume(Signal::SIGKILL);
+}
+
+/// A map over six items, one at a time: each instance notes its item in `ran.txt`; the
+/// last one blocks until the file `go` exists (writing its pid to `last.pid` first).
+const MAPPED: &str = r#"workflow_id: mapped
+tasks:
+  list: { task_type: echo, config: { message: [0, 1, 2, 3, 4, 5] } }
+  each:
+    task_type: command
+    dependencies: [list]
+    map: { over: list }
+    config: { shell: true, script: 'echo "item $ORCH_ITEM" >> ran.txt; [ "$ORCH_ITEM" != 5 ] || [ -e go ] || { echo $$ > last.pid; exec sleep 60; }; echo $ORCH_ITEM' }
+"#;
+
+/// How many times the instance of each item ran, from `ran.txt`.
+fn items_run(dir: &Dir) -> Vec<usize> {
+    (0..6).map(|i| runs_of(dir, &format!("item {i}"))).collect()
+}
+
+/// Stops orch with `signal` while the last instance of a map runs, and resumes the run:
+/// the instances that completed are not run again.
+fn interrupt_a_map_and_resume(signal: Signal) {
+    let dir = Dir::new();
+    let args = ["--journal", "journal", "--max-concurrent", "1"];
+    let (mut first, last) = start_run(&dir, MAPPED, "last.pid", &args);
+    // The journal holds an instance once its pass ends, as the next one starts.
+    let journal = dir.join("journal");
+    wait_for("the journal to hold `each[4]`", || {
+        let files = std::fs::read_dir(&journal).into_iter().flatten().flatten();
+        (files.filter_map(|f| std::fs::read_to_string(f.path()).ok()))
+            .any(|text| text.contains("\"each[4]\""))
+    });
+    kill(Pid::from_raw(first.id() as i32), signal).expect("signal orch");
+    first.wait().expect("orch ends");
+    if signal == Signal::SIGKILL {
+        let _ = kill(Pid::from_raw(last), Signal::SIGKILL);
+    }
+    wait_for("the last instance to end", || !alive(last));
+    assert_eq!(items_run(&dir), [1; 6]);
+
+    let runs = listed(&dir);
+    let run_id = runs[0]["run_id"].as_str().expect("an id").to_owned();
+    dir.write("go", "");
+    let args = ["run", "w.yaml", "--journal", "journal", "--resume", &run_id];
+    let (code, stdout, stderr) = parts(&run_in(
+        &dir,
+        &[&args[..], &["--output", "r.json"]].concat(),
+    ));
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        items_run(&dir),
+        [1, 1, 1, 1, 1, 2],
+        "only the last ran again"
+    );
+    let result = dir.json("r.json");
+    assert_eq!(
+        result["tasks"]["each"]["result"],
+        serde_json::json!([0, 1, 2, 3, 4, 5])
+    );
+}
+
+#[test]
+fn a_map_stopped_by_ctrl_c_resumes_without_running_completed_instances_again() {
+    interrupt_a_map_and_resume(Signal::SIGINT);
+}
+
+#[test]
+fn a_killed_map_resumes_without_running_completed_instances_again() {
+    interrupt_a_map_and_resume(Signal::SIGKILL);
 }
 
 #[test]
