@@ -264,6 +264,9 @@ impl WorkflowEngine {
     /// A result does not say which of its records were a map task's instances (`sq[0]`
     /// of map `sq`): a task that the workflow has since gained under such an id takes
     /// that record as its own (the journal knows the difference, and keeps them apart).
+    /// Nor does it hold the tasks' definitions: a task changed since keeps its
+    /// completion, and a map changed since its completed instances (a durable run,
+    /// `run_durable`, knows, and refuses or runs them again).
     ///
     /// The resumed run keeps the id of `previous` ([`WorkflowResult::run_id`]): it is the
     /// same run, continued. To resume as a new run, give a copy of `previous` a fresh

@@ -192,8 +192,7 @@ impl RunJournal {
 
     /// Commits the tasks that ended since the last commit, and `instances`, if any: the
     /// instances that completed go first; each completed map's other instances go just
-    /// before its own record, in the same commit, so that the journal never holds a
-    /// map's completion without them.
+    /// before its own record, in the same commit.
     pub(crate) fn commit(
         &mut self,
         records: &[TaskRecord],

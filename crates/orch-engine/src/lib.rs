@@ -234,8 +234,8 @@
 //! continued run's result has them, and no instance of a completed map runs again. A
 //! map that did not complete (a crash, a cancellation, a failed instance) runs again
 //! only its instances that did not complete, when its definition is unchanged and every
-//! task it depends on is kept (so its list and inputs are those the instances completed
-//! on); otherwise all of them run again. A restored instance gets a `TaskRestored`
+//! task it depends on is kept (so its list and its dependencies' outputs are those the
+//! instances completed on); otherwise all of them run again. A restored instance gets a `TaskRestored`
 //! event with its item. [`WorkflowEngine::resume`] from a run's result keeps completed
 //! instances the same way.
 //!

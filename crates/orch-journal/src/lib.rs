@@ -57,7 +57,7 @@
 //! does not bring back an outcome decided on what has since changed.
 //!
 //! A map task's instances (`task[i]`) are recorded under their own ids, as they complete
-//! and with their map's end; an instance's last record is in force. A pending record of
+//! and with their map's end, each once per run of its map. A pending record of
 //! the map takes its instances' records out of force with its own, and its completion
 //! takes out those numbered past its list (they were of an earlier list).
 //!

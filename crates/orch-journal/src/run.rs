@@ -172,9 +172,10 @@ impl LoadedRun {
     /// it are kept in [`LoadedRun::records`] but do not replace it, except a pending one,
     /// which a resumed run writes for a task it runs again (its outcome no longer stands,
     /// since a dependency's changed), and which takes a map task's instances' records
-    /// out of force too. A map instance's last record is in force: instances are
-    /// recorded as they complete, and with their map task's completion, which takes
-    /// those numbered past its list out of force (records of an earlier list).
+    /// out of force too. A map instance's last record is in force (a scheduler records
+    /// each instance once per run of its map): instances are recorded as they
+    /// complete, and with their map task's end; its completion takes those numbered
+    /// past its list out of force (records of an earlier list).
     pub(crate) fn push(&mut self, task_id: TaskId, record: TaskRecord) {
         self.end = None;
         for t in [record.start_time, record.end_time].into_iter().flatten() {
@@ -186,19 +187,12 @@ impl LoadedRun {
         let reset = record.status == TaskStatus::Pending;
         let in_force = instance || reset || !self.current.get(&task_id).is_some_and(completed);
         if in_force && !instance && record.status == TaskStatus::Completed {
-            // A map's completion holds its list of outputs, one per instance (or, when
-            // the list is not journaled, comes right after its last instance's record):
-            // any instance numbered past those is of an earlier list, not this one.
-            // (No instance can be numbered past the highest number.)
-            let written = match &record.result {
-                Some(serde_json::Value::Array(outputs)) => Some(outputs.len()),
-                _ => (index.checked_sub(1))
-                    .and_then(|before| MapSpec::parse_instance_id(&self.records[before].0))
-                    .filter(|(map, _)| *map == task_id.as_str())
-                    .map_or(Some(0), |(_, item)| item.checked_add(1)),
-            };
-            if let Some(written) = written {
-                self.forget_instances(&task_id, written);
+            // A map's completion holds its list of outputs, one per instance: any
+            // instance numbered past those is of an earlier list, not this one. One whose
+            // list is not journaled takes none out (a list made anew comes after a reset,
+            // which took the earlier list's instances out).
+            if let Some(serde_json::Value::Array(outputs)) = &record.result {
+                self.forget_instances(&task_id, outputs.len());
             }
         }
         if in_force {
@@ -268,9 +262,9 @@ impl LoadedRun {
 
     /// Every task record in the order it was recorded, also those a later record
     /// replaced (a failed attempt that a resumed run then completed), and the records
-    /// of map instances (`task[0]`, `task[1]`, ...) recorded with their map task's
-    /// completion. The file journal keeps them all; PostgreSQL keeps only the record in
-    /// force.
+    /// of map instances (`task[0]`, `task[1]`, ...), recorded as they completed and with
+    /// their map task's end. The file journal keeps them all; PostgreSQL keeps only the
+    /// record in force.
     pub fn records(&self) -> &[(TaskId, TaskRecord)] {
         &self.records
     }

@@ -1081,7 +1081,8 @@ fn map_instance_records_come_back_with_their_completed_map() {
     }
 
     // An instance numbered as high as a number goes, before a map completion without
-    // its list: read back without counting past it.
+    // its list: read back, and in force (a completion without its list takes no
+    // instance out).
     let last = run_id("last");
     let opened = block_on(journal.open(&last, &workflow)).unwrap();
     let highest = format!("m[{}]", usize::MAX);
@@ -1100,22 +1101,21 @@ fn map_instance_records_come_back_with_their_completed_map() {
     let loaded = block_on(journal.load(&last)).unwrap().unwrap();
     assert_eq!(loaded.task("m"), Some(&no_list));
     assert_eq!(loaded.task(&highest), Some(&completed(json!(1))));
-    // The one below it last: the highest is past those written, and goes.
-    let below = run_id("below");
-    let opened = block_on(journal.open(&below, &workflow)).unwrap();
-    let next_highest = format!("m[{}]", usize::MAX - 1);
+    // A completion with its list: the highest is past the list, and goes.
+    let listed = run_id("listed");
+    let opened = block_on(journal.open(&listed, &workflow)).unwrap();
     append(
         &*opened.writer,
         &[
             (highest.as_str(), completed(json!(1))),
-            (next_highest.as_str(), completed(json!(2))),
-            ("m", no_list.clone()),
+            ("m[1]", completed(json!(2))),
+            ("m", completed(json!([null, 2]))),
         ],
     );
     drop(opened);
-    let loaded = block_on(journal.load(&below)).unwrap().unwrap();
+    let loaded = block_on(journal.load(&listed)).unwrap().unwrap();
     assert_eq!(loaded.task(&highest), None);
-    assert_eq!(loaded.task(&next_highest), Some(&completed(json!(2))));
+    assert_eq!(loaded.task("m[1]"), Some(&completed(json!(2))));
 }
 
 #[test]

@@ -118,9 +118,7 @@ impl Extras {
 
     /// The instance records the journal's next commit holds: those of instances that
     /// completed since the last commit, and for each map task of the commit that
-    /// completed, those of its instances not recorded yet (its last one again, so that a
-    /// completion whose list is not journaled comes right after it, see
-    /// `LoadedRun::push`).
+    /// completed, those of its instances not recorded yet.
     pub(super) fn instances_to_journal(
         &mut self,
         journal: &crate::journaling::RunJournal,
@@ -134,9 +132,8 @@ impl Extras {
             let Some((first, count)) = self.to_journal.remove(&map) else {
                 continue;
             };
-            let last = (first + count).checked_sub(1);
             let unrecorded: Vec<usize> = (first..first + count)
-                .filter(|&k| !self.instances[k].journaled || Some(k) == last)
+                .filter(|&k| !self.instances[k].journaled)
                 .collect();
             let records = (unrecorded.into_iter())
                 .filter_map(|k| self.record_to_journal(k, workflow))

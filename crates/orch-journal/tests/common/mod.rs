@@ -199,8 +199,8 @@ pub async fn map_instances_come_back_with_their_map(
 }
 
 /// Instances recorded as they completed, not all of them and not in order, for a map
-/// that did not complete: they come back with the run, and a reset of the map takes
-/// every one of them out of force.
+/// that did not complete: they come back with the run, stay with the map's completion
+/// without its list, and a reset of the map takes every one of them out of force.
 pub async fn instances_recorded_apart_go_with_a_reset(
     journal: &dyn orch_journal::Journal,
     run: &orch_core::RunId,
@@ -234,6 +234,22 @@ pub async fn instances_recorded_apart_go_with_a_reset(
         .collect();
     assert_eq!(instances, ["m[5]", "m[0]", "m[2]"], "in the order recorded");
     assert_eq!(result.task("m").unwrap().status, TaskStatus::Pending);
+
+    // The map's completion without its list (not journaled) takes none of them out.
+    let unlisted = TaskRecord {
+        shared_output: true,
+        ..completed(serde_json::json!({ "not_journaled": "too large" }))
+    };
+    opened.writer.append(&[(&ids[4], &unlisted)]).await.unwrap();
+    let loaded = journal.load(run).await.unwrap().unwrap();
+    assert_eq!(loaded.task("m"), Some(&unlisted));
+    for (id, record) in [("m[0]", &one), ("m[2]", &three), ("m[5]", &six)] {
+        assert_eq!(
+            loaded.task(id),
+            Some(record),
+            "{id} after the map's completion"
+        );
+    }
 
     let reset = TaskRecord::default();
     opened.writer.append(&[(&ids[4], &reset)]).await.unwrap();

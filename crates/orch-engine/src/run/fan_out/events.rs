@@ -28,9 +28,11 @@ impl Scheduler<'_> {
         let instance = &self.extras().instances[k];
         let record = &instance.record;
         let item = instance.item.index as u32;
-        // Its attempt's number (none for an instance that never started).
+        // Its attempt's number (none for an instance that never started); a restored
+        // one's, as its record has it (as for a restored task).
         let attempt = match record.attempts {
             0 => 0,
+            made if kind == EngineEventKind::TaskRestored => made,
             made => base + made,
         };
         let duration = record.duration();
