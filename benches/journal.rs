@@ -11,7 +11,10 @@
 //!   batches of 8 and of 64;
 //! - `engine`: durable runs through the engine (`run_durable`), 10^5 no-op tasks of the
 //!   random shape, 8 at a time: no journal, a file journal at `Process` and at `Power`
-//!   durability (each completion committed before its dependents start).
+//!   durability (each completion committed before its dependents start);
+//! - `map`: durable runs of one map task of 20,000 no-op instances, 8 at a time: no
+//!   journal, a file journal at `Process` and at `Power` (each instance recorded as it
+//!   completes, nothing waiting on it).
 //!
 //! `cargo bench -p benches --bench journal`
 
@@ -215,5 +218,56 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, file, postgres, engine);
+fn map(c: &mut Criterion) {
+    const INSTANCES: usize = 20_000;
+    let rt = runtime();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
+    let workflow = Workflow::new("map", "Map")
+        .task(Task::new("list", "list"))
+        .task(Task::new("m", "noop").map_over("list"));
+    let mut group = c.benchmark_group("journal/map");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(INSTANCES as u64));
+    let cases = [
+        ("none", None),
+        ("process", Some(Durability::Process)),
+        ("power", Some(Durability::Power)),
+    ];
+    for (case, durability) in cases {
+        let mut builder = orch_engine::WorkflowEngine::builder()
+            .max_concurrent(8)
+            .max_map_instances(INSTANCES as u32);
+        if let Some(durability) = durability {
+            let journal = FileJournal::new(dir.path().join(case)).expect("a journal");
+            builder = builder.journal(journal, durability);
+        }
+        let engine = builder.build().expect("an engine");
+        engine.register_handler(
+            "list",
+            orch_engine::inline(|_ctx: orch_engine::TaskContext| async move {
+                Ok::<_, orch_engine::TaskError>((0..INSTANCES).collect::<Vec<_>>())
+            }),
+        );
+        engine.register_handler(
+            "noop",
+            orch_engine::inline(|_ctx: orch_engine::TaskContext| async move {
+                Ok::<_, orch_engine::TaskError>(serde_json::Value::Null)
+            }),
+        );
+        group.bench_function(BenchmarkId::new(case, INSTANCES), |b| {
+            b.iter(|| {
+                let result = match durability {
+                    Some(_) => rt.block_on(engine.run_durable(&workflow, fresh_run())),
+                    None => rt.block_on(engine.execute_workflow(&workflow)),
+                };
+                result.expect("a run")
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, file, postgres, engine, map);
 criterion_main!(benches);
