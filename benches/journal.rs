@@ -179,57 +179,42 @@ fn postgres(c: &mut Criterion) {
 
 fn engine(c: &mut Criterion) {
     const ENGINE_TASKS: usize = 100_000;
-    let rt = runtime();
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
     let workflow = benches::Shape::Random.build(ENGINE_TASKS);
-    let mut group = c.benchmark_group("journal/engine");
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(5));
-    group.throughput(Throughput::Elements(ENGINE_TASKS as u64));
-    let cases = [
-        ("none", None),
-        ("process", Some(Durability::Process)),
-        ("power", Some(Durability::Power)),
-    ];
-    for (case, durability) in cases {
-        let mut builder = orch_engine::WorkflowEngine::builder().max_concurrent(8);
-        if let Some(durability) = durability {
-            let journal = FileJournal::new(dir.path().join(case)).expect("a journal");
-            builder = builder.journal(journal, durability);
-        }
-        let engine = builder.build().expect("an engine");
-        engine.register_handler(
-            "noop",
-            orch_engine::inline(|_ctx: orch_engine::TaskContext| async move {
-                Ok::<_, orch_engine::TaskError>(serde_json::Value::Null)
-            }),
-        );
-        group.bench_function(BenchmarkId::new(case, ENGINE_TASKS), |b| {
-            b.iter(|| {
-                let result = match durability {
-                    Some(_) => rt.block_on(engine.run_durable(&workflow, fresh_run())),
-                    None => rt.block_on(engine.execute_workflow(&workflow)),
-                };
-                result.expect("a run")
-            });
-        });
-    }
-    group.finish();
+    durable_runs(c, "journal/engine", &workflow, ENGINE_TASKS, |_| {});
 }
 
 fn map(c: &mut Criterion) {
     const INSTANCES: usize = 20_000;
-    let rt = runtime();
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
     let workflow = Workflow::new("map", "Map")
         .task(Task::new("list", "list"))
         .task(Task::new("m", "noop").map_over("list"));
-    let mut group = c.benchmark_group("journal/map");
+    durable_runs(c, "journal/map", &workflow, INSTANCES, |engine| {
+        engine.register_handler(
+            "list",
+            orch_engine::inline(|_ctx: orch_engine::TaskContext| async move {
+                Ok::<_, orch_engine::TaskError>((0..INSTANCES).collect::<Vec<_>>())
+            }),
+        );
+    });
+}
+
+/// Runs of `workflow` (`count` no-op tasks or instances, 8 at a time; `register` adds
+/// handlers beside `noop`) without a journal, and durable in a file journal at each
+/// durability.
+fn durable_runs(
+    c: &mut Criterion,
+    name: &str,
+    workflow: &Workflow,
+    count: usize,
+    register: impl Fn(&orch_engine::WorkflowEngine),
+) {
+    let rt = runtime();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a temporary directory");
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(5));
-    group.throughput(Throughput::Elements(INSTANCES as u64));
+    group.throughput(Throughput::Elements(count as u64));
     let cases = [
         ("none", None),
         ("process", Some(Durability::Process)),
@@ -238,29 +223,24 @@ fn map(c: &mut Criterion) {
     for (case, durability) in cases {
         let mut builder = orch_engine::WorkflowEngine::builder()
             .max_concurrent(8)
-            .max_map_instances(INSTANCES as u32);
+            .max_map_instances(count as u32);
         if let Some(durability) = durability {
             let journal = FileJournal::new(dir.path().join(case)).expect("a journal");
             builder = builder.journal(journal, durability);
         }
         let engine = builder.build().expect("an engine");
         engine.register_handler(
-            "list",
-            orch_engine::inline(|_ctx: orch_engine::TaskContext| async move {
-                Ok::<_, orch_engine::TaskError>((0..INSTANCES).collect::<Vec<_>>())
-            }),
-        );
-        engine.register_handler(
             "noop",
             orch_engine::inline(|_ctx: orch_engine::TaskContext| async move {
                 Ok::<_, orch_engine::TaskError>(serde_json::Value::Null)
             }),
         );
-        group.bench_function(BenchmarkId::new(case, INSTANCES), |b| {
+        register(&engine);
+        group.bench_function(BenchmarkId::new(case, count), |b| {
             b.iter(|| {
                 let result = match durability {
-                    Some(_) => rt.block_on(engine.run_durable(&workflow, fresh_run())),
-                    None => rt.block_on(engine.execute_workflow(&workflow)),
+                    Some(_) => rt.block_on(engine.run_durable(workflow, fresh_run())),
+                    None => rt.block_on(engine.execute_workflow(workflow)),
                 };
                 result.expect("a run")
             });
