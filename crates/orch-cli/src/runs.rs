@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use orch::core::{RunId, TaskStatus};
+use std::collections::{HashMap, HashSet};
+
+use orch::core::{MapSpec, RunId, TaskStatus};
 use orch::journal::{FileJournal, Journal, JournalError, LoadedRun};
 use serde_json::{Value, json};
 
@@ -121,6 +123,7 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let instances = completed_instances(&loaded);
     match format {
         Format::Json => {
             let mut shown = Summary::of(&loaded).json();
@@ -133,6 +136,9 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
                         (task.as_object_mut(), serde_json::to_value(record))
                     {
                         task.extend(fields);
+                        if let Some(&count) = instances.get(id.as_str()) {
+                            task.insert("instances_completed".into(), count.into());
+                        }
                     }
                     task
                 })
@@ -181,9 +187,37 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
                 ]);
             }
             print_table(&rows);
+            for id in loaded.task_ids() {
+                if let Some(count) = instances.get(id.as_str()) {
+                    let id = crate::display::one_line(id);
+                    outln!("{id}: {count} map instances completed (a resume keeps them)");
+                }
+            }
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Per map task, how many of its instances the journal holds as completed: a map that
+/// runs again on a resume keeps them (unless what they ran on changed).
+fn completed_instances(run: &LoadedRun) -> HashMap<&str, usize> {
+    let tasks: HashSet<&str> = run.task_ids().map(|id| id.as_str()).collect();
+    let mut seen = HashSet::new();
+    let mut counts = HashMap::new();
+    for (id, _) in run.records() {
+        let Some((map, _)) = MapSpec::parse_instance_id(id) else {
+            continue;
+        };
+        // A task of the workflow named like an instance is none.
+        let instance = tasks.contains(map) && !tasks.contains(id.as_str());
+        let completed = run
+            .task(id)
+            .is_some_and(|r| r.status == TaskStatus::Completed);
+        if instance && completed && seen.insert(id.as_str()) {
+            *counts.entry(map).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// How many of a run's tasks stand where.

@@ -166,6 +166,21 @@ fn interrupt_a_map_and_resume(signal: Signal) {
 
     let runs = listed(&dir);
     let run_id = runs[0]["run_id"].as_str().expect("an id").to_owned();
+    // `runs show` tells how far the map got.
+    let show = ["runs", "show", "journal", &run_id];
+    let (code, stdout, stderr) = parts(&run_in(&dir, &show));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("each: 5 map instances completed (a resume keeps them)"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = parts(&run_in(&dir, &[&show[..], &["--format", "json"]].concat()));
+    let shown: Value = serde_json::from_str(&stdout).expect("JSON");
+    let each = &shown["tasks"][1];
+    assert_eq!(
+        (&each["task_id"], &each["instances_completed"]),
+        (&"each".into(), &5.into())
+    );
     dir.write("go", "");
     let args = ["run", "w.yaml", "--journal", "journal", "--resume", &run_id];
     let (code, stdout, stderr) = parts(&run_in(
