@@ -34,6 +34,8 @@ pub(crate) struct Display {
     lines: Option<BufWriter<Stdout>>,
     /// When the run started, from its first event.
     start: Option<SystemTime>,
+    /// Map instances that completed, or were restored from the run resumed.
+    instances_done: usize,
 }
 
 /// How many running tasks the bar names.
@@ -67,14 +69,20 @@ impl Display {
             lines: lines.then(|| BufWriter::new(std::io::stdout())),
             bar,
             start: None,
+            instances_done: 0,
         }
     }
 
     /// Shows one lifecycle event.
     pub(crate) fn event(&mut self, event: &EngineEvent) {
-        // The bar counts the workflow's tasks; a map's instances are shown as lines only.
+        // The bar counts the workflow's tasks; a map's instances, done, beside them.
         if event.map_item.is_none() {
             self.tally.apply(event);
+        } else if matches!(
+            event.kind,
+            EngineEventKind::TaskCompleted | EngineEventKind::TaskRestored
+        ) {
+            self.instances_done += 1;
         }
         let start = *self.start.get_or_insert(event.timestamp);
         if let Some(bar) = &self.bar {
@@ -112,13 +120,17 @@ impl Display {
         }
     }
 
-    /// `done 3, failed 1, skipped 2, running: a, b, c (+4)`.
+    /// `done 3, failed 1, skipped 2, running: a, b, c (+4)`, with `map instances done
+    /// 36` after the counts once a map's instances are done.
     fn status_line(&self) -> String {
         let t = &self.tally;
         let mut text = format!(
             "done {}, failed {}, skipped {}",
             t.completed, t.failed, t.skipped
         );
+        if self.instances_done > 0 {
+            text.push_str(&format!(", map instances done {}", self.instances_done));
+        }
         if !t.running.is_empty() {
             let named: Vec<&str> = t.running.iter().take(NAMED).map(|id| id.as_str()).collect();
             text.push_str(&format!(", running: {}", named.join(", ")));
@@ -367,7 +379,33 @@ pub(crate) const STATUSES: [TaskStatus; 6] = [
 mod tests {
     use orch::core::{RunId, Task, TaskRecord, TaskRecords, TaskStatus, Workflow, WorkflowResult};
 
-    use super::{error_text, one_line, printable, summary};
+    use super::{Display, ProgressMode, error_text, one_line, printable, summary};
+
+    /// The bar's line counts the workflow's tasks, and beside them the map instances
+    /// done (completed, or restored from the run resumed).
+    #[test]
+    fn the_status_line_counts_map_instances_done_apart() {
+        use orch::core::{EngineEvent, EngineEventKind};
+        let mut display = Display::new(ProgressMode::None, 2, false);
+        let event = |kind, task: &str, item: Option<u32>| {
+            let run = RunId::parse("r").expect("a run id");
+            let mut event = EngineEvent::new(kind, "w".into(), run, std::time::SystemTime::now());
+            event.task_id = Some(task.into());
+            event.map_item = item;
+            event
+        };
+        display.event(&event(EngineEventKind::TaskCompleted, "list", None));
+        assert_eq!(display.status_line(), "done 1, failed 0, skipped 0");
+        display.event(&event(EngineEventKind::TaskStarted, "m", None));
+        display.event(&event(EngineEventKind::TaskRestored, "m", Some(0)));
+        display.event(&event(EngineEventKind::TaskStarted, "m", Some(1)));
+        display.event(&event(EngineEventKind::TaskCompleted, "m", Some(1)));
+        display.event(&event(EngineEventKind::TaskFailed, "m", Some(2)));
+        assert_eq!(
+            display.status_line(),
+            "done 1, failed 0, skipped 0, map instances done 2, running: m"
+        );
+    }
 
     /// Bidirectional controls, which reorder how the rest of a line is shown, are
     /// written as escapes as control characters are.

@@ -55,8 +55,8 @@
 //!   tasks at once (default 1). Trigger rules, branches and priorities in the file apply as
 //!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
 //!   `--pool gpu=2` (once per pool; the limit follows the last `=`, so pool `gpu=a100`
-//!   is `--pool gpu=a100=2`), else nothing runs (exit status 2). On a terminal a progress bar shows the counts and the running
-//!   tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM,
+//!   is `--pool gpu=a100=2`), else nothing runs (exit status 2). On a terminal a progress bar shows the counts (and the map instances
+//!   done, restored ones included) and the running tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM,
 //!   SIGHUP when the terminal closes or the connection drops, SIGQUIT) stops the running
 //!   commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish as cancelled,
 //!   prints the summary, writes the result file and exits with 128 + the signal's number
