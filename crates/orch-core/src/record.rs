@@ -126,9 +126,9 @@ pub struct TaskRecord {
     /// How many attempts ran (0 for a task that never started, in its run or one it
     /// continues). A run that continues another counts that run's attempts too: a task
     /// that runs again goes on from them, and one that does not start again keeps them.
-    /// A map task's record holds its instances' highest attempt number, and an instance's
-    /// record the number of its last attempt (as its handler saw it): the instances of a
-    /// map task that runs again number their attempts on from the map's highest.
+    /// A map task's record holds its instances' highest attempt number. The instances of
+    /// a map task that runs again count only their attempts in that run: its list is
+    /// made anew, so `task[1]` may stand for another item than before.
     pub attempts: u32,
     /// Whether the handler returned an in-process value (orch-engine's `Shared`), of
     /// which `result` keeps only a summary (or null). A run resumed from this record runs

@@ -530,10 +530,10 @@ fn a_map_run_again_numbers_its_instances_after_its_earlier_attempts() {
         .unwrap();
     let m = second.task("m").unwrap();
     assert_eq!((m.status, m.attempts), (TaskStatus::Completed, 5));
-    // An instance's record holds the number of its last attempt, as its handler had it.
+    // An instance's record counts the attempts it made in the run that ended it.
     let made = |id: &str| second.task(id).map(|r| (r.status, r.attempts));
     assert_eq!(made("m[0]"), Some((TaskStatus::Completed, 1)));
-    assert_eq!(made("m[1]"), Some((TaskStatus::Completed, 5)));
+    assert_eq!(made("m[1]"), Some((TaskStatus::Completed, 2)));
     assert_eq!(m.result, Some(json!([10, 20])));
     let mut instances: Vec<(Option<usize>, u32)> = (seen.lock().unwrap().iter())
         .map(|&(_, item, attempt, _)| (item, attempt))

@@ -158,7 +158,7 @@ impl Extras {
         instance.journaled = true;
         let task = workflow.get_index(instance.map as usize)?;
         let id = MapSpec::instance_id(&task.task_id, instance.item.index);
-        let mut record = Instance::numbered(instance.record.clone(), instance.base);
+        let mut record = instance.record.clone();
         // As a task's own output marked so: the reason in its place.
         if let Some(reason) = &instance.not_journaled
             && record.status == orch_core::TaskStatus::Completed
@@ -178,7 +178,7 @@ impl Extras {
                 let task = workflow.get_index(instance.map as usize)?;
                 Some((
                     MapSpec::instance_id(&task.task_id, instance.item.index),
-                    Instance::numbered(instance.record, instance.base),
+                    instance.record,
                 ))
             })
             .collect()

@@ -63,28 +63,12 @@ pub(super) struct MapRun {
 pub(super) struct Instance {
     pub(super) map: u32,
     pub(super) item: Arc<MapItem>,
-    /// Its record; its `attempts` counts the attempts it made in this run, after `base`.
     pub(super) record: TaskRecord,
-    /// Where the numbers of its attempts go on from: its map's attempt count when this
-    /// run started it, 0 for a record restored from an earlier run (whose `attempts` is
-    /// already the number of its last attempt).
-    pub(super) base: u32,
     /// Why its output is not journaled, if the handler marked it so.
     pub(super) not_journaled: Option<String>,
     /// Whether the journal holds its record (ended): a map's completion does not record
     /// it again.
     pub(super) journaled: bool,
-}
-
-impl Instance {
-    /// Its record as the run's result and the journal hold it: its `attempts` is the
-    /// number of its last attempt, as its handler and its events had it.
-    pub(super) fn numbered(mut record: TaskRecord, base: u32) -> TaskRecord {
-        if record.attempts > 0 {
-            record.attempts += base;
-        }
-        record
-    }
 }
 
 impl Scheduler<'_> {
@@ -133,7 +117,6 @@ impl Scheduler<'_> {
                     map: index as u32,
                     item: Arc::new(MapItem { index: i, value }),
                     journaled: record.is_some(),
-                    base: if record.is_some() { 0 } else { base },
                     record: record.unwrap_or_default(),
                     not_journaled: None,
                 }
@@ -256,8 +239,9 @@ impl Scheduler<'_> {
             self.announce_instance(EngineEventKind::TaskFailed, k);
             return self.instance_ended(map);
         }
-        // Its record counts the attempts it makes in this run; their numbers go on after
-        // the map's earlier attempts (its `base`).
+        // Its record counts the attempts it makes in this run (the list was made anew:
+        // it may stand for another item than an earlier run's instance of its id); their
+        // numbers go on after the map's earlier attempts.
         let first = instance.record.attempts == 0;
         instance.record.attempts += 1;
         let attempt = base + instance.record.attempts;

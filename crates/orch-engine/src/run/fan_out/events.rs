@@ -23,14 +23,17 @@ impl Scheduler<'_> {
             Some(announcer) => announcer.wants_outputs(),
             None => return,
         };
+        let map = self.extras().instances[k].map as usize;
+        let base = self.attempt_base(map);
         let instance = &self.extras().instances[k];
-        let map = instance.map as usize;
         let record = &instance.record;
         let item = instance.item.index as u32;
-        // Its attempt's number (none for an instance that never started).
+        // Its attempt's number (none for an instance that never started); a restored
+        // one's, as its record has it (as for a restored task).
         let attempt = match record.attempts {
             0 => 0,
-            made => instance.base + made,
+            made if kind == EngineEventKind::TaskRestored => made,
+            made => base + made,
         };
         let duration = record.duration();
         let detail = match (kind, &record.error, &record.result) {

@@ -79,7 +79,6 @@ impl Scheduler<'_> {
                         value: Value::Null,
                     }),
                     record: record.clone(),
-                    base: 0,
                     not_journaled: None,
                     journaled: true,
                 });
