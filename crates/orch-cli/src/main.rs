@@ -56,7 +56,7 @@
 //!   they do in the library; tasks that name a pool (`pool: gpu`) need it declared with
 //!   `--pool gpu=2` (once per pool; the limit follows the last `=`, so pool `gpu=a100`
 //!   is `--pool gpu=a100=2`), else nothing runs (exit status 2). On a terminal a progress bar shows the counts (and the map instances
-//!   done, restored ones included) and the running tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM,
+//!   done) and the running tasks; otherwise (or with `--progress lines`) one line per event. Ctrl-C (or SIGTERM,
 //!   SIGHUP when the terminal closes or the connection drops, SIGQUIT) stops the running
 //!   commands (SIGTERM, then SIGKILL after 2 s), marks what did not finish as cancelled,
 //!   prints the summary, writes the result file and exits with 128 + the signal's number
@@ -127,7 +127,7 @@
 //!   prints one run and each task's status, attempts, times and error (a map task's,
 //!   not each of its instances'; a result file lists those), then, for each map task
 //!   with instances recorded, how many of them completed (a resume of a map cut short
-//!   keeps those). With `--format
+//!   keeps those, unless it runs them again: see `--resume`). With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
 //!   for `show` the same object with `"tasks"`, each task as in a result file (`"task_id"`,

@@ -190,7 +190,7 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
             for id in loaded.task_ids() {
                 if let Some(count) = instances.get(id.as_str()) {
                     let id = crate::display::one_line(id);
-                    outln!("{id}: {count} map instances completed (a resume keeps them)");
+                    outln!("{id}: {count} map instances completed");
                 }
             }
         }

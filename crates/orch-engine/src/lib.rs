@@ -235,9 +235,10 @@
 //! map that did not complete (a crash, a cancellation, a failed instance) runs again
 //! only its instances that did not complete, when its definition is unchanged and every
 //! task it depends on is kept (so its list and its dependencies' outputs are those the
-//! instances completed on); otherwise all of them run again. A restored instance gets a `TaskRestored`
-//! event with its item. [`WorkflowEngine::resume`] from a run's result keeps completed
-//! instances the same way.
+//! instances completed on); otherwise all of them run again. An instance whose output
+//! the journal does not hold (below) runs again whenever its map does. A restored
+//! instance gets a `TaskRestored` event with its item. [`WorkflowEngine::resume`] from a
+//! run's result keeps completed instances too, though it cannot tell a changed map.
 //!
 //! What the journal does not hold, and what that means on resume:
 //! - a [`Shared`] output (an in-process value): the journal keeps its summary;

@@ -757,7 +757,8 @@ fn a_failed_map_journals_no_result_though_its_all_done_dependents_read_its_list(
     assert_eq!(loaded.task("read").unwrap().result, Some(json!([1, null])));
 }
 
-/// A map's instance records are journaled with the map's completion: a durable resume
+/// A map's instance records are journaled (as they complete, the rest with the map's
+/// end): a durable resume
 /// restores them as a resume from the run's result does (statuses, results, attempts),
 /// and no instance runs again.
 #[test]

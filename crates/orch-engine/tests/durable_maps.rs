@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use orch_core::{RunId, Task, TaskStatus, TriggerRule, Workflow, WorkflowResult, WorkflowStatus};
 use orch_engine::{Durability, FileJournal, Journal, TaskContext, TaskError, WorkflowEngine};
@@ -22,8 +21,9 @@ struct Script {
     /// The item whose handler cancels the run (and returns an error) when called.
     cancel_at: Option<u64>,
     /// The item whose handler never returns (the run is then dropped, as a crash
-    /// would stop it).
+    /// would stop it), and what it tells when it is called.
     hang_at: Option<u64>,
+    hung: Arc<tokio::sync::Notify>,
     /// The item whose handler fails for good.
     fail_at: Option<u64>,
     /// Whether the `work` task fails.
@@ -75,6 +75,7 @@ fn engine(dir: &Path, script: &Shared) -> WorkflowEngine {
                 script.hang_at == Some(item)
             };
             if hangs {
+                s.lock().unwrap().hung.notify_one();
                 std::future::pending::<()>().await;
             }
             let script = s.lock().unwrap();
@@ -103,13 +104,18 @@ fn run(dir: &Path, script: &Shared, workflow: &Workflow, run_id: &RunId) -> Work
         .unwrap()
 }
 
-/// Starts the run and drops it, with no end recorded, once it had time to reach the
-/// instance that hangs.
+/// Starts the run and drops it, with no end recorded, once it reached the instance that
+/// hangs (in the same poll, the run committed what ended before it).
 fn crash(dir: &Path, script: &Shared, workflow: &Workflow, run_id: &RunId) {
     let handle = engine(dir, script).run_durable(workflow, run_id.clone());
-    let wait = Duration::from_millis(300);
-    let stopped = runtime().block_on(async { tokio::time::timeout(wait, handle).await });
-    assert!(stopped.is_err(), "the run hangs until dropped");
+    let hung = Arc::clone(&script.lock().unwrap().hung);
+    runtime().block_on(async {
+        tokio::select! {
+            biased;
+            ended = handle => panic!("the run ended before it hung: {ended:?}"),
+            () = hung.notified() => {}
+        }
+    });
 }
 
 /// The run as the journal in `dir` holds it.
@@ -262,4 +268,33 @@ fn instances_that_read_an_input_made_again_run_again() {
     assert_eq!(third.status, WorkflowStatus::Completed);
     assert_eq!(third.task("m").unwrap().result, Some(squares(true)));
     assert_eq!(calls(&script), [3, 2, 2, 1, 1, 1]);
+}
+
+/// A map whose definition changed since its instances completed runs every instance
+/// again: what they completed on may no longer be what it asks for.
+#[test]
+fn a_changed_map_runs_every_instance_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_id = RunId::parse("changed-map").unwrap();
+    let script = Shared::default();
+    script.lock().unwrap().cancel_at = Some(3);
+    let first = run(dir.path(), &script, &map_workflow(), &run_id);
+    assert_eq!(first.status, WorkflowStatus::Cancelled);
+    assert_eq!(calls(&script), [1, 1, 1, 1, 0, 0]);
+
+    script.lock().unwrap().cancel_at = None;
+    let changed = Workflow::new("w", "W")
+        .task(Task::new("list", "list"))
+        .task(
+            Task::new("m", "square")
+                .map_over("list")
+                .config(json!({ "v": 2 })),
+        );
+    let second = run(dir.path(), &script, &changed, &run_id);
+    assert_eq!(second.status, WorkflowStatus::Completed);
+    assert_eq!(
+        calls(&script),
+        [2, 2, 2, 2, 1, 1],
+        "every instance ran again"
+    );
 }

@@ -7,10 +7,9 @@
 //! `(run_id, task_id)`, holding the task's record as a journal line; a map instance's
 //! row, `task[i]`, is marked as one). A batch of records is one multi-row insert; a
 //! completed row is replaced only by a pending record (a resumed run's, for a task it
-//! runs again, which also removes its instances' rows), and an instance's row only by the
-//! instances of its map task's next completion after such a pending record (instances
-//! are recorded in the statement that records their map task's completion, and belong
-//! to it).
+//! runs again, which also removes its instances' rows), and an instance's row only by
+//! its record in the batch of such a pending record (instances are recorded as they
+//! complete and with their map task's end, once per run of the map).
 
 mod batch;
 mod lock;
@@ -54,7 +53,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// it, from this process or another, is ignored, except a pending one (written by a
 /// resumed run for a task it runs again, whose new records then replace it, and which
 /// removes the instance records of its last completion if it is a map task); so is a
-/// map instance's first record (`task[i]`, recorded with its map task's completion).
+/// map instance's first record (`task[i]`, recorded once per run of its map task).
 /// The connection string's password never appears in `Debug` output or errors.
 ///
 /// A run is open for writing in one process at a time (the server's advisory lock on it,
