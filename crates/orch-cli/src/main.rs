@@ -126,14 +126,14 @@
 //!   begins as a run's does (a file of something else named like a run's), is left out. `orch runs show DIR RUN_ID`
 //!   prints one run and each task's status, attempts, times and error (a map task's,
 //!   not each of its instances'; a result file lists those), then, for each map task
-//!   with instances recorded, how many of them completed (a resume of a map cut short
+//!   with completed instances recorded, how many (a resume of a map cut short
 //!   keeps those, unless it runs them again: see `--resume`). With `--format
 //!   json`: `{"runs": [{"run_id", "workflow_id", "workflow_name", "status", "tasks",
 //!   "completed", "failed", "skipped", "cancelled", "not_run", "started", "ended"}]}`, and
 //!   for `show` the same object with `"tasks"`, each task as in a result file (`"task_id"`,
 //!   `"status"`, `"result"`, `"error"`, `"start_time"`, `"end_time"`, `"duration"`,
 //!   `"attempts"`, and the keys a result file adds when they apply, and
-//!   `"instances_completed"` for a map task with instances recorded; times RFC 3339,
+//!   `"instances_completed"` for a map task with completed instances recorded; times RFC 3339,
 //!   `null` when unknown).
 //! - `orch worker --nats URL` serves the built-in task types (`--types echo,sleep` for
 //!   some of them; a worker whose NATS user may take only some types' tasks serves

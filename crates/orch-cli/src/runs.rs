@@ -198,8 +198,9 @@ pub(crate) fn show(dir: &Path, run_id: &str, format: Format) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Per map task, how many of its instances the journal holds as completed: a map that
-/// runs again on a resume keeps them (unless what they ran on changed).
+/// Per map task, how many of its instances the journal holds as completed (a map that
+/// runs again on a resume keeps those whose output the journal holds, unless what they
+/// ran on changed).
 fn completed_instances(run: &LoadedRun) -> HashMap<&str, usize> {
     let tasks: HashSet<&str> = run.task_ids().map(|id| id.as_str()).collect();
     let mut seen = HashSet::new();

@@ -52,7 +52,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// before a resume acts on it. A task's completed record is final: a later record for
 /// it, from this process or another, is ignored, except a pending one (written by a
 /// resumed run for a task it runs again, whose new records then replace it, and which
-/// removes the instance records of its last completion if it is a map task); so is a
+/// removes every instance record of it if it is a map task); so is a
 /// map instance's first record (`task[i]`, recorded once per run of its map task).
 /// The connection string's password never appears in `Debug` output or errors.
 ///

@@ -171,15 +171,21 @@ impl Extras {
 
     /// The instances' records, under their ids, in the order they were created (the run
     /// cancelled those that had not ended: `cancel_instances`).
+    /// Those restored for a map that never started (the run stopped first) follow, so
+    /// that a resume from the result still has them.
     pub(super) fn into_records(self, workflow: &Workflow) -> Vec<(orch_core::TaskId, TaskRecord)> {
-        self.instances
+        let started = self
+            .instances
             .into_iter()
-            .filter_map(|instance| {
-                let task = workflow.get_index(instance.map as usize)?;
-                Some((
-                    MapSpec::instance_id(&task.task_id, instance.item.index),
-                    instance.record,
-                ))
+            .map(|i| (i.map, i.item.index, i.record));
+        let mut waiting: Vec<(u32, usize, TaskRecord)> = (self.reused.into_iter())
+            .flat_map(|(map, items)| items.into_iter().map(move |(i, r)| (map, i, r)))
+            .collect();
+        waiting.sort_unstable_by_key(|&(map, item, _)| (map, item));
+        (started.chain(waiting))
+            .filter_map(|(map, item, record)| {
+                let task = workflow.get_index(map as usize)?;
+                Some((MapSpec::instance_id(&task.task_id, item), record))
             })
             .collect()
     }

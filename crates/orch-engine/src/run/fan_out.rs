@@ -106,6 +106,7 @@ impl Scheduler<'_> {
             Err(message) => return self.attempt_over(index, Err(TaskError::permanent(message))),
         };
         let count = items.len();
+        let mut results = vec![Value::Null; count];
         let extras = self.extras();
         // The instances that completed in the run this one resumes, on the same list.
         let mut reused = extras.reused.remove(&(index as u32)).unwrap_or_default();
@@ -113,6 +114,11 @@ impl Scheduler<'_> {
             .instances
             .extend(items.into_iter().enumerate().map(|(i, value)| {
                 let record = reused.remove(&i);
+                // A restored output is in the list from the start: a sibling that fails
+                // before the instance's turn leaves it there for the dependents.
+                if let Some(output) = record.as_ref().and_then(|r| r.result.clone()) {
+                    results[i] = output;
+                }
                 Instance {
                     map: index as u32,
                     item: Arc::new(MapItem { index: i, value }),
@@ -129,7 +135,7 @@ impl Scheduler<'_> {
                 started: 0,
                 ended: 0,
                 failed: None,
-                results: vec![Value::Null; count],
+                results,
                 not_journaled: None,
                 skipped: false,
                 pool_slots: 0,
@@ -216,11 +222,7 @@ impl Scheduler<'_> {
         let extras = self.extras();
         let instance = &mut extras.instances[k];
         if instance.record.status == TaskStatus::Completed {
-            // Restored from the run this one resumes: its output goes in the list as is.
-            let result = instance.record.result.clone().unwrap_or_default();
-            if let Some(run) = extras.maps.get_mut(&(map as u32)) {
-                run.results[instance.item.index] = result;
-            }
+            // Restored from the run this one resumes (its output is in the list already).
             self.announce_instance(EngineEventKind::TaskRestored, k);
             return self.instance_ended(map);
         }

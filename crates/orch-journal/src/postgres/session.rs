@@ -66,7 +66,7 @@ COMMIT;";
 
 /// One batch of records: `$2`..`$5` the rows (one per task: the record in force from
 /// the batch), `$6` the tasks the batch resets (a pending record), whose map instances'
-/// rows from an earlier completion go, and `$7` the rows that replace what the table
+/// rows recorded before go, and `$7` the rows that replace what the table
 /// holds whatever it is (those of reset tasks and their instances). A row that takes
 /// a record moves to the end of the run's order, as read back: after the rows the
 /// batch wrote before it. With `$9`, the first

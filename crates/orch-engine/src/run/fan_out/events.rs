@@ -29,7 +29,7 @@ impl Scheduler<'_> {
         let record = &instance.record;
         let item = instance.item.index as u32;
         // Its attempt's number (none for an instance that never started); a restored
-        // one's, as its record has it (as for a restored task).
+        // one's record counts the attempts of the run that ended it: that count.
         let attempt = match record.attempts {
             0 => 0,
             made if kind == EngineEventKind::TaskRestored => made,
