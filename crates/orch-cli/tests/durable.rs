@@ -43,6 +43,17 @@ fn listed(dir: &Dir) -> Vec<Value> {
     listed["runs"].as_array().cloned().unwrap_or_default()
 }
 
+/// Lets the blocked command finish (the file `go`) and resumes run `run_id` of `w.yaml`
+/// with its result in `r.json`; the resume must succeed. Its standard output.
+fn release_and_resume(dir: &Dir, run_id: &str) -> String {
+    dir.write("go", "");
+    let args = ["run", "w.yaml", "--journal", "journal", "--resume", run_id];
+    let (code, stdout, stderr) =
+        parts(&run_in(dir, &[&args[..], &["--output", "r.json"]].concat()));
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    stdout
+}
+
 /// Starts a durable run, waits until `last` blocks (a, b and c are done and recorded),
 /// stops orch with `signal`, and resumes the run; completed commands are not run again.
 fn interrupt_and_resume(signal: Signal) {
@@ -89,13 +100,7 @@ fn interrupt_and_resume(signal: Signal) {
     assert_eq!(runs[0]["status"], stopped);
     assert_eq!(runs[0]["completed"], 3);
 
-    dir.write("go", "");
-    let args = ["run", "w.yaml", "--journal", "journal", "--resume", &run_id];
-    let (code, stdout, stderr) = parts(&run_in(
-        &dir,
-        &[&args[..], &["--output", "r.json"]].concat(),
-    ));
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let stdout = release_and_resume(&dir, &run_id);
     assert!(
         stdout.contains(&format!("run {run_id} recorded in journal")),
         "{stdout}"
@@ -181,13 +186,7 @@ fn interrupt_a_map_and_resume(signal: Signal) {
         (&each["task_id"], &each["instances_completed"]),
         (&"each".into(), &5.into())
     );
-    dir.write("go", "");
-    let args = ["run", "w.yaml", "--journal", "journal", "--resume", &run_id];
-    let (code, stdout, stderr) = parts(&run_in(
-        &dir,
-        &[&args[..], &["--output", "r.json"]].concat(),
-    ));
-    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    release_and_resume(&dir, &run_id);
     assert_eq!(
         items_run(&dir),
         [1, 1, 1, 1, 1, 2],
